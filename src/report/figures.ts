@@ -52,11 +52,14 @@ export function utilityDeltaFigure(results: ExperimentResults): Figure | undefin
   }
   if (values.length === 0) return undefined;
   const panels = [...new Set(values.map((v) => v.panel as string))];
+  // the legend lists only methods with bars; each method keeps its colour whichever others are present
+  const present = METHOD_ORDER.filter((m) => values.some((v) => v.method === m));
+  const colors = present.map((m) => METHOD_COLORS[METHOD_ORDER.indexOf(m)]!);
   const manyModels = new Set(values.map((v) => v.model)).size > 1;
   const x = {
     field: "method",
     type: "nominal",
-    sort: METHOD_ORDER,
+    sort: present,
     axis: { title: null, labelAngle: 0 },
   } as const;
   const spec: TopLevelSpec = {
@@ -77,8 +80,8 @@ export function utilityDeltaFigure(results: ExperimentResults): Figure | undefin
             color: {
               field: "method",
               type: "nominal",
-              sort: METHOD_ORDER,
-              scale: { domain: METHOD_ORDER, range: METHOD_COLORS },
+              sort: present,
+              scale: { domain: present, range: colors },
               legend: { title: "Method" },
             },
           },
@@ -235,6 +238,13 @@ export function neuronsByLayerFigure(results: ExperimentResults): Figure | undef
     spec,
   };
 }
+
+/** Every figure's file stem, drawn or not. */
+export const FIGURE_IDS = [
+  "figure1-utility-delta",
+  "figure2-importance-clusters",
+  "figure3-neurons-by-layer",
+] as const;
 
 export function buildFigures(results: ExperimentResults): Figure[] {
   return [utilityDeltaFigure(results), importanceFigure(results), neuronsByLayerFigure(results)].filter(

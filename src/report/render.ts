@@ -2,10 +2,11 @@
  * Write the report: each table as Markdown and CSV, each figure as SVG, all tables in one Markdown
  * file, and one self-contained index.html (inline CSS and SVG, nothing fetched from anywhere).
  */
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { writeFileAtomic } from "../io/atomic.js";
 import { groupBySetting, modelsInOrder } from "./aggregate.js";
-import { buildFigures, renderSvg } from "./figures.js";
+import { buildFigures, FIGURE_IDS, renderSvg } from "./figures.js";
 import { readExperimentResults, METHODS, type ExperimentResults } from "./schema.js";
 import { METHOD_LABELS, utilityBenchmarks } from "./tables.js";
 import { buildTables } from "./tables.js";
@@ -88,7 +89,7 @@ export function reportNotes(results: ExperimentResults): string[] {
   const noSafe = results.cells.filter((c) => !c.security.safeRate).length;
   if (noSafe > 0) notes.push(`${noSafe} run(s) have no safe-rate evaluation; their safe-rate cells are "—".`);
   if (utilityBenchmarks(results.cells).length === 0) {
-    notes.push("No run has utility results: Table 3 and Figure 1 are empty.");
+    notes.push("No run has utility results: Table 3 and Figure 1 are left out.");
   } else {
     const noUtility = results.cells.filter((c) => !c.utility || Object.keys(c.utility).length === 0).length;
     if (noUtility > 0) notes.push(`${noUtility} run(s) have no utility results; their cells are "—".`);
@@ -136,13 +137,23 @@ export async function renderReport(results: ExperimentResults, outDir: string): 
     files.push(file);
   };
 
-  const tables = buildTables(results);
+  // A table without rows is named in one line with the reason instead of being drawn empty.
+  const allTables = buildTables(results);
+  const tables = allTables.filter((t) => t.rows.length > 0);
+  const absent = allTables.filter((t) => t.rows.length === 0);
+  const absentLine =
+    absent.length > 0
+      ? `Tables not shown: ${absent.map((t) => `${t.title.replace(/\..*$/, "")} (${t.absentBecause})`).join("; ")}.`
+      : "";
   for (const t of tables) {
     write(`${t.id}.md`, tableToMarkdown(t));
     write(`${t.id}.csv`, tableToCsv(t));
   }
   const header = `# ${results.name}\n\nCreated ${results.createdAt} on ${results.machine}.\n\n`;
-  write("tables.md", header + tables.map(tableToMarkdown).join("\n"));
+  write(
+    "tables.md",
+    header + (absentLine ? `${absentLine}\n\n` : "") + tables.map(tableToMarkdown).join("\n"),
+  );
 
   const figures = buildFigures(results);
   const svgs: string[] = [];
@@ -151,6 +162,13 @@ export async function renderReport(results: ExperimentResults, outDir: string): 
     write(`${f.id}.svg`, svg);
     svgs.push(svg);
   }
+  // a rerun into the same folder must not leave the files of a table or figure it no longer has
+  const drawn = new Set(files.map((f) => path.basename(f)));
+  for (const stale of [
+    ...absent.flatMap((t) => [`${t.id}.md`, `${t.id}.csv`]),
+    ...FIGURE_IDS.map((id) => `${id}.svg`),
+  ])
+    if (!drawn.has(stale)) fs.rmSync(path.join(outDir, stale), { force: true });
 
   const notes = reportNotes(results);
   const tableSections = tables.map((t) =>
@@ -197,6 +215,7 @@ export async function renderReport(results: ExperimentResults, outDir: string): 
 <p class="meta">GoodVibe experiment report · created ${escapeHtml(results.createdAt)} · machine: ${escapeHtml(results.machine || "not recorded")}</p>
 <h2>Notes</h2>
 <ul class="notes">${notes.map((n) => `<li>${escapeHtml(n)}</li>`).join("\n")}</ul>
+${absentLine ? `<p class="meta">${escapeHtml(absentLine)}</p>` : ""}
 ${missingFigures.length > 0 ? `<p class="meta">Figures not drawn: ${escapeHtml(missingFigures.join("; "))}.</p>` : ""}
 <h2>Contents</h2>
 <ul>${toc}</ul>

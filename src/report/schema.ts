@@ -60,7 +60,7 @@ const securitySchema = z.strictObject({
   safeRate: z.partialRecord(z.enum(JUDGES), safeRateSchema).optional(),
   /**
    * LLM judge (prediction) against the rule judge (reference) on the same programs, positive =
-   * "secure"; kappa is Cohen's κ of the two verdicts.
+   * "insecure" (as src/eval/safety.ts counts it); kappa is Cohen's κ of the two verdicts.
    */
   judgeAgreement: z
     .strictObject({

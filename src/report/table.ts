@@ -59,6 +59,8 @@ export interface Table {
   columns: Column[];
   rows: Cell[][];
   notes: string[];
+  /** Why a table without rows has none, in a few words ("no ablation runs"): the report names it instead. */
+  absentBecause: string;
 }
 
 export const DASH = "—";
@@ -152,12 +154,19 @@ function escapeMarkdown(s: string): string {
 export function tableToMarkdown(table: Table): string {
   const header = table.columns.map((c) => escapeMarkdown(c.header));
   const align = table.columns.map((c) => (c.unit ? "---:" : "---"));
-  const lines = [`### ${table.title}`, "", `| ${header.join(" | ")} |`, `| ${align.join(" | ")} |`];
+  const lines = [
+    `### ${table.title}`,
+    "",
+    escapeMarkdown(table.howToRead),
+    "",
+    `| ${header.join(" | ")} |`,
+    `| ${align.join(" | ")} |`,
+  ];
   for (const row of table.rows) {
     const cells = row.map((cell, j) => escapeMarkdown(formatCell(cell, table.columns[j]!.unit)));
     lines.push(`| ${cells.join(" | ")} |`);
   }
-  if (table.rows.length === 0) lines.push("", "_No cells in the results have data for this table._");
+  if (table.rows.length === 0) lines.push("", `_No rows: ${escapeMarkdown(table.absentBecause)}._`);
   if (table.notes.length > 0) lines.push("", ...table.notes.map((n) => `- ${n}`));
   return lines.join("\n") + "\n";
 }
@@ -211,7 +220,7 @@ export function tableToHtml(table: Table): string {
     .join("\n");
   const empty =
     table.rows.length === 0
-      ? `<tr><td colspan="${table.columns.length}" class="missing">No cells in the results have data for this table.</td></tr>`
+      ? `<tr><td colspan="${table.columns.length}" class="missing">No rows: ${escapeHtml(table.absentBecause)}.</td></tr>`
       : "";
   return `<table>\n<thead><tr>${head}</tr></thead>\n<tbody>\n${body}${empty}\n</tbody>\n</table>`;
 }

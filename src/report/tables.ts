@@ -156,6 +156,7 @@ export function securityTable(results: ExperimentResults): Table {
     ],
     rows,
     notes: [],
+    absentBecause: "the results have no runs",
   };
 }
 
@@ -230,6 +231,7 @@ export function costTable(results: ExperimentResults): Table {
     ],
     rows,
     notes,
+    absentBecause: "no trained method (only base runs)",
   };
 }
 
@@ -308,6 +310,7 @@ export function utilityTable(results: ExperimentResults): Table {
     ],
     rows,
     notes,
+    absentBecause: "no run has utility results",
   };
 }
 
@@ -406,6 +409,7 @@ export function ablationTable(results: ExperimentResults): Table {
     ],
     rows,
     notes: [],
+    absentBecause: "no identification or clustering ablation was run",
   };
 }
 
@@ -468,6 +472,7 @@ export function studyTable(results: ExperimentResults): Table {
     ],
     rows,
     notes: [],
+    absentBecause: "no threshold, top-k or epoch study was run",
   };
 }
 
@@ -510,9 +515,10 @@ export function judgeTable(results: ExperimentResults): Table {
     id: "table6-judges",
     title: "Table 6. Judge agreement and McNemar tests vs base",
     howToRead:
-      "One row per run (seeds are not pooled). The confusion matrix counts the LLM judge's verdict against " +
-      "the rule judge's on the same programs, positive = secure; κ is Cohen's kappa (1 = perfect agreement, " +
-      "0 = chance). McNemar compares each prompt's verdict with the base model's: b01 counts prompts the " +
+      "One row per run (seeds are not pooled). The confusion matrix counts the LLM judge's verdict (prediction) " +
+      "against the rule judge's (reference) on the same programs, positive = insecure: TP both judges find the " +
+      "program insecure, FP only the LLM judge does, FN only the rule judge does, TN both find it secure. κ is " +
+      "Cohen's kappa (1 = perfect agreement, 0 = chance). McNemar compares each prompt's verdict with the base model's: b01 counts prompts the " +
       "base got insecure and this model secure, b10 the reverse; a small p with b01 > b10 is a real gain.",
     columns: [
       { header: "Model" },
@@ -531,6 +537,7 @@ export function judgeTable(results: ExperimentResults): Table {
     rows,
     notes:
       nTests > 1 ? [`${nTests} McNemar tests are shown without correction for multiple comparisons.`] : [],
+    absentBecause: "no run has both judges or a McNemar test against the base",
   };
 }
 
@@ -584,6 +591,7 @@ export function cweTable(results: ExperimentResults): Table {
     ],
     rows,
     notes: [],
+    absentBecause: "no run reports safe rates per CWE",
   };
 }
 
@@ -629,6 +637,7 @@ export function clusterTable(results: ExperimentResults): Table {
     ],
     rows,
     notes: [],
+    absentBecause: "no GoodVibe run reports its clusters",
   };
 }
 

@@ -26,17 +26,17 @@ function inlineSvgs(html: string): string[] {
   return html.match(/<svg[\s\S]*?<\/svg>/g) ?? [];
 }
 
-test("renderReport writes every table as Markdown and CSV, three SVG figures and index.html", async () => {
+test("renderReport writes every table with rows as Markdown and CSV, three SVG figures and index.html", async () => {
   await withTempDir(async (dir) => {
     const out = path.join(dir, "report");
     const { html, files } = await renderReport(handMadeResults(), out);
     const names = files.map((f) => path.relative(out, f)).sort();
+    // the fixture has no threshold/top-k/epoch study: Table 5 is named, not drawn
     const tables = [
       "table1-security",
       "table2-cost",
       "table3-utility",
       "table4-ablations",
-      "table5-studies",
       "table6-judges",
       "table7-security-by-cwe",
       "table8-clusters",
@@ -107,8 +107,8 @@ test("index.html carries the experiment's name, machine and date, the tables and
     assert.ok(!html.includes("<b>& friends"));
     assert.ok(html.includes("test machine"));
     assert.ok(html.includes("2025-01-02T03:04:05Z"));
-    assert.equal((html.match(/<table>/g) ?? []).length, 8);
-    assert.equal((html.match(/How to read this\./g) ?? []).length, 8);
+    assert.equal((html.match(/<table>/g) ?? []).length, 7);
+    assert.equal((html.match(/How to read this\./g) ?? []).length, 7);
     // A table cell worked out by hand, as HTML.
     assert.ok(html.includes('<td class="num">75.0% ± 7.1 sd</td>'));
     assert.ok(html.includes('<td class="num missing">—</td>'));
@@ -223,7 +223,7 @@ test("two models: rows and figure facets per model, ratios against each model's 
   });
 });
 
-test("an empty results file renders empty tables and says there is nothing to report", async () => {
+test("an empty results file says there is nothing to report", async () => {
   await withTempDir(async (dir) => {
     const { html } = await renderReport(
       { name: "empty", createdAt: "2025-01-01", machine: "", cells: [] },
@@ -233,4 +233,41 @@ test("an empty results file renders empty tables and says there is nothing to re
     assert.match(html, /machine: not recorded/);
     assert.equal(inlineSvgs(html).length, 0);
   });
+});
+
+test("tables without rows are named in one line with the reason, not drawn; a rerun removes their old files", async () => {
+  await withTempDir(async (dir) => {
+    await renderReport(handMadeResults(), dir); // has Table 4 (a no-cluster ablation)
+    assert.ok(fs.existsSync(path.join(dir, "table4-ablations.md")));
+    const results = handMadeResults();
+    results.cells = results.cells.filter((c) => c.ablation === undefined);
+    const { html } = await renderReport(results, dir);
+    for (const id of ["table4-ablations", "table5-studies"]) {
+      assert.ok(!html.includes(`id="${id}"`), `${id} drawn although it has no rows`);
+      assert.ok(!html.includes(`href="#${id}"`), `${id} in the contents`);
+      assert.ok(!fs.existsSync(path.join(dir, `${id}.md`)), `${id}.md left behind`);
+      assert.ok(!fs.existsSync(path.join(dir, `${id}.csv`)), `${id}.csv left behind`);
+    }
+    const line =
+      "Tables not shown: Table 4 (no identification or clustering ablation was run); " +
+      "Table 5 (no threshold, top-k or epoch study was run).";
+    assert.ok(html.includes(line), "the page names the absent tables and why");
+    const combined = fs.readFileSync(path.join(dir, "tables.md"), "utf8");
+    assert.ok(combined.includes(line));
+    assert.doesNotMatch(combined, /### Table [45]\./);
+    assert.match(combined, /### Table 6\./);
+  });
+});
+
+test("Figure 1's legend lists only the methods that have bars, each in its own colour", async () => {
+  const results = handMadeResults();
+  results.cells = results.cells.filter((c) => c.method === "base" || c.method === "lora");
+  const fig = utilityDeltaFigure(results)!;
+  const svg = await renderSvg(fig.spec, fig.id);
+  assert.ok(svg.includes(">LoRA<"), "LoRA has bars and a legend entry");
+  for (const absent of ["GoodVibe", "Full FT"])
+    assert.ok(!svg.includes(`>${absent}<`), `the legend lists ${absent}, which has no data`);
+  // LoRA keeps the colour it has when every method is drawn (#7570b3); the others' colours are unused
+  assert.ok(svg.includes("#7570b3"));
+  assert.ok(!svg.includes("#1b9e77") && !svg.includes("#d95f02"));
 });

@@ -16,6 +16,7 @@ import {
 } from "../../src/report/tables.js";
 import { tableToCsv, tableToMarkdown } from "../../src/report/table.js";
 import type { ExperimentResults } from "../../src/report/schema.js";
+import { summariseSafety, type SafetyItem } from "../../src/eval/safety.js";
 import { handMadeResults, iv, MODEL } from "./fixture.js";
 import { cellOf, parseCsv, parseMarkdownTable } from "./parse.js";
 
@@ -156,7 +157,7 @@ test("T4: the no-cluster ablation next to its reference run", () => {
 
 test("T5: threshold study rows sorted numerically after a reference row; empty without studies", () => {
   assert.equal(studyTable(results).rows.length, 0);
-  assert.match(tableToMarkdown(studyTable(results)), /No cells in the results have data/);
+  assert.match(tableToMarkdown(studyTable(results)), /No rows: no threshold, top-k or epoch study was run/);
 
   const base = results.cells.find((c) => c.method === "goodvibe" && !c.ablation && c.seed === 1)!;
   const study = (threshold: string, rule: number) => ({
@@ -221,4 +222,48 @@ test("T8: clusters per module with the module's neuron count from perLayer", () 
   assert.equal(cellOf(md, key, "Clusters"), "2");
   assert.equal(cellOf(md, key, "Silhouette"), "0.600");
   assert.equal(cellOf(md, key, "Clustered"), "yes");
+});
+
+test("T6 counts insecure as positive, as the safety evaluation does, and its caption says so", () => {
+  // 3 programs both judges find insecure, 2 only the LLM judge does, 1 both find secure
+  const verdicts: [llmSecure: boolean, ruleSecure: boolean][] = [
+    [false, false],
+    [false, false],
+    [false, false],
+    [false, true],
+    [false, true],
+    [true, true],
+  ];
+  const items: SafetyItem[] = verdicts.map(([llm, rule], i) => ({
+    id: `p${i}`,
+    lang: "cpp",
+    question: "q",
+    answer: "a",
+    code: "int main() {}",
+    rule: { secure: rule, findings: [] },
+    llm: { secure: llm, pSecure: llm ? 0.9 : 0.1 },
+  }));
+  const summary = summariseSafety(items, {
+    modelFingerprint: "m",
+    backend: "test",
+    generation: { maxNewTokens: 1, temperature: 0, topP: 1, seed: 0, batchSize: 1 },
+    complete: true,
+    generated: items.length,
+    fromCache: 0,
+    hasLlm: true,
+  });
+  const c = summary.agreement!;
+  const withAgreement = structuredClone(results);
+  const cell = withAgreement.cells.find((x) => x.security.judgeAgreement)!;
+  cell.security.judgeAgreement = { confusion: { ...c.confusion }, kappa: c.kappa };
+  const table = judgeTable(withAgreement);
+  const md = parseMarkdownTable(tableToMarkdown(table));
+  const key = [MODEL, "GoodVibe", "none", "1"];
+  assert.equal(cellOf(md, key, "TP"), "3", "TP = both judges find the program insecure");
+  assert.equal(cellOf(md, key, "FP"), "2", "FP = only the LLM judge finds it insecure");
+  assert.equal(cellOf(md, key, "TN"), "1");
+  assert.match(table.howToRead, /positive = insecure/);
+  assert.doesNotMatch(table.howToRead, /positive = secure/);
+  // the Markdown file carries the caption too: a table shared without the page must still be readable
+  assert.match(tableToMarkdown(table), /positive = insecure/);
 });
