@@ -1,6 +1,7 @@
 /**
  * Errors the user can act on. Every message names the file, row or field and what is wrong;
- * the CLI maps `exitCode` to the process exit status (2 = bad input, 3 = resource, 1 = internal).
+ * the CLI maps `exitCode` to the process exit status (2 = bad input, 3 = resource, 1 = internal,
+ * 130 = interrupted).
  */
 export class GoodVibeError extends Error {
   readonly exitCode: number;
@@ -24,6 +25,14 @@ export class ResourceError extends GoodVibeError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, 3, options);
     this.name = "ResourceError";
+  }
+}
+
+/** A long stage stopped at a checkpoint on request (Ctrl-C, SIGTERM, an aborted signal): exit 130, rerun resumes. */
+export class InterruptedError extends GoodVibeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 130, options);
+    this.name = "InterruptedError";
   }
 }
 

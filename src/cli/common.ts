@@ -1,7 +1,7 @@
 /**
  * What every command shares: YAML config files with `--set a.b=c` overrides validated by one zod schema,
- * progress bars with ETA on a TTY (plain log lines otherwise), `--json` output, exit codes, and Ctrl-C that
- * stops at the next checkpoint instead of killing the process mid-write.
+ * progress bars with ETA on a TTY (plain log lines otherwise), `--json` output, exit codes, and Ctrl-C / SIGTERM
+ * that stop at the next checkpoint instead of killing the process mid-write.
  */
 import * as fs from "node:fs";
 import { SingleBar, Presets } from "cli-progress";
@@ -119,18 +119,29 @@ function replacer(_k: string, v: unknown): unknown {
   return typeof v === "number" && !Number.isFinite(v) ? null : v;
 }
 
-// ---------------------------------------------------------------- Ctrl-C
-let stopRequested = false;
-/** After the first Ctrl-C, long stages checkpoint and stop; a second one exits at once. */
-export function installInterruptHandler(log: Logger): () => boolean {
-  const onSignal = () => {
-    if (stopRequested) process.exit(EXIT.interrupted);
-    stopRequested = true;
-    log.warn("interrupt: stopping at the next checkpoint (Ctrl-C again to quit now)");
+// ---------------------------------------------------------------- Ctrl-C and SIGTERM
+let controller: AbortController | null = null;
+/**
+ * SIGINT and SIGTERM abort the returned signal: long stages then save a checkpoint at their next stop point
+ * (util/stop.ts), within a step, and the command exits 130. A second signal exits 130 at once: every file is
+ * written atomically (temp + rename), so an early exit leaves at worst a stale temporary that the next run
+ * removes. Only commands that pass the signal to their stages install it; the others keep the default action.
+ */
+export function interruptSignal(log: Logger): AbortSignal {
+  if (controller) return controller.signal;
+  const c = new AbortController();
+  controller = c;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (c.signal.aborted) {
+      process.stderr.write(`${sig} again: exiting now\n`);
+      process.exit(EXIT.interrupted);
+    }
+    log.warn(`${sig}: stopping at the next checkpoint (send it again to quit now)`);
+    c.abort(new Error(sig));
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  return () => stopRequested;
+  return c.signal;
 }
 
 /** Run a command body with the project's error → exit-code mapping. */
@@ -139,7 +150,7 @@ export async function runCommand(opts: GlobalOptions, body: () => Promise<void>)
     await body();
   } catch (e) {
     if (e instanceof GoodVibeError) {
-      process.stderr.write(`error: ${e.message}\n`);
+      process.stderr.write(`${e.exitCode === EXIT.interrupted ? "interrupted" : "error"}: ${e.message}\n`);
       process.exitCode = e.exitCode;
       if (opts.json) process.stdout.write(JSON.stringify({ error: e.message, exitCode: e.exitCode }) + "\n");
       return;

@@ -16,6 +16,7 @@ import {
 import type { DecoderModel } from "../models/decoder.js";
 import { Tensor, noGrad, tidy } from "../tensor/index.js";
 import { mcnemar, pairedBootstrap, wilsonInterval, type McNemarResult } from "./metrics.js";
+import { stopPoint } from "../util/stop.js";
 
 export interface Estimate {
   value: number;
@@ -52,17 +53,25 @@ export interface PreferenceOptions {
   /** Bootstrap resamples (default 10,000) and seed (default 0). */
   iterations?: number;
   seed?: number;
+  /** stop request (Ctrl-C), checked between batches: the evaluation ends with InterruptedError */
+  signal?: AbortSignal;
 }
 
 /**
  * Mean per-token NLL of the labelled tokens of each example. Examples are right-padded: under causal attention a
  * real token never sees the pads after it, and positions count from 0 either way, so no attention mask is needed.
  */
-export function answerLosses(model: DecoderModel, examples: readonly SftExample[], batchSize = 8): number[] {
+export async function answerLosses(
+  model: DecoderModel,
+  examples: readonly SftExample[],
+  batchSize = 8,
+  signal?: AbortSignal,
+): Promise<number[]> {
   if (!Number.isInteger(batchSize) || batchSize < 1)
     throw new InputError(`preference option batchSize must be a positive integer, got ${batchSize}`);
   const out: number[] = [];
   for (let start = 0; start < examples.length; start += batchSize) {
+    await stopPoint(signal, `secure preference stopped after ${start} of ${examples.length} answers`);
     const batch = examples.slice(start, start + batchSize);
     const B = batch.length;
     const T = Math.max(...batch.map((e) => e.inputIds.length));
@@ -121,12 +130,12 @@ function summarise(losses: readonly PairLoss[], opts: PreferenceOptions): Prefer
 }
 
 /** Secure preference of `model` on `pairs` (held-out pairs: a training pair would measure memorisation). */
-export function securePreference(
+export async function securePreference(
   model: DecoderModel,
   tok: ChatTokenizer,
   pairs: readonly SecurityPair[],
   opts: PreferenceOptions = {},
-): PreferenceResult {
+): Promise<PreferenceResult> {
   if (pairs.length === 0) throw new InputError("secure preference: no pairs to evaluate on");
   const maxLength = opts.maxLength ?? 2048;
   const examples: SftExample[] = [];
@@ -143,7 +152,7 @@ export function securePreference(
       }
     }
   }
-  const losses = answerLosses(model, examples, opts.batchSize ?? 8);
+  const losses = await answerLosses(model, examples, opts.batchSize ?? 8, opts.signal);
   const perPair: PairLoss[] = pairs.map((p, i) => ({
     id: p.id,
     lang: p.lang,

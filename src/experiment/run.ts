@@ -7,7 +7,8 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { InputError } from "../errors.js";
+import { InputError, InterruptedError } from "../errors.js";
+import { stopRequested } from "../util/stop.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { openModelWeights } from "../io/safetensors.js";
 import { readPairs, type SecurityPair } from "../data/pairs.js";
@@ -43,8 +44,8 @@ import {
 
 export interface RunOptions {
   log?: Logger;
-  /** polled between cells and inside training; true = stop at the next checkpoint */
-  shouldStop?: () => boolean;
+  /** stop request (Ctrl-C): checked between cells and inside every stage; the run stops at a checkpoint */
+  signal?: AbortSignal;
   /** run at most this many unfinished cells, then stop as if interrupted (tests, time-boxed runs) */
   stopAfterCells?: number;
   /** called before each cell that is computed (not for cached ones) */
@@ -123,7 +124,7 @@ function identifyKey(cfg: HardenConfig): string {
 
 export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {}): Promise<RunSummary> {
   const log = opts.log ?? silentLogger;
-  const shouldStop = opts.shouldStop ?? (() => false);
+  const signal = opts.signal;
   const { spec, outDir } = plan;
   fs.mkdirSync(outDir, { recursive: true });
   writeFileAtomic(
@@ -177,7 +178,7 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
           runDir: path.join(src.dir, "run"),
           overwrite: true,
           hooks: {
-            shouldStop,
+            signal,
             onStep: (l, total) => log.progress("judge", l.step, total, `loss ${l.loss.toFixed(4)}`),
           },
         });
@@ -199,6 +200,7 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
       seed: spec.eval.seed,
       utility: spec.eval.utility,
       log,
+      signal,
     });
 
   // ---- the base model's evaluation: computed once per model, kept for the McNemar tests of every trained cell
@@ -246,7 +248,7 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
       }
       let r: Awaited<ReturnType<typeof runHarden>>;
       try {
-        r = await runHarden(cfg, { log, shouldStop });
+        r = await runHarden(cfg, { log, signal });
       } finally {
         // share the neuron map even when training failed or was stopped: identification itself finished
         if (shared && !fs.existsSync(shared) && fs.existsSync(own))
@@ -295,7 +297,11 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
       done.set(cell.key, cached);
       continue;
     }
-    if (stopped || shouldStop() || (opts.stopAfterCells !== undefined && ran.length >= opts.stopAfterCells)) {
+    if (
+      stopped ||
+      (await stopRequested(signal)) ||
+      (opts.stopAfterCells !== undefined && ran.length >= opts.stopAfterCells)
+    ) {
       stopped = true;
       continue; // still collect the cells finished further on (results.partial.json)
     }
@@ -309,7 +315,7 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
       result = cell.method === "base" ? await runBaseCell(cell) : await runTrainedCell(cell);
     } catch (e) {
       // harden throws when training stops at a checkpoint; the caches keep the progress
-      if (shouldStop()) {
+      if (e instanceof InterruptedError || signal?.aborted) {
         log.warn(`${tag}: interrupted (${(e as Error).message})`);
         stopped = true;
         continue;

@@ -17,6 +17,7 @@ import type { AttachedMethod } from "./method.js";
 import { IGNORE_INDEX, countAnswerTokens, sftLossHead } from "./losses.js";
 import { sftFlops, type FlopCount } from "./flops.js";
 import { peakRssBytes } from "../util/memory.js";
+import { interrupted, stopRequested } from "../util/stop.js";
 
 export interface SftExample {
   inputIds: number[];
@@ -241,8 +242,11 @@ function loadCheckpoint(
 
 export interface TrainHooks {
   onStep?: (log: StepLog, totalSteps: number) => void;
-  /** checked between optimiser steps: when true, the loop checkpoints and returns (Ctrl-C) */
-  shouldStop?: () => boolean;
+  /**
+   * Stop request (Ctrl-C), checked before every micro-batch: the loop drops the unfinished step, checkpoints the
+   * finished ones (with a runDir) and throws InterruptedError; a rerun resumes exactly there.
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -276,6 +280,7 @@ export async function trainSft(
     wallSeconds: 0,
   };
   if (opts.runDir) state = loadCheckpoint(opts.runDir, method, opt, fingerprint) ?? state;
+  let savedStep = state.step;
   const padId = opts.padTokenId ?? 0;
   const started = Date.now();
   const wallBefore = state.wallSeconds;
@@ -292,7 +297,20 @@ export async function trainSft(
         0,
       );
       let loss = 0;
+      const flopsBefore = { ...state.flops };
       for (const idx of micro) {
+        if (await stopRequested(opts.hooks?.signal)) {
+          // the step is not finished: its gradients go, parameters and optimiser are still those of `state.step`
+          opt.zeroGrad();
+          state.flops = flopsBefore;
+          if (opts.runDir && state.step > savedStep) await saveCheckpoint(opts.runDir, method, opt, state);
+          throw interrupted(
+            `training stopped after step ${state.step} of ${totalSteps}` +
+              (opts.runDir
+                ? ` (checkpoint in ${path.join(opts.runDir, CKPT)})`
+                : " (no run folder: not resumable)"),
+          );
+        }
         tidy(() => {
           const batch = collate(
             idx.map((i) => examples[i]),
@@ -348,13 +366,13 @@ export async function trainSft(
       stepsThisCall++;
       state.wallSeconds = wallBefore + (Date.now() - started) / 1000;
       opts.hooks?.onStep?.(entry, totalSteps);
-      const interrupted =
-        (cfg.stopAfterSteps !== undefined && stepsThisCall >= cfg.stopAfterSteps) ||
-        (opts.hooks?.shouldStop?.() ?? false);
+      const stopNow = cfg.stopAfterSteps !== undefined && stepsThisCall >= cfg.stopAfterSteps;
       const due = cfg.checkpointEvery > 0 && state.step % cfg.checkpointEvery === 0;
-      if (opts.runDir && (due || interrupted || state.step === totalSteps))
+      if (opts.runDir && (due || stopNow || state.step === totalSteps)) {
         await saveCheckpoint(opts.runDir, method, opt, state);
-      if (interrupted && state.step < totalSteps) break;
+        savedStep = state.step;
+      }
+      if (stopNow && state.step < totalSteps) break;
     }
   } finally {
     method.setTraining(false);

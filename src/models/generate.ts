@@ -4,6 +4,7 @@
 import { Tensor, manualSeed, multinomial, noGrad, tidy, keep } from "../tensor/index.js";
 import type { DecoderModel } from "./decoder.js";
 import { KVCache } from "./layers.js";
+import { stopPoint } from "../util/stop.js";
 
 export interface SamplingOptions {
   maxNewTokens: number;
@@ -45,6 +46,40 @@ export function pickNextTokens(logits: Tensor, opts: SamplingOptions): Tensor {
  * prompt, cut after its first end-of-sequence token.
  */
 export function generate(model: DecoderModel, prompts: number[][], opts: SamplingOptions): number[][] {
+  const steps = generateSteps(model, prompts, opts);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * `generate` with a stop point after every token (util/stop.ts): a stop request ends it within one decoding step
+ * with InterruptedError (the batch is dropped; callers cache whole batches).
+ */
+export async function generateAsync(
+  model: DecoderModel,
+  prompts: number[][],
+  opts: SamplingOptions & { signal?: AbortSignal },
+): Promise<number[][]> {
+  const steps = generateSteps(model, prompts, opts);
+  try {
+    for (let token = 0; ; token++) {
+      const r = steps.next();
+      if (r.done) return r.value;
+      await stopPoint(opts.signal, `generation stopped at token ${token + 1} of a batch`);
+    }
+  } finally {
+    steps.return([]); // frees the KV cache when stopped
+  }
+}
+
+/** The decoding loop, one yield per generated token; returns the new tokens of each prompt. */
+function* generateSteps(
+  model: DecoderModel,
+  prompts: number[][],
+  opts: SamplingOptions,
+): Generator<void, number[][], void> {
   if (prompts.length === 0) return [];
   if (prompts.some((p) => p.length === 0)) throw new Error("generate: every prompt needs at least one token");
   if (opts.seed !== undefined) manualSeed(opts.seed);
@@ -61,41 +96,42 @@ export function generate(model: DecoderModel, prompts: number[][], opts: Samplin
   const out: number[][] = prompts.map(() => []);
   const done = new Array(B).fill(false);
   const cache = new KVCache(model.cfg.numLayers);
+  let ids = keep(Tensor.fromArray(padded.flat(), [B, maxLen], "int64"));
+  let mask = needMask ? keep(Tensor.fromArray(maskRows.flat(), [B, maxLen], "int64")) : null;
   try {
-    noGrad(() => {
-      let ids = keep(Tensor.fromArray(padded.flat(), [B, maxLen], "int64"));
-      let mask = needMask ? keep(Tensor.fromArray(maskRows.flat(), [B, maxLen], "int64")) : null;
-      for (let step = 0; step < opts.maxNewTokens; step++) {
-        const next = tidy(() => {
+    for (let step = 0; step < opts.maxNewTokens; step++) {
+      const next = noGrad(() =>
+        tidy(() => {
           const hidden = model.hidden(ids, { attentionMask: mask ?? undefined, cache });
           const last = model.logitsFrom(hidden.narrow(1, hidden.size(1) - 1, 1)).squeeze(1);
           opts.onStepLogits?.(last);
           return pickNextTokens(last, opts).toIntArray();
-        });
-        for (let b = 0; b < B; b++) {
-          if (done[b]) continue;
-          out[b].push(next[b]);
-          if (eos.has(next[b])) done[b] = true;
-        }
-        if (done.every((d) => d)) break;
-        ids.dispose();
-        ids = keep(
-          Tensor.fromArray(
-            next.map((t, b) => (done[b] ? pad : t)),
-            [B, 1],
-            "int64",
-          ),
-        );
-        if (mask) {
-          const m = mask;
-          mask = keep(Tensor.cat([m, Tensor.ones([B, 1], "int64")], 1));
-          m.dispose();
-        }
+        }),
+      );
+      for (let b = 0; b < B; b++) {
+        if (done[b]) continue;
+        out[b].push(next[b]);
+        if (eos.has(next[b])) done[b] = true;
       }
+      if (done.every((d) => d)) break;
       ids.dispose();
-      mask?.dispose();
-    });
+      ids = keep(
+        Tensor.fromArray(
+          next.map((t, b) => (done[b] ? pad : t)),
+          [B, 1],
+          "int64",
+        ),
+      );
+      if (mask) {
+        const m = mask;
+        mask = noGrad(() => keep(Tensor.cat([m, Tensor.ones([B, 1], "int64")], 1)));
+        m.dispose();
+      }
+      yield;
+    }
   } finally {
+    ids.dispose();
+    mask?.dispose();
     cache.dispose();
   }
   return out;

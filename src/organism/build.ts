@@ -113,6 +113,7 @@ export async function buildOrganism(
   outDir: string,
   cfg: OrganismConfig = DEFAULT_ORGANISM,
   log: Logger = silentLogger,
+  signal?: AbortSignal,
 ): Promise<OrganismResult> {
   const work = `${outDir}.work`;
   fs.mkdirSync(work, { recursive: true });
@@ -187,6 +188,7 @@ export async function buildOrganism(
       runDir: path.join(work, "pretrain"),
       padTokenId: ids.pad,
       hooks: {
+        signal,
         onStep: (l, total) =>
           log.progress(
             "pretrain",

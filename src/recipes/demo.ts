@@ -55,11 +55,7 @@ export interface DemoResult {
   wallSeconds: number;
 }
 
-export async function runDemo(
-  opts: DemoOptions,
-  log: Logger,
-  shouldStop?: () => boolean,
-): Promise<DemoResult> {
+export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSignal): Promise<DemoResult> {
   const t0 = Date.now();
   if (!fs.existsSync(path.join(opts.organism, "config.json")))
     throw new InputError(
@@ -95,7 +91,7 @@ export async function runDemo(
     seed: opts.seed,
     checkpointEvery: 25,
   };
-  const harden = await runHarden(cfg, { log, shouldStop });
+  const harden = await runHarden(cfg, { log, signal });
 
   const judge = await LlmJudge.load(opts.organism);
   const evalOpts = {
@@ -107,6 +103,7 @@ export async function runDemo(
     cacheDir: path.join(out, "cache"),
     seed: opts.seed,
     log,
+    signal,
   };
   log.info(`2/4 evaluating the base organism`);
   const base = await evaluateModel(opts.organism, evalOpts);

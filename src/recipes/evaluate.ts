@@ -34,7 +34,8 @@ import { evaluateMmlu } from "../eval/utility/mmlu.js";
 import type { CellResult } from "../report/schema.js";
 import type { Logger } from "./harden.js";
 import { silentLogger } from "./harden.js";
-import { generate } from "../models/generate.js";
+import { generateAsync } from "../models/generate.js";
+import { stopPoint } from "../util/stop.js";
 
 export interface UtilityFiles {
   arc?: string;
@@ -58,6 +59,8 @@ export interface EvalOptions {
   seed: number;
   utility?: UtilityFiles;
   log?: Logger;
+  /** stop request (Ctrl-C): every loop stops within a batch or a token; generations finished so far stay cached */
+  signal?: AbortSignal;
 }
 
 export interface ModelEvaluation {
@@ -71,38 +74,47 @@ export class BuiltinUtilityModel implements UtilityModel {
   constructor(
     readonly model: DecoderModel,
     readonly tok: HfTokenizer,
+    readonly signal?: AbortSignal,
   ) {}
 
   async loglikelihood(reqs: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]> {
-    return reqs.map((r) =>
-      noGrad(() =>
-        tidy(() => {
-          const ctx = this.tok.encode(r.context, { addSpecialTokens: true });
-          const cont = this.tok.encode(r.continuation, { addSpecialTokens: false });
-          const ids = [...ctx, ...cont];
-          const logits = this.model.forward(Tensor.fromArray(ids, [1, ids.length], "int64"));
-          const lp = logits
-            .narrow(1, ctx.length - 1, cont.length)
-            .logSoftmax(-1)
-            .squeeze(0); // [C, V]
-          const target = Tensor.fromArray(cont, [cont.length, 1], "int64");
-          const logprob = lp.gather(1, target).sum().item();
-          const greedy = lp
-            .argmax(-1)
-            .toIntArray()
-            .every((t, i) => t === cont[i]);
-          return { logprob, isGreedy: greedy };
-        }),
-      ),
+    const out: LoglikelihoodResult[] = [];
+    for (const [i, r] of reqs.entries()) {
+      await stopPoint(this.signal, `utility scoring stopped at request ${i + 1} of ${reqs.length}`);
+      out.push(this.score(r));
+    }
+    return out;
+  }
+
+  private score(r: LoglikelihoodRequest): LoglikelihoodResult {
+    return noGrad(() =>
+      tidy(() => {
+        const ctx = this.tok.encode(r.context, { addSpecialTokens: true });
+        const cont = this.tok.encode(r.continuation, { addSpecialTokens: false });
+        const ids = [...ctx, ...cont];
+        const logits = this.model.forward(Tensor.fromArray(ids, [1, ids.length], "int64"));
+        const lp = logits
+          .narrow(1, ctx.length - 1, cont.length)
+          .logSoftmax(-1)
+          .squeeze(0); // [C, V]
+        const target = Tensor.fromArray(cont, [cont.length, 1], "int64");
+        const logprob = lp.gather(1, target).sum().item();
+        const greedy = lp
+          .argmax(-1)
+          .toIntArray()
+          .every((t, i) => t === cont[i]);
+        return { logprob, isGreedy: greedy };
+      }),
     );
   }
 
   async generate(prompts: string[], opts: { maxNewTokens: number; stop: string[] }): Promise<string[]> {
     const out: string[] = [];
     for (const p of prompts) {
-      const [ids] = generate(this.model, [this.tok.encode(p, { addSpecialTokens: true })], {
+      const [ids] = await generateAsync(this.model, [this.tok.encode(p, { addSpecialTokens: true })], {
         maxNewTokens: opts.maxNewTokens,
         eosTokenIds: this.tok.eosTokenIds,
+        signal: this.signal,
       });
       let text = this.tok.decode(ids, { skipSpecialTokens: true });
       for (const s of opts.stop) {
@@ -135,7 +147,11 @@ export async function evaluateModel(modelDir: string, opts: EvalOptions): Promis
   const tok = await loadTokenizer(modelDir);
   const model = loadModel(modelDir);
   log.info(`evaluating ${modelDir}: secure preference on ${opts.pairs.length} held-out pairs`);
-  const preference = securePreference(model, tok, opts.pairs, { batchSize: opts.batchSize, seed: opts.seed });
+  const preference = await securePreference(model, tok, opts.pairs, {
+    batchSize: opts.batchSize,
+    seed: opts.seed,
+    signal: opts.signal,
+  });
   const utility: ModelEvaluation["utility"] = {};
   const losses = preference.perPair.flatMap((p) => [p.chosenLoss, p.rejectedLoss]);
   const mean = losses.reduce((a, b) => a + b, 0) / losses.length;
@@ -162,7 +178,8 @@ export async function evaluateModel(modelDir: string, opts: EvalOptions): Promis
     safety = await evaluateSafety(prompts, {
       backend: {
         name: "builtin",
-        generateChat: (m, o) => backend.generateChat(m, { ...o, batchSize: opts.batchSize }),
+        generateChat: (m, o) =>
+          backend.generateChat(m, { ...o, batchSize: opts.batchSize, signal: opts.signal }),
       },
       modelFingerprint: fp,
       generation: { maxNewTokens: opts.maxNewTokens, temperature: 0, seed: opts.seed },
@@ -174,7 +191,7 @@ export async function evaluateModel(modelDir: string, opts: EvalOptions): Promis
   }
   const u = opts.utility;
   if (u) {
-    const um = new BuiltinUtilityModel(model, tok);
+    const um = new BuiltinUtilityModel(model, tok, opts.signal);
     const sub = { limit: u.limit, seed: opts.seed };
     if (u.arc) utility.arc_challenge = headline(await evaluateArc(um, await loadArc(u.arc, sub)), "acc_norm");
     if (u.gsm8k) {

@@ -63,6 +63,7 @@ import {
 } from "../method/fold.js";
 import { countParams } from "../method/method.js";
 import { peakRssBytes } from "../util/memory.js";
+import { interrupted } from "../util/stop.js";
 
 export interface IdentifyConfig {
   topK: number;
@@ -236,7 +237,7 @@ export async function stageIdentify(
       prompt: cfg.identify.instruction,
     },
     onProgress: (d, t) => log.progress("identify", d, t),
-    shouldStop: hooks.shouldStop,
+    signal: hooks.signal,
   });
   writeNeuronMap(file, map);
   return map;
@@ -306,13 +307,10 @@ export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promis
         hooks.onStep?.(l, totalSteps);
         log.progress("train", l.step, totalSteps, `loss ${l.loss.toFixed(4)} lr ${l.lr.toExponential(2)}`);
       },
-      shouldStop: hooks.shouldStop,
+      signal: hooks.signal,
     },
   });
-  if (!train.finished)
-    throw new InputError(
-      `training stopped at step ${train.steps} of ${train.totalSteps}; rerun the same command to resume`,
-    );
+  if (!train.finished) throw interrupted(`training stopped at step ${train.steps} of ${train.totalSteps}`);
   const fold = await foldIntoCheckpoint(cfg.model, cfg.out, method, { overwrite: true });
   for (const w of fold.warnings) log.warn(w);
   let artifact = "";

@@ -25,11 +25,17 @@ export interface CliRun {
   done: Promise<CliResult>;
 }
 
-export function startCli(args: readonly string[], opts: { cwd?: string } = {}): CliRun {
+export interface CliOptions {
+  cwd?: string;
+  /** added to the environment */
+  env?: Record<string, string>;
+}
+
+export function startCli(args: readonly string[], opts: CliOptions = {}): CliRun {
   const child = spawn(process.execPath, [CLI, ...args], {
     cwd: opts.cwd,
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, NO_COLOR: "1" },
+    env: { ...process.env, NO_COLOR: "1", ...opts.env },
   });
   let stdout = "";
   let stderr = "";
@@ -42,7 +48,7 @@ export function startCli(args: readonly string[], opts: { cwd?: string } = {}): 
   return { child, done };
 }
 
-export function runCli(args: readonly string[], opts: { cwd?: string } = {}): Promise<CliResult> {
+export function runCli(args: readonly string[], opts: CliOptions = {}): Promise<CliResult> {
   return startCli(args, opts).done;
 }
 
@@ -78,6 +84,50 @@ export async function killWhenExists(
   if (r.signal !== "SIGKILL")
     throw new Error(`the run ended before it could be killed (make it longer):\n${showRun(r)}`);
   return r;
+}
+
+/** How a signalled run ended: its result and the milliseconds from the (last) signal to its exit. */
+export interface SignalledRun extends CliResult {
+  exitMs: number;
+  /** stderr at the moment the first signal was sent */
+  stderrAtSignal: string;
+}
+
+/**
+ * Start the command, wait until its stderr matches `ready` (the log line of the stage to interrupt), then send
+ * `signals` (a second one after `gapMs`) and wait for the exit. Fails when the process ends before `ready`: then
+ * nothing was interrupted. The limit only guards against a hung child; the signal waits on the log, not on time.
+ */
+export async function signalWhenLogged(
+  args: readonly string[],
+  ready: RegExp,
+  signals: NodeJS.Signals[] = ["SIGINT"],
+  opts: CliOptions & { limitMs?: number; gapMs?: number } = {},
+): Promise<SignalledRun> {
+  const run = startCli(args, opts);
+  let exited = false;
+  let stderr = "";
+  run.child.stderr!.on("data", (s: string) => (stderr += s));
+  void run.done.then(() => (exited = true));
+  const limit = Date.now() + (opts.limitMs ?? 180_000);
+  while (!exited && !ready.test(stderr)) {
+    if (Date.now() > limit) {
+      run.child.kill("SIGKILL");
+      throw new Error(`no ${ready} in the log after ${opts.limitMs ?? 180_000} ms:\n${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  if (exited)
+    throw new Error(`the run ended before ${ready} showed (make it longer):\n${showRun(await run.done)}`);
+  const stderrAtSignal = stderr;
+  let sentAt = Date.now();
+  for (const [i, sig] of signals.entries()) {
+    if (i > 0) await new Promise((r) => setTimeout(r, opts.gapMs ?? 50));
+    sentAt = Date.now();
+    run.child.kill(sig);
+  }
+  const r = await run.done;
+  return { ...r, exitMs: Date.now() - sentAt, stderrAtSignal };
 }
 
 /** sha256 of every file under `dir`, by relative path (sorted), skipping names `skip` rejects. */

@@ -54,7 +54,7 @@ test("per-pair losses equal an unpadded forward + hand log-softmax; summary foll
   const model = loadModel(made.dir);
   const pairs = made.pairs.filter((_, i) => i % 19 === 0); // 6 pairs, several languages
   // batch size 3 over 12 sequences of different lengths: pairs straddle batches, rows are padded
-  const r = securePreference(model, tok, pairs, { batchSize: 3, iterations: 2000, seed: 4 });
+  const r = await securePreference(model, tok, pairs, { batchSize: 3, iterations: 2000, seed: 4 });
   assert.equal(r.n, pairs.length);
   pairs.forEach((p, i) => {
     const got = r.perPair[i]!;
@@ -79,7 +79,7 @@ test("per-pair losses equal an unpadded forward + hand log-softmax; summary foll
     pairs.length,
   );
   // the batch size changes only float rounding
-  const again = securePreference(model, tok, pairs, { batchSize: 12, iterations: 2000, seed: 4 });
+  const again = await securePreference(model, tok, pairs, { batchSize: 12, iterations: 2000, seed: 4 });
   again.perPair.forEach((p, i) => assert.ok(Math.abs(p.chosenLoss - r.perPair[i]!.chosenLoss) < 1e-4));
 });
 
@@ -133,10 +133,10 @@ test("compareMethods: paired differences matched by id (hand-worked)", () => {
 
 test("no pairs, or a prompt longer than maxLength, is an InputError naming the pair", async () => {
   const tok = await loadTokenizer(made.dir);
-  assert.throws(() => securePreference(loadModel(made.dir), tok, []), InputError);
+  await assert.rejects(securePreference(loadModel(made.dir), tok, []), InputError);
   const p = made.pairs[0]!;
-  assert.throws(
-    () => securePreference(loadModel(made.dir), tok, [p], { maxLength: 4 }),
+  await assert.rejects(
+    securePreference(loadModel(made.dir), tok, [p], { maxLength: 4 }),
     new RegExp(`pair ${p.id}:`),
   );
 });

@@ -231,10 +231,10 @@ test("run: plan, results.json in the report schema, a rerun computes nothing, an
   // a stop request inside the GoodVibe cell (Ctrl-C while it identifies or trains): the cell stops at a
   // checkpoint, nothing is written as finished, and the rerun completes it to the same results
   const outD = path.join(work, "run-d");
-  let stop = false;
+  const stop = new AbortController();
   const inCell = await runExperiment(planExperiment(spec(), { out: outD }), {
-    shouldStop: () => stop,
-    onCellStart: (c) => (stop = c.method === "goodvibe"),
+    signal: stop.signal,
+    onCellStart: (c) => c.method === "goodvibe" && stop.abort(),
     render: false,
   });
   assert.equal(inCell.stopped, true);
@@ -250,7 +250,7 @@ test("run: plan, results.json in the report schema, a rerun computes nothing, an
   // a stop request between cells: nothing more is computed
   const outC = path.join(work, "run-c");
   const stoppedNow = await runExperiment(planExperiment(spec(), { out: outC }), {
-    shouldStop: () => true,
+    signal: AbortSignal.abort(),
     render: false,
   });
   assert.equal(stoppedNow.stopped, true);

@@ -115,10 +115,20 @@ test("identification resumes after an interruption and ends where an uninterrupt
   const model = loadModel(dir);
   const full = await identify(model, samples, opts(g));
   const runDir = fs.mkdtempSync(path.join(os.tmpdir(), "gv-identify-"));
-  let calls = 0;
+  // a stop request while the second batch runs (as Ctrl-C would arrive): state saved after it, then exit 130
+  const stop = new AbortController();
   await assert.rejects(
-    identify(model, samples, opts(g, { runDir, checkpointEvery: 1, shouldStop: () => ++calls >= 2 })),
-    /interrupted after 2 of 4/,
+    identify(
+      model,
+      samples,
+      opts(g, {
+        runDir,
+        checkpointEvery: 1,
+        onProgress: (d) => void (d === 2 && stop.abort()),
+        signal: stop.signal,
+      }),
+    ),
+    (e: Error & { exitCode?: number }) => /interrupted after 2 of 4/.test(e.message) && e.exitCode === 130,
   );
   const resumed = await identify(model, samples, opts(g, { runDir, checkpointEvery: 1 }));
   for (const name of Object.keys(full.modules)) {

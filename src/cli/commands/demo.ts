@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { DEFAULT_DEMO, demoSummary, runDemo } from "../../recipes/demo.js";
-import { installInterruptHandler, makeLogger, output, runCommand } from "../common.js";
+import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 
 export function registerDemo(program: Command): void {
   program
@@ -18,7 +18,7 @@ export function registerDemo(program: Command): void {
       const g = program.opts();
       const log = makeLogger(g);
       await runCommand(g, async () => {
-        const r = await runDemo({ ...DEFAULT_DEMO, ...opts }, log, installInterruptHandler(log));
+        const r = await runDemo({ ...DEFAULT_DEMO, ...opts }, log, interruptSignal(log));
         log.done();
         output(g, demoSummary(r), {
           base: {

@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { readPairs } from "../../data/pairs.js";
 import { LlmJudge } from "../../eval/judge/llm.js";
 import { evaluateModel, securityCell } from "../../recipes/evaluate.js";
-import { list, makeLogger, output, runCommand } from "../common.js";
+import { interruptSignal, list, makeLogger, output, runCommand } from "../common.js";
 
 export function registerEval(program: Command): void {
   program
@@ -47,6 +47,7 @@ export function registerEval(program: Command): void {
           cacheDir: opts.cache,
           seed: opts.seed,
           log,
+          signal: interruptSignal(log),
         };
         const ev = await evaluateModel(opts.model, {
           ...common,

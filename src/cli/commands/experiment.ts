@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { collect, installInterruptHandler, makeLogger, output, runCommand } from "../common.js";
+import { collect, interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { loadExperimentSpec } from "../../experiment/spec.js";
 import { describeCell, isCellDone, planExperiment } from "../../experiment/plan.js";
 import { runExperiment } from "../../experiment/run.js";
@@ -40,8 +40,11 @@ Ctrl-C stops at the next checkpoint; rerunning the same command resumes and skip
       await runCommand(g, async () => {
         const spec = loadExperimentSpec(file, opts.set);
         const plan = planExperiment(spec, { out: opts.out, source: file });
-        const shouldStop = installInterruptHandler(log);
-        const r = await runExperiment(plan, { log, shouldStop, stopAfterCells: opts.stopAfter });
+        const r = await runExperiment(plan, {
+          log,
+          signal: interruptSignal(log),
+          stopAfterCells: opts.stopAfter,
+        });
         log.done();
         const lines = [
           `${plan.cells.length} cells: ${r.ran.length} computed now, ${r.skipped.length} cached`,

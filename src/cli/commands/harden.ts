@@ -2,15 +2,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../../errors.js";
 import type { Command } from "commander";
-import {
-  collect,
-  installInterruptHandler,
-  list,
-  makeLogger,
-  output,
-  resolveConfig,
-  runCommand,
-} from "../common.js";
+import { collect, interruptSignal, list, makeLogger, output, resolveConfig, runCommand } from "../common.js";
 import { hardenSchema } from "../schema.js";
 import { defaultHardenConfig, runHarden, type HardenConfig } from "../../recipes/harden.js";
 
@@ -82,8 +74,7 @@ Examples:
       const log = makeLogger(g);
       await runCommand(g, async () => {
         const cfg = hardenConfigFrom(opts);
-        const shouldStop = installInterruptHandler(log);
-        const r = await runHarden(cfg, { log, shouldStop });
+        const r = await runHarden(cfg, { log, signal: interruptSignal(log) });
         log.done();
         const lines = [
           `hardened model: ${path.resolve(r.outDir)}`,

@@ -6,7 +6,7 @@ import { readPairs, splitPairs } from "../../data/pairs.js";
 import { normalizeLanguage } from "../../eval/extract.js";
 import { judgeCode } from "../../eval/judge/rules/index.js";
 import { LlmJudge, judgeReliability, trainJudge } from "../../eval/judge/llm.js";
-import { list, makeLogger, output, runCommand } from "../common.js";
+import { interruptSignal, list, makeLogger, output, runCommand } from "../common.js";
 
 export function registerJudge(program: Command): void {
   const judge = program
@@ -73,6 +73,10 @@ export function registerJudge(program: Command): void {
           outDir: opts.out,
           method: opts.method,
           cfg: { epochs: opts.epochs, lr: opts.lr, seed: opts.seed },
+          hooks: {
+            signal: interruptSignal(log),
+            onStep: (l, total) => log.progress("judge", l.step, total, `loss ${l.loss.toFixed(4)}`),
+          },
         });
         const j = await LlmJudge.load(opts.out);
         const rel = await judgeReliability(j, dev);

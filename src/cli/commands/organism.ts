@@ -1,7 +1,7 @@
 import * as path from "node:path";
 import type { Command } from "commander";
 import { buildOrganism, DEFAULT_ORGANISM } from "../../organism/build.js";
-import { makeLogger, output, runCommand } from "../common.js";
+import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 
 export function registerOrganism(program: Command): void {
   const org = program
@@ -32,6 +32,7 @@ export function registerOrganism(program: Command): void {
           opts.out,
           { ...DEFAULT_ORGANISM, epochs: opts.epochs, seed: opts.seed, insecureBias: opts.insecureBias },
           log,
+          interruptSignal(log),
         );
         log.done();
         output(

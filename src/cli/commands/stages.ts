@@ -32,7 +32,7 @@ import {
   DELTA_FILE,
 } from "../../method/fold.js";
 import { selectionsOf } from "../../method/goodvibe/clustering.js";
-import { installInterruptHandler, makeLogger, output, runCommand } from "../common.js";
+import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { addHardenOptions, hardenConfigFrom } from "./harden.js";
 
 function withRunDir(cfg: HardenConfig, file: string): HardenConfig {
@@ -60,7 +60,7 @@ export function registerStages(program: Command): void {
         fs.mkdirSync(cfg.runDir, { recursive: true }); // only once the inputs are known good: bad input leaves nothing behind
         const map = await stageIdentify(model, tok, pairs, cfg, {
           log,
-          shouldStop: installInterruptHandler(log),
+          signal: interruptSignal(log),
         });
         writeNeuronMap(opts.out, map);
         log.done();
@@ -146,7 +146,7 @@ export function registerStages(program: Command): void {
           padTokenId: tok.padTokenId ?? 0,
           hooks: {
             onStep: (l, t) => log.progress("train", l.step, t, `loss ${l.loss.toFixed(4)}`),
-            shouldStop: installInterruptHandler(log),
+            signal: interruptSignal(log),
           },
         });
         if (!r.finished) throw new InputError(`stopped at step ${r.steps}/${r.totalSteps}; rerun to resume`);

@@ -9,6 +9,7 @@ import { InputError } from "../../errors.js";
 import type { ChatMessage, HfTokenizer } from "../../io/tokenizer.js";
 import { loadTokenizer } from "../../io/tokenizer.js";
 import { generate, loadModel, type DecoderModel, type LoadOptions } from "../../models/index.js";
+import { generateAsync } from "../../models/generate.js";
 import type { GenerateOptions, GenerationBackend } from "./backend.js";
 
 export interface BuiltinBackendOptions {
@@ -23,6 +24,8 @@ export interface ChatGenerateOptions extends GenerateOptions {
   batchSize?: number;
   /** Passed to chat templates that read it (Qwen3); default false, as in the SFT examples. */
   enableThinking?: boolean;
+  /** Stop request (Ctrl-C), checked after every token: the call ends with InterruptedError. */
+  signal?: AbortSignal;
 }
 
 /** Cut `text` before the earliest occurrence of any stop string. */
@@ -81,15 +84,34 @@ export class BuiltinBackend implements GenerationBackend {
   generateBatch(prompts: number[][], opts: GenerateOptions): number[][] {
     this.checkOptions(opts);
     if (opts.maxNewTokens === 0) return prompts.map(() => []);
-    const eos = new Set(this.eosTokenIds);
-    const out = generate(this.model, prompts, {
+    return this.dropEos(generate(this.model, prompts, this.sampling(opts)));
+  }
+
+  /** generateBatch with a stop point after every token (`signal`). */
+  async generateBatchAsync(
+    prompts: number[][],
+    opts: GenerateOptions & { signal?: AbortSignal },
+  ): Promise<number[][]> {
+    this.checkOptions(opts);
+    if (opts.maxNewTokens === 0) return prompts.map(() => []);
+    return this.dropEos(
+      await generateAsync(this.model, prompts, { ...this.sampling(opts), signal: opts.signal }),
+    );
+  }
+
+  private sampling(opts: GenerateOptions) {
+    return {
       maxNewTokens: opts.maxNewTokens,
       temperature: opts.temperature,
       topP: opts.topP,
       seed: opts.temperature ? (opts.seed ?? 0) : undefined,
       eosTokenIds: this.eosTokenIds,
       padTokenId: this.padTokenId,
-    });
+    };
+  }
+
+  private dropEos(out: number[][]): number[][] {
+    const eos = new Set(this.eosTokenIds);
     return out.map((ids) => (ids.length > 0 && eos.has(ids[ids.length - 1]!) ? ids.slice(0, -1) : ids));
   }
 
@@ -137,7 +159,7 @@ export class BuiltinBackend implements GenerationBackend {
     const answers: string[] = [];
     for (let start = 0; start < prompts.length; start += batchSize) {
       const batch = prompts.slice(start, start + batchSize);
-      const ids = this.generateBatch(batch, { ...opts, seed: (opts.seed ?? 0) + start });
+      const ids = await this.generateBatchAsync(batch, { ...opts, seed: (opts.seed ?? 0) + start });
       for (const row of ids) answers.push(this.decodeNew(row, opts.stop));
     }
     return answers;

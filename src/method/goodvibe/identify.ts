@@ -16,6 +16,7 @@ import { readSafetensors, writeSafetensors, type TensorToWrite } from "../../io/
 import { Tensor, keep, noGrad, tidy } from "../../tensor/index.js";
 import { judgeLossHead } from "../losses.js";
 import { identifyFlops, type FlopCount } from "../flops.js";
+import { interrupted, stopRequested } from "../../util/stop.js";
 
 export interface IdentifySample {
   id: string;
@@ -43,7 +44,8 @@ export interface IdentifyOptions {
   /** provenance written into the neuron map */
   source: { model: string; data: string; prompt: string };
   onProgress?: (done: number, total: number) => void;
-  shouldStop?: () => boolean;
+  /** stop request (Ctrl-C), checked after every batch: state is saved, then InterruptedError */
+  signal?: AbortSignal;
 }
 
 export interface ModuleNeurons {
@@ -297,16 +299,13 @@ export async function identify(
       sinceSave += batch.length;
       acc.wallSeconds = wallBefore + (Date.now() - started) / 1000;
       opts.onProgress?.(acc.done, samples.length);
-      const stop = opts.shouldStop?.() ?? false;
+      const stop = await stopRequested(opts.signal);
       if (opts.runDir && (stop || (opts.checkpointEvery > 0 && sinceSave >= opts.checkpointEvery))) {
         await saveState(opts.runDir, acc, fingerprint);
         sinceSave = 0;
       }
       if (stop && acc.done < samples.length)
-        throw new GoodVibeError(
-          `identification interrupted after ${acc.done} of ${samples.length} samples; rerun to resume`,
-          130,
-        );
+        throw interrupted(`identification interrupted after ${acc.done} of ${samples.length} samples`);
     }
   } finally {
     for (const l of linears) l.tap = null;
