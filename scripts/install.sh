@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what a fresh Debian 12 machine lacks (libtorch + OpenBLAS from apt, npm packages), then builds
+# Installs what a fresh Debian 12 machine lacks (libtorch + OpenBLAS + bubblewrap from apt, npm packages), then builds
 # the libtorch addon and the TypeScript. Safe to rerun: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +8,10 @@ need_apt=()
 dpkg -s libtorch-dev >/dev/null 2>&1 || need_apt+=(libtorch-dev)
 # without it apt pulls the slow reference BLAS
 dpkg -s libopenblas0-pthread >/dev/null 2>&1 || need_apt+=(libopenblas0-pthread)
-if [ -z "${LIBTORCH:-}" ] && [ ${#need_apt[@]} -gt 0 ]; then
+if [ -n "${LIBTORCH:-}" ]; then need_apt=(); fi
+# the sandbox for generated code (HumanEval): src/eval/sandbox.ts refuses to run it without
+command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
+if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   echo "installing ${need_apt[*]} (apt)"

@@ -12,7 +12,7 @@ import {
   resolvePython,
   scoreHumanEval,
 } from "../../src/eval/utility/humaneval.js";
-import { probeIsolation } from "../../src/eval/sandbox.js";
+import { sandboxAvailable } from "../../src/eval/sandbox.js";
 import { FakeModel } from "./fake-model.js";
 
 function comb(n: number, k: number): bigint {
@@ -54,7 +54,7 @@ test("the program is prompt + completion + test + check(entry_point), as human-e
 });
 
 const python = process.platform === "linux" ? await resolvePython().catch(() => undefined) : undefined;
-const skip = !python || !probeIsolation().withNet ? "needs Linux namespaces and python3" : false;
+const skip = !python || !sandboxAvailable() ? "needs Linux namespaces and python3" : false;
 
 test("canonical solution passes, a wrong one fails, a hanging one times out", { skip }, async () => {
   assert.equal((await checkCompletion(ADD, ADD.canonical_solution)).result, "passed");

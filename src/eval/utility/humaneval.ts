@@ -3,8 +3,11 @@
  * prompt + completion + "\n" + test + "\n" + "check(entry_point)", run with python3 in the sandbox;
  * it passes when it exits 0 within the time limit. pass@k uses the unbiased estimator of Chen et al. (2021).
  */
-import * as os from "node:os";
 import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { ResourceError } from "../../errors.js";
 import { runSandboxed, type SandboxResult } from "../sandbox.js";
 import type { HumanEvalItem } from "./datasets.js";
 import { cutAtStop, meanStderr, type TaskResult, type UtilityModel } from "./model.js";
@@ -45,6 +48,8 @@ export interface ExecutionOptions {
   /** Sandboxed programs run at once. */
   concurrency?: number;
   allowNetwork?: boolean;
+  /** Run without the sandbox's isolation when none can be set up (default: only when GOODVIBE_SANDBOX=off). */
+  allowUnsandboxed?: boolean;
 }
 
 export interface ExecutionResult {
@@ -54,28 +59,74 @@ export interface ExecutionResult {
   run: SandboxResult;
 }
 
+const pythonFolderCache = new Map<string, string[]>();
+
+/**
+ * The folders an interpreter installed outside the system folders needs (pyenv, a venv): its prefix and base
+ * prefix, shown read-only in the sandbox. Asked of the interpreter itself, on the host, with a fixed script.
+ */
+export function interpreterFolders(python: string): string[] {
+  let folders = pythonFolderCache.get(python);
+  if (folders) return folders;
+  const r = spawnSync(
+    python,
+    ["-I", "-c", "import sys, json; print(json.dumps([sys.prefix, sys.base_prefix, sys.executable]))"],
+    { encoding: "utf8", timeout: 30_000 },
+  );
+  folders = [];
+  if (r.status === 0) {
+    const [prefix, base, exe] = JSON.parse(r.stdout) as string[];
+    const system = ["/usr", "/bin", "/lib", "/lib64"];
+    const inSystem = (p: string) => system.some((s) => p === s || p.startsWith(s + "/"));
+    const real = (p: string) => {
+      try {
+        return fs.realpathSync(p);
+      } catch {
+        return p;
+      }
+    };
+    for (const p of [prefix!, base!, path.dirname(path.dirname(real(exe!)))].map(real))
+      if (!inSystem(p) && !folders.some((f) => p === f || p.startsWith(f + "/"))) folders.push(p);
+  }
+  pythonFolderCache.set(python, folders);
+  return folders;
+}
+
 let cachedPython: string | undefined;
 
 /**
- * Root-run sandboxes drop to nobody, who may not reach an interpreter under /root (pyenv), so pick one
- * that actually starts in the sandbox.
+ * The first interpreter that actually starts in the sandbox (one under /root, e.g. pyenv, is shown to the
+ * sandbox read-only by its prefix; a shim script that needs the user's home does not start).
  */
-export async function resolvePython(allowNetwork = false): Promise<string> {
+export async function resolvePython(
+  opts: Pick<ExecutionOptions, "allowNetwork" | "allowUnsandboxed"> = {},
+): Promise<string> {
   if (cachedPython) return cachedPython;
   const candidates = [process.env.GOODVIBE_PYTHON, "/usr/bin/python3"];
   const onPath = spawnSync("python3", ["-c", "import sys; print(sys.executable)"], { encoding: "utf8" });
   if (onPath.status === 0) candidates.push(onPath.stdout.trim());
+  const errors: string[] = [];
   for (const cmd of candidates) {
-    if (!cmd) continue;
+    if (!cmd || !fs.existsSync(cmd)) continue;
     try {
-      const r = await runSandboxed({ cmd, args: ["-c", "print(6*7)"], timeoutMs: 10_000, allowNetwork });
+      const r = await runSandboxed({
+        cmd,
+        args: ["-c", "print(6*7)"],
+        timeoutMs: 10_000,
+        readOnlyPaths: interpreterFolders(cmd),
+        allowNetwork: opts.allowNetwork,
+        allowUnsandboxed: opts.allowUnsandboxed,
+      });
       if (r.exitCode === 0 && r.stdout.trim() === "42") return (cachedPython = cmd);
-    } catch {
-      // try the next one
+      errors.push(`${cmd}: exit ${r.exitCode ?? r.signal}: ${r.stderr.trim().split("\n").pop()}`);
+    } catch (e) {
+      // no sandbox at all is not a matter of the interpreter: say so as it is
+      if (e instanceof ResourceError) throw e;
+      errors.push(`${cmd}: ${(e as Error).message}`);
     }
   }
-  throw new Error(
-    `no python3 runs inside the sandbox (tried ${candidates.filter(Boolean).join(", ")}); set GOODVIBE_PYTHON`,
+  throw new ResourceError(
+    `no python3 runs inside the sandbox (${errors.join("; ") || "none found"}); set GOODVIBE_PYTHON`,
   );
 }
 
@@ -84,14 +135,16 @@ export async function checkCompletion(
   completion: string,
   opts: ExecutionOptions = {},
 ): Promise<ExecutionResult> {
-  const python = opts.python ?? (await resolvePython(opts.allowNetwork));
+  const python = opts.python ?? (await resolvePython(opts));
   const run = await runSandboxed({
     cmd: python,
     args: ["program.py"],
     files: { "program.py": humanEvalProgram(problem, completion) },
     timeoutMs: opts.timeoutMs ?? 10_000,
     memoryMb: opts.memoryMb ?? 1024,
+    readOnlyPaths: interpreterFolders(python),
     allowNetwork: opts.allowNetwork,
+    allowUnsandboxed: opts.allowUnsandboxed,
   });
   if (run.timedOut) return { passed: false, result: "timed out", run };
   if (run.exitCode === 0) return { passed: true, result: "passed", run };
@@ -134,7 +187,7 @@ export async function scoreHumanEval(
     throw new Error(`got samples for ${samples.length} problems, expected ${problems.length}`);
   const jobs = problems.flatMap((p, i) => samples[i]!.map((c) => ({ p, c })));
   const concurrency = opts.concurrency ?? Math.max(1, Math.floor(os.availableParallelism() / 2));
-  if (!opts.python) opts = { ...opts, python: await resolvePython(opts.allowNetwork) };
+  if (!opts.python) opts = { ...opts, python: await resolvePython(opts) };
   const runs = await mapPool(jobs, concurrency, ({ p, c }) => checkCompletion(p, c, opts));
   const perItem: HumanEvalItemResult[] = [];
   let j = 0;
