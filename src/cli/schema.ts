@@ -27,7 +27,8 @@ export const clusterSchema = z
     threshold: z.number().default(DEFAULT_CLUSTER.threshold),
     seed: nonNegInt.default(DEFAULT_CLUSTER.seed),
     nInit: posInt.default(DEFAULT_CLUSTER.nInit),
-    features: z.enum(["importance", "profile"]).default(DEFAULT_CLUSTER.features),
+    features: z.enum(["importance", "profile", "profile-normalized"]).default(DEFAULT_CLUSTER.features),
+    fallback: z.enum(["shared", "per-neuron"]).default(DEFAULT_CLUSTER.fallback),
     disabled: z.boolean().default(false),
   })
   .strict();

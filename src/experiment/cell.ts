@@ -48,8 +48,8 @@ function moduleOf(name: string): string {
  * The report's `neurons` part.
  * - perLayer: one row per linear layer (summarizeNeuronMap).
  * - clusters: one row per module type (q_proj, ..., summed over layers, as the report's cluster table joins them
- *   with perLayer by module type): update rows in all, the mean silhouette over the layers that have one, and
- *   whether any layer was clustered. A module type with no finite silhouette (clustering disabled, or under three
+ *   with perLayer by module type): update rows in all, the mean silhouette over the layers that have one,
+ *   whether any layer was clustered, and how many layers were clustered or got each fallback. A module type with no finite silhouette (clustering disabled, or under three
  *   neurons per layer) has no row: the schema wants a finite number and any stand-in would read as a score.
  * - importanceByModule: q/k/v of the middle layer, each selected neuron with its importance and cluster id.
  */
@@ -58,13 +58,22 @@ export function neuronsOf(neurons: NeuronMap, clusters: ClusterMap): NonNullable
     .filter((r) => r.layer >= 0 && Number.isFinite(r.meanImportance))
     .map(({ layer, module, count, meanImportance }) => ({ layer, module, count, meanImportance }));
 
-  const byType = new Map<string, { nClusters: number; sil: number[]; clustered: boolean }>();
+  const byType = new Map<
+    string,
+    { nClusters: number; sil: number[]; clustered: boolean; layers: Record<string, number> }
+  >();
   for (const [name, m] of Object.entries(clusters.modules)) {
     const t = moduleOf(name);
-    const agg = byType.get(t) ?? { nClusters: 0, sil: [], clustered: false };
+    const agg = byType.get(t) ?? {
+      nClusters: 0,
+      sil: [],
+      clustered: false,
+      layers: { clustered: 0, shared: 0, perNeuron: 0 },
+    };
     agg.nClusters += m.nClusters;
     if (Number.isFinite(m.silhouette)) agg.sil.push(m.silhouette);
     agg.clustered ||= m.clustered;
+    agg.layers[m.updates === "per-neuron" ? "perNeuron" : m.updates]! += 1;
     byType.set(t, agg);
   }
   const clusterRows = [...byType.entries()]
@@ -74,6 +83,7 @@ export function neuronsOf(neurons: NeuronMap, clusters: ClusterMap): NonNullable
       nClusters: a.nClusters,
       silhouette: a.sil.reduce((x, y) => x + y, 0) / a.sil.length,
       clustered: a.clustered,
+      layers: { clustered: a.layers.clustered!, shared: a.layers.shared!, perNeuron: a.layers.perNeuron! },
     }));
 
   const layers = [...new Set(Object.keys(neurons.modules).map(layerOf))]

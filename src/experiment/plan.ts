@@ -15,6 +15,7 @@ import { modelFingerprint } from "../eval/safety.js";
 import type { Method } from "../report/schema.js";
 import { gridLabel, nestSettings, type ExperimentSpec, type TrainedMethod } from "./spec.js";
 import { setPath } from "../util/overrides.js";
+import { checkClusterSettings } from "../method/goodvibe/clustering.js";
 
 /** Bump when a change in this code or the recipes changes what a cell computes: every cell reruns. */
 export const EXPERIMENT_CODE_VERSION = "goodvibe-experiment/1";
@@ -163,6 +164,7 @@ export function hardenConfigFor(
     throw new InputError(`${source}: ${where}: invalid harden setting: ${msgs.join("; ")}`);
   }
   const c = r.data;
+  if (method === "goodvibe") checkClusterSettings(c.cluster, c.identify, `${source}: ${where}`);
   const base = defaultHardenConfig({ model: c.model, data: c.data, out: "(cell)" });
   // The seed axis drives every random choice of training: data subsample and order (and LoRA init via train.seed).
   return { ...base, ...c, runDir: "(cell)", train: { ...base.train, ...c.train, seed } };

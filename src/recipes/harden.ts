@@ -30,7 +30,9 @@ import {
   type SelectionMode,
 } from "../method/goodvibe/identify.js";
 import {
+  checkClusterSettings,
   clusterNeurons,
+  clusterSummary,
   readClusterMap,
   selectionsOf,
   writeClusterMap,
@@ -254,11 +256,7 @@ export function stageCluster(map: NeuronMap, cfg: HardenConfig, log: Logger = si
     }
   }
   const clusters = clusterNeurons(map, cfg.cluster);
-  const n = Object.values(clusters.modules);
-  log.info(
-    `clustering: ${n.filter((m) => m.clustered).length}/${n.length} layers clustered, ` +
-      `${n.reduce((a, m) => a + m.nClusters, 0)} update rows in all`,
-  );
+  log.info(`clustering: ${clusterSummary(clusters).text}`);
   writeClusterMap(file, clusters);
   return clusters;
 }
@@ -278,6 +276,7 @@ export function attachMethod(model: DecoderModel, cfg: HardenConfig, clusters?: 
 /** The whole recipe. The input model folder is only read; the output folder appears only when complete. */
 export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promise<HardenResult> {
   const log = hooks.log ?? silentLogger;
+  if (cfg.method === "goodvibe") checkClusterSettings(cfg.cluster, cfg.identify);
   // load and check every input before anything is written: bad input leaves no run folder behind
   const tok = await loadTokenizer(cfg.model);
   const pairs = readPairs(cfg.data, { languages: cfg.languages });
@@ -344,6 +343,10 @@ export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promis
         totalParams: total,
         clustersPerLayer: clusters
           ? Object.fromEntries(Object.entries(clusters.modules).map(([n, m]) => [n, m.nClusters]))
+          : undefined,
+        // names the reading of the paper used for layers without cluster structure (README, "Clusters per module")
+        clustering: clusters
+          ? { options: clusters.options, summary: clusterSummary(clusters).text }
           : undefined,
         identification: neurons
           ? { flops: neurons.flops, wallSeconds: neurons.wallSeconds, samples: neurons.source.samples }

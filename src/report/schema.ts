@@ -101,6 +101,8 @@ const neuronsSchema = z.strictObject({
       nClusters: nonNegInt,
       silhouette: finite,
       clustered: z.boolean(),
+      /** layers of this module type clustered, and those that got each fallback (one shared row / one per neuron) */
+      layers: z.strictObject({ clustered: nonNegInt, shared: nonNegInt, perNeuron: nonNegInt }).optional(),
     }),
   ),
   /** Figure 4: the selected neurons of a few modules (e.g. q/k/v of one layer) with cluster ids. */

@@ -613,7 +613,23 @@ export function clusterTable(results: ExperimentResults): Table {
       num(countByModule.get(k.module)),
       num(k.nClusters),
       num(k.silhouette),
-      text(k.clustered ? "yes" : "no"),
+      text(
+        k.layers
+          ? `${k.layers.clustered} of ${k.layers.clustered + k.layers.shared + k.layers.perNeuron} layers`
+          : k.clustered
+            ? "yes"
+            : "no",
+      ),
+      text(
+        k.layers
+          ? [
+              k.layers.shared ? `${k.layers.shared} × one shared row` : "",
+              k.layers.perNeuron ? `${k.layers.perNeuron} × one row per neuron` : "",
+            ]
+              .filter(Boolean)
+              .join(", ") || "none"
+          : "",
+      ),
     ]);
   });
   return {
@@ -623,7 +639,8 @@ export function clusterTable(results: ExperimentResults): Table {
       "One row per run and module: how many security neurons were selected there, into how many clusters " +
       "they were grouped (each cluster trains one shared update), and the silhouette score of that " +
       "clustering (near 1: well separated; near 0 or below: the neurons do not form clear groups). " +
-      '"Clustered: no" means the module\'s neurons were trained one by one.',
+      "A layer whose silhouette is below the threshold is not clustered: by default its neurons share one " +
+      'update row (the reading of the paper its Table 2 supports), or each trains its own ("Not clustered").',
     columns: [
       { header: "Model" },
       { header: "Method" },
@@ -634,6 +651,7 @@ export function clusterTable(results: ExperimentResults): Table {
       { header: "Clusters", unit: "count" },
       { header: "Silhouette", unit: "raw" },
       { header: "Clustered" },
+      { header: "Not clustered" },
     ],
     rows,
     notes: [],

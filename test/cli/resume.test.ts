@@ -167,6 +167,8 @@ test("experiment run: killed after its first cell, rerun skips it and writes the
         gradientCheckpointing: false,
         profileSamples: 0,
       },
+      // no profiles were kept: cluster the neurons by their importance alone
+      cluster: { features: "importance" },
       train: {
         epochs: 1,
         maxPairs: 4,

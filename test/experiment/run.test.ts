@@ -183,9 +183,13 @@ test("run: plan, results.json in the report schema, a rerun computes nothing, an
   // one identification shared by the two GoodVibe cells (they differ only in clustering)
   assert.equal(fs.readdirSync(path.join(outB, "work", "identify")).length, 1);
   assert.deepEqual(gv!.neurons!.perLayer, gvGrid!.neurons!.perLayer);
-  // silhouette 0.9 is out of reach for 4 neurons: no layer is clustered, every neuron trains its own row
-  assert.ok(gvGrid!.neurons!.clusters.every((k) => !k.clustered));
-  assert.ok(gvGrid!.params.trainable >= gv!.params.trainable);
+  // silhouette 0.9 is out of reach for 4 neurons: no layer is clustered, each shares one update row (the default
+  // fallback), so the cell trains one row per module: the sum of the 14 modules' input sizes
+  assert.ok(gvGrid!.neurons!.clusters.every((k) => !k.clustered && k.layers!.shared === 2));
+  // (hidden 64, intermediate 128: q/k/v/o/gate/up read 64 features, down_proj 128; 2 layers)
+  const oneRowEach = 2 * (6 * 64 + 128);
+  assert.equal(gvGrid!.params.trainable, oneRowEach);
+  assert.ok(gvGrid!.params.trainable <= gv!.params.trainable);
   // secure preference on every dev pair; a random model writes no extractable code, so no judge has a verdict
   // and the safe rates (NaN) are left out rather than failing the schema
   assert.equal(base!.security.securePreference!.n, devPairs.length);

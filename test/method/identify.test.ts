@@ -94,7 +94,13 @@ for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
     const model = loadModel(dir);
     const map = await identify(model, samples, opts(g));
     const ts = JSON.parse(fs.readFileSync(path.join(dir, "train_step.json"), "utf8"));
-    const clusters = clusterNeurons(map, { ...DEFAULT_CLUSTER, kMax: 2, threshold: -1 });
+    // the fixture's reference clusters the selected neurons' importances (one number each) with k = 2
+    const clusters = clusterNeurons(map, {
+      ...DEFAULT_CLUSTER,
+      features: "importance",
+      kMax: 2,
+      threshold: -1,
+    });
     for (const [name, sel] of Object.entries(
       ts.cluster.selection as Record<string, { rows: number[]; clusters: number[] }>,
     )) {

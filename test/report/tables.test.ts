@@ -267,3 +267,13 @@ test("T6 counts insecure as positive, as the safety evaluation does, and its cap
   // the Markdown file carries the caption too: a table shared without the page must still be readable
   assert.match(tableToMarkdown(table), /positive = insecure/);
 });
+
+test("T8: layers clustered and the fallback the others got, when the cell records them", () => {
+  const r = handMadeResults();
+  for (const c of r.cells)
+    for (const k of c.neurons?.clusters ?? []) k.layers = { clustered: 1, shared: 3, perNeuron: 0 };
+  const md = parseMarkdownTable(tableToMarkdown(clusterTable(r)));
+  const key = [MODEL, "GoodVibe", "none", "2", "model.layers.0.self_attn.q_proj"];
+  assert.equal(cellOf(md, key, "Clustered"), "1 of 4 layers");
+  assert.equal(cellOf(md, key, "Not clustered"), "3 × one shared row");
+});

@@ -19,7 +19,13 @@ import {
   summarizeNeuronMap,
   writeNeuronMap,
 } from "../../method/goodvibe/identify.js";
-import { clusterNeurons, readClusterMap, writeClusterMap } from "../../method/goodvibe/clustering.js";
+import {
+  DEFAULT_CLUSTER,
+  clusterNeurons,
+  clusterSummary,
+  readClusterMap,
+  writeClusterMap,
+} from "../../method/goodvibe/clustering.js";
 import { trainSft } from "../../method/train.js";
 import { countParams, attachGoodVibe, attachLora } from "../../method/method.js";
 import {
@@ -83,33 +89,41 @@ export function registerStages(program: Command): void {
     .description("cluster each layer's security neurons (k-means, k by silhouette)")
     .requiredOption("-n, --neurons <file>", "neuron map from `goodvibe identify`")
     .requiredOption("-o, --out <file>", "cluster map to write")
-    .option("--k-max <n>", "largest k tried", Number, 8)
-    .option("--threshold <x>", "silhouette below which a layer stays unclustered", Number, 0.05)
-    .option("--features <kind>", "importance | profile", "importance")
+    .option("--k-max <n>", "largest k tried", Number, DEFAULT_CLUSTER.kMax)
+    .option(
+      "--threshold <x>",
+      "silhouette below which a layer is not clustered (it gets the fallback)",
+      Number,
+      DEFAULT_CLUSTER.threshold,
+    )
+    .option("--features <kind>", "importance | profile | profile-normalized", DEFAULT_CLUSTER.features)
+    .option(
+      "--fallback <kind>",
+      "a layer below the threshold gets: shared (one update row for the layer) | per-neuron",
+      DEFAULT_CLUSTER.fallback,
+    )
     .option("--no-cluster", "ablation: every neuron its own update row")
     .option("--seed <n>", "seed", Number, 0)
     .addHelpText("after", "\nExample:\n  goodvibe cluster -n neurons.json -o clusters.json --threshold 0.1")
     .action(async (opts) => {
       const g = program.opts();
       await runCommand(g, async () => {
-        if (!["importance", "profile"].includes(opts.features))
-          throw new InputError(`--features must be importance or profile`);
+        if (!["importance", "profile", "profile-normalized"].includes(opts.features))
+          throw new InputError(`--features must be importance, profile or profile-normalized`);
+        if (!["shared", "per-neuron"].includes(opts.fallback))
+          throw new InputError(`--fallback must be shared or per-neuron`);
         const map = readNeuronMap(opts.neurons);
         const c = clusterNeurons(map, {
           kMax: opts.kMax,
           threshold: opts.threshold,
           seed: opts.seed,
-          nInit: 10,
+          nInit: DEFAULT_CLUSTER.nInit,
           features: opts.features,
+          fallback: opts.fallback,
           disabled: opts.cluster === false,
         });
         writeClusterMap(opts.out, c);
-        const mods = Object.values(c.modules);
-        output(
-          g,
-          `cluster map: ${path.resolve(opts.out)}; ${mods.filter((m) => m.clustered).length}/${mods.length} layers clustered, ${mods.reduce((a, m) => a + m.nClusters, 0)} update rows`,
-          c,
-        );
+        output(g, `cluster map: ${path.resolve(opts.out)}; ${clusterSummary(c).text}`, c);
       });
     });
 

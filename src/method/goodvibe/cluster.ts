@@ -240,29 +240,48 @@ export function canonicalLabels(features: Points | readonly number[], labels: re
   return dense.map((l) => rank[l]!);
 }
 
+/**
+ * What a layer gets when its neurons show no cluster structure (best silhouette below the threshold, or too few
+ * neurons to compute one). "shared": one update row for all of them, the reading of the paper that Table 2's
+ * parameter counts support (every GoodVibe figure there lies between one and two rows per module). "per-neuron":
+ * every neuron its own row, the reading of §6.2's "updated independently".
+ */
+export type ClusterFallback = "shared" | "per-neuron";
+
 export interface ChooseClustersOptions {
   kMax?: number;
   /** Smallest silhouette accepted as a real cluster structure. */
   threshold?: number;
+  /** What a layer without cluster structure gets (default "shared"). */
+  fallback?: ClusterFallback;
   seed: number;
   nInit?: number;
 }
 
 export interface ClusterChoice {
-  /** Number of clusters (n when not clustered). */
+  /** Number of update rows: the clusters found, 1 for the shared fallback, n for the per-neuron fallback. */
   k: number;
-  /** Canonical labels (see `canonicalLabels`); 0..n-1 in input order when not clustered. */
+  /** Canonical labels (see `canonicalLabels`); all 0 (shared) or 0..n-1 in input order (per-neuron) otherwise. */
   labels: number[];
   /** Best silhouette found (NaN when no k could be tried). */
   silhouette: number;
   clustered: boolean;
+  /** The fallback applied, null when clustered. */
+  fallback: ClusterFallback | null;
   tried: { k: number; silhouette: number; inertia: number }[];
+}
+
+/** The labels of a fallback: one shared row, or one row per point. */
+export function fallbackLabels(n: number, fallback: ClusterFallback): { k: number; labels: number[] } {
+  return fallback === "shared"
+    ? { k: n > 0 ? 1 : 0, labels: new Array<number>(n).fill(0) }
+    : { k: n, labels: Array.from({ length: n }, (_, i) => i) };
 }
 
 /**
  * Choose the number of clusters of one layer's selected neurons: k-means for k = 2..min(kMax, n-1), keep the
  * best silhouette (the smaller k on ties). Below `threshold`, or with fewer than 3 neurons, there is no cluster
- * structure worth sharing updates over: every neuron is its own cluster.
+ * structure to share updates over and the fallback decides: one shared row (default) or one row per neuron.
  */
 export function chooseClusters(
   features: Points | readonly number[],
@@ -270,7 +289,7 @@ export function chooseClusters(
 ): ClusterChoice {
   const points = asPoints(features);
   const n = points.length;
-  const { kMax = 8, threshold = 0.05, seed, nInit = 10 } = opts;
+  const { kMax = 8, threshold = 0.05, fallback = "shared", seed, nInit = 10 } = opts;
   const tried: ClusterChoice["tried"] = [];
   let best: { k: number; silhouette: number; labels: number[] } | null = null;
   for (let k = 2; k <= Math.min(kMax, n - 1); k++) {
@@ -285,10 +304,10 @@ export function chooseClusters(
   }
   if (best === null || best.silhouette < threshold) {
     return {
-      k: n,
-      labels: points.map((_, i) => i),
+      ...fallbackLabels(n, fallback),
       silhouette: best?.silhouette ?? NaN,
       clustered: false,
+      fallback,
       tried,
     };
   }
@@ -297,6 +316,7 @@ export function chooseClusters(
     labels: canonicalLabels(points, best.labels),
     silhouette: best.silhouette,
     clustered: true,
+    fallback: null,
     tried,
   };
 }

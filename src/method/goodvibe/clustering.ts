@@ -1,21 +1,36 @@
 /**
- * Clustering of each layer's security neurons (GoodVibe §3.4): per linear layer, k-means on the selected neurons'
- * features (their importance, or their per-sample importance profiles), k chosen by silhouette in [2, kMax].
- * A layer whose best silhouette is below the threshold is left unclustered: each neuron gets its own update row.
+ * Clustering of each layer's security neurons (GoodVibe §3.4, §4.2): per linear layer, k-means on the selected
+ * neurons' features, k chosen by silhouette in [2, kMax]. A layer whose best silhouette is below the threshold is
+ * not clustered and gets the fallback: by default one update row shared by all its neurons (the reading that
+ * Table 2's parameter counts support), optionally one row per neuron (§6.2's "updated independently"); README,
+ * "Clusters per module", says how the two passages and Table 2 were weighed.
  */
 import * as fs from "node:fs";
 import { InputError } from "../../errors.js";
 import { writeFileAtomic } from "../../io/atomic.js";
 import type { RowSelection } from "./adapter.js";
-import { chooseClusters } from "./cluster.js";
-import type { ModelFingerprint, NeuronMap } from "./identify.js";
+import { chooseClusters, fallbackLabels, type ClusterFallback } from "./cluster.js";
+import type { ModelFingerprint, ModuleNeurons, NeuronMap } from "./identify.js";
+
+/**
+ * What each neuron is as a point:
+ * - "importance": its mean importance (one number). Any one-dimensional sample splits well (two k-means groups of
+ *   evenly spread numbers already score about 0.5), so thresholds like the paper's 0.01-0.1 never apply.
+ * - "profile": its importances on the profiled samples (one coordinate per sample). The neurons' overall size
+ *   still dominates the distances.
+ * - "profile-normalized": the profile scaled to unit length: on which samples a neuron matters, not how much.
+ *   Neurons without a shared pattern score near 0 here, which is the range the paper's thresholds test.
+ */
+export type ClusterFeatures = "importance" | "profile" | "profile-normalized";
 
 export interface ClusterOptions {
   kMax: number;
   threshold: number;
   seed: number;
   nInit: number;
-  features: "importance" | "profile";
+  features: ClusterFeatures;
+  /** what a layer below the threshold (or with under three neurons) gets */
+  fallback: ClusterFallback;
   /** ablation: skip clustering, every selected neuron its own row */
   disabled?: boolean;
 }
@@ -25,62 +40,147 @@ export const DEFAULT_CLUSTER: ClusterOptions = {
   threshold: 0.05,
   seed: 0,
   nInit: 10,
-  features: "importance",
+  features: "profile-normalized",
+  fallback: "shared",
 };
+
+/** How a module's selected rows are updated. */
+export type ModuleUpdates = "clustered" | ClusterFallback;
 
 export interface ModuleClusters extends RowSelection {
   silhouette: number;
   clustered: boolean;
+  /** "clustered", or the fallback it got ("shared" / "per-neuron"; "per-neuron" also when clustering is disabled) */
+  updates: ModuleUpdates;
   tried: { k: number; silhouette: number; inertia: number }[];
 }
 
 export interface ClusterMap {
   format: "goodvibe-cluster-map";
-  version: 1;
+  version: 2;
   model: ModelFingerprint;
   options: ClusterOptions;
   modules: Record<string, ModuleClusters>;
+}
+
+/** The points that represent a module's selected neurons (see ClusterFeatures). */
+export function clusterFeatures(
+  name: string,
+  m: Pick<ModuleNeurons, "scores" | "profiles">,
+  kind: ClusterFeatures,
+): number[] | number[][] {
+  if (kind === "importance") return m.scores;
+  if (!m.profiles)
+    throw new InputError(
+      `module ${name} has no per-sample profiles, which cluster features "${kind}" need: identify with ` +
+        `identify.profileSamples > 1, or cluster with features "importance"`,
+    );
+  if ((m.profiles[0]?.length ?? 0) < 2)
+    throw new InputError(
+      `module ${name}: ${m.profiles[0]?.length ?? 0} profiled sample(s) cannot show a pattern: identify with ` +
+        `identify.profileSamples > 1`,
+    );
+  if (kind === "profile") return m.profiles;
+  return m.profiles.map((p) => {
+    let sq = 0;
+    for (const v of p) sq += v * v;
+    const norm = Math.sqrt(sq);
+    return norm > 0 ? p.map((v) => v / norm) : p.slice();
+  });
+}
+
+/**
+ * Refuse, before any work, settings that clustering could only refuse after identification: profile features
+ * without profiles. `where` names the config (file, cell) in the message.
+ */
+export function checkClusterSettings(
+  cluster: Pick<ClusterOptions, "features" | "disabled">,
+  identify: { profileSamples: number },
+  where = "config",
+): void {
+  if (!cluster.disabled && cluster.features !== "importance" && identify.profileSamples < 2)
+    throw new InputError(
+      `${where}: cluster.features "${cluster.features}" needs per-sample importance profiles, but ` +
+        `identify.profileSamples is ${identify.profileSamples}: set it to 2 or more (default 32), or cluster.features ` +
+        `to "importance"`,
+    );
 }
 
 export function clusterNeurons(map: NeuronMap, opts: ClusterOptions): ClusterMap {
   const modules: Record<string, ModuleClusters> = {};
   for (const [name, m] of Object.entries(map.modules)) {
     const n = m.indices.length;
-    if (opts.disabled || n < 3) {
+    if (opts.disabled) {
       modules[name] = {
         rows: m.indices,
         clusters: m.indices.map((_, i) => i),
         nClusters: n,
         silhouette: NaN,
         clustered: false,
+        updates: "per-neuron",
         tried: [],
       };
       continue;
     }
-    let features: number[] | number[][];
-    if (opts.features === "profile") {
-      if (!m.profiles)
-        throw new InputError(`module ${name} has no per-sample profiles: identify with profile samples > 0`);
-      features = m.profiles;
-    } else {
-      features = m.scores;
+    if (n < 3) {
+      // too few neurons for a silhouette: the fallback decides, as for a layer below the threshold
+      const f = fallbackLabels(n, opts.fallback);
+      modules[name] = {
+        rows: m.indices,
+        clusters: f.labels,
+        nClusters: f.k,
+        silhouette: NaN,
+        clustered: false,
+        updates: opts.fallback,
+        tried: [],
+      };
+      continue;
     }
-    const c = chooseClusters(features, {
+    const c = chooseClusters(clusterFeatures(name, m, opts.features), {
       kMax: opts.kMax,
       threshold: opts.threshold,
+      fallback: opts.fallback,
       seed: opts.seed,
       nInit: opts.nInit,
     });
     modules[name] = {
       rows: m.indices,
       clusters: c.labels,
-      nClusters: c.clustered ? c.k : n,
+      nClusters: c.k,
       silhouette: c.silhouette,
       clustered: c.clustered,
+      updates: c.fallback ?? "clustered",
       tried: c.tried,
     };
   }
-  return { format: "goodvibe-cluster-map", version: 1, model: map.model, options: opts, modules };
+  return { format: "goodvibe-cluster-map", version: 2, model: map.model, options: opts, modules };
+}
+
+/** Layers clustered, and layers that got each fallback: for logs and reports. */
+export function clusterSummary(map: ClusterMap): {
+  layers: number;
+  clustered: number;
+  shared: number;
+  perNeuron: number;
+  rows: number;
+  text: string;
+} {
+  const mods = Object.values(map.modules);
+  const count = (u: ModuleUpdates) => mods.filter((m) => m.updates === u).length;
+  const s = {
+    layers: mods.length,
+    clustered: count("clustered"),
+    shared: count("shared"),
+    perNeuron: count("per-neuron"),
+    rows: mods.reduce((a, m) => a + m.nClusters, 0),
+  };
+  const o = map.options;
+  const how = o.disabled
+    ? "clustering disabled (ablation): one update row per neuron"
+    : `${s.clustered}/${s.layers} layers clustered (${o.features} features, silhouette threshold ${o.threshold}); ` +
+      `${o.fallback === "shared" ? s.shared : s.perNeuron} below it got ` +
+      (o.fallback === "shared" ? "one shared update row each" : "one update row per neuron");
+  return { ...s, text: `${how}; ${s.rows} update rows in all` };
 }
 
 export function selectionsOf(map: ClusterMap): Map<string, RowSelection> {
@@ -113,6 +213,15 @@ export function readClusterMap(file: string): ClusterMap {
   }
   if (json.format !== "goodvibe-cluster-map" || !json.modules)
     throw new InputError(`${file}: not a GoodVibe cluster map`);
+  const version = json.version as number;
+  if (version !== 1 && version !== 2)
+    throw new InputError(`${file}: cluster map version ${version} is not supported (1 or 2)`);
+  if (version === 1) {
+    // version 1 had no fallback choice: an unclustered layer always had one row per neuron
+    json.options = { ...json.options, fallback: "per-neuron" };
+    for (const m of Object.values(json.modules)) m.updates = m.clustered ? "clustered" : "per-neuron";
+    json.version = 2;
+  }
   for (const [name, m] of Object.entries(json.modules)) {
     if (
       m.rows.length !== m.clusters.length ||
