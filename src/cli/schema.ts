@@ -1,6 +1,6 @@
 /** The one typed schema of the hardening recipe's configuration (YAML files and --set overrides). */
 import { z } from "zod";
-import { DEFAULT_IDENTIFY } from "../recipes/harden.js";
+import { DEFAULT_DTYPE, DEFAULT_IDENTIFY } from "../recipes/harden.js";
 import { DEFAULT_CLUSTER } from "../method/goodvibe/clustering.js";
 import { DEFAULT_TRAIN } from "../method/train.js";
 import { DEFAULT_LORA } from "../method/lora/config.js";
@@ -70,7 +70,7 @@ export const hardenSchema = z
     runDir: z.string().optional(),
     languages: z.array(z.string()).optional(),
     method: z.enum(["goodvibe", "lora", "full"]).default("goodvibe"),
-    dtype: z.enum(["float32", "bfloat16"]).optional(),
+    dtype: z.enum(["float32", "bfloat16"]).default(DEFAULT_DTYPE),
     seed: nonNegInt.default(0),
     identify: identifySchema.default(identifySchema.parse({})),
     cluster: clusterSchema.default(clusterSchema.parse({})),

@@ -18,7 +18,8 @@ import { setPath } from "../util/overrides.js";
 import { checkClusterSettings } from "../method/goodvibe/clustering.js";
 
 /** Bump when a change in this code or the recipes changes what a cell computes: every cell reruns. */
-export const EXPERIMENT_CODE_VERSION = "goodvibe-experiment/1";
+// 2: bf16 mixed precision for every method by default; one shared row for a layer below the silhouette threshold
+export const EXPERIMENT_CODE_VERSION = "goodvibe-experiment/2";
 
 /** A cell before hashing: what to train and evaluate. */
 export interface CellSetting {

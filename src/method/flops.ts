@@ -1,12 +1,21 @@
 /**
- * FLOPs counted from shapes (a multiply-add = 2 FLOPs), for the cost tables. Forward: every linear layer,
- * attention scores and weighted sums, and lm_head on the positions that take a loss. Backward: the gradient
- * with respect to a linear layer's input costs its forward matmul again, and one more for a trainable matrix;
- * attention's two activation-by-activation matmuls each need two in backward (both operands); frozen weights get
- * no weight gradient. Gradient checkpointing adds a second forward of the layers.
+ * Cost from shapes: FLOPs (a multiply-add = 2 FLOPs) and trainable parameters, for the cost tables and for
+ * `experiment plan`. Works on a loaded model or on a config's shapes alone (models/shapes.ts).
+ *
+ * Two FLOP figures, side by side:
+ * - the exact count of one step's operations. Forward: every linear layer, attention scores and weighted sums,
+ *   and lm_head on the positions that take a loss. Backward: the gradient with respect to a linear layer's input
+ *   costs its forward matmul again, and one more for a trainable matrix; attention's two activation-by-activation
+ *   matmuls each need two in backward (both operands); frozen weights get no weight gradient. Gradient
+ *   checkpointing adds a second forward of the layers.
+ * - the estimate common trainers report (transformers' Trainer `total_flos`): 6 × N × D, N = the model's
+ *   parameters without the input embedding (plus the adapter's), D = every input token (prompt and padding
+ *   included). It charges every method as if all weights received gradients and lm_head ran at every position,
+ *   so it is the same per token for GoodVibe, LoRA and full fine-tuning.
  */
-import type { DecoderModel } from "../models/decoder.js";
-import type { AttachedMethod } from "./method.js";
+import type { LinearShape, ShapeSource } from "../models/shapes.js";
+import type { LoraConfig } from "./lora/config.js";
+import type { MethodName } from "./method.js";
 
 export interface FlopCount {
   forward: number;
@@ -14,8 +23,26 @@ export interface FlopCount {
   total: number;
 }
 
+/** What the FLOP count needs of a method: its name and its trainable matrices' shapes, by name. */
+export interface MethodShapes {
+  readonly name: MethodName;
+  /** trainable tensors by name: [rows, cols] (U: [C, in]; lora_A: [r, in]; lora_B: [out, r]) */
+  readonly shapes: Iterable<[string, readonly number[]]>;
+}
+
+/** An attached method (trainable tensors) seen as shapes. */
+export function methodShapes(method: {
+  name: MethodName;
+  trainable: Map<string, { shape: number[] }>;
+}): MethodShapes {
+  return {
+    name: method.name,
+    shapes: [...method.trainable].map(([n, t]) => [n, t.shape] as [string, number[]]),
+  };
+}
+
 export function layerForwardFlops(
-  model: DecoderModel,
+  model: ShapeSource,
   batch: number,
   time: number,
 ): { linear: number; attention: number } {
@@ -29,9 +56,10 @@ export function layerForwardFlops(
 
 /** FLOPs of a method's adapters in the forward pass, and of their parameter gradients. */
 function adapterFlops(
-  method: AttachedMethod,
+  method: MethodShapes,
   tokens: number,
-  model: DecoderModel,
+  lossTokens: number,
+  model: ShapeSource,
 ): { forward: number; paramGrad: number } {
   if (method.name === "full") {
     let paramGrad = 0;
@@ -39,39 +67,94 @@ function adapterFlops(
     return { forward: 0, paramGrad };
   }
   let forward = 0;
-  for (const [name, t] of method.trainable) {
-    const [rows, cols] = t.shape;
-    // U [C, in]: x Uᵀ; lora_A [r, in]: x Aᵀ; lora_B [out, r]: (x Aᵀ) Bᵀ
-    forward += 2 * tokens * rows * cols;
-    void name;
+  for (const [name, shape] of method.shapes) {
+    const [rows, cols] = shape as [number, number];
+    // U [C, in]: x Uᵀ; lora_A [r, in]: x Aᵀ; lora_B [out, r]: (x Aᵀ) Bᵀ. lm_head runs on the loss positions only.
+    forward += 2 * (name.startsWith("lm_head") ? lossTokens : tokens) * rows * cols;
   }
   return { forward, paramGrad: forward };
 }
 
 export function sftFlops(
-  model: DecoderModel,
-  method: AttachedMethod,
+  model: ShapeSource,
+  method: MethodShapes | { name: MethodName; trainable: Map<string, { shape: number[] }> },
   shape: number[],
   lossTokens: number,
   checkpointing: boolean,
 ): FlopCount {
-  const [B, T] = shape;
+  const m = "shapes" in method ? method : methodShapes(method);
+  const [B, T] = shape as [number, number];
   const { linear, attention } = layerForwardFlops(model, B, T);
   const head = 2 * lossTokens * model.cfg.hiddenSize * model.cfg.vocabSize;
-  const ad = adapterFlops(method, B * T, model);
+  const ad = adapterFlops(m, B * T, lossTokens, model);
   const layers = linear + attention + ad.forward;
   const forward = layers + head + (checkpointing ? layers : 0);
-  const headGrad = method.name === "full" ? 2 * head : head;
+  const headGrad = m.name === "full" ? 2 * head : head;
   const backward = linear + 2 * attention + ad.forward + headGrad + ad.paramGrad;
   return { forward, backward, total: forward + backward };
 }
 
 /** Identification: a forward and a backward to the activations only (no parameter gradients). */
-export function identifyFlops(model: DecoderModel, shape: number[], withBackward: boolean): FlopCount {
-  const [B, T] = shape;
+export function identifyFlops(model: ShapeSource, shape: number[], withBackward: boolean): FlopCount {
+  const [B, T] = shape as [number, number];
   const { linear, attention } = layerForwardFlops(model, B, T);
   const head = 2 * B * model.cfg.hiddenSize * 2;
   const forward = linear + attention + head;
   const backward = withBackward ? linear + 2 * attention + head : 0;
   return { forward, backward, total: forward + backward };
+}
+
+/**
+ * N of the trainer-style estimate: every parameter except the input embedding (a tied lm_head is that same
+ * tensor, so it is left out too, as transformers' num_parameters(exclude_embeddings=True) does), plus the method's
+ * own trainable tensors when they are not model weights (GoodVibe's U, LoRA's A and B).
+ */
+export function estimateParams(
+  params: { total: number; embedding: number },
+  method: MethodName,
+  trainableParams: number,
+): number {
+  return params.total - params.embedding + (method === "full" ? 0 : trainableParams);
+}
+
+/** 6 × N × D (see the file comment): D = input tokens of the step, padding included. */
+export function trainerFlopsEstimate(n: number, tokens: number): number {
+  return 6 * n * tokens;
+}
+
+// ---------------------------------------------------------------- trainable parameters from shapes
+
+/** The modules GoodVibe hooks: the 7 projections of every layer, and lm_head when asked. */
+export function goodvibeModules(model: ShapeSource, lmHead = false): LinearShape[] {
+  const out: LinearShape[] = model.linears().map((l) => ({ ...l, bias: false }));
+  if (lmHead)
+    out.push({
+      name: "lm_head",
+      inFeatures: model.cfg.hiddenSize,
+      outFeatures: model.cfg.vocabSize,
+      bias: false,
+    });
+  return out;
+}
+
+/**
+ * GoodVibe's trainable parameters with `rows` update rows per module (1: every module one shared row; 2: two
+ * clusters; topK: no clustering), each row as long as the module's input: Σ min(rows, topK, out) · in.
+ */
+export function goodvibeParams(
+  model: ShapeSource,
+  opts: { rows: number; topK: number; lmHead?: boolean },
+): number {
+  let n = 0;
+  for (const l of goodvibeModules(model, opts.lmHead))
+    n += Math.min(opts.rows, opts.topK, l.outFeatures) * l.inFeatures;
+  return n;
+}
+
+/** LoRA's trainable parameters: r · (in + out) for every targeted projection (A is [r, in], B is [out, r]). */
+export function loraParams(model: ShapeSource, cfg: Pick<LoraConfig, "r" | "targetModules">): number {
+  let n = 0;
+  for (const l of model.linears())
+    if (cfg.targetModules.includes(l.name.split(".").pop()!)) n += cfg.r * (l.inFeatures + l.outFeatures);
+  return n;
 }

@@ -63,7 +63,11 @@ export async function foldIntoCheckpoint(
       `the output folder ${outDir} must not be the input model folder ${baseDir} (or inside it)`,
     );
   const weights = openModelWeights(baseDir);
-  const folded = method.foldedWeights();
+  // fold onto the tensors as stored: a model that computed in bf16 must not round a float32 checkpoint
+  const folded = method.foldedWeights((n) => {
+    const rec = weights.tensors.get(n);
+    return rec ? recordToTensor(rec) : null;
+  });
   let totalBytes = 0;
   for (const rec of weights.tensors.values()) totalBytes += rec.data.byteLength;
   requireDisk(

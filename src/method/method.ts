@@ -3,7 +3,7 @@
  * fine-tuning all go through the same training loop (train.ts), which only asks a method for its trainable tensors.
  */
 import type { DecoderModel } from "../models/decoder.js";
-import { Tensor, manualSeed, noGrad } from "../tensor/index.js";
+import { Tensor, keep, manualSeed, noGrad } from "../tensor/index.js";
 import { ClusterRowAdapter, type RowSelection } from "./goodvibe/adapter.js";
 import { loraScaling, type LoraConfig } from "./lora/config.js";
 import { LoraAdapter } from "./lora/layer.js";
@@ -12,14 +12,31 @@ export type MethodName = "goodvibe" | "lora" | "full";
 
 export interface AttachedMethod {
   readonly name: MethodName;
-  /** Trainable tensors by a stable name (checkpoints and artifacts use these names). */
+  /**
+   * Trainable tensors by a stable name (checkpoints and artifacts use these names): always float32, the master
+   * copies that AdamW updates, whatever dtype the model computes in.
+   */
   readonly trainable: Map<string, Tensor>;
-  /** New float32 weights for every tensor the method changes, by HF tensor name. */
-  foldedWeights(): Map<string, Tensor>;
+  /**
+   * Mixed precision where the forward cannot use the masters directly (full fine-tuning of a bf16 model): per
+   * trainable name, the low-precision tensor the model computes with. Its gradient trains the master of the same
+   * name, and the updated master is copied back into it after each step. Absent when the masters are what the
+   * forward uses (adapters cast their float32 tensors themselves; a float32 model is its own master).
+   */
+  readonly computeCopies?: Map<string, Tensor>;
+  /**
+   * New float32 weights for every tensor the method changes, by HF tensor name. `base` gives a tensor as the
+   * checkpoint stores it (fold passes the file's tensors, so that a bf16 model's rounding never reaches a float32
+   * checkpoint); without it, the model's own weights are the base.
+   */
+  foldedWeights(base?: WeightSource): Map<string, Tensor>;
   /** Undo attach: the model computes as before (full FT keeps its updated weights). */
   detach(): void;
   setTraining(on: boolean): void;
 }
+
+/** A checkpoint's tensor by HF name, in its stored dtype (null when absent). */
+export type WeightSource = (name: string) => Tensor | null;
 
 export function countParams(ts: Iterable<Tensor>): number {
   let n = 0;
@@ -46,8 +63,13 @@ export function attachGoodVibe(
   return {
     name: "goodvibe",
     trainable: new Map([...adapters].map(([n, a]) => [`${n}.U`, a.U])),
-    foldedWeights: () =>
-      new Map([...adapters].map(([n, a]) => [`${n}.weight`, a.foldedWeight(model.linear(n))])),
+    foldedWeights: (base) =>
+      new Map(
+        [...adapters].map(([n, a]) => [
+          `${n}.weight`,
+          a.foldedWeight(model.linear(n), base?.(`${n}.weight`) ?? undefined),
+        ]),
+      ),
     detach: () => {
       for (const n of adapters.keys()) model.linear(n).adapter = null;
     },
@@ -88,8 +110,13 @@ export function attachLora(
   return {
     name: "lora",
     trainable,
-    foldedWeights: () =>
-      new Map([...adapters].map(([n, a]) => [`${n}.weight`, a.foldedWeight(model.linear(n))])),
+    foldedWeights: (base) =>
+      new Map(
+        [...adapters].map(([n, a]) => [
+          `${n}.weight`,
+          a.foldedWeight(model.linear(n), base?.(`${n}.weight`) ?? undefined),
+        ]),
+      ),
     detach: () => {
       for (const n of adapters.keys()) model.linear(n).adapter = null;
     },
@@ -100,20 +127,35 @@ export function attachLora(
 }
 
 /**
- * Full fine-tuning: every parameter trains in place. The model should be loaded in float32 (the trainer does),
- * so the parameters are their own master copies.
+ * Full fine-tuning: every parameter trains. A float32 model trains in place (its parameters are their own master
+ * copies: the fp32 path the PyTorch fixtures check). A bf16 (or fp16) model trains in mixed precision, as §4.2
+ * of the paper: the forward and backward run on the model's bf16 weights, which receive bf16 gradients; AdamW
+ * updates float32 master copies with float32 moments, one parameter at a time (train.ts), and the rounded master
+ * is copied back. Memory: 2 (weights) + 2 (gradients) + 4 (master) + 8 (moments) = 16 bytes per parameter.
  */
-export function attachFull(model: DecoderModel): AttachedMethod {
-  if (model.dtype !== "float32")
-    throw new Error(
-      `full fine-tuning needs a float32 model (master weights); this one computes in ${model.dtype}`,
-    );
+export function attachFull(model: DecoderModel, opts: { checkpoint?: WeightSource } = {}): AttachedMethod {
   const params = model.parameters();
   for (const p of params.values()) p.requiresGrad_(true);
+  const mixed = model.dtype !== "float32";
+  // masters start from the checkpoint's values when given (a float32 checkpoint keeps its precision), else
+  // from the model's own weights
+  const masterOf = (n: string, p: Tensor): Tensor =>
+    keep(
+      noGrad(() => {
+        const stored = opts.checkpoint?.(n);
+        if (stored && stored.shape.join() !== p.shape.join())
+          throw new Error(`${n}: the checkpoint has shape [${stored.shape}], the model [${p.shape}]`);
+        const t = stored ?? p.detach();
+        return t.dtype === "float32" ? t.clone() : t.to("float32");
+      }).requiresGrad_(),
+    );
+  const masters = mixed ? new Map([...params].map(([n, p]) => [n, masterOf(n, p)])) : params;
   return {
     name: "full",
-    trainable: params,
-    foldedWeights: () => new Map([...params].map(([n, p]) => [n, noGrad(() => p.detach().clone())])),
+    trainable: masters,
+    ...(mixed ? { computeCopies: params } : {}),
+    // views of the masters, not copies: a 7B model's weights are not duplicated to write the checkpoint
+    foldedWeights: () => new Map([...masters].map(([n, p]) => [n, p.detach()])),
     detach: () => {
       for (const p of params.values()) p.requiresGrad_(false);
     },

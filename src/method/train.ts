@@ -11,11 +11,11 @@ import { writeFileAtomic, writeDirAtomic } from "../io/atomic.js";
 import { readSafetensors, writeSafetensors, type TensorToWrite } from "../io/safetensors.js";
 import { recordToTensor } from "../models/load.js";
 import { GoodVibeError, InputError } from "../errors.js";
-import { AdamW, Tensor, manualSeed, noGrad, tidy } from "../tensor/index.js";
+import { AdamW, Tensor, backward, manualSeed, noGrad, tidy, withGrad } from "../tensor/index.js";
 import { createRng } from "../util/random.js";
-import type { AttachedMethod } from "./method.js";
+import { countParams, type AttachedMethod } from "./method.js";
 import { IGNORE_INDEX, countAnswerTokens, sftLossHead } from "./losses.js";
-import { sftFlops, type FlopCount } from "./flops.js";
+import { estimateParams, sftFlops, trainerFlopsEstimate, type FlopCount } from "./flops.js";
 import { peakRssBytes } from "../util/memory.js";
 import { interrupted, stopRequested } from "../util/stop.js";
 
@@ -77,7 +77,13 @@ export interface TrainResult {
   finished: boolean;
   finalLoss: number;
   trainableParams: number;
+  /** FLOPs counted from the shapes of every step (flops.ts) */
   flops: FlopCount;
+  /**
+   * The estimate common trainers report (transformers' Trainer total_flos): 6 × params × tokens, params = every
+   * parameter but the input embedding plus the method's own, tokens = every input token including padding.
+   */
+  flopsEstimate: { params: number; tokens: number; flops: number };
   wallSeconds: number;
   flopsPerSecond: number;
   peakMemoryBytes: number;
@@ -142,6 +148,43 @@ export function collate(
     labels: Tensor.fromArray(labels, [B, T], "int64"),
     mask: padded ? Tensor.fromArray(mask, [B, T], "int64") : null,
   };
+}
+
+/**
+ * One optimiser step after the step's backward passes: clip the global gradient norm, AdamW, drop the gradients.
+ * Returns the norm before clipping.
+ *
+ * With compute copies (full fine-tuning of a bf16 model), the gradients sit on the bf16 weights. Each parameter in
+ * turn: its gradient, in float32, becomes its master's, the bf16 gradient is freed, AdamW updates that master alone
+ * (libtorch's AdamW skips parameters without a gradient, and keeps a step count per parameter), the master's
+ * gradient is freed and the master, rounded, is copied into the bf16 weight. At most one float32 gradient exists at
+ * a time: 16 bytes per parameter in all instead of 20.
+ */
+export function optimizerStep(method: AttachedMethod, opt: AdamW, maxGradNorm: number | null): number {
+  const copies = method.computeCopies;
+  if (!copies) {
+    const gradNorm = clipGradNorm(opt.params, maxGradNorm);
+    if (Number.isFinite(gradNorm)) opt.step();
+    opt.zeroGrad();
+    return gradNorm;
+  }
+  const gradNorm = clipGradNorm([...copies.values()], maxGradNorm);
+  if (Number.isFinite(gradNorm)) {
+    for (const [name, master] of method.trainable) {
+      const weight = copies.get(name)!;
+      const g = weight.grad;
+      if (!g) continue;
+      tidy(() => withGrad(() => backward([master], [g.float()])));
+      g.dispose();
+      weight.clearGrad();
+      opt.step();
+      master.clearGrad();
+      noGrad(() => weight.copy_(master));
+    }
+  }
+  for (const w of copies.values()) w.clearGrad();
+  opt.zeroGrad();
+  return gradNorm;
 }
 
 /** Global L2 norm of the gradients; scales them in place when above maxNorm. Returns the norm before clipping. */
@@ -226,7 +269,11 @@ function loadCheckpoint(
   const steps = JSON.parse(file.metadata.optimizer_steps ?? "{}") as Record<string, string>;
   const names = [...method.trainable.keys()];
   noGrad(() => {
-    for (const n of names) method.trainable.get(n)!.copy_(recordToTensor(file.tensors.get(`param/${n}`)!));
+    for (const n of names) {
+      method.trainable.get(n)!.copy_(recordToTensor(file.tensors.get(`param/${n}`)!));
+      // the bf16 weights the forward uses are the masters rounded, as after every step
+      method.computeCopies?.get(n)?.copy_(method.trainable.get(n)!);
+    }
   });
   opt.setState(
     names.map((n) => {
@@ -341,12 +388,10 @@ export async function trainSft(
           state.flops.total += f.total;
         });
       }
-      const gradNorm = clipGradNorm(params, cfg.maxGradNorm);
+      opt.lr = cfg.lr * lrFactor(step, totalSteps, cfg);
+      const gradNorm = optimizerStep(method, opt, cfg.maxGradNorm);
       if (!Number.isFinite(gradNorm))
         throw new GoodVibeError(`gradient norm is ${gradNorm} at step ${step + 1}`, 1);
-      opt.lr = cfg.lr * lrFactor(step, totalSteps, cfg);
-      opt.step();
-      opt.zeroGrad();
       const secs = (Date.now() - t0) / 1000;
       const totalTokens = micro.reduce(
         (a, m) => a + m.reduce((b, i) => b + examples[i].inputIds.length, 0),
@@ -378,13 +423,29 @@ export async function trainSft(
     method.setTraining(false);
   }
   const last = state.log[state.log.length - 1];
+  const trainableParams = params.reduce((a, p) => a + p.numel, 0);
+  // input tokens as the collated micro-batches hold them (padded to each micro-batch's longest example)
+  let inputTokens = 0;
+  for (const micro of plan.slice(0, state.step))
+    for (const idx of micro)
+      inputTokens += idx.length * Math.max(...idx.map((i) => examples[i].inputIds.length));
+  const estParams = estimateParams(
+    { total: countParams(model.parameters().values()), embedding: model.embed.numel },
+    method.name,
+    trainableParams,
+  );
   return {
     steps: state.step,
     totalSteps,
     finished: state.step === totalSteps,
     finalLoss: last ? last.loss : NaN,
-    trainableParams: params.reduce((a, p) => a + p.numel, 0),
+    trainableParams,
     flops: state.flops,
+    flopsEstimate: {
+      params: estParams,
+      tokens: inputTokens,
+      flops: trainerFlopsEstimate(estParams, inputTokens),
+    },
     wallSeconds: state.wallSeconds,
     flopsPerSecond: state.flops.total / Math.max(state.wallSeconds, 1e-9),
     peakMemoryBytes: peakRssBytes(),

@@ -10,8 +10,11 @@ export interface LinearAdapter {
   apply(x: Tensor, y: Tensor, layer: Linear): Tensor;
   /** Tensors the optimiser trains. */
   trainable(): Tensor[];
-  /** W + ΔW in float32, for folding into a checkpoint. */
-  foldedWeight(layer: Linear): Tensor;
+  /**
+   * W + ΔW in float32, for folding into a checkpoint. `base` is W as the checkpoint stores it (a bf16 model
+   * computes with rounded weights, which must not replace a float32 checkpoint's); default the layer's weight.
+   */
+  foldedWeight(layer: Linear, base?: Tensor): Tensor;
 }
 
 /** Sees each output as it is made (identification keeps its gradient). */

@@ -16,7 +16,8 @@ import {
   JUDGE_INSTRUCTION,
   JUDGE_LABEL_TOKENS,
 } from "../data/prompts.js";
-import { loadModel } from "../models/load.js";
+import { loadModel, recordToTensor } from "../models/load.js";
+import { openModelWeights } from "../io/safetensors.js";
 import type { DecoderModel } from "../models/decoder.js";
 import type { DType } from "../tensor/index.js";
 import { createRng } from "../util/random.js";
@@ -86,7 +87,10 @@ export interface HardenConfig {
   out: string;
   runDir: string;
   method: MethodName;
-  /** compute dtype; default the checkpoint's (full fine-tuning always uses float32 masters) */
+  /**
+   * Compute dtype. bfloat16 (the default) is the paper's bf16 mixed precision (§4.2): the model computes in bf16
+   * and every method's trainable tensors are float32 masters with float32 AdamW states. float32 computes in fp32.
+   */
   dtype?: DType;
   seed: number;
   identify: IdentifyConfig;
@@ -94,6 +98,9 @@ export interface HardenConfig {
   train: TrainConfig & { maxLength: number; maxPairs: number };
   lora: LoraConfig;
 }
+
+/** The paper trains in bf16 mixed precision (§4.2); `dtype: float32` trains in fp32. */
+export const DEFAULT_DTYPE = "bfloat16" satisfies DType;
 
 export const DEFAULT_IDENTIFY: IdentifyConfig = {
   topK: 50,
@@ -112,6 +119,7 @@ export function defaultHardenConfig(
   return {
     runDir: path.join(path.dirname(path.resolve(over.out)), `.${path.basename(over.out)}.run`),
     method: "goodvibe",
+    dtype: DEFAULT_DTYPE,
     seed: 0,
     identify: { ...DEFAULT_IDENTIFY },
     cluster: { ...DEFAULT_CLUSTER },
@@ -268,8 +276,16 @@ export function attachMethod(model: DecoderModel, cfg: HardenConfig, clusters?: 
       return attachGoodVibe(model, selectionsOf(clusters));
     case "lora":
       return attachLora(model, cfg.lora, undefined, cfg.seed);
-    case "full":
-      return attachFull(model);
+    case "full": {
+      // float32 masters from the checkpoint as stored, not from the (possibly bf16) weights the model computes with
+      const weights = openModelWeights(cfg.model);
+      return attachFull(model, {
+        checkpoint: (n) => {
+          const rec = weights.tensors.get(n);
+          return rec ? recordToTensor(rec) : null;
+        },
+      });
+    }
   }
 }
 
@@ -281,8 +297,7 @@ export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promis
   const tok = await loadTokenizer(cfg.model);
   const pairs = readPairs(cfg.data, { languages: cfg.languages });
   log.info(`data: ${pairs.length} pairs from ${cfg.data}`);
-  const dtype = cfg.method === "full" ? "float32" : cfg.dtype;
-  const model = loadModel(cfg.model, { dtype });
+  const model = loadModel(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
   fs.mkdirSync(cfg.runDir, { recursive: true });
   writeFileAtomic(path.join(cfg.runDir, "config.json"), JSON.stringify(cfg, null, 2));
   let neurons: NeuronMap | undefined;

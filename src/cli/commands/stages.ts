@@ -144,7 +144,7 @@ export function registerStages(program: Command): void {
         const cfg = hardenConfigFrom(opts);
         if (cfg.method === "goodvibe" && !opts.clusters)
           throw new InputError("method goodvibe needs --clusters (from `goodvibe cluster`)");
-        const model = loadModel(cfg.model, { dtype: cfg.method === "full" ? "float32" : cfg.dtype });
+        const model = loadModel(cfg.model, { dtype: cfg.dtype });
         const clusters = opts.clusters ? readClusterMap(opts.clusters) : undefined;
         // rows of another model's layers would train the wrong neurons here, or none at all
         if (clusters) checkFingerprint(model, clusters.model, opts.clusters);

@@ -58,9 +58,9 @@ export class ClusterRowAdapter implements LinearAdapter {
     );
   }
 
-  foldedWeight(layer: Linear): Tensor {
+  foldedWeight(layer: Linear, base?: Tensor): Tensor {
     return noGrad(() =>
-      layer.weight.float().indexAdd(0, this.rowIndex, this.U.indexSelect(0, this.clusterIndex)),
+      (base ?? layer.weight).float().indexAdd(0, this.rowIndex, this.U.indexSelect(0, this.clusterIndex)),
     );
   }
 }

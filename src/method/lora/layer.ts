@@ -43,7 +43,7 @@ export class LoraAdapter implements LinearAdapter {
     return [this.A, this.B];
   }
 
-  foldedWeight(layer: Linear): Tensor {
-    return noGrad(() => layer.weight.float().add(this.B.matmul(this.A).mul(this.scaling)));
+  foldedWeight(layer: Linear, base?: Tensor): Tensor {
+    return noGrad(() => (base ?? layer.weight).float().add(this.B.matmul(this.A).mul(this.scaling)));
   }
 }
