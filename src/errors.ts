@@ -50,3 +50,43 @@ export function preview(value: unknown, max = 80): string {
   }
   return s.length > max ? `${s.slice(0, max)}…` : s;
 }
+
+/** Node system-error codes for a full disk or quota: the machine's resource, not a bug (exit 3). */
+const NO_SPACE = new Set(["ENOSPC", "EDQUOT", "EFBIG"]);
+/** Codes for a path the user gave that cannot be written (exit 2). */
+const NOT_WRITABLE = new Set(["EACCES", "EROFS"]);
+
+/**
+ * Remember which file a system error was about: `fs.writeSync(fd, …)` errors carry no path, so writers
+ * call this on the way out and the user's message can name the file. Returns `e`.
+ */
+export function withPath(e: unknown, file: string): unknown {
+  if (e instanceof Error && typeof (e as NodeJS.ErrnoException).code === "string") {
+    const err = e as NodeJS.ErrnoException;
+    if (err.path === undefined) err.path = file;
+  }
+  return e;
+}
+
+/**
+ * A system error the user can act on (a full disk, a read-only or forbidden output path) as a GoodVibeError
+ * that names the path; null for every other error (those stay internal errors, with their stack).
+ */
+export function fromSystemError(e: unknown): GoodVibeError | null {
+  if (!(e instanceof Error)) return null;
+  const err = e as NodeJS.ErrnoException;
+  const code = err.code;
+  if (typeof code !== "string") return null;
+  const where = err.path ? ` (${err.syscall ? `${err.syscall} ` : ""}${err.path})` : "";
+  if (NO_SPACE.has(code))
+    return new ResourceError(
+      `no space left on the device${where}: ${code}; free some space or write somewhere else, then rerun`,
+      { cause: e },
+    );
+  if (NOT_WRITABLE.has(code))
+    return new InputError(
+      `${code === "EROFS" ? "read-only file system" : "permission denied"}${where}: choose a writable location`,
+      { cause: e },
+    );
+  return null;
+}

@@ -7,8 +7,9 @@ import * as fs from "node:fs";
 import { SingleBar, Presets } from "cli-progress";
 import YAML from "yaml";
 import { z } from "zod";
-import { GoodVibeError, InputError } from "../errors.js";
+import { GoodVibeError, InputError, fromSystemError } from "../errors.js";
 import type { Logger } from "../recipes/harden.js";
+import { refuseForbiddenKeys } from "../util/keys.js";
 import { parseOverride, setPath } from "../util/overrides.js";
 
 export const EXIT = { ok: 0, internal: 1, input: 2, resource: 3, interrupted: 130 } as const;
@@ -36,6 +37,7 @@ export function loadConfigFile(file: string | undefined): Record<string, unknown
   if (parsed === null || parsed === undefined) return {};
   if (typeof parsed !== "object" || Array.isArray(parsed))
     throw new InputError(`${file}: the top level must be a mapping`);
+  refuseForbiddenKeys(parsed, file);
   return parsed as Record<string, unknown>;
 }
 
@@ -148,7 +150,9 @@ export function interruptSignal(log: Logger): AbortSignal {
 export async function runCommand(opts: GlobalOptions, body: () => Promise<void>): Promise<void> {
   try {
     await body();
-  } catch (e) {
+  } catch (caught) {
+    // a full disk or an unwritable path is the user's to fix: exit 3 or 2 with the path, no stack
+    const e = caught instanceof GoodVibeError ? caught : (fromSystemError(caught) ?? caught);
     if (e instanceof GoodVibeError) {
       process.stderr.write(`${e.exitCode === EXIT.interrupted ? "interrupted" : "error"}: ${e.message}\n`);
       process.exitCode = e.exitCode;

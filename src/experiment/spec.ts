@@ -10,6 +10,7 @@ import YAML from "yaml";
 import { z } from "zod";
 import { InputError } from "../errors.js";
 import { parseOverride, setPath } from "../util/overrides.js";
+import { refuseForbiddenKeys } from "../util/keys.js";
 import { METHODS, type Method } from "../report/schema.js";
 
 const posInt = z.number().int().positive();
@@ -189,6 +190,7 @@ export function loadExperimentSpec(file: string, sets: readonly string[] = []): 
   }
   if (typeof json !== "object" || json === null || Array.isArray(json))
     throw new InputError(`${file}: the top level must be a mapping (name, models, data, ...)`);
+  refuseForbiddenKeys(json, file);
   for (const s of sets) setPath(json as Record<string, unknown>, ...parseOverride(s));
   return parseExperimentSpec(json, file);
 }

@@ -1,5 +1,6 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { withPath } from "../errors.js";
 
 /**
  * Write a file atomically: write to a temp file in the same folder, fsync, rename.
@@ -20,7 +21,7 @@ export function writeFileAtomic(file: string, data: string | Uint8Array | readon
   } catch (e) {
     fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
-    throw e;
+    throw withPath(e, file);
   }
   fs.closeSync(fd);
   fs.renameSync(tmp, file);

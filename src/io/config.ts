@@ -8,7 +8,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
-import { InputError } from "../errors.js";
+import { InputError, preview } from "../errors.js";
+import { ownValue, parseJson, refuseForbiddenKeys } from "../util/keys.js";
 
 export type Family = "llama" | "qwen2" | "qwen3" | "gemma3";
 export type RopeScaling =
@@ -181,7 +182,7 @@ function parseTorchDtype(
     float16: "float16",
     half: "float16",
   };
-  const dt = aliases[v.replace(/^torch\./, "")];
+  const dt = ownValue(aliases, v.replace(/^torch\./, ""));
   if (!dt)
     throw new InputError(
       `${source}: field "${field}" = "${v}" is not supported (use float32, bfloat16 or float16)`,
@@ -258,55 +259,63 @@ function parseHiddenAct(
   );
 }
 
-/** Validate a parsed config.json and resolve it to a ModelConfig; `source` (the file) names errors. */
-export function parseModelConfig(json: unknown, source: string): ModelConfig {
-  if (!isPlainObject(json)) throw new InputError(`${source}: a model config must be a JSON object`);
-  const raw = json;
+/** The model family named by `model_type` (own keys only: "__proto__" or "toString" name no family). */
+function familyOf(source: string, raw: Record<string, unknown>): { family: Family; modelType: string } {
   const modelType = raw.model_type;
-  if (typeof modelType !== "string") {
+  const supported = Object.keys(FAMILY_OF_MODEL_TYPE).join(", ");
+  if (typeof modelType !== "string")
+    throw new InputError(`${source}: missing required field "model_type" (one of ${supported})`);
+  const family = ownValue(FAMILY_OF_MODEL_TYPE, modelType);
+  if (!family)
     throw new InputError(
-      `${source}: missing required field "model_type" (one of llama, qwen2, qwen3, gemma3_text, gemma3)`,
+      `${source}: model_type ${preview(modelType)} is not supported (supported: ${supported})`,
     );
-  }
-  const family = FAMILY_OF_MODEL_TYPE[modelType];
-  if (!family) {
-    throw new InputError(
-      `${source}: model_type "${modelType}" is not supported (supported: llama, qwen2, qwen3, gemma3_text, gemma3)`,
-    );
-  }
+  return { family, modelType };
+}
 
-  // Multimodal Gemma3 keeps the language model in text_config; token ids and dtype may sit at the top.
+/**
+ * The text model's part of the config: multimodal Gemma3 keeps it in text_config (token ids and dtype may sit
+ * at the top), and released Gemma3 configs leave out size keys that Gemma3TextConfig defaults.
+ */
+function textPart(
+  source: string,
+  raw: Record<string, unknown>,
+  modelType: string,
+  family: Family,
+): { textJson: Record<string, unknown>; prefix: string } {
   let textJson: Record<string, unknown> = raw;
   let prefix = "";
   if (modelType === "gemma3") {
     if (!isPlainObject(raw.text_config))
       throw new InputError(`${source}: model_type "gemma3" needs a "text_config" object`);
-    const top = raw;
     textJson = { ...raw.text_config };
-    for (const k of [
-      "torch_dtype",
-      "dtype",
-      "bos_token_id",
-      "eos_token_id",
-      "pad_token_id",
-      "tie_word_embeddings",
-    ]) {
-      if (textJson[k] === undefined && top[k] !== undefined) textJson[k] = top[k];
-    }
+    for (const k of TOP_LEVEL_KEYS_OF_GEMMA3)
+      if (textJson[k] === undefined && raw[k] !== undefined) textJson[k] = raw[k];
     prefix = "text_config";
   }
   if (family === "gemma3") {
-    // Released Gemma3 configs (e.g. gemma-3-4b-it's text_config) omit these and rely on Gemma3TextConfig.
     for (const [k, v] of Object.entries(GEMMA3_SIZE_DEFAULTS))
       if (textJson[k] === undefined) textJson = { ...textJson, [k]: v };
   }
-  const parsed = textConfigSchema.safeParse(textJson);
-  if (!parsed.success) throw zodToInputError(source, prefix, textJson, parsed.error);
-  const c: RawTextConfig = parsed.data;
-  const f = (name: string): string => fieldName(prefix, [name]);
-  const defaults = FAMILY_DEFAULTS[family];
-  const isGemma = family === "gemma3";
+  return { textJson, prefix };
+}
 
+const TOP_LEVEL_KEYS_OF_GEMMA3 = [
+  "torch_dtype",
+  "dtype",
+  "bos_token_id",
+  "eos_token_id",
+  "pad_token_id",
+  "tie_word_embeddings",
+] as const;
+
+/** Heads: kv heads divide the query heads; head_dim given, Gemma3's 256, or hidden / heads. */
+function resolveHeads(
+  source: string,
+  c: RawTextConfig,
+  isGemma: boolean,
+  f: (name: string) => string,
+): { numHeads: number; numKvHeads: number; headDim: number } {
   const numHeads = c.num_attention_heads;
   const numKvHeads = c.num_key_value_heads ?? numHeads;
   if (numHeads % numKvHeads !== 0) {
@@ -327,9 +336,19 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
   }
   if (headDim % 2 !== 0)
     throw new InputError(`${source}: field "${f("head_dim")}" = ${headDim} must be even for RoPE`);
+  return { numHeads, numKvHeads, headDim };
+}
 
-  // RoPE: rope_scaling/rope_theta (transformers v4) or rope_parameters (v5).
-  let ropeTheta = c.rope_theta ?? defaults.ropeTheta;
+/** RoPE: rope_scaling/rope_theta (transformers v4) or rope_parameters (v5); Gemma3's local theta. */
+function resolveRope(
+  source: string,
+  c: RawTextConfig,
+  family: Family,
+  prefix: string,
+  f: (name: string) => string,
+): { ropeTheta: number; ropeScaling: RopeScaling; ropeLocalTheta: number | null } {
+  const isGemma = family === "gemma3";
+  let ropeTheta = c.rope_theta ?? FAMILY_DEFAULTS[family].ropeTheta;
   let ropeScaling = parseRopeScaling(source, f("rope_scaling"), c.rope_scaling);
   let ropeLocalTheta: number | null = isGemma ? (c.rope_local_base_freq ?? 10000) : null;
   if (c.rope_parameters && c.rope_scaling == null) {
@@ -348,8 +367,17 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
       if (isGemma) ropeLocalTheta = local.rope_theta ?? ropeLocalTheta;
     }
   }
+  return { ropeTheta, ropeScaling, ropeLocalTheta };
+}
 
-  // Sliding-window attention only exists in Gemma3 here; Qwen's optional variant is refused.
+/** Full or sliding attention per layer (only Gemma3 slides here; Qwen's optional variant is refused). */
+function resolveLayerTypes(
+  source: string,
+  c: RawTextConfig,
+  family: Family,
+  f: (name: string) => string,
+): { layerTypes: LayerType[]; slidingWindow: number | null } {
+  const isGemma = family === "gemma3";
   if ((family === "qwen2" || family === "qwen3") && c.use_sliding_window === true) {
     throw new InputError(
       `${source}: field "${f("use_sliding_window")}" = true is not supported (Qwen sliding-window attention)`,
@@ -366,7 +394,7 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
     layerTypes = c.layer_types.map((t, i) => {
       if (t !== "full_attention" && t !== "sliding_attention") {
         throw new InputError(
-          `${source}: field "${f("layer_types")}[${i}]" = "${t}" is not full_attention or sliding_attention`,
+          `${source}: field "${f("layer_types")}[${i}]" = ${preview(t)} is not full_attention or sliding_attention`,
         );
       }
       return t;
@@ -387,6 +415,26 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
       );
     slidingWindow = c.sliding_window ?? 4096;
   }
+  return { layerTypes, slidingWindow };
+}
+
+/** Validate a parsed config.json and resolve it to a ModelConfig; `source` (the file) names errors. */
+export function parseModelConfig(json: unknown, source: string): ModelConfig {
+  if (!isPlainObject(json)) throw new InputError(`${source}: a model config must be a JSON object`);
+  refuseForbiddenKeys(json, source);
+  const raw = json;
+  const { family, modelType } = familyOf(source, raw);
+  const { textJson, prefix } = textPart(source, raw, modelType, family);
+  const parsed = textConfigSchema.safeParse(textJson);
+  if (!parsed.success) throw zodToInputError(source, prefix, textJson, parsed.error);
+  const c: RawTextConfig = parsed.data;
+  const f = (name: string): string => fieldName(prefix, [name]);
+  const defaults = FAMILY_DEFAULTS[family];
+  const isGemma = family === "gemma3";
+
+  const { numHeads, numKvHeads, headDim } = resolveHeads(source, c, isGemma, f);
+  const { ropeTheta, ropeScaling, ropeLocalTheta } = resolveRope(source, c, family, prefix, f);
+  const { layerTypes, slidingWindow } = resolveLayerTypes(source, c, family, f);
 
   const hiddenActField = isGemma && c.hidden_activation != null ? "hidden_activation" : "hidden_act";
   const hiddenActValue = isGemma
@@ -402,7 +450,7 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
     vocabSize: c.vocab_size,
     hiddenSize: c.hidden_size,
     intermediateSize: c.intermediate_size,
-    numLayers,
+    numLayers: c.num_hidden_layers,
     numHeads,
     numKvHeads,
     headDim,
@@ -446,11 +494,5 @@ export function loadModelConfig(dir: string): ModelConfig {
   } catch (e) {
     throw new InputError(`${file}: cannot read model config (${(e as Error).message})`, { cause: e });
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new InputError(`${file}: not valid JSON (${(e as Error).message})`, { cause: e });
-  }
-  return parseModelConfig(json, file);
+  return parseModelConfig(parseJson(text, file), file);
 }

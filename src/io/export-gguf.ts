@@ -12,8 +12,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
-import { loadModelConfig, type ModelConfig } from "./config.js";
-import { openModelWeights, type TensorRecord } from "./safetensors.js";
+import type { ModelConfig } from "./config.js";
+import { inspectModelFolder } from "./model-folder.js";
+import type { TensorRecord } from "./safetensors.js";
 import {
   f32ToBf16Bytes,
   f32ToF16Bytes,
@@ -513,13 +514,13 @@ function encode(type: GgmlType, v: Float32Array): Uint8Array {
 export function exportGguf(modelDir: string, outFile: string, opts: ExportGgufOptions): ExportGgufResult {
   if (!(opts.outtype in FILE_TYPE))
     throw new InputError(`outtype "${opts.outtype}" is not one of f32, f16, bf16, q8_0`);
-  const cfg = loadModelConfig(modelDir);
+  // config and weights checked against each other (names, shapes, dtypes, finite values) before any work
+  const { config: cfg, weights } = inspectModelFolder(modelDir);
   const arch = ARCH[cfg.family];
   if (!arch)
     throw new InputError(
       `${path.join(modelDir, "config.json")}: model family ${String(cfg.family)} cannot be exported to GGUF`,
     );
-  const weights = openModelWeights(modelDir);
   const notes: string[] = [];
   const source = modelDir;
 

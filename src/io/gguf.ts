@@ -11,8 +11,9 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { InputError } from "../errors.js";
+import { InputError, withPath } from "../errors.js";
 import { mapFile } from "./mapfile.js";
+import { isForbiddenKey } from "../util/keys.js";
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
 export const GGUF_VERSION = 3;
@@ -453,7 +454,7 @@ export function writeGguf(file: string, spec: GgufWriteSpec): void {
   } catch (e) {
     fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
-    throw e;
+    throw withPath(e, file);
   }
   fs.closeSync(fd);
   fs.renameSync(tmp, file);
@@ -629,6 +630,7 @@ export function parseGguf(bytes: Uint8Array, source: string): GgufFile {
   for (let i = 0; i < nKv; i++) {
     const key = c.str(`metadata key ${i}`);
     if (metadata.has(key)) c.fail(`duplicate metadata key ${key}`);
+    if (isForbiddenKey(key)) c.fail(`metadata key "${key}" is not allowed`);
     metadata.set(key, readValue(c, key));
   }
 
@@ -647,6 +649,7 @@ export function parseGguf(bytes: Uint8Array, source: string): GgufFile {
   for (let i = 0; i < nTensors; i++) {
     const name = c.str(`tensor ${i} name`);
     if (names.has(name)) c.fail(`duplicate tensor name ${name}`);
+    if (isForbiddenKey(name)) c.fail(`tensor name "${name}" is not allowed`);
     names.add(name);
     const nDims = c.u32(`tensor ${name} n_dims`);
     if (nDims < 1 || nDims > GGML_MAX_DIMS)

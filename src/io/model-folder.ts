@@ -4,7 +4,13 @@ import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { writeFileAtomic } from "./atomic.js";
 import { loadModelConfig, type ModelConfig } from "./config.js";
-import { openModelWeights, type ModelWeights, type StDtype } from "./safetensors.js";
+import {
+  firstNonFinite,
+  openModelWeights,
+  type ModelWeights,
+  type StDtype,
+  type TensorRecord,
+} from "./safetensors.js";
 
 /** The tokenizer-side files a hardened checkpoint carries over from its base model. */
 export const TOKENIZER_FILES = [
@@ -19,6 +25,8 @@ export interface ModelFolder {
   dir: string;
   config: ModelConfig;
   weights: ModelWeights;
+  /** The weights by their Hugging Face text-model name (model.…, lm_head.weight), checked against config. */
+  tensors: Map<string, TensorRecord>;
   /** tokenizer.json is present (loadTokenizer can be used on the folder). */
   hasTokenizer: boolean;
   /** Which of TOKENIZER_FILES exist in the folder. */
@@ -27,7 +35,10 @@ export interface ModelFolder {
   bytesByDtype: Partial<Record<StDtype, number>>;
 }
 
-/** Read config.json and open the weights (validated, not copied); note which tokenizer files exist. */
+/**
+ * Read config.json and open the weights, checked against each other (checkWeights: names, shapes, dtypes,
+ * finite values) before anything is allocated or written; note which tokenizer files exist.
+ */
 export function inspectModelFolder(dir: string): ModelFolder {
   let stat: fs.Stats;
   try {
@@ -39,6 +50,7 @@ export function inspectModelFolder(dir: string): ModelFolder {
     throw new InputError(`${dir}: not a folder (give the model folder, not a file in it)`);
   const config = loadModelConfig(dir);
   const weights = openModelWeights(dir);
+  const tensors = checkWeights(config, weights.tensors, dir);
   const tokenizerFiles = TOKENIZER_FILES.filter((f) => fs.existsSync(path.join(dir, f)));
   const bytesByDtype: Partial<Record<StDtype, number>> = {};
   for (const t of weights.tensors.values())
@@ -47,6 +59,7 @@ export function inspectModelFolder(dir: string): ModelFolder {
     dir,
     config,
     weights,
+    tensors,
     hasTokenizer: tokenizerFiles.includes("tokenizer.json"),
     tokenizerFiles,
     bytesByDtype,
@@ -75,4 +88,185 @@ export function copyTokenizerFiles(srcDir: string, dstDir: string): string[] {
     throw new InputError(`${srcDir}: no tokenizer.json to copy into ${dstDir}`);
   }
   return copied;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Weights against config
+
+/** The dtypes a weight may be stored in (integer or bool tensors are not weights of these families). */
+export const WEIGHT_DTYPES: readonly StDtype[] = ["F32", "BF16", "F16", "F64"];
+
+export interface ExpectedTensor {
+  shape: number[];
+  /** How config.json implies the shape, for messages: "[vocab_size, hidden_size]". */
+  from: string;
+  /** May be absent (a tied lm_head some checkpoints store anyway). */
+  optional?: boolean;
+}
+
+/** Every tensor a checkpoint of `cfg` holds, by Hugging Face name, with its shape (transformers' modules). */
+export function expectedTensors(cfg: ModelConfig): Map<string, ExpectedTensor> {
+  const H = cfg.hiddenSize;
+  const I = cfg.intermediateSize;
+  const q = cfg.numHeads * cfg.headDim;
+  const kv = cfg.numKvHeads * cfg.headDim;
+  const out = new Map<string, ExpectedTensor>();
+  const add = (name: string, shape: number[], from: string, optional = false) =>
+    out.set(name, { shape, from, ...(optional ? { optional } : {}) });
+  const qFrom = "num_attention_heads × head_dim";
+  const kvFrom = "num_key_value_heads × head_dim";
+  add("model.embed_tokens.weight", [cfg.vocabSize, H], "[vocab_size, hidden_size]");
+  for (let i = 0; i < cfg.numLayers; i++) {
+    const a = `model.layers.${i}.self_attn`;
+    add(`${a}.q_proj.weight`, [q, H], `[${qFrom}, hidden_size]`);
+    add(`${a}.k_proj.weight`, [kv, H], `[${kvFrom}, hidden_size]`);
+    add(`${a}.v_proj.weight`, [kv, H], `[${kvFrom}, hidden_size]`);
+    add(`${a}.o_proj.weight`, [H, q], `[hidden_size, ${qFrom}]`);
+    if (cfg.qkvBias) {
+      add(`${a}.q_proj.bias`, [q], `[${qFrom}]`);
+      add(`${a}.k_proj.bias`, [kv], `[${kvFrom}]`);
+      add(`${a}.v_proj.bias`, [kv], `[${kvFrom}]`);
+    }
+    if (cfg.oBias) add(`${a}.o_proj.bias`, [H], "[hidden_size]");
+    if (cfg.qkNorm) {
+      add(`${a}.q_norm.weight`, [cfg.headDim], "[head_dim]");
+      add(`${a}.k_norm.weight`, [cfg.headDim], "[head_dim]");
+    }
+    const m = `model.layers.${i}.mlp`;
+    add(`${m}.gate_proj.weight`, [I, H], "[intermediate_size, hidden_size]");
+    add(`${m}.up_proj.weight`, [I, H], "[intermediate_size, hidden_size]");
+    add(`${m}.down_proj.weight`, [H, I], "[hidden_size, intermediate_size]");
+    if (cfg.mlpBias) {
+      add(`${m}.gate_proj.bias`, [I], "[intermediate_size]");
+      add(`${m}.up_proj.bias`, [I], "[intermediate_size]");
+      add(`${m}.down_proj.bias`, [H], "[hidden_size]");
+    }
+    const norms = cfg.sandwichNorms
+      ? [
+          "input_layernorm",
+          "post_attention_layernorm",
+          "pre_feedforward_layernorm",
+          "post_feedforward_layernorm",
+        ]
+      : ["input_layernorm", "post_attention_layernorm"];
+    for (const n of norms) add(`model.layers.${i}.${n}.weight`, [H], "[hidden_size]");
+  }
+  add("model.norm.weight", [H], "[hidden_size]");
+  add("lm_head.weight", [cfg.vocabSize, H], "[vocab_size, hidden_size]", cfg.tieWordEmbeddings);
+  return out;
+}
+
+/** Parts of multimodal checkpoints that are not the text model (Gemma3's vision tower): left alone. */
+const NOT_TEXT_MODEL = /(^|\.)(vision_tower|multi_modal_projector|vision_model)\./;
+/** Buffers older checkpoints stored and transformers recomputes. */
+const RECOMPUTED = /\.rotary_emb\.inv_freq$/;
+
+/**
+ * The Hugging Face text-model name of each stored tensor: the prefix before `embed_tokens.weight` stands for
+ * `model.` (`language_model.model.`, `model.language_model.`, or none for a bare base model). Returns the
+ * renamed tensors and the names nothing maps to; ignorable tensors are dropped.
+ */
+function canonicalTensors(
+  cfg: ModelConfig,
+  stored: Map<string, TensorRecord>,
+): { tensors: Map<string, TensorRecord>; unmapped: string[] } {
+  const embed = [...stored.keys()].find(
+    (n) => /(^|\.)embed_tokens\.weight$/.test(n) && !NOT_TEXT_MODEL.test(n),
+  );
+  const prefix = embed ? embed.slice(0, embed.length - "embed_tokens.weight".length) : "model.";
+  const headNames = new Set(["lm_head.weight", `${prefix.replace(/model\.$/, "")}lm_head.weight`]);
+  const tensors = new Map<string, TensorRecord>();
+  const unmapped: string[] = [];
+  for (const [name, rec] of stored) {
+    if (RECOMPUTED.test(name)) continue;
+    if (cfg.modelType === "gemma3" && NOT_TEXT_MODEL.test(name)) continue;
+    let canonical: string | null = null;
+    if (headNames.has(name)) canonical = "lm_head.weight";
+    else if (name.startsWith(prefix)) canonical = `model.${name.slice(prefix.length)}`;
+    if (canonical === null || tensors.has(canonical)) unmapped.push(name);
+    else tensors.set(canonical, rec);
+  }
+  return { tensors, unmapped };
+}
+
+function listed(names: readonly string[], max = 6): string {
+  const shown = names.slice(0, max).join(", ");
+  return names.length > max ? `${shown}, … (${names.length} in all)` : shown;
+}
+
+/** Layer indices present in tensor names, for the "config says N layers, weights have M" hint. */
+function layerCount(names: Iterable<string>): number {
+  let max = -1;
+  for (const n of names) {
+    const m = /^model\.layers\.(\d+)\./.exec(n);
+    if (m) max = Math.max(max, Number(m[1]));
+  }
+  return max + 1;
+}
+
+/**
+ * Check a checkpoint's tensors against its config before any work: every expected tensor present, nothing
+ * unexpected, each shape as config.json implies, each dtype a float one, and no NaN or infinite value. All
+ * mismatches go into one InputError that names `where`, each tensor, and what config.json implies.
+ * Returns the tensors by Hugging Face text-model name (see canonicalTensors).
+ */
+export function checkWeights(
+  cfg: ModelConfig,
+  stored: Map<string, TensorRecord>,
+  where: string,
+  opts: { finite?: boolean } = {},
+): Map<string, TensorRecord> {
+  const expected = expectedTensors(cfg);
+  const { tensors, unmapped } = canonicalTensors(cfg, stored);
+  const storedName = (n: string) => tensors.get(n)?.name ?? n;
+  const missing: string[] = [];
+  const unexpected = [...unmapped];
+  const problems: string[] = [];
+  const badDtype = new Map<string, string[]>();
+  for (const [name, e] of expected) if (!tensors.has(name) && !e.optional) missing.push(name);
+  for (const [name, rec] of tensors) {
+    const e = expected.get(name);
+    if (!e) {
+      unexpected.push(rec.name);
+      continue;
+    }
+    if (rec.shape.length !== e.shape.length || rec.shape.some((d, i) => d !== e.shape[i]))
+      problems.push(
+        `${rec.name} has shape [${rec.shape.join(", ")}], config.json implies [${e.shape.join(", ")}] = ${e.from}`,
+      );
+    if (!WEIGHT_DTYPES.includes(rec.dtype)) {
+      const names = badDtype.get(rec.dtype) ?? [];
+      names.push(rec.name);
+      badDtype.set(rec.dtype, names);
+    }
+  }
+  for (const [dtype, names] of badDtype)
+    problems.push(
+      `dtype ${dtype} (${listed(names)}): weights must be ${WEIGHT_DTYPES.join(", ")} (integer tensors are quantized or not weights)`,
+    );
+  const lines: string[] = [];
+  if (missing.length) lines.push(`missing (${missing.length}): ${listed(missing.map(storedName))}`);
+  if (unexpected.length) lines.push(`unexpected (${unexpected.length}): ${listed(unexpected)}`);
+  lines.push(...problems.slice(0, 8));
+  if (problems.length > 8) lines.push(`… and ${problems.length - 8} more shape or dtype mismatches`);
+  if (lines.length > 0) {
+    const layers = layerCount([...tensors.keys()]);
+    const hint =
+      layers > 0 && layers !== cfg.numLayers
+        ? `\n  config.json says num_hidden_layers = ${cfg.numLayers} but the weights have ${layers} layers`
+        : "";
+    throw new InputError(
+      `${where}: the weights do not match config.json (${cfg.modelType}, ${cfg.numLayers} layers, hidden_size ${cfg.hiddenSize}, vocab_size ${cfg.vocabSize}):\n  ${lines.join("\n  ")}${hint}`,
+    );
+  }
+  if (opts.finite ?? true) {
+    for (const rec of tensors.values()) {
+      const i = firstNonFinite(rec);
+      if (i >= 0)
+        throw new InputError(
+          `${rec.file}: tensor ${rec.name} holds a NaN or infinite value (element ${i} of shape [${rec.shape.join(", ")}]); the checkpoint is corrupt or diverged in training`,
+        );
+    }
+  }
+  return tensors;
 }

@@ -10,6 +10,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
+import { isForbiddenKey, refuseForbiddenKeys } from "../util/keys.js";
 import { writeFileAtomic } from "./atomic.js";
 import { mapFile } from "./mapfile.js";
 
@@ -132,6 +133,8 @@ export function parseSafetensors(buf: Buffer, file: string): SafetensorsFile {
     throw bad(`header is not valid JSON (${(e as Error).message})`);
   }
   if (!isPlainObject(header)) throw bad("header is not a JSON object");
+  // tensor names and metadata keys become object keys downstream: none may reach a prototype
+  refuseForbiddenKeys(header, `${file}: not a valid safetensors file`);
 
   const dataStart = 8 + n;
   const dataLen = buf.length - dataStart;
@@ -207,7 +210,7 @@ export function parseSafetensors(buf: Buffer, file: string): SafetensorsFile {
 function checkTensorsToWrite(file: string, tensors: readonly TensorToWrite[]): void {
   const seen = new Set<string>();
   for (const t of tensors) {
-    if (t.name === "__metadata__" || t.name.length === 0)
+    if (t.name === "__metadata__" || t.name.length === 0 || isForbiddenKey(t.name))
       throw new InputError(`${file}: invalid tensor name "${t.name}"`);
     if (seen.has(t.name)) throw new InputError(`${file}: tensor "${t.name}" given twice`);
     seen.add(t.name);
@@ -424,6 +427,7 @@ function openShardedWeights(dir: string, indexFile: string): ModelWeights {
   } catch (e) {
     throw new InputError(`${indexFile}: cannot read the shard index (${(e as Error).message})`, { cause: e });
   }
+  refuseForbiddenKeys(index, indexFile);
   if (!isPlainObject(index) || !isPlainObject(index.weight_map)) {
     throw new InputError(
       `${indexFile}: "weight_map" is missing or is not an object of tensor name -> shard file`,
@@ -464,4 +468,64 @@ function openShardedWeights(dir: string, indexFile: string): ModelWeights {
     }
   }
   return { dir, tensors, files };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Values
+
+/**
+ * Index of the first NaN or ±Infinity among a float tensor's elements, or -1 (also for integer dtypes).
+ * Reads the raw bits (exponent all ones), so it works on the mapped bytes without converting anything.
+ */
+export function firstNonFinite(rec: Pick<TensorRecord, "dtype" | "data">): number {
+  const d = rec.data;
+  const CHUNK = 1 << 20; // elements per aligned copy when the data are not aligned in the file
+  const scan = (
+    size: number,
+    make: (buf: ArrayBuffer, off: number, n: number) => ArrayLike<number>,
+    bad: (x: number) => boolean,
+  ): number => {
+    const n = d.byteLength / size;
+    if (d.byteOffset % size === 0) {
+      const a = make(d.buffer as ArrayBuffer, d.byteOffset, n);
+      for (let i = 0; i < n; i++) if (bad(a[i]!)) return i;
+      return -1;
+    }
+    for (let start = 0; start < n; start += CHUNK) {
+      const m = Math.min(CHUNK, n - start);
+      const copy = new Uint8Array(m * size);
+      copy.set(d.subarray(start * size, (start + m) * size));
+      const a = make(copy.buffer, 0, m);
+      for (let i = 0; i < m; i++) if (bad(a[i]!)) return start + i;
+    }
+    return -1;
+  };
+  switch (rec.dtype) {
+    case "F32":
+      return scan(
+        4,
+        (b, o, n) => new Uint32Array(b, o, n),
+        (x) => (x & 0x7f800000) === 0x7f800000,
+      );
+    case "BF16":
+      return scan(
+        2,
+        (b, o, n) => new Uint16Array(b, o, n),
+        (x) => (x & 0x7f80) === 0x7f80,
+      );
+    case "F16":
+      return scan(
+        2,
+        (b, o, n) => new Uint16Array(b, o, n),
+        (x) => (x & 0x7c00) === 0x7c00,
+      );
+    case "F64":
+      return scan(
+        8,
+        (b, o, n) => new Float64Array(b, o, n),
+        (x) => !Number.isFinite(x),
+      );
+    default:
+      return -1;
+  }
 }

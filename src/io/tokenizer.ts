@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { Template } from "@huggingface/jinja";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { InputError } from "../errors.js";
+import { refuseForbiddenKeys, type KeyWalkOptions } from "../util/keys.js";
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant";
@@ -54,7 +55,17 @@ function isPlainObject(x: unknown): x is Record<string, unknown> {
   return typeof x === "object" && x !== null && !Array.isArray(x);
 }
 
-async function readJson(file: string, required: boolean, what: string): Promise<unknown> {
+/** Objects in tokenizer.json keyed by token text: any token is fine there ("constructor" is a real token). */
+const TOKEN_KEYED = new Set(["vocab", "special_tokens"]);
+const tokenKeyed = (p: readonly (string | number)[]): boolean =>
+  p.length > 0 && TOKEN_KEYED.has(String(p[p.length - 1]));
+
+async function readJson(
+  file: string,
+  required: boolean,
+  what: string,
+  keys: KeyWalkOptions = {},
+): Promise<unknown> {
   let text: string;
   try {
     text = await fs.promises.readFile(file, "utf8");
@@ -62,11 +73,14 @@ async function readJson(file: string, required: boolean, what: string): Promise<
     if (!required && (e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw new InputError(`${file}: cannot read ${what} (${(e as Error).message})`, { cause: e });
   }
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (e) {
     throw new InputError(`${file}: ${what} is not valid JSON (${(e as Error).message})`, { cause: e });
   }
+  refuseForbiddenKeys(value, file, keys);
+  return value;
 }
 
 /** A special token in tokenizer_config.json is a string or an AddedToken object `{content, ...}`. */
@@ -125,7 +139,7 @@ export async function loadTokenizer(dir: string): Promise<HfTokenizer> {
       `${dir}: no tokenizer.json in this folder (a fast Hugging Face tokenizer is required)`,
     );
   }
-  const tokenizerJson = await readJson(tokenizerFile, true, "tokenizer");
+  const tokenizerJson = await readJson(tokenizerFile, true, "tokenizer", { skipKeysAt: tokenKeyed });
   if (!isPlainObject(tokenizerJson) || !isPlainObject(tokenizerJson.model)) {
     throw new InputError(`${tokenizerFile}: not a tokenizer.json (no "model" object)`);
   }

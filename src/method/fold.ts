@@ -25,6 +25,7 @@ import { checkFingerprint, modelFingerprint, type ModelFingerprint } from "./goo
 import type { AttachedMethod } from "./method.js";
 import { peftAdapterConfig, type LoraConfig } from "./lora/config.js";
 import { requireDisk } from "../util/memory.js";
+import { parseJson } from "../util/keys.js";
 
 export interface FoldStats {
   tensorsChanged: number;
@@ -227,7 +228,7 @@ export function readPeftAdapter(dir: string): { cfg: LoraConfig; init: Map<strin
   const cfgFile = path.join(dir, "adapter_config.json");
   if (!fs.existsSync(cfgFile))
     throw new InputError(`${dir}: no adapter_config.json (not a PEFT adapter folder)`);
-  const raw = JSON.parse(fs.readFileSync(cfgFile, "utf8"));
+  const raw = parseJson(fs.readFileSync(cfgFile, "utf8"), cfgFile) as any;
   if (raw.peft_type !== "LORA")
     throw new InputError(`${cfgFile}: peft_type is ${raw.peft_type}, only LORA is supported`);
   const targets = Array.isArray(raw.target_modules) ? raw.target_modules : [raw.target_modules];

@@ -11,6 +11,7 @@ import {
   type TensorRecord,
 } from "../io/safetensors.js";
 import { InputError } from "../errors.js";
+import { checkWeights } from "../io/model-folder.js";
 import * as os from "node:os";
 import { Tensor, keep, noGrad, itemSize, setNumThreads, type DType, type Device } from "../tensor/index.js";
 import { requireMemory } from "../util/memory.js";
@@ -52,43 +53,30 @@ export interface LoadOptions {
   device?: Device;
 }
 
-/** Multimodal Gemma3 checkpoints keep the text model under a prefix; find it from the embedding's name. */
-function weightPrefix(names: Iterable<string>): string {
-  for (const n of names) {
-    const m = /^(.*?)model\.embed_tokens\.weight$/.exec(n) ?? /^(.*?)embed_tokens\.weight$/.exec(n);
-    if (m) return n.slice(0, n.length - "embed_tokens.weight".length);
-  }
-  return "model.";
-}
-
+/**
+ * Build a model from its config and tensors. The tensors are first checked against the config (names,
+ * shapes, dtypes, finite values: checkWeights), then the memory is checked, and only then is anything converted.
+ */
 export function buildModel(
   cfg: ModelConfig,
   tensors: Map<string, TensorRecord>,
   where: string,
   opts: LoadOptions = {},
 ): DecoderModel {
+  const byName = checkWeights(cfg, tensors, where);
   const dtype = opts.dtype ?? cfg.torchDtype;
   const device = opts.device ?? "cpu";
   // fail early, with the numbers, rather than being killed half-way through a load
   let bytes = 0;
-  for (const rec of tensors.values())
+  for (const rec of byName.values())
     bytes += (rec.data.byteLength / DTYPE_BYTES[rec.dtype]) * itemSize(dtype);
   if (device === "cpu") requireMemory(bytes, `loading ${where} in ${dtype}`);
-  const prefix = weightPrefix(tensors.keys());
-  const used = new Set<string>();
   const source: TensorSource = (name, required = true) => {
-    const stored = name.startsWith("model.") ? prefix + name.slice("model.".length) : name;
-    const candidates =
-      name === "lm_head.weight"
-        ? [stored, prefix.replace(/model\.$/, "") + "lm_head.weight", name]
-        : [stored];
-    const key = candidates.find((c) => tensors.has(c));
-    if (!key) {
+    const rec = byName.get(name);
+    if (!rec) {
       if (!required) return null;
-      throw new InputError(`${where}: tensor ${stored} is missing (needed by the ${cfg.family} model)`);
+      throw new InputError(`${where}: tensor ${name} is missing (needed by the ${cfg.family} model)`);
     }
-    used.add(key);
-    const rec = tensors.get(key)!;
     return noGrad(() => {
       const t = recordToTensor(rec);
       let out = t.dtype === dtype ? t : t.to(dtype);
@@ -97,29 +85,8 @@ export function buildModel(
     });
   };
   const model = new DecoderModel(cfg, dtype, device, source, LAYER_BUILDERS[cfg.family]);
-  checkShapes(model, where);
   if (!process.env.GOODVIBE_THREADS) setNumThreads(threadsFor(bytes / itemSize(dtype)));
   return model;
-}
-
-function checkShapes(model: DecoderModel, where: string): void {
-  const c = model.cfg;
-  const expect = (name: string, t: Tensor, shape: number[]) => {
-    const s = t.shape;
-    if (s.length !== shape.length || s.some((d, i) => d !== shape[i]))
-      throw new InputError(`${where}: tensor ${name} has shape [${s}], config.json implies [${shape}]`);
-  };
-  expect("model.embed_tokens.weight", model.embed, [c.vocabSize, c.hiddenSize]);
-  for (const l of model.layers) {
-    const a = l.attn;
-    expect(`${a.q.name}.weight`, a.q.weight, [c.numHeads * c.headDim, c.hiddenSize]);
-    expect(`${a.k.name}.weight`, a.k.weight, [c.numKvHeads * c.headDim, c.hiddenSize]);
-    expect(`${a.v.name}.weight`, a.v.weight, [c.numKvHeads * c.headDim, c.hiddenSize]);
-    expect(`${a.o.name}.weight`, a.o.weight, [c.hiddenSize, c.numHeads * c.headDim]);
-    expect(`${l.mlp.gate.name}.weight`, l.mlp.gate.weight, [c.intermediateSize, c.hiddenSize]);
-    expect(`${l.mlp.up.name}.weight`, l.mlp.up.weight, [c.intermediateSize, c.hiddenSize]);
-    expect(`${l.mlp.down.name}.weight`, l.mlp.down.weight, [c.hiddenSize, c.intermediateSize]);
-  }
 }
 
 /**

@@ -1,13 +1,30 @@
 /** Dotted-key overrides (`train.lr=2e-4`) shared by the CLI's config files and the experiment files. */
 import YAML from "yaml";
 import { InputError } from "../errors.js";
+import { isForbiddenKey, refuseForbiddenKeys } from "./keys.js";
 
-/** Set `a.b.c` in a nested object, creating (or replacing non-object) parents on the way. */
-export function setPath(obj: Record<string, unknown>, dotted: string, value: unknown): void {
+/** The parts of a dotted key, refused when one is empty or could reach a prototype (`__proto__.x`). */
+export function splitKey(dotted: string): string[] {
   const keys = dotted.split(".");
+  for (const k of keys) {
+    if (k.trim() === "") throw new InputError(`key "${dotted}" has an empty part (write a.b.c)`);
+    if (isForbiddenKey(k))
+      throw new InputError(`key "${dotted}": "${k}" is not a setting and is not allowed`);
+  }
+  return keys;
+}
+
+/**
+ * Set `a.b.c` in a nested object, creating (or replacing non-object) parents on the way. Only own
+ * properties are followed, and prototype-reaching keys are refused, so no key can write outside `obj`.
+ */
+export function setPath(obj: Record<string, unknown>, dotted: string, value: unknown): void {
+  const keys = splitKey(dotted);
+  refuseForbiddenKeys(value, `value of ${dotted}`);
   let cur = obj;
   for (const k of keys.slice(0, -1)) {
-    if (typeof cur[k] !== "object" || cur[k] === null || Array.isArray(cur[k])) cur[k] = {};
+    const next = Object.hasOwn(cur, k) ? cur[k] : undefined;
+    if (typeof next !== "object" || next === null || Array.isArray(next)) cur[k] = {};
     cur = cur[k] as Record<string, unknown>;
   }
   cur[keys[keys.length - 1]!] = value;
@@ -17,5 +34,14 @@ export function setPath(obj: Record<string, unknown>, dotted: string, value: unk
 export function parseOverride(s: string): [string, unknown] {
   const eq = s.indexOf("=");
   if (eq <= 0) throw new InputError(`--set expects key=value, got "${s}"`);
-  return [s.slice(0, eq).trim(), YAML.parse(s.slice(eq + 1))];
+  const key = s.slice(0, eq).trim();
+  splitKey(key);
+  let value: unknown;
+  try {
+    value = YAML.parse(s.slice(eq + 1));
+  } catch (e) {
+    throw new InputError(`--set ${key}: the value is not valid YAML (${(e as Error).message})`, { cause: e });
+  }
+  refuseForbiddenKeys(value, `--set ${key}`);
+  return [key, value];
 }

@@ -3,10 +3,9 @@ import * as path from "node:path";
 import type { Command } from "commander";
 import { InputError } from "../../errors.js";
 import { exportGguf } from "../../io/export-gguf.js";
-import { openModelWeights, writeModelWeights } from "../../io/safetensors.js";
+import { writeModelWeights } from "../../io/safetensors.js";
 import { writeDirAtomic, writeFileAtomic } from "../../io/atomic.js";
-import { copyTokenizerFiles } from "../../io/model-folder.js";
-import { loadModelConfig } from "../../io/config.js";
+import { copyTokenizerFiles, inspectModelFolder } from "../../io/model-folder.js";
 import { recordToTensor } from "../../models/load.js";
 import { output, runCommand } from "../common.js";
 
@@ -38,11 +37,14 @@ export function registerExport(program: Command): void {
           );
         } else if (opts.format === "safetensors") {
           const dtype = opts.outtype || "bfloat16";
-          const st = { float32: "F32", bfloat16: "BF16", float16: "F16" }[dtype as string] as
-            "F32" | "BF16" | "F16" | undefined;
+          const st = new Map([
+            ["float32", "F32"],
+            ["bfloat16", "BF16"],
+            ["float16", "F16"],
+          ] as const).get(dtype);
           if (!st) throw new InputError(`--outtype for safetensors must be float32, bfloat16 or float16`);
-          const weights = openModelWeights(opts.model);
-          loadModelConfig(opts.model);
+          // config and weights checked against each other before anything is converted or written
+          const { config, weights } = inspectModelFolder(opts.model);
           await writeDirAtomic(opts.out, (tmp) => {
             writeModelWeights(
               tmp,
@@ -54,8 +56,7 @@ export function registerExport(program: Command): void {
                   : rec;
               }),
             );
-            const cfg = JSON.parse(fs.readFileSync(path.join(opts.model, "config.json"), "utf8"));
-            cfg.torch_dtype = dtype;
+            const cfg = { ...config.raw, torch_dtype: dtype };
             writeFileAtomic(path.join(tmp, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
             if (fs.existsSync(path.join(opts.model, "tokenizer.json"))) copyTokenizerFiles(opts.model, tmp);
           });

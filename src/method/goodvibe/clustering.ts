@@ -22,6 +22,7 @@ import type { ModelFingerprint, ModuleNeurons, NeuronMap } from "./identify.js";
  *   Neurons without a shared pattern score near 0 here, which is the range the paper's thresholds test.
  */
 export type ClusterFeatures = "importance" | "profile" | "profile-normalized";
+import { parseJson } from "../../util/keys.js";
 
 export interface ClusterOptions {
   kMax: number;
@@ -207,7 +208,7 @@ export function writeClusterMap(file: string, map: ClusterMap): void {
 export function readClusterMap(file: string): ClusterMap {
   let json: ClusterMap;
   try {
-    json = JSON.parse(fs.readFileSync(file, "utf8"));
+    json = parseJson(fs.readFileSync(file, "utf8"), file) as ClusterMap;
   } catch (e) {
     throw new InputError(`${file}: not a readable JSON cluster map (${(e as Error).message})`);
   }

@@ -17,6 +17,7 @@ import { Tensor, keep, noGrad, tidy } from "../../tensor/index.js";
 import { judgeLossHead } from "../losses.js";
 import { identifyFlops, type FlopCount } from "../flops.js";
 import { interrupted, stopRequested } from "../../util/stop.js";
+import { parseJson } from "../../util/keys.js";
 
 export interface IdentifySample {
   id: string;
@@ -404,7 +405,7 @@ export function writeNeuronMap(file: string, map: NeuronMap): void {
 export function readNeuronMap(file: string): NeuronMap {
   let json: unknown;
   try {
-    json = JSON.parse(fs.readFileSync(file, "utf8"));
+    json = parseJson(fs.readFileSync(file, "utf8"), file);
   } catch (e) {
     throw new InputError(`${file}: not a readable JSON neuron map (${(e as Error).message})`);
   }
