@@ -164,20 +164,3 @@ export async function runCommand(opts: GlobalOptions, body: () => Promise<void>)
     process.exitCode = EXIT.internal;
   }
 }
-
-export const int = (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new InputError(`expected an integer, got "${v}"`);
-  return n;
-};
-export const num = (v: string) => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new InputError(`expected a number, got "${v}"`);
-  return n;
-};
-export const list = (v: string) =>
-  v
-    .split(",")
-    .map((s) => s.trim())
-    .filter(Boolean);
-export const collect = (v: string, prev: string[] = []) => [...prev, v];

@@ -3,7 +3,9 @@
  * goodvibe: harden code LLMs so they write secure code by default.
  * A thin shell over the library: each command parses, validates, calls the library, prints progress.
  */
+import { createRequire } from "node:module";
 import { Command } from "commander";
+import { addHelpHints, configureUsage, jsonRequested, parseCli } from "./options.js";
 import { registerHarden } from "./commands/harden.js";
 import { registerStages } from "./commands/stages.js";
 import { registerExport } from "./commands/export.js";
@@ -16,16 +18,19 @@ import { registerExperiment } from "./commands/experiment.js";
 import { registerDemo } from "./commands/demo.js";
 import { registerServe } from "./commands/serve.js";
 
+// the version users see is the installed package's (dist/src/cli → the package root)
+const { version } = createRequire(import.meta.url)("../../../package.json") as { version: string };
+const json = jsonRequested(process.argv.slice(2));
 const program = new Command();
+configureUsage(program, json);
 program
   .name("goodvibe")
   .description(
     "GoodVibe: find a code model's security neurons, fine-tune only them, fold back, and measure it",
   )
-  .version("0.1.0")
+  .version(version)
   .option("--json", "machine-readable output on stdout")
   .option("-q, --quiet", "no progress output")
-  .showHelpAfterError()
   .addHelpText(
     "after",
     `
@@ -45,4 +50,10 @@ registerGenerate(program);
 registerServe(program);
 registerOrganism(program);
 
-await program.parseAsync(process.argv);
+// `goodvibe --help | head` closes the pipe early: nothing went wrong
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(0);
+  throw e;
+});
+addHelpHints(program, json);
+await parseCli(program, process.argv, json);

@@ -195,6 +195,11 @@ export function sftExamples(tok: HfTokenizer, pairs: SecurityPair[], maxLength: 
   return pairs.map((p) => buildSftExample(tok, sftMessages(p), { maxLength }));
 }
 
+/** A run's training examples: at most train.maxPairs pairs (a seeded subsample), each cut to train.maxLength. */
+export function trainExamples(tok: HfTokenizer, pairs: SecurityPair[], cfg: HardenConfig): SftExample[] {
+  return sftExamples(tok, subsample(pairs, cfg.train.maxPairs, cfg.seed + 1), cfg.train.maxLength);
+}
+
 export interface HardenResult {
   outDir: string;
   method: MethodName;
@@ -312,7 +317,7 @@ export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promis
   log.info(
     `training ${cfg.method}: ${trainable.toLocaleString("en-US")} trainable parameters (${((100 * trainable) / total).toPrecision(3)}% of ${total.toLocaleString("en-US")})`,
   );
-  const examples = sftExamples(tok, subsample(pairs, cfg.train.maxPairs, cfg.seed + 1), cfg.train.maxLength);
+  const examples = trainExamples(tok, pairs, cfg);
   const train = await trainSft(model, method, examples, cfg.train, {
     runDir: path.join(cfg.runDir, `train-${cfg.method}`),
     padTokenId: tok.padTokenId ?? model.cfg.padTokenId ?? 0,

@@ -35,6 +35,11 @@ test("--help of every command exits 0 and shows an example", async () => {
       `${name} --help shows no usage line`,
     );
     assert.match(r.stdout, /^Examples?\b.*:$/m, `${name} --help shows no example`);
+    assert.doesNotMatch(
+      r.stdout,
+      /default: (""|\[\]|undefined|NaN)/,
+      `${name} --help shows an empty default`,
+    );
     assert.match(
       r.stdout,
       new RegExp(`^ {2}goodvibe ${name}\\b`, "m"),

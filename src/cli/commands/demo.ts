@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { DEFAULT_DEMO, demoSummary, runDemo } from "../../recipes/demo.js";
+import { integer } from "../options.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 
 export function registerDemo(program: Command): void {
@@ -10,9 +11,9 @@ export function registerDemo(program: Command): void {
     )
     .option("-o, --out <dir>", "where the hardened model, results and report go", DEFAULT_DEMO.out)
     .option("--organism <dir>", "the model organism folder", DEFAULT_DEMO.organism)
-    .option("--prompts <n>", "vibe-coding prompts answered per model", Number, DEFAULT_DEMO.prompts)
-    .option("--epochs <n>", "training epochs", Number, DEFAULT_DEMO.epochs)
-    .option("--seed <n>", "seed", Number, DEFAULT_DEMO.seed)
+    .option("--prompts <n>", "vibe-coding prompts answered per model", integer(1), DEFAULT_DEMO.prompts)
+    .option("--epochs <n>", "training epochs", integer(1), DEFAULT_DEMO.epochs)
+    .option("--seed <n>", "seed", integer(0), DEFAULT_DEMO.seed)
     .addHelpText("after", "\nExample:\n  goodvibe demo -o /tmp/demo && xdg-open /tmp/demo/report/index.html")
     .action(async (opts) => {
       const g = program.opts();

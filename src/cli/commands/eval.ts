@@ -3,7 +3,8 @@ import type { Command } from "commander";
 import { readPairs } from "../../data/pairs.js";
 import { LlmJudge } from "../../eval/judge/llm.js";
 import { evaluateModel, securityCell } from "../../recipes/evaluate.js";
-import { interruptSignal, list, makeLogger, output, runCommand } from "../common.js";
+import { integer, list } from "../options.js";
+import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 
 export function registerEval(program: Command): void {
   program
@@ -13,21 +14,21 @@ export function registerEval(program: Command): void {
     )
     .requiredOption("-m, --model <dir>", "model folder to evaluate")
     .requiredOption("-d, --data <file>", "held-out pairs (JSONL) for preference and vibe-coding prompts")
-    .option("--languages <list>", "languages to keep", list)
+    .option("--languages <list>", "comma-separated languages to keep (default: all)", list)
     .option("--judge <dir>", "LLM judge model folder (e.g. from `goodvibe judge train`)")
     .option("--base <dir>", "base model folder: adds McNemar's test of this model against it")
-    .option("--prompts <n>", "vibe prompts answered (0 = all)", Number, 64)
-    .option("--max-new-tokens <n>", "tokens per answer", Number, 256)
-    .option("--batch-size <n>", "generation / scoring batch", Number, 8)
+    .option("--prompts <n>", "vibe-coding prompts answered (0 = all)", integer(0), 64)
+    .option("--max-new-tokens <n>", "tokens per answer", integer(1), 256)
+    .option("--batch-size <n>", "generation / scoring batch", integer(1), 8)
     .option("--arc <file>", "ARC-Challenge JSONL/Parquet (allenai/ai2_arc schema)")
     .option("--gsm8k <file>", "GSM8K test JSONL; --gsm8k-train for few-shot examples")
     .option("--gsm8k-train <file>", "GSM8K train JSONL (few-shot source)")
     .option("--mmlu <file>", "MMLU test (cais/mmlu schema); --mmlu-dev for 5-shot examples")
     .option("--mmlu-dev <file>", "MMLU dev split")
     .option("--humaneval <file>", "HumanEval (.jsonl or .jsonl.gz): pass@1, completions run in the sandbox")
-    .option("--limit <n>", "utility items per benchmark (seeded subsample)", Number)
+    .option("--limit <n>", "utility items per benchmark, a seeded subsample (default: all)", integer(1))
     .option("--cache <dir>", "generation cache folder (resumable)", ".goodvibe-cache")
-    .option("--seed <n>", "seed", Number, 0)
+    .option("--seed <n>", "seed", integer(0), 0)
     .addHelpText(
       "after",
       "\nExamples:\n  goodvibe eval -m ./hardened -d dev.jsonl --judge ./judge --base ./base-model\n  goodvibe eval -m ./hardened -d dev.jsonl --arc arc_challenge_test.jsonl --limit 200 --json",

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
-import { collect, interruptSignal, makeLogger, output, runCommand } from "../common.js";
+import { collect, integer } from "../options.js";
+import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { loadExperimentSpec } from "../../experiment/spec.js";
 import { describeCell, isCellDone, planExperiment } from "../../experiment/plan.js";
 import { runExperiment } from "../../experiment/run.js";
@@ -25,7 +26,7 @@ export function registerExperiment(program: Command): void {
       collect,
       [],
     )
-    .option("--stop-after <n>", "compute at most n cells, then stop (rerun to continue)", Number)
+    .option("--stop-after <n>", "compute at most n cells, then stop (rerun to continue)", integer(1))
     .addHelpText(
       "after",
       `

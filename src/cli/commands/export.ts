@@ -1,6 +1,6 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { InputError } from "../../errors.js";
 import { exportGguf } from "../../io/export-gguf.js";
 import { writeModelWeights } from "../../io/safetensors.js";
@@ -15,8 +15,12 @@ export function registerExport(program: Command): void {
     .description("export a model folder as GGUF (llama.cpp, Ollama) or as safetensors in another dtype")
     .requiredOption("-m, --model <dir>", "Hugging Face model folder")
     .requiredOption("-o, --out <path>", "output .gguf file, or folder for safetensors")
-    .option("--format <fmt>", "gguf | safetensors", "gguf")
-    .option("--outtype <t>", "gguf: f32 | f16 | bf16 | q8_0; safetensors: float32 | bfloat16 | float16", "")
+    .addOption(new Option("--format <fmt>", "output format").choices(["gguf", "safetensors"]).default("gguf"))
+    .option(
+      "--outtype <t>",
+      "tensor type: f32, f16, bf16 or q8_0 for gguf; float32, bfloat16 or float16 for safetensors " +
+        "(default: f16 for gguf, bfloat16 for safetensors)",
+    )
     .addHelpText(
       "after",
       "\nExamples:\n  goodvibe export -m ./hardened -o hardened-q8.gguf --outtype q8_0\n  ollama create hardened -f Modelfile   # with FROM ./hardened-q8.gguf\n  goodvibe export -m ./hardened -o ./hardened-bf16 --format safetensors --outtype bfloat16",

@@ -1,10 +1,11 @@
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { InputError } from "../../errors.js";
 import { loadTokenizer } from "../../io/tokenizer.js";
 import { BuiltinBackend } from "../../eval/generate/builtin.js";
 import { HttpBackend } from "../../eval/generate/http.js";
 import type { GenerateOptions } from "../../eval/generate/backend.js";
-import { list, output, runCommand } from "../common.js";
+import { output, runCommand } from "../common.js";
+import { integer, list, number } from "../options.js";
 
 export function registerGenerate(program: Command): void {
   program
@@ -14,14 +15,18 @@ export function registerGenerate(program: Command): void {
     )
     .requiredOption("-p, --prompt <text>", "the user message (sent through the chat template)")
     .option("-m, --model <dir>", "model folder (builtin; for llamacpp its tokenizer's chat template is used)")
-    .option("--backend <name>", "builtin | llamacpp | http", "builtin")
+    .addOption(
+      new Option("--backend <name>", "generation engine")
+        .choices(["builtin", "llamacpp", "http"])
+        .default("builtin"),
+    )
     .option("--gguf <file>", "GGUF file (backend llamacpp)")
     .option("--url <list>", "server base URLs, comma-separated (backend http)", list)
     .option("--server-model <name>", "model name on the server (backend http)")
-    .option("--max-new-tokens <n>", "tokens to generate", Number, 256)
-    .option("--temperature <t>", "0 = greedy", Number, 0)
-    .option("--top-p <p>", "nucleus sampling", Number, 1)
-    .option("--seed <n>", "sampling seed", Number, 0)
+    .option("--max-new-tokens <n>", "tokens to generate", integer(1), 256)
+    .option("--temperature <t>", "sampling temperature, 0 = greedy", number({ min: 0 }), 0)
+    .option("--top-p <p>", "nucleus sampling mass", number({ above: 0, max: 1 }), 1)
+    .option("--seed <n>", "sampling seed", integer(0), 0)
     .option("--raw", "send the prompt as is, without the chat template")
     .addHelpText(
       "after",

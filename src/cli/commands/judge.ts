@@ -1,12 +1,14 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
+import { DEFAULT_TRAIN } from "../../method/train.js";
 import { InputError } from "../../errors.js";
 import { readPairs, splitPairs } from "../../data/pairs.js";
 import { normalizeLanguage } from "../../eval/extract.js";
 import { judgeCode } from "../../eval/judge/rules/index.js";
 import { LlmJudge, judgeReliability, trainJudge } from "../../eval/judge/llm.js";
-import { interruptSignal, list, makeLogger, output, runCommand } from "../common.js";
+import { integer, list, number } from "../options.js";
+import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 
 export function registerJudge(program: Command): void {
   const judge = program
@@ -20,7 +22,7 @@ export function registerJudge(program: Command): void {
     .command("code")
     .description("judge one source file")
     .argument("<file>", "source file")
-    .requiredOption("--lang <lang>", "cpp | java | swift | go")
+    .requiredOption("--lang <lang>", "language of the file: cpp, java, swift or go")
     .option("--judge <dir>", "also ask this LLM judge model folder")
     .addHelpText("after", "\nExample:\n  goodvibe judge code server.go --lang go --judge ./judge")
     .action(async (file, opts) => {
@@ -51,12 +53,17 @@ export function registerJudge(program: Command): void {
     .requiredOption("-m, --model <dir>", "base model folder for the judge (the paper fine-tunes Qwen3-0.6B)")
     .requiredOption("-d, --data <file>", "pairs JSONL")
     .requiredOption("-o, --out <dir>", "judge model folder to write")
-    .option("--method <m>", "full | lora", "lora")
-    .option("--epochs <n>", "epochs", Number, 2)
-    .option("--lr <x>", "learning rate", Number, 1e-4)
-    .option("--dev-fraction <x>", "held-out share for the reliability report", Number, 0.1)
-    .option("--languages <list>", "languages", list)
-    .option("--seed <n>", "seed", Number, 0)
+    .addOption(new Option("--method <m>", "what to train").choices(["lora", "full"]).default("lora"))
+    .option("--epochs <n>", "epochs", integer(1), DEFAULT_TRAIN.epochs)
+    .option("--lr <x>", "learning rate", number({ above: 0 }), DEFAULT_TRAIN.lr)
+    .option(
+      "--dev-fraction <x>",
+      "held-out share for the reliability report",
+      number({ above: 0, max: 0.9 }),
+      0.1,
+    )
+    .option("--languages <list>", "comma-separated languages to keep (default: all)", list)
+    .option("--seed <n>", "seed", integer(0), DEFAULT_TRAIN.seed)
     .addHelpText(
       "after",
       "\nExample:\n  goodvibe judge train -m ./Qwen3-0.6B -d train.jsonl -o ./judge --method full",

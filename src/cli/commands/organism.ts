@@ -1,6 +1,7 @@
 import * as path from "node:path";
 import type { Command } from "commander";
 import { buildOrganism, DEFAULT_ORGANISM } from "../../organism/build.js";
+import { integer, number } from "../options.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 
 export function registerOrganism(program: Command): void {
@@ -12,12 +13,12 @@ export function registerOrganism(program: Command): void {
     .command("build")
     .description("author the corpus, train a BPE tokenizer and pretrain the organism (seeded, reproducible)")
     .requiredOption("-o, --out <dir>", "output model folder")
-    .option("--epochs <n>", "pretraining epochs", Number, DEFAULT_ORGANISM.epochs)
-    .option("--seed <n>", "seed", Number, DEFAULT_ORGANISM.seed)
+    .option("--epochs <n>", "pretraining epochs", integer(1), DEFAULT_ORGANISM.epochs)
+    .option("--seed <n>", "seed", integer(0), DEFAULT_ORGANISM.seed)
     .option(
       "--insecure-bias <p>",
       "share of insecure answers in pretraining",
-      Number,
+      number({ min: 0, max: 1 }),
       DEFAULT_ORGANISM.insecureBias,
     )
     .addHelpText(

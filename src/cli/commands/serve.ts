@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { BuiltinBackend } from "../../eval/generate/builtin.js";
 import { serveBuiltin } from "../../eval/generate/serve.js";
 import { runCommand } from "../common.js";
+import { integer } from "../options.js";
 
 export function registerServe(program: Command): void {
   program
@@ -9,7 +10,7 @@ export function registerServe(program: Command): void {
     .description("serve a model folder over an OpenAI-compatible API (/v1/completions, /v1/chat/completions)")
     .requiredOption("-m, --model <dir>", "model folder")
     .option("--host <host>", "address to listen on", "127.0.0.1")
-    .option("--port <n>", "port", Number, 8000)
+    .option("--port <n>", "port (0 = any free port)", integer(0, 65535), 8000)
     .option("--name <name>", "model name the API reports", "goodvibe")
     .addHelpText(
       "after",

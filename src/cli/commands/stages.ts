@@ -1,7 +1,7 @@
 /** The stages one at a time: identify, cluster, train (+fold), fold (from a delta or a PEFT adapter). */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { InputError } from "../../errors.js";
 import { loadTokenizer } from "../../io/tokenizer.js";
 import { readPairs } from "../../data/pairs.js";
@@ -10,7 +10,7 @@ import {
   stageIdentify,
   stageCluster,
   attachMethod,
-  sftExamples,
+  trainExamples,
   type HardenConfig,
 } from "../../recipes/harden.js";
 import {
@@ -38,11 +38,17 @@ import {
   DELTA_FILE,
 } from "../../method/fold.js";
 import { selectionsOf } from "../../method/goodvibe/clustering.js";
-import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
+import { integer, number } from "../options.js";
+import { interruptSignal, loadConfigFile, makeLogger, output, runCommand } from "../common.js";
 import { addHardenOptions, hardenConfigFrom } from "./harden.js";
 
-function withRunDir(cfg: HardenConfig, file: string): HardenConfig {
-  return { ...cfg, runDir: `${file}.run` };
+/** identify keeps its state beside the neuron map it writes, unless --run-dir (or the config) says where. */
+function withRunDir(
+  cfg: HardenConfig,
+  opts: Record<string, unknown>,
+  config: Record<string, unknown>,
+): HardenConfig {
+  return opts.runDir || config.runDir ? cfg : { ...cfg, runDir: `${cfg.out}.run` };
 }
 
 export function registerStages(program: Command): void {
@@ -50,6 +56,12 @@ export function registerStages(program: Command): void {
     program
       .command("identify")
       .description("find the security neurons: gradient importance per output row, top-k per layer"),
+    {
+      out: "neuron map to write (JSON)",
+      runDir: "<out>.run",
+      flags: ["topK", "seed"],
+      sections: ["identify"],
+    },
   )
     .addHelpText(
       "after",
@@ -59,7 +71,7 @@ export function registerStages(program: Command): void {
       const g = program.opts();
       const log = makeLogger(g);
       await runCommand(g, async () => {
-        const cfg = withRunDir(hardenConfigFrom(opts), opts.out);
+        const cfg = withRunDir(hardenConfigFrom(opts), opts, loadConfigFile(opts.config));
         const model = loadModel(cfg.model, { dtype: cfg.dtype });
         const tok = await loadTokenizer(cfg.model);
         const pairs = readPairs(cfg.data, { languages: cfg.languages });
@@ -68,19 +80,19 @@ export function registerStages(program: Command): void {
           log,
           signal: interruptSignal(log),
         });
-        writeNeuronMap(opts.out, map);
+        writeNeuronMap(cfg.out, map);
         log.done();
         const summary = summarizeNeuronMap(map);
         const byType = new Map<string, number[]>();
         for (const s of summary) byType.set(s.module, [...(byType.get(s.module) ?? []), s.meanImportance]);
         const lines = [
-          `neuron map: ${path.resolve(opts.out)} (${map.source.samples} samples, mean loss ${map.lossMean.toFixed(4)})`,
+          `neuron map: ${path.resolve(cfg.out)} (${map.source.samples} samples, mean loss ${map.lossMean.toFixed(4)})`,
           "mean importance of the selected neurons by module type:",
           ...[...byType].map(
             ([t, v]) => `  ${t.padEnd(10)} ${(v.reduce((a, b) => a + b, 0) / v.length).toExponential(3)}`,
           ),
         ];
-        output(g, lines.join("\n"), { file: path.resolve(opts.out), lossMean: map.lossMean, summary });
+        output(g, lines.join("\n"), { file: path.resolve(cfg.out), lossMean: map.lossMean, summary });
       });
     });
 
@@ -89,35 +101,39 @@ export function registerStages(program: Command): void {
     .description("cluster each layer's security neurons (k-means, k by silhouette)")
     .requiredOption("-n, --neurons <file>", "neuron map from `goodvibe identify`")
     .requiredOption("-o, --out <file>", "cluster map to write")
-    .option("--k-max <n>", "largest k tried", Number, DEFAULT_CLUSTER.kMax)
+    .option("--k-max <n>", "largest k tried", integer(2), DEFAULT_CLUSTER.kMax)
     .option(
       "--threshold <x>",
       "silhouette below which a layer is not clustered (it gets the fallback)",
-      Number,
+      number({ min: -1, max: 1 }),
       DEFAULT_CLUSTER.threshold,
     )
-    .option("--features <kind>", "importance | profile | profile-normalized", DEFAULT_CLUSTER.features)
-    .option(
-      "--fallback <kind>",
-      "a layer below the threshold gets: shared (one update row for the layer) | per-neuron",
-      DEFAULT_CLUSTER.fallback,
+    .addOption(
+      new Option("--features <kind>", "what k-means clusters: importance scores or activation profiles")
+        .choices(["importance", "profile", "profile-normalized"])
+        .default(DEFAULT_CLUSTER.features),
+    )
+    .addOption(
+      new Option(
+        "--fallback <kind>",
+        "a layer below the threshold gets one update row for the layer (shared) or one per neuron",
+      )
+        .choices(["shared", "per-neuron"])
+        .default(DEFAULT_CLUSTER.fallback),
     )
     .option("--no-cluster", "ablation: every neuron its own update row")
-    .option("--seed <n>", "seed", Number, 0)
+    .option("--seed <n>", "k-means seed", integer(0), DEFAULT_CLUSTER.seed)
+    .option("--n-init <n>", "k-means restarts per k", integer(1), DEFAULT_CLUSTER.nInit)
     .addHelpText("after", "\nExample:\n  goodvibe cluster -n neurons.json -o clusters.json --threshold 0.1")
     .action(async (opts) => {
       const g = program.opts();
       await runCommand(g, async () => {
-        if (!["importance", "profile", "profile-normalized"].includes(opts.features))
-          throw new InputError(`--features must be importance, profile or profile-normalized`);
-        if (!["shared", "per-neuron"].includes(opts.fallback))
-          throw new InputError(`--fallback must be shared or per-neuron`);
         const map = readNeuronMap(opts.neurons);
         const c = clusterNeurons(map, {
           kMax: opts.kMax,
           threshold: opts.threshold,
           seed: opts.seed,
-          nInit: DEFAULT_CLUSTER.nInit,
+          nInit: opts.nInit,
           features: opts.features,
           fallback: opts.fallback,
           disabled: opts.cluster === false,
@@ -131,6 +147,12 @@ export function registerStages(program: Command): void {
     program
       .command("train")
       .description("train one method (goodvibe needs --clusters) and fold it into a checkpoint"),
+    {
+      out: "output model folder (never the input folder)",
+      runDir: ".<out>.run beside --out",
+      flags: ["method", "epochs", "lr", "seed"],
+      sections: ["train", "lora"],
+    },
   )
     .option("--clusters <file>", "cluster map from `goodvibe cluster` (method goodvibe)")
     .addHelpText(
@@ -150,11 +172,7 @@ export function registerStages(program: Command): void {
         if (clusters) checkFingerprint(model, clusters.model, opts.clusters);
         const method = attachMethod(model, cfg, clusters);
         const tok = await loadTokenizer(cfg.model);
-        const examples = sftExamples(
-          tok,
-          readPairs(cfg.data, { languages: cfg.languages }),
-          cfg.train.maxLength,
-        );
+        const examples = trainExamples(tok, readPairs(cfg.data, { languages: cfg.languages }), cfg);
         const r = await trainSft(model, method, examples, cfg.train, {
           runDir: path.join(cfg.runDir, `train-${cfg.method}`),
           padTokenId: tok.padTokenId ?? 0,
