@@ -11,6 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { createHash } from "node:crypto";
 import { InputError } from "../errors.js";
+import { modelWeightsHash } from "../io/hash.js";
 import type { SecurityPair } from "../data/pairs.js";
 import { vibePrompt, type ChatMessage } from "../data/prompts.js";
 import { extractCode as extractAnyCode } from "../data/code.js";
@@ -60,27 +61,7 @@ export function chatBackend(backend: GenerationBackend, tok: HfTokenizer): ChatB
  * A content hash of a model folder: config.json and every weight file (names, sizes, bytes). Two folders with
  * the same fingerprint hold the same model, so cached generations can be reused safely.
  */
-export function modelFingerprint(dir: string): string {
-  const h = createHash("sha256");
-  const names = fs
-    .readdirSync(dir)
-    .filter((f) => f === "config.json" || f.endsWith(".safetensors") || f === "model.safetensors.index.json")
-    .sort();
-  if (!names.includes("config.json")) throw new InputError(`${dir}: no config.json, not a model folder`);
-  const buf = Buffer.alloc(8 << 20);
-  for (const name of names) {
-    const file = path.join(dir, name);
-    h.update(`${name}\0${fs.statSync(file).size}\0`);
-    const fd = fs.openSync(file, "r");
-    try {
-      let n: number;
-      while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) h.update(buf.subarray(0, n));
-    } finally {
-      fs.closeSync(fd);
-    }
-  }
-  return h.digest("hex").slice(0, 32);
-}
+export const modelFingerprint: (dir: string) => string = modelWeightsHash;
 
 // ---------------------------------------------------------------------------------------------------------
 // Results

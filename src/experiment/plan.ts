@@ -7,11 +7,10 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { createHash } from "node:crypto";
 import { InputError } from "../errors.js";
+import { canonicalJson, fileHash, modelFolderHash, sha256 } from "../io/hash.js";
 import { hardenSchema } from "../cli/schema.js";
 import { defaultHardenConfig, type HardenConfig } from "../recipes/harden.js";
-import { modelFingerprint } from "../eval/safety.js";
 import type { Method } from "../report/schema.js";
 import { gridLabel, nestSettings, type ExperimentSpec, type TrainedMethod } from "./spec.js";
 import { setPath } from "../util/overrides.js";
@@ -69,72 +68,8 @@ export type JudgeSource =
       dir: string;
     };
 
-/** JSON with object keys sorted at every level: equal values give equal text. */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => {
-    if (typeof v === "number" && !Number.isFinite(v)) return String(v);
-    if (v && typeof v === "object" && !Array.isArray(v)) {
-      return Object.fromEntries(
-        Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
-      );
-    }
-    return v;
-  });
-}
-
-export function sha256(text: string | Uint8Array): string {
-  return createHash("sha256").update(text).digest("hex");
-}
-
-const fileHashes = new Map<string, string>();
-/** sha256 of a file's bytes (memoised per path and mtime within the process). */
-export function fileHash(file: string): string {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(file);
-  } catch (e) {
-    throw new InputError(`${file}: cannot read (${(e as Error).message})`, { cause: e });
-  }
-  const memo = `${path.resolve(file)}\0${st.mtimeMs}\0${st.size}`;
-  let h = fileHashes.get(memo);
-  if (!h) {
-    h = sha256(fs.readFileSync(file));
-    fileHashes.set(memo, h);
-  }
-  return h;
-}
-
-const folderHashes = new Map<string, string>();
-/**
- * Weights and config (modelFingerprint) plus the tokenizer files, which change prompts and so results. Memoised
- * per folder and file sizes and mtimes within the process: hashing a large checkpoint takes a while.
- */
-export function modelFolderHash(dir: string): string {
-  const config = path.join(dir, "config.json");
-  if (!fs.existsSync(config)) throw new InputError(`${dir}: no config.json, not a model folder`);
-  // every file that enters the hash, by name, size and mtime: a rebuilt folder is hashed again
-  const memo =
-    path.resolve(dir) +
-    "|" +
-    fs
-      .readdirSync(dir)
-      .filter((f) => f.endsWith(".json") || f.endsWith(".safetensors") || f.endsWith(".jinja"))
-      .sort()
-      .map((f) => {
-        const st = fs.statSync(path.join(dir, f));
-        return `${f}:${st.size}:${st.mtimeMs}`;
-      })
-      .join("|");
-  let h = folderHashes.get(memo);
-  if (!h) {
-    const tok = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"]
-      .filter((f) => fs.existsSync(path.join(dir, f)))
-      .map((f) => [f, fileHash(path.join(dir, f))]);
-    h = sha256(canonicalJson({ weights: modelFingerprint(dir), tokenizer: tok }));
-    folderHashes.set(memo, h);
-  }
-  return h;
-}
+// the content hashes live in the io layer (run-folder stages use them too)
+export { canonicalJson, fileHash, modelFolderHash, sha256 };
 
 /** A harden config from the experiment's defaults plus a cell's overrides, validated like `harden --set`. */
 export function hardenConfigFor(

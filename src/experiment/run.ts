@@ -13,7 +13,15 @@ import { writeFileAtomic } from "../io/atomic.js";
 import { openModelWeights } from "../io/safetensors.js";
 import { readPairs, type SecurityPair } from "../data/pairs.js";
 import { createRng } from "../util/random.js";
-import { runHarden, silentLogger, type HardenConfig, type Logger } from "../recipes/harden.js";
+import {
+  CLUSTERS_FILE,
+  NEURONS_FILE,
+  planStages,
+  runHarden,
+  silentLogger,
+  type HardenConfig,
+  type Logger,
+} from "../recipes/harden.js";
 import { evaluateModel, securityCell, type ModelEvaluation } from "../recipes/evaluate.js";
 import { LlmJudge, trainJudge } from "../eval/judge/llm.js";
 import { readNeuronMap } from "../method/goodvibe/identify.js";
@@ -241,7 +249,7 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
         cfg.method === "goodvibe"
           ? path.join(outDir, "work", "identify", identifyKey(cfg), "neurons.json")
           : null;
-      const own = path.join(cfg.runDir, "neurons.json");
+      const own = path.join(planStages(cfg).identify.dir, NEURONS_FILE);
       if (shared && fs.existsSync(shared) && !fs.existsSync(own)) {
         writeFileAtomic(own, fs.readFileSync(shared));
         log.info(`identification: shared from ${path.dirname(shared)}`);
@@ -268,8 +276,9 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
     let neurons: CellResult["neurons"];
     let identification: { flops: TrainResult["flops"]; wallSeconds: number } | undefined;
     if (cfg.method === "goodvibe") {
-      const nm = readNeuronMap(path.join(cfg.runDir, "neurons.json"));
-      neurons = neuronsOf(nm, readClusterMap(path.join(cfg.runDir, "clusters.json")));
+      // the maps are published inside the hardened model's folder
+      const nm = readNeuronMap(path.join(cfg.out, NEURONS_FILE));
+      neurons = neuronsOf(nm, readClusterMap(path.join(cfg.out, CLUSTERS_FILE)));
       identification = { flops: nm.flops, wallSeconds: nm.wallSeconds };
     }
     if (!spec.keepModels) fs.rmSync(cfg.out, { recursive: true, force: true });

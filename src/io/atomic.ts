@@ -1,7 +1,217 @@
+/**
+ * Every write of the project goes through here, with three promises:
+ * - a file or folder appears complete or not at all (temp sibling + fsync + rename);
+ * - an output never replaces or deletes what the project did not create: an existing non-empty output is
+ *   refused unless the user says so, and then moved aside (renamed), never deleted;
+ * - an output is never an input, inside one, or around one, compared by where paths really lead (symlinks, bind
+ *   mounts, `..`), not by how they are spelled.
+ * Temporaries are named `.NAME.tmp-PID-TIME`; those of dead processes are removed (or, for a folder that was
+ * being replaced, put back) by the next write of the same target or by `cleanStaleTemps`.
+ */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { withPath } from "../errors.js";
+import { InputError, withPath } from "../errors.js";
 
+// ---------------------------------------------------------------- where paths really lead
+/** fs.realpath of `p`'s nearest existing ancestor, with the rest of `p` joined on (for paths yet to be made). */
+export function realPathOf(p: string): string {
+  let cur = path.resolve(p);
+  const rest: string[] = [];
+  for (;;) {
+    try {
+      return path.join(fs.realpathSync.native(cur), ...rest.reverse());
+    } catch {
+      const up = path.dirname(cur);
+      if (up === cur) return path.resolve(p);
+      rest.push(path.basename(cur));
+      cur = up;
+    }
+  }
+}
+
+function statOrNull(p: string): fs.Stats | null {
+  try {
+    return fs.statSync(p);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * True when `inner` is `outer` or lies inside it: by real path, or by device and inode (a bind mount shows one
+ * folder under two real paths; a hard link one file under two names).
+ */
+export function isSameOrInside(inner: string, outer: string): boolean {
+  const ro = realPathOf(outer);
+  const ri = realPathOf(inner);
+  if (ri === ro || ri.startsWith(ro.endsWith(path.sep) ? ro : ro + path.sep)) return true;
+  const so = statOrNull(outer);
+  if (!so) return false;
+  // the chain of existing folders from inner up to the root, each compared with outer
+  let cur = ri;
+  while (!statOrNull(cur)) cur = path.dirname(cur);
+  for (;;) {
+    const s = statOrNull(cur);
+    if (s && s.dev === so.dev && s.ino === so.ino) return true;
+    const up = path.dirname(cur);
+    if (up === cur) return false;
+    cur = up;
+  }
+}
+
+// ---------------------------------------------------------------- checking an output before any work
+export interface OutputCheck {
+  /** how the user named it, for messages: "--out", "-o" */
+  flag: string;
+  path: string;
+  kind: "folder" | "file";
+  /** paths the output must not be, be inside, or contain, by the flag that named them */
+  inputs?: Record<string, string | undefined | null>;
+  /** the user allows replacing an existing output (it is moved aside when the new one is published) */
+  overwrite?: boolean;
+  /** a folder the project keeps working in (a run or cache folder): accepted when every entry passes */
+  ownEntry?: (name: string) => boolean;
+}
+
+/** What an existing output is: absent, ours to continue (or empty), or someone's that must not be touched. */
+export type OutputState = "absent" | "empty" | "own" | "occupied";
+
+export function outputState(
+  p: string,
+  kind: "folder" | "file",
+  ownEntry?: (name: string) => boolean,
+): OutputState {
+  const st = statOrNull(p);
+  let lst: fs.Stats | null = null;
+  try {
+    lst = fs.lstatSync(p);
+  } catch {
+    // absent
+  }
+  if (!st) return lst ? "occupied" : "absent"; // a dangling symlink is someone's
+  if (kind === "file") return "occupied";
+  if (!st.isDirectory()) return "occupied";
+  const entries = fs.readdirSync(p).filter((e) => !isTempName(e));
+  if (entries.length === 0) return "empty";
+  return ownEntry && entries.every(ownEntry) ? "own" : "occupied";
+}
+
+/**
+ * Check an output before any work is done, so that a refusal costs nothing: exit 2 naming the conflict when the
+ * output is, contains or lies inside an input, when it is an existing file or non-empty folder the project may
+ * not continue (unless `overwrite`), or when its parent is a file.
+ */
+export function checkOutput(o: OutputCheck): OutputState {
+  for (const [flag, input] of Object.entries(o.inputs ?? {})) {
+    if (!input) continue;
+    if (isSameOrInside(o.path, input))
+      throw new InputError(
+        `${o.flag} ${o.path}: the output ${isSameOrInside(input, o.path) ? "is" : "lies inside"} the input ${flag} ${input}; ` +
+          `choose an output outside every input`,
+      );
+    if (isSameOrInside(input, o.path))
+      throw new InputError(
+        `${o.flag} ${o.path}: the output folder contains the input ${flag} ${input}; choose an output outside every input`,
+      );
+  }
+  let parent = path.dirname(path.resolve(o.path));
+  while (!statOrNull(parent)) parent = path.dirname(parent);
+  if (!statOrNull(parent)!.isDirectory())
+    throw new InputError(`${o.flag} ${o.path}: ${parent} is a file, not a folder`);
+  const state = outputState(o.path, o.kind, o.ownEntry);
+  if (state === "occupied" && !o.overwrite) {
+    const what =
+      o.kind === "file" || !statOrNull(o.path)?.isDirectory() ? "exists" : "exists and is not empty";
+    throw new InputError(
+      `${o.flag} ${o.path}: ${what}; choose a new path, or pass --overwrite to move it aside ` +
+        `(renamed to ${path.basename(o.path)}.old-…, never deleted) and write a new one`,
+    );
+  }
+  return state;
+}
+
+// ---------------------------------------------------------------- temporaries
+const TEMP = /^\.(.+)\.tmp-(\d+)-(\d+)(\.old)?$/;
+
+function isTempName(name: string): boolean {
+  return TEMP.test(name);
+}
+
+function tempName(target: string): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.tmp-${process.pid}-${Date.now()}`);
+}
+
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"; // alive, someone else's
+  }
+}
+
+/**
+ * Remove the temporaries that dead processes left in `dir` (for targets named `only`, or all): a half-written
+ * file or folder goes; a complete folder that was moved out of the way while being replaced (`….old`) is put
+ * back when its target is missing. A live process's temporaries are never touched. Returns what was removed.
+ */
+export function cleanStaleTemps(dir: string, only?: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = TEMP.exec(name);
+    if (!m || (only !== undefined && m[1] !== only) || processAlive(Number(m[2]))) continue;
+    const p = path.join(dir, name);
+    const target = path.join(dir, m[1]!);
+    if (m[4] && !fs.existsSync(target)) fs.renameSync(p, target);
+    else {
+      fs.rmSync(p, { recursive: true, force: true });
+      removed.push(p);
+    }
+  }
+  return removed;
+}
+
+function fsyncDir(dir: string): void {
+  try {
+    const fd = fs.openSync(dir, "r");
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    // not every file system lets a folder be opened or synced; the rename itself is still atomic
+  }
+}
+
+/**
+ * A working folder the project fills over several runs (an experiment, the demo, a cache): absent, empty or
+ * holding only what the project writes there is fine; anything else is refused before any work, or with
+ * `overwrite` moved aside now so that the run starts in a fresh folder. Returns where it was moved, if it was.
+ */
+export function claimWorkFolder(o: OutputCheck): string | null {
+  const state = checkOutput(o);
+  if (state !== "occupied") return null;
+  return moveAside(o.path);
+}
+
+/** `p` renamed to a free `p.old-<time>` beside it; returns the new name. */
+export function moveAside(p: string): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "");
+  let aside = `${p}.old-${stamp}`;
+  for (let i = 2; fs.existsSync(aside); i++) aside = `${p}.old-${stamp}-${i}`;
+  fs.renameSync(p, aside);
+  return aside;
+}
+
+// ---------------------------------------------------------------- writing
 /**
  * Write a file atomically: write to a temp file in the same folder, fsync, rename.
  * A crash leaves either the old file or the new one, never a partial one.
@@ -9,7 +219,7 @@ import { withPath } from "../errors.js";
 export function writeFileAtomic(file: string, data: string | Uint8Array | readonly Uint8Array[]): void {
   const dir = path.dirname(file);
   fs.mkdirSync(dir, { recursive: true });
-  const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${Date.now()}`);
+  const tmp = tempName(file);
   const fd = fs.openSync(tmp, "w");
   try {
     const parts = typeof data === "string" ? [Buffer.from(data)] : data instanceof Uint8Array ? [data] : data;
@@ -27,18 +237,33 @@ export function writeFileAtomic(file: string, data: string | Uint8Array | readon
   fs.renameSync(tmp, file);
 }
 
+export interface WriteDirOptions {
+  /** an existing non-empty folder is moved aside (renamed `NAME.old-…`) instead of refused */
+  overwrite?: boolean;
+  /**
+   * the folder is the project's own state (a checkpoint) that the new one supersedes: the old one is deleted.
+   * Never for a path the user named.
+   */
+  replaceOwn?: boolean;
+  /** told where an existing folder was moved */
+  onMovedAside?: (aside: string) => void;
+}
+
 /**
- * Build a folder atomically: `fill` writes into a temp sibling folder, which is renamed into place
- * only when `fill` returns. Refuses to replace an existing non-empty folder unless `overwrite`.
+ * Build a folder atomically: `fill` writes into a temp sibling folder, which is renamed into place only when
+ * `fill` returns (a failed or interrupted `fill` leaves nothing). An existing empty folder is replaced; a
+ * non-empty one is refused unless `overwrite` (moved aside) or `replaceOwn` (deleted: the project's own state).
  */
 export async function writeDirAtomic(
   dir: string,
   fill: (tmpDir: string) => void | Promise<void>,
-  opts: { overwrite?: boolean } = {},
+  opts: WriteDirOptions = {},
 ): Promise<void> {
-  const parent = path.dirname(path.resolve(dir));
+  const target = path.resolve(dir);
+  const parent = path.dirname(target);
   fs.mkdirSync(parent, { recursive: true });
-  const tmp = path.join(parent, `.${path.basename(dir)}.tmp-${process.pid}-${Date.now()}`);
+  cleanStaleTemps(parent, path.basename(target));
+  const tmp = tempName(target);
   fs.mkdirSync(tmp);
   try {
     await fill(tmp);
@@ -46,16 +271,55 @@ export async function writeDirAtomic(
     fs.rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
-  if (fs.existsSync(dir)) {
-    if (!opts.overwrite && fs.readdirSync(dir).length > 0) {
-      fs.rmSync(tmp, { recursive: true, force: true });
-      throw new Error(`refusing to overwrite non-empty folder ${dir}`);
-    }
+  const state = outputState(target, "folder");
+  if (state === "absent") fs.renameSync(tmp, target);
+  else if (state === "empty") {
+    fs.rmdirSync(target);
+    fs.renameSync(tmp, target);
+  } else if (opts.replaceOwn) {
     const old = `${tmp}.old`;
-    fs.renameSync(dir, old);
-    fs.renameSync(tmp, dir);
+    fs.renameSync(target, old);
+    fs.renameSync(tmp, target);
     fs.rmSync(old, { recursive: true, force: true });
+  } else if (opts.overwrite) {
+    const aside = moveAside(target);
+    fs.renameSync(tmp, target);
+    opts.onMovedAside?.(aside);
   } else {
-    fs.renameSync(tmp, dir);
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw new InputError(
+      `${dir}: exists and is not empty; refusing to replace it (pass --overwrite to move it aside)`,
+    );
   }
+  fsyncDir(parent);
+}
+
+/**
+ * Write a file whose path the user named: refused if it exists unless `overwrite`, and then the old file is
+ * moved aside (never deleted). The new file appears complete or not at all.
+ */
+export function publishFile(
+  file: string,
+  write: (tmpFile: string) => void,
+  opts: { overwrite?: boolean; onMovedAside?: (aside: string) => void } = {},
+): void {
+  const target = path.resolve(file);
+  fs.mkdirSync(path.dirname(target), { recursive: true });
+  cleanStaleTemps(path.dirname(target), path.basename(target));
+  const tmp = tempName(target);
+  try {
+    write(tmp);
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  if (outputState(target, "file") !== "absent") {
+    if (!opts.overwrite) {
+      fs.rmSync(tmp, { force: true });
+      throw new InputError(`${file}: exists; refusing to replace it (pass --overwrite to move it aside)`);
+    }
+    opts.onMovedAside?.(moveAside(target));
+  }
+  fs.renameSync(tmp, target);
+  fsyncDir(path.dirname(target));
 }

@@ -7,7 +7,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
-import { writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
+import { checkOutput, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
 import { copyTokenizerFiles } from "../io/model-folder.js";
 import {
   openModelWeights,
@@ -26,6 +26,7 @@ import type { AttachedMethod } from "./method.js";
 import { peftAdapterConfig, type LoraConfig } from "./lora/config.js";
 import { requireDisk } from "../util/memory.js";
 import { parseJson } from "../util/keys.js";
+import { stopPoint } from "../util/stop.js";
 
 export interface FoldStats {
   tensorsChanged: number;
@@ -39,12 +40,6 @@ export interface FoldStats {
   warnings: string[];
 }
 
-function sameDir(a: string, b: string): boolean {
-  const ra = path.resolve(a);
-  const rb = path.resolve(b);
-  return ra === rb || rb.startsWith(ra + path.sep);
-}
-
 /** Row-wise comparison: how many rows differ between a and b ([out, in] tensors), as a boolean list. */
 function rowsDiffer(a: Tensor, b: Tensor): boolean[] {
   return tidy(() => {
@@ -53,16 +48,44 @@ function rowsDiffer(a: Tensor, b: Tensor): boolean[] {
   });
 }
 
+/**
+ * Fold into a new checkpoint folder, published in one rename (complete or absent). An existing non-empty
+ * `outDir` is refused unless `overwrite`, and then moved aside, never deleted.
+ */
 export async function foldIntoCheckpoint(
   baseDir: string,
   outDir: string,
   method: AttachedMethod,
-  opts: { overwrite?: boolean } = {},
+  opts: { overwrite?: boolean; signal?: AbortSignal; onMovedAside?: (aside: string) => void } = {},
 ): Promise<FoldStats> {
-  if (sameDir(baseDir, outDir) || sameDir(outDir, baseDir))
-    throw new InputError(
-      `the output folder ${outDir} must not be the input model folder ${baseDir} (or inside it)`,
-    );
+  checkOutput({
+    flag: "output folder",
+    path: outDir,
+    kind: "folder",
+    inputs: { "model folder": baseDir },
+    overwrite: opts.overwrite,
+  });
+  let stats: FoldStats | undefined;
+  await writeDirAtomic(
+    outDir,
+    async (tmp) => {
+      stats = await writeFoldedCheckpoint(baseDir, tmp, method, opts);
+    },
+    { overwrite: opts.overwrite ?? false, onMovedAside: opts.onMovedAside },
+  );
+  return stats!;
+}
+
+/**
+ * Write the folded checkpoint (weights, config, generation config, tokenizer files) into `dir`, a folder being
+ * built (the caller publishes it). Stops between tensors on `signal` (InterruptedError).
+ */
+export async function writeFoldedCheckpoint(
+  baseDir: string,
+  dir: string,
+  method: AttachedMethod,
+  opts: { signal?: AbortSignal } = {},
+): Promise<FoldStats> {
   const weights = openModelWeights(baseDir);
   // fold onto the tensors as stored: a model that computed in bf16 must not round a float32 checkpoint
   const folded = method.foldedWeights((n) => {
@@ -71,11 +94,7 @@ export async function foldIntoCheckpoint(
   });
   let totalBytes = 0;
   for (const rec of weights.tensors.values()) totalBytes += rec.data.byteLength;
-  requireDisk(
-    path.dirname(path.resolve(outDir)),
-    totalBytes * 1.05,
-    `writing the hardened checkpoint to ${outDir}`,
-  );
+  requireDisk(path.resolve(dir), totalBytes * 1.05, `writing the hardened checkpoint to ${dir}`);
   const stats: FoldStats = {
     tensorsChanged: 0,
     rowsChanged: 0,
@@ -87,6 +106,7 @@ export async function foldIntoCheckpoint(
   const dtypes = new Set<string>();
   const out: TensorToWrite[] = [];
   for (const [name, rec] of weights.tensors) {
+    await stopPoint(opts.signal, `fold stopped at tensor ${name}; nothing was written`);
     const upd = folded.get(name);
     if (!upd) {
       out.push(rec);
@@ -119,18 +139,12 @@ export async function foldIntoCheckpoint(
       `${stats.rowsVanished} of ${stats.rowsUpdated} updated rows did not change after casting to ${stats.dtype}: ` +
         `the update is below ${stats.dtype}'s rounding there (train longer, raise the learning rate, or save in float32)`,
     );
-  await writeDirAtomic(
-    outDir,
-    (tmp) => {
-      writeModelWeights(tmp, out);
-      for (const f of ["config.json", "generation_config.json"]) {
-        const src = path.join(baseDir, f);
-        if (fs.existsSync(src)) writeFileAtomic(path.join(tmp, f), fs.readFileSync(src));
-      }
-      if (fs.existsSync(path.join(baseDir, "tokenizer.json"))) copyTokenizerFiles(baseDir, tmp);
-    },
-    { overwrite: opts.overwrite ?? false },
-  );
+  writeModelWeights(dir, out);
+  for (const f of ["config.json", "generation_config.json"]) {
+    const src = path.join(baseDir, f);
+    if (fs.existsSync(src)) writeFileAtomic(path.join(dir, f), fs.readFileSync(src));
+  }
+  if (fs.existsSync(path.join(baseDir, "tokenizer.json"))) copyTokenizerFiles(baseDir, dir);
   return stats;
 }
 

@@ -247,7 +247,7 @@ function saveCheckpoint(
       });
       writeFileAtomic(path.join(tmp, "state.json"), JSON.stringify(state));
     },
-    { overwrite: true },
+    { replaceOwn: true },
   );
 }
 

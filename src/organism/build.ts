@@ -6,7 +6,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
+import { checkOutput, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
 import { parseModelConfig } from "../io/config.js";
 import { writeModelWeights, type TensorRecord } from "../io/safetensors.js";
 import {
@@ -114,8 +114,16 @@ export async function buildOrganism(
   cfg: OrganismConfig = DEFAULT_ORGANISM,
   log: Logger = silentLogger,
   signal?: AbortSignal,
+  opts: { overwrite?: boolean } = {},
 ): Promise<OrganismResult> {
   const work = `${outDir}.work`;
+  checkOutput({ flag: "--out", path: outDir, kind: "folder", overwrite: opts.overwrite });
+  checkOutput({
+    flag: "work folder",
+    path: work,
+    kind: "folder",
+    ownEntry: (n) => ["tokenizer.json", "tokenizer_config.json", "pretrain"].includes(n),
+  });
   fs.mkdirSync(work, { recursive: true });
   const corpus = buildCorpus({ seed: cfg.seed, perTemplate: cfg.perTemplate });
   const { train, dev } = splitCorpus(corpus, { devFraction: cfg.devFraction, seed: cfg.seed });
@@ -237,9 +245,12 @@ export async function buildOrganism(
         ) + "\n",
       );
     },
-    { overwrite: true },
+    {
+      overwrite: opts.overwrite,
+      onMovedAside: (a) => log.warn(`the earlier ${outDir} was moved aside to ${a}`),
+    },
   );
-  fs.rmSync(work, { recursive: true, force: true });
+  fs.rmSync(work, { recursive: true, force: true }); // the project's own scratch folder
   return { dir: outDir, params, trainPairs: train.length, devPairs: dev.length, tokens, train: result };
 }
 

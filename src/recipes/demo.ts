@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { InputError } from "../errors.js";
-import { writeFileAtomic } from "../io/atomic.js";
+import { claimWorkFolder, writeFileAtomic } from "../io/atomic.js";
 import { readPairs } from "../data/pairs.js";
 import { LlmJudge } from "../eval/judge/llm.js";
 import type { CellResult, ExperimentResults } from "../report/schema.js";
@@ -32,6 +32,8 @@ export interface DemoOptions {
   maxNewTokens: number;
   epochs: number;
   lr: number;
+  /** move an `out` folder holding something else aside (renamed, never deleted) instead of refusing it */
+  overwrite?: boolean;
 }
 
 export const DEFAULT_DEMO: DemoOptions = {
@@ -62,6 +64,16 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
       `the model organism is missing at ${opts.organism}; build it with \`goodvibe organism build -o ${opts.organism}\``,
     );
   const out = path.resolve(opts.out);
+  const aside = claimWorkFolder({
+    flag: "--out",
+    path: out,
+    kind: "folder",
+    inputs: { "--organism": opts.organism },
+    overwrite: opts.overwrite,
+    ownEntry: (n) =>
+      ["hardened", "run", "cache", "results.json", "report"].includes(n) || /^hardened\.old-/.test(n),
+  });
+  if (aside) log.warn(`the earlier ${out} was moved aside to ${aside}`);
   fs.mkdirSync(out, { recursive: true });
   const trainFile = path.join(opts.organism, "data", "train.jsonl");
   const devFile = path.join(opts.organism, "data", "dev.jsonl");
@@ -70,6 +82,8 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
   log.info(`1/4 hardening the organism with GoodVibe (identify → cluster → train → fold)`);
   const cfg = defaultHardenConfig({ model: opts.organism, data: trainFile, out: path.join(out, "hardened") });
   cfg.runDir = path.join(out, "run");
+  // a hardened model of an earlier demo with other settings is the demo's own: moved aside inside its folder
+  cfg.overwrite = true;
   cfg.seed = opts.seed;
   cfg.identify = {
     ...cfg.identify,

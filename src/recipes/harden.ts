@@ -2,11 +2,19 @@
  * The hardening recipe: identify → cluster → train → fold on a model folder and a pairs dataset, each stage
  * cached in a run folder so that an interrupted run resumes where it stopped (torchtune-style recipe).
  * GoodVibe is the default method; LoRA and full fine-tuning run through the same data, loop and schedule.
+ *
+ * The run folder holds one slot per stage and setting: `identify-<key>/`, `cluster-<key>/`, `train-<method>-<key>/`,
+ * each key a hash of every input that shapes the stage (model and tokenizer bytes, data bytes, languages, dtype,
+ * seed and the stage's settings, and the key of the stage it builds on). A rerun with other settings reuses what
+ * still applies and computes the rest in new slots (old ones stay, so switching back costs nothing).
+ * The output folder is built beside its final path and published in one rename with everything in it (model,
+ * config, tokenizer, delta or adapter, neuron and cluster maps, stats): complete or absent.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
-import { writeFileAtomic } from "../io/atomic.js";
+import { checkOutput, cleanStaleTemps, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
+import { canonicalJson, fileHash, modelFolderHash, sha256 } from "../io/hash.js";
 import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
 import { readPairs, pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
 import {
@@ -40,6 +48,7 @@ import {
   DEFAULT_CLUSTER,
   type ClusterMap,
   type ClusterOptions,
+  type ModuleClusters,
 } from "../method/goodvibe/clustering.js";
 import {
   attachFull,
@@ -59,14 +68,14 @@ import {
 } from "../method/train.js";
 import {
   DELTA_FILE,
-  foldIntoCheckpoint,
+  writeFoldedCheckpoint,
   writeGoodVibeDelta,
   writePeftAdapter,
   type FoldStats,
 } from "../method/fold.js";
 import { countParams } from "../method/method.js";
 import { peakRssBytes } from "../util/memory.js";
-import { interrupted } from "../util/stop.js";
+import { interrupted, stopPoint } from "../util/stop.js";
 
 export interface IdentifyConfig {
   topK: number;
@@ -97,6 +106,8 @@ export interface HardenConfig {
   cluster: ClusterOptions;
   train: TrainConfig & { maxLength: number; maxPairs: number };
   lora: LoraConfig;
+  /** an existing non-empty output folder is moved aside (renamed, never deleted) instead of refused */
+  overwrite?: boolean;
 }
 
 /** The paper trains in bf16 mixed precision (§4.2); `dtype: float32` trains in fp32. */
@@ -211,21 +222,182 @@ export interface HardenResult {
   totalParams: number;
   artifact: string;
   peakMemoryBytes: number;
+  /** true when the output folder was already complete with these exact inputs and nothing was computed */
+  reused?: boolean;
 }
 
 export interface RunHooks extends TrainHooks {
   log?: Logger;
 }
 
-/** Stage 1: identification, cached as runDir/neurons.json. */
+// ---------------------------------------------------------------- stage keys and the run folder
+/** Bump when a change in the stages' code changes what they compute: cached stages are then recomputed. */
+export const RUN_FORMAT = "goodvibe-run/2";
+export const NEURONS_FILE = "neurons.json";
+export const CLUSTERS_FILE = "clusters.json";
+export const STATS_FILE = "goodvibe-stats.json";
+
+export interface StageSlot {
+  /** the slot's folder in the run folder */
+  dir: string;
+  /** sha256 of the canonical JSON of `inputs` */
+  key: string;
+  /** every input that shapes the stage (hashes stand for file contents) */
+  inputs: Record<string, unknown>;
+}
+
+export interface StagePlan {
+  identify: StageSlot;
+  cluster: StageSlot;
+  train: StageSlot;
+  /** the key of the whole run (= the training stage's): an output folder made with it is this run's result */
+  runKey: string;
+}
+
+/** What each stage's result depends on; `clustersFile`: training on a given cluster map instead of stage 2. */
+export function planStages(cfg: HardenConfig, opts: { clustersFile?: string } = {}): StagePlan {
+  const common = {
+    format: RUN_FORMAT,
+    model: modelFolderHash(cfg.model),
+    data: fileHash(cfg.data),
+    languages: cfg.languages ?? null,
+  };
+  const slot = (name: string, inputs: Record<string, unknown>): StageSlot => {
+    const key = sha256(canonicalJson(inputs));
+    return { dir: path.join(cfg.runDir, `${name}-${key.slice(0, 12)}`), key, inputs };
+  };
+  const identify = slot("identify", {
+    ...common,
+    dtype: cfg.dtype ?? DEFAULT_DTYPE,
+    identify: cfg.identify,
+    // the seed only picks the identification pairs when they are subsampled
+    seed: cfg.identify.maxPairs > 0 ? cfg.seed : null,
+  });
+  const cluster = slot("cluster", { identify: identify.key, cluster: cfg.cluster });
+  const { checkpointEvery: _every, stopAfterSteps: _stop, ...train } = cfg.train;
+  const trainInputs: Record<string, unknown> = {
+    ...common,
+    method: cfg.method,
+    dtype: cfg.dtype ?? DEFAULT_DTYPE,
+    seed: cfg.seed,
+    train,
+  };
+  if (cfg.method === "lora") trainInputs.lora = cfg.lora;
+  if (cfg.method === "goodvibe")
+    trainInputs.clusters = opts.clustersFile ? { file: fileHash(opts.clustersFile) } : cluster.key;
+  const trainSlot = slot(`train-${cfg.method}`, trainInputs);
+  return { identify, cluster, train: trainSlot, runKey: trainSlot.key };
+}
+
+/** Names the project writes in a run folder: a folder with anything else is not ours to write in. */
+export function isRunEntry(name: string): boolean {
+  return (
+    /^(identify|cluster|train-(goodvibe|lora|full))-[0-9a-f]{12}$/.test(name) ||
+    // run folders of earlier versions
+    ["config.json", NEURONS_FILE, CLUSTERS_FILE, "identify-state", "run.json"].includes(name) ||
+    /^train-(goodvibe|lora|full)$/.test(name)
+  );
+}
+
+/** Flattened `a.b.c` → value, for naming the settings that differ between two slots. */
+function flatten(v: unknown, prefix = "", out: Record<string, string> = {}): Record<string, string> {
+  if (v && typeof v === "object" && !Array.isArray(v)) {
+    for (const [k, x] of Object.entries(v)) flatten(x, prefix ? `${prefix}.${k}` : k, out);
+  } else out[prefix] = JSON.stringify(v);
+  return out;
+}
+
+const KEY_NAMES: Record<string, string> = {
+  model: "model folder contents",
+  data: "data file contents",
+  identify: "identification",
+  clusters: "cluster map",
+};
+
+/** The settings in which `slot` differs from the newest other slot of its stage, as "a.b: x → y" (or null). */
+function differences(slot: StageSlot): string | null {
+  const base = path.basename(slot.dir).replace(/-[0-9a-f]{12}$/, "");
+  const parent = path.dirname(slot.dir);
+  let newest: { mtime: number; inputs: unknown } | null = null;
+  for (const name of fs.existsSync(parent) ? fs.readdirSync(parent) : []) {
+    if (name === path.basename(slot.dir) || !new RegExp(`^${base}-[0-9a-f]{12}$`).test(name)) continue;
+    try {
+      const file = path.join(parent, name, "inputs.json");
+      const mtime = fs.statSync(file).mtimeMs;
+      if (!newest || mtime > newest.mtime)
+        newest = { mtime, inputs: JSON.parse(fs.readFileSync(file, "utf8")) };
+    } catch {
+      // a slot without its inputs (interrupted before they were written): nothing to compare
+    }
+  }
+  return newest ? differenceText(newest.inputs, slot.inputs) : null;
+}
+
+/** "identify.topK: 50 → 5, data file contents changed": how two stages' inputs differ. */
+function differenceText(was: unknown, now: unknown): string {
+  const a = flatten(was);
+  const b = flatten(now);
+  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => a[k] !== b[k]).sort();
+  return [
+    ...new Set(
+      keys.map((k) => {
+        const named = KEY_NAMES[k];
+        return named ? `${named} changed` : `${k}: ${a[k] ?? "unset"} → ${b[k] ?? "unset"}`;
+      }),
+    ),
+  ].join(", ");
+}
+
+/** Make a stage's slot (with the inputs that key it), saying why when it replaces another setting's. */
+function openSlot(slot: StageSlot, stage: string, log: Logger): void {
+  if (fs.existsSync(path.join(slot.dir, "inputs.json"))) return;
+  const diff = differences(slot);
+  if (diff)
+    log.info(
+      `${stage}: settings differ from the cached run (${diff}); computing it anew in ${slot.dir} (the other stays)`,
+    );
+  fs.mkdirSync(slot.dir, { recursive: true });
+  writeFileAtomic(path.join(slot.dir, "inputs.json"), JSON.stringify(slot.inputs, null, 2));
+}
+
+/**
+ * Check every path of a run before any work: the output folder and the run folder lie outside the inputs and
+ * apart from each other, the output folder is absent or empty (or `overwrite`), the run folder holds only what
+ * the project writes there.
+ */
+export function checkRunPaths(
+  cfg: Pick<HardenConfig, "model" | "data" | "out" | "runDir" | "overwrite">,
+  more: Record<string, string | undefined> = {},
+): void {
+  const inputs = { "--model": cfg.model, "--data": cfg.data, ...more };
+  checkOutput({
+    flag: "--run-dir",
+    path: cfg.runDir,
+    kind: "folder",
+    inputs: { ...inputs, "--out": cfg.out },
+    ownEntry: isRunEntry,
+  });
+  // an earlier output of this recipe is judged once its inputs are hashed (prepare): it may be this very run
+  const earlier = fs.existsSync(path.join(cfg.out, STATS_FILE));
+  checkOutput({
+    flag: "--out",
+    path: cfg.out,
+    kind: "folder",
+    inputs,
+    overwrite: cfg.overwrite || earlier,
+  });
+}
+
+/** Stage 1: identification, cached in its slot (neurons.json; identify-state/ while it runs). */
 export async function stageIdentify(
   model: DecoderModel,
   tok: HfTokenizer,
   pairs: SecurityPair[],
   cfg: HardenConfig,
   hooks: RunHooks = {},
+  slot: StageSlot = planStages(cfg).identify,
 ): Promise<NeuronMap> {
-  const file = path.join(cfg.runDir, "neurons.json");
+  const file = path.join(slot.dir, NEURONS_FILE);
   const log = hooks.log ?? silentLogger;
   if (fs.existsSync(file)) {
     const map = readNeuronMap(file);
@@ -233,6 +405,7 @@ export async function stageIdentify(
     log.info(`identification: reusing ${file}`);
     return map;
   }
+  openSlot(slot, "identification", log);
   const samples = identifySamples(tok, pairs, cfg.identify, cfg.seed);
   log.info(
     `identification: ${samples.length} samples (${cfg.identify.mode}), top-${cfg.identify.topK} per layer`,
@@ -244,7 +417,7 @@ export async function stageIdentify(
     batchSize: cfg.identify.batchSize,
     gradientCheckpointing: cfg.identify.gradientCheckpointing,
     profileSamples: cfg.identify.profileSamples,
-    runDir: cfg.runDir,
+    runDir: slot.dir,
     checkpointEvery: Math.max(cfg.identify.batchSize, 32),
     source: {
       model: path.resolve(cfg.model),
@@ -255,20 +428,42 @@ export async function stageIdentify(
     signal: hooks.signal,
   });
   writeNeuronMap(file, map);
+  // the accumulators are no longer needed once the map is written
+  fs.rmSync(path.join(slot.dir, "identify-state"), { recursive: true, force: true });
   return map;
 }
 
-/** Stage 2: clustering, cached as runDir/clusters.json. */
-export function stageCluster(map: NeuronMap, cfg: HardenConfig, log: Logger = silentLogger): ClusterMap {
-  const file = path.join(cfg.runDir, "clusters.json");
-  if (fs.existsSync(file)) {
-    const c = readClusterMap(file);
-    if (JSON.stringify(c.options) === JSON.stringify(cfg.cluster)) {
-      log.info(`clustering: reusing ${file}`);
-      return c;
-    }
+/** Clustering, one layer at a time with a stop point between layers (clustering is per layer). */
+export async function clusterWithStops(
+  map: NeuronMap,
+  opts: ClusterOptions,
+  signal?: AbortSignal,
+): Promise<ClusterMap> {
+  const modules: Record<string, ModuleClusters> = {};
+  const names = Object.keys(map.modules);
+  for (const [i, name] of names.entries()) {
+    await stopPoint(signal, `clustering stopped at layer ${i + 1} of ${names.length} (${name})`);
+    Object.assign(modules, clusterNeurons({ ...map, modules: { [name]: map.modules[name]! } }, opts).modules);
   }
-  const clusters = clusterNeurons(map, cfg.cluster);
+  return { ...clusterNeurons({ ...map, modules: {} }, opts), modules };
+}
+
+/** Stage 2: clustering, cached in its slot (clusters.json). */
+export async function stageCluster(
+  map: NeuronMap,
+  cfg: HardenConfig,
+  log: Logger = silentLogger,
+  signal?: AbortSignal,
+  slot: StageSlot = planStages(cfg).cluster,
+): Promise<ClusterMap> {
+  const file = path.join(slot.dir, CLUSTERS_FILE);
+  if (fs.existsSync(file)) {
+    log.info(`clustering: reusing ${file}`);
+    return readClusterMap(file);
+  }
+  openSlot(slot, "clustering", log);
+  log.info(`clustering: ${Object.keys(map.modules).length} layers (k-means, k by silhouette)`);
+  const clusters = await clusterWithStops(map, cfg.cluster, signal);
   log.info(`clustering: ${clusterSummary(clusters).text}`);
   writeClusterMap(file, clusters);
   return clusters;
@@ -294,32 +489,133 @@ export function attachMethod(model: DecoderModel, cfg: HardenConfig, clusters?: 
   }
 }
 
-/** The whole recipe. The input model folder is only read; the output folder appears only when complete. */
-export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promise<HardenResult> {
+interface Prepared {
+  tok: HfTokenizer;
+  pairs: SecurityPair[];
+  plan: StagePlan;
+  log: Logger;
+}
+
+/** Inputs read and checked, paths checked, stage keys computed: nothing written yet. */
+async function prepare(
+  cfg: HardenConfig,
+  hooks: RunHooks,
+  opts: { clustersFile?: string } = {},
+): Promise<Prepared> {
   const log = hooks.log ?? silentLogger;
-  if (cfg.method === "goodvibe") checkClusterSettings(cfg.cluster, cfg.identify);
+  if (cfg.method === "goodvibe" && !opts.clustersFile) checkClusterSettings(cfg.cluster, cfg.identify);
+  checkRunPaths(cfg, { "--clusters": opts.clustersFile });
   // load and check every input before anything is written: bad input leaves no run folder behind
   const tok = await loadTokenizer(cfg.model);
   const pairs = readPairs(cfg.data, { languages: cfg.languages });
   log.info(`data: ${pairs.length} pairs from ${cfg.data}`);
-  const model = loadModel(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
-  fs.mkdirSync(cfg.runDir, { recursive: true });
-  writeFileAtomic(path.join(cfg.runDir, "config.json"), JSON.stringify(cfg, null, 2));
-  let neurons: NeuronMap | undefined;
-  let clusters: ClusterMap | undefined;
-  if (cfg.method === "goodvibe") {
-    neurons = await stageIdentify(model, tok, pairs, cfg, hooks);
-    clusters = stageCluster(neurons, cfg, log);
+  const plan = planStages(cfg, opts);
+  const earlier = readStats(cfg.out);
+  if (earlier && earlier.runKey !== plan.runKey && !cfg.overwrite) {
+    const diff = (["identify", "cluster", "train"] as const)
+      .map((k) => {
+        const was = earlier.stages?.[k];
+        if (!was || canonicalJson(was) === canonicalJson(plan[k].inputs)) return "";
+        return differenceText(was, plan[k].inputs);
+      })
+      .filter(Boolean);
+    throw new InputError(
+      `--out ${cfg.out} holds a hardened model made with other inputs or settings` +
+        `${diff.length ? ` (${[...new Set(diff)].join("; ")})` : ""}; choose another --out, or pass --overwrite ` +
+        `to move it aside (renamed, never deleted)`,
+    );
   }
-  const method = attachMethod(model, cfg, clusters);
+  return { tok, pairs, plan, log };
+}
+
+function readStats(dir: string): StatsFile | null {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(dir, STATS_FILE), "utf8")) as StatsFile;
+  } catch {
+    return null;
+  }
+}
+
+/** The output folder's result when it is already this run's complete result (same run key). */
+function completedRun(cfg: HardenConfig, plan: StagePlan): HardenResult | null {
+  const stats = readStats(cfg.out);
+  if (!stats || stats.runKey !== plan.runKey) return null;
+  const maps = (f: string) => (fs.existsSync(path.join(cfg.out, f)) ? path.join(cfg.out, f) : null);
+  const nFile = maps(NEURONS_FILE);
+  const cFile = maps(CLUSTERS_FILE);
+  return {
+    outDir: cfg.out,
+    method: cfg.method,
+    ...(nFile ? { neurons: readNeuronMap(nFile) } : {}),
+    ...(cFile ? { clusters: readClusterMap(cFile) } : {}),
+    train: { ...stats.train, log: [] },
+    fold: stats.fold,
+    trainableParams: stats.trainableParams,
+    totalParams: stats.totalParams,
+    artifact: stats.artifact ? path.join(cfg.out, stats.artifact) : "",
+    peakMemoryBytes: stats.peakMemoryBytes,
+    reused: true,
+  };
+}
+
+interface StatsFile {
+  format: string;
+  runKey: string;
+  /** what keyed each stage of the run that made it */
+  stages?: Partial<Record<"identify" | "cluster" | "train", Record<string, unknown>>>;
+  method: MethodName;
+  trainableParams: number;
+  totalParams: number;
+  artifact: string;
+  clustersPerLayer?: Record<string, number>;
+  clustering?: { options: ClusterOptions; summary: string };
+  identification?: { flops: NeuronMap["flops"]; wallSeconds: number; samples: number };
+  train: Omit<TrainResult, "log">;
+  fold: FoldStats;
+  peakMemoryBytes: number;
+}
+
+/** Open the run folder: stale temporaries of dead runs removed, the run's description written. */
+function openRunDir(cfg: HardenConfig, plan: StagePlan): void {
+  fs.mkdirSync(cfg.runDir, { recursive: true });
+  for (const d of [cfg.runDir, ...fs.readdirSync(cfg.runDir).map((n) => path.join(cfg.runDir, n))])
+    if (fs.statSync(d).isDirectory()) cleanStaleTemps(d);
+  cleanStaleTemps(path.dirname(path.resolve(cfg.out)), path.basename(path.resolve(cfg.out)));
+  writeFileAtomic(
+    path.join(cfg.runDir, "run.json"),
+    JSON.stringify(
+      {
+        format: RUN_FORMAT,
+        config: cfg,
+        stages: Object.fromEntries(
+          (["identify", "cluster", "train"] as const).map((k) => [k, path.basename(plan[k].dir)]),
+        ),
+      },
+      null,
+      2,
+    ),
+  );
+}
+
+/** Train (resumable in its slot), fold, and publish the output folder in one rename. */
+async function trainAndPublish(
+  cfg: HardenConfig,
+  model: DecoderModel,
+  p: Prepared,
+  hooks: RunHooks,
+  maps: { neurons?: NeuronMap; clusters?: ClusterMap },
+): Promise<HardenResult> {
+  const { tok, pairs, plan, log } = p;
+  const method = attachMethod(model, cfg, maps.clusters);
   const trainable = countParams(method.trainable.values());
   const total = countParams(model.parameters().values());
   log.info(
     `training ${cfg.method}: ${trainable.toLocaleString("en-US")} trainable parameters (${((100 * trainable) / total).toPrecision(3)}% of ${total.toLocaleString("en-US")})`,
   );
+  openSlot(plan.train, "training", log);
   const examples = trainExamples(tok, pairs, cfg);
   const train = await trainSft(model, method, examples, cfg.train, {
-    runDir: path.join(cfg.runDir, `train-${cfg.method}`),
+    runDir: plan.train.dir,
     padTokenId: tok.padTokenId ?? model.cfg.padTokenId ?? 0,
     hooks: {
       onStep: (l, totalSteps) => {
@@ -330,54 +626,119 @@ export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promis
     },
   });
   if (!train.finished) throw interrupted(`training stopped at step ${train.steps} of ${train.totalSteps}`);
-  const fold = await foldIntoCheckpoint(cfg.model, cfg.out, method, { overwrite: true });
-  for (const w of fold.warnings) log.warn(w);
+
+  log.info(`fold: writing the hardened checkpoint to ${cfg.out}`);
+  let fold: FoldStats | undefined;
   let artifact = "";
-  if (cfg.method === "goodvibe") {
-    artifact = path.join(cfg.out, DELTA_FILE);
-    writeGoodVibeDelta(artifact, model, selectionsOf(clusters!), method, {
-      base_model: path.resolve(cfg.model),
-    });
-  } else if (cfg.method === "lora") {
-    artifact = path.join(cfg.out, "adapter");
-    writePeftAdapter(artifact, cfg.lora, method, path.resolve(cfg.model));
-  }
-  const result: HardenResult = {
-    outDir: cfg.out,
-    method: cfg.method,
-    neurons,
-    clusters,
-    train,
-    fold,
-    trainableParams: trainable,
-    totalParams: total,
-    artifact,
-    peakMemoryBytes: peakRssBytes(),
-  };
-  writeFileAtomic(
-    path.join(cfg.out, "goodvibe-stats.json"),
-    JSON.stringify(
-      {
+  await writeDirAtomic(
+    cfg.out,
+    async (tmp) => {
+      fold = await writeFoldedCheckpoint(cfg.model, tmp, method, { signal: hooks.signal });
+      if (cfg.method === "goodvibe") {
+        artifact = DELTA_FILE;
+        writeGoodVibeDelta(path.join(tmp, DELTA_FILE), model, selectionsOf(maps.clusters!), method, {
+          base_model: path.resolve(cfg.model),
+        });
+      } else if (cfg.method === "lora") {
+        artifact = "adapter";
+        writePeftAdapter(path.join(tmp, "adapter"), cfg.lora, method, path.resolve(cfg.model));
+      }
+      if (maps.neurons) writeNeuronMap(path.join(tmp, NEURONS_FILE), maps.neurons);
+      if (maps.clusters) writeClusterMap(path.join(tmp, CLUSTERS_FILE), maps.clusters);
+      const stats: StatsFile = {
+        format: RUN_FORMAT,
+        runKey: plan.runKey,
+        stages: {
+          ...(maps.neurons ? { identify: plan.identify.inputs, cluster: plan.cluster.inputs } : {}),
+          train: plan.train.inputs,
+        },
         method: cfg.method,
         trainableParams: trainable,
         totalParams: total,
-        clustersPerLayer: clusters
-          ? Object.fromEntries(Object.entries(clusters.modules).map(([n, m]) => [n, m.nClusters]))
+        artifact,
+        clustersPerLayer: maps.clusters
+          ? Object.fromEntries(Object.entries(maps.clusters.modules).map(([n, m]) => [n, m.nClusters]))
           : undefined,
         // names the reading of the paper used for layers without cluster structure (README, "Clusters per module")
-        clustering: clusters
-          ? { options: clusters.options, summary: clusterSummary(clusters).text }
+        clustering: maps.clusters
+          ? { options: maps.clusters.options, summary: clusterSummary(maps.clusters).text }
           : undefined,
-        identification: neurons
-          ? { flops: neurons.flops, wallSeconds: neurons.wallSeconds, samples: neurons.source.samples }
+        identification: maps.neurons
+          ? {
+              flops: maps.neurons.flops,
+              wallSeconds: maps.neurons.wallSeconds,
+              samples: maps.neurons.source.samples,
+            }
           : undefined,
-        train: { ...train, log: undefined },
-        fold,
-        peakMemoryBytes: result.peakMemoryBytes,
-      },
-      null,
-      2,
-    ),
+        train: { ...train, log: undefined } as Omit<TrainResult, "log">,
+        fold: fold,
+        peakMemoryBytes: peakRssBytes(),
+      };
+      writeFileAtomic(path.join(tmp, STATS_FILE), JSON.stringify(stats, null, 2));
+      // the last stop point before the rename: after it the output is published whole
+      await stopPoint(hooks.signal, "stopped before publishing the output folder");
+    },
+    {
+      overwrite: cfg.overwrite,
+      onMovedAside: (aside) => log.warn(`the earlier ${cfg.out} was moved aside to ${aside}`),
+    },
   );
-  return result;
+  for (const w of fold!.warnings) log.warn(w);
+  return {
+    outDir: cfg.out,
+    method: cfg.method,
+    neurons: maps.neurons,
+    clusters: maps.clusters,
+    train,
+    fold: fold!,
+    trainableParams: trainable,
+    totalParams: total,
+    artifact: artifact ? path.join(cfg.out, artifact) : "",
+    peakMemoryBytes: peakRssBytes(),
+  };
+}
+
+/**
+ * The whole recipe. The input model folder is only read; the output folder appears only when complete, in one
+ * rename. A rerun resumes from the cached stages; a rerun after completion with the same inputs returns the
+ * finished result without computing anything.
+ */
+export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promise<HardenResult> {
+  const p = await prepare(cfg, hooks);
+  const done = completedRun(cfg, p.plan);
+  if (done) {
+    p.log.info(`${cfg.out} is already complete for these inputs and settings: nothing to do`);
+    return done;
+  }
+  const model = loadModel(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
+  openRunDir(cfg, p.plan);
+  let neurons: NeuronMap | undefined;
+  let clusters: ClusterMap | undefined;
+  if (cfg.method === "goodvibe") {
+    neurons = await stageIdentify(model, p.tok, p.pairs, cfg, hooks, p.plan.identify);
+    clusters = await stageCluster(neurons, cfg, p.log, hooks.signal, p.plan.cluster);
+  }
+  return trainAndPublish(cfg, model, p, hooks, { neurons, clusters });
+}
+
+/** Training on a given cluster map (`goodvibe train --clusters`) or with LoRA / full fine-tuning, then publish. */
+export async function runTrain(
+  cfg: HardenConfig,
+  clustersFile: string | undefined,
+  hooks: RunHooks = {},
+): Promise<HardenResult> {
+  if (cfg.method === "goodvibe" && !clustersFile)
+    throw new InputError("method goodvibe needs --clusters (from `goodvibe cluster`)");
+  const p = await prepare(cfg, hooks, { clustersFile: cfg.method === "goodvibe" ? clustersFile : undefined });
+  const done = completedRun(cfg, p.plan);
+  if (done) {
+    p.log.info(`${cfg.out} is already complete for these inputs and settings: nothing to do`);
+    return done;
+  }
+  const model = loadModel(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
+  const clusters = cfg.method === "goodvibe" ? readClusterMap(clustersFile!) : undefined;
+  // rows of another model's layers would train the wrong neurons here, or none at all
+  if (clusters) checkFingerprint(model, clusters.model, clustersFile!);
+  openRunDir(cfg, p.plan);
+  return trainAndPublish(cfg, model, p, hooks, { clusters });
 }

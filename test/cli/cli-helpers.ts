@@ -130,6 +130,29 @@ export async function signalWhenLogged(
   return { ...r, exitMs: Date.now() - sentAt, stderrAtSignal };
 }
 
+/**
+ * Content hashes of a hardened output folder with its wall-clock fields left out (the stats file, and the
+ * neuron map's wallSeconds): two runs with the same inputs must agree on everything else, byte for byte.
+ */
+export function hashOutput(dir: string): Map<string, string> {
+  const out = hashTree(dir, (rel) => rel === "goodvibe-stats.json" || rel === "neurons.json");
+  const neurons = path.join(dir, "neurons.json");
+  if (fs.existsSync(neurons)) {
+    const m = JSON.parse(fs.readFileSync(neurons, "utf8")) as Record<string, unknown>;
+    delete m.wallSeconds;
+    out.set("neurons.json (timing aside)", createHash("sha256").update(JSON.stringify(m)).digest("hex"));
+  }
+  return out;
+}
+
+/** The first file under `dir` whose path relative to it (with "/") matches `re`, or null. */
+export function findUnder(dir: string, re: RegExp): string | null {
+  if (!fs.existsSync(dir)) return null;
+  for (const rel of fs.readdirSync(dir, { recursive: true }).map(String).sort())
+    if (re.test(rel.split(path.sep).join("/"))) return path.join(dir, rel);
+  return null;
+}
+
 /** sha256 of every file under `dir`, by relative path (sorted), skipping names `skip` rejects. */
 export function hashTree(dir: string, skip: (rel: string) => boolean = () => false): Map<string, string> {
   const out = new Map<string, string>();

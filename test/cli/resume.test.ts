@@ -9,7 +9,15 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import YAML from "yaml";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";
-import { balancedPairs, hashTree, killWhenExists, makeCliFixture, runCli, showRun } from "./cli-helpers.js";
+import {
+  balancedPairs,
+  findUnder,
+  hashOutput,
+  killWhenExists,
+  makeCliFixture,
+  runCli,
+  showRun,
+} from "./cli-helpers.js";
 
 const fx = makeCliFixture({ perLanguage: 16 });
 after(() => fx.cleanup());
@@ -50,8 +58,11 @@ test("harden: killed during training, rerun resumes from the checkpoint and ends
   const ref = await runCli(args("train-ref"));
   assert.equal(ref.code, 0, showRun(ref));
 
-  const ckpt = path.join(fx.work, "train-cut.run", "train-goodvibe", "checkpoint", "state.json");
-  await killWhenExists(args("train-cut"), ckpt);
+  // the training stage's slot in the run folder (train-goodvibe-<key of its inputs>)
+  const slotFile = () =>
+    findUnder(path.join(fx.work, "train-cut.run"), /^train-goodvibe-[0-9a-f]{12}\/checkpoint\/state\.json$/);
+  await killWhenExists(args("train-cut"), () => slotFile() !== null);
+  const ckpt = slotFile()!;
   assert.ok(
     !fs.existsSync(path.join(fx.work, "train-cut")),
     "the output folder appeared before training finished",
@@ -68,11 +79,7 @@ test("harden: killed during training, rerun resumes from the checkpoint and ends
   );
   assert.ok(firstProgress(rerun.stderr, "train") > stepAtKill, "the rerun started training from step 1");
 
-  const skipStats = (rel: string) => rel === "goodvibe-stats.json"; // wall-clock times
-  assert.deepEqual(
-    hashTree(path.join(fx.work, "train-cut"), skipStats),
-    hashTree(path.join(fx.work, "train-ref"), skipStats),
-  );
+  assert.deepEqual(hashOutput(path.join(fx.work, "train-cut")), hashOutput(path.join(fx.work, "train-ref")));
 });
 
 test("identify: killed after its first saved state, rerun ends with the same neuron map (timing aside)", async () => {
@@ -87,8 +94,13 @@ test("identify: killed after its first saved state, rerun ends with the same neu
   const ref = await runCli(args("id-ref"));
   assert.equal(ref.code, 0, showRun(ref));
 
-  const state = path.join(fx.work, "id-cut", "neurons.json.run", "identify-state", "state.json");
-  await killWhenExists(args("id-cut"), state);
+  const stateFile = () =>
+    findUnder(
+      path.join(fx.work, "id-cut", "neurons.json.run"),
+      /^identify-[0-9a-f]{12}\/identify-state\/state\.json$/,
+    );
+  await killWhenExists(args("id-cut"), () => stateFile() !== null);
+  const state = stateFile()!;
   const doneAtKill = (JSON.parse(fs.readFileSync(state, "utf8")) as { done: number }).done;
   assert.ok(doneAtKill > 0 && doneAtKill < 48, `state saved after ${doneAtKill} samples`);
 

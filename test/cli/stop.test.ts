@@ -12,7 +12,7 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { hashTree, makeCliFixture, runCli, showRun, signalWhenLogged } from "./cli-helpers.js";
+import { findUnder, hashOutput, makeCliFixture, runCli, showRun, signalWhenLogged } from "./cli-helpers.js";
 
 const fx = makeCliFixture({ perLanguage: 16 });
 after(() => fx.cleanup());
@@ -21,8 +21,6 @@ after(() => fx.cleanup());
 const SLOW = { GOODVIBE_TEST_STOP_POINT_DELAY_MS: "250" };
 /** Exit within this long of the signal (a step here takes ~250 ms; the bound is for a loaded machine). */
 const PROMPT_MS = 30_000;
-
-const skipTiming = (rel: string) => rel === "goodvibe-stats.json"; // wall-clock times
 
 function hardenArgs(name: string, extra: string[] = []): string[] {
   return [
@@ -40,7 +38,7 @@ async function referenceTree(): Promise<Map<string, string>> {
   if (!reference) {
     const r = await runCli(hardenArgs("ref"));
     assert.equal(r.code, 0, showRun(r));
-    reference = hashTree(path.join(fx.work, "ref"), skipTiming);
+    reference = hashOutput(path.join(fx.work, "ref"));
   }
   return reference;
 }
@@ -55,18 +53,14 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
     assert.ok(r.exitMs < PROMPT_MS, `exit ${r.exitMs} ms after the signal`);
     assert.match(r.stderr, /interrupted: identification interrupted after \d+ of 32 samples/);
     assert.ok(!fs.existsSync(path.join(fx.work, name)), "an output folder appeared");
-    const state = fs
-      .readdirSync(runDirOf(name), { recursive: true })
-      .map(String)
-      .find((f) => f.endsWith(path.join("identify-state", "state.json")));
+    const state = findUnder(runDirOf(name), /identify-state\/state\.json$/);
     assert.ok(state, "no identification state was saved at the stop");
-    const done = (JSON.parse(fs.readFileSync(path.join(runDirOf(name), state), "utf8")) as { done: number })
-      .done;
+    const done = (JSON.parse(fs.readFileSync(state, "utf8")) as { done: number }).done;
     assert.ok(done >= 1 && done < 32, `state after ${done} samples`);
 
     const rerun = await runCli(hardenArgs(name));
     assert.equal(rerun.code, 0, showRun(rerun));
-    assert.deepEqual(hashTree(path.join(fx.work, name), skipTiming), await referenceTree());
+    assert.deepEqual(hashOutput(path.join(fx.work, name)), await referenceTree());
   });
 }
 
@@ -81,7 +75,7 @@ test("harden: SIGINT during training stops within a micro-batch at the last fini
   const rerun = await runCli(hardenArgs(name));
   assert.equal(rerun.code, 0, showRun(rerun));
   assert.match(rerun.stderr, /identification: reusing/);
-  assert.deepEqual(hashTree(path.join(fx.work, name), skipTiming), await referenceTree());
+  assert.deepEqual(hashOutput(path.join(fx.work, name)), await referenceTree());
 });
 
 test("harden: a second signal while stopping exits 130 at once; nothing is corrupted and the rerun completes", async () => {
@@ -95,5 +89,5 @@ test("harden: a second signal while stopping exits 130 at once; nothing is corru
   assert.ok(!fs.existsSync(path.join(fx.work, name)), "an output folder appeared");
   const rerun = await runCli(hardenArgs(name));
   assert.equal(rerun.code, 0, showRun(rerun));
-  assert.deepEqual(hashTree(path.join(fx.work, name), skipTiming), await referenceTree());
+  assert.deepEqual(hashOutput(path.join(fx.work, name)), await referenceTree());
 });

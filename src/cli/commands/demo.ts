@@ -9,7 +9,12 @@ export function registerDemo(program: Command): void {
     .description(
       "harden the embedded model organism with GoodVibe and show before/after evidence (offline, ~minutes)",
     )
-    .option("-o, --out <dir>", "where the hardened model, results and report go", DEFAULT_DEMO.out)
+    .option(
+      "-o, --out <dir>",
+      "where the hardened model, results and report go (a new folder, or an earlier demo's to resume it)",
+      DEFAULT_DEMO.out,
+    )
+    .option("--overwrite", "move an --out folder holding anything else aside (renamed, never deleted)")
     .option("--organism <dir>", "the model organism folder", DEFAULT_DEMO.organism)
     .option("--prompts <n>", "vibe-coding prompts answered per model", integer(1), DEFAULT_DEMO.prompts)
     .option("--epochs <n>", "training epochs", integer(1), DEFAULT_DEMO.epochs)

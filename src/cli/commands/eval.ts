@@ -1,6 +1,7 @@
 import * as path from "node:path";
 import type { Command } from "commander";
 import { readPairs } from "../../data/pairs.js";
+import { claimWorkFolder } from "../../io/atomic.js";
 import { LlmJudge } from "../../eval/judge/llm.js";
 import { evaluateModel, securityCell } from "../../recipes/evaluate.js";
 import { integer, list } from "../options.js";
@@ -37,6 +38,21 @@ export function registerEval(program: Command): void {
       const g = program.opts();
       const log = makeLogger(g);
       await runCommand(g, async () => {
+        claimWorkFolder({
+          flag: "--cache",
+          path: opts.cache,
+          kind: "folder",
+          inputs: {
+            "--model": opts.model,
+            "--data": opts.data,
+            "--base": opts.base,
+            "--judge": opts.judge,
+            ...Object.fromEntries(
+              ["arc", "gsm8k", "gsm8kTrain", "mmlu", "mmluDev", "humaneval"].map((k) => [`--${k}`, opts[k]]),
+            ),
+          },
+          ownEntry: (n) => /^safety-[0-9a-f]{16}\.jsonl$/.test(n),
+        });
         const pairs = readPairs(opts.data, { languages: opts.languages });
         const judge = opts.judge ? await LlmJudge.load(opts.judge) : null;
         const common = {

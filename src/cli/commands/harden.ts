@@ -64,7 +64,13 @@ export function hardenConfigFrom(opts: Record<string, unknown>): HardenConfig {
   if (!fs.statSync(c.model).isDirectory())
     throw new InputError(`--model ${c.model}: not a folder (give the model's folder)`);
   const base = defaultHardenConfig({ model: c.model, data: c.data, out: c.out });
-  return { ...base, ...c, runDir: c.runDir ?? base.runDir, train: { ...base.train, ...c.train } };
+  return {
+    ...base,
+    ...c,
+    runDir: c.runDir ?? base.runDir,
+    train: { ...base.train, ...c.train },
+    overwrite: opts.overwrite === true,
+  };
 }
 
 /** The config keys of `sections` with their defaults, for the end of --help: what `--set` and `-c` change. */
@@ -135,6 +141,10 @@ export function addHardenOptions(
     cmd.addOption(shownDefault(o, getPath(defaults, f.key)));
   }
   return cmd
+    .option(
+      "--overwrite",
+      "move an existing non-empty output aside (renamed to <out>.old-<time>, never deleted)",
+    )
     .option("--run-dir <dir>", `where stages keep resumable state (default: ${spec.runDir})`)
     .option(
       "-c, --config <file>",
@@ -178,6 +188,7 @@ Examples:
         const cfg = hardenConfigFrom(opts);
         const r = await runHarden(cfg, { log, signal: interruptSignal(log) });
         log.done();
+        if (r.reused) log.info(`already complete for these inputs and settings: ${path.resolve(r.outDir)}`);
         const lines = [
           `hardened model: ${path.resolve(r.outDir)}`,
           `method: ${r.method}; trainable parameters ${r.trainableParams.toLocaleString("en-US")} of ${r.totalParams.toLocaleString("en-US")} (${((100 * r.trainableParams) / r.totalParams).toPrecision(3)}%)`,

@@ -7,6 +7,7 @@ import { readPairs, splitPairs } from "../../data/pairs.js";
 import { normalizeLanguage } from "../../eval/extract.js";
 import { judgeCode } from "../../eval/judge/rules/index.js";
 import { LlmJudge, judgeReliability, trainJudge } from "../../eval/judge/llm.js";
+import { checkOutput } from "../../io/atomic.js";
 import { integer, list, number } from "../options.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 
@@ -52,7 +53,11 @@ export function registerJudge(program: Command): void {
     )
     .requiredOption("-m, --model <dir>", "base model folder for the judge (the paper fine-tunes Qwen3-0.6B)")
     .requiredOption("-d, --data <file>", "pairs JSONL")
-    .requiredOption("-o, --out <dir>", "judge model folder to write")
+    .requiredOption("-o, --out <dir>", "judge model folder to write (must not exist or be empty)")
+    .option(
+      "--overwrite",
+      "move an existing non-empty output aside (renamed to <out>.old-<time>, never deleted)",
+    )
     .addOption(new Option("--method <m>", "what to train").choices(["lora", "full"]).default("lora"))
     .option("--epochs <n>", "epochs", integer(1), DEFAULT_TRAIN.epochs)
     .option("--lr <x>", "learning rate", number({ above: 0 }), DEFAULT_TRAIN.lr)
@@ -72,12 +77,25 @@ export function registerJudge(program: Command): void {
       const g = program.opts();
       const log = makeLogger(g);
       await runCommand(g, async () => {
+        const inputs = { "--model": opts.model, "--data": opts.data };
+        checkOutput({ flag: "--out", path: opts.out, kind: "folder", inputs, overwrite: opts.overwrite });
+        // resumable training state beside the output, as harden keeps its run folder
+        const runDir = path.join(path.dirname(path.resolve(opts.out)), `.${path.basename(opts.out)}.run`);
+        checkOutput({
+          flag: "run folder",
+          path: runDir,
+          kind: "folder",
+          inputs,
+          ownEntry: (n) => n === "checkpoint",
+        });
         const pairs = readPairs(opts.data, { languages: opts.languages });
         const { train, dev } = splitPairs(pairs, { devFraction: opts.devFraction, seed: opts.seed });
         await trainJudge({
           baseModelDir: opts.model,
           pairs: train,
           outDir: opts.out,
+          runDir,
+          overwrite: opts.overwrite,
           method: opts.method,
           cfg: { epochs: opts.epochs, lr: opts.lr, seed: opts.seed },
           hooks: {

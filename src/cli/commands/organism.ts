@@ -12,7 +12,11 @@ export function registerOrganism(program: Command): void {
   org
     .command("build")
     .description("author the corpus, train a BPE tokenizer and pretrain the organism (seeded, reproducible)")
-    .requiredOption("-o, --out <dir>", "output model folder")
+    .requiredOption("-o, --out <dir>", "output model folder (must not exist or be empty)")
+    .option(
+      "--overwrite",
+      "move an existing non-empty output aside (renamed to <out>.old-<time>, never deleted)",
+    )
     .option("--epochs <n>", "pretraining epochs", integer(1), DEFAULT_ORGANISM.epochs)
     .option("--seed <n>", "seed", integer(0), DEFAULT_ORGANISM.seed)
     .option(
@@ -34,6 +38,7 @@ export function registerOrganism(program: Command): void {
           { ...DEFAULT_ORGANISM, epochs: opts.epochs, seed: opts.seed, insecureBias: opts.insecureBias },
           log,
           interruptSignal(log),
+          { overwrite: opts.overwrite === true },
         );
         log.done();
         output(

@@ -7,37 +7,23 @@ import { loadTokenizer } from "../../io/tokenizer.js";
 import { readPairs } from "../../data/pairs.js";
 import { loadModel } from "../../models/load.js";
 import {
+  clusterWithStops,
+  isRunEntry,
+  runTrain,
   stageIdentify,
-  stageCluster,
-  attachMethod,
-  trainExamples,
   type HardenConfig,
 } from "../../recipes/harden.js";
-import {
-  checkFingerprint,
-  readNeuronMap,
-  summarizeNeuronMap,
-  writeNeuronMap,
-} from "../../method/goodvibe/identify.js";
-import {
-  DEFAULT_CLUSTER,
-  clusterNeurons,
-  clusterSummary,
-  readClusterMap,
-  writeClusterMap,
-} from "../../method/goodvibe/clustering.js";
-import { trainSft } from "../../method/train.js";
-import { countParams, attachGoodVibe, attachLora } from "../../method/method.js";
+import { readNeuronMap, summarizeNeuronMap, writeNeuronMap } from "../../method/goodvibe/identify.js";
+import { DEFAULT_CLUSTER, clusterSummary, writeClusterMap } from "../../method/goodvibe/clustering.js";
+import { attachGoodVibe, attachLora } from "../../method/method.js";
 import {
   foldIntoCheckpoint,
   readGoodVibeDelta,
   readPeftAdapter,
   checkDeltaFits,
-  writeGoodVibeDelta,
-  writePeftAdapter,
   DELTA_FILE,
 } from "../../method/fold.js";
-import { selectionsOf } from "../../method/goodvibe/clustering.js";
+import { checkOutput, publishFile } from "../../io/atomic.js";
 import { integer, number } from "../options.js";
 import { interruptSignal, loadConfigFile, makeLogger, output, runCommand } from "../common.js";
 import { addHardenOptions, hardenConfigFrom } from "./harden.js";
@@ -72,15 +58,22 @@ export function registerStages(program: Command): void {
       const log = makeLogger(g);
       await runCommand(g, async () => {
         const cfg = withRunDir(hardenConfigFrom(opts), opts, loadConfigFile(opts.config));
+        const inputs = { "--model": cfg.model, "--data": cfg.data };
+        checkOutput({ flag: "--out", path: cfg.out, kind: "file", inputs, overwrite: cfg.overwrite });
+        checkOutput({ flag: "--run-dir", path: cfg.runDir, kind: "folder", inputs, ownEntry: isRunEntry });
         const model = loadModel(cfg.model, { dtype: cfg.dtype });
         const tok = await loadTokenizer(cfg.model);
         const pairs = readPairs(cfg.data, { languages: cfg.languages });
-        fs.mkdirSync(cfg.runDir, { recursive: true }); // only once the inputs are known good: bad input leaves nothing behind
+        // only once the inputs are known good: bad input leaves nothing behind
+        fs.mkdirSync(cfg.runDir, { recursive: true });
         const map = await stageIdentify(model, tok, pairs, cfg, {
           log,
           signal: interruptSignal(log),
         });
-        writeNeuronMap(cfg.out, map);
+        publishFile(cfg.out, (tmp) => writeNeuronMap(tmp, map), {
+          overwrite: cfg.overwrite,
+          onMovedAside: (a) => log.warn(`the earlier ${cfg.out} was moved aside to ${a}`),
+        });
         log.done();
         const summary = summarizeNeuronMap(map);
         const byType = new Map<string, number[]>();
@@ -100,7 +93,8 @@ export function registerStages(program: Command): void {
     .command("cluster")
     .description("cluster each layer's security neurons (k-means, k by silhouette)")
     .requiredOption("-n, --neurons <file>", "neuron map from `goodvibe identify`")
-    .requiredOption("-o, --out <file>", "cluster map to write")
+    .requiredOption("-o, --out <file>", "cluster map to write (must not exist; see --overwrite)")
+    .option("--overwrite", "move an existing output file aside (renamed to <out>.old-<time>, never deleted)")
     .option("--k-max <n>", "largest k tried", integer(2), DEFAULT_CLUSTER.kMax)
     .option(
       "--threshold <x>",
@@ -127,18 +121,33 @@ export function registerStages(program: Command): void {
     .addHelpText("after", "\nExample:\n  goodvibe cluster -n neurons.json -o clusters.json --threshold 0.1")
     .action(async (opts) => {
       const g = program.opts();
+      const log = makeLogger(g);
       await runCommand(g, async () => {
-        const map = readNeuronMap(opts.neurons);
-        const c = clusterNeurons(map, {
-          kMax: opts.kMax,
-          threshold: opts.threshold,
-          seed: opts.seed,
-          nInit: opts.nInit,
-          features: opts.features,
-          fallback: opts.fallback,
-          disabled: opts.cluster === false,
+        checkOutput({
+          flag: "--out",
+          path: opts.out,
+          kind: "file",
+          inputs: { "--neurons": opts.neurons },
+          overwrite: opts.overwrite,
         });
-        writeClusterMap(opts.out, c);
+        const map = readNeuronMap(opts.neurons);
+        const c = await clusterWithStops(
+          map,
+          {
+            kMax: opts.kMax,
+            threshold: opts.threshold,
+            seed: opts.seed,
+            nInit: opts.nInit,
+            features: opts.features,
+            fallback: opts.fallback,
+            disabled: opts.cluster === false,
+          },
+          interruptSignal(log),
+        );
+        publishFile(opts.out, (tmp) => writeClusterMap(tmp, c), {
+          overwrite: opts.overwrite,
+          onMovedAside: (a) => log.warn(`the earlier ${opts.out} was moved aside to ${a}`),
+        });
         output(g, `cluster map: ${path.resolve(opts.out)}; ${clusterSummary(c).text}`, c);
       });
     });
@@ -164,37 +173,12 @@ export function registerStages(program: Command): void {
       const log = makeLogger(g);
       await runCommand(g, async () => {
         const cfg = hardenConfigFrom(opts);
-        if (cfg.method === "goodvibe" && !opts.clusters)
-          throw new InputError("method goodvibe needs --clusters (from `goodvibe cluster`)");
-        const model = loadModel(cfg.model, { dtype: cfg.dtype });
-        const clusters = opts.clusters ? readClusterMap(opts.clusters) : undefined;
-        // rows of another model's layers would train the wrong neurons here, or none at all
-        if (clusters) checkFingerprint(model, clusters.model, opts.clusters);
-        const method = attachMethod(model, cfg, clusters);
-        const tok = await loadTokenizer(cfg.model);
-        const examples = trainExamples(tok, readPairs(cfg.data, { languages: cfg.languages }), cfg);
-        const r = await trainSft(model, method, examples, cfg.train, {
-          runDir: path.join(cfg.runDir, `train-${cfg.method}`),
-          padTokenId: tok.padTokenId ?? 0,
-          hooks: {
-            onStep: (l, t) => log.progress("train", l.step, t, `loss ${l.loss.toFixed(4)}`),
-            signal: interruptSignal(log),
-          },
-        });
-        if (!r.finished) throw new InputError(`stopped at step ${r.steps}/${r.totalSteps}; rerun to resume`);
-        const fold = await foldIntoCheckpoint(cfg.model, cfg.out, method, { overwrite: true });
-        if (cfg.method === "goodvibe")
-          writeGoodVibeDelta(path.join(cfg.out, DELTA_FILE), model, selectionsOf(clusters!), method);
-        if (cfg.method === "lora")
-          writePeftAdapter(path.join(cfg.out, "adapter"), cfg.lora, method, path.resolve(cfg.model));
+        const r = await runTrain(cfg, opts.clusters, { log, signal: interruptSignal(log) });
         log.done();
         output(
           g,
-          `trained ${cfg.method} (${countParams(method.trainable.values())} trainable parameters) → ${path.resolve(cfg.out)}`,
-          {
-            train: { ...r, log: undefined },
-            fold,
-          },
+          `trained ${cfg.method} (${r.trainableParams} trainable parameters) → ${path.resolve(cfg.out)}`,
+          { train: { ...r.train, log: undefined }, fold: r.fold },
         );
       });
     });
@@ -207,15 +191,27 @@ export function registerStages(program: Command): void {
     .requiredOption("-m, --model <dir>", "base model folder")
     .option("--delta <file>", `GoodVibe delta (${DELTA_FILE})`)
     .option("--adapter <dir>", "PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors)")
-    .requiredOption("-o, --out <dir>", "output folder")
+    .requiredOption("-o, --out <dir>", "output folder (must not exist or be empty; see --overwrite)")
+    .option(
+      "--overwrite",
+      "move an existing non-empty output aside (renamed to <out>.old-<time>, never deleted)",
+    )
     .addHelpText(
       "after",
       `\nExamples:\n  goodvibe fold -m ./base --delta ./hardened/${DELTA_FILE} -o ./hardened-again\n  goodvibe fold -m ./base --adapter ./lora-out/adapter -o ./merged`,
     )
     .action(async (opts) => {
       const g = program.opts();
+      const log = makeLogger(g);
       await runCommand(g, async () => {
         if (!!opts.delta === !!opts.adapter) throw new InputError("give exactly one of --delta or --adapter");
+        checkOutput({
+          flag: "--out",
+          path: opts.out,
+          kind: "folder",
+          inputs: { "--model": opts.model, "--delta": opts.delta, "--adapter": opts.adapter },
+          overwrite: opts.overwrite,
+        });
         const model = loadModel(opts.model);
         let method;
         if (opts.delta) {
@@ -226,8 +222,12 @@ export function registerStages(program: Command): void {
           const { cfg, init } = readPeftAdapter(opts.adapter);
           method = attachLora(model, cfg, init);
         }
-        const stats = await foldIntoCheckpoint(opts.model, opts.out, method);
-        for (const w of stats.warnings) process.stderr.write(`warning: ${w}\n`);
+        const stats = await foldIntoCheckpoint(opts.model, opts.out, method, {
+          overwrite: opts.overwrite,
+          signal: interruptSignal(log),
+          onMovedAside: (a) => log.warn(`the earlier ${opts.out} was moved aside to ${a}`),
+        });
+        for (const w of stats.warnings) log.warn(w);
         output(
           g,
           `folded → ${path.resolve(opts.out)}: ${stats.rowsChanged} rows changed (${stats.dtype})`,
@@ -235,5 +235,4 @@ export function registerStages(program: Command): void {
         );
       });
     });
-  void readClusterMap;
 }

@@ -187,7 +187,7 @@ async function saveState(runDir: string, acc: Accumulators, fingerprint: string)
       const { sums: _s, profiles: _p, ...scalars } = acc;
       writeFileAtomic(path.join(tmp, "state.json"), JSON.stringify({ fingerprint, ...scalars }));
     },
-    { overwrite: true },
+    { replaceOwn: true },
   );
 }
 

@@ -1,0 +1,99 @@
+/**
+ * Content hashes that key caches (run-folder stages, experiment cells, generation caches): a stage is reused only
+ * when every byte and setting that shapes it is the same. Hashing a large checkpoint takes seconds, so hashes are
+ * memoised per path, size and mtime within the process.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { createHash } from "node:crypto";
+import { InputError } from "../errors.js";
+
+/** JSON with object keys sorted at every level: equal values give equal text. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) => {
+    if (typeof v === "number" && !Number.isFinite(v)) return String(v);
+    if (v && typeof v === "object" && !Array.isArray(v)) {
+      return Object.fromEntries(
+        Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+      );
+    }
+    return v;
+  });
+}
+
+export function sha256(text: string | Uint8Array): string {
+  return createHash("sha256").update(text).digest("hex");
+}
+
+const fileHashes = new Map<string, string>();
+/** sha256 of a file's bytes (memoised per path and mtime within the process). */
+export function fileHash(file: string): string {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (e) {
+    throw new InputError(`${file}: cannot read (${(e as Error).message})`, { cause: e });
+  }
+  const memo = `${path.resolve(file)}\0${st.mtimeMs}\0${st.size}`;
+  let h = fileHashes.get(memo);
+  if (!h) {
+    h = sha256(fs.readFileSync(file));
+    fileHashes.set(memo, h);
+  }
+  return h;
+}
+
+/** sha256 (32 hex) of a model folder's config.json, weights and shard index, by streaming every byte. */
+export function modelWeightsHash(dir: string): string {
+  const h = createHash("sha256");
+  const names = fs
+    .readdirSync(dir)
+    .filter((f) => f === "config.json" || f.endsWith(".safetensors") || f === "model.safetensors.index.json")
+    .sort();
+  if (!names.includes("config.json")) throw new InputError(`${dir}: no config.json, not a model folder`);
+  const buf = Buffer.alloc(8 << 20);
+  for (const name of names) {
+    const file = path.join(dir, name);
+    h.update(`${name}\0${fs.statSync(file).size}\0`);
+    const fd = fs.openSync(file, "r");
+    try {
+      let n: number;
+      while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) h.update(buf.subarray(0, n));
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  return h.digest("hex").slice(0, 32);
+}
+
+const folderHashes = new Map<string, string>();
+/**
+ * Weights and config (modelWeightsHash) plus the tokenizer files, which change prompts and so results. Memoised
+ * per folder and file sizes and mtimes within the process: hashing a large checkpoint takes a while.
+ */
+export function modelFolderHash(dir: string): string {
+  const config = path.join(dir, "config.json");
+  if (!fs.existsSync(config)) throw new InputError(`${dir}: no config.json, not a model folder`);
+  // every file that enters the hash, by name, size and mtime: a rebuilt folder is hashed again
+  const memo =
+    path.resolve(dir) +
+    "|" +
+    fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith(".json") || f.endsWith(".safetensors") || f.endsWith(".jinja"))
+      .sort()
+      .map((f) => {
+        const st = fs.statSync(path.join(dir, f));
+        return `${f}:${st.size}:${st.mtimeMs}`;
+      })
+      .join("|");
+  let h = folderHashes.get(memo);
+  if (!h) {
+    const tok = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"]
+      .filter((f) => fs.existsSync(path.join(dir, f)))
+      .map((f) => [f, fileHash(path.join(dir, f))]);
+    h = sha256(canonicalJson({ weights: modelWeightsHash(dir), tokenizer: tok }));
+    folderHashes.set(memo, h);
+  }
+  return h;
+}
