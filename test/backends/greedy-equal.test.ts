@@ -58,26 +58,4 @@ test("builtin, llama.cpp (GGUF f32) and HTTP give the same greedy continuation",
   }
 });
 
-test("the server answers bad requests with 400 and a message", async () => {
-  const made = makeTinyChatModel({ seed: 6 });
-  const builtin = await BuiltinBackend.load(made.dir);
-  const { server, url } = await serveBuiltin(builtin, { port: 0, modelName: "made" });
-  try {
-    const post = (p: string, body: unknown) =>
-      fetch(url + p, { method: "POST", body: typeof body === "string" ? body : JSON.stringify(body) });
-    let r = await post("/v1/completions", "{nope");
-    assert.equal(r.status, 400);
-    assert.match((await r.json()).error.message, /not JSON/);
-    r = await post("/v1/completions", { prompt: "x", max_tokens: -3 });
-    assert.equal(r.status, 400);
-    assert.match((await r.json()).error.message, /max_tokens/);
-    r = await post("/v1/chat/completions", { messages: [] });
-    assert.equal(r.status, 400);
-    r = await post("/v1/nothing", {});
-    assert.equal(r.status, 404);
-    const models = await (await fetch(url + "/v1/models")).json();
-    assert.equal(models.data[0].id, "made");
-  } finally {
-    server.close();
-  }
-});
+// The server's handling of bad requests is tested in test/http/serve.test.ts.

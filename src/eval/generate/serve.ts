@@ -1,134 +1,710 @@
 /**
- * A small OpenAI-compatible server over the built-in engine (`/v1/completions`, `/v1/chat/completions`,
- * `/v1/models`), so a hardened checkpoint can be put behind the same HTTP backend as vLLM or llama-server fleets.
- * Requests are served one at a time (the engine is single-stream); greedy unless a temperature is given.
+ * An OpenAI-compatible server over the built-in engine (`/v1/completions`, `/v1/chat/completions`, `/v1/models`,
+ * `/health`), so a hardened checkpoint can sit behind the same HTTP backend as vLLM or llama-server fleets.
+ *
+ * What it guards against, in the order a request meets it:
+ *   - Host header (and Origin, when a browser sends one) must name an allowed host: the loopback names, the bound
+ *     address, and `allowedHosts` — a web page cannot drive it through DNS rebinding (403);
+ *   - optional API key, `Authorization: Bearer <key>`, compared in constant time (401);
+ *   - POST bodies must be `application/json` — an HTML form or a `text/plain` fetch (CSRF without a CORS
+ *     preflight) is refused (415) — and at most `maxBodyBytes` (413, answered, not a reset);
+ *   - every field validated before any work: prompt ids inside the vocabulary, prompt + max_tokens inside the
+ *     model's context, sampling options in their ranges, options it cannot honour refused rather than ignored (400);
+ *   - one generation at a time (the engine is single-stream), at most `maxQueue` waiting: 429 beyond that;
+ *   - a client that goes away cancels its request; `stop()` answers in-flight and queued requests 503 within one
+ *     decoding step and closes the listener.
+ * Every error is JSON in OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
  */
+import { createHash, randomInt, randomUUID, timingSafeEqual } from "node:crypto";
 import * as http from "node:http";
+import * as net from "node:net";
 import type { AddressInfo } from "node:net";
-import type { BuiltinBackend } from "./builtin.js";
-import type { GenerateOptions } from "./backend.js";
+import { GoodVibeError, InputError, InterruptedError } from "../../errors.js";
+import type { ChatMessage } from "../../io/tokenizer.js";
+import { cutAtStopStrings, type BuiltinBackend } from "./builtin.js";
 
 export interface ServeOptions {
+  /** Address to listen on (default 127.0.0.1). */
   host?: string;
+  /** Port (default 8000; 0 = any free port). */
   port?: number;
   modelName: string;
-  /** largest max_tokens accepted */
+  /** Largest max_tokens accepted (default: 4096, and never more than the model's context). */
   maxTokensLimit?: number;
+  /** When set, every route but /health needs `Authorization: Bearer <apiKey>`. */
+  apiKey?: string;
+  /** Host names accepted in the Host header besides the loopback names and `host`; "*" accepts any. */
+  allowedHosts?: string[];
+  /** Largest request body (default 1 MiB). */
+  maxBodyBytes?: number;
+  /** Requests that may wait while one generates (default 16); more get 429. */
+  maxQueue?: number;
+  /** Largest n × number of prompts in one request (default 16). */
+  maxBatch?: number;
+  /** One line per request (method, path, status, milliseconds). */
+  log?: (line: string) => void;
 }
 
-interface CompletionRequest {
-  model?: string;
-  prompt?: string | number[];
-  messages?: { role: "system" | "user" | "assistant"; content: string }[];
-  max_tokens?: number;
-  temperature?: number;
-  top_p?: number;
-  seed?: number;
-  stop?: string | string[];
+export interface RunningServer {
+  server: http.Server;
+  url: string;
+  /** The allowed Host names, for the start-up message. */
+  allowedHosts: string[];
+  /** Generating now and waiting. */
+  load(): { running: number; queued: number };
+  /** Refuse new requests, answer in-flight and queued ones 503, close the listener and every connection. */
+  stop(): Promise<void>;
 }
 
-class BadRequest extends Error {}
+export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
+export const DEFAULT_MAX_QUEUE = 16;
+const DEFAULT_MAX_TOKENS = 256;
+const MAX_STOP_SEQUENCES = 4;
 
-function genOptions(body: CompletionRequest, limit: number): GenerateOptions {
-  const max = body.max_tokens ?? 256;
-  if (!Number.isInteger(max) || max < 1 || max > limit)
-    throw new BadRequest(`max_tokens must be an integer in [1, ${limit}]`);
-  const stop = body.stop === undefined ? undefined : Array.isArray(body.stop) ? body.stop : [body.stop];
-  if (stop && !stop.every((s) => typeof s === "string"))
-    throw new BadRequest("stop must be a string or a list of strings");
-  for (const [k, v] of [
-    ["temperature", body.temperature],
-    ["top_p", body.top_p],
-    ["seed", body.seed],
-  ] as const)
-    if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v)))
-      throw new BadRequest(`${k} must be a number`);
-  return { maxNewTokens: max, temperature: body.temperature ?? 0, topP: body.top_p, seed: body.seed, stop };
+type ErrorType =
+  | "invalid_request_error"
+  | "authentication_error"
+  | "permission_error"
+  | "not_found_error"
+  | "rate_limit_error"
+  | "server_error";
+
+/** An error with its HTTP status and OpenAI error fields. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly type: ErrorType,
+    readonly code: string,
+    readonly param: string | null = null,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
 }
 
-export async function serveBuiltin(
+const bad = (message: string, param: string | null, code = "invalid_value") =>
+  new ApiError(400, message, "invalid_request_error", code, param);
+
+// ---------------------------------------------------------------- hosts
+
+/** Loopback: "localhost", 127.0.0.0/8, ::1 (and their IPv4-mapped forms). */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, "");
+  if (h === "localhost" || h.endsWith(".localhost")) return true;
+  if (net.isIPv4(h)) return h.startsWith("127.");
+  if (net.isIPv6(h)) return h === "::1" || /^::ffff:127\./.test(h) || /^0*:0*:0*:0*:0*:0*:0*:0*1$/.test(h);
+  return false;
+}
+
+const isWildcard = (host: string) => ["0.0.0.0", "::", "[::]", ""].includes(host);
+
+/** The name in a Host header or an Origin URL's host: lower case, no port, no brackets, no trailing dot. */
+function hostName(hostPort: string): string {
+  let h = hostPort.trim().toLowerCase();
+  if (h.startsWith("[")) h = h.slice(1, h.indexOf("]") > 0 ? h.indexOf("]") : undefined);
+  else if (h.split(":").length === 2) h = h.split(":")[0]!;
+  return h.replace(/\.$/, "");
+}
+
+// ---------------------------------------------------------------- request validation
+
+interface ParsedRequest {
+  kind: "completion" | "chat";
+  /** Token ids of each prompt (one for chat). */
+  prompts: number[][];
+  n: number;
+  maxTokens: number;
+  temperature: number;
+  topP: number | undefined;
+  seed: number;
+  stop: string[] | undefined;
+}
+
+interface Limits {
+  modelName: string;
+  vocabSize: number;
+  context: number;
+  maxTokensLimit: number;
+  maxBatch: number;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+const isTokenId = (v: unknown) => typeof v === "number" && Number.isInteger(v);
+
+/** Options of the OpenAI API this server cannot honour: refused when set to anything but their neutral value. */
+const UNSUPPORTED: [string, (v: unknown) => boolean][] = [
+  ["stream", (v) => v === false],
+  ["echo", (v) => v === false],
+  ["logprobs", (v) => v === false || v === 0],
+  ["top_logprobs", (v) => v === 0],
+  ["best_of", (v) => v === 1],
+  ["suffix", (v) => v === ""],
+  ["presence_penalty", (v) => v === 0],
+  ["frequency_penalty", (v) => v === 0],
+  ["logit_bias", (v) => isObject(v) && Object.keys(v).length === 0],
+  ["tools", (v) => Array.isArray(v) && v.length === 0],
+  ["functions", (v) => Array.isArray(v) && v.length === 0],
+  ["response_format", (v) => isObject(v) && v.type === "text"],
+];
+
+function chatMessages(v: unknown): ChatMessage[] {
+  if (!Array.isArray(v) || v.length === 0)
+    throw bad("messages must be a non-empty list of {role, content}", "messages");
+  return v.map((m, i) => {
+    const where = `messages[${i}]`;
+    if (!isObject(m)) throw bad(`${where} must be an object {role, content}`, where);
+    const role = m.role === "developer" ? "system" : m.role;
+    if (role !== "system" && role !== "user" && role !== "assistant")
+      throw bad(`${where}.role must be "system", "user" or "assistant"`, `${where}.role`);
+    let content = m.content;
+    // the newer content-parts form: [{type: "text", text}]
+    if (Array.isArray(content)) {
+      if (!content.every((p) => isObject(p) && p.type === "text" && typeof p.text === "string"))
+        throw bad(`${where}.content: only text parts are supported`, `${where}.content`);
+      content = content.map((p) => (p as { text: string }).text).join("");
+    }
+    if (typeof content !== "string") throw bad(`${where}.content must be a string`, `${where}.content`);
+    return { role, content };
+  });
+}
+
+/**
+ * Check a request body against the API and the model, and turn its prompts into token ids. Throws ApiError 400
+ * (404 for another model's name) naming the field.
+ */
+function parseRequest(
+  body: unknown,
+  kind: ParsedRequest["kind"],
   backend: BuiltinBackend,
-  opts: ServeOptions,
-): Promise<{ server: http.Server; url: string }> {
-  const limit = opts.maxTokensLimit ?? 4096;
-  let queue: Promise<unknown> = Promise.resolve();
-  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
-    const run = queue.then(fn, fn);
-    queue = run.catch(() => undefined);
-    return run;
+  limits: Limits,
+): ParsedRequest {
+  if (!isObject(body)) throw bad("the request body must be a JSON object", null);
+  for (const [key, neutral] of UNSUPPORTED)
+    if (body[key] !== undefined && body[key] !== null && !neutral(body[key]))
+      throw bad(`${key} is not supported by this server`, key, "unsupported_parameter");
+  if (body.model !== undefined && body.model !== null && body.model !== limits.modelName)
+    throw new ApiError(
+      404,
+      `The model \`${String(body.model)}\` does not exist; this server serves "${limits.modelName}"`,
+      "not_found_error",
+      "model_not_found",
+      "model",
+    );
+
+  // sampling
+  const num = (key: string, ok: (v: number) => boolean, range: string): number | undefined => {
+    const v = body[key];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== "number" || !Number.isFinite(v) || !ok(v))
+      throw bad(`${key} must be ${range}, got ${JSON.stringify(v)}`, key);
+    return v;
   };
-  const server = http.createServer((req, res) => {
-    const send = (status: number, body: unknown) => {
-      res.writeHead(status, { "content-type": "application/json" });
-      res.end(JSON.stringify(body));
+  const int = (key: string, lo: number, hi: number) =>
+    num(key, (v) => Number.isInteger(v) && v >= lo && v <= hi, `an integer in [${lo}, ${hi}]`);
+  const temperature = num("temperature", (v) => v >= 0 && v <= 2, "a number in [0, 2]") ?? 0;
+  const topP = num("top_p", (v) => v > 0 && v <= 1, "a number in (0, 1]");
+  const seed = int("seed", 0, Number.MAX_SAFE_INTEGER) ?? randomInt(0, 2 ** 47);
+  const n = int("n", 1, limits.maxBatch) ?? 1;
+  const maxKey = body.max_completion_tokens !== undefined ? "max_completion_tokens" : "max_tokens";
+  const requestedMax = int(maxKey, 1, limits.maxTokensLimit);
+
+  let stop: string[] | undefined;
+  if (body.stop !== undefined && body.stop !== null) {
+    stop = Array.isArray(body.stop) ? body.stop : [body.stop];
+    if (stop.length > MAX_STOP_SEQUENCES || !stop.every((s) => typeof s === "string" && s.length > 0))
+      throw bad(`stop must be a non-empty string or a list of at most ${MAX_STOP_SEQUENCES} of them`, "stop");
+  }
+
+  // prompts
+  let prompts: number[][];
+  let promptParam: string;
+  if (kind === "chat") {
+    promptParam = "messages";
+    const messages = chatMessages(body.messages);
+    prompts = [backend.tokenizer!.encode(backend.chatPrompt(messages), { addSpecialTokens: false })];
+  } else {
+    promptParam = "prompt";
+    const p = body.prompt;
+    const single = typeof p === "string" || (Array.isArray(p) && p.length > 0 && isTokenId(p[0]));
+    const list: unknown[] = single ? [p] : Array.isArray(p) ? p : [];
+    if (list.length === 0)
+      throw bad("prompt must be a string, a list of token ids, or a non-empty list of those", "prompt");
+    prompts = list.map((one, i) => {
+      const where = single ? "prompt" : `prompt[${i}]`;
+      if (typeof one === "string") {
+        if (one.length === 0) throw bad(`${where} is empty`, "prompt");
+        return backend.tokenizer!.encode(one, { addSpecialTokens: false });
+      }
+      if (!Array.isArray(one)) throw bad(`${where} must be a string or a list of token ids`, "prompt");
+      for (const [j, t] of one.entries())
+        if (!isTokenId(t) || t < 0 || t >= limits.vocabSize)
+          throw bad(
+            `${where}[${j}] = ${JSON.stringify(t)} is not a token id of this model (integers in [0, ${limits.vocabSize}))`,
+            "prompt",
+          );
+      return one as number[];
+    });
+  }
+  if (prompts.length * n > limits.maxBatch)
+    throw bad(`at most ${limits.maxBatch} completions per request (prompts × n)`, "n");
+
+  // context: every prompt and its completion must fit
+  const longest = Math.max(...prompts.map((ids) => ids.length));
+  if (longest === 0) throw bad(`the ${promptParam} is empty after tokenization`, promptParam);
+  const room = limits.context - longest;
+  if (requestedMax !== undefined && requestedMax > room)
+    throw bad(
+      `This model's maximum context length is ${limits.context} tokens. However, you requested ` +
+        `${longest + requestedMax} tokens (${longest} in the ${promptParam}, ${requestedMax} for the completion). ` +
+        `Please reduce the length of the ${promptParam} or ${maxKey}.`,
+      promptParam,
+      "context_length_exceeded",
+    );
+  if (room < 1)
+    throw bad(
+      `This model's maximum context length is ${limits.context} tokens, and the ${promptParam} has ${longest}: ` +
+        `no room left for a completion.`,
+      promptParam,
+      "context_length_exceeded",
+    );
+  const maxTokens = requestedMax ?? Math.min(DEFAULT_MAX_TOKENS, room, limits.maxTokensLimit);
+  return { kind, prompts, n, maxTokens, temperature, topP, seed, stop };
+}
+
+// ---------------------------------------------------------------- the queue
+
+interface Job {
+  req: ParsedRequest;
+  controller: AbortController;
+  resolve: (rows: number[][]) => void;
+  reject: (e: unknown) => void;
+}
+
+/** One generation at a time (the engine is single-stream), a bounded line of waiting requests. */
+class Engine {
+  private running: Job | null = null;
+  private readonly waiting: Job[] = [];
+  private closed = false;
+  constructor(
+    private readonly backend: BuiltinBackend,
+    private readonly maxQueue: number,
+  ) {}
+
+  load() {
+    return { running: this.running ? 1 : 0, queued: this.waiting.length };
+  }
+
+  submit(req: ParsedRequest, clientGone: AbortSignal): Promise<number[][]> {
+    if (this.closed) throw shuttingDown();
+    if (this.running && this.waiting.length >= this.maxQueue)
+      throw new ApiError(
+        429,
+        `the server is busy: one request is generating and ${this.waiting.length} are waiting; retry later`,
+        "rate_limit_error",
+        "queue_full",
+        null,
+        { "retry-after": "1" },
+      );
+    return new Promise((resolve, reject) => {
+      const job: Job = { req, controller: new AbortController(), resolve, reject };
+      clientGone.addEventListener(
+        "abort",
+        () => this.cancel(job, new InterruptedError("client disconnected")),
+        {
+          once: true,
+        },
+      );
+      this.waiting.push(job);
+      this.pump();
+    });
+  }
+
+  private cancel(job: Job, why: unknown): void {
+    const i = this.waiting.indexOf(job);
+    if (i >= 0) {
+      this.waiting.splice(i, 1);
+      job.reject(why);
+    } else job.controller.abort(why);
+  }
+
+  private pump(): void {
+    if (this.running || this.waiting.length === 0) return;
+    const job = this.waiting.shift()!;
+    this.running = job;
+    const r = job.req;
+    const rows = r.prompts.flatMap((ids) => Array.from({ length: r.n }, () => ids));
+    this.backend
+      .generateBatchAsync(rows, {
+        maxNewTokens: r.maxTokens,
+        temperature: r.temperature,
+        topP: r.topP,
+        seed: r.seed,
+        signal: job.controller.signal,
+      })
+      .then(job.resolve, (e) => job.reject(job.controller.signal.aborted ? job.controller.signal.reason : e))
+      .finally(() => {
+        this.running = null;
+        this.pump();
+      });
+  }
+
+  /** Refuse new work; answer the waiting and the running request with 503 (the running one within a token). */
+  close(): void {
+    this.closed = true;
+    for (const job of this.waiting.splice(0)) job.reject(shuttingDown());
+    this.running?.controller.abort(shuttingDown());
+  }
+}
+
+const shuttingDown = () =>
+  new ApiError(503, "the server is shutting down", "server_error", "shutting_down", null, {
+    connection: "close",
+  });
+
+// ---------------------------------------------------------------- the server
+
+function checkOptions(opts: ServeOptions): void {
+  const port = opts.port ?? 8000;
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new InputError(`serve: port must be an integer in [0, 65535], got ${opts.port}`);
+  for (const [k, v] of [
+    ["maxBodyBytes", opts.maxBodyBytes],
+    ["maxQueue", opts.maxQueue],
+    ["maxBatch", opts.maxBatch],
+    ["maxTokensLimit", opts.maxTokensLimit],
+  ] as const)
+    if (v !== undefined && (!Number.isInteger(v) || v < (k === "maxQueue" ? 0 : 1)))
+      throw new InputError(
+        `serve: ${k} must be a ${k === "maxQueue" ? "non-negative" : "positive"} integer, got ${v}`,
+      );
+  if (opts.apiKey !== undefined && opts.apiKey.length === 0)
+    throw new InputError("serve: the API key is empty (leave it unset to serve without one)");
+  if (!opts.modelName) throw new InputError("serve: the model name is empty");
+}
+
+/** Listen, mapping the system's errors on a bad host or port to a clear InputError. */
+export async function listenOn(server: net.Server, host: string, port: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const onError = (e: NodeJS.ErrnoException) => {
+      const where = `${host}:${port}`;
+      const why: Record<string, string> = {
+        EADDRINUSE: `port ${port} is already in use on ${host}`,
+        EACCES: `no permission to listen on ${where} (ports below 1024 need privileges)`,
+        EADDRNOTAVAIL: `${host} is not an address of this machine`,
+        ENOTFOUND: `cannot resolve host "${host}"`,
+        EAI_AGAIN: `cannot resolve host "${host}" (DNS lookup failed)`,
+        EAI_FAIL: `cannot resolve host "${host}"`,
+        EINVAL: `cannot listen on ${where}`,
+      };
+      reject(
+        new InputError(`serve: ${why[e.code ?? ""] ?? `cannot listen on ${where}: ${e.message}`}`, {
+          cause: e,
+        }),
+      );
     };
+    server.once("error", onError);
+    server.listen(port, host, () => {
+      server.off("error", onError);
+      resolve();
+    });
+  });
+}
+
+function sameKey(given: string, key: string): boolean {
+  const a = createHash("sha256").update(given).digest();
+  const b = createHash("sha256").update(key).digest();
+  return timingSafeEqual(a, b);
+}
+
+export async function serveBuiltin(backend: BuiltinBackend, opts: ServeOptions): Promise<RunningServer> {
+  checkOptions(opts);
+  if (!backend.tokenizer) throw new InputError("serve: the backend needs a tokenizer");
+  const host = opts.host ?? "127.0.0.1";
+  const context = backend.model.cfg.maxPositionEmbeddings;
+  const limits: Limits = {
+    modelName: opts.modelName,
+    vocabSize: backend.model.cfg.vocabSize,
+    context,
+    maxTokensLimit: Math.min(opts.maxTokensLimit ?? 4096, context),
+    maxBatch: opts.maxBatch ?? 16,
+  };
+  const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const engine = new Engine(backend, opts.maxQueue ?? DEFAULT_MAX_QUEUE);
+  const allowAnyHost = (opts.allowedHosts ?? []).includes("*");
+  const allowed = new Set(
+    [
+      "localhost",
+      "127.0.0.1",
+      "::1",
+      ...(isWildcard(host) ? [] : [hostName(host)]),
+      ...(opts.allowedHosts ?? []),
+    ]
+      .filter((h) => h !== "*")
+      .map(hostName),
+  );
+  const hostAllowed = (name: string) => allowAnyHost || allowed.has(name) || isLoopbackHost(name);
+  let stopping = false;
+
+  // A missing Host is refused below like a wrong one (as JSON), not by Node's plain-text 400.
+  const server = http.createServer({ requireHostHeader: false }, async (req, res) => {
+    const started = Date.now();
+    const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+      if (res.headersSent || res.destroyed) return;
+      const text = JSON.stringify(body);
+      res.writeHead(status, {
+        "content-type": "application/json",
+        "content-length": String(Buffer.byteLength(text)),
+        ...(stopping ? { connection: "close" } : {}),
+        ...headers,
+      });
+      res.end(text);
+      opts.log?.(`${req.method} ${req.url} ${status} ${Date.now() - started}ms`);
+    };
+    const sendError = (e: ApiError) =>
+      send(
+        e.status,
+        { error: { message: e.message, type: e.type, param: e.param, code: e.code } },
+        e.headers,
+      );
+    // the client hung up before the answer: cancel its generation
+    const clientGone = new AbortController();
+    res.on("close", () => {
+      if (!res.writableFinished) clientGone.abort();
+    });
+
+    try {
+      // 1. Host and Origin: a browser page on another site (DNS rebinding, CSRF) is refused first.
+      const hostHeader = req.headers.host ?? "";
+      if (!hostAllowed(hostName(hostHeader)))
+        throw new ApiError(
+          403,
+          `Host "${hostHeader}" is not allowed; allowed: ${[...allowed].join(", ")} (start serve with --allowed-host ${hostName(hostHeader) || "NAME"} to add it)`,
+          "permission_error",
+          "host_not_allowed",
+        );
+      const origin = req.headers.origin;
+      if (origin !== undefined) {
+        let originHost = "";
+        try {
+          originHost = hostName(new URL(origin).host);
+        } catch {
+          // "null" or garbage: refused below
+        }
+        if (!originHost || !hostAllowed(originHost))
+          throw new ApiError(
+            403,
+            `Origin "${origin}" is not allowed`,
+            "permission_error",
+            "origin_not_allowed",
+          );
+      }
+
+      // 2. Route (query strings are ignored, as OpenAI's API does).
+      const pathname = new URL(req.url ?? "/", "http://server").pathname.replace(/\/+$/, "") || "/";
+      const routes: Record<string, string> = {
+        "/health": "GET",
+        "/v1/models": "GET",
+        [`/v1/models/${encodeURIComponent(opts.modelName)}`]: "GET",
+        "/v1/completions": "POST",
+        "/v1/chat/completions": "POST",
+      };
+      const method = routes[pathname];
+
+      // 3. API key (all but /health).
+      if (opts.apiKey !== undefined && pathname !== "/health") {
+        const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? "");
+        if (!m || !sameKey(m[1]!.trim(), opts.apiKey))
+          throw new ApiError(
+            401,
+            m
+              ? "Incorrect API key provided"
+              : 'Missing API key: send the header "Authorization: Bearer <key>"',
+            "authentication_error",
+            "invalid_api_key",
+            null,
+            { "www-authenticate": "Bearer" },
+          );
+      }
+      if (!method)
+        throw new ApiError(404, `no route ${req.method} ${pathname}`, "not_found_error", "route_not_found");
+      if (req.method !== method && !(method === "GET" && req.method === "HEAD"))
+        throw new ApiError(
+          405,
+          `${pathname} takes ${method}, not ${req.method}`,
+          "invalid_request_error",
+          "method_not_allowed",
+          null,
+          { allow: method },
+        );
+
+      if (method === "GET") {
+        if (pathname === "/health") return send(200, { status: "ok", ...engine.load() });
+        const model = { id: opts.modelName, object: "model", created: 0, owned_by: "goodvibe" };
+        return send(200, pathname === "/v1/models" ? { object: "list", data: [model] } : model);
+      }
+
+      // 4. Body: JSON, identity-encoded, bounded.
+      const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
+      if (type !== "application/json")
+        throw new ApiError(
+          415,
+          `Content-Type must be application/json, got ${type ? `"${type}"` : "none"}`,
+          "invalid_request_error",
+          "unsupported_media_type",
+        );
+      const encoding = (req.headers["content-encoding"] ?? "identity").toLowerCase();
+      if (encoding !== "identity")
+        throw new ApiError(
+          415,
+          `Content-Encoding "${encoding}" is not supported`,
+          "invalid_request_error",
+          "unsupported_media_type",
+        );
+      const raw = await readBody(req, maxBody);
+      let body: unknown;
+      try {
+        body = JSON.parse(raw.toString("utf8"));
+      } catch (e) {
+        throw bad(`the body is not JSON: ${(e as Error).message}`, null, "invalid_json");
+      }
+
+      // 5. Validate, queue, generate, answer.
+      const kind = pathname === "/v1/completions" ? "completion" : "chat";
+      const parsed = parseRequest(body, kind, backend, limits);
+      const rows = await engine.submit(parsed, clientGone.signal);
+      return send(200, answer(parsed, rows, backend, opts.modelName));
+    } catch (e) {
+      if (e instanceof ApiError) return sendError(e);
+      if (e instanceof InterruptedError) {
+        if (clientGone.signal.aborted) return; // nobody to answer
+        return sendError(shuttingDown());
+      }
+      if (e instanceof GoodVibeError && e.exitCode === 2) return sendError(bad(e.message, null));
+      process.stderr.write(`serve: internal error on ${req.method} ${req.url}: ${(e as Error).stack ?? e}\n`);
+      return sendError(
+        new ApiError(500, `internal error: ${(e as Error).message}`, "server_error", "internal_error"),
+      );
+    }
+  });
+  // Requests Node cannot parse are answered in the same JSON shape.
+  server.on("clientError", (e: NodeJS.ErrnoException, socket: net.Socket) => {
+    if (!socket.writable) return void socket.destroy();
+    const [status, reason] =
+      e.code === "HPE_HEADER_OVERFLOW"
+        ? [431, "Request Header Fields Too Large"]
+        : e.code === "ERR_HTTP_REQUEST_TIMEOUT"
+          ? [408, "Request Timeout"]
+          : [400, "Bad Request"];
+    const text = JSON.stringify({
+      error: {
+        message: `malformed HTTP request: ${e.message}`,
+        type: "invalid_request_error",
+        param: null,
+        code: "bad_http",
+      },
+    });
+    socket.end(
+      `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+    );
+  });
+  // slow or stuck clients do not hold a connection for ever
+  server.headersTimeout = 20_000;
+  server.requestTimeout = 60_000;
+  server.keepAliveTimeout = 5_000;
+  server.maxConnections = 256;
+
+  await listenOn(server, host, opts.port ?? 8000);
+  const addr = server.address() as AddressInfo;
+  const urlHost = net.isIPv6(host) ? `[${host}]` : host;
+
+  let stopped: Promise<void> | null = null;
+  return {
+    server,
+    url: `http://${urlHost}:${addr.port}`,
+    allowedHosts: allowAnyHost ? ["*"] : [...allowed],
+    load: () => engine.load(),
+    stop() {
+      stopped ??= new Promise<void>((resolve) => {
+        stopping = true;
+        engine.close();
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        // answers already sent go out; whatever is still open after a moment is cut
+        setTimeout(() => server.closeAllConnections(), 1000).unref();
+      });
+      return stopped;
+    },
+  };
+}
+
+/**
+ * The body, at most `limit` bytes. Past that: 413, and what the client still sends is read and dropped (up to a
+ * bound) so that it sees the answer instead of a reset.
+ */
+function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+  const tooLarge = () => {
+    // drain a while so the 413 reaches the client, then cut the connection
+    let drained = 0;
+    req.on("data", (c: Buffer) => {
+      drained += c.length;
+      if (drained > 64 << 20) req.socket.destroy();
+    });
+    setTimeout(() => req.socket.destroy(), 10_000).unref();
+    return new ApiError(
+      413,
+      `the request body is larger than ${limit} bytes`,
+      "invalid_request_error",
+      "request_too_large",
+      null,
+      { connection: "close" },
+    );
+  };
+  const declared = Number(req.headers["content-length"]);
+  if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge());
+  return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on("data", (c: Buffer) => {
+    const onData = (c: Buffer) => {
       size += c.length;
-      if (size > 16 << 20) req.destroy();
-      else chunks.push(c);
-    });
-    req.on("end", async () => {
-      try {
-        const url = (req.url ?? "").replace(/\/+$/, "");
-        if (req.method === "GET" && url === "/v1/models")
-          return send(200, {
-            object: "list",
-            data: [{ id: opts.modelName, object: "model", owned_by: "goodvibe" }],
-          });
-        if (req.method !== "POST" || (url !== "/v1/completions" && url !== "/v1/chat/completions"))
-          return send(404, { error: { message: `no route ${req.method} ${url}` } });
-        let body: CompletionRequest;
-        try {
-          body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-        } catch {
-          throw new BadRequest("the body is not JSON");
-        }
-        const gen = genOptions(body, limit);
-        const created = Math.floor(Date.now() / 1000);
-        if (url === "/v1/completions") {
-          const p = body.prompt;
-          let text: string;
-          if (typeof p === "string") text = await serial(() => backend.generateText(p, gen));
-          else if (Array.isArray(p) && p.every((t) => Number.isInteger(t)))
-            text = backend.tokenizer!.decode(await serial(() => backend.generateTokens(p, gen)), {
-              skipSpecialTokens: true,
-            });
-          else throw new BadRequest("prompt must be a string or a list of token ids");
-          return send(200, {
-            id: `cmpl-${created}`,
-            object: "text_completion",
-            created,
-            model: opts.modelName,
-            choices: [{ index: 0, text, finish_reason: "stop", logprobs: null }],
-          });
-        }
-        const msgs = body.messages;
-        if (
-          !Array.isArray(msgs) ||
-          msgs.length === 0 ||
-          !msgs.every((m) => typeof m?.content === "string" && typeof m?.role === "string")
-        )
-          throw new BadRequest("messages must be a non-empty list of {role, content}");
-        const [text] = await serial(() => backend.generateChat([msgs], gen));
-        return send(200, {
-          id: `chatcmpl-${created}`,
-          object: "chat.completion",
-          created,
-          model: opts.modelName,
-          choices: [{ index: 0, message: { role: "assistant", content: text }, finish_reason: "stop" }],
-        });
-      } catch (e) {
-        if (e instanceof BadRequest) return send(400, { error: { message: e.message } });
-        return send(500, { error: { message: (e as Error).message } });
-      }
-    });
+      if (size > limit) {
+        req.off("data", onData);
+        req.off("end", onEnd);
+        chunks.length = 0;
+        reject(tooLarge());
+      } else chunks.push(c);
+    };
+    const onEnd = () => resolve(Buffer.concat(chunks));
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", reject);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(opts.port ?? 8000, opts.host ?? "127.0.0.1", () => resolve());
+}
+
+function answer(r: ParsedRequest, rows: number[][], backend: BuiltinBackend, model: string): unknown {
+  const created = Math.floor(Date.now() / 1000);
+  const choices = rows.map((ids, index) => {
+    const full = backend.tokenizer!.decode(ids, { skipSpecialTokens: true });
+    const text = cutAtStopStrings(full, r.stop);
+    // the engine drops the end-of-sequence token, so a full-length row ran out of tokens
+    const finish_reason = text.length < full.length || ids.length < r.maxTokens ? "stop" : "length";
+    return r.kind === "chat"
+      ? { index, message: { role: "assistant", content: text }, finish_reason, logprobs: null }
+      : { index, text, finish_reason, logprobs: null };
   });
-  const addr = server.address() as AddressInfo;
-  return { server, url: `http://${opts.host ?? "127.0.0.1"}:${addr.port}` };
+  const promptTokens = r.prompts.reduce((a, p) => a + p.length, 0);
+  const completionTokens = rows.reduce((a, ids) => a + ids.length, 0);
+  return {
+    id: `${r.kind === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID()}`,
+    object: r.kind === "chat" ? "chat.completion" : "text_completion",
+    created,
+    model,
+    choices,
+    usage: {
+      prompt_tokens: promptTokens,
+      completion_tokens: completionTokens,
+      total_tokens: promptTokens + completionTokens,
+    },
+  };
 }

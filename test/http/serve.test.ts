@@ -1,0 +1,648 @@
+/**
+ * `goodvibe serve` as an attacker and a careless client meet it (issue 8): real HTTP requests against a server
+ * on a made model (byte-level BPE, ChatML template, 2,048-token context). Authentication, Host/Origin checks
+ * (DNS rebinding, CSRF), content types, body limits, every bad field, routes, the bounded queue, cancellation and
+ * shutdown; each error must be JSON in OpenAI's shape.
+ */
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as http from "node:http";
+import * as net from "node:net";
+import { makeTinyChatModel } from "../evalcore/make-model.js";
+import { BuiltinBackend } from "../../src/eval/generate/builtin.js";
+import type { GenerateOptions } from "../../src/eval/generate/backend.js";
+import { HttpBackend } from "../../src/eval/generate/http.js";
+import { serveBuiltin, type RunningServer, type ServeOptions } from "../../src/eval/generate/serve.js";
+
+const made = makeTinyChatModel({ seed: 11 });
+after(() => fs.rmSync(made.dir, { recursive: true, force: true }));
+const backend = await BuiltinBackend.load(made.dir);
+const CONTEXT = backend.model.cfg.maxPositionEmbeddings; // 2048
+const VOCAB = backend.model.cfg.vocabSize;
+
+/** A backend whose generations wait at a gate the test opens (or until they are cancelled). */
+class GatedBackend extends BuiltinBackend {
+  private open!: () => void;
+  private gate!: Promise<void>;
+  started = 0;
+  constructor() {
+    super(backend.model, backend.tokenizer, { eosTokenIds: backend.eosTokenIds });
+    this.close_gate();
+  }
+  close_gate() {
+    this.gate = new Promise((ok) => (this.open = ok));
+  }
+  openGate() {
+    this.open();
+  }
+  override async generateBatchAsync(prompts: number[][], opts: GenerateOptions & { signal?: AbortSignal }) {
+    this.started++;
+    const aborted = new Promise<void>((ok) =>
+      opts.signal?.addEventListener("abort", () => ok(), { once: true }),
+    );
+    await Promise.race([this.gate, aborted]);
+    return super.generateBatchAsync(prompts, opts);
+  }
+}
+
+async function withServer(
+  opts: Partial<ServeOptions>,
+  body: (s: RunningServer) => Promise<void>,
+  b: BuiltinBackend = backend,
+): Promise<void> {
+  const s = await serveBuiltin(b, { port: 0, modelName: "made", ...opts });
+  try {
+    await body(s);
+  } finally {
+    await s.stop();
+  }
+}
+
+interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  json: any;
+  text: string;
+}
+
+/** A raw request (any Host, any header), so nothing is added or fixed by a client library. */
+function request(
+  url: string,
+  opts: { method?: string; path?: string; headers?: Record<string, string>; body?: string | Buffer } = {},
+): Promise<Reply> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: u.hostname,
+        port: u.port,
+        method: opts.method ?? (opts.body !== undefined ? "POST" : "GET"),
+        path: opts.path ?? "/",
+        headers: opts.headers,
+        agent: false,
+      },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8").on("data", (d) => (text += d));
+        res.on("end", () => {
+          let json: any;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode!, headers: res.headers, json, text });
+        });
+      },
+    );
+    req.on("error", reject);
+    req.end(opts.body);
+  });
+}
+
+const JSON_TYPE = { "content-type": "application/json" };
+const post = (s: RunningServer, path: string, body: unknown, headers: Record<string, string> = {}) =>
+  request(s.url, {
+    path,
+    body: typeof body === "string" ? body : JSON.stringify(body),
+    headers: { ...JSON_TYPE, ...headers },
+  });
+
+/** Every error: JSON content type and OpenAI's {error: {message, type, param, code}}. */
+function assertError(r: Reply, status: number, code: string, param?: string | null): void {
+  assert.equal(r.status, status, r.text);
+  assert.match(String(r.headers["content-type"]), /^application\/json/);
+  assert.deepEqual(Object.keys(r.json?.error ?? {}).sort(), ["code", "message", "param", "type"], r.text);
+  assert.equal(r.json.error.code, code, r.text);
+  assert.equal(typeof r.json.error.message, "string");
+  assert.ok(r.json.error.message.length > 5);
+  if (param !== undefined) assert.equal(r.json.error.param, param, r.text);
+}
+
+test("API key: missing or wrong is 401 JSON; the right Bearer works, also through the project's HttpBackend", async () => {
+  await withServer({ apiKey: "sk-test-123" }, async (s) => {
+    const body = { prompt: "def f(", max_tokens: 3 };
+    const none = await post(s, "/v1/completions", body);
+    assertError(none, 401, "invalid_api_key");
+    assert.equal(none.headers["www-authenticate"], "Bearer");
+    assertError(
+      await post(s, "/v1/completions", body, { authorization: "Bearer sk-wrong" }),
+      401,
+      "invalid_api_key",
+    );
+    assertError(
+      await post(s, "/v1/completions", body, { authorization: "sk-test-123" }),
+      401,
+      "invalid_api_key",
+    );
+    assertError(await request(s.url, { path: "/v1/models" }), 401, "invalid_api_key");
+    const ok = await post(s, "/v1/completions", body, { authorization: "Bearer sk-test-123" });
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal((await request(s.url, { path: "/health" })).status, 200, "health needs no key");
+    process.env.GV_SERVE_TEST_KEY = "sk-test-123";
+    try {
+      const h = new HttpBackend({
+        baseUrls: s.url,
+        model: "made",
+        apiKeyEnv: "GV_SERVE_TEST_KEY",
+        maxRetries: 0,
+      });
+      const prompt = "def f(x):";
+      const want = await backend.generateText(prompt, { maxNewTokens: 8 });
+      assert.equal(await h.generateText(prompt, { maxNewTokens: 8 }), want);
+      await h.close();
+    } finally {
+      delete process.env.GV_SERVE_TEST_KEY;
+    }
+  });
+});
+
+test("Host and Origin: DNS rebinding and cross-site pages are refused; loopback names and allowed hosts pass", async () => {
+  await withServer({}, async (s) => {
+    const port = new URL(s.url).port;
+    const body = JSON.stringify({ prompt: "x", max_tokens: 1 });
+    const as = (host: string, extra: Record<string, string> = {}) =>
+      request(s.url, { path: "/v1/completions", body, headers: { ...JSON_TYPE, host, ...extra } });
+    // a rebinding page's requests carry its own name
+    assertError(await as(`attacker.example:${port}`), 403, "host_not_allowed");
+    assertError(await as("attacker.example"), 403, "host_not_allowed");
+    // no Host at all, and a request Node cannot parse: JSON too
+    const raw = async (text: string) => {
+      const sock = net.connect(Number(port), "127.0.0.1");
+      let got = "";
+      sock.setEncoding("utf8").on("data", (d) => (got += d));
+      sock.end(text);
+      await new Promise((ok) => sock.on("close", ok));
+      const [head, bodyText] = got.split("\r\n\r\n");
+      return { status: Number(head!.split(" ")[1]), json: JSON.parse(bodyText!) };
+    };
+    const noHost = await raw("GET /v1/models HTTP/1.1\r\nconnection: close\r\n\r\n");
+    assert.equal(noHost.status, 403);
+    assert.equal(noHost.json.error.code, "host_not_allowed");
+    const garbage = await raw("BREW /coffee HTCPCP/1.0 nonsense\r\n\r\n");
+    assert.equal(garbage.status, 400);
+    assert.equal(garbage.json.error.code, "bad_http");
+    for (const h of [`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`, "LOCALHOST", "127.0.0.2"])
+      assert.equal((await as(h)).status, 200, h);
+    // a cross-site page sends its Origin
+    assertError(
+      await as(`127.0.0.1:${port}`, { origin: "https://attacker.example" }),
+      403,
+      "origin_not_allowed",
+    );
+    assertError(await as(`127.0.0.1:${port}`, { origin: "null" }), 403, "origin_not_allowed");
+    assert.equal((await as(`127.0.0.1:${port}`, { origin: `http://localhost:${port}` })).status, 200);
+    // CSRF with a "simple" request (no preflight): text/plain, or a form
+    const csrf = (type: string) =>
+      request(s.url, {
+        path: "/v1/completions",
+        body,
+        headers: { "content-type": type, host: `127.0.0.1:${port}` },
+      });
+    assertError(await csrf("text/plain;charset=UTF-8"), 415, "unsupported_media_type");
+    assertError(await csrf("application/x-www-form-urlencoded"), 415, "unsupported_media_type");
+    assertError(await csrf("multipart/form-data; boundary=x"), 415, "unsupported_media_type");
+    assertError(await request(s.url, { path: "/v1/completions", body }), 415, "unsupported_media_type");
+    const charset = await request(s.url, {
+      path: "/v1/completions",
+      body,
+      headers: { "content-type": "application/json; charset=utf-8" },
+    });
+    assert.equal(charset.status, 200, charset.text);
+  });
+  await withServer({ allowedHosts: ["api.internal"] }, async (s) => {
+    const h = (host: string) =>
+      request(s.url, { path: "/v1/models", headers: { host } }).then((r) => r.status);
+    assert.equal(await h("api.internal:8000"), 200);
+    assert.equal(await h("other.internal"), 403);
+  });
+  await withServer({ allowedHosts: ["*"] }, async (s) => {
+    assert.equal((await request(s.url, { path: "/v1/models", headers: { host: "any.where" } })).status, 200);
+  });
+});
+
+test("a 20 MB body is answered 413 (not a reset), declared or chunked; the server keeps serving", async () => {
+  await withServer({}, async (s) => {
+    const big = JSON.stringify({ prompt: "a".repeat(20 << 20) });
+    const viaFetch = await fetch(s.url + "/v1/completions", {
+      method: "POST",
+      headers: JSON_TYPE,
+      body: big,
+    });
+    assert.equal(viaFetch.status, 413);
+    assert.equal((await viaFetch.json()).error.code, "request_too_large");
+    // chunked, no Content-Length: the limit is found while reading
+    const chunked = await new Promise<Reply>((resolve, reject) => {
+      const u = new URL(s.url);
+      const req = http.request(
+        {
+          host: u.hostname,
+          port: u.port,
+          method: "POST",
+          path: "/v1/completions",
+          headers: JSON_TYPE,
+          agent: false,
+        },
+        (res) => {
+          let text = "";
+          res.setEncoding("utf8").on("data", (d) => (text += d));
+          res.on("end", () =>
+            resolve({ status: res.statusCode!, headers: res.headers, json: JSON.parse(text), text }),
+          );
+        },
+      );
+      req.on("error", reject);
+      let sent = 0;
+      const chunk = Buffer.alloc(256 << 10, 0x61);
+      const pump = () => {
+        while (sent < 8 << 20) {
+          sent += chunk.length;
+          if (!req.write(chunk)) return void req.once("drain", pump);
+        }
+        req.end();
+      };
+      pump();
+    });
+    assertError(chunked, 413, "request_too_large");
+    // 1.5M token ids are refused by size before anything is allocated
+    const ids = JSON.stringify({ prompt: Array.from({ length: 1_500_000 }, (_, i) => i % 500) });
+    assertError(await post(s, "/v1/completions", ids), 413, "request_too_large");
+    assert.equal((await post(s, "/v1/completions", { prompt: "x", max_tokens: 1 })).status, 200);
+  });
+  await withServer({ maxBodyBytes: 100 }, async (s) => {
+    assertError(await post(s, "/v1/completions", { prompt: "x".repeat(200) }), 413, "request_too_large");
+  });
+});
+
+test("every bad field is a 400 naming it, before any generation; nothing reaches the engine", async () => {
+  const gated = new GatedBackend();
+  gated.openGate();
+  await withServer(
+    {},
+    async (s) => {
+      const ids = (n: number) => Array.from({ length: n }, (_, i) => 3 + (i % 300));
+      const cases: [string, string, unknown, string, string | null][] = [
+        // [route, why, body, code, param]
+        ["/v1/completions", "null body", null, "invalid_value", null],
+        ["/v1/completions", "list body", [1, 2], "invalid_value", null],
+        ["/v1/completions", "string body", "prompt", "invalid_value", null],
+        ["/v1/completions", "no prompt", { max_tokens: 3 }, "invalid_value", "prompt"],
+        ["/v1/completions", "empty prompt", { prompt: "" }, "invalid_value", "prompt"],
+        ["/v1/completions", "empty id list", { prompt: [] }, "invalid_value", "prompt"],
+        ["/v1/completions", "fractional id", { prompt: [5, 1.5] }, "invalid_value", "prompt"],
+        ["/v1/completions", "negative id", { prompt: [5, -1] }, "invalid_value", "prompt"],
+        ["/v1/completions", "id = vocab size", { prompt: [5, VOCAB] }, "invalid_value", "prompt"],
+        ["/v1/completions", "huge id", { prompt: [2 ** 40] }, "invalid_value", "prompt"],
+        [
+          "/v1/completions",
+          "6,000 ids > 2,048 context",
+          { prompt: ids(6000) },
+          "context_length_exceeded",
+          "prompt",
+        ],
+        [
+          "/v1/completions",
+          "prompt + max_tokens > context",
+          { prompt: ids(100), max_tokens: 2000 },
+          "context_length_exceeded",
+          "prompt",
+        ],
+        [
+          "/v1/completions",
+          "prompt fills the context",
+          { prompt: ids(CONTEXT) },
+          "context_length_exceeded",
+          "prompt",
+        ],
+        ["/v1/completions", "max_tokens 0", { prompt: "x", max_tokens: 0 }, "invalid_value", "max_tokens"],
+        ["/v1/completions", "max_tokens -3", { prompt: "x", max_tokens: -3 }, "invalid_value", "max_tokens"],
+        [
+          "/v1/completions",
+          "max_tokens 2.5",
+          { prompt: "x", max_tokens: 2.5 },
+          "invalid_value",
+          "max_tokens",
+        ],
+        [
+          "/v1/completions",
+          "max_tokens string",
+          { prompt: "x", max_tokens: "8" },
+          "invalid_value",
+          "max_tokens",
+        ],
+        [
+          "/v1/completions",
+          "max_tokens > context",
+          { prompt: "x", max_tokens: 1e9 },
+          "invalid_value",
+          "max_tokens",
+        ],
+        [
+          "/v1/completions",
+          "negative temperature",
+          { prompt: "x", temperature: -0.5 },
+          "invalid_value",
+          "temperature",
+        ],
+        ["/v1/completions", "temperature 3", { prompt: "x", temperature: 3 }, "invalid_value", "temperature"],
+        [
+          "/v1/completions",
+          "temperature string",
+          { prompt: "x", temperature: "hot" },
+          "invalid_value",
+          "temperature",
+        ],
+        ["/v1/completions", "top_p 0", { prompt: "x", top_p: 0 }, "invalid_value", "top_p"],
+        ["/v1/completions", "top_p 1.5", { prompt: "x", top_p: 1.5 }, "invalid_value", "top_p"],
+        ["/v1/completions", "fractional seed", { prompt: "x", seed: 1.5 }, "invalid_value", "seed"],
+        ["/v1/completions", "negative seed", { prompt: "x", seed: -7 }, "invalid_value", "seed"],
+        ["/v1/completions", "seed beyond 2^53", { prompt: "x", seed: 2 ** 60 }, "invalid_value", "seed"],
+        ["/v1/completions", "n 0", { prompt: "x", n: 0 }, "invalid_value", "n"],
+        ["/v1/completions", "n 1.5", { prompt: "x", n: 1.5 }, "invalid_value", "n"],
+        ["/v1/completions", "n 1000", { prompt: "x", n: 1000 }, "invalid_value", "n"],
+        [
+          "/v1/completions",
+          "5 stop strings",
+          { prompt: "x", stop: ["a", "b", "c", "d", "e"] },
+          "invalid_value",
+          "stop",
+        ],
+        ["/v1/completions", "empty stop", { prompt: "x", stop: [""] }, "invalid_value", "stop"],
+        ["/v1/completions", "stop number", { prompt: "x", stop: 3 }, "invalid_value", "stop"],
+        ["/v1/completions", "stream", { prompt: "x", stream: true }, "unsupported_parameter", "stream"],
+        ["/v1/completions", "echo", { prompt: "x", echo: true }, "unsupported_parameter", "echo"],
+        ["/v1/completions", "logprobs", { prompt: "x", logprobs: 5 }, "unsupported_parameter", "logprobs"],
+        [
+          "/v1/completions",
+          "penalty",
+          { prompt: "x", presence_penalty: 1 },
+          "unsupported_parameter",
+          "presence_penalty",
+        ],
+        ["/v1/chat/completions", "no messages", { max_tokens: 3 }, "invalid_value", "messages"],
+        ["/v1/chat/completions", "empty messages", { messages: [] }, "invalid_value", "messages"],
+        [
+          "/v1/chat/completions",
+          "bad role",
+          { messages: [{ role: "wizard", content: "x" }] },
+          "invalid_value",
+          "messages[0].role",
+        ],
+        [
+          "/v1/chat/completions",
+          "no content",
+          { messages: [{ role: "user" }] },
+          "invalid_value",
+          "messages[0].content",
+        ],
+        [
+          "/v1/chat/completions",
+          "message not an object",
+          { messages: ["hi"] },
+          "invalid_value",
+          "messages[0]",
+        ],
+        [
+          "/v1/chat/completions",
+          "image part",
+          { messages: [{ role: "user", content: [{ type: "image_url" }] }] },
+          "invalid_value",
+          "messages[0].content",
+        ],
+        [
+          "/v1/chat/completions",
+          "long chat",
+          { messages: [{ role: "user", content: "int x = 1; ".repeat(3000) }] },
+          "context_length_exceeded",
+          "messages",
+        ],
+      ];
+      for (const [route, why, body, code, param] of cases) {
+        const r = await post(s, route, JSON.stringify(body));
+        try {
+          assertError(r, 400, code, param);
+        } catch (e) {
+          (e as Error).message = `${why}: ${(e as Error).message}`;
+          throw e;
+        }
+      }
+      assertError(await post(s, "/v1/completions", "{nope"), 400, "invalid_json");
+      assertError(
+        await post(s, "/v1/completions", { model: "gpt-4", prompt: "x" }),
+        404,
+        "model_not_found",
+        "model",
+      );
+      assert.equal(gated.started, 0, "a bad request reached the engine");
+      // the context message says what OpenAI's says
+      const r = await post(s, "/v1/completions", { prompt: ids(100), max_tokens: 2000 });
+      assert.match(
+        r.json.error.message,
+        /maximum context length is 2048 tokens.*2100 tokens \(100 in the prompt, 2000/,
+      );
+      // the neutral values of unsupported options are accepted, as clients send them
+      const neutral = await post(s, "/v1/completions", {
+        prompt: "x",
+        max_tokens: 1,
+        stream: false,
+        logprobs: null,
+        echo: false,
+        presence_penalty: 0,
+        user: "someone",
+      });
+      assert.equal(neutral.status, 200, neutral.text);
+    },
+    gated,
+  );
+});
+
+test("routes: query strings and trailing slashes are ignored; unknown routes 404 JSON; wrong method 405", async () => {
+  await withServer({}, async (s) => {
+    const body = { prompt: "def f(", max_tokens: 2 };
+    for (const path of [
+      "/v1/completions?api-version=1",
+      "/v1/completions/",
+      "/v1/completions?x=1&y=/v1/models",
+    ]) {
+      const r = await post(s, path, body);
+      assert.equal(r.status, 200, `${path}: ${r.text}`);
+      assert.equal(r.json.object, "text_completion");
+    }
+    const models = await request(s.url, { path: "/v1/models?limit=5" });
+    assert.equal(models.json.data[0].id, "made");
+    assert.equal((await request(s.url, { path: "/v1/models/made" })).json.id, "made");
+    assertError(await request(s.url, { path: "/v2/anything" }), 404, "route_not_found");
+    assertError(await request(s.url, { path: "/" }), 404, "route_not_found");
+    assertError(await post(s, "/v1/embeddings", body), 404, "route_not_found");
+    const wrong = await request(s.url, { path: "/v1/completions" });
+    assertError(wrong, 405, "method_not_allowed");
+    assert.equal(wrong.headers.allow, "POST");
+    assertError(
+      await request(s.url, { path: "/v1/completions", method: "OPTIONS" }),
+      405,
+      "method_not_allowed",
+    );
+  });
+});
+
+test("answers: OpenAI's shape, usage, finish_reason, n, stop, seeds, token-id prompts and content parts", async () => {
+  const noEos = new BuiltinBackend(backend.model, backend.tokenizer, { eosTokenIds: [] });
+  await withServer(
+    {},
+    async (s) => {
+      const prompt = "def f(x):";
+      const ids = backend.tokenizer!.encode(prompt, { addSpecialTokens: false });
+      const r = await post(s, "/v1/completions", { prompt, max_tokens: 6 });
+      assert.equal(r.status, 200, r.text);
+      assert.match(r.json.id, /^cmpl-/);
+      assert.equal(r.json.model, "made");
+      const want = backend.tokenizer!.decode(
+        (await noEos.generateBatchAsync([ids], { maxNewTokens: 6 }))[0]!,
+        {
+          skipSpecialTokens: true,
+        },
+      );
+      assert.equal(r.json.choices[0].text, want);
+      assert.equal(r.json.choices[0].finish_reason, "length");
+      assert.deepEqual(r.json.usage, {
+        prompt_tokens: ids.length,
+        completion_tokens: 6,
+        total_tokens: ids.length + 6,
+      });
+      // the same prompt as token ids
+      const byIds = await post(s, "/v1/completions", { prompt: ids, max_tokens: 6 });
+      assert.equal(byIds.json.choices[0].text, want);
+      // a stop string cuts and says so
+      const cut = want.slice(1, 3);
+      const stopped = await post(s, "/v1/completions", { prompt, max_tokens: 6, stop: cut });
+      assert.equal(stopped.json.choices[0].text, want.slice(0, want.indexOf(cut)));
+      assert.equal(stopped.json.choices[0].finish_reason, "stop");
+      // several prompts, n samples each; a seed reproduces a sample
+      const sampled = { prompt: [prompt, "int main("], n: 2, max_tokens: 5, temperature: 1, seed: 42 };
+      const a = await post(s, "/v1/completions", sampled);
+      assert.equal(a.status, 200, a.text);
+      assert.deepEqual(
+        a.json.choices.map((c: any) => c.index),
+        [0, 1, 2, 3],
+      );
+      const b = await post(s, "/v1/completions", sampled);
+      assert.deepEqual(
+        b.json.choices.map((c: any) => c.text),
+        a.json.choices.map((c: any) => c.text),
+      );
+      // chat: content as a string or as text parts gives the same answer
+      const chat = (content: unknown) =>
+        post(s, "/v1/chat/completions", {
+          model: "made",
+          messages: [{ role: "user", content }],
+          max_tokens: 5,
+        });
+      const c1 = await chat("write a loop");
+      const c2 = await chat([
+        { type: "text", text: "write " },
+        { type: "text", text: "a loop" },
+      ]);
+      assert.equal(c1.status, 200, c1.text);
+      assert.equal(c1.json.object, "chat.completion");
+      assert.equal(c1.json.choices[0].message.role, "assistant");
+      assert.equal(c2.json.choices[0].message.content, c1.json.choices[0].message.content);
+    },
+    noEos,
+  );
+});
+
+test("queue: one generates, maxQueue wait, the next is 429 JSON; a client that leaves is dropped", async () => {
+  const gated = new GatedBackend();
+  await withServer(
+    { maxQueue: 1 },
+    async (s) => {
+      const body = { prompt: "def f(", max_tokens: 2 };
+      const first = post(s, "/v1/completions", body);
+      await waitFor(async () => (await health(s)).running === 1);
+      const second = post(s, "/v1/completions", body);
+      await waitFor(async () => (await health(s)).queued === 1);
+      const third = await post(s, "/v1/completions", body);
+      assertError(third, 429, "queue_full");
+      assert.equal(third.headers["retry-after"], "1");
+      gated.openGate();
+      assert.equal((await first).status, 200);
+      assert.equal((await second).status, 200);
+      assert.deepEqual(await health(s), { status: "ok", running: 0, queued: 0 });
+
+      // a waiting client that hangs up leaves the queue; a running one is cancelled
+      gated.close_gate();
+      const running = new AbortController();
+      const waiting = new AbortController();
+      const send = (c: AbortController) =>
+        fetch(s.url + "/v1/completions", {
+          method: "POST",
+          headers: JSON_TYPE,
+          body: JSON.stringify(body),
+          signal: c.signal,
+        }).catch((e) => e);
+      void send(running);
+      await waitFor(async () => (await health(s)).running === 1);
+      void send(waiting);
+      await waitFor(async () => (await health(s)).queued === 1);
+      waiting.abort();
+      await waitFor(async () => (await health(s)).queued === 0);
+      running.abort();
+      await waitFor(async () => (await health(s)).running === 0);
+      assert.equal(gated.started, 3, "the abandoned waiting request never started");
+    },
+    gated,
+  );
+});
+
+test("stop(): in-flight and queued requests get 503 JSON at once, and the listener closes", async () => {
+  const gated = new GatedBackend();
+  const s = await serveBuiltin(gated, { port: 0, modelName: "made", maxQueue: 4 });
+  const body = { prompt: "def f(", max_tokens: 1000 };
+  const first = post(s, "/v1/completions", body);
+  await waitFor(async () => (await health(s)).running === 1);
+  const second = post(s, "/v1/completions", body);
+  await waitFor(async () => (await health(s)).queued === 1);
+  const t0 = Date.now();
+  await s.stop();
+  assertError(await first, 503, "shutting_down");
+  assertError(await second, 503, "shutting_down");
+  assert.ok(Date.now() - t0 < 10_000, `stop took ${Date.now() - t0} ms`);
+  await assert.rejects(request(s.url, { path: "/health" }), /ECONNREFUSED/);
+});
+
+test("a real generation in flight is stopped within a token, not run to its end", async () => {
+  // no end-of-sequence: left alone this runs ~1,900 decoding steps
+  const noEos = new BuiltinBackend(backend.model, backend.tokenizer, { eosTokenIds: [] });
+  const s = await serveBuiltin(noEos, { port: 0, modelName: "made" });
+  const t0 = Date.now();
+  const pending = post(s, "/v1/completions", { prompt: "def f(x):", max_tokens: 1900 });
+  await waitFor(async () => (await health(s)).running === 1);
+  await new Promise((r) => setTimeout(r, 200)); // some tokens in
+  const t1 = Date.now();
+  await s.stop();
+  assertError(await pending, 503, "shutting_down");
+  const stopMs = Date.now() - t1;
+  // reference: how long the same generation takes when left to finish
+  const t2 = Date.now();
+  await noEos.generateBatchAsync([backend.tokenizer!.encode("def f(x):", { addSpecialTokens: false })], {
+    maxNewTokens: 1900,
+  });
+  const fullMs = Date.now() - t2;
+  assert.ok(
+    stopMs < fullMs / 4,
+    `stopping took ${stopMs} ms; the whole generation ${fullMs} ms (started ${t1 - t0} ms in)`,
+  );
+});
+
+async function health(s: RunningServer): Promise<any> {
+  return (await request(s.url, { path: "/health" })).json;
+}
+
+async function waitFor(cond: () => Promise<boolean>, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error("condition not reached");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
