@@ -82,31 +82,36 @@ test(
   "a normal run gets stdin and its files in a private working folder; nothing of it is left on the host",
   { skip },
   async () => {
-    await eachMode(async () => {
-      const before = fs.readdirSync(os.tmpdir()).filter((e) => e.startsWith("gv-sandbox-"));
-      const r = await py(
-        "import os,sys; open('out.txt','w').write('x'); print(os.getcwd()); print(sorted(os.listdir('.'))); " +
-          "print(open('data/input.txt').read()); print(sys.stdin.read()); print(os.environ['HOME'])",
-        { stdin: "hello", files: { "data/input.txt": "payload" } },
-      );
-      assert.equal(r.exitCode, 0, r.stderr);
-      assert.deepEqual(r.stdout.trim().split("\n"), [
-        SANDBOX_DIR,
-        "['data', 'out.txt']",
-        "payload",
-        "hello",
-        SANDBOX_DIR,
-      ]);
-      assert.equal(r.isolation.tool, "bwrap");
-      assert.ok(r.isolation.filesystem && r.isolation.network && r.isolation.pidNamespace);
-      const after = fs.readdirSync(os.tmpdir()).filter((e) => e.startsWith("gv-sandbox-"));
-      assert.deepEqual(
-        after.filter((e) => !before.includes(e)),
-        [],
-        "the staging folder is removed",
-      );
-      assert.ok(!fs.existsSync(path.join(process.cwd(), "out.txt")));
-    });
+    // a temp folder of this test's own: other sandboxes may stage in the shared one meanwhile
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gv-tmpdir-"));
+    const savedTmp = process.env.TMPDIR;
+    process.env.TMPDIR = tmp;
+    assert.equal(os.tmpdir(), tmp, "the sandbox stages in os.tmpdir()");
+    try {
+      await eachMode(async () => {
+        const r = await py(
+          "import os,sys; open('out.txt','w').write('x'); print(os.getcwd()); print(sorted(os.listdir('.'))); " +
+            "print(open('data/input.txt').read()); print(sys.stdin.read()); print(os.environ['HOME'])",
+          { stdin: "hello", files: { "data/input.txt": "payload" } },
+        );
+        assert.equal(r.exitCode, 0, r.stderr);
+        assert.deepEqual(r.stdout.trim().split("\n"), [
+          SANDBOX_DIR,
+          "['data', 'out.txt']",
+          "payload",
+          "hello",
+          SANDBOX_DIR,
+        ]);
+        assert.equal(r.isolation.tool, "bwrap");
+        assert.ok(r.isolation.filesystem && r.isolation.network && r.isolation.pidNamespace);
+        assert.deepEqual(fs.readdirSync(tmp), [], "the staging folder is removed");
+        assert.ok(!fs.existsSync(path.join(process.cwd(), "out.txt")));
+      });
+    } finally {
+      if (savedTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = savedTmp;
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
   },
 );
 
