@@ -19,7 +19,8 @@ export const ZERO_COST: CellResult["cost"] = {
 
 /** Training cost, plus identification for GoodVibe (its neuron map records what finding the neurons cost). */
 export function costOf(
-  train: Pick<TrainResult, "flops" | "wallSeconds" | "peakMemoryBytes">,
+  train: Pick<TrainResult, "flops" | "wallSeconds" | "peakMemoryBytes"> &
+    Partial<Pick<TrainResult, "flopsEstimate">>,
   identification?: { flops: FlopCount; wallSeconds: number },
 ): CellResult["cost"] {
   const f = identification?.flops ?? { forward: 0, backward: 0, total: 0 };
@@ -32,6 +33,8 @@ export function costOf(
     wallSeconds: wall,
     flopsPerSecond: wall > 0 ? total / wall : 0,
     peakMemoryBytes: train.peakMemoryBytes,
+    // training only: identification is no trainer step (README, "Cost")
+    ...(train.flopsEstimate ? { flopsTrainerEstimate: train.flopsEstimate.flops } : {}),
   };
 }
 

@@ -23,6 +23,8 @@ export const EXPERIMENT_CODE_VERSION = "goodvibe-experiment/2";
 /** A cell before hashing: what to train and evaluate. */
 export interface CellSetting {
   model: { name: string; path: string };
+  /** the language run (spec.languageRuns) the cell belongs to: trained and evaluated on these languages only */
+  run?: { name: string; languages: string[] };
   method: Method;
   ablation?: string;
   seed: number;
@@ -80,6 +82,7 @@ export function hardenConfigFor(
   seed: number,
   overrides: Record<string, unknown>,
   where: string,
+  languages: string[] | undefined = spec.data.languages,
 ): HardenConfig {
   // overrides replace single leaves of the defaults (cluster.threshold), not whole sections (cluster)
   const flat = (obj: Record<string, unknown>, prefix = ""): [string, unknown][] =>
@@ -91,7 +94,7 @@ export function hardenConfigFor(
   const cfgIn = nestSettings(spec.defaults);
   for (const [k, v] of flat(nestSettings(overrides))) setPath(cfgIn, k, v);
   Object.assign(cfgIn, { model: model.path, data: spec.data.train, out: "(cell)", method, seed });
-  if (spec.data.languages) cfgIn.languages = spec.data.languages;
+  if (languages) cfgIn.languages = languages;
   const r = hardenSchema.safeParse(cfgIn);
   if (!r.success) {
     const msgs = r.error.issues
@@ -109,42 +112,61 @@ export function hardenConfigFor(
 /** Every cell of the experiment, before hashing, in run order. */
 export function expandCells(spec: ExperimentSpec, source = "experiment"): CellSetting[] {
   const cells: CellSetting[] = [];
-  const trained = spec.methods.filter((m): m is TrainedMethod => m !== "base");
+  const runs: (CellSetting["run"] | undefined)[] = spec.languageRuns
+    ? spec.languageRuns.map((r) => ({ name: r.name, languages: r.languages }))
+    : [undefined];
   for (const model of spec.models) {
-    // The base model is not trained: one cell per model, whatever the seeds (its evaluation is greedy).
-    if (spec.methods.includes("base"))
-      cells.push({ model, method: "base", seed: spec.seeds[0]!, harden: null });
-    const at = (
-      method: TrainedMethod,
-      seed: number,
-      ablation: string | undefined,
-      overrides: Record<string, unknown>,
-      where: string,
-    ) =>
-      cells.push({
-        model,
-        method,
-        ...(ablation !== undefined ? { ablation } : {}),
-        seed,
-        harden: hardenConfigFor(spec, source, model, method, seed, overrides, where),
-      });
-    // The main comparison first (every method, every seed), then the ablations and grids: a run cut short
-    // still has the headline table.
-    for (const seed of spec.seeds) for (const method of trained) at(method, seed, undefined, {}, "defaults");
-    for (const seed of spec.seeds) {
-      for (const method of trained) {
-        spec.ablations.forEach((a, i) => {
-          if (a.method.includes(method)) at(method, seed, a.name, a.set, `ablations[${i}] (${a.name})`);
+    for (const [ri, run] of runs.entries()) {
+      const lr = spec.languageRuns?.[ri];
+      const methods = lr?.methods ?? spec.methods;
+      const trained = methods.filter((m): m is TrainedMethod => m !== "base");
+      const studies = lr?.studies ? new Set(lr.studies) : null;
+      const languages = run?.languages ?? spec.data.languages;
+      const where = (w: string) => (run ? `languageRuns (${run.name}) ${w}` : w);
+      const runPart = run ? { run } : {};
+      // The base model is not trained: one cell per model (and language run), whatever the seeds (greedy evaluation).
+      if (methods.includes("base"))
+        cells.push({ model, ...runPart, method: "base", seed: spec.seeds[0]!, harden: null });
+      const at = (
+        method: TrainedMethod,
+        seed: number,
+        ablation: string | undefined,
+        overrides: Record<string, unknown>,
+        w: string,
+      ) =>
+        cells.push({
+          model,
+          ...runPart,
+          method,
+          ...(ablation !== undefined ? { ablation } : {}),
+          seed,
+          harden: hardenConfigFor(spec, source, model, method, seed, overrides, where(w), languages),
         });
-        spec.grids.forEach((g, i) => {
-          if (!g.method.includes(method)) return;
-          for (const v of g.values)
-            at(method, seed, gridLabel(g.name, v), { [g.key]: v }, `grids[${i}] (${g.name}=${String(v)})`);
-        });
+      // The main comparison first (every method, every seed), then the ablations and grids: a run cut short
+      // still has the headline table.
+      for (const seed of spec.seeds)
+        for (const method of trained) at(method, seed, undefined, {}, "defaults");
+      for (const seed of spec.seeds) {
+        for (const method of trained) {
+          spec.ablations.forEach((a, i) => {
+            if (studies && !studies.has(a.name)) return;
+            if (a.method.includes(method)) at(method, seed, a.name, a.set, `ablations[${i}] (${a.name})`);
+          });
+          spec.grids.forEach((g, i) => {
+            if (!g.method.includes(method) || (studies && !studies.has(g.name))) return;
+            for (const v of g.values)
+              at(method, seed, gridLabel(g.name, v), { [g.key]: v }, `grids[${i}] (${g.name}=${String(v)})`);
+          });
+        }
       }
     }
   }
   return cells;
+}
+
+/** The model as results and reports name it: with the language run when there are several. */
+export function cellModelLabel(c: Pick<CellSetting, "model" | "run">): string {
+  return c.run ? `${c.model.name} (${c.run.name})` : c.model.name;
 }
 
 /** The harden config without what only says where files go (model and data are hashed by content instead). */
@@ -163,12 +185,49 @@ function evalInputs(spec: ExperimentSpec): unknown {
   return { ...rest, utility: files };
 }
 
+/**
+ * Every input the experiment names that is not there, one message each naming the field, the model and the path:
+ * model folders (config.json), data files, the judge's folder or base, utility files.
+ */
+export function missingInputs(spec: ExperimentSpec, source = "experiment"): string[] {
+  const out: string[] = [];
+  const folder = (p: string) => fs.existsSync(path.join(p, "config.json"));
+  spec.models.forEach((m, i) => {
+    if (!folder(m.path))
+      out.push(
+        `${source}: model "${m.name}": no checkpoint at ${path.resolve(m.path)} (models[${i}].path): put its ` +
+          `Hugging Face folder (config.json, *.safetensors, tokenizer.json) there or correct the path`,
+      );
+  });
+  for (const k of ["train", "dev"] as const)
+    if (!fs.existsSync(spec.data[k]))
+      out.push(`${source}: data.${k}: no file at ${path.resolve(spec.data[k])}`);
+  const j = spec.judge;
+  if (j && "path" in j && !folder(j.path))
+    out.push(`${source}: judge.path: no model folder at ${path.resolve(j.path)}`);
+  if (j && "train" in j && j.train.base && !folder(j.train.base))
+    out.push(`${source}: judge.train.base: no model folder at ${path.resolve(j.train.base)}`);
+  for (const [k, v] of Object.entries(spec.eval.utility ?? {}))
+    if (typeof v === "string" && !fs.existsSync(v))
+      out.push(`${source}: eval.utility.${k}: no file at ${path.resolve(v)}`);
+  return out;
+}
+
 /** Expand and hash. Reads (and hashes) every model, data and utility file the experiment names. */
 export function planExperiment(
   spec: ExperimentSpec,
   opts: { out?: string; source?: string } = {},
 ): ExperimentPlan {
   const source = opts.source ?? "experiment";
+  // stop before any work with the first missing input named (`experiment plan` lists them all)
+  const missing = missingInputs(spec, source);
+  if (missing.length > 0)
+    throw new InputError(
+      missing[0]! +
+        (missing.length > 1
+          ? ` (and ${missing.length - 1} more missing input(s); \`goodvibe experiment plan\` lists them)`
+          : ""),
+    );
   const outDir = path.resolve(opts.out ?? spec.out ?? path.join("runs", spec.name));
   const settings = expandCells(spec, source);
   const modelHash = new Map(spec.models.map((m) => [m.name, modelFolderHash(m.path)]));
@@ -222,21 +281,22 @@ export function planExperiment(
     return key;
   };
 
-  const baseInputs = (model: { name: string }, judgeKey: string | null) => ({
+  const baseInputs = (model: { name: string }, judgeKey: string | null, languages: string[] | null) => ({
     version: EXPERIMENT_CODE_VERSION,
     kind: "base",
     model: modelHash.get(model.name),
     dev: data.dev,
-    languages: data.languages,
+    languages,
     eval: evalIn,
     judge: judgeKey,
   });
   const cells: PlannedCell[] = settings.map((s) => {
     const judgeKey = judgeKeyFor(s.model);
-    const baseKey = sha256(canonicalJson(baseInputs(s.model, judgeKey)));
+    const languages = s.run?.languages ?? data.languages;
+    const baseKey = sha256(canonicalJson(baseInputs(s.model, judgeKey, languages)));
     const inputs =
       s.harden === null
-        ? baseInputs(s.model, judgeKey)
+        ? baseInputs(s.model, judgeKey, languages)
         : {
             version: EXPERIMENT_CODE_VERSION,
             kind: "trained",
@@ -291,5 +351,5 @@ export function isCellDone(cell: PlannedCell): boolean {
 
 /** A one-line description of a cell for logs and `experiment plan`. */
 export function describeCell(c: CellSetting): string {
-  return `${c.model.name} ${c.method}${c.ablation ? ` [${c.ablation}]` : ""}${c.method === "base" ? "" : ` seed ${c.seed}`}`;
+  return `${cellModelLabel(c)} ${c.method}${c.ablation ? ` [${c.ablation}]` : ""}${c.method === "base" ? "" : ` seed ${c.seed}`}`;
 }

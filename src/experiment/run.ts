@@ -39,6 +39,7 @@ import { ZERO_COST, costOf, dropEmptyRates, neuronsOf } from "./cell.js";
 import {
   EXPERIMENT_CODE_VERSION,
   canonicalJson,
+  cellModelLabel,
   checkInputsUnchanged,
   describeCell,
   fileHash,
@@ -141,7 +142,7 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
       plan.cells.map((c) => ({
         id: c.id,
         key: c.key,
-        model: c.model.name,
+        model: cellModelLabel(c),
         method: c.method,
         ablation: c.ablation ?? null,
         seed: c.seed,
@@ -153,6 +154,13 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
 
   let devPairs: SecurityPair[] | undefined;
   const dev = () => (devPairs ??= readPairs(spec.data.dev, { languages: spec.data.languages }));
+  const devByLanguages = new Map<string, SecurityPair[]>();
+  const devOf = (languages: string[]): SecurityPair[] => {
+    const k = languages.join("\0");
+    let p = devByLanguages.get(k);
+    if (!p) devByLanguages.set(k, (p = readPairs(spec.data.dev, { languages })));
+    return p;
+  };
   let trainPairs: SecurityPair[] | undefined;
   const train = () => (trainPairs ??= readPairs(spec.data.train, { languages: spec.data.languages }));
 
@@ -199,7 +207,8 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
 
   const evaluate = async (modelDir: string, cell: PlannedCell): Promise<ModelEvaluation> =>
     evaluateModel(modelDir, {
-      pairs: dev(),
+      // a language run evaluates on its own languages' held-out prompts
+      pairs: cell.run ? devOf(cell.run.languages) : dev(),
       judge: await judgeFor(cell.judgeKey),
       maxPrompts: spec.eval.maxPrompts,
       maxNewTokens: spec.eval.maxNewTokens,
@@ -396,7 +405,7 @@ function reportParts(
 function labels(cell: PlannedCell): Pick<CellResult, "id" | "model" | "method" | "ablation" | "seed"> {
   return {
     id: cell.id,
-    model: cell.model.name,
+    model: cellModelLabel(cell),
     method: cell.method,
     ...(cell.ablation !== undefined ? { ablation: cell.ablation } : {}),
     seed: cell.seed,

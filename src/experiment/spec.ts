@@ -64,7 +64,45 @@ export const experimentSchema = z.strictObject({
     .regex(/^[A-Za-z0-9._-]+$/, "use letters, digits, '.', '_' or '-' (it names the output folder)"),
   /** default runs/<name> */
   out: z.string().min(1).optional(),
-  models: z.array(z.strictObject({ name: z.string().min(1), path: z.string().min(1) })).min(1),
+  models: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1),
+        /** the Hugging Face model folder (a user fills it in; `run` stops at once when it is missing) */
+        path: z.string().min(1),
+        /** config.json's fields as published: what `experiment plan` estimates from while the folder is absent */
+        config: z.record(z.string(), z.unknown()).optional(),
+      }),
+    )
+    .min(1),
+  /**
+   * One training per group of languages, each evaluated on its own languages' held-out prompts (the paper trains
+   * and evaluates each language separately). Absent: one run on data.languages. Each may run a subset of the
+   * methods and of the ablations and grids (by name; default all).
+   */
+  languageRuns: z
+    .array(
+      z.strictObject({
+        name: z.string().regex(/^[^\s/]+$/, "a short label without spaces or slashes (it names report rows)"),
+        languages: z.array(z.string().min(1)).min(1),
+        methods: z.array(z.enum(METHODS)).min(1).optional(),
+        studies: z.array(z.string().min(1)).optional(),
+      }),
+    )
+    .min(1)
+    .optional(),
+  /** what `experiment plan` assumes where the data or the tokenizer is not there to count */
+  estimate: z
+    .strictObject({
+      /** training pairs per language when the data file is absent (the paper: 424 per language) */
+      pairsPerLanguage: posInt.default(424),
+      /** tokens of one SFT example (prompt + answer) and of one judge prompt */
+      exampleTokens: posInt.default(512),
+      judgePromptTokens: posInt.default(512),
+      /** sustained training throughput, for the time column (default 100 TFLOP/s: a recent GPU in bf16) */
+      flopsPerSecond: z.number().positive().default(1e14),
+    })
+    .default({ pairsPerLanguage: 424, exampleTokens: 512, judgePromptTokens: 512, flopsPerSecond: 1e14 }),
   data: z.strictObject({
     train: z.string().min(1),
     dev: z.string().min(1),
@@ -155,6 +193,24 @@ export function parseExperimentSpec(json: unknown, source: string): ExperimentSp
           `${source}: ablations[${i}] (${a.name}) is for method ${m}, which is not in methods [${spec.methods.join(", ")}]`,
         );
   });
+  (spec.languageRuns ?? []).forEach((r, i) => {
+    for (const m of r.methods ?? [])
+      if (!spec.methods.includes(m))
+        throw new InputError(
+          `${source}: languageRuns[${i}] (${r.name}) lists method ${m}, which is not in methods [${spec.methods.join(", ")}]`,
+        );
+    const studies = new Set([...spec.ablations.map((a) => a.name), ...spec.grids.map((g) => g.name)]);
+    for (const s of r.studies ?? [])
+      if (!studies.has(s))
+        throw new InputError(
+          `${source}: languageRuns[${i}] (${r.name}) lists study "${s}", which is no ablation or grid name ` +
+            `(${[...studies].join(", ") || "none defined"})`,
+        );
+  });
+  dup(
+    "language run",
+    (spec.languageRuns ?? []).map((r) => r.name),
+  );
   spec.grids.forEach((g, i) => {
     for (const m of g.method)
       if (!spec.methods.includes(m))

@@ -158,3 +158,82 @@ export function loraParams(model: ShapeSource, cfg: Pick<LoraConfig, "r" | "targ
     if (cfg.targetModules.includes(l.name.split(".").pop()!)) n += cfg.r * (l.inFeatures + l.outFeatures);
   return n;
 }
+
+// ---------------------------------------------------------------- memory from shapes (estimates)
+
+export interface MemoryEstimate {
+  weights: number;
+  /** gradients, float32 masters and AdamW moments of what trains */
+  trainingState: number;
+  activations: number;
+  total: number;
+}
+
+/** Saved activations of one decoder layer's forward for backward, in bytes (eager attention keeps its scores). */
+function layerActivationBytes(model: ShapeSource, tokens: number, time: number, bytes: number): number {
+  const c = model.cfg;
+  const layer = model.linears().slice(0, 7);
+  let outs = 0;
+  for (const l of layer) outs += l.outFeatures;
+  const intermediate = layer[4]?.outFeatures ?? 0; // gate_proj
+  // norm inputs/outputs and residuals (~6 × hidden), every projection's output, the MLP's activation and product,
+  // and the attention scores and probabilities
+  const perToken = 6 * c.hiddenSize + outs + 2 * intermediate;
+  return tokens * perToken * bytes + 2 * c.numHeads * tokens * time * bytes;
+}
+
+/**
+ * Peak memory of one training step, estimated from shapes (batch × time tokens): weights in the compute dtype,
+ * the training state (full fine-tuning in mixed precision: bf16 gradients + float32 masters + two float32
+ * moments = 14 bytes per parameter besides the weights; float32: 12; adapters: 16 per trainable parameter), and
+ * activations (with checkpointing every layer's input plus one layer's graph; without, every layer's graph) plus
+ * the loss positions' float32 logits and their gradient. Allocator overhead and fragmentation are not included.
+ */
+export function trainMemoryEstimate(
+  model: ShapeSource,
+  opts: {
+    method: MethodName;
+    totalParams: number;
+    trainableParams: number;
+    dtype: "float32" | "bfloat16";
+    batch: number;
+    time: number;
+    lossTokens: number;
+    checkpointing: boolean;
+  },
+): MemoryEstimate {
+  const b = opts.dtype === "float32" ? 4 : 2;
+  const weights = opts.totalParams * b;
+  const trainingState =
+    opts.method === "full" ? opts.totalParams * (b === 2 ? 14 : 12) : opts.trainableParams * 16;
+  const tokens = opts.batch * opts.time;
+  const layer = layerActivationBytes(model, tokens, opts.time, b);
+  const L = model.cfg.numLayers;
+  const graph = opts.checkpointing ? L * tokens * model.cfg.hiddenSize * b + layer : L * layer;
+  const activations = graph + 2 * opts.lossTokens * model.cfg.vocabSize * 4;
+  return { weights, trainingState, activations, total: weights + trainingState + activations };
+}
+
+/** Peak memory of identification (no parameter gradients; every linear output's gradient is read). */
+export function identifyMemoryEstimate(
+  model: ShapeSource,
+  opts: {
+    totalParams: number;
+    dtype: "float32" | "bfloat16";
+    batch: number;
+    time: number;
+    checkpointing: boolean;
+  },
+): MemoryEstimate {
+  const b = opts.dtype === "float32" ? 4 : 2;
+  const weights = opts.totalParams * b;
+  const tokens = opts.batch * opts.time;
+  const layer = layerActivationBytes(model, tokens, opts.time, b);
+  const L = model.cfg.numLayers;
+  const graph = opts.checkpointing ? L * tokens * model.cfg.hiddenSize * b + layer : L * layer;
+  let outs = 0;
+  for (const l of model.linears()) outs += l.outFeatures;
+  // output gradients of one layer at a time with checkpointing, of all of them without
+  const grads = (opts.checkpointing ? outs / L : outs) * tokens * b;
+  return { weights, trainingState: 0, activations: graph + grads, total: weights + graph + grads };
+}

@@ -131,6 +131,8 @@ export const cellResultSchema = z.strictObject({
     wallSeconds: nonNeg,
     flopsPerSecond: nonNeg,
     peakMemoryBytes: nonNeg,
+    /** training's 6 · N · D, as common trainers report it (absent in results made before it was recorded) */
+    flopsTrainerEstimate: nonNeg.optional(),
   }),
   security: securitySchema,
   /** Keyed by benchmark: "arc_challenge", "gsm8k", "mmlu", "heldout_code_loss", ... */

@@ -197,6 +197,7 @@ export function costTable(results: ExperimentResults): Table {
         meanOf(s, (c) => c.cost.flopsTotal),
         meanOf(ref, (c) => c.cost.flopsTotal),
       ),
+      numberAcrossSeeds(s.cells.map((c) => c.cost.flopsTrainerEstimate)),
       numberAcrossSeeds(s.cells.map((c) => c.cost.wallSeconds)),
       numberAcrossSeeds(s.cells.map((c) => c.cost.flopsPerSecond)),
       numberAcrossSeeds(s.cells.map((c) => c.cost.peakMemoryBytes)),
@@ -212,8 +213,11 @@ export function costTable(results: ExperimentResults): Table {
     howToRead:
       "One row per trained method (the base model is not trained). Trainable share is trainable / total " +
       'parameters; the "vs full FT" columns divide by full fine-tuning of the same model (100% for full ' +
-      "fine-tuning itself). FLOPs are the training run's counted forward and backward FLOPs; wall time and " +
-      "peak memory are measured on the machine named above, so compare them only within this report.",
+      "fine-tuning itself). FLOPs are the training run's counted forward and backward FLOPs (GoodVibe's include " +
+      "identification); 6·N·D is the estimate common trainers report for training alone (N: parameters without " +
+      "the input embedding plus the method's own, D: input tokens with padding), which charges every method " +
+      "alike per token: compare it, not the counted FLOPs, with figures such as the paper's Table 3. Wall time " +
+      "and peak memory are measured on the machine named above, so compare them only within this report.",
     columns: [
       ...settingColumns(),
       { header: "Seeds", unit: "count" },
@@ -225,6 +229,7 @@ export function costTable(results: ExperimentResults): Table {
       { header: "FLOPs backward", unit: "flops", csvExtras: ["sd"] },
       { header: "FLOPs total", unit: "flops", csvExtras: ["sd"] },
       { header: "FLOPs vs full FT", unit: "share" },
+      { header: "FLOPs 6·N·D (trainers' estimate)", unit: "flops", csvExtras: ["sd"] },
       { header: "Wall time", unit: "seconds", csvExtras: ["sd"] },
       { header: "Throughput (FLOP/s)", unit: "flops", csvExtras: ["sd"] },
       { header: "Peak memory", unit: "bytes", csvExtras: ["sd"] },

@@ -178,3 +178,49 @@ test("loadExperimentSpec: YAML with --set overrides; unreadable and non-mapping 
   throwsInput(() => loadExperimentSpec(path.join(dir, "list.yaml")), "list.yaml", "mapping");
   throwsInput(() => loadExperimentSpec(file, ["noequals"]), "key=value");
 });
+
+test("languageRuns: one block per language run, its methods and studies; bad names are refused", () => {
+  const spec = parseExperimentSpec(
+    {
+      ...BASE,
+      methods: ["base", "goodvibe", "lora"],
+      ablations: [{ name: "no-cluster", set: { "cluster.disabled": true } }],
+      grids: [{ name: "topk", key: "identify.topK", values: [10] }],
+      languageRuns: [
+        { name: "C++", languages: ["c++"] },
+        { name: "Go", languages: ["go"], methods: ["goodvibe"], studies: ["topk"] },
+      ],
+    },
+    "t.yaml",
+  );
+  const cells = expandCells(spec);
+  assert.deepEqual(
+    cells.map((c) => `${c.run!.name}|${c.method}|${c.ablation ?? ""}|${(c.harden?.languages ?? []).join()}`),
+    [
+      "C++|base||",
+      "C++|goodvibe||c++",
+      "C++|lora||c++",
+      "C++|goodvibe|no-cluster|c++",
+      "C++|goodvibe|topk=10|c++",
+      "Go|goodvibe||go",
+      "Go|goodvibe|topk=10|go",
+    ],
+  );
+  const bad = (over: Record<string, unknown>, re: RegExp) =>
+    assert.throws(() => parseExperimentSpec({ ...BASE, ...over }, "t.yaml"), re);
+  bad({ languageRuns: [{ name: "a b", languages: ["go"] }] }, /languageRuns\.0\.name/);
+  bad(
+    { languageRuns: [{ name: "Go", languages: ["go"], methods: ["full"] }] },
+    /languageRuns\[0\] \(Go\).*full/,
+  );
+  bad({ languageRuns: [{ name: "Go", languages: ["go"], studies: ["nope"] }] }, /study "nope"/);
+  bad(
+    {
+      languageRuns: [
+        { name: "Go", languages: ["go"] },
+        { name: "Go", languages: ["golang"] },
+      ],
+    },
+    /language run "Go" appears twice/,
+  );
+});

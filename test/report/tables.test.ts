@@ -87,6 +87,20 @@ test("T2: parameter and FLOP ratios to full fine-tuning", () => {
   close(cellOf(csv, [MODEL, "GoodVibe"], "FLOPs total sd"), 0.2e12 / Math.SQRT2);
 });
 
+test("T2: the trainer-style 6·N·D beside the counted FLOPs, — for results recorded before it", () => {
+  const r = handMadeResults();
+  const col = "FLOPs 6·N·D (trainers' estimate)";
+  assert.equal(cellOf(parseMarkdownTable(tableToMarkdown(costTable(r))), [MODEL, "GoodVibe"], col), "—");
+  for (const c of r.cells) if (c.method === "goodvibe") c.cost.flopsTrainerEstimate = 3e12 + c.seed * 1e12;
+  const table = costTable(r);
+  // seeds 1 and 2: 4e12 and 5e12 -> 4.5e12 ± 0.71e12
+  assert.equal(
+    cellOf(parseMarkdownTable(tableToMarkdown(table)), [MODEL, "GoodVibe"], col),
+    "4.50e+12 ± 7.1e+11 sd",
+  );
+  assert.match(table.howToRead, /6·N·D/);
+});
+
 test("T2: without a full fine-tuning run the ratios are — and a note says why", () => {
   const noFull: ExperimentResults = { ...results, cells: results.cells.filter((c) => c.method !== "full") };
   const table = costTable(noFull);

@@ -3,6 +3,17 @@ import { collect, integer } from "../options.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { loadExperimentSpec, type ExperimentSpec } from "../../experiment/spec.js";
 import { claimWorkFolder } from "../../io/atomic.js";
+import {
+  canonicalJson,
+  cellModelLabel,
+  describeCell,
+  expandCells,
+  isCellDone,
+  missingInputs,
+  planExperiment,
+} from "../../experiment/plan.js";
+import { estimateCells } from "../../experiment/estimate.js";
+import { runExperiment } from "../../experiment/run.js";
 
 /** Every path an experiment reads: its output folder must lie apart from all of them. */
 function experimentInputs(spec: ExperimentSpec, file: string): Record<string, string | undefined> {
@@ -18,8 +29,6 @@ function experimentInputs(spec: ExperimentSpec, file: string): Record<string, st
     if (typeof v === "string") inputs[`eval.utility.${k}`] = v;
   return inputs;
 }
-import { describeCell, isCellDone, planExperiment } from "../../experiment/plan.js";
-import { runExperiment } from "../../experiment/run.js";
 
 export function registerExperiment(program: Command): void {
   const exp = program
@@ -101,30 +110,125 @@ Ctrl-C stops at the next checkpoint; rerunning the same command resumes and skip
 
   exp
     .command("plan <file>")
-    .description("list the cells in run order and which are already finished (reads and hashes the inputs)")
+    .description(
+      "list the cells in run order with FLOPs, memory and time estimated from shapes, and which are finished",
+    )
     .option("-o, --out <dir>", "output folder (default: the file's out, or runs/<name>)")
     .option("--set <key=value>", "override a key of the experiment file (repeatable)", collect, [])
-    .addHelpText("after", "\nExample:\n  goodvibe experiment plan experiments/organism.yaml --set seeds=[0]")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  goodvibe experiment plan experiments/paper.yaml
+  goodvibe experiment plan experiments/organism.yaml --set seeds=[0]
+Shapes come from each model folder's config.json, or from the experiment file's models[].config while the folder
+is absent; cell ids and the cache status need every input present.`,
+    )
     .action(async (file: string, opts: { out?: string; set: string[] }) => {
       const g = program.opts();
       await runCommand(g, async () => {
-        const plan = planExperiment(loadExperimentSpec(file, opts.set), { out: opts.out, source: file });
-        const rows = plan.cells.map((c) => ({
-          id: c.id,
-          model: c.model.name,
-          method: c.method,
-          ablation: c.ablation ?? null,
-          seed: c.seed,
-          cached: isCellDone(c),
-        }));
+        const spec = loadExperimentSpec(file, opts.set);
+        const settings = expandCells(spec, file);
+        const estimates = estimateCells(spec, settings, file);
+        const missing = missingInputs(spec, file);
+        const plan = missing.length === 0 ? planExperiment(spec, { out: opts.out, source: file }) : null;
+        const rows = settings.map((c, i) => {
+          const p = plan?.cells[i];
+          return {
+            id: p?.id ?? null,
+            model: cellModelLabel(c),
+            method: c.method,
+            ablation: c.ablation ?? null,
+            seed: c.seed,
+            cached: p ? isCellDone(p) : false,
+            estimate: estimates[i]!,
+          };
+        });
         const done = rows.filter((r) => r.cached).length;
+        // cells with equal settings (a grid value equal to the default) are computed once: count them once
+        const seen = new Set<string>();
+        const unique = rows.filter((_, i) => {
+          const c = settings[i]!;
+          const k = canonicalJson([
+            c.model.path,
+            c.run?.languages,
+            c.method,
+            c.harden && { ...c.harden, out: 0 },
+          ]);
+          return !seen.has(k) && !!seen.add(k);
+        });
+        const sum = (f: (r: (typeof rows)[number]) => number) => unique.reduce((a, r) => a + f(r), 0);
+        const e = spec.estimate;
         const human = [
-          `${plan.outDir}: ${rows.length} cells, ${done} cached, ${rows.length - done} to run`,
-          ...plan.cells.map(
-            (c, i) => `${rows[i]!.cached ? "cached " : "pending"}  ${c.id}  ${describeCell(c)}`,
-          ),
+          plan
+            ? `${plan.outDir}: ${rows.length} cells, ${done} cached, ${rows.length - done} to run`
+            : `${rows.length} cells; inputs missing (ids and cache status need them; \`experiment run\` stops at the first):`,
+          ...missing.map((m) => `  ${m}`),
+          `estimates from shapes: judge prompts of ${e.judgePromptTokens} tokens, training examples of ` +
+            `${e.exampleTokens} tokens (loss on half), ${e.pairsPerLanguage} pairs per language where the data ` +
+            `is absent, ${formatFlops(e.flopsPerSecond)}/s; FLOPs = identification + training, counted; ` +
+            `6·N·D = the trainer-style estimate of training (README, "Cost")`,
+          [
+            "status ",
+            "id              ",
+            "FLOPs       ",
+            "6·N·D       ",
+            "memory   ",
+            "time     ",
+            "trainable          ",
+            "cell",
+          ].join(" "),
+          ...settings.map((c, i) => {
+            const r = rows[i]!;
+            const x = r.estimate;
+            const trainable =
+              x.trainable.high === 0
+                ? "—"
+                : x.trainable.low === x.trainable.high
+                  ? formatCount(x.trainable.high)
+                  : `${formatCount(x.trainable.low)}–${formatCount(x.trainable.high)}`;
+            return [
+              (r.cached ? "cached" : "pending").padEnd(7),
+              (r.id ?? "—").padEnd(16),
+              formatFlops(x.flops.total).padEnd(12),
+              formatFlops(x.trainerEstimate).padEnd(12),
+              formatBytes(x.peakMemoryBytes).padEnd(9),
+              formatSeconds(x.seconds).padEnd(9),
+              trainable.padEnd(19),
+              describeCell(c),
+            ].join(" ");
+          }),
+          `total over the ${unique.length} distinct cells: ${formatFlops(sum((r) => r.estimate.flops.total))}, ` +
+            `${formatSeconds(sum((r) => r.estimate.seconds))} at ${formatFlops(e.flopsPerSecond)}/s (training and ` +
+            `identification; evaluation and the judge's training not included)`,
         ].join("\n");
-        output(g, human, { outDir: plan.outDir, cells: rows });
+        output(g, human, { outDir: plan?.outDir ?? null, missing, cells: rows });
       });
     });
+}
+
+function formatFlops(f: number): string {
+  if (f === 0) return "0";
+  const units = ["", "k", "M", "G", "T", "P", "E"];
+  const i = Math.min(units.length - 1, Math.floor(Math.log10(f) / 3));
+  return `${(f / 1000 ** i).toPrecision(3)} ${units[i]}FLOP`;
+}
+
+function formatBytes(b: number): string {
+  return b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(1)} GiB` : `${(b / 2 ** 20).toFixed(0)} MiB`;
+}
+
+function formatSeconds(s: number): string {
+  if (s === 0) return "—";
+  if (s < 120) return `${s.toFixed(0)} s`;
+  if (s < 7200) return `${(s / 60).toFixed(0)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+function formatCount(n: number): string {
+  return n >= 1e9
+    ? `${(n / 1e9).toFixed(2)} B`
+    : n >= 1e6
+      ? `${(n / 1e6).toFixed(2)} M`
+      : n.toLocaleString("en-US");
 }

@@ -1,0 +1,193 @@
+/**
+ * What each cell of an experiment will cost, estimated from shapes before anything runs (`experiment plan`):
+ * FLOPs of identification and training (the exact per-step count of method/flops.ts, on examples of the assumed
+ * length), the trainer-style 6·N·D beside it, peak memory, and time at an assumed throughput. Shapes come from
+ * the model folder's config.json when it exists, else from the `config` the experiment file gives; pair counts
+ * from the data file when it exists, else from `estimate.pairsPerLanguage`.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { InputError } from "../errors.js";
+import { loadModelConfig, parseModelConfig } from "../io/config.js";
+import { readPairs } from "../data/pairs.js";
+import { ModelShape } from "../models/shapes.js";
+import {
+  estimateParams,
+  goodvibeModules,
+  goodvibeParams,
+  identifyFlops,
+  identifyMemoryEstimate,
+  loraParams,
+  sftFlops,
+  trainMemoryEstimate,
+  trainerFlopsEstimate,
+  type MethodShapes,
+} from "../method/flops.js";
+import type { HardenConfig } from "../recipes/harden.js";
+import type { ExperimentSpec } from "./spec.js";
+import type { CellSetting } from "./plan.js";
+
+export interface CellEstimate {
+  /** where the shapes came from */
+  shapes: "config.json" | "experiment file";
+  /** training pairs of the cell's languages, and whether they were counted or assumed */
+  pairs: number;
+  pairsCounted: boolean;
+  /** trainable parameters: a range for GoodVibe (one to two update rows per module), else exact */
+  trainable: { low: number; high: number };
+  totalParams: number;
+  flops: { identify: number; train: number; total: number };
+  /** 6 · N · D of training (transformers' Trainer style) */
+  trainerEstimate: number;
+  peakMemoryBytes: number;
+  seconds: number;
+}
+
+/** The model's shapes: from its folder when there, else from the experiment file's `config`. */
+export function shapeForModel(
+  model: ExperimentSpec["models"][number],
+  source: string,
+): { shape: ModelShape; from: CellEstimate["shapes"] } {
+  if (fs.existsSync(path.join(model.path, "config.json")))
+    return { shape: new ModelShape(loadModelConfig(model.path)), from: "config.json" };
+  if (!model.config)
+    throw new InputError(
+      `${source}: model "${model.name}": no config.json at ${model.path} and no \`config\` in the experiment ` +
+        `file to estimate from (give the fields of its published config.json)`,
+    );
+  return {
+    shape: new ModelShape(parseModelConfig(model.config, `${source}: model "${model.name}" config`)),
+    from: "experiment file",
+  };
+}
+
+/** What GoodVibe, LoRA or full fine-tuning trains, as shapes (GoodVibe with `rows` rows per module). */
+function methodShapes(shape: ModelShape, cfg: HardenConfig, rows: number): MethodShapes {
+  if (cfg.method === "full") return { name: "full", shapes: [] };
+  if (cfg.method === "lora")
+    return {
+      name: "lora",
+      shapes: shape
+        .linears()
+        .filter((l) => cfg.lora.targetModules.includes(l.name.split(".").pop()!))
+        .flatMap((l) => [
+          [`${l.name}.lora_A`, [cfg.lora.r, l.inFeatures]] as [string, number[]],
+          [`${l.name}.lora_B`, [l.outFeatures, cfg.lora.r]] as [string, number[]],
+        ]),
+    };
+  return {
+    name: "goodvibe",
+    shapes: goodvibeModules(shape).map(
+      (l) =>
+        [`${l.name}.U`, [Math.min(rows, cfg.identify.topK, l.outFeatures), l.inFeatures]] as [
+          string,
+          number[],
+        ],
+    ),
+  };
+}
+
+export function estimateCells(
+  spec: ExperimentSpec,
+  cells: CellSetting[],
+  source = "experiment",
+): CellEstimate[] {
+  const shapes = new Map(spec.models.map((m) => [m.name, shapeForModel(m, source)]));
+  const counts = new Map<string, number | null>();
+  const pairsOf = (languages: string[] | undefined): { n: number; counted: boolean } => {
+    const key = (languages ?? ["(all)"]).join("\0");
+    if (!counts.has(key))
+      counts.set(
+        key,
+        fs.existsSync(spec.data.train)
+          ? readPairs(spec.data.train, languages ? { languages } : {}).length
+          : null,
+      );
+    const n = counts.get(key);
+    if (n !== null && n !== undefined) return { n, counted: true };
+    return { n: spec.estimate.pairsPerLanguage * (languages?.length ?? 1), counted: false };
+  };
+  const e = spec.estimate;
+  return cells.map((c) => {
+    const { shape, from } = shapes.get(c.model.name)!;
+    const total = shape.params().total;
+    const languages = c.run?.languages ?? spec.data.languages;
+    const pairs = pairsOf(languages);
+    const zero = { identify: 0, train: 0, total: 0 };
+    if (c.harden === null)
+      return {
+        shapes: from,
+        pairs: pairs.n,
+        pairsCounted: pairs.counted,
+        trainable: { low: 0, high: 0 },
+        totalParams: total,
+        flops: zero,
+        trainerEstimate: 0,
+        // evaluation only: the bf16 weights (generation's KV cache is not estimated)
+        peakMemoryBytes: 2 * total,
+        seconds: 0,
+      };
+    const h = c.harden;
+    const dtype = h.dtype === "float32" ? "float32" : "bfloat16";
+    const cap = (n: number, max: number) => (max > 0 ? Math.min(n, max) : n);
+    // identification: every pair gives a secure and an insecure judge prompt
+    let identify = 0;
+    let identifyPeak = 0;
+    if (h.method === "goodvibe") {
+      const samples = 2 * cap(pairs.n, h.identify.maxPairs);
+      identify =
+        samples * identifyFlops(shape, [1, e.judgePromptTokens], h.identify.mode === "gradient").total;
+      identifyPeak = identifyMemoryEstimate(shape, {
+        totalParams: total,
+        dtype,
+        batch: h.identify.batchSize,
+        time: e.judgePromptTokens,
+        checkpointing: h.identify.gradientCheckpointing,
+      }).total;
+    }
+    const rowsHigh = h.method === "goodvibe" && h.cluster.disabled ? h.identify.topK : 2;
+    const rowsLow = h.method === "goodvibe" && h.cluster.disabled ? h.identify.topK : 1;
+    const trainable =
+      h.method === "full"
+        ? { low: total, high: total }
+        : h.method === "lora"
+          ? { low: loraParams(shape, h.lora), high: loraParams(shape, h.lora) }
+          : {
+              low: goodvibeParams(shape, { rows: rowsLow, topK: h.identify.topK }),
+              high: goodvibeParams(shape, { rows: rowsHigh, topK: h.identify.topK }),
+            };
+    // training: epochs × examples of the assumed length, the loss on the answer half
+    const examples = cap(pairs.n, h.train.maxPairs) * h.train.epochs;
+    const T = Math.min(e.exampleTokens, h.train.maxLength);
+    const step = sftFlops(
+      shape,
+      methodShapes(shape, h, rowsHigh),
+      [1, T],
+      T / 2,
+      h.train.gradientCheckpointing,
+    );
+    const train = examples * step.total;
+    const n = estimateParams(shape.params(), h.method, trainable.high);
+    const trainPeak = trainMemoryEstimate(shape, {
+      method: h.method,
+      totalParams: total,
+      trainableParams: trainable.high,
+      dtype,
+      batch: h.train.batchSize,
+      time: T,
+      lossTokens: (h.train.batchSize * T) / 2,
+      checkpointing: h.train.gradientCheckpointing,
+    }).total;
+    return {
+      shapes: from,
+      pairs: pairs.n,
+      pairsCounted: pairs.counted,
+      trainable,
+      totalParams: total,
+      flops: { identify, train, total: identify + train },
+      trainerEstimate: trainerFlopsEstimate(n, examples * T),
+      peakMemoryBytes: Math.max(identifyPeak, trainPeak),
+      seconds: (identify + train) / e.flopsPerSecond,
+    };
+  });
+}
