@@ -18,6 +18,7 @@ export const identifySchema = z
     maxLength: posInt.default(DEFAULT_IDENTIFY.maxLength),
     gradientCheckpointing: z.boolean().default(DEFAULT_IDENTIFY.gradientCheckpointing),
     instruction: z.string().min(1).default(DEFAULT_IDENTIFY.instruction),
+    lmHead: z.boolean().default(DEFAULT_IDENTIFY.lmHead),
   })
   .strict();
 

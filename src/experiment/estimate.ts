@@ -77,7 +77,7 @@ function methodShapes(shape: ModelShape, cfg: HardenConfig, rows: number): Metho
     };
   return {
     name: "goodvibe",
-    shapes: goodvibeModules(shape).map(
+    shapes: goodvibeModules(shape, cfg.identify.lmHead).map(
       (l) =>
         [`${l.name}.U`, [Math.min(rows, cfg.identify.topK, l.outFeatures), l.inFeatures]] as [
           string,
@@ -136,7 +136,13 @@ export function estimateCells(
     if (h.method === "goodvibe") {
       const samples = 2 * cap(pairs.n, h.identify.maxPairs);
       identify =
-        samples * identifyFlops(shape, [1, e.judgePromptTokens], h.identify.mode === "gradient").total;
+        samples *
+        identifyFlops(
+          shape,
+          [1, e.judgePromptTokens],
+          h.identify.mode === "gradient",
+          h.identify.lmHead && h.identify.mode === "activation",
+        ).total;
       identifyPeak = identifyMemoryEstimate(shape, {
         totalParams: total,
         dtype,
@@ -153,8 +159,12 @@ export function estimateCells(
         : h.method === "lora"
           ? { low: loraParams(shape, h.lora), high: loraParams(shape, h.lora) }
           : {
-              low: goodvibeParams(shape, { rows: rowsLow, topK: h.identify.topK }),
-              high: goodvibeParams(shape, { rows: rowsHigh, topK: h.identify.topK }),
+              low: goodvibeParams(shape, { rows: rowsLow, topK: h.identify.topK, lmHead: h.identify.lmHead }),
+              high: goodvibeParams(shape, {
+                rows: rowsHigh,
+                topK: h.identify.topK,
+                lmHead: h.identify.lmHead,
+              }),
             };
     // training: epochs × examples of the assumed length, the loss on the answer half
     const examples = cap(pairs.n, h.train.maxPairs) * h.train.epochs;

@@ -94,12 +94,21 @@ export function sftFlops(
   return { forward, backward, total: forward + backward };
 }
 
-/** Identification: a forward and a backward to the activations only (no parameter gradients). */
-export function identifyFlops(model: ShapeSource, shape: number[], withBackward: boolean): FlopCount {
+/**
+ * Identification: a forward and a backward to the activations only (no parameter gradients). The activation
+ * variant with lm_head as a target also runs lm_head over every position and the whole vocabulary.
+ */
+export function identifyFlops(
+  model: ShapeSource,
+  shape: number[],
+  withBackward: boolean,
+  lmHeadEverywhere = false,
+): FlopCount {
   const [B, T] = shape as [number, number];
   const { linear, attention } = layerForwardFlops(model, B, T);
   const head = 2 * B * model.cfg.hiddenSize * 2;
-  const forward = linear + attention + head;
+  const fullHead = lmHeadEverywhere ? 2 * B * T * model.cfg.hiddenSize * model.cfg.vocabSize : 0;
+  const forward = linear + attention + head + fullHead;
   const backward = withBackward ? linear + 2 * attention + head : 0;
   return { forward, backward, total: forward + backward };
 }
@@ -126,7 +135,10 @@ export function trainerFlopsEstimate(n: number, tokens: number): number {
 
 /** The modules GoodVibe hooks: the 7 projections of every layer, and lm_head when asked. */
 export function goodvibeModules(model: ShapeSource, lmHead = false): LinearShape[] {
-  const out: LinearShape[] = model.linears().map((l) => ({ ...l, bias: false }));
+  // fields read one by one: a loaded model's Linear has its sizes as getters, which a spread would drop
+  const out: LinearShape[] = model
+    .linears()
+    .map((l) => ({ name: l.name, inFeatures: l.inFeatures, outFeatures: l.outFeatures, bias: false }));
   if (lmHead)
     out.push({
       name: "lm_head",

@@ -12,9 +12,22 @@ export interface TokenBatch {
   attentionMask?: Tensor; // [B, T]
 }
 
-/** Float32 logits of `tokenIds` only, from hidden states [N, H]. */
-export function restrictedLogits(model: DecoderModel, hidden: Tensor, tokenIds: Tensor): Tensor {
-  let logits = hidden.linear(model.lmHead.indexSelect(0, tokenIds)).float();
+/**
+ * Float32 logits of `tokenIds` only, from hidden states [N, H]. `onRaw` sees them as lm_head computes them
+ * (before the float cast and Gemma's soft-capping): identification reads lm_head's gradient there.
+ */
+export function restrictedLogits(
+  model: DecoderModel,
+  hidden: Tensor,
+  tokenIds: Tensor,
+  onRaw?: (raw: Tensor) => void,
+): Tensor {
+  // an update trained on lm_head's rows and not yet folded takes part: the full head, then the columns
+  const raw = model.head.adapter
+    ? model.head.forward(hidden).indexSelect(-1, tokenIds)
+    : hidden.linear(model.lmHead.indexSelect(0, tokenIds));
+  onRaw?.(raw);
+  let logits = raw.float();
   const cap = model.cfg.finalLogitSoftcapping;
   if (cap) logits = logits.div(cap).tanh().mul(cap);
   return logits;
@@ -30,11 +43,12 @@ export function judgeLossHead(
   labelTokenIds: [number, number],
   labels: Tensor,
   reduction: "sum" | "mean" | "none" = "sum",
+  onRaw?: (raw: Tensor) => void,
 ): (hidden: Tensor) => Tensor {
   const tokenIds = Tensor.fromArray(labelTokenIds, [2], "int64");
   return (hidden) => {
     const last = hidden.select(1, hidden.size(1) - 1); // [B, H]
-    return crossEntropy(restrictedLogits(model, last, tokenIds), labels, { reduction });
+    return crossEntropy(restrictedLogits(model, last, tokenIds, onRaw), labels, { reduction });
   };
 }
 

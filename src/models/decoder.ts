@@ -40,6 +40,8 @@ export class DecoderModel {
   readonly embed: Tensor;
   readonly norm: RMSNorm;
   readonly lmHead: Tensor;
+  /** lm_head as a linear layer ("lm_head"): the slot a GoodVibe update on its rows plugs into (identify.lmHead) */
+  readonly head: Linear;
   private readonly invFreqGlobal: Tensor;
   private readonly invFreqLocal: Tensor | null;
 
@@ -54,6 +56,7 @@ export class DecoderModel {
     for (let i = 0; i < cfg.numLayers; i++) this.layers.push(buildLayer(cfg, i, source));
     this.norm = new RMSNorm("model.norm", source("model.norm.weight")!, cfg.rmsNormEps, cfg.normOnePlus);
     this.lmHead = cfg.tieWordEmbeddings ? this.embed : source("lm_head.weight")!;
+    this.head = new Linear("lm_head", this.lmHead, null);
     this.invFreqGlobal = keep(ropeInvFreq(cfg.headDim, cfg.ropeTheta, cfg.ropeScaling));
     this.invFreqLocal =
       cfg.ropeLocalTheta !== null && cfg.layerTypes.includes("sliding_attention")
@@ -74,7 +77,9 @@ export class DecoderModel {
     ]);
   }
 
+  /** A linear layer by HF name: one of linears(), or "lm_head". */
   linear(name: string): Linear {
+    if (name === "lm_head") return this.head;
     const found = this.linears().find((l) => l.name === name);
     if (!found) throw new InputError(`no linear layer named ${name} in this ${this.cfg.family} model`);
     return found;
@@ -173,7 +178,7 @@ export class DecoderModel {
 
   /** lm_head over the given hidden states, float32 logits (with Gemma's final soft-capping if set). */
   logitsFrom(hidden: Tensor): Tensor {
-    let logits = hidden.linear(this.lmHead).float();
+    let logits = this.head.forward(hidden).float();
     const cap = this.cfg.finalLogitSoftcapping;
     if (cap) logits = logits.div(cap).tanh().mul(cap);
     return logits;

@@ -87,6 +87,8 @@ export interface IdentifyConfig {
   maxLength: number;
   gradientCheckpointing: boolean;
   instruction: string;
+  /** lm_head's rows are neurons too (§4.1's "all linear layers"; Table 6's count): off by default */
+  lmHead: boolean;
 }
 
 export interface HardenConfig {
@@ -122,6 +124,7 @@ export const DEFAULT_IDENTIFY: IdentifyConfig = {
   maxLength: 1024,
   gradientCheckpointing: true,
   instruction: JUDGE_INSTRUCTION,
+  lmHead: false,
 };
 
 export function defaultHardenConfig(
@@ -417,6 +420,7 @@ export async function stageIdentify(
     batchSize: cfg.identify.batchSize,
     gradientCheckpointing: cfg.identify.gradientCheckpointing,
     profileSamples: cfg.identify.profileSamples,
+    lmHead: cfg.identify.lmHead,
     runDir: slot.dir,
     checkpointEvery: Math.max(cfg.identify.batchSize, 32),
     source: {
@@ -487,6 +491,13 @@ export function attachMethod(model: DecoderModel, cfg: HardenConfig, clusters?: 
       });
     }
   }
+}
+
+/** How a model of this compute dtype trains, in words (logs, goodvibe-stats.json). */
+export function precisionOf(dtype: DType): string {
+  return dtype === "float32"
+    ? "fp32 (float32 compute, weights and AdamW states)"
+    : `${dtype} mixed precision (${dtype} compute, float32 master copies of the trainable tensors and float32 AdamW states)`;
 }
 
 interface Prepared {
@@ -564,6 +575,8 @@ interface StatsFile {
   /** what keyed each stage of the run that made it */
   stages?: Partial<Record<"identify" | "cluster" | "train", Record<string, unknown>>>;
   method: MethodName;
+  /** how it trained: bf16 mixed precision or fp32 (precisionOf) */
+  precision?: string;
   trainableParams: number;
   totalParams: number;
   artifact: string;
@@ -610,7 +623,7 @@ async function trainAndPublish(
   const trainable = countParams(method.trainable.values());
   const total = countParams(model.parameters().values());
   log.info(
-    `training ${cfg.method}: ${trainable.toLocaleString("en-US")} trainable parameters (${((100 * trainable) / total).toPrecision(3)}% of ${total.toLocaleString("en-US")})`,
+    `training ${cfg.method}: ${trainable.toLocaleString("en-US")} trainable parameters (${((100 * trainable) / total).toPrecision(3)}% of ${total.toLocaleString("en-US")}), ${precisionOf(model.dtype)}`,
   );
   openSlot(plan.train, "training", log);
   const examples = trainExamples(tok, pairs, cfg);
@@ -653,6 +666,7 @@ async function trainAndPublish(
           train: plan.train.inputs,
         },
         method: cfg.method,
+        precision: precisionOf(model.dtype),
         trainableParams: trainable,
         totalParams: total,
         artifact,

@@ -16,6 +16,12 @@ import { readSafetensors, writeSafetensors, type TensorToWrite } from "../../io/
 import { Tensor, keep, noGrad, tidy } from "../../tensor/index.js";
 import { judgeLossHead } from "../losses.js";
 import { identifyFlops, type FlopCount } from "../flops.js";
+import {
+  LM_HEAD,
+  checkLmHeadTarget,
+  lmHeadActivationImportance,
+  lmHeadGradientImportance,
+} from "./lm-head.js";
 import { interrupted, stopRequested } from "../../util/stop.js";
 import { parseJson } from "../../util/keys.js";
 
@@ -38,6 +44,8 @@ export interface IdentifyOptions {
   gradientCheckpointing: boolean;
   /** keep per-sample importances of the selected neurons for the first N samples (clustering features) */
   profileSamples: number;
+  /** lm_head's rows are neurons too (module "lm_head"; lm-head.ts): refused for tied embeddings */
+  lmHead?: boolean;
   /** where to keep resumable state (identify-state/) */
   runDir?: string;
   /** samples between state saves */
@@ -153,7 +161,14 @@ function perSampleMeanAbs(v: Tensor, mask: Tensor, lengths: Tensor): Tensor {
 function fingerprintRun(model: DecoderModel, samples: IdentifySample[], opts: IdentifyOptions): string {
   const h = createHash("sha256");
   h.update(
-    JSON.stringify([modelFingerprint(model).hash, opts.labelTokenIds, opts.mode, opts.profileSamples]),
+    JSON.stringify([
+      modelFingerprint(model).hash,
+      opts.labelTokenIds,
+      opts.mode,
+      opts.profileSamples,
+      // only when on, so that saved state of runs without it keeps its fingerprint
+      ...(opts.lmHead ? ["lm_head"] : []),
+    ]),
   );
   for (const s of samples) h.update(`${s.label}:${s.inputIds.join(",")};`);
   return h.digest("hex").slice(0, 16);
@@ -253,18 +268,21 @@ export async function identify(
       throw new InputError(`label token id ${t} is outside the vocabulary`);
   if (opts.topK < 1) throw new InputError(`top-k must be at least 1, got ${opts.topK}`);
   const linears = model.linears();
+  if (opts.lmHead) checkLmHeadTarget(model);
+  // what gets an importance per output row: the seven projections of every layer, and lm_head when asked
+  const targets = opts.lmHead ? [...linears, model.head] : linears;
   const fingerprint = fingerprintRun(model, samples, opts);
   let acc: Accumulators | null = opts.runDir ? loadState(opts.runDir, fingerprint) : null;
   // saved state holds only non-empty profile lists
-  if (acc) for (const l of linears) if (!acc.profiles.has(l.name)) acc.profiles.set(l.name, []);
+  if (acc) for (const l of targets) if (!acc.profiles.has(l.name)) acc.profiles.set(l.name, []);
   if (!acc) {
     acc = {
       done: 0,
       lossSum: 0,
       secure: 0,
       insecure: 0,
-      sums: new Map(linears.map((l) => [l.name, new Float64Array(l.outFeatures)])),
-      profiles: new Map(linears.map((l) => [l.name, []])),
+      sums: new Map(targets.map((l) => [l.name, new Float64Array(l.outFeatures)])),
+      profiles: new Map(targets.map((l) => [l.name, []])),
       flops: { forward: 0, backward: 0, total: 0 },
       wallSeconds: 0,
     };
@@ -292,6 +310,7 @@ export async function identify(
         model,
         [batch.length, Math.max(...batch.map((s) => s.inputIds.length))],
         opts.mode === "gradient",
+        opts.lmHead === true && opts.mode === "activation",
       );
       acc.flops.forward += f.forward;
       acc.flops.backward += f.backward;
@@ -327,12 +346,26 @@ function runBatch(
     [batch.length],
     "int64",
   );
-  const head = judgeLossHead(model, opts.labelTokenIds, labels, "sum");
+  // lm_head (identify.lmHead): its output gradient is that of the label tokens' logits (lm-head.ts)
+  let raw: Tensor | null = null;
+  const onRaw =
+    opts.lmHead && opts.mode === "gradient"
+      ? (r: Tensor) => {
+          if (!r.requiresGrad) return;
+          r.retainGrad();
+          raw = keep(r);
+        }
+      : undefined;
+  const head = judgeLossHead(model, opts.labelTokenIds, labels, "sum", onRaw);
   const importance = new Map<string, Float32Array>();
   if (opts.mode === "activation") {
     for (const l of linears)
       l.tap = (y) => importance.set(l.name, perSampleMeanAbs(y, mask, lengths).toFloat32Array());
-    const loss = noGrad(() => head(model.hidden(ids, { attentionMask })).item());
+    const loss = noGrad(() => {
+      const hidden = model.hidden(ids, { attentionMask });
+      if (opts.lmHead) importance.set(LM_HEAD, lmHeadActivationImportance(model, hidden, mask, lengths));
+      return head(hidden).item();
+    });
     return { loss, importance };
   }
   const outputs = new Map<string, Tensor>();
@@ -355,12 +388,28 @@ function runBatch(
     g.dispose();
     y.dispose();
   }
+  if (onRaw) {
+    const r = raw as Tensor | null;
+    const g = r?.grad;
+    if (!r || !g) throw new Error("no gradient reached lm_head");
+    importance.set(
+      LM_HEAD,
+      lmHeadGradientImportance(
+        g,
+        opts.labelTokenIds,
+        model.cfg.vocabSize,
+        batch.map((s) => s.inputIds.length),
+      ),
+    );
+    g.dispose();
+    r.dispose();
+  }
   return { loss, importance };
 }
 
 function buildNeuronMap(model: DecoderModel, acc: Accumulators, opts: IdentifyOptions): NeuronMap {
   const modules: Record<string, ModuleNeurons> = {};
-  for (const l of model.linears()) {
+  for (const l of opts.lmHead ? [...model.linears(), model.head] : model.linears()) {
     const sum = acc.sums.get(l.name)!;
     const imp = Float64Array.from(sum, (v) => v / acc.done);
     const indices = topKIndices(imp, opts.topK);
