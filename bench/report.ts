@@ -121,7 +121,7 @@ function fwdbwd(): void {
 function train(): void {
   const rows: (string | number)[][] = [];
   for (const prefix of ["train-", "train-1t-"])
-    for (const m of ["frozen", "goodvibe", "lora", "full"])
+    for (const m of ["frozen", "goodvibe", "lora", "full", "full-fp32"])
       for (const ck of ["", "-ckpt"]) {
         const name = `${prefix}${m}${ck}`;
         const r = read(name);
@@ -132,17 +132,19 @@ function train(): void {
         };
         rows.push([
           m,
+          r.dtype ?? "?",
           r.threads,
           r.checkpointing ? "on" : "off",
           r.layers,
           r.medianSeconds.toFixed(2),
           r.phases.map((p: Json) => p.total.toFixed(2)).join(" / "),
           med("fwdbwd").toFixed(2),
-          med("clip").toFixed(3),
-          med("optimizer").toFixed(3),
+          // older results timed clipping apart from AdamW
+          (med("optimizer") + (r.phases[0]?.clip !== undefined ? med("clip") : 0)).toFixed(3),
           (r.flops.total / r.medianSeconds / 1e9).toFixed(1),
           r.trainableParams.toLocaleString("en-US"),
           gib(r.peakRssBytes),
+          r.trainableParams ? (r.peakRssBytes / r.trainableParams).toFixed(1) : "—",
           gib(r.weightBytes),
           load.get(name) ?? "?",
         ]);
@@ -151,17 +153,18 @@ function train(): void {
     table(
       [
         "method",
+        "dtype",
         "threads",
         "ckpt",
         "layers",
         "s/step (median)",
         "steps",
         "fwd+bwd s",
-        "clip s",
-        "AdamW s",
+        "clip + AdamW s",
         "GFLOP/s",
         "trainable",
         "peak RSS",
+        "peak bytes / trainable",
         "weights",
         "load at start",
       ],

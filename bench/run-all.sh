@@ -2,7 +2,7 @@
 # Runs every benchmark into $OUT (default /tmp/goodvibe-bench/results), one JSON + log per run, each in its own
 # process. Before each run it waits (up to $WAIT_MAX s) for the 1-minute load average to drop under $QUIET,
 # and logs the load it started at, since other people's processes share this machine.
-#   npx tsc -p . && [TRAIN_LAYERS=24] bash bench/run-all.sh [matmul|fwdbwd|fwdbwd-1thread|tidy-layers|train|train-1thread ...]
+#   npx tsc -p . && [TRAIN_LAYERS=24] bash bench/run-all.sh [matmul|fwdbwd|fwdbwd-1thread|tidy-layers|train|train-1thread|full-memory ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/goodvibe-bench/results}
@@ -61,6 +61,10 @@ for part in $parts; do
       run "train-$m" node dist/bench/train-step.js --method $m --layers "$TRAIN_LAYERS"
       run "train-$m-ckpt" node dist/bench/train-step.js --method $m --layers "$TRAIN_LAYERS" --checkpointing
     done
+    ;;
+  full-memory) # full fine-tuning's peak: bf16 mixed precision (the default) against the fp32 path, 1 thread
+    run "train-1t-full-ckpt" node dist/bench/train-step.js --method full --layers "$TRAIN_LAYERS" --threads 1 --checkpointing
+    run "train-1t-full-fp32-ckpt" node dist/bench/train-step.js --method full --dtype float32 --layers "$TRAIN_LAYERS" --threads 1 --checkpointing
     ;;
   train-1thread) # the same steps with one libtorch thread (much faster than two on a shared 2-core machine)
     for m in frozen goodvibe lora full; do

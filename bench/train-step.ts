@@ -3,12 +3,14 @@
  * "answer" half) for one method per process, since peak RSS is per process:
  *   goodvibe  50 random rows per linear layer in 2–4 random clusters, bf16 compute, float32 U
  *   lora      r = 8, alpha 16, dropout 0.05 on q/k/v/o/gate/up/down, bf16 compute, float32 A/B
- *   full      every parameter, float32 model (master weights), AdamW states in float32
+ *   full      every parameter; bf16 (the default, --dtype): bf16 weights and gradients, float32 masters and AdamW
+ *             states, one parameter stepped at a time (optimizerStep); --dtype float32: the fp32 path
  *   frozen    no trainable tensor: the same forward + backward with frozen weights (the memory reference)
- * The step is trainSft's step written out (forwardBackward → clipGradNorm → AdamW step → zeroGrad), so each
- * phase can be timed on its own.
+ * The step is trainSft's step written out (forwardBackward → optimizerStep: clip, AdamW, drop the gradients), so
+ * each phase can be timed on its own.
  *
- *   node dist/bench/train-step.js --method goodvibe [--checkpointing] [--layers 24] [--steps 3] [--threads N] [--json f]
+ *   node dist/bench/train-step.js --method goodvibe [--dtype bfloat16|float32] [--checkpointing] [--layers 24]
+ *     [--steps 3] [--threads N] [--json f]
  */
 import { parseArgs } from "node:util";
 import { loadModel, type DecoderModel } from "../src/models/index.js";
@@ -23,7 +25,7 @@ import type { RowSelection } from "../src/method/goodvibe/adapter.js";
 import { DEFAULT_LORA } from "../src/method/lora/config.js";
 import { IGNORE_INDEX, sftLossHead } from "../src/method/losses.js";
 import { sftFlops } from "../src/method/flops.js";
-import { clipGradNorm } from "../src/method/train.js";
+import { optimizerStep } from "../src/method/train.js";
 import { AdamW, Tensor, manualSeed, tidy } from "../src/tensor/index.js";
 import { createRng } from "../src/util/random.js";
 import { peakRssBytes } from "../src/util/memory.js";
@@ -42,6 +44,7 @@ import { benchIds } from "./pass.js";
 const { values: args } = parseArgs({
   options: {
     method: { type: "string", default: "goodvibe" },
+    dtype: { type: "string", default: "bfloat16" },
     checkpointing: { type: "boolean", default: false },
     layers: { type: "string", default: "24" },
     tokens: { type: "string", default: "256" },
@@ -105,9 +108,8 @@ function main(): void {
   const steps = Number(args.steps);
   const method = args.method!;
   const checkpointing = args.checkpointing!;
-  const model = loadModel(randomModelDir(Number(args.layers)), {
-    dtype: method === "full" ? "float32" : "bfloat16",
-  });
+  const dtype = args.dtype === "float32" ? "float32" : "bfloat16";
+  const model = loadModel(randomModelDir(Number(args.layers)), { dtype });
   const weightBytes = [...model.parameters().values()].reduce((a, t) => a + t.nbytes, 0);
   const attached = attach(model, method);
   const params = [...attached.trainable.values()];
@@ -119,20 +121,17 @@ function main(): void {
   const lossTokens = T / 2; // logits at t predict labels at t + 1: targets T/2 .. T-1
   attached.setTraining(true);
 
-  const phases: { fwdbwd: number; clip: number; optimizer: number; total: number }[] = [];
+  const phases: { fwdbwd: number; optimizer: number; total: number }[] = [];
   let loss = NaN;
   for (let s = 0; s <= steps; s++) {
     manualSeed(s);
-    const p = { fwdbwd: 0, clip: 0, optimizer: 0, total: 0 };
+    const p = { fwdbwd: 0, optimizer: 0, total: 0 };
     p.total = seconds(() => {
       p.fwdbwd = seconds(() => {
         loss = tidy(() => model.forwardBackward(ids, {}, sftLossHead(model, labels), checkpointing));
       });
-      p.clip = seconds(() => void clipGradNorm(params, 1.0));
-      p.optimizer = seconds(() => {
-        opt?.step();
-        opt?.zeroGrad();
-      });
+      // clip (1.0), AdamW, gradients dropped; mixed precision steps one master at a time
+      p.optimizer = seconds(() => void (opt && optimizerStep(attached, opt, 1.0)));
     });
     if (s > 0) phases.push(p); // step 0 warms up (oneDNN primitives, page-in, AdamW state allocation)
     console.error(`step ${s}: ${p.total.toFixed(2)} s, loss ${loss.toFixed(4)}`);
@@ -142,36 +141,38 @@ function main(): void {
   const peak = peakRssBytes();
   const trainable = countParams(params);
   console.log(
-    `${method}, checkpointing ${checkpointing ? "on" : "off"}, ${model.cfg.numLayers} layers, ${T} tokens, threads ${threads}, ` +
+    `${method}, ${dtype}, checkpointing ${checkpointing ? "on" : "off"}, ${model.cfg.numLayers} layers, ${T} tokens, threads ${threads}, ` +
       `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}`,
   );
   console.log(
     table(
       [
         "method",
+        "dtype",
         "ckpt",
         "s/step (median)",
         "steps (s)",
         "fwd+bwd s",
-        "clip s",
-        "AdamW s",
+        "clip + AdamW s",
         "GFLOP/s",
         "trainable params",
         "peak RSS",
+        "peak / trainable param",
         "weights",
       ],
       [
         [
           method,
+          dtype,
           checkpointing ? "on" : "off",
           med("total").toFixed(2),
           phases.map((p) => p.total.toFixed(2)).join(" / "),
           med("fwdbwd").toFixed(2),
-          med("clip").toFixed(3),
           med("optimizer").toFixed(3),
           (flops.total / med("total") / 1e9).toFixed(1),
           trainable.toLocaleString("en-US"),
           `${(peak / GiB).toFixed(2)} GiB`,
+          trainable ? `${(peak / trainable).toFixed(1)} B` : "—",
           `${(weightBytes / GiB).toFixed(2)} GiB`,
         ],
       ],
@@ -181,6 +182,7 @@ function main(): void {
     bench: "train-step",
     machine: machineInfo(),
     method,
+    dtype,
     checkpointing,
     layers: model.cfg.numLayers,
     tokens: T,
