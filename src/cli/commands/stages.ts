@@ -103,7 +103,10 @@ export function registerStages(program: Command): void {
       DEFAULT_CLUSTER.threshold,
     )
     .addOption(
-      new Option("--features <kind>", "what k-means clusters: importance scores or activation profiles")
+      new Option(
+        "--features <kind>",
+        "what a neuron is to k-means: its importance, its per-sample importance profile, or that profile at unit length",
+      )
         .choices(["importance", "profile", "profile-normalized"])
         .default(DEFAULT_CLUSTER.features),
     )
