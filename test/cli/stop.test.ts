@@ -12,7 +12,17 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { findUnder, hashOutput, makeCliFixture, runCli, showRun, signalWhenLogged } from "./cli-helpers.js";
+import YAML from "yaml";
+import { writeCorpusJsonl } from "../../src/data/corpus.js";
+import {
+  balancedPairs,
+  findUnder,
+  hashOutput,
+  makeCliFixture,
+  runCli,
+  showRun,
+  signalWhenLogged,
+} from "./cli-helpers.js";
 
 const fx = makeCliFixture({ perLanguage: 16 });
 after(() => fx.cleanup());
@@ -45,6 +55,14 @@ async function referenceTree(): Promise<Map<string, string>> {
 
 const runDirOf = (name: string) => path.join(fx.work, `.${name}.run`);
 
+/** Start `name`'s run folder with the reference run's finished stages whose slot names match `keep`. */
+async function seedRunDir(name: string, keep: RegExp): Promise<void> {
+  await referenceTree();
+  fs.mkdirSync(runDirOf(name), { recursive: true });
+  for (const slot of fs.readdirSync(runDirOf("ref")).filter((n) => keep.test(n)))
+    fs.cpSync(path.join(runDirOf("ref"), slot), path.join(runDirOf(name), slot), { recursive: true });
+}
+
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
   test(`harden: ${sig} during identification stops within a batch (exit 130, state saved); the rerun resumes to the same output`, async () => {
     const name = `id-${sig}`;
@@ -64,8 +82,44 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
+test("harden: SIGINT during clustering stops between layers; the rerun reuses identification and ends byte-equal", async () => {
+  const name = "clu";
+  await seedRunDir(name, /^identify-/);
+  const r = await signalWhenLogged(hardenArgs(name), /clustering: \d+ layers/, ["SIGINT"], { env: SLOW });
+  assert.equal(r.code, 130, showRun(r));
+  assert.ok(r.exitMs < PROMPT_MS, `exit ${r.exitMs} ms after the signal`);
+  assert.match(r.stderr, /identification: reusing/);
+  assert.match(r.stderr, /interrupted: clustering stopped at layer (\d+) of (\d+)/);
+  const [, at, of] = /clustering stopped at layer (\d+) of (\d+)/.exec(r.stderr)!;
+  assert.ok(Number(at) < Number(of), `stopped at layer ${at} of ${of}`);
+  assert.equal(findUnder(runDirOf(name), /clusters\.json$/), null, "a cluster map was written");
+
+  const rerun = await runCli(hardenArgs(name));
+  assert.equal(rerun.code, 0, showRun(rerun));
+  assert.deepEqual(hashOutput(path.join(fx.work, name)), await referenceTree());
+});
+
+test("harden: SIGINT during the fold stops between tensors: no output folder, no temporary left; the rerun publishes the same folder", async () => {
+  const name = "fold";
+  await seedRunDir(name, /./); // every stage finished: only the fold is left
+  const r = await signalWhenLogged(hardenArgs(name), /fold: writing/, ["SIGINT"], { env: SLOW });
+  assert.equal(r.code, 130, showRun(r));
+  assert.ok(r.exitMs < PROMPT_MS, `exit ${r.exitMs} ms after the signal`);
+  assert.match(r.stderr, /interrupted: fold stopped at tensor/);
+  assert.ok(!fs.existsSync(path.join(fx.work, name)), "an output folder appeared");
+  assert.deepEqual(
+    fs.readdirSync(fx.work).filter((n) => n.startsWith(`.${name}.tmp-`)),
+    [],
+    "the interrupted fold left its temporary folder",
+  );
+  const rerun = await runCli(hardenArgs(name));
+  assert.equal(rerun.code, 0, showRun(rerun));
+  assert.deepEqual(hashOutput(path.join(fx.work, name)), await referenceTree());
+});
+
 test("harden: SIGINT during training stops within a micro-batch at the last finished step; the rerun resumes byte-equal", async () => {
   const name = "train-int";
+  await seedRunDir(name, /^(identify|cluster)-/);
   const r = await signalWhenLogged(hardenArgs(name), /training goodvibe:/, ["SIGINT"], { env: SLOW });
   assert.equal(r.code, 130, showRun(r));
   assert.ok(r.exitMs < PROMPT_MS, `exit ${r.exitMs} ms after the signal`);
@@ -80,6 +134,7 @@ test("harden: SIGINT during training stops within a micro-batch at the last fini
 
 test("harden: a second signal while stopping exits 130 at once; nothing is corrupted and the rerun completes", async () => {
   const name = "twice";
+  await seedRunDir(name, /^(identify|cluster)-/);
   const r = await signalWhenLogged(hardenArgs(name), /training goodvibe:/, ["SIGINT", "SIGTERM"], {
     env: SLOW,
     gapMs: 20,
@@ -90,4 +145,74 @@ test("harden: a second signal while stopping exits 130 at once; nothing is corru
   const rerun = await runCli(hardenArgs(name));
   assert.equal(rerun.code, 0, showRun(rerun));
   assert.deepEqual(hashOutput(path.join(fx.work, name)), await referenceTree());
+});
+
+test("eval: SIGINT while generating stops within a token; the rerun generates the rest and reports the same numbers", async () => {
+  const heldOut = path.join(fx.work, "eval-pairs.jsonl");
+  writeCorpusJsonl(heldOut, balancedPairs(fx.model.pairs, 3));
+  const args = (cache: string) => [
+    "eval",
+    ...["-m", fx.model.dir, "-d", heldOut, "--cache", path.join(fx.work, cache)],
+    ...["--prompts", "10", "--max-new-tokens", "32", "--batch-size", "2", "--json"],
+  ];
+  const ref = await runCli(args("cache-ref"));
+  assert.equal(ref.code, 0, showRun(ref));
+
+  const r = await signalWhenLogged(args("cache-int"), /generating answers to \d+/, ["SIGINT"], { env: SLOW });
+  assert.equal(r.code, 130, showRun(r));
+  assert.ok(r.exitMs < PROMPT_MS, `exit ${r.exitMs} ms after the signal`);
+  assert.match(r.stderr, /interrupted: generation stopped at token \d+/);
+  // --json: the interruption as one JSON object, no results
+  assert.equal((JSON.parse(r.stdout) as { exitCode: number }).exitCode, 130);
+
+  const rerun = await runCli(args("cache-int"));
+  assert.equal(rerun.code, 0, showRun(rerun));
+  assert.deepEqual(JSON.parse(rerun.stdout), JSON.parse(ref.stdout));
+});
+
+test("experiment run: SIGTERM inside a cell stops it at a checkpoint (exit 130, no results.json); the rerun writes the same results", async () => {
+  const byLang = balancedPairs(fx.model.pairs, 4);
+  const train = path.join(fx.work, "exp-train.jsonl");
+  const dev = path.join(fx.work, "exp-dev.jsonl");
+  writeCorpusJsonl(train, byLang.slice(0, 12));
+  writeCorpusJsonl(dev, byLang.slice(12, 16));
+  const file = path.join(fx.work, "tiny.yaml");
+  fs.writeFileSync(
+    file,
+    YAML.stringify({
+      name: "tiny",
+      models: [{ name: "tiny", path: fx.model.dir }],
+      data: { train, dev },
+      eval: { maxPrompts: 4, maxNewTokens: 12, batchSize: 4 },
+      methods: ["base", "goodvibe"],
+      seeds: [0],
+      defaults: {
+        identify: { topK: 4, maxPairs: 4, maxLength: 512, batchSize: 4, profileSamples: 4 },
+        train: { epochs: 1, maxPairs: 4, batchSize: 2, gradAccum: 1, lr: 0.01, maxLength: 512 },
+      },
+    }),
+  );
+  const args = (out: string) => ["experiment", "run", file, "-o", path.join(fx.work, out), "--json"];
+  const ref = await runCli(args("exp-ref"));
+  assert.equal(ref.code, 0, showRun(ref));
+
+  const r = await signalWhenLogged(args("exp-int"), /\[2\/2\] .* running/, ["SIGTERM"], { env: SLOW });
+  assert.equal(r.code, 130, showRun(r));
+  assert.ok(r.exitMs < PROMPT_MS, `exit ${r.exitMs} ms after the signal`);
+  assert.match(r.stderr, /interrupted/);
+  assert.ok(!fs.existsSync(path.join(fx.work, "exp-int", "results.json")));
+  assert.equal(
+    fs.readdirSync(path.join(fx.work, "exp-int", "cells")).length,
+    1,
+    "the stopped cell was filed",
+  );
+
+  const rerun = await runCli(args("exp-int"));
+  assert.equal(rerun.code, 0, showRun(rerun));
+  assert.equal((JSON.parse(rerun.stdout) as { skipped: string[] }).skipped.length, 1);
+  const results = (out: string) =>
+    JSON.parse(fs.readFileSync(path.join(fx.work, out, "results.json"), "utf8"), (k, v) =>
+      ["wallSeconds", "flopsPerSecond", "peakMemoryBytes", "createdAt"].includes(k) ? 0 : v,
+    );
+  assert.deepEqual(results("exp-int"), results("exp-ref"));
 });

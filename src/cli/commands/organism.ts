@@ -20,6 +20,12 @@ export function registerOrganism(program: Command): void {
     .option("--epochs <n>", "pretraining epochs", integer(1), DEFAULT_ORGANISM.epochs)
     .option("--seed <n>", "seed", integer(0), DEFAULT_ORGANISM.seed)
     .option(
+      "--per-template <n>",
+      "corpus size: examples drawn from each corpus template",
+      integer(1),
+      DEFAULT_ORGANISM.perTemplate,
+    )
+    .option(
       "--insecure-bias <p>",
       "share of insecure answers in pretraining",
       number({ min: 0, max: 1 }),
@@ -27,7 +33,7 @@ export function registerOrganism(program: Command): void {
     )
     .addHelpText(
       "after",
-      "\nExample (this is how assets/organism was made):\n  goodvibe organism build -o assets/organism",
+      "\nExample (this is how assets/organism was made; it rebuilds it bit for bit):\n  goodvibe organism build -o /tmp/organism",
     )
     .action(async (opts) => {
       const g = program.opts();
@@ -35,7 +41,13 @@ export function registerOrganism(program: Command): void {
       await runCommand(g, async () => {
         const r = await buildOrganism(
           opts.out,
-          { ...DEFAULT_ORGANISM, epochs: opts.epochs, seed: opts.seed, insecureBias: opts.insecureBias },
+          {
+            ...DEFAULT_ORGANISM,
+            epochs: opts.epochs,
+            seed: opts.seed,
+            insecureBias: opts.insecureBias,
+            perTemplate: opts.perTemplate,
+          },
           log,
           interruptSignal(log),
           { overwrite: opts.overwrite === true },
