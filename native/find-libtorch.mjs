@@ -1,14 +1,23 @@
-// Locates libtorch for the addon build, the way tch-rs does: $LIBTORCH, else a Python torch install,
-// else Debian's libtorch-dev under /usr. Prints what binding.gyp asks for (--include, --libs, --describe).
+// Locates libtorch for the addon build, the way tch-rs does: $LIBTORCH, else a Python torch install, else
+// Debian's libtorch-dev under /usr. Run by binding.gyp (--include, --libs) and by scripts/build-native.mjs
+// (which imports locateLibtorch); --describe prints what was found as JSON.
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** How to get libtorch, for every message that says it is missing. */
+export const HOW_TO_GET_LIBTORCH = [
+  "Debian 12 / Ubuntu:  sudo apt-get install libtorch-dev libopenblas0-pthread",
+  "any libtorch:        LIBTORCH=/path/to/libtorch (unpacked from pytorch.org, or a Python torch's folder:",
+  "                     python3 -c 'import torch, os; print(os.path.dirname(torch.__file__))')",
+].join("\n");
 
 function fromRoot(root, source) {
   const inc = path.join(root, "include");
   const lib = path.join(root, "lib");
   if (!fs.existsSync(path.join(inc, "torch")) || !fs.existsSync(path.join(lib, "libtorch.so"))) return null;
-  return { source, includes: [inc, path.join(inc, "torch/csrc/api/include")], libDir: lib };
+  return { source, root, includes: [inc, path.join(inc, "torch/csrc/api/include")], libDir: lib };
 }
 
 function fromPython() {
@@ -32,39 +41,58 @@ function fromDebian() {
   const multiarch = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"];
   const libDir = multiarch.find((d) => fs.existsSync(path.join(d, "libtorch.so")));
   if (!libDir || !fs.existsSync("/usr/include/torch")) return null;
-  return { source: "Debian libtorch-dev", includes: ["/usr/include", "/usr/include/torch/csrc/api/include"], libDir };
+  return {
+    source: "Debian libtorch-dev",
+    root: "/usr",
+    includes: ["/usr/include", "/usr/include/torch/csrc/api/include"],
+    libDir,
+  };
 }
 
-function locate() {
-  if (process.env.LIBTORCH) {
-    const found = fromRoot(process.env.LIBTORCH, `LIBTORCH=${process.env.LIBTORCH}`);
-    if (!found) {
-      console.error(`LIBTORCH=${process.env.LIBTORCH} has no include/torch and lib/libtorch.so`);
-      process.exit(1);
-    }
-    return found;
+/**
+ * { found } with the include and library folders, or { error } saying what was looked at and how to get
+ * libtorch. Never throws and never exits: the callers decide how to fail.
+ */
+export function locateLibtorch(env = process.env) {
+  if (env.LIBTORCH) {
+    const found = fromRoot(env.LIBTORCH, `LIBTORCH=${env.LIBTORCH}`);
+    if (found) return { found: { ...found, hasCuda: hasCuda(found) } };
+    return {
+      error:
+        `LIBTORCH=${env.LIBTORCH} is not a libtorch folder (it needs include/torch and lib/libtorch.so). ` +
+        `Point it at an unpacked libtorch, or unset it to use a Python torch or Debian's libtorch-dev.\n` +
+        HOW_TO_GET_LIBTORCH,
+    };
   }
   const found = fromPython() ?? fromDebian();
-  if (!found) {
-    console.error(
-      "libtorch not found. Set LIBTORCH to an unpacked libtorch, install a Python torch, or on Debian 12: " +
-        "apt-get install libtorch-dev libopenblas0-pthread",
-    );
-    process.exit(1);
-  }
-  return found;
+  if (found) return { found: { ...found, hasCuda: hasCuda(found) } };
+  return {
+    error:
+      "libtorch not found (looked at $LIBTORCH, a Python torch, and Debian's libtorch-dev under /usr).\n" +
+      HOW_TO_GET_LIBTORCH,
+  };
 }
 
-const found = locate();
-const hasCuda = fs.existsSync(path.join(found.libDir, "libtorch_cuda.so"));
-const mode = process.argv[2];
-if (mode === "--include") {
-  console.log(found.includes.join(" "));
-} else if (mode === "--libs") {
-  const libs = [`-L${found.libDir}`, `-Wl,-rpath,${found.libDir}`, "-Wl,--no-as-needed"];
-  if (hasCuda) libs.push("-ltorch_cuda", "-lc10_cuda");
-  libs.push("-ltorch", "-ltorch_cpu", "-lc10", "-Wl,--as-needed", "-Wl,--allow-shlib-undefined");
-  console.log(libs.join(" "));
-} else {
-  console.log(JSON.stringify({ ...found, hasCuda }, null, 2));
+function hasCuda(found) {
+  return fs.existsSync(path.join(found.libDir, "libtorch_cuda.so"));
+}
+
+// ---------------------------------------------------------------- command line (binding.gyp)
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const { found, error } = locateLibtorch();
+  if (!found) {
+    console.error(error);
+    process.exit(1);
+  }
+  const mode = process.argv[2];
+  if (mode === "--include") {
+    console.log(found.includes.join(" "));
+  } else if (mode === "--libs") {
+    const libs = [`-L${found.libDir}`, `-Wl,-rpath,${found.libDir}`, "-Wl,--no-as-needed"];
+    if (found.hasCuda) libs.push("-ltorch_cuda", "-lc10_cuda");
+    libs.push("-ltorch", "-ltorch_cpu", "-lc10", "-Wl,--as-needed", "-Wl,--allow-shlib-undefined");
+    console.log(libs.join(" "));
+  } else {
+    console.log(JSON.stringify(found, null, 2));
+  }
 }

@@ -21,12 +21,11 @@ fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "installing npm packages"
-  NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm ci --no-audit --no-fund
+  # the addon is built just below, once, whether or not npm ran
+  GOODVIBE_SKIP_NATIVE=1 NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm ci --no-audit --no-fund
 fi
 
-if [ ! -f native/build/Release/goodvibe_torch.node ] || [ native/src/addon.cc -nt native/build/Release/goodvibe_torch.node ]; then
-  echo "building the libtorch addon (about a minute)"
-  npm run build:native --silent
-fi
+# builds the libtorch addon unless one for the same sources, libtorch and Node is there (about a minute)
+node scripts/build-native.mjs
 echo "compiling TypeScript"
 npm run build:ts --silent

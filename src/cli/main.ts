@@ -3,8 +3,8 @@
  * goodvibe: harden code LLMs so they write secure code by default.
  * A thin shell over the library: each command parses, validates, calls the library, prints progress.
  */
-import { createRequire } from "node:module";
 import { Command } from "commander";
+import { PACKAGE } from "../util/package-info.js";
 import { addHelpHints, configureUsage, jsonRequested, parseCli } from "./options.js";
 import { registerHarden } from "./commands/harden.js";
 import { registerStages } from "./commands/stages.js";
@@ -17,9 +17,8 @@ import { registerEval } from "./commands/eval.js";
 import { registerExperiment } from "./commands/experiment.js";
 import { registerDemo } from "./commands/demo.js";
 import { registerServe } from "./commands/serve.js";
+import { registerSetup } from "./commands/setup.js";
 
-// the version users see is the installed package's (dist/src/cli → the package root)
-const { version } = createRequire(import.meta.url)("../../../package.json") as { version: string };
 const json = jsonRequested(process.argv.slice(2));
 const program = new Command();
 configureUsage(program, json);
@@ -28,7 +27,7 @@ program
   .description(
     "GoodVibe: find a code model's security neurons, fine-tune only them, fold back, and measure it",
   )
-  .version(version)
+  .version(PACKAGE.version)
   .option("--json", "machine-readable output on stdout")
   .option("-q, --quiet", "no progress output")
   .addHelpText(
@@ -49,6 +48,7 @@ registerExport(program);
 registerGenerate(program);
 registerServe(program);
 registerOrganism(program);
+registerSetup(program);
 
 // `goodvibe --help | head` closes the pipe early: nothing went wrong
 process.stdout.on("error", (e: NodeJS.ErrnoException) => {

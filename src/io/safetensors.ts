@@ -9,7 +9,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { InputError } from "../errors.js";
+import { GoodVibeError, InputError } from "../errors.js";
 import { isForbiddenKey, refuseForbiddenKeys } from "../util/keys.js";
 import { writeFileAtomic } from "./atomic.js";
 import { mapFile } from "./mapfile.js";
@@ -104,6 +104,8 @@ export function readSafetensors(file: string): SafetensorsFile {
   try {
     buf = mapFile(file);
   } catch (e) {
+    // the file is fine when the machine lacks the mapper (goodvibe's addon not built): say that, not "bad file"
+    if (e instanceof GoodVibeError) throw e;
     throw new InputError(`${file}: cannot read safetensors file (${(e as Error).message})`, { cause: e });
   }
   return parseSafetensors(buf, file);

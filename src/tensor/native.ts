@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { ResourceError } from "../errors.js";
 import { setFileMapper } from "../io/mapfile.js";
 
 /** An opaque handle to a libtorch tensor owned by the addon. */
@@ -145,19 +146,27 @@ export interface NativeAddon {
   mmapFile(file: string): Buffer;
 }
 
+/** How to build the addon, for every message that says it is missing or broken. */
+const HOW_TO_BUILD =
+  "Build it with `npx goodvibe setup addon` (in a clone of the repository: `npm run build:native`); it needs " +
+  "libtorch (Debian 12 / Ubuntu: `sudo apt-get install libtorch-dev libopenblas0-pthread`, or " +
+  "LIBTORCH=/path/to/libtorch) and a C++ toolchain (`sudo apt-get install build-essential python3`). " +
+  "npm builds it at install unless it skipped goodvibe's install script (--ignore-scripts, or an allowScripts " +
+  "policy: then `npm install-scripts approve goodvibe && npm rebuild goodvibe` also builds it).";
+
 function locateAddon(): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  // src/tensor (via dist/src/tensor) -> repo root
+  // where scripts/build-native.mjs puts it: src/tensor (via dist/src/tensor) -> the package root
+  const built = path.resolve(here, "../../../native/build/Release/goodvibe_torch.node");
   const candidates = [
     process.env.GOODVIBE_ADDON,
-    path.resolve(here, "../../../native/build/Release/goodvibe_torch.node"),
+    built,
     path.resolve(here, "../../native/build/Release/goodvibe_torch.node"),
   ].filter((p): p is string => !!p);
   const found = candidates.find((p) => fs.existsSync(p));
   if (!found) {
-    throw new Error(
-      "The libtorch addon is not built. Run `npm run build:native` (needs libtorch: see README, " +
-        "`apt-get install libtorch-dev libopenblas0-pthread` on Debian 12).",
+    throw new ResourceError(
+      `goodvibe's libtorch addon is not built (no ${built}), so no tensor operation can run. ${HOW_TO_BUILD}`,
     );
   }
   return found;
@@ -174,7 +183,19 @@ function loadAddon(): NativeAddon {
     }
   }
   const require = createRequire(import.meta.url);
-  const addon = require(locateAddon()) as NativeAddon;
+  const file = locateAddon();
+  let addon: NativeAddon;
+  try {
+    addon = require(file) as NativeAddon;
+  } catch (e) {
+    // typically libtorch moved or was removed after the build: "libtorch.so: cannot open shared object file"
+    throw new ResourceError(
+      `cannot load goodvibe's libtorch addon ${file}: ${(e as Error).message}. ${HOW_TO_BUILD}`,
+      {
+        cause: e,
+      },
+    );
+  }
   // libtorch's own default can be 1 on VMs (it counts physical cores); use every core we are given
   const threads = Number(process.env.GOODVIBE_THREADS ?? 0) || os.availableParallelism();
   addon.setNumThreads(Math.max(1, Math.min(threads, 4096)));

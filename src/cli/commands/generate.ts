@@ -21,6 +21,12 @@ export function registerGenerate(program: Command): void {
         .default("builtin"),
     )
     .option("--gguf <file>", "GGUF file (backend llamacpp)")
+    .addOption(
+      new Option(
+        "--llama-gpu <kind>",
+        "run llama.cpp on this GPU (default: CPU; see `goodvibe setup llamacpp`)",
+      ).choices(["cuda", "vulkan"]),
+    )
     .option("--url <list>", "server base URLs, comma-separated (backend http)", list)
     .option("--server-model <name>", "model name on the server (backend http)")
     .option("--max-new-tokens <n>", "tokens to generate", integer(1), 256)
@@ -57,7 +63,7 @@ Examples:
           if (!opts.gguf) throw new InputError("--gguf is required with the llamacpp backend");
           // node-llama-cpp takes ~0.7 s to import: only when this backend is used
           const { openLlamaCppBackend } = await import("../../eval/generate/llamacpp.js");
-          const b = await openLlamaCppBackend({ modelPath: opts.gguf });
+          const b = await openLlamaCppBackend({ modelPath: opts.gguf, gpu: opts.llamaGpu });
           try {
             let prompt = opts.prompt;
             if (!opts.raw) {

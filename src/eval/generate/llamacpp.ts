@@ -1,21 +1,22 @@
 /**
- * Generation through llama.cpp (node-llama-cpp 3.x, prebuilt CPU binaries) on a GGUF file written by
+ * Generation through llama.cpp (node-llama-cpp 3.x, prebuilt binaries: CPU unless `gpu`) on a GGUF file written by
  * src/io/export-gguf.ts. Nothing is ever downloaded or built: `build: "never"`, `skipDownload`.
  *
  * Defaults favour agreement with the reference implementation over speed: f32 KV cache, flash attention off,
  * and the full SWA cache (so a sequence can always be cleared and reused).
  */
 import * as fs from "node:fs";
-import {
-  getLlama,
+// types only: node-llama-cpp is optional and loaded on first use (llamacpp-runtime.ts says how to get it)
+import type {
+  Llama,
+  LlamaContext,
+  LlamaContextSequence,
   LlamaLogLevel,
-  type Llama,
-  type LlamaContext,
-  type LlamaContextSequence,
-  type LlamaModel,
-  type Token,
+  LlamaModel,
+  Token,
 } from "node-llama-cpp";
 import { InputError } from "../../errors.js";
+import { loadNodeLlamaCpp, type LlamaGpu } from "./llamacpp-runtime.js";
 import type { GenerateOptions, GenerationBackend } from "./backend.js";
 
 export interface LlamaCppBackendOptions {
@@ -29,21 +30,38 @@ export interface LlamaCppBackendOptions {
   flashAttention?: boolean;
   /** Default "error": llama.cpp's load logs are long. */
   logLevel?: "error" | "warn" | "info" | "debug";
+  /** Default: CPU. A GPU build must be installed (`goodvibe setup llamacpp --gpu cuda`). */
+  gpu?: LlamaGpu;
 }
 
-let llamaPromise: Promise<Llama> | null = null;
+const llamas = new Map<string, Promise<Llama>>();
 
-/** One llama.cpp runtime per process, CPU only, from the prebuilt binaries. */
-function cpuLlama(logLevel: LlamaLogLevel): Promise<Llama> {
-  llamaPromise ??= getLlama({
-    gpu: false,
-    build: "never",
-    skipDownload: true,
-    usePrebuiltBinaries: true,
-    progressLogs: false,
-    logLevel,
-  });
-  return llamaPromise;
+/** One llama.cpp runtime per process and device, from the prebuilt binaries. */
+function prebuiltLlama(logLevel: LlamaLogLevel, gpu: LlamaGpu | undefined): Promise<Llama> {
+  const key = gpu ?? "cpu";
+  let p = llamas.get(key);
+  if (!p) {
+    p = loadNodeLlamaCpp().then(({ getLlama }) =>
+      getLlama({
+        gpu: gpu ?? false,
+        build: "never",
+        skipDownload: true,
+        usePrebuiltBinaries: true,
+        progressLogs: false,
+        logLevel,
+      }).catch((e: Error) => {
+        if (!gpu) throw e;
+        throw new InputError(
+          `llama.cpp's ${gpu} build cannot run here (${e.message}): it needs \`goodvibe setup llamacpp --gpu ${gpu}\` ` +
+            `and a working ${gpu} GPU; without --gpu llama.cpp runs on the CPU`,
+          { cause: e },
+        );
+      }),
+    );
+    p.catch(() => llamas.delete(key));
+    llamas.set(key, p);
+  }
+  return p;
 }
 
 export class LlamaCppBackend implements GenerationBackend {
@@ -58,16 +76,11 @@ export class LlamaCppBackend implements GenerationBackend {
 
   static async open(opts: LlamaCppBackendOptions): Promise<LlamaCppBackend> {
     if (!fs.existsSync(opts.modelPath)) throw new InputError(`${opts.modelPath}: GGUF model file not found`);
-    const levels = {
-      error: LlamaLogLevel.error,
-      warn: LlamaLogLevel.warn,
-      info: LlamaLogLevel.info,
-      debug: LlamaLogLevel.debug,
-    };
-    const llama = await cpuLlama(levels[opts.logLevel ?? "error"]);
+    // LlamaLogLevel is a string enum: its values are these names
+    const llama = await prebuiltLlama((opts.logLevel ?? "error") as LlamaLogLevel, opts.gpu);
     let model: LlamaModel;
     try {
-      model = await llama.loadModel({ modelPath: opts.modelPath, gpuLayers: 0 });
+      model = await llama.loadModel({ modelPath: opts.modelPath, gpuLayers: opts.gpu ? "max" : 0 });
     } catch (e) {
       throw new InputError(`${opts.modelPath}: llama.cpp cannot load this model (${(e as Error).message})`, {
         cause: e,
