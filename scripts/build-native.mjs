@@ -31,7 +31,7 @@ function fail(lines) {
 if (process.env.GOODVIBE_SKIP_NATIVE === "1") {
   console.error(
     "goodvibe: GOODVIBE_SKIP_NATIVE=1, so the libtorch addon is not built; " +
-      "tensor operations will refuse until it is (npm rebuild goodvibe).",
+      "tensor operations will refuse until it is (npx goodvibe setup addon).",
   );
   process.exit(0);
 }

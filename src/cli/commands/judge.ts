@@ -31,7 +31,12 @@ export function registerJudge(program: Command): void {
       await runCommand(g, async () => {
         const lang = normalizeLanguage(opts.lang);
         if (!lang) throw new InputError(`--lang ${opts.lang}: the rule judge covers cpp, java, swift and go`);
-        const code = fs.readFileSync(file, "utf8");
+        let code: string;
+        try {
+          code = fs.readFileSync(file, "utf8");
+        } catch (e) {
+          throw new InputError(`cannot read ${file}: ${(e as Error).message}`, { cause: e });
+        }
         const rules = judgeCode(code, lang);
         let llm: { pSecure: number; secure: boolean } | null = null;
         if (opts.judge) llm = (await (await LlmJudge.load(opts.judge)).judge([{ code, lang }]))[0];
