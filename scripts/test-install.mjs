@@ -80,16 +80,17 @@ step("the library: loadModel + a forward pass on the shipped organism", () => {
     [
       "--input-type=module",
       "-e",
-      `import { loadModel, loadTokenizer } from "goodvibe";
+      `import { loadModel, loadTokenizer, Tensor } from "goodvibe";
        const dir = "node_modules/goodvibe/assets/organism";
        const m = loadModel(dir); const tok = await loadTokenizer(dir);
        const ids = tok.encode("int main() {", { addSpecialTokens: false });
-       console.log(ids.length, m.cfg.vocabSize);`,
+       const logits = m.forward(Tensor.fromArray(ids, [1, ids.length], "int64"));
+       console.log(\`\${ids.length} tokens -> logits [\${logits.shape}]\`);`,
     ],
     proj,
   );
   must(r.code === 0, r.out);
-  return `tokens, vocab: ${r.stdout.trim()}`;
+  return r.stdout.trim();
 });
 
 step("the CLI: --help, setup check, generate (builtin)", () => {

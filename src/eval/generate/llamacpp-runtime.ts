@@ -3,7 +3,7 @@
  * but the llama.cpp backend needs it. On first use it is loaded from the user's own install (`npm i
  * node-llama-cpp`, which brings every GPU build npm finds for the platform, ~670 MB on Linux x64) or else from
  * goodvibe's runtime folder, which `goodvibe setup llamacpp` fills with node-llama-cpp and only this platform's
- * CPU binaries (~45 MB); GPU builds (CUDA, Vulkan) are added on request.
+ * CPU binaries (~75 MB with node-llama-cpp itself); GPU builds (CUDA, Vulkan) are added on request.
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -61,7 +61,7 @@ export function howToEnableLlamaCpp(): string {
   const v = llamaCppVersion();
   return (
     "the llama.cpp backend needs node-llama-cpp, which goodvibe does not install by default. Either:\n" +
-    `  goodvibe setup llamacpp            # node-llama-cpp ${v} with this platform's CPU binaries only (~45 MB)\n` +
+    `  goodvibe setup llamacpp            # node-llama-cpp ${v} with this platform's CPU binaries only (~75 MB)\n` +
     "  goodvibe setup llamacpp --gpu cuda # ... plus the CUDA build (--gpu vulkan: the Vulkan build)\n" +
     `or in your own project: npm i node-llama-cpp@${v} (with every GPU build npm finds: ~670 MB on Linux x64).\n` +
     "The builtin backend (--backend builtin) and the http backend need none of this."
