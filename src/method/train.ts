@@ -353,9 +353,11 @@ export async function trainSft(
           if (opts.runDir && state.step > savedStep) await saveCheckpoint(opts.runDir, method, opt, state);
           throw interrupted(
             `training stopped after step ${state.step} of ${totalSteps}` +
-              (opts.runDir
-                ? ` (checkpoint in ${path.join(opts.runDir, CKPT)})`
-                : " (no run folder: not resumable)"),
+              (!opts.runDir
+                ? " (no run folder: not resumable)"
+                : state.step > 0
+                  ? ` (checkpoint in ${path.join(opts.runDir, CKPT)})`
+                  : ""),
           );
         }
         tidy(() => {
