@@ -90,3 +90,14 @@ export function fromSystemError(e: unknown): GoodVibeError | null {
     );
   return null;
 }
+
+/**
+ * Training diverged: a non-finite loss, gradient or weight. The settings (the learning rate) or the data are
+ * at fault, so it is bad input (exit 2); nothing diverged is written.
+ */
+export class DivergenceError extends GoodVibeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 2, options);
+    this.name = "DivergenceError";
+  }
+}

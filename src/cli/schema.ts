@@ -36,7 +36,15 @@ export const clusterSchema = z
 
 export const trainSchema = z
   .object({
-    lr: z.number().positive().default(DEFAULT_TRAIN.lr),
+    // AdamW moves every weight by about lr per step: at 1 or more a model is destroyed in one step
+    lr: z
+      .number()
+      .positive()
+      .max(
+        1,
+        "must be at most 1 (AdamW moves each weight by about lr per step; fine-tuning uses 1e-5 to 1e-3)",
+      )
+      .default(DEFAULT_TRAIN.lr),
     epochs: posInt.default(DEFAULT_TRAIN.epochs),
     warmupRatio: z.number().min(0).max(1).default(DEFAULT_TRAIN.warmupRatio),
     schedule: z.enum(["cosine", "constant"]).default(DEFAULT_TRAIN.schedule),

@@ -8,6 +8,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError, preview } from "../errors.js";
 import { extractCode } from "./code.js";
+import { readJsonlSync, type JsonRow } from "./jsonl.js";
+import { isForbiddenKey } from "../util/keys.js";
 import { createRng } from "../util/random.js";
 
 export const LANGUAGES = [
@@ -85,33 +87,10 @@ export interface ReadPairsOptions {
   languages?: readonly string[];
 }
 
-type JsonRow = { row: number; value: Record<string, unknown> };
-
 /** Parse a JSONL file into objects with their 1-based line numbers; blank lines are skipped. */
-function readJsonl(file: string): JsonRow[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, "utf8");
-  } catch (e) {
-    throw new InputError(`cannot read ${file}: ${(e as Error).message}`, { cause: e });
-  }
-  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+function readRowsOf(file: string): JsonRow[] {
   const rows: JsonRow[] = [];
-  text.split("\n").forEach((line, i) => {
-    if (line.trim() === "") return;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch (e) {
-      throw new InputError(`${file} row ${i + 1}: bad JSON (${(e as Error).message})`, { cause: e });
-    }
-    if (typeof value !== "object" || value === null || Array.isArray(value)) {
-      throw new InputError(
-        `${file} row ${i + 1}: expected a JSON object, got ${Array.isArray(value) ? "an array" : typeof value}`,
-      );
-    }
-    rows.push({ row: i + 1, value: value as Record<string, unknown> });
-  });
+  readJsonlSync(file, (r) => rows.push(r));
   if (rows.length === 0) throw new InputError(`${file}: no rows (the file is empty)`);
   return rows;
 }
@@ -127,6 +106,14 @@ function requireString(file: string, r: JsonRow, field: string): string {
     throw new InputError(`${where(file, r.row, field)}: expected a string, got ${typeof v}`);
   if (v.trim() === "") throw new InputError(`${where(file, r.row, field)}: empty`);
   return v;
+}
+
+/** A CWE label; it keys per-CWE tables in reports, so names that reach a prototype are refused. */
+function requireCwe(file: string, r: JsonRow): string {
+  const cwe = requireString(file, r, "cwe");
+  if (isForbiddenKey(cwe.trim()))
+    throw new InputError(`${where(file, r.row, "cwe")}: "${cwe}" is not a CWE name`);
+  return cwe;
 }
 
 function requireLanguage(file: string, r: JsonRow, field: string): Language {
@@ -165,7 +152,7 @@ function normalizeFilter(languages: readonly string[]): Language[] {
 
 /** Read a CyberNative-style JSONL file `{id, lang, question, chosen, rejected, cwe?}`. */
 export function readPairs(file: string, opts: ReadPairsOptions = {}): SecurityPair[] {
-  const rows = readJsonl(file);
+  const rows = readRowsOf(file);
   const pairs: SecurityPair[] = [];
   const firstRowOfId = new Map<string, number>();
   for (const r of rows) {
@@ -181,7 +168,7 @@ export function readPairs(file: string, opts: ReadPairsOptions = {}): SecurityPa
       chosen: requireCode(file, r, "chosen"),
       rejected: requireCode(file, r, "rejected"),
     };
-    if (r.value["cwe"] !== undefined && r.value["cwe"] !== null) pair.cwe = requireString(file, r, "cwe");
+    if (r.value["cwe"] !== undefined && r.value["cwe"] !== null) pair.cwe = requireCwe(file, r);
     pairs.push(pair);
   }
   if (opts.languages === undefined) return pairs;
@@ -209,7 +196,7 @@ export function readPairs(file: string, opts: ReadPairsOptions = {}): SecurityPa
 /** Read a JSONL file of `{code, label, lang?, id?}`; label 1 or "secure" = secure, 0 or "insecure" = insecure. */
 export function readLabelledCode(file: string): LabelledSample[] {
   const base = path.basename(file);
-  return readJsonl(file).map((r) => {
+  return readRowsOf(file).map((r) => {
     const raw = requireCode(file, r, "code");
     const label = r.value["label"];
     let secure: boolean;

@@ -55,6 +55,8 @@ export interface PreferenceOptions {
   seed?: number;
   /** stop request (Ctrl-C), checked between batches: the evaluation ends with InterruptedError */
   signal?: AbortSignal;
+  /** answers scored so far of all (two per pair), after each batch */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /**
@@ -66,6 +68,7 @@ export async function answerLosses(
   examples: readonly SftExample[],
   batchSize = 8,
   signal?: AbortSignal,
+  onProgress?: (done: number, total: number) => void,
 ): Promise<number[]> {
   if (!Number.isInteger(batchSize) || batchSize < 1)
     throw new InputError(`preference option batchSize must be a positive integer, got ${batchSize}`);
@@ -110,6 +113,7 @@ export async function answerLosses(
       sum[b] += nll[i]!;
     });
     for (let b = 0; b < B; b++) out.push(sum[b]! / count[b]!);
+    onProgress?.(out.length, examples.length);
   }
   return out;
 }
@@ -152,7 +156,7 @@ export async function securePreference(
       }
     }
   }
-  const losses = await answerLosses(model, examples, opts.batchSize ?? 8, opts.signal);
+  const losses = await answerLosses(model, examples, opts.batchSize ?? 8, opts.signal, opts.onProgress);
   const perPair: PairLoss[] = pairs.map((p, i) => ({
     id: p.id,
     lang: p.lang,

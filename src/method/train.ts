@@ -10,7 +10,7 @@ import type { DecoderModel } from "../models/decoder.js";
 import { writeFileAtomic, writeDirAtomic } from "../io/atomic.js";
 import { readSafetensors, writeSafetensors, type TensorToWrite } from "../io/safetensors.js";
 import { recordToTensor } from "../models/load.js";
-import { GoodVibeError, InputError } from "../errors.js";
+import { DivergenceError, GoodVibeError, InputError } from "../errors.js";
 import { AdamW, Tensor, backward, manualSeed, noGrad, tidy, withGrad } from "../tensor/index.js";
 import { createRng } from "../util/random.js";
 import { countParams, type AttachedMethod } from "./method.js";
@@ -373,9 +373,8 @@ export async function trainSft(
             cfg.gradientCheckpointing,
           );
           if (!Number.isFinite(l))
-            throw new GoodVibeError(
-              `training loss is ${l} at step ${step + 1} (examples ${idx.join(", ")}): lower the learning rate or check the data`,
-              1,
+            throw new DivergenceError(
+              `training diverged at step ${step + 1}: the loss is ${l} (examples ${idx.join(", ")}); lower train.lr (now ${cfg.lr}) or check the data`,
             );
           loss += l;
           const f = sftFlops(
@@ -393,7 +392,15 @@ export async function trainSft(
       opt.lr = cfg.lr * lrFactor(step, totalSteps, cfg);
       const gradNorm = optimizerStep(method, opt, cfg.maxGradNorm);
       if (!Number.isFinite(gradNorm))
-        throw new GoodVibeError(`gradient norm is ${gradNorm} at step ${step + 1}`, 1);
+        throw new DivergenceError(
+          `training diverged at step ${step + 1}: the gradient norm is ${gradNorm}; lower train.lr (now ${cfg.lr}) or check the data`,
+        );
+      // before the step is logged or saved: a checkpoint never holds non-finite weights
+      const diverged = nonFiniteTensor(method.trainable);
+      if (diverged)
+        throw new DivergenceError(
+          `training diverged at step ${step + 1}: ${diverged} holds NaN or infinite values after the update; lower train.lr (now ${cfg.lr})`,
+        );
       const secs = (Date.now() - t0) / 1000;
       const totalTokens = micro.reduce(
         (a, m) => a + m.reduce((b, i) => b + examples[i].inputIds.length, 0),
@@ -453,6 +460,13 @@ export async function trainSft(
     peakMemoryBytes: peakRssBytes(),
     log: state.log,
   };
+}
+
+/** The first tensor holding a NaN or an infinity, or null (one reduction per tensor). */
+function nonFiniteTensor(tensors: Map<string, Tensor>): string | null {
+  for (const [name, t] of tensors)
+    if (noGrad(() => tidy(() => t.isfinite().logicalNot().sum().item())) > 0) return name;
+  return null;
 }
 
 function countAnswerTokensBatch(labels: Tensor): number {

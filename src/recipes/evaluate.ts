@@ -4,6 +4,7 @@
  * (held-out code loss; ARC, GSM8K, MMLU when their files are given). The result is a report cell.
  */
 import * as path from "node:path";
+import { InputError } from "../errors.js";
 import type { SecurityPair } from "../data/pairs.js";
 import { hasSecurityHint } from "../data/prompts.js";
 import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
@@ -53,6 +54,8 @@ export interface EvalOptions {
   judge?: LlmJudge | null;
   /** vibe prompts answered (0: all pairs) */
   maxPrompts: number;
+  /** held-out pairs scored for secure preference (0: all; default DEFAULT_PREFERENCE_PAIRS) */
+  maxPreferencePairs?: number;
   maxNewTokens: number;
   batchSize: number;
   cacheDir?: string;
@@ -129,13 +132,25 @@ export class BuiltinUtilityModel implements UtilityModel {
 
 /** Round-robin over languages (keeping each language's order), so a prompt budget covers every language. */
 export function interleaveByLanguage<T extends { lang: string }>(items: readonly T[]): T[] {
+  // linear: each item is appended once (a copy per append made 100k pairs take minutes)
   const by = new Map<string, T[]>();
-  for (const it of items) by.set(it.lang, [...(by.get(it.lang) ?? []), it]);
+  for (const it of items) {
+    const q = by.get(it.lang);
+    if (q) q.push(it);
+    else by.set(it.lang, [it]);
+  }
   const queues = [...by.keys()].sort().map((k) => by.get(k)!);
   const out: T[] = [];
-  for (let i = 0; out.length < items.length; i++) for (const q of queues) if (i < q.length) out.push(q[i]);
+  for (let i = 0; out.length < items.length; i++) for (const q of queues) if (i < q.length) out.push(q[i]!);
   return out;
 }
+
+/**
+ * Held-out pairs scored for secure preference when no number is given (eval --preference-pairs, 0 = all): the
+ * interval at 1,000 pairs is already about ±3 points; beyond it a large dev file only costs time. Taken
+ * round-robin over languages, like the prompt budget, so every language stays in the sample.
+ */
+export const DEFAULT_PREFERENCE_PAIRS = 1000;
 
 /** One benchmark's headline metric, as a report cell stores it. */
 function headline(r: TaskResult, metric: string): ModelEvaluation["utility"][string] {
@@ -146,11 +161,22 @@ export async function evaluateModel(modelDir: string, opts: EvalOptions): Promis
   const log = opts.log ?? silentLogger;
   const tok = await loadTokenizer(modelDir);
   const model = loadModel(modelDir);
-  log.info(`evaluating ${modelDir}: secure preference on ${opts.pairs.length} held-out pairs`);
-  const preference = await securePreference(model, tok, opts.pairs, {
+  const cap = opts.maxPreferencePairs ?? DEFAULT_PREFERENCE_PAIRS;
+  if (!Number.isSafeInteger(cap) || cap < 0)
+    throw new InputError(`--preference-pairs must be a whole number >= 0 (0 = all), got ${cap}`);
+  const scored =
+    cap > 0 && opts.pairs.length > cap ? interleaveByLanguage(opts.pairs).slice(0, cap) : opts.pairs;
+  log.info(
+    `evaluating ${modelDir}: secure preference on ${scored.length === opts.pairs.length ? "" : `${scored.length} of `}${opts.pairs.length} held-out pairs` +
+      (scored.length < opts.pairs.length
+        ? ` (the first ${cap} round-robin over languages; --preference-pairs 0 scores all)`
+        : ""),
+  );
+  const preference = await securePreference(model, tok, scored, {
     batchSize: opts.batchSize,
     seed: opts.seed,
     signal: opts.signal,
+    onProgress: (d, t) => log.progress("preference", d, t),
   });
   const utility: ModelEvaluation["utility"] = {};
   const losses = preference.perPair.flatMap((p) => [p.chosenLoss, p.rejectedLoss]);

@@ -30,6 +30,7 @@ import type { DecoderModel } from "../models/decoder.js";
 import type { DType } from "../tensor/index.js";
 import { createRng } from "../util/random.js";
 import {
+  checkTopK,
   identify,
   readNeuronMap,
   writeNeuronMap,
@@ -725,6 +726,7 @@ export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promis
     return done;
   }
   const model = loadModel(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
+  if (cfg.method === "goodvibe") checkTopK(model, cfg.identify.topK);
   openRunDir(cfg, p.plan);
   let neurons: NeuronMap | undefined;
   let clusters: ClusterMap | undefined;

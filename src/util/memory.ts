@@ -1,5 +1,6 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
+import * as path from "node:path";
 import { ResourceError } from "../errors.js";
 
 /** Peak resident memory of this process (VmHWM), in bytes; falls back to the current RSS off Linux. */
@@ -24,13 +25,29 @@ export function availableMemoryBytes(): number {
   return os.freemem();
 }
 
+/** Bytes free to us on the file system that holds `dir` (or its nearest existing parent, for a new folder). */
 export function freeDiskBytes(dir: string): number {
-  const s = fs.statfsSync(dir);
+  let d = path.resolve(dir);
+  while (!fs.existsSync(d) && path.dirname(d) !== d) d = path.dirname(d);
+  const s = fs.statfsSync(d);
   return s.bavail * s.bsize;
 }
 
-const GiB = 1024 ** 3;
-const fmt = (b: number) => `${(b / GiB).toFixed(2)} GiB`;
+const UNITS = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"];
+
+/** A byte count in the largest binary unit that keeps it at or above 1, three significant digits (1.50 MiB). */
+export function formatBytes(bytes: number): string {
+  if (!Number.isFinite(bytes)) return `${bytes} bytes`;
+  let v = Math.max(0, bytes);
+  let u = 0;
+  while (v >= 1024 && u < UNITS.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  if (u === 0) return `${Math.round(v)} ${v === 1 ? "byte" : "bytes"}`;
+  return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${UNITS[u]}`;
+}
+const fmt = formatBytes;
 
 /** Fail early, with the numbers, when a load or a write cannot fit. */
 export function requireMemory(bytes: number, what: string): void {

@@ -10,10 +10,12 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import * as zlib from "node:zlib";
 import { fileURLToPath } from "node:url";
 import { InputError } from "../../src/errors.js";
 import { readLabelledCode, readPairs } from "../../src/data/pairs.js";
-import { loadMmlu, readRows } from "../../src/eval/utility/datasets.js";
+import { loadGsm8k, loadMmlu, readRows } from "../../src/eval/utility/datasets.js";
+import { DEFAULT_MAX_ROW_BYTES } from "../../src/data/jsonl.js";
 import { TARGETS, makeCase, runCase } from "./fuzz-generators.js";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gv-fuzz-"));
@@ -21,6 +23,22 @@ process.on("exit", () => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const ITERATIONS = 400;
 const SEED = 20240611;
+/** A small row limit during the fuzz, so that the rows past it stay small files. */
+const FUZZ_ROW_LIMIT = 200_000;
+
+/** Run `fn` with environment variables set, restoring them after. */
+async function withEnv<T>(vars: Record<string, string>, fn: () => T | Promise<T>): Promise<T> {
+  const before = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(before)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
 
 test("the fuzz seeds are valid and the schema checks can fail", async () => {
   for (const target of TARGETS) {
@@ -43,15 +61,23 @@ for (const target of TARGETS) {
     async () => {
       const failures: string[] = [];
       const kinds = new Map<string, number>();
-      for (let i = 0; i < ITERATIONS; i++) {
-        const c = makeCase(SEED, i, target);
-        try {
-          const outcome = await runCase(tmp, target, c, `${target.name}-${i}`);
-          kinds.set(outcome.kind, (kinds.get(outcome.kind) ?? 0) + 1);
-        } catch (e) {
-          failures.push((e as Error).message);
+      const mutations = new Set<string>();
+      await withEnv({ GOODVIBE_MAX_ROW_BYTES: String(FUZZ_ROW_LIMIT) }, async () => {
+        for (let i = 0; i < ITERATIONS; i++) {
+          const c = makeCase(SEED, i, target);
+          mutations.add(c.mutation);
+          try {
+            const outcome = await runCase(tmp, target, c, `${target.name}-${i}`);
+            kinds.set(outcome.kind, (kinds.get(outcome.kind) ?? 0) + 1);
+          } catch (e) {
+            failures.push((e as Error).message);
+          } finally {
+            fs.rmSync(path.join(tmp, `${target.name}-${i}${c.suffix}`), { force: true });
+          }
         }
-      }
+      });
+      for (const m of ["prototype key", "row near the size limit"])
+        assert.ok(mutations.has(m), `the fuzz stream never made a "${m}" case`);
       assert.deepEqual(
         failures.slice(0, 5),
         [],
@@ -176,4 +202,122 @@ test("a Parquet file with a corrupt page does not hang the MMLU loader", () => {
   });
   assert.equal(child.signal, null, "loadMmlu did not finish within 20 s on a 1 kB Parquet file");
   assert.match(child.stdout.trim(), /^(InputError|returned)$/, child.stderr);
+});
+
+// ---------------------------------------------------------------- sizes bounded before allocating
+
+const PAIR = {
+  id: "p",
+  lang: "cpp",
+  question: "q",
+  chosen: "```cpp\nint x = 1;\n```",
+  rejected: "```cpp\nint y;\n```",
+};
+
+test("a row past the row limit is refused naming the file, the row and the limit, before it is read whole", async () => {
+  // 3 MiB in the fourth row: past the default 1 MiB, far below what would strain the heap
+  const big = { ...PAIR, id: "big", chosen: "```cpp\n" + "int x = 1;\n".repeat(300_000) + "```" };
+  const rows = [PAIR, { ...PAIR, id: "b" }, { ...PAIR, id: "c" }, big, { ...PAIR, id: "d" }];
+  const file = writeRows(
+    "big-row.jsonl",
+    rows.map((r) => JSON.stringify(r)),
+  );
+  const check = (e: unknown) =>
+    e instanceof InputError &&
+    e.message.includes(`${file} row 4`) &&
+    /1\.00 MiB/.test(e.message) &&
+    e.message.includes("GOODVIBE_MAX_ROW_BYTES");
+  assert.throws(() => readPairs(file), check);
+  assert.throws(() => readLabelledCode(file), check);
+  await assert.rejects(
+    readRows(file),
+    (e: unknown) => e instanceof InputError && /big-row\.jsonl: row 4: the row is larger/.test(e.message),
+  );
+  const gz = path.join(tmp, "big-row.jsonl.gz");
+  fs.writeFileSync(gz, zlib.gzipSync(fs.readFileSync(file)));
+  await assert.rejects(
+    readRows(gz),
+    (e: unknown) => e instanceof InputError && /row 4: the row is larger/.test(e.message),
+  );
+  // the limit is a setting: raised, the same file reads
+  await withEnv({ GOODVIBE_MAX_ROW_BYTES: String(4 * DEFAULT_MAX_ROW_BYTES) }, () => {
+    assert.equal(readPairs(file).length, 5);
+  });
+  await withEnv({ GOODVIBE_MAX_ROW_BYTES: "lots" }, () => {
+    assert.throws(
+      () => readPairs(file),
+      (e: unknown) => e instanceof InputError && /GOODVIBE_MAX_ROW_BYTES="lots"/.test(e.message),
+    );
+  });
+});
+
+test("the row limit is exact: a row of exactly the limit reads, one byte more does not", async () => {
+  const row = (n: number) => {
+    const base = JSON.stringify({ ...PAIR, question: "" }).length;
+    return JSON.stringify({ ...PAIR, question: "q".repeat(n - base) });
+  };
+  const limit = 1000;
+  await withEnv({ GOODVIBE_MAX_ROW_BYTES: String(limit) }, () => {
+    assert.equal(row(limit).length, limit);
+    assert.equal(readPairs(writeRows("exact.jsonl", [row(limit)])).length, 1);
+    // a CRLF file: the \r belongs to the row
+    assert.throws(
+      () => readPairs(writeRows("crlf.jsonl", [row(limit) + "\r"])),
+      /row 1: the row is larger than 1000 bytes/,
+    );
+    assert.throws(
+      () => readPairs(writeRows("over.jsonl", [row(limit + 1)])),
+      /over\.jsonl row 1: the row is larger than 1000 bytes/,
+    );
+    // the limit holds across read chunks (1 MiB): a row split between two chunks is measured whole
+    const pad = "\n".repeat((1 << 20) - 500);
+    assert.throws(
+      () => readPairs(writeRows("split.jsonl", [pad + row(limit + 1)])),
+      /row 1048077: the row is larger/,
+    );
+  });
+});
+
+test("a dataset past the dataset limit is refused before reading; a gzip bomb stops at the limit", async () => {
+  const file = writeRows(
+    "many.jsonl",
+    Array.from({ length: 2000 }, (_, i) => JSON.stringify({ ...PAIR, id: `p${i}` })),
+  );
+  await withEnv({ GOODVIBE_MAX_DATASET_BYTES: "100000" }, async () => {
+    assert.throws(
+      () => readPairs(file),
+      /many\.jsonl: the dataset is larger than 97\.7 KiB.*GOODVIBE_MAX_DATASET_BYTES/,
+    );
+    await assert.rejects(readRows(file), /many\.jsonl: the dataset is larger/);
+    // 200 MB of blank lines gzip to about 200 kB: refused once 100 kB have come out, not after inflating it all
+    const bomb = path.join(tmp, "bomb.jsonl.gz");
+    fs.writeFileSync(bomb, zlib.gzipSync(Buffer.alloc(200_000_000, 0x0a), { level: 9 }));
+    assert.ok(fs.statSync(bomb).size < 1_000_000);
+    const before = process.memoryUsage().rss;
+    await assert.rejects(
+      loadGsm8k(bomb),
+      /bomb\.jsonl\.gz: the dataset is larger than 97\.7 KiB after decompression/,
+    );
+    assert.ok(process.memoryUsage().rss - before < 100_000_000, "the bomb was inflated in memory");
+  });
+});
+
+test("dataset rows with keys that reach a prototype are refused naming the row; a CWE label cannot be one either", async () => {
+  const ok = JSON.stringify(PAIR);
+  for (const bad of [
+    '{"__proto__": {"polluted": true}, ',
+    '{"x": {"constructor": {"prototype": {"polluted": 1}}}, ',
+  ]) {
+    const file = writeRows("proto-row.jsonl", [ok.replace('"p"', '"p0"'), bad + ok.slice(1)]);
+    assert.throws(
+      () => readPairs(file),
+      (e: unknown) => e instanceof InputError && e.message.includes(`${file} row 2`),
+    );
+    await assert.rejects(readRows(file), /proto-row\.jsonl: row 2: key/);
+  }
+  for (const cwe of ["__proto__", "constructor", "prototype"]) {
+    const file = writeRows("proto-cwe.jsonl", [JSON.stringify({ ...PAIR, cwe })]);
+    assert.throws(() => readPairs(file), /row 1 field "cwe"/);
+  }
+  assert.deepEqual(Object.keys(Object.prototype), []);
 });

@@ -15,6 +15,7 @@ import { InputError } from "../../src/errors.js";
 import { LANGUAGES, readLabelledCode, readPairs } from "../../src/data/pairs.js";
 import { loadArc, loadGsm8k, loadHumanEval, loadMmlu } from "../../src/eval/utility/datasets.js";
 import { createRng, type Rng } from "../../src/util/random.js";
+import { jsonlLimits } from "../../src/data/jsonl.js";
 
 type Row = Record<string, unknown>;
 
@@ -476,6 +477,45 @@ const MUTATIONS: Mutation[] = [
     row[key] = probeOrWeird(rng, key);
     return { mutation: `one field (${key})`, suffix: ".jsonl", bytes: encoder.encode(jsonl(rows)) };
   },
+  (rng, t) => {
+    // A key that reaches a prototype, at the top of a row or inside a nested object, in the raw text (an
+    // object literal cannot carry an own "__proto__" through JSON.stringify).
+    const rows = t.seedRows.map((r) => JSON.stringify(r));
+    const i = rng.int(rows.length);
+    const key = pick(rng, ["__proto__", "constructor", "prototype", "a.__proto__.b"]);
+    const value = pick(rng, ['{"polluted": true}', '{"prototype": {"polluted": 1}}', "1", '"x"']);
+    const opens = [...rows[i]!.matchAll(/\{/g)].map((m) => m.index!);
+    const at = pick(rng, opens) + 1;
+    const tail = rows[i]!.slice(at);
+    rows[i] = `${rows[i]!.slice(0, at)}"${key}":${value}${tail.startsWith("}") ? "" : ","}${tail}`;
+    const gz = rng.next() < 0.3;
+    const text = rows.join("\n") + "\n";
+    return {
+      mutation: "prototype key",
+      suffix: gz ? ".jsonl.gz" : ".jsonl",
+      bytes: gz ? zlib.gzipSync(text) : encoder.encode(text),
+    };
+  },
+  (rng, t) => {
+    // One row around the row limit: just under it must read, past it must be an InputError naming the row.
+    const limit = jsonlLimits().maxRowBytes;
+    const rows = structuredClone(t.seedRows);
+    const row = pick(rng, rows);
+    const key = pick(
+      rng,
+      Object.keys(row).filter((k) => typeof row[k] === "string"),
+    );
+    const base = JSON.stringify({ ...row, [key]: "" }).length;
+    const target = limit + pick(rng, [-base - 1, -base, 1, 2, 1000, limit]);
+    row[key] = (typeof row[key] === "string" ? row[key] : "") + "x".repeat(Math.max(0, target - base - 10));
+    const gz = rng.next() < 0.3;
+    const text = jsonl(rows);
+    return {
+      mutation: "row near the size limit",
+      suffix: gz ? ".jsonl.gz" : ".jsonl",
+      bytes: gz ? zlib.gzipSync(text) : encoder.encode(text),
+    };
+  },
 ];
 
 const PARQUET_MUTATIONS: Mutation[] = [
@@ -510,6 +550,15 @@ export function makeCase(seed: number, i: number, target: FuzzTarget): FuzzCase 
   return { target: target.name, ...made };
 }
 
+/** A key written through a prototype would show up on every object. */
+function assertNoPollution(label: string, c: FuzzCase): void {
+  const leaked = Object.keys(Object.prototype);
+  if (leaked.length > 0 || ({} as Record<string, unknown>).polluted !== undefined)
+    throw new Error(
+      `${label} (${c.target}, ${c.mutation}): Object.prototype was polluted (${leaked.join(", ")})`,
+    );
+}
+
 export interface Outcome {
   kind: "items" | "input-error";
 }
@@ -525,6 +574,7 @@ export async function runCase(dir: string, target: FuzzTarget, c: FuzzCase, labe
   try {
     items = await target.read(file);
   } catch (e) {
+    assertNoPollution(label, c);
     if (e instanceof InputError) {
       if (!e.message.includes(file) && !e.message.includes(path.basename(file)))
         throw new Error(
@@ -535,6 +585,7 @@ export async function runCase(dir: string, target: FuzzTarget, c: FuzzCase, labe
     const what = e instanceof Error ? `${e.name}: ${e.message.slice(0, 200)}` : String(e);
     throw new Error(`${label} (${c.target}, ${c.mutation}): threw ${what}`, { cause: e });
   }
+  assertNoPollution(label, c);
   try {
     for (const item of items) target.checkItem(item);
   } catch (e) {

@@ -54,7 +54,7 @@ test("ARC errors name the file, the row and the field", async () => {
   );
   const broken = path.join(tmp, "arc-broken.jsonl");
   fs.writeFileSync(broken, JSON.stringify(ARC_ROW) + "\n{not json\n");
-  await assert.rejects(loadArc(broken), /arc-broken\.jsonl: row 2: invalid JSON/);
+  await assert.rejects(loadArc(broken), /arc-broken\.jsonl: row 2: bad JSON/);
 });
 
 test("GSM8K JSONL (gzipped too): final answer after the last '#### '", async () => {

@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { readPairs } from "../../data/pairs.js";
 import { claimWorkFolder } from "../../io/atomic.js";
 import { LlmJudge } from "../../eval/judge/llm.js";
-import { evaluateModel, securityCell } from "../../recipes/evaluate.js";
+import { DEFAULT_PREFERENCE_PAIRS, evaluateModel, securityCell } from "../../recipes/evaluate.js";
 import { integer, list } from "../options.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 
@@ -19,6 +19,12 @@ export function registerEval(program: Command): void {
     .option("--judge <dir>", "LLM judge model folder (e.g. from `goodvibe judge train`)")
     .option("--base <dir>", "base model folder: adds McNemar's test of this model against it")
     .option("--prompts <n>", "vibe-coding prompts answered (0 = all)", integer(0), 64)
+    .option(
+      "--preference-pairs <n>",
+      "held-out pairs scored for secure preference, round-robin over languages (0 = all)",
+      integer(0),
+      DEFAULT_PREFERENCE_PAIRS,
+    )
     .option("--max-new-tokens <n>", "tokens per answer", integer(1), 256)
     .option("--batch-size <n>", "generation / scoring batch", integer(1), 8)
     .option("--arc <file>", "ARC-Challenge JSONL/Parquet (allenai/ai2_arc schema)")
@@ -59,6 +65,7 @@ export function registerEval(program: Command): void {
           pairs,
           judge,
           maxPrompts: opts.prompts,
+          maxPreferencePairs: opts.preferencePairs,
           maxNewTokens: opts.maxNewTokens,
           batchSize: opts.batchSize,
           cacheDir: opts.cache,

@@ -13,7 +13,12 @@ import {
   stageIdentify,
   type HardenConfig,
 } from "../../recipes/harden.js";
-import { readNeuronMap, summarizeNeuronMap, writeNeuronMap } from "../../method/goodvibe/identify.js";
+import {
+  checkTopK,
+  readNeuronMap,
+  summarizeNeuronMap,
+  writeNeuronMap,
+} from "../../method/goodvibe/identify.js";
 import { DEFAULT_CLUSTER, clusterSummary, writeClusterMap } from "../../method/goodvibe/clustering.js";
 import { attachGoodVibe, attachLora } from "../../method/method.js";
 import {
@@ -62,6 +67,7 @@ export function registerStages(program: Command): void {
         checkOutput({ flag: "--out", path: cfg.out, kind: "file", inputs, overwrite: cfg.overwrite });
         checkOutput({ flag: "--run-dir", path: cfg.runDir, kind: "folder", inputs, ownEntry: isRunEntry });
         const model = loadModel(cfg.model, { dtype: cfg.dtype });
+        checkTopK(model, cfg.identify.topK);
         const tok = await loadTokenizer(cfg.model);
         const pairs = readPairs(cfg.data, { languages: cfg.languages });
         // only once the inputs are known good: bad input leaves nothing behind

@@ -7,9 +7,11 @@
  * Every error names the file, the row (1-based, as an editor shows it for JSONL) and the field.
  */
 import * as fs from "node:fs";
-import * as zlib from "node:zlib";
 import { Worker } from "node:worker_threads";
 import { InputError, preview } from "../../errors.js";
+import { MAX_DATASET_BYTES_ENV, MAX_ROW_BYTES_ENV, jsonlLimits, readJsonl } from "../../data/jsonl.js";
+import { formatBytes } from "../../util/memory.js";
+import { refuseForbiddenKeys } from "../../util/keys.js";
 import { createRng } from "../../util/random.js";
 
 export interface ArcItem {
@@ -92,52 +94,38 @@ function readParquetInWorker(file: string, timeoutMs = 15_000): Promise<Row[]> {
 export async function readRows(file: string): Promise<Row[]> {
   if (!fs.existsSync(file)) throw new InputError(`${file}: file not found`);
   if (file.endsWith(".parquet")) {
+    const limits = jsonlLimits();
+    if (fs.statSync(file).size > limits.maxDatasetBytes)
+      throw new InputError(
+        `${file}: the dataset is larger than ${formatBytes(limits.maxDatasetBytes)} (the dataset limit; raise it with ${MAX_DATASET_BYTES_ENV}=<bytes>)`,
+      );
     const rows = await readParquetInWorker(file);
-    return rows.map(normaliseBigInts);
-  }
-  let text: string;
-  let raw: Buffer;
-  try {
-    raw = fs.readFileSync(file);
-  } catch (e) {
-    throw new InputError(
-      `${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
-      { cause: e },
-    );
-  }
-  // Gzip by magic bytes, not by name: HF mirrors are inconsistent about the suffix.
-  if (raw.length >= 2 && raw[0] === 0x1f && raw[1] === 0x8b) {
-    try {
-      text = zlib.gunzipSync(raw).toString("utf8");
-    } catch (e) {
-      throw new InputError(`${file}: corrupt gzip data (${(e as Error).message})`, { cause: e });
-    }
-  } else {
-    text = raw.toString("utf8");
+    return rows.map((r, i) => normaliseBigInts(r, i, file, limits.maxRowBytes));
   }
   const rows: Row[] = [];
-  const lines = text.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!.trim();
-    if (line === "") continue;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch (e) {
-      throw new InputError(`${file}: row ${i + 1}: invalid JSON (${(e as Error).message})`, { cause: e });
-    }
-    if (value === null || typeof value !== "object" || Array.isArray(value)) {
-      throw new InputError(`${file}: row ${i + 1}: expected a JSON object`);
-    }
-    rows.push({ ...(value as Row), __row: i + 1 });
-  }
+  await readJsonl(file, (r) => rows.push({ ...r.value, __row: r.row }), {
+    rowName: (f, row) => `${f}: row ${row}`,
+  });
   return rows;
 }
 
 /** Parquet INT64 columns come back as bigint; the schemas here only hold small integers. */
-function normaliseBigInts(row: Row, index: number): Row {
+function normaliseBigInts(row: Row, index: number, file: string, maxRowBytes: number): Row {
+  refuseForbiddenKeys(row, `${file}: row ${index + 1}`);
   const out: Row = { __row: index + 1 };
-  for (const [k, v] of Object.entries(row)) out[k] = typeof v === "bigint" ? Number(v) : v;
+  let chars = 0;
+  for (const [k, v] of Object.entries(row)) {
+    out[k] = typeof v === "bigint" ? Number(v) : v;
+    chars +=
+      typeof v === "string"
+        ? v.length
+        : (JSON.stringify(v, (_k, x: unknown) => (typeof x === "bigint" ? String(x) : x))?.length ?? 0);
+  }
+  // the JSONL row bound, counted in characters here
+  if (chars > maxRowBytes)
+    throw new InputError(
+      `${file}: row ${index + 1}: the row is larger than ${formatBytes(maxRowBytes)} (the row limit; raise it with ${MAX_ROW_BYTES_ENV}=<bytes> if such rows are intended)`,
+    );
   return out;
 }
 

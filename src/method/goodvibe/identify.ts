@@ -252,6 +252,20 @@ function loadState(runDir: string, fingerprint: string): Accumulators | null {
  * Run identification over `samples`. Resumable: with opts.runDir, state is saved every `checkpointEvery` samples
  * and a rerun continues from there (the result equals an uninterrupted run's).
  */
+/**
+ * top-k picks k rows of every module, so k must be a whole number from 1 to the rows of the smallest module
+ * (a k past it was silently capped there); refused with the valid range otherwise. Cheap: call it right after
+ * loading the model, before any work.
+ */
+export function checkTopK(model: DecoderModel, topK: number): void {
+  const smallest = model.linears().reduce((a, l) => (l.outFeatures < a.outFeatures ? l : a));
+  if (!Number.isSafeInteger(topK) || topK < 1 || topK > smallest.outFeatures)
+    throw new InputError(
+      `identify.topK (--top-k) = ${topK} is out of range: it must be a whole number from 1 to ${smallest.outFeatures}, ` +
+        `the output rows of the smallest module (${smallest.name}, ${smallest.outFeatures} of them)`,
+    );
+}
+
 export async function identify(
   model: DecoderModel,
   samples: IdentifySample[],
@@ -266,7 +280,7 @@ export async function identify(
   for (const t of opts.labelTokenIds)
     if (t < 0 || t >= model.cfg.vocabSize)
       throw new InputError(`label token id ${t} is outside the vocabulary`);
-  if (opts.topK < 1) throw new InputError(`top-k must be at least 1, got ${opts.topK}`);
+  checkTopK(model, opts.topK);
   const linears = model.linears();
   if (opts.lmHead) checkLmHeadTarget(model);
   // what gets an importance per output row: the seven projections of every layer, and lm_head when asked

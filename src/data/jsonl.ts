@@ -1,0 +1,222 @@
+/**
+ * JSON Lines datasets read row by row with bounded memory, for every dataset reader (pairs, labelled code,
+ * the utility benchmarks). The file is never held as one string (V8 caps strings at 512 MiB), a row is refused
+ * as soon as it grows past the row limit (before it is held whole), and a file or a gzip stream past the
+ * dataset limit is refused, so hostile or careless data gives an InputError naming the file and the row,
+ * never a heap abort. Both limits are settings:
+ *   GOODVIBE_MAX_ROW_BYTES      largest row in bytes (default 1 MiB; real rows are at most tens of kB)
+ *   GOODVIBE_MAX_DATASET_BYTES  largest dataset file, after gunzip, in bytes (default 1 GiB)
+ */
+import * as fs from "node:fs";
+import * as zlib from "node:zlib";
+import { InputError } from "../errors.js";
+import { refuseForbiddenKeys } from "../util/keys.js";
+import { formatBytes } from "../util/memory.js";
+
+export const DEFAULT_MAX_ROW_BYTES = 1024 ** 2;
+export const DEFAULT_MAX_DATASET_BYTES = 1024 ** 3;
+export const MAX_ROW_BYTES_ENV = "GOODVIBE_MAX_ROW_BYTES";
+export const MAX_DATASET_BYTES_ENV = "GOODVIBE_MAX_DATASET_BYTES";
+
+function limitFromEnv(name: string, fallback: number): number {
+  const v = process.env[name];
+  if (v === undefined || v.trim() === "") return fallback;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new InputError(`${name}=${JSON.stringify(v)}: expected a positive whole number of bytes`);
+  return n;
+}
+
+/** How a row is named in messages: `data.jsonl row 3` by default. */
+export type RowName = (file: string, row: number) => string;
+const defaultRowName: RowName = (file, row) => `${file} row ${row}`;
+
+export interface JsonlLimits {
+  /** Largest row in bytes (its line, without the newline). */
+  maxRowBytes: number;
+  /** Largest file in bytes (after gunzip). */
+  maxDatasetBytes: number;
+}
+
+/** The limits in force: GOODVIBE_MAX_ROW_BYTES / GOODVIBE_MAX_DATASET_BYTES or the defaults. */
+export function jsonlLimits(): JsonlLimits {
+  return {
+    maxRowBytes: limitFromEnv(MAX_ROW_BYTES_ENV, DEFAULT_MAX_ROW_BYTES),
+    maxDatasetBytes: limitFromEnv(MAX_DATASET_BYTES_ENV, DEFAULT_MAX_DATASET_BYTES),
+  };
+}
+
+/** One parsed row: a JSON object and its 1-based line number (as an editor shows it). */
+export interface JsonRow {
+  row: number;
+  value: Record<string, unknown>;
+}
+
+function tooBigRow(name: string, limit: number): InputError {
+  return new InputError(
+    `${name}: the row is larger than ${formatBytes(limit)} (the row limit; raise it with ${MAX_ROW_BYTES_ENV}=<bytes> if such rows are intended)`,
+  );
+}
+
+function tooBigFile(file: string, limit: number, gz: boolean): InputError {
+  return new InputError(
+    `${file}: the dataset is larger than ${formatBytes(limit)}${gz ? " after decompression" : ""} (the dataset limit; raise it with ${MAX_DATASET_BYTES_ENV}=<bytes>)`,
+  );
+}
+
+/** Parse one line: blank → null; otherwise a JSON object without prototype-reaching keys, or an InputError. */
+function parseLine(name: string, row: number, bytes: Buffer): JsonRow | null {
+  let text = bytes.toString("utf8");
+  if (row === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  if (text.trim() === "") return null;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new InputError(`${name}: bad JSON (${(e as Error).message})`, { cause: e });
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    throw new InputError(
+      `${name}: expected a JSON object, got ${Array.isArray(value) ? "an array" : value === null ? "null" : typeof value}`,
+    );
+  refuseForbiddenKeys(value, name);
+  return { row, value: value as Record<string, unknown> };
+}
+
+/** Splits byte chunks into lines; a line is refused once it passes the limit, before it is held whole. */
+class LineSplitter {
+  private parts: Buffer[] = [];
+  private partBytes = 0;
+  private row = 0;
+  private total = 0;
+
+  constructor(
+    private readonly file: string,
+    private readonly limits: JsonlLimits,
+    private readonly gz: boolean,
+    private readonly onRow: (r: JsonRow) => void,
+    private readonly rowName: RowName,
+  ) {}
+
+  /** `chunk` must not be reused by the caller afterwards (its pieces are kept until their line ends). */
+  push(chunk: Buffer): void {
+    this.total += chunk.length;
+    if (this.total > this.limits.maxDatasetBytes)
+      throw tooBigFile(this.file, this.limits.maxDatasetBytes, this.gz);
+    let start = 0;
+    while (start < chunk.length) {
+      const nl = chunk.indexOf(0x0a, start);
+      const end = nl < 0 ? chunk.length : nl;
+      this.partBytes += end - start;
+      if (this.partBytes > this.limits.maxRowBytes)
+        throw tooBigRow(this.rowName(this.file, this.row + 1), this.limits.maxRowBytes);
+      if (end > start) this.parts.push(chunk.subarray(start, end));
+      if (nl < 0) return;
+      this.flush();
+      start = nl + 1;
+    }
+  }
+
+  end(): number {
+    if (this.partBytes > 0) this.flush();
+    return this.row;
+  }
+
+  private flush(): void {
+    this.row++;
+    const line = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.partBytes);
+    this.parts = [];
+    this.partBytes = 0;
+    const r = parseLine(this.rowName(this.file, this.row), this.row, line);
+    if (r) this.onRow(r);
+  }
+}
+
+const CHUNK_BYTES = 1 << 20;
+
+function readError(file: string, e: unknown): InputError {
+  const err = e as NodeJS.ErrnoException;
+  const why = err.code === "EISDIR" ? "it is a folder, not a file" : (err.message ?? String(e));
+  return new InputError(`cannot read ${file}: ${why}`, { cause: e });
+}
+
+/** Read a plain JSONL file row by row (synchronously), calling `onRow` for each non-blank row. */
+export function readJsonlSync(
+  file: string,
+  onRow: (r: JsonRow) => void,
+  opts: { limits?: JsonlLimits; rowName?: RowName } = {},
+): void {
+  const limits = opts.limits ?? jsonlLimits();
+  let fd: number;
+  try {
+    fd = fs.openSync(file, "r");
+  } catch (e) {
+    throw readError(file, e);
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (st.isDirectory()) throw readError(file, Object.assign(new Error("EISDIR"), { code: "EISDIR" }));
+    if (st.isFile() && st.size > limits.maxDatasetBytes)
+      throw tooBigFile(file, limits.maxDatasetBytes, false);
+    const splitter = new LineSplitter(file, limits, false, onRow, opts.rowName ?? defaultRowName);
+    for (;;) {
+      const buf = Buffer.allocUnsafe(CHUNK_BYTES);
+      let n: number;
+      try {
+        n = fs.readSync(fd, buf, 0, buf.length, null);
+      } catch (e) {
+        throw readError(file, e);
+      }
+      if (n === 0) break;
+      splitter.push(buf.subarray(0, n));
+    }
+    splitter.end();
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Read a JSONL file row by row, gunzipping on the fly when it starts with the gzip magic bytes. */
+export async function readJsonl(
+  file: string,
+  onRow: (r: JsonRow) => void,
+  opts: { limits?: JsonlLimits; rowName?: RowName } = {},
+): Promise<void> {
+  const limits = opts.limits ?? jsonlLimits();
+  let fh: fs.promises.FileHandle;
+  try {
+    fh = await fs.promises.open(file, "r");
+  } catch (e) {
+    throw readError(file, e);
+  }
+  let gz = false;
+  try {
+    const st = await fh.stat();
+    if (st.isDirectory()) throw readError(file, Object.assign(new Error("EISDIR"), { code: "EISDIR" }));
+    const magic = Buffer.alloc(2);
+    const { bytesRead } = await fh.read(magic, 0, 2, 0);
+    gz = bytesRead === 2 && magic[0] === 0x1f && magic[1] === 0x8b; // by content: mirrors are loose with suffixes
+    if (!gz && st.isFile() && st.size > limits.maxDatasetBytes)
+      throw tooBigFile(file, limits.maxDatasetBytes, false);
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+  const splitter = new LineSplitter(file, limits, gz, onRow, opts.rowName ?? defaultRowName);
+  const raw = fh.createReadStream({ start: 0, highWaterMark: CHUNK_BYTES });
+  const stream: NodeJS.ReadableStream = gz ? raw.pipe(zlib.createGunzip({ chunkSize: 64 * 1024 })) : raw;
+  try {
+    for await (const chunk of stream) splitter.push(chunk as Buffer);
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    const code = (e as NodeJS.ErrnoException).code ?? "";
+    if (gz && code.startsWith("Z_"))
+      throw new InputError(`${file}: corrupt gzip data (${(e as Error).message})`, { cause: e });
+    throw readError(file, e);
+  } finally {
+    raw.destroy();
+    if (gz) (stream as zlib.Gunzip).destroy();
+    await fh.close().catch(() => undefined);
+  }
+  splitter.end();
+}
