@@ -7,12 +7,17 @@ import { DEFAULT_LORA } from "../method/lora/config.js";
 
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
+/**
+ * Counts that size loops and buffers before any data are seen (batches, epochs, k-means restarts, LoRA rank):
+ * bounded far above any real run, so a careless 1e15 is an error naming the key, not a hang or a heap abort.
+ */
+const bounded = (max: number) => posInt.max(max, `must be at most ${max}`);
 
 export const identifySchema = z
   .object({
     topK: posInt.default(DEFAULT_IDENTIFY.topK),
     mode: z.enum(["gradient", "activation"]).default(DEFAULT_IDENTIFY.mode),
-    batchSize: posInt.default(DEFAULT_IDENTIFY.batchSize),
+    batchSize: bounded(4096).default(DEFAULT_IDENTIFY.batchSize),
     maxPairs: nonNegInt.default(DEFAULT_IDENTIFY.maxPairs),
     profileSamples: nonNegInt.default(DEFAULT_IDENTIFY.profileSamples),
     maxLength: posInt.default(DEFAULT_IDENTIFY.maxLength),
@@ -24,10 +29,10 @@ export const identifySchema = z
 
 export const clusterSchema = z
   .object({
-    kMax: z.number().int().min(2).default(DEFAULT_CLUSTER.kMax),
+    kMax: z.number().int().min(2).max(10_000, "must be at most 10000").default(DEFAULT_CLUSTER.kMax),
     threshold: z.number().default(DEFAULT_CLUSTER.threshold),
     seed: nonNegInt.default(DEFAULT_CLUSTER.seed),
-    nInit: posInt.default(DEFAULT_CLUSTER.nInit),
+    nInit: bounded(1000).default(DEFAULT_CLUSTER.nInit),
     features: z.enum(["importance", "profile", "profile-normalized"]).default(DEFAULT_CLUSTER.features),
     fallback: z.enum(["shared", "per-neuron"]).default(DEFAULT_CLUSTER.fallback),
     disabled: z.boolean().default(false),
@@ -45,11 +50,11 @@ export const trainSchema = z
         "must be at most 1 (AdamW moves each weight by about lr per step; fine-tuning uses 1e-5 to 1e-3)",
       )
       .default(DEFAULT_TRAIN.lr),
-    epochs: posInt.default(DEFAULT_TRAIN.epochs),
+    epochs: bounded(1000).default(DEFAULT_TRAIN.epochs),
     warmupRatio: z.number().min(0).max(1).default(DEFAULT_TRAIN.warmupRatio),
     schedule: z.enum(["cosine", "constant"]).default(DEFAULT_TRAIN.schedule),
-    batchSize: posInt.default(DEFAULT_TRAIN.batchSize),
-    gradAccum: posInt.default(DEFAULT_TRAIN.gradAccum),
+    batchSize: bounded(4096).default(DEFAULT_TRAIN.batchSize),
+    gradAccum: bounded(65536).default(DEFAULT_TRAIN.gradAccum),
     weightDecay: z.number().min(0).default(DEFAULT_TRAIN.weightDecay),
     betas: z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]).default(DEFAULT_TRAIN.betas),
     eps: z.number().positive().default(DEFAULT_TRAIN.eps),
@@ -64,7 +69,7 @@ export const trainSchema = z
 
 export const loraSchema = z
   .object({
-    r: posInt.default(DEFAULT_LORA.r),
+    r: bounded(4096).default(DEFAULT_LORA.r),
     alpha: z.number().positive().default(DEFAULT_LORA.alpha),
     dropout: z.number().min(0).max(1).default(DEFAULT_LORA.dropout),
     targetModules: z.array(z.string()).min(1).default(DEFAULT_LORA.targetModules),

@@ -87,6 +87,8 @@ const GEMMA3_SIZE_DEFAULTS = {
 };
 
 const posInt = z.number().int().positive();
+/** Far above any released decoder (Llama 3.1 405B has 126 layers), far below what would strain memory. */
+const MAX_LAYERS = 10_000;
 const nonNegInt = z.number().int().nonnegative();
 const posNum = z.number().positive();
 const tokenId = nonNegInt.nullable().optional();
@@ -107,7 +109,8 @@ const textConfigSchema = z.looseObject({
   vocab_size: posInt,
   hidden_size: posInt,
   intermediate_size: posInt,
-  num_hidden_layers: posInt,
+  // per-layer lists are built from it before the weights are seen: bounded (the largest released models have ~128)
+  num_hidden_layers: posInt.max(MAX_LAYERS),
   num_attention_heads: posInt,
   num_key_value_heads: posInt.nullable().optional(),
   head_dim: posInt.nullable().optional(),

@@ -121,6 +121,8 @@ for (const family of FAMILIES) {
       `model.layers.${layers}.`,
       `have ${layers} layers`,
     );
+    // a layer count past any model is refused before per-layer lists are built for it
+    assertInputError(() => withConfig({ num_hidden_layers: 1e9 }), '"num_hidden_layers" = 1000000000');
     // sizes that do not match: vocab, hidden, intermediate, heads, head_dim
     assertInputError(
       () => checkWeights(withConfig({ vocab_size: 1e9 }), tensors, where),
