@@ -5,6 +5,7 @@
 import type { ModelConfig } from "../io/config.js";
 import { loadModelConfig } from "../io/config.js";
 import {
+  firstNonFinite,
   openModelWeights,
   DTYPE_SIZE as DTYPE_BYTES,
   type StDtype,
@@ -13,7 +14,16 @@ import {
 import { InputError } from "../errors.js";
 import { checkWeights } from "../io/model-folder.js";
 import * as os from "node:os";
-import { Tensor, keep, noGrad, itemSize, setNumThreads, type DType, type Device } from "../tensor/index.js";
+import {
+  Tensor,
+  keep,
+  noGrad,
+  tidy,
+  itemSize,
+  setNumThreads,
+  type DType,
+  type Device,
+} from "../tensor/index.js";
 import { requireMemory } from "../util/memory.js";
 import { DecoderModel, type DecoderLayer, type TensorSource } from "./decoder.js";
 import { buildGemma3Layer } from "./gemma3.js";
@@ -63,7 +73,8 @@ export function buildModel(
   where: string,
   opts: LoadOptions = {},
 ): DecoderModel {
-  const byName = checkWeights(cfg, tensors, where);
+  // values are checked below in libtorch, as each tensor is made (vectorised, and it sees conversion overflow)
+  const byName = checkWeights(cfg, tensors, where, { finite: false });
   const dtype = opts.dtype ?? cfg.torchDtype;
   const device = opts.device ?? "cpu";
   // fail early, with the numbers, rather than being killed half-way through a load
@@ -81,12 +92,23 @@ export function buildModel(
       const t = recordToTensor(rec);
       let out = t.dtype === dtype ? t : t.to(dtype);
       if (device !== "cpu") out = out.toDevice(device);
+      if (tidy(() => out.isfinite().logicalNot().sum().item()) > 0) throw nonFinite(rec, dtype);
       return keep(out);
     });
   };
   const model = new DecoderModel(cfg, dtype, device, source, LAYER_BUILDERS[cfg.family]);
   if (!process.env.GOODVIBE_THREADS) setNumThreads(threadsFor(bytes / itemSize(dtype)));
   return model;
+}
+
+/** A tensor with NaN or infinite values: stored so, or overflowing the compute dtype when converted. */
+function nonFinite(rec: TensorRecord, dtype: DType): InputError {
+  const i = firstNonFinite(rec);
+  return new InputError(
+    i >= 0
+      ? `${rec.file}: tensor ${rec.name} holds a NaN or infinite value (element ${i} of shape [${rec.shape.join(", ")}]); the checkpoint is corrupt or diverged in training`
+      : `${rec.file}: tensor ${rec.name} overflows ${dtype} (values beyond its range become infinite); load it in float32 or bfloat16`,
+  );
 }
 
 /**
