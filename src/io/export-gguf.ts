@@ -39,9 +39,11 @@ export interface ExportGgufResult {
   arch: string;
   tensorCount: number;
   /** Where the vocabulary came from. */
-  vocab: "tokenizer.json" | "dummy";
-  /** tokenizer.ggml.pre written (BPE vocabularies only). */
-  pre: string | null;
+  vocab: "tokenizer.json";
+  /** tokenizer.ggml.model written: "gpt2" (byte-level BPE) or "llama" (SentencePiece-style BPE, Gemma 3). */
+  tokenizerModel: VocabKind;
+  /** tokenizer.ggml.pre written. */
+  pre: string;
   /** Choices the caller should know about (guessed pre-tokenizer, q8_0 fallbacks, ...). */
   notes: string[];
 }
@@ -224,54 +226,6 @@ function archMetadata(cfg: ModelConfig, arch: string, notes: string[]): [string,
 /** gguf TokenType values. */
 const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
 
-/** GPT-2's bytes_to_unicode: the printable character byte-level BPE uses for each byte. */
-function byteToUnicode(): string[] {
-  const printable: number[] = [];
-  for (let b = 0x21; b <= 0x7e; b++) printable.push(b);
-  for (let b = 0xa1; b <= 0xac; b++) printable.push(b);
-  for (let b = 0xae; b <= 0xff; b++) printable.push(b);
-  const table: string[] = new Array(256);
-  let extra = 0;
-  for (let b = 0; b < 256; b++) {
-    table[b] = String.fromCodePoint(printable.includes(b) ? b : 256 + extra++);
-  }
-  return table;
-}
-
-/**
- * No tokenizer.json (the test fixtures): a byte-level "gpt2" vocabulary of vocabSize tokens with no merges,
- * so llama.cpp loads the model; bos/eos/pad become control tokens, the bytes fill the other low ids.
- */
-function dummyVocab(cfg: ModelConfig): [string, GgufValue][] {
-  const bytes = byteToUnicode();
-  const special = new Map<number, string>();
-  if (cfg.bosTokenId !== null) special.set(cfg.bosTokenId, "<bos>");
-  for (const e of cfg.eosTokenIds) special.set(e, special.has(e) ? special.get(e)! : "<eos>");
-  if (cfg.padTokenId !== null && !special.has(cfg.padTokenId)) special.set(cfg.padTokenId, "<pad>");
-  const tokens: string[] = [];
-  const types: number[] = [];
-  for (let i = 0; i < cfg.vocabSize; i++) {
-    const s = special.get(i);
-    if (s !== undefined) {
-      tokens.push(s === "<eos>" && cfg.eosTokenIds.length > 1 ? `<eos${i}>` : s);
-      types.push(TOKEN_TYPE.CONTROL);
-    } else {
-      tokens.push(i < 256 ? bytes[i]! : `[dummy${i}]`);
-      types.push(TOKEN_TYPE.NORMAL);
-    }
-  }
-  const md: [string, GgufValue][] = [
-    ["tokenizer.ggml.model", gguf.str("gpt2")],
-    ["tokenizer.ggml.pre", gguf.str("default")],
-    ["tokenizer.ggml.tokens", gguf.arr("string", tokens)],
-    ["tokenizer.ggml.token_type", gguf.arr("int32", types)],
-    ["tokenizer.ggml.merges", gguf.arr("string", [])],
-  ];
-  return md.concat(specialIds(cfg, cfg.bosTokenId, cfg.eosTokenIds[0] ?? null, cfg.padTokenId), [
-    ["tokenizer.ggml.add_bos_token", gguf.bool(false)],
-  ]);
-}
-
 function specialIds(
   _cfg: ModelConfig,
   bos: number | null,
@@ -353,12 +307,65 @@ function readJson(file: string): JsonObject {
   return v;
 }
 
-/** Vocabulary from tokenizer.json: a byte-level BPE ("gpt2") vocabulary as _set_vocab_gpt2 writes it. */
+/** llama.cpp's tokenizer.ggml.model: byte-level BPE, or SentencePiece (scores instead of merges). */
+export type VocabKind = "gpt2" | "llama";
+
+/** Normalizers as a flat list (a Sequence is expanded). */
+function flatNormalizers(n: unknown): JsonObject[] {
+  if (!isObj(n)) return [];
+  if (n.type === "Sequence" && Array.isArray(n.normalizers)) return n.normalizers.flatMap(flatNormalizers);
+  return [n];
+}
+
+/**
+ * Which llama.cpp tokenizer reproduces this tokenizer.json. Byte-level BPE (GPT-2, Llama 3, Qwen) is "gpt2".
+ * A SentencePiece-style BPE that only turns spaces into "▁" and falls back to <0xXX> bytes (Gemma 3's
+ * tokenizer.json, made from its SentencePiece model) is "llama", SentencePiece, as convert_hf_to_gguf.py
+ * writes Gemma 3 from tokenizer.model: no pre-split, spaces escaped, byte fallback, and llama.cpp keeps
+ * the spaces around punctuation when decoding (its "gemma4" BPE would print `conn!= null` for `conn != null`).
+ * Anything else (a prefix space, Unigram, WordPiece) is refused: llama.cpp would tokenize it differently,
+ * and a model that reads other tokens than it was trained on generates garbage.
+ */
+function vocabKind(tok: JsonObject, file: string): VocabKind {
+  const model = tok.model as JsonObject;
+  const json = (v: unknown) => JSON.stringify(v ?? null);
+  if ([tok.pre_tokenizer, tok.decoder].some((p) => json(p).includes('"ByteLevel"'))) return "gpt2";
+  const norms = flatNormalizers(tok.normalizer);
+  const escapesSpaces = norms.some(
+    (n) =>
+      n.type === "Replace" &&
+      isObj(n.pattern) &&
+      n.pattern.String === " " &&
+      (n.content === "\u2581" || n.content === "▁"),
+  );
+  const otherNorms = norms.filter(
+    (n) => n.type !== "Replace" || !isObj(n.pattern) || n.pattern.String !== " ",
+  );
+  // After the normalizer no space is left, so a Split on " " (Gemma 3) changes nothing.
+  const preParts: JsonObject[] = [];
+  collectPreTokenizers(tok.pre_tokenizer, preParts);
+  const preIsNoop = preParts.every(
+    (p) => p.type === "Split" && isObj(p.pattern) && p.pattern.String === " " && escapesSpaces,
+  );
+  if (model.byte_fallback === true && escapesSpaces && otherNorms.length === 0 && preIsNoop) return "llama";
+  throw new InputError(
+    `${file}: this tokenizer (normalizer ${json(tok.normalizer).slice(0, 120)}, pre-tokenizer ${json(tok.pre_tokenizer).slice(0, 120)}) ` +
+      `has no llama.cpp equivalent this exporter can write: only byte-level BPE (Llama 3, Qwen) and Gemma 3's ` +
+      `SentencePiece-style BPE (spaces to "▁", byte fallback, no prefix space) are supported`,
+  );
+}
+
+/**
+ * Vocabulary from tokenizer.json, as convert_hf_to_gguf.py writes it: _set_vocab_gpt2 for byte-level BPE,
+ * _set_vocab_sentencepiece for Gemma 3 (scores derived from the merges, see below). Token ids past the
+ * tokenizer's are padded with [PAD<i>] (UNUSED) up to the config's vocab_size, as the converter does.
+ * Every loop over the vocabulary is linear: 262k tokens and 515k merges (Gemma 3) take about a second.
+ */
 function tokenizerJsonVocab(
   dir: string,
   cfg: ModelConfig,
   notes: string[],
-): { md: [string, GgufValue][]; pre: string } {
+): { md: [string, GgufValue][]; pre: string; kind: VocabKind } {
   const file = path.join(dir, "tokenizer.json");
   const tok = readJson(file);
   const model = tok.model;
@@ -367,78 +374,126 @@ function tokenizerJsonVocab(
       `${file}: only BPE tokenizers are supported for GGUF export (model.type is ${isObj(model) ? String(model.type) : "missing"})`,
     );
   }
-  const byteLevel = [tok.pre_tokenizer, tok.decoder].some((p) =>
-    JSON.stringify(p ?? null).includes('"ByteLevel"'),
-  );
-  if (!byteLevel) {
-    throw new InputError(
-      `${file}: a SentencePiece-style BPE (no ByteLevel pre-tokenizer/decoder) is not supported for GGUF export; only byte-level BPE`,
-    );
-  }
+  const kind = vocabKind(tok, file);
   const configFile = path.join(dir, "tokenizer_config.json");
   const tcfg = fs.existsSync(configFile) ? readJson(configFile) : {};
 
   const byId = new Map<number, string>();
+  // A loop, not Math.max(...ids): spreading 150k+ ids overflows the call stack.
+  let maxId = -1;
   for (const [t, id] of Object.entries(model.vocab)) {
-    if (typeof id !== "number") throw new InputError(`${file}: model.vocab["${t}"] is not a number`);
+    if (typeof id !== "number" || !Number.isInteger(id) || id < 0)
+      throw new InputError(`${file}: model.vocab["${t}"] is not a token id`);
     byId.set(id, t);
+    if (id > maxId) maxId = id;
   }
+  if (maxId >= cfg.vocabSize)
+    throw new InputError(`${file}: token id ${maxId} is outside config vocab_size ${cfg.vocabSize}`);
   const added = new Map<number, { content: string; special: boolean }>();
+  const beyond: string[] = [];
   for (const a of Array.isArray(tok.added_tokens) ? tok.added_tokens : []) {
     if (isObj(a) && typeof a.id === "number" && typeof a.content === "string") {
+      // Gemma 3 1B's tokenizer has <image_soft_token> at 262144, past its 262144 embeddings: the model can
+      // neither read nor write such a token, so it is left out (as a vocabulary of vocab_size must).
+      if (a.id >= cfg.vocabSize) {
+        beyond.push(`${a.content} (${a.id})`);
+        continue;
+      }
       added.set(a.id, { content: a.content, special: a.special === true });
       byId.set(a.id, a.content);
     }
   }
-  const maxId = Math.max(...byId.keys());
-  if (maxId >= cfg.vocabSize)
-    throw new InputError(`${file}: token id ${maxId} is outside config vocab_size ${cfg.vocabSize}`);
+  if (beyond.length > 0)
+    notes.push(
+      `${file}: added token(s) ${beyond.slice(0, 5).join(", ")} lie past vocab_size ${cfg.vocabSize} and are left out`,
+    );
 
   const looksSpecial = (s: string) =>
     ["<pad>", "<mask>", "<2mass>", "[@BOS@]"].includes(s) ||
     (s.startsWith("<|") && s.endsWith("|>")) ||
     (s.startsWith("<unused") && s.endsWith(">"));
-  const tokens: string[] = [];
-  const types: number[] = [];
+  const spm = kind === "llama";
+  const isByte = (s: string) => spm && /^<0x[0-9A-F]{2}>$/.test(s);
+  // Gemma 3 lists runs of "▁" (escaped spaces) as added tokens too; llama.cpp prints USER_DEFINED tokens
+  // verbatim, so typed so they would come out as "▁▁▁▁" instead of indentation. The same ids are in
+  // model.vocab, so as NORMAL tokens BPE still produces them and the detokenizer turns them back into spaces.
+  const isSpaceRun = (s: string) => spm && /^▁+$/.test(s);
+  const tokens: string[] = new Array(cfg.vocabSize);
+  const types: number[] = new Array(cfg.vocabSize);
   for (let i = 0; i < cfg.vocabSize; i++) {
     const t = byId.get(i);
     const a = added.get(i);
     if (t === undefined) {
-      tokens.push(`[PAD${i}]`);
-      types.push(TOKEN_TYPE.UNUSED);
+      tokens[i] = `[PAD${i}]`;
+      types[i] = TOKEN_TYPE.UNUSED;
     } else if (a) {
-      tokens.push(a.content);
-      types.push(a.special || looksSpecial(a.content) ? TOKEN_TYPE.CONTROL : TOKEN_TYPE.USER_DEFINED);
+      tokens[i] = a.content;
+      types[i] =
+        a.special || looksSpecial(a.content)
+          ? TOKEN_TYPE.CONTROL
+          : isSpaceRun(a.content)
+            ? TOKEN_TYPE.NORMAL
+            : TOKEN_TYPE.USER_DEFINED;
     } else {
-      tokens.push(t);
-      types.push(TOKEN_TYPE.NORMAL);
+      tokens[i] = t;
+      types[i] = isByte(t) ? TOKEN_TYPE.BYTE : TOKEN_TYPE.NORMAL;
     }
   }
-  const merges = (Array.isArray(model.merges) ? model.merges : []).map((m) =>
-    Array.isArray(m) ? m.join(" ") : String(m),
-  );
-  const pre = choosePre(tok, file, notes);
+  const rawMerges = Array.isArray(model.merges) ? model.merges : [];
+  const pre = spm ? "default" : choosePre(tok, file, notes);
+  // SentencePiece merges the adjacent pair whose result scores highest, BPE the pair whose merge ranks first:
+  // a token scores minus the rank of the first merge that makes it, so both pick the same pair. Longer tokens
+  // no merge makes (BPE never produces them) score lowest. Checked against HF on real texts in the tests.
+  let scores: number[] | null = null;
+  if (spm) {
+    scores = new Array<number>(cfg.vocabSize).fill(0);
+    const made = new Uint8Array(cfg.vocabSize);
+    for (let r = 0; r < rawMerges.length; r++) {
+      const m = rawMerges[r];
+      const id = (model.vocab as JsonObject)[Array.isArray(m) ? m.join("") : String(m).replace(" ", "")];
+      if (typeof id === "number" && id < cfg.vocabSize && !made[id]) {
+        made[id] = 1;
+        scores[id] = -r;
+      }
+    }
+    for (let i = 0; i < cfg.vocabSize; i++)
+      if (!made[i] && types[i] === TOKEN_TYPE.NORMAL && [...tokens[i]!].length > 1) scores[i] = -1e9;
+  }
 
   // Special tokens: tokenizer_config.json names them (SpecialVocab), config.json ids fill the gaps.
+  const byContent = new Map<string, number>();
+  for (const [id, a] of added) if (!byContent.has(a.content)) byContent.set(a.content, id);
   const idOf = (v: unknown): number | null => {
     const content = typeof v === "string" ? v : isObj(v) && typeof v.content === "string" ? v.content : null;
     if (content === null) return null;
-    for (const [id, a] of added) if (a.content === content) return id;
-    const id = (model.vocab as JsonObject)[content];
+    const id = byContent.get(content) ?? (model.vocab as JsonObject)[content];
     return typeof id === "number" ? id : null;
   };
   const bos = idOf(tcfg.bos_token) ?? cfg.bosTokenId;
   const eos = idOf(tcfg.eos_token) ?? cfg.eosTokenIds[0] ?? null;
   const pad = idOf(tcfg.pad_token) ?? cfg.padTokenId;
+  const unk = spm ? (idOf(model.unk_token) ?? idOf(tcfg.unk_token)) : null;
 
   const md: [string, GgufValue][] = [
-    ["tokenizer.ggml.model", gguf.str("gpt2")],
+    ["tokenizer.ggml.model", gguf.str(kind)],
     ["tokenizer.ggml.pre", gguf.str(pre)],
     ["tokenizer.ggml.tokens", gguf.arr("string", tokens)],
+    ...(scores ? ([["tokenizer.ggml.scores", gguf.arr("float32", scores)]] as [string, GgufValue][]) : []),
     ["tokenizer.ggml.token_type", gguf.arr("int32", types)],
-    ["tokenizer.ggml.merges", gguf.arr("string", merges)],
+    ...(scores
+      ? []
+      : ([
+          [
+            "tokenizer.ggml.merges",
+            gguf.arr(
+              "string",
+              rawMerges.map((m) => (Array.isArray(m) ? m.join(" ") : String(m))),
+            ),
+          ],
+        ] as [string, GgufValue][])),
     ...specialIds(cfg, bos, eos, pad),
   ];
+  if (unk !== null) md.push(["tokenizer.ggml.unknown_token_id", gguf.u32(unk)]);
   // add_bos_token: tokenizer_config.json, else whether the post-processor template starts with the BOS token.
   let addBos: boolean | null = typeof tcfg.add_bos_token === "boolean" ? tcfg.add_bos_token : null;
   if (addBos === null && bos !== null)
@@ -448,10 +503,11 @@ function tokenizerJsonVocab(
   if (addBos !== null) md.push(["tokenizer.ggml.add_bos_token", gguf.bool(addBos)]);
   if (typeof tcfg.add_eos_token === "boolean")
     md.push(["tokenizer.ggml.add_eos_token", gguf.bool(tcfg.add_eos_token)]);
+  if (spm) md.push(["tokenizer.ggml.add_space_prefix", gguf.bool(false)]);
 
   const template = chatTemplate(dir, tcfg);
   if (template !== null) md.push(["tokenizer.chat_template", gguf.str(template)]);
-  return { md, pre };
+  return { md, pre, kind };
 }
 
 function chatTemplate(dir: string, tcfg: JsonObject): string | null {
@@ -514,6 +570,11 @@ function encode(type: GgmlType, v: Float32Array): Uint8Array {
 export function exportGguf(modelDir: string, outFile: string, opts: ExportGgufOptions): ExportGgufResult {
   if (!(opts.outtype in FILE_TYPE))
     throw new InputError(`outtype "${opts.outtype}" is not one of f32, f16, bf16, q8_0`);
+  // Without the model's own vocabulary llama.cpp would read other tokens than the model was trained on.
+  if (!fs.existsSync(path.join(modelDir, "tokenizer.json")))
+    throw new InputError(
+      `${modelDir}: no tokenizer.json; GGUF export needs the model's tokenizer (copy tokenizer.json and tokenizer_config.json from the base model)`,
+    );
   // config and weights checked against each other (names, shapes, dtypes, finite values) before any work
   const { config: cfg, weights } = inspectModelFolder(modelDir);
   const arch = ARCH[cfg.family];
@@ -522,6 +583,7 @@ export function exportGguf(modelDir: string, outFile: string, opts: ExportGgufOp
       `${path.join(modelDir, "config.json")}: model family ${String(cfg.family)} cannot be exported to GGUF`,
     );
   const notes: string[] = [];
+  const { md: vocabMd, pre, kind } = tokenizerJsonVocab(modelDir, cfg, notes);
   const source = modelDir;
 
   const planned: PlannedTensor[] = [];
@@ -600,16 +662,6 @@ export function exportGguf(modelDir: string, outFile: string, opts: ExportGgufOp
     };
   });
 
-  const hasTokenizer = fs.existsSync(path.join(modelDir, "tokenizer.json"));
-  let vocabMd: [string, GgufValue][];
-  let pre: string | null;
-  if (hasTokenizer) ({ md: vocabMd, pre } = tokenizerJsonVocab(modelDir, cfg, notes));
-  else {
-    vocabMd = dummyVocab(cfg);
-    pre = "default";
-    notes.push(`${modelDir}: no tokenizer.json; wrote a dummy ${cfg.vocabSize}-token byte-level vocabulary`);
-  }
-
   const metadata: [string, GgufValue][] = [
     ["general.architecture", gguf.str(arch)],
     ["general.type", gguf.str("model")],
@@ -624,7 +676,8 @@ export function exportGguf(modelDir: string, outFile: string, opts: ExportGgufOp
     file: outFile,
     arch,
     tensorCount: tensors.length,
-    vocab: hasTokenizer ? "tokenizer.json" : "dummy",
+    vocab: "tokenizer.json",
+    tokenizerModel: kind,
     pre,
     notes,
   };

@@ -285,30 +285,47 @@ export interface GgufWriteSpec {
   tensors: readonly GgufTensorSpec[];
 }
 
+/** A growable byte buffer: a 262k-token vocabulary and 500k merges are a million small writes. */
 class ByteSink {
-  private chunks: Buffer[] = [];
+  private buf = Buffer.alloc(1 << 16);
   length = 0;
-  push(b: Buffer): void {
-    this.chunks.push(b);
-    this.length += b.length;
+  /** Room for `n` more bytes; returns the offset to write at. */
+  reserve(n: number): number {
+    if (this.length + n > this.buf.length) {
+      const grown = Buffer.alloc(Math.max(this.buf.length * 2, this.length + n));
+      this.buf.copy(grown, 0, 0, this.length);
+      this.buf = grown;
+    }
+    const at = this.length;
+    this.length += n;
+    return at;
+  }
+  // reserve() may replace this.buf, so it is called before this.buf is read.
+  push(b: Uint8Array): void {
+    const at = this.reserve(b.length);
+    this.buf.set(b, at);
   }
   u32(v: number): void {
-    const b = Buffer.alloc(4);
-    b.writeUInt32LE(v);
-    this.push(b);
+    const at = this.reserve(4);
+    this.buf.writeUInt32LE(v, at);
   }
   u64(v: bigint | number): void {
-    const b = Buffer.alloc(8);
-    b.writeBigUInt64LE(BigInt(v));
-    this.push(b);
+    const at = this.reserve(8);
+    this.buf.writeBigUInt64LE(BigInt(v), at);
   }
   str(s: string): void {
-    const bytes = Buffer.from(s, "utf8");
-    this.u64(bytes.length);
-    this.push(bytes);
+    const n = Buffer.byteLength(s, "utf8");
+    this.u64(n);
+    const at = this.reserve(n);
+    this.buf.write(s, at, n, "utf8");
+  }
+  /** A fresh buffer of `size` bytes at the end, for one scalar. */
+  scratch(size: number): Buffer {
+    const at = this.reserve(size);
+    return this.buf.subarray(at, at + size);
   }
   concat(): Buffer {
-    return Buffer.concat(this.chunks, this.length);
+    return this.buf.subarray(0, this.length);
   }
 }
 
@@ -324,7 +341,7 @@ function writeScalar(sink: ByteSink, type: GgufScalarTypeName, v: GgufScalar, ke
       return;
     case "bool":
       check(typeof v === "boolean");
-      sink.push(Buffer.from([v ? 1 : 0]));
+      sink.scratch(1)[0] = v ? 1 : 0;
       return;
     case "uint64":
     case "int64": {
@@ -341,8 +358,9 @@ function writeScalar(sink: ByteSink, type: GgufScalarTypeName, v: GgufScalar, ke
       const size = { uint8: 1, int8: 1, uint16: 2, int16: 2, uint32: 4, int32: 4, float32: 4, float64: 8 }[
         type
       ];
+      // Validated in a scratch buffer first: Buffer's write* methods throw a RangeError on out-of-range
+      // integers, which must not leave a half-written value in the sink.
       b = Buffer.alloc(size);
-      // Buffer's write* methods throw a RangeError on out-of-range integers.
       if (type === "uint8") b.writeUInt8(n);
       else if (type === "int8") b.writeInt8(n);
       else if (type === "uint16") b.writeUInt16LE(n);

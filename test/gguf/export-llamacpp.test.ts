@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { exportGguf, permuteQK, type GgufOutType } from "../../src/io/export-gguf.js";
 import { ggufMeta, ggufTensorBytes, readGguf, tensorToF32 } from "../../src/io/gguf.js";
 import { openLlamaCppBackend, type LlamaCppBackend } from "../../src/eval/generate/llamacpp.js";
+import { fixtureWithTokenizer } from "./fixture-tokenizer.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // dist/test/gguf -> repository root
@@ -50,9 +51,24 @@ async function withBackend<T>(file: string, fn: (b: LlamaCppBackend) => Promise<
   }
 }
 
-function exportFamily(family: string, outtype: GgufOutType, dir = path.join(fixtures, family)): string {
-  const file = path.join(tmpDir, `${family}-${path.basename(dir)}-${outtype}.gguf`);
-  exportGguf(dir, file, { outtype });
+/** The fixture folder (or one of its variants) with a byte-level tokenizer beside it, made once. */
+const withTok = new Map<string, string>();
+function fixtureDir(family: string, variant = ""): string {
+  const key = `${family}/${variant}`;
+  if (!withTok.has(key))
+    withTok.set(
+      key,
+      fixtureWithTokenizer(
+        path.join(fixtures, family, variant),
+        path.join(tmpDir, `${family}-${variant || "main"}`),
+      ),
+    );
+  return withTok.get(key)!;
+}
+
+function exportFamily(family: string, outtype: GgufOutType, variant = ""): string {
+  const file = path.join(tmpDir, `${family}-${variant || "main"}-${outtype}.gguf`);
+  exportGguf(fixtureDir(family, variant), file, { outtype });
   return file;
 }
 
@@ -75,7 +91,7 @@ test("gemma3 export: metadata fixes and norm weights", () => {
     g.tensors.some((t) => t.name === "output.weight"),
     false,
   ); // tied
-  assert.equal((ggufMeta(g, "tokenizer.ggml.tokens") as string[]).length, 512);
+  assert.equal((ggufMeta(g, "tokenizer.ggml.tokens") as string[]).length, 512); // padded to vocab_size
   // Norms are stored as 1 + w; attn_q_norm also carries sqrt(head_dim / query_pre_attn_scalar) = sqrt(32/24).
   const st = JSON.parse(fs.readFileSync(path.join(fixtures, "gemma3", "config.json"), "utf8")) as {
     head_dim: number;
@@ -161,7 +177,7 @@ for (const outtype of ["bf16", "q8_0"] as const) {
 
 test("bf16 checkpoint folder exports bf16 weights without re-rounding", () => {
   const dir = path.join(fixtures, "llama", "model-bf16");
-  const file = exportFamily("llama", "bf16", dir);
+  const file = exportFamily("llama", "bf16", "model-bf16");
   const g = readGguf(file);
   const raw = readRawTensorBytes(path.join(dir, "model.safetensors"));
   assert.deepEqual(

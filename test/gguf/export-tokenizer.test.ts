@@ -106,3 +106,17 @@ test("unsupported families and bad outtypes are refused with InputError", () => 
   );
   assert.equal(fs.existsSync(path.join(tmpDir, "y.gguf")), false);
 });
+
+test("a model folder without tokenizer.json is refused: no placeholder vocabulary, no file", () => {
+  const out = path.join(tmpDir, "no-tok.gguf");
+  assert.throws(
+    () => exportGguf(path.join(fixtures, "qwen3"), out, { outtype: "f16" }),
+    (e: unknown) =>
+      e instanceof InputError && /no tokenizer\.json/.test(e.message) && e.message.includes("qwen3"),
+  );
+  assert.equal(fs.existsSync(out), false);
+  assert.deepEqual(
+    fs.readdirSync(tmpDir).filter((f) => f.includes("no-tok")),
+    [],
+  );
+});

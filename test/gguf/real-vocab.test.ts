@@ -1,0 +1,143 @@
+/**
+ * GGUF export at the scale users bring: random one-layer models with the real shapes and real tokenizers of
+ * Qwen3-0.6B (151,936 tokens), Llama-3.2-1B (128,256) and Gemma-3-1B (262,144; SentencePiece-style BPE).
+ * (Before the fix, a vocabulary of ~128k tokens or more crashed the export: Math.max(...ids) overflowed the stack.)
+ *
+ * For each family and GGUF type:
+ *  - an independent reader, @huggingface/gguf, reads back our metadata and tensor infos;
+ *  - llama.cpp (node-llama-cpp) loads it; in f32 it tokenizes real texts (CyberNative, from ../shared when
+ *    present) exactly as our tokenizer (@huggingface/tokenizers) does and decodes them back to the same text,
+ *    and greedy-decodes the same tokens as the built-in engine with logits close to its own;
+ *  - in f16 / bf16 / q8_0 it loads and generates, and the first greedy token is the built-in engine's.
+ */
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { gguf as hfGguf, GGMLQuantizationType } from "@huggingface/gguf";
+import { exportGguf, type GgufOutType } from "../../src/io/export-gguf.js";
+import { ggufMeta, readGguf } from "../../src/io/gguf.js";
+import { loadTokenizer } from "../../src/io/tokenizer.js";
+import { loadModel } from "../../src/models/load.js";
+import { BuiltinBackend } from "../../src/eval/generate/builtin.js";
+import { openLlamaCppBackend } from "../../src/eval/generate/llamacpp.js";
+import { Tensor, noGrad, tidy } from "../../src/tensor/index.js";
+import { REPO_ROOT } from "../evalcore/make-model.js";
+import { makeRealModel, realTexts, type RealFamily } from "./real-models.js";
+
+const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "gguf-real-"));
+after(() => fs.rmSync(tmpDir, { recursive: true, force: true }));
+
+// Every type is loaded by llama.cpp at least once; f32 for every family (the exactness check).
+const TYPES: Record<RealFamily, GgufOutType[]> = {
+  qwen3: ["f32", "f16", "bf16", "q8_0"],
+  llama3: ["f32", "bf16"],
+  gemma3: ["f32", "q8_0"],
+};
+const HF_TYPE: Record<string, GGMLQuantizationType> = {
+  F32: GGMLQuantizationType.F32,
+  F16: GGMLQuantizationType.F16,
+  BF16: GGMLQuantizationType.BF16,
+  Q8_0: GGMLQuantizationType.Q8_0,
+};
+
+const FALLBACK_TEXTS = [
+  "def add(a, b):\n    return a + b\n",
+  "#include <stdio.h>\nint main(void) {\n    char buf[16];\n    if (fgets(buf, sizeof buf, stdin) != NULL) puts(buf);\n}\n",
+  "unseen words: ünïcödé 🦙 and   spaces\n\n\tend",
+  "SELECT name FROM users WHERE id = ?;  -- parameterised, not concatenated",
+];
+
+for (const family of ["qwen3", "llama3", "gemma3"] as const) {
+  test(`${family}: real vocabulary exported to GGUF, read back independently, run by llama.cpp`, async () => {
+    const made = makeRealModel(family, { parent: tmpDir, seed: 1 });
+    const tok = await loadTokenizer(made.dir);
+    const vocabSize = made.config.vocab_size as number;
+    const builtin = new BuiltinBackend(loadModel(made.dir, { dtype: "float32" }), tok);
+    const promptIds = tok.encode(
+      tok.applyChatTemplate([{ role: "user", content: "Write a C function that copies a string safely." }], {
+        addGenerationPrompt: true,
+      }),
+      { addSpecialTokens: false },
+    );
+    const want = await builtin.generateTokens(promptIds, { maxNewTokens: 6 });
+    assert.ok(want.length > 0);
+    const refLogits = noGrad(() =>
+      tidy(() => {
+        const logits = builtin.model.forward(Tensor.fromArray(promptIds, [1, promptIds.length], "int64"));
+        return logits.select(1, promptIds.length - 1).toFloat32Array();
+      }),
+    );
+    const texts = [...(realTexts(REPO_ROOT, 64) ?? []), ...FALLBACK_TEXTS];
+
+    for (const outtype of TYPES[family]) {
+      const file = path.join(tmpDir, `${family}-${outtype}.gguf`);
+      const res = exportGguf(made.dir, file, { outtype });
+      assert.equal(res.tokenizerModel, family === "gemma3" ? "llama" : "gpt2");
+
+      // the independent reader agrees with our own reader on every key and tensor
+      const ours = readGguf(file);
+      const theirs = await hfGguf(file, { allowLocalFile: true });
+      const meta = theirs.metadata as unknown as Record<string, unknown>;
+      assert.equal(meta["general.architecture"], family === "llama3" ? "llama" : family);
+      const tokens = meta["tokenizer.ggml.tokens"] as string[];
+      assert.equal(tokens.length, vocabSize);
+      for (const [id, t] of [
+        [0, tok.idToToken(0)],
+        [1000, tok.idToToken(1000)],
+        [vocabSize - 1, null],
+      ] as const)
+        if (t !== null) assert.equal(tokens[id], t);
+      assert.equal(meta["tokenizer.chat_template"], ggufMeta(ours, "tokenizer.chat_template"));
+      assert.equal(meta["tokenizer.ggml.bos_token_id"], tok.bosTokenId ?? undefined);
+      assert.equal(Object.keys(meta).length - 3, ours.metadata.size); // + version, tensor_count, kv_count
+      assert.equal(theirs.tensorInfos.length, ours.tensors.length);
+      theirs.tensorInfos.forEach((t, i) => {
+        const o = ours.tensors[i]!;
+        assert.equal(t.name, o.name);
+        assert.deepEqual(t.shape.map(Number), o.dims);
+        assert.equal(t.dtype, HF_TYPE[o.type], `${o.name}: ${o.type}`);
+        assert.equal(Number(t.offset) + ours.dataOffset, o.offset);
+      });
+      const embd = ours.tensors.find((t) => t.name === "token_embd.weight")!;
+      assert.deepEqual(embd.shape, [vocabSize, made.config.hidden_size]);
+
+      const b = await openLlamaCppBackend({ modelPath: file, contextSize: 256 });
+      try {
+        if (outtype === "f32") {
+          for (const text of texts) {
+            const ids = tok.encode(text, { addSpecialTokens: false });
+            assert.deepEqual(
+              b.model.tokenize(text, false).map(Number),
+              ids,
+              `tokens of ${JSON.stringify(text)}`,
+            );
+            assert.equal(
+              b.model.detokenize(ids as never, false),
+              tok.decode(ids),
+              `text of ${JSON.stringify(text.slice(0, 40))}`,
+            );
+          }
+          assert.deepEqual(await b.generateTokens(promptIds, { maxNewTokens: 6 }), want);
+          const rows = await b.logits(promptIds);
+          const got = rows[rows.length - 1]!;
+          let diff = 0;
+          let scale = 0;
+          for (let i = 0; i < got.length; i++) {
+            diff = Math.max(diff, Math.abs(got[i]! - refLogits[i]!));
+            scale = Math.max(scale, Math.abs(refLogits[i]!));
+          }
+          assert.ok(diff <= 1e-3 * Math.max(1, scale), `logits differ by ${diff} (scale ${scale})`);
+        } else {
+          const ids = await b.generateTokens(promptIds, { maxNewTokens: 4 });
+          assert.equal(ids.length, 4, `${outtype}: generated ${ids.length} tokens`);
+          assert.equal(ids[0], want[0], `${outtype}: first greedy token`);
+        }
+      } finally {
+        await b.close();
+      }
+      fs.rmSync(file);
+    }
+  });
+}
