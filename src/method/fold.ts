@@ -1,8 +1,8 @@
 /**
  * Folding a trained method back into a normal Hugging Face checkpoint: W' = W + ΔW in float32, cast to the
  * checkpoint's dtype, written with the base model's config and tokenizer files into a new folder (atomically;
- * the base folder is only read). Also the small artifacts that travel without the full weights: GoodVibe's delta
- * (rows, cluster assignments, U) and LoRA's PEFT adapter.
+ * the base folder is only read). Also GoodVibe's delta, the small artifact that travels without the full
+ * weights (rows, cluster assignments, U); LoRA's PEFT adapter is src/method/lora/peft.ts.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -23,7 +23,6 @@ import { Tensor, noGrad, tidy } from "../tensor/index.js";
 import type { RowSelection } from "./goodvibe/adapter.js";
 import { checkFingerprint, modelFingerprint, type ModelFingerprint } from "./goodvibe/identify.js";
 import type { AttachedMethod } from "./method.js";
-import { peftAdapterConfig, type LoraConfig } from "./lora/config.js";
 import { requireDisk } from "../util/memory.js";
 import { parseJson } from "../util/keys.js";
 import { stopPoint } from "../util/stop.js";
@@ -213,51 +212,5 @@ export function checkDeltaFits(model: DecoderModel, delta: GoodVibeDelta, file: 
 }
 
 // ---------------------------------------------------------------- PEFT adapter
-export function writePeftAdapter(
-  dir: string,
-  cfg: LoraConfig,
-  method: AttachedMethod,
-  baseModel: string,
-): void {
-  const tensors: TensorToWrite[] = [];
-  for (const [name, t] of method.trainable) {
-    const m = /^(.*)\.lora_([AB])$/.exec(name);
-    if (!m) continue;
-    tensors.push({
-      name: `base_model.model.${m[1]}.lora_${m[2]}.weight`,
-      dtype: "F32",
-      shape: t.shape,
-      data: t.float().contiguous().toBytes(),
-    });
-  }
-  fs.mkdirSync(dir, { recursive: true });
-  writeSafetensors(path.join(dir, "adapter_model.safetensors"), tensors);
-  writeFileAtomic(
-    path.join(dir, "adapter_config.json"),
-    JSON.stringify(peftAdapterConfig(cfg, baseModel), null, 2),
-  );
-}
-
-export function readPeftAdapter(dir: string): { cfg: LoraConfig; init: Map<string, Tensor> } {
-  const cfgFile = path.join(dir, "adapter_config.json");
-  if (!fs.existsSync(cfgFile))
-    throw new InputError(`${dir}: no adapter_config.json (not a PEFT adapter folder)`);
-  const raw = parseJson(fs.readFileSync(cfgFile, "utf8"), cfgFile) as any;
-  if (raw.peft_type !== "LORA")
-    throw new InputError(`${cfgFile}: peft_type is ${raw.peft_type}, only LORA is supported`);
-  const targets = Array.isArray(raw.target_modules) ? raw.target_modules : [raw.target_modules];
-  const cfg: LoraConfig = {
-    r: raw.r,
-    alpha: raw.lora_alpha,
-    dropout: raw.lora_dropout ?? 0,
-    targetModules: targets,
-  };
-  const f = readSafetensors(path.join(dir, "adapter_model.safetensors"));
-  const init = new Map<string, Tensor>();
-  for (const [name, rec] of f.tensors) {
-    const m = /^base_model\.model\.(.*)\.lora_([AB])(?:\.default)?\.weight$/.exec(name);
-    if (!m) throw new InputError(`${dir}: unexpected adapter tensor ${name}`);
-    init.set(`${m[1]}.lora_${m[2]}`, recordToTensor(rec));
-  }
-  return { cfg, init };
-}
+// LoRA adapters are read and written by src/method/lora/peft.ts (PEFT's layout).
+export { readPeftAdapter, writePeftAdapter } from "./lora/peft.js";

@@ -5,8 +5,8 @@
 import type { DecoderModel } from "../models/decoder.js";
 import { Tensor, keep, manualSeed, noGrad } from "../tensor/index.js";
 import { ClusterRowAdapter, type RowSelection } from "./goodvibe/adapter.js";
-import { loraScaling, type LoraConfig } from "./lora/config.js";
-import { LoraAdapter } from "./lora/layer.js";
+// LoRA's attach lives with its config, layer and PEFT files (src/method/lora/).
+export { attachLora } from "./lora/model.js";
 
 export type MethodName = "goodvibe" | "lora" | "full";
 
@@ -74,55 +74,6 @@ export function attachGoodVibe(
       for (const n of adapters.keys()) model.linear(n).adapter = null;
     },
     setTraining: () => {},
-  };
-}
-
-/**
- * LoRA on every linear whose name ends in one of the target modules. A's random init is seeded, so the same
- * command gives the same adapter (and a resumed run the same result as an uninterrupted one).
- */
-export function attachLora(
-  model: DecoderModel,
-  cfg: LoraConfig,
-  init?: Map<string, Tensor>,
-  seed = 0,
-): AttachedMethod {
-  const adapters = new Map<string, LoraAdapter>();
-  manualSeed(seed);
-  const scaling = loraScaling(cfg);
-  for (const layer of model.linears()) {
-    const suffix = layer.name.split(".").pop()!;
-    if (!cfg.targetModules.includes(suffix)) continue;
-    const a = new LoraAdapter(cfg.r, scaling, cfg.dropout, layer.inFeatures, layer.outFeatures, {
-      A: init?.get(`${layer.name}.lora_A`),
-      B: init?.get(`${layer.name}.lora_B`),
-    });
-    layer.adapter = a;
-    adapters.set(layer.name, a);
-  }
-  if (adapters.size === 0)
-    throw new Error(`LoRA: no linear layer matches target modules [${cfg.targetModules}]`);
-  const trainable = new Map<string, Tensor>();
-  for (const [n, a] of adapters) {
-    trainable.set(`${n}.lora_A`, a.A);
-    trainable.set(`${n}.lora_B`, a.B);
-  }
-  return {
-    name: "lora",
-    trainable,
-    foldedWeights: (base) =>
-      new Map(
-        [...adapters].map(([n, a]) => [
-          `${n}.weight`,
-          a.foldedWeight(model.linear(n), base?.(`${n}.weight`) ?? undefined),
-        ]),
-      ),
-    detach: () => {
-      for (const n of adapters.keys()) model.linear(n).adapter = null;
-    },
-    setTraining: (on) => {
-      for (const a of adapters.values()) a.training = on;
-    },
   };
 }
 

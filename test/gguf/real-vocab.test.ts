@@ -55,12 +55,9 @@ for (const family of ["qwen3", "llama3", "gemma3"] as const) {
     const tok = await loadTokenizer(made.dir);
     const vocabSize = made.config.vocab_size as number;
     const builtin = new BuiltinBackend(loadModel(made.dir, { dtype: "float32" }), tok);
-    const promptIds = tok.encode(
-      tok.applyChatTemplate([{ role: "user", content: "Write a C function that copies a string safely." }], {
-        addGenerationPrompt: true,
-      }),
-      { addSpecialTokens: false },
-    );
+    const messages = [{ role: "user" as const, content: "Write a C function that copies a string safely." }];
+    const promptText = tok.applyChatTemplate(messages, { addGenerationPrompt: true });
+    const promptIds = tok.encode(promptText, { addSpecialTokens: false });
     const want = await builtin.generateTokens(promptIds, { maxNewTokens: 6 });
     assert.ok(want.length > 0);
     const refLogits = noGrad(() =>
@@ -103,7 +100,7 @@ for (const family of ["qwen3", "llama3", "gemma3"] as const) {
       const embd = ours.tensors.find((t) => t.name === "token_embd.weight")!;
       assert.deepEqual(embd.shape, [vocabSize, made.config.hidden_size]);
 
-      const b = await openLlamaCppBackend({ modelPath: file, contextSize: 256 });
+      const b = await openLlamaCppBackend({ modelPath: file, contextSize: 256, tokenizer: tok });
       try {
         if (outtype === "f32") {
           for (const text of texts) {
@@ -120,6 +117,19 @@ for (const family of ["qwen3", "llama3", "gemma3"] as const) {
             );
           }
           assert.deepEqual(await b.generateTokens(promptIds, { maxNewTokens: 6 }), want);
+          // chat through llama.cpp: our template and tokenizer, so the built-in engine's prompt tokens, BOS
+          // included exactly once where the template writes it; llama.cpp's own reading of the text agrees
+          const chatIds = b.chatPromptIds(messages);
+          assert.deepEqual(chatIds, builtin.encodePrompt(builtin.chatPrompt(messages)));
+          assert.deepEqual(b.model.tokenize(promptText, true).map(Number), chatIds);
+          if (family !== "qwen3") {
+            assert.equal(chatIds[0], tok.bosTokenId);
+            assert.equal(chatIds.filter((t) => t === tok.bosTokenId).length, 1);
+          }
+          assert.deepEqual(
+            await b.generateChat([messages], { maxNewTokens: 6 }),
+            await builtin.generateChat([messages], { maxNewTokens: 6 }),
+          );
           const rows = await b.logits(promptIds);
           const got = rows[rows.length - 1]!;
           let diff = 0;

@@ -63,19 +63,18 @@ Examples:
           if (!opts.gguf) throw new InputError("--gguf is required with the llamacpp backend");
           // node-llama-cpp takes ~0.7 s to import: only when this backend is used
           const { openLlamaCppBackend } = await import("../../eval/generate/llamacpp.js");
-          const b = await openLlamaCppBackend({ modelPath: opts.gguf, gpu: opts.llamaGpu });
+          if (!opts.raw && !opts.model)
+            throw new InputError(
+              "--model (the folder whose tokenizer and chat template to use) is required unless --raw",
+            );
+          // With the model folder, the prompt is rendered and encoded by our tokenizer: llama.cpp gets the
+          // built-in engine's prompt tokens (BOS and special tokens included) and stops at the same end tokens.
+          const tokenizer = opts.model ? await loadTokenizer(opts.model) : undefined;
+          const b = await openLlamaCppBackend({ modelPath: opts.gguf, gpu: opts.llamaGpu, tokenizer });
           try {
-            let prompt = opts.prompt;
-            if (!opts.raw) {
-              if (!opts.model)
-                throw new InputError(
-                  "--model (the folder whose chat template to use) is required unless --raw",
-                );
-              prompt = (await loadTokenizer(opts.model)).applyChatTemplate(messages, {
-                addGenerationPrompt: true,
-              });
-            }
-            text = await b.generateText(prompt, gen);
+            text = opts.raw
+              ? await b.generateText(opts.prompt, gen)
+              : (await b.generateChat([messages], gen))[0]!;
           } finally {
             await b.close();
           }

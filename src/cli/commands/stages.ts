@@ -20,7 +20,7 @@ import {
   writeNeuronMap,
 } from "../../method/goodvibe/identify.js";
 import { DEFAULT_CLUSTER, clusterSummary, writeClusterMap } from "../../method/goodvibe/clustering.js";
-import { attachGoodVibe, attachLora } from "../../method/method.js";
+import { attachGoodVibe } from "../../method/method.js";
 import {
   foldIntoCheckpoint,
   readGoodVibeDelta,
@@ -31,6 +31,7 @@ import {
 import { checkOutput, publishFile } from "../../io/atomic.js";
 import { integer, number } from "../options.js";
 import { interruptSignal, loadConfigFile, makeLogger, output, runCommand } from "../common.js";
+import { attachPeftAdapter } from "../../method/lora/model.js";
 import { addHardenOptions, hardenConfigFrom } from "./harden.js";
 
 /** identify keeps its state beside the neuron map it writes, unless --run-dir (or the config) says where. */
@@ -228,8 +229,7 @@ export function registerStages(program: Command): void {
           checkDeltaFits(model, delta, opts.delta);
           method = attachGoodVibe(model, delta.selections, delta.U);
         } else {
-          const { cfg, init } = readPeftAdapter(opts.adapter);
-          method = attachLora(model, cfg, init);
+          method = attachPeftAdapter(model, readPeftAdapter(opts.adapter));
         }
         const stats = await foldIntoCheckpoint(opts.model, opts.out, method, {
           overwrite: opts.overwrite,

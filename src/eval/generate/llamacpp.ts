@@ -3,7 +3,13 @@
  * src/io/export-gguf.ts. Nothing is ever downloaded or built: `build: "never"`, `skipDownload`.
  *
  * Defaults favour agreement with the reference implementation over speed: f32 KV cache, flash attention off,
- * and the full SWA cache (so a sequence can always be cleared and reused).
+ * and the full SWA cache (so a sequence can always be cleared and reused). Threads follow the cores this
+ * process may use (node-llama-cpp would start at least 4, twenty times slower on a 2-core machine).
+ *
+ * With the model's own tokenizer (`tokenizer`), prompts are rendered by our chat template code and encoded by
+ * our tokenizer, exactly as the built-in engine does, and fed to llama.cpp as tokens: no chat wrapper of
+ * node-llama-cpp (which drops a template's BOS) and no second tokenizer come between. Generation then stops
+ * at the same end tokens as the built-in engine and is decoded by the same tokenizer.
  */
 import * as fs from "node:fs";
 // types only: node-llama-cpp is optional and loaded on first use (llamacpp-runtime.ts says how to get it)
@@ -17,13 +23,24 @@ import type {
 } from "node-llama-cpp";
 import { InputError } from "../../errors.js";
 import { loadNodeLlamaCpp, type LlamaGpu } from "./llamacpp-runtime.js";
+import type { ChatMessage, HfTokenizer } from "../../io/tokenizer.js";
+import { usableCores } from "../../util/cores.js";
 import type { GenerateOptions, GenerationBackend } from "./backend.js";
+import { cutAtStopStrings, type ChatGenerateOptions } from "./builtin.js";
 
 export interface LlamaCppBackendOptions {
   modelPath: string;
   /** Context length in tokens (prompt + generation). Default 2048, capped by nothing but memory. */
   contextSize?: number;
+  /** Compute threads; default: the usable cores (affinity and cgroup quota, or GOODVIBE_THREADS). */
   threads?: number;
+  /**
+   * The model folder's tokenizer (loadTokenizer). When given, prompts are encoded and answers decoded with it,
+   * and chat prompts rendered with its chat template, so llama.cpp sees the built-in engine's prompt tokens.
+   */
+  tokenizer?: HfTokenizer;
+  /** LoRA adapters in GGUF (llama.cpp's convert_lora_to_gguf.py layout) applied on top of the model. */
+  lora?: { file: string; scale?: number }[];
   /** Default true: f32 K/V cache (llama.cpp's default f16 cache differs by ~1e-3 relative). */
   f32KvCache?: boolean;
   /** Default false. */
@@ -36,8 +53,15 @@ export interface LlamaCppBackendOptions {
 
 const llamas = new Map<string, Promise<Llama>>();
 
-/** One llama.cpp runtime per process and device, from the prebuilt binaries. */
-function prebuiltLlama(logLevel: LlamaLogLevel, gpu: LlamaGpu | undefined): Promise<Llama> {
+/**
+ * One llama.cpp runtime per process and device, from the prebuilt binaries. Its thread pool is sized to
+ * `threads`: node-llama-cpp's own default is at least 4 threads, which oversubscribes a 2-core machine.
+ */
+async function prebuiltLlama(
+  logLevel: LlamaLogLevel,
+  gpu: LlamaGpu | undefined,
+  threads: number,
+): Promise<Llama> {
   const key = gpu ?? "cpu";
   let p = llamas.get(key);
   if (!p) {
@@ -49,6 +73,7 @@ function prebuiltLlama(logLevel: LlamaLogLevel, gpu: LlamaGpu | undefined): Prom
         usePrebuiltBinaries: true,
         progressLogs: false,
         logLevel,
+        maxThreads: threads,
       }).catch((e: Error) => {
         if (!gpu) throw e;
         throw new InputError(
@@ -61,7 +86,9 @@ function prebuiltLlama(logLevel: LlamaLogLevel, gpu: LlamaGpu | undefined): Prom
     p.catch(() => llamas.delete(key));
     llamas.set(key, p);
   }
-  return p;
+  const llama = await p;
+  if (llama.maxThreads < threads) llama.maxThreads = threads;
+  return llama;
 }
 
 export class LlamaCppBackend implements GenerationBackend {
@@ -72,12 +99,18 @@ export class LlamaCppBackend implements GenerationBackend {
     readonly model: LlamaModel,
     private readonly context: LlamaContext,
     private readonly sequence: LlamaContextSequence,
+    readonly tokenizer: HfTokenizer | null,
+    /** Compute threads the context was created with. */
+    readonly threads: number,
   ) {}
 
   static async open(opts: LlamaCppBackendOptions): Promise<LlamaCppBackend> {
     if (!fs.existsSync(opts.modelPath)) throw new InputError(`${opts.modelPath}: GGUF model file not found`);
+    const threads = opts.threads ?? usableCores();
+    if (!Number.isInteger(threads) || threads < 1)
+      throw new InputError(`llama.cpp threads must be a positive integer, got ${threads}`);
     // LlamaLogLevel is a string enum: its values are these names
-    const llama = await prebuiltLlama((opts.logLevel ?? "error") as LlamaLogLevel, opts.gpu);
+    const llama = await prebuiltLlama((opts.logLevel ?? "error") as LlamaLogLevel, opts.gpu, threads);
     let model: LlamaModel;
     try {
       model = await llama.loadModel({ modelPath: opts.modelPath, gpuLayers: opts.gpu ? "max" : 0 });
@@ -88,18 +121,40 @@ export class LlamaCppBackend implements GenerationBackend {
     }
     const f32 = opts.f32KvCache ?? true;
     const contextSize = opts.contextSize ?? Math.min(2048, model.trainContextSize);
-    const context = await model.createContext({
-      contextSize,
-      batchSize: contextSize,
-      sequences: 1,
-      flashAttention: opts.flashAttention ?? false,
-      swaFullCache: true,
-      threads: opts.threads,
-      ...(f32
-        ? { experimentalKvCacheKeyType: "F32" as const, experimentalKvCacheValueType: "F32" as const }
-        : {}),
-    });
-    return new LlamaCppBackend(model, context, context.getSequence());
+    const context = await model
+      .createContext({
+        contextSize,
+        batchSize: contextSize,
+        sequences: 1,
+        flashAttention: opts.flashAttention ?? false,
+        swaFullCache: true,
+        threads: { ideal: threads, min: threads },
+        ...(f32
+          ? { experimentalKvCacheKeyType: "F32" as const, experimentalKvCacheValueType: "F32" as const }
+          : {}),
+        ...(opts.lora?.length
+          ? { lora: { adapters: opts.lora.map((a) => ({ filePath: a.file, scale: a.scale ?? 1 })) } }
+          : {}),
+      })
+      .catch(async (e: unknown) => {
+        await model.dispose();
+        const what = opts.lora?.length ? ` with LoRA ${opts.lora.map((a) => a.file).join(", ")}` : "";
+        throw new InputError(
+          `${opts.modelPath}: llama.cpp cannot create a context${what} (${(e as Error).message})`,
+          {
+            cause: e,
+          },
+        );
+      });
+    // No vocabulary-size check against the tokenizer: Gemma 3 1B's tokenizer has an added token past the
+    // model's 262,144 embeddings. Every prompt id is checked against the GGUF's vocabulary instead (checkIds).
+    return new LlamaCppBackend(
+      model,
+      context,
+      context.getSequence(),
+      opts.tokenizer ?? null,
+      context.currentThreads,
+    );
   }
 
   /** Calls share one sequence, so they run one at a time. */
@@ -109,8 +164,13 @@ export class LlamaCppBackend implements GenerationBackend {
     return run;
   }
 
+  /** Tokens in the GGUF's vocabulary. */
+  get vocabSize(): number {
+    return this.model.fileInfo.metadata.tokenizer.ggml.tokens.length;
+  }
+
   private checkIds(ids: readonly number[], what: string): Token[] {
-    const n = this.model.fileInfo.metadata.tokenizer.ggml.tokens.length;
+    const n = this.vocabSize;
     for (const id of ids) {
       if (!Number.isInteger(id) || id < 0 || id >= n)
         throw new InputError(`${what}: token id ${id} is outside the vocabulary (0..${n - 1})`);
@@ -120,56 +180,115 @@ export class LlamaCppBackend implements GenerationBackend {
 
   private samplingOptions(opts: GenerateOptions) {
     const greedy = !opts.temperature;
+    // As the built-in engine samples: temperature and top-p only (node-llama-cpp defaults to top-k 40).
     return greedy
       ? { temperature: 0 }
-      : { temperature: opts.temperature, topP: opts.topP, seed: opts.seed ?? 0 };
+      : { temperature: opts.temperature, topP: opts.topP ?? 1, topK: 0, minP: 0, seed: opts.seed ?? 0 };
+  }
+
+  /**
+   * Run the sequence from a clear history on `prompt` and collect up to `maxNewTokens` new tokens. With our
+   * tokenizer, generation ends at its end tokens (the built-in engine's set); otherwise at llama.cpp's.
+   * `done` may stop early (stop strings). End tokens are not returned.
+   */
+  private async run(
+    prompt: Token[],
+    opts: GenerateOptions,
+    done: (out: number[]) => boolean = () => false,
+  ): Promise<number[]> {
+    await this.sequence.clearHistory();
+    const out: number[] = [];
+    if (opts.maxNewTokens <= 0) return out;
+    const eos = this.tokenizer ? new Set(this.tokenizer.eosTokenIds) : null;
+    for await (const token of this.sequence.evaluate(prompt, {
+      ...this.samplingOptions(opts),
+      yieldEogToken: eos !== null,
+    })) {
+      if (eos?.has(token)) break;
+      out.push(token);
+      if (out.length >= opts.maxNewTokens || done(out)) break;
+    }
+    return out;
   }
 
   /** Greedy (or sampled) continuation; stops at maxNewTokens or an end-of-generation token (not returned). */
   generateTokens(promptIds: number[], opts: GenerateOptions): Promise<number[]> {
     const prompt = this.checkIds(promptIds, "prompt");
-    return this.serial(async () => {
-      await this.sequence.clearHistory();
-      const out: number[] = [];
-      if (opts.maxNewTokens <= 0) return out;
-      for await (const token of this.sequence.evaluate(prompt, {
-        ...this.samplingOptions(opts),
-        yieldEogToken: false,
-      })) {
-        out.push(token);
-        if (out.length >= opts.maxNewTokens) break;
-      }
-      return out;
-    });
+    return this.serial(() => this.run(prompt, opts));
   }
 
-  /** Text continuation of an already chat-formatted prompt; special-token text in the prompt is parsed as such. */
-  async generateText(prompt: string, opts: GenerateOptions): Promise<string> {
+  /**
+   * Prompt tokens of an already chat-formatted text: our tokenizer's, without added special tokens (the
+   * template wrote them), as the built-in engine encodes; without it, llama.cpp's tokenizer with special-token
+   * text parsed and a BOS added when the GGUF asks for one and the text has none.
+   */
+  encodePrompt(prompt: string): number[] {
+    if (this.tokenizer) {
+      const ids = this.tokenizer.encode(prompt, { addSpecialTokens: false });
+      if (ids.length === 0) throw new InputError("llama.cpp backend: the prompt is empty");
+      return this.checkIds(ids, "prompt");
+    }
     let ids = this.model.tokenize(prompt, true);
     const bos = this.model.tokens.bos;
     if (this.model.tokens.shouldPrependBosToken && bos !== null && ids[0] !== bos) ids = [bos, ...ids];
-    const stops = opts.stop ?? [];
+    return ids;
+  }
+
+  /** Whether the text so far contains a stop string (the whole text is decoded: tokens may split characters). */
+  private hitsStop(ids: number[], stops: readonly string[]): boolean {
+    if (stops.length === 0) return false;
+    const text = this.decode(ids);
+    return stops.some((s) => text.includes(s));
+  }
+
+  private decode(ids: number[]): string {
+    return this.tokenizer
+      ? this.tokenizer.decode(ids, { skipSpecialTokens: true })
+      : this.model.detokenize(ids as Token[], false);
+  }
+
+  /** Text continuation of an already chat-formatted prompt, cut before the first stop string. */
+  async generateText(prompt: string, opts: GenerateOptions): Promise<string> {
+    const ids = this.encodePrompt(prompt) as Token[];
+    const stops = (opts.stop ?? []).filter((s) => s !== "");
     return this.serial(async () => {
-      await this.sequence.clearHistory();
-      const out: Token[] = [];
-      let text = "";
-      if (opts.maxNewTokens > 0) {
-        for await (const token of this.sequence.evaluate(ids, {
-          ...this.samplingOptions(opts),
-          yieldEogToken: false,
-        })) {
-          out.push(token);
-          text = this.model.detokenize(out, false);
-          if (out.length >= opts.maxNewTokens || stops.some((s) => text.includes(s))) break;
-        }
-      }
-      let cut = text.length;
-      for (const s of stops) {
-        const i = text.indexOf(s);
-        if (i >= 0 && i < cut) cut = i;
-      }
-      return text.slice(0, cut);
+      const out = await this.run(ids, opts, (o) => this.hitsStop(o, stops));
+      return cutAtStopStrings(this.decode(out), stops);
     });
+  }
+
+  /** The prompt tokens of a conversation: the model's chat template rendered by our code, then encodePrompt. */
+  chatPromptIds(messages: readonly ChatMessage[], enableThinking = false): number[] {
+    if (!this.tokenizer)
+      throw new InputError(
+        "llama.cpp backend: chat needs the model folder's tokenizer (its chat template); open it with `tokenizer`",
+      );
+    return this.encodePrompt(
+      this.tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true, enableThinking }),
+    );
+  }
+
+  /**
+   * Answers to conversations, one at a time through the one sequence, with the model's own chat template
+   * (the built-in engine's prompt tokens). Sampled answer i is seeded with seed + i.
+   */
+  async generateChat(
+    messagesList: readonly (readonly ChatMessage[])[],
+    opts: ChatGenerateOptions,
+  ): Promise<string[]> {
+    const out: string[] = [];
+    for (const [i, messages] of messagesList.entries()) {
+      const ids = this.chatPromptIds(messages, opts.enableThinking ?? false) as Token[];
+      const stops = (opts.stop ?? []).filter((s) => s !== "");
+      const seeded = { ...opts, seed: (opts.seed ?? 0) + i };
+      out.push(
+        await this.serial(async () => {
+          const toks = await this.run(ids, seeded, (o) => this.hitsStop(o, stops));
+          return cutAtStopStrings(this.decode(toks), stops);
+        }),
+      );
+    }
+    return out;
   }
 
   /**
@@ -178,7 +297,7 @@ export class LlamaCppBackend implements GenerationBackend {
    */
   logits(tokens: number[], opts: { prefill?: number } = {}): Promise<Float32Array[]> {
     const ids = this.checkIds(tokens, "logits");
-    const nVocab = this.model.fileInfo.metadata.tokenizer.ggml.tokens.length;
+    const nVocab = this.vocabSize;
     const prefill = Math.max(1, Math.min(opts.prefill ?? ids.length, ids.length));
     return this.serial(async () => {
       await this.sequence.clearHistory();

@@ -1,39 +1,93 @@
-/** LoRA's configuration, with PEFT's field names where they are written to adapter_config.json. */
+/**
+ * LoRA's configuration, with PEFT's meaning for every field (peft/tuners/lora/config.py): which linear layers
+ * get an adapter (target_modules, layers_to_transform, exclude_modules), and each one's rank and scaling
+ * (r, lora_alpha, use_rslora, rank_pattern, alpha_pattern). The matching rules are PEFT's own
+ * (check_target_module_exists, get_pattern_key), so an adapter means here what it means in PEFT and vLLM.
+ */
+
 export interface LoraConfig {
   r: number;
   alpha: number;
   dropout: number;
-  /** module suffixes, PEFT style: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj */
-  targetModules: string[];
+  /**
+   * PEFT's target_modules: a list of module-name suffixes (q_proj, ...) or full names, or one regular
+   * expression that must match the whole module name, or "all-linear".
+   */
+  targetModules: string[] | string;
+  /** rsLoRA: scaling alpha/√r instead of alpha/r. */
+  useRslora?: boolean;
+  /** Per-module rank: the first key that matches the module name by PEFT's rule wins (see patternKey). */
+  rankPattern?: Record<string, number>;
+  /** Per-module alpha, matched like rankPattern. */
+  alphaPattern?: Record<string, number>;
+  /** Only modules in these decoder layers (PEFT's layers_to_transform; list targets only). */
+  layersToTransform?: number[] | null;
+  /** Modules left out even when targeted (a list of suffixes/full names, or a regex). */
+  excludeModules?: string[] | string | null;
 }
 
-export const DEFAULT_LORA: LoraConfig = {
+export const DEFAULT_LORA = {
   r: 8,
   alpha: 16,
   dropout: 0.05,
   targetModules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-};
+} satisfies LoraConfig;
 
-export function loraScaling(c: LoraConfig): number {
-  return c.alpha / c.r;
+/** Python's re.fullmatch for a pattern PEFT users write (the common syntax is the same in JS). */
+function fullmatch(pattern: string, s: string): boolean {
+  return new RegExp(`^(?:${pattern})$`, "u").test(s);
 }
 
-/** adapter_config.json as PEFT writes it (the fields PEFT needs to load the adapter). */
-export function peftAdapterConfig(c: LoraConfig, baseModel: string): Record<string, unknown> {
-  return {
-    peft_type: "LORA",
-    task_type: "CAUSAL_LM",
-    base_model_name_or_path: baseModel,
-    r: c.r,
-    lora_alpha: c.alpha,
-    lora_dropout: c.dropout,
-    target_modules: [...c.targetModules].sort(),
-    bias: "none",
-    fan_in_fan_out: false,
-    inference_mode: true,
-    init_lora_weights: true,
-    modules_to_save: null,
-    use_rslora: false,
-    use_dora: false,
-  };
+/**
+ * PEFT's get_pattern_key: the first key of `keys` such that re.match(rf"(.*\.)?({key})$", name), i.e. the
+ * key matches a dot-separated suffix of the module name (as a regex), or null.
+ */
+export function patternKey(keys: Iterable<string>, name: string): string | null {
+  for (const key of keys) if (new RegExp(`^(?:.*\\.)?(?:${key})$`, "u").test(name)) return key;
+  return null;
+}
+
+/**
+ * Whether `name` (e.g. "model.layers.3.self_attn.q_proj") gets an adapter: PEFT's check_target_module_exists.
+ * A regex must match the whole name; a list entry the whole name or a dot-separated suffix, and then
+ * layers_to_transform keeps only the listed layer indices.
+ */
+export function loraTargets(cfg: LoraConfig, name: string): boolean {
+  const ex = cfg.excludeModules;
+  if (ex && ex.length > 0) {
+    if (typeof ex === "string" ? fullmatch(ex, name) : ex.some((e) => name === e || name.endsWith(`.${e}`)))
+      return false;
+  }
+  const t = cfg.targetModules;
+  if (typeof t === "string") return t === "all-linear" || fullmatch(t, name);
+  if (t.includes(name)) return true;
+  if (!t.some((k) => name.endsWith(`.${k}`))) return false;
+  const layers = cfg.layersToTransform;
+  if (!layers || layers.length === 0) return true;
+  const m = /^.*\.[^.]*\.(\d+)\./.exec(name);
+  return m !== null && layers.includes(Number(m[1]));
+}
+
+/** Rank of the adapter on module `name` (rank_pattern, else r). */
+export function loraRank(cfg: LoraConfig, name: string): number {
+  const key = cfg.rankPattern ? patternKey(Object.keys(cfg.rankPattern), name) : null;
+  return key === null ? cfg.r : cfg.rankPattern![key]!;
+}
+
+/** Alpha of the adapter on module `name` (alpha_pattern, else alpha). */
+export function loraAlpha(cfg: LoraConfig, name: string): number {
+  const key = cfg.alphaPattern ? patternKey(Object.keys(cfg.alphaPattern), name) : null;
+  return key === null ? cfg.alpha : cfg.alphaPattern![key]!;
+}
+
+/** PEFT's scaling for module `name`: alpha/r, or alpha/√r with rsLoRA, with the module's own r and alpha. */
+export function loraScalingFor(cfg: LoraConfig, name: string): number {
+  const r = loraRank(cfg, name);
+  const a = loraAlpha(cfg, name);
+  return cfg.useRslora ? a / Math.sqrt(r) : a / r;
+}
+
+/** The scaling of a module no pattern names. */
+export function loraScaling(c: LoraConfig): number {
+  return c.useRslora ? c.alpha / Math.sqrt(c.r) : c.alpha / c.r;
 }

@@ -1,0 +1,110 @@
+/**
+ * LoRA on a decoder model (PEFT's LoraModel): one LoraAdapter per targeted linear layer, each with its own
+ * rank and scaling from the config (rank_pattern, alpha_pattern, rsLoRA), and the AttachedMethod the trainer
+ * and the folding code use.
+ */
+import { InputError } from "../../errors.js";
+import type { DecoderModel } from "../../models/decoder.js";
+import { Tensor, manualSeed } from "../../tensor/index.js";
+import type { AttachedMethod } from "../method.js";
+import { loraRank, loraScalingFor, loraTargets, type LoraConfig } from "./config.js";
+import { LoraAdapter } from "./layer.js";
+import type { PeftAdapter } from "./peft.js";
+
+/**
+ * LoRA on every linear the config targets. A's random init is seeded, so the same command gives the same
+ * adapter (and a resumed run the same result as an uninterrupted one). `init` gives starting A and/or B by
+ * "<module>.lora_A" / "<module>.lora_B"; their shapes must agree with the module's rank.
+ */
+export function attachLora(
+  model: DecoderModel,
+  cfg: LoraConfig,
+  init?: Map<string, Tensor>,
+  seed = 0,
+): AttachedMethod {
+  const adapters = new Map<string, LoraAdapter>();
+  manualSeed(seed);
+  for (const layer of model.linears()) {
+    if (!loraTargets(cfg, layer.name)) continue;
+    const r = loraRank(cfg, layer.name);
+    const A = init?.get(`${layer.name}.lora_A`);
+    const B = init?.get(`${layer.name}.lora_B`);
+    const want = { A: [r, layer.inFeatures], B: [layer.outFeatures, r] };
+    for (const [k, t] of [
+      ["A", A],
+      ["B", B],
+    ] as const)
+      if (t && (t.rank !== 2 || t.size(0) !== want[k][0] || t.size(1) !== want[k][1]))
+        throw new InputError(
+          `LoRA ${layer.name}.lora_${k}: shape [${t.shape}], expected [${want[k]}] (rank ${r}, ${layer.inFeatures} -> ${layer.outFeatures})`,
+        );
+    const a = new LoraAdapter(
+      r,
+      loraScalingFor(cfg, layer.name),
+      cfg.dropout,
+      layer.inFeatures,
+      layer.outFeatures,
+      {
+        A,
+        B,
+      },
+    );
+    layer.adapter = a;
+    adapters.set(layer.name, a);
+  }
+  if (adapters.size === 0)
+    throw new InputError(`LoRA: no linear layer matches target modules ${JSON.stringify(cfg.targetModules)}`);
+  const trainable = new Map<string, Tensor>();
+  for (const [n, a] of adapters) {
+    trainable.set(`${n}.lora_A`, a.A);
+    trainable.set(`${n}.lora_B`, a.B);
+  }
+  return {
+    name: "lora",
+    trainable,
+    foldedWeights: (base) =>
+      new Map(
+        [...adapters].map(([n, a]) => [
+          `${n}.weight`,
+          a.foldedWeight(model.linear(n), base?.(`${n}.weight`) ?? undefined),
+        ]),
+      ),
+    detach: () => {
+      for (const n of adapters.keys()) model.linear(n).adapter = null;
+    },
+    setTraining: (on) => {
+      for (const a of adapters.values()) a.training = on;
+    },
+  };
+}
+
+/**
+ * A trained PEFT adapter on the model, as PEFT loads it: every module the config targets must have both
+ * lora_A and lora_B, and every tensor must belong to a targeted module. Either gap would silently change
+ * what the adapter computes (a missing B is a zero update; a tensor for an untargeted module is dropped).
+ */
+export function attachPeftAdapter(model: DecoderModel, adapter: PeftAdapter): AttachedMethod {
+  const { cfg, init, dir } = adapter;
+  const targeted = new Set(
+    model
+      .linears()
+      .filter((l) => loraTargets(cfg, l.name))
+      .map((l) => l.name),
+  );
+  for (const key of init.keys()) {
+    const mod = key.replace(/\.lora_[AB]$/, "");
+    if (!targeted.has(mod))
+      throw new InputError(
+        `${dir}: the adapter has ${key}, but ${mod} is not a linear layer this config targets in this model (target_modules, layers_to_transform, exclude_modules)`,
+      );
+  }
+  for (const mod of targeted)
+    for (const k of ["A", "B"])
+      if (!init.has(`${mod}.lora_${k}`))
+        throw new InputError(`${dir}: the config targets ${mod}, but the adapter has no lora_${k} for it`);
+  try {
+    return attachLora(model, cfg, init);
+  } catch (e) {
+    throw new InputError(`${dir}: ${(e as Error).message}`, { cause: e });
+  }
+}

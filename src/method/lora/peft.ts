@@ -1,0 +1,269 @@
+/**
+ * PEFT's LoRA adapter folder, read and written as PEFT's save_pretrained / from_pretrained do:
+ * adapter_config.json and adapter_model.safetensors at the top of the folder, tensors named
+ * base_model.model.<module>.lora_A.weight ([r, in]) and .lora_B.weight ([out, r]).
+ *
+ * Every field that changes what the adapter computes is honoured (r, lora_alpha, use_rslora, rank_pattern,
+ * alpha_pattern, target_modules, layers_to_transform, exclude_modules) or refused with the reason (DoRA,
+ * bias, modules_to_save, embedding adapters, inits that rewrite the base weights, ...): an adapter merged
+ * with the wrong scale is worse than one refused.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { InputError } from "../../errors.js";
+import { writeFileAtomic } from "../../io/atomic.js";
+import { readSafetensors, writeSafetensors, type TensorToWrite } from "../../io/safetensors.js";
+import { recordToTensor } from "../../models/load.js";
+import type { Tensor } from "../../tensor/index.js";
+import { parseJson } from "../../util/keys.js";
+import type { LoraConfig } from "./config.js";
+
+export const ADAPTER_CONFIG_FILE = "adapter_config.json";
+export const ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
+
+/**
+ * The base model's name for base_model_name_or_path: `override` when given, else config.json's `_name_or_path`
+ * (the hub id transformers records, e.g. "Qwen/Qwen2.5-0.5B"; only its last part when it is a local path),
+ * else the folder's name. Never an absolute local path: the adapter travels to machines where it means nothing.
+ */
+export function baseModelName(baseDir: string, override?: string): string {
+  if (override) return override;
+  try {
+    const cfg = JSON.parse(fs.readFileSync(path.join(baseDir, "config.json"), "utf8")) as Record<
+      string,
+      unknown
+    >;
+    const n = cfg._name_or_path;
+    if (typeof n === "string" && n.trim() !== "")
+      return path.isAbsolute(n) || n.startsWith(".") ? path.basename(n) : n;
+  } catch {
+    // no readable config.json: the folder's name
+  }
+  return path.basename(path.resolve(baseDir));
+}
+
+/** adapter_config.json as PEFT writes it for `cfg`. */
+export function peftAdapterConfig(c: LoraConfig, baseModel: string): Record<string, unknown> {
+  return {
+    peft_type: "LORA",
+    task_type: "CAUSAL_LM",
+    base_model_name_or_path: baseModel,
+    r: c.r,
+    lora_alpha: c.alpha,
+    lora_dropout: c.dropout,
+    target_modules: typeof c.targetModules === "string" ? c.targetModules : [...c.targetModules].sort(),
+    use_rslora: c.useRslora ?? false,
+    rank_pattern: c.rankPattern ?? {},
+    alpha_pattern: c.alphaPattern ?? {},
+    layers_to_transform: c.layersToTransform ?? null,
+    layers_pattern: null,
+    exclude_modules: c.excludeModules ?? null,
+    bias: "none",
+    fan_in_fan_out: false,
+    inference_mode: true,
+    init_lora_weights: true,
+    modules_to_save: null,
+    use_dora: false,
+    revision: null,
+  };
+}
+
+/** Anything holding trained "<module>.lora_A" / "<module>.lora_B" tensors (an attached LoRA, or a plain map). */
+type LoraWeights = { trainable: Map<string, Tensor> } | Map<string, Tensor>;
+
+/**
+ * Write a PEFT adapter at the top of `dir` (created if needed). `base` is the base model's folder (its name is
+ * taken with baseModelName) or the name itself; `opts.baseModelName` overrides either.
+ */
+export function writePeftAdapter(
+  dir: string,
+  cfg: LoraConfig,
+  weights: LoraWeights,
+  base: string,
+  opts: { baseModelName?: string } = {},
+): void {
+  const map = weights instanceof Map ? weights : weights.trainable;
+  const tensors: TensorToWrite[] = [];
+  for (const [name, t] of map) {
+    const m = /^(.*)\.lora_([AB])$/.exec(name);
+    if (!m) continue;
+    tensors.push({
+      name: `base_model.model.${m[1]}.lora_${m[2]}.weight`,
+      dtype: "F32",
+      shape: t.shape,
+      data: t.float().contiguous().toBytes(),
+    });
+  }
+  if (tensors.length === 0) throw new Error("writePeftAdapter: no lora_A / lora_B tensors to write");
+  const name =
+    opts.baseModelName ??
+    (fs.existsSync(base) && fs.statSync(base).isDirectory() ? baseModelName(base) : base);
+  fs.mkdirSync(dir, { recursive: true });
+  writeSafetensors(path.join(dir, ADAPTER_WEIGHTS_FILE), tensors);
+  writeFileAtomic(
+    path.join(dir, ADAPTER_CONFIG_FILE),
+    JSON.stringify(peftAdapterConfig(cfg, name), null, 2) + "\n",
+  );
+}
+
+// ---------------------------------------------------------------------------------------------- reading
+
+const isObj = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** The folder that holds adapter_config.json: `dir`, or the adapter/ folder a harden/train output keeps. */
+export function findAdapterDir(dir: string): string {
+  if (fs.existsSync(path.join(dir, ADAPTER_CONFIG_FILE))) return dir;
+  if (fs.existsSync(path.join(dir, "adapter", ADAPTER_CONFIG_FILE))) return path.join(dir, "adapter");
+  throw new InputError(`${dir}: no ${ADAPTER_CONFIG_FILE} (not a PEFT adapter folder)`);
+}
+
+/** Parse and check adapter_config.json: every field that changes the result is honoured or refused. */
+export function parsePeftConfig(raw: unknown, file: string): { cfg: LoraConfig; baseModel: string | null } {
+  const fail = (msg: string): never => {
+    throw new InputError(`${file}: ${msg}`);
+  };
+  if (!isObj(raw)) fail("not a JSON object");
+  const c = raw as Record<string, unknown>;
+  if (c.peft_type !== "LORA")
+    fail(`peft_type is ${JSON.stringify(c.peft_type)}; only LORA adapters are supported`);
+  const r = c.r;
+  if (!Number.isInteger(r) || (r as number) <= 0)
+    fail(`"r" must be a positive integer, got ${JSON.stringify(r)}`);
+  const alpha = c.lora_alpha ?? 8; // PEFT's default
+  if (typeof alpha !== "number" || !Number.isFinite(alpha)) fail(`"lora_alpha" must be a number`);
+  // What this project cannot apply, refused by name rather than merged wrongly.
+  const refuse = (cond: boolean, what: string) => {
+    if (cond) fail(`${what} is not supported; the adapter cannot be applied faithfully`);
+  };
+  refuse(c.use_dora === true, "use_dora (DoRA: a learned magnitude vector rescales each weight column)");
+  refuse(
+    c.bias !== undefined && c.bias !== null && c.bias !== "none",
+    `bias "${String(c.bias)}" (trained biases)`,
+  );
+  refuse(c.lora_bias === true, "lora_bias (a bias on lora_B)");
+  refuse(c.fan_in_fan_out === true, "fan_in_fan_out (transposed Conv1D weights)");
+  refuse(
+    Array.isArray(c.modules_to_save) && c.modules_to_save.length > 0,
+    "modules_to_save (fully trained modules)",
+  );
+  refuse(Array.isArray(c.layer_replication) && c.layer_replication.length > 0, "layer_replication");
+  refuse(Array.isArray(c.target_parameters) && c.target_parameters.length > 0, "target_parameters");
+  refuse(
+    c.trainable_token_indices !== undefined && c.trainable_token_indices !== null,
+    "trainable_token_indices",
+  );
+  refuse(Array.isArray(c.alora_invocation_tokens) && c.alora_invocation_tokens.length > 0, "aLoRA");
+  refuse(c.use_qalora === true, "QALoRA");
+  const init = c.init_lora_weights;
+  refuse(
+    typeof init === "string" && /^(pissa|olora|corda|loftq)/i.test(init),
+    `init_lora_weights "${String(init)}" (it rewrites the base weights when PEFT loads the adapter)`,
+  );
+  const t = c.target_modules;
+  let targetModules: string[] | string;
+  if (typeof t === "string") targetModules = t;
+  else if (Array.isArray(t) && t.length > 0 && t.every((x) => typeof x === "string"))
+    targetModules = t as string[];
+  else return fail(`"target_modules" must be a list of module names or a regex, got ${JSON.stringify(t)}`);
+  const numbers = (key: string): Record<string, number> | undefined => {
+    const v = c[key];
+    if (v === undefined || v === null) return undefined;
+    if (!isObj(v) || !Object.values(v).every((x) => typeof x === "number" && Number.isFinite(x)))
+      fail(`"${key}" must map module patterns to numbers`);
+    for (const k of Object.keys(v as object))
+      try {
+        new RegExp(k, "u");
+      } catch {
+        fail(`"${key}" key ${JSON.stringify(k)} is not a regular expression`);
+      }
+    return Object.keys(v as object).length > 0 ? (v as Record<string, number>) : undefined;
+  };
+  const rankPattern = numbers("rank_pattern");
+  for (const [k, v] of Object.entries(rankPattern ?? {}))
+    if (!Number.isInteger(v) || v <= 0) fail(`rank_pattern["${k}"] must be a positive integer, got ${v}`);
+  const alphaPattern = numbers("alpha_pattern");
+  let layersToTransform: number[] | null = null;
+  const ltt = c.layers_to_transform;
+  if (Number.isInteger(ltt)) layersToTransform = [ltt as number];
+  else if (Array.isArray(ltt) && ltt.every((x) => Number.isInteger(x))) layersToTransform = ltt as number[];
+  else if (ltt !== undefined && ltt !== null)
+    fail(`"layers_to_transform" must be an integer or a list of integers`);
+  if (layersToTransform && typeof targetModules === "string")
+    fail(`"layers_to_transform" cannot be used with a regex target_modules (PEFT refuses it too)`);
+  // Our modules are named model.layers.<i>...: the default pattern and "layers" find the index; others cannot.
+  const lp = c.layers_pattern;
+  const lpList = lp === undefined || lp === null ? [] : Array.isArray(lp) ? lp : [lp];
+  if (layersToTransform && lpList.length > 0 && !lpList.includes("layers"))
+    fail(
+      `layers_pattern ${JSON.stringify(lp)} does not name this model's layer list ("layers"); the layers to transform cannot be found`,
+    );
+  const ex = c.exclude_modules;
+  let excludeModules: string[] | string | null = null;
+  if (typeof ex === "string" || (Array.isArray(ex) && ex.every((x) => typeof x === "string")))
+    excludeModules = ex as string[] | string;
+  else if (ex !== undefined && ex !== null)
+    fail(`"exclude_modules" must be a list of module names or a regex`);
+  const dropout = typeof c.lora_dropout === "number" ? c.lora_dropout : 0;
+  return {
+    cfg: {
+      r: r as number,
+      alpha: alpha as number,
+      dropout,
+      targetModules,
+      useRslora: c.use_rslora === true,
+      rankPattern,
+      alphaPattern,
+      layersToTransform,
+      excludeModules,
+    },
+    baseModel: typeof c.base_model_name_or_path === "string" ? c.base_model_name_or_path : null,
+  };
+}
+
+export interface PeftAdapter {
+  cfg: LoraConfig;
+  /** Trained tensors by "<module>.lora_A" / "<module>.lora_B" (HF module names). */
+  init: Map<string, Tensor>;
+  /** base_model_name_or_path, as written. */
+  baseModel: string | null;
+  /** The folder the files were read from. */
+  dir: string;
+}
+
+/** Read a PEFT LoRA adapter folder (or a harden/train output holding one in adapter/). */
+export function readPeftAdapter(dirGiven: string): PeftAdapter {
+  const dir = findAdapterDir(dirGiven);
+  const cfgFile = path.join(dir, ADAPTER_CONFIG_FILE);
+  let text: string;
+  try {
+    text = fs.readFileSync(cfgFile, "utf8");
+  } catch (e) {
+    throw new InputError(`${cfgFile}: cannot read (${(e as Error).message})`, { cause: e });
+  }
+  const raw = parseJson(text, cfgFile); // refuses __proto__ and friends as keys
+  const { cfg, baseModel } = parsePeftConfig(raw, cfgFile);
+  const weightsFile = path.join(dir, ADAPTER_WEIGHTS_FILE);
+  if (!fs.existsSync(weightsFile)) {
+    const bin = fs.existsSync(path.join(dir, "adapter_model.bin"));
+    throw new InputError(
+      `${dir}: no ${ADAPTER_WEIGHTS_FILE}${bin ? " (adapter_model.bin is a pickle, which is not read: save the adapter with safe_serialization=True)" : ""}`,
+    );
+  }
+  const f = readSafetensors(weightsFile);
+  const init = new Map<string, Tensor>();
+  for (const [name, rec] of f.tensors) {
+    if (/\.lora_embedding_[AB]/.test(name))
+      throw new InputError(`${weightsFile}: ${name} is an embedding LoRA, which is not supported`);
+    const m = /^base_model\.model\.(.*)\.lora_([AB])(?:\.[^.]+)?\.weight$/.exec(name);
+    if (!m)
+      throw new InputError(
+        `${weightsFile}: unexpected tensor ${name} (expected base_model.model.<module>.lora_A/lora_B.weight)`,
+      );
+    const key = `${m[1]}.lora_${m[2]}`;
+    if (init.has(key)) throw new InputError(`${weightsFile}: two tensors for ${key}`);
+    init.set(key, recordToTensor(rec));
+  }
+  if (init.size === 0) throw new InputError(`${weightsFile}: no LoRA tensors`);
+  return { cfg, init, baseModel, dir };
+}

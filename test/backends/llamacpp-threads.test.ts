@@ -1,0 +1,81 @@
+/**
+ * llama.cpp's threads follow the cores this process may use: node-llama-cpp alone starts at least 4 threads,
+ * which made generation 20× slower on a 2-core machine. The count comes from CPU affinity capped by the cgroup
+ * quota (GOODVIBE_THREADS or the `threads` option override it).
+ */
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { cgroupCpuQuota, usableCores } from "../../src/util/cores.js";
+import { openLlamaCppBackend } from "../../src/eval/generate/llamacpp.js";
+import { exportGguf } from "../../src/io/export-gguf.js";
+import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gv-cores-"));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+test("cgroup CPU quota: v2 cpu.max, v1 cfs quota/period, unlimited", () => {
+  const v2 = path.join(tmp, "v2");
+  fs.mkdirSync(v2);
+  fs.writeFileSync(path.join(v2, "cpu.max"), "150000 100000\n");
+  assert.equal(cgroupCpuQuota(v2), 1.5);
+  fs.writeFileSync(path.join(v2, "cpu.max"), "max 100000\n");
+  assert.equal(cgroupCpuQuota(v2), null);
+  const v1 = path.join(tmp, "v1");
+  fs.mkdirSync(path.join(v1, "cpu"), { recursive: true });
+  fs.writeFileSync(path.join(v1, "cpu", "cpu.cfs_quota_us"), "200000\n");
+  fs.writeFileSync(path.join(v1, "cpu", "cpu.cfs_period_us"), "100000\n");
+  assert.equal(cgroupCpuQuota(v1), 2);
+  fs.writeFileSync(path.join(v1, "cpu", "cpu.cfs_quota_us"), "-1\n");
+  assert.equal(cgroupCpuQuota(v1), null);
+  assert.equal(cgroupCpuQuota(path.join(tmp, "none")), null);
+});
+
+test("usable cores: affinity capped by the quota, GOODVIBE_THREADS overrides", () => {
+  const saved = process.env.GOODVIBE_THREADS;
+  try {
+    delete process.env.GOODVIBE_THREADS;
+    const q = cgroupCpuQuota();
+    const expected = Math.max(1, Math.min(os.availableParallelism(), q === null ? Infinity : Math.floor(q)));
+    assert.equal(usableCores(), expected);
+    process.env.GOODVIBE_THREADS = "3";
+    assert.equal(usableCores(), 3);
+  } finally {
+    if (saved === undefined) delete process.env.GOODVIBE_THREADS;
+    else process.env.GOODVIBE_THREADS = saved;
+  }
+});
+
+test("the llama.cpp backend computes with the usable cores by default, or the threads asked for", async () => {
+  const made = makeTinyChatModel({ seed: 3 });
+  const gguf = path.join(scratchDir("gv-threads-"), "m.gguf");
+  exportGguf(made.dir, gguf, { outtype: "f32" });
+  const saved = process.env.GOODVIBE_THREADS;
+  delete process.env.GOODVIBE_THREADS;
+  try {
+    const b = await openLlamaCppBackend({ modelPath: gguf, contextSize: 64 });
+    try {
+      assert.equal(b.threads, usableCores());
+      assert.ok(
+        b.threads <= os.availableParallelism(),
+        `${b.threads} threads on ${os.availableParallelism()} cores`,
+      );
+    } finally {
+      await b.close();
+    }
+    const one = await openLlamaCppBackend({ modelPath: gguf, contextSize: 64, threads: 1 });
+    try {
+      assert.equal(one.threads, 1);
+    } finally {
+      await one.close();
+    }
+    await assert.rejects(
+      openLlamaCppBackend({ modelPath: gguf, threads: 0 }),
+      /threads must be a positive integer/,
+    );
+  } finally {
+    if (saved !== undefined) process.env.GOODVIBE_THREADS = saved;
+  }
+});
