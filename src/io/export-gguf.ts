@@ -682,3 +682,97 @@ export function exportGguf(modelDir: string, outFile: string, opts: ExportGgufOp
     notes,
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// LoRA adapters (llama.cpp's convert_lora_to_gguf.py layout)
+
+/** One LoRA module: y += scale · B·A·x on the HF linear `module` (e.g. "model.layers.0.self_attn.q_proj"). */
+export interface LoraModuleForGguf {
+  module: string;
+  /** lora_A, [rank, in] row-major. */
+  a: Float32Array;
+  /** lora_B, [out, rank] row-major. */
+  b: Float32Array;
+  rank: number;
+  /** PEFT's scaling of this module (alpha/r, or alpha/√r with rsLoRA, with its own r and alpha). */
+  scale: number;
+}
+
+export interface ExportLoraGgufResult {
+  file: string;
+  arch: string;
+  tensorCount: number;
+  notes: string[];
+}
+
+/**
+ * Write a LoRA adapter for the GGUF of `baseDir` as llama.cpp loads it (llama_adapter_lora_init): general.type
+ * "adapter", adapter.type "lora", tensors "<base tensor>.lora_a" ([rank, in]) and ".lora_b" ([out, rank]),
+ * with the base export's Q/K row permutation applied to lora_b's rows for the llama architecture.
+ *
+ * Scaling: llama.cpp scales every module by adapter.lora.alpha / (that module's rank), one alpha for all, or
+ * by 1 when alpha is 0. PEFT's per-module scaling (rank_pattern, alpha_pattern, rsLoRA) cannot be written as
+ * one alpha, so alpha is 0 and each module's scale is folded into its lora_b: the product is PEFT's exactly.
+ * (convert_lora_to_gguf.py writes the config's lora_alpha and so gets patterned or rsLoRA adapters wrong.)
+ */
+export function exportLoraGguf(
+  baseDir: string,
+  outFile: string,
+  modules: readonly LoraModuleForGguf[],
+  opts: { outtype?: "f32" | "f16" | "bf16"; name?: string } = {},
+): ExportLoraGgufResult {
+  const outtype = opts.outtype ?? "f32";
+  if (!["f32", "f16", "bf16"].includes(outtype))
+    throw new InputError(`LoRA GGUF outtype "${outtype}" is not one of f32, f16, bf16`);
+  const { config: cfg, weights } = inspectModelFolder(baseDir);
+  const arch = ARCH[cfg.family];
+  const shapeOf = new Map<string, number[]>();
+  for (const [raw, t] of weights.tensors) {
+    const n = textModelName(raw);
+    if (n !== null) shapeOf.set(n, t.shape);
+  }
+  const notes: string[] = [];
+  const tensors: GgufTensorSpec[] = [];
+  const seen = new Set<string>();
+  for (const m of modules) {
+    const layer = /^model\.layers\.(\d+)\.(.+)$/.exec(m.module);
+    const inner = layer ? layerTensorName(cfg, `${layer[2]}.weight`) : null;
+    const shape = shapeOf.get(`${m.module}.weight`);
+    if (!layer || inner === null || !shape || shape.length !== 2)
+      throw new InputError(`${baseDir}: LoRA module ${m.module} is not a linear layer of this ${arch} model`);
+    const [out, inn] = shape as [number, number];
+    if (m.a.length !== m.rank * inn || m.b.length !== out * m.rank)
+      throw new InputError(
+        `LoRA module ${m.module}: A has ${m.a.length} values and B ${m.b.length}, expected [${m.rank}, ${inn}] and [${out}, ${m.rank}]`,
+      );
+    const name = `blk.${layer[1]}.${inner}`;
+    if (seen.has(name)) throw new InputError(`two LoRA modules map to ${name}`);
+    seen.add(name);
+    const isQ = /self_attn\.q_proj$/.test(m.module);
+    const isK = /self_attn\.k_proj$/.test(m.module);
+    let b = m.b;
+    if (m.scale !== 1) b = b.map((x) => x * m.scale);
+    if (cfg.family === "llama" && (isQ || isK))
+      b = permuteQK(b, out, m.rank, isQ ? cfg.numHeads : cfg.numKvHeads);
+    const type: GgmlType = outtype === "f32" ? "F32" : outtype === "f16" ? "F16" : "BF16";
+    const a = m.a;
+    const bb = b;
+    tensors.push(
+      { name: `${name}.lora_a`, type, shape: [m.rank, inn], data: () => encode(type, a) },
+      { name: `${name}.lora_b`, type, shape: [out, m.rank], data: () => encode(type, bb) },
+    );
+  }
+  if (tensors.length === 0) throw new InputError("a LoRA adapter needs at least one module");
+  const metadata: [string, GgufValue][] = [
+    ["general.architecture", gguf.str(arch)],
+    ["general.type", gguf.str("adapter")],
+    ["general.name", gguf.str(opts.name ?? `${path.basename(path.resolve(baseDir))}-lora`)],
+    ["adapter.type", gguf.str("lora")],
+    // 0: llama.cpp applies each module with scale 1; the PEFT scaling is already in lora_b (see above).
+    ["adapter.lora.alpha", gguf.f32(0)],
+    ["general.file_type", gguf.u32(FILE_TYPE[outtype])],
+    ["general.quantization_version", gguf.u32(GGML_QUANT_VERSION)],
+  ];
+  writeGguf(outFile, { metadata, tensors });
+  return { file: outFile, arch, tensorCount: tensors.length, notes };
+}

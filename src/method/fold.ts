@@ -182,6 +182,20 @@ export interface GoodVibeDelta {
   selections: Map<string, RowSelection>;
   U: Map<string, Tensor>;
   fingerprint: ModelFingerprint;
+  /** The base model folder harden recorded (metadata base_model), if any. */
+  baseModel: string | null;
+}
+
+/** The delta file itself, or the one a harden/train output folder holds. */
+export function findDeltaFile(fileOrDir: string): string {
+  if (fs.existsSync(fileOrDir) && fs.statSync(fileOrDir).isDirectory()) {
+    const f = path.join(fileOrDir, DELTA_FILE);
+    if (!fs.existsSync(f))
+      throw new InputError(`${fileOrDir}: no ${DELTA_FILE} in this folder (not a GoodVibe run output)`);
+    return f;
+  }
+  if (!fs.existsSync(fileOrDir)) throw new InputError(`${fileOrDir}: no such GoodVibe delta file`);
+  return fileOrDir;
 }
 
 export function readGoodVibeDelta(file: string): GoodVibeDelta {
@@ -204,7 +218,12 @@ export function readGoodVibeDelta(file: string): GoodVibeDelta {
     selections.set(mod, { rows: r, clusters: c, nClusters: u.size(0) });
     U.set(`${mod}.U`, u);
   }
-  return { selections, U, fingerprint: JSON.parse(f.metadata.fingerprint) };
+  return {
+    selections,
+    U,
+    fingerprint: JSON.parse(f.metadata.fingerprint),
+    baseModel: f.metadata.base_model ?? null,
+  };
 }
 
 export function checkDeltaFits(model: DecoderModel, delta: GoodVibeDelta, file: string): void {

@@ -2,38 +2,162 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Option, type Command } from "commander";
 import { InputError } from "../../errors.js";
-import { exportGguf } from "../../io/export-gguf.js";
+import { exportGguf, exportLoraGguf } from "../../io/export-gguf.js";
 import { writeModelWeights } from "../../io/safetensors.js";
 import { checkOutput, publishFile, writeDirAtomic, writeFileAtomic } from "../../io/atomic.js";
 import { copyTokenizerFiles, inspectModelFolder } from "../../io/model-folder.js";
-import { recordToTensor } from "../../models/load.js";
+import { loadModel, recordToTensor } from "../../models/load.js";
+import { checkDeltaFits, findDeltaFile, readGoodVibeDelta } from "../../method/fold.js";
+import { goodVibeAsLora } from "../../method/lora/from-goodvibe.js";
+import { loraGgufModules } from "../../method/lora/gguf.js";
+import { attachPeftAdapter } from "../../method/lora/model.js";
+import { readPeftAdapter, writePeftAdapter } from "../../method/lora/peft.js";
+import type { LoraConfig } from "../../method/lora/config.js";
+import type { Tensor } from "../../tensor/index.js";
 import { makeLogger, output, runCommand } from "../common.js";
+
+interface ExportOpts {
+  model?: string;
+  out: string;
+  outtype?: string;
+  adapter: string;
+  delta?: string;
+  peft?: string;
+  baseModelName?: string;
+  overwrite?: boolean;
+}
+
+/**
+ * --adapter: a GoodVibe delta (or, for gguf, a PEFT adapter) as a LoRA adapter beside the untouched base:
+ * PEFT (vLLM, transformers) or llama.cpp's LoRA GGUF. Inputs are read and checked before anything is written.
+ */
+async function exportAdapter(
+  g: Record<string, unknown>,
+  opts: ExportOpts,
+  onMovedAside: (aside: string) => void,
+): Promise<void> {
+  const kind = opts.adapter;
+  if (kind !== "peft" && kind !== "gguf")
+    throw new InputError(`--adapter must be peft or gguf, got "${kind}"`);
+  if (!!opts.delta === !!opts.peft)
+    throw new InputError(
+      "--adapter needs exactly one source: --delta (a GoodVibe delta or run folder) or --peft",
+    );
+  if (opts.peft && kind === "peft")
+    throw new InputError("--peft is already a PEFT adapter; use --adapter gguf");
+  let base = opts.model;
+  let lora: { cfg: LoraConfig; weights: Map<string, Tensor> };
+  let source: string;
+  if (opts.delta) {
+    source = findDeltaFile(opts.delta);
+    const delta = readGoodVibeDelta(source);
+    base ??= delta.baseModel ?? undefined;
+    if (!base)
+      throw new InputError(`${source} does not name its base model: give the base model folder with -m`);
+  } else {
+    if (!base) throw new InputError("-m (the adapter's base model folder) is required with --peft");
+    source = opts.peft!;
+  }
+  checkOutput({
+    flag: "--out",
+    path: opts.out,
+    kind: kind === "gguf" ? "file" : "folder",
+    inputs: { "--model": base, [opts.delta ? "--delta" : "--peft"]: source },
+    overwrite: opts.overwrite,
+  });
+  if (opts.delta) {
+    const delta = readGoodVibeDelta(source);
+    const model = loadModel(base);
+    checkDeltaFits(model, delta, source);
+    lora = goodVibeAsLora(delta.selections, delta.U, (m) => model.linear(m).outFeatures);
+  } else {
+    const adapter = readPeftAdapter(source);
+    source = adapter.dir;
+    attachPeftAdapter(loadModel(base), adapter); // every check PEFT's loading makes, before writing anything
+    lora = { cfg: adapter.cfg, weights: adapter.init };
+  }
+  const modules = [...new Set([...lora.weights.keys()].map((k) => k.replace(/\.lora_[AB]$/, "")))];
+  if (kind === "peft") {
+    await writeDirAtomic(
+      opts.out,
+      (tmp) => writePeftAdapter(tmp, lora.cfg, lora.weights, base!, { baseModelName: opts.baseModelName }),
+      { overwrite: opts.overwrite, onMovedAside },
+    );
+    output(g, `PEFT LoRA adapter (${modules.length} modules) of ${source} → ${path.resolve(opts.out)}`, {
+      out: path.resolve(opts.out),
+      kind,
+      modules: modules.length,
+      rankPattern: lora.cfg.rankPattern ?? {},
+    });
+  } else {
+    const outtype = opts.outtype || "f32";
+    if (!["f32", "f16", "bf16"].includes(outtype))
+      throw new InputError("--outtype for a LoRA GGUF must be f32, f16 or bf16");
+    let r!: ReturnType<typeof exportLoraGguf>;
+    publishFile(
+      opts.out,
+      (tmp) =>
+        (r = exportLoraGguf(base!, tmp, loraGgufModules(lora.cfg, lora.weights), {
+          outtype: outtype as "f32" | "f16" | "bf16",
+        })),
+      { overwrite: opts.overwrite, onMovedAside },
+    );
+    r.file = path.resolve(opts.out);
+    output(
+      g,
+      `llama.cpp LoRA GGUF (${r.arch}, ${modules.length} modules, ${outtype}) → ${path.resolve(opts.out)}`,
+      r,
+    );
+  }
+}
 
 export function registerExport(program: Command): void {
   program
     .command("export")
     .description("export a model folder as GGUF (llama.cpp, Ollama) or as safetensors in another dtype")
-    .requiredOption("-m, --model <dir>", "Hugging Face model folder")
+    .option(
+      "-m, --model <dir>",
+      "Hugging Face model folder (required; with --adapter the base model, by default the one the delta names)",
+    )
     .requiredOption(
       "-o, --out <path>",
-      "output .gguf file, or folder for safetensors (must not exist; never inside -m)",
+      "output .gguf file, or folder for safetensors or a PEFT adapter (must not exist; never inside -m)",
     )
     .option("--overwrite", "move an existing output aside (renamed to <out>.old-<time>, never deleted)")
     .addOption(new Option("--format <fmt>", "output format").choices(["gguf", "safetensors"]).default("gguf"))
     .option(
       "--outtype <t>",
       "tensor type: f32, f16, bf16 or q8_0 for gguf; float32, bfloat16 or float16 for safetensors " +
-        "(default: f16 for gguf, bfloat16 for safetensors)",
+        "(default: f16 for gguf, bfloat16 for safetensors; a LoRA GGUF takes f32, f16 or bf16, default f32)",
+    )
+    .addOption(
+      new Option(
+        "--adapter <kind>",
+        "export the GoodVibe delta as a LoRA adapter instead of a model: peft (PEFT / vLLM folder) or gguf (llama.cpp LoRA)",
+      ).choices(["peft", "gguf"]),
+    )
+    .option(
+      "--delta <path>",
+      "with --adapter: the GoodVibe delta (goodvibe-delta.safetensors) or the harden output folder holding it",
+    )
+    .option("--peft <dir>", "with --adapter gguf: a PEFT LoRA adapter folder to convert")
+    .option(
+      "--base-model-name <name>",
+      "with --adapter peft: base_model_name_or_path (default: config.json's _name_or_path, else the base folder's name)",
     )
     .addHelpText(
       "after",
-      "\nExamples:\n  goodvibe export -m ./hardened -o hardened-q8.gguf --outtype q8_0\n  ollama create hardened -f Modelfile   # with FROM ./hardened-q8.gguf\n  goodvibe export -m ./hardened -o ./hardened-bf16 --format safetensors --outtype bfloat16",
+      "\nExamples:\n  goodvibe export -m ./hardened -o hardened-q8.gguf --outtype q8_0\n  ollama create hardened -f Modelfile   # with FROM ./hardened-q8.gguf\n  goodvibe export -m ./hardened -o ./hardened-bf16 --format safetensors --outtype bfloat16\n" +
+        "  goodvibe export --adapter peft --delta ./hardened -o ./goodvibe-lora          # vLLM: --lora-modules goodvibe=./goodvibe-lora\n" +
+        "  goodvibe export --adapter gguf --delta ./hardened -m ./base -o goodvibe-lora.gguf   # llama.cpp: --lora goodvibe-lora.gguf",
     )
     .action(async (opts) => {
       const g = program.opts();
       const log = makeLogger(g);
       const onMovedAside = (a: string) => log.warn(`the earlier ${opts.out} was moved aside to ${a}`);
       await runCommand(g, async () => {
+        if (opts.adapter) return exportAdapter(g, opts, onMovedAside);
+        if (!opts.model) throw new InputError("-m, --model (the model folder to export) is required");
         if (opts.format === "gguf" || opts.format === "safetensors")
           checkOutput({
             flag: "--out",
