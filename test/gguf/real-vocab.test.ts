@@ -124,7 +124,7 @@ for (const family of ["qwen3", "llama3", "gemma3"] as const) {
           // included exactly once where the template writes it; llama.cpp's own reading of the text agrees
           const chatIds = b.chatPromptIds(messages);
           assert.deepEqual(chatIds, builtin.encodePrompt(builtin.chatPrompt(messages)));
-          assert.deepEqual(b.model.tokenize(promptText, true).map(Number), chatIds);
+          assert.deepEqual(b.model.tokenize(builtin.chatPrompt(messages), true).map(Number), chatIds);
           if (family !== "qwen3") {
             assert.equal(chatIds[0], tok.bosTokenId);
             assert.equal(chatIds.filter((t) => t === tok.bosTokenId).length, 1);
