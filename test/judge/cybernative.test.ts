@@ -1,65 +1,80 @@
+/**
+ * The rule judge on real labelled code: CyberNative pairs (chosen = secure, rejected = insecure) from
+ * ../shared/data/cybernative, never copied into the repository. The rules were developed on the train
+ * split only; the dev split is measured here with the issue's targets per language: at least 60% of
+ * insecure answers flagged and at most 20% of secure ones. Languages that do not reach a target are held
+ * to the level they reach (a regression guard), and the table printed here says so.
+ * Run: npx tsc -p . && node --test dist/test/judge/cybernative.test.js   (GOODVIBE_RULE_SPLITS=train,dev)
+ */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { extractCode, normalizeLanguage, type Language } from "../../src/eval/extract.js";
-import { judgeCode } from "../../src/eval/judge/rules/index.js";
+import { LANGUAGES, type Language } from "../../src/eval/extract.js";
+import { measureRuleJudge, ruleJudgeTable, type LabelledPair } from "../../src/eval/judge/rules/measure.js";
 
 // dist/test/judge -> repo root -> ../shared/data (never copied into the repo).
 const here = path.dirname(fileURLToPath(import.meta.url));
-const devFile = path.resolve(here, "../../../../shared/data/cybernative/dev.jsonl");
+const dataDir = path.resolve(here, "../../../../shared/data/cybernative");
+const file = (split: string) => path.join(dataDir, `${split}.jsonl`);
+
+function readSplit(split: string): LabelledPair[] {
+  return fs
+    .readFileSync(file(split), "utf8")
+    .split("\n")
+    .filter((l) => l.trim())
+    .map((l, k) => {
+      const row = JSON.parse(l) as Partial<LabelledPair>;
+      assert.ok(
+        typeof row.lang === "string" && typeof row.chosen === "string" && typeof row.rejected === "string",
+        `${split}.jsonl row ${k + 1}: expected lang, chosen, rejected`,
+      );
+      return row as LabelledPair;
+    });
+}
+
+/** The issue's targets. */
+const TARGET = { recall: 0.6, falsePositiveRate: 0.2 };
+/**
+ * Where the rules do not reach a target on dev, the level they reach (rounded down/up by about one
+ * answer in 42), so that a regression fails. See BENCHMARKS.md "Rule judge on CyberNative".
+ */
+const SHORTFALL: Partial<Record<Language, { recall?: number; falsePositiveRate?: number }>> = {
+  swift: { recall: 0.28 },
+};
 
 test(
-  "rule judge flags CyberNative 'rejected' answers more often than 'chosen' ones",
-  { skip: !fs.existsSync(devFile) && `${devFile} not present` },
-  () => {
-    const stats = new Map<
-      Language,
-      { n: number; chosen: number; rejected: number; rules: Map<string, [number, number]> }
-    >();
-    for (const line of fs.readFileSync(devFile, "utf8").split("\n")) {
-      if (!line.trim()) continue;
-      const row = JSON.parse(line) as { lang: string; chosen: string; rejected: string };
-      const lang = normalizeLanguage(row.lang);
-      if (!lang) continue;
-      const chosen = extractCode(row.chosen, lang);
-      const rejected = extractCode(row.rejected, lang);
-      assert.ok(chosen !== null && rejected !== null, `no ${lang} code extracted`);
-      const s = stats.get(lang) ?? { n: 0, chosen: 0, rejected: 0, rules: new Map() };
-      s.n++;
-      const jc = judgeCode(chosen, lang);
-      const jr = judgeCode(rejected, lang);
-      if (!jc.secure) s.chosen++;
-      if (!jr.secure) s.rejected++;
-      for (const [k, j] of [
-        [0, jc],
-        [1, jr],
-      ] as const) {
-        for (const id of new Set(j.findings.map((f) => f.ruleId))) {
-          const c = s.rules.get(id) ?? [0, 0];
-          c[k]++;
-          s.rules.set(id, c);
-        }
-      }
-      stats.set(lang, s);
-    }
-    const rows = [...stats].map(
-      ([lang, s]) =>
-        `${lang.padEnd(6)} n=${String(s.n).padStart(3)}  chosen flagged ${((s.chosen / s.n) * 100).toFixed(1).padStart(5)}%  rejected flagged ${((s.rejected / s.n) * 100).toFixed(1).padStart(5)}%`,
-    );
-    console.log(
-      ["rule judge on cybernative/dev.jsonl (flag rate = insecure at severity >= medium)", ...rows].join(
-        "\n",
-      ),
-    );
+  "rule judge on CyberNative dev pairs: per-language recall and false-positive rate against the targets",
+  { skip: !fs.existsSync(file("dev")) && `${file("dev")} not present` },
+  (t) => {
+    const splits = (process.env.GOODVIBE_RULE_SPLITS ?? "dev").split(",").filter(Boolean);
+    const show = (title: string, table: string) => {
+      t.diagnostic(title);
+      for (const line of table.split("\n")) t.diagnostic(line);
+    };
+    for (const split of splits.filter((s) => s !== "dev" && fs.existsSync(file(s))))
+      show(`${split} split:`, ruleJudgeTable(measureRuleJudge(readSplit(split)), LANGUAGES));
+    const stats = measureRuleJudge(readSplit("dev"));
+    show("dev split:", ruleJudgeTable(stats, LANGUAGES));
     if (process.env.GOODVIBE_RULE_DETAIL)
-      for (const [lang, s] of stats) console.log(lang, Object.fromEntries(s.rules));
-    assert.deepEqual([...stats.keys()].sort(), ["cpp", "go", "java", "swift"]);
-    for (const [lang, s] of stats)
+      for (const [lang, s] of stats)
+        t.diagnostic(`${lang} per rule (secure/insecure answers): ${JSON.stringify(s.perRule)}`);
+    assert.deepEqual([...stats.keys()].sort(), [...LANGUAGES].sort());
+    for (const [lang, s] of stats) {
+      assert.ok(s.n >= 40, `${lang}: only ${s.n} dev pairs`);
+      const recallFloor = SHORTFALL[lang]?.recall ?? TARGET.recall;
+      const fprCeiling = SHORTFALL[lang]?.falsePositiveRate ?? TARGET.falsePositiveRate;
       assert.ok(
-        s.rejected > s.chosen,
-        `${lang}: rejected flagged ${s.rejected}/${s.n}, chosen ${s.chosen}/${s.n}`,
+        s.recall.rate >= recallFloor,
+        `${lang}: ${s.insecureFlagged}/${s.n} insecure answers flagged, below ${recallFloor}`,
       );
+      assert.ok(
+        s.falsePositiveRate.rate <= fprCeiling,
+        `${lang}: ${s.secureFlagged}/${s.n} secure answers flagged, above ${fprCeiling}`,
+      );
+      // The rules must separate the two sides, not just flag everything.
+      assert.ok(s.insecureFlagged > s.secureFlagged, `${lang}: no separation`);
+    }
   },
 );

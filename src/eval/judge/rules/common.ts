@@ -4,6 +4,7 @@
  */
 import type { Finding, Rule } from "./types.js";
 import type { Source, StringLiteral } from "./source.js";
+import { flowOf } from "./flow.js";
 
 type RuleMeta = Omit<Rule, "check">;
 
@@ -15,7 +16,7 @@ const NOT_SECRET_NAME =
   /(prompt|message|msg|label|hint|placeholder|field|column|header|param|url|uri|path|file|regex|pattern|format|policy|type|mode|length|len$|min|max|count|name$|error|query|sql|stmt|hash|input|entered|provided|attempt|confirm|check|valid|strength|expire|prefix|env)/i;
 
 /** A literal value that looks like a real secret rather than an empty value or a placeholder. */
-function looksLikeSecret(value: string): boolean {
+function looksLikeSecret(value: string, opts: { placeholders?: boolean } = {}): boolean {
   if (value.length < 3 || /\s/.test(value)) return false;
   if (
     /^(<.*>|\$\{.*\}|\$\(.*\)|%[sv@d]|\{\d*\}|your[_-]?\w*|x{3,}|\*+|\.+|null|none|nil|undefined|todo|changeit_later)$/i.test(
@@ -24,7 +25,20 @@ function looksLikeSecret(value: string): boolean {
   ) {
     return false;
   }
-  return !/^[A-Z][A-Z0-9_]*_(PASSWORD|SECRET|KEY|TOKEN)$/.test(value); // an environment variable's name
+  if (/^[A-Z][A-Z0-9_]*_(PASSWORD|SECRET|KEY|TOKEN)$/.test(value)) return false; // an environment variable's name
+  return opts.placeholders === true || !isPlaceholder(value);
+}
+
+/**
+ * Placeholder values that mark "put your credential here" rather than a credential: a generic word
+ * (password, secret, test, root, username, changeme, example...), optionally prefixed by my/your/test/db
+ * and followed by digits. Like the keyword plugin of Yelp's detect-secrets, which skips such values.
+ */
+export function isPlaceholder(value: string): boolean {
+  const v = value.toLowerCase().replace(/[\s_\-.!]/g, "");
+  return /^(?:my|your|test|db|some|dummy|default|sample|example)?(?:password|passwd|passwort|pass|pwd|passphrase|secret|secretkey|apikey|key|token|test|testing|tester|testuser|user|username|root|changeme|changeit|example|sample|dummy|placeholder|foo|bar|foobar|xxx+|abc|qwerty|pw)(?:\d{0,6})$/.test(
+    v,
+  );
 }
 
 function isSecretName(name: string): boolean {
@@ -68,16 +82,24 @@ export function hardcodedSecrets(src: Source, rule: RuleMeta): Finding[] {
       /^\s*(?:==|===|\.equals\s*\(|\.equalsIgnoreCase\s*\()\s*([A-Za-z_][\w.]*)/.exec(after) ??
       (/\b(?:strn?cmp|strcasecmp)\s*\(\s*$/.test(before) ? /^\s*,\s*([A-Za-z_][\w.]*)/.exec(after) : null);
     const compared = compareBefore?.[1] ?? compareAfter?.[1];
-    if (compared && isSecretName(compared.split(".").pop()!) && looksLikeSecret(lit.value)) {
+    if (
+      compared &&
+      isSecretName(compared.split(".").pop()!) &&
+      looksLikeSecret(lit.value, { placeholders: true })
+    ) {
       out.push(src.finding(rule, lit.start, msg(`secret compared with '${compared}'`)));
       continue;
     }
 
     // Credentials inside connection strings: user:pass@tcp(...), scheme://user:pass@host, password=...
     if (
-      /^[\w.-]+:[^@\s/:]{2,}@(?:tcp|unix|\(|[\w.-]+)/.test(lit.value) ||
-      /:\/\/[^:/\s@]+:[^@\s]{2,}@/.test(lit.value) ||
-      /(?:^|[?;&\s])(?:password|pwd)=(?!\s*[;&]|$|%s|\{)[^&;\s]+/i.test(lit.value)
+      (/^[\w.-]+:([^@\s/:]{2,})@(?:tcp|unix|\(|[\w.-]+)/.test(lit.value) &&
+        looksLikeSecret(/^[\w.-]+:([^@\s/:]{2,})@/.exec(lit.value)![1]!)) ||
+      (/:\/\/[^:/\s@]+:([^@\s]{2,})@/.test(lit.value) &&
+        looksLikeSecret(/:\/\/[^:/\s@]+:([^@\s]{2,})@/.exec(lit.value)![1]!)) ||
+      (/(?:^|[?;&\s])(?:password|pwd)=(?!\s*[;&?]|$|%s|\{)([^&;\s]+)/i.test(lit.value) &&
+        !looksLikeSql(lit.value) &&
+        looksLikeSecret(/(?:password|pwd)=([^&;\s]+)/i.exec(lit.value)![1]!))
     ) {
       out.push(src.finding(rule, lit.start, msg("password in a connection string")));
       continue;
@@ -199,4 +221,39 @@ export function securityContext(src: Source): boolean {
   return /(password|passwd|passcode|\bpwd|token|secret|salt|nonce|\botp\b|session|api_?key|encrypt|decrypt|cipher|credential|\bpin\b|csrf|crypto|\bkey\b|[a-z]Key\b|\bIV\b|\biv\b|verification_?code|reset_?code)/i.test(
     src.text,
   );
+}
+
+/**
+ * Names of values that hold sensitive data, after CodeQL's SensitiveDataHeuristics (passwords,
+ * secrets, keys, card and social-security numbers), and the names that say the value was already
+ * made safe to show (hashed, masked, encrypted, redacted).
+ */
+const SENSITIVE_NAME =
+  /(pass(?:wd|word|code|phrase)|(?:^|_)pwd|secret|api_?key|apikey|private_?key|secret_?key|access_?token|auth_?token|session_?(?:id|token)|(?:credit_?)?card_?(?:num|no|number)|creditcard|ssn\b|social_?security|cvv|\bpin\b)/i;
+const NOT_SENSITIVE_NAME =
+  /(hash|digest|mask|redact|censor|obfuscat|encrypt|crypt|salt|length|len\b|count|size|valid|match|correct|field|label|prompt|policy|strength|expir|reset|question|hint|required|regex|pattern|file|path|column|param|format|name\b|manager|service|encoder|checker|util|text_?field|input_?stream)/i;
+
+export function isSensitiveName(name: string): boolean {
+  return SENSITIVE_NAME.test(name) && !NOT_SENSITIVE_NAME.test(name);
+}
+
+/**
+ * Functions defined in the snippet whose body really validates or transforms its input (regex match,
+ * allow-list lookup, comparison, character filtering, escaping). A "sanitize(x) { return x }" that
+ * does nothing does not count: the function's body is read, not its name.
+ */
+export function inSnippetValidators(src: Source, bodyCheck: RegExp): string[] {
+  const out: string[] = [];
+  const re = new RegExp(bodyCheck.source, bodyCheck.flags.replace("g", ""));
+  for (const fn of flowOf(src).functions) {
+    if (fn.params.length === 0) continue;
+    const body = src.text.slice(fn.bodyStart, fn.bodyEnd + 1);
+    if (re.test(body)) out.push(fn.name);
+  }
+  return out;
+}
+
+/** A regex alternation of names (escaped), or a pattern that matches nothing. */
+export function namesRe(names: string[]): string {
+  return names.length ? names.map((n) => n.replace(/[$]/g, "\\$")).join("|") : "(?!x)x";
 }

@@ -1,5 +1,22 @@
 /** Rules for C++ (and the C library calls C++ answers use). */
 import { defineRule, type Source } from "./source.js";
+import {
+  expressionEnd,
+  flowOf,
+  guardedBy,
+  identRe,
+  matchBracket,
+  taintOf,
+  type TaintConfig,
+} from "./flow.js";
+import {
+  copyPastEnd,
+  divisions,
+  outOfBounds,
+  sizedArrays,
+  unboundedAllocations,
+  uncheckedIndexes,
+} from "./bounds.js";
 import { hardcodedSecrets, securityContext, sqlBuiltFromInput } from "./common.js";
 import type { Finding, Rule } from "./types.js";
 
@@ -22,24 +39,112 @@ const compared = (v: string) => new RegExp(`\\b${v}\\b\\s*[<>](?![<>])|(?<![<>-]
 
 const SHELLS = /^(?:\/bin\/|\/usr\/bin\/)?(?:sh|bash|zsh|dash|ksh)$/;
 
+// ---------------------------------------------------------------------------------------------
+// Untrusted input
+
+const EXTERNAL: TaintConfig = {
+  sources: /\bargv\b|\b(?:std::)?getenv\s*\(|\bgetpass\s*\(|\bQueryString\b/,
+  outSources:
+    /\bcin\s*>>|\b(?:std::)?getline\s*\(\s*(?:std::)?cin\s*,|\bcin\s*\.\s*(?:getline|get|read)\s*\(|\b(?:scanf|fscanf|sscanf)\s*\(|\b(?:fgets|gets|read|recv|fread|recvfrom)\s*\(/,
+  toNumber:
+    /\b(?:std::)?(?:atoi|atol|atoll|stoi|stol|stoll|stoul|stoull|strtol|strtoul|strtoll|strtoull|stof|stod)\s*\(|\b(?:strlen|size|length)\s*\(/,
+  sanitizers: /\bbasename\s*\(|\brealpath\s*\(/,
+  copyCalls: /\b(?:strcpy|strncpy|strcat|strncat|memcpy|memmove|sprintf|snprintf)\s*\(/,
+  propagators:
+    /^(?:(?:std::)?(?:string|to_string|stoi|atoi|strcpy|strncpy|strcat|strncat|strdup|basic_string)|\w+\s*\.\s*(?:c_str|data|substr|append|str|insert)|(?:std::)?(?:move|ref))$/,
+};
+
+const ENTRY: TaintConfig = {
+  ...EXTERNAL,
+  paramSources: (fn, p) =>
+    fn.name === "main"
+      ? /char\s*\*\s*\*|char\s*\*\s*\[|\[\s*\]\s*\[/.test(p.type + "[]") || /argv/.test(p.name)
+        ? "text"
+        : null
+      : /\bchar\s*\*|\bchar\b.*\[|(?:std::)?string\b/.test(p.type)
+        ? "text"
+        : /^(?:const\s+)?(?:unsigned\s+)?(?:int|long|short|size_t|unsigned|ssize_t|u?int\d+_t)$/.test(
+              p.type.trim(),
+            )
+          ? "number"
+          : null,
+};
+
 const unboundedCopy = defineRule(
   {
     id: "cpp/unbounded-copy",
     cwe: "CWE-120",
     language: "cpp",
-    title: "Unbounded string copy (strcpy, strcat, sprintf, ...)",
+    title: "Unbounded string copy (strcpy, strcat, sprintf, ...) that can overflow the destination",
     severity: "high",
   },
-  (src, rule) =>
-    src
-      .matches(call("strcpy|strcat|wcscpy|wcscat|stpcpy|lstrcpy|lstrcat|sprintf|vsprintf|swprintf_unbounded"))
-      .map((m) =>
+  (src, rule) => {
+    const out: Finding[] = [];
+    const arrays = sizedArrays(src);
+    const m = src.masked;
+    for (const mm of src.matches(
+      call("strcpy|strcat|wcscpy|wcscat|stpcpy|lstrcpy|lstrcat|sprintf|vsprintf|swprintf_unbounded"),
+    )) {
+      const name = /\w+(?=\s*\($)/.exec(mm[0])![0];
+      const args = src.callArgs(ARG_LIST_START(mm));
+      const dest = args[0]?.masked.replace(/^\s*&\s*|\s*\[\s*0\s*\]\s*$/g, "").trim() ?? "";
+      const size = arrays.get(dest)?.size;
+      if (/^(?:sprintf|vsprintf)$/.test(name)) {
+        // Only numeric conversions into a buffer that holds them is bounded.
+        const fmt = src.literalValue(args[1]);
+        if (
+          fmt !== null &&
+          size !== undefined &&
+          !/%[-+ #0]*\d*(?:\.\d+)?[hlLzjt]*s/.test(fmt) &&
+          size >= fmt.length + 24 * (fmt.match(/%/g) ?? []).length
+        )
+          continue;
+        if (fmt !== null && size !== undefined && !/%/.test(fmt.replace(/%%/g, "")) && fmt.length < size)
+          continue;
+      } else {
+        const from = args[1];
+        if (!from) continue;
+        // A literal that fits the destination.
+        const lit = src.literalValue(from);
+        if (lit !== null && size !== undefined && name !== "strcat" && name !== "wcscat" && lit.length < size)
+          continue;
+        const fromName = from.masked.trim();
+        const idRe = (v: string) => `(?:${identRe(v).source})`;
+        const names = [dest, fromName]
+          .filter((v) => /^[A-Za-z_][\w.>-]*$/.test(v))
+          .map((v) => v.replace(/.*(?:\.|->)/, ""));
+        // Length checked first: `if (strlen(src) < size)`, `if (strlen(dest) + strlen(src) >= sizeof(dest)) return;`
+        if (
+          names.length &&
+          guardedBy(
+            src,
+            mm.index,
+            new RegExp(
+              `(?:strlen|wcslen|strnlen|size|length)\\s*\\(?\\s*(?:${names.map(idRe).join("|")})[^<>]*[<>]|[<>][^<>]*(?:strlen|wcslen|strnlen)\\s*\\(\\s*(?:${names.map(idRe).join("|")})`,
+            ),
+          )
+        )
+          continue;
+        // Destination sized from the source: `dest = new char[strlen(src) + 1]`, `malloc(strlen(src) + 1)`.
+        if (
+          names.length &&
+          new RegExp(
+            `\\b${identRe(dest.replace(/.*(?:\.|->)/, "")).source}\\s*=\\s*(?:\\([^)]*\\)\\s*)?(?:new\\s+\\w+\\s*\\[|(?:std::)?malloc\\s*\\(|(?:std::)?calloc\\s*\\()[^;]*\\b(?:strlen|wcslen|size|length)\\s*\\(?\\s*${idRe(fromName.replace(/.*(?:\.|->)/, ""))}`,
+          ).test(m.slice(0, mm.index))
+        )
+          continue;
+        if (/\bstrdup\b/.test(from.masked)) continue;
+      }
+      out.push(
         src.finding(
           rule,
-          m.index,
-          `${/\w+(?=\s*\($)/.exec(m[0])![0]} does not bound the write to the destination; use snprintf/strncpy with sizeof or std::string`,
+          mm.index,
+          `${name} does not bound the write to the destination; use snprintf/strncpy with sizeof or std::string`,
         ),
-      ),
+      );
+    }
+    return out;
+  },
 );
 
 const gets = defineRule(
@@ -94,29 +199,29 @@ const cinIntoArray = defineRule(
     id: "cpp/cin-into-char-array",
     cwe: "CWE-120",
     language: "cpp",
-    title: "std::cin >> into a fixed char array",
+    title: "std::cin >> into a char array or char pointer without a width",
     severity: "high",
   },
   (src, rule) => {
-    const arrays = fixedArrays(src);
-    if (src.has(/\bsetw\s*\(|\.width\s*\(/)) return [];
     const out: Finding[] = [];
-    for (const m of src.matches(/\bcin\s*((?:>>\s*[A-Za-z_]\w*\s*)+)/g)) {
-      for (const target of m[1]!.matchAll(/>>\s*([A-Za-z_]\w*)/g)) {
-        if (
-          arrays.has(target[1]!) &&
-          /\bchar\s+\*?\s*$/.test(
-            src.masked.slice(0, src.masked.search(new RegExp(`\\b${target[1]}\\s*\\[`))),
-          )
-        ) {
-          out.push(
-            src.finding(
-              rule,
-              m.index,
-              `cin >> ${target[1]} can overflow the char array; use std::string or std::setw`,
-            ),
-          );
-        }
+    // Every char array / char* the snippet declares (locals, parameters, struct members).
+    const charTargets = new Set<string>();
+    for (const d of src.matches(/\b(?:unsigned\s+)?char\s*(\*\s*)?([A-Za-z_]\w*)\s*(\[[^\]]*\])?/g))
+      if (d[1] || d[3]) charTargets.add(d[2]!);
+    for (const m of src.matches(/\bcin\s*((?:>>\s*[A-Za-z_][\w.]*(?:\s*->\s*\w+)?\s*)+)/g)) {
+      for (const target of m[1]!.matchAll(/>>\s*([A-Za-z_][\w.]*(?:\s*->\s*\w+)?)/g)) {
+        const leaf = target[1]!.split(/\.|->/).pop()!.trim();
+        if (!charTargets.has(leaf)) continue;
+        // A width set on the stream just before bounds the read.
+        const before = src.masked.slice(Math.max(0, m.index - 200), m.index);
+        if (/\bsetw\s*\(|\.\s*width\s*\(/.test(before + m[0])) continue;
+        out.push(
+          src.finding(
+            rule,
+            m.index,
+            `cin >> ${target[1]} can overflow the character buffer; read into std::string or use std::setw`,
+          ),
+        );
       }
     }
     return out;
@@ -169,58 +274,6 @@ const memcpyIntoFixed = defineRule(
           `${name} into ${dest}[${size}] with length '${len}' not bounded by its size`,
         ),
       );
-    }
-    return out;
-  },
-);
-
-/** Variables assigned from user input: cin >> v, scanf("%d", &v), v = atoi(...), argv. */
-function inputVariables(src: Source): Set<string> {
-  const vars = new Set<string>();
-  for (const m of src.matches(/\bcin\s*((?:>>\s*[A-Za-z_]\w*\s*)+)/g))
-    for (const t of m[1]!.matchAll(/>>\s*(\w+)/g)) vars.add(t[1]!);
-  for (const m of src.matches(/\b(?:scanf|fscanf|sscanf)\s*\(([^;]*)\)/g))
-    for (const t of m[1]!.matchAll(/&\s*(\w+)/g)) vars.add(t[1]!);
-  for (const m of src.matches(
-    /\b([A-Za-z_]\w*)\s*=\s*(?:std::)?(?:atoi|atol|stoi|stol|strtol|strtoul|stoul)\s*\(/g,
-  ))
-    vars.add(m[1]!);
-  return vars;
-}
-
-const uncheckedIndex = defineRule(
-  {
-    id: "cpp/unchecked-array-index",
-    cwe: "CWE-119",
-    language: "cpp",
-    title: "Fixed array indexed by unchecked input, or loop bound past the array end",
-    severity: "medium",
-  },
-  (src, rule) => {
-    const arrays = fixedArrays(src);
-    const inputs = inputVariables(src);
-    const out: Finding[] = [];
-    for (const [name, size] of arrays) {
-      for (const m of src.matches(new RegExp(`\\b${name}\\s*\\[\\s*([A-Za-z_]\\w*)\\s*\\]`, "g"))) {
-        const idx = m[1]!;
-        if (!inputs.has(idx)) continue;
-        if (!compared(idx).test(src.masked))
-          out.push(src.finding(rule, m.index, `${name}[${idx}] uses input '${idx}' without a bounds check`));
-      }
-      // for (i = 0; i <= SIZE; i++) ... name[i]: one element past the end.
-      for (const m of src.matches(/\bfor\s*\([^;]*;\s*([A-Za-z_]\w*)\s*<=\s*([^;\s]+)\s*;[^)]*\)/g)) {
-        const [, i, bound] = m;
-        if (bound !== size && !(bound === `sizeof(${name})` || bound === `sizeof ${name}`)) continue;
-        if (new RegExp(`\\b${name}\\s*\\[\\s*${i}\\s*\\]`).test(src.masked.slice(m.index, m.index + 600))) {
-          out.push(
-            src.finding(
-              rule,
-              m.index,
-              `loop runs ${i} up to ${bound} inclusive, one past the end of ${name}[${size}]`,
-            ),
-          );
-        }
-      }
     }
     return out;
   },
@@ -484,13 +537,414 @@ const memoryLeak = defineRule(
   },
 );
 
+const manualCopy = defineRule(
+  {
+    id: "cpp/unbounded-copy-loop",
+    cwe: "CWE-120",
+    language: "cpp",
+    title: "Copy loop that stops only at the source's terminator",
+    severity: "high",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const m = src.masked;
+    // while (*s) / while (s[i] != '\0') / for (...; s[i] != '\0'; ...) writing into another buffer.
+    for (const mm of src.matches(/\b(while|for)\s*\(/g)) {
+      const open = mm.index + mm[0].length - 1;
+      const close = matchBracket(src, open);
+      const head = m.slice(open + 1, close);
+      const cond = mm[1] === "for" ? (head.split(";")[1] ?? "") : head;
+      const term =
+        /^\s*\*\s*([A-Za-z_]\w*)\s*(?:!=\s*'\s*'|!=\s*0)?\s*$|^\s*([A-Za-z_]\w*)\s*\[\s*(\w+)\s*\]\s*(?:!=\s*'\s*'|!=\s*0)?\s*$|^\s*\(?\s*\*\s*([A-Za-z_]\w*)\s*\+\+\s*=\s*\*\s*([A-Za-z_]\w*)\s*\+\+\s*\)?\s*(?:!=\s*'\s*')?\s*$/.exec(
+          cond,
+        );
+      if (!term) continue;
+      if (/&&|\|\|/.test(cond)) continue; // a second condition (a count) bounds it
+      const srcName = term[1] ?? term[2] ?? term[5];
+      let bodyStart = close + 1;
+      while (/\s/.test(m[bodyStart] ?? "")) bodyStart++;
+      const bodyEnd = m[bodyStart] === "{" ? matchBracket(src, bodyStart) : expressionEnd(src, bodyStart);
+      const body = m.slice(bodyStart, bodyEnd);
+      const writes = term[4]
+        ? term[4]
+        : /\*\s*([A-Za-z_]\w*)\s*(?:\+\+)?\s*=(?!=)|(?<![\w.])([A-Za-z_]\w*)\s*\[\s*\w+\s*\]\s*=(?!=)/
+            .exec(body)
+            ?.slice(1)
+            .find(Boolean);
+      if (!writes || writes === srcName) continue;
+      if (/\bbreak\b|\breturn\b/.test(body) && /[<>]=?/.test(body)) continue;
+      out.push(
+        src.finding(
+          rule,
+          mm.index,
+          `copies '${srcName}' into '${writes}' until its terminator without checking the destination's size`,
+        ),
+      );
+    }
+    // A destination allocated with strlen(s) bytes, without room for the terminator.
+    for (const mm of src.matches(
+      /\bnew\s+char\s*\[\s*(?:std::)?strlen\s*\(\s*[\w.>-]+\s*\)\s*\]|\bmalloc\s*\(\s*(?:std::)?strlen\s*\(\s*[\w.>-]+\s*\)\s*\)/g,
+    ))
+      out.push(
+        src.finding(
+          rule,
+          mm.index,
+          "allocates strlen() bytes, one short of the terminating NUL that the copy writes",
+        ),
+      );
+    return out;
+  },
+);
+
+const arrayBounds = defineRule(
+  {
+    id: "cpp/out-of-bounds",
+    cwe: "CWE-787",
+    language: "cpp",
+    title: "Index past the end of an array (loop bounds, constants, input, off-by-one)",
+    severity: "high",
+  },
+  (src, rule) => {
+    const out = [...outOfBounds(src), ...copyPastEnd(src)].map((f) => src.finding(rule, f.at, f.message));
+    const taint = taintOf(src, EXTERNAL);
+    for (const f of uncheckedIndexes(src, taint, /[<>]|\bsize\s*\(|\bsizeof\b/))
+      out.push(src.finding(rule, f.at, f.message));
+    // for (i = 0; i <= n; i++) over a pointer/array parameter whose length is the parameter n.
+    for (const fn of flowOf(src).functions) {
+      const arrays = fn.params
+        .filter((p) => /\*|\[/.test(p.type) || /\[\s*\]/.test(p.type))
+        .map((p) => p.name);
+      const counts = fn.params
+        .filter((p) =>
+          /^(?:const\s+)?(?:unsigned\s+)?(?:int|long|size_t|unsigned|short)$/.test(p.type.trim()),
+        )
+        .map((p) => p.name);
+      if (!arrays.length || !counts.length) continue;
+      const body = src.masked.slice(fn.bodyStart, fn.bodyEnd);
+      for (const l of body.matchAll(
+        new RegExp(`\\bfor\\s*\\([^;]*;\\s*(\\w+)\\s*<=\\s*(${counts.join("|")})\\s*;`, "g"),
+      )) {
+        const i = l[1]!;
+        if (new RegExp(`\\b(?:${arrays.join("|")})\\s*\\[\\s*${i}\\s*\\]`).test(body.slice(l.index!)))
+          out.push(
+            src.finding(
+              rule,
+              fn.bodyStart + l.index!,
+              `loop runs ${i} up to ${l[2]} inclusive: one past the end of an array of ${l[2]} elements`,
+            ),
+          );
+      }
+    }
+    return out;
+  },
+);
+
+const useAfterFree = defineRule(
+  {
+    id: "cpp/use-after-free",
+    cwe: "CWE-416",
+    language: "cpp",
+    title: "Pointer used or freed again after delete/free",
+    severity: "high",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const m = src.masked;
+    for (const d of src.matches(
+      /\b(?:delete\s*(?:\[\s*\])?\s*|(?:std::)?free\s*\(\s*)([A-Za-z_][\w.]*(?:->\w+)?)/g,
+    )) {
+      const name = d[1]!;
+      const fn = flowOf(src).functionAt(d.index);
+      const stmtEnd = m.indexOf(";", d.index);
+      const after = m.slice(stmtEnd + 1, fn ? fn.bodyEnd : m.length);
+      const esc = name.replace(/[.>-]/g, (c) => "\\" + c);
+      const reassigned = new RegExp(`(?<![\\w.>])${esc}\\s*=(?!=)`).exec(after);
+      const use = new RegExp(
+        `(?<![\\w.>])(?:\\*\\s*${esc}\\b|${esc}\\s*(?:->|\\[)|(?:delete\\s*(?:\\[\\s*\\])?\\s*|free\\s*\\(\\s*)${esc}\\b|${esc}\\s*\\.\\s*\\w+\\s*\\()`,
+      ).exec(after);
+      if (!use || (reassigned && reassigned.index < use.index)) continue;
+      const again = /^(?:delete|free)/.test(use[0]);
+      out.push(
+        src.finding(
+          rule,
+          stmtEnd + 1 + use.index,
+          again ? `'${name}' is freed twice` : `'${name}' is used after it was freed`,
+        ),
+      );
+    }
+    return out;
+  },
+);
+
+const uninitializedPointer = defineRule(
+  {
+    id: "cpp/uninitialized-pointer",
+    cwe: "CWE-824",
+    language: "cpp",
+    title: "Pointer dereferenced before it is given memory",
+    severity: "high",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const m = src.masked;
+    // Local `T* p;` or `T* p = nullptr;` then `*p = ...` / `p->x` / `p[i]` before any assignment.
+    for (const d of src.matches(
+      /\b[A-Za-z_][\w:]*\s*\*\s*([A-Za-z_]\w*)\s*(?:=\s*(?:nullptr|NULL|0)\s*)?;/g,
+    )) {
+      const fn = flowOf(src).functionAt(d.index);
+      if (!fn) continue;
+      const name = d[1]!;
+      const after = m.slice(d.index + d[0].length, fn.bodyEnd);
+      const assigned = new RegExp(
+        `(?<![\\w.>*])${name}\\s*=(?!=)|&\\s*${name}\\b|\\b\\w+\\s*\\(\\s*&?${name}\\s*[,)]`,
+      ).exec(after);
+      const use = new RegExp(
+        `(?:^|[^\\w)\\]])\\*\\s*${name}\\b|(?<![\\w.])${name}\\s*->|(?<![\\w.])${name}\\s*\\[`,
+      ).exec(after);
+      if (!use || (assigned && assigned.index < use.index)) continue;
+      if (
+        new RegExp(`${name}\\s*(?:!=|==)\\s*(?:nullptr|NULL|0)|if\\s*\\(\\s*!?\\s*${name}\\s*\\)`).test(
+          after.slice(0, use.index),
+        )
+      )
+        continue;
+      out.push(
+        src.finding(
+          rule,
+          d.index + d[0].length + use.index,
+          `'${name}' does not point to valid memory when it is dereferenced`,
+        ),
+      );
+    }
+    // Pointer members that no constructor or method assigns, dereferenced through an object.
+    for (const c of src.matches(/\b(?:class|struct)\s+(\w+)[^{;]*\{/g)) {
+      const open = c.index + c[0].length - 1;
+      const body = m.slice(open, matchBracket(src, open));
+      for (const f of body.matchAll(/^\s*[A-Za-z_][\w:]*\s*\*\s*([A-Za-z_]\w*)\s*;/gm)) {
+        const name = f[1]!;
+        if (
+          new RegExp(
+            `(?<![\\w])${name}\\s*=(?!=)|\\b${name}\\s*\\(|->\\s*${name}\\s*=(?!=)|\\.\\s*${name}\\s*=(?!=)|\\b${name}\\s*\\{`,
+          ).test(m.slice(open))
+        )
+          continue;
+        // Dereferenced through an object (`*obj.p`, `obj.p->x`, `obj->p[i]`) or inside a member function.
+        const close = matchBracket(src, open);
+        const outside = new RegExp(
+          `\\*\\s*\\w+\\s*(?:\\.|->)\\s*${name}\\b|\\w+\\s*(?:\\.|->)\\s*${name}\\s*(?:->|\\[)`,
+        ).exec(m.slice(close));
+        const inside = new RegExp(
+          `(?:^|[^\\w)\\]])\\*\\s*(?:this\\s*->\\s*)?${name}\\b\\s*(?!;)|(?<![\\w.])${name}\\s*(?:->|\\[)`,
+        ).exec(body.slice(f.index! + f[0].length));
+        if (outside)
+          out.push(
+            src.finding(
+              rule,
+              close + outside.index,
+              `member '${name}' is never initialised and is dereferenced`,
+            ),
+          );
+        else if (inside)
+          out.push(
+            src.finding(
+              rule,
+              open + f.index! + f[0].length + inside.index,
+              `member '${name}' is never initialised and is dereferenced`,
+            ),
+          );
+      }
+    }
+    return out;
+  },
+);
+
+const classLeak = defineRule(
+  {
+    id: "cpp/constructor-leak",
+    cwe: "CWE-401",
+    language: "cpp",
+    title: "Class allocates in its constructor and never frees in its destructor",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const m = src.masked;
+    for (const c of src.matches(/\b(?:class|struct)\s+(\w+)[^{;]*\{/g)) {
+      const cls = c[1]!;
+      const open = c.index + c[0].length - 1;
+      const body = m.slice(open, matchBracket(src, open));
+      const ctor = new RegExp(`\\b${cls}\\s*\\([^)]*\\)\\s*(?::[^{]*)?\\{`).exec(body);
+      if (!ctor) continue;
+      const cOpen = open + ctor.index + ctor[0].length - 1;
+      const ctorBody = m.slice(cOpen, matchBracket(src, cOpen));
+      const allocated = [
+        ...ctorBody.matchAll(
+          /\b(?:this\s*->\s*)?([A-Za-z_]\w*)\s*=\s*(?:new\b|(?:\([^)]*\)\s*)?(?:malloc|calloc)\s*\()/g,
+        ),
+      ].map((a) => a[1]!);
+      const init = /:\s*([^{]*)\{$/.exec(ctor[0]);
+      for (const x of init?.[1]?.matchAll(/(\w+)\s*\(\s*new\b/g) ?? []) allocated.push(x[1]!);
+      if (allocated.length === 0) continue;
+      // Destructor in the class or out of line.
+      const dtor = new RegExp(`~\\s*${cls}\\s*\\(\\s*\\)\\s*(?:noexcept\\s*)?(?:override\\s*)?\\{`).exec(m);
+      const dtorBody = dtor ? m.slice(dtor.index, matchBracket(src, dtor.index + dtor[0].length - 1)) : "";
+      for (const a of allocated) {
+        if (
+          new RegExp(
+            `\\bdelete\\s*(?:\\[\\s*\\])?\\s*(?:this\\s*->\\s*)?${a}\\b|\\bfree\\s*\\(\\s*(?:this\\s*->\\s*)?${a}\\b`,
+          ).test(dtorBody)
+        )
+          continue;
+        out.push(
+          src.finding(
+            rule,
+            cOpen,
+            `${cls} allocates '${a}' in its constructor and its destructor never frees it`,
+          ),
+        );
+      }
+    }
+    return out;
+  },
+);
+
+const raceCondition = defineRule(
+  {
+    id: "cpp/race-condition",
+    cwe: "CWE-362",
+    language: "cpp",
+    title: "Global written by several threads without a mutex or atomic",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const m = src.masked;
+    const threadFns = new Set<string>();
+    for (const t of src.matches(
+      /\b(?:std::)?thread\s+\w+\s*[({]\s*&?\s*(\w+)|\bpthread_create\s*\([^,]*,[^,]*,\s*&?\s*(\w+)|\b(?:std::)?(?:async|thread)\s*\(\s*(?:std::launch::\w+\s*,\s*)?&?\s*(\w+)/g,
+    ))
+      threadFns.add((t[1] ?? t[2] ?? t[3])!);
+    if (threadFns.size === 0) return out;
+    const globals = new Set(
+      src
+        .matches(
+          /^(?:static\s+|volatile\s+)*(?:int|long|unsigned|double|float|bool|size_t|char|std::string|std::vector<[^>]*>|u?int\d+_t)\s+([A-Za-z_]\w*)\s*(?:=[^;]*)?;/gm,
+        )
+        .filter((g) => !flowOf(src).functionAt(g.index))
+        .map((g) => g[1]!),
+    );
+    for (const f of flowOf(src).functions) {
+      if (!threadFns.has(f.name)) continue;
+      const body = m.slice(f.bodyStart, f.bodyEnd);
+      if (
+        /\block\b|\bmutex\b|lock_guard|unique_lock|scoped_lock|\.lock\s*\(|atomic|pthread_mutex_lock/.test(
+          body,
+        )
+      )
+        continue;
+      const w = [
+        ...body.matchAll(
+          /(?<![\w.>])([A-Za-z_]\w*)\s*(?:\+\+|--|[+\-*/]?=(?!=))|(?:\+\+|--)\s*([A-Za-z_]\w*)/g,
+        ),
+      ].find((x) => globals.has((x[1] ?? x[2])!));
+      if (w)
+        out.push(
+          src.finding(
+            rule,
+            f.bodyStart + w.index!,
+            `threads write the global '${w[1] ?? w[2]}' without a mutex or std::atomic`,
+          ),
+        );
+    }
+    return out;
+  },
+);
+
+const integerOverflow = defineRule(
+  {
+    id: "cpp/integer-overflow",
+    cwe: "CWE-190",
+    language: "cpp",
+    title: "Arithmetic on a value at its type's maximum (or from input) that overflows",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const MAX =
+      /^\s*(?:INT_MAX|LONG_MAX|LLONG_MAX|UINT_MAX|SHRT_MAX|CHAR_MAX|SIZE_MAX|(?:std::)?numeric_limits\s*<[^>]+>\s*::\s*max\s*\(\s*\)|2147483647|4294967295|32767|65535|127|255)\s*$/;
+    for (const a of flowOf(src).assignments) {
+      if (!MAX.test(src.masked.slice(a.rhsStart, a.rhsEnd))) continue;
+      if (
+        /^\s*(?:127|255|32767|65535)\s*$/.test(src.masked.slice(a.rhsStart, a.rhsEnd)) &&
+        !/char|short|int8|int16/.test(a.type)
+      )
+        continue;
+      const after = src.masked.slice(a.rhsEnd);
+      const inc = new RegExp(
+        `${identRe(a.name).source}\\s*(?:\\+\\+|\\+=|\\*=|\\+\\s*[1-9\\w]|\\*\\s*[2-9\\w])|\\+\\+\\s*${identRe(a.name).source}`,
+      ).exec(after);
+      if (!inc) continue;
+      const fn = flowOf(src).functionAt(a.index);
+      if (
+        new RegExp(
+          `${identRe(a.name).source}\\s*<\\s*(?:INT_MAX|LONG_MAX|UINT_MAX|\\w+_MAX|std::numeric_limits)`,
+        ).test(after.slice(0, inc.index + 40))
+      )
+        continue;
+      out.push(
+        src.finding(
+          rule,
+          a.rhsEnd + inc.index,
+          `'${a.name}' holds its type's maximum and overflows when increased`,
+        ),
+      );
+    }
+    for (const mm of src.matches(
+      /\b(?:INT_MAX|LONG_MAX|UINT_MAX|SIZE_MAX)\s*\+\s*\d|(?:std::)?numeric_limits\s*<[^>]+>\s*::\s*max\s*\(\s*\)\s*\+/g,
+    ))
+      out.push(src.finding(rule, mm.index, "adding to the type's maximum overflows"));
+    return out;
+  },
+);
+
+const unboundedAllocation = defineRule(
+  {
+    id: "cpp/unbounded-allocation",
+    cwe: "CWE-789",
+    language: "cpp",
+    title: "Memory allocated with a size from input and no upper bound",
+    severity: "medium",
+  },
+  (src, rule) =>
+    unboundedAllocations(src, taintOf(src, EXTERNAL)).map((f) => src.finding(rule, f.at, f.message)),
+);
+
+const divideByZero = defineRule(
+  {
+    id: "cpp/divide-by-zero",
+    cwe: "CWE-369",
+    language: "cpp",
+    title: "Integer division by a value from input or a caller without a zero check",
+    severity: "medium",
+  },
+  (src, rule) => divisions(src, taintOf(src, ENTRY)).map((f) => src.finding(rule, f.at, f.message)),
+);
+
 export const cppRules: Rule[] = [
+  manualCopy,
+  arrayBounds,
+  useAfterFree,
+  uninitializedPointer,
+  classLeak,
+  raceCondition,
+  integerOverflow,
+  unboundedAllocation,
+  divideByZero,
   unboundedCopy,
   gets,
   scanfString,
   cinIntoArray,
   memcpyIntoFixed,
-  uncheckedIndex,
   formatString,
   commandInjection,
   weakRandom,

@@ -1,51 +1,228 @@
 /** Rules for Go. */
 import { defineRule, type Source } from "./source.js";
-import { hardcodedSecrets, securityContext, sqlBuiltFromInput } from "./common.js";
+import {
+  hardcodedSecrets,
+  inSnippetValidators,
+  isSensitiveName,
+  namesRe,
+  securityContext,
+  sqlBuiltFromInput,
+} from "./common.js";
+import { expressionEnd, flowOf, identRe, matchBracket, taintOf, type TaintConfig } from "./flow.js";
+import {
+  copyPastEnd,
+  divisions,
+  outOfBounds,
+  unboundedAllocations,
+  uncheckedIndexes,
+  uncheckedSlices,
+} from "./bounds.js";
 import type { Finding, Rule } from "./types.js";
 
 const ARG_LIST_START = (m: RegExpExecArray) => m.index + m[0].length - 1;
 
-/** Standard-library calls whose only or last result is an error that must be checked. */
-const ERROR_RETURNING =
-  /^(?:os\.(?:Remove|RemoveAll|Mkdir|MkdirAll|Chmod|Chown|Chdir|Setenv|Rename|WriteFile|Truncate|Symlink|Link)|ioutil\.WriteFile|json\.Unmarshal|xml\.Unmarshal|yaml\.Unmarshal|http\.ListenAndServe|http\.ListenAndServeTLS|io\.Copy|io\.CopyN|io\.ReadFull|io\.WriteString|\w+\.(?:Exec|ExecContext|Ping|Scan|Run|Start|Wait|ParseForm|ParseMultipartForm|Decode|Encode|Execute|ExecuteTemplate|Sync|Flush|Commit|Rollback|Unmarshal|SetDeadline|Shutdown))$/;
+// ---------------------------------------------------------------------------------------------
+// Untrusted input
 
-/** Calls whose second result is an error (so `x, _ := f()` drops it); ok-bool and map forms are excluded by the caller. */
-function isCall(rhs: string): boolean {
-  return (
-    /^[A-Za-z_][\w.]*(?:\[[^\]]*\])?\s*\(/.test(rhs.trim()) &&
-    !/^(?:make|len|cap|append|new)\s*\(/.test(rhs.trim())
-  );
+const SOURCES =
+  /\bos\s*\.\s*Args\b|\bos\s*\.\s*Getenv\s*\(|\bos\s*\.\s*LookupEnv\s*\(|\bflag\s*\.\s*(?:Arg|Args|String)\s*\(|\bmux\s*\.\s*Vars\s*\(|\.\s*(?:ReadString|ReadLine|ReadBytes|ReadRune)\s*\(|\.\s*Text\s*\(\s*\)|\b(?:ioutil|io)\s*\.\s*ReadAll\s*\(|\.\s*(?:Param|Query|PostForm|DefaultQuery|FormFile|GetHeader)\s*\(\s*"/;
+const OUT_SOURCES = /\bfmt\s*\.\s*(?:Scan|Scanln|Scanf|Fscan|Fscanln|Fscanf)\s*\(/;
+const TO_NUMBER = /\bstrconv\s*\.\s*(?:Atoi|ParseInt|ParseUint|ParseFloat)\s*\(|\blen\s*\(/;
+const SANITIZERS =
+  /\b(?:html\s*\.\s*EscapeString|template\s*\.\s*(?:HTMLEscapeString|JSEscapeString|URLQueryEscaper)|url\s*\.\s*(?:QueryEscape|PathEscape)|filepath\s*\.\s*Base|path\s*\.\s*Base|strconv\s*\.\s*Quote|bluemonday\s*\.\s*\w+)\s*\(/;
+
+/** Request parameters of handlers: `r *http.Request` (any name), gin/echo contexts. */
+function requestSources(src: Source): { text?: RegExp; number?: RegExp } {
+  const names = flowOf(src)
+    .functions.flatMap((f) => f.params)
+    .filter((p) => /\*\s*http\s*\.\s*Request\b/.test(p.type))
+    .map((p) => p.name);
+  if (names.length === 0) return {};
+  return {
+    text: new RegExp(
+      `\\b(?:${namesRe(names)})\\s*\\.\\s*(?:URL|Form|PostForm|MultipartForm|Header|Body|Host|RequestURI|FormValue|PostFormValue|Cookie|Cookies|UserAgent|Referer)\\b`,
+    ),
+    number: new RegExp(`\\b(?:${namesRe(names)})\\s*\\.\\s*ContentLength\\b`),
+  };
 }
+
+/** Calls whose result carries their argument: string building, conversion, path joining. */
+const PROPAGATORS =
+  /^(?:fmt\s*\.\s*Sprint\w*|strings\s*\.\s*\w+|bytes\s*\.\s*\w+|filepath\s*\.\s*(?:Join|Clean|Abs|Dir|Ext)|path\s*\.\s*(?:Join|Clean|Dir)|string|\[\]byte|\[\]rune|strconv\s*\.\s*\w+|url\s*\.\s*(?:Parse|QueryUnescape|PathUnescape)|\w+\s*\.\s*(?:Get|Query|FormValue|PostFormValue|Value|Text|String|Bytes|Trim\w*|Fields)|append|len|copy|html\s*\.\s*UnescapeString|base64\s*\.\s*\w+\s*\.\s*DecodeString|\w+\s*\.\s*ReadString|\w+\s*\.\s*ReadAll|(?:ioutil|io)\s*\.\s*ReadAll)$/;
+
+const EXTERNAL: TaintConfig = {
+  sources: SOURCES,
+  propagators: PROPAGATORS,
+  outSources: OUT_SOURCES,
+  toNumber: TO_NUMBER,
+  sanitizers: SANITIZERS,
+  dynamicSources: requestSources,
+};
+
+/** Also the string/[]byte/int parameters of the snippet's functions (callers unknown). */
+const ENTRY: TaintConfig = {
+  ...EXTERNAL,
+  paramSources: (fn, p) =>
+    fn.name === "main"
+      ? null
+      : /^(?:string|\[\]byte|\[\]string|\.\.\.string)$/.test(p.type)
+        ? "text"
+        : /^(?:int|int64|int32|uint|uint64|uint32)$/.test(p.type)
+          ? "number"
+          : null,
+};
+
+const VALIDATION =
+  /\bstrings\s*\.\s*(?:Contains\w*|HasPrefix|HasSuffix|EqualFold|IndexAny|Index)\s*\(|\bregexp\b|\.\s*(?:MatchString|Match|FindString)\s*\(|==|!=|\ballow|\bwhitelist|\bvalid|\bswitch\b|\bok\b|\[\s*\w+\s*\]/i;
+
+function validators(src: Source): RegExp {
+  const names = inSnippetValidators(
+    src,
+    /\bstrings\s*\.\s*(?:Contains\w*|HasPrefix|HasSuffix|IndexAny)\s*\(|\.\s*MatchString\s*\(|\bregexp\b|\bunicode\s*\.\s*Is\w+\s*\(|[<>]=?\s*['\d]/,
+  );
+  return new RegExp(`${VALIDATION.source}|\\b(?:${namesRe(names)})\\s*\\(`, "i");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/** Calls whose error must be checked for the program to stay safe: files, processes, crypto, parsing, network, SQL. */
+const SECURITY_CALL =
+  /^(?:fmt\s*\.\s*(?:Scan|Scanln|Scanf|Sscan|Sscanf|Sscanln|Fscan|Fscanln|Fscanf)|os\s*\.\s*(?:Open|OpenFile|Create|ReadFile|WriteFile|Remove|RemoveAll|Mkdir|MkdirAll|Chmod|Chown|Lchown|Rename|Symlink|Link|Setenv|Truncate|Chdir)|ioutil\s*\.\s*(?:ReadFile|WriteFile|ReadAll|ReadDir|TempFile)|io\s*\.\s*(?:ReadFull|ReadAll)|rand\s*\.\s*Read|json\s*\.\s*Unmarshal|xml\s*\.\s*Unmarshal|yaml\s*\.\s*Unmarshal|strconv\s*\.\s*(?:Atoi|ParseInt|ParseUint|ParseFloat|ParseBool)|sql\s*\.\s*Open|http\s*\.\s*(?:Get|Post|PostForm|Head|NewRequest)|tls\s*\.\s*(?:Dial|LoadX509KeyPair|Listen)|x509\s*\.\s*Parse\w*|bcrypt\s*\.\s*\w+|net\s*\.\s*(?:Dial|Listen)\w*|exec\s*\.\s*Command\s*\([^)]*\)\s*\.\s*(?:Run|Output|CombinedOutput|Start)|\w+\s*\.\s*(?:Run|Output|CombinedOutput|Exec|ExecContext|Query|QueryContext|Prepare|Ping|Begin|Commit|Rollback|Decode|Unmarshal|Chmod|Chown))$/;
 
 const discardedError = defineRule(
   {
     id: "go/discarded-error",
     cwe: "CWE-252",
     language: "go",
-    title: "Error result assigned to _",
+    title: "Error of a security-relevant call assigned to _",
     severity: "medium",
   },
   (src, rule) => {
     const out: Finding[] = [];
-    // x, _ := f(...)  /  _, _ = f(...)  (but not `for _, v := range`, `v, ok := m[k]`, `v, _ := x.(T)`, `<-ch`)
-    for (const m of src.matches(/^[ \t]*((?:[A-Za-z_]\w*|_)\s*,\s*)+_\s*:?=\s*([^\n]+)/gm)) {
-      const rhs = m[2]!;
-      if (!isCall(rhs) || /\.\(\s*[\w.*\[\]]+\s*\)\s*$/.test(rhs) || /^\s*<-/.test(rhs)) continue;
+    // x, _ := f(...)  /  _ = f(...)  (not `for _, v := range`, `v, ok := m[k]`, `v, _ := x.(T)`, `<-ch`)
+    for (const m of src.matches(/^[ \t]*((?:(?:[A-Za-z_]\w*|_)\s*,\s*)*_)\s*:?=\s*([^\n]+)/gm)) {
+      const rhs = m[2]!.trim();
+      const callee = /^([\w.]+(?:\s*\([^()]*\)\s*\.\s*\w+)?)\s*\(/.exec(rhs);
+      if (!callee || !SECURITY_CALL.test(callee[1]!.replace(/\s+/g, ""))) continue;
+      // Only the error is dropped when `_` is the last target.
+      if (!/_\s*$/.test(m[1]!)) continue;
       out.push(
         src.finding(
           rule,
           m.index + m[0].length - m[0].trimStart().length,
-          `the error from ${/^[\w.]+/.exec(rhs.trim())![0]} is discarded with _; handle it`,
+          `the error from ${callee[1]} is discarded with _; a failure goes unnoticed`,
         ),
       );
     }
-    for (const m of src.matches(/^[ \t]*_\s*=\s*([^\n]+)/gm)) {
-      if (isCall(m[1]!))
+    return out;
+  },
+);
+
+const uncheckedError = defineRule(
+  {
+    id: "go/unchecked-error",
+    cwe: "CWE-252",
+    language: "go",
+    title: "Error of a security-relevant call never checked",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const m = src.masked;
+    // A bare call statement whose only result is an error.
+    for (const mm of src.matches(/^[ \t]*([A-Za-z_][\w.]*(?:\s*\([^()\n]*\)\s*\.\s*\w+)?)\s*\(/gm)) {
+      const name = mm[1]!.replace(/\s+/g, "");
+      if (!SECURITY_CALL.test(name) || /^(?:\w+\.)?(?:Write|WriteString|Scan|Decode)$/.test(name)) continue;
+      const lineEnd = m.indexOf("\n", mm.index + mm[0].length);
+      const stmt = m.slice(mm.index, lineEnd < 0 ? m.length : lineEnd);
+      if (/\)\s*\.\s*\w+\s*\(/.test(stmt.slice(mm[0].length)) && !/exec\.Command/.test(name)) continue;
+      out.push(
+        src.finding(
+          rule,
+          mm.index + mm[0].length - mm[0].trimStart().length,
+          `the error returned by ${name} is ignored`,
+        ),
+      );
+    }
+    return out;
+  },
+);
+
+const errorNotHandled = defineRule(
+  {
+    id: "go/error-not-handled",
+    cwe: "CWE-755",
+    language: "go",
+    title: "Result used although its error was not checked, or the check does not stop",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const m = src.masked;
+    const flow = flowOf(src);
+    for (const mm of src.matches(/(?<![\w.])([A-Za-z_]\w*)\s*,\s*(err|_)\s*:?=\s*([A-Za-z_][\w.]*)\s*\(/g)) {
+      const [, value, errName, callee] = mm;
+      if (value === "_" || /^(?:ok|_)$/.test(value!)) continue;
+      const fn = flow.functionAt(mm.index);
+      const end = fn ? fn.bodyEnd : m.length;
+      const stmtEnd = expressionEnd(src, mm.index + mm[0].length - 1, { newlineEnds: true });
+      const rest = m.slice(stmtEnd, end);
+      const useRe = new RegExp(`${identRe(value!).source}\\s*(?:\\.\\s*\\w|\\[)`);
+      if (errName === "_") {
+        // A pointer or file from a call whose error is dropped, then dereferenced.
+        if (
+          !/^(?:os\.(?:Open|OpenFile|Create)|\w+\.(?:Query|QueryRow|Prepare|Get|Post|Do|Dial)|http\.(?:Get|Post|NewRequest)|net\.Dial|sql\.Open|tls\.Dial)$/.test(
+            callee!,
+          ) &&
+          !flow.functions.some(
+            (f) => f.name === callee && /\breturn\s+nil\s*,/.test(m.slice(f.bodyStart, f.bodyEnd)),
+          )
+        )
+          continue;
+        const use = useRe.exec(rest);
+        if (use)
+          out.push(
+            src.finding(
+              rule,
+              stmtEnd + use.index,
+              `'${value}' is used although the error from ${callee} was discarded (it may be nil)`,
+            ),
+          );
+        continue;
+      }
+      // Used before `err` is looked at (e.g. `defer f.Close()` above `if err != nil`).
+      const check =
+        /\berr\s*(?:!=|==)\s*nil|\bnil\s*(?:!=|==)\s*err\b|\berrors\s*\.\s*(?:Is|As)\s*\(\s*err|\bif\s+err\b/.exec(
+          rest,
+        );
+      const use = useRe.exec(rest);
+      const reassigned = /(?:^|[\s,(])err\s*:?=(?!=)/.exec(rest);
+      if (use && (!check || use.index < check.index) && (!reassigned || use.index < reassigned.index)) {
         out.push(
           src.finding(
             rule,
-            m.index + m[0].length - m[0].trimStart().length,
-            `the result of ${/^[\w.]+/.exec(m[1]!.trim())![0]} is discarded with _; handle its error`,
+            stmtEnd + use.index,
+            `'${value}' is used before the error from ${callee} is checked`,
+          ),
+        );
+        continue;
+      }
+      if (!check) continue;
+      // The check's block neither returns nor stops, and the value is used after it.
+      const at = stmtEnd + check.index;
+      const cond = flow.conditions.find((c) => c.start - 4 <= at && at <= c.end && c.kind === "if");
+      if (!cond || cond.exits) continue;
+      const condText = m.slice(cond.start, cond.end);
+      if (!/\berr\s*!=\s*nil/.test(condText) || cond.elseEnd > cond.bodyEnd) continue;
+      const after = m.slice(cond.bodyEnd + 1, end);
+      const use2 = useRe.exec(after);
+      if (use2)
+        out.push(
+          src.finding(
+            rule,
+            cond.start,
+            `the error from ${callee} is only reported; execution goes on and uses '${value}'`,
           ),
         );
     }
@@ -53,54 +230,7 @@ const discardedError = defineRule(
   },
 );
 
-/** Index of the line after the end of the statement/function that starts at `line` (0-based). */
-function uncheckedErrFindings(src: Source, rule: Omit<Rule, "check">): Finding[] {
-  const out: Finding[] = [];
-  const lines = src.masked.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!;
-    // A bare call statement to a function that returns an error.
-    const bare = /^\s*([A-Za-z_][\w.]*)\s*\(/.exec(line);
-    if (bare && ERROR_RETURNING.test(bare[1]!) && !/^\s*(?:defer|go|return)\b/.test(line)) {
-      const idx = src.masked.split("\n").slice(0, i).join("\n").length + (i > 0 ? 1 : 0) + line.search(/\S/);
-      out.push(src.finding(rule, idx, `the error returned by ${bare[1]} is ignored`));
-      continue;
-    }
-    // err assigned, then not looked at before it is reassigned or the block ends.
-    if (!/(?:^|[\s,(])err\s*:?=(?!=)/.test(line) || /\bif\b[^{]*\berr\s*:?=/.test(line)) continue;
-    let checked = false;
-    let depth = 0;
-    for (let j = i + 1; j < lines.length; j++) {
-      const next = lines[j]!;
-      if (
-        /\berr\b/.test(next) &&
-        !/(?:^|[\s,(])err\s*:?=(?!=)/.test(next.replace(/\berr\s*!=|==\s*nil/g, ""))
-      ) {
-        checked = true;
-        break;
-      }
-      if (/(?:^|[\s,(])err\s*:?=(?!=)/.test(next)) break; // overwritten unchecked
-      depth += (next.match(/\{/g) ?? []).length - (next.match(/\}/g) ?? []).length;
-      if (depth < 0) break; // enclosing block ended
-    }
-    if (!checked) {
-      const idx = src.masked.split("\n").slice(0, i).join("\n").length + (i > 0 ? 1 : 0) + line.search(/\S/);
-      out.push(src.finding(rule, idx, "err is assigned but never checked"));
-    }
-  }
-  return out;
-}
-
-const uncheckedError = defineRule(
-  {
-    id: "go/unchecked-error",
-    cwe: "CWE-391",
-    language: "go",
-    title: "Error returned but never checked",
-    severity: "medium",
-  },
-  uncheckedErrFindings,
-);
+// ---------------------------------------------------------------------------------------------
 
 const SHELL = /^(?:\/bin\/|\/usr\/bin\/)?(?:sh|bash|zsh|dash|cmd|cmd\.exe|powershell)$/;
 
@@ -109,44 +239,37 @@ const commandInjection = defineRule(
     id: "go/command-injection",
     cwe: "CWE-78",
     language: "go",
-    title: "exec.Command through a shell or with a program built from input",
+    title: "exec.Command with a program or shell command from input",
     severity: "high",
   },
   (src, rule) => {
     const out: Finding[] = [];
+    const taint = taintOf(src, ENTRY);
+    const check = validators(src);
     for (const m of src.matches(/\bexec\s*\.\s*(Command|CommandContext)\s*\(/g)) {
       const args = src.callArgs(ARG_LIST_START(m)).slice(m[1] === "CommandContext" ? 1 : 0);
       const program = args[0];
       if (!program) continue;
       const programValue = src.literalValue(program);
       const dashC = args.findIndex((a) => ["-c", "/c", "/C"].includes(src.literalValue(a) ?? ""));
-      if (
-        programValue !== null &&
-        SHELL.test(programValue) &&
-        dashC > 0 &&
-        args.slice(dashC + 1).some((a) => !src.isLiteral(a))
-      ) {
+      const viaShell = programValue !== null && SHELL.test(programValue) && dashC > 0;
+      const risky = viaShell ? args.slice(dashC + 1) : [program];
+      const bad = risky.find(
+        (a) =>
+          !src.isLiteral(a) &&
+          (taint.range(a.start, a.end) || /\bSprintf\s*\(|\+/.test(a.masked)) &&
+          !taint.guarded(taint.varsIn(a.start, a.end), m.index, check),
+      );
+      if (bad)
         out.push(
           src.finding(
             rule,
             m.index,
-            "shell -c with a command built from input; call the program directly with separate arguments",
+            viaShell
+              ? "shell -c with a command built from input; call the program directly with validated arguments"
+              : `the program to run ('${bad.text}') comes from input; allow-list it`,
           ),
         );
-      } else if (
-        !src.isLiteral(program) &&
-        !/^[A-Z_][A-Z0-9_]*$|^[a-z]\w*(?:Path|Bin|Binary|Exe)$/.test(program.masked)
-      ) {
-        out.push(
-          src.finding(rule, m.index, `the program to run ('${program.text}') comes from run-time input`),
-        );
-      } else if (
-        args.some((a) => /\bSprintf\s*\(|\+/.test(a.masked) && !src.isLiteral(a)) &&
-        programValue !== null &&
-        SHELL.test(programValue)
-      ) {
-        out.push(src.finding(rule, m.index, "shell command built with Sprintf/concatenation"));
-      }
     }
     return out;
   },
@@ -157,28 +280,30 @@ const sqlInjection = defineRule(
     id: "go/sql-injection",
     cwe: "CWE-89",
     language: "go",
-    title: "database/sql query built with Sprintf or +",
+    title: "database/sql query built with Sprintf, + or from input",
     severity: "high",
   },
   (src, rule) => {
     const out = sqlBuiltFromInput(src, rule);
+    const taint = taintOf(src, EXTERNAL);
     for (const m of src.matches(
-      /\.\s*(Query|QueryRow|Exec|QueryContext|QueryRowContext|ExecContext|Prepare)\s*\(/g,
+      /\.\s*(Query|QueryRow|Exec|QueryContext|QueryRowContext|ExecContext|Prepare|Raw|Where)\s*\(/g,
     )) {
       const args = src.callArgs(ARG_LIST_START(m));
       const q = args[/Context$/.test(m[1]!) ? 1 : 0];
+      if (!q || src.isLiteral(q)) continue;
       if (
-        q &&
-        (/\bfmt\s*\.\s*Sprintf\s*\(/.test(q.masked) || (/\+/.test(src.shape(q)) && !src.isLiteral(q)))
-      ) {
+        /\bfmt\s*\.\s*Sprintf\s*\(/.test(q.masked) ||
+        (/\+/.test(src.shape(q)) && !src.isLiteral(q)) ||
+        (args.length === 1 && taint.range(q.start, q.end))
+      )
         out.push(
           src.finding(
             rule,
             m.index,
-            `${m[1]} with a query built by Sprintf/concatenation; use placeholders (? or $1) and pass values as arguments`,
+            `${m[1]} with a query built from run-time values; use placeholders (? or $1) and pass values as arguments`,
           ),
         );
-      }
     }
     return out;
   },
@@ -193,7 +318,7 @@ const weakRandom = defineRule(
     severity: "medium",
   },
   (src, rule) => {
-    if (!securityContext(src)) return [];
+    if (!securityContext(src) && !/\brand\s*\.\s*Seed\s*\(\s*time\s*\.\s*Now/.test(src.masked)) return [];
     const imports = src.strings.filter((s) => /^math\/rand(\/v2)?$/.test(s.value));
     if (imports.length > 0)
       return imports.map((s) =>
@@ -203,7 +328,6 @@ const weakRandom = defineRule(
           "math/rand is predictable; use crypto/rand for tokens, keys and passwords",
         ),
       );
-    // Snippets without imports: rand.Intn & co. are math/rand (crypto/rand has only Read, Int, Prime).
     return src
       .matches(
         /\brand\s*\.\s*(Intn|Int31|Int31n|Int63|Int63n|Float64|Float32|Perm|Seed|Shuffle|Uint32|Uint64|IntN|N)\s*\(/g,
@@ -243,47 +367,57 @@ const hardcodedCredential = defineRule(
   hardcodedSecrets,
 );
 
-const INPUT_SOURCES =
-  /\br\s*\.\s*(?:URL|FormValue|PostFormValue|Form|PostForm|MultipartForm|Header)\b|\bQuery\s*\(\s*\)|\bos\s*\.\s*Args\b|\bmux\s*\.\s*Vars\b|\bc\s*\.\s*(?:Param|Query|PostForm)\s*\(|\bflag\s*\.|\bos\s*\.\s*Stdin\b|\bfmt\s*\.\s*Scan/;
 const PATH_CHECKS =
-  /filepath\s*\.\s*(?:Clean|Rel|Base|IsLocal|EvalSymlinks)\s*\(|path\s*\.\s*(?:Clean|Base)\s*\(|strings\s*\.\s*(?:HasPrefix|Contains)\s*\([^)]*(?:\.\.|base|root|dir)|SecureJoin|os\s*\.\s*OpenRoot|http\s*\.\s*Dir\s*\(/i;
+  /filepath\s*\.\s*(?:Clean|Rel|Base|IsLocal|EvalSymlinks|Abs)\s*\(|path\s*\.\s*(?:Clean|Base)\s*\(|strings\s*\.\s*(?:HasPrefix|Contains)\s*\(|SecureJoin|\.\./;
 
 const pathTraversal = defineRule(
   {
     id: "go/path-traversal",
     cwe: "CWE-22",
     language: "go",
-    title: "File path joined from input without Clean or a prefix check",
+    title: "File path from input without Clean and a base-folder check",
     severity: "medium",
   },
   (src, rule) => {
-    if (!INPUT_SOURCES.test(src.masked) || PATH_CHECKS.test(src.masked)) return [];
     const out: Finding[] = [];
-    for (const m of src.matches(/\b(?:filepath|path)\s*\.\s*Join\s*\(/g)) {
-      const args = src.callArgs(ARG_LIST_START(m));
-      if (args.slice(1).some((a) => !src.isLiteral(a)))
-        out.push(
-          src.finding(
-            rule,
-            m.index,
-            "path joined from user input; Clean it and check it stays under the base folder",
-          ),
-        );
-    }
+    const taint = taintOf(src, ENTRY);
+    const external = taintOf(src, EXTERNAL);
     for (const m of src.matches(
-      /\b(?:os\s*\.\s*(?:Open|OpenFile|ReadFile|Create|WriteFile|Remove)|ioutil\s*\.\s*(?:ReadFile|WriteFile)|http\s*\.\s*ServeFile)\s*\(/g,
+      /\b(?:os\s*\.\s*(?:Open|OpenFile|ReadFile|Create|WriteFile|Remove|RemoveAll|ReadDir|Stat)|ioutil\s*\.\s*(?:ReadFile|WriteFile|ReadDir)|http\s*\.\s*ServeFile|filepath\s*\.\s*Join|path\s*\.\s*Join)\s*\(/g,
     )) {
       const args = src.callArgs(ARG_LIST_START(m));
-      const p = /ServeFile/.test(m[0]) ? args[2] : args[0];
-      if (
-        p &&
-        ((/\+/.test(src.shape(p)) && !src.isLiteral(p)) ||
-          /\bSprintf\s*\(|\br\s*\.\s*URL|FormValue|os\s*\.\s*Args/.test(p.masked))
-      ) {
-        out.push(
-          src.finding(rule, m.index, "file path built from user input without Clean or a prefix check"),
-        );
-      }
+      const paths = /ServeFile/.test(m[0]) ? args.slice(2, 3) : /Join/.test(m[0]) ? args : args.slice(0, 1);
+      // Input from outside anywhere in the path; a caller's value only when joined under a base folder.
+      const underBase = (p: { start: number; end: number; masked: string }, isJoinArg: boolean): boolean => {
+        if (isJoinArg) return taint.range(p.start, p.end);
+        // A name joined under a base: a non-first argument of Join, or the right side of a "+".
+        const join = /\b(?:filepath|path)\s*\.\s*Join\s*\(/.exec(p.masked);
+        if (join)
+          return src
+            .callArgs(p.start + join.index + join[0].length - 1)
+            .slice(1)
+            .some((a) => taint.range(a.start, a.end));
+        const plus = p.masked.indexOf("+");
+        return plus > 0 && taint.range(p.start + plus + 1, p.end);
+      };
+      const bad = paths.find(
+        (p, k) => external.range(p.start, p.end) || underBase(p, /Join/.test(m[0]) && k > 0),
+      );
+      if (!bad) continue;
+      const vars = taint.varsIn(bad.start, bad.end);
+      if (PATH_CHECKS.test(bad.masked) || taint.guarded(vars, m.index, PATH_CHECKS)) continue;
+      // Cleaned and prefix-checked anywhere in the function counts too.
+      const fn = flowOf(src).functionAt(m.index);
+      const scope = src.masked.slice(fn ? fn.bodyStart : 0, fn ? fn.bodyEnd : undefined);
+      if (/filepath\s*\.\s*(?:Clean|Rel|Abs|EvalSymlinks|IsLocal)[\s\S]*(?:HasPrefix|\.\.)/.test(scope))
+        continue;
+      out.push(
+        src.finding(
+          rule,
+          m.index,
+          "file path built from input without Clean and a check that it stays under the base folder",
+        ),
+      );
     }
     return out;
   },
@@ -294,13 +428,28 @@ const unsafePointer = defineRule(
     id: "go/unsafe-pointer",
     cwe: "CWE-119",
     language: "go",
-    title: "unsafe.Pointer and friends",
+    title: "unsafe pointer arithmetic or reinterpretation of memory",
     severity: "medium",
   },
-  (src, rule) =>
-    src
-      .matches(/\bunsafe\s*\.\s*(Pointer|Slice|String|StringData|SliceData|Add)\b/g)
-      .map((m) => src.finding(rule, m.index, `unsafe.${m[1]} bypasses Go's type and bounds safety`)),
+  (src, rule) => {
+    const out: Finding[] = [];
+    // Pointer arithmetic through uintptr, and casts of an element's address to a wider type.
+    for (const m of src.matches(
+      /\bunsafe\s*\.\s*Pointer\s*\(\s*uintptr\s*\(|\bunsafe\s*\.\s*(?:Add|Slice|String)\s*\(|uintptr\s*\([^)]*\)\s*\+|\+\s*uintptr\s*\(/g,
+    ))
+      out.push(src.finding(rule, m.index, "pointer arithmetic with unsafe/uintptr is not bounds checked"));
+    for (const m of src.matches(
+      /\(\s*\*\s*(\[\s*\d+\s*\]\w+|u?int(?:16|32|64)?|float\d+|\w+)\s*\)\s*\(\s*unsafe\s*\.\s*Pointer\s*\(/g,
+    ))
+      out.push(
+        src.finding(
+          rule,
+          m.index,
+          `memory reinterpreted as *${m[1]} through unsafe.Pointer without a size check`,
+        ),
+      );
+    return out;
+  },
 );
 
 const formatString = defineRule(
@@ -314,7 +463,9 @@ const formatString = defineRule(
   (src, rule) => {
     const out: Finding[] = [];
     const constants = new Set(
-      src.matches(/\bconst\s+([A-Za-z_]\w*)|^\s*([A-Za-z_]\w*)\s*=\s*["`]/gm).map((m) => m[1] ?? m[2]!),
+      src
+        .matches(/\bconst\s+([A-Za-z_]\w*)|^\s*([A-Za-z_]\w*)\s*:?=\s*["`][^\n]*$/gm)
+        .map((m) => m[1] ?? m[2]!),
     );
     for (const m of src.matches(
       /\b(fmt|log|t|b)\s*\.\s*(Printf|Sprintf|Errorf|Fprintf|Fatalf|Panicf|Logf|Skipf)\s*\(/g,
@@ -322,6 +473,10 @@ const formatString = defineRule(
       const args = src.callArgs(ARG_LIST_START(m));
       const fmt = args[m[2] === "Fprintf" ? 1 : 0];
       if (!fmt || src.isLiteral(fmt) || constants.has(fmt.masked)) continue;
+      // Percent signs escaped or removed first.
+      const v = fmt.masked.trim();
+      const defs = flowOf(src).assignmentsTo(v);
+      if (defs.some((a) => /Replace(?:All)?\s*\([^)]*%/.test(src.text.slice(a.rhsStart, a.rhsEnd)))) continue;
       out.push(
         src.finding(
           rule,
@@ -350,9 +505,458 @@ const insecureTls = defineRule(
       ),
 );
 
+const indexOutOfRange = defineRule(
+  {
+    id: "go/index-out-of-range",
+    cwe: "CWE-129",
+    language: "go",
+    title: "Index past the end of a slice/array, or from input without a length check",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out = [...outOfBounds(src), ...copyPastEnd(src)].map((f) => src.finding(rule, f.at, f.message));
+    // os.Args[k] without a len(os.Args) check.
+    const argsChecked = /\blen\s*\(\s*os\s*\.\s*Args\s*\)|\bflag\s*\.\s*NArg\s*\(/.test(src.masked);
+    if (!argsChecked)
+      for (const m of src.matches(/\bos\s*\.\s*Args\s*\[\s*([1-9]\d*)\s*\]/g)) {
+        out.push(
+          src.finding(
+            rule,
+            m.index,
+            `os.Args[${m[1]}] panics when the argument is missing; check len(os.Args) first`,
+          ),
+        );
+        break;
+      }
+    // Slice expressions with constant bounds past a known length: s[10:20] on a 13-byte literal.
+    for (const m of src.matches(/\b([A-Za-z_]\w*)\s*\[\s*(\d+)\s*:\s*(\d+)\s*\]/g)) {
+      const defs = flowOf(src).assignmentsTo(m[1]!);
+      if (defs.length !== 1) continue;
+      const lit = src.literalAt(defs[0]!.rhsStart);
+      if (
+        lit &&
+        src.masked.slice(lit.end, defs[0]!.rhsEnd).trim() === "" &&
+        parseInt(m[3]!, 10) > lit.value.length
+      )
+        out.push(
+          src.finding(
+            rule,
+            m.index,
+            `slice bound ${m[3]} is past the end of '${m[1]}' (${lit.value.length} bytes)`,
+          ),
+        );
+    }
+    const taint = taintOf(src, ENTRY);
+    for (const f of uncheckedIndexes(src, taint, /[<>]|\blen\s*\(|\bcap\s*\(/))
+      out.push(src.finding(rule, f.at, f.message));
+    for (const f of uncheckedSlices(src, taint)) out.push(src.finding(rule, f.at, f.message));
+    return out;
+  },
+);
+
+const nilDereference = defineRule(
+  {
+    id: "go/nil-dereference",
+    cwe: "CWE-476",
+    language: "go",
+    title: "A pointer that is nil is dereferenced",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const flow = flowOf(src);
+    const m = src.masked;
+    // `var p *T` (nil) or `p := (*T)(nil)` / `var p *T = nil`, then p.Field before any assignment or nil check.
+    const nilPtrs = [
+      ...src.matches(/\bvar\s+([A-Za-z_]\w*)\s+\*\s*[\w.]+\s*(?:=\s*nil\s*)?$/gm),
+      ...src.matches(/\b([A-Za-z_]\w*)\s*:?=\s*(?:\(\s*\*\s*[\w.]+\s*\)\s*\(\s*nil\s*\)|nil)\s*$/gm),
+    ];
+    for (const p of nilPtrs) {
+      const name = p[1]!;
+      const fn = flow.functionAt(p.index);
+      const end = fn ? fn.bodyEnd : m.length;
+      const after = m.slice(p.index + p[0].length, end);
+      const id = identRe(name).source;
+      const reassigned = new RegExp(`(?<!\\*\\s*)${id}\\s*=(?!=)|&\\s*${id}\\b|\\bnew\\s*\\(`).exec(after);
+      const limit = reassigned ? reassigned.index : after.length;
+      const use = new RegExp(`${id}\\s*\\.\\s*[A-Za-z_]\\w*(?!\\s*\\()|\\*\\s*${id}\\b`).exec(
+        after.slice(0, limit),
+      );
+      if (!use) continue;
+      if (new RegExp(`${id}\\s*(?:==|!=)\\s*nil|nil\\s*(?:==|!=)\\s*${id}`).test(after.slice(0, use.index)))
+        continue;
+      out.push(
+        src.finding(rule, p.index + p[0].length + use.index, `'${name}' is nil here and is dereferenced`),
+      );
+    }
+    // Functions of the snippet that can return a nil pointer as their only result, used without a check.
+    for (const f of flow.functions) {
+      if (!/\breturn\s+nil\s*$/m.test(m.slice(f.bodyStart, f.bodyEnd))) continue;
+      for (const c of src.matches(new RegExp(`(?<![\\w.])([A-Za-z_]\\w*)\\s*:?=\\s*${f.name}\\s*\\(`, "g"))) {
+        const name = c[1]!;
+        const fn = flow.functionAt(c.index);
+        const after = m.slice(c.index + c[0].length, fn ? fn.bodyEnd : m.length);
+        const id = identRe(name).source;
+        const use = new RegExp(`${id}\\s*\\.\\s*[A-Za-z_]\\w*`).exec(after);
+        if (!use || new RegExp(`${id}\\s*(?:==|!=)\\s*nil`).test(after.slice(0, use.index))) continue;
+        out.push(
+          src.finding(
+            rule,
+            c.index + c[0].length + use.index,
+            `${f.name}() can return nil and '${name}' is dereferenced without a check`,
+          ),
+        );
+      }
+    }
+    return out;
+  },
+);
+
+const inconsistentLocking = defineRule(
+  {
+    id: "go/inconsistent-locking",
+    cwe: "CWE-667",
+    language: "go",
+    title: "Field guarded by a mutex in one method and accessed without it in another",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const m = src.masked;
+    const methods = [
+      ...src.matches(/\bfunc\s*\(\s*(\w+)\s+\*?\s*(\w+)\s*\)\s*(\w+)\s*\([^)]*\)[^{\n]*\{/g),
+    ].map((mm) => {
+      const open = mm.index + mm[0].length - 1;
+      return {
+        recv: mm[1]!,
+        type: mm[2]!,
+        name: mm[3]!,
+        at: mm.index,
+        body: m.slice(open, matchBracket(src, open)),
+      };
+    });
+    const byType = new Map<string, typeof methods>();
+    for (const me of methods) byType.set(me.type, [...(byType.get(me.type) ?? []), me]);
+    for (const [, ms] of byType) {
+      const fieldsOf = (me: (typeof methods)[number]) =>
+        new Set(
+          [
+            ...me.body.matchAll(
+              new RegExp(
+                `\\b${me.recv}\\s*\\.\\s*([A-Za-z_]\\w*)\\b(?!\\s*\\(|\\s*\\.\\s*(?:Lock|Unlock|RLock|RUnlock)\\b)`,
+                "g",
+              ),
+            ),
+          ].map((f) => f[1]!),
+        );
+      const locks = (me: (typeof methods)[number]) =>
+        new RegExp(`\\b${me.recv}\\s*\\.\\s*(?:\\w+\\s*\\.\\s*)?R?Lock\\s*\\(`).test(me.body);
+      const guarded = new Set<string>();
+      for (const me of ms) if (locks(me)) for (const f of fieldsOf(me)) guarded.add(f);
+      if (guarded.size === 0) continue;
+      for (const me of ms) {
+        if (locks(me)) continue;
+        const f = [...fieldsOf(me)].find((x) => guarded.has(x));
+        if (f)
+          out.push(
+            src.finding(rule, me.at, `${me.name} reads or writes '${f}' without the lock other methods take`),
+          );
+      }
+    }
+    return out;
+  },
+);
+
+const raceCondition = defineRule(
+  {
+    id: "go/race-condition",
+    cwe: "CWE-362",
+    language: "go",
+    title: "Shared variable written by goroutines without synchronisation",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const m = src.masked;
+    const flow = flowOf(src);
+    const goStmts = src.matches(/\bgo\s+(?:func\s*\(([^)]*)\)[^{]*\{|([A-Za-z_][\w.]*)\s*\()/g);
+    if (goStmts.length === 0) return out;
+    // Concurrency: a go statement inside a loop, or more than one.
+    const inLoop = (at: number) =>
+      flow.conditions.some((c) => c.kind === "for" && c.bodyStart < at && at < c.bodyEnd);
+    if (goStmts.length < 2 && !goStmts.some((g) => inLoop(g.index))) return out;
+    for (const g of goStmts) {
+      let body: [number, number];
+      let locals: string[];
+      if (g[2]) {
+        const fn = flow.functions.find((f) => f.name === g[2]!.split(".").pop());
+        if (!fn) continue;
+        body = [fn.bodyStart, fn.bodyEnd];
+        locals = fn.params.map((p) => p.name);
+      } else {
+        const open = g.index + g[0].length - 1;
+        body = [open, matchBracket(src, open)];
+        locals = (g[1] ?? "")
+          .split(",")
+          .map((p) => p.trim().split(/\s+/)[0]!)
+          .filter(Boolean);
+      }
+      const text = m.slice(body[0], body[1]);
+      if (/\.\s*(?:Lock|RLock)\s*\(\s*\)|\batomic\s*\.|<-|\bsync\s*\.\s*Once\b/.test(text)) continue;
+      // Locals declared inside the body.
+      for (const d of text.matchAll(/(?<![\w.])([A-Za-z_]\w*)\s*:=|\bvar\s+([A-Za-z_]\w*)/g))
+        locals.push((d[1] ?? d[2])!);
+      for (const w of text.matchAll(
+        /(?<![\w.])([A-Za-z_]\w*)((?:\s*\.\s*\w+|\s*\[[^\]]*\])*)\s*(\+\+|--|[+\-*/]?=(?!=))/g,
+      )) {
+        const name = w[1]!;
+        if (locals.includes(name) || name === "_" || /^(?:err|ok)$/.test(name)) continue;
+        // Shared: declared outside the goroutine (package level or in the enclosing function).
+        const decl = flow.assignmentsTo(name).find((a) => a.decl && (a.index < body[0] || a.index > body[1]));
+        const pkgVar = new RegExp(`^var\\s+${name}\\b|^\\s*${name}\\s+[\\w.*\\[\\]]+\\s*$`, "m").test(m);
+        const param = flow.functionAt(body[0])?.params.some((p) => p.name === name && /^\*/.test(p.type));
+        if (!decl && !pkgVar && !param) continue;
+        out.push(
+          src.finding(
+            rule,
+            body[0] + w.index!,
+            `goroutines write '${name}${w[2]!.replace(/\s+/g, "")}' without a mutex or atomic`,
+          ),
+        );
+        break;
+      }
+    }
+    return out;
+  },
+);
+
+const unboundedRead = defineRule(
+  {
+    id: "go/unbounded-read",
+    cwe: "CWE-400",
+    language: "go",
+    title: "Request body read without a size limit",
+    severity: "medium",
+  },
+  (src, rule) => {
+    if (/MaxBytesReader|LimitReader|LimitedReader/.test(src.masked)) return [];
+    const out: Finding[] = [];
+    for (const m of src.matches(
+      /\b(?:ioutil|io)\s*\.\s*ReadAll\s*\(\s*([A-Za-z_]\w*)\s*\.\s*Body\b|\bjson\s*\.\s*NewDecoder\s*\(\s*([A-Za-z_]\w*)\s*\.\s*Body\b/g,
+    )) {
+      const req = (m[1] ?? m[2])!;
+      const isRequest = flowOf(src).functions.some((f) =>
+        f.params.some((p) => p.name === req && /http\s*\.\s*Request/.test(p.type)),
+      );
+      if (isRequest)
+        out.push(
+          src.finding(
+            rule,
+            m.index,
+            "the whole request body is read into memory; wrap it in http.MaxBytesReader",
+          ),
+        );
+    }
+    return out;
+  },
+);
+
+const openRedirect = defineRule(
+  {
+    id: "go/open-redirect",
+    cwe: "CWE-601",
+    language: "go",
+    title: "Redirect to a URL from the request",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const taint = taintOf(src, EXTERNAL);
+    for (const m of src.matches(/\bhttp\s*\.\s*Redirect\s*\(/g)) {
+      const target = src.callArgs(ARG_LIST_START(m))[2];
+      if (!target || !taint.range(target.start, target.end)) continue;
+      if (
+        taint.guarded(taint.varsIn(target.start, target.end), m.index, /HasPrefix|Host|==|!=|allow|valid|\[/i)
+      )
+        continue;
+      out.push(
+        src.finding(
+          rule,
+          m.index,
+          "redirect target comes from the request; allow-list destinations or redirect to local paths only",
+        ),
+      );
+    }
+    return out;
+  },
+);
+
+const xss = defineRule(
+  {
+    id: "go/xss",
+    cwe: "CWE-79",
+    language: "go",
+    title: "Request data written to the response without HTML escaping",
+    severity: "high",
+  },
+  (src, rule) => {
+    const writers = flowOf(src)
+      .functions.flatMap((f) => f.params)
+      .filter((p) => /http\s*\.\s*ResponseWriter/.test(p.type))
+      .map((p) => p.name);
+    if (writers.length === 0) return [];
+    // JSON or plain-text responses are not HTML.
+    if (/Content-Type"\s*,\s*"(?:application\/json|text\/plain)/.test(src.text)) return [];
+    const taint = taintOf(src, EXTERNAL);
+    const out: Finding[] = [];
+    const w = namesRe(writers);
+    for (const m of src.matches(
+      new RegExp(
+        `\\bfmt\\s*\\.\\s*Fprint(?:f|ln)?\\s*\\(\\s*(?:${w})\\s*,|\\b(?:${w})\\s*\\.\\s*Write\\s*\\(|\\bio\\s*\\.\\s*WriteString\\s*\\(\\s*(?:${w})\\s*,`,
+        "g",
+      ),
+    )) {
+      const args = src.callArgs(src.masked.indexOf("(", m.index));
+      const data = /\.\s*Write\s*\($/.test(m[0]) ? args : args.slice(1);
+      if (data.some((a) => taint.range(a.start, a.end)))
+        out.push(
+          src.finding(
+            rule,
+            m.index,
+            "request data echoed into the response; escape it with html.EscapeString or use html/template",
+          ),
+        );
+    }
+    return out;
+  },
+);
+
+const filePermissions = defineRule(
+  {
+    id: "go/file-permissions",
+    cwe: "CWE-732",
+    language: "go",
+    title: "File or folder created world-writable, or readable by all with sensitive content",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    for (const m of src.matches(/\b(?:os|ioutil)\s*\.\s*(WriteFile|OpenFile|Mkdir|MkdirAll|Chmod)\s*\(/g)) {
+      const args = src.callArgs(ARG_LIST_START(m));
+      const mode = args[args.length - 1]?.masked.trim() ?? "";
+      const mm = /^(?:os\s*\.\s*FileMode\s*\()?0o?([0-7]{3,4})\)?$/.exec(mode);
+      if (!mm) continue;
+      const bits = parseInt(mm[1]!, 8);
+      const name = src.text.slice(args[0]?.start ?? 0, args[0]?.end ?? 0);
+      const worldWritable = (bits & 0o002) !== 0;
+      const sensitive =
+        (bits & 0o044) !== 0 &&
+        /secret|sensitive|password|passwd|private|credential|token|\.key\b|\.pem\b/i.test(
+          name + src.text.slice(args[1]?.start ?? 0, args[1]?.end ?? 0),
+        );
+      if (worldWritable || sensitive)
+        out.push(
+          src.finding(
+            rule,
+            m.index,
+            worldWritable
+              ? `mode ${mode} lets every user write it`
+              : `mode ${mode} lets other users read sensitive data; use 0600`,
+          ),
+        );
+    }
+    return out;
+  },
+);
+
+const typeAssertion = defineRule(
+  {
+    id: "go/unchecked-type-assertion",
+    cwe: "CWE-704",
+    language: "go",
+    title: "Single-value type assertion (panics on a mismatch)",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    for (const m of src.matches(/(?<![\w.])([A-Za-z_]\w*)\s*\.\s*\(\s*(\*?[\w.]+)\s*\)/g)) {
+      if (m[2] === "type") continue;
+      // `v, ok := x.(T)` and `switch x.(type)` are safe; a single-value assertion panics.
+      const stmtStart =
+        Math.max(src.masked.lastIndexOf("\n", m.index), src.masked.lastIndexOf(";", m.index)) + 1;
+      const before = src.masked.slice(stmtStart, m.index);
+      if (/,\s*(?:ok|\w+)\s*:?=\s*$/.test(before)) continue;
+      // Inside a function that recovers, the panic is handled deliberately.
+      const fn = flowOf(src).functionAt(m.index);
+      if (fn && /\brecover\s*\(\s*\)/.test(src.masked.slice(fn.bodyStart, fn.bodyEnd))) continue;
+      out.push(
+        src.finding(
+          rule,
+          m.index,
+          `${m[1]}.(${m[2]}) panics when the value is not a ${m[2]}; use the two-value form`,
+        ),
+      );
+    }
+    return out;
+  },
+);
+
+const unboundedAllocation = defineRule(
+  {
+    id: "go/unbounded-allocation",
+    cwe: "CWE-789",
+    language: "go",
+    title: "Memory allocated with a size from input and no upper bound",
+    severity: "medium",
+  },
+  (src, rule) =>
+    unboundedAllocations(src, taintOf(src, EXTERNAL)).map((f) => src.finding(rule, f.at, f.message)),
+);
+
+const divideByZero = defineRule(
+  {
+    id: "go/divide-by-zero",
+    cwe: "CWE-369",
+    language: "go",
+    title: "Integer division by a value from input or a caller without a zero check",
+    severity: "medium",
+  },
+  (src, rule) => divisions(src, taintOf(src, ENTRY)).map((f) => src.finding(rule, f.at, f.message)),
+);
+
+const sensitiveLog = defineRule(
+  {
+    id: "go/sensitive-data-exposure",
+    cwe: "CWE-532",
+    language: "go",
+    title: "Password or secret printed or logged",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    for (const m of src.matches(
+      /\b(?:fmt\s*\.\s*(?:Print|Println|Printf)|log\s*\.\s*(?:Print|Println|Printf|Fatal|Fatalf|Panic|Panicf))\s*\(/g,
+    )) {
+      const args = src.callArgs(ARG_LIST_START(m));
+      const hit = args
+        .map((a) =>
+          a.masked.replace(/(?<![\w.])[\w.]+\s*\((?:[^()]|\([^()]*\))*\)/g, (c) =>
+            /^(?:string|fmt\s*\.\s*Sprint\w*)\s*\(/.test(c) ? c : "",
+          ),
+        )
+        .flatMap((a) => [...a.matchAll(/(?<![\w.])([A-Za-z_]\w*)((?:\s*\.\s*[A-Za-z_]\w*)*)(?!\s*\()/g)])
+        .find((v) => isSensitiveName((v[2] ? v[2].split(".").pop()! : v[1]!).trim()));
+      if (hit)
+        out.push(src.finding(rule, m.index, `'${hit[0].trim()}' is sensitive and is printed in clear`));
+    }
+    return out;
+  },
+);
+
 export const goRules: Rule[] = [
   discardedError,
   uncheckedError,
+  errorNotHandled,
   commandInjection,
   sqlInjection,
   weakRandom,
@@ -362,4 +966,16 @@ export const goRules: Rule[] = [
   unsafePointer,
   formatString,
   insecureTls,
+  indexOutOfRange,
+  nilDereference,
+  raceCondition,
+  inconsistentLocking,
+  unboundedRead,
+  openRedirect,
+  xss,
+  filePermissions,
+  divideByZero,
+  unboundedAllocation,
+  typeAssertion,
+  sensitiveLog,
 ];

@@ -1,6 +1,14 @@
 /**
- * The rule-based security judge: pattern rules over lexed code for C++, Java, Swift and Go.
- * A heuristic second opinion next to the LLM judge; cheap, deterministic, explainable by rule and line.
+ * The rule-based security judge for C++, Java, Swift and Go: a SAST-style second opinion next to the
+ * LLM judge; cheap, deterministic, explainable by rule, CWE and line. Rules work on a lexed view of the
+ * code (comments and string contents blanked) with a small intra-snippet data-flow layer (flow.ts):
+ * untrusted input (stdin, arguments, environment, request parameters, deserialized data, and for
+ * injection sinks the parameters of the snippet's functions) is followed through assignments,
+ * concatenation and formatting to sinks (queries, commands, file paths, format strings, reflection,
+ * redirects, deserialization), stopping at sanitizers and at validating guards. Memory, bounds,
+ * null/nil/optional, error-handling, concurrency and crypto rules complete it; bounds.ts holds the
+ * array-length reasoning shared by all four languages. measure.ts scores the judge on labelled pairs.
+ * A finding means "insecure"; `secure` is true when no finding reaches the severity threshold.
  */
 import type { Language } from "../../extract.js";
 import { cppRules } from "./cpp.js";

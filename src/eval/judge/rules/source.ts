@@ -65,9 +65,18 @@ export function lex(code: string, lang: Language): Lexed {
     const escape = "\\" + "#".repeat(rawHashes);
     let j = q + delim.length;
     let interpolated = false;
+    // Swift interpolations `\( expr )` are code: they stay visible in the masked view.
+    const interps: [number, number][] = [];
     while (j < n) {
       if (code.startsWith(close, j)) {
         addString(q, q + delim.length, j, j + close.length, interpolated);
+        for (const [a, b] of interps) {
+          let inString = false;
+          for (let p = a; p < b; p++) {
+            if (code[p] === '"') inString = !inString;
+            if (!inString && code[p] !== '"') masked[p] = code[p]!;
+          }
+        }
         return;
       }
       if (!multiline && code[j] === "\n") break;
@@ -77,6 +86,7 @@ export function lex(code: string, lang: Language): Lexed {
           interpolated = true;
           let depth = 1;
           j = k + 1;
+          const exprStart = j;
           while (j < n && depth > 0) {
             if (code[j] === "(") depth++;
             else if (code[j] === ")") depth--;
@@ -86,6 +96,7 @@ export function lex(code: string, lang: Language): Lexed {
             }
             j++;
           }
+          interps.push([exprStart, j - 1]);
           continue;
         }
         j = rawHashes > 0 ? k : k + 1;
@@ -94,6 +105,13 @@ export function lex(code: string, lang: Language): Lexed {
       j++;
     }
     addString(q, q + delim.length, Math.min(j, n), Math.min(j, n), interpolated);
+    for (const [a, b] of interps) {
+      let inString = false;
+      for (let p = a; p < Math.min(b, n); p++) {
+        if (code[p] === '"') inString = !inString;
+        if (!inString && code[p] !== '"') masked[p] = code[p]!;
+      }
+    }
   };
 
   while (i < n) {

@@ -1,35 +1,181 @@
 /** Rules for Swift. */
-import { defineRule } from "./source.js";
-import { hardcodedSecrets, sqlBuiltFromInput } from "./common.js";
+import { defineRule, type Source } from "./source.js";
+import {
+  hardcodedSecrets,
+  inSnippetValidators,
+  isSensitiveName,
+  namesRe,
+  securityContext,
+  sqlBuiltFromInput,
+} from "./common.js";
+import { flowOf, identRe, matchBracket, taintOf, type TaintConfig } from "./flow.js";
+import { copyPastEnd, divisions, outOfBounds, unboundedAllocations, uncheckedIndexes } from "./bounds.js";
 import type { Finding, Rule } from "./types.js";
 
 const ARG_LIST_START = (m: RegExpExecArray) => m.index + m[0].length - 1;
+
+// ---------------------------------------------------------------------------------------------
+// Untrusted input
+
+const SOURCES =
+  /\breadLine\s*\(|\bCommandLine\s*\.\s*arguments\b|\bProcessInfo\s*\.\s*processInfo\s*\.\s*(?:arguments|environment)\b|\bgetenv\s*\(|\.\s*text\b(?!\s*=)|\bqueryItems\b|\bURLComponents\b|\bString\s*\(\s*contentsOf\s*:|\bData\s*\(\s*contentsOf\s*:|\bFileHandle\s*\.\s*standardInput\b|\bUserDefaults\b[^\n]*\.\s*(?:string|object|value)\s*\(/;
+const TO_NUMBER = /\b(?:Int|Int32|Int64|UInt|UInt8|UInt32|Double|Float)\s*\(|\.\s*count\b/;
+const SANITIZERS =
+  /\.\s*addingPercentEncoding\s*\(|\.\s*lastPathComponent\b|\.\s*replacingOccurrences\s*\(\s*of\s*:\s*"(?:%|'|;|\.\.)/;
+const PROPAGATORS =
+  /^(?:String|Substring|Array|Data|URL|NSString|\w+\s*\.\s*(?:trimmingCharacters|replacingOccurrences|lowercased|uppercased|components|joined|appending\w*|prefix|suffix|dropFirst|dropLast|split|map|filter|reduce|data|utf8CString|cString|appendingPathComponent|appendingPathExtension|first|last|description))$/;
+
+const EXTERNAL: TaintConfig = {
+  sources: SOURCES,
+  toNumber: TO_NUMBER,
+  sanitizers: SANITIZERS,
+  propagators: PROPAGATORS,
+};
+
+/** Also the String/Data/Int parameters of the snippet's functions (callers unknown). */
+const ENTRY: TaintConfig = {
+  ...EXTERNAL,
+  paramSources: (_fn, p) =>
+    /^(?:inout\s+)?(?:String|Substring|Data|\[UInt8\]|\[Int8\]|\[Character\]|String\?)$/.test(p.type)
+      ? "text"
+      : /^(?:Int|UInt|Int32|Int64|UInt32|UInt8|Int8)$/.test(p.type)
+        ? "number"
+        : null,
+};
+
+const VALIDATION =
+  /\.\s*(?:contains|hasPrefix|hasSuffix|range\s*\(\s*of|isEmpty|allSatisfy|rangeOfCharacter|isValid\w*|matches)\b|==|!=|\bvalid|\ballow|\bwhitelist|\bswitch\b|\bNSPredicate\b|\bNSRegularExpression\b|[<>]=?/i;
+
+function validators(src: Source): RegExp {
+  const names = inSnippetValidators(
+    src,
+    /\.\s*(?:contains|hasPrefix|range\s*\(\s*of|rangeOfCharacter|allSatisfy)\b|NSRegularExpression|NSPredicate|CharacterSet/,
+  );
+  return new RegExp(`${VALIDATION.source}|\\b(?:${namesRe(names)})\\s*\\(`, "i");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Optionals
+
+/** Names the snippet declares optional (`T?`, `T!`), including parameters and properties. */
+function optionalNames(src: Source): Set<string> {
+  const out = new Set<string>();
+  const flow = flowOf(src);
+  for (const a of flow.assignments) if (/[?!]\s*$/.test(a.type)) out.add(a.name);
+  for (const f of flow.functions) for (const p of f.params) if (/[?!]\s*$/.test(p.type)) out.add(p.name);
+  // Functions of the snippet returning an optional, and values assigned from optionals or failable calls.
+  const optionalFns = new Set(
+    flow.functions
+      .filter((f) =>
+        /->\s*[\w.<>[\]]+\?\s*(?:throws\s*)?\{?\s*$/.test(src.masked.slice(f.start, f.bodyStart + 1)),
+      )
+      .map((f) => f.name),
+  );
+  for (let changed = true, k = 0; changed && k < 4; k++) {
+    changed = false;
+    for (const a of flow.assignments) {
+      if (out.has(a.name) || a.op !== "=" || !a.decl) continue;
+      const rhs = src.masked.slice(a.rhsStart, a.rhsEnd).trim();
+      // `if let x = ...` / `guard let x = ...` bind a non-optional.
+      if (/\b(?:if|guard|while)\s+(?:let|var)\s*$/.test(src.masked.slice(Math.max(0, a.index - 20), a.index)))
+        continue;
+      if (/,\s*$/.test(src.masked.slice(Math.max(0, a.index - 12), a.index).replace(/(?:let|var)\s*$/, "")))
+        continue;
+      const call = /^(?:[\w.]+\s*\.\s*)?([A-Za-z_]\w*)\s*\(/.exec(rhs);
+      if (
+        (/^[A-Za-z_]\w*$/.test(rhs) && out.has(rhs)) ||
+        (call && optionalFns.has(call[1]!)) ||
+        (FAILABLE.test(rhs) && !/\?\?/.test(rhs))
+      ) {
+        out.add(a.name);
+        changed = true;
+      }
+    }
+  }
+  return out;
+}
+
+/** Optionals whose value the snippet unwrapped or checked before `at` (if let, guard let, != nil, ?? , ?.). */
+function checkedBefore(src: Source, name: string, at: number): boolean {
+  const fn = flowOf(src).functionAt(at);
+  const before = src.masked.slice(fn ? fn.bodyStart : 0, at);
+  const id = identRe(name).source;
+  return new RegExp(
+    `\\b(?:if|guard|while)\\s+(?:let|var)\\s+${id}\\b|\\b(?:let|var)\\s+\\w+\\s*=\\s*(?:self\\s*\\.\\s*)?${id}\\s*(?:,|\\{|else)|(?:self\\s*\\.\\s*)?${id}\\s*(?:!=|==)\\s*nil|\\bif\\s+let\\s+${id}\\s*(?:,|\\{)|\\bguard\\s+let\\s+${id}\\b`,
+  ).test(before);
+}
+
+const FAILABLE =
+  /\b(?:readLine\s*\(\s*\)|Int\d*\s*\([^()]*\)|UInt\d*\s*\([^()]*\)|Double\s*\([^()]*\)|Float\s*\([^()]*\)|URL\s*\(\s*string\s*:\s*(?!")[^()]*\)|String\s*\(\s*data\s*:[^()]*\)|String\s*\(\s*contentsOf\w*\s*:[^()]*\)|Data\s*\(\s*base64Encoded\s*:[^()]*\)|\.\s*contents\s*\(\s*atPath\s*:[^()]*\)|\.\s*(?:first|last|randomElement|popLast|min|max)\s*(?:\(\s*\))?|\.\s*firstIndex\s*\([^()]*\)|\.\s*index\s*\([^()]*\)|\.\s*text|\.\s*string\s*\(\s*forKey\s*:[^()]*\)|\.\s*object\s*\(\s*forKey\s*:[^()]*\)|\w+\s*\[[^\]]+\])\s*$/;
 
 const forceUnwrap = defineRule(
   {
     id: "swift/force-unwrap",
     cwe: "CWE-476",
     language: "swift",
-    title: "Force unwrap (!) or forced cast (as!)",
+    title: "Force unwrap (!) of an optional that can be nil (input, failable conversion, optional property)",
     severity: "medium",
   },
   (src, rule) => {
     const out: Finding[] = [];
-    // Postfix "!" after an expression (not "!=", not prefix negation), and "as!".
-    for (const m of src.matches(/(?<=[\w)\]"])!(?!=)|\bas!/g)) {
-      // Implicitly unwrapped optional types (`var label: UILabel!`, `-> String!`) are declarations, not unwraps.
-      const before = src.masked.slice(Math.max(0, m.index - 80), m.index + 1);
-      if (/(?::|->)\s*[\w.]+(?:<[^<>]*>)?!$/.test(before) && !/\bas!$/.test(before)) continue;
-      if (/\btry!$/.test(before)) continue;
-      out.push(
-        src.finding(
-          rule,
-          m.index,
-          m[0] === "as!"
-            ? "forced cast crashes when the type does not match; use as?"
-            : "force unwrap crashes on nil; use if let / guard let / ??",
-        ),
-      );
+    const optionals = optionalNames(src);
+    for (const m of src.matches(/(?<=[\w)\]])!(?!=)/g)) {
+      const before = src.masked.slice(Math.max(0, m.index - 160), m.index + 1);
+      // Implicitly unwrapped declarations (`var label: UILabel!`, `-> String!`) and `try!` are not unwraps here.
+      if (/(?::|->)\s*[\w.]+(?:<[^<>]*>)?!$/.test(before) || /\btry!$/.test(before)) continue;
+      const expr = before.slice(0, -1);
+      const name = /(?:\bself\s*\.\s*)?([A-Za-z_]\w*)$/.exec(expr);
+      let why: string | null = null;
+      if (name && /[\w]$/.test(expr) && optionals.has(name[1]!)) {
+        if (!checkedBefore(src, name[1]!, m.index)) why = `'${name[1]}' is optional`;
+      } else if (FAILABLE.test(expr)) {
+        // URL(string: "literal")! and "text".data(using: .utf8)! cannot fail.
+        why = "the value comes from input or a failable conversion";
+      }
+      if (why)
+        out.push(
+          src.finding(
+            rule,
+            m.index,
+            `force unwrap crashes when it is nil (${why}); use if let / guard let / ??`,
+          ),
+        );
+    }
+    for (const m of src.matches(/\bas!\s*/g))
+      out.push(src.finding(rule, m.index, "forced cast crashes when the type does not match; use as?"));
+    return out;
+  },
+);
+
+const optionalDereference = defineRule(
+  {
+    id: "swift/unchecked-optional",
+    cwe: "CWE-476",
+    language: "swift",
+    title: "Optional parameter or variable used without unwrapping",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const flow = flowOf(src);
+    for (const f of flow.functions) {
+      for (const p of f.params) {
+        if (!/^[A-Z][\w.]*[?!]$/.test(p.type.trim())) continue;
+        const body = src.masked.slice(f.bodyStart, f.bodyEnd);
+        const id = identRe(p.name).source;
+        const use = new RegExp(
+          `${id}\\s*\\.\\s*[A-Za-z_]\\w*|${id}\\s*[+\\-*/](?!=)\\s*[\\w(]|[\\w)]\\s*[+\\-*/]\\s*${id}(?!\\s*(?:\\?\\?|\\?\\.|!))`,
+        ).exec(body);
+        if (!use) continue;
+        if (checkedBefore(src, p.name, f.bodyStart + use.index)) continue;
+        out.push(
+          src.finding(
+            rule,
+            f.bodyStart + use.index,
+            `'${p.name}' is optional and is used without unwrapping`,
+          ),
+        );
+      }
     }
     return out;
   },
@@ -46,24 +192,174 @@ const tryForce = defineRule(
   (src, rule) =>
     src
       .matches(/\btry!/g)
+      // try! on a regex or literal-only pattern compiled at start-up is a programmer error, not input handling.
+      .filter(
+        (m) =>
+          !/^\s*NSRegularExpression\s*\(\s*pattern\s*:\s*"/.test(src.masked.slice(m.index + 4, m.index + 60)),
+      )
       .map((m) => src.finding(rule, m.index, "try! crashes on a thrown error; use do/catch or try?")),
 );
 
-const unsafeMemory = defineRule(
+// ---------------------------------------------------------------------------------------------
+// Memory
+
+const unsafeCopy = defineRule(
   {
-    id: "swift/unsafe-memory",
-    cwe: "CWE-119",
+    id: "swift/unsafe-copy-overflow",
+    cwe: "CWE-787",
     language: "swift",
-    title: "Unsafe pointers and unchecked memory access",
+    title: "Unsafe memory copy sized by the source instead of the destination",
+    severity: "high",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const m = src.masked;
+    for (const mm of src.matches(
+      /\.\s*(initialize|update|assign|copyMemory|copyBytes|move|moveInitialize|moveUpdate)\s*\(\s*(?:from|to)\s*:|\b(memcpy|memmove|strncpy)\s*\(/g,
+    )) {
+      const args = src.callArgs(src.masked.indexOf("(", mm.index + 1));
+      const countArg = mm[2] ? args[2] : args.find((a) => /^(?:count|byteCount)\s*:/.test(a.masked));
+      if (!countArg) continue;
+      const count = countArg.masked.replace(/^(?:count|byteCount)\s*:\s*/, "").trim();
+      // Sized by the destination: `copyBytes(to: &buffer, count: buffer.count)`.
+      const dest = (mm[2] ? args[0] : args.find((a) => /^to\s*:/.test(a.masked)))?.masked
+        .replace(/^to\s*:\s*&?/, "")
+        .trim();
+      const receiver = /([A-Za-z_]\w*)\s*(?:\.\s*baseAddress\s*[?!]?)?\s*$/.exec(
+        m.slice(Math.max(0, mm.index - 60), mm.index),
+      )?.[1];
+      const destName = dest && /^\w+/.exec(dest)?.[0];
+      if (
+        [destName, mm[1] === "copyBytes" ? undefined : receiver].some(
+          (d) => d && new RegExp(`^${d}\\s*\\.\\s*(?:count|capacity)$`).test(count),
+        )
+      )
+        continue;
+      if (/\bmin\s*\(/.test(count) || (/^\d+$/.test(count) && false)) continue;
+      // A count derived from the destination (or checked against it first) is bounded.
+      const fn = flowOf(src).functionAt(mm.index);
+      const before = m.slice(fn ? fn.bodyStart : 0, mm.index);
+      const countVar = /^[A-Za-z_]\w*$/.test(count) ? count : null;
+      if (countVar && new RegExp(`\\b${countVar}\\s*=\\s*min\\s*\\(`).test(before)) continue;
+      const guardedCount =
+        /\b(?:guard|if)\b[^{\n]*(?:\.count|size|capacity|length)[^{\n]*[<>]=?|[<>]=?[^{\n]*(?:\.count|size|capacity|length)/.test(
+          before,
+        );
+      if (guardedCount) continue;
+      const fromSource =
+        /\+\s*\d+|\.count\b|\bstrlen\s*\(|\butf8\b|size|length/i.test(count) || countVar !== null;
+      if (!fromSource) continue;
+      out.push(
+        src.finding(
+          rule,
+          mm.index,
+          `copies '${count}' bytes without checking that they fit the destination; use min(source, destination capacity)`,
+        ),
+      );
+    }
+    // Writes at an offset from a raw pointer with no check against the allocation's size.
+    for (const mm of src.matches(
+      /\.\s*advanced\s*\(\s*by\s*:\s*([^)]+)\)\s*\.\s*(assign|initialize|storeBytes|update|copyMemory)\s*\(|\.\s*advanced\s*\(\s*by\s*:\s*([^)]+)\)\s*\.\s*pointee\s*=/g,
+    )) {
+      const fn = flowOf(src).functionAt(mm.index);
+      const before = m.slice(fn ? fn.bodyStart : 0, mm.index);
+      if (/\b(?:guard|if)\b[^{\n]*[<>]=?/.test(before)) continue;
+      out.push(
+        src.finding(
+          rule,
+          mm.index,
+          `writes at offset '${(mm[1] ?? mm[3])!.trim()}' from the pointer without checking it stays inside the allocation`,
+        ),
+      );
+    }
+    for (const mm of src.matches(/(?<![\w.])(strcpy|strcat|gets|sprintf)\s*\(/g))
+      out.push(src.finding(rule, mm.index, `${mm[1]} does not bound the write to the destination`));
+    return out;
+  },
+);
+
+const useAfterFree = defineRule(
+  {
+    id: "swift/use-after-free",
+    cwe: "CWE-416",
+    language: "swift",
+    title: "Pointer used after deallocate(), or escaping its withUnsafe… scope",
+    severity: "high",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const m = src.masked;
+    for (const d of src.matches(/(?<![\w.])([A-Za-z_]\w*)\s*(?:\?|!)?\s*\.\s*deallocate\s*\(/g)) {
+      const name = d[1]!;
+      // `defer { p.deallocate() }` runs at scope exit.
+      if (/\bdefer\s*\{[^}]*$/.test(m.slice(Math.max(0, d.index - 40), d.index))) continue;
+      const fn = flowOf(src).functionAt(d.index);
+      const after = m.slice(d.index + d[0].length, fn ? fn.bodyEnd : m.length);
+      const id = identRe(name).source;
+      const reassigned = new RegExp(`${id}\\s*=(?!=)`).exec(after);
+      const use = new RegExp(
+        `${id}\\s*(?:\\?|!)?\\s*(?:\\.\\s*(?:pointee|initialize|advanced|load|store)|\\[|\\+)`,
+      ).exec(after);
+      if (use && (!reassigned || use.index < reassigned.index))
+        out.push(
+          src.finding(rule, d.index + d[0].length + use.index, `'${name}' is used after deallocate()`),
+        );
+    }
+    // The pointer handed to a withUnsafe… closure is only valid inside it.
+    for (const w of src.matches(
+      /\bwithUnsafe(?:Mutable)?(?:Pointer|Bytes|BufferPointer)\s*\([^)]*\)\s*\{\s*(?:\$0|(\w+)\s+in\s+(?:return\s+)?\1)\s*(?:\.baseAddress\s*!?)?\s*\}/g,
+    ))
+      out.push(
+        src.finding(rule, w.index, "the pointer escapes its withUnsafe… closure and dangles afterwards"),
+      );
+    // A pointer made from a value instead of an address (`UnsafeMutablePointer(mutating: 0)`).
+    for (const w of src.matches(
+      /\bUnsafe(?:Mutable)?(?:Raw)?Pointer\s*(?:<[^>]*>)?\s*\(\s*mutating\s*:\s*([^)&]+)\)/g,
+    ))
+      if (
+        (!/Pointer|baseAddress|\$0|ptr|pointer/.test(w[1]!) && !/^[A-Za-z_]\w*$/.test(w[1]!.trim())) ||
+        /^\d+$|^"/.test(w[1]!.trim()) ||
+        (/^[a-z]\w*$/.test(w[1]!.trim()) && !/ptr|pointer|buf/i.test(w[1]!))
+      )
+        out.push(
+          src.finding(
+            rule,
+            w.index,
+            "the pointer is made from a temporary value, not from allocated memory; it dangles",
+          ),
+        );
+    for (const w of src.matches(/\bUnmanaged\s*\.\s*passUnretained\s*\(/g))
+      out.push(
+        src.finding(rule, w.index, "passUnretained does not keep the object alive; the pointer can dangle"),
+      );
+    return out;
+  },
+);
+
+const typeConfusion = defineRule(
+  {
+    id: "swift/unsafe-bitcast",
+    cwe: "CWE-843",
+    language: "swift",
+    title: "unsafeBitCast / unsafeDowncast / assumingMemoryBound reinterpretation",
     severity: "medium",
   },
   (src, rule) =>
     src
-      .matches(
-        /\b(UnsafeMutablePointer|UnsafeMutableRawPointer|UnsafeRawPointer|UnsafePointer|UnsafeMutableBufferPointer|UnsafeMutableRawBufferPointer|UnsafeBufferPointer|UnsafeRawBufferPointer|unsafeBitCast|unsafeDowncast|withUnsafeMutableBytes|withUnsafeBytes|withUnsafeMutablePointer|withUnsafePointer|withUnsafeMutableBufferPointer|withUnsafeBufferPointer|assumingMemoryBound|bindMemory|Unmanaged|memcpy|strcpy|strcat)\b/g,
+      .matches(/\b(unsafeBitCast|unsafeDowncast)\s*\(|\.\s*(assumingMemoryBound|bindMemory)\s*\(/g)
+      // SQLITE_TRANSIENT is conventionally written as unsafeBitCast(-1, to: sqlite3_destructor_type.self).
+      .filter(
+        (m) =>
+          !/^\s*-1\s*,\s*to\s*:\s*sqlite3_destructor_type/.test(
+            src.masked.slice(m.index + m[0].length, m.index + m[0].length + 60),
+          ),
       )
-      .map((m) => src.finding(rule, m.index, `${m[1]} bypasses Swift's bounds and lifetime checks`)),
+      .map((m) =>
+        src.finding(rule, m.index, `${m[1] ?? m[2]} reinterprets memory as another type without any check`),
+      ),
 );
+
+// ---------------------------------------------------------------------------------------------
 
 const formatString = defineRule(
   {
@@ -83,6 +379,9 @@ const formatString = defineRule(
       if (!arg) continue;
       const fmt = m[1] ? { start: arg.start + arg.masked.indexOf(":") + 1, end: arg.end } : arg;
       if (src.isLiteral(fmt)) continue;
+      const v = src.masked.slice(fmt.start, fmt.end).trim();
+      const defs = flowOf(src).assignmentsTo(v);
+      if (defs.length > 0 && defs.every((a) => src.isLiteral({ start: a.rhsStart, end: a.rhsEnd }))) continue;
       out.push(
         src.finding(
           rule,
@@ -139,6 +438,28 @@ const weakCrypto = defineRule(
       ),
 );
 
+const weakRandom = defineRule(
+  {
+    id: "swift/weak-random",
+    cwe: "CWE-338",
+    language: "swift",
+    title: "C library PRNG (rand, random, drand48) for secrets",
+    severity: "medium",
+  },
+  (src, rule) => {
+    if (!securityContext(src) && !/\bsrand(?:om|48)?\s*\(/.test(src.masked)) return [];
+    return src
+      .matches(/(?<![\w.])(rand|random|srand|srandom|drand48|lrand48|srand48)\s*\(/g)
+      .map((m) =>
+        src.finding(
+          rule,
+          m.index,
+          `${m[1]}() is predictable; use SecRandomCopyBytes or SystemRandomNumberGenerator`,
+        ),
+      );
+  },
+);
+
 const hardcodedCredential = defineRule(
   {
     id: "swift/hardcoded-credential",
@@ -155,24 +476,31 @@ const commandInjection = defineRule(
     id: "swift/command-injection",
     cwe: "CWE-78",
     language: "swift",
-    title: "Process/NSTask running a shell with interpolated input",
+    title: "Process/NSTask running a shell or program from input",
     severity: "high",
   },
   (src, rule) => {
     const out: Finding[] = [];
+    const taint = taintOf(src, ENTRY);
+    const check = validators(src);
     const usesShell =
       src.has(/(?:launchPath|executableURL)[^\n]*["/](?:sh|bash|zsh)\b/) ||
       src.has(/arguments\s*=\s*\[\s*"-c"/);
     for (const m of src.matches(/\.\s*arguments\s*=\s*\[/g)) {
       const elements = src.callArgs(m.index + m[0].length - 1);
-      const dynamic = elements.filter((e) => !src.isLiteral(e));
-      const interpolated = elements.some((e) => /[I+]/.test(src.shape(e)));
-      if ((usesShell && dynamic.length > 0) || interpolated)
+      const bad = elements.find(
+        (e) =>
+          !src.isLiteral(e) &&
+          (usesShell || /[I+]/.test(src.shape(e))) &&
+          (taint.range(e.start, e.end) || /[I+]/.test(src.shape(e))) &&
+          !taint.guarded(taint.varsIn(e.start, e.end), m.index, check),
+      );
+      if (bad)
         out.push(
           src.finding(
             rule,
             m.index,
-            "process arguments built from input run through a shell; pass fixed program and separate arguments",
+            "process arguments built from input run through a shell; pass a fixed program and separate arguments",
           ),
         );
     }
@@ -187,6 +515,16 @@ const commandInjection = defineRule(
       const arg = src.callArgs(ARG_LIST_START(m))[0];
       if (arg && !src.isLiteral(arg))
         out.push(src.finding(rule, m.index, `${m[1]} runs a shell command built at run time`));
+    }
+    // NSExpression / JavaScriptCore evaluating input.
+    for (const m of src.matches(/\bNSExpression\s*\(\s*format\s*:|\.\s*evaluateScript\s*\(/g)) {
+      const arg = src.callArgs(src.masked.indexOf("(", m.index))[0];
+      const a =
+        arg && /^format\s*:/.test(arg.masked)
+          ? { start: arg.start + arg.masked.indexOf(":") + 1, end: arg.end }
+          : arg;
+      if (a && !src.isLiteral(a) && taint.range(a.start, a.end))
+        out.push(src.finding(rule, m.index, "input is evaluated as an expression or script"));
     }
     return out;
   },
@@ -203,14 +541,448 @@ const sqlInjection = defineRule(
   (src, rule) => sqlBuiltFromInput(src, rule),
 );
 
+const indexOutOfRange = defineRule(
+  {
+    id: "swift/index-out-of-range",
+    cwe: "CWE-129",
+    language: "swift",
+    title: "Array or string index past the end, or from input without a bounds check",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out = [...outOfBounds(src), ...copyPastEnd(src)].map((f) => src.finding(rule, f.at, f.message));
+    const taint = taintOf(src, ENTRY);
+    for (const f of uncheckedIndexes(
+      src,
+      taint,
+      /[<>]|\.count\b|\.indices\b|\bindices\.contains|\.endIndex|\.startIndex/,
+    ))
+      out.push(src.finding(rule, f.at, f.message));
+    // String.index(_:offsetBy:) without limitedBy: traps when the string is shorter.
+    for (const m of src.matches(
+      /(?<![\w.])([A-Za-z_]\w*)\s*\.\s*index\s*\(\s*[^,()]+,\s*offsetBy\s*:\s*([^,()]+)\)/g,
+    )) {
+      const s = m[1]!;
+      if (!taint.of(s) && !optionalNames(src).has(s)) continue;
+      const fn = flowOf(src).functionAt(m.index);
+      const before = src.masked.slice(fn ? fn.bodyStart : 0, m.index);
+      if (
+        new RegExp(
+          `${identRe(s).source}\\s*\\.\\s*count\\s*[<>]=?|[<>]=?\\s*${identRe(s).source}\\s*\\.\\s*count`,
+        ).test(before)
+      )
+        continue;
+      out.push(
+        src.finding(
+          rule,
+          m.index,
+          `${s}.index(offsetBy:) traps when '${s}' is shorter; use index(_:offsetBy:limitedBy:)`,
+        ),
+      );
+    }
+    return out;
+  },
+);
+
+const retainCycle = defineRule(
+  {
+    id: "swift/retain-cycle",
+    cwe: "CWE-401",
+    language: "swift",
+    title: "Closure stored by self (or a repeating timer) capturing self strongly; strong delegate",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const m = src.masked;
+    // Closures kept alive by the object or by the run loop.
+    const stored =
+      /(?:\bself\s*\.\s*\w+\s*=|\b(?:lazy\s+)?var\s+\w+\s*(?::[^=\n]*)?=|\bTimer\s*\.\s*scheduledTimer\s*\([^{]*repeats\s*:\s*true[^{]*|\.\s*setEventHandler\s*(?:\(\s*handler\s*:)?|\baddObserver\s*\(\s*forName\s*:[^{]*)\s*\{/g;
+    for (const mm of src.matches(stored)) {
+      const open = mm.index + mm[0].length - 1;
+      const close = matchBracket(src, open);
+      const body = m.slice(open, close);
+      if (/^\{\s*\[\s*(?:weak|unowned)\b/.test(body)) continue;
+      // Only closures inside a class (a struct or a top-level script has no cycle).
+      const fn = flowOf(src).functionAt(mm.index);
+      if (!fn && !/\bvar\b/.test(mm[0])) continue;
+      if (!/\bself\b/.test(body.slice(1)) && !/\blazy\b/.test(mm[0])) continue;
+      if (/\blazy\b/.test(mm[0]) && !/\bself\b/.test(body)) continue;
+      if (!/\bclass\s+\w+/.test(m.slice(0, mm.index))) continue;
+      out.push(
+        src.finding(
+          rule,
+          mm.index,
+          "the closure captures self strongly and is kept by self or the run loop; capture [weak self]",
+        ),
+      );
+    }
+    // Two classes holding each other strongly (A.b: B and B.a: A), or instances of one class linked both ways.
+    const classes = new Map<string, { at: number; props: Map<string, string> }>();
+    for (const c of src.matches(/\bclass\s+(\w+)[^{]*\{/g)) {
+      const open = c.index + c[0].length - 1;
+      const body = m.slice(open, matchBracket(src, open));
+      const props = new Map<string, string>();
+      for (const p of body.matchAll(
+        /^\s*(?:(?:private|fileprivate|internal|public|open)\s+)?(weak\s+|unowned\s+)?var\s+(\w+)\s*:\s*([A-Z]\w*)[?!]?\s*(?:=\s*nil)?\s*$/gm,
+      ))
+        if (!p[1]) props.set(p[2]!, p[3]!);
+      classes.set(c[1]!, { at: c.index, props });
+    }
+    for (const [a, ca] of classes)
+      for (const [prop, t] of ca.props) {
+        const cb = classes.get(t);
+        if (!cb) continue;
+        const back = [...cb.props].find(([, u]) => u === a);
+        if (t !== a && back && a < t)
+          out.push(
+            src.finding(
+              rule,
+              ca.at,
+              `${a}.${prop} and ${t}.${back[0]} hold each other strongly; make one of them weak`,
+            ),
+          );
+        if (
+          t === a &&
+          new RegExp(
+            `(\\w+)\\s*[?!]?\\s*\\.\\s*${prop}\\s*=\\s*(\\w+)[\\s\\S]*\\2\\s*[?!]?\\s*\\.\\s*${prop}\\s*=\\s*\\1\\b`,
+          ).test(m)
+        )
+          out.push(
+            src.finding(
+              rule,
+              ca.at,
+              `two ${a} instances point to each other through the strong '${prop}'; make it weak`,
+            ),
+          );
+      }
+    // Delegates and parents held strongly (SwiftLint weak_delegate).
+    for (const d of src.matches(
+      /^\s*(?:(?:private|fileprivate|internal|public)\s+)?var\s+(delegate|dataSource|parent|owner)\s*:\s*[\w.]+\??\s*$/gm,
+    )) {
+      if (/\bstruct\b[^{]*\{[^}]*$/.test(m.slice(0, d.index))) continue;
+      out.push(
+        src.finding(
+          rule,
+          d.index + d[0].indexOf("var"),
+          `'${d[1]}' is a strong reference; declare it weak to avoid a retain cycle`,
+        ),
+      );
+    }
+    return out;
+  },
+);
+
+const raceCondition = defineRule(
+  {
+    id: "swift/race-condition",
+    cwe: "CWE-362",
+    language: "swift",
+    title: "Shared state written from concurrent queues without synchronisation",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const m = src.masked;
+    for (const mm of src.matches(
+      /\bDispatchQueue\s*\.\s*concurrentPerform\s*\([^{]*\{|\bDispatchQueue\s*\.\s*global\s*\([^)]*\)\s*\.\s*async\s*(?:\([^)]*\))?\s*\{|\bDispatchQueue\s*\(\s*label\s*:[^)]*\.concurrent[^)]*\)\s*\.\s*async\s*\{|\bThread\s*\{|\bThread\s*\.\s*detachNewThread\s*\{/g,
+    )) {
+      const open = mm.index + mm[0].length - 1;
+      const body = m.slice(open, matchBracket(src, open));
+      if (
+        /\.\s*(?:lock|sync|withLock|wait)\s*\(|\bbarrier\b|\bos_unfair_lock|\bOSAtomic|\bactor\b|\bNSLock\b|\.\s*sync\s*\{/.test(
+          body,
+        )
+      )
+        continue;
+      const w =
+        /(?<![\w.])((?:self\s*\.\s*)?[A-Za-z_]\w*(?:\s*\.\s*[A-Za-z_]\w*)*)\s*(?:[+\-*/]?=(?!=)|\.\s*(?:append|removeAll|remove|insert)\s*\()/.exec(
+          body.replace(/\b(?:let|var)\s+\w+\s*=[^\n]*/g, ""),
+        );
+      if (!w) continue;
+      // A method call that mutates (deposit/withdraw) on a shared object is as racy when it has no lock itself.
+      out.push(
+        src.finding(
+          rule,
+          mm.index,
+          `'${w[1]}' is modified from concurrent work items without a lock or serial queue`,
+        ),
+      );
+    }
+    // Methods that read-modify-write a stored property and are called from concurrent code.
+    const concurrentCalls = src.matches(
+      /\bDispatchQueue\s*\.\s*(?:concurrentPerform|global\s*\([^)]*\)\s*\.\s*async)[^{]*\{([^}]*)\}/g,
+    );
+    for (const c of concurrentCalls) {
+      for (const call of c[1]!.matchAll(/\.\s*(\w+)\s*\(/g)) {
+        const f = flowOf(src).functions.find((fn) => fn.name === call[1]);
+        if (!f) continue;
+        const body = m.slice(f.bodyStart, f.bodyEnd);
+        if (/\.\s*(?:lock|sync)\s*\(|\.\s*sync\s*\{|\bbarrier\b/.test(body)) continue;
+        if (
+          /(?:\bself\s*\.\s*)?\b\w+\s*[+\-]=/.test(body) &&
+          !out.some((o) => o.line === src.lineOf(c.index))
+        )
+          out.push(
+            src.finding(
+              rule,
+              c.index,
+              `${call[1]}() updates shared state without a lock and is called concurrently`,
+            ),
+          );
+      }
+    }
+    return out;
+  },
+);
+
+const insecureTransport = defineRule(
+  {
+    id: "swift/cleartext-transmission",
+    cwe: "CWE-319",
+    language: "swift",
+    title: "Credentials or personal data sent over plain http://",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    for (const lit of src.strings) {
+      if (!/^http:\/\/(?!localhost|127\.0\.0\.1|\[::1\])/.test(lit.value)) continue;
+      // Only when the request carries something sensitive (a body or a sensitive name in the function).
+      const fn = flowOf(src).functionAt(lit.start);
+      const scope = src.masked.slice(fn ? fn.bodyStart : 0, fn ? fn.bodyEnd : undefined);
+      const params = fn?.params.map((p) => p.name) ?? [];
+      if (
+        !/httpBody|httpMethod\s*=\s*"POST"|setValue\s*\(/.test(
+          src.text.slice(fn ? fn.bodyStart : 0, fn ? fn.bodyEnd : undefined),
+        ) &&
+        !params.some(isSensitiveName)
+      )
+        continue;
+      if (!/URLSession|URLRequest|dataTask|uploadTask/.test(scope)) continue;
+      out.push(src.finding(rule, lit.start, "data is sent over unencrypted http://; use https://"));
+    }
+    return out;
+  },
+);
+
+const trustAny = defineRule(
+  {
+    id: "swift/trust-any-certificate",
+    cwe: "CWE-295",
+    language: "swift",
+    title: "Authentication challenge answered with the server's own trust, unevaluated",
+    severity: "high",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    for (const f of flowOf(src).functions) {
+      const body = src.masked.slice(f.bodyStart, f.bodyEnd);
+      if (!/didReceive\s+challenge|URLAuthenticationChallenge/.test(src.masked.slice(f.start, f.bodyStart)))
+        continue;
+      if (!/URLCredential\s*\(\s*trust\s*:/.test(body)) continue;
+      if (/SecTrustEvaluate\w*\s*\(|SecTrustCopyPublicKey|pinned|\.\s*evaluate\s*\(/.test(body)) continue;
+      out.push(
+        src.finding(
+          rule,
+          f.start,
+          "the server's certificate is accepted without evaluation (SecTrustEvaluateWithError)",
+        ),
+      );
+    }
+    return out;
+  },
+);
+
+const pathTraversal = defineRule(
+  {
+    id: "swift/path-traversal",
+    cwe: "CWE-22",
+    language: "swift",
+    title: "File path from input without standardisation and a base-folder check",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const taint = taintOf(src, ENTRY);
+    for (const m of src.matches(
+      /\.\s*(?:contents|createFile|removeItem|fileExists)\s*\(\s*atPath\s*:|\bString\s*\(\s*contentsOfFile\s*:|\bURL\s*\(\s*fileURLWithPath\s*:|\.\s*appendingPathComponent\s*\(|\bFileHandle\s*\(\s*for\w+AtPath\s*:/g,
+    )) {
+      const arg = src.callArgs(src.masked.indexOf("(", m.index + 1))[0];
+      if (!arg) continue;
+      const value = {
+        start: arg.start + (/^\w+\s*:/.test(arg.masked) ? arg.masked.indexOf(":") + 1 : 0),
+        end: arg.end,
+      };
+      if (src.isLiteral(value) || !taint.range(value.start, value.end)) continue;
+      const fn = flowOf(src).functionAt(m.index);
+      const scope = src.masked.slice(fn ? fn.bodyStart : 0, fn ? fn.bodyEnd : undefined);
+      if (/standardized|resolvingSymlinksInPath|hasPrefix|lastPathComponent|\.\./.test(scope)) continue;
+      out.push(
+        src.finding(
+          rule,
+          m.index,
+          "file path built from input; standardise it and check it stays under the base folder",
+        ),
+      );
+    }
+    return out;
+  },
+);
+
+const integerOverflow = defineRule(
+  {
+    id: "swift/integer-overflow",
+    cwe: "CWE-190",
+    language: "swift",
+    title: "Arithmetic on a type's maximum, or narrowing conversion that traps",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    for (const m of src.matches(/\b(?:U?Int\d*)\s*\.\s*max\s*[+*]|\+\s*(?:U?Int\d*)\s*\.\s*max\b/g))
+      out.push(src.finding(rule, m.index, "arithmetic on the type's maximum overflows and traps"));
+    // Values initialised at the maximum and then incremented.
+    for (const a of flowOf(src).assignments) {
+      if (!/^\s*(?:U?Int\d*)\s*\.\s*max\s*$/.test(src.masked.slice(a.rhsStart, a.rhsEnd))) continue;
+      const after = src.masked.slice(a.rhsEnd);
+      const inc = new RegExp(`${identRe(a.name).source}\\s*(?:\\+=|\\*=|\\+\\s*\\d|\\*\\s*\\d)`).exec(after);
+      if (inc && !/&\+|addingReportingOverflow/.test(after.slice(0, inc.index + 20)))
+        out.push(
+          src.finding(
+            rule,
+            a.rhsEnd + inc.index,
+            `'${a.name}' holds the maximum value and overflows when increased`,
+          ),
+        );
+    }
+    return out;
+  },
+);
+
+const sensitiveStorage = defineRule(
+  {
+    id: "swift/cleartext-storage",
+    cwe: "CWE-312",
+    language: "swift",
+    title: "Password or secret stored in UserDefaults or printed",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    for (const m of src.matches(
+      /\bUserDefaults\b[^\n]*\.\s*set\s*\(|(?<![\w.])(?:print|NSLog|debugPrint|os_log)\s*\(/g,
+    )) {
+      const args = src.callArgs(src.masked.indexOf("(", m.index + m[0].length - 2));
+      const text = args.map((a) => src.text.slice(a.start, a.end)).join(",");
+      const names = [
+        ...text.matchAll(
+          /\\\(\s*([\w.]+)\s*\)|(?<![\w."])((?:self\s*\.\s*)?[A-Za-z_]\w*(?:\s*\.\s*[A-Za-z_]\w*)*)(?!\s*\()/g,
+        ),
+      ].map((v) => (v[1] ?? v[2])!.split(".").pop()!.trim());
+      const literalKey = /forKey\s*:\s*"([^"]+)"/.exec(text);
+      const hit =
+        names.find((n) => isSensitiveName(n)) ??
+        (literalKey && /UserDefaults/.test(m[0]) && isSensitiveName(literalKey[1]!)
+          ? literalKey[1]
+          : undefined);
+      if (hit)
+        out.push(
+          src.finding(
+            rule,
+            m.index,
+            `'${hit}' is sensitive and is ${/UserDefaults/.test(m[0]) ? "stored unencrypted in UserDefaults; use the Keychain" : "printed in clear"}`,
+          ),
+        );
+    }
+    return out;
+  },
+);
+
+const unboundedGrowth = defineRule(
+  {
+    id: "swift/unbounded-growth",
+    cwe: "CWE-770",
+    language: "swift",
+    title: "Stored collection grows by caller data with no size limit",
+    severity: "low",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const flow = flowOf(src);
+    for (const f of flow.functions) {
+      if (f.params.length === 0) continue;
+      const body = src.masked.slice(f.bodyStart, f.bodyEnd);
+      for (const p of f.params) {
+        const id = identRe(p.name).source;
+        const g = new RegExp(
+          `(?:self\\s*\\.\\s*)?(\\w+)\\s*(?:\\.\\s*append\\s*\\(\\s*(?:contentsOf\\s*:\\s*)?${id}|\\+=\\s*${id})`,
+        ).exec(body);
+        if (!g) continue;
+        // A property (declared outside this function), with no limit checked here.
+        if (flow.assignmentsTo(g[1]!).some((a) => a.index > f.bodyStart && a.index < f.bodyEnd)) continue;
+        if (
+          new RegExp(
+            `${identRe(g[1]!).source}\\s*\\.\\s*count\\s*[<>]|[<>]=?\\s*(?:self\\s*\\.\\s*)?\\w*(?:max|limit|capacity|size)`,
+            "i",
+          ).test(body)
+        )
+          continue;
+        out.push(
+          src.finding(rule, f.bodyStart + g.index, `'${g[1]}' grows with every call and has no size limit`),
+        );
+      }
+    }
+    return out;
+  },
+);
+
+const divideByZero = defineRule(
+  {
+    id: "swift/divide-by-zero",
+    cwe: "CWE-369",
+    language: "swift",
+    title: "Integer division by a value from input or a caller without a zero check",
+    severity: "medium",
+  },
+  (src, rule) => divisions(src, taintOf(src, ENTRY)).map((f) => src.finding(rule, f.at, f.message)),
+);
+
+const unboundedAllocation = defineRule(
+  {
+    id: "swift/unbounded-allocation",
+    cwe: "CWE-789",
+    language: "swift",
+    title: "Memory allocated with a size from input and no upper bound",
+    severity: "medium",
+  },
+  (src, rule) =>
+    unboundedAllocations(src, taintOf(src, EXTERNAL)).map((f) => src.finding(rule, f.at, f.message)),
+);
+
 export const swiftRules: Rule[] = [
   forceUnwrap,
+  optionalDereference,
   tryForce,
-  unsafeMemory,
+  unsafeCopy,
+  useAfterFree,
+  typeConfusion,
   formatString,
   deserialization,
   weakCrypto,
+  weakRandom,
   hardcodedCredential,
   commandInjection,
   sqlInjection,
+  indexOutOfRange,
+  retainCycle,
+  raceCondition,
+  insecureTransport,
+  trustAny,
+  pathTraversal,
+  integerOverflow,
+  sensitiveStorage,
+  divideByZero,
+  unboundedAllocation,
+  unboundedGrowth,
 ];

@@ -1,0 +1,555 @@
+/**
+ * Out-of-bounds indexing shared by all four languages (CWE-129 / CWE-787 / CWE-125): arrays whose
+ * length the snippet fixes (a literal size, a constant, an initialiser list), loops whose bound runs
+ * past that length (`i <= n`, `i < n + k`, `0...n`), constant indexes past the end, and indexes that
+ * come from input or a caller without a bounds check.
+ */
+import { expressionEnd, flowOf, guardedBy, identRe, matchBracket, type Taint } from "./flow.js";
+import type { Source } from "./source.js";
+
+/** Integer value of a constant expression: literals, named constants, sums/products of them. */
+export function constValue(src: Source, expr: string, depth = 0): number | null {
+  const e = expr
+    .trim()
+    .replace(/^\((.*)\)$/s, "$1")
+    .trim();
+  if (/^\d+[uUlL]*$/.test(e)) return parseInt(e, 10);
+  if (/^0x[0-9a-f]+$/i.test(e)) return parseInt(e, 16);
+  if (depth > 4) return null;
+  const bin = /^(.+?)\s*([+\-*])\s*(\d+)$/.exec(e) ?? /^(\d+)\s*([+\-*])\s*(.+)$/.exec(e);
+  if (bin) {
+    const a = constValue(src, bin[1]!, depth + 1);
+    const b = constValue(src, bin[3]!, depth + 1);
+    if (a === null || b === null) return null;
+    return bin[2] === "+" ? a + b : bin[2] === "-" ? a - b : a * b;
+  }
+  if (/^[A-Za-z_]\w*$/.test(e)) {
+    const define = new RegExp(`#\\s*define\\s+${e}\\s+\\(?\\s*(\\d+)\\s*\\)?\\s*$`, "m").exec(src.masked);
+    if (define) return parseInt(define[1]!, 10);
+    const goConst = new RegExp(`\\bconst\\s+${e}\\s*(?:\\w+\\s*)?=\\s*(\\d+)\\b`).exec(src.masked);
+    if (goConst) return parseInt(goConst[1]!, 10);
+    const defs = flowOf(src)
+      .assignmentsTo(e)
+      .filter((a) => a.rhsEnd > a.rhsStart);
+    if (defs.length === 1 && defs[0]!.decl) {
+      const rhs = src.masked.slice(defs[0]!.rhsStart, defs[0]!.rhsEnd);
+      if (/^\s*\d+[uUlL]*\s*$/.test(rhs)) return parseInt(rhs.trim(), 10);
+    }
+  }
+  return null;
+}
+
+export interface SizedArray {
+  name: string;
+  size: number;
+  /** Where it is declared. */
+  at: number;
+}
+
+/** Count the top-level elements of an initialiser list whose "{" or "[" is at `open`. */
+function countElements(src: Source, open: number): number {
+  const close = matchBracket(src, open);
+  const inner = src.masked.slice(open + 1, close).trim();
+  if (!inner) return 0;
+  let depth = 0;
+  let n = 1;
+  for (const ch of inner) {
+    if ("([{".includes(ch)) depth++;
+    else if (")]}".includes(ch)) depth--;
+    else if (ch === "," && depth === 0) n++;
+  }
+  if (/,\s*$/.test(inner)) n--;
+  return n;
+}
+
+/** Arrays (and fixed-length slices/vectors) whose length the snippet states, by name. */
+export function sizedArrays(src: Source): Map<string, SizedArray> {
+  const out = new Map<string, SizedArray>();
+  const m = src.masked;
+  const add = (name: string, size: number | null, at: number) => {
+    // A name declared twice with different sizes (two functions) is ambiguous: drop it.
+    if (size === null || size <= 0) return;
+    const prev = out.get(name);
+    if (prev && prev.size !== size) {
+      out.set(name, { name, size: -1, at });
+      return;
+    }
+    out.set(name, { name, size, at });
+  };
+  const v = (e: string) => constValue(src, e);
+  // `array.count` / `len(a)` of an array literal declared earlier.
+  const countOf = (e: string): number | null => {
+    const c = /^\s*([A-Za-z_]\w*)\s*\.\s*(?:count|length|size\s*\(\s*\))\s*$/.exec(e);
+    return c ? (out.get(c[1]!)?.size ?? null) : null;
+  };
+  switch (src.lang) {
+    case "cpp":
+      for (const mm of m.matchAll(
+        /\b[A-Za-z_][\w:]*\s*\*?\s+([A-Za-z_]\w*)\s*\[\s*([^\]]+?)\s*\]\s*(?=[;=,)])/g,
+      ))
+        add(mm[1]!, v(mm[2]!), mm.index);
+      for (const mm of m.matchAll(/\b[A-Za-z_][\w:]*\s+([A-Za-z_]\w*)\s*\[\s*\]\s*=\s*\{/g))
+        add(mm[1]!, countElements(src, mm.index + mm[0].length - 1), mm.index);
+      for (const mm of m.matchAll(/\bstd::array\s*<[^,>]+,\s*([^>]+)>\s*([A-Za-z_]\w*)/g))
+        add(mm[2]!, v(mm[1]!), mm.index);
+      for (const mm of m.matchAll(/\b(?:std::)?vector\s*<[^>]+>\s*([A-Za-z_]\w*)\s*\(\s*([^,)]+)\s*[,)]/g))
+        add(mm[1]!, v(mm[2]!), mm.index);
+      for (const mm of m.matchAll(/\b([A-Za-z_]\w*)\s*=\s*new\s+[\w:]+\s*\[\s*([^\]]+)\]/g))
+        add(mm[1]!, v(mm[2]!), mm.index);
+      for (const mm of m.matchAll(
+        /\bchar\s*\*\s*([A-Za-z_]\w*)\s*=\s*(?:\(\s*char\s*\*\s*\)\s*)?(?:std::)?malloc\s*\(\s*([^)]+)\)/g,
+      ))
+        add(mm[1]!, v(mm[2]!), mm.index);
+      break;
+    case "java":
+      for (const mm of m.matchAll(/\b([A-Za-z_]\w*)\s*(?:\[\s*\])?\s*=\s*new\s+[\w.]+\s*\[\s*([^\]]+)\]/g))
+        add(mm[1]!, v(mm[2]!), mm.index);
+      for (const mm of m.matchAll(/\b([A-Za-z_]\w*)\s*(?:\[\s*\])?\s*=\s*(?:new\s+[\w.]+\s*\[\s*\]\s*)?\{/g))
+        add(mm[1]!, countElements(src, mm.index + mm[0].length - 1), mm.index);
+      break;
+    case "go":
+      for (const mm of m.matchAll(/\bvar\s+([A-Za-z_]\w*)\s+\[\s*([^\]]+)\]/g))
+        add(mm[1]!, v(mm[2]!), mm.index);
+      for (const mm of m.matchAll(/\b([A-Za-z_]\w*)\s*:?=\s*\[\s*([^\]\s.][^\]]*)\]\s*\w+\s*\{/g))
+        add(mm[1]!, v(mm[2]!), mm.index);
+      for (const mm of m.matchAll(/\b([A-Za-z_]\w*)\s*:?=\s*\[\s*(?:\.\.\.)?\s*\]\s*[\w.*]+\s*\{/g))
+        add(mm[1]!, countElements(src, mm.index + mm[0].length - 1), mm.index);
+      for (const mm of m.matchAll(/\b([A-Za-z_]\w*)\s*:?=\s*make\s*\(\s*\[\]\s*[\w.*]+\s*,\s*([^,)]+)/g))
+        add(mm[1]!, v(mm[2]!), mm.index);
+      break;
+    case "swift":
+      for (const mm of m.matchAll(
+        /\b(?:let|var)?\s*([A-Za-z_]\w*)\s*(?::[^=\n]+)?=\s*Unsafe(?:Mutable)?(?:Buffer)?Pointer\s*<[^>]+>\s*\.\s*allocate\s*\(\s*capacity\s*:\s*([^)]+)\)/g,
+      ))
+        add(mm[1]!, v(mm[2]!) ?? countOf(mm[2]!), mm.index);
+      for (const mm of m.matchAll(
+        /\b(?:let|var)\s+([A-Za-z_]\w*)\s*(?::[^=]+)?=\s*(?:\[[\w.]+\]|Array(?:<[\w.]+>)?)\s*\(\s*repeating\s*:[^,]+,\s*count\s*:\s*([^)]+)\)/g,
+      ))
+        add(mm[1]!, v(mm[2]!), mm.index);
+      for (const mm of m.matchAll(
+        /\b(?:let|var)\s+([A-Za-z_]\w*)\s*(?::\s*\[[\w.]+\]\s*)?=\s*\[(?!\s*\])/g,
+      )) {
+        const open = mm.index + mm[0].length - 1;
+        // `[Int](...)` is a type, handled above; a literal is `[a, b, c]` followed by a line end.
+        const close = matchBracket(src, open);
+        if (!/^\s*(?:\n|$|;|\/\/)/.test(m.slice(close + 1, close + 5))) continue;
+        add(mm[1]!, countElements(src, open), mm.index);
+      }
+      break;
+  }
+  for (const [k, a] of out) if (a.size < 0) out.delete(k);
+  return out;
+}
+
+/** Length expressions of an array in each language: `a.length`, `len(a)`, `sizeof(a)`, `a.count`, `a.size()`. */
+function lengthOf(src: Source, expr: string, arrays: Map<string, SizedArray>): number | null {
+  const e = expr.trim();
+  const mm =
+    /^([A-Za-z_]\w*)\s*\.\s*(?:length|count|size\s*\(\s*\))$/.exec(e) ??
+    /^len\s*\(\s*([A-Za-z_]\w*)\s*\)$/.exec(e) ??
+    /^sizeof\s*\(?\s*([A-Za-z_]\w*)\s*\)?(?:\s*\/\s*sizeof\s*\(?\s*\*?\s*\1\s*(?:\[\s*0\s*\])?\s*\)?)?$/.exec(
+      e,
+    );
+  if (mm) return arrays.get(mm[1]!)?.size ?? null;
+  return constValue(src, e);
+}
+
+export interface BoundsFinding {
+  at: number;
+  message: string;
+}
+
+/**
+ * Loops over an index whose last value is past the end of a sized array indexed with it, and
+ * constant indexes past the end.
+ */
+export function outOfBounds(src: Source): BoundsFinding[] {
+  const m = src.masked;
+  const arrays = sizedArrays(src);
+  const out: BoundsFinding[] = [];
+
+  const loops: {
+    index: string;
+    last: number | "len";
+    lastOf?: string;
+    body: [number, number];
+    at: number;
+  }[] = [];
+  if (src.lang === "swift") {
+    for (const mm of m.matchAll(
+      /\bfor\s+([A-Za-z_]\w*)\s+in\s+\(?\s*[\w.]+\s*(\.\.\.|\.\.<)\s*([^{]+?)\)?\s*\{/g,
+    )) {
+      const hiExpr = mm[3]!.trim();
+      const open = mm.index + mm[0].length - 1;
+      const body: [number, number] = [open, matchBracket(src, open)];
+      const countOf = /^([A-Za-z_]\w*)\s*\.\s*count$/.exec(hiExpr);
+      const hi = lengthOf(src, hiExpr, arrays);
+      if (mm[2] === "..." && countOf)
+        loops.push({ index: mm[1]!, last: "len", lastOf: countOf[1], body, at: mm.index });
+      else if (hi !== null)
+        loops.push({ index: mm[1]!, last: mm[2] === "..." ? hi : hi - 1, body, at: mm.index });
+    }
+  } else {
+    const re =
+      src.lang === "go"
+        ? /\bfor\s+([A-Za-z_]\w*)\s*:?=\s*[^;{]+;\s*\1\s*(<=?)\s*([^;{]+?)\s*;[^{]*\{/g
+        : /\bfor\s*\(\s*(?:[\w:]+\s+)?([A-Za-z_]\w*)\s*=\s*[^;]+;\s*\1\s*(<=?)\s*([^;]+?)\s*;[^)]*\)/g;
+    for (const mm of m.matchAll(re)) {
+      const hiExpr = mm[3]!.trim();
+      let bodyStart = mm.index + mm[0].length;
+      if (src.lang === "go") bodyStart--;
+      else while (/\s/.test(m[bodyStart] ?? "")) bodyStart++;
+      const bodyEnd = m[bodyStart] === "{" ? matchBracket(src, bodyStart) : expressionEnd(src, bodyStart);
+      const lenOf =
+        /^([A-Za-z_]\w*)\s*\.\s*(?:length|size\s*\(\s*\)|count)$/.exec(hiExpr) ??
+        /^len\s*\(\s*([A-Za-z_]\w*)\s*\)$/.exec(hiExpr) ??
+        /^sizeof\s*\(?\s*([A-Za-z_]\w*)\s*\)?$/.exec(hiExpr);
+      if (mm[2] === "<=" && lenOf && !/sizeof/.test(hiExpr)) {
+        loops.push({
+          index: mm[1]!,
+          last: "len",
+          lastOf: lenOf[1],
+          body: [bodyStart, bodyEnd],
+          at: mm.index,
+        });
+        continue;
+      }
+      const hi = lengthOf(src, hiExpr, arrays);
+      if (hi !== null)
+        loops.push({
+          index: mm[1]!,
+          last: mm[2] === "<=" ? hi : hi - 1,
+          body: [bodyStart, bodyEnd],
+          at: mm.index,
+        });
+    }
+  }
+  // Loops one past a size the snippet allocates with (`capacity: n`, `count: n`, `new T[n]`, `make([]T, n)`,
+  // `malloc(n)`): `0...n`, `0..<n + 1`, `i <= n` index one element too far.
+  const allocSizes = new Set(
+    [
+      ...m.matchAll(
+        /\b(?:capacity|count)\s*:\s*([A-Za-z_]\w*)\s*\)|\bnew\s+[\w:]+\s*\[\s*([A-Za-z_]\w*)\s*\]|\bmake\s*\(\s*\[\][\w.*]+\s*,\s*([A-Za-z_]\w*)\s*[,)]|\b(?:malloc|calloc)\s*\(\s*([A-Za-z_]\w*)\b/g,
+      ),
+    ].map((x) => (x[1] ?? x[2] ?? x[3] ?? x[4])!),
+  );
+  const pastAlloc =
+    src.lang === "swift"
+      ? /\bfor\s+([A-Za-z_]\w*)\s+in\s+0\s*(?:\.\.\.\s*([A-Za-z_]\w*)|\.\.<\s*([A-Za-z_]\w*)\s*\+\s*[1-9])\s*\{/g
+      : src.lang === "go"
+        ? /\bfor\s+([A-Za-z_]\w*)\s*:?=\s*0\s*;\s*\1\s*(?:<=\s*([A-Za-z_]\w*)|<\s*([A-Za-z_]\w*)\s*\+\s*[1-9])\s*;[^{]*\{/g
+        : /\bfor\s*\(\s*(?:[\w:]+\s+)?([A-Za-z_]\w*)\s*=\s*0\s*;\s*\1\s*(?:<=\s*([A-Za-z_]\w*)|<\s*([A-Za-z_]\w*)\s*\+\s*[1-9])\s*;[^)]*\)\s*\{/g;
+  for (const mm of m.matchAll(pastAlloc)) {
+    const n = (mm[2] ?? mm[3])!;
+    if (!allocSizes.has(n)) continue;
+    const open = mm.index + mm[0].length - 1;
+    const body = m.slice(open, matchBracket(src, open));
+    if (new RegExp(`(?<![\\w.])[A-Za-z_]\\w*\\s*\\[\\s*${mm[1]}\\s*\\]`).test(body))
+      out.push({
+        at: mm.index,
+        message: `loop index ${mm[1]} reaches ${n}, one past the ${n} elements allocated`,
+      });
+  }
+  for (const loop of loops) {
+    const body = m.slice(loop.body[0], loop.body[1] + 1);
+    for (const ix of body.matchAll(
+      new RegExp(`(?<![\\w.])([A-Za-z_]\\w*)\\s*\\[\\s*${loop.index}\\s*(?:([+\\-])\\s*(\\d+)\\s*)?\\]`, "g"),
+    )) {
+      const arr = ix[1]!;
+      const offset = ix[2] ? (ix[2] === "+" ? 1 : -1) * parseInt(ix[3]!, 10) : 0;
+      if (loop.last === "len") {
+        // i <= len(a) indexing a (or an array of the same length) reads one past the end.
+        if (offset >= 0 && (arr === loop.lastOf || arrays.has(arr))) {
+          out.push({
+            at: loop.at,
+            message: `loop runs ${loop.index} up to the length of ${loop.lastOf} inclusive and indexes ${arr}[${loop.index}] one past the end`,
+          });
+          break;
+        }
+        continue;
+      }
+      const size = arrays.get(arr)?.size;
+      if (size === undefined) continue;
+      if (loop.last + offset >= size) {
+        out.push({
+          at: loop.at,
+          message: `loop index ${loop.index} reaches ${loop.last + offset} but ${arr} has ${size} elements`,
+        });
+        break;
+      }
+    }
+  }
+  // Constant indexes past the end (writes and reads), literal or held in a constant.
+  for (const [name, a] of arrays) {
+    for (const ix of m.matchAll(new RegExp(`(?<![\\w.])${name}\\s*\\[\\s*([A-Za-z_]\\w*)\\s*\\]`, "g"))) {
+      if (/^(?:i|j|k)$/.test(ix[1]!)) continue;
+      const decl = m.slice(Math.max(0, ix.index - 40), ix.index);
+      if (
+        /\b(?:new\s+[\w.:]+|[A-Za-z_][\w:]*\s*\*?)\s*$/.test(decl) &&
+        /\b(?:char|int|var|byte|long|short|float|double|bool|auto|unsigned|size_t|uint8_t|wchar_t|new\s+[\w.:]+|[A-Z]\w*|std::\w+)\s*\*?\s*$/.test(
+          decl,
+        )
+      )
+        continue;
+      const k = constValue(src, ix[1]!);
+      if (
+        k !== null &&
+        guardedBy(
+          src,
+          ix.index,
+          new RegExp(`${identRe(ix[1]!).source}\\s*[<>]|[<>]=?\\s*${identRe(ix[1]!).source}`),
+        )
+      )
+        continue;
+      if (k !== null && k >= a.size && ix.index > a.at)
+        out.push({
+          at: ix.index,
+          message: `index ${ix[1]} (= ${k}) is past the end of ${name} (${a.size} elements)`,
+        });
+    }
+    for (const ix of m.matchAll(new RegExp(`(?<![\\w.])${name}\\s*\\[\\s*(\\d+)\\s*\\]`, "g"))) {
+      if (ix.index <= a.at + name.length + 2) continue;
+      // Not the declaration itself (`char buf[10]`, `new int[10]`).
+      const before = m.slice(Math.max(0, ix.index - 30), ix.index);
+      if (
+        /\b(?:new\s+[\w.]+|char|int|var|byte|long|short|float|double|bool|auto|unsigned|size_t|uint8_t|wchar_t)\s*$/.test(
+          before,
+        )
+      )
+        continue;
+      const k = parseInt(ix[1]!, 10);
+      if (
+        guardedBy(
+          src,
+          ix.index,
+          new RegExp(`${name}\\s*\\.\\s*(?:indices|count|size|length)|len\\s*\\(\\s*${name}\\b`),
+        )
+      )
+        continue;
+      if (k >= a.size)
+        out.push({ at: ix.index, message: `index ${k} is past the end of ${name} (${a.size} elements)` });
+    }
+  }
+  return out;
+}
+
+/**
+ * Indexes that come from input (or a caller) and reach an array access without a bounds check
+ * before it. `taint` decides what counts as untrusted; `check` is the language's bounds-test shape.
+ */
+export function uncheckedIndexes(src: Source, taint: Taint, check: RegExp): BoundsFinding[] {
+  const out: BoundsFinding[] = [];
+  const m = src.masked;
+  for (const mm of m.matchAll(/(?<![\w.])([A-Za-z_]\w*)(?:\s*\.\s*\w+)?\s*\[\s*([A-Za-z_]\w*)\s*\]/g)) {
+    const idx = mm[2]!;
+    if (taint.of(idx) !== "number") continue;
+    // A map/dictionary lookup by key is not an index.
+    const decl = flowOf(src)
+      .assignmentsTo(mm[1]!)
+      .find((a) => a.decl);
+    const declText = decl ? m.slice(decl.index, decl.rhsEnd) + decl.type : "";
+    if (/map|Map|dict|Dictionary|\[\s*\w+\s*:\s*\w+\s*\]|unordered_map/.test(declText)) continue;
+    if (taint.guarded([idx], mm.index, check)) continue;
+    // A check anywhere before in the same function (e.g. `if idx >= len(a) { return }` two lines up).
+    const fn = flowOf(src).functionAt(mm.index);
+    const scope = m.slice(fn ? fn.bodyStart : 0, mm.index);
+    if (
+      new RegExp(
+        `${identRe(idx).source}\\s*(?<![<>])(?:<=?|>=?)(?![<>])|(?<![<>])(?:<=?|>=?)(?![<>])\\s*${identRe(idx).source}`,
+      ).test(scope)
+    )
+      continue;
+    out.push({ at: mm.index, message: `${mm[1]}[${idx}] uses '${idx}' from input without a bounds check` });
+  }
+  return out;
+}
+
+/**
+ * Loops that copy another value's elements into a fixed-size array, bounded by the other value's
+ * length (`i < input.length()`, `i < len(src)`, `i < strlen(s)`, `0..<input.count`) with no check that
+ * it fits: the array overflows when the input is longer.
+ */
+export function copyPastEnd(src: Source): BoundsFinding[] {
+  const m = src.masked;
+  const arrays = sizedArrays(src);
+  const out: BoundsFinding[] = [];
+  if (arrays.size === 0) return out;
+  const loops: { index: string; other: string; body: [number, number]; at: number }[] = [];
+  const lengthExpr =
+    /^(?:([A-Za-z_]\w*)\s*\.\s*(?:length\s*(?:\(\s*\))?|size\s*\(\s*\)|count|utf8\s*\.\s*count)|len\s*\(\s*([A-Za-z_]\w*)\s*\)|(?:std::)?strlen\s*\(\s*([A-Za-z_]\w*)\s*\))$/;
+  if (src.lang === "swift") {
+    for (const mm of m.matchAll(/\bfor\s+([A-Za-z_]\w*)\s+in\s+0\s*\.\.<\s*([^{]+?)\s*\{/g)) {
+      const e = lengthExpr.exec(mm[2]!.trim());
+      if (!e) continue;
+      const open = mm.index + mm[0].length - 1;
+      loops.push({
+        index: mm[1]!,
+        other: (e[1] ?? e[2] ?? e[3])!,
+        body: [open, matchBracket(src, open)],
+        at: mm.index,
+      });
+    }
+  } else {
+    const re =
+      src.lang === "go"
+        ? /\bfor\s+([A-Za-z_]\w*)\s*:?=\s*0\s*;\s*\1\s*<=?\s*([^;{]+?)\s*;[^{]*\{/g
+        : /\bfor\s*\(\s*(?:[\w:]+\s+)?([A-Za-z_]\w*)\s*=\s*0\s*;\s*\1\s*<=?\s*([^;]+?)\s*;[^)]*\)/g;
+    for (const mm of m.matchAll(re)) {
+      const e = lengthExpr.exec(mm[2]!.trim());
+      if (!e) continue;
+      let bodyStart = mm.index + mm[0].length;
+      if (src.lang === "go") bodyStart--;
+      else while (/\s/.test(m[bodyStart] ?? "")) bodyStart++;
+      const bodyEnd = m[bodyStart] === "{" ? matchBracket(src, bodyStart) : expressionEnd(src, bodyStart);
+      loops.push({ index: mm[1]!, other: (e[1] ?? e[2] ?? e[3])!, body: [bodyStart, bodyEnd], at: mm.index });
+    }
+  }
+  // for (i, x) in other.enumerated() { a[i] = x }   /   for i, x := range other { a[i] = x }
+  const enumRe =
+    src.lang === "swift"
+      ? /\bfor\s*\(\s*([A-Za-z_]\w*)\s*,\s*\w+\s*\)\s+in\s+([A-Za-z_]\w*)(?:\s*\.\s*\w+)*\s*\.\s*enumerated\s*\(\s*\)\s*\{/g
+      : src.lang === "go"
+        ? /\bfor\s+([A-Za-z_]\w*)\s*(?:,\s*\w+\s*)?:=\s*range\s+([A-Za-z_]\w*)\s*\{/g
+        : null;
+  if (enumRe)
+    for (const mm of m.matchAll(enumRe)) {
+      const open = mm.index + mm[0].length - 1;
+      loops.push({ index: mm[1]!, other: mm[2]!, body: [open, matchBracket(src, open)], at: mm.index });
+    }
+  for (const loop of loops) {
+    const body = m.slice(loop.body[0], loop.body[1] + 1);
+    // Guarded inside the loop (`if i < len(buf)`, `if index < buffer.count`).
+    if (
+      new RegExp(
+        `\\b${loop.index}\\s*<=?\\s*(?:len\\s*\\(|[\\w.]+\\s*\\.\\s*(?:count|length|size)|\\d)|\\bbreak\\b`,
+      ).test(body)
+    )
+      continue;
+    const w = new RegExp(`(?<![\\w.])([A-Za-z_]\\w*)\\s*\\[\\s*${loop.index}\\s*\\]\\s*=(?!=)`).exec(body);
+    if (!w || w[1] === loop.other || !arrays.has(w[1]!)) continue;
+    const arr = arrays.get(w[1]!)!;
+    // A length check on the source before the loop (`if (input.length() > 10) return;`, min(...)).
+    const fn = flowOf(src).functionAt(loop.at);
+    const before = m.slice(fn ? fn.bodyStart : 0, loop.at);
+    // The source or what it was made from (`let chars = Array(input)`: a check on input counts).
+    const origins = [loop.other];
+    for (const a of flowOf(src).assignmentsTo(loop.other))
+      for (const r of m.slice(a.rhsStart, a.rhsEnd).match(/[A-Za-z_]\w*/g) ?? [])
+        if (r.length > 1) origins.push(r);
+    const id = `(?:${origins.map((o) => identRe(o).source).join("|")})`;
+    if (
+      new RegExp(
+        `(?:${id}\\s*\\.\\s*(?:length|size|count|utf8\\s*\\.\\s*count)|len\\s*\\(\\s*${id}|strlen\\s*\\(\\s*${id})[^;{]*[<>]|[<>][^;{]*(?:${id}\\s*\\.\\s*(?:length|size|count)|len\\s*\\(\\s*${id}|strlen\\s*\\(\\s*${id})|\\bmin\\s*\\(`,
+      ).test(before)
+    )
+      continue;
+    out.push({
+      at: loop.at,
+      message: `copies ${loop.other}'s length into ${arr.name}[${arr.size}] without checking that it fits`,
+    });
+  }
+  return out;
+}
+
+/** Integer division or remainder by a variable that may be zero and is not checked first. */
+export function divisions(src: Source, taint: Taint): BoundsFinding[] {
+  const out: BoundsFinding[] = [];
+  const flow = flowOf(src);
+  for (const m of src.matches(/[\w)\]]\s*(\/|%)(?![=/*])\s*([A-Za-z_]\w*)\b(?!\s*[.(\[])/g)) {
+    const v = m[2]!;
+    const defs = flow.assignmentsTo(v);
+    const zeroLiteral = defs.some((a) => /^\s*0\s*$/.test(src.masked.slice(a.rhsStart, a.rhsEnd)));
+    if (taint.of(v) !== "number" && !zeroLiteral) continue;
+    if (defs.some((a) => /\b(?:float|double|Float|Double|CGFloat|float32|float64)\b/.test(a.type))) continue;
+    const fn = flow.functionAt(m.index);
+    const before = src.masked.slice(fn ? fn.bodyStart : 0, m.index);
+    const id = identRe(v).source;
+    if (
+      new RegExp(
+        `${id}\\s*(?:==|!=|>|<=|>=|<)\\s*0\\b|\\b0\\s*(?:==|!=|<|>=)\\s*${id}|${id}\\s*(?:>|>=)\\s*1\\b`,
+      ).test(before)
+    )
+      continue;
+    if (
+      /\bcatch\s*\(\s*(?:ArithmeticException|Exception|Throwable|RuntimeException)\b/.test(
+        src.masked.slice(m.index, (fn?.bodyEnd ?? src.masked.length) + 1),
+      )
+    ) {
+      // Inside a try whose catch handles the division error.
+      const t = [...before.matchAll(/\btry\s*\{/g)].pop();
+      if (t) continue;
+    }
+    out.push({ at: m.index, message: `division by '${v}', which can be zero, without a check` });
+  }
+  return out;
+}
+
+/**
+ * Allocations whose size comes from input or a caller with no upper bound checked first
+ * (CWE-789): `make([]T, n)`, `new T[n]`, `malloc(n)`, `[T](repeating:, count: n)`, `new byte[n]`.
+ */
+export function unboundedAllocations(src: Source, taint: Taint): BoundsFinding[] {
+  const out: BoundsFinding[] = [];
+  const re: Record<string, RegExp> = {
+    go: /\bmake\s*\(\s*\[\][\w.*]+\s*,\s*([A-Za-z_]\w*)\s*[,)]/g,
+    cpp: /\bnew\s+[\w:]+\s*\[\s*([A-Za-z_]\w*)\s*\]|\b(?:malloc|alloca)\s*\(\s*([A-Za-z_]\w*)\s*(?:\*[^)]*)?\)|\b(?:calloc)\s*\(\s*([A-Za-z_]\w*)\s*,/g,
+    java: /\bnew\s+[\w.]+\s*\[\s*([A-Za-z_]\w*)\s*\]/g,
+    swift: /\bcount\s*:\s*([A-Za-z_]\w*)\s*\)|\ballocate\s*\(\s*capacity\s*:\s*([A-Za-z_]\w*)\s*\)/g,
+  };
+  for (const m of src.masked.matchAll(re[src.lang]!)) {
+    const n = (m[1] ?? m[2] ?? m[3])!;
+    if (taint.of(n) !== "number") continue;
+    const fn = flowOf(src).functionAt(m.index);
+    const before = src.masked.slice(fn ? fn.bodyStart : 0, m.index);
+    const id = identRe(n).source;
+    // An upper bound checked first (`n > max`, `n <= limit`, min(n, ...)).
+    if (
+      new RegExp(
+        `${id}\\s*(?<![<>])(?:>=?|<=?)(?![<>])\\s*[\\w.]+|[\\w.)]+\\s*(?<![<>])(?:>=?|<=?)(?![<>])\\s*${id}|\\bmin\\s*\\(`,
+      ).test(before)
+    )
+      continue;
+    out.push({ at: m.index, message: `allocation sized by '${n}' from input with no upper bound` });
+  }
+  return out;
+}
+
+/**
+ * Slices and substrings whose end comes from input, a caller or a constant without checking the
+ * value's length first: `s[:n]`, `input[:max]`, `str.substr(0, n)` (CWE-129 / CWE-125).
+ */
+export function uncheckedSlices(src: Source, taint: Taint): BoundsFinding[] {
+  const out: BoundsFinding[] = [];
+  const m = src.masked;
+  const arrays = sizedArrays(src);
+  for (const mm of m.matchAll(/(?<![\w.])([A-Za-z_]\w*)\s*\[\s*([\w]*)\s*:\s*([A-Za-z_]\w*|\d+)\s*\]/g)) {
+    const [, name, , hi] = mm;
+    const fn = flowOf(src).functionAt(mm.index);
+    const before = m.slice(fn ? fn.bodyStart : 0, mm.index);
+    const id = identRe(name!).source;
+    // The value's length was looked at: len(s) compared, or the bound derived from len(s).
+    if (new RegExp(`\\blen\\s*\\(\\s*${id}\\s*\\)`).test(before + hi)) continue;
+    if (/^\d+$/.test(hi!)) {
+      const size = arrays.get(name!)?.size;
+      if (size !== undefined && parseInt(hi!, 10) > size)
+        out.push({ at: mm.index, message: `slice end ${hi} is past the end of ${name} (${size} elements)` });
+      continue;
+    }
+    if (
+      new RegExp(`${identRe(hi!).source}\\s*(?:>|>=|<|<=)|(?:>|>=|<|<=)\\s*${identRe(hi!).source}`).test(
+        before,
+      )
+    )
+      continue;
+    const nameTaint = taint.of(name!);
+    const hiTaint = taint.of(hi!);
+    // Input sliced by a fixed length, or any value sliced by an untrusted length.
+    const hiConst = constValue(src, hi!) !== null;
+    if (hiTaint === "number" || (nameTaint === "text" && hiConst))
+      out.push({
+        at: mm.index,
+        message: `${name}[:${hi}] panics when ${name} is shorter than ${hi}; check len(${name}) first`,
+      });
+  }
+  return out;
+}

@@ -1,0 +1,782 @@
+/**
+ * A small intra-snippet structure and data-flow layer over the masked source (comments and string
+ * contents blanked, so nothing inside text can look like code): functions and their parameters,
+ * assignments, conditions with the blocks they guard, and a taint analysis that follows untrusted input
+ * (stdin, arguments, environment, request parameters...) through assignments, concatenation and
+ * formatting to a sink, stopping at sanitizers (numeric conversion, encoders, in-snippet validators) and
+ * at guards that validate the value before the sink. It is flow-insensitive per variable name (snippets
+ * are small and rarely reuse a name for something else), which keeps it predictable and explainable.
+ */
+import type { Language } from "../../extract.js";
+import type { Source } from "./source.js";
+
+const OPEN: Record<string, string> = { "(": ")", "[": "]", "{": "}" };
+const CLOSE = new Set([")", "]", "}"]);
+
+/** Index of the bracket closing the one at `open` (masked view); the text end when unbalanced. */
+export function matchBracket(src: Source, open: number): number {
+  const m = src.masked;
+  const stack: string[] = [];
+  for (let k = open; k < m.length; k++) {
+    const ch = m[k]!;
+    if (OPEN[ch]) stack.push(OPEN[ch]!);
+    else if (CLOSE.has(ch)) {
+      // Tolerate mismatched brackets in broken code: pop until the matching kind.
+      while (stack.length > 0 && stack[stack.length - 1] !== ch) stack.pop();
+      stack.pop();
+      if (stack.length === 0) return k;
+    }
+  }
+  return m.length;
+}
+
+/** End (exclusive) of the expression starting at `from`: the first top-level `;`, newline-statement end or closing bracket. */
+export function expressionEnd(src: Source, from: number, opts: { newlineEnds?: boolean } = {}): number {
+  const m = src.masked;
+  let depth = 0;
+  for (let k = from; k < m.length; k++) {
+    const ch = m[k]!;
+    if (OPEN[ch]) depth++;
+    else if (CLOSE.has(ch)) {
+      if (depth === 0) return k;
+      depth--;
+    } else if (depth === 0 && (ch === ";" || (ch === "," && false))) return k;
+    else if (depth === 0 && ch === "\n" && opts.newlineEnds) {
+      // A line ending in an operator continues the expression (Go/Swift).
+      const before = m.slice(from, k).trimEnd();
+      if (!/(?:[+\-*/%&|^<>=,.(]|&&|\|\|)$/.test(before) && !/^\s*[.+]/.test(m.slice(k + 1, k + 80)))
+        return k;
+    }
+  }
+  return m.length;
+}
+
+export interface Param {
+  name: string;
+  type: string;
+  index: number;
+}
+
+export interface FunctionDef {
+  name: string;
+  params: Param[];
+  /** Index of the body's "{" and of its "}". */
+  bodyStart: number;
+  bodyEnd: number;
+  start: number;
+}
+
+export interface Assignment {
+  name: string;
+  /** Index of the assigned name. */
+  index: number;
+  rhsStart: number;
+  rhsEnd: number;
+  /** A declaration (`int x = ...`, `x := ...`, `let x = ...`) rather than a re-assignment. */
+  decl: boolean;
+  /** Declared type when written (`String`, `char*`, `[]byte`, `Int?`). */
+  type: string;
+  /** "=", "+=", ":=" ... or "in" for `for x in xs` / `for (T x : xs)`. */
+  op: string;
+}
+
+export interface Condition {
+  kind: "if" | "guard" | "while" | "for" | "switch" | "catch";
+  /** The condition's text range. */
+  start: number;
+  end: number;
+  /** The guarded block (`{`..`}` or a single statement), and the else block when present. */
+  bodyStart: number;
+  bodyEnd: number;
+  elseEnd: number;
+  /** The block leaves the function or loop (return, throw, break, continue, exit, panic, fatalError). */
+  exits: boolean;
+}
+
+const KEYWORDS = new Set([
+  "if",
+  "for",
+  "while",
+  "switch",
+  "catch",
+  "return",
+  "new",
+  "else",
+  "do",
+  "try",
+  "sizeof",
+  "synchronized",
+  "throw",
+  "case",
+  "defer",
+  "go",
+  "func",
+  "guard",
+  "in",
+  "let",
+  "var",
+  "delete",
+  "using",
+  "typeof",
+  "static_cast",
+  "reinterpret_cast",
+  "const_cast",
+  "dynamic_cast",
+  "decltype",
+  "assert",
+]);
+
+const EXIT =
+  /\b(?:return|throw|break|continue|exit|_exit|abort|panic|fatalError|preconditionFailure|os\s*\.\s*Exit|log\s*\.\s*Fatal\w*|System\s*\.\s*exit)\b/;
+
+/** Split a parameter list on top-level commas (angle brackets included). */
+function splitTop(text: string): string[] {
+  const parts: string[] = [];
+  let depth = 0;
+  let cur = "";
+  for (const ch of text) {
+    if ("(<[{".includes(ch)) depth++;
+    else if (")>]}".includes(ch)) depth--;
+    if (ch === "," && depth === 0) {
+      parts.push(cur);
+      cur = "";
+    } else cur += ch;
+  }
+  if (cur.trim()) parts.push(cur);
+  return parts;
+}
+
+function parseParams(lang: Language, text: string, offset: number): Param[] {
+  const out: Param[] = [];
+  let pos = offset;
+  const parts = splitTop(text);
+  let pendingGo: Param[] = [];
+  for (const raw of parts) {
+    const at = pos + (raw.length - raw.trimStart().length);
+    pos += raw.length + 1;
+    const p = raw.trim().replace(/\s*=.*$/s, "");
+    if (!p || p === "void" || p === "...") continue;
+    if (lang === "swift") {
+      // [label] name: Type
+      const m = /^(?:@\w+\s+)*(?:(\w+)\s+)?(\w+)\s*:\s*(.+)$/s.exec(p);
+      if (m) out.push({ name: m[2]!, type: m[3]!.trim(), index: at });
+    } else if (lang === "go") {
+      // a, b string  |  a string  |  string (unnamed)
+      const m = /^(\w+)\s+(.+)$/s.exec(p);
+      if (m) {
+        const param = { name: m[1]!, type: m[2]!.trim(), index: at };
+        for (const q of pendingGo) q.type = param.type;
+        out.push(...pendingGo, param);
+        pendingGo = [];
+      } else if (/^\w+$/.test(p)) pendingGo.push({ name: p, type: "", index: at });
+    } else {
+      // Java / C++: type name, type* name, type name[], Type<...> name, final Type name
+      const m = /^(.*?)([A-Za-z_]\w*)\s*(\[[^\]]*\]\s*)*$/s.exec(p);
+      if (m && m[1]!.trim()) out.push({ name: m[2]!, type: (m[1]! + (m[3] ?? "")).trim(), index: at });
+    }
+  }
+  return out;
+}
+
+const FUNCTION_RE: Record<Language, RegExp> = {
+  // [modifiers] [<T>] Type name(params) [throws X] {
+  java: /(?:^|[;{}\n])\s*(?:@\w+(?:\([^)]*\))?\s+)*(?:(?:public|private|protected|static|final|synchronized|abstract|native|default)\s+)*(?:<[^>]*>\s*)?(?:[\w.<>[\],?]+(?:\s*\[\s*\])*\s+)?([A-Za-z_]\w*)\s*\(([^()]*(?:\([^()]*\)[^()]*)*)\)\s*(?:throws\s+[\w.,\s]+)?\{/g,
+  // Type name(params) [const] [noexcept] [override] { , Class::name(params) {
+  cpp: /(?:^|[;{}\n])\s*(?:template\s*<[^>]*>\s*)?(?:(?:static|inline|virtual|explicit|constexpr|extern)\s+)*(?:[\w:<>*&,\s]+?[\s*&]+)?((?:\w+::)*~?[A-Za-z_]\w*)\s*\(([^()]*(?:\([^()]*\)[^()]*)*)\)\s*(?:const\s*)?(?:noexcept\s*)?(?:override\s*)?(?::[^{;]*)?\{/g,
+  // func name(params) results {  |  func (r T) name(params) results {  |  func(params) results {
+  go: /\bfunc\s*(?:\([^)]*\)\s*)?(\w*)\s*\(([^()]*(?:\([^()]*\)[^()]*)*)\)[^{\n]*\{/g,
+  // func name<T>(params) [throws] [-> T] {  |  init?(params) {
+  swift: /\b(?:func\s+(\w+)|(init)\??)\s*(?:<[^>]*>)?\s*\(([^()]*(?:\([^()]*\)[^()]*)*)\)[^{\n]*\{/g,
+};
+
+export interface Flow {
+  functions: FunctionDef[];
+  assignments: Assignment[];
+  conditions: Condition[];
+  /** The innermost function containing an index, if any. */
+  functionAt(index: number): FunctionDef | undefined;
+  /** Assignments to a name, in source order. */
+  assignmentsTo(name: string): Assignment[];
+}
+
+function findFunctions(src: Source): FunctionDef[] {
+  const out: FunctionDef[] = [];
+  const re = new RegExp(FUNCTION_RE[src.lang].source, "g");
+  for (const m of src.masked.matchAll(re)) {
+    const name = src.lang === "swift" ? (m[1] ?? m[2] ?? "") : m[1]!;
+    const params = src.lang === "swift" ? m[3]! : m[2]!;
+    const base = name.split("::").pop()!;
+    if (KEYWORDS.has(base)) continue;
+    const bodyStart = m.index + m[0].length - 1;
+    const paramsAt = m.index + m[0].indexOf("(", m[0].indexOf(name) + name.length) + 1;
+    out.push({
+      name: base,
+      params: parseParams(src.lang, params, paramsAt),
+      bodyStart,
+      bodyEnd: matchBracket(src, bodyStart),
+      start: m.index + (m[0].length - m[0].trimStart().length),
+    });
+  }
+  if (src.lang === "swift" || src.lang === "cpp")
+    for (const m of src.masked.matchAll(
+      src.lang === "swift" ? /\bdeinit\s*\{/g : /~\s*([A-Za-z_]\w*)\s*\(\s*\)\s*\{/g,
+    )) {
+      const bodyStart = m.index + m[0].length - 1;
+      if (out.some((f) => f.bodyStart === bodyStart)) continue;
+      out.push({
+        name: src.lang === "swift" ? "deinit" : "~" + m[1],
+        params: [],
+        bodyStart,
+        bodyEnd: matchBracket(src, bodyStart),
+        start: m.index,
+      });
+    }
+  // Swift/Go closures with named parameters: `{ (a: T, b) in` / `{ a, b in` and Go func literals are
+  // found above; Swift closure parameters are bound by their first use only.
+  return out;
+}
+
+function findAssignments(src: Source): Assignment[] {
+  const m = src.masked;
+  const out: Assignment[] = [];
+  const lang = src.lang;
+  const newlineEnds = lang === "go" || lang === "swift";
+  const push = (name: string, index: number, rhsStart: number, decl: boolean, type: string, op: string) => {
+    let rhsEnd = expressionEnd(src, rhsStart, { newlineEnds });
+    if (lang === "swift" || lang === "go") {
+      // `if let x = f() {` / `if x := f(); ...` / `guard let x = f() else`: the RHS stops before the block.
+      const brace = /\s(?:else\s*)?\{|,\s*(?:let|var)\b|;/.exec(m.slice(rhsStart, rhsEnd));
+      if (brace && /\b(?:if|guard|while|for)\b[^\n]*$/.test(m.slice(Math.max(0, index - 200), index)))
+        rhsEnd = rhsStart + brace.index;
+    }
+    out.push({ name, index, rhsStart, rhsEnd, decl, type: type.trim(), op });
+  };
+
+  if (lang === "go") {
+    // a, b := f()   |   a = b   |   a += b   |   var a T = f()
+    for (const mm of m.matchAll(/(?<![\w.])((?:[A-Za-z_]\w*\s*,\s*)*[A-Za-z_]\w*)\s*(:=|[+\-*/]?=)(?!=)/g)) {
+      const names = mm[1]!.split(",").map((s) => s.trim());
+      const varDecl = /\bvar\s+$/.test(m.slice(Math.max(0, mm.index - 10), mm.index));
+      const rhsStart = mm.index + mm[0].length;
+      names.forEach((n, k) => {
+        if (n !== "_")
+          push(
+            n,
+            mm.index + mm[0].indexOf(n),
+            rhsStart,
+            mm[2] === ":=" || varDecl,
+            "",
+            k === 0 ? mm[2]! : "=",
+          );
+      });
+    }
+    for (const mm of m.matchAll(/\bvar\s+([A-Za-z_]\w*)\s+([^=\n]+?)\s*=(?!=)/g))
+      push(mm[1]!, mm.index + mm[0].indexOf(mm[1]!), mm.index + mm[0].length, true, mm[2]!, "=");
+    // Declarations without a value carry a type: `var buf [10]byte`
+    for (const mm of m.matchAll(/\bvar\s+([A-Za-z_]\w*)\s+([^=\n]+?)\s*$/gm))
+      out.push({
+        name: mm[1]!,
+        index: mm.index + mm[0].indexOf(mm[1]!),
+        rhsStart: mm.index + mm[0].length,
+        rhsEnd: mm.index + mm[0].length,
+        decl: true,
+        type: mm[2]!.trim(),
+        op: "",
+      });
+    // for i, v := range xs
+    for (const mm of m.matchAll(/\bfor\s+((?:[A-Za-z_]\w*\s*,\s*)?[A-Za-z_]\w*)\s*:?=\s*range\s+/g)) {
+      const names = mm[1]!.split(",").map((s) => s.trim());
+      const target = names[names.length - 1]!;
+      if (target !== "_")
+        push(target, mm.index + mm[0].lastIndexOf(target), mm.index + mm[0].length, true, "", "in");
+    }
+  } else if (lang === "swift") {
+    // let x = ..., var x: T = ..., x = ..., x += ...
+    for (const mm of m.matchAll(
+      /(?:\b(let|var)\s+)?(?<![\w.])([A-Za-z_]\w*)\s*(?::\s*([^=\n{]+?))?\s*([+\-*/]?=)(?!=)/g,
+    )) {
+      if (mm[4] !== "=" && mm[1]) continue;
+      push(
+        mm[2]!,
+        mm.index + mm[0].indexOf(mm[2]!, mm[1] ? mm[1].length : 0),
+        mm.index + mm[0].length,
+        !!mm[1],
+        mm[3] ?? "",
+        mm[4]!,
+      );
+    }
+    for (const mm of m.matchAll(/\b(?:let|var)\s+([A-Za-z_]\w*)\s*:\s*([^=\n{]+?)\s*$/gm))
+      out.push({
+        name: mm[1]!,
+        index: mm.index + mm[0].indexOf(mm[1]!),
+        rhsStart: mm.index + mm[0].length,
+        rhsEnd: mm.index + mm[0].length,
+        decl: true,
+        type: mm[2]!.trim(),
+        op: "",
+      });
+    for (const mm of m.matchAll(/\bfor\s+(?:\(\s*\w+\s*,\s*)?([A-Za-z_]\w*)\)?\s+in\s+/g))
+      push(mm[1]!, mm.index + mm[0].indexOf(mm[1]!), mm.index + mm[0].length, true, "", "in");
+  } else {
+    // Java / C++: [Type] name [= | += ...] rhs;   (not ==, <=, >=, !=)
+    for (const mm of m.matchAll(
+      /(?:\b((?:const\s+|final\s+|unsigned\s+|signed\s+|static\s+|volatile\s+)*[A-Za-z_][\w:.]*(?:\s*<[^;=()]*?>)?(?:\s*[*&]+\s*|\s+)(?:\[\s*\]\s*)?))?(?<![\w.>])([A-Za-z_]\w*)\s*(\[[^\]]*\]\s*)?([+\-*/|&^]?=|<<=|>>=)(?!=)/g,
+    )) {
+      const before = m[mm.index - 1];
+      if (before === "=" || before === "!" || before === "<" || before === ">") continue;
+      const type = (mm[1] ?? "").trim();
+      if (/^(?:return|else|case|new|delete|throw)$/.test(type)) continue;
+      push(
+        mm[2]!,
+        mm.index + mm[0].indexOf(mm[2]!, type.length),
+        mm.index + mm[0].length,
+        !!type,
+        type + (mm[3] ? "[]" : ""),
+        mm[4]!,
+      );
+    }
+    // Declarations without initialiser: `char buf[10];`, `String s;`
+    for (const mm of m.matchAll(
+      /(?:^|[;{(,])\s*((?:const\s+|final\s+|unsigned\s+|static\s+)*[A-Za-z_][\w:.]*(?:\s*<[^;=()]*?>)?(?:\s*[*&]+\s*|\s+))([A-Za-z_]\w*)\s*((?:\[[^\]]*\]\s*)*)(?=[;,)])/gm,
+    )) {
+      const type = mm[1]!.trim();
+      if (/^(?:return|else|case|new|delete|throw|goto|break|continue)$/.test(type)) continue;
+      out.push({
+        name: mm[2]!,
+        index: mm.index + mm[0].indexOf(mm[2]!, mm[0].indexOf(mm[1]!) + mm[1]!.length),
+        rhsStart: mm.index + mm[0].length,
+        rhsEnd: mm.index + mm[0].length,
+        decl: true,
+        type: type + (mm[3] ?? ""),
+        op: "",
+      });
+    }
+    // for (T x : xs)
+    for (const mm of m.matchAll(
+      /\bfor\s*\(\s*(?:final\s+)?([\w:.<>,\s*&]+?)\s*[&*]?\s*([A-Za-z_]\w*)\s*:(?!:)\s*/g,
+    ))
+      push(mm[2]!, mm.index + mm[0].lastIndexOf(mm[2]!), mm.index + mm[0].length, true, mm[1]!, "in");
+  }
+  return out.sort((a, b) => a.index - b.index);
+}
+
+function blockAfter(src: Source, from: number): { start: number; end: number } {
+  const m = src.masked;
+  let k = from;
+  while (k < m.length && /\s/.test(m[k]!)) k++;
+  if (m[k] === "{") return { start: k, end: matchBracket(src, k) };
+  // A single statement.
+  const end = expressionEnd(src, k, { newlineEnds: src.lang === "go" || src.lang === "swift" });
+  return { start: k, end };
+}
+
+function findConditions(src: Source): Condition[] {
+  const m = src.masked;
+  const out: Condition[] = [];
+  const parenLangs = src.lang === "java" || src.lang === "cpp";
+  const re = parenLangs ? /\b(if|while|for|switch|catch)\s*\(/g : /\b(if|guard|while|for|switch)\b/g;
+  for (const mm of m.matchAll(re)) {
+    const kind = mm[1] as Condition["kind"];
+    let start: number;
+    let end: number;
+    let after: number;
+    if (parenLangs) {
+      start = mm.index + mm[0].length;
+      end = matchBracket(src, start - 1);
+      after = end + 1;
+    } else {
+      start = mm.index + mm[0].length;
+      // Up to the block's "{" at depth 0 (Swift guard: up to "else").
+      let depth = 0;
+      let k = start;
+      for (; k < m.length; k++) {
+        const ch = m[k]!;
+        if (ch === "(" || ch === "[") depth++;
+        else if (ch === ")" || ch === "]") depth--;
+        else if (depth === 0 && ch === "{") {
+          // Swift/Go composite literals in conditions are rare; a "{" preceded by an identifier or ")"
+          // after "else" or at the end of the condition opens the block.
+          break;
+        }
+      }
+      end = k;
+      after = k;
+      if (kind === "guard") {
+        const e = m.slice(start, k).lastIndexOf("else");
+        if (e >= 0) end = start + e;
+      }
+    }
+    const body = blockAfter(src, after);
+    let elseEnd = body.end;
+    const elseMatch = /^\s*else\b\s*/.exec(m.slice(body.end + 1, body.end + 40));
+    if (kind === "if" && elseMatch) elseEnd = blockAfter(src, body.end + 1 + elseMatch[0].length).end;
+    out.push({
+      kind,
+      start,
+      end,
+      bodyStart: body.start,
+      bodyEnd: body.end,
+      elseEnd,
+      exits: EXIT.test(m.slice(body.start, body.end + 1)),
+    });
+  }
+  return out;
+}
+
+const flowCache = new WeakMap<Source, Flow>();
+
+export function flowOf(src: Source): Flow {
+  let f = flowCache.get(src);
+  if (f) return f;
+  const functions = findFunctions(src);
+  const assignments = findAssignments(src);
+  const conditions = findConditions(src);
+  const byName = new Map<string, Assignment[]>();
+  for (const a of assignments) {
+    const list = byName.get(a.name) ?? [];
+    list.push(a);
+    byName.set(a.name, list);
+  }
+  f = {
+    functions,
+    assignments,
+    conditions,
+    functionAt(index: number) {
+      let best: FunctionDef | undefined;
+      for (const fn of functions)
+        if (fn.bodyStart <= index && index <= fn.bodyEnd && (!best || fn.bodyStart > best.bodyStart))
+          best = fn;
+      return best;
+    },
+    assignmentsTo(name: string) {
+      return byName.get(name) ?? [];
+    },
+  };
+  flowCache.set(src, f);
+  return f;
+}
+
+/** Identifiers read in a range of the masked view (not member names after "." and not call names). */
+export function identifiersIn(src: Source, start: number, end: number): string[] {
+  const text = src.masked.slice(start, end);
+  const out: string[] = [];
+  for (const mm of text.matchAll(/(?<![\w.$])(?<!->)(?<!::)([A-Za-z_]\w*)\b(?!\s*::)/g)) out.push(mm[1]!);
+  return out;
+}
+
+/** A regex that matches `name` as a whole identifier (not a member after "." or "->"). */
+export function identRe(name: string, flags = ""): RegExp {
+  return new RegExp(`(?<![\\w.$])(?<!->)${name.replace(/\$/g, "\\$")}\\b`, flags);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Taint
+
+export type TaintKind = "text" | "number";
+
+export interface TaintConfig {
+  /** Expressions that yield untrusted text (a match inside a right-hand side taints the variable). */
+  sources: RegExp;
+  /** Expressions that yield untrusted numbers (array indexes, sizes). */
+  numberSources?: RegExp;
+  /** Calls that read untrusted input into their argument: `cin >> x`, `fmt.Scan(&x)`, `fgets(x, ...)`. */
+  outSources?: RegExp;
+  /** Calls whose result is a number even from text (parseInt, atoi, Int(x), strconv.Atoi). */
+  toNumber?: RegExp;
+  /** Calls that make text safe for every sink here (encoders, escapers, basename). */
+  sanitizers?: RegExp;
+  /** Treat parameters of these functions as untrusted (entry points: main's args, handlers' requests). */
+  paramSources?: (fn: FunctionDef, p: Param) => TaintKind | null;
+  /**
+   * Calls through which taint flows from an argument to the result (string building, conversion,
+   * path joining). Other calls stop it: an unknown function's result is not the caller's input.
+   * Matched against the callee as written (`strings.TrimSpace`, `String.format`, `substr`).
+   */
+  propagators?: RegExp;
+  /** Sources that depend on the snippet, e.g. reads on the variables that hold a Scanner over stdin. */
+  dynamicSources?: (src: Source) => { text?: RegExp; number?: RegExp };
+  /** Propagation through out-parameters: `strcpy(dst, src)` taints dst when src is tainted. */
+  copyCalls?: RegExp;
+}
+
+export interface Taint {
+  /** Taint of a variable name (null when clean). */
+  of(name: string): TaintKind | null;
+  /** Is the text range tainted: a source inside it, or a tainted variable read in it? */
+  range(start: number, end: number, kinds?: TaintKind[]): boolean;
+  /** The tainted variables read in a range. */
+  varsIn(start: number, end: number): string[];
+  /** Is one of `names` (or a variable derived from it) validated by a condition that guards `at`? */
+  guarded(names: string[], at: number, check: RegExp): boolean;
+}
+
+const taintCache = new WeakMap<Source, Map<TaintConfig, Taint>>();
+
+/** Names that a variable is derived from, transitively (for guards on an earlier or later copy). */
+function related(flow: Flow, src: Source, names: string[]): Set<string> {
+  const out = new Set(names);
+  for (let changed = true, guard = 0; changed && guard < 10; guard++) {
+    changed = false;
+    for (const a of flow.assignments) {
+      const reads = identifiersIn(src, a.rhsStart, a.rhsEnd);
+      if (out.has(a.name) && reads.some((r) => !out.has(r) && r.length > 1)) {
+        for (const r of reads) if (!out.has(r) && !KEYWORDS.has(r)) out.add(r);
+        changed = true;
+      } else if (!out.has(a.name) && reads.some((r) => out.has(r))) {
+        out.add(a.name);
+        changed = true;
+      }
+    }
+  }
+  return out;
+}
+
+export function taintOf(src: Source, cfg: TaintConfig): Taint {
+  let perSrc = taintCache.get(src);
+  if (!perSrc) taintCache.set(src, (perSrc = new Map()));
+  const cached = perSrc.get(cfg);
+  if (cached) return cached;
+
+  const flow = flowOf(src);
+  const m = src.masked;
+  const tainted = new Map<string, TaintKind>();
+  const set = (name: string, kind: TaintKind) => {
+    const prev = tainted.get(name);
+    if (prev === "text" || prev === kind) return false;
+    tainted.set(name, kind);
+    return true;
+  };
+  const re = (r: RegExp | undefined) => (r ? new RegExp(r.source, r.flags.replace("g", "")) : null);
+  const dyn = cfg.dynamicSources?.(src) ?? {};
+  const either = (a: RegExp | undefined, b: RegExp | undefined) =>
+    a && b ? new RegExp(`${a.source}|${b.source}`) : re(a ?? b);
+  const sources = either(cfg.sources, dyn.text)!;
+  const numberSources = either(cfg.numberSources, dyn.number);
+  const toNumber = re(cfg.toNumber);
+  const sanitizers = re(cfg.sanitizers);
+  const propagators = re(cfg.propagators);
+
+  /** Does the value at `at` reach the end of the expression starting at `start`, through the calls around it? */
+  const flowsOut = (start: number, at: number): boolean => {
+    let depth = 0;
+    for (let k = at - 1; k >= start; k--) {
+      const ch = m[k]!;
+      if (ch === ")" || ch === "]" || ch === "}") depth++;
+      else if (ch === "(" || ch === "[" || ch === "{") {
+        if (depth > 0) {
+          depth--;
+          continue;
+        }
+        if (ch !== "(") continue;
+        const callee = /((?:new\s+)?[A-Za-z_][\w.:]*(?:\s*<[^<>()]*>)?)\s*$/.exec(
+          m.slice(Math.max(start, k - 80), k),
+        );
+        if (!callee) continue; // a parenthesised expression or a cast
+        const name = callee[1]!.replace(/\s+/g, " ");
+        if (/^(?:if|for|while|switch|return|new)$/.test(name)) continue;
+        if (!propagators!.test(name)) return false;
+      }
+    }
+    return true;
+  };
+
+  if (cfg.paramSources)
+    for (const fn of flow.functions)
+      for (const p of fn.params) {
+        const kind = cfg.paramSources(fn, p);
+        if (kind) set(p.name, kind);
+      }
+  if (cfg.outSources)
+    for (const mm of src.matches(new RegExp(cfg.outSources.source, "g"))) {
+      const at = mm.index + mm[0].length;
+      // Targets: identifiers after `>>`, `&x` arguments, or the first argument.
+      const end = expressionEnd(src, at);
+      const seg = m.slice(mm.index, end);
+      const targets = [...seg.matchAll(/(?:>>|&)\s*([A-Za-z_]\w*)/g)].map((t) => t[1]!);
+      if (targets.length === 0) {
+        const first = /^\s*([A-Za-z_]\w*)/.exec(m.slice(at, end));
+        if (first) targets.push(first[1]!);
+      }
+      for (const t of targets) {
+        const decl = flow.assignmentsTo(t).find((a) => a.decl);
+        const numeric =
+          decl &&
+          /^(?:(?:unsigned|signed|const)\s+)*(?:int|long|short|size_t|unsigned|float|double|u?int\d*_t|Int\d*|UInt\d*|int\d*|uint\d*)\b/.test(
+            decl.type,
+          );
+        set(t, numeric ? "number" : "text");
+      }
+    }
+
+  const exprKind = (start: number, end: number): TaintKind | null => {
+    const text = m.slice(start, end);
+    // Text of the expression with literals shown, for source patterns on strings (e.g. Swift keys).
+    const full = src.text.slice(start, end);
+    let kind: TaintKind | null = null;
+    if (sources.test(text) || sources.test(full)) kind = "text";
+    else if (numberSources?.test(text)) kind = "number";
+    else {
+      for (const occ of text.matchAll(/(?<![\w.$])(?<!->)(?<!::)([A-Za-z_]\w*)\b(?!\s*::)/g)) {
+        const id = occ[1]!;
+        const k = tainted.get(id);
+        if (!k) continue;
+        if (propagators && !flowsOut(start, start + occ.index!)) continue;
+        if (k === "text") {
+          kind = "text";
+          break;
+        }
+        if (k === "number") kind = "number";
+      }
+    }
+    if (!kind) return null;
+    if (sanitizers?.test(text)) return null;
+    if (toNumber?.test(text)) return "number";
+    return kind;
+  };
+
+  for (let changed = true, guard = 0; changed && guard < 12; guard++) {
+    changed = false;
+    for (const a of flow.assignments) {
+      if (a.rhsEnd <= a.rhsStart) continue;
+      const k = exprKind(a.rhsStart, a.rhsEnd);
+      if (k && set(a.name, k)) changed = true;
+    }
+    if (cfg.copyCalls)
+      for (const mm of src.matches(new RegExp(cfg.copyCalls.source, "g"))) {
+        const args = src.callArgs(mm.index + mm[0].length - 1);
+        if (args.length >= 2 && args.slice(1).some((x) => exprKind(x.start, x.end))) {
+          const dst = /^\s*&?\s*([A-Za-z_]\w*)/.exec(args[0]!.masked);
+          if (dst && set(dst[1]!, "text")) changed = true;
+        }
+      }
+  }
+
+  const taint: Taint = {
+    of: (name) => tainted.get(name) ?? null,
+    range(start, end, kinds = ["text"]) {
+      // Flow-sensitive at the sink: a variable whose last assignment before the sink (in the same
+      // function) is clean, e.g. `x = html.EscapeString(x)`, is clean here.
+      const fn = flow.functionAt(start);
+      const cleanHere = new Set<string>();
+      for (const id of new Set(identifiersIn(src, start, end))) {
+        if (!tainted.has(id)) continue;
+        const defs = flow
+          .assignmentsTo(id)
+          .filter((a) => a.index < start && a.rhsEnd > a.rhsStart && flow.functionAt(a.index) === fn);
+        let last: Assignment | undefined = defs[defs.length - 1];
+        // Only a definition on every path to the sink counts (not one inside an `if` the sink is outside of).
+        if (
+          last &&
+          flow.conditions.some(
+            (c) =>
+              c.bodyStart < last!.index &&
+              last!.index < c.elseEnd &&
+              !(c.bodyStart < start && start < c.elseEnd),
+          )
+        )
+          last = undefined;
+        if (
+          last &&
+          /^:?=$/.test(last.op) &&
+          !/^\s*$/.test(m.slice(last.rhsStart, last.rhsEnd)) &&
+          exprKind(last.rhsStart, last.rhsEnd) === null
+        )
+          cleanHere.add(id);
+      }
+      if (cleanHere.size === 0) {
+        const k = exprKind(start, end);
+        return k !== null && kinds.includes(k);
+      }
+      const saved = new Map([...cleanHere].map((id) => [id, tainted.get(id)!] as const));
+      for (const id of cleanHere) tainted.delete(id);
+      const k = exprKind(start, end);
+      for (const [id, v] of saved) tainted.set(id, v);
+      return k !== null && kinds.includes(k);
+    },
+    varsIn(start, end) {
+      return identifiersIn(src, start, end).filter((id) => tainted.has(id));
+    },
+    guarded(names, at, check) {
+      if (names.length === 0) return false;
+      const rel = related(flow, src, names);
+      const fn = flow.functionAt(at);
+      const ids = [...rel].map((n) => identRe(n));
+      // A condition validates when its own text does, or when it tests a variable holding a check
+      // (`boolean ok = input.matches(...); if (ok)`).
+      // Emptiness and nil tests say nothing about what the value contains.
+      const neutral = (text: string) =>
+        text.replace(
+          /(?:[!=]==?)\s*(?:""|''|nil|null|nullptr|NULL|0)(?![\w.])|(?<![\w.])(?:""|nil|null|nullptr|NULL)\s*[!=]==?|\.\s*(?:isEmpty|isBlank)\b(?:\s*\(\s*\))?|\blen\s*\([^()]*\)\s*(?:[=!<>]=?|>)\s*0\b|\.\s*(?:length|size)\s*\(\s*\)\s*(?:[=!<>]=?|>)\s*0\b/g,
+          " ",
+        );
+      const validates = (start: number, end: number) => {
+        const cond = neutral(m.slice(start, end));
+        if (check.test(cond) || check.test(neutral(src.text.slice(start, end)))) return true;
+        return [...rel].some(
+          (v) =>
+            identRe(v).test(cond) &&
+            flow
+              .assignmentsTo(v)
+              .some(
+                (a) =>
+                  a.rhsEnd > a.rhsStart &&
+                  (check.test(m.slice(a.rhsStart, a.rhsEnd)) ||
+                    check.test(src.text.slice(a.rhsStart, a.rhsEnd))),
+              ),
+        );
+      };
+      // `sink(ok ? value : fallback)` on the sink's own statement.
+      const stmtEnd = expressionEnd(src, at);
+      const stmt = m.slice(at, stmtEnd);
+      const q = stmt.indexOf("?");
+      if (q > 0 && ids.some((r) => r.test(stmt.slice(0, q))) && validates(at, at + q)) return true;
+      for (const c of flow.conditions) {
+        if (c.start > at) continue;
+        if (fn && c.start < fn.bodyStart) continue;
+        const cond = m.slice(c.start, c.end);
+        if (!ids.some((r) => r.test(cond))) continue;
+        if (!validates(c.start, c.end)) continue;
+        const inside = c.bodyStart <= at && at <= c.elseEnd;
+        const after = (c.exits || c.kind === "guard") && c.bodyEnd < at;
+        // `if (!valid(x)) x = fallback;` replaces a bad value before the sink.
+        const replaced =
+          c.bodyEnd < at &&
+          [...rel].some((v) =>
+            new RegExp(`(?<![\\w.])${v}\\s*=(?!=)`).test(m.slice(c.bodyStart, c.bodyEnd + 1)),
+          );
+        if (inside || after || replaced) return true;
+      }
+      return false;
+    },
+  };
+  perSrc.set(cfg, taint);
+  return taint;
+}
+
+/**
+ * Is the code at `at` guarded by a condition matching `check`: inside its block (or else block), or
+ * after a block that leaves (return/throw/break...), or an early-exit guard? Conditions of other
+ * functions do not count.
+ */
+export function guardedBy(src: Source, at: number, check: RegExp): boolean {
+  const flow = flowOf(src);
+  const fn = flow.functionAt(at);
+  const re = new RegExp(check.source, check.flags.replace("g", ""));
+  for (const c of flow.conditions) {
+    if (c.start > at) continue;
+    if (fn && c.start < fn.bodyStart) continue;
+    if (!re.test(src.masked.slice(c.start, c.end)) && !re.test(src.text.slice(c.start, c.end))) continue;
+    const inside = c.bodyStart <= at && at <= c.elseEnd;
+    const after = (c.exits || c.kind === "guard") && c.bodyEnd < at;
+    if (inside || after) return true;
+  }
+  // A ternary `cond ? a : b` on the same statement.
+  const stmtStart =
+    Math.max(
+      src.masked.lastIndexOf(";", at),
+      src.masked.lastIndexOf("{", at),
+      src.masked.lastIndexOf("}", at),
+    ) + 1;
+  const stmt = src.masked.slice(stmtStart, at);
+  return /\?/.test(stmt) && re.test(stmt);
+}

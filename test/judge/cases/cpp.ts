@@ -1,0 +1,685 @@
+import { code, type Case } from "./case.js";
+
+export const cppCases: Case[] = [
+  {
+    rule: "cpp/unbounded-copy",
+    bad: [
+      code`
+        #include <cstring>
+        void greet(char* out, const char* name) {
+          strcat(out, name); // <- unbounded-copy
+        }
+      `,
+      code`
+        #include <cstdio>
+        void label(const char* who) {
+          char line[32];
+          sprintf(line, "user=%s", who); // <- unbounded-copy
+        }
+      `,
+      code`
+        #include <cstring>
+        void f(const char* in) {
+          char buf[16];
+          strcpy(buf, in); // <- unbounded-copy
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <cstring>
+        void f(const char* in) {
+          char buf[16];
+          strncpy(buf, in, sizeof(buf) - 1);
+          buf[15] = 0;
+          snprintf(buf, sizeof(buf), "%s", in); // strcpy(buf, in) in a comment
+        }
+      `,
+      code`
+        #include <cstring>
+        void copyChecked(char* dest, const char* src, size_t destSize) {
+          if (strlen(src) < destSize) {
+            strcpy(dest, src);
+          }
+        }
+        char* duplicate(const char* s) {
+          char* copy = new char[strlen(s) + 1];
+          strcpy(copy, s);
+          return copy;
+        }
+        void fits() {
+          char small[8];
+          strcpy(small, "abc");
+          char num[32];
+          sprintf(num, "%d", 42);
+        }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/gets",
+    bad: [
+      code`
+        #include <cstdio>
+        int main() {
+          char name[32];
+          gets(name); // <- gets
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <cstdio>
+        int main() {
+          char name[32];
+          fgets(name, sizeof(name), stdin);
+        }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/scanf-unbounded-string",
+    bad: [
+      code`
+        int main() {
+          char name[10];
+          int age;
+          scanf("%d %s", &age, name); // <- scanf-unbounded-string
+        }
+      `,
+    ],
+    good: [
+      code`
+        int main() {
+          char name[10];
+          int age;
+          scanf("%d %9s", &age, name);
+          scanf("100%% %d", &age);
+        }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/cin-into-char-array",
+    bad: [
+      code`
+        #include <iostream>
+        int main() {
+          char buffer[10];
+          std::cin >> buffer; // <- cin-into-char-array
+        }
+      `,
+      code`
+        #include <iostream>
+        void readName(char* dest) {
+          std::cin >> dest; // <- cin-into-char-array
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <iostream>
+        #include <string>
+        int main() {
+          std::string buffer;
+          std::cin >> buffer;
+        }
+      `,
+      code`
+        #include <iomanip>
+        #include <iostream>
+        int main() {
+          char buffer[10];
+          std::cin >> std::setw(10) >> buffer;
+        }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/memcpy-into-fixed-buffer",
+    bad: [
+      code`
+        #include <cstring>
+        void f(const char* src, size_t n) {
+          char dst[8];
+          memcpy(dst, src, n); // <- memcpy-into-fixed-buffer
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <cstring>
+        void f(const char* src, size_t n) {
+          char dst[8];
+          if (n > sizeof(dst)) return;
+          memcpy(dst, src, n);
+          memcpy(dst, src, sizeof(dst));
+        }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/out-of-bounds",
+    bad: [
+      code`
+        #include <iostream>
+        int main() {
+          int arr[5] = {0};
+          int i;
+          std::cin >> i;
+          arr[i] = 42; // <- out-of-bounds
+        }
+      `,
+      code`
+        int main() {
+          char buffer[10];
+          int i;
+          for (i = 0; i <= 15; i++) { // <- out-of-bounds
+            buffer[i] = 'A';
+          }
+        }
+      `,
+      code`
+        #include <cstring>
+        void fill(const char* input) {
+          char name[8];
+          for (int i = 0; i < strlen(input); i++) { // <- out-of-bounds
+            name[i] = input[i];
+          }
+        }
+      `,
+      code`
+        void printAll(int values[], int size) {
+          for (int i = 0; i <= size; i++) { // <- out-of-bounds
+            values[i] = 0;
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <iostream>
+        int main() {
+          int arr[5] = {0};
+          int i;
+          std::cin >> i;
+          if (i >= 0 && i < 5) arr[i] = 42;
+          for (int k = 0; k < 5; k++) arr[k] = k;
+        }
+      `,
+      code`
+        #include <cstring>
+        void fill(const char* input, int* values, int size) {
+          char name[8];
+          if (strlen(input) >= sizeof(name)) return;
+          for (int i = 0; i < strlen(input); i++) name[i] = input[i];
+          for (int i = 0; i < size; i++) values[i] = 0;
+        }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/format-string",
+    bad: [
+      code`
+        #include <cstdio>
+        int main(int argc, char** argv) {
+          printf(argv[1]); // <- format-string
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <cstdio>
+        int main(int argc, char** argv) {
+          printf("%s", argv[1]);
+          fprintf(stderr, "err %d\n", argc);
+        }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/command-injection",
+    bad: [
+      code`
+        #include <cstdlib>
+        #include <string>
+        void run(const std::string& host) {
+          std::string cmd = "ping " + host;
+          system(cmd.c_str()); // <- command-injection
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <unistd.h>
+        void run(const char* host) {
+          execl("/bin/ping", "ping", "-c", "1", host, (char*)NULL);
+          system("clear");
+        }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/weak-random",
+    bad: [
+      code`
+        #include <cstdlib>
+        #include <ctime>
+        int makeToken() {
+          srand(time(0)); // <- weak-random
+          return rand();
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <random>
+        int makeToken() {
+          std::random_device rd;
+          return std::uniform_int_distribution<int>(0, 1 << 30)(rd);
+        }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/weak-hash",
+    bad: [
+      code`
+        #include <openssl/md5.h>
+        void h(const unsigned char* d, size_t n, unsigned char* out) {
+          MD5(d, n, out); // <- weak-hash
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <openssl/sha.h>
+        void h(const unsigned char* d, size_t n, unsigned char* out) {
+          SHA256(d, n, out);
+        }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/weak-cipher",
+    bad: [
+      code`
+        #include <openssl/evp.h>
+        void e(EVP_CIPHER_CTX* ctx, const unsigned char* k) {
+          EVP_EncryptInit_ex(ctx, EVP_des_cbc(), NULL, k, NULL); // <- weak-cipher
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <openssl/evp.h>
+        void e(EVP_CIPHER_CTX* ctx, const unsigned char* k, const unsigned char* iv) {
+          EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, k, iv);
+        }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/hardcoded-credential",
+    bad: [
+      code`
+        #include <string>
+        bool login(const std::string& user, const std::string& pass) {
+          const std::string password = "hunter22"; // <- hardcoded-credential
+          return pass == password;
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <cstdlib>
+        #include <string>
+        bool login(const std::string& pass) {
+          const char* password = std::getenv("APP_PASSWORD");
+          std::string passwordPrompt = "Enter password: ";
+          return password && pass == password;
+        }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/sql-injection",
+    bad: [
+      code`
+        #include <string>
+        void q(MYSQL* c, const std::string& name) {
+          std::string sql = "SELECT * FROM users WHERE name = '" + name + "'"; // <- sql-injection
+          mysql_query(c, sql.c_str());
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <sqlite3.h>
+        void q(sqlite3* db, const char* name) {
+          sqlite3_stmt* st;
+          sqlite3_prepare_v2(db, "SELECT * FROM users WHERE name = ?", -1, &st, nullptr);
+          sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+        }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/new-delete-mismatch",
+    bad: [
+      code`
+        void f(int n) {
+          int* a = new int[n];
+          a[0] = 1;
+          delete a; // <- new-delete-mismatch
+        }
+      `,
+    ],
+    good: [
+      code`
+        void f(int n) {
+          int* a = new int[n];
+          int* b = new int(3);
+          delete[] a;
+          delete b;
+        }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/memory-leak",
+    bad: [
+      code`
+        struct Node { int v; };
+        void f() {
+          Node* n = new Node(); // <- memory-leak
+          n->v = 1;
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <memory>
+        struct Node { int v; };
+        void f() {
+          Node* n = new Node();
+          n->v = 1;
+          delete n;
+          auto m = std::make_unique<Node>();
+        }
+      `,
+    ],
+  },
+
+  {
+    rule: "cpp/unbounded-copy-loop",
+    bad: [
+      code`
+        void copyString(char* dest, const char* src) {
+          while (*src != '\0') { // <- unbounded-copy-loop
+            *dest = *src;
+            dest++;
+            src++;
+          }
+        }
+      `,
+      code`
+        void copyString(char* dest, const char* src) {
+          int i;
+          for (i = 0; src[i] != '\0'; ++i) { // <- unbounded-copy-loop
+            dest[i] = src[i];
+          }
+          dest[i] = '\0';
+        }
+      `,
+      code`
+        #include <cstring>
+        char* clone(const char* s) {
+          char* out = new char[strlen(s)]; // <- unbounded-copy-loop
+          return out;
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <cstddef>
+        void copyString(char* dest, const char* src, size_t size) {
+          size_t i = 0;
+          while (src[i] != '\0' && i + 1 < size) {
+            dest[i] = src[i];
+            i++;
+          }
+          dest[i] = '\0';
+        }
+        size_t length(const char* s) {
+          size_t n = 0;
+          while (s[n] != '\0') n++;
+          return n;
+        }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/use-after-free",
+    bad: [
+      code`
+        #include <iostream>
+        struct Resource { int value = 1; };
+        int main() {
+          Resource* r = new Resource();
+          delete r;
+          std::cout << r->value << std::endl; // <- use-after-free
+        }
+      `,
+      code`
+        #include <cstdlib>
+        void twice() {
+          char* p = (char*)malloc(16);
+          free(p);
+          free(p); // <- use-after-free
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <iostream>
+        struct Resource { int value = 1; };
+        int main() {
+          Resource* r = new Resource();
+          std::cout << r->value << std::endl;
+          delete r;
+          r = nullptr;
+          r = new Resource();
+          std::cout << r->value << std::endl;
+          delete r;
+        }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/uninitialized-pointer",
+    bad: [
+      code`
+        int main() {
+          int* p;
+          *p = 5; // <- uninitialized-pointer
+          return 0;
+        }
+      `,
+      code`
+        #include <iostream>
+        class Holder {
+        public:
+            int* value;
+        };
+        int main() {
+            Holder h;
+            std::cout << *h.value << std::endl; // <- uninitialized-pointer
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <iostream>
+        class Holder {
+        public:
+            int* value;
+            Holder() : value(new int(0)) {}
+            ~Holder() { delete value; }
+        };
+        int main() {
+            int x = 0;
+            int* p;
+            p = &x;
+            *p = 5;
+            Holder h;
+            std::cout << *h.value << std::endl;
+        }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/constructor-leak",
+    bad: [
+      code`
+        class Buffer {
+            int* data;
+        public:
+            Buffer(int size) { // <- constructor-leak
+                data = new int[size];
+            }
+            ~Buffer() {}
+        };
+      `,
+    ],
+    good: [
+      code`
+        #include <memory>
+        class Buffer {
+            int* data;
+        public:
+            Buffer(int size) {
+                data = new int[size];
+            }
+            ~Buffer() { delete[] data; }
+        };
+        class Owned {
+            std::unique_ptr<int[]> data;
+        public:
+            Owned(int size) : data(std::make_unique<int[]>(size)) {}
+        };
+      `,
+    ],
+  },
+  {
+    rule: "cpp/race-condition",
+    bad: [
+      code`
+        #include <thread>
+        int counter = 0;
+        void work() {
+            for (int i = 0; i < 1000; ++i) counter++; // <- race-condition
+        }
+        int main() {
+            std::thread t1(work);
+            std::thread t2(work);
+            t1.join();
+            t2.join();
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <atomic>
+        #include <mutex>
+        #include <thread>
+        int counter = 0;
+        std::mutex m;
+        void work() {
+            for (int i = 0; i < 1000; ++i) {
+                std::lock_guard<std::mutex> lock(m);
+                counter++;
+            }
+        }
+        int main() {
+            std::thread t1(work);
+            std::thread t2(work);
+            t1.join();
+            t2.join();
+        }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/integer-overflow",
+    bad: [
+      code`
+        #include <climits>
+        #include <iostream>
+        int main() {
+            int x = INT_MAX;
+            x = x + 1; // <- integer-overflow
+            std::cout << x;
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <climits>
+        #include <iostream>
+        int main() {
+            int x = INT_MAX;
+            if (x < INT_MAX) x = x + 1;
+            std::cout << x;
+        }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/unbounded-allocation",
+    bad: [
+      code`
+        #include <iostream>
+        int main() {
+            int size;
+            std::cin >> size;
+            char* buffer = new char[size]; // <- unbounded-allocation
+            delete[] buffer;
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <iostream>
+        int main() {
+            int size;
+            std::cin >> size;
+            if (size <= 0 || size > 4096) return 1;
+            char* buffer = new char[size];
+            delete[] buffer;
+        }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/divide-by-zero",
+    bad: [
+      code`
+        int ratio(int total, int parts) {
+            return total / parts; // <- divide-by-zero
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <stdexcept>
+        int ratio(int total, int parts) {
+            if (parts == 0) throw std::invalid_argument("parts must not be zero");
+            return total / parts;
+        }
+        double half(double x) { return x / 2; }
+      `,
+    ],
+  },
+];

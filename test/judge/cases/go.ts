@@ -1,0 +1,771 @@
+import { code, type Case } from "./case.js";
+
+export const goCases: Case[] = [
+  {
+    rule: "go/discarded-error",
+    bad: [
+      code`
+        package main
+        import "strconv"
+        func f(s string) int {
+        	n, _ := strconv.Atoi(s) // <- discarded-error
+        	return n
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import "strconv"
+        func f(s string, m map[string]int) int {
+        	n, err := strconv.Atoi(s)
+        	if err != nil {
+        		return 0
+        	}
+        	v, _ := m[s]
+        	for _, x := range []int{1} {
+        		n += x
+        	}
+        	return n + v
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/unchecked-error",
+    bad: [
+      code`
+        package main
+        import "os"
+        func f() {
+        	os.Remove("b.txt") // <- unchecked-error
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import "os"
+        func f() error {
+        	f, err := os.Open("a.txt")
+        	if err != nil {
+        		return err
+        	}
+        	defer f.Close()
+        	return os.Remove("b.txt")
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/command-injection",
+    bad: [
+      code`
+        package main
+        import "os/exec"
+        func run(input string) {
+        	cmd := exec.Command("sh", "-c", "ls "+input) // <- command-injection
+        	cmd.Run()
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import "os/exec"
+        func run(input string) error {
+        	cmd := exec.Command("ls", "-l", input)
+        	return cmd.Run()
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/sql-injection",
+    bad: [
+      code`
+        package main
+        import (
+        	"database/sql"
+        	"fmt"
+        )
+        func q(db *sql.DB, name string) {
+        	rows, err := db.Query(fmt.Sprintf("SELECT * FROM users WHERE name = '%s'", name)) // <- sql-injection
+        	_ = rows
+        	_ = err
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import "database/sql"
+        func q(db *sql.DB, name string) (*sql.Rows, error) {
+        	return db.Query("SELECT * FROM users WHERE name = ?", name)
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/weak-random",
+    bad: [
+      code`
+        package main
+        import (
+        	"math/rand" // <- weak-random
+        )
+        func token() int {
+        	return rand.Intn(1000000)
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import (
+        	"crypto/rand"
+        	"math/big"
+        )
+        func token() (*big.Int, error) {
+        	return rand.Int(rand.Reader, big.NewInt(1000000))
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/weak-crypto",
+    bad: [
+      code`
+        package main
+        import (
+        	"crypto/md5" // <- weak-crypto
+        	"fmt"
+        )
+        func h(b []byte) string {
+        	return fmt.Sprintf("%x", md5.Sum(b))
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import (
+        	"crypto/sha256"
+        	"fmt"
+        )
+        func h(b []byte) string {
+        	return fmt.Sprintf("%x", sha256.Sum256(b))
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/hardcoded-credential",
+    bad: [
+      code`
+        package main
+        import "database/sql"
+        func open() (*sql.DB, error) {
+        	return sql.Open("mysql", "root:hunter22@tcp(127.0.0.1:3306)/app") // <- hardcoded-credential
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import (
+        	"database/sql"
+        	"os"
+        )
+        func open() (*sql.DB, error) {
+        	return sql.Open("mysql", os.Getenv("DSN"))
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/path-traversal",
+    bad: [
+      code`
+        package main
+        import (
+        	"net/http"
+        	"os"
+        	"path/filepath"
+        )
+        func h(w http.ResponseWriter, r *http.Request) {
+        	p := filepath.Join("/srv/files", r.URL.Query().Get("f")) // <- path-traversal
+        	b, _ := os.ReadFile(p)
+        	w.Write(b)
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import (
+        	"net/http"
+        	"os"
+        	"path/filepath"
+        	"strings"
+        )
+        func h(w http.ResponseWriter, r *http.Request) {
+        	p := filepath.Join("/srv/files", filepath.Clean("/"+r.URL.Query().Get("f")))
+        	if !strings.HasPrefix(p, "/srv/files/") {
+        		return
+        	}
+        	b, err := os.ReadFile(p)
+        	if err == nil {
+        		w.Write(b)
+        	}
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/unsafe-pointer",
+    bad: [
+      code`
+        package main
+        import "unsafe"
+        func f(b []byte) *int {
+        	return (*int)(unsafe.Pointer(&b[0])) // <- unsafe-pointer
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import "encoding/binary"
+        func f(b []byte) uint64 {
+        	return binary.LittleEndian.Uint64(b)
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/format-string",
+    bad: [
+      code`
+        package main
+        import "fmt"
+        func greet(name string) {
+        	fmt.Printf(name) // <- format-string
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import "fmt"
+        const layout = "%s\n"
+        func greet(name string) {
+        	fmt.Printf("%s\n", name)
+        	fmt.Printf(layout, name)
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/tls-insecure-skip-verify",
+    bad: [
+      code`
+        package main
+        import "crypto/tls"
+        func cfg() *tls.Config {
+        	return &tls.Config{InsecureSkipVerify: true} // <- tls-insecure-skip-verify
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import "crypto/tls"
+        func cfg() *tls.Config {
+        	return &tls.Config{MinVersion: tls.VersionTLS12}
+        }
+      `,
+    ],
+  },
+
+  {
+    rule: "go/error-not-handled",
+    bad: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"os"
+        )
+        func main() {
+        	file, err := os.Open("data.txt")
+        	if err != nil { // <- error-not-handled
+        		fmt.Println(err)
+        	}
+        	defer file.Close()
+        }
+      `,
+      code`
+        package main
+        import "os"
+        func main() {
+        	file, err := os.Open("data.txt")
+        	defer file.Close() // <- error-not-handled
+        	if err != nil {
+        		return
+        	}
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"os"
+        )
+        func main() {
+        	file, err := os.Open("data.txt")
+        	if err != nil {
+        		fmt.Println(err)
+        		return
+        	}
+        	defer file.Close()
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/index-out-of-range",
+    bad: [
+      code`
+        package main
+        import "fmt"
+        func main() {
+        	arr := [5]int{}
+        	for i := 0; i <= 5; i++ { // <- index-out-of-range
+        		arr[i] = i
+        	}
+        	fmt.Println(arr)
+        }
+      `,
+      code`
+        package main
+        import (
+        	"fmt"
+        	"os"
+        )
+        func main() {
+        	name := os.Args[1] // <- index-out-of-range
+        	fmt.Println(name)
+        }
+      `,
+      code`
+        package main
+        func prefix(s string, n int) string {
+        	return s[:n] // <- index-out-of-range
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"os"
+        )
+        func prefix(s string, n int) string {
+        	if n > len(s) {
+        		n = len(s)
+        	}
+        	return s[:n]
+        }
+        func main() {
+        	arr := [5]int{}
+        	for i := 0; i < len(arr); i++ {
+        		arr[i] = i
+        	}
+        	if len(os.Args) < 2 {
+        		return
+        	}
+        	fmt.Println(os.Args[1], prefix("abc", 2))
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/nil-dereference",
+    bad: [
+      code`
+        package main
+        import "fmt"
+        type User struct{ Name string }
+        func main() {
+        	var u *User
+        	fmt.Println(u.Name) // <- nil-dereference
+        }
+      `,
+      code`
+        package main
+        import "fmt"
+        type User struct{ Name string }
+        func find(id int) *User {
+        	if id == 1 {
+        		return &User{Name: "a"}
+        	}
+        	return nil
+        }
+        func main() {
+        	u := find(2)
+        	fmt.Println(u.Name) // <- nil-dereference
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import "fmt"
+        type User struct{ Name string }
+        func find(id int) *User {
+        	if id == 1 {
+        		return &User{Name: "a"}
+        	}
+        	return nil
+        }
+        func main() {
+        	var u *User
+        	u = &User{Name: "b"}
+        	fmt.Println(u.Name)
+        	if v := find(2); v != nil {
+        		fmt.Println(v.Name)
+        	}
+        	w := find(1)
+        	if w == nil {
+        		return
+        	}
+        	fmt.Println(w.Name)
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/race-condition",
+    bad: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"sync"
+        )
+        var counter int
+        func main() {
+        	var wg sync.WaitGroup
+        	for i := 0; i < 100; i++ {
+        		wg.Add(1)
+        		go func() {
+        			defer wg.Done()
+        			counter++ // <- race-condition
+        		}()
+        	}
+        	wg.Wait()
+        	fmt.Println(counter)
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"sync"
+        )
+        var counter int
+        func main() {
+        	var wg sync.WaitGroup
+        	var mu sync.Mutex
+        	for i := 0; i < 100; i++ {
+        		wg.Add(1)
+        		go func() {
+        			defer wg.Done()
+        			mu.Lock()
+        			counter++
+        			mu.Unlock()
+        		}()
+        	}
+        	wg.Wait()
+        	fmt.Println(counter)
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/inconsistent-locking",
+    bad: [
+      code`
+        package main
+        import "sync"
+        type Counter struct {
+        	mu    sync.Mutex
+        	count int
+        }
+        func (c *Counter) Inc() {
+        	c.mu.Lock()
+        	defer c.mu.Unlock()
+        	c.count++
+        }
+        func (c *Counter) Value() int { // <- inconsistent-locking
+        	return c.count
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import "sync"
+        type Counter struct {
+        	mu    sync.RWMutex
+        	count int
+        }
+        func (c *Counter) Inc() {
+        	c.mu.Lock()
+        	defer c.mu.Unlock()
+        	c.count++
+        }
+        func (c *Counter) Value() int {
+        	c.mu.RLock()
+        	defer c.mu.RUnlock()
+        	return c.count
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/unbounded-read",
+    bad: [
+      code`
+        package main
+        import (
+        	"io"
+        	"net/http"
+        )
+        func handler(w http.ResponseWriter, r *http.Request) {
+        	body, err := io.ReadAll(r.Body) // <- unbounded-read
+        	if err != nil {
+        		return
+        	}
+        	w.Write(body)
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import (
+        	"io"
+        	"net/http"
+        )
+        func handler(w http.ResponseWriter, r *http.Request) {
+        	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+        	body, err := io.ReadAll(r.Body)
+        	if err != nil {
+        		return
+        	}
+        	w.Header().Set("Content-Type", "text/plain")
+        	w.Write(body)
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/open-redirect",
+    bad: [
+      code`
+        package main
+        import "net/http"
+        func redirect(w http.ResponseWriter, r *http.Request) {
+        	target := r.URL.Query().Get("url")
+        	http.Redirect(w, r, target, http.StatusFound) // <- open-redirect
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import (
+        	"net/http"
+        	"strings"
+        )
+        func redirect(w http.ResponseWriter, r *http.Request) {
+        	target := r.URL.Query().Get("url")
+        	if !strings.HasPrefix(target, "/") || strings.HasPrefix(target, "//") {
+        		target = "/"
+        	}
+        	http.Redirect(w, r, target, http.StatusFound)
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/xss",
+    bad: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"net/http"
+        )
+        func hello(w http.ResponseWriter, r *http.Request) {
+        	name := r.URL.Query().Get("name")
+        	fmt.Fprintf(w, "<h1>Hello, %s</h1>", name) // <- xss
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"html"
+        	"net/http"
+        )
+        func hello(w http.ResponseWriter, r *http.Request) {
+        	name := r.URL.Query().Get("name")
+        	name = html.EscapeString(name)
+        	fmt.Fprintf(w, "<h1>Hello, %s</h1>", name)
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/file-permissions",
+    bad: [
+      code`
+        package main
+        import "os"
+        func save(data []byte) error {
+        	return os.WriteFile("secret_token.txt", data, 0644) // <- file-permissions
+        }
+      `,
+      code`
+        package main
+        import "os"
+        func prepare() error {
+        	return os.MkdirAll("/tmp/app", 0777) // <- file-permissions
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import "os"
+        func save(data []byte) error {
+        	if err := os.MkdirAll("/tmp/app", 0750); err != nil {
+        		return err
+        	}
+        	return os.WriteFile("secret_token.txt", data, 0600)
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/divide-by-zero",
+    bad: [
+      code`
+        package main
+        func average(total int, count int) int {
+        	return total / count // <- divide-by-zero
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import "errors"
+        func average(total int, count int) (int, error) {
+        	if count == 0 {
+        		return 0, errors.New("no items")
+        	}
+        	return total / count, nil
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/unbounded-allocation",
+    bad: [
+      code`
+        package main
+        import "fmt"
+        func main() {
+        	var n int
+        	fmt.Scan(&n)
+        	s := make([]int, n) // <- unbounded-allocation
+        	fmt.Println(len(s))
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import "fmt"
+        func main() {
+        	var n int
+        	if _, err := fmt.Scan(&n); err != nil || n < 0 || n > 1<<16 {
+        		return
+        	}
+        	s := make([]int, n)
+        	fmt.Println(len(s))
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/unchecked-type-assertion",
+    bad: [
+      code`
+        package main
+        import "fmt"
+        func describe(v interface{}) {
+        	s := v.(string) // <- unchecked-type-assertion
+        	fmt.Println(s)
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import "fmt"
+        func describe(v interface{}) {
+        	if s, ok := v.(string); ok {
+        		fmt.Println(s)
+        	}
+        	switch x := v.(type) {
+        	case int:
+        		fmt.Println(x)
+        	}
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/sensitive-data-exposure",
+    bad: [
+      code`
+        package main
+        import "fmt"
+        func login(user, password string) {
+        	fmt.Println("login", user, password) // <- sensitive-data-exposure
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import "fmt"
+        func login(user, password string) {
+        	fmt.Println("login", user, len(password) > 0)
+        }
+      `,
+    ],
+  },
+];

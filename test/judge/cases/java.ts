@@ -1,0 +1,946 @@
+import { code, type Case } from "./case.js";
+
+export const javaCases: Case[] = [
+  {
+    rule: "java/sql-injection",
+    bad: [
+      code`
+        import java.sql.*;
+        class A {
+          ResultSet q(Connection c, String user) throws SQLException {
+            Statement st = c.createStatement();
+            return st.executeQuery("SELECT * FROM users WHERE name = '" + user + "'"); // <- sql-injection
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import java.sql.*;
+        class A {
+          ResultSet q(Connection c, String user) throws SQLException {
+            PreparedStatement ps = c.prepareStatement("SELECT * FROM users WHERE name = ?");
+            ps.setString(1, user);
+            return ps.executeQuery();
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/command-injection",
+    bad: [
+      code`
+        class A {
+          void run(String dir) throws Exception {
+            Runtime.getRuntime().exec("ls " + dir); // <- command-injection
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        class A {
+          void run(String dir) throws Exception {
+            new ProcessBuilder("ls", "-l", dir).start();
+            Runtime.getRuntime().exec("date");
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/unsafe-deserialization",
+    bad: [
+      code`
+        import java.io.*;
+        class A {
+          Object load(InputStream in) throws Exception {
+            ObjectInputStream ois = new ObjectInputStream(in); // <- unsafe-deserialization
+            return ois.readObject();
+          }
+        }
+      `,
+      code`
+        import java.io.*;
+        class Job implements Serializable {
+          private String command;
+          private void readObject(ObjectInputStream in) throws Exception { // <- unsafe-deserialization
+            in.defaultReadObject();
+            Runtime.getRuntime().exec(command);
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import java.io.*;
+        class A {
+          Object load(InputStream in) throws Exception {
+            ObjectInputStream ois = new ObjectInputStream(in);
+            ois.setObjectInputFilter(ObjectInputFilter.Config.createFilter("com.example.*;!*"));
+            return ois.readObject();
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/weak-hash",
+    bad: [
+      code`
+        import java.security.*;
+        class A {
+          byte[] h(byte[] d) throws Exception {
+            return MessageDigest.getInstance("MD5").digest(d); // <- weak-hash
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import java.security.*;
+        class A {
+          byte[] h(byte[] d) throws Exception {
+            return MessageDigest.getInstance("SHA-256").digest(d);
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/weak-cipher",
+    bad: [
+      code`
+        import javax.crypto.*;
+        class A {
+          Cipher c() throws Exception {
+            return Cipher.getInstance("AES"); // <- weak-cipher
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import javax.crypto.*;
+        class A {
+          Cipher c() throws Exception {
+            return Cipher.getInstance("AES/GCM/NoPadding");
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/insecure-random",
+    bad: [
+      code`
+        import java.util.Random;
+        class A {
+          String token() {
+            Random r = new Random(); // <- insecure-random
+            return Long.toHexString(r.nextLong());
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import java.security.SecureRandom;
+        class A {
+          String token() {
+            SecureRandom r = new SecureRandom();
+            return Long.toHexString(r.nextLong());
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/hardcoded-credential",
+    bad: [
+      code`
+        import java.sql.*;
+        class A {
+          Connection c() throws SQLException {
+            return DriverManager.getConnection("jdbc:mysql://localhost/db", "root", "s3cretPass"); // <- hardcoded-credential
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import java.sql.*;
+        class A {
+          Connection c() throws SQLException {
+            return DriverManager.getConnection("jdbc:mysql://localhost/db", "root", System.getenv("DB_PASSWORD"));
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/path-traversal",
+    bad: [
+      code`
+        import java.io.*;
+        class A {
+          String read(String name) throws IOException {
+            File f = new File("/var/data/" + name); // <- path-traversal
+            return f.getName();
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import java.io.*;
+        class A {
+          String read(String name) throws IOException {
+            File base = new File("/var/data");
+            File f = new File(base, name);
+            if (!f.getCanonicalPath().startsWith(base.getCanonicalPath() + File.separator)) throw new IOException("bad path");
+            return f.getName();
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/stack-trace-exposure",
+    bad: [
+      code`
+        class A {
+          void f() {
+            try { g(); }
+            catch (Exception e) { e.printStackTrace(); } // <- stack-trace-exposure
+          }
+          void g() throws Exception {}
+        }
+      `,
+    ],
+    good: [
+      code`
+        import java.util.logging.*;
+        class A {
+          static final Logger LOG = Logger.getLogger("A");
+          void f() {
+            try { g(); }
+            catch (Exception e) { LOG.warning("g failed"); }
+          }
+          void g() throws Exception {}
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/empty-catch",
+    bad: [
+      code`
+        class A {
+          void f() {
+            try { g(); }
+            catch (Exception e) { // <- empty-catch
+              // ignore
+            }
+          }
+          void g() throws Exception {}
+        }
+      `,
+    ],
+    good: [
+      code`
+        class A {
+          void f() {
+            try { g(); }
+            catch (Exception e) { throw new RuntimeException(e); }
+          }
+          void g() throws Exception {}
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/xxe",
+    bad: [
+      code`
+        import javax.xml.parsers.*;
+        class A {
+          DocumentBuilder b() throws Exception {
+            DocumentBuilderFactory f = DocumentBuilderFactory.newInstance(); // <- xxe
+            return f.newDocumentBuilder();
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import javax.xml.parsers.*;
+        class A {
+          DocumentBuilder b() throws Exception {
+            DocumentBuilderFactory f = DocumentBuilderFactory.newInstance();
+            f.setFeature("http://apache.org/xml/features/disallow-doctype-decl", true);
+            return f.newDocumentBuilder();
+          }
+        }
+      `,
+    ],
+  },
+
+  {
+    rule: "java/xss",
+    bad: [
+      code`
+        import java.io.*;
+        import javax.servlet.http.*;
+        public class Search extends HttpServlet {
+          protected void doGet(HttpServletRequest request, HttpServletResponse response) throws IOException {
+            String q = request.getParameter("q");
+            PrintWriter out = response.getWriter();
+            out.println("<p>Results for " + q + "</p>"); // <- xss
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import java.io.*;
+        import javax.servlet.http.*;
+        import org.owasp.encoder.Encode;
+        public class Search extends HttpServlet {
+          protected void doGet(HttpServletRequest request, HttpServletResponse response) throws IOException {
+            String q = request.getParameter("q");
+            PrintWriter out = response.getWriter();
+            out.println("<p>Results for " + Encode.forHtml(q) + "</p>");
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/open-redirect",
+    bad: [
+      code`
+        import javax.servlet.http.*;
+        public class Go extends HttpServlet {
+          protected void doGet(HttpServletRequest request, HttpServletResponse response) throws java.io.IOException {
+            String next = request.getParameter("next");
+            response.sendRedirect(next); // <- open-redirect
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import javax.servlet.http.*;
+        import java.util.Set;
+        public class Go extends HttpServlet {
+          private static final Set<String> ALLOWED = Set.of("/home", "/account");
+          protected void doGet(HttpServletRequest request, HttpServletResponse response) throws java.io.IOException {
+            String next = request.getParameter("next");
+            if (!ALLOWED.contains(next)) next = "/home";
+            response.sendRedirect(next);
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/ssrf",
+    bad: [
+      code`
+        import java.net.*;
+        import java.util.Scanner;
+        class Fetch {
+          public static void main(String[] args) throws Exception {
+            String target = new Scanner(System.in).nextLine();
+            URL url = new URL(target); // <- ssrf
+            url.openStream().close();
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import java.net.*;
+        import java.util.Scanner;
+        class Fetch {
+          public static void main(String[] args) throws Exception {
+            String path = new Scanner(System.in).nextLine();
+            if (!path.matches("[a-z0-9/]+")) return;
+            URL url = new URL("https://api.example.com/" + path);
+            url.openStream().close();
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/unsafe-reflection",
+    bad: [
+      code`
+        class Loader {
+          public static void main(String[] args) throws Exception {
+            Class<?> c = Class.forName(args[0]); // <- unsafe-reflection
+            c.getDeclaredConstructor().newInstance();
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import java.util.Map;
+        class Loader {
+          static final Map<String, Class<?>> PLUGINS = Map.of("csv", String.class);
+          public static void main(String[] args) throws Exception {
+            Class<?> c = Class.forName("java.lang.StringBuilder");
+            Class<?> p = PLUGINS.get(args[0]);
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/format-string",
+    bad: [
+      code`
+        import java.util.Scanner;
+        class Greet {
+          public static void main(String[] args) {
+            String name = new Scanner(System.in).nextLine();
+            System.out.printf(name); // <- format-string
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import java.util.Scanner;
+        class Greet {
+          private static final String FORMAT = "Hello, %s%n";
+          public static void main(String[] args) {
+            String name = new Scanner(System.in).nextLine();
+            System.out.printf("Hello, %s%n", name);
+            System.out.printf(FORMAT, name);
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/sensitive-data-exposure",
+    bad: [
+      code`
+        import java.util.Scanner;
+        class Login {
+          public static void main(String[] args) {
+            Scanner in = new Scanner(System.in);
+            String username = in.nextLine();
+            String password = in.nextLine();
+            System.out.println("User " + username + " logged in with " + password); // <- sensitive-data-exposure
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import java.util.Scanner;
+        class Login {
+          public static void main(String[] args) {
+            Scanner in = new Scanner(System.in);
+            String username = in.nextLine();
+            String password = in.nextLine();
+            System.out.println("User " + username + " logged in; password length " + password.length());
+            System.out.println("Password: " + mask(password));
+          }
+          static String mask(String s) { return "*".repeat(s.length()); }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/resource-leak",
+    bad: [
+      code`
+        import java.io.*;
+        class Read {
+          static String first(String name) throws IOException {
+            FileReader reader = new FileReader(name); // <- resource-leak
+            BufferedReader in = new BufferedReader(reader);
+            String line = in.readLine();
+            in.close();
+            return line;
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import java.io.*;
+        class Read {
+          static String first(String name) throws IOException {
+            try (BufferedReader in = new BufferedReader(new FileReader(name))) {
+              return in.readLine();
+            }
+          }
+          static void write(String name) throws IOException {
+            FileWriter w = new FileWriter(name);
+            try {
+              w.write("x");
+            } finally {
+              w.close();
+            }
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/null-dereference",
+    bad: [
+      code`
+        class Main {
+          public static void main(String[] args) {
+            String str = null;
+            System.out.println(str.length()); // <- null-dereference
+          }
+        }
+      `,
+      code`
+        import java.util.*;
+        class Main {
+          static User find(String name) {
+            return null;
+          }
+          public static void main(String[] args) {
+            User u = find("bob");
+            System.out.println(u.getName()); // <- null-dereference
+          }
+        }
+        class User { String getName() { return "x"; } }
+      `,
+      code`
+        import java.util.*;
+        class Main {
+          public static void main(String[] args) {
+            Map<String, String> m = new HashMap<>();
+            System.out.println(m.get("key").length()); // <- null-dereference
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import java.util.*;
+        class Main {
+          static User find(String name) {
+            return null;
+          }
+          public static void main(String[] args) {
+            String str = null;
+            if (str != null) System.out.println(str.length());
+            User u = find("bob");
+            if (u != null) System.out.println(u.getName());
+            Map<String, String> m = new HashMap<>();
+            if (m.containsKey("key")) System.out.println(m.get("key").length());
+            str = "set";
+            System.out.println(str.length());
+          }
+        }
+        class User { String getName() { return "x"; } }
+      `,
+    ],
+  },
+  {
+    rule: "java/uninitialized-field-dereference",
+    bad: [
+      code`
+        class Service {
+          private Helper helper;
+          public void run() {
+            helper.work(); // <- uninitialized-field-dereference
+          }
+        }
+        class Helper { void work() {} }
+      `,
+    ],
+    good: [
+      code`
+        class Service {
+          private Helper helper;
+          public Service(Helper h) { this.helper = h; }
+          public void run() {
+            helper.work();
+          }
+        }
+        class Helper { void work() {} }
+      `,
+    ],
+  },
+  {
+    rule: "java/array-index-out-of-bounds",
+    bad: [
+      code`
+        class Main {
+          public static void main(String[] args) {
+            int[] array = new int[10];
+            for (int i = 0; i <= 10; i++) { // <- array-index-out-of-bounds
+              array[i] = i;
+            }
+          }
+        }
+      `,
+      code`
+        import java.util.Scanner;
+        class Main {
+          public static void main(String[] args) {
+            String input = new Scanner(System.in).nextLine();
+            char[] chars = new char[10];
+            for (int i = 0; i < input.length(); i++) { // <- array-index-out-of-bounds
+              chars[i] = input.charAt(i);
+            }
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import java.util.Scanner;
+        class Main {
+          public static void main(String[] args) {
+            int[] array = new int[10];
+            for (int i = 0; i < array.length; i++) array[i] = i;
+            String input = new Scanner(System.in).nextLine();
+            char[] chars = new char[input.length()];
+            for (int i = 0; i < input.length(); i++) chars[i] = input.charAt(i);
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/thread-stop",
+    bad: [
+      code`
+        class Worker extends Thread {
+          public void run() { while (true) { } }
+        }
+        class Main {
+          public static void main(String[] args) throws Exception {
+            Worker w = new Worker();
+            w.start();
+            Thread.sleep(100);
+            w.stop(); // <- thread-stop
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        class Worker extends Thread {
+          public void run() { while (!isInterrupted()) { } }
+        }
+        class Main {
+          public static void main(String[] args) throws Exception {
+            Worker w = new Worker();
+            w.start();
+            Thread.sleep(100);
+            w.interrupt();
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/thread-run",
+    bad: [
+      code`
+        class Main {
+          public static void main(String[] args) {
+            Thread t = new Thread(() -> System.out.println("work"));
+            t.run(); // <- thread-run
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        class Main {
+          public static void main(String[] args) {
+            Thread t = new Thread(() -> System.out.println("work"));
+            t.start();
+            Runnable r = () -> System.out.println("inline");
+            r.run();
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/interrupted-exception-swallowed",
+    bad: [
+      code`
+        class Poller implements Runnable {
+          private volatile boolean running = true;
+          public void run() {
+            while (running) {
+              try {
+                Thread.sleep(1000);
+              } catch (InterruptedException e) { // <- interrupted-exception-swallowed
+                e.printStackTrace();
+              }
+            }
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        class Poller implements Runnable {
+          private volatile boolean running = true;
+          public void run() {
+            while (running) {
+              try {
+                Thread.sleep(1000);
+              } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+              }
+            }
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/unbounded-resource-use",
+    bad: [
+      code`
+        class Main {
+          public static void main(String[] args) {
+            StringBuilder sb = new StringBuilder();
+            while (true) { // <- unbounded-resource-use
+              sb.append("a");
+            }
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import java.net.*;
+        class Main {
+          public static void main(String[] args) throws Exception {
+            StringBuilder sb = new StringBuilder();
+            for (int i = 0; i < 1000; i++) sb.append("a");
+            ServerSocket server = new ServerSocket(8080);
+            while (true) {
+              Socket s = server.accept();
+              new Thread(() -> handle(s)).start();
+            }
+          }
+          static void handle(Socket s) {}
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/threadlocal-leak",
+    bad: [
+      code`
+        class Context {
+          private static final ThreadLocal<String> user = new ThreadLocal<>(); // <- threadlocal-leak
+          static void handle(String name) {
+            user.set(name);
+            System.out.println(user.get());
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        class Context {
+          private static final ThreadLocal<String> user = new ThreadLocal<>();
+          static void handle(String name) {
+            user.set(name);
+            try {
+              System.out.println(user.get());
+            } finally {
+              user.remove();
+            }
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/trust-all-certificates",
+    bad: [
+      code`
+        import javax.net.ssl.*;
+        import java.security.cert.X509Certificate;
+        class TrustAll implements X509TrustManager {
+          public void checkClientTrusted(X509Certificate[] c, String a) {}
+          public void checkServerTrusted(X509Certificate[] c, String a) {} // <- trust-all-certificates
+          public X509Certificate[] getAcceptedIssuers() { return new X509Certificate[0]; }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import javax.net.ssl.*;
+        import java.security.cert.*;
+        class Pinned implements X509TrustManager {
+          private final X509TrustManager delegate;
+          Pinned(X509TrustManager d) { delegate = d; }
+          public void checkClientTrusted(X509Certificate[] c, String a) throws CertificateException { delegate.checkClientTrusted(c, a); }
+          public void checkServerTrusted(X509Certificate[] c, String a) throws CertificateException { delegate.checkServerTrusted(c, a); }
+          public X509Certificate[] getAcceptedIssuers() { return delegate.getAcceptedIssuers(); }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/hardcoded-key",
+    bad: [
+      code`
+        import javax.crypto.spec.SecretKeySpec;
+        class Crypto {
+          static SecretKeySpec key() {
+            return new SecretKeySpec("0123456789abcdef".getBytes(), "AES"); // <- hardcoded-key
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import javax.crypto.*;
+        import javax.crypto.spec.SecretKeySpec;
+        class Crypto {
+          static SecretKeySpec key(byte[] material) throws Exception {
+            SecretKey generated = KeyGenerator.getInstance("AES").generateKey();
+            return new SecretKeySpec(material, "AES");
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/unchecked-cast",
+    bad: [
+      code`
+        import java.util.*;
+        class Main {
+          public static void main(String[] args) {
+            List<Object> items = new ArrayList<>();
+            items.add("a");
+            items.add(1);
+            for (Object obj : items) {
+              String s = (String) obj; // <- unchecked-cast
+              System.out.println(s);
+            }
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import java.util.*;
+        class Main {
+          public static void main(String[] args) {
+            List<Object> items = new ArrayList<>();
+            for (Object obj : items) {
+              if (obj instanceof String) {
+                String s = (String) obj;
+                System.out.println(s);
+              }
+            }
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/unchecked-numeric-input",
+    bad: [
+      code`
+        import java.util.Scanner;
+        class Age {
+          public static void main(String[] args) {
+            Scanner scanner = new Scanner(System.in);
+            int age = scanner.nextInt(); // <- unchecked-numeric-input
+            System.out.println(age);
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import java.util.*;
+        class Age {
+          public static void main(String[] args) {
+            Scanner scanner = new Scanner(System.in);
+            try {
+              int age = scanner.nextInt();
+              System.out.println(age);
+            } catch (InputMismatchException e) {
+              System.out.println("not a number");
+            }
+            java.util.Random r = new java.security.SecureRandom();
+            int n = r.nextInt();
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/divide-by-zero",
+    bad: [
+      code`
+        class Calc {
+          static int divide(int a, int b) {
+            return a / b; // <- divide-by-zero
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        class Calc {
+          static int divide(int a, int b) {
+            if (b == 0) throw new IllegalArgumentException("b must not be zero");
+            return a / b;
+          }
+          static double half(double x) { return x / 2; }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "java/plaintext-password",
+    bad: [
+      code`
+        import java.util.*;
+        class Auth {
+          private final Map<String, String> users = new HashMap<>();
+          boolean login(String user, String password) {
+            return users.get(user).equals(password); // <- plaintext-password
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import java.util.*;
+        import java.security.MessageDigest;
+        class Auth {
+          private final Map<String, byte[]> users = new HashMap<>();
+          boolean login(String user, String password) throws Exception {
+            byte[] hash = MessageDigest.getInstance("SHA-256").digest(password.getBytes());
+            return MessageDigest.isEqual(users.get(user), hash);
+          }
+        }
+      `,
+    ],
+  },
+];

@@ -1,0 +1,629 @@
+import { code, type Case } from "./case.js";
+
+export const swiftCases: Case[] = [
+  {
+    rule: "swift/force-unwrap",
+    bad: [
+      code`
+        import Foundation
+        func f(_ s: String?) -> Int {
+          let url = URL(string: "https://example.com")
+          return s!.count + (url?.port ?? 0) // <- force-unwrap
+        }
+      `,
+    ],
+    good: [
+      code`
+        import UIKit
+        class V: UIViewController {
+          @IBOutlet weak var label: UILabel!
+          func f(_ s: String?) -> Int {
+            guard let s = s else { return 0 }
+            if let n = Int(s), n != 3, !s.isEmpty { return n }
+            print("done!")
+            return s.count
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/try-force",
+    bad: [
+      code`
+        import Foundation
+        func load(_ u: URL) -> Data {
+          return try! Data(contentsOf: u) // <- try-force
+        }
+      `,
+    ],
+    good: [
+      code`
+        import Foundation
+        func load(_ u: URL) -> Data? {
+          do { return try Data(contentsOf: u) } catch { return nil }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/index-out-of-range",
+    bad: [
+      code`
+        func f() {
+          let p = UnsafeMutablePointer<Int8>.allocate(capacity: 10)
+          p[20] = 1 // <- index-out-of-range
+        }
+      `,
+      code`
+        class Store {
+          var data = [Int]()
+          func get(at index: Int) -> Int {
+            return data[index] // <- index-out-of-range
+          }
+        }
+      `,
+      code`
+        func middle(_ input: String) -> Substring {
+          let start = input.index(input.startIndex, offsetBy: 5) // <- index-out-of-range
+          return input[start...]
+        }
+      `,
+      code`
+        func copy(_ input: String) -> [UInt8] {
+          var buffer = [UInt8](repeating: 0, count: 16)
+          let bytes = Array(input.utf8)
+          for i in 0..<bytes.count { // <- index-out-of-range
+            buffer[i] = bytes[i]
+          }
+          return buffer
+        }
+      `,
+    ],
+    good: [
+      code`
+        func f() {
+          var a = [Int8](repeating: 0, count: 10)
+          if a.indices.contains(20) { a[20] = 1 }
+        }
+        class Store {
+          var data = [Int]()
+          func get(at index: Int) -> Int? {
+            guard index >= 0 && index < data.count else { return nil }
+            return data[index]
+          }
+        }
+        func middle(_ input: String) -> Substring? {
+          guard let start = input.index(input.startIndex, offsetBy: 5, limitedBy: input.endIndex) else { return nil }
+          return input[start...]
+        }
+        func copy(_ input: String) -> [UInt8] {
+          var buffer = [UInt8](repeating: 0, count: 16)
+          let bytes = Array(input.utf8)
+          for i in 0..<min(bytes.count, buffer.count) {
+            buffer[i] = bytes[i]
+          }
+          return buffer
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/format-string",
+    bad: [
+      code`
+        import Foundation
+        func log(_ userInput: String) {
+          let s = String(format: userInput) // <- format-string
+          print(s)
+        }
+      `,
+    ],
+    good: [
+      code`
+        import Foundation
+        func log(_ userInput: String) {
+          let s = String(format: "%@", userInput)
+          print(s)
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/unsafe-deserialization",
+    bad: [
+      code`
+        import Foundation
+        func load(_ d: Data) -> Any? {
+          return NSKeyedUnarchiver.unarchiveObject(with: d) // <- unsafe-deserialization
+        }
+      `,
+    ],
+    good: [
+      code`
+        import Foundation
+        func load(_ d: Data) -> NSString? {
+          return try? NSKeyedUnarchiver.unarchivedObject(ofClass: NSString.self, from: d)
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/weak-crypto",
+    bad: [
+      code`
+        import CryptoKit
+        func h(_ d: Data) -> String {
+          let digest = Insecure.MD5.hash(data: d) // <- weak-crypto
+          return digest.description
+        }
+      `,
+    ],
+    good: [
+      code`
+        import CryptoKit
+        func h(_ d: Data) -> String {
+          let digest = SHA256.hash(data: d)
+          return digest.description
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/hardcoded-credential",
+    bad: [
+      code`
+        import Foundation
+        struct Config {
+          let apiKey = "sk_live_51Habc" // <- hardcoded-credential
+        }
+      `,
+    ],
+    good: [
+      code`
+        import Foundation
+        struct Config {
+          let apiKey = ProcessInfo.processInfo.environment["API_KEY"] ?? ""
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/command-injection",
+    bad: [
+      code`
+        import Foundation
+        func run(_ input: String) {
+          let task = Process()
+          task.launchPath = "/bin/sh"
+          task.arguments = ["-c", "ls \(input)"] // <- command-injection
+          task.launch()
+        }
+      `,
+    ],
+    good: [
+      code`
+        import Foundation
+        func run(_ input: String) {
+          let task = Process()
+          task.executableURL = URL(fileURLWithPath: "/bin/ls")
+          task.arguments = ["-l", input]
+          try? task.run()
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/sql-injection",
+    bad: [
+      code`
+        import SQLite3
+        func q(_ db: OpaquePointer?, _ name: String) {
+          let sql = "SELECT * FROM users WHERE name = '\(name)'" // <- sql-injection
+          sqlite3_exec(db, sql, nil, nil, nil)
+        }
+      `,
+    ],
+    good: [
+      code`
+        import SQLite3
+        func q(_ db: OpaquePointer?, _ name: String) {
+          var st: OpaquePointer?
+          sqlite3_prepare_v2(db, "SELECT * FROM users WHERE name = ?", -1, &st, nil)
+          sqlite3_bind_text(st, 1, name, -1, nil)
+        }
+      `,
+    ],
+  },
+
+  {
+    rule: "swift/unchecked-optional",
+    bad: [
+      code`
+        class User {
+          var name: String = ""
+        }
+        func greet(user: User?) -> String {
+          return "Hello, \(user.name)" // <- unchecked-optional
+        }
+      `,
+    ],
+    good: [
+      code`
+        class User {
+          var name: String = ""
+        }
+        func greet(user: User?) -> String {
+          guard let user = user else { return "Hello" }
+          return "Hello, \(user.name)"
+        }
+        func greet2(user: User?) -> String {
+          return "Hello, \(user?.name ?? "stranger")"
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/unsafe-copy-overflow",
+    bad: [
+      code`
+        func fill(_ destination: UnsafeMutablePointer<UInt8>, from data: [UInt8]) {
+          destination.initialize(from: data, count: data.count) // <- unsafe-copy-overflow
+        }
+      `,
+      code`
+        func write(_ buffer: UnsafeMutablePointer<Int8>, _ input: String) {
+          let bytes = Array(input.utf8CString)
+          buffer.advanced(by: 4).assign(from: bytes, count: 4) // <- unsafe-copy-overflow
+        }
+      `,
+    ],
+    good: [
+      code`
+        func fill(_ destination: UnsafeMutableBufferPointer<UInt8>, from data: [UInt8]) {
+          let count = min(data.count, destination.count)
+          destination.baseAddress?.initialize(from: data, count: count)
+        }
+        func copy(_ data: Data, into buffer: inout [UInt8]) {
+          data.copyBytes(to: &buffer, count: buffer.count)
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/use-after-free",
+    bad: [
+      code`
+        func compute() -> Int {
+          let p = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+          p.initialize(to: 42)
+          p.deallocate()
+          return p.pointee // <- use-after-free
+        }
+      `,
+      code`
+        func leak() -> UnsafeMutablePointer<Int> {
+          var value = 10
+          return withUnsafeMutablePointer(to: &value) { $0 } // <- use-after-free
+        }
+      `,
+    ],
+    good: [
+      code`
+        func compute() -> Int {
+          let p = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+          defer { p.deallocate() }
+          p.initialize(to: 42)
+          return p.pointee
+        }
+        func read() -> Int {
+          var value = 10
+          return withUnsafeMutablePointer(to: &value) { $0.pointee + 1 }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/unsafe-bitcast",
+    bad: [
+      code`
+        class A { var x = 1 }
+        class B { var y = "" }
+        func convert(_ a: A) -> B {
+          return unsafeBitCast(a, to: B.self) // <- unsafe-bitcast
+        }
+      `,
+    ],
+    good: [
+      code`
+        import SQLite3
+        class A { var x = 1 }
+        class B: A {}
+        func convert(_ a: A) -> B? {
+          let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+          return a as? B
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/weak-random",
+    bad: [
+      code`
+        import Foundation
+        func makeToken() -> String {
+          srandom(UInt32(time(nil))) // <- weak-random
+          return String(random())
+        }
+      `,
+    ],
+    good: [
+      code`
+        import Foundation
+        import Security
+        func makeToken() -> String? {
+          var bytes = [UInt8](repeating: 0, count: 16)
+          guard SecRandomCopyBytes(kSecRandomDefault, bytes.count, &bytes) == errSecSuccess else { return nil }
+          return bytes.map { String(format: "%02x", $0) }.joined()
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/retain-cycle",
+    bad: [
+      code`
+        import Foundation
+        class Ticker {
+          var count = 0
+          var timer: Timer?
+          func start() {
+            timer = Timer.scheduledTimer(withTimeInterval: 1, repeats: true) { _ in // <- retain-cycle
+              self.count += 1
+            }
+          }
+        }
+      `,
+      code`
+        class Parent {
+          var child: Child?
+        }
+        class Child { // <- retain-cycle
+          var parent: Parent?
+        }
+      `,
+    ],
+    good: [
+      code`
+        import Foundation
+        class Ticker {
+          var count = 0
+          var timer: Timer?
+          weak var delegate: AnyObject?
+          func start() {
+            timer = Timer.scheduledTimer(withTimeInterval: 1, repeats: true) { [weak self] _ in
+              self?.count += 1
+            }
+          }
+        }
+        class Parent {
+          var child: Child?
+        }
+        class Child {
+          weak var parent: Parent?
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/race-condition",
+    bad: [
+      code`
+        import Foundation
+        class Account {
+          var balance = 0
+          func depositMany() {
+            DispatchQueue.concurrentPerform(iterations: 100) { _ in // <- race-condition
+              self.balance += 1
+            }
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import Foundation
+        class Account {
+          var balance = 0
+          let lock = NSLock()
+          func depositMany() {
+            DispatchQueue.concurrentPerform(iterations: 100) { _ in
+              lock.lock()
+              self.balance += 1
+              lock.unlock()
+            }
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/cleartext-transmission",
+    bad: [
+      code`
+        import Foundation
+        func login(user: String, password: String) {
+          guard let url = URL(string: "http://api.example.com/login") else { return } // <- cleartext-transmission
+          var request = URLRequest(url: url)
+          request.httpMethod = "POST"
+          request.httpBody = try? JSONEncoder().encode(["user": user, "password": password])
+          URLSession.shared.dataTask(with: request).resume()
+        }
+      `,
+    ],
+    good: [
+      code`
+        import Foundation
+        func login(user: String, password: String) {
+          guard let url = URL(string: "https://api.example.com/login") else { return }
+          var request = URLRequest(url: url)
+          request.httpMethod = "POST"
+          request.httpBody = try? JSONEncoder().encode(["user": user, "password": password])
+          URLSession.shared.dataTask(with: request).resume()
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/trust-any-certificate",
+    bad: [
+      code`
+        import Foundation
+        final class Delegate: NSObject, URLSessionDelegate {
+          func urlSession(_ session: URLSession, didReceive challenge: URLAuthenticationChallenge, // <- trust-any-certificate
+                          completionHandler: @escaping (URLSession.AuthChallengeDisposition, URLCredential?) -> Void) {
+            completionHandler(.useCredential, URLCredential(trust: challenge.protectionSpace.serverTrust!))
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import Foundation
+        final class Delegate: NSObject, URLSessionDelegate {
+          func urlSession(_ session: URLSession, didReceive challenge: URLAuthenticationChallenge,
+                          completionHandler: @escaping (URLSession.AuthChallengeDisposition, URLCredential?) -> Void) {
+            completionHandler(.performDefaultHandling, nil)
+          }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/path-traversal",
+    bad: [
+      code`
+        import Foundation
+        func load(name: String) -> Data? {
+          let path = "/var/app/files/" + name
+          return FileManager.default.contents(atPath: path) // <- path-traversal
+        }
+      `,
+    ],
+    good: [
+      code`
+        import Foundation
+        func load(name: String) -> Data? {
+          let base = URL(fileURLWithPath: "/var/app/files").standardizedFileURL
+          let target = base.appendingPathComponent(name).standardizedFileURL
+          guard target.path.hasPrefix(base.path + "/") else { return nil }
+          return FileManager.default.contents(atPath: target.path)
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/integer-overflow",
+    bad: [
+      code`
+        func next() -> Int {
+          var counter = Int.max
+          counter += 1 // <- integer-overflow
+          return counter
+        }
+      `,
+    ],
+    good: [
+      code`
+        func next() -> Int {
+          let counter = Int.max
+          let (value, overflow) = counter.addingReportingOverflow(1)
+          return overflow ? counter : value
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/cleartext-storage",
+    bad: [
+      code`
+        import Foundation
+        func remember(password: String) {
+          UserDefaults.standard.set(password, forKey: "password") // <- cleartext-storage
+        }
+      `,
+    ],
+    good: [
+      code`
+        import Foundation
+        import Security
+        func remember(password: String) {
+          let item: [String: Any] = [kSecClass as String: kSecClassGenericPassword, kSecValueData as String: Data(password.utf8)]
+          SecItemAdd(item as CFDictionary, nil)
+          UserDefaults.standard.set(true, forKey: "hasLoggedIn")
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/divide-by-zero",
+    bad: [
+      code`
+        func average(total: Int, count: Int) -> Int {
+          return total / count // <- divide-by-zero
+        }
+      `,
+    ],
+    good: [
+      code`
+        func average(total: Int, count: Int) -> Int {
+          guard count != 0 else { return 0 }
+          return total / count
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/unbounded-allocation",
+    bad: [
+      code`
+        let size = Int(readLine() ?? "") ?? 0
+        let buffer = [UInt8](repeating: 0, count: size) // <- unbounded-allocation
+      `,
+    ],
+    good: [
+      code`
+        let size = Int(readLine() ?? "") ?? 0
+        if size > 0 && size <= 4096 {
+          let buffer = [UInt8](repeating: 0, count: size)
+          print(buffer.count)
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/unbounded-growth",
+    bad: [
+      code`
+        class Log {
+          private var lines: [String] = []
+          func add(_ line: String) {
+            lines.append(line) // <- unbounded-growth
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        class Log {
+          private var lines: [String] = []
+          private let maxLines = 1000
+          func add(_ line: String) {
+            if lines.count >= maxLines { lines.removeFirst() }
+            lines.append(line)
+          }
+        }
+      `,
+    ],
+  },
+];
