@@ -49,20 +49,36 @@ function toBf16(x: number): number {
   return f[0]!;
 }
 
-for (const family of ["llama", "gemma3"]) {
-  test(`${family}: full fine-tuning of a bf16 model updates float32 masters by AdamW's first-step formula`, () => {
+for (const [family, chunk] of [
+  ["llama", undefined],
+  ["gemma3", 1000], // masters in chunks of at most 1000 elements: many per matrix
+] as const) {
+  test(`${family}: full fine-tuning of a bf16 model updates float32 masters by AdamW's first-step formula${chunk ? " (chunked masters)" : ""}`, () => {
     const model = loadModel(path.join(FIX, family), { dtype: "bfloat16" });
-    const full = attachFull(model);
-    const copies = full.computeCopies!;
-    assert.ok(copies, "a bf16 model trains through compute copies");
-    assert.deepEqual([...full.trainable.keys()], [...copies.keys()]);
+    const full = attachFull(model, { chunk });
+    if (chunk) {
+      assert.ok(full.trainable.size > 3 * full.mixed!.masters.size, `${full.trainable.size} chunks`);
+      for (const t of full.trainable.values())
+        assert.ok(
+          t.numel <=
+            Math.max(
+              chunk,
+              t.shape.slice(1).reduce((a, b) => a * b, 1),
+            ),
+        );
+    }
+    assert.ok(full.mixed, "a bf16 model trains through float32 masters");
+    const copies = full.mixed.copies;
+    const masters = full.mixed.masters;
+    assert.deepEqual([...masters.keys()], [...copies.keys()]);
     assert.equal(countParams(full.trainable.values()), countParams(model.parameters().values()));
-    for (const [n, master] of full.trainable) {
+    for (const [n, master] of masters) {
       assert.equal(master.dtype, "float32", n);
       assert.equal(copies.get(n)!.dtype, "bfloat16", n);
       // masters start as the checkpoint's values exactly
       assert.deepEqual(master.toFloat32Array(), copies.get(n)!.toFloat32Array(), n);
     }
+    for (const t of full.trainable.values()) assert.equal(t.dtype, "float32");
 
     const { ids, labels } = fixtureBatch(family);
     model.forwardBackward(ids, {}, sftLossHead(model, labels), false);
@@ -74,7 +90,7 @@ for (const family of ["llama", "gemma3"]) {
       const g = w.grad!.toFloat32Array();
       for (const v of g) sq += v * v;
       grads.set(n, g);
-      before.set(n, full.trainable.get(n)!.toFloat32Array());
+      before.set(n, masters.get(n)!.toFloat32Array());
     }
     const lr = 1e-3;
     const wd = 0.1;
@@ -90,7 +106,7 @@ for (const family of ["llama", "gemma3"]) {
     const coef = maxNorm / (norm + 1e-6);
 
     let checked = 0;
-    for (const [n, master] of full.trainable) {
+    for (const [n, master] of masters) {
       const g = grads.get(n)!;
       const p0 = before.get(n)!;
       const p1 = master.toFloat32Array();
@@ -106,10 +122,10 @@ for (const family of ["llama", "gemma3"]) {
       }
       // gradients are freed every step: bf16 and float32 alike
       assert.equal(copies.get(n)!.grad, null, `${n} bf16 grad`);
-      assert.equal(master.grad, null, `${n} master grad`);
     }
+    for (const [n, chunk] of full.trainable) assert.equal(chunk.grad, null, `${n} master grad`);
     assert.equal(checked, countParams(model.parameters().values()));
-    // AdamW's moments are float32 and one per parameter
+    // AdamW's moments are float32 and one per master chunk
     const st = opt.getState();
     assert.equal(st.length, full.trainable.size);
     for (const s of st) {
@@ -123,7 +139,7 @@ for (const family of ["llama", "gemma3"]) {
 test("a float32 model is its own master (the fp32 path the PyTorch fixtures check)", () => {
   const model = loadModel(path.join(FIX, "qwen2"), { dtype: "float32" });
   const full = attachFull(model);
-  assert.equal(full.computeCopies, undefined);
+  assert.equal(full.mixed, undefined);
   for (const [n, p] of model.parameters()) assert.equal(full.trainable.get(n), p);
 });
 
@@ -162,7 +178,7 @@ test("mixed-precision full fine-tuning resumes exactly from its checkpoint", asy
   };
   const run = () => {
     const model = loadModel(dir, { dtype: "bfloat16" });
-    return { model, method: attachFull(model) };
+    return { model, method: attachFull(model, { chunk: 500 }) };
   };
   const a = run();
   const r1 = await trainSft(a.model, a.method, examples, cfg);
@@ -176,17 +192,13 @@ test("mixed-precision full fine-tuning resumes exactly from its checkpoint", asy
     r3.log.map((l) => l.loss),
     r1.log.map((l) => l.loss),
   );
-  for (const [n, t] of a.method.trainable) {
+  for (const [n, t] of a.method.trainable)
     assert.deepEqual(c.method.trainable.get(n)!.toFloat32Array(), t.toFloat32Array(), n);
-    assert.deepEqual(
-      c.method.computeCopies!.get(n)!.toFloat32Array(),
-      a.method.computeCopies!.get(n)!.toFloat32Array(),
-      `${n} (bf16)`,
-    );
-  }
+  for (const [n, w] of a.method.mixed!.copies)
+    assert.deepEqual(c.method.mixed!.copies.get(n)!.toFloat32Array(), w.toFloat32Array(), `${n} (bf16)`);
   // the folded weights are the float32 masters
   const folded = a.method.foldedWeights();
-  for (const [n, t] of a.method.trainable)
+  for (const [n, t] of a.method.mixed!.masters)
     assert.deepEqual(
       noGrad(() => folded.get(n)!.toFloat32Array()),
       t.toFloat32Array(),
