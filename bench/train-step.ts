@@ -12,6 +12,7 @@
  *   node dist/bench/train-step.js --method goodvibe [--dtype bfloat16|float32] [--checkpointing] [--layers 24]
  *     [--steps 3] [--threads N] [--json f]
  */
+import * as fs from "node:fs";
 import { parseArgs } from "node:util";
 import { loadModel, type DecoderModel } from "../src/models/index.js";
 import {
@@ -70,6 +71,11 @@ export function randomSelections(model: DecoderModel, rows: number, seed = 0): M
   return out;
 }
 
+function currentRssBytes(): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync("/proc/self/status", "utf8"));
+  return m ? Number(m[1]) * 1024 : process.memoryUsage().rss;
+}
+
 /** For the frozen reference: layer 0's q_proj output becomes a leaf that needs a gradient, so backward runs. */
 function frozenMethod(model: DecoderModel): AttachedMethod {
   const q0 = model.layers[0].attn.q;
@@ -122,6 +128,7 @@ function main(): void {
   attached.setTraining(true);
 
   const phases: { fwdbwd: number; optimizer: number; total: number }[] = [];
+  const rss: number[] = [];
   let loss = NaN;
   for (let s = 0; s <= steps; s++) {
     manualSeed(s);
@@ -134,7 +141,12 @@ function main(): void {
       p.optimizer = seconds(() => void (opt && optimizerStep(attached, opt, 1.0)));
     });
     if (s > 0) phases.push(p); // step 0 warms up (oneDNN primitives, page-in, AdamW state allocation)
-    console.error(`step ${s}: ${p.total.toFixed(2)} s, loss ${loss.toFixed(4)}`);
+    // resident memory after each step: a leak shows as growth from step to step
+    console.error(
+      `step ${s}: ${p.total.toFixed(2)} s, loss ${loss.toFixed(4)}, RSS ${(currentRssBytes() / GiB).toFixed(2)} GiB, ` +
+        `peak ${(peakRssBytes() / GiB).toFixed(2)} GiB`,
+    );
+    rss.push(currentRssBytes());
   }
   const med = (k: keyof (typeof phases)[0]) => median(phases.map((p) => p[k]));
   const flops = sftFlops(model, attached, [1, T], lossTokens, checkpointing);
@@ -194,6 +206,7 @@ function main(): void {
     flops,
     trainableParams: trainable,
     peakRssBytes: peak,
+    rssAfterStepBytes: rss,
     weightBytes,
   });
 }
