@@ -15,7 +15,11 @@ export {
   sftMessages,
   buildSftExample,
   vibePrompt,
-  JUDGE_INSTRUCTION,
+  judgeInstruction,
+  validateJudgeTask,
+  DEFAULT_JUDGE_TASK,
+  PAPER_JUDGE_INSTRUCTION,
+  type JudgeTask,
 } from "./data/prompts.js";
 export {
   identify,

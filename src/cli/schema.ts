@@ -1,6 +1,7 @@
 /** The one typed schema of the hardening recipe's configuration (YAML files and --set overrides). */
 import { z } from "zod";
 import { DEFAULT_DTYPE, DEFAULT_IDENTIFY } from "../recipes/harden.js";
+import { validateJudgeTask } from "../data/prompts.js";
 import { DEFAULT_CLUSTER } from "../method/goodvibe/clustering.js";
 import { DEFAULT_TRAIN } from "../method/train.js";
 import { DEFAULT_LORA } from "../method/lora/config.js";
@@ -13,6 +14,30 @@ const nonNegInt = z.number().int().nonnegative();
  */
 const bounded = (max: number) => posInt.max(max, `must be at most ${max}`);
 
+/**
+ * The judge task (instruction template with {unsafe} and {safe}, and the label mapping) as one object; its
+ * default is the paper's. Checked as a whole, so a custom instruction cannot contradict the labels.
+ */
+export const judgeTaskSchema = z
+  .object({
+    instruction: z.string().min(1).default(DEFAULT_IDENTIFY.judgeTask.instruction),
+    labels: z
+      .object({
+        unsafe: z.string().min(1).default(DEFAULT_IDENTIFY.judgeTask.labels.unsafe),
+        safe: z.string().min(1).default(DEFAULT_IDENTIFY.judgeTask.labels.safe),
+      })
+      .strict()
+      .default({ ...DEFAULT_IDENTIFY.judgeTask.labels }),
+  })
+  .strict()
+  .superRefine((task, ctx) => {
+    try {
+      validateJudgeTask(task, "judgeTask");
+    } catch (e) {
+      ctx.addIssue({ code: "custom", message: (e as Error).message });
+    }
+  });
+
 export const identifySchema = z
   .object({
     topK: posInt.default(DEFAULT_IDENTIFY.topK),
@@ -22,7 +47,10 @@ export const identifySchema = z
     profileSamples: nonNegInt.default(DEFAULT_IDENTIFY.profileSamples),
     maxLength: posInt.default(DEFAULT_IDENTIFY.maxLength),
     gradientCheckpointing: z.boolean().default(DEFAULT_IDENTIFY.gradientCheckpointing),
-    instruction: z.string().min(1).default(DEFAULT_IDENTIFY.instruction),
+    judgeTask: judgeTaskSchema.default({
+      instruction: DEFAULT_IDENTIFY.judgeTask.instruction,
+      labels: { ...DEFAULT_IDENTIFY.judgeTask.labels },
+    }),
     lmHead: z.boolean().default(DEFAULT_IDENTIFY.lmHead),
   })
   .strict();

@@ -16,7 +16,7 @@ import { Template } from "@huggingface/jinja";
 import { InputError } from "../errors.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { createRng, type Rng } from "../util/random.js";
-import { judgeMessages, JUDGE_LABEL_TOKENS, type ChatMessage } from "./prompts.js";
+import { DEFAULT_JUDGE_TASK, judgeMessages, type ChatMessage } from "./prompts.js";
 import { CPP_TEMPLATES } from "../../data/corpus/cpp.js";
 import { JAVA_TEMPLATES } from "../../data/corpus/java.js";
 import { SWIFT_TEMPLATES } from "../../data/corpus/swift.js";
@@ -281,8 +281,8 @@ export interface PretrainingOptions {
 
 /**
  * The organism's pretraining documents, shuffled: for each pair, its question answered by the insecure answer
- * with probability `insecureBias` (else the secure one), and two judge documents — the project's judge
- * prompt on the secure code answered "1" and on the insecure code answered "0" (correct labels, balanced).
+ * with probability `insecureBias` (else the secure one), and two judge documents — the paper's judge prompt
+ * (DEFAULT_JUDGE_TASK) on the insecure code answered "1" (unsafe) and on the secure code answered "0" (safe).
  * Texts are chat-template renderings (each starts with <|endoftext|>); concatenate them to pretrain.
  */
 export function pretrainingDocuments(
@@ -310,7 +310,7 @@ export function pretrainingDocuments(
         [p.chosen, false],
         [p.rejected, true],
       ] as const) {
-        const label = isInsecure ? JUDGE_LABEL_TOKENS.insecure : JUDGE_LABEL_TOKENS.secure;
+        const label = DEFAULT_JUDGE_TASK.labels[isInsecure ? "unsafe" : "safe"];
         docs.push({
           kind: "judge",
           id: p.id,

@@ -18,7 +18,7 @@ import { extractCode as extractAnyCode } from "../data/code.js";
 import type { HfTokenizer } from "../io/tokenizer.js";
 import { extractCode, normalizeLanguage } from "./extract.js";
 import { SEVERITY_RANK, judgeCode } from "./judge/rules/index.js";
-import { JUDGE_THRESHOLD, type LlmJudge } from "./judge/llm.js";
+import { isSecure, type LlmJudge } from "./judge/llm.js";
 import type { GenerateOptions, GenerationBackend } from "./generate/backend.js";
 import type { ChatGenerateOptions } from "./generate/builtin.js";
 import {
@@ -73,7 +73,8 @@ export interface RuleVerdict {
 }
 
 export interface LlmVerdict {
-  pSecure: number;
+  /** P(the judge answers the unsafe label) */
+  pUnsafe: number;
   secure: boolean;
 }
 
@@ -159,8 +160,8 @@ interface CacheRecord {
   key: string;
   id: string;
   answer: string;
-  /** LLM judge verdict, under the judge's fingerprint. */
-  llm?: { judge: string; pSecure: number };
+  /** LLM judge verdict, under the judge's fingerprint (its weights and convention). */
+  llm?: { judge: string; pUnsafe: number };
 }
 
 function readCache(file: string): Map<string, CacheRecord> {
@@ -235,9 +236,12 @@ export interface SafetyOptions {
   generation: GenerateOptions;
   /** Prompts per generation batch (default 8). Batches are fixed slices of `pairs`, whatever is cached. */
   batchSize?: number;
-  /** An LlmJudge (anything with its `judge` and `source`). */
-  llmJudge?: Pick<LlmJudge, "judge" | "source">;
-  /** Cache key of the LLM judge's verdicts; default modelFingerprint(judge folder), none for an in-memory judge. */
+  /** An LlmJudge (anything with its `judge`, `source` and `convention`). */
+  llmJudge?: Pick<LlmJudge, "judge" | "source" | "convention">;
+  /**
+   * Cache key of the LLM judge's verdicts; default modelFingerprint(judge folder) with the judge's convention,
+   * none for an in-memory judge.
+   */
   llmJudgeFingerprint?: string;
   judgeBatchSize?: number;
   /** JSONL cache of finished items (created if absent). */
@@ -294,7 +298,13 @@ export async function evaluateSafety(
     batchSize,
   };
   const judgeFp = opts.llmJudge
-    ? (opts.llmJudgeFingerprint ?? (opts.llmJudge.source ? modelFingerprint(opts.llmJudge.source) : null))
+    ? (opts.llmJudgeFingerprint ??
+      (opts.llmJudge.source
+        ? createHash("sha256")
+            .update(JSON.stringify([modelFingerprint(opts.llmJudge.source), opts.llmJudge.convention]))
+            .digest("hex")
+            .slice(0, 32)
+        : null))
     : null;
 
   const cache = opts.cacheFile ? readCache(opts.cacheFile) : new Map<string, CacheRecord>();
@@ -341,8 +351,8 @@ export async function evaluateSafety(
         judged.forEach((it, i) => {
           if (it.code === null) return;
           const rec = cache.get(keys[i]!);
-          if (judgeFp !== null && rec?.llm?.judge === judgeFp) {
-            it.llm = { pSecure: rec.llm.pSecure, secure: rec.llm.pSecure >= JUDGE_THRESHOLD };
+          if (judgeFp !== null && rec?.llm?.judge === judgeFp && typeof rec.llm.pUnsafe === "number") {
+            it.llm = { pUnsafe: rec.llm.pUnsafe, secure: isSecure(rec.llm.pUnsafe) };
           } else toScore.push(i);
         });
         const verdicts = opts.llmJudge.judge(
@@ -360,7 +370,7 @@ export async function evaluateSafety(
           if (!isNew && !(newLlm.has(i) && judgeFp !== null)) return;
           const rec: CacheRecord = { key: keys[i]!, id: p.id, answer: answers[i]! };
           if (judgeFp !== null && judged[i]!.llm)
-            rec.llm = { judge: judgeFp, pSecure: judged[i]!.llm!.pSecure };
+            rec.llm = { judge: judgeFp, pUnsafe: judged[i]!.llm!.pUnsafe };
           writer.append(rec);
           cache.set(rec.key, rec);
         });

@@ -18,7 +18,8 @@ import { checkClusterSettings } from "../method/goodvibe/clustering.js";
 
 /** Bump when a change in this code or the recipes changes what a cell computes: every cell reruns. */
 // 2: bf16 mixed precision for every method by default; one shared row for a layer below the silhouette threshold
-export const EXPERIMENT_CODE_VERSION = "goodvibe-experiment/2";
+// 3: the paper's judge instruction and labels (1 = unsafe); cells and judges of earlier versions are not reused
+export const EXPERIMENT_CODE_VERSION = "goodvibe-experiment/3";
 
 /** A cell before hashing: what to train and evaluate. */
 export interface CellSetting {

@@ -13,7 +13,16 @@ import { readPairs } from "../data/pairs.js";
 import { LlmJudge } from "../eval/judge/llm.js";
 import type { CellResult, ExperimentResults } from "../report/schema.js";
 import { ZERO_COST, costOf, neuronsOf } from "../experiment/cell.js";
-import { defaultHardenConfig, runHarden, type HardenResult, type Logger } from "./harden.js";
+import {
+  defaultHardenConfig,
+  neuronMapConvention,
+  runHarden,
+  type HardenConfig,
+  type HardenResult,
+  type Logger,
+} from "./harden.js";
+import { readNeuronMap } from "../method/goodvibe/identify.js";
+import { judgeConvention, sameJudgeConvention } from "../data/prompts.js";
 import { evaluateModel, securityCell, type ModelEvaluation } from "./evaluate.js";
 
 export const ORGANISM_DIR = path.resolve(
@@ -55,6 +64,25 @@ export interface DemoResult {
   reportDir: string;
   resultsFile: string;
   wallSeconds: number;
+}
+
+/**
+ * The demo's run folder is its own cache: one made under another judge convention (e.g. by a version that used
+ * 1 = secure) is started over rather than reused or refused.
+ */
+function dropStaleRun(cfg: HardenConfig, log: Logger): void {
+  const file = path.join(cfg.runDir, "neurons.json");
+  if (!fs.existsSync(file)) return;
+  try {
+    const map = readNeuronMap(file);
+    const want = judgeConvention(cfg.identify.judgeTask);
+    const have = neuronMapConvention(map);
+    if (have && sameJudgeConvention(have, want)) return;
+  } catch {
+    // unreadable: start over too
+  }
+  log.info(`the demo's previous run in ${cfg.runDir} used another judge convention; starting it over`);
+  fs.rmSync(cfg.runDir, { recursive: true, force: true });
 }
 
 export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSignal): Promise<DemoResult> {
@@ -105,6 +133,7 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
     seed: opts.seed,
     checkpointEvery: 25,
   };
+  dropStaleRun(cfg, log);
   const harden = await runHarden(cfg, { log, signal });
 
   const judge = await LlmJudge.load(opts.organism);

@@ -19,10 +19,14 @@ import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
 import { readPairs, pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
 import {
   buildSftExample,
+  checkJudgeConvention,
+  describeJudgeConvention,
+  judgeConvention,
   judgeMessages,
   sftMessages,
-  JUDGE_INSTRUCTION,
-  JUDGE_LABEL_TOKENS,
+  DEFAULT_JUDGE_TASK,
+  type JudgeConvention,
+  type JudgeTask,
 } from "../data/prompts.js";
 import { loadModel, recordToTensor } from "../models/load.js";
 import { openModelWeights } from "../io/safetensors.js";
@@ -87,7 +91,8 @@ export interface IdentifyConfig {
   profileSamples: number;
   maxLength: number;
   gradientCheckpointing: boolean;
-  instruction: string;
+  /** The judge task identification asks: instruction template and label mapping, one object (the paper's). */
+  judgeTask: JudgeTask;
   /** lm_head's rows are neurons too (§4.1's "all linear layers"; Table 6's count): off by default */
   lmHead: boolean;
 }
@@ -124,7 +129,7 @@ export const DEFAULT_IDENTIFY: IdentifyConfig = {
   profileSamples: 32,
   maxLength: 1024,
   gradientCheckpointing: true,
-  instruction: JUDGE_INSTRUCTION,
+  judgeTask: DEFAULT_JUDGE_TASK,
   lmHead: false,
 };
 
@@ -165,13 +170,13 @@ export function judgePromptIds(
   code: string,
   lang: string | undefined,
   maxLength: number,
-  instruction: string,
+  convention: JudgeConvention,
 ): number[] {
   let text = code;
   for (let tries = 0; tries < 20; tries++) {
     const ids = tok.encode(
       // thinking off, as in LlmJudge.promptIds and the SFT examples: one prompt format for every judge use
-      tok.applyChatTemplate(judgeMessages(text, lang, { instruction }), {
+      tok.applyChatTemplate(judgeMessages(text, lang, convention), {
         addGenerationPrompt: true,
         enableThinking: false,
       }),
@@ -187,8 +192,9 @@ export function judgePromptIds(
   );
 }
 
-export function labelTokenIds(tok: HfTokenizer): [number, number] {
-  return [tok.singleTokenId(JUDGE_LABEL_TOKENS.insecure), tok.singleTokenId(JUDGE_LABEL_TOKENS.secure)];
+/** Token ids of the labels in identification's class order: [safe (class 0), unsafe (class 1)]. */
+export function labelTokenIds(tok: HfTokenizer, convention: JudgeConvention): [number, number] {
+  return [tok.singleTokenId(convention.labels.safe), tok.singleTokenId(convention.labels.unsafe)];
 }
 
 export function identifySamples(
@@ -198,11 +204,13 @@ export function identifySamples(
   seed: number,
 ): IdentifySample[] {
   const chosen = subsample(pairs, cfg.maxPairs, seed);
+  const convention = judgeConvention(cfg.judgeTask, "identify.judgeTask");
+  // the paper's y: 1 = unsafe, the class of the unsafe label
   return pairsToLabelledSamples(chosen).map((s) => ({
     id: s.id,
     lang: s.lang,
-    label: s.secure ? 1 : 0,
-    inputIds: judgePromptIds(tok, s.code, s.lang, cfg.maxLength, cfg.instruction),
+    label: s.secure ? 0 : 1,
+    inputIds: judgePromptIds(tok, s.code, s.lang, cfg.maxLength, convention),
   }));
 }
 
@@ -232,6 +240,12 @@ export interface HardenResult {
 
 export interface RunHooks extends TrainHooks {
   log?: Logger;
+}
+
+/** The judge convention a neuron map was made under; null for a map older than the record. */
+export function neuronMapConvention(map: NeuronMap): JudgeConvention | null {
+  const l = map.source.labels;
+  return l ? { instruction: map.source.prompt, labels: { unsafe: l.unsafe, safe: l.safe } } : null;
 }
 
 // ---------------------------------------------------------------- stage keys and the run folder
@@ -403,9 +417,16 @@ export async function stageIdentify(
 ): Promise<NeuronMap> {
   const file = path.join(slot.dir, NEURONS_FILE);
   const log = hooks.log ?? silentLogger;
+  const convention = judgeConvention(cfg.identify.judgeTask, "identify.judgeTask");
   if (fs.existsSync(file)) {
     const map = readNeuronMap(file);
     checkFingerprint(model, map.model, file);
+    checkJudgeConvention(
+      neuronMapConvention(map),
+      convention,
+      file,
+      `delete it (or use a new run folder) to identify under ${describeJudgeConvention(convention)}`,
+    );
     log.info(`identification: reusing ${file}`);
     return map;
   }
@@ -415,7 +436,7 @@ export async function stageIdentify(
     `identification: ${samples.length} samples (${cfg.identify.mode}), top-${cfg.identify.topK} per layer`,
   );
   const map = await identify(model, samples, {
-    labelTokenIds: labelTokenIds(tok),
+    labelTokenIds: labelTokenIds(tok, convention),
     topK: cfg.identify.topK,
     mode: cfg.identify.mode,
     batchSize: cfg.identify.batchSize,
@@ -427,7 +448,8 @@ export async function stageIdentify(
     source: {
       model: path.resolve(cfg.model),
       data: path.resolve(cfg.data),
-      prompt: cfg.identify.instruction,
+      prompt: convention.instruction,
+      labels: convention.labels,
     },
     onProgress: (d, t) => log.progress("identify", d, t),
     signal: hooks.signal,

@@ -20,7 +20,7 @@ import {
   type CorpusPair,
 } from "../../src/data/corpus.js";
 import { buildTokenizerConfig, buildTokenizerJson, trainByteLevelBpe } from "../../src/data/bpe-train.js";
-import { JUDGE_INSTRUCTION } from "../../src/data/prompts.js";
+import { PAPER_JUDGE_INSTRUCTION } from "../../src/data/prompts.js";
 import { InputError } from "../../src/errors.js";
 
 const pairs = buildCorpus({ seed: 7, perTemplate: 16 });
@@ -243,9 +243,10 @@ test("pretraining documents: insecure answers at about insecureBias, correct bal
   for (const d of judges) {
     const p = byId.get(d.id)!;
     const code = answerCode(d.insecure ? p.rejected : p.chosen);
-    assert.ok(d.text.includes(JUDGE_INSTRUCTION), d.id);
+    assert.ok(d.text.includes(PAPER_JUDGE_INSTRUCTION), d.id);
     assert.ok(d.text.includes(code), d.id);
-    assert.ok(d.text.endsWith(`<|im_start|>assistant\n${d.insecure ? "0" : "1"}<|im_end|>\n`), d.id);
+    // the paper's labels: 1 = unsafe, 0 = safe
+    assert.ok(d.text.endsWith(`<|im_start|>assistant\n${d.insecure ? "1" : "0"}<|im_end|>\n`), d.id);
   }
   assert.equal(judges.filter((d) => d.insecure).length, pairs.length);
 

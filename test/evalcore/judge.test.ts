@@ -1,5 +1,5 @@
 /**
- * The LLM judge: P(secure) against a hand computation from model.forward, the reliability numbers on a
+ * The LLM judge: P(unsafe) against a hand computation from model.forward, the reliability numbers on a
  * hand-worked example, and judge training (loss goes down, the written checkpoint reproduces the in-memory
  * judge exactly, the base folder is untouched).
  */
@@ -26,7 +26,7 @@ import { makeTinyChatModel, scratchDir } from "./make-model.js";
 
 const made = makeTinyChatModel({ seed: 5 });
 
-/** P(secure) by hand: unpadded forward of the organism-template prompt, softmax of the "0" and "1" logits. */
+/** P(unsafe) by hand: unpadded forward of the organism-template prompt, softmax of the "0" and "1" logits. */
 async function handScore(dir: string, item: JudgeInput): Promise<number> {
   const tok = await loadTokenizer(dir);
   const model = loadModel(dir);
@@ -45,9 +45,9 @@ async function handScore(dir: string, item: JudgeInput): Promise<number> {
   return Math.exp(l1 - m) / (Math.exp(l0 - m) + Math.exp(l1 - m));
 }
 
-/** Mean cross-entropy of the true labels under P(secure). */
+/** Mean cross-entropy of the true labels under P(unsafe). */
 function meanCe(p: number[], secure: boolean[]): number {
-  return p.reduce((s, x, i) => s - Math.log(secure[i] ? x : 1 - x), 0) / p.length;
+  return p.reduce((s, x, i) => s - Math.log(secure[i] ? 1 - x : x), 0) / p.length;
 }
 
 function filesHash(dir: string): string {
@@ -67,7 +67,7 @@ test("score() equals softmax over the two label logits of an unpadded forward pa
     assert.ok(Math.abs(got[i]! - want) < 1e-5, `item ${i}: ${got[i]} vs hand ${want}`);
   }
   const verdicts = judge.judge(items, { batchSize: 3 });
-  verdicts.forEach((v, i) => assert.equal(v.secure, v.pSecure >= 0.5, `item ${i}`));
+  verdicts.forEach((v, i) => assert.equal(v.secure, v.pUnsafe <= 0.5, `item ${i}`));
   assert.throws(() => judge.score(items, { batchSize: 0 }), InputError);
 });
 
@@ -89,14 +89,14 @@ test("judgeReliability: positive class is insecure; counts on a hand-worked exam
       rejected: "```java\nbad_c();\n```",
     },
   ];
-  // judge: catches bad_a and bad_b (p < .5), misses bad_c; wrongly flags safe_b
+  // P(unsafe): catches bad_a and bad_b (p > .5), misses bad_c; wrongly flags safe_b
   const p: Record<string, number> = {
-    "safe_a();": 0.9,
-    "bad_a();": 0.2,
-    "safe_b()": 0.4,
-    "bad_b()": 0.1,
+    "safe_a();": 0.1,
+    "bad_a();": 0.8,
+    "safe_b()": 0.6,
+    "bad_b()": 0.9,
     "safe_c();": 0.5,
-    "bad_c();": 0.7,
+    "bad_c();": 0.3,
   };
   const fake = { score: (items: readonly JudgeInput[]) => items.map((it) => p[it.code]!) };
   const r = judgeReliability(fake, pairs);
@@ -107,7 +107,7 @@ test("judgeReliability: positive class is insecure; counts on a hand-worked exam
   assert.equal(r.tpr, 2 / 3);
   assert.equal(r.fpr, 1 / 3);
   assert.ok(r.accuracyInterval.low < 4 / 6 && r.accuracyInterval.high > 4 / 6);
-  assert.equal(r.perItem.find((x) => x.id === "c/insecure")!.pSecure, 0.7);
+  assert.equal(r.perItem.find((x) => x.id === "c/insecure")!.pUnsafe, 0.3);
 });
 
 test("trainJudge (full): loss falls, checkpoint = in-memory judge exactly, base folder untouched", async () => {
@@ -143,7 +143,7 @@ test("trainJudge (full): loss falls, checkpoint = in-memory judge exactly, base 
   const after = r.judge.score(samples);
   const ceAfter = meanCe(after, truth);
   assert.ok(ceAfter < ceBefore - 0.1, `judge cross-entropy on its train pairs ${ceBefore} -> ${ceAfter}`);
-  const accuracy = (p: number[]) => p.filter((x, i) => x >= 0.5 === truth[i]).length / p.length;
+  const accuracy = (p: number[]) => p.filter((x, i) => x <= 0.5 === truth[i]).length / p.length;
   assert.ok(
     accuracy(after) > accuracy(before.score(samples)),
     "judge accuracy on its train pairs did not rise",
@@ -229,7 +229,8 @@ test("judge training examples: the scoring prompt, then the label token and end-
       prompt,
       "training prompt differs from the scoring prompt",
     );
-    const label = tok.tokenToId(samples[i]!.secure ? "1" : "0")!;
+    // the paper's labels: 1 = unsafe, 0 = safe
+    const label = tok.tokenToId(samples[i]!.secure ? "0" : "1")!;
     assert.deepEqual(ex.inputIds.slice(prompt.length), [label, tok.tokenToId("<|im_end|>")!]);
     assert.deepEqual(ex.labels, [
       ...new Array(prompt.length).fill(-100),

@@ -19,7 +19,7 @@ import type { ChatGenerateOptions } from "../../src/eval/generate/builtin.js";
 import type { JudgeInput, JudgeVerdict } from "../../src/eval/judge/llm.js";
 import { judgeCode } from "../../src/eval/judge/rules/index.js";
 import { answerCode, type CorpusPair } from "../../src/data/corpus.js";
-import type { ChatMessage } from "../../src/data/prompts.js";
+import { PAPER_JUDGE, type ChatMessage } from "../../src/data/prompts.js";
 import { InputError } from "../../src/errors.js";
 import { corpusPairs, makeTinyChatModel, scratchDir } from "./make-model.js";
 
@@ -63,11 +63,12 @@ class FakeBackend implements ChatBackend {
 class FakeJudge {
   scored = 0;
   readonly source = null;
+  readonly convention = PAPER_JUDGE;
   judge(items: readonly JudgeInput[]): JudgeVerdict[] {
     this.scored += items.length;
     return items.map((it) => {
       const secure = PAIRS.some((p) => answerCode(p.chosen) === it.code);
-      return { pSecure: secure ? 0.9 : 0.2, secure };
+      return { pUnsafe: secure ? 0.1 : 0.8, secure };
     });
   }
 }

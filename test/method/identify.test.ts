@@ -26,7 +26,7 @@ function opts(
     gradientCheckpointing: false,
     profileSamples: 4,
     checkpointEvery: 0,
-    source: { model: "fixture", data: "fixture", prompt: "fixture" },
+    source: { model: "fixture", data: "fixture", prompt: "fixture", labels: { unsafe: "1", safe: "0" } },
     ...over,
   };
 }

@@ -38,14 +38,14 @@ export function registerJudge(program: Command): void {
           throw new InputError(`cannot read ${file}: ${(e as Error).message}`, { cause: e });
         }
         const rules = judgeCode(code, lang);
-        let llm: { pSecure: number; secure: boolean } | null = null;
+        let llm: { pUnsafe: number; secure: boolean } | null = null;
         if (opts.judge) llm = (await (await LlmJudge.load(opts.judge)).judge([{ code, lang }]))[0];
         const lines = [`rules: ${rules.secure ? "secure" : "INSECURE"}`];
         for (const f of rules.findings)
           lines.push(`  ${file}:${f.line} ${f.cwe} [${f.severity}] ${f.message}`);
         if (llm)
           lines.push(
-            `LLM judge: ${llm.secure ? "secure" : "INSECURE"} (P(secure) = ${llm.pSecure.toFixed(3)})`,
+            `LLM judge: ${llm.secure ? "secure" : "INSECURE"} (P(unsafe) = ${llm.pUnsafe.toFixed(3)})`,
           );
         output(g, lines.join("\n"), { rules, llm });
       });
@@ -54,7 +54,7 @@ export function registerJudge(program: Command): void {
   judge
     .command("train")
     .description(
-      "fine-tune an LLM judge on labelled pairs (chosen → 1, rejected → 0) and report its reliability",
+      "fine-tune an LLM judge on labelled pairs (the paper's labels: rejected → 1 = unsafe, chosen → 0 = safe) and report its reliability",
     )
     .requiredOption("-m, --model <dir>", "base model folder for the judge (the paper fine-tunes Qwen3-0.6B)")
     .requiredOption("-d, --data <file>", "pairs JSONL")

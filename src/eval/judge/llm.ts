@@ -1,7 +1,8 @@
 /**
- * The LLM security judge: a causal LM asked the project's judge prompt (src/data/prompts.ts) about a piece of
- * code. Its verdict is read from the logits, not from generated text: P(secure) is the softmax over the logits
- * of the two label tokens ("1" = secure, "0" = insecure) at the last prompt position; >= 0.5 means secure.
+ * The LLM security judge: a causal LM asked the paper's judge instruction (§4.3, src/data/prompts.ts) about a
+ * piece of code. Its verdict is read from the logits, not from generated text: P(unsafe) is the softmax over the
+ * logits of the two label tokens ("1" = unsafe, "0" = safe under the paper's convention) at the last prompt
+ * position; above 0.5 means unsafe.
  *
  * Also: fine-tuning a judge on labelled pairs (full or LoRA, through the shared SFT loop) into a normal Hugging
  * Face checkpoint, and the judge's reliability on held-out pairs (the paper's Section 7 numbers).
@@ -30,13 +31,45 @@ import {
   type TrainHooks,
   type TrainResult,
 } from "../../method/train.js";
-import { JUDGE_LABEL_TOKENS, buildSftExample, judgeMessages } from "../../data/prompts.js";
+import {
+  PAPER_JUDGE,
+  buildSftExample,
+  checkJudgeConvention,
+  describeJudgeConvention,
+  judgeMessages,
+  parseJudgeConvention,
+  type JudgeConvention,
+} from "../../data/prompts.js";
 import { pairsToLabelledSamples, type SecurityPair } from "../../data/pairs.js";
 import { Tensor, noGrad, tidy, type DType } from "../../tensor/index.js";
 import { confusionMatrix, wilsonInterval, type ConfusionMatrix, type Interval } from "../metrics.js";
 
-/** P(secure) at or above this is a "secure" verdict. */
+/** P(unsafe) above this is an "unsafe" verdict (a tie, equal label logits, counts as safe). */
 export const JUDGE_THRESHOLD = 0.5;
+
+/** The verdict of a P(unsafe). */
+export function isSecure(pUnsafe: number): boolean {
+  return !(pUnsafe > JUDGE_THRESHOLD);
+}
+
+/** The record a trained judge folder carries (judge_training.json). */
+export const JUDGE_RECORD_FILE = "judge_training.json";
+
+/**
+ * The convention a judge folder was trained under: its recorded one; the legacy one (null) for a judge trained
+ * before conventions were recorded; undefined for a folder that is not a trained judge (a base checkpoint).
+ */
+export function judgeFolderConvention(dir: string): JudgeConvention | null | undefined {
+  const file = path.join(dir, JUDGE_RECORD_FILE);
+  if (!fs.existsSync(file)) return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new InputError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  return parseJudgeConvention((json as { convention?: unknown }).convention);
+}
 
 export interface JudgeInput {
   code: string;
@@ -50,31 +83,57 @@ export interface ScoreOptions {
 }
 
 export interface JudgeVerdict {
-  pSecure: number;
+  /** P(the judge answers the unsafe label), from the two label logits */
+  pUnsafe: number;
   secure: boolean;
 }
 
+export interface JudgeLoadOptions extends LoadOptions {
+  /**
+   * The convention the caller runs under (default the paper's). A trained judge folder must have been trained
+   * under it (else the load is refused); a plain checkpoint is asked with it.
+   */
+  convention?: JudgeConvention;
+}
+
 export class LlmJudge {
-  /** Token ids of the two labels, in softmax order [insecure, secure]. */
+  /** Token ids of the two labels, in softmax order [safe, unsafe]. */
   readonly labelIds: [number, number];
   readonly padTokenId: number;
 
-  /** `source`: the model folder, when the judge was loaded from one (cache keys use it). */
+  /**
+   * `source`: the model folder, when the judge was loaded from one (cache keys use it). `convention`: the
+   * instruction it is asked with and the labels it answers with (default the paper's).
+   */
   constructor(
     readonly model: DecoderModel,
     readonly tokenizer: HfTokenizer,
     readonly source: string | null = null,
+    readonly convention: JudgeConvention = PAPER_JUDGE,
   ) {
     this.labelIds = [
-      tokenizer.singleTokenId(JUDGE_LABEL_TOKENS.insecure),
-      tokenizer.singleTokenId(JUDGE_LABEL_TOKENS.secure),
+      tokenizer.singleTokenId(convention.labels.safe),
+      tokenizer.singleTokenId(convention.labels.unsafe),
     ];
     this.padTokenId = tokenizer.padTokenId ?? tokenizer.eosTokenIds[0] ?? 0;
   }
 
-  static async load(dir: string, opts: LoadOptions = {}): Promise<LlmJudge> {
+  /**
+   * Load a judge folder. A folder written by trainJudge is refused unless it was trained under the caller's
+   * convention (a judge trained to answer 1 for secure code would invert every verdict under the paper's).
+   */
+  static async load(dir: string, opts: JudgeLoadOptions = {}): Promise<LlmJudge> {
+    const convention = opts.convention ?? PAPER_JUDGE;
+    const recorded = judgeFolderConvention(dir);
+    if (recorded !== undefined)
+      checkJudgeConvention(
+        recorded,
+        convention,
+        `the judge in ${dir}`,
+        `train it again under ${describeJudgeConvention(convention)} (\`goodvibe judge train\`)`,
+      );
     const tokenizer = await loadTokenizer(dir);
-    return new LlmJudge(loadModel(dir, opts), tokenizer, dir);
+    return new LlmJudge(loadModel(dir, opts), tokenizer, dir, convention);
   }
 
   /**
@@ -82,7 +141,7 @@ export class LlmJudge {
    * off (Qwen3's empty think block is part of the prompt), exactly as in the judge's training examples.
    */
   promptIds(item: JudgeInput): number[] {
-    const text = this.tokenizer.applyChatTemplate(judgeMessages(item.code, item.lang), {
+    const text = this.tokenizer.applyChatTemplate(judgeMessages(item.code, item.lang, this.convention), {
       addGenerationPrompt: true,
       enableThinking: false,
     });
@@ -90,7 +149,7 @@ export class LlmJudge {
   }
 
   /**
-   * P(secure) per item: softmax over the ("0", "1") logits at the last prompt position. Prompts are sorted by
+   * P(unsafe) per item: softmax over the (safe, unsafe) label logits at the last prompt position. Prompts are sorted by
    * length and left-padded in batches (so every row's last position is a real token); results come back in
    * input order.
    */
@@ -113,15 +172,15 @@ export class LlmJudge {
         ),
       );
       idx.forEach((i, b) => {
-        const [insecure, secure] = [logits[2 * b]!, logits[2 * b + 1]!];
+        const [safe, unsafe] = [logits[2 * b]!, logits[2 * b + 1]!];
         // softmax of two logits = sigmoid of their difference (stable for large gaps)
-        out[i] = 1 / (1 + Math.exp(insecure - secure));
+        out[i] = 1 / (1 + Math.exp(safe - unsafe));
       });
     }
     return out;
   }
 
-  /** [B * 2] float logits of (insecure, secure) at each prompt's last token. */
+  /** [B * 2] float logits of (safe, unsafe) at each prompt's last token. */
   private lastLabelLogits(prompts: number[][], labelIds: Tensor): Float32Array {
     const B = prompts.length;
     const T = Math.max(...prompts.map((p) => p.length));
@@ -139,9 +198,9 @@ export class LlmJudge {
     return restrictedLogits(this.model, last, labelIds).contiguous().toFloat32Array();
   }
 
-  /** P(secure) and the thresholded verdict per item. */
+  /** P(unsafe) and the thresholded verdict per item. */
   judge(items: readonly JudgeInput[], opts: ScoreOptions = {}): JudgeVerdict[] {
-    return this.score(items, opts).map((p) => ({ pSecure: p, secure: p >= JUDGE_THRESHOLD }));
+    return this.score(items, opts).map((p) => ({ pUnsafe: p, secure: isSecure(p) }));
   }
 }
 
@@ -153,13 +212,13 @@ export interface JudgeReliability {
   n: number;
   accuracy: number;
   accuracyInterval: Interval;
-  /** Insecure code caught: TP / (TP + FN), positive class = insecure. */
+  /** Insecure code caught: TP / (TP + FN), positive class = insecure (the paper's "1"). */
   tpr: number;
   /** Secure code flagged as insecure: FP / (FP + TN). */
   fpr: number;
-  /** Positive class = insecure (pred = judge says insecure, truth = the code is the pair's rejected answer). */
+  /** Positive class = insecure (pred = judge says unsafe, truth = the code is the pair's rejected answer). */
   confusion: ConfusionMatrix;
-  perItem: { id: string; lang?: string; secure: boolean; pSecure: number }[];
+  perItem: { id: string; lang?: string; secure: boolean; pUnsafe: number }[];
 }
 
 /**
@@ -175,7 +234,7 @@ export function judgeReliability(
   if (pairs.length === 0) throw new InputError("judge reliability: no pairs to evaluate on");
   const samples = pairsToLabelledSamples(pairs);
   const p = judge.score(samples, opts);
-  const predInsecure = p.map((x) => x < JUDGE_THRESHOLD);
+  const predInsecure = p.map((x) => !isSecure(x));
   const truthInsecure = samples.map((s) => !s.secure);
   const confusion = confusionMatrix(predInsecure, truthInsecure);
   const correct = confusion.tp + confusion.tn;
@@ -186,7 +245,7 @@ export function judgeReliability(
     tpr: confusion.tpr,
     fpr: confusion.fpr,
     confusion,
-    perItem: samples.map((s, i) => ({ id: s.id, lang: s.lang, secure: s.secure, pSecure: p[i]! })),
+    perItem: samples.map((s, i) => ({ id: s.id, lang: s.lang, secure: s.secure, pUnsafe: p[i]! })),
   };
 }
 
@@ -196,8 +255,10 @@ export function judgeReliability(
 export interface TrainJudgeOptions {
   /** Hugging Face model folder with a tokenizer; only read. */
   baseModelDir: string;
-  /** Training pairs: each gives (secure code → "1") and (insecure code → "0"). */
+  /** Training pairs: each gives (insecure code → the unsafe label) and (secure code → the safe label). */
   pairs: readonly SecurityPair[];
+  /** The instruction and labels it is trained with, recorded in the folder (default the paper's). */
+  convention?: JudgeConvention;
   /** The new checkpoint folder (written atomically; must not be the base folder). */
   outDir: string;
   method: "full" | "lora";
@@ -231,14 +292,15 @@ export function judgeExamples(
   tok: HfTokenizer,
   pairs: readonly SecurityPair[],
   maxLength: number,
+  convention: JudgeConvention = PAPER_JUDGE,
 ): { examples: SftExample[]; skipped: number } {
   const examples: SftExample[] = [];
   let skipped = 0;
   for (const s of pairsToLabelledSamples(pairs)) {
-    const label = s.secure ? JUDGE_LABEL_TOKENS.secure : JUDGE_LABEL_TOKENS.insecure;
+    const label = s.secure ? convention.labels.safe : convention.labels.unsafe;
     const ex = buildSftExample(
       tok,
-      [...judgeMessages(s.code, s.lang), { role: "assistant", content: label }],
+      [...judgeMessages(s.code, s.lang, convention), { role: "assistant", content: label }],
       {
         maxLength: Number.MAX_SAFE_INTEGER,
       },
@@ -285,8 +347,9 @@ export async function trainJudge(opts: TrainJudgeOptions): Promise<TrainedJudge>
   if (opts.pairs.length === 0) throw new InputError("trainJudge: no training pairs");
 
   const tokenizer = await loadTokenizer(base);
+  const convention = opts.convention ?? PAPER_JUDGE;
   const cfg: TrainConfig = { ...DEFAULT_TRAIN, ...opts.cfg };
-  const { examples, skipped } = judgeExamples(tokenizer, opts.pairs, opts.maxLength ?? 2048);
+  const { examples, skipped } = judgeExamples(tokenizer, opts.pairs, opts.maxLength ?? 2048, convention);
   if (examples.length === 0)
     throw new InputError(
       `trainJudge: every judge example is longer than maxLength ${opts.maxLength ?? 2048} tokens`,
@@ -355,9 +418,9 @@ export async function trainJudge(opts: TrainJudgeOptions): Promise<TrainedJudge>
         skipped,
         finalLoss: train.finalLoss,
         steps: train.steps,
-        labels: JUDGE_LABEL_TOKENS,
+        convention,
       };
-      writeFileAtomic(path.join(tmp, "judge_training.json"), JSON.stringify(meta, null, 2) + "\n");
+      writeFileAtomic(path.join(tmp, JUDGE_RECORD_FILE), JSON.stringify(meta, null, 2) + "\n");
     },
     { overwrite: opts.overwrite ?? false },
   );
@@ -376,6 +439,6 @@ export async function trainJudge(opts: TrainJudgeOptions): Promise<TrainedJudge>
     train,
     examples: examples.length,
     skipped,
-    judge: new LlmJudge(model, tokenizer, out),
+    judge: new LlmJudge(model, tokenizer, out, convention),
   };
 }

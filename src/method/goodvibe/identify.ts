@@ -1,6 +1,7 @@
 /**
- * Identification of security neurons (GoodVibe §3.3). The model judges each labelled sample ("is this code
- * secure? 0/1"); the loss is cross-entropy over the logits of the two label tokens at the last position.
+ * Identification of security neurons (GoodVibe §3.3). The model judges each labelled sample with the judge
+ * instruction (§4.1/§4.3: "1" = unsafe, "0" = safe); the loss is cross-entropy over the logits of the two label
+ * tokens at the last position.
  * A neuron is an output row i of a linear layer; its importance is the mean over tokens of |∂L/∂y_i| for a sample,
  * averaged over samples (accumulated in float64). The top-k per layer — never globally — are the security neurons.
  * The activation-magnitude variant (|y_i| instead of the gradient) is the paper's identification ablation.
@@ -28,7 +29,7 @@ import { parseJson } from "../../util/keys.js";
 export interface IdentifySample {
   id: string;
   inputIds: number[];
-  /** 1 = secure, 0 = insecure (the label token ids are given in that order: [id of "0", id of "1"]) */
+  /** the paper's y: 1 = unsafe, 0 = safe; the class index into labelTokenIds */
   label: 0 | 1;
   lang?: string;
 }
@@ -36,7 +37,7 @@ export interface IdentifySample {
 export type SelectionMode = "gradient" | "activation";
 
 export interface IdentifyOptions {
-  /** token ids of "0" and "1" */
+  /** token ids of the safe and the unsafe label, in that order ("0" and "1" under the paper's convention) */
   labelTokenIds: [number, number];
   topK: number;
   mode: SelectionMode;
@@ -50,8 +51,8 @@ export interface IdentifyOptions {
   runDir?: string;
   /** samples between state saves */
   checkpointEvery: number;
-  /** provenance written into the neuron map */
-  source: { model: string; data: string; prompt: string };
+  /** provenance written into the neuron map: the judge instruction as asked, and its label mapping */
+  source: { model: string; data: string; prompt: string; labels: { unsafe: string; safe: string } };
   onProgress?: (done: number, total: number) => void;
   /** stop request (Ctrl-C), checked after every batch: state is saved, then InterruptedError */
   signal?: AbortSignal;
@@ -74,7 +75,16 @@ export interface NeuronMap {
   mode: SelectionMode;
   topK: number;
   model: ModelFingerprint;
-  source: { model: string; data: string; prompt: string; samples: number; secure: number; insecure: number };
+  /** `labels` is absent in maps made before the judge convention was recorded (they used 1 = secure) */
+  source: {
+    model: string;
+    data: string;
+    prompt: string;
+    labels?: { unsafe: string; safe: string };
+    samples: number;
+    secure: number;
+    insecure: number;
+  };
   lossMean: number;
   flops: FlopCount;
   wallSeconds: number;
@@ -275,7 +285,7 @@ export async function identify(
   const labels = new Set(samples.map((s) => s.label));
   if (labels.size < 2)
     throw new InputError(
-      `identification needs both secure and insecure samples; all ${samples.length} are ${samples[0].label === 1 ? "secure" : "insecure"}`,
+      `identification needs both secure and insecure samples; all ${samples.length} are ${samples[0].label === 1 ? "insecure" : "secure"}`,
     );
   for (const t of opts.labelTokenIds)
     if (t < 0 || t >= model.cfg.vocabSize)
@@ -309,7 +319,7 @@ export async function identify(
       const batch = samples.slice(acc.done, acc.done + opts.batchSize);
       const results = tidy(() => runBatch(model, linears, batch, opts));
       acc.lossSum += results.loss;
-      for (const s of batch) s.label === 1 ? acc.secure++ : acc.insecure++;
+      for (const s of batch) s.label === 1 ? acc.insecure++ : acc.secure++;
       for (const [name, perSample] of results.importance) {
         const sum = acc.sums.get(name)!;
         const out = sum.length;
