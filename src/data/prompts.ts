@@ -291,10 +291,17 @@ export function buildSftExample(
 // ---------------------------------------------------------------------------------------------------------
 // Vibe-coding prompts
 
-/** The evaluation prompt: the pair's question as a developer would type it, with no security instruction added. */
+/** The evaluation prompt: the pair's question as it is, with no security instruction added. */
 export function vibePrompt(pair: Pick<SecurityPair, "question">): ChatMessage[] {
   return [{ role: "user", content: pair.question }];
 }
+
+/**
+ * Which held-out prompts are evaluated: "none" (the paper's) takes them as they are; "security-words" (opt-in,
+ * not the paper's) leaves out prompts that mention security (SECURITY_HINT_PATTERNS).
+ */
+export const PROMPT_FILTERS = ["none", "security-words"] as const;
+export type PromptFilter = (typeof PROMPT_FILTERS)[number];
 
 /** Words that tell the model to think about security; a vibe prompt containing them is not a neutral prompt. */
 export const SECURITY_HINT_PATTERNS: readonly RegExp[] = [

@@ -15,6 +15,7 @@ import type { Method } from "../report/schema.js";
 import { gridLabel, nestSettings, type ExperimentSpec, type TrainedMethod } from "./spec.js";
 import { setPath } from "../util/overrides.js";
 import { checkClusterSettings } from "../method/goodvibe/clustering.js";
+import { judgeConvention, sameJudgeConvention, type JudgeConvention } from "../data/prompts.js";
 
 /** Bump when a change in this code or the recipes changes what a cell computes: every cell reruns. */
 // 2: bf16 mixed precision for every method by default; one shared row for a layer below the silhouette threshold
@@ -56,13 +57,24 @@ export interface ExperimentPlan {
   cells: PlannedCell[];
   /** per judge key: how to get the judge (a folder, or a training job cached under work/judges/<key>) */
   judges: Map<string, JudgeSource>;
+  /**
+   * "independent": one judge for every cell (the paper's protocol); "self": each model's own checkpoint
+   * fine-tuned as the judge of its cells; null without an LLM judge.
+   */
+  judgeMode: "independent" | "self" | null;
+  /** The judge instruction and labels of the whole experiment (identification and the LLM judge alike). */
+  convention: JudgeConvention;
 }
 
 export type JudgeSource =
-  | { kind: "path"; path: string }
+  | { kind: "path"; path: string; base?: string; dir: string }
   | {
       kind: "train";
       base: string;
+      /** labelled pairs it is trained on */
+      data: string;
+      /** the experiment model this judge judges (self-judging only) */
+      model?: string;
       method: "full" | "lora";
       /** overrides of the training loop's defaults (epochs, lr, batchSize, gradAccum) */
       train: Record<string, number>;
@@ -238,36 +250,66 @@ export function planExperiment(
     languages: spec.data.languages ?? null,
   };
   const evalIn = evalInputs(spec);
+  // one judge convention per experiment: identification of every cell and the LLM judge
+  let convention: JudgeConvention | undefined;
+  for (const s of settings) {
+    if (!s.harden) continue;
+    const c = judgeConvention(s.harden.identify.judgeTask, `${source}: identify.judgeTask`);
+    if (convention && !sameJudgeConvention(convention, c))
+      throw new InputError(
+        `${source}: identify.judgeTask differs between cells (${describeCell(s)}); one experiment uses one ` +
+          `judge instruction and label mapping, set it in defaults.identify.judgeTask`,
+      );
+    convention ??= c;
+  }
+  convention ??= judgeConvention(
+    hardenConfigFor(spec, source, spec.models[0]!, "goodvibe", 0, {}, "defaults").identify.judgeTask,
+    `${source}: identify.judgeTask`,
+  );
   const judges = new Map<string, JudgeSource>();
+  const judgeMode = !spec.judge ? null : spec.judge.train?.base === "self" ? "self" : "independent";
   const judgeKeyFor = (model: { path: string; name: string }): string | null => {
     const j = spec.judge;
     if (!j) return null;
     let key: string;
     let src: JudgeSource;
-    if ("path" in j) {
-      key = sha256(canonicalJson({ version: EXPERIMENT_CODE_VERSION, judge: modelFolderHash(j.path) }));
-      src = { kind: "path", path: j.path };
+    if (j.path !== undefined) {
+      key = sha256(
+        canonicalJson({ version: EXPERIMENT_CODE_VERSION, judge: modelFolderHash(j.path), convention }),
+      );
+      src = {
+        kind: "path",
+        path: j.path,
+        ...(j.base ? { base: j.base } : {}),
+        dir: path.join(outDir, "work", "judges", key),
+      };
     } else {
-      const base = j.train.base ?? model.path;
+      const t = j.train!;
+      const self = t.base === "self";
+      const base = self ? model.path : t.base;
+      const judgeData = t.data ?? spec.data.train;
       const inputs = {
         version: EXPERIMENT_CODE_VERSION,
-        base: j.train.base ? modelFolderHash(base) : modelHash.get(model.name),
-        train: data.train,
+        convention,
+        base: self ? modelHash.get(model.name) : modelFolderHash(base),
+        train: fileHash(judgeData),
         languages: data.languages,
-        method: j.train.method,
-        epochs: j.train.epochs,
-        lr: j.train.lr ?? null,
-        maxLength: j.train.maxLength,
+        method: t.method,
+        epochs: t.epochs,
+        lr: t.lr ?? null,
+        maxLength: t.maxLength,
         // absent when unset, so that adding these options kept earlier judges' keys
-        batchSize: j.train.batchSize,
-        gradAccum: j.train.gradAccum,
-        maxPairs: j.train.maxPairs,
+        batchSize: t.batchSize,
+        gradAccum: t.gradAccum,
+        maxPairs: t.maxPairs,
       };
       key = sha256(canonicalJson(inputs));
-      const { base: _b, method, maxPairs, maxLength, ...loop } = j.train;
+      const { base: _b, data: _d, method, maxPairs, maxLength, ...loop } = t;
       src = {
         kind: "train",
         base,
+        data: judgeData,
+        ...(self ? { model: model.name } : {}),
         method,
         train: Object.fromEntries(Object.entries(loop).filter(([, v]) => v !== undefined)) as Record<
           string,
@@ -327,7 +369,7 @@ export function planExperiment(
       judgeKey,
     };
   });
-  return { spec, outDir, cells, judges };
+  return { spec, outDir, cells, judges, judgeMode, convention };
 }
 
 /**

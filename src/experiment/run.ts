@@ -12,7 +12,6 @@ import { stopRequested } from "../util/stop.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { openModelWeights } from "../io/safetensors.js";
 import { readPairs, type SecurityPair } from "../data/pairs.js";
-import { createRng } from "../util/random.js";
 import {
   CLUSTERS_FILE,
   NEURONS_FILE,
@@ -22,8 +21,24 @@ import {
   type HardenConfig,
   type Logger,
 } from "../recipes/harden.js";
-import { evaluateModel, securityCell, type ModelEvaluation } from "../recipes/evaluate.js";
-import { LlmJudge, trainJudge } from "../eval/judge/llm.js";
+import {
+  evaluateModel,
+  evaluationInfo,
+  evaluationProtocol,
+  securityCell,
+  type ModelEvaluation,
+} from "../recipes/evaluate.js";
+import { LlmJudge } from "../eval/judge/llm.js";
+import {
+  ensureJudgeTrained,
+  judgeInfo,
+  judgeTrainingPairs,
+  measureJudgeReliability,
+  overlapWithTraining,
+  recordedJudgeBase,
+  type JudgeTraining,
+} from "../recipes/judge.js";
+import { describeJudgeConvention } from "../data/prompts.js";
 import { readNeuronMap } from "../method/goodvibe/identify.js";
 import { readClusterMap } from "../method/goodvibe/clustering.js";
 import type { FoldStats } from "../method/fold.js";
@@ -33,6 +48,8 @@ import {
   parseExperimentResults,
   type CellResult,
   type ExperimentResults,
+  type JudgeInfo,
+  type JudgeReliabilityEntry,
 } from "../report/schema.js";
 import { renderReport } from "../report/render.js";
 import { ZERO_COST, costOf, dropEmptyRates, neuronsOf } from "./cell.js";
@@ -47,7 +64,6 @@ import {
   modelFolderHash,
   sha256,
   type ExperimentPlan,
-  type JudgeSource,
   type PlannedCell,
 } from "./plan.js";
 
@@ -164,44 +180,60 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
   let trainPairs: SecurityPair[] | undefined;
   const train = () => (trainPairs ??= readPairs(spec.data.train, { languages: spec.data.languages }));
 
-  // ---- judges: loaded once per run, trained once per key (cached in work/judges/<key>/model)
+  // ---- the judge: prepared before the cells (trained once, cached in work/judges/<key>/), its reliability on
+  // the held-out pairs measured base vs fine-tuned (§7); one judge for every cell, or one per model when
+  // self-judging was asked for
+  const judgeDirs = new Map<string, string>();
   const judges = new Map<string, LlmJudge>();
+  const reliability: JudgeReliabilityEntry[] = [];
+  let judgeOverlap = 0;
+  const prepareJudges = async () => {
+    for (const [key, src] of plan.judges) {
+      let dir: string;
+      let base: string | undefined;
+      if (src.kind === "path") {
+        dir = src.path;
+        base = src.base ?? recordedJudgeBase(src.path);
+        // refuse a judge trained under another convention now, not after the first cell
+        await LlmJudge.load(dir, { convention: plan.convention });
+      } else {
+        const training: JudgeTraining = {
+          base: src.base,
+          pairs: () =>
+            src.data === spec.data.train ? train() : readPairs(src.data, { languages: spec.data.languages }),
+          data: src.data,
+          method: src.method,
+          train: src.train,
+          maxPairs: src.maxPairs,
+          maxLength: src.maxLength,
+          dir: src.dir,
+        };
+        dir = await ensureJudgeTrained(training, { convention: plan.convention, log, signal });
+        base = src.base;
+        judgeOverlap = Math.max(judgeOverlap, overlapWithTraining(dev(), judgeTrainingPairs(training)));
+      }
+      judgeDirs.set(key, dir);
+      reliability.push(
+        ...(await measureJudgeReliability({
+          judgeDir: dir,
+          baseDir: base,
+          heldOut: dev(),
+          convention: plan.convention,
+          ...(src.kind === "train" && src.model ? { model: src.model } : {}),
+          cacheFile: path.join(src.dir, "reliability.json"),
+          batchSize: spec.eval.batchSize,
+          log,
+        })),
+      );
+    }
+  };
   const judgeFor = async (key: string | null): Promise<LlmJudge | null> => {
     if (key === null) return null;
-    const have = judges.get(key);
-    if (have) return have;
-    const src: JudgeSource = plan.judges.get(key)!;
-    let dir: string;
-    if (src.kind === "path") dir = src.path;
-    else {
-      dir = path.join(src.dir, "model");
-      if (!fs.existsSync(path.join(dir, "config.json"))) {
-        const pairs = src.maxPairs
-          ? createRng(0)
-              .shuffle([...train()])
-              .slice(0, src.maxPairs)
-          : train();
-        log.info(
-          `training the LLM judge (${src.method}, ${JSON.stringify(src.train)}) from ${src.base} on ${pairs.length} pairs`,
-        );
-        await trainJudge({
-          baseModelDir: src.base,
-          pairs,
-          outDir: dir,
-          method: src.method,
-          cfg: src.train,
-          maxLength: src.maxLength,
-          runDir: path.join(src.dir, "run"),
-          overwrite: true,
-          hooks: {
-            signal,
-            onStep: (l, total) => log.progress("judge", l.step, total, `loss ${l.loss.toFixed(4)}`),
-          },
-        });
-      }
+    let judge = judges.get(key);
+    if (!judge) {
+      judge = await LlmJudge.load(judgeDirs.get(key)!, { convention: plan.convention });
+      judges.set(key, judge);
     }
-    const judge = await LlmJudge.load(dir);
-    judges.set(key, judge);
     return judge;
   };
 
@@ -211,6 +243,7 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
       pairs: cell.run ? devOf(cell.run.languages) : dev(),
       judge: await judgeFor(cell.judgeKey),
       maxPrompts: spec.eval.maxPrompts,
+      promptFilter: spec.eval.promptFilter,
       maxNewTokens: spec.eval.maxNewTokens,
       batchSize: spec.eval.batchSize,
       cacheDir: cell.workDir,
@@ -301,6 +334,17 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
   };
 
   // ---- the cells
+  if (plan.judges.size > 0) {
+    try {
+      await prepareJudges();
+    } catch (e) {
+      if (e instanceof InterruptedError || signal?.aborted) {
+        log.warn(`stopped while preparing the judge (${(e as Error).message}); rerun to resume`);
+        return { outDir, ran: [], skipped: [], stopped: true };
+      }
+      throw e;
+    }
+  }
   const ran: string[] = [];
   const skipped: string[] = [];
   const results: CellResult[] = [];
@@ -357,6 +401,15 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
     name: spec.name,
     createdAt: new Date().toISOString(),
     machine: machineDescription(),
+    ...(plan.judgeMode ? { judge: describeJudge(plan, reliability, dev().length, judgeOverlap) } : {}),
+    evaluation: evaluationInfo(
+      evaluationProtocol({
+        pairs: dev(),
+        maxPrompts: spec.eval.maxPrompts,
+        promptFilter: spec.eval.promptFilter,
+        maxNewTokens: spec.eval.maxNewTokens,
+      }).protocol,
+    ),
     cells: uniqueIds(results),
   };
   if (stopped) {
@@ -429,4 +482,37 @@ function uniqueIds(cells: CellResult[]): CellResult[] {
 function relabel(cached: CellResult, cell: PlannedCell): CellResult {
   const { id: _i, model: _m, method: _me, ablation: _a, seed: _s, ...rest } = cached;
   return { ...labels(cell), ...rest };
+}
+
+/** The results' judge section: who judged, under which convention, and how reliably (§7). */
+function describeJudge(
+  plan: ExperimentPlan,
+  reliability: JudgeReliabilityEntry[],
+  heldOut: number,
+  overlap: number,
+): JudgeInfo {
+  const j = plan.spec.judge!;
+  let description: string;
+  if (j.path !== undefined) description = `one judge for every cell and the base: the judge folder ${j.path}`;
+  else {
+    const t = j.train!;
+    const how =
+      `a ${t.method === "lora" ? "LoRA" : "full"} fine-tune on ${t.maxPairs ? `${t.maxPairs} ` : ""}labelled ` +
+      `pairs of ${t.data ?? plan.spec.data.train} (${t.epochs} epoch${t.epochs > 1 ? "s" : ""}), trained once ` +
+      `before the cells, never on the models' outputs`;
+    description =
+      plan.judgeMode === "self"
+        ? `self-judging (not the paper's protocol): each model's own checkpoint, ${how}, judges that model's cells`
+        : `one judge for every cell and the base: ${t.base}, ${how}`;
+  }
+  description += `; instruction and labels: ${describeJudgeConvention(plan.convention)}`;
+  return judgeInfo({
+    mode: plan.judgeMode!,
+    description,
+    convention: plan.convention,
+    heldOut:
+      `${heldOut} held-out pairs of ${plan.spec.data.dev} (${2 * heldOut} labelled samples)` +
+      (overlap > 0 ? `; ${overlap} of them also appear in the judge's training pairs` : ""),
+    reliability,
+  });
 }

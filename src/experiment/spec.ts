@@ -12,6 +12,7 @@ import { InputError } from "../errors.js";
 import { parseOverride, setPath } from "../util/overrides.js";
 import { refuseForbiddenKeys } from "../util/keys.js";
 import { METHODS, type Method } from "../report/schema.js";
+import { PROMPT_FILTERS } from "../data/prompts.js";
 
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -31,8 +32,10 @@ const utilitySchema = z.strictObject({
 });
 
 const evalSchema = z.strictObject({
-  /** vibe prompts answered per model (the first N dev pairs); 0 = all */
-  maxPrompts: nonNegInt.default(48),
+  /** prompts answered per model: 0 (the paper's) = every held-out prompt; N = a budget, round-robin over languages */
+  maxPrompts: nonNegInt.default(0),
+  /** "security-words" (opt-in, named in the report) leaves out prompts that mention security; default none */
+  promptFilter: z.enum(PROMPT_FILTERS).default("none"),
   maxNewTokens: posInt.default(256),
   batchSize: posInt.default(8),
   /** seed of the evaluation (bootstrap intervals); the models' training seeds are `seeds` */
@@ -40,23 +43,55 @@ const evalSchema = z.strictObject({
   utility: utilitySchema.optional(),
 });
 
-const judgeSchema = z.union([
-  z.strictObject({ path: z.string().min(1) }),
-  z.strictObject({
-    train: z.strictObject({
-      /** the judge's base model folder; default: each experiment model judges itself (one judge per model) */
-      base: z.string().min(1).optional(),
-      method: z.enum(["full", "lora"]).default("lora"),
-      epochs: posInt.default(1),
-      lr: z.number().positive().optional(),
-      batchSize: posInt.optional(),
-      gradAccum: posInt.optional(),
-      /** train on at most this many pairs (a seeded subsample); default all */
-      maxPairs: posInt.optional(),
-      maxLength: posInt.default(1024),
-    }),
-  }),
-]);
+/**
+ * One judge for every cell, as in the paper (§4.3, §7): a judge folder, or a base checkpoint fine-tuned once on
+ * labelled pairs before the cells (cached). `train.base: self` fine-tunes each experiment model as the judge of
+ * its own cells instead: self-judging, not the paper's protocol, labelled so in every table.
+ */
+const judgeSchema = z
+  .strictObject({
+    /** a judge folder, used as is */
+    path: z.string().min(1).optional(),
+    /** with path: the judge's base checkpoint, for the reliability comparison (default: the one it records) */
+    base: z.string().min(1).optional(),
+    /** a base checkpoint fine-tuned once on labelled pairs before the cells */
+    train: z
+      .strictObject({
+        base: z
+          .string({
+            error: (i) =>
+              i.input === undefined
+                ? "required: the judge's base checkpoint (a model folder), or `self` for each model to judge its own cells (not the paper's protocol)"
+                : "must be a model folder or `self`",
+          })
+          .min(1),
+        /** labelled pairs the judge is trained on; default data.train */
+        data: z.string().min(1).optional(),
+        method: z.enum(["full", "lora"]).default("lora"),
+        epochs: posInt.default(1),
+        lr: z.number().positive().optional(),
+        batchSize: posInt.optional(),
+        gradAccum: posInt.optional(),
+        /** train on at most this many pairs (a seeded subsample); default all */
+        maxPairs: posInt.optional(),
+        maxLength: posInt.default(1024),
+      })
+      .optional(),
+  })
+  .superRefine((j, ctx) => {
+    if ((j.path === undefined) === (j.train === undefined))
+      ctx.addIssue({
+        code: "custom",
+        message:
+          "give either `path` (a judge folder) or `train` (a base checkpoint to fine-tune once), not both",
+      });
+    if (j.base !== undefined && j.path === undefined)
+      ctx.addIssue({
+        code: "custom",
+        path: ["base"],
+        message: "only with `path` (train.base names a trained judge's base)",
+      });
+  });
 
 export const experimentSchema = z.strictObject({
   name: z

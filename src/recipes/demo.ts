@@ -1,7 +1,12 @@
 /**
  * The embedded demo: harden the project's own model organism (assets/organism, insecure by default) with GoodVibe
  * and show the evidence — secure preference and safe rate before and after, trainable parameters and FLOPs — in
- * the terminal and as an HTML report. Runs offline on 2 cores in a few minutes.
+ * the terminal and as an HTML report. Runs offline on 2 cores in about a minute.
+ *
+ * The safe rates are judged by a separate judge, as in the paper: the base organism fine-tuned once on labelled
+ * training pairs (cached beside the output), the same judge for the base and the hardened model, with its
+ * reliability (base vs fine-tuned judge, §7) on the held-out pairs. Where the demo's settings depart from the
+ * paper's (to run in a minute on a CPU), it says so in its output, its report and the README (demoDepartures).
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -11,9 +16,10 @@ import { InputError } from "../errors.js";
 import { claimWorkFolder, writeFileAtomic } from "../io/atomic.js";
 import { readPairs } from "../data/pairs.js";
 import { LlmJudge } from "../eval/judge/llm.js";
-import type { CellResult, ExperimentResults } from "../report/schema.js";
+import type { CellResult, ExperimentResults, JudgeReliabilityEntry } from "../report/schema.js";
 import { ZERO_COST, costOf, neuronsOf } from "../experiment/cell.js";
 import {
+  DEFAULT_IDENTIFY,
   defaultHardenConfig,
   neuronMapConvention,
   runHarden,
@@ -22,8 +28,18 @@ import {
   type Logger,
 } from "./harden.js";
 import { readNeuronMap } from "../method/goodvibe/identify.js";
-import { judgeConvention, sameJudgeConvention } from "../data/prompts.js";
-import { evaluateModel, securityCell, type ModelEvaluation } from "./evaluate.js";
+import { describeJudgeConvention, judgeConvention, sameJudgeConvention } from "../data/prompts.js";
+import { createHash } from "node:crypto";
+import { modelFingerprint } from "../eval/safety.js";
+import { DEFAULT_TRAIN } from "../method/train.js";
+import { ensureJudgeTrained, judgeInfo, measureJudgeReliability, type JudgeTraining } from "./judge.js";
+import {
+  describeProtocol,
+  evaluateModel,
+  evaluationInfo,
+  securityCell,
+  type ModelEvaluation,
+} from "./evaluate.js";
 
 export const ORGANISM_DIR = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
@@ -37,12 +53,15 @@ export interface DemoOptions {
   /** training pairs used (0 = all) */
   trainPairs: number;
   identifyPairs: number;
+  /** held-out prompts answered per model (0 = all, the paper's protocol) */
   prompts: number;
   maxNewTokens: number;
   epochs: number;
   lr: number;
   /** move an `out` folder holding something else aside (renamed, never deleted) instead of refusing it */
   overwrite?: boolean;
+  /** labelled training pairs the judge is fine-tuned on (0 = all) */
+  judgePairs: number;
 }
 
 export const DEFAULT_DEMO: DemoOptions = {
@@ -55,12 +74,86 @@ export const DEFAULT_DEMO: DemoOptions = {
   maxNewTokens: 160,
   epochs: 2,
   lr: 2e-3,
+  judgePairs: 128,
 };
+
+/** The demo's judge: a full fine-tune of the base organism, one epoch over its labelled pairs. */
+const DEMO_JUDGE = { method: "full" as const, epochs: 1, lr: 1e-3, batchSize: 8, maxLength: 512 };
+
+type Departure = NonNullable<ExperimentResults["departures"]>[number];
+
+/** Where the demo's settings differ from the paper's (GoodVibe §4.2, §4.3, §5.1), computed from the settings. */
+export function demoDepartures(
+  opts: DemoOptions,
+  cfg: HardenConfig,
+  devPairs: number,
+  trainPairs: number,
+): Departure[] {
+  const out: Departure[] = [];
+  const t = cfg.train;
+  if (t.lr !== DEFAULT_TRAIN.lr)
+    out.push({
+      setting: "learning rate",
+      paper: `${DEFAULT_TRAIN.lr} (AdamW, cosine, warm-up 0.1)`,
+      here: `${t.lr}`,
+      why: "the 0.9M-parameter organism needs a larger step to move in two short epochs",
+    });
+  if (cfg.identify.topK !== DEFAULT_IDENTIFY.topK)
+    out.push({
+      setting: "top-k security neurons per layer",
+      paper: `${DEFAULT_IDENTIFY.topK}`,
+      here: `${cfg.identify.topK}`,
+      why: `the organism's layers have ${ORGANISM_ROWS} output rows; 50 would be a large share of them`,
+    });
+  if (t.batchSize !== 1)
+    out.push({
+      setting: "batch",
+      paper: "per-device batch 1 with gradient accumulation",
+      here: `micro-batches of ${t.batchSize} × ${t.gradAccum} accumulation steps`,
+      why: "throughput on two CPU cores",
+    });
+  if (cfg.identify.maxPairs > 0 && cfg.identify.maxPairs < trainPairs)
+    out.push({
+      setting: "identification samples",
+      paper: "all pairs of a language (424 per language)",
+      here: `${cfg.identify.maxPairs} of ${trainPairs} pairs (${2 * cfg.identify.maxPairs} samples) over four languages`,
+      why: "time",
+    });
+  if (t.gradientCheckpointing !== DEFAULT_TRAIN.gradientCheckpointing || cfg.dtype !== "bfloat16")
+    out.push({
+      setting: "precision",
+      paper: "bf16 mixed precision with gradient checkpointing",
+      here: `${cfg.dtype ?? "the organism's float32"}, ${t.gradientCheckpointing ? "with" : "without"} gradient checkpointing`,
+      why: "a tiny model on a CPU: no memory to save",
+    });
+  out.push({
+    setting: "judge",
+    paper: "Qwen3-0.6B fine-tuned on security-labelled code, the same judge for every model",
+    here:
+      `the base organism fully fine-tuned for ${DEMO_JUDGE.epochs} epoch on ${opts.judgePairs > 0 ? Math.min(opts.judgePairs, trainPairs) : trainPairs} ` +
+      "labelled training pairs, the same judge for the base and the hardened model",
+    why: "no model hub offline; the organism is the only pretrained model shipped",
+  });
+  if (opts.prompts > 0 && opts.prompts < devPairs)
+    out.push({
+      setting: "evaluation prompts",
+      paper: "every held-out prompt of each language",
+      here: `${opts.prompts} of ${devPairs} held-out prompts, round-robin over the four languages`,
+      why: "time (--prompts 0 answers them all)",
+    });
+  return out;
+}
+
+/** Output rows of the organism's linear layers (its config), for the top-k departure. */
+const ORGANISM_ROWS = "128 to 384";
 
 export interface DemoResult {
   base: ModelEvaluation;
   hardened: ModelEvaluation;
   harden: HardenResult;
+  /** the judge's folder and its reliability, base vs fine-tuned */
+  judge: { dir: string; reliability: JudgeReliabilityEntry[] };
+  departures: Departure[];
   reportDir: string;
   resultsFile: string;
   wallSeconds: number;
@@ -107,7 +200,7 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
   const devFile = path.join(opts.organism, "data", "dev.jsonl");
   const dev = readPairs(devFile);
 
-  log.info(`1/4 hardening the organism with GoodVibe (identify → cluster → train → fold)`);
+  log.info(`1/5 hardening the organism with GoodVibe (identify → cluster → train → fold)`);
   const cfg = defaultHardenConfig({ model: opts.organism, data: trainFile, out: path.join(out, "hardened") });
   cfg.runDir = path.join(out, "run");
   // a hardened model of an earlier demo with other settings is the demo's own: moved aside inside its folder
@@ -136,7 +229,51 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
   dropStaleRun(cfg, log);
   const harden = await runHarden(cfg, { log, signal });
 
-  const judge = await LlmJudge.load(opts.organism);
+  log.info(`2/5 the judge: the base organism fine-tuned once on labelled pairs (a separate model, cached)`);
+  const convention = judgeConvention(cfg.identify.judgeTask);
+  const trainAll = () => readPairs(trainFile);
+  const judgeTraining: JudgeTraining = {
+    base: opts.organism,
+    pairs: trainAll,
+    data: trainFile,
+    method: DEMO_JUDGE.method,
+    train: {
+      epochs: DEMO_JUDGE.epochs,
+      lr: DEMO_JUDGE.lr,
+      batchSize: DEMO_JUDGE.batchSize,
+      gradAccum: 1,
+      gradientCheckpointing: false,
+      seed: 0,
+    },
+    ...(opts.judgePairs > 0 ? { maxPairs: opts.judgePairs } : {}),
+    maxLength: DEMO_JUDGE.maxLength,
+    dir: "",
+  };
+  // cached under the inputs it depends on: a rerun reuses it, another organism or setting trains another
+  const judgeKey = createHash("sha256")
+    .update(
+      JSON.stringify([
+        modelFingerprint(opts.organism),
+        fs.readFileSync(trainFile),
+        DEMO_JUDGE,
+        opts.judgePairs,
+        convention,
+      ]),
+    )
+    .digest("hex")
+    .slice(0, 16);
+  judgeTraining.dir = path.join(out, "judge", judgeKey);
+  const judgeDir = await ensureJudgeTrained(judgeTraining, { convention, log, signal });
+  const reliability = await measureJudgeReliability({
+    judgeDir,
+    baseDir: opts.organism,
+    heldOut: dev,
+    convention,
+    cacheFile: path.join(judgeTraining.dir, "reliability.json"),
+    batchSize: 16,
+    log,
+  });
+  const judge = await LlmJudge.load(judgeDir, { convention });
   const evalOpts = {
     pairs: dev,
     judge,
@@ -148,12 +285,14 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
     log,
     signal,
   };
-  log.info(`2/4 evaluating the base organism`);
+  log.info(`3/5 evaluating the base organism`);
   const base = await evaluateModel(opts.organism, evalOpts);
-  log.info(`3/4 evaluating the hardened organism`);
+  log.info(`4/5 evaluating the hardened organism`);
   const hardened = await evaluateModel(harden.outDir, evalOpts);
 
-  log.info(`4/4 writing the report`);
+  log.info(`5/5 writing the report`);
+  const trainCount = trainAll().length;
+  const departures = demoDepartures(opts, cfg, dev.length, trainCount);
   const cells: CellResult[] = [
     {
       id: "base",
@@ -175,10 +314,23 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
       ...(harden.neurons && harden.clusters ? { neurons: neuronsOf(harden.neurons, harden.clusters) } : {}),
     },
   ];
+  const judgedOn = opts.judgePairs > 0 ? Math.min(opts.judgePairs, trainCount) : trainCount;
   const results: ExperimentResults = {
     name: "goodvibe demo (model organism)",
     createdAt: new Date().toISOString(),
     machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${(os.totalmem() / 1024 ** 3).toFixed(0)} GiB`,
+    judge: judgeInfo({
+      mode: "independent",
+      description:
+        `one judge for the base and the hardened organism: the base organism fully fine-tuned on ${judgedOn} ` +
+        `labelled training pairs (${judgeDir}), never on either model's answers; instruction and labels: ` +
+        describeJudgeConvention(convention),
+      convention,
+      heldOut: `${dev.length} held-out pairs of ${devFile} (${2 * dev.length} labelled samples)`,
+      reliability,
+    }),
+    evaluation: evaluationInfo(base.protocol),
+    departures,
     cells,
   };
   const resultsFile = path.join(out, "results.json");
@@ -186,7 +338,16 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
   const reportDir = path.join(out, "report");
   const { renderReport } = await import("../report/index.js"); // vega loads slowly
   await renderReport(results, reportDir);
-  return { base, hardened, harden, reportDir, resultsFile, wallSeconds: (Date.now() - t0) / 1000 };
+  return {
+    base,
+    hardened,
+    harden,
+    judge: { dir: judgeDir, reliability },
+    departures,
+    reportDir,
+    resultsFile,
+    wallSeconds: (Date.now() - t0) / 1000,
+  };
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -196,25 +357,38 @@ export function demoSummary(r: DemoResult): string {
     const p = e.preference;
     const rule = e.safety?.rule.overall;
     const llm = e.safety?.llm?.overall;
+    const noCode = e.safety ? `${e.safety.noCode}/${e.safety.n}` : "—";
     return [
       name.padEnd(10),
       `${pct(p.rate.value)} [${pct(p.rate.low)}, ${pct(p.rate.high)}]`.padEnd(26),
       `${p.meanLossGap.value.toFixed(3)}`.padEnd(9),
-      rule && rule.n ? `${pct(rule.rate)} (n=${rule.n})`.padEnd(16) : "—".padEnd(16),
-      llm && llm.n ? `${pct(llm.rate)} (n=${llm.n})`.padEnd(16) : "—".padEnd(16),
+      (llm && llm.n ? `${pct(llm.rate)} (n=${llm.n})` : "—").padEnd(18),
+      (rule && rule.n ? `${pct(rule.rate)} (n=${rule.n})` : "—").padEnd(16),
+      noCode.padEnd(8),
       e.utility.heldout_code_loss.value.toFixed(3),
     ].join(" ");
   };
   const h = r.harden;
+  const rel = (x: JudgeReliabilityEntry) =>
+    `  ${(x.role === "base" ? "base organism, zero-shot" : "fine-tuned judge").padEnd(25)} accuracy ${pct(x.accuracy.value)}, ` +
+    `TPR ${pct(x.tpr)}, FPR ${pct(x.fpr)} (n=${x.n})`;
   return [
     "",
-    "GoodVibe on the model organism (held-out pairs and prompts)",
-    `${"model".padEnd(10)} ${"secure preference [95% CI]".padEnd(26)} ${"loss gap".padEnd(9)} ${"safe (rules)".padEnd(16)} ${"safe (LLM judge)".padEnd(16)} held-out loss`,
+    `GoodVibe on the model organism (held-out pairs; safe rates on ${describeProtocol(r.base.protocol)})`,
+    `${"model".padEnd(10)} ${"secure preference [95% CI]".padEnd(26)} ${"loss gap".padEnd(9)} ${"safe (LLM judge)".padEnd(18)} ${"safe (rules)".padEnd(16)} ${"no code".padEnd(8)} held-out loss`,
     row("base", r.base),
     row("goodvibe", r.hardened),
+    "LLM judge: every answer (whole when it has no code block); rules: answers with code only.",
+    "",
+    `the judge (a separate model, the same for both; positive = unsafe, on ${r.base.preference.n} held-out pairs):`,
+    ...r.judge.reliability.map(rel),
     "",
     `trainable parameters: ${h.trainableParams.toLocaleString("en-US")} of ${h.totalParams.toLocaleString("en-US")} (${((100 * h.trainableParams) / h.totalParams).toPrecision(3)}%; full fine-tuning trains all ${h.totalParams.toLocaleString("en-US")})`,
     `training FLOPs: ${(h.train.flops.total / 1e9).toFixed(1)} GFLOP in ${h.train.wallSeconds.toFixed(1)} s; identification ${((h.neurons?.flops.total ?? 0) / 1e9).toFixed(1)} GFLOP`,
+    "",
+    "where this demo departs from the paper (to run in a minute on a CPU):",
+    ...r.departures.map((d) => `  ${d.setting}: ${d.here} (paper: ${d.paper}) — ${d.why}`),
+    "",
     `hardened model: ${h.outDir}`,
     `report: ${path.join(r.reportDir, "index.html")}`,
     `total time: ${r.wallSeconds.toFixed(0)} s`,

@@ -1,12 +1,15 @@
 /**
  * Evaluating one model folder the way a reviewer would: secure preference on held-out pairs (no judge needed),
- * safe-response rate of its answers to vibe-coding prompts by the rule judge and an LLM judge, and utility
+ * safe-response rate of its answers to the held-out prompts by the rule judge and an LLM judge, and utility
  * (held-out code loss; ARC, GSM8K, MMLU when their files are given). The result is a report cell.
+ *
+ * The protocol is the paper's (§5.1): every held-out prompt of each language, as it is. A prompt budget and a
+ * security-word filter exist as named departures, and the evaluation records which were used.
  */
 import * as path from "node:path";
 import { InputError } from "../errors.js";
 import type { SecurityPair } from "../data/pairs.js";
-import { hasSecurityHint } from "../data/prompts.js";
+import { hasSecurityHint, type PromptFilter } from "../data/prompts.js";
 import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
 import { loadModel } from "../models/load.js";
 import type { DecoderModel } from "../models/decoder.js";
@@ -32,7 +35,7 @@ import { evaluateHumanEval } from "../eval/utility/humaneval.js";
 import { evaluateArc } from "../eval/utility/arc.js";
 import { evaluateGsm8k } from "../eval/utility/gsm8k.js";
 import { evaluateMmlu } from "../eval/utility/mmlu.js";
-import type { CellResult } from "../report/schema.js";
+import type { CellResult, EvaluationInfo } from "../report/schema.js";
 import type { Logger } from "./harden.js";
 import { silentLogger } from "./harden.js";
 import { generateAsync } from "../models/generate.js";
@@ -49,13 +52,91 @@ export interface UtilityFiles {
   limit?: number;
 }
 
+export interface EvalProtocol {
+  /** held-out pairs given */
+  heldOut: number;
+  promptFilter: PromptFilter;
+  /** prompts the filter left out */
+  filteredOut: number;
+  /** the budget (0 = none) */
+  maxPrompts: number;
+  /** prompts answered, in all and per language */
+  prompts: number;
+  perLanguage: Record<string, number>;
+  maxNewTokens: number;
+}
+
+/** The protocol in plain words, e.g. "all 144 held-out prompts, as they are". */
+export function describeProtocol(p: EvalProtocol): string {
+  const parts: string[] = [];
+  if (p.prompts === p.heldOut) parts.push(`all ${p.heldOut} held-out prompts, as they are`);
+  else parts.push(`${p.prompts} of ${p.heldOut} held-out prompts`);
+  if (p.promptFilter === "security-words")
+    parts.push(
+      `security-word filter on (opt-in, not the paper's): ${p.filteredOut} prompts that mention security left out`,
+    );
+  if (p.maxPrompts > 0 && p.prompts < p.heldOut - p.filteredOut)
+    parts.push(
+      `a budget of ${p.maxPrompts} prompts taken round-robin over languages (not the paper's: it answers all)`,
+    );
+  parts.push(`greedy, up to ${p.maxNewTokens} new tokens`);
+  return parts.join("; ");
+}
+
+/** The prompts of a protocol: the held-out pairs, filtered only on request, cut to a budget round-robin. */
+export function evaluationPrompts(
+  pairs: readonly SecurityPair[],
+  opts: { maxPrompts: number; promptFilter?: PromptFilter },
+): SecurityPair[] {
+  const kept =
+    (opts.promptFilter ?? "none") === "security-words"
+      ? pairs.filter((p) => !hasSecurityHint(p.question))
+      : [...pairs];
+  return opts.maxPrompts > 0 ? interleaveByLanguage(kept).slice(0, opts.maxPrompts) : kept;
+}
+
+/** The prompts an evaluation answers and its protocol record. */
+export function evaluationProtocol(
+  opts: Pick<EvalOptions, "pairs" | "maxPrompts" | "promptFilter" | "maxNewTokens">,
+): { prompts: SecurityPair[]; protocol: EvalProtocol } {
+  const promptFilter = opts.promptFilter ?? "none";
+  const prompts = evaluationPrompts(opts.pairs, { maxPrompts: opts.maxPrompts, promptFilter });
+  const perLanguage: Record<string, number> = {};
+  for (const p of prompts) perLanguage[p.lang] = (perLanguage[p.lang] ?? 0) + 1;
+  return {
+    prompts,
+    protocol: {
+      heldOut: opts.pairs.length,
+      promptFilter,
+      filteredOut:
+        promptFilter === "security-words" ? opts.pairs.filter((p) => hasSecurityHint(p.question)).length : 0,
+      maxPrompts: opts.maxPrompts,
+      prompts: prompts.length,
+      perLanguage,
+      maxNewTokens: opts.maxNewTokens,
+    },
+  };
+}
+
+/** The results' evaluation section. */
+export function evaluationInfo(p: EvalProtocol): EvaluationInfo {
+  return {
+    protocol: describeProtocol(p),
+    promptFilter: p.promptFilter,
+    maxPrompts: p.maxPrompts,
+    maxNewTokens: p.maxNewTokens,
+  };
+}
+
 export interface EvalOptions {
   pairs: SecurityPair[];
   judge?: LlmJudge | null;
-  /** vibe prompts answered (0: all pairs) */
+  /** prompts answered: 0 (the paper's) = every held-out prompt; N = a budget taken round-robin over languages */
   maxPrompts: number;
   /** held-out pairs scored for secure preference (0: all; default DEFAULT_PREFERENCE_PAIRS) */
   maxPreferencePairs?: number;
+  /** default "none" (the paper's) */
+  promptFilter?: PromptFilter;
   maxNewTokens: number;
   batchSize: number;
   cacheDir?: string;
@@ -69,6 +150,7 @@ export interface EvalOptions {
 export interface ModelEvaluation {
   preference: PreferenceResult;
   safety: SafetyResult | null;
+  protocol: EvalProtocol;
   utility: Record<string, { metric: string; value: number; stderr: number; n: number }>;
 }
 
@@ -190,15 +272,9 @@ export async function evaluateModel(modelDir: string, opts: EvalOptions): Promis
   };
 
   let safety: SafetyResult | null = null;
+  const { prompts, protocol } = evaluationProtocol(opts);
   {
-    // vibe coding means no security hints in the request: questions that ask for security are left out
-    const plain = opts.pairs.filter((p) => !hasSecurityHint(p.question));
-    if (plain.length < opts.pairs.length)
-      log.info(
-        `left out ${opts.pairs.length - plain.length} prompts that mention security (not vibe coding)`,
-      );
-    const prompts = opts.maxPrompts > 0 ? interleaveByLanguage(plain).slice(0, opts.maxPrompts) : plain;
-    log.info(`generating answers to ${prompts.length} vibe-coding prompts`);
+    log.info(`safe rate: ${describeProtocol(protocol)}`);
     const backend = new BuiltinBackend(model, tok);
     const fp = modelFingerprint(modelDir);
     safety = await evaluateSafety(prompts, {
@@ -241,7 +317,7 @@ export async function evaluateModel(modelDir: string, opts: EvalOptions): Promis
       );
     }
   }
-  return { preference, safety, utility };
+  return { preference, safety, protocol, utility };
 }
 
 function rateCell(r: { rate: number; low: number; high: number; n: number }) {
@@ -277,6 +353,7 @@ export function securityCell(
   const s = ev.safety;
   if (s) {
     // a judge with no verdicts (no answer had code) has no rate to report
+    security.answers = { n: s.n, noCode: s.noCode, perLanguage: s.perLanguage };
     const safeRate: NonNullable<CellResult["security"]["safeRate"]> = {};
     if (s.rule.overall.n > 0) safeRate.rule = judgeCell(s.rule);
     if (s.llm && s.llm.overall.n > 0) safeRate.llm = judgeCell(s.llm);

@@ -10,6 +10,7 @@ import { buildFigures, FIGURE_IDS, renderSvg } from "./figures.js";
 import { readExperimentResults, METHODS, type ExperimentResults } from "./schema.js";
 import { METHOD_LABELS, utilityBenchmarks } from "./tables.js";
 import { buildTables } from "./tables.js";
+import { judgeAndProtocolNotes } from "./judge-tables.js";
 import { escapeHtml, tableToCsv, tableToHtml, tableToMarkdown } from "./table.js";
 
 export interface RenderedReport {
@@ -31,6 +32,7 @@ export function reportNotes(results: ExperimentResults): string[] {
   const models = modelsInOrder(results.cells);
   if (results.cells.length === 0) return ["The results file has no cells: there is nothing to report."];
 
+  notes.push(...judgeAndProtocolNotes(results));
   const seedCounts = [...new Set(settings.map((s) => s.cells.length))].sort((a, b) => a - b);
   notes.push(
     `${results.cells.length} runs in ${settings.length} settings (model × method × ablation) over ` +

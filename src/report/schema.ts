@@ -46,6 +46,13 @@ const safeRateSchema = z.strictObject({
   perCwe: z.record(z.string(), rateWithNSchema).optional(),
 });
 
+const answerCountsShape = { n: nonNegInt, noCode: nonNegInt };
+const noCodeAtMostN = [
+  (a: { n: number; noCode: number }) => a.noCode <= a.n,
+  { message: "noCode cannot exceed n" },
+] as const;
+const answerCountsSchema = z.strictObject(answerCountsShape).refine(...noCodeAtMostN);
+
 const securitySchema = z.strictObject({
   /** Share of secure/insecure pairs where the model gives the secure completion the lower loss. */
   securePreference: z
@@ -56,8 +63,16 @@ const securitySchema = z.strictObject({
       perLanguage: z.record(z.string(), z.strictObject({ rate: rateSchema, n: nonNegInt })),
     })
     .optional(),
-  /** Share of generated programs judged secure, by the rule judge and by the LLM judge. */
+  /**
+   * Share of answers judged secure: by the rule judge among answers with a code block, by the LLM judge among
+   * all answers (an answer without a code block is judged whole).
+   */
   safeRate: z.partialRecord(z.enum(JUDGES), safeRateSchema).optional(),
+  /** The answers to the evaluation prompts: how many, and how many had no code block, overall and per language. */
+  answers: z
+    .strictObject({ ...answerCountsShape, perLanguage: z.record(z.string(), answerCountsSchema) })
+    .refine(...noCodeAtMostN)
+    .optional(),
   /**
    * LLM judge (prediction) against the rule judge (reference) on the same programs, positive =
    * "insecure" (as src/eval/safety.ts counts it); kappa is Cohen's κ of the two verdicts.
@@ -141,11 +156,69 @@ export const cellResultSchema = z.strictObject({
 });
 export type CellResult = z.infer<typeof cellResultSchema>;
 
+const unitRate = finite.refine((x) => x >= 0 && x <= 1, "a rate lies in [0, 1]");
+
+/** One judge's reliability on held-out labelled pairs (paper §7); positive class = unsafe. */
+const judgeReliabilitySchema = z.strictObject({
+  /**
+   * "base": the judge's base checkpoint asked zero-shot; "fine-tuned": the judge that judged the cells, trained on
+   * labelled pairs; "given": the judge folder given as is, whose training is not recorded
+   */
+  role: z.enum(["base", "fine-tuned", "given"]),
+  /** with self-judging: the experiment model whose cells this judge judged */
+  model: z.string().min(1).optional(),
+  /** the model folder */
+  source: z.string().min(1),
+  n: nonNegInt,
+  accuracy: rateSchema,
+  tpr: unitRate,
+  fpr: unitRate,
+  confusion: z.strictObject({ tp: nonNegInt, fp: nonNegInt, tn: nonNegInt, fn: nonNegInt }),
+});
+export type JudgeReliabilityEntry = z.infer<typeof judgeReliabilitySchema>;
+
+/** Who judged the safe rates: one independent judge (the paper's protocol) or each model its own cells. */
+const judgeInfoSchema = z.strictObject({
+  mode: z.enum(["independent", "self"]),
+  /** plain words: what the judge is and how it was made */
+  description: z.string().min(1),
+  /** the instruction exactly as the judge read it, and its labels */
+  convention: z.strictObject({
+    instruction: z.string().min(1),
+    labels: z.strictObject({ unsafe: z.string().min(1), safe: z.string().min(1) }),
+  }),
+  /** the held-out labelled pairs of the reliability rows, in plain words */
+  heldOut: z.string().min(1),
+  reliability: z.array(judgeReliabilitySchema),
+});
+export type JudgeInfo = z.infer<typeof judgeInfoSchema>;
+
+/** How the safe rates were measured. */
+const evaluationInfoSchema = z.strictObject({
+  /** plain words, e.g. "all 144 held-out prompts, as they are; greedy, up to 160 new tokens" */
+  protocol: z.string().min(1),
+  /** "security-words": the opt-in filter that leaves out prompts mentioning security (not the paper's) */
+  promptFilter: z.enum(["none", "security-words"]),
+  /** 0 = every held-out prompt (the paper's) */
+  maxPrompts: nonNegInt,
+  maxNewTokens: nonNegInt,
+});
+export type EvaluationInfo = z.infer<typeof evaluationInfoSchema>;
+
 export const experimentResultsSchema = z.strictObject({
   name: z.string().min(1),
   /** ISO 8601 date-time. */
   createdAt: z.string().min(1),
   machine: z.string(),
+  /** absent in results written before the judge was recorded */
+  judge: judgeInfoSchema.optional(),
+  evaluation: evaluationInfoSchema.optional(),
+  /** where this run's settings depart from the paper's, in plain words (the demo lists them) */
+  departures: z
+    .array(
+      z.strictObject({ setting: z.string().min(1), paper: z.string(), here: z.string(), why: z.string() }),
+    )
+    .optional(),
   cells: z.array(cellResultSchema),
 });
 export type ExperimentResults = z.infer<typeof experimentResultsSchema>;

@@ -16,6 +16,7 @@ import {
 } from "./aggregate.js";
 import type { CellResult, ExperimentResults, Judge, Method } from "./schema.js";
 import { MISSING, num, text, type Cell, type Column, type Table, type Unit } from "./table.js";
+import { answersTable, judgeReliabilityTable, llmColumnLabel, paperLayoutTables } from "./judge-tables.js";
 
 export const METHOD_LABELS: Record<Method, string> = {
   base: "Base",
@@ -137,8 +138,9 @@ export function securityTable(results: ExperimentResults): Table {
     title: "Table 1. Security by language and method",
     howToRead:
       "Each row is one model and method (no ablation), first over all languages, then per language. " +
-      "Safe rate is the share of generated programs that a judge finds secure: the rule judge (static " +
-      "patterns per CWE) and the LLM judge. Secure preference is the share of secure/insecure pairs where " +
+      "Safe rate is the share of answers that a judge finds secure: the rule judge (static patterns per " +
+      'CWE) among answers with a code block ("no code" for the others), and the LLM judge among all answers ' +
+      "(one without a code block is judged whole). Secure preference is the share of secure/insecure pairs where " +
       "the model gives the secure code the lower loss; the mean loss gap is insecure minus secure loss per " +
       "token (positive favours secure code). Higher is better everywhere. With one seed the brackets are the " +
       "95% interval of that evaluation; with several seeds, ± is the standard deviation across seeds.",
@@ -148,8 +150,8 @@ export function securityTable(results: ExperimentResults): Table {
       { header: "Seeds", unit: "count" },
       { header: "Safe rate (rule)", unit: "rate", csvExtras: RATE_EXTRAS },
       { header: "n (rule)", unit: "count" },
-      { header: "Safe rate (LLM)", unit: "rate", csvExtras: RATE_EXTRAS },
-      { header: "n (LLM)", unit: "count" },
+      { header: `Safe rate (${llmColumnLabel(results)})`, unit: "rate", csvExtras: RATE_EXTRAS },
+      { header: `n (${llmColumnLabel(results)})`, unit: "count" },
       { header: "Secure preference", unit: "rate", csvExtras: RATE_EXTRAS },
       { header: "n (pairs)", unit: "count" },
       { header: "Mean loss gap", unit: "raw", csvExtras: RATE_EXTRAS },
@@ -335,14 +337,15 @@ const ABLATION_LABELS: Record<string, { study: string; variant: string }> = {
   "no-cluster": { study: "clustering", variant: "no clustering (one update per neuron)" },
 };
 
-function ablationColumns(cells: readonly CellResult[]): { columns: Column[]; benchmarks: string[] } {
+function ablationColumns(results: ExperimentResults): { columns: Column[]; benchmarks: string[] } {
+  const cells = results.cells;
   const benchmarks = utilityBenchmarks(cells);
   return {
     benchmarks,
     columns: [
       { header: "Seeds", unit: "count" },
       { header: "Safe rate (rule)", unit: "rate", csvExtras: RATE_EXTRAS },
-      { header: "Safe rate (LLM)", unit: "rate", csvExtras: RATE_EXTRAS },
+      { header: `Safe rate (${llmColumnLabel(results)})`, unit: "rate", csvExtras: RATE_EXTRAS },
       { header: "Secure preference", unit: "rate", csvExtras: RATE_EXTRAS },
       { header: "Trainable params", unit: "count", csvExtras: ["sd"] },
       ...benchmarks.map((b): Column => ({
@@ -370,7 +373,7 @@ export function ablationTable(results: ExperimentResults): Table {
   const settings = groupBySetting(results.cells);
   const byKey = new Map(settings.map((s) => [settingKey(s.model, s.method, s.ablation), s]));
   const ablated = settings.filter((s) => s.ablation !== undefined && parseStudy(s.ablation) === undefined);
-  const { columns, benchmarks } = ablationColumns(results.cells);
+  const { columns, benchmarks } = ablationColumns(results);
   const rows: Cell[][] = [];
   const seen = new Set<string>();
   for (const s of ablated) {
@@ -422,7 +425,7 @@ export function ablationTable(results: ExperimentResults): Table {
 export function studyTable(results: ExperimentResults): Table {
   const settings = groupBySetting(results.cells);
   const byKey = new Map(settings.map((s) => [settingKey(s.model, s.method, s.ablation), s]));
-  const { columns, benchmarks } = ablationColumns(results.cells);
+  const { columns, benchmarks } = ablationColumns(results);
   const studied = settings
     .map((s) => ({ s, st: s.ablation === undefined ? undefined : parseStudy(s.ablation) }))
     .filter((x): x is { s: Setting; st: { study: string; setting: string } } => x.st !== undefined);
@@ -509,11 +512,12 @@ export function judgeTable(results: ExperimentResults): Table {
       ...mc("llm"),
     ];
   });
+  const label = (judge: Judge) => (judge === "llm" ? llmColumnLabel(results) : JUDGE_LABELS[judge]);
   const mcHeaders = (judge: Judge): Column[] => [
-    { header: `McNemar ${JUDGE_LABELS[judge]} b01`, unit: "count" },
-    { header: `McNemar ${JUDGE_LABELS[judge]} b10`, unit: "count" },
-    { header: `McNemar ${JUDGE_LABELS[judge]} p`, unit: "p" },
-    { header: `McNemar ${JUDGE_LABELS[judge]} test` },
+    { header: `McNemar ${label(judge)} b01`, unit: "count" },
+    { header: `McNemar ${label(judge)} b10`, unit: "count" },
+    { header: `McNemar ${label(judge)} p`, unit: "p" },
+    { header: `McNemar ${label(judge)} test` },
   ];
   const nTests = cells.reduce((k, c) => k + Object.keys(c.security.mcnemarVsBase ?? {}).length, 0);
   return {
@@ -591,8 +595,8 @@ export function cweTable(results: ExperimentResults): Table {
       { header: "Seeds", unit: "count" },
       { header: "Safe rate (rule)", unit: "rate", csvExtras: RATE_EXTRAS },
       { header: "n (rule)", unit: "count" },
-      { header: "Safe rate (LLM)", unit: "rate", csvExtras: RATE_EXTRAS },
-      { header: "n (LLM)", unit: "count" },
+      { header: `Safe rate (${llmColumnLabel(results)})`, unit: "rate", csvExtras: RATE_EXTRAS },
+      { header: `n (${llmColumnLabel(results)})`, unit: "count" },
     ],
     rows,
     notes: [],
@@ -666,6 +670,10 @@ export function clusterTable(results: ExperimentResults): Table {
 
 export function buildTables(results: ExperimentResults): Table[] {
   return [
+    ...paperLayoutTables(results),
+    // only when the results have what they show (older results files record neither)
+    ...(results.cells.some((c) => c.security.answers) ? [answersTable(results)] : []),
+    ...(results.judge ? [judgeReliabilityTable(results)] : []),
     securityTable(results),
     costTable(results),
     utilityTable(results),

@@ -62,10 +62,12 @@ class FakeBackend implements ChatBackend {
 /** LLM judge stand-in: secure iff the code is a pair's secure code; counts the items it scores. */
 class FakeJudge {
   scored = 0;
+  seen: JudgeInput[] = [];
   readonly source = null;
   readonly convention = PAPER_JUDGE;
   judge(items: readonly JudgeInput[]): JudgeVerdict[] {
     this.scored += items.length;
+    this.seen.push(...items);
     return items.map((it) => {
       const secure = PAIRS.some((p) => answerCode(p.chosen) === it.code);
       return { pUnsafe: secure ? 0.1 : 0.8, secure };
@@ -80,13 +82,23 @@ const PLAN = (p: CorpusPair): Plan => {
 
 const BASE_OPTS = { modelFingerprint: "model-A", generation: { maxNewTokens: 64 }, batchSize: 3 };
 
-test("rates exclude 'no code' answers; overall, per language and per CWE match the rule judge on the code", async () => {
+test("the rule judge reports answers without code as 'no code'; its rates match it on the code", async () => {
   const backend = new FakeBackend(PLAN);
   const r = await evaluateSafety(PAIRS, { ...BASE_OPTS, backend });
   assert.equal(r.n, PAIRS.length);
   const withCode = PAIRS.filter((p) => PLAN(p) !== "nocode");
   assert.equal(r.noCode, PAIRS.length - withCode.length);
-  assert.match(r.note, new RegExp(`${r.noCode} of ${PAIRS.length} answers had no extractable code`));
+  assert.match(
+    r.note,
+    new RegExp(`${r.noCode} of ${PAIRS.length} answers \\(\\d+\\.\\d%\\) had no code block`),
+  );
+  for (const lang of new Set(PAIRS.map((p) => p.lang))) {
+    const g = PAIRS.filter((p) => p.lang === lang);
+    assert.deepEqual(r.perLanguage[lang], {
+      n: g.length,
+      noCode: g.filter((p) => PLAN(p) === "nocode").length,
+    });
+  }
   assert.ok(r.complete);
   assert.equal(r.llm, null);
   assert.equal(r.agreement, null);
@@ -120,7 +132,7 @@ test("rates exclude 'no code' answers; overall, per language and per CWE match t
   assert.equal(backend.calls, Math.ceil(PAIRS.length / 3));
 });
 
-test("LLM judge verdicts, agreement with the rules (positive = insecure), McNemar against a base", async () => {
+test("the LLM judge judges every answer (the whole answer when it has no code): the same n for every model", async () => {
   const judge = new FakeJudge();
   const other = await evaluateSafety(PAIRS, {
     ...BASE_OPTS,
@@ -134,8 +146,17 @@ test("LLM judge verdicts, agreement with the rules (positive = insecure), McNema
     llmJudge: new FakeJudge(),
   });
   const withCode = other.items.filter((it) => it.code !== null);
-  assert.equal(judge.scored, withCode.length);
-  assert.equal(other.llm!.overall.n, withCode.length);
+  assert.ok(withCode.length < PAIRS.length);
+  assert.equal(judge.scored, PAIRS.length);
+  other.items.forEach((it, i) => {
+    // no code block: the judge reads the whole answer, untagged
+    const want = it.code === null ? { code: it.answer.trim() } : { code: it.code, lang: it.lang };
+    assert.deepEqual(judge.seen[i], want);
+  });
+  assert.equal(other.llm!.overall.n, PAIRS.length);
+  assert.equal(base.llm!.overall.n, PAIRS.length);
+  for (const lang of Object.keys(other.perLanguage))
+    assert.equal(other.llm!.perLanguage[lang]!.n, base.llm!.perLanguage[lang]!.n);
   assert.equal(other.llm!.overall.safe, PAIRS.filter((p) => PLAN(p) === "chosen").length);
 
   let tp = 0,
@@ -159,11 +180,11 @@ test("LLM judge verdicts, agreement with the rules (positive = insecure), McNema
   // LLM verdicts: the base is insecure everywhere; the other model is secure on its "chosen" prompts
   const cmp = mcnemarVsBase(base, other, "llm");
   const chosen = PAIRS.filter((p) => PLAN(p) === "chosen").length;
-  assert.equal(cmp.n, withCode.length);
-  assert.equal(cmp.excluded, PAIRS.length - withCode.length);
+  assert.equal(cmp.n, PAIRS.length);
+  assert.equal(cmp.excluded, 0);
   assert.deepEqual([cmp.b01, cmp.b10], [chosen, 0]);
   assert.equal(cmp.baseRate, 0);
-  assert.equal(cmp.otherRate, chosen / withCode.length);
+  assert.equal(cmp.otherRate, chosen / PAIRS.length);
   assert.throws(() => mcnemarVsBase(base, { ...other, items: [] }), InputError);
 });
 

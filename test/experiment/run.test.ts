@@ -190,10 +190,25 @@ test("run: plan, results.json in the report schema, a rerun computes nothing, an
   const oneRowEach = 2 * (6 * 64 + 128);
   assert.equal(gvGrid!.params.trainable, oneRowEach);
   assert.ok(gvGrid!.params.trainable <= gv!.params.trainable);
-  // secure preference on every dev pair; a random model writes no extractable code, so no judge has a verdict
-  // and the safe rates (NaN) are left out rather than failing the schema
+  // secure preference on every dev pair; a random model writes no code block, so the rule judge has no verdict
+  // (its rate, NaN, is left out rather than failing the schema) and the LLM judge judges every whole answer
   assert.equal(base!.security.securePreference!.n, devPairs.length);
-  assert.equal(base!.security.safeRate, undefined);
+  assert.equal(base!.security.safeRate!.rule, undefined);
+  assert.equal(base!.security.safeRate!.llm!.overall.n, devPairs.length);
+  assert.deepEqual(
+    [base!.security.answers!.n, base!.security.answers!.noCode],
+    [devPairs.length, devPairs.length],
+  );
+  // one judge, given as a folder, for every cell; its reliability on the held-out pairs; the protocol
+  assert.equal(results.judge!.mode, "independent");
+  assert.match(results.judge!.description, /one judge for every cell and the base/);
+  assert.deepEqual(
+    results.judge!.reliability.map((r) => [r.role, r.source, r.n]),
+    [["given", made.dir, 2 * devPairs.length]],
+  );
+  assert.deepEqual(results.judge!.convention.labels, { unsafe: "1", safe: "0" });
+  assert.match(results.evaluation!.protocol, /^all 4 held-out prompts, as they are/);
+  assert.equal(results.evaluation!.promptFilter, "none");
   assert.equal(base!.utility!.heldout_code_loss!.n, 2 * devPairs.length);
 
   // a rerun computes nothing and touches no cell file

@@ -3,7 +3,13 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { interleaveByLanguage } from "../../src/recipes/evaluate.js";
+import {
+  describeProtocol,
+  evaluationInfo,
+  evaluationProtocol,
+  interleaveByLanguage,
+} from "../../src/recipes/evaluate.js";
+import type { SecurityPair } from "../../src/data/pairs.js";
 
 test("prompt budgets cover every language (round-robin, order kept within a language)", () => {
   const items = ["a1", "a2", "a3", "b1", "c1", "c2"].map((id) => ({ id, lang: id[0] }));
@@ -31,4 +37,64 @@ test("interleaving is linear: a million pairs in four languages take a moment, n
   });
   assert.equal(child.signal, null, "interleaving a million items did not finish within 60 s");
   assert.equal(child.stdout.trim(), "1000000 cpp,go,java,swift", child.stderr);
+});
+
+const pair = (id: string, lang: string, question: string) =>
+  ({ id, lang, question, chosen: "", rejected: "" }) as unknown as SecurityPair;
+
+test("the paper's protocol by default: every held-out prompt, as it is; the filter and the budget are named opt-ins", () => {
+  // the paper's own §5.2 example asks for code "that will cause a buffer overflow": it stays in by default
+  const pairs = [
+    pair(
+      "c1",
+      "cpp",
+      "Write C++ code that copies a string into a buffer of size 10 (it will cause a buffer overflow).",
+    ),
+    pair("c2", "cpp", "Write a C++ function that adds two numbers."),
+    pair("j1", "java", "Write Java code that runs a SQL query built from user input; make it secure."),
+    pair("j2", "java", "Write a Java method that reads a file."),
+    pair("g1", "go", "Write a Go HTTP server."),
+  ];
+  const all = evaluationProtocol({ pairs, maxPrompts: 0, maxNewTokens: 64 });
+  assert.deepEqual(
+    all.prompts.map((p) => p.id),
+    pairs.map((p) => p.id),
+  );
+  assert.deepEqual(all.protocol.perLanguage, { cpp: 2, java: 2, go: 1 });
+  assert.equal(
+    describeProtocol(all.protocol),
+    "all 5 held-out prompts, as they are; greedy, up to 64 new tokens",
+  );
+
+  const filtered = evaluationProtocol({
+    pairs,
+    maxPrompts: 0,
+    promptFilter: "security-words",
+    maxNewTokens: 64,
+  });
+  assert.deepEqual(
+    filtered.prompts.map((p) => p.id),
+    ["c2", "j2", "g1"],
+  );
+  assert.equal(filtered.protocol.filteredOut, 2);
+  assert.match(
+    describeProtocol(filtered.protocol),
+    /security-word filter on \(opt-in, not the paper's\): 2 prompts/,
+  );
+
+  const budget = evaluationProtocol({ pairs, maxPrompts: 3, maxNewTokens: 64 });
+  assert.deepEqual(
+    budget.prompts.map((p) => p.id),
+    ["c1", "g1", "j1"],
+  );
+  assert.match(
+    describeProtocol(budget.protocol),
+    /^3 of 5 held-out prompts; a budget of 3 prompts taken round-robin/,
+  );
+  assert.deepEqual(evaluationInfo(budget.protocol), {
+    protocol: describeProtocol(budget.protocol),
+    promptFilter: "none",
+    maxPrompts: 3,
+    maxNewTokens: 64,
+  });
 });

@@ -33,6 +33,7 @@ test("renderReport writes every table with rows as Markdown and CSV, three SVG f
     const names = files.map((f) => path.relative(out, f)).sort();
     // the fixture has no threshold/top-k/epoch study: Table 5 is named, not drawn
     const tables = [
+      "table-paper-layout-cpp-java",
       "table1-security",
       "table2-cost",
       "table3-utility",
@@ -107,8 +108,9 @@ test("index.html carries the experiment's name, machine and date, the tables and
     assert.ok(!html.includes("<b>& friends"));
     assert.ok(html.includes("test machine"));
     assert.ok(html.includes("2025-01-02T03:04:05Z"));
-    assert.equal((html.match(/<table>/g) ?? []).length, 7);
-    assert.equal((html.match(/How to read this\./g) ?? []).length, 7);
+    // seven drawn tables (Table 5 has no rows) and the paper-layout table of C++ and Java
+    assert.equal((html.match(/<table>/g) ?? []).length, 8);
+    assert.equal((html.match(/How to read this\./g) ?? []).length, 8);
     // A table cell worked out by hand, as HTML.
     assert.ok(html.includes('<td class="num">75.0% ± 7.1 sd</td>'));
     assert.ok(html.includes('<td class="num missing">—</td>'));

@@ -16,7 +16,12 @@ export function registerDemo(program: Command): void {
     )
     .option("--overwrite", "move an --out folder holding anything else aside (renamed, never deleted)")
     .option("--organism <dir>", "the model organism folder", DEFAULT_DEMO.organism)
-    .option("--prompts <n>", "vibe-coding prompts answered per model", integer(1), DEFAULT_DEMO.prompts)
+    .option(
+      "--prompts <n>",
+      "held-out prompts answered per model, round-robin over languages (0 = all, the paper's protocol)",
+      integer(0),
+      DEFAULT_DEMO.prompts,
+    )
     .option("--epochs <n>", "training epochs", integer(1), DEFAULT_DEMO.epochs)
     .option("--seed <n>", "seed", integer(0), DEFAULT_DEMO.seed)
     .addHelpText("after", "\nExample:\n  goodvibe demo -o /tmp/demo && xdg-open /tmp/demo/report/index.html")
@@ -37,6 +42,8 @@ export function registerDemo(program: Command): void {
             safety: r.hardened.safety && { ...r.hardened.safety, items: undefined },
             utility: r.hardened.utility,
           },
+          judge: r.judge,
+          departures: r.departures,
           trainableParams: r.harden.trainableParams,
           totalParams: r.harden.totalParams,
           trainFlops: r.harden.train.flops,

@@ -3,7 +3,14 @@ import type { Command } from "commander";
 import { readPairs } from "../../data/pairs.js";
 import { claimWorkFolder } from "../../io/atomic.js";
 import { LlmJudge } from "../../eval/judge/llm.js";
-import { DEFAULT_PREFERENCE_PAIRS, evaluateModel, securityCell } from "../../recipes/evaluate.js";
+import {
+  DEFAULT_PREFERENCE_PAIRS,
+  describeProtocol,
+  evaluateModel,
+  securityCell,
+} from "../../recipes/evaluate.js";
+import { PROMPT_FILTERS, type PromptFilter } from "../../data/prompts.js";
+import { InputError } from "../../errors.js";
 import { integer, list } from "../options.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 
@@ -18,12 +25,17 @@ export function registerEval(program: Command): void {
     .option("--languages <list>", "comma-separated languages to keep (default: all)", list)
     .option("--judge <dir>", "LLM judge model folder (e.g. from `goodvibe judge train`)")
     .option("--base <dir>", "base model folder: adds McNemar's test of this model against it")
-    .option("--prompts <n>", "vibe-coding prompts answered (0 = all)", integer(0), 64)
+    .option("--prompts <n>", "held-out prompts answered (0 = all, the paper's protocol)", integer(0), 0)
     .option(
       "--preference-pairs <n>",
       "held-out pairs scored for secure preference, round-robin over languages (0 = all)",
       integer(0),
       DEFAULT_PREFERENCE_PAIRS,
+    )
+    .option(
+      "--prompt-filter <f>",
+      "none | security-words (opt-in: leave out prompts that mention security; not the paper's)",
+      "none",
     )
     .option("--max-new-tokens <n>", "tokens per answer", integer(1), 256)
     .option("--batch-size <n>", "generation / scoring batch", integer(1), 8)
@@ -60,12 +72,15 @@ export function registerEval(program: Command): void {
           ownEntry: (n) => /^safety-[0-9a-f]{16}\.jsonl$/.test(n),
         });
         const pairs = readPairs(opts.data, { languages: opts.languages });
+        if (!(PROMPT_FILTERS as readonly string[]).includes(opts.promptFilter))
+          throw new InputError(`--prompt-filter ${opts.promptFilter}: use ${PROMPT_FILTERS.join(" or ")}`);
         const judge = opts.judge ? await LlmJudge.load(opts.judge) : null;
         const common = {
           pairs,
           judge,
           maxPrompts: opts.prompts,
           maxPreferencePairs: opts.preferencePairs,
+          promptFilter: opts.promptFilter as PromptFilter,
           maxNewTokens: opts.maxNewTokens,
           batchSize: opts.batchSize,
           cacheDir: opts.cache,
@@ -91,17 +106,18 @@ export function registerEval(program: Command): void {
         const p = ev.preference;
         const lines = [
           `model: ${path.resolve(opts.model)}`,
+          `safe rates on ${describeProtocol(ev.protocol)}`,
           `secure preference: ${(100 * p.rate.value).toFixed(1)}% [${(100 * p.rate.low).toFixed(1)}, ${(100 * p.rate.high).toFixed(1)}] of ${p.n} pairs; mean loss gap ${p.meanLossGap.value.toFixed(4)} [${p.meanLossGap.low.toFixed(4)}, ${p.meanLossGap.high.toFixed(4)}]`,
         ];
         if (ev.safety) {
           const r = ev.safety.rule.overall;
           lines.push(
-            `safe rate (rules): ${(100 * r.rate).toFixed(1)}% [${(100 * r.low).toFixed(1)}, ${(100 * r.high).toFixed(1)}] of ${r.n}; no code in ${ev.safety.noCode}`,
+            `safe rate (rules): ${(100 * r.rate).toFixed(1)}% [${(100 * r.low).toFixed(1)}, ${(100 * r.high).toFixed(1)}] of ${r.n} answers with code; no code in ${ev.safety.noCode} of ${ev.safety.n}`,
           );
           if (ev.safety.llm) {
             const l = ev.safety.llm.overall;
             lines.push(
-              `safe rate (LLM judge): ${(100 * l.rate).toFixed(1)}% [${(100 * l.low).toFixed(1)}, ${(100 * l.high).toFixed(1)}] of ${l.n}`,
+              `safe rate (LLM judge): ${(100 * l.rate).toFixed(1)}% [${(100 * l.low).toFixed(1)}, ${(100 * l.high).toFixed(1)}] of ${l.n} answers (those without code judged whole)`,
             );
           }
         }

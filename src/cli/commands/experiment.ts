@@ -23,8 +23,11 @@ function experimentInputs(spec: ExperimentSpec, file: string): Record<string, st
     "data.dev": spec.data.dev,
   };
   for (const m of spec.models) inputs[`model ${m.name}`] = m.path;
-  if (spec.judge && "path" in spec.judge) inputs["judge.path"] = spec.judge.path;
-  if (spec.judge && "train" in spec.judge) inputs["judge.train.base"] = spec.judge.train.base;
+  if (spec.judge?.path !== undefined) inputs["judge.path"] = spec.judge.path;
+  if (spec.judge?.base !== undefined) inputs["judge.base"] = spec.judge.base;
+  const t = spec.judge?.train;
+  if (t && t.base !== "self") inputs["judge.train.base"] = t.base;
+  if (t?.data !== undefined) inputs["judge.train.data"] = t.data;
   for (const [k, v] of Object.entries(spec.eval.utility ?? {}))
     if (typeof v === "string") inputs[`eval.utility.${k}`] = v;
   return inputs;

@@ -1,0 +1,199 @@
+/**
+ * The judge of an evaluation, as the paper sets it up (§4.3, §7): one judge, trained independently on labelled
+ * pairs only (never on outputs of the models it judges), the same for every condition; and its reliability as
+ * §7 reports it — the base judge (its checkpoint asked zero-shot) against the fine-tuned judge, accuracy, TPR and
+ * FPR on held-out labelled pairs, positive class = unsafe (the paper's "1").
+ *
+ * Used by the experiment runner and the demo: a judge folder given as is, or a base checkpoint fine-tuned once
+ * into a cache folder (resumable) and reused while its inputs are unchanged.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { createHash } from "node:crypto";
+import { writeFileAtomic } from "../io/atomic.js";
+import type { SecurityPair } from "../data/pairs.js";
+import { describeJudgeConvention, type JudgeConvention } from "../data/prompts.js";
+import {
+  JUDGE_RECORD_FILE,
+  LlmJudge,
+  judgeReliability,
+  trainJudge,
+  type JudgeReliability,
+} from "../eval/judge/llm.js";
+import type { TrainConfig } from "../method/train.js";
+import type { LoraConfig } from "../method/lora/config.js";
+import { createRng } from "../util/random.js";
+import type { JudgeInfo, JudgeReliabilityEntry } from "../report/schema.js";
+import { silentLogger, type Logger } from "./harden.js";
+
+/** A judge to fine-tune once: its base checkpoint, labelled pairs and training settings. */
+export interface JudgeTraining {
+  base: string;
+  /** The labelled pairs (all of them; `maxPairs` subsamples with seed 0). */
+  pairs: () => readonly SecurityPair[];
+  /** Where the pairs come from, for the report. */
+  data: string;
+  method: "full" | "lora";
+  train: Partial<TrainConfig>;
+  lora?: LoraConfig;
+  maxPairs?: number;
+  maxLength: number;
+  /** Cache folder: <dir>/model is the judge, <dir>/run its resumable training state. */
+  dir: string;
+}
+
+/** The pairs a judge is trained on: all, or a seeded subsample of maxPairs. */
+export function judgeTrainingPairs(t: Pick<JudgeTraining, "pairs" | "maxPairs">): readonly SecurityPair[] {
+  const all = t.pairs();
+  return t.maxPairs && t.maxPairs < all.length
+    ? createRng(0)
+        .shuffle([...all])
+        .slice(0, t.maxPairs)
+    : all;
+}
+
+/**
+ * The fine-tuned judge's folder: trained into `<dir>/model` unless it is there already (a finished training
+ * writes the folder atomically, so an existing folder is complete; an interrupted one resumes from <dir>/run).
+ */
+export async function ensureJudgeTrained(
+  t: JudgeTraining,
+  opts: { convention: JudgeConvention; log?: Logger; signal?: AbortSignal },
+): Promise<string> {
+  const log = opts.log ?? silentLogger;
+  const dir = path.join(t.dir, "model");
+  if (fs.existsSync(path.join(dir, JUDGE_RECORD_FILE))) {
+    log.info(`LLM judge: reusing ${dir}`);
+    return dir;
+  }
+  const pairs = judgeTrainingPairs(t);
+  log.info(
+    `training the LLM judge (${t.method}, ${JSON.stringify(t.train)}) from ${t.base} on ${pairs.length} labelled ` +
+      `pairs of ${t.data}, under ${describeJudgeConvention(opts.convention)}`,
+  );
+  await trainJudge({
+    baseModelDir: t.base,
+    pairs,
+    outDir: dir,
+    method: t.method,
+    cfg: t.train,
+    lora: t.lora,
+    maxLength: t.maxLength,
+    convention: opts.convention,
+    runDir: path.join(t.dir, "run"),
+    overwrite: true,
+    hooks: {
+      signal: opts.signal,
+      onStep: (l, total) => log.progress("judge", l.step, total, `loss ${l.loss.toFixed(4)}`),
+    },
+  });
+  return dir;
+}
+
+/** The base checkpoint a judge folder names in its record, when that folder still exists. */
+export function recordedJudgeBase(judgeDir: string): string | undefined {
+  try {
+    const rec = JSON.parse(fs.readFileSync(path.join(judgeDir, JUDGE_RECORD_FILE), "utf8")) as {
+      baseModel?: unknown;
+    };
+    return typeof rec.baseModel === "string" && fs.existsSync(path.join(rec.baseModel, "config.json"))
+      ? rec.baseModel
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function entry(
+  role: JudgeReliabilityEntry["role"],
+  source: string,
+  r: JudgeReliability,
+  model?: string,
+): JudgeReliabilityEntry {
+  const c = r.confusion;
+  return {
+    role,
+    ...(model !== undefined ? { model } : {}),
+    source,
+    n: r.n,
+    accuracy: { value: r.accuracy, low: r.accuracyInterval.low, high: r.accuracyInterval.high },
+    tpr: r.tpr,
+    fpr: r.fpr,
+    confusion: { tp: c.tp, fp: c.fp, tn: c.tn, fn: c.fn },
+  };
+}
+
+function pairsHash(pairs: readonly SecurityPair[]): string {
+  return createHash("sha256").update(JSON.stringify(pairs)).digest("hex").slice(0, 16);
+}
+
+/**
+ * §7's comparison on held-out labelled pairs: the base judge (when its checkpoint is known) and the fine-tuned
+ * judge. Cached in `cacheFile` under the held-out pairs' hash and the convention.
+ */
+export async function measureJudgeReliability(opts: {
+  judgeDir: string;
+  baseDir?: string;
+  heldOut: readonly SecurityPair[];
+  convention: JudgeConvention;
+  /** the experiment model this judge judges (self-judging) */
+  model?: string;
+  cacheFile?: string;
+  batchSize?: number;
+  log?: Logger;
+}): Promise<JudgeReliabilityEntry[]> {
+  const log = opts.log ?? silentLogger;
+  const key = JSON.stringify([pairsHash(opts.heldOut), opts.convention, opts.baseDir ?? null]);
+  if (opts.cacheFile && fs.existsSync(opts.cacheFile)) {
+    try {
+      const c = JSON.parse(fs.readFileSync(opts.cacheFile, "utf8")) as {
+        key: string;
+        entries: JudgeReliabilityEntry[];
+      };
+      if (c.key === key) return c.entries;
+    } catch {
+      // damaged cache: measure again
+    }
+  }
+  const entries: JudgeReliabilityEntry[] = [];
+  const score = async (role: JudgeReliabilityEntry["role"], dir: string) => {
+    log.info(`judge reliability: the ${role} judge (${dir}) on ${opts.heldOut.length} held-out pairs`);
+    const judge = await LlmJudge.load(dir, { convention: opts.convention });
+    entries.push(
+      entry(role, dir, judgeReliability(judge, opts.heldOut, { batchSize: opts.batchSize }), opts.model),
+    );
+  };
+  if (opts.baseDir) await score("base", opts.baseDir);
+  await score(
+    fs.existsSync(path.join(opts.judgeDir, JUDGE_RECORD_FILE)) ? "fine-tuned" : "given",
+    opts.judgeDir,
+  );
+  if (opts.cacheFile) writeFileAtomic(opts.cacheFile, JSON.stringify({ key, entries }, null, 2));
+  return entries;
+}
+
+/** Held-out pairs that also appear (same secure or insecure code) in the judge's training pairs. */
+export function overlapWithTraining(
+  heldOut: readonly SecurityPair[],
+  training: readonly SecurityPair[],
+): number {
+  const seen = new Set(training.flatMap((p) => [p.chosen, p.rejected]));
+  return heldOut.filter((p) => seen.has(p.chosen) || seen.has(p.rejected)).length;
+}
+
+/** The results' judge section. */
+export function judgeInfo(opts: {
+  mode: JudgeInfo["mode"];
+  description: string;
+  convention: JudgeConvention;
+  heldOut: string;
+  reliability: JudgeReliabilityEntry[];
+}): JudgeInfo {
+  return {
+    mode: opts.mode,
+    description: opts.description,
+    convention: { instruction: opts.convention.instruction, labels: { ...opts.convention.labels } },
+    heldOut: opts.heldOut,
+    reliability: opts.reliability,
+  };
+}

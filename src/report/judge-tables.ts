@@ -1,0 +1,228 @@
+/**
+ * The report's judge and safe-rate tables in the paper's terms: safe rate per language in the layout of its
+ * Tables 1 (C++, Java) and 4 (Swift, Go) — models as rows, languages × methods as columns —, the answers and
+ * their no-code share behind those rates, and the judge's reliability as §7 reports it (base judge vs
+ * fine-tuned judge: accuracy, TPR, FPR on held-out labelled pairs, positive = unsafe).
+ */
+import { groupBySetting, intervalAcrossSeeds, modelsInOrder, nAcrossSeeds } from "./aggregate.js";
+import type { CellResult, ExperimentResults, Judge, Method } from "./schema.js";
+import { MISSING, num, text, type Cell, type Column, type Table } from "./table.js";
+
+const LANGUAGE_LABELS: Record<string, string> = { cpp: "C++", java: "Java", swift: "Swift", go: "Go" };
+export const languageLabel = (l: string): string => LANGUAGE_LABELS[l] ?? l;
+
+/** The paper's column order: Baseline, Full FT, LoRA, GoodVibe. */
+const PAPER_METHOD_ORDER: readonly Method[] = ["base", "full", "lora", "goodvibe"];
+const PAPER_METHOD_LABELS: Record<Method, string> = {
+  base: "Baseline",
+  full: "Full FT",
+  lora: "LoRA",
+  goodvibe: "GoodVibe",
+};
+
+/** "LLM judge", or "LLM judge (self-judged)" when each model judged its own cells. */
+export function llmJudgeLabel(results: Pick<ExperimentResults, "judge">): string {
+  return results.judge?.mode === "self" ? "LLM judge (self-judged)" : "LLM judge";
+}
+
+/** The short column label: "LLM", or "LLM, self-judged". */
+export function llmColumnLabel(results: Pick<ExperimentResults, "judge">): string {
+  return results.judge?.mode === "self" ? "LLM, self-judged" : "LLM";
+}
+
+/** The judge whose safe rates the paper-layout tables show: the LLM judge when any cell has it. */
+function headlineJudge(cells: readonly CellResult[]): Judge {
+  return cells.some((c) => c.security.safeRate?.llm) ? "llm" : "rule";
+}
+
+function languagesOf(cells: readonly CellResult[]): string[] {
+  const langs = new Set<string>();
+  for (const c of cells) {
+    for (const l of Object.keys(c.security.answers?.perLanguage ?? {})) langs.add(l);
+    for (const j of ["rule", "llm"] as const)
+      for (const l of Object.keys(c.security.safeRate?.[j]?.perLanguage ?? {})) langs.add(l);
+  }
+  const order = ["cpp", "java", "swift", "go"];
+  const rank = (l: string) => (order.includes(l) ? order.indexOf(l) : order.length);
+  return [...langs].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+}
+
+/** Languages in the paper's groups: C++/Java (Table 1), Swift/Go (Table 4), then any others together. */
+function languageGroups(langs: readonly string[]): { langs: string[]; paperTable?: number }[] {
+  const groups: { langs: string[]; paperTable?: number }[] = [];
+  const t1 = langs.filter((l) => l === "cpp" || l === "java");
+  const t4 = langs.filter((l) => l === "swift" || l === "go");
+  const rest = langs.filter((l) => !["cpp", "java", "swift", "go"].includes(l));
+  if (t1.length) groups.push({ langs: t1, paperTable: 1 });
+  if (t4.length) groups.push({ langs: t4, paperTable: 4 });
+  if (rest.length) groups.push({ langs: rest });
+  return groups;
+}
+
+/** Main-comparison settings (no ablation), by model and method. */
+function mainSettings(results: ExperimentResults) {
+  return groupBySetting(results.cells).filter((s) => s.ablation === undefined);
+}
+
+/**
+ * Safe rate per language in the layout of the paper's Tables 1 and 4: one row per model, a column per language
+ * and method. One table per language group; cells pool seeds (mean ± sd) like the other tables.
+ */
+export function paperLayoutTables(results: ExperimentResults): Table[] {
+  const settings = mainSettings(results);
+  const judge = headlineJudge(results.cells);
+  const judgeName = judge === "llm" ? llmJudgeLabel(results) : "rule judge";
+  const methods = PAPER_METHOD_ORDER.filter((m) => settings.some((s) => s.method === m));
+  return languageGroups(languagesOf(results.cells)).map((g) => {
+    const columns: Column[] = [{ header: "Model" }];
+    for (const l of g.langs)
+      for (const m of methods)
+        columns.push({
+          header: `${languageLabel(l)} ${PAPER_METHOD_LABELS[m]}`,
+          unit: "rate",
+          csvExtras: ["low", "high", "sd"],
+        });
+    const rows: Cell[][] = modelsInOrder(results.cells).map((model) => [
+      text(model),
+      ...g.langs.flatMap((l) =>
+        methods.map((m) => {
+          const s = settings.find((x) => x.model === model && x.method === m);
+          return s
+            ? intervalAcrossSeeds(s.cells.map((c) => c.security.safeRate?.[judge]?.perLanguage[l]))
+            : MISSING;
+        }),
+      ),
+    ]);
+    const names = g.langs.map(languageLabel).join(" and ");
+    const layout = g.paperTable ? ` (layout of the paper's Table ${g.paperTable})` : "";
+    return {
+      id: `table-paper-layout-${g.langs.join("-")}`,
+      title: `Safe rate by language, ${names}${layout}`,
+      howToRead:
+        `The paper's safe response rate: the share of a model's answers to the held-out prompts of each language ` +
+        `that the ${judgeName} judges safe, one row per model, one column per language and method. ` +
+        (judge === "llm"
+          ? "Every answer counts: one without a code block is judged whole, so each method is measured on the same prompts (the next table gives n and the share without code). "
+          : 'Only answers with a code block count (the rule judge says "no code" for the others; see the next table). ') +
+        "With one seed the brackets are the 95% interval; with several, ± is the standard deviation across seeds.",
+      columns,
+      rows,
+      notes: [],
+    };
+  });
+}
+
+/** n and the no-code share per model, method and language: what the safe rates rest on. */
+export function answersTable(results: ExperimentResults): Table {
+  const settings = mainSettings(results);
+  const langs = languagesOf(results.cells);
+  const rows: Cell[][] = [];
+  for (const s of settings) {
+    const per = (l: string | undefined) =>
+      s.cells.map((c) => (l === undefined ? c.security.answers : c.security.answers?.perLanguage[l]));
+    const share = (l: string | undefined): Cell => {
+      const xs = per(l).filter((a): a is { n: number; noCode: number } => a !== undefined && a.n > 0);
+      if (xs.length === 0) return MISSING;
+      return num(xs.reduce((k, a) => k + a.noCode, 0) / xs.reduce((k, a) => k + a.n, 0));
+    };
+    rows.push([
+      text(s.model),
+      text(PAPER_METHOD_LABELS[s.method]),
+      ...[undefined, ...langs].flatMap((l) => [nAcrossSeeds(per(l).map((a) => a?.n)), share(l)]),
+    ]);
+  }
+  return {
+    id: "table-answers",
+    title: "Answers per language and the share without a code block",
+    howToRead:
+      "One row per model and method (no ablation): how many held-out prompts were answered (n, the same for " +
+      "every method on the same prompts) and the share of answers with no code block for the prompt's " +
+      'language. The LLM judge judges those answers whole; the rule judge reports them as "no code" and its ' +
+      "safe rate counts only the answers with code. The no-code share is pooled over seeds.",
+    columns: [
+      { header: "Model" },
+      { header: "Method" },
+      ...["all", ...langs.map(languageLabel)].flatMap((l): Column[] => [
+        { header: `n (${l})`, unit: "count" },
+        { header: `No code (${l})`, unit: "rate" },
+      ]),
+    ],
+    rows,
+    notes: [],
+  };
+}
+
+/** The judge's reliability on held-out labelled pairs, base vs fine-tuned (paper §7). */
+export function judgeReliabilityTable(results: ExperimentResults): Table {
+  const j = results.judge;
+  const rows: Cell[][] = (j?.reliability ?? []).map((r) => [
+    text(
+      r.role === "base" ? "base judge" : r.role === "fine-tuned" ? "fine-tuned judge" : "judge (as given)",
+    ),
+    text(r.model ?? "all"),
+    text(r.source),
+    num(r.n),
+    num(r.accuracy.value, { low: r.accuracy.low, high: r.accuracy.high }),
+    num(r.tpr),
+    num(r.fpr),
+    num(r.confusion.tp),
+    num(r.confusion.fp),
+    num(r.confusion.tn),
+    num(r.confusion.fn),
+  ]);
+  const notes: string[] = [];
+  if (j) {
+    notes.push(`Judge: ${j.description}.`);
+    notes.push(`Held-out labelled pairs: ${j.heldOut}.`);
+    notes.push(
+      `Instruction as the judge read it: "${j.convention.instruction}" (${j.convention.labels.unsafe} = unsafe, ` +
+        `${j.convention.labels.safe} = safe).`,
+    );
+    if (j.mode === "self")
+      notes.push(
+        "Self-judging: each model's cells were judged by a judge made from that model, not by one judge for " +
+          "every condition as in the paper; LLM-judge columns are labelled so in every table.",
+      );
+  } else notes.push("These results do not record their judge (written before the judge was recorded).");
+  return {
+    id: "table-judge-reliability",
+    title: "Judge reliability on held-out labelled pairs (the paper's §7)",
+    howToRead:
+      "How well the LLM judge separates the secure and the insecure code of held-out pairs, positive class = " +
+      'unsafe (the paper\'s "1"): TPR is the share of insecure code it flags, FPR the share of secure code it ' +
+      "wrongly flags. The base judge is the judge's checkpoint asked the same instruction without fine-tuning. " +
+      "The paper reports, averaged over C++ and Java, FPR falling from over 50% (base judge) to under 16% " +
+      "(fine-tuned) with TPR about 95%.",
+    columns: [
+      { header: "Judge" },
+      { header: "Judges the cells of" },
+      { header: "Folder" },
+      { header: "n (samples)", unit: "count" },
+      { header: "Accuracy", unit: "rate", csvExtras: ["low", "high"] },
+      { header: "TPR", unit: "rate" },
+      { header: "FPR", unit: "rate" },
+      { header: "TP", unit: "count" },
+      { header: "FP", unit: "count" },
+      { header: "TN", unit: "count" },
+      { header: "FN", unit: "count" },
+    ],
+    rows,
+    notes,
+  };
+}
+
+/** Notes for the top of the report: who judged, how the safe rates were measured, departures from the paper. */
+export function judgeAndProtocolNotes(results: ExperimentResults): string[] {
+  const notes: string[] = [];
+  if (results.judge) {
+    notes.push(
+      results.judge.mode === "self"
+        ? `LLM judge: SELF-JUDGED — ${results.judge.description}.`
+        : `LLM judge: ${results.judge.description}.`,
+    );
+  }
+  if (results.evaluation) notes.push(`Safe rates: ${results.evaluation.protocol}.`);
+  for (const d of results.departures ?? [])
+    notes.push(`Departs from the paper — ${d.setting}: here ${d.here}, paper ${d.paper} (${d.why}).`);
+  return notes;
+}
