@@ -108,6 +108,7 @@ export function paperLayoutTables(results: ExperimentResults): Table[] {
       columns,
       rows,
       notes: [],
+      absentBecause: "no model has safe-rate results",
     };
   });
 }
@@ -118,6 +119,7 @@ export function answersTable(results: ExperimentResults): Table {
   const langs = languagesOf(results.cells);
   const rows: Cell[][] = [];
   for (const s of settings) {
+    if (!s.cells.some((c) => c.security.answers)) continue;
     const per = (l: string | undefined) =>
       s.cells.map((c) => (l === undefined ? c.security.answers : c.security.answers?.perLanguage[l]));
     const share = (l: string | undefined): Cell => {
@@ -149,6 +151,7 @@ export function answersTable(results: ExperimentResults): Table {
     ],
     rows,
     notes: [],
+    absentBecause: "no run records its answer counts (results written before they were recorded)",
   };
 }
 
@@ -208,6 +211,7 @@ export function judgeReliabilityTable(results: ExperimentResults): Table {
     ],
     rows,
     notes,
+    absentBecause: "the results record no LLM judge and its reliability",
   };
 }
 

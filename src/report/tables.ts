@@ -671,7 +671,7 @@ export function clusterTable(results: ExperimentResults): Table {
 export function buildTables(results: ExperimentResults): Table[] {
   return [
     ...paperLayoutTables(results),
-    // only when the results have what they show (older results files record neither)
+    // only for results that record them (files written before they were recorded have neither)
     ...(results.cells.some((c) => c.security.answers) ? [answersTable(results)] : []),
     ...(results.judge ? [judgeReliabilityTable(results)] : []),
     securityTable(results),

@@ -255,7 +255,7 @@ test("T6 counts insecure as positive, as the safety evaluation does, and its cap
     answer: "a",
     code: "int main() {}",
     rule: { secure: rule, findings: [] },
-    llm: { secure: llm, pSecure: llm ? 0.9 : 0.1 },
+    llm: { secure: llm, pUnsafe: llm ? 0.1 : 0.9 },
   }));
   const summary = summariseSafety(items, {
     modelFingerprint: "m",
