@@ -21,14 +21,12 @@ import { ZERO_COST, costOf, neuronsOf } from "../experiment/cell.js";
 import {
   DEFAULT_IDENTIFY,
   defaultHardenConfig,
-  neuronMapConvention,
   runHarden,
   type HardenConfig,
   type HardenResult,
   type Logger,
 } from "./harden.js";
-import { readNeuronMap } from "../method/goodvibe/identify.js";
-import { describeJudgeConvention, judgeConvention, sameJudgeConvention } from "../data/prompts.js";
+import { describeJudgeConvention, judgeConvention } from "../data/prompts.js";
 import { createHash } from "node:crypto";
 import { modelFingerprint } from "../eval/safety.js";
 import { DEFAULT_TRAIN } from "../method/train.js";
@@ -78,7 +76,7 @@ export const DEFAULT_DEMO: DemoOptions = {
 };
 
 /** The demo's judge: a full fine-tune of the base organism, one epoch over its labelled pairs. */
-const DEMO_JUDGE = { method: "full" as const, epochs: 1, lr: 1e-3, batchSize: 8, maxLength: 512 };
+const DEMO_JUDGE = { method: "full" as const, epochs: 1, lr: 1e-4, batchSize: 8, maxLength: 512 };
 
 type Departure = NonNullable<ExperimentResults["departures"]>[number];
 
@@ -121,10 +119,10 @@ export function demoDepartures(
     });
   if (t.gradientCheckpointing !== DEFAULT_TRAIN.gradientCheckpointing || cfg.dtype !== "bfloat16")
     out.push({
-      setting: "precision",
+      setting: "precision and memory",
       paper: "bf16 mixed precision with gradient checkpointing",
-      here: `${cfg.dtype ?? "the organism's float32"}, ${t.gradientCheckpointing ? "with" : "without"} gradient checkpointing`,
-      why: "a tiny model on a CPU: no memory to save",
+      here: `${cfg.dtype ?? "the organism's dtype"}, ${t.gradientCheckpointing ? "with" : "without"} gradient checkpointing`,
+      why: "a tiny model has no memory to save",
     });
   out.push({
     setting: "judge",
@@ -159,48 +157,9 @@ export interface DemoResult {
   wallSeconds: number;
 }
 
-/**
- * The demo's run folder is its own cache: one made under another judge convention (e.g. by a version that used
- * 1 = secure) is started over rather than reused or refused.
- */
-function dropStaleRun(cfg: HardenConfig, log: Logger): void {
-  const file = path.join(cfg.runDir, "neurons.json");
-  if (!fs.existsSync(file)) return;
-  try {
-    const map = readNeuronMap(file);
-    const want = judgeConvention(cfg.identify.judgeTask);
-    const have = neuronMapConvention(map);
-    if (have && sameJudgeConvention(have, want)) return;
-  } catch {
-    // unreadable: start over too
-  }
-  log.info(`the demo's previous run in ${cfg.runDir} used another judge convention; starting it over`);
-  fs.rmSync(cfg.runDir, { recursive: true, force: true });
-}
-
-export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSignal): Promise<DemoResult> {
-  const t0 = Date.now();
-  if (!fs.existsSync(path.join(opts.organism, "config.json")))
-    throw new InputError(
-      `the model organism is missing at ${opts.organism}; build it with \`goodvibe organism build -o ${opts.organism}\``,
-    );
-  const out = path.resolve(opts.out);
-  const aside = claimWorkFolder({
-    flag: "--out",
-    path: out,
-    kind: "folder",
-    inputs: { "--organism": opts.organism },
-    overwrite: opts.overwrite,
-    ownEntry: (n) =>
-      ["hardened", "run", "cache", "results.json", "report"].includes(n) || /^hardened\.old-/.test(n),
-  });
-  if (aside) log.warn(`the earlier ${out} was moved aside to ${aside}`);
-  fs.mkdirSync(out, { recursive: true });
+/** The demo's hardening settings (its departures from the paper's are listed by demoDepartures). */
+export function demoHardenConfig(opts: DemoOptions, out: string): HardenConfig {
   const trainFile = path.join(opts.organism, "data", "train.jsonl");
-  const devFile = path.join(opts.organism, "data", "dev.jsonl");
-  const dev = readPairs(devFile);
-
-  log.info(`1/5 hardening the organism with GoodVibe (identify → cluster → train → fold)`);
   const cfg = defaultHardenConfig({ model: opts.organism, data: trainFile, out: path.join(out, "hardened") });
   cfg.runDir = path.join(out, "run");
   // a hardened model of an earlier demo with other settings is the demo's own: moved aside inside its folder
@@ -226,7 +185,34 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
     seed: opts.seed,
     checkpointEvery: 25,
   };
-  dropStaleRun(cfg, log);
+  return cfg;
+}
+
+export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSignal): Promise<DemoResult> {
+  const t0 = Date.now();
+  if (!fs.existsSync(path.join(opts.organism, "config.json")))
+    throw new InputError(
+      `the model organism is missing at ${opts.organism}; build it with \`goodvibe organism build -o ${opts.organism}\``,
+    );
+  const out = path.resolve(opts.out);
+  const aside = claimWorkFolder({
+    flag: "--out",
+    path: out,
+    kind: "folder",
+    inputs: { "--organism": opts.organism },
+    overwrite: opts.overwrite,
+    ownEntry: (n) =>
+      ["hardened", "run", "cache", "judge", "results.json", "report"].includes(n) ||
+      /^hardened\.old-/.test(n),
+  });
+  if (aside) log.warn(`the earlier ${out} was moved aside to ${aside}`);
+  fs.mkdirSync(out, { recursive: true });
+  const trainFile = path.join(opts.organism, "data", "train.jsonl");
+  const devFile = path.join(opts.organism, "data", "dev.jsonl");
+  const dev = readPairs(devFile);
+
+  log.info(`1/5 hardening the organism with GoodVibe (identify → cluster → train → fold)`);
+  const cfg = demoHardenConfig(opts, out);
   const harden = await runHarden(cfg, { log, signal });
 
   log.info(`2/5 the judge: the base organism fine-tuned once on labelled pairs (a separate model, cached)`);
