@@ -16,10 +16,10 @@ import {
   judgeConvention,
   judgeMessages,
 } from "../../src/data/prompts.js";
-import { defaultHardenConfig, stageIdentify } from "../../src/recipes/harden.js";
+import { defaultHardenConfig, planStages, stageIdentify } from "../../src/recipes/harden.js";
 import { modelFingerprint as neuronModelFingerprint } from "../../src/method/goodvibe/identify.js";
 import { hardenSchema } from "../../src/cli/schema.js";
-import { renderOrganismChat } from "../../src/data/corpus.js";
+import { renderOrganismChat, writeCorpusJsonl } from "../../src/data/corpus.js";
 import { pairsToLabelledSamples } from "../../src/data/pairs.js";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { loadModel } from "../../src/models/index.js";
@@ -148,18 +148,21 @@ test("a neuron map made under another convention is not reused by identification
   const model = loadModel(made.dir);
   const tok = await loadTokenizer(made.dir);
   const runDir = scratchDir();
-  const cfg = defaultHardenConfig({ model: made.dir, data: "pairs.jsonl", out: path.join(runDir, "out") });
+  const data = path.join(runDir, "..", `pairs-${path.basename(runDir)}.jsonl`);
+  writeCorpusJsonl(data, train.slice(0, 2));
+  const cfg = defaultHardenConfig({ model: made.dir, data, out: path.join(runDir, "out") });
   cfg.runDir = runDir;
+  cfg.identify = { ...cfg.identify, topK: 2, batchSize: 4, maxLength: 512, gradientCheckpointing: false };
   const old = {
     format: "goodvibe-neuron-map",
     version: 1,
     mode: "gradient",
-    topK: 1,
+    topK: 2,
     model: neuronModelFingerprint(model),
     // made before the record: no labels (it used 1 = secure)
     source: {
       model: made.dir,
-      data: "pairs.jsonl",
+      data,
       prompt: LEGACY_JUDGE_CONVENTION.instruction,
       samples: 2,
       secure: 1,
@@ -170,30 +173,34 @@ test("a neuron map made under another convention is not reused by identification
     wallSeconds: 0,
     modules: {},
   };
+  // an old run folder's map (top level) is not this run's stage: identification runs under the paper's convention
   fs.writeFileSync(path.join(runDir, "neurons.json"), JSON.stringify(old));
-  await assert.rejects(
-    stageIdentify(model, tok, train.slice(0, 2), cfg),
-    (e: Error) =>
-      e instanceof InputError &&
-      e.message.includes(path.join(runDir, "neurons.json")) &&
-      /0 = unsafe, 1 = safe/.test(e.message) &&
-      /delete it/.test(e.message),
-  );
-  // identification under the paper's convention records it, and a rerun reuses it
-  fs.rmSync(path.join(runDir, "neurons.json"));
-  cfg.identify = { ...cfg.identify, topK: 2, batchSize: 4, maxLength: 512, gradientCheckpointing: false };
   const map = await stageIdentify(model, tok, train.slice(0, 2), cfg);
   assert.deepEqual(map.source.labels, { unsafe: "1", safe: "0" });
   assert.equal(map.source.prompt, PAPER_JUDGE_INSTRUCTION);
   assert.deepEqual([map.source.secure, map.source.insecure], [2, 2]);
-  fs.writeFileSync(path.join(runDir, "neurons.json"), JSON.stringify(map));
-  await stageIdentify(model, tok, train.slice(0, 2), cfg);
-  // the same map under a flipped task is refused
-  cfg.identify = {
-    ...cfg.identify,
-    judgeTask: { instruction: cfg.identify.judgeTask.instruction, labels: { unsafe: "0", safe: "1" } },
+  // a map of another convention inside this convention's slot is refused, naming both
+  const slot = planStages(cfg).identify;
+  const file = path.join(slot.dir, "neurons.json");
+  fs.mkdirSync(slot.dir, { recursive: true });
+  fs.writeFileSync(file, JSON.stringify(old));
+  await assert.rejects(
+    stageIdentify(model, tok, train.slice(0, 2), cfg),
+    (e: Error) =>
+      e instanceof InputError &&
+      e.message.includes(file) &&
+      /0 = unsafe, 1 = safe/.test(e.message) &&
+      /delete it/.test(e.message),
+  );
+  // flipped labels are other settings: another slot, never the paper's map
+  const flipped = {
+    ...cfg,
+    identify: {
+      ...cfg.identify,
+      judgeTask: { instruction: cfg.identify.judgeTask.instruction, labels: { unsafe: "0", safe: "1" } },
+    },
   };
-  await assert.rejects(stageIdentify(model, tok, train.slice(0, 2), cfg), /conventions cannot be mixed/);
+  assert.notEqual(planStages(flipped).identify.dir, slot.dir);
 });
 
 test("the harden config refuses a judge instruction that does not state its labels", () => {
