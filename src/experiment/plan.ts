@@ -216,10 +216,14 @@ export function missingInputs(spec: ExperimentSpec, source = "experiment"): stri
     if (!fs.existsSync(spec.data[k]))
       out.push(`${source}: data.${k}: no file at ${path.resolve(spec.data[k])}`);
   const j = spec.judge;
-  if (j && "path" in j && !folder(j.path))
+  if (j?.path !== undefined && !folder(j.path))
     out.push(`${source}: judge.path: no model folder at ${path.resolve(j.path)}`);
-  if (j && "train" in j && j.train.base && !folder(j.train.base))
+  if (j?.base !== undefined && !folder(j.base))
+    out.push(`${source}: judge.base: no model folder at ${path.resolve(j.base)}`);
+  if (j?.train && j.train.base !== "self" && !folder(j.train.base))
     out.push(`${source}: judge.train.base: no model folder at ${path.resolve(j.train.base)}`);
+  if (j?.train?.data !== undefined && !fs.existsSync(j.train.data))
+    out.push(`${source}: judge.train.data: no file at ${path.resolve(j.train.data)}`);
   for (const [k, v] of Object.entries(spec.eval.utility ?? {}))
     if (typeof v === "string" && !fs.existsSync(v))
       out.push(`${source}: eval.utility.${k}: no file at ${path.resolve(v)}`);

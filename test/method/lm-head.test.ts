@@ -32,7 +32,7 @@ const opts = (over: Partial<IdentifyOptions> = {}): IdentifyOptions => ({
   gradientCheckpointing: true,
   profileSamples: 4,
   checkpointEvery: 0,
-  source: { model: "fixture", data: "fixture", prompt: "fixture" },
+  source: { model: "fixture", data: "fixture", prompt: "fixture", labels: { unsafe: "1", safe: "0" } },
   lmHead: true,
   ...over,
 });
