@@ -514,5 +514,6 @@ function describeJudge(
       `${heldOut} held-out pairs of ${plan.spec.data.dev} (${2 * heldOut} labelled samples)` +
       (overlap > 0 ? `; ${overlap} of them also appear in the judge's training pairs` : ""),
     reliability,
+    outDir: plan.outDir,
   });
 }

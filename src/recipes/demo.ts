@@ -30,7 +30,13 @@ import { describeJudgeConvention, judgeConvention } from "../data/prompts.js";
 import { createHash } from "node:crypto";
 import { modelFingerprint } from "../eval/safety.js";
 import { DEFAULT_TRAIN } from "../method/train.js";
-import { ensureJudgeTrained, judgeInfo, measureJudgeReliability, type JudgeTraining } from "./judge.js";
+import {
+  ensureJudgeTrained,
+  judgeInfo,
+  measureJudgeReliability,
+  shownPath,
+  type JudgeTraining,
+} from "./judge.js";
 import {
   describeProtocol,
   evaluateModel,
@@ -309,11 +315,12 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
       mode: "independent",
       description:
         `one judge for the base and the hardened organism: the base organism fully fine-tuned on ${judgedOn} ` +
-        `labelled training pairs (${judgeDir}), never on either model's answers; instruction and labels: ` +
+        `labelled training pairs (${shownPath(judgeDir, out)}), never on either model's answers; instruction and labels: ` +
         describeJudgeConvention(convention),
       convention,
       heldOut: `${dev.length} held-out pairs of ${devFile} (${2 * dev.length} labelled samples)`,
       reliability,
+      outDir: out,
     }),
     evaluation: evaluationInfo(base.protocol),
     departures,

@@ -181,6 +181,12 @@ export function overlapWithTraining(
   return heldOut.filter((p) => seen.has(p.chosen) || seen.has(p.rejected)).length;
 }
 
+/** A folder as results name it: relative to the output folder when inside it (results stay valid when moved). */
+export function shownPath(p: string, outDir: string): string {
+  const rel = path.relative(path.resolve(outDir), path.resolve(p));
+  return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : p;
+}
+
 /** The results' judge section. */
 export function judgeInfo(opts: {
   mode: JudgeInfo["mode"];
@@ -188,12 +194,16 @@ export function judgeInfo(opts: {
   convention: JudgeConvention;
   heldOut: string;
   reliability: JudgeReliabilityEntry[];
+  /** folders inside it are named relative to it */
+  outDir?: string;
 }): JudgeInfo {
   return {
     mode: opts.mode,
     description: opts.description,
     convention: { instruction: opts.convention.instruction, labels: { ...opts.convention.labels } },
     heldOut: opts.heldOut,
-    reliability: opts.reliability,
+    reliability: opts.outDir
+      ? opts.reliability.map((r) => ({ ...r, source: shownPath(r.source, opts.outDir!) }))
+      : opts.reliability,
   };
 }
