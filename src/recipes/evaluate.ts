@@ -275,6 +275,7 @@ export async function evaluateModel(modelDir: string, opts: EvalOptions): Promis
   const { prompts, protocol } = evaluationProtocol(opts);
   {
     log.info(`safe rate: ${describeProtocol(protocol)}`);
+    log.info(`generating answers to ${prompts.length} held-out prompts`);
     const backend = new BuiltinBackend(model, tok);
     const fp = modelFingerprint(modelDir);
     safety = await evaluateSafety(prompts, {
