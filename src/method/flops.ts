@@ -131,6 +131,14 @@ export function trainerFlopsEstimate(n: number, tokens: number): number {
   return 6 * n * tokens;
 }
 
+/** A FLOP figure for people: three significant digits and a decimal prefix ("2.41 PFLOP"). */
+export function formatFlops(f: number): string {
+  if (f === 0) return "0 FLOP";
+  const units = ["", "k", "M", "G", "T", "P", "E"];
+  const i = Math.max(0, Math.min(units.length - 1, Math.floor(Math.log10(f) / 3)));
+  return `${(f / 1000 ** i).toPrecision(3)} ${units[i]}FLOP`;
+}
+
 // ---------------------------------------------------------------- trainable parameters from shapes
 
 /** The modules GoodVibe hooks: the 7 projections of every layer, and lm_head when asked. */

@@ -218,8 +218,12 @@ export function costTable(results: ExperimentResults): Table {
       "fine-tuning itself). FLOPs are the training run's counted forward and backward FLOPs (GoodVibe's include " +
       "identification); 6·N·D is the estimate common trainers report for training alone (N: parameters without " +
       "the input embedding plus the method's own, D: input tokens with padding), which charges every method " +
-      "alike per token: compare it, not the counted FLOPs, with figures such as the paper's Table 3. Wall time " +
-      "and peak memory are measured on the machine named above, so compare them only within this report.",
+      "alike per token: compare it, not the counted FLOPs, with figures such as the paper's Table 3. The two " +
+      "differ because the count skips the weight gradients of frozen weights (about a third of a step, so " +
+      "GoodVibe and LoRA count less than full fine-tuning on the same data), runs lm_head only where a loss is " +
+      "taken, and adds attention's score products and the second forward of gradient checkpointing, none of " +
+      "which 6·N·D sees. Wall time and peak memory are measured on the machine named above, so compare them " +
+      "only within this report.",
     columns: [
       ...settingColumns(),
       { header: "Seeds", unit: "count" },

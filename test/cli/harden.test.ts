@@ -9,6 +9,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { readSafetensors, type TensorRecord } from "../../src/io/safetensors.js";
 import { hashTree, makeCliFixture, runCli, sha256File, showRun } from "./cli-helpers.js";
+import { loadModelConfig } from "../../src/io/config.js";
+import { ModelShape } from "../../src/models/shapes.js";
+import { formatFlops } from "../../src/method/flops.js";
 
 const fx = makeCliFixture({ perLanguage: 4 });
 after(() => fx.cleanup());
@@ -136,6 +139,37 @@ test("harden --method lora: PEFT adapter folder, fold --adapter reproduces the m
   assert.equal(r.code, 0, showRun(r));
   assert.equal(JSON.parse(r.stdout).method, "lora");
   assert.deepEqual(hashTree(fx.model.dir), before, "the input model folder changed");
+
+  // the summary a person reads gives the counted FLOPs and, beside them, the trainers' 6·N·D with N from the
+  // model's shapes: every parameter but the input embedding, plus LoRA's A and B (README, "Cost")
+  const again = await runCli([
+    "harden",
+    "-m",
+    fx.model.dir,
+    "-d",
+    fx.pairsFile,
+    "-o",
+    out,
+    "--method",
+    "lora",
+    ...TINY,
+  ]);
+  assert.equal(again.code, 0, showRun(again));
+  const stats = JSON.parse(fs.readFileSync(path.join(out, "goodvibe-stats.json"), "utf8")) as {
+    trainableParams: number;
+    train: { flops: { total: number }; flopsEstimate: { params: number; tokens: number; flops: number } };
+  };
+  const shape = new ModelShape(loadModelConfig(fx.model.dir)).params();
+  const n = shape.total - shape.embedding + stats.trainableParams;
+  const est = stats.train.flopsEstimate;
+  assert.equal(est.params, n);
+  assert.equal(est.flops, 6 * n * est.tokens);
+  assert.ok(est.tokens > 0);
+  assert.ok(
+    again.stdout.includes(`${formatFlops(stats.train.flops.total)} counted`) &&
+      again.stdout.includes(`6·N·D estimate ${formatFlops(6 * n * est.tokens)}`),
+    again.stdout,
+  );
 
   const adapterCfg = JSON.parse(fs.readFileSync(path.join(out, "adapter", "adapter_config.json"), "utf8"));
   assert.equal(adapterCfg.peft_type, "LORA");

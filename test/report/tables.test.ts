@@ -99,6 +99,9 @@ test("T2: the trainer-style 6·N·D beside the counted FLOPs, — for results re
     "4.50e+12 ± 7.1e+11 sd",
   );
   assert.match(table.howToRead, /6·N·D/);
+  // and why the two differ (README, "Cost"): frozen weights' gradients, lm_head, attention, checkpointing
+  for (const why of [/frozen weights/, /lm_head only where a loss is taken/, /attention/, /checkpointing/])
+    assert.match(table.howToRead, why);
 });
 
 test("T2: without a full fine-tuning run the ratios are — and a note says why", () => {

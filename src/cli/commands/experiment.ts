@@ -14,6 +14,7 @@ import {
 } from "../../experiment/plan.js";
 import { estimateCells } from "../../experiment/estimate.js";
 import { runExperiment } from "../../experiment/run.js";
+import { formatFlops } from "../../method/flops.js";
 
 /** Every path an experiment reads: its output folder must lie apart from all of them. */
 function experimentInputs(spec: ExperimentSpec, file: string): Record<string, string | undefined> {
@@ -208,13 +209,6 @@ is absent; cell ids and the cache status need every input present.`,
         output(g, human, { outDir: plan?.outDir ?? null, missing, cells: rows });
       });
     });
-}
-
-function formatFlops(f: number): string {
-  if (f === 0) return "0";
-  const units = ["", "k", "M", "G", "T", "P", "E"];
-  const i = Math.min(units.length - 1, Math.floor(Math.log10(f) / 3));
-  return `${(f / 1000 ** i).toPrecision(3)} ${units[i]}FLOP`;
 }
 
 function formatBytes(b: number): string {

@@ -6,6 +6,7 @@ import { collect, integer, list, number, shownDefault } from "../options.js";
 import { interruptSignal, makeLogger, output, resolveConfig, runCommand } from "../common.js";
 import { hardenSchema } from "../schema.js";
 import { defaultHardenConfig, runHarden, type HardenConfig } from "../../recipes/harden.js";
+import { formatFlops } from "../../method/flops.js";
 
 /**
  * The config-backed flags: each sets one key of the harden config (applied over the config file, under --set).
@@ -192,7 +193,7 @@ Examples:
         const lines = [
           `hardened model: ${path.resolve(r.outDir)}`,
           `method: ${r.method}; trainable parameters ${r.trainableParams.toLocaleString("en-US")} of ${r.totalParams.toLocaleString("en-US")} (${((100 * r.trainableParams) / r.totalParams).toPrecision(3)}%)`,
-          `training: ${r.train.steps} steps, final loss ${r.train.finalLoss.toFixed(4)}, ${r.train.wallSeconds.toFixed(1)} s, ${(r.train.flops.total / 1e12).toFixed(3)} TFLOP (${(r.train.flopsPerSecond / 1e9).toFixed(1)} GFLOP/s)`,
+          `training: ${r.train.steps} steps, final loss ${r.train.finalLoss.toFixed(4)}, ${r.train.wallSeconds.toFixed(1)} s, ${formatFlops(r.train.flops.total)} counted (${(r.train.flopsPerSecond / 1e9).toFixed(1)} GFLOP/s)${r.train.flopsEstimate ? `; trainers' 6·N·D estimate ${formatFlops(r.train.flopsEstimate.flops)} (README, "Cost")` : ""}`,
           `fold: ${r.fold.rowsChanged} rows changed in ${r.fold.tensorsChanged} tensors (${r.fold.dtype})${r.fold.rowsVanished ? `, ${r.fold.rowsVanished} vanished in rounding` : ""}`,
           r.artifact ? `artifact: ${r.artifact}` : "",
         ].filter(Boolean);
