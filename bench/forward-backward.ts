@@ -9,7 +9,7 @@
  */
 import { parseArgs } from "node:util";
 import { loadModel, Linear, type DecoderModel } from "../src/models/index.js";
-import { Tensor, noGrad, tidy } from "../src/tensor/index.js";
+import { Tensor, noGrad, setFusedOps, tidy } from "../src/tensor/index.js";
 import { peakRssBytes } from "../src/util/memory.js";
 import { activationBytesEstimate, benchIds, identificationPass, passFlops } from "./pass.js";
 import {
@@ -30,6 +30,8 @@ const { values: args } = parseArgs({
     layers: { type: "string", default: "24" },
     passes: { type: "string", default: "3" },
     threads: { type: "string" },
+    // the op-by-op path (transformers' eager code line by line) instead of the addon's fused ops
+    unfused: { type: "boolean", default: false },
     profile: { type: "boolean", default: false },
     "tidy-layers": { type: "boolean", default: false },
     json: { type: "string" },
@@ -102,6 +104,7 @@ function tidyEachLayer(model: DecoderModel): void {
 
 function main(): void {
   const threads = applyThreads(args.threads ? Number(args.threads) : undefined);
+  setFusedOps(!args.unfused);
   const T = Number(args.tokens);
   const passes = Number(args.passes);
   const dir = randomModelDir(Number(args.layers));
@@ -123,7 +126,7 @@ function main(): void {
   const act = activationBytesEstimate(model, T);
 
   console.log(
-    `threads ${threads}, OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}, ${model.cfg.numLayers} layers, ${T} tokens`,
+    `threads ${threads}, OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}, ${model.cfg.numLayers} layers, ${T} tokens, ${args.unfused ? "op-by-op" : "fused ops"}`,
   );
   console.log(
     `loss ${last.loss.toFixed(4)}, linear outputs with a gradient: ${last.grads}/${model.linears().length}`,
@@ -176,6 +179,7 @@ function main(): void {
     bench: "forward-backward",
     machine: machineInfo(),
     threads,
+    fused: !args.unfused,
     tokens: T,
     tidyLayers: args["tidy-layers"],
     layers: model.cfg.numLayers,

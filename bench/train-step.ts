@@ -27,7 +27,7 @@ import { DEFAULT_LORA } from "../src/method/lora/config.js";
 import { IGNORE_INDEX, sftLossHead } from "../src/method/losses.js";
 import { sftFlops } from "../src/method/flops.js";
 import { optimizerStep } from "../src/method/train.js";
-import { AdamW, Tensor, manualSeed, tidy } from "../src/tensor/index.js";
+import { AdamW, Tensor, manualSeed, setFusedOps, tidy } from "../src/tensor/index.js";
 import { createRng } from "../src/util/random.js";
 import { peakRssBytes } from "../src/util/memory.js";
 import {
@@ -52,6 +52,8 @@ const { values: args } = parseArgs({
     steps: { type: "string", default: "3" },
     "rows-per-layer": { type: "string", default: "50" },
     threads: { type: "string" },
+    // the op-by-op path (transformers' eager code line by line) instead of the addon's fused ops
+    unfused: { type: "boolean", default: false },
     json: { type: "string" },
   },
 });
@@ -110,6 +112,7 @@ function attach(model: DecoderModel, method: string): AttachedMethod {
 
 function main(): void {
   const threads = applyThreads(args.threads ? Number(args.threads) : undefined);
+  setFusedOps(!args.unfused);
   const T = Number(args.tokens);
   const steps = Number(args.steps);
   const method = args.method!;
@@ -154,7 +157,7 @@ function main(): void {
   const trainable = countParams(params);
   console.log(
     `${method}, ${dtype}, checkpointing ${checkpointing ? "on" : "off"}, ${model.cfg.numLayers} layers, ${T} tokens, threads ${threads}, ` +
-      `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}`,
+      `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}, ${args.unfused ? "op-by-op" : "fused ops"}`,
   );
   console.log(
     table(
@@ -193,6 +196,7 @@ function main(): void {
   writeJson(args.json, {
     bench: "train-step",
     machine: machineInfo(),
+    fused: !args.unfused,
     method,
     dtype,
     checkpointing,

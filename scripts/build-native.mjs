@@ -21,7 +21,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const nativeDir = path.join(root, "native");
 const addon = path.join(nativeDir, "build", "Release", "goodvibe_torch.node");
 const stampFile = path.join(nativeDir, "build", "goodvibe-build.json");
-const SOURCES = ["src/addon.cc", "binding.gyp", "find-libtorch.mjs"];
+const SOURCES = ["binding.gyp", "find-libtorch.mjs", ...fs.readdirSync(path.join(nativeDir, "src")).sort().map((f) => `src/${f}`)];
 
 function fail(lines) {
   console.error(["", "goodvibe: cannot build the libtorch addon.", ...lines, ""].join("\n"));
@@ -65,7 +65,7 @@ function upToDate() {
     }
   }
   // an addon from before stamps (or copied in from another checkout): trust it if newer than its source
-  return fs.statSync(addon).mtimeMs >= fs.statSync(path.join(nativeDir, "src/addon.cc")).mtimeMs;
+  return SOURCES.every((f) => fs.statSync(addon).mtimeMs >= fs.statSync(path.join(nativeDir, f)).mtimeMs);
 }
 
 if (!process.argv.includes("--force") && upToDate()) {

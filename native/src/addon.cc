@@ -5,6 +5,8 @@
 #include <napi.h>
 #include <torch/torch.h>
 
+#include "fused.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -219,7 +221,18 @@ torch::Device DEV(const Napi::CallbackInfo& info, size_t i) {
   if (isNil(info, i)) return torch::Device(torch::kCPU);
   std::string s = S(info, i);
   if (s != "cpu" && s.rfind("cuda", 0) != 0) throw std::invalid_argument("unknown device '" + s + "'");
-  return torch::Device(s);
+  torch::Device d(s);
+  if (d.is_cuda()) {
+    // say so here rather than let libtorch fail later with a message about its build
+    if (!torch::cuda::is_available())
+      throw std::invalid_argument("device '" + s + "' asked for, but CUDA is not available to libtorch " TORCH_VERSION
+                                  ": it was built without CUDA (build the addon against a CUDA libtorch: LIBTORCH=...), or "
+                                  "no GPU is visible (driver, CUDA_VISIBLE_DEVICES)");
+    if (d.has_index() && d.index() >= static_cast<int64_t>(torch::cuda::device_count()))
+      throw std::invalid_argument("device '" + s + "' asked for, but only " +
+                                  std::to_string(torch::cuda::device_count()) + " CUDA device(s) are visible");
+  }
+  return d;
 }
 
 torch::TensorOptions OPTS(const Napi::CallbackInfo& info, size_t dtypeArg, size_t deviceArg) {
@@ -229,14 +242,12 @@ torch::TensorOptions OPTS(const Napi::CallbackInfo& info, size_t dtypeArg, size_
 // Scalar-or-tensor operands: elementwise ops accept a JS number on either side.
 bool isTensorArg(const Napi::CallbackInfo& info, size_t i) { return i < info.Length() && info[i].IsObject(); }
 
-// ---------------------------------------------------------------- guard
-using Body = Napi::Value (*)(const Napi::CallbackInfo&);
-
-template <Body F>
-Napi::Value guarded(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+// ---------------------------------------------------------------- errors
+// The one place native failures become JS exceptions (for every op and the AdamW class alike): c10::Error,
+// std::bad_alloc and bad arguments, so nothing a caller passes can abort the process. Call inside a catch.
+[[noreturn]] void rethrowAsJs(Napi::Env env) {
   try {
-    return F(info);
+    throw;
   } catch (const Napi::Error&) {
     throw;
   } catch (const c10::Error& e) {
@@ -252,12 +263,43 @@ Napi::Value guarded(const Napi::CallbackInfo& info) {
   }
 }
 
-#define OP(name) Napi::Value op_##name(const Napi::CallbackInfo& info)
+using Body = Napi::Value (*)(const Napi::CallbackInfo&);
+
+template <Body F>
+Napi::Value guarded(const Napi::CallbackInfo& info) {
+  try {
+    return F(info);
+  } catch (...) {
+    rethrowAsJs(info.Env());
+  }
+}
+
+// ---------------------------------------------------------------- the op table
+// Each op is declared once, by OP(name, "TypeScript signature") { body }: the definition registers itself here,
+// Init exports every entry, and src/tensor/native-ops.ts (the TypeScript interface) is generated from this
+// table by native/gen-types.mjs, which test/tensor/native-ops.test.ts keeps honest against the built addon.
+struct OpDecl {
+  const char* name;
+  const char* signature;
+  Body fn;
+};
+std::vector<OpDecl>& opTable() {
+  static std::vector<OpDecl> table;
+  return table;
+}
+struct OpRegistrar {
+  OpRegistrar(const char* name, const char* signature, Body fn) { opTable().push_back({name, signature, fn}); }
+};
+
+#define OP(name, signature)                                                    \
+  Napi::Value op_##name(const Napi::CallbackInfo& info);                       \
+  const OpRegistrar reg_##name(#name, signature, &guarded<op_##name>);         \
+  Napi::Value op_##name(const Napi::CallbackInfo& info)
 #define ENV info.Env()
 #define RET(expr) return wrap(ENV, (expr))
 
 // ---------------------------------------------------------------- creation and data
-OP(fromBuffer) {
+OP(fromBuffer, "(buf: Uint8Array, dtype: string, shape: number[], device?: string): N") {
   // (buffer: Uint8Array, dtype, shape, device?)
   if (info.Length() < 1 || !info[0].IsTypedArray()) argError(0, "a Uint8Array");
   // Decode the other arguments first: their getters can run JS that detaches or frees the buffer.
@@ -290,20 +332,20 @@ OP(fromBuffer) {
   RET(device.is_cpu() ? t : t.to(device));
 }
 
-OP(toBytes) {
+OP(toBytes, "(t: N): ArrayBuffer") {
   auto t = T(info, 0).detach().to(torch::kCPU).contiguous();
   auto buf = Napi::ArrayBuffer::New(ENV, t.nbytes());
   if (t.nbytes()) std::memcpy(buf.Data(), t.data_ptr(), t.nbytes());
   return buf;
 }
 
-OP(item) {
+OP(item, "(t: N): number") {
   auto t = T(info, 0);
   if (t.numel() != 1) throw std::invalid_argument("item() needs a tensor with one element, got " + std::to_string(t.numel()));
   return Napi::Number::New(ENV, t.item().toDouble());
 }
 
-OP(info) {
+OP(info, "(t: N): { shape: number[]; dtype: string; device: string; requiresGrad: boolean; isLeaf: boolean }") {
   auto t = T(info, 0);
   auto o = Napi::Object::New(ENV);
   auto shape = Napi::Array::New(ENV, t.dim());
@@ -316,27 +358,27 @@ OP(info) {
   return o;
 }
 
-OP(zeros) { RET(torch::zeros(IL(info, 0), OPTS(info, 1, 2))); }
-OP(ones) { RET(torch::ones(IL(info, 0), OPTS(info, 1, 2))); }
-OP(full) { RET(torch::full(IL(info, 0), D(info, 1), OPTS(info, 2, 3))); }
-OP(arange) { RET(torch::arange(D(info, 0), D(info, 1), D(info, 2), OPTS(info, 3, 4))); }
-OP(randn) { RET(torch::randn(IL(info, 0), OPTS(info, 1, 2))); }
-OP(rand) { RET(torch::rand(IL(info, 0), OPTS(info, 1, 2))); }
-OP(manualSeed) {
+OP(zeros, "(shape: number[], dtype: string, device?: string): N") { RET(torch::zeros(IL(info, 0), OPTS(info, 1, 2))); }
+OP(ones, "(shape: number[], dtype: string, device?: string): N") { RET(torch::ones(IL(info, 0), OPTS(info, 1, 2))); }
+OP(full, "(shape: number[], value: number, dtype: string, device?: string): N") { RET(torch::full(IL(info, 0), D(info, 1), OPTS(info, 2, 3))); }
+OP(arange, "(start: number, end: number, step: number, dtype: string, device?: string): N") { RET(torch::arange(D(info, 0), D(info, 1), D(info, 2), OPTS(info, 3, 4))); }
+OP(randn, "(shape: number[], dtype: string, device?: string): N") { RET(torch::randn(IL(info, 0), OPTS(info, 1, 2))); }
+OP(rand, "(shape: number[], dtype: string, device?: string): N") { RET(torch::rand(IL(info, 0), OPTS(info, 1, 2))); }
+OP(manualSeed, "(seed: number): void") {
   torch::manual_seed(static_cast<uint64_t>(I(info, 0)));
   return ENV.Undefined();
 }
 
 // ---------------------------------------------------------------- conversion
-OP(to) { RET(T(info, 0).to(DT(info, 1))); }
-OP(toDevice) { RET(T(info, 0).to(DEV(info, 1))); }
-OP(contiguous) { RET(T(info, 0).contiguous()); }
-OP(clone) { RET(T(info, 0).clone()); }
-OP(detach) { RET(T(info, 0).detach()); }
+OP(to, "(t: N, dtype: string): N") { RET(T(info, 0).to(DT(info, 1))); }
+OP(toDevice, "(t: N, device: string): N") { RET(T(info, 0).to(DEV(info, 1))); }
+OP(contiguous, "(t: N): N") { RET(T(info, 0).contiguous()); }
+OP(clone, "(t: N): N") { RET(T(info, 0).clone()); }
+OP(detach, "(t: N): N") { RET(T(info, 0).detach()); }
 
 // ---------------------------------------------------------------- elementwise
-#define BINARY(name, fn)                                                       \
-  OP(name) {                                                                   \
+#define BINARY(name, fn, signature)                                            \
+  OP(name, signature) {                                                                   \
     if (isTensorArg(info, 0) && isTensorArg(info, 1)) RET(fn(T(info, 0), T(info, 1))); \
     if (isTensorArg(info, 0)) RET(fn(T(info, 0), torch::Scalar(D(info, 1))));  \
     if (isTensorArg(info, 1)) RET(fn(torch::Scalar(D(info, 0)), T(info, 1)));  \
@@ -375,185 +417,185 @@ torch::Tensor maximumF(const torch::Scalar& a, const torch::Tensor& b) { return 
 torch::Tensor minimumF(const torch::Tensor& a, const torch::Tensor& b) { return torch::minimum(a, b); }
 torch::Tensor minimumF(const torch::Tensor& a, const torch::Scalar& b) { return torch::clamp_max(a, b); }
 torch::Tensor minimumF(const torch::Scalar& a, const torch::Tensor& b) { return torch::clamp_max(b, a); }
-BINARY(add, addF)
-BINARY(sub, subF)
-BINARY(mul, mulF)
-BINARY(div, divF)
-BINARY(pow, powF)
-BINARY(eq, eqF)
-BINARY(ne, neF)
-BINARY(lt, ltF)
-BINARY(le, leF)
-BINARY(gt, gtF)
-BINARY(ge, geF)
-BINARY(maximum, maximumF)
-BINARY(minimum, minimumF)
+BINARY(add, addF, "(a: NS, b: NS): N")
+BINARY(sub, subF, "(a: NS, b: NS): N")
+BINARY(mul, mulF, "(a: NS, b: NS): N")
+BINARY(div, divF, "(a: NS, b: NS): N")
+BINARY(pow, powF, "(a: NS, b: NS): N")
+BINARY(eq, eqF, "(a: NS, b: NS): N")
+BINARY(ne, neF, "(a: NS, b: NS): N")
+BINARY(lt, ltF, "(a: NS, b: NS): N")
+BINARY(le, leF, "(a: NS, b: NS): N")
+BINARY(gt, gtF, "(a: NS, b: NS): N")
+BINARY(ge, geF, "(a: NS, b: NS): N")
+BINARY(maximum, maximumF, "(a: NS, b: NS): N")
+BINARY(minimum, minimumF, "(a: NS, b: NS): N")
 
-OP(logicalAnd) { RET(torch::logical_and(T(info, 0), T(info, 1))); }
-OP(logicalOr) { RET(torch::logical_or(T(info, 0), T(info, 1))); }
-OP(logicalNot) { RET(torch::logical_not(T(info, 0))); }
-OP(where) {
+OP(logicalAnd, "(a: N, b: N): N") { RET(torch::logical_and(T(info, 0), T(info, 1))); }
+OP(logicalOr, "(a: N, b: N): N") { RET(torch::logical_or(T(info, 0), T(info, 1))); }
+OP(logicalNot, "(a: N): N") { RET(torch::logical_not(T(info, 0))); }
+OP(where, "(c: N, a: NS, b: NS): N") {
   const auto& c = T(info, 0);
   if (isTensorArg(info, 1) && isTensorArg(info, 2)) RET(torch::where(c, T(info, 1), T(info, 2)));
   if (isTensorArg(info, 1)) RET(torch::where(c, T(info, 1), torch::scalar_tensor(D(info, 2), T(info, 1).options().requires_grad(false))));
   if (isTensorArg(info, 2)) RET(torch::where(c, torch::scalar_tensor(D(info, 1), T(info, 2).options().requires_grad(false)), T(info, 2)));
   argError(1, "a tensor on at least one side");
 }
-OP(maskedFill) { RET(T(info, 0).masked_fill(T(info, 1), D(info, 2))); }
-OP(clamp) {
+OP(maskedFill, "(t: N, mask: N, value: number): N") { RET(T(info, 0).masked_fill(T(info, 1), D(info, 2))); }
+OP(clamp, "(t: N, lo: number | null, hi: number | null): N") {
   c10::optional<torch::Scalar> lo, hi;
   if (!isNil(info, 1)) lo = D(info, 1);
   if (!isNil(info, 2)) hi = D(info, 2);
   RET(torch::clamp(T(info, 0), lo, hi));
 }
 
-#define UNARY(name, expr) \
-  OP(name) {              \
+#define UNARY(name, signature, expr) \
+  OP(name, signature) {              \
     const auto& x = T(info, 0); \
     RET(expr);            \
   }
-UNARY(neg, -x)
-UNARY(exp, torch::exp(x))
-UNARY(log, torch::log(x))
-UNARY(sqrt, torch::sqrt(x))
-UNARY(rsqrt, torch::rsqrt(x))
-UNARY(abs, torch::abs(x))
-UNARY(sin, torch::sin(x))
-UNARY(cos, torch::cos(x))
-UNARY(tanh, torch::tanh(x))
-UNARY(sigmoid, torch::sigmoid(x))
-UNARY(relu, torch::relu(x))
-UNARY(silu, torch::silu(x))
-UNARY(square, torch::square(x))
-UNARY(reciprocal, torch::reciprocal(x))
-UNARY(isnan, torch::isnan(x))
-UNARY(isfinite, torch::isfinite(x))
-OP(gelu) { RET(torch::gelu(T(info, 0), isNil(info, 1) ? "none" : S(info, 1))); }
+UNARY(neg, "(t: N): N", -x)
+UNARY(exp, "(t: N): N", torch::exp(x))
+UNARY(log, "(t: N): N", torch::log(x))
+UNARY(sqrt, "(t: N): N", torch::sqrt(x))
+UNARY(rsqrt, "(t: N): N", torch::rsqrt(x))
+UNARY(abs, "(t: N): N", torch::abs(x))
+UNARY(sin, "(t: N): N", torch::sin(x))
+UNARY(cos, "(t: N): N", torch::cos(x))
+UNARY(tanh, "(t: N): N", torch::tanh(x))
+UNARY(sigmoid, "(t: N): N", torch::sigmoid(x))
+UNARY(relu, "(t: N): N", torch::relu(x))
+UNARY(silu, "(t: N): N", torch::silu(x))
+UNARY(square, "(t: N): N", torch::square(x))
+UNARY(reciprocal, "(t: N): N", torch::reciprocal(x))
+UNARY(isnan, "(t: N): N", torch::isnan(x))
+UNARY(isfinite, "(t: N): N", torch::isfinite(x))
+OP(gelu, "(t: N, approximate?: string): N") { RET(torch::gelu(T(info, 0), isNil(info, 1) ? "none" : S(info, 1))); }
 
 // ---------------------------------------------------------------- reductions
-OP(sum) {
+OP(sum, "(t: N, dims?: number[] | null, keepdim?: boolean): N") {
   if (isNil(info, 1)) RET(T(info, 0).sum());
   RET(T(info, 0).sum(IL(info, 1), B(info, 2)));
 }
-OP(mean) {
+OP(mean, "(t: N, dims?: number[] | null, keepdim?: boolean): N") {
   if (isNil(info, 1)) RET(T(info, 0).mean());
   RET(T(info, 0).mean(IL(info, 1), B(info, 2)));
 }
-OP(amax) {
+OP(amax, "(t: N, dims?: number[] | null, keepdim?: boolean): N") {
   if (isNil(info, 1)) RET(T(info, 0).max());
   RET(T(info, 0).amax(IL(info, 1), B(info, 2)));
 }
-OP(amin) {
+OP(amin, "(t: N, dims?: number[] | null, keepdim?: boolean): N") {
   if (isNil(info, 1)) RET(T(info, 0).min());
   RET(T(info, 0).amin(IL(info, 1), B(info, 2)));
 }
-OP(argmax) { RET(T(info, 0).argmax(I(info, 1), B(info, 2))); }
-OP(logsumexp) { RET(torch::logsumexp(T(info, 0), IL(info, 1), B(info, 2))); }
-OP(cumsum) { RET(torch::cumsum(T(info, 0), I(info, 1))); }
-OP(softmax) {
+OP(argmax, "(t: N, dim: number, keepdim: boolean): N") { RET(T(info, 0).argmax(I(info, 1), B(info, 2))); }
+OP(logsumexp, "(t: N, dims: number[], keepdim: boolean): N") { RET(torch::logsumexp(T(info, 0), IL(info, 1), B(info, 2))); }
+OP(cumsum, "(t: N, dim: number): N") { RET(torch::cumsum(T(info, 0), I(info, 1))); }
+OP(softmax, "(t: N, dim: number, dtype?: string): N") {
   if (isNil(info, 2)) RET(torch::softmax(T(info, 0), I(info, 1)));
   RET(torch::softmax(T(info, 0), I(info, 1), DT(info, 2)));
 }
-OP(logSoftmax) {
+OP(logSoftmax, "(t: N, dim: number, dtype?: string): N") {
   if (isNil(info, 2)) RET(torch::log_softmax(T(info, 0), I(info, 1)));
   RET(torch::log_softmax(T(info, 0), I(info, 1), DT(info, 2)));
 }
-OP(topk) {
+OP(topk, "(t: N, k: number, dim: number, largest: boolean, sorted: boolean): [N, N]") {
   auto r = torch::topk(T(info, 0), I(info, 1), I(info, 2), B(info, 3), B(info, 4));
   return wrapList(ENV, {std::get<0>(r), std::get<1>(r)});
 }
-OP(sort) {
+OP(sort, "(t: N, dim: number, descending: boolean): [N, N]") {
   auto r = torch::sort(T(info, 0), /*stable=*/true, I(info, 1), B(info, 2));
   return wrapList(ENV, {std::get<0>(r), std::get<1>(r)});
 }
 
 // ---------------------------------------------------------------- linear algebra and nn
-OP(matmul) { RET(torch::matmul(T(info, 0), T(info, 1))); }
-OP(linear) { RET(torch::linear(T(info, 0), T(info, 1), OptT(info, 2))); }
-OP(embedding) { RET(torch::embedding(T(info, 0), T(info, 1))); }
-OP(crossEntropy) {
+OP(matmul, "(a: N, b: N): N") { RET(torch::matmul(T(info, 0), T(info, 1))); }
+OP(linear, "(x: N, w: N, b?: N | null): N") { RET(torch::linear(T(info, 0), T(info, 1), OptT(info, 2))); }
+OP(embedding, "(w: N, ids: N): N") { RET(torch::embedding(T(info, 0), T(info, 1))); }
+OP(crossEntropy, "(logits: N, targets: N, ignoreIndex: number, reduction: string): N") {
   // (logits [N,C], targets [N] int64, ignoreIndex, reduction "mean"|"sum"|"none")
   std::string red = isNil(info, 3) ? "mean" : S(info, 3);
   int64_t r = red == "mean" ? at::Reduction::Mean : red == "sum" ? at::Reduction::Sum : at::Reduction::None;
   if (red != "mean" && red != "sum" && red != "none") throw std::invalid_argument("reduction must be mean|sum|none");
   RET(at::cross_entropy_loss(T(info, 0), T(info, 1), {}, r, I(info, 2), 0.0));
 }
-OP(multinomial) { RET(torch::multinomial(T(info, 0), I(info, 1), B(info, 2))); }
-OP(dropout) { RET(torch::dropout(T(info, 0), D(info, 1), B(info, 2))); }
+OP(multinomial, "(probs: N, n: number, replacement: boolean): N") { RET(torch::multinomial(T(info, 0), I(info, 1), B(info, 2))); }
+OP(dropout, "(t: N, p: number, train: boolean): N") { RET(torch::dropout(T(info, 0), D(info, 1), B(info, 2))); }
 
 // ---------------------------------------------------------------- shape and indexing
-OP(reshape) { RET(T(info, 0).reshape(IL(info, 1))); }
-OP(view) { RET(T(info, 0).view(IL(info, 1))); }
-OP(permute) { RET(T(info, 0).permute(IL(info, 1))); }
-OP(transpose) { RET(T(info, 0).transpose(I(info, 1), I(info, 2))); }
-OP(unsqueeze) { RET(T(info, 0).unsqueeze(I(info, 1))); }
-OP(squeeze) {
+OP(reshape, "(t: N, shape: number[]): N") { RET(T(info, 0).reshape(IL(info, 1))); }
+OP(view, "(t: N, shape: number[]): N") { RET(T(info, 0).view(IL(info, 1))); }
+OP(permute, "(t: N, dims: number[]): N") { RET(T(info, 0).permute(IL(info, 1))); }
+OP(transpose, "(t: N, a: number, b: number): N") { RET(T(info, 0).transpose(I(info, 1), I(info, 2))); }
+OP(unsqueeze, "(t: N, dim: number): N") { RET(T(info, 0).unsqueeze(I(info, 1))); }
+OP(squeeze, "(t: N, dim?: number): N") {
   if (isNil(info, 1)) RET(T(info, 0).squeeze());
   RET(T(info, 0).squeeze(I(info, 1)));
 }
-OP(expand) { RET(T(info, 0).expand(IL(info, 1))); }
-OP(narrow) { RET(T(info, 0).narrow(I(info, 1), I(info, 2), I(info, 3))); }
-OP(slice) { RET(T(info, 0).slice(I(info, 1), I(info, 2), I(info, 3), I(info, 4))); }
-OP(select) { RET(T(info, 0).select(I(info, 1), I(info, 2))); }
-OP(indexSelect) { RET(torch::index_select(T(info, 0), I(info, 1), T(info, 2))); }
-OP(gather) { RET(torch::gather(T(info, 0), I(info, 1), T(info, 2))); }
-OP(indexAdd) { RET(torch::index_add(T(info, 0), I(info, 1), T(info, 2), T(info, 3))); }
-OP(indexCopy) { RET(torch::index_copy(T(info, 0), I(info, 1), T(info, 2), T(info, 3))); }
-OP(scatter) { RET(torch::scatter(T(info, 0), I(info, 1), T(info, 2), T(info, 3))); }
-OP(cat) { RET(torch::cat(TL(info, 0), I(info, 1))); }
-OP(stack) { RET(torch::stack(TL(info, 0), I(info, 1))); }
-OP(split) { return wrapList(ENV, torch::split(T(info, 0), I(info, 1), I(info, 2))); }
-OP(splitSizes) { return wrapList(ENV, torch::split_with_sizes(T(info, 0), IL(info, 1), I(info, 2))); }
-OP(repeatInterleave) { RET(torch::repeat_interleave(T(info, 0), I(info, 1), I(info, 2))); }
-OP(nonzero) { RET(torch::nonzero(T(info, 0))); }
-OP(tril) { RET(torch::tril(T(info, 0), I(info, 1))); }
-OP(triu) { RET(torch::triu(T(info, 0), I(info, 1))); }
-OP(flip) { RET(torch::flip(T(info, 0), IL(info, 1))); }
+OP(expand, "(t: N, shape: number[]): N") { RET(T(info, 0).expand(IL(info, 1))); }
+OP(narrow, "(t: N, dim: number, start: number, length: number): N") { RET(T(info, 0).narrow(I(info, 1), I(info, 2), I(info, 3))); }
+OP(slice, "(t: N, dim: number, start: number, end: number, step: number): N") { RET(T(info, 0).slice(I(info, 1), I(info, 2), I(info, 3), I(info, 4))); }
+OP(select, "(t: N, dim: number, index: number): N") { RET(T(info, 0).select(I(info, 1), I(info, 2))); }
+OP(indexSelect, "(t: N, dim: number, index: N): N") { RET(torch::index_select(T(info, 0), I(info, 1), T(info, 2))); }
+OP(gather, "(t: N, dim: number, index: N): N") { RET(torch::gather(T(info, 0), I(info, 1), T(info, 2))); }
+OP(indexAdd, "(t: N, dim: number, index: N, src: N): N") { RET(torch::index_add(T(info, 0), I(info, 1), T(info, 2), T(info, 3))); }
+OP(indexCopy, "(t: N, dim: number, index: N, src: N): N") { RET(torch::index_copy(T(info, 0), I(info, 1), T(info, 2), T(info, 3))); }
+OP(scatter, "(t: N, dim: number, index: N, src: N): N") { RET(torch::scatter(T(info, 0), I(info, 1), T(info, 2), T(info, 3))); }
+OP(cat, "(ts: N[], dim: number): N") { RET(torch::cat(TL(info, 0), I(info, 1))); }
+OP(stack, "(ts: N[], dim: number): N") { RET(torch::stack(TL(info, 0), I(info, 1))); }
+OP(split, "(t: N, size: number, dim: number): N[]") { return wrapList(ENV, torch::split(T(info, 0), I(info, 1), I(info, 2))); }
+OP(splitSizes, "(t: N, sizes: number[], dim: number): N[]") { return wrapList(ENV, torch::split_with_sizes(T(info, 0), IL(info, 1), I(info, 2))); }
+OP(repeatInterleave, "(t: N, repeats: number, dim: number): N") { RET(torch::repeat_interleave(T(info, 0), I(info, 1), I(info, 2))); }
+OP(nonzero, "(t: N): N") { RET(torch::nonzero(T(info, 0))); }
+OP(tril, "(t: N, diagonal: number): N") { RET(torch::tril(T(info, 0), I(info, 1))); }
+OP(triu, "(t: N, diagonal: number): N") { RET(torch::triu(T(info, 0), I(info, 1))); }
+OP(flip, "(t: N, dims: number[]): N") { RET(torch::flip(T(info, 0), IL(info, 1))); }
 
 // ---------------------------------------------------------------- in-place (optimisers, caches, folding)
-OP(copyInPlace) {
+OP(copyInPlace, "(dst: N, src: N): N") {
   torch::NoGradGuard ng;
   T(info, 0).copy_(T(info, 1));
   return info[0];
 }
-OP(mulScalarInPlace) {
+OP(mulScalarInPlace, "(t: N, s: number): N") {
   torch::NoGradGuard ng;
   T(info, 0).mul_(D(info, 1));
   return info[0];
 }
-OP(zeroInPlace) {
+OP(zeroInPlace, "(t: N): N") {
   torch::NoGradGuard ng;
   T(info, 0).zero_();
   return info[0];
 }
-OP(indexCopyInPlace) {
+OP(indexCopyInPlace, "(t: N, dim: number, index: N, src: N): N") {
   torch::NoGradGuard ng;
   T(info, 0).index_copy_(I(info, 1), T(info, 2), T(info, 3));
   return info[0];
 }
 
 // ---------------------------------------------------------------- autograd
-OP(setRequiresGrad) {
+OP(setRequiresGrad, "(t: N, on: boolean): N") {
   T(info, 0).requires_grad_(B(info, 1));
   return info[0];
 }
-OP(retainGrad) {
+OP(retainGrad, "(t: N): N") {
   auto t = T(info, 0);
   if (!t.requires_grad()) throw std::invalid_argument("retainGrad() on a tensor that does not require grad");
   t.retain_grad();
   return info[0];
 }
-OP(grad) {
+OP(grad, "(t: N): N | null") {
   auto g = T(info, 0).grad();
   if (!g.defined()) return ENV.Null();
   RET(g);
 }
-OP(clearGrad) {
+OP(clearGrad, "(t: N): void") {
   auto t = T(info, 0);
   t.mutable_grad() = torch::Tensor();
   return ENV.Undefined();
 }
-OP(backward) {
+OP(backward, "(outputs: N[], grads: N[] | null, retainGraph: boolean): void") {
   // (outputs[], gradOutputs[] | null, retainGraph)
   auto outs = TL(info, 0);
   std::vector<torch::Tensor> grads;
@@ -565,7 +607,7 @@ OP(backward) {
   torch::autograd::backward(outs, grads, retain);
   return ENV.Undefined();
 }
-OP(autogradGrad) {
+OP(autogradGrad, "(outputs: N[], inputs: N[], grads: N[] | null, retainGraph: boolean): (N | null)[]") {
   // (outputs[], inputs[], gradOutputs[] | null, retainGraph) -> grads (null where unused)
   auto outs = TL(info, 0);
   auto ins = TL(info, 1);
@@ -578,26 +620,26 @@ OP(autogradGrad) {
     arr.Set(static_cast<uint32_t>(i), gs[i].defined() ? wrap(ENV, gs[i]) : ENV.Null());
   return arr;
 }
-OP(setGradEnabled) {
+OP(setGradEnabled, "(on: boolean): boolean") {
   bool prev = torch::GradMode::is_enabled();
   torch::GradMode::set_enabled(B(info, 0));
   return Napi::Boolean::New(ENV, prev);
 }
-OP(isGradEnabled) { return Napi::Boolean::New(ENV, torch::GradMode::is_enabled()); }
+OP(isGradEnabled, "(): boolean") { return Napi::Boolean::New(ENV, torch::GradMode::is_enabled()); }
 
 // ---------------------------------------------------------------- runtime
-OP(setNumThreads) {
+OP(setNumThreads, "(n: number): void") {
   int64_t n = I(info, 0);
   if (n < 1 || n > 4096) throw std::invalid_argument("threads must be in [1, 4096]");
   torch::set_num_threads(static_cast<int>(n));
   return ENV.Undefined();
 }
-OP(getNumThreads) { return Napi::Number::New(ENV, torch::get_num_threads()); }
-OP(cudaAvailable) { return Napi::Boolean::New(ENV, torch::cuda::is_available()); }
-OP(cudaDeviceCount) { return Napi::Number::New(ENV, static_cast<double>(torch::cuda::device_count())); }
-OP(version) { return Napi::String::New(ENV, TORCH_VERSION); }
+OP(getNumThreads, "(): number") { return Napi::Number::New(ENV, torch::get_num_threads()); }
+OP(cudaAvailable, "(): boolean") { return Napi::Boolean::New(ENV, torch::cuda::is_available()); }
+OP(cudaDeviceCount, "(): number") { return Napi::Number::New(ENV, static_cast<double>(torch::cuda::device_count())); }
+OP(version, "(): string") { return Napi::String::New(ENV, TORCH_VERSION); }
 
-OP(mmapFile) {
+OP(mmapFile, "(file: string): Buffer") {
   std::string path = S(info, 0);
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block the open
   if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
@@ -632,6 +674,32 @@ OP(mmapFile) {
                                     [](Napi::Env, uint8_t*, std::shared_ptr<MappedFile>* h) { delete h; }, holder);
 }
 
+// ---------------------------------------------------------------- fused decoder ops (fused.cc)
+OP(rmsNorm, "(x: N, w: N, eps: number, onePlus: boolean): N") {
+  RET(gv::rmsNorm(T(info, 0), T(info, 1), D(info, 2), B(info, 3)));
+}
+OP(rope, "(x: N, cos: N, sin: N, groups: number): N") { RET(gv::rope(T(info, 0), T(info, 1), T(info, 2), I(info, 3))); }
+OP(gatedAct, "(g: N, u: N, act: string): N") { RET(gv::gatedAct(T(info, 0), T(info, 1), S(info, 2))); }
+OP(attention,
+   "(q: N, k: N, v: N, scale: number, past: number, window: number, keyMask: N | null, softcap: number): N") {
+  auto keyMask = OptT(info, 6);
+  RET(gv::attention(T(info, 0), T(info, 1), T(info, 2), D(info, 3), I(info, 4), I(info, 5),
+                    keyMask ? *keyMask : torch::Tensor(), D(info, 7)));
+}
+OP(clusterRowUpdate, "(y: N, x: N, U: N, rows: N, clusters: N): N") {
+  RET(gv::clusterRowUpdate(T(info, 0), T(info, 1), T(info, 2), T(info, 3), T(info, 4)));
+}
+OP(setKernelMode, "(mode: string): void") {
+  gv::setKernelMode(S(info, 0));
+  return ENV.Undefined();
+}
+OP(kernelMode, "(): string") { return Napi::String::New(ENV, gv::kernelMode()); }
+
+// ---------------------------------------------------------------- host <-> device
+OP(pinMemory, "(t: N): N") { RET(T(info, 0).pin_memory()); }
+OP(isPinned, "(t: N): boolean") { return Napi::Boolean::New(ENV, T(info, 0).is_pinned()); }
+OP(copyToDeviceAsync, "(t: N, device: string): N") { RET(T(info, 0).to(DEV(info, 1), /*non_blocking=*/true)); }
+
 // ---------------------------------------------------------------- AdamW (libtorch's)
 class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
  public:
@@ -650,12 +718,8 @@ class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
           throw std::invalid_argument("AdamW: every parameter must be a leaf tensor that requires grad");
       auto o = torch::optim::AdamWOptions(D(info, 1)).betas({D(info, 2), D(info, 3)}).eps(D(info, 4)).weight_decay(D(info, 5));
       opt_ = std::make_unique<torch::optim::AdamW>(params_, o);
-    } catch (const Napi::Error&) {
-      throw;
-    } catch (const c10::Error& e) {
-      throw Napi::Error::New(info.Env(), std::string("libtorch: ") + e.what_without_backtrace());
-    } catch (const std::exception& e) {
-      throw Napi::TypeError::New(info.Env(), e.what());
+    } catch (...) {
+      rethrowAsJs(info.Env());
     }
   }
 
@@ -664,12 +728,8 @@ class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
   Napi::Value run(const Napi::CallbackInfo& info, F f) {
     try {
       return f();
-    } catch (const Napi::Error&) {
-      throw;
-    } catch (const c10::Error& e) {
-      throw Napi::Error::New(info.Env(), std::string("libtorch: ") + e.what_without_backtrace());
-    } catch (const std::exception& e) {
-      throw Napi::Error::New(info.Env(), std::string("libtorch: ") + e.what());
+    } catch (...) {
+      rethrowAsJs(info.Env());
     }
   }
   Napi::Value Step(const Napi::CallbackInfo& info) {
@@ -753,8 +813,6 @@ class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
   std::unique_ptr<torch::optim::AdamW> opt_;
 };
 
-#define REG(name) exports.Set(#name, Napi::Function::New<guarded<op_##name>>(env, #name))
-
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* d = new AddonData();
   env.SetInstanceData<AddonData>(d);
@@ -764,24 +822,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   d->adamCtor = Napi::Persistent(actor);
   exports.Set("NativeTensor", tctor);
   exports.Set("AdamW", actor);
-
-  REG(fromBuffer); REG(toBytes); REG(item); REG(info);
-  REG(zeros); REG(ones); REG(full); REG(arange); REG(randn); REG(rand); REG(manualSeed);
-  REG(to); REG(toDevice); REG(contiguous); REG(clone); REG(detach);
-  REG(add); REG(sub); REG(mul); REG(div); REG(pow); REG(eq); REG(ne); REG(lt); REG(le); REG(gt); REG(ge);
-  REG(maximum); REG(minimum); REG(logicalAnd); REG(logicalOr); REG(logicalNot); REG(where); REG(maskedFill); REG(clamp);
-  REG(neg); REG(exp); REG(log); REG(sqrt); REG(rsqrt); REG(abs); REG(sin); REG(cos); REG(tanh); REG(sigmoid);
-  REG(relu); REG(silu); REG(square); REG(reciprocal); REG(isnan); REG(isfinite); REG(gelu);
-  REG(sum); REG(mean); REG(amax); REG(amin); REG(argmax); REG(logsumexp); REG(cumsum); REG(softmax); REG(logSoftmax);
-  REG(topk); REG(sort);
-  REG(matmul); REG(linear); REG(embedding); REG(crossEntropy); REG(multinomial); REG(dropout);
-  REG(reshape); REG(view); REG(permute); REG(transpose); REG(unsqueeze); REG(squeeze); REG(expand); REG(narrow);
-  REG(slice); REG(select); REG(indexSelect); REG(gather); REG(indexAdd); REG(indexCopy); REG(scatter); REG(cat);
-  REG(stack); REG(split); REG(splitSizes); REG(repeatInterleave); REG(nonzero); REG(tril); REG(triu); REG(flip);
-  REG(copyInPlace); REG(mulScalarInPlace); REG(zeroInPlace); REG(indexCopyInPlace);
-  REG(setRequiresGrad); REG(retainGrad); REG(grad); REG(clearGrad); REG(backward); REG(autogradGrad);
-  REG(setGradEnabled); REG(isGradEnabled);
-  REG(setNumThreads); REG(getNumThreads); REG(cudaAvailable); REG(cudaDeviceCount); REG(version); REG(mmapFile);
+  auto signatures = Napi::Object::New(env);
+  for (const auto& op : opTable()) {
+    if (exports.Has(op.name)) throw Napi::Error::New(env, std::string("goodvibe addon: op declared twice: ") + op.name);
+    exports.Set(op.name, Napi::Function::New(env, op.fn, op.name));
+    signatures.Set(op.name, op.signature);
+  }
+  exports.Set("opSignatures", signatures);
   return exports;
 }
 

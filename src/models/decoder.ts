@@ -5,8 +5,27 @@
  */
 import type { ModelConfig } from "../io/config.js";
 import { InputError } from "../errors.js";
-import { Tensor, backward, noGrad, withGrad, tidy, keep, type DType, type Device } from "../tensor/index.js";
-import { Attention, KVCache, MLP, RMSNorm, ropeInvFreq, ropeTables, type AttentionInputs } from "./layers.js";
+import {
+  Tensor,
+  backward,
+  fusedOps,
+  noGrad,
+  withGrad,
+  tidy,
+  keep,
+  type DType,
+  type Device,
+} from "../tensor/index.js";
+import {
+  Attention,
+  KVCache,
+  MLP,
+  RMSNorm,
+  additiveMask,
+  ropeInvFreq,
+  ropeTables,
+  type AttentionInputs,
+} from "./layers.js";
 import { Linear } from "./linear.js";
 
 export interface DecoderLayer {
@@ -27,13 +46,6 @@ export interface ForwardOptions {
   positionIds?: Tensor;
   cache?: KVCache;
 }
-
-const FINFO_MIN: Partial<Record<DType, number>> = {
-  float32: -3.4028234663852886e38,
-  bfloat16: -3.3895313892515355e38,
-  float16: -65504,
-  float64: -1.7976931348623157e308,
-};
 
 export class DecoderModel {
   readonly layers: DecoderLayer[] = [];
@@ -109,7 +121,10 @@ export class DecoderModel {
     return x.mul(Tensor.scalar(this.cfg.embedScale, this.dtype));
   }
 
-  /** RoPE tables and masks for a step: one per layer kind. */
+  /**
+   * RoPE tables, the key mask and the window for a step: one set per layer kind. The op-by-op path also gets its
+   * additive masks here (once per step); the fused attention needs none.
+   */
   prepare(ids: Tensor, opts: ForwardOptions): { full: AttentionInputs; sliding: AttentionInputs | null } {
     return noGrad(() => {
       const [B, T] = ids.shape;
@@ -127,27 +142,20 @@ export class DecoderModel {
           pos = Tensor.arange(past, S, 1, "int64").unsqueeze(0).expand([B, T]);
         }
       }
-      const qpos = Tensor.arange(past, S, 1, "int64").unsqueeze(1); // [T, 1]
-      const kpos = Tensor.arange(0, S, 1, "int64").unsqueeze(0); // [1, S]
-      const causal = kpos.le(qpos); // [T, S]
-      const keyOk = mask2d ? mask2d.ne(0).unsqueeze(1).unsqueeze(1) : null; // [B,1,1,S]
-      const additive = (allowed: Tensor) => {
-        const a = keyOk
-          ? allowed.unsqueeze(0).unsqueeze(0).logicalAnd(keyOk)
-          : allowed.unsqueeze(0).unsqueeze(0);
-        const full = a.expand([B, 1, T, S]);
-        return Tensor.zeros([B, 1, T, S], this.dtype).maskedFill(
-          full.logicalNot(),
-          FINFO_MIN[this.dtype] ?? -1e30,
-        );
-      };
+      const keyMask = mask2d ?? null;
+      const inputs = (tables: { cos: Tensor; sin: Tensor }, window: number | null): AttentionInputs => ({
+        ...tables,
+        keyMask,
+        window,
+        cache: opts.cache,
+        mask: fusedOps() ? undefined : additiveMask(B, T, past, window, keyMask, this.dtype),
+      });
       const g = ropeTables(this.invFreqGlobal, pos, this.dtype);
-      const full: AttentionInputs = { ...g, mask: additive(causal), cache: opts.cache };
+      const full = inputs(g, null);
       let sliding: AttentionInputs | null = null;
       if (this.cfg.layerTypes.includes("sliding_attention")) {
-        const w = this.cfg.slidingWindow!;
         const l = this.invFreqLocal ? ropeTables(this.invFreqLocal, pos, this.dtype) : g;
-        sliding = { ...l, mask: additive(causal.logicalAnd(kpos.gt(qpos.sub(w)))), cache: opts.cache };
+        sliding = inputs(l, this.cfg.slidingWindow!);
       }
       return { full, sliding };
     });

@@ -1,10 +1,25 @@
 /**
  * The building blocks shared by every family, with Hugging Face's numerics: RMSNorm (w·x or (1+w)·x, computed
  * in float32), rotary embeddings in the half-split (NeoX) layout with default / linear / llama3 frequency scaling,
- * grouped-query attention with an additive finfo.min mask, and the gated MLP.
+ * causal grouped-query attention, and the gated MLP.
+ *
+ * Each block has two paths. By default it calls the addon's fused ops (native/src/fused.cc: one pass forward and
+ * one backward per block, attention without a materialised mask). With GOODVIBE_FUSED=0 (setFusedOps(false)) it
+ * runs transformers' eager code op by op, with the additive finfo.min mask: the reference the fused ops are
+ * tested against.
  */
 import type { ModelConfig, RopeScaling } from "../io/config.js";
-import { Tensor, keep, noGrad, type DType } from "../tensor/index.js";
+import {
+  Tensor,
+  attention,
+  fusedOps,
+  gatedAct,
+  keep,
+  noGrad,
+  rmsNorm,
+  rope,
+  type DType,
+} from "../tensor/index.js";
 import { Linear } from "./linear.js";
 
 export class RMSNorm {
@@ -16,6 +31,7 @@ export class RMSNorm {
   ) {}
 
   forward(x: Tensor): Tensor {
+    if (fusedOps()) return rmsNorm(x, this.weight, this.eps, this.onePlus);
     const dtype = x.dtype;
     const xf = x.float();
     const normed = xf.mul(xf.square().mean(-1, true).add(this.eps).rsqrt());
@@ -104,9 +120,47 @@ export class KVCache {
 export interface AttentionInputs {
   cos: Tensor;
   sin: Tensor;
-  /** additive mask [B, 1, T, S] in the compute dtype */
-  mask: Tensor;
+  /** [B, S] with 0 for padding keys (S = past + T), or null when every key is real */
+  keyMask: Tensor | null;
+  /** sliding window of this layer kind (a query sees itself and the window - 1 positions before it), or null */
+  window: number | null;
+  /** the op-by-op path's additive mask [B, 1, T, S] (absent when the fused ops run: they need none) */
+  mask?: Tensor;
   cache?: KVCache;
+}
+
+const FINFO_MIN: Partial<Record<DType, number>> = {
+  float32: -3.4028234663852886e38,
+  bfloat16: -3.3895313892515355e38,
+  float16: -65504,
+  float64: -1.7976931348623157e308,
+};
+
+/**
+ * transformers' additive mask [B, 1, T, S]: 0 where query t (cache position past + t) may see key j — j <= it,
+ * inside the window, not padding — and finfo(dtype).min elsewhere.
+ */
+export function additiveMask(
+  B: number,
+  T: number,
+  past: number,
+  window: number | null,
+  keyMask: Tensor | null,
+  dtype: DType,
+): Tensor {
+  return noGrad(() => {
+    const S = past + T;
+    const qpos = Tensor.arange(past, S, 1, "int64").unsqueeze(1); // [T, 1]
+    const kpos = Tensor.arange(0, S, 1, "int64").unsqueeze(0); // [1, S]
+    let allowed = kpos.le(qpos); // [T, S]
+    if (window) allowed = allowed.logicalAnd(kpos.gt(qpos.sub(window)));
+    let a = allowed.unsqueeze(0).unsqueeze(0);
+    if (keyMask) a = a.logicalAnd(keyMask.ne(0).unsqueeze(1).unsqueeze(1)); // [B, 1, 1, S]
+    return Tensor.zeros([B, 1, T, S], dtype).maskedFill(
+      a.expand([B, 1, T, S]).logicalNot(),
+      FINFO_MIN[dtype] ?? -1e30,
+    );
+  });
 }
 
 export class Attention {
@@ -122,6 +176,30 @@ export class Attention {
   ) {}
 
   forward(h: Tensor, inp: AttentionInputs): Tensor {
+    if (!fusedOps()) return this.forwardOpByOp(h, inp);
+    const { numHeads, numKvHeads, headDim } = this.cfg;
+    const [B, T] = h.shape;
+    let q = this.q.forward(h).view([B, T, numHeads, headDim]);
+    let k = this.k.forward(h).view([B, T, numKvHeads, headDim]);
+    let v = this.v.forward(h).view([B, T, numKvHeads, headDim]).transpose(1, 2);
+    if (this.qNorm) q = this.qNorm.forward(q);
+    if (this.kNorm) k = this.kNorm.forward(k);
+    // q as [B, kvHeads, T, rep, D]: each KV head's query heads side by side, the layout attention reads
+    const qg = rope(q, inp.cos, inp.sin, numKvHeads);
+    k = rope(k, inp.cos, inp.sin, numKvHeads).view([B, numKvHeads, T, headDim]);
+    if (inp.cache) [k, v] = inp.cache.update(this.layerIndex, k, v);
+    const out = attention(qg, k, v, {
+      scale: this.cfg.attnScale,
+      past: k.size(2) - T,
+      window: inp.window,
+      keyMask: inp.keyMask,
+      softcap: this.cfg.attnLogitSoftcapping,
+    });
+    return this.o.forward(out);
+  }
+
+  /** transformers' eager attention, op by op (the reference for the fused path). */
+  forwardOpByOp(h: Tensor, inp: AttentionInputs): Tensor {
     const { numHeads, numKvHeads, headDim } = this.cfg;
     const [B, T] = h.shape;
     let q = this.q.forward(h).view([B, T, numHeads, headDim]);
@@ -137,11 +215,12 @@ export class Attention {
     // the rep query heads of a group are stacked along time and multiplied against their shared k and v.
     const rep = numHeads / numKvHeads;
     const S = k.size(2);
+    const mask = inp.mask ?? additiveMask(B, T, S - T, inp.window, inp.keyMask, q.dtype);
     const qg = q.reshape([B, numKvHeads, rep * T, headDim]);
     let scores = qg.matmul(k.transpose(2, 3)).view([B, numHeads, T, S]).mul(this.cfg.attnScale);
     const cap = this.cfg.attnLogitSoftcapping;
     if (cap) scores = scores.div(cap).tanh().mul(cap);
-    const probs = scores.add(inp.mask).softmax(-1, "float32").to(q.dtype);
+    const probs = scores.add(mask).softmax(-1, "float32").to(q.dtype);
     const ctx = probs
       .view([B, numKvHeads, rep * T, S])
       .matmul(v)
@@ -160,6 +239,7 @@ export class MLP {
   ) {}
 
   forward(x: Tensor): Tensor {
+    if (fusedOps()) return this.down.forward(gatedAct(this.gate.forward(x), this.up.forward(x), this.act));
     const g = this.gate.forward(x);
     const a = this.act === "silu" ? g.silu() : g.gelu("tanh");
     return this.down.forward(a.mul(this.up.forward(x)));

@@ -332,6 +332,20 @@ export class Tensor {
   toDevice(device: Device): Tensor {
     return new Tensor(native.toDevice(this.h, device));
   }
+  /**
+   * Copy to `device` without waiting for it (from pinned host memory to a GPU, or back into pinned memory): the
+   * copy is ordered on the device's stream, so later device ops see it and no host round trip is forced.
+   */
+  toDeviceAsync(device: Device): Tensor {
+    return new Tensor(native.copyToDeviceAsync(this.h, device));
+  }
+  /** A page-locked host copy (fast, asynchronous transfers to and from a GPU; needs a CUDA libtorch). */
+  pinMemory(): Tensor {
+    return new Tensor(native.pinMemory(this.h));
+  }
+  get isPinned(): boolean {
+    return native.isPinned(this.h);
+  }
   float(): Tensor {
     return this.to("float32");
   }
@@ -644,4 +658,91 @@ export function multinomial(probs: Tensor, n: number, replacement = false): Tens
 
 export function dropout(x: Tensor, p: number, train: boolean): Tensor {
   return new Tensor(native.dropout(x.h, p, train));
+}
+
+// ---------------------------------------------------------------- fused decoder ops (native/src/fused.cc)
+let fused = process.env.GOODVIBE_FUSED !== "0";
+
+/**
+ * Whether the models use the addon's fused ops (the default) or the op-by-op path that mirrors transformers'
+ * eager code line by line (GOODVIBE_FUSED=0; the reference the fused ops are tested against).
+ */
+export function fusedOps(): boolean {
+  return fused;
+}
+
+/** Switch the fused ops on or off for this process; returns the previous setting. */
+export function setFusedOps(on: boolean): boolean {
+  const prev = fused;
+  fused = on;
+  return prev;
+}
+
+/**
+ * How the fused ops run: "native" (hand-written CPU kernels for float32/bfloat16 CPU tensors, the default) or
+ * "composite" (the same maths as libtorch ops, which is what CUDA and other dtypes always run).
+ */
+export function setKernelMode(mode: "native" | "composite"): void {
+  native.setKernelMode(mode);
+}
+
+export function kernelMode(): "native" | "composite" {
+  return native.kernelMode() as "native" | "composite";
+}
+
+/** RMSNorm over the last dimension, accumulated in float32: w·x/rms(x), or (1 + w)·x/rms(x) (Gemma). */
+export function rmsNorm(x: Tensor, weight: Tensor, eps: number, onePlus: boolean): Tensor {
+  return new Tensor(native.rmsNorm(x.h, weight.h, eps, onePlus));
+}
+
+/**
+ * Half-split rotary embedding of x [B, T, H, D] with cos/sin [B, 1, T, D]; the result is laid out
+ * [B, groups, T, H / groups, D] (the query heads that share a KV head next to each other, for `attention`).
+ */
+export function rope(x: Tensor, cos: Tensor, sin: Tensor, groups: number): Tensor {
+  return new Tensor(native.rope(x.h, cos.h, sin.h, groups));
+}
+
+/** act(gate) · up in one pass (silu, or GELU with the tanh approximation). */
+export function gatedAct(gate: Tensor, up: Tensor, act: "silu" | "gelu_pytorch_tanh"): Tensor {
+  return new Tensor(native.gatedAct(gate.h, up.h, act));
+}
+
+export interface AttentionOptions {
+  scale: number;
+  /** positions already in the cache before these queries (keys = past + T) */
+  past?: number;
+  /** sliding window: a query sees the last `window` positions, itself included (0 / absent: no window) */
+  window?: number | null;
+  /** [B, past + T], 0 for padding keys */
+  keyMask?: Tensor | null;
+  /** Gemma 2's attention logit soft-capping (absent: none) */
+  softcap?: number | null;
+}
+
+/**
+ * Causal grouped-query attention without a materialised mask: q [B, G, T, R, D] (from `rope`), k and v
+ * [B, G, past + T, D]; softmax in float32 over the keys each query may see. Returns [B, T, G·R·D].
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Tensor {
+  return new Tensor(
+    native.attention(
+      q.h,
+      k.h,
+      v.h,
+      o.scale,
+      o.past ?? 0,
+      o.window ?? 0,
+      o.keyMask ? o.keyMask.h : null,
+      o.softcap ?? 0,
+    ),
+  );
+}
+
+/**
+ * GoodVibe's cluster-shared row update added to a linear output in place: y[..., rows[i]] += x·U[clusters[i]]
+ * (U float32, multiplied in x's dtype); returns y. U's gradient is accumulated per cluster in float32.
+ */
+export function clusterRowUpdate(y: Tensor, x: Tensor, U: Tensor, rows: Tensor, clusters: Tensor): Tensor {
+  return new Tensor(native.clusterRowUpdate(y.h, x.h, U.h, rows.h, clusters.h));
 }

@@ -4,7 +4,7 @@
  * trainable tensor; W and b stay frozen. Forward: y + scatter_rows(x Uᵀ)[:, S] (never materialises ΔW).
  */
 import type { Linear, LinearAdapter } from "../../models/linear.js";
-import { Tensor, keep, noGrad } from "../../tensor/index.js";
+import { Tensor, clusterRowUpdate, fusedOps, keep, noGrad } from "../../tensor/index.js";
 
 export interface RowSelection {
   /** selected output rows (neurons), in importance order */
@@ -38,6 +38,8 @@ export class ClusterRowAdapter implements LinearAdapter {
   }
 
   apply(x: Tensor, y: Tensor): Tensor {
+    // one op in the addon: added to y in place, dU accumulated per cluster in float32
+    if (fusedOps()) return clusterRowUpdate(y, x, this.U, this.rowIndex, this.clusterIndex);
     const perCluster = x.linear(this.U.to(x.dtype)); // [..., C]
     const perRow = perCluster.indexSelect(-1, this.clusterIndex); // [..., S]
     return y.indexAdd(-1, this.rowIndex, perRow);

@@ -1,0 +1,74 @@
+#!/bin/bash
+# The addon against PyTorch eager, side by side in one run and one environment: the identification pass
+# (addon fused / addon op-by-op / PyTorch) and the training step of each method (addon / PyTorch), pairs run
+# back to back so both sides meet the same load; the 1-minute load average is logged at the start of every run.
+#
+#   npx tsc -p . && bash bench/side-by-side.sh [matmul] [fwdbwd] [train] [wait-policy]
+#
+# Environment (the same for both sides; each run's JSON records it):
+#   THREADS      libtorch threads on both sides (default: every core, what both default to)
+#   OPENBLAS_CORETYPE  exported once for both sides; default: SkylakeX on AVX-512 CPUs (what the addon picks when
+#                it is unset). A machine whose environment sets it (e.g. Haswell) gets that value on both sides.
+#   LAYERS       decoder layers of the 0.5B-shaped model for fwdbwd (24) and TRAIN_LAYERS for train (24)
+#   HOGS         busy processes started for the whole run as a controlled competing load (default 0)
+#   OUT          results folder (default /tmp/goodvibe-bench/side-by-side)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/goodvibe-bench/side-by-side}
+PY=/usr/bin/python3
+THREADS=${THREADS:-$(nproc)}
+LAYERS=${LAYERS:-24}
+TRAIN_LAYERS=${TRAIN_LAYERS:-24}
+HOGS=${HOGS:-0}
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX; fi
+mkdir -p "$OUT"
+
+hogs=()
+stop_hogs() { for p in "${hogs[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap stop_hogs EXIT
+for ((i = 0; i < HOGS; i++)); do
+  node -e 'for (;;) {}' &
+  hogs+=($!)
+done
+
+run() { # name, command...
+  local name=$1
+  shift
+  echo "== $name (load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ), THREADS=$THREADS OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(auto)} HOGS=$HOGS)" | tee -a "$OUT/runs.log"
+  "$@" --json "$OUT/$name.json" >"$OUT/$name.log" 2>&1 || echo "   FAILED: see $OUT/$name.log" | tee -a "$OUT/runs.log"
+  tail -n 3 "$OUT/$name.log" | sed 's/^/   /' | tee -a "$OUT/runs.log"
+}
+
+node -e "import('./dist/bench/common.js').then((m) => { m.randomModelDir($LAYERS); m.randomModelDir($TRAIN_LAYERS); })"
+MODEL=/tmp/goodvibe-bench/qwen2.5-0.5b-random-L$LAYERS
+TRAIN_MODEL=/tmp/goodvibe-bench/qwen2.5-0.5b-random-L$TRAIN_LAYERS
+
+for part in ${*:-matmul fwdbwd train}; do
+  case $part in
+  matmul)
+    run matmul-addon node dist/bench/matmul-peak.js --threads "$THREADS" --sizes 1024,2048
+    run matmul-torch $PY bench/torch_reference.py matmul --threads "$THREADS" --sizes 1024,2048
+    ;;
+  fwdbwd)
+    run fwdbwd-addon node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS"
+    run fwdbwd-torch $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS"
+    run fwdbwd-addon-opbyop node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --unfused
+    run fwdbwd-addon-2 node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS"
+    run fwdbwd-torch-2 $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS"
+    ;;
+  train)
+    for m in goodvibe lora full; do
+      for ck in "" --checkpointing; do
+        run "train-$m${ck:+-ckpt}-addon" node dist/bench/train-step.js --method $m --layers "$TRAIN_LAYERS" --threads "$THREADS" $ck
+        run "train-$m${ck:+-ckpt}-torch" $PY bench/torch_train.py --model "$TRAIN_MODEL" --method $m --threads "$THREADS" $ck
+      done
+    done
+    ;;
+  wait-policy) # the addon's default wait policy against libgomp's spinning default, same load
+    for policy in PASSIVE ACTIVE; do
+      run "fwdbwd-addon-omp-$policy" env OMP_WAIT_POLICY=$policy node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS"
+    done
+    run "fwdbwd-addon-1thread" node dist/bench/forward-backward.js --threads 1 --layers "$LAYERS"
+    ;;
+  esac
+done

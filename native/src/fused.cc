@@ -1,0 +1,836 @@
+// Fused decoder ops (see fused.h). Layout of this file: scalar helpers (bf16, a vectorisable exp), the CPU
+// kernels (plain loops over rows, compiled once per instruction set with target_clones and dispatched at run
+// time), the composite ATen versions of the same maths (any device / dtype), and the autograd functions.
+#include "fused.h"
+
+#include <ATen/Parallel.h>
+#include <torch/version.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define GV_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define GV_CLONES
+#endif
+#define GV_INLINE inline __attribute__((always_inline))
+
+namespace gv {
+
+using torch::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+namespace {
+
+std::atomic<bool> g_composite{false};
+
+// ---------------------------------------------------------------- scalars
+using bf16_t = uint16_t;
+
+GV_INLINE float bf2f(bf16_t b) {
+  uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+// Round to nearest even, NaN stays NaN (as c10::BFloat16 does).
+GV_INLINE bf16_t f2bf(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  return (u & 0x7fffffffu) > 0x7f800000u ? bf16_t(0x7fc0) : bf16_t(r);
+}
+
+template <typename T>
+GV_INLINE float ld(const T* p, int64_t i);
+template <>
+GV_INLINE float ld<float>(const float* p, int64_t i) {
+  return p[i];
+}
+template <>
+GV_INLINE float ld<bf16_t>(const bf16_t* p, int64_t i) {
+  return bf2f(p[i]);
+}
+template <typename T>
+GV_INLINE void st(T* p, int64_t i, float v);
+template <>
+GV_INLINE void st<float>(float* p, int64_t i, float v) {
+  p[i] = v;
+}
+template <>
+GV_INLINE void st<bf16_t>(bf16_t* p, int64_t i, float v) {
+  p[i] = f2bf(v);
+}
+/** v as the storage type would hold it (the cast eager code makes between two ops). */
+template <typename T>
+GV_INLINE float rnd(float v);
+template <>
+GV_INLINE float rnd<float>(float v) {
+  return v;
+}
+template <>
+GV_INLINE float rnd<bf16_t>(float v) {
+  return bf2f(f2bf(v));
+}
+
+// exp in float32 without libm calls, so loops over it vectorise (Cephes' expf: ~1 ulp on [-87, 88]; NaN stays NaN).
+GV_INLINE float fexp(float x) {
+  float xc = x > 88.3f ? 88.3f : (x < -87.3f ? -87.3f : x);
+  float n = std::floor(xc * 1.44269504088896341f + 0.5f);
+  n = n == n ? n : 0.0f;  // NaN: any finite n (the result is replaced below)
+  float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  float e = p * r * r + r + 1.0f;
+  uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return x == x ? e * scale : x;
+}
+GV_INLINE float fsigmoid(float x) { return 1.0f / (1.0f + fexp(-x)); }
+GV_INLINE float ftanh(float x) { return 1.0f - 2.0f / (1.0f + fexp(2.0f * x)); }
+
+constexpr float kGeluK0 = 0.7978845608028654f;  // sqrt(2 / pi)
+constexpr float kGeluK1 = 0.044715f;
+
+// Sum of a row with 16 independent accumulators (a float reduction the compiler may vectorise without
+// reassociating anything itself).
+template <typename F>
+GV_INLINE float rowSum(int64_t n, F f) {
+  float acc[16] = {0};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; j++) acc[j] += f(i + j);
+  float s = 0;
+  for (; i < n; i++) s += f(i);
+  for (int j = 0; j < 16; j++) s += acc[j];
+  return s;
+}
+
+bool nativeCpu(std::initializer_list<const Tensor*> ts) {
+  if (g_composite.load(std::memory_order_relaxed)) return false;
+  auto dt = (*ts.begin())->scalar_type();
+  if (dt != torch::kFloat32 && dt != torch::kBFloat16) return false;
+  for (auto* t : ts)
+    if (t->defined() && (!t->is_cpu() || t->scalar_type() != dt)) return false;
+  return true;
+}
+
+int64_t grainRows(int64_t rowLen) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, rowLen)); }
+
+// ================================================================= RMSNorm
+template <typename T, bool ONEPLUS>
+GV_INLINE void rmsFwdRows(const T* x, const T* w, T* y, float* rstd, int64_t r0, int64_t r1, int64_t D, float eps) {
+  for (int64_t r = r0; r < r1; r++) {
+    const T* xr = x + r * D;
+    T* yr = y + r * D;
+    float ss = rowSum(D, [&](int64_t i) {
+      float v = ld(xr, i);
+      return v * v;
+    });
+    float rs = 1.0f / std::sqrt(ss / static_cast<float>(D) + eps);
+    rstd[r] = rs;
+    for (int64_t i = 0; i < D; i++) {
+      float n = ld(xr, i) * rs;
+      if (ONEPLUS)
+        st(yr, i, n * (1.0f + ld(w, i)));
+      else
+        st(yr, i, ld(w, i) * rnd<T>(n));
+    }
+  }
+}
+
+template <typename T, bool ONEPLUS>
+GV_INLINE void rmsBwdRows(const T* gy, const T* x, const T* w, const float* rstd, T* gx, float* gw, int64_t r0,
+                          int64_t r1, int64_t D) {
+  for (int64_t r = r0; r < r1; r++) {
+    const T* xr = x + r * D;
+    const T* gr = gy + r * D;
+    float rs = rstd[r];
+    auto dn = [&](int64_t i) { return ld(gr, i) * (ONEPLUS ? 1.0f + ld(w, i) : ld(w, i)); };
+    float dot = rowSum(D, [&](int64_t i) { return dn(i) * ld(xr, i) * rs; });
+    float c = dot / static_cast<float>(D);
+    if (gx) {
+      T* gxr = gx + r * D;
+      for (int64_t i = 0; i < D; i++) st(gxr, i, rs * (dn(i) - ld(xr, i) * rs * c));
+    }
+    if (gw)
+      for (int64_t i = 0; i < D; i++) {
+        float n = ld(xr, i) * rs;
+        gw[i] += ld(gr, i) * (ONEPLUS ? n : rnd<T>(n));
+      }
+  }
+}
+
+#define GV_RMS_KERNELS(T, NAME)                                                                                  \
+  GV_CLONES void rmsFwd_##NAME(const T* x, const T* w, T* y, float* rstd, int64_t r0, int64_t r1, int64_t D,   \
+                               float eps, bool onePlus) {                                                        \
+    if (onePlus)                                                                                                 \
+      rmsFwdRows<T, true>(x, w, y, rstd, r0, r1, D, eps);                                                        \
+    else                                                                                                         \
+      rmsFwdRows<T, false>(x, w, y, rstd, r0, r1, D, eps);                                                       \
+  }                                                                                                              \
+  GV_CLONES void rmsBwd_##NAME(const T* gy, const T* x, const T* w, const float* rstd, T* gx, float* gw,       \
+                               int64_t r0, int64_t r1, int64_t D, bool onePlus) {                                \
+    if (onePlus)                                                                                                 \
+      rmsBwdRows<T, true>(gy, x, w, rstd, gx, gw, r0, r1, D);                                                    \
+    else                                                                                                         \
+      rmsBwdRows<T, false>(gy, x, w, rstd, gx, gw, r0, r1, D);                                                   \
+  }
+GV_RMS_KERNELS(float, f32)
+GV_RMS_KERNELS(bf16_t, bf16)
+
+Tensor rmsComposite(const Tensor& x, const Tensor& w, double eps, bool onePlus) {
+  auto xf = x.to(torch::kFloat32);
+  auto n = xf * torch::rsqrt(xf.square().mean(-1, true) + eps);
+  if (onePlus) return (n * (w.to(torch::kFloat32) + 1)).to(x.scalar_type());
+  return w * n.to(x.scalar_type());
+}
+
+struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x0, const Tensor& w0, double eps, bool onePlus) {
+    auto x = x0.contiguous();
+    auto w = w0.contiguous();
+    int64_t D = x.size(-1), R = x.numel() / std::max<int64_t>(D, 1);
+    auto y = torch::empty_like(x);
+    auto rstd = torch::empty({R}, x.options().dtype(torch::kFloat32));
+    float* rp = rstd.data_ptr<float>();
+    float e = static_cast<float>(eps);
+    at::parallel_for(0, R, grainRows(D), [&](int64_t r0, int64_t r1) {
+      if (x.scalar_type() == torch::kBFloat16)
+        rmsFwd_bf16(static_cast<const bf16_t*>(x.data_ptr()), static_cast<const bf16_t*>(w.data_ptr()),
+                    static_cast<bf16_t*>(y.data_ptr()), rp, r0, r1, D, e, onePlus);
+      else
+        rmsFwd_f32(x.data_ptr<float>(), w.data_ptr<float>(), y.data_ptr<float>(), rp, r0, r1, D, e, onePlus);
+    });
+    ctx->save_for_backward({x, w, rstd});
+    ctx->saved_data["onePlus"] = onePlus;
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto x = saved[0], w = saved[1], rstd = saved[2];
+    bool onePlus = ctx->saved_data["onePlus"].toBool();
+    auto gy = grads[0].contiguous();
+    int64_t D = x.size(-1), R = x.numel() / std::max<int64_t>(D, 1);
+    bool needX = ctx->needs_input_grad(0), needW = ctx->needs_input_grad(1);
+    Tensor gx = needX ? torch::empty_like(x) : Tensor();
+    int nt = at::get_num_threads();
+    Tensor gwPart = needW ? torch::zeros({nt, D}, x.options().dtype(torch::kFloat32)) : Tensor();
+    const float* rp = rstd.data_ptr<float>();
+    at::parallel_for(0, R, grainRows(D), [&](int64_t r0, int64_t r1) {
+      float* gw = needW ? gwPart.data_ptr<float>() + at::get_thread_num() * D : nullptr;
+      if (x.scalar_type() == torch::kBFloat16)
+        rmsBwd_bf16(static_cast<const bf16_t*>(gy.data_ptr()), static_cast<const bf16_t*>(x.data_ptr()),
+                    static_cast<const bf16_t*>(w.data_ptr()), rp,
+                    needX ? static_cast<bf16_t*>(gx.data_ptr()) : nullptr, gw, r0, r1, D, onePlus);
+      else
+        rmsBwd_f32(gy.data_ptr<float>(), x.data_ptr<float>(), w.data_ptr<float>(), rp,
+                   needX ? gx.data_ptr<float>() : nullptr, gw, r0, r1, D, onePlus);
+    });
+    Tensor gw = needW ? gwPart.sum(0).to(w.scalar_type()) : Tensor();
+    return {gx, gw, Tensor(), Tensor()};
+  }
+};
+
+// ================================================================= rotary embedding
+struct RopeGeom {
+  int64_t B, T, H, D, G, R;
+  int64_t xs0, xs1, xs2;  // x strides (last dim contiguous)
+  int64_t cs0;            // cos/sin batch stride (0 when shared), [T, D] contiguous inside
+};
+
+template <typename T>
+GV_INLINE void ropeFwdRows(const T* x, const T* cs, const T* sn, T* y, const RopeGeom& g, int64_t r0, int64_t r1) {
+  int64_t h2 = g.D / 2;
+  for (int64_t row = r0; row < r1; row++) {  // row = (b, t, h)
+    int64_t h = row % g.H, t = (row / g.H) % g.T, b = row / (g.H * g.T);
+    const T* xr = x + b * g.xs0 + t * g.xs1 + h * g.xs2;
+    const T* c = cs + b * g.cs0 + t * g.D;
+    const T* s = sn + b * g.cs0 + t * g.D;
+    int64_t gi = h / g.R, ri = h % g.R;
+    T* yr = y + (((b * g.G + gi) * g.T + t) * g.R + ri) * g.D;
+    for (int64_t i = 0; i < h2; i++) {
+      float x1 = ld(xr, i), x2 = ld(xr, i + h2);
+      st(yr, i, x1 * ld(c, i) - x2 * ld(s, i));
+      st(yr, i + h2, x2 * ld(c, i + h2) + x1 * ld(s, i + h2));
+    }
+  }
+}
+
+template <typename T>
+GV_INLINE void ropeBwdRows(const T* gy, const T* cs, const T* sn, T* gx, const RopeGeom& g, int64_t r0, int64_t r1) {
+  int64_t h2 = g.D / 2;
+  for (int64_t row = r0; row < r1; row++) {
+    int64_t h = row % g.H, t = (row / g.H) % g.T, b = row / (g.H * g.T);
+    const T* c = cs + b * g.cs0 + t * g.D;
+    const T* s = sn + b * g.cs0 + t * g.D;
+    int64_t gi = h / g.R, ri = h % g.R;
+    const T* gr = gy + (((b * g.G + gi) * g.T + t) * g.R + ri) * g.D;
+    T* xr = gx + row * g.D;  // [B, T, H, D] contiguous
+    for (int64_t i = 0; i < h2; i++) {
+      float g1 = ld(gr, i), g2 = ld(gr, i + h2);
+      st(xr, i, g1 * ld(c, i) + g2 * ld(s, i + h2));
+      st(xr, i + h2, g2 * ld(c, i + h2) - g1 * ld(s, i));
+    }
+  }
+}
+
+#define GV_ROPE_KERNELS(T, NAME)                                                                              \
+  GV_CLONES void ropeFwd_##NAME(const T* x, const T* c, const T* s, T* y, const RopeGeom& g, int64_t r0,    \
+                                int64_t r1) {                                                                 \
+    ropeFwdRows<T>(x, c, s, y, g, r0, r1);                                                                    \
+  }                                                                                                           \
+  GV_CLONES void ropeBwd_##NAME(const T* gy, const T* c, const T* s, T* gx, const RopeGeom& g, int64_t r0,  \
+                                int64_t r1) {                                                                 \
+    ropeBwdRows<T>(gy, c, s, gx, g, r0, r1);                                                                  \
+  }
+GV_ROPE_KERNELS(float, f32)
+GV_ROPE_KERNELS(bf16_t, bf16)
+
+/** cos/sin as [B or 1, T, D] contiguous. */
+Tensor ropeTable(const Tensor& t, int64_t B, int64_t T, int64_t D) {
+  Tensor c = t.dim() == 4 ? t.squeeze(1) : t;
+  TORCH_CHECK(c.dim() == 3 && c.size(1) == T && c.size(2) == D && (c.size(0) == B || c.size(0) == 1),
+              "rope: cos/sin must be [B, T, D] or [B, 1, T, D] for x [B, T, H, D], got ", t.sizes());
+  return c.contiguous();
+}
+
+Tensor ropeComposite(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t G) {
+  int64_t B = x.size(0), T = x.size(1), H = x.size(2), D = x.size(3);
+  auto c = ropeTable(cos, B, T, D).unsqueeze(2);
+  auto s = ropeTable(sin, B, T, D).unsqueeze(2);
+  auto rot = torch::cat({-x.narrow(-1, D / 2, D / 2), x.narrow(-1, 0, D / 2)}, -1);
+  auto y = x * c + rot * s;
+  return y.view({B, T, G, H / G, D}).permute({0, 2, 1, 3, 4}).contiguous();
+}
+
+struct RopeFn : public torch::autograd::Function<RopeFn> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x0, const Tensor& cos, const Tensor& sin, int64_t G) {
+    auto x = x0.stride(-1) == 1 ? x0 : x0.contiguous();
+    int64_t B = x.size(0), T = x.size(1), H = x.size(2), D = x.size(3);
+    auto c = ropeTable(cos, B, T, D), s = ropeTable(sin, B, T, D);
+    RopeGeom g{B, T, H, D, G, H / G, x.stride(0), x.stride(1), x.stride(2), c.size(0) == 1 ? 0 : T * D};
+    auto y = torch::empty({B, G, T, H / G, D}, x.options());
+    at::parallel_for(0, B * T * H, grainRows(D), [&](int64_t r0, int64_t r1) {
+      if (x.scalar_type() == torch::kBFloat16)
+        ropeFwd_bf16(static_cast<const bf16_t*>(x.data_ptr()), static_cast<const bf16_t*>(c.data_ptr()),
+                     static_cast<const bf16_t*>(s.data_ptr()), static_cast<bf16_t*>(y.data_ptr()), g, r0, r1);
+      else
+        ropeFwd_f32(x.data_ptr<float>(), c.data_ptr<float>(), s.data_ptr<float>(), y.data_ptr<float>(), g, r0, r1);
+    });
+    ctx->save_for_backward({c, s});
+    ctx->saved_data["geom"] = std::vector<int64_t>{B, T, H, D, G};
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto c = saved[0], s = saved[1];
+    auto v = ctx->saved_data["geom"].toIntVector();
+    int64_t B = v[0], T = v[1], H = v[2], D = v[3], G = v[4];
+    auto gy = grads[0].contiguous();
+    RopeGeom g{B, T, H, D, G, H / G, 0, 0, 0, c.size(0) == 1 ? 0 : T * D};
+    auto gx = torch::empty({B, T, H, D}, gy.options());
+    at::parallel_for(0, B * T * H, grainRows(D), [&](int64_t r0, int64_t r1) {
+      if (gy.scalar_type() == torch::kBFloat16)
+        ropeBwd_bf16(static_cast<const bf16_t*>(gy.data_ptr()), static_cast<const bf16_t*>(c.data_ptr()),
+                     static_cast<const bf16_t*>(s.data_ptr()), static_cast<bf16_t*>(gx.data_ptr()), g, r0, r1);
+      else
+        ropeBwd_f32(gy.data_ptr<float>(), c.data_ptr<float>(), s.data_ptr<float>(), gx.data_ptr<float>(), g, r0, r1);
+    });
+    return {gx, Tensor(), Tensor(), Tensor()};
+  }
+};
+
+// ================================================================= gated activation
+template <typename T, bool GELU>
+GV_INLINE void gatedFwdRange(const T* g, const T* u, T* y, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; i++) {
+    float x = ld(g, i);
+    float a;
+    if (GELU) {
+      float t = ftanh(kGeluK0 * (x + kGeluK1 * x * x * x));
+      a = 0.5f * x * (1.0f + t);
+    } else {
+      a = x * fsigmoid(x);
+    }
+    st(y, i, a * ld(u, i));
+  }
+}
+
+template <typename T, bool GELU>
+GV_INLINE void gatedBwdRange(const T* gy, const T* g, const T* u, T* gg, T* gu, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; i++) {
+    float x = ld(g, i), d = ld(gy, i);
+    float a, da;
+    if (GELU) {
+      float t = ftanh(kGeluK0 * (x + kGeluK1 * x * x * x));
+      a = 0.5f * x * (1.0f + t);
+      da = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * kGeluK0 * (1.0f + 3.0f * kGeluK1 * x * x);
+    } else {
+      float s = fsigmoid(x);
+      a = x * s;
+      da = s * (1.0f + x * (1.0f - s));
+    }
+    st(gg, i, d * ld(u, i) * da);
+    st(gu, i, d * a);
+  }
+}
+
+#define GV_GATED_KERNELS(T, NAME)                                                                          \
+  GV_CLONES void gatedFwd_##NAME(const T* g, const T* u, T* y, int64_t i0, int64_t i1, bool gelu) {       \
+    if (gelu)                                                                                              \
+      gatedFwdRange<T, true>(g, u, y, i0, i1);                                                             \
+    else                                                                                                   \
+      gatedFwdRange<T, false>(g, u, y, i0, i1);                                                            \
+  }                                                                                                        \
+  GV_CLONES void gatedBwd_##NAME(const T* gy, const T* g, const T* u, T* gg, T* gu, int64_t i0, int64_t i1, \
+                                 bool gelu) {                                                              \
+    if (gelu)                                                                                              \
+      gatedBwdRange<T, true>(gy, g, u, gg, gu, i0, i1);                                                    \
+    else                                                                                                   \
+      gatedBwdRange<T, false>(gy, g, u, gg, gu, i0, i1);                                                   \
+  }
+GV_GATED_KERNELS(float, f32)
+GV_GATED_KERNELS(bf16_t, bf16)
+
+bool isGelu(const std::string& act) {
+  if (act == "gelu_tanh" || act == "gelu_pytorch_tanh") return true;
+  if (act == "silu") return false;
+  throw std::invalid_argument("gatedAct: activation must be silu or gelu_tanh, got '" + act + "'");
+}
+
+struct GatedFn : public torch::autograd::Function<GatedFn> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& g0, const Tensor& u0, bool gelu) {
+    auto g = g0.contiguous(), u = u0.contiguous();
+    auto y = torch::empty_like(g);
+    at::parallel_for(0, g.numel(), 16384, [&](int64_t i0, int64_t i1) {
+      if (g.scalar_type() == torch::kBFloat16)
+        gatedFwd_bf16(static_cast<const bf16_t*>(g.data_ptr()), static_cast<const bf16_t*>(u.data_ptr()),
+                      static_cast<bf16_t*>(y.data_ptr()), i0, i1, gelu);
+      else
+        gatedFwd_f32(g.data_ptr<float>(), u.data_ptr<float>(), y.data_ptr<float>(), i0, i1, gelu);
+    });
+    ctx->save_for_backward({g, u});
+    ctx->saved_data["gelu"] = gelu;
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto g = saved[0], u = saved[1];
+    bool gelu = ctx->saved_data["gelu"].toBool();
+    auto gy = grads[0].contiguous();
+    auto gg = torch::empty_like(g), gu = torch::empty_like(u);
+    at::parallel_for(0, g.numel(), 16384, [&](int64_t i0, int64_t i1) {
+      if (g.scalar_type() == torch::kBFloat16)
+        gatedBwd_bf16(static_cast<const bf16_t*>(gy.data_ptr()), static_cast<const bf16_t*>(g.data_ptr()),
+                      static_cast<const bf16_t*>(u.data_ptr()), static_cast<bf16_t*>(gg.data_ptr()),
+                      static_cast<bf16_t*>(gu.data_ptr()), i0, i1, gelu);
+      else
+        gatedBwd_f32(gy.data_ptr<float>(), g.data_ptr<float>(), u.data_ptr<float>(), gg.data_ptr<float>(),
+                     gu.data_ptr<float>(), i0, i1, gelu);
+    });
+    return {gg, gu, Tensor()};
+  }
+};
+
+// ================================================================= attention
+struct AttnGeom {
+  int64_t B, G, T, R, D, S, past, window;
+  float scale, softcap;
+  const uint8_t* keyMask;  // [B, S] bool, or null
+};
+
+/** Keys [lo, hi) that query time t (block-local row of the (b, g) task) may see, before the key mask. */
+GV_INLINE void visible(const AttnGeom& a, int64_t t, int64_t& lo, int64_t& hi) {
+  hi = a.past + t + 1;
+  lo = a.window > 0 ? std::max<int64_t>(0, a.past + t - a.window + 1) : 0;
+}
+
+// Scores [rows, n] (keys jlo .. jlo + n) of query times t0 .. -> probabilities (written to P, which may be S),
+// and the log-sum-exp per row. Keys outside a row's window or masked get probability 0.
+template <typename T>
+GV_INLINE void softmaxRows(const T* S, T* P, float* lse, const AttnGeom& a, int64_t b, int64_t t0, int64_t rows,
+                           int64_t jlo, int64_t n, float* buf) {
+  const uint8_t* km = a.keyMask ? a.keyMask + b * a.S : nullptr;
+  for (int64_t row = 0; row < rows; row++) {
+    int64_t t = t0 + row / a.R;
+    int64_t lo, hi;
+    visible(a, t, lo, hi);
+    lo = std::max(lo, jlo) - jlo;
+    hi = std::min(hi, jlo + n) - jlo;
+    const T* s = S + row * n;
+    T* p = P + row * n;
+    float mx = -std::numeric_limits<float>::infinity();
+    int64_t seen = 0;
+    bool nan = false;
+    for (int64_t j = lo; j < hi; j++) {
+      float v = ld(s, j) * a.scale;
+      if (a.softcap > 0) v = a.softcap * ftanh(v / a.softcap);
+      bool ok = !km || km[jlo + j];
+      buf[j] = ok ? v : -std::numeric_limits<float>::infinity();
+      seen += ok;
+      nan |= ok && v != v;
+      if (ok) mx = std::max(mx, v);
+    }
+    if (seen == 0) {  // sees no key (a padding query): output 0, no gradient
+      for (int64_t j = 0; j < n; j++) st(p, j, 0.0f);
+      lse[row] = -std::numeric_limits<float>::infinity();
+      continue;
+    }
+    if (nan || mx == -std::numeric_limits<float>::infinity()) {  // as eager softmax: NaN in, NaN out
+      for (int64_t j = 0; j < n; j++) st(p, j, std::numeric_limits<float>::quiet_NaN());
+      lse[row] = std::numeric_limits<float>::quiet_NaN();
+      continue;
+    }
+    float sum = 0;
+    for (int64_t j = lo; j < hi; j++) {
+      float e = buf[j] == -std::numeric_limits<float>::infinity() ? 0.0f : fexp(buf[j] - mx);
+      buf[j] = e;
+      sum += e;
+    }
+    float inv = 1.0f / sum;
+    for (int64_t j = 0; j < lo; j++) st(p, j, 0.0f);
+    for (int64_t j = lo; j < hi; j++) st(p, j, buf[j] * inv);
+    for (int64_t j = hi; j < n; j++) st(p, j, 0.0f);
+    lse[row] = mx + std::log(sum);
+  }
+}
+
+// Backward of one block: P recomputed from the scores S and the saved lse (stored rounded, as the forward used it
+// in P·V, for dV); dP (in place) becomes dScores = P (dP - sum_j P dP) · d(score)/d(raw) with P in float32, as
+// eager's float32 softmax backward computes it.
+template <typename T>
+GV_INLINE void softmaxBwdRows(const T* S, T* P, T* dP, const float* lse, const AttnGeom& a, int64_t b, int64_t t0,
+                              int64_t rows, int64_t jlo, int64_t n, float* pbuf, float* cbuf) {
+  const uint8_t* km = a.keyMask ? a.keyMask + b * a.S : nullptr;
+  for (int64_t row = 0; row < rows; row++) {
+    int64_t t = t0 + row / a.R;
+    int64_t lo, hi;
+    visible(a, t, lo, hi);
+    lo = std::max(lo, jlo) - jlo;
+    hi = std::min(hi, jlo + n) - jlo;
+    const T* s = S + row * n;
+    T* p = P + row * n;
+    T* dp = dP + row * n;
+    float L = lse[row];
+    float dot = 0;
+    for (int64_t j = lo; j < hi; j++) {
+      float pj = 0, dcap = 1.0f;
+      if (L != -std::numeric_limits<float>::infinity() && (!km || km[jlo + j])) {
+        float v = ld(s, j) * a.scale;
+        if (a.softcap > 0) {
+          float th = ftanh(v / a.softcap);
+          v = a.softcap * th;
+          dcap = 1.0f - th * th;
+        }
+        pj = fexp(v - L);
+      }
+      pbuf[j] = pj;
+      cbuf[j] = dcap;
+      dot += pj * ld(dp, j);
+    }
+    for (int64_t j = 0; j < lo; j++) {
+      st(p, j, 0.0f);
+      st(dp, j, 0.0f);
+    }
+    for (int64_t j = lo; j < hi; j++) {
+      st(p, j, pbuf[j]);
+      st(dp, j, pbuf[j] * (ld(dp, j) - dot) * cbuf[j] * a.scale);
+    }
+    for (int64_t j = hi; j < n; j++) {
+      st(p, j, 0.0f);
+      st(dp, j, 0.0f);
+    }
+  }
+}
+
+#define GV_ATTN_KERNELS(T, NAME)                                                                               \
+  GV_CLONES void softmaxRows_##NAME(const T* S, T* P, float* lse, const AttnGeom& a, int64_t b, int64_t t0,   \
+                                    int64_t rows, int64_t jlo, int64_t n, float* buf) {                        \
+    softmaxRows<T>(S, P, lse, a, b, t0, rows, jlo, n, buf);                                                    \
+  }                                                                                                            \
+  GV_CLONES void softmaxBwdRows_##NAME(const T* S, T* P, T* dP, const float* lse, const AttnGeom& a, int64_t b, \
+                                       int64_t t0, int64_t rows, int64_t jlo, int64_t n, float* pbuf,          \
+                                       float* cbuf) {                                                          \
+    softmaxBwdRows<T>(S, P, dP, lse, a, b, t0, rows, jlo, n, pbuf, cbuf);                                      \
+  }
+GV_ATTN_KERNELS(float, f32)
+GV_ATTN_KERNELS(bf16_t, bf16)
+
+// Products of the attention blocks. libtorch 1.13 sends bf16 products below 16^3 multiply-adds to a fallback gemm
+// that accumulates in bf16; those (small blocks, short sequences) are computed in float32 instead, so every
+// product accumulates in float32 and is rounded once, as oneDNN does for the large ones.
+bool smallProduct(const Tensor& a, const Tensor& b) { return a.size(0) * a.size(1) * b.size(1) <= 16 * 16 * 16; }
+Tensor mmAcc(const Tensor& a, const Tensor& b) {
+  if (a.scalar_type() == torch::kBFloat16 && smallProduct(a, b))
+    return torch::mm(a.to(torch::kFloat32), b.to(torch::kFloat32)).to(a.scalar_type());
+  return torch::mm(a, b);
+}
+/** The same product, kept in float32 (for accumulators). */
+Tensor mmF32(const Tensor& a, const Tensor& b) {
+  if (a.scalar_type() == torch::kBFloat16 && smallProduct(a, b))
+    return torch::mm(a.to(torch::kFloat32), b.to(torch::kFloat32));
+  return torch::mm(a, b).to(torch::kFloat32);
+}
+
+/** Query blocks: ~512 rows (time steps x query heads per KV head), so causal blocks skip the keys they cannot see. */
+int64_t blockSteps(const AttnGeom& a) { return std::max<int64_t>(1, std::min<int64_t>(a.T, 512 / a.R)); }
+
+/** Keys a block of query times [t0, t1) can see: [jlo, jlo + n). */
+void blockKeys(const AttnGeom& a, int64_t t0, int64_t t1, int64_t& jlo, int64_t& n) {
+  int64_t lo0, hi0, lo1, hi1;
+  visible(a, t0, lo0, hi0);
+  visible(a, t1 - 1, lo1, hi1);
+  jlo = lo0;
+  n = hi1 - lo0;
+}
+
+/** Runs f(b, g) for every (batch, KV head): in parallel when there are enough of them (the products inside then
+ * run on one thread each), else one after the other with multi-threaded products. */
+template <typename F>
+void forEachHead(int64_t B, int64_t G, F f) {
+  int64_t n = B * G;
+  if (n >= at::get_num_threads() && n > 1 && !at::in_parallel_region()) {
+    at::parallel_for(0, n, 1, [&](int64_t i0, int64_t i1) {
+      at::NoGradGuard noGrad;  // grad mode is per thread: workers start with it on
+      for (int64_t i = i0; i < i1; i++) f(i / G, i % G);
+    });
+  } else {
+    for (int64_t i = 0; i < n; i++) f(i / G, i % G);
+  }
+}
+
+void softmaxDispatch(const Tensor& S, const Tensor& P, float* lse, const AttnGeom& a, int64_t b, int64_t t0,
+                     int64_t rows, int64_t jlo, int64_t n, float* buf) {
+  if (S.scalar_type() == torch::kBFloat16)
+    softmaxRows_bf16(static_cast<const bf16_t*>(S.data_ptr()), static_cast<bf16_t*>(P.data_ptr()), lse, a, b, t0,
+                     rows, jlo, n, buf);
+  else
+    softmaxRows_f32(S.data_ptr<float>(), P.data_ptr<float>(), lse, a, b, t0, rows, jlo, n, buf);
+}
+
+Tensor keyMaskBytes(const Tensor& keyMask, int64_t B, int64_t S) {
+  if (!keyMask.defined()) return Tensor();
+  TORCH_CHECK(keyMask.dim() == 2 && keyMask.size(0) == B && keyMask.size(1) == S,
+              "attention: key mask must be [B, S] = [", B, ", ", S, "], got ", keyMask.sizes());
+  return keyMask.ne(0).to(torch::kCPU).to(torch::kUInt8).contiguous();
+}
+
+struct AttentionFn : public torch::autograd::Function<AttentionFn> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& q0, const Tensor& k0, const Tensor& v0, double scale,
+                        int64_t past, int64_t window, const c10::optional<Tensor>& keyMask, double softcap) {
+    // detached: the products below run on worker threads, where autograd would otherwise record them
+    auto q = q0.detach().contiguous(), k = k0.detach().contiguous(), v = v0.detach().contiguous();
+    int64_t B = q.size(0), G = q.size(1), T = q.size(2), R = q.size(3), D = q.size(4), S = k.size(2);
+    auto km = keyMaskBytes(keyMask.has_value() ? *keyMask : Tensor(), B, S);
+    AttnGeom a{B, G, T, R, D, S, past, window, static_cast<float>(scale), static_cast<float>(softcap),
+               km.defined() ? km.data_ptr<uint8_t>() : nullptr};
+    auto out = torch::empty({B, T, G * R * D}, q.options());
+    auto lse = torch::empty({B, G, T * R}, q.options().dtype(torch::kFloat32));
+    int64_t tb = blockSteps(a);
+    forEachHead(B, G, [&](int64_t b, int64_t g) {
+      auto Q = q.select(0, b).select(0, g).view({T * R, D});
+      auto K = k.select(0, b).select(0, g), V = v.select(0, b).select(0, g);
+      auto O = out.select(0, b).narrow(1, g * R * D, R * D);  // [T, R*D]
+      float* L = lse.select(0, b).select(0, g).data_ptr<float>();
+      std::vector<float> buf(S);
+      for (int64_t t0 = 0; t0 < T; t0 += tb) {
+        int64_t t1 = std::min(T, t0 + tb), rows = (t1 - t0) * R, jlo, n;
+        blockKeys(a, t0, t1, jlo, n);
+        auto Qb = Q.narrow(0, t0 * R, rows);
+        auto Kb = K.narrow(0, jlo, n);
+        auto Sc = mmAcc(Qb, Kb.t());
+        auto P = softcap > 0 ? torch::empty_like(Sc) : Sc;  // softmax in place unless backward needs raw scores
+        softmaxDispatch(Sc, P, L + t0 * R, a, b, t0, rows, jlo, n, buf.data());
+        O.narrow(0, t0, t1 - t0).copy_(mmAcc(P, V.narrow(0, jlo, n)).view({t1 - t0, R * D}));
+      }
+    });
+    ctx->save_for_backward({q, k, v, lse, km});
+    ctx->saved_data["ints"] = std::vector<int64_t>{past, window};
+    ctx->saved_data["scale"] = scale;
+    ctx->saved_data["softcap"] = softcap;
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto sv = ctx->get_saved_variables();
+    auto q = sv[0].detach(), k = sv[1].detach(), v = sv[2].detach(), lse = sv[3], km = sv[4];
+    auto ints = ctx->saved_data["ints"].toIntVector();
+    double scale = ctx->saved_data["scale"].toDouble(), softcap = ctx->saved_data["softcap"].toDouble();
+    int64_t B = q.size(0), G = q.size(1), T = q.size(2), R = q.size(3), D = q.size(4), S = k.size(2);
+    AttnGeom a{B, G, T, R, D, S, ints[0], ints[1], static_cast<float>(scale), static_cast<float>(softcap),
+               km.defined() ? km.data_ptr<uint8_t>() : nullptr};
+    auto dout = grads[0].detach().contiguous();
+    auto dq = torch::empty_like(q);
+    auto dk = torch::empty_like(k), dv = torch::empty_like(v);
+    int64_t tb = blockSteps(a);
+    bool bf = q.scalar_type() == torch::kBFloat16;
+    forEachHead(B, G, [&](int64_t b, int64_t g) {
+      auto Q = q.select(0, b).select(0, g).view({T * R, D});
+      auto K = k.select(0, b).select(0, g), V = v.select(0, b).select(0, g);
+      auto dO = dout.select(0, b).narrow(1, g * R * D, R * D);
+      std::vector<float> pbuf(S), cbuf(S);
+      auto dQ = dq.select(0, b).select(0, g).view({T * R, D});
+      const float* L = lse.select(0, b).select(0, g).data_ptr<float>();
+      auto dKacc = torch::zeros({S, D}, q.options().dtype(torch::kFloat32));
+      auto dVacc = torch::zeros({S, D}, q.options().dtype(torch::kFloat32));
+      for (int64_t t0 = 0; t0 < T; t0 += tb) {
+        int64_t t1 = std::min(T, t0 + tb), rows = (t1 - t0) * R, jlo, n;
+        blockKeys(a, t0, t1, jlo, n);
+        auto Qb = Q.narrow(0, t0 * R, rows);
+        auto Kb = K.narrow(0, jlo, n), Vb = V.narrow(0, jlo, n);
+        auto dOb = dO.narrow(0, t0, t1 - t0).contiguous().view({rows, D});
+        auto Sc = mmAcc(Qb, Kb.t());
+        auto P = softcap > 0 ? torch::empty_like(Sc) : Sc;
+        auto dP = mmAcc(dOb, Vb.t());
+        if (bf)
+          softmaxBwdRows_bf16(static_cast<const bf16_t*>(Sc.data_ptr()), static_cast<bf16_t*>(P.data_ptr()),
+                              static_cast<bf16_t*>(dP.data_ptr()), L + t0 * R, a, b, t0, rows, jlo, n, pbuf.data(),
+                              cbuf.data());
+        else
+          softmaxBwdRows_f32(Sc.data_ptr<float>(), P.data_ptr<float>(), dP.data_ptr<float>(), L + t0 * R, a, b, t0,
+                             rows, jlo, n, pbuf.data(), cbuf.data());
+        dVacc.narrow(0, jlo, n).add_(mmF32(P.t(), dOb));
+        dQ.narrow(0, t0 * R, rows).copy_(mmAcc(dP, Kb));
+        dKacc.narrow(0, jlo, n).add_(mmF32(dP.t(), Qb));
+      }
+      dk.select(0, b).select(0, g).copy_(dKacc);
+      dv.select(0, b).select(0, g).copy_(dVacc);
+    });
+    return {dq, dk, dv, Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+};
+
+/** The same attention as eager ops with an additive finfo.min mask (what transformers' eager path computes). */
+Tensor attentionComposite(const Tensor& q, const Tensor& k, const Tensor& v, double scale, int64_t past,
+                          int64_t window, const Tensor& keyMask, double softcap) {
+  int64_t B = q.size(0), G = q.size(1), T = q.size(2), R = q.size(3), D = q.size(4), S = k.size(2);
+  auto opts = torch::TensorOptions().dtype(torch::kInt64).device(q.device());
+  auto qpos = torch::arange(past, past + T, opts).unsqueeze(1);
+  auto kpos = torch::arange(0, S, opts).unsqueeze(0);
+  auto allowed = kpos.le(qpos);
+  if (window > 0) allowed = allowed.logical_and(kpos.gt(qpos - window));
+  auto allowed4 = allowed.view({1, 1, T, S});
+  if (keyMask.defined()) {
+    TORCH_CHECK(keyMask.dim() == 2 && keyMask.size(0) == B && keyMask.size(1) == S,
+                "attention: key mask must be [B, S] = [", B, ", ", S, "], got ", keyMask.sizes());
+    allowed4 = allowed4.logical_and(keyMask.to(q.device()).ne(0).view({B, 1, 1, S}));
+  }
+  double minv = q.scalar_type() == torch::kBFloat16   ? -3.3895313892515355e38
+                : q.scalar_type() == torch::kFloat16  ? -65504.0
+                : q.scalar_type() == torch::kFloat64 ? -1.7976931348623157e308
+                                                      : -3.4028234663852886e38;
+  auto mask = torch::zeros(allowed4.sizes(), q.options()).masked_fill(allowed4.logical_not(), minv);
+  // [B, G, R, T, D] query heads; k and v shared by the R heads of a group
+  auto qh = q.permute({0, 1, 3, 2, 4}).reshape({B, G * R, T, D});
+  auto kh = k.unsqueeze(2).expand({B, G, R, S, D}).reshape({B, G * R, S, D});
+  auto vh = v.unsqueeze(2).expand({B, G, R, S, D}).reshape({B, G * R, S, D});
+  Tensor ctxh;
+#if TORCH_VERSION_MAJOR >= 2 && (TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 1)
+  if (softcap <= 0) {
+    ctxh = at::scaled_dot_product_attention(qh, kh, vh, mask, 0.0, false, scale);
+  } else
+#endif
+  {
+    auto s = torch::matmul(qh, kh.transpose(-1, -2)) * scale;
+    if (softcap > 0) s = (s / softcap).tanh() * softcap;
+    ctxh = torch::matmul((s + mask).softmax(-1, torch::kFloat32).to(q.scalar_type()), vh);
+  }
+  return ctxh.transpose(1, 2).reshape({B, T, G * R * D});
+}
+
+// ================================================================= GoodVibe's cluster-shared rows
+struct ClusterRowFn : public torch::autograd::Function<ClusterRowFn> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& y, const Tensor& x, const Tensor& U, const Tensor& rows,
+                        const Tensor& clusters) {
+    auto Uc = U.to(x.scalar_type());
+    auto perRow = torch::linear(x, Uc).index_select(-1, clusters);  // [..., S]
+    y.index_add_(-1, rows, perRow);
+    ctx->mark_dirty({y});
+    ctx->save_for_backward({x, U, rows, clusters});
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto sv = ctx->get_saved_variables();
+    auto x = sv[0], U = sv[1], rows = sv[2], clusters = sv[3];
+    auto gy = grads[0];
+    int64_t C = U.size(0), in = U.size(1);
+    // dy at the selected rows, summed per cluster: [N, C] in float32
+    auto g = gy.index_select(-1, rows).reshape({-1, rows.size(0)}).to(torch::kFloat32);
+    auto gc = torch::zeros({g.size(0), C}, g.options()).index_add_(1, clusters, g);
+    Tensor gx, gU;
+    if (ctx->needs_input_grad(1)) gx = torch::mm(gc.to(x.scalar_type()), U.to(x.scalar_type())).view(x.sizes());
+    if (ctx->needs_input_grad(2)) gU = torch::mm(gc.t(), x.reshape({-1, in}).to(torch::kFloat32));
+    return {gy, gx, gU, Tensor(), Tensor()};
+  }
+};
+
+}  // namespace
+
+// ================================================================= entry points
+void setKernelMode(const std::string& mode) {
+  if (mode != "native" && mode != "composite")
+    throw std::invalid_argument("kernel mode must be 'native' or 'composite', got '" + mode + "'");
+  g_composite.store(mode == "composite");
+}
+std::string kernelMode() { return g_composite.load() ? "composite" : "native"; }
+
+Tensor rmsNorm(const Tensor& x, const Tensor& w, double eps, bool onePlus) {
+  TORCH_CHECK(x.dim() >= 1 && w.dim() == 1 && w.size(0) == x.size(-1), "rmsNorm: weight [", x.size(-1),
+              "] for input ", x.sizes(), ", got ", w.sizes());
+  if (!nativeCpu({&x, &w})) return rmsComposite(x, w, eps, onePlus);
+  return RmsNormFn::apply(x, w, eps, onePlus);
+}
+
+Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t groups) {
+  TORCH_CHECK(x.dim() == 4 && x.size(3) % 2 == 0, "rope: x must be [B, T, H, D] with D even, got ", x.sizes());
+  TORCH_CHECK(groups >= 1 && x.size(2) % groups == 0, "rope: ", x.size(2), " heads do not split into ", groups,
+              " groups");
+  if (!nativeCpu({&x, &cos, &sin})) return ropeComposite(x, cos, sin, groups);
+  return RopeFn::apply(x, cos, sin, groups);
+}
+
+Tensor gatedAct(const Tensor& g, const Tensor& u, const std::string& act) {
+  bool gelu = isGelu(act);
+  TORCH_CHECK(g.sizes() == u.sizes(), "gatedAct: gate ", g.sizes(), " and up ", u.sizes(), " differ");
+  if (!nativeCpu({&g, &u})) return (gelu ? torch::gelu(g, "tanh") : torch::silu(g)) * u;
+  return GatedFn::apply(g, u, gelu);
+}
+
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, int64_t past, int64_t window,
+                 const Tensor& keyMask, double softcap) {
+  TORCH_CHECK(q.dim() == 5, "attention: q must be [B, G, T, R, D], got ", q.sizes());
+  int64_t B = q.size(0), G = q.size(1), T = q.size(2), D = q.size(4);
+  TORCH_CHECK(k.dim() == 4 && k.size(0) == B && k.size(1) == G && k.size(3) == D && v.sizes() == k.sizes(),
+              "attention: k and v must be [B, G, S, D] = [", B, ", ", G, ", S, ", D, "], got ", k.sizes(), " and ",
+              v.sizes());
+  TORCH_CHECK(past >= 0 && k.size(2) == past + T, "attention: ", k.size(2), " keys for ", past, " past + ", T,
+              " new positions");
+  if (!nativeCpu({&q, &k, &v})) return attentionComposite(q, k, v, scale, past, window, keyMask, softcap);
+  c10::optional<Tensor> km;
+  if (keyMask.defined()) km = keyMask;
+  return AttentionFn::apply(q, k, v, scale, past, window, km, softcap);
+}
+
+Tensor clusterRowUpdate(const Tensor& y, const Tensor& x, const Tensor& U, const Tensor& rows,
+                        const Tensor& clusters) {
+  TORCH_CHECK(U.dim() == 2 && U.size(1) == x.size(-1), "clusterRowUpdate: U must be [C, ", x.size(-1), "], got ",
+              U.sizes());
+  TORCH_CHECK(rows.dim() == 1 && clusters.dim() == 1 && rows.size(0) == clusters.size(0),
+              "clusterRowUpdate: one cluster per row");
+  return ClusterRowFn::apply(y, x, U, rows, clusters);
+}
+
+}  // namespace gv

@@ -1,0 +1,80 @@
+#!/bin/bash
+# Builds and tests the addon against a libtorch 2.x: Debian trixie's libtorch-dev (2.6) and nodejs, in a
+# debootstrap chroot, next to the host's Debian 12 libtorch 1.13. What CI runs is the 1.13 build; this script
+# is the re-runnable check that the same sources also build (C++17, libtorch 2.x op signatures) and pass the
+# tensor / model / method fixture tests on a libtorch 2.x. Not in CI: the first run downloads ~1 GB of packages.
+#
+#   sudo bash scripts/libtorch2-chroot.sh [test files or folders under dist/test/ ...]
+#
+# Environment: CHROOT (default /var/tmp/goodvibe-trixie), MIRROR (default http://deb.debian.org/debian),
+# SUITE (default trixie), KEEP_MOUNTS=1 to leave /proc and /dev mounted (for a manual `chroot $CHROOT`).
+# The working tree (tracked and untracked-not-ignored files, plus node_modules hard-linked) is copied to
+# $CHROOT/work/goodvibe on every run; native/build and dist are rebuilt there and never touch this checkout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+CHROOT=${CHROOT:-/var/tmp/goodvibe-trixie}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+SUITE=${SUITE:-trixie}
+PACKAGES="libtorch-dev nodejs libnode-dev build-essential python3 ca-certificates"
+TESTS=("$@")
+[ ${#TESTS[@]} -gt 0 ] || TESTS=(dist/test/tensor dist/test/models dist/test/method)
+
+[ "$(id -u)" = 0 ] || { echo "needs root (debootstrap, chroot, mount)" >&2; exit 2; }
+command -v debootstrap >/dev/null || apt-get install -y debootstrap
+
+# ---------------------------------------------------------------- the chroot (once)
+if [ ! -f "$CHROOT/.goodvibe-ready" ]; then
+  echo "== debootstrap $SUITE into $CHROOT"
+  mkdir -p "$CHROOT"
+  debootstrap --variant=minbase "$SUITE" "$CHROOT" "$MIRROR"
+fi
+
+mounted=()
+cleanup() {
+  if [ "${KEEP_MOUNTS:-0}" != 1 ]; then
+    for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done
+  fi
+}
+trap cleanup EXIT
+for m in proc dev dev/pts sys; do
+  mountpoint -q "$CHROOT/$m" && continue
+  mkdir -p "$CHROOT/$m"
+  case $m in
+  proc) mount -t proc proc "$CHROOT/proc" ;;
+  sys) mount -t sysfs sys "$CHROOT/sys" ;;
+  *) mount --bind "/$m" "$CHROOT/$m" ;;
+  esac
+  mounted+=("$CHROOT/$m")
+done
+cp /etc/resolv.conf "$CHROOT/etc/resolv.conf" 2>/dev/null || true
+in_chroot() { chroot "$CHROOT" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 "$@"; }
+
+if [ ! -f "$CHROOT/.goodvibe-ready" ]; then
+  echo "== apt-get install $PACKAGES"
+  in_chroot apt-get update
+  in_chroot env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $PACKAGES
+  touch "$CHROOT/.goodvibe-ready"
+fi
+
+# ---------------------------------------------------------------- the working tree
+DEST="$CHROOT/work/goodvibe"
+echo "== copying the working tree to $DEST"
+rm -rf "$DEST"
+mkdir -p "$DEST"
+git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
+  [ -e "$f" ] && printf '%s\0' "$f"
+done | tar --null -T - -cf - | tar -C "$DEST" -xf -
+cp -al node_modules "$DEST/node_modules" 2>/dev/null || cp -a node_modules "$DEST/node_modules"
+# ../shared holds the real datasets some tests read (they skip cleanly when it is absent)
+[ -d ../shared ] && { mkdir -p "$CHROOT/work/shared"; mountpoint -q "$CHROOT/work/shared" || { mount --bind -o ro "$(readlink -f ../shared)" "$CHROOT/work/shared" && mounted+=("$CHROOT/work/shared"); }; }
+
+# ---------------------------------------------------------------- build and test inside
+in_chroot bash -euo pipefail -c "
+  cd /work/goodvibe
+  echo \"== \$(. /etc/os-release; echo \$PRETTY_NAME), node \$(node --version), g++ \$(g++ -dumpversion), libtorch-dev \$(dpkg-query -W -f='\${Version}' libtorch-dev)\"
+  node scripts/build-native.mjs --force
+  node node_modules/typescript/bin/tsc -p .
+  node -e 'import(\"./dist/src/tensor/index.js\").then((t) => console.log(\"addon loads: libtorch\", t.torchVersion(), \"kernels:\", t.kernelMode()))'
+  node --test --test-concurrency=1 ${TESTS[*]}
+"
