@@ -24,7 +24,7 @@ TESTS=("$@")
 command -v debootstrap >/dev/null || apt-get install -y debootstrap
 
 # ---------------------------------------------------------------- the chroot (once)
-if [ ! -f "$CHROOT/.goodvibe-ready" ]; then
+if [ ! -x "$CHROOT/usr/bin/apt-get" ]; then
   echo "== debootstrap $SUITE into $CHROOT"
   mkdir -p "$CHROOT"
   debootstrap --variant=minbase "$SUITE" "$CHROOT" "$MIRROR"

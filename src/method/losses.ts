@@ -45,10 +45,11 @@ export function judgeLossHead(
   reduction: "sum" | "mean" | "none" = "sum",
   onRaw?: (raw: Tensor) => void,
 ): (hidden: Tensor) => Tensor {
-  const tokenIds = Tensor.fromArray(labelTokenIds, [2], "int64");
+  const tokenIds = Tensor.fromArray(labelTokenIds, [2], "int64", model.device);
+  const onDevice = labels.onDevice(model.device);
   return (hidden) => {
     const last = hidden.select(1, hidden.size(1) - 1); // [B, H]
-    return crossEntropy(restrictedLogits(model, last, tokenIds, onRaw), labels, { reduction });
+    return crossEntropy(restrictedLogits(model, last, tokenIds, onRaw), onDevice, { reduction });
   };
 }
 
@@ -66,13 +67,14 @@ export function sftLossHead(
   const keepIdx = target.ne(IGNORE_INDEX).nonzeroIndices();
   const n = keepIdx.size(0);
   if (n === 0) throw new Error("SFT batch has no answer tokens (every label is -100)");
-  const kept = target.indexSelect(0, keepIdx);
+  const kept = target.indexSelect(0, keepIdx).onDevice(model.device);
+  const keepOnDevice = keepIdx.onDevice(model.device);
   return (hidden) => {
     const H = hidden.size(-1);
     const h = hidden
       .narrow(1, 0, T - 1)
       .reshape([B * (T - 1), H])
-      .indexSelect(0, keepIdx);
+      .indexSelect(0, keepOnDevice);
     const logits = model.logitsFrom(h);
     const sum = crossEntropy(logits, kept, { reduction: "sum" });
     return sum.div(denominator ?? n);

@@ -69,10 +69,10 @@ export class DecoderModel {
     this.norm = new RMSNorm("model.norm", source("model.norm.weight")!, cfg.rmsNormEps, cfg.normOnePlus);
     this.lmHead = cfg.tieWordEmbeddings ? this.embed : source("lm_head.weight")!;
     this.head = new Linear("lm_head", this.lmHead, null);
-    this.invFreqGlobal = keep(ropeInvFreq(cfg.headDim, cfg.ropeTheta, cfg.ropeScaling));
+    this.invFreqGlobal = keep(ropeInvFreq(cfg.headDim, cfg.ropeTheta, cfg.ropeScaling).onDevice(device));
     this.invFreqLocal =
       cfg.ropeLocalTheta !== null && cfg.layerTypes.includes("sliding_attention")
-        ? keep(ropeInvFreq(cfg.headDim, cfg.ropeLocalTheta, { type: "default" }))
+        ? keep(ropeInvFreq(cfg.headDim, cfg.ropeLocalTheta, { type: "default" }).onDevice(device))
         : null;
   }
 
@@ -115,7 +115,7 @@ export class DecoderModel {
 
   // ------------------------------------------------------------ forward
   embedTokens(ids: Tensor): Tensor {
-    const x = this.embed.embedding(ids);
+    const x = this.embed.embedding(ids.onDevice(this.device));
     if (this.cfg.embedScale === 1) return x;
     // transformers multiplies by the scale cast to the activation dtype (bf16 rounds sqrt(hidden))
     return x.mul(Tensor.scalar(this.cfg.embedScale, this.dtype));
@@ -130,16 +130,17 @@ export class DecoderModel {
       const [B, T] = ids.shape;
       const past = opts.cache?.length ?? 0;
       const S = past + T;
-      const mask2d = opts.attentionMask;
+      // inputs come from the host: one copy each to the model's device, then everything stays there
+      const mask2d = opts.attentionMask?.onDevice(this.device);
       if (mask2d && (mask2d.size(0) !== B || mask2d.size(1) !== S))
         throw new InputError(`attention mask has shape [${mask2d.shape}], expected [${B}, ${S}]`);
-      let pos = opts.positionIds;
+      let pos = opts.positionIds?.onDevice(this.device);
       if (!pos) {
         if (mask2d) {
           const p = mask2d.to("int64").cumsum(-1).sub(1);
           pos = p.maskedFill(mask2d.eq(0), 1).narrow(1, past, T);
         } else {
-          pos = Tensor.arange(past, S, 1, "int64").unsqueeze(0).expand([B, T]);
+          pos = Tensor.arange(past, S, 1, "int64", this.device).unsqueeze(0).expand([B, T]);
         }
       }
       const keyMask = mask2d ?? null;
@@ -148,7 +149,7 @@ export class DecoderModel {
         keyMask,
         window,
         cache: opts.cache,
-        mask: fusedOps() ? undefined : additiveMask(B, T, past, window, keyMask, this.dtype),
+        mask: fusedOps() ? undefined : additiveMask(B, T, past, window, keyMask, this.dtype, this.device),
       });
       const g = ropeTables(this.invFreqGlobal, pos, this.dtype);
       const full = inputs(g, null);

@@ -19,6 +19,7 @@ import {
   rmsNorm,
   rope,
   type DType,
+  type Device,
 } from "../tensor/index.js";
 import { Linear } from "./linear.js";
 
@@ -147,16 +148,17 @@ export function additiveMask(
   window: number | null,
   keyMask: Tensor | null,
   dtype: DType,
+  device: Device = "cpu",
 ): Tensor {
   return noGrad(() => {
     const S = past + T;
-    const qpos = Tensor.arange(past, S, 1, "int64").unsqueeze(1); // [T, 1]
-    const kpos = Tensor.arange(0, S, 1, "int64").unsqueeze(0); // [1, S]
+    const qpos = Tensor.arange(past, S, 1, "int64", device).unsqueeze(1); // [T, 1]
+    const kpos = Tensor.arange(0, S, 1, "int64", device).unsqueeze(0); // [1, S]
     let allowed = kpos.le(qpos); // [T, S]
     if (window) allowed = allowed.logicalAnd(kpos.gt(qpos.sub(window)));
     let a = allowed.unsqueeze(0).unsqueeze(0);
     if (keyMask) a = a.logicalAnd(keyMask.ne(0).unsqueeze(1).unsqueeze(1)); // [B, 1, 1, S]
-    return Tensor.zeros([B, 1, T, S], dtype).maskedFill(
+    return Tensor.zeros([B, 1, T, S], dtype, device).maskedFill(
       a.expand([B, 1, T, S]).logicalNot(),
       FINFO_MIN[dtype] ?? -1e30,
     );
@@ -215,7 +217,8 @@ export class Attention {
     // the rep query heads of a group are stacked along time and multiplied against their shared k and v.
     const rep = numHeads / numKvHeads;
     const S = k.size(2);
-    const mask = inp.mask ?? additiveMask(B, T, S - T, inp.window, inp.keyMask, q.dtype);
+    const mask =
+      inp.mask ?? additiveMask(B, T, S - T, inp.window, inp.keyMask, q.dtype, this.q.weight.device as Device);
     const qg = q.reshape([B, numKvHeads, rep * T, headDim]);
     let scores = qg.matmul(k.transpose(2, 3)).view([B, numHeads, T, S]).mul(this.cfg.attnScale);
     const cap = this.cfg.attnLogitSoftcapping;

@@ -16,10 +16,12 @@ import { checkWeights } from "../io/model-folder.js";
 import * as os from "node:os";
 import {
   Tensor,
+  defaultComputeDtype,
   keep,
   noGrad,
   tidy,
   itemSize,
+  resolveDevice,
   setNumThreads,
   type DType,
   type Device,
@@ -60,7 +62,8 @@ export function recordToTensor(rec: TensorRecord): Tensor {
 export interface LoadOptions {
   /** Compute dtype; default: the checkpoint's torch_dtype. */
   dtype?: DType;
-  device?: Device;
+  /** "cpu" (default), "cuda", "cuda:N", or "auto" (cuda when available); CUDA asked for and absent is an error */
+  device?: Device | "auto";
 }
 
 /**
@@ -75,8 +78,8 @@ export function buildModel(
 ): DecoderModel {
   // values are checked below in libtorch, as each tensor is made (vectorised, and it sees conversion overflow)
   const byName = checkWeights(cfg, tensors, where, { finite: false });
-  const dtype = opts.dtype ?? cfg.torchDtype;
-  const device = opts.device ?? "cpu";
+  const device = resolveDevice(opts.device);
+  const dtype = opts.dtype ?? defaultComputeDtype(device, cfg.torchDtype);
   // fail early, with the numbers, rather than being killed half-way through a load
   let bytes = 0;
   for (const rec of byName.values())

@@ -3,6 +3,7 @@
  * Memory: tensors made inside `tidy(fn)` are freed when fn returns (except what it returns), so long
  * loops do not grow; anything else is freed by the garbage collector (the addon reports native bytes to V8).
  */
+import { InputError, ResourceError } from "../errors.js";
 import { native, type NativeTensor } from "./native.js";
 
 export type DType =
@@ -148,6 +149,43 @@ export function cudaAvailable(): boolean {
 
 export function torchVersion(): string {
   return native.version();
+}
+
+// ---------------------------------------------------------------- device and dtype policy
+/**
+ * The device a user asked for, checked: "cpu" (default), "cuda", "cuda:N", or "auto" (cuda when libtorch sees a
+ * GPU, else cpu). Asking for CUDA where libtorch has none is an error that says why, before any work starts.
+ */
+export function resolveDevice(requested?: string): Device {
+  if (!requested || requested === "cpu") return "cpu";
+  if (requested === "auto") return native.cudaAvailable() ? "cuda" : "cpu";
+  if (!/^cuda(:\d+)?$/.test(requested))
+    throw new InputError(`unknown device '${requested}': use cpu, cuda, cuda:N or auto`);
+  if (!native.cudaAvailable())
+    throw new ResourceError(
+      `device '${requested}' asked for, but CUDA is not available: the addon is built against libtorch ` +
+        `${native.version()} without CUDA, or no GPU is visible (driver, CUDA_VISIBLE_DEVICES). Build it against ` +
+        "a CUDA libtorch (LIBTORCH=/path/to/libtorch, or a Python torch with CUDA) or use --device cpu.",
+    );
+  const index = Number(requested.split(":")[1] ?? 0);
+  const count = native.cudaDeviceCount();
+  if (index >= count)
+    throw new ResourceError(`device '${requested}' asked for, but only ${count} CUDA device(s) are visible`);
+  return requested as Device;
+}
+
+/**
+ * The compute dtype when none is asked for. On a GPU: bfloat16 (the weights and activations in bf16, float32
+ * inside norms, softmax and the fused ops' accumulations, float32 master copies of whatever trains: what
+ * torch.autocast(bf16) with float32 masters amounts to). On the CPU: the checkpoint's own dtype.
+ */
+export function defaultComputeDtype(device: Device, checkpointDtype: DType): DType {
+  return device === "cpu" ? checkpointDtype : "bfloat16";
+}
+
+function sameDevice(a: string, b: string): boolean {
+  const norm = (d: string) => (d === "cuda" ? "cuda:0" : d);
+  return norm(a) === norm(b);
 }
 
 type Operand = Tensor | number;
@@ -331,6 +369,10 @@ export class Tensor {
   }
   toDevice(device: Device): Tensor {
     return new Tensor(native.toDevice(this.h, device));
+  }
+  /** This tensor when it is already on `device` (no copy), else a copy there. */
+  onDevice(device: Device): Tensor {
+    return sameDevice(this.device, device) ? this : this.toDevice(device);
   }
   /**
    * Copy to `device` without waiting for it (from pinned host memory to a GPU, or back into pinned memory): the
