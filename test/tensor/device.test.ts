@@ -1,0 +1,67 @@
+/**
+ * Device placement and dtype policy (src/tensor/tensor.ts): what a user asks for is checked before any work
+ * starts, CUDA asked for where libtorch has none is an error that says why, and a model's compute dtype follows
+ * its device. On a machine without CUDA (CI) the error branches run; with a GPU the placement branches do.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { InputError, ResourceError } from "../../src/errors.js";
+import { loadModel } from "../../src/models/index.js";
+import { Tensor, cudaAvailable, defaultComputeDtype, noGrad, resolveDevice } from "../../src/tensor/index.js";
+
+const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
+
+test("device names: cpu by default, auto follows libtorch, anything else is refused by name", () => {
+  assert.equal(resolveDevice(), "cpu");
+  assert.equal(resolveDevice("cpu"), "cpu");
+  assert.equal(resolveDevice("auto"), cudaAvailable() ? "cuda" : "cpu");
+  for (const bad of ["gpu", "CUDA", "cuda:", "cuda:x", "mps", "cpu:0"])
+    assert.throws(
+      () => resolveDevice(bad),
+      (e: Error) => e instanceof InputError && e.message.includes(`'${bad}'`),
+    );
+});
+
+test("compute dtype: the checkpoint's on the CPU, bfloat16 on a GPU", () => {
+  assert.equal(defaultComputeDtype("cpu", "float32"), "float32");
+  assert.equal(defaultComputeDtype("cpu", "bfloat16"), "bfloat16");
+  assert.equal(defaultComputeDtype("cuda", "float32"), "bfloat16");
+  assert.equal(defaultComputeDtype("cuda:1", "float16"), "bfloat16");
+});
+
+test(
+  "CUDA asked for and absent: a ResourceError that says why, from the policy, the loader and the addon",
+  { skip: cudaAvailable() && "CUDA is available here" },
+  () => {
+    for (const dev of ["cuda", "cuda:0", "cuda:3"]) {
+      assert.throws(
+        () => resolveDevice(dev),
+        (e: Error) =>
+          e instanceof ResourceError &&
+          e.message.includes(`'${dev}'`) &&
+          /CUDA is not available/.test(e.message) &&
+          /--device cpu/.test(e.message),
+      );
+    }
+    // the loader checks before it reads or allocates anything
+    assert.throws(() => loadModel(path.join(FIX, "qwen2"), { device: "cuda" }), ResourceError);
+    // a tensor moved there by hand: the addon's error, as a JS exception (not an abort)
+    assert.throws(() => Tensor.zeros([2]).toDevice("cuda"), /CUDA/);
+  },
+);
+
+test(
+  "on a GPU: the model, its inputs and its outputs live on the device, in bfloat16",
+  { skip: !cudaAvailable() && "no CUDA here" },
+  () => {
+    const model = loadModel(path.join(FIX, "qwen2"), { device: "cuda" });
+    assert.equal(model.dtype, "bfloat16");
+    const ids = Tensor.fromArray([1, 2, 3, 4], [1, 4], "int64"); // on the host: the model copies it once
+    const logits = noGrad(() => model.forward(ids));
+    assert.match(logits.device, /^cuda/);
+    assert.equal(logits.dtype, "bfloat16");
+    assert.throws(() => resolveDevice(`cuda:${64}`), ResourceError);
+  },
+);
