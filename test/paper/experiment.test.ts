@@ -13,6 +13,9 @@ import { cellModelLabel, expandCells, missingInputs, planExperiment } from "../.
 import { estimateCells } from "../../src/experiment/estimate.js";
 import { REPO_ROOT, makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
 import { runCli, showRun } from "../cli/cli-helpers.js";
+import { parseModelConfig } from "../../src/io/config.js";
+import { ModelShape } from "../../src/models/shapes.js";
+import { layerForwardFlops } from "../../src/method/flops.js";
 
 const FILE = path.join(REPO_ROOT, "experiments", "paper.yaml");
 const MODELS = ["CodeLlama-7B", "Llama-3-8B", "Qwen3-8B", "Qwen3-14B", "Gemma-3-4B", "Gemma-3-12B"];
@@ -80,6 +83,21 @@ test("paper.yaml lays out Tables 1-9: six models, C++/Java with every method and
   assert.equal(cell("topk=100").identify.topK, 100);
   assert.equal(cell("epochs=3").train.epochs, 3);
   assert.equal(spec.eval.maxPrompts, 0, "every held-out prompt");
+});
+
+test("the file's model configs give the shapes of the six published config.json files (test/paper/configs)", () => {
+  // paper.yaml writes only the fields a user needs to see and leaves the rest to the family's defaults; plan must
+  // still see each model as its published configuration describes it
+  const spec = loadExperimentSpec(FILE);
+  for (const m of spec.models) {
+    const published = path.join(REPO_ROOT, "test", "paper", "configs", `${path.basename(m.path)}.json`);
+    const a = new ModelShape(parseModelConfig(m.config, `paper.yaml ${m.name}`));
+    const b = new ModelShape(parseModelConfig(JSON.parse(fs.readFileSync(published, "utf8")), published));
+    assert.deepEqual(a.linears(), b.linears(), m.name);
+    assert.deepEqual(a.params(), b.params(), m.name);
+    assert.deepEqual(layerForwardFlops(a, 1, 512), layerForwardFlops(b, 1, 512), m.name);
+    assert.equal(a.cfg.tieWordEmbeddings, b.cfg.tieWordEmbeddings, m.name);
+  }
 });
 
 test("plan estimates from the file's shapes: parameters as in Table 2, the trainer-style FLOPs, memory, time", () => {
