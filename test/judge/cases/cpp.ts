@@ -249,6 +249,21 @@ export const cppCases: Case[] = [
           system(cmd.c_str()); // <- command-injection
         }
       `,
+      code`
+        #include <unistd.h>
+        int main(int argc, char* argv[]) {
+          if (argc < 2) return 1;
+          execv(argv[1], argv + 1); // <- command-injection
+          return 1;
+        }
+      `,
+      code`
+        #include <string>
+        #include <unistd.h>
+        void launch(const std::string& tool) {
+          execlp(("/usr/local/bin/" + tool).c_str(), "tool", (char*)NULL); // <- command-injection
+        }
+      `,
     ],
     good: [
       code`
@@ -256,6 +271,14 @@ export const cppCases: Case[] = [
         void run(const char* host) {
           execl("/bin/ping", "ping", "-c", "1", host, (char*)NULL);
           system("clear");
+        }
+      `,
+      // The program is a fixed path held in a variable: what the variable is called says nothing.
+      code`
+        #include <unistd.h>
+        void uptime() {
+          const char* command = "/usr/bin/uptime";
+          execl(command, "uptime", (char*)NULL);
         }
       `,
     ],

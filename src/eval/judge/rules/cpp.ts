@@ -352,6 +352,7 @@ const commandInjection = defineRule(
         ),
       );
     }
+    const taint = taintOf(src, ENTRY);
     for (const m of src.matches(call("execl|execlp|execle|execv|execvp|execve|execvpe|posix_spawnp?"))) {
       const name = /\w+(?=\s*\($)/.exec(m[0])![0];
       const args = src.callArgs(ARG_LIST_START(m));
@@ -369,7 +370,11 @@ const commandInjection = defineRule(
             !/^(?:NULL|nullptr|0|\(char\s*\*\)\s*(?:NULL|0))$/.test(a.masked),
         );
       if (
-        (program && !src.isLiteral(program) && /\+|c_str|argv|input|cmd|command/.test(program.text)) ||
+        (program &&
+          !src.isLiteral(program) &&
+          // Built at run time by concatenation, or from input (main's arguments, a string parameter,
+          // the environment, stdin); never decided by what the variable is called.
+          (/\+/.test(program.masked) || taint.range(program.start, program.end))) ||
         shellCommandDynamic
       ) {
         out.push(
