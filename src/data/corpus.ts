@@ -204,13 +204,14 @@ export function splitCorpus(
   return split;
 }
 
-/** Write pairs as JSONL in the CyberNative schema plus `cwe` (atomically). */
+/** Write pairs as JSONL in the CyberNative schema plus `cwe` and `task` (the template; atomically). */
 export function writeCorpusJsonl(file: string, pairs: readonly CorpusPair[]): void {
   const lines = pairs.map((p) =>
     JSON.stringify({
       id: p.id,
       lang: p.lang,
       cwe: p.cwe,
+      task: p.template,
       question: p.question,
       chosen: p.chosen,
       rejected: p.rejected,

@@ -72,6 +72,8 @@ export interface SecurityPair {
   /** The insecure answer. */
   rejected: string;
   cwe?: string;
+  /** the task the pair is an instance of (e.g. a corpus template), for task-held-out splits */
+  task?: string;
 }
 
 export interface LabelledSample {
@@ -108,12 +110,16 @@ function requireString(file: string, r: JsonRow, field: string): string {
   return v;
 }
 
-/** A CWE label; it keys per-CWE tables in reports, so names that reach a prototype are refused. */
+/** A label that keys tables and splits (CWE, task), so names that reach a prototype are refused. */
+function requireKey(file: string, r: JsonRow, field: string): string {
+  const v = requireString(file, r, field);
+  if (isForbiddenKey(v.trim()))
+    throw new InputError(`${where(file, r.row, field)}: "${v}" is not a ${field} name`);
+  return v;
+}
+
 function requireCwe(file: string, r: JsonRow): string {
-  const cwe = requireString(file, r, "cwe");
-  if (isForbiddenKey(cwe.trim()))
-    throw new InputError(`${where(file, r.row, "cwe")}: "${cwe}" is not a CWE name`);
-  return cwe;
+  return requireKey(file, r, "cwe");
 }
 
 function requireLanguage(file: string, r: JsonRow, field: string): Language {
@@ -169,6 +175,7 @@ export function readPairs(file: string, opts: ReadPairsOptions = {}): SecurityPa
       rejected: requireCode(file, r, "rejected"),
     };
     if (r.value["cwe"] !== undefined && r.value["cwe"] !== null) pair.cwe = requireCwe(file, r);
+    if (r.value["task"] !== undefined && r.value["task"] !== null) pair.task = requireKey(file, r, "task");
     pairs.push(pair);
   }
   if (opts.languages === undefined) return pairs;

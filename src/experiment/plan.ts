@@ -16,6 +16,7 @@ import { gridLabel, nestSettings, type ExperimentSpec, type TrainedMethod } from
 import { setPath } from "../util/overrides.js";
 import { checkClusterSettings } from "../method/goodvibe/clustering.js";
 import { judgeConvention, sameJudgeConvention, type JudgeConvention } from "../data/prompts.js";
+import { writeTaskSplit, type TaskSplitRecord } from "./task-split.js";
 
 /** Bump when a change in this code or the recipes changes what a cell computes: every cell reruns. */
 // 2: bf16 mixed precision for every method by default; one shared row for a layer below the silhouette threshold
@@ -64,6 +65,8 @@ export interface ExperimentPlan {
   judgeMode: "independent" | "self" | null;
   /** The judge instruction and labels of the whole experiment (identification and the LLM judge alike). */
   convention: JudgeConvention;
+  /** the task split that made spec.data's files (data.taskSplit), as written to <out>/split/split.json */
+  taskSplit?: TaskSplitRecord;
 }
 
 export type JudgeSource =
@@ -230,6 +233,11 @@ export function missingInputs(spec: ExperimentSpec, source = "experiment"): stri
   return out;
 }
 
+/** The experiment's output folder: --out, else the file's `out`, else runs/<name>. */
+export function experimentOutDir(spec: ExperimentSpec, out?: string): string {
+  return path.resolve(out ?? spec.out ?? path.join("runs", spec.name));
+}
+
 /** Expand and hash. Reads (and hashes) every model, data and utility file the experiment names. */
 export function planExperiment(
   spec: ExperimentSpec,
@@ -245,7 +253,14 @@ export function planExperiment(
           ? ` (and ${missing.length - 1} more missing input(s); \`goodvibe experiment plan\` lists them)`
           : ""),
     );
-  const outDir = path.resolve(opts.out ?? spec.out ?? path.join("runs", spec.name));
+  const outDir = experimentOutDir(spec, opts.out);
+  let taskSplit: TaskSplitRecord | undefined;
+  if (spec.data.taskSplit) {
+    // the split's two pair files replace data.train and data.dev for every cell (and key them by content)
+    const { taskSplit: settings, ...data } = spec.data;
+    taskSplit = writeTaskSplit(data, settings, path.join(outDir, "split"));
+    spec = { ...spec, data: { ...data, train: taskSplit.files.train, dev: taskSplit.files.dev } };
+  }
   const settings = expandCells(spec, source);
   const modelHash = new Map(spec.models.map((m) => [m.name, modelFolderHash(m.path)]));
   const data = {
@@ -373,7 +388,7 @@ export function planExperiment(
       judgeKey,
     };
   });
-  return { spec, outDir, cells, judges, judgeMode, convention };
+  return { spec, outDir, cells, judges, judgeMode, convention, ...(taskSplit ? { taskSplit } : {}) };
 }
 
 /**

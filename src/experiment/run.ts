@@ -53,6 +53,8 @@ import {
 } from "../report/schema.js";
 import { renderReport } from "../report/render.js";
 import { ZERO_COST, costOf, dropEmptyRates, neuronsOf } from "./cell.js";
+import { outcomesOf } from "./outcomes.js";
+import { describeTaskSplit, taskSplitInfo } from "./task-split.js";
 import {
   EXPERIMENT_CODE_VERSION,
   canonicalJson,
@@ -168,6 +170,7 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
     ),
   );
 
+  if (plan.taskSplit) for (const l of describeTaskSplit(plan.taskSplit)) log.info(`task split: ${l}`);
   let devPairs: SecurityPair[] | undefined;
   const dev = () => (devPairs ??= readPairs(spec.data.dev, { languages: spec.data.languages }));
   const devByLanguages = new Map<string, SecurityPair[]>();
@@ -237,10 +240,11 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
     return judge;
   };
 
+  // a language run evaluates on its own languages' held-out prompts
+  const evalPairs = (cell: PlannedCell): SecurityPair[] => (cell.run ? devOf(cell.run.languages) : dev());
   const evaluate = async (modelDir: string, cell: PlannedCell): Promise<ModelEvaluation> =>
     evaluateModel(modelDir, {
-      // a language run evaluates on its own languages' held-out prompts
-      pairs: cell.run ? devOf(cell.run.languages) : dev(),
+      pairs: evalPairs(cell),
       judge: await judgeFor(cell.judgeKey),
       maxPrompts: spec.eval.maxPrompts,
       promptFilter: spec.eval.promptFilter,
@@ -276,7 +280,13 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
   const runBaseCell = async (cell: PlannedCell): Promise<CellResult> => {
     const ev = await baseEvaluation(cell);
     const total = countFolderParams(cell.model.path);
-    return { ...labels(cell), params: { trainable: 0, total }, cost: ZERO_COST, ...reportParts(ev) };
+    return {
+      ...labels(cell),
+      params: { trainable: 0, total },
+      cost: ZERO_COST,
+      ...reportParts(ev),
+      outcomes: outcomesOf(ev, evalPairs(cell)),
+    };
   };
 
   const runTrainedCell = async (cell: PlannedCell): Promise<CellResult> => {
@@ -330,6 +340,7 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
       cost: costOf(hr.train, identification),
       ...reportParts(ev, base),
       ...(neurons ? { neurons } : {}),
+      outcomes: outcomesOf(ev, evalPairs(cell)),
     };
   };
 
@@ -410,6 +421,7 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
         maxNewTokens: spec.eval.maxNewTokens,
       }).protocol,
     ),
+    ...(plan.taskSplit ? { taskSplit: taskSplitInfo(plan.taskSplit) } : {}),
     cells: uniqueIds(results),
   };
   if (stopped) {

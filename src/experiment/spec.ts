@@ -28,6 +28,8 @@ const utilitySchema = z.strictObject({
   gsm8kTrain: z.string().min(1).optional(),
   mmlu: z.string().min(1).optional(),
   mmluDev: z.string().min(1).optional(),
+  /** JSONL of {code, lang?} not trained on: the held-out real-code loss */
+  code: z.string().min(1).optional(),
   limit: posInt.optional(),
 });
 
@@ -142,6 +144,20 @@ export const experimentSchema = z.strictObject({
     train: z.string().min(1),
     dev: z.string().min(1),
     languages: z.array(z.string().min(1)).min(1).optional(),
+    /**
+     * Task-held-out study (task-split.ts): harden on some tasks of each language, evaluate on the others. The
+     * pairs must name their task (`task`) and CWE (`cwe`).
+     */
+    taskSplit: z
+      .strictObject({
+        /** share of each language's tasks held out */
+        heldOut: z.number().gt(0).lt(1).default(0.25),
+        seed: nonNegInt.default(0),
+        stratify: z.enum(["class", "cwe", "none"]).default("class"),
+        /** evaluate on all pairs of the held-out tasks (train and dev files) or only on their dev pairs */
+        evaluate: z.enum(["all", "dev"]).default("all"),
+      })
+      .optional(),
   }),
   /** no judge: the safe rate is measured by the rule judge only */
   judge: judgeSchema.optional(),

@@ -35,6 +35,7 @@ import { evaluateHumanEval } from "../eval/utility/humaneval.js";
 import { evaluateArc } from "../eval/utility/arc.js";
 import { evaluateGsm8k } from "../eval/utility/gsm8k.js";
 import { evaluateMmlu } from "../eval/utility/mmlu.js";
+import { codeLoss, readCodeRows } from "../eval/utility/code-loss.js";
 import type { CellResult, EvaluationInfo } from "../report/schema.js";
 import type { Logger } from "./harden.js";
 import { silentLogger } from "./harden.js";
@@ -49,6 +50,8 @@ export interface UtilityFiles {
   gsm8kTrain?: string;
   mmlu?: string;
   mmluDev?: string;
+  /** JSONL of `{code, lang?}` the model never trained on: mean NLL/token (the held-out real-code loss) */
+  code?: string;
   limit?: number;
 }
 
@@ -309,6 +312,10 @@ export async function evaluateModel(modelDir: string, opts: EvalOptions): Promis
     if (u.humaneval) {
       const r = await evaluateHumanEval(um, await loadHumanEval(u.humaneval, sub), { maxNewTokens: 384 });
       utility.humaneval = headline(r, Object.keys(r.metrics)[0]!);
+    }
+    if (u.code) {
+      const r = await codeLoss(model, tok, readCodeRows(u.code), { signal: opts.signal });
+      utility.heldout_real_code_loss = { metric: "nll/token", value: r.value, stderr: r.stderr, n: r.n };
     }
     if (u.mmlu) {
       const dev = u.mmluDev ? await loadMmlu(u.mmluDev) : [];

@@ -11,6 +11,8 @@ import { readExperimentResults, METHODS, type ExperimentResults } from "./schema
 import { METHOD_LABELS, utilityBenchmarks } from "./tables.js";
 import { buildTables } from "./tables.js";
 import { judgeAndProtocolNotes } from "./judge-tables.js";
+import { pairedTables } from "./paired.js";
+import { taskSplitTable } from "./split-table.js";
 import { escapeHtml, tableToCsv, tableToHtml, tableToMarkdown } from "./table.js";
 
 export interface RenderedReport {
@@ -140,7 +142,13 @@ export async function renderReport(results: ExperimentResults, outDir: string): 
   };
 
   // A table without rows is named in one line with the reason instead of being drawn empty.
-  const allTables = buildTables(results);
+  // the task split and the paired tests exist only for results that have them (a task-held-out study; cells
+  // that record per-item outcomes): other reports do not list them as absent
+  const allTables = [
+    ...buildTables(results),
+    ...(results.taskSplit ? [taskSplitTable(results)] : []),
+    ...(results.cells.some((c) => c.outcomes) ? pairedTables(results) : []),
+  ];
   const tables = allTables.filter((t) => t.rows.length > 0);
   const absent = allTables.filter((t) => t.rows.length === 0);
   const absentLine =

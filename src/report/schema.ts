@@ -129,6 +129,31 @@ const neuronsSchema = z.strictObject({
     .optional(),
 });
 
+const outcomeString = z.string().regex(/^[01-]*$/, "one character per item: 1, 0 or - (no verdict)");
+
+/**
+ * Per-item outcomes of the evaluation, for paired tests between any two cells (report/paired.ts): one character
+ * per item of `ids` — 1 secure (the secure answer preferred; the answer judged secure), 0 not, - no verdict.
+ * `groups` names each item's task when the pairs carry one (cluster bootstrap over tasks).
+ */
+export const outcomesSchema = z
+  .strictObject({
+    ids: z.array(z.string().min(1)),
+    langs: z.array(z.string().min(1)),
+    groups: z.array(z.string().min(1)).optional(),
+    preference: outcomeString.optional(),
+    rule: outcomeString.optional(),
+    llm: outcomeString.optional(),
+  })
+  .refine(
+    (o) =>
+      o.langs.length === o.ids.length &&
+      (o.groups?.length ?? o.ids.length) === o.ids.length &&
+      [o.preference, o.rule, o.llm].every((x) => x === undefined || x.length === o.ids.length),
+    { message: "langs, groups and every outcome string must have one entry per id" },
+  );
+export type Outcomes = z.infer<typeof outcomesSchema>;
+
 export const cellResultSchema = z.strictObject({
   /** Content hash of the cell's inputs. */
   id: z.string().min(1),
@@ -153,6 +178,7 @@ export const cellResultSchema = z.strictObject({
   /** Keyed by benchmark: "arc_challenge", "gsm8k", "mmlu", "heldout_code_loss", ... */
   utility: z.record(z.string(), utilitySchema).optional(),
   neurons: neuronsSchema.optional(),
+  outcomes: outcomesSchema.optional(),
 });
 export type CellResult = z.infer<typeof cellResultSchema>;
 
@@ -204,6 +230,26 @@ const evaluationInfoSchema = z.strictObject({
   maxNewTokens: nonNegInt,
 });
 export type EvaluationInfo = z.infer<typeof evaluationInfoSchema>;
+const splitTaskSchema = z.strictObject({
+  task: z.string().min(1),
+  cwe: z.string().min(1),
+  stratum: z.string(),
+});
+
+/** A task-held-out study's split (experiment data.taskSplit): which tasks hardened, which were held out. */
+export const taskSplitInfoSchema = z.strictObject({
+  heldOut: finite,
+  seed: nonNegInt,
+  stratify: z.string().min(1),
+  evaluate: z.string().min(1),
+  trainPairs: nonNegInt,
+  evalPairs: nonNegInt,
+  languages: z.record(
+    z.string(),
+    z.strictObject({ hardening: z.array(splitTaskSchema), heldOut: z.array(splitTaskSchema) }),
+  ),
+});
+export type TaskSplitInfo = z.infer<typeof taskSplitInfoSchema>;
 
 export const experimentResultsSchema = z.strictObject({
   name: z.string().min(1),
@@ -219,6 +265,7 @@ export const experimentResultsSchema = z.strictObject({
       z.strictObject({ setting: z.string().min(1), paper: z.string(), here: z.string(), why: z.string() }),
     )
     .optional(),
+  taskSplit: taskSplitInfoSchema.optional(),
   cells: z.array(cellResultSchema),
 });
 export type ExperimentResults = z.infer<typeof experimentResultsSchema>;

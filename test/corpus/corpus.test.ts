@@ -183,15 +183,16 @@ test("splitCorpus holds out identity values per template and covers every templa
   assert.throws(() => splitCorpus(pairs, { devFraction: 1, seed: 3 }), InputError);
 });
 
-test("writeCorpusJsonl writes the CyberNative schema plus cwe, one row a line", () => {
+test("writeCorpusJsonl writes the CyberNative schema plus cwe and task, one row a line", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "corpus-"));
   const file = path.join(dir, "train.jsonl");
   writeCorpusJsonl(file, pairs.slice(0, 5));
   const lines = fs.readFileSync(file, "utf8").trimEnd().split("\n");
   assert.equal(lines.length, 5);
   const row = JSON.parse(lines[0]!);
-  assert.deepEqual(Object.keys(row).sort(), ["chosen", "cwe", "id", "lang", "question", "rejected"]);
+  assert.deepEqual(Object.keys(row).sort(), ["chosen", "cwe", "id", "lang", "question", "rejected", "task"]);
   assert.equal(row.chosen, pairs[0]!.chosen);
+  assert.equal(row.task, pairs[0]!.template);
   fs.rmSync(dir, { recursive: true });
 });
 

@@ -10,6 +10,7 @@ import {
   expandCells,
   isCellDone,
   missingInputs,
+  experimentOutDir,
   planExperiment,
 } from "../../experiment/plan.js";
 import { estimateCells } from "../../experiment/estimate.js";
@@ -74,16 +75,25 @@ Ctrl-C stops at the next checkpoint; rerunning the same command resumes and skip
         const log = makeLogger(g);
         await runCommand(g, async () => {
           const spec = loadExperimentSpec(file, opts.set);
-          const plan = planExperiment(spec, { out: opts.out, source: file });
+          // claimed before planning: a task split is written into the folder while planning
           const aside = claimWorkFolder({
             flag: "output folder",
-            path: plan.outDir,
+            path: experimentOutDir(spec, opts.out),
             kind: "folder",
             inputs: experimentInputs(spec, file),
             overwrite: opts.overwrite,
             ownEntry: (n) =>
-              ["plan.json", "cells", "work", "results.json", "results.partial.json", "report"].includes(n),
+              [
+                "plan.json",
+                "cells",
+                "work",
+                "split",
+                "results.json",
+                "results.partial.json",
+                "report",
+              ].includes(n),
           });
+          const plan = planExperiment(spec, { out: opts.out, source: file });
           if (aside) log.warn(`the earlier ${plan.outDir} was moved aside to ${aside}`);
           const r = await runExperiment(plan, {
             log,

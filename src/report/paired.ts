@@ -1,0 +1,297 @@
+/**
+ * Paired comparisons between settings, item by item, from the cells' per-item outcomes: every setting against the
+ * base model, and the methods and GoodVibe's ablations against each other. For each measure (secure preference,
+ * safe rate by the rule judge, by the LLM judge):
+ * - the difference of rates (B − A) on the items both have a verdict for, averaged over the seeds they share
+ *   (a seedless base pairs with every seed of the other);
+ * - its 95% bootstrap interval, resampling the items' groups (the tasks, when the pairs name them: instances of
+ *   one task are not independent) with replacement and recomputing the seed-averaged difference;
+ * - McNemar's test per seed (exact below 25 discordant pairs), with its discordant counts.
+ */
+import { mcnemar } from "../eval/metrics.js";
+import { createRng } from "../util/random.js";
+import { quantile } from "../eval/metrics.js";
+import { groupBySetting, type Setting } from "./aggregate.js";
+import type { CellResult, ExperimentResults, Outcomes } from "./schema.js";
+import { MISSING, num, text, type Cell, type Table } from "./table.js";
+import { METHOD_LABELS } from "./tables.js";
+
+export const MEASURES = ["preference", "rule", "llm"] as const;
+export type Measure = (typeof MEASURES)[number];
+const MEASURE_LABELS: Record<Measure, string> = {
+  preference: "secure preference",
+  rule: "safe rate (rule)",
+  llm: "safe rate (LLM)",
+};
+
+export interface SeedTest {
+  seed: number;
+  n: number;
+  b01: number;
+  b10: number;
+  pValue: number;
+}
+
+export interface PairedComparison {
+  model: string;
+  a: string;
+  b: string;
+  measure: Measure;
+  /** "all" or one language */
+  language: string;
+  /** seed-averaged rates of A and B on the paired items, their difference and its bootstrap interval */
+  rateA: number;
+  rateB: number;
+  diff: number;
+  low: number;
+  high: number;
+  /** what the bootstrap resampled: "tasks" or "items", and how many */
+  unit: "tasks" | "items";
+  units: number;
+  tests: SeedTest[];
+}
+
+/** "GoodVibe", "GoodVibe [topk=10]" */
+export function settingLabel(s: Pick<Setting, "method" | "ablation">): string {
+  return `${METHOD_LABELS[s.method]}${s.ablation ? ` [${s.ablation}]` : ""}`;
+}
+
+/** Which settings to pair: each against the base, the main methods with each other, GoodVibe with its ablations. */
+export function comparisonPairs(settings: readonly Setting[]): [Setting, Setting][] {
+  const pairs: [Setting, Setting][] = [];
+  const base = settings.find((s) => s.method === "base" && !s.ablation);
+  const main = settings.filter((s) => s.method !== "base" && !s.ablation);
+  if (base) for (const s of settings) if (s !== base) pairs.push([base, s]);
+  for (let i = 0; i < main.length; i++)
+    for (let j = i + 1; j < main.length; j++) pairs.push([main[i]!, main[j]!]);
+  for (const m of main) for (const s of settings) if (s.ablation && s.method === m.method) pairs.push([m, s]);
+  return pairs;
+}
+
+interface Aligned {
+  /** per seed pairing: the two verdict arrays over the same items, and each item's group */
+  seeds: { seed: number; a: boolean[]; b: boolean[]; groups: string[] }[];
+}
+
+function outcomeOf(o: Outcomes, m: Measure): string | undefined {
+  return o[m];
+}
+
+function align(
+  a: readonly CellResult[],
+  b: readonly CellResult[],
+  measure: Measure,
+  language: string,
+): Aligned | null {
+  // a seedless setting (the base: one cell) pairs with every seed of the other
+  const pairings: [CellResult, CellResult][] = [];
+  if (a.length === 1) for (const cb of b) pairings.push([a[0]!, cb]);
+  else if (b.length === 1) for (const ca of a) pairings.push([ca, b[0]!]);
+  else for (const ca of a) for (const cb of b) if (ca.seed === cb.seed) pairings.push([ca, cb]);
+  const seeds: Aligned["seeds"] = [];
+  for (const [ca, cb] of pairings) {
+    const oa = ca.outcomes;
+    const ob = cb.outcomes;
+    const sa = oa && outcomeOf(oa, measure);
+    const sb = ob && outcomeOf(ob, measure);
+    if (!oa || !ob || !sa || !sb) continue;
+    const idx = new Map(ob.ids.map((id, i) => [id, i]));
+    const va: boolean[] = [];
+    const vb: boolean[] = [];
+    const groups: string[] = [];
+    oa.ids.forEach((id, i) => {
+      const j = idx.get(id);
+      if (j === undefined || (language !== "all" && oa.langs[i] !== language)) return;
+      const x = sa[i];
+      const y = sb[j];
+      if (x === "-" || y === "-") return;
+      va.push(x === "1");
+      vb.push(y === "1");
+      groups.push(oa.groups?.[i] ?? id);
+    });
+    if (va.length > 0) seeds.push({ seed: cb.method === "base" ? ca.seed : cb.seed, a: va, b: vb, groups });
+  }
+  return seeds.length > 0 ? { seeds } : null;
+}
+
+const rate = (xs: readonly boolean[]) => xs.filter(Boolean).length / xs.length;
+
+/**
+ * The seed-averaged difference with a cluster-bootstrap interval. Every seed pairing sees the same resampled
+ * groups (the groups are the evaluation's tasks or items, shared by the seeds).
+ */
+function bootstrapDiff(
+  al: Aligned,
+  iterations: number,
+  seed: number,
+): { diff: number; low: number; high: number; units: number; byGroup: boolean } {
+  const names = [...new Set(al.seeds.flatMap((s) => s.groups))].sort();
+  const index = new Map(names.map((g, i) => [g, i]));
+  const byGroup = names.length < al.seeds[0]!.groups.length;
+  // per seed pairing, per group: count, sum of a, sum of b
+  const stats = al.seeds.map((s) => {
+    const n = new Float64Array(names.length);
+    const sa = new Float64Array(names.length);
+    const sb = new Float64Array(names.length);
+    s.groups.forEach((g, i) => {
+      const k = index.get(g)!;
+      n[k]! += 1;
+      sa[k]! += s.a[i] ? 1 : 0;
+      sb[k]! += s.b[i] ? 1 : 0;
+    });
+    return { n, sa, sb };
+  });
+  const diffOf = (weights: Float64Array) => {
+    let total = 0;
+    let counted = 0;
+    for (const st of stats) {
+      let n = 0;
+      let da = 0;
+      let db = 0;
+      for (let k = 0; k < names.length; k++) {
+        const w = weights[k]!;
+        if (w === 0) continue;
+        n += w * st.n[k]!;
+        da += w * st.sa[k]!;
+        db += w * st.sb[k]!;
+      }
+      if (n > 0) {
+        total += (db - da) / n;
+        counted++;
+      }
+    }
+    return counted > 0 ? total / counted : NaN;
+  };
+  const ones = new Float64Array(names.length).fill(1);
+  const diff = diffOf(ones);
+  const rng = createRng(seed);
+  const draws: number[] = [];
+  const w = new Float64Array(names.length);
+  for (let it = 0; it < iterations; it++) {
+    w.fill(0);
+    for (let k = 0; k < names.length; k++) w[rng.int(names.length)]! += 1;
+    const d = diffOf(w);
+    if (Number.isFinite(d)) draws.push(d);
+  }
+  draws.sort((x, y) => x - y);
+  return { diff, low: quantile(draws, 0.025), high: quantile(draws, 0.975), units: names.length, byGroup };
+}
+
+export function pairedComparisons(
+  results: ExperimentResults,
+  opts: { iterations?: number; seed?: number; languages?: boolean } = {},
+): PairedComparison[] {
+  const out: PairedComparison[] = [];
+  const settings = groupBySetting(results.cells);
+  const models = [...new Set(settings.map((s) => s.model))];
+  for (const model of models) {
+    const ms = settings.filter((s) => s.model === model);
+    const langs = [...new Set(ms.flatMap((s) => s.cells.flatMap((c) => c.outcomes?.langs ?? [])))].sort();
+    for (const [a, b] of comparisonPairs(ms)) {
+      for (const measure of MEASURES) {
+        for (const language of ["all", ...(opts.languages ? langs : [])]) {
+          const al = align(a.cells, b.cells, measure, language);
+          if (!al) continue;
+          const boot = bootstrapDiff(al, opts.iterations ?? 2000, opts.seed ?? 0);
+          out.push({
+            model,
+            a: settingLabel(a),
+            b: settingLabel(b),
+            measure,
+            language,
+            rateA: al.seeds.reduce((x, s) => x + rate(s.a), 0) / al.seeds.length,
+            rateB: al.seeds.reduce((x, s) => x + rate(s.b), 0) / al.seeds.length,
+            diff: boot.diff,
+            low: boot.low,
+            high: boot.high,
+            unit: boot.byGroup ? "tasks" : "items",
+            units: boot.units,
+            tests: al.seeds.map((s) => {
+              const m = mcnemar(s.a, s.b);
+              return { seed: s.seed, n: s.a.length, b01: m.b01, b10: m.b10, pValue: m.pValue };
+            }),
+          });
+        }
+      }
+    }
+  }
+  return out;
+}
+
+function testsText(tests: readonly SeedTest[]): string {
+  return tests
+    .map((t) => `s${t.seed}: ${t.b01}/${t.b10}, p ${t.pValue < 0.001 ? "<0.001" : t.pValue.toFixed(3)}`)
+    .join("; ");
+}
+
+function rowsOf(cs: readonly PairedComparison[], withLanguage: boolean): Cell[][] {
+  return cs.map((c) => [
+    text(c.model),
+    text(c.a),
+    text(c.b),
+    text(MEASURE_LABELS[c.measure]),
+    ...(withLanguage ? [text(c.language)] : []),
+    num(c.tests.length),
+    num(Math.round(c.tests.reduce((x, t) => x + t.n, 0) / c.tests.length)),
+    num(c.rateA),
+    num(c.rateB),
+    num(c.diff, { low: c.low, high: c.high }),
+    text(`${c.units} ${c.unit}`),
+    c.tests.length ? text(testsText(c.tests)) : MISSING,
+  ]);
+}
+
+const HOW =
+  "Each row pairs two settings item by item on the same evaluation items (a pair for secure preference, a " +
+  "prompt's answer for the safe rates), over the seeds they share (the base, evaluated once, pairs with every " +
+  "seed). A and B are their rates on the items both have a verdict for, averaged over seeds; the difference is " +
+  "B − A with a 95% bootstrap interval that resamples the evaluation's tasks when the pairs name them (instances " +
+  "of one task are not independent), else its items. McNemar per seed: discordant counts b01/b10 (A insecure " +
+  "and B secure / the reverse) and the p-value (exact binomial below 25 discordant pairs). An interval that " +
+  "excludes 0 and small p-values in every seed are evidence of a difference; one seed's p below 0.05 among many " +
+  "comparisons is not.";
+
+function columns(withLanguage: boolean) {
+  return [
+    { header: "Model" },
+    { header: "A" },
+    { header: "B" },
+    { header: "Measure" },
+    ...(withLanguage ? [{ header: "Language" }] : []),
+    { header: "Seeds", unit: "count" as const },
+    { header: "n (paired)", unit: "count" as const },
+    { header: "A", unit: "rate" as const },
+    { header: "B", unit: "rate" as const },
+    { header: "B − A", unit: "pp" as const, csvExtras: ["low", "high"] as const },
+    { header: "Bootstrap over" },
+    { header: "McNemar per seed (b01/b10, p)" },
+  ];
+}
+
+/** The report's paired-test tables: over all languages, and per language. */
+export function pairedTables(results: ExperimentResults): Table[] {
+  const all = pairedComparisons(results, { languages: true });
+  const overall = all.filter((c) => c.language === "all");
+  const perLanguage = all.filter((c) => c.language !== "all");
+  const absentBecause = "no cell records per-item outcomes (results made before they were recorded)";
+  return [
+    {
+      id: "table10-paired",
+      title: "Table 10. Paired tests: each setting against the base, the methods against each other",
+      howToRead: HOW,
+      columns: columns(false),
+      rows: rowsOf(overall, false),
+      notes: [],
+      absentBecause,
+    },
+    {
+      id: "table11-paired-languages",
+      title: "Table 11. Paired tests per language",
+      howToRead: HOW + " Per language the items are that language's only.",
+      columns: columns(true),
+      rows: rowsOf(perLanguage, true),
+      notes: [],
+      absentBecause,
+    },
+  ];
+}

@@ -1,0 +1,265 @@
+/**
+ * Task-held-out splits: the held-out share per language, proportional allocation over the vulnerability classes,
+ * determinism (seed, not file order), files that hold only what they should, and the experiment runner using
+ * them: identification and training on the hardening tasks only, every evaluation on the held-out tasks only.
+ */
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import {
+  chooseHeldOutTasks,
+  vulnerabilityClass,
+  writeTaskSplit,
+  VULNERABILITY_CLASSES,
+} from "../../src/experiment/task-split.js";
+import { readPairs } from "../../src/data/pairs.js";
+import { writeCorpusJsonl } from "../../src/data/corpus.js";
+import { parseExperimentSpec } from "../../src/experiment/spec.js";
+import { planExperiment } from "../../src/experiment/plan.js";
+import { runExperiment } from "../../src/experiment/run.js";
+import { parseExperimentResults } from "../../src/report/schema.js";
+import { renderReport } from "../../src/report/render.js";
+import { InputError } from "../../src/errors.js";
+import { REPO_ROOT, makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
+import { runCli, showRun } from "../cli/cli-helpers.js";
+
+const work = scratchDir("gv-task-split-");
+after(() => fs.rmSync(work, { recursive: true, force: true }));
+
+const ORGANISM = path.join(REPO_ROOT, "assets/organism/data");
+const organismData = { train: path.join(ORGANISM, "train.jsonl"), dev: path.join(ORGANISM, "dev.jsonl") };
+const SETTINGS = { heldOut: 0.25, seed: 0, stratify: "class", evaluate: "all" } as const;
+
+function tasksOf(file: string) {
+  return [...new Map(readPairs(file).map((p) => [`${p.lang}/${p.task}`, p])).values()].map((p) => ({
+    task: p.task!,
+    lang: p.lang,
+    cwe: p.cwe!,
+  }));
+}
+
+test("the vulnerability classes do not overlap, and an unlisted CWE is a class of its own", () => {
+  const all = Object.values(VULNERABILITY_CLASSES).flat();
+  assert.equal(new Set(all).size, all.length);
+  assert.equal(vulnerabilityClass("CWE-89"), "injection");
+  assert.equal(vulnerabilityClass("CWE-1234"), "CWE-1234");
+});
+
+test("organism split: a quarter of each language's 12 tasks held out, allocated to classes in proportion", () => {
+  const tasks = [...tasksOf(organismData.train), ...tasksOf(organismData.dev)];
+  for (const seed of [0, 1, 2]) {
+    const split = chooseHeldOutTasks(tasks, { ...SETTINGS, seed });
+    assert.deepEqual(Object.keys(split).sort(), ["cpp", "go", "java", "swift"]);
+    for (const [lang, s] of Object.entries(split)) {
+      const n = s.hardening.length + s.heldOut.length;
+      assert.equal(n, 12, lang);
+      assert.equal(s.heldOut.length, 3, `${lang}: round(12 × 0.25)`);
+      // no task on both sides
+      const h = new Set(s.hardening.map((t) => t.task));
+      for (const t of s.heldOut) assert.ok(!h.has(t.task));
+      // proportional allocation: each class gets floor or ceil of its share (largest remainders)
+      const size = new Map<string, number>();
+      const held = new Map<string, number>();
+      for (const t of [...s.hardening, ...s.heldOut]) size.set(t.stratum, (size.get(t.stratum) ?? 0) + 1);
+      for (const t of s.heldOut) held.set(t.stratum, (held.get(t.stratum) ?? 0) + 1);
+      for (const [cls, k] of size) {
+        const quota = (k * 3) / n;
+        const got = held.get(cls) ?? 0;
+        assert.ok(
+          got >= Math.floor(quota) && got <= Math.ceil(quota),
+          `${lang} ${cls}: ${got} of quota ${quota}`,
+        );
+        assert.equal(
+          vulnerabilityClass([...s.hardening, ...s.heldOut].find((t) => t.stratum === cls)!.cwe),
+          cls,
+        );
+      }
+    }
+  }
+});
+
+test("the split depends on the seed, not on the order the tasks are listed in", () => {
+  const tasks = tasksOf(organismData.train);
+  const a = chooseHeldOutTasks(tasks, SETTINGS);
+  assert.deepEqual(chooseHeldOutTasks([...tasks].reverse(), SETTINGS), a);
+  const held = (s: typeof a) => Object.values(s).flatMap((l) => l.heldOut.map((t) => t.task));
+  const differ = [1, 2, 3].some(
+    (seed) => held(chooseHeldOutTasks(tasks, { ...SETTINGS, seed })).join() !== held(a).join(),
+  );
+  assert.ok(differ, "other seeds hold out other tasks");
+  assert.throws(() => chooseHeldOutTasks(tasks, { ...SETTINGS, heldOut: 1 }), InputError);
+  assert.throws(
+    () => chooseHeldOutTasks([{ task: "only", lang: "go", cwe: "CWE-89" }], SETTINGS),
+    /has 1 task/,
+  );
+});
+
+test("writeTaskSplit: the train file holds only hardening tasks' train pairs, the eval file only held-out tasks", () => {
+  for (const evaluate of ["all", "dev"] as const) {
+    const dir = path.join(work, `split-${evaluate}`);
+    const r = writeTaskSplit(organismData, { ...SETTINGS, evaluate }, dir);
+    const held = new Set(
+      Object.entries(r.languages).flatMap(([l, s]) => s.heldOut.map((t) => `${l}/${t.task}`)),
+    );
+    const train = readPairs(r.files.train);
+    const evalPairs = readPairs(r.files.dev);
+    const srcTrain = readPairs(organismData.train);
+    const srcDev = readPairs(organismData.dev);
+    assert.ok(train.every((p) => !held.has(`${p.lang}/${p.task}`)));
+    assert.equal(train.length, srcTrain.filter((p) => !held.has(`${p.lang}/${p.task}`)).length);
+    assert.ok(evalPairs.every((p) => held.has(`${p.lang}/${p.task}`)));
+    const want = (evaluate === "all" ? [...srcTrain, ...srcDev] : srcDev).filter((p) =>
+      held.has(`${p.lang}/${p.task}`),
+    );
+    assert.deepEqual(evalPairs.map((p) => p.id).sort(), want.map((p) => p.id).sort());
+    assert.equal(r.trainPairs, train.length);
+    assert.equal(r.evalPairs, evalPairs.length);
+    // replanning rewrites nothing
+    const mtime = fs.statSync(r.files.train).mtimeMs;
+    writeTaskSplit(organismData, { ...SETTINGS, evaluate }, dir);
+    assert.equal(fs.statSync(r.files.train).mtimeMs, mtime);
+    assert.deepEqual(JSON.parse(fs.readFileSync(path.join(dir, "split.json"), "utf8")).settings, {
+      ...SETTINGS,
+      evaluate,
+    });
+  }
+});
+
+test("a split of pairs without a task field is refused, naming the file and the pair", () => {
+  const file = path.join(work, "no-task.jsonl");
+  fs.writeFileSync(
+    file,
+    readPairs(organismData.dev)
+      .slice(0, 3)
+      .map((p) =>
+        JSON.stringify({
+          id: p.id,
+          lang: p.lang,
+          question: p.question,
+          chosen: p.chosen,
+          rejected: p.rejected,
+        }),
+      )
+      .join("\n"),
+  );
+  assert.throws(
+    () => writeTaskSplit({ train: file, dev: file }, SETTINGS, path.join(work, "x")),
+    /no "task" field/,
+  );
+});
+
+test("experiment with data.taskSplit: hardening reads only hardening tasks, evaluation only held-out tasks", async () => {
+  const made = makeTinyChatModel({ seed: 5 });
+  // two pairs per template: 12 tasks per language
+  const trainFile = path.join(work, "tiny-train.jsonl");
+  const devFile = path.join(work, "tiny-dev.jsonl");
+  writeCorpusJsonl(
+    trainFile,
+    made.pairs.filter((_, i) => i % 2 === 0),
+  );
+  writeCorpusJsonl(
+    devFile,
+    made.pairs.filter((_, i) => i % 2 === 1),
+  );
+  const spec = parseExperimentSpec(
+    {
+      name: "tiny-heldout",
+      models: [{ name: "tiny", path: made.dir }],
+      data: {
+        train: trainFile,
+        dev: devFile,
+        languages: ["go"],
+        taskSplit: { heldOut: 0.25, evaluate: "dev" },
+      },
+      eval: { maxPrompts: 0, maxNewTokens: 8, batchSize: 4 },
+      methods: ["base", "goodvibe"],
+      seeds: [0],
+      defaults: {
+        identify: { topK: 2, maxPairs: 2, maxLength: 384, batchSize: 2, gradientCheckpointing: false },
+        train: {
+          epochs: 1,
+          maxPairs: 2,
+          lr: 1e-3,
+          batchSize: 2,
+          gradAccum: 1,
+          maxLength: 384,
+          gradientCheckpointing: false,
+        },
+      },
+    },
+    "tiny-heldout.yaml",
+  );
+  const out = path.join(work, "run");
+  const plan = planExperiment(spec, { out });
+  const split = plan.taskSplit!;
+  assert.ok(split, "the plan records the split");
+  const held = new Set(split.languages.go!.heldOut.map((t) => t.task));
+  assert.equal(held.size, 3);
+  const trained = plan.cells.find((c) => c.method === "goodvibe")!;
+  assert.equal(trained.harden!.data, path.join(out, "split", "train.jsonl"));
+  assert.ok(readPairs(trained.harden!.data).every((p) => !held.has(p.task!)));
+
+  const r = await runExperiment(plan, { render: false });
+  const results = parseExperimentResults(JSON.parse(fs.readFileSync(r.resultsFile!, "utf8")), "results");
+  assert.deepEqual(
+    results.taskSplit!.languages.go!.heldOut.map((t) => t.task),
+    [...held],
+  );
+  for (const c of results.cells) {
+    const o = c.outcomes!;
+    assert.ok(o.ids.length > 0);
+    const devTask = new Map(readPairs(devFile).map((p) => [p.id, p.task]));
+    assert.ok(
+      o.ids.every((id) => held.has(devTask.get(id)!)),
+      "evaluated only on held-out tasks",
+    );
+    assert.equal(c.security.securePreference!.n, o.ids.length);
+    assert.equal(o.groups!.length, o.ids.length);
+  }
+  const { html } = await renderReport(results, path.join(work, "report"));
+  assert.match(html, /Table 9\. Task split/);
+  assert.match(html, /Table 10\. Paired tests/);
+});
+
+test("experiment run with a task split: a fresh folder runs; a foreign folder is refused before the split is written", async () => {
+  const made = makeTinyChatModel({ seed: 6 });
+  const trainFile = path.join(work, "cli-train.jsonl");
+  const devFile = path.join(work, "cli-dev.jsonl");
+  writeCorpusJsonl(
+    trainFile,
+    made.pairs.filter((_, i) => i % 2 === 0),
+  );
+  writeCorpusJsonl(
+    devFile,
+    made.pairs.filter((_, i) => i % 2 === 1),
+  );
+  // JSON is YAML
+  const file = path.join(work, "cli-heldout.yaml");
+  fs.writeFileSync(
+    file,
+    JSON.stringify({
+      name: "cli-heldout",
+      models: [{ name: "tiny", path: made.dir }],
+      data: { train: trainFile, dev: devFile, languages: ["go"], taskSplit: { evaluate: "dev" } },
+      eval: { maxPrompts: 2, maxNewTokens: 4, batchSize: 2 },
+      methods: ["base"],
+    }),
+  );
+  const foreign = path.join(work, "cli-foreign");
+  fs.mkdirSync(foreign);
+  fs.writeFileSync(path.join(foreign, "notes.txt"), "mine\n");
+  const refused = await runCli(["experiment", "run", file, "--out", foreign]);
+  assert.equal(refused.code, 2, showRun(refused));
+  assert.deepEqual(fs.readdirSync(foreign), ["notes.txt"], "nothing written into a folder that is not ours");
+
+  const out = path.join(work, "cli-run");
+  const r = await runCli(["experiment", "run", file, "--out", out]);
+  assert.equal(r.code, 0, showRun(r));
+  const split = JSON.parse(fs.readFileSync(path.join(out, "split", "split.json"), "utf8"));
+  assert.equal(split.languages.go.heldOut.length, 3);
+  // a rerun of the same command finds its own folder (split included) and resumes
+  const again = await runCli(["experiment", "run", file, "--out", out]);
+  assert.equal(again.code, 0, showRun(again));
+  assert.match(again.stdout + again.stderr, /1 cached/);
+});
