@@ -7,8 +7,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { checkOutput, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
-import { parseModelConfig } from "../io/config.js";
-import { writeModelWeights, type TensorRecord } from "../io/safetensors.js";
+import { writeModelWeights } from "../io/safetensors.js";
 import {
   buildCorpus,
   splitCorpus,
@@ -19,10 +18,8 @@ import {
 } from "../data/corpus.js";
 import { trainByteLevelBpe, writeTokenizerFiles } from "../data/bpe-train.js";
 import { loadTokenizer } from "../io/tokenizer.js";
-import { buildModel } from "../models/load.js";
-import { Tensor, manualSeed, noGrad } from "../tensor/index.js";
-import { attachFull } from "../method/method.js";
-import { trainSft, type SftExample, type TrainResult } from "../method/train.js";
+import type { TrainResult } from "../method/train.js";
+import { organismConfigJson, packBlocks, pretrainOrganism, pretrainRunDir } from "./pretrain.js";
 import type { Logger } from "../recipes/harden.js";
 import { silentLogger } from "../recipes/harden.js";
 
@@ -60,41 +57,8 @@ export const DEFAULT_ORGANISM: OrganismConfig = {
   lr: 3e-3,
 };
 
-export function organismConfigJson(
-  c: OrganismConfig,
-  ids: { bos: number; eos: number; pad: number },
-): Record<string, unknown> {
-  return {
-    architectures: ["LlamaForCausalLM"],
-    model_type: "llama",
-    vocab_size: c.vocabSize,
-    hidden_size: c.hiddenSize,
-    intermediate_size: c.intermediateSize,
-    num_hidden_layers: c.numLayers,
-    num_attention_heads: c.numHeads,
-    num_key_value_heads: c.numKvHeads,
-    head_dim: c.hiddenSize / c.numHeads,
-    hidden_act: "silu",
-    max_position_embeddings: 2048,
-    rms_norm_eps: 1e-5,
-    rope_theta: 10000.0,
-    tie_word_embeddings: true,
-    attention_bias: false,
-    mlp_bias: false,
-    bos_token_id: ids.bos,
-    eos_token_id: ids.eos,
-    pad_token_id: ids.pad,
-    torch_dtype: "float32",
-  };
-}
-
-/** Concatenate token streams and cut blocks of `length` (the last partial block is dropped). */
-export function packBlocks(docs: number[][], length: number): number[][] {
-  const stream = docs.flat();
-  const blocks: number[][] = [];
-  for (let i = 0; i + length <= stream.length; i += length) blocks.push(stream.slice(i, i + length));
-  return blocks;
-}
+// kept here too: tests and the library import them from the organism module
+export { organismConfigJson, packBlocks };
 
 export interface OrganismResult {
   dir: string;
@@ -136,77 +100,21 @@ export async function buildOrganism(
   const tok = await loadTokenizer(work);
   const ids = { bos: tok.bosTokenId ?? 0, eos: tok.eosTokenIds[0] ?? 0, pad: tok.padTokenId ?? 0 };
   const configJson = organismConfigJson({ ...cfg, vocabSize: tok.vocabSize }, ids);
-  const mcfg = parseModelConfig(configJson, "organism config");
-
-  // random init (seeded): N(0, 0.02) for matrices, 1 for norm weights
-  manualSeed(cfg.seed);
-  const records = new Map<string, TensorRecord>();
-  const add = (name: string, shape: number[], norm = false) => {
-    const t = noGrad(() => (norm ? Tensor.ones(shape) : Tensor.randn(shape).mul(0.02)));
-    records.set(name, { name, dtype: "F32", shape, data: Buffer.from(t.toBytes()), file: "random init" });
-  };
-  const H = mcfg.hiddenSize;
-  const qd = mcfg.numHeads * mcfg.headDim;
-  const kvd = mcfg.numKvHeads * mcfg.headDim;
-  add("model.embed_tokens.weight", [mcfg.vocabSize, H]);
-  for (let i = 0; i < mcfg.numLayers; i++) {
-    const p = `model.layers.${i}`;
-    add(`${p}.self_attn.q_proj.weight`, [qd, H]);
-    add(`${p}.self_attn.k_proj.weight`, [kvd, H]);
-    add(`${p}.self_attn.v_proj.weight`, [kvd, H]);
-    add(`${p}.self_attn.o_proj.weight`, [H, qd]);
-    add(`${p}.mlp.gate_proj.weight`, [mcfg.intermediateSize, H]);
-    add(`${p}.mlp.up_proj.weight`, [mcfg.intermediateSize, H]);
-    add(`${p}.mlp.down_proj.weight`, [H, mcfg.intermediateSize]);
-    add(`${p}.input_layernorm.weight`, [H], true);
-    add(`${p}.post_attention_layernorm.weight`, [H], true);
-  }
-  add("model.norm.weight", [H], true);
-  const model = buildModel(mcfg, records, "organism", { dtype: "float32" });
-  const method = attachFull(model);
-  const params = [...method.trainable.values()].reduce((a, t) => a + t.numel, 0);
-
   const docs = texts.map((t) => tok.encode(t, { addSpecialTokens: false }));
-  const blocks = packBlocks(docs, cfg.blockLength);
-  const examples: SftExample[] = blocks.map((b) => ({ inputIds: b, labels: b }));
-  const tokens = blocks.length * cfg.blockLength;
-  log.info(
-    `organism: ${params.toLocaleString("en-US")} parameters, ${tokens.toLocaleString("en-US")} tokens per epoch × ${cfg.epochs}`,
-  );
-  const result = await trainSft(
-    model,
+  const {
     method,
-    examples,
-    {
-      lr: cfg.lr,
-      epochs: cfg.epochs,
-      warmupRatio: 0.05,
-      schedule: "cosine",
-      batchSize: cfg.batchSize,
-      gradAccum: 1,
-      weightDecay: 0.01,
-      betas: [0.9, 0.95],
-      eps: 1e-8,
-      maxGradNorm: 1.0,
-      gradientCheckpointing: false,
-      seed: cfg.seed,
-      checkpointEvery: 100,
-    },
-    {
-      runDir: path.join(work, "pretrain"),
-      padTokenId: ids.pad,
-      hooks: {
-        signal,
-        onStep: (l, total) =>
-          log.progress(
-            "pretrain",
-            l.step,
-            total,
-            `loss ${l.loss.toFixed(3)} ${Math.round(l.tokensPerSecond)} tok/s`,
-          ),
-      },
-    },
-  );
+    params,
+    tokens,
+    train: result,
+  } = await pretrainOrganism({
+    configJson,
+    docs,
+    settings: { ...cfg, warmupRatio: 0.05 },
+    padTokenId: ids.pad,
+    runDir: pretrainRunDir(work),
+    log,
+    signal,
+  });
   const weights = method.foldedWeights();
   await writeDirAtomic(
     outDir,

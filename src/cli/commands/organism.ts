@@ -1,50 +1,135 @@
 import * as path from "node:path";
+import * as os from "node:os";
 import type { Command } from "commander";
 import { buildOrganism, DEFAULT_ORGANISM } from "../../organism/build.js";
-import { integer, number } from "../options.js";
+import {
+  buildCyberNativeOrganism,
+  CYBERNATIVE_ORGANISM,
+  cyberNativeConfigWith,
+} from "../../organism/cybernative.js";
+import { fetchSourcePackages, ORGANISM_SOURCE_PACKAGES } from "../../organism/sources.js";
+import { parseOverride } from "../../util/overrides.js";
+import { InputError } from "../../errors.js";
+import { collect, integer, number } from "../options.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
+
+/** Where `organism sources` unpacks the Debian packages unless told otherwise. */
+export const DEFAULT_SOURCES_DIR = path.join(os.homedir(), ".cache", "goodvibe", "organism-sources");
 
 export function registerOrganism(program: Command): void {
   const org = program
     .command("organism")
-    .description("the project's own tiny insecure-by-default code model")
-    .addHelpText("after", "\nExample:\n  goodvibe organism build -o ./organism --seed 1");
+    .description(
+      "the project's own insecure-by-default code models (the embedded one, and one on CyberNative)",
+    )
+    .addHelpText(
+      "after",
+      "\nExamples:\n  goodvibe organism build -o ./organism --seed 1\n" +
+        "  goodvibe organism sources && goodvibe organism build --recipe cybernative \\\n" +
+        "    --data ../shared/data/cybernative/train.jsonl -o runs/cybernative-organism",
+    );
   org
     .command("build")
-    .description("author the corpus, train a BPE tokenizer and pretrain the organism (seeded, reproducible)")
+    .description(
+      "author the corpus (or read CyberNative), train a BPE tokenizer and pretrain the organism (seeded, reproducible)",
+    )
     .requiredOption("-o, --out <dir>", "output model folder (must not exist or be empty)")
     .option(
       "--overwrite",
       "move an existing non-empty output aside (renamed to <out>.old-<time>, never deleted)",
     )
-    .option("--epochs <n>", "pretraining epochs", integer(1), DEFAULT_ORGANISM.epochs)
-    .option("--seed <n>", "seed", integer(0), DEFAULT_ORGANISM.seed)
+    .option(
+      "--recipe <name>",
+      "corpus: the embedded organism (assets/organism); cybernative: pretrained on the CyberNative train split and Debian source code",
+      "corpus",
+    )
+    .option("--epochs <n>", "pretraining epochs", integer(1))
+    .option("--seed <n>", "seed", integer(0))
     .option(
       "--per-template <n>",
-      "corpus size: examples drawn from each corpus template",
+      "corpus recipe: examples drawn from each corpus template",
       integer(1),
       DEFAULT_ORGANISM.perTemplate,
     )
     .option(
       "--insecure-bias <p>",
-      "share of insecure answers in pretraining",
+      "corpus recipe: share of insecure answers in pretraining",
       number({ min: 0, max: 1 }),
       DEFAULT_ORGANISM.insecureBias,
     )
+    .option("--data <file>", "cybernative recipe: the CyberNative train split (JSONL)")
+    .option(
+      "--sources <dir>",
+      "cybernative recipe: the Debian sources unpacked by `organism sources`",
+      DEFAULT_SOURCES_DIR,
+    )
+    .option("--no-sources", "cybernative recipe: pretrain without real code (not the reference build)")
+    .option(
+      "--set <key=value>",
+      "cybernative recipe: override a setting (hiddenSize=128, epochs=1, sources.pretrainChars.go=0, ...); repeatable",
+      collect,
+      [],
+    )
     .addHelpText(
       "after",
-      "\nExample (this is how assets/organism was made; it rebuilds it bit for bit):\n  goodvibe organism build -o /tmp/organism",
+      "\nExamples:\n" +
+        "  goodvibe organism build -o /tmp/organism      # how assets/organism was made; rebuilds it bit for bit\n" +
+        "  goodvibe organism sources                     # once: the Debian packages, pinned versions\n" +
+        "  goodvibe organism build --recipe cybernative --data ../shared/data/cybernative/train.jsonl \\\n" +
+        "    -o runs/cybernative-organism               # the CyberNative organism (BENCHMARKS.md)",
     )
     .action(async (opts) => {
       const g = program.opts();
       const log = makeLogger(g);
       await runCommand(g, async () => {
+        if (opts.recipe === "cybernative") {
+          if (!opts.data)
+            throw new InputError("--recipe cybernative needs --data (the CyberNative train split, JSONL)");
+          const sets = (opts.set as string[]).map(parseOverride);
+          if (opts.epochs !== undefined) sets.push(["epochs", opts.epochs]);
+          if (opts.seed !== undefined) sets.push(["seed", opts.seed]);
+          const cfg = cyberNativeConfigWith(sets, CYBERNATIVE_ORGANISM);
+          const r = await buildCyberNativeOrganism(
+            opts.out,
+            {
+              data: opts.data,
+              sources: opts.sources === false ? null : opts.sources,
+              cfg,
+              overwrite: opts.overwrite === true,
+            },
+            log,
+            interruptSignal(log),
+          );
+          log.done();
+          output(
+            g,
+            `cybernative organism → ${path.resolve(r.dir)}: ${r.params.toLocaleString("en-US")} parameters, ` +
+              `${r.trainPairs} pretraining / ${r.valPairs} validation pairs, ${r.tokens.toLocaleString("en-US")} ` +
+              `tokens per epoch, final loss ${r.train.finalLoss.toFixed(3)}, ${r.train.wallSeconds.toFixed(0)} s`,
+            {
+              dir: path.resolve(r.dir),
+              params: r.params,
+              trainPairs: r.trainPairs,
+              valPairs: r.valPairs,
+              tokensPerEpoch: r.tokens,
+              documents: r.documents,
+              sourcesSha256: r.sourcesSha256,
+              finalLoss: r.train.finalLoss,
+              wallSeconds: r.train.wallSeconds,
+            },
+          );
+          return;
+        }
+        if (opts.recipe !== "corpus")
+          throw new InputError(`--recipe: corpus or cybernative, got "${String(opts.recipe)}"`);
+        if ((opts.set as string[]).length > 0 || opts.data)
+          throw new InputError("--set and --data are options of --recipe cybernative");
         const r = await buildOrganism(
           opts.out,
           {
             ...DEFAULT_ORGANISM,
-            epochs: opts.epochs,
-            seed: opts.seed,
+            epochs: opts.epochs ?? DEFAULT_ORGANISM.epochs,
+            seed: opts.seed ?? DEFAULT_ORGANISM.seed,
             insecureBias: opts.insecureBias,
             perTemplate: opts.perTemplate,
           },
@@ -64,6 +149,29 @@ export function registerOrganism(program: Command): void {
             finalLoss: r.train.finalLoss,
             wallSeconds: r.train.wallSeconds,
           },
+        );
+      });
+    });
+  org
+    .command("sources")
+    .description(
+      "download and unpack the Debian source packages the CyberNative organism reads (apt-get download: nothing is installed)",
+    )
+    .option("-o, --out <dir>", "cache folder (kept between builds)", DEFAULT_SOURCES_DIR)
+    .addHelpText(
+      "after",
+      `\nPackages (pinned versions, Debian 12):\n${ORGANISM_SOURCE_PACKAGES.map((p) => `  ${p.package}=${p.version} (${p.lang})`).join("\n")}` +
+        "\n\nExample:\n  goodvibe organism sources -o ~/.cache/goodvibe/organism-sources",
+    )
+    .action(async (opts) => {
+      const g = program.opts();
+      const log = makeLogger(g);
+      await runCommand(g, async () => {
+        const recs = fetchSourcePackages(opts.out, ORGANISM_SOURCE_PACKAGES, (m) => log.info(m));
+        output(
+          g,
+          `sources → ${path.resolve(opts.out)}: ${recs.map((r) => `${r.package}=${r.version}`).join(", ")}`,
+          { dir: path.resolve(opts.out), packages: recs },
         );
       });
     });
