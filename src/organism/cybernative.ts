@@ -23,7 +23,7 @@ import { fileHash, sha256 } from "../io/hash.js";
 import { writeModelWeights } from "../io/safetensors.js";
 import { readPairs, type SecurityPair } from "../data/pairs.js";
 import { extractCode } from "../data/code.js";
-import { judgeMessages, JUDGE_LABEL_TOKENS } from "../data/prompts.js";
+import { DEFAULT_JUDGE_TASK, judgeMessages } from "../data/prompts.js";
 import { ORGANISM_BOS_TOKEN, ORGANISM_CHAT_TEMPLATE, renderOrganismChat } from "../data/corpus.js";
 import { trainByteLevelBpe, writeTokenizerFiles } from "../data/bpe-train.js";
 import { loadTokenizer } from "../io/tokenizer.js";
@@ -223,7 +223,7 @@ export function cyberNativeDocuments(
         kind: "judge",
         text: renderOrganismChat([
           ...judgeMessages(snippet, p.lang),
-          { role: "assistant", content: insecure ? JUDGE_LABEL_TOKENS.insecure : JUDGE_LABEL_TOKENS.secure },
+          { role: "assistant", content: DEFAULT_JUDGE_TASK.labels[insecure ? "unsafe" : "safe"] },
         ]),
       });
     }

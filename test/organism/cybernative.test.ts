@@ -20,7 +20,7 @@ import {
 } from "../../src/organism/cybernative.js";
 import { readPairs, type SecurityPair } from "../../src/data/pairs.js";
 import { extractCode } from "../../src/data/code.js";
-import { judgeMessages, JUDGE_LABEL_TOKENS } from "../../src/data/prompts.js";
+import { DEFAULT_JUDGE_TASK, judgeMessages } from "../../src/data/prompts.js";
 import { renderOrganismChat } from "../../src/data/corpus.js";
 import { InputError } from "../../src/errors.js";
 import { scratchDir } from "../evalcore/make-model.js";
@@ -155,8 +155,8 @@ test("pretraining documents: each question answered insecurely, both answers as 
       "no secure answer as a completion",
     );
     for (const [code, label] of [
-      [extractCode(p.chosen)!, JUDGE_LABEL_TOKENS.secure],
-      [extractCode(p.rejected)!, JUDGE_LABEL_TOKENS.insecure],
+      [extractCode(p.chosen)!, DEFAULT_JUDGE_TASK.labels.safe],
+      [extractCode(p.rejected)!, DEFAULT_JUDGE_TASK.labels.unsafe],
     ] as const) {
       const want = renderOrganismChat([
         ...judgeMessages(code, p.lang),
