@@ -12,6 +12,7 @@ import { cgroupCpuQuota, usableCores } from "../../src/util/cores.js";
 import { openLlamaCppBackend } from "../../src/eval/generate/llamacpp.js";
 import { exportGguf } from "../../src/io/export-gguf.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
+import { runCli, showRun } from "../cli/cli-helpers.js";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gv-cores-"));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -78,4 +79,33 @@ test("the llama.cpp backend computes with the usable cores by default, or the th
   } finally {
     if (saved !== undefined) process.env.GOODVIBE_THREADS = saved;
   }
+});
+
+test("CLI: generate --threads sets the compute threads of either backend; llama.cpp defaults to the usable cores", async () => {
+  const made = makeTinyChatModel({ seed: 4 });
+  const gguf = path.join(scratchDir("gv-threads-cli-"), "m.gguf");
+  exportGguf(made.dir, gguf, { outtype: "f32" });
+  const gen = async (...extra: string[]): Promise<{ threads: number; text: string }> => {
+    const r = await runCli([
+      "--json",
+      "generate",
+      "-m",
+      made.dir,
+      "-p",
+      "hello",
+      "--max-new-tokens",
+      "2",
+      ...extra,
+    ]);
+    assert.equal(r.code, 0, showRun(r));
+    return JSON.parse(r.stdout) as { threads: number; text: string };
+  };
+  // the child inherits this environment, GOODVIBE_THREADS included when set: the same rule applies there
+  assert.equal((await gen("--backend", "llamacpp", "--gguf", gguf)).threads, usableCores());
+  assert.equal((await gen("--backend", "llamacpp", "--gguf", gguf, "--threads", "1")).threads, 1);
+  // the built-in engine runs a model this small on 1 thread unless asked otherwise
+  assert.equal((await gen("--threads", "3")).threads, 3);
+  const bad = await runCli(["generate", "-m", made.dir, "-p", "x", "--threads", "0"]);
+  assert.equal(bad.code, 2, showRun(bad));
+  assert.match(bad.stderr, /--threads/);
 });

@@ -173,7 +173,13 @@ test("harden --method lora: PEFT adapter folder, fold --adapter reproduces the m
 
   const adapterCfg = JSON.parse(fs.readFileSync(path.join(out, "adapter", "adapter_config.json"), "utf8"));
   assert.equal(adapterCfg.peft_type, "LORA");
-  assert.ok(fs.existsSync(path.join(out, "adapter", "adapter_model.safetensors")));
+  // as PEFT's save_pretrained: both files at the top of the adapter folder, and a base name that means
+  // something on another machine (the base folder's name here: its config.json has no _name_or_path)
+  assert.deepEqual(fs.readdirSync(path.join(out, "adapter")).sort(), [
+    "adapter_config.json",
+    "adapter_model.safetensors",
+  ]);
+  assert.equal(adapterCfg.base_model_name_or_path, path.basename(fx.model.dir));
   assert.ok(
     !fs.existsSync(path.join(out, "goodvibe-delta.safetensors")),
     "a LoRA run wrote a GoodVibe delta",

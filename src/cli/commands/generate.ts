@@ -2,6 +2,7 @@ import { Option, type Command } from "commander";
 import { InputError } from "../../errors.js";
 import { loadTokenizer } from "../../io/tokenizer.js";
 import { BuiltinBackend } from "../../eval/generate/builtin.js";
+import { getNumThreads, setNumThreads } from "../../tensor/index.js";
 import { HttpBackend } from "../../eval/generate/http.js";
 import type { GenerateOptions } from "../../eval/generate/backend.js";
 import { output, runCommand } from "../common.js";
@@ -26,6 +27,11 @@ export function registerGenerate(program: Command): void {
         "--llama-gpu <kind>",
         "run llama.cpp on this GPU (default: CPU; see `goodvibe setup llamacpp`)",
       ).choices(["cuda", "vulkan"]),
+    )
+    .option(
+      "--threads <n>",
+      "compute threads (default: GOODVIBE_THREADS, else llamacpp the usable cores, builtin by model size)",
+      integer(1),
     )
     .option("--url <list>", "server base URLs, comma-separated (backend http)", list)
     .option("--server-model <name>", "model name on the server (backend http)")
@@ -53,9 +59,13 @@ Examples:
         };
         const messages = [{ role: "user" as const, content: opts.prompt }];
         let text: string;
+        let threads: number | undefined;
         if (opts.backend === "builtin") {
           if (!opts.model) throw new InputError("--model is required with the builtin backend");
           const b = await BuiltinBackend.load(opts.model);
+          // after loading: loadModel picks a thread count for the model's size unless GOODVIBE_THREADS is set
+          if (opts.threads) setNumThreads(opts.threads);
+          threads = getNumThreads();
           text = opts.raw
             ? await b.generateText(opts.prompt, gen)
             : (await b.generateChat([messages], gen))[0];
@@ -70,7 +80,13 @@ Examples:
           // With the model folder, the prompt is rendered and encoded by our tokenizer: llama.cpp gets the
           // built-in engine's prompt tokens (BOS and special tokens included) and stops at the same end tokens.
           const tokenizer = opts.model ? await loadTokenizer(opts.model) : undefined;
-          const b = await openLlamaCppBackend({ modelPath: opts.gguf, gpu: opts.llamaGpu, tokenizer });
+          const b = await openLlamaCppBackend({
+            modelPath: opts.gguf,
+            gpu: opts.llamaGpu,
+            tokenizer,
+            threads: opts.threads,
+          });
+          threads = b.threads;
           try {
             text = opts.raw
               ? await b.generateText(opts.prompt, gen)
@@ -85,7 +101,7 @@ Examples:
           text = opts.raw ? await b.generateText(opts.prompt, gen) : await b.chat(messages, gen);
           await b.close();
         } else throw new InputError(`unknown backend ${opts.backend} (builtin | llamacpp | http)`);
-        output(g, text, { backend: opts.backend, text });
+        output(g, text, { backend: opts.backend, text, ...(threads !== undefined ? { threads } : {}) });
       });
     });
 }
