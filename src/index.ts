@@ -47,7 +47,13 @@ export {
   writePeftAdapter,
   readPeftAdapter,
 } from "./method/fold.js";
-export { runHarden, defaultHardenConfig, type HardenConfig } from "./recipes/harden.js";
+export { runHarden } from "./recipes/harden.js";
+export {
+  defaultHardenConfig,
+  resolveHardenConfig,
+  hardenSchema,
+  type HardenConfig,
+} from "./config/harden.js";
 export { evaluateModel, type ModelEvaluation } from "./recipes/evaluate.js";
 export { judgeCode, listRules } from "./eval/judge/rules/index.js";
 export { LlmJudge, trainJudge, judgeReliability } from "./eval/judge/llm.js";

@@ -1,65 +1,16 @@
 /**
- * What every command shares: YAML config files with `--set a.b=c` overrides validated by one zod schema,
- * progress bars with ETA on a TTY (plain log lines otherwise), `--json` output, exit codes, and Ctrl-C / SIGTERM
+ * What every command shares (config files and --set overrides are resolved in src/config/): progress bars with ETA on a TTY (plain log lines otherwise), `--json` output, exit codes, and Ctrl-C / SIGTERM
  * that stop at the next checkpoint instead of killing the process mid-write.
  */
-import * as fs from "node:fs";
 import { SingleBar, Presets } from "cli-progress";
-import YAML from "yaml";
-import { z } from "zod";
-import { GoodVibeError, InputError, fromSystemError } from "../errors.js";
+import { GoodVibeError, fromSystemError } from "../errors.js";
 import type { Logger } from "../recipes/harden.js";
-import { refuseForbiddenKeys } from "../util/keys.js";
-import { parseOverride, setPath } from "../util/overrides.js";
 
 export const EXIT = { ok: 0, internal: 1, input: 2, resource: 3, interrupted: 130 } as const;
 
 export interface GlobalOptions {
   json?: boolean;
   quiet?: boolean;
-}
-
-// ---------------------------------------------------------------- config files and overrides
-export function loadConfigFile(file: string | undefined): Record<string, unknown> {
-  if (!file) return {};
-  let text: string;
-  try {
-    text = fs.readFileSync(file, "utf8");
-  } catch (e) {
-    throw new InputError(`cannot read config file ${file}: ${(e as Error).message}`);
-  }
-  let parsed: unknown;
-  try {
-    parsed = YAML.parse(text);
-  } catch (e) {
-    throw new InputError(`${file}: not valid YAML: ${(e as Error).message}`);
-  }
-  if (parsed === null || parsed === undefined) return {};
-  if (typeof parsed !== "object" || Array.isArray(parsed))
-    throw new InputError(`${file}: the top level must be a mapping`);
-  refuseForbiddenKeys(parsed, file);
-  return parsed as Record<string, unknown>;
-}
-
-/** Merge: schema defaults ← config file ← explicit flags ← --set overrides; then validate. */
-export function resolveConfig<S extends z.ZodType>(
-  schema: S,
-  file: string | undefined,
-  flags: Record<string, unknown>,
-  sets: string[] = [],
-): z.infer<S> {
-  const merged = loadConfigFile(file);
-  for (const [k, v] of Object.entries(flags)) if (v !== undefined) setPath(merged, k, v);
-  for (const s of sets) {
-    const [k, v] = parseOverride(s);
-    setPath(merged, k, v);
-  }
-  const r = schema.safeParse(merged);
-  if (!r.success) {
-    const msgs = r.error.issues.map((i) => `  ${i.path.join(".") || "(top level)"}: ${i.message}`);
-    throw new InputError(`invalid configuration${file ? ` (${file})` : ""}:\n${msgs.join("\n")}`);
-  }
-  return r.data;
 }
 
 // ---------------------------------------------------------------- output and progress

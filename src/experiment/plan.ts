@@ -9,8 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { canonicalJson, fileHash, modelFolderHash, sha256 } from "../io/hash.js";
-import { hardenSchema } from "../cli/schema.js";
-import { defaultHardenConfig, type HardenConfig } from "../recipes/harden.js";
+import { hardenConfigOf, type HardenConfig } from "../config/harden.js";
 import type { Method } from "../report/schema.js";
 import { gridLabel, nestSettings, type ExperimentSpec, type TrainedMethod } from "./spec.js";
 import { setPath } from "../util/overrides.js";
@@ -111,18 +110,10 @@ export function hardenConfigFor(
   for (const [k, v] of flat(nestSettings(overrides))) setPath(cfgIn, k, v);
   Object.assign(cfgIn, { model: model.path, data: spec.data.train, out: "(cell)", method, seed });
   if (languages) cfgIn.languages = languages;
-  const r = hardenSchema.safeParse(cfgIn);
-  if (!r.success) {
-    const msgs = r.error.issues
-      .slice(0, 5)
-      .map((i) => `${i.path.map(String).join(".") || "(top level)"}: ${i.message}`);
-    throw new InputError(`${source}: ${where}: invalid harden setting: ${msgs.join("; ")}`);
-  }
-  const c = r.data;
+  const c = hardenConfigOf(cfgIn, `${source}: ${where}: invalid harden setting`);
   if (method === "goodvibe") checkClusterSettings(c.cluster, c.identify, `${source}: ${where}`);
-  const base = defaultHardenConfig({ model: c.model, data: c.data, out: "(cell)" });
   // The seed axis drives every random choice of training: data subsample and order (and LoRA init via train.seed).
-  return { ...base, ...c, runDir: "(cell)", train: { ...base.train, ...c.train, seed } };
+  return { ...c, runDir: "(cell)", train: { ...c.train, seed } };
 }
 
 /** Every cell of the experiment, before hashing, in run order. */

@@ -18,48 +18,15 @@ import { IGNORE_INDEX, countAnswerTokens, sftLossHead } from "./losses.js";
 import { estimateParams, sftFlops, trainerFlopsEstimate, type FlopCount } from "./flops.js";
 import { peakRssBytes } from "../util/memory.js";
 import { interrupted, stopRequested } from "../util/stop.js";
+import type { TrainConfig } from "./train-config.js";
 
 export interface SftExample {
   inputIds: number[];
   labels: number[];
 }
 
-export interface TrainConfig {
-  lr: number;
-  epochs: number;
-  warmupRatio: number;
-  schedule: "cosine" | "constant";
-  /** examples per micro-batch (padded on the right) */
-  batchSize: number;
-  gradAccum: number;
-  weightDecay: number;
-  betas: [number, number];
-  eps: number;
-  /** clip the global gradient norm (null: no clipping) */
-  maxGradNorm: number | null;
-  gradientCheckpointing: boolean;
-  seed: number;
-  /** optimiser steps between checkpoints (0: only at the end) */
-  checkpointEvery: number;
-  /** stop after this many optimiser steps in this call (tests simulate an interruption with it) */
-  stopAfterSteps?: number;
-}
-
-export const DEFAULT_TRAIN: TrainConfig = {
-  lr: 1e-4,
-  epochs: 2,
-  warmupRatio: 0.1,
-  schedule: "cosine",
-  batchSize: 1,
-  gradAccum: 4,
-  weightDecay: 0,
-  betas: [0.9, 0.999],
-  eps: 1e-8,
-  maxGradNorm: 1.0,
-  gradientCheckpointing: true,
-  seed: 0,
-  checkpointEvery: 50,
-};
+// the loop's settings and their defaults live in train-config.ts (one typed config per stage)
+export { DEFAULT_TRAIN, type TrainConfig } from "./train-config.js";
 
 export interface StepLog {
   step: number;

@@ -24,9 +24,7 @@ import {
   judgeConvention,
   judgeMessages,
   sftMessages,
-  DEFAULT_JUDGE_TASK,
   type JudgeConvention,
-  type JudgeTask,
 } from "../data/prompts.js";
 import { loadModel, recordToTensor } from "../models/load.js";
 import { openModelWeights } from "../io/safetensors.js";
@@ -50,11 +48,11 @@ import {
   readClusterMap,
   selectionsOf,
   writeClusterMap,
-  DEFAULT_CLUSTER,
   type ClusterMap,
-  type ClusterOptions,
   type ModuleClusters,
 } from "../method/goodvibe/clustering.js";
+import type { ClusterOptions, IdentifyConfig } from "../method/goodvibe/config.js";
+import { DEFAULT_DTYPE, type HardenConfig } from "../config/harden.js";
 import {
   attachFull,
   attachGoodVibe,
@@ -62,15 +60,7 @@ import {
   type AttachedMethod,
   type MethodName,
 } from "../method/method.js";
-import { DEFAULT_LORA, type LoraConfig } from "../method/lora/config.js";
-import {
-  DEFAULT_TRAIN,
-  trainSft,
-  type SftExample,
-  type TrainConfig,
-  type TrainHooks,
-  type TrainResult,
-} from "../method/train.js";
+import { trainSft, type SftExample, type TrainHooks, type TrainResult } from "../method/train.js";
 import {
   DELTA_FILE,
   writeFoldedCheckpoint,
@@ -82,72 +72,9 @@ import { countParams } from "../method/method.js";
 import { peakRssBytes } from "../util/memory.js";
 import { interrupted, stopPoint } from "../util/stop.js";
 
-export interface IdentifyConfig {
-  topK: number;
-  mode: SelectionMode;
-  batchSize: number;
-  /** use at most this many pairs (each gives a secure and an insecure sample); 0 = all */
-  maxPairs: number;
-  profileSamples: number;
-  maxLength: number;
-  gradientCheckpointing: boolean;
-  /** The judge task identification asks: instruction template and label mapping, one object (the paper's). */
-  judgeTask: JudgeTask;
-  /** lm_head's rows are neurons too (§4.1's "all linear layers"; Table 6's count): off by default */
-  lmHead: boolean;
-}
-
-export interface HardenConfig {
-  model: string;
-  data: string;
-  languages?: string[];
-  out: string;
-  runDir: string;
-  method: MethodName;
-  /**
-   * Compute dtype. bfloat16 (the default) is the paper's bf16 mixed precision (§4.2): the model computes in bf16
-   * and every method's trainable tensors are float32 masters with float32 AdamW states. float32 computes in fp32.
-   */
-  dtype?: DType;
-  seed: number;
-  identify: IdentifyConfig;
-  cluster: ClusterOptions;
-  train: TrainConfig & { maxLength: number; maxPairs: number };
-  lora: LoraConfig;
-  /** an existing non-empty output folder is moved aside (renamed, never deleted) instead of refused */
-  overwrite?: boolean;
-}
-
-/** The paper trains in bf16 mixed precision (§4.2); `dtype: float32` trains in fp32. */
-export const DEFAULT_DTYPE = "bfloat16" satisfies DType;
-
-export const DEFAULT_IDENTIFY: IdentifyConfig = {
-  topK: 50,
-  mode: "gradient",
-  batchSize: 4,
-  maxPairs: 0,
-  profileSamples: 32,
-  maxLength: 1024,
-  gradientCheckpointing: true,
-  judgeTask: DEFAULT_JUDGE_TASK,
-  lmHead: false,
-};
-
-export function defaultHardenConfig(
-  over: Partial<HardenConfig> & Pick<HardenConfig, "model" | "data" | "out">,
-): HardenConfig {
-  return {
-    runDir: path.join(path.dirname(path.resolve(over.out)), `.${path.basename(over.out)}.run`),
-    method: "goodvibe",
-    dtype: DEFAULT_DTYPE,
-    seed: 0,
-    identify: { ...DEFAULT_IDENTIFY },
-    cluster: { ...DEFAULT_CLUSTER },
-    train: { ...DEFAULT_TRAIN, maxLength: 1024, maxPairs: 0 },
-    lora: { ...DEFAULT_LORA },
-    ...over,
-  };
-}
+// the configuration (one typed config per stage, merged once) lives in src/config/ and the stages' folders
+export { DEFAULT_DTYPE, defaultHardenConfig, type HardenConfig } from "../config/harden.js";
+export { DEFAULT_IDENTIFY, type IdentifyConfig } from "../method/goodvibe/config.js";
 
 export interface Logger {
   info(msg: string): void;

@@ -7,8 +7,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { InputError } from "../../src/errors.js";
-import { resolveConfig } from "../../src/cli/common.js";
-import { hardenSchema } from "../../src/cli/schema.js";
+import { resolveConfig } from "../../src/config/resolve.js";
+import { hardenSchema } from "../../src/config/harden.js";
 import { loadExperimentSpec } from "../../src/experiment/spec.js";
 import { REPO_ROOT } from "../evalcore/make-model.js";
 

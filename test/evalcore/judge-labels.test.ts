@@ -18,7 +18,7 @@ import {
 } from "../../src/data/prompts.js";
 import { defaultHardenConfig, planStages, stageIdentify } from "../../src/recipes/harden.js";
 import { modelFingerprint as neuronModelFingerprint } from "../../src/method/goodvibe/identify.js";
-import { hardenSchema } from "../../src/cli/schema.js";
+import { hardenSchema } from "../../src/config/harden.js";
 import { renderOrganismChat, writeCorpusJsonl } from "../../src/data/corpus.js";
 import { pairsToLabelledSamples } from "../../src/data/pairs.js";
 import { loadTokenizer } from "../../src/io/tokenizer.js";

@@ -3,9 +3,9 @@ import * as path from "node:path";
 import { InputError } from "../../errors.js";
 import { Option, type Command } from "commander";
 import { collect, integer, list, number, shownDefault } from "../options.js";
-import { interruptSignal, makeLogger, output, resolveConfig, runCommand } from "../common.js";
-import { hardenSchema } from "../schema.js";
-import { defaultHardenConfig, runHarden, type HardenConfig } from "../../recipes/harden.js";
+import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
+import { hardenSchema, resolveHardenConfig, type HardenConfig } from "../../config/harden.js";
+import { runHarden } from "../../recipes/harden.js";
 import { formatFlops } from "../../method/flops.js";
 
 /**
@@ -50,7 +50,8 @@ function getPath(obj: Record<string, unknown>, dotted: string): unknown {
     );
 }
 
-export function hardenConfigFrom(opts: Record<string, unknown>): HardenConfig {
+/** The command's flags as config keys (undefined: not given), for the one merge in src/config/. */
+export function configFlags(opts: Record<string, unknown>): Record<string, unknown> {
   const flags: Record<string, unknown> = {
     model: opts.model,
     data: opts.data,
@@ -59,19 +60,27 @@ export function hardenConfigFrom(opts: Record<string, unknown>): HardenConfig {
     runDir: opts.runDir,
   };
   for (const [name, f] of Object.entries(CONFIG_FLAGS)) flags[f.key] = opts[name];
-  const c = resolveConfig(hardenSchema, opts.config as string | undefined, flags, opts.set as string[]);
+  return flags;
+}
+
+export function hardenConfigFrom(
+  opts: Record<string, unknown>,
+  runDirFor?: (out: string) => string,
+): HardenConfig {
+  const cfg = resolveHardenConfig(
+    opts.config as string | undefined,
+    configFlags(opts),
+    opts.set as string[],
+    {
+      overwrite: opts.overwrite === true,
+      runDirFor,
+    },
+  );
   // otherwise the first complaint is a missing tokenizer.json, which sends the user looking for the wrong thing
-  if (!fs.existsSync(c.model)) throw new InputError(`--model ${c.model}: no such folder`);
-  if (!fs.statSync(c.model).isDirectory())
-    throw new InputError(`--model ${c.model}: not a folder (give the model's folder)`);
-  const base = defaultHardenConfig({ model: c.model, data: c.data, out: c.out });
-  return {
-    ...base,
-    ...c,
-    runDir: c.runDir ?? base.runDir,
-    train: { ...base.train, ...c.train },
-    overwrite: opts.overwrite === true,
-  };
+  if (!fs.existsSync(cfg.model)) throw new InputError(`--model ${cfg.model}: no such folder`);
+  if (!fs.statSync(cfg.model).isDirectory())
+    throw new InputError(`--model ${cfg.model}: not a folder (give the model's folder)`);
+  return cfg;
 }
 
 /** The config keys of `sections` with their defaults, for the end of --help: what `--set` and `-c` change. */

@@ -6,13 +6,7 @@ import { InputError } from "../../errors.js";
 import { loadTokenizer } from "../../io/tokenizer.js";
 import { readPairs } from "../../data/pairs.js";
 import { loadModel } from "../../models/load.js";
-import {
-  clusterWithStops,
-  isRunEntry,
-  runTrain,
-  stageIdentify,
-  type HardenConfig,
-} from "../../recipes/harden.js";
+import { clusterWithStops, isRunEntry, runTrain, stageIdentify } from "../../recipes/harden.js";
 import {
   checkTopK,
   readNeuronMap,
@@ -30,18 +24,9 @@ import {
 } from "../../method/fold.js";
 import { checkOutput, publishFile } from "../../io/atomic.js";
 import { integer, number } from "../options.js";
-import { interruptSignal, loadConfigFile, makeLogger, output, runCommand } from "../common.js";
+import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { attachPeftAdapter } from "../../method/lora/model.js";
 import { addHardenOptions, hardenConfigFrom } from "./harden.js";
-
-/** identify keeps its state beside the neuron map it writes, unless --run-dir (or the config) says where. */
-function withRunDir(
-  cfg: HardenConfig,
-  opts: Record<string, unknown>,
-  config: Record<string, unknown>,
-): HardenConfig {
-  return opts.runDir || config.runDir ? cfg : { ...cfg, runDir: `${cfg.out}.run` };
-}
 
 export function registerStages(program: Command): void {
   addHardenOptions(
@@ -63,7 +48,8 @@ export function registerStages(program: Command): void {
       const g = program.opts();
       const log = makeLogger(g);
       await runCommand(g, async () => {
-        const cfg = withRunDir(hardenConfigFrom(opts), opts, loadConfigFile(opts.config));
+        // identify keeps its state beside the neuron map it writes, unless --run-dir (or the config) says where
+        const cfg = hardenConfigFrom(opts, (out) => `${out}.run`);
         const inputs = { "--model": cfg.model, "--data": cfg.data };
         checkOutput({ flag: "--out", path: cfg.out, kind: "file", inputs, overwrite: cfg.overwrite });
         checkOutput({ flag: "--run-dir", path: cfg.runDir, kind: "folder", inputs, ownEntry: isRunEntry });

@@ -8,6 +8,7 @@
  * stream differs from numpy's, so labels match sklearn only up to renumbering, which `canonicalLabels` removes.
  */
 import { createRng, type Rng } from "../../util/random.js";
+import { DEFAULT_CLUSTER, type ClusterFallback } from "./config.js";
 
 export type Points = readonly (readonly number[])[];
 
@@ -240,13 +241,7 @@ export function canonicalLabels(features: Points | readonly number[], labels: re
   return dense.map((l) => rank[l]!);
 }
 
-/**
- * What a layer gets when its neurons show no cluster structure (best silhouette below the threshold, or too few
- * neurons to compute one). "shared": one update row for all of them, the reading of the paper that Table 2's
- * parameter counts support (every GoodVibe figure there lies between one and two rows per module). "per-neuron":
- * every neuron its own row, the reading of §6.2's "updated independently".
- */
-export type ClusterFallback = "shared" | "per-neuron";
+export type { ClusterFallback };
 
 export interface ChooseClustersOptions {
   kMax?: number;
@@ -289,7 +284,13 @@ export function chooseClusters(
 ): ClusterChoice {
   const points = asPoints(features);
   const n = points.length;
-  const { kMax = 8, threshold = 0.05, fallback = "shared", seed, nInit = 10 } = opts;
+  const {
+    kMax = DEFAULT_CLUSTER.kMax,
+    threshold = DEFAULT_CLUSTER.threshold,
+    fallback = DEFAULT_CLUSTER.fallback,
+    seed,
+    nInit = DEFAULT_CLUSTER.nInit,
+  } = opts;
   const tried: ClusterChoice["tried"] = [];
   let best: { k: number; silhouette: number; labels: number[] } | null = null;
   for (let k = 2; k <= Math.min(kMax, n - 1); k++) {

@@ -11,39 +11,11 @@ import { writeFileAtomic } from "../../io/atomic.js";
 import type { RowSelection } from "./adapter.js";
 import { chooseClusters, fallbackLabels, type ClusterFallback } from "./cluster.js";
 import type { ModelFingerprint, ModuleNeurons, NeuronMap } from "./identify.js";
+import { DEFAULT_CLUSTER, type ClusterFeatures, type ClusterOptions } from "./config.js";
+// the stage's settings live in config.ts; importers of this module keep finding them here
+export { DEFAULT_CLUSTER, type ClusterFeatures, type ClusterOptions };
 
-/**
- * What each neuron is as a point:
- * - "importance": its mean importance (one number). Any one-dimensional sample splits well (two k-means groups of
- *   evenly spread numbers already score about 0.5), so thresholds like the paper's 0.01-0.1 never apply.
- * - "profile": its importances on the profiled samples (one coordinate per sample). The neurons' overall size
- *   still dominates the distances.
- * - "profile-normalized": the profile scaled to unit length: on which samples a neuron matters, not how much.
- *   Neurons without a shared pattern score near 0 here, which is the range the paper's thresholds test.
- */
-export type ClusterFeatures = "importance" | "profile" | "profile-normalized";
 import { parseJson } from "../../util/keys.js";
-
-export interface ClusterOptions {
-  kMax: number;
-  threshold: number;
-  seed: number;
-  nInit: number;
-  features: ClusterFeatures;
-  /** what a layer below the threshold (or with under three neurons) gets */
-  fallback: ClusterFallback;
-  /** ablation: skip clustering, every selected neuron its own row */
-  disabled?: boolean;
-}
-
-export const DEFAULT_CLUSTER: ClusterOptions = {
-  kMax: 8,
-  threshold: 0.05,
-  seed: 0,
-  nInit: 10,
-  features: "profile-normalized",
-  fallback: "shared",
-};
 
 /** How a module's selected rows are updated. */
 export type ModuleUpdates = "clustered" | ClusterFallback;

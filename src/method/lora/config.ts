@@ -4,6 +4,7 @@
  * (r, lora_alpha, use_rslora, rank_pattern, alpha_pattern). The matching rules are PEFT's own
  * (check_target_module_exists, get_pattern_key), so an adapter means here what it means in PEFT and vLLM.
  */
+import { z } from "zod";
 
 export interface LoraConfig {
   r: number;
@@ -32,6 +33,18 @@ export const DEFAULT_LORA = {
   dropout: 0.05,
   targetModules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
 } satisfies LoraConfig;
+
+const loraBounded = (max: number) => z.number().int().positive().max(max, `must be at most ${max}`);
+
+/** The `lora` section of a config file (PEFT's fields that a run sets; the others keep PEFT's defaults). */
+export const loraSchema = z
+  .object({
+    r: loraBounded(4096).default(DEFAULT_LORA.r),
+    alpha: z.number().positive().default(DEFAULT_LORA.alpha),
+    dropout: z.number().min(0).max(1).default(DEFAULT_LORA.dropout),
+    targetModules: z.array(z.string()).min(1).default(DEFAULT_LORA.targetModules),
+  })
+  .strict();
 
 /** Python's re.fullmatch for a pattern PEFT users write (the common syntax is the same in JS). */
 function fullmatch(pattern: string, s: string): boolean {

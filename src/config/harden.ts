@@ -1,0 +1,125 @@
+/**
+ * The hardening recipe's configuration: one typed object built from each stage's own config (identify and
+ * cluster in method/goodvibe/config.ts, train in method/train-config.ts, lora in method/lora/config.ts), so
+ * every default is written once, next to the stage that uses it. `hardenConfig` is the one merge: the CLI
+ * (harden, identify, train, cluster), the experiment runner and library callers resolve through it.
+ */
+import * as path from "node:path";
+import { z } from "zod";
+import type { DType } from "../tensor/index.js";
+import type { MethodName } from "../method/method.js";
+import {
+  clusterSchema,
+  identifySchema,
+  type ClusterOptions,
+  type IdentifyConfig,
+} from "../method/goodvibe/config.js";
+import { trainSchema, type TrainStageConfig } from "../method/train-config.js";
+import { loraSchema, type LoraConfig } from "../method/lora/config.js";
+import { parseConfig, resolveConfig } from "./resolve.js";
+
+/** The paper trains in bf16 mixed precision (§4.2); `dtype: float32` trains in fp32. */
+export const DEFAULT_DTYPE = "bfloat16" satisfies DType;
+export const DEFAULT_METHOD: MethodName = "goodvibe";
+export const DEFAULT_SEED = 0;
+
+export interface HardenConfig {
+  model: string;
+  data: string;
+  languages?: string[];
+  out: string;
+  runDir: string;
+  method: MethodName;
+  /**
+   * Compute dtype. bfloat16 (the default) is the paper's bf16 mixed precision (§4.2): the model computes in bf16
+   * and every method's trainable tensors are float32 masters with float32 AdamW states. float32 computes in fp32.
+   */
+  dtype?: DType;
+  seed: number;
+  identify: IdentifyConfig;
+  cluster: ClusterOptions;
+  train: TrainStageConfig;
+  lora: LoraConfig;
+  /** an existing non-empty output folder is moved aside (renamed, never deleted) instead of refused */
+  overwrite?: boolean;
+}
+
+const nonNegInt = z.number().int().nonnegative();
+
+/** The schema of YAML config files and --set overrides: every section's defaults are its stage's. */
+export const hardenSchema = z
+  .object({
+    model: z.string().min(1, "the model folder is required (--model)"),
+    data: z.string().min(1, "the pairs dataset is required (--data)"),
+    out: z.string().min(1, "the output folder is required (--out)"),
+    runDir: z.string().optional(),
+    languages: z.array(z.string()).optional(),
+    method: z.enum(["goodvibe", "lora", "full"]).default(DEFAULT_METHOD),
+    dtype: z.enum(["float32", "bfloat16"]).default(DEFAULT_DTYPE),
+    seed: nonNegInt.default(DEFAULT_SEED),
+    identify: identifySchema.default(identifySchema.parse({})),
+    cluster: clusterSchema.default(clusterSchema.parse({})),
+    train: trainSchema.default(trainSchema.parse({})),
+    lora: loraSchema.default(loraSchema.parse({})),
+  })
+  .strict();
+
+export type HardenFileConfig = z.infer<typeof hardenSchema>;
+
+/**
+ * The settings of one stage's command (`goodvibe cluster -c harden.yaml`): the same file as `harden` reads, with
+ * the model, data and output paths not required (that command takes its own inputs).
+ */
+export const stageFileSchema = hardenSchema.partial({ model: true, data: true, out: true });
+
+/** Where a run keeps its stages when not told: `.<out>.run` beside the output. */
+export function defaultRunDir(out: string): string {
+  return path.join(path.dirname(path.resolve(out)), `.${path.basename(out)}.run`);
+}
+
+/** How a command completes a config: the output's fate, and where its run folder goes when not set. */
+export interface CompleteOptions {
+  overwrite?: boolean;
+  /** the run folder when neither the file, a flag nor --set names one (default: defaultRunDir) */
+  runDirFor?: (out: string) => string;
+}
+
+/** A validated config file's values as the recipe's config: the run folder filled in. */
+export function completeHardenConfig(c: HardenFileConfig, opts: CompleteOptions = {}): HardenConfig {
+  return {
+    ...c,
+    runDir: c.runDir ?? (opts.runDirFor ?? defaultRunDir)(c.out),
+    ...(opts.overwrite !== undefined ? { overwrite: opts.overwrite } : {}),
+  };
+}
+
+/**
+ * The one merge of a harden config: schema defaults ← config file ← flags (dotted keys) ← --set overrides,
+ * validated, with the run folder filled in.
+ */
+export function resolveHardenConfig(
+  file: string | undefined,
+  flags: Record<string, unknown>,
+  sets: readonly string[] = [],
+  opts: CompleteOptions = {},
+): HardenConfig {
+  return completeHardenConfig(resolveConfig(hardenSchema, file, flags, sets), opts);
+}
+
+/** A harden config from a nested mapping (the experiment runner's cells); errors prefixed with `where`. */
+export function hardenConfigOf(input: Record<string, unknown>, where: string): HardenConfig {
+  return completeHardenConfig(parseConfig(hardenSchema, input, where, "inline"));
+}
+
+/**
+ * Every default, for library callers: the model, data and output are required; whole sections given in
+ * `over` replace the defaults' (`{ train: { ...d.train, epochs: 1 } }`).
+ */
+export function defaultHardenConfig(
+  over: Partial<HardenConfig> & Pick<HardenConfig, "model" | "data" | "out">,
+): HardenConfig {
+  return {
+    ...completeHardenConfig(hardenSchema.parse({ model: over.model, data: over.data, out: over.out })),
+    ...over,
+  };
+}

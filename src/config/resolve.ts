@@ -1,0 +1,74 @@
+/**
+ * The one place where configuration is merged: schema defaults ← config file (YAML) ← explicit flags ← --set
+ * overrides, then validated by the stage's zod schema (unknown keys refused, each named). The CLI, the
+ * experiment runner and library callers all resolve through here.
+ */
+import * as fs from "node:fs";
+import YAML from "yaml";
+import type { z } from "zod";
+import { InputError } from "../errors.js";
+import { refuseForbiddenKeys } from "../util/keys.js";
+import { parseOverride, setPath } from "../util/overrides.js";
+
+/** A YAML config file as a plain mapping ({} without a file); prototype-polluting keys refused. */
+export function loadConfigFile(file: string | undefined): Record<string, unknown> {
+  if (!file) return {};
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (e) {
+    throw new InputError(`cannot read config file ${file}: ${(e as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = YAML.parse(text);
+  } catch (e) {
+    throw new InputError(`${file}: not valid YAML: ${(e as Error).message}`);
+  }
+  if (parsed === null || parsed === undefined) return {};
+  if (typeof parsed !== "object" || Array.isArray(parsed))
+    throw new InputError(`${file}: the top level must be a mapping`);
+  refuseForbiddenKeys(parsed, file);
+  return parsed as Record<string, unknown>;
+}
+
+/**
+ * Validate a merged mapping; the error names every offending key (`where` prefixes the message): one per line,
+ * or "inline" the first five on one line (an experiment file names many cells).
+ */
+export function parseConfig<S extends z.ZodType>(
+  schema: S,
+  merged: unknown,
+  where: string,
+  style: "lines" | "inline" = "lines",
+): z.infer<S> {
+  const r = schema.safeParse(merged);
+  if (!r.success) {
+    const msgs = r.error.issues.map((i) => `${i.path.map(String).join(".") || "(top level)"}: ${i.message}`);
+    throw new InputError(
+      style === "lines"
+        ? `${where}:\n${msgs.map((m) => `  ${m}`).join("\n")}`
+        : `${where}: ${msgs.slice(0, 5).join("; ")}`,
+    );
+  }
+  return r.data;
+}
+
+/**
+ * Merge: schema defaults ← config file ← explicit flags (dotted keys; undefined = not given) ← --set
+ * overrides; then validate.
+ */
+export function resolveConfig<S extends z.ZodType>(
+  schema: S,
+  file: string | undefined,
+  flags: Record<string, unknown>,
+  sets: readonly string[] = [],
+): z.infer<S> {
+  const merged = loadConfigFile(file);
+  for (const [k, v] of Object.entries(flags)) if (v !== undefined) setPath(merged, k, v);
+  for (const s of sets) {
+    const [k, v] = parseOverride(s);
+    setPath(merged, k, v);
+  }
+  return parseConfig(schema, merged, `invalid configuration${file ? ` (${file})` : ""}`);
+}

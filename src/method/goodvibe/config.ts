@@ -1,0 +1,141 @@
+/**
+ * GoodVibe's stage settings, one typed config per stage (as PEFT keeps a config.py per tuner): identification
+ * (which rows are security neurons) and clustering (which of them share an update). Each default is written
+ * here once; the config schema (src/config/harden.ts), the CLI's --help and the recipes all read it from here.
+ */
+import { z } from "zod";
+import { DEFAULT_JUDGE_TASK, validateJudgeTask, type JudgeTask } from "../../data/prompts.js";
+import type { SelectionMode } from "./identify.js";
+
+const posInt = z.number().int().positive();
+const nonNegInt = z.number().int().nonnegative();
+/**
+ * Counts that size loops and buffers before any data are seen (batches, k-means restarts): bounded far above
+ * any real run, so a careless 1e15 is an error naming the key, not a hang or a heap abort.
+ */
+export const bounded = (max: number) => posInt.max(max, `must be at most ${max}`);
+
+// ---------------------------------------------------------------- identification
+export interface IdentifyConfig {
+  /** security neurons kept per linear layer (the paper's k) */
+  topK: number;
+  mode: SelectionMode;
+  batchSize: number;
+  /** use at most this many pairs (each gives a secure and an insecure sample); 0 = all */
+  maxPairs: number;
+  profileSamples: number;
+  maxLength: number;
+  gradientCheckpointing: boolean;
+  /** The judge task identification asks: instruction template and label mapping, one object (the paper's). */
+  judgeTask: JudgeTask;
+  /** lm_head's rows are neurons too (§4.1's "all linear layers"; Table 6's count): off by default */
+  lmHead: boolean;
+}
+
+export const DEFAULT_IDENTIFY: IdentifyConfig = {
+  topK: 50,
+  mode: "gradient",
+  batchSize: 4,
+  maxPairs: 0,
+  profileSamples: 32,
+  maxLength: 1024,
+  gradientCheckpointing: true,
+  judgeTask: DEFAULT_JUDGE_TASK,
+  lmHead: false,
+};
+
+/**
+ * The judge task (instruction template with {unsafe} and {safe}, and the label mapping) as one object; its
+ * default is the paper's. Checked as a whole, so a custom instruction cannot contradict the labels.
+ */
+export const judgeTaskSchema = z
+  .object({
+    instruction: z.string().min(1).default(DEFAULT_JUDGE_TASK.instruction),
+    labels: z
+      .object({
+        unsafe: z.string().min(1).default(DEFAULT_JUDGE_TASK.labels.unsafe),
+        safe: z.string().min(1).default(DEFAULT_JUDGE_TASK.labels.safe),
+      })
+      .strict()
+      .default({ ...DEFAULT_JUDGE_TASK.labels }),
+  })
+  .strict()
+  .superRefine((task, ctx) => {
+    try {
+      validateJudgeTask(task, "judgeTask");
+    } catch (e) {
+      ctx.addIssue({ code: "custom", message: (e as Error).message });
+    }
+  });
+
+export const identifySchema = z
+  .object({
+    topK: posInt.default(DEFAULT_IDENTIFY.topK),
+    mode: z.enum(["gradient", "activation"]).default(DEFAULT_IDENTIFY.mode),
+    batchSize: bounded(4096).default(DEFAULT_IDENTIFY.batchSize),
+    maxPairs: nonNegInt.default(DEFAULT_IDENTIFY.maxPairs),
+    profileSamples: nonNegInt.default(DEFAULT_IDENTIFY.profileSamples),
+    maxLength: posInt.default(DEFAULT_IDENTIFY.maxLength),
+    gradientCheckpointing: z.boolean().default(DEFAULT_IDENTIFY.gradientCheckpointing),
+    judgeTask: judgeTaskSchema.default({
+      instruction: DEFAULT_IDENTIFY.judgeTask.instruction,
+      labels: { ...DEFAULT_IDENTIFY.judgeTask.labels },
+    }),
+    lmHead: z.boolean().default(DEFAULT_IDENTIFY.lmHead),
+  })
+  .strict();
+
+// ---------------------------------------------------------------- clustering
+/**
+ * What each neuron is as a point:
+ * - "importance": its mean importance (one number). Any one-dimensional sample splits well (two k-means groups of
+ *   evenly spread numbers already score about 0.5), so thresholds like the paper's 0.01-0.1 never apply.
+ * - "profile": its importances on the profiled samples (one coordinate per sample). The neurons' overall size
+ *   still dominates the distances.
+ * - "profile-normalized": the profile scaled to unit length: on which samples a neuron matters, not how much.
+ *   Neurons without a shared pattern score near 0 here, which is the range the paper's thresholds test.
+ */
+/**
+ * What a layer gets when its neurons show no cluster structure (best silhouette below the threshold, or too few
+ * neurons to compute one). "shared": one update row for all of them, the reading of the paper that Table 2's
+ * parameter counts support (every GoodVibe figure there lies between one and two rows per module). "per-neuron":
+ * every neuron its own row, the reading of §6.2's "updated independently".
+ */
+export type ClusterFallback = "shared" | "per-neuron";
+
+export type ClusterFeatures = "importance" | "profile" | "profile-normalized";
+
+export interface ClusterOptions {
+  kMax: number;
+  /** silhouette below which a layer is not clustered (it gets the fallback) */
+  threshold: number;
+  seed: number;
+  nInit: number;
+  features: ClusterFeatures;
+  /** what a layer below the threshold (or with under three neurons) gets */
+  fallback: ClusterFallback;
+  /** ablation: skip clustering, every selected neuron its own row */
+  disabled?: boolean;
+}
+
+export const DEFAULT_CLUSTER: Required<ClusterOptions> = {
+  kMax: 8,
+  threshold: 0.05,
+  seed: 0,
+  nInit: 10,
+  features: "profile-normalized",
+  fallback: "shared",
+  disabled: false,
+};
+
+export const clusterSchema = z
+  .object({
+    kMax: z.number().int().min(2).max(10_000, "must be at most 10000").default(DEFAULT_CLUSTER.kMax),
+    threshold: z.number().default(DEFAULT_CLUSTER.threshold),
+    seed: nonNegInt.default(DEFAULT_CLUSTER.seed),
+    nInit: bounded(1000).default(DEFAULT_CLUSTER.nInit),
+    features: z.enum(["importance", "profile", "profile-normalized"]).default(DEFAULT_CLUSTER.features),
+    fallback: z.enum(["shared", "per-neuron"]).default(DEFAULT_CLUSTER.fallback),
+    disabled: z.boolean().default(DEFAULT_CLUSTER.disabled),
+  })
+  .strict();
