@@ -22,6 +22,13 @@ import { writeTaskSplit, type TaskSplitRecord } from "./task-split.js";
 // 3: the paper's judge instruction and labels (1 = unsafe); cells and judges of earlier versions are not reused
 export const EXPERIMENT_CODE_VERSION = "goodvibe-experiment/3";
 
+/** The setting a grid varies (its name, harden key and this cell's value). */
+export interface CellStudy {
+  name: string;
+  key: string;
+  value: number | string | boolean;
+}
+
 /** A cell before hashing: what to train and evaluate. */
 export interface CellSetting {
   model: { name: string; path: string };
@@ -29,6 +36,8 @@ export interface CellSetting {
   run?: { name: string; languages: string[] };
   method: Method;
   ablation?: string;
+  /** a grid's cell: which setting it varies and its value here (the report reads it, not the label) */
+  study?: CellStudy;
   seed: number;
   /** null for the base model (evaluated, not trained) */
   harden: HardenConfig | null;
@@ -140,12 +149,14 @@ export function expandCells(spec: ExperimentSpec, source = "experiment"): CellSe
         ablation: string | undefined,
         overrides: Record<string, unknown>,
         w: string,
+        study?: CellStudy,
       ) =>
         cells.push({
           model,
           ...runPart,
           method,
           ...(ablation !== undefined ? { ablation } : {}),
+          ...(study ? { study } : {}),
           seed,
           harden: hardenConfigFor(spec, source, model, method, seed, overrides, where(w), languages),
         });
@@ -162,7 +173,11 @@ export function expandCells(spec: ExperimentSpec, source = "experiment"): CellSe
           spec.grids.forEach((g, i) => {
             if (!g.method.includes(method) || (studies && !studies.has(g.name))) return;
             for (const v of g.values)
-              at(method, seed, gridLabel(g.name, v), { [g.key]: v }, `grids[${i}] (${g.name}=${String(v)})`);
+              at(method, seed, gridLabel(g.name, v), { [g.key]: v }, `grids[${i}] (${g.name}=${String(v)})`, {
+                name: g.name,
+                key: g.key,
+                value: v,
+              });
           });
         }
       }

@@ -299,7 +299,7 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
     } else {
       const shared =
         cfg.method === "goodvibe"
-          ? path.join(outDir, "work", "identify", identifyKey(cfg), "neurons.json")
+          ? path.join(outDir, "work", "identify", identifyKey(cfg), NEURONS_FILE)
           : null;
       const own = path.join(planStages(cfg).identify.dir, NEURONS_FILE);
       if (shared && fs.existsSync(shared) && !fs.existsSync(own)) {
@@ -467,12 +467,15 @@ function reportParts(
 }
 
 /** The naming fields of a cell: from the plan, never from the cache (names are not part of the key). */
-function labels(cell: PlannedCell): Pick<CellResult, "id" | "model" | "method" | "ablation" | "seed"> {
+function labels(
+  cell: PlannedCell,
+): Pick<CellResult, "id" | "model" | "method" | "ablation" | "study" | "seed"> {
   return {
     id: cell.id,
     model: cellModelLabel(cell),
     method: cell.method,
     ...(cell.ablation !== undefined ? { ablation: cell.ablation } : {}),
+    ...(cell.study !== undefined ? { study: cell.study } : {}),
     seed: cell.seed,
   };
 }
@@ -492,7 +495,7 @@ function uniqueIds(cells: CellResult[]): CellResult[] {
 
 /** A cached result under this plan cell's names. */
 function relabel(cached: CellResult, cell: PlannedCell): CellResult {
-  const { id: _i, model: _m, method: _me, ablation: _a, seed: _s, ...rest } = cached;
+  const { id: _i, model: _m, method: _me, ablation: _a, study: _st, seed: _s, ...rest } = cached;
   return { ...labels(cell), ...rest };
 }
 

@@ -178,9 +178,29 @@ export function neuronMapConvention(map: NeuronMap): JudgeConvention | null {
 // ---------------------------------------------------------------- stage keys and the run folder
 /** Bump when a change in the stages' code changes what they compute: cached stages are then recomputed. */
 export const RUN_FORMAT = "goodvibe-run/2";
-export const NEURONS_FILE = "neurons.json";
-export const CLUSTERS_FILE = "clusters.json";
-export const STATS_FILE = "goodvibe-stats.json";
+/** Every name the recipe writes: in the run folder, in a stage's slot, and in the published output folder. */
+export const RUN_FILES = {
+  /** run folder: the run's description (its config and the slot of each stage) */
+  run: "run.json",
+  /** each slot: the inputs that key it */
+  slotInputs: "inputs.json",
+  /** identify slot: identification's resumable state while it runs */
+  identifyState: "identify-state",
+  /** identify slot and output folder: the neuron map */
+  neurons: "neurons.json",
+  /** cluster slot and output folder: the cluster map */
+  clusters: "clusters.json",
+  /** output folder: what made it and how it went (its run key decides reuse) */
+  stats: "goodvibe-stats.json",
+  /** output folder: GoodVibe's delta, LoRA's PEFT adapter folder */
+  delta: DELTA_FILE,
+  adapter: "adapter",
+  /** run folders of earlier versions kept their config here */
+  legacyConfig: "config.json",
+} as const;
+export const NEURONS_FILE = RUN_FILES.neurons;
+export const CLUSTERS_FILE = RUN_FILES.clusters;
+export const STATS_FILE = RUN_FILES.stats;
 
 export interface StageSlot {
   /** the slot's folder in the run folder */
@@ -239,7 +259,15 @@ export function isRunEntry(name: string): boolean {
   return (
     /^(identify|cluster|train-(goodvibe|lora|full))-[0-9a-f]{12}$/.test(name) ||
     // run folders of earlier versions
-    ["config.json", NEURONS_FILE, CLUSTERS_FILE, "identify-state", "run.json"].includes(name) ||
+    (
+      [
+        RUN_FILES.legacyConfig,
+        NEURONS_FILE,
+        CLUSTERS_FILE,
+        RUN_FILES.identifyState,
+        RUN_FILES.run,
+      ] as string[]
+    ).includes(name) ||
     /^train-(goodvibe|lora|full)$/.test(name)
   );
 }
@@ -267,7 +295,7 @@ function differences(slot: StageSlot): string | null {
   for (const name of fs.existsSync(parent) ? fs.readdirSync(parent) : []) {
     if (name === path.basename(slot.dir) || !new RegExp(`^${base}-[0-9a-f]{12}$`).test(name)) continue;
     try {
-      const file = path.join(parent, name, "inputs.json");
+      const file = path.join(parent, name, RUN_FILES.slotInputs);
       const mtime = fs.statSync(file).mtimeMs;
       if (!newest || mtime > newest.mtime)
         newest = { mtime, inputs: JSON.parse(fs.readFileSync(file, "utf8")) };
@@ -295,14 +323,14 @@ function differenceText(was: unknown, now: unknown): string {
 
 /** Make a stage's slot (with the inputs that key it), saying why when it replaces another setting's. */
 function openSlot(slot: StageSlot, stage: string, log: Logger): void {
-  if (fs.existsSync(path.join(slot.dir, "inputs.json"))) return;
+  if (fs.existsSync(path.join(slot.dir, RUN_FILES.slotInputs))) return;
   const diff = differences(slot);
   if (diff)
     log.info(
       `${stage}: settings differ from the cached run (${diff}); computing it anew in ${slot.dir} (the other stays)`,
     );
   fs.mkdirSync(slot.dir, { recursive: true });
-  writeFileAtomic(path.join(slot.dir, "inputs.json"), JSON.stringify(slot.inputs, null, 2));
+  writeFileAtomic(path.join(slot.dir, RUN_FILES.slotInputs), JSON.stringify(slot.inputs, null, 2));
 }
 
 /**
@@ -383,7 +411,7 @@ export async function stageIdentify(
   });
   writeNeuronMap(file, map);
   // the accumulators are no longer needed once the map is written
-  fs.rmSync(path.join(slot.dir, "identify-state"), { recursive: true, force: true });
+  fs.rmSync(path.join(slot.dir, RUN_FILES.identifyState), { recursive: true, force: true });
   return map;
 }
 
@@ -545,7 +573,7 @@ function openRunDir(cfg: HardenConfig, plan: StagePlan): void {
     if (fs.statSync(d).isDirectory()) cleanStaleTemps(d);
   cleanStaleTemps(path.dirname(path.resolve(cfg.out)), path.basename(path.resolve(cfg.out)));
   writeFileAtomic(
-    path.join(cfg.runDir, "run.json"),
+    path.join(cfg.runDir, RUN_FILES.run),
     JSON.stringify(
       {
         format: RUN_FORMAT,
@@ -598,13 +626,13 @@ async function trainAndPublish(
     async (tmp) => {
       fold = await writeFoldedCheckpoint(cfg.model, tmp, method, { signal: hooks.signal });
       if (cfg.method === "goodvibe") {
-        artifact = DELTA_FILE;
-        writeGoodVibeDelta(path.join(tmp, DELTA_FILE), model, selectionsOf(maps.clusters!), method, {
+        artifact = RUN_FILES.delta;
+        writeGoodVibeDelta(path.join(tmp, RUN_FILES.delta), model, selectionsOf(maps.clusters!), method, {
           base_model: path.resolve(cfg.model),
         });
       } else if (cfg.method === "lora") {
-        artifact = "adapter";
-        writePeftAdapter(path.join(tmp, "adapter"), cfg.lora, method, path.resolve(cfg.model));
+        artifact = RUN_FILES.adapter;
+        writePeftAdapter(path.join(tmp, RUN_FILES.adapter), cfg.lora, method, path.resolve(cfg.model));
       }
       if (maps.neurons) writeNeuronMap(path.join(tmp, NEURONS_FILE), maps.neurons);
       if (maps.clusters) writeClusterMap(path.join(tmp, CLUSTERS_FILE), maps.clusters);

@@ -162,6 +162,14 @@ export const cellResultSchema = z.strictObject({
   method: z.enum(METHODS),
   /** e.g. "no-cluster", "activation-selection", "threshold=0.1", "topk=20", "epochs=1". */
   ablation: z.string().min(1).optional(),
+  /** a grid's cell: the setting it varies (grid name, harden key) and its value, as the experiment set it */
+  study: z
+    .strictObject({
+      name: z.string().min(1),
+      key: z.string().min(1),
+      value: z.union([z.number(), z.string(), z.boolean()]),
+    })
+    .optional(),
   seed: z.number().int(),
   params: z.strictObject({ trainable: nonNegInt, total: nonNegInt }),
   cost: z.strictObject({

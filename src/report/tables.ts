@@ -330,10 +330,27 @@ function formatted(cell: Cell, unit: Unit): Cell {
   return cell.kind === "number" ? { ...cell, unit } : cell;
 }
 
-/** Ablations of the threshold/top-k/epoch studies (T5); any other ablation belongs to T4. */
+const STUDIES = ["threshold", "topk", "epochs"];
+
+/**
+ * Ablations of the threshold/top-k/epoch studies (T5); any other ablation belongs to T4. A results file made
+ * before cells carried their grid setting (`study`) is read from the "<name>=<value>" label instead.
+ */
 export function parseStudy(ablation: string): { study: string; setting: string } | undefined {
   const m = /^(threshold|topk|epochs)=(.+)$/.exec(ablation);
   return m ? { study: m[1]!, setting: m[2]! } : undefined;
+}
+
+/** The study a setting belongs to: the value its cells carry, else (older results) its label. */
+export function studyOf(
+  s: Pick<Setting, "ablation" | "cells">,
+): { study: string; setting: string } | undefined {
+  const carried = s.cells.find((c) => c.study)?.study;
+  if (carried)
+    return STUDIES.includes(carried.name)
+      ? { study: carried.name, setting: String(carried.value) }
+      : undefined;
+  return s.ablation === undefined ? undefined : parseStudy(s.ablation);
 }
 
 const ABLATION_LABELS: Record<string, { study: string; variant: string }> = {
@@ -376,7 +393,7 @@ function ablationCells(s: Setting, benchmarks: readonly string[]): Cell[] {
 export function ablationTable(results: ExperimentResults): Table {
   const settings = groupBySetting(results.cells);
   const byKey = new Map(settings.map((s) => [settingKey(s.model, s.method, s.ablation), s]));
-  const ablated = settings.filter((s) => s.ablation !== undefined && parseStudy(s.ablation) === undefined);
+  const ablated = settings.filter((s) => s.ablation !== undefined && studyOf(s) === undefined);
   const { columns, benchmarks } = ablationColumns(results);
   const rows: Cell[][] = [];
   const seen = new Set<string>();
@@ -431,9 +448,9 @@ export function studyTable(results: ExperimentResults): Table {
   const byKey = new Map(settings.map((s) => [settingKey(s.model, s.method, s.ablation), s]));
   const { columns, benchmarks } = ablationColumns(results);
   const studied = settings
-    .map((s) => ({ s, st: s.ablation === undefined ? undefined : parseStudy(s.ablation) }))
+    .map((s) => ({ s, st: studyOf(s) }))
     .filter((x): x is { s: Setting; st: { study: string; setting: string } } => x.st !== undefined);
-  const studyOrder = ["threshold", "topk", "epochs"];
+  const studyOrder = STUDIES;
   const models = modelsInOrder(results.cells);
   const numeric = (v: string) => (Number.isFinite(Number(v)) ? Number(v) : Infinity);
   studied.sort(

@@ -13,7 +13,8 @@ import {
   summarizeNeuronMap,
   writeNeuronMap,
 } from "../../method/goodvibe/identify.js";
-import { DEFAULT_CLUSTER, clusterSummary, writeClusterMap } from "../../method/goodvibe/clustering.js";
+import { clusterSummary, writeClusterMap } from "../../method/goodvibe/clustering.js";
+import { DEFAULT_CLUSTER } from "../../method/goodvibe/config.js";
 import { attachGoodVibe } from "../../method/method.js";
 import {
   foldIntoCheckpoint,
@@ -23,7 +24,9 @@ import {
   DELTA_FILE,
 } from "../../method/fold.js";
 import { checkOutput, publishFile } from "../../io/atomic.js";
-import { integer, number } from "../options.js";
+import { collect, integer, number, shownDefault } from "../options.js";
+import { resolveConfig } from "../../config/resolve.js";
+import { stageFileSchema } from "../../config/harden.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { attachPeftAdapter } from "../../method/lora/model.js";
 import { addHardenOptions, hardenConfigFrom } from "./harden.js";
@@ -82,64 +85,82 @@ export function registerStages(program: Command): void {
       });
     });
 
-  program
+  const cluster = program
     .command("cluster")
     .description("cluster each layer's security neurons (k-means, k by silhouette)")
     .requiredOption("-n, --neurons <file>", "neuron map from `goodvibe identify`")
     .requiredOption("-o, --out <file>", "cluster map to write (must not exist; see --overwrite)")
-    .option("--overwrite", "move an existing output file aside (renamed to <out>.old-<time>, never deleted)")
-    .option("--k-max <n>", "largest k tried", integer(2), DEFAULT_CLUSTER.kMax)
-    .option(
+    .option("--overwrite", "move an existing output file aside (renamed to <out>.old-<time>, never deleted)");
+  // each flag sets one key of the config's cluster section (over the file, under --set); defaults from there
+  const flag = (o: Option, key: keyof typeof DEFAULT_CLUSTER) =>
+    cluster.addOption(shownDefault(o, DEFAULT_CLUSTER[key]));
+  flag(new Option("--k-max <n>", "largest k tried; config key cluster.kMax").argParser(integer(2)), "kMax");
+  flag(
+    new Option(
       "--threshold <x>",
-      "silhouette below which a layer is not clustered (it gets the fallback)",
-      number({ min: -1, max: 1 }),
-      DEFAULT_CLUSTER.threshold,
+      "silhouette below which a layer is not clustered (it gets the fallback); config key cluster.threshold",
+    ).argParser(number({ min: -1, max: 1 })),
+    "threshold",
+  );
+  flag(
+    new Option(
+      "--features <kind>",
+      "what a neuron is to k-means: its importance, its per-sample importance profile, or that profile at unit length; config key cluster.features",
+    ).choices(["importance", "profile", "profile-normalized"]),
+    "features",
+  );
+  flag(
+    new Option(
+      "--fallback <kind>",
+      "a layer below the threshold gets one update row for the layer (shared) or one per neuron; config key cluster.fallback",
+    ).choices(["shared", "per-neuron"]),
+    "fallback",
+  );
+  cluster.option("--no-cluster", "ablation: every neuron its own update row (config key cluster.disabled)");
+  flag(new Option("--seed <n>", "k-means seed; config key cluster.seed").argParser(integer(0)), "seed");
+  flag(
+    new Option("--n-init <n>", "k-means restarts per k; config key cluster.nInit").argParser(integer(1)),
+    "nInit",
+  );
+  cluster
+    .option(
+      "-c, --config <file>",
+      "YAML config: its cluster section is read (a harden config serves; flags override it, --set overrides both)",
     )
-    .addOption(
-      new Option(
-        "--features <kind>",
-        "what a neuron is to k-means: its importance, its per-sample importance profile, or that profile at unit length",
-      )
-        .choices(["importance", "profile", "profile-normalized"])
-        .default(DEFAULT_CLUSTER.features),
+    .option(
+      "--set <key=value>",
+      "override one config key, e.g. --set cluster.kMax=4 (repeatable)",
+      collect,
+      [],
     )
-    .addOption(
-      new Option(
-        "--fallback <kind>",
-        "a layer below the threshold gets one update row for the layer (shared) or one per neuron",
-      )
-        .choices(["shared", "per-neuron"])
-        .default(DEFAULT_CLUSTER.fallback),
-    )
-    .option("--no-cluster", "ablation: every neuron its own update row")
-    .option("--seed <n>", "k-means seed", integer(0), DEFAULT_CLUSTER.seed)
-    .option("--n-init <n>", "k-means restarts per k", integer(1), DEFAULT_CLUSTER.nInit)
     .addHelpText("after", "\nExample:\n  goodvibe cluster -n neurons.json -o clusters.json --threshold 0.1")
     .action(async (opts) => {
       const g = program.opts();
       const log = makeLogger(g);
       await runCommand(g, async () => {
+        const { cluster: options } = resolveConfig(
+          stageFileSchema,
+          opts.config,
+          {
+            "cluster.kMax": opts.kMax,
+            "cluster.threshold": opts.threshold,
+            "cluster.features": opts.features,
+            "cluster.fallback": opts.fallback,
+            "cluster.disabled": opts.cluster === false ? true : undefined,
+            "cluster.seed": opts.seed,
+            "cluster.nInit": opts.nInit,
+          },
+          opts.set,
+        );
         checkOutput({
           flag: "--out",
           path: opts.out,
           kind: "file",
-          inputs: { "--neurons": opts.neurons },
+          inputs: { "--neurons": opts.neurons, "--config": opts.config },
           overwrite: opts.overwrite,
         });
         const map = readNeuronMap(opts.neurons);
-        const c = await clusterWithStops(
-          map,
-          {
-            kMax: opts.kMax,
-            threshold: opts.threshold,
-            seed: opts.seed,
-            nInit: opts.nInit,
-            features: opts.features,
-            fallback: opts.fallback,
-            disabled: opts.cluster === false,
-          },
-          interruptSignal(log),
-        );
+        const c = await clusterWithStops(map, options, interruptSignal(log));
         publishFile(opts.out, (tmp) => writeClusterMap(tmp, c), {
           overwrite: opts.overwrite,
           onMovedAside: (a) => log.warn(`the earlier ${opts.out} was moved aside to ${a}`),

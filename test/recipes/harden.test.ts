@@ -1,0 +1,106 @@
+/**
+ * The hardening recipe called directly (no CLI subprocess): the stages land in their run-folder slots under the
+ * names of RUN_FILES, the settings reach the stages (identify.topK, train.maxPairs), the output records its
+ * provenance, a rerun reuses the finished output, and `goodvibe train`'s path (runTrain on a given cluster map)
+ * computes what `harden` computes: one implementation of the training stage, not two that drift.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { defaultHardenConfig, type HardenConfig } from "../../src/config/harden.js";
+import { RUN_FILES, planStages, runHarden, runTrain } from "../../src/recipes/harden.js";
+import { readNeuronMap } from "../../src/method/goodvibe/identify.js";
+import { readClusterMap } from "../../src/method/goodvibe/clustering.js";
+import { readGoodVibeDelta } from "../../src/method/fold.js";
+import { writeCorpusJsonl } from "../../src/data/corpus.js";
+import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
+
+const made = makeTinyChatModel();
+const work = scratchDir("gv-recipe-");
+const data = path.join(work, "pairs.jsonl");
+writeCorpusJsonl(data, made.pairs.slice(0, 4));
+
+function config(out: string, over: Partial<HardenConfig> = {}): HardenConfig {
+  const d = defaultHardenConfig({ model: made.dir, data, out: path.join(work, out) });
+  return {
+    ...d,
+    dtype: "float32",
+    identify: { ...d.identify, topK: 3, batchSize: 4, maxLength: 512, gradientCheckpointing: false },
+    cluster: { ...d.cluster, features: "importance" },
+    // 4 pairs in the file, 2 trained on: one step per epoch at batch 2
+    train: { ...d.train, epochs: 1, batchSize: 2, gradAccum: 1, maxPairs: 2, gradientCheckpointing: false },
+    ...over,
+  };
+}
+
+test("runHarden: each stage in its slot, the settings reach the stages, the output says what made it", async () => {
+  const cfg = config("hardened");
+  const plan = planStages(cfg);
+  const r = await runHarden(cfg);
+  // the stages' slots hold the inputs that key them and their results, under the table's names
+  for (const k of ["identify", "cluster", "train"] as const) {
+    const inputs = JSON.parse(fs.readFileSync(path.join(plan[k].dir, RUN_FILES.slotInputs), "utf8"));
+    assert.deepEqual(inputs, JSON.parse(JSON.stringify(plan[k].inputs)), k);
+  }
+  const run = JSON.parse(fs.readFileSync(path.join(cfg.runDir, RUN_FILES.run), "utf8"));
+  assert.deepEqual(run.stages, {
+    identify: path.basename(plan.identify.dir),
+    cluster: path.basename(plan.cluster.dir),
+    train: path.basename(plan.train.dir),
+  });
+  assert.ok(
+    !fs.existsSync(path.join(plan.identify.dir, RUN_FILES.identifyState)),
+    "state removed once mapped",
+  );
+  // identify.topK reached identification: every layer keeps exactly 3 rows, and the map says so
+  const neurons = readNeuronMap(path.join(plan.identify.dir, RUN_FILES.neurons));
+  assert.equal(neurons.topK, 3);
+  for (const [name, m] of Object.entries(neurons.modules)) assert.equal(m.indices.length, 3, name);
+  // the published output holds the maps the stages made
+  assert.deepEqual(readNeuronMap(path.join(cfg.out, RUN_FILES.neurons)), neurons);
+  assert.deepEqual(
+    readClusterMap(path.join(cfg.out, RUN_FILES.clusters)),
+    readClusterMap(path.join(plan.cluster.dir, RUN_FILES.clusters)),
+  );
+  // train.maxPairs reached training: 2 of the 4 pairs at batch 2 is one optimiser step
+  assert.equal(r.train.totalSteps, 1);
+  assert.equal(r.train.steps, 1);
+  // the delta names its base model (provenance), and the stats file the run key
+  assert.equal(r.artifact, path.join(cfg.out, RUN_FILES.delta));
+  assert.equal(readGoodVibeDelta(r.artifact).baseModel, path.resolve(made.dir));
+  const stats = JSON.parse(fs.readFileSync(path.join(cfg.out, RUN_FILES.stats), "utf8"));
+  assert.equal(stats.runKey, plan.runKey);
+  // a rerun with the same inputs computes nothing
+  const again = await runHarden(cfg);
+  assert.equal(again.reused, true);
+  assert.equal(again.trainableParams, r.trainableParams);
+});
+
+test("runTrain on harden's cluster map trains what runHarden trained (one training stage, not a copy)", async () => {
+  const full = config("full-run");
+  const r = await runHarden(full);
+  const clustersFile = path.join(full.out, RUN_FILES.clusters);
+  const staged = config("staged", { runDir: path.join(work, "staged.run") });
+  const t = await runTrain(staged, clustersFile);
+  assert.equal(t.train.steps, r.train.steps);
+  assert.equal(t.trainableParams, r.trainableParams);
+  const a = readGoodVibeDelta(r.artifact);
+  const b = readGoodVibeDelta(t.artifact);
+  assert.equal(b.baseModel, a.baseModel);
+  assert.deepEqual([...b.U.keys()], [...a.U.keys()]);
+  for (const [name, u] of a.U) {
+    const x = u.toFloat32Array();
+    const y = b.U.get(name)!.toFloat32Array();
+    assert.equal(y.length, x.length, name);
+    let diff = 0;
+    for (let i = 0; i < x.length; i++) diff = Math.max(diff, Math.abs(x[i]! - y[i]!));
+    assert.ok(diff <= 1e-6, `${name}: the two paths differ by ${diff}`);
+  }
+  assert.ok(
+    [...a.U.values()].some((u) => u.toFloat32Array().some((v) => v !== 0)),
+    "training moved the update rows",
+  );
+  // the goodvibe path needs a cluster map
+  await assert.rejects(runTrain(config("none"), undefined), /needs --clusters/);
+});
