@@ -29,7 +29,15 @@ function config(out: string, over: Partial<HardenConfig> = {}): HardenConfig {
     identify: { ...d.identify, topK: 3, batchSize: 4, maxLength: 512, gradientCheckpointing: false },
     cluster: { ...d.cluster, features: "importance" },
     // 4 pairs in the file, 2 trained on: one step per epoch at batch 2
-    train: { ...d.train, epochs: 1, batchSize: 2, gradAccum: 1, maxPairs: 2, gradientCheckpointing: false },
+    train: {
+      ...d.train,
+      epochs: 1,
+      batchSize: 2,
+      gradAccum: 1,
+      maxPairs: 2,
+      warmupRatio: 0,
+      gradientCheckpointing: false,
+    },
     ...over,
   };
 }
