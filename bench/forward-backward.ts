@@ -5,11 +5,11 @@
  * runs the identical pass in PyTorch on the same checkpoint file.
  *
  *   node dist/bench/forward-backward.js [--tokens 256] [--layers 24] [--passes 3] [--threads N] [--profile]
- *                                       [--tidy-layers] [--json f]
+ *                                       [--tidy-layers] [--device cpu|cuda] [--json f]
  */
 import { parseArgs } from "node:util";
 import { loadModel, Linear, type DecoderModel } from "../src/models/index.js";
-import { Tensor, noGrad, setFusedOps, tidy } from "../src/tensor/index.js";
+import { Tensor, noGrad, resolveDevice, setFusedOps, tidy } from "../src/tensor/index.js";
 import { peakRssBytes } from "../src/util/memory.js";
 import { activationBytesEstimate, benchIds, identificationPass, passFlops } from "./pass.js";
 import {
@@ -32,6 +32,7 @@ const { values: args } = parseArgs({
     threads: { type: "string" },
     // the op-by-op path (transformers' eager code line by line) instead of the addon's fused ops
     unfused: { type: "boolean", default: false },
+    device: { type: "string", default: "cpu" },
     profile: { type: "boolean", default: false },
     "tidy-layers": { type: "boolean", default: false },
     json: { type: "string" },
@@ -109,7 +110,7 @@ function main(): void {
   const passes = Number(args.passes);
   const dir = randomModelDir(Number(args.layers));
   const rssBeforeLoad = peakRssBytes();
-  const model = loadModel(dir, { dtype: "bfloat16" });
+  const model = loadModel(dir, { dtype: "bfloat16", device: resolveDevice(args.device) });
   if (args["tidy-layers"]) tidyEachLayer(model);
   const weightBytes = [...model.parameters().values()].reduce((a, t) => a + t.nbytes, 0);
   const ids = benchIds(T, model.cfg.vocabSize);
@@ -126,7 +127,7 @@ function main(): void {
   const act = activationBytesEstimate(model, T);
 
   console.log(
-    `threads ${threads}, OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}, ${model.cfg.numLayers} layers, ${T} tokens, ${args.unfused ? "op-by-op" : "fused ops"}`,
+    `${model.device}, threads ${threads}, OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}, ${model.cfg.numLayers} layers, ${T} tokens, ${args.unfused ? "op-by-op" : "fused ops"}`,
   );
   console.log(
     `loss ${last.loss.toFixed(4)}, linear outputs with a gradient: ${last.grads}/${model.linears().length}`,

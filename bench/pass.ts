@@ -4,7 +4,7 @@
  */
 import type { DecoderModel, Linear } from "../src/models/index.js";
 import { layerForwardFlops } from "../src/method/flops.js";
-import { Tensor, crossEntropy, keep } from "../src/tensor/index.js";
+import { Tensor, crossEntropy, keep, synchronize } from "../src/tensor/index.js";
 
 /** Fixed token ids (no tokenizer needed): the same formula as torch_reference.py. */
 export function benchIds(T: number, vocab: number): Tensor {
@@ -64,12 +64,14 @@ export function identificationPass(
   const kept: Tensor[] = [];
   tapAll(model, kept);
   const T = ids.size(1);
+  const onDevice = target.onDevice(model.device);
   const loss = model.forwardBackward(
     ids,
     {},
-    (hidden) => crossEntropy(model.logitsFrom(hidden.select(1, T - 1)), target),
+    (hidden) => crossEntropy(model.logitsFrom(hidden.select(1, T - 1)), onDevice),
     false,
   );
+  synchronize(model.device); // a GPU's backward is queued: the pass ends when it has run
   let grads = 0;
   for (const y of kept) {
     const g = y.grad;

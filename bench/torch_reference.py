@@ -3,6 +3,7 @@
 
   /usr/bin/python3 bench/torch_reference.py matmul [--sizes 1024,2048,3072,4096] [--threads N] [--trials 3]
   /usr/bin/python3 bench/torch_reference.py fwdbwd --model DIR [--tokens 256] [--passes 3] [--threads N] [--profile]
+                                                  [--device cpu|cuda]
 
 fwdbwd reads the same random checkpoint as bench/forward-backward.ts (DIR/model.safetensors, memory-mapped,
 bf16) and runs the identical pass: a Qwen2 decoder written out with Hugging Face's numerics (RMSNorm in
@@ -22,6 +23,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def set_threads(n):
@@ -161,12 +167,13 @@ class Qwen2(nn.Module):
         dtype = self.embed.dtype
         d = c["hidden_size"] // c["num_attention_heads"]
         with torch.no_grad():
-            inv_freq = 1.0 / (c["rope_theta"] ** (torch.arange(0, d, 2, dtype=torch.int64).float() / d))
-            freqs = torch.arange(T).float()[None, :, None] * inv_freq
+            dev = ids.device
+            inv_freq = 1.0 / (c["rope_theta"] ** (torch.arange(0, d, 2, dtype=torch.int64, device=dev).float() / d))
+            freqs = torch.arange(T, device=dev).float()[None, :, None] * inv_freq
             emb = torch.cat([freqs, freqs], -1)[:, None]
             cos, sin = emb.cos().to(dtype), emb.sin().to(dtype)
-            allowed = torch.arange(T)[None, :] <= torch.arange(T)[:, None]
-            mask = torch.zeros(B, 1, T, T, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+            allowed = torch.arange(T, device=dev)[None, :] <= torch.arange(T, device=dev)[:, None]
+            mask = torch.zeros(B, 1, T, T, dtype=dtype, device=dev).masked_fill(~allowed, torch.finfo(dtype).min)
         x = F.embedding(ids, self.embed)
         for layer in self.layers:
             x = layer(x, cos, sin, mask)
@@ -195,6 +202,7 @@ def identification_pass(model, ids, target):
         loss = F.cross_entropy(logits, target)
         value = loss.item()
         loss.backward()
+        sync(ids.device)  # a GPU's backward is queued: the pass ends when it has run
         grads = sum(1 for y in kept if y.grad is not None)
     finally:
         for h in handles:
@@ -208,9 +216,9 @@ def bench_fwdbwd(args):
         cfg = json.load(f)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     sd = load_safetensors(os.path.join(args.model, "model.safetensors"))
-    model = Qwen2(sd, cfg)
-    ids = bench_ids(args.tokens, cfg["vocab_size"])
-    target = torch.tensor([42])
+    model = Qwen2(sd, cfg).to(args.device)
+    ids = bench_ids(args.tokens, cfg["vocab_size"]).to(args.device)
+    target = torch.tensor([42], device=args.device)
     identification_pass(model, ids, target)  # warm-up
     times = []
     for _ in range(args.passes):
@@ -220,7 +228,7 @@ def bench_fwdbwd(args):
     med = statistics.median(times)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     n_linear = sum(1 for m in model.modules() if isinstance(m, nn.Linear))
-    print(f"threads {threads}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')}, torch {torch.__version__}")
+    print(f"{args.device}, threads {threads}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')}, torch {torch.__version__}")
     print(f"loss {loss:.4f}, linear outputs with a gradient: {grads}/{n_linear}")
     print(f"median {med:.3f} s/pass ({' / '.join(f'{t:.3f}' for t in times)}), {args.tokens / med:.1f} tokens/s, "
           f"peak RSS {peak / 2**30:.2f} GiB, RSS before load {rss_before / 2**20:.0f} MiB")
@@ -266,6 +274,7 @@ def main():
     fb.add_argument("--passes", type=int, default=3)
     fb.add_argument("--threads", type=int, default=0)
     fb.add_argument("--profile", action="store_true")
+    fb.add_argument("--device", default="cpu", help="cpu or cuda (bf16 weights either way)")
     fb.add_argument("--json")
     args = ap.parse_args()
     {"matmul": bench_matmul, "fwdbwd": bench_fwdbwd}[args.cmd](args)

@@ -3,7 +3,7 @@
 PyTorch user would write it, on the same random checkpoint (Debian python3-torch; run with /usr/bin/python3).
 
   /usr/bin/python3 bench/torch_train.py --model DIR --method goodvibe|lora|full|frozen [--checkpointing]
-      [--tokens 256] [--steps 3] [--threads N] [--rows-per-layer 50] [--json f]
+      [--tokens 256] [--steps 3] [--threads N] [--rows-per-layer 50] [--device cpu|cuda] [--json f]
 
 Batch 1, 256 fixed token ids (bench_ids), loss = mean cross-entropy over the last half ("answer") positions with
 lm_head applied only there, as the TypeScript step does; bf16 compute for every method:
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_reference import Qwen2, bench_ids, dump, load_safetensors, set_threads  # noqa: E402
+from torch_reference import Qwen2, bench_ids, dump, load_safetensors, set_threads, sync  # noqa: E402
 
 
 class GoodVibeLinear(nn.Module):
@@ -89,12 +89,13 @@ def forward_hidden(model, ids, ckpt):
     dtype = model.embed.dtype
     d = c["hidden_size"] // c["num_attention_heads"]
     with torch.no_grad():
-        inv_freq = 1.0 / (c["rope_theta"] ** (torch.arange(0, d, 2, dtype=torch.int64).float() / d))
-        freqs = torch.arange(T).float()[None, :, None] * inv_freq
+        dev = ids.device
+        inv_freq = 1.0 / (c["rope_theta"] ** (torch.arange(0, d, 2, dtype=torch.int64, device=dev).float() / d))
+        freqs = torch.arange(T, device=dev).float()[None, :, None] * inv_freq
         emb = torch.cat([freqs, freqs], -1)[:, None]
         cos, sin = emb.cos().to(dtype), emb.sin().to(dtype)
-        allowed = torch.arange(T)[None, :] <= torch.arange(T)[:, None]
-        mask = torch.zeros(B, 1, T, T, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+        allowed = torch.arange(T, device=dev)[None, :] <= torch.arange(T, device=dev)[:, None]
+        mask = torch.zeros(B, 1, T, T, dtype=dtype, device=dev).masked_fill(~allowed, torch.finfo(dtype).min)
     x = F.embedding(ids, model.embed)
     for layer in model.layers:
         if ckpt and x.requires_grad:
@@ -113,6 +114,7 @@ def main():
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--rows-per-layer", type=int, default=50)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (bf16 weights either way)")
     ap.add_argument("--json")
     args = ap.parse_args()
     threads = set_threads(args.threads)
@@ -124,6 +126,8 @@ def main():
     model = Qwen2(sd, cfg)
     torch.manual_seed(0)
     params = attach(model, args.method, args.rows_per_layer)
+    device = torch.device(args.device)
+    model.to(device)  # parameters move in place (the list above stays valid), buffers too
     masters = None
     if args.method == "full":
         masters = [p.detach().float().clone().requires_grad_() for p in params]
@@ -137,7 +141,7 @@ def main():
         q0.register_forward_hook(lambda m, i, o: o.requires_grad_() if not o.requires_grad else None)
 
     T = args.tokens
-    ids = bench_ids(T, cfg["vocab_size"])
+    ids = bench_ids(T, cfg["vocab_size"]).to(device)
     targets = ids[0, T // 2 :]  # logits at t predict t + 1: positions T/2 - 1 .. T - 2
     model.train()
 
@@ -148,6 +152,7 @@ def main():
         logits = (h @ model.embed.t()).float()
         loss = F.cross_entropy(logits, targets)
         loss.backward()
+        sync(device)
         t1 = time.perf_counter()
         if opt is not None:
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -163,6 +168,7 @@ def main():
             else:
                 opt.step()
                 opt.zero_grad(set_to_none=True)
+        sync(device)
         t2 = time.perf_counter()
         return loss.item(), t1 - t0, t2 - t1, t2 - t0
 

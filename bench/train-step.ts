@@ -10,7 +10,7 @@
  * each phase can be timed on its own.
  *
  *   node dist/bench/train-step.js --method goodvibe [--dtype bfloat16|float32] [--checkpointing] [--layers 24]
- *     [--steps 3] [--threads N] [--json f]
+ *     [--steps 3] [--threads N] [--device cpu|cuda] [--json f]
  */
 import * as fs from "node:fs";
 import { parseArgs } from "node:util";
@@ -27,7 +27,15 @@ import { DEFAULT_LORA } from "../src/method/lora/config.js";
 import { IGNORE_INDEX, sftLossHead } from "../src/method/losses.js";
 import { sftFlops } from "../src/method/flops.js";
 import { optimizerStep } from "../src/method/train.js";
-import { AdamW, Tensor, manualSeed, setFusedOps, tidy } from "../src/tensor/index.js";
+import {
+  AdamW,
+  Tensor,
+  manualSeed,
+  resolveDevice,
+  setFusedOps,
+  synchronize,
+  tidy,
+} from "../src/tensor/index.js";
 import { createRng } from "../src/util/random.js";
 import { peakRssBytes } from "../src/util/memory.js";
 import {
@@ -54,6 +62,7 @@ const { values: args } = parseArgs({
     threads: { type: "string" },
     // the op-by-op path (transformers' eager code line by line) instead of the addon's fused ops
     unfused: { type: "boolean", default: false },
+    device: { type: "string", default: "cpu" },
     json: { type: "string" },
   },
 });
@@ -118,7 +127,7 @@ function main(): void {
   const method = args.method!;
   const checkpointing = args.checkpointing!;
   const dtype = args.dtype === "float32" ? "float32" : "bfloat16";
-  const model = loadModel(randomModelDir(Number(args.layers)), { dtype });
+  const model = loadModel(randomModelDir(Number(args.layers)), { dtype, device: resolveDevice(args.device) });
   const weightBytes = [...model.parameters().values()].reduce((a, t) => a + t.nbytes, 0);
   const attached = attach(model, method);
   const params = [...attached.trainable.values()];
@@ -139,9 +148,13 @@ function main(): void {
     p.total = seconds(() => {
       p.fwdbwd = seconds(() => {
         loss = tidy(() => model.forwardBackward(ids, {}, sftLossHead(model, labels), checkpointing));
+        synchronize(model.device);
       });
       // clip (1.0), AdamW, gradients dropped; mixed precision steps one master at a time
-      p.optimizer = seconds(() => void (opt && optimizerStep(attached, opt, 1.0)));
+      p.optimizer = seconds(() => {
+        if (opt) optimizerStep(attached, opt, 1.0);
+        synchronize(model.device);
+      });
     });
     if (s > 0) phases.push(p); // step 0 warms up (oneDNN primitives, page-in, AdamW state allocation)
     // resident memory after each step: a leak shows as growth from step to step
@@ -156,7 +169,7 @@ function main(): void {
   const peak = peakRssBytes();
   const trainable = countParams(params);
   console.log(
-    `${method}, ${dtype}, checkpointing ${checkpointing ? "on" : "off"}, ${model.cfg.numLayers} layers, ${T} tokens, threads ${threads}, ` +
+    `${model.device}, ${method}, ${dtype}, checkpointing ${checkpointing ? "on" : "off"}, ${model.cfg.numLayers} layers, ${T} tokens, threads ${threads}, ` +
       `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}, ${args.unfused ? "op-by-op" : "fused ops"}`,
   );
   console.log(

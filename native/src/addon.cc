@@ -17,6 +17,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <sstream>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -699,8 +701,27 @@ OP(kernelMode, "(): string") { return Napi::String::New(ENV, gv::kernelMode()); 
 OP(pinMemory, "(t: N): N") { RET(T(info, 0).pin_memory()); }
 OP(isPinned, "(t: N): boolean") { return Napi::Boolean::New(ENV, T(info, 0).is_pinned()); }
 OP(copyToDeviceAsync, "(t: N, device: string): N") { RET(T(info, 0).to(DEV(info, 1), /*non_blocking=*/true)); }
+// Waits for the device's queued work (copies included); nothing to wait for on the CPU.
+OP(synchronize, "(device: string): void") {
+  auto d = DEV(info, 0);
+  if (d.is_cuda()) torch::cuda::synchronize(d.has_index() ? d.index() : -1);
+  return ENV.Undefined();
+}
 
 // ---------------------------------------------------------------- AdamW (libtorch's)
+// libtorch keys an optimiser's per-parameter state by the parameter's TensorImpl: 1.x by its address printed as a
+// string (c10::guts::to_string, which streams the pointer), 2.x by the address itself.
+template <typename Key>
+Key optimizerStateKey(const torch::Tensor& p) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream os;
+    os << static_cast<void*>(p.unsafeGetTensorImpl());
+    return os.str();
+  } else {
+    return p.unsafeGetTensorImpl();
+  }
+}
+
 class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -759,7 +780,7 @@ class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
       auto arr = Napi::Array::New(env, params_.size());
       auto& state = opt_->state();
       for (size_t i = 0; i < params_.size(); i++) {
-        auto key = c10::guts::to_string(params_[i].unsafeGetTensorImpl());
+        auto key = optimizerStateKey<std::decay_t<decltype(opt_->state())>::key_type>(params_[i]);
         auto it = state.find(key);
         if (it == state.end()) {
           arr.Set(static_cast<uint32_t>(i), env.Null());
@@ -784,7 +805,7 @@ class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
       auto& state = opt_->state();
       for (uint32_t i = 0; i < arr.Length(); i++) {
         Napi::Value v = arr.Get(i);
-        auto key = c10::guts::to_string(params_[i].unsafeGetTensorImpl());
+        auto key = optimizerStateKey<std::decay_t<decltype(opt_->state())>::key_type>(params_[i]);
         if (v.IsNull() || v.IsUndefined()) {
           state.erase(key);
           continue;

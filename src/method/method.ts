@@ -3,7 +3,7 @@
  * fine-tuning all go through the same training loop (train.ts), which only asks a method for its trainable tensors.
  */
 import type { DecoderModel } from "../models/decoder.js";
-import { Tensor, keep, manualSeed, noGrad } from "../tensor/index.js";
+import { Tensor, keep, manualSeed, noGrad, type Device } from "../tensor/index.js";
 import { ClusterRowAdapter, type RowSelection } from "./goodvibe/adapter.js";
 // LoRA's attach lives with its config, layer and PEFT files (src/method/lora/).
 export { attachLora } from "./lora/model.js";
@@ -73,7 +73,12 @@ export function attachGoodVibe(
     for (const r of sel.rows)
       if (!Number.isInteger(r) || r < 0 || r >= layer.outFeatures)
         throw new Error(`${name}: selected row ${r} outside [0, ${layer.outFeatures})`);
-    const a = new ClusterRowAdapter(sel, layer.inFeatures, init?.get(`${name}.U`));
+    const a = new ClusterRowAdapter(
+      sel,
+      layer.inFeatures,
+      init?.get(`${name}.U`),
+      layer.weight.device as Device,
+    );
     layer.adapter = a;
     adapters.set(name, a);
   }

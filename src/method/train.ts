@@ -185,16 +185,22 @@ function pieces(t: Tensor): [number, number][] {
 /** Global L2 norm of the gradients; scales them in place when above maxNorm. Returns the norm before clipping. */
 export function clipGradNorm(params: Tensor[], maxNorm: number | null): number {
   // one gradient at a time and a piece at a time (a float32 square of a 150k-token embedding's gradient would be
-  // half a gigabyte), scaled in place: no second copy of any gradient
+  // half a gigabyte), scaled in place: no second copy of any gradient. The squares are summed where the
+  // gradients live and read back once (one host sync per step on a GPU, not one per piece).
   return noGrad(() => {
-    let sq = 0;
-    for (const p of params) {
-      const g = p.grad;
-      if (!g) continue;
-      for (const [r, n] of pieces(g))
-        sq += tidy(() => (g.rank === 0 ? g : g.narrow(0, r, n)).float().square().sum().item());
-      g.dispose();
-    }
+    const sq = tidy(() => {
+      let acc: Tensor | null = null;
+      for (const p of params) {
+        const g = p.grad;
+        if (!g) continue;
+        for (const [r, n] of pieces(g)) {
+          const s = tidy(() => (g.rank === 0 ? g : g.narrow(0, r, n)).float().square().sum());
+          acc = acc ? acc.add(s) : s;
+        }
+        g.dispose();
+      }
+      return acc ? acc.item() : 0;
+    });
     const norm = Math.sqrt(sq);
     if (maxNorm !== null && norm > maxNorm) {
       const coef = maxNorm / (norm + 1e-6);
@@ -473,11 +479,18 @@ export async function trainSft(
   };
 }
 
-/** The first tensor holding a NaN or an infinity, or null (one reduction per tensor). */
+/** The first tensor holding a NaN or an infinity, or null (one reduction per tensor, one host sync in all). */
 function nonFiniteTensor(tensors: Map<string, Tensor>): string | null {
-  for (const [name, t] of tensors)
-    if (noGrad(() => tidy(() => t.isfinite().logicalNot().sum().item())) > 0) return name;
-  return null;
+  const bad = noGrad(() =>
+    tidy(() => {
+      // the counts stay where the tensors are (one device) and come back together; each tensor's mask is
+      // freed as soon as it is counted (full fine-tuning checks every weight)
+      const counts = [...tensors.values()].map((t) => tidy(() => t.isfinite().logicalNot().sum()));
+      return counts.length ? Tensor.stack(counts).toFloat32Array() : new Float32Array();
+    }),
+  );
+  const i = bad.findIndex((n) => n > 0);
+  return i < 0 ? null : [...tensors.keys()][i];
 }
 
 function countAnswerTokensBatch(labels: Tensor): number {

@@ -123,6 +123,7 @@ export interface NativeOps {
   stack(ts: N[], dim: number): N;
   sub(a: NS, b: NS): N;
   sum(t: N, dims?: number[] | null, keepdim?: boolean): N;
+  synchronize(device: string): void;
   tanh(t: N): N;
   to(t: N, dtype: string): N;
   toBytes(t: N): ArrayBuffer;
@@ -247,6 +248,7 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "stack",
   "sub",
   "sum",
+  "synchronize",
   "tanh",
   "to",
   "toBytes",

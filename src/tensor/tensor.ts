@@ -155,8 +155,10 @@ export function torchVersion(): string {
 /**
  * The device a user asked for, checked: "cpu" (default), "cuda", "cuda:N", or "auto" (cuda when libtorch sees a
  * GPU, else cpu). Asking for CUDA where libtorch has none is an error that says why, before any work starts.
+ * Nothing asked for: GOODVIBE_DEVICE from the environment (how every command runs on a GPU), else the CPU.
  */
-export function resolveDevice(requested?: string): Device {
+export function resolveDevice(asked?: string): Device {
+  const requested = asked ?? process.env.GOODVIBE_DEVICE;
   if (!requested || requested === "cpu") return "cpu";
   if (requested === "auto") return native.cudaAvailable() ? "cuda" : "cpu";
   if (!/^cuda(:\d+)?$/.test(requested))
@@ -181,6 +183,39 @@ export function resolveDevice(requested?: string): Device {
  */
 export function defaultComputeDtype(device: Device, checkpointDtype: DType): DType {
   return device === "cpu" ? checkpointDtype : "bfloat16";
+}
+
+/** Waits until the device has finished its queued work (kernels and asynchronous copies); a no-op on the CPU. */
+export function synchronize(device: Device | string): void {
+  native.synchronize(device);
+}
+
+/**
+ * Device tensors read back to the host as float32 arrays, with one transfer and one wait for all of them: on a
+ * GPU they are flattened and concatenated there, copied without blocking into page-locked host memory (libtorch's
+ * pinned caching allocator serves a non-blocking device-to-host copy, so the buffer is reused from call to call),
+ * and the stream is synchronised once. On the CPU each tensor is read as it is (no copy through a staging buffer).
+ * For per-step statistics that the host accumulates (identification's importance sums). `staged` forces (or
+ * skips) the single-transfer path whatever the device (tests run it on the CPU).
+ */
+export function readBackFloat32(tensors: Tensor[], staged?: boolean): Float32Array[] {
+  if (tensors.length === 0) return [];
+  const device = tensors[0].device;
+  if (!(staged ?? device !== "cpu")) return tensors.map((t) => t.toFloat32Array());
+  return tidy(() => {
+    const flat = Tensor.cat(tensors.map((t) => t.detach().float().reshape([-1])));
+    const host = flat.toDeviceAsync("cpu");
+    synchronize(device);
+    const all = host.toFloat32Array();
+    const out: Float32Array[] = [];
+    let at = 0;
+    for (const t of tensors) {
+      const n = t.numel;
+      out.push(all.slice(at, at + n));
+      at += n;
+    }
+    return out;
+  });
 }
 
 function sameDevice(a: string, b: string): boolean {

@@ -9,7 +9,14 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { InputError, ResourceError } from "../../src/errors.js";
 import { loadModel } from "../../src/models/index.js";
-import { Tensor, cudaAvailable, defaultComputeDtype, noGrad, resolveDevice } from "../../src/tensor/index.js";
+import {
+  Tensor,
+  cudaAvailable,
+  defaultComputeDtype,
+  noGrad,
+  readBackFloat32,
+  resolveDevice,
+} from "../../src/tensor/index.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 
@@ -45,8 +52,16 @@ test(
           /--device cpu/.test(e.message),
       );
     }
-    // the loader checks before it reads or allocates anything
+    // the loader checks before it reads or allocates anything; GOODVIBE_DEVICE is how a command asks
     assert.throws(() => loadModel(path.join(FIX, "qwen2"), { device: "cuda" }), ResourceError);
+    process.env.GOODVIBE_DEVICE = "cuda";
+    try {
+      assert.throws(() => loadModel(path.join(FIX, "qwen2")), ResourceError);
+      // asked for beats the environment
+      assert.equal(loadModel(path.join(FIX, "qwen2"), { device: "cpu" }).device, "cpu");
+    } finally {
+      delete process.env.GOODVIBE_DEVICE;
+    }
     // a tensor moved there by hand: the addon's error, as a JS exception (not an abort)
     assert.throws(() => Tensor.zeros([2]).toDevice("cuda"), /CUDA/);
   },
@@ -65,3 +80,18 @@ test(
     assert.throws(() => resolveDevice(`cuda:${64}`), ResourceError);
   },
 );
+
+test("readBackFloat32: one transfer for many tensors gives each tensor's values, in order and shape-free", () => {
+  const ts = [
+    Tensor.randn([3, 5]),
+    Tensor.randn([7]).to("bfloat16"),
+    Tensor.fromArray([1, 2, 3, 4], [2, 2], "int64"),
+    Tensor.randn([2, 3, 4]).transpose(0, 2), // not contiguous
+  ];
+  for (const staged of [false, true]) {
+    const got = readBackFloat32(ts, staged);
+    assert.equal(got.length, ts.length);
+    got.forEach((g, i) => assert.deepEqual([...g], [...ts[i].contiguous().toFloat32Array()], `tensor ${i}`));
+  }
+  assert.deepEqual(readBackFloat32([]), []);
+});

@@ -4,7 +4,7 @@
  * trainable tensor; W and b stay frozen. Forward: y + scatter_rows(x Uᵀ)[:, S] (never materialises ΔW).
  */
 import type { Linear, LinearAdapter } from "../../models/linear.js";
-import { Tensor, clusterRowUpdate, fusedOps, keep, noGrad } from "../../tensor/index.js";
+import { Tensor, clusterRowUpdate, fusedOps, keep, noGrad, type Device } from "../../tensor/index.js";
 
 export interface RowSelection {
   /** selected output rows (neurons), in importance order */
@@ -24,6 +24,8 @@ export class ClusterRowAdapter implements LinearAdapter {
     readonly selection: RowSelection,
     inFeatures: number,
     init?: Tensor,
+    /** the layer's device: U and the indices live there (no host copies in the training loop) */
+    device: Device = "cpu",
   ) {
     const { rows, clusters, nClusters } = selection;
     if (rows.length !== clusters.length) throw new Error("ClusterRowAdapter: one cluster per row");
@@ -31,10 +33,14 @@ export class ClusterRowAdapter implements LinearAdapter {
     if (clusters.some((c) => c < 0 || c >= nClusters || !Number.isInteger(c)))
       throw new Error(`ClusterRowAdapter: cluster ids must be in [0, ${nClusters})`);
     this.U = keep(
-      noGrad(() => (init ? init.float().clone() : Tensor.zeros([nClusters, inFeatures]))).requiresGrad_(),
+      noGrad(() =>
+        init
+          ? init.float().onDevice(device).clone()
+          : Tensor.zeros([nClusters, inFeatures], "float32", device),
+      ).requiresGrad_(),
     );
-    this.rowIndex = keep(Tensor.fromArray(rows, [rows.length], "int64"));
-    this.clusterIndex = keep(Tensor.fromArray(clusters, [clusters.length], "int64"));
+    this.rowIndex = keep(Tensor.fromArray(rows, [rows.length], "int64", device));
+    this.clusterIndex = keep(Tensor.fromArray(clusters, [clusters.length], "int64", device));
   }
 
   apply(x: Tensor, y: Tensor): Tensor {
@@ -52,7 +58,7 @@ export class ClusterRowAdapter implements LinearAdapter {
   /** ΔW as a dense [out, in] float32 matrix (for tests and small layers). */
   deltaWeight(outFeatures: number): Tensor {
     return noGrad(() =>
-      Tensor.zeros([outFeatures, this.U.size(1)]).indexAdd(
+      Tensor.zeros([outFeatures, this.U.size(1)], "float32", this.U.device as Device).indexAdd(
         0,
         this.rowIndex,
         this.U.indexSelect(0, this.clusterIndex),

@@ -14,7 +14,7 @@ import type { Linear } from "../../models/linear.js";
 import { InputError, GoodVibeError } from "../../errors.js";
 import { writeDirAtomic, writeFileAtomic } from "../../io/atomic.js";
 import { readSafetensors, writeSafetensors, type TensorToWrite } from "../../io/safetensors.js";
-import { Tensor, keep, noGrad, tidy } from "../../tensor/index.js";
+import { Tensor, keep, noGrad, readBackFloat32, tidy } from "../../tensor/index.js";
 import { judgeLossHead } from "../losses.js";
 import { identifyFlops, type FlopCount } from "../flops.js";
 import {
@@ -363,7 +363,11 @@ function runBatch(
   batch: IdentifySample[],
   opts: IdentifyOptions,
 ): { loss: number; importance: Map<string, Float32Array> } {
-  const { ids, mask, padded, lengths } = leftPadBatch(batch);
+  const host = leftPadBatch(batch);
+  // on a GPU: the batch goes to the device once; the per-sample importances come back once (readBack)
+  const { ids, padded } = host;
+  const mask = host.mask.onDevice(model.device);
+  const lengths = host.lengths.onDevice(model.device);
   const attentionMask = padded ? mask : undefined;
   const labels = Tensor.fromArray(
     batch.map((s) => s.label),
@@ -382,14 +386,21 @@ function runBatch(
       : undefined;
   const head = judgeLossHead(model, opts.labelTokenIds, labels, "sum", onRaw);
   const importance = new Map<string, Float32Array>();
+  const perSample = new Map<string, Tensor>();
+  const readBack = () => {
+    const names = [...perSample.keys()];
+    const values = readBackFloat32([...perSample.values()]);
+    names.forEach((n, i) => importance.set(n, values[i]));
+    for (const t of perSample.values()) t.dispose();
+  };
   if (opts.mode === "activation") {
-    for (const l of linears)
-      l.tap = (y) => importance.set(l.name, perSampleMeanAbs(y, mask, lengths).toFloat32Array());
+    for (const l of linears) l.tap = (y) => perSample.set(l.name, keep(perSampleMeanAbs(y, mask, lengths)));
     const loss = noGrad(() => {
       const hidden = model.hidden(ids, { attentionMask });
       if (opts.lmHead) importance.set(LM_HEAD, lmHeadActivationImportance(model, hidden, mask, lengths));
       return head(hidden).item();
     });
+    readBack();
     return { loss, importance };
   }
   const outputs = new Map<string, Tensor>();
@@ -408,10 +419,11 @@ function runBatch(
   for (const [name, y] of outputs) {
     const g = y.grad;
     if (!g) throw new Error(`no gradient reached ${name}`);
-    importance.set(name, perSampleMeanAbs(g, mask, lengths).toFloat32Array());
+    perSample.set(name, keep(perSampleMeanAbs(g, mask, lengths)));
     g.dispose();
     y.dispose();
   }
+  readBack();
   if (onRaw) {
     const r = raw as Tensor | null;
     const g = r?.grad;

@@ -3,7 +3,7 @@
  * A [r, in] initialised like PEFT (Kaiming-uniform with a = √5, i.e. U(-1/√in, 1/√in)), B [out, r] = 0.
  */
 import type { Linear, LinearAdapter } from "../../models/linear.js";
-import { Tensor, dropout, keep, noGrad } from "../../tensor/index.js";
+import { Tensor, dropout, keep, noGrad, type Device } from "../../tensor/index.js";
 
 export class LoraAdapter implements LinearAdapter {
   readonly A: Tensor;
@@ -17,19 +17,24 @@ export class LoraAdapter implements LinearAdapter {
     inFeatures: number,
     outFeatures: number,
     init?: { A?: Tensor; B?: Tensor },
+    /** the layer's device: A and B live there (drawn on the host, so the same seed gives the same A anywhere) */
+    device: Device = "cpu",
   ) {
     this.A = keep(
       noGrad(() =>
-        init?.A
+        (init?.A
           ? init.A.float().clone()
           : Tensor.rand([r, inFeatures])
               .mul(2)
               .sub(1)
-              .mul(1 / Math.sqrt(inFeatures)),
+              .mul(1 / Math.sqrt(inFeatures))
+        ).onDevice(device),
       ).requiresGrad_(),
     );
     this.B = keep(
-      noGrad(() => (init?.B ? init.B.float().clone() : Tensor.zeros([outFeatures, r]))).requiresGrad_(),
+      noGrad(() =>
+        init?.B ? init.B.float().onDevice(device).clone() : Tensor.zeros([outFeatures, r], "float32", device),
+      ).requiresGrad_(),
     );
   }
 

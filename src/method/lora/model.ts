@@ -5,7 +5,7 @@
  */
 import { InputError } from "../../errors.js";
 import type { DecoderModel } from "../../models/decoder.js";
-import { Tensor, manualSeed } from "../../tensor/index.js";
+import { Tensor, manualSeed, type Device } from "../../tensor/index.js";
 import type { AttachedMethod } from "../method.js";
 import { loraRank, loraScalingFor, loraTargets, type LoraConfig } from "./config.js";
 import { LoraAdapter } from "./layer.js";
@@ -48,6 +48,7 @@ export function attachLora(
         A,
         B,
       },
+      layer.weight.device as Device,
     );
     layer.adapter = a;
     adapters.set(layer.name, a);

@@ -1,0 +1,166 @@
+/**
+ * The fixtures on a device other than the host's tensors: PyTorch's logits (full and left-padded batches), the
+ * identification pass (importances and top-k from goodvibe.json, through the batched read-back) and three
+ * AdamW steps of GoodVibe and LoRA (train_step.json), with the model, its adapters and the optimiser state on
+ * that device and the batches coming from the host. Runs on CUDA where libtorch has it (scripts/gpu-check.sh);
+ * GOODVIBE_TEST_DEVICE=cpu runs the same checks on the CPU (the rehearsal of that script on a machine without a
+ * GPU). Tolerances are those of the CPU fixture tests times 5: a GPU sums in another order.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadModel } from "../../src/models/index.js";
+import { AdamW, Tensor, cudaAvailable, noGrad, resolveDevice, type Device } from "../../src/tensor/index.js";
+import { attachGoodVibe, attachLora } from "../../src/method/method.js";
+import { sftLossHead } from "../../src/method/losses.js";
+import { optimizerStep } from "../../src/method/train.js";
+import { identify, type IdentifySample } from "../../src/method/goodvibe/identify.js";
+
+const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
+const asked = process.env.GOODVIBE_TEST_DEVICE;
+const DEVICE: Device | null = asked ? resolveDevice(asked) : cudaAvailable() ? "cuda" : null;
+const skip = DEVICE === null && "no CUDA here (GOODVIBE_TEST_DEVICE=cpu rehearses these checks on the CPU)";
+
+type Nested = number | Nested[];
+const flat = (x: Nested): number[] => (Array.isArray(x) ? x.flatMap(flat) : [x]);
+const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+};
+const relClose = (a: number, b: number, rtol: number) => Math.abs(a - b) <= rtol * Math.abs(b);
+
+for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
+  const dir = path.join(FIX, family);
+
+  test(
+    `${family} on ${DEVICE ?? "a GPU"}: PyTorch's logits, full and left-padded batches (float32)`,
+    { skip },
+    () => {
+      const cases = JSON.parse(fs.readFileSync(path.join(dir, "cases.json"), "utf8"));
+      const model = loadModel(dir, { device: DEVICE!, dtype: "float32" });
+      const ids = Tensor.fromArray(flat(cases.batch.input_ids), [2, 12], "int64");
+      const logits = noGrad(() => model.forward(ids));
+      assert.equal(logits.device.replace(/:0$/, ""), DEVICE!.replace(/:0$/, ""));
+      assert.ok(maxAbs(logits.toFloat32Array(), flat(cases.batch.logits)) < 5e-4);
+
+      const lp = cases.left_padded;
+      const rows = lp.input_ids as number[][];
+      const [B, T] = [rows.length, rows[0].length];
+      const padded = noGrad(() =>
+        model.forward(Tensor.fromArray(rows.flat(), [B, T], "int64"), {
+          attentionMask: Tensor.fromArray(flat(lp.attention_mask), [B, T], "int64"),
+        }),
+      );
+      const V = padded.size(2);
+      const all = padded.toFloat32Array();
+      const mine: number[] = [];
+      (lp.real_positions as number[][]).forEach((pos, b) =>
+        pos.forEach((t) => mine.push(...all.subarray((b * T + t) * V, (b * T + t + 1) * V))),
+      );
+      assert.ok(maxAbs(mine, flat(lp.logits_at_real_positions)) < 5e-4);
+    },
+  );
+
+  test(
+    `${family} on ${DEVICE ?? "a GPU"}: identification importances and top-k match PyTorch`,
+    { skip },
+    async () => {
+      const g = JSON.parse(fs.readFileSync(path.join(dir, "goodvibe.json"), "utf8"));
+      const samples: IdentifySample[] = g.samples.map(
+        (s: { input_ids: number[]; label: 0 | 1 }, i: number) => ({
+          id: `s${i}`,
+          inputIds: s.input_ids,
+          label: s.label,
+        }),
+      );
+      const model = loadModel(dir, { device: DEVICE!, dtype: "float32" });
+      const map = await identify(model, samples, {
+        labelTokenIds: g.label_token_ids,
+        topK: g.k,
+        mode: "gradient",
+        batchSize: 4, // left-padded: the mask and lengths go to the device
+        gradientCheckpointing: false,
+        profileSamples: 4,
+        checkpointEvery: 0,
+        source: { model: "fixture", data: "fixture", prompt: "fixture", labels: { unsafe: "1", safe: "0" } },
+      });
+      assert.ok(relClose(map.lossMean, g.loss_mean, 5e-5), `loss ${map.lossMean} vs ${g.loss_mean}`);
+      for (const name of g.module_order as string[]) {
+        const ref = g.modules[name];
+        const mine = map.modules[name];
+        assert.deepEqual(mine.indices, ref.grad_topk, `${name} top-k`);
+        ref.grad_topk.forEach((idx: number, i: number) =>
+          assert.ok(relClose(mine.scores[i], ref.grad_importance[idx], 5e-4), `${name}[${idx}]`),
+        );
+      }
+    },
+  );
+
+  test(
+    `${family} on ${DEVICE ?? "a GPU"}: 3 AdamW steps of GoodVibe and LoRA match PyTorch`,
+    { skip },
+    () => {
+      const ts = JSON.parse(fs.readFileSync(path.join(dir, "train_step.json"), "utf8"));
+      const ids = ts.sft_batch.input_ids as number[][];
+      const labels = ts.sft_batch.labels as number[][];
+      const shape = [ids.length, ids[0].length];
+      const batchIds = Tensor.fromArray(ids.flat(), shape, "int64");
+      const batchLabels = Tensor.fromArray(labels.flat(), shape, "int64");
+      const opts = { lr: 1e-2, betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0 };
+
+      const gvModel = loadModel(dir, { device: DEVICE!, dtype: "float32" });
+      const sel = ts.cluster.selection as Record<
+        string,
+        { rows: number[]; clusters: number[]; n_clusters: number }
+      >;
+      const gv = attachGoodVibe(
+        gvModel,
+        new Map(
+          Object.entries(sel).map(([n, s]) => [
+            n,
+            { rows: s.rows, clusters: s.clusters, nClusters: s.n_clusters },
+          ]),
+        ),
+      );
+      for (const t of gv.trainable.values())
+        assert.equal(t.device.replace(/:0$/, ""), DEVICE!.replace(/:0$/, ""));
+      const gvOpt = new AdamW([...gv.trainable.values()], opts);
+      for (let s = 0; s < 3; s++) {
+        const loss = gvModel.forwardBackward(batchIds, {}, sftLossHead(gvModel, batchLabels));
+        assert.ok(relClose(loss, ts.cluster.steps[s].loss, 5e-5), `GoodVibe step ${s + 1} loss ${loss}`);
+        optimizerStep(gv, gvOpt, null); // the training loop's step: gradient norm and AdamW on the device
+      }
+      for (const mod of Object.keys(sel)) {
+        const u = gv.trainable.get(`${mod}.U`)!.toFloat32Array();
+        const want = flat(ts.cluster.steps[2].U_after[mod]);
+        // elements whose reference gradient is float32 noise move by ~lr either way (train_step.test.ts)
+        const noisy = new Set<number>();
+        for (const st of ts.cluster.steps)
+          flat(st.grad_U[mod]).forEach((v, i) => Math.abs(v) < 1e-7 && noisy.add(i));
+        let d = 0;
+        want.forEach((w, i) => noisy.has(i) || (d = Math.max(d, Math.abs(u[i] - w))));
+        assert.ok(d < 2.5e-4, `${mod} U after 3 steps: ${d}`);
+      }
+
+      const loraModel = loadModel(dir, { device: DEVICE!, dtype: "float32" });
+      const init = new Map<string, Tensor>();
+      for (const [mod, a] of Object.entries(ts.lora.A_init as Record<string, number[][]>))
+        init.set(`${mod}.lora_A`, Tensor.fromArray(a.flat(), [a.length, a[0].length]));
+      const lora = attachLora(
+        loraModel,
+        { r: ts.lora.r, alpha: ts.lora.lora_alpha, dropout: 0, targetModules: ["q_proj", "v_proj"] },
+        init,
+      );
+      const loraOpt = new AdamW([...lora.trainable.values()], opts);
+      for (let s = 0; s < 3; s++) {
+        const loss = loraModel.forwardBackward(batchIds, {}, sftLossHead(loraModel, batchLabels));
+        assert.ok(relClose(loss, ts.lora.steps[s].loss, 5e-5), `LoRA step ${s + 1} loss ${loss}`);
+        optimizerStep(lora, loraOpt, null);
+      }
+    },
+  );
+}
