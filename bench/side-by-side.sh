@@ -10,6 +10,7 @@
 #   OPENBLAS_CORETYPE  exported once for both sides; default: SkylakeX on AVX-512 CPUs (what the addon picks when
 #                it is unset). A machine whose environment sets it (e.g. Haswell) gets that value on both sides.
 #   LAYERS       decoder layers of the 0.5B-shaped model for fwdbwd (24) and TRAIN_LAYERS for train (24)
+#   CHECKPOINTING  train steps with gradient checkpointing too (both, the default) or without only (off)
 #   HOGS         busy processes started for the whole run as a controlled competing load (default 0)
 #   OUT          results folder (default /tmp/goodvibe-bench/side-by-side)
 set -euo pipefail
@@ -20,6 +21,7 @@ THREADS=${THREADS:-$(nproc)}
 LAYERS=${LAYERS:-24}
 TRAIN_LAYERS=${TRAIN_LAYERS:-24}
 HOGS=${HOGS:-0}
+CHECKPOINTING=${CHECKPOINTING:-both}
 if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX; fi
 mkdir -p "$OUT"
 
@@ -58,7 +60,9 @@ for part in ${*:-matmul fwdbwd train}; do
     ;;
   train)
     for m in goodvibe lora full; do
-      for ck in "" --checkpointing; do
+      cks=("" --checkpointing)
+      [ "$CHECKPOINTING" = off ] && cks=("")
+      for ck in "${cks[@]}"; do
         run "train-$m${ck:+-ckpt}-addon" node dist/bench/train-step.js --method $m --layers "$TRAIN_LAYERS" --threads "$THREADS" $ck
         run "train-$m${ck:+-ckpt}-torch" $PY bench/torch_train.py --model "$TRAIN_MODEL" --method $m --threads "$THREADS" $ck
       done
