@@ -14,7 +14,7 @@
 #   bash scripts/gpu-check.sh --rehearse   # without a GPU: the same steps on the CPU with the installed addon
 #                                          # (no CUDA build; LAYERS=2 by default), to keep this script working
 # Environment: LIBTORCH (a CUDA libtorch; default: python3 -c 'import torch' when it has CUDA), OUT (default
-# /tmp/goodvibe-gpu-check), LAYERS, PY (default python3; needs torch for step 5), SKIP_BENCH=1.
+# /tmp/goodvibe-gpu-check), LAYERS, PY (default: the first of python3, /usr/bin/python3 with torch; step 5), SKIP_BENCH=1.
 # Not covered here (do by hand, see README "CUDA"): the 7B shape, the Hugging Face round trip (transformers loading
 # a hardened checkpoint, peft loading an exported adapter).
 set -euo pipefail
@@ -22,7 +22,12 @@ cd "$(dirname "$0")/.."
 REHEARSE=0
 [ "${1:-}" = "--rehearse" ] && REHEARSE=1
 OUT=${OUT:-/tmp/goodvibe-gpu-check}
-PY=${PY:-python3}
+if [ -z "${PY:-}" ]; then # the first Python with a torch: the user's, else Debian's python3-torch
+  PY=python3
+  for p in python3 /usr/bin/python3; do
+    if $p -c 'import torch' 2>/dev/null; then PY=$p && break; fi
+  done
+fi
 mkdir -p "$OUT"
 LOG="$OUT/gpu-check.log"
 : >"$LOG"
