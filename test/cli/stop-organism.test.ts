@@ -57,6 +57,27 @@ test("demo: SIGTERM while hardening stops it (exit 130, no results); the rerun r
   ];
   const ref = await runCli(args("demo-ref"));
   assert.equal(ref.code, 0, showRun(ref));
+  // the demo says where it departs from the paper (issue 10 §7), in its output, its results and its report
+  const departures: { setting: string; here: string; paper: string }[] = JSON.parse(
+    fs.readFileSync(path.join(work, "demo-ref", "results.json"), "utf8"),
+  ).departures;
+  for (const s of [
+    "learning rate",
+    "top-k security neurons per layer",
+    "batch",
+    "judge",
+    "evaluation prompts",
+  ])
+    assert.ok(
+      departures.some((d) => d.setting === s),
+      `no departure "${s}" in ${JSON.stringify(departures)}`,
+    );
+  assert.match(ref.stdout, /where this demo departs from the paper/);
+  const report = fs.readFileSync(path.join(work, "demo-ref", "report", "index.html"), "utf8");
+  for (const d of departures) {
+    assert.ok(ref.stdout.includes(`${d.setting}: ${d.here} (paper: ${d.paper})`), `${d.setting} not printed`);
+    assert.ok(report.includes(`Departs from the paper — ${d.setting}`), `${d.setting} not in the report`);
+  }
 
   const r = await signalWhenLogged(args("demo-int"), /identification: \d+ samples/, ["SIGTERM"], {
     env: SLOW,
