@@ -23,6 +23,8 @@ export {
 } from "./data/prompts.js";
 export {
   identify,
+  identifyShard,
+  mergeIdentifyShards,
   readNeuronMap,
   writeNeuronMap,
   summarizeNeuronMap,

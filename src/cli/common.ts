@@ -5,6 +5,7 @@
 import { SingleBar, Presets } from "cli-progress";
 import { GoodVibeError, fromSystemError } from "../errors.js";
 import type { Logger } from "../recipes/harden.js";
+import { ProgressMeter } from "../util/progress.js";
 
 export const EXIT = { ok: 0, internal: 1, input: 2, resource: 3, interrupted: 130 } as const;
 
@@ -18,7 +19,7 @@ export function makeLogger(opts: GlobalOptions): Logger & { done(): void } {
   const tty = process.stderr.isTTY && !opts.json && !opts.quiet;
   let bar: SingleBar | null = null;
   let barStage = "";
-  let lastPlain = 0;
+  const meters = new Map<string, ProgressMeter>();
   const stopBar = () => {
     bar?.stop();
     bar = null;
@@ -52,12 +53,11 @@ export function makeLogger(opts: GlobalOptions): Logger & { done(): void } {
         if (done >= total) stopBar();
         return;
       }
-      // not a TTY: a plain line every few seconds and at the end
-      const now = Date.now();
-      if (done >= total || now - lastPlain > 5000) {
-        lastPlain = now;
-        process.stderr.write(`${stage}: ${done}/${total} ${extra}\n`);
-      }
+      // not a TTY: timestamped plain lines with rate and ETA, one per interval and the last
+      let meter = meters.get(stage);
+      if (!meter) meters.set(stage, (meter = new ProgressMeter(stage)));
+      const line = meter.update(done, total, extra);
+      if (line) process.stderr.write(`${line}\n`);
     },
     done: stopBar,
   };

@@ -146,9 +146,16 @@ export function estimateCells(
       identifyPeak = identifyMemoryEstimate(shape, {
         totalParams: total,
         dtype,
-        batch: h.identify.batchSize,
+        // batches hold at most batchTokens tokens; "auto" checkpointing: the estimate without it (the larger)
+        batch: Math.max(
+          1,
+          Math.min(
+            h.identify.batchSize,
+            h.identify.batchTokens > 0 ? Math.floor(h.identify.batchTokens / e.judgePromptTokens) : Infinity,
+          ),
+        ),
         time: e.judgePromptTokens,
-        checkpointing: h.identify.gradientCheckpointing,
+        checkpointing: h.identify.gradientCheckpointing === true,
       }).total;
     }
     const rowsHigh = h.method === "goodvibe" && h.cluster.disabled ? h.identify.topK : 2;

@@ -34,9 +34,12 @@ import { createRng } from "../util/random.js";
 import {
   checkTopK,
   identify,
+  clearIdentifyState,
+  DEFAULT_BATCH_TOKENS,
   readNeuronMap,
   writeNeuronMap,
   checkFingerprint,
+  type IdentifyOptions,
   type IdentifySample,
   type NeuronMap,
   type SelectionMode,
@@ -258,6 +261,7 @@ export function planStages(cfg: HardenConfig, opts: { clustersFile?: string } = 
 export function isRunEntry(name: string): boolean {
   return (
     /^(identify|cluster|train-(goodvibe|lora|full))-[0-9a-f]{12}$/.test(name) ||
+    /^identify-shard-\d+-of-\d+$/.test(name) ||
     // run folders of earlier versions
     (
       [
@@ -362,6 +366,38 @@ export function checkRunPaths(
 }
 
 /** Stage 1: identification, cached in its slot (neurons.json; identify-state/ while it runs). */
+/** identify()'s options from a harden config (one run, a stage slot, or a shard of `goodvibe identify --shard`). */
+export function identifyOptions(
+  tok: HfTokenizer,
+  cfg: HardenConfig,
+  runDir: string,
+  hooks: RunHooks = {},
+): IdentifyOptions {
+  const log = hooks.log ?? silentLogger;
+  const convention = judgeConvention(cfg.identify.judgeTask, "identify.judgeTask");
+  return {
+    labelTokenIds: labelTokenIds(tok, convention),
+    topK: cfg.identify.topK,
+    mode: cfg.identify.mode,
+    batchSize: cfg.identify.batchSize,
+    batchTokens: cfg.identify.batchTokens,
+    gradientCheckpointing: cfg.identify.gradientCheckpointing,
+    profileSamples: cfg.identify.profileSamples,
+    lmHead: cfg.identify.lmHead,
+    runDir,
+    checkpointEvery: Math.max(cfg.identify.batchSize, 32),
+    source: {
+      model: path.resolve(cfg.model),
+      data: path.resolve(cfg.data),
+      prompt: convention.instruction,
+      labels: convention.labels,
+    },
+    onProgress: (d, t, extra) => log.progress("identify", d, t, extra),
+    log: (m) => log.info(m),
+    signal: hooks.signal,
+  };
+}
+
 export async function stageIdentify(
   model: DecoderModel,
   tok: HfTokenizer,
@@ -390,28 +426,10 @@ export async function stageIdentify(
   log.info(
     `identification: ${samples.length} samples (${cfg.identify.mode}), top-${cfg.identify.topK} per layer`,
   );
-  const map = await identify(model, samples, {
-    labelTokenIds: labelTokenIds(tok, convention),
-    topK: cfg.identify.topK,
-    mode: cfg.identify.mode,
-    batchSize: cfg.identify.batchSize,
-    gradientCheckpointing: cfg.identify.gradientCheckpointing,
-    profileSamples: cfg.identify.profileSamples,
-    lmHead: cfg.identify.lmHead,
-    runDir: slot.dir,
-    checkpointEvery: Math.max(cfg.identify.batchSize, 32),
-    source: {
-      model: path.resolve(cfg.model),
-      data: path.resolve(cfg.data),
-      prompt: convention.instruction,
-      labels: convention.labels,
-    },
-    onProgress: (d, t) => log.progress("identify", d, t),
-    signal: hooks.signal,
-  });
+  const map = await identify(model, samples, identifyOptions(tok, cfg, slot.dir, hooks));
   writeNeuronMap(file, map);
   // the accumulators are no longer needed once the map is written
-  fs.rmSync(path.join(slot.dir, RUN_FILES.identifyState), { recursive: true, force: true });
+  clearIdentifyState(slot.dir);
   return map;
 }
 

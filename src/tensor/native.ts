@@ -72,6 +72,9 @@ function locateAddon(): string {
   return found;
 }
 
+/** oneDNN primitive cache entries unless ONEDNN_PRIMITIVE_CACHE_CAPACITY says otherwise (see loadAddon). */
+export const ONEDNN_CACHE_CAPACITY = 64;
+
 function loadAddon(): NativeAddon {
   // Debian's OpenBLAS misdetects recent AMD cores as Haswell; SkylakeX kernels are ~1.8x faster there.
   if (!process.env.OPENBLAS_CORETYPE && process.arch === "x64") {
@@ -82,6 +85,12 @@ function loadAddon(): NativeAddon {
       // not Linux: leave OpenBLAS to detect the core
     }
   }
+  // oneDNN (libtorch's bf16 matmuls) keeps a primitive per distinct shape, 1024 by default, each with its own
+  // memory, allocated between activations: with variable sequence lengths (identification, SFT, generation) the
+  // process grew by hundreds of MB and fragmented the heap as new lengths came. A pass repeats the same few
+  // shapes in every layer, so a small LRU cache keeps nearly every hit. Read by oneDNN at its first primitive.
+  if (!process.env.ONEDNN_PRIMITIVE_CACHE_CAPACITY && !process.env.DNNL_PRIMITIVE_CACHE_CAPACITY)
+    process.env.ONEDNN_PRIMITIVE_CACHE_CAPACITY = String(ONEDNN_CACHE_CAPACITY);
   const require = createRequire(import.meta.url);
   const file = locateAddon();
   let addon: NativeAddon;

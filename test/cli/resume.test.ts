@@ -24,7 +24,8 @@ after(() => fx.cleanup());
 
 /** The first "stage: done/total" progress line (non-TTY log) of a run's stderr. */
 function firstProgress(stderr: string, stage: string): number {
-  const m = new RegExp(`^${stage}: (\\d+)/\\d+`, "m").exec(stderr);
+  // plain progress lines: "<UTC timestamp> <stage> <done>/<total> ..."
+  const m = new RegExp(`^\\S+Z ${stage} (\\d+)/\\d+`, "m").exec(stderr);
   assert.ok(m, `no "${stage}:" progress line in:\n${stderr}`);
   return Number(m[1]);
 }

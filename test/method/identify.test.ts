@@ -9,7 +9,12 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadModel } from "../../src/models/index.js";
-import { identify, type IdentifyOptions, type IdentifySample } from "../../src/method/goodvibe/identify.js";
+import {
+  identify,
+  planBatches,
+  type IdentifyOptions,
+  type IdentifySample,
+} from "../../src/method/goodvibe/identify.js";
 import { clusterNeurons, DEFAULT_CLUSTER } from "../../src/method/goodvibe/clustering.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
@@ -163,3 +168,76 @@ test("identification refuses one-class data and out-of-vocabulary label tokens",
     /outside the vocabulary/,
   );
 });
+
+test("planBatches: every sample once, longest first, within the sample and token limits, little padding", () => {
+  let seed = 7;
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const lengths = Array.from({ length: 300 }, () => 20 + Math.floor(rand() * 500));
+  const plan = planBatches(lengths, 8, 1024);
+  const flat = plan.flat();
+  assert.deepEqual(
+    [...flat].sort((a, b) => a - b),
+    lengths.map((_, i) => i),
+  );
+  for (let i = 1; i < flat.length; i++) assert.ok(lengths[flat[i - 1]] >= lengths[flat[i]]);
+  let padded = 0;
+  for (const b of plan) {
+    assert.ok(b.length >= 1 && b.length <= 8);
+    const T = lengths[b[0]];
+    assert.ok(b.length === 1 || b.length * T <= 1024, `batch of ${b.length} × ${T}`);
+    padded += b.length * T;
+  }
+  const real = lengths.reduce((a, b) => a + b, 0);
+  assert.ok(padded / real < 1.03, `padding ${(100 * (padded / real - 1)).toFixed(1)}%`);
+  // a sample that would make a batch more than 10% padding starts a new one
+  assert.deepEqual(planBatches([100, 50, 95], 4, 0), [[0, 2], [1]]);
+  // a sample longer than the token limit gets a batch of its own; done samples are left out
+  assert.deepEqual(planBatches([5, 3000, 5], 4, 1024), [[1], [0, 2]]);
+  assert.deepEqual(
+    planBatches([5, 3000, 5], 4, 1024, (i) => i !== 0),
+    [[1], [2]],
+  );
+});
+
+for (const mode of ["gradient", "activation"] as const) {
+  test(`length-sorted batches give batch 1's importances and profiles (${mode}, varied lengths)`, async () => {
+    const dir = path.join(FIX, "qwen3");
+    const model = loadModel(dir);
+    let seed = 3;
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const samples: IdentifySample[] = Array.from({ length: 14 }, (_, i) => ({
+      id: `r${i}`,
+      inputIds: Array.from({ length: 3 + Math.floor(rand() * 40) }, () =>
+        Math.floor(rand() * model.cfg.vocabSize),
+      ),
+      label: (i % 2) as 0 | 1,
+    }));
+    const g = { label_token_ids: [48, 49] as [number, number], k: 6 };
+    const one = await identify(model, samples, opts(g, { mode, profileSamples: 9 }));
+    for (const o of [
+      { batchSize: 5, batchTokens: 120 },
+      { batchSize: 14, batchTokens: 0, gradientCheckpointing: true },
+    ]) {
+      const many = await identify(model, samples, opts(g, { mode, profileSamples: 9, ...o }));
+      assert.ok(Math.abs(many.lossMean - one.lossMean) <= 1e-5 * Math.abs(one.lossMean));
+      assert.equal(many.tokens, one.tokens);
+      assert.ok(many.paddedTokens! > many.tokens!, "the batches were padded");
+      assert.deepEqual(many.flops, one.flops, "FLOPs count real tokens, not padding");
+      for (const [name, m] of Object.entries(one.modules)) {
+        const b = many.modules[name];
+        assert.deepEqual(b.indices, m.indices, `${name} top-k`);
+        m.scores.forEach((v, i) => assert.ok(Math.abs(b.scores[i] - v) <= 1e-4 * v + 1e-12, `${name} score`));
+        // float32 sums of differently blocked matmuls: relative 1e-4, or 1e-5 of the module's largest value
+        const scale = Math.max(...m.profiles!.flat());
+        m.profiles!.forEach((row, i) =>
+          row.forEach((v, s) =>
+            assert.ok(
+              Math.abs(b.profiles![i][s] - v) <= 1e-4 * v + 1e-5 * scale,
+              `${name} profile ${i},${s}: ${b.profiles![i][s]} vs ${v}`,
+            ),
+          ),
+        );
+      }
+    }
+  });
+}

@@ -6,9 +6,21 @@ import { InputError } from "../../errors.js";
 import { loadTokenizer } from "../../io/tokenizer.js";
 import { readPairs } from "../../data/pairs.js";
 import { loadModel } from "../../models/load.js";
-import { clusterWithStops, isRunEntry, runTrain, stageIdentify } from "../../recipes/harden.js";
+import {
+  clusterWithStops,
+  identifyOptions,
+  identifySamples,
+  isRunEntry,
+  runTrain,
+  stageIdentify,
+} from "../../recipes/harden.js";
 import {
   checkTopK,
+  clearIdentifyState,
+  identifyShard,
+  mergeIdentifyShards,
+  parseShard,
+  type ShardSpec,
   readNeuronMap,
   summarizeNeuronMap,
   writeNeuronMap,
@@ -32,7 +44,7 @@ import { attachPeftAdapter } from "../../method/lora/model.js";
 import { addHardenOptions, hardenConfigFrom } from "./harden.js";
 
 export function registerStages(program: Command): void {
-  addHardenOptions(
+  const identifyCmd = addHardenOptions(
     program
       .command("identify")
       .description("find the security neurons: gradient importance per output row, top-k per layer"),
@@ -45,7 +57,15 @@ export function registerStages(program: Command): void {
   )
     .addHelpText(
       "after",
-      "\nExample:\n  goodvibe identify -m ./model -d pairs.jsonl -o neurons.json --top-k 50 --set identify.maxPairs=500",
+      "\nExample:\n  goodvibe identify -m ./model -d pairs.jsonl -o neurons.json --top-k 50 --set identify.maxPairs=500" +
+        "\n\nOn many machines: run `--shard i/n -o shards/i` for i = 1..n (each a share of the batches; exact partial" +
+        "\nsums per neuron), then `goodvibe identify merge -o neurons.json shards/*`: the same map as one run, bit for bit.",
+    )
+    .addOption(
+      new Option(
+        "--shard <i/n>",
+        "compute only the i-th of n shares of the batches; --out is then a shard folder for `identify merge`",
+      ).argParser((v) => parseShard(v)),
     )
     .action(async (opts) => {
       const g = program.opts();
@@ -62,6 +82,37 @@ export function registerStages(program: Command): void {
         const pairs = readPairs(cfg.data, { languages: cfg.languages });
         // only once the inputs are known good: bad input leaves nothing behind
         fs.mkdirSync(cfg.runDir, { recursive: true });
+        if (opts.shard) {
+          const shard = opts.shard as ShardSpec;
+          const samples = identifySamples(tok, pairs, cfg.identify, cfg.seed);
+          log.info(
+            `identification shard ${shard.index}/${shard.count}: a share of ${samples.length} samples (${cfg.identify.mode})`,
+          );
+          // its resumable state: a folder of the run folder per shard (several shards may share one run folder)
+          const runDir = path.join(cfg.runDir, `identify-shard-${shard.index}-of-${shard.count}`);
+          fs.mkdirSync(runDir, { recursive: true });
+          const info = await identifyShard(
+            model,
+            samples,
+            identifyOptions(tok, cfg, runDir, { log, signal: interruptSignal(log) }),
+            shard,
+            cfg.out,
+            {
+              overwrite: cfg.overwrite,
+              onMovedAside: (a) => log.warn(`the earlier ${cfg.out} was moved aside to ${a}`),
+            },
+          );
+          clearIdentifyState(runDir);
+          fs.rmSync(runDir, { recursive: true, force: true });
+          log.done();
+          output(
+            g,
+            `identification shard ${shard.index}/${shard.count}: ${path.resolve(cfg.out)} (${info.done} of ${info.samplesInRun} samples); ` +
+              `merge every shard with \`goodvibe identify merge -o neurons.json <shard folders>\``,
+            { shard: path.resolve(cfg.out), index: shard.index, count: shard.count, samples: info.done },
+          );
+          return;
+        }
         const map = await stageIdentify(model, tok, pairs, cfg, {
           log,
           signal: interruptSignal(log),
@@ -85,6 +136,44 @@ export function registerStages(program: Command): void {
       });
     });
 
+  // `identify merge`: identify's own options (-o, --overwrite) are parsed by identify before the subcommand runs,
+  // so the action reads them with optsWithGlobals
+  identifyCmd
+    .command("merge")
+    .description("combine identification shards (identify --shard i/n) into the neuron map of one run")
+    .argument("<shards...>", "shard folders, every shard of the run, in any order")
+    .option("-o, --out <file>", "neuron map to write (JSON) (required)")
+    .option("--overwrite", "move an existing output aside (renamed to <out>.old-<time>, never deleted)")
+    .addHelpText("after", "\nExample:\n  goodvibe identify merge -o neurons.json shards/*")
+    .action(async (shards: string[], _o, cmd: Command) => {
+      const g = program.opts();
+      const log = makeLogger(g);
+      await runCommand(g, async () => {
+        const opts = cmd.optsWithGlobals() as { out?: string; overwrite?: boolean };
+        if (!opts.out)
+          throw new InputError("identify merge: -o, --out (the neuron map to write) is required");
+        const inputs = Object.fromEntries(shards.map((s, i) => [`shard ${i + 1}`, s]));
+        checkOutput({ flag: "--out", path: opts.out, kind: "file", inputs, overwrite: opts.overwrite });
+        const map = mergeIdentifyShards(shards);
+        publishFile(opts.out, (tmp) => writeNeuronMap(tmp, map), {
+          overwrite: opts.overwrite,
+          onMovedAside: (a) => log.warn(`the earlier ${opts.out} was moved aside to ${a}`),
+        });
+        log.done();
+        output(
+          g,
+          `neuron map: ${path.resolve(opts.out)} (${shards.length} shards, ${map.source.samples} samples, mean loss ${map.lossMean.toFixed(4)})`,
+          {
+            file: path.resolve(opts.out),
+            shards: shards.length,
+            samples: map.source.samples,
+            lossMean: map.lossMean,
+          },
+        );
+      });
+    });
+
+  program;
   const cluster = program
     .command("cluster")
     .description("cluster each layer's security neurons (k-means, k by silhouette)")

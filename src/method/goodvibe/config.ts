@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { DEFAULT_JUDGE_TASK, validateJudgeTask, type JudgeTask } from "../../data/prompts.js";
-import type { SelectionMode } from "./identify.js";
+import { DEFAULT_BATCH_TOKENS, type SelectionMode } from "./identify.js";
 
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -20,12 +20,16 @@ export interface IdentifyConfig {
   /** security neurons kept per linear layer (the paper's k) */
   topK: number;
   mode: SelectionMode;
+  /** most samples per batch; batches are grouped by length, so they pad little */
   batchSize: number;
+  /** most tokens per batch, padding included: bounds activation memory (0 = no limit) */
+  batchTokens: number;
   /** use at most this many pairs (each gives a secure and an insecure sample); 0 = all */
   maxPairs: number;
   profileSamples: number;
   maxLength: number;
-  gradientCheckpointing: boolean;
+  /** "auto": only when the largest batch's activations would not fit in half the available memory */
+  gradientCheckpointing: boolean | "auto";
   /** The judge task identification asks: instruction template and label mapping, one object (the paper's). */
   judgeTask: JudgeTask;
   /** lm_head's rows are neurons too (§4.1's "all linear layers"; Table 6's count): off by default */
@@ -36,10 +40,11 @@ export const DEFAULT_IDENTIFY: IdentifyConfig = {
   topK: 50,
   mode: "gradient",
   batchSize: 4,
+  batchTokens: DEFAULT_BATCH_TOKENS,
   maxPairs: 0,
   profileSamples: 32,
   maxLength: 1024,
-  gradientCheckpointing: true,
+  gradientCheckpointing: "auto",
   judgeTask: DEFAULT_JUDGE_TASK,
   lmHead: false,
 };
@@ -73,10 +78,13 @@ export const identifySchema = z
     topK: posInt.default(DEFAULT_IDENTIFY.topK),
     mode: z.enum(["gradient", "activation"]).default(DEFAULT_IDENTIFY.mode),
     batchSize: bounded(4096).default(DEFAULT_IDENTIFY.batchSize),
+    batchTokens: nonNegInt.max(16_777_216, "must be at most 16777216").default(DEFAULT_IDENTIFY.batchTokens),
     maxPairs: nonNegInt.default(DEFAULT_IDENTIFY.maxPairs),
     profileSamples: nonNegInt.default(DEFAULT_IDENTIFY.profileSamples),
     maxLength: posInt.default(DEFAULT_IDENTIFY.maxLength),
-    gradientCheckpointing: z.boolean().default(DEFAULT_IDENTIFY.gradientCheckpointing),
+    gradientCheckpointing: z
+      .union([z.boolean(), z.literal("auto")])
+      .default(DEFAULT_IDENTIFY.gradientCheckpointing),
     judgeTask: judgeTaskSchema.default({
       instruction: DEFAULT_IDENTIFY.judgeTask.instruction,
       labels: { ...DEFAULT_IDENTIFY.judgeTask.labels },

