@@ -15,13 +15,8 @@
 import * as fs from "node:fs";
 import { parseArgs } from "node:util";
 import { loadModel, type DecoderModel } from "../src/models/index.js";
-import {
-  attachFull,
-  attachGoodVibe,
-  attachLora,
-  countParams,
-  type AttachedMethod,
-} from "../src/method/method.js";
+import { attachFull, attachGoodVibe, countParams, type AttachedMethod } from "../src/method/method.js";
+import { attachLora } from "../src/method/lora/model.js";
 import type { RowSelection } from "../src/method/goodvibe/adapter.js";
 import { DEFAULT_LORA } from "../src/method/lora/config.js";
 import { IGNORE_INDEX, sftLossHead } from "../src/method/losses.js";

@@ -40,7 +40,8 @@ export {
 export { kmeans, silhouetteScore, chooseClusters } from "./method/goodvibe/cluster.js";
 export { ClusterRowAdapter, type RowSelection } from "./method/goodvibe/adapter.js";
 export { LoraAdapter } from "./method/lora/layer.js";
-export { attachGoodVibe, attachLora, attachFull, type AttachedMethod } from "./method/method.js";
+export { attachGoodVibe, attachFull, type AttachedMethod } from "./method/method.js";
+export { attachLora } from "./method/lora/model.js";
 export { trainSft, DEFAULT_TRAIN, type TrainConfig, type TrainResult } from "./method/train.js";
 export {
   foldIntoCheckpoint,
@@ -58,7 +59,8 @@ export {
 } from "./config/harden.js";
 export { evaluateModel, type ModelEvaluation } from "./recipes/evaluate.js";
 export { judgeCode, listRules } from "./eval/judge/rules/index.js";
-export { LlmJudge, trainJudge, judgeReliability } from "./eval/judge/llm.js";
+export { LlmJudge, judgeReliability } from "./eval/judge/llm.js";
+export { trainJudge } from "./recipes/train-judge.js";
 export { securePreference } from "./eval/preference.js";
 export { evaluateSafety } from "./eval/safety.js";
 export { BuiltinBackend } from "./eval/generate/builtin.js";

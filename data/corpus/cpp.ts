@@ -3,7 +3,7 @@
  * (`chosen`) and the insecure one (`rejected`). The first slot is the identity slot (see src/data/corpus.ts).
  * Code is written with String.raw so that "\n" in C++ strings stays as typed.
  */
-import type { CodeTemplate } from "../../src/data/corpus.js";
+import type { CodeTemplate } from "./template.js";
 
 const raw = String.raw;
 

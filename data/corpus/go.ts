@@ -2,7 +2,7 @@
  * Go templates of the demo corpus (authored for this project). See cpp.ts for the layout.
  * Go code here never uses backtick strings (they would end the TypeScript template literal).
  */
-import type { CodeTemplate } from "../../src/data/corpus.js";
+import type { CodeTemplate } from "./template.js";
 
 const raw = String.raw;
 

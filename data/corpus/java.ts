@@ -1,7 +1,7 @@
 /**
  * Java templates of the demo corpus (authored for this project). See cpp.ts for the layout.
  */
-import type { CodeTemplate } from "../../src/data/corpus.js";
+import type { CodeTemplate } from "./template.js";
 
 const raw = String.raw;
 

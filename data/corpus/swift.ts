@@ -2,7 +2,7 @@
  * Swift templates of the demo corpus (authored for this project). See cpp.ts for the layout.
  * String.raw keeps Swift's "\(x)" interpolations as typed.
  */
-import type { CodeTemplate } from "../../src/data/corpus.js";
+import type { CodeTemplate } from "./template.js";
 
 const raw = String.raw;
 

@@ -4,7 +4,7 @@
  */
 import { SingleBar, Presets } from "cli-progress";
 import { GoodVibeError, fromSystemError } from "../errors.js";
-import type { Logger } from "../recipes/harden.js";
+import type { Logger } from "../util/log.js";
 import { ProgressMeter } from "../util/progress.js";
 
 export const EXIT = { ok: 0, internal: 1, input: 2, resource: 3, interrupted: 130 } as const;

@@ -21,27 +21,10 @@ import { CPP_TEMPLATES } from "../../data/corpus/cpp.js";
 import { JAVA_TEMPLATES } from "../../data/corpus/java.js";
 import { SWIFT_TEMPLATES } from "../../data/corpus/swift.js";
 import { GO_TEMPLATES } from "../../data/corpus/go.js";
+import type { CodeTemplate, SlotValue } from "../../data/corpus/template.js";
 
 export const CORPUS_LANGS = ["cpp", "java", "swift", "go"] as const;
 export type CorpusLang = (typeof CORPUS_LANGS)[number];
-
-/** A slot value: a string (placeholder `{{slot}}`), or a record of strings that belong together (`{{slot.key}}`). */
-export type SlotValue = string | Readonly<Record<string, string>>;
-
-export interface CodeTemplate {
-  /** Unique within its language; part of every pair id. */
-  key: string;
-  /** e.g. "CWE-89". */
-  cwe: string;
-  /** Slot name → its values. The first slot is the identity slot used by the split (needs >= 2 values). */
-  slots: Readonly<Record<string, readonly SlotValue[]>>;
-  /** The task. `{{Verb}}` is filled with Write/Implement/Create. */
-  question: string;
-  /** Secure code (no fence; the builder adds it). */
-  chosen: string;
-  /** Insecure code. */
-  rejected: string;
-}
 
 /** One pair: the CyberNative schema {id, lang, question, chosen, rejected} plus its CWE and provenance. */
 export interface CorpusPair {

@@ -12,15 +12,8 @@ import { stopRequested } from "../util/stop.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { openModelWeights } from "../io/safetensors.js";
 import { readPairs, type SecurityPair } from "../data/pairs.js";
-import {
-  CLUSTERS_FILE,
-  NEURONS_FILE,
-  planStages,
-  runHarden,
-  silentLogger,
-  type HardenConfig,
-  type Logger,
-} from "../recipes/harden.js";
+import { CLUSTERS_FILE, NEURONS_FILE, planStages, runHarden, type HardenConfig } from "../recipes/harden.js";
+import { silentLogger, type Logger } from "../util/log.js";
 import {
   evaluateModel,
   evaluationInfo,
@@ -52,7 +45,7 @@ import {
   type JudgeReliabilityEntry,
 } from "../report/schema.js";
 import { renderReport } from "../report/render.js";
-import { ZERO_COST, costOf, dropEmptyRates, neuronsOf } from "./cell.js";
+import { ZERO_COST, costOf, dropEmptyRates, neuronsOf } from "../recipes/cell.js";
 import { outcomesOf } from "./outcomes.js";
 import { describeTaskSplit, taskSplitInfo } from "./task-split.js";
 import {

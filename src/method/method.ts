@@ -5,8 +5,6 @@
 import type { DecoderModel } from "../models/decoder.js";
 import { Tensor, keep, manualSeed, noGrad, type Device } from "../tensor/index.js";
 import { ClusterRowAdapter, type RowSelection } from "./goodvibe/adapter.js";
-// LoRA's attach lives with its config, layer and PEFT files (src/method/lora/).
-export { attachLora } from "./lora/model.js";
 
 export type MethodName = "goodvibe" | "lora" | "full";
 

@@ -20,8 +20,7 @@ import { trainByteLevelBpe, writeTokenizerFiles } from "../data/bpe-train.js";
 import { loadTokenizer } from "../io/tokenizer.js";
 import type { TrainResult } from "../method/train.js";
 import { organismConfigJson, packBlocks, pretrainOrganism, pretrainRunDir } from "./pretrain.js";
-import type { Logger } from "../recipes/harden.js";
-import { silentLogger } from "../recipes/harden.js";
+import { silentLogger, type Logger } from "../util/log.js";
 
 export interface OrganismConfig {
   seed: number;

@@ -28,8 +28,7 @@ import { ORGANISM_BOS_TOKEN, ORGANISM_CHAT_TEMPLATE, renderOrganismChat } from "
 import { trainByteLevelBpe, writeTokenizerFiles } from "../data/bpe-train.js";
 import { loadTokenizer } from "../io/tokenizer.js";
 import { createRng } from "../util/random.js";
-import type { Logger } from "../recipes/harden.js";
-import { silentLogger } from "../recipes/harden.js";
+import { silentLogger, type Logger } from "../util/log.js";
 import type { TrainResult } from "../method/train.js";
 import {
   organismConfigJson,

@@ -12,7 +12,7 @@ import type { DecoderModel } from "../models/decoder.js";
 import { Tensor, manualSeed, noGrad, setNumThreads } from "../tensor/index.js";
 import { attachFull, type AttachedMethod } from "../method/method.js";
 import { trainSft, type SftExample, type TrainResult } from "../method/train.js";
-import type { Logger } from "../recipes/harden.js";
+import type { Logger } from "../util/log.js";
 
 export interface ModelShape {
   vocabSize: number;

@@ -17,15 +17,15 @@ import { claimWorkFolder, writeFileAtomic } from "../io/atomic.js";
 import { readPairs } from "../data/pairs.js";
 import { LlmJudge } from "../eval/judge/llm.js";
 import type { CellResult, ExperimentResults, JudgeReliabilityEntry } from "../report/schema.js";
-import { ZERO_COST, costOf, neuronsOf } from "../experiment/cell.js";
+import { ZERO_COST, costOf, neuronsOf } from "./cell.js";
 import {
   DEFAULT_IDENTIFY,
   defaultHardenConfig,
   runHarden,
   type HardenConfig,
   type HardenResult,
-  type Logger,
 } from "./harden.js";
+import type { Logger } from "../util/log.js";
 import { describeJudgeConvention, judgeConvention } from "../data/prompts.js";
 import { createHash } from "node:crypto";
 import { modelFingerprint } from "../eval/safety.js";

@@ -37,8 +37,7 @@ import { evaluateGsm8k } from "../eval/utility/gsm8k.js";
 import { evaluateMmlu } from "../eval/utility/mmlu.js";
 import { codeLoss, readCodeRows } from "../eval/utility/code-loss.js";
 import type { CellResult, EvaluationInfo } from "../report/schema.js";
-import type { Logger } from "./harden.js";
-import { silentLogger } from "./harden.js";
+import { silentLogger, type Logger } from "../util/log.js";
 import { generateAsync } from "../models/generate.js";
 import { stopPoint } from "../util/stop.js";
 

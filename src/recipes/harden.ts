@@ -56,13 +56,8 @@ import {
 } from "../method/goodvibe/clustering.js";
 import type { ClusterOptions, IdentifyConfig } from "../method/goodvibe/config.js";
 import { DEFAULT_DTYPE, type HardenConfig } from "../config/harden.js";
-import {
-  attachFull,
-  attachGoodVibe,
-  attachLora,
-  type AttachedMethod,
-  type MethodName,
-} from "../method/method.js";
+import { attachFull, attachGoodVibe, type AttachedMethod, type MethodName } from "../method/method.js";
+import { attachLora } from "../method/lora/model.js";
 import { trainSft, type SftExample, type TrainHooks, type TrainResult } from "../method/train.js";
 import {
   DELTA_FILE,
@@ -74,18 +69,11 @@ import {
 import { countParams } from "../method/method.js";
 import { peakRssBytes } from "../util/memory.js";
 import { interrupted, stopPoint } from "../util/stop.js";
+import { silentLogger, type Logger } from "../util/log.js";
 
 // the configuration (one typed config per stage, merged once) lives in src/config/ and the stages' folders
 export { DEFAULT_DTYPE, defaultHardenConfig, type HardenConfig } from "../config/harden.js";
 export { DEFAULT_IDENTIFY, type IdentifyConfig } from "../method/goodvibe/config.js";
-
-export interface Logger {
-  info(msg: string): void;
-  warn(msg: string): void;
-  progress(stage: string, done: number, total: number, extra?: string): void;
-}
-
-export const silentLogger: Logger = { info() {}, warn() {}, progress() {} };
 
 function subsample<T>(items: T[], n: number, seed: number): T[] {
   if (!n || n >= items.length) return items;

@@ -13,18 +13,13 @@ import { createHash } from "node:crypto";
 import { writeFileAtomic } from "../io/atomic.js";
 import type { SecurityPair } from "../data/pairs.js";
 import { describeJudgeConvention, type JudgeConvention } from "../data/prompts.js";
-import {
-  JUDGE_RECORD_FILE,
-  LlmJudge,
-  judgeReliability,
-  trainJudge,
-  type JudgeReliability,
-} from "../eval/judge/llm.js";
+import { JUDGE_RECORD_FILE, LlmJudge, judgeReliability, type JudgeReliability } from "../eval/judge/llm.js";
+import { trainJudge } from "./train-judge.js";
 import type { TrainConfig } from "../method/train.js";
 import type { LoraConfig } from "../method/lora/config.js";
 import { createRng } from "../util/random.js";
 import type { JudgeInfo, JudgeReliabilityEntry } from "../report/schema.js";
-import { silentLogger, type Logger } from "./harden.js";
+import { silentLogger, type Logger } from "../util/log.js";
 
 /** A judge to fine-tune once: its base checkpoint, labelled pairs and training settings. */
 export interface JudgeTraining {

@@ -8,7 +8,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { LlmJudge, trainJudge, JUDGE_RECORD_FILE } from "../../src/eval/judge/llm.js";
+import { LlmJudge, JUDGE_RECORD_FILE } from "../../src/eval/judge/llm.js";
+import { trainJudge } from "../../src/recipes/train-judge.js";
 import {
   LEGACY_JUDGE_CONVENTION,
   PAPER_JUDGE,

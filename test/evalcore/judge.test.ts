@@ -8,13 +8,8 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { createHash } from "node:crypto";
-import {
-  LlmJudge,
-  judgeExamples,
-  judgeReliability,
-  trainJudge,
-  type JudgeInput,
-} from "../../src/eval/judge/llm.js";
+import { LlmJudge, judgeReliability, type JudgeInput } from "../../src/eval/judge/llm.js";
+import { judgeExamples, trainJudge } from "../../src/recipes/train-judge.js";
 import { loadModel } from "../../src/models/index.js";
 import { judgeMessages } from "../../src/data/prompts.js";
 import { renderOrganismChat } from "../../src/data/corpus.js";

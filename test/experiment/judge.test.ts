@@ -11,7 +11,7 @@ import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import { parseExperimentSpec, type ExperimentSpec } from "../../src/experiment/spec.js";
 import { planExperiment } from "../../src/experiment/plan.js";
 import { runExperiment } from "../../src/experiment/run.js";
-import { trainJudge } from "../../src/eval/judge/llm.js";
+import { trainJudge } from "../../src/recipes/train-judge.js";
 import { judgeConvention } from "../../src/data/prompts.js";
 import { InputError } from "../../src/errors.js";
 import { buildTables } from "../../src/report/tables.js";

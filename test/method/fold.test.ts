@@ -10,7 +10,8 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadModel } from "../../src/models/index.js";
 import { AdamW, Tensor, noGrad } from "../../src/tensor/index.js";
-import { attachGoodVibe, attachLora } from "../../src/method/method.js";
+import { attachGoodVibe } from "../../src/method/method.js";
+import { attachLora } from "../../src/method/lora/model.js";
 import { sftLossHead } from "../../src/method/losses.js";
 import {
   foldIntoCheckpoint,

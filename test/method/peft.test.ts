@@ -15,7 +15,7 @@ import { openModelWeights, readSafetensors, writeSafetensors } from "../../src/i
 import { loadModel } from "../../src/models/index.js";
 import { recordToTensor } from "../../src/models/load.js";
 import { Tensor, manualSeed, noGrad } from "../../src/tensor/index.js";
-import { attachLora } from "../../src/method/method.js";
+import { attachLora } from "../../src/method/lora/model.js";
 import { attachPeftAdapter } from "../../src/method/lora/model.js";
 import { foldIntoCheckpoint } from "../../src/method/fold.js";
 import { loraTargets, patternKey } from "../../src/method/lora/config.js";

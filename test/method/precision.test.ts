@@ -10,7 +10,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadModel } from "../../src/models/index.js";
-import { attachFull, attachGoodVibe, attachLora, countParams } from "../../src/method/method.js";
+import { attachFull, attachGoodVibe, countParams } from "../../src/method/method.js";
+import { attachLora } from "../../src/method/lora/model.js";
 import { sftLossHead } from "../../src/method/losses.js";
 import {
   DEFAULT_TRAIN,

@@ -8,7 +8,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadModel } from "../../src/models/index.js";
-import { attachGoodVibe, attachLora } from "../../src/method/method.js";
+import { attachGoodVibe } from "../../src/method/method.js";
+import { attachLora } from "../../src/method/lora/model.js";
 import { lrFactor, planBatches, trainSft, DEFAULT_TRAIN, type SftExample } from "../../src/method/train.js";
 import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
 

@@ -1,5 +1,6 @@
 /**
  * The parts of a report cell that come from training: parameters, cost, and where the security neurons sit.
+ * Shared by the recipes that write report cells (the demo) and the experiment runner above them.
  */
 import type { FlopCount } from "../method/flops.js";
 import type { TrainResult } from "../method/train.js";

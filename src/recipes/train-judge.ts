@@ -1,0 +1,223 @@
+/**
+ * Training a judge: fine-tune a base checkpoint on labelled pairs (insecure code → the unsafe label, secure code →
+ * the safe label) and write it as a normal HF checkpoint that LlmJudge loads. A training recipe, so it lives with
+ * the recipes, above the evaluation's judge (eval/judge/llm.ts) and the trainer (method/train.ts) it combines.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { GoodVibeError, InputError } from "../errors.js";
+import { writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
+import { copyTokenizerFiles } from "../io/model-folder.js";
+import {
+  openModelWeights,
+  writeModelWeights,
+  type TensorRecord,
+  type TensorToWrite,
+} from "../io/safetensors.js";
+import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
+import { loadModel, ST_TO_DTYPE } from "../models/index.js";
+import { attachFull, type AttachedMethod } from "../method/method.js";
+import { attachLora } from "../method/lora/model.js";
+import { DEFAULT_LORA, type LoraConfig } from "../method/lora/config.js";
+import {
+  DEFAULT_TRAIN,
+  trainSft,
+  type SftExample,
+  type TrainConfig,
+  type TrainHooks,
+  type TrainResult,
+} from "../method/train.js";
+import { PAPER_JUDGE, buildSftExample, judgeMessages, type JudgeConvention } from "../data/prompts.js";
+import { pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
+import { Tensor, noGrad, tidy, type DType } from "../tensor/index.js";
+import { JUDGE_RECORD_FILE, LlmJudge } from "../eval/judge/llm.js";
+export interface TrainJudgeOptions {
+  /** Hugging Face model folder with a tokenizer; only read. */
+  baseModelDir: string;
+  /** Training pairs: each gives (insecure code → the unsafe label) and (secure code → the safe label). */
+  pairs: readonly SecurityPair[];
+  /** The instruction and labels it is trained with, recorded in the folder (default the paper's). */
+  convention?: JudgeConvention;
+  /** The new checkpoint folder (written atomically; must not be the base folder). */
+  outDir: string;
+  method: "full" | "lora";
+  /** Overrides of DEFAULT_TRAIN. */
+  cfg?: Partial<TrainConfig>;
+  /** For method "lora" (default DEFAULT_LORA). */
+  lora?: LoraConfig;
+  /** Examples longer than this (tokens, label included) are skipped and counted. Default 2048. */
+  maxLength?: number;
+  /** Compute dtype while training; default float32 for full fine-tuning, the checkpoint's dtype for LoRA. */
+  dtype?: DType;
+  /** Checkpoints of the training loop (resume after an interruption); none by default. */
+  runDir?: string;
+  /** Replace a non-empty outDir. */
+  overwrite?: boolean;
+  hooks?: TrainHooks;
+}
+
+export interface TrainedJudge {
+  outDir: string;
+  train: TrainResult;
+  /** Judge examples trained on, and those skipped for length. */
+  examples: number;
+  skipped: number;
+  /** The trained judge in memory, its weights folded exactly as written to outDir. */
+  judge: LlmJudge;
+}
+
+/** The judge's SFT examples: the answer is the label token (plus the template's end-of-turn token). */
+export function judgeExamples(
+  tok: HfTokenizer,
+  pairs: readonly SecurityPair[],
+  maxLength: number,
+  convention: JudgeConvention = PAPER_JUDGE,
+): { examples: SftExample[]; skipped: number } {
+  const examples: SftExample[] = [];
+  let skipped = 0;
+  for (const s of pairsToLabelledSamples(pairs)) {
+    const label = s.secure ? convention.labels.safe : convention.labels.unsafe;
+    const ex = buildSftExample(
+      tok,
+      [...judgeMessages(s.code, s.lang, convention), { role: "assistant", content: label }],
+      {
+        maxLength: Number.MAX_SAFE_INTEGER,
+      },
+    );
+    if (ex.inputIds.length > maxLength) skipped++;
+    else examples.push(ex);
+  }
+  return { examples, skipped };
+}
+
+/** Where a canonical HF name ("model.layers.0...") is stored in a checkpoint (Gemma3 may add a prefix). */
+function storedNames(records: Map<string, TensorRecord>): (name: string) => string {
+  let prefix = "model.";
+  for (const n of records.keys()) {
+    const m = /^(.*?)embed_tokens\.weight$/.exec(n);
+    if (m) {
+      prefix = m[1]!;
+      break;
+    }
+  }
+  return (name) => {
+    if (records.has(name)) return name;
+    const stored = name.startsWith("model.") ? prefix + name.slice("model.".length) : name;
+    if (records.has(stored)) return stored;
+    const head = prefix.replace(/model\.$/, "") + name;
+    if (records.has(head)) return head;
+    throw new Error(`trained tensor ${name} has no counterpart in the base checkpoint`);
+  };
+}
+
+/**
+ * Fine-tune a judge and write it as a normal HF checkpoint: the base's tensors with the method's folded weights
+ * in place (each in the base tensor's dtype), config.json and the tokenizer files copied unchanged.
+ */
+export async function trainJudge(opts: TrainJudgeOptions): Promise<TrainedJudge> {
+  const base = path.resolve(opts.baseModelDir);
+  const out = path.resolve(opts.outDir);
+  if (base === out)
+    throw new InputError(`${opts.outDir}: the judge's output folder must differ from the base model folder`);
+  if (!opts.overwrite && fs.existsSync(out) && fs.readdirSync(out).length > 0)
+    throw new InputError(
+      `${opts.outDir}: output folder exists and is not empty (pass overwrite to replace it)`,
+    );
+  if (opts.pairs.length === 0) throw new InputError("trainJudge: no training pairs");
+
+  const tokenizer = await loadTokenizer(base);
+  const convention = opts.convention ?? PAPER_JUDGE;
+  const cfg: TrainConfig = { ...DEFAULT_TRAIN, ...opts.cfg };
+  const { examples, skipped } = judgeExamples(tokenizer, opts.pairs, opts.maxLength ?? 2048, convention);
+  if (examples.length === 0)
+    throw new InputError(
+      `trainJudge: every judge example is longer than maxLength ${opts.maxLength ?? 2048} tokens`,
+    );
+
+  const dtype = opts.dtype ?? (opts.method === "full" ? "float32" : undefined);
+  const model = loadModel(base, { dtype });
+  const method: AttachedMethod =
+    opts.method === "full" ? attachFull(model) : attachLora(model, opts.lora ?? DEFAULT_LORA);
+  const padTokenId = tokenizer.padTokenId ?? tokenizer.eosTokenIds[0] ?? 0;
+  const train = await trainSft(model, method, examples, cfg, {
+    runDir: opts.runDir,
+    padTokenId,
+    hooks: opts.hooks,
+  });
+  if (!train.finished)
+    throw new GoodVibeError(
+      `trainJudge: training stopped at step ${train.steps} of ${train.totalSteps}; no checkpoint was written ` +
+        (opts.runDir
+          ? `(run again with the same runDir to resume)`
+          : `(pass runDir to make training resumable)`),
+      1,
+    );
+
+  const folded = method.foldedWeights();
+  method.detach();
+  // A fresh view of the base files: the model's own mapping may hold in-place updates (full fine-tuning).
+  const records = openModelWeights(base).tensors;
+  const stored = storedNames(records);
+  const replaced = new Map<string, Tensor>();
+  const storedDtype = new Map<string, DType>();
+  for (const [name, t] of folded) {
+    const rec = records.get(stored(name))!;
+    const dt = ST_TO_DTYPE[rec.dtype];
+    if (!dt)
+      throw new InputError(
+        `${base}: tensor ${rec.name} has dtype ${rec.dtype}, which cannot hold trained weights`,
+      );
+    replaced.set(rec.name, t);
+    storedDtype.set(name, dt);
+  }
+
+  await writeDirAtomic(
+    out,
+    (tmp) => {
+      const tensors: TensorToWrite[] = [];
+      for (const [name, rec] of records) {
+        const t = replaced.get(name);
+        if (!t) {
+          tensors.push({ name, dtype: rec.dtype, shape: rec.shape, data: rec.data });
+          continue;
+        }
+        const data = noGrad(() => tidy(() => t.to(ST_TO_DTYPE[rec.dtype]!).contiguous().toBytes()));
+        tensors.push({ name, dtype: rec.dtype, shape: rec.shape, data });
+      }
+      writeModelWeights(tmp, tensors);
+      writeFileAtomic(path.join(tmp, "config.json"), fs.readFileSync(path.join(base, "config.json")));
+      copyTokenizerFiles(base, tmp);
+      const meta = {
+        kind: "goodvibe-llm-judge",
+        baseModel: base,
+        method: opts.method,
+        lora: opts.method === "lora" ? (opts.lora ?? DEFAULT_LORA) : undefined,
+        train: cfg,
+        examples: examples.length,
+        skipped,
+        finalLoss: train.finalLoss,
+        steps: train.steps,
+        convention,
+      };
+      writeFileAtomic(path.join(tmp, JUDGE_RECORD_FILE), JSON.stringify(meta, null, 2) + "\n");
+    },
+    { overwrite: opts.overwrite ?? false },
+  );
+
+  // Fold into the in-memory model too, through the same dtype rounding as the written file.
+  noGrad(() => {
+    const params = model.parameters();
+    for (const [name, t] of folded) {
+      const p = params.get(name) ?? (name === "lm_head.weight" ? model.lmHead : undefined);
+      if (!p) throw new Error(`trained tensor ${name} is not a model parameter`);
+      p.copy_(t.to(storedDtype.get(name)!).to(p.dtype));
+    }
+  });
+  return {
+    outDir: out,
+    train,
+    examples: examples.length,
+    skipped,
+    judge: new LlmJudge(model, tokenizer, out, convention),
+  };
+}
