@@ -40,6 +40,22 @@ export interface ChatBackend {
   ): Promise<string[]>;
 }
 
+/**
+ * A server that applies the chat template itself (OpenAI-compatible `/v1/chat/completions`: HttpBackend over a
+ * fleet of vLLM, llama-server, Ollama or `goodvibe serve`) as a ChatBackend: every conversation is one request,
+ * sent all at once (the backend bounds the requests in flight and spreads them over its servers).
+ */
+export function serverChatBackend(server: {
+  readonly name: string;
+  chat(messages: ChatMessage[], opts: GenerateOptions): Promise<string>;
+}): ChatBackend {
+  return {
+    name: server.name,
+    generateChat: (messagesList, opts) =>
+      Promise.all(messagesList.map((m, i) => server.chat([...m], { ...opts, seed: (opts.seed ?? 0) + i }))),
+  };
+}
+
 /** A text-in backend (llama.cpp) as a ChatBackend: the tokenizer's chat template formats each prompt. */
 export function chatBackend(backend: GenerationBackend, tok: HfTokenizer): ChatBackend {
   return {

@@ -48,6 +48,7 @@ import { renderReport } from "../report/render.js";
 import { ZERO_COST, costOf, dropEmptyRates, neuronsOf } from "../recipes/cell.js";
 import { outcomesOf } from "./outcomes.js";
 import { describeTaskSplit, taskSplitInfo } from "./task-split.js";
+import { cellShare, claimHolder, holdClaim, tryClaim, whenClaimed, type ShardSpec } from "./shard.js";
 import {
   EXPERIMENT_CODE_VERSION,
   canonicalJson,
@@ -72,6 +73,8 @@ export interface RunOptions {
   onCellStart?: (cell: PlannedCell) => void;
   /** render the report after results.json (default true) */
   render?: boolean;
+  /** compute only this share of the cells (shard.ts); the others are left to other workers */
+  shard?: ShardSpec;
 }
 
 export interface RunSummary {
@@ -81,6 +84,8 @@ export interface RunSummary {
   skipped: string[];
   /** true when the run stopped before every cell was done (rerun to resume) */
   stopped: boolean;
+  /** cells left to other workers (another shard's, or claimed by a worker computing them) and not yet done */
+  pending?: string[];
   resultsFile?: string;
   /** when stopped with some cells done: results.partial.json, the finished cells in plan order */
   partialFile?: string;
@@ -185,42 +190,53 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
   let judgeOverlap = 0;
   const prepareJudges = async () => {
     for (const [key, src] of plan.judges) {
-      let dir: string;
-      let base: string | undefined;
-      if (src.kind === "path") {
-        dir = src.path;
-        base = src.base ?? recordedJudgeBase(src.path);
-        // refuse a judge trained under another convention now, not after the first cell
-        await LlmJudge.load(dir, { convention: plan.convention });
-      } else {
-        const training: JudgeTraining = {
-          base: src.base,
-          pairs: () =>
-            src.data === spec.data.train ? train() : readPairs(src.data, { languages: spec.data.languages }),
-          data: src.data,
-          method: src.method,
-          train: src.train,
-          maxPairs: src.maxPairs,
-          maxLength: src.maxLength,
-          dir: src.dir,
-        };
-        dir = await ensureJudgeTrained(training, { convention: plan.convention, log, signal });
-        base = src.base;
-        judgeOverlap = Math.max(judgeOverlap, overlapWithTraining(dev(), judgeTrainingPairs(training)));
+      // one worker trains and measures a judge; others sharing the folder wait, then find it cached (shard.ts)
+      const release = await holdClaim(src.dir, {
+        signal,
+        onWait: (h) => log.info(`judge ${key}: being prepared by ${h}; waiting`),
+      });
+      try {
+        let dir: string;
+        let base: string | undefined;
+        if (src.kind === "path") {
+          dir = src.path;
+          base = src.base ?? recordedJudgeBase(src.path);
+          // refuse a judge trained under another convention now, not after the first cell
+          await LlmJudge.load(dir, { convention: plan.convention });
+        } else {
+          const training: JudgeTraining = {
+            base: src.base,
+            pairs: () =>
+              src.data === spec.data.train
+                ? train()
+                : readPairs(src.data, { languages: spec.data.languages }),
+            data: src.data,
+            method: src.method,
+            train: src.train,
+            maxPairs: src.maxPairs,
+            maxLength: src.maxLength,
+            dir: src.dir,
+          };
+          dir = await ensureJudgeTrained(training, { convention: plan.convention, log, signal });
+          base = src.base;
+          judgeOverlap = Math.max(judgeOverlap, overlapWithTraining(dev(), judgeTrainingPairs(training)));
+        }
+        judgeDirs.set(key, dir);
+        reliability.push(
+          ...(await measureJudgeReliability({
+            judgeDir: dir,
+            baseDir: base,
+            heldOut: dev(),
+            convention: plan.convention,
+            ...(src.kind === "train" && src.model ? { model: src.model } : {}),
+            cacheFile: path.join(src.dir, "reliability.json"),
+            batchSize: spec.eval.batchSize,
+            log,
+          })),
+        );
+      } finally {
+        release();
       }
-      judgeDirs.set(key, dir);
-      reliability.push(
-        ...(await measureJudgeReliability({
-          judgeDir: dir,
-          baseDir: base,
-          heldOut: dev(),
-          convention: plan.convention,
-          ...(src.kind === "train" && src.model ? { model: src.model } : {}),
-          cacheFile: path.join(src.dir, "reliability.json"),
-          batchSize: spec.eval.batchSize,
-          log,
-        })),
-      );
     }
   };
   const judgeFor = async (key: string | null): Promise<LlmJudge | null> => {
@@ -256,16 +272,22 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
     const have = baseEvals.get(cell.baseKey);
     if (have) return have;
     const file = path.join(outDir, "work", cell.baseKey, "evaluation.json");
-    let ev: ModelEvaluation;
-    if (fs.existsSync(file)) ev = readJson<ModelEvaluation>(file);
-    else {
-      const baseCell = plan.cells.find((c) => c.key === cell.baseKey);
-      ev = await evaluate(
-        cell.model.path,
-        baseCell ?? { ...cell, workDir: path.join(outDir, "work", cell.baseKey) },
-      );
-      writeFileAtomic(file, JSON.stringify(ev, nanAsNull));
-    }
+    // one worker evaluates it (shard.ts); others sharing the folder wait for its file
+    const computed = await whenClaimed(
+      path.dirname(file),
+      () => fs.existsSync(file),
+      async () => {
+        const baseCell = plan.cells.find((c) => c.key === cell.baseKey);
+        const e = await evaluate(
+          cell.model.path,
+          baseCell ?? { ...cell, workDir: path.join(outDir, "work", cell.baseKey) },
+        );
+        writeFileAtomic(file, JSON.stringify(e, nanAsNull));
+        return e;
+      },
+      { signal, onWait: (h) => log.info(`base evaluation: being computed by ${h}; waiting`) },
+    );
+    const ev = computed ?? readJson<ModelEvaluation>(file);
     baseEvals.set(cell.baseKey, ev);
     return ev;
   };
@@ -354,6 +376,12 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
   const results: CellResult[] = [];
   let stopped = false;
   const done = new Map<string, CellResult>();
+  const share = opts.shard ? cellShare(plan.cells, opts.shard) : null;
+  if (opts.shard)
+    log.info(
+      `shard ${opts.shard.index}/${opts.shard.count}: ${share!.size} of ${new Set(plan.cells.map((c) => c.key)).size} distinct cells`,
+    );
+  const pending: string[] = [];
   for (const [i, cell] of plan.cells.entries()) {
     const tag = `[${i + 1}/${plan.cells.length}] ${describeCell(cell)} (${cell.id})`;
     const cached = done.get(cell.key) ?? (isCellDone(cell) ? readCell(cell, log) : null);
@@ -361,6 +389,10 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
       skipped.push(cell.id);
       results.push(relabel(cached, cell));
       done.set(cell.key, cached);
+      continue;
+    }
+    if (share && !share.has(cell.key)) {
+      pending.push(cell.id); // another shard's
       continue;
     }
     if (
@@ -371,6 +403,21 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
       stopped = true;
       continue; // still collect the cells finished further on (results.partial.json)
     }
+    // a worker sharing this folder may be computing it, or have just finished it (shard.ts)
+    const release = tryClaim(cell.workDir);
+    if (!release) {
+      log.info(`${tag}: being computed by ${claimHolder(cell.workDir) ?? "another worker"}; left to it`);
+      pending.push(cell.id);
+      continue;
+    }
+    const finished = isCellDone(cell) ? readCell(cell, log) : null;
+    if (finished) {
+      release();
+      skipped.push(cell.id);
+      results.push(relabel(finished, cell));
+      done.set(cell.key, finished);
+      continue;
+    }
     log.info(`${tag}: running`);
     opts.onCellStart?.(cell);
     fs.mkdirSync(cell.workDir, { recursive: true });
@@ -380,6 +427,7 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
     try {
       result = cell.method === "base" ? await runBaseCell(cell) : await runTrainedCell(cell);
     } catch (e) {
+      release();
       // harden throws when training stops at a checkpoint; the caches keep the progress
       if (e instanceof InterruptedError || signal?.aborted) {
         log.warn(`${tag}: interrupted (${(e as Error).message})`);
@@ -396,6 +444,7 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
     // refuse to file a result under keys that no longer describe its inputs
     checkInputsUnchanged(plan);
     writeFileAtomic(cell.cellFile, JSON.stringify(result, null, 2));
+    release();
     log.info(`${tag}: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     ran.push(cell.id);
     results.push(result);
@@ -417,26 +466,43 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
     ...(plan.taskSplit ? { taskSplit: taskSplitInfo(plan.taskSplit) } : {}),
     cells: uniqueIds(results),
   };
-  if (stopped) {
-    log.warn(
-      `stopped with ${results.length} of ${plan.cells.length} cells done; rerun the same command to resume`,
-    );
+  if (stopped || pending.length > 0) {
+    if (stopped)
+      log.warn(
+        `stopped with ${results.length} of ${plan.cells.length} cells done; rerun the same command to resume`,
+      );
+    else
+      log.info(
+        `${results.length} of ${plan.cells.length} cells done; ${pending.length} are other workers' (another shard's or ` +
+          `being computed): once they are done, \`experiment run\` on this folder writes results.json and the report`,
+      );
     // the finished cells so far, for a look before the end (`goodvibe report` renders it); never results.json
     const partialFile = path.join(outDir, "results.partial.json");
     if (results.length > 0) {
       const partial = parseExperimentResults(JSON.parse(JSON.stringify(experiment)), partialFile);
       writeFileAtomic(partialFile, JSON.stringify(partial, null, 2));
     }
-    return { outDir, ran, skipped, stopped, ...(results.length > 0 ? { partialFile } : {}) };
+    return { outDir, ran, skipped, stopped, pending, ...(results.length > 0 ? { partialFile } : {}) };
   }
 
   const resultsFile = path.join(outDir, "results.json");
-  const checked = parseExperimentResults(JSON.parse(JSON.stringify(experiment)), resultsFile);
-  writeFileAtomic(resultsFile, JSON.stringify(checked, null, 2));
+  // workers finishing together: one writes the results and the report
+  const releaseResults = tryClaim(path.join(outDir, "work", "results"));
+  if (!releaseResults) {
+    log.info("every cell is done; another worker is writing results.json and the report");
+    return { outDir, ran, skipped, stopped, pending };
+  }
   const reportDir = path.join(outDir, "report");
-  if (opts.render ?? true) {
-    await renderReport(checked, reportDir);
-    log.info(`report: ${path.join(reportDir, "index.html")}`);
+  let checked: ExperimentResults;
+  try {
+    checked = parseExperimentResults(JSON.parse(JSON.stringify(experiment)), resultsFile);
+    writeFileAtomic(resultsFile, JSON.stringify(checked, null, 2));
+    if (opts.render ?? true) {
+      await renderReport(checked, reportDir);
+      log.info(`report: ${path.join(reportDir, "index.html")}`);
+    }
+  } finally {
+    releaseResults();
   }
   return { outDir, ran, skipped, stopped, resultsFile, reportDir, results: checked };
 }

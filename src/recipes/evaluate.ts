@@ -18,6 +18,7 @@ import {
   evaluateSafety,
   mcnemarVsBase,
   modelFingerprint,
+  type ChatBackend,
   type SafetyResult,
   type JudgeRates,
 } from "../eval/safety.js";
@@ -144,6 +145,12 @@ export interface EvalOptions {
   cacheDir?: string;
   seed: number;
   utility?: UtilityFiles;
+  /**
+   * who answers the vibe-coding prompts instead of the built-in engine: e.g. serverChatBackend(new HttpBackend(…))
+   * over a fleet serving this model folder (preference, held-out loss and utility stay local); its name is part
+   * of every cached answer's key
+   */
+  generator?: ChatBackend;
   log?: Logger;
   /** stop request (Ctrl-C): every loop stops within a batch or a token; generations finished so far stay cached */
   signal?: AbortSignal;
@@ -281,7 +288,7 @@ export async function evaluateModel(modelDir: string, opts: EvalOptions): Promis
     const backend = new BuiltinBackend(model, tok);
     const fp = modelFingerprint(modelDir);
     safety = await evaluateSafety(prompts, {
-      backend: {
+      backend: opts.generator ?? {
         name: "builtin",
         generateChat: (m, o) =>
           backend.generateChat(m, { ...o, batchSize: opts.batchSize, signal: opts.signal }),

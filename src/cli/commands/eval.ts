@@ -12,6 +12,8 @@ import {
 import { PROMPT_FILTERS, type PromptFilter } from "../../data/prompts.js";
 import { InputError } from "../../errors.js";
 import { integer, list } from "../options.js";
+import { HttpBackend } from "../../eval/generate/http.js";
+import { serverChatBackend } from "../../eval/safety.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 
 export function registerEval(program: Command): void {
@@ -48,9 +50,16 @@ export function registerEval(program: Command): void {
     .option("--limit <n>", "utility items per benchmark, a seeded subsample (default: all)", integer(1))
     .option("--cache <dir>", "generation cache folder (resumable)", ".goodvibe-cache")
     .option("--seed <n>", "seed", integer(0), 0)
+    .option(
+      "--url <list>",
+      "answer the vibe-coding prompts on OpenAI-compatible servers serving --model (vLLM, llama-server, Ollama, goodvibe serve), comma-separated, round-robin; the rest stays local",
+      list,
+    )
+    .option("--server-model <name>", "the model's name on those servers (with --url)")
+    .option("--concurrency <n>", "requests in flight over all servers (with --url)", integer(1), 16)
     .addHelpText(
       "after",
-      "\nExamples:\n  goodvibe eval -m ./hardened -d dev.jsonl --judge ./judge --base ./base-model\n  goodvibe eval -m ./hardened -d dev.jsonl --arc arc_challenge_test.jsonl --limit 200 --json",
+      "\nExamples:\n  goodvibe eval -m ./hardened -d dev.jsonl --judge ./judge --base ./base-model\n  goodvibe eval -m ./hardened -d dev.jsonl --arc arc_challenge_test.jsonl --limit 200 --json\n  goodvibe eval -m ./hardened -d dev.jsonl --url http://gpu1:8000,http://gpu2:8000 --server-model hardened",
     )
     .action(async (opts) => {
       const g = program.opts();
@@ -88,8 +97,18 @@ export function registerEval(program: Command): void {
           log,
           signal: interruptSignal(log),
         };
+        if (opts.url && !opts.serverModel)
+          throw new InputError(
+            "--server-model (the model's name on the --url servers) is required with --url",
+          );
+        const generator = opts.url
+          ? serverChatBackend(
+              new HttpBackend({ baseUrls: opts.url, model: opts.serverModel, concurrency: opts.concurrency }),
+            )
+          : undefined;
         const ev = await evaluateModel(opts.model, {
           ...common,
+          generator,
           utility: {
             arc: opts.arc,
             humaneval: opts.humaneval,

@@ -16,6 +16,7 @@ import {
 import { estimateCells } from "../../experiment/estimate.js";
 import { runExperiment } from "../../experiment/run.js";
 import { formatFlops } from "../../method/flops.js";
+import { parseShard, shardFromEnvironment } from "../../experiment/shard.js";
 
 /** Every path an experiment reads: its output folder must lie apart from all of them. */
 function experimentInputs(spec: ExperimentSpec, file: string): Record<string, string | undefined> {
@@ -58,22 +59,34 @@ export function registerExperiment(program: Command): void {
     )
     .option("--stop-after <n>", "compute at most n cells, then stop (rerun to continue)", integer(1))
     .option("--overwrite", "move an output folder holding anything else aside (renamed, never deleted)")
+    .option(
+      "--shard <i/n>",
+      "compute only the i-th of n shares of the cells (default: from a Slurm array or a Kubernetes Indexed Job when set; 1/1 = all)",
+    )
     .addHelpText(
       "after",
       `
 Examples:
   goodvibe experiment run experiments/organism.yaml
   goodvibe experiment run experiments/organism.yaml --set seeds=[0] --out runs/organism-quick
-Ctrl-C stops at the next checkpoint; rerunning the same command resumes and skips finished cells.`,
+  goodvibe experiment run experiments/paper.yaml -o /shared/runs/paper --shard 3/8
+Ctrl-C stops at the next checkpoint; rerunning the same command resumes and skips finished cells.
+Many workers may share one output folder (one per shard, or several on the same cells): each cell is computed
+under a claim, and the last run on the folder writes results.json and the report. In a Slurm array
+(SLURM_ARRAY_TASK_ID with SLURM_ARRAY_TASK_COUNT or MIN/MAX) or a Kubernetes Indexed Job (JOB_COMPLETION_INDEX
+with GOODVIBE_SHARD_COUNT) the shard comes from the scheduler; see examples/slurm-array.sh, examples/k8s-indexed-job.yaml.`,
     )
     .action(
       async (
         file: string,
-        opts: { out?: string; set: string[]; stopAfter?: number; overwrite?: boolean },
+        opts: { out?: string; set: string[]; stopAfter?: number; overwrite?: boolean; shard?: string },
       ) => {
         const g = program.opts();
         const log = makeLogger(g);
         await runCommand(g, async () => {
+          const fromEnv = opts.shard ? null : shardFromEnvironment();
+          const shard = opts.shard ? parseShard(opts.shard) : fromEnv?.shard;
+          if (fromEnv) log.info(`shard ${shard!.index}/${shard!.count} from ${fromEnv.from}`);
           const spec = loadExperimentSpec(file, opts.set);
           // claimed before planning: a task split is written into the folder while planning
           const aside = claimWorkFolder({
@@ -99,13 +112,18 @@ Ctrl-C stops at the next checkpoint; rerunning the same command resumes and skip
             log,
             signal: interruptSignal(log),
             stopAfterCells: opts.stopAfter,
+            shard: shard && shard.count > 1 ? shard : undefined,
           });
           log.done();
           const lines = [
             `${plan.cells.length} cells: ${r.ran.length} computed now, ${r.skipped.length} cached`,
             r.stopped
               ? "stopped before the end: rerun the same command to resume"
-              : `results: ${r.resultsFile}`,
+              : r.pending?.length
+                ? `${r.pending.length} cells are other workers': once they are done, run \`goodvibe experiment run ${file}\` on this folder for results.json and the report`
+                : r.resultsFile
+                  ? `results: ${r.resultsFile}`
+                  : "another worker is writing results.json and the report",
             r.reportDir && !r.stopped ? `report: ${r.reportDir}/index.html` : "",
           ].filter(Boolean);
           output(g, lines.join("\n"), {
@@ -114,6 +132,8 @@ Ctrl-C stops at the next checkpoint; rerunning the same command resumes and skip
             ran: r.ran,
             skipped: r.skipped,
             stopped: r.stopped,
+            shard: shard ?? null,
+            pending: r.pending ?? [],
             resultsFile: r.resultsFile ?? null,
             reportDir: r.reportDir ?? null,
           });

@@ -1,0 +1,187 @@
+/**
+ * An experiment over many machines: each worker (`experiment run --shard i/n`, or a Slurm array / Kubernetes
+ * Indexed Job task) computes a deterministic share of the cells, all of them in one shared output folder.
+ *
+ * Sharing one folder is safe because every cache entry is keyed by the hash of its inputs and written atomically
+ * (a temporary, then a rename), and because whatever a worker computes in place — a cell's run folders, the base
+ * model's evaluation, a judge's training — is done under a claim: a file created exclusively (O_EXCL) in that
+ * entry's folder, kept fresh by a heartbeat. A claimed cell is left to its holder; a shared input another worker
+ * is computing is waited for. A claim whose worker died (same host: its process is gone; any host: no heartbeat
+ * for GOODVIBE_CLAIM_STALE_SECONDS, default 600) is taken over. At worst a cell is computed twice with the same
+ * result (atomic writes: the last rename wins), never half-written.
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { randomBytes } from "node:crypto";
+import type { ShardSpec } from "../util/shard.js";
+import { stopPoint } from "../util/stop.js";
+
+export { parseShard, shardFromEnvironment, type ShardSpec } from "../util/shard.js";
+
+/**
+ * The keys of the cells that are this shard's: distinct cell keys in plan order, dealt round-robin (cells with
+ * one key are one computation, so they go to one shard). The same plan gives every worker the same deal.
+ */
+export function cellShare<C extends { key: string }>(cells: readonly C[], shard: ShardSpec): Set<string> {
+  const keys = [...new Set(cells.map((c) => c.key))];
+  return new Set(keys.filter((_, i) => i % shard.count === shard.index - 1));
+}
+
+const CLAIM = ".claim.json";
+const HEARTBEAT_MS = 30_000;
+
+interface ClaimFile {
+  host: string;
+  pid: number;
+  token: string;
+  since: string;
+}
+
+const staleSeconds = () => Number(process.env.GOODVIBE_CLAIM_STALE_SECONDS ?? 600);
+const pollMs = () => Number(process.env.GOODVIBE_CLAIM_POLL_MS ?? 2000);
+
+/** Claims this process holds, by folder: a nested claim of the same folder is the same claim. */
+const held = new Map<string, { depth: number; token: string; timer: NodeJS.Timeout }>();
+
+// a process that ends with claims still held (an error, a stop) gives them back
+process.once("exit", () => {
+  for (const [key, h] of held)
+    try {
+      if (readClaim(path.join(key, CLAIM))?.token === h.token)
+        fs.rmSync(path.join(key, CLAIM), { force: true });
+    } catch {
+      // best effort: a stale claim is taken over anyway
+    }
+});
+
+function readClaim(file: string): (ClaimFile & { mtimeMs: number }) | null {
+  try {
+    const st = fs.statSync(file);
+    return { ...(JSON.parse(fs.readFileSync(file, "utf8")) as ClaimFile), mtimeMs: st.mtimeMs };
+  } catch {
+    return null; // gone, or being written: treat as free/unknown, the exclusive create decides
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function isStale(c: ClaimFile & { mtimeMs: number }): boolean {
+  if (c.host === os.hostname() && !alive(c.pid)) return true;
+  return Date.now() - c.mtimeMs > staleSeconds() * 1000;
+}
+
+/** Who holds the claim of `dir`, for messages; null when nobody (live) does. */
+export function claimHolder(dir: string): string | null {
+  const c = readClaim(path.join(dir, CLAIM));
+  return c && !isStale(c) ? `${c.host} pid ${c.pid} since ${c.since}` : null;
+}
+
+/** Take the claim of `dir`, or return null when another live worker holds it. */
+export function tryClaim(dir: string): (() => void) | null {
+  const key = path.resolve(dir);
+  const mine = held.get(key);
+  if (mine) {
+    mine.depth++;
+    return () => release(key);
+  }
+  fs.mkdirSync(key, { recursive: true });
+  const file = path.join(key, CLAIM);
+  const token = randomBytes(8).toString("hex");
+  const body: ClaimFile = { host: os.hostname(), pid: process.pid, token, since: new Date().toISOString() };
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(file, JSON.stringify(body), { flag: "wx" });
+      const timer = setInterval(() => {
+        const now = new Date();
+        try {
+          fs.utimesSync(file, now, now);
+        } catch {
+          // the folder went away (moved aside by --overwrite): nothing to keep fresh
+        }
+      }, HEARTBEAT_MS);
+      timer.unref();
+      held.set(key, { depth: 1, token, timer });
+      return () => release(key);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    }
+    const other = readClaim(file);
+    if (other && !isStale(other)) return null;
+    // a dead worker's claim: move it out of the way; of two takers only one rename succeeds
+    try {
+      fs.renameSync(file, path.join(key, `.claim-stale-${token}.json`));
+      fs.rmSync(path.join(key, `.claim-stale-${token}.json`), { force: true });
+    } catch {
+      // another worker took it over first: the exclusive create below will tell
+    }
+  }
+  return null;
+}
+
+function release(key: string): void {
+  const mine = held.get(key);
+  if (!mine) return;
+  if (--mine.depth > 0) return;
+  clearInterval(mine.timer);
+  held.delete(key);
+  const file = path.join(key, CLAIM);
+  // remove it only while it is still ours (a worker that took it over as stale keeps its own)
+  if (readClaim(file)?.token === mine.token) fs.rmSync(file, { force: true });
+}
+
+/** Wait (polling) until this worker holds the claim of `dir`; returns its release. */
+export async function holdClaim(
+  dir: string,
+  opts: { signal?: AbortSignal; onWait?: (holder: string) => void } = {},
+): Promise<() => void> {
+  let told = false;
+  for (;;) {
+    const release = tryClaim(dir);
+    if (release) return release;
+    if (!told) {
+      opts.onWait?.(claimHolder(dir) ?? "another worker");
+      told = true;
+    }
+    await stopPoint(opts.signal, `stopped while waiting for ${dir}`);
+    await new Promise((r) => setTimeout(r, pollMs()));
+  }
+}
+
+/**
+ * Compute something shared in place under the claim of `dir`: when `isDone()` already, nothing; when another
+ * worker holds the claim, wait (polling) until it is done or the claim goes stale; otherwise compute it.
+ */
+export async function whenClaimed<T>(
+  dir: string,
+  isDone: () => boolean,
+  compute: () => Promise<T>,
+  opts: { signal?: AbortSignal; onWait?: (holder: string) => void } = {},
+): Promise<T | null> {
+  let told = false;
+  for (;;) {
+    if (isDone()) return null;
+    const release = tryClaim(dir);
+    if (release) {
+      try {
+        if (isDone()) return null; // finished by the holder we waited for
+        return await compute();
+      } finally {
+        release();
+      }
+    }
+    if (!told) {
+      opts.onWait?.(claimHolder(dir) ?? "another worker");
+      told = true;
+    }
+    await stopPoint(opts.signal, `stopped while waiting for ${dir}`);
+    await new Promise((r) => setTimeout(r, pollMs()));
+  }
+}
