@@ -1,5 +1,5 @@
 /** Rules for C++ (and the C library calls C++ answers use). */
-import { defineRule, type Source } from "./source.js";
+import { argListStart, defineRule, type Source } from "./source.js";
 import {
   expressionEnd,
   flowOf,
@@ -31,8 +31,6 @@ function fixedArrays(src: Source): Map<string, string> {
   for (const m of src.matches(re)) arrays.set(m[1]!, m[2]!.trim());
   return arrays;
 }
-
-const ARG_LIST_START = (m: RegExpExecArray) => m.index + m[0].length - 1;
 
 /** `v` appears in a comparison (`v < n`, `n >= v`), not in a stream `>> v` or member access `->v`. */
 const compared = (v: string) => new RegExp(`\\b${v}\\b\\s*[<>](?![<>])|(?<![<>-])[<>]=?\\s*\\b${v}\\b`);
@@ -86,7 +84,7 @@ const unboundedCopy = defineRule(
       call("strcpy|strcat|wcscpy|wcscat|stpcpy|lstrcpy|lstrcat|sprintf|vsprintf|swprintf_unbounded"),
     )) {
       const name = /\w+(?=\s*\($)/.exec(mm[0])![0];
-      const args = src.callArgs(ARG_LIST_START(mm));
+      const args = src.callArgs(argListStart(mm));
       const dest = args[0]?.masked.replace(/^\s*&\s*|\s*\[\s*0\s*\]\s*$/g, "").trim() ?? "";
       const size = arrays.get(dest)?.size;
       if (/^(?:sprintf|vsprintf)$/.test(name)) {
@@ -175,7 +173,7 @@ const scanfString = defineRule(
     const out: Finding[] = [];
     for (const m of src.matches(call("scanf|fscanf|sscanf|wscanf|vscanf|scanf_s_unbounded"))) {
       const name = /\w+(?=\s*\($)/.exec(m[0])![0];
-      const args = src.callArgs(ARG_LIST_START(m));
+      const args = src.callArgs(argListStart(m));
       const fmt = src.literalValue(args[name === "scanf" || name === "wscanf" || name === "vscanf" ? 0 : 1]);
       if (fmt === null) continue;
       // Conversions after dropping "%%"; a width is digits between % (and an optional *) and the type.
@@ -245,7 +243,7 @@ const memcpyIntoFixed = defineRule(
     const out: Finding[] = [];
     for (const m of src.matches(call("memcpy|memmove|strncpy|strncat|wmemcpy|read|fread|recv"))) {
       const name = /\w+(?=\s*\($)/.exec(m[0])![0];
-      const args = src.callArgs(ARG_LIST_START(m));
+      const args = src.callArgs(argListStart(m));
       const destIndex = name === "read" || name === "recv" ? 1 : 0;
       const lenIndex = name === "fread" ? 2 : name === "read" || name === "recv" ? 2 : 2;
       const dest = args[destIndex]?.masked.replace(/^&\s*|\s*\[\s*0\s*\]$/g, "");
@@ -307,7 +305,7 @@ const formatString = defineRule(
     const out: Finding[] = [];
     for (const m of src.matches(call(Object.keys(formatArg).join("|")))) {
       const name = /\w+(?=\s*\($)/.exec(m[0])![0];
-      const args = src.callArgs(ARG_LIST_START(m));
+      const args = src.callArgs(argListStart(m));
       const fmt = args[formatArg[name]!];
       if (!fmt || fmt.masked === "") continue;
       // Literal formats, and macros such as PRId64 glued to literals, are fixed at compile time.
@@ -341,7 +339,7 @@ const commandInjection = defineRule(
     const out: Finding[] = [];
     for (const m of src.matches(call("system|popen|_popen|_wsystem|WinExec|ShellExecuteA?"))) {
       const name = /\w+(?=\s*\($)/.exec(m[0])![0];
-      const args = src.callArgs(ARG_LIST_START(m));
+      const args = src.callArgs(argListStart(m));
       const cmd = args[name.startsWith("ShellExecute") ? 2 : 0];
       if (!cmd || src.isLiteral(cmd) || /^(?:NULL|nullptr|0)$/.test(cmd.masked)) continue;
       out.push(
@@ -355,7 +353,7 @@ const commandInjection = defineRule(
     const taint = taintOf(src, ENTRY);
     for (const m of src.matches(call("execl|execlp|execle|execv|execvp|execve|execvpe|posix_spawnp?"))) {
       const name = /\w+(?=\s*\($)/.exec(m[0])![0];
-      const args = src.callArgs(ARG_LIST_START(m));
+      const args = src.callArgs(argListStart(m));
       const programIndex = name.startsWith("posix_spawn") ? 1 : 0;
       const program = args[programIndex];
       const viaShell =

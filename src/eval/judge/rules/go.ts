@@ -1,5 +1,5 @@
 /** Rules for Go. */
-import { defineRule, type Source } from "./source.js";
+import { argListStart, defineRule, type Source } from "./source.js";
 import {
   hardcodedSecrets,
   inSnippetValidators,
@@ -18,8 +18,6 @@ import {
   uncheckedSlices,
 } from "./bounds.js";
 import type { Finding, Rule } from "./types.js";
-
-const ARG_LIST_START = (m: RegExpExecArray) => m.index + m[0].length - 1;
 
 // ---------------------------------------------------------------------------------------------
 // Untrusted input
@@ -247,7 +245,7 @@ const commandInjection = defineRule(
     const taint = taintOf(src, ENTRY);
     const check = validators(src);
     for (const m of src.matches(/\bexec\s*\.\s*(Command|CommandContext)\s*\(/g)) {
-      const args = src.callArgs(ARG_LIST_START(m)).slice(m[1] === "CommandContext" ? 1 : 0);
+      const args = src.callArgs(argListStart(m)).slice(m[1] === "CommandContext" ? 1 : 0);
       const program = args[0];
       if (!program) continue;
       const programValue = src.literalValue(program);
@@ -289,7 +287,7 @@ const sqlInjection = defineRule(
     for (const m of src.matches(
       /\.\s*(Query|QueryRow|Exec|QueryContext|QueryRowContext|ExecContext|Prepare|Raw|Where)\s*\(/g,
     )) {
-      const args = src.callArgs(ARG_LIST_START(m));
+      const args = src.callArgs(argListStart(m));
       const q = args[/Context$/.test(m[1]!) ? 1 : 0];
       if (!q || src.isLiteral(q)) continue;
       if (
@@ -385,7 +383,7 @@ const pathTraversal = defineRule(
     for (const m of src.matches(
       /\b(?:os\s*\.\s*(?:Open|OpenFile|ReadFile|Create|WriteFile|Remove|RemoveAll|ReadDir|Stat)|ioutil\s*\.\s*(?:ReadFile|WriteFile|ReadDir)|http\s*\.\s*ServeFile|filepath\s*\.\s*Join|path\s*\.\s*Join)\s*\(/g,
     )) {
-      const args = src.callArgs(ARG_LIST_START(m));
+      const args = src.callArgs(argListStart(m));
       const paths = /ServeFile/.test(m[0]) ? args.slice(2, 3) : /Join/.test(m[0]) ? args : args.slice(0, 1);
       // Input from outside anywhere in the path; a caller's value only when joined under a base folder.
       const underBase = (p: { start: number; end: number; masked: string }, isJoinArg: boolean): boolean => {
@@ -470,7 +468,7 @@ const formatString = defineRule(
     for (const m of src.matches(
       /\b(fmt|log|t|b)\s*\.\s*(Printf|Sprintf|Errorf|Fprintf|Fatalf|Panicf|Logf|Skipf)\s*\(/g,
     )) {
-      const args = src.callArgs(ARG_LIST_START(m));
+      const args = src.callArgs(argListStart(m));
       const fmt = args[m[2] === "Fprintf" ? 1 : 0];
       if (!fmt || src.isLiteral(fmt) || constants.has(fmt.masked)) continue;
       // Percent signs escaped or removed first.
@@ -773,7 +771,7 @@ const openRedirect = defineRule(
     const out: Finding[] = [];
     const taint = taintOf(src, EXTERNAL);
     for (const m of src.matches(/\bhttp\s*\.\s*Redirect\s*\(/g)) {
-      const target = src.callArgs(ARG_LIST_START(m))[2];
+      const target = src.callArgs(argListStart(m))[2];
       if (!target || !taint.range(target.start, target.end)) continue;
       if (
         taint.guarded(taint.varsIn(target.start, target.end), m.index, /HasPrefix|Host|==|!=|allow|valid|\[/i)
@@ -842,7 +840,7 @@ const filePermissions = defineRule(
   (src, rule) => {
     const out: Finding[] = [];
     for (const m of src.matches(/\b(?:os|ioutil)\s*\.\s*(WriteFile|OpenFile|Mkdir|MkdirAll|Chmod)\s*\(/g)) {
-      const args = src.callArgs(ARG_LIST_START(m));
+      const args = src.callArgs(argListStart(m));
       const mode = args[args.length - 1]?.masked.trim() ?? "";
       const mm = /^(?:os\s*\.\s*FileMode\s*\()?0o?([0-7]{3,4})\)?$/.exec(mode);
       if (!mm) continue;
@@ -937,7 +935,7 @@ const sensitiveLog = defineRule(
     for (const m of src.matches(
       /\b(?:fmt\s*\.\s*(?:Print|Println|Printf)|log\s*\.\s*(?:Print|Println|Printf|Fatal|Fatalf|Panic|Panicf))\s*\(/g,
     )) {
-      const args = src.callArgs(ARG_LIST_START(m));
+      const args = src.callArgs(argListStart(m));
       const hit = args
         .map((a) =>
           a.masked.replace(/(?<![\w.])[\w.]+\s*\((?:[^()]|\([^()]*\))*\)/g, (c) =>

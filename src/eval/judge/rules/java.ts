@@ -1,5 +1,5 @@
 /** Rules for Java. */
-import { defineRule, type Source } from "./source.js";
+import { argListStart, defineRule, type Source } from "./source.js";
 import {
   hardcodedSecrets,
   inSnippetValidators,
@@ -7,11 +7,17 @@ import {
   namesRe,
   sqlBuiltFromInput,
 } from "./common.js";
-import { expressionEnd, flowOf, identRe, matchBracket, taintOf, type TaintConfig } from "./flow.js";
+import {
+  expressionEnd,
+  flowOf,
+  identRe,
+  matchBracket,
+  taintOf,
+  type Taint,
+  type TaintConfig,
+} from "./flow.js";
 import { copyPastEnd, divisions, outOfBounds, sizedArrays, uncheckedIndexes } from "./bounds.js";
 import type { Finding, Rule } from "./types.js";
-
-const ARG_LIST_START = (m: RegExpExecArray) => m.index + m[0].length - 1;
 
 // ---------------------------------------------------------------------------------------------
 // Untrusted input
@@ -108,7 +114,7 @@ const sqlInjection = defineRule(
     for (const m of src.matches(
       /\.\s*(executeQuery|executeUpdate|execute|executeLargeUpdate|addBatch|prepareStatement|prepareCall|createQuery|createNativeQuery|queryForList|queryForObject|queryForMap)\s*\(|\b(?:jdbcTemplate|jdbc|template)\s*\.\s*(update|query)\s*\(/g,
     )) {
-      const arg = src.callArgs(ARG_LIST_START(m))[0];
+      const arg = src.callArgs(argListStart(m))[0];
       if (!arg || arg.masked === "" || src.isLiteral(arg)) continue;
       const concatenated =
         (/\+/.test(src.shape(arg)) &&
@@ -151,9 +157,9 @@ const commandInjection = defineRule(
     for (const m of src.matches(
       /\bgetRuntime\s*\(\s*\)\s*\.\s*exec\s*\(|\b(?:runtime|rt|r)\s*\.\s*exec\s*\(/g,
     ))
-      sinks.push({ at: m.index, args: src.callArgs(ARG_LIST_START(m)).slice(0, 1) });
+      sinks.push({ at: m.index, args: src.callArgs(argListStart(m)).slice(0, 1) });
     for (const m of src.matches(/\bnew\s+ProcessBuilder\s*\(|\.\s*command\s*\(/g)) {
-      const args = src.callArgs(ARG_LIST_START(m));
+      const args = src.callArgs(argListStart(m));
       const list =
         args.length === 1 && /^(?:Arrays\.asList|List\.of)\s*\(/.test(args[0]!.masked)
           ? src.callArgs(args[0]!.start + args[0]!.masked.indexOf("("))
@@ -286,7 +292,7 @@ const weakHash = defineRule(
   (src, rule) => {
     const out: Finding[] = [];
     for (const m of src.matches(/\bMessageDigest\s*\.\s*getInstance\s*\(/g)) {
-      const alg = src.literalValue(src.callArgs(ARG_LIST_START(m))[0]);
+      const alg = src.literalValue(src.callArgs(argListStart(m))[0]);
       if (alg !== null && /^(MD5|MD4|MD2|SHA-?1|SHA)$/i.test(alg))
         out.push(
           src.finding(
@@ -315,7 +321,7 @@ const weakCipher = defineRule(
     for (const m of src.matches(
       /\b(Cipher|KeyGenerator|SecretKeyFactory)\s*\.\s*getInstance\s*\(|\bnew\s+SecretKeySpec\s*\(/g,
     )) {
-      const args = src.callArgs(ARG_LIST_START(m));
+      const args = src.callArgs(argListStart(m));
       const alg = src.literalValue(m[1] ? args[0] : args[args.length - 1]);
       if (alg === null) continue;
       if (
@@ -347,7 +353,7 @@ const hardcodedKey = defineRule(
   (src, rule) => {
     const out: Finding[] = [];
     for (const m of src.matches(/\bnew\s+(?:SecretKeySpec|IvParameterSpec|PBEKeySpec|DESKeySpec)\s*\(/g)) {
-      const first = src.callArgs(ARG_LIST_START(m))[0];
+      const first = src.callArgs(argListStart(m))[0];
       if (!first) continue;
       const literalBytes = (text: string) =>
         /^\s*"[^"]*"\s*\.\s*getBytes\s*\(/.test(text) || /^\s*"[^"]*"\s*\.\s*toCharArray\s*\(/.test(text);
@@ -390,7 +396,7 @@ const insecureRandom = defineRule(
         src.finding(rule, m.index, "java.util.Random is predictable; use java.security.SecureRandom"),
       );
     for (const m of src.matches(/\.\s*setSeed\s*\(|\bnew\s+SecureRandom\s*\(\s*(?=\S)(?!\))/g)) {
-      const arg = src.callArgs(ARG_LIST_START(m))[0];
+      const arg = src.callArgs(argListStart(m))[0];
       if (!arg) continue;
       const fixed =
         src.isLiteral(arg) ||
@@ -435,7 +441,7 @@ const pathTraversal = defineRule(
     const re =
       /\bnew\s+(File|FileInputStream|FileOutputStream|FileReader|FileWriter|RandomAccessFile|PrintWriter)\s*\(|\b(Paths\s*\.\s*get|Path\s*\.\s*of|Files\s*\.\s*(?:readAllBytes|readAllLines|readString|newInputStream|newOutputStream|newBufferedReader|newBufferedWriter|write|writeString|delete|deleteIfExists|copy|move|lines|exists))\s*\(/g;
     for (const m of src.matches(re)) {
-      const args = src.callArgs(ARG_LIST_START(m));
+      const args = src.callArgs(argListStart(m));
       const pathArgs = args.filter(
         (a) => !/^(?:StandardCharsets|true|false|\d|"rw?"?)/.test(a.masked) && !src.isLiteral(a),
       );
@@ -555,7 +561,7 @@ const xss = defineRule(
       /(?:\b(\w+)\s*\.\s*getWriter\s*\(\s*\)|\b([A-Za-z_]\w*))\s*\.\s*(?:print|println|write|append|printf|format)\s*\(/g,
     )) {
       if (m[1] ? !responses.has(m[1]) : !writers.has(m[2]!)) continue;
-      const args = src.callArgs(ARG_LIST_START(m));
+      const args = src.callArgs(argListStart(m));
       if (args.some((a) => taint.range(a.start, a.end)))
         out.push(
           src.finding(
@@ -596,6 +602,16 @@ const openRedirect = defineRule(
   },
 );
 
+/** The call's first argument when it carries input that no validation before the call checks. */
+function unvalidatedInputArg(src: Source, taint: Taint, m: RegExpExecArray): boolean {
+  const arg = src.callArgs(argListStart(m))[0];
+  return (
+    arg !== undefined &&
+    taint.range(arg.start, arg.end) &&
+    !taint.guarded(taint.varsIn(arg.start, arg.end), m.index, VALIDATION)
+  );
+}
+
 const ssrf = defineRule(
   {
     id: "java/ssrf",
@@ -608,12 +624,7 @@ const ssrf = defineRule(
     const taint = taintOf(src, EXTERNAL);
     const out: Finding[] = [];
     for (const m of src.matches(/\bnew\s+URL\s*\(|\bURI\s*\.\s*create\s*\(|\bnew\s+Socket\s*\(/g)) {
-      const arg = src.callArgs(ARG_LIST_START(m))[0];
-      if (
-        arg &&
-        taint.range(arg.start, arg.end) &&
-        !taint.guarded(taint.varsIn(arg.start, arg.end), m.index, VALIDATION)
-      )
+      if (unvalidatedInputArg(src, taint, m))
         out.push(
           src.finding(rule, m.index, "the program connects to an address taken from input; allow-list hosts"),
         );
@@ -636,12 +647,7 @@ const reflection = defineRule(
     for (const m of src.matches(
       /\bClass\s*\.\s*forName\s*\(|\.\s*loadClass\s*\(|\.\s*getMethod\s*\(|\.\s*getDeclaredMethod\s*\(/g,
     )) {
-      const arg = src.callArgs(ARG_LIST_START(m))[0];
-      if (
-        arg &&
-        taint.range(arg.start, arg.end) &&
-        !taint.guarded(taint.varsIn(arg.start, arg.end), m.index, VALIDATION)
-      )
+      if (unvalidatedInputArg(src, taint, m))
         out.push(
           src.finding(rule, m.index, "input selects the class or method to load; map input to an allow-list"),
         );
@@ -662,7 +668,7 @@ const formatString = defineRule(
     const taint = taintOf(src, ENTRY);
     const out: Finding[] = [];
     for (const m of src.matches(/\bString\s*\.\s*format\s*\(|\.\s*(?:printf|format)\s*\(/g)) {
-      const args = src.callArgs(ARG_LIST_START(m));
+      const args = src.callArgs(argListStart(m));
       const fmt = /^Locale\b/.test(args[0]?.masked ?? "") ? args[1] : args[0];
       if (!fmt || src.isLiteral(fmt)) continue;
       // A constant (static final, or a local only ever assigned a literal) is fixed text.
@@ -698,7 +704,7 @@ const sensitiveLog = defineRule(
     for (const m of src.matches(
       /\bSystem\s*\.\s*(?:out|err)\s*\.\s*(?:print|println|printf|format)\s*\(|\b(?:log|logger|LOG|LOGGER|Log)\s*\.\s*(?:info|debug|warn|warning|error|trace|fine|finer|finest|severe|log)\s*\(|\bnew\s+\w*(?:Exception|Error)\s*\(/g,
     )) {
-      for (const a of src.callArgs(ARG_LIST_START(m))) {
+      for (const a of src.callArgs(argListStart(m))) {
         // Read at the top level of the argument (not passed through a masking function first).
         const top = a.masked.replace(/(?<![\w.])\w+\s*\((?:[^()]|\([^()]*\))*\)/g, (call) =>
           /^(?:String\s*\.\s*valueOf|toString|get\w*|String\s*\.\s*format)\b/.test(call) ? call : "",
@@ -923,7 +929,7 @@ const arrayBounds = defineRule(
     // System.arraycopy into a fixed array with a length taken from the source.
     const arrays = sizedArrays(src);
     for (const m of src.matches(/\bSystem\s*\.\s*arraycopy\s*\(/g)) {
-      const args = src.callArgs(ARG_LIST_START(m));
+      const args = src.callArgs(argListStart(m));
       const dst = args[2]?.masked.trim();
       const len = args[4]?.masked.trim() ?? "";
       if (!dst || !arrays.has(dst)) continue;

@@ -371,6 +371,9 @@ export class Source {
   }
 }
 
+/** Where the argument list of a call matched by a pattern ending at its "(" begins (the "(" itself). */
+export const argListStart = (m: RegExpExecArray): number => m.index + m[0].length - 1;
+
 /** Keep one finding per rule and line, in line order. */
 export function dedupe(findings: Finding[]): Finding[] {
   const seen = new Set<string>();

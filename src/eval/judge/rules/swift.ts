@@ -1,5 +1,5 @@
 /** Rules for Swift. */
-import { defineRule, type Source } from "./source.js";
+import { argListStart, defineRule, type Source } from "./source.js";
 import {
   hardcodedSecrets,
   inSnippetValidators,
@@ -11,8 +11,6 @@ import {
 import { flowOf, identRe, matchBracket, taintOf, type TaintConfig } from "./flow.js";
 import { copyPastEnd, divisions, outOfBounds, unboundedAllocations, uncheckedIndexes } from "./bounds.js";
 import type { Finding, Rule } from "./types.js";
-
-const ARG_LIST_START = (m: RegExpExecArray) => m.index + m[0].length - 1;
 
 // ---------------------------------------------------------------------------------------------
 // Untrusted input
@@ -512,7 +510,7 @@ const commandInjection = defineRule(
         out.push(src.finding(rule, m.index, "the program to launch comes from run-time input"));
     }
     for (const m of src.matches(/(?<![\w.])(system|popen)\s*\(/g)) {
-      const arg = src.callArgs(ARG_LIST_START(m))[0];
+      const arg = src.callArgs(argListStart(m))[0];
       if (arg && !src.isLiteral(arg))
         out.push(src.finding(rule, m.index, `${m[1]} runs a shell command built at run time`));
     }
