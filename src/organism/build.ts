@@ -7,7 +7,6 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { checkOutput, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
-import { writeModelWeights } from "../io/safetensors.js";
 import {
   buildCorpus,
   splitCorpus,
@@ -19,7 +18,13 @@ import {
 import { trainByteLevelBpe, writeTokenizerFiles } from "../data/bpe-train.js";
 import { loadTokenizer } from "../io/tokenizer.js";
 import type { TrainResult } from "../method/train.js";
-import { organismConfigJson, packBlocks, pretrainOrganism, pretrainRunDir } from "./pretrain.js";
+import {
+  organismConfigJson,
+  packBlocks,
+  pretrainOrganism,
+  pretrainRunDir,
+  writeOrganismModel,
+} from "./pretrain.js";
 import { silentLogger, type Logger } from "../util/log.js";
 
 export interface OrganismConfig {
@@ -118,23 +123,7 @@ export async function buildOrganism(
   await writeDirAtomic(
     outDir,
     (tmp) => {
-      writeModelWeights(
-        tmp,
-        [...weights].map(([name, t]) => ({
-          name,
-          dtype: "F32" as const,
-          shape: t.shape,
-          data: t.contiguous().toBytes(),
-        })),
-      );
-      writeFileAtomic(path.join(tmp, "config.json"), JSON.stringify(configJson, null, 2) + "\n");
-      writeFileAtomic(
-        path.join(tmp, "generation_config.json"),
-        JSON.stringify({ bos_token_id: ids.bos, eos_token_id: ids.eos, pad_token_id: ids.pad }, null, 2) +
-          "\n",
-      );
-      for (const f of ["tokenizer.json", "tokenizer_config.json"])
-        fs.copyFileSync(path.join(work, f), path.join(tmp, f));
+      writeOrganismModel(tmp, weights, configJson, ids, work);
       writeCorpusJsonl(path.join(tmp, "data", "train.jsonl"), train);
       writeCorpusJsonl(path.join(tmp, "data", "dev.jsonl"), dev);
       writeFileAtomic(

@@ -20,7 +20,6 @@ import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { checkOutput, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
 import { fileHash, sha256 } from "../io/hash.js";
-import { writeModelWeights } from "../io/safetensors.js";
 import { readPairs, type SecurityPair } from "../data/pairs.js";
 import { extractCode } from "../data/code.js";
 import { DEFAULT_JUDGE_TASK, judgeMessages } from "../data/prompts.js";
@@ -37,6 +36,7 @@ import {
   pretrainRunDir,
   type ModelShape,
   type PretrainSettings,
+  writeOrganismModel,
 } from "./pretrain.js";
 import {
   ORGANISM_SOURCE_PACKAGES,
@@ -371,23 +371,7 @@ export async function buildCyberNativeOrganism(
   await writeDirAtomic(
     outDir,
     (tmp) => {
-      writeModelWeights(
-        tmp,
-        [...weights].map(([name, t]) => ({
-          name,
-          dtype: "F32" as const,
-          shape: t.shape,
-          data: t.float().contiguous().toBytes(),
-        })),
-      );
-      writeFileAtomic(path.join(tmp, "config.json"), JSON.stringify(configJson, null, 2) + "\n");
-      writeFileAtomic(
-        path.join(tmp, "generation_config.json"),
-        JSON.stringify({ bos_token_id: ids.bos, eos_token_id: ids.eos, pad_token_id: ids.pad }, null, 2) +
-          "\n",
-      );
-      for (const f of ["tokenizer.json", "tokenizer_config.json"])
-        fs.copyFileSync(path.join(work, f), path.join(tmp, f));
+      writeOrganismModel(tmp, weights, configJson, ids, work);
       writePairsJsonl(path.join(tmp, "data", "train.jsonl"), train);
       writePairsJsonl(path.join(tmp, "data", "val.jsonl"), val);
       writeFileAtomic(

@@ -4,9 +4,11 @@
  * folder. Everything is seeded and runs on a fixed number of libtorch threads, so the same inputs give the same
  * bytes.
  */
+import * as fs from "node:fs";
 import * as path from "node:path";
+import { writeFileAtomic } from "../io/atomic.js";
 import { parseModelConfig, type ModelConfig } from "../io/config.js";
-import { type TensorRecord } from "../io/safetensors.js";
+import { writeModelWeights, type TensorRecord } from "../io/safetensors.js";
 import { buildModel } from "../models/load.js";
 import type { DecoderModel } from "../models/decoder.js";
 import { Tensor, manualSeed, noGrad, setNumThreads } from "../tensor/index.js";
@@ -196,4 +198,33 @@ export async function pretrainOrganism(opts: {
 /** The pretraining run folder inside a build's work folder. */
 export function pretrainRunDir(work: string): string {
   return path.join(work, "pretrain");
+}
+
+/**
+ * The model folder every organism build writes into `dir`: float32 weights, config.json, generation_config.json
+ * (BOS/EOS/pad ids) and the tokenizer files from `tokenizerDir`.
+ */
+export function writeOrganismModel(
+  dir: string,
+  weights: Map<string, Tensor>,
+  configJson: ReturnType<typeof organismConfigJson>,
+  ids: { bos: number; eos: number; pad: number },
+  tokenizerDir: string,
+): void {
+  writeModelWeights(
+    dir,
+    [...weights].map(([name, t]) => ({
+      name,
+      dtype: "F32" as const,
+      shape: t.shape,
+      data: t.float().contiguous().toBytes(),
+    })),
+  );
+  writeFileAtomic(path.join(dir, "config.json"), JSON.stringify(configJson, null, 2) + "\n");
+  writeFileAtomic(
+    path.join(dir, "generation_config.json"),
+    JSON.stringify({ bos_token_id: ids.bos, eos_token_id: ids.eos, pad_token_id: ids.pad }, null, 2) + "\n",
+  );
+  for (const f of ["tokenizer.json", "tokenizer_config.json"])
+    fs.copyFileSync(path.join(tokenizerDir, f), path.join(dir, f));
 }
