@@ -5,10 +5,14 @@
  *   refused unless the user says so, and then moved aside (renamed), never deleted;
  * - an output is never an input, inside one, or around one, compared by where paths really lead (symlinks, bind
  *   mounts, `..`), not by how they are spelled.
- * Temporaries are named `.NAME.tmp-PID-TIME`; those of dead processes are removed (or, for a folder that was
- * being replaced, put back) by the next write of the same target or by `cleanStaleTemps`.
+ * Temporaries are named `.NAME.tmp-PID-TIME-HOST`; those of dead processes of this host are removed (or, for a
+ * folder that was being replaced, put back) by the next write of the same target or by `cleanStaleTemps`. HOST
+ * is there because workers on several machines (Slurm nodes, Kubernetes pods with their own PID namespaces) share
+ * one output or cache folder: another host's PID says nothing here, so its temporaries are never touched.
  */
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { InputError, withPath } from "../errors.js";
 
@@ -131,14 +135,19 @@ export function checkOutput(o: OutputCheck): OutputState {
 }
 
 // ---------------------------------------------------------------- temporaries
-const TEMP = /^\.(.+)\.tmp-(\d+)-(\d+)(\.old)?$/;
+// HOST is optional when read: names written before it was added belong to this host.
+const TEMP = /^\.(.+)\.tmp-(\d+)-(\d+)(?:-([0-9a-f]{8}))?(\.old)?$/;
+
+/** This machine's tag in temporary names: 8 hex digits of its host name's SHA-256 (any host name is safe). */
+export const HOST_TAG = createHash("sha256").update(os.hostname()).digest("hex").slice(0, 8);
 
 function isTempName(name: string): boolean {
   return TEMP.test(name);
 }
 
 function tempName(target: string): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.tmp-${process.pid}-${Date.now()}`);
+  const base = `.${path.basename(target)}.tmp-${process.pid}-${Date.now()}-${HOST_TAG}`;
+  return path.join(path.dirname(target), base);
 }
 
 function processAlive(pid: number): boolean {
@@ -152,9 +161,10 @@ function processAlive(pid: number): boolean {
 }
 
 /**
- * Remove the temporaries that dead processes left in `dir` (for targets named `only`, or all): a half-written
- * file or folder goes; a complete folder that was moved out of the way while being replaced (`….old`) is put
- * back when its target is missing. A live process's temporaries are never touched. Returns what was removed.
+ * Remove the temporaries that dead processes of this host left in `dir` (for targets named `only`, or all): a
+ * half-written file or folder goes; a complete folder that was moved out of the way while being replaced
+ * (`….old`) is put back when its target is missing. A live process's temporaries, and every temporary of another
+ * host (whose PIDs cannot be checked from here), are never touched. Returns what was removed.
  */
 export function cleanStaleTemps(dir: string, only?: string): string[] {
   let names: string[];
@@ -166,10 +176,11 @@ export function cleanStaleTemps(dir: string, only?: string): string[] {
   const removed: string[] = [];
   for (const name of names) {
     const m = TEMP.exec(name);
-    if (!m || (only !== undefined && m[1] !== only) || processAlive(Number(m[2]))) continue;
+    if (!m || (only !== undefined && m[1] !== only)) continue;
+    if ((m[4] !== undefined && m[4] !== HOST_TAG) || processAlive(Number(m[2]))) continue;
     const p = path.join(dir, name);
     const target = path.join(dir, m[1]!);
-    if (m[4] && !fs.existsSync(target)) fs.renameSync(p, target);
+    if (m[5] && !fs.existsSync(target)) fs.renameSync(p, target);
     else {
       fs.rmSync(p, { recursive: true, force: true });
       removed.push(p);

@@ -179,7 +179,7 @@ test("kill -9 while the output is being built: nothing at the output path; the r
   assert.equal(r0.code, 0, showRun(r0));
 
   const out = path.join(fx.work, "pub");
-  const temp = () => fs.readdirSync(fx.work).find((n) => /^\.pub\.tmp-\d+-\d+$/.test(n));
+  const temp = () => fs.readdirSync(fx.work).find((n) => /^\.pub\.tmp-\d+-\d+-[0-9a-f]{8}$/.test(n));
   // the weights are in the temporary folder: the fold has run, the delta and stats may not be there yet
   await killWhenExists(harden(out), () => {
     const t = temp();
