@@ -13,7 +13,6 @@ import {
 } from "../io/safetensors.js";
 import { InputError } from "../errors.js";
 import { checkWeights } from "../io/model-folder.js";
-import * as os from "node:os";
 import {
   Tensor,
   defaultComputeDtype,
@@ -26,6 +25,7 @@ import {
   type DType,
   type Device,
 } from "../tensor/index.js";
+import { usableCores } from "../util/cores.js";
 import { requireMemory } from "../util/memory.js";
 import { DecoderModel, type DecoderLayer, type TensorSource } from "./decoder.js";
 import { buildGemma3Layer } from "./gemma3.js";
@@ -120,7 +120,7 @@ function nonFinite(rec: TensorRecord, dtype: DType): InputError {
  * two here), above it all cores help (1.7× on the 0.5B benchmark). GOODVIBE_THREADS overrides this.
  */
 export function threadsFor(params: number): number {
-  return params < 20e6 ? 1 : os.availableParallelism();
+  return params < 20e6 ? 1 : usableCores();
 }
 
 /** Load a model folder (config.json + safetensors). The folder is only read, never written. */

@@ -1,10 +1,10 @@
 import { createRequire } from "node:module";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ResourceError } from "../errors.js";
 import { setFileMapper } from "../io/mapfile.js";
+import { usableCores } from "../util/cores.js";
 import type { NativeOps } from "./native-ops.js";
 
 /** An opaque handle to a libtorch tensor owned by the addon. */
@@ -105,9 +105,10 @@ function loadAddon(): NativeAddon {
       },
     );
   }
-  // libtorch's own default can be 1 on VMs (it counts physical cores); use every core we are given
-  const threads = Number(process.env.GOODVIBE_THREADS ?? 0) || os.availableParallelism();
-  addon.setNumThreads(Math.max(1, Math.min(threads, 4096)));
+  // libtorch's own default can be 1 on VMs (it counts physical cores) or every host core in a container whose
+  // cgroup quota allows a few (then each parallel region waits on threads that are not scheduled): use the cores
+  // we are really given
+  addon.setNumThreads(Math.max(1, Math.min(usableCores(), 4096)));
   return addon;
 }
 

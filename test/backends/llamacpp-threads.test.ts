@@ -5,6 +5,7 @@
  */
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -108,4 +109,27 @@ test("CLI: generate --threads sets the compute threads of either backend; llama.
   const bad = await runCli(["generate", "-m", made.dir, "-p", "x", "--threads", "0"]);
   assert.equal(bad.code, 2, showRun(bad));
   assert.match(bad.stderr, /--threads/);
+});
+
+test("libtorch computes with the usable cores too: a fresh process starts with usableCores() threads, and large models keep them", () => {
+  const script = [
+    `const { usableCores } = await import(${JSON.stringify(new URL("../../src/util/cores.js", import.meta.url).href)});`,
+    `const { getNumThreads } = await import(${JSON.stringify(new URL("../../src/tensor/index.js", import.meta.url).href)});`,
+    `const { threadsFor } = await import(${JSON.stringify(new URL("../../src/models/load.js", import.meta.url).href)});`,
+    `console.log(JSON.stringify({ cores: usableCores(), torch: getNumThreads(), big: threadsFor(5e8), small: threadsFor(1e6) }));`,
+  ].join("\n");
+  const env = { ...process.env };
+  delete env.GOODVIBE_THREADS;
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { env, encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  const got = JSON.parse(r.stdout.trim().split("\n").pop()!);
+  assert.equal(got.torch, got.cores);
+  assert.equal(got.big, got.cores);
+  assert.equal(got.small, 1);
+  const r2 = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+    env: { ...env, GOODVIBE_THREADS: "3" },
+    encoding: "utf8",
+  });
+  assert.equal(r2.status, 0, r2.stderr);
+  assert.equal(JSON.parse(r2.stdout.trim().split("\n").pop()!).torch, 3);
 });
