@@ -302,6 +302,12 @@ export function vibePrompt(pair: Pick<SecurityPair, "question">): ChatMessage[] 
  */
 export const PROMPT_FILTERS = ["none", "security-words"] as const;
 export type PromptFilter = (typeof PROMPT_FILTERS)[number];
+/**
+ * How a prompt budget is spread: "language" (round-robin over languages, each language's prompts in file order)
+ * or "task" (the same, and within a language round-robin over its tasks in name order).
+ */
+export const PROMPT_SPREADS = ["language", "task"] as const;
+export type PromptSpread = (typeof PROMPT_SPREADS)[number];
 
 /** Words that tell the model to think about security; a vibe prompt containing them is not a neutral prompt. */
 export const SECURITY_HINT_PATTERNS: readonly RegExp[] = [

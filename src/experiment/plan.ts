@@ -15,7 +15,7 @@ import { gridLabel, nestSettings, type ExperimentSpec, type TrainedMethod } from
 import { setPath } from "../util/overrides.js";
 import { checkClusterSettings } from "../method/goodvibe/clustering.js";
 import { judgeConvention, sameJudgeConvention, type JudgeConvention } from "../data/prompts.js";
-import { writeTaskSplit, type TaskSplitRecord } from "./task-split.js";
+import { computeTaskSplit, writeTaskSplit, type TaskSplitRecord } from "./task-split.js";
 
 /** Bump when a change in this code or the recipes changes what a cell computes: every cell reruns. */
 // 2: bf16 mixed precision for every method by default; one shared row for a layer below the silhouette threshold
@@ -247,7 +247,12 @@ export function experimentOutDir(spec: ExperimentSpec, out?: string): string {
 /** Expand and hash. Reads (and hashes) every model, data and utility file the experiment names. */
 export function planExperiment(
   spec: ExperimentSpec,
-  opts: { out?: string; source?: string } = {},
+  opts: {
+    out?: string;
+    source?: string;
+    /** false: a task split is computed but not written into the output folder (`experiment plan`) */
+    write?: boolean;
+  } = {},
 ): ExperimentPlan {
   const source = opts.source ?? "experiment";
   // stop before any work with the first missing input named (`experiment plan` lists them all)
@@ -261,17 +266,28 @@ export function planExperiment(
     );
   const outDir = experimentOutDir(spec, opts.out);
   let taskSplit: TaskSplitRecord | undefined;
+  // content hashes of the split's files when they are planned but not written
+  const planned = new Map<string, string>();
   if (spec.data.taskSplit) {
     // the split's two pair files replace data.train and data.dev for every cell (and key them by content)
     const { taskSplit: settings, ...data } = spec.data;
-    taskSplit = writeTaskSplit(data, settings, path.join(outDir, "split"));
+    const dir = path.join(outDir, "split");
+    if (opts.write === false) {
+      taskSplit = computeTaskSplit(data, settings, dir).record;
+      planned.set(path.resolve(taskSplit.files.train), taskSplit.files.sha256.train);
+      planned.set(path.resolve(taskSplit.files.dev), taskSplit.files.sha256.dev);
+    } else taskSplit = writeTaskSplit(data, settings, dir);
     spec = { ...spec, data: { ...data, train: taskSplit.files.train, dev: taskSplit.files.dev } };
+    // a budget spreads over the held-out tasks, else it takes the first tasks of each language (part of the key)
+    if (spec.eval.maxPrompts > 0 && spec.eval.promptSpread === undefined)
+      spec = { ...spec, eval: { ...spec.eval, promptSpread: "task" } };
   }
+  const dataHash = (file: string): string => planned.get(path.resolve(file)) ?? fileHash(file);
   const settings = expandCells(spec, source);
   const modelHash = new Map(spec.models.map((m) => [m.name, modelFolderHash(m.path)]));
   const data = {
-    train: fileHash(spec.data.train),
-    dev: fileHash(spec.data.dev),
+    train: dataHash(spec.data.train),
+    dev: dataHash(spec.data.dev),
     languages: spec.data.languages ?? null,
   };
   const evalIn = evalInputs(spec);
@@ -317,7 +333,7 @@ export function planExperiment(
         version: EXPERIMENT_CODE_VERSION,
         convention,
         base: self ? modelHash.get(model.name) : modelFolderHash(base),
-        train: fileHash(judgeData),
+        train: dataHash(judgeData),
         languages: data.languages,
         method: t.method,
         epochs: t.epochs,

@@ -249,6 +249,8 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
     return judge;
   };
 
+  // a task-held-out study spreads a prompt budget over every held-out task (the plan sets it; else languages only)
+  const promptSpread = spec.eval.promptSpread ?? "language";
   // a language run evaluates on its own languages' held-out prompts
   const evalPairs = (cell: PlannedCell): SecurityPair[] => (cell.run ? devOf(cell.run.languages) : dev());
   const evaluate = async (modelDir: string, cell: PlannedCell): Promise<ModelEvaluation> =>
@@ -257,6 +259,7 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
       judge: await judgeFor(cell.judgeKey),
       maxPrompts: spec.eval.maxPrompts,
       promptFilter: spec.eval.promptFilter,
+      promptSpread,
       maxNewTokens: spec.eval.maxNewTokens,
       batchSize: spec.eval.batchSize,
       cacheDir: cell.workDir,
@@ -460,6 +463,7 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
         pairs: dev(),
         maxPrompts: spec.eval.maxPrompts,
         promptFilter: spec.eval.promptFilter,
+        promptSpread,
         maxNewTokens: spec.eval.maxNewTokens,
       }).protocol,
     ),

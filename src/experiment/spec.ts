@@ -12,7 +12,7 @@ import { InputError } from "../errors.js";
 import { parseOverride, setPath } from "../util/overrides.js";
 import { refuseForbiddenKeys } from "../util/keys.js";
 import { METHODS, type Method } from "../report/schema.js";
-import { PROMPT_FILTERS } from "../data/prompts.js";
+import { PROMPT_FILTERS, PROMPT_SPREADS } from "../data/prompts.js";
 
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -34,10 +34,15 @@ const utilitySchema = z.strictObject({
 });
 
 const evalSchema = z.strictObject({
-  /** prompts answered per model: 0 (the paper's) = every held-out prompt; N = a budget, round-robin over languages */
+  /** prompts answered per model: 0 (the paper's) = every held-out prompt; N = a budget, round-robin (promptSpread) */
   maxPrompts: nonNegInt.default(0),
   /** "security-words" (opt-in, named in the report) leaves out prompts that mention security; default none */
   promptFilter: z.enum(PROMPT_FILTERS).default("none"),
+  /**
+   * how a budget is spread: "language", or "task" (also over each language's tasks). Absent: "task" for a
+   * task-held-out study with a budget (set by the plan), else "language"
+   */
+  promptSpread: z.enum(PROMPT_SPREADS).optional(),
   maxNewTokens: posInt.default(256),
   batchSize: posInt.default(8),
   /** seed of the evaluation (bootstrap intervals); the models' training seeds are `seeds` */

@@ -131,8 +131,8 @@ function pairTask(p: SecurityPair, file: string): { task: string; cwe: string } 
   return { task: p.task, cwe: p.cwe ?? "unknown" };
 }
 
-function writePairs(file: string, pairs: readonly SecurityPair[]): string {
-  const text =
+function pairsText(pairs: readonly SecurityPair[]): string {
+  return (
     pairs
       .map((p) =>
         JSON.stringify({
@@ -145,11 +145,13 @@ function writePairs(file: string, pairs: readonly SecurityPair[]): string {
           rejected: p.rejected,
         }),
       )
-      .join("\n") + "\n";
-  const h = sha256(text);
-  // unchanged content keeps its file (and mtime): replanning never rewrites the split
-  if (!fs.existsSync(file) || sha256(fs.readFileSync(file)) !== h) writeFileAtomic(file, text);
-  return h;
+      .join("\n") + "\n"
+  );
+}
+
+/** Write a file unless it already holds this text: replanning never rewrites the split (nor its mtime). */
+function writeUnlessSame(file: string, text: string): void {
+  if (!fs.existsSync(file) || fs.readFileSync(file, "utf8") !== text) writeFileAtomic(file, text);
 }
 
 /**
@@ -161,6 +163,23 @@ export function writeTaskSplit(
   settings: TaskSplitSettings,
   dir: string,
 ): TaskSplitRecord {
+  const { record, texts } = computeTaskSplit(data, settings, dir);
+  fs.mkdirSync(dir, { recursive: true });
+  writeUnlessSame(record.files.train, texts.train);
+  writeUnlessSame(record.files.dev, texts.dev);
+  writeUnlessSame(path.join(dir, "split.json"), JSON.stringify(record, null, 2) + "\n");
+  return record;
+}
+
+/**
+ * The split and the texts of its two pair files, written nowhere (`experiment plan` shows a plan without writing
+ * the run's outputs): `record.files` names where writeTaskSplit would put them, with their content's sha256.
+ */
+export function computeTaskSplit(
+  data: { train: string; dev: string; languages?: string[] },
+  settings: TaskSplitSettings,
+  dir: string,
+): { record: TaskSplitRecord; texts: { train: string; dev: string } } {
   const opts = data.languages ? { languages: data.languages } : {};
   const train = readPairs(data.train, opts);
   const dev = readPairs(data.dev, opts);
@@ -184,22 +203,16 @@ export function writeTaskSplit(
   const isHeld = (p: SecurityPair) => heldOut.has(`${p.lang}\u0000${p.task}`);
   const trainOut = train.filter((p) => !isHeld(p));
   const evalOut = [...(settings.evaluate === "all" ? train.filter(isHeld) : []), ...dev.filter(isHeld)];
-  fs.mkdirSync(dir, { recursive: true });
   const files = { train: path.join(dir, "train.jsonl"), dev: path.join(dir, "dev.jsonl") };
+  const texts = { train: pairsText(trainOut), dev: pairsText(evalOut) };
   const record: TaskSplitRecord = {
     settings,
     languages,
     trainPairs: trainOut.length,
     evalPairs: evalOut.length,
-    files: {
-      ...files,
-      sha256: { train: writePairs(files.train, trainOut), dev: writePairs(files.dev, evalOut) },
-    },
+    files: { ...files, sha256: { train: sha256(texts.train), dev: sha256(texts.dev) } },
   };
-  const json = JSON.stringify(record, null, 2) + "\n";
-  const rec = path.join(dir, "split.json");
-  if (!fs.existsSync(rec) || fs.readFileSync(rec, "utf8") !== json) writeFileAtomic(rec, json);
-  return record;
+  return { record, texts };
 }
 
 /** One line per language for logs and reports: "cpp: held out sql-lookup (CWE-89), ...". */

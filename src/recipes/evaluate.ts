@@ -9,7 +9,7 @@
 import * as path from "node:path";
 import { InputError } from "../errors.js";
 import type { SecurityPair } from "../data/pairs.js";
-import { hasSecurityHint, type PromptFilter } from "../data/prompts.js";
+import { hasSecurityHint, type PromptFilter, type PromptSpread } from "../data/prompts.js";
 import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
 import { loadModel } from "../models/load.js";
 import type { DecoderModel } from "../models/decoder.js";
@@ -66,6 +66,15 @@ export interface EvalProtocol {
   /** prompts answered, in all and per language */
   prompts: number;
   perLanguage: Record<string, number>;
+  /**
+   * how a budget picks its prompts: round-robin over languages, or over languages and, within each, over its
+   * tasks (the pairs' `task` field) — a task-held-out study's budget then answers every held-out task alike
+   */
+  spread: PromptSpread;
+  /** with spread "task": prompts answered per task ("lang/task" as the pairs name it) */
+  perTask?: Record<string, number>;
+  /** the answered prompts' pair ids, in order, when a budget left some out (so a reader sees which counted) */
+  ids?: string[];
   maxNewTokens: number;
 }
 
@@ -78,44 +87,73 @@ export function describeProtocol(p: EvalProtocol): string {
     parts.push(
       `security-word filter on (opt-in, not the paper's): ${p.filteredOut} prompts that mention security left out`,
     );
-  if (p.maxPrompts > 0 && p.prompts < p.heldOut - p.filteredOut)
+  if (p.maxPrompts > 0 && p.prompts < p.heldOut - p.filteredOut) {
+    const tasks = p.perTask ? Object.values(p.perTask) : [];
+    const lo = Math.min(...tasks);
+    const hi = Math.max(...tasks);
     parts.push(
-      `a budget of ${p.maxPrompts} prompts taken round-robin over languages (not the paper's: it answers all)`,
+      `a budget of ${p.maxPrompts} prompts taken round-robin over languages` +
+        (p.spread === "task"
+          ? ` and, within each language, over its tasks (${tasks.length} tasks, ${lo === hi ? lo : `${lo}–${hi}`} prompts each)`
+          : "") +
+        ` (not the paper's: it answers all)`,
     );
+  }
   parts.push(`greedy, up to ${p.maxNewTokens} new tokens`);
   return parts.join("; ");
 }
 
-/** The prompts of a protocol: the held-out pairs, filtered only on request, cut to a budget round-robin. */
+/**
+ * The prompts of a protocol: the held-out pairs, filtered only on request, cut to a budget round-robin over
+ * languages (spread "task": and, within each language, over its tasks). Deterministic: no seed, file order kept
+ * within a task, tasks in name order. Without a budget every prompt is answered in file order.
+ */
 export function evaluationPrompts(
   pairs: readonly SecurityPair[],
-  opts: { maxPrompts: number; promptFilter?: PromptFilter },
+  opts: { maxPrompts: number; promptFilter?: PromptFilter; spread?: PromptSpread },
 ): SecurityPair[] {
   const kept =
     (opts.promptFilter ?? "none") === "security-words"
       ? pairs.filter((p) => !hasSecurityHint(p.question))
       : [...pairs];
-  return opts.maxPrompts > 0 ? interleaveByLanguage(kept).slice(0, opts.maxPrompts) : kept;
+  if (opts.maxPrompts <= 0) return kept;
+  return (opts.spread === "task" ? interleaveByTask(kept) : interleaveByLanguage(kept)).slice(
+    0,
+    opts.maxPrompts,
+  );
 }
 
 /** The prompts an evaluation answers and its protocol record. */
 export function evaluationProtocol(
-  opts: Pick<EvalOptions, "pairs" | "maxPrompts" | "promptFilter" | "maxNewTokens">,
+  opts: Pick<EvalOptions, "pairs" | "maxPrompts" | "promptFilter" | "promptSpread" | "maxNewTokens">,
 ): { prompts: SecurityPair[]; protocol: EvalProtocol } {
   const promptFilter = opts.promptFilter ?? "none";
-  const prompts = evaluationPrompts(opts.pairs, { maxPrompts: opts.maxPrompts, promptFilter });
+  const spread = opts.promptSpread ?? "language";
+  const prompts = evaluationPrompts(opts.pairs, { maxPrompts: opts.maxPrompts, promptFilter, spread });
   const perLanguage: Record<string, number> = {};
   for (const p of prompts) perLanguage[p.lang] = (perLanguage[p.lang] ?? 0) + 1;
+  const filteredOut =
+    promptFilter === "security-words" ? opts.pairs.filter((p) => hasSecurityHint(p.question)).length : 0;
+  const cut = prompts.length < opts.pairs.length - filteredOut;
+  let perTask: Record<string, number> | undefined;
+  if (spread === "task") {
+    perTask = {};
+    // every task of the pool is listed, also one the budget left without a prompt (count 0)
+    for (const p of opts.pairs) perTask[taskKey(p)] ??= 0;
+    for (const p of prompts) perTask[taskKey(p)]! += 1;
+  }
   return {
     prompts,
     protocol: {
       heldOut: opts.pairs.length,
       promptFilter,
-      filteredOut:
-        promptFilter === "security-words" ? opts.pairs.filter((p) => hasSecurityHint(p.question)).length : 0,
+      filteredOut,
       maxPrompts: opts.maxPrompts,
       prompts: prompts.length,
       perLanguage,
+      spread,
+      ...(perTask ? { perTask } : {}),
+      ...(cut ? { ids: prompts.map((p) => p.id) } : {}),
       maxNewTokens: opts.maxNewTokens,
     },
   };
@@ -128,6 +166,9 @@ export function evaluationInfo(p: EvalProtocol): EvaluationInfo {
     promptFilter: p.promptFilter,
     maxPrompts: p.maxPrompts,
     maxNewTokens: p.maxNewTokens,
+    ...(p.spread === "task" ? { spread: p.spread } : {}),
+    ...(p.perTask ? { perTask: p.perTask } : {}),
+    ...(p.ids ? { promptIds: p.ids } : {}),
   };
 }
 
@@ -140,6 +181,8 @@ export interface EvalOptions {
   maxPreferencePairs?: number;
   /** default "none" (the paper's) */
   promptFilter?: PromptFilter;
+  /** how a budget is spread (default "language"; a task-held-out experiment uses "task") */
+  promptSpread?: PromptSpread;
   maxNewTokens: number;
   batchSize: number;
   cacheDir?: string;
@@ -234,6 +277,42 @@ export function interleaveByLanguage<T extends { lang: string }>(items: readonly
   const out: T[] = [];
   for (let i = 0; out.length < items.length; i++) for (const q of queues) if (i < q.length) out.push(q[i]!);
   return out;
+}
+
+/** A pair's task as the protocol record names it: "lang/task" (the organism's tasks already read so). */
+function taskKey(p: { lang: string; task?: string }): string {
+  if (p.task === undefined) return `${p.lang}/(no task)`;
+  return p.task.startsWith(`${p.lang}/`) ? p.task : `${p.lang}/${p.task}`;
+}
+
+/**
+ * Round-robin over languages (in name order) and, within each language, over its tasks (in name order, pairs of a
+ * task in file order): the first N items of the result give every language and every task of a language an equal
+ * share, up to one. Pairs without a task form one group, so a language without tasks keeps its file order.
+ */
+export function interleaveByTask<T extends { lang: string; task?: string }>(items: readonly T[]): T[] {
+  const byLang = new Map<string, Map<string, T[]>>();
+  for (const it of items) {
+    const tasks = byLang.get(it.lang) ?? new Map<string, T[]>();
+    byLang.set(it.lang, tasks);
+    const q = tasks.get(it.task ?? "");
+    if (q) q.push(it);
+    else tasks.set(it.task ?? "", [it]);
+  }
+  const perLanguage: T[] = [];
+  for (const tasks of byLang.values()) {
+    const queues = [...tasks.keys()].sort().map((k) => tasks.get(k)!);
+    const n = queues.reduce((a, q) => a + q.length, 0);
+    let taken = 0;
+    for (let i = 0; taken < n; i++)
+      for (const q of queues)
+        if (i < q.length) {
+          perLanguage.push(q[i]!);
+          taken++;
+        }
+  }
+  // interleaveByLanguage keeps each language's order, the task round-robin just made
+  return interleaveByLanguage(perLanguage);
 }
 
 /**

@@ -236,6 +236,12 @@ const evaluationInfoSchema = z.strictObject({
   /** 0 = every held-out prompt (the paper's) */
   maxPrompts: nonNegInt,
   maxNewTokens: nonNegInt,
+  /** "task": the budget was spread round-robin over each language's tasks too (absent: over languages only) */
+  spread: z.literal("task").optional(),
+  /** with spread "task": prompts answered per "lang/task" */
+  perTask: z.record(z.string(), nonNegInt).optional(),
+  /** the answered prompts' pair ids, when a budget left some out */
+  promptIds: z.array(z.string()).optional(),
 });
 export type EvaluationInfo = z.infer<typeof evaluationInfoSchema>;
 const splitTaskSchema = z.strictObject({

@@ -30,7 +30,20 @@ export function taskSplitTable(results: ExperimentResults): Table {
       { header: "Held out (CWE)" },
     ],
     rows,
-    notes: [],
+    notes: promptNotes(results),
     absentBecause: "not a task-held-out experiment",
   };
+}
+
+/** Which held-out prompts the safe rates rest on, when a budget answered only some (results.json lists their ids). */
+function promptNotes(results: ExperimentResults): string[] {
+  const e = results.evaluation;
+  if (!e?.perTask || !e.promptIds) return [];
+  return [
+    `Safe rates rest on ${e.promptIds.length} generated answers, spread over the held-out tasks: ` +
+      Object.entries(e.perTask)
+        .map(([t, n]) => `${t} ${n}`)
+        .join(", ") +
+      " (the prompts' ids are in results.json, evaluation.promptIds).",
+  ];
 }

@@ -9,10 +9,17 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import {
   chooseHeldOutTasks,
+  computeTaskSplit,
   vulnerabilityClass,
   writeTaskSplit,
   VULNERABILITY_CLASSES,
 } from "../../src/experiment/task-split.js";
+import {
+  describeProtocol,
+  evaluationInfo,
+  evaluationProtocol,
+  interleaveByLanguage,
+} from "../../src/recipes/evaluate.js";
 import { readPairs } from "../../src/data/pairs.js";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import { parseExperimentSpec } from "../../src/experiment/spec.js";
@@ -258,8 +265,151 @@ test("experiment run with a task split: a fresh folder runs; a foreign folder is
   assert.equal(r.code, 0, showRun(r));
   const split = JSON.parse(fs.readFileSync(path.join(out, "split", "split.json"), "utf8"));
   assert.equal(split.languages.go.heldOut.length, 3);
+  // the budget of 2 prompts went to two different held-out tasks, and the results say which prompts counted
+  const results = parseExperimentResults(
+    JSON.parse(fs.readFileSync(path.join(out, "results.json"), "utf8")),
+    "results",
+  );
+  const ev = results.evaluation!;
+  assert.equal(ev.spread, "task");
+  assert.equal(ev.promptIds!.length, 2);
+  const taskOf = new Map(readPairs(devFile).map((p) => [p.id, p.task!]));
+  assert.equal(new Set(ev.promptIds!.map((id) => taskOf.get(id))).size, 2);
+  assert.equal(Object.keys(ev.perTask!).length, 3, "every held-out task is listed, also one left at 0");
+  assert.match(ev.protocol, /over its tasks \(3 tasks, 0–1 prompts each\)/);
+  const { html } = await renderReport(results, path.join(work, "cli-report"));
+  assert.match(html, /Safe rates rest on 2 generated answers, spread over the held-out tasks: /);
   // a rerun of the same command finds its own folder (split included) and resumes
   const again = await runCli(["experiment", "run", file, "--out", out]);
   assert.equal(again.code, 0, showRun(again));
   assert.match(again.stdout + again.stderr, /1 cached/);
+});
+
+// ---- the prompt budget of a task-held-out study: spread over every held-out task, not the first of each language
+
+/** The organism study's held-out pairs (experiments/organism-heldout.yaml's split), computed without writing. */
+function organismHeldOut() {
+  const { record, texts } = computeTaskSplit(organismData, SETTINGS, path.join(work, "never-written"));
+  const file = path.join(work, "organism-heldout-dev.jsonl");
+  fs.writeFileSync(file, texts.dev);
+  return { record, pairs: readPairs(file) };
+}
+
+test("a budget spread by task: every held-out task answered, equal shares, within the budget, deterministic", () => {
+  const { record, pairs } = organismHeldOut();
+  const heldOut = Object.entries(record.languages).flatMap(([l, s]) => s.heldOut.map((t) => t.task));
+  assert.equal(heldOut.length, 12);
+  // the organism's tasks are named "lang/name", as the protocol record names tasks
+  assert.ok(heldOut.every((t) => /^(cpp|go|java|swift)\//.test(t)));
+  assert.equal(pairs.length, 192);
+  // the old selection (languages only) took the first prompts of each language: one task per language at 48
+  const old = interleaveByLanguage(pairs).slice(0, 48);
+  assert.equal(new Set(old.map((p) => p.task)).size, 4, "the defect this spread fixes");
+  for (const budget of [1, 5, 12, 47, 48, 96, 100, 191, 192, 500]) {
+    const { prompts, protocol } = evaluationProtocol({
+      pairs,
+      maxPrompts: budget,
+      promptSpread: "task",
+      maxNewTokens: 8,
+    });
+    assert.equal(prompts.length, Math.min(budget, pairs.length), `budget ${budget}`);
+    assert.equal(new Set(prompts.map((p) => p.id)).size, prompts.length, "no prompt twice");
+    const perTask = new Map<string, number>(heldOut.map((t) => [t, 0]));
+    for (const p of prompts) perTask.set(p.task!, perTask.get(p.task!)! + 1);
+    assert.equal(perTask.size, 12, "only held-out tasks");
+    assert.deepEqual(Object.fromEntries(perTask), protocol.perTask, "the record counts what was answered");
+    const counts = [...perTask.values()];
+    // each language's share differs from the others by at most one, and so does each task's within a language
+    const perLang = ["cpp", "go", "java", "swift"].map((l) => prompts.filter((p) => p.lang === l).length);
+    assert.ok(Math.max(...perLang) - Math.min(...perLang) <= 1, `budget ${budget}: ${perLang}`);
+    for (const l of ["cpp", "go", "java", "swift"]) {
+      const c = [...perTask].filter(([t]) => t.startsWith(`${l}/`)).map(([, n]) => n);
+      assert.ok(Math.max(...c) - Math.min(...c) <= 1, `budget ${budget} ${l}: ${c}`);
+    }
+    if (budget >= 12) assert.ok(Math.min(...counts) >= 1, `budget ${budget}: every held-out task answered`);
+    if (budget === 48) assert.deepEqual(counts, Array(12).fill(4));
+    if (budget === 96) assert.deepEqual(counts, Array(12).fill(8));
+    // cut budgets name their prompts; the whole pool needs no list
+    if (budget < pairs.length)
+      assert.deepEqual(
+        protocol.ids,
+        prompts.map((p) => p.id),
+      );
+    else assert.equal(protocol.ids, undefined);
+    // deterministic and independent of the order the tasks come in (pairs of a task keep their order)
+    const reversedTasks = [...heldOut].reverse().flatMap((t) => pairs.filter((p) => p.task! === t));
+    const again = evaluationProtocol({
+      pairs: reversedTasks,
+      maxPrompts: budget,
+      promptSpread: "task",
+      maxNewTokens: 8,
+    });
+    assert.deepEqual(
+      again.prompts.map((p) => p.id),
+      prompts.map((p) => p.id),
+    );
+  }
+  const p48 = evaluationProtocol({ pairs, maxPrompts: 48, promptSpread: "task", maxNewTokens: 160 }).protocol;
+  assert.equal(
+    describeProtocol(p48),
+    "48 of 192 held-out prompts; a budget of 48 prompts taken round-robin over languages and, within each " +
+      "language, over its tasks (12 tasks, 4 prompts each) (not the paper's: it answers all); greedy, up to 160 " +
+      "new tokens",
+  );
+  const info = evaluationInfo(p48);
+  assert.equal(info.spread, "task");
+  assert.equal(info.promptIds!.length, 48);
+});
+
+test("without a task split a budget is spread over languages only, as before; a plan writes no split", () => {
+  const { pairs } = organismHeldOut();
+  // the default spread is the languages' round-robin, unchanged
+  for (const budget of [0, 7, 48])
+    assert.deepEqual(
+      evaluationProtocol({ pairs, maxPrompts: budget, maxNewTokens: 8 }).prompts.map((p) => p.id),
+      (budget > 0 ? interleaveByLanguage(pairs).slice(0, budget) : pairs).map((p) => p.id),
+    );
+  const base = {
+    name: "spread",
+    models: [{ name: "organism", path: path.join(REPO_ROOT, "assets/organism") }],
+    eval: { maxPrompts: 48, maxNewTokens: 8 },
+    methods: ["base"],
+  };
+  const plain = planExperiment(parseExperimentSpec({ ...base, data: organismData }, "plain.yaml"), {
+    out: path.join(work, "plan-plain"),
+  });
+  assert.equal(
+    plain.spec.eval.promptSpread,
+    undefined,
+    "no task split: the key and selection stay as they were",
+  );
+  // `experiment plan` (write: false) computes the split without writing the run's outputs; same cell keys
+  const splitSpec = parseExperimentSpec(
+    { ...base, data: { ...organismData, taskSplit: SETTINGS } },
+    "split.yaml",
+  );
+  const out = path.join(work, "plan-split");
+  const dry = planExperiment(splitSpec, { out, write: false });
+  assert.equal(fs.existsSync(out), false, "a plan wrote into the output folder");
+  assert.equal(dry.spec.eval.promptSpread, "task");
+  const real = planExperiment(splitSpec, { out });
+  assert.ok(fs.existsSync(path.join(out, "split", "split.json")));
+  assert.deepEqual(
+    dry.cells.map((c) => c.key),
+    real.cells.map((c) => c.key),
+  );
+  assert.deepEqual(dry.taskSplit, real.taskSplit);
+  // the spread is part of the cell key: a folder computed with the first-prompts selection is not reused
+  const languageSpread = planExperiment(
+    parseExperimentSpec(
+      {
+        ...base,
+        data: { ...organismData, taskSplit: SETTINGS },
+        eval: { ...base.eval, promptSpread: "language" },
+      },
+      "split.yaml",
+    ),
+    { out },
+  );
+  assert.notEqual(languageSpread.cells[0]!.key, real.cells[0]!.key);
 });

@@ -165,7 +165,9 @@ is absent; cell ids and the cache status need every input present.`,
         const settings = expandCells(spec, file);
         const estimates = estimateCells(spec, settings, file);
         const missing = missingInputs(spec, file);
-        const plan = missing.length === 0 ? planExperiment(spec, { out: opts.out, source: file }) : null;
+        // a plan writes nothing: the task split is computed in memory, its files are the run's
+        const plan =
+          missing.length === 0 ? planExperiment(spec, { out: opts.out, source: file, write: false }) : null;
         const rows = settings.map((c, i) => {
           const p = plan?.cells[i];
           return {
