@@ -96,5 +96,7 @@ test("the paper's protocol by default: every held-out prompt, as it is; the filt
     promptFilter: "none",
     maxPrompts: 3,
     maxNewTokens: 64,
+    // a budget that leaves prompts out names those it answered
+    promptIds: ["c1", "g1", "j1"],
   });
 });
