@@ -16,6 +16,8 @@ import { setPath } from "../util/overrides.js";
 import { checkClusterSettings } from "../method/goodvibe/clustering.js";
 import { judgeConvention, sameJudgeConvention, type JudgeConvention } from "../data/prompts.js";
 import { computeTaskSplit, writeTaskSplit, type TaskSplitRecord } from "./task-split.js";
+import { judgeTrainSettings } from "../config/judge.js";
+import { DEFAULT_JUDGE_TRAIN, type JudgeTrainConfig } from "../eval/judge/config.js";
 
 /** Bump when a change in this code or the recipes changes what a cell computes: every cell reruns. */
 // 2: bf16 mixed precision for every method by default; one shared row for a layer below the silhouette threshold
@@ -86,11 +88,8 @@ export type JudgeSource =
       data: string;
       /** the experiment model this judge judges (self-judging only) */
       model?: string;
-      method: "full" | "lora";
-      /** overrides of the training loop's defaults (epochs, lr, batchSize, gradAccum) */
-      train: Record<string, number>;
-      maxPairs?: number;
-      maxLength: number;
+      /** how it is trained (the judge's typed config, defaults filled in) */
+      settings: JudgeTrainConfig;
       dir: string;
     };
 
@@ -329,35 +328,30 @@ export function planExperiment(
       const self = t.base === "self";
       const base = self ? model.path : t.base;
       const judgeData = t.data ?? spec.data.train;
+      const settings = judgeTrainSettings(t);
+      // all pairs (maxPairs 0), seed and checkpointing at their defaults are left out of the key, as they were
+      // before these were settings: judges trained then keep their keys
+      const { maxPairs, seed, gradientCheckpointing, ...keyed } = settings;
       const inputs = {
         version: EXPERIMENT_CODE_VERSION,
         convention,
         base: self ? modelHash.get(model.name) : modelFolderHash(base),
         train: dataHash(judgeData),
         languages: data.languages,
-        method: t.method,
-        epochs: t.epochs,
-        lr: t.lr ?? null,
-        maxLength: t.maxLength,
-        // absent when unset, so that adding these options kept earlier judges' keys
-        batchSize: t.batchSize,
-        gradAccum: t.gradAccum,
-        maxPairs: t.maxPairs,
+        ...keyed,
+        ...(maxPairs ? { maxPairs } : {}),
+        ...(seed !== DEFAULT_JUDGE_TRAIN.seed ? { seed } : {}),
+        ...(gradientCheckpointing !== DEFAULT_JUDGE_TRAIN.gradientCheckpointing
+          ? { gradientCheckpointing }
+          : {}),
       };
       key = sha256(canonicalJson(inputs));
-      const { base: _b, data: _d, method, maxPairs, maxLength, ...loop } = t;
       src = {
         kind: "train",
         base,
         data: judgeData,
         ...(self ? { model: model.name } : {}),
-        method,
-        train: Object.fromEntries(Object.entries(loop).filter(([, v]) => v !== undefined)) as Record<
-          string,
-          number
-        >,
-        ...(maxPairs ? { maxPairs } : {}),
-        maxLength,
+        settings,
         dir: path.join(outDir, "work", "judges", key),
       };
     }

@@ -211,10 +211,7 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
                 ? train()
                 : readPairs(src.data, { languages: spec.data.languages }),
             data: src.data,
-            method: src.method,
-            train: src.train,
-            maxPairs: src.maxPairs,
-            maxLength: src.maxLength,
+            settings: src.settings,
             dir: src.dir,
           };
           dir = await ensureJudgeTrained(training, { convention: plan.convention, log, signal });

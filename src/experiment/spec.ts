@@ -13,6 +13,7 @@ import { parseOverride, setPath } from "../util/overrides.js";
 import { refuseForbiddenKeys } from "../util/keys.js";
 import { METHODS, type Method } from "../report/schema.js";
 import { PROMPT_FILTERS, PROMPT_SPREADS } from "../data/prompts.js";
+import { experimentJudgeSchema } from "../config/judge.js";
 
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -49,56 +50,6 @@ const evalSchema = z.strictObject({
   seed: nonNegInt.default(0),
   utility: utilitySchema.optional(),
 });
-
-/**
- * One judge for every cell, as in the paper (§4.3, §7): a judge folder, or a base checkpoint fine-tuned once on
- * labelled pairs before the cells (cached). `train.base: self` fine-tunes each experiment model as the judge of
- * its own cells instead: self-judging, not the paper's protocol, labelled so in every table.
- */
-const judgeSchema = z
-  .strictObject({
-    /** a judge folder, used as is */
-    path: z.string().min(1).optional(),
-    /** with path: the judge's base checkpoint, for the reliability comparison (default: the one it records) */
-    base: z.string().min(1).optional(),
-    /** a base checkpoint fine-tuned once on labelled pairs before the cells */
-    train: z
-      .strictObject({
-        base: z
-          .string({
-            error: (i) =>
-              i.input === undefined
-                ? "required: the judge's base checkpoint (a model folder), or `self` for each model to judge its own cells (not the paper's protocol)"
-                : "must be a model folder or `self`",
-          })
-          .min(1),
-        /** labelled pairs the judge is trained on; default data.train */
-        data: z.string().min(1).optional(),
-        method: z.enum(["full", "lora"]).default("lora"),
-        epochs: posInt.default(1),
-        lr: z.number().positive().optional(),
-        batchSize: posInt.optional(),
-        gradAccum: posInt.optional(),
-        /** train on at most this many pairs (a seeded subsample); default all */
-        maxPairs: posInt.optional(),
-        maxLength: posInt.default(1024),
-      })
-      .optional(),
-  })
-  .superRefine((j, ctx) => {
-    if ((j.path === undefined) === (j.train === undefined))
-      ctx.addIssue({
-        code: "custom",
-        message:
-          "give either `path` (a judge folder) or `train` (a base checkpoint to fine-tune once), not both",
-      });
-    if (j.base !== undefined && j.path === undefined)
-      ctx.addIssue({
-        code: "custom",
-        path: ["base"],
-        message: "only with `path` (train.base names a trained judge's base)",
-      });
-  });
 
 export const experimentSchema = z.strictObject({
   name: z
@@ -165,7 +116,7 @@ export const experimentSchema = z.strictObject({
       .optional(),
   }),
   /** no judge: the safe rate is measured by the rule judge only */
-  judge: judgeSchema.optional(),
+  judge: experimentJudgeSchema.optional(),
   eval: evalSchema.default(evalSchema.parse({})),
   methods: z.array(z.enum(METHODS)).min(1).default(["base", "goodvibe"]),
   seeds: z.array(nonNegInt).min(1).default([0]),

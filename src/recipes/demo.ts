@@ -16,6 +16,7 @@ import { InputError } from "../errors.js";
 import { claimWorkFolder, writeFileAtomic } from "../io/atomic.js";
 import { readPairs } from "../data/pairs.js";
 import { LlmJudge } from "../eval/judge/llm.js";
+import { DEFAULT_JUDGE_TRAIN } from "../eval/judge/config.js";
 import type { CellResult, ExperimentResults, JudgeReliabilityEntry } from "../report/schema.js";
 import { ZERO_COST, costOf, neuronsOf } from "./cell.js";
 import {
@@ -228,17 +229,14 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
     base: opts.organism,
     pairs: trainAll,
     data: trainFile,
-    method: DEMO_JUDGE.method,
-    train: {
-      epochs: DEMO_JUDGE.epochs,
-      lr: DEMO_JUDGE.lr,
-      batchSize: DEMO_JUDGE.batchSize,
+    settings: {
+      ...DEFAULT_JUDGE_TRAIN,
+      ...DEMO_JUDGE,
       gradAccum: 1,
       gradientCheckpointing: false,
       seed: 0,
+      maxPairs: opts.judgePairs,
     },
-    ...(opts.judgePairs > 0 ? { maxPairs: opts.judgePairs } : {}),
-    maxLength: DEMO_JUDGE.maxLength,
     dir: "",
   };
   // cached under the inputs it depends on: a rerun reuses it, another organism or setting trains another

@@ -35,14 +35,12 @@ import {
   checkTopK,
   identify,
   clearIdentifyState,
-  DEFAULT_BATCH_TOKENS,
   readNeuronMap,
   writeNeuronMap,
   checkFingerprint,
   type IdentifyOptions,
   type IdentifySample,
   type NeuronMap,
-  type SelectionMode,
 } from "../method/goodvibe/identify.js";
 import {
   checkClusterSettings,
@@ -353,8 +351,10 @@ export function checkRunPaths(
   });
 }
 
-/** Stage 1: identification, cached in its slot (neurons.json; identify-state/ while it runs). */
-/** identify()'s options from a harden config (one run, a stage slot, or a shard of `goodvibe identify --shard`). */
+/**
+ * identify()'s options from a harden config (one run, a stage slot, or a shard of `goodvibe identify --shard`):
+ * the identify config as resolved, with what the run adds (label tokens, state folder, provenance, hooks).
+ */
 export function identifyOptions(
   tok: HfTokenizer,
   cfg: HardenConfig,
@@ -364,14 +364,8 @@ export function identifyOptions(
   const log = hooks.log ?? silentLogger;
   const convention = judgeConvention(cfg.identify.judgeTask, "identify.judgeTask");
   return {
+    ...cfg.identify,
     labelTokenIds: labelTokenIds(tok, convention),
-    topK: cfg.identify.topK,
-    mode: cfg.identify.mode,
-    batchSize: cfg.identify.batchSize,
-    batchTokens: cfg.identify.batchTokens,
-    gradientCheckpointing: cfg.identify.gradientCheckpointing,
-    profileSamples: cfg.identify.profileSamples,
-    lmHead: cfg.identify.lmHead,
     runDir,
     checkpointEvery: Math.max(cfg.identify.batchSize, 32),
     source: {
@@ -386,6 +380,7 @@ export function identifyOptions(
   };
 }
 
+/** Stage 1: identification, cached in its slot (neurons.json; identify-state/ while it runs). */
 export async function stageIdentify(
   model: DecoderModel,
   tok: HfTokenizer,

@@ -14,9 +14,8 @@ import { writeFileAtomic } from "../io/atomic.js";
 import type { SecurityPair } from "../data/pairs.js";
 import { describeJudgeConvention, type JudgeConvention } from "../data/prompts.js";
 import { JUDGE_RECORD_FILE, LlmJudge, judgeReliability, type JudgeReliability } from "../eval/judge/llm.js";
-import { trainJudge } from "./train-judge.js";
-import type { TrainConfig } from "../method/train.js";
-import type { LoraConfig } from "../method/lora/config.js";
+import { trainJudge, judgeTrainOptions } from "./train-judge.js";
+import type { JudgeTrainConfig } from "../eval/judge/config.js";
 import { createRng } from "../util/random.js";
 import type { JudgeInfo, JudgeReliabilityEntry } from "../report/schema.js";
 import { silentLogger, type Logger } from "../util/log.js";
@@ -24,26 +23,24 @@ import { silentLogger, type Logger } from "../util/log.js";
 /** A judge to fine-tune once: its base checkpoint, labelled pairs and training settings. */
 export interface JudgeTraining {
   base: string;
-  /** The labelled pairs (all of them; `maxPairs` subsamples with seed 0). */
+  /** The labelled pairs (all of them; `settings.maxPairs` subsamples with seed 0). */
   pairs: () => readonly SecurityPair[];
   /** Where the pairs come from, for the report. */
   data: string;
-  method: "full" | "lora";
-  train: Partial<TrainConfig>;
-  lora?: LoraConfig;
-  maxPairs?: number;
-  maxLength: number;
+  /** how it is trained (src/eval/judge/config.ts) */
+  settings: JudgeTrainConfig;
   /** Cache folder: <dir>/model is the judge, <dir>/run its resumable training state. */
   dir: string;
 }
 
-/** The pairs a judge is trained on: all, or a seeded subsample of maxPairs. */
-export function judgeTrainingPairs(t: Pick<JudgeTraining, "pairs" | "maxPairs">): readonly SecurityPair[] {
+/** The pairs a judge is trained on: all, or a subsample of settings.maxPairs (seed 0). */
+export function judgeTrainingPairs(t: Pick<JudgeTraining, "pairs" | "settings">): readonly SecurityPair[] {
   const all = t.pairs();
-  return t.maxPairs && t.maxPairs < all.length
+  const n = t.settings.maxPairs;
+  return n && n < all.length
     ? createRng(0)
         .shuffle([...all])
-        .slice(0, t.maxPairs)
+        .slice(0, n)
     : all;
 }
 
@@ -63,17 +60,14 @@ export async function ensureJudgeTrained(
   }
   const pairs = judgeTrainingPairs(t);
   log.info(
-    `training the LLM judge (${t.method}, ${JSON.stringify(t.train)}) from ${t.base} on ${pairs.length} labelled ` +
+    `training the LLM judge (${JSON.stringify(t.settings)}) from ${t.base} on ${pairs.length} labelled ` +
       `pairs of ${t.data}, under ${describeJudgeConvention(opts.convention)}`,
   );
   await trainJudge({
     baseModelDir: t.base,
     pairs,
     outDir: dir,
-    method: t.method,
-    cfg: t.train,
-    lora: t.lora,
-    maxLength: t.maxLength,
+    ...judgeTrainOptions(t.settings),
     convention: opts.convention,
     runDir: path.join(t.dir, "run"),
     overwrite: true,

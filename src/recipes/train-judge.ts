@@ -20,7 +20,6 @@ import { attachFull, type AttachedMethod } from "../method/method.js";
 import { attachLora } from "../method/lora/model.js";
 import { DEFAULT_LORA, type LoraConfig } from "../method/lora/config.js";
 import {
-  DEFAULT_TRAIN,
   trainSft,
   type SftExample,
   type TrainConfig,
@@ -31,6 +30,13 @@ import { PAPER_JUDGE, buildSftExample, judgeMessages, type JudgeConvention } fro
 import { pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
 import { Tensor, noGrad, tidy, type DType } from "../tensor/index.js";
 import { JUDGE_RECORD_FILE, LlmJudge } from "../eval/judge/llm.js";
+import {
+  DEFAULT_JUDGE_TRAIN,
+  judgeLoopConfig,
+  type JudgeMethod,
+  type JudgeTrainConfig,
+} from "../eval/judge/config.js";
+
 export interface TrainJudgeOptions {
   /** Hugging Face model folder with a tokenizer; only read. */
   baseModelDir: string;
@@ -40,12 +46,12 @@ export interface TrainJudgeOptions {
   convention?: JudgeConvention;
   /** The new checkpoint folder (written atomically; must not be the base folder). */
   outDir: string;
-  method: "full" | "lora";
-  /** Overrides of DEFAULT_TRAIN. */
+  method: JudgeMethod;
+  /** Overrides of the judge's training loop (judgeLoopConfig(DEFAULT_JUDGE_TRAIN): DEFAULT_TRAIN). */
   cfg?: Partial<TrainConfig>;
   /** For method "lora" (default DEFAULT_LORA). */
   lora?: LoraConfig;
-  /** Examples longer than this (tokens, label included) are skipped and counted. Default 2048. */
+  /** Examples longer than this (tokens, label included) are skipped and counted (DEFAULT_JUDGE_TRAIN.maxLength). */
   maxLength?: number;
   /** Compute dtype while training; default float32 for full fine-tuning, the checkpoint's dtype for LoRA. */
   dtype?: DType;
@@ -64,6 +70,16 @@ export interface TrainedJudge {
   skipped: number;
   /** The trained judge in memory, its weights folded exactly as written to outDir. */
   judge: LlmJudge;
+}
+
+/**
+ * trainJudge's options from the judge's typed config (`judge train`, an experiment's judge, the demo): its
+ * method, its training loop and its example length. (maxPairs picks the pairs: recipes/judge.ts.)
+ */
+export function judgeTrainOptions(
+  s: JudgeTrainConfig,
+): Pick<TrainJudgeOptions, "method" | "cfg" | "maxLength"> {
+  return { method: s.method, cfg: judgeLoopConfig(s), maxLength: s.maxLength };
 }
 
 /** The judge's SFT examples: the answer is the label token (plus the template's end-of-turn token). */
@@ -127,12 +143,11 @@ export async function trainJudge(opts: TrainJudgeOptions): Promise<TrainedJudge>
 
   const tokenizer = await loadTokenizer(base);
   const convention = opts.convention ?? PAPER_JUDGE;
-  const cfg: TrainConfig = { ...DEFAULT_TRAIN, ...opts.cfg };
-  const { examples, skipped } = judgeExamples(tokenizer, opts.pairs, opts.maxLength ?? 2048, convention);
+  const cfg: TrainConfig = { ...judgeLoopConfig(DEFAULT_JUDGE_TRAIN), ...opts.cfg };
+  const maxLength = opts.maxLength ?? DEFAULT_JUDGE_TRAIN.maxLength;
+  const { examples, skipped } = judgeExamples(tokenizer, opts.pairs, maxLength, convention);
   if (examples.length === 0)
-    throw new InputError(
-      `trainJudge: every judge example is longer than maxLength ${opts.maxLength ?? 2048} tokens`,
-    );
+    throw new InputError(`trainJudge: every judge example is longer than maxLength ${maxLength} tokens`);
 
   const dtype = opts.dtype ?? (opts.method === "full" ? "float32" : undefined);
   const model = loadModel(base, { dtype });

@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { defaultHardenConfig, type HardenConfig } from "../../src/config/harden.js";
-import { RUN_FILES, planStages, runHarden, runTrain } from "../../src/recipes/harden.js";
+import { RUN_FILES, identifyOptions, planStages, runHarden, runTrain } from "../../src/recipes/harden.js";
+import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { readNeuronMap } from "../../src/method/goodvibe/identify.js";
 import { readClusterMap } from "../../src/method/goodvibe/clustering.js";
 import { readGoodVibeDelta } from "../../src/method/fold.js";
@@ -111,4 +112,25 @@ test("runTrain on harden's cluster map trains what runHarden trained (one traini
   );
   // the goodvibe path needs a cluster map
   await assert.rejects(runTrain(config("none"), undefined), /needs --clusters/);
+});
+
+test("identifyOptions hands identify() the identify config as resolved: every field, none copied by hand", async () => {
+  const base = config("opts");
+  const cfg: HardenConfig = {
+    ...base,
+    identify: {
+      ...base.identify,
+      topK: 2,
+      mode: "activation",
+      batchTokens: 777,
+      profileSamples: 5,
+      lmHead: true,
+      gradientCheckpointing: "auto",
+    },
+  };
+  const opts = identifyOptions(await loadTokenizer(made.dir), cfg, path.join(work, "opts.run"));
+  for (const [k, v] of Object.entries(cfg.identify))
+    assert.deepEqual((opts as unknown as Record<string, unknown>)[k], v, `identify.${k}`);
+  assert.equal(opts.runDir, path.join(work, "opts.run"));
+  assert.equal(opts.source.model, path.resolve(made.dir));
 });

@@ -1,15 +1,17 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Option, type Command } from "commander";
-import { DEFAULT_TRAIN } from "../../method/train.js";
 import { InputError } from "../../errors.js";
 import { readPairs, splitPairs } from "../../data/pairs.js";
 import { normalizeLanguage } from "../../eval/extract.js";
 import { judgeCode } from "../../eval/judge/rules/index.js";
 import { LlmJudge, judgeReliability } from "../../eval/judge/llm.js";
-import { trainJudge } from "../../recipes/train-judge.js";
+import { judgeTrainOptions, trainJudge } from "../../recipes/train-judge.js";
+import { judgeTrainingPairs } from "../../recipes/judge.js";
+import { DEFAULT_JUDGE_TRAIN } from "../../eval/judge/config.js";
+import { resolveJudgeTrainConfig } from "../../config/judge.js";
 import { checkOutput } from "../../io/atomic.js";
-import { integer, list, number } from "../options.js";
+import { collect, integer, list, number, shownDefault } from "../options.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 
 export function registerJudge(program: Command): void {
@@ -64,9 +66,24 @@ export function registerJudge(program: Command): void {
       "--overwrite",
       "move an existing non-empty output aside (renamed to <out>.old-<time>, never deleted)",
     )
-    .addOption(new Option("--method <m>", "what to train").choices(["lora", "full"]).default("lora"))
-    .option("--epochs <n>", "epochs", integer(1), DEFAULT_TRAIN.epochs)
-    .option("--lr <x>", "learning rate", number({ above: 0 }), DEFAULT_TRAIN.lr)
+    .addOption(
+      shownDefault(
+        new Option("--method <m>", "what to train; config key method").choices(["lora", "full"]),
+        DEFAULT_JUDGE_TRAIN.method,
+      ),
+    )
+    .addOption(
+      shownDefault(
+        new Option("--epochs <n>", "epochs; config key epochs").argParser(integer(1)),
+        DEFAULT_JUDGE_TRAIN.epochs,
+      ),
+    )
+    .addOption(
+      shownDefault(
+        new Option("--lr <x>", "learning rate; config key lr").argParser(number({ above: 0 })),
+        DEFAULT_JUDGE_TRAIN.lr,
+      ),
+    )
     .option(
       "--dev-fraction <x>",
       "held-out share for the reliability report",
@@ -74,15 +91,43 @@ export function registerJudge(program: Command): void {
       0.1,
     )
     .option("--languages <list>", "comma-separated languages to keep (default: all)", list)
-    .option("--seed <n>", "seed", integer(0), DEFAULT_TRAIN.seed)
+    .addOption(
+      shownDefault(
+        new Option("--seed <n>", "seed of the training and the held-out split; config key seed").argParser(
+          integer(0),
+        ),
+        DEFAULT_JUDGE_TRAIN.seed,
+      ),
+    )
+    .option(
+      "-c, --config <file>",
+      "YAML config with the judge's training keys below (flags override it; --set overrides both)",
+    )
+    .option(
+      "--set <key=value>",
+      "override one config key, e.g. --set maxLength=2048 (repeatable)",
+      collect,
+      [],
+    )
     .addHelpText(
       "after",
-      "\nExample:\n  goodvibe judge train -m ./Qwen3-0.6B -d train.jsonl -o ./judge --method full",
+      `\nConfig keys for --set and -c, with their defaults (an experiment's judge.train takes the same keys):\n ${Object.entries(
+        DEFAULT_JUDGE_TRAIN,
+      )
+        .map(([k, v]) => ` ${k}=${JSON.stringify(v)}`)
+        .join(
+          "",
+        )}\n\nExample:\n  goodvibe judge train -m ./Qwen3-0.6B -d train.jsonl -o ./judge --method full`,
     )
     .action(async (opts) => {
       const g = program.opts();
       const log = makeLogger(g);
       await runCommand(g, async () => {
+        const settings = resolveJudgeTrainConfig(
+          opts.config,
+          { method: opts.method, epochs: opts.epochs, lr: opts.lr, seed: opts.seed },
+          opts.set,
+        );
         const inputs = { "--model": opts.model, "--data": opts.data };
         checkOutput({ flag: "--out", path: opts.out, kind: "folder", inputs, overwrite: opts.overwrite });
         // resumable training state beside the output, as harden keeps its run folder
@@ -95,15 +140,14 @@ export function registerJudge(program: Command): void {
           ownEntry: (n) => n === "checkpoint",
         });
         const pairs = readPairs(opts.data, { languages: opts.languages });
-        const { train, dev } = splitPairs(pairs, { devFraction: opts.devFraction, seed: opts.seed });
+        const { train, dev } = splitPairs(pairs, { devFraction: opts.devFraction, seed: settings.seed });
         await trainJudge({
           baseModelDir: opts.model,
-          pairs: train,
+          pairs: judgeTrainingPairs({ pairs: () => train, settings }),
           outDir: opts.out,
           runDir,
           overwrite: opts.overwrite,
-          method: opts.method,
-          cfg: { epochs: opts.epochs, lr: opts.lr, seed: opts.seed },
+          ...judgeTrainOptions(settings),
           hooks: {
             signal: interruptSignal(log),
             onStep: (l, total) => log.progress("judge", l.step, total, `loss ${l.loss.toFixed(4)}`),

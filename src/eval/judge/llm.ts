@@ -23,6 +23,7 @@ import {
 } from "../../data/prompts.js";
 import { pairsToLabelledSamples, type SecurityPair } from "../../data/pairs.js";
 import { Tensor, noGrad, tidy } from "../../tensor/index.js";
+import { DEFAULT_JUDGE_BATCH } from "./config.js";
 import { confusionMatrix, wilsonInterval, type ConfusionMatrix, type Interval } from "../metrics.js";
 
 /** P(unsafe) above this is an "unsafe" verdict (a tie, equal label logits, counts as safe). */
@@ -59,7 +60,7 @@ export interface JudgeInput {
 }
 
 export interface ScoreOptions {
-  /** Prompts per forward pass (default 8). */
+  /** Prompts per forward pass (default DEFAULT_JUDGE_BATCH). */
   batchSize?: number;
 }
 
@@ -135,7 +136,7 @@ export class LlmJudge {
    * input order.
    */
   score(items: readonly JudgeInput[], opts: ScoreOptions = {}): number[] {
-    const batchSize = opts.batchSize ?? 8;
+    const batchSize = opts.batchSize ?? DEFAULT_JUDGE_BATCH;
     if (!Number.isInteger(batchSize) || batchSize < 1)
       throw new InputError(`judge option batchSize must be a positive integer, got ${batchSize}`);
     const prompts = items.map((it) => this.promptIds(it));

@@ -5,7 +5,6 @@
  */
 import { z } from "zod";
 import { DEFAULT_JUDGE_TASK, validateJudgeTask, type JudgeTask } from "../../data/prompts.js";
-import { DEFAULT_BATCH_TOKENS, type SelectionMode } from "./identify.js";
 
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -16,6 +15,16 @@ const nonNegInt = z.number().int().nonnegative();
 export const bounded = (max: number) => posInt.max(max, `must be at most ${max}`);
 
 // ---------------------------------------------------------------- identification
+/** What makes a neuron important: its output's gradient (the paper), or its activation (the ablation). */
+export type SelectionMode = "gradient" | "activation";
+
+/** Most padded tokens in one batch by default: bounds the activation memory of a batch at any dataset size. */
+export const DEFAULT_BATCH_TOKENS = 2048;
+
+/**
+ * The identification stage's settings. identify() reads its own fields of this object as the recipe resolved it
+ * (IdentifySettings); the rest (maxPairs, maxLength, judgeTask) shape the samples the recipe hands it.
+ */
 export interface IdentifyConfig {
   /** security neurons kept per linear layer (the paper's k) */
   topK: number;

@@ -34,6 +34,7 @@ import { interrupted, stopRequested } from "../../util/stop.js";
 import { parseJson } from "../../util/keys.js";
 import { ExactSums } from "../../util/exact-sum.js";
 import type { ShardSpec } from "../../util/shard.js";
+import { DEFAULT_BATCH_TOKENS, type IdentifyConfig, type SelectionMode } from "./config.js";
 
 export interface IdentifySample {
   id: string;
@@ -43,23 +44,22 @@ export interface IdentifySample {
   lang?: string;
 }
 
-export type SelectionMode = "gradient" | "activation";
+/**
+ * The identification settings identify() reads, as the stage's typed config (config.ts) has them: topK, mode,
+ * batchSize, batchTokens (default DEFAULT_BATCH_TOKENS; 0 = no limit), gradientCheckpointing ("auto": only when
+ * the activations would not fit), profileSamples (per-sample importances of the selected neurons kept for the
+ * first N samples: clustering features), lmHead (lm_head's rows are neurons too; lm-head.ts). A recipe passes
+ * its whole IdentifyConfig: a new setting reaches identify() without an edit in between.
+ */
+export type IdentifySettings = Pick<
+  IdentifyConfig,
+  "topK" | "mode" | "batchSize" | "gradientCheckpointing" | "profileSamples"
+> &
+  Partial<Pick<IdentifyConfig, "batchTokens" | "lmHead">>;
 
-export interface IdentifyOptions {
+export interface IdentifyOptions extends IdentifySettings {
   /** token ids of the safe and the unsafe label, in that order ("0" and "1" under the paper's convention) */
   labelTokenIds: [number, number];
-  topK: number;
-  mode: SelectionMode;
-  /** most samples in one batch (samples are grouped by length, so batches pad little) */
-  batchSize: number;
-  /** most tokens in one batch, padding included (default DEFAULT_BATCH_TOKENS; 0 = no limit) */
-  batchTokens?: number;
-  /** recompute each layer in the backward instead of keeping its activations; "auto": only when they would not fit */
-  gradientCheckpointing: boolean | "auto";
-  /** keep per-sample importances of the selected neurons for the first N samples (clustering features) */
-  profileSamples: number;
-  /** lm_head's rows are neurons too (module "lm_head"; lm-head.ts): refused for tied embeddings */
-  lmHead?: boolean;
   /** where to keep resumable state (identify-state/) */
   runDir?: string;
   /** samples between state saves */
@@ -150,9 +150,6 @@ export function topKIndices(values: ArrayLike<number>, k: number): number[] {
 }
 
 // ---------------------------------------------------------------- batching without padding waste
-
-/** Most padded tokens in one batch by default: bounds the activation memory of a batch at any dataset size. */
-export const DEFAULT_BATCH_TOKENS = 2048;
 
 /** Most padding a batch may carry, as a share of its tokens: a sample that would add more starts a new batch. */
 const MAX_PADDING_SHARE = 0.1;
