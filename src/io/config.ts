@@ -421,32 +421,118 @@ function resolveLayerTypes(
   return { layerTypes, slidingWindow };
 }
 
-/** Validate a parsed config.json and resolve it to a ModelConfig; `source` (the file) names errors. */
-export function parseModelConfig(json: unknown, source: string): ModelConfig {
-  if (!isPlainObject(json)) throw new InputError(`${source}: a model config must be a JSON object`);
-  refuseForbiddenKeys(json, source);
-  const raw = json;
-  const { family, modelType } = familyOf(source, raw);
-  const { textJson, prefix } = textPart(source, raw, modelType, family);
-  const parsed = textConfigSchema.safeParse(textJson);
-  if (!parsed.success) throw zodToInputError(source, prefix, textJson, parsed.error);
-  const c: RawTextConfig = parsed.data;
-  const f = (name: string): string => fieldName(prefix, [name]);
-  const defaults = FAMILY_DEFAULTS[family];
+/** What each family's architecture fixes (transformers' modeling files), given its config's own fields. */
+type FamilyTraits = Pick<
+  ModelConfig,
+  | "qkvBias"
+  | "oBias"
+  | "mlpBias"
+  | "qkNorm"
+  | "normOnePlus"
+  | "sandwichNorms"
+  | "embedScale"
+  | "attnScale"
+  | "finalLogitSoftcapping"
+  | "attnLogitSoftcapping"
+>;
+
+/** The plain pre-norm decoder (Llama): attention_bias on q/k/v/o, scale 1/√head_dim, no norms or caps added. */
+function plainDecoder(c: RawTextConfig, headDim: number): FamilyTraits {
+  const attentionBias = c.attention_bias ?? false;
+  return {
+    qkvBias: attentionBias,
+    oBias: attentionBias,
+    mlpBias: false,
+    qkNorm: false,
+    normOnePlus: false,
+    sandwichNorms: false,
+    embedScale: 1,
+    attnScale: headDim ** -0.5,
+    finalLogitSoftcapping: null,
+    attnLogitSoftcapping: null,
+  };
+}
+
+const FAMILY_TRAITS: Record<Family, (c: RawTextConfig, headDim: number) => FamilyTraits> = {
+  llama: (c, d) => ({ ...plainDecoder(c, d), mlpBias: c.mlp_bias ?? false }),
+  // Qwen2: biases on q/k/v always, never on o
+  qwen2: (c, d) => ({ ...plainDecoder(c, d), qkvBias: true, oBias: false }),
+  // Qwen3: RMSNorm on each head's q and k
+  qwen3: (c, d) => ({ ...plainDecoder(c, d), qkNorm: true }),
+  // Gemma3: (1 + w) norms around both sublayers, √hidden embedding scale, query_pre_attn_scalar, soft caps
+  gemma3: (c, d) => ({
+    ...plainDecoder(c, d),
+    qkNorm: true,
+    normOnePlus: true,
+    sandwichNorms: true,
+    embedScale: Math.sqrt(c.hidden_size),
+    attnScale: (c.query_pre_attn_scalar ?? 256) ** -0.5,
+    finalLogitSoftcapping: c.final_logit_softcapping ?? null,
+    attnLogitSoftcapping: c.attn_logit_softcapping ?? null,
+  }),
+};
+
+/** The MLP activation: Gemma3's hidden_activation (or hidden_act), the others' hidden_act. */
+function resolveActivation(
+  source: string,
+  c: RawTextConfig,
+  family: Family,
+  f: (name: string) => string,
+): ModelConfig["hiddenAct"] {
   const isGemma = family === "gemma3";
-
-  const { numHeads, numKvHeads, headDim } = resolveHeads(source, c, isGemma, f);
-  const { ropeTheta, ropeScaling, ropeLocalTheta } = resolveRope(source, c, family, prefix, f);
-  const { layerTypes, slidingWindow } = resolveLayerTypes(source, c, family, f);
-
-  const hiddenActField = isGemma && c.hidden_activation != null ? "hidden_activation" : "hidden_act";
-  const hiddenActValue = isGemma
+  const field = isGemma && c.hidden_activation != null ? "hidden_activation" : "hidden_act";
+  const value = isGemma
     ? (c.hidden_activation ?? c.hidden_act ?? "gelu_pytorch_tanh")
     : (c.hidden_act ?? "silu");
-  const hiddenAct = parseHiddenAct(source, family, f(hiddenActField), hiddenActValue);
+  return parseHiddenAct(source, family, f(field), value);
+}
 
-  const attentionBias = c.attention_bias ?? false;
+/** Special token ids as the model config gives them (the tokenizer may add its own). */
+function tokenIds(c: RawTextConfig): Pick<ModelConfig, "bosTokenId" | "eosTokenIds" | "padTokenId"> {
   const eos = c.eos_token_id;
+  return {
+    bosTokenId: c.bos_token_id ?? null,
+    eosTokenIds: eos === null || eos === undefined ? [] : Array.isArray(eos) ? eos : [eos],
+    padTokenId: c.pad_token_id ?? null,
+  };
+}
+
+/**
+ * The file's own checks: a JSON object without prototype-polluting keys, a supported model_type, and the text
+ * model's keys valid (each bad field named, under text_config for multimodal Gemma3).
+ */
+function readTextConfig(
+  json: unknown,
+  source: string,
+): { raw: Record<string, unknown>; family: Family; modelType: string; c: RawTextConfig; prefix: string } {
+  if (!isPlainObject(json)) throw new InputError(`${source}: a model config must be a JSON object`);
+  refuseForbiddenKeys(json, source);
+  const { family, modelType } = familyOf(source, json);
+  const { textJson, prefix } = textPart(source, json, modelType, family);
+  const parsed = textConfigSchema.safeParse(textJson);
+  if (!parsed.success) throw zodToInputError(source, prefix, textJson, parsed.error);
+  return { raw: json, family, modelType, c: parsed.data, prefix };
+}
+
+/**
+ * Validate a parsed config.json and resolve it to a ModelConfig; `source` (the file) names errors. Each part
+ * has its function: the file's checks (readTextConfig), heads, RoPE, attention per layer, what the family's
+ * architecture fixes (FAMILY_TRAITS), the activation, the dtype.
+ */
+export function parseModelConfig(json: unknown, source: string): ModelConfig {
+  const { raw, family, modelType, c, prefix } = readTextConfig(json, source);
+  const f = (name: string): string => fieldName(prefix, [name]);
+  const defaults = FAMILY_DEFAULTS[family];
+  // in this order, so that a file with several faults is told about the same one first as before
+  const heads = resolveHeads(source, c, family === "gemma3", f);
+  const rope = resolveRope(source, c, family, prefix, f);
+  const layers = resolveLayerTypes(source, c, family, f);
+  const hiddenAct = resolveActivation(source, c, family, f);
+  const torchDtype = parseTorchDtype(
+    source,
+    f(c.torch_dtype != null ? "torch_dtype" : "dtype"),
+    c.torch_dtype ?? c.dtype,
+  );
   return {
     family,
     modelType,
@@ -454,36 +540,16 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
     hiddenSize: c.hidden_size,
     intermediateSize: c.intermediate_size,
     numLayers: c.num_hidden_layers,
-    numHeads,
-    numKvHeads,
-    headDim,
+    ...heads,
     rmsNormEps: c.rms_norm_eps ?? defaults.rmsNormEps,
-    ropeTheta,
-    ropeScaling,
     maxPositionEmbeddings: c.max_position_embeddings ?? defaults.maxPositionEmbeddings,
     tieWordEmbeddings: c.tie_word_embeddings ?? defaults.tieWordEmbeddings,
-    qkvBias: family === "qwen2" ? true : attentionBias,
-    oBias: family === "qwen2" ? false : attentionBias,
-    mlpBias: family === "llama" ? (c.mlp_bias ?? false) : false,
-    qkNorm: family === "qwen3" || isGemma,
-    normOnePlus: isGemma,
-    sandwichNorms: isGemma,
+    ...rope,
+    ...layers,
+    ...FAMILY_TRAITS[family](c, heads.headDim),
     hiddenAct,
-    embedScale: isGemma ? Math.sqrt(c.hidden_size) : 1,
-    attnScale: isGemma ? (c.query_pre_attn_scalar ?? 256) ** -0.5 : headDim ** -0.5,
-    layerTypes,
-    slidingWindow,
-    ropeLocalTheta,
-    finalLogitSoftcapping: isGemma ? (c.final_logit_softcapping ?? null) : null,
-    attnLogitSoftcapping: isGemma ? (c.attn_logit_softcapping ?? null) : null,
-    torchDtype: parseTorchDtype(
-      source,
-      f(c.torch_dtype != null ? "torch_dtype" : "dtype"),
-      c.torch_dtype ?? c.dtype,
-    ),
-    bosTokenId: c.bos_token_id ?? null,
-    eosTokenIds: eos === null || eos === undefined ? [] : Array.isArray(eos) ? eos : [eos],
-    padTokenId: c.pad_token_id ?? null,
+    torchDtype,
+    ...tokenIds(c),
     raw,
   };
 }
