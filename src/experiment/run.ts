@@ -147,13 +147,82 @@ function identifyKey(cfg: HardenConfig): string {
   );
 }
 
+/** What every part of one run shares: the plan, the caller's hooks, the data read once, the judges, the base evaluations. */
+interface RunContext {
+  plan: ExperimentPlan;
+  spec: ExperimentPlan["spec"];
+  outDir: string;
+  log: Logger;
+  signal?: AbortSignal;
+  data: ExperimentData;
+  judges: JudgePool;
+  /** the base model's evaluation per base key: computed once, kept for the McNemar tests of every trained cell */
+  baseEvals: Map<string, ModelEvaluation>;
+}
+
+/** The experiment's pairs, each file read once when first needed. */
+interface ExperimentData {
+  /** the held-out pairs of data.languages */
+  dev(): SecurityPair[];
+  /** the held-out pairs of a language run's languages */
+  devOf(languages: string[]): SecurityPair[];
+  /** the training pairs of data.languages */
+  train(): SecurityPair[];
+}
+
+function experimentData(spec: ExperimentPlan["spec"]): ExperimentData {
+  let dev: SecurityPair[] | undefined;
+  let train: SecurityPair[] | undefined;
+  const byLanguages = new Map<string, SecurityPair[]>();
+  return {
+    dev: () => (dev ??= readPairs(spec.data.dev, { languages: spec.data.languages })),
+    devOf(languages) {
+      const k = languages.join("\0");
+      let p = byLanguages.get(k);
+      if (!p) byLanguages.set(k, (p = readPairs(spec.data.dev, { languages })));
+      return p;
+    },
+    train: () => (train ??= readPairs(spec.data.train, { languages: spec.data.languages })),
+  };
+}
+
 export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {}): Promise<RunSummary> {
-  const log = opts.log ?? silentLogger;
-  const signal = opts.signal;
   const { spec, outDir } = plan;
+  const log = opts.log ?? silentLogger;
   fs.mkdirSync(outDir, { recursive: true });
+  writePlanFile(plan);
+  if (plan.taskSplit) for (const l of describeTaskSplit(plan.taskSplit)) log.info(`task split: ${l}`);
+  const ctx: RunContext = {
+    plan,
+    spec,
+    outDir,
+    log,
+    signal: opts.signal,
+    data: experimentData(spec),
+    judges: new JudgePool(),
+    baseEvals: new Map(),
+  };
+  if (plan.judges.size > 0) {
+    try {
+      await prepareJudges(ctx);
+    } catch (e) {
+      if (e instanceof InterruptedError || opts.signal?.aborted) {
+        log.warn(`stopped while preparing the judge (${(e as Error).message}); rerun to resume`);
+        return { outDir, ran: [], skipped: [], stopped: true };
+      }
+      throw e;
+    }
+  }
+  const cells = await runCells(ctx, opts);
+  const experiment = assembleResults(ctx, cells.results);
+  if (cells.stopped || cells.pending.length > 0) return stopEarly(ctx, cells, experiment);
+  return publishResults(ctx, cells, experiment, opts.render ?? true);
+}
+
+/** plan.json: the cells in plan order with their keys and names, for a look before and during the run. */
+function writePlanFile(plan: ExperimentPlan): void {
   writeFileAtomic(
-    path.join(outDir, "plan.json"),
+    path.join(plan.outDir, "plan.json"),
     JSON.stringify(
       plan.cells.map((c) => ({
         id: c.id,
@@ -167,325 +236,381 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
       2,
     ),
   );
+}
 
-  if (plan.taskSplit) for (const l of describeTaskSplit(plan.taskSplit)) log.info(`task split: ${l}`);
-  let devPairs: SecurityPair[] | undefined;
-  const dev = () => (devPairs ??= readPairs(spec.data.dev, { languages: spec.data.languages }));
-  const devByLanguages = new Map<string, SecurityPair[]>();
-  const devOf = (languages: string[]): SecurityPair[] => {
-    const k = languages.join("\0");
-    let p = devByLanguages.get(k);
-    if (!p) devByLanguages.set(k, (p = readPairs(spec.data.dev, { languages })));
-    return p;
-  };
-  let trainPairs: SecurityPair[] | undefined;
-  const train = () => (trainPairs ??= readPairs(spec.data.train, { languages: spec.data.languages }));
+// ---------------------------------------------------------------- the judge
 
-  // ---- the judge: prepared before the cells (trained once, cached in work/judges/<key>/), its reliability on
-  // the held-out pairs measured base vs fine-tuned (§7); one judge for every cell, or one per model when
-  // self-judging was asked for
-  const judgeDirs = new Map<string, string>();
-  const judges = new Map<string, LlmJudge>();
-  const reliability: JudgeReliabilityEntry[] = [];
-  let judgeOverlap = 0;
-  const prepareJudges = async () => {
-    for (const [key, src] of plan.judges) {
-      // one worker trains and measures a judge; others sharing the folder wait, then find it cached (shard.ts)
-      const release = await holdClaim(src.dir, {
-        signal,
-        onWait: (h) => log.info(`judge ${key}: being prepared by ${h}; waiting`),
-      });
-      try {
-        let dir: string;
-        let base: string | undefined;
-        if (src.kind === "path") {
-          dir = src.path;
-          base = src.base ?? recordedJudgeBase(src.path);
-          // refuse a judge trained under another convention now, not after the first cell
-          await LlmJudge.load(dir, { convention: plan.convention });
-        } else {
-          const training: JudgeTraining = {
-            base: src.base,
-            pairs: () =>
-              src.data === spec.data.train
-                ? train()
-                : readPairs(src.data, { languages: spec.data.languages }),
-            data: src.data,
-            settings: src.settings,
-            dir: src.dir,
-          };
-          dir = await ensureJudgeTrained(training, { convention: plan.convention, log, signal });
-          base = src.base;
-          judgeOverlap = Math.max(judgeOverlap, overlapWithTraining(dev(), judgeTrainingPairs(training)));
-        }
-        judgeDirs.set(key, dir);
-        reliability.push(
-          ...(await measureJudgeReliability({
-            judgeDir: dir,
-            baseDir: base,
-            heldOut: dev(),
-            convention: plan.convention,
-            ...(src.kind === "train" && src.model ? { model: src.model } : {}),
-            cacheFile: path.join(src.dir, "reliability.json"),
-            batchSize: spec.eval.batchSize,
-            log,
-          })),
-        );
-      } finally {
-        release();
-      }
-    }
-  };
-  const judgeFor = async (key: string | null): Promise<LlmJudge | null> => {
+/** The judges of a run: their folders once prepared, their reliability, and each loaded once when first asked. */
+class JudgePool {
+  readonly dirs = new Map<string, string>();
+  readonly reliability: JudgeReliabilityEntry[] = [];
+  /** held-out pairs that also appear in a judge's training pairs (the most of any judge) */
+  overlap = 0;
+  private readonly loaded = new Map<string, LlmJudge>();
+
+  async judgeFor(key: string | null, convention: ExperimentPlan["convention"]): Promise<LlmJudge | null> {
     if (key === null) return null;
-    let judge = judges.get(key);
+    let judge = this.loaded.get(key);
     if (!judge) {
-      judge = await LlmJudge.load(judgeDirs.get(key)!, { convention: plan.convention });
-      judges.set(key, judge);
+      judge = await LlmJudge.load(this.dirs.get(key)!, { convention });
+      this.loaded.set(key, judge);
     }
     return judge;
-  };
+  }
+}
 
-  // a task-held-out study spreads a prompt budget over every held-out task (the plan sets it; else languages only)
-  const promptSpread = spec.eval.promptSpread ?? "language";
-  // a language run evaluates on its own languages' held-out prompts
-  const evalPairs = (cell: PlannedCell): SecurityPair[] => (cell.run ? devOf(cell.run.languages) : dev());
-  const evaluate = async (modelDir: string, cell: PlannedCell): Promise<ModelEvaluation> =>
-    evaluateModel(modelDir, {
-      pairs: evalPairs(cell),
-      judge: await judgeFor(cell.judgeKey),
-      maxPrompts: spec.eval.maxPrompts,
-      promptFilter: spec.eval.promptFilter,
-      promptSpread,
-      maxNewTokens: spec.eval.maxNewTokens,
-      batchSize: spec.eval.batchSize,
-      cacheDir: cell.workDir,
-      seed: spec.eval.seed,
-      utility: spec.eval.utility,
-      log,
+/**
+ * The judges, prepared before the cells (trained once, cached in work/judges/<key>/), each one's reliability on
+ * the held-out pairs measured base vs fine-tuned (§7): one judge for every cell, or one per model when
+ * self-judging was asked for.
+ */
+async function prepareJudges(ctx: RunContext): Promise<void> {
+  const { plan, spec, log, signal, data, judges } = ctx;
+  for (const [key, src] of plan.judges) {
+    // one worker trains and measures a judge; others sharing the folder wait, then find it cached (shard.ts)
+    const release = await holdClaim(src.dir, {
       signal,
+      onWait: (h) => log.info(`judge ${key}: being prepared by ${h}; waiting`),
     });
-
-  // ---- the base model's evaluation: computed once per model, kept for the McNemar tests of every trained cell
-  const baseEvals = new Map<string, ModelEvaluation>();
-  const baseEvaluation = async (cell: PlannedCell): Promise<ModelEvaluation> => {
-    const have = baseEvals.get(cell.baseKey);
-    if (have) return have;
-    const file = path.join(outDir, "work", cell.baseKey, "evaluation.json");
-    // one worker evaluates it (shard.ts); others sharing the folder wait for its file
-    const computed = await whenClaimed(
-      path.dirname(file),
-      () => fs.existsSync(file),
-      async () => {
-        const baseCell = plan.cells.find((c) => c.key === cell.baseKey);
-        const e = await evaluate(
-          cell.model.path,
-          baseCell ?? { ...cell, workDir: path.join(outDir, "work", cell.baseKey) },
-        );
-        writeFileAtomic(file, JSON.stringify(e, nanAsNull));
-        return e;
-      },
-      { signal, onWait: (h) => log.info(`base evaluation: being computed by ${h}; waiting`) },
-    );
-    const ev = computed ?? readJson<ModelEvaluation>(file);
-    baseEvals.set(cell.baseKey, ev);
-    return ev;
-  };
-
-  const runBaseCell = async (cell: PlannedCell): Promise<CellResult> => {
-    const ev = await baseEvaluation(cell);
-    const total = countFolderParams(cell.model.path);
-    return {
-      ...labels(cell),
-      params: { trainable: 0, total },
-      cost: ZERO_COST,
-      ...reportParts(ev),
-      outcomes: outcomesOf(ev, evalPairs(cell)),
-    };
-  };
-
-  const runTrainedCell = async (cell: PlannedCell): Promise<CellResult> => {
-    const cfg = cell.harden!;
-    const record = path.join(cell.workDir, "harden.json");
-    let hr: HardenRecord;
-    if (fs.existsSync(record) && fs.existsSync(path.join(cfg.out, "config.json"))) {
-      hr = readJson<HardenRecord>(record);
-      log.info(`training: reusing ${cfg.out}`);
-    } else {
-      const shared =
-        cfg.method === "goodvibe"
-          ? path.join(outDir, "work", "identify", identifyKey(cfg), NEURONS_FILE)
-          : null;
-      const own = path.join(planStages(cfg).identify.dir, NEURONS_FILE);
-      if (shared && fs.existsSync(shared) && !fs.existsSync(own)) {
-        writeFileAtomic(own, fs.readFileSync(shared));
-        log.info(`identification: shared from ${path.dirname(shared)}`);
-      }
-      let r: Awaited<ReturnType<typeof runHarden>>;
-      try {
-        r = await runHarden(cfg, { log, signal });
-      } finally {
-        // share the neuron map even when training failed or was stopped: identification itself finished
-        if (shared && !fs.existsSync(shared) && fs.existsSync(own))
-          writeFileAtomic(shared, fs.readFileSync(own));
-      }
-      const { log: _l, ...trainNoLog } = r.train;
-      hr = {
-        trainableParams: r.trainableParams,
-        totalParams: r.totalParams,
-        train: trainNoLog,
-        fold: r.fold,
-      };
-      writeFileAtomic(record, JSON.stringify(hr, nanAsNull, 2));
-    }
-    const base = spec.methods.includes("base") ? await baseEvaluation(cell) : null;
-    const ev = await evaluate(cfg.out, cell);
-    let neurons: CellResult["neurons"];
-    let identification: { flops: TrainResult["flops"]; wallSeconds: number } | undefined;
-    if (cfg.method === "goodvibe") {
-      // the maps are published inside the hardened model's folder
-      const nm = readNeuronMap(path.join(cfg.out, NEURONS_FILE));
-      neurons = neuronsOf(nm, readClusterMap(path.join(cfg.out, CLUSTERS_FILE)));
-      identification = { flops: nm.flops, wallSeconds: nm.wallSeconds };
-    }
-    if (!spec.keepModels) fs.rmSync(cfg.out, { recursive: true, force: true });
-    return {
-      ...labels(cell),
-      params: { trainable: hr.trainableParams, total: hr.totalParams },
-      cost: costOf(hr.train, identification),
-      ...reportParts(ev, base),
-      ...(neurons ? { neurons } : {}),
-      outcomes: outcomesOf(ev, evalPairs(cell)),
-    };
-  };
-
-  // ---- the cells
-  if (plan.judges.size > 0) {
     try {
-      await prepareJudges();
-    } catch (e) {
-      if (e instanceof InterruptedError || signal?.aborted) {
-        log.warn(`stopped while preparing the judge (${(e as Error).message}); rerun to resume`);
-        return { outDir, ran: [], skipped: [], stopped: true };
+      let dir: string;
+      let base: string | undefined;
+      if (src.kind === "path") {
+        dir = src.path;
+        base = src.base ?? recordedJudgeBase(src.path);
+        // refuse a judge trained under another convention now, not after the first cell
+        await LlmJudge.load(dir, { convention: plan.convention });
+      } else {
+        const training: JudgeTraining = {
+          base: src.base,
+          pairs: () =>
+            src.data === spec.data.train
+              ? data.train()
+              : readPairs(src.data, { languages: spec.data.languages }),
+          data: src.data,
+          settings: src.settings,
+          dir: src.dir,
+        };
+        dir = await ensureJudgeTrained(training, { convention: plan.convention, log, signal });
+        base = src.base;
+        judges.overlap = Math.max(
+          judges.overlap,
+          overlapWithTraining(data.dev(), judgeTrainingPairs(training)),
+        );
       }
-      throw e;
+      judges.dirs.set(key, dir);
+      judges.reliability.push(
+        ...(await measureJudgeReliability({
+          judgeDir: dir,
+          baseDir: base,
+          heldOut: data.dev(),
+          convention: plan.convention,
+          ...(src.kind === "train" && src.model ? { model: src.model } : {}),
+          cacheFile: path.join(src.dir, "reliability.json"),
+          batchSize: spec.eval.batchSize,
+          log,
+        })),
+      );
+    } finally {
+      release();
     }
   }
-  const ran: string[] = [];
-  const skipped: string[] = [];
-  const results: CellResult[] = [];
-  let stopped = false;
+}
+
+// ---------------------------------------------------------------- one cell
+
+/** A language run evaluates on its own languages' held-out prompts. */
+function evalPairs(ctx: RunContext, cell: PlannedCell): SecurityPair[] {
+  return cell.run ? ctx.data.devOf(cell.run.languages) : ctx.data.dev();
+}
+
+/** A task-held-out study spreads a prompt budget over every held-out task (the plan sets it; else languages only). */
+function promptSpread(
+  spec: ExperimentPlan["spec"],
+): NonNullable<ExperimentPlan["spec"]["eval"]["promptSpread"]> {
+  return spec.eval.promptSpread ?? "language";
+}
+
+/** One model folder evaluated under the experiment's settings, cached in the cell's work folder. */
+async function evaluate(ctx: RunContext, modelDir: string, cell: PlannedCell): Promise<ModelEvaluation> {
+  const e = ctx.spec.eval;
+  return evaluateModel(modelDir, {
+    pairs: evalPairs(ctx, cell),
+    judge: await ctx.judges.judgeFor(cell.judgeKey, ctx.plan.convention),
+    maxPrompts: e.maxPrompts,
+    promptFilter: e.promptFilter,
+    promptSpread: promptSpread(ctx.spec),
+    maxNewTokens: e.maxNewTokens,
+    batchSize: e.batchSize,
+    cacheDir: cell.workDir,
+    seed: e.seed,
+    utility: e.utility,
+    log: ctx.log,
+    signal: ctx.signal,
+  });
+}
+
+/** The base model's evaluation: computed once per model (by one worker), kept for the McNemar tests. */
+async function baseEvaluation(ctx: RunContext, cell: PlannedCell): Promise<ModelEvaluation> {
+  const have = ctx.baseEvals.get(cell.baseKey);
+  if (have) return have;
+  const workDir = path.join(ctx.outDir, "work", cell.baseKey);
+  const file = path.join(workDir, "evaluation.json");
+  // one worker evaluates it (shard.ts); others sharing the folder wait for its file
+  const computed = await whenClaimed(
+    workDir,
+    () => fs.existsSync(file),
+    async () => {
+      const baseCell = ctx.plan.cells.find((c) => c.key === cell.baseKey);
+      const e = await evaluate(ctx, cell.model.path, baseCell ?? { ...cell, workDir });
+      writeFileAtomic(file, JSON.stringify(e, nanAsNull));
+      return e;
+    },
+    { signal: ctx.signal, onWait: (h) => ctx.log.info(`base evaluation: being computed by ${h}; waiting`) },
+  );
+  const ev = computed ?? readJson<ModelEvaluation>(file);
+  ctx.baseEvals.set(cell.baseKey, ev);
+  return ev;
+}
+
+async function runBaseCell(ctx: RunContext, cell: PlannedCell): Promise<CellResult> {
+  const ev = await baseEvaluation(ctx, cell);
+  return {
+    ...labels(cell),
+    params: { trainable: 0, total: countFolderParams(cell.model.path) },
+    cost: ZERO_COST,
+    ...reportParts(ev),
+    outcomes: outcomesOf(ev, evalPairs(ctx, cell)),
+  };
+}
+
+/**
+ * A trained cell's harden stage, or its record when an earlier run finished it. GoodVibe cells that differ only
+ * after identification share one neuron map (work/identify/<key>/).
+ */
+async function hardenCell(ctx: RunContext, cfg: HardenConfig, workDir: string): Promise<HardenRecord> {
+  const record = path.join(workDir, "harden.json");
+  if (fs.existsSync(record) && fs.existsSync(path.join(cfg.out, "config.json"))) {
+    ctx.log.info(`training: reusing ${cfg.out}`);
+    return readJson<HardenRecord>(record);
+  }
+  const shared =
+    cfg.method === "goodvibe"
+      ? path.join(ctx.outDir, "work", "identify", identifyKey(cfg), NEURONS_FILE)
+      : null;
+  const own = path.join(planStages(cfg).identify.dir, NEURONS_FILE);
+  if (shared && fs.existsSync(shared) && !fs.existsSync(own)) {
+    writeFileAtomic(own, fs.readFileSync(shared));
+    ctx.log.info(`identification: shared from ${path.dirname(shared)}`);
+  }
+  let r: Awaited<ReturnType<typeof runHarden>>;
+  try {
+    r = await runHarden(cfg, { log: ctx.log, signal: ctx.signal });
+  } finally {
+    // share the neuron map even when training failed or was stopped: identification itself finished
+    if (shared && !fs.existsSync(shared) && fs.existsSync(own)) writeFileAtomic(shared, fs.readFileSync(own));
+  }
+  const { log: _l, ...trainNoLog } = r.train;
+  const hr: HardenRecord = {
+    trainableParams: r.trainableParams,
+    totalParams: r.totalParams,
+    train: trainNoLog,
+    fold: r.fold,
+  };
+  writeFileAtomic(record, JSON.stringify(hr, nanAsNull, 2));
+  return hr;
+}
+
+async function runTrainedCell(ctx: RunContext, cell: PlannedCell): Promise<CellResult> {
+  const cfg = cell.harden!;
+  const hr = await hardenCell(ctx, cfg, cell.workDir);
+  const base = ctx.spec.methods.includes("base") ? await baseEvaluation(ctx, cell) : null;
+  const ev = await evaluate(ctx, cfg.out, cell);
+  let neurons: CellResult["neurons"];
+  let identification: { flops: TrainResult["flops"]; wallSeconds: number } | undefined;
+  if (cfg.method === "goodvibe") {
+    // the maps are published inside the hardened model's folder
+    const nm = readNeuronMap(path.join(cfg.out, NEURONS_FILE));
+    neurons = neuronsOf(nm, readClusterMap(path.join(cfg.out, CLUSTERS_FILE)));
+    identification = { flops: nm.flops, wallSeconds: nm.wallSeconds };
+  }
+  if (!ctx.spec.keepModels) fs.rmSync(cfg.out, { recursive: true, force: true });
+  return {
+    ...labels(cell),
+    params: { trainable: hr.trainableParams, total: hr.totalParams },
+    cost: costOf(hr.train, identification),
+    ...reportParts(ev, base),
+    ...(neurons ? { neurons } : {}),
+    outcomes: outcomesOf(ev, evalPairs(ctx, cell)),
+  };
+}
+
+/** Compute one claimed cell and file its result; null when it was interrupted (its caches keep the progress). */
+async function computeCell(ctx: RunContext, cell: PlannedCell, tag: string): Promise<CellResult | null> {
+  fs.mkdirSync(cell.workDir, { recursive: true });
+  writeFileAtomic(path.join(cell.workDir, "inputs.json"), JSON.stringify(cell.inputs, null, 2));
+  const t0 = Date.now();
+  let result: CellResult;
+  try {
+    result = cell.method === "base" ? await runBaseCell(ctx, cell) : await runTrainedCell(ctx, cell);
+  } catch (e) {
+    // harden throws when training stops at a checkpoint; the caches keep the progress
+    if (e instanceof InterruptedError || ctx.signal?.aborted) {
+      ctx.log.warn(`${tag}: interrupted (${(e as Error).message})`);
+      return null;
+    }
+    throw e;
+  }
+  const parsed = cellResultSchema.safeParse(result);
+  if (!parsed.success)
+    throw new Error(
+      `${tag}: the cell does not fit the report schema: ${parsed.error.issues.map((x) => `${x.path.join(".")}: ${x.message}`).join("; ")}`,
+    );
+  // refuse to file a result under keys that no longer describe its inputs
+  checkInputsUnchanged(ctx.plan);
+  writeFileAtomic(cell.cellFile, JSON.stringify(result, null, 2));
+  ctx.log.info(`${tag}: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return result;
+}
+
+// ---------------------------------------------------------------- the cells in plan order
+
+interface CellsOutcome {
+  ran: string[];
+  skipped: string[];
+  /** every finished cell's result, in plan order */
+  results: CellResult[];
+  stopped: boolean;
+  /** cells left to other workers (another shard's, or claimed by a worker computing them) */
+  pending: string[];
+}
+
+/**
+ * Every planned cell in order: a finished one is read (each distinct key once), another shard's or another
+ * worker's is left to it, the rest computed under an exclusive claim (shard.ts) until a stop request or
+ * stopAfterCells; after a stop the cells finished further on are still collected.
+ */
+async function runCells(ctx: RunContext, opts: RunOptions): Promise<CellsOutcome> {
+  const { plan, log } = ctx;
+  const out: CellsOutcome = { ran: [], skipped: [], results: [], stopped: false, pending: [] };
   const done = new Map<string, CellResult>();
+  const finished = (cell: PlannedCell, result: CellResult) => {
+    out.skipped.push(cell.id);
+    out.results.push(relabel(result, cell));
+    done.set(cell.key, result);
+  };
   const share = opts.shard ? cellShare(plan.cells, opts.shard) : null;
   if (opts.shard)
     log.info(
       `shard ${opts.shard.index}/${opts.shard.count}: ${share!.size} of ${new Set(plan.cells.map((c) => c.key)).size} distinct cells`,
     );
-  const pending: string[] = [];
   for (const [i, cell] of plan.cells.entries()) {
     const tag = `[${i + 1}/${plan.cells.length}] ${describeCell(cell)} (${cell.id})`;
     const cached = done.get(cell.key) ?? (isCellDone(cell) ? readCell(cell, log) : null);
     if (cached) {
-      skipped.push(cell.id);
-      results.push(relabel(cached, cell));
-      done.set(cell.key, cached);
+      finished(cell, cached);
       continue;
     }
     if (share && !share.has(cell.key)) {
-      pending.push(cell.id); // another shard's
+      out.pending.push(cell.id); // another shard's
       continue;
     }
     if (
-      stopped ||
-      (await stopRequested(signal)) ||
-      (opts.stopAfterCells !== undefined && ran.length >= opts.stopAfterCells)
+      out.stopped ||
+      (await stopRequested(ctx.signal)) ||
+      (opts.stopAfterCells !== undefined && out.ran.length >= opts.stopAfterCells)
     ) {
-      stopped = true;
+      out.stopped = true;
       continue; // still collect the cells finished further on (results.partial.json)
     }
     // a worker sharing this folder may be computing it, or have just finished it (shard.ts)
     const release = tryClaim(cell.workDir);
     if (!release) {
       log.info(`${tag}: being computed by ${claimHolder(cell.workDir) ?? "another worker"}; left to it`);
-      pending.push(cell.id);
+      out.pending.push(cell.id);
       continue;
     }
-    const finished = isCellDone(cell) ? readCell(cell, log) : null;
-    if (finished) {
-      release();
-      skipped.push(cell.id);
-      results.push(relabel(finished, cell));
-      done.set(cell.key, finished);
-      continue;
-    }
-    log.info(`${tag}: running`);
-    opts.onCellStart?.(cell);
-    fs.mkdirSync(cell.workDir, { recursive: true });
-    writeFileAtomic(path.join(cell.workDir, "inputs.json"), JSON.stringify(cell.inputs, null, 2));
-    const t0 = Date.now();
-    let result: CellResult;
+    let result: CellResult | null;
     try {
-      result = cell.method === "base" ? await runBaseCell(cell) : await runTrainedCell(cell);
-    } catch (e) {
-      release();
-      // harden throws when training stops at a checkpoint; the caches keep the progress
-      if (e instanceof InterruptedError || signal?.aborted) {
-        log.warn(`${tag}: interrupted (${(e as Error).message})`);
-        stopped = true;
+      const justFinished = isCellDone(cell) ? readCell(cell, log) : null;
+      if (justFinished) {
+        finished(cell, justFinished);
         continue;
       }
-      throw e;
+      log.info(`${tag}: running`);
+      opts.onCellStart?.(cell);
+      result = await computeCell(ctx, cell, tag);
+    } finally {
+      release();
     }
-    const parsed = cellResultSchema.safeParse(result);
-    if (!parsed.success)
-      throw new Error(
-        `${tag}: the cell does not fit the report schema: ${parsed.error.issues.map((x) => `${x.path.join(".")}: ${x.message}`).join("; ")}`,
-      );
-    // refuse to file a result under keys that no longer describe its inputs
-    checkInputsUnchanged(plan);
-    writeFileAtomic(cell.cellFile, JSON.stringify(result, null, 2));
-    release();
-    log.info(`${tag}: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    ran.push(cell.id);
-    results.push(result);
+    if (!result) {
+      out.stopped = true;
+      continue;
+    }
+    out.ran.push(cell.id);
+    out.results.push(result);
     done.set(cell.key, result);
   }
-  const experiment: ExperimentResults = {
+  return out;
+}
+
+// ---------------------------------------------------------------- results and report
+
+/** results.json's content: the cells with the judge, the evaluation protocol and the task split they ran under. */
+function assembleResults(ctx: RunContext, results: CellResult[]): ExperimentResults {
+  const { plan, spec, data, judges } = ctx;
+  return {
     name: spec.name,
     createdAt: new Date().toISOString(),
     machine: machineDescription(),
-    ...(plan.judgeMode ? { judge: describeJudge(plan, reliability, dev().length, judgeOverlap) } : {}),
+    ...(plan.judgeMode
+      ? { judge: describeJudge(plan, judges.reliability, data.dev().length, judges.overlap) }
+      : {}),
     evaluation: evaluationInfo(
       evaluationProtocol({
-        pairs: dev(),
+        pairs: data.dev(),
         maxPrompts: spec.eval.maxPrompts,
         promptFilter: spec.eval.promptFilter,
-        promptSpread,
+        promptSpread: promptSpread(spec),
         maxNewTokens: spec.eval.maxNewTokens,
       }).protocol,
     ),
     ...(plan.taskSplit ? { taskSplit: taskSplitInfo(plan.taskSplit) } : {}),
     cells: uniqueIds(results),
   };
-  if (stopped || pending.length > 0) {
-    if (stopped)
-      log.warn(
-        `stopped with ${results.length} of ${plan.cells.length} cells done; rerun the same command to resume`,
-      );
-    else
-      log.info(
-        `${results.length} of ${plan.cells.length} cells done; ${pending.length} are other workers' (another shard's or ` +
-          `being computed): once they are done, \`experiment run\` on this folder writes results.json and the report`,
-      );
-    // the finished cells so far, for a look before the end (`goodvibe report` renders it); never results.json
-    const partialFile = path.join(outDir, "results.partial.json");
-    if (results.length > 0) {
-      const partial = parseExperimentResults(JSON.parse(JSON.stringify(experiment)), partialFile);
-      writeFileAtomic(partialFile, JSON.stringify(partial, null, 2));
-    }
-    return { outDir, ran, skipped, stopped, pending, ...(results.length > 0 ? { partialFile } : {}) };
-  }
+}
 
+/** A run that stopped, or left cells to other workers: the finished cells so far in results.partial.json. */
+function stopEarly(ctx: RunContext, cells: CellsOutcome, experiment: ExperimentResults): RunSummary {
+  const { plan, outDir, log } = ctx;
+  const { ran, skipped, stopped, pending, results } = cells;
+  if (stopped)
+    log.warn(
+      `stopped with ${results.length} of ${plan.cells.length} cells done; rerun the same command to resume`,
+    );
+  else
+    log.info(
+      `${results.length} of ${plan.cells.length} cells done; ${pending.length} are other workers' (another shard's or ` +
+        `being computed): once they are done, \`experiment run\` on this folder writes results.json and the report`,
+    );
+  // the finished cells so far, for a look before the end (`goodvibe report` renders it); never results.json
+  const partialFile = path.join(outDir, "results.partial.json");
+  if (results.length > 0) {
+    const partial = parseExperimentResults(JSON.parse(JSON.stringify(experiment)), partialFile);
+    writeFileAtomic(partialFile, JSON.stringify(partial, null, 2));
+  }
+  return { outDir, ran, skipped, stopped, pending, ...(results.length > 0 ? { partialFile } : {}) };
+}
+
+/** Every cell done: results.json (validated) and the report, written by one worker of those sharing the folder. */
+async function publishResults(
+  ctx: RunContext,
+  cells: CellsOutcome,
+  experiment: ExperimentResults,
+  render: boolean,
+): Promise<RunSummary> {
+  const { outDir, log } = ctx;
+  const { ran, skipped, stopped, pending } = cells;
   const resultsFile = path.join(outDir, "results.json");
   // workers finishing together: one writes the results and the report
   const releaseResults = tryClaim(path.join(outDir, "work", "results"));
@@ -498,7 +623,7 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
   try {
     checked = parseExperimentResults(JSON.parse(JSON.stringify(experiment)), resultsFile);
     writeFileAtomic(resultsFile, JSON.stringify(checked, null, 2));
-    if (opts.render ?? true) {
+    if (render) {
       await renderReport(checked, reportDir);
       log.info(`report: ${path.join(reportDir, "index.html")}`);
     }
