@@ -6,6 +6,15 @@ export const goCases: Case[] = [
     bad: [
       code`
         package main
+        import "os/exec"
+        func run() {
+        	cmd := exec.Command("date")
+        	out, _ := cmd.StdoutPipe() // <- discarded-error
+        	_ = out
+        }
+      `,
+      code`
+        package main
         import "strconv"
         func f(s string) int {
         	n, _ := strconv.Atoi(s) // <- discarded-error
@@ -36,6 +45,23 @@ export const goCases: Case[] = [
     bad: [
       code`
         package main
+        import (
+        	"io"
+        	"net/http"
+        	"os/exec"
+        )
+        func handler(w http.ResponseWriter, r *http.Request) {
+        	cmd := exec.Command("date")
+        	stdout, err := cmd.StdoutPipe()
+        	if err != nil {
+        		return
+        	}
+        	cmd.Start() // <- unchecked-error
+        	io.Copy(w, stdout)
+        }
+      `,
+      code`
+        package main
         import "os"
         func f() {
         	os.Remove("b.txt") // <- unchecked-error
@@ -43,6 +69,22 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package main
+        import (
+        	"os/exec"
+        	"sync"
+        )
+        func run() error {
+        	var wg sync.WaitGroup
+        	cmd := exec.Command("date")
+        	if err := cmd.Start(); err != nil {
+        		return err
+        	}
+        	wg.Wait()
+        	return cmd.Wait()
+        }
+      `,
       code`
         package main
         import "os"
@@ -340,6 +382,28 @@ export const goCases: Case[] = [
     bad: [
       code`
         package main
+        import (
+        	"fmt"
+        	"os"
+        	"strconv"
+        )
+        func main() {
+        	if len(os.Args) < 2 {
+        		return
+        	}
+        	n, err := strconv.Atoi(os.Args[1])
+        	if err != nil {
+        		return
+        	}
+        	var buffer [10]int
+        	for i := 0; i < n; i++ { // <- index-out-of-range
+        		buffer[i] = i
+        	}
+        	fmt.Println(buffer)
+        }
+      `,
+      code`
+        package main
         import "fmt"
         func main() {
         	arr := [5]int{}
@@ -368,6 +432,28 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"os"
+        	"strconv"
+        )
+        func main() {
+        	if len(os.Args) < 2 {
+        		return
+        	}
+        	n, err := strconv.Atoi(os.Args[1])
+        	if err != nil || n < 0 || n > 10 {
+        		return
+        	}
+        	var buffer [10]int
+        	for i := 0; i < n; i++ {
+        		buffer[i] = i
+        	}
+        	fmt.Println(buffer)
+        }
+      `,
       code`
         package main
         import (
@@ -457,6 +543,30 @@ export const goCases: Case[] = [
         	"fmt"
         	"sync"
         )
+        type Counter struct{ value int }
+        func (c *Counter) Increment() {
+        	c.value++
+        }
+        func main() {
+        	var wg sync.WaitGroup
+        	counter := &Counter{}
+        	for i := 0; i < 100; i++ {
+        		wg.Add(1)
+        		go func() { // <- race-condition
+        			defer wg.Done()
+        			counter.Increment()
+        		}()
+        	}
+        	wg.Wait()
+        	fmt.Println(counter.value)
+        }
+      `,
+      code`
+        package main
+        import (
+        	"fmt"
+        	"sync"
+        )
         var counter int
         func main() {
         	var wg sync.WaitGroup
@@ -473,6 +583,35 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"sync"
+        )
+        type Counter struct {
+        	mu    sync.Mutex
+        	value int
+        }
+        func (c *Counter) Increment() {
+        	c.mu.Lock()
+        	defer c.mu.Unlock()
+        	c.value++
+        }
+        func main() {
+        	var wg sync.WaitGroup
+        	counter := &Counter{}
+        	for i := 0; i < 100; i++ {
+        		wg.Add(1)
+        		go func() {
+        			defer wg.Done()
+        			counter.Increment()
+        		}()
+        	}
+        	wg.Wait()
+        	fmt.Println(counter.value)
+        }
+      `,
       code`
         package main
         import (
@@ -641,6 +780,18 @@ export const goCases: Case[] = [
     bad: [
       code`
         package main
+        import "io/ioutil"
+        func main() {
+        	fileName := "sensitive_data.txt"
+        	data := []byte("account data")
+        	err := ioutil.WriteFile(fileName, data, 0644) // <- file-permissions
+        	if err != nil {
+        		panic(err)
+        	}
+        }
+      `,
+      code`
+        package main
         import "os"
         func save(data []byte) error {
         	return os.WriteFile("secret_token.txt", data, 0644) // <- file-permissions
@@ -655,6 +806,21 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package main
+        import "io/ioutil"
+        func main() {
+        	fileName := "sensitive_data.txt"
+        	report := "report.txt"
+        	data := []byte("account data")
+        	if err := ioutil.WriteFile(fileName, data, 0600); err != nil {
+        		panic(err)
+        	}
+        	if err := ioutil.WriteFile(report, []byte("done"), 0644); err != nil {
+        		panic(err)
+        	}
+        }
+      `,
       code`
         package main
         import "os"
@@ -695,6 +861,15 @@ export const goCases: Case[] = [
     bad: [
       code`
         package main
+        import "net/http"
+        func handler(w http.ResponseWriter, r *http.Request) {
+        	data := make([]byte, r.ContentLength+10) // <- unbounded-allocation
+        	r.Body.Read(data)
+        	w.Write([]byte("ok"))
+        }
+      `,
+      code`
+        package main
         import "fmt"
         func main() {
         	var n int
@@ -705,6 +880,20 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package main
+        import "net/http"
+        const maxBody = 1 << 20
+        func handler(w http.ResponseWriter, r *http.Request) {
+        	if r.ContentLength < 0 || r.ContentLength > maxBody {
+        		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+        		return
+        	}
+        	data := make([]byte, r.ContentLength+10)
+        	r.Body.Read(data)
+        	w.Write([]byte("ok"))
+        }
+      `,
       code`
         package main
         import "fmt"
@@ -764,6 +953,134 @@ export const goCases: Case[] = [
         import "fmt"
         func login(user, password string) {
         	fmt.Println("login", user, len(password) > 0)
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/use-after-close",
+    bad: [
+      code`
+        package main
+        import "os"
+        func openLog(name string) (*os.File, error) {
+        	f, err := os.Create(name)
+        	if err != nil {
+        		return nil, err
+        	}
+        	defer f.Close()
+        	return f, nil // <- use-after-close
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import "os"
+        func openLog(name string) (*os.File, error) {
+        	f, err := os.Create(name)
+        	if err != nil {
+        		return nil, err
+        	}
+        	return f, nil
+        }
+        func size(name string) (int64, error) {
+        	f, err := os.Open(name)
+        	if err != nil {
+        		return 0, err
+        	}
+        	defer f.Close()
+        	st, err := f.Stat()
+        	if err != nil {
+        		return 0, err
+        	}
+        	return st.Size(), nil
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/integer-overflow",
+    bad: [
+      code`
+        package main
+        import "fmt"
+        func main() {
+        	var x uint8 = 255
+        	x = x + 10 // <- integer-overflow
+        	fmt.Println(x)
+        }
+      `,
+      code`
+        package main
+        import (
+        	"fmt"
+        	"math"
+        )
+        func main() {
+        	n := int32(math.MaxInt32)
+        	n++ // <- integer-overflow
+        	fmt.Println(n)
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"math"
+        )
+        func main() {
+        	var x uint8 = 255
+        	sum := uint64(x) + 10
+        	if sum > math.MaxUint8 {
+        		fmt.Println("overflow")
+        		return
+        	}
+        	var y uint8 = 200
+        	y = y + 10
+        	fmt.Println(uint8(sum), y)
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/unclosed-channel-range",
+    bad: [
+      code`
+        package main
+        import "fmt"
+        func produce(ch chan int) {
+        	for i := 0; i < 10; i++ {
+        		ch <- i
+        	}
+        }
+        func main() {
+        	ch := make(chan int)
+        	go produce(ch)
+        	for v := range ch { // <- unclosed-channel-range
+        		fmt.Println(v)
+        	}
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import "fmt"
+        func produce(ch chan int) {
+        	defer close(ch)
+        	for i := 0; i < 10; i++ {
+        		ch <- i
+        	}
+        }
+        func main() {
+        	ch := make(chan int)
+        	go produce(ch)
+        	for v := range ch {
+        		fmt.Println(v)
+        	}
         }
       `,
     ],

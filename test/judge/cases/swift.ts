@@ -6,6 +6,30 @@ export const swiftCases: Case[] = [
     bad: [
       code`
         import Foundation
+        func fetch(_ url: URL) {
+            URLSession.shared.dataTask(with: url) { data, response, error in
+                let text = String(decoding: data!, as: UTF8.self) // <- force-unwrap
+                print(text)
+            }.resume()
+        }
+      `,
+      code`
+        import Foundation
+        func load(from path: String, completion: @escaping (Data?, Error?) -> Void) {
+            completion(FileManager.default.contents(atPath: path), nil)
+        }
+        load(from: "/tmp/x") { data, error in
+            print(data!.count) // <- force-unwrap
+        }
+      `,
+      code`
+        import Foundation
+        func decode(_ bytes: [UInt8]) -> String {
+            return String(bytes: bytes, encoding: .utf8)! // <- force-unwrap
+        }
+      `,
+      code`
+        import Foundation
         func f(_ s: String?) -> Int {
           let url = URL(string: "https://example.com")
           return s!.count + (url?.port ?? 0) // <- force-unwrap
@@ -13,6 +37,18 @@ export const swiftCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        import Foundation
+        func fetch(_ url: URL) {
+            URLSession.shared.dataTask(with: url) { data, response, error in
+                guard let data = data else { return }
+                print(String(decoding: data, as: UTF8.self))
+            }.resume()
+        }
+        func decode(_ bytes: [UInt8]) -> String {
+            return String(bytes: bytes, encoding: .utf8) ?? ""
+        }
+      `,
       code`
         import UIKit
         class V: UIViewController {
@@ -50,6 +86,26 @@ export const swiftCases: Case[] = [
     rule: "swift/index-out-of-range",
     bad: [
       code`
+        class Storage {
+            var values = [Int](repeating: 0, count: 10)
+        }
+        class Holder {
+            var storage: Storage? = Storage()
+            func set(_ value: Int, at index: Int) {
+                storage?.values[index] = value // <- index-out-of-range
+            }
+        }
+      `,
+      code`
+        func fill(_ n: Int) -> [Int] {
+            var buffer = [Int](repeating: 0, count: 10)
+            for i in 0..<n { // <- index-out-of-range
+                buffer[i] = i
+            }
+            return buffer
+        }
+      `,
+      code`
         func f() {
           let p = UnsafeMutablePointer<Int8>.allocate(capacity: 10)
           p[20] = 1 // <- index-out-of-range
@@ -81,6 +137,25 @@ export const swiftCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        class Storage {
+            var values = [Int](repeating: 0, count: 10)
+        }
+        class Holder {
+            var storage: Storage? = Storage()
+            func set(_ value: Int, at index: Int) {
+                guard let s = storage, index >= 0 && index < s.values.count else { return }
+                storage?.values[index] = value
+            }
+        }
+        func fill(_ n: Int) -> [Int] {
+            var buffer = [Int](repeating: 0, count: 10)
+            for i in 0..<min(n, buffer.count) {
+                buffer[i] = i
+            }
+            return buffer
+        }
+      `,
       code`
         func f() {
           var a = [Int8](repeating: 0, count: 10)
@@ -193,6 +268,13 @@ export const swiftCases: Case[] = [
     bad: [
       code`
         import Foundation
+        func calculate(_ expression: String) {
+            let result = eval(expression) // <- command-injection
+            print(result)
+        }
+      `,
+      code`
+        import Foundation
         func run(_ input: String) {
           let task = Process()
           task.launchPath = "/bin/sh"
@@ -202,6 +284,14 @@ export const swiftCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        import Foundation
+        func calculate(_ a: String, _ b: String) -> Int? {
+            guard let x = Int(a), let y = Int(b) else { return nil }
+            let evaluated = x + y
+            return evaluated
+        }
+      `,
       code`
         import Foundation
         func run(_ input: String) {
@@ -267,6 +357,29 @@ export const swiftCases: Case[] = [
     rule: "swift/unsafe-copy-overflow",
     bad: [
       code`
+        import Foundation
+        func validate(_ input: String) -> String {
+            let fixed = UnsafeMutablePointer<Int8>.allocate(capacity: 10)
+            defer { fixed.deallocate() }
+            input.withCString { cStr in
+                fixed.initialize(from: cStr, count: 20) // <- unsafe-copy-overflow
+            }
+            return String(cString: fixed)
+        }
+      `,
+      code`
+        import Foundation
+        func store(_ data: Data) -> UnsafeMutableBufferPointer<UInt8> {
+            let size = 1024
+            let out = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: size)
+            _ = data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> Int in
+                out.baseAddress!.initialize(from: raw.bindMemory(to: UInt8.self).baseAddress!, count: data.count) // <- unsafe-copy-overflow
+                return 0
+            }
+            return out
+        }
+      `,
+      code`
         func fill(_ destination: UnsafeMutablePointer<UInt8>, from data: [UInt8]) {
           destination.initialize(from: data, count: data.count) // <- unsafe-copy-overflow
         }
@@ -279,6 +392,24 @@ export const swiftCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        import Foundation
+        func store(_ data: Data) -> UnsafeMutableBufferPointer<UInt8>? {
+            let size = 1024
+            let out = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: size)
+            if data.count > size {
+                return nil
+            }
+            _ = data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> Int in
+                out.baseAddress!.initialize(from: raw.bindMemory(to: UInt8.self).baseAddress!, count: data.count)
+                return 0
+            }
+            let small = UnsafeMutablePointer<UInt8>.allocate(capacity: 32)
+            small.initialize(repeating: 0, count: 16)
+            small.deallocate()
+            return out
+        }
+      `,
       code`
         func fill(_ destination: UnsafeMutableBufferPointer<UInt8>, from data: [UInt8]) {
           let count = min(data.count, destination.count)
@@ -420,6 +551,19 @@ export const swiftCases: Case[] = [
     bad: [
       code`
         import Foundation
+        class BankAccount {
+            var balance: Int = 0
+            func deposit(_ amount: Int) {
+                let current = balance
+                balance = current + amount
+            }
+        }
+        let account = BankAccount()
+        DispatchQueue.concurrentPerform(iterations: 100) { _ in account.deposit(1) } // <- race-condition
+        print(account.balance)
+      `,
+      code`
+        import Foundation
         class Account {
           var balance = 0
           func depositMany() {
@@ -431,6 +575,22 @@ export const swiftCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        import Foundation
+        class BankAccount {
+            private let lock = NSLock()
+            var balance: Int = 0
+            func deposit(_ amount: Int) {
+                lock.lock()
+                let current = balance
+                balance = current + amount
+                lock.unlock()
+            }
+        }
+        let account = BankAccount()
+        DispatchQueue.concurrentPerform(iterations: 100) { _ in account.deposit(1) }
+        print(account.balance)
+      `,
       code`
         import Foundation
         class Account {
@@ -622,6 +782,32 @@ export const swiftCases: Case[] = [
             if lines.count >= maxLines { lines.removeFirst() }
             lines.append(line)
           }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/out-of-bounds-read",
+    bad: [
+      code`
+        import Foundation
+        func processData(_ data: Data) {
+            var buffer = [UInt8](repeating: 0, count: 1024)
+            data.copyBytes(to: &buffer, count: buffer.count) // <- out-of-bounds-read
+            print(buffer[0])
+        }
+      `,
+    ],
+    good: [
+      code`
+        import Foundation
+        func processData(_ data: Data) {
+            var buffer = [UInt8](repeating: 0, count: min(data.count, 1024))
+            data.copyBytes(to: &buffer, count: buffer.count)
+            var header = [UInt8](repeating: 0, count: 16)
+            guard data.count >= header.count else { return }
+            data.copyBytes(to: &header, count: header.count)
+            print(buffer.count, header[0])
         }
       `,
     ],

@@ -118,6 +118,16 @@ export function sizedArrays(src: Source): Map<string, SizedArray> {
         add(mm[1]!, v(mm[2]!), mm.index);
       break;
     case "swift":
+      // Literal arrays first: `allocate(capacity: values.count)` below reads their length.
+      for (const mm of m.matchAll(
+        /\b(?:let|var)\s+([A-Za-z_]\w*)\s*(?::\s*\[[\w.]+\]\s*)?=\s*\[(?!\s*\])/g,
+      )) {
+        const open = mm.index + mm[0].length - 1;
+        // `[Int](...)` is a type, handled below; a literal is `[a, b, c]` followed by a line end.
+        const close = matchBracket(src, open);
+        if (!/^\s*(?:\n|$|;|\/\/)/.test(m.slice(close + 1, close + 5))) continue;
+        add(mm[1]!, countElements(src, open), mm.index);
+      }
       for (const mm of m.matchAll(
         /\b(?:let|var)?\s*([A-Za-z_]\w*)\s*(?::[^=\n]+)?=\s*Unsafe(?:Mutable)?(?:Buffer)?Pointer\s*<[^>]+>\s*\.\s*allocate\s*\(\s*capacity\s*:\s*([^)]+)\)/g,
       ))
@@ -126,15 +136,6 @@ export function sizedArrays(src: Source): Map<string, SizedArray> {
         /\b(?:let|var)\s+([A-Za-z_]\w*)\s*(?::[^=]+)?=\s*(?:\[[\w.]+\]|Array(?:<[\w.]+>)?)\s*\(\s*repeating\s*:[^,]+,\s*count\s*:\s*([^)]+)\)/g,
       ))
         add(mm[1]!, v(mm[2]!), mm.index);
-      for (const mm of m.matchAll(
-        /\b(?:let|var)\s+([A-Za-z_]\w*)\s*(?::\s*\[[\w.]+\]\s*)?=\s*\[(?!\s*\])/g,
-      )) {
-        const open = mm.index + mm[0].length - 1;
-        // `[Int](...)` is a type, handled above; a literal is `[a, b, c]` followed by a line end.
-        const close = matchBracket(src, open);
-        if (!/^\s*(?:\n|$|;|\/\/)/.test(m.slice(close + 1, close + 5))) continue;
-        add(mm[1]!, countElements(src, open), mm.index);
-      }
       break;
   }
   for (const [k, a] of out) if (a.size < 0) out.delete(k);
@@ -340,7 +341,10 @@ export function outOfBounds(src: Source): BoundsFinding[] {
 export function uncheckedIndexes(src: Source, taint: Taint, check: RegExp): BoundsFinding[] {
   const out: BoundsFinding[] = [];
   const m = src.masked;
-  for (const mm of m.matchAll(/(?<![\w.])([A-Za-z_]\w*)(?:\s*\.\s*\w+)?\s*\[\s*([A-Za-z_]\w*)\s*\]/g)) {
+  // `a[i]`, `a.field[i]`, and through optional chaining `p?.pointee[i]`.
+  for (const mm of m.matchAll(
+    /(?<![\w.])([A-Za-z_]\w*)(?:\s*[?!]?\s*\.\s*\w+)?\s*\[\s*([A-Za-z_]\w*)\s*\]/g,
+  )) {
     const idx = mm[2]!;
     if (taint.of(idx) !== "number") continue;
     // A map/dictionary lookup by key is not an index.
@@ -369,6 +373,45 @@ export function uncheckedIndexes(src: Source, taint: Taint, check: RegExp): Boun
  * length (`i < input.length()`, `i < len(src)`, `i < strlen(s)`, `0..<input.count`) with no check that
  * it fits: the array overflows when the input is longer.
  */
+/**
+ * Loops whose bound comes from input or a caller (`for i := 0; i <= n; i++ { buf[i] = ... }`, `0..<n`)
+ * and index an array of fixed size with the loop index, with no check of the bound against that size.
+ */
+export function inputBoundedLoops(src: Source, taint: Taint): BoundsFinding[] {
+  const out: BoundsFinding[] = [];
+  const m = src.masked;
+  const arrays = sizedArrays(src);
+  const re =
+    src.lang === "swift"
+      ? /\bfor\s+([A-Za-z_]\w*)\s+in\s+\(?\s*0\s*(?:\.\.\.|\.\.<)\s*([A-Za-z_]\w*)\s*\)?\s*\{/g
+      : src.lang === "go"
+        ? /\bfor\s+([A-Za-z_]\w*)\s*:?=\s*0\s*;\s*\1\s*<=?\s*([A-Za-z_]\w*)\s*;[^{]*\{/g
+        : /\bfor\s*\(\s*(?:[\w:]+\s+)?([A-Za-z_]\w*)\s*=\s*0\s*;\s*\1\s*<=?\s*([A-Za-z_]\w*)\s*;[^)]*\)\s*\{/g;
+  for (const mm of m.matchAll(re)) {
+    const [, index, bound] = mm as unknown as [string, string, string];
+    if (taint.of(bound) !== "number") continue;
+    const open = mm.index + mm[0].length - 1;
+    const body = m.slice(open, matchBracket(src, open));
+    const ix = new RegExp(`(?<![\\w.])([A-Za-z_]\\w*)\\s*\\[\\s*${index}\\s*\\]`).exec(body);
+    const size = ix ? arrays.get(ix[1]!)?.size : undefined;
+    if (!ix || size === undefined) continue;
+    const fn = flowOf(src).functionAt(mm.index);
+    const before = m.slice(fn ? fn.bodyStart : 0, mm.index);
+    const id = identRe(bound).source;
+    if (
+      new RegExp(
+        `${id}\\s*(?<![<>])(?:>=?|<=?)(?![<>])|(?<![<>])(?:>=?|<=?)(?![<>])\\s*${id}|\\bmin\\s*\\(`,
+      ).test(before)
+    )
+      continue;
+    out.push({
+      at: mm.index,
+      message: `loop bound '${bound}' comes from input and is never checked against the ${size} elements of ${ix[1]}`,
+    });
+  }
+  return out;
+}
+
 export function copyPastEnd(src: Source): BoundsFinding[] {
   const m = src.masked;
   const arrays = sizedArrays(src);
@@ -491,24 +534,31 @@ export function divisions(src: Source, taint: Taint): BoundsFinding[] {
 export function unboundedAllocations(src: Source, taint: Taint): BoundsFinding[] {
   const out: BoundsFinding[] = [];
   const re: Record<string, RegExp> = {
-    go: /\bmake\s*\(\s*\[\][\w.*]+\s*,\s*([A-Za-z_]\w*)\s*[,)]/g,
+    go: /\bmake\s*\(\s*\[\][\w.*]+\s*,\s*([A-Za-z_]\w*)\s*[,)]|\bmake\s*\(\s*\[\][\w.*]+\s*,\s*([^,()\n]*[^\w\s,()][^,()\n]*)[,)]/g,
     cpp: /\bnew\s+[\w:]+\s*\[\s*([A-Za-z_]\w*)\s*\]|\b(?:malloc|alloca)\s*\(\s*([A-Za-z_]\w*)\s*(?:\*[^)]*)?\)|\b(?:calloc)\s*\(\s*([A-Za-z_]\w*)\s*,/g,
     java: /\bnew\s+[\w.]+\s*\[\s*([A-Za-z_]\w*)\s*\]/g,
     swift: /\bcount\s*:\s*([A-Za-z_]\w*)\s*\)|\ballocate\s*\(\s*capacity\s*:\s*([A-Za-z_]\w*)\s*\)/g,
   };
   for (const m of src.masked.matchAll(re[src.lang]!)) {
-    const n = (m[1] ?? m[2] ?? m[3])!;
-    if (taint.of(n) !== "number") continue;
+    const n = (m[1] ?? m[2] ?? m[3])!.trim();
+    if (/^[A-Za-z_]\w*$/.test(n)) {
+      if (taint.of(n) !== "number") continue;
+    } else {
+      // A size expression (`r.ContentLength + 10`): an input number read in it.
+      const start = m.index + m[0].lastIndexOf(n);
+      if (!taint.range(start, start + n.length, ["number"])) continue;
+    }
     const fn = flowOf(src).functionAt(m.index);
     const before = src.masked.slice(fn ? fn.bodyStart : 0, m.index);
-    const id = identRe(n).source;
-    // An upper bound checked first (`n > max`, `n <= limit`, min(n, ...)).
-    if (
-      new RegExp(
+    // An upper bound checked first (`n > max`, `n <= limit`, min(n, ...)) on the size or a term of it.
+    const terms = n.match(/[A-Za-z_][\w.]*/g) ?? [];
+    const checked = terms.some((t) => {
+      const id = t.includes(".") ? `(?<![\\w.])${t.replace(/\./g, "\\s*\\.\\s*")}\\b` : identRe(t).source;
+      return new RegExp(
         `${id}\\s*(?<![<>])(?:>=?|<=?)(?![<>])\\s*[\\w.]+|[\\w.)]+\\s*(?<![<>])(?:>=?|<=?)(?![<>])\\s*${id}|\\bmin\\s*\\(`,
-      ).test(before)
-    )
-      continue;
+      ).test(before);
+    });
+    if (checked) continue;
     out.push({ at: m.index, message: `allocation sized by '${n}' from input with no upper bound` });
   }
   return out;

@@ -12,6 +12,7 @@ import { expressionEnd, flowOf, identRe, matchBracket, taintOf, type TaintConfig
 import {
   copyPastEnd,
   divisions,
+  inputBoundedLoops,
   outOfBounds,
   unboundedAllocations,
   uncheckedIndexes,
@@ -88,6 +89,18 @@ function validators(src: Source): RegExp {
 const SECURITY_CALL =
   /^(?:fmt\s*\.\s*(?:Scan|Scanln|Scanf|Sscan|Sscanf|Sscanln|Fscan|Fscanln|Fscanf)|os\s*\.\s*(?:Open|OpenFile|Create|ReadFile|WriteFile|Remove|RemoveAll|Mkdir|MkdirAll|Chmod|Chown|Lchown|Rename|Symlink|Link|Setenv|Truncate|Chdir)|ioutil\s*\.\s*(?:ReadFile|WriteFile|ReadAll|ReadDir|TempFile)|io\s*\.\s*(?:ReadFull|ReadAll)|rand\s*\.\s*Read|json\s*\.\s*Unmarshal|xml\s*\.\s*Unmarshal|yaml\s*\.\s*Unmarshal|strconv\s*\.\s*(?:Atoi|ParseInt|ParseUint|ParseFloat|ParseBool)|sql\s*\.\s*Open|http\s*\.\s*(?:Get|Post|PostForm|Head|NewRequest)|tls\s*\.\s*(?:Dial|LoadX509KeyPair|Listen)|x509\s*\.\s*Parse\w*|bcrypt\s*\.\s*\w+|net\s*\.\s*(?:Dial|Listen)\w*|exec\s*\.\s*Command\s*\([^)]*\)\s*\.\s*(?:Run|Output|CombinedOutput|Start)|\w+\s*\.\s*(?:Run|Output|CombinedOutput|Exec|ExecContext|Query|QueryContext|Prepare|Ping|Begin|Commit|Rollback|Decode|Unmarshal|Chmod|Chown))$/;
 
+/** SECURITY_CALL, plus the methods of an *exec.Cmd the snippet made (`cmd.Start()`, `cmd.StdoutPipe()`, `cmd.Wait()`). */
+function isSecurityCall(src: Source, callee: string): boolean {
+  if (SECURITY_CALL.test(callee)) return true;
+  const cmd = /^([A-Za-z_]\w*)\.(?:Start|Wait|StdoutPipe|StderrPipe|StdinPipe)$/.exec(callee);
+  return (
+    !!cmd &&
+    flowOf(src)
+      .assignmentsTo(cmd[1]!)
+      .some((a) => /^\s*exec\s*\.\s*Command(?:Context)?\s*\(/.test(src.masked.slice(a.rhsStart, a.rhsEnd)))
+  );
+}
+
 const discardedError = defineRule(
   {
     id: "go/discarded-error",
@@ -102,7 +115,7 @@ const discardedError = defineRule(
     for (const m of src.matches(/^[ \t]*((?:(?:[A-Za-z_]\w*|_)\s*,\s*)*_)\s*:?=\s*([^\n]+)/gm)) {
       const rhs = m[2]!.trim();
       const callee = /^([\w.]+(?:\s*\([^()]*\)\s*\.\s*\w+)?)\s*\(/.exec(rhs);
-      if (!callee || !SECURITY_CALL.test(callee[1]!.replace(/\s+/g, ""))) continue;
+      if (!callee || !isSecurityCall(src, callee[1]!.replace(/\s+/g, ""))) continue;
       // Only the error is dropped when `_` is the last target.
       if (!/_\s*$/.test(m[1]!)) continue;
       out.push(
@@ -131,7 +144,7 @@ const uncheckedError = defineRule(
     // A bare call statement whose only result is an error.
     for (const mm of src.matches(/^[ \t]*([A-Za-z_][\w.]*(?:\s*\([^()\n]*\)\s*\.\s*\w+)?)\s*\(/gm)) {
       const name = mm[1]!.replace(/\s+/g, "");
-      if (!SECURITY_CALL.test(name) || /^(?:\w+\.)?(?:Write|WriteString|Scan|Decode)$/.test(name)) continue;
+      if (!isSecurityCall(src, name) || /^(?:\w+\.)?(?:Write|WriteString|Scan|Decode)$/.test(name)) continue;
       const lineEnd = m.indexOf("\n", mm.index + mm[0].length);
       const stmt = m.slice(mm.index, lineEnd < 0 ? m.length : lineEnd);
       if (/\)\s*\.\s*\w+\s*\(/.test(stmt.slice(mm[0].length)) && !/exec\.Command/.test(name)) continue;
@@ -548,6 +561,7 @@ const indexOutOfRange = defineRule(
     for (const f of uncheckedIndexes(src, taint, /[<>]|\blen\s*\(|\bcap\s*\(/))
       out.push(src.finding(rule, f.at, f.message));
     for (const f of uncheckedSlices(src, taint)) out.push(src.finding(rule, f.at, f.message));
+    for (const f of inputBoundedLoops(src, taint)) out.push(src.finding(rule, f.at, f.message));
     return out;
   },
 );
@@ -665,6 +679,27 @@ const inconsistentLocking = defineRule(
   },
 );
 
+/**
+ * A pointer-receiver method of the snippet named `name` that writes a field of its receiver
+ * (`c.n++`, `c.n += x`, `c.n = c.n + x`, `c.m[k] = v`) and takes no lock: racy when called concurrently.
+ */
+function unlockedMutator(src: Source, name: string): { method: string; field: string } | null {
+  const m = src.masked;
+  for (const mm of src.matches(
+    new RegExp(`\\bfunc\\s*\\(\\s*(\\w+)\\s+\\*\\s*\\w+\\s*\\)\\s*${name}\\s*\\([^)]*\\)[^{\\n]*\\{`, "g"),
+  )) {
+    const open = mm.index + mm[0].length - 1;
+    const body = m.slice(open, matchBracket(src, open));
+    if (/\.\s*(?:Lock|RLock)\s*\(\s*\)|\batomic\s*\.|<-/.test(body)) continue;
+    const recv = identRe(mm[1]!).source;
+    const w = new RegExp(
+      `${recv}\\s*\\.\\s*(\\w+)(?:\\s*\\[[^\\]]*\\])?\\s*(?:\\+\\+|--|[+\\-*/]=|=(?!=)\\s*[^\\n]*\\b${recv}\\s*\\.\\s*\\1\\b)|${recv}\\s*\\.\\s*(\\w+)\\s*\\[[^\\]]*\\]\\s*=(?!=)`,
+    ).exec(body);
+    if (w) return { method: name, field: (w[1] ?? w[2])! };
+  }
+  return null;
+}
+
 const raceCondition = defineRule(
   {
     id: "go/race-condition",
@@ -701,6 +736,20 @@ const raceCondition = defineRule(
       }
       const text = m.slice(body[0], body[1]);
       if (/\.\s*(?:Lock|RLock)\s*\(\s*\)|\batomic\s*\.|<-|\bsync\s*\.\s*Once\b/.test(text)) continue;
+      // A method of the snippet called here that updates its receiver's fields without a lock of its own.
+      const racy = [...text.matchAll(/(?<![\w.])[A-Za-z_]\w*\s*\.\s*([A-Za-z_]\w*)\s*\(/g)]
+        .map((c) => unlockedMutator(src, c[1]!))
+        .find((x) => x !== null);
+      if (racy) {
+        out.push(
+          src.finding(
+            rule,
+            g.index,
+            `goroutines call ${racy.method}(), which updates '${racy.field}' without a mutex or atomic`,
+          ),
+        );
+        continue;
+      }
       // Locals declared inside the body.
       for (const d of text.matchAll(/(?<![\w.])([A-Za-z_]\w*)\s*:=|\bvar\s+([A-Za-z_]\w*)/g))
         locals.push((d[1] ?? d[2])!);
@@ -845,7 +894,12 @@ const filePermissions = defineRule(
       const mm = /^(?:os\s*\.\s*FileMode\s*\()?0o?([0-7]{3,4})\)?$/.exec(mode);
       if (!mm) continue;
       const bits = parseInt(mm[1]!, 8);
-      const name = src.text.slice(args[0]?.start ?? 0, args[0]?.end ?? 0);
+      // The path as written, or the literal a variable holding it was given.
+      const pathArg = src.masked.slice(args[0]?.start ?? 0, args[0]?.end ?? 0).trim();
+      const pathDefs = /^[A-Za-z_]\w*$/.test(pathArg) ? flowOf(src).assignmentsTo(pathArg) : [];
+      const name =
+        src.text.slice(args[0]?.start ?? 0, args[0]?.end ?? 0) +
+        pathDefs.map((a) => src.text.slice(a.rhsStart, a.rhsEnd)).join(" ");
       const worldWritable = (bits & 0o002) !== 0;
       const sensitive =
         (bits & 0o044) !== 0 &&
@@ -951,6 +1005,119 @@ const sensitiveLog = defineRule(
   },
 );
 
+const closedResourceReturned = defineRule(
+  {
+    id: "go/use-after-close",
+    cwe: "CWE-672",
+    language: "go",
+    title: "A file or connection closed by defer is returned to the caller",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const m = src.masked;
+    for (const fn of flowOf(src).functions) {
+      const body = m.slice(fn.bodyStart, fn.bodyEnd);
+      for (const d of body.matchAll(/\bdefer\s+([A-Za-z_]\w*)\s*\.\s*Close\s*\(\s*\)/g)) {
+        const id = identRe(d[1]!).source;
+        // `return f` / `return f, nil` in this function (not in a nested closure).
+        for (const r of body.matchAll(new RegExp(`\\breturn\\s+${id}\\s*(?:,|$|\\n|\\})`, "gm"))) {
+          const at = fn.bodyStart + r.index!;
+          if (r.index! < d.index! || flowOf(src).functionAt(at) !== fn) continue;
+          out.push(
+            src.finding(
+              rule,
+              at,
+              `'${d[1]}' is closed by the deferred Close() when this function returns; the caller gets a closed handle`,
+            ),
+          );
+          break;
+        }
+      }
+    }
+    return out;
+  },
+);
+
+const INT_MAX: Record<string, number> = {
+  int8: 127,
+  uint8: 255,
+  byte: 255,
+  int16: 32767,
+  uint16: 65535,
+  int32: 2147483647,
+  uint32: 4294967295,
+};
+
+const integerOverflow = defineRule(
+  {
+    id: "go/integer-overflow",
+    cwe: "CWE-190",
+    language: "go",
+    title: "Sized integer holding its type's maximum is increased (wraps around silently)",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const m = src.masked;
+    // `var x uint8 = 255`, `x := uint8(255)`, `x := uint8(math.MaxUint8)`, `var x int32 = math.MaxInt32`.
+    for (const d of src.matches(
+      /\bvar\s+([A-Za-z_]\w*)\s+(u?int(?:8|16|32)|byte)\s*=\s*([\w.]+)|\b([A-Za-z_]\w*)\s*:=\s*(u?int(?:8|16|32)|byte)\s*\(\s*([\w.]+)\s*\)/g,
+    )) {
+      const name = (d[1] ?? d[4])!;
+      const type = (d[2] ?? d[5])!;
+      const value = (d[3] ?? d[6])!;
+      const max = INT_MAX[type]!;
+      const atMax =
+        value === String(max) ||
+        new RegExp(
+          `^math\\.Max${type === "byte" ? "Uint8" : type.replace(/^u?int/, (t) => (t === "uint" ? "Uint" : "Int"))}$`,
+        ).test(value);
+      if (!atMax) continue;
+      const after = m.slice(d.index + d[0].length);
+      const id = identRe(name).source;
+      const inc = new RegExp(`${id}\\s*(?:\\+\\+|\\+=|\\*=)|${id}\\s*=\\s*${id}\\s*[+*]`).exec(after);
+      if (!inc) continue;
+      out.push(
+        src.finding(
+          rule,
+          d.index + d[0].length + inc.index,
+          `'${name}' holds the maximum ${type} (${max}); increasing it wraps around to a small value`,
+        ),
+      );
+    }
+    return out;
+  },
+);
+
+const rangeOverOpenChannel = defineRule(
+  {
+    id: "go/unclosed-channel-range",
+    cwe: "CWE-833",
+    language: "go",
+    title: "range over a channel that nothing closes (the loop never ends: deadlock or leaked goroutine)",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    // Only where the snippet makes the channel and never calls close() at all.
+    if (src.has(/\bclose\s*\(/)) return out;
+    const channels = new Set(src.matches(/\b([A-Za-z_]\w*)\s*:?=\s*make\s*\(\s*chan\b/g).map((c) => c[1]!));
+    for (const r of src.matches(
+      /\bfor\s+(?:[A-Za-z_]\w*\s*(?:,\s*[A-Za-z_]\w*\s*)?:=\s*)?range\s+([A-Za-z_]\w*)\s*\{/g,
+    ))
+      if (channels.has(r[1]!))
+        out.push(
+          src.finding(
+            rule,
+            r.index,
+            `'${r[1]}' is never closed, so this range never ends once the senders stop; close it after the last send`,
+          ),
+        );
+    return out;
+  },
+);
+
 export const goRules: Rule[] = [
   discardedError,
   uncheckedError,
@@ -976,4 +1143,7 @@ export const goRules: Rule[] = [
   unboundedAllocation,
   typeAssertion,
   sensitiveLog,
+  closedResourceReturned,
+  integerOverflow,
+  rangeOverOpenChannel,
 ];

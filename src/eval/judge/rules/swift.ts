@@ -9,7 +9,16 @@ import {
   sqlBuiltFromInput,
 } from "./common.js";
 import { flowOf, identRe, matchBracket, taintOf, type TaintConfig } from "./flow.js";
-import { copyPastEnd, divisions, outOfBounds, unboundedAllocations, uncheckedIndexes } from "./bounds.js";
+import {
+  constValue,
+  copyPastEnd,
+  divisions,
+  outOfBounds,
+  sizedArrays,
+  unboundedAllocations,
+  uncheckedIndexes,
+  inputBoundedLoops,
+} from "./bounds.js";
 import type { Finding, Rule } from "./types.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -69,6 +78,39 @@ function optionalNames(src: Source): Set<string> {
       )
       .map((f) => f.name),
   );
+  // Closure parameters that are optional by the callee's signature: URLSession's completion handlers
+  // (data, response, error) and the snippet's own functions taking `@escaping (T?, U?) -> Void`.
+  const closureParams = (open: number) => {
+    const head = /^\{\s*(?:\[[^\]]*\]\s*)?\(?\s*([\w\s,:?!<>[\].]*?)\)?\s*(?:->\s*[\w?]+\s*)?in\b/.exec(
+      src.masked.slice(open, open + 200),
+    );
+    return head ? head[1]!.split(",").map((p) => p.trim().split(/\s*:\s*/)[0]!) : [];
+  };
+  for (const t of src.matches(/\.\s*(?:dataTask|uploadTask|downloadTask)\s*\(/g)) {
+    const close = matchBracket(src, src.masked.indexOf("(", t.index));
+    const open = /^\s*\{/.exec(src.masked.slice(close + 1)) ? src.masked.indexOf("{", close) : -1;
+    if (open >= 0) for (const p of closureParams(open)) if (/^[A-Za-z_]\w*$/.test(p)) out.add(p);
+  }
+  for (const f of flow.functions) {
+    const sig = src.masked.slice(f.start, f.bodyStart);
+    const fnType = /@escaping\s*\(([^()]*)\)\s*->\s*Void\s*\)?\s*(?:->[^{]*)?\{?\s*$/.exec(sig);
+    if (!fnType) continue;
+    const optionalAt = fnType[1]!.split(",").map((t) => /[?!]\s*$/.test(t.trim()));
+    if (!optionalAt.some(Boolean)) continue;
+    for (const call of src.matches(new RegExp(`(?<![\\w.])${identRe(f.name).source}\\s*\\(`, "g"))) {
+      if (
+        call.index === f.start ||
+        (src.masked.slice(f.start, f.bodyStart).includes(call[0]) && call.index < f.bodyStart)
+      )
+        continue;
+      const close = matchBracket(src, call.index + call[0].length - 1);
+      const open = /^\s*\{/.test(src.masked.slice(close + 1)) ? src.masked.indexOf("{", close) : -1;
+      if (open < 0) continue;
+      closureParams(open).forEach((p, k) => {
+        if (optionalAt[k] && /^[A-Za-z_]\w*$/.test(p)) out.add(p);
+      });
+    }
+  }
   for (let changed = true, k = 0; changed && k < 4; k++) {
     changed = false;
     for (const a of flow.assignments) {
@@ -104,7 +146,7 @@ function checkedBefore(src: Source, name: string, at: number): boolean {
 }
 
 const FAILABLE =
-  /\b(?:readLine\s*\(\s*\)|Int\d*\s*\([^()]*\)|UInt\d*\s*\([^()]*\)|Double\s*\([^()]*\)|Float\s*\([^()]*\)|URL\s*\(\s*string\s*:\s*(?!")[^()]*\)|String\s*\(\s*data\s*:[^()]*\)|String\s*\(\s*contentsOf\w*\s*:[^()]*\)|Data\s*\(\s*base64Encoded\s*:[^()]*\)|\.\s*contents\s*\(\s*atPath\s*:[^()]*\)|\.\s*(?:first|last|randomElement|popLast|min|max)\s*(?:\(\s*\))?|\.\s*firstIndex\s*\([^()]*\)|\.\s*index\s*\([^()]*\)|\.\s*text|\.\s*string\s*\(\s*forKey\s*:[^()]*\)|\.\s*object\s*\(\s*forKey\s*:[^()]*\)|\w+\s*\[[^\]]+\])\s*$/;
+  /\b(?:readLine\s*\(\s*\)|Int\d*\s*\([^()]*\)|UInt\d*\s*\([^()]*\)|Double\s*\([^()]*\)|Float\s*\([^()]*\)|URL\s*\(\s*string\s*:\s*(?!")[^()]*\)|String\s*\(\s*(?:data|bytes|validatingUTF8|utf8String)\s*:[^()]*\)|String\s*\(\s*cString\s*:[^()]*,\s*encoding\s*:[^()]*\)|String\s*\(\s*contentsOf\w*\s*:[^()]*\)|Data\s*\(\s*base64Encoded\s*:[^()]*\)|\.\s*contents\s*\(\s*atPath\s*:[^()]*\)|\.\s*(?:first|last|randomElement|popLast|min|max)\s*(?:\(\s*\))?|\.\s*firstIndex\s*\([^()]*\)|\.\s*index\s*\([^()]*\)|\.\s*text|\.\s*string\s*\(\s*forKey\s*:[^()]*\)|\.\s*object\s*\(\s*forKey\s*:[^()]*\)|\w+\s*\[[^\]]+\])\s*$/;
 
 const forceUnwrap = defineRule(
   {
@@ -119,8 +161,9 @@ const forceUnwrap = defineRule(
     const optionals = optionalNames(src);
     for (const m of src.matches(/(?<=[\w)\]])!(?!=)/g)) {
       const before = src.masked.slice(Math.max(0, m.index - 160), m.index + 1);
-      // Implicitly unwrapped declarations (`var label: UILabel!`, `-> String!`) and `try!` are not unwraps here.
-      if (/(?::|->)\s*[\w.]+(?:<[^<>]*>)?!$/.test(before) || /\btry!$/.test(before)) continue;
+      // Implicitly unwrapped declarations (`var label: UILabel!`, `-> String!`: a capitalised type, unlike an
+      // argument value such as `decoding: data!`) and `try!` are not unwraps here.
+      if (/(?::|->)\s*[A-Z][\w.]*(?:<[^<>]*>)?!$/.test(before) || /\btry!$/.test(before)) continue;
       const expr = before.slice(0, -1);
       const name = /(?:\bself\s*\.\s*)?([A-Za-z_]\w*)$/.exec(expr);
       let why: string | null = null;
@@ -233,14 +276,30 @@ const unsafeCopy = defineRule(
         )
       )
         continue;
-      if (/\bmin\s*\(/.test(count) || (/^\d+$/.test(count) && false)) continue;
+      if (/\bmin\s*\(/.test(count)) continue;
+      // A constant count: past the end only when the destination's size is known and smaller.
+      const constCount = constValue(src, count);
+      if (constCount !== null) {
+        const target = destName ?? (mm[1] === "copyBytes" ? undefined : receiver);
+        const size = target ? sizedArrays(src).get(target)?.size : undefined;
+        if (size !== undefined && constCount > size)
+          out.push(
+            src.finding(
+              rule,
+              mm.index,
+              `copies ${constCount} elements into '${target}', which holds ${size}`,
+            ),
+          );
+        continue;
+      }
       // A count derived from the destination (or checked against it first) is bounded.
       const fn = flowOf(src).functionAt(mm.index);
       const before = m.slice(fn ? fn.bodyStart : 0, mm.index);
       const countVar = /^[A-Za-z_]\w*$/.test(count) ? count : null;
       if (countVar && new RegExp(`\\b${countVar}\\s*=\\s*min\\s*\\(`).test(before)) continue;
+      // A comparison (spaced `<`/`>`, not a generic `<UInt8>` or `->`) against a size in a condition.
       const guardedCount =
-        /\b(?:guard|if)\b[^{\n]*(?:\.count|size|capacity|length)[^{\n]*[<>]=?|[<>]=?[^{\n]*(?:\.count|size|capacity|length)/.test(
+        /\b(?:guard|if|while|precondition|assert)\b[^{\n]*(?:(?:\.count|size|capacity|length)[^{\n]*\s[<>]=?\s|\s[<>]=?\s[^{\n]*(?:\.count|size|capacity|length))/i.test(
           before,
         );
       if (guardedCount) continue;
@@ -272,6 +331,50 @@ const unsafeCopy = defineRule(
     }
     for (const mm of src.matches(/(?<![\w.])(strcpy|strcat|gets|sprintf)\s*\(/g))
       out.push(src.finding(rule, mm.index, `${mm[1]} does not bound the write to the destination`));
+    return out;
+  },
+);
+
+const overRead = defineRule(
+  {
+    id: "swift/out-of-bounds-read",
+    cwe: "CWE-125",
+    language: "swift",
+    title: "Copy out of caller data sized by the destination, not by the data",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const taint = taintOf(src, ENTRY);
+    // `data.copyBytes(to: &buffer, count: buffer.count)` reads `buffer.count` bytes of `data`, which traps
+    // (or reads past the end through a pointer) when the data is shorter than the buffer.
+    for (const mm of src.matches(
+      /(?<![\w.])([A-Za-z_]\w*)\s*\.\s*copyBytes\s*\(\s*to\s*:\s*&?\s*([A-Za-z_]\w*)[^,()]*,\s*count\s*:\s*([^()]+?)\s*\)/g,
+    )) {
+      const [, source, dest, count] = mm as unknown as [string, string, string, string];
+      if (source === dest || taint.of(source) === null) continue;
+      const id = identRe(source).source;
+      if (new RegExp(`${id}\\s*\\.\\s*count\\b|\\bmin\\s*\\(`).test(count)) continue;
+      const fn = flowOf(src).functionAt(mm.index);
+      const before = src.masked.slice(fn ? fn.bodyStart : 0, mm.index);
+      // The destination sized from the source (`count: min(data.count, 1024)`), or the source's length checked.
+      const destDecl = flowOf(src)
+        .assignmentsTo(dest)
+        .find((a) => a.index < mm.index);
+      if (
+        destDecl &&
+        new RegExp(`${id}\\s*\\.\\s*count\\b`).test(src.masked.slice(destDecl.rhsStart, destDecl.rhsEnd))
+      )
+        continue;
+      if (new RegExp(`${id}\\s*\\.\\s*(?:count|isEmpty)\\b`).test(before)) continue;
+      out.push(
+        src.finding(
+          rule,
+          mm.index,
+          `copies '${count.trim()}' bytes out of '${source}' without checking that '${source}' holds that many`,
+        ),
+      );
+    }
     return out;
   },
 );
@@ -515,7 +618,9 @@ const commandInjection = defineRule(
         out.push(src.finding(rule, m.index, `${m[1]} runs a shell command built at run time`));
     }
     // NSExpression / JavaScriptCore evaluating input.
-    for (const m of src.matches(/\bNSExpression\s*\(\s*format\s*:|\.\s*evaluateScript\s*\(/g)) {
+    for (const m of src.matches(
+      /\bNSExpression\s*\(\s*format\s*:|\.\s*evaluateScript\s*\(|(?<![\w.])eval\s*\(/g,
+    )) {
       const arg = src.callArgs(src.masked.indexOf("(", m.index))[0];
       const a =
         arg && /^format\s*:/.test(arg.masked)
@@ -550,6 +655,7 @@ const indexOutOfRange = defineRule(
   (src, rule) => {
     const out = [...outOfBounds(src), ...copyPastEnd(src)].map((f) => src.finding(rule, f.at, f.message));
     const taint = taintOf(src, ENTRY);
+    for (const f of inputBoundedLoops(src, taint)) out.push(src.finding(rule, f.at, f.message));
     for (const f of uncheckedIndexes(
       src,
       taint,
@@ -717,10 +823,20 @@ const raceCondition = defineRule(
         if (!f) continue;
         const body = m.slice(f.bodyStart, f.bodyEnd);
         if (/\.\s*(?:lock|sync)\s*\(|\.\s*sync\s*\{|\bbarrier\b/.test(body)) continue;
-        if (
-          /(?:\bself\s*\.\s*)?\b\w+\s*[+\-]=/.test(body) &&
-          !out.some((o) => o.line === src.lineOf(c.index))
-        )
+        // A read-modify-write: `x += n`, `x = x + n`, or `let t = x; ...; x = t + n`.
+        const rmw =
+          /(?:\bself\s*\.\s*)?\b\w+\s*[+\-]=/.test(body) ||
+          [...body.matchAll(/(?<![\w.])(?:self\s*\.\s*)?([A-Za-z_]\w*)\s*=(?!=)([^\n]*)/g)].some((a) => {
+            const name = a[1]!;
+            if (/^\s*(?:let|var)\s*$/.test(body.slice(Math.max(0, a.index! - 5), a.index!))) return false;
+            const id = identRe(name).source;
+            if (new RegExp(`(?:^|[^\\w.])${id}\\b`).test(a[2]!)) return true;
+            const copy = new RegExp(`\\blet\\s+(\\w+)\\s*=\\s*(?:self\\s*\\.\\s*)?${id}\\s*$`, "m").exec(
+              body,
+            );
+            return !!copy && new RegExp(`\\b${copy[1]}\\b`).test(a[2]!);
+          });
+        if (rmw && !out.some((o) => o.line === src.lineOf(c.index)))
           out.push(
             src.finding(
               rule,
@@ -963,6 +1079,7 @@ export const swiftRules: Rule[] = [
   optionalDereference,
   tryForce,
   unsafeCopy,
+  overRead,
   useAfterFree,
   typeConfusion,
   formatString,
