@@ -86,6 +86,18 @@ export const swiftCases: Case[] = [
     rule: "swift/index-out-of-range",
     bad: [
       code`
+        func slice(_ text: String, from start: Int, to end: Int) -> String {
+            let chars = Array(text)
+            var out = ""
+            var i = start
+            while i < end {
+                out.append(chars[i]) // <- index-out-of-range
+                i += 1
+            }
+            return out
+        }
+      `,
+      code`
         class Storage {
             var values = [Int](repeating: 0, count: 10)
         }
@@ -137,6 +149,18 @@ export const swiftCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        func slice(_ text: String, from start: Int, to end: Int) -> String {
+            let chars = Array(text)
+            var out = ""
+            var i = max(start, 0)
+            while i < min(end, chars.count) {
+                out.append(chars[i])
+                i += 1
+            }
+            return out
+        }
+      `,
       code`
         class Storage {
             var values = [Int](repeating: 0, count: 10)

@@ -4,8 +4,19 @@
  * past that length (`i <= n`, `i < n + k`, `0...n`), constant indexes past the end, and indexes that
  * come from input or a caller without a bounds check.
  */
-import { expressionEnd, flowOf, guardedBy, identRe, matchBracket, type Taint } from "./flow.js";
-import type { Source } from "./source.js";
+import type { Language } from "../../extract.js";
+import {
+  expressionEnd,
+  flowOf,
+  guardedBy,
+  identRe,
+  matchBracket,
+  taintOf,
+  type Taint,
+  type TaintConfig,
+} from "./flow.js";
+import { defineRule, type Source } from "./source.js";
+import type { Rule } from "./types.js";
 
 /** Integer value of a constant expression: literals, named constants, sums/products of them. */
 export function constValue(src: Source, expr: string, depth = 0): number | null {
@@ -338,7 +349,23 @@ export function outOfBounds(src: Source): BoundsFinding[] {
  * Indexes that come from input (or a caller) and reach an array access without a bounds check
  * before it. `taint` decides what counts as untrusted; `check` is the language's bounds-test shape.
  */
-export function uncheckedIndexes(src: Source, taint: Taint, check: RegExp): BoundsFinding[] {
+/**
+ * What bounds an index into `array`: its own length in each language (`a.count`, `len(a)`, `a.length`,
+ * `a.size()`, `sizeof(a)`), a constant, min/max, or a size, count, capacity or limit variable.
+ */
+function sizeBound(array: string): RegExp {
+  const a = array.replace(/\$/g, "\\$");
+  return new RegExp(
+    `\\b${a}\\s*[?!]?\\s*\\.\\s*(?:count|indices|endIndex|length|size\\s*\\()|\\b(?:len|cap)\\s*\\(\\s*${a}\\b|\\bsizeof\\b|\\.\\s*(?:count|capacity|length)\\b|[<>]=?\\s*\\d+\\b|\\b\\d+\\s*[<>]|\\b(?:min|max)\\s*\\(|\\w*(?:[Ss]ize|[Cc]ount|[Cc]apacity|[Ll]ength|[Mm]ax|[Ll]imit|LEN|SIZE|MAX)\\w*`,
+  );
+}
+
+/**
+ * Indexes from input or a caller used without a bounds check. A check counts only when it compares the
+ * index with something that bounds the indexed array (sizeBound): `while i < end` with `end` another
+ * caller value does not bound `a[i]`.
+ */
+export function uncheckedIndexes(src: Source, taint: Taint): BoundsFinding[] {
   const out: BoundsFinding[] = [];
   const m = src.masked;
   // `a[i]`, `a.field[i]`, and through optional chaining `p?.pointee[i]`.
@@ -353,16 +380,15 @@ export function uncheckedIndexes(src: Source, taint: Taint, check: RegExp): Boun
       .find((a) => a.decl);
     const declText = decl ? m.slice(decl.index, decl.rhsEnd) + decl.type : "";
     if (/map|Map|dict|Dictionary|\[\s*\w+\s*:\s*\w+\s*\]|unordered_map/.test(declText)) continue;
-    if (taint.guarded([idx], mm.index, check)) continue;
+    const bound = sizeBound(mm[1]!);
+    if (taint.guarded([idx], mm.index, bound)) continue;
     // A check anywhere before in the same function (e.g. `if idx >= len(a) { return }` two lines up).
     const fn = flowOf(src).functionAt(mm.index);
     const scope = m.slice(fn ? fn.bodyStart : 0, mm.index);
-    if (
-      new RegExp(
-        `${identRe(idx).source}\\s*(?<![<>])(?:<=?|>=?)(?![<>])|(?<![<>])(?:<=?|>=?)(?![<>])\\s*${identRe(idx).source}`,
-      ).test(scope)
-    )
-      continue;
+    const compared = new RegExp(
+      `${identRe(idx).source}\\s*(?<![<>])(?:<=?|>=?)(?![<>])|(?<![<>])(?:<=?|>=?)(?![<>])\\s*${identRe(idx).source}`,
+    );
+    if (scope.split("\n").some((line) => compared.test(line) && bound.test(line))) continue;
     out.push({ at: mm.index, message: `${mm[1]}[${idx}] uses '${idx}' from input without a bounds check` });
   }
   return out;
@@ -602,4 +628,33 @@ export function uncheckedSlices(src: Source, taint: Taint): BoundsFinding[] {
       });
   }
   return out;
+}
+
+/** `<language>/divide-by-zero` (CWE-369): one definition for every language; `entry` is its taint with callers' parameters. */
+export function divideByZeroRule(language: Language, entry: TaintConfig): Rule {
+  return defineRule(
+    {
+      id: `${language}/divide-by-zero`,
+      cwe: "CWE-369",
+      language,
+      title: "Integer division by a value from input or a caller without a zero check",
+      severity: "medium",
+    },
+    (src, rule) => divisions(src, taintOf(src, entry)).map((f) => src.finding(rule, f.at, f.message)),
+  );
+}
+
+/** `<language>/unbounded-allocation` (CWE-789): one definition for every language; `external` is its input taint. */
+export function unboundedAllocationRule(language: Language, external: TaintConfig): Rule {
+  return defineRule(
+    {
+      id: `${language}/unbounded-allocation`,
+      cwe: "CWE-789",
+      language,
+      title: "Memory allocated with a size from input and no upper bound",
+      severity: "medium",
+    },
+    (src, rule) =>
+      unboundedAllocations(src, taintOf(src, external)).map((f) => src.finding(rule, f.at, f.message)),
+  );
 }

@@ -11,10 +11,10 @@ import {
 } from "./flow.js";
 import {
   copyPastEnd,
-  divisions,
+  divideByZeroRule,
   outOfBounds,
   sizedArrays,
-  unboundedAllocations,
+  unboundedAllocationRule,
   uncheckedIndexes,
 } from "./bounds.js";
 import { hardcodedSecrets, securityContext, sqlBuiltFromInput } from "./common.js";
@@ -610,8 +610,7 @@ const arrayBounds = defineRule(
   (src, rule) => {
     const out = [...outOfBounds(src), ...copyPastEnd(src)].map((f) => src.finding(rule, f.at, f.message));
     const taint = taintOf(src, EXTERNAL);
-    for (const f of uncheckedIndexes(src, taint, /[<>]|\bsize\s*\(|\bsizeof\b/))
-      out.push(src.finding(rule, f.at, f.message));
+    for (const f of uncheckedIndexes(src, taint)) out.push(src.finding(rule, f.at, f.message));
     // for (i = 0; i <= n; i++) over a pointer/array parameter whose length is the parameter n.
     for (const fn of flowOf(src).functions) {
       const arrays = fn.params
@@ -910,28 +909,9 @@ const integerOverflow = defineRule(
   },
 );
 
-const unboundedAllocation = defineRule(
-  {
-    id: "cpp/unbounded-allocation",
-    cwe: "CWE-789",
-    language: "cpp",
-    title: "Memory allocated with a size from input and no upper bound",
-    severity: "medium",
-  },
-  (src, rule) =>
-    unboundedAllocations(src, taintOf(src, EXTERNAL)).map((f) => src.finding(rule, f.at, f.message)),
-);
+const unboundedAllocation = unboundedAllocationRule("cpp", EXTERNAL);
 
-const divideByZero = defineRule(
-  {
-    id: "cpp/divide-by-zero",
-    cwe: "CWE-369",
-    language: "cpp",
-    title: "Integer division by a value from input or a caller without a zero check",
-    severity: "medium",
-  },
-  (src, rule) => divisions(src, taintOf(src, ENTRY)).map((f) => src.finding(rule, f.at, f.message)),
-);
+const divideByZero = divideByZeroRule("cpp", ENTRY);
 
 export const cppRules: Rule[] = [
   manualCopy,

@@ -11,10 +11,10 @@ import {
 import { expressionEnd, flowOf, identRe, matchBracket, taintOf, type TaintConfig } from "./flow.js";
 import {
   copyPastEnd,
-  divisions,
+  divideByZeroRule,
   inputBoundedLoops,
   outOfBounds,
-  unboundedAllocations,
+  unboundedAllocationRule,
   uncheckedIndexes,
   uncheckedSlices,
 } from "./bounds.js";
@@ -558,8 +558,7 @@ const indexOutOfRange = defineRule(
         );
     }
     const taint = taintOf(src, ENTRY);
-    for (const f of uncheckedIndexes(src, taint, /[<>]|\blen\s*\(|\bcap\s*\(/))
-      out.push(src.finding(rule, f.at, f.message));
+    for (const f of uncheckedIndexes(src, taint)) out.push(src.finding(rule, f.at, f.message));
     for (const f of uncheckedSlices(src, taint)) out.push(src.finding(rule, f.at, f.message));
     for (const f of inputBoundedLoops(src, taint)) out.push(src.finding(rule, f.at, f.message));
     return out;
@@ -953,28 +952,9 @@ const typeAssertion = defineRule(
   },
 );
 
-const unboundedAllocation = defineRule(
-  {
-    id: "go/unbounded-allocation",
-    cwe: "CWE-789",
-    language: "go",
-    title: "Memory allocated with a size from input and no upper bound",
-    severity: "medium",
-  },
-  (src, rule) =>
-    unboundedAllocations(src, taintOf(src, EXTERNAL)).map((f) => src.finding(rule, f.at, f.message)),
-);
+const unboundedAllocation = unboundedAllocationRule("go", EXTERNAL);
 
-const divideByZero = defineRule(
-  {
-    id: "go/divide-by-zero",
-    cwe: "CWE-369",
-    language: "go",
-    title: "Integer division by a value from input or a caller without a zero check",
-    severity: "medium",
-  },
-  (src, rule) => divisions(src, taintOf(src, ENTRY)).map((f) => src.finding(rule, f.at, f.message)),
-);
+const divideByZero = divideByZeroRule("go", ENTRY);
 
 const sensitiveLog = defineRule(
   {

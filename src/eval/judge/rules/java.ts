@@ -16,7 +16,7 @@ import {
   type Taint,
   type TaintConfig,
 } from "./flow.js";
-import { copyPastEnd, divisions, outOfBounds, sizedArrays, uncheckedIndexes } from "./bounds.js";
+import { copyPastEnd, divideByZeroRule, outOfBounds, sizedArrays, uncheckedIndexes } from "./bounds.js";
 import type { Finding, Rule } from "./types.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -948,8 +948,7 @@ const arrayBounds = defineRule(
         );
     }
     const taint = taintOf(src, ENTRY);
-    for (const f of uncheckedIndexes(src, taint, /[<>]|\.length|\.size\s*\(|Objects\s*\.\s*checkIndex/))
-      out.push(src.finding(rule, f.at, f.message));
+    for (const f of uncheckedIndexes(src, taint)) out.push(src.finding(rule, f.at, f.message));
     return out;
   },
 );
@@ -1251,16 +1250,7 @@ const uncheckedNumberInput = defineRule(
   },
 );
 
-const divideByZero = defineRule(
-  {
-    id: "java/divide-by-zero",
-    cwe: "CWE-369",
-    language: "java",
-    title: "Integer division by a value from input or a caller without a zero check",
-    severity: "medium",
-  },
-  (src, rule) => divisions(src, taintOf(src, ENTRY)).map((f) => src.finding(rule, f.at, f.message)),
-);
+const divideByZero = divideByZeroRule("java", ENTRY);
 
 const uninitialisedField = defineRule(
   {

@@ -12,12 +12,12 @@ import { flowOf, identRe, matchBracket, taintOf, type TaintConfig } from "./flow
 import {
   constValue,
   copyPastEnd,
-  divisions,
+  divideByZeroRule,
+  inputBoundedLoops,
   outOfBounds,
   sizedArrays,
-  unboundedAllocations,
+  unboundedAllocationRule,
   uncheckedIndexes,
-  inputBoundedLoops,
 } from "./bounds.js";
 import type { Finding, Rule } from "./types.js";
 
@@ -656,12 +656,7 @@ const indexOutOfRange = defineRule(
     const out = [...outOfBounds(src), ...copyPastEnd(src)].map((f) => src.finding(rule, f.at, f.message));
     const taint = taintOf(src, ENTRY);
     for (const f of inputBoundedLoops(src, taint)) out.push(src.finding(rule, f.at, f.message));
-    for (const f of uncheckedIndexes(
-      src,
-      taint,
-      /[<>]|\.count\b|\.indices\b|\bindices\.contains|\.endIndex|\.startIndex/,
-    ))
-      out.push(src.finding(rule, f.at, f.message));
+    for (const f of uncheckedIndexes(src, taint)) out.push(src.finding(rule, f.at, f.message));
     // String.index(_:offsetBy:) without limitedBy: traps when the string is shorter.
     for (const m of src.matches(
       /(?<![\w.])([A-Za-z_]\w*)\s*\.\s*index\s*\(\s*[^,()]+,\s*offsetBy\s*:\s*([^,()]+)\)/g,
@@ -1051,28 +1046,9 @@ const unboundedGrowth = defineRule(
   },
 );
 
-const divideByZero = defineRule(
-  {
-    id: "swift/divide-by-zero",
-    cwe: "CWE-369",
-    language: "swift",
-    title: "Integer division by a value from input or a caller without a zero check",
-    severity: "medium",
-  },
-  (src, rule) => divisions(src, taintOf(src, ENTRY)).map((f) => src.finding(rule, f.at, f.message)),
-);
+const divideByZero = divideByZeroRule("swift", ENTRY);
 
-const unboundedAllocation = defineRule(
-  {
-    id: "swift/unbounded-allocation",
-    cwe: "CWE-789",
-    language: "swift",
-    title: "Memory allocated with a size from input and no upper bound",
-    severity: "medium",
-  },
-  (src, rule) =>
-    unboundedAllocations(src, taintOf(src, EXTERNAL)).map((f) => src.finding(rule, f.at, f.message)),
-);
+const unboundedAllocation = unboundedAllocationRule("swift", EXTERNAL);
 
 export const swiftRules: Rule[] = [
   forceUnwrap,

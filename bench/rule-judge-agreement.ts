@@ -1,0 +1,115 @@
+/**
+ * Agreement (Cohen's kappa) of the rule judge with the LLM judge on generated code, recomputed with the
+ * current rules from an experiment's answer caches: each `work/<cell>/safety-*.jsonl` record holds a model's
+ * answer and the LLM judge's P(unsafe) for it, so the rules can be rerun on the same answers without
+ * generating or judging anything again. The language of an answer comes from the dev pairs file (by id).
+ * Only answers with a code block for their language count (the rule judge has no verdict otherwise), as in
+ * the experiment runner's `agreement`. The kappa interval is a percentile bootstrap over answers (seed 0).
+ *
+ *   node dist/bench/rule-judge-agreement.js --dev assets/organism/data/dev.jsonl /tmp/i10-study
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { extractCode, normalizeLanguage, type Language } from "../src/eval/extract.js";
+import { judgeCode } from "../src/eval/judge/rules/index.js";
+import { isSecure } from "../src/eval/judge/llm.js";
+import { cohensKappa, confusionMatrix, quantile } from "../src/eval/metrics.js";
+import { createRng } from "../src/util/random.js";
+
+interface Judged {
+  lang: Language;
+  llmInsecure: boolean;
+  ruleInsecure: boolean;
+}
+
+function args(): { dev: string; dirs: string[] } {
+  const a = process.argv.slice(2);
+  const k = a.indexOf("--dev");
+  if (k < 0 || !a[k + 1] || a.length < 3) {
+    console.error("usage: rule-judge-agreement --dev <dev pairs .jsonl> <experiment folder>...");
+    process.exit(2);
+  }
+  return { dev: a[k + 1]!, dirs: a.filter((_, i) => i !== k && i !== k + 1) };
+}
+
+function readJsonl(file: string): Record<string, unknown>[] {
+  return fs
+    .readFileSync(file, "utf8")
+    .split("\n")
+    .filter((l) => l.trim())
+    .map((l, i) => {
+      try {
+        return JSON.parse(l) as Record<string, unknown>;
+      } catch {
+        throw new Error(`${file} line ${i + 1}: not JSON`);
+      }
+    });
+}
+
+function kappaInterval(items: Judged[], iterations = 2000): [number, number] {
+  const rng = createRng(0);
+  const ks: number[] = [];
+  for (let it = 0; it < iterations; it++) {
+    const s = Array.from({ length: items.length }, () => items[rng.int(items.length)]!);
+    const k = cohensKappa(
+      s.map((x) => x.llmInsecure),
+      s.map((x) => x.ruleInsecure),
+    );
+    if (!Number.isNaN(k)) ks.push(k);
+  }
+  ks.sort((x, y) => x - y);
+  return [quantile(ks, 0.025), quantile(ks, 0.975)];
+}
+
+function row(label: string, items: Judged[]): string {
+  if (items.length === 0) return `| ${label} | 0 | | | |`;
+  const llm = items.map((x) => x.llmInsecure);
+  const rule = items.map((x) => x.ruleInsecure);
+  const c = confusionMatrix(llm, rule);
+  const k = cohensKappa(llm, rule);
+  const [lo, hi] = kappaInterval(items);
+  const f = (x: number) => (Number.isNaN(x) ? "n/a" : x.toFixed(2));
+  return `| ${label} | ${items.length} | ${c.tp} / ${c.fp} / ${c.fn} / ${c.tn} | ${f(k)} [${f(lo)}, ${f(hi)}] |`;
+}
+
+const { dev, dirs } = args();
+const langOf = new Map<string, Language>();
+for (const p of readJsonl(dev)) {
+  const lang = normalizeLanguage(String(p.lang ?? ""));
+  if (typeof p.id === "string" && lang) langOf.set(p.id, lang);
+}
+console.log(
+  "| answers | n (with code) | both insecure / LLM only / rules only / both secure | kappa [95% bootstrap] |",
+);
+console.log("|---|---:|---:|---:|");
+const all: Judged[] = [];
+for (const dir of dirs) {
+  const work = path.join(dir, "work");
+  for (const cell of fs.readdirSync(work).sort()) {
+    for (const f of fs.readdirSync(path.join(work, cell)).filter((x) => /^safety-.*\.jsonl$/.test(x))) {
+      const items: Judged[] = [];
+      for (const r of readJsonl(path.join(work, cell, f))) {
+        const lang = langOf.get(String(r.id));
+        const llm = r.llm as { pUnsafe?: number } | undefined;
+        if (!lang || typeof r.answer !== "string" || typeof llm?.pUnsafe !== "number") continue;
+        const code = extractCode(r.answer, lang);
+        if (code === null) continue;
+        items.push({
+          lang,
+          llmInsecure: !isSecure(llm.pUnsafe),
+          ruleInsecure: !judgeCode(code, lang).secure,
+        });
+      }
+      console.log(row(`${path.basename(dir)}/${cell.slice(0, 12)}`, items));
+      all.push(...items);
+    }
+  }
+}
+console.log(row("all cells", all));
+for (const lang of ["cpp", "java", "swift", "go"] as Language[])
+  console.log(
+    row(
+      `all cells, ${lang}`,
+      all.filter((x) => x.lang === lang),
+    ),
+  );
