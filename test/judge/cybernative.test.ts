@@ -2,8 +2,9 @@
  * The rule judge on real labelled code: CyberNative pairs (chosen = secure, rejected = insecure) from
  * ../shared/data/cybernative, never copied into the repository. The rules were developed on the train
  * split only; the dev split is measured here with the issue's targets per language: at least 60% of
- * insecure answers flagged and at most 20% of secure ones. Languages that do not reach a target are held
- * to the level they reach (a regression guard), and the table printed here says so.
+ * insecure answers flagged and at most 20% of secure ones. Each language is held to the level it reaches
+ * (a floor a little under the measured value, at least the target where the target is met); the table
+ * printed here shows where a target is missed (Swift's recall).
  * Run: npx tsc -p . && node --test dist/test/judge/cybernative.test.js   (GOODVIBE_RULE_SPLITS=train,dev)
  */
 import { test } from "node:test";
@@ -37,11 +38,15 @@ function readSplit(split: string): LabelledPair[] {
 /** The issue's targets. */
 const TARGET = { recall: 0.6, falsePositiveRate: 0.2 };
 /**
- * Where the rules do not reach a target on dev, the level they reach (rounded down/up by about one
- * answer in 42), so that a regression fails. See BENCHMARKS.md "Rule judge on CyberNative".
+ * The level reached on dev (2026-11-29, BENCHMARKS.md "Rule judge on CyberNative"), less about one answer
+ * in 42, so that a regression fails: recall at least this, false positives at most this. Where the level
+ * is below a target (Swift's recall), the target is not asserted; the printed table shows the shortfall.
  */
-const SHORTFALL: Partial<Record<Language, { recall?: number; falsePositiveRate?: number }>> = {
-  swift: { recall: 0.28 },
+const REACHED: Record<Language, { recall: number; falsePositiveRate: number }> = {
+  cpp: { recall: 0.88, falsePositiveRate: 0.08 }, // 38/42, 2/42
+  java: { recall: 0.65, falsePositiveRate: 0.12 }, // 29/43, 4/43
+  swift: { recall: 0.3, falsePositiveRate: 0.1 }, // 14/42, 3/42 (recall target missed)
+  go: { recall: 0.6, falsePositiveRate: 0.17 }, // 26/42, 6/42 (the recall target itself: 25/42 would miss it)
 };
 
 test(
@@ -63,8 +68,9 @@ test(
     assert.deepEqual([...stats.keys()].sort(), [...LANGUAGES].sort());
     for (const [lang, s] of stats) {
       assert.ok(s.n >= 40, `${lang}: only ${s.n} dev pairs`);
-      const recallFloor = SHORTFALL[lang]?.recall ?? TARGET.recall;
-      const fprCeiling = SHORTFALL[lang]?.falsePositiveRate ?? TARGET.falsePositiveRate;
+      // The level reached where it is better than the target; below the target (Swift's recall) the level itself.
+      const recallFloor = REACHED[lang].recall;
+      const fprCeiling = Math.min(REACHED[lang].falsePositiveRate, TARGET.falsePositiveRate);
       assert.ok(
         s.recall.rate >= recallFloor,
         `${lang}: ${s.insecureFlagged}/${s.n} insecure answers flagged, below ${recallFloor}`,
