@@ -21,15 +21,14 @@ export {
   PAPER_JUDGE_INSTRUCTION,
   type JudgeTask,
 } from "./data/prompts.js";
+export { identify, identifyShard } from "./method/goodvibe/identify.js";
+export { mergeIdentifyShards } from "./method/goodvibe/identify-shard.js";
 export {
-  identify,
-  identifyShard,
-  mergeIdentifyShards,
   readNeuronMap,
   writeNeuronMap,
   summarizeNeuronMap,
   type NeuronMap,
-} from "./method/goodvibe/identify.js";
+} from "./method/goodvibe/neuron-map.js";
 export {
   clusterNeurons,
   readClusterMap,

@@ -32,7 +32,7 @@ import {
   type JudgeTraining,
 } from "../recipes/judge.js";
 import { describeJudgeConvention } from "../data/prompts.js";
-import { readNeuronMap } from "../method/goodvibe/identify.js";
+import { readNeuronMap } from "../method/goodvibe/neuron-map.js";
 import { readClusterMap } from "../method/goodvibe/clustering.js";
 import type { FoldStats } from "../method/fold.js";
 import type { TrainResult } from "../method/train.js";

@@ -21,7 +21,7 @@ import type { DecoderModel } from "../models/decoder.js";
 import { ST_TO_DTYPE, recordToTensor } from "../models/load.js";
 import { Tensor, noGrad, tidy } from "../tensor/index.js";
 import type { RowSelection } from "./goodvibe/adapter.js";
-import { checkFingerprint, modelFingerprint, type ModelFingerprint } from "./goodvibe/identify.js";
+import { checkModelShape, modelShapeRecord, type ModelShapeRecord } from "./goodvibe/model-shape.js";
 import type { AttachedMethod } from "./method.js";
 import { requireDisk } from "../util/memory.js";
 import { parseJson } from "../util/keys.js";
@@ -173,7 +173,8 @@ export function writeGoodVibeDelta(
   }
   writeSafetensors(file, tensors, {
     format: "goodvibe-delta",
-    fingerprint: JSON.stringify(modelFingerprint(model)),
+    // the metadata key keeps its first name: deltas written before stay readable
+    fingerprint: JSON.stringify(modelShapeRecord(model)),
     ...meta,
   });
 }
@@ -181,7 +182,8 @@ export function writeGoodVibeDelta(
 export interface GoodVibeDelta {
   selections: Map<string, RowSelection>;
   U: Map<string, Tensor>;
-  fingerprint: ModelFingerprint;
+  /** the shape of the model it was made for (metadata key "fingerprint") */
+  modelShape: ModelShapeRecord;
   /** The base model folder harden recorded (metadata base_model), if any. */
   baseModel: string | null;
 }
@@ -221,13 +223,13 @@ export function readGoodVibeDelta(file: string): GoodVibeDelta {
   return {
     selections,
     U,
-    fingerprint: JSON.parse(f.metadata.fingerprint),
+    modelShape: JSON.parse(f.metadata.fingerprint),
     baseModel: f.metadata.base_model ?? null,
   };
 }
 
 export function checkDeltaFits(model: DecoderModel, delta: GoodVibeDelta, file: string): void {
-  checkFingerprint(model, delta.fingerprint, file);
+  checkModelShape(model, delta.modelShape, file);
 }
 
 // ---------------------------------------------------------------- PEFT adapter

@@ -4,8 +4,7 @@
  */
 import type { FlopCount } from "../method/flops.js";
 import type { TrainResult } from "../method/train.js";
-import type { NeuronMap } from "../method/goodvibe/identify.js";
-import { summarizeNeuronMap } from "../method/goodvibe/identify.js";
+import { summarizeNeuronMap, type NeuronMap } from "../method/goodvibe/neuron-map.js";
 import type { ClusterMap } from "../method/goodvibe/clustering.js";
 import type { CellResult } from "../report/schema.js";
 

@@ -34,14 +34,12 @@ import { createRng } from "../util/random.js";
 import {
   checkTopK,
   identify,
-  clearIdentifyState,
-  readNeuronMap,
-  writeNeuronMap,
-  checkFingerprint,
   type IdentifyOptions,
   type IdentifySample,
-  type NeuronMap,
 } from "../method/goodvibe/identify.js";
+import { IDENTIFY_STATE, clearIdentifyState } from "../method/goodvibe/identify-state.js";
+import { readNeuronMap, writeNeuronMap, type NeuronMap } from "../method/goodvibe/neuron-map.js";
+import { checkModelShape } from "../method/goodvibe/model-shape.js";
 import {
   checkClusterSettings,
   clusterNeurons,
@@ -174,7 +172,7 @@ export const RUN_FILES = {
   /** each slot: the inputs that key it */
   slotInputs: "inputs.json",
   /** identify slot: identification's resumable state while it runs */
-  identifyState: "identify-state",
+  identifyState: IDENTIFY_STATE,
   /** identify slot and output folder: the neuron map */
   neurons: "neurons.json",
   /** cluster slot and output folder: the cluster map */
@@ -394,7 +392,7 @@ export async function stageIdentify(
   const convention = judgeConvention(cfg.identify.judgeTask, "identify.judgeTask");
   if (fs.existsSync(file)) {
     const map = readNeuronMap(file);
-    checkFingerprint(model, map.model, file);
+    checkModelShape(model, map.model, file);
     checkJudgeConvention(
       neuronMapConvention(map),
       convention,
@@ -732,7 +730,7 @@ export async function runTrain(
   const model = loadModel(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
   const clusters = cfg.method === "goodvibe" ? readClusterMap(clustersFile!) : undefined;
   // rows of another model's layers would train the wrong neurons here, or none at all
-  if (clusters) checkFingerprint(model, clusters.model, clustersFile!);
+  if (clusters) checkModelShape(model, clusters.model, clustersFile!);
   openRunDir(cfg, p.plan);
   return trainAndPublish(cfg, model, p, hooks, { clusters });
 }

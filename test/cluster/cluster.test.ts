@@ -10,7 +10,7 @@ import {
   silhouetteScore,
 } from "../../src/method/goodvibe/cluster.js";
 import { DEFAULT_CLUSTER, clusterNeurons, clusterSummary } from "../../src/method/goodvibe/clustering.js";
-import type { NeuronMap } from "../../src/method/goodvibe/identify.js";
+import type { NeuronMap } from "../../src/method/goodvibe/neuron-map.js";
 import { createRng } from "../../src/util/random.js";
 
 const FIXTURES = fileURLToPath(new URL("../../../test/fixtures/", import.meta.url));

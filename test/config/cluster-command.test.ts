@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { writeNeuronMap, type NeuronMap } from "../../src/method/goodvibe/identify.js";
+import { writeNeuronMap, type NeuronMap } from "../../src/method/goodvibe/neuron-map.js";
 import { readClusterMap } from "../../src/method/goodvibe/clustering.js";
 import { DEFAULT_CLUSTER } from "../../src/method/goodvibe/config.js";
 import { createRng } from "../../src/util/random.js";

@@ -18,7 +18,7 @@ import {
   judgeMessages,
 } from "../../src/data/prompts.js";
 import { defaultHardenConfig, planStages, stageIdentify } from "../../src/recipes/harden.js";
-import { modelFingerprint as neuronModelFingerprint } from "../../src/method/goodvibe/identify.js";
+import { modelShapeRecord } from "../../src/method/goodvibe/model-shape.js";
 import { hardenSchema } from "../../src/config/harden.js";
 import { renderOrganismChat, writeCorpusJsonl } from "../../src/data/corpus.js";
 import { pairsToLabelledSamples } from "../../src/data/pairs.js";
@@ -159,7 +159,7 @@ test("a neuron map made under another convention is not reused by identification
     version: 1,
     mode: "gradient",
     topK: 2,
-    model: neuronModelFingerprint(model),
+    model: modelShapeRecord(model),
     // made before the record: no labels (it used 1 = secure)
     source: {
       model: made.dir,

@@ -13,13 +13,13 @@ import { loadModel } from "../../src/models/index.js";
 import {
   identify,
   identifyShard,
-  mergeIdentifyShards,
-  parseShard,
   planBatches,
   type IdentifyOptions,
   type IdentifySample,
-  type NeuronMap,
 } from "../../src/method/goodvibe/identify.js";
+import { mergeIdentifyShards } from "../../src/method/goodvibe/identify-shard.js";
+import type { NeuronMap } from "../../src/method/goodvibe/neuron-map.js";
+import { parseShard } from "../../src/util/shard.js";
 import { readSafetensors } from "../../src/io/safetensors.js";
 import { ExactSums } from "../../src/util/exact-sum.js";
 

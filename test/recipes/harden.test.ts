@@ -11,7 +11,7 @@ import * as path from "node:path";
 import { defaultHardenConfig, type HardenConfig } from "../../src/config/harden.js";
 import { RUN_FILES, identifyOptions, planStages, runHarden, runTrain } from "../../src/recipes/harden.js";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
-import { readNeuronMap } from "../../src/method/goodvibe/identify.js";
+import { readNeuronMap } from "../../src/method/goodvibe/neuron-map.js";
 import { readClusterMap } from "../../src/method/goodvibe/clustering.js";
 import { readGoodVibeDelta } from "../../src/method/fold.js";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";

@@ -14,17 +14,11 @@ import {
   runTrain,
   stageIdentify,
 } from "../../recipes/harden.js";
-import {
-  checkTopK,
-  clearIdentifyState,
-  identifyShard,
-  mergeIdentifyShards,
-  parseShard,
-  type ShardSpec,
-  readNeuronMap,
-  summarizeNeuronMap,
-  writeNeuronMap,
-} from "../../method/goodvibe/identify.js";
+import { checkTopK, identifyShard } from "../../method/goodvibe/identify.js";
+import { clearIdentifyState } from "../../method/goodvibe/identify-state.js";
+import { mergeIdentifyShards } from "../../method/goodvibe/identify-shard.js";
+import { readNeuronMap, summarizeNeuronMap, writeNeuronMap } from "../../method/goodvibe/neuron-map.js";
+import { parseShard, type ShardSpec } from "../../util/shard.js";
 import { clusterSummary, writeClusterMap } from "../../method/goodvibe/clustering.js";
 import { DEFAULT_CLUSTER } from "../../method/goodvibe/config.js";
 import { attachGoodVibe } from "../../method/method.js";

@@ -10,7 +10,8 @@ import { InputError } from "../../errors.js";
 import { writeFileAtomic } from "../../io/atomic.js";
 import type { RowSelection } from "./adapter.js";
 import { chooseClusters, fallbackLabels, type ClusterFallback } from "./cluster.js";
-import type { ModelFingerprint, ModuleNeurons, NeuronMap } from "./identify.js";
+import type { ModuleNeurons, NeuronMap } from "./neuron-map.js";
+import type { ModelShapeRecord } from "./model-shape.js";
 import { DEFAULT_CLUSTER, type ClusterFeatures, type ClusterOptions } from "./config.js";
 // the stage's settings live in config.ts; importers of this module keep finding them here
 export { DEFAULT_CLUSTER, type ClusterFeatures, type ClusterOptions };
@@ -31,7 +32,7 @@ export interface ModuleClusters extends RowSelection {
 export interface ClusterMap {
   format: "goodvibe-cluster-map";
   version: 2;
-  model: ModelFingerprint;
+  model: ModelShapeRecord;
   options: ClusterOptions;
   modules: Record<string, ModuleClusters>;
 }

@@ -5,6 +5,10 @@
  * A neuron is an output row i of a linear layer; its importance is the mean over tokens of |∂L/∂y_i| for a sample,
  * averaged over samples (accumulated in float64). The top-k per layer — never globally — are the security neurons.
  * The activation-magnitude variant (|y_i| instead of the gradient) is the paper's identification ablation.
+ *
+ * This file is the loop: batches planned by length, each judged with one forward and backward pass, per-sample
+ * importances summed exactly. Beside it: the sums and their resumable state (identify-state.ts), the neuron map
+ * (neuron-map.ts), shard folders and their merge (identify-shard.ts), the model-shape check (model-shape.ts).
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -13,17 +17,11 @@ import { createHash } from "node:crypto";
 import type { DecoderModel } from "../../models/decoder.js";
 import type { Linear } from "../../models/linear.js";
 import { InputError, GoodVibeError } from "../../errors.js";
-import { writeDirAtomic, writeFileAtomic, type WriteDirOptions } from "../../io/atomic.js";
-import {
-  readSafetensors,
-  writeSafetensors,
-  type SafetensorsFile,
-  type TensorToWrite,
-} from "../../io/safetensors.js";
+import type { WriteDirOptions } from "../../io/atomic.js";
 import { Tensor, keep, noGrad, readBackFloat32, tidy } from "../../tensor/index.js";
 import { availableMemoryBytes } from "../../util/memory.js";
 import { judgeLossHead } from "../losses.js";
-import { identifyFlops, identifyMemoryEstimate, type FlopCount } from "../flops.js";
+import { identifyFlops, identifyMemoryEstimate } from "../flops.js";
 import {
   LM_HEAD,
   checkLmHeadTarget,
@@ -31,10 +29,21 @@ import {
   lmHeadGradientImportance,
 } from "./lm-head.js";
 import { interrupted, stopRequested } from "../../util/stop.js";
-import { parseJson } from "../../util/keys.js";
-import { ExactSums } from "../../util/exact-sum.js";
 import type { ShardSpec } from "../../util/shard.js";
-import { DEFAULT_BATCH_TOKENS, type IdentifyConfig, type SelectionMode } from "./config.js";
+import { DEFAULT_BATCH_TOKENS, type IdentifyConfig } from "./config.js";
+import { modelShapeRecord } from "./model-shape.js";
+import { buildNeuronMap, type NeuronMap, type NeuronMapSource } from "./neuron-map.js";
+import {
+  PROFILES,
+  ProfileStore,
+  emptyAccumulators,
+  loadState,
+  saveState,
+  scalarsOf,
+  type Accumulators,
+  type Target,
+} from "./identify-state.js";
+import { SHARD_FORMAT, writeIdentifyShard, type IdentifyShardInfo } from "./identify-shard.js";
 
 export interface IdentifySample {
   id: string;
@@ -65,88 +74,13 @@ export interface IdentifyOptions extends IdentifySettings {
   /** samples between state saves */
   checkpointEvery: number;
   /** provenance written into the neuron map: the judge instruction as asked, and its label mapping */
-  source: { model: string; data: string; prompt: string; labels: { unsafe: string; safe: string } };
+  source: NeuronMapSource;
   /** samples done of all, after every batch (and once before the first); `extra` gives the token rate */
   onProgress?: (done: number, total: number, extra?: string) => void;
   /** messages for the user (e.g. that checkpointing was turned on) */
   log?: (msg: string) => void;
   /** stop request (Ctrl-C), checked after every batch: state is saved, then InterruptedError */
   signal?: AbortSignal;
-}
-
-export interface ModuleNeurons {
-  outFeatures: number;
-  inFeatures: number;
-  /** selected rows, most important first (ties: lower index first) */
-  indices: number[];
-  scores: number[];
-  stats: { mean: number; std: number; max: number; topKShare: number };
-  /** [k][profileSamples] per-sample importance of each selected neuron */
-  profiles?: number[][];
-}
-
-export interface NeuronMap {
-  format: "goodvibe-neuron-map";
-  version: 1;
-  mode: SelectionMode;
-  topK: number;
-  model: ModelFingerprint;
-  /** `labels` is absent in maps made before the judge convention was recorded (they used 1 = secure) */
-  source: {
-    model: string;
-    data: string;
-    prompt: string;
-    labels?: { unsafe: string; safe: string };
-    samples: number;
-    secure: number;
-    insecure: number;
-  };
-  lossMean: number;
-  flops: FlopCount;
-  wallSeconds: number;
-  /** real tokens judged, and tokens computed with padding */
-  tokens?: number;
-  paddedTokens?: number;
-  modules: Record<string, ModuleNeurons>;
-}
-
-export interface ModelFingerprint {
-  family: string;
-  hash: string;
-  modules: Record<string, [number, number]>;
-}
-
-export function modelFingerprint(model: DecoderModel): ModelFingerprint {
-  const modules: Record<string, [number, number]> = {};
-  for (const l of model.linears()) modules[l.name] = [l.outFeatures, l.inFeatures];
-  const c = model.cfg;
-  const key = JSON.stringify({ f: c.family, h: c.hiddenSize, l: c.numLayers, v: c.vocabSize, modules });
-  return { family: c.family, hash: createHash("sha256").update(key).digest("hex").slice(0, 16), modules };
-}
-
-/** Refuse a neuron map (or a delta) made for another model, naming the first difference. */
-export function checkFingerprint(model: DecoderModel, fp: ModelFingerprint, what: string): void {
-  const mine = modelFingerprint(model);
-  if (mine.hash === fp.hash) return;
-  for (const [name, shape] of Object.entries(fp.modules)) {
-    const m = mine.modules[name];
-    if (!m)
-      throw new InputError(
-        `${what} was made for another model: it has module ${name}, which this model lacks`,
-      );
-    if (m[0] !== shape[0] || m[1] !== shape[1])
-      throw new InputError(`${what} was made for another model: ${name} is [${shape}] there and [${m}] here`);
-  }
-  throw new InputError(
-    `${what} was made for another model (${fp.family}, fingerprint ${fp.hash}; this is ${mine.hash})`,
-  );
-}
-
-/** Indices of the k largest values, descending, ties to the lower index (a stable order). */
-export function topKIndices(values: ArrayLike<number>, k: number): number[] {
-  const idx = Array.from({ length: values.length }, (_, i) => i);
-  idx.sort((a, b) => values[b] - values[a] || a - b);
-  return idx.slice(0, Math.min(k, idx.length));
 }
 
 // ---------------------------------------------------------------- batching without padding waste
@@ -196,295 +130,6 @@ export function planBatches(
   return batches;
 }
 
-// ---------------------------------------------------------------- per-sample profiles on disk
-
-const PROFILES = "identify-profiles.f32";
-
-/** Run a write on an open file, naming the file in its error (a write to a descriptor has no path: ENOSPC would not say where). */
-function onFile<T>(file: string, op: string, fn: () => T): T {
-  try {
-    return fn();
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    if (err && typeof err.code === "string" && !err.path) {
-      err.path = file;
-      err.syscall ??= op;
-    }
-    throw e;
-  }
-}
-
-/**
- * Per-sample importances of the first `count` samples (the clustering features): one float32 row per sample
- * holding every module's outputs (model.linears() order), written at its sample's slot of a file. Nothing of it
- * stays in memory, and a resumed run finds the rows of the samples it already did.
- */
-class ProfileStore {
-  readonly rowFloats: number;
-  readonly offsets = new Map<string, number>();
-  private readonly fd: number;
-
-  constructor(
-    readonly file: string,
-    readonly count: number,
-    linears: readonly Target[],
-    fresh: boolean,
-  ) {
-    let n = 0;
-    for (const l of linears) {
-      this.offsets.set(l.name, n);
-      n += l.outFeatures;
-    }
-    this.rowFloats = n;
-    const bytes = count * n * 4;
-    if (!fresh && (!fs.existsSync(file) || fs.statSync(file).size !== bytes))
-      throw new InputError(
-        `${file}: the per-sample profiles of the saved identification state are missing or truncated; delete ${path.dirname(file)}/${STATE} to start over`,
-      );
-    this.fd = fs.openSync(file, fresh ? "w+" : "r+");
-    if (fresh) onFile(file, "ftruncate", () => fs.ftruncateSync(this.fd, bytes));
-  }
-
-  write(sample: number, row: Float32Array): void {
-    onFile(this.file, "write", () =>
-      fs.writeSync(this.fd, row, 0, row.byteLength, sample * this.rowFloats * 4),
-    );
-  }
-
-  sync(): void {
-    onFile(this.file, "fsync", () => fs.fsyncSync(this.fd));
-  }
-
-  readRow(sample: number, row: Float32Array): void {
-    fs.readSync(this.fd, row, 0, row.byteLength, sample * this.rowFloats * 4);
-  }
-
-  /** [k][count] profiles of the selected rows of each module, read one sample row at a time. */
-  read(selected: Map<string, number[]>): Map<string, number[][]> {
-    return readProfileRows(this.count, this.rowFloats, this.offsets, selected, (s, row) =>
-      this.readRow(s, row),
-    );
-  }
-
-  close(): void {
-    fs.closeSync(this.fd);
-  }
-}
-
-/** [k][count] profiles of the selected rows of each module from `count` rows of all modules' outputs. */
-function readProfileRows(
-  count: number,
-  rowFloats: number,
-  offsets: Map<string, number>,
-  selected: Map<string, number[]>,
-  readRow: (sample: number, row: Float32Array) => void,
-): Map<string, number[][]> {
-  const out = new Map<string, number[][]>();
-  for (const [name, idx] of selected)
-    out.set(
-      name,
-      idx.map(() => new Array<number>(count)),
-    );
-  const row = new Float32Array(rowFloats);
-  for (let s = 0; s < count; s++) {
-    readRow(s, row);
-    for (const [name, idx] of selected) {
-      const off = offsets.get(name)!;
-      const prof = out.get(name)!;
-      idx.forEach((i, k) => (prof[k]![s] = row[off + i]!));
-    }
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------- resumable state
-
-export { parseShard, type ShardSpec } from "../../util/shard.js";
-
-interface Accumulators {
-  /** 1 where the sample is in the sums */
-  processed: Uint8Array;
-  done: number;
-  /** Σ of the batches' summed losses, exact until read (ExactSums: order-free) */
-  loss: ExactSums;
-  secure: number;
-  insecure: number;
-  /** real tokens, and tokens computed (padding included) */
-  tokens: number;
-  paddedTokens: number;
-  /** per module, Σ over samples of each row's per-sample importance, exact until read */
-  sums: Map<string, ExactSums>;
-  /** forward, backward, total */
-  flops: ExactSums;
-  wallSeconds: number;
-}
-
-function emptyAccumulators(n: number, targets: readonly Target[]): Accumulators {
-  return {
-    processed: new Uint8Array(n),
-    done: 0,
-    loss: new ExactSums(1),
-    secure: 0,
-    insecure: 0,
-    tokens: 0,
-    paddedTokens: 0,
-    sums: new Map(targets.map((l) => [l.name, new ExactSums(l.outFeatures)])),
-    flops: new ExactSums(3),
-    wallSeconds: 0,
-  };
-}
-
-function flopsOf(acc: Accumulators): FlopCount {
-  return { forward: acc.flops.value(0), backward: acc.flops.value(1), total: acc.flops.value(2) };
-}
-
-/** What has an importance per output row: a linear module, or lm_head. */
-interface Target {
-  name: string;
-  outFeatures: number;
-  inFeatures: number;
-}
-
-function fingerprintRun(model: DecoderModel, samples: IdentifySample[], opts: IdentifyOptions): string {
-  const h = createHash("sha256");
-  h.update(
-    JSON.stringify([
-      modelFingerprint(model).hash,
-      opts.labelTokenIds,
-      opts.mode,
-      opts.profileSamples,
-      // only when on, so that saved state of runs without it keeps its fingerprint
-      ...(opts.lmHead ? ["lm_head"] : []),
-    ]),
-  );
-  for (const s of samples) h.update(`${s.label}:${s.inputIds.join(",")};`);
-  return h.digest("hex").slice(0, 16);
-}
-
-const STATE = "identify-state";
-/** 3: exact sums (partials), batches planned over every sample */
-const STATE_VERSION = 3;
-
-function sumsTensors(prefix: string, s: ExactSums): TensorToWrite {
-  const { width, data } = s.partials();
-  return {
-    name: prefix,
-    dtype: "F64",
-    shape: [s.n, width],
-    data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-  };
-}
-
-function readSums(file: SafetensorsFile, name: string, n: number, where: string): ExactSums {
-  const rec = file.tensors.get(name);
-  if (!rec || rec.dtype !== "F64" || rec.shape.length !== 2 || rec.shape[0] !== n)
-    throw new InputError(`${where}: ${name} is missing or has the wrong shape`);
-  const data = new Float64Array(
-    rec.data.buffer.slice(rec.data.byteOffset, rec.data.byteOffset + rec.data.byteLength),
-  );
-  try {
-    return ExactSums.fromPartials(n, rec.shape[1]!, data);
-  } catch (e) {
-    throw new InputError(`${where}: ${name} is damaged (${(e as Error).message})`);
-  }
-}
-
-/** The accumulators as safetensors: `partials/<module>` [rows, width], `loss` [1, w], `flops` [3, w]. */
-function accumulatorTensors(acc: Accumulators, rounded: boolean): TensorToWrite[] {
-  const out: TensorToWrite[] = [sumsTensors("loss", acc.loss), sumsTensors("flops", acc.flops)];
-  for (const [name, s] of acc.sums) {
-    out.push(sumsTensors(`partials/${name}`, s));
-    if (rounded) {
-      const v = s.values();
-      out.push({
-        name: `sum/${name}`,
-        dtype: "F64",
-        shape: [s.n],
-        data: new Uint8Array(v.buffer, v.byteOffset, v.byteLength),
-      });
-    }
-  }
-  return out;
-}
-
-function readAccumulatorTensors(
-  file: string,
-  targets: readonly Target[],
-): Pick<Accumulators, "loss" | "flops" | "sums"> {
-  const st = readSafetensors(file);
-  return {
-    loss: readSums(st, "loss", 1, file),
-    flops: readSums(st, "flops", 3, file),
-    sums: new Map(targets.map((t) => [t.name, readSums(st, `partials/${t.name}`, t.outFeatures, file)])),
-  };
-}
-
-type ScalarState = Omit<Accumulators, "sums" | "loss" | "flops" | "processed">;
-
-function scalarsOf(acc: Accumulators): ScalarState {
-  const { sums: _s, loss: _l, flops: _f, processed: _p, ...scalars } = acc;
-  return scalars;
-}
-
-async function saveState(runDir: string, acc: Accumulators, fingerprint: string): Promise<void> {
-  await writeDirAtomic(
-    path.join(runDir, STATE),
-    (tmp) => {
-      writeSafetensors(path.join(tmp, "accumulators.safetensors"), accumulatorTensors(acc, false));
-      writeFileAtomic(
-        path.join(tmp, "state.json"),
-        JSON.stringify({
-          version: STATE_VERSION,
-          fingerprint,
-          ...scalarsOf(acc),
-          processed: Buffer.from(acc.processed).toString("base64"),
-        }),
-      );
-    },
-    { replaceOwn: true },
-  );
-}
-
-function loadState(
-  runDir: string,
-  fingerprint: string,
-  n: number,
-  targets: readonly Target[],
-): Accumulators | null {
-  const dir = path.join(runDir, STATE);
-  if (!fs.existsSync(path.join(dir, "state.json"))) return null;
-  const st = parseJson(
-    fs.readFileSync(path.join(dir, "state.json"), "utf8"),
-    path.join(dir, "state.json"),
-  ) as Record<string, any>;
-  if (st.version !== STATE_VERSION)
-    throw new InputError(
-      `${dir}: saved identification state from an older version of goodvibe; delete it to start over`,
-    );
-  if (st.fingerprint !== fingerprint)
-    throw new InputError(
-      `${dir}: saved identification state belongs to other data, model, settings or shard; delete it to start over`,
-    );
-  const processed = new Uint8Array(Buffer.from(st.processed, "base64"));
-  if (processed.length !== n) throw new InputError(`${dir}/state.json: damaged (sample count)`);
-  return {
-    processed,
-    done: st.done,
-    secure: st.secure,
-    insecure: st.insecure,
-    tokens: st.tokens,
-    paddedTokens: st.paddedTokens,
-    wallSeconds: st.wallSeconds,
-    ...readAccumulatorTensors(path.join(dir, "accumulators.safetensors"), targets),
-  };
-}
-
-/** Remove what a finished run no longer needs (the accumulators and the per-sample profiles file). */
-export function clearIdentifyState(runDir: string): void {
-  fs.rmSync(path.join(runDir, STATE), { recursive: true, force: true });
-  fs.rmSync(path.join(runDir, PROFILES), { force: true });
-}
-
 // ---------------------------------------------------------------- the run
 
 /**
@@ -515,16 +160,14 @@ export async function identify(
   opts: IdentifyOptions,
 ): Promise<NeuronMap> {
   return accumulate(model, samples, opts, null, (acc, targets, store) =>
-    buildNeuronMap(targets, modelFingerprint(model), acc, opts, store ? (sel) => store.read(sel) : null),
+    buildNeuronMap(targets, modelShapeRecord(model), acc, opts, store ? (sel) => store.read(sel) : null),
   );
 }
 
 /**
  * One shard of an identification run (identify --shard i/n): the i-th of every n batches of the whole run's
- * plan, so each batch is computed exactly as in one run. Writes `outDir` (a folder, atomically): shard.json and
- * sums.safetensors with the exact partial sums per neuron (`partials/<module>`, with their float64 values in
- * `sum/<module>`; every neuron's count is the shard's sample count), and the per-sample profile rows of its
- * profile samples. mergeIdentifyShards turns a complete set into the neuron map of one run.
+ * plan, so each batch is computed exactly as in one run. Writes the shard folder `outDir` (identify-shard.ts);
+ * mergeIdentifyShards turns a complete set into the neuron map of one run.
  */
 export async function identifyShard(
   model: DecoderModel,
@@ -536,51 +179,28 @@ export async function identifyShard(
 ): Promise<IdentifyShardInfo> {
   if (!(shard.index >= 1 && shard.index <= shard.count))
     throw new InputError(`shard ${shard.index}/${shard.count} does not exist`);
-  return accumulate(model, samples, opts, shard, async (acc, targets, store, fingerprint) => {
+  return accumulate(model, samples, opts, shard, async (acc, targets, store, runKey) => {
     const profileRows: number[] = [];
     if (store) for (let s = 0; s < store.count; s++) if (acc.processed[s]) profileRows.push(s);
     const info: IdentifyShardInfo = {
       format: SHARD_FORMAT,
       version: 1,
       shard,
-      run: fingerprint,
+      run: runKey,
       plan: { batchSize: opts.batchSize, batchTokens: opts.batchTokens ?? DEFAULT_BATCH_TOKENS },
       mode: opts.mode,
       topK: opts.topK,
       lmHead: opts.lmHead === true,
       profileSamples: store?.count ?? 0,
       samplesInRun: samples.length,
-      model: modelFingerprint(model),
+      model: modelShapeRecord(model),
       targets: targets.map((t) => [t.name, t.outFeatures, t.inFeatures]),
       source: opts.source,
       ...scalarsOf(acc),
       processed: Buffer.from(acc.processed).toString("base64"),
       profileRows,
     };
-    await writeDirAtomic(
-      outDir,
-      (tmp) => {
-        writeSafetensors(path.join(tmp, SHARD_SUMS), accumulatorTensors(acc, true), {
-          format: SHARD_FORMAT,
-        });
-        if (store) {
-          const row = new Float32Array(store.rowFloats);
-          const fd = fs.openSync(path.join(tmp, SHARD_PROFILES), "w");
-          try {
-            const file = path.join(tmp, SHARD_PROFILES);
-            for (const s of profileRows) {
-              store.readRow(s, row);
-              onFile(file, "write", () => fs.writeSync(fd, row));
-            }
-            onFile(file, "fsync", () => fs.fsyncSync(fd));
-          } finally {
-            fs.closeSync(fd);
-          }
-        }
-        writeFileAtomic(path.join(tmp, SHARD_INFO), JSON.stringify(info));
-      },
-      write,
-    );
+    await writeIdentifyShard(outDir, info, acc, store, write);
     return info;
   });
 }
@@ -599,7 +219,7 @@ async function accumulate<T>(
     acc: Accumulators,
     targets: Target[],
     store: ProfileStore | null,
-    fingerprint: string,
+    runKey: string,
   ) => T | Promise<T>,
 ): Promise<T> {
   if (samples.length === 0) throw new InputError("identification needs at least one labelled sample");
@@ -621,8 +241,8 @@ async function accumulate<T>(
   const targets = opts.lmHead ? [...linears, model.head] : linears;
   const N = samples.length;
   const lengths = samples.map((s) => s.inputIds.length);
-  const fingerprint = fingerprintRun(model, samples, opts);
-  const stateKey = shard ? `${fingerprint}/shard-${shard.index}-of-${shard.count}` : fingerprint;
+  const runKey = identifyRunKey(model, samples, opts);
+  const stateKey = shard ? `${runKey}/shard-${shard.index}-of-${shard.count}` : runKey;
   const loaded = opts.runDir ? loadState(opts.runDir, stateKey, N, targets) : null;
   const acc: Accumulators = loaded ?? emptyAccumulators(N, targets);
   const all = planBatches(lengths, opts.batchSize, opts.batchTokens ?? DEFAULT_BATCH_TOKENS);
@@ -697,7 +317,7 @@ async function accumulate<T>(
       if (stop && acc.done < total)
         throw interrupted(`identification interrupted after ${acc.done} of ${total} samples`);
     }
-    return await finish(acc, targets, store, fingerprint);
+    return await finish(acc, targets, store, runKey);
   } finally {
     for (const l of linears) l.tap = null;
     store?.close();
@@ -705,148 +325,24 @@ async function accumulate<T>(
   }
 }
 
-// ---------------------------------------------------------------- shards
-
-export const SHARD_FORMAT = "goodvibe-identify-shard";
-const SHARD_INFO = "shard.json";
-const SHARD_SUMS = "sums.safetensors";
-const SHARD_PROFILES = "profiles.f32";
-
-/** shard.json of a shard folder: what the shard covers, its counts, and what must agree to merge. */
-export interface IdentifyShardInfo extends ScalarState {
-  format: typeof SHARD_FORMAT;
-  version: 1;
-  shard: ShardSpec;
-  /** fingerprint of the whole run (model, samples, labels, mode, profile samples, lm_head): equal in every shard */
-  run: string;
-  /** the batch plan's settings: equal in every shard, so each batch is computed as in one run */
-  plan: { batchSize: number; batchTokens: number };
-  mode: SelectionMode;
-  topK: number;
-  lmHead: boolean;
-  profileSamples: number;
-  samplesInRun: number;
-  model: ModelFingerprint;
-  targets: [string, number, number][];
-  source: IdentifyOptions["source"];
-  /** base64 of one byte per sample of the run, 1 = in this shard's sums */
-  processed: string;
-  /** the samples whose profile rows profiles.f32 holds, in its order */
-  profileRows: number[];
-}
-
-export function readIdentifyShard(dir: string): IdentifyShardInfo {
-  const file = path.join(dir, SHARD_INFO);
-  if (!fs.existsSync(file))
-    throw new InputError(
-      `${dir}: not an identification shard (no ${SHARD_INFO}; made by identify --shard i/n)`,
-    );
-  const info = parseJson(fs.readFileSync(file, "utf8"), file) as IdentifyShardInfo;
-  if (info.format !== SHARD_FORMAT || info.version !== 1)
-    throw new InputError(`${file}: not an identification shard of this version of goodvibe`);
-  return info;
-}
-
 /**
- * Merge identification shards (given in any order) into the neuron map one run over all their samples makes:
- * the exact partial sums add (so the order of the shards does not matter, bit for bit), counts add, profiles
- * come from the shard that did each sample. Refused: shards of different runs, plans or settings, a shard given
- * twice, and a set that misses shards (named).
+ * The key of a whole run: the model's shape, the samples, the labels, the mode, the profile samples and
+ * lm_head. Saved state and every shard of a run carry it; state of another run is refused.
  */
-export function mergeIdentifyShards(dirs: readonly string[]): NeuronMap {
-  if (dirs.length === 0) throw new InputError("identify merge: no shards given");
-  const infos = dirs.map((d) => readIdentifyShard(d));
-  const first = infos[0]!;
-  const agree = (what: string, f: (i: IdentifyShardInfo) => unknown) => {
-    infos.forEach((info, k) => {
-      if (JSON.stringify(f(info)) !== JSON.stringify(f(first)))
-        throw new InputError(
-          `identify merge: ${dirs[k]} and ${dirs[0]} are shards of different runs (${what} differs); ` +
-            `every shard must come from the same model, data and identify settings`,
-        );
-    });
-  };
-  agree("model", (i) => i.model.hash);
-  agree("data or settings", (i) => [i.run, i.mode, i.lmHead, i.profileSamples, i.samplesInRun]);
-  agree("batch plan (identify.batchSize / identify.batchTokens)", (i) => i.plan);
-  agree("top-k", (i) => i.topK);
-  agree("shard count", (i) => i.shard.count);
-  const seen = new Map<number, string>();
-  infos.forEach((info, k) => {
-    const other = seen.get(info.shard.index);
-    if (other !== undefined)
-      throw new InputError(
-        `identify merge: shard ${info.shard.index}/${info.shard.count} is given twice (${other} and ${dirs[k]})`,
-      );
-    seen.set(info.shard.index, dirs[k]!);
-  });
-  const missing: number[] = [];
-  for (let i = 1; i <= first.shard.count; i++) if (!seen.has(i)) missing.push(i);
-  if (missing.length)
-    throw new InputError(
-      `identify merge: ${missing.length} of ${first.shard.count} shards missing (${missing.slice(0, 20).join(", ")}${missing.length > 20 ? ", ..." : ""}); every shard of the run is needed`,
-    );
-  const targets: Target[] = first.targets.map(([name, outFeatures, inFeatures]) => ({
-    name,
-    outFeatures,
-    inFeatures,
-  }));
-  const N = first.samplesInRun;
-  const acc = emptyAccumulators(N, targets);
-  /** for each profile sample, which shard holds its row and where */
-  const rowAt = new Map<number, [number, number]>();
-  infos.forEach((info, k) => {
-    const where = path.join(dirs[k]!, SHARD_SUMS);
-    const part = readAccumulatorTensors(where, targets);
-    const processed = Buffer.from(info.processed, "base64");
-    if (processed.length !== N) throw new InputError(`${dirs[k]}/${SHARD_INFO}: damaged (sample count)`);
-    processed.forEach((p, s) => {
-      if (!p) return;
-      if (acc.processed[s])
-        throw new InputError(`identify merge: sample ${s} is in two shards (${dirs[k]} and another)`);
-      acc.processed[s] = 1;
-    });
-    acc.loss.addAll(part.loss);
-    acc.flops.addAll(part.flops);
-    for (const [name, s] of part.sums) acc.sums.get(name)!.addAll(s);
-    acc.done += info.done;
-    acc.secure += info.secure;
-    acc.insecure += info.insecure;
-    acc.tokens += info.tokens;
-    acc.paddedTokens += info.paddedTokens;
-    acc.wallSeconds += info.wallSeconds;
-    info.profileRows.forEach((s, r) => rowAt.set(s, [k, r]));
-  });
-  if (acc.done !== N)
-    throw new InputError(
-      `identify merge: the shards cover ${acc.done} of the run's ${N} samples (a shard was written before it finished?)`,
-    );
-  const offsets = new Map<string, number>();
-  let rowFloats = 0;
-  for (const t of targets) {
-    offsets.set(t.name, rowFloats);
-    rowFloats += t.outFeatures;
-  }
-  const readProfiles =
-    first.profileSamples > 0
-      ? (selected: Map<string, number[]>) => {
-          const fds = new Map<number, number>();
-          try {
-            return readProfileRows(first.profileSamples, rowFloats, offsets, selected, (s, row) => {
-              const at = rowAt.get(s);
-              if (!at) throw new InputError(`identify merge: no shard holds the profile row of sample ${s}`);
-              const [k, r] = at;
-              let fd = fds.get(k);
-              if (fd === undefined) fds.set(k, (fd = fs.openSync(path.join(dirs[k]!, SHARD_PROFILES), "r")));
-              if (fs.readSync(fd, row, 0, row.byteLength, r * row.byteLength) !== row.byteLength)
-                throw new InputError(`${dirs[k]}/${SHARD_PROFILES}: truncated`);
-            });
-          } finally {
-            for (const fd of fds.values()) fs.closeSync(fd);
-          }
-        }
-      : null;
-  return buildNeuronMap(targets, first.model, acc, first, readProfiles);
+function identifyRunKey(model: DecoderModel, samples: IdentifySample[], opts: IdentifyOptions): string {
+  const h = createHash("sha256");
+  h.update(
+    JSON.stringify([
+      modelShapeRecord(model).hash,
+      opts.labelTokenIds,
+      opts.mode,
+      opts.profileSamples,
+      // only when on, so that saved state of runs without it keeps its key
+      ...(opts.lmHead ? ["lm_head"] : []),
+    ]),
+  );
+  for (const s of samples) h.update(`${s.label}:${s.inputIds.join(",")};`);
+  return h.digest("hex").slice(0, 16);
 }
 
 /** Checkpointing as configured; "auto" turns it on when the largest batch's activations would not fit comfortably. */
@@ -1007,94 +503,4 @@ function runBatch(
     r.dispose();
   }
   return { loss, importance };
-}
-
-function buildNeuronMap(
-  targets: readonly Target[],
-  model: ModelFingerprint,
-  acc: Accumulators,
-  opts: { mode: SelectionMode; topK: number; source: IdentifyOptions["source"] },
-  readProfiles: ((selected: Map<string, number[]>) => Map<string, number[][]>) | null,
-): NeuronMap {
-  const selected = new Map<string, number[]>();
-  const modules: Record<string, ModuleNeurons> = {};
-  for (const l of targets) {
-    const sum = acc.sums.get(l.name)!.values();
-    const imp = Float64Array.from(sum, (v) => v / acc.done);
-    const indices = topKIndices(imp, opts.topK);
-    selected.set(l.name, indices);
-    let total = 0;
-    let max = 0;
-    for (const v of imp) {
-      total += v;
-      max = Math.max(max, v);
-    }
-    const mean = total / imp.length;
-    let v2 = 0;
-    for (const v of imp) v2 += (v - mean) ** 2;
-    const top = indices.reduce((a, i) => a + imp[i], 0);
-    modules[l.name] = {
-      outFeatures: l.outFeatures,
-      inFeatures: l.inFeatures,
-      indices,
-      scores: indices.map((i) => imp[i]),
-      stats: { mean, std: Math.sqrt(v2 / imp.length), max, topKShare: total > 0 ? top / total : 0 },
-    };
-  }
-  if (readProfiles) for (const [name, prof] of readProfiles(selected)) modules[name]!.profiles = prof;
-  return {
-    format: "goodvibe-neuron-map",
-    version: 1,
-    mode: opts.mode,
-    topK: opts.topK,
-    model,
-    source: { ...opts.source, samples: acc.done, secure: acc.secure, insecure: acc.insecure },
-    lossMean: acc.loss.value(0) / acc.done,
-    flops: flopsOf(acc),
-    wallSeconds: acc.wallSeconds,
-    tokens: acc.tokens,
-    paddedTokens: acc.paddedTokens,
-    modules,
-  };
-}
-
-export function writeNeuronMap(file: string, map: NeuronMap): void {
-  writeFileAtomic(file, JSON.stringify(map));
-}
-
-export function readNeuronMap(file: string): NeuronMap {
-  let json: unknown;
-  try {
-    json = parseJson(fs.readFileSync(file, "utf8"), file);
-  } catch (e) {
-    throw new InputError(`${file}: not a readable JSON neuron map (${(e as Error).message})`);
-  }
-  const m = json as Partial<NeuronMap>;
-  if (m.format !== "goodvibe-neuron-map" || m.version !== 1 || typeof m.modules !== "object" || !m.model)
-    throw new InputError(`${file}: not a GoodVibe neuron map (format/version/modules/model missing)`);
-  for (const [name, mod] of Object.entries(m.modules!)) {
-    if (
-      !Array.isArray(mod.indices) ||
-      !mod.indices.every((i) => Number.isInteger(i) && i >= 0 && i < mod.outFeatures)
-    )
-      throw new InputError(`${file}: module ${name} has invalid indices`);
-  }
-  return m as NeuronMap;
-}
-
-/** Where security neurons sit: per layer and module type, the mean importance of the selected neurons. */
-export function summarizeNeuronMap(
-  map: NeuronMap,
-): { layer: number; module: string; count: number; meanImportance: number; topKShare: number }[] {
-  return Object.entries(map.modules).map(([name, m]) => {
-    const layer = Number(/layers\.(\d+)\./.exec(name)?.[1] ?? -1);
-    const module = name.split(".").slice(-1)[0];
-    return {
-      layer,
-      module,
-      count: m.indices.length,
-      meanImportance: m.scores.reduce((a, b) => a + b, 0) / Math.max(1, m.scores.length),
-      topKShare: m.stats.topKShare,
-    };
-  });
 }

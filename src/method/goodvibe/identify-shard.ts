@@ -1,0 +1,207 @@
+/**
+ * Identification on many machines (identify --shard i/n, identify merge): a shard folder holds one share of the
+ * batches' exact partial sums, counts and profile rows; a complete set of shards merges into the neuron map one
+ * run makes, bit for bit and in any order.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { InputError } from "../../errors.js";
+import { writeDirAtomic, writeFileAtomic, type WriteDirOptions } from "../../io/atomic.js";
+import { writeSafetensors } from "../../io/safetensors.js";
+import { parseJson } from "../../util/keys.js";
+import type { ShardSpec } from "../../util/shard.js";
+import type { SelectionMode } from "./config.js";
+import type { ModelShapeRecord } from "./model-shape.js";
+import { buildNeuronMap, type NeuronMap, type NeuronMapSource } from "./neuron-map.js";
+import {
+  accumulatorTensors,
+  emptyAccumulators,
+  onFile,
+  readAccumulatorTensors,
+  readProfileRows,
+  type Accumulators,
+  type ProfileStore,
+  type ScalarState,
+  type Target,
+} from "./identify-state.js";
+
+export const SHARD_FORMAT = "goodvibe-identify-shard";
+const SHARD_INFO = "shard.json";
+const SHARD_SUMS = "sums.safetensors";
+const SHARD_PROFILES = "profiles.f32";
+
+/** shard.json of a shard folder: what the shard covers, its counts, and what must agree to merge. */
+export interface IdentifyShardInfo extends ScalarState {
+  format: typeof SHARD_FORMAT;
+  version: 1;
+  shard: ShardSpec;
+  /** the whole run's key (model shape, samples, labels, mode, profile samples, lm_head): equal in every shard */
+  run: string;
+  /** the batch plan's settings: equal in every shard, so each batch is computed as in one run */
+  plan: { batchSize: number; batchTokens: number };
+  mode: SelectionMode;
+  topK: number;
+  lmHead: boolean;
+  profileSamples: number;
+  samplesInRun: number;
+  model: ModelShapeRecord;
+  targets: [string, number, number][];
+  source: NeuronMapSource;
+  /** base64 of one byte per sample of the run, 1 = in this shard's sums */
+  processed: string;
+  /** the samples whose profile rows profiles.f32 holds, in its order */
+  profileRows: number[];
+}
+
+/**
+ * Write a shard folder (atomically): shard.json, sums.safetensors with the exact partial sums per neuron
+ * (`partials/<module>`, with their float64 values in `sum/<module>`; every neuron's count is the shard's sample
+ * count), and profiles.f32 with the profile rows of the shard's profile samples (info.profileRows, in order).
+ */
+export async function writeIdentifyShard(
+  outDir: string,
+  info: IdentifyShardInfo,
+  acc: Accumulators,
+  store: ProfileStore | null,
+  write: WriteDirOptions,
+): Promise<void> {
+  await writeDirAtomic(
+    outDir,
+    (tmp) => {
+      writeSafetensors(path.join(tmp, SHARD_SUMS), accumulatorTensors(acc, true), {
+        format: SHARD_FORMAT,
+      });
+      if (store) {
+        const row = new Float32Array(store.rowFloats);
+        const fd = fs.openSync(path.join(tmp, SHARD_PROFILES), "w");
+        try {
+          const file = path.join(tmp, SHARD_PROFILES);
+          for (const s of info.profileRows) {
+            store.readRow(s, row);
+            onFile(file, "write", () => fs.writeSync(fd, row));
+          }
+          onFile(file, "fsync", () => fs.fsyncSync(fd));
+        } finally {
+          fs.closeSync(fd);
+        }
+      }
+      writeFileAtomic(path.join(tmp, SHARD_INFO), JSON.stringify(info));
+    },
+    write,
+  );
+}
+
+/** shard.json of a shard folder, refused when the folder is no shard of this version. */
+export function readIdentifyShard(dir: string): IdentifyShardInfo {
+  const file = path.join(dir, SHARD_INFO);
+  if (!fs.existsSync(file))
+    throw new InputError(
+      `${dir}: not an identification shard (no ${SHARD_INFO}; made by identify --shard i/n)`,
+    );
+  const info = parseJson(fs.readFileSync(file, "utf8"), file) as IdentifyShardInfo;
+  if (info.format !== SHARD_FORMAT || info.version !== 1)
+    throw new InputError(`${file}: not an identification shard of this version of goodvibe`);
+  return info;
+}
+
+/**
+ * Merge identification shards (given in any order) into the neuron map one run over all their samples makes:
+ * the exact partial sums add (so the order of the shards does not matter, bit for bit), counts add, profiles
+ * come from the shard that did each sample. Refused: shards of different runs, plans or settings, a shard given
+ * twice, and a set that misses shards (named).
+ */
+export function mergeIdentifyShards(dirs: readonly string[]): NeuronMap {
+  if (dirs.length === 0) throw new InputError("identify merge: no shards given");
+  const infos = dirs.map((d) => readIdentifyShard(d));
+  const first = infos[0]!;
+  const agree = (what: string, f: (i: IdentifyShardInfo) => unknown) => {
+    infos.forEach((info, k) => {
+      if (JSON.stringify(f(info)) !== JSON.stringify(f(first)))
+        throw new InputError(
+          `identify merge: ${dirs[k]} and ${dirs[0]} are shards of different runs (${what} differs); ` +
+            `every shard must come from the same model, data and identify settings`,
+        );
+    });
+  };
+  agree("model", (i) => i.model.hash);
+  agree("data or settings", (i) => [i.run, i.mode, i.lmHead, i.profileSamples, i.samplesInRun]);
+  agree("batch plan (identify.batchSize / identify.batchTokens)", (i) => i.plan);
+  agree("top-k", (i) => i.topK);
+  agree("shard count", (i) => i.shard.count);
+  const seen = new Map<number, string>();
+  infos.forEach((info, k) => {
+    const other = seen.get(info.shard.index);
+    if (other !== undefined)
+      throw new InputError(
+        `identify merge: shard ${info.shard.index}/${info.shard.count} is given twice (${other} and ${dirs[k]})`,
+      );
+    seen.set(info.shard.index, dirs[k]!);
+  });
+  const missing: number[] = [];
+  for (let i = 1; i <= first.shard.count; i++) if (!seen.has(i)) missing.push(i);
+  if (missing.length)
+    throw new InputError(
+      `identify merge: ${missing.length} of ${first.shard.count} shards missing (${missing.slice(0, 20).join(", ")}${missing.length > 20 ? ", ..." : ""}); every shard of the run is needed`,
+    );
+  const targets: Target[] = first.targets.map(([name, outFeatures, inFeatures]) => ({
+    name,
+    outFeatures,
+    inFeatures,
+  }));
+  const N = first.samplesInRun;
+  const acc = emptyAccumulators(N, targets);
+  /** for each profile sample, which shard holds its row and where */
+  const rowAt = new Map<number, [number, number]>();
+  infos.forEach((info, k) => {
+    const where = path.join(dirs[k]!, SHARD_SUMS);
+    const part = readAccumulatorTensors(where, targets);
+    const processed = Buffer.from(info.processed, "base64");
+    if (processed.length !== N) throw new InputError(`${dirs[k]}/${SHARD_INFO}: damaged (sample count)`);
+    processed.forEach((p, s) => {
+      if (!p) return;
+      if (acc.processed[s])
+        throw new InputError(`identify merge: sample ${s} is in two shards (${dirs[k]} and another)`);
+      acc.processed[s] = 1;
+    });
+    acc.loss.addAll(part.loss);
+    acc.flops.addAll(part.flops);
+    for (const [name, s] of part.sums) acc.sums.get(name)!.addAll(s);
+    acc.done += info.done;
+    acc.secure += info.secure;
+    acc.insecure += info.insecure;
+    acc.tokens += info.tokens;
+    acc.paddedTokens += info.paddedTokens;
+    acc.wallSeconds += info.wallSeconds;
+    info.profileRows.forEach((s, r) => rowAt.set(s, [k, r]));
+  });
+  if (acc.done !== N)
+    throw new InputError(
+      `identify merge: the shards cover ${acc.done} of the run's ${N} samples (a shard was written before it finished?)`,
+    );
+  const offsets = new Map<string, number>();
+  let rowFloats = 0;
+  for (const t of targets) {
+    offsets.set(t.name, rowFloats);
+    rowFloats += t.outFeatures;
+  }
+  const readProfiles =
+    first.profileSamples > 0
+      ? (selected: Map<string, number[]>) => {
+          const fds = new Map<number, number>();
+          try {
+            return readProfileRows(first.profileSamples, rowFloats, offsets, selected, (s, row) => {
+              const at = rowAt.get(s);
+              if (!at) throw new InputError(`identify merge: no shard holds the profile row of sample ${s}`);
+              const [k, r] = at;
+              let fd = fds.get(k);
+              if (fd === undefined) fds.set(k, (fd = fs.openSync(path.join(dirs[k]!, SHARD_PROFILES), "r")));
+              if (fs.readSync(fd, row, 0, row.byteLength, r * row.byteLength) !== row.byteLength)
+                throw new InputError(`${dirs[k]}/${SHARD_PROFILES}: truncated`);
+            });
+          } finally {
+            for (const fd of fds.values()) fs.closeSync(fd);
+          }
+        }
+      : null;
+  return buildNeuronMap(targets, first.model, acc, first, readProfiles);
+}
