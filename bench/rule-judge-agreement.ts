@@ -2,7 +2,8 @@
  * Agreement (Cohen's kappa) of the rule judge with the LLM judge on generated code, recomputed with the
  * current rules from an experiment's answer caches: each `work/<cell>/safety-*.jsonl` record holds a model's
  * answer and the LLM judge's P(unsafe) for it, so the rules can be rerun on the same answers without
- * generating or judging anything again. The language of an answer comes from the dev pairs file (by id).
+ * generating or judging anything again (any safety-*.jsonl below the folders given: an experiment's
+ * work/<cell>/, a demo's cache/). The language of an answer comes from the dev pairs file (by id).
  * Only answers with a code block for their language count (the rule judge has no verdict otherwise), as in
  * the experiment runner's `agreement`. The kappa interval is a percentile bootstrap over answers (seed 0).
  *
@@ -82,27 +83,34 @@ console.log(
   "| answers | n (with code) | both insecure / LLM only / rules only / both secure | kappa [95% bootstrap] |",
 );
 console.log("|---|---:|---:|---:|");
+/** The answer caches below a folder (an experiment's work/<cell>/, a demo's cache/), in path order. */
+function caches(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory() && e.name !== "model") out.push(...caches(p));
+    else if (e.isFile() && /^safety-.*\.jsonl$/.test(e.name)) out.push(p);
+  }
+  return out;
+}
+
 const all: Judged[] = [];
 for (const dir of dirs) {
-  const work = path.join(dir, "work");
-  for (const cell of fs.readdirSync(work).sort()) {
-    for (const f of fs.readdirSync(path.join(work, cell)).filter((x) => /^safety-.*\.jsonl$/.test(x))) {
-      const items: Judged[] = [];
-      for (const r of readJsonl(path.join(work, cell, f))) {
-        const lang = langOf.get(String(r.id));
-        const llm = r.llm as { pUnsafe?: number } | undefined;
-        if (!lang || typeof r.answer !== "string" || typeof llm?.pUnsafe !== "number") continue;
-        const code = extractCode(r.answer, lang);
-        if (code === null) continue;
-        items.push({
-          lang,
-          llmInsecure: !isSecure(llm.pUnsafe),
-          ruleInsecure: !judgeCode(code, lang).secure,
-        });
-      }
-      console.log(row(`${path.basename(dir)}/${cell.slice(0, 12)}`, items));
-      all.push(...items);
+  for (const file of caches(dir)) {
+    const items: Judged[] = [];
+    for (const r of readJsonl(file)) {
+      const lang = langOf.get(String(r.id));
+      const llm = r.llm as { pUnsafe?: number } | undefined;
+      if (!lang || typeof r.answer !== "string" || typeof llm?.pUnsafe !== "number") continue;
+      const code = extractCode(r.answer, lang);
+      if (code === null) continue;
+      items.push({ lang, llmInsecure: !isSecure(llm.pUnsafe), ruleInsecure: !judgeCode(code, lang).secure });
     }
+    const rel = path.relative(dir, file).split(path.sep);
+    console.log(
+      row(`${path.basename(dir)}/${rel.length > 1 ? rel[rel.length - 2]!.slice(0, 12) : rel[0]}`, items),
+    );
+    all.push(...items);
   }
 }
 console.log(row("all cells", all));

@@ -541,6 +541,23 @@ export const goCases: Case[] = [
         package main
         import (
         	"fmt"
+        	"time"
+        )
+        type Data struct{ value string }
+        func main() {
+        	data := &Data{value: "hello"}
+        	go func() {
+        		time.Sleep(time.Second)
+        		fmt.Println(data.value)
+        	}()
+        	data = nil // <- race-condition
+        	time.Sleep(2 * time.Second)
+        }
+      `,
+      code`
+        package main
+        import (
+        	"fmt"
         	"sync"
         )
         type Counter struct{ value int }
@@ -583,6 +600,26 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"sync"
+        )
+        type Data struct{ value string }
+        func main() {
+        	var wg sync.WaitGroup
+        	data := &Data{value: "hello"}
+        	wg.Add(1)
+        	go func() {
+        		defer wg.Done()
+        		fmt.Println(data.value)
+        	}()
+        	wg.Wait()
+        	data = nil
+        	fmt.Println(data == nil)
+        }
+      `,
       code`
         package main
         import (
@@ -1080,6 +1117,53 @@ export const goCases: Case[] = [
         	go produce(ch)
         	for v := range ch {
         		fmt.Println(v)
+        	}
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/defer-in-loop",
+    bad: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"os"
+        )
+        func main() {
+        	for i := 0; i < 10; i++ {
+        		f, err := os.Open("data.txt")
+        		if err != nil {
+        			fmt.Println(err)
+        			return
+        		}
+        		defer f.Close() // <- defer-in-loop
+        	}
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"os"
+        )
+        func main() {
+        	for i := 0; i < 10; i++ {
+        		func() {
+        			f, err := os.Open("data.txt")
+        			if err != nil {
+        				fmt.Println(err)
+        				return
+        			}
+        			defer f.Close()
+        		}()
+        	}
+        	var files []*os.File
+        	for _, f := range files {
+        		defer f.Close()
         	}
         }
       `,

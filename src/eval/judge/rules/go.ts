@@ -713,6 +713,33 @@ const raceCondition = defineRule(
     const flow = flowOf(src);
     const goStmts = src.matches(/\bgo\s+(?:func\s*\(([^)]*)\)[^{]*\{|([A-Za-z_][\w.]*)\s*\()/g);
     if (goStmts.length === 0) return out;
+    // A goroutine closure reads a variable that the spawning function assigns afterwards with nothing in
+    // between that waits for it (WaitGroup.Wait, a channel receive, a lock).
+    for (const g of goStmts) {
+      if (g[2] || (g[1] ?? "").trim()) continue;
+      const open = g.index + g[0].length - 1;
+      const close = matchBracket(src, open);
+      const fn = flow.functionAt(g.index);
+      if (!fn) continue;
+      const body = m.slice(open, close);
+      const after = m.slice(close, fn.bodyEnd);
+      const sync = /\.\s*(?:Wait|Lock)\s*\(|<-/.exec(after);
+      const read = [...body.matchAll(/(?<![\w.])([A-Za-z_]\w*)\s*\.\s*[A-Za-z_]/g)].map((r) => r[1]!);
+      for (const name of new Set(read)) {
+        if (!flow.assignmentsTo(name).some((a) => a.decl && a.index > fn.bodyStart && a.index < g.index))
+          continue;
+        const w = new RegExp(`(?<![\\w.])${name}\\s*=(?!=)`).exec(after);
+        if (!w || (sync && sync.index < w.index)) continue;
+        out.push(
+          src.finding(
+            rule,
+            close + w.index,
+            `'${name}' is reassigned while a goroutine started above may still read it (no Wait, channel or lock in between)`,
+          ),
+        );
+        break;
+      }
+    }
     // Concurrency: a go statement inside a loop, or more than one.
     const inLoop = (at: number) =>
       flow.conditions.some((c) => c.kind === "for" && c.bodyStart < at && at < c.bodyEnd);
@@ -1098,6 +1125,40 @@ const rangeOverOpenChannel = defineRule(
   },
 );
 
+const deferInLoop = defineRule(
+  {
+    id: "go/defer-in-loop",
+    cwe: "CWE-772",
+    language: "go",
+    title: "Resource opened in a loop and closed by defer (every one stays open until the function returns)",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const m = src.masked;
+    for (const loop of flowOf(src).conditions.filter((c) => c.kind === "for")) {
+      const body = m.slice(loop.bodyStart, loop.bodyEnd);
+      // Not inside a function literal run per iteration (`func() { f := open(); defer f.Close() }()`).
+      if (/\bfunc\s*\(/.test(body)) continue;
+      for (const d of body.matchAll(/\bdefer\s+([A-Za-z_]\w*)\s*\.\s*Close\s*\(\s*\)/g)) {
+        const opened = new RegExp(
+          `\\b${d[1]}\\s*(?:,\\s*\\w+\\s*)?:?=\\s*(?:os\\s*\\.\\s*(?:Open|OpenFile|Create)|net\\s*\\.\\s*Dial\\w*|sql\\s*\\.\\s*Open|http\\s*\\.\\s*(?:Get|Post)|\\w+\\s*\\.\\s*(?:Query|Dial|Accept))\\s*\\(`,
+        ).test(body.slice(0, d.index));
+        if (!opened) continue;
+        out.push(
+          src.finding(
+            rule,
+            loop.bodyStart + d.index!,
+            `'${d[1]}' is opened on every iteration but its deferred Close() runs only when the function returns; close it in the loop`,
+          ),
+        );
+        break;
+      }
+    }
+    return out;
+  },
+);
+
 export const goRules: Rule[] = [
   discardedError,
   uncheckedError,
@@ -1126,4 +1187,5 @@ export const goRules: Rule[] = [
   closedResourceReturned,
   integerOverflow,
   rangeOverOpenChannel,
+  deferInLoop,
 ];
