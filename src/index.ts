@@ -41,7 +41,8 @@ export { ClusterRowAdapter, type RowSelection } from "./method/goodvibe/adapter.
 export { LoraAdapter } from "./method/lora/layer.js";
 export { attachGoodVibe, attachFull, type AttachedMethod } from "./method/method.js";
 export { attachLora } from "./method/lora/model.js";
-export { trainSft, DEFAULT_TRAIN, type TrainConfig, type TrainResult } from "./method/train.js";
+export { trainSft, type TrainResult } from "./method/train.js";
+export { DEFAULT_TRAIN, type TrainConfig } from "./method/train-config.js";
 export {
   foldIntoCheckpoint,
   writeGoodVibeDelta,

@@ -23,7 +23,7 @@ import {
   trainerFlopsEstimate,
   type MethodShapes,
 } from "../method/flops.js";
-import type { HardenConfig } from "../recipes/harden.js";
+import type { HardenConfig } from "../config/harden.js";
 import type { ExperimentSpec } from "./spec.js";
 import type { CellSetting } from "./plan.js";
 

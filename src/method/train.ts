@@ -25,9 +25,6 @@ export interface SftExample {
   labels: number[];
 }
 
-// the loop's settings and their defaults live in train-config.ts (one typed config per stage)
-export { DEFAULT_TRAIN, type TrainConfig } from "./train-config.js";
-
 export interface StepLog {
   step: number;
   epoch: number;

@@ -19,18 +19,14 @@ import { LlmJudge } from "../eval/judge/llm.js";
 import { DEFAULT_JUDGE_TRAIN } from "../eval/judge/config.js";
 import type { CellResult, ExperimentResults, JudgeReliabilityEntry } from "../report/schema.js";
 import { ZERO_COST, costOf, neuronsOf } from "./cell.js";
-import {
-  DEFAULT_IDENTIFY,
-  defaultHardenConfig,
-  runHarden,
-  type HardenConfig,
-  type HardenResult,
-} from "./harden.js";
+import { DEFAULT_IDENTIFY } from "../method/goodvibe/config.js";
+import { defaultHardenConfig, type HardenConfig } from "../config/harden.js";
+import { runHarden, type HardenResult } from "./harden.js";
 import type { Logger } from "../util/log.js";
 import { describeJudgeConvention, judgeConvention } from "../data/prompts.js";
 import { createHash } from "node:crypto";
 import { modelFingerprint } from "../eval/safety.js";
-import { DEFAULT_TRAIN } from "../method/train.js";
+import { DEFAULT_TRAIN } from "../method/train-config.js";
 import {
   ensureJudgeTrained,
   judgeInfo,

@@ -67,10 +67,6 @@ import { peakRssBytes } from "../util/memory.js";
 import { interrupted, stopPoint } from "../util/stop.js";
 import { silentLogger, type Logger } from "../util/log.js";
 
-// the configuration (one typed config per stage, merged once) lives in src/config/ and the stages' folders
-export { DEFAULT_DTYPE, defaultHardenConfig, type HardenConfig } from "../config/harden.js";
-export { DEFAULT_IDENTIFY, type IdentifyConfig } from "../method/goodvibe/config.js";
-
 function subsample<T>(items: T[], n: number, seed: number): T[] {
   if (!n || n >= items.length) return items;
   return createRng(seed)

@@ -19,13 +19,8 @@ import { loadModel, ST_TO_DTYPE } from "../models/index.js";
 import { attachFull, type AttachedMethod } from "../method/method.js";
 import { attachLora } from "../method/lora/model.js";
 import { DEFAULT_LORA, type LoraConfig } from "../method/lora/config.js";
-import {
-  trainSft,
-  type SftExample,
-  type TrainConfig,
-  type TrainHooks,
-  type TrainResult,
-} from "../method/train.js";
+import type { TrainConfig } from "../method/train-config.js";
+import { trainSft, type SftExample, type TrainHooks, type TrainResult } from "../method/train.js";
 import { PAPER_JUDGE, buildSftExample, judgeMessages, type JudgeConvention } from "../data/prompts.js";
 import { pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
 import { Tensor, noGrad, tidy, type DType } from "../tensor/index.js";

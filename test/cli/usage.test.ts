@@ -6,9 +6,8 @@
  */
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { DEFAULT_IDENTIFY } from "../../src/recipes/harden.js";
-import { DEFAULT_TRAIN } from "../../src/method/train.js";
-import { DEFAULT_CLUSTER } from "../../src/method/goodvibe/clustering.js";
+import { DEFAULT_IDENTIFY, DEFAULT_CLUSTER } from "../../src/method/goodvibe/config.js";
+import { DEFAULT_TRAIN } from "../../src/method/train-config.js";
 import { DEFAULT_LORA } from "../../src/method/lora/config.js";
 import { makeCliFixture, runCli, showRun, type CliResult } from "./cli-helpers.js";
 

@@ -9,7 +9,8 @@ import {
   silhouetteSamples,
   silhouetteScore,
 } from "../../src/method/goodvibe/cluster.js";
-import { DEFAULT_CLUSTER, clusterNeurons, clusterSummary } from "../../src/method/goodvibe/clustering.js";
+import { DEFAULT_CLUSTER } from "../../src/method/goodvibe/config.js";
+import { clusterNeurons, clusterSummary } from "../../src/method/goodvibe/clustering.js";
 import type { NeuronMap } from "../../src/method/goodvibe/neuron-map.js";
 import { createRng } from "../../src/util/random.js";
 

@@ -17,9 +17,9 @@ import {
   judgeConvention,
   judgeMessages,
 } from "../../src/data/prompts.js";
-import { defaultHardenConfig, planStages, stageIdentify } from "../../src/recipes/harden.js";
+import { planStages, stageIdentify } from "../../src/recipes/harden.js";
 import { modelShapeRecord } from "../../src/method/goodvibe/model-shape.js";
-import { hardenSchema } from "../../src/config/harden.js";
+import { hardenSchema, defaultHardenConfig } from "../../src/config/harden.js";
 import { renderOrganismChat, writeCorpusJsonl } from "../../src/data/corpus.js";
 import { pairsToLabelledSamples } from "../../src/data/pairs.js";
 import { loadTokenizer } from "../../src/io/tokenizer.js";

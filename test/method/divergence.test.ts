@@ -15,7 +15,8 @@ import { hardenSchema } from "../../src/config/harden.js";
 import { loadModel } from "../../src/models/index.js";
 import { attachFull, attachGoodVibe } from "../../src/method/method.js";
 import { attachLora } from "../../src/method/lora/model.js";
-import { DEFAULT_TRAIN, trainSft, type SftExample } from "../../src/method/train.js";
+import { DEFAULT_TRAIN } from "../../src/method/train-config.js";
+import { trainSft, type SftExample } from "../../src/method/train.js";
 import { firstNonFinite, readSafetensors } from "../../src/io/safetensors.js";
 import { noGrad } from "../../src/tensor/index.js";
 

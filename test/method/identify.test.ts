@@ -15,7 +15,8 @@ import {
   type IdentifyOptions,
   type IdentifySample,
 } from "../../src/method/goodvibe/identify.js";
-import { clusterNeurons, DEFAULT_CLUSTER } from "../../src/method/goodvibe/clustering.js";
+import { DEFAULT_CLUSTER } from "../../src/method/goodvibe/config.js";
+import { clusterNeurons } from "../../src/method/goodvibe/clustering.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 

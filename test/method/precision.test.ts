@@ -13,13 +13,8 @@ import { loadModel } from "../../src/models/index.js";
 import { attachFull, attachGoodVibe, countParams } from "../../src/method/method.js";
 import { attachLora } from "../../src/method/lora/model.js";
 import { sftLossHead } from "../../src/method/losses.js";
-import {
-  DEFAULT_TRAIN,
-  optimizerStep,
-  planBatches,
-  trainSft,
-  type SftExample,
-} from "../../src/method/train.js";
+import { DEFAULT_TRAIN } from "../../src/method/train-config.js";
+import { optimizerStep, planBatches, trainSft, type SftExample } from "../../src/method/train.js";
 import { AdamW, Tensor, noGrad } from "../../src/tensor/index.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");

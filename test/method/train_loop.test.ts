@@ -10,7 +10,8 @@ import { fileURLToPath } from "node:url";
 import { loadModel } from "../../src/models/index.js";
 import { attachGoodVibe } from "../../src/method/method.js";
 import { attachLora } from "../../src/method/lora/model.js";
-import { lrFactor, planBatches, trainSft, DEFAULT_TRAIN, type SftExample } from "../../src/method/train.js";
+import { DEFAULT_TRAIN } from "../../src/method/train-config.js";
+import { lrFactor, planBatches, trainSft, type SftExample } from "../../src/method/train.js";
 import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");

@@ -13,8 +13,6 @@ import { chooseClusters, fallbackLabels, type ClusterFallback } from "./cluster.
 import type { ModuleNeurons, NeuronMap } from "./neuron-map.js";
 import type { ModelShapeRecord } from "./model-shape.js";
 import { DEFAULT_CLUSTER, type ClusterFeatures, type ClusterOptions } from "./config.js";
-// the stage's settings live in config.ts; importers of this module keep finding them here
-export { DEFAULT_CLUSTER, type ClusterFeatures, type ClusterOptions };
 
 import { parseJson } from "../../util/keys.js";
 
