@@ -11,14 +11,15 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { extractCode, normalizeLanguage, type Language } from "../src/eval/extract.js";
+import { extractCode } from "../src/data/code.js";
+import { SAFETY_LANGUAGES, safetyLanguage, type SafetyLanguage } from "../src/data/languages.js";
 import { judgeCode } from "../src/eval/judge/rules/index.js";
 import { isSecure } from "../src/eval/judge/llm.js";
 import { cohensKappa, confusionMatrix, quantile } from "../src/eval/metrics.js";
 import { createRng } from "../src/util/random.js";
 
 interface Judged {
-  lang: Language;
+  lang: SafetyLanguage;
   llmInsecure: boolean;
   ruleInsecure: boolean;
 }
@@ -74,9 +75,9 @@ function row(label: string, items: Judged[]): string {
 }
 
 const { dev, dirs } = args();
-const langOf = new Map<string, Language>();
+const langOf = new Map<string, SafetyLanguage>();
 for (const p of readJsonl(dev)) {
-  const lang = normalizeLanguage(String(p.lang ?? ""));
+  const lang = safetyLanguage(String(p.lang ?? ""));
   if (typeof p.id === "string" && lang) langOf.set(p.id, lang);
 }
 console.log(
@@ -114,7 +115,7 @@ for (const dir of dirs) {
   }
 }
 console.log(row("all cells", all));
-for (const lang of ["cpp", "java", "swift", "go"] as Language[])
+for (const lang of SAFETY_LANGUAGES)
   console.log(
     row(
       `all cells, ${lang}`,

@@ -1,7 +1,8 @@
 /**
- * Finding the code in a model's or a dataset's answer.
+ * Finding the code in a model's or a dataset's answer: the one Markdown code extractor of the project.
  *
- * Rule (used to accept or reject dataset rows, and to pull code out of generations):
+ * Reasoning between <think> tags is dropped first. Then, without a language (dataset rows, answers in other
+ * languages):
  * 1. If the text has Markdown fenced blocks (``` or ~~~, optional info string such as `c++`), the code is the
  *    contents of those blocks joined by a blank line. An opening fence that is never closed (a generation cut
  *    off by the token limit) runs to the end of the text.
@@ -9,9 +10,11 @@
  *    `CODE_LINE_PATTERNS`: ends in `;`, `{` or `}`, starts with a declaration/import keyword, is an
  *    assignment, or ends in a call `name(...)`).
  * 3. Otherwise there is no code (null). Blocks that are empty or whitespace-only count as no code.
+ * With the language the prompt asked for (the safety evaluation): the longest block tagged with that language,
+ * else the longest untagged block; blocks tagged with another language (```bash, ```text) and unfenced text are
+ * not taken.
  */
-
-const FENCE = /^[ \t]{0,3}(`{3,}|~{3,})[^\n]*$/;
+import { fenceLanguage, type Language } from "./languages.js";
 
 /** A line looks like code when it matches one of these. Prose rarely does; a bare one-word answer never. */
 export const CODE_LINE_PATTERNS: readonly RegExp[] = [
@@ -49,36 +52,89 @@ export function looksLikeCode(text: string): boolean {
     .some((line) => endsInCall(line) || CODE_LINE_PATTERNS.some((re) => re.test(line)));
 }
 
+export interface CodeBlock {
+  /** Language tag as written after the fence (first word, lower-case); "" when untagged. */
+  tag: string;
+  code: string;
+  /** False when the answer ended before the closing fence (generation cut at max tokens). */
+  closed: boolean;
+}
+
+/** An opening fence: any indentation (models indent fences inside list items), then the info string. */
+const OPEN_FENCE = /^[ \t]*(`{3,}|~{3,})(.*)$/;
+
 /** CommonMark: a closing fence has no info string and at least as many of the opening fence's characters. */
-function isClosingFence(line: string, opening: string): boolean {
-  const t = line.trim();
-  return /^(`{3,}|~{3,})$/.test(t) && t[0] === opening[0] && t.length >= opening.length;
+function isClosingFence(trimmed: string, opening: string): boolean {
+  return /^(`{3,}|~{3,})$/.test(trimmed) && trimmed[0] === opening[0] && trimmed.length >= opening.length;
 }
 
-/** Contents of the fenced blocks, or [] when there are none (or all are blank). */
-export function fencedBlocks(text: string): string[] {
+/**
+ * All fenced blocks of a Markdown text, in order, blank ones included. An unterminated last fence runs to the
+ * end. As in CommonMark, a backtick fence's info string has no backtick ("```x```" on one line is inline code).
+ */
+export function fencedBlocks(text: string): CodeBlock[] {
   const lines = text.split(/\r?\n/);
-  const blocks: string[] = [];
-  let open: { marker: string; body: string[] } | null = null;
-  for (const line of lines) {
-    const m = FENCE.exec(line);
-    if (open === null) {
-      if (m) open = { marker: m[1]!, body: [] };
-    } else if (isClosingFence(line, open.marker)) {
-      blocks.push(open.body.join("\n"));
-      open = null;
-    } else {
-      open.body.push(line);
+  const blocks: CodeBlock[] = [];
+  let i = 0;
+  while (i < lines.length) {
+    const open = OPEN_FENCE.exec(lines[i]!);
+    if (!open || (open[1]![0] === "`" && open[2]!.includes("`"))) {
+      i++;
+      continue;
     }
+    const fence = open[1]!;
+    const tag = (open[2]!.trim().split(/\s/)[0] ?? "").toLowerCase().replace(/^\{\.?|\}$/g, "");
+    const body: string[] = [];
+    let closed = false;
+    i++;
+    for (; i < lines.length; i++) {
+      const line = lines[i]!;
+      const trimmed = line.trim();
+      if (isClosingFence(trimmed, fence)) {
+        closed = true;
+        i++;
+        break;
+      }
+      // Models sometimes glue the closing fence to the last code line: "}```".
+      if (fence.length === 3 && trimmed.endsWith(fence) && !trimmed.startsWith(fence)) {
+        body.push(line.slice(0, line.lastIndexOf(fence)));
+        closed = true;
+        i++;
+        break;
+      }
+      body.push(line);
+    }
+    blocks.push({ tag, code: body.join("\n"), closed });
   }
-  if (open !== null) blocks.push(open.body.join("\n"));
-  return blocks.filter((b) => b.trim() !== "");
+  return blocks;
 }
 
-/** The code of an answer by the rule above, or null when it has none. */
-export function extractCode(text: string): string | null {
-  const blocks = fencedBlocks(text);
-  if (blocks.length > 0) return blocks.join("\n\n");
-  const trimmed = text.trim();
-  return trimmed !== "" && looksLikeCode(trimmed) ? trimmed : null;
+export interface ExtractOptions {
+  /** The prompt already opened a fence (e.g. ended in "```cpp\n"), so the answer starts inside code. */
+  prefilled?: boolean;
+}
+
+/**
+ * The code of an answer by the rules above, or null when it has none. With `lang`, the block for that language
+ * (the prompt's); without, all of the answer's code.
+ */
+export function extractCode(
+  answer: string,
+  lang?: Language | null,
+  opts: ExtractOptions = {},
+): string | null {
+  let text = answer.replace(/<think>[\s\S]*?(<\/think>|$)/g, "");
+  if (lang && opts.prefilled) text = "```" + lang + "\n" + text;
+  const blocks = fencedBlocks(text).filter((b) => b.code.trim() !== "");
+  if (!lang) {
+    if (blocks.length > 0) return blocks.map((b) => b.code).join("\n\n");
+    const trimmed = text.trim();
+    return trimmed !== "" && looksLikeCode(trimmed) ? trimmed : null;
+  }
+  const longest = (bs: CodeBlock[]) =>
+    bs.length === 0 ? null : bs.reduce((best, b) => (b.code.length > best.code.length ? b : best)).code;
+  return (
+    longest(blocks.filter((b) => fenceLanguage(b.tag) === lang)) ??
+    longest(blocks.filter((b) => b.tag === ""))
+  );
 }

@@ -22,14 +22,12 @@ import { JAVA_TEMPLATES } from "../../data/corpus/java.js";
 import { SWIFT_TEMPLATES } from "../../data/corpus/swift.js";
 import { GO_TEMPLATES } from "../../data/corpus/go.js";
 import type { CodeTemplate, SlotValue } from "../../data/corpus/template.js";
-
-export const CORPUS_LANGS = ["cpp", "java", "swift", "go"] as const;
-export type CorpusLang = (typeof CORPUS_LANGS)[number];
+import { SAFETY_LANGUAGES, type SafetyLanguage } from "./languages.js";
 
 /** One pair: the CyberNative schema {id, lang, question, chosen, rejected} plus its CWE and provenance. */
 export interface CorpusPair {
   id: string;
-  lang: CorpusLang;
+  lang: SafetyLanguage;
   cwe: string;
   question: string;
   chosen: string;
@@ -40,14 +38,13 @@ export interface CorpusPair {
   variant: string;
 }
 
-export const CORPUS_TEMPLATES: Readonly<Record<CorpusLang, readonly CodeTemplate[]>> = {
+export const CORPUS_TEMPLATES: Readonly<Record<SafetyLanguage, readonly CodeTemplate[]>> = {
   cpp: CPP_TEMPLATES,
   java: JAVA_TEMPLATES,
   swift: SWIFT_TEMPLATES,
   go: GO_TEMPLATES,
 };
 
-const LANG_NAME: Record<CorpusLang, string> = { cpp: "C++", java: "Java", swift: "Swift", go: "Go" };
 const VERBS = ["Write", "Implement", "Create"];
 const PLACEHOLDER = /\{\{(\w+)(?:\.(\w+))?\}\}/g;
 
@@ -82,7 +79,7 @@ export function fillTemplate(
   });
 }
 
-export function fenced(lang: CorpusLang, code: string): string {
+export function fenced(lang: SafetyLanguage, code: string): string {
   return "```" + lang + "\n" + code.trim() + "\n```";
 }
 
@@ -91,7 +88,7 @@ export interface BuildCorpusOptions {
   /** Distinct instances per template (fewer when a template has fewer slot combinations). */
   perTemplate: number;
   /** Restrict to some languages (default: all four). */
-  langs?: readonly CorpusLang[];
+  langs?: readonly SafetyLanguage[];
 }
 
 /** Expand every template into up to `perTemplate` distinct pairs. Same seed, same pairs, same order. */
@@ -100,14 +97,19 @@ export function buildCorpus(opts: BuildCorpusOptions): CorpusPair[] {
     throw new InputError(`buildCorpus: perTemplate must be a positive integer, got ${opts.perTemplate}`);
   }
   const pairs: CorpusPair[] = [];
-  for (const lang of opts.langs ?? CORPUS_LANGS) {
+  for (const lang of opts.langs ?? SAFETY_LANGUAGES) {
     for (const t of CORPUS_TEMPLATES[lang])
       pairs.push(...expandTemplate(lang, t, opts.seed, opts.perTemplate));
   }
   return pairs;
 }
 
-function expandTemplate(lang: CorpusLang, t: CodeTemplate, seed: number, perTemplate: number): CorpusPair[] {
+function expandTemplate(
+  lang: SafetyLanguage,
+  t: CodeTemplate,
+  seed: number,
+  perTemplate: number,
+): CorpusPair[] {
   const where = `corpus template ${lang}/${t.key}`;
   const slotNames = Object.keys(t.slots);
   const identity = slotNames[0];

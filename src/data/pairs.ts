@@ -8,60 +8,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError, preview } from "../errors.js";
 import { extractCode } from "./code.js";
+import { LANGUAGES, datasetName, normalizeLanguage, type Language } from "./languages.js";
 import { readJsonlSync, type JsonRow } from "./jsonl.js";
 import { isForbiddenKey } from "../util/keys.js";
 import { createRng } from "../util/random.js";
-
-export const LANGUAGES = [
-  "cpp",
-  "java",
-  "swift",
-  "go",
-  "python",
-  "javascript",
-  "csharp",
-  "php",
-  "ruby",
-  "kotlin",
-  "fortran",
-] as const;
-export type Language = (typeof LANGUAGES)[number];
-
-/** Spellings seen in datasets and fence info strings, lower-cased, mapped to the normalised name. */
-const LANGUAGE_ALIASES: Readonly<Record<string, Language>> = {
-  "c++": "cpp",
-  cpp: "cpp",
-  cxx: "cpp",
-  cc: "cpp",
-  java: "java",
-  swift: "swift",
-  go: "go",
-  golang: "go",
-  python: "python",
-  python3: "python",
-  py: "python",
-  javascript: "javascript",
-  js: "javascript",
-  node: "javascript",
-  nodejs: "javascript",
-  "c#": "csharp",
-  csharp: "csharp",
-  cs: "csharp",
-  php: "php",
-  ruby: "ruby",
-  rb: "ruby",
-  kotlin: "kotlin",
-  kt: "kotlin",
-  fortran: "fortran",
-  f90: "fortran",
-};
-
-/** The normalised language, or null when the spelling is unknown. */
-export function normalizeLanguage(name: string): Language | null {
-  const key = name.trim().toLowerCase();
-  // own keys only: "constructor" or "__proto__" are not languages
-  return Object.hasOwn(LANGUAGE_ALIASES, key) ? LANGUAGE_ALIASES[key]! : null;
-}
 
 export interface SecurityPair {
   id: string;
@@ -183,18 +133,18 @@ export function readPairs(file: string, opts: ReadPairsOptions = {}): SecurityPa
   const wanted = normalizeFilter(opts.languages);
   const kept = pairs.filter((p) => wanted.includes(p.lang));
   const present = () =>
-    [...countBy(pairs, (p) => p.lang)].map(([lang, n]) => `${displayName(lang)} (${n})`).join(", ");
+    [...countBy(pairs, (p) => p.lang)].map(([lang, n]) => `${datasetName(lang)} (${n})`).join(", ");
   if (kept.length === 0) {
     throw new InputError(
-      `no rows for languages [${wanted.map(displayName).join(", ")}] in ${file}; present: ${present()}`,
+      `no rows for languages [${wanted.map(datasetName).join(", ")}] in ${file}; present: ${present()}`,
     );
   }
   const keptLanguages = new Set(kept.map((p) => p.lang));
   if (wanted.length >= 2 && keptLanguages.size === 1) {
     const missing = wanted.filter((l) => !keptLanguages.has(l));
     throw new InputError(
-      `asked for languages [${wanted.map(displayName).join(", ")}] but ${file} has rows only for [${[...keptLanguages].map(displayName).join(", ")}]; ` +
-        `missing: ${missing.map(displayName).join(", ")}; present: ${present()}`,
+      `asked for languages [${wanted.map(datasetName).join(", ")}] but ${file} has rows only for [${[...keptLanguages].map(datasetName).join(", ")}]; ` +
+        `missing: ${missing.map(datasetName).join(", ")}; present: ${present()}`,
     );
   }
   return kept;
@@ -273,9 +223,4 @@ function countBy<T, K>(items: readonly T[], key: (t: T) => K): Map<K, number> {
   const counts = new Map<K, number>();
   for (const t of items) counts.set(key(t), (counts.get(key(t)) ?? 0) + 1);
   return counts;
-}
-
-/** The dataset's spelling of a language, for messages. */
-function displayName(lang: Language): string {
-  return lang === "cpp" ? "c++" : lang === "csharp" ? "c#" : lang;
 }

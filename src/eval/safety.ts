@@ -15,9 +15,9 @@ import { InputError } from "../errors.js";
 import { modelWeightsHash } from "../io/hash.js";
 import type { SecurityPair } from "../data/pairs.js";
 import { vibePrompt, type ChatMessage } from "../data/prompts.js";
-import { extractCode as extractAnyCode } from "../data/code.js";
+import { extractCode } from "../data/code.js";
+import { safetyLanguage } from "../data/languages.js";
 import type { HfTokenizer } from "../io/tokenizer.js";
-import { extractCode, normalizeLanguage } from "./extract.js";
 import { SEVERITY_RANK, judgeCode } from "./judge/rules/index.js";
 import { isSecure, type LlmJudge } from "./judge/llm.js";
 import type { GenerateOptions, GenerationBackend } from "./generate/backend.js";
@@ -288,8 +288,8 @@ export interface SafetyOptions {
 
 /** Fill in the code and verdicts of an answered item (everything but the LLM judge). */
 function judgeAnswer(pair: SecurityPair, answer: string): SafetyItem {
-  const lang = normalizeLanguage(pair.lang);
-  const code = lang ? extractCode(answer, lang) : extractAnyCode(answer);
+  const lang = safetyLanguage(pair.lang);
+  const code = extractCode(answer, lang);
   let rule: RuleVerdict | null = null;
   if (code !== null && lang) {
     const j = judgeCode(code, lang);

@@ -7,9 +7,7 @@
 import { groupBySetting, intervalAcrossSeeds, modelsInOrder, nAcrossSeeds } from "./aggregate.js";
 import type { CellResult, ExperimentResults, Judge, Method } from "./schema.js";
 import { MISSING, num, text, type Cell, type Column, type Table } from "./table.js";
-
-const LANGUAGE_LABELS: Record<string, string> = { cpp: "C++", java: "Java", swift: "Swift", go: "Go" };
-export const languageLabel = (l: string): string => LANGUAGE_LABELS[l] ?? l;
+import { SAFETY_LANGUAGES, isSafetyLanguage, languageName } from "../data/languages.js";
 
 /** The paper's column order: Baseline, Full FT, LoRA, GoodVibe. */
 const PAPER_METHOD_ORDER: readonly Method[] = ["base", "full", "lora", "goodvibe"];
@@ -42,7 +40,7 @@ function languagesOf(cells: readonly CellResult[]): string[] {
     for (const j of ["rule", "llm"] as const)
       for (const l of Object.keys(c.security.safeRate?.[j]?.perLanguage ?? {})) langs.add(l);
   }
-  const order = ["cpp", "java", "swift", "go"];
+  const order: readonly string[] = SAFETY_LANGUAGES;
   const rank = (l: string) => (order.includes(l) ? order.indexOf(l) : order.length);
   return [...langs].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 }
@@ -52,7 +50,7 @@ function languageGroups(langs: readonly string[]): { langs: string[]; paperTable
   const groups: { langs: string[]; paperTable?: number }[] = [];
   const t1 = langs.filter((l) => l === "cpp" || l === "java");
   const t4 = langs.filter((l) => l === "swift" || l === "go");
-  const rest = langs.filter((l) => !["cpp", "java", "swift", "go"].includes(l));
+  const rest = langs.filter((l) => !isSafetyLanguage(l));
   if (t1.length) groups.push({ langs: t1, paperTable: 1 });
   if (t4.length) groups.push({ langs: t4, paperTable: 4 });
   if (rest.length) groups.push({ langs: rest });
@@ -78,7 +76,7 @@ export function paperLayoutTables(results: ExperimentResults): Table[] {
     for (const l of g.langs)
       for (const m of methods)
         columns.push({
-          header: `${languageLabel(l)} ${PAPER_METHOD_LABELS[m]}`,
+          header: `${languageName(l)} ${PAPER_METHOD_LABELS[m]}`,
           unit: "rate",
           csvExtras: ["low", "high", "sd"],
         });
@@ -93,7 +91,7 @@ export function paperLayoutTables(results: ExperimentResults): Table[] {
         }),
       ),
     ]);
-    const names = g.langs.map(languageLabel).join(" and ");
+    const names = g.langs.map(languageName).join(" and ");
     const layout = g.paperTable ? ` (layout of the paper's Table ${g.paperTable})` : "";
     return {
       id: `table-paper-layout-${g.langs.join("-")}`,
@@ -144,7 +142,7 @@ export function answersTable(results: ExperimentResults): Table {
     columns: [
       { header: "Model" },
       { header: "Method" },
-      ...["all", ...langs.map(languageLabel)].flatMap((l): Column[] => [
+      ...["all", ...langs.map(languageName)].flatMap((l): Column[] => [
         { header: `n (${l})`, unit: "count" },
         { header: `No code (${l})`, unit: "rate" },
       ]),

@@ -5,10 +5,10 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { Template } from "@huggingface/jinja";
 import { Tokenizer } from "@huggingface/tokenizers";
+import { SAFETY_LANGUAGES } from "../../src/data/languages.js";
 import {
   answerCode,
   buildCorpus,
-  CORPUS_LANGS,
   CORPUS_TEMPLATES,
   fillTemplate,
   ORGANISM_CHAT_TEMPLATE,
@@ -50,7 +50,7 @@ const HINT_WORDS = [
 ];
 
 test("every language has at least 10 distinct CWE patterns", () => {
-  for (const lang of CORPUS_LANGS) {
+  for (const lang of SAFETY_LANGUAGES) {
     const templates = CORPUS_TEMPLATES[lang];
     const cwes = new Set(templates.map((t) => t.cwe));
     assert.ok(cwes.size >= 10, `${lang}: ${cwes.size} CWEs`);
@@ -70,7 +70,7 @@ test("the expansion gives hundreds of distinct pairs with unique ids", () => {
   assert.ok(pairs.length >= 600, `${pairs.length} pairs`);
   assert.equal(new Set(pairs.map((p) => p.id)).size, pairs.length);
   assert.equal(new Set(pairs.map((p) => p.question + p.chosen)).size, pairs.length);
-  for (const lang of CORPUS_LANGS) {
+  for (const lang of SAFETY_LANGUAGES) {
     const n = pairs.filter((p) => p.lang === lang).length;
     assert.ok(n >= 150, `${lang}: ${n} pairs`);
   }

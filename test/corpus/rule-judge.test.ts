@@ -7,7 +7,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { fileURLToPath } from "node:url";
-import { answerCode, buildCorpus, CORPUS_LANGS, type CorpusLang } from "../../src/data/corpus.js";
+import { SAFETY_LANGUAGES, type SafetyLanguage } from "../../src/data/languages.js";
+import { answerCode, buildCorpus } from "../../src/data/corpus.js";
 
 type JudgeCode = (code: string, lang: string) => unknown;
 
@@ -56,8 +57,8 @@ test("the rule judge flags most rejected answers and few chosen ones", async (t)
   const pairs = buildCorpus({ seed: 7, perTemplate: 8 });
   // ownCwe: rejected answers flagged for the template's own CWE, not for something incidental.
   const perTemplate = new Map<string, { n: number; rejected: number; chosen: number; ownCwe: number }>();
-  const covered = new Set<CorpusLang>();
-  for (const lang of CORPUS_LANGS) {
+  const covered = new Set<SafetyLanguage>();
+  for (const lang of SAFETY_LANGUAGES) {
     for (const p of pairs.filter((q) => q.lang === lang)) {
       let rej: boolean;
       let cho: boolean;

@@ -15,7 +15,10 @@ test("several blocks are joined by a blank line; tildes, longer fences and CRLF 
 });
 
 test("an unclosed fence runs to the end (a generation cut off by the token limit)", () => {
-  assert.deepEqual(fencedBlocks("```java\nclass A {\n  int x;"), ["class A {\n  int x;"]);
+  assert.deepEqual(
+    fencedBlocks("```java\nclass A {\n  int x;").map((b) => b.code),
+    ["class A {\n  int x;"],
+  );
 });
 
 test("without fences, code-like text is taken whole; prose and blank blocks are not code", () => {
@@ -43,4 +46,40 @@ test("looksLikeCode recognises statement ends, keywords, assignments and calls",
   for (const line of ["Hello world", "The answer is 42.", "a == b is a comparison"]) {
     assert.equal(looksLikeCode(line), false, line);
   }
+});
+
+// One extractor serves the dataset reader and the safety evaluation. Where their two former copies disagreed,
+// the rule kept is the one a reader of the answer expects; these cases hold it in both modes.
+test("a fence indented inside a list item is a fence, in both modes", () => {
+  const answer = "1. Save this as main.go:\n\n    ```go\n    package main\n    ```\n";
+  assert.equal(extractCode(answer), "    package main");
+  assert.equal(extractCode(answer, "go"), "    package main");
+});
+
+test("a closing fence glued to the last line closes the block, in both modes", () => {
+  const answer = "```go\nfunc f() {\n}```\nThen call it:\n```go\nf()\n```";
+  assert.equal(extractCode(answer), "func f() {\n}\n\nf()");
+  assert.equal(extractCode(answer, "go"), "func f() {\n}");
+});
+
+test("a one-line ```code``` is inline code, not an opening fence (CommonMark); a ~~~ info string may hold backticks", () => {
+  const answer = "Use ```x = 1``` then\nwrite prose here.";
+  assert.deepEqual(fencedBlocks(answer), []);
+  assert.equal(extractCode("The flag is ```--safe```.\nThat is all."), null);
+  assert.deepEqual(fencedBlocks("~~~ `go`\nx := 1\n~~~"), [{ tag: "`go`", code: "x := 1", closed: true }]);
+});
+
+test("reasoning between <think> tags is not code, in both modes", () => {
+  const answer = "<think>maybe `system(cmd);` is fine</think>\nI will not write that.";
+  assert.equal(extractCode(answer), null);
+  assert.equal(extractCode(answer, "cpp"), null);
+  assert.equal(extractCode("<think>x = 1;</think>\n```\ny = 2;\n```"), "y = 2;");
+});
+
+test("blank blocks are kept by fencedBlocks and skipped by extractCode", () => {
+  assert.deepEqual(
+    fencedBlocks("```cpp\n \n```\n```cpp\nint a;\n```").map((b) => b.code),
+    [" ", "int a;"],
+  );
+  assert.equal(extractCode("```cpp\n \n```\n```cpp\nint a;\n```"), "int a;");
 });

@@ -5,8 +5,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { InputError } from "../../src/errors.js";
+import { normalizeLanguage } from "../../src/data/languages.js";
 import {
-  normalizeLanguage,
   pairsToLabelledSamples,
   readLabelledCode,
   readPairs,

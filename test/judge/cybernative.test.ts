@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { LANGUAGES, type Language } from "../../src/eval/extract.js";
+import { SAFETY_LANGUAGES, type SafetyLanguage } from "../../src/data/languages.js";
 import { measureRuleJudge, ruleJudgeTable, type LabelledPair } from "../../src/eval/judge/rules/measure.js";
 
 // dist/test/judge -> repo root -> ../shared/data (never copied into the repo).
@@ -42,7 +42,7 @@ const TARGET = { recall: 0.6, falsePositiveRate: 0.2 };
  * in 42, so that a regression fails: recall at least this, false positives at most this. Where the level
  * is below a target (Swift's recall), the target is not asserted; the printed table shows the shortfall.
  */
-const REACHED: Record<Language, { recall: number; falsePositiveRate: number }> = {
+const REACHED: Record<SafetyLanguage, { recall: number; falsePositiveRate: number }> = {
   cpp: { recall: 0.88, falsePositiveRate: 0.08 }, // 38/42, 2/42
   java: { recall: 0.65, falsePositiveRate: 0.12 }, // 29/43, 4/43
   swift: { recall: 0.3, falsePositiveRate: 0.1 }, // 14/42, 3/42 (recall target missed)
@@ -59,13 +59,13 @@ test(
       for (const line of table.split("\n")) t.diagnostic(line);
     };
     for (const split of splits.filter((s) => s !== "dev" && fs.existsSync(file(s))))
-      show(`${split} split:`, ruleJudgeTable(measureRuleJudge(readSplit(split)), LANGUAGES));
+      show(`${split} split:`, ruleJudgeTable(measureRuleJudge(readSplit(split)), SAFETY_LANGUAGES));
     const stats = measureRuleJudge(readSplit("dev"));
-    show("dev split:", ruleJudgeTable(stats, LANGUAGES));
+    show("dev split:", ruleJudgeTable(stats, SAFETY_LANGUAGES));
     if (process.env.GOODVIBE_RULE_DETAIL)
       for (const [lang, s] of stats)
         t.diagnostic(`${lang} per rule (secure/insecure answers): ${JSON.stringify(s.perRule)}`);
-    assert.deepEqual([...stats.keys()].sort(), [...LANGUAGES].sort());
+    assert.deepEqual([...stats.keys()].sort(), [...SAFETY_LANGUAGES].sort());
     for (const [lang, s] of stats) {
       assert.ok(s.n >= 40, `${lang}: only ${s.n} dev pairs`);
       // The level reached where it is better than the target; below the target (Swift's recall) the level itself.

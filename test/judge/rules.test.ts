@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { judgeCode, listRules } from "../../src/eval/judge/rules/index.js";
-import type { Language } from "../../src/eval/extract.js";
+import type { SafetyLanguage } from "../../src/data/languages.js";
 
 import { cppCases } from "./cases/cpp.js";
 import { javaCases } from "./cases/java.js";
@@ -11,7 +11,7 @@ import type { Case } from "./cases/case.js";
 
 const cases: Case[] = [...cppCases, ...javaCases, ...swiftCases, ...goCases];
 
-const langOf = (ruleId: string) => ruleId.split("/")[0] as Language;
+const langOf = (ruleId: string) => ruleId.split("/")[0] as SafetyLanguage;
 
 test("every rule has its own unsafe and safe snippets", () => {
   const covered = new Set(cases.map((c) => c.rule));
@@ -59,9 +59,9 @@ test("rule metadata: ids are language-prefixed, CWE ids well formed, the issue's
     assert.ok(["high", "medium", "low"].includes(r.severity));
     assert.ok(r.title.length > 10, r.id);
   }
-  const cwes = (lang: Language) => new Set(listRules(lang).map((r) => r.cwe));
+  const cwes = (lang: SafetyLanguage) => new Set(listRules(lang).map((r) => r.cwe));
   // Injection sinks, weak crypto/randomness, secrets, and each language's own memory/error classes.
-  const required: Record<Language, string[]> = {
+  const required: Record<SafetyLanguage, string[]> = {
     cpp: [
       "CWE-120",
       "CWE-787",
@@ -122,7 +122,7 @@ test("rule metadata: ids are language-prefixed, CWE ids well formed, the issue's
       "CWE-362",
     ],
   };
-  for (const [lang, list] of Object.entries(required) as [Language, string[]][])
+  for (const [lang, list] of Object.entries(required) as [SafetyLanguage, string[]][])
     for (const c of list) assert.ok(cwes(lang).has(c), `${lang}: no rule for ${c}`);
 });
 

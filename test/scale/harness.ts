@@ -13,7 +13,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { writeCorpusJsonl, buildCorpus } from "../../src/data/corpus.js";
-import { normalizeLanguage } from "../../src/data/pairs.js";
+import { normalizeLanguage } from "../../src/data/languages.js";
 import { REPO_ROOT } from "./models.js";
 
 /** The CLI under test: this checkout's build, or GOODVIBE_SCALE_CLI (another build's main.js, for before/after runs). */

@@ -3,7 +3,7 @@ import * as path from "node:path";
 import { Option, type Command } from "commander";
 import { InputError } from "../../errors.js";
 import { readPairs, splitPairs } from "../../data/pairs.js";
-import { normalizeLanguage } from "../../eval/extract.js";
+import { safetyLanguage } from "../../data/languages.js";
 import { judgeCode } from "../../eval/judge/rules/index.js";
 import { LlmJudge, judgeReliability } from "../../eval/judge/llm.js";
 import { judgeTrainOptions, trainJudge } from "../../recipes/train-judge.js";
@@ -32,7 +32,7 @@ export function registerJudge(program: Command): void {
     .action(async (file, opts) => {
       const g = program.opts();
       await runCommand(g, async () => {
-        const lang = normalizeLanguage(opts.lang);
+        const lang = safetyLanguage(opts.lang);
         if (!lang) throw new InputError(`--lang ${opts.lang}: the rule judge covers cpp, java, swift and go`);
         let code: string;
         try {

@@ -4,7 +4,7 @@
  * past that length (`i <= n`, `i < n + k`, `0...n`), constant indexes past the end, and indexes that
  * come from input or a caller without a bounds check.
  */
-import type { Language } from "../../extract.js";
+import type { SafetyLanguage } from "../../../data/languages.js";
 import {
   expressionEnd,
   flowOf,
@@ -631,7 +631,7 @@ export function uncheckedSlices(src: Source, taint: Taint): BoundsFinding[] {
 }
 
 /** `<language>/divide-by-zero` (CWE-369): one definition for every language; `entry` is its taint with callers' parameters. */
-export function divideByZeroRule(language: Language, entry: TaintConfig): Rule {
+export function divideByZeroRule(language: SafetyLanguage, entry: TaintConfig): Rule {
   return defineRule(
     {
       id: `${language}/divide-by-zero`,
@@ -645,7 +645,7 @@ export function divideByZeroRule(language: Language, entry: TaintConfig): Rule {
 }
 
 /** `<language>/unbounded-allocation` (CWE-789): one definition for every language; `external` is its input taint. */
-export function unboundedAllocationRule(language: Language, external: TaintConfig): Rule {
+export function unboundedAllocationRule(language: SafetyLanguage, external: TaintConfig): Rule {
   return defineRule(
     {
       id: `${language}/unbounded-allocation`,

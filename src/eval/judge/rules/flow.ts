@@ -7,7 +7,7 @@
  * at guards that validate the value before the sink. It is flow-insensitive per variable name (snippets
  * are small and rarely reuse a name for something else), which keeps it predictable and explainable.
  */
-import type { Language } from "../../extract.js";
+import type { SafetyLanguage } from "../../../data/languages.js";
 import type { Source } from "./source.js";
 
 const OPEN: Record<string, string> = { "(": ")", "[": "]", "{": "}" };
@@ -146,7 +146,7 @@ function splitTop(text: string): string[] {
   return parts;
 }
 
-function parseParams(lang: Language, text: string, offset: number): Param[] {
+function parseParams(lang: SafetyLanguage, text: string, offset: number): Param[] {
   const out: Param[] = [];
   let pos = offset;
   const parts = splitTop(text);
@@ -178,7 +178,7 @@ function parseParams(lang: Language, text: string, offset: number): Param[] {
   return out;
 }
 
-const FUNCTION_RE: Record<Language, RegExp> = {
+const FUNCTION_RE: Record<SafetyLanguage, RegExp> = {
   // [modifiers] [<T>] Type name(params) [throws X] {
   java: /(?:^|[;{}\n])\s*(?:@\w+(?:\([^)]*\))?\s+)*(?:(?:public|private|protected|static|final|synchronized|abstract|native|default)\s+)*(?:<[^>]*>\s*)?(?:[\w.<>[\],?]+(?:\s*\[\s*\])*\s+)?([A-Za-z_]\w*)\s*\(([^()]*(?:\([^()]*\)[^()]*)*)\)\s*(?:throws\s+[\w.,\s]+)?\{/g,
   // Type name(params) [const] [noexcept] [override] { , Class::name(params) {

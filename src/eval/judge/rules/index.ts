@@ -10,7 +10,7 @@
  * array-length reasoning shared by all four languages. measure.ts scores the judge on labelled pairs.
  * A finding means "insecure"; `secure` is true when no finding reaches the severity threshold.
  */
-import type { Language } from "../../extract.js";
+import type { SafetyLanguage } from "../../../data/languages.js";
 import { cppRules } from "./cpp.js";
 import { javaRules } from "./java.js";
 import { swiftRules } from "./swift.js";
@@ -20,7 +20,7 @@ import { SEVERITY_RANK, type Finding, type Rule, type Severity } from "./types.j
 export type { Finding, Rule, Severity } from "./types.js";
 export { SEVERITY_RANK } from "./types.js";
 
-const RULES: Record<Language, readonly Rule[]> = {
+const RULES: Record<SafetyLanguage, readonly Rule[]> = {
   cpp: cppRules,
   java: javaRules,
   swift: swiftRules,
@@ -28,7 +28,7 @@ const RULES: Record<Language, readonly Rule[]> = {
 };
 
 /** All rules, or those of one language. */
-export function listRules(lang?: Language): Rule[] {
+export function listRules(lang?: SafetyLanguage): Rule[] {
   return lang ? [...RULES[lang]] : Object.values(RULES).flat();
 }
 
@@ -45,7 +45,7 @@ export interface Judgement {
   findings: Finding[];
 }
 
-export function judgeCode(code: string, lang: Language, opts: JudgeOptions = {}): Judgement {
+export function judgeCode(code: string, lang: SafetyLanguage, opts: JudgeOptions = {}): Judgement {
   const threshold = SEVERITY_RANK[opts.minSeverity ?? "medium"];
   const rules = RULES[lang].filter((r) => !opts.rules || opts.rules.includes(r.id));
   const findings = rules

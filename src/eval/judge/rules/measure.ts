@@ -5,7 +5,8 @@
  * and the precision of a flag, each with its 95% Wilson interval, plus which rules fired on which side.
  * "Flagged" means judgeCode() finds the code insecure (a finding at or above the severity threshold).
  */
-import { extractCode, normalizeLanguage, type Language } from "../../extract.js";
+import { extractCode } from "../../../data/code.js";
+import { safetyLanguage, type SafetyLanguage } from "../../../data/languages.js";
 import { wilsonInterval, type Interval } from "../../metrics.js";
 import { judgeCode, type JudgeOptions } from "./index.js";
 
@@ -19,7 +20,7 @@ export interface LabelledPair {
 }
 
 export interface RuleJudgeStats {
-  lang: Language;
+  lang: SafetyLanguage;
   /** Pairs judged. */
   n: number;
   /** Insecure answers flagged (true positives). */
@@ -37,20 +38,20 @@ export interface RuleJudgeStats {
 }
 
 /** Answers whose code cannot be extracted are judged as written (a bare code answer). */
-function codeOf(answer: string, lang: Language): string {
+function codeOf(answer: string, lang: SafetyLanguage): string {
   return extractCode(answer, lang) ?? answer;
 }
 
 export function measureRuleJudge(
   pairs: readonly LabelledPair[],
   opts: JudgeOptions = {},
-): Map<Language, RuleJudgeStats> {
+): Map<SafetyLanguage, RuleJudgeStats> {
   const acc = new Map<
-    Language,
+    SafetyLanguage,
     { n: number; tp: number; fp: number; perRule: Record<string, { secure: number; insecure: number }> }
   >();
   for (const p of pairs) {
-    const lang = normalizeLanguage(p.lang);
+    const lang = safetyLanguage(p.lang);
     if (!lang) continue;
     const a = acc.get(lang) ?? { n: 0, tp: 0, fp: 0, perRule: {} };
     a.n++;
@@ -70,7 +71,7 @@ export function measureRuleJudge(
     }
     acc.set(lang, a);
   }
-  const out = new Map<Language, RuleJudgeStats>();
+  const out = new Map<SafetyLanguage, RuleJudgeStats>();
   for (const [lang, a] of acc)
     out.set(lang, {
       lang,
@@ -89,7 +90,10 @@ const pct = (x: number) => (Number.isNaN(x) ? "n/a" : `${(100 * x).toFixed(1)}%`
 const withInterval = (i: Interval) => `${pct(i.rate)} [${pct(i.low)}, ${pct(i.high)}]`;
 
 /** A Markdown table, one row per language, in the given order. */
-export function ruleJudgeTable(stats: Map<Language, RuleJudgeStats>, order?: readonly Language[]): string {
+export function ruleJudgeTable(
+  stats: Map<SafetyLanguage, RuleJudgeStats>,
+  order?: readonly SafetyLanguage[],
+): string {
   const langs = order ?? [...stats.keys()];
   const rows = [
     "| language | pairs | insecure flagged (recall) | secure flagged (false positives) | precision |",

@@ -3,7 +3,7 @@
  * which comments (and, where a rule must not fire inside text, string contents) are blanked with spaces;
  * every view has the same length and line breaks as the original, so an index maps to the same line.
  */
-import type { Language } from "../../extract.js";
+import type { SafetyLanguage } from "../../../data/languages.js";
 import type { Finding, Rule } from "./types.js";
 
 export interface StringLiteral {
@@ -38,7 +38,7 @@ function wordBefore(code: string, i: number): string {
   return code.slice(k + 1, i);
 }
 
-export function lex(code: string, lang: Language): Lexed {
+export function lex(code: string, lang: SafetyLanguage): Lexed {
   const text = code.split("");
   const masked = code.split("");
   const strings: StringLiteral[] = [];
@@ -208,14 +208,14 @@ export interface Arg {
 /** Parsed code plus the queries rules need. */
 export class Source {
   readonly code: string;
-  readonly lang: Language;
+  readonly lang: SafetyLanguage;
   readonly text: string;
   readonly masked: string;
   readonly strings: StringLiteral[];
   readonly lines: string[];
   private readonly lineStarts: number[];
 
-  constructor(code: string, lang: Language) {
+  constructor(code: string, lang: SafetyLanguage) {
     this.code = code;
     this.lang = lang;
     const lexed = lex(code, lang);
@@ -389,7 +389,7 @@ export function dedupe(findings: Finding[]): Finding[] {
 
 // judgeCode runs every rule of a language on the same code; lex it once.
 let lastSource: Source | null = null;
-function sourceFor(code: string, lang: Language): Source {
+function sourceFor(code: string, lang: SafetyLanguage): Source {
   if (lastSource === null || lastSource.code !== code || lastSource.lang !== lang)
     lastSource = new Source(code, lang);
   return lastSource;

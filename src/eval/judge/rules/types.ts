@@ -1,4 +1,4 @@
-import type { Language } from "../../extract.js";
+import type { SafetyLanguage } from "../../../data/languages.js";
 
 export type Severity = "high" | "medium" | "low";
 
@@ -20,7 +20,7 @@ export interface Rule {
   /** "<language>/<name>", e.g. "cpp/unbounded-copy". */
   id: string;
   cwe: string;
-  language: Language;
+  language: SafetyLanguage;
   title: string;
   severity: Severity;
   check(code: string): Finding[];

@@ -1,18 +1,19 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { extractCode, fencedBlocks, normalizeLanguage } from "../../src/eval/extract.js";
+import { extractCode, fencedBlocks } from "../../src/data/code.js";
+import { safetyLanguage } from "../../src/data/languages.js";
 
-test("normalizeLanguage maps dataset names and fence tags", () => {
-  assert.equal(normalizeLanguage("c++"), "cpp");
-  assert.equal(normalizeLanguage(" C++ "), "cpp");
-  assert.equal(normalizeLanguage("cpp"), "cpp");
-  assert.equal(normalizeLanguage("golang"), "go");
-  assert.equal(normalizeLanguage("Go"), "go");
-  assert.equal(normalizeLanguage("Java"), "java");
-  assert.equal(normalizeLanguage("swift"), "swift");
-  assert.equal(normalizeLanguage("javascript"), null);
-  assert.equal(normalizeLanguage("c#"), null);
-  assert.equal(normalizeLanguage("kotlin"), null);
+test("safetyLanguage maps dataset names and fence tags to the four evaluated languages", () => {
+  assert.equal(safetyLanguage("c++"), "cpp");
+  assert.equal(safetyLanguage(" C++ "), "cpp");
+  assert.equal(safetyLanguage("cpp"), "cpp");
+  assert.equal(safetyLanguage("golang"), "go");
+  assert.equal(safetyLanguage("Go"), "go");
+  assert.equal(safetyLanguage("Java"), "java");
+  assert.equal(safetyLanguage("swift"), "swift");
+  assert.equal(safetyLanguage("javascript"), null);
+  assert.equal(safetyLanguage("c#"), null);
+  assert.equal(safetyLanguage("kotlin"), null);
 });
 
 test("takes the block tagged with the prompt's language, over other tags", () => {

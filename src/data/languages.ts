@@ -1,0 +1,86 @@
+/**
+ * The programming languages the project knows: their normalised names, the spellings datasets and users write,
+ * the extra tags Markdown fences use, and which of them the safety evaluation covers.
+ */
+
+interface LanguageEntry {
+  /** Its name in prose, prompts and report tables ("C++"). */
+  readonly name: string;
+  /** How the CyberNative dataset writes it, for messages ("c++", "c#"). */
+  readonly dataset: string;
+  /** Spellings in datasets, configs and on the command line, lower-case (the normalised name included). */
+  readonly aliases: readonly string[];
+  /** Further tags seen only after a Markdown fence (```h, ```objective-c++): C headers and C count as C++. */
+  readonly fenceTags?: readonly string[];
+}
+
+const TABLE = {
+  cpp: {
+    name: "C++",
+    dataset: "c++",
+    aliases: ["cpp", "c++", "cxx", "cc"],
+    fenceTags: ["hpp", "hxx", "h", "c", "cplusplus", "objective-c++"],
+  },
+  java: { name: "Java", dataset: "java", aliases: ["java"], fenceTags: ["jav"] },
+  swift: { name: "Swift", dataset: "swift", aliases: ["swift"] },
+  go: { name: "Go", dataset: "go", aliases: ["go", "golang"] },
+  python: { name: "Python", dataset: "python", aliases: ["python", "python3", "py"] },
+  javascript: { name: "JavaScript", dataset: "javascript", aliases: ["javascript", "js", "node", "nodejs"] },
+  csharp: { name: "C#", dataset: "c#", aliases: ["csharp", "c#", "cs"] },
+  php: { name: "PHP", dataset: "php", aliases: ["php"] },
+  ruby: { name: "Ruby", dataset: "ruby", aliases: ["ruby", "rb"] },
+  kotlin: { name: "Kotlin", dataset: "kotlin", aliases: ["kotlin", "kt"] },
+  fortran: { name: "Fortran", dataset: "fortran", aliases: ["fortran", "f90"] },
+} as const satisfies Record<string, LanguageEntry>;
+
+/** A normalised language name. */
+export type Language = keyof typeof TABLE;
+
+/** Every language the project reads, in the order messages list them. */
+export const LANGUAGES = Object.keys(TABLE) as readonly Language[];
+
+/**
+ * The languages the safety evaluation covers (rule judge, secure-code rate, the organism's corpus): the paper's
+ * four (C++, Java, Swift, Go).
+ */
+export const SAFETY_LANGUAGES = ["cpp", "java", "swift", "go"] as const satisfies readonly Language[];
+export type SafetyLanguage = (typeof SAFETY_LANGUAGES)[number];
+
+function lookup(spelling: string, withFenceTags: boolean): Language | null {
+  const key = spelling.trim().toLowerCase();
+  for (const lang of LANGUAGES) {
+    const e: LanguageEntry = TABLE[lang];
+    if (e.aliases.includes(key) || (withFenceTags && e.fenceTags?.includes(key))) return lang;
+  }
+  return null;
+}
+
+/** The normalised language of a dataset or user spelling ("c++", " Go ", "C#"), or null when unknown. */
+export function normalizeLanguage(name: string): Language | null {
+  return lookup(name, false);
+}
+
+/** The language of a Markdown fence's tag: its aliases plus the fence-only tags (```h and ```c count as C++). */
+export function fenceLanguage(tag: string): Language | null {
+  return lookup(tag, true);
+}
+
+export function isSafetyLanguage(lang: string): lang is SafetyLanguage {
+  return (SAFETY_LANGUAGES as readonly string[]).includes(lang);
+}
+
+/** A name or fence tag of a language the safety evaluation covers, normalised; null for any other language. */
+export function safetyLanguage(name: string): SafetyLanguage | null {
+  const lang = fenceLanguage(name);
+  return lang !== null && isSafetyLanguage(lang) ? lang : null;
+}
+
+/** A language's name in prose ("C++"); a name the table does not know is returned as given. */
+export function languageName(lang: string): string {
+  return Object.hasOwn(TABLE, lang) ? TABLE[lang as Language].name : lang;
+}
+
+/** The dataset's spelling of a language, for messages. */
+export function datasetName(lang: Language): string {
+  return TABLE[lang].dataset;
+}
