@@ -21,8 +21,8 @@ export {
   PAPER_JUDGE_INSTRUCTION,
   type JudgeTask,
 } from "./data/prompts.js";
-export { identify, identifyShard } from "./method/goodvibe/identify.js";
-export { mergeIdentifyShards } from "./method/goodvibe/identify-shard.js";
+export { identify } from "./method/goodvibe/identify.js";
+export { identifyShard, mergeIdentifyShards } from "./method/goodvibe/identify-shard.js";
 export {
   readNeuronMap,
   writeNeuronMap,

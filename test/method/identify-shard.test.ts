@@ -12,12 +12,11 @@ import { fileURLToPath } from "node:url";
 import { loadModel } from "../../src/models/index.js";
 import {
   identify,
-  identifyShard,
   planBatches,
   type IdentifyOptions,
   type IdentifySample,
 } from "../../src/method/goodvibe/identify.js";
-import { mergeIdentifyShards } from "../../src/method/goodvibe/identify-shard.js";
+import { identifyShard, mergeIdentifyShards } from "../../src/method/goodvibe/identify-shard.js";
 import type { NeuronMap } from "../../src/method/goodvibe/neuron-map.js";
 import { parseShard } from "../../src/util/shard.js";
 import { readSafetensors } from "../../src/io/safetensors.js";

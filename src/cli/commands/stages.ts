@@ -14,9 +14,9 @@ import {
   runTrain,
   stageIdentify,
 } from "../../recipes/harden.js";
-import { checkTopK, identifyShard } from "../../method/goodvibe/identify.js";
+import { checkTopK } from "../../method/goodvibe/identify.js";
 import { clearIdentifyState } from "../../method/goodvibe/identify-state.js";
-import { mergeIdentifyShards } from "../../method/goodvibe/identify-shard.js";
+import { identifyShard, mergeIdentifyShards } from "../../method/goodvibe/identify-shard.js";
 import { readNeuronMap, summarizeNeuronMap, writeNeuronMap } from "../../method/goodvibe/neuron-map.js";
 import { parseShard, type ShardSpec } from "../../util/shard.js";
 import { clusterSummary, writeClusterMap } from "../../method/goodvibe/clustering.js";

@@ -10,15 +10,18 @@ import { writeDirAtomic, writeFileAtomic, type WriteDirOptions } from "../../io/
 import { writeSafetensors } from "../../io/safetensors.js";
 import { parseJson } from "../../util/keys.js";
 import type { ShardSpec } from "../../util/shard.js";
-import type { SelectionMode } from "./config.js";
-import type { ModelShapeRecord } from "./model-shape.js";
-import { buildNeuronMap, type NeuronMap, type NeuronMapSource } from "./neuron-map.js";
+import type { DecoderModel } from "../../models/decoder.js";
+import { DEFAULT_BATCH_TOKENS, type SelectionMode } from "./config.js";
+import { modelShapeRecord, type ModelShapeRecord } from "./model-shape.js";
+import type { NeuronMap, NeuronMapSource } from "./neuron-map.js";
+import { accumulate, buildNeuronMap, type IdentifyOptions, type IdentifySample } from "./identify.js";
 import {
   accumulatorTensors,
   emptyAccumulators,
   onFile,
   readAccumulatorTensors,
   readProfileRows,
+  scalarsOf,
   type Accumulators,
   type ProfileStore,
   type ScalarState,
@@ -51,6 +54,47 @@ export interface IdentifyShardInfo extends ScalarState {
   processed: string;
   /** the samples whose profile rows profiles.f32 holds, in its order */
   profileRows: number[];
+}
+
+/**
+ * One shard of an identification run (identify --shard i/n): the i-th of every n batches of the whole run's
+ * plan, so each batch is computed exactly as in one run. Writes the shard folder `outDir` (identify-shard.ts);
+ * mergeIdentifyShards turns a complete set into the neuron map of one run.
+ */
+export async function identifyShard(
+  model: DecoderModel,
+  samples: IdentifySample[],
+  opts: IdentifyOptions,
+  shard: ShardSpec,
+  outDir: string,
+  write: WriteDirOptions = {},
+): Promise<IdentifyShardInfo> {
+  if (!(shard.index >= 1 && shard.index <= shard.count))
+    throw new InputError(`shard ${shard.index}/${shard.count} does not exist`);
+  return accumulate(model, samples, opts, shard, async (acc, targets, store, runKey) => {
+    const profileRows: number[] = [];
+    if (store) for (let s = 0; s < store.count; s++) if (acc.processed[s]) profileRows.push(s);
+    const info: IdentifyShardInfo = {
+      format: SHARD_FORMAT,
+      version: 1,
+      shard,
+      run: runKey,
+      plan: { batchSize: opts.batchSize, batchTokens: opts.batchTokens ?? DEFAULT_BATCH_TOKENS },
+      mode: opts.mode,
+      topK: opts.topK,
+      lmHead: opts.lmHead === true,
+      profileSamples: store?.count ?? 0,
+      samplesInRun: samples.length,
+      model: modelShapeRecord(model),
+      targets: targets.map((t) => [t.name, t.outFeatures, t.inFeatures]),
+      source: opts.source,
+      ...scalarsOf(acc),
+      processed: Buffer.from(acc.processed).toString("base64"),
+      profileRows,
+    };
+    await writeIdentifyShard(outDir, info, acc, store, write);
+    return info;
+  });
 }
 
 /**

@@ -6,9 +6,10 @@
  * averaged over samples (accumulated in float64). The top-k per layer — never globally — are the security neurons.
  * The activation-magnitude variant (|y_i| instead of the gradient) is the paper's identification ablation.
  *
- * This file is the loop: batches planned by length, each judged with one forward and backward pass, per-sample
- * importances summed exactly. Beside it: the sums and their resumable state (identify-state.ts), the neuron map
- * (neuron-map.ts), shard folders and their merge (identify-shard.ts), the model-shape check (model-shape.ts).
+ * This file is the loop and its result: batches planned by length, each judged with one forward and backward
+ * pass, per-sample importances summed exactly, the top-k rows per layer. Beside it: the sums and their
+ * resumable state (identify-state.ts), the neuron map's format (neuron-map.ts), shards of a run and their merge
+ * (identify-shard.ts), the model-shape check (model-shape.ts).
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -17,7 +18,6 @@ import { createHash } from "node:crypto";
 import type { DecoderModel } from "../../models/decoder.js";
 import type { Linear } from "../../models/linear.js";
 import { InputError, GoodVibeError } from "../../errors.js";
-import type { WriteDirOptions } from "../../io/atomic.js";
 import { Tensor, keep, noGrad, readBackFloat32, tidy } from "../../tensor/index.js";
 import { availableMemoryBytes } from "../../util/memory.js";
 import { judgeLossHead } from "../losses.js";
@@ -32,18 +32,20 @@ import { interrupted, stopRequested } from "../../util/stop.js";
 import type { ShardSpec } from "../../util/shard.js";
 import { DEFAULT_BATCH_TOKENS, type IdentifyConfig } from "./config.js";
 import { modelShapeRecord } from "./model-shape.js";
-import { buildNeuronMap, type NeuronMap, type NeuronMapSource } from "./neuron-map.js";
+import type { FlopCount } from "../flops.js";
+import type { SelectionMode } from "./config.js";
+import type { ModelShapeRecord } from "./model-shape.js";
+import type { ModuleNeurons, NeuronMap, NeuronMapSource } from "./neuron-map.js";
 import {
   PROFILES,
   ProfileStore,
   emptyAccumulators,
+  flopsOf,
   loadState,
   saveState,
-  scalarsOf,
   type Accumulators,
   type Target,
 } from "./identify-state.js";
-import { SHARD_FORMAT, writeIdentifyShard, type IdentifyShardInfo } from "./identify-shard.js";
 
 export interface IdentifySample {
   id: string;
@@ -165,52 +167,11 @@ export async function identify(
 }
 
 /**
- * One shard of an identification run (identify --shard i/n): the i-th of every n batches of the whole run's
- * plan, so each batch is computed exactly as in one run. Writes the shard folder `outDir` (identify-shard.ts);
- * mergeIdentifyShards turns a complete set into the neuron map of one run.
- */
-export async function identifyShard(
-  model: DecoderModel,
-  samples: IdentifySample[],
-  opts: IdentifyOptions,
-  shard: ShardSpec,
-  outDir: string,
-  write: WriteDirOptions = {},
-): Promise<IdentifyShardInfo> {
-  if (!(shard.index >= 1 && shard.index <= shard.count))
-    throw new InputError(`shard ${shard.index}/${shard.count} does not exist`);
-  return accumulate(model, samples, opts, shard, async (acc, targets, store, runKey) => {
-    const profileRows: number[] = [];
-    if (store) for (let s = 0; s < store.count; s++) if (acc.processed[s]) profileRows.push(s);
-    const info: IdentifyShardInfo = {
-      format: SHARD_FORMAT,
-      version: 1,
-      shard,
-      run: runKey,
-      plan: { batchSize: opts.batchSize, batchTokens: opts.batchTokens ?? DEFAULT_BATCH_TOKENS },
-      mode: opts.mode,
-      topK: opts.topK,
-      lmHead: opts.lmHead === true,
-      profileSamples: store?.count ?? 0,
-      samplesInRun: samples.length,
-      model: modelShapeRecord(model),
-      targets: targets.map((t) => [t.name, t.outFeatures, t.inFeatures]),
-      source: opts.source,
-      ...scalarsOf(acc),
-      processed: Buffer.from(acc.processed).toString("base64"),
-      profileRows,
-    };
-    await writeIdentifyShard(outDir, info, acc, store, write);
-    return info;
-  });
-}
-
-/**
  * The work itself: plan the batches over every sample (the same plan for one run and for every shard), take the
  * shard's share, skip what saved state has done, run the rest; `finish` sees the accumulators and the profile
  * store before they are closed.
  */
-async function accumulate<T>(
+export async function accumulate<T>(
   model: DecoderModel,
   samples: IdentifySample[],
   opts: IdentifyOptions,
@@ -323,6 +284,75 @@ async function accumulate<T>(
     store?.close();
     if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
   }
+}
+
+// ---------------------------------------------------------------- the result: top-k per layer
+
+/** The sums a map is built from (one run's accumulators, or merged shards'). */
+type Sums = Pick<
+  Accumulators,
+  "done" | "secure" | "insecure" | "loss" | "flops" | "wallSeconds" | "tokens" | "paddedTokens" | "sums"
+>;
+
+/** Indices of the k largest values, descending, ties to the lower index (a stable order). */
+export function topKIndices(values: ArrayLike<number>, k: number): number[] {
+  const idx = Array.from({ length: values.length }, (_, i) => i);
+  idx.sort((a, b) => values[b] - values[a] || a - b);
+  return idx.slice(0, Math.min(k, idx.length));
+}
+
+/**
+ * The neuron map from identification's sums: per module the mean importance of every row (its exact sum over
+ * the samples, divided by their count), the top-k rows by it, their scores and the layer's statistics, and the
+ * selected rows' per-sample profiles when `readProfiles` gives them (the first profileSamples samples).
+ */
+export function buildNeuronMap(
+  targets: readonly Target[],
+  model: ModelShapeRecord,
+  acc: Sums,
+  opts: { mode: SelectionMode; topK: number; source: NeuronMapSource },
+  readProfiles: ((selected: Map<string, number[]>) => Map<string, number[][]>) | null,
+): NeuronMap {
+  const selected = new Map<string, number[]>();
+  const modules: Record<string, ModuleNeurons> = {};
+  for (const l of targets) {
+    const sum = acc.sums.get(l.name)!.values();
+    const imp = Float64Array.from(sum, (v) => v / acc.done);
+    const indices = topKIndices(imp, opts.topK);
+    selected.set(l.name, indices);
+    let total = 0;
+    let max = 0;
+    for (const v of imp) {
+      total += v;
+      max = Math.max(max, v);
+    }
+    const mean = total / imp.length;
+    let v2 = 0;
+    for (const v of imp) v2 += (v - mean) ** 2;
+    const top = indices.reduce((a, i) => a + imp[i], 0);
+    modules[l.name] = {
+      outFeatures: l.outFeatures,
+      inFeatures: l.inFeatures,
+      indices,
+      scores: indices.map((i) => imp[i]),
+      stats: { mean, std: Math.sqrt(v2 / imp.length), max, topKShare: total > 0 ? top / total : 0 },
+    };
+  }
+  if (readProfiles) for (const [name, prof] of readProfiles(selected)) modules[name]!.profiles = prof;
+  return {
+    format: "goodvibe-neuron-map",
+    version: 1,
+    mode: opts.mode,
+    topK: opts.topK,
+    model,
+    source: { ...opts.source, samples: acc.done, secure: acc.secure, insecure: acc.insecure },
+    lossMean: acc.loss.value(0) / acc.done,
+    flops: flopsOf(acc),
+    wallSeconds: acc.wallSeconds,
+    tokens: acc.tokens,
+    paddedTokens: acc.paddedTokens,
+    modules,
+  };
 }
 
 /**

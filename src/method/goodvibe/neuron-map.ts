@@ -1,7 +1,7 @@
 /**
  * The neuron map: identification's result (GoodVibe §3.3), the top-k rows of every linear layer by mean
- * importance — per layer, never globally — with their scores and per-sample profiles; built from the exact sums
- * of a run or of merged shards, written and read as JSON (neurons.json).
+ * importance — per layer, never globally — with their scores and per-sample profiles (identify.ts builds it);
+ * its format, written and read as JSON (neurons.json), and its summary.
  */
 import * as fs from "node:fs";
 import { InputError } from "../../errors.js";
@@ -10,7 +10,6 @@ import { parseJson } from "../../util/keys.js";
 import type { FlopCount } from "../flops.js";
 import type { SelectionMode } from "./config.js";
 import type { ModelShapeRecord } from "./model-shape.js";
-import { flopsOf, type Accumulators, type Target } from "./identify-state.js";
 
 /** What made a map: the model and data folders, the judge instruction as asked, and its label mapping. */
 export interface NeuronMapSource {
@@ -19,12 +18,6 @@ export interface NeuronMapSource {
   prompt: string;
   labels: { unsafe: string; safe: string };
 }
-
-/** The sums a map is built from (one run's accumulators, or merged shards'). */
-type Sums = Pick<
-  Accumulators,
-  "done" | "secure" | "insecure" | "loss" | "flops" | "wallSeconds" | "tokens" | "paddedTokens" | "sums"
->;
 
 export interface ModuleNeurons {
   outFeatures: number;
@@ -58,67 +51,6 @@ export interface NeuronMap {
   tokens?: number;
   paddedTokens?: number;
   modules: Record<string, ModuleNeurons>;
-}
-
-/** Indices of the k largest values, descending, ties to the lower index (a stable order). */
-export function topKIndices(values: ArrayLike<number>, k: number): number[] {
-  const idx = Array.from({ length: values.length }, (_, i) => i);
-  idx.sort((a, b) => values[b] - values[a] || a - b);
-  return idx.slice(0, Math.min(k, idx.length));
-}
-
-/**
- * The neuron map from identification's sums: per module the mean importance of every row (its exact sum over
- * the samples, divided by their count), the top-k rows by it, their scores and the layer's statistics, and the
- * selected rows' per-sample profiles when `readProfiles` gives them (the first profileSamples samples).
- */
-export function buildNeuronMap(
-  targets: readonly Target[],
-  model: ModelShapeRecord,
-  acc: Sums,
-  opts: { mode: SelectionMode; topK: number; source: NeuronMapSource },
-  readProfiles: ((selected: Map<string, number[]>) => Map<string, number[][]>) | null,
-): NeuronMap {
-  const selected = new Map<string, number[]>();
-  const modules: Record<string, ModuleNeurons> = {};
-  for (const l of targets) {
-    const sum = acc.sums.get(l.name)!.values();
-    const imp = Float64Array.from(sum, (v) => v / acc.done);
-    const indices = topKIndices(imp, opts.topK);
-    selected.set(l.name, indices);
-    let total = 0;
-    let max = 0;
-    for (const v of imp) {
-      total += v;
-      max = Math.max(max, v);
-    }
-    const mean = total / imp.length;
-    let v2 = 0;
-    for (const v of imp) v2 += (v - mean) ** 2;
-    const top = indices.reduce((a, i) => a + imp[i], 0);
-    modules[l.name] = {
-      outFeatures: l.outFeatures,
-      inFeatures: l.inFeatures,
-      indices,
-      scores: indices.map((i) => imp[i]),
-      stats: { mean, std: Math.sqrt(v2 / imp.length), max, topKShare: total > 0 ? top / total : 0 },
-    };
-  }
-  if (readProfiles) for (const [name, prof] of readProfiles(selected)) modules[name]!.profiles = prof;
-  return {
-    format: "goodvibe-neuron-map",
-    version: 1,
-    mode: opts.mode,
-    topK: opts.topK,
-    model,
-    source: { ...opts.source, samples: acc.done, secure: acc.secure, insecure: acc.insecure },
-    lossMean: acc.loss.value(0) / acc.done,
-    flops: flopsOf(acc),
-    wallSeconds: acc.wallSeconds,
-    tokens: acc.tokens,
-    paddedTokens: acc.paddedTokens,
-    modules,
-  };
 }
 
 export function writeNeuronMap(file: string, map: NeuronMap): void {
