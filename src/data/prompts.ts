@@ -4,12 +4,7 @@
  */
 import { InputError } from "../errors.js";
 import type { SecurityPair } from "./pairs.js";
-
-export type ChatRole = "system" | "user" | "assistant";
-export interface ChatMessage {
-  role: ChatRole;
-  content: string;
-}
+import type { ChatMessage } from "../io/tokenizer.js";
 
 /**
  * What this module needs from a tokenizer (src/io/tokenizer.ts implements it; declared here structurally so

@@ -10,8 +10,10 @@ import { Tokenizer } from "@huggingface/tokenizers";
 import { InputError } from "../errors.js";
 import { refuseForbiddenKeys, type KeyWalkOptions } from "../util/keys.js";
 
+export type ChatRole = "system" | "user" | "assistant";
+/** One turn of a conversation, as chat templates take it. */
 export interface ChatMessage {
-  role: "system" | "user" | "assistant";
+  role: ChatRole;
   content: string;
 }
 

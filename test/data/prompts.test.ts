@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { Template } from "@huggingface/jinja";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { InputError } from "../../src/errors.js";
+import type { ChatMessage } from "../../src/io/tokenizer.js";
 import {
   buildSftExample,
   hasSecurityHint,
@@ -21,7 +22,6 @@ import {
   securityHints,
   sftMessages,
   vibePrompt,
-  type ChatMessage,
   type ChatTokenizer,
 } from "../../src/data/prompts.js";
 

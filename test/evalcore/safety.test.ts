@@ -19,7 +19,8 @@ import type { ChatGenerateOptions } from "../../src/eval/generate/builtin.js";
 import type { JudgeInput, JudgeVerdict } from "../../src/eval/judge/llm.js";
 import { judgeCode } from "../../src/eval/judge/rules/index.js";
 import { answerCode, type CorpusPair } from "../../src/data/corpus.js";
-import { PAPER_JUDGE, type ChatMessage } from "../../src/data/prompts.js";
+import type { ChatMessage } from "../../src/io/tokenizer.js";
+import { PAPER_JUDGE } from "../../src/data/prompts.js";
 import { InputError } from "../../src/errors.js";
 import { corpusPairs, makeTinyChatModel, scratchDir } from "./make-model.js";
 

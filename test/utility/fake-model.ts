@@ -1,5 +1,5 @@
+import type { ChatMessage } from "../../src/io/tokenizer.js";
 import type {
-  ChatMessage,
   LoglikelihoodRequest,
   LoglikelihoodResult,
   UtilityModel,

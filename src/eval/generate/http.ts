@@ -16,7 +16,8 @@
  * context/continuation boundary counts towards the continuation.
  */
 import { GoodVibeError } from "../../errors.js";
-import type { ChatMessage, LoglikelihoodRequest, LoglikelihoodResult } from "../utility/model.js";
+import type { ChatMessage } from "../../io/tokenizer.js";
+import type { LoglikelihoodRequest, LoglikelihoodResult } from "../utility/model.js";
 import { cutAtStop, utilityModelFrom, type UtilityModel } from "../utility/model.js";
 import type { GenerateOptions, GenerationBackend } from "./backend.js";
 

@@ -10,7 +10,8 @@
  * reproduced here; we take the first N train examples (the harness's `first_n` sampler), N = 5 by default.
  */
 import type { Gsm8kItem } from "./datasets.js";
-import { cutAtStop, summarise, type ChatMessage, type TaskResult, type UtilityModel } from "./model.js";
+import type { ChatMessage } from "../../io/tokenizer.js";
+import { cutAtStop, summarise, type TaskResult, type UtilityModel } from "./model.js";
 
 export const GSM8K_STOP = ["Question:", "</s>", "<|im_end|>"];
 export const INVALID = "[invalid]";

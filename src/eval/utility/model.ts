@@ -2,6 +2,8 @@
  * What the utility benchmarks need from a model. The lead's libtorch engine and the HTTP backend
  * (src/eval/generate/http.ts) both implement it.
  */
+import type { ChatMessage } from "../../io/tokenizer.js";
+
 export interface LoglikelihoodRequest {
   context: string;
   continuation: string;
@@ -12,12 +14,6 @@ export interface LoglikelihoodResult {
   logprob: number;
   /** True when every continuation token is the argmax at its position. */
   isGreedy: boolean;
-}
-
-export type ChatRole = "system" | "user" | "assistant";
-export interface ChatMessage {
-  role: ChatRole;
-  content: string;
 }
 
 export interface UtilityModel {
