@@ -8,8 +8,12 @@ import { createRng } from "../util/random.js";
 /** z for a two-sided 95% interval: Φ⁻¹(0.975). */
 export const Z95 = 1.959963984540054;
 
+/**
+ * A point estimate with its 95% interval, low <= value <= high: a Wilson rate, a bootstrap mean, a paired
+ * difference. The one interval type of the project (the report's schema checks its files against it).
+ */
 export interface Interval {
-  rate: number;
+  value: number;
   low: number;
   high: number;
 }
@@ -17,7 +21,7 @@ export interface Interval {
 /**
  * Wilson score interval for a binomial proportion. Unlike the Wald interval it stays inside [0, 1]
  * and behaves at 0/n and n/n, which matters for safe-code rates near 0% or 100%.
- * With n = 0 nothing is known: rate is NaN and the interval is [0, 1].
+ * With n = 0 nothing is known: the value is NaN and the interval is [0, 1].
  */
 export function wilsonInterval(successes: number, n: number, z = Z95): Interval {
   if (!Number.isInteger(n) || n < 0)
@@ -25,7 +29,7 @@ export function wilsonInterval(successes: number, n: number, z = Z95): Interval 
   if (!Number.isInteger(successes) || successes < 0 || successes > n) {
     throw new InputError(`wilsonInterval: successes must be an integer in [0, ${n}], got ${successes}`);
   }
-  if (n === 0) return { rate: NaN, low: 0, high: 1 };
+  if (n === 0) return { value: NaN, low: 0, high: 1 };
   const p = successes / n;
   const z2 = z * z;
   const denom = 1 + z2 / n;
@@ -34,7 +38,7 @@ export function wilsonInterval(successes: number, n: number, z = Z95): Interval 
   // At 0/n and n/n the closed form touches 0 or 1 exactly; pin those against rounding.
   const low = successes === 0 ? 0 : Math.max(0, center - half);
   const high = successes === n ? 1 : Math.min(1, center + half);
-  return { rate: p, low, high };
+  return { value: p, low, high };
 }
 
 function checkPaired(a: readonly unknown[], b: readonly unknown[], fn: string): void {

@@ -15,14 +15,8 @@ import {
 } from "../data/prompts.js";
 import type { DecoderModel } from "../models/decoder.js";
 import { Tensor, noGrad, tidy } from "../tensor/index.js";
-import { mcnemar, pairedBootstrap, wilsonInterval, type McNemarResult } from "./metrics.js";
+import { mcnemar, pairedBootstrap, wilsonInterval, type Interval, type McNemarResult } from "./metrics.js";
 import { stopPoint } from "../util/stop.js";
-
-export interface Estimate {
-  value: number;
-  low: number;
-  high: number;
-}
 
 export interface PairLoss {
   id: string;
@@ -35,9 +29,9 @@ export interface PairLoss {
 export interface PreferenceSummary {
   n: number;
   /** Share of pairs whose secure answer has the lower loss, with its Wilson interval. */
-  rate: Estimate;
+  rate: Interval;
   /** Mean of (rejected − chosen) loss, with a seeded paired-bootstrap interval; > 0 favours secure code. */
-  meanLossGap: Estimate;
+  meanLossGap: Interval;
 }
 
 export interface PreferenceResult extends PreferenceSummary {
@@ -128,7 +122,7 @@ function summarise(losses: readonly PairLoss[], opts: PreferenceOptions): Prefer
   );
   return {
     n,
-    rate: { value: w.rate, low: w.low, high: w.high },
+    rate: w,
     meanLossGap: { value: gap.mean, low: gap.low, high: gap.high },
   };
 }
@@ -176,9 +170,9 @@ export async function securePreference(
 export interface PreferenceComparison {
   n: number;
   /** Preference rate of a minus that of b, with a paired-bootstrap interval over pairs. */
-  rateDiff: Estimate;
+  rateDiff: Interval;
   /** Mean loss gap of a minus that of b, paired bootstrap. */
-  meanGapDiff: Estimate;
+  meanGapDiff: Interval;
   /** McNemar's test on the per-pair preferences (a's "preferred" against b's). */
   mcnemar: McNemarResult;
 }

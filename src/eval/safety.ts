@@ -167,7 +167,7 @@ export interface SafetyResult {
 
 function rate(safe: number, n: number): SafeRate {
   const w = wilsonInterval(safe, n);
-  return { safe, n, rate: w.rate, low: w.low, high: w.high };
+  return { safe, n, rate: w.value, low: w.low, high: w.high };
 }
 
 function judgeRates(items: readonly SafetyItem[], verdict: (it: SafetyItem) => boolean | null): JudgeRates {

@@ -12,7 +12,7 @@ import { stopRequested } from "../util/stop.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { openModelWeights } from "../io/safetensors.js";
 import { readPairs, type SecurityPair } from "../data/pairs.js";
-import { type HardenConfig } from "../config/harden.js";
+import type { HardenConfig } from "../config/harden.js";
 import { CLUSTERS_FILE, NEURONS_FILE, planStages, runHarden } from "../recipes/harden.js";
 import { silentLogger, type Logger } from "../util/log.js";
 import {

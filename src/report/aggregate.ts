@@ -2,7 +2,8 @@
  * Cells of one setting (model, method, ablation) differ only by seed; the tables show one row per
  * setting with the mean across seeds and the sample standard deviation as its spread.
  */
-import { METHODS, type CellResult, type Interval, type Method } from "./schema.js";
+import { METHODS, type CellResult, type Method } from "./schema.js";
+import type { Interval } from "../eval/metrics.js";
 import { MISSING, type Cell } from "./table.js";
 
 export interface Setting {

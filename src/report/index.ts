@@ -9,12 +9,12 @@ export {
   JUDGES,
   type ExperimentResults,
   type CellResult,
-  type Interval,
   type RateWithN,
   type UtilityResult,
   type Method,
   type Judge,
 } from "./schema.js";
+export type { Interval } from "../eval/metrics.js";
 export { buildTables } from "./tables.js";
 export { buildFigures, renderSvg, type Figure } from "./figures.js";
 export { tableToCsv, tableToHtml, tableToMarkdown, type Table, type Cell, type Column } from "./table.js";

@@ -9,30 +9,36 @@
 import * as fs from "node:fs";
 import { z } from "zod";
 import { InputError } from "../errors.js";
+import type { Interval } from "../eval/metrics.js";
 
 const finite = z.number().refine(Number.isFinite, "must be a finite number");
 const nonNegInt = z.number().int().nonnegative();
 const nonNeg = finite.refine((x) => x >= 0, "must be >= 0");
 
+/** eval/metrics.ts's Interval, field for field (a missing or extra field is a compile error here). */
+const intervalShape = { value: finite, low: finite, high: finite } satisfies Record<
+  keyof Interval,
+  z.ZodType
+>;
+const ordered = [
+  (i: Interval) => i.low <= i.value + 1e-12 && i.value <= i.high + 1e-12,
+  { message: "interval must satisfy low <= value <= high" },
+] as const;
+const inUnit = [
+  (i: Interval) => i.low >= 0 && i.high <= 1,
+  { message: "a rate and its interval must lie in [0, 1]" },
+] as const;
+
 /** A point estimate with its 95% interval; `low <= value <= high`. */
-export const intervalSchema = z
-  .strictObject({ value: finite, low: finite, high: finite })
-  .refine((i) => i.low <= i.value + 1e-12 && i.value <= i.high + 1e-12, {
-    message: "interval must satisfy low <= value <= high",
-  });
-export type Interval = z.infer<typeof intervalSchema>;
+export const intervalSchema: z.ZodType<Interval> = z.strictObject(intervalShape).refine(...ordered);
 
 /** A rate in [0, 1] with its interval (Wilson or bootstrap). */
-const rateSchema = intervalSchema.refine((i) => i.low >= 0 && i.high <= 1, {
-  message: "a rate and its interval must lie in [0, 1]",
-});
+const rateSchema = intervalSchema.refine(...inUnit);
 
 const rateWithNSchema = z
-  .strictObject({ value: finite, low: finite, high: finite, n: nonNegInt })
-  .refine((i) => i.low <= i.value + 1e-12 && i.value <= i.high + 1e-12, {
-    message: "interval must satisfy low <= value <= high",
-  })
-  .refine((i) => i.low >= 0 && i.high <= 1, { message: "a rate and its interval must lie in [0, 1]" });
+  .strictObject({ ...intervalShape, n: nonNegInt })
+  .refine(...ordered)
+  .refine(...inUnit);
 export type RateWithN = z.infer<typeof rateWithNSchema>;
 
 export const METHODS = ["base", "goodvibe", "lora", "full"] as const;

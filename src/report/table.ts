@@ -18,7 +18,7 @@ export type Unit =
   | "p";
 
 /** A number from one run or averaged over seeds, with whatever uncertainty is known about it. */
-export interface Estimate {
+export interface ReportedNumber {
   value: number;
   /** 95% interval (one seed: the runner's interval). */
   low?: number;
@@ -34,11 +34,11 @@ export interface Estimate {
 
 /** A number cell may carry its own unit when one column mixes units (rates and losses in T3). */
 export type Cell =
-  { kind: "text"; text: string } | { kind: "missing" } | ({ kind: "number"; unit?: Unit } & Estimate);
+  { kind: "text"; text: string } | { kind: "missing" } | ({ kind: "number"; unit?: Unit } & ReportedNumber);
 
 export const MISSING: Cell = { kind: "missing" };
 export const text = (s: string): Cell => ({ kind: "text", text: s });
-export const num = (value: number | undefined, extra: Omit<Estimate, "value"> = {}): Cell =>
+export const num = (value: number | undefined, extra: Omit<ReportedNumber, "value"> = {}): Cell =>
   value === undefined || !Number.isFinite(value) ? MISSING : { kind: "number", value, ...extra };
 
 export type CsvExtra = "low" | "high" | "sd" | "se";

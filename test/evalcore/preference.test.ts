@@ -66,7 +66,7 @@ test("per-pair losses equal an unpadded forward + hand log-softmax; summary foll
   });
   const preferred = r.perPair.filter((p) => p.chosenLoss < p.rejectedLoss).length;
   const w = wilsonInterval(preferred, pairs.length);
-  assert.deepEqual(r.rate, { value: w.rate, low: w.low, high: w.high });
+  assert.deepEqual(r.rate, { value: w.value, low: w.low, high: w.high });
   const gaps = r.perPair.map((p) => p.rejectedLoss - p.chosenLoss);
   const meanGap = gaps.reduce((a, b) => a + b, 0) / gaps.length;
   assert.ok(Math.abs(r.meanLossGap.value - meanGap) < 1e-12);

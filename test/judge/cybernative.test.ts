@@ -72,11 +72,11 @@ test(
       const recallFloor = REACHED[lang].recall;
       const fprCeiling = Math.min(REACHED[lang].falsePositiveRate, TARGET.falsePositiveRate);
       assert.ok(
-        s.recall.rate >= recallFloor,
+        s.recall.value >= recallFloor,
         `${lang}: ${s.insecureFlagged}/${s.n} insecure answers flagged, below ${recallFloor}`,
       );
       assert.ok(
-        s.falsePositiveRate.rate <= fprCeiling,
+        s.falsePositiveRate.value <= fprCeiling,
         `${lang}: ${s.secureFlagged}/${s.n} secure answers flagged, above ${fprCeiling}`,
       );
       // The rules must separate the two sides, not just flag everything.

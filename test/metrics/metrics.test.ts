@@ -44,7 +44,7 @@ test("Wilson interval matches Newcombe (1998), Table I, method 3", () => {
     const r = wilsonInterval(x, n);
     close(r.low, lo, 5e-5, `${x}/${n} low`);
     close(r.high, hi, 5e-5, `${x}/${n} high`);
-    close(r.rate, x / n, 1e-15);
+    close(r.value, x / n, 1e-15);
   }
 });
 
@@ -68,7 +68,7 @@ test("Wilson interval: contains the rate, widens as n shrinks, symmetric under c
   for (const n of [1, 5, 17, 100]) {
     for (let x = 0; x <= n; x++) {
       const r = wilsonInterval(x, n);
-      assert.ok(r.low <= r.rate && r.rate <= r.high);
+      assert.ok(r.low <= r.value && r.value <= r.high);
       assert.ok(r.low >= 0 && r.high <= 1);
       const c = wilsonInterval(n - x, n);
       close(r.low, 1 - c.high, 1e-12);
@@ -79,7 +79,7 @@ test("Wilson interval: contains the rate, widens as n shrinks, symmetric under c
     return r.high - r.low;
   });
   assert.ok(widths[0]! < widths[1]! && widths[1]! < widths[2]!);
-  assert.deepEqual(wilsonInterval(0, 0), { rate: NaN, low: 0, high: 1 });
+  assert.deepEqual(wilsonInterval(0, 0), { value: NaN, low: 0, high: 1 });
   assert.throws(() => wilsonInterval(11, 10), InputError);
   assert.throws(() => wilsonInterval(1.5, 10), InputError);
 });

@@ -87,7 +87,7 @@ export function measureRuleJudge(
 }
 
 const pct = (x: number) => (Number.isNaN(x) ? "n/a" : `${(100 * x).toFixed(1)}%`);
-const withInterval = (i: Interval) => `${pct(i.rate)} [${pct(i.low)}, ${pct(i.high)}]`;
+const withInterval = (i: Interval) => `${pct(i.value)} [${pct(i.low)}, ${pct(i.high)}]`;
 
 /** A Markdown table, one row per language, in the given order. */
 export function ruleJudgeTable(
