@@ -91,6 +91,49 @@ export function mcnemar(a: readonly boolean[], b: readonly boolean[]): McNemarRe
   return { b01, b10, statistic, pValue: chiSquareSurvival(statistic, 1), method: "chi-square-continuity" };
 }
 
+export interface MatchedMcNemar extends McNemarResult {
+  /** Items in both lists with a verdict in both. */
+  n: number;
+  /** Items left out: in one list only, or without a verdict in either. */
+  excluded: number;
+  /** Share of true verdicts in `base` and in `other`, over the `n` matched items. */
+  baseRate: number;
+  otherRate: number;
+}
+
+/**
+ * McNemar's test of `other` against `base` on the items they share (matched by id) that have a verdict in both;
+ * b01 counts items false in `base` and true in `other`. Null when no item has a verdict in both.
+ */
+export function mcnemarMatched<T extends { id: string }>(
+  base: readonly T[],
+  other: readonly T[],
+  verdict: (item: T) => boolean | null,
+): MatchedMcNemar | null {
+  const otherById = new Map(other.map((it) => [it.id, it]));
+  const a: boolean[] = [];
+  const b: boolean[] = [];
+  for (const it of base) {
+    const o = otherById.get(it.id);
+    if (!o) continue;
+    const va = verdict(it);
+    const vb = verdict(o);
+    if (va === null || vb === null) continue;
+    a.push(va);
+    b.push(vb);
+  }
+  if (a.length === 0) return null;
+  const ids = new Set([...base.map((it) => it.id), ...other.map((it) => it.id)]);
+  const count = (xs: boolean[]) => xs.filter((x) => x).length;
+  return {
+    ...mcnemar(a, b),
+    n: a.length,
+    excluded: ids.size - a.length,
+    baseRate: count(a) / a.length,
+    otherRate: count(b) / b.length,
+  };
+}
+
 /** P(X > x) for X ~ chi-square with `df` degrees of freedom. */
 export function chiSquareSurvival(x: number, df: number): number {
   if (x <= 0) return 1;

@@ -4,81 +4,35 @@
  * has no code block, the LLM judge judges the whole answer (so every method is judged on the same prompts, the
  * same n) and the rule judge reports it as "no code"; the share of such answers is part of the result.
  *
- * Resumable: with a cache file, each finished item is appended to a JSONL file (fsync'd) under a key made of the
- * prompt id and text, the model fingerprint and the generation options; a rerun takes those items from the file
- * and generates only the rest, so a killed run loses at most the batch in flight.
+ * Resumable: with a cache file (./generation-cache.ts), each finished item is appended to a JSONL file under a
+ * key made of the prompt id and text, the model's identity and the generation options; a rerun takes those items
+ * from the file and generates only the rest, so a killed run loses at most the batch in flight.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { createHash } from "node:crypto";
 import { InputError } from "../errors.js";
-import { modelWeightsHash } from "../io/hash.js";
+import { modelWeightsHash, sha256 } from "../io/hash.js";
 import type { SecurityPair } from "../data/pairs.js";
 import { vibePrompt } from "../data/prompts.js";
 import { extractCode } from "../data/code.js";
 import { safetyLanguage } from "../data/languages.js";
-import { type HfTokenizer, type ChatMessage } from "../io/tokenizer.js";
 import { SEVERITY_RANK, judgeCode } from "./judge/rules/index.js";
 import { isSecure, type LlmJudge } from "./judge/llm.js";
-import type { GenerateOptions, GenerationBackend } from "./generate/backend.js";
-import type { ChatGenerateOptions } from "./generate/builtin.js";
+import type { ChatBackend, GenerateOptions } from "./generate/backend.js";
+import {
+  GenerationCacheWriter,
+  generationKey,
+  readGenerationCache,
+  type CacheRecord,
+} from "./generation-cache.js";
 import {
   cohensKappa,
   confusionMatrix,
-  mcnemar,
+  mcnemarMatched,
   wilsonInterval,
   type ConfusionMatrix,
-  type McNemarResult,
+  type MatchedMcNemar,
 } from "./metrics.js";
-
-/** Anything that answers conversations: BuiltinBackend, or a text backend wrapped by `chatBackend`. */
-export interface ChatBackend {
-  readonly name: string;
-  generateChat(
-    messagesList: readonly (readonly ChatMessage[])[],
-    opts: ChatGenerateOptions,
-  ): Promise<string[]>;
-}
-
-/**
- * A server that applies the chat template itself (OpenAI-compatible `/v1/chat/completions`: HttpBackend over a
- * fleet of vLLM, llama-server, Ollama or `goodvibe serve`) as a ChatBackend: every conversation is one request,
- * sent all at once (the backend bounds the requests in flight and spreads them over its servers).
- */
-export function serverChatBackend(server: {
-  readonly name: string;
-  chat(messages: ChatMessage[], opts: GenerateOptions): Promise<string>;
-}): ChatBackend {
-  return {
-    name: server.name,
-    generateChat: (messagesList, opts) =>
-      Promise.all(messagesList.map((m, i) => server.chat([...m], { ...opts, seed: (opts.seed ?? 0) + i }))),
-  };
-}
-
-/** A text-in backend (llama.cpp) as a ChatBackend: the tokenizer's chat template formats each prompt. */
-export function chatBackend(backend: GenerationBackend, tok: HfTokenizer): ChatBackend {
-  return {
-    name: backend.name,
-    async generateChat(messagesList, opts) {
-      const out: string[] = [];
-      for (const [i, messages] of messagesList.entries()) {
-        const prompt = tok.applyChatTemplate(messages, {
-          addGenerationPrompt: true,
-          enableThinking: opts.enableThinking ?? false,
-        });
-        out.push(await backend.generateText(prompt, { ...opts, seed: (opts.seed ?? 0) + i }));
-      }
-      return out;
-    },
-  };
-}
-
-/**
- * A content hash of a model folder: config.json and every weight file (names, sizes, bytes). Two folders with
- * the same fingerprint hold the same model, so cached generations can be reused safely.
- */
-export const modelFingerprint: (dir: string) => string = modelWeightsHash;
 
 // ---------------------------------------------------------------------------------------------------------
 // Results
@@ -189,82 +143,12 @@ function judgeRates(items: readonly SafetyItem[], verdict: (it: SafetyItem) => b
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// The cache
-
-interface CacheRecord {
-  key: string;
-  id: string;
-  answer: string;
-  /** LLM judge verdict, under the judge's fingerprint (its weights and convention). */
-  llm?: { judge: string; pUnsafe: number };
-}
-
-function readCache(file: string): Map<string, CacheRecord> {
-  const out = new Map<string, CacheRecord>();
-  if (!fs.existsSync(file)) return out;
-  const lines = fs.readFileSync(file, "utf8").split("\n");
-  lines.forEach((line, i) => {
-    if (line.trim() === "") return;
-    let rec: CacheRecord;
-    try {
-      rec = JSON.parse(line) as CacheRecord;
-    } catch (e) {
-      // A run killed mid-write leaves a torn last line; anything else is damage the user should see.
-      if (i === lines.length - 1) return;
-      throw new InputError(
-        `${file} row ${i + 1}: not valid JSON (${(e as Error).message}); delete the cache to start over`,
-      );
-    }
-    if (typeof rec.key !== "string" || typeof rec.answer !== "string")
-      throw new InputError(`${file} row ${i + 1}: a cache record needs string fields "key" and "answer"`);
-    const prev = out.get(rec.key);
-    // A later record for the same key only adds an LLM verdict; keep the earlier ones' answers.
-    out.set(rec.key, prev ? { ...prev, llm: rec.llm ?? prev.llm } : rec);
-  });
-  return out;
-}
-
-class CacheWriter {
-  private fd: number;
-  constructor(readonly file: string) {
-    fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-    this.fd = fs.openSync(file, "a");
-    const bytes = fs.readFileSync(file);
-    // drop a torn last line (a run killed mid-write) so the next record starts on its own line
-    if (bytes.length > 0 && bytes[bytes.length - 1] !== 0x0a) {
-      fs.ftruncateSync(this.fd, bytes.lastIndexOf(0x0a) + 1);
-      fs.fsyncSync(this.fd);
-    }
-  }
-  append(rec: CacheRecord): void {
-    fs.writeSync(this.fd, JSON.stringify(rec) + "\n");
-    fs.fsyncSync(this.fd);
-  }
-  close(): void {
-    fs.closeSync(this.fd);
-  }
-}
-
-function itemKey(
-  pair: SecurityPair,
-  messages: readonly ChatMessage[],
-  fingerprint: string,
-  backend: string,
-  gen: object,
-): string {
-  return createHash("sha256")
-    .update(JSON.stringify({ id: pair.id, messages, model: fingerprint, backend, gen }))
-    .digest("hex")
-    .slice(0, 32);
-}
-
-// ---------------------------------------------------------------------------------------------------------
 // The evaluation
 
 export interface SafetyOptions {
   backend: ChatBackend;
   /**
-   * Identifies what is evaluated: modelFingerprint(dir) for a folder, plus anything else that changes the
+   * Identifies what is evaluated: modelWeightsHash(dir) for a folder, plus anything else that changes the
    * generations (compute dtype, engine settings), since the cache key sees only this string and the options.
    */
   modelFingerprint: string;
@@ -274,7 +158,7 @@ export interface SafetyOptions {
   /** An LlmJudge (anything with its `judge`, `source` and `convention`). */
   llmJudge?: Pick<LlmJudge, "judge" | "source" | "convention">;
   /**
-   * Cache key of the LLM judge's verdicts; default modelFingerprint(judge folder) with the judge's convention,
+   * Cache key of the LLM judge's verdicts; default modelWeightsHash(judge folder) with the judge's convention,
    * none for an in-memory judge.
    */
   llmJudgeFingerprint?: string;
@@ -335,15 +219,15 @@ export async function evaluateSafety(
   const judgeFp = opts.llmJudge
     ? (opts.llmJudgeFingerprint ??
       (opts.llmJudge.source
-        ? createHash("sha256")
-            .update(JSON.stringify([modelFingerprint(opts.llmJudge.source), opts.llmJudge.convention]))
-            .digest("hex")
-            .slice(0, 32)
+        ? sha256(JSON.stringify([modelWeightsHash(opts.llmJudge.source), opts.llmJudge.convention])).slice(
+            0,
+            32,
+          )
         : null))
     : null;
 
-  const cache = opts.cacheFile ? readCache(opts.cacheFile) : new Map<string, CacheRecord>();
-  const writer = opts.cacheFile ? new CacheWriter(opts.cacheFile) : null;
+  const cache = opts.cacheFile ? readGenerationCache(opts.cacheFile) : new Map<string, CacheRecord>();
+  const writer = opts.cacheFile ? new GenerationCacheWriter(opts.cacheFile) : null;
   const items: SafetyItem[] = [];
   let generated = 0;
   let fromCache = 0;
@@ -353,7 +237,7 @@ export async function evaluateSafety(
       const batch = pairs.slice(start, start + batchSize);
       const messages = batch.map((p) => vibePrompt(p));
       const keys = batch.map((p, i) =>
-        itemKey(p, messages[i]!, opts.modelFingerprint, opts.backend.name, genKey),
+        generationKey(p.id, messages[i]!, opts.modelFingerprint, opts.backend.name, genKey),
       );
       const missing = batch.map((_, i) => i).filter((i) => !cache.has(keys[i]!));
       if (missing.length > 0 && opts.stopAfterItems !== undefined && generated >= opts.stopAfterItems) {
@@ -485,51 +369,26 @@ export function summariseSafety(
   };
 }
 
-export interface SafetyComparison extends McNemarResult {
+export interface SafetyComparison extends MatchedMcNemar {
   judge: "rule" | "llm";
-  /** Prompts where both models' answers have a verdict from this judge. */
-  n: number;
-  /** Prompts left out: missing in one result, or no code / no verdict in either. */
-  excluded: number;
-  baseRate: number;
-  otherRate: number;
 }
 
 /**
- * McNemar's test of another model against the base on the same prompts (matched by id), for one judge.
- * b01 counts prompts where the base's answer is insecure and the other's secure (improvements).
+ * McNemar's test of another model against the base on the same prompts (matched by id), for one judge: the
+ * prompts where both answers have a verdict from it. b01 counts prompts where the base's answer is insecure and
+ * the other's secure (improvements).
  */
 export function mcnemarVsBase(
   base: SafetyResult,
   other: SafetyResult,
   judge: "rule" | "llm" = "rule",
 ): SafetyComparison {
-  const verdict = (it: SafetyItem): boolean | null =>
-    judge === "rule" ? (it.rule?.secure ?? null) : (it.llm?.secure ?? null);
-  const otherById = new Map(other.items.map((it) => [it.id, it]));
-  const a: boolean[] = [];
-  const b: boolean[] = [];
-  for (const it of base.items) {
-    const o = otherById.get(it.id);
-    if (!o) continue;
-    const va = verdict(it);
-    const vb = verdict(o);
-    if (va === null || vb === null) continue;
-    a.push(va);
-    b.push(vb);
-  }
-  const ids = new Set([...base.items.map((it) => it.id), ...other.items.map((it) => it.id)]);
-  if (a.length === 0)
+  const r = mcnemarMatched(base.items, other.items, (it) =>
+    judge === "rule" ? (it.rule?.secure ?? null) : (it.llm?.secure ?? null),
+  );
+  if (r === null)
     throw new InputError(
       `mcnemarVsBase: no prompt has a ${judge} verdict in both results (are they on the same pairs?)`,
     );
-  const count = (xs: boolean[]) => xs.filter((x) => x).length;
-  return {
-    judge,
-    ...mcnemar(a, b),
-    n: a.length,
-    excluded: ids.size - a.length,
-    baseRate: count(a) / a.length,
-    otherRate: count(b) / b.length,
-  };
+  return { judge, ...r };
 }

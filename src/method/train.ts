@@ -212,7 +212,11 @@ export function clipGradNorm(params: Tensor[], maxNorm: number | null): number {
   });
 }
 
-function fingerprintOf(method: AttachedMethod, examples: SftExample[], cfg: TrainConfig): string {
+/**
+ * A hash of everything that shapes a training run (method, settings, trainable shapes, examples): a checkpoint
+ * resumes only under the same one.
+ */
+function trainingRunHash(method: AttachedMethod, examples: SftExample[], cfg: TrainConfig): string {
   const h = createHash("sha256");
   const { stopAfterSteps: _ignored, checkpointEvery: _every, ...rest } = cfg;
   h.update(
@@ -332,7 +336,7 @@ export async function trainSft(
   const opt = new AdamW(params, { lr: cfg.lr, betas: cfg.betas, eps: cfg.eps, weightDecay: cfg.weightDecay });
   const plan = planBatches(examples.length, cfg);
   const totalSteps = plan.length;
-  const fingerprint = fingerprintOf(method, examples, cfg);
+  const fingerprint = trainingRunHash(method, examples, cfg);
   let state: TrainState = {
     fingerprint,
     step: 0,

@@ -25,7 +25,7 @@ import { runHarden, type HardenResult } from "./harden.js";
 import type { Logger } from "../util/log.js";
 import { describeJudgeConvention, judgeConvention } from "../data/prompts.js";
 import { createHash } from "node:crypto";
-import { modelFingerprint } from "../eval/safety.js";
+import { modelWeightsHash } from "../io/hash.js";
 import { DEFAULT_TRAIN } from "../method/train-config.js";
 import {
   ensureJudgeTrained,
@@ -239,7 +239,7 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
   const judgeKey = createHash("sha256")
     .update(
       JSON.stringify([
-        modelFingerprint(opts.organism),
+        modelWeightsHash(opts.organism),
         fs.readFileSync(trainFile),
         DEMO_JUDGE,
         opts.judgePairs,

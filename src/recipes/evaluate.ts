@@ -14,14 +14,9 @@ import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
 import { loadModel } from "../models/load.js";
 import type { DecoderModel } from "../models/decoder.js";
 import { securePreference, type PreferenceResult } from "../eval/preference.js";
-import {
-  evaluateSafety,
-  mcnemarVsBase,
-  modelFingerprint,
-  type ChatBackend,
-  type SafetyResult,
-  type JudgeRates,
-} from "../eval/safety.js";
+import { modelWeightsHash } from "../io/hash.js";
+import type { ChatBackend } from "../eval/generate/backend.js";
+import { evaluateSafety, mcnemarVsBase, type SafetyResult, type JudgeRates } from "../eval/safety.js";
 import { BuiltinBackend } from "../eval/generate/builtin.js";
 import type { LlmJudge } from "../eval/judge/llm.js";
 import { Tensor, noGrad, tidy } from "../tensor/index.js";
@@ -365,7 +360,7 @@ export async function evaluateModel(modelDir: string, opts: EvalOptions): Promis
     log.info(`safe rate: ${describeProtocol(protocol)}`);
     log.info(`generating answers to ${prompts.length} held-out prompts`);
     const backend = new BuiltinBackend(model, tok);
-    const fp = modelFingerprint(modelDir);
+    const fp = modelWeightsHash(modelDir);
     safety = await evaluateSafety(prompts, {
       backend: opts.generator ?? {
         name: "builtin",

@@ -7,15 +7,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import {
-  evaluateSafety,
-  mcnemarVsBase,
-  modelFingerprint,
-  type ChatBackend,
-  type SafetyOptions,
-} from "../../src/eval/safety.js";
+import { modelWeightsHash } from "../../src/io/hash.js";
+import type { ChatBackend, ChatGenerateOptions } from "../../src/eval/generate/backend.js";
+import { evaluateSafety, mcnemarVsBase, type SafetyOptions } from "../../src/eval/safety.js";
 import { BuiltinBackend } from "../../src/eval/generate/builtin.js";
-import type { ChatGenerateOptions } from "../../src/eval/generate/builtin.js";
 import type { JudgeInput, JudgeVerdict } from "../../src/eval/judge/llm.js";
 import { judgeCode } from "../../src/eval/judge/rules/index.js";
 import { answerCode, type CorpusPair } from "../../src/data/corpus.js";
@@ -261,8 +256,8 @@ test("cached LLM verdicts are reused under the same judge fingerprint", async ()
 test("end to end with the built-in backend: a cached rerun reproduces the items; fingerprints follow content", async () => {
   const made = makeTinyChatModel({ seed: 2 });
   const backend = await BuiltinBackend.load(made.dir);
-  const fp = modelFingerprint(made.dir);
-  assert.equal(fp, modelFingerprint(made.dir));
+  const fp = modelWeightsHash(made.dir);
+  assert.equal(fp, modelWeightsHash(made.dir));
   const pairs = PAIRS.slice(0, 4);
   const cacheFile = path.join(scratchDir(), "gen.jsonl");
   const opts: SafetyOptions = {
@@ -281,11 +276,11 @@ test("end to end with the built-in backend: a cached rerun reproduces the items;
 
   const copy = scratchDir();
   for (const f of fs.readdirSync(made.dir)) fs.copyFileSync(path.join(made.dir, f), path.join(copy, f));
-  assert.equal(modelFingerprint(copy), fp);
+  assert.equal(modelWeightsHash(copy), fp);
   const w = path.join(copy, "model.safetensors");
   const bytes = fs.readFileSync(w);
   bytes[bytes.length - 1] ^= 1;
   fs.writeFileSync(w, bytes);
-  assert.notEqual(modelFingerprint(copy), fp);
+  assert.notEqual(modelWeightsHash(copy), fp);
   await assert.rejects(evaluateSafety([PAIRS[0]!, PAIRS[0]!], opts), /appears twice/);
 });

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import {
   wilsonInterval,
   mcnemar,
+  mcnemarMatched,
   chiSquareSurvival,
   confusionMatrix,
   cohensKappa,
@@ -214,4 +215,35 @@ test("bootstrapMeanDiff: unpaired and paired", () => {
   );
   assert.deepEqual(p, { mean: 2, low: 2, high: 2 });
   assert.throws(() => bootstrapMeanDiff([1], [1, 2], { paired: true }), InputError);
+});
+
+test("mcnemarMatched pairs items by id, leaves out those without a verdict in both, and counts them", () => {
+  const v = (id: string, ok: boolean | null) => ({ id, ok });
+  const base = [v("a", false), v("b", false), v("c", true), v("d", null), v("e", true), v("only-base", true)];
+  const other = [
+    v("c", false),
+    v("b", true),
+    v("a", true),
+    v("d", true),
+    v("e", true),
+    v("only-other", false),
+  ];
+  const r = mcnemarMatched(base, other, (x) => x.ok)!;
+  // matched with verdicts: a (F→T), b (F→T), c (T→F), e (T→T); d has none in base; two ids are in one list only
+  assert.equal(r.n, 4);
+  assert.equal(r.excluded, 3);
+  assert.equal(r.b01, 2);
+  assert.equal(r.b10, 1);
+  assert.equal(r.baseRate, 2 / 4);
+  assert.equal(r.otherRate, 3 / 4);
+  assert.deepEqual(
+    { b01: r.b01, b10: r.b10, pValue: r.pValue },
+    (({ b01, b10, pValue }) => ({ b01, b10, pValue }))(
+      mcnemar([false, false, true, true], [true, true, false, true]),
+    ),
+  );
+  assert.equal(
+    mcnemarMatched([v("a", true)], [v("b", true)], (x) => x.ok),
+    null,
+  );
 });

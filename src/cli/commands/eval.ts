@@ -13,7 +13,7 @@ import { PROMPT_FILTERS, type PromptFilter } from "../../data/prompts.js";
 import { InputError } from "../../errors.js";
 import { integer, list } from "../options.js";
 import { HttpBackend } from "../../eval/generate/http.js";
-import { serverChatBackend } from "../../eval/safety.js";
+import { serverChatBackend } from "../../eval/generate/backend.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 
 export function registerEval(program: Command): void {

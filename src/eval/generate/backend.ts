@@ -1,4 +1,8 @@
-/** The interface every text-generation engine implements (the built-in libtorch engine, llama.cpp). */
+/**
+ * The interfaces every generation engine implements: text in (the built-in libtorch engine, llama.cpp) and
+ * conversations in (the built-in engine, servers that apply the chat template themselves).
+ */
+import type { ChatMessage } from "../../io/tokenizer.js";
 
 export interface GenerateOptions {
   maxNewTokens: number;
@@ -17,4 +21,38 @@ export interface GenerationBackend {
   /** Generated text; the prompt is already chat-formatted. */
   generateText(prompt: string, opts: GenerateOptions): Promise<string>;
   close(): Promise<void>;
+}
+
+export interface ChatGenerateOptions extends GenerateOptions {
+  /** Prompts per call of `generate` (default 8). */
+  batchSize?: number;
+  /** Passed to chat templates that read it (Qwen3); default false, as in the SFT examples. */
+  enableThinking?: boolean;
+  /** Stop request (Ctrl-C), checked after every token: the call ends with InterruptedError. */
+  signal?: AbortSignal;
+}
+
+/** Anything that answers conversations: BuiltinBackend, LlamaCppBackend, a server via `serverChatBackend`. */
+export interface ChatBackend {
+  readonly name: string;
+  generateChat(
+    messagesList: readonly (readonly ChatMessage[])[],
+    opts: ChatGenerateOptions,
+  ): Promise<string[]>;
+}
+
+/**
+ * A server that applies the chat template itself (OpenAI-compatible `/v1/chat/completions`: HttpBackend over a
+ * fleet of vLLM, llama-server, Ollama or `goodvibe serve`) as a ChatBackend: every conversation is one request,
+ * sent all at once (the backend bounds the requests in flight and spreads them over its servers).
+ */
+export function serverChatBackend(server: {
+  readonly name: string;
+  chat(messages: ChatMessage[], opts: GenerateOptions): Promise<string>;
+}): ChatBackend {
+  return {
+    name: server.name,
+    generateChat: (messagesList, opts) =>
+      Promise.all(messagesList.map((m, i) => server.chat([...m], { ...opts, seed: (opts.seed ?? 0) + i }))),
+  };
 }

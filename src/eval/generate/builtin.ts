@@ -10,22 +10,13 @@ import type { ChatMessage, HfTokenizer } from "../../io/tokenizer.js";
 import { loadTokenizer } from "../../io/tokenizer.js";
 import { generate, loadModel, type DecoderModel, type LoadOptions } from "../../models/index.js";
 import { generateAsync } from "../../models/generate.js";
-import type { GenerateOptions, GenerationBackend } from "./backend.js";
+import type { ChatGenerateOptions, GenerateOptions, GenerationBackend } from "./backend.js";
 
 export interface BuiltinBackendOptions {
   /** Token ids that end generation; default: the tokenizer's (eos and end-of-turn tokens). */
   eosTokenIds?: number[];
   /** Left-padding id; default: the tokenizer's pad token, else the first eos id, else 0 (pads are masked out). */
   padTokenId?: number;
-}
-
-export interface ChatGenerateOptions extends GenerateOptions {
-  /** Prompts per call of `generate` (default 8). */
-  batchSize?: number;
-  /** Passed to chat templates that read it (Qwen3); default false, as in the SFT examples. */
-  enableThinking?: boolean;
-  /** Stop request (Ctrl-C), checked after every token: the call ends with InterruptedError. */
-  signal?: AbortSignal;
 }
 
 /** Cut `text` before the earliest occurrence of any stop string. */

@@ -25,8 +25,8 @@ import { InputError } from "../../errors.js";
 import { loadNodeLlamaCpp, type LlamaGpu } from "./llamacpp-runtime.js";
 import type { ChatMessage, HfTokenizer } from "../../io/tokenizer.js";
 import { usableCores } from "../../util/cores.js";
-import type { GenerateOptions, GenerationBackend } from "./backend.js";
-import { cutAtStopStrings, type ChatGenerateOptions } from "./builtin.js";
+import { type GenerateOptions, type GenerationBackend, type ChatGenerateOptions } from "./backend.js";
+import { cutAtStopStrings } from "./builtin.js";
 
 export interface LlamaCppBackendOptions {
   modelPath: string;
