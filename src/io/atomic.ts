@@ -228,16 +228,28 @@ export function moveAside(p: string): string {
  * A crash leaves either the old file or the new one, never a partial one.
  */
 export function writeFileAtomic(file: string, data: string | Uint8Array | readonly Uint8Array[]): void {
-  const dir = path.dirname(file);
-  fs.mkdirSync(dir, { recursive: true });
+  const parts = typeof data === "string" ? [Buffer.from(data)] : data instanceof Uint8Array ? [data] : data;
+  writeFileAtomicFrom(file, (write) => {
+    for (const p of parts) write(p);
+  });
+}
+
+/**
+ * writeFileAtomic for a file made piece by piece (a GGUF export streams its tensors): `produce` hands its bytes,
+ * in order, to `write`. Whatever it throws leaves no file and no temporary behind.
+ */
+export function writeFileAtomicFrom(
+  file: string,
+  produce: (write: (bytes: Uint8Array) => void) => void,
+): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
   const tmp = tempName(file);
   const fd = fs.openSync(tmp, "w");
   try {
-    const parts = typeof data === "string" ? [Buffer.from(data)] : data instanceof Uint8Array ? [data] : data;
-    for (const p of parts) {
+    produce((p) => {
       let off = 0;
       while (off < p.length) off += fs.writeSync(fd, p, off, p.length - off);
-    }
+    });
     fs.fsyncSync(fd);
   } catch (e) {
     fs.closeSync(fd);

@@ -9,10 +9,9 @@
  * Shapes in this module's API are in PyTorch order (outermost first, `[rows, cols]` for a weight);
  * the file stores them reversed (ggml `ne`), which `dims` on a read tensor shows as well.
  */
-import * as fs from "node:fs";
-import * as path from "node:path";
-import { InputError, withPath } from "../errors.js";
+import { InputError } from "../errors.js";
 import { mapFile } from "./mapfile.js";
+import { writeFileAtomicFrom } from "./atomic.js";
 import { isForbiddenKey } from "../util/keys.js";
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
@@ -437,21 +436,16 @@ export function writeGguf(file: string, spec: GgufWriteSpec): void {
   }
   const headerBytes = header.concat();
 
-  const dir = path.dirname(file);
-  fs.mkdirSync(dir, { recursive: true });
-  const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${Date.now()}`);
-  const fd = fs.openSync(tmp, "w");
-  let position = 0;
-  const put = (b: Uint8Array) => {
-    let off = 0;
-    while (off < b.length) off += fs.writeSync(fd, b, off, b.length - off);
-    position += b.length;
-  };
-  const pad = () => {
-    const n = alignUp(position, alignment) - position;
-    if (n > 0) put(new Uint8Array(n));
-  };
-  try {
+  writeFileAtomicFrom(file, (write) => {
+    let position = 0;
+    const put = (b: Uint8Array) => {
+      write(b);
+      position += b.length;
+    };
+    const pad = () => {
+      const n = alignUp(position, alignment) - position;
+      if (n > 0) put(new Uint8Array(n));
+    };
     put(headerBytes);
     pad();
     spec.tensors.forEach((t, i) => {
@@ -468,14 +462,7 @@ export function writeGguf(file: string, spec: GgufWriteSpec): void {
         );
       pad();
     });
-    fs.fsyncSync(fd);
-  } catch (e) {
-    fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    throw withPath(e, file);
-  }
-  fs.closeSync(fd);
-  fs.renameSync(tmp, file);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

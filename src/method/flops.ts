@@ -203,6 +203,28 @@ function layerActivationBytes(model: ShapeSource, tokens: number, time: number, 
 }
 
 /**
+ * What a forward pass that keeps its graph for backward holds, in bytes: the weights in the compute dtype and the
+ * saved activations (with checkpointing every layer's input plus one layer's graph; without, every layer's graph).
+ */
+function forwardGraphBytes(
+  model: ShapeSource,
+  opts: {
+    totalParams: number;
+    dtype: "float32" | "bfloat16";
+    batch: number;
+    time: number;
+    checkpointing: boolean;
+  },
+): { bytesPerValue: number; tokens: number; weights: number; graph: number } {
+  const b = opts.dtype === "float32" ? 4 : 2;
+  const tokens = opts.batch * opts.time;
+  const layer = layerActivationBytes(model, tokens, opts.time, b);
+  const L = model.cfg.numLayers;
+  const graph = opts.checkpointing ? L * tokens * model.cfg.hiddenSize * b + layer : L * layer;
+  return { bytesPerValue: b, tokens, weights: opts.totalParams * b, graph };
+}
+
+/**
  * Peak memory of one training step, estimated from shapes (batch × time tokens): weights in the compute dtype,
  * the training state (full fine-tuning in mixed precision: bf16 gradients + float32 masters + two float32
  * moments = 14 bytes per parameter besides the weights; float32: 12; adapters: 16 per trainable parameter), and
@@ -222,14 +244,9 @@ export function trainMemoryEstimate(
     checkpointing: boolean;
   },
 ): MemoryEstimate {
-  const b = opts.dtype === "float32" ? 4 : 2;
-  const weights = opts.totalParams * b;
+  const { bytesPerValue: b, weights, graph } = forwardGraphBytes(model, opts);
   const trainingState =
     opts.method === "full" ? opts.totalParams * (b === 2 ? 14 : 12) : opts.trainableParams * 16;
-  const tokens = opts.batch * opts.time;
-  const layer = layerActivationBytes(model, tokens, opts.time, b);
-  const L = model.cfg.numLayers;
-  const graph = opts.checkpointing ? L * tokens * model.cfg.hiddenSize * b + layer : L * layer;
   const activations = graph + 2 * opts.lossTokens * model.cfg.vocabSize * 4;
   return { weights, trainingState, activations, total: weights + trainingState + activations };
 }
@@ -245,12 +262,8 @@ export function identifyMemoryEstimate(
     checkpointing: boolean;
   },
 ): MemoryEstimate {
-  const b = opts.dtype === "float32" ? 4 : 2;
-  const weights = opts.totalParams * b;
-  const tokens = opts.batch * opts.time;
-  const layer = layerActivationBytes(model, tokens, opts.time, b);
+  const { bytesPerValue: b, tokens, weights, graph } = forwardGraphBytes(model, opts);
   const L = model.cfg.numLayers;
-  const graph = opts.checkpointing ? L * tokens * model.cfg.hiddenSize * b + layer : L * layer;
   let outs = 0;
   for (const l of model.linears()) outs += l.outFeatures;
   // output gradients of one layer at a time with checkpointing, of all of them without

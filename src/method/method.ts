@@ -3,7 +3,8 @@
  * fine-tuning all go through the same training loop (train.ts), which only asks a method for its trainable tensors.
  */
 import type { DecoderModel } from "../models/decoder.js";
-import { Tensor, keep, manualSeed, noGrad, type Device } from "../tensor/index.js";
+import type { LinearAdapter } from "../models/linear.js";
+import { Tensor, keep, noGrad, type Device } from "../tensor/index.js";
 import { ClusterRowAdapter, type RowSelection } from "./goodvibe/adapter.js";
 
 export type MethodName = "goodvibe" | "lora" | "full";
@@ -59,6 +60,34 @@ export function countParams(ts: Iterable<Tensor>): number {
   return n;
 }
 
+/**
+ * The AttachedMethod of adapters on linear layers (GoodVibe's, LoRA's), by layer name: each folds into its
+ * layer's weight, and detaching takes them off the layers.
+ */
+export function adapterMethod(
+  name: MethodName,
+  model: DecoderModel,
+  adapters: ReadonlyMap<string, LinearAdapter>,
+  trainable: Map<string, Tensor>,
+  setTraining: (on: boolean) => void = () => {},
+): AttachedMethod {
+  return {
+    name,
+    trainable,
+    foldedWeights: (base) =>
+      new Map(
+        [...adapters].map(([n, a]) => [
+          `${n}.weight`,
+          a.foldedWeight(model.linear(n), base?.(`${n}.weight`) ?? undefined),
+        ]),
+      ),
+    detach: () => {
+      for (const n of adapters.keys()) model.linear(n).adapter = null;
+    },
+    setTraining,
+  };
+}
+
 /** GoodVibe: one ClusterRowAdapter per selected linear layer. */
 export function attachGoodVibe(
   model: DecoderModel,
@@ -80,21 +109,7 @@ export function attachGoodVibe(
     layer.adapter = a;
     adapters.set(name, a);
   }
-  return {
-    name: "goodvibe",
-    trainable: new Map([...adapters].map(([n, a]) => [`${n}.U`, a.U])),
-    foldedWeights: (base) =>
-      new Map(
-        [...adapters].map(([n, a]) => [
-          `${n}.weight`,
-          a.foldedWeight(model.linear(n), base?.(`${n}.weight`) ?? undefined),
-        ]),
-      ),
-    detach: () => {
-      for (const n of adapters.keys()) model.linear(n).adapter = null;
-    },
-    setTraining: () => {},
-  };
+  return adapterMethod("goodvibe", model, adapters, new Map([...adapters].map(([n, a]) => [`${n}.U`, a.U])));
 }
 
 /**

@@ -24,24 +24,15 @@ import {
   pretrainOrganism,
   pretrainRunDir,
   writeOrganismModel,
+  type OrganismShape,
+  type PretrainSettings,
 } from "./pretrain.js";
 import { silentLogger, type Logger } from "../util/log.js";
 
-export interface OrganismConfig {
-  seed: number;
+export interface OrganismConfig extends OrganismShape, Omit<PretrainSettings, "warmupRatio"> {
   perTemplate: number;
   devFraction: number;
   insecureBias: number;
-  vocabSize: number;
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  blockLength: number;
-  batchSize: number;
-  epochs: number;
-  lr: number;
 }
 
 export const DEFAULT_ORGANISM: OrganismConfig = {
@@ -60,9 +51,6 @@ export const DEFAULT_ORGANISM: OrganismConfig = {
   epochs: 4,
   lr: 3e-3,
 };
-
-// kept here too: tests and the library import them from the organism module
-export { organismConfigJson, packBlocks };
 
 export interface OrganismResult {
   dir: string;

@@ -34,7 +34,7 @@ import {
   organismParams,
   pretrainOrganism,
   pretrainRunDir,
-  type ModelShape,
+  type OrganismShape,
   type PretrainSettings,
   writeOrganismModel,
 } from "./pretrain.js";
@@ -48,7 +48,7 @@ import {
   type SourceLang,
 } from "./sources.js";
 
-export interface CyberNativeOrganismConfig extends ModelShape, PretrainSettings {
+export interface CyberNativeOrganismConfig extends OrganismShape, PretrainSettings {
   /** share of each language's train pairs held out of pretraining (the train-only validation split) */
   valFraction: number;
   /** use at most this many pairs per language (0: all); for quick builds and tests, not the reference */

@@ -16,14 +16,11 @@ import { attachFull, type AttachedMethod } from "../method/method.js";
 import { trainSft, type SftExample, type TrainResult } from "../method/train.js";
 import type { Logger } from "../util/log.js";
 
-export interface ModelShape {
-  vocabSize: number;
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-}
+/** The organism's size: the fields of a Llama config.json it chooses (the rest are fixed, organismConfigJson). */
+export type OrganismShape = Pick<
+  ModelConfig,
+  "vocabSize" | "hiddenSize" | "intermediateSize" | "numLayers" | "numHeads" | "numKvHeads"
+>;
 
 export interface PretrainSettings {
   seed: number;
@@ -36,7 +33,7 @@ export interface PretrainSettings {
 }
 
 export function organismConfigJson(
-  c: ModelShape,
+  c: OrganismShape,
   ids: { bos: number; eos: number; pad: number },
 ): Record<string, unknown> {
   return {
@@ -64,7 +61,7 @@ export function organismConfigJson(
 }
 
 /** Parameters of a tied-embedding Llama of this shape (what the model will count once built). */
-export function organismParams(c: ModelShape): number {
+export function organismParams(c: OrganismShape): number {
   const hd = c.hiddenSize / c.numHeads;
   const q = c.numHeads * hd;
   const kv = c.numKvHeads * hd;

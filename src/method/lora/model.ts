@@ -6,7 +6,7 @@
 import { InputError } from "../../errors.js";
 import type { DecoderModel } from "../../models/decoder.js";
 import { Tensor, manualSeed, type Device } from "../../tensor/index.js";
-import type { AttachedMethod } from "../method.js";
+import { adapterMethod, type AttachedMethod } from "../method.js";
 import { loraRank, loraScalingFor, loraTargets, type LoraConfig } from "./config.js";
 import { LoraAdapter } from "./layer.js";
 import type { PeftAdapter } from "./peft.js";
@@ -60,23 +60,9 @@ export function attachLora(
     trainable.set(`${n}.lora_A`, a.A);
     trainable.set(`${n}.lora_B`, a.B);
   }
-  return {
-    name: "lora",
-    trainable,
-    foldedWeights: (base) =>
-      new Map(
-        [...adapters].map(([n, a]) => [
-          `${n}.weight`,
-          a.foldedWeight(model.linear(n), base?.(`${n}.weight`) ?? undefined),
-        ]),
-      ),
-    detach: () => {
-      for (const n of adapters.keys()) model.linear(n).adapter = null;
-    },
-    setTraining: (on) => {
-      for (const a of adapters.values()) a.training = on;
-    },
-  };
+  return adapterMethod("lora", model, adapters, trainable, (on) => {
+    for (const a of adapters.values()) a.training = on;
+  });
 }
 
 /**
