@@ -15,7 +15,9 @@
 import * as fs from "node:fs";
 import { parseArgs } from "node:util";
 import { loadModel, type DecoderModel } from "../src/models/index.js";
-import { attachFull, attachGoodVibe, countParams, type AttachedMethod } from "../src/method/method.js";
+import { attachGoodVibe } from "../src/method/goodvibe/model.js";
+import { attachFull } from "../src/method/full.js";
+import { countParams, type AttachedMethod } from "../src/method/attached.js";
 import { attachLora } from "../src/method/lora/model.js";
 import type { RowSelection } from "../src/method/goodvibe/adapter.js";
 import { DEFAULT_LORA } from "../src/method/lora/config.js";

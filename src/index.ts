@@ -36,20 +36,17 @@ export {
   selectionsOf,
   type ClusterMap,
 } from "./method/goodvibe/clustering.js";
-export { kmeans, silhouetteScore, chooseClusters } from "./method/goodvibe/cluster.js";
+export { kmeans, silhouetteScore, chooseClusters } from "./method/goodvibe/kmeans.js";
 export { ClusterRowAdapter, type RowSelection } from "./method/goodvibe/adapter.js";
 export { LoraAdapter } from "./method/lora/layer.js";
-export { attachGoodVibe, attachFull, type AttachedMethod } from "./method/method.js";
+export { attachGoodVibe } from "./method/goodvibe/model.js";
+export { attachFull } from "./method/full.js";
+export type { AttachedMethod } from "./method/attached.js";
 export { attachLora } from "./method/lora/model.js";
 export { trainSft, type TrainResult } from "./method/train.js";
 export { DEFAULT_TRAIN, type TrainConfig } from "./method/train-config.js";
-export {
-  foldIntoCheckpoint,
-  writeGoodVibeDelta,
-  readGoodVibeDelta,
-  writePeftAdapter,
-  readPeftAdapter,
-} from "./method/fold.js";
+export { foldIntoCheckpoint, writeGoodVibeDelta, readGoodVibeDelta } from "./method/fold.js";
+export { writePeftAdapter, readPeftAdapter } from "./method/lora/peft.js";
 export { runHarden } from "./recipes/harden.js";
 export {
   defaultHardenConfig,

@@ -7,7 +7,7 @@
 import * as path from "node:path";
 import { z } from "zod";
 import type { DType } from "../tensor/index.js";
-import type { MethodName } from "../method/method.js";
+import type { MethodName } from "../method/attached.js";
 import {
   clusterSchema,
   identifySchema,

@@ -15,7 +15,7 @@
  */
 import type { LinearShape, ShapeSource } from "../models/shapes.js";
 import type { LoraConfig } from "./lora/config.js";
-import type { MethodName } from "./method.js";
+import type { MethodName } from "./attached.js";
 
 export interface FlopCount {
   forward: number;

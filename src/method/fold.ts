@@ -22,7 +22,7 @@ import { ST_TO_DTYPE, recordToTensor } from "../models/load.js";
 import { Tensor, noGrad, tidy } from "../tensor/index.js";
 import type { RowSelection } from "./goodvibe/adapter.js";
 import { checkModelShape, modelShapeRecord, type ModelShapeRecord } from "./goodvibe/model-shape.js";
-import type { AttachedMethod } from "./method.js";
+import type { AttachedMethod } from "./attached.js";
 import { requireDisk } from "../util/memory.js";
 import { parseJson } from "../util/keys.js";
 import { stopPoint } from "../util/stop.js";
@@ -234,4 +234,3 @@ export function checkDeltaFits(model: DecoderModel, delta: GoodVibeDelta, file: 
 
 // ---------------------------------------------------------------- PEFT adapter
 // LoRA adapters are read and written by src/method/lora/peft.ts (PEFT's layout).
-export { readPeftAdapter, writePeftAdapter } from "./lora/peft.js";

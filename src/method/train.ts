@@ -13,7 +13,7 @@ import { recordToTensor } from "../models/load.js";
 import { DivergenceError, GoodVibeError, InputError } from "../errors.js";
 import { AdamW, Tensor, backward, manualSeed, noGrad, tidy, withGrad } from "../tensor/index.js";
 import { createRng } from "../util/random.js";
-import { countParams, type AttachedMethod } from "./method.js";
+import { countParams, type AttachedMethod } from "./attached.js";
 import { IGNORE_INDEX, countAnswerTokens, sftLossHead } from "./losses.js";
 import { estimateParams, sftFlops, trainerFlopsEstimate, type FlopCount } from "./flops.js";
 import { peakRssBytes } from "../util/memory.js";

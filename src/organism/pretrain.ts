@@ -12,7 +12,8 @@ import { writeModelWeights, type TensorRecord } from "../io/safetensors.js";
 import { buildModel } from "../models/load.js";
 import type { DecoderModel } from "../models/decoder.js";
 import { Tensor, manualSeed, noGrad, setNumThreads } from "../tensor/index.js";
-import { attachFull, type AttachedMethod } from "../method/method.js";
+import { attachFull } from "../method/full.js";
+import type { AttachedMethod } from "../method/attached.js";
 import { trainSft, type SftExample, type TrainResult } from "../method/train.js";
 import type { Logger } from "../util/log.js";
 

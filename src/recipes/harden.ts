@@ -52,17 +52,13 @@ import {
 } from "../method/goodvibe/clustering.js";
 import type { ClusterOptions, IdentifyConfig } from "../method/goodvibe/config.js";
 import { DEFAULT_DTYPE, type HardenConfig } from "../config/harden.js";
-import { attachFull, attachGoodVibe, type AttachedMethod, type MethodName } from "../method/method.js";
+import { attachGoodVibe } from "../method/goodvibe/model.js";
+import { attachFull } from "../method/full.js";
+import { countParams, type AttachedMethod, type MethodName } from "../method/attached.js";
 import { attachLora } from "../method/lora/model.js";
 import { trainSft, type SftExample, type TrainHooks, type TrainResult } from "../method/train.js";
-import {
-  DELTA_FILE,
-  writeFoldedCheckpoint,
-  writeGoodVibeDelta,
-  writePeftAdapter,
-  type FoldStats,
-} from "../method/fold.js";
-import { countParams } from "../method/method.js";
+import { writePeftAdapter } from "../method/lora/peft.js";
+import { DELTA_FILE, writeFoldedCheckpoint, writeGoodVibeDelta, type FoldStats } from "../method/fold.js";
 import { peakRssBytes } from "../util/memory.js";
 import { interrupted, stopPoint } from "../util/stop.js";
 import { silentLogger, type Logger } from "../util/log.js";

@@ -16,7 +16,8 @@ import {
 } from "../io/safetensors.js";
 import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
 import { loadModel, ST_TO_DTYPE } from "../models/index.js";
-import { attachFull, type AttachedMethod } from "../method/method.js";
+import { attachFull } from "../method/full.js";
+import type { AttachedMethod } from "../method/attached.js";
 import { attachLora } from "../method/lora/model.js";
 import { DEFAULT_LORA, type LoraConfig } from "../method/lora/config.js";
 import type { TrainConfig } from "../method/train-config.js";

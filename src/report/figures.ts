@@ -7,7 +7,7 @@ import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
 import { groupBySetting, sampleSd, type Setting } from "./aggregate.js";
 import type { CellResult, ExperimentResults, Method } from "./schema.js";
-import { isLossLike, METHOD_LABELS, utilityBenchmarks, utilityDelta } from "./tables.js";
+import { isLossLike, METHOD_LABELS, utilityBenchmarks, utilityDelta } from "./paper-tables.js";
 
 export interface Figure {
   /** File stem, e.g. "figure1-utility-delta". */

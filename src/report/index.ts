@@ -15,6 +15,6 @@ export {
   type Judge,
 } from "./schema.js";
 export type { Interval } from "../eval/metrics.js";
-export { buildTables } from "./tables.js";
+export { buildTables } from "./paper-tables.js";
 export { buildFigures, renderSvg, type Figure } from "./figures.js";
 export { tableToCsv, tableToHtml, tableToMarkdown, type Table, type Cell, type Column } from "./table.js";

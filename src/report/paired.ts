@@ -14,7 +14,7 @@ import { quantile } from "../eval/metrics.js";
 import { groupBySetting, type Setting } from "./aggregate.js";
 import type { CellResult, ExperimentResults, Outcomes } from "./schema.js";
 import { MISSING, num, text, type Cell, type Table } from "./table.js";
-import { METHOD_LABELS } from "./tables.js";
+import { METHOD_LABELS } from "./paper-tables.js";
 
 export const MEASURES = ["preference", "rule", "llm"] as const;
 export type Measure = (typeof MEASURES)[number];

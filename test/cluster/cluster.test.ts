@@ -8,7 +8,7 @@ import {
   kmeans,
   silhouetteSamples,
   silhouetteScore,
-} from "../../src/method/goodvibe/cluster.js";
+} from "../../src/method/goodvibe/kmeans.js";
 import { DEFAULT_CLUSTER } from "../../src/method/goodvibe/config.js";
 import { clusterNeurons, clusterSummary } from "../../src/method/goodvibe/clustering.js";
 import type { NeuronMap } from "../../src/method/goodvibe/neuron-map.js";

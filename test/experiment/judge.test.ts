@@ -14,7 +14,7 @@ import { runExperiment } from "../../src/experiment/run.js";
 import { trainJudge } from "../../src/recipes/train-judge.js";
 import { judgeConvention } from "../../src/data/prompts.js";
 import { InputError } from "../../src/errors.js";
-import { buildTables } from "../../src/report/tables.js";
+import { buildTables } from "../../src/report/paper-tables.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
 
 const made = makeTinyChatModel({ seed: 4 });

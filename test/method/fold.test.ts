@@ -10,15 +10,14 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadModel } from "../../src/models/index.js";
 import { AdamW, Tensor, noGrad } from "../../src/tensor/index.js";
-import { attachGoodVibe } from "../../src/method/method.js";
+import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
 import { attachLora } from "../../src/method/lora/model.js";
 import { sftLossHead } from "../../src/method/losses.js";
+import { readPeftAdapter, writePeftAdapter } from "../../src/method/lora/peft.js";
 import {
   foldIntoCheckpoint,
   readGoodVibeDelta,
-  readPeftAdapter,
   writeGoodVibeDelta,
-  writePeftAdapter,
   checkDeltaFits,
 } from "../../src/method/fold.js";
 import { readSafetensors } from "../../src/io/safetensors.js";

@@ -15,7 +15,7 @@ import * as path from "node:path";
 import { gguf as hfGguf } from "@huggingface/gguf";
 import { loadModel } from "../../src/models/index.js";
 import { Tensor, manualSeed, noGrad } from "../../src/tensor/index.js";
-import { attachGoodVibe } from "../../src/method/method.js";
+import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
 import { foldIntoCheckpoint, writeGoodVibeDelta } from "../../src/method/fold.js";
 import { attachPeftAdapter } from "../../src/method/lora/model.js";
 import { readPeftAdapter } from "../../src/method/lora/peft.js";

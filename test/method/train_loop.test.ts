@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadModel } from "../../src/models/index.js";
-import { attachGoodVibe } from "../../src/method/method.js";
+import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
 import { attachLora } from "../../src/method/lora/model.js";
 import { DEFAULT_TRAIN } from "../../src/method/train-config.js";
 import { lrFactor, planBatches, trainSft, type SftExample } from "../../src/method/train.js";

@@ -13,7 +13,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadModel } from "../../src/models/index.js";
 import { AdamW, Tensor, cudaAvailable, noGrad, resolveDevice, type Device } from "../../src/tensor/index.js";
-import { attachGoodVibe } from "../../src/method/method.js";
+import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
 import { attachLora } from "../../src/method/lora/model.js";
 import { sftLossHead } from "../../src/method/losses.js";
 import { optimizerStep } from "../../src/method/train.js";

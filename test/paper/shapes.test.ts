@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { parseModelConfig } from "../../src/io/config.js";
 import { ModelShape } from "../../src/models/shapes.js";
 import { loadModel } from "../../src/models/index.js";
-import { countParams } from "../../src/method/method.js";
+import { countParams } from "../../src/method/attached.js";
 import {
   estimateParams,
   goodvibeParams,

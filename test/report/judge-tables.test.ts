@@ -11,7 +11,7 @@ import {
   judgeReliabilityTable,
   paperLayoutTables,
 } from "../../src/report/judge-tables.js";
-import { buildTables } from "../../src/report/tables.js";
+import { buildTables } from "../../src/report/paper-tables.js";
 import { tableToMarkdown } from "../../src/report/table.js";
 import { parseExperimentResults, type ExperimentResults } from "../../src/report/schema.js";
 import { handMadeResults, MODEL } from "./fixture.js";

@@ -21,14 +21,9 @@ import { readNeuronMap, summarizeNeuronMap, writeNeuronMap } from "../../method/
 import { parseShard, type ShardSpec } from "../../util/shard.js";
 import { clusterSummary, writeClusterMap } from "../../method/goodvibe/clustering.js";
 import { DEFAULT_CLUSTER } from "../../method/goodvibe/config.js";
-import { attachGoodVibe } from "../../method/method.js";
-import {
-  foldIntoCheckpoint,
-  readGoodVibeDelta,
-  readPeftAdapter,
-  checkDeltaFits,
-  DELTA_FILE,
-} from "../../method/fold.js";
+import { attachGoodVibe } from "../../method/goodvibe/model.js";
+import { readPeftAdapter } from "../../method/lora/peft.js";
+import { foldIntoCheckpoint, readGoodVibeDelta, checkDeltaFits, DELTA_FILE } from "../../method/fold.js";
 import { checkOutput, publishFile } from "../../io/atomic.js";
 import { collect, integer, number, shownDefault } from "../options.js";
 import { resolveConfig } from "../../config/resolve.js";

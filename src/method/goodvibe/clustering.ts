@@ -9,10 +9,15 @@ import * as fs from "node:fs";
 import { InputError } from "../../errors.js";
 import { writeFileAtomic } from "../../io/atomic.js";
 import type { RowSelection } from "./adapter.js";
-import { chooseClusters, fallbackLabels, type ClusterFallback } from "./cluster.js";
+import { chooseClusters, fallbackLabels } from "./kmeans.js";
 import type { ModuleNeurons, NeuronMap } from "./neuron-map.js";
 import type { ModelShapeRecord } from "./model-shape.js";
-import { DEFAULT_CLUSTER, type ClusterFeatures, type ClusterOptions } from "./config.js";
+import {
+  DEFAULT_CLUSTER,
+  type ClusterFallback,
+  type ClusterFeatures,
+  type ClusterOptions,
+} from "./config.js";
 
 import { parseJson } from "../../util/keys.js";
 

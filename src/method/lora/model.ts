@@ -6,7 +6,7 @@
 import { InputError } from "../../errors.js";
 import type { DecoderModel } from "../../models/decoder.js";
 import { Tensor, manualSeed, type Device } from "../../tensor/index.js";
-import { adapterMethod, type AttachedMethod } from "../method.js";
+import { adapterMethod, type AttachedMethod } from "../attached.js";
 import { loraRank, loraScalingFor, loraTargets, type LoraConfig } from "./config.js";
 import { LoraAdapter } from "./layer.js";
 import type { PeftAdapter } from "./peft.js";

@@ -13,7 +13,7 @@ import {
   securityTable,
   studyTable,
   utilityTable,
-} from "../../src/report/tables.js";
+} from "../../src/report/paper-tables.js";
 import { tableToCsv, tableToMarkdown } from "../../src/report/table.js";
 import type { ExperimentResults } from "../../src/report/schema.js";
 import { summariseSafety, type SafetyItem } from "../../src/eval/safety.js";

@@ -241,8 +241,6 @@ export function canonicalLabels(features: Points | readonly number[], labels: re
   return dense.map((l) => rank[l]!);
 }
 
-export type { ClusterFallback };
-
 export interface ChooseClustersOptions {
   kMax?: number;
   /** Smallest silhouette accepted as a real cluster structure. */

@@ -1,0 +1,71 @@
+/** Full fine-tuning on a decoder model: every parameter trains, in mixed precision for a bf16 model. */
+import type { DecoderModel } from "../models/decoder.js";
+import { keep, noGrad, type Tensor } from "../tensor/index.js";
+import type { AttachedMethod, WeightSource } from "./attached.js";
+
+/** Elements per master chunk (64 MiB of float32). */
+export const MASTER_CHUNK = 16 * 1024 * 1024;
+
+/**
+ * Full fine-tuning: every parameter trains. A float32 model trains in place (its parameters are their own master
+ * copies: the fp32 path the PyTorch fixtures check). A bf16 (or fp16) model trains in mixed precision, as §4.2
+ * of the paper: the forward and backward run on the model's bf16 weights, which receive bf16 gradients; AdamW
+ * updates float32 master copies (in chunks, see MixedPrecision) with float32 moments, one chunk at a time
+ * (train.ts), and the rounded master is copied back. Memory: 2 (weights) + 2 (gradients) + 4 (master) + 8
+ * (moments) = 16 bytes per parameter, plus a chunk's worth of temporaries.
+ */
+export function attachFull(
+  model: DecoderModel,
+  opts: { checkpoint?: WeightSource; /** elements per master chunk */ chunk?: number } = {},
+): AttachedMethod {
+  const params = model.parameters();
+  for (const p of params.values()) p.requiresGrad_(true);
+  if (model.dtype === "float32")
+    return {
+      name: "full",
+      trainable: params,
+      // views of the parameters, not copies: a 7B model's weights are not duplicated to write the checkpoint
+      foldedWeights: () => new Map([...params].map(([n, p]) => [n, p.detach()])),
+      detach: () => {
+        for (const p of params.values()) p.requiresGrad_(false);
+      },
+      setTraining: () => {},
+    };
+  // masters start from the checkpoint's values when given (a float32 checkpoint keeps its precision), else
+  // from the model's own weights
+  const masters = new Map<string, Tensor>();
+  const trainable = new Map<string, Tensor>();
+  const chunks = new Map<string, { weight: string; start: number; rows: number }>();
+  for (const [n, p] of params) {
+    const master = keep(
+      noGrad(() => {
+        const stored = opts.checkpoint?.(n);
+        if (stored && stored.shape.join() !== p.shape.join())
+          throw new Error(`${n}: the checkpoint has shape [${stored.shape}], the model [${p.shape}]`);
+        const t = stored ?? p.detach();
+        return t.dtype === "float32" ? t.clone() : t.to("float32");
+      }),
+    );
+    masters.set(n, master);
+    const rows = p.size(0);
+    const perRow = p.numel / rows;
+    const step = Math.max(1, Math.floor((opts.chunk ?? MASTER_CHUNK) / perRow));
+    for (let start = 0; start < rows; start += step) {
+      const len = Math.min(step, rows - start);
+      const name = step >= rows ? n : `${n}#${start}`;
+      // a view of a tensor that needs no gradient is a leaf: AdamW updates it in place, in the master's storage
+      trainable.set(name, keep(noGrad(() => master.narrow(0, start, len)).requiresGrad_()));
+      chunks.set(name, { weight: n, start, rows: len });
+    }
+  }
+  return {
+    name: "full",
+    trainable,
+    mixed: { copies: params, masters, chunks },
+    foldedWeights: () => new Map([...masters].map(([n, p]) => [n, p.detach()])),
+    detach: () => {
+      for (const p of params.values()) p.requiresGrad_(false);
+    },
+    setTraining: () => {},
+  };
+}
