@@ -202,19 +202,22 @@ function layerActivationBytes(model: ShapeSource, tokens: number, time: number, 
   return tokens * perToken * bytes + 2 * c.numHeads * tokens * time * bytes;
 }
 
+/** One forward pass (batch × time tokens) of a model with `totalParams` weights in `dtype`. */
+export interface ForwardRun {
+  totalParams: number;
+  dtype: "float32" | "bfloat16";
+  batch: number;
+  time: number;
+  checkpointing: boolean;
+}
+
 /**
  * What a forward pass that keeps its graph for backward holds, in bytes: the weights in the compute dtype and the
  * saved activations (with checkpointing every layer's input plus one layer's graph; without, every layer's graph).
  */
 function forwardGraphBytes(
   model: ShapeSource,
-  opts: {
-    totalParams: number;
-    dtype: "float32" | "bfloat16";
-    batch: number;
-    time: number;
-    checkpointing: boolean;
-  },
+  opts: ForwardRun,
 ): { bytesPerValue: number; tokens: number; weights: number; graph: number } {
   const b = opts.dtype === "float32" ? 4 : 2;
   const tokens = opts.batch * opts.time;
@@ -233,16 +236,7 @@ function forwardGraphBytes(
  */
 export function trainMemoryEstimate(
   model: ShapeSource,
-  opts: {
-    method: MethodName;
-    totalParams: number;
-    trainableParams: number;
-    dtype: "float32" | "bfloat16";
-    batch: number;
-    time: number;
-    lossTokens: number;
-    checkpointing: boolean;
-  },
+  opts: ForwardRun & { method: MethodName; trainableParams: number; lossTokens: number },
 ): MemoryEstimate {
   const { bytesPerValue: b, weights, graph } = forwardGraphBytes(model, opts);
   const trainingState =
@@ -252,16 +246,7 @@ export function trainMemoryEstimate(
 }
 
 /** Peak memory of identification (no parameter gradients; every linear output's gradient is read). */
-export function identifyMemoryEstimate(
-  model: ShapeSource,
-  opts: {
-    totalParams: number;
-    dtype: "float32" | "bfloat16";
-    batch: number;
-    time: number;
-    checkpointing: boolean;
-  },
-): MemoryEstimate {
+export function identifyMemoryEstimate(model: ShapeSource, opts: ForwardRun): MemoryEstimate {
   const { bytesPerValue: b, tokens, weights, graph } = forwardGraphBytes(model, opts);
   const L = model.cfg.numLayers;
   let outs = 0;

@@ -307,3 +307,21 @@ export function buildMlp(cfg: ModelConfig, i: number, src: TensorSource): MLP {
 export function buildNorm(cfg: ModelConfig, src: TensorSource, name: string): RMSNorm {
   return new RMSNorm(name, src(`${name}.weight`)!, cfg.rmsNormEps, cfg.normOnePlus);
 }
+
+/** What decoder layer `i` of every family is built from: its attention, its MLP, and its norms by name. */
+export function layerParts(
+  cfg: ModelConfig,
+  i: number,
+  src: TensorSource,
+): { attn: Attention; mlp: MLP; norm: (name: string) => RMSNorm } {
+  return {
+    attn: buildAttention(cfg, i, src),
+    mlp: buildMlp(cfg, i, src),
+    norm: (name) => buildNorm(cfg, src, `model.layers.${i}.${name}`),
+  };
+}
+
+/** A layer's `norms`: its own, then its attention's per-head q/k norms where the family has them. */
+export function layerNorms(attn: Attention, own: RMSNorm[]): RMSNorm[] {
+  return [...own, ...[attn.qNorm, attn.kNorm].filter((n): n is RMSNorm => !!n)];
+}

@@ -6,7 +6,7 @@
  */
 import type { ModelConfig } from "../io/config.js";
 import type { Tensor } from "../tensor/index.js";
-import { buildAttention, buildMlp, buildNorm, type DecoderLayer, type TensorSource } from "./decoder.js";
+import { layerNorms, layerParts, type DecoderLayer, type TensorSource } from "./decoder.js";
 import type { Attention, AttentionInputs, MLP, RMSNorm } from "./layers.js";
 
 export class SandwichNormLayer implements DecoderLayer {
@@ -20,13 +20,7 @@ export class SandwichNormLayer implements DecoderLayer {
     readonly preFeedforwardNorm: RMSNorm,
     readonly postFeedforwardNorm: RMSNorm,
   ) {
-    this.norms = [
-      inputNorm,
-      postAttentionNorm,
-      preFeedforwardNorm,
-      postFeedforwardNorm,
-      ...[attn.qNorm, attn.kNorm].filter((n): n is RMSNorm => !!n),
-    ];
+    this.norms = layerNorms(attn, [inputNorm, postAttentionNorm, preFeedforwardNorm, postFeedforwardNorm]);
   }
 
   forward(x: Tensor, inp: AttentionInputs): Tensor {
@@ -36,14 +30,14 @@ export class SandwichNormLayer implements DecoderLayer {
 }
 
 export function buildGemma3Layer(cfg: ModelConfig, i: number, src: TensorSource): DecoderLayer {
-  const p = `model.layers.${i}`;
+  const { attn, mlp, norm } = layerParts(cfg, i, src);
   return new SandwichNormLayer(
     i,
-    buildAttention(cfg, i, src),
-    buildMlp(cfg, i, src),
-    buildNorm(cfg, src, `${p}.input_layernorm`),
-    buildNorm(cfg, src, `${p}.post_attention_layernorm`),
-    buildNorm(cfg, src, `${p}.pre_feedforward_layernorm`),
-    buildNorm(cfg, src, `${p}.post_feedforward_layernorm`),
+    attn,
+    mlp,
+    norm("input_layernorm"),
+    norm("post_attention_layernorm"),
+    norm("pre_feedforward_layernorm"),
+    norm("post_feedforward_layernorm"),
   );
 }

@@ -5,7 +5,7 @@
  */
 import type { ModelConfig } from "../io/config.js";
 import type { Tensor } from "../tensor/index.js";
-import { buildAttention, buildMlp, buildNorm, type DecoderLayer, type TensorSource } from "./decoder.js";
+import { layerNorms, layerParts, type DecoderLayer, type TensorSource } from "./decoder.js";
 import type { Attention, AttentionInputs, MLP, RMSNorm } from "./layers.js";
 
 export class PreNormLayer implements DecoderLayer {
@@ -17,7 +17,7 @@ export class PreNormLayer implements DecoderLayer {
     readonly inputNorm: RMSNorm,
     readonly postAttentionNorm: RMSNorm,
   ) {
-    this.norms = [inputNorm, postAttentionNorm, ...[attn.qNorm, attn.kNorm].filter((n): n is RMSNorm => !!n)];
+    this.norms = layerNorms(attn, [inputNorm, postAttentionNorm]);
   }
 
   forward(x: Tensor, inp: AttentionInputs): Tensor {
@@ -27,12 +27,6 @@ export class PreNormLayer implements DecoderLayer {
 }
 
 export function buildPreNormLayer(cfg: ModelConfig, i: number, src: TensorSource): DecoderLayer {
-  const p = `model.layers.${i}`;
-  return new PreNormLayer(
-    i,
-    buildAttention(cfg, i, src),
-    buildMlp(cfg, i, src),
-    buildNorm(cfg, src, `${p}.input_layernorm`),
-    buildNorm(cfg, src, `${p}.post_attention_layernorm`),
-  );
+  const { attn, mlp, norm } = layerParts(cfg, i, src);
+  return new PreNormLayer(i, attn, mlp, norm("input_layernorm"), norm("post_attention_layernorm"));
 }
