@@ -177,18 +177,26 @@ export class Attention {
     readonly kNorm: RMSNorm | null,
   ) {}
 
-  forward(h: Tensor, inp: AttentionInputs): Tensor {
-    if (!fusedOps()) return this.forwardOpByOp(h, inp);
+  /** q and k per head ([B, T, heads, D], normed where the family norms them) and v as [B, kvHeads, T, D]. */
+  private project(h: Tensor): { q: Tensor; k: Tensor; v: Tensor; B: number; T: number } {
     const { numHeads, numKvHeads, headDim } = this.cfg;
-    const [B, T] = h.shape;
+    const [B, T] = h.shape as [number, number];
     let q = this.q.forward(h).view([B, T, numHeads, headDim]);
     let k = this.k.forward(h).view([B, T, numKvHeads, headDim]);
-    let v = this.v.forward(h).view([B, T, numKvHeads, headDim]).transpose(1, 2);
+    const v = this.v.forward(h).view([B, T, numKvHeads, headDim]).transpose(1, 2);
     if (this.qNorm) q = this.qNorm.forward(q);
     if (this.kNorm) k = this.kNorm.forward(k);
+    return { q, k, v, B, T };
+  }
+
+  forward(h: Tensor, inp: AttentionInputs): Tensor {
+    if (!fusedOps()) return this.forwardOpByOp(h, inp);
+    const { numKvHeads, headDim } = this.cfg;
+    const { q, B, T, ...p } = this.project(h);
     // q as [B, kvHeads, T, rep, D]: each KV head's query heads side by side, the layout attention reads
     const qg = rope(q, inp.cos, inp.sin, numKvHeads);
-    k = rope(k, inp.cos, inp.sin, numKvHeads).view([B, numKvHeads, T, headDim]);
+    let k = rope(p.k, inp.cos, inp.sin, numKvHeads).view([B, numKvHeads, T, headDim]);
+    let v = p.v;
     if (inp.cache) [k, v] = inp.cache.update(this.layerIndex, k, v);
     const out = attention(qg, k, v, {
       scale: this.cfg.attnScale,
@@ -203,15 +211,10 @@ export class Attention {
   /** transformers' eager attention, op by op (the reference for the fused path). */
   forwardOpByOp(h: Tensor, inp: AttentionInputs): Tensor {
     const { numHeads, numKvHeads, headDim } = this.cfg;
-    const [B, T] = h.shape;
-    let q = this.q.forward(h).view([B, T, numHeads, headDim]);
-    let k = this.k.forward(h).view([B, T, numKvHeads, headDim]);
-    const v0 = this.v.forward(h).view([B, T, numKvHeads, headDim]).transpose(1, 2);
-    if (this.qNorm) q = this.qNorm.forward(q);
-    if (this.kNorm) k = this.kNorm.forward(k);
-    q = applyRope(q.transpose(1, 2), inp.cos, inp.sin);
-    k = applyRope(k.transpose(1, 2), inp.cos, inp.sin);
-    let v = v0;
+    const { B, T, ...p } = this.project(h);
+    const q = applyRope(p.q.transpose(1, 2), inp.cos, inp.sin);
+    let k = applyRope(p.k.transpose(1, 2), inp.cos, inp.sin);
+    let v = p.v;
     if (inp.cache) [k, v] = inp.cache.update(this.layerIndex, k, v);
     // Grouped-query attention without copying k and v per query head: query head h uses kv head h / rep, so
     // the rep query heads of a group are stacked along time and multiplied against their shared k and v.
