@@ -5,13 +5,7 @@ import { fileURLToPath } from "node:url";
 import { ResourceError } from "../errors.js";
 import { setFileMapper } from "../io/mapfile.js";
 import { usableCores } from "../util/cores.js";
-import type { NativeOps } from "./native-ops.js";
-
-/** An opaque handle to a libtorch tensor owned by the addon. */
-export interface NativeTensor {
-  dispose(): void;
-  readonly disposed: boolean;
-}
+import type { NativeOps, NativeTensor } from "./native-ops.js";
 
 export interface NativeAdamWState {
   step: number;

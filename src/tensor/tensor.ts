@@ -4,7 +4,8 @@
  * loops do not grow; anything else is freed by the garbage collector (the addon reports native bytes to V8).
  */
 import { InputError, ResourceError } from "../errors.js";
-import { native, type NativeTensor } from "./native.js";
+import { native } from "./native.js";
+import type { NativeTensor } from "./native-ops.js";
 
 export type DType =
   "float32" | "bfloat16" | "float16" | "float64" | "int64" | "int32" | "int16" | "int8" | "uint8" | "bool";
