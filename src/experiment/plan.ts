@@ -93,9 +93,6 @@ export type JudgeSource =
       dir: string;
     };
 
-// the content hashes live in the io layer (run-folder stages use them too)
-export { canonicalJson, fileHash, modelFolderHash, sha256 };
-
 /** A harden config from the experiment's defaults plus a cell's overrides, validated like `harden --set`. */
 export function hardenConfigFor(
   spec: ExperimentSpec,

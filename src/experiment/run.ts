@@ -49,17 +49,15 @@ import { renderReport } from "../report/render.js";
 import { ZERO_COST, costOf, dropEmptyRates, neuronsOf } from "../recipes/cell.js";
 import { outcomesOf } from "./outcomes.js";
 import { describeTaskSplit, taskSplitInfo } from "./task-split.js";
-import { cellShare, claimHolder, holdClaim, tryClaim, whenClaimed, type ShardSpec } from "./shard.js";
+import type { ShardSpec } from "../util/shard.js";
+import { cellShare, claimHolder, holdClaim, tryClaim, whenClaimed } from "./shard.js";
+import { canonicalJson, fileHash, modelFolderHash, sha256 } from "../io/hash.js";
 import {
   EXPERIMENT_CODE_VERSION,
-  canonicalJson,
   cellModelLabel,
   checkInputsUnchanged,
   describeCell,
-  fileHash,
   isCellDone,
-  modelFolderHash,
-  sha256,
   type ExperimentPlan,
   type PlannedCell,
 } from "./plan.js";

@@ -17,8 +17,6 @@ import { randomBytes } from "node:crypto";
 import type { ShardSpec } from "../util/shard.js";
 import { stopPoint } from "../util/stop.js";
 
-export { parseShard, shardFromEnvironment, type ShardSpec } from "../util/shard.js";
-
 /**
  * The keys of the cells that are this shard's: distinct cell keys in plan order, dealt round-robin (cells with
  * one key are one computation, so they go to one shard). The same plan gives every worker the same deal.

@@ -11,7 +11,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import YAML from "yaml";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";
-import { cellShare, claimHolder, shardFromEnvironment, tryClaim } from "../../src/experiment/shard.js";
+import { shardFromEnvironment } from "../../src/util/shard.js";
+import { cellShare, claimHolder, tryClaim } from "../../src/experiment/shard.js";
 import { balancedPairs, makeCliFixture, runCli, showRun, startCli } from "./cli-helpers.js";
 
 const fx = makeCliFixture({ perLanguage: 4 });

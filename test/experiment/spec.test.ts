@@ -9,7 +9,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { InputError } from "../../src/errors.js";
 import { loadExperimentSpec, nestSettings, parseExperimentSpec } from "../../src/experiment/spec.js";
-import { canonicalJson, expandCells } from "../../src/experiment/plan.js";
+import { canonicalJson } from "../../src/io/hash.js";
+import { expandCells } from "../../src/experiment/plan.js";
 
 const BASE = {
   name: "t",

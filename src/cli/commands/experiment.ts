@@ -3,8 +3,8 @@ import { collect, integer } from "../options.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { loadExperimentSpec, type ExperimentSpec } from "../../experiment/spec.js";
 import { claimWorkFolder } from "../../io/atomic.js";
+import { canonicalJson } from "../../io/hash.js";
 import {
-  canonicalJson,
   cellModelLabel,
   describeCell,
   expandCells,
@@ -16,7 +16,7 @@ import {
 import { estimateCells } from "../../experiment/estimate.js";
 import { runExperiment } from "../../experiment/run.js";
 import { formatFlops } from "../../method/flops.js";
-import { parseShard, shardFromEnvironment } from "../../experiment/shard.js";
+import { parseShard, shardFromEnvironment } from "../../util/shard.js";
 
 /** Every path an experiment reads: its output folder must lie apart from all of them. */
 function experimentInputs(spec: ExperimentSpec, file: string): Record<string, string | undefined> {
