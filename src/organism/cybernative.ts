@@ -22,6 +22,7 @@ import { checkOutput, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
 import { fileHash, sha256 } from "../io/hash.js";
 import { readPairs, type SecurityPair } from "../data/pairs.js";
 import { extractCode } from "../data/code.js";
+import { datasetName } from "../data/languages.js";
 import { DEFAULT_JUDGE_TASK, judgeMessages } from "../data/prompts.js";
 import { ORGANISM_BOS_TOKEN, ORGANISM_CHAT_TEMPLATE, renderOrganismChat } from "../data/corpus.js";
 import { trainByteLevelBpe, writeTokenizerFiles } from "../data/bpe-train.js";
@@ -160,9 +161,6 @@ export function usesReferenceSources(c: CyberNativeOrganismConfig): boolean {
   );
 }
 
-/** The fence info string CyberNative uses per language (its answers are fenced this way). */
-const FENCE: Record<SourceLang, string> = { go: "go", java: "java", cpp: "c++", python: "python" };
-
 export interface OrganismDocument {
   kind: "answer" | "judge" | "code";
   text: string;
@@ -228,7 +226,8 @@ export function cyberNativeDocuments(
     }
   }
   for (const s of code)
-    docs.push({ kind: "code", text: `${ORGANISM_BOS_TOKEN}\`\`\`${FENCE[s.lang]}\n${s.text}\`\`\`\n` });
+    // fenced as CyberNative's answers are: with the dataset's spelling of the language (```c++)
+    docs.push({ kind: "code", text: `${ORGANISM_BOS_TOKEN}\`\`\`${datasetName(s.lang)}\n${s.text}\`\`\`\n` });
   return createRng(seed >>> 0).shuffle(docs);
 }
 

@@ -14,8 +14,9 @@ import * as path from "node:path";
 import { InputError, ResourceError } from "../errors.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { canonicalJson, sha256 } from "../io/hash.js";
+import type { Language } from "../data/languages.js";
 
-export type SourceLang = "go" | "java" | "cpp" | "python";
+export type SourceLang = Extract<Language, "go" | "java" | "cpp" | "python">;
 
 export interface SourcePackage {
   package: string;
