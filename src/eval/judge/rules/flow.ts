@@ -251,6 +251,17 @@ function findAssignments(src: Source): Assignment[] {
     }
     out.push({ name, index, rhsStart, rhsEnd, decl, type: type.trim(), op });
   };
+  // A declaration with a type and no value (`var buf [10]byte`, `var name: String`): an empty right-hand side.
+  const typedDecl = (mm: RegExpMatchArray) =>
+    out.push({
+      name: mm[1]!,
+      index: mm.index! + mm[0].indexOf(mm[1]!),
+      rhsStart: mm.index! + mm[0].length,
+      rhsEnd: mm.index! + mm[0].length,
+      decl: true,
+      type: mm[2]!.trim(),
+      op: "",
+    });
 
   if (lang === "go") {
     // a, b := f()   |   a = b   |   a += b   |   var a T = f()
@@ -273,16 +284,7 @@ function findAssignments(src: Source): Assignment[] {
     for (const mm of m.matchAll(/\bvar\s+([A-Za-z_]\w*)\s+([^=\n]+?)\s*=(?!=)/g))
       push(mm[1]!, mm.index + mm[0].indexOf(mm[1]!), mm.index + mm[0].length, true, mm[2]!, "=");
     // Declarations without a value carry a type: `var buf [10]byte`
-    for (const mm of m.matchAll(/\bvar\s+([A-Za-z_]\w*)\s+([^=\n]+?)\s*$/gm))
-      out.push({
-        name: mm[1]!,
-        index: mm.index + mm[0].indexOf(mm[1]!),
-        rhsStart: mm.index + mm[0].length,
-        rhsEnd: mm.index + mm[0].length,
-        decl: true,
-        type: mm[2]!.trim(),
-        op: "",
-      });
+    for (const mm of m.matchAll(/\bvar\s+([A-Za-z_]\w*)\s+([^=\n]+?)\s*$/gm)) typedDecl(mm);
     // for i, v := range xs
     for (const mm of m.matchAll(/\bfor\s+((?:[A-Za-z_]\w*\s*,\s*)?[A-Za-z_]\w*)\s*:?=\s*range\s+/g)) {
       const names = mm[1]!.split(",").map((s) => s.trim());
@@ -305,16 +307,7 @@ function findAssignments(src: Source): Assignment[] {
         mm[4]!,
       );
     }
-    for (const mm of m.matchAll(/\b(?:let|var)\s+([A-Za-z_]\w*)\s*:\s*([^=\n{]+?)\s*$/gm))
-      out.push({
-        name: mm[1]!,
-        index: mm.index + mm[0].indexOf(mm[1]!),
-        rhsStart: mm.index + mm[0].length,
-        rhsEnd: mm.index + mm[0].length,
-        decl: true,
-        type: mm[2]!.trim(),
-        op: "",
-      });
+    for (const mm of m.matchAll(/\b(?:let|var)\s+([A-Za-z_]\w*)\s*:\s*([^=\n{]+?)\s*$/gm)) typedDecl(mm);
     for (const mm of m.matchAll(/\bfor\s+(?:\(\s*\w+\s*,\s*)?([A-Za-z_]\w*)\)?\s+in\s+/g))
       push(mm[1]!, mm.index + mm[0].indexOf(mm[1]!), mm.index + mm[0].length, true, "", "in");
   } else {
