@@ -382,6 +382,20 @@ export const goCases: Case[] = [
     bad: [
       code`
         package main
+        import "fmt"
+        type Packet struct {
+        	payload [64]byte
+        }
+        func main() {
+        	var p Packet
+        	for i := 0; i <= 64; i++ { // <- index-out-of-range
+        		p.payload[i] = 'A'
+        	}
+        	fmt.Println(p.payload[0])
+        }
+      `,
+      code`
+        package main
         import (
         	"fmt"
         	"os"
@@ -432,6 +446,20 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package main
+        import "fmt"
+        type Packet struct {
+        	payload [64]byte
+        }
+        func main() {
+        	var p Packet
+        	for i := 0; i < 64; i++ {
+        		p.payload[i] = 'A'
+        	}
+        	fmt.Println(p.payload[0])
+        }
+      `,
       code`
         package main
         import (

@@ -121,6 +121,13 @@ export function sizedArrays(src: Source): Map<string, SizedArray> {
     case "go":
       for (const mm of m.matchAll(/\bvar\s+([A-Za-z_]\w*)\s+\[\s*([^\]]+)\]/g))
         add(mm[1]!, v(mm[2]!), mm.index);
+      // Struct fields of array type (`data [1024]byte`), indexed as `x.data[i]`.
+      for (const st of m.matchAll(/\bstruct\s*\{/g)) {
+        const open = st.index + st[0].length - 1;
+        const body = m.slice(open, matchBracket(src, open));
+        for (const f of body.matchAll(/^\s*([A-Za-z_]\w*)\s+\[\s*([^\]\s][^\]]*)\]\s*[\w.*]+\s*$/gm))
+          add(f[1]!, v(f[2]!), open + f.index!);
+      }
       for (const mm of m.matchAll(/\b([A-Za-z_]\w*)\s*:?=\s*\[\s*([^\]\s.][^\]]*)\]\s*\w+\s*\{/g))
         add(mm[1]!, v(mm[2]!), mm.index);
       for (const mm of m.matchAll(/\b([A-Za-z_]\w*)\s*:?=\s*\[\s*(?:\.\.\.)?\s*\]\s*[\w.*]+\s*\{/g))
@@ -264,8 +271,12 @@ export function outOfBounds(src: Source): BoundsFinding[] {
   }
   for (const loop of loops) {
     const body = m.slice(loop.body[0], loop.body[1] + 1);
+    // `a[i]`, or a field `x.a[i]` (sized by its struct declaration).
     for (const ix of body.matchAll(
-      new RegExp(`(?<![\\w.])([A-Za-z_]\\w*)\\s*\\[\\s*${loop.index}\\s*(?:([+\\-])\\s*(\\d+)\\s*)?\\]`, "g"),
+      new RegExp(
+        `(?<![\\w.])(?:[A-Za-z_]\\w*\\s*\\.\\s*)?([A-Za-z_]\\w*)\\s*\\[\\s*${loop.index}\\s*(?:([+\\-])\\s*(\\d+)\\s*)?\\]`,
+        "g",
+      ),
     )) {
       const arr = ix[1]!;
       const offset = ix[2] ? (ix[2] === "+" ? 1 : -1) * parseInt(ix[3]!, 10) : 0;
