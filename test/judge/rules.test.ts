@@ -105,6 +105,8 @@ test("rule metadata: ids are language-prefixed, CWE ids well formed, the issue's
       "CWE-338",
       "CWE-295",
       "CWE-798",
+      "CWE-125",
+      "CWE-362",
     ],
     go: [
       "CWE-252",
@@ -120,6 +122,10 @@ test("rule metadata: ids are language-prefixed, CWE ids well formed, the issue's
       "CWE-798",
       "CWE-119",
       "CWE-362",
+      "CWE-190",
+      "CWE-672",
+      "CWE-772",
+      "CWE-833",
     ],
   };
   for (const [lang, list] of Object.entries(required) as [SafetyLanguage, string[]][])
