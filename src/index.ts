@@ -45,7 +45,8 @@ export type { AttachedMethod } from "./method/attached.js";
 export { attachLora } from "./method/lora/model.js";
 export { trainSft, type TrainResult } from "./method/train.js";
 export { DEFAULT_TRAIN, type TrainConfig } from "./method/train-config.js";
-export { foldIntoCheckpoint, writeGoodVibeDelta, readGoodVibeDelta } from "./method/fold.js";
+export { foldIntoCheckpoint } from "./method/fold.js";
+export { writeGoodVibeDelta, readGoodVibeDelta } from "./method/goodvibe/delta.js";
 export { writePeftAdapter, readPeftAdapter } from "./method/lora/peft.js";
 export { runHarden } from "./recipes/harden.js";
 export {

@@ -10,14 +10,17 @@ import { InputError } from "../errors.js";
 import { refuseForbiddenKeys } from "../util/keys.js";
 import { parseOverride, setPath } from "../util/overrides.js";
 
-/** A YAML config file as a plain mapping ({} without a file); prototype-polluting keys refused. */
-export function loadConfigFile(file: string | undefined): Record<string, unknown> {
+/**
+ * A YAML config file as a plain mapping ({} without a file); prototype-polluting keys refused. `what` names
+ * the kind of file in errors ("config file", "experiment file").
+ */
+export function loadConfigFile(file: string | undefined, what = "config file"): Record<string, unknown> {
   if (!file) return {};
   let text: string;
   try {
     text = fs.readFileSync(file, "utf8");
   } catch (e) {
-    throw new InputError(`cannot read config file ${file}: ${(e as Error).message}`);
+    throw new InputError(`cannot read ${what} ${file}: ${(e as Error).message}`, { cause: e });
   }
   let parsed: unknown;
   try {
@@ -55,6 +58,20 @@ export function parseConfig<S extends z.ZodType>(
 }
 
 /**
+ * Lay explicit flags (dotted keys; undefined = not given) and then `--set key=value` overrides (values parsed
+ * as YAML) over a file's mapping, in place: the precedence every command and the experiment runner share.
+ */
+export function applyOverrides(
+  merged: Record<string, unknown>,
+  flags: Record<string, unknown>,
+  sets: readonly string[] = [],
+): Record<string, unknown> {
+  for (const [k, v] of Object.entries(flags)) if (v !== undefined) setPath(merged, k, v);
+  for (const s of sets) setPath(merged, ...parseOverride(s));
+  return merged;
+}
+
+/**
  * Merge: schema defaults ← config file ← explicit flags (dotted keys; undefined = not given) ← --set
  * overrides; then validate.
  */
@@ -64,11 +81,6 @@ export function resolveConfig<S extends z.ZodType>(
   flags: Record<string, unknown>,
   sets: readonly string[] = [],
 ): z.infer<S> {
-  const merged = loadConfigFile(file);
-  for (const [k, v] of Object.entries(flags)) if (v !== undefined) setPath(merged, k, v);
-  for (const s of sets) {
-    const [k, v] = parseOverride(s);
-    setPath(merged, k, v);
-  }
+  const merged = applyOverrides(loadConfigFile(file), flags, sets);
   return parseConfig(schema, merged, `invalid configuration${file ? ` (${file})` : ""}`);
 }

@@ -5,12 +5,10 @@
  * Harden settings (`defaults`, an ablation's `set`, a grid's `key`) use the keys of `goodvibe harden --set`,
  * nested (`train: {epochs: 2}`) or dotted (`train.epochs: 2`), and are checked against the same schema.
  */
-import * as fs from "node:fs";
-import YAML from "yaml";
 import { z } from "zod";
 import { InputError } from "../errors.js";
-import { parseOverride, setPath } from "../util/overrides.js";
-import { refuseForbiddenKeys } from "../util/keys.js";
+import { applyOverrides, loadConfigFile } from "../config/resolve.js";
+import { setPath } from "../util/overrides.js";
 import { METHODS, type Method } from "../report/schema.js";
 import { PROMPT_FILTERS, PROMPT_SPREADS } from "../data/prompts.js";
 import { experimentJudgeSchema } from "../config/judge.js";
@@ -148,7 +146,6 @@ export const experimentSchema = z.strictObject({
 export type ExperimentSpec = z.infer<typeof experimentSchema>;
 export type { Method };
 
-/** Set `a.b.c` in a nested object, creating the levels on the way. */
 /** `{train: {epochs: 2}, "cluster.threshold": 0.1}` → fully nested, dotted keys expanded (a deep copy). */
 export function nestSettings(settings: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -237,23 +234,10 @@ export function gridLabel(name: string, value: unknown): string {
   return `${name}=${String(value)}`;
 }
 
-/** Read an experiment YAML file, apply `--set key=value` overrides (values parsed as YAML), validate. */
+/**
+ * Read an experiment YAML file and apply `--set key=value` overrides (values parsed as YAML) through the one
+ * config resolver (src/config/resolve.ts), then validate.
+ */
 export function loadExperimentSpec(file: string, sets: readonly string[] = []): ExperimentSpec {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, "utf8");
-  } catch (e) {
-    throw new InputError(`cannot read experiment file ${file}: ${(e as Error).message}`, { cause: e });
-  }
-  let json: unknown;
-  try {
-    json = YAML.parse(text);
-  } catch (e) {
-    throw new InputError(`${file}: not valid YAML: ${(e as Error).message}`, { cause: e });
-  }
-  if (typeof json !== "object" || json === null || Array.isArray(json))
-    throw new InputError(`${file}: the top level must be a mapping (name, models, data, ...)`);
-  refuseForbiddenKeys(json, file);
-  for (const s of sets) setPath(json as Record<string, unknown>, ...parseOverride(s));
-  return parseExperimentSpec(json, file);
+  return parseExperimentSpec(applyOverrides(loadConfigFile(file, "experiment file"), {}, sets), file);
 }

@@ -1,30 +1,19 @@
 /**
  * Folding a trained method back into a normal Hugging Face checkpoint: W' = W + ΔW in float32, cast to the
  * checkpoint's dtype, written with the base model's config and tokenizer files into a new folder (atomically;
- * the base folder is only read). Also GoodVibe's delta, the small artifact that travels without the full
- * weights (rows, cluster assignments, U); LoRA's PEFT adapter is src/method/lora/peft.ts.
+ * the base folder is only read). The small artifacts that travel without the full weights have their own homes:
+ * GoodVibe's delta in src/method/goodvibe/delta.ts, LoRA's PEFT adapter in src/method/lora/peft.ts.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { checkOutput, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
 import { copyTokenizerFiles } from "../io/model-folder.js";
-import {
-  openModelWeights,
-  readSafetensors,
-  writeModelWeights,
-  writeSafetensors,
-  type StDtype,
-  type TensorToWrite,
-} from "../io/safetensors.js";
-import type { DecoderModel } from "../models/decoder.js";
+import { openModelWeights, writeModelWeights, type StDtype, type TensorToWrite } from "../io/safetensors.js";
 import { ST_TO_DTYPE, recordToTensor } from "../models/load.js";
 import { Tensor, noGrad, tidy } from "../tensor/index.js";
-import type { RowSelection } from "./goodvibe/adapter.js";
-import { checkModelShape, modelShapeRecord, type ModelShapeRecord } from "./goodvibe/model-shape.js";
 import type { AttachedMethod } from "./attached.js";
 import { requireDisk } from "../util/memory.js";
-import { parseJson } from "../util/keys.js";
 import { stopPoint } from "../util/stop.js";
 
 export interface FoldStats {
@@ -146,91 +135,3 @@ export async function writeFoldedCheckpoint(
   if (fs.existsSync(path.join(baseDir, "tokenizer.json"))) copyTokenizerFiles(baseDir, dir);
   return stats;
 }
-
-// ---------------------------------------------------------------- GoodVibe delta artifact
-export const DELTA_FILE = "goodvibe-delta.safetensors";
-
-export function writeGoodVibeDelta(
-  file: string,
-  model: DecoderModel,
-  selections: Map<string, RowSelection>,
-  method: AttachedMethod,
-  meta: Record<string, string> = {},
-): void {
-  const tensors: TensorToWrite[] = [];
-  const i64 = (v: number[]) => new Uint8Array(BigInt64Array.from(v.map((x) => BigInt(x))).buffer);
-  for (const [name, sel] of selections) {
-    const U = method.trainable.get(`${name}.U`);
-    if (!U) throw new Error(`no trained U for ${name}`);
-    tensors.push({ name: `${name}.U`, dtype: "F32", shape: U.shape, data: U.float().contiguous().toBytes() });
-    tensors.push({ name: `${name}.rows`, dtype: "I64", shape: [sel.rows.length], data: i64(sel.rows) });
-    tensors.push({
-      name: `${name}.clusters`,
-      dtype: "I64",
-      shape: [sel.clusters.length],
-      data: i64(sel.clusters),
-    });
-  }
-  writeSafetensors(file, tensors, {
-    format: "goodvibe-delta",
-    // the metadata key keeps its first name: deltas written before stay readable
-    fingerprint: JSON.stringify(modelShapeRecord(model)),
-    ...meta,
-  });
-}
-
-export interface GoodVibeDelta {
-  selections: Map<string, RowSelection>;
-  U: Map<string, Tensor>;
-  /** the shape of the model it was made for (metadata key "fingerprint") */
-  modelShape: ModelShapeRecord;
-  /** The base model folder harden recorded (metadata base_model), if any. */
-  baseModel: string | null;
-}
-
-/** The delta file itself, or the one a harden/train output folder holds. */
-export function findDeltaFile(fileOrDir: string): string {
-  if (fs.existsSync(fileOrDir) && fs.statSync(fileOrDir).isDirectory()) {
-    const f = path.join(fileOrDir, DELTA_FILE);
-    if (!fs.existsSync(f))
-      throw new InputError(`${fileOrDir}: no ${DELTA_FILE} in this folder (not a GoodVibe run output)`);
-    return f;
-  }
-  if (!fs.existsSync(fileOrDir)) throw new InputError(`${fileOrDir}: no such GoodVibe delta file`);
-  return fileOrDir;
-}
-
-export function readGoodVibeDelta(file: string): GoodVibeDelta {
-  const f = readSafetensors(file);
-  if (f.metadata.format !== "goodvibe-delta" || !f.metadata.fingerprint)
-    throw new InputError(`${file}: not a GoodVibe delta (metadata format/fingerprint missing)`);
-  const selections = new Map<string, RowSelection>();
-  const U = new Map<string, Tensor>();
-  for (const [name, rec] of f.tensors) {
-    if (!name.endsWith(".U")) continue;
-    const mod = name.slice(0, -2);
-    const rows = f.tensors.get(`${mod}.rows`);
-    const clusters = f.tensors.get(`${mod}.clusters`);
-    if (!rows || !clusters) throw new InputError(`${file}: ${mod} lacks rows or clusters`);
-    const r = recordToTensor(rows).toIntArray();
-    const c = recordToTensor(clusters).toIntArray();
-    const u = recordToTensor(rec);
-    if (r.length !== c.length || u.rank !== 2 || c.some((x) => x < 0 || x >= u.size(0)))
-      throw new InputError(`${file}: ${mod} has inconsistent rows, clusters and U`);
-    selections.set(mod, { rows: r, clusters: c, nClusters: u.size(0) });
-    U.set(`${mod}.U`, u);
-  }
-  return {
-    selections,
-    U,
-    modelShape: JSON.parse(f.metadata.fingerprint),
-    baseModel: f.metadata.base_model ?? null,
-  };
-}
-
-export function checkDeltaFits(model: DecoderModel, delta: GoodVibeDelta, file: string): void {
-  checkModelShape(model, delta.modelShape, file);
-}
-
-// ---------------------------------------------------------------- PEFT adapter
-// LoRA adapters are read and written by src/method/lora/peft.ts (PEFT's layout).

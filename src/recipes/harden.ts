@@ -58,7 +58,8 @@ import { countParams, type AttachedMethod, type MethodName } from "../method/att
 import { attachLora } from "../method/lora/model.js";
 import { trainSft, type SftExample, type TrainHooks, type TrainResult } from "../method/train.js";
 import { writePeftAdapter } from "../method/lora/peft.js";
-import { DELTA_FILE, writeFoldedCheckpoint, writeGoodVibeDelta, type FoldStats } from "../method/fold.js";
+import { writeFoldedCheckpoint, type FoldStats } from "../method/fold.js";
+import { DELTA_FILE, writeGoodVibeDelta } from "../method/goodvibe/delta.js";
 import { peakRssBytes } from "../util/memory.js";
 import { interrupted, stopPoint } from "../util/stop.js";
 import { silentLogger, type Logger } from "../util/log.js";

@@ -225,3 +225,39 @@ test("languageRuns: one block per language run, its methods and studies; bad nam
     /language run "Go" appears twice/,
   );
 });
+
+test("an experiment file is read through the one config resolver: missing, not YAML, not a mapping, prototype keys and --set each fail or apply as for a config file, naming the file", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gv-spec-file-"));
+  const file = (name: string, text: string) => {
+    const p = path.join(dir, name);
+    fs.writeFileSync(p, text);
+    return p;
+  };
+  const missing = path.join(dir, "missing.yaml");
+  assert.throws(
+    () => loadExperimentSpec(missing),
+    (e: Error) => {
+      assert.ok(e instanceof InputError);
+      assert.match(
+        e.message,
+        new RegExp(`cannot read experiment file ${missing.replace(/[.\\/]/g, "\\$&")}`),
+      );
+      return true;
+    },
+  );
+  const bad = file("bad.yaml", "name: [unclosed\n");
+  assert.throws(() => loadExperimentSpec(bad), /bad\.yaml: not valid YAML/);
+  const list = file("list.yaml", "- a\n- b\n");
+  assert.throws(() => loadExperimentSpec(list), /list\.yaml: the top level must be a mapping/);
+  const proto = file("proto.yaml", "name: t\n__proto__: { polluted: true }\n");
+  assert.throws(() => loadExperimentSpec(proto), /proto\.yaml/);
+  assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  const ok = file(
+    "ok.yaml",
+    "name: t\nmodels: [{ name: m, path: /nowhere/m }]\ndata: { train: /nowhere/t.jsonl, dev: /nowhere/d.jsonl }\nseeds: [0]\n",
+  );
+  assert.deepEqual(loadExperimentSpec(ok).seeds, [0]);
+  assert.deepEqual(loadExperimentSpec(ok, ["seeds=[1, 2]", "name=u"]).seeds, [1, 2]);
+  assert.equal(loadExperimentSpec(ok, ["name=u"]).name, "u");
+  fs.rmSync(dir, { recursive: true });
+});

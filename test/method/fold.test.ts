@@ -14,12 +14,8 @@ import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
 import { attachLora } from "../../src/method/lora/model.js";
 import { sftLossHead } from "../../src/method/losses.js";
 import { readPeftAdapter, writePeftAdapter } from "../../src/method/lora/peft.js";
-import {
-  foldIntoCheckpoint,
-  readGoodVibeDelta,
-  writeGoodVibeDelta,
-  checkDeltaFits,
-} from "../../src/method/fold.js";
+import { foldIntoCheckpoint } from "../../src/method/fold.js";
+import { readGoodVibeDelta, writeGoodVibeDelta, checkDeltaFits } from "../../src/method/goodvibe/delta.js";
 import { readSafetensors } from "../../src/io/safetensors.js";
 import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
 

@@ -13,7 +13,7 @@ import { RUN_FILES, identifyOptions, planStages, runHarden, runTrain } from "../
 import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { readNeuronMap } from "../../src/method/goodvibe/neuron-map.js";
 import { readClusterMap } from "../../src/method/goodvibe/clustering.js";
-import { readGoodVibeDelta } from "../../src/method/fold.js";
+import { readGoodVibeDelta } from "../../src/method/goodvibe/delta.js";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
 

@@ -7,7 +7,7 @@ import { writeModelWeights } from "../../io/safetensors.js";
 import { checkOutput, publishFile, writeDirAtomic, writeFileAtomic } from "../../io/atomic.js";
 import { copyTokenizerFiles, inspectModelFolder } from "../../io/model-folder.js";
 import { loadModel, recordToTensor } from "../../models/load.js";
-import { checkDeltaFits, findDeltaFile, readGoodVibeDelta } from "../../method/fold.js";
+import { checkDeltaFits, findDeltaFile, readGoodVibeDelta } from "../../method/goodvibe/delta.js";
 import { goodVibeAsLora } from "../../method/lora/from-goodvibe.js";
 import { loraGgufModules } from "../../method/lora/gguf.js";
 import { attachPeftAdapter } from "../../method/lora/model.js";

@@ -23,7 +23,8 @@ import { clusterSummary, writeClusterMap } from "../../method/goodvibe/clusterin
 import { DEFAULT_CLUSTER } from "../../method/goodvibe/config.js";
 import { attachGoodVibe } from "../../method/goodvibe/model.js";
 import { readPeftAdapter } from "../../method/lora/peft.js";
-import { foldIntoCheckpoint, readGoodVibeDelta, checkDeltaFits, DELTA_FILE } from "../../method/fold.js";
+import { foldIntoCheckpoint } from "../../method/fold.js";
+import { readGoodVibeDelta, checkDeltaFits, DELTA_FILE } from "../../method/goodvibe/delta.js";
 import { checkOutput, publishFile } from "../../io/atomic.js";
 import { collect, integer, number, shownDefault } from "../options.js";
 import { resolveConfig } from "../../config/resolve.js";
