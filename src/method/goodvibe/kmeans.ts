@@ -155,7 +155,8 @@ function lloyd(points: number[][], init: number[][], maxIter: number, scaledTol:
 /** k-means (k-means++ seeding, Lloyd iterations), best of `nInit` runs by inertia. */
 export function kmeans(features: Points | readonly number[], k: number, opts: KMeansOptions): KMeansResult {
   const points = asPoints(features);
-  const { nInit = 10, maxIter = 300, tol = 1e-4, seed } = opts;
+  // maxIter and tol are the algorithm's own (scikit-learn's KMeans); the number of restarts is the clustering stage's setting
+  const { nInit = DEFAULT_CLUSTER.nInit, maxIter = 300, tol = 1e-4, seed } = opts;
   if (!Number.isInteger(k) || k < 1 || k > points.length) {
     throw new RangeError(`k must be an integer in [1, ${points.length}], got ${k}`);
   }
