@@ -30,8 +30,8 @@ const { values: args } = parseArgs({
     layers: { type: "string", default: "24" },
     passes: { type: "string", default: "3" },
     threads: { type: "string" },
-    // the op-by-op path (transformers' eager code line by line) instead of the addon's fused ops
-    unfused: { type: "boolean", default: false },
+    // the addon's fused ops instead of the default op-by-op path (transformers' eager code line by line)
+    fused: { type: "boolean", default: false },
     device: { type: "string", default: "cpu" },
     profile: { type: "boolean", default: false },
     "tidy-layers": { type: "boolean", default: false },
@@ -105,7 +105,7 @@ function tidyEachLayer(model: DecoderModel): void {
 
 function main(): void {
   const threads = applyThreads(args.threads ? Number(args.threads) : undefined);
-  setFusedOps(!args.unfused);
+  setFusedOps(args.fused);
   const T = Number(args.tokens);
   const passes = Number(args.passes);
   const dir = randomModelDir(Number(args.layers));
@@ -127,7 +127,7 @@ function main(): void {
   const act = activationBytesEstimate(model, T);
 
   console.log(
-    `${model.device}, threads ${threads}, OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}, ${model.cfg.numLayers} layers, ${T} tokens, ${args.unfused ? "op-by-op" : "fused ops"}`,
+    `${model.device}, threads ${threads}, OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}, ${model.cfg.numLayers} layers, ${T} tokens, ${args.fused ? "fused ops" : "op-by-op"}`,
   );
   console.log(
     `loss ${last.loss.toFixed(4)}, linear outputs with a gradient: ${last.grads}/${model.linears().length}`,
@@ -180,7 +180,7 @@ function main(): void {
     bench: "forward-backward",
     machine: machineInfo(),
     threads,
-    fused: !args.unfused,
+    fused: args.fused,
     tokens: T,
     tidyLayers: args["tidy-layers"],
     layers: model.cfg.numLayers,

@@ -1,9 +1,9 @@
 #!/bin/bash
 # The addon against PyTorch eager, side by side in one run and one environment: the identification pass
-# (addon fused / addon op-by-op / PyTorch) and the training step of each method (addon / PyTorch), pairs run
+# (addon op by op / addon fused / PyTorch) and the training step of each method (addon / PyTorch), pairs run
 # back to back so both sides meet the same load; the 1-minute load average is logged at the start of every run.
 #
-#   npx tsc -p . && bash bench/side-by-side.sh [matmul] [fwdbwd] [train] [wait-policy]
+#   npx tsc -p . && bash bench/side-by-side.sh [matmul] [fwdbwd] [train] [train-fused] [wait-policy]
 #
 # Environment (the same for both sides; each run's JSON records it):
 #   THREADS      libtorch threads on both sides (default: every core, what both default to)
@@ -54,7 +54,7 @@ for part in ${*:-matmul fwdbwd train}; do
   fwdbwd)
     run fwdbwd-addon node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS"
     run fwdbwd-torch $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS"
-    run fwdbwd-addon-opbyop node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --unfused
+    run fwdbwd-addon-fused node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --fused
     run fwdbwd-addon-2 node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS"
     run fwdbwd-torch-2 $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS"
     ;;
@@ -68,10 +68,18 @@ for part in ${*:-matmul fwdbwd train}; do
       done
     done
     ;;
-  wait-policy) # the addon's default wait policy against libgomp's spinning default, same load
-    for policy in PASSIVE ACTIVE; do
-      run "fwdbwd-addon-omp-$policy" env OMP_WAIT_POLICY=$policy node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS"
+  train-fused) # per method, back to back: the addon op by op (the default), with its fused ops, PyTorch
+    for m in goodvibe lora full; do
+      run "train-$m-addon-opbyop" node dist/bench/train-step.js --method $m --layers "$TRAIN_LAYERS" --threads "$THREADS"
+      run "train-$m-addon-fused" node dist/bench/train-step.js --method $m --layers "$TRAIN_LAYERS" --threads "$THREADS" --fused
+      run "train-$m-torch" $PY bench/torch_train.py --model "$TRAIN_MODEL" --method $m --threads "$THREADS"
     done
+    ;;
+  wait-policy) # the addon's wait policy (util/cores.ts openmpWaitEnv) against libgomp's default spin and PyTorch, same load
+    run "fwdbwd-addon-default-wait" node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS"
+    run "fwdbwd-addon-gomp-spin300000" env GOMP_SPINCOUNT=300000 node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS"
+    run "fwdbwd-addon-omp-PASSIVE" env OMP_WAIT_POLICY=PASSIVE node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS"
+    run "fwdbwd-torch-wait" $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS"
     run "fwdbwd-addon-1thread" node dist/bench/forward-backward.js --threads 1 --layers "$LAYERS"
     ;;
   esac

@@ -57,8 +57,8 @@ const { values: args } = parseArgs({
     steps: { type: "string", default: "3" },
     "rows-per-layer": { type: "string", default: "50" },
     threads: { type: "string" },
-    // the op-by-op path (transformers' eager code line by line) instead of the addon's fused ops
-    unfused: { type: "boolean", default: false },
+    // the addon's fused ops instead of the default op-by-op path (transformers' eager code line by line)
+    fused: { type: "boolean", default: false },
     device: { type: "string", default: "cpu" },
     json: { type: "string" },
   },
@@ -118,7 +118,7 @@ function attach(model: DecoderModel, method: string): AttachedMethod {
 
 function main(): void {
   const threads = applyThreads(args.threads ? Number(args.threads) : undefined);
-  setFusedOps(!args.unfused);
+  setFusedOps(args.fused);
   const T = Number(args.tokens);
   const steps = Number(args.steps);
   const method = args.method!;
@@ -167,7 +167,7 @@ function main(): void {
   const trainable = countParams(params);
   console.log(
     `${model.device}, ${method}, ${dtype}, checkpointing ${checkpointing ? "on" : "off"}, ${model.cfg.numLayers} layers, ${T} tokens, threads ${threads}, ` +
-      `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}, ${args.unfused ? "op-by-op" : "fused ops"}`,
+      `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}, ${args.fused ? "fused ops" : "op-by-op"}`,
   );
   console.log(
     table(
@@ -206,7 +206,7 @@ function main(): void {
   writeJson(args.json, {
     bench: "train-step",
     machine: machineInfo(),
-    fused: !args.unfused,
+    fused: args.fused,
     method,
     dtype,
     checkpointing,

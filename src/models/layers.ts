@@ -3,10 +3,10 @@
  * in float32), rotary embeddings in the half-split (NeoX) layout with default / linear / llama3 frequency scaling,
  * causal grouped-query attention, and the gated MLP.
  *
- * Each block has two paths. By default it calls the addon's fused ops (native/src/fused.cc: one pass forward and
- * one backward per block, attention without a materialised mask). With GOODVIBE_FUSED=0 (setFusedOps(false)) it
- * runs transformers' eager code op by op, with the additive finfo.min mask: the reference the fused ops are
- * tested against.
+ * Each block has two paths. By default it runs transformers' eager code op by op, with the additive finfo.min
+ * mask: PyTorch's numerics, and the reference the fused ops are tested against. With GOODVIBE_FUSED=1
+ * (setFusedOps(true)) it calls the addon's fused ops (native/src/fused.cc: one pass forward and one backward per
+ * block, attention without a materialised mask), which measured slower on CPU (BENCHMARKS §5).
  */
 import type { ModelConfig, RopeScaling } from "../io/config.js";
 import {

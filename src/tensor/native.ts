@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ResourceError } from "../errors.js";
 import { setFileMapper } from "../io/mapfile.js";
-import { usableCores } from "../util/cores.js";
+import { openmpWaitEnv, otherRunnable, usableCores } from "../util/cores.js";
 import type { NativeOps, NativeTensor } from "./native-ops.js";
 
 export interface NativeAdamWState {
@@ -87,6 +87,8 @@ function loadAddon(): NativeAddon {
     process.env.ONEDNN_PRIMITIVE_CACHE_CAPACITY = String(ONEDNN_CACHE_CAPACITY);
   const require = createRequire(import.meta.url);
   const file = locateAddon();
+  // libgomp reads its wait policy once, when libtorch loads with the addon: choose it now (util/cores.ts)
+  Object.assign(process.env, openmpWaitEnv(process.env, otherRunnable()));
   let addon: NativeAddon;
   try {
     addon = require(file) as NativeAddon;

@@ -739,11 +739,14 @@ export function dropout(x: Tensor, p: number, train: boolean): Tensor {
 }
 
 // ---------------------------------------------------------------- fused decoder ops (native/src/fused.cc)
-let fused = process.env.GOODVIBE_FUSED !== "0";
+// Op by op by default: measured side by side with PyTorch on an idle 2-core machine (BENCHMARKS §5, 2026-11-29)
+// the fused ops were slower in every pass (identification 1.06 s against 0.79 s op by op and 0.77 s PyTorch;
+// training steps 5-12% slower), and the op-by-op path gives PyTorch's loss to the last bit in bfloat16.
+let fused = process.env.GOODVIBE_FUSED === "1";
 
 /**
- * Whether the models use the addon's fused ops (the default) or the op-by-op path that mirrors transformers'
- * eager code line by line (GOODVIBE_FUSED=0; the reference the fused ops are tested against).
+ * Whether the models use the addon's fused ops (GOODVIBE_FUSED=1) or the op-by-op path that mirrors
+ * transformers' eager code line by line (the default, and the reference the fused ops are tested against).
  */
 export function fusedOps(): boolean {
   return fused;

@@ -38,3 +38,42 @@ export function usableCores(): number {
   const affinity = os.availableParallelism();
   return Math.max(1, quota === null ? affinity : Math.min(affinity, Math.floor(quota)));
 }
+
+/**
+ * Runnable tasks on this machine now besides the caller: /proc/stat's procs_running sampled `samples` times
+ * `gapMs` apart, averaged, less the caller itself. null where /proc/stat is not there (not Linux).
+ */
+export function otherRunnable(samples = 5, gapMs = 10, stat = "/proc/stat"): number | null {
+  const wait = new Int32Array(new SharedArrayBuffer(4));
+  let sum = 0;
+  for (let i = 0; i < samples; i++) {
+    let text: string;
+    try {
+      text = fs.readFileSync(stat, "utf8");
+    } catch {
+      return null;
+    }
+    const m = /^procs_running\s+(\d+)/m.exec(text);
+    if (!m) return null;
+    sum += Number(m[1]);
+    if (i + 1 < samples) Atomics.wait(wait, 0, 0, gapMs);
+  }
+  return Math.max(0, sum / samples - 1);
+}
+
+/**
+ * How libtorch's OpenMP threads wait for work between parallel regions, as environment variables to set before
+ * libtorch loads (GNU OpenMP reads them once). libgomp's default spins about 300,000 times first: best on an idle
+ * machine, but when another process holds a core each region waits on a thread that is not scheduled — the
+ * identification pass on 2 cores went from 0.76 s to 4.9–5.9 s with one competing process (BENCHMARKS §5). So:
+ * when other work is runnable as we start, threads sleep at once (OMP_WAIT_POLICY=PASSIVE: 1.36 s under that
+ * load, 0.95 s idle); otherwise they spin briefly (GOMP_SPINCOUNT=30000: 0.78 s idle, 2.7 s if a competitor
+ * arrives later). Whatever the user set for either variable is left alone.
+ */
+export function openmpWaitEnv(
+  env: Record<string, string | undefined>,
+  others: number | null,
+): Record<string, string> {
+  if (env.OMP_WAIT_POLICY !== undefined || env.GOMP_SPINCOUNT !== undefined) return {};
+  return others !== null && others >= 0.5 ? { OMP_WAIT_POLICY: "PASSIVE" } : { GOMP_SPINCOUNT: "30000" };
+}

@@ -5,11 +5,11 @@
  */
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { cgroupCpuQuota, usableCores } from "../../src/util/cores.js";
+import { cgroupCpuQuota, openmpWaitEnv, otherRunnable, usableCores } from "../../src/util/cores.js";
 import { openLlamaCppBackend } from "../../src/eval/generate/llamacpp.js";
 import { exportGguf } from "../../src/io/export-gguf.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
@@ -133,3 +133,49 @@ test("libtorch computes with the usable cores too: a fresh process starts with u
   assert.equal(r2.status, 0, r2.stderr);
   assert.equal(JSON.parse(r2.stdout.trim().split("\n").pop()!).torch, 3);
 });
+
+test("OpenMP wait policy: sleep at once when other work is runnable, spin briefly otherwise, never override the user", () => {
+  assert.deepEqual(openmpWaitEnv({}, 1.2), { OMP_WAIT_POLICY: "PASSIVE" });
+  assert.deepEqual(openmpWaitEnv({}, 0.5), { OMP_WAIT_POLICY: "PASSIVE" });
+  assert.deepEqual(openmpWaitEnv({}, 0.2), { GOMP_SPINCOUNT: "30000" });
+  assert.deepEqual(openmpWaitEnv({}, null), { GOMP_SPINCOUNT: "30000" });
+  assert.deepEqual(openmpWaitEnv({ OMP_WAIT_POLICY: "ACTIVE" }, 3), {});
+  assert.deepEqual(openmpWaitEnv({ GOMP_SPINCOUNT: "0" }, 0), {});
+  const stat = path.join(tmp, "stat");
+  fs.writeFileSync(stat, "cpu  1 2 3\nprocs_running 3\nprocs_blocked 0\n");
+  assert.equal(otherRunnable(3, 1, stat), 2);
+  fs.writeFileSync(stat, "cpu  1 2 3\n");
+  assert.equal(otherRunnable(1, 1, stat), null);
+  assert.equal(otherRunnable(1, 1, path.join(tmp, "no-stat")), null);
+});
+
+test(
+  "libtorch loads with threads that sleep when another process is computing, and with the user's own policy",
+  { skip: !fs.existsSync("/proc/stat") },
+  async () => {
+    const script = [
+      `const { getNumThreads } = await import(${JSON.stringify(new URL("../../src/tensor/index.js", import.meta.url).href)});`,
+      `getNumThreads();`,
+      `console.log(JSON.stringify({ policy: process.env.OMP_WAIT_POLICY ?? null, spin: process.env.GOMP_SPINCOUNT ?? null }));`,
+    ].join("\n");
+    const env = { ...process.env };
+    delete env.OMP_WAIT_POLICY;
+    delete env.GOMP_SPINCOUNT;
+    // a competing process, busy on a core for as long as the check runs
+    const hog = spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" });
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { env, encoding: "utf8" });
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout.trim().split("\n").pop()!), { policy: "PASSIVE", spin: null });
+    } finally {
+      hog.kill();
+    }
+    const own = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+      env: { ...env, OMP_WAIT_POLICY: "ACTIVE" },
+      encoding: "utf8",
+    });
+    assert.equal(own.status, 0, own.stderr);
+    assert.deepEqual(JSON.parse(own.stdout.trim().split("\n").pop()!), { policy: "ACTIVE", spin: null });
+  },
+);

@@ -1,9 +1,9 @@
 /**
- * The fused decoder path (the default) against the op-by-op path (GOODVIBE_FUSED=0: transformers' eager code line
+ * The fused decoder path (GOODVIBE_FUSED=1) against the op-by-op path (the default: transformers' eager code line
  * by line) and against PyTorch, on every fixture family: logits, and the gradient of every linear output, of
- * every norm weight and of the embeddings through a full forward + backward. The fused path is also what the
- * fixture tests run by default (forward.test.ts: logits, padding, KV cache, generation; method/identify.test.ts
- * and method/train_step.test.ts: gradients and optimiser steps against PyTorch), and the composite kernel mode
+ * every norm weight and of the embeddings through a full forward + backward. The fixture tests run every case on
+ * both paths (forward.test.ts: logits, padding, KV cache, generation; method/identify.test.ts and
+ * method/train_step.test.ts: gradients and optimiser steps against PyTorch), and the composite kernel mode
  * (what CUDA runs) is checked here against the same PyTorch logits.
  */
 import { test } from "node:test";
