@@ -111,27 +111,34 @@ test("CLI: generate --threads sets the compute threads of either backend; llama.
   assert.match(bad.stderr, /--threads/);
 });
 
+/** A project module's URL, quoted, for a script run by `freshProcess`. */
+const srcUrl = (p: string) => JSON.stringify(new URL(`../../src/${p}`, import.meta.url).href);
+
+/** Run an ES-module script in a fresh Node process (libtorch loads anew there) with `env`; its last line as JSON. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function freshProcess(lines: string[], env: NodeJS.ProcessEnv): any {
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", lines.join("\n")], {
+    env,
+    encoding: "utf8",
+  });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout.trim().split("\n").pop()!);
+}
+
 test("libtorch computes with the usable cores too: a fresh process starts with usableCores() threads, and large models keep them", () => {
   const script = [
-    `const { usableCores } = await import(${JSON.stringify(new URL("../../src/util/cores.js", import.meta.url).href)});`,
-    `const { getNumThreads } = await import(${JSON.stringify(new URL("../../src/tensor/index.js", import.meta.url).href)});`,
-    `const { threadsFor } = await import(${JSON.stringify(new URL("../../src/models/load.js", import.meta.url).href)});`,
+    `const { usableCores } = await import(${srcUrl("util/cores.js")});`,
+    `const { getNumThreads } = await import(${srcUrl("tensor/index.js")});`,
+    `const { threadsFor } = await import(${srcUrl("models/load.js")});`,
     `console.log(JSON.stringify({ cores: usableCores(), torch: getNumThreads(), big: threadsFor(5e8), small: threadsFor(1e6) }));`,
-  ].join("\n");
+  ];
   const env = { ...process.env };
   delete env.GOODVIBE_THREADS;
-  const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { env, encoding: "utf8" });
-  assert.equal(r.status, 0, r.stderr);
-  const got = JSON.parse(r.stdout.trim().split("\n").pop()!);
+  const got = freshProcess(script, env);
   assert.equal(got.torch, got.cores);
   assert.equal(got.big, got.cores);
   assert.equal(got.small, 1);
-  const r2 = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
-    env: { ...env, GOODVIBE_THREADS: "3" },
-    encoding: "utf8",
-  });
-  assert.equal(r2.status, 0, r2.stderr);
-  assert.equal(JSON.parse(r2.stdout.trim().split("\n").pop()!).torch, 3);
+  assert.equal(freshProcess(script, { ...env, GOODVIBE_THREADS: "3" }).torch, 3);
 });
 
 test("OpenMP wait policy: sleep at once when other work is runnable, spin briefly otherwise, never override the user", () => {
@@ -154,10 +161,10 @@ test(
   { skip: !fs.existsSync("/proc/stat") },
   async () => {
     const script = [
-      `const { getNumThreads } = await import(${JSON.stringify(new URL("../../src/tensor/index.js", import.meta.url).href)});`,
+      `const { getNumThreads } = await import(${srcUrl("tensor/index.js")});`,
       `getNumThreads();`,
       `console.log(JSON.stringify({ policy: process.env.OMP_WAIT_POLICY ?? null, spin: process.env.GOMP_SPINCOUNT ?? null }));`,
-    ].join("\n");
+    ];
     const env = { ...process.env };
     delete env.OMP_WAIT_POLICY;
     delete env.GOMP_SPINCOUNT;
@@ -165,17 +172,13 @@ test(
     const hog = spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" });
     try {
       await new Promise((r) => setTimeout(r, 300));
-      const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { env, encoding: "utf8" });
-      assert.equal(r.status, 0, r.stderr);
-      assert.deepEqual(JSON.parse(r.stdout.trim().split("\n").pop()!), { policy: "PASSIVE", spin: null });
+      assert.deepEqual(freshProcess(script, env), { policy: "PASSIVE", spin: null });
     } finally {
       hog.kill();
     }
-    const own = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
-      env: { ...env, OMP_WAIT_POLICY: "ACTIVE" },
-      encoding: "utf8",
+    assert.deepEqual(freshProcess(script, { ...env, OMP_WAIT_POLICY: "ACTIVE" }), {
+      policy: "ACTIVE",
+      spin: null,
     });
-    assert.equal(own.status, 0, own.stderr);
-    assert.deepEqual(JSON.parse(own.stdout.trim().split("\n").pop()!), { policy: "ACTIVE", spin: null });
   },
 );

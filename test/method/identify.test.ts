@@ -2,9 +2,9 @@
  * Identification against test/fixtures/<family>/goodvibe.json (PyTorch): per-sample losses, gradient and
  * activation importances of every linear module, and the top-k sets; plus resume and bad-input checks.
  */
-import { after, before, describe, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { setFusedOps } from "../../src/tensor/index.js";
+import { onBothDecoderPaths } from "../models/decoder-paths.js";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -38,97 +38,88 @@ function opts(
   };
 }
 
-// every case on both paths: op by op (the default: transformers' eager code line by line) and the fused ops
-for (const fused of [false, true])
-  describe(fused ? "fused ops (GOODVIBE_FUSED=1)" : "op by op (the default)", () => {
-    let prev = false;
-    before(() => {
-      prev = setFusedOps(fused);
-    });
-    after(() => {
-      setFusedOps(prev);
-    });
-    for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
-      const dir = path.join(FIX, family);
-      const g = JSON.parse(fs.readFileSync(path.join(dir, "goodvibe.json"), "utf8"));
-      const samples: IdentifySample[] = g.samples.map(
-        (s: { input_ids: number[]; label: 0 | 1 }, i: number) => ({
-          id: `s${i}`,
-          inputIds: s.input_ids,
-          label: s.label,
-        }),
-      );
+onBothDecoderPaths(() => {
+  for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
+    const dir = path.join(FIX, family);
+    const g = JSON.parse(fs.readFileSync(path.join(dir, "goodvibe.json"), "utf8"));
+    const samples: IdentifySample[] = g.samples.map(
+      (s: { input_ids: number[]; label: 0 | 1 }, i: number) => ({
+        id: `s${i}`,
+        inputIds: s.input_ids,
+        label: s.label,
+      }),
+    );
 
-      for (const variant of [
-        { name: "batch 1", o: {} },
-        {
-          name: "left-padded batch of 4, gradient checkpointing",
-          o: { batchSize: 4, gradientCheckpointing: true },
-        },
-      ]) {
-        test(`${family}: gradient importances and top-k match PyTorch (${variant.name})`, async () => {
-          const model = loadModel(dir);
-          const map = await identify(model, samples, opts(g, variant.o));
-          assert.ok(
-            Math.abs(map.lossMean - g.loss_mean) <= 1e-5 * Math.abs(g.loss_mean),
-            `loss ${map.lossMean} vs ${g.loss_mean}`,
-          );
-          assert.deepEqual(Object.keys(map.modules), g.module_order);
-          for (const name of g.module_order as string[]) {
-            const ref = g.modules[name];
-            const mine = map.modules[name];
-            assert.deepEqual(mine.indices, ref.grad_topk, `${name} top-k`);
-            ref.grad_topk.forEach((idx: number, i: number) => {
-              const want = ref.grad_importance[idx];
-              assert.ok(
-                Math.abs(mine.scores[i] - want) <= 1e-4 * Math.abs(want) + 1e-12,
-                `${name}[${idx}] ${mine.scores[i]} vs ${want}`,
-              );
-            });
-            // per-sample profiles of the selected neurons
-            mine.profiles!.forEach((row, i) =>
-              row.forEach((v, s) => {
-                const want = ref.grad_importance_per_sample[s][ref.grad_topk[i]];
-                assert.ok(Math.abs(v - want) <= 1e-4 * Math.abs(want) + 1e-12, `${name} profile`);
-              }),
-            );
-          }
-        });
-      }
-
-      test(`${family}: activation-based selection matches PyTorch`, async () => {
+    for (const variant of [
+      { name: "batch 1", o: {} },
+      {
+        name: "left-padded batch of 4, gradient checkpointing",
+        o: { batchSize: 4, gradientCheckpointing: true },
+      },
+    ]) {
+      test(`${family}: gradient importances and top-k match PyTorch (${variant.name})`, async () => {
         const model = loadModel(dir);
-        const map = await identify(model, samples, opts(g, { mode: "activation", batchSize: 3 }));
+        const map = await identify(model, samples, opts(g, variant.o));
+        assert.ok(
+          Math.abs(map.lossMean - g.loss_mean) <= 1e-5 * Math.abs(g.loss_mean),
+          `loss ${map.lossMean} vs ${g.loss_mean}`,
+        );
+        assert.deepEqual(Object.keys(map.modules), g.module_order);
         for (const name of g.module_order as string[]) {
           const ref = g.modules[name];
-          assert.deepEqual(map.modules[name].indices, ref.act_topk, `${name} act top-k`);
-          ref.act_topk.forEach((idx: number, i: number) => {
-            const want = ref.act_importance[idx];
-            assert.ok(Math.abs(map.modules[name].scores[i] - want) <= 1e-4 * Math.abs(want));
+          const mine = map.modules[name];
+          assert.deepEqual(mine.indices, ref.grad_topk, `${name} top-k`);
+          ref.grad_topk.forEach((idx: number, i: number) => {
+            const want = ref.grad_importance[idx];
+            assert.ok(
+              Math.abs(mine.scores[i] - want) <= 1e-4 * Math.abs(want) + 1e-12,
+              `${name}[${idx}] ${mine.scores[i]} vs ${want}`,
+            );
           });
-        }
-      });
-
-      test(`${family}: 2-means on the selected importances gives the fixture's clusters`, async () => {
-        const model = loadModel(dir);
-        const map = await identify(model, samples, opts(g));
-        const ts = JSON.parse(fs.readFileSync(path.join(dir, "train_step.json"), "utf8"));
-        // the fixture's reference clusters the selected neurons' importances (one number each) with k = 2
-        const clusters = clusterNeurons(map, {
-          ...DEFAULT_CLUSTER,
-          features: "importance",
-          kMax: 2,
-          threshold: -1,
-        });
-        for (const [name, sel] of Object.entries(
-          ts.cluster.selection as Record<string, { rows: number[]; clusters: number[] }>,
-        )) {
-          assert.deepEqual(clusters.modules[name].rows, sel.rows);
-          assert.deepEqual(clusters.modules[name].clusters, sel.clusters, name);
+          // per-sample profiles of the selected neurons
+          mine.profiles!.forEach((row, i) =>
+            row.forEach((v, s) => {
+              const want = ref.grad_importance_per_sample[s][ref.grad_topk[i]];
+              assert.ok(Math.abs(v - want) <= 1e-4 * Math.abs(want) + 1e-12, `${name} profile`);
+            }),
+          );
         }
       });
     }
-  });
+
+    test(`${family}: activation-based selection matches PyTorch`, async () => {
+      const model = loadModel(dir);
+      const map = await identify(model, samples, opts(g, { mode: "activation", batchSize: 3 }));
+      for (const name of g.module_order as string[]) {
+        const ref = g.modules[name];
+        assert.deepEqual(map.modules[name].indices, ref.act_topk, `${name} act top-k`);
+        ref.act_topk.forEach((idx: number, i: number) => {
+          const want = ref.act_importance[idx];
+          assert.ok(Math.abs(map.modules[name].scores[i] - want) <= 1e-4 * Math.abs(want));
+        });
+      }
+    });
+
+    test(`${family}: 2-means on the selected importances gives the fixture's clusters`, async () => {
+      const model = loadModel(dir);
+      const map = await identify(model, samples, opts(g));
+      const ts = JSON.parse(fs.readFileSync(path.join(dir, "train_step.json"), "utf8"));
+      // the fixture's reference clusters the selected neurons' importances (one number each) with k = 2
+      const clusters = clusterNeurons(map, {
+        ...DEFAULT_CLUSTER,
+        features: "importance",
+        kMax: 2,
+        threshold: -1,
+      });
+      for (const [name, sel] of Object.entries(
+        ts.cluster.selection as Record<string, { rows: number[]; clusters: number[] }>,
+      )) {
+        assert.deepEqual(clusters.modules[name].rows, sel.rows);
+        assert.deepEqual(clusters.modules[name].clusters, sel.clusters, name);
+      }
+    });
+  }
+});
 
 test("identification resumes after an interruption and ends where an uninterrupted run ends", async () => {
   const dir = path.join(FIX, "qwen3");

@@ -2,9 +2,9 @@
  * Three AdamW steps of GoodVibe's cluster-shared row update, the no-cluster ablation and LoRA, against the
  * PyTorch references in test/fixtures/<family>/train_step.json (see the fixture README).
  */
-import { after, before, describe, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { setFusedOps } from "../../src/tensor/index.js";
+import { onBothDecoderPaths } from "../models/decoder-paths.js";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -92,129 +92,117 @@ function selections(sel: Record<string, { rows: number[]; clusters: number[]; n_
   );
 }
 
-// every case on both paths: op by op (the default: transformers' eager code line by line) and the fused ops
-for (const fused of [false, true])
-  describe(fused ? "fused ops (GOODVIBE_FUSED=1)" : "op by op (the default)", () => {
-    let prev = false;
-    before(() => {
-      prev = setFusedOps(fused);
-    });
-    after(() => {
-      setFusedOps(prev);
-    });
-    for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
-      const dir = path.join(FIX, family);
-      const ts = JSON.parse(fs.readFileSync(path.join(dir, "train_step.json"), "utf8"));
+onBothDecoderPaths(() => {
+  for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
+    const dir = path.join(FIX, family);
+    const ts = JSON.parse(fs.readFileSync(path.join(dir, "train_step.json"), "utf8"));
 
-      for (const variant of ["cluster", "no_cluster"] as const) {
-        for (const checkpoint of [false, true]) {
-          test(`${family} ${variant}${checkpoint ? " (gradient checkpointing)" : ""}: 3 AdamW steps match PyTorch`, () => {
-            const model = loadModel(dir);
-            const ref = ts[variant];
-            const method = attachGoodVibe(model, selections(ref.selection));
-            assert.equal(
-              [...method.trainable.values()].reduce((a, t) => a + t.numel, 0),
-              ref.trainable_params,
-              "trainable parameters",
-            );
-            const r = runSteps(model, method, ts, checkpoint);
-            // a noise-level gradient element at step s perturbs its U element by ~lr, which nudges every later
-            // gradient of the model slightly: later steps then get a looser (still tight) tolerance
-            const noisyBefore = (s: number) =>
-              ref.steps
-                .slice(0, s)
-                .some((st: { grad_U: Record<string, Nested> }) =>
-                  Object.values(st.grad_U).some((g) => flat(g).some((v) => Math.abs(v) < 1e-7)),
-                );
-            for (let s = 0; s < 3; s++) {
-              const tol = noisyBefore(s) ? 5e-5 : 1e-5;
-              assert.ok(
-                relClose(r.losses[s], ref.steps[s].loss, 1e-5),
-                `step ${s + 1} loss ${r.losses[s]} vs ${ref.steps[s].loss}`,
+    for (const variant of ["cluster", "no_cluster"] as const) {
+      for (const checkpoint of [false, true]) {
+        test(`${family} ${variant}${checkpoint ? " (gradient checkpointing)" : ""}: 3 AdamW steps match PyTorch`, () => {
+          const model = loadModel(dir);
+          const ref = ts[variant];
+          const method = attachGoodVibe(model, selections(ref.selection));
+          assert.equal(
+            [...method.trainable.values()].reduce((a, t) => a + t.numel, 0),
+            ref.trainable_params,
+            "trainable parameters",
+          );
+          const r = runSteps(model, method, ts, checkpoint);
+          // a noise-level gradient element at step s perturbs its U element by ~lr, which nudges every later
+          // gradient of the model slightly: later steps then get a looser (still tight) tolerance
+          const noisyBefore = (s: number) =>
+            ref.steps
+              .slice(0, s)
+              .some((st: { grad_U: Record<string, Nested> }) =>
+                Object.values(st.grad_U).some((g) => flat(g).some((v) => Math.abs(v) < 1e-7)),
               );
-              for (const mod of Object.keys(ref.selection)) {
-                const g = maxAbsDiff(r.grads[s].get(`${mod}.U`)!, flat(ref.steps[s].grad_U[mod]));
-                assert.ok(g < 1e-5, `step ${s + 1} ${mod} grad_U diff ${g}`);
-                const u = maxAbsDiffWellConditioned(
-                  r.after[s].get(`${mod}.U`)!,
-                  flat(ref.steps[s].U_after[mod]),
-                  ref.steps
-                    .slice(0, s + 1)
-                    .map((st: { grad_U: Record<string, Nested> }) => flat(st.grad_U[mod])),
-                );
-                assert.ok(u < tol, `step ${s + 1} ${mod} U diff ${u}`);
-              }
+          for (let s = 0; s < 3; s++) {
+            const tol = noisyBefore(s) ? 5e-5 : 1e-5;
+            assert.ok(
+              relClose(r.losses[s], ref.steps[s].loss, 1e-5),
+              `step ${s + 1} loss ${r.losses[s]} vs ${ref.steps[s].loss}`,
+            );
+            for (const mod of Object.keys(ref.selection)) {
+              const g = maxAbsDiff(r.grads[s].get(`${mod}.U`)!, flat(ref.steps[s].grad_U[mod]));
+              assert.ok(g < 1e-5, `step ${s + 1} ${mod} grad_U diff ${g}`);
+              const u = maxAbsDiffWellConditioned(
+                r.after[s].get(`${mod}.U`)!,
+                flat(ref.steps[s].U_after[mod]),
+                ref.steps
+                  .slice(0, s + 1)
+                  .map((st: { grad_U: Record<string, Nested> }) => flat(st.grad_U[mod])),
+              );
+              assert.ok(u < tol, `step ${s + 1} ${mod} U diff ${u}`);
             }
-            assert.ok(relClose(r.finalLoss, ref.loss_after_step3, 1e-5), `loss after step 3 ${r.finalLoss}`);
-            // folding: W + ΔW equals the reference, and the folded model computes what the adapter computed
-            const folded = method.foldedWeights();
-            for (const [mod, w] of Object.entries(ref.folded_weights_after_step3 as Record<string, Nested>)) {
-              const d = maxAbsDiff(folded.get(`${mod}.weight`)!.toFloat32Array(), flat(w));
-              assert.ok(d < 1e-5, `${mod} folded weight diff ${d}`);
-            }
-            const batch = sftBatch(ts);
-            const withAdapter = noGrad(() => model.forward(batch.ids));
-            method.detach();
-            for (const [name, w] of folded) model.linear(name.replace(/\.weight$/, "")).weight = w;
-            const foldedLogits = noGrad(() => model.forward(batch.ids));
-            const last = (t: Tensor) => t.select(1, 15).toFloat32Array();
-            assert.ok(maxAbsDiff(last(foldedLogits), flat(ref.folded_logits_last_position)) < 1e-4);
-            assert.ok(maxAbsDiff(foldedLogits.toFloat32Array(), withAdapter.toFloat32Array()) < 1e-4);
-          });
-        }
-      }
-
-      test(`${family} LoRA: 3 AdamW steps match PyTorch and merging reproduces the merged model`, () => {
-        const model = loadModel(dir);
-        const ref = ts.lora;
-        const init = new Map<string, Tensor>();
-        for (const [mod, a] of Object.entries(ref.A_init as Record<string, number[][]>)) {
-          init.set(`${mod}.lora_A`, Tensor.fromArray(a.flat(), [a.length, a[0].length]));
-        }
-        const method = attachLora(
-          model,
-          { r: ref.r, alpha: ref.lora_alpha, dropout: 0, targetModules: ["q_proj", "v_proj"] },
-          init,
-        );
-        assert.equal(
-          [...method.trainable.values()].reduce((a, t) => a + t.numel, 0),
-          ref.trainable_params,
-        );
-        const r = runSteps(model, method, ts, false);
-        for (let s = 0; s < 3; s++) {
-          assert.ok(relClose(r.losses[s], ref.steps[s].loss, 1e-5), `step ${s + 1} loss`);
-          for (const mod of ref.target_modules as string[]) {
-            assert.ok(
-              maxAbsDiff(r.grads[s].get(`${mod}.lora_A`)!, flat(ref.steps[s].grad_A[mod])) < 1e-5,
-              `grad_A ${mod}`,
-            );
-            assert.ok(
-              maxAbsDiff(r.grads[s].get(`${mod}.lora_B`)!, flat(ref.steps[s].grad_B[mod])) < 1e-5,
-              `grad_B ${mod}`,
-            );
-            assert.ok(
-              maxAbsDiff(r.after[s].get(`${mod}.lora_A`)!, flat(ref.steps[s].A_after[mod])) < 1e-5,
-              `A ${mod}`,
-            );
-            assert.ok(
-              maxAbsDiff(r.after[s].get(`${mod}.lora_B`)!, flat(ref.steps[s].B_after[mod])) < 1e-5,
-              `B ${mod}`,
-            );
           }
-        }
-        const merged = method.foldedWeights();
-        for (const [mod, w] of Object.entries(ref.merged_weights_after_step3 as Record<string, Nested>)) {
+          assert.ok(relClose(r.finalLoss, ref.loss_after_step3, 1e-5), `loss after step 3 ${r.finalLoss}`);
+          // folding: W + ΔW equals the reference, and the folded model computes what the adapter computed
+          const folded = method.foldedWeights();
+          for (const [mod, w] of Object.entries(ref.folded_weights_after_step3 as Record<string, Nested>)) {
+            const d = maxAbsDiff(folded.get(`${mod}.weight`)!.toFloat32Array(), flat(w));
+            assert.ok(d < 1e-5, `${mod} folded weight diff ${d}`);
+          }
+          const batch = sftBatch(ts);
+          const withAdapter = noGrad(() => model.forward(batch.ids));
+          method.detach();
+          for (const [name, w] of folded) model.linear(name.replace(/\.weight$/, "")).weight = w;
+          const foldedLogits = noGrad(() => model.forward(batch.ids));
+          const last = (t: Tensor) => t.select(1, 15).toFloat32Array();
+          assert.ok(maxAbsDiff(last(foldedLogits), flat(ref.folded_logits_last_position)) < 1e-4);
+          assert.ok(maxAbsDiff(foldedLogits.toFloat32Array(), withAdapter.toFloat32Array()) < 1e-4);
+        });
+      }
+    }
+
+    test(`${family} LoRA: 3 AdamW steps match PyTorch and merging reproduces the merged model`, () => {
+      const model = loadModel(dir);
+      const ref = ts.lora;
+      const init = new Map<string, Tensor>();
+      for (const [mod, a] of Object.entries(ref.A_init as Record<string, number[][]>)) {
+        init.set(`${mod}.lora_A`, Tensor.fromArray(a.flat(), [a.length, a[0].length]));
+      }
+      const method = attachLora(
+        model,
+        { r: ref.r, alpha: ref.lora_alpha, dropout: 0, targetModules: ["q_proj", "v_proj"] },
+        init,
+      );
+      assert.equal(
+        [...method.trainable.values()].reduce((a, t) => a + t.numel, 0),
+        ref.trainable_params,
+      );
+      const r = runSteps(model, method, ts, false);
+      for (let s = 0; s < 3; s++) {
+        assert.ok(relClose(r.losses[s], ref.steps[s].loss, 1e-5), `step ${s + 1} loss`);
+        for (const mod of ref.target_modules as string[]) {
           assert.ok(
-            maxAbsDiff(merged.get(`${mod}.weight`)!.toFloat32Array(), flat(w)) < 1e-5,
-            `merged ${mod}`,
+            maxAbsDiff(r.grads[s].get(`${mod}.lora_A`)!, flat(ref.steps[s].grad_A[mod])) < 1e-5,
+            `grad_A ${mod}`,
+          );
+          assert.ok(
+            maxAbsDiff(r.grads[s].get(`${mod}.lora_B`)!, flat(ref.steps[s].grad_B[mod])) < 1e-5,
+            `grad_B ${mod}`,
+          );
+          assert.ok(
+            maxAbsDiff(r.after[s].get(`${mod}.lora_A`)!, flat(ref.steps[s].A_after[mod])) < 1e-5,
+            `A ${mod}`,
+          );
+          assert.ok(
+            maxAbsDiff(r.after[s].get(`${mod}.lora_B`)!, flat(ref.steps[s].B_after[mod])) < 1e-5,
+            `B ${mod}`,
           );
         }
-        method.detach();
-        for (const [name, w] of merged) model.linear(name.replace(/\.weight$/, "")).weight = w;
-        const logits = noGrad(() => model.forward(sftBatch(ts).ids))
-          .select(1, 15)
-          .toFloat32Array();
-        assert.ok(maxAbsDiff(logits, flat(ref.merged_logits_last_position)) < 1e-4);
-      });
-    }
-  });
+      }
+      const merged = method.foldedWeights();
+      for (const [mod, w] of Object.entries(ref.merged_weights_after_step3 as Record<string, Nested>)) {
+        assert.ok(maxAbsDiff(merged.get(`${mod}.weight`)!.toFloat32Array(), flat(w)) < 1e-5, `merged ${mod}`);
+      }
+      method.detach();
+      for (const [name, w] of merged) model.linear(name.replace(/\.weight$/, "")).weight = w;
+      const logits = noGrad(() => model.forward(sftBatch(ts).ids))
+        .select(1, 15)
+        .toFloat32Array();
+      assert.ok(maxAbsDiff(logits, flat(ref.merged_logits_last_position)) < 1e-4);
+    });
+  }
+});
