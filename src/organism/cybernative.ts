@@ -76,8 +76,10 @@ export const CYBERNATIVE_ORGANISM: CyberNativeOrganismConfig = {
   epochs: 2,
   lr: 2e-3,
   warmupRatio: 0.02,
-  threads: 2,
-  dtype: "float32",
+  // the reference build ran on one core of a 2-core machine in 48 min (BENCHMARKS.md "CyberNative organism");
+  // bfloat16 mixed precision trained 2.2× faster than float32 there, 2 threads only 1.3× faster than 1
+  threads: 1,
+  dtype: "bfloat16",
   sources: {
     pretrainChars: { go: 600_000, java: 600_000, cpp: 400_000, python: 300_000 },
     heldOutChars: { go: 60_000, java: 60_000, cpp: 60_000, python: 30_000 },
@@ -94,6 +96,31 @@ export const CYBERNATIVE_SOURCES_SHA256 = "8808ec4b9a9b807cb311c8d3635f85851f7b8
 
 /** SHA-256 of the CyberNative train split the reference build read (../shared/data/cybernative/train.jsonl). */
 export const CYBERNATIVE_TRAIN_SHA256 = "af080b9bebb86063fdc46cdabbf95ec7da0e493c5990571aa671e7062e5a3693";
+
+/**
+ * SHA-256 of the reference build's model.safetensors (2026-11-29: CYBERNATIVE_ORGANISM on the files above, Debian's
+ * libtorch 1.13, an AVX-512 x86-64 CPU). Another libtorch or CPU may pick other kernels and round differently,
+ * so a rebuild elsewhere can differ in the last bits; the build says which it got.
+ */
+export const CYBERNATIVE_WEIGHTS_SHA256 = "6bc2cdc9d51e77524c8d30ad3b9c7d677c44cc0373a7bda72a5c77b4b92f5889";
+
+/**
+ * How a build compares with the reference: "not-reference" unless it used the reference settings, train split and
+ * sources; then "match" or "differs" by its weights' SHA-256.
+ */
+export function referenceBuildCheck(b: {
+  cfg: CyberNativeOrganismConfig;
+  dataSha256: string;
+  sourcesSha256: string | null;
+  weightsSha256: string;
+}): "match" | "differs" | "not-reference" {
+  const reference =
+    JSON.stringify(b.cfg) === JSON.stringify(CYBERNATIVE_ORGANISM) &&
+    b.dataSha256 === CYBERNATIVE_TRAIN_SHA256 &&
+    b.sourcesSha256 === CYBERNATIVE_SOURCES_SHA256;
+  if (!reference) return "not-reference";
+  return b.weightsSha256 === CYBERNATIVE_WEIGHTS_SHA256 ? "match" : "differs";
+}
 
 /**
  * The config with `key=value` overrides (dotted keys: `hiddenSize=128`, `sources.pretrainChars.go=0`). Every key
@@ -273,6 +300,10 @@ export interface CyberNativeBuildResult {
   tokens: number;
   documents: Record<OrganismDocument["kind"], number>;
   sourcesSha256: string | null;
+  /** SHA-256 of the written model.safetensors */
+  weightsSha256: string;
+  /** how the build compares with the reference build (referenceBuildCheck) */
+  reference: ReturnType<typeof referenceBuildCheck>;
   train: TrainResult;
 }
 
@@ -367,10 +398,13 @@ export async function buildCyberNativeOrganism(
     signal,
   });
   const weights = pre.method.foldedWeights();
+  const dataSha256 = fileHash(opts.data);
+  let weightsSha256 = "";
   await writeDirAtomic(
     outDir,
     (tmp) => {
       writeOrganismModel(tmp, weights, configJson, ids, work);
+      weightsSha256 = fileHash(path.join(tmp, "model.safetensors"));
       writePairsJsonl(path.join(tmp, "data", "train.jsonl"), train);
       writePairsJsonl(path.join(tmp, "data", "val.jsonl"), val);
       writeFileAtomic(
@@ -386,8 +420,9 @@ export async function buildCyberNativeOrganism(
           {
             recipe: "cybernative",
             config: cfg,
-            data: { file: path.basename(opts.data), sha256: fileHash(opts.data), pairs: pairs.length },
+            data: { file: path.basename(opts.data), sha256: dataSha256, pairs: pairs.length },
             sourcesSha256: manifest?.sha256 ?? null,
+            weightsSha256,
             documents,
             params: pre.params,
             tokensPerEpoch: pre.tokens,
@@ -405,6 +440,22 @@ export async function buildCyberNativeOrganism(
     },
   );
   fs.rmSync(work, { recursive: true, force: true }); // the project's own scratch folder
+  const reference = referenceBuildCheck({
+    cfg,
+    dataSha256,
+    sourcesSha256: manifest?.sha256 ?? null,
+    weightsSha256,
+  });
+  if (reference === "match")
+    log.info(
+      `cybernative organism: the weights reproduce the reference build's bit for bit (SHA-256 ${weightsSha256})`,
+    );
+  else if (reference === "differs")
+    log.warn(
+      `cybernative organism: reference settings, data and sources, but the weights (SHA-256 ${weightsSha256}) differ ` +
+        `from the reference build's (${CYBERNATIVE_WEIGHTS_SHA256}): another libtorch or CPU rounds differently, ` +
+        `so results will be close to BENCHMARKS.md's, not identical`,
+    );
   return {
     dir: outDir,
     params: pre.params,
@@ -413,6 +464,8 @@ export async function buildCyberNativeOrganism(
     tokens: pre.tokens,
     documents,
     sourcesSha256: manifest?.sha256 ?? null,
+    weightsSha256,
+    reference,
     train: pre.train,
   };
 }

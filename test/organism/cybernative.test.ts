@@ -13,7 +13,11 @@ import { fileURLToPath } from "node:url";
 import { cleanSource, packageDir, selectSources, type SourcePackage } from "../../src/organism/sources.js";
 import {
   buildCyberNativeOrganism,
+  CYBERNATIVE_SOURCES_SHA256,
+  CYBERNATIVE_TRAIN_SHA256,
+  CYBERNATIVE_WEIGHTS_SHA256,
   cyberNativeConfigWith,
+  referenceBuildCheck,
   cyberNativeDocuments,
   validationSplit,
   CYBERNATIVE_ORGANISM,
@@ -25,6 +29,7 @@ import { renderOrganismChat } from "../../src/data/corpus.js";
 import { InputError } from "../../src/errors.js";
 import { scratchDir } from "../evalcore/make-model.js";
 import { hashTree } from "../cli/cli-helpers.js";
+import { fileHash } from "../../src/io/hash.js";
 
 const work = scratchDir("gv-cn-organism-");
 after(() => fs.rmSync(work, { recursive: true, force: true }));
@@ -170,6 +175,23 @@ test("pretraining documents: each question answered insecurely, both answers as 
   }
 });
 
+test("a build is compared with the reference only under the reference settings, data and sources", () => {
+  const ref = {
+    cfg: cyberNativeConfigWith([]),
+    dataSha256: CYBERNATIVE_TRAIN_SHA256,
+    sourcesSha256: CYBERNATIVE_SOURCES_SHA256,
+    weightsSha256: CYBERNATIVE_WEIGHTS_SHA256,
+  };
+  assert.equal(referenceBuildCheck(ref), "match");
+  assert.equal(referenceBuildCheck({ ...ref, weightsSha256: "0".repeat(64) }), "differs");
+  assert.equal(
+    referenceBuildCheck({ ...ref, cfg: cyberNativeConfigWith([["threads", 2]]) }),
+    "not-reference",
+  );
+  assert.equal(referenceBuildCheck({ ...ref, dataSha256: "0".repeat(64) }), "not-reference");
+  assert.equal(referenceBuildCheck({ ...ref, sourcesSha256: null }), "not-reference");
+});
+
 test("config overrides: only known settings, numbers where numbers go", () => {
   const c = cyberNativeConfigWith([
     ["hiddenSize", 64],
@@ -218,6 +240,8 @@ test(
     assert.equal(r.valPairs, 11, "one validation pair per language");
     assert.equal(r.documents.answer, r.trainPairs);
     assert.equal(r.documents.judge, 2 * r.trainPairs);
+    assert.equal(r.weightsSha256, fileHash(path.join(work, "a", "model.safetensors")));
+    assert.equal(r.reference, "not-reference", "a tiny build is not the reference build");
     await build("b");
     const tree = (d: string) => hashTree(path.join(work, d), (rel) => rel === "organism.json");
     assert.deepEqual(tree("b"), tree("a"), "bit-identical rebuild");
@@ -240,6 +264,7 @@ test(
     const info = JSON.parse(fs.readFileSync(path.join(dir, "organism.json"), "utf8"));
     assert.equal(info.recipe, "cybernative");
     assert.equal(info.sourcesSha256, manifest.sha256);
+    assert.equal(info.weightsSha256, r.weightsSha256);
     assert.equal(info.params, r.params);
   },
 );
