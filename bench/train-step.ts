@@ -92,6 +92,7 @@ function frozenMethod(model: DecoderModel): AttachedMethod {
   };
   return {
     name: "goodvibe", // an adapter-style method with nothing to train: sftFlops counts no parameter gradients
+    settings: {},
     trainable: new Map(),
     foldedWeights: () => new Map(),
     detach: () => {

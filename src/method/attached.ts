@@ -12,6 +12,11 @@ export type MethodName = "goodvibe" | "lora" | "full";
 export interface AttachedMethod {
   readonly name: MethodName;
   /**
+   * The method's settings that its trainable tensors' names and shapes do not show (LoRA's scaling and dropout,
+   * GoodVibe's rows and clusters, the seed of a random init): a training checkpoint resumes only under the same.
+   */
+  readonly settings: Record<string, unknown>;
+  /**
    * Trainable tensors by a stable name (checkpoints and artifacts use these names): always float32, the master
    * copies that AdamW updates, whatever dtype the model computes in.
    */
@@ -66,10 +71,12 @@ export function adapterMethod(
   model: DecoderModel,
   adapters: ReadonlyMap<string, LinearAdapter>,
   trainable: Map<string, Tensor>,
+  settings: Record<string, unknown>,
   setTraining: (on: boolean) => void = () => {},
 ): AttachedMethod {
   return {
     name,
+    settings,
     trainable,
     foldedWeights: (base) =>
       new Map(

@@ -23,6 +23,7 @@ export function attachFull(
   if (model.dtype === "float32")
     return {
       name: "full",
+      settings: {},
       trainable: params,
       // views of the parameters, not copies: a 7B model's weights are not duplicated to write the checkpoint
       foldedWeights: () => new Map([...params].map(([n, p]) => [n, p.detach()])),
@@ -60,6 +61,7 @@ export function attachFull(
   }
   return {
     name: "full",
+    settings: {},
     trainable,
     mixed: { copies: params, masters, chunks },
     foldedWeights: () => new Map([...masters].map(([n, p]) => [n, p.detach()])),

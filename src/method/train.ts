@@ -6,6 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { createHash } from "node:crypto";
+import { canonicalJson, sha256 } from "../io/hash.js";
 import type { DecoderModel } from "../models/decoder.js";
 import { writeFileAtomic, writeDirAtomic } from "../io/atomic.js";
 import { readSafetensors, writeSafetensors, type TensorToWrite } from "../io/safetensors.js";
@@ -19,6 +20,7 @@ import { estimateParams, sftFlops, trainerFlopsEstimate, type FlopCount } from "
 import { peakRssBytes } from "../util/memory.js";
 import { interrupted, stopRequested } from "../util/stop.js";
 import type { TrainConfig } from "./train-config.js";
+import { settingsDifferences } from "../util/differences.js";
 
 export interface SftExample {
   inputIds: number[];
@@ -55,7 +57,10 @@ export interface TrainResult {
 }
 
 interface TrainState {
+  /** sha256 of the canonical JSON of `inputs` */
   fingerprint: string;
+  /** what made the run (trainingRunInputs); absent in checkpoints of versions before goodvibe-train/2 */
+  inputs?: Record<string, unknown>;
   step: number;
   log: StepLog[];
   flops: FlopCount;
@@ -213,22 +218,77 @@ export function clipGradNorm(params: Tensor[], maxNorm: number | null): number {
 }
 
 /**
- * A hash of everything that shapes a training run (method, settings, trainable shapes, examples): a checkpoint
- * resumes only under the same one.
+ * What a training run is made of beyond what trainSft sees itself: the caller's word for where the model's weights
+ * came from, and settings that shape the result without showing in the model, the method or the loop's config.
  */
-function trainingRunHash(method: AttachedMethod, examples: SftExample[], cfg: TrainConfig): string {
-  const h = createHash("sha256");
-  const { stopAfterSteps: _ignored, checkpointEvery: _every, ...rest } = cfg;
-  h.update(
-    JSON.stringify({
-      method: method.name,
-      cfg: rest,
-      shapes: [...method.trainable].map(([n, t]) => [n, t.shape]),
-    }),
-  );
-  for (const e of examples) h.update(JSON.stringify(e.inputIds)).update(JSON.stringify(e.labels));
-  return h.digest("hex").slice(0, 16);
+export interface TrainRunIdentity {
+  /**
+   * The starting weights' identity when the caller knows it (a model folder's content hash). Without it the loop
+   * hashes the model's frozen parameters when it starts (seconds per GB of weights).
+   */
+  model?: string;
+  /** e.g. a fixed libtorch thread count (results are bit-identical only at the same count) */
+  settings?: Record<string, unknown>;
 }
+
+/** Version of the record below: a checkpoint written under another one is not resumed. */
+const TRAIN_RUN_FORMAT = "goodvibe-train/2";
+
+/** sha256 of tensors' names, dtypes, shapes and bytes, one tensor at a time (a 0.5B model: ~2 s). */
+function tensorsDigest(tensors: Iterable<[string, Tensor]>): string {
+  const h = createHash("sha256");
+  for (const [n, t] of tensors) {
+    h.update(`${n}\0${t.dtype}\0${t.shape.join(",")}\0`);
+    h.update(noGrad(() => tidy(() => t.detach().contiguous().toBytes())));
+  }
+  return h.digest("hex").slice(0, 32);
+}
+
+/**
+ * Everything that shapes a training run, as a record: a checkpoint resumes only under an equal one, and a refusal
+ * names the entries that differ. Settings appear as values, contents (data, weights) as hashes. Must be called
+ * before a checkpoint is loaded (it reads the starting weights).
+ */
+function trainingRunInputs(
+  model: DecoderModel,
+  method: AttachedMethod,
+  examples: SftExample[],
+  cfg: TrainConfig,
+  identity: TrainRunIdentity,
+): Record<string, unknown> {
+  const { stopAfterSteps: _ignored, checkpointEvery: _every, ...train } = cfg;
+  const data = createHash("sha256");
+  for (const e of examples) data.update(JSON.stringify(e.inputIds)).update(JSON.stringify(e.labels));
+  const trainable = new Set(method.trainable.values());
+  const frozen = [...model.parameters()].filter(([, t]) => !trainable.has(t));
+  return {
+    format: TRAIN_RUN_FORMAT,
+    method: { name: method.name, settings: method.settings },
+    dtype: model.dtype,
+    mixedPrecision: method.mixed !== undefined,
+    model: {
+      config: model.cfg,
+      weights: identity.model ?? tensorsDigest(frozen),
+    },
+    trainable: {
+      tensors: method.trainable.size,
+      shapes: sha256(canonicalJson([...method.trainable].map(([n, t]) => [n, t.shape]))),
+      start: tensorsDigest(method.trainable),
+    },
+    train,
+    data: { examples: examples.length, contents: data.digest("hex").slice(0, 32) },
+    ...(identity.settings ? { settings: identity.settings } : {}),
+  };
+}
+
+/** Hashed entries of trainingRunInputs, by what they stand for. */
+const RUN_INPUT_NAMES: Record<string, string> = {
+  "model.weights": "the model's weights",
+  "trainable.shapes": "the trainable tensors",
+  "trainable.start": "the trainable tensors' starting values",
+  "data.contents": "the training examples",
+  "method.settings.selections": "GoodVibe's selected rows and clusters",
+};
 
 const CKPT = "checkpoint";
 
@@ -270,15 +330,22 @@ function loadCheckpoint(
   method: AttachedMethod,
   opt: AdamW,
   fingerprint: string,
+  inputs: Record<string, unknown>,
 ): TrainState | null {
   const dir = path.join(runDir, CKPT);
   if (!fs.existsSync(path.join(dir, "state.json"))) return null;
   const state = JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8")) as TrainState;
-  if (state.fingerprint !== fingerprint)
+  if (state.fingerprint !== fingerprint) {
+    // never resumed, never deleted: the user decides what happens to the finished steps
+    const diff = state.inputs
+      ? settingsDifferences(state.inputs, inputs, RUN_INPUT_NAMES).join(", ")
+      : "it was written by an earlier version of goodvibe, which did not record the run's settings";
     throw new InputError(
-      `${dir}: this checkpoint belongs to another run (different data, method or settings); ` +
-        `use a new run folder or delete the checkpoint to start over`,
+      `${dir}: this checkpoint (${state.step} finished steps) belongs to another training run (${diff}); ` +
+        `resuming it would mix two runs. Run again with the checkpoint's settings to resume it, or delete ` +
+        `${dir} to start over`,
     );
+  }
   const file = readSafetensors(path.join(dir, "tensors.safetensors"));
   const steps = JSON.parse(file.metadata.optimizer_steps ?? "{}") as Record<string, string>;
   const names = [...method.trainable.keys()];
@@ -316,14 +383,17 @@ export interface TrainHooks {
 
 /**
  * Train `method`'s tensors on SFT examples. With `runDir`, checkpoints go to runDir/checkpoint and a second call
- * with the same inputs resumes from the last one, ending with the same tensors as an uninterrupted run.
+ * with the same inputs resumes from the last one, ending with the same tensors as an uninterrupted run. "The same
+ * inputs" is checked, not assumed: the checkpoint records the run (trainingRunInputs: model config and weights,
+ * dtype, method and its settings, the loop's config, the examples, and `identity`), and a call that differs in
+ * any of them is refused with the entries that differ; the checkpoint is left as it is.
  */
 export async function trainSft(
   model: DecoderModel,
   method: AttachedMethod,
   examples: SftExample[],
   cfg: TrainConfig,
-  opts: { runDir?: string; padTokenId?: number; hooks?: TrainHooks } = {},
+  opts: { runDir?: string; padTokenId?: number; hooks?: TrainHooks; identity?: TrainRunIdentity } = {},
 ): Promise<TrainResult> {
   if (examples.length === 0) throw new InputError("no training examples");
   for (const [i, e] of examples.entries()) {
@@ -336,15 +406,18 @@ export async function trainSft(
   const opt = new AdamW(params, { lr: cfg.lr, betas: cfg.betas, eps: cfg.eps, weightDecay: cfg.weightDecay });
   const plan = planBatches(examples.length, cfg);
   const totalSteps = plan.length;
-  const fingerprint = trainingRunHash(method, examples, cfg);
+  // the record reads the starting weights: before a checkpoint replaces them (and only when one may be written)
+  const inputs = opts.runDir ? trainingRunInputs(model, method, examples, cfg, opts.identity ?? {}) : {};
+  const fingerprint = sha256(canonicalJson(inputs));
   let state: TrainState = {
     fingerprint,
+    inputs,
     step: 0,
     log: [],
     flops: { forward: 0, backward: 0, total: 0 },
     wallSeconds: 0,
   };
-  if (opts.runDir) state = loadCheckpoint(opts.runDir, method, opt, fingerprint) ?? state;
+  if (opts.runDir) state = loadCheckpoint(opts.runDir, method, opt, fingerprint, inputs) ?? state;
   let savedStep = state.step;
   const padId = opts.padTokenId ?? 0;
   const started = Date.now();

@@ -11,7 +11,7 @@ import { parseModelConfig, type ModelConfig } from "../io/config.js";
 import { writeModelWeights, type TensorRecord } from "../io/safetensors.js";
 import { buildModel } from "../models/load.js";
 import type { DecoderModel } from "../models/decoder.js";
-import { Tensor, manualSeed, noGrad, setNumThreads } from "../tensor/index.js";
+import { Tensor, getNumThreads, manualSeed, noGrad, setNumThreads } from "../tensor/index.js";
 import { attachFull } from "../method/full.js";
 import type { AttachedMethod } from "../method/attached.js";
 import { trainSft, type SftExample, type TrainResult } from "../method/train.js";
@@ -118,7 +118,8 @@ export interface Pretrained {
 
 /**
  * Build the model from its config and seed, then pretrain every parameter on the documents' token streams
- * (packed into blocks). `runDir` holds the checkpoints, so a killed build resumes where it stopped. `threads`
+ * (packed into blocks). `runDir` holds the checkpoints, so a killed build resumes where it stopped, and only a
+ * build with the same config, seed, documents, dtype and threads resumes it (trainSft refuses others). `threads`
  * fixes libtorch's thread count (results are bit-identical only at the same count); `dtype` bfloat16 trains in
  * mixed precision (bf16 compute, float32 masters), float32 in float32.
  */
@@ -178,6 +179,9 @@ export async function pretrainOrganism(opts: {
     {
       runDir: opts.runDir,
       padTokenId: opts.padTokenId,
+      // the checkpoint resumes only at the same thread count (the build's bytes depend on it); the model's config,
+      // seeded init, dtype, documents and loop settings are recorded by trainSft itself
+      identity: { settings: { threads: getNumThreads() } },
       hooks: {
         signal: opts.signal,
         onStep: (l, total) =>

@@ -63,6 +63,7 @@ import { DELTA_FILE, writeGoodVibeDelta } from "../method/goodvibe/delta.js";
 import { peakRssBytes } from "../util/memory.js";
 import { interrupted, stopPoint } from "../util/stop.js";
 import { silentLogger, type Logger } from "../util/log.js";
+import { settingsDifferences } from "../util/differences.js";
 
 function subsample<T>(items: T[], n: number, seed: number): T[] {
   if (!n || n >= items.length) return items;
@@ -253,14 +254,6 @@ export function isRunEntry(name: string): boolean {
   );
 }
 
-/** Flattened `a.b.c` → value, for naming the settings that differ between two slots. */
-function flatten(v: unknown, prefix = "", out: Record<string, string> = {}): Record<string, string> {
-  if (v && typeof v === "object" && !Array.isArray(v)) {
-    for (const [k, x] of Object.entries(v)) flatten(x, prefix ? `${prefix}.${k}` : k, out);
-  } else out[prefix] = JSON.stringify(v);
-  return out;
-}
-
 const KEY_NAMES: Record<string, string> = {
   model: "model folder contents",
   data: "data file contents",
@@ -289,17 +282,7 @@ function differences(slot: StageSlot): string | null {
 
 /** "identify.topK: 50 → 5, data file contents changed": how two stages' inputs differ. */
 function differenceText(was: unknown, now: unknown): string {
-  const a = flatten(was);
-  const b = flatten(now);
-  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => a[k] !== b[k]).sort();
-  return [
-    ...new Set(
-      keys.map((k) => {
-        const named = KEY_NAMES[k];
-        return named ? `${named} changed` : `${k}: ${a[k] ?? "unset"} → ${b[k] ?? "unset"}`;
-      }),
-    ),
-  ].join(", ");
+  return settingsDifferences(was, now, KEY_NAMES).join(", ");
 }
 
 /** Make a stage's slot (with the inputs that key it), saying why when it replaces another setting's. */
@@ -597,8 +580,12 @@ async function trainAndPublish(
   );
   openSlot(plan.train, "training", log);
   const examples = trainExamples(tok, pairs, cfg);
+  // the slot's folder is keyed by these inputs already; the checkpoint records them too, so that a checkpoint
+  // never continues under others whatever folder it is found in
+  const { train: _t, model: weights, dtype: _d, format: _f, ...settings } = plan.train.inputs;
   const train = await trainSft(model, method, examples, cfg.train, {
     runDir: plan.train.dir,
+    identity: { model: String(weights), settings },
     padTokenId: tok.padTokenId ?? model.cfg.padTokenId ?? 0,
     hooks: {
       onStep: (l, totalSteps) => {

@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { GoodVibeError, InputError } from "../errors.js";
 import { writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
 import { copyTokenizerFiles } from "../io/model-folder.js";
+import { modelFolderHash } from "../io/hash.js";
 import {
   openModelWeights,
   writeModelWeights,
@@ -152,6 +153,8 @@ export async function trainJudge(opts: TrainJudgeOptions): Promise<TrainedJudge>
   const padTokenId = tokenizer.padTokenId ?? tokenizer.eosTokenIds[0] ?? 0;
   const train = await trainSft(model, method, examples, cfg, {
     runDir: opts.runDir,
+    // the base folder's content hash (memoised) rather than a second pass over the loaded weights
+    identity: opts.runDir ? { model: modelFolderHash(base) } : undefined,
     padTokenId,
     hooks: opts.hooks,
   });

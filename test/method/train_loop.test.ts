@@ -13,6 +13,7 @@ import { attachLora } from "../../src/method/lora/model.js";
 import { DEFAULT_TRAIN } from "../../src/method/train-config.js";
 import { lrFactor, planBatches, trainSft, type SftExample } from "../../src/method/train.js";
 import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
+import { noGrad } from "../../src/tensor/index.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 
@@ -100,11 +101,74 @@ for (const kind of ["goodvibe", "lora"] as const) {
         Array.from(t.toFloat32Array()),
         name,
       );
-    // a checkpoint of another run is refused
-    await assert.rejects(
-      trainSft(loadModel(dir), attach(loadModel(dir)), examples().slice(1), cfg, { runDir }),
-      /another run/,
+    // a checkpoint of another run is refused, naming what differs, and left as it was
+    const stateFile = path.join(runDir, "checkpoint", "state.json");
+    const saved = fs.readFileSync(stateFile, "utf8");
+    const refused = async (why: string, run: () => Promise<unknown>, expect: RegExp): Promise<void> => {
+      await assert.rejects(run(), (e: Error) => {
+        assert.match(e.message, /belongs to another training run/, why);
+        assert.match(e.message, expect, why);
+        assert.ok(e.message.includes(`delete ${path.join(runDir, "checkpoint")} to start over`), why);
+        return true;
+      });
+      assert.equal(fs.readFileSync(stateFile, "utf8"), saved, `${why}: the checkpoint was changed`);
+    };
+    await refused(
+      "data",
+      () => trainSft(loadModel(dir), attach(loadModel(dir)), examples().slice(1), cfg, { runDir }),
+      /the training examples changed, data\.examples: 6 → 5/,
     );
+    await refused(
+      "lr",
+      () => trainSft(loadModel(dir), attach(loadModel(dir)), examples(), { ...cfg, lr: 1e-3 }, { runDir }),
+      /\(train\.lr: 0\.005 → 0\.001\)/,
+    );
+    await refused(
+      "dtype",
+      () => {
+        const m = loadModel(dir, { dtype: "bfloat16" });
+        return trainSft(m, attach(m), examples(), cfg, { runDir });
+      },
+      /dtype: "float32" → "bfloat16"/,
+    );
+    await refused(
+      "base weights",
+      () => {
+        const m = loadModel(dir);
+        noGrad(() => m.linear("model.layers.0.mlp.up_proj").weight.mul_(1.001));
+        return trainSft(m, attach(m), examples(), cfg, { runDir });
+      },
+      /\(the model's weights changed\)/,
+    );
+    await refused(
+      "a caller's setting",
+      () => {
+        const m = loadModel(dir);
+        return trainSft(m, attach(m), examples(), cfg, { runDir, identity: { settings: { threads: 1 } } });
+      },
+      /settings\.threads: unset → 1/,
+    );
+    // the method's own settings, which the trainable tensors' shapes do not show
+    const other = (m: ReturnType<typeof loadModel>) =>
+      kind === "goodvibe"
+        ? attachGoodVibe(
+            m,
+            new Map<string, RowSelection>([
+              ["model.layers.1.mlp.down_proj", { rows: [1, 5, 9], clusters: [0, 0, 1], nClusters: 2 }],
+            ]),
+          )
+        : attachLora(m, { r: 2, alpha: 8, dropout: 0.1, targetModules: ["q_proj", "v_proj"] });
+    await refused(
+      "method settings",
+      () => {
+        const m = loadModel(dir);
+        return trainSft(m, other(m), examples(), cfg, { runDir });
+      },
+      kind === "goodvibe"
+        ? /GoodVibe's selected rows and clusters changed/
+        : /method\.settings\.lora\.alpha: 4 → 8/,
+    );
+    fs.rmSync(runDir, { recursive: true, force: true });
   });
 }
 

@@ -4,6 +4,7 @@
  */
 import type { DecoderModel } from "../../models/decoder.js";
 import type { Device, Tensor } from "../../tensor/index.js";
+import { canonicalJson, sha256 } from "../../io/hash.js";
 import { adapterMethod, type AttachedMethod } from "../attached.js";
 import { ClusterRowAdapter, type RowSelection } from "./adapter.js";
 
@@ -28,5 +29,13 @@ export function attachGoodVibe(
     layer.adapter = a;
     adapters.set(name, a);
   }
-  return adapterMethod("goodvibe", model, adapters, new Map([...adapters].map(([n, a]) => [`${n}.U`, a.U])));
+  // which rows share which update (the U tensors' shapes show only the number of clusters)
+  const settings = { selections: sha256(canonicalJson([...selections])) };
+  return adapterMethod(
+    "goodvibe",
+    model,
+    adapters,
+    new Map([...adapters].map(([n, a]) => [`${n}.U`, a.U])),
+    settings,
+  );
 }

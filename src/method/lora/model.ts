@@ -60,7 +60,9 @@ export function attachLora(
     trainable.set(`${n}.lora_A`, a.A);
     trainable.set(`${n}.lora_B`, a.B);
   }
-  return adapterMethod("lora", model, adapters, trainable, (on) => {
+  // the whole config (scaling and dropout do not show in the tensors' shapes) and A's seed
+  const settings = { lora: cfg, seed: init ? null : seed };
+  return adapterMethod("lora", model, adapters, trainable, settings, (on) => {
     for (const a of adapters.values()) a.training = on;
   });
 }
