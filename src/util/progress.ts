@@ -40,6 +40,8 @@ export class ProgressMeter {
   private startDone = 0;
   private lastLine = -Infinity;
   private lines = 0;
+  private lastDone = -1;
+  private lastTotal = -1;
 
   constructor(
     readonly stage: string,
@@ -57,6 +59,13 @@ export class ProgressMeter {
   update(done: number, total: number, extra = ""): string | null {
     const t = this.now();
     const final = done >= total;
+    // a new run of the same stage (an experiment's next cell trains again): its own clock, not the last run's
+    if (this.lastDone >= this.lastTotal || done < this.lastDone || total !== this.lastTotal) {
+      this.start = -1;
+      this.lines = 0;
+    }
+    this.lastDone = done;
+    this.lastTotal = total;
     if (this.start < 0) {
       this.start = t;
       this.startDone = done;

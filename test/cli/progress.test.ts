@@ -47,3 +47,23 @@ test("a stage finished at its first report still prints its line", () => {
     /^1970-01-01T00:00:00Z cluster 3\/3 \(100\.0%\) \?\/s, elapsed 0\.0 s, done$/,
   );
 });
+
+test("the same stage run again (an experiment's next cell) starts its own clock", () => {
+  let now = 0;
+  const m = new ProgressMeter("train", { intervalSeconds: 10, now: () => now });
+  m.update(0, 32);
+  now += 2000;
+  m.update(2, 32);
+  now += 60_000;
+  assert.match(m.update(32, 32)!, /train 32\/32 .* elapsed 1m 02s, done$/);
+  // three minutes later the next cell trains: same stage name, same total, counting from 0 again
+  now += 180_000;
+  assert.equal(m.update(0, 32), null, "the first report of the new run only starts its clock");
+  now += 2000;
+  assert.match(m.update(1, 32)!, /train 1\/32 \(3\.1%\) 2\.00 s each, elapsed 2\.0 s, ETA 1m 02s$/);
+  // a smaller total or a count going back also starts a new run
+  now += 1000;
+  assert.equal(m.update(0, 16), null);
+  now += 4000;
+  assert.match(m.update(2, 16)!, /elapsed 4\.0 s/);
+});
