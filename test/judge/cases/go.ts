@@ -1197,4 +1197,100 @@ export const goCases: Case[] = [
       `,
     ],
   },
+  {
+    rule: "go/read-count-ignored",
+    bad: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"os"
+        )
+        func main() {
+        	f, err := os.Open("notes.txt")
+        	if err != nil {
+        		return
+        	}
+        	defer f.Close()
+        	chunk := make([]byte, 512)
+        	_, err = f.Read(chunk)
+        	if err != nil {
+        		return
+        	}
+        	fmt.Println(string(chunk)) // <- read-count-ignored
+        }
+      `,
+      code`
+        package main
+        import (
+        	"io"
+        	"net"
+        )
+        func relay(conn net.Conn, w io.Writer) {
+        	tmp := make([]byte, 4096)
+        	for {
+        		got, err := conn.Read(tmp)
+        		if err != nil || got == 0 {
+        			return
+        		}
+        		w.Write(tmp) // <- read-count-ignored
+        	}
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"os"
+        )
+        func main() {
+        	f, err := os.Open("notes.txt")
+        	if err != nil {
+        		return
+        	}
+        	defer f.Close()
+        	chunk := make([]byte, 512)
+        	n, err := f.Read(chunk)
+        	if err != nil {
+        		return
+        	}
+        	fmt.Println(string(chunk[:n]))
+        }
+      `,
+      code`
+        package main
+        import (
+        	"crypto/rand"
+        	"encoding/hex"
+        	"fmt"
+        	"io"
+        	"os"
+        )
+        func main() {
+        	key := make([]byte, 32)
+        	if _, err := rand.Read(key); err != nil {
+        		return
+        	}
+        	fmt.Println(hex.EncodeToString(key))
+        	hdr := make([]byte, 8)
+        	if _, err := io.ReadFull(os.Stdin, hdr); err != nil {
+        		return
+        	}
+        	fmt.Println(hdr)
+        	buf := make([]byte, 64)
+        	for {
+        		n, err := os.Stdin.Read(buf)
+        		if n > 0 {
+        			os.Stdout.Write(buf[:n])
+        		}
+        		if err != nil {
+        			break
+        		}
+        	}
+        }
+      `,
+    ],
+  },
 ];

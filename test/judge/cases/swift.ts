@@ -35,6 +35,17 @@ export const swiftCases: Case[] = [
           return s!.count + (url?.port ?? 0) // <- force-unwrap
         }
       `,
+      code`
+        import Foundation
+        func get(_ url: URL, done: @escaping (Data?) -> Void) {
+            URLSession.shared.dataTask(with: url) { data, _, _ in
+                if let data = data { done(data) }
+            }.resume()
+        }
+        get(URL(fileURLWithPath: "/tmp/a")) { data in
+            print(data!.count) // <- force-unwrap
+        }
+      `,
     ],
     good: [
       code`
@@ -414,6 +425,29 @@ export const swiftCases: Case[] = [
           buffer.advanced(by: 4).assign(from: bytes, count: 4) // <- unsafe-copy-overflow
         }
       `,
+      code`
+        final class Slot {
+            private let storage = UnsafeMutablePointer<UInt8>.allocate(capacity: 16)
+            func put(_ text: String) {
+                let bytes = Array(text.utf8)
+                storage.initialize(from: bytes) // <- unsafe-copy-overflow
+            }
+            deinit { storage.deallocate() }
+        }
+      `,
+      code`
+        import Foundation
+        func keep(_ raw: UnsafeMutableRawPointer, _ values: [Int32]) {
+            raw.withMemoryRebound(to: Int32.self, capacity: 4) { words in
+                words.initialize(from: values) // <- unsafe-copy-overflow
+            }
+        }
+      `,
+      code`
+        func put(_ target: UnsafeMutablePointer<Int>, _ values: [Int]) {
+            target.initialize(from: values) // <- unsafe-copy-overflow
+        }
+      `,
     ],
     good: [
       code`
@@ -441,6 +475,22 @@ export const swiftCases: Case[] = [
         }
         func copy(_ data: Data, into buffer: inout [UInt8]) {
           data.copyBytes(to: &buffer, count: buffer.count)
+        }
+      `,
+      code`
+        func pinned(_ values: [Int]) -> UnsafeMutablePointer<Int> {
+            let p = UnsafeMutablePointer<Int>.allocate(capacity: values.count)
+            p.initialize(from: values)
+            return p
+        }
+        func boxed(_ values: [Int]) -> UnsafeMutableBufferPointer<Int> {
+            let b = UnsafeMutableBufferPointer<Int>.allocate(capacity: 8)
+            _ = b.initialize(from: values)
+            return b
+        }
+        func checked(_ target: UnsafeMutablePointer<Int>, capacity: Int, _ values: [Int]) {
+            guard values.count <= capacity else { return }
+            target.initialize(from: values)
         }
       `,
     ],

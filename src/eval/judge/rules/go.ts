@@ -1159,6 +1159,64 @@ const deferInLoop = defineRule(
   },
 );
 
+const readCountIgnored = defineRule(
+  {
+    id: "go/read-count-ignored",
+    cwe: "CWE-908",
+    language: "go",
+    title: "Buffer filled by Read() used whole: bytes past the count read are stale or zero",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const m = src.masked;
+    // `n, err := r.Read(buf)`, `_, err = f.Read(buf)`, `r.Read(buf)`; one argument (not binary.Read), and not
+    // crypto/rand's Read, which fills the buffer or fails.
+    for (const r of src.matches(
+      /(?:\b([A-Za-z_]\w*)\s*,\s*[A-Za-z_]\w*\s*:?=\s*|^[ \t]*)([A-Za-z_][\w.]*)\s*\.\s*Read\s*\(\s*([A-Za-z_]\w*)\s*\)/gm,
+    )) {
+      const [count, recv, buf] = [r[1], r[2]!, r[3]!];
+      if (/^(?:rand|crand|cryptorand)$/.test(recv)) continue;
+      const fn = flowOf(src).functionAt(r.index);
+      const end = fn ? fn.bodyEnd : m.length;
+      const after = m.slice(r.index + r[0].length, end);
+      const id = identRe(buf).source;
+      // Sliced to the count somewhere after the read: the author tracks it.
+      if (
+        count &&
+        count !== "_" &&
+        new RegExp(`${id}\\s*\\[\\s*\\w*\\s*:\\s*${identRe(count).source}\\s*\\]`).test(after)
+      )
+        continue;
+      // A whole use: converted, passed as an argument (not a Read/copy destination, not len/cap), ranged over.
+      const use = new RegExp(
+        `(?:\\bstring\\s*\\(\\s*${id}\\s*\\)|\\brange\\s+${id}\\b(?!\\s*\\[)|[(,]\\s*${id}\\s*(?:\\.\\.\\.)?\\s*[,)])`,
+        "g",
+      );
+      for (const u of after.matchAll(use)) {
+        const at = r.index + r[0].length + u.index!;
+        const call = src.enclosingCall(at + u[0].indexOf(buf));
+        if (call && /^(?:Read|ReadFull|ReadAtLeast|len|cap|copy|Fill)$/.test(call.name)) {
+          if (call.name !== "copy" || src.callArgs(call.open)[0]?.masked === buf) continue;
+        }
+        // Reassigned before this use: a new buffer.
+        if (new RegExp(`\\b${id}\\s*:?=[^=]`).test(m.slice(r.index + r[0].length, at))) break;
+        out.push(
+          src.finding(
+            rule,
+            at,
+            count && count !== "_"
+              ? `'${buf}' is used whole after Read(); only its first ${count} bytes were read, use ${buf}[:${count}]`
+              : `the byte count of Read() is discarded and '${buf}' is used whole; a short read leaves stale or zero bytes`,
+          ),
+        );
+        break;
+      }
+    }
+    return out;
+  },
+);
+
 export const goRules: Rule[] = [
   discardedError,
   uncheckedError,
@@ -1188,4 +1246,5 @@ export const goRules: Rule[] = [
   integerOverflow,
   rangeOverOpenChannel,
   deferInLoop,
+  readCountIgnored,
 ];

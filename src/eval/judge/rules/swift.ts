@@ -137,8 +137,14 @@ function optionalNames(src: Source): Set<string> {
 
 /** Optionals whose value the snippet unwrapped or checked before `at` (if let, guard let, != nil, ?? , ?.). */
 function checkedBefore(src: Source, name: string, at: number): boolean {
-  const fn = flowOf(src).functionAt(at);
-  const before = src.masked.slice(fn ? fn.bodyStart : 0, at);
+  const flow = flowOf(src);
+  const fn = flow.functionAt(at);
+  // In top-level code, only what follows the last function body before `at`: a check inside another
+  // function does not check this variable.
+  const from = fn
+    ? fn.bodyStart
+    : Math.max(0, ...flow.functions.filter((f) => f.bodyEnd < at).map((f) => f.bodyEnd));
+  const before = src.masked.slice(from, at);
   const id = identRe(name).source;
   return new RegExp(
     `\\b(?:if|guard|while)\\s+(?:let|var)\\s+${id}\\b|\\b(?:let|var)\\s+\\w+\\s*=\\s*(?:self\\s*\\.\\s*)?${id}\\s*(?:,|\\{|else)|(?:self\\s*\\.\\s*)?${id}\\s*(?:!=|==)\\s*nil|\\bif\\s+let\\s+${id}\\s*(?:,|\\{)|\\bguard\\s+let\\s+${id}\\b`,
@@ -244,6 +250,55 @@ const tryForce = defineRule(
 // ---------------------------------------------------------------------------------------------
 // Memory
 
+/**
+ * `p.initialize(from: xs)` on a typed pointer (UnsafeMutablePointer, a withMemoryRebound closure's pointer, a
+ * buffer's baseAddress) writes every element of `xs` with no count: past the allocation when `xs` is longer.
+ * Not reported when the allocation is sized by `xs` itself or the source's length is checked first.
+ */
+function uncountedPointerInit(src: Source, at: number, from: string): string | null {
+  const m = src.masked;
+  const head = m.slice(Math.max(0, at - 80), at);
+  const recv = /([A-Za-z_]\w*)\s*[?!]?\s*$/.exec(head)?.[1];
+  if (!recv) return null;
+  const id = identRe(recv).source;
+  const aliases = src
+    .matches(/\btypealias\s+([A-Za-z_]\w*)\s*=\s*UnsafeMutablePointer\b/g)
+    .map((a) => identRe(a[1]!).source);
+  const pointerType = ["UnsafeMutablePointer\\b", ...aliases].join("|");
+  let capacity: string | null = null;
+  if (recv === "baseAddress") {
+    // A buffer's base address: the buffer's own count bounds it.
+    capacity = "";
+  } else {
+    const typeRe = new RegExp(`^\\s*(?:inout\\s+)?(?:${pointerType})`);
+    const decl =
+      new RegExp(`\\b(?:var|let)\\s+${id}\\s*:\\s*(?:${pointerType})`).test(m) ||
+      flowOf(src).functions.some((f) => f.params.some((p) => p.name === recv && typeRe.test(p.type)));
+    const alloc = new RegExp(
+      `\\b${id}\\s*=\\s*(?:${pointerType})(?:\\s*<[^<>]*>)?\\s*(?:\\.\\s*allocate\\s*\\(\\s*capacity\\s*:\\s*([^)]*)\\)|\\()`,
+    ).exec(m);
+    const rebound = new RegExp(
+      `withMemoryRebound\\s*\\([^{]*?capacity\\s*:\\s*([^{]*?)\\)\\s*\\{\\s*\\(?\\s*${id}\\s*(?::[^)]*)?\\)?\\s*in\\b`,
+    ).exec(m);
+    if (!decl && !alloc && !rebound) return null;
+    capacity = (alloc?.[1] ?? rebound?.[1] ?? "").trim();
+  }
+  // The source: an array/collection name (`xs`, `xs.utf8`, `$0`), not a single value.
+  const source = /^(\$\d|[A-Za-z_]\w*)(?:\s*\.\s*(?:utf8|utf16|unicodeScalars|baseAddress\s*!?))?\s*!?$/.exec(
+    from.trim(),
+  );
+  if (!source) return null;
+  const sid = source[1]!.replace("$", "\\$");
+  if (capacity && new RegExp(`^${sid}\\s*\\.\\s*count$`).test(capacity)) return null;
+  const fn = flowOf(src).functionAt(at);
+  const before = m.slice(fn ? fn.bodyStart : 0, at);
+  if (
+    new RegExp(`\\b(?:guard|if|precondition|assert)\\b[^{\\n]*${sid}\\s*\\.\\s*count\\s*[<>=]`).test(before)
+  )
+    return null;
+  return `initialize(from: ${from.trim()}) writes every element of the source into '${recv}' with no count; a longer source overflows the allocation`;
+}
+
 const unsafeCopy = defineRule(
   {
     id: "swift/unsafe-copy-overflow",
@@ -260,7 +315,13 @@ const unsafeCopy = defineRule(
     )) {
       const args = src.callArgs(src.masked.indexOf("(", mm.index + 1));
       const countArg = mm[2] ? args[2] : args.find((a) => /^(?:count|byteCount)\s*:/.test(a.masked));
-      if (!countArg) continue;
+      if (!countArg) {
+        if (mm[1] === "initialize" && args.length === 1) {
+          const why = uncountedPointerInit(src, mm.index, args[0]!.masked.replace(/^from\s*:\s*/, ""));
+          if (why) out.push(src.finding(rule, mm.index, why));
+        }
+        continue;
+      }
       const count = countArg.masked.replace(/^(?:count|byteCount)\s*:\s*/, "").trim();
       // Sized by the destination: `copyBytes(to: &buffer, count: buffer.count)`.
       const dest = (mm[2] ? args[0] : args.find((a) => /^to\s*:/.test(a.masked)))?.masked
