@@ -231,6 +231,60 @@ export const goCases: Case[] = [
       code`
         package main
         import (
+        	"archive/zip"
+        	"io"
+        	"os"
+        	"path/filepath"
+        )
+        func extract(archive, dest string) error {
+        	zr, err := zip.OpenReader(archive)
+        	if err != nil {
+        		return err
+        	}
+        	defer zr.Close()
+        	for _, entry := range zr.File {
+        		target := filepath.Join(dest, entry.Name) // <- path-traversal
+        		w, err := os.Create(target)
+        		if err != nil {
+        			return err
+        		}
+        		rc, err := entry.Open()
+        		if err != nil {
+        			return err
+        		}
+        		io.Copy(w, rc)
+        		rc.Close()
+        		w.Close()
+        	}
+        	return nil
+        }
+      `,
+      code`
+        package main
+        import (
+        	"archive/tar"
+        	"io"
+        	"os"
+        )
+        func untar(r io.Reader) error {
+        	tr := tar.NewReader(r)
+        	for {
+        		hdr, err := tr.Next()
+        		if err != nil {
+        			return err
+        		}
+        		f, err := os.Create("/srv/data/" + hdr.Name) // <- path-traversal
+        		if err != nil {
+        			return err
+        		}
+        		io.Copy(f, tr)
+        		f.Close()
+        	}
+        }
+      `,
+      code`
+        package main
+        import (
         	"net/http"
         	"os"
         	"path/filepath"
@@ -243,6 +297,42 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package main
+        import (
+        	"archive/zip"
+        	"errors"
+        	"io"
+        	"os"
+        	"path/filepath"
+        	"strings"
+        )
+        func extract(archive, dest string) error {
+        	zr, err := zip.OpenReader(archive)
+        	if err != nil {
+        		return err
+        	}
+        	defer zr.Close()
+        	for _, entry := range zr.File {
+        		target := filepath.Join(dest, entry.Name)
+        		if !strings.HasPrefix(filepath.Clean(target), filepath.Clean(dest)+string(os.PathSeparator)) {
+        			return errors.New("entry outside the destination")
+        		}
+        		w, err := os.Create(target)
+        		if err != nil {
+        			return err
+        		}
+        		rc, err := entry.Open()
+        		if err != nil {
+        			return err
+        		}
+        		io.Copy(w, rc)
+        		rc.Close()
+        		w.Close()
+        	}
+        	return nil
+        }
+      `,
       code`
         package main
         import (

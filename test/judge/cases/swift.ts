@@ -499,6 +499,11 @@ export const swiftCases: Case[] = [
     rule: "swift/use-after-free",
     bad: [
       code`
+        func address(of values: [Int]) -> UnsafePointer<Int> {
+            return values.withUnsafeBufferPointer { $0.baseAddress! } // <- use-after-free
+        }
+      `,
+      code`
         func compute() -> Int {
           let p = UnsafeMutablePointer<Int>.allocate(capacity: 1)
           p.initialize(to: 42)
@@ -579,6 +584,29 @@ export const swiftCases: Case[] = [
     bad: [
       code`
         import Foundation
+        class Session {
+            var onExpire: (() -> Void)?
+            var token = ""
+            func start() {
+                onExpire = { // <- retain-cycle
+                    print(self.token)
+                }
+            }
+        }
+      `,
+      code`
+        class Node { // <- retain-cycle
+            var value = 0
+            var next: Node?
+            var prev: Node?
+        }
+        let first = Node()
+        let second = Node()
+        first.next = second
+        second.prev = first
+      `,
+      code`
+        import Foundation
         class Ticker {
           var count = 0
           var timer: Timer?
@@ -599,6 +627,27 @@ export const swiftCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        import Foundation
+        class Session {
+            var onExpire: (() -> Void)?
+            var token = ""
+            func start() {
+                onExpire = { [weak self] in
+                    print(self?.token ?? "")
+                }
+            }
+        }
+        class Node {
+            var value = 0
+            var next: Node?
+            weak var prev: Node?
+        }
+        let first = Node()
+        let second = Node()
+        first.next = second
+        second.prev = first
+      `,
       code`
         import Foundation
         class Ticker {
@@ -625,6 +674,16 @@ export const swiftCases: Case[] = [
     bad: [
       code`
         import Foundation
+        var cache = [String: String]()
+        let workers = DispatchQueue.global(qos: .utility)
+        for i in 0..<100 {
+            workers.async { // <- race-condition
+                cache["k\(i)"] = "v"
+            }
+        }
+      `,
+      code`
+        import Foundation
         class BankAccount {
             var balance: Int = 0
             func deposit(_ amount: Int) {
@@ -649,6 +708,16 @@ export const swiftCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        import Foundation
+        var cache = [String: String]()
+        let serial = DispatchQueue(label: "cache")
+        for i in 0..<100 {
+            serial.async {
+                cache["k\(i)"] = "v"
+            }
+        }
+      `,
       code`
         import Foundation
         class BankAccount {
@@ -760,6 +829,12 @@ export const swiftCases: Case[] = [
     rule: "swift/integer-overflow",
     bad: [
       code`
+        func storeAge(_ text: String) -> UInt8 {
+            let years = Int(text) ?? 0
+            return UInt8(years) // <- integer-overflow
+        }
+      `,
+      code`
         func next() -> Int {
           var counter = Int.max
           counter += 1 // <- integer-overflow
@@ -768,6 +843,16 @@ export const swiftCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        func storeAge(_ text: String) -> UInt8? {
+            let years = Int(text) ?? 0
+            guard years >= 0 && years <= 150 else { return nil }
+            return UInt8(years)
+        }
+        func level(_ raw: Int) -> UInt8 {
+            return UInt8(clamping: raw)
+        }
+      `,
       code`
         func next() -> Int {
           let counter = Int.max
@@ -782,12 +867,26 @@ export const swiftCases: Case[] = [
     bad: [
       code`
         import Foundation
+        let defaults = UserDefaults.standard
+        func remember(password: String) {
+            defaults.set(password, forKey: "pw") // <- cleartext-storage
+        }
+      `,
+      code`
+        import Foundation
         func remember(password: String) {
           UserDefaults.standard.set(password, forKey: "password") // <- cleartext-storage
         }
       `,
     ],
     good: [
+      code`
+        import Foundation
+        let defaults = UserDefaults.standard
+        func remember(theme: String) {
+            defaults.set(theme, forKey: "theme")
+        }
+      `,
       code`
         import Foundation
         import Security
@@ -865,6 +964,14 @@ export const swiftCases: Case[] = [
     bad: [
       code`
         import Foundation
+        func messageLength(_ packet: Data) -> UInt32 {
+            return packet.withUnsafeBytes { raw in
+                raw.load(fromByteOffset: 4, as: UInt32.self) // <- out-of-bounds-read
+            }
+        }
+      `,
+      code`
+        import Foundation
         func processData(_ data: Data) {
             var buffer = [UInt8](repeating: 0, count: 1024)
             data.copyBytes(to: &buffer, count: buffer.count) // <- out-of-bounds-read
@@ -873,6 +980,15 @@ export const swiftCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        import Foundation
+        func messageLength(_ packet: Data) -> UInt32? {
+            guard packet.count >= 8 else { return nil }
+            return packet.withUnsafeBytes { raw in
+                raw.load(fromByteOffset: 4, as: UInt32.self)
+            }
+        }
+      `,
       code`
         import Foundation
         func processData(_ data: Data) {

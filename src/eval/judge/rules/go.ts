@@ -30,18 +30,49 @@ const TO_NUMBER = /\bstrconv\s*\.\s*(?:Atoi|ParseInt|ParseUint|ParseFloat)\s*\(|
 const SANITIZERS =
   /\b(?:html\s*\.\s*EscapeString|template\s*\.\s*(?:HTMLEscapeString|JSEscapeString|URLQueryEscaper)|url\s*\.\s*(?:QueryEscape|PathEscape)|filepath\s*\.\s*Base|path\s*\.\s*Base|strconv\s*\.\s*Quote|bluemonday\s*\.\s*\w+)\s*\(/;
 
-/** Request parameters of handlers: `r *http.Request` (any name), gin/echo contexts. */
+/**
+ * Sources that depend on the snippet: request parameters of handlers (`r *http.Request`, any name), and the
+ * entry names of archives being read (`for _, f := range zr.File` over a zip reader, `hdr, err := tr.Next()`
+ * over a tar reader): an archive's author chooses its names, `../../etc/cron.d/x` included (Zip Slip).
+ */
 function requestSources(src: Source): { text?: RegExp; number?: RegExp } {
   const names = flowOf(src)
     .functions.flatMap((f) => f.params)
     .filter((p) => /\*\s*http\s*\.\s*Request\b/.test(p.type))
     .map((p) => p.name);
-  if (names.length === 0) return {};
-  return {
-    text: new RegExp(
+  const text: string[] = [];
+  if (names.length > 0)
+    text.push(
       `\\b(?:${namesRe(names)})\\s*\\.\\s*(?:URL|Form|PostForm|MultipartForm|Header|Body|Host|RequestURI|FormValue|PostFormValue|Cookie|Cookies|UserAgent|Referer)\\b`,
-    ),
-    number: new RegExp(`\\b(?:${namesRe(names)})\\s*\\.\\s*ContentLength\\b`),
+    );
+  const zipReaders = src
+    .matches(/\b([A-Za-z_]\w*)\s*(?:,\s*\w+\s*)?:?=\s*zip\s*\.\s*(?:OpenReader|NewReader)\s*\(/g)
+    .map((z) => z[1]!);
+  const tarReaders = src.matches(/\b([A-Za-z_]\w*)\s*:?=\s*tar\s*\.\s*NewReader\s*\(/g).map((t) => t[1]!);
+  const entries = [
+    ...(zipReaders.length
+      ? src.matches(
+          new RegExp(
+            `\\bfor\\s+(?:_|\\w+)\\s*,\\s*([A-Za-z_]\\w*)\\s*:=\\s*range\\s+(?:${namesRe(zipReaders)})\\s*\\.\\s*File\\b`,
+            "g",
+          ),
+        )
+      : []),
+    ...(tarReaders.length
+      ? src.matches(
+          new RegExp(
+            `\\b([A-Za-z_]\\w*)\\s*,\\s*\\w+\\s*:?=\\s*(?:${namesRe(tarReaders)})\\s*\\.\\s*Next\\s*\\(`,
+            "g",
+          ),
+        )
+      : []),
+  ].map((e) => e[1]!);
+  if (entries.length > 0) text.push(`\\b(?:${namesRe(entries)})\\s*\\.\\s*(?:Name|Linkname)\\b`);
+  return {
+    ...(text.length > 0 && { text: new RegExp(text.join("|")) }),
+    ...(names.length > 0 && {
+      number: new RegExp(`\\b(?:${namesRe(names)})\\s*\\.\\s*ContentLength\\b`),
+    }),
   };
 }
 
@@ -420,7 +451,11 @@ const pathTraversal = defineRule(
       // Cleaned and prefix-checked anywhere in the function counts too.
       const fn = flowOf(src).functionAt(m.index);
       const scope = src.masked.slice(fn ? fn.bodyStart : 0, fn ? fn.bodyEnd : undefined);
-      if (/filepath\s*\.\s*(?:Clean|Rel|Abs|EvalSymlinks|IsLocal)[\s\S]*(?:HasPrefix|\.\.)/.test(scope))
+      if (
+        /filepath\s*\.\s*(?:Clean|Rel|Abs|EvalSymlinks|IsLocal)[\s\S]*(?:HasPrefix|\.\.)/.test(scope) ||
+        (/filepath\s*\.\s*(?:Clean|Rel|Abs|EvalSymlinks|IsLocal)\s*\(/.test(scope) &&
+          /\bHasPrefix\s*\(/.test(scope))
+      )
         continue;
       out.push(
         src.finding(

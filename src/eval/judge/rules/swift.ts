@@ -30,7 +30,7 @@ const TO_NUMBER = /\b(?:Int|Int32|Int64|UInt|UInt8|UInt32|Double|Float)\s*\(|\.\
 const SANITIZERS =
   /\.\s*addingPercentEncoding\s*\(|\.\s*lastPathComponent\b|\.\s*replacingOccurrences\s*\(\s*of\s*:\s*"(?:%|'|;|\.\.)/;
 const PROPAGATORS =
-  /^(?:String|Substring|Array|Data|URL|NSString|\w+\s*\.\s*(?:trimmingCharacters|replacingOccurrences|lowercased|uppercased|components|joined|appending\w*|prefix|suffix|dropFirst|dropLast|split|map|filter|reduce|data|utf8CString|cString|appendingPathComponent|appendingPathExtension|first|last|description))$/;
+  /^(?:String|Substring|Array|Data|URL|NSString|U?Int(?:8|16|32|64)?|Double|Float|\w+\s*\.\s*(?:trimmingCharacters|replacingOccurrences|lowercased|uppercased|components|joined|appending\w*|prefix|suffix|dropFirst|dropLast|split|map|filter|reduce|data|utf8CString|cString|appendingPathComponent|appendingPathExtension|first|last|description))$/;
 
 const EXTERNAL: TaintConfig = {
   sources: SOURCES,
@@ -436,6 +436,27 @@ const overRead = defineRule(
         ),
       );
     }
+    // `data.withUnsafeBytes { $0.load(fromByteOffset: 4, as: UInt32.self) }` reads past the end of a short
+    // caller buffer: load does no bounds check in release builds.
+    for (const w of src.matches(/(?<![\w.])([A-Za-z_]\w*)\s*\.\s*withUnsafeBytes\s*\{/g)) {
+      const source = w[1]!;
+      if (taint.of(source) === null) continue;
+      const open = w.index + w[0].length - 1;
+      const body = src.masked.slice(open, matchBracket(src, open));
+      const load = /\.\s*load\s*\(\s*(?:fromByteOffset\s*:\s*([^,()]+),\s*)?as\s*:/.exec(body);
+      if (!load) continue;
+      const fn = flowOf(src).functionAt(w.index);
+      const before = src.masked.slice(fn ? fn.bodyStart : 0, w.index);
+      const id = identRe(source).source;
+      if (new RegExp(`${id}\\s*\\.\\s*(?:count|isEmpty)\\b`).test(before + body)) continue;
+      out.push(
+        src.finding(
+          rule,
+          open + load.index,
+          `loads from '${source}'${load[1] ? ` at offset ${load[1].trim()}` : ""} without checking that '${source}' is that long`,
+        ),
+      );
+    }
     return out;
   },
 );
@@ -469,7 +490,7 @@ const useAfterFree = defineRule(
     }
     // The pointer handed to a withUnsafe… closure is only valid inside it.
     for (const w of src.matches(
-      /\bwithUnsafe(?:Mutable)?(?:Pointer|Bytes|BufferPointer)\s*\([^)]*\)\s*\{\s*(?:\$0|(\w+)\s+in\s+(?:return\s+)?\1)\s*(?:\.baseAddress\s*!?)?\s*\}/g,
+      /\bwithUnsafe(?:Mutable)?(?:Pointer|Bytes|BufferPointer)\s*(?:\([^)]*\))?\s*\{\s*(?:\$0|(\w+)\s+in\s+(?:return\s+)?\1)\s*(?:\.baseAddress\s*!?)?\s*\}/g,
     ))
       out.push(
         src.finding(rule, w.index, "the pointer escapes its withUnsafe… closure and dangles afterwards"),
@@ -777,6 +798,33 @@ const retainCycle = defineRule(
         ),
       );
     }
+    // A closure assigned, inside a method, to a closure-typed property of the class without `self.`.
+    for (const c of src.matches(/\bclass\s+\w+[^{]*\{/g)) {
+      const open = c.index + c[0].length - 1;
+      const close = matchBracket(src, open);
+      const body = m.slice(open, close);
+      const closureProps = [
+        ...body.matchAll(
+          /^\s*(?:(?:private|fileprivate|internal|public|open)\s+)?var\s+(\w+)\s*:\s*\(*[^=\n]*->[^=\n]*$/gm,
+        ),
+      ].map((p) => p[1]!);
+      if (closureProps.length === 0) continue;
+      for (const a of body.matchAll(new RegExp(`(?<![\\w.])(?:${namesRe(closureProps)})\\s*=\\s*\\{`, "g"))) {
+        const at = open + a.index!;
+        const fn = flowOf(src).functionAt(at);
+        if (!fn || fn.bodyStart < open || fn.bodyEnd > close) continue;
+        const cOpen = at + a[0].length - 1;
+        const cBody = m.slice(cOpen, matchBracket(src, cOpen));
+        if (/^\{\s*\[\s*(?:weak|unowned)\b/.test(cBody) || !/\bself\b/.test(cBody.slice(1))) continue;
+        out.push(
+          src.finding(
+            rule,
+            at,
+            "the closure captures self strongly and is kept by self; capture [weak self]",
+          ),
+        );
+      }
+    }
     // Two classes holding each other strongly (A.b: B and B.a: A), or instances of one class linked both ways.
     const classes = new Map<string, { at: number; props: Map<string, string> }>();
     for (const c of src.matches(/\bclass\s+(\w+)[^{]*\{/g)) {
@@ -802,10 +850,12 @@ const retainCycle = defineRule(
               `${a}.${prop} and ${t}.${back[0]} hold each other strongly; make one of them weak`,
             ),
           );
+        // `a.next = b ... b.next = a`, or through two strong properties (`a.next = b; b.prev = a`).
+        const sameType = [...ca.props].filter(([, u]) => u === a).map(([q]) => q);
         if (
           t === a &&
           new RegExp(
-            `(\\w+)\\s*[?!]?\\s*\\.\\s*${prop}\\s*=\\s*(\\w+)[\\s\\S]*\\2\\s*[?!]?\\s*\\.\\s*${prop}\\s*=\\s*\\1\\b`,
+            `(\\w+)\\s*[?!]?\\s*\\.\\s*${prop}\\s*=\\s*(\\w+)[\\s\\S]*\\2\\s*[?!]?\\s*\\.\\s*(?:${namesRe(sameType)})\\s*=\\s*\\1\\b`,
           ).test(m)
         )
           out.push(
@@ -844,8 +894,22 @@ const raceCondition = defineRule(
   (src, rule) => {
     const out: Finding[] = [];
     const m = src.masked;
+    // Concurrent queues held in a variable: `let q = DispatchQueue.global()`, `DispatchQueue(label:, attributes: .concurrent)`.
+    const queues = src
+      .matches(
+        /\b(?:let|var)\s+([A-Za-z_]\w*)\s*(?::\s*DispatchQueue\s*)?=\s*DispatchQueue\s*(?:\.\s*global\s*\(|\(\s*label\s*:[^)]*\.concurrent)/g,
+      )
+      .map((q) => q[1]!);
+    const viaVariable =
+      queues.length > 0
+        ? `|(?<![\\w.])(?:${namesRe(queues)})\\s*\\.\\s*async\\s*(?:\\([^)]*\\))?\\s*\\{`
+        : "";
     for (const mm of src.matches(
-      /\bDispatchQueue\s*\.\s*concurrentPerform\s*\([^{]*\{|\bDispatchQueue\s*\.\s*global\s*\([^)]*\)\s*\.\s*async\s*(?:\([^)]*\))?\s*\{|\bDispatchQueue\s*\(\s*label\s*:[^)]*\.concurrent[^)]*\)\s*\.\s*async\s*\{|\bThread\s*\{|\bThread\s*\.\s*detachNewThread\s*\{/g,
+      new RegExp(
+        /\bDispatchQueue\s*\.\s*concurrentPerform\s*\([^{]*\{|\bDispatchQueue\s*\.\s*global\s*\([^)]*\)\s*\.\s*async\s*(?:\([^)]*\))?\s*\{|\bDispatchQueue\s*\(\s*label\s*:[^)]*\.concurrent[^)]*\)\s*\.\s*async\s*\{|\bThread\s*\{|\bThread\s*\.\s*detachNewThread\s*\{/
+          .source + viaVariable,
+        "g",
+      ),
     )) {
       const open = mm.index + mm[0].length - 1;
       const body = m.slice(open, matchBracket(src, open));
@@ -856,7 +920,7 @@ const raceCondition = defineRule(
       )
         continue;
       const w =
-        /(?<![\w.])((?:self\s*\.\s*)?[A-Za-z_]\w*(?:\s*\.\s*[A-Za-z_]\w*)*)\s*(?:[+\-*/]?=(?!=)|\.\s*(?:append|removeAll|remove|insert)\s*\()/.exec(
+        /(?<![\w.])((?:self\s*\.\s*)?[A-Za-z_]\w*(?:\s*\.\s*[A-Za-z_]\w*)*)\s*(?:\[[^\]\n]*\]\s*)?(?:[+\-*/]?=(?!=)|\.\s*(?:append|removeAll|remove|insert|removeValue|updateValue)\s*\()/.exec(
           body.replace(/\b(?:let|var)\s+\w+\s*=[^\n]*/g, ""),
         );
       if (!w) continue;
@@ -1026,6 +1090,36 @@ const integerOverflow = defineRule(
           ),
         );
     }
+    // A narrowing conversion of an input number (`UInt8(n)`) traps when the value does not fit; use
+    // `UInt8(exactly:)`, `clamping:` or check the range first.
+    const taint = taintOf(src, ENTRY);
+    for (const c of src.matches(/(?<![\w.])(U?Int(?:8|16|32))\s*\(\s*([A-Za-z_]\w*)\s*\)/g)) {
+      const [, type, value] = c as unknown as [string, string, string];
+      if (taint.of(value) !== "number") continue;
+      // A loop variable over a range is bounded by the range (checked by the index rules, not here).
+      if (
+        flowOf(src)
+          .assignmentsTo(value)
+          .some((a) => a.op === "in")
+      )
+        continue;
+      const fn = flowOf(src).functionAt(c.index);
+      const before = src.masked.slice(fn ? fn.bodyStart : 0, c.index);
+      const id = identRe(value).source;
+      if (
+        new RegExp(
+          `${id}\\s*[<>]=?|[<>]=?\\s*${id}\\b|\\b(?:min|max)\\s*\\([^)]*${id}|\\.\\s*contains\\s*\\(\\s*${id}\\s*\\)`,
+        ).test(before)
+      )
+        continue;
+      out.push(
+        src.finding(
+          rule,
+          c.index,
+          `${type}(${value}) traps when '${value}' is outside ${type}'s range; use ${type}(exactly:) or clamping:`,
+        ),
+      );
+    }
     return out;
   },
 );
@@ -1040,9 +1134,18 @@ const sensitiveStorage = defineRule(
   },
   (src, rule) => {
     const out: Finding[] = [];
+    // UserDefaults itself, or a variable holding it (`let defaults = UserDefaults.standard`).
+    const stores = src
+      .matches(/\b(?:let|var)\s+([A-Za-z_]\w*)\s*(?::\s*UserDefaults\s*)?=\s*UserDefaults\b/g)
+      .map((d) => d[1]!);
+    const store =
+      stores.length > 0
+        ? `(?:UserDefaults\\b[^\\n]*|\\b(?:${namesRe(stores)})\\s*)`
+        : "\\bUserDefaults\\b[^\\n]*";
     for (const m of src.matches(
-      /\bUserDefaults\b[^\n]*\.\s*set\s*\(|(?<![\w.])(?:print|NSLog|debugPrint|os_log)\s*\(/g,
+      new RegExp(`${store}\\.\\s*set\\s*\\(|(?<![\\w.])(?:print|NSLog|debugPrint|os_log)\\s*\\(`, "g"),
     )) {
+      const isStore = !/^(?:print|NSLog|debugPrint|os_log)/.test(m[0]);
       const args = src.callArgs(src.masked.indexOf("(", m.index + m[0].length - 2));
       const text = args.map((a) => src.text.slice(a.start, a.end)).join(",");
       const names = [
@@ -1053,15 +1156,13 @@ const sensitiveStorage = defineRule(
       const literalKey = /forKey\s*:\s*"([^"]+)"/.exec(text);
       const hit =
         names.find((n) => isSensitiveName(n)) ??
-        (literalKey && /UserDefaults/.test(m[0]) && isSensitiveName(literalKey[1]!)
-          ? literalKey[1]
-          : undefined);
+        (literalKey && isStore && isSensitiveName(literalKey[1]!) ? literalKey[1] : undefined);
       if (hit)
         out.push(
           src.finding(
             rule,
             m.index,
-            `'${hit}' is sensitive and is ${/UserDefaults/.test(m[0]) ? "stored unencrypted in UserDefaults; use the Keychain" : "printed in clear"}`,
+            `'${hit}' is sensitive and is ${isStore ? "stored unencrypted in UserDefaults; use the Keychain" : "printed in clear"}`,
           ),
         );
     }
