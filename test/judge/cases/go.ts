@@ -359,6 +359,22 @@ export const goCases: Case[] = [
     bad: [
       code`
         package main
+        import (
+        	"fmt"
+        	"reflect"
+        	"unsafe"
+        )
+        func main() {
+        	small := make([]byte, 2, 4)
+        	big := []byte{1, 2, 3, 4, 5, 6, 7, 8}
+        	sh := (*reflect.SliceHeader)(unsafe.Pointer(&small))
+        	bh := (*reflect.SliceHeader)(unsafe.Pointer(&big))
+        	sh.Len = bh.Len // <- unsafe-pointer
+        	fmt.Println(small)
+        }
+      `,
+      code`
+        package main
         import "unsafe"
         func f(b []byte) *int {
         	return (*int)(unsafe.Pointer(&b[0])) // <- unsafe-pointer
@@ -366,6 +382,22 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"reflect"
+        	"unsafe"
+        )
+        func main() {
+        	small := make([]byte, 2, 4)
+        	sh := (*reflect.SliceHeader)(unsafe.Pointer(&small))
+        	if n := 3; n <= sh.Cap {
+        		sh.Len = n
+        	}
+        	fmt.Println(small)
+        }
+      `,
       code`
         package main
         import "encoding/binary"
@@ -473,6 +505,17 @@ export const goCases: Case[] = [
       code`
         package main
         import "fmt"
+        func main() {
+        	var scores []int
+        	scores = append(scores, 7, 9, 4)
+        	for i := 0; i <= 3; i++ { // <- index-out-of-range
+        		fmt.Println(scores[i])
+        	}
+        }
+      `,
+      code`
+        package main
+        import "fmt"
         type Packet struct {
         	payload [64]byte
         }
@@ -536,6 +579,24 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package main
+        import "fmt"
+        func main() {
+        	var scores []int
+        	scores = append(scores, 7, 9, 4)
+        	for i := 0; i < len(scores); i++ {
+        		fmt.Println(scores[i])
+        	}
+        	var more []int
+        	for k := 0; k < 10; k++ {
+        		more = append(more, k)
+        	}
+        	for i := 0; i < 8; i++ {
+        		fmt.Println(more[i])
+        	}
+        }
+      `,
       code`
         package main
         import "fmt"
@@ -603,6 +664,15 @@ export const goCases: Case[] = [
       code`
         package main
         import "fmt"
+        func main() {
+        	var seen map[string]int
+        	seen["x"]++ // <- nil-dereference
+        	fmt.Println(seen)
+        }
+      `,
+      code`
+        package main
+        import "fmt"
         type User struct{ Name string }
         func main() {
         	var u *User
@@ -626,6 +696,18 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package main
+        import "fmt"
+        func main() {
+        	var seen map[string]int
+        	seen = make(map[string]int)
+        	seen["x"]++
+        	var fixed map[string]int = map[string]int{}
+        	fixed["y"] = 1
+        	fmt.Println(seen, fixed)
+        }
+      `,
       code`
         package main
         import "fmt"
@@ -655,6 +737,24 @@ export const goCases: Case[] = [
   {
     rule: "go/race-condition",
     bad: [
+      code`
+        package main
+        import "fmt"
+        func main() {
+        	hits := 0
+        	done := make(chan bool)
+        	for i := 0; i < 50; i++ {
+        		go func() {
+        			hits++ // <- race-condition
+        			done <- true
+        		}()
+        	}
+        	for i := 0; i < 50; i++ {
+        		<-done
+        	}
+        	fmt.Println(hits)
+        }
+      `,
       code`
         package main
         import (
@@ -718,6 +818,27 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package main
+        import "fmt"
+        func main() {
+        	hits := 0
+        	sem := make(chan struct{}, 1)
+        	done := make(chan bool)
+        	for i := 0; i < 50; i++ {
+        		go func() {
+        			sem <- struct{}{}
+        			hits++
+        			<-sem
+        			done <- true
+        		}()
+        	}
+        	for i := 0; i < 50; i++ {
+        		<-done
+        	}
+        	fmt.Println(hits)
+        }
+      `,
       code`
         package main
         import (
@@ -905,6 +1026,17 @@ export const goCases: Case[] = [
       code`
         package main
         import (
+        	"net/http"
+        	"text/template"
+        )
+        var page = template.Must(template.New("p").Parse("<p>{{.}}</p>"))
+        func show(w http.ResponseWriter, r *http.Request) {
+        	page.Execute(w, r.URL.Query().Get("q")) // <- xss
+        }
+      `,
+      code`
+        package main
+        import (
         	"fmt"
         	"net/http"
         )
@@ -915,6 +1047,29 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package main
+        import (
+        	"html/template"
+        	"net/http"
+        )
+        var page = template.Must(template.New("p").Parse("<p>{{.}}</p>"))
+        func show(w http.ResponseWriter, r *http.Request) {
+        	page.Execute(w, r.URL.Query().Get("q"))
+        }
+      `,
+      code`
+        package main
+        import (
+        	"net/http"
+        	"text/template"
+        )
+        var page = template.Must(template.New("p").Parse("{{.}}"))
+        func show(w http.ResponseWriter, r *http.Request) {
+        	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+        	page.Execute(w, r.URL.Query().Get("q"))
+        }
+      `,
       code`
         package main
         import (

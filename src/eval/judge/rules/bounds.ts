@@ -134,6 +134,19 @@ export function sizedArrays(src: Source): Map<string, SizedArray> {
         add(mm[1]!, countElements(src, mm.index + mm[0].length - 1), mm.index);
       for (const mm of m.matchAll(/\b([A-Za-z_]\w*)\s*:?=\s*make\s*\(\s*\[\]\s*[\w.*]+\s*,\s*([^,)]+)/g))
         add(mm[1]!, v(mm[2]!), mm.index);
+      // A nil slice (`var s []int`) filled by one append of listed values, outside any loop: that many.
+      for (const mm of m.matchAll(/\bvar\s+([A-Za-z_]\w*)\s+\[\]\s*[\w.*]+\s*$/gm)) {
+        const id = mm[1]!.replace(/\$/g, "\\$");
+        const appends = [...m.matchAll(new RegExp(`\\b${id}\\s*=\\s*append\\s*\\(\\s*${id}\\s*,`, "g"))];
+        const writes = [...m.matchAll(new RegExp(`(?<![\\w.])${id}\\s*(?::=|=(?!=))`, "g"))];
+        if (appends.length !== 1 || writes.length !== 1) continue;
+        const at = appends[0]!.index!;
+        if (flowOf(src).conditions.some((c) => c.kind === "for" && c.bodyStart < at && at < c.bodyEnd))
+          continue;
+        const args = src.callArgs(m.indexOf("(", at));
+        if (args.some((a) => /\.\.\.\s*$/.test(a.masked))) continue;
+        add(mm[1]!, args.length - 1, mm.index);
+      }
       break;
     case "swift":
       // Literal arrays first: `allocate(capacity: values.count)` below reads their length.

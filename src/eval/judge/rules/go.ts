@@ -494,6 +494,30 @@ const unsafePointer = defineRule(
           `memory reinterpreted as *${m[1]} through unsafe.Pointer without a size check`,
         ),
       );
+    // A slice or string header rewritten by hand: Len/Cap/Data set past the backing array.
+    const headers = src
+      .matches(
+        /\b([A-Za-z_]\w*)\s*:?=\s*\(\s*\*\s*reflect\s*\.\s*(?:SliceHeader|StringHeader)\s*\)\s*\(\s*unsafe\s*\.\s*Pointer\s*\(/g,
+      )
+      .map((h) => h[1]!);
+    if (headers.length > 0) {
+      for (const w of src.matches(
+        new RegExp(`(?<![\\w.])(?:${namesRe(headers)})\\s*\\.\\s*(?:Len|Cap|Data)\\s*=(?!=)`, "g"),
+      )) {
+        const fn = flowOf(src).functionAt(w.index);
+        const before = src.masked.slice(fn ? fn.bodyStart : 0, w.index);
+        if (/\bif\b[^{\n]*(?:\.\s*(?:Len|Cap)\b[^{\n]*[<>]=?|[<>]=?[^{\n]*\.\s*(?:Len|Cap)\b)/.test(before))
+          continue;
+        out.push(
+          src.finding(
+            rule,
+            w.index,
+            "a slice/string header's Len, Cap or Data is set by hand with no check against the backing array's capacity",
+          ),
+        );
+        break;
+      }
+    }
     return out;
   },
 );
@@ -634,6 +658,25 @@ const nilDereference = defineRule(
       out.push(
         src.finding(rule, p.index + p[0].length + use.index, `'${name}' is nil here and is dereferenced`),
       );
+    }
+    // `var m map[K]V` is a nil map: writing to it panics until it is made.
+    for (const d of src.matches(/\bvar\s+([A-Za-z_]\w*)\s+map\s*\[[^\]\n]+\][^=\n]*$/gm)) {
+      const name = d[1]!;
+      const fn = flow.functionAt(d.index);
+      const after = m.slice(d.index + d[0].length, fn ? fn.bodyEnd : m.length);
+      const id = identRe(name).source;
+      const made = new RegExp(`${id}\\s*=(?!=)|&\\s*${id}\\b`).exec(after);
+      const write = new RegExp(`${id}\\s*\\[[^\\]\\n]*\\]\\s*(?:[+\\-*/]?=(?!=)|\\+\\+|--)`).exec(
+        after.slice(0, made ? made.index : after.length),
+      );
+      if (write)
+        out.push(
+          src.finding(
+            rule,
+            d.index + d[0].length + write.index,
+            `'${name}' is a nil map (declared, never made); writing to it panics; use make(map...)`,
+          ),
+        );
     }
     // Functions of the snippet that can return a nil pointer as their only result, used without a check.
     for (const f of flow.functions) {
@@ -796,7 +839,9 @@ const raceCondition = defineRule(
           .filter(Boolean);
       }
       const text = m.slice(body[0], body[1]);
-      if (/\.\s*(?:Lock|RLock)\s*\(\s*\)|\batomic\s*\.|<-|\bsync\s*\.\s*Once\b/.test(text)) continue;
+      // A channel receive in the goroutine can serialise it (a semaphore); a send alone (`done <- true`) does not.
+      if (/\.\s*(?:Lock|RLock)\s*\(\s*\)|\batomic\s*\.|(?<![\w\])]\s*)<-|\bsync\s*\.\s*Once\b/.test(text))
+        continue;
       // A method of the snippet called here that updates its receiver's fields without a lock of its own.
       const racy = [...text.matchAll(/(?<![\w.])[A-Za-z_]\w*\s*\.\s*([A-Za-z_]\w*)\s*\(/g)]
         .map((c) => unlockedMutator(src, c[1]!))
@@ -935,6 +980,19 @@ const xss = defineRule(
           ),
         );
     }
+    // text/template does not escape HTML: request data executed into the response is reflected as markup.
+    if (/"text\/template"/.test(src.text) && !/"html\/template"/.test(src.text))
+      for (const m of src.matches(new RegExp(`\\.\\s*Execute(?:Template)?\\s*\\(\\s*(?:${w})\\s*,`, "g"))) {
+        const args = src.callArgs(src.masked.indexOf("(", m.index));
+        if (args.slice(1).some((a) => taint.range(a.start, a.end)))
+          out.push(
+            src.finding(
+              rule,
+              m.index,
+              "request data rendered into the response with text/template, which does not escape HTML; use html/template",
+            ),
+          );
+      }
     return out;
   },
 );
