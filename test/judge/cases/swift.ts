@@ -97,6 +97,12 @@ export const swiftCases: Case[] = [
     rule: "swift/index-out-of-range",
     bad: [
       code`
+        import Foundation
+        let argv = CommandLine.arguments
+        let target = argv[1] // <- index-out-of-range
+        print("Deploying \(target)")
+      `,
+      code`
         func slice(_ text: String, from start: Int, to end: Int) -> String {
             let chars = Array(text)
             var out = ""
@@ -160,6 +166,13 @@ export const swiftCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        import Foundation
+        let argv = CommandLine.arguments
+        guard argv.count > 1 else { exit(1) }
+        let target = argv[1]
+        print("Deploying \(target)")
+      `,
       code`
         func slice(_ text: String, from start: Int, to end: Int) -> String {
             let chars = Array(text)

@@ -739,6 +739,29 @@ const indexOutOfRange = defineRule(
     const taint = taintOf(src, ENTRY);
     for (const f of inputBoundedLoops(src, taint)) out.push(src.finding(rule, f.at, f.message));
     for (const f of uncheckedIndexes(src, taint)) out.push(src.finding(rule, f.at, f.message));
+    // CommandLine.arguments[k] (or a copy of it) without a count check traps when the argument is missing.
+    const argNames = [
+      "CommandLine\\s*\\.\\s*arguments",
+      ...src
+        .matches(/\b(?:let|var)\s+([A-Za-z_]\w*)\s*=\s*CommandLine\s*\.\s*arguments\s*$/gm)
+        .map((a) => identRe(a[1]!).source),
+    ].join("|");
+    const argsChecked = new RegExp(
+      `(?:${argNames})\\s*\\.\\s*(?:count|indices|isEmpty)\\b|\\bCommandLine\\s*\\.\\s*argc\\b`,
+    ).test(src.masked);
+    if (!argsChecked)
+      for (const m of src.matches(
+        new RegExp(`(?<![\\w.])(?:${argNames})\\s*\\[\\s*([1-9]\\d*)\\s*\\]`, "g"),
+      )) {
+        out.push(
+          src.finding(
+            rule,
+            m.index,
+            `the program argument at index ${m[1]} traps when it is missing; check CommandLine.arguments.count first`,
+          ),
+        );
+        break;
+      }
     // String.index(_:offsetBy:) without limitedBy: traps when the string is shorter.
     for (const m of src.matches(
       /(?<![\w.])([A-Za-z_]\w*)\s*\.\s*index\s*\(\s*[^,()]+,\s*offsetBy\s*:\s*([^,()]+)\)/g,
