@@ -504,6 +504,23 @@ export const goCases: Case[] = [
     bad: [
       code`
         package main
+        import (
+        	"fmt"
+        	"os"
+        )
+        func main() {
+        	var slots [8]byte
+        	data := []byte(os.Args[0])
+        	n := 0
+        	for _, b := range data { // <- index-out-of-range
+        		slots[n] = b
+        		n++
+        	}
+        	fmt.Println(slots)
+        }
+      `,
+      code`
+        package main
         import "fmt"
         func main() {
         	var scores []int
@@ -579,6 +596,26 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"os"
+        )
+        func main() {
+        	var slots [8]byte
+        	data := []byte(os.Args[0])
+        	n := 0
+        	for _, b := range data {
+        		if n >= len(slots) {
+        			break
+        		}
+        		slots[n] = b
+        		n++
+        	}
+        	fmt.Println(slots)
+        }
+      `,
       code`
         package main
         import "fmt"
@@ -1026,6 +1063,18 @@ export const goCases: Case[] = [
       code`
         package main
         import (
+        	"html/template"
+        	"net/http"
+        )
+        var card = template.Must(template.New("c").Parse("<div>{{.}}</div>"))
+        func profile(w http.ResponseWriter, r *http.Request) {
+        	bio := r.FormValue("bio")
+        	card.Execute(w, template.HTML(bio)) // <- xss
+        }
+      `,
+      code`
+        package main
+        import (
         	"net/http"
         	"text/template"
         )
@@ -1047,6 +1096,18 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package main
+        import (
+        	"html/template"
+        	"net/http"
+        )
+        var card = template.Must(template.New("c").Parse("<div>{{.}}</div>"))
+        func profile(w http.ResponseWriter, r *http.Request) {
+        	card.Execute(w, r.FormValue("bio"))
+        	card.Execute(w, template.HTML("<b>static</b>"))
+        }
+      `,
       code`
         package main
         import (

@@ -98,6 +98,57 @@ export const swiftCases: Case[] = [
     bad: [
       code`
         import Foundation
+        func join(_ a: String, _ b: String) -> String {
+            var out = a
+            for i in 0..<b.count {
+                out.append(b[b.index(out.endIndex, offsetBy: i)]) // <- index-out-of-range
+            }
+            return out
+        }
+      `,
+      code`
+        import Foundation
+        func keep(_ text: String) -> [UInt8] {
+            var slots = [UInt8](repeating: 0, count: 64)
+            let bytes = Array(text.utf8)
+            var i = 0
+            while i < bytes.count { // <- index-out-of-range
+                slots[i] = bytes[i]
+                i += 1
+            }
+            return slots
+        }
+      `,
+      code`
+        import Foundation
+        func keep(_ text: String) -> [Character] {
+            var slots = Array<Character>(repeating: " ", count: 16)
+            var at = 0
+            for ch in text { // <- index-out-of-range
+                slots[at] = ch
+                at += 1
+            }
+            return slots
+        }
+      `,
+      code`
+        import Foundation
+        func keep(_ values: [Int]) -> [Int] {
+            var slots = [Int](repeating: 0, count: 8)
+            for i in values.indices { // <- index-out-of-range
+                slots[i] = values[i]
+            }
+            for i in stride(from: 0, to: values.count, by: 1) {
+                slots[i] = values[i]
+            }
+            for i in 0...values.count - 1 {
+                slots[i] = values[i]
+            }
+            return slots
+        }
+      `,
+      code`
+        import Foundation
         let argv = CommandLine.arguments
         let target = argv[1] // <- index-out-of-range
         print("Deploying \(target)")
@@ -166,6 +217,37 @@ export const swiftCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        import Foundation
+        func head(_ text: String) -> [Character] {
+            var out: [Character] = Array(repeating: " ", count: 10)
+            let n = min(text.count, 10)
+            for i in 0..<n {
+                out[i] = text[text.index(text.startIndex, offsetBy: i)]
+            }
+            return out
+        }
+      `,
+      code`
+        import Foundation
+        func keep(_ text: String) -> [Character] {
+            var slots = Array<Character>(repeating: " ", count: 16)
+            var at = 0
+            for ch in text {
+                if at >= slots.count { break }
+                slots[at] = ch
+                at += 1
+            }
+            var i = 0
+            let bytes = Array(text.utf8)
+            guard bytes.count <= slots.count else { return slots }
+            while i < bytes.count {
+                slots[i] = Character(UnicodeScalar(bytes[i]))
+                i += 1
+            }
+            return slots
+        }
+      `,
       code`
         import Foundation
         let argv = CommandLine.arguments
@@ -463,6 +545,17 @@ export const swiftCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        import Foundation
+        func zeroed(_ data: Data) -> UnsafeMutableBufferPointer<UInt8> {
+            let buffer = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: data.count)
+            buffer.initialize(repeating: 0)
+            let raw = UnsafeMutablePointer<UInt8>.allocate(capacity: data.count)
+            raw.initialize(to: 0, count: data.count)
+            raw.deallocate()
+            return buffer
+        }
+      `,
       code`
         import Foundation
         func store(_ data: Data) -> UnsafeMutableBufferPointer<UInt8>? {
@@ -1011,6 +1104,56 @@ export const swiftCases: Case[] = [
             guard data.count >= header.count else { return }
             data.copyBytes(to: &header, count: header.count)
             print(buffer.count, header[0])
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/webview-injection",
+    bad: [
+      code`
+        import WebKit
+        func greet(_ web: WKWebView, _ name: String) {
+            web.loadHTMLString("<h1>Hello \(name)</h1>", baseURL: nil) // <- webview-injection
+        }
+      `,
+      code`
+        import WebKit
+        func rename(_ web: WKWebView, _ title: String) {
+            let script = "document.title = '" + title + "'"
+            web.evaluateJavaScript(script, completionHandler: nil) // <- webview-injection
+        }
+      `,
+    ],
+    good: [
+      code`
+        import WebKit
+        func greet(_ web: WKWebView, _ name: String) {
+            web.loadHTMLString("<h1>Hello</h1>", baseURL: nil)
+            web.evaluateJavaScript("render()", completionHandler: nil)
+            let label = UILabel()
+            label.text = name
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/predicate-injection",
+    bad: [
+      code`
+        import Foundation
+        func people(named name: String, in list: [NSDictionary]) -> [NSDictionary] {
+            let match = NSPredicate(format: "name == '\(name)'") // <- predicate-injection
+            return list.filter { match.evaluate(with: $0) }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import Foundation
+        func people(named name: String, in list: [NSDictionary]) -> [NSDictionary] {
+            let match = NSPredicate(format: "name == %@", name)
+            return list.filter { match.evaluate(with: $0) }
         }
       `,
     ],

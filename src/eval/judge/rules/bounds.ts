@@ -470,18 +470,21 @@ export function copyPastEnd(src: Source): BoundsFinding[] {
   const loops: { index: string; other: string; body: [number, number]; at: number }[] = [];
   const lengthExpr =
     /^(?:([A-Za-z_]\w*)\s*\.\s*(?:length\s*(?:\(\s*\))?|size\s*\(\s*\)|count|utf8\s*\.\s*count)|len\s*\(\s*([A-Za-z_]\w*)\s*\)|(?:std::)?strlen\s*\(\s*([A-Za-z_]\w*)\s*\))$/;
+  const pushBraced = (mm: RegExpMatchArray, index: string, other: string) => {
+    const open = mm.index! + mm[0].length - 1;
+    loops.push({ index, other, body: [open, matchBracket(src, open)], at: mm.index! });
+  };
   if (src.lang === "swift") {
-    for (const mm of m.matchAll(/\bfor\s+([A-Za-z_]\w*)\s+in\s+0\s*\.\.<\s*([^{]+?)\s*\{/g)) {
-      const e = lengthExpr.exec(mm[2]!.trim());
-      if (!e) continue;
-      const open = mm.index + mm[0].length - 1;
-      loops.push({
-        index: mm[1]!,
-        other: (e[1] ?? e[2] ?? e[3])!,
-        body: [open, matchBracket(src, open)],
-        at: mm.index,
-      });
+    // for i in 0..<n, for i in 0...n - 1, for i in stride(from: 0, to: n, by: 1), while i < n: n a length.
+    for (const mm of m.matchAll(
+      /\bfor\s+([A-Za-z_]\w*)\s+in\s+(?:0\s*\.\.<\s*([^{]+?)|0\s*\.\.\.\s*\(?\s*([^{]+?)\s*-\s*1\s*\)?|stride\s*\(\s*from\s*:\s*0\s*,\s*to\s*:\s*([^,{]+?)\s*,\s*by\s*:\s*1\s*\))\s*\{|\bwhile\s+([A-Za-z_]\w*)\s*<\s*([^{]+?)\s*\{/g,
+    )) {
+      const e = lengthExpr.exec((mm[2] ?? mm[3] ?? mm[4] ?? mm[6])!.trim());
+      if (e) pushBraced(mm, (mm[1] ?? mm[5])!, (e[1] ?? e[2] ?? e[3])!);
     }
+    // for i in other.indices
+    for (const mm of m.matchAll(/\bfor\s+([A-Za-z_]\w*)\s+in\s+([A-Za-z_]\w*)\s*\.\s*indices\s*\{/g))
+      pushBraced(mm, mm[1]!, mm[2]!);
   } else {
     const re =
       src.lang === "go"
@@ -497,6 +500,27 @@ export function copyPastEnd(src: Source): BoundsFinding[] {
       loops.push({ index: mm[1]!, other: (e[1] ?? e[2] ?? e[3])!, body: [bodyStart, bodyEnd], at: mm.index });
     }
   }
+  // Go's while form: `for i < len(other) {`.
+  if (src.lang === "go")
+    for (const mm of m.matchAll(/\bfor\s+([A-Za-z_]\w*)\s*<\s*([^;{]+?)\s*\{/g)) {
+      const e = lengthExpr.exec(mm[2]!.trim());
+      if (e) pushBraced(mm, mm[1]!, (e[1] ?? e[2] ?? e[3])!);
+    }
+  // A counter stepped once per element: `for ch in other { a[pos] = ch; pos += 1 }`, `for _, b := range other
+  // { a[n] = b; n++ }`.
+  const elementRe =
+    src.lang === "swift"
+      ? /\bfor\s+[A-Za-z_]\w*\s+in\s+([A-Za-z_]\w*)(?:\s*\.\s*(?:utf8|utf16|unicodeScalars))?\s*\{/g
+      : src.lang === "go"
+        ? /\bfor\s+_\s*,\s*\w+\s*:=\s*range\s+([A-Za-z_]\w*)\s*\{/g
+        : null;
+  if (elementRe)
+    for (const mm of m.matchAll(elementRe)) {
+      const open = mm.index + mm[0].length - 1;
+      const body = m.slice(open, matchBracket(src, open));
+      const step = /(?<![\w.])([A-Za-z_]\w*)\s*(?:\+=\s*1\b|\+\+)/.exec(body);
+      if (step) pushBraced(mm, step[1]!, mm[1]!);
+    }
   // for (i, x) in other.enumerated() { a[i] = x }   /   for i, x := range other { a[i] = x }
   const enumRe =
     src.lang === "swift"

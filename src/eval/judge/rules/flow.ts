@@ -307,7 +307,9 @@ function findAssignments(src: Source): Assignment[] {
         mm[4]!,
       );
     }
-    for (const mm of m.matchAll(/\b(?:let|var)\s+([A-Za-z_]\w*)\s*:\s*([^=\n{]+?)\s*$/gm)) typedDecl(mm);
+    // Also one-line type bodies: `class Node { var next: Node?; var value = 0 }`.
+    for (const mm of m.matchAll(/\b(?:let|var)\s+([A-Za-z_]\w*)\s*:\s*([^=\n{};]+?)\s*(?:$|(?=[;}]))/gm))
+      typedDecl(mm);
     for (const mm of m.matchAll(/\bfor\s+(?:\(\s*\w+\s*,\s*)?([A-Za-z_]\w*)\)?\s+in\s+/g))
       push(mm[1]!, mm.index + mm[0].indexOf(mm[1]!), mm.index + mm[0].length, true, "", "in");
   } else {

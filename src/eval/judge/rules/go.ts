@@ -980,6 +980,18 @@ const xss = defineRule(
           ),
         );
     }
+    // template.HTML(x) / template.JS(x) / template.URL(x) mark request data as safe: html/template skips escaping it.
+    for (const m of src.matches(/\btemplate\s*\.\s*(HTML|HTMLAttr|JS|JSStr|URL|CSS|Srcset)\s*\(/g)) {
+      const arg = src.callArgs(src.masked.indexOf("(", m.index))[0];
+      if (arg && taint.range(arg.start, arg.end))
+        out.push(
+          src.finding(
+            rule,
+            m.index,
+            `request data converted to template.${m[1]} is trusted as markup and not escaped; pass it as a plain string`,
+          ),
+        );
+    }
     // text/template does not escape HTML: request data executed into the response is reflected as markup.
     if (/"text\/template"/.test(src.text) && !/"html\/template"/.test(src.text))
       for (const m of src.matches(new RegExp(`\\.\\s*Execute(?:Template)?\\s*\\(\\s*(?:${w})\\s*,`, "g"))) {

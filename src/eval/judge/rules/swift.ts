@@ -331,6 +331,15 @@ const unsafeCopy = defineRule(
         m.slice(Math.max(0, mm.index - 60), mm.index),
       )?.[1];
       const destName = dest && /^\w+/.exec(dest)?.[0];
+      // The receiver was allocated with exactly this count: `let b = ....allocate(capacity: n)`, `b.initialize(to: 0, count: n)`.
+      const allocatedFor = (name: string | undefined) =>
+        !!name &&
+        new RegExp(
+          `\\b${identRe(name).source}\\s*(?::[^=\\n]*)?=\\s*Unsafe\\w*\\s*(?:<[^<>]*>)?\\s*\\.\\s*allocate\\s*\\(\\s*capacity\\s*:\\s*([^)]*)\\)`,
+        )
+          .exec(m)?.[1]
+          ?.trim() === count;
+      if (allocatedFor(receiver) || allocatedFor(destName)) continue;
       if (
         [destName, mm[1] === "copyBytes" ? undefined : receiver].some(
           (d) => d && new RegExp(`^${d}\\s*\\.\\s*(?:count|capacity)$`).test(count),
@@ -767,6 +776,18 @@ const indexOutOfRange = defineRule(
       /(?<![\w.])([A-Za-z_]\w*)\s*\.\s*index\s*\(\s*[^,()]+,\s*offsetBy\s*:\s*([^,()]+)\)/g,
     )) {
       const s = m[1]!;
+      // An index of one string used on another (`b.index(a.endIndex, offsetBy: i)`): not valid for it at all.
+      const base = /\(\s*([A-Za-z_]\w*)\s*\.\s*(?:startIndex|endIndex)\s*,/.exec(m[0]);
+      if (base && base[1] !== s && base[1] !== "self") {
+        out.push(
+          src.finding(
+            rule,
+            m.index,
+            `${s}.index(...) starts from an index of '${base[1]}', which is not an index of '${s}'`,
+          ),
+        );
+        continue;
+      }
       if (!taint.of(s) && !optionalNames(src).has(s)) continue;
       const fn = flowOf(src).functionAt(m.index);
       const before = src.masked.slice(fn ? fn.bodyStart : 0, m.index);
@@ -774,6 +795,26 @@ const indexOutOfRange = defineRule(
         new RegExp(
           `${identRe(s).source}\\s*\\.\\s*count\\s*[<>]=?|[<>]=?\\s*${identRe(s).source}\\s*\\.\\s*count`,
         ).test(before)
+      )
+        continue;
+      // The offset is a loop index bounded by a value made from the string's length (`min(s.count, 10)`).
+      const offset = m[2]!.trim();
+      const fromStart = new RegExp(`\\(\\s*${identRe(s).source}\\s*\\.\\s*startIndex\\s*,`).test(m[0]);
+      const loop =
+        fromStart && /^[A-Za-z_]\w*$/.test(offset)
+          ? new RegExp(
+              `\\bfor\\s+${identRe(offset).source}\\s+in\\s+0\\s*\\.\\.<\\s*([A-Za-z_]\\w*)\\s*\\{`,
+            ).exec(before)
+          : null;
+      if (
+        loop &&
+        flowOf(src)
+          .assignmentsTo(loop[1]!)
+          .some((a) =>
+            new RegExp(`${identRe(s).source}\\s*\\.\\s*count\\b`).test(
+              src.masked.slice(a.rhsStart, a.rhsEnd),
+            ),
+          )
       )
         continue;
       out.push(
@@ -1235,6 +1276,75 @@ const divideByZero = divideByZeroRule("swift", ENTRY);
 
 const unboundedAllocation = unboundedAllocationRule("swift", EXTERNAL);
 
+const webInjection = defineRule(
+  {
+    id: "swift/webview-injection",
+    cwe: "CWE-79",
+    language: "swift",
+    title: "Input built into HTML loaded in a web view, or into JavaScript it evaluates",
+    severity: "high",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const taint = taintOf(src, ENTRY);
+    for (const m of src.matches(
+      /\.\s*(loadHTMLString|evaluateJavaScript|stringByEvaluatingJavaScript)\s*\(/g,
+    )) {
+      const arg = src.callArgs(src.masked.indexOf("(", m.index))[0];
+      if (!arg) continue;
+      const value = {
+        start: arg.start + (/^from\s*:/.test(arg.masked) ? arg.masked.indexOf(":") + 1 : 0),
+        end: arg.end,
+      };
+      if (src.isLiteral(value) || !taint.range(value.start, value.end)) continue;
+      if (
+        /\b(?:escap\w*|sanitiz\w*|encodeHTML\w*|addingPercentEncoding)\s*\(/i.test(
+          src.text.slice(value.start, value.end),
+        )
+      )
+        continue;
+      out.push(
+        src.finding(
+          rule,
+          m.index,
+          m[1] === "loadHTMLString"
+            ? "input is built into HTML the web view renders (script injection); escape it or pass it as data"
+            : "input is built into JavaScript the web view runs; pass it as a JSON-encoded argument instead",
+        ),
+      );
+    }
+    return out;
+  },
+);
+
+const predicateInjection = defineRule(
+  {
+    id: "swift/predicate-injection",
+    cwe: "CWE-943",
+    language: "swift",
+    title: "NSPredicate format built from input (query injection)",
+    severity: "high",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const taint = taintOf(src, ENTRY);
+    for (const m of src.matches(/\bNSPredicate\s*\(\s*format\s*:/g)) {
+      const arg = src.callArgs(src.masked.indexOf("(", m.index))[0];
+      if (!arg) continue;
+      const fmt = { start: arg.start + arg.masked.indexOf(":") + 1, end: arg.end };
+      if (src.isLiteral(fmt) || !taint.range(fmt.start, fmt.end)) continue;
+      out.push(
+        src.finding(
+          rule,
+          m.index,
+          "input is part of the predicate's format; use a literal format with %@ arguments",
+        ),
+      );
+    }
+    return out;
+  },
+);
+
 export const swiftRules: Rule[] = [
   forceUnwrap,
   optionalDereference,
@@ -1261,4 +1371,6 @@ export const swiftRules: Rule[] = [
   divideByZero,
   unboundedAllocation,
   unboundedGrowth,
+  webInjection,
+  predicateInjection,
 ];
