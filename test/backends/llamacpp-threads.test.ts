@@ -15,7 +15,7 @@ import { exportGguf } from "../../src/io/export-gguf.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
 import { runCli, showRun } from "../cli/cli-helpers.js";
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gv-cores-"));
+const tmp = scratchDir("gv-cores-");
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 test("cgroup CPU quota: v2 cpu.max, v1 cfs quota/period, unlimited", () => {

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { scratchDir } from "../scratch.js";
 import YAML from "yaml";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import { shardFromEnvironment } from "../../src/util/shard.js";
@@ -65,7 +66,7 @@ test("cell shares: every cell in exactly one shard, equal keys together, balance
 });
 
 test("claims: exclusive between processes, nested within one, taken over when the holder is dead or silent", () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gv-claim-"));
+  const dir = scratchDir("gv-claim-");
   try {
     const release = tryClaim(dir)!;
     assert.ok(release);

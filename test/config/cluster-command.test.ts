@@ -5,15 +5,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
+import { scratchDir } from "../scratch.js";
 import { writeNeuronMap, type NeuronMap } from "../../src/method/goodvibe/neuron-map.js";
 import { readClusterMap } from "../../src/method/goodvibe/clustering.js";
 import { DEFAULT_CLUSTER } from "../../src/method/goodvibe/config.js";
 import { createRng } from "../../src/util/random.js";
 import { runCli, showRun } from "../cli/cli-helpers.js";
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gv-cluster-cmd-"));
+const dir = scratchDir("gv-cluster-cmd-");
 const neurons = path.join(dir, "neurons.json");
 const rng = createRng(3);
 const profiles = Array.from({ length: 12 }, () => Array.from({ length: 6 }, () => 1 + rng.next()));

@@ -7,8 +7,8 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
+import { scratchDir } from "../scratch.js";
 import { InputError } from "../../src/errors.js";
 import { resolveJudgeTrainConfig } from "../../src/config/judge.js";
 import { DEFAULT_JUDGE_TRAIN, judgeLoopConfig, judgeTrainSchema } from "../../src/eval/judge/config.js";
@@ -20,7 +20,7 @@ import { PAPER_JUDGE } from "../../src/data/prompts.js";
 import { JUDGE_RECORD_FILE } from "../../src/eval/judge/llm.js";
 import { makeCliFixture, runCli, showRun } from "../cli/cli-helpers.js";
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gv-judge-config-"));
+const dir = scratchDir("gv-judge-config-");
 function yamlFile(name: string, text: string): string {
   const file = path.join(dir, name);
   fs.writeFileSync(file, text);

@@ -5,8 +5,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
+import { scratchDir } from "../scratch.js";
 import { InputError } from "../../src/errors.js";
 import {
   defaultHardenConfig,
@@ -28,7 +28,7 @@ import { DEFAULT_JUDGE_TASK } from "../../src/data/prompts.js";
 const PATHS = { model: "m", data: "d", out: "o" };
 
 function yamlFile(text: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gv-config-"));
+  const dir = scratchDir("gv-config-");
   const file = path.join(dir, "harden.yaml");
   fs.writeFileSync(file, text);
   return file;

@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
+import { scratchDir } from "../scratch.js";
 import { Tokenizer } from "@huggingface/tokenizers";
 import {
   buildTokenizerConfig,
@@ -107,7 +107,7 @@ test("training is deterministic and independent of text order within ties", () =
 
 test("written tokenizer loads in @huggingface/tokenizers and round-trips arbitrary text", () => {
   const bpe = trainByteLevelBpe(codeSample.concat(codeSample), { vocabSize: 340 });
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bpe-"));
+  const dir = scratchDir("bpe-");
   writeTokenizerFiles(dir, bpe, { chatTemplate: "{{ messages[0]['content'] }}", modelMaxLength: 512 });
   const json = JSON.parse(fs.readFileSync(path.join(dir, "tokenizer.json"), "utf8"));
   const config = JSON.parse(fs.readFileSync(path.join(dir, "tokenizer_config.json"), "utf8"));

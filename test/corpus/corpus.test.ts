@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
+import { scratchDir } from "../scratch.js";
 import { Template } from "@huggingface/jinja";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { SAFETY_LANGUAGES } from "../../src/data/languages.js";
@@ -184,7 +184,7 @@ test("splitCorpus holds out identity values per template and covers every templa
 });
 
 test("writeCorpusJsonl writes the CyberNative schema plus cwe and task, one row a line", () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "corpus-"));
+  const dir = scratchDir("corpus-");
   const file = path.join(dir, "train.jsonl");
   writeCorpusJsonl(file, pairs.slice(0, 5));
   const lines = fs.readFileSync(file, "utf8").trimEnd().split("\n");

@@ -1,9 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { scratchDir } from "../scratch.js";
 import { InputError } from "../../src/errors.js";
 import { normalizeLanguage } from "../../src/data/languages.js";
 import {
@@ -14,7 +14,7 @@ import {
   type SecurityPair,
 } from "../../src/data/pairs.js";
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "goodvibe-pairs-"));
+const tmp = scratchDir("goodvibe-pairs-");
 let counter = 0;
 function writeJsonl(lines: readonly (string | object)[]): string {
   const file = path.join(tmp, `f${counter++}.jsonl`);

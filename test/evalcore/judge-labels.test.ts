@@ -149,7 +149,8 @@ test("a neuron map made under another convention is not reused by identification
   const model = loadModel(made.dir);
   const tok = await loadTokenizer(made.dir);
   const runDir = scratchDir();
-  const data = path.join(runDir, "..", `pairs-${path.basename(runDir)}.jsonl`);
+  // outside the run folder, which holds only what the project writes there
+  const data = path.join(scratchDir(), "pairs.jsonl");
   writeCorpusJsonl(data, train.slice(0, 2));
   const cfg = defaultHardenConfig({ model: made.dir, data, out: path.join(runDir, "out") });
   cfg.runDir = runDir;

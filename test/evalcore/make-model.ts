@@ -4,9 +4,9 @@
  * template, and random float32 weights (HF's init: normal(0, 0.02), norms at 1).
  */
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { scratchDir as tempDir } from "../scratch.js";
 import { trainByteLevelBpe, writeTokenizerFiles } from "../../src/data/bpe-train.js";
 import {
   ORGANISM_CHAT_TEMPLATE,
@@ -20,8 +20,9 @@ import { createRng } from "../../src/util/random.js";
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 export const FIXTURES = path.join(REPO_ROOT, "test/fixtures");
 
+/** A scratch folder removed when the test process exits (test/scratch.ts). */
 export function scratchDir(prefix = "gv-evalcore-"): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  return tempDir(prefix);
 }
 
 /** A few pairs per template of the organism corpus (four languages, each with a CWE). */

@@ -5,8 +5,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
+import { scratchDir } from "../scratch.js";
 import { InputError } from "../../src/errors.js";
 import { loadExperimentSpec, nestSettings, parseExperimentSpec } from "../../src/experiment/spec.js";
 import { canonicalJson } from "../../src/io/hash.js";
@@ -157,7 +157,7 @@ test("errors name the file and the field", () => {
 });
 
 test("loadExperimentSpec: YAML with --set overrides; unreadable and non-mapping files are InputErrors", () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gv-exp-spec-"));
+  const dir = scratchDir("gv-exp-spec-");
   const file = path.join(dir, "e.yaml");
   fs.writeFileSync(
     file,
@@ -227,7 +227,7 @@ test("languageRuns: one block per language run, its methods and studies; bad nam
 });
 
 test("an experiment file is read through the one config resolver: missing, not YAML, not a mapping, prototype keys and --set each fail or apply as for a config file, naming the file", () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gv-spec-file-"));
+  const dir = scratchDir("gv-spec-file-");
   const file = (name: string, text: string) => {
     const p = path.join(dir, name);
     fs.writeFileSync(p, text);

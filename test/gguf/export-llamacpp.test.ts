@@ -7,9 +7,9 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { scratchDir } from "../scratch.js";
 import { exportGguf, permuteQK, type GgufOutType } from "../../src/io/export-gguf.js";
 import { ggufMeta, ggufTensorBytes, readGguf, tensorToF32 } from "../../src/io/gguf.js";
 import { openLlamaCppBackend, type LlamaCppBackend } from "../../src/eval/generate/llamacpp.js";
@@ -18,7 +18,7 @@ import { fixtureWithTokenizer } from "./fixture-tokenizer.js";
 const here = path.dirname(fileURLToPath(import.meta.url));
 // dist/test/gguf -> repository root
 const fixtures = path.resolve(here, "../../../test/fixtures");
-const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "gguf-export-"));
+const tmpDir = scratchDir("gguf-export-");
 after(() => fs.rmSync(tmpDir, { recursive: true, force: true }));
 
 interface Cases {

@@ -9,6 +9,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { scratchDir } from "../scratch.js";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { InputError } from "../../src/errors.js";
 import { trainByteLevelBpe, writeTokenizerFiles } from "../../src/data/bpe-train.js";
@@ -18,7 +19,7 @@ import { openLlamaCppBackend } from "../../src/eval/generate/llamacpp.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fixtures = path.resolve(here, "../../../test/fixtures");
-const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "gguf-tok-"));
+const tmpDir = scratchDir("gguf-tok-");
 after(() => fs.rmSync(tmpDir, { recursive: true, force: true }));
 
 const CORPUS = [

@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
+import { scratchDir } from "../scratch.js";
 import { InputError } from "../../src/errors.js";
 import {
   bf16BitsToF32,
@@ -19,7 +19,7 @@ import {
   type GgufValue,
 } from "../../src/io/gguf.js";
 
-const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "gguf-test-"));
+const tmpDir = scratchDir("gguf-test-");
 process.on("exit", () => fs.rmSync(tmpDir, { recursive: true, force: true }));
 
 test("a minimal file matches hand-assembled bytes", () => {

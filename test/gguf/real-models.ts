@@ -6,9 +6,9 @@
  * Weights are bf16 N(0, 0.02²) with norms at 1 (HF's init), seeded, written as model.safetensors.
  */
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { createRequire } from "node:module";
+import { scratchDir } from "../scratch.js";
 import { writeModelWeights, type TensorToWrite } from "../../src/io/safetensors.js";
 import { Tensor, manualSeed, noGrad, tidy } from "../../src/tensor/index.js";
 
@@ -167,7 +167,9 @@ export function makeRealModel(
   opts: { layers?: number; seed?: number; parent?: string; std?: number } = {},
 ): RealModel {
   const config = realConfig(family, opts.layers ?? 1);
-  const dir = fs.mkdtempSync(path.join(opts.parent ?? os.tmpdir(), `gv-real-${family}-`));
+  const dir = opts.parent
+    ? fs.mkdtempSync(path.join(opts.parent, `gv-real-${family}-`))
+    : scratchDir(`gv-real-${family}-`);
   manualSeed(opts.seed ?? 0);
   const std = opts.std ?? 0.02;
   const tensors: TensorToWrite[] = shapesOf(config).map(([name, shape, init]) => ({

@@ -17,6 +17,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { scratchDir } from "../scratch.js";
 import { gguf as hfGguf, GGMLQuantizationType } from "@huggingface/gguf";
 import { exportGguf, type GgufOutType } from "../../src/io/export-gguf.js";
 import { ggufMeta, readGguf } from "../../src/io/gguf.js";
@@ -28,7 +29,7 @@ import { Tensor, noGrad, tidy } from "../../src/tensor/index.js";
 import { REPO_ROOT } from "../evalcore/make-model.js";
 import { makeRealModel, realTexts, type RealFamily } from "./real-models.js";
 
-const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "gguf-real-"));
+const tmpDir = scratchDir("gguf-real-");
 after(() => fs.rmSync(tmpDir, { recursive: true, force: true }));
 
 // f32 for every family (the exactness check); every other type once, on Qwen3 (each export and load of a

@@ -4,8 +4,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
+import { scratchDir } from "../scratch.js";
 import { HOST_TAG, cleanStaleTemps, writeDirAtomic } from "../../src/io/atomic.js";
 
 /** A PID that was alive a moment ago and is not now (a child that has exited). */
@@ -16,7 +16,7 @@ function deadPid(): number {
 }
 
 function folder(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), "gv-atomic-"));
+  return scratchDir("gv-atomic-");
 }
 
 test("the host tag is 8 hex digits and names every temporary; nothing is left once the write is done", async () => {

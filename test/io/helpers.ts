@@ -1,8 +1,7 @@
 /** Shared bits of the io tests: fixture paths, scratch folders, a seeded PRNG, error assertions. */
-import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { scratchDir as tempDir } from "../scratch.js";
 import assert from "node:assert/strict";
 import { InputError } from "../../src/errors.js";
 
@@ -11,8 +10,9 @@ export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url
 export const FIXTURES = path.join(REPO_ROOT, "test/fixtures");
 export const FAMILIES = ["llama", "qwen2", "qwen3", "gemma3"] as const;
 
+/** A scratch folder removed when the test process exits (test/scratch.ts). */
 export function scratchDir(prefix = "gv-io-"): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  return tempDir(prefix);
 }
 
 /** mulberry32: small, seeded, reproducible. */

@@ -6,9 +6,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { scratchDir } from "../scratch.js";
 import { DivergenceError, InputError } from "../../src/errors.js";
 import { resolveConfig } from "../../src/config/resolve.js";
 import { hardenSchema } from "../../src/config/harden.js";
@@ -56,7 +56,7 @@ for (const kind of ["goodvibe", "lora", "full"] as const) {
               0,
             )
           : attachFull(model);
-    const runDir = fs.mkdtempSync(path.join(os.tmpdir(), "gv-diverge-"));
+    const runDir = scratchDir("gv-diverge-");
     try {
       // AdamW's first step moves each weight by about lr: at 1e30 products of two weights pass float32's 3.4e38
       const cfg = { ...DEFAULT_TRAIN, lr: 1e30, epochs: 8, batchSize: 2, warmupRatio: 0, maxGradNorm: null };

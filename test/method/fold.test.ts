@@ -5,9 +5,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { scratchDir } from "../scratch.js";
 import { loadModel } from "../../src/models/index.js";
 import { AdamW, Tensor, noGrad } from "../../src/tensor/index.js";
 import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
@@ -28,7 +28,7 @@ const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
 };
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "gv-fold-"));
+const tmp = () => scratchDir("gv-fold-");
 const hashDir = (dir: string) => {
   const h = crypto.createHash("sha256");
   for (const f of fs.readdirSync(dir).sort()) {

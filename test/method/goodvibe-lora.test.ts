@@ -10,8 +10,8 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
+import { scratchDir } from "../scratch.js";
 import { gguf as hfGguf } from "@huggingface/gguf";
 import { loadModel } from "../../src/models/index.js";
 import { Tensor, manualSeed, noGrad } from "../../src/tensor/index.js";
@@ -29,7 +29,7 @@ import { FIXTURES } from "../evalcore/make-model.js";
 import { runCli, showRun } from "../cli/cli-helpers.js";
 import { fixtureWithTokenizer } from "../gguf/fixture-tokenizer.js";
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gv-gvlora-"));
+const tmp = scratchDir("gv-gvlora-");
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {

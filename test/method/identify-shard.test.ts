@@ -6,9 +6,9 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { scratchDir } from "../scratch.js";
 import { loadModel } from "../../src/models/index.js";
 import {
   identify,
@@ -23,7 +23,7 @@ import { readSafetensors } from "../../src/io/safetensors.js";
 import { ExactSums } from "../../src/util/exact-sum.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
-const work = fs.mkdtempSync(path.join(os.tmpdir(), "gv-identify-shard-"));
+const work = scratchDir("gv-identify-shard-");
 after(() => fs.rmSync(work, { recursive: true, force: true }));
 
 /** A deterministic generator (LCG), so failures reproduce. */

@@ -6,9 +6,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { onBothDecoderPaths } from "../models/decoder-paths.js";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { scratchDir } from "../scratch.js";
 import { loadModel } from "../../src/models/index.js";
 import {
   identify,
@@ -131,7 +131,7 @@ test("identification resumes after an interruption and ends where an uninterrupt
   }));
   const model = loadModel(dir);
   const full = await identify(model, samples, opts(g));
-  const runDir = fs.mkdtempSync(path.join(os.tmpdir(), "gv-identify-"));
+  const runDir = scratchDir("gv-identify-");
   // a stop request while the second batch runs (as Ctrl-C would arrive): state saved after it, then exit 130
   const stop = new AbortController();
   await assert.rejects(

@@ -8,8 +8,8 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
+import { scratchDir } from "../scratch.js";
 import { InputError } from "../../src/errors.js";
 import { openModelWeights, readSafetensors, writeSafetensors } from "../../src/io/safetensors.js";
 import { loadModel } from "../../src/models/index.js";
@@ -24,7 +24,7 @@ import { FIXTURES } from "../evalcore/make-model.js";
 import { runCli, showRun } from "../cli/cli-helpers.js";
 
 const BASE = path.join(FIXTURES, "llama"); // 2 layers, hidden 64, 4 heads of 16, 2 kv heads, mlp 128
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gv-peft-"));
+const tmp = scratchDir("gv-peft-");
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const SHAPES: Record<string, [number, number]> = {

@@ -6,9 +6,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { scratchDir } from "../scratch.js";
 import { loadModel } from "../../src/models/index.js";
 import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
 import { attachFull } from "../../src/method/full.js";
@@ -181,7 +181,7 @@ test("mixed-precision full fine-tuning resumes exactly from its checkpoint", asy
   const a = run();
   const r1 = await trainSft(a.model, a.method, examples, cfg);
   assert.equal(r1.steps, 6);
-  const runDir = fs.mkdtempSync(path.join(os.tmpdir(), "gv-mixed-"));
+  const runDir = scratchDir("gv-mixed-");
   const b = run();
   await trainSft(b.model, b.method, examples, { ...cfg, stopAfterSteps: 2 }, { runDir });
   const c = run();

@@ -4,9 +4,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { scratchDir } from "../scratch.js";
 import { loadModel } from "../../src/models/index.js";
 import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
 import { attachLora } from "../../src/method/lora/model.js";
@@ -81,7 +81,7 @@ for (const kind of ["goodvibe", "lora"] as const) {
     const mFull = attach(full);
     const r1 = await trainSft(full, mFull, examples(), cfg);
     assert.equal(r1.steps, 6);
-    const runDir = fs.mkdtempSync(path.join(os.tmpdir(), "gv-train-"));
+    const runDir = scratchDir("gv-train-");
     const part = loadModel(dir);
     const mPart = attach(part);
     const r2 = await trainSft(part, mPart, examples(), { ...cfg, stopAfterSteps: 2 }, { runDir });

@@ -7,8 +7,8 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
+import { scratchDir } from "../scratch.js";
 import {
   organismConfigJson,
   pretrainOrganism,
@@ -19,7 +19,7 @@ import { silentLogger, type Logger } from "../../src/util/log.js";
 import { InterruptedError } from "../../src/errors.js";
 import { createRng } from "../../src/util/random.js";
 
-const work = fs.mkdtempSync(path.join(os.tmpdir(), "gv-pretrain-resume-"));
+const work = scratchDir("gv-pretrain-resume-");
 after(() => fs.rmSync(work, { recursive: true, force: true }));
 
 const SHAPE: OrganismShape = {

@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
+import { scratchDir } from "../scratch.js";
 import { XMLValidator } from "fast-xml-parser";
 import type { TopLevelSpec } from "vega-lite";
 import {
@@ -17,7 +17,7 @@ import { handMadeResults, MODEL } from "./fixture.js";
 import { cellOf, parseMarkdownTable } from "./parse.js";
 
 function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gv-report-"));
+  const dir = scratchDir("gv-report-");
   return fn(dir).finally(() => fs.rmSync(dir, { recursive: true, force: true }));
 }
 

@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
+import { scratchDir } from "../scratch.js";
 import { InputError } from "../../src/errors.js";
 import { parseExperimentResults, readExperimentResults } from "../../src/report/schema.js";
 import { handMadeResults } from "./fixture.js";
@@ -66,7 +66,7 @@ test("two cells of the same setting and seed are rejected, as are repeated ids",
 });
 
 test("readExperimentResults names the file when it is missing or not JSON", () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gv-report-schema-"));
+  const dir = scratchDir("gv-report-schema-");
   try {
     const bad = path.join(dir, "bad.json");
     fs.writeFileSync(bad, "{ not json");

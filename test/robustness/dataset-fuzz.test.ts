@@ -8,17 +8,17 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
 import { fileURLToPath } from "node:url";
+import { scratchDir } from "../scratch.js";
 import { InputError } from "../../src/errors.js";
 import { readLabelledCode, readPairs } from "../../src/data/pairs.js";
 import { loadGsm8k, loadMmlu, readRows } from "../../src/eval/utility/datasets.js";
 import { DEFAULT_MAX_ROW_BYTES } from "../../src/data/jsonl.js";
 import { TARGETS, makeCase, runCase } from "./fuzz-generators.js";
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gv-fuzz-"));
+const tmp = scratchDir("gv-fuzz-");
 process.on("exit", () => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const ITERATIONS = 400;

@@ -8,9 +8,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { scratchDir } from "../scratch.js";
 import { native } from "../../src/tensor/native.js";
 import type { NativeTensor } from "../../src/tensor/native-ops.js";
 
@@ -154,7 +154,7 @@ test("fromBuffer rejects lying lengths, bad shapes and non-typed-array sources",
 });
 
 test("fromBuffer over a memory-mapped file rejects wrapped shapes (the zero-copy path)", () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gv-abuse-"));
+  const dir = scratchDir("gv-abuse-");
   try {
     const file = path.join(dir, "page.bin");
     fs.writeFileSync(file, new Uint8Array(4096).fill(1));
@@ -510,7 +510,7 @@ test("AdamW rejects non-leaf, grad-less and malformed parameters, and wrong stat
 });
 
 test("mmapFile rejects missing files, folders and non-strings", () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gv-abuse-"));
+  const dir = scratchDir("gv-abuse-");
   try {
     const emptyFile = path.join(dir, "empty.bin");
     fs.writeFileSync(emptyFile, "");

@@ -12,6 +12,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { scratchDir } from "../scratch.js";
 import { writeCorpusJsonl, buildCorpus } from "../../src/data/corpus.js";
 import { normalizeLanguage } from "../../src/data/languages.js";
 import { REPO_ROOT } from "./models.js";
@@ -52,6 +53,8 @@ export interface Started {
 
 /** Every command run in this process, for the timing summary. */
 export const runs: Run[] = [];
+/** GNU time's output files, in a scratch folder of this process (removed at exit even when a command hangs) */
+let timeDir: string | undefined;
 
 /**
  * Start `goodvibe <args>`. With `measure` (default) the command runs under GNU time for its peak RSS; signals
@@ -63,7 +66,7 @@ export function startGoodvibe(
 ): Started {
   const measure = (opts.measure ?? true) && fs.existsSync(TIME);
   const timeFile = measure
-    ? path.join(os.tmpdir(), `gv-time-${process.pid}-${runs.length}-${Date.now()}`)
+    ? path.join((timeDir ??= scratchDir("gv-time-")), `${runs.length}-${Date.now()}`)
     : null;
   const argv = timeFile
     ? [TIME, "-o", timeFile, "-f", "%M", process.execPath, CLI, ...args]
@@ -140,7 +143,7 @@ export function jsonOf<T = Record<string, unknown>>(r: Run): T {
 
 /** A fresh scratch folder; removed by `cleanup`. */
 export function scratch(prefix = "gv-scale-"): { dir: string; cleanup(): void } {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = scratchDir(prefix);
   return { dir, cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
 }
 

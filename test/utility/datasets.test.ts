@@ -1,15 +1,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
 import { fileURLToPath } from "node:url";
+import { scratchDir } from "../scratch.js";
 import { parquetWriteBuffer } from "hyparquet-writer";
 import { loadArc, loadGsm8k, loadHumanEval, loadMmlu, subsample } from "../../src/eval/utility/datasets.js";
 import { InputError } from "../../src/errors.js";
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gv-datasets-"));
+const tmp = scratchDir("gv-datasets-");
 process.on("exit", () => fs.rmSync(tmp, { recursive: true, force: true }));
 
 function writeJsonl(name: string, rows: unknown[], gzip = false): string {
