@@ -16,7 +16,8 @@ REPO=$(pwd)
 CHROOT=${CHROOT:-/var/tmp/goodvibe-trixie}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SUITE=${SUITE:-trixie}
-PACKAGES="libtorch-dev nodejs libnode-dev build-essential python3 ca-certificates"
+# python3-torch (the same 2.6): the gemma3 training-step comparison below runs the fixture's recipe in PyTorch 2.6
+PACKAGES="libtorch-dev nodejs libnode-dev build-essential python3 ca-certificates python3-torch python3-numpy"
 TESTS=("$@")
 [ ${#TESTS[@]} -gt 0 ] || TESTS=(dist/test/tensor dist/test/models dist/test/method)
 
@@ -50,11 +51,10 @@ done
 cp /etc/resolv.conf "$CHROOT/etc/resolv.conf" 2>/dev/null || true
 in_chroot() { chroot "$CHROOT" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 "$@"; }
 
-if [ ! -f "$CHROOT/.goodvibe-ready" ]; then
+if ! in_chroot dpkg -s $PACKAGES >/dev/null 2>&1; then
   echo "== apt-get install $PACKAGES"
   in_chroot apt-get update
   in_chroot env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $PACKAGES
-  touch "$CHROOT/.goodvibe-ready"
 fi
 
 # ---------------------------------------------------------------- the working tree
@@ -76,5 +76,10 @@ in_chroot bash -euo pipefail -c "
   node scripts/build-native.mjs --force
   node node_modules/typescript/bin/tsc -p .
   node -e 'import(\"./dist/src/tensor/index.js\").then((t) => console.log(\"addon loads: libtorch\", t.torchVersion(), \"kernels:\", t.kernelMode()))'
+  # the gemma3 training steps the fixture tests check, in the addon and in PyTorch 2.6, each against the 1.13
+  # fixture and against each other (test/method/train_step.test.ts AFTER_NOISE_TOL)
+  node scripts/gemma3-train-step-addon.mjs no_cluster /tmp/gemma3-addon.json
+  python3 scripts/gemma3-train-step-torch.py test/fixtures/gemma3 --json /tmp/gemma3-torch.json >/dev/null
+  python3 scripts/gemma3-train-step-torch.py --compare /tmp/gemma3-addon.json /tmp/gemma3-torch.json test/fixtures/gemma3
   node --test --test-concurrency=1 ${TESTS[*]}
 "

@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadModel } from "../../src/models/index.js";
-import { AdamW, Tensor, noGrad } from "../../src/tensor/index.js";
+import { AdamW, Tensor, noGrad, torchVersion } from "../../src/tensor/index.js";
 import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
 import type { AttachedMethod } from "../../src/method/attached.js";
 import { attachLora } from "../../src/method/lora/model.js";
@@ -49,6 +49,21 @@ function maxAbsDiffWellConditioned(a: ArrayLike<number>, b: number[], refGrads: 
   return m;
 }
 const relClose = (a: number, b: number, rtol: number) => Math.abs(a - b) <= rtol * Math.abs(b);
+
+/**
+ * U's tolerance at a step after one with a noise-level reference gradient. That element's first update is
+ * lr·g/(|g| + eps), so its noise moves U by up to ~1e-3, and every later gradient with it; how far depends on the
+ * noise's value, i.e. on the kernels' rounding, i.e. on the libtorch version. The fixtures were made with PyTorch
+ * 1.13 (fixture README). Measured (2026-11-29, scripts/gemma3-train-step-torch.py, the fixture's gemma3 no_cluster
+ * recipe restated in PyTorch, 1 thread): the noise element model.layers.1.mlp.down_proj U[505] has gradient
+ * -6.92e-10 in the fixture, -2.34e-9 in PyTorch 1.13, -4.67e-9 in PyTorch 2.6 (Debian trixie's python3-torch), and
+ * model.layers.1.mlp.gate_proj U[121] (gradients -2.34e-5, 2.39e-6) then lands from the fixture by 2.86e-5 / 3.17e-5
+ * (steps 2 / 3) in PyTorch 1.13 but 5.76e-5 / 6.36e-5 in PyTorch 2.6 itself. The addon lands 3.02e-5 / 3.34e-5 from
+ * the fixture on libtorch 1.13 (1.6e-6 / 1.8e-6 from PyTorch 1.13) and 5.27e-5 / 5.82e-5 on libtorch 2.6 (4.9e-6 /
+ * 5.4e-6 from PyTorch 2.6; BENCHMARKS.md "CUDA"). So on a libtorch 2.x most of the distance is 2.x's own from a 1.13
+ * fixture, not ours: the bound is 1e-4 there, 5e-5 on 1.x.
+ */
+const AFTER_NOISE_TOL = /^1\./.test(torchVersion()) ? 5e-5 : 1e-4;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 function sftBatch(ts: any) {
@@ -118,7 +133,7 @@ onBothDecoderPaths(() => {
                 Object.values(st.grad_U).some((g) => flat(g).some((v) => Math.abs(v) < 1e-7)),
               );
           for (let s = 0; s < 3; s++) {
-            const tol = noisyBefore(s) ? 5e-5 : 1e-5;
+            const tol = noisyBefore(s) ? AFTER_NOISE_TOL : 1e-5;
             assert.ok(
               relClose(r.losses[s], ref.steps[s].loss, 1e-5),
               `step ${s + 1} loss ${r.losses[s]} vs ${ref.steps[s].loss}`,
