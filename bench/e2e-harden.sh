@@ -1,0 +1,81 @@
+#!/bin/bash
+# GoodVibe end to end, side by side: `goodvibe harden` (identification, clustering, 2 epochs of GoodVibe training,
+# fold) against the same pipeline in PyTorch (bench/torch_harden.py), on the same model folder (Qwen2.5-0.5B's
+# shape, random bf16 weights, the real Qwen tokenizer) and the same token ids (bench/e2e-inputs.ts dumps what the
+# recipe computes), in one run and one environment, A/B/A/B; then the agreement of the two and a table with the
+# extrapolation to one language of the paper's data (424 pairs: 848 identification samples, 2 epochs).
+#
+#   npx tsc -p . && bash bench/e2e-harden.sh
+#
+# Environment (the same for both sides; runs.log records it with the load at the start of every run):
+#   THREADS      libtorch threads on both sides (default 1: GOODVIBE_THREADS for ours, torch.set_num_threads)
+#   OPENBLAS_CORETYPE  exported once for both sides as bench/side-by-side.sh does: default SkylakeX on AVX-512
+#                CPUs (what the addon picks when it is unset); a value set in the environment is kept for both
+#   LAYERS       decoder layers of the 0.5B shape (default 24, the real model's)
+#   PAIRS        pairs of the sample (default 16: 32 identification samples, 16 training examples)
+#   E2E_LANG     language of the CyberNative train pairs (default c++); EPOCHS (2), MAXLEN train.maxLength (512)
+#   REPEATS      A/B pairs (default 2)
+#   OUT          results folder (default /tmp/goodvibe-bench/e2e-harden); the hardened folders are deleted after use
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/goodvibe-bench/e2e-harden}
+PY=/usr/bin/python3
+THREADS=${THREADS:-1}
+LAYERS=${LAYERS:-24}
+PAIRS=${PAIRS:-16}
+E2E_LANG=${E2E_LANG:-c++}
+EPOCHS=${EPOCHS:-2}
+MAXLEN=${MAXLEN:-512}
+REPEATS=${REPEATS:-2}
+DATA=../shared/data/cybernative/train.jsonl
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX; fi
+export GOODVIBE_THREADS=$THREADS
+if [ ! -f "$DATA" ]; then
+  echo "skipped: $DATA is not there"
+  exit 0
+fi
+mkdir -p "$OUT"
+SETS=(--set identify.maxPairs="$PAIRS" --set train.maxPairs="$PAIRS" --set train.epochs="$EPOCHS" --set train.maxLength="$MAXLEN")
+node dist/bench/e2e-inputs.js --layers "$LAYERS" --data "$DATA" --languages "$E2E_LANG" --json "$OUT/inputs.json" "${SETS[@]}"
+MODEL=/tmp/goodvibe-bench/e2e-L$LAYERS
+
+# Runs a command with stderr and stdout timestamped per line: "<epoch seconds> <CPU seconds of the process> line";
+# /usr/bin/time -v gives the peak RSS and the total wall and CPU time.
+timed() { # name, command...
+  local name=$1
+  shift
+  local pidf="$OUT/$name.pid"
+  echo "== $name (load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ), THREADS=$THREADS OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(auto)}, CPUs $(awk '/Cpus_allowed_list/ { print $2 }' /proc/self/status))" | tee -a "$OUT/runs.log"
+  echo "start $EPOCHREALTIME" >"$OUT/$name.log"
+  (
+    /usr/bin/time -v -o "$OUT/$name.time" "$@" 2>&1 &
+    echo $! >"$pidf"
+    wait $!
+  ) | {
+    child=""
+    while IFS= read -r line; do
+      [ -n "$child" ] || child=$(pgrep -P "$(cat "$pidf")" | head -n 1 || true)
+      cpu=-
+      if [ -n "$child" ] && [ -r "/proc/$child/stat" ]; then
+        cpu=$(sed 's/.*) //' "/proc/$child/stat" | awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }')
+      fi
+      printf '%s %s %s\n' "$EPOCHREALTIME" "$cpu" "$line"
+    done
+  } >>"$OUT/$name.log" || echo "   FAILED: see $OUT/$name.log" | tee -a "$OUT/runs.log"
+  echo "end $EPOCHREALTIME" >>"$OUT/$name.log"
+  rm -f "$pidf"
+  grep -v '^start \|^end ' "$OUT/$name.log" | tail -n 2 | cut -d' ' -f3- | sed 's/^/   /' | tee -a "$OUT/runs.log"
+}
+
+cat "$MODEL/model.safetensors" >/dev/null # both sides start from the page cache
+for ((r = 1; r <= REPEATS; r++)); do
+  rm -rf "$OUT/ours-$r" "$OUT/.ours-$r.run" "$OUT/torch-$r"
+  timed "ours-$r" node dist/src/cli/main.js harden -m "$MODEL" -d "$DATA" -o "$OUT/ours-$r" --languages "$E2E_LANG" "${SETS[@]}"
+  timed "torch-$r" $PY bench/torch_harden.py run --inputs "$OUT/inputs.json" --out "$OUT/torch-$r" --threads "$THREADS" --json "$OUT/torch-$r.json"
+  $PY bench/torch_harden.py compare --ours "$OUT/ours-$r" --torch "$OUT/torch-$r.json" --json "$OUT/agreement-$r.json" | tee -a "$OUT/runs.log"
+  # the stats and maps stay; the checkpoints go (about 1 GB each at 24 layers)
+  mkdir -p "$OUT/ours-$r-kept"
+  cp "$OUT/ours-$r"/*.json "$OUT/ours-$r-kept/"
+  rm -rf "$OUT/ours-$r" "$OUT/.ours-$r.run" "$OUT/torch-$r"
+done
+$PY bench/torch_harden.py table --dir "$OUT" --repeats "$REPEATS" | tee "$OUT/table.md"
