@@ -15,6 +15,8 @@
 #   PAIRS        pairs of the sample (default 16: 32 identification samples, 16 training examples)
 #   E2E_LANG     language of the CyberNative train pairs (default c++); EPOCHS (2), MAXLEN train.maxLength (512)
 #   REPEATS      A/B pairs (default 2)
+#   TRAIN_CHECK  1: then train the PyTorch side once more on our first run's cluster map (clusters differ
+#                between the sides where bf16 noise moves a k-means choice), so every step's loss is comparable
 #   OUT          results folder (default /tmp/goodvibe-bench/e2e-harden); the hardened folders are deleted after use
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +29,7 @@ E2E_LANG=${E2E_LANG:-c++}
 EPOCHS=${EPOCHS:-2}
 MAXLEN=${MAXLEN:-512}
 REPEATS=${REPEATS:-2}
+TRAIN_CHECK=${TRAIN_CHECK:-0}
 DATA=../shared/data/cybernative/train.jsonl
 if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX; fi
 export GOODVIBE_THREADS=$THREADS
@@ -76,6 +79,13 @@ for ((r = 1; r <= REPEATS; r++)); do
   # the stats and maps stay; the checkpoints go (about 1 GB each at 24 layers)
   mkdir -p "$OUT/ours-$r-kept"
   cp "$OUT/ours-$r"/*.json "$OUT/ours-$r-kept/"
+  cp "$OUT/.ours-$r.run"/train-*/checkpoint/state.json "$OUT/ours-$r-kept/train-state.json"
   rm -rf "$OUT/ours-$r" "$OUT/.ours-$r.run" "$OUT/torch-$r"
 done
 $PY bench/torch_harden.py table --dir "$OUT" --repeats "$REPEATS" | tee "$OUT/table.md"
+if [ "$TRAIN_CHECK" = 1 ]; then # training alone on our first run's cluster map: every step's loss comparable
+  timed torch-train-check $PY bench/torch_harden.py run --inputs "$OUT/inputs.json" --out "$OUT/torch-check" --threads "$THREADS" \
+    --clusters "$OUT/ours-1-kept/clusters.json" --json "$OUT/torch-train-check.json"
+  rm -rf "$OUT/torch-check"
+  $PY bench/torch_harden.py compare --ours "$OUT/ours-1-kept" --torch "$OUT/torch-train-check.json" | tee -a "$OUT/table.md"
+fi

@@ -2,7 +2,7 @@
 """GoodVibe's whole hardening pipeline in plain PyTorch + numpy, the reference for `goodvibe harden` end to end
 (Debian python3-torch; run with /usr/bin/python3; bench/e2e-harden.sh runs both side by side).
 
-  /usr/bin/python3 bench/torch_harden.py run --inputs inputs.json --out DIR [--threads 1] [--json f]
+  /usr/bin/python3 bench/torch_harden.py run --inputs inputs.json --out DIR [--threads 1] [--clusters F] [--json f]
   /usr/bin/python3 bench/torch_harden.py compare --ours HARDENED_DIR --torch RESULT_JSON [--json f]
   /usr/bin/python3 bench/torch_harden.py table --dir OUT [--repeats 2]      (bench/e2e-harden.sh's table)
 
@@ -490,11 +490,15 @@ def run(args):
     st.done("setup")
     load0 = list(os.getloadavg())
 
-    selected, ident = identify(model, inp)
-    st.done("identify")
-    print(f"identification: {ident['samples']} samples, {st.wall['identify']:.1f} s", file=sys.stderr, flush=True)
-
-    clusters = cluster(selected, inp["cluster"])
+    if args.clusters:  # the agreement check of training alone: our cluster map, no identification
+        with open(args.clusters) as f:
+            clusters = json.load(f)["modules"]
+        selected, ident = {}, {}
+    else:
+        selected, ident = identify(model, inp)
+        st.done("identify")
+        print(f"identification: {ident['samples']} samples, {st.wall['identify']:.1f} s", file=sys.stderr, flush=True)
+        clusters = cluster(selected, inp["cluster"])
     st.done("cluster")
     rows = sum(c["nClusters"] for c in clusters.values())
     print(f"clustering: {len(clusters)} modules, {rows} update rows, {st.wall['cluster']:.1f} s", file=sys.stderr, flush=True)
@@ -543,7 +547,7 @@ def compare(args):
         ours_c = json.load(f)["modules"]
     with open(args.torch) as f:
         th = json.load(f)
-    mods = sorted(th["neurons"])
+    mods = sorted(th["neurons"])  # none when `run --clusters` trained on our cluster map: losses only
     overlaps, set_equal, order_equal, rel = [], 0, 0, []
     part_same, k_same, compared = 0, 0, 0
     for n in mods:
@@ -570,10 +574,22 @@ def compare(args):
         if d.startswith("train-") and os.path.exists(st):
             with open(st) as f:
                 ours_steps = json.load(f)["log"]
+    kept = os.path.join(args.ours, "train-state.json")  # bench/e2e-harden.sh keeps it when the run folder goes
+    if not ours_steps and os.path.exists(kept):
+        with open(kept) as f:
+            ours_steps = json.load(f)["log"]
     step_rel = [abs(o["loss"] - t["loss"]) / abs(o["loss"]) for o, t in zip(ours_steps, th["steps"])]
     with open(os.path.join(args.ours, "goodvibe-stats.json")) as f:
         stats = json.load(f)
     rows_ours = sum(m["nClusters"] for m in ours_c.values())
+    if not mods:
+        res = {"stepLoss": [{"step": o["step"], "ours": o["loss"], "torch": t["loss"]} for o, t in zip(ours_steps, th["steps"])],
+               "stepLossRelDiff": step_rel, "trainable": {"ours": stats["trainableParams"], "torch": th["trainableParams"]}}
+        print(f"training on our cluster map: trainable ours {stats['trainableParams']:,}, torch {th['trainableParams']:,}; "
+              f"step losses (ours / torch): " + ", ".join(f"{s['ours']:.4f}/{s['torch']:.4f}" for s in res["stepLoss"])
+              + f"; largest relative difference {max(step_rel):.2e}")
+        dump(args.json, res)
+        return
     res = {
         "modules": len(mods),
         "topK": len(ours_n[mods[0]]["indices"]),
@@ -754,6 +770,7 @@ def main():
     r.add_argument("--inputs", required=True, help="JSON from bench/e2e-inputs.ts")
     r.add_argument("--out", required=True, help="folder for the hardened checkpoint")
     r.add_argument("--threads", type=int, default=0)
+    r.add_argument("--clusters", help="train on this cluster map (ours: clusters.json) instead of identifying and clustering")
     r.add_argument("--json")
     c = sub.add_parser("compare")
     c.add_argument("--ours", required=True, help="the folder `goodvibe harden` wrote")
