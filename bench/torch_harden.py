@@ -581,6 +581,15 @@ def compare(args):
     step_rel = [abs(o["loss"] - t["loss"]) / abs(o["loss"]) for o, t in zip(ours_steps, th["steps"])]
     with open(os.path.join(args.ours, "goodvibe-stats.json")) as f:
         stats = json.load(f)
+    # the clustering port on our own features: where both sides cluster the same profiles, the same clusters
+    port_same = None
+    if mods and all("profiles" in ours_n[n] for n in mods):
+        with open(os.path.join(args.ours, "clusters.json")) as f:
+            options = json.load(f)["options"]
+        sel = {n: {"indices": ours_n[n]["indices"], "scores": ours_n[n]["scores"],
+                   "profiles": np.array(ours_n[n]["profiles"], dtype=np.float64)} for n in mods}
+        port = cluster(sel, options)
+        port_same = sum(port[n]["nClusters"] == ours_c[n]["nClusters"] and port[n]["clusters"] == ours_c[n]["clusters"] for n in mods)
     rows_ours = sum(m["nClusters"] for m in ours_c.values())
     if not mods:
         res = {"stepLoss": [{"step": o["step"], "ours": o["loss"], "torch": t["loss"]} for o, t in zip(ours_steps, th["steps"])],
@@ -602,6 +611,7 @@ def compare(args):
         "modulesSameClusterCount": k_same,
         "modulesSamePartition": part_same,
         "modulesPartitionCompared": compared,
+        "portOnOurProfilesIdentical": port_same,
         "updateRows": {"ours": rows_ours, "torch": th["updateRows"]},
         "trainable": {"ours": stats["trainableParams"], "torch": th["trainableParams"]},
         "stepLoss": [{"step": o["step"], "ours": o["loss"], "torch": t["loss"]} for o, t in zip(ours_steps, th["steps"])],
@@ -612,7 +622,8 @@ def compare(args):
           f"median relative difference {res['scoreRelDiffMedian']:.2e}, max {res['scoreRelDiffMax']:.2e}")
     print(f"clusters: same count in {k_same}/{len(mods)} modules, same partition in {part_same}/{compared} modules with "
           f"the same rows; update rows ours {rows_ours}, torch {th['updateRows']}; trainable ours "
-          f"{stats['trainableParams']:,}, torch {th['trainableParams']:,}")
+          f"{stats['trainableParams']:,}, torch {th['trainableParams']:,}; this script's clustering on our neuron map's "
+          f"profiles gives our labels in {port_same}/{len(mods)} modules")
     print("step losses (ours / torch): " + ", ".join(f"{s['ours']:.4f}/{s['torch']:.4f}" for s in res["stepLoss"]))
     dump(args.json, res)
 
@@ -759,7 +770,7 @@ def table(args):
                 a = json.load(f)
             print(f"\nagreement, run {r}: selected rows overlap {a['overlapMean']:.4f} (min {a['overlapMin']:.2f}), same set "
                   f"in {a['modulesSameSet']}/{a['modules']} modules; same partition in {a['modulesSamePartition']}/"
-                  f"{a['modulesPartitionCompared']}; update rows {a['updateRows']['ours']} / {a['updateRows']['torch']}; "
+                  f"{a['modulesPartitionCompared']} (the port on our profiles: {a.get('portOnOurProfilesIdentical')}/{a['modules']} identical); update rows {a['updateRows']['ours']} / {a['updateRows']['torch']}; "
                   f"step losses (ours/PyTorch) " + ", ".join(f"{x['ours']:.4f}/{x['torch']:.4f}" for x in a["stepLoss"]))
 
 
