@@ -18,6 +18,7 @@ import {
 } from "../../src/method/goodvibe/identify.js";
 import { DEFAULT_CLUSTER } from "../../src/method/goodvibe/config.js";
 import { clusterNeurons } from "../../src/method/goodvibe/clustering.js";
+import { readGoodvibeFixture } from "./goodvibe-fixture.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 
@@ -41,14 +42,7 @@ function opts(
 onBothDecoderPaths(() => {
   for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
     const dir = path.join(FIX, family);
-    const g = JSON.parse(fs.readFileSync(path.join(dir, "goodvibe.json"), "utf8"));
-    const samples: IdentifySample[] = g.samples.map(
-      (s: { input_ids: number[]; label: 0 | 1 }, i: number) => ({
-        id: `s${i}`,
-        inputIds: s.input_ids,
-        label: s.label,
-      }),
-    );
+    const { g, samples } = readGoodvibeFixture(dir);
 
     for (const variant of [
       { name: "batch 1", o: {} },
@@ -123,12 +117,7 @@ onBothDecoderPaths(() => {
 
 test("identification resumes after an interruption and ends where an uninterrupted run ends", async () => {
   const dir = path.join(FIX, "qwen3");
-  const g = JSON.parse(fs.readFileSync(path.join(dir, "goodvibe.json"), "utf8"));
-  const samples: IdentifySample[] = g.samples.map((s: { input_ids: number[]; label: 0 | 1 }, i: number) => ({
-    id: `s${i}`,
-    inputIds: s.input_ids,
-    label: s.label,
-  }));
+  const { g, samples } = readGoodvibeFixture(dir);
   const model = loadModel(dir);
   const full = await identify(model, samples, opts(g));
   const runDir = scratchDir("gv-identify-");

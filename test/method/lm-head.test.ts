@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadModel } from "../../src/models/index.js";
-import { identify, type IdentifyOptions, type IdentifySample } from "../../src/method/goodvibe/identify.js";
+import { identify, type IdentifyOptions } from "../../src/method/goodvibe/identify.js";
 import { DEFAULT_CLUSTER } from "../../src/method/goodvibe/config.js";
 import { clusterNeurons, selectionsOf } from "../../src/method/goodvibe/clustering.js";
 import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
@@ -17,15 +17,11 @@ import { countParams } from "../../src/method/attached.js";
 import { restrictedLogits, sftLossHead } from "../../src/method/losses.js";
 import { goodvibeParams } from "../../src/method/flops.js";
 import { AdamW, Tensor, crossEntropy, noGrad, withGrad } from "../../src/tensor/index.js";
+import { readGoodvibeFixture } from "./goodvibe-fixture.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 const DIR = path.join(FIX, "llama"); // untied lm_head
-const g = JSON.parse(fs.readFileSync(path.join(DIR, "goodvibe.json"), "utf8"));
-const samples: IdentifySample[] = g.samples.map((s: { input_ids: number[]; label: 0 | 1 }, i: number) => ({
-  id: `s${i}`,
-  inputIds: s.input_ids,
-  label: s.label,
-}));
+const { g, samples } = readGoodvibeFixture(DIR);
 const opts = (over: Partial<IdentifyOptions> = {}): IdentifyOptions => ({
   labelTokenIds: g.label_token_ids,
   topK: 5,

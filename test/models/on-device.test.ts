@@ -17,7 +17,8 @@ import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
 import { attachLora } from "../../src/method/lora/model.js";
 import { sftLossHead } from "../../src/method/losses.js";
 import { optimizerStep } from "../../src/method/train.js";
-import { identify, type IdentifySample } from "../../src/method/goodvibe/identify.js";
+import { identify } from "../../src/method/goodvibe/identify.js";
+import { readGoodvibeFixture } from "../method/goodvibe-fixture.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 const asked = process.env.GOODVIBE_TEST_DEVICE;
@@ -70,14 +71,7 @@ for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
     `${family} on ${DEVICE ?? "a GPU"}: identification importances and top-k match PyTorch`,
     { skip },
     async () => {
-      const g = JSON.parse(fs.readFileSync(path.join(dir, "goodvibe.json"), "utf8"));
-      const samples: IdentifySample[] = g.samples.map(
-        (s: { input_ids: number[]; label: 0 | 1 }, i: number) => ({
-          id: `s${i}`,
-          inputIds: s.input_ids,
-          label: s.label,
-        }),
-      );
+      const { g, samples } = readGoodvibeFixture(dir);
       const model = loadModel(dir, { device: DEVICE!, dtype: "float32" });
       const map = await identify(model, samples, {
         labelTokenIds: g.label_token_ids,

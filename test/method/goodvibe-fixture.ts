@@ -1,0 +1,18 @@
+/** A family's PyTorch identification fixture (test/fixtures/<family>/goodvibe.json) and its samples as identify takes them. */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { IdentifySample } from "../../src/method/goodvibe/identify.js";
+
+export function readGoodvibeFixture(dir: string): {
+  // the fixture's whole record (samples, label ids, PyTorch's importances and top-k), as JSON.parse gives it
+  g: ReturnType<typeof JSON.parse>;
+  samples: IdentifySample[];
+} {
+  const g = JSON.parse(fs.readFileSync(path.join(dir, "goodvibe.json"), "utf8"));
+  const samples: IdentifySample[] = g.samples.map((s: { input_ids: number[]; label: 0 | 1 }, i: number) => ({
+    id: `s${i}`,
+    inputIds: s.input_ids,
+    label: s.label,
+  }));
+  return { g, samples };
+}
