@@ -330,7 +330,9 @@ export async function buildCyberNativeOrganism(
     ownEntry: (n) => ["tokenizer.json", "tokenizer_config.json", "pretrain"].includes(n),
   });
   const t0 = Date.now();
-  if (fileHash(opts.data) !== CYBERNATIVE_TRAIN_SHA256)
+  // hashed once, as read now: the record and the reference check name the file the build read
+  const dataSha256 = fileHash(opts.data);
+  if (dataSha256 !== CYBERNATIVE_TRAIN_SHA256)
     log.warn(
       `${opts.data} is not the CyberNative train split the reference organism was built from ` +
         `(SHA-256 ${CYBERNATIVE_TRAIN_SHA256}); building on it anyway`,
@@ -398,7 +400,6 @@ export async function buildCyberNativeOrganism(
     signal,
   });
   const weights = pre.method.foldedWeights();
-  const dataSha256 = fileHash(opts.data);
   let weightsSha256 = "";
   await writeDirAtomic(
     outDir,
