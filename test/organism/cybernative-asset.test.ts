@@ -8,7 +8,6 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { fileURLToPath } from "node:url";
 import { fileHash } from "../../src/io/hash.js";
 import {
   CYBERNATIVE_ORGANISM,
@@ -20,8 +19,8 @@ import { loadModel } from "../../src/models/index.js";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { readPairs } from "../../src/data/pairs.js";
 import { securePreference } from "../../src/eval/preference.js";
+import { REPO_ROOT } from "../evalcore/make-model.js";
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const ASSET = path.join(REPO_ROOT, "assets/cybernative-organism");
 const DEV = path.join(REPO_ROOT, "../shared/data/cybernative/dev.jsonl");
 const record = () => JSON.parse(fs.readFileSync(path.join(ASSET, "organism.json"), "utf8"));
