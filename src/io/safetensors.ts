@@ -75,6 +75,11 @@ export interface TensorToWrite {
   dtype: StDtype;
   shape: number[];
   data: Uint8Array;
+  /**
+   * Byte ranges written instead of `data`'s at these offsets (sorted, not overlapping, inside `data`): a tensor of
+   * which a few rows changed is written from the mapped input file and the new rows, without a copy of the rest.
+   */
+  patches?: readonly { offset: number; bytes: Uint8Array }[];
 }
 
 /** The safetensors library refuses headers above this (100 MB); so do we. */
@@ -276,8 +281,26 @@ export function writeSafetensors(
   checkTensorsToWrite(file, tensors);
   const ordered = layoutOrder(tensors);
   const chunks: Uint8Array[] = [encodeHeader(ordered, metadata)];
-  for (const t of ordered) if (t.data.byteLength > 0) chunks.push(t.data);
-  writeFileAtomic(file, chunks);
+  for (const t of ordered) chunks.push(...dataChunks(t));
+  writeFileAtomic(
+    file,
+    chunks.filter((c) => c.byteLength > 0),
+  );
+}
+
+/** A tensor's bytes as written: `data` with its patches in place, as consecutive pieces. */
+function dataChunks(t: TensorToWrite): Uint8Array[] {
+  if (!t.patches?.length) return [t.data];
+  const out: Uint8Array[] = [];
+  let at = 0;
+  for (const p of t.patches) {
+    if (p.offset < at || p.offset + p.bytes.byteLength > t.data.byteLength)
+      throw new Error(`tensor "${t.name}": patch at byte ${p.offset} overlaps another or runs past the data`);
+    out.push(t.data.subarray(at, p.offset), p.bytes);
+    at = p.offset + p.bytes.byteLength;
+  }
+  out.push(t.data.subarray(at));
+  return out;
 }
 
 /** Hugging Face's default shard limit for save_pretrained ("5GB", decimal). */

@@ -33,6 +33,12 @@ export interface AttachedMethod {
    * checkpoint); without it, the model's own weights are the base.
    */
   foldedWeights(base?: WeightSource): Map<string, Tensor>;
+  /**
+   * Present when the method changes only some rows of its weights by adding float32 rows (GoodVibe): per HF
+   * tensor name, the rows (distinct) and the float32 rows added to them. foldedWeights gives the same values as
+   * whole tensors; the fold into a checkpoint uses this to touch only the changed rows.
+   */
+  rowUpdates?(): Map<string, { rows: number[]; delta: Tensor }>;
   /** Undo attach: the model computes as before (full FT keeps its updated weights). */
   detach(): void;
   setTraining(on: boolean): void;
@@ -85,6 +91,11 @@ export function adapterMethod(
           a.foldedWeight(model.linear(n), base?.(`${n}.weight`) ?? undefined),
         ]),
       ),
+    ...([...adapters.values()].every((a) => a.rowUpdate)
+      ? {
+          rowUpdates: () => new Map([...adapters].map(([n, a]) => [`${n}.weight`, a.rowUpdate!()] as const)),
+        }
+      : {}),
     detach: () => {
       for (const n of adapters.keys()) model.linear(n).adapter = null;
     },

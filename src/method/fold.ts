@@ -9,9 +9,15 @@ import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { checkOutput, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
 import { copyTokenizerFiles } from "../io/model-folder.js";
-import { openModelWeights, writeModelWeights, type StDtype, type TensorToWrite } from "../io/safetensors.js";
+import {
+  openModelWeights,
+  writeModelWeights,
+  type StDtype,
+  type TensorRecord,
+  type TensorToWrite,
+} from "../io/safetensors.js";
 import { ST_TO_DTYPE, recordToTensor } from "../models/load.js";
-import { Tensor, noGrad, tidy } from "../tensor/index.js";
+import { Tensor, noGrad, tidy, type DType } from "../tensor/index.js";
 import type { AttachedMethod } from "./attached.js";
 import { requireDisk } from "../util/memory.js";
 import { stopPoint } from "../util/stop.js";
@@ -34,6 +40,56 @@ function rowsDiffer(a: Tensor, b: Tensor): boolean[] {
     const d = a.float().ne(b.float()).to("int64").sum(-1);
     return d.toIntArray().map((v) => v > 0);
   });
+}
+
+/**
+ * A tensor of which only `upd.rows` change: those rows of the stored bytes are read, folded as foldedWeight does
+ * (float32(W[r]) + delta, cast back to the stored dtype: the same arithmetic, so the same bytes), and written as
+ * patches over the stored bytes; every other row is the input's bytes, never copied or converted.
+ */
+function patchRows(
+  rec: TensorRecord,
+  dtype: DType,
+  upd: { rows: number[]; delta: Tensor },
+  count: (intended: boolean[], changed: boolean[]) => void,
+): TensorToWrite {
+  const [outRows, inFeatures] = rec.shape;
+  if (rec.shape.length !== 2 || upd.delta.shape[1] !== inFeatures || upd.delta.shape[0] !== upd.rows.length)
+    throw new Error(
+      `fold: the row update of ${rec.name} does not fit its shape ${JSON.stringify(rec.shape)}`,
+    );
+  const rowBytes = rec.data.byteLength / outRows!;
+  // rows in file order: the patches must be sorted
+  const order = upd.rows.map((r, i) => [r, i] as const).sort((a, b) => a[0] - b[0]);
+  const sel = new Uint8Array(order.length * rowBytes);
+  order.forEach(([r], k) => {
+    if (!(r >= 0 && r < outRows!)) throw new Error(`fold: row ${r} of ${rec.name} is out of range`);
+    sel.set(rec.data.subarray(r * rowBytes, (r + 1) * rowBytes), k * rowBytes);
+  });
+  const newRows = noGrad(() =>
+    tidy(() => {
+      const base = Tensor.fromBytes(sel, dtype, [order.length, inFeatures!]);
+      const perm = Tensor.fromArray(
+        order.map(([, i]) => i),
+        [order.length],
+        "int64",
+      );
+      const f32 = base.float().add(upd.delta.indexSelect(0, perm));
+      const cast = f32.to(dtype).contiguous();
+      count(rowsDiffer(f32, base.float()), rowsDiffer(cast, base));
+      return cast.toBytes();
+    }),
+  );
+  return {
+    name: rec.name,
+    dtype: rec.dtype,
+    shape: rec.shape,
+    data: rec.data,
+    patches: order.map(([r], k) => ({
+      offset: r * rowBytes,
+      bytes: newRows.subarray(k * rowBytes, (k + 1) * rowBytes),
+    })),
+  };
 }
 
 /**
@@ -75,11 +131,16 @@ export async function writeFoldedCheckpoint(
   opts: { signal?: AbortSignal } = {},
 ): Promise<FoldStats> {
   const weights = openModelWeights(baseDir);
-  // fold onto the tensors as stored: a model that computed in bf16 must not round a float32 checkpoint
-  const folded = method.foldedWeights((n) => {
-    const rec = weights.tensors.get(n);
-    return rec ? recordToTensor(rec) : null;
-  });
+  // a method that changes a few rows (GoodVibe) has those rows patched into the stored bytes; the others are
+  // folded as whole tensors. Both fold onto the tensors as stored: a model that computed in bf16 must not round
+  // a float32 checkpoint.
+  const rowUpdates = method.rowUpdates?.() ?? null;
+  const folded = rowUpdates
+    ? new Map<string, Tensor>()
+    : method.foldedWeights((n) => {
+        const rec = weights.tensors.get(n);
+        return rec ? recordToTensor(rec) : null;
+      });
   let totalBytes = 0;
   for (const rec of weights.tensors.values()) totalBytes += rec.data.byteLength;
   requireDisk(path.resolve(dir), totalBytes * 1.05, `writing the hardened checkpoint to ${dir}`);
@@ -91,32 +152,35 @@ export async function writeFoldedCheckpoint(
     dtype: "",
     warnings: [],
   };
+  const count = (intended: boolean[], changed: boolean[]) =>
+    intended.forEach((want, i) => {
+      if (want) stats.rowsUpdated++;
+      if (changed[i]) stats.rowsChanged++;
+      if (want && !changed[i]) stats.rowsVanished++;
+    });
   const dtypes = new Set<string>();
   const out: TensorToWrite[] = [];
   for (const [name, rec] of weights.tensors) {
     await stopPoint(opts.signal, `fold stopped at tensor ${name}; nothing was written`);
+    const rowUpd = rowUpdates?.get(name);
     const upd = folded.get(name);
-    if (!upd) {
+    if (!upd && !rowUpd) {
       out.push(rec);
       continue;
     }
     const dtype = ST_TO_DTYPE[rec.dtype];
     if (!dtype) throw new InputError(`${rec.file}: cannot fold into tensor ${name} of dtype ${rec.dtype}`);
     dtypes.add(rec.dtype);
+    stats.tensorsChanged++;
+    if (rowUpd) {
+      out.push(patchRows(rec, dtype, rowUpd, count));
+      continue;
+    }
     noGrad(() =>
       tidy(() => {
         const base = recordToTensor(rec);
-        const cast = upd.to(dtype).contiguous();
-        if (base.rank === 2) {
-          const intended = rowsDiffer(upd, base.float());
-          const changed = rowsDiffer(cast, base);
-          intended.forEach((want, i) => {
-            if (want) stats.rowsUpdated++;
-            if (changed[i]) stats.rowsChanged++;
-            if (want && !changed[i]) stats.rowsVanished++;
-          });
-        }
-        stats.tensorsChanged++;
+        const cast = upd!.to(dtype).contiguous();
+        if (base.rank === 2) count(rowsDiffer(upd!, base.float()), rowsDiffer(cast, base));
         out.push({ name, dtype: rec.dtype as StDtype, shape: rec.shape, data: cast.toBytes() });
       }),
     );

@@ -15,6 +15,12 @@ export interface LinearAdapter {
    * computes with rounded weights, which must not replace a float32 checkpoint's); default the layer's weight.
    */
   foldedWeight(layer: Linear, base?: Tensor): Tensor;
+  /**
+   * When the adapter changes only some rows by adding float32 rows (GoodVibe): those rows (distinct) and what is
+   * added to each ([rows, in] float32), so that foldedWeight(layer, W)[rows[i]] = float32(W[rows[i]]) + delta[i]
+   * and every other row is W's. The fold then touches only these rows.
+   */
+  rowUpdate?(): { rows: number[]; delta: Tensor };
 }
 
 /** Sees each output as it is made (identification keeps its gradient). */

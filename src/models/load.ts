@@ -95,7 +95,14 @@ export function buildModel(
       const t = recordToTensor(rec);
       let out = t.dtype === dtype ? t : t.to(dtype);
       if (device !== "cpu") out = out.toDevice(device);
-      if (tidy(() => out.isfinite().logicalNot().sum().item()) > 0) throw nonFinite(rec, dtype);
+      // a sum is finite only when every element is (NaN and ±inf propagate through additions), and it costs one
+      // pass without temporaries where isfinite() costs 15x as much (7 s for a 0.5B model); only a non-finite sum
+      // (a bad value, or finite values whose sum overflows) is looked at element by element
+      if (
+        !Number.isFinite(tidy(() => out.sum().item())) &&
+        tidy(() => out.isfinite().logicalNot().sum().item()) > 0
+      )
+        throw nonFinite(rec, dtype);
       return keep(out);
     });
   };

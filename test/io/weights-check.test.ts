@@ -257,3 +257,42 @@ test("loadModel and inspectModelFolder refuse a folder whose config.json says 1 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("loading finds every non-finite value (checked by one sum, then element by element when it is not finite)", () => {
+  const { cfg, tensors } = fixture("llama");
+  const name = "model.layers.1.mlp.up_proj.weight";
+  const withValues = (vals: [number, number][]) =>
+    edited(tensors, (n, r) => {
+      if (n === name) for (const [i, v] of vals) r.data.writeFloatLE(v, 4 * i);
+      return r;
+    });
+  // +inf alone, and +inf with -inf (their sum is NaN, not inf)
+  assertInputError(() => buildModel(cfg, withValues([[5, Infinity]]), "llama-dir"), name, "element 5");
+  assertInputError(
+    () =>
+      buildModel(
+        cfg,
+        withValues([
+          [3, Infinity],
+          [9, -Infinity],
+        ]),
+        "llama-dir",
+      ),
+    name,
+    "element 3",
+  );
+  // finite values whose sum overflows float32 load: the element-by-element check clears them
+  const big = withValues([
+    [0, 3e38],
+    [1, 3e38],
+    [2, 3e38],
+  ]);
+  assert.doesNotThrow(() => buildModel(cfg, big, "llama-dir"));
+  assert.doesNotThrow(() => buildModel(cfg, big, "llama-dir", { dtype: "bfloat16" }));
+  // a finite float32 value beyond float16's range becomes infinite when converted: refused by name
+  assertInputError(
+    () => buildModel(cfg, withValues([[4, 70000]]), "llama-dir", { dtype: "float16" }),
+    name,
+    "overflows float16",
+  );
+});

@@ -181,3 +181,71 @@ test("folding a tiny update into bf16 reports the rows that vanished in rounding
   assert.equal(stats.rowsChanged, 1);
   assert.match(stats.warnings[0], /1 of 2 updated rows did not change after casting to BF16/);
 });
+
+for (const [family, sub] of [
+  ["llama", "model-bf16"],
+  ["qwen3", ""],
+] as const) {
+  test(`${family}${sub ? " bf16" : ""}: GoodVibe's fold patches only its rows, byte for byte the dense fold W.float() + ΔW cast back`, async () => {
+    const dir = path.join(FIX, family, sub);
+    const model = loadModel(dir);
+    // rows out of order, several clusters, a row at each end; updates from far below to far above the rounding
+    const sel = new Map<string, RowSelection>([
+      ["model.layers.0.mlp.up_proj", { rows: [40, 3, 0, 127, 7], clusters: [1, 0, 2, 1, 0], nClusters: 3 }],
+      ["model.layers.1.self_attn.o_proj", { rows: [63, 5], clusters: [0, 0], nClusters: 1 }],
+    ]);
+    const scales = [1e-7, 1e-3, 0.3];
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5) * 2;
+    const init = new Map<string, Tensor>();
+    for (const [n, s] of sel) {
+      const inF = model.linear(n).inFeatures;
+      const vals = Array.from(
+        { length: s.nClusters * inF },
+        (_, i) => rand() * scales[Math.floor(i / inF) % 3]!,
+      );
+      init.set(`${n}.U`, Tensor.fromArray(vals, [s.nClusters, inF], "float32"));
+    }
+    const method = attachGoodVibe(model, sel, init);
+    assert.ok(method.rowUpdates, "GoodVibe gives its row updates");
+    const out = path.join(tmp(), "hardened");
+    const stats = await foldIntoCheckpoint(dir, out, method);
+    const base = readSafetensors(path.join(dir, "model.safetensors")).tensors;
+    const got = readSafetensors(path.join(out, "model.safetensors")).tensors;
+    assert.deepEqual([...got.keys()].sort(), [...base.keys()].sort());
+    // the dense formula, independently of the row path: foldedWeight on the stored tensor, cast to its dtype
+    const dense = method.foldedWeights((n) => {
+      const r = base.get(n)!;
+      return Tensor.fromBytes(r.data, r.dtype === "BF16" ? "bfloat16" : "float32", r.shape);
+    });
+    let updated = 0;
+    let changed = 0;
+    for (const [n, rec] of base) {
+      const g = got.get(n)!;
+      assert.equal(g.dtype, rec.dtype, n);
+      assert.deepEqual(g.shape, rec.shape, n);
+      const d = dense.get(n);
+      const want = d ? d.to(rec.dtype === "BF16" ? "bfloat16" : "float32").toBytes() : rec.data;
+      assert.ok(Buffer.from(g.data).equals(Buffer.from(want)), `${n}: bytes differ from the dense fold`);
+      if (d) {
+        const rowBytes = rec.data.byteLength / rec.shape[0]!;
+        const fBase = Tensor.fromBytes(rec.data, rec.dtype === "BF16" ? "bfloat16" : "float32", rec.shape)
+          .float()
+          .toFloat32Array();
+        const fNew = d.toFloat32Array();
+        for (let r = 0; r < rec.shape[0]!; r++) {
+          const inF = rec.shape[1]!;
+          if (fNew.subarray(r * inF, (r + 1) * inF).some((v, j) => v !== fBase[r * inF + j])) updated++;
+          const a = Buffer.from(g.data.subarray(r * rowBytes, (r + 1) * rowBytes));
+          if (!a.equals(Buffer.from(rec.data.subarray(r * rowBytes, (r + 1) * rowBytes)))) changed++;
+        }
+      }
+    }
+    assert.equal(stats.tensorsChanged, 2);
+    assert.equal(stats.rowsUpdated, updated);
+    assert.equal(stats.rowsChanged, changed);
+    assert.equal(stats.rowsVanished, updated - changed);
+    if (sub)
+      assert.ok(stats.rowsVanished > 0 && stats.rowsChanged > 0, "bf16: some rows vanish, some change");
+  });
+}

@@ -66,6 +66,10 @@ export class ClusterRowAdapter implements LinearAdapter {
     );
   }
 
+  rowUpdate(): { rows: number[]; delta: Tensor } {
+    return { rows: this.selection.rows, delta: noGrad(() => this.U.indexSelect(0, this.clusterIndex)) };
+  }
+
   foldedWeight(layer: Linear, base?: Tensor): Tensor {
     return noGrad(() =>
       (base ?? layer.weight).float().indexAdd(0, this.rowIndex, this.U.indexSelect(0, this.clusterIndex)),
