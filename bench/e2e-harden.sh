@@ -59,10 +59,13 @@ timed() { # name, command...
     while IFS= read -r line; do
       [ -n "$child" ] || child=$(pgrep -P "$(cat "$pidf")" | head -n 1 || true)
       cpu=-
+      mem=""
       if [ -n "$child" ] && [ -r "/proc/$child/stat" ]; then
         cpu=$(sed 's/.*) //' "/proc/$child/stat" | awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }')
+        # resident and peak resident memory so far (GiB), read at the line: where the peak arises
+        mem=$(awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { if (r) printf " [rss %.2f hwm %.2f GiB]", r / 1048576, h / 1048576 }' "/proc/$child/status" 2>/dev/null || true)
       fi
-      printf '%s %s %s\n' "$EPOCHREALTIME" "$cpu" "$line"
+      printf '%s %s %s%s\n' "$EPOCHREALTIME" "$cpu" "$line" "$mem"
     done
   } >>"$OUT/$name.log" || echo "   FAILED: see $OUT/$name.log" | tee -a "$OUT/runs.log"
   echo "end $EPOCHREALTIME" >>"$OUT/$name.log"

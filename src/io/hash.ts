@@ -1,12 +1,13 @@
 /**
  * Content hashes that key caches (run-folder stages, experiment cells, generation caches): a stage is reused only
  * when every byte and setting that shapes it is the same. Hashing a large checkpoint takes seconds, so hashes are
- * memoised per path, size and mtime within the process.
+ * memoised per path and file identity (size, mtime, ctime, inode) within the process.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { createHash } from "node:crypto";
 import { InputError } from "../errors.js";
+import { writeFileAtomic } from "./atomic.js";
 
 /** JSON with object keys sorted at every level: equal values give equal text. */
 export function canonicalJson(value: unknown): string {
@@ -26,15 +27,15 @@ export function sha256(text: string | Uint8Array): string {
 }
 
 const fileHashes = new Map<string, string>();
-/** sha256 of a file's bytes (memoised per path and mtime within the process). */
+/** sha256 of a file's bytes (memoised per path and file identity within the process). */
 export function fileHash(file: string): string {
-  let st: fs.Stats;
+  let id: string;
   try {
-    st = fs.statSync(file);
+    id = identity(file);
   } catch (e) {
     throw new InputError(`${file}: cannot read (${(e as Error).message})`, { cause: e });
   }
-  const memo = `${path.resolve(file)}\0${st.mtimeMs}\0${st.size}`;
+  const memo = `${path.resolve(file)}\0${id}`;
   let h = fileHashes.get(memo);
   if (!h) {
     h = sha256(fs.readFileSync(file));
@@ -69,24 +70,13 @@ export function modelWeightsHash(dir: string): string {
 const folderHashes = new Map<string, string>();
 /**
  * Weights and config (modelWeightsHash) plus the tokenizer files, which change prompts and so results. Memoised
- * per folder and file sizes and mtimes within the process: hashing a large checkpoint takes a while.
+ * per folder and its files' identities within the process: hashing a large checkpoint takes a while.
  */
 export function modelFolderHash(dir: string): string {
   const config = path.join(dir, "config.json");
   if (!fs.existsSync(config)) throw new InputError(`${dir}: no config.json, not a model folder`);
-  // every file that enters the hash, by name, size and mtime: a rebuilt folder is hashed again
-  const memo =
-    path.resolve(dir) +
-    "|" +
-    fs
-      .readdirSync(dir)
-      .filter((f) => f.endsWith(".json") || f.endsWith(".safetensors") || f.endsWith(".jinja"))
-      .sort()
-      .map((f) => {
-        const st = fs.statSync(path.join(dir, f));
-        return `${f}:${st.size}:${st.mtimeMs}`;
-      })
-      .join("|");
+  // every file that enters the hash, by its identity (size, mtime, ctime, inode): a changed folder is hashed again
+  const memo = `${path.resolve(dir)}|${folderIdentity(dir)}`;
   let h = folderHashes.get(memo);
   if (!h) {
     const tok = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"]
@@ -96,4 +86,43 @@ export function modelFolderHash(dir: string): string {
     folderHashes.set(memo, h);
   }
   return h;
+}
+
+/** What identifies a file's contents without reading them: size, mtime, ctime, inode, device (of the file a link names). */
+function identity(file: string): string {
+  const st = fs.statSync(file, { bigint: true });
+  return `${st.size}:${st.mtimeNs}:${st.ctimeNs}:${st.ino}:${st.dev}`;
+}
+
+/** The identities of a model folder's files that its hash reads. */
+function folderIdentity(dir: string): string {
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith(".json") || f.endsWith(".safetensors") || f.endsWith(".jinja"))
+    .sort()
+    .map((f) => `${f}:${identity(path.join(dir, f))}`)
+    .join("|");
+}
+
+/**
+ * modelFolderHash, remembered in `cacheFile` (a run folder's) under the folder's file identities, so that a
+ * resumed run does not read the weights again (1.2 s per GB here). Trade-off: a file's contents are trusted to be
+ * unchanged while its size, mtime, ctime, inode and device are (the fields git's index trusts): any write through
+ * the file system moves mtime and ctime (ctime cannot be set back by users), a replaced or re-linked file has
+ * another inode; only a change that bypasses the file system (writing the block device) would go unseen. A cache
+ * that does not match, or cannot be read, is ignored and rewritten. Without the cache file's folder nothing is
+ * written (the run folder does not exist yet).
+ */
+export function modelFolderHashCached(dir: string, cacheFile: string): string {
+  const identity = `${path.resolve(dir)}|${folderIdentity(dir)}`;
+  try {
+    const c = JSON.parse(fs.readFileSync(cacheFile, "utf8")) as { identity?: unknown; hash?: unknown };
+    if (c.identity === identity && typeof c.hash === "string" && /^[0-9a-f]{64}$/.test(c.hash)) return c.hash;
+  } catch {
+    // absent or unreadable: hash the folder
+  }
+  const hash = modelFolderHash(dir);
+  if (fs.existsSync(path.dirname(cacheFile)))
+    writeFileAtomic(cacheFile, JSON.stringify({ identity, hash }, null, 2));
+  return hash;
 }

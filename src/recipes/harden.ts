@@ -14,7 +14,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { checkOutput, cleanStaleTemps, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
-import { canonicalJson, fileHash, modelFolderHash, sha256 } from "../io/hash.js";
+import { canonicalJson, fileHash, modelFolderHashCached, sha256 } from "../io/hash.js";
 import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
 import { readPairs, pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
 import {
@@ -176,6 +176,8 @@ export const RUN_FILES = {
   /** output folder: GoodVibe's delta, LoRA's PEFT adapter folder */
   delta: DELTA_FILE,
   adapter: "adapter",
+  /** run folder: the input model folder's hash under its files' identities (hash.ts modelFolderHashCached) */
+  modelHash: "model-hash.json",
   /** run folders of earlier versions kept their config here */
   legacyConfig: "config.json",
 } as const;
@@ -204,7 +206,7 @@ export interface StagePlan {
 export function planStages(cfg: HardenConfig, opts: { clustersFile?: string } = {}): StagePlan {
   const common = {
     format: RUN_FORMAT,
-    model: modelFolderHash(cfg.model),
+    model: modelFolderHashCached(cfg.model, path.join(cfg.runDir, RUN_FILES.modelHash)),
     data: fileHash(cfg.data),
     languages: cfg.languages ?? null,
   };
@@ -244,6 +246,7 @@ export function isRunEntry(name: string): boolean {
     (
       [
         RUN_FILES.legacyConfig,
+        RUN_FILES.modelHash,
         NEURONS_FILE,
         CLUSTERS_FILE,
         RUN_FILES.identifyState,
@@ -544,6 +547,8 @@ interface StatsFile {
 /** Open the run folder: stale temporaries of dead runs removed, the run's description written. */
 function openRunDir(cfg: HardenConfig, plan: StagePlan): void {
   fs.mkdirSync(cfg.runDir, { recursive: true });
+  // remembered for a rerun (the process has the hash already: memoised)
+  modelFolderHashCached(cfg.model, path.join(cfg.runDir, RUN_FILES.modelHash));
   for (const d of [cfg.runDir, ...fs.readdirSync(cfg.runDir).map((n) => path.join(cfg.runDir, n))])
     if (fs.statSync(d).isDirectory()) cleanStaleTemps(d);
   cleanStaleTemps(path.dirname(path.resolve(cfg.out)), path.basename(path.resolve(cfg.out)));
