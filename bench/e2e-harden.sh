@@ -15,6 +15,9 @@
 #   PAIRS        pairs of the sample (default 16: 32 identification samples, 16 training examples)
 #   E2E_LANG     language of the CyberNative train pairs (default c++); EPOCHS (2), MAXLEN train.maxLength (512)
 #   REPEATS      A/B pairs (default 2)
+#   ONLY         "ours" or "torch": run one side only, and RUNS (e.g. "2") only those repeats, so that a long
+#                measurement can be split into short ones under the core-0 lock; the comparison of a repeat and
+#                the table are made once both sides' files are in OUT (the runs' folders are kept until then)
 #   TRAIN_CHECK  1: then train the PyTorch side once more on our first run's cluster map (clusters differ
 #                between the sides where bf16 noise moves a k-means choice), so every step's loss is comparable
 #   OUT          results folder (default /tmp/goodvibe-bench/e2e-harden); the hardened folders are deleted after use
@@ -29,6 +32,8 @@ E2E_LANG=${E2E_LANG:-c++}
 EPOCHS=${EPOCHS:-2}
 MAXLEN=${MAXLEN:-512}
 REPEATS=${REPEATS:-2}
+ONLY=${ONLY:-}
+RUNS=${RUNS:-$(seq -s ' ' 1 "$REPEATS")}
 TRAIN_CHECK=${TRAIN_CHECK:-0}
 DATA=../shared/data/cybernative/train.jsonl
 if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX; fi
@@ -74,16 +79,30 @@ timed() { # name, command...
 }
 
 cat "$MODEL/model.safetensors" >/dev/null # both sides start from the page cache
+for r in $RUNS; do
+  if [ "$ONLY" != torch ]; then
+    rm -rf "$OUT/ours-$r" "$OUT/.ours-$r.run" "$OUT/ours-$r-kept"
+    timed "ours-$r" node dist/src/cli/main.js harden -m "$MODEL" -d "$DATA" -o "$OUT/ours-$r" --languages "$E2E_LANG" "${SETS[@]}"
+    # the stats and maps stay; the checkpoints go (about 1 GB each at 24 layers)
+    mkdir -p "$OUT/ours-$r-kept"
+    cp "$OUT/ours-$r"/*.json "$OUT/ours-$r-kept/"
+    cp "$OUT/.ours-$r.run"/train-*/checkpoint/state.json "$OUT/ours-$r-kept/train-state.json"
+    rm -rf "$OUT/ours-$r" "$OUT/.ours-$r.run"
+  fi
+  if [ "$ONLY" != ours ]; then
+    rm -rf "$OUT/torch-$r"
+    timed "torch-$r" $PY bench/torch_harden.py run --inputs "$OUT/inputs.json" --out "$OUT/torch-$r" --threads "$THREADS" --json "$OUT/torch-$r.json"
+    rm -rf "$OUT/torch-$r"
+  fi
+  if [ -f "$OUT/ours-$r-kept/neurons.json" ] && [ -f "$OUT/torch-$r.json" ]; then
+    $PY bench/torch_harden.py compare --ours "$OUT/ours-$r-kept" --torch "$OUT/torch-$r.json" --json "$OUT/agreement-$r.json" | tee -a "$OUT/runs.log"
+  fi
+done
 for ((r = 1; r <= REPEATS; r++)); do
-  rm -rf "$OUT/ours-$r" "$OUT/.ours-$r.run" "$OUT/torch-$r"
-  timed "ours-$r" node dist/src/cli/main.js harden -m "$MODEL" -d "$DATA" -o "$OUT/ours-$r" --languages "$E2E_LANG" "${SETS[@]}"
-  timed "torch-$r" $PY bench/torch_harden.py run --inputs "$OUT/inputs.json" --out "$OUT/torch-$r" --threads "$THREADS" --json "$OUT/torch-$r.json"
-  $PY bench/torch_harden.py compare --ours "$OUT/ours-$r" --torch "$OUT/torch-$r.json" --json "$OUT/agreement-$r.json" | tee -a "$OUT/runs.log"
-  # the stats and maps stay; the checkpoints go (about 1 GB each at 24 layers)
-  mkdir -p "$OUT/ours-$r-kept"
-  cp "$OUT/ours-$r"/*.json "$OUT/ours-$r-kept/"
-  cp "$OUT/.ours-$r.run"/train-*/checkpoint/state.json "$OUT/ours-$r-kept/train-state.json"
-  rm -rf "$OUT/ours-$r" "$OUT/.ours-$r.run" "$OUT/torch-$r"
+  if [ ! -f "$OUT/ours-$r.time" ] || [ ! -f "$OUT/torch-$r.time" ]; then
+    echo "table: not every run of 1..$REPEATS is in $OUT yet"
+    exit 0
+  fi
 done
 $PY bench/torch_harden.py table --dir "$OUT" --repeats "$REPEATS" | tee "$OUT/table.md"
 if [ "$TRAIN_CHECK" = 1 ]; then # training alone on our first run's cluster map: every step's loss comparable

@@ -333,7 +333,7 @@ export function checkRunPaths(
  * the identify config as resolved, with what the run adds (label tokens, state folder, provenance, hooks).
  */
 export function identifyOptions(
-  tok: HfTokenizer,
+  tok: HfTokenizer | [number, number],
   cfg: HardenConfig,
   runDir: string,
   hooks: RunHooks = {},
@@ -342,7 +342,7 @@ export function identifyOptions(
   const convention = judgeConvention(cfg.identify.judgeTask, "identify.judgeTask");
   return {
     ...cfg.identify,
-    labelTokenIds: labelTokenIds(tok, convention),
+    labelTokenIds: Array.isArray(tok) ? tok : labelTokenIds(tok, convention),
     runDir,
     checkpointEvery: Math.max(cfg.identify.batchSize, 32),
     source: {
@@ -357,11 +357,27 @@ export function identifyOptions(
   };
 }
 
-/** Stage 1: identification, cached in its slot (neurons.json; identify-state/ while it runs). */
+/** What identification takes from the tokenizer: the judge samples and the label tokens. */
+export interface IdentifyInputs {
+  samples: IdentifySample[];
+  labelTokenIds: [number, number];
+}
+
+export function identifyInputs(tok: HfTokenizer, pairs: SecurityPair[], cfg: HardenConfig): IdentifyInputs {
+  const convention = judgeConvention(cfg.identify.judgeTask, "identify.judgeTask");
+  return {
+    samples: identifySamples(tok, pairs, cfg.identify, cfg.seed),
+    labelTokenIds: labelTokenIds(tok, convention),
+  };
+}
+
+/**
+ * Stage 1: identification, cached in its slot (neurons.json; identify-state/ while it runs). `inputs` is only
+ * called when the stage is not cached.
+ */
 export async function stageIdentify(
   model: DecoderModel,
-  tok: HfTokenizer,
-  pairs: SecurityPair[],
+  inputs: () => IdentifyInputs,
   cfg: HardenConfig,
   hooks: RunHooks = {},
   slot: StageSlot = planStages(cfg).identify,
@@ -382,11 +398,11 @@ export async function stageIdentify(
     return map;
   }
   openSlot(slot, "identification", log);
-  const samples = identifySamples(tok, pairs, cfg.identify, cfg.seed);
+  const { samples, labelTokenIds: labels } = inputs();
   log.info(
     `identification: ${samples.length} samples (${cfg.identify.mode}), top-${cfg.identify.topK} per layer`,
   );
-  const map = await identify(model, samples, identifyOptions(tok, cfg, slot.dir, hooks));
+  const map = await identify(model, samples, identifyOptions(labels, cfg, slot.dir, hooks));
   writeNeuronMap(file, map);
   // the accumulators are no longer needed once the map is written
   clearIdentifyState(slot.dir);
@@ -456,11 +472,21 @@ export function precisionOf(dtype: DType): string {
     : `${dtype} mixed precision (${dtype} compute, float32 master copies of the trainable tensors and float32 AdamW states)`;
 }
 
+/**
+ * What a run needs, read and checked. The tokenizer is not kept: its products are (the identification samples
+ * when identification is not cached, the training examples, the pad token), and the tokenizer itself (tens of MB
+ * of JS objects) is released before the stages. libtorch's tensors report their memory to V8, so a run collects
+ * garbage hundreds of times, and each full collection marks every live JS object: with the tokenizer alive,
+ * identification of the 0.5B shape took 89 CPU s instead of 70 (bench/e2e-harden.sh, BENCHMARKS).
+ */
 interface Prepared {
-  tok: HfTokenizer;
   pairs: SecurityPair[];
   plan: StagePlan;
   log: Logger;
+  /** null when identification is cached or not run */
+  identify: IdentifyInputs | null;
+  examples: SftExample[];
+  padTokenId: number | null;
 }
 
 /** Inputs read and checked, paths checked, stage keys computed: nothing written yet. */
@@ -492,7 +518,19 @@ async function prepare(
         `to move it aside (renamed, never deleted)`,
     );
   }
-  return { tok, pairs, plan, log };
+  // tokenized here, in prepare's frame, so that nothing holds the tokenizer once it returns
+  const identifyCached = fs.existsSync(path.join(plan.identify.dir, NEURONS_FILE));
+  return {
+    pairs,
+    plan,
+    log,
+    identify:
+      cfg.method === "goodvibe" && !opts.clustersFile && !identifyCached
+        ? identifyInputs(tok, pairs, cfg)
+        : null,
+    examples: trainExamples(tok, pairs, cfg),
+    padTokenId: tok.padTokenId,
+  };
 }
 
 function readStats(dir: string): StatsFile | null {
@@ -576,7 +614,7 @@ async function trainAndPublish(
   hooks: RunHooks,
   maps: { neurons?: NeuronMap; clusters?: ClusterMap },
 ): Promise<HardenResult> {
-  const { tok, pairs, plan, log } = p;
+  const { plan, log, examples } = p;
   const method = attachMethod(model, cfg, maps.clusters);
   const trainable = countParams(method.trainable.values());
   const total = countParams(model.parameters().values());
@@ -584,14 +622,13 @@ async function trainAndPublish(
     `training ${cfg.method}: ${trainable.toLocaleString("en-US")} trainable parameters (${((100 * trainable) / total).toPrecision(3)}% of ${total.toLocaleString("en-US")}), ${precisionOf(model.dtype)}`,
   );
   openSlot(plan.train, "training", log);
-  const examples = trainExamples(tok, pairs, cfg);
   // the slot's folder is keyed by these inputs already; the checkpoint records them too, so that a checkpoint
   // never continues under others whatever folder it is found in
   const { train: _t, model: weights, dtype: _d, format: _f, ...settings } = plan.train.inputs;
   const train = await trainSft(model, method, examples, cfg.train, {
     runDir: plan.train.dir,
     identity: { model: String(weights), settings },
-    padTokenId: tok.padTokenId ?? model.cfg.padTokenId ?? 0,
+    padTokenId: p.padTokenId ?? model.cfg.padTokenId ?? 0,
     hooks: {
       onStep: (l, totalSteps) => {
         hooks.onStep?.(l, totalSteps);
@@ -692,7 +729,18 @@ export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promis
   let neurons: NeuronMap | undefined;
   let clusters: ClusterMap | undefined;
   if (cfg.method === "goodvibe") {
-    neurons = await stageIdentify(model, p.tok, p.pairs, cfg, hooks, p.plan.identify);
+    const inputs = p.identify;
+    p.identify = null; // the samples are identify()'s from here
+    neurons = await stageIdentify(
+      model,
+      () => {
+        if (!inputs) throw new Error("identification is not cached, but its samples were not tokenized");
+        return inputs;
+      },
+      cfg,
+      hooks,
+      p.plan.identify,
+    );
     clusters = await stageCluster(neurons, cfg, p.log, hooks.signal, p.plan.cluster);
   }
   return trainAndPublish(cfg, model, p, hooks, { neurons, clusters });

@@ -17,7 +17,7 @@ import {
   judgeConvention,
   judgeMessages,
 } from "../../src/data/prompts.js";
-import { planStages, stageIdentify } from "../../src/recipes/harden.js";
+import { identifyInputs, planStages, stageIdentify } from "../../src/recipes/harden.js";
 import { modelShapeRecord } from "../../src/method/goodvibe/model-shape.js";
 import { hardenSchema, defaultHardenConfig } from "../../src/config/harden.js";
 import { renderOrganismChat, writeCorpusJsonl } from "../../src/data/corpus.js";
@@ -177,7 +177,7 @@ test("a neuron map made under another convention is not reused by identification
   };
   // an old run folder's map (top level) is not this run's stage: identification runs under the paper's convention
   fs.writeFileSync(path.join(runDir, "neurons.json"), JSON.stringify(old));
-  const map = await stageIdentify(model, tok, train.slice(0, 2), cfg);
+  const map = await stageIdentify(model, () => identifyInputs(tok, train.slice(0, 2), cfg), cfg);
   assert.deepEqual(map.source.labels, { unsafe: "1", safe: "0" });
   assert.equal(map.source.prompt, PAPER_JUDGE_INSTRUCTION);
   assert.deepEqual([map.source.secure, map.source.insecure], [2, 2]);
@@ -187,7 +187,7 @@ test("a neuron map made under another convention is not reused by identification
   fs.mkdirSync(slot.dir, { recursive: true });
   fs.writeFileSync(file, JSON.stringify(old));
   await assert.rejects(
-    stageIdentify(model, tok, train.slice(0, 2), cfg),
+    stageIdentify(model, () => identifyInputs(tok, train.slice(0, 2), cfg), cfg),
     (e: Error) =>
       e instanceof InputError &&
       e.message.includes(file) &&

@@ -13,6 +13,7 @@ import {
   isRunEntry,
   runTrain,
   stageIdentify,
+  identifyInputs,
 } from "../../recipes/harden.js";
 import { checkTopK } from "../../method/goodvibe/identify.js";
 import { clearIdentifyState } from "../../method/goodvibe/identify-state.js";
@@ -103,7 +104,7 @@ export function registerStages(program: Command): void {
           );
           return;
         }
-        const map = await stageIdentify(model, tok, pairs, cfg, {
+        const map = await stageIdentify(model, () => identifyInputs(tok, pairs, cfg), cfg, {
           log,
           signal: interruptSignal(log),
         });
