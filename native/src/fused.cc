@@ -3,6 +3,9 @@
 // time), the composite ATen versions of the same maths (any device / dtype), and the autograd functions.
 #include "fused.h"
 
+// The 16-lane vector helpers are always inlined, so the ABI note GCC gives for 64-byte vector arguments is moot.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 #include <ATen/Parallel.h>
 #include <torch/version.h>
 
@@ -103,6 +106,98 @@ GV_INLINE float ftanh(float x) { return 1.0f - 2.0f / (1.0f + fexp(2.0f * x)); }
 
 constexpr float kGeluK0 = 0.7978845608028654f;  // sqrt(2 / pi)
 constexpr float kGeluK1 = 0.044715f;
+
+// ---------------------------------------------------------------- 16-lane vectors
+// GCC vector extensions: one source that target_clones compiles to zmm (AVX-512), ymm pairs (AVX2) or SSE, so the
+// elementwise kernels below are really vectorised (the plain loops with fexp's clamps and the bf16 NaN test were
+// not: the compiler left them scalar, 4-9 ns per element).
+typedef float vf __attribute__((vector_size(64)));
+typedef int32_t vi __attribute__((vector_size(64)));
+typedef uint32_t vu __attribute__((vector_size(64)));
+typedef uint16_t vh __attribute__((vector_size(32)));
+constexpr int64_t VL = 16;
+
+GV_INLINE vf splat(float v) { return vf{} + v; }
+GV_INLINE vf vsel(vi m, vf a, vf b) { return m ? a : b; }
+
+template <typename T>
+GV_INLINE vf vld(const T* p);
+template <>
+GV_INLINE vf vld<float>(const float* p) {
+  vf v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <>
+GV_INLINE vf vld<bf16_t>(const bf16_t* p) {
+  vh h;
+  std::memcpy(&h, p, sizeof h);
+  return (vf)(__builtin_convertvector(h, vu) << 16);
+}
+template <typename T>
+GV_INLINE void vst(T* p, vf v);
+template <>
+GV_INLINE void vst<float>(float* p, vf v) {
+  std::memcpy(p, &v, sizeof v);
+}
+template <>
+GV_INLINE void vst<bf16_t>(bf16_t* p, vf v) {  // round to nearest even, NaN -> 0x7fc0 (as f2bf)
+  vu u = (vu)v;
+  vu r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  vi nan = (u & 0x7fffffffu) > 0x7f800000u;
+  vu q = u - u + 0x7fc0u;
+  vh h = __builtin_convertvector(nan ? q : r, vh);
+  std::memcpy(p, &h, sizeof h);
+}
+/** The first n (< 16) elements, zeros after. */
+template <typename T>
+GV_INLINE vf vldn(const T* p, int64_t n) {
+  T tmp[VL] = {};
+  std::memcpy(tmp, p, n * sizeof(T));
+  return vld(tmp);
+}
+template <typename T>
+GV_INLINE void vstn(T* p, vf v, int64_t n) {
+  T tmp[VL];
+  vst(tmp, v);
+  std::memcpy(p, tmp, n * sizeof(T));
+}
+GV_INLINE float hsum(vf v) {
+  float s = 0;
+  for (int j = 0; j < VL; j++) s += v[j];
+  return s;
+}
+GV_INLINE float hmax(vf v) {
+  float m = v[0];
+  for (int j = 1; j < VL; j++) m = v[j] > m ? v[j] : m;
+  return m;
+}
+/** Lanes 0..n-1 set. */
+GV_INLINE vi lanesBelow(int64_t n) {
+  vi idx = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  return idx < static_cast<int32_t>(n);
+}
+
+// fexp on 16 lanes (the same polynomial; n by round-to-nearest instead of floor(t + 0.5), which differs only at
+// exact ties, where either reduction is exact).
+GV_INLINE vf vexp(vf x) {
+  vf xc = vsel(x > 88.3f, splat(88.3f), vsel(x < -87.3f, splat(-87.3f), x));
+  vf t = xc * 1.44269504088896341f;
+  vf n = (t + 12582912.0f) - 12582912.0f;
+  n = vsel(n == n, n, splat(0.0f));
+  vf r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+  vf p = splat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  vf e = p * r * r + r + 1.0f;
+  vf scale = (vf)((__builtin_convertvector(n, vi) + 127) << 23);
+  return vsel(x == x, e * scale, x);
+}
+GV_INLINE vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
+GV_INLINE vf vtanh(vf x) { return 1.0f - 2.0f / (1.0f + vexp(2.0f * x)); }
 
 // Sum of a row with 16 independent accumulators (a float reduction the compiler may vectorise without
 // reassociating anything itself).
@@ -354,37 +449,49 @@ struct RopeFn : public torch::autograd::Function<RopeFn> {
 };
 
 // ================================================================= gated activation
+template <bool GELU>
+GV_INLINE vf gatedA(vf x) {
+  if (GELU) return 0.5f * x * (1.0f + vtanh(kGeluK0 * (x + kGeluK1 * x * x * x)));
+  return x * vsigmoid(x);
+}
+
 template <typename T, bool GELU>
 GV_INLINE void gatedFwdRange(const T* g, const T* u, T* y, int64_t i0, int64_t i1) {
-  for (int64_t i = i0; i < i1; i++) {
-    float x = ld(g, i);
-    float a;
-    if (GELU) {
-      float t = ftanh(kGeluK0 * (x + kGeluK1 * x * x * x));
-      a = 0.5f * x * (1.0f + t);
-    } else {
-      a = x * fsigmoid(x);
-    }
-    st(y, i, a * ld(u, i));
+  int64_t i = i0;
+  for (; i + VL <= i1; i += VL) vst(y + i, gatedA<GELU>(vld(g + i)) * vld(u + i));
+  if (i < i1) vstn(y + i, gatedA<GELU>(vldn(g + i, i1 - i)) * vldn(u + i, i1 - i), i1 - i);
+}
+
+template <typename T, bool GELU>
+GV_INLINE void gatedBwdVec(vf x, vf d, vf uu, vf& gg, vf& gu) {
+  vf a, da;
+  if (GELU) {
+    vf t = vtanh(kGeluK0 * (x + kGeluK1 * x * x * x));
+    a = 0.5f * x * (1.0f + t);
+    da = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * kGeluK0 * (1.0f + 3.0f * kGeluK1 * x * x);
+  } else {
+    vf s = vsigmoid(x);
+    a = x * s;
+    da = s * (1.0f + x * (1.0f - s));
   }
+  gg = d * uu * da;
+  gu = d * a;
 }
 
 template <typename T, bool GELU>
 GV_INLINE void gatedBwdRange(const T* gy, const T* g, const T* u, T* gg, T* gu, int64_t i0, int64_t i1) {
-  for (int64_t i = i0; i < i1; i++) {
-    float x = ld(g, i), d = ld(gy, i);
-    float a, da;
-    if (GELU) {
-      float t = ftanh(kGeluK0 * (x + kGeluK1 * x * x * x));
-      a = 0.5f * x * (1.0f + t);
-      da = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * kGeluK0 * (1.0f + 3.0f * kGeluK1 * x * x);
-    } else {
-      float s = fsigmoid(x);
-      a = x * s;
-      da = s * (1.0f + x * (1.0f - s));
-    }
-    st(gg, i, d * ld(u, i) * da);
-    st(gu, i, d * a);
+  int64_t i = i0;
+  vf a, b;
+  for (; i + VL <= i1; i += VL) {
+    gatedBwdVec<T, GELU>(vld(g + i), vld(gy + i), vld(u + i), a, b);
+    vst(gg + i, a);
+    vst(gu + i, b);
+  }
+  if (i < i1) {
+    int64_t n = i1 - i;
+    gatedBwdVec<T, GELU>(vldn(g + i, n), vldn(gy + i, n), vldn(u + i, n), a, b);
+    vstn(gg + i, a, n);
+    vstn(gu + i, b, n);
   }
 }
 
@@ -458,12 +565,44 @@ GV_INLINE void visible(const AttnGeom& a, int64_t t, int64_t& lo, int64_t& hi) {
   lo = a.window > 0 ? std::max<int64_t>(0, a.past + t - a.window + 1) : 0;
 }
 
+/** 16 keys' validity from the key mask (lanes past n are invalid). */
+GV_INLINE vi keyLanes(const uint8_t* km, int64_t n) {
+  if (!km) return lanesBelow(n);
+  uint8_t tmp[VL] = {};
+  std::memcpy(tmp, km, std::min<int64_t>(n, VL));
+  typedef uint8_t vb __attribute__((vector_size(16)));
+  vb m;
+  std::memcpy(&m, tmp, sizeof m);
+  return (__builtin_convertvector(m, vi) != 0) & lanesBelow(n);
+}
+
+/** Raw scores of 16 keys as softmax sees them: scaled, soft-capped (dcap: the cap's derivative). */
+template <typename T>
+GV_INLINE vf scoreLanes(const T* s, int64_t n, const AttnGeom& a, vf* dcap) {
+  vf v = (n >= VL ? vld(s) : vldn(s, n)) * a.scale;
+  if (a.softcap > 0) {
+    vf th = vtanh(v / a.softcap);
+    if (dcap) *dcap = 1.0f - th * th;
+    v = a.softcap * th;
+  } else if (dcap) {
+    *dcap = splat(1.0f);
+  }
+  return v;
+}
+
+template <typename T>
+GV_INLINE void zeroRange(T* p, int64_t j0, int64_t j1) {
+  if (j1 > j0) std::memset(p + j0, 0, (j1 - j0) * sizeof(T));  // +0.0 in float32 and bfloat16
+}
+
 // Scores [rows, n] (keys jlo .. jlo + n) of query times t0 .. -> probabilities (written to P, which may be S),
-// and the log-sum-exp per row. Keys outside a row's window or masked get probability 0.
+// and the log-sum-exp per row. Keys outside a row's window or masked get probability 0. buf holds a row's
+// scores in float32 (n floats, 16-aligned count).
 template <typename T>
 GV_INLINE void softmaxRows(const T* S, T* P, float* lse, const AttnGeom& a, int64_t b, int64_t t0, int64_t rows,
                            int64_t jlo, int64_t n, float* buf) {
-  const uint8_t* km = a.keyMask ? a.keyMask + b * a.S : nullptr;
+  const uint8_t* km = a.keyMask ? a.keyMask + b * a.S + jlo : nullptr;
+  const float ninf = -std::numeric_limits<float>::infinity();
   for (int64_t row = 0; row < rows; row++) {
     int64_t t = t0 + row / a.R;
     int64_t lo, hi;
@@ -472,39 +611,48 @@ GV_INLINE void softmaxRows(const T* S, T* P, float* lse, const AttnGeom& a, int6
     hi = std::min(hi, jlo + n) - jlo;
     const T* s = S + row * n;
     T* p = P + row * n;
-    float mx = -std::numeric_limits<float>::infinity();
-    int64_t seen = 0;
-    bool nan = false;
-    for (int64_t j = lo; j < hi; j++) {
-      float v = ld(s, j) * a.scale;
-      if (a.softcap > 0) v = a.softcap * ftanh(v / a.softcap);
-      bool ok = !km || km[jlo + j];
-      buf[j] = ok ? v : -std::numeric_limits<float>::infinity();
-      seen += ok;
-      nan |= ok && v != v;
-      if (ok) mx = std::max(mx, v);
+    vf mx = splat(ninf);
+    vi nan = vi{} != 0, seen = vi{};
+    for (int64_t j = lo; j < hi; j += VL) {
+      int64_t m = std::min<int64_t>(VL, hi - j);
+      vi ok = keyLanes(km ? km + j : nullptr, m);
+      vf v = scoreLanes(s + j, m, a, nullptr);
+      vst(buf + j - lo, vsel(ok, v, splat(ninf)));
+      seen -= ok;  // ok lanes are -1
+      nan |= ok & (v != v);
+      mx = vsel(ok & (v > mx), v, mx);
     }
-    if (seen == 0) {  // sees no key (a padding query): output 0, no gradient
-      for (int64_t j = 0; j < n; j++) st(p, j, 0.0f);
-      lse[row] = -std::numeric_limits<float>::infinity();
+    float rmx = hmax(mx);
+    bool anySeen = false, anyNan = false;
+    for (int j = 0; j < VL; j++) anySeen |= seen[j] != 0, anyNan |= nan[j] != 0;
+    if (!anySeen) {  // sees no key (a padding query): output 0, no gradient
+      zeroRange(p, 0, n);
+      lse[row] = ninf;
       continue;
     }
-    if (nan || mx == -std::numeric_limits<float>::infinity()) {  // as eager softmax: NaN in, NaN out
+    if (anyNan || rmx == ninf) {  // as eager softmax: NaN in, NaN out
       for (int64_t j = 0; j < n; j++) st(p, j, std::numeric_limits<float>::quiet_NaN());
       lse[row] = std::numeric_limits<float>::quiet_NaN();
       continue;
     }
-    float sum = 0;
-    for (int64_t j = lo; j < hi; j++) {
-      float e = buf[j] == -std::numeric_limits<float>::infinity() ? 0.0f : fexp(buf[j] - mx);
-      buf[j] = e;
+    vf sum = vf{};
+    for (int64_t j = lo; j < hi; j += VL) {
+      vf v = vld(buf + j - lo);
+      vf e = vsel((v != ninf) & lanesBelow(hi - j), vexp(v - rmx), vf{});
+      vst(buf + j - lo, e);
       sum += e;
     }
-    float inv = 1.0f / sum;
-    for (int64_t j = 0; j < lo; j++) st(p, j, 0.0f);
-    for (int64_t j = lo; j < hi; j++) st(p, j, buf[j] * inv);
-    for (int64_t j = hi; j < n; j++) st(p, j, 0.0f);
-    lse[row] = mx + std::log(sum);
+    float total = hsum(sum), inv = 1.0f / total;
+    zeroRange(p, 0, lo);
+    for (int64_t j = lo; j < hi; j += VL) {
+      vf e = vld(buf + j - lo) * inv;
+      if (hi - j >= VL)
+        vst(p + j, e);
+      else
+        vstn(p + j, e, hi - j);
+    }
+    zeroRange(p, hi, n);
+    lse[row] = rmx + std::log(total);
   }
 }
 
@@ -514,7 +662,8 @@ GV_INLINE void softmaxRows(const T* S, T* P, float* lse, const AttnGeom& a, int6
 template <typename T>
 GV_INLINE void softmaxBwdRows(const T* S, T* P, T* dP, const float* lse, const AttnGeom& a, int64_t b, int64_t t0,
                               int64_t rows, int64_t jlo, int64_t n, float* pbuf, float* cbuf) {
-  const uint8_t* km = a.keyMask ? a.keyMask + b * a.S : nullptr;
+  const uint8_t* km = a.keyMask ? a.keyMask + b * a.S + jlo : nullptr;
+  const float ninf = -std::numeric_limits<float>::infinity();
   for (int64_t row = 0; row < rows; row++) {
     int64_t t = t0 + row / a.R;
     int64_t lo, hi;
@@ -525,34 +674,34 @@ GV_INLINE void softmaxBwdRows(const T* S, T* P, T* dP, const float* lse, const A
     T* p = P + row * n;
     T* dp = dP + row * n;
     float L = lse[row];
-    float dot = 0;
-    for (int64_t j = lo; j < hi; j++) {
-      float pj = 0, dcap = 1.0f;
-      if (L != -std::numeric_limits<float>::infinity() && (!km || km[jlo + j])) {
-        float v = ld(s, j) * a.scale;
-        if (a.softcap > 0) {
-          float th = ftanh(v / a.softcap);
-          v = a.softcap * th;
-          dcap = 1.0f - th * th;
-        }
-        pj = fexp(v - L);
+    vf dot = vf{};
+    for (int64_t j = lo; j < hi; j += VL) {
+      int64_t m = std::min<int64_t>(VL, hi - j);
+      vf dcap;
+      vf v = scoreLanes(s + j, m, a, &dcap);
+      vi ok = keyLanes(km ? km + j : nullptr, m);
+      vf pj = L == ninf ? vf{} : vsel(ok, vexp(v - L), vf{});
+      vst(pbuf + j - lo, pj);
+      vst(cbuf + j - lo, dcap);
+      dot += pj * (m == VL ? vld(dp + j) : vldn(dp + j, m));
+    }
+    float d = hsum(dot);
+    zeroRange(p, 0, lo);
+    zeroRange(dp, 0, lo);
+    for (int64_t j = lo; j < hi; j += VL) {
+      int64_t m = std::min<int64_t>(VL, hi - j);
+      vf pj = vld(pbuf + j - lo);
+      vf g = pj * ((m == VL ? vld(dp + j) : vldn(dp + j, m)) - d) * vld(cbuf + j - lo) * a.scale;
+      if (m == VL) {
+        vst(p + j, pj);
+        vst(dp + j, g);
+      } else {
+        vstn(p + j, pj, m);
+        vstn(dp + j, g, m);
       }
-      pbuf[j] = pj;
-      cbuf[j] = dcap;
-      dot += pj * ld(dp, j);
     }
-    for (int64_t j = 0; j < lo; j++) {
-      st(p, j, 0.0f);
-      st(dp, j, 0.0f);
-    }
-    for (int64_t j = lo; j < hi; j++) {
-      st(p, j, pbuf[j]);
-      st(dp, j, pbuf[j] * (ld(dp, j) - dot) * cbuf[j] * a.scale);
-    }
-    for (int64_t j = hi; j < n; j++) {
-      st(p, j, 0.0f);
-      st(dp, j, 0.0f);
-    }
+    zeroRange(p, hi, n);
+    zeroRange(dp, hi, n);
   }
 }
 
@@ -645,7 +794,7 @@ struct AttentionFn : public torch::autograd::Function<AttentionFn> {
       auto K = k.select(0, b).select(0, g), V = v.select(0, b).select(0, g);
       auto O = out.select(0, b).narrow(1, g * R * D, R * D);  // [T, R*D]
       float* L = lse.select(0, b).select(0, g).data_ptr<float>();
-      std::vector<float> buf(S);
+      std::vector<float> buf(S + VL);  // whole 16-lane chunks
       for (int64_t t0 = 0; t0 < T; t0 += tb) {
         int64_t t1 = std::min(T, t0 + tb), rows = (t1 - t0) * R, jlo, n;
         blockKeys(a, t0, t1, jlo, n);
@@ -681,7 +830,7 @@ struct AttentionFn : public torch::autograd::Function<AttentionFn> {
       auto Q = q.select(0, b).select(0, g).view({T * R, D});
       auto K = k.select(0, b).select(0, g), V = v.select(0, b).select(0, g);
       auto dO = dout.select(0, b).narrow(1, g * R * D, R * D);
-      std::vector<float> pbuf(S), cbuf(S);
+      std::vector<float> pbuf(S + VL), cbuf(S + VL);
       auto dQ = dq.select(0, b).select(0, g).view({T * R, D});
       const float* L = lse.select(0, b).select(0, g).data_ptr<float>();
       auto dKacc = torch::zeros({S, D}, q.options().dtype(torch::kFloat32));
