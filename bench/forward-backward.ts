@@ -5,7 +5,10 @@
  * runs the identical pass in PyTorch on the same checkpoint file.
  *
  *   node dist/bench/forward-backward.js [--tokens 256] [--layers 24] [--passes 3] [--threads N] [--profile]
- *                                       [--tidy-layers] [--device cpu|cuda] [--json f]
+ *                                       [--fused | --unfused] [--tidy-layers] [--device cpu|cuda] [--json f]
+ *
+ * Decoder path: the per-op default (src/tensor/tensor.ts fusedOps), --fused every fused op (GOODVIBE_FUSED=1),
+ * --unfused transformers' eager code op by op (GOODVIBE_FUSED=0).
  */
 import { parseArgs } from "node:util";
 import { loadModel, Linear, type DecoderModel } from "../src/models/index.js";
@@ -30,8 +33,9 @@ const { values: args } = parseArgs({
     layers: { type: "string", default: "24" },
     passes: { type: "string", default: "3" },
     threads: { type: "string" },
-    // the addon's fused ops instead of the default op-by-op path (transformers' eager code line by line)
+    // every fused op of the addon / none (transformers' eager code line by line); default: the per-op defaults
     fused: { type: "boolean", default: false },
+    unfused: { type: "boolean", default: false },
     device: { type: "string", default: "cpu" },
     profile: { type: "boolean", default: false },
     "tidy-layers": { type: "boolean", default: false },
@@ -105,7 +109,9 @@ function tidyEachLayer(model: DecoderModel): void {
 
 function main(): void {
   const threads = applyThreads(args.threads ? Number(args.threads) : undefined);
-  setFusedOps(args.fused);
+  if (args.fused && args.unfused) throw new Error("--fused and --unfused exclude each other");
+  setFusedOps(args.fused ? true : args.unfused ? false : null);
+  const path = args.fused ? "fused ops" : args.unfused ? "op-by-op" : "per-op defaults";
   const T = Number(args.tokens);
   const passes = Number(args.passes);
   const dir = randomModelDir(Number(args.layers));
@@ -127,7 +133,7 @@ function main(): void {
   const act = activationBytesEstimate(model, T);
 
   console.log(
-    `${model.device}, threads ${threads}, OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}, ${model.cfg.numLayers} layers, ${T} tokens, ${args.fused ? "fused ops" : "op-by-op"}`,
+    `${model.device}, threads ${threads}, OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}, ${model.cfg.numLayers} layers, ${T} tokens, ${path}`,
   );
   console.log(
     `loss ${last.loss.toFixed(4)}, linear outputs with a gradient: ${last.grads}/${model.linears().length}`,
@@ -181,6 +187,7 @@ function main(): void {
     machine: machineInfo(),
     threads,
     fused: args.fused,
+    unfused: args.unfused,
     tokens: T,
     tidyLayers: args["tidy-layers"],
     layers: model.cfg.numLayers,

@@ -1,6 +1,7 @@
-// Fused decoder ops (see fused.h). Layout of this file: scalar helpers (bf16, a vectorisable exp), the CPU
-// kernels (plain loops over rows, compiled once per instruction set with target_clones and dispatched at run
-// time), the composite ATen versions of the same maths (any device / dtype), and the autograd functions.
+// Fused decoder ops (see fused.h). Layout of this file: scalar and 16-lane vector helpers (bf16, exp), the CPU
+// kernels (loops over rows on 16-lane vectors, compiled once per instruction set with target_clones and
+// dispatched at run time), the composite ATen versions of the same maths (any device / dtype), and the autograd
+// functions.
 #include "fused.h"
 
 // The 16-lane vector helpers are always inlined, so the ABI note GCC gives for 64-byte vector arguments is moot.
@@ -162,6 +163,33 @@ GV_INLINE void vstn(T* p, vf v, int64_t n) {
   vst(tmp, v);
   std::memcpy(p, tmp, n * sizeof(T));
 }
+/** Up to 16 elements (m of them; zeros after). */
+template <typename T>
+GV_INLINE vf vldm(const T* p, int64_t m) {
+  return m >= VL ? vld(p) : vldn(p, m);
+}
+template <typename T>
+GV_INLINE void vstm(T* p, vf v, int64_t m) {
+  if (m >= VL)
+    vst(p, v);
+  else
+    vstn(p, v, m);
+}
+/** v as the storage type would hold it (rnd on 16 lanes). */
+template <typename T>
+GV_INLINE vf vrnd(vf v);
+template <>
+GV_INLINE vf vrnd<float>(vf v) {
+  return v;
+}
+template <>
+GV_INLINE vf vrnd<bf16_t>(vf v) {
+  vu u = (vu)v;
+  vu r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  vi nan = (u & 0x7fffffffu) > 0x7f800000u;
+  vu q = u - u + 0x7fc00000u;
+  return (vf)(nan ? q : r);
+}
 GV_INLINE float hsum(vf v) {
   float s = 0;
   for (int j = 0; j < VL; j++) s += v[j];
@@ -174,8 +202,8 @@ GV_INLINE float hmax(vf v) {
 }
 /** Lanes 0..n-1 set. */
 GV_INLINE vi lanesBelow(int64_t n) {
-  vi idx = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-  return idx < static_cast<int32_t>(n);
+  const vi idx = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  return idx < (vi{} + static_cast<int32_t>(n));
 }
 
 // fexp on 16 lanes (the same polynomial; n by round-to-nearest instead of floor(t + 0.5), which differs only at
@@ -199,20 +227,6 @@ GV_INLINE vf vexp(vf x) {
 GV_INLINE vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
 GV_INLINE vf vtanh(vf x) { return 1.0f - 2.0f / (1.0f + vexp(2.0f * x)); }
 
-// Sum of a row with 16 independent accumulators (a float reduction the compiler may vectorise without
-// reassociating anything itself).
-template <typename F>
-GV_INLINE float rowSum(int64_t n, F f) {
-  float acc[16] = {0};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int j = 0; j < 16; j++) acc[j] += f(i + j);
-  float s = 0;
-  for (; i < n; i++) s += f(i);
-  for (int j = 0; j < 16; j++) s += acc[j];
-  return s;
-}
-
 bool nativeCpu(std::initializer_list<const Tensor*> ts) {
   if (g_composite.load(std::memory_order_relaxed)) return false;
   auto dt = (*ts.begin())->scalar_type();
@@ -230,18 +244,17 @@ GV_INLINE void rmsFwdRows(const T* x, const T* w, T* y, float* rstd, int64_t r0,
   for (int64_t r = r0; r < r1; r++) {
     const T* xr = x + r * D;
     T* yr = y + r * D;
-    float ss = rowSum(D, [&](int64_t i) {
-      float v = ld(xr, i);
-      return v * v;
-    });
-    float rs = 1.0f / std::sqrt(ss / static_cast<float>(D) + eps);
+    vf acc = vf{};
+    for (int64_t i = 0; i < D; i += VL) {
+      vf v = vldm(xr + i, D - i);
+      acc += v * v;
+    }
+    float rs = 1.0f / std::sqrt(hsum(acc) / static_cast<float>(D) + eps);
     rstd[r] = rs;
-    for (int64_t i = 0; i < D; i++) {
-      float n = ld(xr, i) * rs;
-      if (ONEPLUS)
-        st(yr, i, n * (1.0f + ld(w, i)));
-      else
-        st(yr, i, ld(w, i) * rnd<T>(n));
+    for (int64_t i = 0; i < D; i += VL) {
+      int64_t m = D - i;
+      vf n = vldm(xr + i, m) * rs;
+      vstm(yr + i, ONEPLUS ? n * (1.0f + vldm(w + i, m)) : vldm(w + i, m) * vrnd<T>(n), m);
     }
   }
 }
@@ -253,17 +266,22 @@ GV_INLINE void rmsBwdRows(const T* gy, const T* x, const T* w, const float* rstd
     const T* xr = x + r * D;
     const T* gr = gy + r * D;
     float rs = rstd[r];
-    auto dn = [&](int64_t i) { return ld(gr, i) * (ONEPLUS ? 1.0f + ld(w, i) : ld(w, i)); };
-    float dot = rowSum(D, [&](int64_t i) { return dn(i) * ld(xr, i) * rs; });
-    float c = dot / static_cast<float>(D);
+    auto dn = [&](int64_t i, int64_t m) { return vldm(gr + i, m) * (ONEPLUS ? 1.0f + vldm(w + i, m) : vldm(w + i, m)); };
+    vf acc = vf{};
+    for (int64_t i = 0; i < D; i += VL) acc += dn(i, D - i) * vldm(xr + i, D - i) * rs;
+    float c = hsum(acc) / static_cast<float>(D);
     if (gx) {
       T* gxr = gx + r * D;
-      for (int64_t i = 0; i < D; i++) st(gxr, i, rs * (dn(i) - ld(xr, i) * rs * c));
+      for (int64_t i = 0; i < D; i += VL) {
+        int64_t m = D - i;
+        vstm(gxr + i, rs * (dn(i, m) - vldm(xr + i, m) * rs * c), m);
+      }
     }
     if (gw)
-      for (int64_t i = 0; i < D; i++) {
-        float n = ld(xr, i) * rs;
-        gw[i] += ld(gr, i) * (ONEPLUS ? n : rnd<T>(n));
+      for (int64_t i = 0; i < D; i += VL) {
+        int64_t m = D - i;
+        vf n = vldm(xr + i, m) * rs;
+        vstm(gw + i, vldm(gw + i, m) + vldm(gr + i, m) * (ONEPLUS ? n : vrnd<T>(n)), m);
       }
   }
 }
@@ -356,10 +374,11 @@ GV_INLINE void ropeFwdRows(const T* x, const T* cs, const T* sn, T* y, const Rop
     const T* s = sn + b * g.cs0 + t * g.D;
     int64_t gi = h / g.R, ri = h % g.R;
     T* yr = y + (((b * g.G + gi) * g.T + t) * g.R + ri) * g.D;
-    for (int64_t i = 0; i < h2; i++) {
-      float x1 = ld(xr, i), x2 = ld(xr, i + h2);
-      st(yr, i, x1 * ld(c, i) - x2 * ld(s, i));
-      st(yr, i + h2, x2 * ld(c, i + h2) + x1 * ld(s, i + h2));
+    for (int64_t i = 0; i < h2; i += VL) {
+      int64_t m = h2 - i;
+      vf x1 = vldm(xr + i, m), x2 = vldm(xr + i + h2, m);
+      vstm(yr + i, x1 * vldm(c + i, m) - x2 * vldm(s + i, m), m);
+      vstm(yr + i + h2, x2 * vldm(c + i + h2, m) + x1 * vldm(s + i + h2, m), m);
     }
   }
 }
@@ -374,10 +393,11 @@ GV_INLINE void ropeBwdRows(const T* gy, const T* cs, const T* sn, T* gx, const R
     int64_t gi = h / g.R, ri = h % g.R;
     const T* gr = gy + (((b * g.G + gi) * g.T + t) * g.R + ri) * g.D;
     T* xr = gx + row * g.D;  // [B, T, H, D] contiguous
-    for (int64_t i = 0; i < h2; i++) {
-      float g1 = ld(gr, i), g2 = ld(gr, i + h2);
-      st(xr, i, g1 * ld(c, i) + g2 * ld(s, i + h2));
-      st(xr, i + h2, g2 * ld(c, i + h2) - g1 * ld(s, i));
+    for (int64_t i = 0; i < h2; i += VL) {
+      int64_t m = h2 - i;
+      vf g1 = vldm(gr + i, m), g2 = vldm(gr + i + h2, m);
+      vstm(xr + i, g1 * vldm(c + i, m) + g2 * vldm(s + i + h2, m), m);
+      vstm(xr + i + h2, g2 * vldm(c + i + h2, m) - g1 * vldm(s + i, m), m);
     }
   }
 }
@@ -597,7 +617,8 @@ GV_INLINE void zeroRange(T* p, int64_t j0, int64_t j1) {
 
 // Scores [rows, n] (keys jlo .. jlo + n) of query times t0 .. -> probabilities (written to P, which may be S),
 // and the log-sum-exp per row. Keys outside a row's window or masked get probability 0. buf holds a row's
-// scores in float32 (n floats, 16-aligned count).
+// scores in float32 (n floats, 16-aligned count). Whole 16-key chunks run without lane masks; the last partial
+// chunk of a row and the key mask (padding) use them.
 template <typename T>
 GV_INLINE void softmaxRows(const T* S, T* P, float* lse, const AttnGeom& a, int64_t b, int64_t t0, int64_t rows,
                            int64_t jlo, int64_t n, float* buf) {
@@ -612,45 +633,53 @@ GV_INLINE void softmaxRows(const T* S, T* P, float* lse, const AttnGeom& a, int6
     const T* s = S + row * n;
     T* p = P + row * n;
     vf mx = splat(ninf);
-    vi nan = vi{} != 0, seen = vi{};
-    for (int64_t j = lo; j < hi; j += VL) {
+    vi bad = vi{}, seen = vi{};  // NaN lanes; valid-key lanes
+    int64_t j = lo;
+    if (!km) {
+      for (; j + VL <= hi; j += VL) {
+        vf v = scoreLanes(s + j, VL, a, nullptr);
+        vst(buf + j - lo, v);
+        bad |= v != v;
+        mx = vsel(v > mx, v, mx);
+      }
+      seen = vi{} + (hi > lo ? 1 : 0);
+    }
+    for (; j < hi; j += VL) {  // key-masked rows, and the last partial chunk
       int64_t m = std::min<int64_t>(VL, hi - j);
       vi ok = keyLanes(km ? km + j : nullptr, m);
       vf v = scoreLanes(s + j, m, a, nullptr);
       vst(buf + j - lo, vsel(ok, v, splat(ninf)));
-      seen -= ok;  // ok lanes are -1
-      nan |= ok & (v != v);
+      seen |= ok;
+      bad |= ok & (v != v);
       mx = vsel(ok & (v > mx), v, mx);
     }
     float rmx = hmax(mx);
     bool anySeen = false, anyNan = false;
-    for (int j = 0; j < VL; j++) anySeen |= seen[j] != 0, anyNan |= nan[j] != 0;
+    for (int k = 0; k < VL; k++) anySeen |= seen[k] != 0, anyNan |= bad[k] != 0;
     if (!anySeen) {  // sees no key (a padding query): output 0, no gradient
       zeroRange(p, 0, n);
       lse[row] = ninf;
       continue;
     }
     if (anyNan || rmx == ninf) {  // as eager softmax: NaN in, NaN out
-      for (int64_t j = 0; j < n; j++) st(p, j, std::numeric_limits<float>::quiet_NaN());
+      for (int64_t k = 0; k < n; k++) st(p, k, std::numeric_limits<float>::quiet_NaN());
       lse[row] = std::numeric_limits<float>::quiet_NaN();
       continue;
     }
+    // exp of every lane of the whole chunks (masked keys hold -inf: exp gives a denormal-or-zero there, so they
+    // are selected to 0 explicitly)
     vf sum = vf{};
-    for (int64_t j = lo; j < hi; j += VL) {
+    int64_t end = lo + ((hi - lo + VL - 1) / VL) * VL;
+    for (j = lo; j < end; j += VL) {
       vf v = vld(buf + j - lo);
-      vf e = vsel((v != ninf) & lanesBelow(hi - j), vexp(v - rmx), vf{});
+      vf e = vsel(v != ninf, vexp(v - rmx), vf{});
       vst(buf + j - lo, e);
       sum += e;
     }
     float total = hsum(sum), inv = 1.0f / total;
     zeroRange(p, 0, lo);
-    for (int64_t j = lo; j < hi; j += VL) {
-      vf e = vld(buf + j - lo) * inv;
-      if (hi - j >= VL)
-        vst(p + j, e);
-      else
-        vstn(p + j, e, hi - j);
-    }
+    for (j = lo; j + VL <= hi; j += VL) vst(p + j, vld(buf + j - lo) * inv);
+    if (j < hi) vstn(p + j, vld(buf + j - lo) * inv, hi - j);
     zeroRange(p, hi, n);
     lse[row] = rmx + std::log(total);
   }
@@ -675,23 +704,38 @@ GV_INLINE void softmaxBwdRows(const T* S, T* P, T* dP, const float* lse, const A
     T* dp = dP + row * n;
     float L = lse[row];
     vf dot = vf{};
-    for (int64_t j = lo; j < hi; j += VL) {
+    if (L == ninf) {  // a query that saw no key: no gradient
+      zeroRange(p, 0, n);
+      zeroRange(dp, 0, n);
+      continue;
+    }
+    int64_t j = lo;
+    if (!km && !(a.softcap > 0)) {
+      for (; j + VL <= hi; j += VL) {
+        vf pj = vexp(vld(s + j) * a.scale - L);
+        vst(pbuf + j - lo, pj);
+        dot += pj * vld(dp + j);
+      }
+    }
+    for (; j < hi; j += VL) {  // soft-capped or key-masked rows, and the last partial chunk
       int64_t m = std::min<int64_t>(VL, hi - j);
       vf dcap;
       vf v = scoreLanes(s + j, m, a, &dcap);
       vi ok = keyLanes(km ? km + j : nullptr, m);
-      vf pj = L == ninf ? vf{} : vsel(ok, vexp(v - L), vf{});
+      vf pj = vsel(ok, vexp(v - L), vf{});
       vst(pbuf + j - lo, pj);
       vst(cbuf + j - lo, dcap);
       dot += pj * (m == VL ? vld(dp + j) : vldn(dp + j, m));
     }
     float d = hsum(dot);
+    float sc = a.scale;
     zeroRange(p, 0, lo);
     zeroRange(dp, 0, lo);
-    for (int64_t j = lo; j < hi; j += VL) {
+    for (j = lo; j < hi; j += VL) {
       int64_t m = std::min<int64_t>(VL, hi - j);
       vf pj = vld(pbuf + j - lo);
-      vf g = pj * ((m == VL ? vld(dp + j) : vldn(dp + j, m)) - d) * vld(cbuf + j - lo) * a.scale;
+      vf dpj = m == VL ? vld(dp + j) : vldn(dp + j, m);
+      vf g = a.softcap > 0 ? pj * (dpj - d) * vld(cbuf + j - lo) * sc : pj * (dpj - d) * sc;
       if (m == VL) {
         vst(p + j, pj);
         vst(dp + j, g);
@@ -734,8 +778,17 @@ Tensor mmF32(const Tensor& a, const Tensor& b) {
   return torch::mm(a, b).to(torch::kFloat32);
 }
 
-/** Query blocks: ~512 rows (time steps x query heads per KV head), so causal blocks skip the keys they cannot see. */
-int64_t blockSteps(const AttnGeom& a) { return std::max<int64_t>(1, std::min<int64_t>(a.T, 512 / a.R)); }
+/**
+ * Query blocks. While one (batch, KV head)'s scores are small (T·R·S <= 1 M entries: the 0.5B shape at 256 tokens
+ * has 0.46 M) the whole sequence is one block: each product is one oneDNN call and dK, dV come out of one product
+ * each, rounded once; measured faster at that shape than causal blocks (bench/fused-ops.ts), although it multiplies
+ * the masked upper triangle too. Longer sequences take blocks of ~512 rows (time steps x query heads per KV head),
+ * so causal blocks skip the keys they cannot see and the scores stay in cache.
+ */
+int64_t blockSteps(const AttnGeom& a) {
+  if (a.T * a.R * a.S <= (int64_t(1) << 20)) return a.T;
+  return std::max<int64_t>(1, std::min<int64_t>(a.T, 512 / a.R));
+}
 
 /** Keys a block of query times [t0, t1) can see: [jlo, jlo + n). */
 void blockKeys(const AttnGeom& a, int64_t t0, int64_t t1, int64_t& jlo, int64_t& n) {
@@ -833,8 +886,13 @@ struct AttentionFn : public torch::autograd::Function<AttentionFn> {
       std::vector<float> pbuf(S + VL), cbuf(S + VL);
       auto dQ = dq.select(0, b).select(0, g).view({T * R, D});
       const float* L = lse.select(0, b).select(0, g).data_ptr<float>();
-      auto dKacc = torch::zeros({S, D}, q.options().dtype(torch::kFloat32));
-      auto dVacc = torch::zeros({S, D}, q.options().dtype(torch::kFloat32));
+      auto dKg = dk.select(0, b).select(0, g), dVg = dv.select(0, b).select(0, g);
+      bool single = tb >= T;  // one block: dK and dV straight from one product each
+      Tensor dKacc, dVacc;
+      if (!single) {
+        dKacc = torch::zeros({S, D}, q.options().dtype(torch::kFloat32));
+        dVacc = torch::zeros({S, D}, q.options().dtype(torch::kFloat32));
+      }
       for (int64_t t0 = 0; t0 < T; t0 += tb) {
         int64_t t1 = std::min(T, t0 + tb), rows = (t1 - t0) * R, jlo, n;
         blockKeys(a, t0, t1, jlo, n);
@@ -851,12 +909,23 @@ struct AttentionFn : public torch::autograd::Function<AttentionFn> {
         else
           softmaxBwdRows_f32(Sc.data_ptr<float>(), P.data_ptr<float>(), dP.data_ptr<float>(), L + t0 * R, a, b, t0,
                              rows, jlo, n, pbuf.data(), cbuf.data());
-        dVacc.narrow(0, jlo, n).add_(mmF32(P.t(), dOb));
         dQ.narrow(0, t0 * R, rows).copy_(mmAcc(dP, Kb));
-        dKacc.narrow(0, jlo, n).add_(mmF32(dP.t(), Qb));
+        if (single) {
+          if (jlo > 0 || n < S) {  // keys before a window see no query
+            dKg.zero_();
+            dVg.zero_();
+          }
+          dVg.narrow(0, jlo, n).copy_(mmAcc(P.t(), dOb));
+          dKg.narrow(0, jlo, n).copy_(mmAcc(dP.t(), Qb));
+        } else {
+          dVacc.narrow(0, jlo, n).add_(mmF32(P.t(), dOb));
+          dKacc.narrow(0, jlo, n).add_(mmF32(dP.t(), Qb));
+        }
       }
-      dk.select(0, b).select(0, g).copy_(dKacc);
-      dv.select(0, b).select(0, g).copy_(dVacc);
+      if (!single) {
+        dKg.copy_(dKacc);
+        dVg.copy_(dVacc);
+      }
     });
     return {dq, dk, dv, Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
   }

@@ -149,7 +149,9 @@ export class DecoderModel {
         keyMask,
         window,
         cache: opts.cache,
-        mask: fusedOps() ? undefined : additiveMask(B, T, past, window, keyMask, this.dtype, this.device),
+        mask: fusedOps("attention", this.device)
+          ? undefined
+          : additiveMask(B, T, past, window, keyMask, this.dtype, this.device),
       });
       const g = ropeTables(this.invFreqGlobal, pos, this.dtype);
       const full = inputs(g, null);

@@ -3,10 +3,11 @@
  * in float32), rotary embeddings in the half-split (NeoX) layout with default / linear / llama3 frequency scaling,
  * causal grouped-query attention, and the gated MLP.
  *
- * Each block has two paths. By default it runs transformers' eager code op by op, with the additive finfo.min
- * mask: PyTorch's numerics, and the reference the fused ops are tested against. With GOODVIBE_FUSED=1
- * (setFusedOps(true)) it calls the addon's fused ops (native/src/fused.cc: one pass forward and one backward per
- * block, attention without a materialised mask), which measured slower on CPU (BENCHMARKS §5).
+ * Each block has two paths: transformers' eager code op by op, with the additive finfo.min mask (PyTorch's
+ * numerics, and the reference the fused ops are tested against), or the addon's fused ops (native/src/fused.cc:
+ * one pass forward and one backward per block, attention without a materialised mask). Which one runs is
+ * decided per op by fusedOps (src/tensor/tensor.ts: fused on the CPU where measured faster, GOODVIBE_FUSED=0/1
+ * to force either path).
  */
 import type { ModelConfig, RopeScaling } from "../io/config.js";
 import {
@@ -32,7 +33,7 @@ export class RMSNorm {
   ) {}
 
   forward(x: Tensor): Tensor {
-    if (fusedOps()) return rmsNorm(x, this.weight, this.eps, this.onePlus);
+    if (fusedOps("rmsNorm", x.device)) return rmsNorm(x, this.weight, this.eps, this.onePlus);
     const dtype = x.dtype;
     const xf = x.float();
     const normed = xf.mul(xf.square().mean(-1, true).add(this.eps).rsqrt());
@@ -125,7 +126,7 @@ export interface AttentionInputs {
   keyMask: Tensor | null;
   /** sliding window of this layer kind (a query sees itself and the window - 1 positions before it), or null */
   window: number | null;
-  /** the op-by-op path's additive mask [B, 1, T, S] (absent when the fused ops run: they need none) */
+  /** the op-by-op path's additive mask [B, 1, T, S] (absent when the fused attention runs: it needs none) */
   mask?: Tensor;
   cache?: KVCache;
 }
@@ -190,7 +191,7 @@ export class Attention {
   }
 
   forward(h: Tensor, inp: AttentionInputs): Tensor {
-    if (!fusedOps()) return this.forwardOpByOp(h, inp);
+    if (!fusedOps("attention", h.device)) return this.forwardOpByOp(h, inp);
     const { numKvHeads, headDim } = this.cfg;
     const { q, B, T, ...p } = this.project(h);
     // q as [B, kvHeads, T, rep, D]: each KV head's query heads side by side, the layout attention reads
@@ -245,7 +246,8 @@ export class MLP {
   ) {}
 
   forward(x: Tensor): Tensor {
-    if (fusedOps()) return this.down.forward(gatedAct(this.gate.forward(x), this.up.forward(x), this.act));
+    if (fusedOps("gatedAct", x.device))
+      return this.down.forward(gatedAct(this.gate.forward(x), this.up.forward(x), this.act));
     const g = this.gate.forward(x);
     const a = this.act === "silu" ? g.silu() : g.gelu("tanh");
     return this.down.forward(a.mul(this.up.forward(x)));

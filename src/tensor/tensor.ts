@@ -739,21 +739,47 @@ export function dropout(x: Tensor, p: number, train: boolean): Tensor {
 }
 
 // ---------------------------------------------------------------- fused decoder ops (native/src/fused.cc)
-// Op by op by default: measured side by side with PyTorch on an idle 2-core machine (BENCHMARKS §5, 2026-11-29)
-// the fused ops were slower in every pass (identification 1.06 s against 0.79 s op by op and 0.77 s PyTorch;
-// training steps 5-12% slower), and the op-by-op path gives PyTorch's loss to the last bit in bfloat16.
-let fused = process.env.GOODVIBE_FUSED === "1";
+/** The decoder blocks that have a fused op; "attention" is the rotary embedding and attention together. */
+export type FusedOp = "rmsNorm" | "attention" | "gatedAct" | "clusterRowUpdate";
 
 /**
- * Whether the models use the addon's fused ops (GOODVIBE_FUSED=1) or the op-by-op path that mirrors
- * transformers' eager code line by line (the default, and the reference the fused ops are tested against).
+ * Which fused ops run by default, per op, on the CPU. Each is on where it measured faster than the op-by-op
+ * sequence it replaces at Qwen2.5-0.5B's shape (bench/fused-ops.ts, 1 thread, bf16, 256 tokens; BENCHMARKS §5,
+ * 2026-11-29 "vectorised kernels"): RMSNorm 3.6x forward / 9x backward, rope + attention 1.6-2.6x / 1.4-1.7x, the
+ * gated SiLU product 3x / 4-5x; the identification pass 1.3x faster than op by op. GoodVibe's row update was not
+ * measured against its op sequence and stays off. Other devices (CUDA) run the op-by-op path by default: the
+ * fused ops run their composite ATen form there, which was not measured faster.
  */
-export function fusedOps(): boolean {
-  return fused;
+const FUSED_DEFAULT_CPU: Record<FusedOp, boolean> = {
+  rmsNorm: true,
+  attention: true,
+  gatedAct: true,
+  clusterRowUpdate: false,
+};
+
+/** GOODVIBE_FUSED=1: every fused op; 0: none (transformers' eager code op by op); unset: the per-op defaults. */
+function fusedFromEnv(v: string | undefined): boolean | null {
+  if (v === "1") return true;
+  if (v === "0") return false;
+  return null;
+}
+let fused: boolean | null = fusedFromEnv(process.env.GOODVIBE_FUSED);
+
+/**
+ * Whether `op` runs as the addon's fused op on `device`, or op by op (transformers' eager code line by line, the
+ * reference the fused ops are tested against). GOODVIBE_FUSED=0/1 or setFusedOps(false/true) decide for every
+ * op; otherwise FUSED_DEFAULT_CPU on the CPU and op by op elsewhere.
+ */
+export function fusedOps(op: FusedOp, device: string = "cpu"): boolean {
+  if (fused !== null) return fused;
+  return device === "cpu" && FUSED_DEFAULT_CPU[op];
 }
 
-/** Switch the fused ops on or off for this process; returns the previous setting. */
-export function setFusedOps(on: boolean): boolean {
+/**
+ * Every fused op on (true) or off (false) for this process, or back to the per-op defaults (null); returns the
+ * previous setting.
+ */
+export function setFusedOps(on: boolean | null): boolean | null {
   const prev = fused;
   fused = on;
   return prev;

@@ -45,7 +45,8 @@ export class ClusterRowAdapter implements LinearAdapter {
 
   apply(x: Tensor, y: Tensor): Tensor {
     // one op in the addon: added to y in place, dU accumulated per cluster in float32
-    if (fusedOps()) return clusterRowUpdate(y, x, this.U, this.rowIndex, this.clusterIndex);
+    if (fusedOps("clusterRowUpdate", x.device))
+      return clusterRowUpdate(y, x, this.U, this.rowIndex, this.clusterIndex);
     const perCluster = x.linear(this.U.to(x.dtype)); // [..., C]
     const perRow = perCluster.indexSelect(-1, this.clusterIndex); // [..., S]
     return y.indexAdd(-1, this.rowIndex, perRow);
