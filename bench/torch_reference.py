@@ -4,11 +4,16 @@
   /usr/bin/python3 bench/torch_reference.py matmul [--sizes 1024,2048,3072,4096] [--threads N] [--trials 3]
   /usr/bin/python3 bench/torch_reference.py fwdbwd --model DIR [--tokens 256] [--passes 3] [--threads N] [--profile]
                                                   [--device cpu|cuda]
+  /usr/bin/python3 bench/torch_reference.py fusedops [--tokens 256] [--reps 30] [--threads 1]
 
 fwdbwd reads the same random checkpoint as bench/forward-backward.ts (DIR/model.safetensors, memory-mapped,
 bf16) and runs the identical pass: a Qwen2 decoder written out with Hugging Face's numerics (RMSNorm in
 float32, half-split RoPE, GQA by repeat_interleave, additive finfo.min mask, float32 softmax), frozen weights,
 retain_grad on every nn.Linear output through forward hooks, cross-entropy of the last position's logits.
+
+fusedops times, op by op in PyTorch eager, the decoder glue that bench/fused-ops.ts times in the addon (RMSNorm,
+rotary embedding of q and k, causal GQA attention from the rotated q/k/v to o_proj's input, the SiLU-gated
+product) at the same shape, forward and backward separately, written as the fwdbwd model above writes them.
 """
 import argparse
 import json
@@ -249,6 +254,71 @@ def bench_fwdbwd(args):
     })
 
 
+def bench_fusedops(args):
+    threads = set_threads(args.threads)
+    torch.manual_seed(0)
+    T, H, KV, D, HID, INTER, L = args.tokens, 14, 2, 64, 896, 4864, 24
+    bf = torch.bfloat16
+
+    def leaf(*shape):
+        return torch.randn(*shape).to(bf).requires_grad_()
+
+    norm = RMSNorm((torch.randn(HID) * 0.1 + 1).to(bf), 1e-6)
+    inv_freq = 1.0 / (1e6 ** (torch.arange(0, D, 2, dtype=torch.int64).float() / D))
+    freqs = torch.arange(T).float()[None, :, None] * inv_freq
+    emb = torch.cat([freqs, freqs], -1)[:, None]
+    cos, sin = emb.cos().to(bf), emb.sin().to(bf)
+    allowed = torch.arange(T)[None, :] <= torch.arange(T)[:, None]
+    mask = torch.zeros(1, 1, T, T, dtype=bf).masked_fill(~allowed, torch.finfo(bf).min)
+
+    def rope(q, k):  # the fwdbwd model's lines, from the projections' [B, T, heads, D] views
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        return torch.cat([q.reshape(-1), k.reshape(-1)])
+
+    def attn(q, k, v):  # q, k, v [B, heads, T, D] after rope
+        k = k.repeat_interleave(H // KV, 1)
+        v = v.repeat_interleave(H // KV, 1)
+        scores = (q @ k.transpose(2, 3)) * (D**-0.5)
+        probs = (scores + mask).softmax(-1, dtype=torch.float32).to(q.dtype)
+        return (probs @ v).transpose(1, 2).reshape(1, T, H * D)
+
+    cases = [
+        ("rmsnorm [256, 896]", 2 * L + 1, lambda: [leaf(1, T, HID)], lambda x: norm(x)),
+        ("rope q+k [256, 14+2, 64]", L, lambda: [leaf(1, T, H, D), leaf(1, T, KV, D)], rope),
+        ("attention core (causal GQA, 256 keys)", L, lambda: [leaf(1, H, T, D), leaf(1, KV, T, D), leaf(1, KV, T, D)], attn),
+        ("gated SiLU product [256, 4864]", L, lambda: [leaf(1, T, INTER), leaf(1, T, INTER)], lambda g, u: F.silu(g) * u),
+    ]
+    results, total = [], 0.0
+    print(f"threads {threads}, {T} tokens, bfloat16, median of {args.reps} calls, torch {torch.__version__}")
+    print("| op | fwd ms | bwd ms | s/pass |")
+    print("| --- | --- | --- | --- |")
+    for name, calls, make, f in cases:
+        xs = make()
+        fwd, bwd = [], []
+        for r in range(args.reps + 2):
+            for x in xs:
+                x.grad = None
+            t0 = time.perf_counter()
+            y = f(*xs)
+            t1 = time.perf_counter()
+            dy = (torch.randn(y.shape) * 0.01).to(y.dtype)
+            t2 = time.perf_counter()
+            y.backward(dy)
+            t3 = time.perf_counter()
+            if r >= 2:
+                fwd.append(t1 - t0)
+                bwd.append(t3 - t2)
+        fm, bm = statistics.median(fwd), statistics.median(bwd)
+        total += (fm + bm) * calls
+        print(f"| {name} | {fm * 1e3:.3f} | {bm * 1e3:.3f} | {(fm + bm) * calls:.3f} |")
+        results.append({"op": name, "callsPerPass": calls, "fwd": fm, "bwd": bm})
+    print(f"| all (per pass) | | | {total:.3f} |")
+    dump(args.json, {"bench": "fused-ops-torch", "torch": torch.__version__, "threads": threads, "tokens": T,
+                     "reps": args.reps, "results": results})
+
+
 def dump(path, obj):
     if not path:
         return
@@ -276,8 +346,13 @@ def main():
     fb.add_argument("--profile", action="store_true")
     fb.add_argument("--device", default="cpu", help="cpu or cuda (bf16 weights either way)")
     fb.add_argument("--json")
+    fo = sub.add_parser("fusedops")
+    fo.add_argument("--tokens", type=int, default=256)
+    fo.add_argument("--reps", type=int, default=30)
+    fo.add_argument("--threads", type=int, default=1)
+    fo.add_argument("--json")
     args = ap.parse_args()
-    {"matmul": bench_matmul, "fwdbwd": bench_fwdbwd}[args.cmd](args)
+    {"matmul": bench_matmul, "fwdbwd": bench_fwdbwd, "fusedops": bench_fusedops}[args.cmd](args)
 
 
 if __name__ == "__main__":
