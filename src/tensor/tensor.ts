@@ -744,11 +744,12 @@ export type FusedOp = "rmsNorm" | "attention" | "gatedAct" | "clusterRowUpdate";
 
 /**
  * Which fused ops run by default, per op, on the CPU. Each is on where it measured faster than the op-by-op
- * sequence it replaces at Qwen2.5-0.5B's shape (bench/fused-ops.ts, 1 thread, bf16, 256 tokens; BENCHMARKS §5,
- * 2026-11-29 "vectorised kernels"): RMSNorm 3.6x forward / 9x backward, rope + attention 1.6-2.6x / 1.4-1.7x, the
- * gated SiLU product 3x / 4-5x; the identification pass 1.3x faster than op by op. GoodVibe's row update was not
- * measured against its op sequence and stays off. Other devices (CUDA) run the op-by-op path by default: the
- * fused ops run their composite ATen form there, which was not measured faster.
+ * sequence it replaces at Qwen2.5-0.5B's shape (bench/fused-ops.ts, 1 thread, bf16, 256 tokens; BENCHMARKS §5
+ * "Vectorised fused kernels become the per-op default", 2026-11-29), forward / backward: RMSNorm 3.8x / 7.9x, rope
+ * 3.2x / 3.9x, attention 2.4x / 1.07x, the gated SiLU product 3.7x / 6.9x; the identification pass 1.2 s against
+ * 1.8 s op by op (PyTorch eager 1.65-1.77 s). GoodVibe's row update was not measured against its op sequence and
+ * stays off. Other devices (CUDA) run the op-by-op path by default: the fused ops run their composite ATen form
+ * there, which was not measured faster.
  */
 const FUSED_DEFAULT_CPU: Record<FusedOp, boolean> = {
   rmsNorm: true,
