@@ -35,8 +35,9 @@ torch::Tensor gatedAct(const torch::Tensor& g, const torch::Tensor& u, const std
  * k and v [B, G, S, D] with S = past + T. Query t sees key j iff j <= past + t, j > past + t - window
  * (window > 0) and keyMask[b, j] != 0 (keyMask [B, S], optional). Scores are scaled, optionally soft-capped
  * (cap * tanh(s / cap)), softmaxed in float32 over the visible keys only (a query that sees no key gets 0),
- * computed in blocks of queries that only visit the keys they can see; backward recomputes the probabilities
- * from the saved log-sum-exp. Returns [B, T, G * R * D] (ready for o_proj).
+ * computed in query blocks (the whole sequence while T * R * S <= 1M scores; beyond, causal blocks that only visit
+ * the keys they can see); backward recomputes the probabilities from the saved log-sum-exp. Returns
+ * [B, T, G * R * D] (ready for o_proj).
  */
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
                         int64_t past, int64_t window, const torch::Tensor& keyMask, double softcap);
