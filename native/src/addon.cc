@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "fused.h"
+#include "train_ops.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -708,26 +709,19 @@ OP(synchronize, "(device: string): void") {
   return ENV.Undefined();
 }
 
-// ---------------------------------------------------------------- AdamW (libtorch's)
-// libtorch keys an optimiser's per-parameter state by the parameter's TensorImpl: 1.x by its address printed as a
-// string (c10::guts::to_string, which streams the pointer), 2.x by the address itself.
-template <typename Key>
-Key optimizerStateKey(const torch::Tensor& p) {
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream os;
-    os << static_cast<void*>(p.unsafeGetTensorImpl());
-    return os.str();
-  } else {
-    return p.unsafeGetTensorImpl();
-  }
-}
+// ---------------------------------------------------------------- gradient norm
+OP(sumOfSquares, "(ts: N[]): number") { return Napi::Number::New(ENV, gv::sumOfSquares(TL(info, 0))); }
 
+// ---------------------------------------------------------------- AdamW
+// torch.optim.AdamW's update (train_ops.cc: one pass per parameter) with its state kept here: per parameter
+// the step count and float32 moments, created on the parameter's first step with a gradient (as torch does).
 class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeAdamW",
-                       {InstanceMethod("step", &AdamWHandle::Step), InstanceMethod("zeroGrad", &AdamWHandle::ZeroGrad),
-                        InstanceMethod("setLr", &AdamWHandle::SetLr), InstanceMethod("getState", &AdamWHandle::GetState),
+                       {InstanceMethod("step", &AdamWHandle::Step), InstanceMethod("stepParam", &AdamWHandle::StepParam),
+                        InstanceMethod("zeroGrad", &AdamWHandle::ZeroGrad), InstanceMethod("setLr", &AdamWHandle::SetLr),
+                        InstanceMethod("getState", &AdamWHandle::GetState),
                         InstanceMethod("setState", &AdamWHandle::SetState)});
   }
   // (params[], lr, beta1, beta2, eps, weightDecay)
@@ -737,14 +731,23 @@ class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
       for (auto& p : params_)
         if (!p.is_leaf() || !p.requires_grad())
           throw std::invalid_argument("AdamW: every parameter must be a leaf tensor that requires grad");
-      auto o = torch::optim::AdamWOptions(D(info, 1)).betas({D(info, 2), D(info, 3)}).eps(D(info, 4)).weight_decay(D(info, 5));
-      opt_ = std::make_unique<torch::optim::AdamW>(params_, o);
+      h_ = {D(info, 1), D(info, 2), D(info, 3), D(info, 4), D(info, 5)};
+      if (!(h_.lr >= 0)) throw std::invalid_argument("AdamW: invalid learning rate " + std::to_string(h_.lr));
+      if (!(h_.beta1 >= 0 && h_.beta1 < 1) || !(h_.beta2 >= 0 && h_.beta2 < 1))
+        throw std::invalid_argument("AdamW: betas must be in [0, 1)");
+      if (!(h_.eps >= 0)) throw std::invalid_argument("AdamW: invalid epsilon " + std::to_string(h_.eps));
+      states_.resize(params_.size());
     } catch (...) {
       rethrowAsJs(info.Env());
     }
   }
 
  private:
+  struct State {
+    int64_t step = 0;
+    torch::Tensor m, v;
+  };
+
   template <typename F>
   Napi::Value run(const Napi::CallbackInfo& info, F f) {
     try {
@@ -753,9 +756,41 @@ class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
       rethrowAsJs(info.Env());
     }
   }
+  void update(size_t i, const torch::Tensor& g, const torch::Tensor& copy, double scale) {
+    auto& s = states_[i];
+    const auto& p = params_[i];
+    if (!s.m.defined()) {
+      s.m = torch::zeros(p.sizes(), p.options().requires_grad(false));
+      s.v = torch::zeros(p.sizes(), p.options().requires_grad(false));
+    }
+    s.step++;
+    gv::adamwUpdate(p, g, s.m, s.v, s.step, h_, scale, copy);
+  }
+  double scaleArg(const Napi::CallbackInfo& info, size_t i) {
+    double scale = isNil(info, i) ? 1.0 : D(info, i);
+    if (!std::isfinite(scale)) argError(i, "a finite gradient scale");
+    return scale;
+  }
+  // (gradScale = 1): every parameter with a gradient, its gradient multiplied by gradScale (clipping)
   Napi::Value Step(const Napi::CallbackInfo& info) {
     return run(info, [&]() -> Napi::Value {
-      opt_->step();
+      double scale = scaleArg(info, 0);
+      for (size_t i = 0; i < params_.size(); i++) {
+        const auto& g = params_[i].grad();
+        if (g.defined()) update(i, g, torch::Tensor(), scale);
+      }
+      return info.Env().Undefined();
+    });
+  }
+  // (index, grad, copy | null, gradScale): parameter `index` with this gradient (a float32 master stepped from its
+  // bf16 weight's gradient); `copy` receives the updated values rounded to its dtype
+  Napi::Value StepParam(const Napi::CallbackInfo& info) {
+    return run(info, [&]() -> Napi::Value {
+      int64_t i = I(info, 0);
+      if (i < 0 || i >= static_cast<int64_t>(params_.size())) argError(0, "a parameter index");
+      torch::Tensor copy;
+      if (!isNil(info, 2)) copy = T(info, 2);
+      update(static_cast<size_t>(i), T(info, 1), copy, scaleArg(info, 3));
       return info.Env().Undefined();
     });
   }
@@ -768,8 +803,7 @@ class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
   }
   Napi::Value SetLr(const Napi::CallbackInfo& info) {
     return run(info, [&]() -> Napi::Value {
-      double lr = D(info, 0);
-      for (auto& g : opt_->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+      h_.lr = D(info, 0);
       return info.Env().Undefined();
     });
   }
@@ -778,19 +812,16 @@ class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
     return run(info, [&]() -> Napi::Value {
       auto env = info.Env();
       auto arr = Napi::Array::New(env, params_.size());
-      auto& state = opt_->state();
       for (size_t i = 0; i < params_.size(); i++) {
-        auto key = optimizerStateKey<std::decay_t<decltype(opt_->state())>::key_type>(params_[i]);
-        auto it = state.find(key);
-        if (it == state.end()) {
+        const auto& s = states_[i];
+        if (!s.m.defined()) {
           arr.Set(static_cast<uint32_t>(i), env.Null());
           continue;
         }
-        auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
         auto o = Napi::Object::New(env);
-        o.Set("step", Napi::Number::New(env, static_cast<double>(s.step())));
-        o.Set("expAvg", wrap(env, s.exp_avg().clone()));
-        o.Set("expAvgSq", wrap(env, s.exp_avg_sq().clone()));
+        o.Set("step", Napi::Number::New(env, static_cast<double>(s.step)));
+        o.Set("expAvg", wrap(env, s.m.clone()));
+        o.Set("expAvgSq", wrap(env, s.v.clone()));
         arr.Set(static_cast<uint32_t>(i), o);
       }
       return arr;
@@ -802,36 +833,34 @@ class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
       auto arr = info[0].As<Napi::Array>();
       if (arr.Length() != params_.size()) throw std::invalid_argument("AdamW.setState: one entry per parameter");
       auto ctor = data(info.Env())->tensorCtor.Value();
-      auto& state = opt_->state();
+      std::vector<State> next(params_.size());
       for (uint32_t i = 0; i < arr.Length(); i++) {
         Napi::Value v = arr.Get(i);
-        auto key = optimizerStateKey<std::decay_t<decltype(opt_->state())>::key_type>(params_[i]);
-        if (v.IsNull() || v.IsUndefined()) {
-          state.erase(key);
-          continue;
-        }
+        if (v.IsNull() || v.IsUndefined()) continue;
         if (!v.IsObject()) argError(0, "state objects");
         auto o = v.As<Napi::Object>();
         Napi::Value ea = o.Get("expAvg"), es = o.Get("expAvgSq"), st = o.Get("step");
         if (!ea.IsObject() || !ea.As<Napi::Object>().InstanceOf(ctor) || !es.IsObject() ||
-            !es.As<Napi::Object>().InstanceOf(ctor) || !st.IsNumber())
+            !es.As<Napi::Object>().InstanceOf(ctor) || !st.IsNumber() ||
+            !isInt64(st.As<Napi::Number>().DoubleValue()) || st.As<Napi::Number>().DoubleValue() < 0)
           argError(0, "{step: number, expAvg: tensor, expAvgSq: tensor}");
         auto expAvg = TensorHandle::Unwrap(ea.As<Napi::Object>())->get();
         auto expAvgSq = TensorHandle::Unwrap(es.As<Napi::Object>())->get();
         if (!expAvg.sizes().equals(params_[i].sizes()) || !expAvgSq.sizes().equals(params_[i].sizes()))
           throw std::invalid_argument("AdamW.setState: state " + std::to_string(i) + " has the wrong shape");
-        auto s = std::make_unique<torch::optim::AdamWParamState>();
-        s->step(static_cast<int64_t>(st.As<Napi::Number>().DoubleValue()));
-        s->exp_avg(expAvg.to(params_[i].options()).clone());
-        s->exp_avg_sq(expAvgSq.to(params_[i].options()).clone());
-        state[key] = std::move(s);
+        auto opts = params_[i].options().requires_grad(false);
+        next[i].step = static_cast<int64_t>(st.As<Napi::Number>().DoubleValue());
+        next[i].m = expAvg.detach().to(opts).clone(at::MemoryFormat::Contiguous);
+        next[i].v = expAvgSq.detach().to(opts).clone(at::MemoryFormat::Contiguous);
       }
+      states_ = std::move(next);
       return info.Env().Undefined();
     });
   }
 
   std::vector<torch::Tensor> params_;
-  std::unique_ptr<torch::optim::AdamW> opt_;
+  std::vector<State> states_;
+  gv::AdamWHyper h_{};
 };
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {

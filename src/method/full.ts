@@ -11,8 +11,8 @@ export const MASTER_CHUNK = 16 * 1024 * 1024;
  * copies: the fp32 path the PyTorch fixtures check). A bf16 (or fp16) model trains in mixed precision, as §4.2
  * of the paper: the forward and backward run on the model's bf16 weights, which receive bf16 gradients; AdamW
  * updates float32 master copies (in chunks, see MixedPrecision) with float32 moments, one chunk at a time
- * (train.ts), and the rounded master is copied back. Memory: 2 (weights) + 2 (gradients) + 4 (master) + 8
- * (moments) = 16 bytes per parameter, plus a chunk's worth of temporaries.
+ * (train.ts): one pass reads the chunk's bf16 gradient rows and writes the master, its moments and the rounded
+ * bf16 weight rows. Memory: 2 (weights) + 2 (gradients) + 4 (master) + 8 (moments) = 16 bytes per parameter.
  */
 export function attachFull(
   model: DecoderModel,

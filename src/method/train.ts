@@ -12,7 +12,7 @@ import { writeFileAtomic, writeDirAtomic } from "../io/atomic.js";
 import { readSafetensors, writeSafetensors, type TensorToWrite } from "../io/safetensors.js";
 import { recordToTensor } from "../models/load.js";
 import { DivergenceError, GoodVibeError, InputError } from "../errors.js";
-import { AdamW, Tensor, backward, manualSeed, noGrad, tidy, withGrad } from "../tensor/index.js";
+import { AdamW, Tensor, manualSeed, noGrad, sumOfSquares, tidy } from "../tensor/index.js";
 import { createRng } from "../util/random.js";
 import { countParams, type AttachedMethod } from "./attached.js";
 import { IGNORE_INDEX, countAnswerTokens, sftLossHead } from "./losses.js";
@@ -123,98 +123,68 @@ export function collate(
  * One optimiser step after the step's backward passes: clip the global gradient norm, AdamW, drop the gradients.
  * Returns the norm before clipping.
  *
+ * Clipping does not rewrite the gradients: AdamW takes the clipping coefficient and scales each gradient as it reads
+ * it (native/src/train_ops.cc), so a step reads every gradient twice (norm, update) and writes none.
+ *
  * In mixed precision (full fine-tuning of a bf16 model) the gradients sit on the bf16 weights. One master chunk at a
- * time (MixedPrecision): its rows of the gradient, in float32, become the chunk's gradient, AdamW updates that chunk
- * alone (libtorch's AdamW skips parameters without a gradient and counts steps per parameter), the chunk's gradient
- * is dropped and the chunk, rounded, is copied into the bf16 weight's rows; a weight's bf16 gradient is freed after
- * its last chunk. At most one chunk's float32 gradient exists at a time: 16 bytes per parameter in all.
+ * time (MixedPrecision), AdamW reads the chunk's rows of the bf16 gradient, updates the float32 master chunk and its
+ * moments, and writes the updated chunk, rounded, into the bf16 weight's rows, in one pass; a weight's bf16 gradient
+ * is freed after its last chunk. No float32 gradient is ever made: 16 bytes per parameter in all.
  */
 export function optimizerStep(method: AttachedMethod, opt: AdamW, maxGradNorm: number | null): number {
   const mixed = method.mixed;
-  if (!mixed) {
-    const gradNorm = clipGradNorm(opt.params, maxGradNorm);
-    if (Number.isFinite(gradNorm)) opt.step();
-    opt.zeroGrad();
-    return gradNorm;
-  }
-  const gradNorm = clipGradNorm([...mixed.copies.values()], maxGradNorm);
+  const gradNorm = gradientNorm(mixed ? [...mixed.copies.values()] : opt.params);
+  const scale = clipCoefficient(gradNorm, maxGradNorm);
   if (Number.isFinite(gradNorm)) {
-    // the bf16 gradient of the weight whose chunks are being stepped (chunks of one weight are consecutive)
-    let current: string | null = null;
-    let g: Tensor | null = null;
-    const release = (weight: string | null) => {
-      g?.dispose();
-      g = null;
-      if (weight !== null) mixed.copies.get(weight)!.clearGrad();
-    };
-    for (const [name, chunk] of method.trainable) {
-      const at = mixed.chunks.get(name)!;
-      const weight = mixed.copies.get(at.weight)!;
-      if (current !== at.weight) {
-        release(current);
-        current = at.weight;
-        g = weight.grad;
+    if (!mixed) opt.step(scale);
+    else {
+      const index = new Map(opt.params.map((p, i) => [p, i]));
+      // the bf16 gradient of the weight whose chunks are being stepped (chunks of one weight are consecutive)
+      let current: string | null = null;
+      let g: Tensor | null = null;
+      const release = (weight: string | null) => {
+        g?.dispose();
+        g = null;
+        if (weight !== null) mixed.copies.get(weight)!.clearGrad();
+      };
+      for (const [name, chunk] of method.trainable) {
+        const at = mixed.chunks.get(name)!;
+        const weight = mixed.copies.get(at.weight)!;
+        if (current !== at.weight) {
+          release(current);
+          current = at.weight;
+          g = weight.grad;
+        }
+        const grad = g as Tensor | null;
+        const i = index.get(chunk);
+        if (!grad || i === undefined) continue;
+        noGrad(() =>
+          tidy(() => {
+            opt.stepParam(i, grad.narrow(0, at.start, at.rows), weight.narrow(0, at.start, at.rows), scale);
+          }),
+        );
       }
-      const grad = g as Tensor | null;
-      if (!grad) continue;
-      tidy(() => withGrad(() => backward([chunk], [grad.narrow(0, at.start, at.rows).float()])));
-      opt.step();
-      chunk.clearGrad();
-      // (a block body: tidy keeps what its function returns, and copy_ returns the view)
-      noGrad(() =>
-        tidy(() => {
-          weight.narrow(0, at.start, at.rows).copy_(chunk);
-        }),
-      );
+      release(current);
     }
-    release(current);
   }
-  for (const w of mixed.copies.values()) w.clearGrad();
+  if (mixed) for (const w of mixed.copies.values()) w.clearGrad();
   opt.zeroGrad();
   return gradNorm;
 }
 
-/** Rows per piece when a gradient is read in pieces (norms): 16 M elements at a time. */
-function pieces(t: Tensor): [number, number][] {
-  const rows = t.rank === 0 ? 1 : t.size(0);
-  if (t.rank === 0) return [[0, 1]];
-  const step = Math.max(1, Math.floor((16 * 1024 * 1024) / Math.max(1, t.numel / rows)));
-  const out: [number, number][] = [];
-  for (let r = 0; r < rows; r += step) out.push([r, Math.min(step, rows - r)]);
-  return out;
+/** Global L2 norm of the parameters' gradients (one read of each, summed in float64 where they live). */
+export function gradientNorm(params: Tensor[]): number {
+  const grads = params.map((p) => p.grad).filter((g): g is Tensor => g !== null);
+  try {
+    return Math.sqrt(sumOfSquares(grads));
+  } finally {
+    for (const g of grads) g.dispose();
+  }
 }
 
-/** Global L2 norm of the gradients; scales them in place when above maxNorm. Returns the norm before clipping. */
-export function clipGradNorm(params: Tensor[], maxNorm: number | null): number {
-  // one gradient at a time and a piece at a time (a float32 square of a 150k-token embedding's gradient would be
-  // half a gigabyte), scaled in place: no second copy of any gradient. The squares are summed where the
-  // gradients live and read back once (one host sync per step on a GPU, not one per piece).
-  return noGrad(() => {
-    const sq = tidy(() => {
-      let acc: Tensor | null = null;
-      for (const p of params) {
-        const g = p.grad;
-        if (!g) continue;
-        for (const [r, n] of pieces(g)) {
-          const s = tidy(() => (g.rank === 0 ? g : g.narrow(0, r, n)).float().square().sum());
-          acc = acc ? acc.add(s) : s;
-        }
-        g.dispose();
-      }
-      return acc ? acc.item() : 0;
-    });
-    const norm = Math.sqrt(sq);
-    if (maxNorm !== null && norm > maxNorm) {
-      const coef = maxNorm / (norm + 1e-6);
-      // a block body: mul_ returns the gradient, and a handle tidy kept would keep the gradient alive after
-      // zeroGrad (a whole model's worth per step in full fine-tuning)
-      for (const p of params)
-        tidy(() => {
-          p.grad?.mul_(coef);
-        });
-    }
-    return norm;
-  });
+/** The factor gradients are scaled by when their norm is above maxNorm (torch's clip_grad_norm_), else 1. */
+export function clipCoefficient(norm: number, maxNorm: number | null): number {
+  return maxNorm !== null && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1;
 }
 
 /**

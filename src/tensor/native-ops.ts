@@ -128,6 +128,7 @@ export interface NativeOps {
   stack(ts: N[], dim: number): N;
   sub(a: NS, b: NS): N;
   sum(t: N, dims?: number[] | null, keepdim?: boolean): N;
+  sumOfSquares(ts: N[]): number;
   synchronize(device: string): void;
   tanh(t: N): N;
   to(t: N, dtype: string): N;
@@ -253,6 +254,7 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "stack",
   "sub",
   "sum",
+  "sumOfSquares",
   "synchronize",
   "tanh",
   "to",

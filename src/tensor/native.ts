@@ -14,7 +14,10 @@ export interface NativeAdamWState {
 }
 
 export interface NativeAdamW {
-  step(): void;
+  /** every parameter with a gradient, the gradient multiplied by gradScale (default 1) */
+  step(gradScale?: number): void;
+  /** parameter `index` with this gradient; `copy` receives the updated values in its dtype */
+  stepParam(index: number, grad: NativeTensor, copy: NativeTensor | null, gradScale: number): void;
   zeroGrad(): void;
   setLr(lr: number): void;
   getState(): (NativeAdamWState | null)[];

@@ -15,7 +15,10 @@ export interface AdamWParamState {
   expAvgSq: Tensor;
 }
 
-/** libtorch's AdamW (torch::optim::AdamW) over leaf tensors that require grad. */
+/**
+ * torch.optim.AdamW (decoupled weight decay) over leaf tensors that require grad, each parameter updated in one pass
+ * over its values, gradient and moments in the addon (native/src/train_ops.cc), with torch's arithmetic op by op.
+ */
 export class AdamW {
   private readonly opt: NativeAdamW;
   readonly params: Tensor[];
@@ -43,8 +46,18 @@ export class AdamW {
     this.opt.setLr(v);
   }
 
-  step(): void {
-    this.opt.step();
+  /** Steps every parameter that has a gradient, with the gradient multiplied by `gradScale` (clipping). */
+  step(gradScale = 1): void {
+    this.opt.step(gradScale);
+  }
+
+  /**
+   * Steps parameter `index` (of `params`) with `grad` · gradScale instead of its own gradient, and writes the
+   * updated values into `copy` (rounded to its dtype) in the same pass: a float32 master stepped from the gradient
+   * of its bf16 weight, which receives the master rounded. A bf16 gradient is scaled in bf16, as an in-place clip.
+   */
+  stepParam(index: number, grad: Tensor, copy: Tensor | null, gradScale = 1): void {
+    this.opt.stepParam(index, grad.h, copy ? copy.h : null, gradScale);
   }
 
   /** Drops gradients (set to none), so the next backward writes fresh ones. */

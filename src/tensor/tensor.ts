@@ -847,6 +847,11 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions):
   );
 }
 
+/** Σ x² over every element of the tensors, accumulated in float64 (one read of each; gradient norms). */
+export function sumOfSquares(ts: Tensor[]): number {
+  return native.sumOfSquares(ts.map((t) => t.h));
+}
+
 /**
  * GoodVibe's cluster-shared row update added to a linear output in place: y[..., rows[i]] += x·U[clusters[i]]
  * (U float32, multiplied in x's dtype); returns y. U's gradient is accumulated per cluster in float32.

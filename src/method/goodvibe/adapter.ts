@@ -4,7 +4,7 @@
  * trainable tensor; W and b stay frozen. Forward: y + scatter_rows(x Uᵀ)[:, S] (never materialises ΔW).
  */
 import type { Linear, LinearAdapter } from "../../models/linear.js";
-import { Tensor, clusterRowUpdate, fusedOps, keep, noGrad, type Device } from "../../tensor/index.js";
+import { Tensor, clusterRowUpdate, keep, noGrad, type Device } from "../../tensor/index.js";
 
 export interface RowSelection {
   /** selected output rows (neurons), in importance order */
@@ -44,7 +44,8 @@ export class ClusterRowAdapter implements LinearAdapter {
   }
 
   apply(x: Tensor, y: Tensor): Tensor {
-    // one op in the addon: added to y in place, dU accumulated per cluster in float32
+    // one op in the addon: added to y in place, dU accumulated per cluster in float32 (on by default on the CPU:
+    // tensor.ts FUSED_DEFAULT_CPU); the op-by-op form below is transformers-style eager code
     if (fusedOps("clusterRowUpdate", x.device))
       return clusterRowUpdate(y, x, this.U, this.rowIndex, this.clusterIndex);
     const perCluster = x.linear(this.U.to(x.dtype)); // [..., C]

@@ -1,0 +1,249 @@
+// AdamW in one pass and the global gradient norm in one read (train_ops.h).
+//
+// Why: torch's AdamW is about ten elementwise passes per parameter (mul_, add_, mul_, addcmul_, sqrt, div,
+// add_, addcdiv_, and for mixed precision a float32 copy of the bf16 gradient before and a bf16 copy of the
+// master after), and clipping reads every gradient again (cast, square, sum) and writes it once more (mul_).
+// On a CPU these passes are memory-bound: full fine-tuning spent more time in them than in forward + backward.
+// Here a parameter's p, g, m, v (and the bf16 copy) are each read and written once.
+#include "train_ops.h"
+
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace gv {
+namespace {
+
+using torch::Tensor;
+
+inline float bf16ToFloat(uint16_t b) {
+  uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// round to nearest even, NaN kept NaN (c10::BFloat16's rounding)
+inline uint16_t floatToBf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  uint32_t r = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+  // NaN: exponent all ones and a non-zero mantissa (compared as signed: both sides are below 2^31)
+  bool nan = static_cast<int32_t>(u & 0x7FFFFFFFu) > static_cast<int32_t>(0x7F800000u);
+  return static_cast<uint16_t>(nan ? 0x7FC0u : r);
+}
+
+constexpr int64_t kGrain = 1 << 15;
+
+struct Coeffs {
+  float decay, beta1, oneMinusBeta1, beta2, oneMinusBeta2, bc2Sqrt, eps, negStepSize, scale;
+  bool hasDecay, scaled;
+};
+
+Coeffs coeffs(const AdamWHyper& h, int64_t step, double gradScale) {
+  double bc1 = 1 - std::pow(h.beta1, static_cast<double>(step));
+  double bc2 = 1 - std::pow(h.beta2, static_cast<double>(step));
+  Coeffs c;
+  // each scalar is rounded to float32 where torch's tensor-by-scalar ops round it
+  c.decay = static_cast<float>(1 - h.lr * h.weightDecay);
+  c.beta1 = static_cast<float>(h.beta1);
+  c.oneMinusBeta1 = static_cast<float>(1 - h.beta1);
+  c.beta2 = static_cast<float>(h.beta2);
+  c.oneMinusBeta2 = static_cast<float>(1 - h.beta2);
+  c.bc2Sqrt = static_cast<float>(std::sqrt(bc2));
+  c.eps = static_cast<float>(h.eps);
+  c.negStepSize = static_cast<float>(-(h.lr / bc1));
+  c.scale = static_cast<float>(gradScale);
+  c.hasDecay = h.weightDecay != 0;
+  c.scaled = gradScale != 1.0;
+  return c;
+}
+
+constexpr int64_t kTile = 512;
+
+// Gradient values as the update reads them: scaled (by 1 when not clipping, which changes nothing) and, for a
+// bf16 gradient, rounded to bf16 as the clip's in-place mul_ on it would.
+inline void scaledGrad(const float* __restrict g, float* __restrict out, int64_t len, float scale) {
+  for (int64_t i = 0; i < len; i++) out[i] = g[i] * scale;
+}
+inline void scaledGrad(const uint16_t* __restrict g, float* __restrict out, int64_t len, float scale) {
+  for (int64_t i = 0; i < len; i++) out[i] = bf16ToFloat(g[i]) * scale;
+  for (int64_t i = 0; i < len; i++) out[i] = bf16ToFloat(floatToBf16(out[i]));
+}
+
+// One range of the update, a tile at a time (the gradient tile and the copy are converted in loops of their own,
+// each of which vectorises). Decaying by 1 changes nothing either: no branch per element.
+template <typename G, typename C>
+void adamwRange(float* __restrict p, const G* __restrict g, float* __restrict m, float* __restrict v,
+                C* __restrict copy, const int64_t len, const Coeffs c) {
+  const float decay = c.hasDecay ? c.decay : 1.0f, scale = c.scaled ? c.scale : 1.0f;
+  const float beta1 = c.beta1, omb1 = c.oneMinusBeta1, beta2 = c.beta2, omb2 = c.oneMinusBeta2;
+  const float bc2Sqrt = c.bc2Sqrt, eps = c.eps, negStep = c.negStepSize;
+  alignas(64) float gt[kTile];
+  for (int64_t t0 = 0; t0 < len; t0 += kTile) {
+    const int64_t n = std::min(kTile, len - t0);
+    scaledGrad(g + t0, gt, n, scale);
+    float* __restrict pt = p + t0;
+    float* __restrict mt = m + t0;
+    float* __restrict vt = v + t0;
+    for (int64_t i = 0; i < n; i++) {
+      float gi = gt[i];
+      float pi = pt[i] * decay;
+      float mi = mt[i] * beta1;
+      mi = mi + omb1 * gi;
+      float vi = vt[i] * beta2;
+      vi = vi + omb2 * gi * gi;
+      float denom = std::sqrt(vi) / bc2Sqrt + eps;
+      pi = pi + negStep * mi / denom;
+      mt[i] = mi;
+      vt[i] = vi;
+      pt[i] = pi;
+    }
+    if constexpr (std::is_same_v<C, uint16_t>)
+      for (int64_t i = 0; i < n; i++) copy[t0 + i] = floatToBf16(pt[i]);
+    if constexpr (std::is_same_v<C, float>)
+      for (int64_t i = 0; i < n; i++) copy[t0 + i] = pt[i];
+  }
+}
+
+template <typename G, typename C>
+void adamwKernel(float* p, const G* g, float* m, float* v, C* copy, int64_t n, const Coeffs& c) {
+  at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+    C* copyAt = nullptr;
+    if constexpr (!std::is_void_v<C>) copyAt = copy + begin;
+    adamwRange<G, C>(p + begin, g + begin, m + begin, v + begin, copyAt, end - begin, c);
+  });
+}
+
+bool cpuContiguous(const Tensor& t) { return t.device().is_cpu() && t.is_contiguous(); }
+
+// The same step as ATen ops: any device and dtype.
+void adamwComposite(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, int64_t step,
+                    const AdamWHyper& h, double gradScale, const Tensor& copy) {
+  double bc1 = 1 - std::pow(h.beta1, static_cast<double>(step));
+  double bc2 = 1 - std::pow(h.beta2, static_cast<double>(step));
+  Tensor gs = gradScale != 1.0 ? g * gradScale : g;  // in g's dtype, as an in-place clip
+  if (gs.scalar_type() != p.scalar_type()) gs = gs.to(p.scalar_type());
+  auto pd = p.detach();
+  if (h.weightDecay != 0) pd.mul_(1 - h.lr * h.weightDecay);
+  m.mul_(h.beta1).add_(gs, 1 - h.beta1);
+  v.mul_(h.beta2).addcmul_(gs, gs, 1 - h.beta2);
+  auto denom = (v.sqrt() / std::sqrt(bc2)).add_(h.eps);
+  pd.addcdiv_(m, denom, -(h.lr / bc1));
+  if (copy.defined()) copy.detach().copy_(pd);
+}
+
+}  // namespace
+
+void adamwUpdate(const Tensor& p, const Tensor& gIn, const Tensor& m, const Tensor& v, int64_t step,
+                 const AdamWHyper& h, double gradScale, const Tensor& copy) {
+  TORCH_CHECK(gIn.sizes() == p.sizes(), "AdamW: gradient of shape ", gIn.sizes(), " for a parameter of shape ",
+              p.sizes());
+  TORCH_CHECK(m.sizes() == p.sizes() && v.sizes() == p.sizes(), "AdamW: moments of shape ", m.sizes(), " and ",
+              v.sizes(), " for a parameter of shape ", p.sizes());
+  TORCH_CHECK(!copy.defined() || copy.sizes() == p.sizes(), "AdamW: a copy of shape ", copy.sizes(),
+              " for a parameter of shape ", p.sizes());
+  torch::NoGradGuard noGrad;
+  auto gt = gIn.scalar_type();
+  bool native = cpuContiguous(p) && p.scalar_type() == torch::kFloat32 && gIn.device().is_cpu() &&
+                (gt == torch::kFloat32 || gt == torch::kBFloat16) && cpuContiguous(m) &&
+                m.scalar_type() == torch::kFloat32 && cpuContiguous(v) && v.scalar_type() == torch::kFloat32 &&
+                (!copy.defined() || (cpuContiguous(copy) && (copy.scalar_type() == torch::kBFloat16 ||
+                                                             copy.scalar_type() == torch::kFloat32)));
+  if (!native) return adamwComposite(p, gIn, m, v, step, h, gradScale, copy);
+  auto g = gIn.contiguous();
+  auto c = coeffs(h, step, gradScale);
+  int64_t n = p.numel();
+  float* pp = p.data_ptr<float>();
+  float* mp = m.data_ptr<float>();
+  float* vp = v.data_ptr<float>();
+  auto run = [&](auto* gp) {
+    if (!copy.defined())
+      adamwKernel(pp, gp, mp, vp, static_cast<void*>(nullptr), n, c);
+    else if (copy.scalar_type() == torch::kBFloat16)
+      adamwKernel(pp, gp, mp, vp, reinterpret_cast<uint16_t*>(copy.data_ptr<at::BFloat16>()), n, c);
+    else
+      adamwKernel(pp, gp, mp, vp, copy.data_ptr<float>(), n, c);
+  };
+  if (gt == torch::kFloat32)
+    run(g.data_ptr<float>());
+  else
+    run(reinterpret_cast<const uint16_t*>(g.data_ptr<at::BFloat16>()));
+}
+
+namespace {
+
+// Σ x² of n values, in blocks of kBlock: each block in float lanes of 1024 values, summed in float64; blocks are
+// added in order, so the result does not depend on the thread count.
+constexpr int64_t kBlock = 1 << 16;
+constexpr int kLanes = 16;
+constexpr int64_t kRun = 1024;
+
+template <typename X>
+double blockSumSq(const X* x, int64_t begin, int64_t end) {
+  double total = 0;
+  for (int64_t r = begin; r < end; r += kRun) {
+    int64_t stop = std::min(end, r + kRun);
+    float acc[kLanes] = {};
+    int64_t i = r;
+    for (; i + kLanes <= stop; i += kLanes)
+      for (int k = 0; k < kLanes; k++) {
+        float f;
+        if constexpr (std::is_same_v<X, uint16_t>)
+          f = bf16ToFloat(x[i + k]);
+        else
+          f = x[i + k];
+        acc[k] += f * f;
+      }
+    double s = 0;
+    for (int k = 0; k < kLanes; k++) s += acc[k];
+    for (; i < stop; i++) {
+      double f;
+      if constexpr (std::is_same_v<X, uint16_t>)
+        f = bf16ToFloat(x[i]);
+      else
+        f = x[i];
+      s += f * f;
+    }
+    total += s;
+  }
+  return total;
+}
+
+template <typename X>
+double sumSq(const X* x, int64_t n) {
+  int64_t blocks = (n + kBlock - 1) / kBlock;
+  std::vector<double> partial(static_cast<size_t>(blocks), 0.0);
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++) partial[b] = blockSumSq(x, b * kBlock, std::min(n, (b + 1) * kBlock));
+  });
+  double total = 0;
+  for (double s : partial) total += s;
+  return total;
+}
+
+}  // namespace
+
+double sumOfSquares(const std::vector<Tensor>& ts) {
+  torch::NoGradGuard noGrad;
+  double total = 0;
+  std::vector<Tensor> onDevice;  // sums of other tensors, kept where they are and read back once
+  for (const auto& t0 : ts) {
+    if (!t0.defined() || t0.numel() == 0) continue;
+    auto st = t0.scalar_type();
+    if (t0.device().is_cpu() && (st == torch::kFloat32 || st == torch::kBFloat16)) {
+      auto t = t0.contiguous();
+      total += st == torch::kFloat32 ? sumSq(t.data_ptr<float>(), t.numel())
+                                     : sumSq(reinterpret_cast<const uint16_t*>(t.data_ptr<at::BFloat16>()), t.numel());
+    } else {
+      auto f = st == torch::kFloat64 ? t0 : t0.to(torch::kFloat32);
+      onDevice.push_back(f.square().sum(torch::kFloat64).reshape({1}));
+    }
+  }
+  if (!onDevice.empty()) total += torch::cat(onDevice).sum().item<double>();
+  return total;
+}
+
+}  // namespace gv

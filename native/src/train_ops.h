@@ -1,0 +1,29 @@
+// The optimiser's side of a training step (train_ops.cc): AdamW as one pass over memory per parameter and the
+// global gradient norm as one read of every gradient. CPU float32 parameters with float32 or bfloat16 gradients
+// run hand-written loops; anything else (CUDA, float16, float64) runs the same maths as ATen ops.
+#pragma once
+#include <torch/torch.h>
+
+#include <vector>
+
+namespace gv {
+
+struct AdamWHyper {
+  double lr, beta1, beta2, eps, weightDecay;
+};
+
+/**
+ * One step of torch.optim.AdamW (decoupled weight decay, no amsgrad) on p, in place, with gradient
+ * g · gradScale (the clipping coefficient; a bfloat16 gradient is scaled and rounded to bfloat16 first, as an
+ * in-place clip of it would be). `step` is the step count after this one (1 on the first). m and v are float32
+ * moments shaped like p. When `copy` is defined it receives the updated p, rounded to copy's dtype (the bf16
+ * weights a mixed-precision forward uses), in the same pass. The per-element arithmetic is torch's, op by op,
+ * each rounded to float32: p·(1 − lr·wd); m·β1 + (1−β1)·g; v·β2 + (1−β2)·g·g; p + (−lr/bc1)·m / (√v / √bc2 + eps).
+ */
+void adamwUpdate(const torch::Tensor& p, const torch::Tensor& g, const torch::Tensor& m, const torch::Tensor& v,
+                 int64_t step, const AdamWHyper& h, double gradScale, const torch::Tensor& copy);
+
+/** Σ x² over every element of every tensor, accumulated in float64 (deterministic for any thread count). */
+double sumOfSquares(const std::vector<torch::Tensor>& ts);
+
+}  // namespace gv
