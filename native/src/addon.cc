@@ -712,6 +712,9 @@ OP(synchronize, "(device: string): void") {
 // ---------------------------------------------------------------- gradient norm
 OP(sumOfSquares, "(ts: N[]): number") { return Napi::Number::New(ENV, gv::sumOfSquares(TL(info, 0))); }
 
+// ---------------------------------------------------------------- the SFT loss
+OP(crossEntropySum, "(logits: N, targets: N): N") { RET(gv::crossEntropySum(T(info, 0), T(info, 1))); }
+
 // ---------------------------------------------------------------- AdamW
 // torch.optim.AdamW's update (train_ops.cc: one pass per parameter) with its state kept here: per parameter
 // the step count and float32 moments, created on the parameter's first step with a gradient (as torch does).

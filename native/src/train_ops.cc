@@ -12,6 +12,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace gv {
 namespace {
@@ -244,6 +247,180 @@ double sumOfSquares(const std::vector<Tensor>& ts) {
   }
   if (!onDevice.empty()) total += torch::cat(onDevice).sum().item<double>();
   return total;
+}
+
+}  // namespace gv
+
+// ================================================================= the SFT loss: cross-entropy summed over rows
+namespace gv {
+namespace {
+
+// e^x for x <= 0 (x − max of a row), float32, in a form the compiler vectorises: x = n·ln2 + r with |r| <= ln2/2,
+// Cephes' degree-6 polynomial for e^r, 2^n built in the exponent bits. Below −87.3 (where 2^n leaves the normal
+// range) it returns 0, as expf underflows there to denormals of no weight in a softmax.
+inline float expNonPositive(float x) {
+  const bool under = x < -87.3f;
+  float xc = under ? -87.3f : x;
+  float t = xc * 1.44269504088896341f + 0.5f;
+  // floor(t) with a truncating conversion (t > −126 here)
+  float fi = static_cast<float>(static_cast<int32_t>(t));
+  fi = fi > t ? fi - 1.0f : fi;
+  float r = xc - fi * 0.693359375f;
+  r = r - fi * -2.12194440e-4f;
+  float z = r * r;
+  float y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * z + r + 1.0f;
+  int32_t e = (static_cast<int32_t>(fi) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &e, sizeof scale);
+  float out = y * scale;
+  return under ? 0.0f : out;
+}
+
+inline float loadF(const float* x, int64_t i) { return x[i]; }
+inline float loadF(const uint16_t* x, int64_t i) { return bf16ToFloat(x[i]); }
+
+template <typename X>
+float rowMax(const X* __restrict x, int64_t n) {
+  int64_t i = 0;
+  float m = -INFINITY;
+#if defined(__SSE2__)
+  // (the compiler does not turn a float max into maxps itself: NaN and signed-zero rules)
+  __m128 acc[4] = {_mm_set1_ps(-INFINITY), _mm_set1_ps(-INFINITY), _mm_set1_ps(-INFINITY), _mm_set1_ps(-INFINITY)};
+  for (; i + 16 <= n; i += 16)
+    for (int k = 0; k < 4; k++) {
+      alignas(16) float f[4];
+      for (int l = 0; l < 4; l++) f[l] = loadF(x, i + 4 * k + l);
+      acc[k] = _mm_max_ps(acc[k], _mm_load_ps(f));
+    }
+  alignas(16) float lanes[16];
+  for (int k = 0; k < 4; k++) _mm_store_ps(lanes + 4 * k, acc[k]);
+  for (float f : lanes) m = f > m ? f : m;
+#endif
+  for (; i < n; i++) m = loadF(x, i) > m ? loadF(x, i) : m;
+  return m;
+}
+
+template <typename X>
+double rowSumExp(const X* __restrict x, int64_t n, float max) {
+  double total = 0;
+  for (int64_t r = 0; r < n; r += kRun) {
+    int64_t stop = std::min(n, r + kRun);
+    float acc[kLanes] = {};
+    int64_t i = r;
+    for (; i + kLanes <= stop; i += kLanes)
+      for (int k = 0; k < kLanes; k++) acc[k] += expNonPositive(loadF(x, i + k) - max);
+    double s = 0;
+    for (int k = 0; k < kLanes; k++) s += acc[k];
+    for (; i < stop; i++) s += expNonPositive(loadF(x, i) - max);
+    total += s;
+  }
+  return total;
+}
+
+template <typename X>
+void rowGrad(const X* __restrict x, X* __restrict out, int64_t n, float lse, float g) {
+  for (int64_t i = 0; i < n; i++) {
+    float v = g * expNonPositive(loadF(x, i) - lse);
+    if constexpr (std::is_same_v<X, uint16_t>)
+      out[i] = floatToBf16(v);
+    else
+      out[i] = v;
+  }
+}
+
+template <typename X>
+const X* rowsOf(const Tensor& t) {
+  if constexpr (std::is_same_v<X, uint16_t>)
+    return reinterpret_cast<const uint16_t*>(t.data_ptr<at::BFloat16>());
+  else
+    return t.data_ptr<float>();
+}
+
+struct CrossEntropySumFn : public torch::autograd::Function<CrossEntropySumFn> {
+  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& logitsIn, const Tensor& targets) {
+    auto logits = logitsIn.contiguous();
+    int64_t N = logits.size(0), V = logits.size(1);
+    auto t = targets.contiguous();
+    const int64_t* tp = t.data_ptr<int64_t>();
+    auto lse = torch::empty({N}, logits.options().dtype(torch::kFloat32));
+    float* lp = lse.data_ptr<float>();
+    std::vector<double> rowLoss(static_cast<size_t>(N));
+    auto run = [&](auto* x) {
+      using X = std::remove_const_t<std::remove_pointer_t<decltype(x)>>;
+      at::parallel_for(0, N, 1, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; r++) {
+          const X* row = x + r * V;
+          float mx = rowMax(row, V);
+          double s = rowSumExp(row, V, mx);
+          float l = mx + static_cast<float>(std::log(s));
+          lp[r] = l;
+          rowLoss[r] = static_cast<double>(l) - static_cast<double>(loadF(row, tp[r]));
+        }
+      });
+    };
+    if (logits.scalar_type() == torch::kBFloat16)
+      run(rowsOf<uint16_t>(logits));
+    else
+      run(rowsOf<float>(logits));
+    double total = 0;
+    for (double l : rowLoss) total += l;
+    ctx->save_for_backward({logits, lse, t});
+    return torch::full({}, total, logits.options().dtype(torch::kFloat32));
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto logits = saved[0], lse = saved[1], t = saved[2];
+    int64_t N = logits.size(0), V = logits.size(1);
+    float g = grads[0].to(torch::kFloat32).item<float>();
+    auto out = torch::empty_like(logits, at::MemoryFormat::Contiguous);
+    const float* lp = lse.data_ptr<float>();
+    const int64_t* tp = t.data_ptr<int64_t>();
+    auto run = [&](auto* x, auto* o) {
+      at::parallel_for(0, N, 1, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; r++) {
+          rowGrad(x + r * V, o + r * V, V, lp[r], g);
+          // − g at the target: softmax − onehot, as log-softmax's backward of NLL's gradient computes it
+          float at = loadF(o + r * V, tp[r]) - g;
+          if constexpr (std::is_same_v<std::remove_pointer_t<decltype(o)>, uint16_t>)
+            o[r * V + tp[r]] = floatToBf16(at);
+          else
+            o[r * V + tp[r]] = at;
+        }
+      });
+    };
+    if (logits.scalar_type() == torch::kBFloat16)
+      run(rowsOf<uint16_t>(logits), reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>()));
+    else
+      run(rowsOf<float>(logits), out.data_ptr<float>());
+    return {out, Tensor()};
+  }
+};
+
+}  // namespace
+
+Tensor crossEntropySum(const Tensor& logits, const Tensor& targets) {
+  TORCH_CHECK(logits.dim() == 2, "crossEntropySum: logits must be [N, V], got ", logits.sizes());
+  TORCH_CHECK(targets.dim() == 1 && targets.size(0) == logits.size(0), "crossEntropySum: one target per row (",
+              logits.size(0), "), got ", targets.sizes());
+  TORCH_CHECK(targets.scalar_type() == torch::kInt64, "crossEntropySum: targets must be int64");
+  auto st = logits.scalar_type();
+  bool native = logits.device().is_cpu() && targets.device().is_cpu() &&
+                (st == torch::kFloat32 || st == torch::kBFloat16) && logits.size(1) > 0;
+  if (native) {
+    int64_t V = logits.size(1);
+    auto bad = (targets < 0).logical_or(targets >= V);
+    TORCH_CHECK(!bad.any().item<bool>(), "crossEntropySum: a target is outside [0, ", V, ")");
+    return CrossEntropySumFn::apply(logits, targets);
+  }
+  return at::cross_entropy_loss(logits.to(torch::kFloat32), targets, {}, at::Reduction::Sum, -100, 0.0);
 }
 
 }  // namespace gv

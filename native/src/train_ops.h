@@ -27,3 +27,16 @@ void adamwUpdate(const torch::Tensor& p, const torch::Tensor& g, const torch::Te
 double sumOfSquares(const std::vector<torch::Tensor>& ts);
 
 }  // namespace gv
+
+namespace gv {
+
+/**
+ * Σ_i (logsumexp(logits[i]) − logits[i, targets[i]]) over the rows of logits [N, V] (bfloat16 or float32; every
+ * target in [0, V)), as a float32 scalar, with a hand-written backward that writes the logits' gradient
+ * g·(softmax − onehot) straight in the logits' dtype: the SFT loss without the float32 copy of the logits, the
+ * log-softmax, NLL and their backward passes (six passes over N·V values and two N·V float32 buffers). Softmax in
+ * float32, exp by a vectorisable polynomial (within 2 ulp of expf). Other devices and dtypes: the same sum by ATen.
+ */
+torch::Tensor crossEntropySum(const torch::Tensor& logits, const torch::Tensor& targets);
+
+}  // namespace gv

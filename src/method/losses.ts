@@ -3,7 +3,7 @@
  * prompt; answer tokens of an SFT example), which gives the same gradients as full logits at a fraction of the cost.
  */
 import type { DecoderModel } from "../models/decoder.js";
-import { Tensor, crossEntropy } from "../tensor/index.js";
+import { Tensor, crossEntropy, crossEntropySum } from "../tensor/index.js";
 
 export const IGNORE_INDEX = -100;
 
@@ -75,8 +75,10 @@ export function sftLossHead(
       .narrow(1, 0, T - 1)
       .reshape([B * (T - 1), H])
       .indexSelect(0, keepOnDevice);
-    const logits = model.logitsFrom(h);
-    const sum = crossEntropy(logits, kept, { reduction: "sum" });
+    // without soft-capping, one op from lm_head's output (in its dtype) to the summed loss and back
+    const sum = model.cfg.finalLogitSoftcapping
+      ? crossEntropy(model.logitsFrom(h), kept, { reduction: "sum" })
+      : crossEntropySum(model.head.forward(h), kept);
     return sum.div(denominator ?? n);
   };
 }

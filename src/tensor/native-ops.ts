@@ -40,6 +40,7 @@ export interface NativeOps {
   copyToDeviceAsync(t: N, device: string): N;
   cos(t: N): N;
   crossEntropy(logits: N, targets: N, ignoreIndex: number, reduction: string): N;
+  crossEntropySum(logits: N, targets: N): N;
   cudaAvailable(): boolean;
   cudaDeviceCount(): number;
   cumsum(t: N, dim: number): N;
@@ -166,6 +167,7 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "copyToDeviceAsync",
   "cos",
   "crossEntropy",
+  "crossEntropySum",
   "cudaAvailable",
   "cudaDeviceCount",
   "cumsum",

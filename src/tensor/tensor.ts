@@ -730,6 +730,15 @@ export function crossEntropy(
   );
 }
 
+/**
+ * Σ over rows of the cross-entropy of logits [N, V] (bf16 or float32, no ignored targets) as a float32 scalar, with
+ * softmax in float32 and the gradient written straight in the logits' dtype (native/src/train_ops.cc): the SFT loss
+ * without a float32 copy of the logits and the log-softmax/NLL passes.
+ */
+export function crossEntropySum(logits: Tensor, targets: Tensor): Tensor {
+  return new Tensor(native.crossEntropySum(logits.h, targets.h));
+}
+
 export function multinomial(probs: Tensor, n: number, replacement = false): Tensor {
   return new Tensor(native.multinomial(probs.h, n, replacement));
 }
