@@ -4,7 +4,7 @@
  * trainable tensor; W and b stay frozen. Forward: y + scatter_rows(x Uᵀ)[:, S] (never materialises ΔW).
  */
 import type { Linear, LinearAdapter } from "../../models/linear.js";
-import { Tensor, clusterRowUpdate, keep, noGrad, type Device } from "../../tensor/index.js";
+import { Tensor, clusterRowUpdate, fusedOps, keep, noGrad, type Device } from "../../tensor/index.js";
 
 export interface RowSelection {
   /** selected output rows (neurons), in importance order */
