@@ -68,9 +68,9 @@ for part in ${*:-matmul fwdbwd train}; do
       done
     done
     ;;
-  train-fused) # per method, back to back: the addon op by op (the default), with its fused ops, PyTorch
+  train-fused) # per method, back to back: the addon op by op (--unfused), with every fused op, PyTorch
     for m in goodvibe lora full; do
-      run "train-$m-addon-opbyop" node dist/bench/train-step.js --method $m --layers "$TRAIN_LAYERS" --threads "$THREADS"
+      run "train-$m-addon-opbyop" node dist/bench/train-step.js --method $m --layers "$TRAIN_LAYERS" --threads "$THREADS" --unfused
       run "train-$m-addon-fused" node dist/bench/train-step.js --method $m --layers "$TRAIN_LAYERS" --threads "$THREADS" --fused
       run "train-$m-torch" $PY bench/torch_train.py --model "$TRAIN_MODEL" --method $m --threads "$THREADS"
     done

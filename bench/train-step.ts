@@ -57,8 +57,9 @@ const { values: args } = parseArgs({
     steps: { type: "string", default: "3" },
     "rows-per-layer": { type: "string", default: "50" },
     threads: { type: "string" },
-    // the addon's fused ops instead of the default op-by-op path (transformers' eager code line by line)
+    // every fused op of the addon / none (transformers' eager code line by line); default: the per-op defaults
     fused: { type: "boolean", default: false },
+    unfused: { type: "boolean", default: false },
     device: { type: "string", default: "cpu" },
     json: { type: "string" },
   },
@@ -119,7 +120,8 @@ function attach(model: DecoderModel, method: string): AttachedMethod {
 
 function main(): void {
   const threads = applyThreads(args.threads ? Number(args.threads) : undefined);
-  setFusedOps(args.fused);
+  if (args.fused && args.unfused) throw new Error("--fused and --unfused exclude each other");
+  setFusedOps(args.fused ? true : args.unfused ? false : null);
   const T = Number(args.tokens);
   const steps = Number(args.steps);
   const method = args.method!;
@@ -168,7 +170,7 @@ function main(): void {
   const trainable = countParams(params);
   console.log(
     `${model.device}, ${method}, ${dtype}, checkpointing ${checkpointing ? "on" : "off"}, ${model.cfg.numLayers} layers, ${T} tokens, threads ${threads}, ` +
-      `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}, ${args.fused ? "fused ops" : "op-by-op"}`,
+      `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}, ${args.fused ? "fused ops" : args.unfused ? "op-by-op" : "per-op defaults"}`,
   );
   console.log(
     table(
