@@ -47,14 +47,14 @@ type Level = Record<SafetyLanguage, { recall: number; falsePositiveRate: number 
 const REACHED_DEV: Level = {
   cpp: { recall: 0.88, falsePositiveRate: 0.08 }, // 38/42, 2/42
   java: { recall: 0.65, falsePositiveRate: 0.12 }, // 29/43, 4/43
-  swift: { recall: 0.28, falsePositiveRate: 0.08 }, // 13/42, 2/42 (recall target missed)
+  swift: { recall: 0.3, falsePositiveRate: 0.1 }, // 14/42, 3/42 (recall target missed)
   go: { recall: 0.61, falsePositiveRate: 0.2 }, // 27/42, 7/42
 };
 /** The same on the train split (about 340 pairs per language), less about three answers. */
 const REACHED_TRAIN: Level = {
   cpp: { recall: 0.94, falsePositiveRate: 0.09 }, // 323/340, 27/340
   java: { recall: 0.745, falsePositiveRate: 0.17 }, // 256/339, 55/339
-  swift: { recall: 0.465, falsePositiveRate: 0.1 }, // 160/338, 30/338 (recall target missed)
+  swift: { recall: 0.488, falsePositiveRate: 0.1 }, // 168/338, 30/338 (recall target missed)
   go: { recall: 0.59, falsePositiveRate: 0.13 }, // 202/338, 41/338 (recall target missed by one answer)
 };
 

@@ -776,6 +776,114 @@ export const swiftCases: Case[] = [
     ],
   },
   {
+    rule: "swift/timer-not-invalidated",
+    bad: [
+      code`
+        import Foundation
+        final class Poller {
+          private var hits = 0
+          func begin() {
+            Timer.scheduledTimer(withTimeInterval: 30, repeats: true) { [weak self] _ in // <- timer-not-invalidated
+              self?.hits += 1
+            }
+          }
+        }
+      `,
+      code`
+        import Foundation
+        class Heartbeat: NSObject {
+          var ping: Timer?
+          func start() {
+            let interval: TimeInterval = 5
+            ping = Timer.scheduledTimer( // <- timer-not-invalidated
+              timeInterval: interval, target: self, selector: #selector(beat), userInfo: nil, repeats: true)
+          }
+          @objc func beat() { print("beat") }
+        }
+      `,
+      code`
+        import Foundation
+        let refresh = Timer(timeInterval: 60, repeats: true) { _ in // <- timer-not-invalidated
+          print("refresh")
+        }
+        RunLoop.main.add(refresh, forMode: .common)
+      `,
+    ],
+    good: [
+      code`
+        import Foundation
+        final class Poller {
+          private var hits = 0
+          private var timer: Timer?
+          func begin() {
+            timer = Timer.scheduledTimer(withTimeInterval: 30, repeats: true) { [weak self] _ in
+              self?.hits += 1
+            }
+          }
+          deinit { timer?.invalidate() }
+        }
+      `,
+      code`
+        import Foundation
+        var remaining = 3
+        Timer.scheduledTimer(withTimeInterval: 1, repeats: true) { t in
+          remaining -= 1
+          if remaining == 0 { t.invalidate() }
+        }
+      `,
+      code`
+        import Foundation
+        Timer.scheduledTimer(withTimeInterval: 2, repeats: false) { _ in print("once") }
+        let unscheduled = Timer(timeInterval: 1, repeats: true) { _ in print("never runs") }
+      `,
+    ],
+  },
+  {
+    rule: "swift/quadratic-string-index",
+    bad: [
+      code`
+        func reversedWords(_ text: String) -> [Character] {
+          var out: [Character] = []
+          for k in 0..<text.count {
+            out.insert(text[text.index(text.startIndex, offsetBy: k)], at: 0) // <- quadratic-string-index
+          }
+          return out
+        }
+      `,
+      code`
+        let line = readLine() ?? ""
+        let n = line.count
+        var digits = 0
+        for pos in 0...n - 1 {
+          let ch = line[line.index(line.startIndex, offsetBy: pos)] // <- quadratic-string-index
+          if ch.isNumber { digits += 1 }
+        }
+        print(digits)
+      `,
+    ],
+    good: [
+      code`
+        func reversedWords(_ text: String) -> [Character] {
+          var out: [Character] = []
+          for ch in text { out.insert(ch, at: 0) }
+          var idx = text.startIndex
+          while idx < text.endIndex { print(text[idx]); idx = text.index(after: idx) }
+          return out
+        }
+      `,
+      code`
+        let line = readLine() ?? ""
+        var head: [Character] = []
+        for pos in 0..<min(line.count, 16) {
+          head.append(line[line.index(line.startIndex, offsetBy: pos)])
+        }
+        let bytes: [UInt8] = [1, 2, 3]
+        for k in 0..<bytes.count { print(bytes[bytes.index(bytes.startIndex, offsetBy: k)]) }
+        print(head)
+      `,
+    ],
+  },
+  {
     rule: "swift/race-condition",
     bad: [
       code`

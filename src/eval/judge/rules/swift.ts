@@ -947,6 +947,104 @@ const retainCycle = defineRule(
   },
 );
 
+/**
+ * A repeating Timer is retained by the run loop it is scheduled on until it is invalidated: one never
+ * invalidated fires for the life of the process and keeps its closure (and what that captures) or its
+ * target alive, even after its owner is gone, whether or not the owner kept a reference to it.
+ */
+const timerNeverInvalidated = defineRule(
+  {
+    id: "swift/timer-not-invalidated",
+    cwe: "CWE-772",
+    language: "swift",
+    title: "Repeating Timer scheduled on the run loop and never invalidated",
+    severity: "medium",
+  },
+  (src, rule) => {
+    // Any invalidate() in the snippet counts (in deinit, in a stop method, or the timer's own block).
+    if (/\.\s*invalidate\s*\(\s*\)/.test(src.masked)) return [];
+    const out: Finding[] = [];
+    for (const t of src.matches(
+      /\bTimer\s*\.\s*scheduledTimer\s*\(|\bTimer\s*\(\s*(?:timeInterval|fire|fireAt)\s*:/g,
+    )) {
+      const args = src.callArgs(src.masked.indexOf("(", t.index));
+      if (!args.some((a) => /^repeats\s*:\s*true$/.test(a.masked.trim()))) continue;
+      // A Timer(...) made but not scheduled runs nothing: only one added to a run loop counts.
+      if (!/scheduledTimer/.test(t[0]) && !/\bRunLoop\b[^\n]*\.\s*add\s*\(/.test(src.masked)) continue;
+      out.push(
+        src.finding(
+          rule,
+          t.index,
+          "the repeating timer is retained by the run loop and never invalidated: it fires forever and keeps its closure or target alive; keep it and call invalidate()",
+        ),
+      );
+    }
+    return out;
+  },
+);
+
+/**
+ * `s.index(s.startIndex, offsetBy: i)` walks the string from its start (String is not random access), so a
+ * loop doing it for every i up to `s.count` takes time quadratic in the string's length: an input of a
+ * few megabytes keeps the process busy for hours. Only loops bounded by the string's own length count
+ * (a loop bounded by `min(s.count, 1024)` is not driven by the input's size).
+ */
+const quadraticStringIndex = defineRule(
+  {
+    id: "swift/quadratic-string-index",
+    cwe: "CWE-407",
+    language: "swift",
+    title: "String indexed by offset from its start inside a loop over its length (quadratic time)",
+    severity: "medium",
+  },
+  (src, rule) => {
+    const out: Finding[] = [];
+    const flow = flowOf(src);
+    const taint = taintOf(src, ENTRY);
+    const isString = (name: string) =>
+      taint.of(name) === "text" ||
+      flow.functions.some((f) =>
+        f.params.some((p) => p.name === name && /^(?:String|Substring)$/.test(p.type.trim())),
+      ) ||
+      flow
+        .assignmentsTo(name)
+        .some(
+          (a) =>
+            /^(?:String|Substring)\??$/.test(a.type.trim()) ||
+            /^(?:"|String\s*\()/.test(src.masked.slice(a.rhsStart, a.rhsEnd).trim()),
+        );
+    for (const loop of src.matches(/\bfor\s+([A-Za-z_]\w*)\s+in\s+0\s*(?:\.\.<|\.\.\.)\s*([^{\n]+?)\s*\{/g)) {
+      const [, i, bound] = loop as unknown as [string, string, string];
+      let str = /^([A-Za-z_]\w*)\s*\.\s*count(?:\s*-\s*1)?$/.exec(bound.trim())?.[1];
+      const boundVar = /^([A-Za-z_]\w*)(?:\s*-\s*1)?$/.exec(bound.trim())?.[1];
+      if (!str && boundVar) {
+        const defs = flow.assignmentsTo(boundVar).filter((a) => a.index < loop.index);
+        const last = defs[defs.length - 1];
+        if (last)
+          str = /^([A-Za-z_]\w*)\s*\.\s*count$/.exec(
+            src.masked.slice(last.rhsStart, last.rhsEnd).trim(),
+          )?.[1];
+      }
+      if (!str || !isString(str)) continue;
+      const open = loop.index + loop[0].length - 1;
+      const body = src.masked.slice(open, matchBracket(src, open));
+      const s = identRe(str).source;
+      const walk = new RegExp(
+        `(?<![\\w.])${s}\\s*\\.\\s*index\\s*\\(\\s*${s}\\s*\\.\\s*startIndex\\s*,\\s*offsetBy\\s*:\\s*${identRe(i).source}\\s*\\)`,
+      ).exec(body);
+      if (!walk) continue;
+      out.push(
+        src.finding(
+          rule,
+          open + walk.index,
+          `'${str}.index(${str}.startIndex, offsetBy: ${i})' walks '${str}' from its start on every iteration of a loop over its length: quadratic time in the input's size; iterate its characters or advance one index`,
+        ),
+      );
+    }
+    return out;
+  },
+);
+
 const raceCondition = defineRule(
   {
     id: "swift/race-condition",
@@ -1362,6 +1460,8 @@ export const swiftRules: Rule[] = [
   sqlInjection,
   indexOutOfRange,
   retainCycle,
+  timerNeverInvalidated,
+  quadraticStringIndex,
   raceCondition,
   insecureTransport,
   trustAny,
