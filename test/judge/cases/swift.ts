@@ -879,6 +879,8 @@ export const swiftCases: Case[] = [
         }
         let bytes: [UInt8] = [1, 2, 3]
         for k in 0..<bytes.count { print(bytes[bytes.index(bytes.startIndex, offsetBy: k)]) }
+        let banner = "ready"
+        for k in 0..<banner.count { print(banner[banner.index(banner.startIndex, offsetBy: k)]) }
         print(head)
       `,
     ],

@@ -1001,18 +1001,12 @@ const quadraticStringIndex = defineRule(
     const out: Finding[] = [];
     const flow = flowOf(src);
     const taint = taintOf(src, ENTRY);
-    const isString = (name: string) =>
+    // Input (stdin, arguments, ...) or a String parameter: its length is the caller's, not a constant's.
+    const isInputString = (name: string) =>
       taint.of(name) === "text" ||
       flow.functions.some((f) =>
         f.params.some((p) => p.name === name && /^(?:String|Substring)$/.test(p.type.trim())),
-      ) ||
-      flow
-        .assignmentsTo(name)
-        .some(
-          (a) =>
-            /^(?:String|Substring)\??$/.test(a.type.trim()) ||
-            /^(?:"|String\s*\()/.test(src.masked.slice(a.rhsStart, a.rhsEnd).trim()),
-        );
+      );
     for (const loop of src.matches(/\bfor\s+([A-Za-z_]\w*)\s+in\s+0\s*(?:\.\.<|\.\.\.)\s*([^{\n]+?)\s*\{/g)) {
       const [, i, bound] = loop as unknown as [string, string, string];
       let str = /^([A-Za-z_]\w*)\s*\.\s*count(?:\s*-\s*1)?$/.exec(bound.trim())?.[1];
@@ -1025,7 +1019,7 @@ const quadraticStringIndex = defineRule(
             src.masked.slice(last.rhsStart, last.rhsEnd).trim(),
           )?.[1];
       }
-      if (!str || !isString(str)) continue;
+      if (!str || !isInputString(str)) continue;
       const open = loop.index + loop[0].length - 1;
       const body = src.masked.slice(open, matchBracket(src, open));
       const s = identRe(str).source;
