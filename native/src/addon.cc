@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "fused.h"
+#include "grad_reduce.h"
 #include "train_ops.h"
 
 #include <fcntl.h>
@@ -711,6 +712,20 @@ OP(synchronize, "(device: string): void") {
 
 // ---------------------------------------------------------------- gradient norm
 OP(sumOfSquares, "(ts: N[]): number") { return Napi::Number::New(ENV, gv::sumOfSquares(TL(info, 0))); }
+
+// ---------------------------------------------------------------- identification's gradient reduction
+OP(meanAbsOverTime, "(g: N, lengths: N): N") {
+  auto g = T(info, 0);
+  auto out = torch::empty({g.dim() == 3 ? g.size(0) : 0, g.dim() == 3 ? g.size(2) : 0},
+                          torch::TensorOptions().dtype(torch::kFloat32).device(g.device()));
+  gv::meanAbsOverTimeInto(g, out, T(info, 1));
+  RET(out);
+}
+OP(meanAbsKernelWidth, "(): number") { return Napi::Number::New(ENV, static_cast<double>(gv::meanAbsKernelWidth())); }
+OP(meanAbsGradHook, "(y: N, out: N, lengths: N): void") {
+  gv::registerMeanAbsGradHook(T(info, 0), T(info, 1), T(info, 2));
+  return ENV.Undefined();
+}
 
 // ---------------------------------------------------------------- the SFT loss
 OP(crossEntropySum, "(logits: N, targets: N): N") { RET(gv::crossEntropySum(T(info, 0), T(info, 1))); }

@@ -86,6 +86,9 @@ export interface NativeOps {
   matmul(a: N, b: N): N;
   maximum(a: NS, b: NS): N;
   mean(t: N, dims?: number[] | null, keepdim?: boolean): N;
+  meanAbsGradHook(y: N, out: N, lengths: N): void;
+  meanAbsKernelWidth(): number;
+  meanAbsOverTime(g: N, lengths: N): N;
   minimum(a: NS, b: NS): N;
   mmapFile(file: string): Buffer;
   mul(a: NS, b: NS): N;
@@ -213,6 +216,9 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "matmul",
   "maximum",
   "mean",
+  "meanAbsGradHook",
+  "meanAbsKernelWidth",
+  "meanAbsOverTime",
   "minimum",
   "mmapFile",
   "mul",

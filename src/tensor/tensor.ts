@@ -739,6 +739,25 @@ export function crossEntropySum(logits: Tensor, targets: Tensor): Tensor {
   return new Tensor(native.crossEntropySum(logits.h, targets.h));
 }
 
+/**
+ * Per sample, the mean over time of |g|: g [B, T, N] → [B, N] float32, Σ_t float(|g[b, t, j]|) / lengths[b] with
+ * exactly the arithmetic of g.abs().float().sum(1).div(lengths) (native/src/grad_reduce.cc: one pass over g on the
+ * CPU). lengths: B float32 values ([B] or [B, 1]) on g's device.
+ */
+export function meanAbsOverTime(g: Tensor, lengths: Tensor): Tensor {
+  return new Tensor(native.meanAbsOverTime(g.h, lengths.h));
+}
+
+/**
+ * Registers on y ([B, T, N], requires grad) a backward hook that writes meanAbsOverTime(∂L/∂y, lengths) into `out`
+ * ([B, N] float32 on y's device, a buffer the caller made) when the backward reaches y, in C++, and passes the
+ * gradient on unchanged. Nothing keeps the gradient (unlike retainGrad, which clones it and holds it until read);
+ * the hook lives as long as y's graph. Identification's reduction of every linear output's gradient.
+ */
+export function meanAbsGradHook(y: Tensor, out: Tensor, lengths: Tensor): void {
+  native.meanAbsGradHook(y.h, out.h, lengths.h);
+}
+
 export function multinomial(probs: Tensor, n: number, replacement = false): Tensor {
   return new Tensor(native.multinomial(probs.h, n, replacement));
 }

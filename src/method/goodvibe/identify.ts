@@ -18,7 +18,7 @@ import { createHash } from "node:crypto";
 import type { DecoderModel } from "../../models/decoder.js";
 import type { Linear } from "../../models/linear.js";
 import { InputError, GoodVibeError } from "../../errors.js";
-import { Tensor, keep, noGrad, readBackFloat32, tidy } from "../../tensor/index.js";
+import { Tensor, keep, meanAbsGradHook, noGrad, readBackFloat32, tidy } from "../../tensor/index.js";
 import { availableMemoryBytes } from "../../util/memory.js";
 import { judgeLossHead } from "../losses.js";
 import { identifyFlops, identifyMemoryEstimate } from "../flops.js";
@@ -223,10 +223,9 @@ export async function accumulate<T>(
     if (profileCount > 0)
       store = new ProfileStore(path.join(opts.runDir ?? scratch!, PROFILES), profileCount, targets, !loaded);
     opts.onProgress?.(acc.done, total); // starts the progress clock
-    const firstOfLayer = new Set(model.layers.map((l) => l.attn.q));
     for (const indices of plan) {
       const batch = indices.map((i) => samples[i]!);
-      const r = tidy(() => runBatch(model, linears, firstOfLayer, batch, opts, checkpointing));
+      const r = tidy(() => runBatch(model, linears, batch, opts, checkpointing));
       acc.loss.add(0, r.loss);
       const T = lengths[indices[0]!]!;
       acc.paddedTokens += indices.length * T;
@@ -410,16 +409,6 @@ function perSampleMeanAbs(v: Tensor, mask: Tensor, lengths: Tensor): Tensor {
   return v.float().abs().mul(mask.unsqueeze(-1)).sum(1).div(lengths);
 }
 
-/**
- * perSampleMeanAbs of an output gradient, in two passes over it fewer: padding positions' gradients are exactly
- * zero (runBatch), so the mask changes nothing (|g|·1 = |g|, 0·0 = 0), and |g| is exact in the gradient's own
- * dtype, so taking it before the float32 copy gives the same float32 values, summed in the same order: the
- * same result bit for bit, from a bf16 abs and one float32 copy instead of a float32 copy, abs and product.
- */
-function perSampleMeanAbsGrad(g: Tensor, lengths: Tensor): Tensor {
-  return g.abs().float().sum(1).div(lengths);
-}
-
 function leftPadBatch(samples: IdentifySample[]) {
   const T = samples[0]!.inputIds.length; // the longest: batches are sorted longest first
   const B = samples.length;
@@ -445,15 +434,17 @@ function leftPadBatch(samples: IdentifySample[]) {
 
 /**
  * One batch: forward + backward of the judge loss (reduction "sum", so each sample's gradient is its own), and
- * per module Σ_t |∂L/∂y| per sample (or Σ_t |y| for the activation ablation). Padding positions get exactly zero
- * gradient (no real position attends to them), so only activations need the mask. With checkpointing the
- * gradients of a layer are reduced as soon as its backward is done (when the next layer down is recomputed), so
- * only one layer's are alive at a time.
+ * per module and sample the mean over its tokens of |∂L/∂y| (or of |y| for the activation ablation). Padding
+ * positions get exactly zero gradient (no real position attends to them), so only activations need the mask: the
+ * gradient's mean is Σ_t float(|g|) / length over every position, reduced by a native hook on y inside the backward
+ * (meanAbsGradHook, with the arithmetic of g.abs().float().sum(1).div(lengths) bit for bit) as soon as y's gradient
+ * is complete, so no output gradient outlives its use (retainGrad cloned all 7 × layers of them and held them to
+ * the end of the backward, or of the layer with checkpointing). Exported for the tests that compare it with that
+ * op sequence.
  */
-function runBatch(
+export function runBatch(
   model: DecoderModel,
   linears: Linear[],
-  firstOfLayer: Set<Linear>,
   batch: IdentifySample[],
   opts: IdentifyOptions,
   checkpointing: boolean,
@@ -498,25 +489,14 @@ function runBatch(
     readBack();
     return { loss, importance };
   }
-  const outputs = new Map<string, Tensor>();
-  // with checkpointing, a layer's gradients are reduced as soon as its backward is done (when the next layer
-  // down is recomputed), so only one layer's are alive at a time
-  const reduce = () => {
-    for (const [name, y] of outputs) {
-      const g = y.grad;
-      if (!g) throw new Error(`no gradient reached ${name}`);
-      perSample.set(name, keep(perSampleMeanAbsGrad(g, lengths)));
-      g.dispose();
-      y.dispose();
-    }
-    outputs.clear();
-  };
+  // per module a [B, out] float32 buffer on the device, written inside the backward by a native hook on the
+  // module's output (meanAbsGradHook: the gradient is reduced as it passes y, never cloned or kept); NaN until then
   for (const l of linears)
-    l.tap = (y, layer) => {
+    perSample.set(l.name, keep(Tensor.full([batch.length, l.outFeatures], NaN, "float32", model.device)));
+  for (const l of linears)
+    l.tap = (y) => {
       if (!y.requiresGrad) return; // the graph-free forward of gradient checkpointing
-      if (checkpointing && firstOfLayer.has(layer)) reduce(); // the layer above is done
-      y.retainGrad();
-      outputs.set(l.name, keep(y));
+      meanAbsGradHook(y, perSample.get(l.name)!, lengths);
     };
   const loss = model.forwardBackward(ids, { attentionMask }, head, checkpointing);
   if (!Number.isFinite(loss))
@@ -524,8 +504,10 @@ function runBatch(
       `identification loss is ${loss} on samples ${batch.map((s) => s.id).join(", ")}`,
       1,
     );
-  reduce();
   readBack();
+  for (const l of linears)
+    if (Number.isNaN(importance.get(l.name)![0]))
+      throw new Error(`no gradient reached ${l.name} (or a NaN one did)`);
   if (onRaw) {
     const r = raw as Tensor | null;
     const g = r?.grad;
