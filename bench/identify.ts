@@ -9,9 +9,12 @@
  * real FLOPs per second; the ratio identification / reference is the issue's target (≥ 0.8).
  *
  * With --rss-every-batch (and node --expose-gc) the RSS after every batch is recorded (a GC before each reading).
+ * With --bare, the pass identify() wraps is timed too: the same planned batches (left-padded, same sizes), the judge
+ * loss's forward + backward with no tap on any module, no reduction and no read-back; identify() / bare is what the
+ * per-module work around the pass costs.
  *
  *   node dist/bench/identify.js [--layers 24] [--pairs 32] [--languages c++] [--chunk 0 = all] [--batch-size 8]
- *       [--batch-tokens 2048] [--checkpointing auto|on|off] [--max-length 1024] [--threads N] [--no-reference]
+ *       [--batch-tokens 2048] [--checkpointing auto|on|off] [--max-length 1024] [--threads N] [--no-reference] [--bare]
  *       [--json f]
  */
 import * as fs from "node:fs";
@@ -22,7 +25,8 @@ import { readPairs } from "../src/data/pairs.js";
 import { judgeConvention } from "../src/data/prompts.js";
 import { DEFAULT_IDENTIFY } from "../src/method/goodvibe/config.js";
 import { identifySamples, labelTokenIds } from "../src/recipes/harden.js";
-import { identify, type IdentifySample } from "../src/method/goodvibe/identify.js";
+import { identify, leftPadBatch, planBatches, type IdentifySample } from "../src/method/goodvibe/identify.js";
+import { judgeLossHead } from "../src/method/losses.js";
 import { identifyFlops } from "../src/method/flops.js";
 import { Tensor } from "../src/tensor/index.js";
 import { peakRssBytes } from "../src/util/memory.js";
@@ -44,6 +48,7 @@ const { values: args } = parseArgs({
     "max-length": { type: "string", default: String(DEFAULT_IDENTIFY.maxLength) },
     threads: { type: "string" },
     "no-reference": { type: "boolean", default: false },
+    bare: { type: "boolean", default: false },
     json: { type: "string" },
   },
 });
@@ -53,6 +58,28 @@ function rssBytes(): number {
   (globalThis as { gc?: () => void }).gc?.();
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync("/proc/self/status", "utf8"));
   return m ? Number(m[1]) * 1024 : process.memoryUsage().rss;
+}
+
+/** The pass identify() wraps for one batch: forward + backward of the judge loss, nothing tapped or read back. */
+function barePass(
+  model: ReturnType<typeof loadModel>,
+  batch: IdentifySample[],
+  labelTokenIds: [number, number],
+): number {
+  const { ids, mask, padded, lengths } = leftPadBatch(batch);
+  const labels = Tensor.fromArray(
+    batch.map((s) => s.label),
+    [batch.length],
+    "int64",
+  );
+  const loss = model.forwardBackward(
+    ids,
+    { attentionMask: padded ? mask : undefined },
+    judgeLossHead(model, labelTokenIds, labels, "sum"),
+    false,
+  );
+  for (const t of [ids, mask, lengths, labels]) t.dispose();
+  return loss;
 }
 
 async function main(): Promise<void> {
@@ -101,6 +128,7 @@ async function main(): Promise<void> {
   const chunk = Number(args.chunk) || samples.length;
   let idSeconds = 0;
   let refSeconds = 0;
+  let bareSeconds = 0;
   let flops = 0;
   let refFlops = 0;
   let padded = 0;
@@ -118,6 +146,15 @@ async function main(): Promise<void> {
     flops += map.flops.total;
     padded += map.paddedTokens ?? 0;
     rssTrace.push(rssBytes());
+    if (args.bare)
+      for (const b of planBatches(
+        part.map((s) => s.inputIds.length),
+        opts.batchSize,
+        opts.batchTokens,
+      )) {
+        const batch = b.map((i) => part[i]!);
+        bareSeconds += seconds(() => barePass(model, batch, opts.labelTokenIds));
+      }
     if (!args["no-reference"])
       for (const s of part) {
         const T = s.inputIds.length;
@@ -125,7 +162,7 @@ async function main(): Promise<void> {
         refFlops += identifyFlops(model, [1, T], true).total;
       }
     process.stderr.write(
-      `${new Date().toISOString()} ${Math.min(c + chunk, samples.length)}/${samples.length}: identify ${idSeconds.toFixed(1)} s, reference ${refSeconds.toFixed(1)} s, RSS ${(rssBytes() / GiB).toFixed(2)} GiB\n`,
+      `${new Date().toISOString()} ${Math.min(c + chunk, samples.length)}/${samples.length}: identify ${idSeconds.toFixed(1)} s, reference ${refSeconds.toFixed(1)} s, bare ${bareSeconds.toFixed(1)} s, RSS ${(rssBytes() / GiB).toFixed(2)} GiB\n`,
     );
   }
   const tokens = lengths.reduce((a, b) => a + b, 0);
@@ -158,6 +195,7 @@ async function main(): Promise<void> {
           gflops: refFlops / refSeconds / 1e9,
         },
     ratio: args["no-reference"] ? null : refSeconds / idSeconds,
+    bare: args.bare ? { seconds: bareSeconds, identifyOverBare: idSeconds / bareSeconds } : null,
     memory: {
       rssBeforeLoad,
       rssAfterWarmup,

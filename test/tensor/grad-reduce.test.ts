@@ -75,7 +75,11 @@ test("meanAbsOverTime equals the op sequence at two threads on identification's 
       tidy(() => {
         const g = spread([B!, T!, N!], "bfloat16");
         const lengths = lengthsOf(Array.from({ length: B! }, (_, b) => T! - b));
-        assertSameBits(meanAbsOverTime(g, lengths).toFloat32Array(), opSequence(g, lengths), `[${B}, ${T}, ${N}]`);
+        assertSameBits(
+          meanAbsOverTime(g, lengths).toFloat32Array(),
+          opSequence(g, lengths),
+          `[${B}, ${T}, ${N}]`,
+        );
       });
   } finally {
     native.setNumThreads(before);
@@ -101,7 +105,10 @@ for (const dtype of ["float32", "bfloat16"] as const) {
         });
       }
     // the comparison is sharp: summing in plain order would not pass it
-    assert.ok(naiveDiffers, "a plain left-to-right sum gave the same bits everywhere: the test cannot tell orders apart");
+    assert.ok(
+      naiveDiffers,
+      "a plain left-to-right sum gave the same bits everywhere: the test cannot tell orders apart",
+    );
   });
 
   test(`meanAbsOverTime on strided views: a slice of a larger product, a transposed gradient (${dtype})`, () => {
@@ -151,7 +158,11 @@ for (const dtype of ["float32", "bfloat16"] as const) {
       backward([y.mul(c).sum()]);
     });
     assertSameBits(out.toFloat32Array(), retained, "hook vs retained gradient");
-    assertSameBits(x2.grad!.float().toFloat32Array(), x1.grad!.float().toFloat32Array(), "gradient passed on");
+    assertSameBits(
+      x2.grad!.float().toFloat32Array(),
+      x1.grad!.float().toFloat32Array(),
+      "gradient passed on",
+    );
   });
 }
 
@@ -193,12 +204,29 @@ test("meanAbsGradHook and meanAbsOverTime refuse bad arguments with an exception
   const lengths = lengthsOf([5, 4]);
   const out = Tensor.full([2, 7], NaN);
   assert.throws(() => meanAbsGradHook(y, Tensor.full([2, 6], NaN), lengths), /out must be float32 \[2, 7\]/);
-  assert.throws(() => meanAbsGradHook(y, Tensor.full([2, 7], NaN, "bfloat16"), lengths), /out must be float32/);
+  assert.throws(
+    () => meanAbsGradHook(y, Tensor.full([2, 7], NaN, "bfloat16"), lengths),
+    /out must be float32/,
+  );
   assert.throws(() => meanAbsGradHook(y, out, lengthsOf([5, 4, 3])), /lengths must be float32 \[2\]/);
-  assert.throws(() => meanAbsGradHook(y, out, Tensor.fromArray([5, 4], [2, 1], "int64")), /lengths must be float32/);
-  assert.throws(() => meanAbsGradHook(noGrad(() => Tensor.randn([2, 5, 7])), out, lengths), /does not require grad/);
+  assert.throws(
+    () => meanAbsGradHook(y, out, Tensor.fromArray([5, 4], [2, 1], "int64")),
+    /lengths must be float32/,
+  );
+  assert.throws(
+    () =>
+      meanAbsGradHook(
+        noGrad(() => Tensor.randn([2, 5, 7])),
+        out,
+        lengths,
+      ),
+    /does not require grad/,
+  );
   assert.throws(() => meanAbsGradHook(y.reshape([10, 7]), out, lengths), /\[batch, time, features\]/);
-  assert.throws(() => meanAbsOverTime(Tensor.fromArray([1, 2], [1, 2, 1], "int64"), lengthsOf([2])), /floating-point/);
+  assert.throws(
+    () => meanAbsOverTime(Tensor.fromArray([1, 2], [1, 2, 1], "int64"), lengthsOf([2])),
+    /floating-point/,
+  );
   // nothing was registered by the failed calls: a backward through y runs and leaves out untouched
   withGrad(() => backward([y.sum()]));
   assert.ok(out.toFloat32Array().every((v) => Number.isNaN(v)));

@@ -409,7 +409,8 @@ function perSampleMeanAbs(v: Tensor, mask: Tensor, lengths: Tensor): Tensor {
   return v.float().abs().mul(mask.unsqueeze(-1)).sum(1).div(lengths);
 }
 
-function leftPadBatch(samples: IdentifySample[]) {
+/** A batch as runBatch feeds it: left-padded ids [B, T], the real-token mask and each sample's length ([B, 1]). */
+export function leftPadBatch(samples: IdentifySample[]) {
   const T = samples[0]!.inputIds.length; // the longest: batches are sorted longest first
   const B = samples.length;
   const ids = new Array<number>(B * T).fill(0);
