@@ -12,7 +12,15 @@
  */
 import { parseArgs } from "node:util";
 import { loadModel, Linear, type DecoderModel } from "../src/models/index.js";
-import { Tensor, noGrad, resolveDevice, setFusedOps, tidy } from "../src/tensor/index.js";
+import {
+  Tensor,
+  fusedOps,
+  noGrad,
+  resolveDevice,
+  setFusedOp,
+  setFusedOps,
+  tidy,
+} from "../src/tensor/index.js";
 import { peakRssBytes } from "../src/util/memory.js";
 import { activationBytesEstimate, benchIds, identificationPass, passFlops } from "./pass.js";
 import {
@@ -36,6 +44,8 @@ const { values: args } = parseArgs({
     // every fused op of the addon / none (transformers' eager code line by line); default: the per-op defaults
     fused: { type: "boolean", default: false },
     unfused: { type: "boolean", default: false },
+    // one q/k/v and one gate/up product (on) or a product per linear (off); default: the per-op default
+    concat: { type: "string" },
     device: { type: "string", default: "cpu" },
     profile: { type: "boolean", default: false },
     "tidy-layers": { type: "boolean", default: false },
@@ -111,6 +121,11 @@ function main(): void {
   const threads = applyThreads(args.threads ? Number(args.threads) : undefined);
   if (args.fused && args.unfused) throw new Error("--fused and --unfused exclude each other");
   setFusedOps(args.fused ? true : args.unfused ? false : null);
+  if (args.concat !== undefined) {
+    if (args.concat !== "on" && args.concat !== "off")
+      throw new Error(`--concat must be on or off, got ${args.concat}`);
+    setFusedOp("concatLinear", args.concat === "on");
+  }
   const path = args.fused ? "fused ops" : args.unfused ? "op-by-op" : "per-op defaults";
   const T = Number(args.tokens);
   const passes = Number(args.passes);
@@ -188,6 +203,7 @@ function main(): void {
     threads,
     fused: args.fused,
     unfused: args.unfused,
+    concat: fusedOps("concatLinear"),
     tokens: T,
     tidyLayers: args["tidy-layers"],
     layers: model.cfg.numLayers,

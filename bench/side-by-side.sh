@@ -1,6 +1,6 @@
 #!/bin/bash
 # The addon against PyTorch eager, side by side in one run and one environment: the identification pass
-# (addon with its per-op defaults / addon op by op / PyTorch) and the training step of each method (addon / PyTorch), pairs run
+# (addon with its per-op defaults / addon op by op / addon with a product per linear (--concat off) / PyTorch) and the training step of each method (addon / PyTorch), pairs run
 # back to back so both sides meet the same load; the 1-minute load average is logged at the start of every run.
 #
 #   npx tsc -p . && bash bench/side-by-side.sh [matmul] [fwdbwd] [train] [train-fused] [wait-policy]
@@ -55,6 +55,7 @@ for part in ${*:-matmul fwdbwd train}; do
     run fwdbwd-addon node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS"
     run fwdbwd-torch $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS"
     run fwdbwd-addon-opbyop node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --unfused
+    run fwdbwd-addon-separate node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --concat off
     run fwdbwd-addon-2 node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS"
     run fwdbwd-torch-2 $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS"
     ;;

@@ -27,8 +27,10 @@ import { optimizerStep } from "../src/method/train.js";
 import {
   AdamW,
   Tensor,
+  fusedOps,
   manualSeed,
   resolveDevice,
+  setFusedOp,
   setFusedOps,
   synchronize,
   tidy,
@@ -60,6 +62,8 @@ const { values: args } = parseArgs({
     // every fused op of the addon / none (transformers' eager code line by line); default: the per-op defaults
     fused: { type: "boolean", default: false },
     unfused: { type: "boolean", default: false },
+    // one q/k/v and one gate/up product (on) or a product per linear (off); default: the per-op default
+    concat: { type: "string" },
     device: { type: "string", default: "cpu" },
     json: { type: "string" },
   },
@@ -122,6 +126,11 @@ function main(): void {
   const threads = applyThreads(args.threads ? Number(args.threads) : undefined);
   if (args.fused && args.unfused) throw new Error("--fused and --unfused exclude each other");
   setFusedOps(args.fused ? true : args.unfused ? false : null);
+  if (args.concat !== undefined) {
+    if (args.concat !== "on" && args.concat !== "off")
+      throw new Error(`--concat must be on or off, got ${args.concat}`);
+    setFusedOp("concatLinear", args.concat === "on");
+  }
   const T = Number(args.tokens);
   const steps = Number(args.steps);
   const method = args.method!;
@@ -210,6 +219,8 @@ function main(): void {
     bench: "train-step",
     machine: machineInfo(),
     fused: args.fused,
+    unfused: args.unfused,
+    concat: fusedOps("concatLinear"),
     method,
     dtype,
     checkpointing,

@@ -678,12 +678,30 @@ OP(mmapFile, "(file: string): Buffer") {
                                     [](Napi::Env, uint8_t*, std::shared_ptr<MappedFile>* h) { delete h; }, holder);
 }
 
+// The pages of a file mapping that only `t` reads, handed back to the kernel once its values were copied elsewhere
+// (models/linear.ts LinearGroup copies q/k/v and gate/up side by side): touched pages of a mapping count in the
+// process's RSS as long as the mapping lives. Only whole pages inside t; the mapping is private, so a later read
+// of that range (nothing should) gets the file's bytes again. Returns the bytes released (0: not mapped).
+OP(releaseMappedPages, "(t: N): number") {
+  const auto& t = T(info, 0);
+  if (!t.defined() || !t.is_cpu() || !t.is_contiguous() || t.nbytes() == 0) return Napi::Number::New(ENV, 0);
+  auto* p = static_cast<uint8_t*>(t.data_ptr());
+  size_t len = t.nbytes();
+  if (!findMapping(p, len)) return Napi::Number::New(ENV, 0);
+  auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  uintptr_t a = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  uintptr_t b = (reinterpret_cast<uintptr_t>(p) + len) / page * page;
+  if (b <= a || madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED) != 0) return Napi::Number::New(ENV, 0);
+  return Napi::Number::New(ENV, static_cast<double>(b - a));
+}
+
 // ---------------------------------------------------------------- fused decoder ops (fused.cc)
 OP(rmsNorm, "(x: N, w: N, eps: number, onePlus: boolean): N") {
   RET(gv::rmsNorm(T(info, 0), T(info, 1), D(info, 2), B(info, 3)));
 }
 OP(rope, "(x: N, cos: N, sin: N, groups: number): N") { RET(gv::rope(T(info, 0), T(info, 1), T(info, 2), I(info, 3))); }
 OP(gatedAct, "(g: N, u: N, act: string): N") { RET(gv::gatedAct(T(info, 0), T(info, 1), S(info, 2))); }
+OP(splitColumns, "(y: N, sizes: number[]): N[]") { return wrapList(ENV, gv::splitColumns(T(info, 0), IL(info, 1))); }
 OP(attention,
    "(q: N, k: N, v: N, scale: number, past: number, window: number, keyMask: N | null, softcap: number): N") {
   auto keyMask = OptT(info, 6);

@@ -538,16 +538,50 @@ bool isGelu(const std::string& act) {
   throw std::invalid_argument("gatedAct: activation must be silu or gelu_tanh, got '" + act + "'");
 }
 
+/**
+ * x as rows of its last dimension: the row stride when every dimension above the last is laid out densely over
+ * rows of that stride (a contiguous tensor, or a block of columns of one: gate's and up's outputs of one
+ * product), else 0 (the caller makes it contiguous).
+ */
+int64_t rowStride(const Tensor& x) {
+  int64_t d = x.dim();
+  if (d == 0 || x.stride(d - 1) != 1) return 0;
+  int64_t ld = -1, rows = 1;  // rows: how many rows one step along dimension k spans
+  for (int64_t k = d - 2; k >= 0; --k) {
+    if (x.size(k) != 1) {
+      if (ld < 0) {
+        if (x.stride(k) % rows) return 0;
+        ld = x.stride(k) / rows;
+      } else if (x.stride(k) != ld * rows) {
+        return 0;
+      }
+    }
+    rows *= x.size(k);
+  }
+  if (ld < 0) ld = x.size(d - 1);  // a single row
+  return ld >= x.size(d - 1) ? ld : 0;
+}
+
 struct GatedFn : public torch::autograd::Function<GatedFn> {
   static Tensor forward(AutogradContext* ctx, const Tensor& g0, const Tensor& u0, bool gelu) {
-    auto g = g0.contiguous(), u = u0.contiguous();
-    auto y = torch::empty_like(g);
-    at::parallel_for(0, g.numel(), 16384, [&](int64_t i0, int64_t i1) {
-      if (g.scalar_type() == torch::kBFloat16)
-        gatedFwd_bf16(static_cast<const bf16_t*>(g.data_ptr()), static_cast<const bf16_t*>(u.data_ptr()),
-                      static_cast<bf16_t*>(y.data_ptr()), i0, i1, gelu);
-      else
-        gatedFwd_f32(g.data_ptr<float>(), u.data_ptr<float>(), y.data_ptr<float>(), i0, i1, gelu);
+    // gate and up are read in place when they are rows of a common stride (one product's output split by
+    // columns), else made contiguous
+    auto g = rowStride(g0) ? g0 : g0.contiguous();
+    auto u = rowStride(u0) == rowStride(g) ? u0 : u0.contiguous();
+    if (rowStride(u) != rowStride(g)) g = g.contiguous();
+    int64_t I = g.size(-1), N = g.numel() / std::max<int64_t>(1, I), ld = rowStride(g);
+    auto y = torch::empty(g.sizes(), g.options());
+    bool bf = g.scalar_type() == torch::kBFloat16;
+    at::parallel_for(0, N, grainRows(I), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        if (bf)
+          gatedFwd_bf16(static_cast<const bf16_t*>(g.data_ptr()) + r * ld,
+                        static_cast<const bf16_t*>(u.data_ptr()) + r * ld, static_cast<bf16_t*>(y.data_ptr()) + r * I,
+                        0, I, gelu);
+        else
+          gatedFwd_f32(g.data_ptr<float>() + r * ld, u.data_ptr<float>() + r * ld, y.data_ptr<float>() + r * I, 0, I,
+                       gelu);
+      }
     });
     ctx->save_for_backward({g, u});
     ctx->saved_data["gelu"] = gelu;
@@ -558,15 +592,36 @@ struct GatedFn : public torch::autograd::Function<GatedFn> {
     auto g = saved[0], u = saved[1];
     bool gelu = ctx->saved_data["gelu"].toBool();
     auto gy = grads[0].contiguous();
-    auto gg = torch::empty_like(g), gu = torch::empty_like(u);
-    at::parallel_for(0, g.numel(), 16384, [&](int64_t i0, int64_t i1) {
-      if (g.scalar_type() == torch::kBFloat16)
-        gatedBwd_bf16(static_cast<const bf16_t*>(gy.data_ptr()), static_cast<const bf16_t*>(g.data_ptr()),
-                      static_cast<const bf16_t*>(u.data_ptr()), static_cast<bf16_t*>(gg.data_ptr()),
-                      static_cast<bf16_t*>(gu.data_ptr()), i0, i1, gelu);
-      else
-        gatedBwd_f32(gy.data_ptr<float>(), g.data_ptr<float>(), u.data_ptr<float>(), gg.data_ptr<float>(),
-                     gu.data_ptr<float>(), i0, i1, gelu);
+    int64_t I = g.size(-1), N = g.numel() / std::max<int64_t>(1, I), ld = rowStride(g);
+    // gate and up side by side in one product's output (up's columns right after gate's): their gradients are
+    // written side by side into one buffer, so splitColumns' backward passes it to the product without a copy
+    bool adjacent = ld == 2 * I && u.storage().is_alias_of(g.storage()) &&
+                    u.storage_offset() == g.storage_offset() + I;
+    Tensor gg, gu, both;
+    int64_t ldo = I;
+    if (adjacent) {
+      auto shape = g.sizes().vec();
+      shape.back() = 2 * I;
+      both = torch::empty(shape, g.options());
+      gg = both.narrow(-1, 0, I);
+      gu = both.narrow(-1, I, I);
+      ldo = 2 * I;
+    } else {
+      gg = torch::empty(g.sizes(), g.options());
+      gu = torch::empty(u.sizes(), u.options());
+    }
+    bool bf = g.scalar_type() == torch::kBFloat16;
+    at::parallel_for(0, N, grainRows(I), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        if (bf)
+          gatedBwd_bf16(static_cast<const bf16_t*>(gy.data_ptr()) + r * I,
+                        static_cast<const bf16_t*>(g.data_ptr()) + r * ld,
+                        static_cast<const bf16_t*>(u.data_ptr()) + r * ld, static_cast<bf16_t*>(gg.data_ptr()) + r * ldo,
+                        static_cast<bf16_t*>(gu.data_ptr()) + r * ldo, 0, I, gelu);
+        else
+          gatedBwd_f32(gy.data_ptr<float>() + r * I, g.data_ptr<float>() + r * ld, u.data_ptr<float>() + r * ld,
+                       gg.data_ptr<float>() + r * ldo, gu.data_ptr<float>() + r * ldo, 0, I, gelu);
+      }
     });
     return {gg, gu, Tensor()};
   }
@@ -995,6 +1050,56 @@ struct ClusterRowFn : public torch::autograd::Function<ClusterRowFn> {
   }
 };
 
+// ================================================================= one product's output split by columns
+struct SplitColumnsFn : public torch::autograd::Function<SplitColumnsFn> {
+  static variable_list forward(AutogradContext* ctx, const Tensor& y, std::vector<int64_t> sizes) {
+    ctx->saved_data["sizes"] = sizes;
+    ctx->saved_data["shape"] = y.sizes().vec();
+    // unsafe_split: blocks that share y's memory without being views for autograd, so an adapter may update one
+    // in place (GoodVibe's row update) as it would the output of its own product
+    return at::unsafe_split_with_sizes(y, sizes, -1);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto sizes = ctx->saved_data["sizes"].toIntVector();
+    auto shape = ctx->saved_data["shape"].toIntVector();
+    return {joinColumns(grads, sizes, shape), Tensor()};
+  }
+
+  /** The blocks' gradients side by side: the buffer they already are blocks of (no copy), else their cat. */
+  static Tensor joinColumns(const variable_list& gs, const std::vector<int64_t>& sizes,
+                            const std::vector<int64_t>& shape) {
+    const Tensor* any = nullptr;
+    for (auto& g : gs)
+      if (g.defined()) any = &g;
+    if (!any) return Tensor();
+    std::vector<int64_t> strides(shape.size(), 1);
+    for (int64_t k = static_cast<int64_t>(shape.size()) - 2; k >= 0; --k) strides[k] = strides[k + 1] * shape[k + 1];
+    bool adjacent = true;
+    int64_t col = 0;
+    for (size_t i = 0; i < gs.size() && adjacent; ++i) {
+      auto& g = gs[i];
+      auto want = shape;
+      want.back() = sizes[i];
+      adjacent = g.defined() && g.sizes().vec() == want && g.strides().vec() == strides &&
+                 g.storage().is_alias_of(gs[0].storage()) && g.scalar_type() == gs[0].scalar_type() &&
+                 g.storage_offset() == gs[0].storage_offset() + col;
+      col += sizes[i];
+    }
+    if (adjacent) return gs[0].as_strided(shape, strides, gs[0].storage_offset());
+    std::vector<Tensor> parts;
+    for (size_t i = 0; i < gs.size(); ++i) {
+      if (gs[i].defined()) {
+        parts.push_back(gs[i]);
+      } else {
+        auto want = shape;
+        want.back() = sizes[i];
+        parts.push_back(torch::zeros(want, any->options()));
+      }
+    }
+    return torch::cat(parts, -1);
+  }
+};
+
 }  // namespace
 
 // ================================================================= entry points
@@ -1049,6 +1154,17 @@ Tensor clusterRowUpdate(const Tensor& y, const Tensor& x, const Tensor& U, const
   TORCH_CHECK(rows.dim() == 1 && clusters.dim() == 1 && rows.size(0) == clusters.size(0),
               "clusterRowUpdate: one cluster per row");
   return ClusterRowFn::apply(y, x, U, rows, clusters);
+}
+
+std::vector<Tensor> splitColumns(const Tensor& y, const std::vector<int64_t>& sizes) {
+  int64_t total = 0;
+  for (auto n : sizes) {
+    TORCH_CHECK(n > 0, "splitColumns: sizes must be positive, got ", c10::IntArrayRef(sizes));
+    total += n;
+  }
+  TORCH_CHECK(y.dim() >= 1 && y.size(-1) == total, "splitColumns: sizes ", c10::IntArrayRef(sizes), " add up to ",
+              total, ", the last dimension of ", y.sizes());
+  return SplitColumnsFn::apply(y, sizes);
 }
 
 }  // namespace gv

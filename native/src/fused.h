@@ -50,4 +50,13 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
 torch::Tensor clusterRowUpdate(const torch::Tensor& y, const torch::Tensor& x, const torch::Tensor& U,
                                const torch::Tensor& rows, const torch::Tensor& clusters);
 
+/**
+ * A product's output [..., sum(sizes)] (one product of several linears' weights stored side by side) split along
+ * its last dimension into one block per linear. The blocks share y's memory but are not views for autograd, so
+ * each can be used, updated in place (GoodVibe's row update) or hooked as its own linear's output. Backward joins
+ * their gradients into y's; when they already are adjacent blocks of one buffer (gatedAct writes gate's and up's
+ * gradients so when they are adjacent blocks), that buffer is passed on without a copy.
+ */
+std::vector<torch::Tensor> splitColumns(const torch::Tensor& y, const std::vector<int64_t>& sizes);
+
 }  // namespace gv

@@ -22,7 +22,7 @@ import {
   type DType,
   type Device,
 } from "../tensor/index.js";
-import { Linear } from "./linear.js";
+import { Linear, LinearGroup } from "./linear.js";
 
 export class RMSNorm {
   constructor(
@@ -167,6 +167,9 @@ export function additiveMask(
 }
 
 export class Attention {
+  /** q, k and v in one product (their weights become views of one tensor; see LinearGroup) */
+  readonly qkv: LinearGroup;
+
   constructor(
     readonly cfg: ModelConfig,
     readonly layerIndex: number,
@@ -176,15 +179,18 @@ export class Attention {
     readonly o: Linear,
     readonly qNorm: RMSNorm | null,
     readonly kNorm: RMSNorm | null,
-  ) {}
+  ) {
+    this.qkv = new LinearGroup([q, k, v]);
+  }
 
   /** q and k per head ([B, T, heads, D], normed where the family norms them) and v as [B, kvHeads, T, D]. */
   private project(h: Tensor): { q: Tensor; k: Tensor; v: Tensor; B: number; T: number } {
     const { numHeads, numKvHeads, headDim } = this.cfg;
     const [B, T] = h.shape as [number, number];
-    let q = this.q.forward(h).view([B, T, numHeads, headDim]);
-    let k = this.k.forward(h).view([B, T, numKvHeads, headDim]);
-    const v = this.v.forward(h).view([B, T, numKvHeads, headDim]).transpose(1, 2);
+    const [yq, yk, yv] = this.qkv.forward(h);
+    let q = yq.view([B, T, numHeads, headDim]);
+    let k = yk.view([B, T, numKvHeads, headDim]);
+    const v = yv.view([B, T, numKvHeads, headDim]).transpose(1, 2);
     if (this.qNorm) q = this.qNorm.forward(q);
     if (this.kNorm) k = this.kNorm.forward(k);
     return { q, k, v, B, T };
@@ -238,18 +244,22 @@ export class Attention {
 }
 
 export class MLP {
+  /** gate and up in one product (their weights become views of one tensor; see LinearGroup) */
+  readonly gateUp: LinearGroup;
+
   constructor(
     readonly gate: Linear,
     readonly up: Linear,
     readonly down: Linear,
     readonly act: "silu" | "gelu_pytorch_tanh",
-  ) {}
+  ) {
+    this.gateUp = new LinearGroup([gate, up]);
+  }
 
   forward(x: Tensor): Tensor {
-    if (fusedOps("gatedAct", x.device))
-      return this.down.forward(gatedAct(this.gate.forward(x), this.up.forward(x), this.act));
-    const g = this.gate.forward(x);
+    const [g, u] = this.gateUp.forward(x);
+    if (fusedOps("gatedAct", x.device)) return this.down.forward(gatedAct(g, u, this.act));
     const a = this.act === "silu" ? g.silu() : g.gelu("tanh");
-    return this.down.forward(a.mul(this.up.forward(x)));
+    return this.down.forward(a.mul(u));
   }
 }

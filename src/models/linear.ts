@@ -2,8 +2,11 @@
  * A linear layer with one extension point. y = x Wᵀ + b + adapter(x): GoodVibe's cluster-shared row update,
  * LoRA and full fine-tuning all plug in here, and identification reads y's gradient through `tap`.
  * Every Linear carries its Hugging Face name (`model.layers.3.mlp.down_proj`).
+ * Linears that read the same input (q/k/v, gate/up) may share one product (LinearGroup); each still sees its own
+ * output through its adapter and tap.
  */
-import { Tensor } from "../tensor/index.js";
+import { InputError } from "../errors.js";
+import { Tensor, fusedOps, keep, noGrad, releaseMappedPages, splitColumns } from "../tensor/index.js";
 
 export interface LinearAdapter {
   /** Returns the layer output with the adapter's contribution added. `y` is x Wᵀ + b. */
@@ -44,9 +47,89 @@ export class Linear {
   }
 
   forward(x: Tensor): Tensor {
-    let y = x.linear(this.weight, this.bias);
+    return this.finish(x, x.linear(this.weight, this.bias));
+  }
+
+  /** The adapter and the tap on y = x Wᵀ + b, whether y came from this layer's product or its group's. */
+  finish(x: Tensor, y: Tensor): Tensor {
     if (this.adapter) y = this.adapter.apply(x, y, this);
     if (this.tap) this.tap(y, this);
     return y;
+  }
+}
+
+/**
+ * Linears that read the same input, their weights stored side by side: one product x·[W₁; W₂; …]ᵀ + [b₁; b₂; …]
+ * for all of them instead of one each (k and v have only 128 outputs on Qwen2.5-0.5B's shape, a product that size
+ * runs far below the matmul peak), and one product for dx in backward. The output is split by columns
+ * (splitColumns) and each block finished by its own linear (adapter, tap), so each sees exactly its own output.
+ *
+ * The weights are concatenated once, when the group is made, and each linear's weight (and bias) becomes a view
+ * of its rows of the shared tensor: no weight is held twice, in-place updates (a fold, full fine-tuning's AdamW)
+ * reach the shared tensor, and whatever reads a linear's weight (fold, save, GGUF export) still sees its own.
+ * The one product runs where fusedOps("concatLinear") is on and nothing departs from that layout: a linear whose
+ * weight or bias is not the group's view any more (replaced) or needs a gradient (full fine-tuning: each weight's
+ * gradient is its own) runs its own product, as do all when the switch is off.
+ */
+export class LinearGroup {
+  /** [Σ out, in]: every linear's weight, in order; null when the linears cannot share one tensor */
+  readonly weight: Tensor | null = null;
+  readonly bias: Tensor | null = null;
+  private readonly sizes: number[];
+  private readonly views: { weight: Tensor; bias: Tensor | null }[] = [];
+
+  constructor(readonly linears: Linear[]) {
+    if (linears.length < 2) throw new InputError("LinearGroup: at least two linear layers");
+    this.sizes = linears.map((l) => l.outFeatures);
+    const [first] = linears;
+    const w0 = first.weight;
+    const shareable = linears.every(
+      (l) =>
+        l.inFeatures === first.inFeatures &&
+        l.weight.dtype === w0.dtype &&
+        l.weight.device === w0.device &&
+        !l.weight.requiresGrad &&
+        !!l.bias === !!first.bias &&
+        (!l.bias || (l.bias.dtype === w0.dtype && !l.bias.requiresGrad)),
+    );
+    if (!shareable) return;
+    const join = (ts: Tensor[]) => keep(noGrad(() => Tensor.cat(ts, 0)));
+    this.weight = join(linears.map((l) => l.weight));
+    this.bias = first.bias ? join(linears.map((l) => l.bias!)) : null;
+    let start = 0;
+    for (const l of linears) {
+      const n = l.outFeatures;
+      const weight = keep(noGrad(() => this.weight!.narrow(0, start, n)));
+      const bias = this.bias ? keep(noGrad(() => this.bias!.narrow(0, start, n))) : null;
+      // the copies replace the checkpoint's mapped bytes (no weight held twice, in RSS either)
+      for (const t of [l.weight, l.bias]) {
+        if (!t) continue;
+        releaseMappedPages(t);
+        t.dispose();
+      }
+      l.weight = weight;
+      l.bias = bias;
+      this.views.push({ weight, bias });
+      start += n;
+    }
+  }
+
+  /** Whether the one product stands for the linears' own: each weight and bias still the group's, none trains. */
+  private shared(): boolean {
+    if (!this.weight) return false;
+    return this.linears.every(
+      (l, i) =>
+        l.weight === this.views[i].weight &&
+        l.bias === this.views[i].bias &&
+        !l.weight.requiresGrad &&
+        !l.bias?.requiresGrad,
+    );
+  }
+
+  /** Each linear's output (adapter and tap applied), in order. */
+  forward(x: Tensor): Tensor[] {
+    if (!fusedOps("concatLinear", x.device) || !this.shared()) return this.linears.map((l) => l.forward(x));
+    const parts = splitColumns(x.linear(this.weight!, this.bias), this.sizes);
+    return this.linears.map((l, i) => l.finish(x, parts[i]));
   }
 }

@@ -105,6 +105,7 @@ export interface NativeOps {
   rand(shape: number[], dtype: string, device?: string): N;
   randn(shape: number[], dtype: string, device?: string): N;
   reciprocal(t: N): N;
+  releaseMappedPages(t: N): number;
   relu(t: N): N;
   repeatInterleave(t: N, repeats: number, dim: number): N;
   reshape(t: N, shape: number[]): N;
@@ -125,6 +126,7 @@ export interface NativeOps {
   softmax(t: N, dim: number, dtype?: string): N;
   sort(t: N, dim: number, descending: boolean): [N, N];
   split(t: N, size: number, dim: number): N[];
+  splitColumns(y: N, sizes: number[]): N[];
   splitSizes(t: N, sizes: number[], dim: number): N[];
   sqrt(t: N): N;
   square(t: N): N;
@@ -235,6 +237,7 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "rand",
   "randn",
   "reciprocal",
+  "releaseMappedPages",
   "relu",
   "repeatInterleave",
   "reshape",
@@ -255,6 +258,7 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "softmax",
   "sort",
   "split",
+  "splitColumns",
   "splitSizes",
   "sqrt",
   "square",

@@ -767,8 +767,12 @@ export function dropout(x: Tensor, p: number, train: boolean): Tensor {
 }
 
 // ---------------------------------------------------------------- fused decoder ops (native/src/fused.cc)
-/** The decoder blocks that have a fused op; "attention" is the rotary embedding and attention together. */
-export type FusedOp = "rmsNorm" | "attention" | "gatedAct" | "clusterRowUpdate";
+/**
+ * The decoder blocks that have a fused op; "attention" is the rotary embedding and attention together;
+ * "concatLinear" is one product for the linears that read the same input (q/k/v, gate/up: models/linear.ts
+ * LinearGroup).
+ */
+export type FusedOp = "rmsNorm" | "attention" | "gatedAct" | "clusterRowUpdate" | "concatLinear";
 
 /**
  * Which fused ops run by default, per op, on the CPU. Each is on where it measured faster than the op-by-op
@@ -777,14 +781,17 @@ export type FusedOp = "rmsNorm" | "attention" | "gatedAct" | "clusterRowUpdate";
  * 3.2x / 3.9x, attention 2.4x / 1.07x, the gated SiLU product 3.7x / 6.9x; the identification pass 1.2 s against
  * 1.8 s op by op (PyTorch eager 1.65-1.77 s). GoodVibe's row update (50 rows in 3 clusters on one linear, forward +
  * backward, 1 thread): 0.3-0.8 ms over the bare linear at 896 outputs against 0.9-1.3 ms op by op, 0.8-1.1 against
- * 1.8-2.7 ms at 4864. Other devices (CUDA) run the op-by-op path by default: the fused ops run their composite ATen
- * form there, which was not measured faster.
+ * 1.8-2.7 ms at 4864. One q/k/v and one gate/up product (concatLinear; 24 layers, 256 tokens, 1 thread, passes
+ * alternated in one process, BENCHMARKS §5 "One product for q/k/v and one for gate/up"): the identification pass
+ * 1.174 against 1.215 s, a GoodVibe step 1.61 against 1.73 s. Other devices (CUDA) run the op-by-op path by
+ * default: the fused ops run their composite ATen form there, which was not measured faster.
  */
 const FUSED_DEFAULT_CPU: Record<FusedOp, boolean> = {
   rmsNorm: true,
   attention: true,
   gatedAct: true,
   clusterRowUpdate: true,
+  concatLinear: true,
 };
 
 /** GOODVIBE_FUSED=1: every fused op; 0: none (transformers' eager code op by op); unset: the per-op defaults. */
@@ -802,7 +809,23 @@ let fused: boolean | null = fusedFromEnv(process.env.GOODVIBE_FUSED);
  */
 export function fusedOps(op: FusedOp, device: string = "cpu"): boolean {
   if (fused !== null) return fused;
+  const forced = fusedPerOp.get(op);
+  if (forced !== undefined) return forced;
   return device === "cpu" && FUSED_DEFAULT_CPU[op];
+}
+
+const fusedPerOp = new Map<FusedOp, boolean>();
+
+/**
+ * One op on (true) or off (false) on every device, or back to its default (null), under setFusedOps /
+ * GOODVIBE_FUSED (which decide for every op when set); returns the previous setting. For benchmarks and tests that
+ * compare one op's two paths with everything else unchanged.
+ */
+export function setFusedOp(op: FusedOp, on: boolean | null): boolean | null {
+  const prev = fusedPerOp.get(op) ?? null;
+  if (on === null) fusedPerOp.delete(op);
+  else fusedPerOp.set(op, on);
+  return prev;
 }
 
 /**
@@ -838,6 +861,25 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number, onePlus: boolean
  */
 export function rope(x: Tensor, cos: Tensor, sin: Tensor, groups: number): Tensor {
   return new Tensor(native.rope(x.h, cos.h, sin.h, groups));
+}
+
+/**
+ * One product's output [..., Σ sizes] split along its last dimension into one block per linear (a LinearGroup's
+ * product). The blocks share y's memory but are separate tensors for autograd (each may be updated in place or
+ * hooked as its linear's own output); backward joins their gradients into y's (without a copy when gatedAct wrote
+ * them side by side).
+ */
+export function splitColumns(y: Tensor, sizes: number[]): Tensor[] {
+  return native.splitColumns(y.h, sizes).map((h) => new Tensor(h));
+}
+
+/**
+ * Hands the pages of a memory-mapped checkpoint that only `t` views back to the kernel, once t's values have been
+ * copied elsewhere and t is about to be disposed (they would otherwise stay in the process's RSS while the mapping
+ * lives). Returns the bytes released; 0 for a tensor that does not view a mapping.
+ */
+export function releaseMappedPages(t: Tensor): number {
+  return native.releaseMappedPages(t.h);
 }
 
 /** act(gate) · up in one pass (silu, or GELU with the tanh approximation). */
