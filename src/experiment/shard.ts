@@ -53,12 +53,24 @@ process.once("exit", () => {
     }
 });
 
-function readClaim(file: string): (ClaimFile & { mtimeMs: number }) | null {
+type SeenClaim = ClaimFile & { mtimeMs: number };
+
+/**
+ * The claim in `file`; null when there is none. A claim file that exists but does not parse is one being written
+ * (the exclusive create and the write of its content are two steps): it counts as held, with no known holder, until
+ * its modification time goes stale.
+ */
+function readClaim(file: string): SeenClaim | null {
+  let mtimeMs: number;
   try {
-    const st = fs.statSync(file);
-    return { ...(JSON.parse(fs.readFileSync(file, "utf8")) as ClaimFile), mtimeMs: st.mtimeMs };
+    mtimeMs = fs.statSync(file).mtimeMs;
   } catch {
-    return null; // gone, or being written: treat as free/unknown, the exclusive create decides
+    return null;
+  }
+  try {
+    return { ...(JSON.parse(fs.readFileSync(file, "utf8")) as ClaimFile), mtimeMs };
+  } catch {
+    return fs.existsSync(file) ? { host: "", pid: 0, token: "", since: "", mtimeMs } : null;
   }
 }
 
@@ -71,15 +83,16 @@ function alive(pid: number): boolean {
   }
 }
 
-function isStale(c: ClaimFile & { mtimeMs: number }): boolean {
-  if (c.host === os.hostname() && !alive(c.pid)) return true;
+function isStale(c: SeenClaim): boolean {
+  if (c.host === os.hostname() && c.pid > 0 && !alive(c.pid)) return true;
   return Date.now() - c.mtimeMs > staleSeconds() * 1000;
 }
 
 /** Who holds the claim of `dir`, for messages; null when nobody (live) does. */
 export function claimHolder(dir: string): string | null {
   const c = readClaim(path.join(dir, CLAIM));
-  return c && !isStale(c) ? `${c.host} pid ${c.pid} since ${c.since}` : null;
+  if (!c || isStale(c)) return null;
+  return c.token ? `${c.host} pid ${c.pid} since ${c.since}` : "unknown (claim being written)";
 }
 
 /** Take the claim of `dir`, or return null when another live worker holds it. */
@@ -113,15 +126,30 @@ export function tryClaim(dir: string): (() => void) | null {
     }
     const other = readClaim(file);
     if (other && !isStale(other)) return null;
-    // a dead worker's claim: move it out of the way; of two takers only one rename succeeds
-    try {
-      fs.renameSync(file, path.join(key, `.claim-stale-${token}.json`));
-      fs.rmSync(path.join(key, `.claim-stale-${token}.json`), { force: true });
-    } catch {
-      // another worker took it over first: the exclusive create below will tell
-    }
+    if (other) moveAsideIfStale(file, path.join(key, `.claim-stale-${token}.json`));
   }
   return null;
+}
+
+/**
+ * Move a dead worker's claim out of the way. Between reading it and moving it, another taker may have replaced it
+ * with its own live claim: what was moved is read again, and a live claim is put back (link: only if the place is
+ * still empty), so the exclusive create that follows decides between the takers.
+ */
+function moveAsideIfStale(file: string, aside: string): void {
+  try {
+    fs.renameSync(file, aside);
+  } catch {
+    return; // another taker moved it first
+  }
+  try {
+    const moved = readClaim(aside);
+    if (moved && !isStale(moved)) fs.linkSync(aside, file);
+  } catch {
+    // the place was taken again meanwhile: that claim stands, ours is dropped
+  } finally {
+    fs.rmSync(aside, { force: true });
+  }
 }
 
 function release(key: string): void {

@@ -99,6 +99,16 @@ test("claims: exclusive between processes, nested within one, taken over when th
     const r3 = tryClaim(dir)!;
     assert.ok(r3, "an hour without a heartbeat is stale");
     r3();
+    // a claim file created but not yet written (another worker between its exclusive create and its write): held
+    fs.writeFileSync(path.join(dir, ".claim.json"), "");
+    assert.equal(tryClaim(dir), null, "a claim being written is not taken over");
+    assert.equal(claimHolder(dir), "unknown (claim being written)");
+    fs.writeFileSync(path.join(dir, ".claim.json"), '{"host":');
+    assert.equal(tryClaim(dir), null, "nor one half written");
+    fs.utimesSync(path.join(dir, ".claim.json"), old, old);
+    const r4 = tryClaim(dir)!;
+    assert.ok(r4, "an unreadable claim without a heartbeat for an hour is stale");
+    r4();
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
