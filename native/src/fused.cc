@@ -3,9 +3,7 @@
 // dispatched at run time), the composite ATen versions of the same maths (any device / dtype), and the autograd
 // functions.
 #include "fused.h"
-
-// The 16-lane vector helpers are always inlined, so the ABI note GCC gives for 64-byte vector arguments is moot.
-#pragma GCC diagnostic ignored "-Wpsabi"
+#include "simd.h"
 
 #include <ATen/Parallel.h>
 #include <torch/version.h>
@@ -18,13 +16,6 @@
 #include <limits>
 #include <stdexcept>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define GV_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define GV_CLONES
-#endif
-#define GV_INLINE inline __attribute__((always_inline))
-
 namespace gv {
 
 using torch::Tensor;
@@ -33,10 +24,11 @@ using torch::autograd::variable_list;
 
 namespace {
 
+using namespace simd;
+
 std::atomic<bool> g_composite{false};
 
 // ---------------------------------------------------------------- scalars
-using bf16_t = uint16_t;
 
 GV_INLINE float bf2f(bf16_t b) {
   uint32_t u = static_cast<uint32_t>(b) << 16;
@@ -112,11 +104,6 @@ constexpr float kGeluK1 = 0.044715f;
 // GCC vector extensions: one source that target_clones compiles to zmm (AVX-512), ymm pairs (AVX2) or SSE, so the
 // elementwise kernels below are really vectorised (the plain loops with fexp's clamps and the bf16 NaN test were
 // not: the compiler left them scalar, 4-9 ns per element).
-typedef float vf __attribute__((vector_size(64)));
-typedef int32_t vi __attribute__((vector_size(64)));
-typedef uint32_t vu __attribute__((vector_size(64)));
-typedef uint16_t vh __attribute__((vector_size(32)));
-constexpr int64_t VL = 16;
 
 GV_INLINE vf splat(float v) { return vf{} + v; }
 GV_INLINE vf vsel(vi m, vf a, vf b) { return m ? a : b; }

@@ -13,9 +13,7 @@
 // that cross every level and widths that leave every kind of leftover. N == 1, other dtypes and devices: the ATen
 // ops themselves.
 #include "grad_reduce.h"
-
-// The 16-lane vector helpers are always inlined, so the ABI note GCC gives for 64-byte vector arguments is moot.
-#pragma GCC diagnostic ignored "-Wpsabi"
+#include "simd.h"
 
 #include <ATen/Parallel.h>
 
@@ -27,24 +25,13 @@
 #include <string>
 #include <vector>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define GV_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define GV_CLONES
-#endif
-#define GV_INLINE inline __attribute__((always_inline))
-
 namespace gv {
 
 using torch::Tensor;
 
 namespace {
 
-using bf16_t = uint16_t;
-typedef float vf __attribute__((vector_size(64)));
-typedef uint32_t vu __attribute__((vector_size(64)));
-typedef uint16_t vh __attribute__((vector_size(32)));
-constexpr int64_t VL = 16;  // lanes per vector
+using namespace simd;
 constexpr int NV = 4;       // vectors per column block (ATen's nrows)
 constexpr int64_t BLOCK = VL * NV;
 constexpr int LEVELS = 4;  // ATen's num_levels
