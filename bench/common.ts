@@ -13,7 +13,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
 import { writeFileAtomic } from "../src/io/atomic.js";
-import { getNumThreads, setNumThreads, torchVersion } from "../src/tensor/index.js";
+import { getNumThreads, setFusedOp, setFusedOps, setNumThreads, torchVersion } from "../src/tensor/index.js";
 
 export const GiB = 1024 ** 3;
 export const MiB = 1024 ** 2;
@@ -89,6 +89,20 @@ export function applyThreads(requested?: number): number {
   const n = requested ?? (Number(process.env.GOODVIBE_THREADS ?? 0) || os.availableParallelism());
   setNumThreads(n);
   return getNumThreads();
+}
+
+/**
+ * The decoder path a benchmark runs: --fused forces every fused op, --unfused op by op, neither the per-op
+ * defaults; --concat on|off forces the one q/k/v and gate/up product either way.
+ */
+export function applyDecoderPath(args: { fused?: boolean; unfused?: boolean; concat?: string }): void {
+  if (args.fused && args.unfused) throw new Error("--fused and --unfused exclude each other");
+  setFusedOps(args.fused ? true : args.unfused ? false : null);
+  if (args.concat !== undefined) {
+    if (args.concat !== "on" && args.concat !== "off")
+      throw new Error(`--concat must be on or off, got ${args.concat}`);
+    setFusedOp("concatLinear", args.concat === "on");
+  }
 }
 
 function sh(cmd: string, args: string[]): string {

@@ -12,20 +12,13 @@
  */
 import { parseArgs } from "node:util";
 import { loadModel, Linear, type DecoderModel } from "../src/models/index.js";
-import {
-  Tensor,
-  fusedOps,
-  noGrad,
-  resolveDevice,
-  setFusedOp,
-  setFusedOps,
-  tidy,
-} from "../src/tensor/index.js";
+import { Tensor, fusedOps, noGrad, resolveDevice, tidy } from "../src/tensor/index.js";
 import { peakRssBytes } from "../src/util/memory.js";
 import { activationBytesEstimate, benchIds, identificationPass, passFlops } from "./pass.js";
 import {
   GiB,
   MiB,
+  applyDecoderPath,
   applyThreads,
   machineInfo,
   median,
@@ -119,13 +112,7 @@ function tidyEachLayer(model: DecoderModel): void {
 
 function main(): void {
   const threads = applyThreads(args.threads ? Number(args.threads) : undefined);
-  if (args.fused && args.unfused) throw new Error("--fused and --unfused exclude each other");
-  setFusedOps(args.fused ? true : args.unfused ? false : null);
-  if (args.concat !== undefined) {
-    if (args.concat !== "on" && args.concat !== "off")
-      throw new Error(`--concat must be on or off, got ${args.concat}`);
-    setFusedOp("concatLinear", args.concat === "on");
-  }
+  applyDecoderPath(args);
   const path = args.fused ? "fused ops" : args.unfused ? "op-by-op" : "per-op defaults";
   const T = Number(args.tokens);
   const passes = Number(args.passes);

@@ -30,8 +30,6 @@ import {
   fusedOps,
   manualSeed,
   resolveDevice,
-  setFusedOp,
-  setFusedOps,
   synchronize,
   tidy,
 } from "../src/tensor/index.js";
@@ -39,6 +37,7 @@ import { createRng } from "../src/util/random.js";
 import { peakRssBytes } from "../src/util/memory.js";
 import {
   GiB,
+  applyDecoderPath,
   applyThreads,
   machineInfo,
   median,
@@ -124,13 +123,7 @@ function attach(model: DecoderModel, method: string): AttachedMethod {
 
 function main(): void {
   const threads = applyThreads(args.threads ? Number(args.threads) : undefined);
-  if (args.fused && args.unfused) throw new Error("--fused and --unfused exclude each other");
-  setFusedOps(args.fused ? true : args.unfused ? false : null);
-  if (args.concat !== undefined) {
-    if (args.concat !== "on" && args.concat !== "off")
-      throw new Error(`--concat must be on or off, got ${args.concat}`);
-    setFusedOp("concatLinear", args.concat === "on");
-  }
+  applyDecoderPath(args);
   const T = Number(args.tokens);
   const steps = Number(args.steps);
   const method = args.method!;
