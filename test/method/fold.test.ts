@@ -18,16 +18,9 @@ import { foldIntoCheckpoint } from "../../src/method/fold.js";
 import { readGoodVibeDelta, writeGoodVibeDelta, checkDeltaFits } from "../../src/method/goodvibe/delta.js";
 import { readSafetensors } from "../../src/io/safetensors.js";
 import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
+import { type Nested, maxAbsDiff, flat } from "../numeric.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
-type Nested = number | Nested[];
-const flat = (x: Nested): number[] => (Array.isArray(x) ? x.flatMap(flat) : [x]);
-const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-};
 const tmp = () => scratchDir("gv-fold-");
 const hashDir = (dir: string) => {
   const h = crypto.createHash("sha256");

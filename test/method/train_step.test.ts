@@ -16,17 +16,10 @@ import { attachLora } from "../../src/method/lora/model.js";
 import { sftLossHead } from "../../src/method/losses.js";
 import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
 import type { DecoderModel } from "../../src/models/decoder.js";
+import { type Nested, maxAbsDiff, flat } from "../numeric.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
-type Nested = number | Nested[];
-const flat = (x: Nested): number[] => (Array.isArray(x) ? x.flatMap(flat) : [x]);
 
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 /**
  * Adam's first steps move each element by about lr·g/|g|: where a reference gradient is at float32 noise level
  * (|g| < 1e-7 after cancellation, e.g. -6.9e-10 in PyTorch vs -2.5e-9 here), its sign is noise and so is the

@@ -10,19 +10,10 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadModel, generate, KVCache } from "../../src/models/index.js";
 import { Tensor, noGrad } from "../../src/tensor/index.js";
+import { type Nested, maxAbsDiff, flat } from "../numeric.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 const FAMILIES = ["llama", "qwen2", "qwen3", "gemma3"] as const;
-
-type Nested = number | Nested[];
-const flat = (x: Nested): number[] => (Array.isArray(x) ? x.flatMap(flat) : [x]);
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length, "length");
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 function ids(rows: number[][]): Tensor {
   return Tensor.fromArray(rows.flat(), [rows.length, rows[0].length], "int64");

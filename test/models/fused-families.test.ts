@@ -21,23 +21,10 @@ import {
   setKernelMode,
   type DType,
 } from "../../src/tensor/index.js";
+import { type Nested, relDiff, flat } from "../numeric.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 const FAMILIES = ["llama", "qwen2", "qwen3", "gemma3"] as const;
-
-type Nested = number | Nested[];
-const flat = (x: Nested): number[] => (Array.isArray(x) ? x.flatMap(flat) : [x]);
-
-function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let scale = 1e-12;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    scale = Math.max(scale, Math.abs(b[i]));
-    m = Math.max(m, Math.abs(a[i] - b[i]));
-  }
-  return m / scale;
-}
 
 function withFused<T>(on: boolean, fn: () => T): T {
   const prev = setFusedOps(on);

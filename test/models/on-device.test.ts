@@ -19,20 +19,13 @@ import { sftLossHead } from "../../src/method/losses.js";
 import { optimizerStep } from "../../src/method/train.js";
 import { identify } from "../../src/method/goodvibe/identify.js";
 import { readGoodvibeFixture } from "../method/goodvibe-fixture.js";
+import { type Nested, maxAbsDiff, flat } from "../numeric.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 const asked = process.env.GOODVIBE_TEST_DEVICE;
 const DEVICE: Device | null = asked ? resolveDevice(asked) : cudaAvailable() ? "cuda" : null;
 const skip = DEVICE === null && "no CUDA here (GOODVIBE_TEST_DEVICE=cpu rehearses these checks on the CPU)";
 
-type Nested = number | Nested[];
-const flat = (x: Nested): number[] => (Array.isArray(x) ? x.flatMap(flat) : [x]);
-const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-};
 const relClose = (a: number, b: number, rtol: number) => Math.abs(a - b) <= rtol * Math.abs(b);
 
 for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
@@ -47,7 +40,7 @@ for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
       const ids = Tensor.fromArray(flat(cases.batch.input_ids), [2, 12], "int64");
       const logits = noGrad(() => model.forward(ids));
       assert.equal(logits.device.replace(/:0$/, ""), DEVICE!.replace(/:0$/, ""));
-      assert.ok(maxAbs(logits.toFloat32Array(), flat(cases.batch.logits)) < 5e-4);
+      assert.ok(maxAbsDiff(logits.toFloat32Array(), flat(cases.batch.logits)) < 5e-4);
 
       const lp = cases.left_padded;
       const rows = lp.input_ids as number[][];
@@ -63,7 +56,7 @@ for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
       (lp.real_positions as number[][]).forEach((pos, b) =>
         pos.forEach((t) => mine.push(...all.subarray((b * T + t) * V, (b * T + t + 1) * V))),
       );
-      assert.ok(maxAbs(mine, flat(lp.logits_at_real_positions)) < 5e-4);
+      assert.ok(maxAbsDiff(mine, flat(lp.logits_at_real_positions)) < 5e-4);
     },
   );
 
