@@ -76,24 +76,6 @@ GV_INLINE float rnd<bf16_t>(float v) {
   return bf2f(f2bf(v));
 }
 
-// exp in float32 without libm calls, so loops over it vectorise (Cephes' expf: ~1 ulp on [-87, 88]; NaN stays NaN).
-GV_INLINE float fexp(float x) {
-  float xc = x > 88.3f ? 88.3f : (x < -87.3f ? -87.3f : x);
-  float n = std::floor(xc * 1.44269504088896341f + 0.5f);
-  n = n == n ? n : 0.0f;  // NaN: any finite n (the result is replaced below)
-  float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  float e = p * r * r + r + 1.0f;
-  uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return x == x ? e * scale : x;
-}
 GV_INLINE float fsigmoid(float x) { return 1.0f / (1.0f + fexp(-x)); }
 GV_INLINE float ftanh(float x) { return 1.0f - 2.0f / (1.0f + fexp(2.0f * x)); }
 
@@ -104,9 +86,6 @@ constexpr float kGeluK1 = 0.044715f;
 // GCC vector extensions: one source that target_clones compiles to zmm (AVX-512), ymm pairs (AVX2) or SSE, so the
 // elementwise kernels below are really vectorised (the plain loops with fexp's clamps and the bf16 NaN test were
 // not: the compiler left them scalar, 4-9 ns per element).
-
-GV_INLINE vf splat(float v) { return vf{} + v; }
-GV_INLINE vf vsel(vi m, vf a, vf b) { return m ? a : b; }
 
 template <typename T>
 GV_INLINE vf vld(const T* p);
@@ -193,24 +172,6 @@ GV_INLINE vi lanesBelow(int64_t n) {
   return idx < (vi{} + static_cast<int32_t>(n));
 }
 
-// fexp on 16 lanes (the same polynomial; n by round-to-nearest instead of floor(t + 0.5), which differs only at
-// exact ties, where either reduction is exact).
-GV_INLINE vf vexp(vf x) {
-  vf xc = vsel(x > 88.3f, splat(88.3f), vsel(x < -87.3f, splat(-87.3f), x));
-  vf t = xc * 1.44269504088896341f;
-  vf n = (t + 12582912.0f) - 12582912.0f;
-  n = vsel(n == n, n, splat(0.0f));
-  vf r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-  vf p = splat(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  vf e = p * r * r + r + 1.0f;
-  vf scale = (vf)((__builtin_convertvector(n, vi) + 127) << 23);
-  return vsel(x == x, e * scale, x);
-}
 GV_INLINE vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
 GV_INLINE vf vtanh(vf x) { return 1.0f - 2.0f / (1.0f + vexp(2.0f * x)); }
 

@@ -1,11 +1,13 @@
-// What the CPU kernels of fused.cc and grad_reduce.cc share: GCC's 16-lane vector types over bf16 / float32
-// (compiled once per instruction set with GV_CLONES and dispatched at run time), and the always-inline marker.
+// What the CPU kernels of fused.cc, grad_reduce.cc and train_ops.cc share: GCC's 16-lane vector types over bf16 /
+// float32 (compiled once per instruction set with GV_CLONES and dispatched at run time), the always-inline marker,
+// and one float32 exp (scalar and 16 lanes) without libm calls.
 #pragma once
 
 // The 16-lane vector helpers are always inlined, so the ABI note GCC gives for 64-byte vector arguments is moot.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 #include <cstdint>
+#include <cstring>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define GV_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -21,4 +23,56 @@ typedef int32_t vi __attribute__((vector_size(64)));
 typedef uint32_t vu __attribute__((vector_size(64)));
 typedef uint16_t vh __attribute__((vector_size(32)));
 constexpr int64_t VL = 16;  // lanes per vector
+
+GV_INLINE vf splat(float v) { return vf{} + v; }
+GV_INLINE vf vsel(vi m, vf a, vf b) { return m ? a : b; }
+
+// e^x in float32 without libm calls, so loops over it vectorise: Cephes' expf (x = n·ln2 + r, |r| <= ln2/2, a
+// degree-6 polynomial for e^r, 2^n built in the exponent bits; ~1 ulp). expCore takes x already in [-87.3, 88.3]
+// (where 2^n is a normal float); floor() is a truncating conversion and a correction, because without SSE4.1
+// floorf is a libm call that keeps a loop scalar (t lies in [-126, 128] there, where the conversion is exact).
+GV_INLINE float expCore(float x) {
+  float t = x * 1.44269504088896341f + 0.5f;
+  float n = static_cast<float>(static_cast<int32_t>(t));
+  n = n > t ? n - 1.0f : n;
+  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  float e = p * r * r + r + 1.0f;
+  uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return e * scale;
+}
+
+// e^x for any float32: clamped to [-87.3, 88.3] outside, NaN stays NaN.
+GV_INLINE float fexp(float x) {
+  float xc = x > 88.3f ? 88.3f : (x < -87.3f ? -87.3f : x);
+  xc = xc == xc ? xc : 0.0f;  // NaN: any finite value (the result is replaced below)
+  float e = expCore(xc);
+  return x == x ? e : x;
+}
+
+// fexp on 16 lanes (the same polynomial; n by round-to-nearest instead of floor(t + 0.5), which differs only at
+// exact ties, where either reduction is exact).
+GV_INLINE vf vexp(vf x) {
+  vf xc = vsel(x > 88.3f, splat(88.3f), vsel(x < -87.3f, splat(-87.3f), x));
+  vf t = xc * 1.44269504088896341f;
+  vf n = (t + 12582912.0f) - 12582912.0f;
+  n = vsel(n == n, n, splat(0.0f));
+  vf r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+  vf p = splat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  vf e = p * r * r + r + 1.0f;
+  vf scale = (vf)((__builtin_convertvector(n, vi) + 127) << 23);
+  return vsel(x == x, e * scale, x);
+}
 }  // namespace gv::simd

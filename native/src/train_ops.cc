@@ -6,6 +6,7 @@
 // On a CPU these passes are memory-bound: full fine-tuning spent more time in them than in forward + backward.
 // Here a parameter's p, g, m, v (and the bf16 copy) are each read and written once.
 #include "train_ops.h"
+#include "simd.h"
 
 #include <ATen/Parallel.h>
 
@@ -255,31 +256,13 @@ double sumOfSquares(const std::vector<Tensor>& ts) {
 namespace gv {
 namespace {
 
-// e^x for x <= 0 (x − max of a row), float32, in a form the compiler vectorises: x = n·ln2 + r with |r| <= ln2/2,
-// Cephes' degree-6 polynomial for e^r, 2^n built in the exponent bits. Below −87.3 (where 2^n leaves the normal
-// range) it returns 0, as expf underflows there to denormals of no weight in a softmax.
+// e^x for x <= 0 (x − max of a row; NaN when the row holds one): simd.h's expCore, and 0 below −87.3 (where 2^n
+// leaves the normal range), as expf underflows there to denormals of no weight in a softmax. No NaN test or upper
+// clamp (fexp's): they cost this loop a third of its speed, and a NaN in x reaches the result through r anyway.
 inline float expNonPositive(float x) {
   const bool under = x < -87.3f;
-  float xc = under ? -87.3f : x;
-  float t = xc * 1.44269504088896341f + 0.5f;
-  // floor(t) with a truncating conversion (t > −126 here)
-  float fi = static_cast<float>(static_cast<int32_t>(t));
-  fi = fi > t ? fi - 1.0f : fi;
-  float r = xc - fi * 0.693359375f;
-  r = r - fi * -2.12194440e-4f;
-  float z = r * r;
-  float y = 1.9875691500e-4f;
-  y = y * r + 1.3981999507e-3f;
-  y = y * r + 8.3334519073e-3f;
-  y = y * r + 4.1665795894e-2f;
-  y = y * r + 1.6666665459e-1f;
-  y = y * r + 5.0000001201e-1f;
-  y = y * z + r + 1.0f;
-  int32_t e = (static_cast<int32_t>(fi) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &e, sizeof scale);
-  float out = y * scale;
-  return under ? 0.0f : out;
+  const float e = simd::expCore(under ? -87.3f : x);
+  return under ? 0.0f : e;
 }
 
 inline float loadF(const float* x, int64_t i) { return x[i]; }
