@@ -123,7 +123,11 @@ struct CachingCpuAllocator final : public c10::Allocator {
   c10::Allocator* fallback;
   explicit CachingCpuAllocator(c10::Allocator* f) : fallback(f) {}
 
-  c10::DataPtr allocate(size_t n) const override {
+  // Allocator::allocate is const in libtorch 1.x and not in 2.x (which also adds the pure copy_data): both
+  // overloads and copy_data, without `override`, so the one each version declares is the one overridden
+  c10::DataPtr allocate(size_t n) { return static_cast<const CachingCpuAllocator*>(this)->allocate(n); }
+  void copy_data(void* dest, const void* src, std::size_t count) const { std::memcpy(dest, src, count); }
+  c10::DataPtr allocate(size_t n) const {
     if (n < kMinCached) return fallback->allocate(n);  // raw_deallocate of these reaches deleteBlock's fallback
     size_t size = (n + kPage - 1) / kPage * kPage;
     Cache& c = cache();
