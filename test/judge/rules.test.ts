@@ -74,6 +74,7 @@ test("rule metadata: ids are language-prefixed, CWE ids well formed, the issue's
       "CWE-327",
       "CWE-328",
       "CWE-798",
+      "CWE-321",
       "CWE-401",
     ],
     java: [
@@ -90,6 +91,7 @@ test("rule metadata: ids are language-prefixed, CWE ids well formed, the issue's
       "CWE-330",
       "CWE-295",
       "CWE-798",
+      "CWE-321",
       "CWE-476",
     ],
     swift: [
@@ -105,6 +107,7 @@ test("rule metadata: ids are language-prefixed, CWE ids well formed, the issue's
       "CWE-338",
       "CWE-295",
       "CWE-798",
+      "CWE-321",
       "CWE-125",
       "CWE-362",
     ],
@@ -120,6 +123,7 @@ test("rule metadata: ids are language-prefixed, CWE ids well formed, the issue's
       "CWE-338",
       "CWE-295",
       "CWE-798",
+      "CWE-321",
       "CWE-119",
       "CWE-362",
       "CWE-190",

@@ -353,6 +353,45 @@ export const cppCases: Case[] = [
           return pass == password;
         }
       `,
+      code`
+        #include <cstring>
+        bool check(const char* password) {
+          const char* expected = "Adm1n!2024";
+          return strcmp(password, expected) == 0; // <- hardcoded-credential
+        }
+      `,
+      code`
+        #include <cstring>
+        bool check(const char* input) {
+          const char* pw = "admin123"; // <- hardcoded-credential
+          return strcmp(input, pw) == 0;
+        }
+      `,
+      code`
+        #include <mysql/mysql.h>
+        #define SERVICE_LOGIN "s3rv1ce!"
+        MYSQL* open(MYSQL* c) {
+          return mysql_real_connect(c, "db", "svc", SERVICE_LOGIN, "app", 0, nullptr, 0); // <- hardcoded-credential
+        }
+      `,
+      code`
+        #include <curl/curl.h>
+        #include <string>
+        void fetch(CURL* curl) {
+          std::string login = std::string("svc:") + "T0k3nValue9";
+          curl_easy_setopt(curl, CURLOPT_USERPWD, login.c_str()); // <- hardcoded-credential
+          curl_easy_perform(curl);
+        }
+      `,
+      code`
+        #include <curl/curl.h>
+        void fetch(CURL* curl) {
+          const char* header = "Authorization: Bearer ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+          struct curl_slist* list = nullptr;
+          list = curl_slist_append(list, header); // <- hardcoded-credential
+          curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+        }
+      `,
     ],
     good: [
       code`
@@ -362,6 +401,58 @@ export const cppCases: Case[] = [
           const char* password = std::getenv("APP_PASSWORD");
           std::string passwordPrompt = "Enter password: ";
           return password && pass == password;
+        }
+      `,
+      code`
+        #include <cstdlib>
+        #include <cstring>
+        bool check(const char* password) {
+          const char* expected = std::getenv("ADMIN_PASSWORD");
+          return expected != nullptr && strcmp(password, expected) == 0;
+        }
+      `,
+      code`
+        #include <cstring>
+        int dispatch(const char* command) {
+          const char* quit = "quit";
+          if (strcmp(command, quit) == 0) return 0;
+          return 1;
+        }
+      `,
+      code`
+        #include <mysql/mysql.h>
+        #include <string>
+        std::string readSecret(const char* path);
+        MYSQL* open(MYSQL* c) {
+          std::string login = "Zx9kq77";
+          login = readSecret("/run/secrets/db");
+          return mysql_real_connect(c, "db", "svc", login.c_str(), "app", 0, nullptr, 0);
+        }
+      `,
+      code`
+        #include <cstdlib>
+        #include <string>
+        std::string readSecret(const char* path);
+        bool login(const std::string& given) {
+          std::string password = "Xk82!lq";
+          password = readSecret("/run/secrets/admin");
+          return given == password;
+        }
+      `,
+      code`
+        #include <mysql/mysql.h>
+        MYSQL* open(MYSQL* c) {
+          const char* none = "";
+          return mysql_real_connect(c, "localhost", "guest", none, "public", 0, nullptr, 0);
+        }
+      `,
+      code`
+        #include <curl/curl.h>
+        void fetch(CURL* curl) {
+          const char* accept = "Accept: application/json";
+          struct curl_slist* list = nullptr;
+          list = curl_slist_append(list, accept);
+          curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
         }
       `,
     ],
@@ -702,6 +793,77 @@ export const cppCases: Case[] = [
             return total / parts;
         }
         double half(double x) { return x / 2; }
+      `,
+    ],
+  },
+  {
+    rule: "cpp/hardcoded-key",
+    bad: [
+      code`
+        #include <openssl/evp.h>
+        #include <openssl/rand.h>
+        int seal(EVP_CIPHER_CTX* ctx) {
+          unsigned char key[] = "0123456789abcdef0123456789abcdef";
+          unsigned char iv[12];
+          RAND_bytes(iv, sizeof iv);
+          return EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key, iv); // <- hardcoded-key
+        }
+      `,
+      code`
+        #include <openssl/aes.h>
+        static const unsigned char k[16] = {0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6,
+                                            0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c};
+        void setup(AES_KEY* aes) {
+          AES_set_encrypt_key(k, 128, aes); // <- hardcoded-key
+        }
+      `,
+      code`
+        #include <openssl/hmac.h>
+        #include <string>
+        unsigned char* sign(const unsigned char* data, size_t n, unsigned char* out, unsigned int* len) {
+          const std::string macKey = "k3y-for-hmac";
+          return HMAC(EVP_sha256(), macKey.c_str(), macKey.size(), data, n, out, len); // <- hardcoded-key
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <openssl/evp.h>
+        #include <openssl/rand.h>
+        int seal(EVP_CIPHER_CTX* ctx) {
+          unsigned char key[32];
+          unsigned char iv[12];
+          RAND_bytes(key, sizeof key);
+          RAND_bytes(iv, sizeof iv);
+          return EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key, iv);
+        }
+      `,
+      code`
+        #include <openssl/evp.h>
+        int seal(EVP_CIPHER_CTX* ctx, const unsigned char* key, const unsigned char* iv) {
+          EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, nullptr, nullptr);
+          return EVP_EncryptInit_ex(ctx, nullptr, nullptr, key, iv);
+        }
+      `,
+      code`
+        #include <openssl/hmac.h>
+        #include <cstdlib>
+        #include <cstring>
+        unsigned char* sign(const unsigned char* data, size_t n, unsigned char* out, unsigned int* len) {
+          const char* k = std::getenv("MAC_KEY");
+          if (k == nullptr) return nullptr;
+          return HMAC(EVP_sha256(), k, std::strlen(k), data, n, out, len);
+        }
+      `,
+      code`
+        #include <openssl/aes.h>
+        #include <string>
+        std::string loadKey();
+        void setup(AES_KEY* aes) {
+          std::string k = "dev-key-0123456";
+          k = loadKey();
+          AES_set_encrypt_key((const unsigned char*)k.data(), 128, aes);
+        }
       `,
     ],
   },

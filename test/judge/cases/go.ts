@@ -211,6 +211,36 @@ export const goCases: Case[] = [
         	return sql.Open("mysql", "root:hunter22@tcp(127.0.0.1:3306)/app") // <- hardcoded-credential
         }
       `,
+      code`
+        package main
+        import "net/http"
+        func call() (*http.Response, error) {
+        	k := "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+        	req, err := http.NewRequest("GET", "https://api.example.com/v1/charges", nil)
+        	if err != nil {
+        		return nil, err
+        	}
+        	req.Header.Set("Authorization", "Bearer "+k) // <- hardcoded-credential
+        	return http.DefaultClient.Do(req)
+        }
+      `,
+      code`
+        package main
+        import "net/smtp"
+        const mailLogin = "Xq7!mailbot"
+        func send(to []string, msg []byte) error {
+        	auth := smtp.PlainAuth("", "bot@example.com", mailLogin, "smtp.example.com") // <- hardcoded-credential
+        	return smtp.SendMail("smtp.example.com:587", auth, "bot@example.com", to, msg)
+        }
+      `,
+      code`
+        package main
+        import "crypto/subtle"
+        func allowed(given string) bool {
+        	expected := "0pen-Sesame-42"
+        	return subtle.ConstantTimeCompare([]byte(given), []byte(expected)) == 1 // <- hardcoded-credential
+        }
+      `,
     ],
     good: [
       code`
@@ -221,6 +251,54 @@ export const goCases: Case[] = [
         )
         func open() (*sql.DB, error) {
         	return sql.Open("mysql", os.Getenv("DSN"))
+        }
+      `,
+      code`
+        package main
+        import (
+        	"net/http"
+        	"os"
+        )
+        func call() (*http.Response, error) {
+        	k := os.Getenv("API_TOKEN")
+        	ct := "application/json"
+        	req, err := http.NewRequest("GET", "https://api.example.com/v1/charges", nil)
+        	if err != nil {
+        		return nil, err
+        	}
+        	req.Header.Set("Authorization", "Bearer "+k)
+        	req.Header.Set("Content-Type", ct)
+        	return http.DefaultClient.Do(req)
+        }
+      `,
+      code`
+        package main
+        import (
+        	"net/http"
+        	"os"
+        )
+        func call(req *http.Request) {
+        	k := "sk_test_placeholder"
+        	k = os.Getenv("API_TOKEN")
+        	req.Header.Set("Authorization", k)
+        }
+      `,
+      code`
+        package main
+        import (
+        	"crypto/subtle"
+        	"os"
+        )
+        func allowed(given string) bool {
+        	expected := os.Getenv("ADMIN_TOKEN")
+        	return expected != "" && subtle.ConstantTimeCompare([]byte(given), []byte(expected)) == 1
+        }
+      `,
+      code`
+        package main
+        func confirm(answer string) bool {
+        	want := "yes"
+        	return answer == want
         }
       `,
     ],
@@ -1595,6 +1673,92 @@ export const goCases: Case[] = [
         			break
         		}
         	}
+        }
+      `,
+    ],
+  },
+  {
+    rule: "go/hardcoded-key",
+    bad: [
+      code`
+        package main
+        import "crypto/aes"
+        func encrypt(plain []byte) ([]byte, error) {
+        	key := []byte("0123456789abcdef")
+        	block, err := aes.NewCipher(key) // <- hardcoded-key
+        	if err != nil {
+        		return nil, err
+        	}
+        	out := make([]byte, len(plain))
+        	block.Encrypt(out, plain)
+        	return out, nil
+        }
+      `,
+      code`
+        package main
+        import (
+        	"crypto/hmac"
+        	"crypto/sha256"
+        )
+        var macSecret = []byte{0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6}
+        func sign(msg []byte) []byte {
+        	mac := hmac.New(sha256.New, macSecret) // <- hardcoded-key
+        	mac.Write(msg)
+        	return mac.Sum(nil)
+        }
+      `,
+      code`
+        package main
+        import "github.com/golang-jwt/jwt/v5"
+        const signing = "jwt-s1gn-2024"
+        func issue(claims jwt.MapClaims) (string, error) {
+        	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
+        	return tok.SignedString([]byte(signing)) // <- hardcoded-key
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import (
+        	"crypto/aes"
+        	"crypto/rand"
+        )
+        func newBlock() error {
+        	key := make([]byte, 32)
+        	if _, err := rand.Read(key); err != nil {
+        		return err
+        	}
+        	_, err := aes.NewCipher(key)
+        	return err
+        }
+      `,
+      code`
+        package main
+        import (
+        	"crypto/aes"
+        	"encoding/hex"
+        	"os"
+        )
+        func newBlock() error {
+        	key, err := hex.DecodeString(os.Getenv("APP_KEY"))
+        	if err != nil {
+        		return err
+        	}
+        	_, err = aes.NewCipher(key)
+        	return err
+        }
+      `,
+      code`
+        package main
+        import (
+        	"crypto/hmac"
+        	"crypto/sha256"
+        )
+        func sign(secret, msg []byte) []byte {
+        	mac := hmac.New(sha256.New, secret)
+        	mac.Write(msg)
+        	return mac.Sum(nil)
         }
       `,
     ],

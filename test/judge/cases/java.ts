@@ -167,6 +167,32 @@ export const javaCases: Case[] = [
           }
         }
       `,
+      code`
+        class Auth {
+          boolean login(String user, String password) {
+            String expected = "Adm1nP@ss";
+            return password.equals(expected); // <- hardcoded-credential
+          }
+        }
+      `,
+      code`
+        import java.net.*;
+        class Client {
+          private static final String GITHUB = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+          void call(HttpURLConnection conn) {
+            conn.setRequestProperty("Authorization", "token " + GITHUB); // <- hardcoded-credential
+          }
+        }
+      `,
+      code`
+        import java.sql.*;
+        class Repo {
+          Connection open(String url) throws SQLException {
+            String p = "Pr0d-Db!";
+            return DriverManager.getConnection(url, "app", p); // <- hardcoded-credential
+          }
+        }
+      `,
     ],
     good: [
       code`
@@ -174,6 +200,54 @@ export const javaCases: Case[] = [
         class A {
           Connection c() throws SQLException {
             return DriverManager.getConnection("jdbc:mysql://localhost/db", "root", System.getenv("DB_PASSWORD"));
+          }
+        }
+      `,
+      code`
+        class Auth {
+          boolean login(String user, String password) {
+            String expected = System.getenv("ADMIN_PASSWORD");
+            return expected != null && password.equals(expected);
+          }
+        }
+      `,
+      code`
+        import java.net.*;
+        class Client {
+          void call(HttpURLConnection conn) {
+            String t = System.getenv("API_TOKEN");
+            conn.setRequestProperty("Authorization", "Bearer " + t);
+            String type = "application/json";
+            conn.setRequestProperty("Content-Type", type);
+          }
+        }
+      `,
+      code`
+        class Shell {
+          int run(String command) {
+            String quit = "quit";
+            if (command.equals(quit)) return 0;
+            return 1;
+          }
+        }
+      `,
+      code`
+        import java.sql.*;
+        import java.util.Properties;
+        class Repo {
+          Connection open(String url, Properties props) throws SQLException {
+            String p = "Pr0d-Db!";
+            p = props.getProperty("db.password");
+            return DriverManager.getConnection(url, "app", p);
+          }
+        }
+      `,
+      code`
+        import java.sql.*;
+        class Repo {
+          Connection open(String url) throws SQLException {
+            String p = "";
+            return DriverManager.getConnection(url, "guest", p);
           }
         }
       `,
@@ -811,6 +885,35 @@ export const javaCases: Case[] = [
           }
         }
       `,
+      code`
+        import javax.crypto.spec.SecretKeySpec;
+        import java.nio.charset.StandardCharsets;
+        class Signer {
+          SecretKeySpec key() {
+            String material = "k3yMaterial!2024";
+            byte[] kb = material.getBytes(StandardCharsets.UTF_8);
+            return new SecretKeySpec(kb, "HmacSHA256"); // <- hardcoded-key
+          }
+        }
+      `,
+      code`
+        import com.auth0.jwt.algorithms.Algorithm;
+        class Tokens {
+          static final String SIGNING = "jwt-s1gning-2024";
+          Algorithm alg() {
+            return Algorithm.HMAC256(SIGNING); // <- hardcoded-key
+          }
+        }
+      `,
+      code`
+        import javax.crypto.spec.SecretKeySpec;
+        class Crypto {
+          static final byte[] RAW = {0x2b, 0x7e, 0x15, 0x16, 0x28, 0x2e, 0x52, 0x26, 0x0b, 0x77, 0x15, 0x08, 0x09, 0x4f, 0x4f, 0x3c};
+          SecretKeySpec key() {
+            return new SecretKeySpec(RAW, "AES"); // <- hardcoded-key
+          }
+        }
+      `,
     ],
     good: [
       code`
@@ -820,6 +923,26 @@ export const javaCases: Case[] = [
           static SecretKeySpec key(byte[] material) throws Exception {
             SecretKey generated = KeyGenerator.getInstance("AES").generateKey();
             return new SecretKeySpec(material, "AES");
+          }
+        }
+      `,
+      code`
+        import javax.crypto.spec.SecretKeySpec;
+        import java.util.Base64;
+        class Crypto {
+          SecretKeySpec key() {
+            byte[] kb = Base64.getDecoder().decode(System.getenv("APP_KEY"));
+            return new SecretKeySpec(kb, "AES");
+          }
+        }
+      `,
+      code`
+        import javax.crypto.spec.SecretKeySpec;
+        class Crypto {
+          SecretKeySpec key() {
+            String k = "dev-only-key-123";
+            k = System.getenv("APP_KEY");
+            return new SecretKeySpec(k.getBytes(), "AES");
           }
         }
       `,

@@ -383,12 +383,70 @@ export const swiftCases: Case[] = [
           let apiKey = "sk_live_51Habc" // <- hardcoded-credential
         }
       `,
+      code`
+        func login(user: String, password: String) -> Bool {
+          let expected = "Adm1n-2024"
+          return password == expected // <- hardcoded-credential
+        }
+      `,
+      code`
+        import Foundation
+        func authorize(_ request: inout URLRequest) {
+          let value = "Bearer ghp_16C7e42F292c6912E7710c838347Ae178B4a"
+          request.setValue(value, forHTTPHeaderField: "Authorization") // <- hardcoded-credential
+        }
+      `,
+      code`
+        import Foundation
+        func credential() -> URLCredential {
+          let p = "Svc!2024x"
+          return URLCredential(user: "svc", password: p, persistence: .forSession) // <- hardcoded-credential
+        }
+      `,
     ],
     good: [
       code`
         import Foundation
         struct Config {
           let apiKey = ProcessInfo.processInfo.environment["API_KEY"] ?? ""
+        }
+      `,
+      code`
+        import Foundation
+        func login(user: String, password: String) -> Bool {
+          let expected = ProcessInfo.processInfo.environment["ADMIN_PASSWORD"] ?? ""
+          return !expected.isEmpty && password == expected
+        }
+      `,
+      code`
+        import Foundation
+        func authorize(_ request: inout URLRequest, token: String) {
+          request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+          let json = "application/json"
+          request.setValue(json, forHTTPHeaderField: "Content-Type")
+        }
+      `,
+      code`
+        func dispatch(command: String) -> Int {
+          let quit = "quit"
+          if command == quit { return 0 }
+          return 1
+        }
+      `,
+      code`
+        import Foundation
+        func loadFromKeychain() throws -> String { return "" }
+        func credential() throws -> URLCredential {
+          var p = "Svc!2024x"
+          p = try loadFromKeychain()
+          return URLCredential(user: "svc", password: p, persistence: .forSession)
+        }
+      `,
+      code`
+        import Foundation
+        func credential() -> URLCredential {
+          let p = "<your-password>"
+          return URLCredential(user: "svc", password: p, persistence: .forSession)
         }
       `,
     ],
@@ -1264,6 +1322,65 @@ export const swiftCases: Case[] = [
         func people(named name: String, in list: [NSDictionary]) -> [NSDictionary] {
             let match = NSPredicate(format: "name == %@", name)
             return list.filter { match.evaluate(with: $0) }
+        }
+      `,
+    ],
+  },
+  {
+    rule: "swift/hardcoded-key",
+    bad: [
+      code`
+        import CryptoKit
+        import Foundation
+        func seal(_ data: Data) throws -> Data? {
+          let keyString = "0123456789abcdef0123456789abcdef"
+          let key = SymmetricKey(data: keyString.data(using: .utf8)!) // <- hardcoded-key
+          return try AES.GCM.seal(data, using: key).combined
+        }
+      `,
+      code`
+        import CommonCrypto
+        import Foundation
+        func encrypt(_ input: [UInt8], iv: [UInt8], out: inout [UInt8]) -> Int32 {
+          let k: [UInt8] = [0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6, 0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c]
+          var moved = 0
+          return CCCrypt(CCOperation(kCCEncrypt), CCAlgorithm(kCCAlgorithmAES), CCOptions(kCCOptionPKCS7Padding), k, k.count, iv, input, input.count, &out, out.count, &moved) // <- hardcoded-key
+        }
+      `,
+      code`
+        import CryptoKit
+        import Foundation
+        func tag(_ data: Data) -> Data {
+          let mac = HMAC<SHA256>.authenticationCode(for: data, using: SymmetricKey(data: Data("s3cret-mac".utf8))) // <- hardcoded-key
+          return Data(mac)
+        }
+      `,
+    ],
+    good: [
+      code`
+        import CryptoKit
+        import Foundation
+        func seal(_ data: Data) throws -> Data? {
+          let key = SymmetricKey(size: .bits256)
+          return try AES.GCM.seal(data, using: key).combined
+        }
+      `,
+      code`
+        import CryptoKit
+        import Foundation
+        func seal(_ data: Data, keyData: Data) throws -> Data? {
+          let key = SymmetricKey(data: keyData)
+          return try AES.GCM.seal(data, using: key).combined
+        }
+      `,
+      code`
+        import CryptoKit
+        import Foundation
+        func readKeychainKey() throws -> Data { return Data() }
+        func seal(_ data: Data) throws -> Data? {
+          var material = Data("dev-key".utf8)
+          material = try readKeychainKey()
+          return try AES.GCM.seal(data, using: SymmetricKey(data: material)).combined
         }
       `,
     ],

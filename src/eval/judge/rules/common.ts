@@ -3,14 +3,14 @@
  * "is this code about security at all" context that decides whether a weak PRNG matters.
  */
 import type { Finding, Rule } from "./types.js";
-import type { Source, StringLiteral } from "./source.js";
-import { flowOf } from "./flow.js";
+import type { Arg, Source, StringLiteral } from "./source.js";
+import { constantValue, flowOf, identRe, type ConstantValue } from "./flow.js";
 
 type RuleMeta = Omit<Rule, "check">;
 
 /** Identifiers that name a secret. */
 const SECRET_NAME =
-  /(pass(word|wd|phrase|code)?$|passw|pwd|secret|api_?key|apikey|access_?key|private_?key|secret_?key|signing_?key|encryption_?key|auth_?token|access_?token|bearer|^token$|_token$|Token$|credential|jwt)/i;
+  /(pass(word|wd|phrase|code)?$|passw|pwd|(?:^|_)pw$|[a-z]Pw$|secret|api_?key|apikey|access_?key|private_?key|secret_?key|signing_?key|encryption_?key|auth_?token|access_?token|bearer|^token$|_token$|Token$|credential|jwt)/i;
 /** Identifiers with a secret word that hold something else (prompts, lengths, column names). */
 const NOT_SECRET_NAME =
   /(prompt|message|msg|label|hint|placeholder|field|column|header|param|url|uri|path|file|regex|pattern|format|policy|type|mode|length|len$|min|max|count|name$|error|query|sql|stmt|hash|input|entered|provided|attempt|confirm|check|valid|strength|expire|prefix|env)/i;
@@ -50,7 +50,19 @@ function endsExpression(src: Source, lit: StringLiteral): boolean {
   return /^[ \t#]*(?:[;,)}\]]|\r?\n|$)/.test(src.masked.slice(lit.end, lit.end + 40));
 }
 
-export function hardcodedSecrets(src: Source, rule: RuleMeta): Finding[] {
+/**
+ * Hard-coded passwords, tokens and keys (CWE-798): a literal assigned to a secret-named variable, compared
+ * with a secret-named value, inside a connection string, or reaching an API that takes a credential
+ * (`sinks`, plus the connection calls above) or an equality test in an authentication check, written there
+ * or through variables and constants (flow.ts constantValue). Secret names are a heuristic (as CodeQL's
+ * HardcodedCredentials and detect-secrets' keyword plugin use): they decide only where no API gives the
+ * value's role (an assignment, an `==`).
+ */
+export function hardcodedSecrets(
+  src: Source,
+  rule: RuleMeta,
+  sinks: readonly CredentialSink[] = [],
+): Finding[] {
   const out: Finding[] = [];
   const msg = (what: string) => `hard-coded ${what}; read secrets from the environment or a secret store`;
   for (const lit of src.strings) {
@@ -64,7 +76,13 @@ export function hardcodedSecrets(src: Source, rule: RuleMeta): Finding[] {
       /([A-Za-z_]\w*)\s*(?:\[\s*\w*\s*\])?\s*(?::\s*[\w.<>?[\]]+\s*)?(?::=|(?<![=!<>+\-*/])=(?!=)|:)\s*$/.exec(
         before,
       ) ?? /#\s*define\s+([A-Za-z_]\w*)\s+$/.exec(before);
-    if (assign && isSecretName(assign[1]!) && looksLikeSecret(lit.value) && endsExpression(src, lit)) {
+    if (
+      assign &&
+      isSecretName(assign[1]!) &&
+      looksLikeSecret(lit.value) &&
+      endsExpression(src, lit) &&
+      !replacedBeforeUse(src, assign[1]!, lit.end)
+    ) {
       out.push(src.finding(rule, lit.start, msg(`secret in '${assign[1]}'`)));
       continue;
     }
@@ -106,20 +124,232 @@ export function hardcodedSecrets(src: Source, rule: RuleMeta): Finding[] {
     }
   }
 
-  // Literal passwords passed straight to connection APIs.
-  const connectCalls: [RegExp, number][] = [
-    [/\bDriverManager\s*\.\s*getConnection\s*\(/g, 2],
-    [/\bmysql_real_connect\s*\(/g, 3],
-    [/\bPasswordAuthentication\s*\(/g, 1],
-    [/\bsetPassword\s*\(/g, 0],
-  ];
-  for (const [re, argIndex] of connectCalls) {
-    for (const m of src.matches(re)) {
-      const args = src.callArgs(m.index + m[0].length - 1);
-      const value = src.literalValue(args[argIndex]);
-      if (value !== null && looksLikeSecret(value))
-        out.push(src.finding(rule, m.index, msg("password passed to a connection call")));
+  // Passwords and tokens that reach an API in that role: written there, or through variables and constants.
+  for (const use of sinkValues(src, [...CONNECT_SINKS, ...sinks])) {
+    const secretPart =
+      !use.sink.connectionString &&
+      use.value.parts.some((p) => looksLikeSecret(p.value.replace(AUTH_SCHEME, "")));
+    const inConnectionString = !use.value.bytes && connectionStringSecret(use.value.value);
+    if (!secretPart && !inConnectionString) continue;
+    out.push(src.finding(rule, use.at, msg(`${use.sink.what}${viaText(src, use.value)}`)));
+  }
+  // Literal secrets compared with a value in an authentication check, through variables and constants.
+  for (const c of comparisons(src)) {
+    const [a, b] = c.operands;
+    const va = constantValue(src, a.start, a.end);
+    const vb = constantValue(src, b.start, b.end);
+    if ((va === null) === (vb === null)) continue; // nothing fixed, or two constants
+    const value = (va ?? vb)!;
+    const other = va ? b : a;
+    if (value.bytes) continue;
+    const otherName = /([A-Za-z_]\w*)\s*(?:\(\s*\))?\s*\)?\s*$/.exec(
+      src.masked.slice(other.start, other.end),
+    )?.[1];
+    const credential =
+      c.constantTime || (otherName !== undefined && isSecretName(otherName)) || value.via.some(isSecretName);
+    if (!credential || !looksLikeSecret(value.value, { placeholders: true })) continue;
+    // A constant that spells its own name is a label (`SECRET = "secret"`, `kPassword = "password"`), not a secret.
+    const bare = (s: string) => s.toLowerCase().replace(/[^a-z0-9]/g, "");
+    if (value.via.some((n) => bare(n) === bare(value.value))) continue;
+    out.push(
+      src.finding(
+        rule,
+        c.at,
+        msg(`secret${viaText(src, value)} compared with ${otherName ? `'${otherName}'` : "a value"}`),
+      ),
+    );
+  }
+  return out;
+}
+
+/** Headers whose value is a credential. */
+export const AUTH_HEADER =
+  /^(?:Authorization|Proxy-Authorization|X-API-Key|X-Auth-Token|X-Access-Token|Api-Key|X-Api-Token|Private-Token)$/i;
+/** A whole header line with such a name: "Authorization: Bearer ...". */
+export const AUTH_HEADER_LINE =
+  /^(?:Authorization|Proxy-Authorization|X-API-Key|X-Auth-Token|X-Access-Token|Api-Key|X-Api-Token|Private-Token)\s*:/i;
+/** A header name and a scheme ("Authorization: Bearer ", "Basic ") before a credential in a header value. */
+const AUTH_SCHEME =
+  /^(?:(?:Authorization|Proxy-Authorization|X-API-Key|X-Auth-Token|X-Access-Token|Api-Key|X-Api-Token|Private-Token)\s*:\s*)?(?:(?:Bearer|Basic|Token|Digest|ApiKey|Key)\s+)?/i;
+
+/** A password inside a connection string: user:pass@tcp(...), scheme://user:pass@host, password=... */
+function connectionStringSecret(value: string): boolean {
+  const dsn = /^[\w.-]+:([^@\s/:]{2,})@(?:tcp|unix|\(|[\w.-]+)/.exec(value);
+  const url = /:\/\/[^:/\s@]+:([^@\s]{2,})@/.exec(value);
+  const kv = /(?:^|[?;&\s])(?:password|pwd)=(?!\s*[;&?]|$|%s|\{)([^&;\s]+)/i.exec(value);
+  return (
+    (dsn !== null && looksLikeSecret(dsn[1]!)) ||
+    (url !== null && looksLikeSecret(url[1]!)) ||
+    (kv !== null && !looksLikeSql(value) && looksLikeSecret(kv[1]!))
+  );
+}
+
+/** " (the literal on line N, through 'a' -> 'b')" when the value came through variables. */
+function viaText(src: Source, v: ConstantValue): string {
+  if (v.via.length === 0) return "";
+  const line = v.parts.length > 0 ? ` on line ${src.lineOf(v.parts[0]!.start)}` : "";
+  return ` (the literal${line}, through ${v.via.map((n) => `'${n}'`).join(" -> ")})`;
+}
+
+/**
+ * `name = "literal"` followed, in the same function and before any read of `name`, by a re-assignment
+ * from something not fixed in the snippet (an environment read, a key store): the literal is never used.
+ */
+function replacedBeforeUse(src: Source, name: string, litEnd: number): boolean {
+  const flow = flowOf(src);
+  const fn = flow.functionAt(litEnd);
+  const next = flow
+    .assignmentsTo(name)
+    .find((a) => a.index > litEnd && a.rhsEnd > a.rhsStart && flow.functionAt(a.index) === fn);
+  // Only a whole new value replaces it (not `name[k] = ...`, not `name += ...`).
+  if (!next || !/^:?=$/.test(next.op) || /^\s*\[/.test(src.masked.slice(next.index + name.length)))
+    return false;
+  if (constantValue(src, next.rhsStart, next.rhsEnd) !== null) return false;
+  if (
+    flow.conditions.some(
+      (c) => c.bodyStart < next.index && next.index <= c.elseEnd && !(c.bodyStart < litEnd),
+    )
+  )
+    return false; // replaced on one path only
+  return !identRe(name).test(src.masked.slice(litEnd, next.index));
+}
+
+/**
+ * An API that takes a credential or a key in one argument: `call` matches up to its "(", `arg` is the
+ * argument's index or its Swift label; `when` requires another argument to be a given literal (a header
+ * setter's header name). `what` names the role in the message.
+ */
+export interface CredentialSink {
+  call: RegExp;
+  arg: number | string;
+  when?: { arg: number | string; value: RegExp };
+  /** The argument is a connection string: only a password inside it counts. */
+  connectionString?: boolean;
+  what: string;
+}
+
+/** Connection calls every language's rule knew before flows were followed (kept for all four). */
+const CONNECT_SINKS: CredentialSink[] = [
+  {
+    call: /\bDriverManager\s*\.\s*getConnection\s*\(/g,
+    arg: 2,
+    what: "password passed to a connection call",
+  },
+  { call: /\bmysql_real_connect\s*\(/g, arg: 3, what: "password passed to a connection call" },
+  { call: /\bPasswordAuthentication\s*\(/g, arg: 1, what: "password passed to a connection call" },
+  { call: /\bsetPassword\s*\(/g, arg: 0, what: "password passed to a connection call" },
+];
+
+function pickArg(args: Arg[], which: number | string): { start: number; end: number } | undefined {
+  if (typeof which === "number") return args[which];
+  for (const a of args) {
+    const label = new RegExp(`^${which}\\s*:\\s*`).exec(a.masked);
+    if (label) return { start: a.start + label[0].length, end: a.end };
+  }
+  return undefined;
+}
+
+/** Each sink call whose credential argument is fixed by the snippet, with that value. */
+function sinkValues(
+  src: Source,
+  sinks: readonly CredentialSink[],
+): { sink: CredentialSink; at: number; value: ConstantValue }[] {
+  const out: { sink: CredentialSink; at: number; value: ConstantValue }[] = [];
+  for (const sink of sinks)
+    for (const m of src.matches(new RegExp(sink.call.source, "g"))) {
+      const args = src.callArgs(src.masked.indexOf("(", m.index));
+      if (sink.when) {
+        const w = pickArg(args, sink.when.arg);
+        const lit = w && constantValue(src, w.start, w.end);
+        if (!lit || lit.bytes || !sink.when.value.test(lit.value)) continue;
+      }
+      const arg = pickArg(args, sink.arg);
+      const value = arg && constantValue(src, arg.start, arg.end);
+      if (value) out.push({ sink, at: m.index, value });
     }
+  return out;
+}
+
+/**
+ * Key material fixed in the snippet (a literal, a list of byte literals, or a variable holding one)
+ * reaching a cipher or MAC key parameter (CWE-321). Any non-empty value counts, placeholder-looking
+ * ones too: whatever the text, everyone with the code can decrypt or forge.
+ */
+export function hardcodedKeys(src: Source, rule: RuleMeta, sinks: readonly CredentialSink[]): Finding[] {
+  const out: Finding[] = [];
+  for (const use of sinkValues(src, sinks)) {
+    if (!use.value.bytes && (use.value.value.length === 0 || /^[A-Z][A-Z0-9_]*$/.test(use.value.value)))
+      continue;
+    out.push(
+      src.finding(
+        rule,
+        use.at,
+        `${use.sink.what} is fixed in the code${viaText(src, use.value)}; load keys from a key store or derive them from a secret`,
+      ),
+    );
+  }
+  return out;
+}
+
+interface Comparison {
+  at: number;
+  operands: [{ start: number; end: number }, { start: number; end: number }];
+  /** A constant-time comparison: made for secrets. */
+  constantTime: boolean;
+}
+
+/** Simple operand: a (member) name, a no-argument call or a literal. */
+const OPERAND = String.raw`(?:(?:self|this)\s*\.\s*)?[A-Za-z_][\w.]*(?:\s*\(\s*\))?!?|"[^"\n]*"`;
+const COMPARE_CALLS =
+  /\b(strn?cmp|strcasecmp|_?stricmp|memcmp|CRYPTO_memcmp|ConstantTimeCompare|hmac\s*\.\s*Equal|MessageDigest\s*\.\s*isEqual|bytes\s*\.\s*Equal|Arrays\s*\.\s*equals)\s*\(/g;
+
+/** Equality tests between two values: `a == b`, `a.equals(b)`, `strcmp(a, b)`, `subtle.ConstantTimeCompare(a, b)`. */
+function comparisons(src: Source): Comparison[] {
+  const m = src.masked;
+  const out: Comparison[] = [];
+  for (const op of m.matchAll(/[=!]==?/g)) {
+    if (
+      m[op.index - 1] === "=" ||
+      m[op.index - 1] === "!" ||
+      m[op.index - 1] === "<" ||
+      m[op.index - 1] === ">"
+    )
+      continue;
+    const left = new RegExp(`(${OPERAND})\\s*$`).exec(m.slice(Math.max(0, op.index - 120), op.index));
+    const right = new RegExp(`^\\s*(${OPERAND})`).exec(
+      m.slice(op.index + op[0].length, op.index + op[0].length + 120),
+    );
+    if (!left || !right) continue;
+    const ls = op.index - left[0].length;
+    const rs = op.index + op[0].length + right[0].indexOf(right[1]!);
+    out.push({
+      at: op.index,
+      operands: [
+        { start: ls, end: ls + left[1]!.length },
+        { start: rs, end: rs + right[1]!.length },
+      ],
+      constantTime: false,
+    });
+  }
+  for (const eq of m.matchAll(/\.\s*(?:equals|equalsIgnoreCase|compare|compareTo|contentEquals)\s*\(/g)) {
+    const recv = new RegExp(`(${OPERAND})\\s*$`).exec(m.slice(Math.max(0, eq.index - 120), eq.index));
+    const arg = src.callArgs(eq.index + eq[0].length - 1);
+    if (!recv || arg.length !== 1) continue;
+    const rs = eq.index - recv[0].length;
+    out.push({
+      at: eq.index,
+      operands: [{ start: rs, end: rs + recv[1]!.length }, arg[0]!],
+      constantTime: false,
+    });
+  }
+  for (const call of m.matchAll(COMPARE_CALLS)) {
+    const args = src.callArgs(call.index + call[0].length - 1);
+    if (args.length < 2) continue;
+    out.push({
+      at: call.index,
+      operands: [args[0]!, args[1]!],
+      constantTime: /ConstantTimeCompare|CRYPTO_memcmp|hmac|MessageDigest/.test(call[1]!),
+    });
   }
   return out;
 }

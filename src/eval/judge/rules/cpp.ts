@@ -17,7 +17,14 @@ import {
   unboundedAllocationRule,
   uncheckedIndexes,
 } from "./bounds.js";
-import { hardcodedSecrets, securityContext, sqlBuiltFromInput } from "./common.js";
+import {
+  hardcodedKeys,
+  hardcodedSecrets,
+  securityContext,
+  sqlBuiltFromInput,
+  AUTH_HEADER_LINE,
+  type CredentialSink,
+} from "./common.js";
 import type { Finding, Rule } from "./types.js";
 
 /** A free function call (not a member, not a longer name): `strcpy(`, `std::strcpy(`, `::strcpy(`. */
@@ -446,6 +453,31 @@ const weakCipher = defineRule(
       ),
 );
 
+/** APIs that take a password or token in one argument (libcurl, ODBC, libpq, libssh, HTTP headers). */
+const CREDENTIAL_SINKS: CredentialSink[] = [
+  {
+    // libcurl's option decides the role.
+    call: /\bcurl_easy_setopt\s*\([^,()]*,\s*CURLOPT_(?:PASSWORD|USERPWD|XOAUTH2_BEARER|PROXYPASSWORD|PROXYUSERPWD|KEYPASSWD|TLSAUTH_PASSWORD)\s*,/g,
+    arg: 2,
+    what: "password passed to libcurl",
+  },
+  { call: /\bSQLConnect\w*\s*\(/g, arg: 5, what: "password passed to SQLConnect" },
+  {
+    call: /\bPQconnectdb\s*\(/g,
+    arg: 0,
+    connectionString: true,
+    what: "password in a libpq connection string",
+  },
+  { call: /\bssh_userauth_password\s*\(/g, arg: 2, what: "password passed to ssh_userauth_password" },
+  { call: /\blibssh2_userauth_password\s*\(/g, arg: 2, what: "password passed to libssh2" },
+  {
+    call: /\bcurl_slist_append\s*\(/g,
+    arg: 1,
+    when: { arg: 1, value: AUTH_HEADER_LINE },
+    what: "credential in an HTTP header",
+  },
+];
+
 const hardcodedCredential = defineRule(
   {
     id: "cpp/hardcoded-credential",
@@ -454,7 +486,30 @@ const hardcodedCredential = defineRule(
     title: "Hard-coded password or key",
     severity: "medium",
   },
-  hardcodedSecrets,
+  (src, rule) => hardcodedSecrets(src, rule, CREDENTIAL_SINKS),
+);
+
+/** APIs that take a cipher or MAC key (OpenSSL, Crypto++, SQLCipher). */
+const KEY_SINKS: CredentialSink[] = [
+  { call: /\bEVP_(?:Encrypt|Decrypt|Cipher)Init(?:_ex2?)\s*\(/g, arg: 3, what: "the cipher key" },
+  { call: /\bEVP_(?:Encrypt|Decrypt|Cipher)Init\s*\(/g, arg: 2, what: "the cipher key" },
+  { call: /\bAES_set_(?:en|de)crypt_key\s*\(/g, arg: 0, what: "the AES key" },
+  { call: /\bHMAC\s*\(/g, arg: 1, what: "the HMAC key" },
+  { call: /\bHMAC_Init(?:_ex)?\s*\(/g, arg: 1, what: "the HMAC key" },
+  { call: /\bEVP_PKEY_new_(?:mac|raw_private)_key\s*\(/g, arg: 2, what: "the MAC key" },
+  { call: /\bsqlite3_(?:re)?key\s*\(/g, arg: 1, what: "the database key" },
+  { call: /\.\s*SetKey(?:WithIV)?\s*\(/g, arg: 0, what: "the cipher key" },
+];
+
+const hardcodedKey = defineRule(
+  {
+    id: "cpp/hardcoded-key",
+    cwe: "CWE-321",
+    language: "cpp",
+    title: "Cryptographic key fixed in the code",
+    severity: "medium",
+  },
+  (src, rule) => hardcodedKeys(src, rule, KEY_SINKS),
 );
 
 const sqlInjection = defineRule(
@@ -934,6 +989,7 @@ export const cppRules: Rule[] = [
   weakHash,
   weakCipher,
   hardcodedCredential,
+  hardcodedKey,
   sqlInjection,
   newDeleteMismatch,
   memoryLeak,

@@ -8,7 +8,7 @@
  * are small and rarely reuse a name for something else), which keeps it predictable and explainable.
  */
 import type { SafetyLanguage } from "../../../data/languages.js";
-import type { Source } from "./source.js";
+import type { Source, StringLiteral } from "./source.js";
 
 const OPEN: Record<string, string> = { "(": ")", "[": "]", "{": "}" };
 const CLOSE = new Set([")", "]", "}"]);
@@ -774,4 +774,208 @@ export function guardedBy(src: Source, at: number, check: RegExp): boolean {
     ) + 1;
   const stmt = src.masked.slice(stmtStart, at);
   return /\?/.test(stmt) && re.test(stmt);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Constants
+
+/** A value fixed in the snippet: string literals (joined by `+`), or a list of number literals (key bytes). */
+export interface ConstantValue {
+  /** The string literals it is made of, in order; empty for a list of numbers. */
+  parts: StringLiteral[];
+  /** The literals' contents joined; the list's text for numbers. */
+  value: string;
+  /** A list of number literals (`{0x01, 0x02}`, `[]byte{1, 2}`, `[0x01, 0x02]`). */
+  bytes: boolean;
+  /** The variables and constants followed to reach it, nearest first (empty: a literal written at the use). */
+  via: string[];
+}
+
+/**
+ * Value-preserving wrappers each language writes around a string: conversions to bytes, characters or
+ * C strings, casts, a force unwrap. Stripped before asking what an expression holds.
+ */
+const WRAP_CALL: Record<SafetyLanguage, RegExp> = {
+  cpp: /^(?:std\s*::\s*)?(?:string|string_view|wstring|reinterpret_cast\s*<[^<>]*>|static_cast\s*<[^<>]*>|const_cast\s*<[^<>]*>|\((?:const\s+)?(?:unsigned\s+)?(?:char|uint8_t|u_char|byte|void|BYTE|UCHAR)\s*(?:const\s*)?\*\s*\))\s*$/,
+  java: /^(?:String\s*\.\s*valueOf|new\s+String|\(\s*(?:byte|char)\s*\[\s*\]\s*\))\s*$/,
+  go: /^(?:\[\]\s*byte|string|\[\]\s*rune)\s*$/,
+  swift: /^(?:Data|Array|\[UInt8\]|String|ContiguousArray)\s*$/,
+};
+const WRAP_SUFFIX =
+  /\s*(?:\.\s*(?:getBytes|toCharArray|c_str|data|utf8|bytes|utf8CString|toByteArray|encodeToByteArray)\b(?:\s*\((?:[^()]|\([^()]*\))*\))?|!)\s*$/;
+/** Calls that read into an argument or take its address: the variable's value then comes from elsewhere. */
+const WRITES_ARG =
+  /\b(?:getline|gets|fgets|scanf|sscanf|fscanf|strn?cpy|strn?cat|strlcpy|strlcat|memcpy|memmove|sprintf|snprintf|read|fread|recv|Scan\w*|Read\w*|Unmarshal|Decode|swap)\s*\(/;
+
+function trimRange(m: string, start: number, end: number): [number, number] {
+  while (start < end && /\s/.test(m[start]!)) start++;
+  while (end > start && /[\s;]/.test(m[end - 1]!)) end--;
+  return [start, end];
+}
+
+/** Split [start, end) at top-level occurrences of `sep` (masked view). */
+function splitTopAt(src: Source, start: number, end: number, sep: string): [number, number][] {
+  const m = src.masked;
+  const out: [number, number][] = [];
+  let depth = 0;
+  let from = start;
+  for (let k = start; k < end; k++) {
+    const ch = m[k]!;
+    if (OPEN[ch]) depth++;
+    else if (CLOSE.has(ch)) depth--;
+    else if (depth === 0 && ch === sep && m[k + 1] !== sep && m[k - 1] !== sep && m[k + 1] !== "=") {
+      out.push([from, k]);
+      from = k + 1;
+    }
+  }
+  out.push([from, end]);
+  return out;
+}
+
+/**
+ * What the expression in [start, end) holds when it is fixed by the snippet itself: a string literal, a
+ * concatenation of them, a list of number literals, or a variable or constant whose every assignment
+ * that can reach `start` is one of those (followed through further variables, through value-preserving
+ * wrappers such as `.getBytes()`, `[]byte(...)`, `.c_str()`, `Data(....utf8)`, `self.`/`this.`). A
+ * variable assigned anything else before the use (an environment read, a parameter, a call), read into
+ * (`cin >> x`, `fgets(x, ...)`, `&x`), a loop variable or a parameter is not constant. Within a function,
+ * the assignments before the use decide (all must be constant; the last gives the value); a name with
+ * none there is looked up outside functions (fields, package constants, `#define`), and every
+ * re-assignment of it in a function must then be constant too.
+ */
+export function constantValue(src: Source, start: number, end: number, depth = 0): ConstantValue | null {
+  if (depth > 6) return null;
+  const m = src.masked;
+  [start, end] = trimRange(m, start, end);
+  if (end <= start) return null;
+  // Outer parentheses.
+  if (m[start] === "(" && matchBracket(src, start) === end - 1)
+    return constantValue(src, start + 1, end - 1, depth + 1);
+  // A literal, optionally with a C++/Objective-C prefix.
+  const lit = src.literalAt(start + (/^(?:u8|[LuU@])(?=")/.exec(m.slice(start, start + 3))?.[0].length ?? 0));
+  if (lit && lit.end === end)
+    return lit.interpolated ? null : { parts: [lit], value: lit.value, bytes: false, via: [] };
+  const text = m.slice(start, end);
+  // Suffix wrappers: "k".getBytes(), key.c_str(), s.data(using: .utf8)!, s.utf8
+  const suffix = WRAP_SUFFIX.exec(text);
+  if (suffix && suffix.index > 0) return constantValue(src, start, start + suffix.index, depth + 1);
+  // Call or cast wrappers: []byte("k"), std::string("k"), Data("k".utf8), (unsigned char*)key
+  const open = text.indexOf("(");
+  if (open > 0 && WRAP_CALL[src.lang].test(text.slice(0, open))) {
+    const close = matchBracket(src, start + open);
+    if (close === end - 1) {
+      const args = src.callArgs(start + open);
+      return args.length === 1 ? constantValue(src, args[0]!.start, args[0]!.end, depth + 1) : null;
+    }
+  }
+  const cast =
+    /^\((?:const\s+)?(?:unsigned\s+)?(?:char|uint8_t|u_char|byte|void|BYTE|UCHAR)\s*(?:const\s*)?\*\s*\)\s*/.exec(
+      text,
+    );
+  if (cast && src.lang === "cpp") return constantValue(src, start + cast[0].length, end, depth + 1);
+  // A list of number literals: {0x00, 0x01}, []byte{1, 2}, new byte[]{...}, [0x01, 0x02], [UInt8] = [...]
+  const list = /^(?:new\s+byte\s*\[\s*\]\s*|\[\]\s*(?:byte|uint8)\s*)?([{[])([\s\S]*)[}\]]$/.exec(text);
+  if (
+    list &&
+    /^\s*(?:\(?\s*(?:byte|uint8_t|char)\s*\)\s*)?(?:0[xX][0-9a-fA-F]+|\d+|'.'|''|'\s*')(?:\s*,\s*(?:\(?\s*(?:byte|uint8_t|char)\s*\)\s*)?(?:0[xX][0-9a-fA-F]+|\d+|'.?'|'\s*'))*\s*,?\s*$/.test(
+      list[2]!,
+    )
+  )
+    return { parts: [], value: src.text.slice(start, end), bytes: true, via: [] };
+  // Concatenation of constants.
+  if (!/^[\w.]+$/.test(text)) {
+    const pieces = splitTopAt(src, start, end, "+");
+    if (pieces.length < 2) return null;
+    const vals = pieces.map(([a, b]) => constantValue(src, a, b, depth + 1));
+    if (vals.some((v) => v === null || v.bytes)) return null;
+    return {
+      parts: vals.flatMap((v) => v!.parts),
+      value: vals.map((v) => v!.value).join(""),
+      bytes: false,
+      via: [...new Set(vals.flatMap((v) => v!.via))],
+    };
+  }
+  // A variable or constant: `key`, `self.key`, `this.KEY`, `Config.KEY` is not followed (another type).
+  const ident = /^(?:(?:self|this)\s*\.\s*)?([A-Za-z_]\w*)$/.exec(text);
+  if (!ident || /^(?:null|nil|nullptr|NULL|true|false|None|undefined|iota)$/.test(ident[1]!)) return null;
+  const name = ident[1]!;
+  const v = constantOfName(src, name, start, depth);
+  return v && { ...v, via: [name, ...v.via] };
+}
+
+const writtenCache = new WeakMap<Source, Set<string>>();
+
+/** Names read into or passed by address anywhere: `cin >> key`, `fgets(key, ...)`, `&key`, `Scan(&key)`. */
+function writtenInPlace(src: Source): Set<string> {
+  let out = writtenCache.get(src);
+  if (out) return out;
+  out = new Set<string>();
+  for (const w of src.masked.matchAll(/(?:>>|(?<!&)&)\s*([A-Za-z_]\w*)\b/g)) out.add(w[1]!);
+  for (const call of src.matches(new RegExp(WRITES_ARG.source, "g")))
+    for (const a of src.callArgs(call.index + call[0].length - 1)) {
+      const arg = /^(?:&\s*)?([A-Za-z_]\w*)$/.exec(a.masked.trim());
+      if (arg) out.add(arg[1]!);
+    }
+  writtenCache.set(src, out);
+  return out;
+}
+
+function constantOfName(src: Source, name: string, at: number, depth: number): ConstantValue | null {
+  const m = src.masked;
+  const flow = flowOf(src);
+  const id = name.replace(/\$/g, "\\$");
+  if (writtenInPlace(src).has(name)) return null;
+  // Swift/Java/C++ members written as `self.key = ...` / `this.key = ...` anywhere.
+  const memberWrites = [...m.matchAll(new RegExp(`\\b(?:self|this)\\s*\\.\\s*${id}\\s*=(?!=)`, "g"))].map(
+    (w) => {
+      const rhsStart = w.index + w[0].length;
+      return {
+        rhsStart,
+        rhsEnd: expressionEnd(src, rhsStart, { newlineEnds: src.lang === "swift" || src.lang === "go" }),
+      };
+    },
+  );
+  const value = (a: { rhsStart: number; rhsEnd: number }) =>
+    a.rhsEnd > a.rhsStart ? constantValue(src, a.rhsStart, a.rhsEnd, depth + 1) : null;
+  const defs = flow.assignmentsTo(name);
+  if (defs.some((a) => a.op === "in" || (a.op !== "=" && a.op !== ":=" && a.op !== ""))) return null;
+  const fn = flow.functionAt(at);
+  if (fn) {
+    const local = defs.filter(
+      (a) => a.index < at && flow.functionAt(a.index) === fn && a.rhsEnd > a.rhsStart,
+    );
+    // A parameter of this function (or of one around it) holds the caller's value.
+    const param = flow.functions.some(
+      (f) => f.bodyStart <= at && at <= f.bodyEnd && f.params.some((p) => p.name === name),
+    );
+    if (local.length > 0) {
+      const vals = local.map(value);
+      if (!vals.every((v) => v !== null) || memberWrites.length > 0) return null;
+      // `if (iv == null) iv = ZERO_IV;` on a parameter: the caller's value still reaches the use.
+      const last = local[local.length - 1]!;
+      const onOnePath = flow.conditions.some(
+        (c) => c.bodyStart < last.index && last.index <= c.elseEnd && !(c.bodyStart < at && at <= c.elseEnd),
+      );
+      return param && onOnePath ? null : vals[vals.length - 1]!;
+    }
+    if (param) return null;
+    // Declared here without a value and filled some other way.
+    if (defs.some((a) => a.decl && flow.functionAt(a.index) === fn && a.index < at)) return null;
+  }
+  // Fields, globals, package constants, C macros.
+  if (src.lang === "cpp") {
+    const macro = new RegExp(`#[ \\t]*define[ \\t]+${id}[ \\t]+([^\\n]+)`).exec(m);
+    if (macro) {
+      const s = macro.index + macro[0].length - macro[1]!.length;
+      return constantValue(src, s, s + macro[1]!.trimEnd().length, depth + 1);
+    }
+  }
+  const outside = defs.filter((a) => flow.functionAt(a.index) === undefined && a.rhsEnd > a.rhsStart);
+  // Re-assignments (not new local declarations) inside functions write the same field or global.
+  const inside = defs.filter(
+    (a) => flow.functionAt(a.index) !== undefined && !a.decl && a.rhsEnd > a.rhsStart,
+  );
+  if (outside.length === 0) return null;
+  const vals = [...outside, ...inside, ...memberWrites].map(value);
+  return vals.every((v) => v !== null) ? vals[0]! : null;
 }

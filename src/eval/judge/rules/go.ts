@@ -1,12 +1,15 @@
 /** Rules for Go. */
 import { argListStart, defineRule, type Source } from "./source.js";
 import {
+  AUTH_HEADER,
+  hardcodedKeys,
   hardcodedSecrets,
   inSnippetValidators,
   isSensitiveName,
   namesRe,
   securityContext,
   sqlBuiltFromInput,
+  type CredentialSink,
 } from "./common.js";
 import { expressionEnd, flowOf, identRe, matchBracket, taintOf, type TaintConfig } from "./flow.js";
 import {
@@ -398,6 +401,25 @@ const weakCrypto = defineRule(
   },
 );
 
+/** APIs that take a password or token in one argument (HTTP headers and basic auth, SMTP, SSH, SQL DSNs). */
+const CREDENTIAL_SINKS: CredentialSink[] = [
+  {
+    call: /\.\s*Header\s*\.\s*(?:Set|Add)\s*\(/g,
+    arg: 1,
+    when: { arg: 0, value: AUTH_HEADER },
+    what: "credential in an HTTP header",
+  },
+  { call: /\.\s*SetBasicAuth\s*\(/g, arg: 1, what: "password passed to SetBasicAuth" },
+  { call: /\bsmtp\s*\.\s*PlainAuth\s*\(/g, arg: 2, what: "password passed to smtp.PlainAuth" },
+  { call: /\bssh\s*\.\s*Password\s*\(/g, arg: 0, what: "password passed to ssh.Password" },
+  {
+    call: /\bsql\s*\.\s*Open\s*\(/g,
+    arg: 1,
+    connectionString: true,
+    what: "password in a database connection string",
+  },
+];
+
 const hardcodedCredential = defineRule(
   {
     id: "go/hardcoded-credential",
@@ -406,7 +428,30 @@ const hardcodedCredential = defineRule(
     title: "Hard-coded password or key",
     severity: "medium",
   },
-  hardcodedSecrets,
+  (src, rule) => hardcodedSecrets(src, rule, CREDENTIAL_SINKS),
+);
+
+/** APIs that take a cipher, MAC or token-signing key. */
+const KEY_SINKS: CredentialSink[] = [
+  {
+    call: /\b(?:aes|des|blowfish|twofish|cast5)\s*\.\s*New(?:TripleDES)?Cipher\s*\(/g,
+    arg: 0,
+    what: "the cipher key",
+  },
+  { call: /\bchacha20poly1305\s*\.\s*NewX?\s*\(/g, arg: 0, what: "the cipher key" },
+  { call: /\bhmac\s*\.\s*New\s*\(/g, arg: 1, what: "the HMAC key" },
+  { call: /\.\s*SignedString\s*\(/g, arg: 0, what: "the token-signing key" },
+];
+
+const hardcodedKey = defineRule(
+  {
+    id: "go/hardcoded-key",
+    cwe: "CWE-321",
+    language: "go",
+    title: "Cryptographic key fixed in the code",
+    severity: "medium",
+  },
+  (src, rule) => hardcodedKeys(src, rule, KEY_SINKS),
 );
 
 const PATH_CHECKS =
@@ -1331,6 +1376,7 @@ export const goRules: Rule[] = [
   weakRandom,
   weakCrypto,
   hardcodedCredential,
+  hardcodedKey,
   pathTraversal,
   unsafePointer,
   formatString,

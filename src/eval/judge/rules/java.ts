@@ -1,11 +1,14 @@
 /** Rules for Java. */
 import { argListStart, defineRule, type Source } from "./source.js";
 import {
+  AUTH_HEADER,
+  hardcodedKeys,
   hardcodedSecrets,
   inSnippetValidators,
   isSensitiveName,
   namesRe,
   sqlBuiltFromInput,
+  type CredentialSink,
 } from "./common.js";
 import {
   expressionEnd,
@@ -342,6 +345,18 @@ const weakCipher = defineRule(
   },
 );
 
+/** APIs that take key material (JCE key and IV specs, JWT libraries' HMAC secrets). */
+const KEY_SINKS: CredentialSink[] = [
+  {
+    call: /\bnew\s+(?:SecretKeySpec|IvParameterSpec|PBEKeySpec|DESKeySpec|DESedeKeySpec)\s*\(/g,
+    arg: 0,
+    what: "key material",
+  },
+  { call: /\bAlgorithm\s*\.\s*HMAC(?:256|384|512)\s*\(/g, arg: 0, what: "the JWT HMAC secret" },
+  { call: /\bKeys\s*\.\s*hmacShaKeyFor\s*\(/g, arg: 0, what: "the JWT HMAC secret" },
+  { call: /\.\s*signWith\s*\(\s*SignatureAlgorithm\s*\.\s*\w+\s*,/g, arg: 1, what: "the JWT signing secret" },
+];
+
 const hardcodedKey = defineRule(
   {
     id: "java/hardcoded-key",
@@ -350,32 +365,7 @@ const hardcodedKey = defineRule(
     title: "Cryptographic key from a string literal",
     severity: "medium",
   },
-  (src, rule) => {
-    const out: Finding[] = [];
-    for (const m of src.matches(/\bnew\s+(?:SecretKeySpec|IvParameterSpec|PBEKeySpec|DESKeySpec)\s*\(/g)) {
-      const first = src.callArgs(argListStart(m))[0];
-      if (!first) continue;
-      const literalBytes = (text: string) =>
-        /^\s*"[^"]*"\s*\.\s*getBytes\s*\(/.test(text) || /^\s*"[^"]*"\s*\.\s*toCharArray\s*\(/.test(text);
-      let bad = literalBytes(first.text);
-      const v = /^([A-Za-z_]\w*)(?:\s*\.\s*(?:getBytes|toCharArray)\s*\([^)]*\))?$/.exec(first.masked.trim());
-      if (!bad && v) {
-        const defs = flowOf(src).assignmentsTo(v[1]!);
-        bad =
-          defs.length > 0 &&
-          defs.every(
-            (a) =>
-              src.isLiteral({ start: a.rhsStart, end: a.rhsEnd }) ||
-              literalBytes(src.text.slice(a.rhsStart, a.rhsEnd)),
-          );
-      }
-      if (bad)
-        out.push(
-          src.finding(rule, m.index, "key material is a literal in the code; load keys from a key store"),
-        );
-    }
-    return out;
-  },
+  (src, rule) => hardcodedKeys(src, rule, KEY_SINKS),
 );
 
 const insecureRandom = defineRule(
@@ -409,6 +399,17 @@ const insecureRandom = defineRule(
   },
 );
 
+/** APIs that take a password or token in one argument beyond the connection calls (HTTP headers, key stores). */
+const CREDENTIAL_SINKS: CredentialSink[] = [
+  {
+    call: /\.\s*(?:setRequestProperty|addRequestProperty|setHeader|addHeader|header)\s*\(/g,
+    arg: 1,
+    when: { arg: 0, value: AUTH_HEADER },
+    what: "credential in an HTTP header",
+  },
+  { call: /\.\s*getKey\s*\(/g, arg: 1, what: "key store password" },
+];
+
 const hardcodedCredential = defineRule(
   {
     id: "java/hardcoded-credential",
@@ -417,7 +418,7 @@ const hardcodedCredential = defineRule(
     title: "Hard-coded password or key",
     severity: "medium",
   },
-  hardcodedSecrets,
+  (src, rule) => hardcodedSecrets(src, rule, CREDENTIAL_SINKS),
 );
 
 const PATH_CHECK =

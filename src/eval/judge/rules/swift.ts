@@ -1,12 +1,15 @@
 /** Rules for Swift. */
 import { argListStart, defineRule, type Source } from "./source.js";
 import {
+  AUTH_HEADER,
+  hardcodedKeys,
   hardcodedSecrets,
   inSnippetValidators,
   isSensitiveName,
   namesRe,
   securityContext,
   sqlBuiltFromInput,
+  type CredentialSink,
 } from "./common.js";
 import { flowOf, identRe, matchBracket, taintOf, type TaintConfig } from "./flow.js";
 import {
@@ -652,6 +655,17 @@ const weakRandom = defineRule(
   },
 );
 
+/** APIs that take a password or token in one argument (HTTP headers, URL credentials). */
+const CREDENTIAL_SINKS: CredentialSink[] = [
+  {
+    call: /\.\s*(?:setValue|addValue)\s*\(/g,
+    arg: 0,
+    when: { arg: "forHTTPHeaderField", value: AUTH_HEADER },
+    what: "credential in an HTTP header",
+  },
+  { call: /\bURLCredential\s*\(\s*user\s*:/g, arg: "password", what: "password passed to URLCredential" },
+];
+
 const hardcodedCredential = defineRule(
   {
     id: "swift/hardcoded-credential",
@@ -660,7 +674,33 @@ const hardcodedCredential = defineRule(
     title: "Hard-coded password or key",
     severity: "medium",
   },
-  hardcodedSecrets,
+  (src, rule) => hardcodedSecrets(src, rule, CREDENTIAL_SINKS),
+);
+
+/** APIs that take a cipher or MAC key (CryptoKit, CommonCrypto, CryptoSwift, SQLCipher). */
+const KEY_SINKS: CredentialSink[] = [
+  { call: /\bSymmetricKey\s*\(\s*data\s*:/g, arg: "data", what: "the SymmetricKey" },
+  { call: /\bCCCrypt\s*\(/g, arg: 3, what: "the CCCrypt key" },
+  { call: /\bCCCryptorCreate\w*\s*\(/g, arg: 3, what: "the CCCryptor key" },
+  { call: /\bCCHmac\s*\(/g, arg: 1, what: "the HMAC key" },
+  { call: /\bCCHmacInit\s*\(/g, arg: 2, what: "the HMAC key" },
+  {
+    call: /\b(?:AES|ChaCha20|Blowfish|HMAC|CMAC)\s*\(\s*key\s*:/g,
+    arg: "key",
+    what: "the cipher or MAC key",
+  },
+  { call: /\bsqlite3_(?:re)?key\s*\(/g, arg: 1, what: "the database key" },
+];
+
+const hardcodedKey = defineRule(
+  {
+    id: "swift/hardcoded-key",
+    cwe: "CWE-321",
+    language: "swift",
+    title: "Cryptographic key fixed in the code",
+    severity: "medium",
+  },
+  (src, rule) => hardcodedKeys(src, rule, KEY_SINKS),
 );
 
 const commandInjection = defineRule(
@@ -1450,6 +1490,7 @@ export const swiftRules: Rule[] = [
   weakCrypto,
   weakRandom,
   hardcodedCredential,
+  hardcodedKey,
   commandInjection,
   sqlInjection,
   indexOutOfRange,
