@@ -46,7 +46,7 @@ type Level = Record<SafetyLanguage, { recall: number; falsePositiveRate: number 
  */
 const REACHED_DEV: Level = {
   cpp: { recall: 0.88, falsePositiveRate: 0.08 }, // 38/42, 2/42
-  java: { recall: 0.65, falsePositiveRate: 0.12 }, // 29/43, 4/43
+  java: { recall: 0.65, falsePositiveRate: 0.14 }, // 29/43, 5/43 since the eighth pass (was 4/43)
   swift: { recall: 0.3, falsePositiveRate: 0.1 }, // 14/42, 3/42 (recall target missed)
   go: { recall: 0.61, falsePositiveRate: 0.2 }, // 27/42, 7/42
 };
@@ -54,7 +54,7 @@ const REACHED_DEV: Level = {
 const REACHED_TRAIN: Level = {
   cpp: { recall: 0.94, falsePositiveRate: 0.09 }, // 323/340, 27/340
   java: { recall: 0.745, falsePositiveRate: 0.17 }, // 256/339, 55/339
-  swift: { recall: 0.488, falsePositiveRate: 0.1 }, // 168/338, 30/338 (recall target missed)
+  swift: { recall: 0.49, falsePositiveRate: 0.104 }, // 169/338, 32/338 since the eighth pass (recall target missed)
   go: { recall: 0.59, falsePositiveRate: 0.13 }, // 202/338, 41/338 (recall target missed by one answer)
 };
 
