@@ -11,6 +11,7 @@
 #                it is unset). A machine whose environment sets it (e.g. Haswell) gets that value on both sides.
 #   LAYERS       decoder layers of the 0.5B-shaped model for fwdbwd (24) and TRAIN_LAYERS for train (24)
 #   CHECKPOINTING  train steps with gradient checkpointing too (both, the default) or without only (off)
+#   METHODS      the training methods that train / train-fused run (default: goodvibe lora full)
 #   HOGS         busy processes started for the whole run as a controlled competing load (default 0)
 #   OUT          results folder (default /tmp/goodvibe-bench/side-by-side)
 set -euo pipefail
@@ -22,6 +23,7 @@ LAYERS=${LAYERS:-24}
 TRAIN_LAYERS=${TRAIN_LAYERS:-24}
 HOGS=${HOGS:-0}
 CHECKPOINTING=${CHECKPOINTING:-both}
+METHODS=${METHODS:-goodvibe lora full}
 if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX; fi
 mkdir -p "$OUT"
 
@@ -44,6 +46,9 @@ run() { # name, command...
 node -e "import('./dist/bench/common.js').then((m) => { m.randomModelDir($LAYERS); m.randomModelDir($TRAIN_LAYERS); })"
 MODEL=/tmp/goodvibe-bench/qwen2.5-0.5b-random-L$LAYERS
 TRAIN_MODEL=/tmp/goodvibe-bench/qwen2.5-0.5b-random-L$TRAIN_LAYERS
+# GoodVibe's random rows and clusters: drawn and written by the addon's first step (train-step.ts --selection),
+# read by PyTorch's, so both sides train the same rows (same trainable count)
+SEL="$OUT/goodvibe-rows-L$TRAIN_LAYERS.json"
 
 for part in ${*:-matmul fwdbwd train}; do
   case $part in
@@ -60,20 +65,20 @@ for part in ${*:-matmul fwdbwd train}; do
     run fwdbwd-torch-2 $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS"
     ;;
   train)
-    for m in goodvibe lora full; do
+    for m in $METHODS; do
       cks=("" --checkpointing)
       [ "$CHECKPOINTING" = off ] && cks=("")
       for ck in "${cks[@]}"; do
-        run "train-$m${ck:+-ckpt}-addon" node dist/bench/train-step.js --method $m --layers "$TRAIN_LAYERS" --threads "$THREADS" $ck
-        run "train-$m${ck:+-ckpt}-torch" $PY bench/torch_train.py --model "$TRAIN_MODEL" --method $m --threads "$THREADS" $ck
+        run "train-$m${ck:+-ckpt}-addon" node dist/bench/train-step.js --method $m --layers "$TRAIN_LAYERS" --threads "$THREADS" --selection "$SEL" $ck
+        run "train-$m${ck:+-ckpt}-torch" $PY bench/torch_train.py --model "$TRAIN_MODEL" --method $m --threads "$THREADS" --selection "$SEL" $ck
       done
     done
     ;;
   train-fused) # per method, back to back: the addon op by op (--unfused), with every fused op, PyTorch
-    for m in goodvibe lora full; do
-      run "train-$m-addon-opbyop" node dist/bench/train-step.js --method $m --layers "$TRAIN_LAYERS" --threads "$THREADS" --unfused
-      run "train-$m-addon-fused" node dist/bench/train-step.js --method $m --layers "$TRAIN_LAYERS" --threads "$THREADS" --fused
-      run "train-$m-torch" $PY bench/torch_train.py --model "$TRAIN_MODEL" --method $m --threads "$THREADS"
+    for m in $METHODS; do
+      run "train-$m-addon-opbyop" node dist/bench/train-step.js --method $m --layers "$TRAIN_LAYERS" --threads "$THREADS" --unfused --selection "$SEL"
+      run "train-$m-addon-fused" node dist/bench/train-step.js --method $m --layers "$TRAIN_LAYERS" --threads "$THREADS" --fused --selection "$SEL"
+      run "train-$m-torch" $PY bench/torch_train.py --model "$TRAIN_MODEL" --method $m --threads "$THREADS" --selection "$SEL"
     done
     ;;
   wait-policy) # the addon's wait policy (util/cores.ts openmpWaitEnv) against libgomp's default spin and PyTorch, same load

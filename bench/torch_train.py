@@ -3,12 +3,14 @@
 PyTorch user would write it, on the same random checkpoint (Debian python3-torch; run with /usr/bin/python3).
 
   /usr/bin/python3 bench/torch_train.py --model DIR --method goodvibe|lora|full|frozen [--checkpointing]
-      [--tokens 256] [--steps 3] [--threads N] [--rows-per-layer 50] [--device cpu|cuda] [--json f]
+      [--tokens 256] [--steps 3] [--threads N] [--rows-per-layer 50] [--selection f] [--device cpu|cuda] [--json f]
 
 Batch 1, 256 fixed token ids (bench_ids), loss = mean cross-entropy over the last half ("answer") positions with
 lm_head applied only there, as the TypeScript step does; bf16 compute for every method:
-  goodvibe  50 random rows of every linear layer in 2-4 random clusters; U float32 [clusters, in], cast to bf16 in
-            the forward: y = x W^T + b, then index_add of (x U^T)[:, cluster of each row] onto the rows
+  goodvibe  50 random rows of every linear layer in 2-4 random clusters (--selection f: the rows and clusters that
+            bench/train-step.ts --selection f drew and wrote, so both sides train the same rows); U float32
+            [clusters, in], cast to bf16 in the forward: y = x W^T + b, then index_add of (x U^T)[:, cluster of each
+            row] onto the rows
   lora      r 8, alpha 16, dropout 0.05 on q/k/v/o/gate/up/down; A, B float32 cast to bf16 (PEFT's formula)
   full      every parameter: bf16 weights and gradients, float32 master copies and AdamW moments, the rounded
             masters copied back after the step (mixed precision as the paper's section 4.2 describes)
@@ -63,16 +65,34 @@ class LoraLinear(nn.Module):
 LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def attach(model, method, rows_per_layer, seed=0):
+def hf_name(i, name):
+    return f"model.layers.{i}.{'mlp' if name in ('gate_proj', 'up_proj', 'down_proj') else 'self_attn'}.{name}"
+
+
+def attach(model, method, rows_per_layer, seed=0, selection=None):
     rng = np.random.default_rng(seed)
-    for layer in model.layers:
+    shared = None
+    if method == "goodvibe" and selection:
+        import json
+
+        with open(selection) as f:
+            shared = json.load(f)["selections"]
+    for li, layer in enumerate(model.layers):
         for name in LINEARS:
             base = getattr(layer, name)
             if method == "goodvibe":
-                n = min(rows_per_layer, base.out_features)
-                rows = rng.permutation(base.out_features)[:n].tolist()
-                k = 2 + int(rng.integers(3))
-                clusters = [i if i < k else int(rng.integers(k)) for i in range(n)]
+                if shared is not None:
+                    sel = shared.get(hf_name(li, name))
+                    if sel is None:
+                        raise SystemExit(f"{selection}: no selection for {hf_name(li, name)}")
+                    rows, clusters, k = sel["rows"], sel["clusters"], sel["nClusters"]
+                    if any(r < 0 or r >= base.out_features for r in rows):
+                        raise SystemExit(f"{selection}: {hf_name(li, name)} has a row outside 0..{base.out_features - 1}")
+                else:
+                    n = min(rows_per_layer, base.out_features)
+                    rows = rng.permutation(base.out_features)[:n].tolist()
+                    k = 2 + int(rng.integers(3))
+                    clusters = [i if i < k else int(rng.integers(k)) for i in range(n)]
                 setattr(layer, name, GoodVibeLinear(base, rows, clusters, k))
             elif method == "lora":
                 setattr(layer, name, LoraLinear(base))
@@ -114,6 +134,7 @@ def main():
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--rows-per-layer", type=int, default=50)
+    ap.add_argument("--selection", help="GoodVibe rows and clusters from bench/train-step.ts --selection (same file)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (bf16 weights either way)")
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -125,7 +146,7 @@ def main():
     sd = load_safetensors(os.path.join(args.model, "model.safetensors"))
     model = Qwen2(sd, cfg)
     torch.manual_seed(0)
-    params = attach(model, args.method, args.rows_per_layer)
+    params = attach(model, args.method, args.rows_per_layer, selection=args.selection)
     device = torch.device(args.device)
     model.to(device)  # parameters move in place (the list above stays valid), buffers too
     masters = None

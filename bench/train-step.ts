@@ -10,7 +10,10 @@
  * each phase can be timed on its own.
  *
  *   node dist/bench/train-step.js --method goodvibe [--dtype bfloat16|float32] [--checkpointing] [--layers 24]
- *     [--steps 3] [--threads N] [--device cpu|cuda] [--json f]
+ *     [--steps 3] [--threads N] [--device cpu|cuda] [--selection f] [--json f]
+ *
+ * --selection f: GoodVibe's rows and clusters are read from f when it exists, else drawn (seed 0) and written there;
+ * bench/torch_train.py --selection f reads the same file, so both sides train the same rows (side-by-side.sh).
  */
 import * as fs from "node:fs";
 import { parseArgs } from "node:util";
@@ -64,6 +67,7 @@ const { values: args } = parseArgs({
     // one q/k/v and one gate/up product (on) or a product per linear (off); default: the per-op default
     concat: { type: "string" },
     device: { type: "string", default: "cpu" },
+    selection: { type: "string" },
     json: { type: "string" },
   },
 });
@@ -79,6 +83,28 @@ export function randomSelections(model: DecoderModel, rows: number, seed = 0): M
     // the first nClusters rows seed one cluster each, so no cluster is empty
     const clusters = picked.map((_, i) => (i < nClusters ? i : rng.int(nClusters)));
     out.set(lin.name, { rows: picked, clusters, nClusters });
+  }
+  return out;
+}
+
+/** The selection file both benchmark sides read: { rowsPerLayer, selections: { "<linear name>": RowSelection } }. */
+export function sharedSelections(model: DecoderModel, rows: number, file: string): Map<string, RowSelection> {
+  if (!fs.existsSync(file)) {
+    const drawn = randomSelections(model, rows);
+    const tmp = `${file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify({ rowsPerLayer: rows, selections: Object.fromEntries(drawn) }));
+    fs.renameSync(tmp, file);
+    return drawn;
+  }
+  const parsed = JSON.parse(fs.readFileSync(file, "utf8")) as { selections?: Record<string, RowSelection> };
+  const out = new Map<string, RowSelection>();
+  for (const lin of model.linears()) {
+    const sel = parsed.selections?.[lin.name];
+    if (!sel)
+      throw new Error(`${file}: no selection for ${lin.name} (made for another model? delete it to redraw)`);
+    if (sel.rows.some((r) => !Number.isInteger(r) || r < 0 || r >= lin.outFeatures))
+      throw new Error(`${file}: ${lin.name} has a row outside 0..${lin.outFeatures - 1}`);
+    out.set(lin.name, sel);
   }
   return out;
 }
@@ -109,7 +135,12 @@ function frozenMethod(model: DecoderModel): AttachedMethod {
 function attach(model: DecoderModel, method: string): AttachedMethod {
   switch (method) {
     case "goodvibe":
-      return attachGoodVibe(model, randomSelections(model, Number(args["rows-per-layer"])));
+      return attachGoodVibe(
+        model,
+        args.selection
+          ? sharedSelections(model, Number(args["rows-per-layer"]), args.selection)
+          : randomSelections(model, Number(args["rows-per-layer"])),
+      );
     case "lora":
       return attachLora(model, DEFAULT_LORA);
     case "full":
