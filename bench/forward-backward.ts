@@ -32,6 +32,8 @@ const { values: args } = parseArgs({
   options: {
     tokens: { type: "string", default: "256" },
     layers: { type: "string", default: "24" },
+    // a model folder to load instead of the random Qwen2.5-0.5B-shaped one (e.g. make-random-model.js's 7b shape)
+    model: { type: "string" },
     passes: { type: "string", default: "3" },
     threads: { type: "string" },
     // every fused op of the addon / none (transformers' eager code line by line); default: the per-op defaults
@@ -116,7 +118,7 @@ function main(): void {
   const path = args.fused ? "fused ops" : args.unfused ? "op-by-op" : "per-op defaults";
   const T = Number(args.tokens);
   const passes = Number(args.passes);
-  const dir = randomModelDir(Number(args.layers));
+  const dir = args.model ?? randomModelDir(Number(args.layers));
   const rssBeforeLoad = peakRssBytes();
   const model = loadModel(dir, { dtype: "bfloat16", device: resolveDevice(args.device) });
   if (args["tidy-layers"]) tidyEachLayer(model);

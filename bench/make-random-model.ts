@@ -2,7 +2,10 @@
  * Writes a random-weight checkpoint in Qwen2.5-0.5B's shape: config.json + model.safetensors, bf16, N(0, 0.02²)
  * for matrices and ones for norms (as HF initialises them). Run by common.ts's randomModelDir in a child process.
  *
- *   node dist/bench/make-random-model.js <out-dir> [numLayers=24]
+ *   node dist/bench/make-random-model.js <out-dir> [numLayers=24] [shape=0.5b|7b]
+ *
+ * 7b: Qwen2.5-7B's widths (hidden 3584, MLP 18944, 28 heads of 128, 4 KV heads, vocabulary 152064) with the
+ * embeddings tied (Qwen2.5-7B unties them; bench/torch_reference.py's model ties them), for the GPU benchmarks.
  */
 import * as path from "node:path";
 import { writeFileAtomic } from "../src/io/atomic.js";
@@ -11,10 +14,20 @@ import { Tensor, manualSeed, noGrad, tidy } from "../src/tensor/index.js";
 import { qwen25HalfBConfig } from "./common.js";
 
 function main(): void {
-  const [dir, layersArg] = process.argv.slice(2);
-  if (!dir) throw new Error("usage: make-random-model.js <out-dir> [numLayers]");
+  const [dir, layersArg, shape = "0.5b"] = process.argv.slice(2);
+  if (!dir) throw new Error("usage: make-random-model.js <out-dir> [numLayers] [0.5b|7b]");
+  if (shape !== "0.5b" && shape !== "7b") throw new Error(`shape must be 0.5b or 7b, got ${shape}`);
   const numLayers = Number(layersArg ?? 24);
   const cfg = qwen25HalfBConfig(numLayers);
+  if (shape === "7b")
+    Object.assign(cfg, {
+      hidden_size: 3584,
+      intermediate_size: 18944,
+      num_attention_heads: 28,
+      num_key_value_heads: 4,
+      vocab_size: 152064,
+      max_window_layers: numLayers,
+    });
   const H = cfg.hidden_size as number;
   const I = cfg.intermediate_size as number;
   const V = cfg.vocab_size as number;

@@ -57,6 +57,8 @@ const { values: args } = parseArgs({
     dtype: { type: "string", default: "bfloat16" },
     checkpointing: { type: "boolean", default: false },
     layers: { type: "string", default: "24" },
+    // a model folder to load instead of the random Qwen2.5-0.5B-shaped one (e.g. make-random-model.js's 7b shape)
+    model: { type: "string" },
     tokens: { type: "string", default: "256" },
     steps: { type: "string", default: "3" },
     "rows-per-layer": { type: "string", default: "50" },
@@ -160,7 +162,10 @@ function main(): void {
   const method = args.method!;
   const checkpointing = args.checkpointing!;
   const dtype = args.dtype === "float32" ? "float32" : "bfloat16";
-  const model = loadModel(randomModelDir(Number(args.layers)), { dtype, device: resolveDevice(args.device) });
+  const model = loadModel(args.model ?? randomModelDir(Number(args.layers)), {
+    dtype,
+    device: resolveDevice(args.device),
+  });
   const weightBytes = [...model.parameters().values()].reduce((a, t) => a + t.nbytes, 0);
   const attached = attach(model, method);
   const params = [...attached.trainable.values()];
