@@ -1,99 +1,312 @@
 #!/bin/bash
-# The GPU check, one command, for the first session that has a GPU (issue 13 §2). In order, each step logged to
-# $OUT/gpu-check.log and stopped at the first failure:
-#   1. the machine: nvidia-smi, the CUDA libtorch to build against ($LIBTORCH, else the Python torch's own libtorch)
-#   2. the addon built against it (C++17; the same sources as Debian's 1.13 build), TypeScript compiled
-#   3. the addon sees the GPU (cudaAvailable, device count, libtorch version)
-#   4. the fixtures on the GPU: PyTorch's logits, identification and 3 AdamW steps of GoodVibe and LoRA
-#      (test/models/on-device.test.ts), the device policy (test/tensor/device.test.ts), then the CPU fixture
-#      suites (tensor, models, method) on that libtorch build
-#   5. side by side on the GPU against PyTorch eager, same bf16 weights: the identification pass and one step of
-#      GoodVibe / LoRA / full fine-tuning on Qwen2.5-0.5B's shape (LAYERS, default 24), JSON per run in $OUT
+# The GPU checklist in one command (issue 13 §2), for a session that is lent a GPU machine (one H200 there: no
+# Node.js, no network, 15 minutes of device time in all, at most 600 s per command). Three modes:
 #
-#   bash scripts/gpu-check.sh              # on the GPU machine (about 5 minutes on one H100-class GPU)
-#   bash scripts/gpu-check.sh --rehearse   # without a GPU: the same steps on the CPU with the installed addon
-#                                          # (no CUDA build; LAYERS=2 by default), to keep this script working
-# Environment: LIBTORCH (a CUDA libtorch; default: python3 -c 'import torch' when it has CUDA), OUT (default
-# /tmp/goodvibe-gpu-check), LAYERS, PY (default: the first of python3, /usr/bin/python3 with torch; step 5), SKIP_BENCH=1.
-# Not covered here (do by hand, see README "CUDA"): the 7B shape, the Hugging Face round trip (transformers loading
-# a hardened checkpoint, peft loading an exported adapter).
-set -euo pipefail
+#   bash scripts/gpu-check.sh --prepare    HERE, before the call: compiles the TypeScript and packs into .gpu-carry/
+#                                          (ignored) what the machine lacks: Node (this machine's node, stripped,
+#                                          xz), Node's headers for node-gyp, the node_modules the run loads, dist/.
+#                                          Prints the size of what travels (limit 64 MiB) and the call below.
+#   bash scripts/gpu-check.sh              ON THE GPU MACHINE (the call below).
+#   bash scripts/gpu-check.sh --rehearse   without a GPU: the same steps on the CPU, small shapes, the round trip's
+#                                          reference engine (no transformers/peft here). scripts/gpu-rehearse.sh runs it
+#                                          in a clean copy of the tree + .gpu-carry only, without network, with the
+#                                          host's node hidden.
+#
+# The call (run tool), after --prepare, from the repository root the tool sends:
+#   command:   bash scripts/gpu-check.sh
+#   carry:     [".gpu-carry"]
+#   timeout_s: 560
+# What comes back ($OUT, at most 8 files): summary.md (a line per step, written as it goes), gpu-check.log (all
+# output), logs.tar.gz (each step's log, the benchmark and round-trip JSON; rewritten after every step), bench.md.
+#
+# Steps (step 0, imports: every package the run reaches loads from the carried node_modules), each under its own timeout and skipped when the budget (BUDGET s, default 500, from the start) cannot hold
+# it; a failed step does not stop the ones that do not need it:
+#   1 machine      nvidia-smi, nvcc, python3's torch / transformers / peft, g++, make
+#   2 build        the addon against python3's CUDA libtorch (scripts/build-native.mjs: node-gyp, make -j, C++17)
+#   3 device       the addon loads, sees CUDA, a matmul on the GPU
+#   4 fixtures     test/models/on-device.test.ts on cuda (PyTorch's logits, identification, GoodVibe and LoRA AdamW
+#                  steps of all four families) and test/tensor/device.test.ts
+#   5 hf           the Hugging Face round trip: bench/hf-roundtrip.ts (random bf16 Llama/Qwen2/Qwen3/Gemma3 bases,
+#                  CLI harden goodvibe + lora, GoodVibe exported as PEFT, our logits) then bench/hf_roundtrip.py
+#                  (transformers loads each checkpoint, peft each adapter, merged too: logits against ours), then
+#                  the other way (hf-back): transformers' save_pretrained of each base, read by our loader
+#   6 bench-0.5b   Qwen2.5-0.5B's shape (LAYERS_05B, default 24), TOKENS tokens (default 1024): the identification pass
+#                  (bench/forward-backward.ts vs bench/torch_reference.py fwdbwd) and one training step of GoodVibe,
+#                  LoRA and full fine-tuning (bench/train-step.ts vs bench/torch_train.py), same bf16 weights
+#   7 bench-7b     the same at Qwen2.5-7B's widths, LAYERS_7B layers (default 8 of 28: the time), tied embeddings
+#   8 suites       the CPU fixture suites (tensor, models, method) on this libtorch build, CONCURRENCY files at once
+# bench.md: tokens/s of both sides, the ratio, the share of PEAK_TFLOPS (790: the bf16 matmul rate measured on this
+# kind of machine) and the peak GPU memory each process reached (nvidia-smi's memory.used, sampled every 200 ms,
+# minus the idle level).
+set -uo pipefail
 cd "$(dirname "$0")/.."
-REHEARSE=0
-[ "${1:-}" = "--rehearse" ] && REHEARSE=1
-OUT=${OUT:-/tmp/goodvibe-gpu-check}
-if [ -z "${PY:-}" ]; then # the first Python with a torch: the user's, else Debian's python3-torch
-  PY=python3
-  for p in python3 /usr/bin/python3; do
-    if $p -c 'import torch' 2>/dev/null; then PY=$p && break; fi
-  done
-fi
-mkdir -p "$OUT"
-LOG="$OUT/gpu-check.log"
-: >"$LOG"
-say() { echo "== $*" | tee -a "$LOG"; }
-step() { # description, command...
-  local what=$1
-  shift
-  say "$what"
-  if ! "$@" 2>&1 | tee -a "$LOG"; then
-    say "FAILED: $what (log: $LOG)"
-    exit 1
-  fi
-}
+REPO=$(pwd)
+MODE=gpu
+case "${1:-}" in
+--prepare) MODE=prepare ;;
+--rehearse) MODE=rehearse ;;
+"") ;;
+*) echo "usage: bash scripts/gpu-check.sh [--prepare | --rehearse]" >&2 && exit 2 ;;
+esac
+CARRY=$REPO/.gpu-carry
 
-if [ $REHEARSE = 1 ]; then
+# ---------------------------------------------------------------------------------------------------- --prepare
+if [ $MODE = prepare ]; then
+  set -e
+  NODE=$(command -v node)
+  mkdir -p "$CARRY"
+  echo "== TypeScript → dist/"
+  node node_modules/typescript/bin/tsc -p .
+  stamp="$(node --version) $(stat -c %s-%Y "$NODE")"
+  if [ ! -f "$CARRY/node.xz" ] || [ "$(cat "$CARRY/node.stamp" 2>/dev/null)" != "$stamp" ]; then
+    echo "== $NODE ($(node --version)), stripped, xz (about 2 minutes)"
+    strip -o "$CARRY/node.tmp" "$NODE"
+    xz --x86 --lzma2=preset=9e -T0 -c "$CARRY/node.tmp" >"$CARRY/node.xz.tmp"
+    rm -f "$CARRY/node.tmp" && mv "$CARRY/node.xz.tmp" "$CARRY/node.xz" && echo "$stamp" >"$CARRY/node.stamp"
+  fi
+  echo "== Node's headers (node-gyp --nodedir, no download)"
+  INC=$(dirname "$(dirname "$NODE")")/include/node
+  [ -f "$INC/common.gypi" ] || INC=/usr/include/node
+  [ -f "$INC/common.gypi" ] || { echo "no Node headers (include/node/common.gypi) beside $NODE or in /usr/include/node" >&2; exit 1; }
+  tar -C "$(dirname "$INC")" -cJf "$CARRY/node-headers.tar.xz" --transform 's,^node,include/node,' \
+    $(cd "$(dirname "$INC")" && ls node/*.h node/*.gypi)
+  echo "== node_modules: the production closure and the dev dependencies the tests import, without node-llama-cpp"
+  # llama.cpp generation is not run there; TypeScript sources and declarations, source maps, docs, vega's minified and UMD
+  # duplicates and JSON schemas are not loaded at run time (scripts/check-imports.mjs, step imports, checks that)
+  npm ls --omit=dev --all --parseable 2>/dev/null | sed "s|^$REPO/||" | grep '^node_modules/' |
+    grep -v -E '^node_modules/(node-llama-cpp|@node-llama-cpp/[^/]*)(/|$)' |
+    grep -v '^node_modules/.*/node_modules/' >"$CARRY/modules.txt"
+  printf '%s\n' node_modules/@huggingface/gguf node_modules/@huggingface/tasks node_modules/hyparquet-writer >>"$CARRY/modules.txt"
+  # prettier's core and its TypeScript parser and printer only (test/tensor/native-ops.test.ts formats with them)
+  for f in package.json index.cjs index.mjs doc.js doc.mjs plugins/typescript.js plugins/typescript.mjs \
+    plugins/estree.js plugins/estree.mjs; do echo "node_modules/prettier/$f"; done >>"$CARRY/modules.txt"
+  tar -cJf "$CARRY/node_modules.tar.xz" --exclude='*.ts' --exclude='*.d.mts' --exclude='*.d.cts' --exclude='*.map' \
+    --exclude='*.md' --exclude='node_modules/vega*/build/*.min.js' --exclude='*-schema.json' --exclude='node_modules/vega/build/vega.js' \
+    --exclude='node_modules/vega/build/vega-core.js' -T "$CARRY/modules.txt"
+  echo "== dist/"
+  tar -cJf "$CARRY/dist.tar.xz" dist
+  git rev-parse HEAD >"$CARRY/commit"
+  tracked=$(git ls-files -z --cached --others --exclude-standard | xargs -0 stat -c %s 2>/dev/null | awk '{s+=$1} END {print s}')
+  carried=$(du -sb "$CARRY" | cut -f1)
+  echo "== what travels: tree $((tracked / 1048576)) MiB + .gpu-carry $((carried / 1048576)) MiB = $(((tracked + carried) / 1048576)) MiB (limit 64)"
+  ls -la "$CARRY"
+  [ $((tracked + carried)) -lt $((63 * 1048576)) ] || { echo "over the 64 MiB the run tool carries" >&2; exit 1; }
+  cat <<'EOF'
+== the call (run tool):
+   command:   bash scripts/gpu-check.sh
+   carry:     [".gpu-carry"]
+   timeout_s: 560
+EOF
+  exit 0
+fi
+
+# ---------------------------------------------------------------------------------------------------- the run
+OUT=${OUT:-/tmp/goodvibe-gpu-check}
+WORK=${WORK:-/tmp/goodvibe-gpu-work}
+BUDGET=${BUDGET:-500}
+[ $MODE = rehearse ] && BUDGET=${REHEARSE_BUDGET:-4000} # this 2-core machine is 50-100x slower
+PEAK_TFLOPS=${PEAK_TFLOPS:-790}
+mkdir -p "$OUT" "$WORK/logs" "$WORK/bench"
+LOG=$OUT/gpu-check.log
+SUMMARY=$OUT/summary.md
+: >"$LOG"
+if [ $MODE = rehearse ]; then
   DEVICE=cpu
-  LAYERS=${LAYERS:-2}
-  say "rehearsal on the CPU: no CUDA build, device cpu, $LAYERS layers"
+  LAYERS_05B=${LAYERS_05B:-2} LAYERS_7B=${LAYERS_7B:-1} TOKENS=${TOKENS:-64} FAMILIES=${FAMILIES:-llama,qwen2,qwen3,gemma3}
+  PY=${PY:-/usr/bin/python3}
+  ENGINE=reference
 else
   DEVICE=cuda
-  LAYERS=${LAYERS:-24}
-  command -v nvidia-smi >/dev/null && step "nvidia-smi" nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-  if [ -z "${LIBTORCH:-}" ]; then
-    LIBTORCH=$($PY -c 'import os, torch; assert torch.cuda.is_available(), "this torch has no CUDA"; print(os.path.dirname(torch.__file__))') || {
-      say "no CUDA libtorch: set LIBTORCH to an unpacked CUDA libtorch, or install a CUDA torch for $PY"
-      exit 1
-    }
-  fi
-  export LIBTORCH
-  say "LIBTORCH=$LIBTORCH"
-  step "addon against $LIBTORCH" node scripts/build-native.mjs --force
+  LAYERS_05B=${LAYERS_05B:-24} LAYERS_7B=${LAYERS_7B:-8} TOKENS=${TOKENS:-1024} FAMILIES=${FAMILIES:-llama,qwen2,qwen3,gemma3}
+  PY=${PY:-python3}
+  ENGINE=hf
 fi
-step "TypeScript" npm run build:ts --silent
-step "the addon and the device" node -e '
+CONCURRENCY=${CONCURRENCY:-8}
+SUITES=${SUITES:-dist/test/tensor dist/test/models dist/test/method}
+{
+  echo "# GPU check ($MODE), $(date -u +%FT%TZ), commit $(cat "$CARRY/commit" 2>/dev/null || git rev-parse HEAD 2>/dev/null)"
+  echo
+  echo "| step | result | seconds | note |"
+  echo "| --- | --- | --- | --- |"
+} >"$SUMMARY"
+say() { echo "== $*" | tee -a "$LOG"; }
+pack() { tar -C "$WORK" -czf "$OUT/logs.tar.gz.tmp" logs bench 2>/dev/null && mv "$OUT/logs.tar.gz.tmp" "$OUT/logs.tar.gz"; }
+declare -A RESULT
+# run_step NAME TIMEOUT NOTE CMD...: skipped when the budget cannot hold TIMEOUT; its log in $WORK/logs/NAME.log
+run_step() {
+  local name=$1 limit=$2 note=$3
+  shift 3
+  local left=$((BUDGET - SECONDS))
+  if [ $left -lt 20 ]; then
+    RESULT[$name]=skipped
+    echo "| $name | skipped (budget: ${left} s left) | 0 | $note |" >>"$SUMMARY"
+    say "$name: skipped, ${left} s of the budget left"
+    return 1
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  say "$name (timeout ${limit} s): $note"
+  local t0=$SECONDS rc
+  timeout -k 10 "$limit" "$@" >"$WORK/logs/$name.log" 2>&1
+  rc=$?
+  cat "$WORK/logs/$name.log" >>"$LOG"
+  local took=$((SECONDS - t0)) res=ok
+  if [ $rc = 124 ] || [ $rc = 137 ]; then res="TIMEOUT after ${limit} s"; elif [ $rc != 0 ]; then res="FAILED (exit $rc)"; fi
+  RESULT[$name]=$res
+  echo "| $name | $res | $took | $note |" >>"$SUMMARY"
+  say "$name: $res (${took} s)"
+  [ "$res" = ok ] || tail -n 25 "$WORK/logs/$name.log"
+  pack
+  [ "$res" = ok ]
+}
+need() { # need STEP...: every named step passed
+  for s in "$@"; do [ "${RESULT[$s]:-}" = ok ] || return 1; done
+}
+
+# ---------------------------------------------------------------- Node, its headers, node_modules, dist from .gpu-carry
+if [ -f "$CARRY/node.xz" ]; then
+  mkdir -p "$WORK/node/bin"
+  if [ ! -x "$WORK/node/bin/node" ]; then
+    "$PY" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+      "$CARRY/node.xz" "$WORK/node/bin/node.tmp" && chmod +x "$WORK/node/bin/node.tmp" && mv "$WORK/node/bin/node.tmp" "$WORK/node/bin/node"
+  fi
+  tar -C "$WORK/node" -xJf "$CARRY/node-headers.tar.xz"
+  export PATH=$WORK/node/bin:$PATH npm_config_nodedir=$WORK/node
+fi
+# the carried ones replace whatever an earlier call left on a warm machine
+[ -f "$CARRY/node_modules.tar.xz" ] && rm -rf node_modules && tar -xJf "$CARRY/node_modules.tar.xz"
+[ -f "$CARRY/dist.tar.xz" ] && rm -rf dist && tar -xJf "$CARRY/dist.tar.xz"
+if ! command -v node >/dev/null; then
+  say "no node: run bash scripts/gpu-check.sh --prepare here and carry .gpu-carry"
+  echo "| setup | FAILED: no node (.gpu-carry missing) | 0 | |" >>"$SUMMARY"
+  exit 1
+fi
+say "node $(command -v node) $(node --version), python $PY, budget $BUDGET s, device $DEVICE"
+export JOBS=max npm_config_jobs=max # node-gyp's make -j (the 16 cores)
+
+# ---------------------------------------------------------------- 0 imports, 1 machine, 2 build, 3 device
+run_step imports 60 "every package dist/ reaches loads from the carried node_modules" node scripts/check-imports.mjs
+# ---------------------------------------------------------------- 1 machine, 2 build, 3 device
+run_step machine 60 "GPU, compilers, Python packages" bash -c "
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || echo 'no nvidia-smi'
+  nvcc --version 2>&1 | tail -n 2 || true
+  g++ --version | head -n 1; make --version | head -n 1; cmake --version | head -n 1 || true; nproc; free -g | head -n 2
+  $PY -c 'import torch; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, torch.cuda.is_available(), \"cxx11 abi\", torch.compiled_with_cxx11_abi())'
+  for m in transformers peft safetensors numpy; do $PY -c \"import \$m; print(\\\"\$m\\\", \$m.__version__)\" 2>&1 | tail -n 1; done
+"
+# Without make (the machine's image lists CMake and ninja, not make): the same compile and link lines as
+# binding.gyp's, by hand, one g++ per source in parallel; then the same load check as build-native.mjs
+build_direct() {
+  set -e
+  local inc libs out=native/build/Release
+  inc=$(node native/find-libtorch.mjs --include)
+  libs=$(node native/find-libtorch.mjs --libs)
+  mkdir -p "$out/obj"
+  local flags=(-std=c++17 -fPIC -pthread -O3 -fexceptions -frtti -fno-math-errno -fno-trapping-math -Wno-unused-parameter
+    -Wno-deprecated-declarations -DNAPI_CPP_EXCEPTIONS -DNAPI_VERSION=8 -DBUILDING_NODE_EXTENSION
+    -DNODE_GYP_MODULE_NAME=goodvibe_torch -I"$(node -p "require('node-addon-api').include_dir")"
+    -I"${npm_config_nodedir:-/usr}/include/node")
+  for i in $inc; do flags+=(-I"$i"); done
+  local srcs pids=()
+  srcs=$(python3 -c 'import ast; print(" ".join(ast.literal_eval(open("native/binding.gyp").read())["targets"][0]["sources"]))')
+  for f in $srcs; do
+    g++ "${flags[@]}" -c "native/$f" -o "$out/obj/$(basename "$f" .cc).o" &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+  # shellcheck disable=SC2086
+  g++ -shared -pthread -rdynamic -o "$out/goodvibe_torch.node" "$out"/obj/*.o $libs
+  node -e "console.log('addon built by hand, libtorch', require('./$out/goodvibe_torch.node').version())"
+}
+if [ $MODE = gpu ] || [ "${DIRECT_BUILD:-0}" = 1 ]; then
+  if [ $MODE = gpu ]; then
+    LIBTORCH=${LIBTORCH:-$($PY -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)}
+    export LIBTORCH
+  fi
+  if command -v make >/dev/null && [ "${DIRECT_BUILD:-0}" != 1 ]; then
+    run_step build 300 "addon against ${LIBTORCH:-the found libtorch} (node-gyp, make -j)" node scripts/build-native.mjs --force
+  else
+    export -f build_direct
+    run_step build 300 "addon against ${LIBTORCH:-the found libtorch} (no make: binding.gyp's lines by hand, g++ per source)" \
+      bash -c build_direct
+  fi
+elif [ ! -f native/build/Release/goodvibe_torch.node ] || [ "${REHEARSE_BUILD:-1}" = 1 ]; then
+  run_step build 900 "addon against the host libtorch (rehearsal)" node scripts/build-native.mjs --force
+else
+  RESULT[build]=ok
+fi
+run_step device 60 "the addon loads, sees the device, a matmul there" node -e '
   import("./dist/src/tensor/index.js").then((t) => {
     console.log("libtorch", t.torchVersion(), "cuda", t.cudaAvailable(), "kernels", t.kernelMode());
     const d = t.resolveDevice(process.argv[1]); // a clear error here when CUDA is absent
-    const x = t.Tensor.randn([256, 256]).toDevice(d);
+    const x = t.Tensor.randn([1024, 1024]).toDevice(d);
     const y = x.matmul(x).sum().item();
-    console.log("device", d, "matmul ok", Number.isFinite(y));
+    console.log("device", d, "matmul finite", Number.isFinite(y));
+    if (!Number.isFinite(y)) process.exit(1);
   });' "$DEVICE"
-step "fixtures on $DEVICE (logits, identification, GoodVibe and LoRA steps against PyTorch)" \
-  env GOODVIBE_TEST_DEVICE=$DEVICE node --test --test-concurrency=1 dist/test/models/on-device.test.js dist/test/tensor/device.test.js
-step "CPU fixture suites on this addon build" node --test --test-concurrency=1 dist/test/tensor dist/test/models dist/test/method
 
-if [ "${SKIP_BENCH:-0}" = 1 ]; then
-  say "benchmarks skipped (SKIP_BENCH=1)"
-  exit 0
+# ---------------------------------------------------------------- 4 fixtures on the device
+if need build device; then
+  run_step fixtures 180 "on-device fixtures (4 families) + device policy, GOODVIBE_TEST_DEVICE=$DEVICE" \
+    env GOODVIBE_TEST_DEVICE=$DEVICE node --test --test-concurrency=1 dist/test/models/on-device.test.js dist/test/tensor/device.test.js
 fi
-if ! $PY -c 'import torch' 2>/dev/null; then
-  say "no torch for $PY: benchmarks skipped"
-  exit 0
+
+# ---------------------------------------------------------------- 5 the Hugging Face round trip
+if need build device; then
+  run_step hf-ours 240 "$FAMILIES: bases, CLI harden goodvibe + lora, GoodVibe as PEFT, our logits" \
+    node dist/bench/hf-roundtrip.js --out "$WORK/hf" --device "$DEVICE" --families "$FAMILIES" &&
+    run_step hf-theirs 180 "engine $ENGINE: checkpoints and adapters loaded by the Python side, logits against ours" \
+      "$PY" bench/hf_roundtrip.py "$WORK/hf" --device "$DEVICE" --engine $ENGINE --json "$WORK/bench/hf-roundtrip.json"
+  [ -f "$WORK/hf/hf-saved.json" ] &&
+    run_step hf-back 120 "the other way: the bases as the Python side saved them, read by our loader, logits against its" \
+      node dist/bench/hf-roundtrip.js --check "$WORK/hf/hf-saved.json" --device "$DEVICE"
 fi
-node -e "import('./dist/bench/common.js').then((m) => m.randomModelDir($LAYERS))" | tee -a "$LOG"
-MODEL=/tmp/goodvibe-bench/qwen2.5-0.5b-random-L$LAYERS
-bench() { # name, command...
-  local name=$1
-  shift
-  say "$name"
-  "$@" --json "$OUT/$name.json" >"$OUT/$name.log" 2>&1 || { say "FAILED: $name (log: $OUT/$name.log)"; exit 1; }
-  tail -n 3 "$OUT/$name.log" | tee -a "$LOG"
+
+# ---------------------------------------------------------------- 6, 7 benchmarks side by side
+GPUMEM=""
+gpumem_start() {
+  GPUMEM=""
+  command -v nvidia-smi >/dev/null || return 0
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$WORK/bench/$1.gpumem" 2>/dev/null &
+  GPUMEM=$!
 }
-bench fwdbwd-addon node dist/bench/forward-backward.js --device $DEVICE --layers "$LAYERS"
-bench fwdbwd-torch $PY bench/torch_reference.py fwdbwd --model "$MODEL" --device $DEVICE
-for m in goodvibe lora full; do
-  bench "train-$m-addon" node dist/bench/train-step.js --method $m --device $DEVICE --layers "$LAYERS"
-  bench "train-$m-torch" $PY bench/torch_train.py --model "$MODEL" --method $m --device $DEVICE
-done
-say "done: $OUT"
+gpumem_stop() { [ -n "$GPUMEM" ] && kill "$GPUMEM" 2>/dev/null && wait "$GPUMEM" 2>/dev/null; GPUMEM=""; }
+bench_pair() { # shape layers methods...
+  local shape=$1 layers=$2
+  shift 2
+  local dir=$WORK/models/qwen2.5-$shape-random-L$layers
+  local common=(--device "$DEVICE" --tokens "$TOKENS")
+  run_step "model-$shape" 120 "random bf16 checkpoint, Qwen2.5-$shape widths, $layers layers" \
+    node dist/bench/make-random-model.js "$dir" "$layers" "$shape" || return 1
+  one() { # name, command... (nvidia-smi sampled while it runs)
+    local name=$1
+    shift
+    gpumem_start "$name"
+    run_step "$name" 150 "$shape, $layers layers, $TOKENS tokens" "$@" --json "$WORK/bench/$name.json"
+    local rc=$?
+    gpumem_stop
+    return $rc
+  }
+  one "fwdbwd-$shape-ours" node dist/bench/forward-backward.js --model "$dir" "${common[@]}" --passes 3
+  one "fwdbwd-$shape-torch" "$PY" bench/torch_reference.py fwdbwd --model "$dir" "${common[@]}" --passes 3
+  for m in "$@"; do
+    one "train-$m-$shape-ours" node dist/bench/train-step.js --model "$dir" --method "$m" "${common[@]}" --steps 3
+    one "train-$m-$shape-torch" "$PY" bench/torch_train.py --model "$dir" --method "$m" "${common[@]}" --steps 3
+  done
+  rm -rf "$dir"
+}
+if need build device; then
+  bench_pair 0.5b "$LAYERS_05B" goodvibe lora full
+  if [ $MODE = rehearse ]; then bench_pair 7b "$LAYERS_7B" goodvibe; else bench_pair 7b "$LAYERS_7B" goodvibe lora full; fi
+  "$PY" bench/gpu_summary.py "$WORK/bench" --peak-tflops "$PEAK_TFLOPS" >"$OUT/bench.md" 2>>"$LOG" || true
+  cat "$OUT/bench.md" | tee -a "$LOG"
+fi
+
+# ---------------------------------------------------------------- 8 the CPU fixture suites on this build
+if need build; then
+  run_step suites 600 "$SUITES, $CONCURRENCY files at once, 2 libtorch threads each" \
+    env GOODVIBE_THREADS=2 node --test --test-concurrency="$CONCURRENCY" $SUITES
+  grep -E '^# (tests|pass|fail|skipped)' "$WORK/logs/suites.log" 2>/dev/null | tee -a "$LOG"
+fi
+pack
+say "done in $SECONDS s: $OUT"
+cat "$SUMMARY"
