@@ -2,19 +2,22 @@
  * Writes a random-weight checkpoint in Qwen2.5-0.5B's shape: config.json + model.safetensors, bf16, N(0, 0.02²)
  * for matrices and ones for norms (as HF initialises them). Run by common.ts's randomModelDir in a child process.
  *
- *   node dist/bench/make-random-model.js <out-dir> [numLayers=24] [shape=0.5b|7b]
+ *   node dist/bench/make-random-model.js <out-dir> [numLayers=24] [shape=0.5b|7b] [device=cpu|cuda]
  *
  * 7b: Qwen2.5-7B's widths (hidden 3584, MLP 18944, 28 heads of 128, 4 KV heads, vocabulary 152064) with the
  * embeddings tied (Qwen2.5-7B unties them; bench/torch_reference.py's model ties them), for the GPU benchmarks.
+ * device: where the random numbers are drawn (cuda: seconds instead of a minute for the 7B widths; other values
+ * than the CPU's draw, which does not matter to a benchmark that reads the same file on both sides).
  */
 import * as path from "node:path";
 import { writeFileAtomic } from "../src/io/atomic.js";
 import { writeModelWeights, type TensorToWrite } from "../src/io/safetensors.js";
-import { Tensor, manualSeed, noGrad, tidy } from "../src/tensor/index.js";
+import { Tensor, manualSeed, noGrad, resolveDevice, tidy } from "../src/tensor/index.js";
 import { qwen25HalfBConfig } from "./common.js";
 
 function main(): void {
-  const [dir, layersArg, shape = "0.5b"] = process.argv.slice(2);
+  const [dir, layersArg, shape = "0.5b", deviceArg = "cpu"] = process.argv.slice(2);
+  const device = resolveDevice(deviceArg);
   if (!dir) throw new Error("usage: make-random-model.js <out-dir> [numLayers] [0.5b|7b]");
   if (shape !== "0.5b" && shape !== "7b") throw new Error(`shape must be 0.5b or 7b, got ${shape}`);
   const numLayers = Number(layersArg ?? 24);
@@ -62,7 +65,7 @@ function main(): void {
       tidy(() =>
         (init === "ones"
           ? Tensor.ones(shape, "bfloat16")
-          : Tensor.randn(shape, "bfloat16").mul(0.02)
+          : Tensor.randn(shape, "bfloat16", device).mul(0.02)
         ).toBytes(),
       ),
     ),

@@ -253,8 +253,12 @@ fi
 
 # ---------------------------------------------------------------- 5 the Hugging Face round trip
 if need build device; then
-  run_step hf-ours 240 "$FAMILIES: bases, CLI harden goodvibe + lora, GoodVibe as PEFT, our logits" \
-    node dist/bench/hf-roundtrip.js --out "$WORK/hf" --device "$DEVICE" --families "$FAMILIES" &&
+  # the formats do not depend on where our side ran: if the CLI fails on the GPU, the round trip still runs from
+  # the CPU (and the failure stays in the summary)
+  { run_step hf-ours 240 "$FAMILIES: bases, CLI harden goodvibe + lora, GoodVibe as PEFT, our logits" \
+    node dist/bench/hf-roundtrip.js --out "$WORK/hf" --device "$DEVICE" --families "$FAMILIES" ||
+    { [ $DEVICE != cpu ] && run_step hf-ours-cpu 150 "the same on the CPU, after hf-ours failed on $DEVICE" \
+      node dist/bench/hf-roundtrip.js --out "$WORK/hf" --device cpu --families "$FAMILIES"; }; } &&
     run_step hf-theirs 180 "engine $ENGINE: checkpoints and adapters loaded by the Python side, logits against ours" \
       "$PY" bench/hf_roundtrip.py "$WORK/hf" --device "$DEVICE" --engine $ENGINE --json "$WORK/bench/hf-roundtrip.json"
   [ -f "$WORK/hf/hf-saved.json" ] &&
@@ -277,7 +281,7 @@ bench_pair() { # shape layers methods...
   local dir=$WORK/models/qwen2.5-$shape-random-L$layers
   local common=(--device "$DEVICE" --tokens "$TOKENS")
   run_step "model-$shape" 120 "random bf16 checkpoint, Qwen2.5-$shape widths, $layers layers" \
-    node dist/bench/make-random-model.js "$dir" "$layers" "$shape" || return 1
+    node dist/bench/make-random-model.js "$dir" "$layers" "$shape" "$DEVICE" || return 1
   one() { # name, command... (nvidia-smi sampled while it runs)
     local name=$1
     shift
