@@ -164,18 +164,28 @@ need() { # need STEP...: every named step passed
 }
 
 # ---------------------------------------------------------------- Node, its headers, node_modules, dist from .gpu-carry
+# untar ARCHIVE DIR: tar -J where xz is installed, else python3's tarfile (lzma is in the standard library)
+untar() {
+  if xz --version >/dev/null 2>&1; then
+    tar -C "$2" -xJf "$1"
+  else
+    "$PY" -c 'import sys, tarfile
+t = tarfile.open(sys.argv[1])
+t.extractall(sys.argv[2], **({"filter": "tar"} if hasattr(tarfile, "data_filter") else {}))' "$1" "$2"
+  fi
+}
 if [ -f "$CARRY/node.xz" ]; then
   mkdir -p "$WORK/node/bin"
   if [ ! -x "$WORK/node/bin/node" ]; then
     "$PY" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
       "$CARRY/node.xz" "$WORK/node/bin/node.tmp" && chmod +x "$WORK/node/bin/node.tmp" && mv "$WORK/node/bin/node.tmp" "$WORK/node/bin/node"
   fi
-  tar -C "$WORK/node" -xJf "$CARRY/node-headers.tar.xz"
+  untar "$CARRY/node-headers.tar.xz" "$WORK/node"
   export PATH=$WORK/node/bin:$PATH npm_config_nodedir=$WORK/node
 fi
 # the carried ones replace whatever an earlier call left on a warm machine
-[ -f "$CARRY/node_modules.tar.xz" ] && rm -rf node_modules && tar -xJf "$CARRY/node_modules.tar.xz"
-[ -f "$CARRY/dist.tar.xz" ] && rm -rf dist && tar -xJf "$CARRY/dist.tar.xz"
+[ -f "$CARRY/node_modules.tar.xz" ] && rm -rf node_modules && untar "$CARRY/node_modules.tar.xz" .
+[ -f "$CARRY/dist.tar.xz" ] && rm -rf dist && untar "$CARRY/dist.tar.xz" .
 if ! command -v node >/dev/null; then
   say "no node: run bash scripts/gpu-check.sh --prepare here and carry .gpu-carry"
   echo "| setup | FAILED: no node (.gpu-carry missing) | 0 | |" >>"$SUMMARY"
