@@ -2,9 +2,10 @@
  * The report's figures as Vega-Lite specs rendered to SVG headless. Vega lays out text with
  * node-canvas when it is installed and with its built-in width estimate when not (our case: .npmrc
  * omits optional packages), so labels can sit a pixel or two off but render without native code.
+ * Vega and Vega-Lite are imported when a figure is rendered, not with this module: loading them took
+ * 0.3 of the CLI's 0.45 s start-up for every command, most of which never draw a figure.
  */
-import * as vega from "vega";
-import { compile, type TopLevelSpec } from "vega-lite";
+import type { TopLevelSpec } from "vega-lite";
 import { groupBySetting, sampleSd, type Setting } from "./aggregate.js";
 import type { CellResult, ExperimentResults, Method } from "./schema.js";
 import { isLossLike, METHOD_LABELS, utilityBenchmarks, utilityDelta } from "./paper-tables.js";
@@ -257,6 +258,7 @@ export function buildFigures(results: ExperimentResults): Figure[] {
  * gradients) unique, since several SVGs inlined into one HTML page share one id namespace.
  */
 export async function renderSvg(spec: TopLevelSpec, idPrefix: string): Promise<string> {
+  const [vega, { compile }] = await Promise.all([import("vega"), import("vega-lite")]);
   const compiled = compile(spec).spec;
   const view = new vega.View(vega.parse(compiled), { renderer: "none", logLevel: vega.Error });
   try {
