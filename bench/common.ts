@@ -95,13 +95,22 @@ export function applyThreads(requested?: number): number {
  * The decoder path a benchmark runs: --fused forces every fused op, --unfused op by op, neither the per-op
  * defaults; --concat on|off forces the one q/k/v and gate/up product either way.
  */
-export function applyDecoderPath(args: { fused?: boolean; unfused?: boolean; concat?: string }): void {
+export function applyDecoderPath(args: {
+  fused?: boolean;
+  unfused?: boolean;
+  concat?: string;
+  "frozen-dx"?: string;
+}): void {
   if (args.fused && args.unfused) throw new Error("--fused and --unfused exclude each other");
   setFusedOps(args.fused ? true : args.unfused ? false : null);
-  if (args.concat !== undefined) {
-    if (args.concat !== "on" && args.concat !== "off")
-      throw new Error(`--concat must be on or off, got ${args.concat}`);
-    setFusedOp("concatLinear", args.concat === "on");
+  for (const [flag, op] of [
+    ["concat", "concatLinear"],
+    ["frozen-dx", "frozenDx"],
+  ] as const) {
+    const v = args[flag];
+    if (v === undefined) continue;
+    if (v !== "on" && v !== "off") throw new Error(`--${flag} must be on or off, got ${v}`);
+    setFusedOp(op, v === "on");
   }
 }
 

@@ -12,7 +12,16 @@
  */
 import { parseArgs } from "node:util";
 import { loadModel, Linear, type DecoderModel } from "../src/models/index.js";
-import { Tensor, fusedOps, noGrad, resolveDevice, tidy } from "../src/tensor/index.js";
+import {
+  Tensor,
+  frozenLinearCache,
+  fusedOps,
+  noGrad,
+  resolveDevice,
+  setFusedOp,
+  tidy,
+  type FusedOp,
+} from "../src/tensor/index.js";
 import { peakRssBytes } from "../src/util/memory.js";
 import { activationBytesEstimate, benchIds, identificationPass, passFlops } from "./pass.js";
 import {
@@ -41,9 +50,13 @@ const { values: args } = parseArgs({
     unfused: { type: "boolean", default: false },
     // one q/k/v and one gate/up product (on) or a product per linear (off); default: the per-op default
     concat: { type: "string" },
+    // a frozen bf16 weight's dX from its transposed copy (on) or libtorch's linear backward (off); default: off
+    "frozen-dx": { type: "string" },
     device: { type: "string", default: "cpu" },
     profile: { type: "boolean", default: false },
     "tidy-layers": { type: "boolean", default: false },
+    // alternate passes between the two settings of one per-op switch in this process (A/B), e.g. --ab frozenDx
+    ab: { type: "string" },
     json: { type: "string" },
   },
 });
@@ -112,6 +125,40 @@ function tidyEachLayer(model: DecoderModel): void {
   }
 }
 
+/**
+ * --ab OP: passes alternate between OP off and on in this one process (one warm-up pass each first), so both
+ * settings meet the same load; prints each setting's passes, medians and minima, and peak RSS.
+ */
+function abPasses(model: DecoderModel, ids: Tensor, target: Tensor, op: FusedOp, passes: number): void {
+  const settings = [false, true];
+  const times: number[][] = [[], []];
+  const losses: number[] = [];
+  for (const [i, on] of settings.entries()) {
+    setFusedOp(op, on);
+    losses[i] = identificationPass(model, ids, target).loss;
+  }
+  const rssWarm = peakRssBytes();
+  for (let p = 0; p < passes; p++)
+    for (const [i, on] of settings.entries()) {
+      setFusedOp(op, on);
+      times[i].push(seconds(() => identificationPass(model, ids, target)));
+    }
+  const cache = frozenLinearCache();
+  console.log(
+    `A/B of ${op} in one process, ${passes} passes each, alternated (load ${machineInfo().loadAverage})`,
+  );
+  for (const [i, on] of settings.entries())
+    console.log(
+      `${op} ${on ? "on " : "off"}: median ${median(times[i]).toFixed(3)} s, min ${Math.min(...times[i]).toFixed(3)} s ` +
+        `(${times[i].map((t) => t.toFixed(3)).join(" / ")}), loss ${losses[i]}`,
+    );
+  console.log(
+    `on / off (median): ${(median(times[1]) / median(times[0])).toFixed(3)}; peak RSS after both warm-ups ` +
+      `${(rssWarm / GiB).toFixed(2)} GiB, at the end ${(peakRssBytes() / GiB).toFixed(2)} GiB; transposed weight ` +
+      `copies held: ${cache.count}, ${(cache.bytes / GiB).toFixed(2)} GiB`,
+  );
+}
+
 function main(): void {
   const threads = applyThreads(args.threads ? Number(args.threads) : undefined);
   applyDecoderPath(args);
@@ -126,6 +173,7 @@ function main(): void {
   const ids = benchIds(T, model.cfg.vocabSize);
   const target = Tensor.fromArray([42], [1], "int64");
 
+  if (args.ab) return abPasses(model, ids, target, args.ab as FusedOp, passes);
   const warm = identificationPass(model, ids, target); // first pass: oneDNN primitive creation, page-in of the mapped weights
   const times: number[] = [];
   let last = warm;

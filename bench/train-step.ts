@@ -32,6 +32,8 @@ import {
   Tensor,
   fusedOps,
   manualSeed,
+  setFusedOp,
+  type FusedOp,
   resolveDevice,
   synchronize,
   tidy,
@@ -68,8 +70,12 @@ const { values: args } = parseArgs({
     unfused: { type: "boolean", default: false },
     // one q/k/v and one gate/up product (on) or a product per linear (off); default: the per-op default
     concat: { type: "string" },
+    // a frozen bf16 weight's dX from its transposed copy (on) or libtorch's linear backward (off); default: off
+    "frozen-dx": { type: "string" },
     device: { type: "string", default: "cpu" },
     selection: { type: "string" },
+    // alternate steps between the two settings of one per-op switch in this process (A/B), e.g. --ab frozenDx
+    ab: { type: "string" },
     json: { type: "string" },
   },
 });
@@ -180,7 +186,12 @@ function main(): void {
   const phases: { fwdbwd: number; optimizer: number; total: number }[] = [];
   const rss: number[] = [];
   let loss = NaN;
-  for (let s = 0; s <= steps; s++) {
+  // --ab OP: even steps with OP off, odd steps on; steps 0 and 1 warm up each setting
+  const ab = args.ab as FusedOp | undefined;
+  const abTimes: number[][] = [[], []];
+  const last = ab ? steps + 1 : steps;
+  for (let s = 0; s <= last; s++) {
+    if (ab) setFusedOp(ab, s % 2 === 1);
     manualSeed(s);
     const p = { fwdbwd: 0, optimizer: 0, total: 0 };
     p.total = seconds(() => {
@@ -194,13 +205,26 @@ function main(): void {
         synchronize(model.device);
       });
     });
-    if (s > 0) phases.push(p); // step 0 warms up (oneDNN primitives, page-in, AdamW state allocation)
+    if (ab && s > 1) abTimes[s % 2].push(p.total);
+    else if (!ab && s > 0) phases.push(p); // step 0 warms up (oneDNN primitives, page-in, AdamW state allocation)
     // resident memory after each step: a leak shows as growth from step to step
     console.error(
       `step ${s}: ${p.total.toFixed(2)} s, loss ${loss.toFixed(4)}, RSS ${(currentRssBytes() / GiB).toFixed(2)} GiB, ` +
         `peak ${(peakRssBytes() / GiB).toFixed(2)} GiB`,
     );
     rss.push(currentRssBytes());
+  }
+  if (ab) {
+    console.log(`A/B of ${ab} in one process, steps alternated (load ${machineInfo().loadAverage})`);
+    for (const on of [0, 1])
+      console.log(
+        `${ab} ${on ? "on " : "off"}: median ${median(abTimes[on]).toFixed(3)} s, min ` +
+          `${Math.min(...abTimes[on]).toFixed(3)} s (${abTimes[on].map((t) => t.toFixed(3)).join(" / ")})`,
+      );
+    console.log(
+      `on / off (median): ${(median(abTimes[1]) / median(abTimes[0])).toFixed(3)}; peak RSS ${(peakRssBytes() / GiB).toFixed(2)} GiB, loss ${loss}`,
+    );
+    return;
   }
   const med = (k: keyof (typeof phases)[0]) => median(phases.map((p) => p[k]));
   const flops = sftFlops(model, attached, [1, T], lossTokens, checkpointing);

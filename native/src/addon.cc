@@ -5,6 +5,7 @@
 #include <napi.h>
 #include <torch/torch.h>
 
+#include "frozen_linear.h"
 #include "fused.h"
 #include "grad_reduce.h"
 #include "train_ops.h"
@@ -702,6 +703,14 @@ OP(rmsNorm, "(x: N, w: N, eps: number, onePlus: boolean): N") {
 OP(rope, "(x: N, cos: N, sin: N, groups: number): N") { RET(gv::rope(T(info, 0), T(info, 1), T(info, 2), I(info, 3))); }
 OP(gatedAct, "(g: N, u: N, act: string): N") { RET(gv::gatedAct(T(info, 0), T(info, 1), S(info, 2))); }
 OP(splitColumns, "(y: N, sizes: number[]): N[]") { return wrapList(ENV, gv::splitColumns(T(info, 0), IL(info, 1))); }
+OP(frozenLinear, "(x: N, w: N, b?: N | null): N") { RET(gv::frozenLinear(T(info, 0), T(info, 1), OptT(info, 2))); }
+OP(frozenLinearCache, "(clear: boolean): [number, number]") {
+  auto r = gv::frozenLinearCache(B(info, 0));
+  auto out = Napi::Array::New(ENV, 2);
+  out.Set(0u, Napi::Number::New(ENV, static_cast<double>(r.first)));
+  out.Set(1u, Napi::Number::New(ENV, static_cast<double>(r.second)));
+  return out;
+}
 OP(attention,
    "(q: N, k: N, v: N, scale: number, past: number, window: number, keyMask: N | null, softcap: number): N") {
   auto keyMask = OptT(info, 6);

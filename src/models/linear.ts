@@ -6,7 +6,15 @@
  * output through its adapter and tap.
  */
 import { InputError } from "../errors.js";
-import { Tensor, fusedOps, keep, noGrad, releaseMappedPages, splitColumns } from "../tensor/index.js";
+import {
+  Tensor,
+  frozenLinear,
+  fusedOps,
+  keep,
+  noGrad,
+  releaseMappedPages,
+  splitColumns,
+} from "../tensor/index.js";
 
 export interface LinearAdapter {
   /** Returns the layer output with the adapter's contribution added. `y` is x Wᵀ + b. */
@@ -29,6 +37,16 @@ export interface LinearAdapter {
 /** Sees each output as it is made (identification keeps its gradient). */
 export type OutputTap = (y: Tensor, layer: Linear) => void;
 
+/**
+ * x Wᵀ + b; a frozen bf16 weight's dX from its transposed copy where fusedOps("frozenDx") is on (opt-in: it holds
+ * that copy; tensor.ts frozenLinear).
+ */
+function product(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
+  if (w.dtype === "bfloat16" && !w.requiresGrad && !b?.requiresGrad && fusedOps("frozenDx", x.device))
+    return frozenLinear(x, w, b);
+  return x.linear(w, b);
+}
+
 export class Linear {
   adapter: LinearAdapter | null = null;
   tap: OutputTap | null = null;
@@ -47,7 +65,7 @@ export class Linear {
   }
 
   forward(x: Tensor): Tensor {
-    return this.finish(x, x.linear(this.weight, this.bias));
+    return this.finish(x, product(x, this.weight, this.bias));
   }
 
   /** The adapter and the tap on y = x Wᵀ + b, whether y came from this layer's product or its group's. */
@@ -129,7 +147,7 @@ export class LinearGroup {
   /** Each linear's output (adapter and tap applied), in order. */
   forward(x: Tensor): Tensor[] {
     if (!fusedOps("concatLinear", x.device) || !this.shared()) return this.linears.map((l) => l.forward(x));
-    const parts = splitColumns(x.linear(this.weight!, this.bias), this.sizes);
+    const parts = splitColumns(product(x, this.weight!, this.bias), this.sizes);
     return this.linears.map((l, i) => l.finish(x, parts[i]));
   }
 }

@@ -53,6 +53,8 @@ export interface NativeOps {
   expand(t: N, shape: number[]): N;
   flip(t: N, dims: number[]): N;
   fromBuffer(buf: Uint8Array, dtype: string, shape: number[], device?: string): N;
+  frozenLinear(x: N, w: N, b?: N | null): N;
+  frozenLinearCache(clear: boolean): [number, number];
   full(shape: number[], value: number, dtype: string, device?: string): N;
   gatedAct(g: N, u: N, act: string): N;
   gather(t: N, dim: number, index: N): N;
@@ -185,6 +187,8 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "expand",
   "flip",
   "fromBuffer",
+  "frozenLinear",
+  "frozenLinearCache",
   "full",
   "gatedAct",
   "gather",

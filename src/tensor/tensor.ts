@@ -772,7 +772,7 @@ export function dropout(x: Tensor, p: number, train: boolean): Tensor {
  * "concatLinear" is one product for the linears that read the same input (q/k/v, gate/up: models/linear.ts
  * LinearGroup).
  */
-export type FusedOp = "rmsNorm" | "attention" | "gatedAct" | "clusterRowUpdate" | "concatLinear";
+export type FusedOp = "rmsNorm" | "attention" | "gatedAct" | "clusterRowUpdate" | "concatLinear" | "frozenDx";
 
 /**
  * Which fused ops run by default, per op, on the CPU. Each is on where it measured faster than the op-by-op
@@ -785,6 +785,10 @@ export type FusedOp = "rmsNorm" | "attention" | "gatedAct" | "clusterRowUpdate" 
  * alternated in one process, BENCHMARKS §5 "One product for q/k/v and one for gate/up"): the identification pass
  * 1.174 against 1.215 s, a GoodVibe step 1.61 against 1.73 s. Other devices (CUDA) run the op-by-op path by
  * default: the fused ops run their composite ATen form there, which was not measured faster.
+ * frozenDx (a frozen bf16 weight's dX from a transposed copy, frozenLinear; same values bit for bit) is off by
+ * default: it holds a second copy of every frozen weight that meets a backward (Qwen2.5-0.5B's shape: +0.92 GiB, the
+ * tied lm_head's 0.25 GiB included; a 7B model's ~13 GiB) for an identification pass 0.88-1.00x and a 4-layer
+ * GoodVibe step 0.77-0.83x the time (alternated in one process, 1 thread, BENCHMARKS §5 "dX from transposed weights").
  */
 const FUSED_DEFAULT_CPU: Record<FusedOp, boolean> = {
   rmsNorm: true,
@@ -792,6 +796,7 @@ const FUSED_DEFAULT_CPU: Record<FusedOp, boolean> = {
   gatedAct: true,
   clusterRowUpdate: true,
   concatLinear: true,
+  frozenDx: false,
 };
 
 /** GOODVIBE_FUSED=1: every fused op; 0: none (transformers' eager code op by op); unset: the per-op defaults. */
@@ -880,6 +885,23 @@ export function splitColumns(y: Tensor, sizes: number[]): Tensor[] {
  */
 export function releaseMappedPages(t: Tensor): number {
   return native.releaseMappedPages(t.h);
+}
+
+/**
+ * y = x·Wᵀ + b for a weight and bias that need no gradient, whose backward computes dX = dY·W from Wᵀ stored
+ * contiguously (the reduction dimension contiguous, the layout oneDNN's bf16 matmul runs fastest here: BENCHMARKS
+ * §5, "Weights packed once for the frozen products"). The addon makes Wᵀ once per weight and keeps it while the
+ * weight lives unchanged (an in-place update or a new tensor gets a fresh copy); dX equals x.linear's bit for bit
+ * in the cases measured. Without a gradient to compute it is x.linear(w, b).
+ */
+export function frozenLinear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
+  return new Tensor(native.frozenLinear(x.h, w.h, b?.h ?? null));
+}
+
+/** The transposed weight copies frozenLinear holds now (clear: drop them all first). */
+export function frozenLinearCache(clear = false): { count: number; bytes: number } {
+  const [count, bytes] = native.frozenLinearCache(clear);
+  return { count, bytes };
 }
 
 /** act(gate) · up in one pass (silu, or GELU with the tanh approximation). */

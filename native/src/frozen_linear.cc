@@ -1,0 +1,103 @@
+// dX for frozen bf16 weights from a transposed copy (issue 13 §1; BENCHMARKS §5, "Weights packed once for the
+// frozen products").
+//
+// libtorch computes a linear's dX = dY·W with W [out, in] row-major, i.e. oneDNN's brgemm matmul gets its B
+// operand with the reduction dimension (out) strided; with Wᵀ stored contiguously, the same product reads B with
+// the reduction contiguous, the layout the forward x·Wᵀ already gets. Measured on the identification pass's
+// products (1 thread, AMX): the products of a pass 0.77–0.81x the time, dX bit for bit the same. The price is a
+// transposed copy of every frozen weight that meets a backward, held here and made once per weight and version.
+#include "frozen_linear.h"
+
+#include <map>
+#include <utility>
+
+namespace gv {
+namespace {
+
+using torch::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+struct Entry {
+  c10::weak_intrusive_ptr<c10::StorageImpl> storage;
+  int64_t offset;
+  std::vector<int64_t> sizes, strides;
+  uint32_t version;
+  Tensor wt;  // Wᵀ, contiguous [in, out]
+};
+
+// keyed by the weight's first element and size (a group's concatenated weight and its first linear's view start at
+// the same address); an entry stands only while it is still that tensor's storage, view and version (a weight
+// updated in place, freed, or a new tensor at the same address gets a fresh copy)
+std::map<std::pair<const void*, int64_t>, Entry> g_cache;
+
+bool same(const Entry& e, const Tensor& w) {
+  auto held = e.storage.lock();
+  return held && held.get() == w.storage().unsafeGetStorageImpl() && e.offset == w.storage_offset() &&
+         e.sizes == w.sizes().vec() && e.strides == w.strides().vec() && e.version == w._version();
+}
+
+void purgeExpired() {
+  for (auto it = g_cache.begin(); it != g_cache.end();) it = it->second.storage.expired() ? g_cache.erase(it) : ++it;
+}
+
+Tensor transposed(const Tensor& w) {
+  const std::pair<const void*, int64_t> key{w.data_ptr(), w.numel()};
+  auto it = g_cache.find(key);
+  if (it != g_cache.end() && same(it->second, w)) return it->second.wt;
+  purgeExpired();
+  torch::NoGradGuard ng;
+  Entry e{c10::weak_intrusive_ptr<c10::StorageImpl>(w.storage().getWeakStorageImpl()), w.storage_offset(),
+          w.sizes().vec(), w.strides().vec(), w._version(), w.t().contiguous()};
+  auto wt = e.wt;
+  g_cache.erase(key);
+  g_cache.emplace(key, std::move(e));
+  return wt;
+}
+
+// W and b reach the function inside a struct, not as autograd inputs: neither gets a gradient, and a bias that is a
+// view made without grad mode (a LinearGroup's rows of its concatenated bias) trips libtorch 1.13's view checks
+// when passed as a Function input
+struct Frozen {
+  Tensor w;
+  c10::optional<Tensor> b;
+};
+
+struct FrozenLinearFn : public torch::autograd::Function<FrozenLinearFn> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Frozen& p, const Tensor& wt) {
+    ctx->saved_data["wt"] = wt;
+    // linear's own products (addmm with a bias, else mm, on x folded to 2-D: what torch::linear runs for a
+    // contiguous x), the result reshaped by _unsafe_view: torch::linear returns a view of addmm's result there,
+    // and a view made inside a Function's forward may not be updated in place later (GoodVibe's row update is)
+    auto x2 = x.reshape({-1, x.size(-1)});
+    auto y2 = p.b ? at::addmm(*p.b, x2, p.w.t()) : at::mm(x2, p.w.t());
+    auto shape = x.sizes().vec();
+    shape.back() = p.w.size(0);
+    return at::_unsafe_view(y2, shape);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto wt = ctx->saved_data["wt"].toTensor();
+    // dY·W as the product of dY with (Wᵀ)ᵀ: linear reads Wᵀ [in, out] row-major, the reduction contiguous
+    return {torch::linear(grads[0], wt), Tensor(), Tensor()};
+  }
+};
+
+}  // namespace
+
+Tensor frozenLinear(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b) {
+  TORCH_CHECK(!w.requires_grad() && !(b && b->requires_grad()),
+              "frozenLinear: the weight and bias must not require a gradient (frozen)");
+  TORCH_CHECK(w.dim() == 2, "frozenLinear: the weight must be 2-D, got ", w.dim(), "-D");
+  if (!x.requires_grad() || !torch::GradMode::is_enabled()) return torch::linear(x, w, b);
+  return FrozenLinearFn::apply(x, Frozen{w, b}, transposed(w));
+}
+
+std::pair<int64_t, int64_t> frozenLinearCache(bool clear) {
+  if (clear) g_cache.clear();
+  purgeExpired();
+  int64_t bytes = 0;
+  for (auto& kv : g_cache) bytes += kv.second.wt.nbytes();
+  return {static_cast<int64_t>(g_cache.size()), bytes};
+}
+
+}  // namespace gv

@@ -1,0 +1,11 @@
+// Linear products on frozen weights whose dX reads a transposed copy of the weight (frozen_linear.cc).
+#pragma once
+#include <torch/torch.h>
+
+namespace gv {
+// y = x·Wᵀ + b whose backward computes dX = dY·W from Wᵀ kept contiguous (made once per weight and version), no
+// gradient for W or b: for weights and biases that do not require one.
+torch::Tensor frozenLinear(const torch::Tensor& x, const torch::Tensor& w, const c10::optional<torch::Tensor>& b);
+// The transposed copies held now: { count, bytes }; clear drops them all first.
+std::pair<int64_t, int64_t> frozenLinearCache(bool clear);
+}  // namespace gv
