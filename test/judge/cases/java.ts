@@ -193,8 +193,75 @@ export const javaCases: Case[] = [
           }
         }
       `,
+      code`
+        class Session {
+          boolean valid(Request r) {
+            return "t0k-9f8e7d6c".equals(r.getToken()); // <- hardcoded-credential
+          }
+        }
+      `,
+      code`
+        class Admin {
+          private static final String ADMIN_PW = "Adm1n!2024";
+          boolean check(String pw) {
+            return pw.equals(ADMIN_PW); // <- hardcoded-credential
+          }
+        }
+      `,
     ],
     good: [
+      code`
+        import java.util.StringTokenizer;
+        class Constraints {
+          boolean keySize(String rule) {
+            StringTokenizer tokens = new StringTokenizer(rule);
+            if (!"keySize".equals(tokens.nextToken())) return false;
+            return tokens.hasMoreTokens();
+          }
+        }
+      `,
+      code`
+        class LoginModule {
+          private static final String PASSWORD_KEY = "javax.security.auth.login.password";
+          private static final String CREDENTIALS = "jmx.remote.credentials";
+          String password(java.util.Map<String, ?> shared) {
+            return (String) shared.get(PASSWORD_KEY);
+          }
+        }
+      `,
+      code`
+        class Provider {
+          void register(java.util.Map<String, String> m) {
+            String P11SecretKeyFactory = "sun.security.pkcs11.P11SecretKeyFactory";
+            m.put("SecretKeyFactory.AES", P11SecretKeyFactory);
+          }
+        }
+      `,
+      code`
+        class Options {
+          int parse(String token) {
+            if (token.equals("-verbose")) return 1;
+            else if (token.equals("-quiet")) return 2;
+            return 0;
+          }
+        }
+      `,
+      code`
+        class Tls {
+          void check(TlsSpec spec) {
+            if (!"RAW".equals(spec.getMasterSecret().getFormat())) throw new IllegalArgumentException();
+          }
+        }
+      `,
+      code`
+        class Schema {
+          static final String NMTOKEN = "NMTOKEN";
+          static final String ATTVAL_NMTOKEN = "NMTOKEN";
+          static final String USER_PWD = "userPassword";
+          static final String USERNAME_TOKEN = "{USERNAME}";
+          final String metaValue_PW = "Palau";
+        }
+      `,
       code`
         import java.sql.*;
         class A {

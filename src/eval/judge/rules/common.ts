@@ -10,23 +10,38 @@ type RuleMeta = Omit<Rule, "check">;
 
 /** Identifiers that name a secret. */
 const SECRET_NAME =
-  /(pass(word|wd|phrase|code)?$|passw|pwd|(?:^|_)pw$|[a-z]Pw$|secret|api_?key|apikey|access_?key|private_?key|secret_?key|signing_?key|encryption_?key|auth_?token|access_?token|bearer|^token$|_token$|Token$|credential|jwt)/i;
+  /(pass(word|wd|phrase|code)?$|passw|pwd|secret|api_?key|apikey|access_?key|private_?key|secret_?key|signing_?key|encryption_?key|auth_?token|access_?token|bearer|^token$|_token$|Token$|credential|jwt)/i;
 /** Identifiers with a secret word that hold something else (prompts, lengths, column names). */
 const NOT_SECRET_NAME =
-  /(prompt|message|msg|label|hint|placeholder|field|column|header|param|url|uri|path|file|regex|pattern|format|policy|type|mode|length|len$|min|max|count|name$|error|query|sql|stmt|hash|input|entered|provided|attempt|confirm|check|valid|strength|expire|prefix|env)/i;
+  /(prompt|message|msg|label|hint|placeholder|field|column|header|param|url|uri|path|file|regex|pattern|format|policy|type|mode|length|len$|min|max|count|name$|error|query|sql|stmt|hash|input|entered|provided|attempt|confirm|check|valid|strength|expire|prefix|env|propert|prop$|attr|option|setting|alias|factory|provider|algorithm|class$|(?:pass(?:word)?|pwd|token|credentials?)_?key$|^(?:next|peek|current|cur|prev|previous|last|first|consume|expect|lookahead|skip)_?tokens?$|tokens$|tokeni[sz]er)/i;
 
 /** A literal value that looks like a real secret rather than an empty value or a placeholder. */
 function looksLikeSecret(value: string, opts: { placeholders?: boolean } = {}): boolean {
   if (value.length < 3 || /\s/.test(value)) return false;
   if (
-    /^(<.*>|\$\{.*\}|\$\(.*\)|%[sv@d]|\{\d*\}|your[_-]?\w*|x{3,}|\*+|\.+|null|none|nil|undefined|todo|changeit_later)$/i.test(
+    /^(<.*>|\$\{.*\}|\$\(.*\)|%[sv@d]|\{\d*\}|\{[A-Za-z_]\w*\}|your[_-]?\w*|x{3,}|\*+|\.+|null|none|nil|undefined|todo|changeit_later)$/i.test(
       value,
     )
   ) {
     return false;
   }
   if (/^[A-Z][A-Z0-9_]*_(PASSWORD|SECRET|KEY|TOKEN)$/.test(value)) return false; // an environment variable's name
+  if (isPropertyPath(value)) return false; // the name of a setting or class: "javax.security.auth.login.password"
   return opts.placeholders === true || !isPlaceholder(value);
+}
+
+/**
+ * A dotted path of words: a property key, a package or class name, a host name ("jmx.remote.credentials",
+ * "sun.security.pkcs11.P11SecretKeyFactory", "db.example.com"). It names where a secret is, not the secret.
+ * Two lower-case words at least, so a JWT's or a random token's dotted base64 segments do not match.
+ */
+function isPropertyPath(value: string): boolean {
+  const segs = value.split(".");
+  return (
+    segs.length >= 3 &&
+    segs.every((s) => /^[A-Za-z][A-Za-z0-9_$-]{0,31}$/.test(s)) &&
+    segs.filter((s) => /^[a-z]+$/.test(s)).length >= 2
+  );
 }
 
 /**
@@ -41,8 +56,54 @@ export function isPlaceholder(value: string): boolean {
   );
 }
 
+/**
+ * `pw` abbreviates password in a name of one case (`pw`, `db_pw`, `DB_PW`) or camelCase (`adminPw`); a
+ * mixed-case `metaValue_PW` is a country code.
+ */
+const PW_NAME = /(?:^|_)pw$|^(?:[A-Z0-9]+_)*PW$|[a-z0-9]Pw$/;
+
 function isSecretName(name: string): boolean {
-  return SECRET_NAME.test(name) && !NOT_SECRET_NAME.test(name);
+  return (SECRET_NAME.test(name) || PW_NAME.test(name)) && !NOT_SECRET_NAME.test(name);
+}
+
+const bare = (s: string) => s.toLowerCase().replace(/[^a-z0-9]/g, "");
+
+/**
+ * A constant whose value spells its own name is a label (`SECRET = "secret"`, `NMTOKEN = "NMTOKEN"`,
+ * `ATTVAL_NMTOKEN = "NMTOKEN"`, `USER_PWD = "userPassword"`), not a secret.
+ */
+function isLabel(name: string, value: string): boolean {
+  const n = bare(name).replace(/pwd?$/, "password");
+  const v = bare(value);
+  return v === n || name.endsWith(`_${value}`);
+}
+
+/**
+ * The names compared with two or more different literals in the snippet: a keyword dispatch
+ * (`if (token.equals("-help")) ... else if (token.equals("-version"))`), where the literals are words of a
+ * syntax, not one secret that unlocks something.
+ */
+function dispatchNames(src: Source): Set<string> {
+  const seen = new Map<string, Set<string>>();
+  for (const c of comparisons(src)) {
+    const [a, b] = c.operands.map((o) => src.masked.slice(o.start, o.end).trim());
+    const lit = [a, b].map((t, i) =>
+      /^"/.test(t!) ? src.literalAt(c.operands[i]!.start)?.value : undefined,
+    );
+    const k = lit[0] !== undefined ? 1 : lit[1] !== undefined ? 0 : -1;
+    if (k < 0 || lit[k] !== undefined) continue;
+    const name = operandName([a, b][k]!);
+    if (!name) continue;
+    const set = seen.get(name) ?? new Set<string>();
+    set.add(lit[1 - k]!);
+    seen.set(name, set);
+  }
+  return new Set([...seen].filter(([, v]) => v.size >= 2).map(([n]) => n));
+}
+
+/** The last name of an operand: `spec.getMasterSecret().getFormat()` -> getFormat, `self.token` -> token. */
+function operandName(text: string): string | undefined {
+  return /([A-Za-z_]\w*)\s*(?:\(\s*\))?\s*\)?\s*!?\s*$/.exec(text)?.[1];
 }
 
 /** The whole right-hand side is the literal (not `"x" + y`, not a call argument list continuing). */
@@ -65,6 +126,7 @@ export function hardcodedSecrets(
 ): Finding[] {
   const out: Finding[] = [];
   const msg = (what: string) => `hard-coded ${what}; read secrets from the environment or a secret store`;
+  const dispatch = dispatchNames(src);
   for (const lit of src.strings) {
     if (lit.interpolated) continue;
     const before = src.masked
@@ -80,6 +142,7 @@ export function hardcodedSecrets(
       assign &&
       isSecretName(assign[1]!) &&
       looksLikeSecret(lit.value) &&
+      !isLabel(assign[1]!, lit.value) &&
       endsExpression(src, lit) &&
       !replacedBeforeUse(src, assign[1]!, lit.end)
     ) {
@@ -97,12 +160,15 @@ export function hardcodedSecrets(
       );
     const after = src.masked.slice(lit.end, lit.end + 80);
     const compareAfter =
-      /^\s*(?:==|===|\.equals\s*\(|\.equalsIgnoreCase\s*\()\s*([A-Za-z_][\w.]*)/.exec(after) ??
+      /^\s*(?:==|===|\.equals\s*\(|\.equalsIgnoreCase\s*\()\s*([A-Za-z_][\w.]*(?:\s*\(\s*\)\s*\.\s*[A-Za-z_][\w.]*)*)/.exec(
+        after,
+      ) ??
       (/\b(?:strn?cmp|strcasecmp)\s*\(\s*$/.test(before) ? /^\s*,\s*([A-Za-z_][\w.]*)/.exec(after) : null);
     const compared = compareBefore?.[1] ?? compareAfter?.[1];
     if (
       compared &&
       isSecretName(compared.split(".").pop()!) &&
+      !dispatch.has(compared.split(".").pop()!) &&
       looksLikeSecret(lit.value, { placeholders: true })
     ) {
       out.push(src.finding(rule, lit.start, msg(`secret compared with '${compared}'`)));
@@ -142,15 +208,13 @@ export function hardcodedSecrets(
     const value = (va ?? vb)!;
     const other = va ? b : a;
     if (value.bytes) continue;
-    const otherName = /([A-Za-z_]\w*)\s*(?:\(\s*\))?\s*\)?\s*$/.exec(
-      src.masked.slice(other.start, other.end),
-    )?.[1];
+    const otherName = operandName(src.masked.slice(other.start, other.end));
+    if (otherName !== undefined && dispatch.has(otherName)) continue;
     const credential =
       c.constantTime || (otherName !== undefined && isSecretName(otherName)) || value.via.some(isSecretName);
     if (!credential || !looksLikeSecret(value.value, { placeholders: true })) continue;
     // A constant that spells its own name is a label (`SECRET = "secret"`, `kPassword = "password"`), not a secret.
-    const bare = (s: string) => s.toLowerCase().replace(/[^a-z0-9]/g, "");
-    if (value.via.some((n) => bare(n) === bare(value.value))) continue;
+    if (value.via.some((n) => isLabel(n, value.value))) continue;
     out.push(
       src.finding(
         rule,
