@@ -392,8 +392,54 @@ export const cppCases: Case[] = [
           curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
         }
       `,
+      code`
+        #include <cstdio>
+        #include <curl/curl.h>
+        #define SERVICE_TOKEN "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+        curl_slist* headers() {
+          char line[256];
+          snprintf(line, sizeof(line), "Authorization: Bearer %s", SERVICE_TOKEN);
+          return curl_slist_append(nullptr, line); // <- hardcoded-credential
+        }
+      `,
+      code`
+        #include <format>
+        #include <string>
+        #include <curl/curl.h>
+        curl_slist* headers() {
+          const char* t = "sk_live_4eC39HqLyjWDarjtT1zdp7dc";
+          std::string line = std::format("Authorization: Bearer {}", t);
+          return curl_slist_append(nullptr, line.c_str()); // <- hardcoded-credential
+        }
+      `,
     ],
     good: [
+      code`
+        #include <cstdio>
+        #include <cstdlib>
+        #include <format>
+        #include <string>
+        #include <curl/curl.h>
+        curl_slist* headers() {
+          char line[256];
+          snprintf(line, sizeof(line), "Authorization: Bearer %s", getenv("SERVICE_TOKEN"));
+          curl_slist* l = curl_slist_append(nullptr, line);
+          const char* t = getenv("SERVICE_TOKEN");
+          std::string other = std::format("Authorization: Bearer {}", t);
+          return curl_slist_append(l, other.c_str());
+        }
+      `,
+      code`
+        #include <cstdio>
+        #include <cstring>
+        #include <curl/curl.h>
+        curl_slist* headers(const char* token) {
+          char line[256];
+          snprintf(line, sizeof(line), "Authorization: Bearer %s", "placeholder-overwritten");
+          strncat(line, token, 64);
+          return curl_slist_append(nullptr, line);
+        }
+      `,
       code`
         #include <cstdlib>
         #include <string>

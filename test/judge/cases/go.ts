@@ -241,8 +241,32 @@ export const goCases: Case[] = [
         	return subtle.ConstantTimeCompare([]byte(given), []byte(expected)) == 1 // <- hardcoded-credential
         }
       `,
+      code`
+        package main
+        import (
+        	"fmt"
+        	"net/http"
+        )
+        const stripe = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+        func call(req *http.Request) {
+        	req.Header.Set("Authorization", fmt.Sprintf("Bearer %s", stripe)) // <- hardcoded-credential
+        }
+      `,
     ],
     good: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"net/http"
+        	"os"
+        )
+        func call(req *http.Request) {
+        	k := os.Getenv("STRIPE_KEY")
+        	req.Header.Set("Authorization", fmt.Sprintf("Bearer %s", k))
+        	req.Header.Set("User-Agent", fmt.Sprintf("client/%s", "1.4.2"))
+        }
+      `,
       code`
         package main
         import (

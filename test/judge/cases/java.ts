@@ -208,8 +208,40 @@ export const javaCases: Case[] = [
           }
         }
       `,
+      code`
+        import java.net.*;
+        class Client {
+          private static final String GH = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+          void call(HttpURLConnection conn) {
+            conn.setRequestProperty("Authorization", String.format("token %s", GH)); // <- hardcoded-credential
+          }
+        }
+      `,
+      code`
+        import java.net.*;
+        import java.util.Base64;
+        class Client {
+          void call(HttpURLConnection conn) {
+            String login = "svc" + ":" + "Pr0d-Db!";
+            String basic = Base64.getEncoder().encodeToString(login.getBytes());
+            conn.setRequestProperty("Authorization", "Basic " + basic); // <- hardcoded-credential
+          }
+        }
+      `,
     ],
     good: [
+      code`
+        import java.net.*;
+        import java.util.Base64;
+        class Client {
+          void call(HttpURLConnection conn, String user) {
+            String login = user + ":" + System.getenv("SVC_PASSWORD");
+            String basic = Base64.getEncoder().encodeToString(login.getBytes());
+            conn.setRequestProperty("Authorization", "Basic " + basic);
+            conn.setRequestProperty("Authorization", String.format("Bearer %s", System.getenv("API_TOKEN")));
+          }
+        }
+      `,
       code`
         import java.util.StringTokenizer;
         class Constraints {
@@ -978,6 +1010,16 @@ export const javaCases: Case[] = [
           static final byte[] RAW = {0x2b, 0x7e, 0x15, 0x16, 0x28, 0x2e, 0x52, 0x26, 0x0b, 0x77, 0x15, 0x08, 0x09, 0x4f, 0x4f, 0x3c};
           SecretKeySpec key() {
             return new SecretKeySpec(RAW, "AES"); // <- hardcoded-key
+          }
+        }
+      `,
+      code`
+        import javax.crypto.spec.SecretKeySpec;
+        import java.util.Base64;
+        class Crypto {
+          SecretKeySpec key() {
+            byte[] kb = Base64.getDecoder().decode("q83vEjRWeJq83vEjRWeJqw==");
+            return new SecretKeySpec(kb, "AES"); // <- hardcoded-key
           }
         }
       `,

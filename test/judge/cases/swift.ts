@@ -403,8 +403,33 @@ export const swiftCases: Case[] = [
           return URLCredential(user: "svc", password: p, persistence: .forSession) // <- hardcoded-credential
         }
       `,
+      code`
+        import Foundation
+        func authorize(_ request: inout URLRequest) {
+            let k = "sk_live_51HabcDEFghi"
+            request.setValue("Bearer \(k)", forHTTPHeaderField: "Authorization") // <- hardcoded-credential
+        }
+      `,
+      code`
+        import Foundation
+        let stripe = "sk_live_51HabcDEFghi"
+        func authorize(_ request: inout URLRequest) {
+            request.setValue(String(format: "Bearer %@", stripe), forHTTPHeaderField: "Authorization") // <- hardcoded-credential
+        }
+      `,
     ],
     good: [
+      code`
+        import Foundation
+        func authorize(_ request: inout URLRequest, keychain: Keychain) {
+            let k = keychain.get("api-token") ?? ""
+            request.setValue("Bearer \(k)", forHTTPHeaderField: "Authorization")
+            let env = ProcessInfo.processInfo.environment["API_TOKEN"] ?? ""
+            request.setValue(String(format: "Bearer %@", env), forHTTPHeaderField: "Authorization")
+            let version = "2.1"
+            request.setValue("app/\(version)", forHTTPHeaderField: "User-Agent")
+        }
+      `,
       code`
         import Foundation
         struct Config {

@@ -251,7 +251,11 @@ function connectionStringSecret(value: string): boolean {
 /** " (the literal on line N, through 'a' -> 'b')" when the value came through variables. */
 function viaText(src: Source, v: ConstantValue): string {
   if (v.via.length === 0) return "";
-  const line = v.parts.length > 0 ? ` on line ${src.lineOf(v.parts[0]!.start)}` : "";
+  // The line of the secret itself, not of a format or a header prefix around it.
+  const part =
+    v.parts.find((p) => looksLikeSecret(p.value.replace(AUTH_SCHEME, ""), { placeholders: true })) ??
+    v.parts[0];
+  const line = part ? ` on line ${src.lineOf(part.start)}` : "";
   return ` (the literal${line}, through ${v.via.map((n) => `'${n}'`).join(" -> ")})`;
 }
 

@@ -797,15 +797,155 @@ export interface ConstantValue {
  */
 const WRAP_CALL: Record<SafetyLanguage, RegExp> = {
   cpp: /^(?:std\s*::\s*)?(?:string|string_view|wstring|reinterpret_cast\s*<[^<>]*>|static_cast\s*<[^<>]*>|const_cast\s*<[^<>]*>|\((?:const\s+)?(?:unsigned\s+)?(?:char|uint8_t|u_char|byte|void|BYTE|UCHAR)\s*(?:const\s*)?\*\s*\))\s*$/,
-  java: /^(?:String\s*\.\s*valueOf|new\s+String|\(\s*(?:byte|char)\s*\[\s*\]\s*\))\s*$/,
-  go: /^(?:\[\]\s*byte|string|\[\]\s*rune)\s*$/,
+  java: /^(?:String\s*\.\s*valueOf|new\s+String|\(\s*(?:byte|char)\s*\[\s*\]\s*\)|(?:java\s*\.\s*util\s*\.\s*)?Base64\s*\.\s*get(?:Mime|Url)?(?:En|De)coder\s*\(\s*\)\s*\.\s*(?:encodeToString|encode|decode))\s*$/,
+  go: /^(?:\[\]\s*byte|string|\[\]\s*rune|base64\s*\.\s*(?:Std|URL|RawStd|RawURL)Encoding\s*\.\s*EncodeToString)\s*$/,
   swift: /^(?:Data|Array|\[UInt8\]|String|ContiguousArray)\s*$/,
 };
 const WRAP_SUFFIX =
-  /\s*(?:\.\s*(?:getBytes|toCharArray|c_str|data|utf8|bytes|utf8CString|toByteArray|encodeToByteArray)\b(?:\s*\((?:[^()]|\([^()]*\))*\))?|!)\s*$/;
+  /\s*(?:\.\s*(?:getBytes|toCharArray|c_str|data|utf8|bytes|utf8CString|toByteArray|encodeToByteArray|base64EncodedString)\b(?:\s*\((?:[^()]|\([^()]*\))*\))?|!)\s*$/;
 /** Calls that read into an argument or take its address: the variable's value then comes from elsewhere. */
 const WRITES_ARG =
   /\b(?:getline|gets|fgets|scanf|sscanf|fscanf|strn?cpy|strn?cat|strlcpy|strlcat|memcpy|memmove|sprintf|snprintf|read|fread|recv|Scan\w*|Read\w*|Unmarshal|Decode|swap)\s*\(/;
+
+/** The "(" of the outermost call: past empty `()` pairs of a chain (`Base64.getEncoder().encode(`). */
+function wrapOpen(text: string): number {
+  const chain = /^[\w.\s]*(?:\(\s*\)[\w.\s]*)*/.exec(text)![0];
+  return text[chain.length] === "(" ? chain.length : text.indexOf("(");
+}
+
+/**
+ * A Swift interpolated literal whose interpolations are all fixed (`"Bearer \(k)"`, k a constant): the
+ * literal's text pieces and the values' parts, joined.
+ */
+function interpolatedValue(src: Source, lit: StringLiteral, depth: number): ConstantValue | null {
+  const t = src.text;
+  const contentStart = lit.start + (t.startsWith('"""', lit.start) ? 3 : 1);
+  if (t.slice(contentStart, contentStart + lit.value.length) !== lit.value) return null; // raw #"..."# strings
+  const parts: StringLiteral[] = [];
+  const via: string[] = [];
+  let value = "";
+  let k = contentStart;
+  let from = k;
+  const contentEnd = contentStart + lit.value.length;
+  const piece = (a: number, b: number) => {
+    if (b > a) parts.push({ start: a, end: b, value: t.slice(a, b), interpolated: false });
+    value += t.slice(a, b);
+  };
+  while (k < contentEnd) {
+    if (t[k] === "\\" && t[k + 1] === "(") {
+      piece(from, k);
+      let d = 1;
+      let j = k + 2;
+      while (j < contentEnd && d > 0) {
+        if (t[j] === "(") d++;
+        else if (t[j] === ")") d--;
+        j++;
+      }
+      const v = constantValue(src, k + 2, j - 1, depth + 1);
+      if (!v || v.bytes) return null;
+      parts.push(...v.parts);
+      via.push(...v.via);
+      value += v.value;
+      k = from = j;
+      continue;
+    }
+    k += t[k] === "\\" ? 2 : 1;
+  }
+  piece(from, contentEnd);
+  return { parts, value, bytes: false, via: [...new Set(via)] };
+}
+
+/** Calls that build a string from a format and arguments, per language; `label` is Swift's `format:`. */
+const FORMAT_CALL: Record<SafetyLanguage, RegExp> = {
+  cpp: /^(?:std\s*::\s*|fmt\s*::\s*)format$/,
+  java: /^String\s*\.\s*format$/,
+  go: /^fmt\s*\.\s*Sprintf$/,
+  swift: /^(?:String|NSString)$/,
+};
+/** Calls that join their arguments: absl::StrCat("Bearer ", k). */
+const CONCAT_CALL = /^(?:absl\s*::\s*)?StrCat$/;
+/** printf-style placeholders (`%s`, `%1$s`, `%@`, `%%`); std::format's (`{}`, `{0}`, `{:>8}`, `{{`) in C++. */
+const PRINTF_SPEC = /%%|%(?:(\d+)\$)?[-+ #0]*\d*(?:\.\d+)?(?:hh|h|ll|l|z|j|t|L|q)?[sdiuvxXfFeEgGcq@]/g;
+const BRACE_SPEC = /\{\{|\}\}|\{()(\d*)(?::[^{}]*)?\}/g;
+
+/**
+ * A string formatted from a fixed format and fixed arguments (`fmt.Sprintf("Bearer %s", k)`,
+ * `String.format("Bearer %s", TOKEN)`, `String(format: "Bearer %@", k)`, `std::format("Bearer {}", k)`,
+ * `absl::StrCat("Bearer ", k)`): the text it builds. `undefined` when the expression is no such call,
+ * null when it is one but something in it is not fixed.
+ */
+export function formattedValue(
+  src: Source,
+  start: number,
+  end: number,
+  depth: number,
+): ConstantValue | null | undefined {
+  const m = src.masked;
+  const head = /^([A-Za-z_][\w.:\s]*?)\s*\($/.exec(m.slice(start, m.indexOf("(", start) + 1));
+  if (!head || m.indexOf("(", start) < 0 || matchBracket(src, m.indexOf("(", start)) !== end - 1)
+    return undefined;
+  const callee = head[1]!;
+  const concat = src.lang === "cpp" && CONCAT_CALL.test(callee);
+  if (!concat && !FORMAT_CALL[src.lang].test(callee)) return undefined;
+  let args = src.callArgs(m.indexOf("(", start));
+  if (src.lang === "swift") {
+    const label = args[0] && /^\s*format\s*:\s*/.exec(args[0].masked);
+    if (!label) return undefined;
+    args = [{ ...args[0]!, start: args[0]!.start + args[0]!.masked.indexOf(":") + 1 }, ...args.slice(1)];
+  }
+  if (args.length === 0) return null;
+  const vals = args.map((a) => constantValue(src, a.start, a.end, depth + 1));
+  if (vals.some((v) => v === null || v.bytes)) return null;
+  const join = (vs: ConstantValue[]): ConstantValue => ({
+    parts: vs.flatMap((v) => v.parts),
+    value: vs.map((v) => v.value).join(""),
+    bytes: false,
+    via: [...new Set(vs.flatMap((v) => v.via))],
+  });
+  if (concat) return join(vals as ConstantValue[]);
+  const [format, ...rest] = vals as ConstantValue[];
+  return applyFormat(src, format!, rest, start);
+}
+
+/** The text a format builds from fixed arguments; null when a placeholder has no argument. */
+function applyFormat(
+  src: Source,
+  format: ConstantValue,
+  rest: ConstantValue[],
+  start: number,
+): ConstantValue | null {
+  const join = (vs: ConstantValue[]): ConstantValue => ({
+    parts: vs.flatMap((v) => v.parts),
+    value: vs.map((v) => v.value).join(""),
+    bytes: false,
+    via: [...new Set(vs.flatMap((v) => v.via))],
+  });
+  const at = format.parts[0]?.start ?? start;
+  const pieces: ConstantValue[] = [];
+  const text = (value: string): ConstantValue => ({
+    parts: value ? [{ start: at, end: at, value, interpolated: false }] : [],
+    value,
+    bytes: false,
+    via: [],
+  });
+  let next = 0;
+  let from = 0;
+  const braces = src.lang === "cpp" && !/%/.test(format.value);
+  for (const spec of format.value.matchAll(braces ? BRACE_SPEC : PRINTF_SPEC)) {
+    pieces.push(text(format.value.slice(from, spec.index)));
+    from = spec.index + spec[0].length;
+    if (spec[0] === "%%") pieces.push(text("%"));
+    else if (spec[0] === "{{" || spec[0] === "}}") pieces.push(text(spec[0][0]!));
+    else {
+      // `%2$s` counts from 1, `{1}` from 0.
+      const arg = spec[1] ? rest[Number(spec[1]) - 1] : spec[2] ? rest[Number(spec[2])] : rest[next++];
+      if (!arg) return null;
+      pieces.push(arg);
+    }
+  }
+  pieces.push(text(format.value.slice(from)));
+  return { ...join(pieces), via: [...new Set([...format.via, ...rest.flatMap((v) => v.via)])] };
+}
 
 function trimRange(m: string, start: number, end: number): [number, number] {
   while (start < end && /\s/.test(m[start]!)) start++;
@@ -844,7 +984,7 @@ function splitTopAt(src: Source, start: number, end: number, sep: string): [numb
  * re-assignment of it in a function must then be constant too.
  */
 export function constantValue(src: Source, start: number, end: number, depth = 0): ConstantValue | null {
-  if (depth > 6) return null;
+  if (depth > 12) return null; // a cycle guard: wrappers, parentheses and variables each take a level
   const m = src.masked;
   [start, end] = trimRange(m, start, end);
   if (end <= start) return null;
@@ -854,13 +994,18 @@ export function constantValue(src: Source, start: number, end: number, depth = 0
   // A literal, optionally with a C++/Objective-C prefix.
   const lit = src.literalAt(start + (/^(?:u8|[LuU@])(?=")/.exec(m.slice(start, start + 3))?.[0].length ?? 0));
   if (lit && lit.end === end)
-    return lit.interpolated ? null : { parts: [lit], value: lit.value, bytes: false, via: [] };
+    return lit.interpolated
+      ? interpolatedValue(src, lit, depth)
+      : { parts: [lit], value: lit.value, bytes: false, via: [] };
   const text = m.slice(start, end);
+  // Formatted strings: fmt.Sprintf("Bearer %s", k), String.format(...), String(format:...), std::format(...).
+  const formatted = formattedValue(src, start, end, depth);
+  if (formatted !== undefined) return formatted;
   // Suffix wrappers: "k".getBytes(), key.c_str(), s.data(using: .utf8)!, s.utf8
   const suffix = WRAP_SUFFIX.exec(text);
   if (suffix && suffix.index > 0) return constantValue(src, start, start + suffix.index, depth + 1);
   // Call or cast wrappers: []byte("k"), std::string("k"), Data("k".utf8), (unsigned char*)key
-  const open = text.indexOf("(");
+  const open = wrapOpen(text);
   if (open > 0 && WRAP_CALL[src.lang].test(text.slice(0, open))) {
     const close = matchBracket(src, start + open);
     if (close === end - 1) {
@@ -911,19 +1056,66 @@ function writtenInPlace(src: Source): Set<string> {
   if (out) return out;
   out = new Set<string>();
   for (const w of src.masked.matchAll(/(?:>>|(?<!&)&)\s*([A-Za-z_]\w*)\b/g)) out.add(w[1]!);
-  for (const call of src.matches(new RegExp(WRITES_ARG.source, "g")))
-    for (const a of src.callArgs(call.index + call[0].length - 1)) {
+  for (const call of src.matches(new RegExp(WRITES_ARG.source, "g"))) {
+    const args = src.callArgs(call.index + call[0].length - 1);
+    // These write their first argument only; the rest (a format's arguments, a copy's source) are read.
+    const destFirst = /^(?:sn?printf|str[nl]?cpy|str[nl]?cat|memcpy|memmove)\s*\($/.test(
+      call[0].replace(/^\W*/, ""),
+    );
+    for (const a of destFirst ? args.slice(0, 1) : args) {
       const arg = /^(?:&\s*)?([A-Za-z_]\w*)$/.exec(a.masked.trim());
       if (arg) out.add(arg[1]!);
     }
+  }
   writtenCache.set(src, out);
   return out;
+}
+
+/**
+ * A C buffer filled once by sprintf/snprintf before `at` (`snprintf(h, sizeof h, "Authorization: Bearer %s",
+ * TOKEN)`) and written no other way: the text it holds when the format and its arguments are fixed.
+ * `undefined` when no sprintf writes it.
+ */
+function printedInto(src: Source, name: string, at: number, depth: number): ConstantValue | null | undefined {
+  if (src.lang !== "cpp") return undefined;
+  const calls = src
+    .matches(/\b(?:std\s*::\s*)?(sn?printf)(_s)?\s*\(/g)
+    .map((c) => ({ c, args: src.callArgs(c.index + c[0].length - 1) }))
+    .filter(({ args }) => args[0]?.masked.trim() === name);
+  if (calls.length === 0) return undefined;
+  const m = src.masked;
+  // Other writes: `>> h`, `&h`, any other reading call given `h`, an assignment with a value.
+  if (new RegExp(`(?:>>|(?<!&)&)\\s*${name}\\b`).test(m)) return null;
+  for (const w of src.matches(new RegExp(WRITES_ARG.source, "g")))
+    if (
+      !calls.some(({ c }) => c.index === w.index) &&
+      src
+        .callArgs(w.index + w[0].length - 1)
+        .some((a) => /^(?:&\s*)?([A-Za-z_]\w*)$/.exec(a.masked.trim())?.[1] === name)
+    )
+      return null;
+  const flow = flowOf(src);
+  if (flow.assignmentsTo(name).some((a) => a.rhsEnd > a.rhsStart)) return null;
+  if (
+    calls.length !== 1 ||
+    calls[0]!.c.index > at ||
+    flow.functionAt(calls[0]!.c.index) !== flow.functionAt(at)
+  )
+    return null;
+  const { c, args } = calls[0]!;
+  const sized = c[1] === "snprintf" || c[2] === "_s";
+  const vals = args.slice(sized ? 2 : 1).map((a) => constantValue(src, a.start, a.end, depth + 1));
+  if (vals.length === 0 || vals.some((v) => v === null || v.bytes)) return null;
+  const [format, ...rest] = vals as ConstantValue[];
+  return applyFormat(src, format!, rest, c.index);
 }
 
 function constantOfName(src: Source, name: string, at: number, depth: number): ConstantValue | null {
   const m = src.masked;
   const flow = flowOf(src);
   const id = name.replace(/\$/g, "\\$");
+  const printed = printedInto(src, name, at, depth);
+  if (printed !== undefined) return printed;
   if (writtenInPlace(src).has(name)) return null;
   // Swift/Java/C++ members written as `self.key = ...` / `this.key = ...` anywhere.
   const memberWrites = [...m.matchAll(new RegExp(`\\b(?:self|this)\\s*\\.\\s*${id}\\s*=(?!=)`, "g"))].map(
