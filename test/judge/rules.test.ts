@@ -75,6 +75,7 @@ test("rule metadata: ids are language-prefixed, CWE ids well formed, the issue's
       "CWE-328",
       "CWE-798",
       "CWE-321",
+      "CWE-329",
       "CWE-401",
     ],
     java: [
@@ -92,6 +93,7 @@ test("rule metadata: ids are language-prefixed, CWE ids well formed, the issue's
       "CWE-295",
       "CWE-798",
       "CWE-321",
+      "CWE-329",
       "CWE-476",
     ],
     swift: [
@@ -108,6 +110,7 @@ test("rule metadata: ids are language-prefixed, CWE ids well formed, the issue's
       "CWE-295",
       "CWE-798",
       "CWE-321",
+      "CWE-329",
       "CWE-125",
       "CWE-362",
     ],
@@ -124,6 +127,7 @@ test("rule metadata: ids are language-prefixed, CWE ids well formed, the issue's
       "CWE-295",
       "CWE-798",
       "CWE-321",
+      "CWE-329",
       "CWE-119",
       "CWE-362",
       "CWE-190",

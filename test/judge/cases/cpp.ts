@@ -913,4 +913,33 @@ export const cppCases: Case[] = [
       `,
     ],
   },
+  {
+    rule: "cpp/static-iv",
+    bad: [
+      code`
+        #include <openssl/evp.h>
+        int enc(EVP_CIPHER_CTX* ctx, const unsigned char* key) {
+          unsigned char iv[16] = {0};
+          return EVP_EncryptInit_ex(ctx, EVP_aes_256_cbc(), nullptr, key, iv); // <- static-iv
+        }
+      `,
+      code`
+        #include <openssl/aes.h>
+        void enc(const unsigned char* in, unsigned char* out, size_t n, const AES_KEY* k) {
+          unsigned char ivec[] = "fixedivfixediv12";
+          AES_cbc_encrypt(in, out, n, k, ivec, AES_ENCRYPT); // <- static-iv
+        }
+      `,
+    ],
+    good: [
+      code`
+        #include <openssl/evp.h>
+        #include <openssl/rand.h>
+        int enc(EVP_CIPHER_CTX* ctx, const unsigned char* key, unsigned char* iv) {
+          if (RAND_bytes(iv, 16) != 1) return 0;
+          return EVP_EncryptInit_ex(ctx, EVP_aes_256_cbc(), nullptr, key, iv);
+        }
+      `,
+    ],
+  },
 ];

@@ -1787,4 +1787,60 @@ export const goCases: Case[] = [
       `,
     ],
   },
+  {
+    rule: "go/static-iv",
+    bad: [
+      code`
+        package main
+        import (
+        	"crypto/aes"
+        	"crypto/cipher"
+        )
+        func encrypt(key, data []byte) []byte {
+        	block, _ := aes.NewCipher(key)
+        	iv := []byte("0123456789abcdef")
+        	out := make([]byte, len(data))
+        	cipher.NewCBCEncrypter(block, iv).CryptBlocks(out, data) // <- static-iv
+        	return out
+        }
+      `,
+      code`
+        package main
+        import (
+        	"crypto/aes"
+        	"crypto/cipher"
+        )
+        func encrypt(key, data []byte) []byte {
+        	block, _ := aes.NewCipher(key)
+        	out := make([]byte, len(data))
+        	cipher.NewCTR(block, make([]byte, aes.BlockSize)).XORKeyStream(out, data) // <- static-iv
+        	return out
+        }
+      `,
+    ],
+    good: [
+      code`
+        package main
+        import (
+        	"crypto/aes"
+        	"crypto/cipher"
+        	"crypto/rand"
+        	"io"
+        )
+        func encrypt(key, data []byte) ([]byte, error) {
+        	block, err := aes.NewCipher(key)
+        	if err != nil {
+        		return nil, err
+        	}
+        	iv := make([]byte, aes.BlockSize)
+        	if _, err := io.ReadFull(rand.Reader, iv); err != nil {
+        		return nil, err
+        	}
+        	out := make([]byte, len(data))
+        	cipher.NewCTR(block, iv).XORKeyStream(out, data)
+        	return append(iv, out...), nil
+        }
+      `,
+    ],
+  },
 ];

@@ -1058,6 +1058,80 @@ export const javaCases: Case[] = [
     ],
   },
   {
+    rule: "java/static-iv",
+    bad: [
+      code`
+        import javax.crypto.*;
+        import javax.crypto.spec.*;
+        class Crypto {
+          byte[] encrypt(SecretKey key, byte[] data) throws Exception {
+            Cipher c = Cipher.getInstance("AES/CBC/PKCS5Padding");
+            c.init(Cipher.ENCRYPT_MODE, key, new IvParameterSpec("0123456789abcdef".getBytes())); // <- static-iv
+            return c.doFinal(data);
+          }
+        }
+      `,
+      code`
+        import javax.crypto.*;
+        import javax.crypto.spec.*;
+        class Crypto {
+          byte[] encrypt(SecretKey key, byte[] data) throws Exception {
+            byte[] iv = new byte[16];
+            Cipher c = Cipher.getInstance("AES/CBC/PKCS5Padding");
+            c.init(Cipher.ENCRYPT_MODE, key, new IvParameterSpec(iv)); // <- static-iv
+            return c.doFinal(data);
+          }
+        }
+      `,
+      code`
+        import javax.crypto.*;
+        import javax.crypto.spec.*;
+        class Crypto {
+          static final byte[] NONCE = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+          byte[] seal(SecretKey key, byte[] data) throws Exception {
+            Cipher c = Cipher.getInstance("AES/GCM/NoPadding");
+            c.init(Cipher.ENCRYPT_MODE, key, new GCMParameterSpec(128, NONCE)); // <- static-iv
+            return c.doFinal(data);
+          }
+        }
+      `,
+    ],
+    good: [
+      code`
+        import java.security.spec.AlgorithmParameterSpec;
+        import javax.crypto.*;
+        import javax.crypto.spec.*;
+        class RecordCipher {
+          RecordCipher(Cipher cipher, Key key, AlgorithmParameterSpec params, int ivSize) throws Exception {
+            if (params == null) {
+              params = new IvParameterSpec(new byte[ivSize]);
+            }
+            cipher.init(Cipher.ENCRYPT_MODE, key, params);
+          }
+        }
+      `,
+      code`
+        import java.security.SecureRandom;
+        import javax.crypto.*;
+        import javax.crypto.spec.*;
+        class Crypto {
+          byte[] encrypt(SecretKey key, byte[] data) throws Exception {
+            byte[] iv = new byte[16];
+            new SecureRandom().nextBytes(iv);
+            Cipher c = Cipher.getInstance("AES/CBC/PKCS5Padding");
+            c.init(Cipher.ENCRYPT_MODE, key, new IvParameterSpec(iv));
+            return c.doFinal(data);
+          }
+          byte[] decrypt(SecretKey key, byte[] iv, byte[] data) throws Exception {
+            Cipher c = Cipher.getInstance("AES/GCM/NoPadding");
+            c.init(Cipher.DECRYPT_MODE, key, new GCMParameterSpec(128, iv));
+            return c.doFinal(data);
+          }
+        }
+      `,
+    ],
+  },
+  {
     rule: "java/unchecked-cast",
     bad: [
       code`

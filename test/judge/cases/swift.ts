@@ -1410,4 +1410,42 @@ export const swiftCases: Case[] = [
       `,
     ],
   },
+  {
+    rule: "swift/static-iv",
+    bad: [
+      code`
+        import CommonCrypto
+        import Foundation
+        func encrypt(_ input: [UInt8], key: [UInt8]) -> [UInt8] {
+            let iv: [UInt8] = [0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f]
+            var out = [UInt8](repeating: 0, count: input.count + 16)
+            var moved = 0
+            CCCrypt(CCOperation(kCCEncrypt), CCAlgorithm(kCCAlgorithmAES), CCOptions(kCCOptionPKCS7Padding), key, key.count, iv, input, input.count, &out, out.count, &moved) // <- static-iv
+            return Array(out.prefix(moved))
+        }
+      `,
+      code`
+        import CryptoSwift
+        func encrypt(_ input: [UInt8], key: [UInt8]) throws -> [UInt8] {
+            let aes = try AES(key: key, blockMode: CBC(iv: Array("abcdefghijklmnop".utf8)), padding: .pkcs7) // <- static-iv
+            return try aes.encrypt(input)
+        }
+      `,
+    ],
+    good: [
+      code`
+        import CommonCrypto
+        import Foundation
+        import Security
+        func encrypt(_ input: [UInt8], key: [UInt8]) -> [UInt8] {
+            var iv = [UInt8](repeating: 0, count: 16)
+            _ = SecRandomCopyBytes(kSecRandomDefault, iv.count, &iv)
+            var out = [UInt8](repeating: 0, count: input.count + 16)
+            var moved = 0
+            CCCrypt(CCOperation(kCCEncrypt), CCAlgorithm(kCCAlgorithmAES), CCOptions(kCCOptionPKCS7Padding), key, key.count, iv, input, input.count, &out, out.count, &moved)
+            return iv + Array(out.prefix(moved))
+        }
+      `,
+    ],
+  },
 ];

@@ -359,6 +359,56 @@ export function hardcodedKeys(src: Source, rule: RuleMeta, sinks: readonly Crede
   return out;
 }
 
+/** An all-zero buffer made at the use: `new byte[16]`, `make([]byte, 16)`, `[UInt8](repeating: 0, count: 16)`. */
+const ZERO_BUFFER =
+  /^(?:new\s+byte\s*\[\s*[\w.]+\s*\]|make\s*\(\s*\[\]\s*byte\s*,\s*[\w.]+\s*\)|\[UInt8\]\s*\(\s*repeating\s*:\s*0\s*,\s*count\s*:\s*[\w.]+\s*\)|Data\s*\(\s*count\s*:\s*[\w.]+\s*\))$/;
+
+/**
+ * An initialisation vector fixed in the code (CWE-329): a literal or byte list reaching a cipher's IV
+ * parameter (through variables, as for keys), or an all-zero buffer that nothing fills before it is used
+ * (`byte[] iv = new byte[16]; new IvParameterSpec(iv)`: the name appears nowhere else). With a fixed IV, CBC
+ * encrypts equal prefixes to equal ciphertext and CTR/OFB reuse their key stream.
+ */
+export function hardcodedIvs(src: Source, rule: RuleMeta, sinks: readonly CredentialSink[]): Finding[] {
+  const out: Finding[] = [];
+  const advice =
+    "; use a fresh random IV for each message (SecureRandom, RAND_bytes, crypto/rand) and send it along";
+  const flow = flowOf(src);
+  // `if (params == null) params = new IvParameterSpec(new byte[16])`: a default for a parameter, the IV the
+  // caller passes is used otherwise (as constantValue treats a parameter given a constant on one path).
+  const parameterDefault = (at: number) => {
+    const line = src.masked.slice(src.masked.lastIndexOf("\n", at) + 1, at);
+    const target = /([A-Za-z_]\w*)\s*=\s*(?:new\s+)?$/.exec(line);
+    return target !== null && flow.functionAt(at)?.params.some((p) => p.name === target[1]) === true;
+  };
+  for (const use of sinkValues(src, sinks)) {
+    if (!use.value.bytes && use.value.value.length === 0) continue;
+    if (parameterDefault(use.at)) continue;
+    out.push(
+      src.finding(rule, use.at, `${use.sink.what} is fixed in the code${viaText(src, use.value)}${advice}`),
+    );
+  }
+  for (const sink of sinks)
+    for (const m of src.matches(new RegExp(sink.call.source, "g"))) {
+      const arg = pickArg(src.callArgs(src.masked.indexOf("(", m.index)), sink.arg);
+      if (!arg) continue;
+      const text = src.masked.slice(arg.start, arg.end).trim();
+      let zero = ZERO_BUFFER.test(text);
+      if (!zero && /^[A-Za-z_]\w*$/.test(text)) {
+        const defs = flow.assignmentsTo(text);
+        const only = defs.length === 1 ? defs[0]! : undefined;
+        // Declared once as a zero buffer, and otherwise named only as this argument.
+        zero =
+          only !== undefined &&
+          ZERO_BUFFER.test(src.masked.slice(only.rhsStart, only.rhsEnd).trim()) &&
+          src.masked.match(new RegExp(identRe(text).source, "g"))!.length === 2;
+      }
+      if (zero && !parameterDefault(m.index))
+        out.push(src.finding(rule, m.index, `${sink.what} is all zeros${advice}`));
+    }
+  return out;
+}
+
 interface Comparison {
   at: number;
   operands: [{ start: number; end: number }, { start: number; end: number }];

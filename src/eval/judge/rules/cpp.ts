@@ -18,6 +18,7 @@ import {
   uncheckedIndexes,
 } from "./bounds.js";
 import {
+  hardcodedIvs,
   hardcodedKeys,
   hardcodedSecrets,
   securityContext,
@@ -512,6 +513,25 @@ const hardcodedKey = defineRule(
   (src, rule) => hardcodedKeys(src, rule, KEY_SINKS),
 );
 
+/** Where an IV goes in when encrypting (OpenSSL, Crypto++). */
+const IV_SINKS: CredentialSink[] = [
+  { call: /\bEVP_(?:Encrypt|Cipher)Init(?:_ex2?)\s*\(/g, arg: 4, what: "the IV" },
+  { call: /\bEVP_(?:Encrypt|Cipher)Init\s*\(/g, arg: 3, what: "the IV" },
+  { call: /\bAES_(?:cbc|cfb128|ofb128)_encrypt\s*\(/g, arg: 4, what: "the IV" },
+  { call: /\.\s*SetKeyWithIV\s*\(/g, arg: 2, what: "the IV" },
+];
+
+const staticIv = defineRule(
+  {
+    id: "cpp/static-iv",
+    cwe: "CWE-329",
+    language: "cpp",
+    title: "Initialisation vector fixed in the code",
+    severity: "medium",
+  },
+  (src, rule) => hardcodedIvs(src, rule, IV_SINKS),
+);
+
 const sqlInjection = defineRule(
   {
     id: "cpp/sql-injection",
@@ -990,6 +1010,7 @@ export const cppRules: Rule[] = [
   weakCipher,
   hardcodedCredential,
   hardcodedKey,
+  staticIv,
   sqlInjection,
   newDeleteMismatch,
   memoryLeak,

@@ -2,6 +2,7 @@
 import { argListStart, defineRule, type Source } from "./source.js";
 import {
   AUTH_HEADER,
+  hardcodedIvs,
   hardcodedKeys,
   hardcodedSecrets,
   inSnippetValidators,
@@ -442,6 +443,22 @@ const KEY_SINKS: CredentialSink[] = [
   { call: /\bhmac\s*\.\s*New\s*\(/g, arg: 1, what: "the HMAC key" },
   { call: /\.\s*SignedString\s*\(/g, arg: 0, what: "the token-signing key" },
 ];
+
+/** Where an IV goes in when encrypting (crypto/cipher block modes). */
+const IV_SINKS: CredentialSink[] = [
+  { call: /\bcipher\s*\.\s*New(?:CBCEncrypter|CFBEncrypter|CTR|OFB)\s*\(/g, arg: 1, what: "the IV" },
+];
+
+const staticIv = defineRule(
+  {
+    id: "go/static-iv",
+    cwe: "CWE-329",
+    language: "go",
+    title: "Initialisation vector fixed in the code",
+    severity: "medium",
+  },
+  (src, rule) => hardcodedIvs(src, rule, IV_SINKS),
+);
 
 const hardcodedKey = defineRule(
   {
@@ -1377,6 +1394,7 @@ export const goRules: Rule[] = [
   weakCrypto,
   hardcodedCredential,
   hardcodedKey,
+  staticIv,
   pathTraversal,
   unsafePointer,
   formatString,

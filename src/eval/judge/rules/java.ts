@@ -2,6 +2,7 @@
 import { argListStart, defineRule, type Source } from "./source.js";
 import {
   AUTH_HEADER,
+  hardcodedIvs,
   hardcodedKeys,
   hardcodedSecrets,
   inSnippetValidators,
@@ -348,7 +349,7 @@ const weakCipher = defineRule(
 /** APIs that take key material (JCE key and IV specs, JWT libraries' HMAC secrets). */
 const KEY_SINKS: CredentialSink[] = [
   {
-    call: /\bnew\s+(?:SecretKeySpec|IvParameterSpec|PBEKeySpec|DESKeySpec|DESedeKeySpec)\s*\(/g,
+    call: /\bnew\s+(?:SecretKeySpec|PBEKeySpec|DESKeySpec|DESedeKeySpec)\s*\(/g,
     arg: 0,
     what: "key material",
   },
@@ -366,6 +367,23 @@ const hardcodedKey = defineRule(
     severity: "medium",
   },
   (src, rule) => hardcodedKeys(src, rule, KEY_SINKS),
+);
+
+/** Where an IV or nonce goes in: JCE parameter specs. */
+const IV_SINKS: CredentialSink[] = [
+  { call: /\bnew\s+IvParameterSpec\s*\(/g, arg: 0, what: "the IV" },
+  { call: /\bnew\s+GCMParameterSpec\s*\(/g, arg: 1, what: "the GCM nonce" },
+];
+
+const staticIv = defineRule(
+  {
+    id: "java/static-iv",
+    cwe: "CWE-329",
+    language: "java",
+    title: "Initialisation vector fixed in the code",
+    severity: "medium",
+  },
+  (src, rule) => hardcodedIvs(src, rule, IV_SINKS),
 );
 
 const insecureRandom = defineRule(
@@ -1358,6 +1376,7 @@ export const javaRules: Rule[] = [
   weakHash,
   weakCipher,
   hardcodedKey,
+  staticIv,
   insecureRandom,
   hardcodedCredential,
   pathTraversal,

@@ -2,6 +2,7 @@
 import { argListStart, defineRule, type Source } from "./source.js";
 import {
   AUTH_HEADER,
+  hardcodedIvs,
   hardcodedKeys,
   hardcodedSecrets,
   inSnippetValidators,
@@ -691,6 +692,24 @@ const KEY_SINKS: CredentialSink[] = [
   },
   { call: /\bsqlite3_(?:re)?key\s*\(/g, arg: 1, what: "the database key" },
 ];
+
+/** Where an IV goes in (CommonCrypto, CryptoSwift block modes). */
+const IV_SINKS: CredentialSink[] = [
+  { call: /\bCCCrypt\s*\(/g, arg: 5, what: "the CCCrypt IV" },
+  { call: /\bCCCryptorCreate\s*\(/g, arg: 5, what: "the CCCryptor IV" },
+  { call: /\b(?:CBC|CTR|CFB|OFB|PCBC)\s*\(\s*iv\s*:/g, arg: "iv", what: "the IV" },
+];
+
+const staticIv = defineRule(
+  {
+    id: "swift/static-iv",
+    cwe: "CWE-329",
+    language: "swift",
+    title: "Initialisation vector fixed in the code",
+    severity: "medium",
+  },
+  (src, rule) => hardcodedIvs(src, rule, IV_SINKS),
+);
 
 const hardcodedKey = defineRule(
   {
@@ -1491,6 +1510,7 @@ export const swiftRules: Rule[] = [
   weakRandom,
   hardcodedCredential,
   hardcodedKey,
+  staticIv,
   commandInjection,
   sqlInjection,
   indexOutOfRange,
