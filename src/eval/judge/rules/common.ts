@@ -373,13 +373,18 @@ export function hardcodedIvs(src: Source, rule: RuleMeta, sinks: readonly Creden
   const out: Finding[] = [];
   const advice =
     "; use a fresh random IV for each message (SecureRandom, RAND_bytes, crypto/rand) and send it along";
-  const flow = flowOf(src);
+  const flow = () => flowOf(src); // built only where a sink is called
   // `if (params == null) params = new IvParameterSpec(new byte[16])`: a default for a parameter, the IV the
   // caller passes is used otherwise (as constantValue treats a parameter given a constant on one path).
   const parameterDefault = (at: number) => {
     const line = src.masked.slice(src.masked.lastIndexOf("\n", at) + 1, at);
     const target = /([A-Za-z_]\w*)\s*=\s*(?:new\s+)?$/.exec(line);
-    return target !== null && flow.functionAt(at)?.params.some((p) => p.name === target[1]) === true;
+    return (
+      target !== null &&
+      flow()
+        .functionAt(at)
+        ?.params.some((p) => p.name === target[1]) === true
+    );
   };
   for (const use of sinkValues(src, sinks)) {
     if (!use.value.bytes && use.value.value.length === 0) continue;
@@ -395,7 +400,7 @@ export function hardcodedIvs(src: Source, rule: RuleMeta, sinks: readonly Creden
       const text = src.masked.slice(arg.start, arg.end).trim();
       let zero = ZERO_BUFFER.test(text);
       if (!zero && /^[A-Za-z_]\w*$/.test(text)) {
-        const defs = flow.assignmentsTo(text);
+        const defs = flow().assignmentsTo(text);
         const only = defs.length === 1 ? defs[0]! : undefined;
         // Declared once as a zero buffer, and otherwise named only as this argument.
         zero =
@@ -422,9 +427,14 @@ const COMPARE_CALLS =
   /\b(strn?cmp|strcasecmp|_?stricmp|memcmp|CRYPTO_memcmp|ConstantTimeCompare|hmac\s*\.\s*Equal|MessageDigest\s*\.\s*isEqual|bytes\s*\.\s*Equal|Arrays\s*\.\s*equals)\s*\(/g;
 
 /** Equality tests between two values: `a == b`, `a.equals(b)`, `strcmp(a, b)`, `subtle.ConstantTimeCompare(a, b)`. */
+const comparisonCache = new WeakMap<Source, Comparison[]>();
+
 function comparisons(src: Source): Comparison[] {
+  const cached = comparisonCache.get(src);
+  if (cached) return cached;
   const m = src.masked;
   const out: Comparison[] = [];
+  comparisonCache.set(src, out);
   for (const op of m.matchAll(/[=!]==?/g)) {
     if (
       m[op.index - 1] === "=" ||

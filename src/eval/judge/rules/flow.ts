@@ -881,13 +881,14 @@ export function formattedValue(
   depth: number,
 ): ConstantValue | null | undefined {
   const m = src.masked;
-  const head = /^([A-Za-z_][\w.:\s]*?)\s*\($/.exec(m.slice(start, m.indexOf("(", start) + 1));
-  if (!head || m.indexOf("(", start) < 0 || matchBracket(src, m.indexOf("(", start)) !== end - 1)
-    return undefined;
+  const open = m.indexOf("(", start);
+  if (open < 0 || open >= end || m[end - 1] !== ")") return undefined;
+  const head = /^([A-Za-z_][\w.:\s]*?)\s*\($/.exec(m.slice(start, open + 1));
+  if (!head || matchBracket(src, open) !== end - 1) return undefined;
   const callee = head[1]!;
   const concat = src.lang === "cpp" && CONCAT_CALL.test(callee);
   if (!concat && !FORMAT_CALL[src.lang].test(callee)) return undefined;
-  let args = src.callArgs(m.indexOf("(", start));
+  let args = src.callArgs(open);
   if (src.lang === "swift") {
     const label = args[0] && /^\s*format\s*:\s*/.exec(args[0].masked);
     if (!label) return undefined;
@@ -1110,6 +1111,17 @@ function printedInto(src: Source, name: string, at: number, depth: number): Cons
   return applyFormat(src, format!, rest, c.index);
 }
 
+/** Each assignment's value, or null at the first one that is not fixed (without evaluating the rest). */
+function allValues<A>(defs: A[], value: (a: A) => ConstantValue | null): ConstantValue[] | null {
+  const out: ConstantValue[] = [];
+  for (const a of defs) {
+    const v = value(a);
+    if (v === null) return null;
+    out.push(v);
+  }
+  return out;
+}
+
 function constantOfName(src: Source, name: string, at: number, depth: number): ConstantValue | null {
   const m = src.masked;
   const flow = flowOf(src);
@@ -1141,8 +1153,9 @@ function constantOfName(src: Source, name: string, at: number, depth: number): C
       (f) => f.bodyStart <= at && at <= f.bodyEnd && f.params.some((p) => p.name === name),
     );
     if (local.length > 0) {
-      const vals = local.map(value);
-      if (!vals.every((v) => v !== null) || memberWrites.length > 0) return null;
+      if (memberWrites.length > 0) return null;
+      const vals = allValues(local, value);
+      if (!vals) return null;
       // `if (iv == null) iv = ZERO_IV;` on a parameter: the caller's value still reaches the use.
       const last = local[local.length - 1]!;
       const onOnePath = flow.conditions.some(
@@ -1168,6 +1181,5 @@ function constantOfName(src: Source, name: string, at: number, depth: number): C
     (a) => flow.functionAt(a.index) !== undefined && !a.decl && a.rhsEnd > a.rhsStart,
   );
   if (outside.length === 0) return null;
-  const vals = [...outside, ...inside, ...memberWrites].map(value);
-  return vals.every((v) => v !== null) ? vals[0]! : null;
+  return allValues([...outside, ...inside, ...memberWrites], value)?.[0] ?? null;
 }
