@@ -799,30 +799,60 @@ const FUSED_DEFAULT_CPU: Record<FusedOp, boolean> = {
   frozenDx: false,
 };
 
-/** GOODVIBE_FUSED=1: every fused op; 0: none (transformers' eager code op by op); unset: the per-op defaults. */
-function fusedFromEnv(v: string | undefined): boolean | null {
-  if (v === "1") return true;
-  if (v === "0") return false;
-  return null;
+const FUSED_OPS = Object.keys(FUSED_DEFAULT_CPU) as FusedOp[];
+
+/**
+ * GOODVIBE_FUSED=1: every fused op; 0: none (transformers' eager code op by op); unset or empty: the per-op
+ * defaults; a comma-separated list of `+op` / `-op` (e.g. `+frozenDx` or `-concatLinear,+frozenDx`): those ops on or
+ * off on every device, the others at their defaults. Anything else is refused by name at the first fused-op choice
+ * (an InputError there, which the CLI reports, rather than an exception while modules load).
+ */
+export function parseFusedEnv(v: string | undefined): { all: boolean | null; perOp: Map<FusedOp, boolean> } {
+  const perOp = new Map<FusedOp, boolean>();
+  const text = (v ?? "").trim();
+  if (text === "1") return { all: true, perOp };
+  if (text === "0" || text === "") return { all: text === "0" ? false : null, perOp };
+  for (const item of text.split(",").map((x) => x.trim())) {
+    const sign = item[0];
+    const op = item.slice(1) as FusedOp;
+    if ((sign !== "+" && sign !== "-") || !FUSED_OPS.includes(op))
+      throw new InputError(
+        `GOODVIBE_FUSED=${v}: '${item}' is not 0, 1 or a list of +op / -op with op one of ${FUSED_OPS.join(", ")}`,
+      );
+    perOp.set(op, sign === "+");
+  }
+  return { all: null, perOp };
 }
-let fused: boolean | null = fusedFromEnv(process.env.GOODVIBE_FUSED);
+
+let fusedEnvError: InputError | null = null;
+let fused: boolean | null = null;
+let fusedEnvPerOp = new Map<FusedOp, boolean>();
+/** setFusedOp's settings, which take precedence over GOODVIBE_FUSED's list. */
+const fusedPerOp = new Map<FusedOp, boolean>();
+try {
+  const env = parseFusedEnv(process.env.GOODVIBE_FUSED);
+  fused = env.all;
+  fusedEnvPerOp = env.perOp;
+} catch (e) {
+  fusedEnvError = e as InputError;
+}
 
 /**
  * Whether `op` runs as the addon's fused op on `device`, or op by op (transformers' eager code line by line, the
  * reference the fused ops are tested against). GOODVIBE_FUSED=0/1 or setFusedOps(false/true) decide for every
- * op; otherwise FUSED_DEFAULT_CPU on the CPU and op by op elsewhere.
+ * op; otherwise an op named in GOODVIBE_FUSED's +op/-op list or set by setFusedOp, else FUSED_DEFAULT_CPU on the
+ * CPU and op by op elsewhere.
  */
 export function fusedOps(op: FusedOp, device: string = "cpu"): boolean {
+  if (fusedEnvError) throw fusedEnvError;
   if (fused !== null) return fused;
-  const forced = fusedPerOp.get(op);
+  const forced = fusedPerOp.get(op) ?? fusedEnvPerOp.get(op);
   if (forced !== undefined) return forced;
   return device === "cpu" && FUSED_DEFAULT_CPU[op];
 }
 
-const fusedPerOp = new Map<FusedOp, boolean>();
-
 /**
- * One op on (true) or off (false) on every device, or back to its default (null), under setFusedOps /
+ * One op on (true) or off (false) on every device, or back to its default or GOODVIBE_FUSED's +op/-op (null), under setFusedOps /
  * GOODVIBE_FUSED (which decide for every op when set); returns the previous setting. For benchmarks and tests that
  * compare one op's two paths with everything else unchanged.
  */
