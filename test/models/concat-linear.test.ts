@@ -32,6 +32,7 @@ import {
   type DType,
 } from "../../src/tensor/index.js";
 import { relDiff } from "../numeric.js";
+import { tapLinears, untapLinears } from "./taps.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 const FAMILIES = ["llama", "qwen2", "qwen3", "gemma3"] as const;
@@ -59,13 +60,7 @@ function pass(model: DecoderModel, trainable: Map<string, Tensor> = new Map()): 
   const maskRows = IDS.map((r, b) => r.map((_, t) => (b === 0 && t < 3 ? 0 : 1)));
   const mask = Tensor.fromArray(maskRows.flat(), [2, 14], "int64");
   const out = new Map<string, Float32Array>();
-  const kept: [string, Tensor][] = [];
-  for (const lin of model.linears())
-    lin.tap = (y) => {
-      if (y.requiresGrad) y.retainGrad();
-      else y.requiresGrad_();
-      kept.push([lin.name, keep(y)]);
-    };
+  const kept = tapLinears(model);
   const embedTrains = !model.embed.requiresGrad;
   if (embedTrains) model.embed.requiresGrad_();
   try {
@@ -88,7 +83,7 @@ function pass(model: DecoderModel, trainable: Map<string, Tensor> = new Map()): 
       out.set(`${name} grad`, p.grad.toFloat32Array());
     }
   } finally {
-    for (const lin of model.linears()) lin.tap = null;
+    untapLinears(model);
     model.embed.clearGrad();
     if (embedTrains) model.embed.requiresGrad_(false);
     for (const p of trainable.values()) p.clearGrad();

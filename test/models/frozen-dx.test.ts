@@ -16,11 +16,11 @@ import {
   Tensor,
   crossEntropy,
   frozenLinearCache,
-  keep,
   manualSeed,
   noGrad,
   setFusedOp,
 } from "../../src/tensor/index.js";
+import { tapLinears, untapLinears } from "./taps.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 const IDS = [17, 301, 5, 88, 120, 7, 450, 33, 9, 260, 71, 12, 400, 3, 99, 250];
@@ -29,13 +29,7 @@ const IDS = [17, 301, 5, 88, 120, 7, 450, 33, 9, 260, 71, 12, 400, 3, 99, 250];
 function pass(model: DecoderModel, trainable: Map<string, Tensor>, frozenDx: boolean, concat: boolean) {
   const prev = [setFusedOp("frozenDx", frozenDx), setFusedOp("concatLinear", concat)];
   const out = new Map<string, number[]>();
-  const kept: [string, Tensor][] = [];
-  for (const lin of model.linears())
-    lin.tap = (y) => {
-      if (y.requiresGrad) y.retainGrad();
-      else y.requiresGrad_();
-      kept.push([lin.name, keep(y)]);
-    };
+  const kept = tapLinears(model);
   model.embed.requiresGrad_();
   try {
     const T = IDS.length;
@@ -54,7 +48,7 @@ function pass(model: DecoderModel, trainable: Map<string, Tensor>, frozenDx: boo
     out.set("embed grad", [...model.embed.grad!.toFloat32Array()]);
     for (const [name, p] of trainable) out.set(`${name} grad`, [...p.grad!.toFloat32Array()]);
   } finally {
-    for (const lin of model.linears()) lin.tap = null;
+    untapLinears(model);
     model.embed.clearGrad();
     model.embed.requiresGrad_(false);
     for (const p of trainable.values()) p.clearGrad();

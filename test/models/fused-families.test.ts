@@ -15,13 +15,13 @@ import { loadModel, type DecoderModel } from "../../src/models/index.js";
 import {
   Tensor,
   crossEntropy,
-  keep,
   noGrad,
   setFusedOps,
   setKernelMode,
   type DType,
 } from "../../src/tensor/index.js";
 import { type Nested, relDiff, flat } from "../numeric.js";
+import { tapLinears, untapLinears } from "./taps.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 const FAMILIES = ["llama", "qwen2", "qwen3", "gemma3"] as const;
@@ -41,13 +41,7 @@ function withFused<T>(on: boolean, fn: () => T): T {
  */
 function pass(model: DecoderModel, ids: Tensor, mask: Tensor): Map<string, Float32Array> {
   const out = new Map<string, Float32Array>();
-  const kept: [string, Tensor][] = [];
-  for (const lin of model.linears())
-    lin.tap = (y) => {
-      if (y.requiresGrad) y.retainGrad();
-      else y.requiresGrad_();
-      kept.push([lin.name, keep(y)]);
-    };
+  const kept = tapLinears(model);
   const params = [
     model.embed,
     ...model.layers.flatMap((l) => l.norms.map((n) => n.weight)),
@@ -75,7 +69,7 @@ function pass(model: DecoderModel, ids: Tensor, mask: Tensor): Map<string, Float
     );
     out.set("final norm grad", model.norm.weight.grad!.toFloat32Array());
   } finally {
-    for (const lin of model.linears()) lin.tap = null;
+    untapLinears(model);
     for (const p of params) {
       p.clearGrad();
       p.requiresGrad_(false);
