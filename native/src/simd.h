@@ -31,18 +31,25 @@ GV_INLINE vf vsel(vi m, vf a, vf b) { return m ? a : b; }
 // degree-6 polynomial for e^r, 2^n built in the exponent bits; ~1 ulp). expCore takes x already in [-87.3, 88.3]
 // (where 2^n is a normal float); floor() is a truncating conversion and a correction, because without SSE4.1
 // floorf is a libm call that keeps a loop scalar (t lies in [-126, 128] there, where the conversion is exact).
-GV_INLINE float expCore(float x) {
-  float t = x * 1.44269504088896341f + 0.5f;
-  float n = static_cast<float>(static_cast<int32_t>(t));
-  n = n > t ? n - 1.0f : n;
-  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
+// e^(x − n·ln2) for an integer-valued n: ln2 split in two for an exact reduction, then Cephes' polynomial; on one
+// float or on 16 lanes (V{} + c is c in every lane).
+template <typename V>
+GV_INLINE V expReduced(V x, V n) {
+  V r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  V p = V{} + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  float e = p * r * r + r + 1.0f;
+  return p * r * r + r + 1.0f;
+}
+
+GV_INLINE float expCore(float x) {
+  float t = x * 1.44269504088896341f + 0.5f;
+  float n = static_cast<float>(static_cast<int32_t>(t));
+  n = n > t ? n - 1.0f : n;
+  float e = expReduced(x, n);
   uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, 4);
@@ -57,21 +64,14 @@ GV_INLINE float fexp(float x) {
   return x == x ? e : x;
 }
 
-// fexp on 16 lanes (the same polynomial; n by round-to-nearest instead of floor(t + 0.5), which differs only at
+// fexp on 16 lanes (the same reduction and polynomial; n by round-to-nearest instead of floor(t + 0.5), which differs only at
 // exact ties, where either reduction is exact).
 GV_INLINE vf vexp(vf x) {
   vf xc = vsel(x > 88.3f, splat(88.3f), vsel(x < -87.3f, splat(-87.3f), x));
   vf t = xc * 1.44269504088896341f;
   vf n = (t + 12582912.0f) - 12582912.0f;
   n = vsel(n == n, n, splat(0.0f));
-  vf r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-  vf p = splat(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  vf e = p * r * r + r + 1.0f;
+  vf e = expReduced(xc, n);
   vf scale = (vf)((__builtin_convertvector(n, vi) + 127) << 23);
   return vsel(x == x, e * scale, x);
 }
