@@ -226,15 +226,18 @@ export function hardcodedSecrets(
   return out;
 }
 
-/** Headers whose value is a credential. */
-export const AUTH_HEADER =
-  /^(?:Authorization|Proxy-Authorization|X-API-Key|X-Auth-Token|X-Access-Token|Api-Key|X-Api-Token|Private-Token)$/i;
+/** The names of headers whose value is a credential. */
+const AUTH_HEADER_NAMES =
+  "Authorization|Proxy-Authorization|X-API-Key|X-Auth-Token|X-Access-Token|Api-Key|X-Api-Token|Private-Token";
+/** A header whose value is a credential. */
+export const AUTH_HEADER = new RegExp(`^(?:${AUTH_HEADER_NAMES})$`, "i");
 /** A whole header line with such a name: "Authorization: Bearer ...". */
-export const AUTH_HEADER_LINE =
-  /^(?:Authorization|Proxy-Authorization|X-API-Key|X-Auth-Token|X-Access-Token|Api-Key|X-Api-Token|Private-Token)\s*:/i;
+export const AUTH_HEADER_LINE = new RegExp(`^(?:${AUTH_HEADER_NAMES})\\s*:`, "i");
 /** A header name and a scheme ("Authorization: Bearer ", "Basic ") before a credential in a header value. */
-const AUTH_SCHEME =
-  /^(?:(?:Authorization|Proxy-Authorization|X-API-Key|X-Auth-Token|X-Access-Token|Api-Key|X-Api-Token|Private-Token)\s*:\s*)?(?:(?:Bearer|Basic|Token|Digest|ApiKey|Key)\s+)?/i;
+const AUTH_SCHEME = new RegExp(
+  `^(?:(?:${AUTH_HEADER_NAMES})\\s*:\\s*)?(?:(?:Bearer|Basic|Token|Digest|ApiKey|Key)\\s+)?`,
+  "i",
+);
 
 /** A password inside a connection string: user:pass@tcp(...), scheme://user:pass@host, password=... */
 function connectionStringSecret(value: string): boolean {

@@ -855,6 +855,16 @@ function interpolatedValue(src: Source, lit: StringLiteral, depth: number): Cons
   return { parts, value, bytes: false, via: [...new Set(via)] };
 }
 
+/** Fixed strings one after the other: their parts and texts in order, the names followed to any of them. */
+function joinValues(vs: ConstantValue[]): ConstantValue {
+  return {
+    parts: vs.flatMap((v) => v.parts),
+    value: vs.map((v) => v.value).join(""),
+    bytes: false,
+    via: [...new Set(vs.flatMap((v) => v.via))],
+  };
+}
+
 /** Calls that build a string from a format and arguments, per language; `label` is Swift's `format:`. */
 const FORMAT_CALL: Record<SafetyLanguage, RegExp> = {
   cpp: /^(?:std\s*::\s*|fmt\s*::\s*)format$/,
@@ -897,13 +907,7 @@ export function formattedValue(
   if (args.length === 0) return null;
   const vals = args.map((a) => constantValue(src, a.start, a.end, depth + 1));
   if (vals.some((v) => v === null || v.bytes)) return null;
-  const join = (vs: ConstantValue[]): ConstantValue => ({
-    parts: vs.flatMap((v) => v.parts),
-    value: vs.map((v) => v.value).join(""),
-    bytes: false,
-    via: [...new Set(vs.flatMap((v) => v.via))],
-  });
-  if (concat) return join(vals as ConstantValue[]);
+  if (concat) return joinValues(vals as ConstantValue[]);
   const [format, ...rest] = vals as ConstantValue[];
   return applyFormat(src, format!, rest, start);
 }
@@ -915,12 +919,6 @@ function applyFormat(
   rest: ConstantValue[],
   start: number,
 ): ConstantValue | null {
-  const join = (vs: ConstantValue[]): ConstantValue => ({
-    parts: vs.flatMap((v) => v.parts),
-    value: vs.map((v) => v.value).join(""),
-    bytes: false,
-    via: [...new Set(vs.flatMap((v) => v.via))],
-  });
   const at = format.parts[0]?.start ?? start;
   const pieces: ConstantValue[] = [];
   const text = (value: string): ConstantValue => ({
@@ -945,7 +943,7 @@ function applyFormat(
     }
   }
   pieces.push(text(format.value.slice(from)));
-  return { ...join(pieces), via: [...new Set([...format.via, ...rest.flatMap((v) => v.via)])] };
+  return { ...joinValues(pieces), via: [...new Set([...format.via, ...rest.flatMap((v) => v.via)])] };
 }
 
 function trimRange(m: string, start: number, end: number): [number, number] {
@@ -1034,12 +1032,7 @@ export function constantValue(src: Source, start: number, end: number, depth = 0
     if (pieces.length < 2) return null;
     const vals = pieces.map(([a, b]) => constantValue(src, a, b, depth + 1));
     if (vals.some((v) => v === null || v.bytes)) return null;
-    return {
-      parts: vals.flatMap((v) => v!.parts),
-      value: vals.map((v) => v!.value).join(""),
-      bytes: false,
-      via: [...new Set(vals.flatMap((v) => v!.via))],
-    };
+    return joinValues(vals as ConstantValue[]);
   }
   // A variable or constant: `key`, `self.key`, `this.KEY`, `Config.KEY` is not followed (another type).
   const ident = /^(?:(?:self|this)\s*\.\s*)?([A-Za-z_]\w*)$/.exec(text);
