@@ -824,18 +824,18 @@ export function parseFusedEnv(v: string | undefined): { all: boolean | null; per
   return { all: null, perOp };
 }
 
-let fusedEnvError: InputError | null = null;
-let fused: boolean | null = null;
-let fusedEnvPerOp = new Map<FusedOp, boolean>();
+/** GOODVIBE_FUSED as read at start-up, or why it was refused (thrown at the first fused-op choice). */
+const fusedEnv: ReturnType<typeof parseFusedEnv> | InputError = (() => {
+  try {
+    return parseFusedEnv(process.env.GOODVIBE_FUSED);
+  } catch (e) {
+    return e as InputError;
+  }
+})();
+/** setFusedOps' setting, else GOODVIBE_FUSED's 0 / 1. */
+let fused: boolean | null = fusedEnv instanceof InputError ? null : fusedEnv.all;
 /** setFusedOp's settings, which take precedence over GOODVIBE_FUSED's list. */
 const fusedPerOp = new Map<FusedOp, boolean>();
-try {
-  const env = parseFusedEnv(process.env.GOODVIBE_FUSED);
-  fused = env.all;
-  fusedEnvPerOp = env.perOp;
-} catch (e) {
-  fusedEnvError = e as InputError;
-}
 
 /**
  * Whether `op` runs as the addon's fused op on `device`, or op by op (transformers' eager code line by line, the
@@ -844,17 +844,17 @@ try {
  * CPU and op by op elsewhere.
  */
 export function fusedOps(op: FusedOp, device: string = "cpu"): boolean {
-  if (fusedEnvError) throw fusedEnvError;
+  if (fusedEnv instanceof InputError) throw fusedEnv;
   if (fused !== null) return fused;
-  const forced = fusedPerOp.get(op) ?? fusedEnvPerOp.get(op);
+  const forced = fusedPerOp.get(op) ?? fusedEnv.perOp.get(op);
   if (forced !== undefined) return forced;
   return device === "cpu" && FUSED_DEFAULT_CPU[op];
 }
 
 /**
- * One op on (true) or off (false) on every device, or back to its default or GOODVIBE_FUSED's +op/-op (null), under setFusedOps /
- * GOODVIBE_FUSED (which decide for every op when set); returns the previous setting. For benchmarks and tests that
- * compare one op's two paths with everything else unchanged.
+ * One op on (true) or off (false) on every device, or back to its default or GOODVIBE_FUSED's +op/-op (null),
+ * under setFusedOps / GOODVIBE_FUSED's 0 / 1 (which decide for every op when set); returns the previous setting.
+ * For benchmarks and tests that compare one op's two paths with everything else unchanged.
  */
 export function setFusedOp(op: FusedOp, on: boolean | null): boolean | null {
   const prev = fusedPerOp.get(op) ?? null;
