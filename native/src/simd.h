@@ -75,4 +75,35 @@ GV_INLINE vf vexp(vf x) {
   vf scale = (vf)((__builtin_convertvector(n, vi) + 127) << 23);
   return vsel(x == x, e * scale, x);
 }
+
+// 16 float32 values from float32 or bf16 storage, and back (bf16 rounded to nearest even, NaN -> 0x7fc0).
+template <typename T>
+GV_INLINE vf vld(const T* p);
+template <>
+GV_INLINE vf vld<float>(const float* p) {
+  vf v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <>
+GV_INLINE vf vld<bf16_t>(const bf16_t* p) {
+  vh h;
+  std::memcpy(&h, p, sizeof h);
+  return (vf)(__builtin_convertvector(h, vu) << 16);
+}
+template <typename T>
+GV_INLINE void vst(T* p, vf v);
+template <>
+GV_INLINE void vst<float>(float* p, vf v) {
+  std::memcpy(p, &v, sizeof v);
+}
+template <>
+GV_INLINE void vst<bf16_t>(bf16_t* p, vf v) {  // round to nearest even, NaN -> 0x7fc0 (as f2bf)
+  vu u = (vu)v;
+  vu r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  vi nan = (u & 0x7fffffffu) > 0x7f800000u;
+  vu q = u - u + 0x7fc0u;
+  vh h = __builtin_convertvector(nan ? q : r, vh);
+  std::memcpy(p, &h, sizeof h);
+}
 }  // namespace gv::simd
