@@ -13,7 +13,16 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
 import { writeFileAtomic } from "../src/io/atomic.js";
-import { getNumThreads, setFusedOp, setFusedOps, setNumThreads, torchVersion } from "../src/tensor/index.js";
+import {
+  frozenLinearCache,
+  getNumThreads,
+  setFusedOp,
+  setFusedOps,
+  setNumThreads,
+  torchVersion,
+  type FusedOp,
+} from "../src/tensor/index.js";
+import type { DecoderModel } from "../src/models/index.js";
 
 export const GiB = 1024 ** 3;
 export const MiB = 1024 ** 2;
@@ -109,9 +118,25 @@ export function applyDecoderPath(args: {
   ] as const) {
     const v = args[flag];
     if (v === undefined) continue;
-    if (v !== "on" && v !== "off") throw new Error(`--${flag} must be on or off, got ${v}`);
-    setFusedOp(op, v === "on");
+    // frozenDx's default is budgeted (models/frozen-dx.ts); "on" forces it on every frozen product
+    if (v === "auto" && op === "frozenDx") setFusedOp(op, null);
+    else if (v === "on" || v === "off") setFusedOp(op, v === "on");
+    else throw new Error(`--${flag} must be on or off${op === "frozenDx" ? " or auto" : ""}, got ${v}`);
   }
+}
+
+/**
+ * One side of an A/B (--ab OP): OP off, or on. frozenDx's "on" is its default setting, the budgeted plan
+ * (models/frozen-dx.ts), not forced on every product.
+ */
+export function setAb(op: FusedOp, on: boolean): void {
+  setFusedOp(op, on ? (op === "frozenDx" ? null : true) : false);
+}
+
+/** What the model's frozenDx plan chose and the transposed copies the addon holds now (for a bench's output). */
+export function frozenDxSummary(model: DecoderModel): { plan: string; copies: number; copyBytes: number } {
+  const held = frozenLinearCache();
+  return { plan: model.frozenDx.describe(), copies: held.count, copyBytes: held.bytes };
 }
 
 function sh(cmd: string, args: string[]): string {

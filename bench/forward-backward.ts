@@ -18,7 +18,6 @@ import {
   fusedOps,
   noGrad,
   resolveDevice,
-  setFusedOp,
   tidy,
   type FusedOp,
 } from "../src/tensor/index.js";
@@ -29,7 +28,9 @@ import {
   MiB,
   applyDecoderPath,
   applyThreads,
+  frozenDxSummary,
   machineInfo,
+  setAb,
   median,
   randomModelDir,
   seconds,
@@ -50,7 +51,8 @@ const { values: args } = parseArgs({
     unfused: { type: "boolean", default: false },
     // one q/k/v and one gate/up product (on) or a product per linear (off); default: the per-op default
     concat: { type: "string" },
-    // a frozen bf16 weight's dX from its transposed copy (on) or libtorch's linear backward (off); default: off
+    // a frozen bf16 weight's dX from its transposed copy: on (every frozen product), off (libtorch's linear backward),
+    // auto (the default: within the memory budget, GOODVIBE_FROZEN_DX_BUDGET; models/frozen-dx.ts)
     "frozen-dx": { type: "string" },
     device: { type: "string", default: "cpu" },
     profile: { type: "boolean", default: false },
@@ -134,19 +136,20 @@ function abPasses(model: DecoderModel, ids: Tensor, target: Tensor, op: FusedOp,
   const times: number[][] = [[], []];
   const losses: number[] = [];
   for (const [i, on] of settings.entries()) {
-    setFusedOp(op, on);
+    setAb(op, on);
     losses[i] = identificationPass(model, ids, target).loss;
   }
   const rssWarm = peakRssBytes();
   for (let p = 0; p < passes; p++)
     for (const [i, on] of settings.entries()) {
-      setFusedOp(op, on);
+      setAb(op, on);
       times[i].push(seconds(() => identificationPass(model, ids, target)));
     }
   const cache = frozenLinearCache();
   console.log(
     `A/B of ${op} in one process, ${passes} passes each, alternated (load ${machineInfo().loadAverage})`,
   );
+  if (op === "frozenDx") console.log(model.frozenDx.describe());
   for (const [i, on] of settings.entries())
     console.log(
       `${op} ${on ? "on " : "off"}: median ${median(times[i]).toFixed(3)} s, min ${Math.min(...times[i]).toFixed(3)} s ` +
@@ -190,6 +193,8 @@ function main(): void {
   console.log(
     `loss ${last.loss.toFixed(4)}, linear outputs with a gradient: ${last.grads}/${model.linears().length}`,
   );
+  const dx = frozenDxSummary(model);
+  console.log(`${dx.plan}; copies held: ${dx.copies}, ${(dx.copyBytes / GiB).toFixed(2)} GiB`);
   console.log(
     table(
       [
@@ -241,6 +246,7 @@ function main(): void {
     fused: args.fused,
     unfused: args.unfused,
     concat: fusedOps("concatLinear"),
+    frozenDx: dx,
     tokens: T,
     tidyLayers: args["tidy-layers"],
     layers: model.cfg.numLayers,

@@ -32,7 +32,6 @@ import {
   Tensor,
   fusedOps,
   manualSeed,
-  setFusedOp,
   type FusedOp,
   resolveDevice,
   synchronize,
@@ -44,7 +43,9 @@ import {
   GiB,
   applyDecoderPath,
   applyThreads,
+  frozenDxSummary,
   machineInfo,
+  setAb,
   median,
   randomModelDir,
   seconds,
@@ -70,7 +71,8 @@ const { values: args } = parseArgs({
     unfused: { type: "boolean", default: false },
     // one q/k/v and one gate/up product (on) or a product per linear (off); default: the per-op default
     concat: { type: "string" },
-    // a frozen bf16 weight's dX from its transposed copy (on) or libtorch's linear backward (off); default: off
+    // a frozen bf16 weight's dX from its transposed copy: on (every frozen product), off (libtorch's linear backward),
+    // auto (the default: within the memory budget, GOODVIBE_FROZEN_DX_BUDGET; models/frozen-dx.ts)
     "frozen-dx": { type: "string" },
     device: { type: "string", default: "cpu" },
     selection: { type: "string" },
@@ -191,7 +193,7 @@ function main(): void {
   const abTimes: number[][] = [[], []];
   const last = ab ? steps + 1 : steps;
   for (let s = 0; s <= last; s++) {
-    if (ab) setFusedOp(ab, s % 2 === 1);
+    if (ab) setAb(ab, s % 2 === 1);
     manualSeed(s);
     const p = { fwdbwd: 0, optimizer: 0, total: 0 };
     p.total = seconds(() => {
@@ -224,12 +226,14 @@ function main(): void {
     console.log(
       `on / off (median): ${(median(abTimes[1]) / median(abTimes[0])).toFixed(3)}; peak RSS ${(peakRssBytes() / GiB).toFixed(2)} GiB, loss ${loss}`,
     );
+    if (ab === "frozenDx") console.log(model.frozenDx.describe());
     return;
   }
   const med = (k: keyof (typeof phases)[0]) => median(phases.map((p) => p[k]));
   const flops = sftFlops(model, attached, [1, T], lossTokens, checkpointing);
   const peak = peakRssBytes();
   const trainable = countParams(params);
+  const dx = frozenDxSummary(model);
   console.log(
     `${model.device}, ${method}, ${dtype}, checkpointing ${checkpointing ? "on" : "off"}, ${model.cfg.numLayers} layers, ${T} tokens, threads ${threads}, ` +
       `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}, ${args.fused ? "fused ops" : args.unfused ? "op-by-op" : "per-op defaults"}`,
@@ -268,12 +272,14 @@ function main(): void {
       ],
     ),
   );
+  console.log(`${dx.plan}; copies held: ${dx.copies}, ${(dx.copyBytes / GiB).toFixed(2)} GiB`);
   writeJson(args.json, {
     bench: "train-step",
     machine: machineInfo(),
     fused: args.fused,
     unfused: args.unfused,
     concat: fusedOps("concatLinear"),
+    frozenDx: dx,
     method,
     dtype,
     checkpointing,

@@ -27,6 +27,7 @@ import {
   type AttentionInputs,
 } from "./layers.js";
 import { Linear } from "./linear.js";
+import { FrozenDxPlan } from "./frozen-dx.js";
 
 export interface DecoderLayer {
   readonly index: number;
@@ -54,6 +55,8 @@ export class DecoderModel {
   readonly lmHead: Tensor;
   /** lm_head as a linear layer ("lm_head"): the slot a GoodVibe update on its rows plugs into (identify.lmHead) */
   readonly head: Linear;
+  /** which frozen products' dX read a transposed weight copy, within the memory budget (frozen-dx.ts) */
+  readonly frozenDx: FrozenDxPlan;
   private readonly invFreqGlobal: Tensor;
   private readonly invFreqLocal: Tensor | null;
 
@@ -69,6 +72,10 @@ export class DecoderModel {
     this.norm = new RMSNorm("model.norm", source("model.norm.weight")!, cfg.rmsNormEps, cfg.normOnePlus);
     this.lmHead = cfg.tieWordEmbeddings ? this.embed : source("lm_head.weight")!;
     this.head = new Linear("lm_head", this.lmHead, null);
+    this.frozenDx = new FrozenDxPlan(
+      [...new Set([...this.linears(), this.head].map((l) => l.dxSlot))],
+      device,
+    );
     this.invFreqGlobal = keep(ropeInvFreq(cfg.headDim, cfg.ropeTheta, cfg.ropeScaling).onDevice(device));
     this.invFreqLocal =
       cfg.ropeLocalTheta !== null && cfg.layerTypes.includes("sliding_attention")

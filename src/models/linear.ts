@@ -10,11 +10,13 @@ import {
   Tensor,
   frozenLinear,
   fusedOps,
+  isGradEnabled,
   keep,
   noGrad,
   releaseMappedPages,
   splitColumns,
 } from "../tensor/index.js";
+import { DxSlot, frozenDxMode } from "./frozen-dx.js";
 
 export interface LinearAdapter {
   /** Returns the layer output with the adapter's contribution added. `y` is x Wᵀ + b. */
@@ -38,24 +40,33 @@ export interface LinearAdapter {
 export type OutputTap = (y: Tensor, layer: Linear) => void;
 
 /**
- * x Wᵀ + b; a frozen bf16 weight's dX from its transposed copy where fusedOps("frozenDx") is on (opt-in: it holds
- * that copy; tensor.ts frozenLinear).
+ * x Wᵀ + b; a frozen bf16 weight's dX from its transposed copy (tensor.ts frozenLinear) where frozenDx is on and
+ * the model's plan gives `slot` a copy for a product this size (models/frozen-dx.ts). A linear outside a model
+ * (no plan, no budget) makes a copy only when frozenDx is forced on.
  */
-function product(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
-  if (w.dtype === "bfloat16" && !w.requiresGrad && !b?.requiresGrad && fusedOps("frozenDx", x.device))
-    return frozenLinear(x, w, b);
-  return x.linear(w, b);
+function product(x: Tensor, w: Tensor, b: Tensor | null, slot: DxSlot): Tensor {
+  if (w.dtype !== "bfloat16" || w.requiresGrad || b?.requiresGrad) return x.linear(w, b);
+  const mode = frozenDxMode(x.device);
+  // without a backward to run, frozenLinear is x.linear: no plan is made for a forward
+  if (mode === "off" || !isGradEnabled() || !x.requiresGrad) return x.linear(w, b);
+  const rows = x.numel / x.size(-1);
+  const copy = slot.plan ? slot.plan.allows(slot, mode, rows, w.size(0), w.size(1)) : mode === "forced";
+  return copy ? frozenLinear(x, w, b) : x.linear(w, b);
 }
 
 export class Linear {
   adapter: LinearAdapter | null = null;
   tap: OutputTap | null = null;
+  /** where the frozenDx plan decides this weight's transposed copy (its group's slot when it has one) */
+  dxSlot: DxSlot;
 
   constructor(
     readonly name: string,
     public weight: Tensor,
     public bias: Tensor | null,
-  ) {}
+  ) {
+    this.dxSlot = new DxSlot(name, name === "lm_head", () => this.weight);
+  }
 
   get outFeatures(): number {
     return this.weight.size(0);
@@ -65,7 +76,7 @@ export class Linear {
   }
 
   forward(x: Tensor): Tensor {
-    return this.finish(x, product(x, this.weight, this.bias));
+    return this.finish(x, product(x, this.weight, this.bias, this.dxSlot));
   }
 
   /** The adapter and the tap on y = x Wᵀ + b, whether y came from this layer's product or its group's. */
@@ -95,6 +106,8 @@ export class LinearGroup {
   readonly bias: Tensor | null = null;
   private readonly sizes: number[];
   private readonly views: { weight: Tensor; bias: Tensor | null }[] = [];
+  /** the frozenDx slot of the concatenated weight, which its linears share */
+  readonly dxSlot: DxSlot | null = null;
 
   constructor(readonly linears: Linear[]) {
     if (linears.length < 2) throw new InputError("LinearGroup: at least two linear layers");
@@ -130,6 +143,8 @@ export class LinearGroup {
       this.views.push({ weight, bias });
       start += n;
     }
+    this.dxSlot = new DxSlot(linears.map((l) => l.name).join("+"), false, () => this.weight);
+    for (const l of linears) l.dxSlot = this.dxSlot;
   }
 
   /** Whether the one product stands for the linears' own: each weight and bias still the group's, none trains. */
@@ -147,7 +162,7 @@ export class LinearGroup {
   /** Each linear's output (adapter and tap applied), in order. */
   forward(x: Tensor): Tensor[] {
     if (!fusedOps("concatLinear", x.device) || !this.shared()) return this.linears.map((l) => l.forward(x));
-    const parts = splitColumns(product(x, this.weight!, this.bias), this.sizes);
+    const parts = splitColumns(product(x, this.weight!, this.bias, this.dxSlot!), this.sizes);
     return this.linears.map((l, i) => l.finish(x, parts[i]));
   }
 }

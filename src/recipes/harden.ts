@@ -402,6 +402,7 @@ export async function stageIdentify(
   log.info(
     `identification: ${samples.length} samples (${cfg.identify.mode}), top-${cfg.identify.topK} per layer`,
   );
+  log.info(model.frozenDx.describe());
   const map = await identify(model, samples, identifyOptions(labels, cfg, slot.dir, hooks));
   writeNeuronMap(file, map);
   // the accumulators are no longer needed once the map is written
@@ -622,6 +623,7 @@ async function trainAndPublish(
     `training ${cfg.method}: ${trainable.toLocaleString("en-US")} trainable parameters (${((100 * trainable) / total).toPrecision(3)}% of ${total.toLocaleString("en-US")}), ${precisionOf(model.dtype)}`,
   );
   openSlot(plan.train, "training", log);
+  log.info(model.frozenDx.describe());
   // the slot's folder is keyed by these inputs already; the checkpoint records them too, so that a checkpoint
   // never continues under others whatever folder it is found in
   const { train: _t, model: weights, dtype: _d, format: _f, ...settings } = plan.train.inputs;

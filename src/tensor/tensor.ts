@@ -785,10 +785,12 @@ export type FusedOp = "rmsNorm" | "attention" | "gatedAct" | "clusterRowUpdate" 
  * alternated in one process, BENCHMARKS §5 "One product for q/k/v and one for gate/up"): the identification pass
  * 1.174 against 1.215 s, a GoodVibe step 1.61 against 1.73 s. Other devices (CUDA) run the op-by-op path by
  * default: the fused ops run their composite ATen form there, which was not measured faster.
- * frozenDx (a frozen bf16 weight's dX from a transposed copy, frozenLinear; same values bit for bit) is off by
- * default: it holds a second copy of every frozen weight that meets a backward (Qwen2.5-0.5B's shape: +0.92 GiB, the
- * tied lm_head's 0.25 GiB included; a 7B model's ~13 GiB) for an identification pass 0.88-1.00x and a 4-layer
- * GoodVibe step 0.77-0.83x the time (alternated in one process, 1 thread, BENCHMARKS §5 "dX from transposed weights").
+ * frozenDx (a frozen bf16 weight's dX from a transposed copy, frozenLinear; same values bit for bit) holds a second
+ * copy of each weight it serves (Qwen2.5-0.5B's shape: 0.92 GiB for all, the tied lm_head's 0.25 GiB included; a 7B
+ * model's ~13 GiB) for an identification pass 0.88-1.00x and a 4-layer GoodVibe step 0.77-0.83x the time
+ * (alternated in one process, 1 thread, BENCHMARKS §5 "dX from transposed weights"). By default it runs within a
+ * memory budget, on the products where a copy pays (models/frozen-dx.ts); set explicitly on, it copies every frozen
+ * bf16 weight, within GOODVIBE_FROZEN_DX_BUDGET only when that is set.
  */
 const FUSED_DEFAULT_CPU: Record<FusedOp, boolean> = {
   rmsNorm: true,
@@ -796,7 +798,7 @@ const FUSED_DEFAULT_CPU: Record<FusedOp, boolean> = {
   gatedAct: true,
   clusterRowUpdate: true,
   concatLinear: true,
-  frozenDx: false,
+  frozenDx: true,
 };
 
 const FUSED_OPS = Object.keys(FUSED_DEFAULT_CPU) as FusedOp[];
@@ -849,6 +851,15 @@ export function fusedOps(op: FusedOp, device: string = "cpu"): boolean {
   const forced = fusedPerOp.get(op) ?? fusedEnv.perOp.get(op);
   if (forced !== undefined) return forced;
   return device === "cpu" && FUSED_DEFAULT_CPU[op];
+}
+
+/**
+ * Whether `op`'s setting was given (GOODVIBE_FUSED, setFusedOps, setFusedOp) rather than taken from the per-op
+ * defaults (frozenDx: forced on, or the default budgeted on; models/frozen-dx.ts).
+ */
+export function fusedOpExplicit(op: FusedOp): boolean {
+  if (fusedEnv instanceof InputError) throw fusedEnv;
+  return fused !== null || fusedPerOp.has(op) || fusedEnv.perOp.has(op);
 }
 
 /**

@@ -9,13 +9,24 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadModel, type DecoderModel } from "../../src/models/index.js";
+import { spawnSync } from "node:child_process";
+import {
+  DecoderModel,
+  FrozenDxPlan,
+  frozenDxMode,
+  loadModel,
+  parseMemoryBudget,
+  setFrozenDxBudget,
+} from "../../src/models/index.js";
+import { buildQwen2Layer } from "../../src/models/qwen2.js";
+import { parseModelConfig } from "../../src/io/config.js";
 import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
 import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
 import {
   Tensor,
   crossEntropy,
   frozenLinearCache,
+  keep,
   manualSeed,
   noGrad,
   setFusedOp,
@@ -82,3 +93,249 @@ for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
     noGrad(() => undefined);
   });
 }
+
+// ---------------------------------------------------------------- the default: copies within a memory budget
+
+/**
+ * A Qwen2-layout model of random bf16 weights built in memory, large enough that every product of a 64-token pass
+ * passes the default setting's size rule (FROZEN_DX_MIN_ROWS rows, FROZEN_DX_MIN_MACS multiply-adds: o_proj's is
+ * exactly 64 × 256 × 256 = 2^22): per layer q/k/v 256 KiB, o 128 KiB, gate/up 1 MiB, down 512 KiB; lm_head (tied)
+ * 2 MiB.
+ */
+function midModel(): DecoderModel {
+  const [H, I, V, kv] = [256, 1024, 4096, 128];
+  const cfg = parseModelConfig(
+    {
+      architectures: ["Qwen2ForCausalLM"],
+      model_type: "qwen2",
+      hidden_size: H,
+      intermediate_size: I,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      num_hidden_layers: 2,
+      vocab_size: V,
+      max_position_embeddings: 256,
+      rms_norm_eps: 1e-6,
+      rope_theta: 10000,
+      tie_word_embeddings: true,
+      hidden_act: "silu",
+      torch_dtype: "bfloat16",
+    },
+    "midModel",
+  );
+  const shapeOf = (name: string): number[] | null => {
+    const leaf = name.split(".").slice(-2).join(".");
+    const shapes: Record<string, number[]> = {
+      "embed_tokens.weight": [V, H],
+      "q_proj.weight": [H, H],
+      "q_proj.bias": [H],
+      "k_proj.weight": [kv, H],
+      "k_proj.bias": [kv],
+      "v_proj.weight": [kv, H],
+      "v_proj.bias": [kv],
+      "o_proj.weight": [H, H],
+      "gate_proj.weight": [I, H],
+      "up_proj.weight": [I, H],
+      "down_proj.weight": [H, I],
+      "input_layernorm.weight": [H],
+      "post_attention_layernorm.weight": [H],
+      "norm.weight": [H],
+    };
+    return shapes[leaf] ?? null;
+  };
+  manualSeed(11);
+  const source = (name: string, required = true): Tensor | null => {
+    const shape = shapeOf(name);
+    if (!shape) {
+      if (required) throw new Error(`midModel: no shape for ${name}`);
+      return null;
+    }
+    return keep(
+      noGrad(() =>
+        Tensor.randn(shape)
+          .mul(shape.length === 1 ? 1 : 0.05)
+          .to("bfloat16"),
+      ),
+    );
+  };
+  return new DecoderModel(cfg, "bfloat16", "cpu", source, buildQwen2Layer);
+}
+
+const MiB = 1024 ** 2;
+const TOKENS = Array.from({ length: 64 }, (_, t) => (t * 613 + 5) % 4096);
+
+/**
+ * Loss and every linear output's gradient of one 64-token pass, the loss at the last position only (`lastOnly`:
+ * lm_head's product has one row, as in the identification benchmark) or at every position (an SFT-like head).
+ */
+function midPass(model: DecoderModel, lastOnly: boolean): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  const kept = tapLinears(model);
+  try {
+    const T = TOKENS.length;
+    const ids = Tensor.fromArray(TOKENS, [1, T], "int64");
+    const loss = model.forwardBackward(ids, {}, (h) =>
+      lastOnly
+        ? crossEntropy(model.logitsFrom(h.select(1, T - 1)), Tensor.fromArray([42], [1], "int64"))
+        : crossEntropy(
+            model.logitsFrom(h.narrow(1, 0, T - 1)).reshape([T - 1, -1]),
+            ids.narrow(1, 1, T - 1).reshape([T - 1]),
+          ),
+    );
+    out.set("loss", [loss]);
+    for (const [name, y] of kept) {
+      out.set(`${name} grad`, [...y.grad!.toFloat32Array()]);
+      y.dispose();
+    }
+  } finally {
+    untapLinears(model);
+  }
+  return out;
+}
+
+/** The weights the addon holds transposed copies of, by slot name, after a pass (copies dropped first). */
+function copiesAfter(model: DecoderModel, lastOnly: boolean, budget: string | null) {
+  frozenLinearCache(true);
+  const prev = setFrozenDxBudget(budget);
+  try {
+    const values = midPass(model, lastOnly);
+    return {
+      values,
+      held: frozenLinearCache(),
+      choice: model.frozenDx.choice()!,
+      described: model.frozenDx.describe(),
+    };
+  } finally {
+    setFrozenDxBudget(prev);
+  }
+}
+
+const defaultSetting = process.env.GOODVIBE_FUSED
+  ? "GOODVIBE_FUSED is set: the default setting is not in force"
+  : false;
+
+test(
+  "frozenDx by default: copies within the budget, largest products first, none over it, the same values",
+  { skip: defaultSetting },
+  () => {
+    const model = midModel();
+    assert.equal(frozenDxMode("cpu"), "auto");
+    setFusedOp("frozenDx", false);
+    frozenLinearCache(true);
+    const want = midPass(model, false);
+    const wantLast = midPass(model, true);
+    assert.equal(frozenLinearCache().count, 0, "no copy while frozenDx is off");
+    setFusedOp("frozenDx", null);
+    try {
+      const same = (got: Map<string, number[]>, ref: Map<string, number[]>, what: string) => {
+        assert.deepEqual([...got.keys()], [...ref.keys()]);
+        for (const [name, v] of ref) assert.deepEqual(got.get(name), v, `${name} (${what})`);
+      };
+      // a budget that holds everything (the default: a share of MemAvailable, far above 5.75 MiB): every product's
+      // weight, lm_head included when its product has 63 rows, not when it has one
+      const all = copiesAfter(model, false, null);
+      same(all.values, want, "default budget");
+      assert.equal(all.held.count, 9);
+      assert.equal(all.held.bytes, 5.75 * MiB);
+      assert.ok(all.held.bytes <= all.choice.budgetBytes, "within the budget");
+      assert.match(
+        all.described,
+        /^frozenDx: transposed weight copies for 9 of 9 frozen products' weights \(5\.75 MiB\) within the budget .*% of .* available/,
+      );
+      const last = copiesAfter(model, true, null);
+      same(last.values, wantLast, "one-row lm_head product");
+      assert.equal(last.held.count, 8, "no copy of lm_head for a one-row product");
+      assert.equal(last.held.bytes, 3.75 * MiB);
+      // 2 MiB: both gate/up weights (1 MiB each), then nothing else fits
+      const two = copiesAfter(model, false, "2MiB");
+      same(two.values, want, "2 MiB budget");
+      assert.deepEqual(two.held, { count: 2, bytes: 2 * MiB });
+      assert.deepEqual(
+        two.choice.chosen.map((s) => s.name),
+        [0, 1].map((i) => `model.layers.${i}.mlp.gate_proj+model.layers.${i}.mlp.up_proj`),
+      );
+      assert.match(
+        two.described,
+        /2 of 9 .* \(2\.00 MiB\) within the budget 2\.00 MiB .*; 7 left to libtorch's backward \(3\.75 MiB: over the budget\)/,
+      );
+      // 1.6 MiB: one gate/up (1 MiB), then one down (0.5 MiB); the next q/k/v (0.25 MiB) would pass the budget
+      const some = copiesAfter(model, false, "1.6MiB");
+      same(some.values, want, "1.6 MiB budget");
+      assert.ok(some.held.bytes <= 1.6 * MiB, `${some.held.bytes} bytes held`);
+      assert.deepEqual(some.held, { count: 2, bytes: 1.5 * MiB });
+      // no budget, no copy
+      const none = copiesAfter(model, false, "0");
+      same(none.values, want, "zero budget");
+      assert.deepEqual(none.held, { count: 0, bytes: 0 });
+      assert.match(none.described, /0 of 9 .* \(0 bytes\) within the budget 0 bytes/);
+    } finally {
+      setFusedOp("frozenDx", null);
+      frozenLinearCache(true);
+    }
+  },
+);
+
+test("frozenDx forced on: every frozen product without a budget set, within it when one is set", () => {
+  const model = midModel();
+  setFusedOp("frozenDx", true);
+  try {
+    const all = copiesAfter(model, true, null);
+    assert.equal(all.held.count, 9, "lm_head's one-row product too");
+    assert.equal(all.choice.budgetBytes, Infinity);
+    assert.match(all.described, /9 of 9 .* within the budget no limit .*forced on/);
+    const two = copiesAfter(model, true, "2MiB");
+    assert.deepEqual(two.held, { count: 2, bytes: 2 * MiB });
+  } finally {
+    setFusedOp("frozenDx", null);
+    frozenLinearCache(true);
+  }
+});
+
+test("frozenDx budgets: bytes with units or a share, anything else refused by name", () => {
+  assert.deepEqual(parseMemoryBudget("0", "B"), { bytes: 0 });
+  assert.deepEqual(parseMemoryBudget("1500000000", "B"), { bytes: 1500000000 });
+  assert.deepEqual(parseMemoryBudget("512MiB", "B"), { bytes: 512 * MiB });
+  assert.deepEqual(parseMemoryBudget(" 2 gib ", "B"), { bytes: 2 * 1024 * MiB });
+  assert.deepEqual(parseMemoryBudget("1.5GB", "B"), { bytes: 1.5e9 });
+  assert.deepEqual(parseMemoryBudget("25%", "B"), { share: 0.25 });
+  assert.deepEqual(parseMemoryBudget("100%", "B"), { share: 1 });
+  for (const bad of ["", "-1", "0%", "101%", "2 GiBs", "lots", "1e9", "NaN"])
+    assert.throws(
+      () => parseMemoryBudget(bad, "GOODVIBE_FROZEN_DX_BUDGET"),
+      (e: Error) =>
+        e.name === "InputError" &&
+        e.message.startsWith(`GOODVIBE_FROZEN_DX_BUDGET=${bad}: not a memory budget`),
+      bad,
+    );
+  assert.throws(() => setFrozenDxBudget("half"), /frozenDx budget=half: not a memory budget/);
+  // a share on another device is refused (its free memory is not known), bytes are not
+  const plan = new FrozenDxPlan([], "cuda");
+  setFusedOp("frozenDx", true);
+  const prev = setFrozenDxBudget("25%");
+  try {
+    assert.throws(() => plan.choice(), /a share of the available memory is known only on the CPU/);
+    setFrozenDxBudget("8GiB");
+    assert.equal(plan.choice()!.budgetBytes, 8 * 1024 * MiB);
+  } finally {
+    setFrozenDxBudget(prev);
+    setFusedOp("frozenDx", null);
+  }
+});
+
+test("a malformed GOODVIBE_FROZEN_DX_BUDGET loads, then is refused by name when a plan needs it", () => {
+  const mod = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../src/models/index.js");
+  const r = spawnSync(
+    process.execPath,
+    [
+      "--input-type=module",
+      "-e",
+      `const m = await import(${JSON.stringify(mod)}); console.log("loaded");` +
+        ` try { new m.FrozenDxPlan([], "cpu").choice(); } catch (e) { console.log(e.name, e.message); }`,
+    ],
+    { env: { ...process.env, GOODVIBE_FUSED: "", GOODVIBE_FROZEN_DX_BUDGET: "a lot" }, encoding: "utf8" },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  const [first, second] = r.stdout.trim().split("\n");
+  assert.equal(first, "loaded");
+  assert.match(second!, /^InputError GOODVIBE_FROZEN_DX_BUDGET=a lot: not a memory budget/);
+});

@@ -48,10 +48,17 @@ function inChild(value: string, script: string): { status: number | null; out: s
 }
 
 test("GOODVIBE_FUSED=+op / -op sets those ops over the defaults; setFusedOp overrides and null returns to it", () => {
-  const show = `console.log(JSON.stringify(["frozenDx", "concatLinear", "rmsNorm"].map((op) => t.fusedOps(op, "cpu"))));`;
-  assert.equal(inChild("", show).out, "[false,true,true]", "the defaults");
-  assert.equal(inChild("+frozenDx", show).out, "[true,true,true]");
-  assert.equal(inChild("+frozenDx,-concatLinear", show).out, "[true,false,true]");
+  // each op's setting, then whether frozenDx's was given (forced on or off) rather than its budgeted default
+  const show =
+    `console.log(JSON.stringify(["frozenDx", "concatLinear", "rmsNorm"].map((op) => t.fusedOps(op, "cpu"))),` +
+    ` t.fusedOpExplicit("frozenDx"));`;
+  assert.equal(inChild("", show).out, "[true,true,true] false", "the defaults");
+  assert.equal(inChild("+frozenDx", show).out, "[true,true,true] true");
+  assert.equal(inChild("-frozenDx", show).out, "[false,true,true] true");
+  assert.equal(inChild("+frozenDx,-concatLinear", show).out, "[true,false,true] true");
+  assert.equal(inChild("-concatLinear", show).out, "[true,false,true] false");
+  assert.equal(inChild("1", show).out, "[true,true,true] true");
+  assert.equal(inChild("0", show).out, "[false,false,false] true");
   // on another device the listed ops apply too; the rest stay op by op there
   assert.equal(
     inChild("+frozenDx", `console.log(t.fusedOps("frozenDx", "cuda"), t.fusedOps("rmsNorm", "cuda"));`).out,

@@ -79,6 +79,7 @@ export function registerStages(program: Command): void {
           log.info(
             `identification shard ${shard.index}/${shard.count}: a share of ${samples.length} samples (${cfg.identify.mode})`,
           );
+          log.info(model.frozenDx.describe());
           // its resumable state: a folder of the run folder per shard (several shards may share one run folder)
           const runDir = path.join(cfg.runDir, `identify-shard-${shard.index}-of-${shard.count}`);
           fs.mkdirSync(runDir, { recursive: true });

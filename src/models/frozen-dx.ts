@@ -1,0 +1,265 @@
+/**
+ * Which frozen products compute dX from a transposed copy of their weight (frozenDx; tensor.ts frozenLinear), within
+ * an explicit memory budget (issue 13 §1; BENCHMARKS §5, "frozenDx by default within a memory budget").
+ *
+ * A copy of Wᵀ gives the backward dX = dY·W the layout oneDNN's bf16 matmul runs fastest here (the same values bit
+ * for bit) at the price of a second copy of the weight. So a model's plan ranks its products by what a copy buys
+ * per byte and takes them in that order while their copies' total stays within the budget; the rest keep libtorch's
+ * own backward (the same values). Ranked first: the decoder layers' products, largest weight first (gate/up, down,
+ * then q/k/v, o), since each sees every token of a batch; last, lm_head, whose products see only the positions a
+ * loss is taken at (an SFT example's answer tokens; one row per prompt in the identification benchmark).
+ * A product makes its copy only where it can pay: at least FROZEN_DX_MIN_ROWS rows (a product with a few rows is a
+ * matrix-vector product bound by reading W once, in either layout) and FROZEN_DX_MIN_MACS multiply-adds (tiny
+ * products gain nothing worth a copy).
+ *
+ * The setting (tensor.ts fusedOps("frozenDx")):
+ * - default, on the CPU: the plan above, within GOODVIBE_FROZEN_DX_BUDGET, by default FROZEN_DX_DEFAULT_SHARE of
+ *   the memory available when the plan is made (MemAvailable); off on other devices (not measured there);
+ * - forced on (GOODVIBE_FUSED=+frozenDx or 1, setFusedOp("frozenDx", true)): every frozen bf16 product, small ones
+ *   included, within GOODVIBE_FROZEN_DX_BUDGET when it is set and without a limit otherwise;
+ * - forced off (GOODVIBE_FUSED=-frozenDx or 0): none.
+ */
+import { InputError } from "../errors.js";
+import { fusedOpExplicit, fusedOps, itemSize, type Tensor } from "../tensor/index.js";
+import { availableMemoryBytes, formatBytes } from "../util/memory.js";
+
+/** The environment variable that sets the budget: bytes (0, 1500000000, 512MiB, 2GiB, 8GB) or a share (25%). */
+export const FROZEN_DX_BUDGET_ENV = "GOODVIBE_FROZEN_DX_BUDGET";
+/** The default budget: this share of the memory available when a model's plan is made. */
+export const FROZEN_DX_DEFAULT_SHARE = 0.25;
+/** Rows (tokens) a product needs before its copy is made (default setting). */
+export const FROZEN_DX_MIN_ROWS = 16;
+/** Multiply-adds (rows × in × out) a product needs before its copy is made (default setting). */
+export const FROZEN_DX_MIN_MACS = 2 ** 22;
+
+export type MemoryBudget = { bytes: number } | { share: number };
+
+const UNIT_BYTES: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gib: 1024 ** 3,
+  t: 1024 ** 4,
+  tib: 1024 ** 4,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+};
+
+/**
+ * A memory budget as written: a byte count with an optional unit (0, 1500000000, 512MiB, 2GiB, 1.5 GB; K/M/G/T and
+ * KiB… are binary, KB/MB/GB/TB decimal) or a share of the available memory (25%, in (0, 100]). Anything else is
+ * refused, naming `what` (the variable or setting it came from).
+ */
+export function parseMemoryBudget(text: string, what: string): MemoryBudget {
+  const t = text.trim();
+  const pct = /^(\d+(?:\.\d+)?)\s*%$/.exec(t);
+  if (pct) {
+    const share = Number(pct[1]) / 100;
+    if (share > 0 && share <= 1) return { share };
+  } else {
+    const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(t);
+    const unit = m ? UNIT_BYTES[m[2].toLowerCase()] : undefined;
+    if (m && unit !== undefined) return { bytes: Math.floor(Number(m[1]) * unit) };
+  }
+  throw new InputError(
+    `${what}=${text}: not a memory budget; give bytes (0, 1500000000, 512MiB, 2GiB, 8GB) or a share of the ` +
+      `available memory (25%, more than 0 and at most 100)`,
+  );
+}
+
+/** The budget set in the environment, or why it was refused (thrown when a plan needs it). */
+const envBudget: MemoryBudget | InputError | null = (() => {
+  const v = process.env[FROZEN_DX_BUDGET_ENV];
+  if (v === undefined || v.trim() === "") return null;
+  try {
+    return parseMemoryBudget(v, FROZEN_DX_BUDGET_ENV);
+  } catch (e) {
+    return e as InputError;
+  }
+})();
+let setBudget: { text: string; budget: MemoryBudget } | null = null;
+
+/**
+ * Sets the budget for plans made from now on in this process, as GOODVIBE_FROZEN_DX_BUDGET would (its text), or
+ * returns to the environment's (null). A malformed budget is refused here. Returns the previous setting.
+ */
+export function setFrozenDxBudget(text: string | null): string | null {
+  const prev = setBudget?.text ?? null;
+  setBudget = text === null ? null : { text, budget: parseMemoryBudget(text, "frozenDx budget") };
+  return prev;
+}
+
+/** The budget given explicitly (setFrozenDxBudget, else the environment), with how to name it; null when none. */
+function explicitBudget(): { budget: MemoryBudget; named: string } | null {
+  if (setBudget) return { budget: setBudget.budget, named: `frozenDx budget ${setBudget.text}` };
+  if (envBudget instanceof InputError) throw envBudget;
+  if (envBudget)
+    return { budget: envBudget, named: `${FROZEN_DX_BUDGET_ENV}=${process.env[FROZEN_DX_BUDGET_ENV]}` };
+  return null;
+}
+
+/** Bytes and how the budget was set, for a plan on `device` in `mode`. */
+function resolveBudget(mode: "auto" | "forced", device: string): { bytes: number; text: string } {
+  const given = explicitBudget();
+  if (!given && mode === "forced")
+    return { bytes: Infinity, text: `no limit (frozenDx forced on, ${FROZEN_DX_BUDGET_ENV} unset)` };
+  const budget = given?.budget ?? { share: FROZEN_DX_DEFAULT_SHARE };
+  const named = given?.named ?? `default, ${FROZEN_DX_BUDGET_ENV} unset`;
+  if ("bytes" in budget) return { bytes: budget.bytes, text: `${formatBytes(budget.bytes)} (${named})` };
+  if (device !== "cpu")
+    throw new InputError(
+      `${named}: a share of the available memory is known only on the CPU (the addon cannot read ${device}'s free ` +
+        `memory); give bytes instead (e.g. 8GiB)`,
+    );
+  const avail = availableMemoryBytes();
+  const bytes = Math.floor(budget.share * avail);
+  return {
+    bytes,
+    text: `${formatBytes(bytes)} = ${+(budget.share * 100).toFixed(2)}% of ${formatBytes(avail)} available (${named})`,
+  };
+}
+
+/**
+ * One weight whose products may read a transposed copy: a linear's, or a group's concatenated weight (its linears
+ * share the slot: a linear of the group running its own product copies only its own rows of it).
+ */
+export class DxSlot {
+  /** the plan of the model the slot belongs to (null for a linear outside a model: no budget known) */
+  plan: FrozenDxPlan | null = null;
+  constructor(
+    readonly name: string,
+    /** lm_head: its products see only the positions a loss is taken at */
+    readonly head: boolean,
+    private readonly weightOf: () => Tensor | null,
+  ) {}
+  get weight(): Tensor | null {
+    return this.weightOf();
+  }
+}
+
+export type FrozenDxMode = "off" | "auto" | "forced";
+
+/** The frozenDx setting on `device`: off, the budgeted default (auto), or forced on. */
+export function frozenDxMode(device: string): FrozenDxMode {
+  if (!fusedOps("frozenDx", device)) return "off";
+  return fusedOpExplicit("frozenDx") ? "forced" : "auto";
+}
+
+/** What a plan chose: the slots whose products may make a copy, their copies' bytes, and the budget. */
+export interface FrozenDxChoice {
+  mode: "auto" | "forced";
+  budgetBytes: number;
+  budgetText: string;
+  chosen: DxSlot[];
+  chosenBytes: number;
+  /** slots left on libtorch's own backward because the budget was spent */
+  left: DxSlot[];
+  leftBytes: number;
+}
+
+/** Bytes of a slot's copy (its weight's), or null where no copy can be made (not bf16, or training). */
+function copyBytes(slot: DxSlot): number | null {
+  const w = slot.weight;
+  if (!w || w.dtype !== "bfloat16" || w.requiresGrad || w.shape.length !== 2) return null;
+  return w.size(0) * w.size(1) * itemSize(w.dtype);
+}
+
+/**
+ * Slots in the order their copies are taken: decoder products before lm_head, larger weights first, then model
+ * order (a stable sort).
+ */
+export function rankSlots(slots: DxSlot[]): DxSlot[] {
+  const size = new Map(slots.map((s) => [s, copyBytes(s) ?? 0]));
+  return [...slots].sort((a, b) => Number(a.head) - Number(b.head) || size.get(b)! - size.get(a)!);
+}
+
+/** Slots taken in rank order while each one's copy still fits in what is left of the budget. */
+export function chooseWithinBudget(
+  ranked: DxSlot[],
+  budgetBytes: number,
+): { chosen: DxSlot[]; chosenBytes: number; left: DxSlot[]; leftBytes: number } {
+  const chosen: DxSlot[] = [];
+  const left: DxSlot[] = [];
+  let chosenBytes = 0;
+  let leftBytes = 0;
+  for (const s of ranked) {
+    const bytes = copyBytes(s);
+    if (bytes === null) continue;
+    if (chosenBytes + bytes <= budgetBytes) {
+      chosen.push(s);
+      chosenBytes += bytes;
+    } else {
+      left.push(s);
+      leftBytes += bytes;
+    }
+  }
+  return { chosen, chosenBytes, left, leftBytes };
+}
+
+/** A model's frozenDx plan, made when its first product needs it (or describe() is called), once per setting. */
+export class FrozenDxPlan {
+  private readonly made = new Map<string, { choice: FrozenDxChoice; allowed: Set<DxSlot> }>();
+
+  constructor(
+    readonly slots: DxSlot[],
+    readonly device: string,
+  ) {
+    for (const s of slots) s.plan = this;
+  }
+
+  /** The choice under the current setting (null when frozenDx is off). */
+  choice(): FrozenDxChoice | null {
+    const mode = frozenDxMode(this.device);
+    return mode === "off" ? null : this.make(mode).choice;
+  }
+
+  private make(mode: "auto" | "forced") {
+    const key = `${mode} ${setBudget?.text ?? ""}`;
+    let plan = this.made.get(key);
+    if (!plan) {
+      const budget = resolveBudget(mode, this.device);
+      const c = chooseWithinBudget(rankSlots(this.slots), budget.bytes);
+      plan = {
+        choice: { mode, budgetBytes: budget.bytes, budgetText: budget.text, ...c },
+        allowed: new Set(c.chosen),
+      };
+      this.made.set(key, plan);
+    }
+    return plan;
+  }
+
+  /** Whether a product of `rows` rows on `slot`'s weight (or its rows [out, in]) makes its dX from the copy. */
+  allows(slot: DxSlot, mode: "auto" | "forced", rows: number, out: number, inFeatures: number): boolean {
+    if (!this.make(mode).allowed.has(slot)) return false;
+    return mode === "forced" || (rows >= FROZEN_DX_MIN_ROWS && rows * out * inFeatures >= FROZEN_DX_MIN_MACS);
+  }
+
+  /** One line for a run's log: the setting, how many copies the plan allows and their bytes, the budget. */
+  describe(): string {
+    const mode = frozenDxMode(this.device);
+    if (mode === "off")
+      return this.device === "cpu" || fusedOpExplicit("frozenDx")
+        ? "frozenDx off (dX by libtorch's linear backward; GOODVIBE_FUSED)"
+        : `frozenDx off on ${this.device} (not measured there; GOODVIBE_FUSED=+frozenDx turns it on)`;
+    const c = this.make(mode).choice;
+    const all = c.chosen.length + c.left.length;
+    const rule =
+      mode === "auto"
+        ? `, each made at a product's first backward with at least ${FROZEN_DX_MIN_ROWS} rows and ` +
+          `${FROZEN_DX_MIN_MACS} multiply-adds`
+        : ", forced on";
+    const left = c.left.length
+      ? `; ${c.left.length} left to libtorch's backward (${formatBytes(c.leftBytes)}: over the budget)`
+      : "";
+    return (
+      `frozenDx: transposed weight copies for ${c.chosen.length} of ${all} frozen products' weights ` +
+      `(${formatBytes(c.chosenBytes)}) within the budget ${c.budgetText}${rule}${left}`
+    );
+  }
+}
