@@ -3,7 +3,7 @@
 # (addon with its per-op defaults / addon op by op / addon with a product per linear (--concat off) / PyTorch) and the training step of each method (addon / PyTorch), pairs run
 # back to back so both sides meet the same load; the 1-minute load average is logged at the start of every run.
 #
-#   npx tsc -p . && bash bench/side-by-side.sh [matmul] [fwdbwd] [train] [train-fused] [wait-policy]
+#   npx tsc -p . && bash bench/side-by-side.sh [matmul] [fwdbwd] [train] [train-fused] [frozendx] [wait-policy]
 #
 # Environment (the same for both sides; each run's JSON records it):
 #   THREADS      libtorch threads on both sides (default: every core, what both default to)
@@ -11,7 +11,8 @@
 #                it is unset). A machine whose environment sets it (e.g. Haswell) gets that value on both sides.
 #   LAYERS       decoder layers of the 0.5B-shaped model for fwdbwd (24) and TRAIN_LAYERS for train (24)
 #   CHECKPOINTING  train steps with gradient checkpointing too (both, the default) or without only (off)
-#   METHODS      the training methods that train / train-fused run (default: goodvibe lora full)
+#   METHODS      the training methods that train / train-fused / frozendx run (default: goodvibe lora full)
+#   PASS         frozendx runs the identification pass too (on, the default) or not (off)
 #   HOGS         busy processes started for the whole run as a controlled competing load (default 0)
 #   OUT          results folder (default /tmp/goodvibe-bench/side-by-side)
 set -euo pipefail
@@ -80,6 +81,19 @@ for part in ${*:-matmul fwdbwd train}; do
       run "train-$m-addon-fused" node dist/bench/train-step.js --method $m --layers "$TRAIN_LAYERS" --threads "$THREADS" --fused --selection "$SEL"
       run "train-$m-torch" $PY bench/torch_train.py --model "$TRAIN_MODEL" --method $m --threads "$THREADS" --selection "$SEL"
     done
+    ;;
+  frozendx) # the defaults (frozenDx within its memory budget) beside frozenDx off and PyTorch, back to back: each
+    # training method of METHODS (GoodVibe with the shared rows), then the identification pass
+    for m in $METHODS; do
+      run "train-$m-addon" node dist/bench/train-step.js --method $m --layers "$TRAIN_LAYERS" --threads "$THREADS" --selection "$SEL" --steps 5
+      [ "$m" = full ] || run "train-$m-addon-dxoff" node dist/bench/train-step.js --method $m --layers "$TRAIN_LAYERS" --threads "$THREADS" --selection "$SEL" --steps 5 --frozen-dx off
+      run "train-$m-torch" $PY bench/torch_train.py --model "$TRAIN_MODEL" --method $m --threads "$THREADS" --selection "$SEL" --steps 5
+    done
+    if [ "${PASS:-on}" = on ]; then
+      run fwdbwd-addon node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS"
+      run fwdbwd-addon-dxoff node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --frozen-dx off
+      run fwdbwd-torch $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS"
+    fi
     ;;
   wait-policy) # the addon's wait policy (util/cores.ts openmpWaitEnv) against libgomp's default spin and PyTorch, same load
     run "fwdbwd-addon-default-wait" node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS"
