@@ -7,6 +7,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { checkOutput, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
+import { fileHash } from "../io/hash.js";
 import {
   buildCorpus,
   splitCorpus,
@@ -52,12 +53,35 @@ export const DEFAULT_ORGANISM: OrganismConfig = {
   lr: 3e-3,
 };
 
+/**
+ * The shipped assets/organism: DEFAULT_ORGANISM built by goodvibe at commit 15577aa (2026-11-29; Debian's libtorch
+ * 1.13, an AVX-512 x86-64 CPU). A build is deterministic for one version of the code, libtorch and CPU (checking out
+ * 15577aa rebuilds these bytes), but later kernels round differently (the one-pass AdamW, the fused decoder ops, the
+ * native loss), and 640 steps amplify the last bits: main at 2e3f24f builds weights up to 2% apart (final loss
+ * 0.11638 vs 0.11602). The build says which it got.
+ */
+export const ORGANISM_ASSET = {
+  weightsSha256: "e378963f1314650c6bc384772296d4d03612c5b1bcab49de3a2c6f85b79ca1c0",
+  builtAt: "15577aa",
+};
+
+/** How a build compares with the shipped asset: "not-reference" unless built with DEFAULT_ORGANISM. */
+export function assetBuildCheck(
+  cfg: OrganismConfig,
+  weightsSha256: string,
+): "match" | "differs" | "not-reference" {
+  if (JSON.stringify(cfg) !== JSON.stringify(DEFAULT_ORGANISM)) return "not-reference";
+  return weightsSha256 === ORGANISM_ASSET.weightsSha256 ? "match" : "differs";
+}
+
 export interface OrganismResult {
   dir: string;
   params: number;
   trainPairs: number;
   devPairs: number;
   tokens: number;
+  weightsSha256: string;
+  reference: "match" | "differs" | "not-reference";
   train: TrainResult;
 }
 
@@ -108,10 +132,12 @@ export async function buildOrganism(
     signal,
   });
   const weights = method.foldedWeights();
+  let weightsSha256 = "";
   await writeDirAtomic(
     outDir,
     (tmp) => {
       writeOrganismModel(tmp, weights, configJson, ids, work);
+      weightsSha256 = fileHash(path.join(tmp, "model.safetensors"));
       writeCorpusJsonl(path.join(tmp, "data", "train.jsonl"), train);
       writeCorpusJsonl(path.join(tmp, "data", "dev.jsonl"), dev);
       writeFileAtomic(
@@ -123,6 +149,7 @@ export async function buildOrganism(
             tokensPerEpoch: tokens,
             finalLoss: result.finalLoss,
             wallSeconds: result.wallSeconds,
+            weightsSha256,
           },
           null,
           2,
@@ -135,7 +162,28 @@ export async function buildOrganism(
     },
   );
   fs.rmSync(work, { recursive: true, force: true }); // the project's own scratch folder
-  return { dir: outDir, params, trainPairs: train.length, devPairs: dev.length, tokens, train: result };
+  const reference = assetBuildCheck(cfg, weightsSha256);
+  if (reference === "match")
+    log.info(
+      `organism: the weights reproduce the shipped assets/organism bit for bit (SHA-256 ${weightsSha256})`,
+    );
+  else if (reference === "differs")
+    log.warn(
+      `organism: default settings, but the weights (SHA-256 ${weightsSha256}) differ from the shipped ` +
+        `assets/organism's (${ORGANISM_ASSET.weightsSha256}, built by goodvibe at commit ${ORGANISM_ASSET.builtAt}): ` +
+        `this goodvibe version, libtorch or CPU rounds differently, so results will be close to BENCHMARKS.md's, ` +
+        `not identical; to rebuild those bytes, build with commit ${ORGANISM_ASSET.builtAt}`,
+    );
+  return {
+    dir: outDir,
+    params,
+    trainPairs: train.length,
+    devPairs: dev.length,
+    tokens,
+    weightsSha256,
+    reference,
+    train: result,
+  };
 }
 
 export type { CorpusPair };

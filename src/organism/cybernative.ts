@@ -98,11 +98,16 @@ export const CYBERNATIVE_SOURCES_SHA256 = "8808ec4b9a9b807cb311c8d3635f85851f7b8
 export const CYBERNATIVE_TRAIN_SHA256 = "af080b9bebb86063fdc46cdabbf95ec7da0e493c5990571aa671e7062e5a3693";
 
 /**
- * SHA-256 of the reference build's model.safetensors (2026-11-29: CYBERNATIVE_ORGANISM on the files above, Debian's
- * libtorch 1.13, an AVX-512 x86-64 CPU). Another libtorch or CPU may pick other kernels and round differently,
- * so a rebuild elsewhere can differ in the last bits; the build says which it got.
+ * SHA-256 of the reference build's model.safetensors (2026-11-29: CYBERNATIVE_ORGANISM on the files above, built by
+ * goodvibe at commit CYBERNATIVE_BUILT_AT, Debian's libtorch 1.13, an AVX-512 x86-64 CPU). The build is
+ * deterministic for one version of the code, libtorch and CPU; another version whose kernels round differently
+ * (main at 2e3f24f: from step ~30 of 1,180, SHA-256 88d1693f…), libtorch or CPU differs in the last bits, which
+ * training amplifies; the build says which it got.
  */
 export const CYBERNATIVE_WEIGHTS_SHA256 = "6bc2cdc9d51e77524c8d30ad3b9c7d677c44cc0373a7bda72a5c77b4b92f5889";
+
+/** The goodvibe commit that built the reference (BENCHMARKS.md "CyberNative organism"). */
+export const CYBERNATIVE_BUILT_AT = "bc3ed3c";
 
 /**
  * How a build compares with the reference: "not-reference" unless it used the reference settings, train split and
@@ -454,8 +459,9 @@ export async function buildCyberNativeOrganism(
   else if (reference === "differs")
     log.warn(
       `cybernative organism: reference settings, data and sources, but the weights (SHA-256 ${weightsSha256}) differ ` +
-        `from the reference build's (${CYBERNATIVE_WEIGHTS_SHA256}): another libtorch or CPU rounds differently, ` +
-        `so results will be close to BENCHMARKS.md's, not identical`,
+        `from the reference build's (${CYBERNATIVE_WEIGHTS_SHA256}, built by goodvibe at commit ` +
+        `${CYBERNATIVE_BUILT_AT}): this goodvibe version, libtorch or CPU rounds differently, so results will be ` +
+        `close to BENCHMARKS.md's, not identical; to rebuild those bytes, build with commit ${CYBERNATIVE_BUILT_AT}`,
     );
   return {
     dir: outDir,

@@ -114,6 +114,8 @@ export function registerOrganism(program: Command): void {
               tokensPerEpoch: r.tokens,
               documents: r.documents,
               sourcesSha256: r.sourcesSha256,
+              weightsSha256: r.weightsSha256,
+              reference: r.reference,
               finalLoss: r.train.finalLoss,
               wallSeconds: r.train.wallSeconds,
             },
@@ -148,6 +150,8 @@ export function registerOrganism(program: Command): void {
             devPairs: r.devPairs,
             finalLoss: r.train.finalLoss,
             wallSeconds: r.train.wallSeconds,
+            weightsSha256: r.weightsSha256,
+            reference: r.reference,
           },
         );
       });
