@@ -52,7 +52,7 @@ const REACHED_DEV: Level = {
 };
 /** The same on the train split (about 340 pairs per language), less about three answers. */
 const REACHED_TRAIN: Level = {
-  cpp: { recall: 0.94, falsePositiveRate: 0.09 }, // 323/340, 27/340
+  cpp: { recall: 0.94, falsePositiveRate: 0.09 }, // 323/340, 25/340 since the tenth pass (was 27/340)
   java: { recall: 0.745, falsePositiveRate: 0.17 }, // 256/339, 55/339
   swift: { recall: 0.49, falsePositiveRate: 0.104 }, // 169/338, 32/338 since the eighth pass (recall target missed)
   go: { recall: 0.59, falsePositiveRate: 0.13 }, // 202/338, 41/338 (recall target missed by one answer)

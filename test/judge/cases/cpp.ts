@@ -162,6 +162,15 @@ export const cppCases: Case[] = [
     rule: "cpp/out-of-bounds",
     bad: [
       code`
+        struct request { int id; };
+        int send_all() {
+            request reqs[2];
+            reqs[0].id = 1;
+            reqs[2].id = 2; // <- out-of-bounds
+            return reqs[0].id;
+        }
+      `,
+      code`
         #include <iostream>
         int main() {
           int arr[5] = {0};
@@ -198,6 +207,22 @@ export const cppCases: Case[] = [
     ],
     good: [
       code`
+        #include <cstdint>
+        struct request { int id; };
+        int send_all(int rank) {
+            if (rank == 0) {
+                request reqs[2];
+                reqs[0].id = 1;
+                reqs[1].id = 2;
+                return reqs[0].id + reqs[1].id;
+            } else {
+                request reqs[2];
+                reqs[0].id = 3;
+                return reqs[0].id;
+            }
+        }
+      `,
+      code`
         #include <iostream>
         int main() {
           int arr[5] = {0};
@@ -222,6 +247,14 @@ export const cppCases: Case[] = [
     rule: "cpp/format-string",
     bad: [
       code`
+        #include <cstdarg>
+        #include <cstdio>
+        void log_line(const char* tag, const char* msg) {
+            va_list none;
+            vfprintf(stderr, msg, none); // <- format-string
+        }
+      `,
+      code`
         #include <cstdio>
         int main(int argc, char** argv) {
           printf(argv[1]); // <- format-string
@@ -229,6 +262,17 @@ export const cppCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        #include <cstdarg>
+        #include <cstdio>
+        void log_line(const char* fmt, ...) {
+            va_list args;
+            va_start(args, fmt);
+            vfprintf(stderr, fmt, args);
+            va_end(args);
+            fputc('\n', stderr);
+        }
+      `,
       code`
         #include <cstdio>
         int main(int argc, char** argv) {
@@ -661,6 +705,14 @@ export const cppCases: Case[] = [
     rule: "cpp/uninitialized-pointer",
     bad: [
       code`
+        #include <iostream>
+        int main() {
+            const char* name;
+            std::cout << name[0] << std::endl; // <- uninitialized-pointer
+            return 0;
+        }
+      `,
+      code`
         int main() {
           int* p;
           *p = 5; // <- uninitialized-pointer
@@ -680,6 +732,34 @@ export const cppCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        #include <vector>
+        int scale(const std::vector<int>& v, int w, int h) {
+            int total = 0;
+            total = w * h;
+            return total + h[&v[0] - &v[0]];
+        }
+      `,
+      code`
+        #define EXPORT_VISIBILITY(v) __attribute__((visibility(#v)))
+        namespace util EXPORT_VISIBILITY(default)
+        {
+        class Duration {
+        public:
+            Duration& operator+=(long m) {
+                n_ += m;
+                return *this;
+            }
+            Duration operator+(long m) const {
+                Duration d = *this;
+                d += m;
+                return d;
+            }
+        private:
+            long n_ = 0;
+        };
+        }
+      `,
       code`
         #include <iostream>
         class Holder {
@@ -703,6 +783,17 @@ export const cppCases: Case[] = [
     rule: "cpp/constructor-leak",
     bad: [
       code`
+        #include <memory>
+        struct Result { int value = 0; };
+        class Promise {
+            std::unique_ptr<Result> storage_;
+            int* scratch_;
+        public:
+            Promise() : storage_(new Result()), scratch_(new int[16]) {} // <- constructor-leak
+            ~Promise() {}
+        };
+      `,
+      code`
         class Buffer {
             int* data;
         public:
@@ -714,6 +805,18 @@ export const cppCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        #include <memory>
+        struct Result { int value = 0; };
+        class Promise {
+            typedef std::unique_ptr<Result> Ptr_type;
+            Ptr_type storage_;
+            std::unique_ptr<int[]> scratch_;
+        public:
+            Promise() : storage_(new Result()), scratch_(new int[16]) {}
+            ~Promise() {}
+        };
+      `,
       code`
         #include <memory>
         class Buffer {

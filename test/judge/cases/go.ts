@@ -45,6 +45,14 @@ export const goCases: Case[] = [
     bad: [
       code`
         package main
+        import "os/exec"
+        func run() {
+        	cmd := exec.Command("make", "all")
+        	cmd.Run() // <- unchecked-error
+        }
+      `,
+      code`
+        package main
         import (
         	"io"
         	"net/http"
@@ -69,6 +77,17 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package main
+        import "testing"
+        func TestParse(t *testing.T) {
+        	t.Run("empty", func(t *testing.T) {
+        		if parse("") != nil {
+        			t.Fatal("want nil")
+        		}
+        	})
+        }
+      `,
       code`
         package main
         import (
@@ -513,6 +532,14 @@ export const goCases: Case[] = [
     rule: "go/format-string",
     bad: [
       code`
+        package scanner
+        import "fmt"
+        func report(format string, args ...interface{}) {
+        	msg := format + "\n"
+        	fmt.Printf(msg, args...) // <- format-string
+        }
+      `,
+      code`
         package main
         import "fmt"
         func greet(name string) {
@@ -521,6 +548,14 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package scanner
+        import "fmt"
+        type Scanner struct{ errs []string }
+        func (s *Scanner) errorf(format string, args ...interface{}) {
+        	s.errs = append(s.errs, fmt.Sprintf(format, args...))
+        }
+      `,
       code`
         package main
         import "fmt"
@@ -560,6 +595,20 @@ export const goCases: Case[] = [
       code`
         package main
         import (
+        	"os"
+        	"testing"
+        )
+        func TestRead(t *testing.T) {
+        	f, err := os.Open("testdata/a.txt")
+        	if err != nil { // <- error-not-handled
+        		t.Error(err)
+        	}
+        	defer f.Close()
+        }
+      `,
+      code`
+        package main
+        import (
         	"fmt"
         	"os"
         )
@@ -587,6 +636,20 @@ export const goCases: Case[] = [
       code`
         package main
         import (
+        	"os"
+        	"testing"
+        )
+        func TestRead(t *testing.T) {
+        	f, err := os.Open("testdata/a.txt")
+        	if err != nil {
+        		t.Fatal(err)
+        	}
+        	defer f.Close()
+        }
+      `,
+      code`
+        package main
+        import (
         	"fmt"
         	"os"
         )
@@ -604,6 +667,23 @@ export const goCases: Case[] = [
   {
     rule: "go/index-out-of-range",
     bad: [
+      code`
+        package main
+        type byAge []Person
+        func (a byAge) Get(i int) Person {
+        	return a[i] // <- index-out-of-range
+        }
+      `,
+      code`
+        package main
+        func first(xs []int) int {
+        	n := 0
+        	return xs[n]
+        }
+        func Skip(xs []int, n int) int {
+        	return xs[n] // <- index-out-of-range
+        }
+      `,
       code`
         package main
         import (
@@ -698,6 +778,21 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package main
+        type byAge []Person
+        func (a byAge) Len() int           { return len(a) }
+        func (a byAge) Less(i, j int) bool { return a[i].Age < a[j].Age }
+        func (a byAge) Swap(i, j int)      { a[i], a[j] = a[j], a[i] }
+      `,
+      code`
+        package main
+        func Skip(n int) int { return n + 1 }
+        func first(xs []int) int {
+        	n := 0
+        	return xs[n]
+        }
+      `,
       code`
         package main
         import (
@@ -802,6 +897,26 @@ export const goCases: Case[] = [
     bad: [
       code`
         package main
+        func main() {
+        	var p *Profile
+        	var err error
+        	if _, err = parseText(nil); err != nil {
+        		return
+        	}
+        	println(p.Name) // <- nil-dereference
+        }
+      `,
+      code`
+        package config
+
+        var Default *Config
+
+        func Name() string {
+        	return Default.Name // <- nil-dereference
+        }
+      `,
+      code`
+        package main
         import "fmt"
         func main() {
         	var seen map[string]int
@@ -835,6 +950,37 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package stats
+        import "unsafe"
+        func find(ptr uintptr) int {
+        	var entry *tcpEntry = nil
+        	entry = (*tcpEntry)(unsafe.Pointer(ptr))
+        	return entry.count
+        }
+      `,
+      code`
+        package profile
+        func Parse(b []byte) (*Profile, error) {
+        	var p *Profile
+        	var err error
+        	if p, err = parseText(b); err != nil {
+        		return nil, err
+        	}
+        	return p, p.Check()
+        }
+      `,
+      code`
+        package config
+
+        var Default *Config
+
+        func Name() string { return Default.Name }
+
+        func init() {
+        	Default = load("app.toml")
+        }
+      `,
       code`
         package main
         import "fmt"
@@ -1056,6 +1202,26 @@ export const goCases: Case[] = [
     rule: "go/inconsistent-locking",
     bad: [
       code`
+        package cache
+        import "sync"
+        type Cache struct {
+        	mu    sync.Mutex
+        	items map[string]int
+        }
+        func (c *Cache) Put(k string, v int) {
+        	c.mu.Lock()
+        	defer c.mu.Unlock()
+        	c.items[k] = v
+        	c.evict()
+        }
+        func (c *Cache) Reset() {
+        	c.evict()
+        }
+        func (c *Cache) evict() { // <- inconsistent-locking
+        	c.items = map[string]int{}
+        }
+      `,
+      code`
         package main
         import "sync"
         type Counter struct {
@@ -1073,6 +1239,70 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package server
+        import "sync"
+        type Server struct {
+        	mu    sync.Mutex
+        	addr  string
+        	conns int
+        }
+        func (s *Server) Accept() {
+        	if s.addr == "" {
+        		return
+        	}
+        	s.mu.Lock()
+        	s.conns++
+        	s.mu.Unlock()
+        }
+        func (s *Server) Addr() string {
+        	return s.addr
+        }
+      `,
+      code`
+        package pool
+        import (
+        	"sync"
+        	"sync/atomic"
+        )
+        type Pool struct {
+        	mu      sync.Mutex
+        	name    string
+        	waiting int32
+        	free    []int
+        }
+        func (p *Pool) Get() int {
+        	atomic.AddInt32(&p.waiting, 1)
+        	p.mu.Lock()
+        	defer p.mu.Unlock()
+        	atomic.AddInt32(&p.waiting, -1)
+        	v := p.free[0]
+        	p.free = p.free[1:]
+        	return v
+        }
+        func (p *Pool) Waiting() int32 {
+        	return atomic.LoadInt32(&p.waiting)
+        }
+      `,
+      code`
+        package cache
+        import "sync"
+        type Cache struct {
+        	mu    sync.Mutex
+        	items map[string]int
+        }
+        func (c *Cache) Put(k string, v int) {
+        	c.mu.Lock()
+        	defer c.mu.Unlock()
+        	c.items[k] = v
+        	c.evictLocked()
+        }
+        func (c *Cache) evictLocked() {
+        	if len(c.items) > 100 {
+        		c.items = map[string]int{}
+        	}
+        }
+      `,
       code`
         package main
         import "sync"
@@ -1311,12 +1541,54 @@ export const goCases: Case[] = [
     bad: [
       code`
         package main
+        func check() int64 {
+        	var x, y, r int64
+        	x = 100
+        	y = -4
+        	r = x / y
+        	y = 0
+        	r = x % y // <- divide-by-zero
+        	return r
+        }
+      `,
+      code`
+        package main
+        func ratio(total int) int {
+        	d := 4
+        	return total / d
+        }
+        func Scale(v, d int) int {
+        	return v / d // <- divide-by-zero
+        }
+      `,
+      code`
+        package main
         func average(total int, count int) int {
         	return total / count // <- divide-by-zero
         }
       `,
     ],
     good: [
+      code`
+        package main
+        func check() int64 {
+        	var x, y, r int64
+        	x = 100
+        	y = 0
+        	r = x * y
+        	y = -4
+        	r = x / y
+        	return r
+        }
+      `,
+      code`
+        package main
+        func Scale(d int) int { return 100 / (d + 1) }
+        func ratio(total int) int {
+        	d := 4
+        	return total / d
+        }
+      `,
       code`
         package main
         import "errors"
@@ -1386,6 +1658,16 @@ export const goCases: Case[] = [
     bad: [
       code`
         package main
+        import "encoding/json"
+        func name(b []byte) string {
+        	var doc map[string]interface{}
+        	json.Unmarshal(b, &doc)
+        	var v any = doc["name"]
+        	return v.(string) // <- unchecked-type-assertion
+        }
+      `,
+      code`
+        package main
         import "fmt"
         func describe(v interface{}) {
         	s := v.(string) // <- unchecked-type-assertion
@@ -1394,6 +1676,19 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package ssa
+        type Node interface{ Op() int }
+        type IfStmt struct{ cond Node }
+        func (s *IfStmt) Op() int { return 1 }
+        func walk(n Node) Node {
+        	if n.Op() == 1 {
+        		s := n.(*IfStmt)
+        		return s.cond
+        	}
+        	return n
+        }
+      `,
       code`
         package main
         import "fmt"

@@ -578,6 +578,17 @@ export const javaCases: Case[] = [
     bad: [
       code`
         import java.util.Scanner;
+
+        class Echo {
+            public static void main(String[] args) {
+                Scanner in = new Scanner(System.in);
+                String pattern = in.nextLine();
+                System.out.println(String.format(pattern)); // <- format-string
+            }
+        }
+      `,
+      code`
+        import java.util.Scanner;
         class Greet {
           public static void main(String[] args) {
             String name = new Scanner(System.in).nextLine();
@@ -587,6 +598,17 @@ export const javaCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        import java.text.MessageFormat;
+
+        class ServerMessage {
+            private final MessageFormat messageFormat = new MessageFormat("Server {0} listens on port {1}");
+
+            String render(Object[] fields) {
+                return messageFormat.format(fields);
+            }
+        }
+      `,
       code`
         import java.util.Scanner;
         class Greet {
@@ -672,6 +694,16 @@ export const javaCases: Case[] = [
     rule: "java/null-dereference",
     bad: [
       code`
+        class RingQueue {
+            Object[] items;
+
+            int size() {
+                Object[] items = null;
+                return items.length; // <- null-dereference
+            }
+        }
+      `,
+      code`
         class Main {
           public static void main(String[] args) {
             String str = null;
@@ -704,6 +736,20 @@ export const javaCases: Case[] = [
     ],
     good: [
       code`
+        class RingQueue {
+            final Object[] items = new Object[16];
+            int takeIndex;
+
+            Object take() {
+                final Object[] items = this.items;
+                Object x = items[takeIndex];
+                items[takeIndex] = null;
+                if (++takeIndex == items.length) takeIndex = 0;
+                return x;
+            }
+        }
+      `,
+      code`
         import java.util.*;
         class Main {
           static User find(String name) {
@@ -728,6 +774,17 @@ export const javaCases: Case[] = [
     rule: "java/uninitialized-field-dereference",
     bad: [
       code`
+        import java.util.Set;
+
+        class Registry {
+            int count() {
+                return services.size(); // <- uninitialized-field-dereference
+            }
+
+            private Set<String> services;
+        }
+      `,
+      code`
         class Service {
           private Helper helper;
           public void run() {
@@ -738,6 +795,31 @@ export const javaCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        import java.util.HashSet;
+        import java.util.Set;
+
+        class Registry {
+            Registry() {
+                services = new HashSet<>();
+            }
+
+            int count() {
+                return services.size();
+            }
+
+            boolean empty(Set<String> names) {
+                return names.isEmpty();
+            }
+
+            static boolean check(Set<String> owners) {
+                return owners.isEmpty();
+            }
+
+            private Set<String> services;
+            private Set<String> owners;
+        }
+      `,
       code`
         class Service {
           private Helper helper;
@@ -753,6 +835,17 @@ export const javaCases: Case[] = [
   {
     rule: "java/array-index-out-of-bounds",
     bad: [
+      code`
+        class Buffers {
+            static int[] make(int size) {
+                return new int[size];
+            }
+
+            static int at(int[] values, int i) {
+                return values[i]; // <- array-index-out-of-bounds
+            }
+        }
+      `,
       code`
         class Main {
           public static void main(String[] args) {
@@ -777,6 +870,13 @@ export const javaCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        class Buffers {
+            static int[] make(int size) {
+                return new int[size];
+            }
+        }
+      `,
       code`
         import java.util.Scanner;
         class Main {

@@ -353,6 +353,15 @@ export function outOfBounds(src: Source): BoundsFinding[] {
         )
       )
         continue;
+      // Another declaration of an array of that name (`uint32_t x[4];` in a second function, `mpi::request
+      // reqs[2];` in each branch): a type name, not an expression, stands right before it.
+      if (
+        src.lang === "cpp" &&
+        /(?:^|[;{}(,])\s*(?:(?:const|static|volatile|constexpr)\s+)*(?!(?:return|case|delete|throw|else|do|goto)\b)[A-Za-z_][\w:]*(?:<[^<>;]*>)?(?:\s*[*&])*\s+[*&]?\s*$/.test(
+          m.slice(Math.max(0, ix.index - 120), ix.index),
+        )
+      )
+        continue;
       const k = parseInt(ix[1]!, 10);
       if (
         guardedBy(
@@ -397,7 +406,9 @@ export function uncheckedIndexes(src: Source, taint: Taint): BoundsFinding[] {
     /(?<![\w.])([A-Za-z_]\w*)(?:\s*[?!]?\s*\.\s*\w+)?\s*\[\s*([A-Za-z_]\w*)\s*\]/g,
   )) {
     const idx = mm[2]!;
-    if (taint.of(idx) !== "number") continue;
+    if (taint.of(idx, mm.index) !== "number") continue;
+    // `new int[n]` / `new char[n]` creates an array of n elements (unbounded-allocation's concern), no index.
+    if (/\bnew\s+$/.test(m.slice(Math.max(0, mm.index - 20), mm.index))) continue;
     // A map/dictionary lookup by key is not an index.
     const decl = flowOf(src)
       .assignmentsTo(mm[1]!)
@@ -439,7 +450,7 @@ export function inputBoundedLoops(src: Source, taint: Taint): BoundsFinding[] {
         : /\bfor\s*\(\s*(?:[\w:]+\s+)?([A-Za-z_]\w*)\s*=\s*0\s*;\s*\1\s*<=?\s*([A-Za-z_]\w*)\s*;[^)]*\)\s*\{/g;
   for (const mm of m.matchAll(re)) {
     const [, index, bound] = mm as unknown as [string, string, string];
-    if (taint.of(bound) !== "number") continue;
+    if (taint.of(bound, mm.index) !== "number") continue;
     const open = mm.index + mm[0].length - 1;
     const body = m.slice(open, matchBracket(src, open));
     const ix = new RegExp(`(?<![\\w.])([A-Za-z_]\\w*)\\s*\\[\\s*${index}\\s*\\]`).exec(body);
@@ -575,10 +586,27 @@ export function divisions(src: Source, taint: Taint): BoundsFinding[] {
   for (const m of src.matches(/[\w)\]]\s*(\/|%)(?![=/*])\s*([A-Za-z_]\w*)\b(?!\s*[.(\[])/g)) {
     const v = m[2]!;
     const defs = flow.assignmentsTo(v);
-    const zeroLiteral = defs.some((a) => /^\s*0\s*$/.test(src.masked.slice(a.rhsStart, a.rhsEnd)));
-    if (taint.of(v) !== "number" && !zeroLiteral) continue;
-    if (defs.some((a) => /\b(?:float|double|Float|Double|CGFloat|float32|float64)\b/.test(a.type))) continue;
     const fn = flow.functionAt(m.index);
+    // Definitions of this function's `v` (another function's `v` is another variable).
+    const here = defs.filter((a) => flow.functionAt(a.index) === fn);
+    const literal = (a: (typeof defs)[number]) => src.masked.slice(a.rhsStart, a.rhsEnd).trim();
+    const zeroLiteral = here.some((a) => literal(a) === "0");
+    if (taint.of(v, m.index) !== "number" && !zeroLiteral) continue;
+    if (defs.some((a) => /\b(?:float|double|Float|Double|CGFloat|float32|float64)\b/.test(a.type))) continue;
+    // The value set just before, on the path to the division, is a non-zero constant (`y = -4; r = x / y`).
+    const reaching = here.filter((a) => a.index < m.index && a.rhsEnd > a.rhsStart).pop();
+    if (
+      reaching &&
+      /^[+-]?\s*(?:0[xX][\da-fA-F_]+|\d[\d_]*)$/.test(literal(reaching)) &&
+      !/^[+-]?\s*0+$/.test(literal(reaching)) &&
+      !flow.conditions.some(
+        (c) =>
+          c.bodyStart < reaching.index &&
+          reaching.index < c.elseEnd &&
+          !(c.bodyStart < m.index && m.index < c.elseEnd),
+      )
+    )
+      continue;
     const before = src.masked.slice(fn ? fn.bodyStart : 0, m.index);
     const id = identRe(v).source;
     if (
@@ -616,7 +644,7 @@ export function unboundedAllocations(src: Source, taint: Taint): BoundsFinding[]
   for (const m of src.masked.matchAll(re[src.lang]!)) {
     const n = (m[1] ?? m[2] ?? m[3])!.trim();
     if (/^[A-Za-z_]\w*$/.test(n)) {
-      if (taint.of(n) !== "number") continue;
+      if (taint.of(n, m.index) !== "number") continue;
     } else {
       // A size expression (`r.ContentLength + 10`): an input number read in it.
       const start = m.index + m[0].lastIndexOf(n);
@@ -665,8 +693,8 @@ export function uncheckedSlices(src: Source, taint: Taint): BoundsFinding[] {
       )
     )
       continue;
-    const nameTaint = taint.of(name!);
-    const hiTaint = taint.of(hi!);
+    const nameTaint = taint.of(name!, mm.index);
+    const hiTaint = taint.of(hi!, mm.index);
     // Input sliced by a fixed length, or any value sliced by an untrusted length.
     const hiConst = constValue(src, hi!) !== null;
     if (hiTaint === "number" || (nameTaint === "text" && hiConst))

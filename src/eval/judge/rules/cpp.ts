@@ -323,6 +323,16 @@ const formatString = defineRule(
         /^_\(|^gettext\s*\(/.test(fmt.masked)
       )
         continue;
+      // A printf wrapper (`void log(const char* fmt, ...) { va_list ap; ...; vfprintf(stderr, fmt, ap); }`):
+      // the format is the wrapper's caller's, checked where the wrapper is called.
+      const fn = flowOf(src).functionAt(m.index);
+      if (
+        fn &&
+        /^v/.test(name) &&
+        fn.params.some((p) => p.name === fmt.masked.trim() && /\bchar\s*\*|\bwchar_t\s*\*/.test(p.type)) &&
+        /\.\.\.\s*\)/.test(src.masked.slice(fn.start, fn.bodyStart))
+      )
+        continue;
       out.push(
         src.finding(
           rule,
@@ -764,9 +774,10 @@ const uninitializedPointer = defineRule(
   (src, rule) => {
     const out: Finding[] = [];
     const m = src.masked;
-    // Local `T* p;` or `T* p = nullptr;` then `*p = ...` / `p->x` / `p[i]` before any assignment.
+    // Local `T* p;` or `T* p = nullptr;` then `*p = ...` / `p->x` / `p[i]` before any assignment. A declaration
+    // starts a statement; `return *this;`, `delete *p;` and `x = y * z;` declare nothing.
     for (const d of src.matches(
-      /\b[A-Za-z_][\w:]*\s*\*\s*([A-Za-z_]\w*)\s*(?:=\s*(?:nullptr|NULL|0)\s*)?;/g,
+      /(?<=(?:^|[;{}])\s*(?:(?:const|static|volatile|register)\s+)*)(?!(?:return|delete|throw|case|goto|else|do|co_return|co_yield|sizeof|new)\b)[A-Za-z_][\w:]*\s*\*\s*(?!this\b)([A-Za-z_]\w*)\s*(?:=\s*(?:nullptr|NULL|0)\s*)?;/g,
     )) {
       const fn = flowOf(src).functionAt(d.index);
       if (!fn) continue;
@@ -797,7 +808,9 @@ const uninitializedPointer = defineRule(
     for (const c of src.matches(/\b(?:class|struct)\s+(\w+)[^{;]*\{/g)) {
       const open = c.index + c[0].length - 1;
       const body = m.slice(open, matchBracket(src, open));
-      for (const f of body.matchAll(/^\s*[A-Za-z_][\w:]*\s*\*\s*([A-Za-z_]\w*)\s*;/gm)) {
+      for (const f of body.matchAll(
+        /^\s*(?!(?:return|delete|throw|case|goto|else|do|co_return|co_yield)\b)[A-Za-z_][\w:]*\s*\*\s*(?!this\b)([A-Za-z_]\w*)\s*;/gm,
+      )) {
         const name = f[1]!;
         if (
           new RegExp(
@@ -834,6 +847,20 @@ const uninitializedPointer = defineRule(
     return out;
   },
 );
+
+const SMART_POINTER =
+  /\b(?:unique_ptr|shared_ptr|auto_ptr|scoped_ptr|scoped_array|shared_array|intrusive_ptr)\b/;
+
+/** Does a member of this type free what it holds: a smart pointer, or a typedef/alias of one in the snippet? */
+function ownsMemory(src: Source, type: string): boolean {
+  if (SMART_POINTER.test(type)) return true;
+  const name = /([A-Za-z_]\w*)\s*(?:<[^]*>)?\s*$/.exec(type)?.[1];
+  if (!name) return false;
+  const alias = new RegExp(
+    `\\btypedef\\s+[^;]*${SMART_POINTER.source}[^;]*\\b${name}\\s*;|\\busing\\s+${name}\\s*=\\s*[^;]*${SMART_POINTER.source}`,
+  );
+  return alias.test(src.masked);
+}
 
 const classLeak = defineRule(
   {
@@ -872,6 +899,11 @@ const classLeak = defineRule(
           ).test(dtorBody)
         )
           continue;
+        // A member held by a smart pointer (`std::unique_ptr<T> p_;`, or a typedef of one) frees itself.
+        const decl = new RegExp(
+          `([A-Za-z_][\\w:]*(?:\\s*<[^;{}]*>)?)\\s*[*&]?\\s*\\b${a}\\s*(?:;|=|\\{)`,
+        ).exec(body);
+        if (decl && ownsMemory(src, decl[1]!)) continue;
         out.push(
           src.finding(
             rule,

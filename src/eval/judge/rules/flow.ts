@@ -128,6 +128,11 @@ const KEYWORDS = new Set([
 
 const EXIT =
   /\b(?:return|throw|break|continue|exit|_exit|abort|panic|fatalError|preconditionFailure|os\s*\.\s*Exit|log\s*\.\s*Fatal\w*|System\s*\.\s*exit)\b/;
+/**
+ * Go calls that do not return to the caller besides EXIT's: a *testing.T/B/F's Fatal/Fatalf/FailNow/Skip/SkipNow/
+ * Skipf (runtime.Goexit underneath), a log.Logger's Fatal*, runtime.Goexit itself.
+ */
+const GO_EXIT = /\.\s*(?:Fatal|Fatalf|Fatalln|FailNow|Skip|Skipf|SkipNow)\s*\(|\bruntime\s*\.\s*Goexit\s*\(/;
 
 /** Split a parameter list on top-level commas (angle brackets included). */
 function splitTop(text: string): string[] {
@@ -181,8 +186,8 @@ function parseParams(lang: SafetyLanguage, text: string, offset: number): Param[
 const FUNCTION_RE: Record<SafetyLanguage, RegExp> = {
   // [modifiers] [<T>] Type name(params) [throws X] {
   java: /(?:^|[;{}\n])\s*(?:@\w+(?:\([^)]*\))?\s+)*(?:(?:public|private|protected|static|final|synchronized|abstract|native|default)\s+)*(?:<[^>]*>\s*)?(?:[\w.<>[\],?]+(?:\s*\[\s*\])*\s+)?([A-Za-z_]\w*)\s*\(([^()]*(?:\([^()]*\)[^()]*)*)\)\s*(?:throws\s+[\w.,\s]+)?\{/g,
-  // Type name(params) [const] [noexcept] [override] { , Class::name(params) {
-  cpp: /(?:^|[;{}\n])\s*(?:template\s*<[^>]*>\s*)?(?:(?:static|inline|virtual|explicit|constexpr|extern)\s+)*(?:[\w:<>*&,\s]+?[\s*&]+)?((?:\w+::)*~?[A-Za-z_]\w*)\s*\(([^()]*(?:\([^()]*\)[^()]*)*)\)\s*(?:const\s*)?(?:noexcept\s*)?(?:override\s*)?(?::[^{;]*)?\{/g,
+  // Type name(params) [const] [noexcept] [override] { , Class::name(params) {  (not `namespace std MACRO(x) {`)
+  cpp: /(?:^|[;{}\n])\s*(?!namespace\b)(?:template\s*<[^>]*>\s*)?(?:(?:static|inline|virtual|explicit|constexpr|extern)\s+)*(?:[\w:<>,]+[\s*&]+)*?((?:\w+::)*~?[A-Za-z_]\w*)\s*\(([^()]*(?:\([^()]*\)[^()]*)*)\)\s*(?:const\s*)?(?:noexcept\s*)?(?:override\s*)?(?::[^{;]*)?\{/g,
   // func name(params) results {  |  func (r T) name(params) results {  |  func(params) results {
   go: /\bfunc\s*(?:\([^)]*\)\s*)?(\w*)\s*\(([^()]*(?:\([^()]*\)[^()]*)*)\)[^{\n]*\{/g,
   // func name<T>(params) [throws] [-> T] {  |  init?(params) {
@@ -412,7 +417,9 @@ function findConditions(src: Source): Condition[] {
       bodyStart: body.start,
       bodyEnd: body.end,
       elseEnd,
-      exits: EXIT.test(m.slice(body.start, body.end + 1)),
+      exits:
+        EXIT.test(m.slice(body.start, body.end + 1)) ||
+        (src.lang === "go" && GO_EXIT.test(m.slice(body.start, body.end + 1))),
     });
   }
   return out;
@@ -495,8 +502,12 @@ export interface TaintConfig {
 }
 
 export interface Taint {
-  /** Taint of a variable name (null when clean). */
-  of(name: string): TaintKind | null;
+  /**
+   * Taint of a variable name (null when clean): where it is visible at `at` when given (a name is tainted in
+   * the scope of its declaration: `n` tainted as a parameter of one function is not the `n` of another), else
+   * anywhere in the snippet.
+   */
+  of(name: string, at?: number): TaintKind | null;
   /** Is the text range tainted: a source inside it, or a tainted variable read in it? */
   range(start: number, end: number, kinds?: TaintKind[]): boolean;
   /** The tainted variables read in a range. */
@@ -534,12 +545,58 @@ export function taintOf(src: Source, cfg: TaintConfig): Taint {
 
   const flow = flowOf(src);
   const m = src.masked;
-  const tainted = new Map<string, TaintKind>();
-  const set = (name: string, kind: TaintKind) => {
-    const prev = tainted.get(name);
-    if (prev === "text" || prev === kind) return false;
-    tainted.set(name, kind);
+  /**
+   * Per name, the scopes where it holds untrusted data: the body of the function that declares it (a
+   * parameter, a local declaration) or the whole snippet (a field, a package-level or top-level variable).
+   * Library code reuses short names (`n`, `i`, `path`) across hundreds of functions; a caller's parameter
+   * taints only its own function's `n`.
+   */
+  interface Scoped {
+    start: number;
+    end: number;
+    kind: TaintKind;
+  }
+  const tainted = new Map<string, Scoped[]>();
+  const whole = { start: 0, end: m.length };
+  const functionsAround = (at: number) =>
+    flow.functions
+      .filter((f) => f.bodyStart <= at && at <= f.bodyEnd)
+      .sort((a, b) => a.bodyEnd - a.bodyStart - (b.bodyEnd - b.bodyStart));
+  /** The scope of the declaration of `name` seen from `at`: the innermost function declaring it, else all. */
+  const scopes = new Map<string, { start: number; end: number }>();
+  const scopeOf = (name: string, at: number): { start: number; end: number } => {
+    const key = `${name}@${at}`;
+    let scope = scopes.get(key);
+    if (!scope) scopes.set(key, (scope = declarationScope(name, at)));
+    return scope;
+  };
+  const declarationScope = (name: string, at: number): { start: number; end: number } => {
+    for (const f of functionsAround(at))
+      if (
+        f.params.some((p) => p.name === name) ||
+        flow.assignmentsTo(name).some((a) => a.decl && f.bodyStart < a.index && a.index < f.bodyEnd)
+      )
+        return { start: f.bodyStart, end: f.bodyEnd };
+    return whole;
+  };
+  const set = (name: string, kind: TaintKind, scope: { start: number; end: number }) => {
+    const list = tainted.get(name) ?? [];
+    const prev = list.find((e) => e.start === scope.start && e.end === scope.end);
+    if (prev && (prev.kind === "text" || prev.kind === kind)) return false;
+    if (prev) prev.kind = kind;
+    else list.push({ ...scope, kind });
+    tainted.set(name, list);
     return true;
+  };
+  /** The strongest taint of `name` visible at `at` (anywhere when `at` is undefined). */
+  const kindOf = (name: string, at?: number): TaintKind | null => {
+    let kind: TaintKind | null = null;
+    for (const e of tainted.get(name) ?? []) {
+      if (at !== undefined && (at < e.start || at > e.end)) continue;
+      if (e.kind === "text") return "text";
+      kind = e.kind;
+    }
+    return kind;
   };
   const re = (r: RegExp | undefined) => (r ? new RegExp(r.source, r.flags.replace("g", "")) : null);
   const dyn = cfg.dynamicSources?.(src) ?? {};
@@ -579,7 +636,7 @@ export function taintOf(src: Source, cfg: TaintConfig): Taint {
     for (const fn of flow.functions)
       for (const p of fn.params) {
         const kind = cfg.paramSources(fn, p);
-        if (kind) set(p.name, kind);
+        if (kind) set(p.name, kind, { start: fn.bodyStart, end: fn.bodyEnd });
       }
   if (cfg.outSources)
     for (const mm of src.matches(new RegExp(cfg.outSources.source, "g"))) {
@@ -599,7 +656,7 @@ export function taintOf(src: Source, cfg: TaintConfig): Taint {
           /^(?:(?:unsigned|signed|const)\s+)*(?:int|long|short|size_t|unsigned|float|double|u?int\d*_t|Int\d*|UInt\d*|int\d*|uint\d*)\b/.test(
             decl.type,
           );
-        set(t, numeric ? "number" : "text");
+        set(t, numeric ? "number" : "text", scopeOf(t, mm.index));
       }
     }
 
@@ -613,7 +670,7 @@ export function taintOf(src: Source, cfg: TaintConfig): Taint {
     else {
       for (const occ of text.matchAll(/(?<![\w.$])(?<!->)(?<!::)([A-Za-z_]\w*)\b(?!\s*::)/g)) {
         const id = occ[1]!;
-        const k = tainted.get(id);
+        const k = kindOf(id, start + occ.index!);
         if (!k) continue;
         if (propagators && !flowsOut(start, start + occ.index!)) continue;
         if (k === "text") {
@@ -629,32 +686,38 @@ export function taintOf(src: Source, cfg: TaintConfig): Taint {
     return kind;
   };
 
+  const fieldWrites = [...memberWrites(src)].flatMap(([name, ws]) => ws.map((w) => ({ name, ...w })));
   for (let changed = true, guard = 0; changed && guard < 12; guard++) {
     changed = false;
     for (const a of flow.assignments) {
       if (a.rhsEnd <= a.rhsStart) continue;
       const k = exprKind(a.rhsStart, a.rhsEnd);
-      if (k && set(a.name, k)) changed = true;
+      if (k && set(a.name, k, scopeOf(a.name, a.index))) changed = true;
+    }
+    // `this.x = v` / `self.x = v` (not among the assignments): the field x, visible in every method.
+    for (const f of fieldWrites) {
+      const k = exprKind(f.rhsStart, f.rhsEnd);
+      if (k && set(f.name, k, whole)) changed = true;
     }
     if (cfg.copyCalls)
       for (const mm of src.matches(new RegExp(cfg.copyCalls.source, "g"))) {
         const args = src.callArgs(mm.index + mm[0].length - 1);
         if (args.length >= 2 && args.slice(1).some((x) => exprKind(x.start, x.end))) {
           const dst = /^\s*&?\s*([A-Za-z_]\w*)/.exec(args[0]!.masked);
-          if (dst && set(dst[1]!, "text")) changed = true;
+          if (dst && set(dst[1]!, "text", scopeOf(dst[1]!, mm.index))) changed = true;
         }
       }
   }
 
   const taint: Taint = {
-    of: (name) => tainted.get(name) ?? null,
+    of: (name, at) => kindOf(name, at),
     range(start, end, kinds = ["text"]) {
       // Flow-sensitive at the sink: a variable whose last assignment before the sink (in the same
       // function) is clean, e.g. `x = html.EscapeString(x)`, is clean here.
       const fn = flow.functionAt(start);
       const cleanHere = new Set<string>();
       for (const id of new Set(identifiersIn(src, start, end))) {
-        if (!tainted.has(id)) continue;
+        if (!kindOf(id, start)) continue;
         const defs = flow
           .assignmentsTo(id)
           .filter((a) => a.index < start && a.rhsEnd > a.rhsStart && flow.functionAt(a.index) === fn);
@@ -689,7 +752,7 @@ export function taintOf(src: Source, cfg: TaintConfig): Taint {
       return k !== null && kinds.includes(k);
     },
     varsIn(start, end) {
-      return identifiersIn(src, start, end).filter((id) => tainted.has(id));
+      return identifiersIn(src, start, end).filter((id) => kindOf(id, start) !== null);
     },
     guarded(names, at, check) {
       if (names.length === 0) return false;
@@ -1115,7 +1178,38 @@ function allValues<A>(defs: A[], value: (a: A) => ConstantValue | null): Constan
   return out;
 }
 
+const memberWriteCache = new WeakMap<Source, Map<string, { rhsStart: number; rhsEnd: number }[]>>();
+
+/** Per member name, the right-hand sides of `self.x = ...` / `this.x = ...` anywhere in the snippet (one scan). */
+export function memberWrites(src: Source): Map<string, { rhsStart: number; rhsEnd: number }[]> {
+  let out = memberWriteCache.get(src);
+  if (out) return out;
+  out = new Map();
+  const newlineEnds = src.lang === "swift" || src.lang === "go";
+  for (const w of src.masked.matchAll(/\b(?:self|this)\s*\.\s*([A-Za-z_]\w*)\s*=(?!=)/g)) {
+    const rhsStart = w.index + w[0].length;
+    const list = out.get(w[1]!) ?? [];
+    list.push({ rhsStart, rhsEnd: expressionEnd(src, rhsStart, { newlineEnds }) });
+    out.set(w[1]!, list);
+  }
+  memberWriteCache.set(src, out);
+  return out;
+}
+
+const constantOfNameCache = new WeakMap<Source, Map<string, ConstantValue | null>>();
+
+/** constantOfNameUncached, remembered per snippet: rules ask for the same names at the same places many times. */
 function constantOfName(src: Source, name: string, at: number, depth: number): ConstantValue | null {
+  let cache = constantOfNameCache.get(src);
+  if (!cache) constantOfNameCache.set(src, (cache = new Map()));
+  const key = `${name}\0${at}\0${depth}`;
+  if (cache.has(key)) return cache.get(key)!;
+  const v = constantOfNameUncached(src, name, at, depth);
+  cache.set(key, v);
+  return v;
+}
+
+function constantOfNameUncached(src: Source, name: string, at: number, depth: number): ConstantValue | null {
   const m = src.masked;
   const flow = flowOf(src);
   const id = name.replace(/\$/g, "\\$");
@@ -1123,15 +1217,7 @@ function constantOfName(src: Source, name: string, at: number, depth: number): C
   if (printed !== undefined) return printed;
   if (writtenInPlace(src).has(name)) return null;
   // Swift/Java/C++ members written as `self.key = ...` / `this.key = ...` anywhere.
-  const memberWrites = [...m.matchAll(new RegExp(`\\b(?:self|this)\\s*\\.\\s*${id}\\s*=(?!=)`, "g"))].map(
-    (w) => {
-      const rhsStart = w.index + w[0].length;
-      return {
-        rhsStart,
-        rhsEnd: expressionEnd(src, rhsStart, { newlineEnds: src.lang === "swift" || src.lang === "go" }),
-      };
-    },
-  );
+  const memberWritesOfName = memberWrites(src).get(name) ?? [];
   const value = (a: { rhsStart: number; rhsEnd: number }) =>
     a.rhsEnd > a.rhsStart ? constantValue(src, a.rhsStart, a.rhsEnd, depth + 1) : null;
   const defs = flow.assignmentsTo(name);
@@ -1146,7 +1232,7 @@ function constantOfName(src: Source, name: string, at: number, depth: number): C
       (f) => f.bodyStart <= at && at <= f.bodyEnd && f.params.some((p) => p.name === name),
     );
     if (local.length > 0) {
-      if (memberWrites.length > 0) return null;
+      if (memberWritesOfName.length > 0) return null;
       const vals = allValues(local, value);
       if (!vals) return null;
       // `if (iv == null) iv = ZERO_IV;` on a parameter: the caller's value still reaches the use.
@@ -1174,5 +1260,5 @@ function constantOfName(src: Source, name: string, at: number, depth: number): C
     (a) => flow.functionAt(a.index) !== undefined && !a.decl && a.rhsEnd > a.rhsStart,
   );
   if (outside.length === 0) return null;
-  return allValues([...outside, ...inside, ...memberWrites], value)?.[0] ?? null;
+  return allValues([...outside, ...inside, ...memberWritesOfName], value)?.[0] ?? null;
 }

@@ -97,7 +97,8 @@ const EXTERNAL: TaintConfig = {
 const ENTRY: TaintConfig = {
   ...EXTERNAL,
   paramSources: (fn, p) =>
-    fn.name === "main"
+    // sort.Interface's Less(i, j int) and Swap(i, j int) get indices below Len() from package sort.
+    fn.name === "main" || (/^(?:Less|Swap)$/.test(fn.name) && fn.params.length === 2 && p.type === "int")
       ? null
       : /^(?:string|\[\]byte|\[\]string|\.\.\.string)$/.test(p.type)
         ? "text"
@@ -125,7 +126,19 @@ const SECURITY_CALL =
   /^(?:fmt\s*\.\s*(?:Scan|Scanln|Scanf|Sscan|Sscanf|Sscanln|Fscan|Fscanln|Fscanf)|os\s*\.\s*(?:Open|OpenFile|Create|ReadFile|WriteFile|Remove|RemoveAll|Mkdir|MkdirAll|Chmod|Chown|Lchown|Rename|Symlink|Link|Setenv|Truncate|Chdir)|ioutil\s*\.\s*(?:ReadFile|WriteFile|ReadAll|ReadDir|TempFile)|io\s*\.\s*(?:ReadFull|ReadAll)|rand\s*\.\s*Read|json\s*\.\s*Unmarshal|xml\s*\.\s*Unmarshal|yaml\s*\.\s*Unmarshal|strconv\s*\.\s*(?:Atoi|ParseInt|ParseUint|ParseFloat|ParseBool)|sql\s*\.\s*Open|http\s*\.\s*(?:Get|Post|PostForm|Head|NewRequest)|tls\s*\.\s*(?:Dial|LoadX509KeyPair|Listen)|x509\s*\.\s*Parse\w*|bcrypt\s*\.\s*\w+|net\s*\.\s*(?:Dial|Listen)\w*|exec\s*\.\s*Command\s*\([^)]*\)\s*\.\s*(?:Run|Output|CombinedOutput|Start)|\w+\s*\.\s*(?:Run|Output|CombinedOutput|Exec|ExecContext|Query|QueryContext|Prepare|Ping|Begin|Commit|Rollback|Decode|Unmarshal|Chmod|Chown))$/;
 
 /** SECURITY_CALL, plus the methods of an *exec.Cmd the snippet made (`cmd.Start()`, `cmd.StdoutPipe()`, `cmd.Wait()`). */
-function isSecurityCall(src: Source, callee: string): boolean {
+/**
+ * Is the call a security-relevant one whose error matters? `openParen` is the call's "(": an *exec.Cmd's
+ * Run/Output/CombinedOutput/Start take no arguments, so `t.Run("case", func(t *testing.T) {...})` (a subtest,
+ * which returns a bool) or `srv.Start(addr)` is not one.
+ */
+function isSecurityCall(src: Source, callee: string, openParen?: number): boolean {
+  if (
+    openParen !== undefined &&
+    /\.(?:Run|Output|CombinedOutput|Start)$/.test(callee) &&
+    !/^exec\.Command/.test(callee) &&
+    src.callArgs(openParen).length > 0
+  )
+    return false;
   if (SECURITY_CALL.test(callee)) return true;
   const cmd = /^([A-Za-z_]\w*)\.(?:Start|Wait|StdoutPipe|StderrPipe|StdinPipe)$/.exec(callee);
   return (
@@ -150,7 +163,8 @@ const discardedError = defineRule(
     for (const m of src.matches(/^[ \t]*((?:(?:[A-Za-z_]\w*|_)\s*,\s*)*_)\s*:?=\s*([^\n]+)/gm)) {
       const rhs = m[2]!.trim();
       const callee = /^([\w.]+(?:\s*\([^()]*\)\s*\.\s*\w+)?)\s*\(/.exec(rhs);
-      if (!callee || !isSecurityCall(src, callee[1]!.replace(/\s+/g, ""))) continue;
+      const open = m.index + m[0].length - m[2]!.length + m[2]!.indexOf(rhs) + (callee?.[0].length ?? 0) - 1;
+      if (!callee || !isSecurityCall(src, callee[1]!.replace(/\s+/g, ""), open)) continue;
       // Only the error is dropped when `_` is the last target.
       if (!/_\s*$/.test(m[1]!)) continue;
       out.push(
@@ -179,7 +193,11 @@ const uncheckedError = defineRule(
     // A bare call statement whose only result is an error.
     for (const mm of src.matches(/^[ \t]*([A-Za-z_][\w.]*(?:\s*\([^()\n]*\)\s*\.\s*\w+)?)\s*\(/gm)) {
       const name = mm[1]!.replace(/\s+/g, "");
-      if (!isSecurityCall(src, name) || /^(?:\w+\.)?(?:Write|WriteString|Scan|Decode)$/.test(name)) continue;
+      if (
+        !isSecurityCall(src, name, argListStart(mm)) ||
+        /^(?:\w+\.)?(?:Write|WriteString|Scan|Decode)$/.test(name)
+      )
+        continue;
       const lineEnd = m.indexOf("\n", mm.index + mm[0].length);
       const stmt = m.slice(mm.index, lineEnd < 0 ? m.length : lineEnd);
       if (/\)\s*\.\s*\w+\s*\(/.test(stmt.slice(mm[0].length)) && !/exec\.Command/.test(name)) continue;
@@ -605,6 +623,15 @@ const formatString = defineRule(
       const args = src.callArgs(argListStart(m));
       const fmt = args[m[2] === "Fprintf" ? 1 : 0];
       if (!fmt || src.isLiteral(fmt) || constants.has(fmt.masked)) continue;
+      // A printf wrapper (`func errorf(format string, args ...any) { log.Printf(format, args...) }`) hands its
+      // own format and variadic arguments on: the format is its caller's (checked where the wrapper is called).
+      const fn = flowOf(src).functionAt(m.index);
+      const last = args[args.length - 1]?.masked.trim() ?? "";
+      if (
+        fn?.params.some((p) => p.name === fmt.masked.trim() && /^string$/.test(p.type.trim())) &&
+        fn.params.some((p) => `${p.name}...` === last.replace(/\s+/g, "") && /^\.\.\./.test(p.type.trim()))
+      )
+        continue;
       // Percent signs escaped or removed first.
       const v = fmt.masked.trim();
       const defs = flowOf(src).assignmentsTo(v);
@@ -686,6 +713,23 @@ const indexOutOfRange = defineRule(
   },
 );
 
+/**
+ * A regular expression source matching an assignment to `id` (already a regex source): alone (`p = f()`,
+ * `p := f()`), or as one target of several (`p, err = f()`, `if p, err = parse(b); err != nil`), not a
+ * dereference (`*p = v`), a comparison, or a field of another value (`x.p = v`).
+ */
+function assignedTo(id: string): string {
+  const target = `(?<![.*]\\s*)(?<!\\w)[A-Za-z_][\\w.]*`;
+  return `(?<![.*]\\s*)${id}(?:\\s*,\\s*[A-Za-z_][\\w.]*)*\\s*:?=(?!=)|${target}(?:\\s*,\\s*[A-Za-z_][\\w.]*)*\\s*,\\s*${id}(?:\\s*,\\s*[A-Za-z_][\\w.]*)*\\s*:?=(?!=)`;
+}
+
+/** Is the package-level variable `name` assigned inside one of the snippet's functions? */
+function assignedInAFunction(src: Source, name: string): boolean {
+  const flow = flowOf(src);
+  const re = new RegExp(assignedTo(identRe(name).source), "g");
+  return [...src.masked.matchAll(re)].some((a) => flow.functionAt(a.index) !== undefined);
+}
+
 const nilDereference = defineRule(
   {
     id: "go/nil-dereference",
@@ -701,15 +745,20 @@ const nilDereference = defineRule(
     // `var p *T` (nil) or `p := (*T)(nil)` / `var p *T = nil`, then p.Field before any assignment or nil check.
     const nilPtrs = [
       ...src.matches(/\bvar\s+([A-Za-z_]\w*)\s+\*\s*[\w.]+\s*(?:=\s*nil\s*)?$/gm),
-      ...src.matches(/\b([A-Za-z_]\w*)\s*:?=\s*(?:\(\s*\*\s*[\w.]+\s*\)\s*\(\s*nil\s*\)|nil)\s*$/gm),
+      // Not a field (`b.buf = nil`) nor the type of `var p *T = nil`.
+      ...src.matches(
+        /(?<![.*]\s*)\b([A-Za-z_]\w*)\s*:?=\s*(?:\(\s*\*\s*[\w.]+\s*\)\s*\(\s*nil\s*\)|nil)\s*$/gm,
+      ),
     ];
     for (const p of nilPtrs) {
       const name = p[1]!;
       const fn = flow.functionAt(p.index);
+      // A package-level variable set by any function (init, a constructor) is not nil when another runs.
+      if (!fn && assignedInAFunction(src, name)) continue;
       const end = fn ? fn.bodyEnd : m.length;
       const after = m.slice(p.index + p[0].length, end);
       const id = identRe(name).source;
-      const reassigned = new RegExp(`(?<!\\*\\s*)${id}\\s*=(?!=)|&\\s*${id}\\b|\\bnew\\s*\\(`).exec(after);
+      const reassigned = new RegExp(`${assignedTo(id)}|&\\s*${id}\\b|\\bnew\\s*\\(`).exec(after);
       const limit = reassigned ? reassigned.index : after.length;
       const use = new RegExp(`${id}\\s*\\.\\s*[A-Za-z_]\\w*(?!\\s*\\()|\\*\\s*${id}\\b`).exec(
         after.slice(0, limit),
@@ -725,6 +774,7 @@ const nilDereference = defineRule(
     for (const d of src.matches(/\bvar\s+([A-Za-z_]\w*)\s+map\s*\[[^\]\n]+\][^=\n]*$/gm)) {
       const name = d[1]!;
       const fn = flow.functionAt(d.index);
+      if (!fn && assignedInAFunction(src, name)) continue;
       const after = m.slice(d.index + d[0].length, fn ? fn.bodyEnd : m.length);
       const id = identRe(name).source;
       const made = new RegExp(`${id}\\s*=(?!=)|&\\s*${id}\\b`).exec(after);
@@ -802,12 +852,39 @@ const inconsistentLocking = defineRule(
         );
       const locks = (me: (typeof methods)[number]) =>
         new RegExp(`\\b${me.recv}\\s*\\.\\s*(?:\\w+\\s*\\.\\s*)?R?Lock\\s*\\(`).test(me.body);
+      /** The parts of a body run with the lock held: from each Lock() to its Unlock(), or to the end when deferred. */
+      const lockedParts = (me: (typeof methods)[number]) => {
+        const parts: string[] = [];
+        const lockRe = new RegExp(`\\b${me.recv}\\s*\\.\\s*(?:\\w+\\s*\\.\\s*)?R?Lock\\s*\\(`, "g");
+        const unlockRe = new RegExp(
+          `(?<!\\bdefer\\s+)\\b${me.recv}\\s*\\.\\s*(?:\\w+\\s*\\.\\s*)?R?Unlock\\s*\\(`,
+          "g",
+        );
+        for (const l of me.body.matchAll(lockRe)) {
+          unlockRe.lastIndex = l.index;
+          const u = unlockRe.exec(me.body);
+          parts.push(me.body.slice(l.index, u ? u.index : me.body.length));
+        }
+        return parts;
+      };
       const guarded = new Set<string>();
-      for (const me of ms) if (locks(me)) for (const f of fieldsOf(me)) guarded.add(f);
+      for (const me of ms)
+        for (const part of lockedParts(me)) for (const f of fieldsOf({ ...me, body: part })) guarded.add(f);
       if (guarded.size === 0) continue;
       for (const me of ms) {
         if (locks(me)) continue;
-        const f = [...fieldsOf(me)].find((x) => guarded.has(x));
+        // A helper called only where the lock is already held (from other methods' locked parts).
+        const call = new RegExp(`\\b\\w+\\s*\\.\\s*${me.name}\\s*\\(`);
+        const callers = ms.filter((o) => o !== me && call.test(o.body));
+        if (callers.length > 0 && callers.every((o) => lockedParts(o).some((part) => call.test(part))))
+          continue;
+        // Fields read or written through sync/atomic (`atomic.AddInt32(&rw.readerWait, -1)`) are synchronised.
+        const atomicField = new RegExp(
+          `\\batomic\\s*\\.\\s*\\w+\\s*\\(\\s*&\\s*${me.recv}\\s*\\.\\s*(\\w+)`,
+          "g",
+        );
+        const atomics = new Set([...me.body.matchAll(atomicField)].map((a) => a[1]!));
+        const f = [...fieldsOf(me)].find((x) => guarded.has(x) && !atomics.has(x));
         if (f)
           out.push(
             src.finding(rule, me.at, `${me.name} reads or writes '${f}' without the lock other methods take`),
@@ -1134,6 +1211,17 @@ const typeAssertion = defineRule(
       // Inside a function that recovers, the panic is handled deliberately.
       const fn = flowOf(src).functionAt(m.index);
       if (fn && /\brecover\s*\(\s*\)/.test(src.masked.slice(fn.bodyStart, fn.bodyEnd))) continue;
+      // A value declared with a named interface type (`n ir.Node`, `typ Type`) holds one of that interface's
+      // implementations, which the code chooses; an empty interface (`interface{}`, `any`) or a value of unknown
+      // type can hold whatever a caller or decoded input put there.
+      const declared =
+        fn?.params.find((p) => p.name === m[1])?.type ??
+        flowOf(src)
+          .assignmentsTo(m[1]!)
+          .filter((a) => a.decl && a.index < m.index && flowOf(src).functionAt(a.index) === fn)
+          .pop()?.type ??
+        "";
+      if (declared.trim() && !/^(?:interface\s*\{\s*\}|any)$/.test(declared.trim())) continue;
       out.push(
         src.finding(
           rule,

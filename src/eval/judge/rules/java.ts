@@ -675,6 +675,29 @@ const reflection = defineRule(
   },
 );
 
+/** Is the receiver of the `.format(` at `dot` a java.text.Format or a DateTimeFormatter? */
+function formatObject(src: Source, dot: number): boolean {
+  const FORMAT_TYPE =
+    /\b(?:(?:Message|Date|SimpleDate|Number|Decimal|Choice|Compact(?:Number)?)Format|Format|DateTimeFormatter)\b/;
+  const before = src.masked.slice(Math.max(0, dot - 200), dot);
+  if (
+    /\b(?:(?:Message|Date|Number|Decimal)Format|DateTimeFormatter)\s*\.\s*\w+\s*\([^()]*\)\s*$/.test(before)
+  )
+    return true;
+  if (/\bnew\s+(?:Message|SimpleDate|Decimal|Choice)Format\s*\([^()]*\)\s*\)?\s*$/.test(before)) return true;
+  const recv = /(?<![\w.])(?:this\s*\.\s*)?([A-Za-z_]\w*)\s*$/.exec(before)?.[1];
+  if (!recv) return false;
+  const flow = flowOf(src);
+  const types = [
+    ...flow.functions.flatMap((f) => f.params.filter((p) => p.name === recv).map((p) => p.type)),
+    ...flow
+      .assignmentsTo(recv)
+      .filter((a) => a.decl)
+      .map((a) => a.type),
+  ];
+  return types.some((t) => FORMAT_TYPE.test(t));
+}
+
 const formatString = defineRule(
   {
     id: "java/format-string",
@@ -690,6 +713,9 @@ const formatString = defineRule(
       const args = src.callArgs(argListStart(m));
       const fmt = /^Locale\b/.test(args[0]?.masked ?? "") ? args[1] : args[0];
       if (!fmt || src.isLiteral(fmt)) continue;
+      // java.text.Format / DateTimeFormatter objects format their argument with their own pattern:
+      // `messageFormat.format(fields)`, `NumberFormat.getInstance().format(x)` take data, not a format.
+      if (!/^String\b/.test(m[0]) && /format/.test(m[0]) && formatObject(src, m.index)) continue;
       // A constant (static final, or a local only ever assigned a literal) is fixed text.
       const v = /^[A-Za-z_]\w*$/.exec(fmt.masked.trim());
       const defs = v ? flowOf(src).assignmentsTo(v[0]) : [];
@@ -864,6 +890,8 @@ function nullDerefs(src: Source, rule: Omit<Rule, "check">): Finding[] {
     return null;
   };
   for (const a of flow.assignments) {
+    // `items[i] = null` empties an element; the array itself is not null.
+    if (m.slice(a.index, a.rhsStart).includes("[")) continue;
     const why = maybeNull(a);
     if (!why) continue;
     const fn = flow.functionAt(a.index);
@@ -1290,9 +1318,11 @@ const uninitialisedField = defineRule(
       if (flowOf(src).functionAt(f.index)) continue;
       const id = identRe(name!).source;
       // Assigned anywhere (this.x = ..., x = ..., setters) or injected (annotations on the line before).
+      // Anywhere in the file: a constructor or method above the declaration assigns it as well.
+      const rest = m.slice(0, f.index) + " ".repeat(f[0].length) + m.slice(f.index + f[0].length);
       if (
         new RegExp(`(?:\\bthis\\s*\\.\\s*)?${id}\\s*=(?!=)|(?:this|\\w+)\\s*\\.\\s*${name}\\s*=(?!=)`).test(
-          m.slice(f.index + f[0].length),
+          rest,
         )
       )
         continue;
@@ -1309,6 +1339,15 @@ const uninitialisedField = defineRule(
       ];
       for (const u of uses) {
         const fn = flowOf(src).functionAt(u.index);
+        // A parameter or local of the same name shadows the field (unless reached as this.name).
+        const shadowed =
+          fn &&
+          !/^this\b/.test(u[0]) &&
+          (fn.params.some((p) => p.name === name) ||
+            flowOf(src)
+              .assignmentsTo(name!)
+              .some((a) => a.decl && fn.bodyStart < a.index && a.index < u.index));
+        if (shadowed) continue;
         const before = m.slice(fn ? fn.bodyStart : 0, u.index);
         if (
           new RegExp(

@@ -426,7 +426,7 @@ const overRead = defineRule(
       /(?<![\w.])([A-Za-z_]\w*)\s*\.\s*copyBytes\s*\(\s*to\s*:\s*&?\s*([A-Za-z_]\w*)[^,()]*,\s*count\s*:\s*([^()]+?)\s*\)/g,
     )) {
       const [, source, dest, count] = mm as unknown as [string, string, string, string];
-      if (source === dest || taint.of(source) === null) continue;
+      if (source === dest || taint.of(source, mm.index) === null) continue;
       const id = identRe(source).source;
       if (new RegExp(`${id}\\s*\\.\\s*count\\b|\\bmin\\s*\\(`).test(count)) continue;
       const fn = flowOf(src).functionAt(mm.index);
@@ -453,7 +453,7 @@ const overRead = defineRule(
     // caller buffer: load does no bounds check in release builds.
     for (const w of src.matches(/(?<![\w.])([A-Za-z_]\w*)\s*\.\s*withUnsafeBytes\s*\{/g)) {
       const source = w[1]!;
-      if (taint.of(source) === null) continue;
+      if (taint.of(source, w.index) === null) continue;
       const open = w.index + w[0].length - 1;
       const body = src.masked.slice(open, matchBracket(src, open));
       const load = /\.\s*load\s*\(\s*(?:fromByteOffset\s*:\s*([^,()]+),\s*)?as\s*:/.exec(body);
@@ -847,7 +847,7 @@ const indexOutOfRange = defineRule(
         );
         continue;
       }
-      if (!taint.of(s) && !optionalNames(src).has(s)) continue;
+      if (!taint.of(s, m.index) && !optionalNames(src).has(s)) continue;
       const fn = flowOf(src).functionAt(m.index);
       const before = src.masked.slice(fn ? fn.bodyStart : 0, m.index);
       if (
@@ -1310,7 +1310,7 @@ const integerOverflow = defineRule(
     const taint = taintOf(src, ENTRY);
     for (const c of src.matches(/(?<![\w.])(U?Int(?:8|16|32))\s*\(\s*([A-Za-z_]\w*)\s*\)/g)) {
       const [, type, value] = c as unknown as [string, string, string];
-      if (taint.of(value) !== "number") continue;
+      if (taint.of(value, c.index) !== "number") continue;
       // A loop variable over a range is bounded by the range (checked by the index rules, not here).
       if (
         flowOf(src)
