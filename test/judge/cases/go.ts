@@ -668,6 +668,23 @@ export const goCases: Case[] = [
     rule: "go/index-out-of-range",
     bad: [
       code`
+        package load
+        import "sort"
+        type Example struct{ Order int }
+        func sortExamples(ex []Example, k int) {
+        	sort.Slice(ex, func(i, j int) bool { return ex[i].Order < ex[j].Order })
+        	ex[k].Order = 0 // <- index-out-of-range
+        }
+      `,
+      code`
+        package ssa
+        type Value struct{ ID int }
+        func last() *Value {
+        	var controls [2]*Value
+        	return controls[2] // <- index-out-of-range
+        }
+      `,
+      code`
         package main
         type byAge []Person
         func (a byAge) Get(i int) Person {
@@ -778,6 +795,27 @@ export const goCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        package load
+        import "sort"
+        type Example struct{ Order int }
+        func sortExamples(ex []Example) {
+        	sort.Slice(ex, func(i, j int) bool { return ex[i].Order < ex[j].Order })
+        }
+        func find(xs []int, v int) int {
+        	return sort.Search(len(xs), func(i int) bool { return xs[i] >= v })
+        }
+      `,
+      code`
+        package ssa
+        type Value struct{ ID int }
+        type Block struct {
+        	Kind int
+        	// Controls[1] must be nil if Controls[0] is nil.
+        	Controls [2]*Value
+        	Aux      int
+        }
+      `,
       code`
         package main
         type byAge []Person

@@ -126,7 +126,7 @@ export function sizedArrays(src: Source): Map<string, SizedArray> {
         const open = st.index + st[0].length - 1;
         const body = m.slice(open, matchBracket(src, open));
         for (const f of body.matchAll(/^\s*([A-Za-z_]\w*)\s+\[\s*([^\]\s][^\]]*)\]\s*[\w.*]+\s*$/gm))
-          add(f[1]!, v(f[2]!), open + f.index!);
+          add(f[1]!, v(f[2]!), open + f.index! + f[0].search(/\S/)); // the field, not the blank lines before it
       }
       for (const mm of m.matchAll(/\b([A-Za-z_]\w*)\s*:?=\s*\[\s*([^\]\s.][^\]]*)\]\s*\w+\s*\{/g))
         add(mm[1]!, v(mm[2]!), mm.index);
@@ -351,6 +351,13 @@ export function outOfBounds(src: Source): BoundsFinding[] {
         /\b(?:new\s+[\w.]+|char|int|var|byte|long|short|float|double|bool|auto|unsigned|size_t|uint8_t|wchar_t)\s*$/.test(
           before,
         )
+      )
+        continue;
+      // Go declares arrays as `name [N]T` (a struct field, `var name [N]T`, a parameter): a type, not an index.
+      if (
+        src.lang === "go" &&
+        /^(?:\s*\*)*\s*[A-Za-z_]/.test(m.slice(ix.index + ix[0].length, ix.index + ix[0].length + 40)) &&
+        /(?:^|\n|\bvar\s+|[(,{;])\s*$/.test(m.slice(Math.max(0, ix.index - 40), ix.index))
       )
         continue;
       // Another declaration of an array of that name (`uint32_t x[4];` in a second function, `mpi::request

@@ -488,7 +488,7 @@ export interface TaintConfig {
   /** Calls that make text safe for every sink here (encoders, escapers, basename). */
   sanitizers?: RegExp;
   /** Treat parameters of these functions as untrusted (entry points: main's args, handlers' requests). */
-  paramSources?: (fn: FunctionDef, p: Param) => TaintKind | null;
+  paramSources?: (fn: FunctionDef, p: Param, src: Source) => TaintKind | null;
   /**
    * Calls through which taint flows from an argument to the result (string building, conversion,
    * path joining). Other calls stop it: an unknown function's result is not the caller's input.
@@ -635,7 +635,7 @@ export function taintOf(src: Source, cfg: TaintConfig): Taint {
   if (cfg.paramSources)
     for (const fn of flow.functions)
       for (const p of fn.params) {
-        const kind = cfg.paramSources(fn, p);
+        const kind = cfg.paramSources(fn, p, src);
         if (kind) set(p.name, kind, { start: fn.bodyStart, end: fn.bodyEnd });
       }
   if (cfg.outSources)

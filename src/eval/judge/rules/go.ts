@@ -12,7 +12,15 @@ import {
   sqlBuiltFromInput,
   type CredentialSink,
 } from "./common.js";
-import { expressionEnd, flowOf, identRe, matchBracket, taintOf, type TaintConfig } from "./flow.js";
+import {
+  expressionEnd,
+  flowOf,
+  identRe,
+  matchBracket,
+  taintOf,
+  type FunctionDef,
+  type TaintConfig,
+} from "./flow.js";
 import {
   copyPastEnd,
   divideByZeroRule,
@@ -94,11 +102,24 @@ const EXTERNAL: TaintConfig = {
 };
 
 /** Also the string/[]byte/int parameters of the snippet's functions (callers unknown). */
+/** Is the function literal `fn` an argument of sort.Slice/SliceStable/Search (its indices are below the length)? */
+function sortCallback(src: Source, fn: FunctionDef): boolean {
+  if (fn.name !== "") return false;
+  const before = src.masked.slice(Math.max(0, fn.start - 200), fn.start);
+  const call = [...before.matchAll(/\bsort\s*\.\s*(?:Slice|SliceStable|Search)\s*\(/g)].pop();
+  if (!call) return false;
+  const open = Math.max(0, fn.start - 200) + call.index + call[0].length - 1;
+  return matchBracket(src, open) > fn.start;
+}
+
 const ENTRY: TaintConfig = {
   ...EXTERNAL,
-  paramSources: (fn, p) =>
-    // sort.Interface's Less(i, j int) and Swap(i, j int) get indices below Len() from package sort.
-    fn.name === "main" || (/^(?:Less|Swap)$/.test(fn.name) && fn.params.length === 2 && p.type === "int")
+  paramSources: (fn, p, src) =>
+    // sort.Interface's Less(i, j int) and Swap(i, j int), and the callbacks of sort.Slice and sort.Search, get
+    // indices below the length from package sort.
+    fn.name === "main" ||
+    (/^(?:Less|Swap)$/.test(fn.name) && fn.params.length === 2 && p.type === "int") ||
+    (p.type === "int" && sortCallback(src, fn))
       ? null
       : /^(?:string|\[\]byte|\[\]string|\.\.\.string)$/.test(p.type)
         ? "text"
