@@ -9,8 +9,9 @@
  * then q/k/v, o), since each sees every token of a batch; last, lm_head, whose products see only the positions a
  * loss is taken at (an SFT example's answer tokens; one row per prompt in the identification benchmark).
  * A product makes its copy only where it can pay: at least FROZEN_DX_MIN_ROWS rows (a product with a few rows is a
- * matrix-vector product bound by reading W once, in either layout) and FROZEN_DX_MIN_MACS multiply-adds (tiny
- * products gain nothing worth a copy).
+ * matrix-vector product bound by reading W once, in either layout) on a weight of at least FROZEN_DX_MIN_WEIGHT
+ * elements (a small weight sits in the caches in either layout: the model organism's, hidden 128, measured no
+ * faster from a copy; BENCHMARKS §5); smaller weights are not planned at all.
  *
  * The setting (tensor.ts fusedOps("frozenDx")):
  * - default, on the CPU: the plan above, within GOODVIBE_FROZEN_DX_BUDGET, by default FROZEN_DX_DEFAULT_SHARE of
@@ -20,7 +21,7 @@
  * - forced off (GOODVIBE_FUSED=-frozenDx or 0): none.
  */
 import { InputError } from "../errors.js";
-import { fusedOpExplicit, fusedOps, itemSize, type Tensor } from "../tensor/index.js";
+import { frozenLinearCache, fusedOpExplicit, fusedOps, itemSize, type Tensor } from "../tensor/index.js";
 import { availableMemoryBytes, formatBytes } from "../util/memory.js";
 
 /** The environment variable that sets the budget: bytes (0, 1500000000, 512MiB, 2GiB, 8GB) or a share (25%). */
@@ -29,8 +30,8 @@ export const FROZEN_DX_BUDGET_ENV = "GOODVIBE_FROZEN_DX_BUDGET";
 export const FROZEN_DX_DEFAULT_SHARE = 0.25;
 /** Rows (tokens) a product needs before its copy is made (default setting). */
 export const FROZEN_DX_MIN_ROWS = 16;
-/** Multiply-adds (rows × in × out) a product needs before its copy is made (default setting). */
-export const FROZEN_DX_MIN_MACS = 2 ** 22;
+/** Elements (out × in) a product's weight needs before its copy is made (default setting): 1 MiB in bf16. */
+export const FROZEN_DX_MIN_WEIGHT = 2 ** 19;
 
 export type MemoryBudget = { bytes: number } | { share: number };
 
@@ -161,6 +162,8 @@ export interface FrozenDxChoice {
   /** slots left on libtorch's own backward because the budget was spent */
   left: DxSlot[];
   leftBytes: number;
+  /** slots not planned for their small weights (default setting) */
+  small: DxSlot[];
 }
 
 /** Bytes of a slot's copy (its weight's), or null where no copy can be made (not bf16, or training). */
@@ -224,9 +227,11 @@ export class FrozenDxPlan {
     let plan = this.made.get(key);
     if (!plan) {
       const budget = resolveBudget(mode, this.device);
-      const c = chooseWithinBudget(rankSlots(this.slots), budget.bytes);
+      const big = (s: DxSlot) => mode === "forced" || (s.weight?.numel ?? 0) >= FROZEN_DX_MIN_WEIGHT;
+      const c = chooseWithinBudget(rankSlots(this.slots.filter(big)), budget.bytes);
+      const small = this.slots.filter((s) => !big(s) && copyBytes(s) !== null);
       plan = {
-        choice: { mode, budgetBytes: budget.bytes, budgetText: budget.text, ...c },
+        choice: { mode, budgetBytes: budget.bytes, budgetText: budget.text, ...c, small },
         allowed: new Set(c.chosen),
       };
       this.made.set(key, plan);
@@ -237,7 +242,7 @@ export class FrozenDxPlan {
   /** Whether a product of `rows` rows on `slot`'s weight (or its rows [out, in]) makes its dX from the copy. */
   allows(slot: DxSlot, mode: "auto" | "forced", rows: number, out: number, inFeatures: number): boolean {
     if (!this.make(mode).allowed.has(slot)) return false;
-    return mode === "forced" || (rows >= FROZEN_DX_MIN_ROWS && rows * out * inFeatures >= FROZEN_DX_MIN_MACS);
+    return mode === "forced" || (rows >= FROZEN_DX_MIN_ROWS && out * inFeatures >= FROZEN_DX_MIN_WEIGHT);
   }
 
   /** One line for a run's log: the setting, how many copies the plan allows and their bytes, the budget. */
@@ -248,18 +253,27 @@ export class FrozenDxPlan {
         ? "frozenDx off (dX by libtorch's linear backward; GOODVIBE_FUSED)"
         : `frozenDx off on ${this.device} (not measured there; GOODVIBE_FUSED=+frozenDx turns it on)`;
     const c = this.make(mode).choice;
-    const all = c.chosen.length + c.left.length;
+    const all = c.chosen.length + c.left.length + c.small.length;
     const rule =
       mode === "auto"
-        ? `, each made at a product's first backward with at least ${FROZEN_DX_MIN_ROWS} rows and ` +
-          `${FROZEN_DX_MIN_MACS} multiply-adds`
-        : ", forced on";
-    const left = c.left.length
-      ? `; ${c.left.length} left to libtorch's backward (${formatBytes(c.leftBytes)}: over the budget)`
-      : "";
+        ? `; each made at the weight's first backward of at least ${FROZEN_DX_MIN_ROWS} rows`
+        : "; forced on: each made at the weight's first backward";
+    const left =
+      (c.left.length
+        ? `; ${c.left.length} left to libtorch's backward (${formatBytes(c.leftBytes)}: over the budget)`
+        : "") +
+      (c.small.length
+        ? `; ${c.small.length} not planned (weights under ${FROZEN_DX_MIN_WEIGHT} elements)`
+        : "");
     return (
-      `frozenDx: transposed weight copies for ${c.chosen.length} of ${all} frozen products' weights ` +
-      `(${formatBytes(c.chosenBytes)}) within the budget ${c.budgetText}${rule}${left}`
+      `frozenDx: transposed weight copies allowed for ${c.chosen.length} of ${all} frozen products' weights ` +
+      `(${formatBytes(c.chosenBytes)} in all) within the budget ${c.budgetText}${rule}${left}`
     );
+  }
+
+  /** One line for a run's log after a stage: the transposed copies the addon holds (this process's, all models). */
+  describeHeld(): string {
+    const held = frozenLinearCache();
+    return `frozenDx: ${held.count} transposed weight copies held (${formatBytes(held.bytes)})`;
   }
 }

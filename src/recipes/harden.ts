@@ -404,6 +404,7 @@ export async function stageIdentify(
   );
   log.info(model.frozenDx.describe());
   const map = await identify(model, samples, identifyOptions(labels, cfg, slot.dir, hooks));
+  log.info(model.frozenDx.describeHeld());
   writeNeuronMap(file, map);
   // the accumulators are no longer needed once the map is written
   clearIdentifyState(slot.dir);
@@ -640,6 +641,7 @@ async function trainAndPublish(
     },
   });
   if (!train.finished) throw interrupted(`training stopped at step ${train.steps} of ${train.totalSteps}`);
+  log.info(model.frozenDx.describeHeld());
 
   log.info(`fold: writing the hardened checkpoint to ${cfg.out}`);
   let fold: FoldStats | undefined;
