@@ -22,7 +22,7 @@ struct Entry {
   c10::weak_intrusive_ptr<c10::StorageImpl> storage;
   int64_t offset;
   std::vector<int64_t> sizes, strides;
-  uint32_t version;
+  int64_t version;  // _version() is 64-bit on libtorch 2.x: no narrowing in the brace initialiser below
   Tensor wt;  // Wᵀ, contiguous [in, out]
 };
 
