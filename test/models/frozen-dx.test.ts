@@ -36,37 +36,51 @@ import { tapLinears, untapLinears } from "./taps.js";
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 const IDS = [17, 301, 5, 88, 120, 7, 450, 33, 9, 260, 71, 12, 400, 3, 99, 250];
 
-/** Loss, every linear output's gradient, the embeddings' and every trainable tensor's, with the switches given. */
-function pass(model: DecoderModel, trainable: Map<string, Tensor>, frozenDx: boolean, concat: boolean) {
-  const prev = [setFusedOp("frozenDx", frozenDx), setFusedOp("concatLinear", concat)];
+/**
+ * Loss and every linear output's gradient of one pass over `tokens`, the loss at every next position (an SFT-like
+ * head) or at the last position only (`lastOnly`: lm_head's product has one row, as in the identification benchmark).
+ */
+function lossAndLinearGrads(model: DecoderModel, tokens: number[], lastOnly = false): Map<string, number[]> {
   const out = new Map<string, number[]>();
   const kept = tapLinears(model);
-  model.embed.requiresGrad_();
   try {
-    const T = IDS.length;
-    const ids = Tensor.fromArray(IDS, [1, T], "int64");
+    const T = tokens.length;
+    const ids = Tensor.fromArray(tokens, [1, T], "int64");
     const loss = model.forwardBackward(ids, {}, (h) =>
-      crossEntropy(
-        model.logitsFrom(h.narrow(1, 0, T - 1)).reshape([T - 1, -1]),
-        ids.narrow(1, 1, T - 1).reshape([T - 1]),
-      ),
+      lastOnly
+        ? crossEntropy(model.logitsFrom(h.select(1, T - 1)), Tensor.fromArray([42], [1], "int64"))
+        : crossEntropy(
+            model.logitsFrom(h.narrow(1, 0, T - 1)).reshape([T - 1, -1]),
+            ids.narrow(1, 1, T - 1).reshape([T - 1]),
+          ),
     );
     out.set("loss", [loss]);
     for (const [name, y] of kept) {
       out.set(`${name} grad`, [...y.grad!.toFloat32Array()]);
       y.dispose();
     }
-    out.set("embed grad", [...model.embed.grad!.toFloat32Array()]);
-    for (const [name, p] of trainable) out.set(`${name} grad`, [...p.grad!.toFloat32Array()]);
   } finally {
     untapLinears(model);
+  }
+  return out;
+}
+
+/** Loss, every linear output's gradient, the embeddings' and every trainable tensor's, with the switches given. */
+function pass(model: DecoderModel, trainable: Map<string, Tensor>, frozenDx: boolean, concat: boolean) {
+  const prev = [setFusedOp("frozenDx", frozenDx), setFusedOp("concatLinear", concat)];
+  model.embed.requiresGrad_();
+  try {
+    const out = lossAndLinearGrads(model, IDS);
+    out.set("embed grad", [...model.embed.grad!.toFloat32Array()]);
+    for (const [name, p] of trainable) out.set(`${name} grad`, [...p.grad!.toFloat32Array()]);
+    return out;
+  } finally {
     model.embed.clearGrad();
     model.embed.requiresGrad_(false);
     for (const p of trainable.values()) p.clearGrad();
     setFusedOp("frozenDx", prev[0]);
     setFusedOp("concatLinear", prev[1]);
   }
-  return out;
 }
 
 for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
@@ -164,41 +178,12 @@ function midModel(): DecoderModel {
 const MiB = 1024 ** 2;
 const TOKENS = Array.from({ length: 64 }, (_, t) => (t * 613 + 5) % 1024);
 
-/**
- * Loss and every linear output's gradient of one 64-token pass, the loss at the last position only (`lastOnly`:
- * lm_head's product has one row, as in the identification benchmark) or at every position (an SFT-like head).
- */
-function midPass(model: DecoderModel, lastOnly: boolean): Map<string, number[]> {
-  const out = new Map<string, number[]>();
-  const kept = tapLinears(model);
-  try {
-    const T = TOKENS.length;
-    const ids = Tensor.fromArray(TOKENS, [1, T], "int64");
-    const loss = model.forwardBackward(ids, {}, (h) =>
-      lastOnly
-        ? crossEntropy(model.logitsFrom(h.select(1, T - 1)), Tensor.fromArray([42], [1], "int64"))
-        : crossEntropy(
-            model.logitsFrom(h.narrow(1, 0, T - 1)).reshape([T - 1, -1]),
-            ids.narrow(1, 1, T - 1).reshape([T - 1]),
-          ),
-    );
-    out.set("loss", [loss]);
-    for (const [name, y] of kept) {
-      out.set(`${name} grad`, [...y.grad!.toFloat32Array()]);
-      y.dispose();
-    }
-  } finally {
-    untapLinears(model);
-  }
-  return out;
-}
-
 /** The weights the addon holds transposed copies of, by slot name, after a pass (copies dropped first). */
 function copiesAfter(model: DecoderModel, lastOnly: boolean, budget: string | null) {
   frozenLinearCache(true);
   const prev = setFrozenDxBudget(budget);
   try {
-    const values = midPass(model, lastOnly);
+    const values = lossAndLinearGrads(model, TOKENS, lastOnly);
     return {
       values,
       held: frozenLinearCache(),
@@ -222,8 +207,8 @@ test(
     assert.equal(frozenDxMode("cpu"), "auto");
     setFusedOp("frozenDx", false);
     frozenLinearCache(true);
-    const want = midPass(model, false);
-    const wantLast = midPass(model, true);
+    const want = lossAndLinearGrads(model, TOKENS);
+    const wantLast = lossAndLinearGrads(model, TOKENS, true);
     assert.equal(frozenLinearCache().count, 0, "no copy while frozenDx is off");
     setFusedOp("frozenDx", null);
     try {
