@@ -684,6 +684,28 @@ export const cppCases: Case[] = [
           free(p); // <- use-after-free
         }
       `,
+      code`
+        #include <cstring>
+        int first(const char* s) {
+          char* copy = new char[strlen(s) + 1];
+          strcpy(copy, s);
+          if (copy[0] == '#') {
+            delete[] copy;
+            return copy[1]; // <- use-after-free
+          }
+          int c = copy[0];
+          delete[] copy;
+          return c;
+        }
+      `,
+      code`
+        struct Item { int v; };
+        void drain(Item** items, int n) {
+          for (int i = 0; i < n; ++i) delete items[i];
+          delete[] items;
+          items[0]->v = 0; // <- use-after-free
+        }
+      `,
     ],
     good: [
       code`
@@ -698,6 +720,62 @@ export const cppCases: Case[] = [
           std::cout << r->value << std::endl;
           delete r;
         }
+      `,
+      code`
+        #include <memory>
+        #include <algorithm>
+        #include <list>
+        #include <cstdio>
+        struct Node { int v; };
+        struct delete_disposer {
+          void operator()(Node* n) const { delete n; }
+        };
+        struct array_deleter {
+          template <typename T>
+          void operator()(T* t) const { delete[] t; }
+        };
+        struct Raw { int fd; };
+        struct deleter { void operator()(Raw* r) const { delete r; } };
+        typedef deleter deleter_type;
+        void run(std::list<Node*>& nodes, Raw* r) {
+          nodes.remove_if([](Node* n) { return n->v < 0; });
+          std::for_each(nodes.begin(), nodes.end(), delete_disposer());
+          std::unique_ptr<Raw, deleter> owned(r, deleter_type());
+          const deleter_type& d = owned.get_deleter();
+          d(owned.release());
+        }
+        void clear(Node** items, int n) {
+          for (int i = 0; i < n; ++i) delete items[i];
+          delete[] items;
+        }
+        int names(int count) {
+          int total = 0;
+          for (int j = 0; j < count; j++) {
+            char* name = new char[16];
+            if (std::snprintf(name, 16, "%d", j) < 0) {
+              delete[] name;
+              continue;
+            }
+            total += name[0];
+            delete[] name;
+          }
+          return total;
+        }
+        void scopes(std::list<Node>& a) {
+          {
+            Node* ptr = new Node();
+            delete ptr;
+          }
+          {
+            Node *ptr = &*a.begin();
+            ptr->v = 1;
+          }
+        }
+        struct Facet {
+          void release() throw() { delete this; }
+          int get() const { return this->v; }
+          int v = 0;
+        };
       `,
     ],
   },

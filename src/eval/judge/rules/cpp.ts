@@ -726,6 +726,26 @@ const arrayBounds = defineRule(
   },
 );
 
+/**
+ * Where straight-line code after `at` stops inside its block: the block's closing brace, or an earlier
+ * `return`/`continue`/`break`/`throw`/`goto` at the block's own depth (what follows is another path).
+ */
+function blockPathEnd(src: Source, at: number): number {
+  const m = src.masked;
+  let depth = 0;
+  for (let k = at; k < m.length; k++) {
+    const ch = m[k]!;
+    if (ch === "{" || ch === "(" || ch === "[") depth++;
+    else if (ch === "}" || ch === ")" || ch === "]") {
+      if (depth === 0) return k;
+      depth--;
+    } else if (depth === 0 && /[rcbtg]/.test(ch) && !/\w/.test(m[k - 1] ?? "")) {
+      if (/^(?:return|continue|break|throw|goto)\b/.test(m.slice(k, k + 9))) return k;
+    }
+  }
+  return m.length;
+}
+
 const useAfterFree = defineRule(
   {
     id: "cpp/use-after-free",
@@ -737,19 +757,32 @@ const useAfterFree = defineRule(
   (src, rule) => {
     const out: Finding[] = [];
     const m = src.masked;
+    // `delete p`, `delete[] p`, `free(p)` of a whole pointer: not `deleter_type` or `delete_disposer()` (names
+    // that start with "delete"), not a member `pool.free(p)`, not an element (`delete a[i]` frees what
+    // a[i] points to, not the array `a`).
     for (const d of src.matches(
-      /\b(?:delete\s*(?:\[\s*\])?\s*|(?:std::)?free\s*\(\s*)([A-Za-z_][\w.]*(?:->\w+)?)/g,
+      /(?:\bdelete\b\s*(?:\[\s*\])?\s*|(?<![\w.>]|->)(?:std::|::)?free\s*\(\s*)([A-Za-z_][\w.]*(?:->\w+)?)(?![\w.\-:]|\s*(?:\[|\(|<|::|->))/g,
     )) {
       const name = d[1]!;
+      if (name === "this") continue; // `delete this;` ends the object's own member function
       const fn = flowOf(src).functionAt(d.index);
       const stmtEnd = m.indexOf(";", d.index);
-      const after = m.slice(stmtEnd + 1, fn ? fn.bodyEnd : m.length);
+      if (stmtEnd < 0) continue;
+      // The path after the free: to the end of the function, unless a jump ends this block's path first
+      // (`delete[] p; continue;`); outside a function found by the parser (an `operator()`), its block.
+      const jump = blockPathEnd(src, stmtEnd + 1);
+      const jumps = /^(?:return|continue|break|throw|goto)\b/.test(m.slice(jump, jump + 9));
+      const end = jumps ? expressionEnd(src, jump) + 1 : !fn ? jump : fn.bodyEnd;
+      const after = m.slice(stmtEnd + 1, end);
       const esc = name.replace(/[.>-]/g, (c) => "\\" + c);
-      const reassigned = new RegExp(`(?<![\\w.>])${esc}\\s*=(?!=)`).exec(after);
-      const use = new RegExp(
-        `(?<![\\w.>])(?:\\*\\s*${esc}\\b|${esc}\\s*(?:->|\\[)|(?:delete\\s*(?:\\[\\s*\\])?\\s*|free\\s*\\(\\s*)${esc}\\b|${esc}\\s*\\.\\s*\\w+\\s*\\()`,
+      // Given new memory, or a new variable of that name declared (`Expensive *ptr = &*set.begin();`).
+      const reassigned = new RegExp(
+        `(?<![\\w.>])${esc}\\s*=(?!=)|(?:^|[;{}])\\s*(?:const\\s+)?[A-Za-z_][\\w:]*(?:<[^;{}]*>)?\\s*[*&]*\\s*${esc}\\s*[=;({]`,
       ).exec(after);
-      if (!use || (reassigned && reassigned.index < use.index)) continue;
+      const use = new RegExp(
+        `(?<![\\w.>])(?:\\*\\s*${esc}\\b|${esc}\\s*(?:->|\\[)|(?:delete\\s*(?:\\[\\s*\\])?\\s*|free\\s*\\(\\s*)${esc}\\b(?!\\s*\\[)|${esc}\\s*\\.\\s*\\w+\\s*\\()`,
+      ).exec(after);
+      if (!use || (reassigned && reassigned.index <= use.index)) continue;
       const again = /^(?:delete|free)/.test(use[0]);
       out.push(
         src.finding(
