@@ -204,6 +204,22 @@ export const cppCases: Case[] = [
           }
         }
       `,
+      code`
+        const int kSlots = 4;
+        int slots[kSlots];
+        void reset() {
+          slots[kSlots] = 0; // <- out-of-bounds
+        }
+      `,
+      code`
+        #include <vector>
+        #include <string>
+        std::vector<std::string> months() {
+          static const char* names[12] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+          return std::vector<std::string>(&names[0], &names[13]); // <- out-of-bounds
+        }
+      `,
     ],
     good: [
       code`
@@ -239,6 +255,62 @@ export const cppCases: Case[] = [
           if (strlen(input) >= sizeof(name)) return;
           for (int i = 0; i < strlen(input); i++) name[i] = input[i];
           for (int i = 0; i < size; i++) values[i] = 0;
+        }
+      `,
+      code`
+        #include <cstdint>
+        #include <string>
+        #include <vector>
+        const int kArraySize = 10;
+        const std::size_t count = 10;
+        template <typename T>
+        struct Vec {
+          T* slice() const {
+            T* out = new T[count];
+            return out;
+          }
+        };
+        struct Machine {
+          int* stack;
+          Machine() : stack(new int[kArraySize]) {}
+        };
+        struct Pool { int id; };
+        template <typename C>
+        struct Cache { static const C* zones[14]; };
+        template <>
+        const char* Cache<char>::zones[14];
+        template <typename C>
+        const C* Cache<C>::zones[14];
+        void shuffle() {
+          uint32_t values[kArraySize];
+          static Pool pools[kArraySize];
+          char const tag[8] = "1.2.3.4";
+          values[0] = tag[0] + pools[0].id;
+        }
+        double energy(const std::vector<double>& state) {
+          double x[1] = {state[0]};
+          return x[0] * x[0];
+        }
+        void step(const double* x, double* dxdt) {
+          dxdt[0] = x[1];
+          dxdt[1] = -x[0] - 0.1 * x[1];
+        }
+        int none() {
+          char* argv[1] = {nullptr};
+          return argv[0] != nullptr;
+        }
+        int one(int argc, char** argv) {
+          if (argc < 2) return 0;
+          return argv[1][0];
+        }
+      `,
+      code`
+        #include <vector>
+        #include <string>
+        std::vector<std::string> months() {
+          static const char* names[12] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+          return std::vector<std::string>(&names[0], &names[12]);
         }
       `,
     ],

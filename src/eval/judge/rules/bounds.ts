@@ -73,11 +73,57 @@ function countElements(src: Source, open: number): number {
   return n;
 }
 
+/** One declaration of an array: its size when the snippet fixes it, where it starts and where its name is. */
+interface ArrayDecl {
+  name: string;
+  size: number | null;
+  at: number;
+  nameAt: number;
+}
+
+const declCache = new WeakMap<Source, { decls: ArrayDecl[]; sized: Map<string, SizedArray> }>();
+
+/** Where `name` stands inside a match (the declared name, not a type that contains it). */
+function nameIn(mm: RegExpMatchArray, name: string): number {
+  const k = new RegExp(`(?<![\\w$])${name.replace(/\$/g, "\\$")}(?![\\w$])`).exec(mm[0]);
+  return mm.index! + (k ? k.index : 0);
+}
+
 /** Arrays (and fixed-length slices/vectors) whose length the snippet states, by name. */
 export function sizedArrays(src: Source): Map<string, SizedArray> {
+  return arrayDeclarations(src).sized;
+}
+
+/**
+ * The array an index at `at` refers to: the last declaration of `name` before it in a function that
+ * encloses it (a local or a parameter), else one declared outside every function (a global, a member, a
+ * field) when those agree on the size. A name declared only in other functions is another variable.
+ */
+export function arrayAt(src: Source, name: string, at: number): SizedArray | undefined {
+  const decls = arrayDeclarations(src).decls.filter((d) => d.name === name);
+  if (!decls.length) return undefined;
+  const fns = flowOf(src).functions;
+  const owner = (i: number) =>
+    fns.filter((f) => f.start <= i && i < f.bodyEnd).sort((a, b) => b.start - a.start)[0];
+  const local = decls.filter((d) => {
+    const f = owner(d.at);
+    return f !== undefined && d.at < at && f.start <= at && at < f.bodyEnd;
+  });
+  const pick = local.length ? [local[local.length - 1]!] : decls.filter((d) => owner(d.at) === undefined);
+  if (!pick.length || new Set(pick.map((d) => d.size)).size !== 1) return undefined;
+  const size = pick[0]!.size;
+  return size !== null && size > 0 ? { name, size, at: pick[0]!.at } : undefined;
+}
+
+/** Every array declaration the snippet states (sized or not), in source order, and the sized ones by name. */
+export function arrayDeclarations(src: Source): { decls: ArrayDecl[]; sized: Map<string, SizedArray> } {
+  const cached = declCache.get(src);
+  if (cached) return cached;
+  const decls: ArrayDecl[] = [];
   const out = new Map<string, SizedArray>();
   const m = src.masked;
-  const add = (name: string, size: number | null, at: number) => {
+  const add = (name: string, size: number | null, at: number, nameAt = at) => {
+    decls.push({ name, size, at, nameAt });
     // A name declared twice with different sizes (two functions) is ambiguous: drop it.
     if (size === null || size <= 0) return;
     const prev = out.get(name);
@@ -95,32 +141,38 @@ export function sizedArrays(src: Source): Map<string, SizedArray> {
   };
   switch (src.lang) {
     case "cpp":
+      // `T name[N]` (not `new T[n]`, `return a[5]`, `delete p[i]`: a keyword is no type).
       for (const mm of m.matchAll(
-        /\b[A-Za-z_][\w:]*\s*\*?\s+([A-Za-z_]\w*)\s*\[\s*([^\]]+?)\s*\]\s*(?=[;=,)])/g,
+        /\b(?!(?:new|return|delete|throw|case|else|goto|sizeof|typedef|co_return|co_yield)\b)[A-Za-z_][\w:]*\s*\*?\s+([A-Za-z_]\w*)\s*\[\s*([^\]]+?)\s*\]\s*(?=[;=,)])/dg,
       ))
-        add(mm[1]!, v(mm[2]!), mm.index);
+        add(mm[1]!, v(mm[2]!), mm.index, mm.indices![1]![0]);
+      // A static member defined out of its class: `const T* Cache<char>::names[14];`.
+      for (const mm of m.matchAll(
+        /(?:^|[;{}\n])\s*(?:template\s*<[^;{}]*?>\s*)?(?:(?:const|static|constexpr|inline)\s+)*(?!(?:new|return|delete|throw|case|else|goto|sizeof|co_return|co_yield)\b)[A-Za-z_][\w:]*(?:\s*<[^;{}()]*?>)?(?:\s+const)?[\s*&]+(?:[A-Za-z_]\w*(?:\s*<[^;{}()]*?>)?\s*::\s*)+([A-Za-z_]\w*)\s*\[\s*([^\]]+?)\s*\]\s*(?=;|=\s*\{)/dg,
+      ))
+        add(mm[1]!, v(mm[2]!), mm.indices![1]![0], mm.indices![1]![0]);
       for (const mm of m.matchAll(/\b[A-Za-z_][\w:]*\s+([A-Za-z_]\w*)\s*\[\s*\]\s*=\s*\{/g))
-        add(mm[1]!, countElements(src, mm.index + mm[0].length - 1), mm.index);
+        add(mm[1]!, countElements(src, mm.index + mm[0].length - 1), mm.index, nameIn(mm, mm[1]!));
       for (const mm of m.matchAll(/\bstd::array\s*<[^,>]+,\s*([^>]+)>\s*([A-Za-z_]\w*)/g))
-        add(mm[2]!, v(mm[1]!), mm.index);
+        add(mm[2]!, v(mm[1]!), mm.index, nameIn(mm, mm[2]!));
       for (const mm of m.matchAll(/\b(?:std::)?vector\s*<[^>]+>\s*([A-Za-z_]\w*)\s*\(\s*([^,)]+)\s*[,)]/g))
-        add(mm[1]!, v(mm[2]!), mm.index);
+        add(mm[1]!, v(mm[2]!), mm.index, nameIn(mm, mm[1]!));
       for (const mm of m.matchAll(/\b([A-Za-z_]\w*)\s*=\s*new\s+[\w:]+\s*\[\s*([^\]]+)\]/g))
-        add(mm[1]!, v(mm[2]!), mm.index);
+        add(mm[1]!, v(mm[2]!), mm.index, nameIn(mm, mm[1]!));
       for (const mm of m.matchAll(
         /\bchar\s*\*\s*([A-Za-z_]\w*)\s*=\s*(?:\(\s*char\s*\*\s*\)\s*)?(?:std::)?malloc\s*\(\s*([^)]+)\)/g,
       ))
-        add(mm[1]!, v(mm[2]!), mm.index);
+        add(mm[1]!, v(mm[2]!), mm.index, nameIn(mm, mm[1]!));
       break;
     case "java":
       for (const mm of m.matchAll(/\b([A-Za-z_]\w*)\s*(?:\[\s*\])?\s*=\s*new\s+[\w.]+\s*\[\s*([^\]]+)\]/g))
-        add(mm[1]!, v(mm[2]!), mm.index);
+        add(mm[1]!, v(mm[2]!), mm.index, nameIn(mm, mm[1]!));
       for (const mm of m.matchAll(/\b([A-Za-z_]\w*)\s*(?:\[\s*\])?\s*=\s*(?:new\s+[\w.]+\s*\[\s*\]\s*)?\{/g))
-        add(mm[1]!, countElements(src, mm.index + mm[0].length - 1), mm.index);
+        add(mm[1]!, countElements(src, mm.index + mm[0].length - 1), mm.index, nameIn(mm, mm[1]!));
       break;
     case "go":
       for (const mm of m.matchAll(/\bvar\s+([A-Za-z_]\w*)\s+\[\s*([^\]]+)\]/g))
-        add(mm[1]!, v(mm[2]!), mm.index);
+        add(mm[1]!, v(mm[2]!), mm.index, nameIn(mm, mm[1]!));
       // Struct fields of array type (`data [1024]byte`), indexed as `x.data[i]`.
       for (const st of m.matchAll(/\bstruct\s*\{/g)) {
         const open = st.index + st[0].length - 1;
@@ -129,11 +181,11 @@ export function sizedArrays(src: Source): Map<string, SizedArray> {
           add(f[1]!, v(f[2]!), open + f.index! + f[0].search(/\S/)); // the field, not the blank lines before it
       }
       for (const mm of m.matchAll(/\b([A-Za-z_]\w*)\s*:?=\s*\[\s*([^\]\s.][^\]]*)\]\s*\w+\s*\{/g))
-        add(mm[1]!, v(mm[2]!), mm.index);
+        add(mm[1]!, v(mm[2]!), mm.index, nameIn(mm, mm[1]!));
       for (const mm of m.matchAll(/\b([A-Za-z_]\w*)\s*:?=\s*\[\s*(?:\.\.\.)?\s*\]\s*[\w.*]+\s*\{/g))
-        add(mm[1]!, countElements(src, mm.index + mm[0].length - 1), mm.index);
+        add(mm[1]!, countElements(src, mm.index + mm[0].length - 1), mm.index, nameIn(mm, mm[1]!));
       for (const mm of m.matchAll(/\b([A-Za-z_]\w*)\s*:?=\s*make\s*\(\s*\[\]\s*[\w.*]+\s*,\s*([^,)]+)/g))
-        add(mm[1]!, v(mm[2]!), mm.index);
+        add(mm[1]!, v(mm[2]!), mm.index, nameIn(mm, mm[1]!));
       // A nil slice (`var s []int`) filled by one append of listed values, outside any loop: that many.
       for (const mm of m.matchAll(/\bvar\s+([A-Za-z_]\w*)\s+\[\]\s*[\w.*]+\s*$/gm)) {
         const id = mm[1]!.replace(/\$/g, "\\$");
@@ -145,7 +197,7 @@ export function sizedArrays(src: Source): Map<string, SizedArray> {
           continue;
         const args = src.callArgs(m.indexOf("(", at));
         if (args.some((a) => /\.\.\.\s*$/.test(a.masked))) continue;
-        add(mm[1]!, args.length - 1, mm.index);
+        add(mm[1]!, args.length - 1, mm.index, nameIn(mm, mm[1]!));
       }
       break;
     case "swift":
@@ -157,20 +209,23 @@ export function sizedArrays(src: Source): Map<string, SizedArray> {
         // `[Int](...)` is a type, handled below; a literal is `[a, b, c]` followed by a line end.
         const close = matchBracket(src, open);
         if (!/^\s*(?:\n|$|;|\/\/)/.test(m.slice(close + 1, close + 5))) continue;
-        add(mm[1]!, countElements(src, open), mm.index);
+        add(mm[1]!, countElements(src, open), mm.index, nameIn(mm, mm[1]!));
       }
       for (const mm of m.matchAll(
         /\b(?:let|var)?\s*([A-Za-z_]\w*)\s*(?::[^=\n]+)?=\s*Unsafe(?:Mutable)?(?:Buffer)?Pointer\s*<[^>]+>\s*\.\s*allocate\s*\(\s*capacity\s*:\s*([^)]+)\)/g,
       ))
-        add(mm[1]!, v(mm[2]!) ?? countOf(mm[2]!), mm.index);
+        add(mm[1]!, v(mm[2]!) ?? countOf(mm[2]!), mm.index, nameIn(mm, mm[1]!));
       for (const mm of m.matchAll(
         /\b(?:let|var)\s+([A-Za-z_]\w*)\s*(?::[^=]+)?=\s*(?:\[[\w.]+\]|Array(?:<[\w.]+>)?)\s*\(\s*repeating\s*:[^,]+,\s*count\s*:\s*([^)]+)\)/g,
       ))
-        add(mm[1]!, v(mm[2]!), mm.index);
+        add(mm[1]!, v(mm[2]!), mm.index, nameIn(mm, mm[1]!));
       break;
   }
   for (const [k, a] of out) if (a.size < 0) out.delete(k);
-  return out;
+  decls.sort((a, b) => a.at - b.at);
+  const result = { decls, sized: out };
+  declCache.set(src, result);
+  return result;
 }
 
 /** Length expressions of an array in each language: `a.length`, `len(a)`, `sizeof(a)`, `a.count`, `a.size()`. */
@@ -295,7 +350,7 @@ export function outOfBounds(src: Source): BoundsFinding[] {
       const offset = ix[2] ? (ix[2] === "+" ? 1 : -1) * parseInt(ix[3]!, 10) : 0;
       if (loop.last === "len") {
         // i <= len(a) indexing a (or an array of the same length) reads one past the end.
-        if (offset >= 0 && (arr === loop.lastOf || arrays.has(arr))) {
+        if (offset >= 0 && (arr === loop.lastOf || arrayAt(src, arr, loop.at) !== undefined)) {
           out.push({
             at: loop.at,
             message: `loop runs ${loop.index} up to the length of ${loop.lastOf} inclusive and indexes ${arr}[${loop.index}] one past the end`,
@@ -304,7 +359,7 @@ export function outOfBounds(src: Source): BoundsFinding[] {
         }
         continue;
       }
-      const size = arrays.get(arr)?.size;
+      const size = arrayAt(src, arr, loop.at)?.size;
       if (size === undefined) continue;
       if (loop.last + offset >= size) {
         out.push({
@@ -315,10 +370,19 @@ export function outOfBounds(src: Source): BoundsFinding[] {
       }
     }
   }
-  // Constant indexes past the end (writes and reads), literal or held in a constant.
-  for (const [name, a] of arrays) {
+  // Constant indexes past the end (writes and reads), literal or held in a constant; each index against the
+  // declaration in its scope (arrayAt), never a declaration itself (`T name[N];` in a second function).
+  const decls = arrayDeclarations(src).decls;
+  const declared = new Set(decls.map((d) => d.nameAt));
+  // `&a[N]` with N the length: the address one past the end, which C and C++ allow (an end iterator).
+  const endAddress = (at: number, k: number, size: number) =>
+    k === size && /(?:^|[(,={]|\breturn)\s*&\s*$/.test(m.slice(Math.max(0, at - 40), at));
+  for (const name of new Set(decls.map((d) => d.name))) {
     for (const ix of m.matchAll(new RegExp(`(?<![\\w.])${name}\\s*\\[\\s*([A-Za-z_]\\w*)\\s*\\]`, "g"))) {
       if (/^(?:i|j|k)$/.test(ix[1]!)) continue;
+      if (declared.has(ix.index)) continue;
+      const a = arrayAt(src, name, ix.index);
+      if (!a) continue;
       const decl = m.slice(Math.max(0, ix.index - 40), ix.index);
       if (
         /\b(?:new\s+[\w.:]+|[A-Za-z_][\w:]*\s*\*?)\s*$/.test(decl) &&
@@ -337,14 +401,16 @@ export function outOfBounds(src: Source): BoundsFinding[] {
         )
       )
         continue;
-      if (k !== null && k >= a.size && ix.index > a.at)
+      if (k !== null && k >= a.size && ix.index > a.at && !endAddress(ix.index, k, a.size))
         out.push({
           at: ix.index,
           message: `index ${ix[1]} (= ${k}) is past the end of ${name} (${a.size} elements)`,
         });
     }
     for (const ix of m.matchAll(new RegExp(`(?<![\\w.])${name}\\s*\\[\\s*(\\d+)\\s*\\]`, "g"))) {
-      if (ix.index <= a.at + name.length + 2) continue;
+      if (declared.has(ix.index)) continue;
+      const a = arrayAt(src, name, ix.index);
+      if (!a || ix.index <= a.at + name.length + 2) continue;
       // Not the declaration itself (`char buf[10]`, `new int[10]`).
       const before = m.slice(Math.max(0, ix.index - 30), ix.index);
       if (
@@ -378,7 +444,7 @@ export function outOfBounds(src: Source): BoundsFinding[] {
         )
       )
         continue;
-      if (k >= a.size)
+      if (k >= a.size && !endAddress(ix.index, k, a.size))
         out.push({ at: ix.index, message: `index ${k} is past the end of ${name} (${a.size} elements)` });
     }
   }
