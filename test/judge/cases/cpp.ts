@@ -661,6 +661,17 @@ export const cppCases: Case[] = [
           delete b;
         }
       `,
+      code`
+        struct Impl { char* names[4]; };
+        struct Locale {
+          Impl* impl_;
+          Locale() { impl_ = new Impl(); impl_->names[0] = new char[8]; }
+          void rename() {
+            delete [] impl_->names[0];
+            impl_->names[0] = nullptr;
+          }
+        };
+      `,
     ],
   },
   {
@@ -673,6 +684,15 @@ export const cppCases: Case[] = [
           n->v = 1;
         }
       `,
+      code`
+        #include <cstdio>
+        #include <cstring>
+        void show(const char* s) {
+          char* copy = new char[strlen(s) + 1]; // <- memory-leak
+          strcpy(copy, s);
+          printf("%s\n", copy);
+        }
+      `,
     ],
     good: [
       code`
@@ -683,6 +703,39 @@ export const cppCases: Case[] = [
           n->v = 1;
           delete n;
           auto m = std::make_unique<Node>();
+        }
+      `,
+      code`
+        #include <locale>
+        #include <iostream>
+        #include <map>
+        #include <vector>
+        struct Facet : std::locale::facet {};
+        struct Thread { void join(); };
+        struct Group { void add(Thread* t); };
+        struct Widget {
+          Widget* timer;
+          explicit Widget(Widget* parent = nullptr);
+          void addWidget(Widget* w);
+          void setup() {
+            Widget* layout = new Widget(this);
+            Widget* quit = new Widget();
+            layout->addWidget(quit);
+            timer = new Widget(this);
+          }
+        };
+        struct Storage { int* ptr; };
+        struct Event { int refs = 0; };
+        void print_dates(Group& group, Storage& storage, int** out) {
+          Facet* facet = new Facet();
+          std::cout.imbue(std::locale(std::cout.getloc(), facet));
+          Thread* th = new Thread();
+          group.add(th);
+          storage.ptr = new int(4);
+          *out = new int(5);
+          static auto* registry = new std::map<int, int>;
+          (*registry)[1] = 2;
+          boost::intrusive_ptr< Event > first = new Event();
         }
       `,
     ],
@@ -953,6 +1006,17 @@ export const cppCases: Case[] = [
             ~Buffer() {}
         };
       `,
+      code`
+        #include <cstring>
+        class Text {
+            char* data;
+        public:
+            Text(const char* s) { // <- constructor-leak
+                data = new char[strlen(s) + 1];
+                strcpy(data, s);
+            }
+        };
+      `,
     ],
     good: [
       code`
@@ -981,6 +1045,63 @@ export const cppCases: Case[] = [
             std::unique_ptr<int[]> data;
         public:
             Owned(int size) : data(std::make_unique<int[]>(size)) {}
+        };
+      `,
+      code`
+        #include <memory>
+        struct Impl { virtual ~Impl() {} };
+        struct Base { explicit Base(Impl* p); };
+        struct Writer { int fd = 1; };
+        struct Stream { explicit Stream(Writer* w); };
+        struct State { void release(); };
+        struct Result { int v = 0; };
+        struct Deleter { void operator()(Result* r) const { delete r; } };
+        template <typename T> using Ptr = std::unique_ptr<T, Deleter>;
+        template <typename T> struct Scoped {
+            explicit Scoped(T* p) : p_(p) {}
+            ~Scoped() { delete p_; }
+            T* p_;
+        };
+        struct Widget { explicit Widget(Widget* parent = nullptr); void add(Widget* w); };
+        class Attribute : public Base {
+        public:
+            Attribute() : Base(new Impl()) {}
+        };
+        class Listener {
+            Writer* const writer_;
+            Stream stream_;
+        public:
+            Listener() : writer_(new Writer), stream_(writer_) {}
+        };
+        class Ref {
+            State* state_;
+        public:
+            Ref() : state_(new State()) {}
+            ~Ref() { if (state_) state_->release(); }
+        };
+        class Promise {
+            typedef Ptr<Result> Ptr_type;
+            Ptr_type storage_;
+        public:
+            Promise() : storage_(new Result()) {}
+        };
+        class Convert {
+            Scoped<Result> cvt_;
+        public:
+            Convert() : cvt_(new Result()) {}
+        };
+        class Window : public Widget {
+            Widget* box;
+            Widget* canvas;
+        public:
+            Window() {
+                box = new Widget(this);
+                canvas = new Widget();
+                box->add(canvas);
+                char* tmp;
+                tmp = new char[4];
+                delete[] tmp;
+            }
         };
       `,
     ],

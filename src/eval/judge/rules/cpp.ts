@@ -574,13 +574,15 @@ const newDeleteMismatch = defineRule(
         (m) => m[1]!,
       ),
     );
-    for (const m of src.matches(/\bdelete\s+(?!\[)([A-Za-z_]\w*)/g)) {
+    // Only a whole pointer: `delete [] p->names[0]` frees an element of a member, not `p`.
+    const whole = String.raw`(?![\w:]|\s*(?:->|\.|\[|::))`;
+    for (const m of src.matches(new RegExp(String.raw`\bdelete\s+(?!\[)([A-Za-z_]\w*)` + whole, "g"))) {
       if (arraysNew.has(m[1]!))
         out.push(src.finding(rule, m.index, `${m[1]} was allocated with new[]; free it with delete[]`));
       else if (mallocd.has(m[1]!))
         out.push(src.finding(rule, m.index, `${m[1]} was allocated with malloc; free it with free()`));
     }
-    for (const m of src.matches(/\bdelete\s*\[\s*\]\s*([A-Za-z_]\w*)/g)) {
+    for (const m of src.matches(new RegExp(String.raw`\bdelete\s*\[\s*\]\s*([A-Za-z_]\w*)` + whole, "g"))) {
       if (scalarNew.has(m[1]!) && !arraysNew.has(m[1]!))
         out.push(src.finding(rule, m.index, `${m[1]} was allocated with new; free it with delete`));
     }
@@ -592,6 +594,94 @@ const newDeleteMismatch = defineRule(
   },
 );
 
+// ---------------------------------------------------------------------------------------------
+// Ownership: where memory from `new` goes when no `delete` is in sight
+
+const SMART_POINTER =
+  /\b(?:unique_ptr|shared_ptr|auto_ptr|scoped_ptr|scoped_array|shared_array|intrusive_ptr)\b/;
+
+/**
+ * Calls that read or write through a pointer and never take ownership of it: the C string, memory and I/O
+ * functions, stream reads, and the standard algorithms. Any other call may keep the pointer (a container's
+ * push_back, a framework's addWidget or a locale's facet constructor), which the rules cannot look into.
+ */
+const NON_OWNING = new Set(
+  (
+    "strcpy strncpy strcat strncat strlcpy strlcat memcpy memmove memset memcmp memchr strcmp strncmp " +
+    "strcasecmp strlen strnlen strchr strrchr strstr strtok strspn strcspn sprintf snprintf vsprintf vsnprintf " +
+    "printf fprintf sscanf scanf fscanf fgets gets fread fwrite fputs puts read write recv send recvfrom sendto " +
+    "getline get ignore copy copy_n fill fill_n sort stable_sort find count accumulate transform reverse iota " +
+    "atoi atol atof strtol strtoul strtod wcscpy wcsncpy wcslen"
+  ).split(" "),
+);
+
+/** The index of the unmatched "(", "{" or "[" that encloses `at`, or -1. */
+function openerOf(m: string, at: number): number {
+  let depth = 0;
+  for (let k = at - 1; k >= 0 && k > at - 4000; k--) {
+    const ch = m[k]!;
+    if (ch === ")" || ch === "}" || ch === "]") depth++;
+    else if (ch === "(" || ch === "{" || ch === "[") {
+      if (depth === 0) return k;
+      depth--;
+    } else if (ch === ";" && depth === 0) return -1;
+  }
+  return -1;
+}
+
+/**
+ * Is the pointer `name` handed on between `from` and `to`: passed whole to a call that may keep it (not
+ * NON_OWNING), to a constructor or an initialiser list, stored (`x.f = name;`, `list[i] = name;`), or thrown?
+ * Then its owner is elsewhere (Clang's analyzer stops tracking an allocation at such an escape too).
+ */
+function handedOn(src: Source, name: string, from: number, to: number): boolean {
+  const m = src.masked;
+  const re = new RegExp(`(?<![\\w.>]|->|::)${name}\\b(?!\\s*(?:->|\\.|\\[|\\(|::))`, "g");
+  re.lastIndex = from;
+  for (let u = re.exec(m); u && u.index < to; u = re.exec(m)) {
+    const before = m.slice(Math.max(0, u.index - 120), u.index);
+    const after = m.slice(u.index + name.length, u.index + name.length + 8);
+    if (/\bthrow\s*$/.test(before)) return true;
+    if (/(?<![=!<>+\-*/%&|^])=\s*$/.test(before) && /^\s*[;,)}]/.test(after)) return true;
+    if (!/[(,{]\s*$/.test(before) || !/^\s*[,)}]/.test(after)) continue;
+    const open = openerOf(m, u.index);
+    if (open < 0 || m[open] === "[") continue;
+    if (m[open] === "{") return true; // `{..., p}`: an initialiser list or a braced constructor call
+    const callee = /([A-Za-z_]\w*)\s*(?:<[^<>;{}]*>)?\s*$/.exec(m.slice(Math.max(0, open - 120), open))?.[1];
+    if (!callee) continue; // `(p)`, `(T*)p`: an expression, not a call
+    if (
+      /^(?:if|while|for|switch|return|sizeof|alignof|decltype|static_cast|const_cast|reinterpret_cast|dynamic_cast|assert|delete)$/.test(
+        callee,
+      ) ||
+      NON_OWNING.has(callee)
+    )
+      continue;
+    return true;
+  }
+  return false;
+}
+
+/**
+ * Does `new T(args)` at `at` give the new object an existing object to register with: `this` or a pointer
+ * declared in the code (Qt's `new QPushButton("Quit", this)`, wxWidgets' parent windows)? The parent then
+ * owns the child and deletes it; the rules cannot see that constructor.
+ */
+function givenOwner(src: Source, at: number): boolean {
+  const m = src.masked;
+  const open = /^new\s+[\w:]+(?:\s*<[^;{}()]*>)?\s*\(/.exec(m.slice(at, at + 200));
+  if (!open) return false;
+  for (const a of src.callArgs(at + open[0].length - 1)) {
+    const arg = a.masked.trim();
+    if (arg === "this") return true;
+    if (
+      /^[A-Za-z_]\w*$/.test(arg) &&
+      new RegExp(`[\\w>]\\s*\\*\\s*(?:const\\s+)?${arg}\\s*[;=,)]|\\b${arg}\\s*=\\s*new\\b`).test(m)
+    )
+      return true;
+  }
+  return false;
+}
+
 const memoryLeak = defineRule(
   {
     id: "cpp/memory-leak",
@@ -602,21 +692,44 @@ const memoryLeak = defineRule(
   },
   (src, rule) => {
     const out: Finding[] = [];
-    for (const m of src.matches(/\b([A-Za-z_]\w*)\s*=\s*new\s+[\w:<>]+/g)) {
-      const v = m[1]!;
-      // Owned by a smart pointer, returned, or stored in a member: not this function's leak to judge.
+    const m = src.masked;
+    for (const a of src.matches(/\b([A-Za-z_]\w*)\s*=\s*(new\s+[\w:<>]+)/dg)) {
+      const v = a[1]!;
+      const newAt = a.indices![2]![0];
+      const fn = flowOf(src).functionAt(a.index);
+      // Only a function's own local: at file scope it is a global (reachable to the end); `x.p = new`,
+      // `p->next = new`, `Class::p = new` and `*out = new` (the caller's pointer) store it in an owner.
+      if (!fn) continue;
+      const lead = m.slice(Math.max(0, a.index - 200), a.index);
+      if (/(?:\.|->|::)\s*$|(?:^|[;{}(,]|\breturn)\s*\*+\s*$/.test(lead)) continue;
+      // Declared here (`T* p = new`), or earlier in the function; otherwise a member (constructor-leak's
+      // concern) or a global.
+      const stmt = lead.slice(
+        Math.max(lead.lastIndexOf(";"), lead.lastIndexOf("{"), lead.lastIndexOf("}")) + 1,
+      );
+      const declaredHere = /[\w>]\s*[*&]*\s*$/.test(stmt) && /[A-Za-z_]/.test(stmt);
+      const declaredBefore = new RegExp(
+        `(?:^|[;{}(,])\\s*(?:const\\s+)?(?!(?:delete|return|throw|else|case|goto|new)\\b)[A-Za-z_][\\w:]*(?:\\s*<[^;{}]*>)?[\\s*&]+(?:const\\s+)?${v}\\s*[=;,)\\[{]`,
+      ).test(m.slice(fn.start, a.index));
+      if (!declaredHere && !declaredBefore) continue;
+      // A function-local static is made once and lives as long as the program (a deliberate singleton).
+      if (declaredHere && /(?:^|\s)static\s/.test(stmt)) continue;
+      if (declaredHere && SMART_POINTER.test(stmt)) continue;
+      // Freed, returned or owned by a smart pointer.
       if (
         new RegExp(
-          `\\bdelete\\s*(?:\\[\\s*\\])?\\s*${v}\\b|\\breturn\\s+${v}\\b|(?:unique_ptr|shared_ptr)[^;]*\\b${v}\\b|\\breset\\s*\\(\\s*${v}\\b`,
-        ).test(src.masked)
+          `\\bdelete\\s*(?:\\[\\s*\\])?\\s*${v}\\b|\\breturn\\s+${v}\\b|${SMART_POINTER.source}[^;]*\\b${v}\\b|\\breset\\s*\\(\\s*${v}\\b`,
+        ).test(m)
       )
         continue;
-      if (/(?:unique_ptr|shared_ptr)\s*<[^;]*$/.test(src.masked.slice(Math.max(0, m.index - 80), m.index)))
-        continue;
+      // Handed to an owner: a parent given to the constructor, or the pointer passed on or stored after.
+      if (givenOwner(src, newAt)) continue;
+      const stmtEnd = expressionEnd(src, newAt);
+      if (handedOn(src, v, stmtEnd, fn.bodyEnd)) continue;
       out.push(
         src.finding(
           rule,
-          m.index,
+          a.index,
           `memory from 'new' in ${v} is never deleted; use std::unique_ptr or a container`,
         ),
       );
@@ -881,18 +994,27 @@ const uninitializedPointer = defineRule(
   },
 );
 
-const SMART_POINTER =
-  /\b(?:unique_ptr|shared_ptr|auto_ptr|scoped_ptr|scoped_array|shared_array|intrusive_ptr)\b/;
-
-/** Does a member of this type free what it holds: a smart pointer, or a typedef/alias of one in the snippet? */
-function ownsMemory(src: Source, type: string): boolean {
+/**
+ * Does a member of this type free what it holds: a smart pointer, a typedef/alias of one (followed through
+ * aliases of aliases: `<future>`'s `_Ptr_type` -> `_Ptr<T>` -> `unique_ptr<T, D>`), or a class of the snippet
+ * whose destructor deletes (an RAII holder such as libstdc++'s `_Scoped_ptr`)?
+ */
+function ownsMemory(src: Source, type: string, depth = 0): boolean {
   if (SMART_POINTER.test(type)) return true;
   const name = /([A-Za-z_]\w*)\s*(?:<[^]*>)?\s*$/.exec(type)?.[1];
-  if (!name) return false;
+  if (!name || depth > 3) return false;
+  const m = src.masked;
   const alias = new RegExp(
-    `\\btypedef\\s+[^;]*${SMART_POINTER.source}[^;]*\\b${name}\\s*;|\\busing\\s+${name}\\s*=\\s*[^;]*${SMART_POINTER.source}`,
+    `\\btypedef\\s+([^;]*?)\\s*\\b${name}\\s*;|\\busing\\s+${name}\\s*=\\s*([^;]*);`,
+    "g",
   );
-  return alias.test(src.masked);
+  for (const a of m.matchAll(alias)) if (ownsMemory(src, (a[1] ?? a[2])!, depth + 1)) return true;
+  const dtor = new RegExp(`~\\s*${name}\\s*\\(\\s*\\)[^;{]*\\{`).exec(m);
+  if (dtor) {
+    const open = dtor.index + dtor[0].length - 1;
+    if (/\bdelete\b|\bfree\s*\(/.test(m.slice(open, matchBracket(src, open)))) return true;
+  }
+  return false;
 }
 
 const classLeak = defineRule(
@@ -914,22 +1036,42 @@ const classLeak = defineRule(
       if (!ctor) continue;
       const cOpen = open + ctor.index + ctor[0].length - 1;
       const ctorBody = m.slice(cOpen, matchBracket(src, cOpen));
-      const allocated = [
-        ...ctorBody.matchAll(
-          /\b(?:this\s*->\s*)?([A-Za-z_]\w*)\s*=\s*(?:new\b|(?:\([^)]*\)\s*)?(?:malloc|calloc)\s*\()/g,
-        ),
-      ].map((a) => a[1]!);
+      // Members given memory: `p = new T` / `this->p = malloc(n)` in the body (not a local of the constructor:
+      // `T* p = new T` or `char* p; p = new char[4];`), `p(new T)` in the initialiser list when `p` is a
+      // field of the class (not a base class's constructor: `Base(new Impl)` hands it to the base).
+      const allocated: { name: string; at: number }[] = [];
+      for (const x of ctorBody.matchAll(
+        /\b(?:this\s*->\s*)?([A-Za-z_]\w*)\s*=\s*(?:new\b|(?:\([^)]*\)\s*)?(?:malloc|calloc)\s*\()/g,
+      )) {
+        const local = new RegExp(
+          `(?:^|[;{}(,])\\s*(?:const\\s+)?(?!(?:delete|return|throw|else|case|goto|new)\\b)[A-Za-z_][\\w:]*(?:\\s*<[^;{}]*>)?[\\s*&]+(?:const\\s+)?${x[1]}\\s*[=;,)\\[{]`,
+        );
+        if (local.test(ctorBody.slice(0, x.index! + x[0].length))) continue;
+        allocated.push({ name: x[1]!, at: cOpen + x.index! + x[0].search(/new\b|malloc|calloc/) });
+      }
       const init = /:\s*([^{]*)\{$/.exec(ctor[0]);
-      for (const x of init?.[1]?.matchAll(/(\w+)\s*\(\s*new\b/g) ?? []) allocated.push(x[1]!);
+      const initAt = open + ctor.index + (init ? ctor[0].length - init[0].length : 0);
+      for (const x of init?.[1]?.matchAll(/(\w+)\s*[({]\s*new\b/g) ?? []) {
+        const field = new RegExp(`[\\w>*&\\s]\\b${x[1]}\\s*(?:;|=|\\{|\\[)`).test(body);
+        if (field) allocated.push({ name: x[1]!, at: m.indexOf("new", initAt + x.index!) });
+      }
       if (allocated.length === 0) continue;
       // Destructor in the class or out of line.
       const dtor = new RegExp(`~\\s*${cls}\\s*\\(\\s*\\)\\s*(?:noexcept\\s*)?(?:override\\s*)?\\{`).exec(m);
       const dtorBody = dtor ? m.slice(dtor.index, matchBracket(src, dtor.index + dtor[0].length - 1)) : "";
-      for (const a of allocated) {
+      const ctorEnd = matchBracket(src, cOpen);
+      for (const { name: a, at } of allocated) {
         if (
           new RegExp(
             `\\bdelete\\s*(?:\\[\\s*\\])?\\s*(?:this\\s*->\\s*)?${a}\\b|\\bfree\\s*\\(\\s*(?:this\\s*->\\s*)?${a}\\b`,
           ).test(dtorBody)
+        )
+          continue;
+        // The destructor hands it to what releases it (`_M_pi->_M_release()`, `release(p_)`).
+        if (
+          dtorBody &&
+          (new RegExp(`\\b${a}\\s*->\\s*\\w+\\s*\\(`).test(dtorBody) ||
+            handedOn(src, a, dtor!.index, dtor!.index + dtorBody.length))
         )
           continue;
         // A member held by a smart pointer (`std::unique_ptr<T> p_;`, or a typedef of one) frees itself.
@@ -937,6 +1079,10 @@ const classLeak = defineRule(
           `([A-Za-z_][\\w:]*(?:\\s*<[^;{}]*>)?)\\s*[*&]?\\s*\\b${a}\\s*(?:;|=|\\{)`,
         ).exec(body);
         if (decl && ownsMemory(src, decl[1]!)) continue;
+        // Given a parent that owns it (`new QVBox(this)`), or handed on in the constructor (`layout->addWidget(p)`,
+        // another member's constructor `streamer_(fake_writer_)`).
+        if (m.startsWith("new", at) && givenOwner(src, at)) continue;
+        if (handedOn(src, a, at, ctorEnd)) continue;
         out.push(
           src.finding(
             rule,
