@@ -5,6 +5,7 @@
 #include <napi.h>
 #include <torch/torch.h>
 
+#include "f32_products.h"
 #include "frozen_linear.h"
 #include "fused.h"
 #include "grad_reduce.h"
@@ -515,8 +516,16 @@ OP(sort, "(t: N, dim: number, descending: boolean): [N, N]") {
 }
 
 // ---------------------------------------------------------------- linear algebra and nn
-OP(matmul, "(a: N, b: N): N") { RET(torch::matmul(T(info, 0), T(info, 1))); }
-OP(linear, "(x: N, w: N, b?: N | null): N") { RET(torch::linear(T(info, 0), T(info, 1), OptT(info, 2))); }
+// CPU bf16 products in float32 where libtorch's accumulate in bf16 (f32_products.h)
+OP(matmul, "(a: N, b: N): N") { RET(gv::matmul(T(info, 0), T(info, 1))); }
+OP(linear, "(x: N, w: N, b?: N | null): N") { RET(gv::linear(T(info, 0), T(info, 1), OptT(info, 2))); }
+OP(setF32Products, "(mode: string): void") {
+  gv::setF32Products(S(info, 0));
+  return ENV.Undefined();
+}
+OP(f32ProductsMode, "(): string") { return Napi::String::New(ENV, gv::f32ProductsMode()); }
+OP(f32Products, "(): boolean") { return Napi::Boolean::New(ENV, gv::f32Products()); }
+OP(bf16ProductsAccumulateF32, "(): boolean") { return Napi::Boolean::New(ENV, gv::libtorchBf16AccumulatesF32()); }
 OP(embedding, "(w: N, ids: N): N") { RET(torch::embedding(T(info, 0), T(info, 1))); }
 OP(crossEntropy, "(logits: N, targets: N, ignoreIndex: number, reduction: string): N") {
   // (logits [N,C], targets [N] int64, ignoreIndex, reduction "mean"|"sum"|"none")

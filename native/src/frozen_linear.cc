@@ -7,6 +7,7 @@
 // products (1 thread, AMX): the products of a pass 0.77–0.81x the time, dX bit for bit the same. The price is a
 // transposed copy of every frozen weight that meets a backward, held here and made once per weight and version.
 #include "frozen_linear.h"
+#include "f32_products.h"
 
 #include <map>
 #include <utility>
@@ -88,7 +89,9 @@ Tensor frozenLinear(const Tensor& x, const Tensor& w, const c10::optional<Tensor
   TORCH_CHECK(!w.requires_grad() && !(b && b->requires_grad()),
               "frozenLinear: the weight and bias must not require a gradient (frozen)");
   TORCH_CHECK(w.dim() == 2, "frozenLinear: the weight must be 2-D, got ", w.dim(), "-D");
-  if (!x.requires_grad() || !torch::GradMode::is_enabled()) return torch::linear(x, w, b);
+  // where bf16 products are computed in float32 (f32_products.h) a transposed bf16 copy buys nothing: dX is a float32
+  // product of dY and W upcast, which OpenBLAS packs in either layout
+  if (routeF32(x, w) || !x.requires_grad() || !torch::GradMode::is_enabled()) return gv::linear(x, w, b);
   return FrozenLinearFn::apply(x, Frozen{w, b}, transposed(w));
 }
 

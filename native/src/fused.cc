@@ -3,6 +3,7 @@
 // dispatched at run time), the composite ATen versions of the same maths (any device / dtype), and the autograd
 // functions.
 #include "fused.h"
+#include "f32_products.h"
 #include "simd.h"
 
 #include <ATen/Parallel.h>
@@ -737,9 +738,12 @@ GV_ATTN_KERNELS(float, f32)
 GV_ATTN_KERNELS(bf16_t, bf16)
 
 // Products of the attention blocks. libtorch 1.13 sends bf16 products below 16^3 multiply-adds to a fallback gemm
-// that accumulates in bf16; those (small blocks, short sequences) are computed in float32 instead, so every
+// that accumulates in bf16; those (small blocks, short sequences) are computed in float32 instead, and so is every
+// bf16 product where libtorch's large ones do not accumulate in float32 either (f32_products.h: AVX2 CPUs), so every
 // product accumulates in float32 and is rounded once, as oneDNN does for the large ones.
-bool smallProduct(const Tensor& a, const Tensor& b) { return a.size(0) * a.size(1) * b.size(1) <= 16 * 16 * 16; }
+bool smallProduct(const Tensor& a, const Tensor& b) {
+  return a.size(0) * a.size(1) * b.size(1) <= 16 * 16 * 16 || f32Products();
+}
 Tensor mmAcc(const Tensor& a, const Tensor& b) {
   if (a.scalar_type() == torch::kBFloat16 && smallProduct(a, b))
     return torch::mm(a.to(torch::kFloat32), b.to(torch::kFloat32)).to(a.scalar_type());
@@ -936,9 +940,9 @@ Tensor attentionComposite(const Tensor& q, const Tensor& k, const Tensor& v, dou
   } else
 #endif
   {
-    auto s = torch::matmul(qh, kh.transpose(-1, -2)) * scale;
+    auto s = gv::matmul(qh, kh.transpose(-1, -2)) * scale;
     if (softcap > 0) s = (s / softcap).tanh() * softcap;
-    ctxh = torch::matmul((s + mask).softmax(-1, torch::kFloat32).to(q.scalar_type()), vh);
+    ctxh = gv::matmul((s + mask).softmax(-1, torch::kFloat32).to(q.scalar_type()), vh);
   }
   return ctxh.transpose(1, 2).reshape({B, T, G * R * D});
 }
@@ -948,7 +952,7 @@ struct ClusterRowFn : public torch::autograd::Function<ClusterRowFn> {
   static Tensor forward(AutogradContext* ctx, const Tensor& y, const Tensor& x, const Tensor& U, const Tensor& rows,
                         const Tensor& clusters) {
     auto Uc = U.to(x.scalar_type());
-    auto perRow = torch::linear(x, Uc).index_select(-1, clusters);  // [..., S]
+    auto perRow = gv::linear(x, Uc, c10::nullopt).index_select(-1, clusters);  // [..., S]
     y.index_add_(-1, rows, perRow);
     ctx->mark_dirty({y});
     ctx->save_for_backward({x, U, rows, clusters});
@@ -963,7 +967,7 @@ struct ClusterRowFn : public torch::autograd::Function<ClusterRowFn> {
     auto g = gy.index_select(-1, rows).reshape({-1, rows.size(0)}).to(torch::kFloat32);
     auto gc = torch::zeros({g.size(0), C}, g.options()).index_add_(1, clusters, g);
     Tensor gx, gU;
-    if (ctx->needs_input_grad(1)) gx = torch::mm(gc.to(x.scalar_type()), U.to(x.scalar_type())).view(x.sizes());
+    if (ctx->needs_input_grad(1)) gx = gv::mm(gc.to(x.scalar_type()), U.to(x.scalar_type())).view(x.sizes());
     if (ctx->needs_input_grad(2)) gU = torch::mm(gc.t(), x.reshape({-1, in}).to(torch::kFloat32));
     return {gy, gx, gU, Tensor(), Tensor()};
   }

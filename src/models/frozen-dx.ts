@@ -19,9 +19,19 @@
  * - forced on (GOODVIBE_FUSED=+frozenDx or 1, setFusedOp("frozenDx", true)): every frozen bf16 product, small ones
  *   included, within GOODVIBE_FROZEN_DX_BUDGET when it is set and without a limit otherwise;
  * - forced off (GOODVIBE_FUSED=-frozenDx or 0): none.
+ * Where CPU bf16 products are computed in float32 (tensor.ts f32Products: libtorch's own accumulate in bf16 there),
+ * dX is a float32 product of dY and W upcast, which OpenBLAS packs in either layout: a bf16 copy of Wᵀ buys nothing,
+ * and frozenLinear makes none, so frozenDx is off on the CPU then whatever its setting.
  */
 import { InputError } from "../errors.js";
-import { frozenLinearCache, fusedOpExplicit, fusedOps, itemSize, type Tensor } from "../tensor/index.js";
+import {
+  f32Products,
+  frozenLinearCache,
+  fusedOpExplicit,
+  fusedOps,
+  itemSize,
+  type Tensor,
+} from "../tensor/index.js";
 import { availableMemoryBytes, formatBytes } from "../util/memory.js";
 
 /** The environment variable that sets the budget: bytes (0, 1500000000, 512MiB, 2GiB, 8GB) or a share (25%). */
@@ -148,7 +158,7 @@ export type FrozenDxMode = "off" | "auto" | "forced";
 
 /** The frozenDx setting on `device`: off, the budgeted default (auto), or forced on. */
 export function frozenDxMode(device: string): FrozenDxMode {
-  if (!fusedOps("frozenDx", device)) return "off";
+  if (!fusedOps("frozenDx", device) || (device === "cpu" && f32Products())) return "off";
   return fusedOpExplicit("frozenDx") ? "forced" : "auto";
 }
 
@@ -248,6 +258,8 @@ export class FrozenDxPlan {
   /** One line for a run's log: the setting, how many copies the plan allows and their bytes, the budget. */
   describe(): string {
     const mode = frozenDxMode(this.device);
+    if (mode === "off" && this.device === "cpu" && fusedOps("frozenDx", "cpu") && f32Products())
+      return "frozenDx off: bf16 products are computed in float32 here (a transposed bf16 copy buys nothing)";
     if (mode === "off")
       return this.device === "cpu" || fusedOpExplicit("frozenDx")
         ? "frozenDx off (dX by libtorch's linear backward; GOODVIBE_FUSED)"

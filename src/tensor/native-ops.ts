@@ -30,6 +30,7 @@ export interface NativeOps {
   ): N;
   autogradGrad(outputs: N[], inputs: N[], grads: N[] | null, retainGraph: boolean): (N | null)[];
   backward(outputs: N[], grads: N[] | null, retainGraph: boolean): void;
+  bf16ProductsAccumulateF32(): boolean;
   cat(ts: N[], dim: number): N;
   clamp(t: N, lo: number | null, hi: number | null): N;
   clearGrad(t: N): void;
@@ -51,6 +52,8 @@ export interface NativeOps {
   eq(a: NS, b: NS): N;
   exp(t: N): N;
   expand(t: N, shape: number[]): N;
+  f32Products(): boolean;
+  f32ProductsMode(): string;
   flip(t: N, dims: number[]): N;
   fromBuffer(buf: Uint8Array, dtype: string, shape: number[], device?: string): N;
   frozenLinear(x: N, w: N, b?: N | null): N;
@@ -117,6 +120,7 @@ export interface NativeOps {
   rsqrt(t: N): N;
   scatter(t: N, dim: number, index: N, src: N): N;
   select(t: N, dim: number, index: number): N;
+  setF32Products(mode: string): void;
   setGradEnabled(on: boolean): boolean;
   setKernelMode(mode: string): void;
   setNumThreads(n: number): void;
@@ -164,6 +168,7 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "attention",
   "autogradGrad",
   "backward",
+  "bf16ProductsAccumulateF32",
   "cat",
   "clamp",
   "clearGrad",
@@ -185,6 +190,8 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "eq",
   "exp",
   "expand",
+  "f32Products",
+  "f32ProductsMode",
   "flip",
   "fromBuffer",
   "frozenLinear",
@@ -251,6 +258,7 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "rsqrt",
   "scatter",
   "select",
+  "setF32Products",
   "setGradEnabled",
   "setKernelMode",
   "setNumThreads",

@@ -2,7 +2,7 @@ import { createRequire } from "node:module";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { ResourceError } from "../errors.js";
+import { InputError, ResourceError } from "../errors.js";
 import { setFileMapper } from "../io/mapfile.js";
 import { openmpWaitEnv, otherRunnable, usableCores } from "../util/cores.js";
 import type { NativeOps, NativeTensor } from "./native-ops.js";
@@ -111,7 +111,29 @@ function loadAddon(): NativeAddon {
   return addon;
 }
 
+/**
+ * The switch for CPU bf16 products computed in float32 (tensor.ts f32Products): 1 / on, 0 / off, or unset / auto
+ * (where the addon's probe finds libtorch's own bf16 products accumulating in bf16).
+ */
+export const F32_PRODUCTS_ENV = "GOODVIBE_F32_PRODUCTS";
+
+/** GOODVIBE_F32_PRODUCTS as the addon's mode; anything else is refused by name. */
+export function parseF32ProductsEnv(v: string | undefined): "auto" | "on" | "off" {
+  const t = (v ?? "").trim().toLowerCase();
+  if (t === "" || t === "auto") return "auto";
+  if (t === "1" || t === "on") return "on";
+  if (t === "0" || t === "off") return "off";
+  throw new InputError(`${F32_PRODUCTS_ENV}=${v}: expected 1 (on), 0 (off) or auto (unset: auto)`);
+}
+
 let loaded: NativeAddon | null = null;
+
+function loadConfigured(): NativeAddon {
+  const mode = parseF32ProductsEnv(process.env[F32_PRODUCTS_ENV]); // refused before anything loads
+  const addon = loadAddon();
+  addon.setF32Products(mode);
+  return addon;
+}
 
 /**
  * The addon, loaded on first use: loading libtorch takes about a second, which commands such as `--help` or
@@ -119,7 +141,7 @@ let loaded: NativeAddon | null = null;
  */
 export const native: NativeAddon = new Proxy({} as NativeAddon, {
   get(_target, prop) {
-    loaded ??= loadAddon();
+    loaded ??= loadConfigured();
     return loaded[prop as keyof NativeAddon];
   },
 });

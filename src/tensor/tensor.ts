@@ -3,8 +3,9 @@
  * Memory: tensors made inside `tidy(fn)` are freed when fn returns (except what it returns), so long
  * loops do not grow; anything else is freed by the garbage collector (the addon reports native bytes to V8).
  */
+import * as fs from "node:fs";
 import { InputError, ResourceError } from "../errors.js";
-import { native } from "./native.js";
+import { F32_PRODUCTS_ENV, native } from "./native.js";
 import type { NativeTensor } from "./native-ops.js";
 
 export type DType =
@@ -937,6 +938,59 @@ export function releaseMappedPages(t: Tensor): number {
  */
 export function frozenLinear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   return new Tensor(native.frozenLinear(x.h, w.h, b?.h ?? null));
+}
+
+// ---------------------------------------------------------------- bf16 products (native/src/f32_products.cc)
+/**
+ * Whether CPU bf16 products (linear, matmul, frozenLinear, the fused attention's blocks, GoodVibe's cluster rows) are
+ * computed as float32 products of the bf16 values, rounded once: what oneDNN (AVX-512 CPUs) and GPUs compute. libtorch
+ * 1.13 on a CPU without AVX-512 (AMD before Zen 4, Intel before Sapphire Rapids) accumulates them in bf16 instead (a
+ * [64, 4864] x [4864, 256] product off by 14% relative) at ~4 GFLOP/s against ~135 for float32 on one core (BENCHMARKS
+ * "bf16 products on AVX2 CPUs"). By default (auto) this is on exactly where a probe, run once, finds libtorch's own
+ * product accumulating in bf16 (bf16ProductsAccumulateF32); GOODVIBE_F32_PRODUCTS=1 / 0 or setF32Products force it.
+ * Every gradient comes out in its tensor's dtype; the graph holds the bf16 tensors, never float32 copies.
+ */
+export function f32Products(): boolean {
+  return native.f32Products();
+}
+
+/** Whether libtorch's own CPU bf16 product accumulates in float32 here (the addon's probe, measured once). */
+export function bf16ProductsAccumulateF32(): boolean {
+  return native.bf16ProductsAccumulateF32();
+}
+
+export type F32ProductsMode = "auto" | "on" | "off";
+
+/** Forces f32Products on / off, or back to the probe's answer (auto); returns the previous mode. */
+export function setF32Products(mode: F32ProductsMode): F32ProductsMode {
+  const prev = native.f32ProductsMode() as F32ProductsMode;
+  native.setF32Products(mode);
+  return prev;
+}
+
+/** How CPU bf16 products are computed here, in words (setup check, run logs, goodvibe-stats.json). */
+export function describeBf16Products(): string {
+  const libtorchF32 = bf16ProductsAccumulateF32();
+  const mode = native.f32ProductsMode();
+  const own = libtorchF32
+    ? "libtorch's own accumulate in float32 on this CPU"
+    : `libtorch ${native.version()} accumulates bf16 products in bf16 on this CPU${noAvx512()}, at a few GFLOP/s`;
+  if (f32Products())
+    return `bf16 products: computed in float32, rounded once (${own}${mode === "on" ? `; ${F32_PRODUCTS_ENV}=1` : ""})`;
+  return libtorchF32
+    ? `bf16 products: libtorch's own (${own}${mode === "off" ? `; ${F32_PRODUCTS_ENV}=0` : ""})`
+    : `bf16 products: libtorch's own, forced off (${F32_PRODUCTS_ENV}=0): ${own}, ~30x slower than float32 ` +
+        `products and off by several percent at hidden sizes in the thousands`;
+}
+
+/** Why libtorch's CPU bf16 products take its fallback, where /proc/cpuinfo says (an explanation, not the test). */
+function noAvx512(): string {
+  try {
+    const flags = /^flags\s*:(.*)$/m.exec(fs.readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "";
+    return /\bavx512bw\b/.test(flags) ? "" : " (no AVX-512)";
+  } catch {
+    return "";
+  }
 }
 
 /** The transposed weight copies frozenLinear holds now (clear: drop them all first). */

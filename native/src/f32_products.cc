@@ -1,0 +1,164 @@
+// bf16 products accumulated in float32 where libtorch's own do not.
+//
+// libtorch 1.13 sends a bf16 mm/addmm/matmul/linear/bmm to oneDNN only on CPUs with avx512bw/vl/dq; elsewhere (AVX2
+// CPUs: AMD before Zen 4, Intel before Sapphire Rapids) to its fallback gemm, which accumulates in bf16 (a [64, 4864]
+// x [4864, 256] product off by 14% relative) at ~4 GFLOP/s against ~135 for float32 OpenBLAS on one core (BENCHMARKS
+// "bf16 products on AVX2 CPUs"). Where a probe finds that, every CPU bf16 product is computed here as a float32
+// product of the bf16 values, rounded once: what oneDNN and GPUs compute, at float32 BLAS speed.
+#include "f32_products.h"
+
+#include <ATen/ExpandUtils.h>
+
+#include <atomic>
+#include <stdexcept>
+
+namespace gv {
+namespace {
+
+using torch::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+std::atomic<int> g_mode{-1};  // -1 auto, 0 off, 1 on
+
+bool probe() {
+  // [16, 513] x [513, 16] (above libtorch 1.13's 16^3 small-product threshold: the path real products take): each row
+  // is 1 then 512 x 2^-9, against ones. In float32 every partial sum is a multiple of 2^-9 below 2 (11 bits: exact),
+  // so the product is exactly 2, representable in bf16. In bf16 (8 significant bits) 1 + 2^-9 rounds back to 1, and
+  // summed in any order the small terms cannot reach 1 exactly before meeting the 1 (0.5 + 2^-9 ties back to 0.5): a
+  // bf16 accumulator never gives 2.
+  torch::NoGradGuard ng;
+  auto a = torch::full({16, 513}, 1.0 / 512, torch::TensorOptions().dtype(torch::kBFloat16));
+  a.select(1, 0).fill_(1.0);
+  auto b = torch::ones({513, 16}, torch::TensorOptions().dtype(torch::kBFloat16));
+  auto y = at::mm(a, b);
+  return y.to(torch::kFloat32).eq(2.0).all().item<bool>();
+}
+
+Tensor f32(const Tensor& t) { return t.to(torch::kFloat32); }
+
+// The non-input operands of a product (weights and biases that need no gradient): passed beside the inputs, as
+// frozen_linear.cc does, since a view made without grad mode (a LinearGroup's rows) trips libtorch 1.13's view checks
+// when it is a Function input.
+struct Side {
+  Tensor w;
+  c10::optional<Tensor> b;
+};
+
+// x·Wᵀ + b in float32 from the bf16 values, rounded once; a fresh tensor, not a view (a view made inside a Function may
+// not be updated in place later: GoodVibe's row update is)
+Tensor linearValues(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b) {
+  auto xf = f32(x.reshape({-1, x.size(-1)})), wf = f32(w);
+  auto y2 = b ? at::addmm(f32(*b), xf, wf.t()) : at::mm(xf, wf.t());
+  auto shape = x.sizes().vec();
+  shape.back() = w.size(0);
+  return at::_unsafe_view(y2.to(x.scalar_type()), shape);
+}
+
+struct F32LinearFn : public torch::autograd::Function<F32LinearFn> {
+  // wIn / bIn: W and b when they require a gradient (else placeholders); s: W and b themselves
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& wIn, const Tensor& bIn, const Side& s) {
+    const auto& w = s.w;
+    // the bf16 tensors, for the backward to upcast: a float32 copy saved here would double the graph's memory
+    bool wGrad = wIn.requires_grad();
+    ctx->save_for_backward({wGrad ? x : Tensor(), x.requires_grad() && wGrad ? wIn : Tensor()});
+    if (x.requires_grad() && !wGrad) ctx->saved_data["w"] = w;
+    ctx->saved_data["xshape"] = x.sizes().vec();
+    return linearValues(x, w, s.b);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto sv = ctx->get_saved_variables();
+    auto xshape = ctx->saved_data["xshape"].toIntVector();
+    Tensor x = sv[0], w = sv[1];
+    if (!w.defined() && ctx->saved_data.count("w")) w = ctx->saved_data["w"].toTensor();
+    auto g = grads[0];
+    Tensor gx, gw, gb;
+    if (!g.defined()) return {gx, gw, gb, Tensor()};
+    auto gf = f32(g.reshape({-1, g.size(-1)}));
+    if (ctx->needs_input_grad(0)) gx = at::mm(gf, f32(w)).to(w.scalar_type()).view(xshape);
+    if (ctx->needs_input_grad(1)) gw = at::mm(gf.t(), f32(x.reshape({-1, x.size(-1)}))).to(x.scalar_type());
+    if (ctx->needs_input_grad(2)) gb = gf.sum(0).to(g.scalar_type());
+    return {gx, gw, gb, Tensor()};
+  }
+};
+
+struct F32MatmulFn : public torch::autograd::Function<F32MatmulFn> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& a, const Tensor& b) {
+    ctx->save_for_backward({b.requires_grad() ? a : Tensor(), a.requires_grad() ? b : Tensor()});
+    ctx->saved_data["ashape"] = a.sizes().vec();
+    ctx->saved_data["bshape"] = b.sizes().vec();
+    return at::matmul(f32(a), f32(b)).to(a.scalar_type());
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto sv = ctx->get_saved_variables();
+    auto ashape = ctx->saved_data["ashape"].toIntVector(), bshape = ctx->saved_data["bshape"].toIntVector();
+    auto g = grads[0];
+    Tensor ga, gb;
+    if (!g.defined()) return {ga, gb};
+    auto gf = f32(g);
+    // broadcast batch dimensions are summed back to each operand's shape
+    if (ctx->needs_input_grad(0))
+      ga = at::sum_to(at::matmul(gf, f32(sv[1]).transpose(-1, -2)), ashape).to(g.scalar_type());
+    if (ctx->needs_input_grad(1))
+      gb = at::sum_to(at::matmul(f32(sv[0]).transpose(-1, -2), gf), bshape).to(g.scalar_type());
+    return {ga, gb};
+  }
+};
+
+}  // namespace
+
+bool libtorchBf16AccumulatesF32() {
+  static const bool accumulatesF32 = probe();  // once per process (thread-safe)
+  return accumulatesF32;
+}
+
+void setF32Products(const std::string& mode) {
+  if (mode != "auto" && mode != "on" && mode != "off")
+    throw std::invalid_argument("f32Products must be 'auto', 'on' or 'off', got '" + mode + "'");
+  g_mode.store(mode == "auto" ? -1 : mode == "on" ? 1 : 0);
+}
+
+std::string f32ProductsMode() {
+  int m = g_mode.load();
+  return m < 0 ? "auto" : m ? "on" : "off";
+}
+
+bool f32Products() {
+  int m = g_mode.load();
+  return m < 0 ? !libtorchBf16AccumulatesF32() : m == 1;
+}
+
+bool routeF32(const Tensor& a, const Tensor& b) {
+  return a.scalar_type() == torch::kBFloat16 && b.scalar_type() == torch::kBFloat16 && a.is_cpu() && b.is_cpu() &&
+         f32Products();
+}
+
+Tensor linear(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b) {
+  if (!routeF32(x, w) || w.dim() != 2 || x.dim() < 1 || (b && b->scalar_type() != torch::kBFloat16))
+    return torch::linear(x, w, b);
+  TORCH_CHECK(x.size(-1) == w.size(1), "linear: input ", x.sizes(), " against weight ", w.sizes());
+  TORCH_CHECK(!b || (b->dim() == 1 && b->size(0) == w.size(0)), "linear: bias ", b->sizes(), " for weight ",
+              w.sizes());
+  bool grad = torch::GradMode::is_enabled();
+  if (!grad || !(x.requires_grad() || w.requires_grad() || (b && b->requires_grad()))) return linearValues(x, w, b);
+  // an input that needs no gradient is a zero-element placeholder (libtorch 1.13's apply refuses undefined tensors)
+  auto none = [&] { return torch::empty({0}, x.options().requires_grad(false)); };
+  Tensor wIn = w.requires_grad() ? w : none();
+  Tensor bIn = b && b->requires_grad() ? *b : none();
+  return F32LinearFn::apply(x, wIn, bIn, Side{w, b});
+}
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (!routeF32(a, b)) return torch::matmul(a, b);
+  if (a.dim() < 2 || b.dim() < 2) return torch::matmul(f32(a), f32(b)).to(a.scalar_type());  // vectors: rare
+  if (!torch::GradMode::is_enabled() || !(a.requires_grad() || b.requires_grad()))
+    return at::matmul(f32(a), f32(b)).to(a.scalar_type());
+  return F32MatmulFn::apply(a, b);
+}
+
+Tensor mm(const Tensor& a, const Tensor& b) {
+  if (!routeF32(a, b)) return torch::mm(a, b);
+  return torch::mm(f32(a), f32(b)).to(a.scalar_type());
+}
+
+}  // namespace gv

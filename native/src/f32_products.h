@@ -1,0 +1,31 @@
+// bf16 products accumulated in float32 where libtorch's own do not (f32_products.cc).
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+
+namespace gv {
+/**
+ * Whether libtorch's own bf16 product accumulates in float32 on this machine, measured once by a product whose two
+ * paths give different exact results (oneDNN on AVX-512 CPUs, GPUs: yes; libtorch 1.13's fallback gemm on AVX2
+ * CPUs: no, it accumulates in bf16, at a few GFLOP/s).
+ */
+bool libtorchBf16AccumulatesF32();
+/** "auto" (reroute where the probe says libtorch does not accumulate in float32), "on" or "off". */
+void setF32Products(const std::string& mode);
+std::string f32ProductsMode();
+/** The effective setting: CPU bf16 products are computed in float32 (rounded once) by the functions below. */
+bool f32Products();
+/** Whether a product of these operands is rerouted: both on the CPU, both bf16, and f32Products(). */
+bool routeF32(const torch::Tensor& a, const torch::Tensor& b);
+/**
+ * y = x·Wᵀ + b: rerouted (routeF32(x, W), b bf16 or absent) as float32 products of the bf16 values, rounded once,
+ * with a backward that saves the bf16 tensors (never float32 copies) and computes dX, dW, db the same way, each in
+ * its input's dtype; otherwise torch::linear.
+ */
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const c10::optional<torch::Tensor>& b);
+/** a @ b (torch::matmul's broadcasting), rerouted the same way for operands of at least 2 dimensions. */
+torch::Tensor matmul(const torch::Tensor& a, const torch::Tensor& b);
+/** A 2-D product without autograd (inside custom functions): rerouted as above, else torch::mm. */
+torch::Tensor mm(const torch::Tensor& a, const torch::Tensor& b);
+}  // namespace gv
