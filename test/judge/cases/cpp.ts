@@ -410,6 +410,19 @@ export const cppCases: Case[] = [
           return rand();
         }
       `,
+      code`
+        #include <cstdlib>
+        #include <string>
+        char pick() {
+          static const char chars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+          return chars[rand() % 36]; // <- weak-random
+        }
+        std::string makePassword(int n) {
+          std::string password;
+          for (int i = 0; i < n; ++i) password += pick();
+          return password;
+        }
+      `,
     ],
     good: [
       code`
@@ -417,6 +430,34 @@ export const cppCases: Case[] = [
         int makeToken() {
           std::random_device rd;
           return std::uniform_int_distribution<int>(0, 1 << 30)(rd);
+        }
+      `,
+      code`
+        #include <cstdlib>
+        #include <vector>
+        struct Box { float x, y, w, h; };
+        struct Random {
+          explicit Random(unsigned seed) : state_(seed) {}
+          unsigned state_;
+        };
+        struct Runner {
+          Random random_{1};
+          Random* random() { return &random_; }
+          void shuffle() { random()->state_ = 7; }
+        };
+        std::vector<Box> scene() {
+          std::vector<Box> boxes;
+          srand(1);
+          for (int i = 0; i < 10; ++i) {
+            float x = (rand() % 1000) / 10.0f;
+            float y = (rand() % 1000) / 10.0f;
+            boxes.push_back({x, y, 2.0f, 2.0f});
+          }
+          return boxes;
+        }
+        void keyboard(unsigned char key) {
+          Random random(42);
+          if (key == 'r') scene();
         }
       `,
     ],

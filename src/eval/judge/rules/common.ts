@@ -578,9 +578,10 @@ export function sqlBuiltFromInput(
 }
 
 /** Does the code deal with secrets (so a predictable random number generator is a weakness)? */
-export function securityContext(src: Source): boolean {
+/** Does the code (or its text from `from` to `to`) deal with secrets: passwords, tokens, keys, nonces, crypto? */
+export function securityContext(src: Source, from = 0, to = src.text.length): boolean {
   return /(password|passwd|passcode|\bpwd|token|secret|salt|nonce|\botp\b|session|api_?key|encrypt|decrypt|cipher|credential|\bpin\b|csrf|crypto|\bkey\b|[a-z]Key\b|\bIV\b|\biv\b|verification_?code|reset_?code)/i.test(
-    src.text,
+    src.text.slice(from, to),
   );
 }
 

@@ -7,6 +7,7 @@ import {
   identRe,
   matchBracket,
   taintOf,
+  type FunctionDef,
   type TaintConfig,
 } from "./flow.js";
 import {
@@ -412,8 +413,46 @@ const weakRandom = defineRule(
   },
   (src, rule) => {
     if (!securityContext(src)) return [];
+    const flow = flowOf(src);
+    // Where the value is made decides: a function that deals with secrets, or one that returns it to such
+    // a function (`pick()` inside `makePassword()`); coordinates in a demo's `void query()` are not secrets.
+    // Outside any parsed function the whole file decides, as before.
+    const context = new Map<string, boolean>();
+    const secretFn = (fn: FunctionDef): boolean => {
+      let c = context.get(fn.name);
+      if (c !== undefined) return c;
+      c =
+        securityContext(src, fn.start, fn.bodyEnd) ||
+        // A helper returns the value to a caller that uses it (a `void` one, or a call made as a statement,
+        // hands nothing on).
+        (!/\bvoid\b/.test(src.masked.slice(fn.start, fn.bodyStart).split("(")[0]!) &&
+          flow.functions.some(
+            (g) =>
+              g !== fn &&
+              new RegExp(`(?<!(?:^|[;{}]|\\belse|\\)\\s*)\\s*)(?<![\\w.>])${fn.name}\\s*\\(`).test(
+                src.masked.slice(g.bodyStart, g.bodyEnd),
+              ) &&
+              securityContext(src, g.start, g.bodyEnd),
+          ));
+      context.set(fn.name, c);
+      return c;
+    };
+    // The C library's generators, not a function or object of that name the code defines
+    // (`Random* random() { ... }`, `testing::internal::Random random(42);`).
     return src
       .matches(/(?<![\w.>])(?:std::)?\b(rand|srand|random|srandom|drand48|lrand48)\s*\(/g)
+      .filter((m) => {
+        if (new RegExp(`\\b${m[1]}\\s*\\([^;{}()]*\\)\\s*(?:const\\s*)?\\{`).test(src.masked)) return false;
+        if (
+          /[\w>]\s+$/.test(src.masked.slice(Math.max(0, m.index - 40), m.index)) &&
+          !/\b(?:return|case|else|do|throw|co_return)\s+$/.test(
+            src.masked.slice(Math.max(0, m.index - 40), m.index),
+          )
+        )
+          return false;
+        const fn = flow.functionAt(m.index);
+        return !fn || secretFn(fn);
+      })
       .map((m) =>
         src.finding(
           rule,
