@@ -332,6 +332,14 @@ export const cppCases: Case[] = [
           printf(argv[1]); // <- format-string
         }
       `,
+      code`
+        #include <cstdio>
+        void column(FILE* out, const char* label, int width) {
+          char fmt[32];
+          snprintf(fmt, sizeof(fmt), "%%%ds %s", width, label);
+          fprintf(out, fmt, "x"); // <- format-string
+        }
+      `,
     ],
     good: [
       code`
@@ -350,6 +358,27 @@ export const cppCases: Case[] = [
         int main(int argc, char** argv) {
           printf("%s", argv[1]);
           fprintf(stderr, "err %d\n", argc);
+        }
+      `,
+      code`
+        #include <cstdio>
+        #define REPORT(what)                                     \
+          fprintf(                                               \
+              stderr,                                            \
+              "\n%s: caught an exception escaping the test\n",    \
+              what)
+        bool child();
+        void write_columns(FILE* out, int width, int prec, double v, int n) {
+          char ifmt[16], vfmt[20];
+          sprintf(ifmt, "%%%dd", width);
+          if (prec > 0)
+            sprintf(vfmt, "%% %d.%dE", width, prec);
+          else
+            sprintf(vfmt, "%% %d.%df", width, prec);
+          fprintf(out, ifmt, n);
+          fprintf(out, vfmt, v);
+          fprintf(stderr, child() ? "Inside" : "Outside");
+          REPORT("main");
         }
       `,
     ],
@@ -670,6 +699,18 @@ export const cppCases: Case[] = [
           mysql_query(c, sql.c_str());
         }
       `,
+      code`
+        #include <sstream>
+        #include <string>
+        void purge(soci::session& sql, const std::string& table) {
+          std::ostringstream q;
+          q << "DELETE FROM " << table; // <- sql-injection
+          sql << q.str();
+          sql << "DELETE FROM " << table;
+          std::ostringstream r;
+          r << table << " WHERE owner = 1";
+        }
+      `,
     ],
     good: [
       code`
@@ -678,6 +719,19 @@ export const cppCases: Case[] = [
           sqlite3_stmt* st;
           sqlite3_prepare_v2(db, "SELECT * FROM users WHERE name = ?", -1, &st, nullptr);
           sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+        }
+      `,
+      code`
+        #include <string>
+        void reset(soci::session& sql, int n) {
+          sql << "DELETE FROM geometry_columns WHERE f_table_name = 'trees'";
+          sql << "DROP TABLE IF EXISTS trees CASCADE";
+          sql << "INSERT INTO trees VALUES(1, 'POINT(1.23 2.34)')";
+          int count = 0;
+          sql << "SELECT COUNT(*) FROM trees WHERE id > :n", soci::use(n), soci::into(count);
+        }
+        void check(const char* a, const char* b, int i) {
+          ASSERT_STREQ(a, b) << " where i == " << i;
         }
       `,
     ],

@@ -487,9 +487,9 @@ function comparisons(src: Source): Comparison[] {
 
 /** SQL text: upper-case keywords in the usual statement shapes, or unmistakable lower-case ones. */
 const SQL_UPPER =
-  /\b(SELECT\b[\s\S]*\bFROM\b|INSERT\s+INTO\b|UPDATE\s+\S+\s+SET\b|DELETE\s+FROM\b|WHERE\s+\S+\s*(=|<|>|LIKE\b|IN\b)|VALUES\s*\(|DROP\s+TABLE\b)/;
+  /\b(SELECT\b[\s\S]*\bFROM\b|INSERT\s+INTO\b|UPDATE\s+\S+\s+SET\b|DELETE\s+FROM\b|WHERE\s+\S+\s*(=(?!=)|<|>|LIKE\b|IN\b)|VALUES\s*\(|DROP\s+TABLE\b)/;
 const SQL_LOWER =
-  /\b(select\s+(\*|[\w.,\s]+)\s+from\s+\w+|insert\s+into\s+\w+|delete\s+from\s+\w+|update\s+\w+\s+set\s+\w+|where\s+\w+\s*=)/;
+  /\b(select\s+(\*|[\w.,\s]+)\s+from\s+\w+|insert\s+into\s+\w+|delete\s+from\s+\w+|update\s+\w+\s+set\s+\w+|where\s+\w+\s*=(?!=))/;
 
 export function looksLikeSql(value: string): boolean {
   return SQL_UPPER.test(value) || SQL_LOWER.test(value);
@@ -536,10 +536,16 @@ export function sqlBuiltFromInput(
       k = next.end;
     }
     // Or a non-literal before: `query + " WHERE id = " + ...`, `sql = base + "..."`.
+    // With `<<`, the operand before must itself be streamed in (`ss << table << " WHERE ..."`): the chain's
+    // head is the stream the statement goes to (`sql << "DROP TABLE t"`, SOCI's session), not data.
     const before = /(\S)\s*(\+|<<)\s*$/.exec(m.slice(Math.max(0, lit.start - 80), lit.start));
+    const stmt = m
+      .slice(Math.max(0, lit.start - 400), lit.start)
+      .split(/[;{}]/)
+      .pop()!;
     if (
       before &&
-      (before[2] === "+" || opts.streamOperator) &&
+      (before[2] === "+" || (opts.streamOperator && (stmt.match(/<</g) ?? []).length >= 2)) &&
       before[1] !== '"' &&
       before[1] !== "`" &&
       before[1] !== "="
@@ -577,7 +583,6 @@ export function sqlBuiltFromInput(
   return out;
 }
 
-/** Does the code deal with secrets (so a predictable random number generator is a weakness)? */
 /** Does the code (or its text from `from` to `to`) deal with secrets: passwords, tokens, keys, nonces, crypto? */
 export function securityContext(src: Source, from = 0, to = src.text.length): boolean {
   return /(password|passwd|passcode|\bpwd|token|secret|salt|nonce|\botp\b|session|api_?key|encrypt|decrypt|cipher|credential|\bpin\b|csrf|crypto|\bkey\b|[a-z]Key\b|\bIV\b|\biv\b|verification_?code|reset_?code)/i.test(

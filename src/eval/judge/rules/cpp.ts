@@ -286,6 +286,29 @@ const memcpyIntoFixed = defineRule(
   },
 );
 
+/**
+ * Is every write to the buffer `v` a sprintf/snprintf whose own format is a literal with numeric conversions
+ * only (no %s or %c that could bring text in), and nothing else writes it (no copy, read or assignment)?
+ */
+function composedFormat(src: Source, v: string): boolean {
+  const m = src.masked;
+  let writes = 0;
+  for (const w of src.matches(new RegExp(`\\b(sn?printf)\\s*\\(\\s*${v}\\s*,`, "g"))) {
+    const args = src.callArgs(m.indexOf("(", w.index));
+    const pattern = args[w[1] === "snprintf" ? 2 : 1];
+    const lit = pattern && src.isLiteral(pattern) ? src.literalAt(pattern.start) : undefined;
+    if (!lit || /%[-+ #0]*\d*(?:\.\d+)?(?:hh|h|ll|l|z|j|t|L)?[sScCp]/.test(lit.value.replace(/%%/g, "")))
+      return false;
+    writes++;
+  }
+  // Anything else that writes it: a copy or read into it, an assignment, a stream extraction.
+  const other = new RegExp(
+    `(?<![\\w.>])${v}\\s*=(?!=)|\\b(?:strn?cpy|strn?cat|memcpy|memmove|fgets|gets|fread|vsn?printf|getline)\\s*\\(\\s*${v}\\b|\\b(?:read|recv|getline)\\s*\\([^;,]*,\\s*${v}\\b|\\b(?:sscanf|fscanf|scanf)\\s*\\([^;]*,\\s*&?${v}\\s*[,)]|>>\\s*${v}\\b`,
+  );
+  const rest = m.replace(new RegExp(`\\bsn?printf\\s*\\(\\s*${v}\\s*,`, "g"), "");
+  return writes > 0 && !other.test(rest);
+}
+
 const formatString = defineRule(
   {
     id: "cpp/format-string",
@@ -324,6 +347,12 @@ const formatString = defineRule(
         /^_\(|^gettext\s*\(/.test(fmt.masked)
       )
         continue;
+      // A literal continued over macro lines (`fprintf(   \` then the literal), a choice between two literals
+      // (`child ? "Inside" : "Outside"`), or a buffer the program composed only from a literal pattern and
+      // numbers (`sprintf(fmt, "%%%dd", width)`, a Fortran-style column format): fixed by the program.
+      const bare = fmt.masked.replace(/\\\s*\n/g, " ").trim();
+      if (/^"/.test(bare) || /^[^?";]*\?\s*"[^"]*"\s*:\s*"[^"]*"$/.test(bare)) continue;
+      if (/^[A-Za-z_]\w*$/.test(bare) && composedFormat(src, bare)) continue;
       // A printf wrapper (`void log(const char* fmt, ...) { va_list ap; ...; vfprintf(stderr, fmt, ap); }`):
       // the format is the wrapper's caller's, checked where the wrapper is called.
       const fn = flowOf(src).functionAt(m.index);
