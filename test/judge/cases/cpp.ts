@@ -156,6 +156,18 @@ export const cppCases: Case[] = [
           memcpy(dst, src, sizeof(dst));
         }
       `,
+      code`
+        #include <algorithm>
+        #include <cstring>
+        #include <string>
+        enum { max_length = 1024 };
+        struct Session {
+          char data_[max_length];
+          void deliver(const std::string& msg) {
+            std::memcpy(data_, msg.c_str(), (std::min)(max_length, (int)msg.size()));
+          }
+        };
+      `,
     ],
   },
   {
@@ -1075,6 +1087,29 @@ export const cppCases: Case[] = [
             std::cout << *h.value << std::endl;
         }
       `,
+      code`
+        #include <locale>
+        #include <string>
+        struct Buf { int mode; bool init; };
+        int close_file(Buf* self) {
+          struct close_sentry {
+            int count;
+            Buf* fb;
+            explicit close_sentry(Buf* b) : fb(b) {}
+            ~close_sentry() { fb->mode = 0; fb->init = false; }
+          } sentry(self);
+          return 0;
+        }
+        std::string to_external(const std::codecvt<wchar_t, char, std::mbstate_t>* cvt, const std::wstring& src) {
+          char work[256];
+          std::mbstate_t state{};
+          const wchar_t* from_next;
+          char* to_next;
+          cvt->out(state, src.c_str(), src.c_str() + src.size(), from_next, work, work + 255, to_next);
+          *to_next = '\0';
+          return std::string(work);
+        }
+      `,
     ],
   },
   {
@@ -1238,6 +1273,27 @@ export const cppCases: Case[] = [
             t2.join();
         }
       `,
+      code`
+        #include <mutex>
+        #include <thread>
+        int state = 0;
+        std::timed_mutex mut;
+        void try_writer() {
+            for (int i = 0; i < 100; ++i) {
+                if (mut.try_lock()) {
+                    state = 1;
+                    state = 0;
+                    mut.unlock();
+                }
+            }
+        }
+        int main() {
+            std::thread t1(try_writer);
+            std::thread t2(try_writer);
+            t1.join();
+            t2.join();
+        }
+      `,
     ],
   },
   {
@@ -1261,6 +1317,17 @@ export const cppCases: Case[] = [
             int x = INT_MAX;
             if (x < INT_MAX) x = x + 1;
             std::cout << x;
+        }
+      `,
+      code`
+        #include <limits>
+        template <typename IntType>
+        IntType to_int(double x) {
+          const double naf = (1 - std::numeric_limits<double>::epsilon()) / 2;
+          const double thr =
+            std::numeric_limits<IntType>::max() + naf;
+          double limit = std::numeric_limits<int>::max() + 0.5;
+          return x < thr && x < limit ? IntType(x) : std::numeric_limits<IntType>::max();
         }
       `,
     ],

@@ -237,7 +237,7 @@ const cinIntoArray = defineRule(
 
 /** A length that is fixed at compile time or computed from the destination's size. */
 const BOUNDED_LENGTH =
-  /^(?:sizeof\b.*|\d+[uUlL]*|[A-Z_][A-Z0-9_]*|k[A-Z]\w*|std::min\s*\(.*|min\s*\(.*|.*\bsizeof\b.*)$/;
+  /^(?:sizeof\b.*|\d+[uUlL]*|[A-Z_][A-Z0-9_]*|k[A-Z]\w*|std::min\s*\(.*|min\s*\(.*|\(\s*(?:std::)?min\s*\)\s*\(.*|.*\bsizeof\b.*)$/;
 
 const memcpyIntoFixed = defineRule(
   {
@@ -683,8 +683,8 @@ const NON_OWNING = new Set(
   ).split(" "),
 );
 
-/** The index of the unmatched "(", "{" or "[" that encloses `at`, or -1. */
-function openerOf(m: string, at: number): number {
+/** The index of the unmatched "(", "{" or "[" that encloses `at` (within its statement unless told), or -1. */
+function openerOf(m: string, at: number, statementOnly = true): number {
   let depth = 0;
   for (let k = at - 1; k >= 0 && k > at - 4000; k--) {
     const ch = m[k]!;
@@ -692,7 +692,7 @@ function openerOf(m: string, at: number): number {
     else if (ch === "(" || ch === "{" || ch === "[") {
       if (depth === 0) return k;
       depth--;
-    } else if (ch === ";" && depth === 0) return -1;
+    } else if (ch === ";" && depth === 0 && statementOnly) return -1;
   }
   return -1;
 }
@@ -995,11 +995,28 @@ const uninitializedPointer = defineRule(
     )) {
       const fn = flowOf(src).functionAt(d.index);
       if (!fn) continue;
+      // A member of a class or struct defined inside the function (a sentry, a functor): its constructor
+      // sets it; the member loop below judges members.
+      const opener = openerOf(m, d.index, false);
+      if (
+        opener >= 0 &&
+        /\b(?:class|struct|union)\b[^;{}()]*$/.test(m.slice(Math.max(0, opener - 200), opener))
+      )
+        continue;
       const name = d[1]!;
       const after = m.slice(d.index + d[0].length, fn.bodyEnd);
-      const assigned = new RegExp(
-        `(?<![\\w.>*])${name}\\s*=(?!=)|&\\s*${name}\\b|\\b\\w+\\s*\\(\\s*&?${name}\\s*[,)]`,
-      ).exec(after);
+      // Assigned, its address taken, or passed to a call, which may set it (an out-parameter by reference:
+      // codecvt's `out(..., to_next)`).
+      const direct = new RegExp(`(?<![\\w.>*])${name}\\s*=(?!=)|&\\s*${name}\\b`).exec(after);
+      let assigned: { index: number } | null = direct;
+      for (const u of after.matchAll(new RegExp(`[(,]\\s*${name}\\s*[,)]`, "g"))) {
+        const at = d.index + d[0].length + u.index!;
+        const open = openerOf(m, at + u[0].indexOf(name));
+        if (open >= 0 && m[open] === "(" && /[A-Za-z_]\w*\s*$/.test(m.slice(Math.max(0, open - 60), open))) {
+          if (!assigned || u.index! < assigned.index) assigned = { index: u.index! };
+          break;
+        }
+      }
       const use = new RegExp(
         `(?:^|[^\\w)\\]])\\*\\s*${name}\\b|(?<![\\w.])${name}\\s*->|(?<![\\w.])${name}\\s*\\[`,
       ).exec(after);
@@ -1193,7 +1210,7 @@ const raceCondition = defineRule(
       if (!threadFns.has(f.name)) continue;
       const body = m.slice(f.bodyStart, f.bodyEnd);
       if (
-        /\block\b|\bmutex\b|lock_guard|unique_lock|scoped_lock|\.lock\s*\(|atomic|pthread_mutex_lock/.test(
+        /\block\b|\bmutex\b|lock_guard|unique_lock|shared_lock|scoped_lock|\.\s*(?:try_)?lock(?:_shared|_upgrade|_for|_until)?\s*\(|atomic|pthread_mutex_(?:try)?lock/.test(
           body,
         )
       )
@@ -1256,9 +1273,25 @@ const integerOverflow = defineRule(
       );
     }
     for (const mm of src.matches(
-      /\b(?:INT_MAX|LONG_MAX|UINT_MAX|SIZE_MAX)\s*\+\s*\d|(?:std::)?numeric_limits\s*<[^>]+>\s*::\s*max\s*\(\s*\)\s*\+/g,
-    ))
+      /\b(?:INT_MAX|LONG_MAX|UINT_MAX|SIZE_MAX)\s*\+\s*\d|(?:std::)?numeric_limits\s*<[^>]+>\s*::\s*max\s*\(\s*\)\s*\+\s*([A-Za-z_]\w*|\d[\d.eE]*[fF]?)?/g,
+    )) {
+      // Computed in floating point: stored into a double/float (`const double thr = max() + naf;`), or the other
+      // operand is one (a floating literal or a name declared double/float).
+      const stmt = src.masked
+        .slice(Math.max(0, mm.index - 200), mm.index)
+        .split(/[;{}]/)
+        .pop()!;
+      const other = mm[1];
+      if (
+        /\b(?:double|float|long\s+double)\s+[A-Za-z_]\w*\s*=\s*$/.test(stmt) ||
+        (other &&
+          (/[.eEfF]/.test(other) && /^\d/.test(other)
+            ? true
+            : new RegExp(`\\b(?:double|float)\\s+${other}\\b`).test(src.masked)))
+      )
+        continue;
       out.push(src.finding(rule, mm.index, "adding to the type's maximum overflows"));
+    }
     return out;
   },
 );
