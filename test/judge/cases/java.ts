@@ -836,6 +836,17 @@ export const javaCases: Case[] = [
     rule: "java/array-index-out-of-bounds",
     bad: [
       code`
+        class Keys {
+          int[] p = new int[18];
+          void schedule(int[] data) {
+            for (int i = 0; i < 18; i += 2) { // <- array-index-out-of-bounds
+              p[i] = data[0];
+              p[i + 2] = data[1];
+            }
+          }
+        }
+      `,
+      code`
         class Buffers {
             static int[] make(int size) {
                 return new int[size];
@@ -870,6 +881,20 @@ export const javaCases: Case[] = [
       `,
     ],
     good: [
+      code`
+        class Blowfish {
+          int[] p = new int[18];
+          void schedule(int[] data) {
+            for (int i = 0; i < 18; i += 2) {
+              p[i] = data[0];
+              p[i + 1] = data[1];
+            }
+            for (int i = 0; i < 18; i = i + 4) {
+              p[i + 1] = 0;
+            }
+          }
+        }
+      `,
       code`
         class Buffers {
             static int[] make(int size) {

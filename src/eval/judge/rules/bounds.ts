@@ -279,11 +279,20 @@ export function outOfBounds(src: Source): BoundsFinding[] {
   } else {
     const re =
       src.lang === "go"
-        ? /\bfor\s+([A-Za-z_]\w*)\s*:?=\s*[^;{]+;\s*\1\s*(<=?)\s*([^;{]+?)\s*;[^{]*\{/g
-        : /\bfor\s*\(\s*(?:[\w:]+\s+)?([A-Za-z_]\w*)\s*=\s*[^;]+;\s*\1\s*(<=?)\s*([^;]+?)\s*;[^)]*\)/g;
-    for (const mm of m.matchAll(re)) {
+        ? /\bfor\s+([A-Za-z_]\w*)\s*:?=\s*([^;{]+);\s*\1\s*(<=?)\s*([^;{]+?)\s*;([^{]*)\{/g
+        : /\bfor\s*\(\s*(?:[\w:]+\s+)?([A-Za-z_]\w*)\s*=\s*([^;]+);\s*\1\s*(<=?)\s*([^;]+?)\s*;([^)]*)\)/g;
+    for (const match of m.matchAll(re)) {
+      // [whole, index, op, bound] as before; the start and the step decide the last value reached.
+      const mm = [match[0], match[1], match[3], match[4]] as const;
+      const start = constValue(src, match[2]!);
+      const step = new RegExp(
+        `^\\s*${match[1]}\\s*(?:\\+=\\s*(\\d+)|=\\s*${match[1]}\\s*\\+\\s*(\\d+))\\s*$`,
+      ).exec(match[5]!);
+      const k = step ? parseInt((step[1] ?? step[2])!, 10) : 1;
+      const lastOf = (limit: number) =>
+        k > 1 && start !== null && limit >= start ? start + Math.floor((limit - start) / k) * k : limit;
       const hiExpr = mm[3]!.trim();
-      let bodyStart = mm.index + mm[0].length;
+      let bodyStart = match.index + mm[0].length;
       if (src.lang === "go") bodyStart--;
       else while (/\s/.test(m[bodyStart] ?? "")) bodyStart++;
       const bodyEnd = m[bodyStart] === "{" ? matchBracket(src, bodyStart) : expressionEnd(src, bodyStart);
@@ -297,7 +306,7 @@ export function outOfBounds(src: Source): BoundsFinding[] {
           last: "len",
           lastOf: lenOf[1],
           body: [bodyStart, bodyEnd],
-          at: mm.index,
+          at: match.index,
         });
         continue;
       }
@@ -305,9 +314,9 @@ export function outOfBounds(src: Source): BoundsFinding[] {
       if (hi !== null)
         loops.push({
           index: mm[1]!,
-          last: mm[2] === "<=" ? hi : hi - 1,
+          last: lastOf(mm[2] === "<=" ? hi : hi - 1),
           body: [bodyStart, bodyEnd],
-          at: mm.index,
+          at: match.index,
         });
     }
   }
