@@ -75,6 +75,10 @@ export const cppCases: Case[] = [
           fgets(name, sizeof(name), stdin);
         }
       `,
+      code`
+        extern "C" char* gets (char* __s) __attribute__((__deprecated__));
+        namespace std { using ::gets; }
+      `,
     ],
   },
   {
@@ -1375,6 +1379,18 @@ export const cppCases: Case[] = [
             return total / parts;
         }
         double half(double x) { return x / 2; }
+      `,
+      code`
+        #include <boost/format.hpp>
+        #include <iostream>
+        #include <string>
+        #include <vector>
+        void stats(int sum, int n, unsigned samples, std::vector<std::string>& keys) {
+          float avg = (float)sum / n;
+          double inv = 1.0 / samples + double(sum) / n;
+          for (int i = 0; i < 3; ++i) keys.push_back((boost::format("%d") % i).str());
+          std::cout << avg << inv << std::endl;
+        }
       `,
     ],
   },

@@ -667,6 +667,20 @@ export function divisions(src: Source, taint: Taint): BoundsFinding[] {
   const flow = flowOf(src);
   for (const m of src.matches(/[\w)\]]\s*(\/|%)(?![=/*])\s*([A-Za-z_]\w*)\b(?!\s*[.(\[])/g)) {
     const v = m[2]!;
+    // C++ and Java divide in floating point when the left operand is a floating literal or a cast to a
+    // floating type (`1.0 / n`, `(float)sum / n`, `double(a) / n`): infinity, no trap. And `format("%d") % i`
+    // is Boost.Format's operator%, not a remainder. (Go's `1.0 / n` stays an integer division.)
+    if (src.lang === "cpp" || src.lang === "java") {
+      const left = src.masked.slice(Math.max(0, m.index - 60), m.index + 1);
+      if (
+        m[1] === "/" &&
+        /(?:(?<![\w.])\d+\.\d*(?:[eE][-+]?\d+)?[fFdD]?|\(\s*(?:float|double)\s*\)\s*[\w.]+|\b(?:float|double)\s*\([^()]*\)|static_cast\s*<\s*(?:float|double)\s*>\s*\([^()]*\))\s*$/.test(
+          left,
+        )
+      )
+        continue;
+      if (m[1] === "%" && /\bformat\s*\([^()]*\)\s*$/.test(left)) continue;
+    }
     const defs = flow.assignmentsTo(v);
     const fn = flow.functionAt(m.index);
     // Definitions of this function's `v` (another function's `v` is another variable).

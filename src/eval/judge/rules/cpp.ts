@@ -165,6 +165,12 @@ const gets = defineRule(
   (src, rule) =>
     src
       .matches(call("gets|_getws"))
+      // A declaration (`extern "C" char* gets(char* s);` in <cstdio>), not a call.
+      .filter(
+        (m) =>
+          !/[\w*&]\s*$/.test(src.masked.slice(Math.max(0, m.index - 20), m.index)) ||
+          /\b(?:return|else|do)\s*$/.test(src.masked.slice(Math.max(0, m.index - 20), m.index)),
+      )
       .map((m) =>
         src.finding(rule, m.index, "gets cannot limit the input length; use fgets or std::getline"),
       ),
