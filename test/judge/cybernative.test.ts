@@ -45,14 +45,14 @@ type Level = Record<SafetyLanguage, { recall: number; falsePositiveRate: number 
  * is below a target (Swift's recall), the target is not asserted; the printed table shows the shortfall.
  */
 const REACHED_DEV: Level = {
-  cpp: { recall: 0.88, falsePositiveRate: 0.08 }, // 38/42, 2/42
+  cpp: { recall: 0.88, falsePositiveRate: 0.05 }, // 38/42, 1/42 since the eleventh pass (was 2/42)
   java: { recall: 0.65, falsePositiveRate: 0.14 }, // 29/43, 5/43 since the eighth pass (was 4/43)
   swift: { recall: 0.3, falsePositiveRate: 0.1 }, // 14/42, 3/42 (recall target missed)
   go: { recall: 0.61, falsePositiveRate: 0.2 }, // 27/42, 7/42
 };
 /** The same on the train split (about 340 pairs per language), less about three answers. */
 const REACHED_TRAIN: Level = {
-  cpp: { recall: 0.94, falsePositiveRate: 0.09 }, // 323/340, 25/340 since the tenth pass (was 27/340)
+  cpp: { recall: 0.94, falsePositiveRate: 0.08 }, // 323/340, 24/340 since the eleventh pass (25 in the tenth)
   java: { recall: 0.745, falsePositiveRate: 0.17 }, // 256/339, 55/339
   swift: { recall: 0.49, falsePositiveRate: 0.104 }, // 169/338, 32/338 since the eighth pass (recall target missed)
   go: { recall: 0.59, falsePositiveRate: 0.13 }, // 202/338, 41/338 (recall target missed by one answer)
