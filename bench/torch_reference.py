@@ -222,6 +222,8 @@ def bench_fwdbwd(args):
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     sd = load_safetensors(os.path.join(args.model, "model.safetensors"))
     model = Qwen2(sd, cfg).to(args.device)
+    if args.dtype != "bfloat16":  # the bf16 weights upcast (exact): the same model computed in float32
+        model = model.to(getattr(torch, args.dtype))
     ids = bench_ids(args.tokens, cfg["vocab_size"]).to(args.device)
     target = torch.tensor([42], device=args.device)
     identification_pass(model, ids, target)  # warm-up
@@ -345,6 +347,7 @@ def main():
     fb.add_argument("--threads", type=int, default=0)
     fb.add_argument("--profile", action="store_true")
     fb.add_argument("--device", default="cpu", help="cpu or cuda (bf16 weights either way)")
+    fb.add_argument("--dtype", default="bfloat16", help="bfloat16 (the checkpoint's) or float32 (its weights upcast)")
     fb.add_argument("--json")
     fo = sub.add_parser("fusedops")
     fo.add_argument("--tokens", type=int, default=256)

@@ -9,6 +9,7 @@
 
 #include <ATen/ExpandUtils.h>
 
+#include <algorithm>
 #include <atomic>
 #include <stdexcept>
 
@@ -45,14 +46,43 @@ struct Side {
   c10::optional<Tensor> b;
 };
 
+// A large weight is upcast a block of rows at a time, each block multiplied while it is in cache: one float32 copy
+// of a whole weight (lm_head's 151936 x 896: 544 MB, freshly mapped pages each call) cost more than its product with
+// a few rows (BENCHMARKS "bf16 products on AVX2 CPUs").
+constexpr int64_t kBlockElems = int64_t(1) << 20;  // 4 MiB of float32 per block
+int64_t blockRows(const Tensor& w) { return std::max<int64_t>(64, kBlockElems / std::max<int64_t>(1, w.size(1))); }
+
 // x·Wᵀ + b in float32 from the bf16 values, rounded once; a fresh tensor, not a view (a view made inside a Function may
 // not be updated in place later: GoodVibe's row update is)
 Tensor linearValues(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b) {
-  auto xf = f32(x.reshape({-1, x.size(-1)})), wf = f32(w);
-  auto y2 = b ? at::addmm(f32(*b), xf, wf.t()) : at::mm(xf, wf.t());
+  auto xf = f32(x.reshape({-1, x.size(-1)}));
+  int64_t out = w.size(0), step = blockRows(w);
   auto shape = x.sizes().vec();
-  shape.back() = w.size(0);
-  return at::_unsafe_view(y2.to(x.scalar_type()), shape);
+  shape.back() = out;
+  if (out <= step) {
+    auto wf = f32(w);
+    auto y2 = b ? at::addmm(f32(*b), xf, wf.t()) : at::mm(xf, wf.t());
+    return at::_unsafe_view(y2.to(x.scalar_type()), shape);
+  }
+  auto y = torch::empty({xf.size(0), out}, x.options());
+  for (int64_t r0 = 0; r0 < out; r0 += step) {
+    int64_t n = std::min(step, out - r0);
+    auto wf = f32(w.narrow(0, r0, n));
+    y.narrow(1, r0, n).copy_(b ? at::addmm(f32(b->narrow(0, r0, n)), xf, wf.t()) : at::mm(xf, wf.t()));
+  }
+  return at::_unsafe_view(y, shape);
+}
+
+/** dY·W in float32 (gf [N, out] float32), W upcast a block of rows at a time. */
+Tensor dxValues(const Tensor& gf, const Tensor& w) {
+  int64_t out = w.size(0), step = blockRows(w);
+  if (out <= step) return at::mm(gf, f32(w));
+  auto gx = torch::zeros({gf.size(0), w.size(1)}, gf.options());
+  for (int64_t r0 = 0; r0 < out; r0 += step) {
+    int64_t n = std::min(step, out - r0);
+    gx.addmm_(gf.narrow(1, r0, n), f32(w.narrow(0, r0, n)));
+  }
+  return gx;
 }
 
 struct F32LinearFn : public torch::autograd::Function<F32LinearFn> {
@@ -75,7 +105,7 @@ struct F32LinearFn : public torch::autograd::Function<F32LinearFn> {
     Tensor gx, gw, gb;
     if (!g.defined()) return {gx, gw, gb, Tensor()};
     auto gf = f32(g.reshape({-1, g.size(-1)}));
-    if (ctx->needs_input_grad(0)) gx = at::mm(gf, f32(w)).to(w.scalar_type()).view(xshape);
+    if (ctx->needs_input_grad(0)) gx = dxValues(gf, w).to(w.scalar_type()).view(xshape);
     if (ctx->needs_input_grad(1)) gw = at::mm(gf.t(), f32(x.reshape({-1, x.size(-1)}))).to(x.scalar_type());
     if (ctx->needs_input_grad(2)) gb = gf.sum(0).to(g.scalar_type());
     return {gx, gw, gb, Tensor()};

@@ -159,6 +159,11 @@ test("harden --method lora: PEFT adapter folder, fold --adapter reproduces the m
     trainableParams: number;
     train: { flops: { total: number }; flopsEstimate: { params: number; tokens: number; flops: number } };
   };
+  // how a CPU bf16 model's products were computed (tensor.ts describeBf16Products), recorded beside its precision
+  const { precision, bf16Products } = stats as unknown as { precision: string; bf16Products?: string };
+  if (precision.startsWith("bfloat16"))
+    assert.match(bf16Products ?? "", /^bf16 products: (computed in float32|libtorch's own)/);
+  else assert.equal(bf16Products, undefined);
   const shape = new ModelShape(loadModelConfig(fx.model.dir)).params();
   const n = shape.total - shape.embedding + stats.trainableParams;
   const est = stats.train.flopsEstimate;

@@ -33,7 +33,17 @@ export function registerSetup(program: Command): void {
       await runCommand(g, async () => {
         const torch = await probe(async () => {
           const { native } = await import("../../tensor/native.js");
-          return { libtorch: native.version(), cuda: native.cudaAvailable() };
+          const { describeBf16Products } = await import("../../tensor/tensor.js");
+          return {
+            libtorch: native.version(),
+            cuda: native.cudaAvailable(),
+            // measured by the addon's probe: how CPU bf16 products are computed here (tensor.ts f32Products)
+            bf16Products: {
+              libtorchAccumulatesF32: native.bf16ProductsAccumulateF32(),
+              computedInF32: native.f32Products(),
+              text: describeBf16Products(),
+            },
+          };
         });
         const llama = await probe(async () => {
           const m = await loadNodeLlamaCpp();
@@ -52,6 +62,7 @@ export function registerSetup(program: Command): void {
           torch.ok
             ? `libtorch addon: ok (libtorch ${torch.value.libtorch}, CUDA ${torch.value.cuda ? "available" : "not available"})`
             : `libtorch addon: MISSING — ${torch.error}`,
+          ...(torch.ok ? [torch.value.bf16Products.text] : []),
           llama.ok
             ? `llama.cpp (optional): ok (node-llama-cpp, ${llama.value.buildType} binaries)`
             : `llama.cpp (optional): not installed — ${llama.error}`,

@@ -1,0 +1,105 @@
+/**
+ * CPU bf16 products computed in float32 (tensor.ts f32Products) against libtorch's own (GOODVIBE_F32_PRODUCTS=0), at
+ * Qwen2.5-0.5B's shape with layers cut: per setting, the identification pass (bench/pass.ts: one sequence, every
+ * linear output's gradient kept, loss at the last position) timed, and its accuracy against the same checkpoint in
+ * float32 (the bf16 weights upcast exactly): max |bf16 - float32| / max |float32| of the logits at the last 16
+ * positions and of every linear output's gradient (the worst linear). BENCHMARKS "bf16 products on AVX2 CPUs".
+ *
+ *   node dist/bench/f32-products.js [--layers 4] [--tokens 256] [--passes 2] [--threads N] [--modes on,off] [--json f]
+ */
+import { parseArgs } from "node:util";
+import { loadModel, type DecoderModel } from "../src/models/index.js";
+import {
+  Tensor,
+  bf16ProductsAccumulateF32,
+  describeBf16Products,
+  noGrad,
+  setF32Products,
+  type F32ProductsMode,
+} from "../src/tensor/index.js";
+import { benchIds, identificationPass, tapAll } from "./pass.js";
+import { applyThreads, machineInfo, median, randomModelDir, seconds, table, writeJson } from "./common.js";
+
+const { values: args } = parseArgs({
+  options: {
+    layers: { type: "string", default: "4" },
+    tokens: { type: "string", default: "256" },
+    passes: { type: "string", default: "2" },
+    threads: { type: "string" },
+    modes: { type: "string", default: "on,off" },
+    json: { type: "string" },
+  },
+});
+const layers = Number(args.layers);
+const T = Number(args.tokens);
+const passes = Number(args.passes);
+const threads = applyThreads(args.threads ? Number(args.threads) : undefined);
+const modes = args.modes!.split(",") as F32ProductsMode[];
+const dir = randomModelDir(layers);
+const target = Tensor.fromArray([42], [1], "int64");
+
+/** Logits at the last 16 positions and every linear output's gradient of one identification pass. */
+function observe(model: DecoderModel, ids: Tensor): { logits: Float64Array; grads: Float64Array[] } {
+  const logits = noGrad(() => model.logitsFrom(model.hidden(ids).narrow(1, T - 16, 16))).toFloat64Array();
+  const kept: Tensor[] = [];
+  tapAll(model, kept);
+  model.forwardBackward(ids, {}, (h) =>
+    model
+      .logitsFrom(h.select(1, T - 1))
+      .logSoftmax(-1, "float32")
+      .select(1, 42)
+      .neg()
+      .sum(),
+  );
+  for (const lin of model.linears()) lin.tap = null;
+  const grads = kept.map((y) => y.grad!.toFloat64Array());
+  for (const y of kept) y.dispose();
+  return { logits, grads };
+}
+
+function rel(a: Float64Array, b: Float64Array): number {
+  let e = 0;
+  let s = 0;
+  for (let i = 0; i < a.length; i++) {
+    e = Math.max(e, Math.abs(a[i] - b[i]));
+    s = Math.max(s, Math.abs(b[i]));
+  }
+  return e / s;
+}
+
+const ids = benchIds(T, 151936);
+const ref = observe(loadModel(dir, { dtype: "float32" }), ids);
+const model = loadModel(dir);
+const rows: (string | number)[][] = [];
+const results: Record<string, unknown>[] = [];
+for (const mode of modes) {
+  setF32Products(mode);
+  const times: number[] = [];
+  for (let p = 0; p < passes; p++) times.push(seconds(() => void identificationPass(model, ids, target)));
+  const got = observe(model, ids);
+  const logitsErr = rel(got.logits, ref.logits);
+  const gradErr = Math.max(...got.grads.map((g, i) => rel(g, ref.grads[i])));
+  rows.push([
+    mode,
+    describeBf16Products(),
+    times.map((t) => t.toFixed(2)).join(" / "),
+    logitsErr.toExponential(2),
+    gradErr.toExponential(2),
+  ]);
+  results.push({
+    mode,
+    products: describeBf16Products(),
+    seconds: times,
+    median: median(times),
+    logitsErr,
+    gradErr,
+  });
+}
+console.log(
+  `identification pass, Qwen2.5-0.5B shape, ${layers} layers, ${T} tokens, ${threads} thread(s); ` +
+    `libtorch's own bf16 products accumulate in float32 here: ${bf16ProductsAccumulateF32()}`,
+);
+console.log(
+  table(["setting", "products", "pass s (each)", "logits max err / max", "worst grad max err / max"], rows),
+);
+writeJson(args.json, { machine: machineInfo(), layers, tokens: T, threads, results });
