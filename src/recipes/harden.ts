@@ -29,7 +29,7 @@ import {
 import { loadModel, recordToTensor } from "../models/load.js";
 import { openModelWeights } from "../io/safetensors.js";
 import type { DecoderModel } from "../models/decoder.js";
-import { describeBf16Products, type DType } from "../tensor/index.js";
+import { bf16ProductsOf, type DType } from "../tensor/index.js";
 import { createRng } from "../util/random.js";
 import {
   checkTopK,
@@ -402,7 +402,8 @@ export async function stageIdentify(
   log.info(
     `identification: ${samples.length} samples (${cfg.identify.mode}), top-${cfg.identify.topK} per layer`,
   );
-  if (model.device === "cpu" && model.dtype === "bfloat16") log.info(describeBf16Products());
+  const products = bf16ProductsOf(model.device, model.dtype);
+  if (products) log.info(products);
   log.info(model.frozenDx.describe());
   const map = await identify(model, samples, identifyOptions(labels, cfg, slot.dir, hooks));
   log.info(model.frozenDx.describeHeld());
@@ -574,7 +575,7 @@ interface StatsFile {
   method: MethodName;
   /** how it trained: bf16 mixed precision or fp32 (precisionOf) */
   precision?: string;
-  /** how a CPU bf16 model's products were computed (tensor.ts describeBf16Products; absent otherwise) */
+  /** how a CPU bf16 model's products were computed (tensor.ts bf16ProductsOf; absent otherwise) */
   bf16Products?: string;
   trainableParams: number;
   totalParams: number;
@@ -627,7 +628,8 @@ async function trainAndPublish(
     `training ${cfg.method}: ${trainable.toLocaleString("en-US")} trainable parameters (${((100 * trainable) / total).toPrecision(3)}% of ${total.toLocaleString("en-US")}), ${precisionOf(model.dtype)}`,
   );
   openSlot(plan.train, "training", log);
-  if (model.device === "cpu" && model.dtype === "bfloat16") log.info(describeBf16Products());
+  const products = bf16ProductsOf(model.device, model.dtype);
+  if (products) log.info(products);
   log.info(model.frozenDx.describe());
   // the slot's folder is keyed by these inputs already; the checkpoint records them too, so that a checkpoint
   // never continues under others whatever folder it is found in
@@ -674,8 +676,7 @@ async function trainAndPublish(
         },
         method: cfg.method,
         precision: precisionOf(model.dtype),
-        bf16Products:
-          model.device === "cpu" && model.dtype === "bfloat16" ? describeBf16Products() : undefined,
+        bf16Products: products,
         trainableParams: trainable,
         totalParams: total,
         artifact,

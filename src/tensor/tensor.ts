@@ -983,6 +983,11 @@ export function describeBf16Products(): string {
         `products and off by several percent at hidden sizes in the thousands`;
 }
 
+/** describeBf16Products() for a model on `device` in `dtype`, where it applies (a CPU bf16 model), else undefined. */
+export function bf16ProductsOf(device: string, dtype: DType): string | undefined {
+  return device === "cpu" && dtype === "bfloat16" ? describeBf16Products() : undefined;
+}
+
 /** Why libtorch's CPU bf16 products take its fallback, where /proc/cpuinfo says (an explanation, not the test). */
 function noAvx512(): string {
   try {

@@ -6,7 +6,7 @@ import { InputError } from "../../errors.js";
 import { loadTokenizer } from "../../io/tokenizer.js";
 import { readPairs } from "../../data/pairs.js";
 import { loadModel } from "../../models/load.js";
-import { describeBf16Products } from "../../tensor/index.js";
+import { bf16ProductsOf } from "../../tensor/index.js";
 import {
   clusterWithStops,
   identifyOptions,
@@ -80,7 +80,8 @@ export function registerStages(program: Command): void {
           log.info(
             `identification shard ${shard.index}/${shard.count}: a share of ${samples.length} samples (${cfg.identify.mode})`,
           );
-          if (model.device === "cpu" && model.dtype === "bfloat16") log.info(describeBf16Products());
+          const products = bf16ProductsOf(model.device, model.dtype);
+          if (products) log.info(products);
           log.info(model.frozenDx.describe());
           // its resumable state: a folder of the run folder per shard (several shards may share one run folder)
           const runDir = path.join(cfg.runDir, `identify-shard-${shard.index}-of-${shard.count}`);
