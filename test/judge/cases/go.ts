@@ -25,6 +25,20 @@ export const goCases: Case[] = [
     good: [
       code`
         package main
+        import (
+        	"crypto/x509"
+        	"encoding/pem"
+        )
+        func parse(data []byte) (*x509.Certificate, error) {
+        	block, _ := pem.Decode(data)
+        	if block == nil {
+        		return nil, nil
+        	}
+        	return x509.ParseCertificate(block.Bytes)
+        }
+      `,
+      code`
+        package main
         import "strconv"
         func f(s string, m map[string]int) int {
         	n, err := strconv.Atoi(s)
@@ -75,8 +89,37 @@ export const goCases: Case[] = [
         	os.Remove("b.txt") // <- unchecked-error
         }
       `,
+      code`
+        package main
+        import "fmt"
+        func main() {
+        	var qty int
+        	fmt.Print("how many: ")
+        	fmt.Scan(&qty) // <- unchecked-error
+        	fmt.Println(qty * 2)
+        }
+      `,
     ],
     good: [
+      code`
+        package main
+        import (
+        	"bufio"
+        	"fmt"
+        	"os"
+        )
+        func main() {
+        	var qty int
+        	if _, err := fmt.Scan(&qty); err != nil {
+        		fmt.Println("not a number")
+        		return
+        	}
+        	sc := bufio.NewScanner(os.Stdin)
+        	for sc.Scan() {
+        		fmt.Println(sc.Text(), qty)
+        	}
+        }
+      `,
       code`
         package main
         import "testing"
@@ -793,8 +836,97 @@ export const goCases: Case[] = [
         	return s[:n] // <- index-out-of-range
         }
       `,
+      code`
+        package main
+        import "fmt"
+        const width = 40
+        func main() {
+        	title := "Quarterly report"
+        	fmt.Println(title[:width]) // <- index-out-of-range
+        }
+      `,
+      code`
+        package main
+        import (
+        	"fmt"
+        	"os"
+        )
+        func main() {
+        	raw := make([]byte, 512)
+        	n, err := os.Stdin.Read(raw)
+        	if err != nil {
+        		return
+        	}
+        	var tag [8]byte
+        	for i := 0; i < n; i++ { // <- index-out-of-range
+        		tag[i] = raw[i]
+        	}
+        	fmt.Println(string(tag[:]))
+        }
+      `,
+      code`
+        package main
+        import "fmt"
+        func main() {
+        	greeting := "héllo"
+        	fmt.Println(greeting[7:]) // <- index-out-of-range
+        }
+      `,
     ],
     good: [
+      code`
+        package main
+        import "fmt"
+        const width = 16
+        func main() {
+        	title := "Quarterly report"
+        	fmt.Println(title[:width], title[width:])
+        	banner := "=="
+        	banner += " Quarterly report =="
+        	fmt.Println(banner[:12])
+        }
+      `,
+      code`
+        package main
+        import (
+        	"fmt"
+        	"os"
+        )
+        func main() {
+        	raw := make([]byte, 512)
+        	n, err := os.Stdin.Read(raw)
+        	if err != nil {
+        		return
+        	}
+        	var tag [8]byte
+        	for i := 0; i < n; i++ {
+        		if i < len(tag) {
+        			tag[i] = raw[i]
+        		}
+        	}
+        	sum := 0
+        	for i := 0; i < n; i++ {
+        		sum += int(raw[i])
+        	}
+        	pad := make([]byte, 10)
+        	for i := 0; i < 20; i++ {
+        		if i < len(pad) {
+        			pad[i] = '.'
+        		}
+        	}
+        	fmt.Println(string(tag[:]), sum, string(pad))
+        }
+      `,
+      code`
+        package main
+        func first(title string) string {
+        	return title[:3]
+        }
+        func main() {
+        	title := "ab"
+        	_ = title
+        }
+      `,
       code`
         package load
         import "sort"
@@ -986,8 +1118,60 @@ export const goCases: Case[] = [
         	fmt.Println(u.Name) // <- nil-dereference
         }
       `,
+      code`
+        package main
+        import "fmt"
+        type Account struct{ Owner string }
+        func (a *Account) Describe() string {
+        	return "owned by " + a.Owner
+        }
+        func main() {
+        	var acct *Account
+        	fmt.Println(acct.Describe()) // <- nil-dereference
+        }
+      `,
     ],
     good: [
+      code`
+        package main
+        import "fmt"
+        type Box struct{ v int }
+        func main() {
+        	find := func(k int) *Box {
+        		if k > 0 {
+        			return &Box{v: k}
+        		}
+        		return nil
+        	}
+        	b := (*Box)(&Box{v: 1})
+        	fmt.Println(b.v, find(1) != nil)
+        }
+      `,
+      code`
+        package main
+        import "fmt"
+        type Account struct{ Owner string }
+        func (a *Account) Describe() string {
+        	if a == nil {
+        		return "no account"
+        	}
+        	return "owned by " + a.Owner
+        }
+        func main() {
+        	var acct *Account
+        	fmt.Println(acct.Describe())
+        }
+      `,
+      code`
+        package main
+        import "fmt"
+        type Registry struct{ names []string }
+        func (*Registry) Kind() string { return "registry" }
+        func main() {
+        	var reg *Registry
+        	fmt.Println(reg.Kind())
+        }
+      `,
       code`
         package stats
         import "unsafe"
@@ -1139,8 +1323,75 @@ export const goCases: Case[] = [
         	fmt.Println(counter)
         }
       `,
+      code`
+        package main
+        import (
+        	"fmt"
+        	"sync"
+        )
+        func main() {
+        	var wg sync.WaitGroup
+        	seen := make(map[int]bool)
+        	for i := 0; i < 8; i++ {
+        		wg.Add(1)
+        		go func(i int) {
+        			defer wg.Done()
+        			seen[i] = true // <- race-condition
+        		}(i)
+        	}
+        	wg.Wait()
+        	fmt.Println(len(seen))
+        }
+      `,
     ],
     good: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"net/http"
+        	"sync"
+        )
+        func probe(u string) string {
+        	req, err := http.NewRequest("HEAD", u, nil)
+        	if err != nil {
+        		return ""
+        	}
+        	return req.Method
+        }
+        func main() {
+        	urls := []string{"https://a.example", "https://b.example"}
+        	codes := make([]int, len(urls))
+        	var wg sync.WaitGroup
+        	for i, u := range urls {
+        		wg.Add(1)
+        		go func(i int, u string) {
+        			defer wg.Done()
+        			resp, err := http.Get(u)
+        			if err != nil {
+        				return
+        			}
+        			resp.Body.Close()
+        			codes[i] = resp.StatusCode
+        		}(i, u)
+        	}
+        	wg.Wait()
+        	for k := 0; k < 2; k++ {
+        		wg.Add(1)
+        		go func() {
+        			defer wg.Done()
+        			req, err := http.NewRequest("GET", urls[0], nil)
+        			if err != nil {
+        				return
+        			}
+        			req.ContentLength = 0
+        			fmt.Println(req.URL)
+        		}()
+        	}
+        	wg.Wait()
+        	fmt.Println(codes)
+        }
+      `,
       code`
         package main
         import "fmt"
@@ -1908,6 +2159,18 @@ export const goCases: Case[] = [
         			return
         		}
         		defer f.Close() // <- defer-in-loop
+        	}
+        }
+      `,
+      code`
+        package main
+        type Session struct{ id int }
+        func openSession(id int) *Session { return &Session{id: id} }
+        func (s *Session) Close() {}
+        func main() {
+        	for i := 0; i < 100000; i++ {
+        		s := openSession(i)
+        		defer s.Close() // <- defer-in-loop
         	}
         }
       `,

@@ -241,6 +241,29 @@ function lengthOf(src: Source, expr: string, arrays: Map<string, SizedArray>): n
   return constValue(src, e);
 }
 
+/**
+ * Go: `name` holds the byte count of one read into a buffer the snippet sizes (`n, err := r.Read(buf)`,
+ * `io.ReadFull(r, buf)`, `io.ReadAtLeast(r, buf, k)`), its only assignment in the function around `at`: the
+ * count can be anything up to len(buf), as the input decides (io.Reader: 0 <= n <= len(p)).
+ */
+function readCount(src: Source, expr: string, at: number): { size: number; buffer: string } | null {
+  const name = expr.trim();
+  if (!/^[A-Za-z_]\w*$/.test(name)) return null;
+  const flow = flowOf(src);
+  const fn = flow.functionAt(at);
+  const defs = flow.assignmentsTo(name).filter((a) => flow.functionAt(a.index) === fn);
+  if (defs.length !== 1 || defs[0]!.index > at) return null;
+  const rhs = src.masked.slice(defs[0]!.rhsStart, defs[0]!.rhsEnd);
+  const r =
+    /^\s*[A-Za-z_][\w.]*\s*\.\s*Read\s*\(\s*([A-Za-z_]\w*)\s*\)\s*$/.exec(rhs) ??
+    /^\s*io\s*\.\s*(?:ReadFull|ReadAtLeast)\s*\(\s*[^,()]+,\s*([A-Za-z_]\w*)\s*[,)]/.exec(rhs);
+  // The count must be the first target (`n, err := ...`): `err, n` does not occur, but `_, n` would be wrong.
+  const targets = src.masked.slice(Math.max(0, defs[0]!.index - 1), defs[0]!.rhsStart);
+  if (!r || !new RegExp(`^\\W?${identRe(name).source}\\s*,`).test(targets)) return null;
+  const size = arrayAt(src, r[1]!, defs[0]!.index)?.size;
+  return size === undefined ? null : { size, buffer: r[1]! };
+}
+
 export interface BoundsFinding {
   at: number;
   message: string;
@@ -261,6 +284,8 @@ export function outOfBounds(src: Source): BoundsFinding[] {
     lastOf?: string;
     body: [number, number];
     at: number;
+    /** The bound is not fixed but can reach `last` (a byte count read into a buffer of that size). */
+    upTo?: string;
   }[] = [];
   if (src.lang === "swift") {
     for (const mm of m.matchAll(
@@ -310,13 +335,15 @@ export function outOfBounds(src: Source): BoundsFinding[] {
         });
         continue;
       }
-      const hi = lengthOf(src, hiExpr, arrays);
+      const read = src.lang === "go" ? readCount(src, hiExpr, match.index) : null;
+      const hi = lengthOf(src, hiExpr, arrays) ?? read?.size ?? null;
       if (hi !== null)
         loops.push({
           index: mm[1]!,
           last: lastOf(mm[2] === "<=" ? hi : hi - 1),
           body: [bodyStart, bodyEnd],
           at: match.index,
+          ...(read && { upTo: `${hiExpr.trim()}, the bytes read into ${read.buffer}` }),
         });
     }
   }
@@ -370,10 +397,26 @@ export function outOfBounds(src: Source): BoundsFinding[] {
       }
       const size = arrayAt(src, arr, loop.at)?.size;
       if (size === undefined) continue;
+      // Checked inside the loop against the array's own length (`if i < len(buf) { buf[i] = ... }`).
+      const a = identRe(arr).source;
+      const i = identRe(loop.index).source;
+      if (
+        offset === 0 &&
+        guardedBy(
+          src,
+          loop.body[0] + ix.index!,
+          new RegExp(
+            `${i}\\s*<\\s*(?:len\\s*\\(\\s*${a}\\s*\\)|${a}\\s*\\.\\s*(?:length|count|size\\s*\\(\\s*\\))(?![\\w(]))|(?:len\\s*\\(\\s*${a}\\s*\\)|${a}\\s*\\.\\s*(?:length|count|size\\s*\\(\\s*\\)))\\s*>\\s*${i}`,
+          ),
+        )
+      )
+        continue;
       if (loop.last + offset >= size) {
         out.push({
           at: loop.at,
-          message: `loop index ${loop.index} reaches ${loop.last + offset} but ${arr} has ${size} elements`,
+          message: loop.upTo
+            ? `loop index ${loop.index} can reach ${loop.last + offset} (${loop.upTo}) but ${arr} has ${size} elements`
+            : `loop index ${loop.index} reaches ${loop.last + offset} but ${arr} has ${size} elements`,
         });
         break;
       }

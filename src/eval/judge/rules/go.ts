@@ -22,6 +22,7 @@ import {
   type TaintConfig,
 } from "./flow.js";
 import {
+  constValue,
   copyPastEnd,
   divideByZeroRule,
   inputBoundedLoops,
@@ -160,6 +161,8 @@ function isSecurityCall(src: Source, callee: string, openParen?: number): boolea
     src.callArgs(openParen).length > 0
   )
     return false;
+  // encoding/pem's Decode returns (block, rest): its second result is the input left over, not an error.
+  if (/^pem\.Decode$/.test(callee)) return false;
   if (SECURITY_CALL.test(callee)) return true;
   const cmd = /^([A-Za-z_]\w*)\.(?:Start|Wait|StdoutPipe|StderrPipe|StdinPipe)$/.exec(callee);
   return (
@@ -214,9 +217,11 @@ const uncheckedError = defineRule(
     // A bare call statement whose only result is an error.
     for (const mm of src.matches(/^[ \t]*([A-Za-z_][\w.]*(?:\s*\([^()\n]*\)\s*\.\s*\w+)?)\s*\(/gm)) {
       const name = mm[1]!.replace(/\s+/g, "");
+      // bufio.Scanner's Scan() returns a bool, not an error; fmt.Scan returns (n, err) like fmt.Scanln.
       if (
         !isSecurityCall(src, name, argListStart(mm)) ||
-        /^(?:\w+\.)?(?:Write|WriteString|Scan|Decode)$/.test(name)
+        /^(?:\w+\.)?(?:Write|WriteString|Decode)$/.test(name) ||
+        (/^(?:\w+\.)?Scan$/.test(name) && name !== "fmt.Scan")
       )
         continue;
       const lineEnd = m.indexOf("\n", mm.index + mm[0].length);
@@ -708,21 +713,26 @@ const indexOutOfRange = defineRule(
         );
         break;
       }
-    // Slice expressions with constant bounds past a known length: s[10:20] on a 13-byte literal.
-    for (const m of src.matches(/\b([A-Za-z_]\w*)\s*\[\s*(\d+)\s*:\s*(\d+)\s*\]/g)) {
+    // Slice expressions with constant bounds past a known length: s[10:20], s[:100] or s[n:] (n a constant) on a
+    // string variable given one literal and never reassigned (Go strings are immutable), in the same function.
+    for (const m of src.matches(/\b([A-Za-z_]\w*)\s*\[\s*(\w*)\s*:\s*(\w*)\s*\]/g)) {
       const defs = flowOf(src).assignmentsTo(m[1]!);
-      if (defs.length !== 1) continue;
+      if (defs.length !== 1 || flowOf(src).functionAt(defs[0]!.index) !== flowOf(src).functionAt(m.index))
+        continue;
       const lit = src.literalAt(defs[0]!.rhsStart);
-      if (
-        lit &&
-        src.masked.slice(lit.end, defs[0]!.rhsEnd).trim() === "" &&
-        parseInt(m[3]!, 10) > lit.value.length
-      )
+      if (!lit || src.masked.slice(lit.end, defs[0]!.rhsEnd).trim() !== "" || defs[0]!.index > m.index)
+        continue;
+      const length = Buffer.byteLength(lit.value, "utf8");
+      const bound = [m[3]!, m[2]!]
+        .filter(Boolean)
+        .map((b) => ({ b, v: constValue(src, b) }))
+        .find((x) => x.v !== null && x.v > length);
+      if (bound)
         out.push(
           src.finding(
             rule,
             m.index,
-            `slice bound ${m[3]} is past the end of '${m[1]}' (${lit.value.length} bytes)`,
+            `slice bound ${bound.b}${bound.b === String(bound.v) ? "" : ` (= ${bound.v})`} is past the end of '${m[1]}' (${length} bytes): it panics`,
           ),
         );
     }
@@ -749,6 +759,34 @@ function assignedInAFunction(src: Source, name: string): boolean {
   const flow = flowOf(src);
   const re = new RegExp(assignedTo(identRe(name).source), "g");
   return [...src.masked.matchAll(re)].some((a) => flow.functionAt(a.index) !== undefined);
+}
+
+/**
+ * Does every method of the snippet named `name` take a pointer receiver and test it for nil before any use of
+ * it (`func (p *T) M() { if p == nil { return } ... }`), or leave it unnamed (`func (*T) M()`)? Calling such a
+ * method on a nil pointer is safe.
+ */
+function nilSafeMethod(src: Source, name: string): boolean {
+  const decls = src.matches(
+    new RegExp(
+      `\\bfunc\\s*\\(\\s*(?:(\\w+)\\s+)?(\\*?)\\s*[\\w.]+\\s*\\)\\s*${name}\\s*\\([^)]*\\)[^{\\n]*\\{`,
+      "g",
+    ),
+  );
+  return (
+    decls.length > 0 &&
+    decls.every((d) => {
+      if (!d[2]) return false;
+      // An unnamed (or `_`) pointer receiver is never touched.
+      if (!d[1] || d[1] === "_") return true;
+      const open = d.index + d[0].length - 1;
+      const body = src.masked.slice(open, matchBracket(src, open));
+      const r = identRe(d[1]!).source;
+      const check = new RegExp(`${r}\\s*==\\s*nil|nil\\s*==\\s*${r}`).exec(body);
+      const use = new RegExp(`${r}\\s*\\.|\\*\\s*${r}`).exec(body);
+      return !!check && (!use || check.index < use.index);
+    })
+  );
 }
 
 const nilDereference = defineRule(
@@ -781,9 +819,13 @@ const nilDereference = defineRule(
       const id = identRe(name).source;
       const reassigned = new RegExp(`${assignedTo(id)}|&\\s*${id}\\b|\\bnew\\s*\\(`).exec(after);
       const limit = reassigned ? reassigned.index : after.length;
-      const use = new RegExp(`${id}\\s*\\.\\s*[A-Za-z_]\\w*(?!\\s*\\()|\\*\\s*${id}\\b`).exec(
-        after.slice(0, limit),
-      );
+      // A field read or `*p` dereferences; so does a method call, unless the method is the snippet's own with a
+      // pointer receiver that tests the receiver for nil before touching it (a nil receiver is valid in Go).
+      const use = [
+        ...after
+          .slice(0, limit)
+          .matchAll(new RegExp(`${id}\\s*\\.\\s*([A-Za-z_]\\w*)\\b(\\s*\\()?|\\*\\s*${id}\\b`, "g")),
+      ].find((u) => !(u[2] && nilSafeMethod(src, u[1]!)));
       if (!use) continue;
       if (new RegExp(`${id}\\s*(?:==|!=)\\s*nil|nil\\s*(?:==|!=)\\s*${id}`).test(after.slice(0, use.index)))
         continue;
@@ -813,7 +855,8 @@ const nilDereference = defineRule(
     }
     // Functions of the snippet that can return a nil pointer as their only result, used without a check.
     for (const f of flow.functions) {
-      if (!/\breturn\s+nil\s*$/m.test(m.slice(f.bodyStart, f.bodyEnd))) continue;
+      // A function literal has no name to be called by.
+      if (!f.name || !/\breturn\s+nil\s*$/m.test(m.slice(f.bodyStart, f.bodyEnd))) continue;
       for (const c of src.matches(new RegExp(`(?<![\\w.])([A-Za-z_]\\w*)\\s*:?=\\s*${f.name}\\s*\\(`, "g"))) {
         const name = c[1]!;
         const fn = flow.functionAt(c.index);
@@ -937,6 +980,17 @@ function unlockedMutator(src: Source, name: string): { method: string; field: st
   return null;
 }
 
+/** Is `name` declared as a slice or array (`make([]T, n)`, `[]T{...}`, `[N]T{...}`, `var x [N]T`, `var x []T`)? */
+function sliceOrArray(src: Source, name: string): boolean {
+  const id = identRe(name).source;
+  return (
+    new RegExp(`\\bvar\\s+${id}\\s+\\[`).test(src.masked) ||
+    flowOf(src)
+      .assignmentsTo(name)
+      .some((a) => a.decl && /^\s*(?:make\s*\(\s*)?\[/.test(src.masked.slice(a.rhsStart, a.rhsEnd)))
+  );
+}
+
 const raceCondition = defineRule(
   {
     id: "go/race-condition",
@@ -1016,14 +1070,22 @@ const raceCondition = defineRule(
         );
         continue;
       }
-      // Locals declared inside the body.
-      for (const d of text.matchAll(/(?<![\w.])([A-Za-z_]\w*)\s*:=|\bvar\s+([A-Za-z_]\w*)/g))
-        locals.push((d[1] ?? d[2])!);
+      // Each goroutine's own arguments (`go func(i int) {...}(i)`): an index among them is its own.
+      const params = [...locals];
+      // Locals declared inside the body, every target of `req, err := ...` included.
+      for (const d of text.matchAll(
+        /(?<![\w.])((?:[A-Za-z_]\w*\s*,\s*)*[A-Za-z_]\w*)\s*:=|\bvar\s+([A-Za-z_]\w*)/g,
+      ))
+        locals.push(...(d[1] ?? d[2])!.split(",").map((x) => x.trim()));
       for (const w of text.matchAll(
         /(?<![\w.])([A-Za-z_]\w*)((?:\s*\.\s*\w+|\s*\[[^\]]*\])*)\s*(\+\+|--|[+\-*/]?=(?!=))/g,
       )) {
         const name = w[1]!;
         if (locals.includes(name) || name === "_" || /^(?:err|ok)$/.test(name)) continue;
+        // `results[i] = ...` with `i` the goroutine's own argument, into a slice or array (not a map, whose
+        // writes race even on distinct keys): each goroutine writes its own element, a separate variable.
+        const own = /^\s*\[\s*([A-Za-z_]\w*)\s*\]\s*$/.exec(w[2]!);
+        if (own && params.includes(own[1]!) && sliceOrArray(src, name)) continue;
         // Shared: declared outside the goroutine (package level or in the enclosing function).
         const decl = flow.assignmentsTo(name).find((a) => a.decl && (a.index < body[0] || a.index > body[1]));
         const pkgVar = new RegExp(`^var\\s+${name}\\b|^\\s*${name}\\s+[\\w.*\\[\\]]+\\s*$`, "m").test(m);
@@ -1417,8 +1479,10 @@ const deferInLoop = defineRule(
       // Not inside a function literal run per iteration (`func() { f := open(); defer f.Close() }()`).
       if (/\bfunc\s*\(/.test(body)) continue;
       for (const d of body.matchAll(/\bdefer\s+([A-Za-z_]\w*)\s*\.\s*Close\s*\(\s*\)/g)) {
+        // Made in this iteration by a call (`os.Open`, `net.Dial`, `db.Query`, a constructor of the snippet's own
+        // type): each iteration's value is closed only at return, so all of them are held at once.
         const opened = new RegExp(
-          `\\b${d[1]}\\s*(?:,\\s*\\w+\\s*)?:?=\\s*(?:os\\s*\\.\\s*(?:Open|OpenFile|Create)|net\\s*\\.\\s*Dial\\w*|sql\\s*\\.\\s*Open|http\\s*\\.\\s*(?:Get|Post)|\\w+\\s*\\.\\s*(?:Query|Dial|Accept))\\s*\\(`,
+          `(?<![\\w.])${identRe(d[1]!).source}\\s*(?:,\\s*\\w+\\s*)?:?=(?!=)\\s*[A-Za-z_][\\w.]*\\s*\\(`,
         ).test(body.slice(0, d.index));
         if (!opened) continue;
         out.push(
