@@ -4,14 +4,20 @@
 // CPUs: AMD before Zen 4, Intel before Sapphire Rapids) to its fallback gemm, which accumulates in bf16 (a [64, 4864]
 // x [4864, 256] product off by 14% relative) at ~4 GFLOP/s against ~135 for float32 OpenBLAS on one core (BENCHMARKS
 // "bf16 products on AVX2 CPUs"). Where a probe finds that, every CPU bf16 product is computed here as a float32
-// product of the bf16 values, rounded once: what oneDNN and GPUs compute, at float32 BLAS speed.
+// product of the bf16 values, rounded once: what oneDNN and GPUs compute, at float32 BLAS speed. libtorch 2.x
+// accumulates in float32 there but may still be many times slower than float32 BLAS (BENCHMARKS "libtorch 2.x on AVX2
+// CPUs"): where the probe passes, a timed pair of products decides (decideBf16Products).
 #include "f32_products.h"
 
 #include <ATen/ExpandUtils.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cmath>
+#include <functional>
 #include <stdexcept>
+#include <tuple>
 
 namespace gv {
 namespace {
@@ -34,6 +40,54 @@ bool probe() {
   auto b = torch::ones({513, 16}, torch::TensorOptions().dtype(torch::kBFloat16));
   auto y = at::mm(a, b);
   return y.to(torch::kFloat32).eq(2.0).all().item<bool>();
+}
+
+// The timed pair (where the probe passes): a linear's forward x·Wᵀ and its dX = dY·W at [64, 1024] x [1024, 256], 34
+// MFLOP each (large enough that float32 BLAS is not all call overhead, which would favour libtorch's own), libtorch's
+// own bf16 product against the float32 route (upcast both, float32 product, round once: what linearValues / dxValues
+// do). Values from sin(i), not the random generator, whose stream a run's results depend on. The best of kTimedReps
+// after a warm-up (the first call pays allocation, thread start, oneDNN's kernel generation); libtorch's own stop
+// early once clearly slow (libtorch 2.6 on an AVX2 CPU: ~34 ms a pair against ~1.6 ms, BENCHMARKS "libtorch 2.x on
+// AVX2 CPUs"), so the whole costs ~75 ms there and a few ms where libtorch's own are fast.
+constexpr int kTimedReps = 3;
+std::pair<double, double> timeProducts() {
+  torch::NoGradGuard ng;
+  auto vals = [](int64_t r, int64_t c, double phase) {
+    return torch::arange(r * c, torch::TensorOptions().dtype(torch::kFloat32)).add(phase).sin().reshape({r, c}).to(
+        torch::kBFloat16);
+  };
+  auto x = vals(64, 1024, 0.0), w = vals(256, 1024, 0.5), g = vals(64, 256, 1.0);
+  auto own = [&] {
+    at::mm(x, w.t());
+    at::mm(g, w);
+  };
+  auto routed = [&] {
+    at::mm(x.to(torch::kFloat32), w.to(torch::kFloat32).t()).to(torch::kBFloat16);
+    at::mm(g.to(torch::kFloat32), w.to(torch::kFloat32)).to(torch::kBFloat16);
+  };
+  auto secs = [](const std::function<void()>& f) {
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  own();
+  routed();
+  double bestOwn = INFINITY, bestRouted = INFINITY;
+  for (int i = 0; i < kTimedReps; i++) {  // alternated, so a burst of load elsewhere hits both
+    bestRouted = std::min(bestRouted, secs(routed));
+    if (i > 0 && bestOwn > 4 * kSlowRatio * bestRouted) continue;  // decided: more repetitions of a slow product change nothing
+    bestOwn = std::min(bestOwn, secs(own));
+  }
+  return {bestOwn, bestRouted};
+}
+
+Bf16Decision measureDecision() {
+  Bf16Decision d;
+  d.accurate = probe();
+  if (d.accurate) std::tie(d.ownSeconds, d.f32Seconds) = timeProducts();
+  d.reason = decideBf16Products(d.accurate, d.ownSeconds, d.f32Seconds);
+  d.route = d.reason != "fine";
+  return d;
 }
 
 Tensor f32(const Tensor& t) { return t.to(torch::kFloat32); }
@@ -137,10 +191,20 @@ struct F32MatmulFn : public torch::autograd::Function<F32MatmulFn> {
 
 }  // namespace
 
-bool libtorchBf16AccumulatesF32() {
-  static const bool accumulatesF32 = probe();  // once per process (thread-safe)
-  return accumulatesF32;
+std::string decideBf16Products(bool accurate, double ownSeconds, double f32Seconds) {
+  if (!accurate) return "inaccurate";
+  // a comparison with NaN (not timed) is false: libtorch's own stay
+  return ownSeconds > kSlowRatio * f32Seconds ? "slow" : "fine";
 }
+
+const Bf16Decision& bf16ProductsDecision() {
+  // once per process (thread-safe); the first CPU bf16 product asks, normally a q_proj outside any parallel region
+  // (inside one, both sides of the timed pair run on one thread: still a like-for-like comparison)
+  static const Bf16Decision d = measureDecision();
+  return d;
+}
+
+bool libtorchBf16AccumulatesF32() { return bf16ProductsDecision().accurate; }
 
 void setF32Products(const std::string& mode) {
   if (mode != "auto" && mode != "on" && mode != "off")
@@ -155,7 +219,7 @@ std::string f32ProductsMode() {
 
 bool f32Products() {
   int m = g_mode.load();
-  return m < 0 ? !libtorchBf16AccumulatesF32() : m == 1;
+  return m < 0 ? bf16ProductsDecision().route : m == 1;
 }
 
 bool routeF32(const Tensor& a, const Tensor& b) {

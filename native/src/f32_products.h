@@ -2,6 +2,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <cmath>
 #include <string>
 
 namespace gv {
@@ -11,7 +12,28 @@ namespace gv {
  * CPUs: no, it accumulates in bf16, at a few GFLOP/s).
  */
 bool libtorchBf16AccumulatesF32();
-/** "auto" (reroute where the probe says libtorch does not accumulate in float32), "on" or "off". */
+/**
+ * The float32 route is taken for libtorch's own accurate bf16 products only when they take more than this many times
+ * as long as it (timed, once per process): a clear margin, so that timing noise does not flip the choice between runs
+ * and CPUs where oneDNN's bf16 is as fast or faster (AVX-512 BF16, AMX; AVX-512 without BF16 within 2x) keep theirs.
+ */
+constexpr double kSlowRatio = 2.0;
+/**
+ * The automatic setting's rule: "inaccurate" (libtorch's own accumulate in bf16: reroute), "slow" (they accumulate in
+ * float32 but take more than kSlowRatio x the float32 route's time: reroute) or "fine" (keep libtorch's own). Pure:
+ * the addon's decideBf16Products, for tests; NaN times (not measured) never say "slow".
+ */
+std::string decideBf16Products(bool accurate, double ownSeconds, double f32Seconds);
+/** What the automatic setting found here, measured once per process: the probe, then the timed pair where it passes. */
+struct Bf16Decision {
+  bool accurate = false;
+  double ownSeconds = NAN;  // libtorch's own bf16 products of the timed pair (NaN: not timed, the probe failed)
+  double f32Seconds = NAN;  // the same products by the float32 route
+  std::string reason;       // decideBf16Products
+  bool route = false;       // reason != "fine"
+};
+const Bf16Decision& bf16ProductsDecision();
+/** "auto" (reroute where bf16ProductsDecision says "inaccurate" or "slow"), "on" or "off". */
 void setF32Products(const std::string& mode);
 std::string f32ProductsMode();
 /** The effective setting: CPU bf16 products are computed in float32 (rounded once) by the functions below. */

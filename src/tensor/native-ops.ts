@@ -31,6 +31,13 @@ export interface NativeOps {
   autogradGrad(outputs: N[], inputs: N[], grads: N[] | null, retainGraph: boolean): (N | null)[];
   backward(outputs: N[], grads: N[] | null, retainGraph: boolean): void;
   bf16ProductsAccumulateF32(): boolean;
+  bf16ProductsDecision(): {
+    accurate: boolean;
+    ownSeconds: number | null;
+    f32Seconds: number | null;
+    reason: string;
+    slowRatio: number;
+  };
   cat(ts: N[], dim: number): N;
   clamp(t: N, lo: number | null, hi: number | null): N;
   clearGrad(t: N): void;
@@ -45,6 +52,7 @@ export interface NativeOps {
   cudaAvailable(): boolean;
   cudaDeviceCount(): number;
   cumsum(t: N, dim: number): N;
+  decideBf16Products(accurate: boolean, ownSeconds: number, f32Seconds: number): string;
   detach(t: N): N;
   div(a: NS, b: NS): N;
   dropout(t: N, p: number, train: boolean): N;
@@ -169,6 +177,7 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "autogradGrad",
   "backward",
   "bf16ProductsAccumulateF32",
+  "bf16ProductsDecision",
   "cat",
   "clamp",
   "clearGrad",
@@ -183,6 +192,7 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "cudaAvailable",
   "cudaDeviceCount",
   "cumsum",
+  "decideBf16Products",
   "detach",
   "div",
   "dropout",

@@ -946,9 +946,10 @@ export function frozenLinear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
  * computed as float32 products of the bf16 values, rounded once: what oneDNN (AVX-512 CPUs) and GPUs compute. libtorch
  * 1.13 on a CPU without AVX-512 (AMD before Zen 4, Intel before Sapphire Rapids) accumulates them in bf16 instead (a
  * [64, 4864] x [4864, 256] product off by 14% relative) at ~4 GFLOP/s against ~135 for float32 on one core (BENCHMARKS
- * "bf16 products on AVX2 CPUs"). By default (auto) this is on exactly where a probe, run once, finds libtorch's own
- * product accumulating in bf16 (bf16ProductsAccumulateF32); GOODVIBE_F32_PRODUCTS=1 / 0 or setF32Products force it.
- * Every gradient comes out in its tensor's dtype; the graph holds the bf16 tensors, never float32 copies.
+ * "bf16 products on AVX2 CPUs"); libtorch 2.x accumulates in float32 there but can still be many times slower than
+ * float32 BLAS (BENCHMARKS "libtorch 2.x on AVX2 CPUs"). By default (auto) this is on where bf16ProductsDecision()
+ * says "inaccurate" or "slow"; GOODVIBE_F32_PRODUCTS=1 / 0 or setF32Products force it. Every gradient comes out in
+ * its tensor's dtype; the graph holds the bf16 tensors, never float32 copies.
  */
 export function f32Products(): boolean {
   return native.f32Products();
@@ -959,28 +960,73 @@ export function bf16ProductsAccumulateF32(): boolean {
   return native.bf16ProductsAccumulateF32();
 }
 
+/** Why the automatic setting reroutes CPU bf16 products (inaccurate, slow) or keeps libtorch's own (fine). */
+export type Bf16ProductsReason = "inaccurate" | "slow" | "fine";
+
+/** What the automatic setting measured here, once per process (f32_products.h bf16ProductsDecision). */
+export interface Bf16ProductsDecision {
+  /** libtorch's own bf16 product accumulates in float32 (the probe's product is exactly 2) */
+  accurate: boolean;
+  /** seconds of a timed pair of products (a linear's x·Wᵀ and dY·W, [64, 1024] x [1024, 256]) by libtorch's own
+   * bf16 products and by the float32 route, best of 3; null where the probe failed (not timed) */
+  ownSeconds: number | null;
+  f32Seconds: number | null;
+  reason: Bf16ProductsReason;
+  /** "slow" means ownSeconds > slowRatio x f32Seconds (f32_products.h kSlowRatio) */
+  slowRatio: number;
+}
+
+export function bf16ProductsDecision(): Bf16ProductsDecision {
+  const d = native.bf16ProductsDecision();
+  return { ...d, reason: d.reason as Bf16ProductsReason };
+}
+
+/** The automatic setting's rule over given findings (the addon's, where it is applied): for tests and reports. */
+export function decideBf16Products(
+  accurate: boolean,
+  ownSeconds: number,
+  f32Seconds: number,
+): Bf16ProductsReason {
+  return native.decideBf16Products(accurate, ownSeconds, f32Seconds) as Bf16ProductsReason;
+}
+
 export type F32ProductsMode = "auto" | "on" | "off";
 
-/** Forces f32Products on / off, or back to the probe's answer (auto); returns the previous mode. */
+/** Forces f32Products on / off, or back to the automatic decision (auto); returns the previous mode. */
 export function setF32Products(mode: F32ProductsMode): F32ProductsMode {
   const prev = native.f32ProductsMode() as F32ProductsMode;
   native.setF32Products(mode);
   return prev;
 }
 
-/** How CPU bf16 products are computed here, in words (setup check, run logs, goodvibe-stats.json). */
+/** The automatic decision's reason with what it rests on, in words. */
+function bf16Finding(d: Bf16ProductsDecision): string {
+  if (d.reason === "inaccurate")
+    return `inaccurate: libtorch ${native.version()} accumulates bf16 products in bf16 on this CPU${noAvx512()}, at a few GFLOP/s`;
+  const ms = (s: number | null) => `${((s ?? NaN) * 1e3).toFixed(2)} ms`;
+  const times = `${ms(d.ownSeconds)} against ${ms(d.f32Seconds)} for float32 products`;
+  const ratio = (d.ownSeconds ?? NaN) / (d.f32Seconds ?? NaN);
+  return d.reason === "slow"
+    ? `slow: libtorch ${native.version()}'s own accumulate in float32 on this CPU but took ${times} ` +
+        `(${ratio.toFixed(1)}x, above ${d.slowRatio}x)`
+    : `fine: libtorch's own accumulate in float32 on this CPU and took ${times} (${ratio.toFixed(1)}x, ` +
+        `at most ${d.slowRatio}x)`;
+}
+
+/** How CPU bf16 products are computed here and which reason decided, in words (setup check, run logs, goodvibe-stats.json). */
 export function describeBf16Products(): string {
-  const libtorchF32 = bf16ProductsAccumulateF32();
+  const d = bf16ProductsDecision();
   const mode = native.f32ProductsMode();
-  const own = libtorchF32
-    ? "libtorch's own accumulate in float32 on this CPU"
-    : `libtorch ${native.version()} accumulates bf16 products in bf16 on this CPU${noAvx512()}, at a few GFLOP/s`;
-  if (f32Products())
-    return `bf16 products: computed in float32, rounded once (${own}${mode === "on" ? `; ${F32_PRODUCTS_ENV}=1` : ""})`;
-  return libtorchF32
-    ? `bf16 products: libtorch's own (${own}${mode === "off" ? `; ${F32_PRODUCTS_ENV}=0` : ""})`
-    : `bf16 products: libtorch's own, forced off (${F32_PRODUCTS_ENV}=0): ${own}, ~30x slower than float32 ` +
-        `products and off by several percent at hidden sizes in the thousands`;
+  if (mode === "auto")
+    return d.reason === "fine"
+      ? `bf16 products: libtorch's own (${bf16Finding(d)})`
+      : `bf16 products: computed in float32, rounded once (${bf16Finding(d)})`;
+  if (mode === "on")
+    return `bf16 products: computed in float32, rounded once (${F32_PRODUCTS_ENV}=1; ${bf16Finding(d)})`;
+  return d.reason === "inaccurate"
+    ? `bf16 products: libtorch's own, forced off (${F32_PRODUCTS_ENV}=0): ${bf16Finding(d)}, ~30x slower than ` +
+        `float32 products and off by several percent at hidden sizes in the thousands`
+    : `bf16 products: libtorch's own, forced off (${F32_PRODUCTS_ENV}=0; ${bf16Finding(d)})`;
 }
 
 /** describeBf16Products() for a model on `device` in `dtype`, where it applies (a CPU bf16 model), else undefined. */

@@ -33,14 +33,19 @@ export function registerSetup(program: Command): void {
       await runCommand(g, async () => {
         const torch = await probe(async () => {
           const { native } = await import("../../tensor/native.js");
-          const { describeBf16Products } = await import("../../tensor/tensor.js");
+          const { bf16ProductsDecision, describeBf16Products } = await import("../../tensor/tensor.js");
+          const d = bf16ProductsDecision();
           return {
             libtorch: native.version(),
             cuda: native.cudaAvailable(),
-            // measured by the addon's probe: how CPU bf16 products are computed here (tensor.ts f32Products)
+            // measured by the addon (probe, then timed products): how CPU bf16 products are computed here and which
+            // reason decided (tensor.ts f32Products, bf16ProductsDecision)
             bf16Products: {
-              libtorchAccumulatesF32: native.bf16ProductsAccumulateF32(),
+              libtorchAccumulatesF32: d.accurate,
               computedInF32: native.f32Products(),
+              reason: d.reason,
+              libtorchSeconds: d.ownSeconds,
+              f32Seconds: d.f32Seconds,
               text: describeBf16Products(),
             },
           };
