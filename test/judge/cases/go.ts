@@ -674,8 +674,65 @@ export const goCases: Case[] = [
         	}
         }
       `,
+      code`
+        package main
+        import (
+        	"fmt"
+        	"os"
+        )
+        func report(err error) {
+        	if err != nil {
+        		fmt.Println("warning:", err)
+        	}
+        }
+        func main() {
+        	f, err := os.Open("settings.ini")
+        	report(err)
+        	info, _ := f.Stat() // <- error-not-handled
+        	fmt.Println(info.Size())
+        }
+      `,
     ],
     good: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"log"
+        	"os"
+        )
+        func check(err error) {
+        	if err != nil {
+        		log.Fatal(err)
+        	}
+        }
+        func main() {
+        	f, err := os.Open("settings.ini")
+        	check(err)
+        	info, err := f.Stat()
+        	check(err)
+        	fmt.Println(info.Size())
+        }
+      `,
+      code`
+        package script
+        import (
+        	"os"
+        	"testing"
+        )
+        type state struct{ t *testing.T }
+        func (s *state) fatalf(format string, args ...any) { s.t.Fatalf(format, args...) }
+        func (s *state) must(err error) {
+        	if err != nil {
+        		s.fatalf("%v", err)
+        	}
+        }
+        func (s *state) isDir(dir string) bool {
+        	info, err := os.Stat(dir)
+        	s.must(err)
+        	return info.IsDir()
+        }
+      `,
       code`
         package main
         import (
@@ -1163,6 +1220,24 @@ export const goCases: Case[] = [
         }
       `,
       code`
+        package cert
+        import "testing"
+        type Cert struct{ KeyID []byte }
+        func mustParse(t *testing.T, der []byte) *Cert {
+        	if len(der) == 0 {
+        		t.Fatalf("empty certificate")
+        		return nil
+        	}
+        	return &Cert{KeyID: der[:1]}
+        }
+        func TestKeyID(t *testing.T) {
+        	c := mustParse(t, []byte{1})
+        	if len(c.KeyID) == 0 {
+        		t.Error("no key id")
+        	}
+        }
+      `,
+      code`
         package main
         import "fmt"
         type Registry struct{ names []string }
@@ -1170,6 +1245,9 @@ export const goCases: Case[] = [
         func main() {
         	var reg *Registry
         	fmt.Println(reg.Kind())
+        	var other *Registry
+        	kind := other.Kind
+        	fmt.Println(kind())
         }
       `,
       code`
@@ -1856,6 +1934,24 @@ export const goCases: Case[] = [
         	return total / count // <- divide-by-zero
         }
       `,
+      code`
+        package main
+        import "fmt"
+        func main() {
+        	for i := 0; i < 10; i++ {
+        		fmt.Println(100 / i) // <- divide-by-zero
+        	}
+        }
+      `,
+      code`
+        package main
+        func share(total int, parts int, strict bool) int {
+        	if parts < 2 && strict {
+        		return 0
+        	}
+        	return total / parts // <- divide-by-zero
+        }
+      `,
     ],
     good: [
       code`
@@ -1886,6 +1982,22 @@ export const goCases: Case[] = [
         		return 0, errors.New("no items")
         	}
         	return total / count, nil
+        }
+      `,
+      code`
+        package main
+        import "errors"
+        func split(bits int, parts int) (int, error) {
+        	if parts < 2 {
+        		return 0, errors.New("need at least two parts")
+        	}
+        	return bits / parts, nil
+        }
+        func perWorker(jobs int, workers int) int {
+        	if workers >= 4 {
+        		return jobs / workers
+        	}
+        	return jobs
         }
       `,
     ],

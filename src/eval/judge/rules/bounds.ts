@@ -754,6 +754,21 @@ export function divisions(src: Source, taint: Taint): BoundsFinding[] {
       ).test(before)
     )
       continue;
+    // An `if` that compares it with a positive constant: leaves when below it (`if n < 2 { return err }`), or
+    // encloses the division when at or above it (`if n >= 2 { ... x / n }`). A loop's `i < 10` is neither.
+    const below = new RegExp(`${id}\\s*<=?\\s*[1-9]\\d*\\b(?!\\s*\\.)|\\b[1-9]\\d*\\s*>=?\\s*${id}`);
+    const atLeast = new RegExp(`${id}\\s*>=?\\s*[1-9]\\d*\\b(?!\\s*\\.)|\\b[1-9]\\d*\\s*<=?\\s*${id}`);
+    if (
+      flow.conditions.some((c) => {
+        if (c.kind !== "if" || c.start > m.index || (fn && c.start < fn.bodyStart)) return false;
+        const cond = src.masked.slice(c.start, c.end);
+        return (
+          (c.exits && c.bodyEnd < m.index && !/&&/.test(cond) && below.test(cond)) ||
+          (c.bodyStart <= m.index && m.index <= c.bodyEnd && !/\|\|/.test(cond) && atLeast.test(cond))
+        );
+      })
+    )
+      continue;
     if (
       /\bcatch\s*\(\s*(?:ArithmeticException|Exception|Throwable|RuntimeException)\b/.test(
         src.masked.slice(m.index, (fn?.bodyEnd ?? src.masked.length) + 1),

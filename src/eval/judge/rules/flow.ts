@@ -132,7 +132,8 @@ const EXIT =
  * Go calls that do not return to the caller besides EXIT's: a *testing.T/B/F's Fatal/Fatalf/FailNow/Skip/SkipNow/
  * Skipf (runtime.Goexit underneath), a log.Logger's Fatal*, runtime.Goexit itself.
  */
-const GO_EXIT = /\.\s*(?:Fatal|Fatalf|Fatalln|FailNow|Skip|Skipf|SkipNow)\s*\(|\bruntime\s*\.\s*Goexit\s*\(/;
+export const GO_EXIT =
+  /\.\s*(?:Fatal|Fatalf|Fatalln|FailNow|Skip|Skipf|SkipNow)\s*\(|\bruntime\s*\.\s*Goexit\s*\(/;
 
 /** Split a parameter list on top-level commas (angle brackets included). */
 function splitTop(text: string): string[] {

@@ -15,6 +15,7 @@ import {
 import {
   expressionEnd,
   flowOf,
+  GO_EXIT,
   identRe,
   matchBracket,
   taintOf,
@@ -239,6 +240,37 @@ const uncheckedError = defineRule(
   },
 );
 
+/**
+ * The snippet's functions that take one error and stop when it is not nil (`func check(err error) { if err !=
+ * nil { log.Fatal(err) } }`, a test script's `ts.check(err)` that calls Fatalf): a call to one checks the error.
+ */
+function errorStoppers(src: Source): string[] {
+  const stops = /\b(?:panic|os\s*\.\s*Exit|log\s*\.\s*(?:Fatal|Panic)\w*)\s*\(/;
+  const fns = flowOf(src).functions;
+  // Functions that end the program or the test, and calls to them (`ts.fatalf(...)` wrapping `t.Fatalf`).
+  const exiting = fns
+    .filter(
+      (f) =>
+        f.name &&
+        (GO_EXIT.test(src.masked.slice(f.bodyStart, f.bodyEnd)) ||
+          stops.test(src.masked.slice(f.bodyStart, f.bodyEnd))),
+    )
+    .map((f) => f.name);
+  const exits = exiting.length
+    ? new RegExp(
+        `${GO_EXIT.source}|${stops.source}|(?<![\\w])(?:[A-Za-z_]\\w*\\s*\\.\\s*)?(?:${namesRe(exiting)})\\s*\\(`,
+      )
+    : new RegExp(`${GO_EXIT.source}|${stops.source}`);
+  return fns
+    .filter((f) => {
+      if (!f.name || f.params.length !== 1 || f.params[0]!.type.trim() !== "error") return false;
+      const body = src.masked.slice(f.bodyStart, f.bodyEnd);
+      const p = identRe(f.params[0]!.name).source;
+      return new RegExp(`${p}\\s*!=\\s*nil|nil\\s*!=\\s*${p}`).test(body) && exits.test(body);
+    })
+    .map((f) => f.name);
+}
+
 const errorNotHandled = defineRule(
   {
     id: "go/error-not-handled",
@@ -251,6 +283,7 @@ const errorNotHandled = defineRule(
     const out: Finding[] = [];
     const m = src.masked;
     const flow = flowOf(src);
+    const stoppers = errorStoppers(src);
     for (const mm of src.matches(/(?<![\w.])([A-Za-z_]\w*)\s*,\s*(err|_)\s*:?=\s*([A-Za-z_][\w.]*)\s*\(/g)) {
       const [, value, errName, callee] = mm;
       if (value === "_" || /^(?:ok|_)$/.test(value!)) continue;
@@ -281,11 +314,15 @@ const errorNotHandled = defineRule(
           );
         continue;
       }
-      // Used before `err` is looked at (e.g. `defer f.Close()` above `if err != nil`).
-      const check =
-        /\berr\s*(?:!=|==)\s*nil|\bnil\s*(?:!=|==)\s*err\b|\berrors\s*\.\s*(?:Is|As)\s*\(\s*err|\bif\s+err\b/.exec(
-          rest,
-        );
+      // Used before `err` is looked at (e.g. `defer f.Close()` above `if err != nil`); handing it to one of the
+      // snippet's helpers that stops on a non-nil error (`check(err)`, `ts.must(err)`) looks at it too.
+      const check = new RegExp(
+        `\\berr\\s*(?:!=|==)\\s*nil|\\bnil\\s*(?:!=|==)\\s*err\\b|\\berrors\\s*\\.\\s*(?:Is|As)\\s*\\(\\s*err|\\bif\\s+err\\b${
+          stoppers.length
+            ? `|(?<![\\w])(?:[A-Za-z_]\\w*\\s*\\.\\s*)?(?:${namesRe(stoppers)})\\s*\\(\\s*err\\s*\\)`
+            : ""
+        }`,
+      ).exec(rest);
       const use = useRe.exec(rest);
       const reassigned = /(?:^|[\s,(])err\s*:?=(?!=)/.exec(rest);
       if (use && (!check || use.index < check.index) && (!reassigned || use.index < reassigned.index)) {
@@ -819,13 +856,14 @@ const nilDereference = defineRule(
       const id = identRe(name).source;
       const reassigned = new RegExp(`${assignedTo(id)}|&\\s*${id}\\b|\\bnew\\s*\\(`).exec(after);
       const limit = reassigned ? reassigned.index : after.length;
-      // A field read or `*p` dereferences; so does a method call, unless the method is the snippet's own with a
-      // pointer receiver that tests the receiver for nil before touching it (a nil receiver is valid in Go).
+      // A field read or `*p` dereferences; so does a method call or method value (`p.M`), unless the method is
+      // the snippet's own with a pointer receiver that tests the receiver for nil before touching it (a nil
+      // receiver is valid in Go).
       const use = [
         ...after
           .slice(0, limit)
           .matchAll(new RegExp(`${id}\\s*\\.\\s*([A-Za-z_]\\w*)\\b(\\s*\\()?|\\*\\s*${id}\\b`, "g")),
-      ].find((u) => !(u[2] && nilSafeMethod(src, u[1]!)));
+      ].find((u) => !(u[1] && nilSafeMethod(src, u[1])));
       if (!use) continue;
       if (new RegExp(`${id}\\s*(?:==|!=)\\s*nil|nil\\s*(?:==|!=)\\s*${id}`).test(after.slice(0, use.index)))
         continue;
@@ -855,8 +893,17 @@ const nilDereference = defineRule(
     }
     // Functions of the snippet that can return a nil pointer as their only result, used without a check.
     for (const f of flow.functions) {
-      // A function literal has no name to be called by.
-      if (!f.name || !/\breturn\s+nil\s*$/m.test(m.slice(f.bodyStart, f.bodyEnd))) continue;
+      // A function literal has no name to be called by. A `return nil` right after a call that does not return
+      // (`t.Fatalf(...)`, `log.Fatal(...)`, `panic(...)`) is never reached: a test helper that fails the test.
+      if (!f.name) continue;
+      const body = m.slice(f.bodyStart, f.bodyEnd);
+      const reachable = [...body.matchAll(/\breturn\s+nil\s*$/gm)].some((r) => {
+        const prev = body.slice(0, r.index).trimEnd().split("\n").pop() ?? "";
+        return (
+          !GO_EXIT.test(prev) && !/\b(?:panic|os\s*\.\s*Exit|log\s*\.\s*(?:Fatal|Panic)\w*)\s*\(/.test(prev)
+        );
+      });
+      if (!reachable) continue;
       for (const c of src.matches(new RegExp(`(?<![\\w.])([A-Za-z_]\\w*)\\s*:?=\\s*${f.name}\\s*\\(`, "g"))) {
         const name = c[1]!;
         const fn = flow.functionAt(c.index);
