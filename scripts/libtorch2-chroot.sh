@@ -17,8 +17,10 @@ REPO=$(pwd)
 CHROOT=${CHROOT:-/var/tmp/goodvibe-trixie}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SUITE=${SUITE:-trixie}
-# python3-torch (the same 2.6): the gemma3 training-step comparison below runs the fixture's recipe in PyTorch 2.6
-PACKAGES="libtorch-dev nodejs libnode-dev build-essential python3 ca-certificates python3-torch python3-numpy"
+# python3-torch (the same 2.6): the gemma3 training-step comparison below runs the fixture's recipe in PyTorch 2.6.
+# libopenblas0: what apt's Recommends give a user of libtorch2.6; without it (--no-install-recommends) libtorch's
+# float32 products run on the reference BLAS, ~3 GFLOP/s against ~70-135 (BENCHMARKS "libtorch 2.x on AVX2 CPUs").
+PACKAGES="libtorch-dev nodejs libnode-dev build-essential python3 ca-certificates python3-torch python3-numpy libopenblas0"
 TESTS=("$@")
 [ ${#TESTS[@]} -gt 0 ] || TESTS=(dist/test/tensor dist/test/models dist/test/method)
 
