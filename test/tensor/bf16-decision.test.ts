@@ -153,3 +153,20 @@ test("where rerouted here, linear and matmul equal float32 products of the bf16 
     assert.deepEqual(viaMatmul, ref, `matmul [${M}, ${K}] x [${K}, ${N}]`);
   }
 });
+
+test("goodvibe setup check --json says how bf16 products are computed and which reason decided, with its timings", () => {
+  const main = path.resolve(path.dirname(TENSOR), "../cli/main.js");
+  const env = { ...process.env };
+  delete env.GOODVIBE_F32_PRODUCTS; // the automatic setting's words
+  const r = spawnSync(process.execPath, [main, "--json", "setup", "check"], { encoding: "utf8", env });
+  assert.ok(r.status === 0 || r.status === 3, r.stderr); // 3: llama.cpp missing (optional)
+  const p = (JSON.parse(r.stdout) as { addon: { bf16Products: Record<string, unknown> } }).addon.bf16Products;
+  const here = bf16ProductsDecision();
+  assert.equal(p.libtorchAccumulatesF32, here.accurate);
+  assert.ok(["inaccurate", "slow", "fine"].includes(p.reason as string), String(p.reason));
+  assert.equal(p.reason === "inaccurate", !here.accurate);
+  if (here.accurate)
+    assert.ok((p.libtorchSeconds as number) > 0 && (p.f32Seconds as number) > 0, JSON.stringify(p));
+  else assert.deepEqual([p.libtorchSeconds, p.f32Seconds], [null, null]);
+  assert.match(p.text as string, new RegExp(`\\(${p.reason}: `));
+});
