@@ -113,7 +113,7 @@ function loadAddon(): NativeAddon {
 
 /**
  * The switch for CPU bf16 products computed in float32 (tensor.ts f32Products): 1 / on, 0 / off, or unset / auto
- * (where the addon's probe finds libtorch's own bf16 products accumulating in bf16).
+ * (where the addon finds libtorch's own bf16 products inaccurate or slow: tensor.ts bf16ProductsDecision).
  */
 export const F32_PRODUCTS_ENV = "GOODVIBE_F32_PRODUCTS";
 
