@@ -3,10 +3,13 @@
 PyTorch user would write it, on the same random checkpoint (Debian python3-torch; run with /usr/bin/python3).
 
   /usr/bin/python3 bench/torch_train.py --model DIR --method goodvibe|lora|full|frozen [--checkpointing]
-      [--tokens 256] [--steps 3] [--threads N] [--rows-per-layer 50] [--selection f] [--device cpu|cuda] [--json f]
+      [--tokens 256] [--steps 3] [--threads N] [--rows-per-layer 50] [--selection f] [--device cpu|cuda]
+      [--dtype bfloat16|float32] [--json f]
 
 Batch 1, 256 fixed token ids (bench_ids), loss = mean cross-entropy over the last half ("answer") positions with
-lm_head applied only there, as the TypeScript step does; bf16 compute for every method:
+lm_head applied only there, as the TypeScript step does; bf16 compute for every method (--dtype float32: the bf16
+weights upcast, exact, and the same model computed in float32, what a user of a CPU whose bf16 products are slow
+runs in PyTorch):
   goodvibe  50 random rows of every linear layer in 2-4 random clusters (--selection f: the rows and clusters that
             bench/train-step.ts --selection f drew and wrote, so both sides train the same rows); U float32
             [clusters, in], cast to bf16 in the forward: y = x W^T + b, then index_add of (x U^T)[:, cluster of each
@@ -136,6 +139,8 @@ def main():
     ap.add_argument("--rows-per-layer", type=int, default=50)
     ap.add_argument("--selection", help="GoodVibe rows and clusters from bench/train-step.ts --selection (same file)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (bf16 weights either way)")
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"],
+                    help="bfloat16 (the checkpoint's) or float32 (its weights upcast)")
     ap.add_argument("--json")
     args = ap.parse_args()
     threads = set_threads(args.threads)
@@ -145,6 +150,8 @@ def main():
         cfg = json.load(f)
     sd = load_safetensors(os.path.join(args.model, "model.safetensors"))
     model = Qwen2(sd, cfg)
+    if args.dtype != "bfloat16":  # the bf16 weights upcast (exact): the same model computed in float32
+        model = model.to(getattr(torch, args.dtype))
     torch.manual_seed(0)
     params = attach(model, args.method, args.rows_per_layer, selection=args.selection)
     device = torch.device(args.device)
@@ -204,7 +211,8 @@ def main():
     med = statistics.median(p["total"] for p in phases)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     trainable = sum(p.numel() for p in (masters or params))
-    print(f"{args.method}, checkpointing {'on' if args.checkpointing else 'off'}, {cfg['num_hidden_layers']} layers, "
+    print(f"{args.method}, {args.dtype}, checkpointing {'on' if args.checkpointing else 'off'}, "
+          f"{cfg['num_hidden_layers']} layers, "
           f"{T} tokens, threads {threads}, torch {torch.__version__}, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')}")
     totals = " / ".join("%.2f" % p["total"] for p in phases)
@@ -213,7 +221,7 @@ def main():
     print(f"median {med:.3f} s/step ({totals}), fwd+bwd {fb:.3f} s, clip + AdamW {op:.3f} s, "
           f"trainable {trainable:,}, peak RSS {peak / 2**30:.2f} GiB, loss {loss:.4f}")
     dump(args.json, {
-        "bench": "train-step-torch", "torch": torch.__version__, "method": args.method,
+        "bench": "train-step-torch", "torch": torch.__version__, "method": args.method, "dtype": args.dtype,
         "checkpointing": args.checkpointing, "layers": cfg["num_hidden_layers"], "tokens": T, "threads": threads,
         "loss": loss, "phases": phases, "medianSeconds": med, "trainableParams": trainable, "peakRssBytes": peak,
         "loadAverage": list(os.getloadavg()),

@@ -71,8 +71,9 @@ const { values: args } = parseArgs({
     unfused: { type: "boolean", default: false },
     // one q/k/v and one gate/up product (on) or a product per linear (off); default: the per-op default
     concat: { type: "string" },
-    // a frozen bf16 weight's dX from its transposed copy: on (every frozen product), off (libtorch's linear backward),
-    // auto (the default: within the memory budget, GOODVIBE_FROZEN_DX_BUDGET; models/frozen-dx.ts)
+    // a frozen bf16 weight's dX from its transposed copy (or, where bf16 products are computed in float32, its forward
+    // and dX from its float32 copy): on (every frozen product), off (libtorch's linear backward / the per-call
+    // upcast), auto (the default: within the memory budget, GOODVIBE_FROZEN_DX_BUDGET; models/frozen-dx.ts)
     "frozen-dx": { type: "string" },
     device: { type: "string", default: "cpu" },
     selection: { type: "string" },

@@ -98,6 +98,9 @@ Tensor f32(const Tensor& t) { return t.to(torch::kFloat32); }
 struct Side {
   Tensor w;
   c10::optional<Tensor> b;
+  Tensor wf;  // W's float32 copy when the caller holds one (frozen_linear.cc), else undefined: W upcast per call
+  /** What the products read: the held copy, else W (upcast a block at a time by linearValues / dxValues). */
+  const Tensor& values() const { return wf.defined() ? wf : w; }
 };
 
 // A large weight is upcast a block of rows at a time, each block multiplied while it is in cache: one float32 copy
@@ -107,7 +110,8 @@ constexpr int64_t kBlockElems = int64_t(1) << 20;  // 4 MiB of float32 per block
 int64_t blockRows(const Tensor& w) { return std::max<int64_t>(64, kBlockElems / std::max<int64_t>(1, w.size(1))); }
 
 // x·Wᵀ + b in float32 from the bf16 values, rounded once; a fresh tensor, not a view (a view made inside a Function may
-// not be updated in place later: GoodVibe's row update is)
+// not be updated in place later: GoodVibe's row update is). w may be W's float32 copy (Side::wf): f32() is then the
+// identity and the blocks are the same rows of the same values, so the result is the per-call upcast's bit for bit.
 Tensor linearValues(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b) {
   auto xf = f32(x.reshape({-1, x.size(-1)}));
   int64_t out = w.size(0), step = blockRows(w);
@@ -142,13 +146,13 @@ Tensor dxValues(const Tensor& gf, const Tensor& w) {
 struct F32LinearFn : public torch::autograd::Function<F32LinearFn> {
   // wIn / bIn: W and b when they require a gradient (else placeholders); s: W and b themselves
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& wIn, const Tensor& bIn, const Side& s) {
-    const auto& w = s.w;
-    // the bf16 tensors, for the backward to upcast: a float32 copy saved here would double the graph's memory
+    // the bf16 tensors, for the backward to upcast: a float32 copy made here would double the graph's memory (a held
+    // one, s.wf, is saved instead of W: it is in memory anyway)
     bool wGrad = wIn.requires_grad();
     ctx->save_for_backward({wGrad ? x : Tensor(), x.requires_grad() && wGrad ? wIn : Tensor()});
-    if (x.requires_grad() && !wGrad) ctx->saved_data["w"] = w;
+    if (x.requires_grad() && !wGrad) ctx->saved_data["w"] = s.values();
     ctx->saved_data["xshape"] = x.sizes().vec();
-    return linearValues(x, w, s.b);
+    return linearValues(x, s.values(), s.b);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto sv = ctx->get_saved_variables();
@@ -159,7 +163,8 @@ struct F32LinearFn : public torch::autograd::Function<F32LinearFn> {
     Tensor gx, gw, gb;
     if (!g.defined()) return {gx, gw, gb, Tensor()};
     auto gf = f32(g.reshape({-1, g.size(-1)}));
-    if (ctx->needs_input_grad(0)) gx = dxValues(gf, w).to(w.scalar_type()).view(xshape);
+    // in dY's dtype (x's): W may be its float32 copy
+    if (ctx->needs_input_grad(0)) gx = dxValues(gf, w).to(g.scalar_type()).view(xshape);
     if (ctx->needs_input_grad(1)) gw = at::mm(gf.t(), f32(x.reshape({-1, x.size(-1)}))).to(x.scalar_type());
     if (ctx->needs_input_grad(2)) gb = gf.sum(0).to(g.scalar_type());
     return {gx, gw, gb, Tensor()};
@@ -227,19 +232,27 @@ bool routeF32(const Tensor& a, const Tensor& b) {
          f32Products();
 }
 
-Tensor linear(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b) {
+Tensor linear(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b) { return linear(x, w, b, Tensor()); }
+
+Tensor linear(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b, const Tensor& wf) {
   if (!routeF32(x, w) || w.dim() != 2 || x.dim() < 1 || (b && b->scalar_type() != torch::kBFloat16))
     return torch::linear(x, w, b);
   TORCH_CHECK(x.size(-1) == w.size(1), "linear: input ", x.sizes(), " against weight ", w.sizes());
   TORCH_CHECK(!b || (b->dim() == 1 && b->size(0) == w.size(0)), "linear: bias ", b->sizes(), " for weight ",
               w.sizes());
+  TORCH_CHECK(!wf.defined() || (wf.scalar_type() == torch::kFloat32 && wf.sizes() == w.sizes() &&
+                                wf.is_contiguous() && w.is_contiguous() && !w.requires_grad()),
+              "linear: a held float32 copy ", wf.sizes(), " for weight ", w.sizes(),
+              " (a contiguous float32 copy of a contiguous frozen weight)");
+  Side s{w, b, wf};
   bool grad = torch::GradMode::is_enabled();
-  if (!grad || !(x.requires_grad() || w.requires_grad() || (b && b->requires_grad()))) return linearValues(x, w, b);
+  if (!grad || !(x.requires_grad() || w.requires_grad() || (b && b->requires_grad())))
+    return linearValues(x, s.values(), b);
   // an input that needs no gradient is a zero-element placeholder (libtorch 1.13's apply refuses undefined tensors)
   auto none = [&] { return torch::empty({0}, x.options().requires_grad(false)); };
   Tensor wIn = w.requires_grad() ? w : none();
   Tensor bIn = b && b->requires_grad() ? *b : none();
-  return F32LinearFn::apply(x, wIn, bIn, Side{w, b});
+  return F32LinearFn::apply(x, wIn, bIn, s);
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b) {

@@ -47,6 +47,12 @@ bool routeF32(const torch::Tensor& a, const torch::Tensor& b);
  * its input's dtype; otherwise torch::linear.
  */
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const c10::optional<torch::Tensor>& b);
+/**
+ * linear() with wf, W's float32 copy held by the caller (frozen_linear.cc; W upcast exactly, contiguous, W unchanged
+ * since), read where linear() upcasts W per call: the same blocks and products, so the same bits, without the upcast.
+ */
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const c10::optional<torch::Tensor>& b,
+                     const torch::Tensor& wf);
 /** a @ b (torch::matmul's broadcasting), rerouted the same way for operands of at least 2 dimensions. */
 torch::Tensor matmul(const torch::Tensor& a, const torch::Tensor& b);
 /** A 2-D product without autograd (inside custom functions): rerouted as above, else torch::mm. */

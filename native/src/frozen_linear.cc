@@ -6,10 +6,15 @@
 // the reduction contiguous, the layout the forward x·Wᵀ already gets. Measured on the identification pass's
 // products (1 thread, AMX): the products of a pass 0.77–0.81x the time, dX bit for bit the same. The price is a
 // transposed copy of every frozen weight that meets a backward, held here and made once per weight and version.
+//
+// Where CPU bf16 products are computed in float32 (f32_products.h: libtorch's own accumulate in bf16, AVX2 CPUs) the
+// copy held is W upcast to float32 instead, read by the forward and by dX in place of the per-call upcast (up to a
+// third of a product's time: BENCHMARKS "Float32 weight copies on AVX2 CPUs"), the same values bit for bit.
 #include "frozen_linear.h"
 #include "f32_products.h"
 
 #include <map>
+#include <tuple>
 #include <utility>
 
 namespace gv {
@@ -24,13 +29,16 @@ struct Entry {
   int64_t offset;
   std::vector<int64_t> sizes, strides;
   int64_t version;  // _version() is 64-bit on libtorch 2.x: no narrowing in the brace initialiser below
-  Tensor wt;  // Wᵀ, contiguous [in, out]
+  Tensor wt;  // Wᵀ, contiguous [in, out] (Kind::transposed), or W in float32, contiguous [out, in] (Kind::f32)
 };
 
+enum class Kind { transposed, f32 };
+using Key = std::tuple<const void*, int64_t, Kind>;
+
 // keyed by the weight's first element and size (a group's concatenated weight and its first linear's view start at
-// the same address); an entry stands only while it is still that tensor's storage, view and version (a weight
-// updated in place, freed, or a new tensor at the same address gets a fresh copy)
-std::map<std::pair<const void*, int64_t>, Entry> g_cache;
+// the same address) and the kind of copy; an entry stands only while it is still that tensor's storage, view and
+// version (a weight updated in place, freed, or a new tensor at the same address gets a fresh copy)
+std::map<Key, Entry> g_cache;
 
 bool same(const Entry& e, const Tensor& w) {
   auto held = e.storage.lock();
@@ -42,16 +50,19 @@ void purgeExpired() {
   for (auto it = g_cache.begin(); it != g_cache.end();) it = it->second.storage.expired() ? g_cache.erase(it) : ++it;
 }
 
-Tensor transposed(const Tensor& w) {
-  const std::pair<const void*, int64_t> key{w.data_ptr(), w.numel()};
+Tensor held(const Tensor& w, Kind kind) {
+  const Key key{w.data_ptr(), w.numel(), kind};
   auto it = g_cache.find(key);
   if (it != g_cache.end() && same(it->second, w)) return it->second.wt;
+  // a stale copy goes before the new one is made (a 0.5B model's float32 copies are 2 GB)
+  if (it != g_cache.end()) g_cache.erase(it);
   purgeExpired();
   torch::NoGradGuard ng;
+  // f32: W.to(float32), what f32_products.cc's linearValues / dxValues make per call (W is contiguous: so is this)
   Entry e{c10::weak_intrusive_ptr<c10::StorageImpl>(w.storage().getWeakStorageImpl()), w.storage_offset(),
-          w.sizes().vec(), w.strides().vec(), w._version(), w.t().contiguous()};
+          w.sizes().vec(), w.strides().vec(), w._version(),
+          kind == Kind::f32 ? w.to(torch::kFloat32) : w.t().contiguous()};
   auto wt = e.wt;
-  g_cache.erase(key);
   g_cache.emplace(key, std::move(e));
   return wt;
 }
@@ -89,10 +100,15 @@ Tensor frozenLinear(const Tensor& x, const Tensor& w, const c10::optional<Tensor
   TORCH_CHECK(!w.requires_grad() && !(b && b->requires_grad()),
               "frozenLinear: the weight and bias must not require a gradient (frozen)");
   TORCH_CHECK(w.dim() == 2, "frozenLinear: the weight must be 2-D, got ", w.dim(), "-D");
-  // where bf16 products are computed in float32 (f32_products.h) a transposed bf16 copy buys nothing: dX is a float32
-  // product of dY and W upcast, which OpenBLAS packs in either layout
-  if (routeF32(x, w) || !x.requires_grad() || !torch::GradMode::is_enabled()) return gv::linear(x, w, b);
-  return FrozenLinearFn::apply(x, Frozen{w, b}, transposed(w));
+  // where bf16 products are computed in float32 (f32_products.h) a transposed bf16 copy buys nothing (dX is a float32
+  // product of dY and W upcast, which OpenBLAS packs in either layout); a float32 copy saves the upcast of the forward
+  // and of dX (a bias of another dtype, or a strided W, takes gv::linear's own way)
+  if (routeF32(x, w)) {
+    bool copy = w.is_contiguous() && x.size(-1) == w.size(1) && (!b || b->scalar_type() == torch::kBFloat16);
+    return copy ? gv::linear(x, w, b, held(w, Kind::f32)) : gv::linear(x, w, b);
+  }
+  if (!x.requires_grad() || !torch::GradMode::is_enabled()) return gv::linear(x, w, b);
+  return FrozenLinearFn::apply(x, Frozen{w, b}, held(w, Kind::transposed));
 }
 
 std::pair<int64_t, int64_t> frozenLinearCache(bool clear) {

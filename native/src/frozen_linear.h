@@ -4,8 +4,10 @@
 
 namespace gv {
 // y = x·Wᵀ + b whose backward computes dX = dY·W from Wᵀ kept contiguous (made once per weight and version), no
-// gradient for W or b: for weights and biases that do not require one.
+// gradient for W or b: for weights and biases that do not require one. Where CPU bf16 products are computed in
+// float32 (f32_products.h routeF32), the forward and dX read W's float32 copy instead (made once per weight and
+// version; the same values as the per-call upcast, bit for bit), with or without a backward to run.
 torch::Tensor frozenLinear(const torch::Tensor& x, const torch::Tensor& w, const c10::optional<torch::Tensor>& b);
-// The transposed copies held now: { count, bytes }; clear drops them all first.
+// The copies held now (transposed and float32): { count, bytes }; clear drops them all first.
 std::pair<int64_t, int64_t> frozenLinearCache(bool clear);
 }  // namespace gv

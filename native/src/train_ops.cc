@@ -172,6 +172,10 @@ void adamwUpdate(const Tensor& p, const Tensor& gIn, const Tensor& m, const Tens
     run(g.data_ptr<float>());
   else
     run(reinterpret_cast<const uint16_t*>(g.data_ptr<at::BFloat16>()));
+  // written through raw pointers: bumped as an in-place op would be, so that nothing keyed on the version (the weight
+  // copies of frozen_linear.cc) serves the values from before the step
+  torch::autograd::impl::bump_version(p);
+  if (copy.defined()) torch::autograd::impl::bump_version(copy);
 }
 
 namespace {

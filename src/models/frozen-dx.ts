@@ -19,9 +19,16 @@
  * - forced on (GOODVIBE_FUSED=+frozenDx or 1, setFusedOp("frozenDx", true)): every frozen bf16 product, small ones
  *   included, within GOODVIBE_FROZEN_DX_BUDGET when it is set and without a limit otherwise;
  * - forced off (GOODVIBE_FUSED=-frozenDx or 0): none.
- * Where CPU bf16 products are computed in float32 (tensor.ts f32Products: libtorch's own accumulate in bf16 there),
- * dX is a float32 product of dY and W upcast, which OpenBLAS packs in either layout: a bf16 copy of Wᵀ buys nothing,
- * and frozenLinear makes none, so frozenDx is off on the CPU then whatever its setting.
+ *
+ * The copy's kind follows how the products are computed (frozenCopyKind). Where CPU bf16 products are computed in
+ * float32 (tensor.ts f32Products: libtorch's own accumulate in bf16 there, AVX2 CPUs), a bf16 copy of Wᵀ buys nothing
+ * (dX is a float32 product of dY and W upcast, which OpenBLAS packs in either layout); what costs there is the upcast
+ * of W on every call, up to a third of a product's time. So the copy held is W in float32 (twice the bf16 bytes),
+ * read by the forward and by dX, with or without a backward and whatever the rows (the upcast is saved either way);
+ * the same plan, budget, ranking and size rule (FROZEN_DX_MIN_WEIGHT) decide which weights get one, the bytes
+ * counted in float32. The values are the per-call upcast's bit for bit (test/models/f32-copies.test.ts); a weight
+ * updated in place (AdamW included) gets a fresh copy at its next product (native/src/frozen_linear.cc keys each copy
+ * on the weight's storage, view and version).
  */
 import { InputError } from "../errors.js";
 import {
@@ -158,13 +165,23 @@ export type FrozenDxMode = "off" | "auto" | "forced";
 
 /** The frozenDx setting on `device`: off, the budgeted default (auto), or forced on. */
 export function frozenDxMode(device: string): FrozenDxMode {
-  if (!fusedOps("frozenDx", device) || (device === "cpu" && f32Products())) return "off";
+  if (!fusedOps("frozenDx", device)) return "off";
   return fusedOpExplicit("frozenDx") ? "forced" : "auto";
+}
+
+/**
+ * The copy a frozen weight's products read on `device`: W in float32 where CPU bf16 products are computed in float32
+ * (forward and dX), else Wᵀ in the weight's dtype (dX only).
+ */
+export type FrozenCopyKind = "float32" | "transposed";
+export function frozenCopyKind(device: string): FrozenCopyKind {
+  return device === "cpu" && f32Products() ? "float32" : "transposed";
 }
 
 /** What a plan chose: the slots whose products may make a copy, their copies' bytes, and the budget. */
 export interface FrozenDxChoice {
   mode: "auto" | "forced";
+  kind: FrozenCopyKind;
   budgetBytes: number;
   budgetText: string;
   chosen: DxSlot[];
@@ -176,11 +193,14 @@ export interface FrozenDxChoice {
   small: DxSlot[];
 }
 
-/** Bytes of a slot's copy (its weight's), or null where no copy can be made (not bf16, or training). */
-function copyBytes(slot: DxSlot): number | null {
+/**
+ * Bytes of a slot's copy of `kind` (its weight's in bf16, or in float32), or null where no copy can be made (not
+ * bf16, or training).
+ */
+function copyBytes(slot: DxSlot, kind: FrozenCopyKind = "transposed"): number | null {
   const w = slot.weight;
   if (!w || w.dtype !== "bfloat16" || w.requiresGrad || w.shape.length !== 2) return null;
-  return w.size(0) * w.size(1) * itemSize(w.dtype);
+  return w.size(0) * w.size(1) * (kind === "float32" ? 4 : itemSize(w.dtype));
 }
 
 /**
@@ -192,17 +212,18 @@ export function rankSlots(slots: DxSlot[]): DxSlot[] {
   return [...slots].sort((a, b) => Number(a.head) - Number(b.head) || size.get(b)! - size.get(a)!);
 }
 
-/** Slots taken in rank order while each one's copy still fits in what is left of the budget. */
+/** Slots taken in rank order while each one's copy of `kind` still fits in what is left of the budget. */
 export function chooseWithinBudget(
   ranked: DxSlot[],
   budgetBytes: number,
+  kind: FrozenCopyKind = "transposed",
 ): { chosen: DxSlot[]; chosenBytes: number; left: DxSlot[]; leftBytes: number } {
   const chosen: DxSlot[] = [];
   const left: DxSlot[] = [];
   let chosenBytes = 0;
   let leftBytes = 0;
   for (const s of ranked) {
-    const bytes = copyBytes(s);
+    const bytes = copyBytes(s, kind);
     if (bytes === null) continue;
     if (chosenBytes + bytes <= budgetBytes) {
       chosen.push(s);
@@ -233,15 +254,16 @@ export class FrozenDxPlan {
   }
 
   private make(mode: "auto" | "forced") {
-    const key = `${mode} ${setBudget?.text ?? ""}`;
+    const kind = frozenCopyKind(this.device);
+    const key = `${mode} ${kind} ${setBudget?.text ?? ""}`;
     let plan = this.made.get(key);
     if (!plan) {
       const budget = resolveBudget(mode, this.device);
       const big = (s: DxSlot) => mode === "forced" || (s.weight?.numel ?? 0) >= FROZEN_DX_MIN_WEIGHT;
-      const c = chooseWithinBudget(rankSlots(this.slots.filter(big)), budget.bytes);
+      const c = chooseWithinBudget(rankSlots(this.slots.filter(big)), budget.bytes, kind);
       const small = this.slots.filter((s) => !big(s) && copyBytes(s) !== null);
       plan = {
-        choice: { mode, budgetBytes: budget.bytes, budgetText: budget.text, ...c, small },
+        choice: { mode, kind, budgetBytes: budget.bytes, budgetText: budget.text, ...c, small },
         allowed: new Set(c.chosen),
       };
       this.made.set(key, plan);
@@ -249,43 +271,58 @@ export class FrozenDxPlan {
     return plan;
   }
 
-  /** Whether a product of `rows` rows on `slot`'s weight (or its rows [out, in]) makes its dX from the copy. */
+  /**
+   * Whether a product of `rows` rows on `slot`'s weight (or its rows [out, in]) reads the copy: a transposed copy
+   * for its dX (default setting: FROZEN_DX_MIN_ROWS rows or more), a float32 copy for its forward and dX whatever the
+   * rows (the per-call upcast it saves does not shrink with them).
+   */
   allows(slot: DxSlot, mode: "auto" | "forced", rows: number, out: number, inFeatures: number): boolean {
-    if (!this.make(mode).allowed.has(slot)) return false;
-    return mode === "forced" || (rows >= FROZEN_DX_MIN_ROWS && out * inFeatures >= FROZEN_DX_MIN_WEIGHT);
+    const plan = this.make(mode);
+    if (!plan.allowed.has(slot)) return false;
+    if (mode === "forced") return true;
+    return (
+      (plan.choice.kind === "float32" || rows >= FROZEN_DX_MIN_ROWS) &&
+      out * inFeatures >= FROZEN_DX_MIN_WEIGHT
+    );
   }
 
   /** One line for a run's log: the setting, how many copies the plan allows and their bytes, the budget. */
   describe(): string {
     const mode = frozenDxMode(this.device);
-    if (mode === "off" && this.device === "cpu" && fusedOps("frozenDx", "cpu") && f32Products())
-      return "frozenDx off: bf16 products are computed in float32 here (a transposed bf16 copy buys nothing)";
+    const f32 = frozenCopyKind(this.device) === "float32";
     if (mode === "off")
-      return this.device === "cpu" || fusedOpExplicit("frozenDx")
-        ? "frozenDx off (dX by libtorch's linear backward; GOODVIBE_FUSED)"
-        : `frozenDx off on ${this.device} (not measured there; GOODVIBE_FUSED=+frozenDx turns it on)`;
+      return f32
+        ? "frozenDx off: bf16 products are computed in float32 here, W upcast on every call (GOODVIBE_FUSED)"
+        : this.device === "cpu" || fusedOpExplicit("frozenDx")
+          ? "frozenDx off (dX by libtorch's linear backward; GOODVIBE_FUSED)"
+          : `frozenDx off on ${this.device} (not measured there; GOODVIBE_FUSED=+frozenDx turns it on)`;
     const c = this.make(mode).choice;
     const all = c.chosen.length + c.left.length + c.small.length;
-    const rule =
-      mode === "auto"
+    const rule = f32
+      ? mode === "auto"
+        ? "; each made at the weight's first product (bf16 products are computed in float32 here)"
+        : "; forced on: each made at the weight's first product (bf16 products are computed in float32 here)"
+      : mode === "auto"
         ? `; each made at the weight's first backward of at least ${FROZEN_DX_MIN_ROWS} rows`
         : "; forced on: each made at the weight's first backward";
     const left =
       (c.left.length
-        ? `; ${c.left.length} left to libtorch's backward (${formatBytes(c.leftBytes)}: over the budget)`
+        ? `; ${c.left.length} left to ${f32 ? "the per-call upcast" : "libtorch's backward"} ` +
+          `(${formatBytes(c.leftBytes)}: over the budget)`
         : "") +
       (c.small.length
         ? `; ${c.small.length} not planned (weights under ${FROZEN_DX_MIN_WEIGHT} elements)`
         : "");
     return (
-      `frozenDx: transposed weight copies allowed for ${c.chosen.length} of ${all} frozen products' weights ` +
-      `(${formatBytes(c.chosenBytes)} in all) within the budget ${c.budgetText}${rule}${left}`
+      `frozenDx: ${f32 ? "float32" : "transposed"} weight copies allowed for ${c.chosen.length} of ${all} frozen ` +
+      `products' weights (${formatBytes(c.chosenBytes)} in all) within the budget ${c.budgetText}${rule}${left}`
     );
   }
 
-  /** One line for a run's log after a stage: the transposed copies the addon holds (this process's, all models). */
+  /** One line for a run's log after a stage: the weight copies the addon holds (this process's, all models). */
   describeHeld(): string {
     const held = frozenLinearCache();
-    return `frozenDx: ${held.count} transposed weight copies held (${formatBytes(held.bytes)})`;
+    const kind = frozenCopyKind(this.device) === "float32" ? "float32" : "transposed";
+    return `frozenDx: ${held.count} ${kind} weight copies held (${formatBytes(held.bytes)})`;
   }
 }

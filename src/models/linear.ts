@@ -16,7 +16,7 @@ import {
   releaseMappedPages,
   splitColumns,
 } from "../tensor/index.js";
-import { DxSlot, frozenDxMode } from "./frozen-dx.js";
+import { DxSlot, frozenCopyKind, frozenDxMode } from "./frozen-dx.js";
 
 export interface LinearAdapter {
   /** Returns the layer output with the adapter's contribution added. `y` is x Wᵀ + b. */
@@ -40,15 +40,18 @@ export interface LinearAdapter {
 export type OutputTap = (y: Tensor, layer: Linear) => void;
 
 /**
- * x Wᵀ + b; a frozen bf16 weight's dX from its transposed copy (tensor.ts frozenLinear) where frozenDx is on and
- * the model's plan gives `slot` a copy for a product this size (models/frozen-dx.ts). A linear outside a model
- * (no plan, no budget) makes a copy only when frozenDx is forced on.
+ * x Wᵀ + b; a frozen bf16 weight's dX from its transposed copy, or its forward and dX from its float32 copy where
+ * bf16 products are computed in float32 (tensor.ts frozenLinear), where frozenDx is on and the model's plan gives
+ * `slot` a copy for a product this size (models/frozen-dx.ts). A linear outside a model (no plan, no budget) makes a
+ * copy only when frozenDx is forced on.
  */
 function product(x: Tensor, w: Tensor, b: Tensor | null, slot: DxSlot): Tensor {
   if (w.dtype !== "bfloat16" || w.requiresGrad || b?.requiresGrad) return x.linear(w, b);
   const mode = frozenDxMode(x.device);
-  // without a backward to run, frozenLinear is x.linear: no plan is made for a forward
-  if (mode === "off" || !isGradEnabled() || !x.requiresGrad) return x.linear(w, b);
+  if (mode === "off") return x.linear(w, b);
+  // a transposed copy serves only a backward: without one to run frozenLinear is x.linear, and no plan is made
+  const forward = frozenCopyKind(x.device) === "float32";
+  if (!forward && (!isGradEnabled() || !x.requiresGrad)) return x.linear(w, b);
   const rows = x.numel / x.size(-1);
   const copy = slot.plan ? slot.plan.allows(slot, mode, rows, w.size(0), w.size(1)) : mode === "forced";
   return copy ? frozenLinear(x, w, b) : x.linear(w, b);
@@ -57,7 +60,7 @@ function product(x: Tensor, w: Tensor, b: Tensor | null, slot: DxSlot): Tensor {
 export class Linear {
   adapter: LinearAdapter | null = null;
   tap: OutputTap | null = null;
-  /** where the frozenDx plan decides this weight's transposed copy (its group's slot when it has one) */
+  /** where the frozenDx plan decides this weight's copy (its group's slot when it has one) */
   dxSlot: DxSlot;
 
   constructor(

@@ -934,7 +934,9 @@ export function releaseMappedPages(t: Tensor): number {
  * contiguously (the reduction dimension contiguous, the layout oneDNN's bf16 matmul runs fastest here: BENCHMARKS
  * §5, "Weights packed once for the frozen products"). The addon makes Wᵀ once per weight and keeps it while the
  * weight lives unchanged (an in-place update or a new tensor gets a fresh copy); dX equals x.linear's bit for bit
- * in the cases measured. Without a gradient to compute it is x.linear(w, b).
+ * in the cases measured. Without a gradient to compute it is x.linear(w, b). Where CPU bf16 products are computed in
+ * float32 (f32Products) the copy is W in float32 instead, read by the forward (with or without a gradient) and by
+ * dX in place of the upcast x.linear makes on every call: the same values bit for bit (models/frozen-dx.ts).
  */
 export function frozenLinear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   return new Tensor(native.frozenLinear(x.h, w.h, b?.h ?? null));
@@ -1044,7 +1046,7 @@ function noAvx512(): string {
   }
 }
 
-/** The transposed weight copies frozenLinear holds now (clear: drop them all first). */
+/** The weight copies frozenLinear holds now, transposed and float32 (clear: drop them all first). */
 export function frozenLinearCache(clear = false): { count: number; bytes: number } {
   const [count, bytes] = native.frozenLinearCache(clear);
   return { count, bytes };

@@ -18,8 +18,6 @@ import {
   parseMemoryBudget,
   setFrozenDxBudget,
 } from "../../src/models/index.js";
-import { buildQwen2Layer } from "../../src/models/qwen2.js";
-import { parseModelConfig } from "../../src/io/config.js";
 import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
 import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
 import {
@@ -33,12 +31,13 @@ import {
   setFusedOp,
 } from "../../src/tensor/index.js";
 import { tapLinears, untapLinears } from "./taps.js";
+import { midModel } from "./mid-model.js";
 
 /**
  * Transposed copies are made where bf16 products are libtorch's own (oneDNN's on AVX-512 CPUs). Where they are
- * computed in float32 (f32Products: libtorch's own accumulate in bf16 on this CPU) frozenDx is off and frozenLinear
- * makes none (test/tensor/f32-products.test.ts); libtorch's own bf16 backward is then not the float32 product the
- * copies' dX is, so "bit for bit" cannot hold there either.
+ * computed in float32 (f32Products: libtorch's own accumulate in bf16 on this CPU) the copies are float32 ones
+ * (test/models/f32-copies.test.ts); libtorch's own bf16 backward is then not the float32 product a transposed copy's
+ * dX is, so "bit for bit" cannot hold there either.
  */
 const noCopies = f32Products()
   ? "bf16 products are computed in float32 on this CPU: no transposed copies (f32-products.test.ts)"
@@ -124,71 +123,6 @@ for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
 }
 
 // ---------------------------------------------------------------- the default: copies within a memory budget
-
-/**
- * A Qwen2-layout model of random bf16 weights built in memory, large enough that every product of a 64-token pass
- * passes the default setting's size rules (FROZEN_DX_MIN_ROWS rows, weights of FROZEN_DX_MIN_WEIGHT elements or
- * more: o_proj's 768 × 768 is the smallest): per layer q/k/v 1.5 MiB, o 1.125 MiB, gate/up 3 MiB, down 1.5 MiB;
- * lm_head (tied) 1.5 MiB; 15.75 MiB in all.
- */
-function midModel(): DecoderModel {
-  const [H, I, V, kv] = [768, 1024, 1024, 128];
-  const cfg = parseModelConfig(
-    {
-      architectures: ["Qwen2ForCausalLM"],
-      model_type: "qwen2",
-      hidden_size: H,
-      intermediate_size: I,
-      num_attention_heads: 12,
-      num_key_value_heads: 2,
-      num_hidden_layers: 2,
-      vocab_size: V,
-      max_position_embeddings: 256,
-      rms_norm_eps: 1e-6,
-      rope_theta: 10000,
-      tie_word_embeddings: true,
-      hidden_act: "silu",
-      torch_dtype: "bfloat16",
-    },
-    "midModel",
-  );
-  const shapeOf = (name: string): number[] | null => {
-    const leaf = name.split(".").slice(-2).join(".");
-    const shapes: Record<string, number[]> = {
-      "embed_tokens.weight": [V, H],
-      "q_proj.weight": [H, H],
-      "q_proj.bias": [H],
-      "k_proj.weight": [kv, H],
-      "k_proj.bias": [kv],
-      "v_proj.weight": [kv, H],
-      "v_proj.bias": [kv],
-      "o_proj.weight": [H, H],
-      "gate_proj.weight": [I, H],
-      "up_proj.weight": [I, H],
-      "down_proj.weight": [H, I],
-      "input_layernorm.weight": [H],
-      "post_attention_layernorm.weight": [H],
-      "norm.weight": [H],
-    };
-    return shapes[leaf] ?? null;
-  };
-  manualSeed(11);
-  const source = (name: string, required = true): Tensor | null => {
-    const shape = shapeOf(name);
-    if (!shape) {
-      if (required) throw new Error(`midModel: no shape for ${name}`);
-      return null;
-    }
-    return keep(
-      noGrad(() =>
-        Tensor.randn(shape)
-          .mul(shape.length === 1 ? 1 : 0.05)
-          .to("bfloat16"),
-      ),
-    );
-  };
-  return new DecoderModel(cfg, "bfloat16", "cpu", source, buildQwen2Layer);
-}
 
 const MiB = 1024 ** 2;
 const TOKENS = Array.from({ length: 64 }, (_, t) => (t * 613 + 5) % 1024);
