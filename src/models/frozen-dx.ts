@@ -24,9 +24,12 @@
  * float32 (tensor.ts f32Products: libtorch's own accumulate in bf16 there, AVX2 CPUs), a bf16 copy of Wᵀ buys nothing
  * (dX is a float32 product of dY and W upcast, which OpenBLAS packs in either layout); what costs there is the upcast
  * of W on every call, up to a third of a product's time. So the copy held is W in float32 (twice the bf16 bytes),
- * read by the forward and by dX, with or without a backward and whatever the rows (the upcast is saved either way);
- * the same plan, budget, ranking and size rule (FROZEN_DX_MIN_WEIGHT) decide which weights get one, the bytes
- * counted in float32. The values are the per-call upcast's bit for bit (test/models/f32-copies.test.ts); a weight
+ * read by the forward and by dX, with or without a backward and whatever the rows (measured faster from 1 to 256
+ * rows on every decoder weight of Qwen2.5-0.5B's shape); the same plan, budget, ranking and size rule
+ * (FROZEN_DX_MIN_WEIGHT) decide which weights get one, the bytes counted in float32, except lm_head, which gets none:
+ * its product with a few rows is bound by reading W, and read as float32 (twice the bytes) it took 1.02-1.32x the
+ * time of W upcast a block at a time, in cache (BENCHMARKS "Float32 weight copies on AVX2 CPUs"). The values are the
+ * per-call upcast's bit for bit (test/models/f32-copies.test.ts); a weight
  * updated in place (AdamW included) gets a fresh copy at its next product (native/src/frozen_linear.cc keys each copy
  * on the weight's storage, view and version).
  */
@@ -191,6 +194,13 @@ export interface FrozenDxChoice {
   leftBytes: number;
   /** slots not planned for their small weights (default setting) */
   small: DxSlot[];
+  /** slots that get no copy of this kind whatever the budget (float32: lm_head, measured no faster from one) */
+  excluded: DxSlot[];
+}
+
+/** Whether a slot's products can gain from a copy of `kind` (float32: not lm_head's; see the header). */
+function copyPays(slot: DxSlot, kind: FrozenCopyKind): boolean {
+  return kind === "transposed" || !slot.head;
 }
 
 /**
@@ -259,11 +269,13 @@ export class FrozenDxPlan {
     let plan = this.made.get(key);
     if (!plan) {
       const budget = resolveBudget(mode, this.device);
+      const excluded = this.slots.filter((s) => !copyPays(s, kind) && copyBytes(s) !== null);
+      const slots = this.slots.filter((s) => copyPays(s, kind));
       const big = (s: DxSlot) => mode === "forced" || (s.weight?.numel ?? 0) >= FROZEN_DX_MIN_WEIGHT;
-      const c = chooseWithinBudget(rankSlots(this.slots.filter(big)), budget.bytes, kind);
-      const small = this.slots.filter((s) => !big(s) && copyBytes(s) !== null);
+      const c = chooseWithinBudget(rankSlots(slots.filter(big)), budget.bytes, kind);
+      const small = slots.filter((s) => !big(s) && copyBytes(s) !== null);
       plan = {
-        choice: { mode, kind, budgetBytes: budget.bytes, budgetText: budget.text, ...c, small },
+        choice: { mode, kind, budgetBytes: budget.bytes, budgetText: budget.text, ...c, small, excluded },
         allowed: new Set(c.chosen),
       };
       this.made.set(key, plan);
@@ -297,7 +309,7 @@ export class FrozenDxPlan {
           ? "frozenDx off (dX by libtorch's linear backward; GOODVIBE_FUSED)"
           : `frozenDx off on ${this.device} (not measured there; GOODVIBE_FUSED=+frozenDx turns it on)`;
     const c = this.make(mode).choice;
-    const all = c.chosen.length + c.left.length + c.small.length;
+    const all = c.chosen.length + c.left.length + c.small.length + c.excluded.length;
     const rule = f32
       ? mode === "auto"
         ? "; each made at the weight's first product (bf16 products are computed in float32 here)"
@@ -312,6 +324,9 @@ export class FrozenDxPlan {
         : "") +
       (c.small.length
         ? `; ${c.small.length} not planned (weights under ${FROZEN_DX_MIN_WEIGHT} elements)`
+        : "") +
+      (c.excluded.length
+        ? `; ${c.excluded.map((s) => s.name).join(", ")} upcast per call (no faster from a float32 copy)`
         : "");
     return (
       `frozenDx: ${f32 ? "float32" : "transposed"} weight copies allowed for ${c.chosen.length} of ${all} frozen ` +
