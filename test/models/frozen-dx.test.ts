@@ -307,7 +307,7 @@ test("a malformed GOODVIBE_FROZEN_DX_BUDGET loads, then is refused by name when 
       `const m = await import(${JSON.stringify(mod)}); console.log("loaded");` +
         ` try { new m.FrozenDxPlan([], "cpu").choice(); } catch (e) { console.log(e.name, e.message); }`,
     ],
-    // libtorch's own bf16 products (GOODVIBE_F32_PRODUCTS=0): where they are computed in float32 no plan is made
+    // libtorch's own bf16 products (GOODVIBE_F32_PRODUCTS=0): the budget is refused the same way either way
     {
       env: {
         ...process.env,
