@@ -1793,8 +1793,48 @@ export const goCases: Case[] = [
         	fmt.Fprintf(w, "<h1>Hello, %s</h1>", name) // <- xss
         }
       `,
+      code`
+        package main
+        import (
+        	"fmt"
+        	"net/http"
+        	"regexp"
+        )
+        var plausible = regexp.MustCompile("^[^<]{1,64}$")
+        var slug = regexp.MustCompile("[a-z0-9-]+")
+        func tag(w http.ResponseWriter, r *http.Request) {
+        	label := r.FormValue("label")
+        	if !plausible.MatchString(label) || !slug.MatchString(label) {
+        		http.Error(w, "bad label", http.StatusBadRequest)
+        		return
+        	}
+        	fmt.Fprintf(w, "<span>%s</span>", label) // <- xss
+        }
+      `,
     ],
     good: [
+      code`
+        package main
+        import (
+        	"fmt"
+        	"net/http"
+        	"regexp"
+        )
+        var isSlug = regexp.MustCompile("^[a-zA-Z0-9_-]*$").MatchString
+        var digits = regexp.MustCompile("^[0-9]{1,8}$")
+        func tag(w http.ResponseWriter, r *http.Request) {
+        	label := r.FormValue("label")
+        	if !isSlug(label) {
+        		http.Error(w, "bad label", http.StatusBadRequest)
+        		return
+        	}
+        	page := r.FormValue("page")
+        	if !digits.MatchString(page) {
+        		return
+        	}
+        	fmt.Fprintf(w, "<span>%s</span> page %s", label, page)
+        }
+      `,
       code`
         package main
         import (

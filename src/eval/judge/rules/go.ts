@@ -1213,6 +1213,46 @@ const openRedirect = defineRule(
   },
 );
 
+/**
+ * A regular expression that only matches markup-free text: anchored (`^...$`), made of character classes and word
+ * characters, none of which admits `<`, `>`, `&`, `"` or `'` (`^[a-zA-Z0-9_]*$`). A value it accepts cannot open a
+ * tag or an attribute.
+ */
+function markupFree(pattern: string): boolean {
+  const m = /^\^((?:\[[^\]]*\]|\\[wd]|[\w-])(?:[*+?]|\{\d+(?:,\d*)?\})?)+\$$/.exec(pattern);
+  if (!m) return false;
+  const classes = [...pattern.matchAll(/\[([^\]]*)\]/g)].map((c) => c[1]!);
+  return classes.every((c) => !c.startsWith("^") && !/[<>&"']|\\[WDSsx]/.test(c));
+}
+
+/**
+ * Calls that check a value against a markup-free pattern: `re.MatchString(v)` with `re := regexp.MustCompile(p)`, or
+ * `ok(v)` with `ok := regexp.MustCompile(p).MatchString`; `regexp.MustCompile(p).MatchString(v)` in place.
+ */
+function markupFreeChecks(src: Source): RegExp | null {
+  const names: string[] = [];
+  const inPlace: string[] = [];
+  for (const c of src.matches(/\bregexp\s*\.\s*MustCompile\s*\(/g)) {
+    const arg = src.callArgs(argListStart(c))[0];
+    const pattern = arg && src.literalValue(arg);
+    if (pattern === null || pattern === undefined || !markupFree(pattern)) continue;
+    const close = matchBracket(src, argListStart(c));
+    const rest = src.masked.slice(close + 1, close + 40);
+    const stmt = src.masked.slice(src.masked.lastIndexOf("\n", c.index) + 1, c.index);
+    const target = /(?:^|\s)(?:var\s+)?([A-Za-z_]\w*)\s*(?:[\w.*]+\s*)?:?=\s*$/.exec(stmt);
+    if (/^\s*\.\s*MatchString\s*\(/.test(rest)) inPlace.push(`${c.index}`);
+    if (target) names.push(target[1]!);
+  }
+  if (names.length === 0 && inPlace.length === 0) return null;
+  const alts = [
+    ...(names.length ? [`(?<![\\w.])(?:${namesRe(names)})\\s*(?:\\.\\s*MatchString\\s*)?\\(`] : []),
+    ...(inPlace.length
+      ? ["\\bregexp\\s*\\.\\s*MustCompile\\s*\\([^)]*\\)\\s*\\.\\s*MatchString\\s*\\("]
+      : []),
+  ];
+  return new RegExp(alts.join("|"));
+}
+
 const xss = defineRule(
   {
     id: "go/xss",
@@ -1232,6 +1272,11 @@ const xss = defineRule(
     const taint = taintOf(src, EXTERNAL);
     const out: Finding[] = [];
     const w = namesRe(writers);
+    // Checked against a markup-free allow-list pattern before it is written (`if !isLegal(cmd) { return }`).
+    const allowList = markupFreeChecks(src);
+    const unchecked = (a: { start: number; end: number }, at: number) =>
+      taint.range(a.start, a.end) &&
+      !(allowList && taint.guarded(taint.varsIn(a.start, a.end), at, allowList));
     for (const m of src.matches(
       new RegExp(
         `\\bfmt\\s*\\.\\s*Fprint(?:f|ln)?\\s*\\(\\s*(?:${w})\\s*,|\\b(?:${w})\\s*\\.\\s*Write\\s*\\(|\\bio\\s*\\.\\s*WriteString\\s*\\(\\s*(?:${w})\\s*,`,
@@ -1240,7 +1285,7 @@ const xss = defineRule(
     )) {
       const args = src.callArgs(src.masked.indexOf("(", m.index));
       const data = /\.\s*Write\s*\($/.test(m[0]) ? args : args.slice(1);
-      if (data.some((a) => taint.range(a.start, a.end)))
+      if (data.some((a) => unchecked(a, m.index)))
         out.push(
           src.finding(
             rule,
