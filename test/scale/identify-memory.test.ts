@@ -6,6 +6,11 @@
  * meet the same largest batch: any difference is memory kept per sample, cached per new prompt length (oneDNN's
  * primitive cache) or lost to fragmentation. (With larger batches the peak is set by the largest batch, which
  * identify.batchTokens bounds whatever the number of samples.)
+ *
+ * Each size runs twice and the lower peak counts: the peak of the same command varies by up to ~80 MiB between
+ * runs (a 6-pair run at 827 MiB in one CI run, 902-904 MiB in three runs alone right after), more than the bound,
+ * in either size. Memory kept per sample raises both runs of the larger
+ * size, so the lower of two still shows it.
  */
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
@@ -54,8 +59,8 @@ test(
       fs.writeFileSync(f, rs.map((r) => JSON.stringify(r)).join("\n") + "\n");
       return f;
     };
-    const peak = async (data: string, pairs: number) => {
-      const out = path.join(work.dir, `neurons-${pairs}.json`);
+    const peak = async (data: string, pairs: number, run: number) => {
+      const out = path.join(work.dir, `neurons-${pairs}-${run}.json`);
       const r = await goodvibe([
         "identify",
         "-m",
@@ -75,10 +80,12 @@ test(
       assert.equal(map.source.samples, 2 * pairs);
       return r.peakRssBytes!;
     };
-    const small = await peak(write("few.jsonl", few), P);
-    const large = await peak(write("many.jsonl", rows), 4 * P);
+    const fewFile = write("few.jsonl", few);
+    const manyFile = write("many.jsonl", rows);
+    const small = Math.min(await peak(fewFile, P, 1), await peak(fewFile, P, 2));
+    const large = Math.min(await peak(manyFile, 4 * P, 1), await peak(manyFile, 4 * P, 2));
     console.log(
-      `# peak RSS: ${P} pairs ${(small / MiB).toFixed(0)} MiB, ${4 * P} pairs ${(large / MiB).toFixed(0)} MiB`,
+      `# peak RSS (lower of two runs): ${P} pairs ${(small / MiB).toFixed(0)} MiB, ${4 * P} pairs ${(large / MiB).toFixed(0)} MiB`,
     );
     assert.ok(
       large - small <= BOUND,
