@@ -42,54 +42,6 @@ bool probe() {
   return y.to(torch::kFloat32).eq(2.0).all().item<bool>();
 }
 
-// The timed pair (where the probe passes): a linear's forward x·Wᵀ and its dX = dY·W at [64, 1024] x [1024, 256], 34
-// MFLOP each (large enough that float32 BLAS is not all call overhead, which would favour libtorch's own), libtorch's
-// own bf16 product against the float32 route (upcast both, float32 product, round once: what linearValues / dxValues
-// do). Values from sin(i), not the random generator, whose stream a run's results depend on. The best of kTimedReps
-// after a warm-up (the first call pays allocation, thread start, oneDNN's kernel generation); libtorch's own stop
-// early once clearly slow (libtorch 2.6 on an AVX2 CPU: ~34 ms a pair against ~1.6 ms, BENCHMARKS "libtorch 2.x on
-// AVX2 CPUs"), so the whole costs ~75 ms there and a few ms where libtorch's own are fast.
-constexpr int kTimedReps = 3;
-std::pair<double, double> timeProducts() {
-  torch::NoGradGuard ng;
-  auto vals = [](int64_t r, int64_t c, double phase) {
-    return torch::arange(r * c, torch::TensorOptions().dtype(torch::kFloat32)).add(phase).sin().reshape({r, c}).to(
-        torch::kBFloat16);
-  };
-  auto x = vals(64, 1024, 0.0), w = vals(256, 1024, 0.5), g = vals(64, 256, 1.0);
-  auto own = [&] {
-    at::mm(x, w.t());
-    at::mm(g, w);
-  };
-  auto routed = [&] {
-    at::mm(x.to(torch::kFloat32), w.to(torch::kFloat32).t()).to(torch::kBFloat16);
-    at::mm(g.to(torch::kFloat32), w.to(torch::kFloat32)).to(torch::kBFloat16);
-  };
-  auto secs = [](const std::function<void()>& f) {
-    auto t0 = std::chrono::steady_clock::now();
-    f();
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  };
-  own();
-  routed();
-  double bestOwn = INFINITY, bestRouted = INFINITY;
-  for (int i = 0; i < kTimedReps; i++) {  // alternated, so a burst of load elsewhere hits both
-    bestRouted = std::min(bestRouted, secs(routed));
-    if (i > 0 && bestOwn > 4 * kSlowRatio * bestRouted) continue;  // decided: more repetitions of a slow product change nothing
-    bestOwn = std::min(bestOwn, secs(own));
-  }
-  return {bestOwn, bestRouted};
-}
-
-Bf16Decision measureDecision() {
-  Bf16Decision d;
-  d.accurate = probe();
-  if (d.accurate) std::tie(d.ownSeconds, d.f32Seconds) = timeProducts();
-  d.reason = decideBf16Products(d.accurate, d.ownSeconds, d.f32Seconds);
-  d.route = d.reason != "fine";
-  return d;
-}
-
 Tensor f32(const Tensor& t) { return t.to(torch::kFloat32); }
 
 // The non-input operands of a product (weights and biases that need no gradient): passed beside the inputs, as
@@ -141,6 +93,54 @@ Tensor dxValues(const Tensor& gf, const Tensor& w) {
     gx.addmm_(gf.narrow(1, r0, n), f32(w.narrow(0, r0, n)));
   }
   return gx;
+}
+
+// The timed pair (where the probe passes): a linear's forward x·Wᵀ and its dX = dY·W at [64, 1024] x [1024, 256], 34
+// MFLOP each (large enough that float32 BLAS is not all call overhead, which would favour libtorch's own), libtorch's
+// own bf16 product against the float32 route (linearValues / dxValues: upcast, float32 product, round once). Values
+// from sin(i), not the random generator, whose stream a run's results depend on. The best of kTimedReps after a
+// warm-up (the first call pays allocation, thread start, oneDNN's kernel generation); libtorch's own stop early once
+// clearly slow (libtorch 2.6 on an AVX2 CPU: ~34 ms a pair against ~1.6 ms, BENCHMARKS "libtorch 2.x on
+// AVX2 CPUs"), so the whole costs ~75 ms there and a few ms where libtorch's own are fast.
+constexpr int kTimedReps = 3;
+std::pair<double, double> timeProducts() {
+  torch::NoGradGuard ng;
+  auto vals = [](int64_t r, int64_t c, double phase) {
+    return torch::arange(r * c, torch::TensorOptions().dtype(torch::kFloat32)).add(phase).sin().reshape({r, c}).to(
+        torch::kBFloat16);
+  };
+  auto x = vals(64, 1024, 0.0), w = vals(256, 1024, 0.5), g = vals(64, 256, 1.0);
+  auto own = [&] {
+    at::mm(x, w.t());
+    at::mm(g, w);
+  };
+  auto routed = [&] {  // the route's own functions, as F32LinearFn's forward and backward call them
+    linearValues(x, w, c10::nullopt);
+    dxValues(f32(g), w).to(torch::kBFloat16);
+  };
+  auto secs = [](const std::function<void()>& f) {
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  own();
+  routed();
+  double bestOwn = INFINITY, bestRouted = INFINITY;
+  for (int i = 0; i < kTimedReps; i++) {  // alternated, so a burst of load elsewhere hits both
+    bestRouted = std::min(bestRouted, secs(routed));
+    if (i > 0 && bestOwn > 4 * kSlowRatio * bestRouted) continue;  // decided: more repetitions of a slow product change nothing
+    bestOwn = std::min(bestOwn, secs(own));
+  }
+  return {bestOwn, bestRouted};
+}
+
+Bf16Decision measureDecision() {
+  Bf16Decision d;
+  d.accurate = probe();
+  if (d.accurate) std::tie(d.ownSeconds, d.f32Seconds) = timeProducts();
+  d.reason = decideBf16Products(d.accurate, d.ownSeconds, d.f32Seconds);
+  d.route = d.reason != "fine";
+  return d;
 }
 
 struct F32LinearFn : public torch::autograd::Function<F32LinearFn> {
