@@ -951,7 +951,8 @@ export function frozenLinear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
  * "bf16 products on AVX2 CPUs"); libtorch 2.x accumulates in float32 there but can still be many times slower than
  * float32 BLAS (BENCHMARKS "libtorch 2.x on AVX2 CPUs"). By default (auto) this is on where bf16ProductsDecision()
  * says "inaccurate" or "slow"; GOODVIBE_F32_PRODUCTS=1 / 0 or setF32Products force it. Every gradient comes out in
- * its tensor's dtype; the graph holds the bf16 tensors, never float32 copies.
+ * its tensor's dtype; the graph holds the bf16 tensors and makes no float32 copies of its own (a frozen weight's
+ * dX may read the float32 copy frozenLinear already holds).
  */
 export function f32Products(): boolean {
   return native.f32Products();
