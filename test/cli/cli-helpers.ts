@@ -147,9 +147,25 @@ export function hashOutput(dir: string): Map<string, string> {
 
 /** The first file under `dir` whose path relative to it (with "/") matches `re`, or null. */
 export function findUnder(dir: string, re: RegExp): string | null {
-  if (!fs.existsSync(dir)) return null;
-  for (const rel of fs.readdirSync(dir, { recursive: true }).map(String).sort())
-    if (re.test(rel.split(path.sep).join("/"))) return path.join(dir, rel);
+  // Walked by hand, not readdirSync({ recursive }): a running command renames its temporary folders into place
+  // while we look, and a folder that vanishes mid-walk must count as not there yet, not throw ENOENT.
+  const rels: string[] = [];
+  const walk = (rel: string) => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(path.join(dir, rel), { withFileTypes: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw e;
+    }
+    for (const e of entries) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      rels.push(r);
+      if (e.isDirectory()) walk(r);
+    }
+  };
+  walk("");
+  for (const rel of rels.sort()) if (re.test(rel)) return path.join(dir, rel);
   return null;
 }
 
