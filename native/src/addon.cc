@@ -87,7 +87,12 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   void release() {
     if (!live_) return;
     live_ = false;
+    const c10::StorageImpl* storage =
+        tensor_.defined() && tensor_.has_storage() ? tensor_.storage().unsafeGetStorageImpl() : nullptr;
     tensor_ = torch::Tensor();
+    // a frozen weight's copies go with the weight's last handle (a model dropped and collected), not at some later
+    // product (frozen_linear.cc)
+    if (storage) gv::frozenLinearStorageReleased(storage);
     if (reported_ > 0 && env_) Napi::MemoryManagement::AdjustExternalMemory(env_, -reported_);
     reported_ = 0;
   }
@@ -728,12 +733,15 @@ OP(rope, "(x: N, cos: N, sin: N, groups: number): N") { RET(gv::rope(T(info, 0),
 OP(gatedAct, "(g: N, u: N, act: string): N") { RET(gv::gatedAct(T(info, 0), T(info, 1), S(info, 2))); }
 OP(splitColumns, "(y: N, sizes: number[]): N[]") { return wrapList(ENV, gv::splitColumns(T(info, 0), IL(info, 1))); }
 OP(frozenLinear, "(x: N, w: N, b?: N | null): N") { RET(gv::frozenLinear(T(info, 0), T(info, 1), OptT(info, 2))); }
-OP(frozenLinearCache, "(clear: boolean): [number, number]") {
-  auto r = gv::frozenLinearCache(B(info, 0));
-  auto out = Napi::Array::New(ENV, 2);
-  out.Set(0u, Napi::Number::New(ENV, static_cast<double>(r.first)));
-  out.Set(1u, Napi::Number::New(ENV, static_cast<double>(r.second)));
+Napi::Value countBytes(Napi::Env env, std::pair<int64_t, int64_t> r) {
+  auto out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Number::New(env, static_cast<double>(r.first)));
+  out.Set(1u, Napi::Number::New(env, static_cast<double>(r.second)));
   return out;
+}
+OP(frozenLinearCache, "(clear: boolean): [number, number]") { return countBytes(ENV, gv::frozenLinearCache(B(info, 0))); }
+OP(frozenLinearRelease, "(weights: N[]): [number, number]") {
+  return countBytes(ENV, gv::frozenLinearRelease(TL(info, 0)));
 }
 OP(attention,
    "(q: N, k: N, v: N, scale: number, past: number, window: number, keyMask: N | null, softcap: number): N") {

@@ -11,11 +11,23 @@
 // copy held is W upcast to float32 instead, read by the forward and by dX in place of the per-call upcast (forward +
 // dX 0.33-1.0x the time on Qwen2.5-0.5B's decoder weights: BENCHMARKS "Float32 weight copies on AVX2 CPUs"), the same
 // values bit for bit.
+//
+// Lifetime: a copy is useful only while its weight's products run, and it is large (Qwen2.5-0.5B's float32 copies
+// are 1.33 GiB; a 7B model's, within the budget, several GiB), so it goes as soon as it cannot be used:
+// - when its weight's storage is freed through a tensor handle (a model dropped and collected, a weight disposed):
+//   frozenLinearStorageReleased, called by addon.cc's handle release, erases it at once; without this the copies of a
+//   dropped model stayed until some later product made a new copy, pinned while the next model loaded;
+// - when the caller says its products are over (frozenLinearRelease: the recipes after training and after
+//   evaluation, frozen-dx.ts FrozenDxPlan.release), whatever still holds the weights;
+// - when it is stale (its weight changed in place, or its storage was freed elsewhere than through a handle, e.g.
+//   by an autograd graph holding the last reference): at the next new copy, at a release, and when a plan is made.
 #include "frozen_linear.h"
 #include "f32_products.h"
 
 #include <map>
 #include <tuple>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 namespace gv {
@@ -40,6 +52,22 @@ using Key = std::tuple<const void*, int64_t, Kind>;
 // the same address) and the kind of copy; an entry stands only while it is still that tensor's storage, view and
 // version (a weight updated in place, freed, or a new tensor at the same address gets a fresh copy)
 std::map<Key, Entry> g_cache;
+// the storages g_cache's entries were made from, with how many entries each: a handle's release looks its storage up
+// here, in O(1), for every tensor the JS side frees (a weak reference keeps a StorageImpl's address from being reused
+// while it is held, so the address names one storage)
+struct Held {
+  int entries;
+  c10::weak_intrusive_ptr<c10::StorageImpl> storage;
+};
+std::unordered_map<const c10::StorageImpl*, Held> g_storages;
+
+const c10::StorageImpl* storageOf(const Entry& e) { return e.storage._unsafe_get_target(); }
+
+std::map<Key, Entry>::iterator erase(std::map<Key, Entry>::iterator it) {
+  auto s = g_storages.find(storageOf(it->second));
+  if (s != g_storages.end() && --s->second.entries == 0) g_storages.erase(s);
+  return g_cache.erase(it);
+}
 
 bool same(const Entry& e, const Tensor& w) {
   auto held = e.storage.lock();
@@ -48,7 +76,7 @@ bool same(const Entry& e, const Tensor& w) {
 }
 
 void purgeExpired() {
-  for (auto it = g_cache.begin(); it != g_cache.end();) it = it->second.storage.expired() ? g_cache.erase(it) : ++it;
+  for (auto it = g_cache.begin(); it != g_cache.end();) it = it->second.storage.expired() ? erase(it) : ++it;
 }
 
 Tensor held(const Tensor& w, Kind kind) {
@@ -56,7 +84,7 @@ Tensor held(const Tensor& w, Kind kind) {
   auto it = g_cache.find(key);
   if (it != g_cache.end() && same(it->second, w)) return it->second.wt;
   // a stale copy goes before the new one is made (a 0.5B model's float32 copies are 1.33 GiB)
-  if (it != g_cache.end()) g_cache.erase(it);
+  if (it != g_cache.end()) erase(it);
   purgeExpired();
   torch::NoGradGuard ng;
   // f32: W.to(float32), what f32_products.cc's linearValues / dxValues make per call (W is contiguous: so is this)
@@ -64,6 +92,9 @@ Tensor held(const Tensor& w, Kind kind) {
           w.sizes().vec(), w.strides().vec(), w._version(),
           kind == Kind::f32 ? w.to(torch::kFloat32) : w.t().contiguous()};
   auto wt = e.wt;
+  auto s = g_storages.find(storageOf(e));
+  if (s == g_storages.end()) g_storages.emplace(storageOf(e), Held{1, e.storage});
+  else s->second.entries++;
   g_cache.emplace(key, std::move(e));
   return wt;
 }
@@ -113,11 +144,41 @@ Tensor frozenLinear(const Tensor& x, const Tensor& w, const c10::optional<Tensor
 }
 
 std::pair<int64_t, int64_t> frozenLinearCache(bool clear) {
-  if (clear) g_cache.clear();
-  purgeExpired();
+  if (clear) {
+    g_cache.clear();
+    g_storages.clear();
+  }
+  // what is held, stale copies included (their memory is held until they are purged): no purge here, so that what
+  // is reported is what the process holds
   int64_t bytes = 0;
   for (auto& kv : g_cache) bytes += kv.second.wt.nbytes();
   return {static_cast<int64_t>(g_cache.size()), bytes};
+}
+
+std::pair<int64_t, int64_t> frozenLinearRelease(const std::vector<Tensor>& weights) {
+  std::unordered_set<const c10::StorageImpl*> of;
+  for (auto& w : weights)
+    if (w.defined() && w.has_storage()) of.insert(w.storage().unsafeGetStorageImpl());
+  int64_t count = 0, bytes = 0;
+  for (auto it = g_cache.begin(); it != g_cache.end();) {
+    if (it->second.storage.expired() || of.count(storageOf(it->second))) {
+      count++;
+      bytes += it->second.wt.nbytes();
+      it = erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return {count, bytes};
+}
+
+void frozenLinearStorageReleased(const c10::StorageImpl* storage) {
+  // the common case, a tensor of a storage no copy was made of, costs one hash lookup; a storage still alive (a view
+  // of a weight released, the weight not) keeps its copies
+  if (g_storages.empty()) return;
+  auto s = g_storages.find(storage);
+  if (s == g_storages.end() || !s->second.storage.expired()) return;
+  for (auto it = g_cache.begin(); it != g_cache.end();) it = storageOf(it->second) == storage ? erase(it) : ++it;
 }
 
 }  // namespace gv

@@ -8,6 +8,10 @@ namespace gv {
 // float32 (f32_products.h routeF32), the forward and dX read W's float32 copy instead (made once per weight and
 // version; the same values as the per-call upcast, bit for bit), with or without a backward to run.
 torch::Tensor frozenLinear(const torch::Tensor& x, const torch::Tensor& w, const c10::optional<torch::Tensor>& b);
-// The copies held now (transposed and float32): { count, bytes }; clear drops them all first.
+// The copies held now (transposed and float32), stale ones included: { count, bytes }; clear drops them all first.
 std::pair<int64_t, int64_t> frozenLinearCache(bool clear);
+// Drops the copies of these weights (of any view of their storages) and every stale copy: { count, bytes } dropped.
+std::pair<int64_t, int64_t> frozenLinearRelease(const std::vector<torch::Tensor>& weights);
+// Called when a tensor handle lets go of `storage`: the copies of a weight whose storage is now freed go at once.
+void frozenLinearStorageReleased(const c10::StorageImpl* storage);
 }  // namespace gv

@@ -32,12 +32,20 @@
  * per-call upcast's bit for bit (test/models/f32-copies.test.ts); a weight
  * updated in place (AdamW included) gets a fresh copy at its next product (native/src/frozen_linear.cc keys each copy
  * on the weight's storage, view and version).
+ *
+ * Lifetime. The copies are large (1.33 GiB at Qwen2.5-0.5B in float32; several GiB at 7B within the budget) and useful
+ * only while their weights' products run, so they go as soon as none can: a model's when the stage that ran its last
+ * product is over (FrozenDxPlan.release: harden after training, before the fold reads the checkpoint from disk; an
+ * evaluation when it ends; a judge's training before its checkpoint is written), and any weight's the moment its
+ * last handle is freed (a model dropped without a release, once collected: native/src/frozen_linear.cc). A plan's
+ * budget is a share of the memory available when it is made, so stale copies are purged before it is measured.
  */
 import { InputError } from "../errors.js";
 import {
   f32Products,
   frozenLinearCache,
   fusedOpExplicit,
+  frozenLinearRelease,
   fusedOps,
   itemSize,
   type Tensor,
@@ -268,6 +276,9 @@ export class FrozenDxPlan {
     const key = `${mode} ${kind} ${setBudget?.text ?? ""}`;
     let plan = this.made.get(key);
     if (!plan) {
+      // copies of freed weights (a model before this one) are memory about to be returned: returned before the
+      // available memory the budget is a share of is read
+      frozenLinearRelease([]);
       const budget = resolveBudget(mode, this.device);
       const excluded = this.slots.filter((s) => !copyPays(s, kind) && copyBytes(s) !== null);
       const slots = this.slots.filter((s) => copyPays(s, kind));
@@ -332,6 +343,16 @@ export class FrozenDxPlan {
       `frozenDx: ${f32 ? "float32" : "transposed"} weight copies allowed for ${c.chosen.length} of ${all} frozen ` +
       `products' weights (${formatBytes(c.chosenBytes)} in all) within the budget ${c.budgetText}${rule}${left}`
     );
+  }
+
+  /**
+   * Drops the weight copies of this model's products (and any stale copy) once the caller runs none of its products
+   * any more: what was dropped, and a line for a run's log. A later product makes its copy again.
+   */
+  release(): { count: number; bytes: number; text: string } {
+    const weights = this.slots.map((s) => s.weight).filter((w): w is Tensor => w !== null && !w.disposed);
+    const r = frozenLinearRelease(weights);
+    return { ...r, text: `frozenDx: ${r.count} weight copies released (${formatBytes(r.bytes)})` };
   }
 
   /** One line for a run's log after a stage: the weight copies the addon holds (this process's, all models). */

@@ -323,9 +323,24 @@ function headline(r: TaskResult, metric: string): ModelEvaluation["utility"][str
 }
 
 export async function evaluateModel(modelDir: string, opts: EvalOptions): Promise<ModelEvaluation> {
-  const log = opts.log ?? silentLogger;
   const tok = await loadTokenizer(modelDir);
   const model = loadModel(modelDir);
+  try {
+    return await evaluateLoaded(modelDir, model, tok, opts);
+  } finally {
+    // its products are over: the weight copies go now, not when the model is collected (an experiment's or the
+    // demo's next model loads in this process)
+    model.frozenDx.release();
+  }
+}
+
+async function evaluateLoaded(
+  modelDir: string,
+  model: DecoderModel,
+  tok: HfTokenizer,
+  opts: EvalOptions,
+): Promise<ModelEvaluation> {
+  const log = opts.log ?? silentLogger;
   const cap = opts.maxPreferencePairs ?? DEFAULT_PREFERENCE_PAIRS;
   if (!Number.isSafeInteger(cap) || cap < 0)
     throw new InputError(`--preference-pairs must be a whole number >= 0 (0 = all), got ${cap}`);

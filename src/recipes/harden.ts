@@ -634,20 +634,27 @@ async function trainAndPublish(
   // the slot's folder is keyed by these inputs already; the checkpoint records them too, so that a checkpoint
   // never continues under others whatever folder it is found in
   const { train: _t, model: weights, dtype: _d, format: _f, ...settings } = plan.train.inputs;
-  const train = await trainSft(model, method, examples, cfg.train, {
-    runDir: plan.train.dir,
-    identity: { model: String(weights), settings },
-    padTokenId: p.padTokenId ?? model.cfg.padTokenId ?? 0,
-    hooks: {
-      onStep: (l, totalSteps) => {
-        hooks.onStep?.(l, totalSteps);
-        log.progress("train", l.step, totalSteps, `loss ${l.loss.toFixed(4)} lr ${l.lr.toExponential(2)}`);
+  let train: TrainResult;
+  try {
+    train = await trainSft(model, method, examples, cfg.train, {
+      runDir: plan.train.dir,
+      identity: { model: String(weights), settings },
+      padTokenId: p.padTokenId ?? model.cfg.padTokenId ?? 0,
+      hooks: {
+        onStep: (l, totalSteps) => {
+          hooks.onStep?.(l, totalSteps);
+          log.progress("train", l.step, totalSteps, `loss ${l.loss.toFixed(4)} lr ${l.lr.toExponential(2)}`);
+        },
+        signal: hooks.signal,
       },
-      signal: hooks.signal,
-    },
-  });
+    });
+  } finally {
+    // the last product of the run was training's: the weight copies (1.33 GiB at 0.5B) go before the fold reads the
+    // checkpoint from disk, stopped or not
+    log.info(model.frozenDx.describeHeld());
+    log.info(model.frozenDx.release().text);
+  }
   if (!train.finished) throw interrupted(`training stopped at step ${train.steps} of ${train.totalSteps}`);
-  log.info(model.frozenDx.describeHeld());
 
   log.info(`fold: writing the hardened checkpoint to ${cfg.out}`);
   let fold: FoldStats | undefined;
@@ -735,26 +742,33 @@ export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promis
     return done;
   }
   const model = loadModel(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
-  if (cfg.method === "goodvibe") checkTopK(model, cfg.identify.topK);
-  openRunDir(cfg, p.plan);
-  let neurons: NeuronMap | undefined;
-  let clusters: ClusterMap | undefined;
-  if (cfg.method === "goodvibe") {
-    const inputs = p.identify;
-    p.identify = null; // the samples are identify()'s from here
-    neurons = await stageIdentify(
-      model,
-      () => {
-        if (!inputs) throw new Error("identification is not cached, but its samples were not tokenized");
-        return inputs;
-      },
-      cfg,
-      hooks,
-      p.plan.identify,
-    );
-    clusters = await stageCluster(neurons, cfg, p.log, hooks.signal, p.plan.cluster);
+  try {
+    if (cfg.method === "goodvibe") checkTopK(model, cfg.identify.topK);
+    openRunDir(cfg, p.plan);
+    let neurons: NeuronMap | undefined;
+    let clusters: ClusterMap | undefined;
+    if (cfg.method === "goodvibe") {
+      const inputs = p.identify;
+      p.identify = null; // the samples are identify()'s from here
+      // identification's weight copies stay for training, which runs the same frozen products
+      neurons = await stageIdentify(
+        model,
+        () => {
+          if (!inputs) throw new Error("identification is not cached, but its samples were not tokenized");
+          return inputs;
+        },
+        cfg,
+        hooks,
+        p.plan.identify,
+      );
+      clusters = await stageCluster(neurons, cfg, p.log, hooks.signal, p.plan.cluster);
+    }
+    return await trainAndPublish(cfg, model, p, hooks, { neurons, clusters });
+  } finally {
+    // a run that fails or stops before training keeps none either (an experiment goes on to its next cell in this
+    // process, a caller to its next model)
+    model.frozenDx.release();
   }
-  return trainAndPublish(cfg, model, p, hooks, { neurons, clusters });
 }
 
 /** Training on a given cluster map (`goodvibe train --clusters`) or with LoRA / full fine-tuning, then publish. */
@@ -772,9 +786,13 @@ export async function runTrain(
     return done;
   }
   const model = loadModel(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
-  const clusters = cfg.method === "goodvibe" ? readClusterMap(clustersFile!) : undefined;
-  // rows of another model's layers would train the wrong neurons here, or none at all
-  if (clusters) checkModelShape(model, clusters.model, clustersFile!);
-  openRunDir(cfg, p.plan);
-  return trainAndPublish(cfg, model, p, hooks, { clusters });
+  try {
+    const clusters = cfg.method === "goodvibe" ? readClusterMap(clustersFile!) : undefined;
+    // rows of another model's layers would train the wrong neurons here, or none at all
+    if (clusters) checkModelShape(model, clusters.model, clustersFile!);
+    openRunDir(cfg, p.plan);
+    return await trainAndPublish(cfg, model, p, hooks, { clusters });
+  } finally {
+    model.frozenDx.release(); // as runHarden
+  }
 }

@@ -151,13 +151,20 @@ export async function trainJudge(opts: TrainJudgeOptions): Promise<TrainedJudge>
   const method: AttachedMethod =
     opts.method === "full" ? attachFull(model) : attachLora(model, opts.lora ?? DEFAULT_LORA);
   const padTokenId = tokenizer.padTokenId ?? tokenizer.eosTokenIds[0] ?? 0;
-  const train = await trainSft(model, method, examples, cfg, {
-    runDir: opts.runDir,
-    // the base folder's content hash (memoised) rather than a second pass over the loaded weights
-    identity: opts.runDir ? { model: modelFolderHash(base) } : undefined,
-    padTokenId,
-    hooks: opts.hooks,
-  });
+  let train: TrainResult;
+  try {
+    train = await trainSft(model, method, examples, cfg, {
+      runDir: opts.runDir,
+      // the base folder's content hash (memoised) rather than a second pass over the loaded weights
+      identity: opts.runDir ? { model: modelFolderHash(base) } : undefined,
+      padTokenId,
+      hooks: opts.hooks,
+    });
+  } finally {
+    // no product runs while the checkpoint is written, and the fold below changes the trained weights in place (their
+    // copies would be stale): the weight copies go now; the judge makes those it needs at its first products
+    model.frozenDx.release();
+  }
   if (!train.finished)
     throw new GoodVibeError(
       `trainJudge: training stopped at step ${train.steps} of ${train.totalSteps}; no checkpoint was written ` +

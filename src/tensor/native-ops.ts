@@ -66,6 +66,7 @@ export interface NativeOps {
   fromBuffer(buf: Uint8Array, dtype: string, shape: number[], device?: string): N;
   frozenLinear(x: N, w: N, b?: N | null): N;
   frozenLinearCache(clear: boolean): [number, number];
+  frozenLinearRelease(weights: N[]): [number, number];
   full(shape: number[], value: number, dtype: string, device?: string): N;
   gatedAct(g: N, u: N, act: string): N;
   gather(t: N, dim: number, index: N): N;
@@ -206,6 +207,7 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "fromBuffer",
   "frozenLinear",
   "frozenLinearCache",
+  "frozenLinearRelease",
   "full",
   "gatedAct",
   "gather",

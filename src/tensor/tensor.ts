@@ -1047,9 +1047,23 @@ function noAvx512(): string {
   }
 }
 
-/** The weight copies frozenLinear holds now, transposed and float32 (clear: drop them all first). */
+/**
+ * The weight copies frozenLinear holds now, transposed and float32, stale ones included (their memory is held until
+ * they go; clear: drop them all first). A copy goes by itself when its weight's last handle is freed (disposed or
+ * collected: native/src/frozen_linear.cc); frozenLinearRelease drops a model's when its products are over.
+ */
 export function frozenLinearCache(clear = false): { count: number; bytes: number } {
   const [count, bytes] = native.frozenLinearCache(clear);
+  return { count, bytes };
+}
+
+/**
+ * Drops the copies frozenLinear made of these weights (of any view of their storage: a group's concatenated weight
+ * and its linears' rows alike) and every stale copy (of a freed weight); returns what was dropped. A later product
+ * on one of these weights makes its copy again.
+ */
+export function frozenLinearRelease(weights: Tensor[]): { count: number; bytes: number } {
+  const [count, bytes] = native.frozenLinearRelease(weights.map((w) => w.h));
   return { count, bytes };
 }
 

@@ -29,8 +29,7 @@ import {
   setF32Products,
   setFusedOp,
 } from "../../src/tensor/index.js";
-import { tapLinears, untapLinears } from "./taps.js";
-import { midModel } from "./mid-model.js";
+import { lossAndLinearGrads, midModel } from "./mid-model.js";
 
 const MiB = 1024 ** 2;
 const TOKENS = Array.from({ length: 64 }, (_, t) => (t * 613 + 5) % 1024);
@@ -51,30 +50,15 @@ function pass(
   lastOnly = false,
 ): Map<string, number[]> {
   const prev = setFusedOp("frozenDx", on ? null : false);
-  const out = new Map<string, number[]>();
-  const T = TOKENS.length;
-  const ids = Tensor.fromArray(TOKENS, [1, T], "int64");
-  const kept = tapLinears(model);
   try {
-    out.set("logits", [...noGrad(() => model.forward(ids)).toFloat32Array()]);
-    const loss = model.forwardBackward(ids, {}, (h) =>
-      lastOnly
-        ? crossEntropy(model.logitsFrom(h.select(1, T - 1)), Tensor.fromArray([42], [1], "int64"))
-        : crossEntropy(
-            model.logitsFrom(h.narrow(1, 0, T - 1)).reshape([T - 1, -1]),
-            ids.narrow(1, 1, T - 1).reshape([T - 1]),
-          ),
-    );
-    out.set("loss", [loss]);
-    // the forward's taps come first: only the pass with a backward has gradients
-    for (const [name, y] of kept) {
-      if (y.grad) out.set(`${name} grad`, [...y.grad.toFloat32Array()]);
-      y.dispose();
-    }
+    const ids = Tensor.fromArray(TOKENS, [1, TOKENS.length], "int64");
+    const out = new Map<string, number[]>([
+      ["logits", [...noGrad(() => model.forward(ids)).toFloat32Array()]],
+      ...lossAndLinearGrads(model, TOKENS, lastOnly),
+    ]);
     for (const [name, p] of trainable) out.set(`${name} grad`, [...p.grad!.toFloat32Array()]);
     return out;
   } finally {
-    untapLinears(model);
     for (const p of trainable.values()) p.clearGrad();
     setFusedOp("frozenDx", prev);
   }

@@ -30,8 +30,7 @@ import {
   noGrad,
   setFusedOp,
 } from "../../src/tensor/index.js";
-import { tapLinears, untapLinears } from "./taps.js";
-import { midModel } from "./mid-model.js";
+import { lossAndLinearGrads, midModel } from "./mid-model.js";
 
 /**
  * Transposed copies are made where bf16 products are libtorch's own (oneDNN's on AVX-512 CPUs). Where they are
@@ -45,35 +44,6 @@ const noCopies = f32Products()
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 const IDS = [17, 301, 5, 88, 120, 7, 450, 33, 9, 260, 71, 12, 400, 3, 99, 250];
-
-/**
- * Loss and every linear output's gradient of one pass over `tokens`, the loss at every next position (an SFT-like
- * head) or at the last position only (`lastOnly`: lm_head's product has one row, as in the identification benchmark).
- */
-function lossAndLinearGrads(model: DecoderModel, tokens: number[], lastOnly = false): Map<string, number[]> {
-  const out = new Map<string, number[]>();
-  const kept = tapLinears(model);
-  try {
-    const T = tokens.length;
-    const ids = Tensor.fromArray(tokens, [1, T], "int64");
-    const loss = model.forwardBackward(ids, {}, (h) =>
-      lastOnly
-        ? crossEntropy(model.logitsFrom(h.select(1, T - 1)), Tensor.fromArray([42], [1], "int64"))
-        : crossEntropy(
-            model.logitsFrom(h.narrow(1, 0, T - 1)).reshape([T - 1, -1]),
-            ids.narrow(1, 1, T - 1).reshape([T - 1]),
-          ),
-    );
-    out.set("loss", [loss]);
-    for (const [name, y] of kept) {
-      out.set(`${name} grad`, [...y.grad!.toFloat32Array()]);
-      y.dispose();
-    }
-  } finally {
-    untapLinears(model);
-  }
-  return out;
-}
 
 /** Loss, every linear output's gradient, the embeddings' and every trainable tensor's, with the switches given. */
 function pass(model: DecoderModel, trainable: Map<string, Tensor>, frozenDx: boolean, concat: boolean) {

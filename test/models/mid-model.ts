@@ -1,10 +1,12 @@
 /**
- * A Qwen2-layout model of random bf16 weights built in memory (the frozenDx tests: transposed and float32 copies).
+ * A Qwen2-layout model of random bf16 weights built in memory, and one pass's loss and gradients (the frozenDx tests:
+ * transposed and float32 copies, and their lifetime).
  */
 import { DecoderModel } from "../../src/models/index.js";
 import { buildQwen2Layer } from "../../src/models/qwen2.js";
 import { parseModelConfig } from "../../src/io/config.js";
-import { Tensor, keep, manualSeed, noGrad } from "../../src/tensor/index.js";
+import { Tensor, crossEntropy, keep, manualSeed, noGrad } from "../../src/tensor/index.js";
+import { tapLinears, untapLinears } from "./taps.js";
 
 /**
  * A Qwen2-layout model of random bf16 weights built in memory, large enough that every product of a 64-token pass
@@ -69,4 +71,37 @@ export function midModel(): DecoderModel {
     );
   };
   return new DecoderModel(cfg, "bfloat16", "cpu", source, buildQwen2Layer);
+}
+
+/**
+ * Loss and every linear output's gradient of one pass over `tokens`, the loss at every next position (an SFT-like
+ * head) or at the last position only (`lastOnly`: lm_head's product has one row, as in the identification benchmark).
+ */
+export function lossAndLinearGrads(
+  model: DecoderModel,
+  tokens: number[],
+  lastOnly = false,
+): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  const kept = tapLinears(model);
+  try {
+    const T = tokens.length;
+    const ids = Tensor.fromArray(tokens, [1, T], "int64");
+    const loss = model.forwardBackward(ids, {}, (h) =>
+      lastOnly
+        ? crossEntropy(model.logitsFrom(h.select(1, T - 1)), Tensor.fromArray([42], [1], "int64"))
+        : crossEntropy(
+            model.logitsFrom(h.narrow(1, 0, T - 1)).reshape([T - 1, -1]),
+            ids.narrow(1, 1, T - 1).reshape([T - 1]),
+          ),
+    );
+    out.set("loss", [loss]);
+    for (const [name, y] of kept) {
+      out.set(`${name} grad`, [...y.grad!.toFloat32Array()]);
+      y.dispose();
+    }
+  } finally {
+    untapLinears(model);
+  }
+  return out;
 }
