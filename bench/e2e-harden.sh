@@ -10,7 +10,12 @@
 # Environment (the same for both sides; runs.log records it with the load at the start of every run):
 #   THREADS      libtorch threads on both sides (default 1: GOODVIBE_THREADS for ours, torch.set_num_threads)
 #   OPENBLAS_CORETYPE  exported once for both sides as bench/side-by-side.sh does: default SkylakeX on AVX-512
-#                CPUs (what the addon picks when it is unset); a value set in the environment is kept for both
+#                CPUs (what the addon picks when it is unset); a value set in the environment is kept for both.
+#                Elsewhere (AVX2) it stays unset for both, as the addon leaves it: both processes load the same
+#                libopenblas.so.0, whose own detection picks the same core (Zen on a Zen 3); runs.log names it
+#   TORCH_DTYPE  the PyTorch side's compute dtype: bfloat16 (default, the checkpoint's) or float32 (the weights
+#                upcast: what a PyTorch user does where CPU bf16 products are slow, i.e. without AVX-512; the
+#                folded checkpoint is bf16 either way). Ours is unchanged (it picks its CPU bf16 route itself)
 #   LAYERS       decoder layers of the 0.5B shape (default 24, the real model's)
 #   PAIRS        pairs of the sample (default 16: 32 identification samples, 16 training examples)
 #   E2E_LANG     language of the CyberNative train pairs (default c++); EPOCHS (2), MAXLEN train.maxLength (512)
@@ -35,9 +40,12 @@ REPEATS=${REPEATS:-2}
 ONLY=${ONLY:-}
 RUNS=${RUNS:-$(seq -s ' ' 1 "$REPEATS")}
 TRAIN_CHECK=${TRAIN_CHECK:-0}
+TORCH_DTYPE=${TORCH_DTYPE:-bfloat16}
 DATA=../shared/data/cybernative/train.jsonl
 if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX; fi
 export GOODVIBE_THREADS=$THREADS
+# the core OpenBLAS runs on in both processes (the variable's value, or its own detection when unset)
+BLAS_CORE=$($PY -c 'import ctypes; l = ctypes.CDLL("libopenblas.so.0"); l.openblas_get_corename.restype = ctypes.c_char_p; print(l.openblas_get_corename().decode())' 2>/dev/null || echo unknown)
 if [ ! -f "$DATA" ]; then
   echo "skipped: $DATA is not there"
   exit 0
@@ -53,7 +61,7 @@ timed() { # name, command...
   local name=$1
   shift
   local pidf="$OUT/$name.pid"
-  echo "== $name (load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ), THREADS=$THREADS OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(auto)}, CPUs $(awk '/Cpus_allowed_list/ { print $2 }' /proc/self/status))" | tee -a "$OUT/runs.log"
+  echo "== $name (load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ), THREADS=$THREADS OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(auto)} (core $BLAS_CORE) TORCH_DTYPE=$TORCH_DTYPE, CPUs $(awk '/Cpus_allowed_list/ { print $2 }' /proc/self/status))" | tee -a "$OUT/runs.log"
   echo "start $EPOCHREALTIME" >"$OUT/$name.log"
   (
     /usr/bin/time -v -o "$OUT/$name.time" "$@" 2>&1 &
@@ -91,7 +99,7 @@ for r in $RUNS; do
   fi
   if [ "$ONLY" != ours ]; then
     rm -rf "$OUT/torch-$r"
-    timed "torch-$r" $PY bench/torch_harden.py run --inputs "$OUT/inputs.json" --out "$OUT/torch-$r" --threads "$THREADS" --json "$OUT/torch-$r.json"
+    timed "torch-$r" $PY bench/torch_harden.py run --inputs "$OUT/inputs.json" --out "$OUT/torch-$r" --threads "$THREADS" --dtype "$TORCH_DTYPE" --json "$OUT/torch-$r.json"
     rm -rf "$OUT/torch-$r"
   fi
   if [ -f "$OUT/ours-$r-kept/neurons.json" ] && [ -f "$OUT/torch-$r.json" ]; then
@@ -106,7 +114,7 @@ for ((r = 1; r <= REPEATS; r++)); do
 done
 $PY bench/torch_harden.py table --dir "$OUT" --repeats "$REPEATS" | tee "$OUT/table.md"
 if [ "$TRAIN_CHECK" = 1 ]; then # training alone on our first run's cluster map: every step's loss comparable
-  timed torch-train-check $PY bench/torch_harden.py run --inputs "$OUT/inputs.json" --out "$OUT/torch-check" --threads "$THREADS" \
+  timed torch-train-check $PY bench/torch_harden.py run --inputs "$OUT/inputs.json" --out "$OUT/torch-check" --threads "$THREADS" --dtype "$TORCH_DTYPE" \
     --clusters "$OUT/ours-1-kept/clusters.json" --json "$OUT/torch-train-check.json"
   rm -rf "$OUT/torch-check"
   $PY bench/torch_harden.py compare --ours "$OUT/ours-1-kept" --torch "$OUT/torch-train-check.json" | tee -a "$OUT/table.md"

@@ -2,7 +2,8 @@
 """GoodVibe's whole hardening pipeline in plain PyTorch + numpy, the reference for `goodvibe harden` end to end
 (Debian python3-torch; run with /usr/bin/python3; bench/e2e-harden.sh runs both side by side).
 
-  /usr/bin/python3 bench/torch_harden.py run --inputs inputs.json --out DIR [--threads 1] [--clusters F] [--json f]
+  /usr/bin/python3 bench/torch_harden.py run --inputs inputs.json --out DIR [--threads 1] [--dtype bfloat16|float32]
+      [--clusters F] [--json f]
   /usr/bin/python3 bench/torch_harden.py compare --ours HARDENED_DIR --torch RESULT_JSON [--json f]
   /usr/bin/python3 bench/torch_harden.py table --dir OUT [--repeats 2]      (bench/e2e-harden.sh's table)
 
@@ -24,6 +25,10 @@ does the same work as the recipe (src/recipes/harden.ts), stage by stage, timed:
                   answer tokens / answer tokens of the step, clip_grad_norm_, AdamW with the dumped lr per step
   fold            W + dU onto the selected rows in float32, rounded to bf16, the whole checkpoint written as
                   safetensors beside config.json (as writeFoldedCheckpoint does)
+--dtype float32 (default bfloat16, the checkpoint's): the bf16 weights upcast once after loading (exact) and the
+same pipeline computed in float32, as bench/torch_train.py --dtype float32 does: what a PyTorch user does on a CPU
+whose bf16 products are slow and inaccurate (AVX2 without AVX-512: BENCHMARKS "bf16 products on AVX2 CPUs"). The
+fold rounds W + dU to bf16 either way, so the checkpoint written is bf16 as in the bf16 run.
 `compare` reads our hardened folder (neurons.json, clusters.json, the run folder's training log) and this
 script's result, and reports the agreement: selected rows per module, scores, clusters, per-step losses.
 """
@@ -55,6 +60,18 @@ def module_name(i, name):
 
 def rss():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def openblas_core():
+    """The core OpenBLAS picked in this process (OPENBLAS_CORETYPE or its own detection), for the record."""
+    try:
+        import ctypes
+
+        lib = ctypes.CDLL("libopenblas.so.0")
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    except (OSError, AttributeError):
+        return None
 
 
 # ------------------------------------------------------------------ the decoder with masks and positions
@@ -486,6 +503,8 @@ def run(args):
         cfg = json.load(f)
     sd = load_safetensors(os.path.join(inp["model"], "model.safetensors"))
     model = Qwen2(sd, cfg)
+    if args.dtype != "bfloat16":  # the bf16 weights upcast (exact): the same model computed in float32
+        model = model.to(getattr(torch, args.dtype))
     st.done("setup")
     load0 = list(os.getloadavg())
 
@@ -511,14 +530,17 @@ def run(args):
     st.total()
     peak = rss()
     trainable = sum(p.numel() for p in params)
+    core = openblas_core()
     print(
-        f"torch {torch.__version__}, threads {threads}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')}: "
+        f"torch {torch.__version__}, {args.dtype}, threads {threads}, "
+        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')} (OpenBLAS core {core}): "
         + ", ".join(f"{k} {v:.1f} s" for k, v in st.wall.items())
         + f"; {trainable:,} trainable, {changed} tensors folded, peak RSS {peak / 2**30:.2f} GiB"
     )
     dump(args.json, {
-        "bench": "torch-harden", "torch": torch.__version__, "threads": threads,
-        "openblasCoretype": os.environ.get("OPENBLAS_CORETYPE", "(auto)"), "layers": cfg["num_hidden_layers"],
+        "bench": "torch-harden", "torch": torch.__version__, "dtype": args.dtype, "threads": threads,
+        "openblasCoretype": os.environ.get("OPENBLAS_CORETYPE", "(auto)"), "openblasCore": core,
+        "layers": cfg["num_hidden_layers"],
         "seconds": st.wall, "cpuSeconds": st.cpu, "identify": ident, "trainTokens": train_tokens,
         "trainableParams": trainable, "updateRows": rows, "foldedTensors": changed, "peakRssBytes": peak,
         "loadAverage": [load0, list(os.getloadavg())], "steps": log,
@@ -705,6 +727,7 @@ def table(args):
     tr = inp["train"]
     tr_tokens = sum(len(tr["examples"][i]["inputIds"]) for step in tr["steps"] for m in step for i in m)
     runs = {"ours": [], "torch": []}
+    dtypes = set()
     for r in range(1, args.repeats + 1):
         tf = time_file(os.path.join(d, f"ours-{r}.time"))
         w, c = our_stages(os.path.join(d, f"ours-{r}.log"), tf)
@@ -712,13 +735,15 @@ def table(args):
         tf = time_file(os.path.join(d, f"torch-{r}.time"))
         with open(os.path.join(d, f"torch-{r}.json")) as f:
             j = json.load(f)
+        dtypes.add(f"PyTorch {j['torch']} {j.get('dtype', 'bfloat16')}")  # files of before --dtype: bf16
         w, c = dict(j["seconds"]), dict(j["cpuSeconds"])
         # the process as a whole, as for ours: interpreter start and imports included
         w["total"], c["total"] = tf["wall"], tf["cpu"]
         runs["torch"].append({"wall": with_setup(w), "cpu": with_setup(c), "rss": tf["rss"]})
     fmt = lambda xs: " / ".join(f"{x:.1f}" for x in xs)  # noqa: E731
     print(f"{len(inp['identify']['samples'])} identification samples ({id_tokens} tokens), "
-          f"{len(tr['steps'])} optimiser steps ({tr_tokens} input tokens); {args.repeats} runs a side, A/B interleaved\n")
+          f"{len(tr['steps'])} optimiser steps ({tr_tokens} input tokens); {args.repeats} runs a side, A/B interleaved; "
+          f"the PyTorch side: {', '.join(sorted(dtypes))}\n")
     print("| stage | ours wall s | PyTorch wall s | PyTorch/ours (median) | ours CPU s | PyTorch CPU s | PyTorch/ours CPU | tokens/s ours / PyTorch (CPU) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for s in STAGES:
@@ -780,6 +805,8 @@ def main():
     r.add_argument("--inputs", required=True, help="JSON from bench/e2e-inputs.ts")
     r.add_argument("--out", required=True, help="folder for the hardened checkpoint")
     r.add_argument("--threads", type=int, default=0)
+    r.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"],
+                   help="bfloat16 (the checkpoint's) or float32 (its weights upcast; the fold still writes bf16)")
     r.add_argument("--clusters", help="train on this cluster map (ours: clusters.json) instead of identifying and clustering")
     r.add_argument("--json")
     c = sub.add_parser("compare")
