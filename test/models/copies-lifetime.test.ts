@@ -10,9 +10,8 @@ import assert from "node:assert/strict";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
-import { frozenCopyKind } from "../../src/models/index.js";
-import { frozenLinearCache, setF32Products, setFusedOp } from "../../src/tensor/index.js";
-import { lossAndLinearGrads, midModel } from "./mid-model.js";
+import { frozenLinearCache, setFusedOp } from "../../src/tensor/index.js";
+import { lossAndLinearGrads, midModel, withF32Products } from "./mid-model.js";
 
 const MiB = 1024 ** 2;
 const TOKENS = Array.from({ length: 64 }, (_, t) => (t * 613 + 5) % 1024);
@@ -21,19 +20,6 @@ const MODEL_COPIES = { count: 8, bytes: 28.5 * MiB };
 const defaultSetting = process.env.GOODVIBE_FUSED
   ? "GOODVIBE_FUSED is set: the default setting is not in force"
   : false;
-
-function withF32Products(fn: () => void) {
-  const prev = setF32Products("on");
-  frozenLinearCache(true);
-  try {
-    assert.equal(frozenCopyKind("cpu"), "float32");
-    fn();
-  } finally {
-    setF32Products(prev);
-    setFusedOp("frozenDx", null);
-    frozenLinearCache(true);
-  }
-}
 
 function same(got: Map<string, number[]>, want: Map<string, number[]>, what: string) {
   assert.deepEqual([...got.keys()], [...want.keys()], what);

@@ -29,7 +29,7 @@ import {
   setF32Products,
   setFusedOp,
 } from "../../src/tensor/index.js";
-import { lossAndLinearGrads, midModel } from "./mid-model.js";
+import { lossAndLinearGrads, midModel, withF32Products } from "./mid-model.js";
 
 const MiB = 1024 ** 2;
 const TOKENS = Array.from({ length: 64 }, (_, t) => (t * 613 + 5) % 1024);
@@ -67,20 +67,6 @@ function pass(
 function same(got: Map<string, number[]>, want: Map<string, number[]>, what: string) {
   assert.deepEqual([...got.keys()], [...want.keys()], what);
   for (const [name, v] of want) assert.deepEqual(got.get(name), v, `${name} (${what})`);
-}
-
-/** Runs `fn` with CPU bf16 products computed in float32 (whatever this CPU's libtorch does), copies dropped first. */
-function withF32Products(fn: () => void) {
-  const prev = setF32Products("on");
-  frozenLinearCache(true);
-  try {
-    assert.equal(frozenCopyKind("cpu"), "float32");
-    fn();
-  } finally {
-    setF32Products(prev);
-    setFusedOp("frozenDx", null);
-    frozenLinearCache(true);
-  }
 }
 
 test(

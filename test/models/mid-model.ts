@@ -2,10 +2,20 @@
  * A Qwen2-layout model of random bf16 weights built in memory, and one pass's loss and gradients (the frozenDx tests:
  * transposed and float32 copies, and their lifetime).
  */
-import { DecoderModel } from "../../src/models/index.js";
+import assert from "node:assert/strict";
+import { DecoderModel, frozenCopyKind } from "../../src/models/index.js";
 import { buildQwen2Layer } from "../../src/models/qwen2.js";
 import { parseModelConfig } from "../../src/io/config.js";
-import { Tensor, crossEntropy, keep, manualSeed, noGrad } from "../../src/tensor/index.js";
+import {
+  Tensor,
+  crossEntropy,
+  frozenLinearCache,
+  keep,
+  manualSeed,
+  noGrad,
+  setF32Products,
+  setFusedOp,
+} from "../../src/tensor/index.js";
 import { tapLinears, untapLinears } from "./taps.js";
 
 /**
@@ -104,4 +114,18 @@ export function lossAndLinearGrads(
     untapLinears(model);
   }
   return out;
+}
+
+/** Runs `fn` with CPU bf16 products computed in float32 (whatever this CPU's libtorch does), copies dropped first. */
+export function withF32Products(fn: () => void) {
+  const prev = setF32Products("on");
+  frozenLinearCache(true);
+  try {
+    assert.equal(frozenCopyKind("cpu"), "float32");
+    fn();
+  } finally {
+    setF32Products(prev);
+    setFusedOp("frozenDx", null);
+    frozenLinearCache(true);
+  }
 }
