@@ -321,6 +321,10 @@ export class FrozenDxPlan {
           : `frozenDx off on ${this.device} (not measured there; GOODVIBE_FUSED=+frozenDx turns it on)`;
     const c = this.make(mode).choice;
     const all = c.chosen.length + c.left.length + c.small.length + c.excluded.length;
+    // only frozen bf16 weights are candidates: a float32 model (dtype: float32) has none, so say that rather than
+    // "0 of 0" beside a line about bf16 products
+    if (all === 0)
+      return "frozenDx: no frozen bf16 weights (float32 compute or all weights train): no weight copies";
     const rule = f32
       ? mode === "auto"
         ? "; each made at the weight's first product (bf16 products are computed in float32 here)"

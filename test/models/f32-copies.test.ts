@@ -205,3 +205,18 @@ test("float32 copies only where bf16 products are computed in float32, and only 
     }
   });
 });
+
+test(
+  "a float32 model has no frozen bf16 weight to copy: none is made and the log says so instead of '0 of 0'",
+  { skip: defaultSetting },
+  () =>
+    withF32Products(() => {
+      const model = midModel("float32");
+      lossAndLinearGrads(model, TOKENS);
+      assert.deepEqual(frozenLinearCache(), { count: 0, bytes: 0 });
+      assert.equal(
+        model.frozenDx.describe(),
+        "frozenDx: no frozen bf16 weights (float32 compute or all weights train): no weight copies",
+      );
+    }),
+);

@@ -24,7 +24,7 @@ import { tapLinears, untapLinears } from "./taps.js";
  * more: o_proj's 768 × 768 is the smallest): per layer q/k/v 1.5 MiB, o 1.125 MiB, gate/up 3 MiB, down 1.5 MiB;
  * lm_head (tied) 1.5 MiB; 15.75 MiB in all.
  */
-export function midModel(): DecoderModel {
+export function midModel(dtype: "bfloat16" | "float32" = "bfloat16"): DecoderModel {
   const [H, I, V, kv] = [768, 1024, 1024, 128];
   const cfg = parseModelConfig(
     {
@@ -76,11 +76,11 @@ export function midModel(): DecoderModel {
       noGrad(() =>
         Tensor.randn(shape)
           .mul(shape.length === 1 ? 1 : 0.05)
-          .to("bfloat16"),
+          .to(dtype),
       ),
     );
   };
-  return new DecoderModel(cfg, "bfloat16", "cpu", source, buildQwen2Layer);
+  return new DecoderModel(cfg, dtype, "cpu", source, buildQwen2Layer);
 }
 
 /**
