@@ -1,7 +1,7 @@
 /**
  * The lifetime of frozenDx's weight copies in one process (BENCHMARKS "Lifetime of the frozen weight copies"):
  * `goodvibe harden` and then an evaluation of its output, as an experiment's cell or the demo run them, each log line
- * of both stamped with the process's RSS and peak RSS (VmRSS, VmHWM) when it was written; the peak at the end.
+ * of both stamped with the process's RSS and peak RSS (VmHWM) when it was written; the peak at the end.
  *
  *   node dist/bench/copies-lifetime.js --model DIR --data FILE --out DIR [--languages c++] [--pairs 8]
  *     [--epochs 1] [--max-length 256] [--eval-pairs 4] [--eval-prompts 2] [--no-eval]
@@ -16,6 +16,7 @@ import { runHarden } from "../src/recipes/harden.js";
 import { evaluateModel } from "../src/recipes/evaluate.js";
 import { readPairs } from "../src/data/pairs.js";
 import type { Logger } from "../src/util/log.js";
+import { peakRssBytes } from "../src/util/memory.js";
 
 const { values: a } = parseArgs({
   options: {
@@ -34,16 +35,11 @@ const { values: a } = parseArgs({
 if (!a.model || !a.data || !a.out) throw new Error("--model, --data and --out are required");
 
 const t0 = Date.now();
-function status(): { rss: number; hwm: number } {
-  const s = fs.readFileSync("/proc/self/status", "utf8");
-  const kib = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(s)![1]) * 1024;
-  return { rss: kib("VmRSS"), hwm: kib("VmHWM") };
-}
 const gib = (b: number) => (b / 1024 ** 3).toFixed(2);
 function stamp(stage: string, msg: string): void {
-  const { rss, hwm } = status();
+  const rss = process.memoryUsage().rss;
   console.log(
-    `${((Date.now() - t0) / 1000).toFixed(1).padStart(7)} s  RSS ${gib(rss)} GiB  peak ${gib(hwm)} GiB  ${stage}: ${msg}`,
+    `${((Date.now() - t0) / 1000).toFixed(1).padStart(7)} s  RSS ${gib(rss)} GiB  peak ${gib(peakRssBytes())} GiB  ${stage}: ${msg}`,
   );
 }
 const logger = (stage: string): Logger => ({
@@ -79,4 +75,4 @@ if (!a["no-eval"]) {
   });
   stamp("eval", "done");
 }
-stamp("end", `peak RSS ${gib(status().hwm)} GiB`);
+stamp("end", `peak RSS ${gib(peakRssBytes())} GiB`);

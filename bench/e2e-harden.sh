@@ -47,7 +47,7 @@ DATA=../shared/data/cybernative/train.jsonl
 if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX; fi
 export GOODVIBE_THREADS=$THREADS
 # the core OpenBLAS runs on in both processes (the variable's value, or its own detection when unset)
-BLAS_CORE=$($PY -c 'import ctypes; l = ctypes.CDLL("libopenblas.so.0"); l.openblas_get_corename.restype = ctypes.c_char_p; print(l.openblas_get_corename().decode())' 2>/dev/null || echo unknown)
+BLAS_CORE=$($PY -c 'import sys; sys.path.insert(0, "bench"); import torch_harden; print(torch_harden.openblas_core() or "unknown")' 2>/dev/null || echo unknown)
 if [ ! -f "$DATA" ]; then
   echo "skipped: $DATA is not there"
   exit 0
