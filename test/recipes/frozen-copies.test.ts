@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { defaultHardenConfig, type HardenConfig } from "../../src/config/harden.js";
+import type { HardenConfig } from "../../src/config/harden.js";
 import { RUN_FILES, runHarden } from "../../src/recipes/harden.js";
 import { evaluateModel } from "../../src/recipes/evaluate.js";
 import { readPairs } from "../../src/data/pairs.js";
@@ -16,6 +16,7 @@ import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import { frozenLinearCache, setF32Products, setFusedOp } from "../../src/tensor/index.js";
 import type { Logger } from "../../src/util/log.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
+import { tinyHardenConfig } from "./tiny-config.js";
 
 const made = makeTinyChatModel();
 const work = scratchDir("gv-copies-");
@@ -23,24 +24,11 @@ const data = path.join(work, "pairs.jsonl");
 writeCorpusJsonl(data, made.pairs.slice(0, 4));
 
 function config(name: string, method: HardenConfig["method"]): HardenConfig {
-  const d = defaultHardenConfig({ model: made.dir, data, out: path.join(work, name) });
-  return {
-    ...d,
+  return tinyHardenConfig(made.dir, data, path.join(work, name), {
     method,
     runDir: path.join(work, `${name}.run`),
     dtype: "bfloat16",
-    identify: { ...d.identify, topK: 3, batchSize: 4, maxLength: 512, gradientCheckpointing: false },
-    cluster: { ...d.cluster, features: "importance" },
-    train: {
-      ...d.train,
-      epochs: 1,
-      batchSize: 2,
-      gradAccum: 1,
-      maxPairs: 2,
-      warmupRatio: 0,
-      gradientCheckpointing: false,
-    },
-  };
+  });
 }
 
 function lines(): { log: Logger; seen: string[] } {

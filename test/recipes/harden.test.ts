@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { defaultHardenConfig, type HardenConfig } from "../../src/config/harden.js";
+import type { HardenConfig } from "../../src/config/harden.js";
 import { RUN_FILES, identifyOptions, planStages, runHarden, runTrain } from "../../src/recipes/harden.js";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { readNeuronMap } from "../../src/method/goodvibe/neuron-map.js";
@@ -16,6 +16,7 @@ import { readClusterMap } from "../../src/method/goodvibe/clustering.js";
 import { readGoodVibeDelta } from "../../src/method/goodvibe/delta.js";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
+import { tinyHardenConfig } from "./tiny-config.js";
 
 const made = makeTinyChatModel();
 const work = scratchDir("gv-recipe-");
@@ -23,24 +24,7 @@ const data = path.join(work, "pairs.jsonl");
 writeCorpusJsonl(data, made.pairs.slice(0, 4));
 
 function config(out: string, over: Partial<HardenConfig> = {}): HardenConfig {
-  const d = defaultHardenConfig({ model: made.dir, data, out: path.join(work, out) });
-  return {
-    ...d,
-    dtype: "float32",
-    identify: { ...d.identify, topK: 3, batchSize: 4, maxLength: 512, gradientCheckpointing: false },
-    cluster: { ...d.cluster, features: "importance" },
-    // 4 pairs in the file, 2 trained on: one step per epoch at batch 2
-    train: {
-      ...d.train,
-      epochs: 1,
-      batchSize: 2,
-      gradAccum: 1,
-      maxPairs: 2,
-      warmupRatio: 0,
-      gradientCheckpointing: false,
-    },
-    ...over,
-  };
+  return tinyHardenConfig(made.dir, data, path.join(work, out), over);
 }
 
 test("runHarden: each stage in its slot, the settings reach the stages, the output says what made it", async () => {
