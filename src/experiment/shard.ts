@@ -27,6 +27,7 @@ export function cellShare<C extends { key: string }>(cells: readonly C[], shard:
 }
 
 const CLAIM = ".claim.json";
+const TMP = ".tmp";
 const HEARTBEAT_MS = 30_000;
 
 interface ClaimFile {
@@ -57,8 +58,8 @@ type SeenClaim = ClaimFile & { mtimeMs: number };
 
 /**
  * The claim in `file`; null when there is none. A claim file that exists but does not parse is one being written
- * (the exclusive create and the write of its content are two steps): it counts as held, with no known holder, until
- * its modification time goes stale.
+ * (by a worker on a file system without hard links, or an older version: there the exclusive create and the write
+ * of its content are two steps): it counts as held, with no known holder, until its modification time goes stale.
  */
 function readClaim(file: string): SeenClaim | null {
   let mtimeMs: number;
@@ -107,9 +108,9 @@ export function tryClaim(dir: string): (() => void) | null {
   const file = path.join(key, CLAIM);
   const token = randomBytes(8).toString("hex");
   const body: ClaimFile = { host: os.hostname(), pid: process.pid, token, since: new Date().toISOString() };
+  sweepTemporaries(key);
   for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      fs.writeFileSync(file, JSON.stringify(body), { flag: "wx" });
+    if (createClaim(file, body)) {
       const timer = setInterval(() => {
         const now = new Date();
         try {
@@ -121,14 +122,56 @@ export function tryClaim(dir: string): (() => void) | null {
       timer.unref();
       held.set(key, { depth: 1, token, timer });
       return () => release(key);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
     }
     const other = readClaim(file);
     if (other && !isStale(other)) return null;
     if (other) moveAsideIfStale(file, path.join(key, `.claim-stale-${token}.json`));
   }
   return null;
+}
+
+/**
+ * Create `file` with the claim's whole content, or return false when it exists. The content is written to a
+ * temporary first and hard-linked into place (link fails when the name exists: as exclusive as O_EXCL), so the claim
+ * appears complete or not at all. An exclusive create followed by a write would leave an empty claim when the worker
+ * is killed between the two — one no reader can tell from a claim being written, so it would block the cell until
+ * it went stale (GOODVIBE_CLAIM_STALE_SECONDS) instead of being taken over at once as a dead process's claim.
+ */
+function createClaim(file: string, body: ClaimFile): boolean {
+  const tmp = `${file}.${body.token}${TMP}`;
+  fs.writeFileSync(tmp, JSON.stringify(body));
+  try {
+    fs.linkSync(tmp, file);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") return false;
+    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "ENOSYS") throw e;
+    // a file system without hard links: the exclusive create, with its short window
+    try {
+      fs.writeFileSync(file, JSON.stringify(body), { flag: "wx" });
+      return true;
+    } catch (e2) {
+      if ((e2 as NodeJS.ErrnoException).code === "EEXIST") return false;
+      throw e2;
+    }
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
+/** A worker killed between writing its claim's temporary and removing it leaves the temporary: gone once stale. */
+function sweepTemporaries(dir: string): void {
+  const cutoff = Date.now() - staleSeconds() * 1000;
+  for (const name of fs.readdirSync(dir)) {
+    if (!name.startsWith(CLAIM) || !name.endsWith(TMP)) continue;
+    try {
+      if (fs.statSync(path.join(dir, name)).mtimeMs < cutoff)
+        fs.rmSync(path.join(dir, name), { force: true });
+    } catch {
+      // another worker swept it first
+    }
+  }
 }
 
 /**

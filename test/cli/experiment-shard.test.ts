@@ -6,6 +6,7 @@
  */
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -111,6 +112,47 @@ test("claims: exclusive between processes, nested within one, taken over when th
     r4();
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("claims: a worker killed while claiming leaves a whole claim or none, and its claims are taken over at once", async () => {
+  // A worker claims folder after folder in a tight loop and is SIGKILLed at some moment: every claim it left
+  // must name its (now dead) process, so the next worker takes it over at once instead of waiting for it to go
+  // stale. An exclusive create followed by a write leaves an empty claim when the kill falls between the two.
+  const shard = new URL("../../src/experiment/shard.js", import.meta.url).href;
+  const child = `import { tryClaim } from ${JSON.stringify(shard)};
+    const root = process.argv[1];
+    for (let i = 0; ; i++) tryClaim(root + "/c" + i);`;
+  const root = scratchDir("gv-claim-kill-");
+  try {
+    let claims = 0;
+    for (let round = 0; round < 12; round++) {
+      const dir = path.join(root, `r${round}`);
+      fs.mkdirSync(dir);
+      const p = spawn(process.execPath, ["--input-type=module", "-e", child, dir], { stdio: "ignore" });
+      const exited = new Promise<void>((r) => p.once("exit", () => r()));
+      // kill it a few milliseconds into its loop (a varying moment each round)
+      while (!fs.existsSync(path.join(dir, "c1"))) await new Promise((r) => setTimeout(r, 1));
+      await new Promise((r) => setTimeout(r, round % 7));
+      p.kill("SIGKILL");
+      await exited;
+      for (const c of fs.readdirSync(dir)) {
+        const file = path.join(dir, c, ".claim.json");
+        if (!fs.existsSync(file)) continue; // killed after its mkdir, before its claim
+        claims++;
+        const claim = JSON.parse(fs.readFileSync(file, "utf8")) as { pid: number; host: string };
+        assert.equal(claim.pid, p.pid, `${file}: ${fs.readFileSync(file, "utf8")}`);
+        assert.equal(claimHolder(path.join(dir, c)), null, `${file}: a dead worker's claim counts as held`);
+      }
+      // the last folder it claimed is taken over at once
+      const last = fs.readdirSync(dir).filter((c) => fs.existsSync(path.join(dir, c, ".claim.json")));
+      const release = tryClaim(path.join(dir, last[last.length - 1]!));
+      assert.ok(release, "a dead worker's claim was not taken over");
+      release();
+    }
+    assert.ok(claims >= 12, `${claims} claims over 12 rounds`);
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
   }
 });
 
