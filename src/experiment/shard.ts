@@ -4,8 +4,8 @@
  *
  * Sharing one folder is safe because every cache entry is keyed by the hash of its inputs and written atomically
  * (a temporary, then a rename), and because whatever a worker computes in place — a cell's run folders, the base
- * model's evaluation, a judge's training — is done under a claim: a file created exclusively (O_EXCL) in that
- * entry's folder, kept fresh by a heartbeat. A claimed cell is left to its holder; a shared input another worker
+ * model's evaluation, a judge's training — is done under a claim: a file created exclusively and whole (a
+ * temporary hard-linked into place) in that entry's folder, kept fresh by a heartbeat. A claimed cell is left to its holder; a shared input another worker
  * is computing is waited for. A claim whose worker died (same host: its process is gone; any host: no heartbeat
  * for GOODVIBE_CLAIM_STALE_SECONDS, default 600) is taken over. At worst a cell is computed twice with the same
  * result (atomic writes: the last rename wins), never half-written.
