@@ -15,6 +15,7 @@
 #                libopenblas.so.0, whose own detection picks the same core (Zen on a Zen 3); runs.log names it
 #   OURS_SETS    extra settings for our side only, space-separated key=value (e.g. "dtype=float32": our compute in
 #                float32 as the PyTorch side's TORCH_DTYPE=float32); recorded in runs.log
+#   OURS_NODE_FLAGS  options for our side's node process (e.g. "--single-threaded-gc"); recorded in runs.log
 #   TORCH_DTYPE  the PyTorch side's compute dtype: bfloat16 (default, the checkpoint's) or float32 (the weights
 #                upcast: what a PyTorch user does where CPU bf16 products are slow, i.e. without AVX-512; the
 #                folded checkpoint is bf16 either way). Ours is unchanged (it picks its CPU bf16 route itself)
@@ -55,6 +56,7 @@ fi
 mkdir -p "$OUT"
 SETS=(--set identify.maxPairs="$PAIRS" --set train.maxPairs="$PAIRS" --set train.epochs="$EPOCHS" --set train.maxLength="$MAXLEN")
 OURS_SETS=${OURS_SETS:-}
+OURS_NODE_FLAGS=${OURS_NODE_FLAGS:-}
 OURS=()
 for kv in $OURS_SETS; do OURS+=(--set "$kv"); done
 node dist/bench/e2e-inputs.js --layers "$LAYERS" --data "$DATA" --languages "$E2E_LANG" --json "$OUT/inputs.json" "${SETS[@]}"
@@ -66,7 +68,7 @@ timed() { # name, command...
   local name=$1
   shift
   local pidf="$OUT/$name.pid"
-  echo "== $name (load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ), THREADS=$THREADS OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(auto)} (core $BLAS_CORE) TORCH_DTYPE=$TORCH_DTYPE OURS_SETS=${OURS_SETS:-(none)}, CPUs $(awk '/Cpus_allowed_list/ { print $2 }' /proc/self/status))" | tee -a "$OUT/runs.log"
+  echo "== $name (load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ), THREADS=$THREADS OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(auto)} (core $BLAS_CORE) TORCH_DTYPE=$TORCH_DTYPE OURS_SETS=${OURS_SETS:-(none)} OURS_NODE_FLAGS=${OURS_NODE_FLAGS:-(none)}, CPUs $(awk '/Cpus_allowed_list/ { print $2 }' /proc/self/status))" | tee -a "$OUT/runs.log"
   echo "start $EPOCHREALTIME" >"$OUT/$name.log"
   (
     /usr/bin/time -v -o "$OUT/$name.time" "$@" 2>&1 &
@@ -95,7 +97,7 @@ cat "$MODEL/model.safetensors" >/dev/null # both sides start from the page cache
 for r in $RUNS; do
   if [ "$ONLY" != torch ]; then
     rm -rf "$OUT/ours-$r" "$OUT/.ours-$r.run" "$OUT/ours-$r-kept"
-    timed "ours-$r" node dist/src/cli/main.js harden -m "$MODEL" -d "$DATA" -o "$OUT/ours-$r" --languages "$E2E_LANG" "${SETS[@]}" ${OURS[@]+"${OURS[@]}"}
+    timed "ours-$r" node $OURS_NODE_FLAGS dist/src/cli/main.js harden -m "$MODEL" -d "$DATA" -o "$OUT/ours-$r" --languages "$E2E_LANG" "${SETS[@]}" ${OURS[@]+"${OURS[@]}"}
     # the stats and maps stay; the checkpoints go (about 1 GB each at 24 layers)
     mkdir -p "$OUT/ours-$r-kept"
     cp "$OUT/ours-$r"/*.json "$OUT/ours-$r-kept/"

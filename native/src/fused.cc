@@ -124,9 +124,9 @@ template <>
 GV_INLINE vf vrnd<bf16_t>(vf v) {
   vu u = (vu)v;
   vu r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  vi nan = (u & 0x7fffffffu) > 0x7f800000u;
+  vi nan = vgtu(u & 0x7fffffffu, vu{} + 0x7f800000u);
   vu q = u - u + 0x7fc00000u;
-  return (vf)(nan ? q : r);
+  return (vf)vsel(nan, q, r);
 }
 GV_INLINE float hsum(vf v) {
   float s = 0;
@@ -141,7 +141,7 @@ GV_INLINE float hmax(vf v) {
 /** Lanes 0..n-1 set. */
 GV_INLINE vi lanesBelow(int64_t n) {
   const vi idx = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-  return idx < (vi{} + static_cast<int32_t>(n));
+  return vlti(idx, vi{} + static_cast<int32_t>(n));
 }
 
 GV_INLINE vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
@@ -568,7 +568,7 @@ GV_INLINE vi keyLanes(const uint8_t* km, int64_t n) {
   typedef uint8_t vb __attribute__((vector_size(16)));
   vb m;
   std::memcpy(&m, tmp, sizeof m);
-  return (__builtin_convertvector(m, vi) != 0) & lanesBelow(n);
+  return vnei(__builtin_convertvector(m, vi), vi{}) & lanesBelow(n);
 }
 
 /** Raw scores of 16 keys as softmax sees them: scaled, soft-capped (dcap: the cap's derivative). */
@@ -614,8 +614,8 @@ GV_INLINE void softmaxRows(const T* S, T* P, float* lse, const AttnGeom& a, int6
       for (; j + VL <= hi; j += VL) {
         vf v = scoreLanes(s + j, VL, a, nullptr);
         vst(buf + j - lo, v);
-        bad |= v != v;
-        mx = vsel(v > mx, v, mx);
+        bad |= vne(v, v);
+        mx = vsel(vgt(v, mx), v, mx);
       }
       seen = vi{} + (hi > lo ? 1 : 0);
     }
@@ -625,8 +625,8 @@ GV_INLINE void softmaxRows(const T* S, T* P, float* lse, const AttnGeom& a, int6
       vf v = scoreLanes(s + j, m, a, nullptr);
       vst(buf + j - lo, vsel(ok, v, splat(ninf)));
       seen |= ok;
-      bad |= ok & (v != v);
-      mx = vsel(ok & (v > mx), v, mx);
+      bad |= ok & vne(v, v);
+      mx = vsel(ok & vgt(v, mx), v, mx);
     }
     float rmx = hmax(mx);
     bool anySeen = false, anyNan = false;
@@ -647,7 +647,7 @@ GV_INLINE void softmaxRows(const T* S, T* P, float* lse, const AttnGeom& a, int6
     int64_t end = lo + ((hi - lo + VL - 1) / VL) * VL;
     for (j = lo; j < end; j += VL) {
       vf v = vld(buf + j - lo);
-      vf e = vsel(v != ninf, vexp(v - rmx), vf{});
+      vf e = vsel(vne(v, splat(ninf)), vexp(v - rmx), vf{});
       vst(buf + j - lo, e);
       sum += e;
     }

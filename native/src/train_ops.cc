@@ -278,11 +278,11 @@ inline float loadF(const uint16_t* x, int64_t i) { return bf16ToFloat(x[i]); }
 #define GV_NO_FMA __attribute__((optimize("fp-contract=off")))
 GV_NO_FMA GV_INLINE simd::vf vexpNonPositive(simd::vf x) {
   using namespace simd;
-  vi under = x < -87.3f;
+  vi under = vlt(x, splat(-87.3f));
   vf xc = vsel(under, splat(-87.3f), x);
   vf t = xc * 1.44269504088896341f + 0.5f;
   vf n = __builtin_convertvector(__builtin_convertvector(t, vi), vf);
-  n = vsel(n > t, n - 1.0f, n);
+  n = vsel(vgt(n, t), n - 1.0f, n);
   vf e = expReduced(xc, n);
   vf scale = (vf)((__builtin_convertvector(n, vi) + 127) << 23);
   return vsel(under, splat(0.0f), e * scale);
@@ -295,7 +295,7 @@ GV_NO_FMA GV_INLINE simd::vf vexpNonPositive(simd::vf x) {
     vf acc = splat(-INFINITY);                                                                                 \
     for (; i + VL <= n; i += VL) {                                                                             \
       vf v = vld(x + i);                                                                                       \
-      acc = vsel(v > acc, v, acc);                                                                             \
+      acc = vsel(vgt(v, acc), v, acc);                                                                         \
     }                                                                                                          \
     float m = -INFINITY;                                                                                       \
     for (int k = 0; k < VL; k++) m = acc[k] > m ? acc[k] : m;                                                  \
