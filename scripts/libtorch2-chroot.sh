@@ -1,8 +1,9 @@
 #!/bin/bash
 # Builds and tests the addon against a libtorch 2.x: Debian trixie's libtorch-dev (2.6) and nodejs, in a
 # debootstrap chroot, next to the host's Debian 12 libtorch 1.13. What CI runs is the 1.13 build; this script
-# is the re-runnable check that the same sources also build (C++17, libtorch 2.x op signatures) and pass the
-# tensor / model / method fixture tests on a libtorch 2.x. Not in CI: the first run downloads ~1 GB of packages.
+# is the re-runnable check that the same sources also build (C++17, libtorch 2.x op signatures) and pass every test
+# folder that touches the addon on a libtorch 2.x. Not in CI: the first run downloads ~1 GB of packages; once the
+# chroot has them, nothing is downloaded (it runs offline).
 #
 #   sudo bash scripts/libtorch2-chroot.sh [test files or folders under dist/test/ ...]
 #
@@ -22,13 +23,15 @@ SUITE=${SUITE:-trixie}
 # float32 products run on the reference BLAS, ~3 GFLOP/s against ~70-135 (BENCHMARKS "libtorch 2.x on AVX2 CPUs").
 PACKAGES="libtorch-dev nodejs libnode-dev build-essential python3 ca-certificates python3-torch python3-numpy libopenblas0"
 TESTS=("$@")
-[ ${#TESTS[@]} -gt 0 ] || TESTS=(dist/test/tensor dist/test/models dist/test/method)
+# every folder whose tests use the addon, except scale (minutes a test) and package (npm pack); the sandbox tests
+# (utility) skip themselves in the chroot (no bubblewrap / namespaces there). ~25 min of tests on one core.
+[ ${#TESTS[@]} -gt 0 ] || TESTS=(dist/test/{tensor,models,method,recipes,cli,evalcore,io,gguf,experiment,backends,cluster,config,data,http,organism,paper,robustness,utility})
 
 [ "$(id -u)" = 0 ] || { echo "needs root (debootstrap, chroot, mount)" >&2; exit 2; }
-command -v debootstrap >/dev/null || apt-get install -y debootstrap
 
 # ---------------------------------------------------------------- the chroot (once)
 if [ ! -x "$CHROOT/usr/bin/apt-get" ]; then
+  command -v debootstrap >/dev/null || apt-get install -y debootstrap
   echo "== debootstrap $SUITE into $CHROOT"
   mkdir -p "$CHROOT"
   debootstrap --variant=minbase "$SUITE" "$CHROOT" "$MIRROR"
