@@ -49,6 +49,17 @@ const HF_TYPE: Record<string, GGMLQuantizationType> = {
 
 /** Unit roundoff of each type: half a step of its mantissa, or of q8_0's blocks (absmax / 127 steps). */
 const ROUNDOFF: Partial<Record<GgufOutType, number>> = { f16: 2 ** -11, bf16: 2 ** -8, q8_0: 2 ** -8 };
+
+/** The largest difference of `got` from `ref`, and the reference's scale (its largest magnitude). */
+function maxDiff(got: ArrayLike<number>, ref: ArrayLike<number>): { diff: number; scale: number } {
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < got.length; i++) {
+    diff = Math.max(diff, Math.abs(got[i]! - ref[i]!));
+    scale = Math.max(scale, Math.abs(ref[i]!));
+  }
+  return { diff, scale };
+}
 const argmax = (v: ArrayLike<number>) => {
   let best = 0;
   for (let i = 1; i < v.length; i++) if (v[i]! > v[best]!) best = i;
@@ -145,12 +156,7 @@ for (const family of ["qwen3", "llama3", "gemma3"] as const) {
           );
           const rows = await b.logits(promptIds);
           const got = rows[rows.length - 1]!;
-          let diff = 0;
-          let scale = 0;
-          for (let i = 0; i < got.length; i++) {
-            diff = Math.max(diff, Math.abs(got[i]! - refLogits[i]!));
-            scale = Math.max(scale, Math.abs(refLogits[i]!));
-          }
+          const { diff, scale } = maxDiff(got, refLogits);
           assert.ok(diff <= 1e-3 * Math.max(1, scale), `logits differ by ${diff} (scale ${scale})`);
         } else {
           // llama.cpp computes these with its inputs rounded to the type (weights, and in its dot products the
@@ -161,12 +167,7 @@ for (const family of ["qwen3", "llama3", "gemma3"] as const) {
           // twice the bound; a nearer pair may go either way (libtorch 2.6's weights here: 2.6031 vs 2.6028).
           const rows = await b.logits(promptIds);
           const got = rows[rows.length - 1]!;
-          let diff = 0;
-          let scale = 0;
-          for (let i = 0; i < got.length; i++) {
-            diff = Math.max(diff, Math.abs(got[i]! - refLogits[i]!));
-            scale = Math.max(scale, Math.abs(refLogits[i]!));
-          }
+          const { diff, scale } = maxDiff(got, refLogits);
           const tol = 16 * ROUNDOFF[outtype]! * scale;
           assert.ok(diff <= tol, `${outtype}: logits differ by ${diff} (bound ${tol})`);
           const ids = await b.generateTokens(promptIds, { maxNewTokens: 4 });
