@@ -5,10 +5,10 @@
  * Sharing one folder is safe because every cache entry is keyed by the hash of its inputs and written atomically
  * (a temporary, then a rename), and because whatever a worker computes in place — a cell's run folders, the base
  * model's evaluation, a judge's training — is done under a claim: a file created exclusively and whole (a
- * temporary hard-linked into place) in that entry's folder, kept fresh by a heartbeat. A claimed cell is left to its holder; a shared input another worker
- * is computing is waited for. A claim whose worker died (same host: its process is gone; any host: no heartbeat
- * for GOODVIBE_CLAIM_STALE_SECONDS, default 600) is taken over. At worst a cell is computed twice with the same
- * result (atomic writes: the last rename wins), never half-written.
+ * temporary hard-linked into place) in that entry's folder, kept fresh by a heartbeat. A claimed cell is left to
+ * its holder; a shared input another worker is computing is waited for. A claim whose worker died (same host: its
+ * process is gone; any host: no heartbeat for GOODVIBE_CLAIM_STALE_SECONDS, default 600) is taken over. At worst a
+ * cell is computed twice with the same result (atomic writes: the last rename wins), never half-written.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -139,7 +139,8 @@ export function tryClaim(dir: string): (() => void) | null {
  */
 function createClaim(file: string, body: ClaimFile): boolean {
   const tmp = `${file}.${body.token}${TMP}`;
-  fs.writeFileSync(tmp, JSON.stringify(body));
+  const text = JSON.stringify(body);
+  fs.writeFileSync(tmp, text);
   try {
     fs.linkSync(tmp, file);
     return true;
@@ -149,7 +150,7 @@ function createClaim(file: string, body: ClaimFile): boolean {
     if (code !== "EPERM" && code !== "ENOTSUP" && code !== "ENOSYS") throw e;
     // a file system without hard links: the exclusive create, with its short window
     try {
-      fs.writeFileSync(file, JSON.stringify(body), { flag: "wx" });
+      fs.writeFileSync(file, text, { flag: "wx" });
       return true;
     } catch (e2) {
       if ((e2 as NodeJS.ErrnoException).code === "EEXIST") return false;
