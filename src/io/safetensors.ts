@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { GoodVibeError, InputError } from "../errors.js";
 import { isForbiddenKey, refuseForbiddenKeys } from "../util/keys.js";
-import { writeFileAtomic } from "./atomic.js";
+import { writeFileAtomic, writeFileAtomicFrom } from "./atomic.js";
 import { mapFile } from "./mapfile.js";
 
 export type StDtype = "F32" | "BF16" | "F16" | "F64" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
@@ -80,6 +80,30 @@ export interface TensorToWrite {
    * which a few rows changed is written from the mapped input file and the new rows, without a copy of the rest.
    */
   patches?: readonly { offset: number; bytes: Uint8Array }[];
+}
+
+/**
+ * A tensor whose bytes are made only when the writer reaches it, and dropped once written: a file of converted
+ * tensors (an export to another dtype) then needs the memory of one tensor, not of the whole model.
+ */
+export interface LazyTensorToWrite {
+  name: string;
+  dtype: StDtype;
+  shape: number[];
+  /** its raw little-endian bytes, exactly shape × dtype's size of them; called once, in writing order */
+  bytes: () => Uint8Array;
+}
+
+/** What writeSafetensors and writeModelWeights take. */
+export type AnyTensorToWrite = TensorToWrite | LazyTensorToWrite;
+
+function isLazy(t: AnyTensorToWrite): t is LazyTensorToWrite {
+  return typeof (t as LazyTensorToWrite).bytes === "function";
+}
+
+/** The number of bytes `t` takes in the file (a lazy tensor's from its shape and dtype). */
+function byteLengthOf(t: AnyTensorToWrite): number {
+  return isLazy(t) ? Number(byteSize(t.shape, t.dtype)) : t.data.byteLength;
 }
 
 /** The safetensors library refuses headers above this (100 MB); so do we. */
@@ -214,7 +238,7 @@ export function parseSafetensors(buf: Buffer, file: string): SafetensorsFile {
 // ---------------------------------------------------------------------------------------------------------
 // Writing
 
-function checkTensorsToWrite(file: string, tensors: readonly TensorToWrite[]): void {
+function checkTensorsToWrite(file: string, tensors: readonly AnyTensorToWrite[]): void {
   const seen = new Set<string>();
   for (const t of tensors) {
     if (t.name === "__metadata__" || t.name.length === 0 || isForbiddenKey(t.name))
@@ -226,17 +250,21 @@ function checkTensorsToWrite(file: string, tensors: readonly TensorToWrite[]): v
     if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       throw new InputError(`${file}: tensor "${t.name}" has invalid shape ${JSON.stringify(t.shape)}`);
     }
-    const expected = byteSize(t.shape, t.dtype);
-    if (BigInt(t.data.byteLength) !== expected) {
-      throw new InputError(
-        `${file}: tensor "${t.name}" has ${t.data.byteLength} bytes but shape ${JSON.stringify(t.shape)} of ${t.dtype} needs ${expected}`,
-      );
-    }
+    if (!isLazy(t)) checkByteLength(file, t, t.data);
+  }
+}
+
+function checkByteLength(file: string, t: AnyTensorToWrite, data: Uint8Array): void {
+  const expected = byteSize(t.shape, t.dtype);
+  if (BigInt(data.byteLength) !== expected) {
+    throw new InputError(
+      `${file}: tensor "${t.name}" has ${data.byteLength} bytes but shape ${JSON.stringify(t.shape)} of ${t.dtype} needs ${expected}`,
+    );
   }
 }
 
 /** Layout order of the safetensors library: alignment descending, then name (code-point order, like Rust). */
-function layoutOrder(tensors: readonly TensorToWrite[]): TensorToWrite[] {
+function layoutOrder<T extends AnyTensorToWrite>(tensors: readonly T[]): T[] {
   return [...tensors].sort(
     (a, b) =>
       DTYPE_LAYOUT_RANK[b.dtype] - DTYPE_LAYOUT_RANK[a.dtype] ||
@@ -248,13 +276,13 @@ function layoutOrder(tensors: readonly TensorToWrite[]): TensorToWrite[] {
  * The header bytes (length prefix + JSON padded with spaces to a multiple of 8) for `ordered` tensors,
  * exactly as the safetensors library writes them.
  */
-function encodeHeader(ordered: readonly TensorToWrite[], metadata: Record<string, string> | null): Buffer {
+function encodeHeader(ordered: readonly AnyTensorToWrite[], metadata: Record<string, string> | null): Buffer {
   // Built by hand rather than from an object: JSON.stringify would move integer-like names ("0") first.
   const parts: string[] = [];
   if (metadata !== null) parts.push(`"__metadata__":${JSON.stringify(metadata)}`);
   let offset = 0;
   for (const t of ordered) {
-    const end = offset + t.data.byteLength;
+    const end = offset + byteLengthOf(t);
     parts.push(
       `${JSON.stringify(t.name)}:{"dtype":"${t.dtype}","shape":${JSON.stringify(t.shape)},"data_offsets":[${offset},${end}]}`,
     );
@@ -271,21 +299,27 @@ function encodeHeader(ordered: readonly TensorToWrite[], metadata: Record<string
 /**
  * Write a safetensors file the way the Hugging Face library does (byte-identical for the same tensors):
  * `__metadata__` first, tensors by alignment then name with consecutive offsets, header padded to 8 bytes.
- * `metadata: null` omits `__metadata__`. The file is written atomically, tensor by tensor (no big concat).
+ * `metadata: null` omits `__metadata__`. The file is written atomically, tensor by tensor (no big concat); a
+ * lazy tensor's bytes are made as it is reached and dropped once written.
  */
 export function writeSafetensors(
   file: string,
-  tensors: readonly TensorToWrite[],
+  tensors: readonly AnyTensorToWrite[],
   metadata: Record<string, string> | null = { format: "pt" },
 ): void {
   checkTensorsToWrite(file, tensors);
   const ordered = layoutOrder(tensors);
-  const chunks: Uint8Array[] = [encodeHeader(ordered, metadata)];
-  for (const t of ordered) chunks.push(...dataChunks(t));
-  writeFileAtomic(
-    file,
-    chunks.filter((c) => c.byteLength > 0),
-  );
+  const header = encodeHeader(ordered, metadata);
+  writeFileAtomicFrom(file, (write) => {
+    write(header);
+    for (const t of ordered) {
+      if (isLazy(t)) {
+        const data = t.bytes();
+        checkByteLength(file, t, data);
+        if (data.byteLength > 0) write(data);
+      } else for (const c of dataChunks(t)) if (c.byteLength > 0) write(c);
+    }
+  });
 }
 
 /** A tensor's bytes as written: `data` with its patches in place, as consecutive pieces. */
@@ -322,7 +356,7 @@ const SHARD_NAME = /^model-\d{5}-of-\d{5}\.safetensors$/;
  */
 export function writeModelWeights(
   dir: string,
-  tensors: readonly TensorToWrite[],
+  tensors: readonly AnyTensorToWrite[],
   opts: { maxShardBytes?: number; metadata?: Record<string, string> | null } = {},
 ): string[] {
   const maxShardBytes = opts.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
@@ -333,17 +367,17 @@ export function writeModelWeights(
   fs.mkdirSync(dir, { recursive: true });
 
   const byName = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const shards: TensorToWrite[][] = [];
-  let current: TensorToWrite[] = [];
+  const shards: AnyTensorToWrite[][] = [];
+  let current: AnyTensorToWrite[] = [];
   let currentBytes = 0;
   for (const t of byName) {
-    if (current.length > 0 && currentBytes + t.data.byteLength > maxShardBytes) {
+    if (current.length > 0 && currentBytes + byteLengthOf(t) > maxShardBytes) {
       shards.push(current);
       current = [];
       currentBytes = 0;
     }
     current.push(t);
-    currentBytes += t.data.byteLength;
+    currentBytes += byteLengthOf(t);
   }
   if (current.length > 0 || shards.length === 0) shards.push(current);
 
@@ -360,7 +394,7 @@ export function writeModelWeights(
       writeSafetensors(path.join(dir, name), shard, metadata);
       for (const t of shard) {
         weightMap[t.name] = name;
-        totalSize += t.data.byteLength;
+        totalSize += byteLengthOf(t);
       }
       written.push(name);
     });

@@ -13,7 +13,7 @@ import { loraGgufModules } from "../../method/lora/gguf.js";
 import { attachPeftAdapter } from "../../method/lora/model.js";
 import { readPeftAdapter, writePeftAdapter } from "../../method/lora/peft.js";
 import type { LoraConfig } from "../../method/lora/config.js";
-import type { Tensor } from "../../tensor/index.js";
+import { noGrad, tidy, type Tensor } from "../../tensor/index.js";
 import { makeLogger, output, runCommand } from "../common.js";
 
 interface ExportOpts {
@@ -194,20 +194,20 @@ export function registerExport(program: Command): void {
           await writeDirAtomic(
             opts.out,
             (tmp) => {
+              // each tensor converted as it is written: the memory of one tensor, not of the whole model
               writeModelWeights(
                 tmp,
-                [...weights.tensors.values()].map((rec) => {
-                  const t = recordToTensor(rec);
-                  const isFloat = ["F32", "BF16", "F16", "F64"].includes(rec.dtype);
-                  return isFloat
+                [...weights.tensors.values()].map((rec) =>
+                  ["F32", "BF16", "F16", "F64"].includes(rec.dtype)
                     ? {
                         name: rec.name,
                         dtype: st,
                         shape: rec.shape,
-                        data: t.to(dtype).contiguous().toBytes(),
+                        bytes: () =>
+                          noGrad(() => tidy(() => recordToTensor(rec).to(dtype).contiguous().toBytes())),
                       }
-                    : rec;
-                }),
+                    : rec,
+                ),
               );
               const cfg = { ...config.raw, torch_dtype: dtype };
               writeFileAtomic(path.join(tmp, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
