@@ -21,10 +21,13 @@ SUITE=${SUITE:-trixie}
 # python3-torch (the same 2.6): the gemma3 training-step comparison below runs the fixture's recipe in PyTorch 2.6.
 # libopenblas0: what apt's Recommends give a user of libtorch2.6; without it (--no-install-recommends) libtorch's
 # float32 products run on the reference BLAS, ~3 GFLOP/s against ~70-135 (BENCHMARKS "libtorch 2.x on AVX2 CPUs").
-PACKAGES="libtorch-dev nodejs libnode-dev build-essential python3 ca-certificates python3-torch python3-numpy libopenblas0"
+# npm: test/package packs the tree and installs the tarball into a user's project (`npm ci --offline`, from a copy of
+# this machine's npm cache, made below only when that folder is asked for).
+PACKAGES="libtorch-dev nodejs libnode-dev npm build-essential python3 ca-certificates python3-torch python3-numpy libopenblas0"
 TESTS=("$@")
-# every folder whose tests use the addon, except scale (minutes a test) and package (npm pack); the sandbox tests
-# (utility) skip themselves in the chroot (no bubblewrap / namespaces there). ~25 min of tests on one core.
+# every folder whose tests use the addon, except scale (minutes a test) and package (npm pack: ask for it by name,
+# dist/test/package); the sandbox tests (utility) skip themselves in the chroot (no bubblewrap / namespaces there).
+# ~25 min of tests on one core.
 [ ${#TESTS[@]} -gt 0 ] || TESTS=(dist/test/{tensor,models,method,recipes,cli,evalcore,io,gguf,experiment,backends,cluster,config,data,http,organism,paper,robustness,utility})
 
 [ "$(id -u)" = 0 ] || { echo "needs root (debootstrap, chroot, mount)" >&2; exit 2; }
@@ -72,6 +75,14 @@ git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' 
   [ -e "$f" ] && printf '%s\0' "$f"
 done | tar --null -T - -cf - | tar -C "$DEST" -xf -
 cp -al node_modules "$DEST/node_modules" 2>/dev/null || cp -a node_modules "$DEST/node_modules"
+# test/package installs from the npm cache alone (no registry): the chroot gets a copy of this machine's cache
+case " ${TESTS[*]} " in
+*package*)
+  CACHE=$(npm config get cache 2>/dev/null || echo "$HOME/.npm")
+  [ -d "$CACHE" ] || { echo "test/package needs this machine's npm cache ($CACHE): run npm ci here first" >&2; exit 2; }
+  rm -rf "$CHROOT/root/.npm" && cp -a "$CACHE" "$CHROOT/root/.npm"
+  ;;
+esac
 # ../shared holds the real datasets some tests read (they skip cleanly when it is absent)
 [ -d ../shared ] && { mkdir -p "$CHROOT/work/shared"; mountpoint -q "$CHROOT/work/shared" || { mount --bind -o ro "$(readlink -f ../shared)" "$CHROOT/work/shared" && mounted+=("$CHROOT/work/shared"); }; }
 
