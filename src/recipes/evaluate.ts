@@ -377,11 +377,16 @@ async function evaluateLoaded(
     const backend = new BuiltinBackend(model, tok);
     const fp = modelWeightsHash(modelDir);
     safety = await evaluateSafety(prompts, {
-      backend: opts.generator ?? {
-        name: "builtin",
-        generateChat: (m, o) =>
-          backend.generateChat(m, { ...o, batchSize: opts.batchSize, signal: opts.signal }),
-      },
+      backend: opts.generator
+        ? {
+            name: opts.generator.name,
+            generateChat: (m, o) => opts.generator!.generateChat(m, { ...o, signal: opts.signal }),
+          }
+        : {
+            name: "builtin",
+            generateChat: (m, o) =>
+              backend.generateChat(m, { ...o, batchSize: opts.batchSize, signal: opts.signal }),
+          },
       modelFingerprint: fp,
       generation: { maxNewTokens: opts.maxNewTokens, temperature: 0, seed: opts.seed },
       batchSize: opts.batchSize,

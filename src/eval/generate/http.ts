@@ -7,6 +7,8 @@
  * - 429, 5xx, connection resets/refusals and per-request timeouts are retried with exponential backoff
  *   and jitter (honouring Retry-After), at most `maxRetries` times; other statuses fail at once.
  * - Greedy by default (temperature 0); a seed is sent when given.
+ * - A stop request (`signal`: Ctrl-C, SIGTERM) aborts the requests in flight and the waits between retries at
+ *   once, with InterruptedError: a hung server does not hold the process for the timeout times the retries.
  *
  * Log-likelihoods use the legacy completions API with `echo: true, logprobs: 1`: the server returns
  * per-token log-probabilities of the prompt itself. vLLM supports this; llama-server and Ollama do not
@@ -16,6 +18,7 @@
  * context/continuation boundary counts towards the continuation.
  */
 import { GoodVibeError } from "../../errors.js";
+import { interrupted } from "../../util/stop.js";
 import type { ChatMessage } from "../../io/tokenizer.js";
 import type { LoglikelihoodRequest, LoglikelihoodResult } from "../utility/model.js";
 import { cutAtStop, utilityModelFrom, type UtilityModel } from "../utility/model.js";
@@ -45,6 +48,8 @@ export interface HttpBackendOptions {
   extraBody?: Record<string, unknown>;
   /** Source of jitter in [0, 1); injectable for tests. */
   random?: () => number;
+  /** Stops every request of this backend (Ctrl-C): in flight ones are aborted, with InterruptedError. */
+  signal?: AbortSignal;
 }
 
 /** A request that failed for good: names the URL, the status (or network error) and the attempts made. */
@@ -96,7 +101,35 @@ function networkErrorCode(e: unknown): string | undefined {
   return err?.cause?.code ?? err?.code;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Wait `ms`, or less when one of `stops` fires. */
+function sleep(ms: number, stops: readonly AbortSignal[] = []): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      for (const s of stops) s.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    for (const s of stops) s.addEventListener("abort", done, { once: true });
+  });
+}
+
+/**
+ * One signal that fires when any of `signals` does (AbortSignal.any, which Node 20.0-20.2 lack); `dispose` takes its
+ * listeners off the long-lived stop signal once the request is over.
+ */
+function anySignal(signals: readonly AbortSignal[]): { signal: AbortSignal; dispose: () => void } {
+  const c = new AbortController();
+  const dispose = () => c.abort();
+  for (const s of signals) {
+    if (s.aborted) {
+      c.abort(s.reason);
+      break;
+    }
+    s.addEventListener("abort", () => c.abort(s.reason), { once: true, signal: c.signal });
+  }
+  return { signal: c.signal, dispose };
+}
 
 function normaliseBase(url: string): string {
   const u = url.replace(/\/+$/, "");
@@ -127,9 +160,16 @@ export class HttpBackend implements GenerationBackend {
     this.name = `http:${opts.model}`;
   }
 
-  /** POST a JSON body to `path` on the next server, with the retry policy above. */
-  async post(path: string, body: Record<string, unknown>): Promise<any> {
+  /** POST a JSON body to `path` on the next server, with the retry policy above; `signal` stops it too. */
+  async post(path: string, body: Record<string, unknown>, signal?: AbortSignal): Promise<any> {
     if (this.closed) throw new GoodVibeError("HTTP backend is closed");
+    const stops = [this.opts.signal, signal].filter((s): s is AbortSignal => s !== undefined);
+    const stopIfAsked = (url: string) => {
+      if (stops.some((s) => s.aborted))
+        throw interrupted(
+          `generation stopped (a request to ${url} was cancelled; finished answers are kept)`,
+        );
+    };
     const maxRetries = this.opts.maxRetries ?? 4;
     const payload = JSON.stringify({ ...this.opts.extraBody, ...body });
     const headers: Record<string, string> = { "content-type": "application/json" };
@@ -140,15 +180,25 @@ export class HttpBackend implements GenerationBackend {
     for (let attempt = 0; ; attempt++) {
       url = this.bases[this.next++ % this.bases.length]! + path;
       let retryAfterMs: number | undefined;
+      stopIfAsked(url);
       await this.semaphore.acquire();
       try {
-        const res = await fetch(url, {
-          method: "POST",
-          headers,
-          body: payload,
-          signal: AbortSignal.timeout(this.opts.timeoutMs ?? 300_000),
-        });
-        const text = await res.text();
+        stopIfAsked(url);
+        const timeout = AbortSignal.timeout(this.opts.timeoutMs ?? 300_000);
+        const either = stops.length > 0 ? anySignal([...stops, timeout]) : null;
+        let res: Response;
+        let text: string;
+        try {
+          res = await fetch(url, {
+            method: "POST",
+            headers,
+            body: payload,
+            signal: either?.signal ?? timeout,
+          });
+          text = await res.text();
+        } finally {
+          either?.dispose();
+        }
         if (res.ok) {
           try {
             return JSON.parse(text);
@@ -170,6 +220,7 @@ export class HttpBackend implements GenerationBackend {
         if (Number.isFinite(ra) && ra > 0) retryAfterMs = ra * 1000;
       } catch (e) {
         if (e instanceof HttpBackendError) throw e;
+        stopIfAsked(url); // an abort by the stop request is not a timeout to retry
         const code = networkErrorCode(e);
         if (!code || (code !== "timeout" && !RETRYABLE_CODES.has(code))) {
           throw new HttpBackendError(
@@ -198,7 +249,7 @@ export class HttpBackend implements GenerationBackend {
       const base = this.opts.retryBaseMs ?? 500;
       const cap = this.opts.retryMaxMs ?? 20_000;
       const backoff = Math.min(cap, base * 2 ** attempt) * (0.5 + 0.5 * (this.opts.random ?? Math.random)());
-      await sleep(Math.min(cap, Math.max(backoff, retryAfterMs ?? 0)));
+      await sleep(Math.min(cap, Math.max(backoff, retryAfterMs ?? 0)), stops);
     }
   }
 
@@ -242,8 +293,8 @@ export class HttpBackend implements GenerationBackend {
     return this.opts.tokenizer.encode(cutAtStop(String(res?.choices?.[0]?.text ?? ""), opts.stop ?? []));
   }
 
-  async chat(messages: ChatMessage[], opts: GenerateOptions): Promise<string> {
-    const res = await this.post("/chat/completions", { ...this.samplingFields(opts), messages });
+  async chat(messages: ChatMessage[], opts: GenerateOptions & { signal?: AbortSignal }): Promise<string> {
+    const res = await this.post("/chat/completions", { ...this.samplingFields(opts), messages }, opts.signal);
     const content = res?.choices?.[0]?.message?.content;
     if (content !== null && typeof content !== "string") {
       throw new HttpBackendError(
