@@ -28,6 +28,15 @@ export function cellShare<C extends { key: string }>(cells: readonly C[], shard:
 
 const CLAIM = ".claim.json";
 const TMP = ".tmp";
+
+/** The names a claim puts in the folder it claims (the claim, its temporaries, a dead worker's moved aside). */
+export function isClaimEntry(name: string): boolean {
+  return (
+    name === CLAIM ||
+    (name.startsWith(CLAIM) && name.endsWith(TMP)) ||
+    /^\.claim-stale-[0-9a-f]+\.json$/.test(name)
+  );
+}
 const HEARTBEAT_MS = 30_000;
 
 interface ClaimFile {

@@ -10,6 +10,7 @@
  * The output folder is built beside its final path and published in one rename with everything in it (model,
  * config, tokenizer, delta or adapter, neuron and cluster maps, stats): complete or absent.
  */
+import { claimHolder, isClaimEntry, tryClaim } from "../experiment/shard.js";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
@@ -242,6 +243,7 @@ export function isRunEntry(name: string): boolean {
   return (
     /^(identify|cluster|train-(goodvibe|lora|full))-[0-9a-f]{12}$/.test(name) ||
     /^identify-shard-\d+-of-\d+$/.test(name) ||
+    isClaimEntry(name) ||
     // run folders of earlier versions
     (
       [
@@ -588,6 +590,21 @@ interface StatsFile {
   peakMemoryBytes: number;
 }
 
+/**
+ * Hold the run folder for this process (a claim, as experiment cells have: a dead run's is taken over, on this host
+ * at once): a second run into the same output would otherwise compute every stage again beside the first, writing
+ * the same slots, and fail only at the end, on the output the first published.
+ */
+function claimRunDir(cfg: HardenConfig): () => void {
+  const release = tryClaim(cfg.runDir);
+  if (!release)
+    throw new InputError(
+      `--run-dir ${cfg.runDir} is in use by another goodvibe run (${claimHolder(cfg.runDir) ?? "another process"}) ` +
+        `for --out ${cfg.out}: wait for it to end (a rerun then finds its result), or choose another --out`,
+    );
+  return release;
+}
+
 /** Open the run folder: stale temporaries of dead runs removed, the run's description written. */
 function openRunDir(cfg: HardenConfig, plan: StagePlan): void {
   fs.mkdirSync(cfg.runDir, { recursive: true });
@@ -742,8 +759,10 @@ export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promis
     return done;
   }
   const model = loadModel(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
+  let release: (() => void) | undefined;
   try {
     if (cfg.method === "goodvibe") checkTopK(model, cfg.identify.topK);
+    release = claimRunDir(cfg);
     openRunDir(cfg, p.plan);
     let neurons: NeuronMap | undefined;
     let clusters: ClusterMap | undefined;
@@ -765,6 +784,7 @@ export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promis
     }
     return await trainAndPublish(cfg, model, p, hooks, { neurons, clusters });
   } finally {
+    release?.();
     // a run that fails or stops before training keeps none either (an experiment goes on to its next cell in this
     // process, a caller to its next model)
     model.frozenDx.release();
@@ -786,13 +806,16 @@ export async function runTrain(
     return done;
   }
   const model = loadModel(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
+  let release: (() => void) | undefined;
   try {
     const clusters = cfg.method === "goodvibe" ? readClusterMap(clustersFile!) : undefined;
     // rows of another model's layers would train the wrong neurons here, or none at all
     if (clusters) checkModelShape(model, clusters.model, clustersFile!);
+    release = claimRunDir(cfg);
     openRunDir(cfg, p.plan);
     return await trainAndPublish(cfg, model, p, hooks, { clusters });
   } finally {
+    release?.();
     model.frozenDx.release(); // as runHarden
   }
 }
