@@ -122,6 +122,9 @@ export function checkOutput(o: OutputCheck): OutputState {
   while (!statOrNull(parent)) parent = path.dirname(parent);
   if (!statOrNull(parent)!.isDirectory())
     throw new InputError(`${o.flag} ${o.path}: ${parent} is a file, not a folder`);
+  // a read-only or forbidden location fails now, not when the result of hours of work is published there
+  refuseUnwritable(o, parent);
+  if (o.kind === "folder" && statOrNull(o.path)?.isDirectory()) refuseUnwritable(o, path.resolve(o.path));
   const state = outputState(o.path, o.kind, o.ownEntry);
   if (state === "occupied" && !o.overwrite) {
     const what =
@@ -132,6 +135,18 @@ export function checkOutput(o: OutputCheck): OutputState {
     );
   }
   return state;
+}
+
+function refuseUnwritable(o: OutputCheck, dir: string): void {
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== "EROFS" && code !== "EACCES" && code !== "EPERM") throw e;
+    throw new InputError(
+      `${o.flag} ${o.path}: ${dir} cannot be written (${code === "EROFS" ? "read-only file system" : "permission denied"}); choose a writable location`,
+    );
+  }
 }
 
 // ---------------------------------------------------------------- temporaries
