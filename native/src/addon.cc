@@ -56,9 +56,21 @@ std::shared_ptr<MappedFile> findMapping(const void* p, size_t len) {
 }
 
 // ---------------------------------------------------------------- tensor handle
+// Every handle's bytes are told to V8 (AdjustExternalMemory) while it lives, so that handles dropped without
+// dispose() put pressure on the collector, and given back exactly once when it is released (dispose, the
+// collector's finalizer, the env's teardown). The ledger sums what the live handles have told V8 (externalReports).
+// (Telling V8 only about what outlives its tidy scope stops the full collection it starts about once per layer,
+// but measured no faster and the heap fragmented without them: BENCHMARKS.md, "V8's collector and the tensor
+// reports".)
+struct ReportLedger {
+  int64_t reportedBytes = 0;
+};
+
 struct AddonData {
   Napi::FunctionReference tensorCtor;
   Napi::FunctionReference adamCtor;
+  // shared with every live handle: the env's teardown may finalize the instance data before the handles
+  std::shared_ptr<ReportLedger> ledger = std::make_shared<ReportLedger>();
 };
 
 class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
@@ -70,10 +82,14 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   explicit TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {}
   ~TensorHandle() override { release(); }
 
-  void set(Napi::Env env, torch::Tensor t) {
+  void set(Napi::Env env, const std::shared_ptr<ReportLedger>& ledger, torch::Tensor t) {
     tensor_ = std::move(t);
     reported_ = tensor_.defined() ? static_cast<int64_t>(tensor_.nbytes()) : 0;
-    if (reported_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
+    if (reported_ > 0) {
+      Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
+      ledger->reportedBytes += reported_;
+      ledger_ = ledger;
+    }
     env_ = env;
     live_ = true;
   }
@@ -93,8 +109,12 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
     // a frozen weight's copies go with the weight's last handle (a model dropped and collected), not at some later
     // product (frozen_linear.cc)
     if (storage) gv::frozenLinearStorageReleased(storage);
-    if (reported_ > 0 && env_) Napi::MemoryManagement::AdjustExternalMemory(env_, -reported_);
+    if (reported_ > 0 && env_) {
+      Napi::MemoryManagement::AdjustExternalMemory(env_, -reported_);
+      ledger_->reportedBytes -= reported_;
+    }
     reported_ = 0;
+    ledger_.reset();
   }
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     release();
@@ -105,14 +125,16 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   torch::Tensor tensor_;
   int64_t reported_ = 0;
   napi_env env_ = nullptr;
+  std::shared_ptr<ReportLedger> ledger_;  // while reported_ > 0
   bool live_ = false;
 };
 
 AddonData* data(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
 
 Napi::Value wrap(Napi::Env env, torch::Tensor t) {
-  Napi::Object obj = data(env)->tensorCtor.New({});
-  TensorHandle::Unwrap(obj)->set(env, std::move(t));
+  auto* d = data(env);
+  Napi::Object obj = d->tensorCtor.New({});
+  TensorHandle::Unwrap(obj)->set(env, d->ledger, std::move(t));
   return obj;
 }
 
@@ -341,6 +363,15 @@ OP(fromBuffer, "(buf: Uint8Array, dtype: string, shape: number[], device?: strin
   auto t = torch::empty(shape, torch::TensorOptions().dtype(dt));
   if (len) std::memcpy(t.data_ptr(), ptr, len);
   RET(device.is_cpu() ? t : t.to(device));
+}
+
+// [bytes the live handles have told V8, V8's own count of external memory (every report to the isolate, this
+// addon's and any other's)]: for tests and diagnostics.
+OP(externalReports, "(): [number, number]") {
+  auto out = Napi::Array::New(ENV, 2);
+  out.Set(0u, Napi::Number::New(ENV, static_cast<double>(data(ENV)->ledger->reportedBytes)));
+  out.Set(1u, Napi::Number::New(ENV, static_cast<double>(Napi::MemoryManagement::AdjustExternalMemory(ENV, 0))));
+  return out;
 }
 
 OP(toBytes, "(t: N): ArrayBuffer") {

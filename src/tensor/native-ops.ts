@@ -60,6 +60,7 @@ export interface NativeOps {
   eq(a: NS, b: NS): N;
   exp(t: N): N;
   expand(t: N, shape: number[]): N;
+  externalReports(): [number, number];
   f32Products(): boolean;
   f32ProductsMode(): string;
   flip(t: N, dims: number[]): N;
@@ -201,6 +202,7 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "eq",
   "exp",
   "expand",
+  "externalReports",
   "f32Products",
   "f32ProductsMode",
   "flip",
