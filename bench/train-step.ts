@@ -136,6 +136,10 @@ function frozenMethod(model: DecoderModel): AttachedMethod {
     settings: {},
     trainable: new Map(),
     foldedWeights: () => new Map(),
+    foldedNames: [],
+    foldedWeight: (name) => {
+      throw new Error(`${name}: the frozen reference folds nothing`);
+    },
     detach: () => {
       q0.tap = null;
     },

@@ -33,6 +33,13 @@ export interface AttachedMethod {
    * checkpoint); without it, the model's own weights are the base.
    */
   foldedWeights(base?: WeightSource): Map<string, Tensor>;
+  /** foldedWeights' names, in its order, without computing a tensor. */
+  readonly foldedNames: readonly string[];
+  /**
+   * One of foldedWeights' tensors alone (`base`: that tensor as the checkpoint stores it): the fold into a checkpoint
+   * makes one at a time, as the writer reaches it, so that the changed weights never all exist at once in float32.
+   */
+  foldedWeight(name: string, base?: Tensor): Tensor;
   /**
    * Present when the method changes only some rows of its weights by adding float32 rows (GoodVibe): per HF
    * tensor name, the rows (distinct) and the float32 rows added to them. foldedWeights gives the same values as
@@ -80,17 +87,20 @@ export function adapterMethod(
   settings: Record<string, unknown>,
   setTraining: (on: boolean) => void = () => {},
 ): AttachedMethod {
+  const foldedNames = [...adapters.keys()].map((n) => `${n}.weight`);
+  const foldedWeight = (name: string, base?: Tensor) => {
+    const n = name.replace(/\.weight$/, "");
+    const a = adapters.get(n);
+    if (!a || name === n) throw new Error(`${name}: no adapter folds into this tensor`);
+    return a.foldedWeight(model.linear(n), base);
+  };
   return {
     name,
     settings,
     trainable,
-    foldedWeights: (base) =>
-      new Map(
-        [...adapters].map(([n, a]) => [
-          `${n}.weight`,
-          a.foldedWeight(model.linear(n), base?.(`${n}.weight`) ?? undefined),
-        ]),
-      ),
+    foldedNames,
+    foldedWeight,
+    foldedWeights: (base) => new Map(foldedNames.map((n) => [n, foldedWeight(n, base?.(n) ?? undefined)])),
     ...([...adapters.values()].every((a) => a.rowUpdate)
       ? {
           rowUpdates: () => new Map([...adapters].map(([n, a]) => [`${n}.weight`, a.rowUpdate!()] as const)),

@@ -12,6 +12,7 @@ import { copyTokenizerFiles } from "../io/model-folder.js";
 import {
   openModelWeights,
   writeModelWeights,
+  type AnyTensorToWrite,
   type StDtype,
   type TensorRecord,
   type TensorToWrite,
@@ -135,12 +136,22 @@ export async function writeFoldedCheckpoint(
   // folded as whole tensors. Both fold onto the tensors as stored: a model that computed in bf16 must not round
   // a float32 checkpoint.
   const rowUpdates = method.rowUpdates?.() ?? null;
-  const folded = rowUpdates
-    ? new Map<string, Tensor>()
-    : method.foldedWeights((n) => {
-        const rec = weights.tensors.get(n);
-        return rec ? recordToTensor(rec) : null;
-      });
+  try {
+    return await writeFolded(baseDir, dir, method, weights, rowUpdates, opts.signal);
+  } finally {
+    for (const u of rowUpdates?.values() ?? []) u.delta.dispose();
+  }
+}
+
+async function writeFolded(
+  baseDir: string,
+  dir: string,
+  method: AttachedMethod,
+  weights: ReturnType<typeof openModelWeights>,
+  rowUpdates: Map<string, { rows: number[]; delta: Tensor }> | null,
+  signal: AbortSignal | undefined,
+): Promise<FoldStats> {
+  const folded = new Set(rowUpdates ? [] : method.foldedNames);
   let totalBytes = 0;
   for (const rec of weights.tensors.values()) totalBytes += rec.data.byteLength;
   requireDisk(path.resolve(dir), totalBytes * 1.05, `writing the hardened checkpoint to ${dir}`);
@@ -159,12 +170,11 @@ export async function writeFoldedCheckpoint(
       if (want && !changed[i]) stats.rowsVanished++;
     });
   const dtypes = new Set<string>();
-  const out: TensorToWrite[] = [];
+  const out: AnyTensorToWrite[] = [];
   for (const [name, rec] of weights.tensors) {
-    await stopPoint(opts.signal, `fold stopped at tensor ${name}; nothing was written`);
+    await stopPoint(signal, `fold stopped at tensor ${name}; nothing was written`);
     const rowUpd = rowUpdates?.get(name);
-    const upd = folded.get(name);
-    if (!upd && !rowUpd) {
+    if (!folded.has(name) && !rowUpd) {
       out.push(rec);
       continue;
     }
@@ -176,22 +186,31 @@ export async function writeFoldedCheckpoint(
       out.push(patchRows(rec, dtype, rowUpd, count));
       continue;
     }
-    noGrad(() =>
-      tidy(() => {
-        const base = recordToTensor(rec);
-        const cast = upd!.to(dtype).contiguous();
-        if (base.rank === 2) count(rowsDiffer(upd!, base.float()), rowsDiffer(cast, base));
-        out.push({ name, dtype: rec.dtype as StDtype, shape: rec.shape, data: cast.toBytes() });
-      }),
-    );
+    // folded as the writer reaches it and dropped once written: all at once, the changed weights in float32 and
+    // their bytes would be held together (LoRA on every projection of a 7B model: about 39 GB)
+    out.push({
+      name,
+      dtype: rec.dtype as StDtype,
+      shape: rec.shape,
+      bytes: () =>
+        noGrad(() =>
+          tidy(() => {
+            const base = recordToTensor(rec);
+            const upd = method.foldedWeight(name, base);
+            const cast = upd.to(dtype).contiguous();
+            if (base.rank === 2) count(rowsDiffer(upd, base.float()), rowsDiffer(cast, base));
+            return cast.toBytes();
+          }),
+        ),
+    });
   }
+  writeModelWeights(dir, out);
   stats.dtype = [...dtypes].join(",");
   if (stats.rowsVanished > 0)
     stats.warnings.push(
       `${stats.rowsVanished} of ${stats.rowsUpdated} updated rows did not change after casting to ${stats.dtype}: ` +
         `the update is below ${stats.dtype}'s rounding there (train longer, raise the learning rate, or save in float32)`,
     );
-  writeModelWeights(dir, out);
   for (const f of ["config.json", "generation_config.json"]) {
     const src = path.join(baseDir, f);
     if (fs.existsSync(src)) writeFileAtomic(path.join(dir, f), fs.readFileSync(src));

@@ -6,6 +6,23 @@ import type { AttachedMethod, WeightSource } from "./attached.js";
 /** Elements per master chunk (64 MiB of float32). */
 export const MASTER_CHUNK = 16 * 1024 * 1024;
 
+/** foldedWeights and its parts over the whole tensors a method trains: views of them, not copies. */
+function foldedViews(
+  weights: Map<string, Tensor>,
+): Pick<AttachedMethod, "foldedNames" | "foldedWeight" | "foldedWeights"> {
+  const foldedWeight = (name: string) => {
+    const w = weights.get(name);
+    if (!w) throw new Error(`${name}: not a weight of this model`);
+    return w.detach();
+  };
+  const foldedNames = [...weights.keys()];
+  return {
+    foldedNames,
+    foldedWeight,
+    foldedWeights: () => new Map(foldedNames.map((n) => [n, foldedWeight(n)])),
+  };
+}
+
 /**
  * Full fine-tuning: every parameter trains. A float32 model trains in place (its parameters are their own master
  * copies: the fp32 path the PyTorch fixtures check). A bf16 (or fp16) model trains in mixed precision, as §4.2
@@ -26,7 +43,7 @@ export function attachFull(
       settings: {},
       trainable: params,
       // views of the parameters, not copies: a 7B model's weights are not duplicated to write the checkpoint
-      foldedWeights: () => new Map([...params].map(([n, p]) => [n, p.detach()])),
+      ...foldedViews(params),
       detach: () => {
         for (const p of params.values()) p.requiresGrad_(false);
       },
@@ -64,7 +81,7 @@ export function attachFull(
     settings: {},
     trainable,
     mixed: { copies: params, masters, chunks },
-    foldedWeights: () => new Map([...masters].map(([n, p]) => [n, p.detach()])),
+    ...foldedViews(masters),
     detach: () => {
       for (const p of params.values()) p.requiresGrad_(false);
     },

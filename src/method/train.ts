@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { canonicalJson, sha256 } from "../io/hash.js";
 import type { DecoderModel } from "../models/decoder.js";
 import { writeFileAtomic, writeDirAtomic } from "../io/atomic.js";
-import { readSafetensors, writeSafetensors, type TensorToWrite } from "../io/safetensors.js";
+import { readSafetensors, writeSafetensors, type LazyTensorToWrite } from "../io/safetensors.js";
 import { recordToTensor } from "../models/load.js";
 import { DivergenceError, GoodVibeError, InputError } from "../errors.js";
 import { AdamW, Tensor, manualSeed, noGrad, sumOfSquares, tidy } from "../tensor/index.js";
@@ -271,23 +271,33 @@ function saveCheckpoint(
   return writeDirAtomic(
     path.join(runDir, CKPT),
     (tmp) => {
-      const tensors: TensorToWrite[] = [];
       const names = [...method.trainable.keys()];
-      const optState = opt.getState();
-      const add = (name: string, t: Tensor) =>
-        tensors.push({ name, dtype: "F32", shape: t.shape, data: t.float().contiguous().toBytes() });
-      names.forEach((n, i) => {
-        add(`param/${n}`, method.trainable.get(n)!);
-        const s = optState[i];
-        if (s) {
-          add(`exp_avg/${n}`, s.expAvg);
-          add(`exp_avg_sq/${n}`, s.expAvgSq);
-        }
-      });
-      const steps = Object.fromEntries(names.map((n, i) => [n, String(optState[i]?.step ?? 0)]));
-      writeSafetensors(path.join(tmp, "tensors.safetensors"), tensors, {
-        format: "pt",
-        optimizer_steps: JSON.stringify(steps),
+      // the optimiser's state handles (views of its tensors) go with this scope; each tensor's bytes are made as
+      // the writer reaches it and dropped once written: the whole state at once would be three times the trainable
+      // weights in float32 in JS memory (full fine-tuning of a 7B model: 84 GB)
+      tidy(() => {
+        const tensors: LazyTensorToWrite[] = [];
+        const optState = opt.getState();
+        const add = (name: string, t: Tensor) =>
+          tensors.push({
+            name,
+            dtype: "F32",
+            shape: t.shape,
+            bytes: () => tidy(() => t.float().contiguous().toBytes()),
+          });
+        names.forEach((n, i) => {
+          add(`param/${n}`, method.trainable.get(n)!);
+          const s = optState[i];
+          if (s) {
+            add(`exp_avg/${n}`, s.expAvg);
+            add(`exp_avg_sq/${n}`, s.expAvgSq);
+          }
+        });
+        const steps = Object.fromEntries(names.map((n, i) => [n, String(optState[i]?.step ?? 0)]));
+        writeSafetensors(path.join(tmp, "tensors.safetensors"), tensors, {
+          format: "pt",
+          optimizer_steps: JSON.stringify(steps),
+        });
       });
       writeFileAtomic(path.join(tmp, "state.json"), JSON.stringify(state));
     },

@@ -12,6 +12,7 @@ import { loadModel } from "../../src/models/index.js";
 import { AdamW, Tensor, noGrad } from "../../src/tensor/index.js";
 import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
 import { attachLora } from "../../src/method/lora/model.js";
+import { attachFull } from "../../src/method/full.js";
 import { sftLossHead } from "../../src/method/losses.js";
 import { readPeftAdapter, writePeftAdapter } from "../../src/method/lora/peft.js";
 import { foldIntoCheckpoint } from "../../src/method/fold.js";
@@ -242,3 +243,82 @@ for (const [family, sub] of [
       assert.ok(stats.rowsVanished > 0 && stats.rowsChanged > 0, "bf16: some rows vanish, some change");
   });
 }
+
+test("fold makes one changed tensor at a time, as the writer reaches it, and frees it and GoodVibe's row updates", async () => {
+  const dir = path.join(FIX, "llama");
+  const ts = JSON.parse(fs.readFileSync(path.join(dir, "train_step.json"), "utf8"));
+  const lora = (model: ReturnType<typeof loadModel>) => {
+    const init = new Map<string, Tensor>();
+    for (const [mod, a] of Object.entries(ts.lora.A_init as Record<string, number[][]>))
+      init.set(`${mod}.lora_A`, Tensor.fromArray(a.flat(), [a.length, a[0].length]));
+    return attachLora(
+      model,
+      { r: ts.lora.r, alpha: ts.lora.lora_alpha, dropout: 0, targetModules: ["q_proj", "v_proj"] },
+      init,
+    );
+  };
+  const goodvibe = (model: ReturnType<typeof loadModel>) =>
+    attachGoodVibe(
+      model,
+      new Map<string, RowSelection>(
+        Object.entries(
+          ts.cluster.selection as Record<string, { rows: number[]; clusters: number[]; n_clusters: number }>,
+        ).map(([n, s]) => [n, { rows: s.rows, clusters: s.clusters, nClusters: s.n_clusters }]),
+      ),
+    );
+  for (const [label, attach] of [
+    ["lora", lora],
+    ["full", (m: ReturnType<typeof loadModel>) => attachFull(m)],
+    ["goodvibe", goodvibe],
+  ] as const) {
+    const model = loadModel(dir);
+    const method = attach(model);
+    train3(model, [...method.trainable.values()], ts);
+    // the reference: every changed tensor at once, as fold made them before
+    const expected = new Map([...method.foldedWeights()].map(([n, t]) => [n, t.toFloat32Array()]));
+    const made: Tensor[] = [];
+    const deltas: Tensor[] = [];
+    const spy = {
+      ...method,
+      foldedWeight: (name: string, base?: Tensor) => {
+        assert.ok(
+          made.every((t) => t.disposed),
+          `${label}: ${name} was made while an earlier folded tensor was still alive`,
+        );
+        const t = method.foldedWeight(name, base);
+        made.push(t);
+        return t;
+      },
+      ...(method.rowUpdates
+        ? {
+            rowUpdates: () => {
+              const u = method.rowUpdates!();
+              for (const v of u.values()) deltas.push(v.delta);
+              return u;
+            },
+          }
+        : {}),
+    };
+    const out = path.join(tmp(), "hardened");
+    await foldIntoCheckpoint(dir, out, spy);
+    assert.equal(
+      made.length,
+      label === "goodvibe" ? 0 : expected.size,
+      `${label}: one fold per changed tensor`,
+    );
+    assert.ok(
+      made.every((t) => t.disposed) && deltas.every((t) => t.disposed),
+      `${label}: fold left tensors alive`,
+    );
+    const written = readSafetensors(path.join(out, "model.safetensors")).tensors;
+    for (const [name, want] of expected) {
+      const rec = written.get(name);
+      if (!rec) continue; // a tied lm_head is not stored
+      assert.equal(rec.dtype, "F32", name); // the llama fixture is float32: the fold writes the values exactly
+      const got = new Float32Array(
+        rec.data.buffer.slice(rec.data.byteOffset, rec.data.byteOffset + rec.data.byteLength),
+      );
+      assert.ok(maxAbsDiff(got, want) === 0, `${label}: ${name} differs from foldedWeights`);
+    }
+  }
+});
