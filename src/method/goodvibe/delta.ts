@@ -10,7 +10,7 @@ import { InputError } from "../../errors.js";
 import { readSafetensors, writeSafetensors, type TensorToWrite } from "../../io/safetensors.js";
 import type { DecoderModel } from "../../models/decoder.js";
 import { recordToTensor } from "../../models/load.js";
-import type { Tensor } from "../../tensor/index.js";
+import { tidy, type Tensor } from "../../tensor/index.js";
 import type { AttachedMethod } from "../attached.js";
 import type { RowSelection } from "./adapter.js";
 import { checkModelShape, modelShapeRecord, type ModelShapeRecord } from "./model-shape.js";
@@ -29,7 +29,12 @@ export function writeGoodVibeDelta(
   for (const [name, sel] of selections) {
     const U = method.trainable.get(`${name}.U`);
     if (!U) throw new Error(`no trained U for ${name}`);
-    tensors.push({ name: `${name}.U`, dtype: "F32", shape: U.shape, data: U.float().contiguous().toBytes() });
+    tensors.push({
+      name: `${name}.U`,
+      dtype: "F32",
+      shape: U.shape,
+      data: tidy(() => U.float().contiguous().toBytes()),
+    });
     tensors.push({ name: `${name}.rows`, dtype: "I64", shape: [sel.rows.length], data: i64(sel.rows) });
     tensors.push({
       name: `${name}.clusters`,
