@@ -50,7 +50,8 @@ import { ZERO_COST, costOf, dropEmptyRates, neuronsOf } from "../recipes/cell.js
 import { outcomesOf } from "./outcomes.js";
 import { describeTaskSplit, taskSplitInfo } from "./task-split.js";
 import type { ShardSpec } from "../util/shard.js";
-import { cellShare, claimHolder, holdClaim, tryClaim, whenClaimed } from "./shard.js";
+import { claimHolder, holdClaim, tryClaim, whenClaimed } from "../io/claim.js";
+import { cellShare } from "./shard.js";
 import { canonicalJson, fileHash, modelFolderHash, sha256 } from "../io/hash.js";
 import {
   EXPERIMENT_CODE_VERSION,

@@ -10,7 +10,7 @@
  * The output folder is built beside its final path and published in one rename with everything in it (model,
  * config, tokenizer, delta or adapter, neuron and cluster maps, stats): complete or absent.
  */
-import { claimHolder, isClaimEntry, tryClaim } from "../experiment/shard.js";
+import { claimHolder, isClaimEntry, tryClaim } from "../io/claim.js";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";

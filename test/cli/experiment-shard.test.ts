@@ -14,7 +14,8 @@ import { scratchDir } from "../scratch.js";
 import YAML from "yaml";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import { shardFromEnvironment } from "../../src/util/shard.js";
-import { cellShare, claimHolder, tryClaim } from "../../src/experiment/shard.js";
+import { cellShare } from "../../src/experiment/shard.js";
+import { claimHolder, tryClaim } from "../../src/io/claim.js";
 import { balancedPairs, makeCliFixture, runCli, showRun, startCli } from "./cli-helpers.js";
 
 const fx = makeCliFixture({ perLanguage: 4 });
@@ -119,7 +120,7 @@ test("claims: a worker killed while claiming leaves a whole claim or none, and i
   // A worker claims folder after folder in a tight loop and is SIGKILLed at some moment: every claim it left
   // must name its (now dead) process, so the next worker takes it over at once instead of waiting for it to go
   // stale. An exclusive create followed by a write leaves an empty claim when the kill falls between the two.
-  const shard = new URL("../../src/experiment/shard.js", import.meta.url).href;
+  const shard = new URL("../../src/io/claim.js", import.meta.url).href;
   const child = `import { tryClaim } from ${JSON.stringify(shard)};
     const root = process.argv[1];
     for (let i = 0; ; i++) tryClaim(root + "/c" + i);`;
