@@ -10,11 +10,11 @@
  * The output folder is built beside its final path and published in one rename with everything in it (model,
  * config, tokenizer, delta or adapter, neuron and cluster maps, stats): complete or absent.
  */
-import { claimHolder, isClaimEntry, tryClaim } from "../io/claim.js";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { checkOutput, cleanStaleTemps, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
+import { claimHolder, isClaimEntry, tryClaim } from "../io/claim.js";
 import { canonicalJson, fileHash, modelFolderHashCached, sha256 } from "../io/hash.js";
 import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
 import { readPairs, pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
