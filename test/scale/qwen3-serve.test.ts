@@ -1,8 +1,10 @@
 /**
  * Real scale, Qwen3-0.6B's shape (two layers, vocabulary 151,936, real tokenizer and chat template): what a user
- * does with a model folder after hardening — `export` to every GGUF type (read back: tensor types and shapes, the
- * full vocabulary, values against the safetensors), `generate` with every backend that works offline (built-in,
- * llama.cpp on each export, HTTP against our own `serve`) and `eval` on real CyberNative dev pairs.
+ * does with a model folder after hardening — `export` to GGUF as q8_0 and f16 (read back: tensor types and shapes,
+ * the full vocabulary, values against the safetensors), `generate` with every backend that works offline (built-in,
+ * llama.cpp on each export, HTTP against our own `serve`) and `eval` on real CyberNative dev pairs. (bf16 and f32
+ * go through the same command and exporter; test/gguf/real-vocab exports Qwen3's real vocabulary to all four types
+ * and holds llama.cpp's logits to each type's rounding, so repeating them here cost CI ~35 s for nothing new.)
  */
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
@@ -103,7 +105,7 @@ test(
   },
 );
 
-for (const outtype of ["q8_0", "bf16", "f16", "f32"] as const) {
+for (const outtype of ["q8_0", "f16"] as const) {
   test(
     `export --outtype ${outtype}: read back (types, shapes, vocabulary, values) and run by llama.cpp`,
     { skip },
