@@ -1,6 +1,7 @@
 /**
  * Claims on folders that several processes may compute in at once — an experiment's cells and shared inputs over
- * many workers (experiment/shard.ts), one run folder of `harden` / `train` (recipes/harden.ts). A claim is a file
+ * many workers (experiment/shard.ts), one run folder of `harden` / `train` (recipes/harden.ts), of `identify` (one
+ * per shard with --shard: cli/commands/stages.ts) and of `judge train` (recipes/train-judge.ts). A claim is a file
  * created exclusively and whole (a temporary hard-linked into place) in the folder it claims, kept fresh by a
  * heartbeat. A claim whose holder died (same host: its process is gone; any host: no heartbeat for
  * GOODVIBE_CLAIM_STALE_SECONDS, default 600) is taken over.
@@ -9,6 +10,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { randomBytes } from "node:crypto";
+import { InputError } from "../errors.js";
 import { stopPoint } from "../util/stop.js";
 
 const CLAIM = ".claim.json";
@@ -122,6 +124,18 @@ export function tryClaim(dir: string): (() => void) | null {
     if (other) moveAsideIfStale(file, path.join(key, `.claim-stale-${token}.json`));
   }
   return null;
+}
+
+/**
+ * Take the claim of `dir` for this run, or refuse at once (exit 2) with `refusal(holder)`, the holder named (host,
+ * pid, since when): for a command computing in a run folder of its own, where a second run into the same output would
+ * compute everything again beside the first and clash with it only at the end. A dead run's claim is taken over.
+ */
+export function claimOrRefuse(dir: string, refusal: (holder: string) => string): () => void {
+  const release = tryClaim(dir);
+  // the holder may have ended between the two looks: still a refusal (a rerun then finds the folder free)
+  if (!release) throw new InputError(refusal(claimHolder(dir) ?? "another process"));
+  return release;
 }
 
 /**

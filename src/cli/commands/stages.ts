@@ -28,6 +28,7 @@ import { readPeftAdapter } from "../../method/lora/peft.js";
 import { foldIntoCheckpoint } from "../../method/fold.js";
 import { readGoodVibeDelta, checkDeltaFits, DELTA_FILE } from "../../method/goodvibe/delta.js";
 import { checkOutput, publishFile } from "../../io/atomic.js";
+import { claimOrRefuse } from "../../io/claim.js";
 import { collect, integer, number, shownDefault } from "../options.js";
 import { resolveConfig } from "../../config/resolve.js";
 import { stageFileSchema } from "../../config/harden.js";
@@ -76,6 +77,36 @@ export function registerStages(program: Command): void {
         fs.mkdirSync(cfg.runDir, { recursive: true });
         if (opts.shard) {
           const shard = opts.shard as ShardSpec;
+          // its resumable state: a folder of the run folder per shard (several shards may share one run folder), held
+          // by a claim of its own: shards of one job run at once, a second process on the same shard is refused
+          const runDir = path.join(cfg.runDir, `identify-shard-${shard.index}-of-${shard.count}`);
+          const release = claimOrRefuse(
+            runDir,
+            (h) =>
+              `identify --shard ${shard.index}/${shard.count}: ${runDir} is in use by another goodvibe run (${h}) ` +
+              `computing the same shard: wait for it to end, or run another shard`,
+          );
+          try {
+            await identifyOneShard(shard, runDir);
+          } finally {
+            release();
+          }
+          return;
+        }
+        // the run folder is this run's: a second identify into the same --out would identify again beside it
+        const release = claimOrRefuse(
+          cfg.runDir,
+          (h) =>
+            `--run-dir ${cfg.runDir} is in use by another goodvibe run (${h}) for --out ${cfg.out}: ` +
+            `wait for it to end, or choose another --out (or --run-dir)`,
+        );
+        try {
+          await identifyWhole();
+        } finally {
+          release();
+        }
+
+        async function identifyOneShard(shard: ShardSpec, runDir: string): Promise<void> {
           const samples = identifySamples(tok, pairs, cfg.identify, cfg.seed);
           log.info(
             `identification shard ${shard.index}/${shard.count}: a share of ${samples.length} samples (${cfg.identify.mode})`,
@@ -83,9 +114,6 @@ export function registerStages(program: Command): void {
           const products = bf16ProductsOf(model.device, model.dtype);
           if (products) log.info(products);
           log.info(model.frozenDx.describe());
-          // its resumable state: a folder of the run folder per shard (several shards may share one run folder)
-          const runDir = path.join(cfg.runDir, `identify-shard-${shard.index}-of-${shard.count}`);
-          fs.mkdirSync(runDir, { recursive: true });
           const info = await identifyShard(
             model,
             samples,
@@ -106,28 +134,30 @@ export function registerStages(program: Command): void {
               `merge every shard with \`goodvibe identify merge -o neurons.json <shard folders>\``,
             { shard: path.resolve(cfg.out), index: shard.index, count: shard.count, samples: info.done },
           );
-          return;
         }
-        const map = await stageIdentify(model, () => identifyInputs(tok, pairs, cfg), cfg, {
-          log,
-          signal: interruptSignal(log),
-        });
-        publishFile(cfg.out, (tmp) => writeNeuronMap(tmp, map), {
-          overwrite: cfg.overwrite,
-          onMovedAside: (a) => log.warn(`the earlier ${cfg.out} was moved aside to ${a}`),
-        });
-        log.done();
-        const summary = summarizeNeuronMap(map);
-        const byType = new Map<string, number[]>();
-        for (const s of summary) byType.set(s.module, [...(byType.get(s.module) ?? []), s.meanImportance]);
-        const lines = [
-          `neuron map: ${path.resolve(cfg.out)} (${map.source.samples} samples, mean loss ${map.lossMean.toFixed(4)})`,
-          "mean importance of the selected neurons by module type:",
-          ...[...byType].map(
-            ([t, v]) => `  ${t.padEnd(10)} ${(v.reduce((a, b) => a + b, 0) / v.length).toExponential(3)}`,
-          ),
-        ];
-        output(g, lines.join("\n"), { file: path.resolve(cfg.out), lossMean: map.lossMean, summary });
+
+        async function identifyWhole(): Promise<void> {
+          const map = await stageIdentify(model, () => identifyInputs(tok, pairs, cfg), cfg, {
+            log,
+            signal: interruptSignal(log),
+          });
+          publishFile(cfg.out, (tmp) => writeNeuronMap(tmp, map), {
+            overwrite: cfg.overwrite,
+            onMovedAside: (a) => log.warn(`the earlier ${cfg.out} was moved aside to ${a}`),
+          });
+          log.done();
+          const summary = summarizeNeuronMap(map);
+          const byType = new Map<string, number[]>();
+          for (const s of summary) byType.set(s.module, [...(byType.get(s.module) ?? []), s.meanImportance]);
+          const lines = [
+            `neuron map: ${path.resolve(cfg.out)} (${map.source.samples} samples, mean loss ${map.lossMean.toFixed(4)})`,
+            "mean importance of the selected neurons by module type:",
+            ...[...byType].map(
+              ([t, v]) => `  ${t.padEnd(10)} ${(v.reduce((a, b) => a + b, 0) / v.length).toExponential(3)}`,
+            ),
+          ];
+          output(g, lines.join("\n"), { file: path.resolve(cfg.out), lossMean: map.lossMean, summary });
+        }
       });
     });
 
