@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { GoodVibeError, InputError } from "../errors.js";
 import { writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
+import { claimOrRefuse } from "../io/claim.js";
 import { copyTokenizerFiles } from "../io/model-folder.js";
 import { modelFolderHash } from "../io/hash.js";
 import {
@@ -125,7 +126,8 @@ function storedNames(records: Map<string, TensorRecord>): (name: string) => stri
 
 /**
  * Fine-tune a judge and write it as a normal HF checkpoint: the base's tensors with the method's folded weights
- * in place (each in the base tensor's dtype), config.json and the tokenizer files copied unchanged.
+ * in place (each in the base tensor's dtype), config.json and the tokenizer files copied unchanged. With a runDir,
+ * the run folder is claimed for the training (io/claim.ts): a second training into it is refused at once (exit 2).
  */
 export async function trainJudge(opts: TrainJudgeOptions): Promise<TrainedJudge> {
   const base = path.resolve(opts.baseModelDir);
@@ -137,7 +139,23 @@ export async function trainJudge(opts: TrainJudgeOptions): Promise<TrainedJudge>
       `${opts.outDir}: output folder exists and is not empty (pass overwrite to replace it)`,
     );
   if (opts.pairs.length === 0) throw new InputError("trainJudge: no training pairs");
+  if (!opts.runDir) return await trainAndWrite(opts, base, out);
+  // the run folder is this training's: a second one into the same output would train again beside it, both saving
+  // checkpoints into one folder, and clash only at the end on the output the first wrote
+  const release = claimOrRefuse(
+    opts.runDir,
+    (h) =>
+      `run folder ${opts.runDir} is in use by another goodvibe run (${h}) training a judge into ${opts.outDir}: ` +
+      `wait for it to end, or choose another output folder`,
+  );
+  try {
+    return await trainAndWrite(opts, base, out);
+  } finally {
+    release();
+  }
+}
 
+async function trainAndWrite(opts: TrainJudgeOptions, base: string, out: string): Promise<TrainedJudge> {
   const tokenizer = await loadTokenizer(base);
   const convention = opts.convention ?? PAPER_JUDGE;
   const cfg: TrainConfig = { ...judgeLoopConfig(DEFAULT_JUDGE_TRAIN), ...opts.cfg };

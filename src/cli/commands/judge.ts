@@ -11,6 +11,7 @@ import { judgeTrainingPairs } from "../../recipes/judge.js";
 import { DEFAULT_JUDGE_TRAIN } from "../../eval/judge/config.js";
 import { resolveJudgeTrainConfig } from "../../config/judge.js";
 import { checkOutput } from "../../io/atomic.js";
+import { isClaimEntry } from "../../io/claim.js";
 import { collect, integer, list, number, shownDefault } from "../options.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 
@@ -137,7 +138,8 @@ export function registerJudge(program: Command): void {
           path: runDir,
           kind: "folder",
           inputs,
-          ownEntry: (n) => n === "checkpoint",
+          // a claim left by a run that was killed is its own too (taken over by trainJudge)
+          ownEntry: (n) => n === "checkpoint" || isClaimEntry(n),
         });
         const pairs = readPairs(opts.data, { languages: opts.languages });
         const { train, dev } = splitPairs(pairs, { devFraction: opts.devFraction, seed: settings.seed });
