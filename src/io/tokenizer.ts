@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Template } from "@huggingface/jinja";
 import { Tokenizer } from "@huggingface/tokenizers";
-import { InputError } from "../errors.js";
+import { InputError, preview } from "../errors.js";
 import { refuseForbiddenKeys, type KeyWalkOptions } from "../util/keys.js";
 
 export type ChatRole = "system" | "user" | "assistant";
@@ -92,10 +92,32 @@ function tokenContent(v: unknown): string | null {
   return null;
 }
 
-/** Token ids in config.json / generation_config.json: a number, a list of numbers, or null. */
-function idList(v: unknown): number[] {
+/**
+ * Refuse a special token of another type (`"eos_token": 2`, an object without a string "content"): transformers
+ * refuses it too ("Special token ... has to be either str or AddedToken"), and skipping it would lose the token
+ * that ends generation without a word. null (no such token) is fine.
+ */
+function checkTokenField(file: string, key: string, v: unknown): void {
+  if (v === undefined || v === null || tokenContent(v) !== null) return;
+  throw new InputError(
+    `${file}: field "${key}" = ${preview(v)}: must be a token string or an AddedToken object {"content": "..."} ` +
+      `(a token id belongs in config.json's "${key}_id")`,
+  );
+}
+
+/**
+ * Token ids in config.json / generation_config.json: an integer, a list of integers (eos: several end tokens), or
+ * null. Anything else (`"eos_token_id": "2"`) is refused, naming the file and field; a negative id (older exports
+ * write -1 for "none") means none, as before.
+ */
+function idList(file: string, key: string, v: unknown): number[] {
+  if (v === undefined || v === null) return [];
   const xs = Array.isArray(v) ? v : [v];
-  return xs.filter((x): x is number => Number.isSafeInteger(x) && x >= 0);
+  if (!xs.every((x) => Number.isSafeInteger(x)))
+    throw new InputError(
+      `${file}: field "${key}" = ${preview(v)}: must be a token id (an integer), a list of token ids, or null`,
+    );
+  return (xs as number[]).filter((x) => x >= 0);
 }
 
 /** The chat template: chat_template.jinja wins over tokenizer_config.json, as in recent transformers. */
@@ -153,13 +175,34 @@ export async function loadTokenizer(dir: string): Promise<HfTokenizer> {
   const specialMap = await readJson(mapFile, false, "special tokens map");
   if (specialMap !== undefined && !isPlainObject(specialMap))
     throw new InputError(`${mapFile}: must be a JSON object`);
+  // which file each special token came from, for the messages
+  const tokenSource = new Map<string, string>();
   for (const [k, v] of Object.entries(specialMap ?? {})) {
-    if (configJson[k] === undefined || configJson[k] === null) configJson[k] = v;
+    if (configJson[k] === undefined || configJson[k] === null) {
+      configJson[k] = v;
+      tokenSource.set(k, mapFile);
+    }
   }
-  const generation = await readJson(path.join(dir, "generation_config.json"), false, "generation config");
-  const modelConfig = await readJson(path.join(dir, "config.json"), false, "model config");
-  const genHints = isPlainObject(generation) ? generation : {};
-  const modelHints = isPlainObject(modelConfig) ? modelConfig : {};
+  for (const key of SPECIAL_TOKEN_KEYS)
+    checkTokenField(tokenSource.get(key) ?? configFile, key, configJson[key]);
+  const genFile = path.join(dir, "generation_config.json");
+  const modelFile = path.join(dir, "config.json");
+  const generation = await readJson(genFile, false, "generation config");
+  const modelConfig = await readJson(modelFile, false, "model config");
+  if (generation !== undefined && !isPlainObject(generation))
+    throw new InputError(`${genFile}: must be a JSON object`);
+  if (modelConfig !== undefined && !isPlainObject(modelConfig))
+    throw new InputError(`${modelFile}: must be a JSON object`);
+  const genHints = generation ?? {};
+  const modelHints = modelConfig ?? {};
+  // every id field is checked, even one a field before it makes unused: a malformed file is refused whole
+  const ids = (key: string): { gen: number[]; model: number[] } => ({
+    gen: idList(genFile, key, genHints[key]),
+    model: idList(modelFile, key, modelHints[key]),
+  });
+  const bosIds = ids("bos_token_id");
+  const eosIds = ids("eos_token_id");
+  const padIds = ids("pad_token_id");
 
   let tok: Tokenizer;
   try {
@@ -186,24 +229,12 @@ export async function loadTokenizer(dir: string): Promise<HfTokenizer> {
 
   // Hints from the model config can name ids the tokenizer does not have (santacoder's config says 50256).
   const known = (ids: number[]): number[] => ids.filter((id) => tok.id_to_token(id) !== undefined);
-  const bosTokenId =
-    specialId("bos_token") ??
-    known(idList(genHints.bos_token_id))[0] ??
-    known(idList(modelHints.bos_token_id))[0] ??
-    null;
+  const bosTokenId = specialId("bos_token") ?? known(bosIds.gen)[0] ?? known(bosIds.model)[0] ?? null;
   const eosTokenIds: number[] = [];
-  for (const id of [
-    specialId("eos_token"),
-    ...known(idList(genHints.eos_token_id)),
-    ...known(idList(modelHints.eos_token_id)),
-  ]) {
+  for (const id of [specialId("eos_token"), ...known(eosIds.gen), ...known(eosIds.model)]) {
     if (id !== null && !eosTokenIds.includes(id)) eosTokenIds.push(id);
   }
-  const padTokenId =
-    specialId("pad_token") ??
-    known(idList(genHints.pad_token_id))[0] ??
-    known(idList(modelHints.pad_token_id))[0] ??
-    null;
+  const padTokenId = specialId("pad_token") ?? known(padIds.gen)[0] ?? known(padIds.model)[0] ?? null;
 
   const templateFound = await findChatTemplate(dir, configJson);
   let template: Template | null = null;
