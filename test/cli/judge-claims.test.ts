@@ -3,6 +3,7 @@
  * pid of the training that holds the run folder (.<out>.run), instead of training again beside it, both saving
  * checkpoints into one folder, and clashing at the end on the output the first wrote; the first writes the judge a
  * training alone writes. A training killed while it held the folder left its claim there: the next one takes it over.
+ * And a --dev-fraction that holds out nothing is refused before training, not after the judge is written.
  */
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
@@ -90,4 +91,24 @@ test("judge train twice at once into one -o: the second is refused at once (exit
   assert.equal(r1.code, 0, showRun(r1));
   assert.deepEqual(judgeFiles(out), judgeFiles(alone));
   assert.ok(!fs.existsSync(path.join(runDir, ".claim.json")), "the claim outlived the training");
+});
+
+test("judge train whose --dev-fraction holds out no pair is refused before it trains (exit 2), writing nothing", async () => {
+  // 4 pairs a language: 10% of 4 rounds to none held out in every language
+  const few = path.join(fx.work, "few.jsonl");
+  const lines = fs.readFileSync(fx.pairsFile, "utf8").split("\n").filter(Boolean);
+  const perLang = new Map<string, number>();
+  const kept = lines.filter((l) => {
+    const lang = (JSON.parse(l) as { lang: string }).lang;
+    perLang.set(lang, (perLang.get(lang) ?? 0) + 1);
+    return perLang.get(lang)! <= 4;
+  });
+  assert.equal(kept.length, 16);
+  fs.writeFileSync(few, kept.join("\n") + "\n");
+  const out = path.join(fx.work, "few-judge");
+  const r = await runCli(["judge", "train", "-m", fx.model.dir, "-d", few, "-o", out]);
+  assert.equal(r.code, 2, showRun(r));
+  assert.match(r.stderr, /--dev-fraction 0\.1 holds out no pair of .*few\.jsonl \(16 pairs/);
+  assert.ok(!fs.existsSync(out), "a judge was written");
+  assert.ok(!fs.existsSync(runDirOf(out)), "a run folder was made");
 });

@@ -143,6 +143,12 @@ export function registerJudge(program: Command): void {
         });
         const pairs = readPairs(opts.data, { languages: opts.languages });
         const { train, dev } = splitPairs(pairs, { devFraction: opts.devFraction, seed: settings.seed });
+        // the reliability report needs held-out pairs: refused now, not after the judge is trained and written
+        if (dev.length === 0)
+          throw new InputError(
+            `--dev-fraction ${opts.devFraction} holds out no pair of ${opts.data} (${pairs.length} pairs; the share is ` +
+              `rounded per language, and each language keeps one pair to train on): raise --dev-fraction or give more pairs`,
+          );
         await trainJudge({
           baseModelDir: opts.model,
           pairs: judgeTrainingPairs({ pairs: () => train, settings }),
