@@ -14,7 +14,8 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { InputError, withPath } from "../errors.js";
+import { InputError, InterruptedError, withPath } from "../errors.js";
+import { stopRequested } from "../util/stop.js";
 
 // ---------------------------------------------------------------- where paths really lead
 /** fs.realpath of `p`'s nearest existing ancestor, with the rest of `p` joined on (for paths yet to be made). */
@@ -191,7 +192,9 @@ export function cleanStaleTemps(dir: string, only?: string): string[] {
   const removed: string[] = [];
   for (const name of names) {
     const m = TEMP.exec(name);
-    if (!m || (only !== undefined && m[1] !== only)) continue;
+    // `..NAME.tmp-….tmp-…`: the temporary of a temporary, which GGUF exports before 2026-11-30 wrote (the writer's
+    // own temporary inside publishFile's); it belongs to NAME too, or a killed export's file would stay for good
+    if (!m || (only !== undefined && m[1] !== only && TEMP.exec(m[1]!)?.[1] !== only)) continue;
     if ((m[4] !== undefined && m[4] !== HOST_TAG) || processAlive(Number(m[2]))) continue;
     const p = path.join(dir, name);
     const target = path.join(dir, m[1]!);
@@ -275,6 +278,91 @@ export function writeFileAtomicFrom(
   fs.renameSync(tmp, file);
 }
 
+// ---------------------------------------------------------------- long writes that a stop request ends
+/** A place in a stream of bytes where a long write may stop, and what comes next there ("tensor x (3 of 40)"). */
+export interface StopMark {
+  stopMark: string;
+}
+
+/**
+ * What a stoppable writer takes: the file's bytes in order, with stop marks between them (before each tensor).
+ * A lazy source (a generator) makes each piece only when the writer reaches it, so one tensor is held at a time.
+ */
+export type Piece = Uint8Array | StopMark;
+
+/**
+ * A piece larger than this is written in parts with a stop check between them: a stop then waits for one part
+ * (tens of milliseconds on a disk), not for a whole 1 GB embedding.
+ */
+const STOP_CHECK_BYTES = 64 << 20;
+
+/**
+ * Write `pieces` through `fd`, checking `signal` (util/stop.ts: yields so that signal handlers run) at every stop
+ * mark and between parts of a large piece; a stop ends with an InterruptedError naming `label` and where it stopped.
+ * Without a signal nothing yields and nothing can stop.
+ */
+async function writePieces(
+  fd: number,
+  pieces: Iterable<Piece>,
+  signal: AbortSignal | undefined,
+  label: string,
+): Promise<void> {
+  let at = "the start";
+  const stopped = (where: string) =>
+    new InterruptedError(
+      `writing ${label} stopped ${where} on request; the partial file was removed, nothing was published; ` +
+        `rerun the same command to write it again`,
+    );
+  for (const p of pieces) {
+    if (!(p instanceof Uint8Array)) {
+      at = p.stopMark;
+      if (await stopRequested(signal)) throw stopped(`before ${at}`);
+      continue;
+    }
+    for (let off = 0; off < p.length;) {
+      if (off > 0 && (await stopRequested(signal))) throw stopped(`inside ${at}`);
+      const end = Math.min(p.length, off + STOP_CHECK_BYTES);
+      while (off < end) off += fs.writeSync(fd, p, off, end - off);
+    }
+  }
+}
+
+/** Write `pieces` into the new file `tmp`, fsynced; on any error or stop the file is removed and the error thrown. */
+async function writeTempFile(
+  tmp: string,
+  pieces: Iterable<Piece>,
+  signal: AbortSignal | undefined,
+  target: string,
+): Promise<void> {
+  const fd = fs.openSync(tmp, "w");
+  try {
+    await writePieces(fd, pieces, signal, path.basename(target));
+    fs.fsyncSync(fd);
+  } catch (e) {
+    fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw withPath(e, target);
+  }
+  fs.closeSync(fd);
+}
+
+/**
+ * writeFileAtomicFrom for a long write (a model's weights) that Ctrl-C must end promptly: `pieces` are written to a
+ * temporary beside `file`, which is renamed into place when complete. When `signal` is aborted the write stops at
+ * the next stop mark (or 64 MiB), the temporary is removed, and an InterruptedError (exit 130) is thrown; so does
+ * any other error, leaving no temporary either.
+ */
+export async function writeFileAtomicAsync(
+  file: string,
+  pieces: Iterable<Piece>,
+  opts: { signal?: AbortSignal } = {},
+): Promise<void> {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = tempName(file);
+  await writeTempFile(tmp, pieces, opts.signal, file);
+  fs.renameSync(tmp, file);
+}
+
 export interface WriteDirOptions {
   /** an existing non-empty folder is moved aside (renamed `NAME.old-…`) instead of refused */
   overwrite?: boolean;
@@ -351,6 +439,16 @@ export function publishFile(
     fs.rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
+  publishTemp(file, target, tmp, opts);
+}
+
+/** Put the finished temporary `tmp` in place as `target` (refused, or the old file moved aside, if it exists). */
+function publishTemp(
+  file: string,
+  target: string,
+  tmp: string,
+  opts: { overwrite?: boolean; onMovedAside?: (aside: string) => void },
+): void {
   if (outputState(target, "file") !== "absent") {
     if (!opts.overwrite) {
       fs.rmSync(tmp, { force: true });
@@ -360,4 +458,22 @@ export function publishFile(
   }
   fs.renameSync(tmp, target);
   fsyncDir(path.dirname(target));
+}
+
+/**
+ * publishFile for a long write that Ctrl-C must end promptly (a GGUF export): `pieces` are written to the
+ * temporary as writeFileAtomicAsync writes them, stopping on `signal` with nothing left behind (no temporary, no
+ * output; an existing output untouched).
+ */
+export async function publishFileAsync(
+  file: string,
+  pieces: Iterable<Piece>,
+  opts: { overwrite?: boolean; onMovedAside?: (aside: string) => void; signal?: AbortSignal } = {},
+): Promise<void> {
+  const target = path.resolve(file);
+  fs.mkdirSync(path.dirname(target), { recursive: true });
+  cleanStaleTemps(path.dirname(target), path.basename(target));
+  const tmp = tempName(target);
+  await writeTempFile(tmp, pieces, opts.signal, target);
+  publishTemp(file, target, tmp, opts);
 }

@@ -24,6 +24,7 @@ import {
   type GgmlType,
   type GgufTensorSpec,
   type GgufValue,
+  type GgufWriteSpec,
 } from "./gguf.js";
 
 export type GgufOutType = "f32" | "f16" | "bf16" | "q8_0";
@@ -566,8 +567,24 @@ function encode(type: GgmlType, v: Float32Array): Uint8Array {
   }
 }
 
+/** A GGUF export worked out and checked, not yet written: `spec` for writeGguf or ggufPieces, and what it holds. */
+export interface GgufExportPlan<R> {
+  spec: GgufWriteSpec;
+  result: Omit<R, "file">;
+}
+
 /** Export `modelDir` (a HF folder with config.json and safetensors) to the GGUF file `outFile`. */
 export function exportGguf(modelDir: string, outFile: string, opts: ExportGgufOptions): ExportGgufResult {
+  const { spec, result } = planGgufExport(modelDir, opts);
+  writeGguf(outFile, spec);
+  return { file: outFile, ...result };
+}
+
+/**
+ * exportGguf without the writing: every check made and the file's layout fixed, the tensors still to be converted
+ * (each when a writer reaches it). The CLI writes it with a stop on Ctrl-C (publishFileAsync + ggufPieces).
+ */
+export function planGgufExport(modelDir: string, opts: ExportGgufOptions): GgufExportPlan<ExportGgufResult> {
   if (!(opts.outtype in FILE_TYPE))
     throw new InputError(`outtype "${opts.outtype}" is not one of f32, f16, bf16, q8_0`);
   // Without the model's own vocabulary llama.cpp would read other tokens than the model was trained on.
@@ -671,15 +688,9 @@ export function exportGguf(modelDir: string, outFile: string, opts: ExportGgufOp
     ["general.quantization_version", gguf.u32(GGML_QUANT_VERSION)],
     ...vocabMd,
   ];
-  writeGguf(outFile, { metadata, tensors });
   return {
-    file: outFile,
-    arch,
-    tensorCount: tensors.length,
-    vocab: "tokenizer.json",
-    tokenizerModel: kind,
-    pre,
-    notes,
+    spec: { metadata, tensors },
+    result: { arch, tensorCount: tensors.length, vocab: "tokenizer.json", tokenizerModel: kind, pre, notes },
   };
 }
 
@@ -721,6 +732,17 @@ export function exportLoraGguf(
   modules: readonly LoraModuleForGguf[],
   opts: { outtype?: "f32" | "f16" | "bf16"; name?: string } = {},
 ): ExportLoraGgufResult {
+  const { spec, result } = planLoraGgufExport(baseDir, modules, opts);
+  writeGguf(outFile, spec);
+  return { file: outFile, ...result };
+}
+
+/** exportLoraGguf without the writing (see planGgufExport). */
+export function planLoraGgufExport(
+  baseDir: string,
+  modules: readonly LoraModuleForGguf[],
+  opts: { outtype?: "f32" | "f16" | "bf16"; name?: string } = {},
+): GgufExportPlan<ExportLoraGgufResult> {
   const outtype = opts.outtype ?? "f32";
   if (!["f32", "f16", "bf16"].includes(outtype))
     throw new InputError(`LoRA GGUF outtype "${outtype}" is not one of f32, f16, bf16`);
@@ -773,6 +795,5 @@ export function exportLoraGguf(
     ["general.file_type", gguf.u32(FILE_TYPE[outtype])],
     ["general.quantization_version", gguf.u32(GGML_QUANT_VERSION)],
   ];
-  writeGguf(outFile, { metadata, tensors });
-  return { file: outFile, arch, tensorCount: tensors.length, notes };
+  return { spec: { metadata, tensors }, result: { arch, tensorCount: tensors.length, notes } };
 }

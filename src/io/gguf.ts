@@ -11,7 +11,7 @@
  */
 import { InputError } from "../errors.js";
 import { mapFile } from "./mapfile.js";
-import { writeFileAtomicFrom } from "./atomic.js";
+import { writeFileAtomicFrom, type Piece } from "./atomic.js";
 import { isForbiddenKey } from "../util/keys.js";
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
@@ -401,6 +401,18 @@ function alignmentOf(metadata: GgufWriteSpec["metadata"]): number {
  * at a time and written straight to a temp file next to `file`, which is fsynced and renamed into place.
  */
 export function writeGguf(file: string, spec: GgufWriteSpec): void {
+  const pieces = ggufPieces(spec);
+  writeFileAtomicFrom(file, (write) => {
+    for (const p of pieces) if (p instanceof Uint8Array) write(p);
+  });
+}
+
+/**
+ * The bytes of a GGUF v3 file in writing order, with a stop mark before each tensor (for a stoppable writer:
+ * io/atomic.ts publishFileAsync). The spec is checked and the header built now; each tensor's bytes are made
+ * when the consumer reaches it and dropped once consumed.
+ */
+export function ggufPieces(spec: GgufWriteSpec): Iterable<Piece> {
   const alignment = alignmentOf(spec.metadata);
   const keys = new Set<string>();
   for (const [k] of spec.metadata) {
@@ -436,33 +448,33 @@ export function writeGguf(file: string, spec: GgufWriteSpec): void {
   }
   const headerBytes = header.concat();
 
-  writeFileAtomicFrom(file, (write) => {
+  return (function* (): Generator<Piece> {
     let position = 0;
-    const put = (b: Uint8Array) => {
-      write(b);
-      position += b.length;
-    };
-    const pad = () => {
+    const padding = (): Uint8Array[] => {
       const n = alignUp(position, alignment) - position;
-      if (n > 0) put(new Uint8Array(n));
+      position += n;
+      return n > 0 ? [new Uint8Array(n)] : [];
     };
-    put(headerBytes);
-    pad();
-    spec.tensors.forEach((t, i) => {
+    position += headerBytes.length;
+    yield headerBytes;
+    yield* padding();
+    for (const [i, t] of spec.tensors.entries()) {
+      yield { stopMark: `tensor ${t.name} (${i + 1} of ${spec.tensors.length})` };
       const produced = t.data();
       const chunks = produced instanceof Uint8Array ? [produced] : produced;
       let n = 0;
       for (const c of chunks) {
-        put(c);
+        position += c.length;
         n += c.length;
+        yield c;
       }
       if (n !== sizes[i])
         throw new Error(
           `tensor ${t.name}: got ${n} bytes, expected ${sizes[i]} for ${t.type} ${JSON.stringify(t.shape)}`,
         );
-      pad();
-    });
-  });
+      yield* padding();
+    }
+  })();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { GoodVibeError, InputError } from "../errors.js";
 import { isForbiddenKey, refuseForbiddenKeys } from "../util/keys.js";
-import { writeFileAtomic, writeFileAtomicFrom } from "./atomic.js";
+import { writeFileAtomic, writeFileAtomicAsync, writeFileAtomicFrom, type Piece } from "./atomic.js";
 import { mapFile } from "./mapfile.js";
 
 export type StDtype = "F32" | "BF16" | "F16" | "F64" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
@@ -307,19 +307,49 @@ export function writeSafetensors(
   tensors: readonly AnyTensorToWrite[],
   metadata: Record<string, string> | null = { format: "pt" },
 ): void {
+  const pieces = safetensorsPieces(file, tensors, metadata);
+  writeFileAtomicFrom(file, (write) => {
+    for (const p of pieces) if (p instanceof Uint8Array) write(p);
+  });
+}
+
+/**
+ * writeSafetensors for a long write that Ctrl-C must end promptly (a model's weights): the same bytes, with a stop
+ * check on `signal` before each tensor (and every 64 MiB); a stop removes the partial file and throws an
+ * InterruptedError (exit 130).
+ */
+export async function writeSafetensorsAsync(
+  file: string,
+  tensors: readonly AnyTensorToWrite[],
+  metadata: Record<string, string> | null = { format: "pt" },
+  opts: { signal?: AbortSignal } = {},
+): Promise<void> {
+  await writeFileAtomicAsync(file, safetensorsPieces(file, tensors, metadata), opts);
+}
+
+/**
+ * The bytes of a safetensors file in writing order, with a stop mark before each tensor. Checked now; each
+ * tensor's bytes are made (a lazy one's) when the consumer reaches it.
+ */
+function safetensorsPieces(
+  file: string,
+  tensors: readonly AnyTensorToWrite[],
+  metadata: Record<string, string> | null,
+): Iterable<Piece> {
   checkTensorsToWrite(file, tensors);
   const ordered = layoutOrder(tensors);
   const header = encodeHeader(ordered, metadata);
-  writeFileAtomicFrom(file, (write) => {
-    write(header);
-    for (const t of ordered) {
+  return (function* () {
+    yield header;
+    for (const [i, t] of ordered.entries()) {
+      yield { stopMark: `tensor ${t.name} (${i + 1} of ${ordered.length})` };
       if (isLazy(t)) {
         const data = t.bytes();
         checkByteLength(file, t, data);
-        if (data.byteLength > 0) write(data);
-      } else for (const c of dataChunks(t)) if (c.byteLength > 0) write(c);
+        if (data.byteLength > 0) yield data;
+      } else for (const c of dataChunks(t)) if (c.byteLength > 0) yield c;
     }
-  });
+  })();
 }
 
 /** A tensor's bytes as written: `data` with its patches in place, as consecutive pieces. */
@@ -359,6 +389,40 @@ export function writeModelWeights(
   tensors: readonly AnyTensorToWrite[],
   opts: { maxShardBytes?: number; metadata?: Record<string, string> | null } = {},
 ): string[] {
+  const plan = planModelWeights(dir, tensors, opts);
+  for (const f of plan.files) writeSafetensors(path.join(dir, f.name), f.tensors, plan.metadata);
+  return finishModelWeights(dir, plan);
+}
+
+/**
+ * writeModelWeights for a long write that Ctrl-C must end promptly (an export, a fold): the same files, each
+ * stopping on `signal` before a tensor (writeSafetensorsAsync). A stop leaves the shards already finished and
+ * removes the one being written; callers write into a folder published only when complete (writeDirAtomic).
+ */
+export async function writeModelWeightsAsync(
+  dir: string,
+  tensors: readonly AnyTensorToWrite[],
+  opts: { maxShardBytes?: number; metadata?: Record<string, string> | null; signal?: AbortSignal } = {},
+): Promise<string[]> {
+  const plan = planModelWeights(dir, tensors, opts);
+  for (const f of plan.files)
+    await writeSafetensorsAsync(path.join(dir, f.name), f.tensors, plan.metadata, { signal: opts.signal });
+  return finishModelWeights(dir, plan);
+}
+
+interface WeightsPlan {
+  metadata: Record<string, string> | null;
+  files: { name: string; tensors: AnyTensorToWrite[] }[];
+  /** model.safetensors.index.json's text when sharded */
+  index: string | null;
+}
+
+/** Checked tensors split into files (see writeModelWeights); `dir` is made. */
+function planModelWeights(
+  dir: string,
+  tensors: readonly AnyTensorToWrite[],
+  opts: { maxShardBytes?: number; metadata?: Record<string, string> | null },
+): WeightsPlan {
   const maxShardBytes = opts.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
   if (!(maxShardBytes > 0))
     throw new InputError(`writeModelWeights: maxShardBytes must be positive, got ${maxShardBytes}`);
@@ -381,29 +445,28 @@ export function writeModelWeights(
   }
   if (current.length > 0 || shards.length === 0) shards.push(current);
 
-  let written: string[];
-  if (shards.length === 1) {
-    writeSafetensors(path.join(dir, SINGLE_FILE), shards[0]!, metadata);
-    written = [SINGLE_FILE];
-  } else {
-    written = [];
-    const weightMap: Record<string, string> = {};
-    let totalSize = 0;
-    shards.forEach((shard, i) => {
-      const name = shardFileName(i + 1, shards.length);
-      writeSafetensors(path.join(dir, name), shard, metadata);
-      for (const t of shard) {
-        weightMap[t.name] = name;
-        totalSize += byteLengthOf(t);
-      }
-      written.push(name);
-    });
-    // Same layout as transformers' save_pretrained: indent 2, keys sorted, trailing newline.
-    const index = { metadata: { total_size: totalSize }, weight_map: sortedObject(weightMap) };
-    writeFileAtomic(path.join(dir, INDEX_FILE), JSON.stringify(index, null, 2) + "\n");
+  if (shards.length === 1)
+    return { metadata, files: [{ name: SINGLE_FILE, tensors: shards[0]! }], index: null };
+  const files = shards.map((shard, i) => ({ name: shardFileName(i + 1, shards.length), tensors: shard }));
+  const weightMap: Record<string, string> = {};
+  let totalSize = 0;
+  for (const f of files)
+    for (const t of f.tensors) {
+      weightMap[t.name] = f.name;
+      totalSize += byteLengthOf(t);
+    }
+  // Same layout as transformers' save_pretrained: indent 2, keys sorted, trailing newline.
+  const index = { metadata: { total_size: totalSize }, weight_map: sortedObject(weightMap) };
+  return { metadata, files, index: JSON.stringify(index, null, 2) + "\n" };
+}
+
+/** After the weight files: the index (when sharded), and weight files of an earlier layout removed. */
+function finishModelWeights(dir: string, plan: WeightsPlan): string[] {
+  const written = plan.files.map((f) => f.name);
+  if (plan.index !== null) {
+    writeFileAtomic(path.join(dir, INDEX_FILE), plan.index);
     written.push(INDEX_FILE);
   }
-
   for (const entry of fs.readdirSync(dir)) {
     const isWeightFile = entry === SINGLE_FILE || entry === INDEX_FILE || SHARD_NAME.test(entry);
     if (isWeightFile && !written.includes(entry)) fs.rmSync(path.join(dir, entry), { force: true });

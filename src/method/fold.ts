@@ -11,7 +11,7 @@ import { checkOutput, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
 import { copyTokenizerFiles } from "../io/model-folder.js";
 import {
   openModelWeights,
-  writeModelWeights,
+  writeModelWeightsAsync,
   type AnyTensorToWrite,
   type StDtype,
   type TensorRecord,
@@ -204,7 +204,8 @@ async function writeFolded(
         ),
     });
   }
-  writeModelWeights(dir, out);
+  // stops on `signal` before each tensor it writes (the fold of each is done there), leaving no partial file
+  await writeModelWeightsAsync(dir, out, { signal });
   stats.dtype = [...dtypes].join(",");
   if (stats.rowsVanished > 0)
     stats.warnings.push(

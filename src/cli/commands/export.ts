@@ -2,9 +2,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Option, type Command } from "commander";
 import { InputError } from "../../errors.js";
-import { exportGguf, exportLoraGguf } from "../../io/export-gguf.js";
-import { writeModelWeights } from "../../io/safetensors.js";
-import { checkOutput, publishFile, writeDirAtomic, writeFileAtomic } from "../../io/atomic.js";
+import { planGgufExport, planLoraGgufExport } from "../../io/export-gguf.js";
+import { ggufPieces } from "../../io/gguf.js";
+import { writeModelWeightsAsync } from "../../io/safetensors.js";
+import { checkOutput, publishFileAsync, writeDirAtomic, writeFileAtomic } from "../../io/atomic.js";
 import { copyTokenizerFiles, inspectModelFolder } from "../../io/model-folder.js";
 import { loadModel, recordToTensor } from "../../models/load.js";
 import { checkDeltaFits, findDeltaFile, readGoodVibeDelta } from "../../method/goodvibe/delta.js";
@@ -14,7 +15,7 @@ import { attachPeftAdapter } from "../../method/lora/model.js";
 import { readPeftAdapter, writePeftAdapter } from "../../method/lora/peft.js";
 import type { LoraConfig } from "../../method/lora/config.js";
 import { noGrad, tidy, type Tensor } from "../../tensor/index.js";
-import { makeLogger, output, runCommand } from "../common.js";
+import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 
 interface ExportOpts {
   model?: string;
@@ -35,6 +36,7 @@ async function exportAdapter(
   g: Record<string, unknown>,
   opts: ExportOpts,
   onMovedAside: (aside: string) => void,
+  stopOnSignal: () => AbortSignal,
 ): Promise<void> {
   const kind = opts.adapter;
   if (kind !== "peft" && kind !== "gguf")
@@ -93,16 +95,15 @@ async function exportAdapter(
     const outtype = opts.outtype || "f32";
     if (!["f32", "f16", "bf16"].includes(outtype))
       throw new InputError("--outtype for a LoRA GGUF must be f32, f16 or bf16");
-    let r!: ReturnType<typeof exportLoraGguf>;
-    publishFile(
-      opts.out,
-      (tmp) =>
-        (r = exportLoraGguf(base!, tmp, loraGgufModules(lora.cfg, lora.weights), {
-          outtype: outtype as "f32" | "f16" | "bf16",
-        })),
-      { overwrite: opts.overwrite, onMovedAside },
-    );
-    r.file = path.resolve(opts.out);
+    const plan = planLoraGgufExport(base, loraGgufModules(lora.cfg, lora.weights), {
+      outtype: outtype as "f32" | "f16" | "bf16",
+    });
+    await publishFileAsync(opts.out, ggufPieces(plan.spec), {
+      overwrite: opts.overwrite,
+      onMovedAside,
+      signal: stopOnSignal(),
+    });
+    const r = { file: path.resolve(opts.out), ...plan.result };
     output(
       g,
       `llama.cpp LoRA GGUF (${r.arch}, ${modules.length} modules, ${outtype}) → ${path.resolve(opts.out)}`,
@@ -156,7 +157,11 @@ export function registerExport(program: Command): void {
       const log = makeLogger(g);
       const onMovedAside = (a: string) => log.warn(`the earlier ${opts.out} was moved aside to ${a}`);
       await runCommand(g, async () => {
-        if (opts.adapter) return exportAdapter(g, opts, onMovedAside);
+        // Ctrl-C / SIGTERM while the weights are written stop the write at the next tensor (temporary removed,
+        // nothing published, exit 130). Installed only when the writing starts: before it nothing is on disk yet,
+        // and the default action ends the reading and checking of a large model at once, not when it is done.
+        const stopOnSignal = () => interruptSignal(log);
+        if (opts.adapter) return exportAdapter(g, opts, onMovedAside, stopOnSignal);
         if (!opts.model) throw new InputError("-m, --model (the model folder to export) is required");
         if (opts.format === "gguf" || opts.format === "safetensors")
           checkOutput({
@@ -170,11 +175,13 @@ export function registerExport(program: Command): void {
           const outtype = opts.outtype || "f16";
           if (!["f32", "f16", "bf16", "q8_0"].includes(outtype))
             throw new InputError(`--outtype for gguf must be f32, f16, bf16 or q8_0`);
-          let r!: ReturnType<typeof exportGguf>;
-          publishFile(opts.out, (tmp) => (r = exportGguf(opts.model, tmp, { outtype })), {
+          const plan = planGgufExport(opts.model, { outtype });
+          await publishFileAsync(opts.out, ggufPieces(plan.spec), {
             overwrite: opts.overwrite,
             onMovedAside,
+            signal: stopOnSignal(),
           });
+          const r = { file: path.resolve(opts.out), ...plan.result };
           for (const n of r.notes) process.stderr.write(`note: ${n}\n`);
           output(
             g,
@@ -191,11 +198,12 @@ export function registerExport(program: Command): void {
           if (!st) throw new InputError(`--outtype for safetensors must be float32, bfloat16 or float16`);
           // config and weights checked against each other before anything is converted or written
           const { config, weights } = inspectModelFolder(opts.model);
+          const signal = stopOnSignal();
           await writeDirAtomic(
             opts.out,
-            (tmp) => {
+            async (tmp) => {
               // each tensor converted as it is written: the memory of one tensor, not of the whole model
-              writeModelWeights(
+              await writeModelWeightsAsync(
                 tmp,
                 [...weights.tensors.values()].map((rec) =>
                   ["F32", "BF16", "F16", "F64"].includes(rec.dtype)
@@ -208,6 +216,7 @@ export function registerExport(program: Command): void {
                       }
                     : rec,
                 ),
+                { signal },
               );
               const cfg = { ...config.raw, torch_dtype: dtype };
               writeFileAtomic(path.join(tmp, "config.json"), JSON.stringify(cfg, null, 2) + "\n");

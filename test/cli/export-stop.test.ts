@@ -1,0 +1,186 @@
+/**
+ * Ctrl-C and SIGTERM during the CLI's long weight writes (`export` to safetensors or GGUF, `fold`), sent as a user
+ * sends them: the command stops at the next tensor with exit 130, removes its temporaries, publishes nothing and
+ * leaves an existing output as it was; the rerun writes what an uninterrupted run writes. A run killed with
+ * SIGKILL (which nothing can handle) leaves its temporary, and the next run to the same path removes it.
+ *
+ * A tiny model writes in milliseconds, so the interrupted runs set GOODVIBE_TEST_STOP_POINT_DELAY_MS: every stop
+ * point (one before each tensor written) first blocks the thread as converting a large tensor would, and a
+ * signal is seen only if the writer yields between tensors. The signal is sent once the writer's temporary
+ * file exists, so it lands in the middle of the write.
+ */
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { exportGguf } from "../../src/io/export-gguf.js";
+import { foldIntoCheckpoint } from "../../src/method/fold.js";
+import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
+import { writeGoodVibeDelta } from "../../src/method/goodvibe/delta.js";
+import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
+import { loadModel } from "../../src/models/index.js";
+import { Tensor, manualSeed } from "../../src/tensor/index.js";
+import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
+import { hashTree, runCli, sha256File, showRun, startCli, type CliResult } from "./cli-helpers.js";
+
+const work = scratchDir("gv-export-stop-");
+after(() => fs.rmSync(work, { recursive: true, force: true }));
+const made = makeTinyChatModel({ layers: 2 }); // 21 tensors
+const MODEL = made.dir;
+
+/** Every stop point blocks this long: a write of 21 tensors lasts at least 21 × this (a fold: 42 × this, it prepares each tensor first). */
+const SLOW = { GOODVIBE_TEST_STOP_POINT_DELAY_MS: "100" };
+/** Exit within this long of the signal (one tensor here takes ~100 ms; the bound is for a loaded machine). */
+const PROMPT_MS = 10_000;
+
+/** Entries of `dir` that are temporaries (`.NAME.tmp-…`), at any depth. */
+function temporaries(dir: string): string[] {
+  return fs
+    .readdirSync(dir, { recursive: true, encoding: "utf8" })
+    .filter((rel) => /(^|\/)\.[^/]+\.tmp-[^/]*$/.test(rel));
+}
+
+/**
+ * True once the weight writer's own temporary file under `dir` holds at least one tensor: it has been seen with
+ * some bytes (the header, at least) and then with more.
+ */
+function writing(dir: string, file: RegExp): () => boolean {
+  let seen = 0;
+  return () => {
+    let size = 0;
+    try {
+      const rel = temporaries(dir).find((r) => file.test(path.basename(r)));
+      if (rel) size = fs.statSync(path.join(dir, rel)).size;
+    } catch {
+      return false; // renamed or removed while we looked
+    }
+    if (seen > 0 && size > seen) return true;
+    if (size > 0) seen = size;
+    return false;
+  };
+}
+
+/**
+ * Start the command, send `sig` as soon as `ready()` (its temporary is being written), and wait for the exit.
+ * Fails when the process ends first: then nothing was interrupted.
+ */
+async function signalWhenWriting(
+  args: string[],
+  ready: () => boolean,
+  sig: NodeJS.Signals,
+): Promise<CliResult & { exitMs: number }> {
+  const run = startCli(args, { env: SLOW });
+  let exited = false;
+  void run.done.then(() => (exited = true));
+  const limit = Date.now() + 120_000;
+  while (!exited && !ready()) {
+    if (Date.now() > limit) {
+      run.child.kill("SIGKILL");
+      throw new Error("the write did not start within 120 s");
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  if (exited)
+    throw new Error(`the run ended before its write could be interrupted:\n${showRun(await run.done)}`);
+  const sentAt = Date.now();
+  run.child.kill(sig);
+  const r = await run.done;
+  return { ...r, exitMs: Date.now() - sentAt };
+}
+
+function assertStopped(r: CliResult & { exitMs: number }, file: string): void {
+  assert.equal(r.code, 130, showRun(r));
+  assert.ok(r.exitMs < PROMPT_MS, `exit ${r.exitMs} ms after the signal`);
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `interrupted: writing ${file.replace(/\./g, "\\.")} stopped before tensor \\S+ \\((\\d+) of (\\d+)\\)`,
+    ),
+  );
+  const [, at, of] = / \((\d+) of (\d+)\) on request/.exec(r.stderr)!;
+  assert.ok(Number(at) > 1 && Number(at) <= Number(of), `stopped at tensor ${at} of ${of}: not mid-write`);
+}
+
+test("export --format safetensors: a kill -9 mid-write leaves a temporary that the next export removes; SIGINT mid-write exits 130 and leaves nothing; the rerun writes the input's weights", async () => {
+  const parent = path.join(work, "st");
+  fs.mkdirSync(parent);
+  const out = path.join(parent, "out");
+  const args = ["export", "-m", MODEL, "-o", out, "--format", "safetensors", "--outtype", "float32"];
+  const ready = () => writing(parent, /^\.model\.safetensors\.tmp-/);
+
+  const killed = await signalWhenWriting(args, ready(), "SIGKILL");
+  assert.equal(killed.signal, "SIGKILL", showRun(killed));
+  assert.ok(temporaries(parent).length > 0, "the kill did not land mid-write: nothing to clean");
+  const r = await signalWhenWriting(args, ready(), "SIGINT");
+  assertStopped(r, "model.safetensors");
+  assert.deepEqual(
+    fs.readdirSync(parent),
+    [],
+    "a temporary (the killed run's or its own) or an output was left",
+  );
+
+  const rerun = await runCli(args);
+  assert.equal(rerun.code, 0, showRun(rerun));
+  assert.deepEqual(fs.readdirSync(parent), ["out"]);
+  // the model is float32 already: its weights come out byte for byte, with its tokenizer files
+  const want = hashTree(MODEL, (rel) => rel === "config.json");
+  assert.deepEqual(
+    hashTree(out, (rel) => rel === "config.json"),
+    want,
+  );
+  assert.equal(JSON.parse(fs.readFileSync(path.join(out, "config.json"), "utf8")).torch_dtype, "float32");
+});
+
+test("export --format gguf --outtype q8_0 --overwrite: a kill -9 mid-write leaves a temporary that the next export removes; SIGTERM mid-write exits 130 and leaves the existing file as it was; the rerun writes exportGguf's bytes", async () => {
+  const parent = path.join(work, "gguf");
+  fs.mkdirSync(parent);
+  const out = path.join(parent, "model.gguf");
+  fs.writeFileSync(out, "the export a user already has\n");
+  const args = ["export", "-m", MODEL, "-o", out, "--outtype", "q8_0", "--overwrite"];
+  const ready = () => writing(parent, /^\.model\.gguf\.tmp-/);
+
+  const killed = await signalWhenWriting(args, ready(), "SIGKILL");
+  assert.equal(killed.signal, "SIGKILL", showRun(killed));
+  assert.ok(temporaries(parent).length > 0, "the kill did not land mid-write: nothing to clean");
+  const r = await signalWhenWriting(args, ready(), "SIGTERM");
+  assertStopped(r, "model.gguf");
+  assert.deepEqual(
+    fs.readdirSync(parent),
+    ["model.gguf"],
+    "a temporary was left or the old file moved aside",
+  );
+  assert.equal(fs.readFileSync(out, "utf8"), "the export a user already has\n");
+
+  const rerun = await runCli(args);
+  assert.equal(rerun.code, 0, showRun(rerun));
+  const ref = path.join(work, "ref.gguf");
+  exportGguf(MODEL, ref, { outtype: "q8_0" });
+  assert.equal(sha256File(out), sha256File(ref));
+  assert.equal(fs.readdirSync(parent).filter((n) => n.startsWith(".")).length, 0);
+});
+
+test("fold --delta: SIGINT while the folded weights are written exits 130 and leaves nothing; the rerun writes the uninterrupted fold", async () => {
+  // a GoodVibe delta on three rows of one projection
+  const model = loadModel(MODEL);
+  const name = "model.layers.1.mlp.down_proj";
+  const sel = new Map<string, RowSelection>([[name, { rows: [0, 5, 9], clusters: [0, 1, 0], nClusters: 2 }]]);
+  manualSeed(3);
+  const U = new Map([[`${name}.U`, Tensor.randn([2, model.linear(name).inFeatures]).mul(0.3)]]);
+  const method = attachGoodVibe(model, sel, U);
+  const delta = path.join(work, "goodvibe-delta.safetensors");
+  writeGoodVibeDelta(delta, model, sel, method, { base_model: MODEL });
+  const ref = path.join(work, "fold-ref");
+  await foldIntoCheckpoint(MODEL, ref, method);
+
+  const parent = path.join(work, "fold");
+  fs.mkdirSync(parent);
+  const out = path.join(parent, "out");
+  const args = ["fold", "-m", MODEL, "--delta", delta, "-o", out];
+  const r = await signalWhenWriting(args, writing(parent, /^\.model\.safetensors\.tmp-/), "SIGINT");
+  assertStopped(r, "model.safetensors");
+  assert.deepEqual(fs.readdirSync(parent), [], "a temporary or a partial output was left");
+
+  const rerun = await runCli(args);
+  assert.equal(rerun.code, 0, showRun(rerun));
+  assert.deepEqual(hashTree(out), hashTree(ref));
+});
