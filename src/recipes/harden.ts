@@ -14,7 +14,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { checkOutput, cleanStaleTemps, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
-import { claimHolder, isClaimEntry, tryClaim } from "../io/claim.js";
+import { claimOrRefuse, isClaimEntry } from "../io/claim.js";
 import { canonicalJson, fileHash, modelFolderHashCached, sha256 } from "../io/hash.js";
 import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
 import { readPairs, pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
@@ -596,13 +596,12 @@ interface StatsFile {
  * the same slots, and fail only at the end, on the output the first published.
  */
 function claimRunDir(cfg: HardenConfig): () => void {
-  const release = tryClaim(cfg.runDir);
-  if (!release)
-    throw new InputError(
-      `--run-dir ${cfg.runDir} is in use by another goodvibe run (${claimHolder(cfg.runDir) ?? "another process"}) ` +
-        `for --out ${cfg.out}: wait for it to end (a rerun then finds its result), or choose another --out`,
-    );
-  return release;
+  return claimOrRefuse(
+    cfg.runDir,
+    (holder) =>
+      `--run-dir ${cfg.runDir} is in use by another goodvibe run (${holder}) ` +
+      `for --out ${cfg.out}: wait for it to end (a rerun then finds its result), or choose another --out`,
+  );
 }
 
 /** Open the run folder: stale temporaries of dead runs removed, the run's description written. */
