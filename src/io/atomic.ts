@@ -166,6 +166,31 @@ function tempName(target: string): string {
   return path.join(path.dirname(target), base);
 }
 
+/**
+ * The temporaries this process is filling. A process that exits before publishing them (a second Ctrl-C exits at
+ * once: cli/common.ts) removes them on its way out; only SIGKILL or a crash leaves one, for the next write of the
+ * same target to remove (cleanStaleTemps).
+ */
+const filling = new Set<string>();
+let exitHooked = false;
+
+/** Run `work` with `tmp` removed at process exit unless `work` has finished (published or removed it). */
+async function whileFilling<T>(tmp: string, work: () => Promise<T>): Promise<T> {
+  if (!exitHooked) {
+    exitHooked = true;
+    // 'exit' handlers run synchronously: rmSync
+    process.on("exit", () => {
+      for (const t of filling) fs.rmSync(t, { recursive: true, force: true });
+    });
+  }
+  filling.add(tmp);
+  try {
+    return await work();
+  } finally {
+    filling.delete(tmp);
+  }
+}
+
 function processAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
@@ -359,8 +384,10 @@ export async function writeFileAtomicAsync(
 ): Promise<void> {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const tmp = tempName(file);
-  await writeTempFile(tmp, pieces, opts.signal, file);
-  fs.renameSync(tmp, file);
+  await whileFilling(tmp, async () => {
+    await writeTempFile(tmp, pieces, opts.signal, file);
+    fs.renameSync(tmp, file);
+  });
 }
 
 export interface WriteDirOptions {
@@ -391,12 +418,14 @@ export async function writeDirAtomic(
   cleanStaleTemps(parent, path.basename(target));
   const tmp = tempName(target);
   fs.mkdirSync(tmp);
-  try {
-    await fill(tmp);
-  } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
+  await whileFilling(tmp, async () => {
+    try {
+      await fill(tmp);
+    } catch (e) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      throw e;
+    }
+  });
   const state = outputState(target, "folder");
   if (state === "absent") fs.renameSync(tmp, target);
   else if (state === "empty") {
@@ -474,6 +503,8 @@ export async function publishFileAsync(
   fs.mkdirSync(path.dirname(target), { recursive: true });
   cleanStaleTemps(path.dirname(target), path.basename(target));
   const tmp = tempName(target);
-  await writeTempFile(tmp, pieces, opts.signal, target);
-  publishTemp(file, target, tmp, opts);
+  await whileFilling(tmp, async () => {
+    await writeTempFile(tmp, pieces, opts.signal, target);
+    publishTemp(file, target, tmp, opts);
+  });
 }

@@ -68,6 +68,7 @@ async function signalWhenWriting(
   args: string[],
   ready: () => boolean,
   sig: NodeJS.Signals,
+  times = 1,
 ): Promise<CliResult & { exitMs: number }> {
   const run = startCli(args, { env: SLOW });
   let exited = false;
@@ -83,7 +84,11 @@ async function signalWhenWriting(
   if (exited)
     throw new Error(`the run ended before its write could be interrupted:\n${showRun(await run.done)}`);
   const sentAt = Date.now();
-  run.child.kill(sig);
+  for (let i = 0; i < times; i++) {
+    // apart, or the kernel merges them into one
+    if (i > 0) await new Promise((r) => setTimeout(r, 20));
+    run.child.kill(sig);
+  }
   const r = await run.done;
   return { ...r, exitMs: Date.now() - sentAt };
 }
@@ -183,4 +188,15 @@ test("fold --delta: SIGINT while the folded weights are written exits 130 and le
   const rerun = await runCli(args);
   assert.equal(rerun.code, 0, showRun(rerun));
   assert.deepEqual(hashTree(out), hashTree(ref));
+});
+
+test("export: a second Ctrl-C while the first is stopping the write exits at once (130) and still leaves no temporary", async () => {
+  const parent = path.join(work, "twice");
+  fs.mkdirSync(parent);
+  const args = ["export", "-m", MODEL, "-o", path.join(parent, "m.gguf"), "--outtype", "f32"];
+  // both arrive while the thread is busy (a stop point's delay): the first asks to stop, the second exits
+  const r = await signalWhenWriting(args, writing(parent, /^\.m\.gguf\.tmp-/), "SIGINT", 2);
+  assert.equal(r.code, 130, showRun(r));
+  assert.match(r.stderr, /SIGINT again: exiting now/, showRun(r));
+  assert.deepEqual(fs.readdirSync(parent), [], "the temporary of a run that exited at once was left");
 });
