@@ -77,8 +77,9 @@ let controller: AbortController | null = null;
 /**
  * SIGINT and SIGTERM abort the returned signal: long stages then save a checkpoint at their next stop point
  * (util/stop.ts), within a step, and the command exits 130. A second signal exits 130 at once: every file is
- * written atomically (temp + rename), so an early exit leaves at worst a stale temporary that the next run
- * removes. Only commands that pass the signal to their stages install it; the others keep the default action.
+ * written atomically (temp + rename), and the temporaries being filled are removed on exit (io/atomic.ts), so an
+ * early exit leaves nothing half-written (a SIGKILL leaves a stale temporary that the next run removes). Only
+ * commands that pass the signal to their stages install it; the others keep the default action.
  */
 export function interruptSignal(log: Logger): AbortSignal {
   if (controller) return controller.signal;
