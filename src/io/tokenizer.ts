@@ -106,6 +106,26 @@ function checkTokenField(file: string, key: string, v: unknown): void {
 }
 
 /**
+ * additional_special_tokens: a list of token strings or AddedToken objects, or null. Another type (a single string,
+ * a number among them) is refused, naming the entry: transformers refuses it too, and dropping an entry would lose a
+ * special token (a chat turn marker) without a word.
+ */
+function checkAdditionalTokens(file: string, v: unknown): void {
+  if (v === undefined || v === null) return;
+  const key = "additional_special_tokens";
+  if (!Array.isArray(v))
+    throw new InputError(
+      `${file}: field "${key}" = ${preview(v)}: must be a list of token strings or AddedToken objects`,
+    );
+  v.forEach((x, i) => {
+    if (tokenContent(x) === null)
+      throw new InputError(
+        `${file}: field "${key}"[${i}] = ${preview(x)}: must be a token string or an AddedToken object {"content": "..."}`,
+      );
+  });
+}
+
+/**
  * Token ids in config.json / generation_config.json: an integer, a list of integers (eos: several end tokens), or
  * null. Anything else (`"eos_token_id": "2"`) is refused, naming the file and field; a negative id (older exports
  * write -1 for "none") means none, as before.
@@ -185,6 +205,10 @@ export async function loadTokenizer(dir: string): Promise<HfTokenizer> {
   }
   for (const key of SPECIAL_TOKEN_KEYS)
     checkTokenField(tokenSource.get(key) ?? configFile, key, configJson[key]);
+  checkAdditionalTokens(
+    tokenSource.get("additional_special_tokens") ?? configFile,
+    configJson.additional_special_tokens,
+  );
   const genFile = path.join(dir, "generation_config.json");
   const modelFile = path.join(dir, "config.json");
   const generation = await readJson(genFile, false, "generation config");
@@ -255,9 +279,7 @@ export async function loadTokenizer(dir: string): Promise<HfTokenizer> {
     if (content !== null) specialTokens[key] = content;
   }
   if (Array.isArray(configJson.additional_special_tokens)) {
-    specialTokens.additional_special_tokens = configJson.additional_special_tokens
-      .map(tokenContent)
-      .filter((s) => s !== null);
+    specialTokens.additional_special_tokens = configJson.additional_special_tokens.map(tokenContent);
   }
   const cleanUpDefault = configJson.clean_up_tokenization_spaces === true;
 
