@@ -271,28 +271,28 @@ export function moveAside(p: string): string {
  * A crash leaves either the old file or the new one, never a partial one.
  */
 export function writeFileAtomic(file: string, data: string | Uint8Array | readonly Uint8Array[]): void {
-  const parts = typeof data === "string" ? [Buffer.from(data)] : data instanceof Uint8Array ? [data] : data;
-  writeFileAtomicFrom(file, (write) => {
-    for (const p of parts) write(p);
-  });
+  writeFileAtomicFrom(
+    file,
+    typeof data === "string" ? [Buffer.from(data)] : data instanceof Uint8Array ? [data] : data,
+  );
+}
+
+/** Write bytes[start, end) through `fd` whole (writeSync may write less than asked). */
+function writeRange(fd: number, bytes: Uint8Array, start: number, end: number): void {
+  for (let off = start; off < end;) off += fs.writeSync(fd, bytes, off, end - off);
 }
 
 /**
- * writeFileAtomic for a file made piece by piece (a GGUF export streams its tensors): `produce` hands its bytes,
- * in order, to `write`. Whatever it throws leaves no file and no temporary behind.
+ * writeFileAtomic for a file made piece by piece (a model's weights: a generator makes each tensor's bytes when
+ * it is reached, so one is held at a time); stop marks are passed over (writeFileAtomicAsync honours them).
+ * Whatever the pieces throw leaves no file and no temporary behind.
  */
-export function writeFileAtomicFrom(
-  file: string,
-  produce: (write: (bytes: Uint8Array) => void) => void,
-): void {
+export function writeFileAtomicFrom(file: string, pieces: Iterable<Piece>): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const tmp = tempName(file);
   const fd = fs.openSync(tmp, "w");
   try {
-    produce((p) => {
-      let off = 0;
-      while (off < p.length) off += fs.writeSync(fd, p, off, p.length - off);
-    });
+    for (const p of pieces) if (p instanceof Uint8Array) writeRange(fd, p, 0, p.length);
     fs.fsyncSync(fd);
   } catch (e) {
     fs.closeSync(fd);
@@ -347,7 +347,8 @@ async function writePieces(
     for (let off = 0; off < p.length;) {
       if (off > 0 && (await stopRequested(signal))) throw stopped(`inside ${at}`);
       const end = Math.min(p.length, off + STOP_CHECK_BYTES);
-      while (off < end) off += fs.writeSync(fd, p, off, end - off);
+      writeRange(fd, p, off, end);
+      off = end;
     }
   }
 }
@@ -403,6 +404,17 @@ export interface WriteDirOptions {
 }
 
 /**
+ * The name of a new temporary for `target` (an absolute path), its folder made and the temporaries that dead runs
+ * left for the same target removed.
+ */
+function freshTemp(target: string): string {
+  const parent = path.dirname(target);
+  fs.mkdirSync(parent, { recursive: true });
+  cleanStaleTemps(parent, path.basename(target));
+  return tempName(target);
+}
+
+/**
  * Build a folder atomically: `fill` writes into a temp sibling folder, which is renamed into place only when
  * `fill` returns (a failed or interrupted `fill` leaves nothing). An existing empty folder is replaced; a
  * non-empty one is refused unless `overwrite` (moved aside) or `replaceOwn` (deleted: the project's own state).
@@ -414,9 +426,7 @@ export async function writeDirAtomic(
 ): Promise<void> {
   const target = path.resolve(dir);
   const parent = path.dirname(target);
-  fs.mkdirSync(parent, { recursive: true });
-  cleanStaleTemps(parent, path.basename(target));
-  const tmp = tempName(target);
+  const tmp = freshTemp(target);
   fs.mkdirSync(tmp);
   await whileFilling(tmp, async () => {
     try {
@@ -459,9 +469,7 @@ export function publishFile(
   opts: { overwrite?: boolean; onMovedAside?: (aside: string) => void } = {},
 ): void {
   const target = path.resolve(file);
-  fs.mkdirSync(path.dirname(target), { recursive: true });
-  cleanStaleTemps(path.dirname(target), path.basename(target));
-  const tmp = tempName(target);
+  const tmp = freshTemp(target);
   try {
     write(tmp);
   } catch (e) {
@@ -500,9 +508,7 @@ export async function publishFileAsync(
   opts: { overwrite?: boolean; onMovedAside?: (aside: string) => void; signal?: AbortSignal } = {},
 ): Promise<void> {
   const target = path.resolve(file);
-  fs.mkdirSync(path.dirname(target), { recursive: true });
-  cleanStaleTemps(path.dirname(target), path.basename(target));
-  const tmp = tempName(target);
+  const tmp = freshTemp(target);
   await whileFilling(tmp, async () => {
     await writeTempFile(tmp, pieces, opts.signal, target);
     publishTemp(file, target, tmp, opts);

@@ -401,10 +401,7 @@ function alignmentOf(metadata: GgufWriteSpec["metadata"]): number {
  * at a time and written straight to a temp file next to `file`, which is fsynced and renamed into place.
  */
 export function writeGguf(file: string, spec: GgufWriteSpec): void {
-  const pieces = ggufPieces(spec);
-  writeFileAtomicFrom(file, (write) => {
-    for (const p of pieces) if (p instanceof Uint8Array) write(p);
-  });
+  writeFileAtomicFrom(file, ggufPieces(spec));
 }
 
 /**

@@ -307,10 +307,7 @@ export function writeSafetensors(
   tensors: readonly AnyTensorToWrite[],
   metadata: Record<string, string> | null = { format: "pt" },
 ): void {
-  const pieces = safetensorsPieces(file, tensors, metadata);
-  writeFileAtomicFrom(file, (write) => {
-    for (const p of pieces) if (p instanceof Uint8Array) write(p);
-  });
+  writeFileAtomicFrom(file, safetensorsPieces(file, tensors, metadata));
 }
 
 /**
