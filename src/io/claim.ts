@@ -138,6 +138,20 @@ export function claimOrRefuse(dir: string, refusal: (holder: string) => string):
   return release;
 }
 
+/** Run `work` holding the claim of `dir` (claimOrRefuse), released when it ends, however it ends. */
+export async function whileClaimed<T>(
+  dir: string,
+  refusal: (holder: string) => string,
+  work: () => Promise<T>,
+): Promise<T> {
+  const release = claimOrRefuse(dir, refusal);
+  try {
+    return await work();
+  } finally {
+    release();
+  }
+}
+
 /**
  * Create `file` with the claim's whole content, or return false when it exists. The content is written to a
  * temporary first and hard-linked into place (link fails when the name exists: as exclusive as O_EXCL), so the claim

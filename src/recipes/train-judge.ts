@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { GoodVibeError, InputError } from "../errors.js";
 import { writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
-import { claimOrRefuse } from "../io/claim.js";
+import { whileClaimed } from "../io/claim.js";
 import { copyTokenizerFiles } from "../io/model-folder.js";
 import { modelFolderHash } from "../io/hash.js";
 import {
@@ -142,17 +142,13 @@ export async function trainJudge(opts: TrainJudgeOptions): Promise<TrainedJudge>
   if (!opts.runDir) return await trainAndWrite(opts, base, out);
   // the run folder is this training's: a second one into the same output would train again beside it, both saving
   // checkpoints into one folder, and clash only at the end on the output the first wrote
-  const release = claimOrRefuse(
+  return whileClaimed(
     opts.runDir,
     (h) =>
       `run folder ${opts.runDir} is in use by another goodvibe run (${h}) training a judge into ${opts.outDir}: ` +
       `wait for it to end, or choose another output folder`,
+    () => trainAndWrite(opts, base, out),
   );
-  try {
-    return await trainAndWrite(opts, base, out);
-  } finally {
-    release();
-  }
 }
 
 async function trainAndWrite(opts: TrainJudgeOptions, base: string, out: string): Promise<TrainedJudge> {

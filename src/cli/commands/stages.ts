@@ -28,7 +28,7 @@ import { readPeftAdapter } from "../../method/lora/peft.js";
 import { foldIntoCheckpoint } from "../../method/fold.js";
 import { readGoodVibeDelta, checkDeltaFits, DELTA_FILE } from "../../method/goodvibe/delta.js";
 import { checkOutput, publishFile } from "../../io/atomic.js";
-import { claimOrRefuse } from "../../io/claim.js";
+import { whileClaimed } from "../../io/claim.js";
 import { collect, integer, number, shownDefault } from "../options.js";
 import { resolveConfig } from "../../config/resolve.js";
 import { stageFileSchema } from "../../config/harden.js";
@@ -80,31 +80,22 @@ export function registerStages(program: Command): void {
           // its resumable state: a folder of the run folder per shard (several shards may share one run folder), held
           // by a claim of its own: shards of one job run at once, a second process on the same shard is refused
           const runDir = path.join(cfg.runDir, `identify-shard-${shard.index}-of-${shard.count}`);
-          const release = claimOrRefuse(
+          return whileClaimed(
             runDir,
             (h) =>
               `identify --shard ${shard.index}/${shard.count}: ${runDir} is in use by another goodvibe run (${h}) ` +
               `computing the same shard: wait for it to end, or run another shard`,
+            () => identifyOneShard(shard, runDir),
           );
-          try {
-            await identifyOneShard(shard, runDir);
-          } finally {
-            release();
-          }
-          return;
         }
         // the run folder is this run's: a second identify into the same --out would identify again beside it
-        const release = claimOrRefuse(
+        await whileClaimed(
           cfg.runDir,
           (h) =>
             `--run-dir ${cfg.runDir} is in use by another goodvibe run (${h}) for --out ${cfg.out}: ` +
             `wait for it to end, or choose another --out (or --run-dir)`,
+          identifyWhole,
         );
-        try {
-          await identifyWhole();
-        } finally {
-          release();
-        }
 
         async function identifyOneShard(shard: ShardSpec, runDir: string): Promise<void> {
           const samples = identifySamples(tok, pairs, cfg.identify, cfg.seed);
