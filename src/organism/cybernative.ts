@@ -12,8 +12,10 @@
  * - A seeded share of each language's train pairs is held out of pretraining (data/val.jsonl): the train-only
  *   validation split on which settings are chosen, so that nothing is tuned on the dev split.
  *
- * The weights are not shipped (too large for the repository); the build is reproducible: same data, same
- * package versions, same settings and thread count give the same bytes, and organism.json records the hashes.
+ * The build is reproducible: same data, same package versions, same settings and thread count give the same
+ * bytes, and organism.json records the hashes. The reference build's weights ship rounded to bf16
+ * (assets/cybernative-organism) without its data/ files (CyberNative rows); `weights` rebuilds those files and
+ * takes the shipped weights instead of pretraining, after checking they are the organism of this data.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -295,6 +297,12 @@ export interface CyberNativeBuildOptions {
    */
   expectSourcesSha256?: string | null;
   overwrite?: boolean;
+  /**
+   * take the weights of this organism folder (e.g. assets/cybernative-organism) instead of pretraining: the
+   * data/ files are built as usual, and the folder must be the organism of this data, sources and settings
+   * (checkTakenWeights). Minutes instead of the build's hour.
+   */
+  weights?: string;
 }
 
 export interface CyberNativeBuildResult {
@@ -307,9 +315,95 @@ export interface CyberNativeBuildResult {
   sourcesSha256: string | null;
   /** SHA-256 of the written model.safetensors */
   weightsSha256: string;
-  /** how the build compares with the reference build (referenceBuildCheck) */
-  reference: ReturnType<typeof referenceBuildCheck>;
-  train: TrainResult;
+  /** how the build compares with the reference build (referenceBuildCheck); "taken" with `weights` */
+  reference: ReturnType<typeof referenceBuildCheck> | "taken";
+  /** the pretraining; null when the weights were taken from `weights` */
+  train: TrainResult | null;
+}
+
+/** The files of an organism's model folder that `weights` takes (data/ and the records are built here). */
+const TAKEN_FILES = [
+  "config.json",
+  "generation_config.json",
+  "model.safetensors",
+  "tokenizer.json",
+  "tokenizer_config.json",
+] as const;
+
+/** Settings that do not change the data/ files, the tokenizer or the shape: how the weights were trained. */
+const TRAINING_ONLY: readonly (keyof CyberNativeOrganismConfig)[] = [
+  "blockLength",
+  "batchSize",
+  "epochs",
+  "lr",
+  "warmupRatio",
+  "threads",
+  "dtype",
+];
+
+/**
+ * Refuse a `weights` folder that is not the organism of this build's data: its organism.json must record this
+ * train split's and these sources' SHA-256 and the same data and shape settings, its tokenizer must be the one
+ * just trained on these documents (byte for byte), and its config.json the shape of these settings.
+ */
+export function checkTakenWeights(
+  dir: string,
+  expect: {
+    cfg: CyberNativeOrganismConfig;
+    dataSha256: string;
+    sourcesSha256: string | null;
+    tokenizerDir: string;
+    configJson: Record<string, unknown>;
+  },
+): void {
+  for (const f of [...TAKEN_FILES, "organism.json"])
+    if (!fs.existsSync(path.join(dir, f)))
+      throw new InputError(
+        `--weights ${dir}: no ${f} (expected an organism folder, e.g. assets/cybernative-organism)`,
+      );
+  const recordFile = path.join(dir, "organism.json");
+  let record: {
+    recipe?: unknown;
+    config?: Record<string, unknown>;
+    data?: { sha256?: unknown };
+    sourcesSha256?: unknown;
+  };
+  try {
+    record = JSON.parse(fs.readFileSync(recordFile, "utf8"));
+  } catch (e) {
+    throw new InputError(`${recordFile}: not JSON (${(e as Error).message})`);
+  }
+  const differs = (what: string, theirs: unknown, ours: unknown) =>
+    new InputError(
+      `--weights ${dir} is not the organism of this build: ${recordFile} records ${what} ` +
+        `${JSON.stringify(theirs)}, this build has ${JSON.stringify(ours)}`,
+    );
+  if (record.recipe !== "cybernative") throw differs("recipe", record.recipe, "cybernative");
+  // the settings first: a different seed or budget is the likeliest cause of different data
+  for (const [k, v] of Object.entries(expect.cfg)) {
+    if (TRAINING_ONLY.includes(k as keyof CyberNativeOrganismConfig)) continue;
+    if (JSON.stringify(record.config?.[k]) !== JSON.stringify(v))
+      throw differs(`config.${k}`, record.config?.[k], v);
+  }
+  if (record.data?.sha256 !== expect.dataSha256)
+    throw differs("data SHA-256", record.data?.sha256, expect.dataSha256);
+  if ((record.sourcesSha256 ?? null) !== expect.sourcesSha256)
+    throw differs("sources SHA-256", record.sourcesSha256 ?? null, expect.sourcesSha256);
+  const tokenizer = path.join(dir, "tokenizer.json");
+  if (!fs.readFileSync(tokenizer).equals(fs.readFileSync(path.join(expect.tokenizerDir, "tokenizer.json"))))
+    throw new InputError(
+      `${tokenizer} differs from the tokenizer these documents train: --weights ${dir} is not the organism of ` +
+        `this data, these sources and settings`,
+    );
+  const configFile = path.join(dir, "config.json");
+  const config = JSON.parse(fs.readFileSync(configFile, "utf8")) as Record<string, unknown>;
+  for (const [k, v] of Object.entries(expect.configJson)) {
+    if (k === "torch_dtype") continue; // the shipped asset is the float32 build rounded to bf16
+    if (JSON.stringify(config[k]) !== JSON.stringify(v))
+      throw new InputError(
+        `${configFile}: ${k} is ${JSON.stringify(config[k])}, these settings give ${JSON.stringify(v)}`,
+      );
+  }
 }
 
 /** Build the CyberNative organism into `outDir` (its scratch folder `<outDir>.work` makes it resumable). */
@@ -326,7 +420,7 @@ export async function buildCyberNativeOrganism(
     path: outDir,
     kind: "folder",
     overwrite: opts.overwrite,
-    inputs: { "--data": opts.data, "--sources": opts.sources },
+    inputs: { "--data": opts.data, "--sources": opts.sources, "--weights": opts.weights ?? null },
   });
   checkOutput({
     flag: "work folder",
@@ -392,24 +486,52 @@ export async function buildCyberNativeOrganism(
   );
   const ids = { bos: tok.bosTokenId ?? 0, eos: tok.eosTokenIds[0] ?? 0, pad: tok.padTokenId ?? 0 };
   const configJson = organismConfigJson({ ...cfg, vocabSize: tok.vocabSize }, ids);
-  const tokenized = texts.map((t) => tok.encode(t, { addSpecialTokens: false }));
-  const pre = await pretrainOrganism({
-    configJson,
-    docs: tokenized,
-    settings: cfg,
-    padTokenId: ids.pad,
-    runDir: pretrainRunDir(work),
-    threads: cfg.threads,
-    dtype: cfg.dtype,
-    log,
-    signal,
-  });
-  const weights = pre.method.foldedWeights();
+  const taken = opts.weights;
+  if (taken !== undefined) {
+    if (fs.existsSync(pretrainRunDir(work)))
+      throw new InputError(
+        `${pretrainRunDir(work)} holds an interrupted pretraining of ${outDir}: rerun without --weights to ` +
+          `resume it, or remove that folder to take the weights of ${taken}`,
+      );
+    try {
+      checkTakenWeights(taken, {
+        cfg,
+        dataSha256,
+        sourcesSha256: manifest?.sha256 ?? null,
+        tokenizerDir: work,
+        configJson,
+      });
+    } catch (e) {
+      fs.rmSync(work, { recursive: true, force: true }); // only the tokenizer just trained (no pretraining: above)
+      throw e;
+    }
+    log.info(
+      `cybernative organism: taking the weights of ${taken} (its tokenizer and records match); no pretraining`,
+    );
+  }
+  const pre =
+    taken === undefined
+      ? await pretrainOrganism({
+          configJson,
+          docs: texts.map((t) => tok.encode(t, { addSpecialTokens: false })),
+          settings: cfg,
+          padTokenId: ids.pad,
+          runDir: pretrainRunDir(work),
+          threads: cfg.threads,
+          dtype: cfg.dtype,
+          log,
+          signal,
+        })
+      : null;
+  const weights = pre?.method.foldedWeights();
+  const takenRecord =
+    taken === undefined ? null : JSON.parse(fs.readFileSync(path.join(taken, "organism.json"), "utf8"));
   let weightsSha256 = "";
   await writeDirAtomic(
     outDir,
     (tmp) => {
-      writeOrganismModel(tmp, weights, configJson, ids, work);
+      if (weights) writeOrganismModel(tmp, weights, configJson, ids, work);
+      else for (const f of TAKEN_FILES) fs.copyFileSync(path.join(taken!, f), path.join(tmp, f));
       weightsSha256 = fileHash(path.join(tmp, "model.safetensors"));
       writePairsJsonl(path.join(tmp, "data", "train.jsonl"), train);
       writePairsJsonl(path.join(tmp, "data", "val.jsonl"), val);
@@ -423,18 +545,21 @@ export async function buildCyberNativeOrganism(
       writeFileAtomic(
         path.join(tmp, "organism.json"),
         JSON.stringify(
-          {
-            recipe: "cybernative",
-            config: cfg,
-            data: { file: path.basename(opts.data), sha256: dataSha256, pairs: pairs.length },
-            sourcesSha256: manifest?.sha256 ?? null,
-            weightsSha256,
-            documents,
-            params: pre.params,
-            tokensPerEpoch: pre.tokens,
-            finalLoss: pre.train.finalLoss,
-            wallSeconds: pre.train.wallSeconds,
-          },
+          takenRecord
+            ? // the taken folder's record (how its weights were trained), and where they came from
+              { ...takenRecord, takenFrom: { dir: path.resolve(taken!), modelSha256: weightsSha256 } }
+            : {
+                recipe: "cybernative",
+                config: cfg,
+                data: { file: path.basename(opts.data), sha256: dataSha256, pairs: pairs.length },
+                sourcesSha256: manifest?.sha256 ?? null,
+                weightsSha256,
+                documents,
+                params: pre!.params,
+                tokensPerEpoch: pre!.tokens,
+                finalLoss: pre!.train.finalLoss,
+                wallSeconds: pre!.train.wallSeconds,
+              },
           null,
           2,
         ) + "\n",
@@ -446,12 +571,9 @@ export async function buildCyberNativeOrganism(
     },
   );
   fs.rmSync(work, { recursive: true, force: true }); // the project's own scratch folder
-  const reference = referenceBuildCheck({
-    cfg,
-    dataSha256,
-    sourcesSha256: manifest?.sha256 ?? null,
-    weightsSha256,
-  });
+  const reference = pre
+    ? referenceBuildCheck({ cfg, dataSha256, sourcesSha256: manifest?.sha256 ?? null, weightsSha256 })
+    : "taken";
   if (reference === "match")
     log.info(
       `cybernative organism: the weights reproduce the reference build's bit for bit (SHA-256 ${weightsSha256})`,
@@ -465,14 +587,14 @@ export async function buildCyberNativeOrganism(
     );
   return {
     dir: outDir,
-    params: pre.params,
+    params: pre?.params ?? organismParams(cfg),
     trainPairs: train.length,
     valPairs: val.length,
-    tokens: pre.tokens,
+    tokens: pre?.tokens ?? takenRecord.tokensPerEpoch,
     documents,
     sourcesSha256: manifest?.sha256 ?? null,
     weightsSha256,
     reference,
-    train: pre.train,
+    train: pre?.train ?? null,
   };
 }

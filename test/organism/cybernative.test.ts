@@ -205,36 +205,48 @@ test("config overrides: only known settings, numbers where numbers go", () => {
   assert.throws(() => cyberNativeConfigWith([["numHeads", 3]]), /must divide/);
 });
 
+/** The tiny build of the tests below: real CyberNative rows, a fake source package, a 1-layer model. */
+function tinyBuild() {
+  const cache = path.join(work, "cache-build");
+  const pkg = fakePackage(cache, 12); // the same files each call
+  const cfg = cyberNativeConfigWith([
+    ["maxPairsPerLanguage", 4],
+    ["vocabSize", 400],
+    ["hiddenSize", 32],
+    ["intermediateSize", 64],
+    ["numLayers", 1],
+    ["numHeads", 2],
+    ["numKvHeads", 1],
+    ["blockLength", 64],
+    ["batchSize", 4],
+    ["epochs", 1],
+    ["threads", 1],
+    ["sources.pretrainChars.go", 1000],
+    ["sources.heldOutChars.go", 400],
+    ["sources.minFileChars", 50],
+    ["sources.pretrainChars.java", 0],
+    ["sources.heldOutChars.java", 0],
+    ["sources.pretrainChars.cpp", 0],
+    ["sources.heldOutChars.cpp", 0],
+    ["sources.pretrainChars.python", 0],
+    ["sources.heldOutChars.python", 0],
+  ]);
+  const build = (out: string, more: { weights?: string; cfg?: typeof cfg } = {}) =>
+    buildCyberNativeOrganism(path.join(work, out), {
+      data: DATA,
+      sources: cache,
+      packages: [pkg],
+      cfg,
+      ...more,
+    });
+  return { pkg, cfg, build };
+}
+
 test(
   "a tiny CyberNative organism from real rows builds twice to the same bytes; validation and held-out code stay out",
   { skip: noData },
   async () => {
-    const cache = path.join(work, "cache-build");
-    const pkg = fakePackage(cache, 12);
-    const cfg = cyberNativeConfigWith([
-      ["maxPairsPerLanguage", 4],
-      ["vocabSize", 400],
-      ["hiddenSize", 32],
-      ["intermediateSize", 64],
-      ["numLayers", 1],
-      ["numHeads", 2],
-      ["numKvHeads", 1],
-      ["blockLength", 64],
-      ["batchSize", 4],
-      ["epochs", 1],
-      ["threads", 1],
-      ["sources.pretrainChars.go", 1000],
-      ["sources.heldOutChars.go", 400],
-      ["sources.minFileChars", 50],
-      ["sources.pretrainChars.java", 0],
-      ["sources.heldOutChars.java", 0],
-      ["sources.pretrainChars.cpp", 0],
-      ["sources.heldOutChars.cpp", 0],
-      ["sources.pretrainChars.python", 0],
-      ["sources.heldOutChars.python", 0],
-    ]);
-    const build = (out: string) =>
-      buildCyberNativeOrganism(path.join(work, out), { data: DATA, sources: cache, packages: [pkg], cfg });
+    const { pkg, build } = tinyBuild();
     const r = await build("a");
     assert.equal(r.trainPairs + r.valPairs, 44, "4 pairs × 11 languages");
     assert.equal(r.valPairs, 11, "one validation pair per language");
@@ -266,5 +278,58 @@ test(
     assert.equal(info.sourcesSha256, manifest.sha256);
     assert.equal(info.weightsSha256, r.weightsSha256);
     assert.equal(info.params, r.params);
+  },
+);
+
+test(
+  "--weights: the data/ files are built beside another build's weights, which must be the organism of this data",
+  { skip: noData },
+  async () => {
+    const { cfg, build } = tinyBuild();
+    const a = path.join(work, "a");
+    if (!fs.existsSync(a)) await build("a");
+    const r = await build("taken", { weights: a });
+    assert.equal(r.reference, "taken");
+    assert.equal(r.train, null, "no pretraining");
+    const taken = path.join(work, "taken");
+    // everything but the record equals the build whose weights it took: the same data/ files, model, tokenizer
+    const tree = (d: string) => hashTree(d, (rel) => rel === "organism.json");
+    assert.deepEqual(tree(taken), tree(a));
+    const rec = JSON.parse(fs.readFileSync(path.join(taken, "organism.json"), "utf8"));
+    assert.equal(
+      rec.weightsSha256,
+      JSON.parse(fs.readFileSync(path.join(a, "organism.json"), "utf8")).weightsSha256,
+    );
+    assert.equal(rec.takenFrom.modelSha256, fileHash(path.join(a, "model.safetensors")));
+
+    // another seed holds out other validation pairs: refused by the record, before anything is written
+    await assert.rejects(build("t-seed", { weights: a, cfg: { ...cfg, seed: cfg.seed + 1 } }), (e: Error) => {
+      assert.ok(
+        e instanceof InputError && /not the organism of this build.*config\.seed/.test(e.message),
+        e.message,
+      );
+      return true;
+    });
+    assert.ok(!fs.existsSync(path.join(work, "t-seed")) && !fs.existsSync(path.join(work, "t-seed.work")));
+    // a folder whose tokenizer is not the one these documents train
+    const forged = path.join(work, "forged");
+    fs.cpSync(a, forged, { recursive: true });
+    const tj = JSON.parse(fs.readFileSync(path.join(forged, "tokenizer.json"), "utf8"));
+    tj.model.merges.pop();
+    fs.writeFileSync(path.join(forged, "tokenizer.json"), JSON.stringify(tj));
+    await assert.rejects(
+      build("t-forged", { weights: forged }),
+      /forged.tokenizer\.json differs from the tokenizer/,
+    );
+    // a folder without a record
+    fs.rmSync(path.join(forged, "organism.json"));
+    await assert.rejects(build("t-forged", { weights: forged }), /--weights .*forged: no organism\.json/);
+    // an interrupted pretraining of the same output is never thrown away
+    fs.mkdirSync(path.join(work, "t-resume.work", "pretrain"), { recursive: true });
+    await assert.rejects(
+      build("t-resume", { weights: a }),
+      /interrupted pretraining .*rerun without --weights/,
+    );
+    assert.ok(fs.existsSync(path.join(work, "t-resume.work", "pretrain")));
   },
 );

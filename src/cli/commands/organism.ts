@@ -65,6 +65,10 @@ export function registerOrganism(program: Command): void {
     )
     .option("--no-sources", "cybernative recipe: pretrain without real code (not the reference build)")
     .option(
+      "--weights <dir>",
+      "cybernative recipe: take this organism's weights (assets/cybernative-organism) instead of pretraining; builds its data/ files, checks they are its data",
+    )
+    .option(
       "--set <key=value>",
       "cybernative recipe: override a setting (hiddenSize=128, epochs=1, sources.pretrainChars.go=0, ...); repeatable",
       collect,
@@ -76,7 +80,9 @@ export function registerOrganism(program: Command): void {
         "  goodvibe organism build -o /tmp/organism      # how assets/organism was made; rebuilds it bit for bit\n" +
         "  goodvibe organism sources                     # once: the Debian packages, pinned versions\n" +
         "  goodvibe organism build --recipe cybernative --data ../shared/data/cybernative/train.jsonl \\\n" +
-        "    -o runs/cybernative-organism               # the CyberNative organism (BENCHMARKS.md)",
+        "    -o runs/cybernative-organism               # the CyberNative organism (BENCHMARKS.md)\n" +
+        "  goodvibe organism build --recipe cybernative --data ../shared/data/cybernative/train.jsonl \\\n" +
+        "    --weights assets/cybernative-organism -o runs/cybernative-organism   # the shipped weights, in minutes",
     )
     .action(async (opts) => {
       const g = program.opts();
@@ -96,6 +102,7 @@ export function registerOrganism(program: Command): void {
               sources: opts.sources === false ? null : opts.sources,
               cfg,
               overwrite: opts.overwrite === true,
+              weights: opts.weights,
             },
             log,
             interruptSignal(log),
@@ -105,7 +112,10 @@ export function registerOrganism(program: Command): void {
             g,
             `cybernative organism → ${path.resolve(r.dir)}: ${r.params.toLocaleString("en-US")} parameters, ` +
               `${r.trainPairs} pretraining / ${r.valPairs} validation pairs, ${r.tokens.toLocaleString("en-US")} ` +
-              `tokens per epoch, final loss ${r.train.finalLoss.toFixed(3)}, ${r.train.wallSeconds.toFixed(0)} s`,
+              `tokens per epoch, ` +
+              (r.train
+                ? `final loss ${r.train.finalLoss.toFixed(3)}, ${r.train.wallSeconds.toFixed(0)} s`
+                : `weights taken from ${path.resolve(opts.weights)} (model.safetensors SHA-256 ${r.weightsSha256})`),
             {
               dir: path.resolve(r.dir),
               params: r.params,
@@ -116,16 +126,17 @@ export function registerOrganism(program: Command): void {
               sourcesSha256: r.sourcesSha256,
               weightsSha256: r.weightsSha256,
               reference: r.reference,
-              finalLoss: r.train.finalLoss,
-              wallSeconds: r.train.wallSeconds,
+              weightsFrom: opts.weights === undefined ? null : path.resolve(opts.weights),
+              finalLoss: r.train?.finalLoss ?? null,
+              wallSeconds: r.train?.wallSeconds ?? null,
             },
           );
           return;
         }
         if (opts.recipe !== "corpus")
           throw new InputError(`--recipe: corpus or cybernative, got "${String(opts.recipe)}"`);
-        if ((opts.set as string[]).length > 0 || opts.data)
-          throw new InputError("--set and --data are options of --recipe cybernative");
+        if ((opts.set as string[]).length > 0 || opts.data || opts.weights)
+          throw new InputError("--set, --data and --weights are options of --recipe cybernative");
         const r = await buildOrganism(
           opts.out,
           {
