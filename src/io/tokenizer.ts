@@ -40,6 +40,11 @@ export interface HfTokenizer {
   ): string;
   /** The id of `text` when it is exactly one token (e.g. the labels "0" and "1"); InputError otherwise. */
   singleTokenId(text: string): number;
+  /**
+   * What a run should know but need not stop for, for the caller to log: an eos_token the vocabulary lacks, or
+   * no end-of-sequence token at all (answers then run to the token limit, and training answers end without one).
+   */
+  warnings: string[];
 }
 
 /** The special-token attributes transformers passes to chat templates. */
@@ -259,6 +264,23 @@ export async function loadTokenizer(dir: string): Promise<HfTokenizer> {
     if (id !== null && !eosTokenIds.includes(id)) eosTokenIds.push(id);
   }
   const padTokenId = specialId("pad_token") ?? known(padIds.gen)[0] ?? known(padIds.model)[0] ?? null;
+  const warnings: string[] = [];
+  // transformers would add a missing eos_token as a new id past the model's vocabulary: it is never generated
+  const eosName = tokenContent(configJson.eos_token);
+  if (eosName !== null && tokenToId(eosName) === null)
+    warnings.push(
+      `${tokenSource.get("eos_token") ?? configFile}: eos_token ${JSON.stringify(eosName)} is not in ` +
+        `${tokenizerFile}'s vocabulary` +
+        (eosTokenIds.length > 0
+          ? `; generation ends at id ${eosTokenIds.join(", ")} (eos_token_id of ${genFile} / ${modelFile})`
+          : ""),
+    );
+  if (eosTokenIds.length === 0)
+    warnings.push(
+      `${dir}: no end-of-sequence token the vocabulary has (eos_token in ${configFile}, eos_token_id in ` +
+        `${genFile} or ${modelFile}): generated answers run to the token limit, and fine-tuning answers end ` +
+        `without one, so the tuned model does not learn to stop`,
+    );
 
   const templateFound = await findChatTemplate(dir, configJson);
   let template: Template | null = null;
@@ -290,6 +312,7 @@ export async function loadTokenizer(dir: string): Promise<HfTokenizer> {
     eosTokenIds,
     padTokenId,
     hasChatTemplate: templateFound !== null,
+    warnings,
     encode(text, opts = {}) {
       return tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids;
     },

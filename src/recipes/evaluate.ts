@@ -341,6 +341,7 @@ async function evaluateLoaded(
   opts: EvalOptions,
 ): Promise<ModelEvaluation> {
   const log = opts.log ?? silentLogger;
+  for (const w of tok.warnings) log.warn(w);
   const cap = opts.maxPreferencePairs ?? DEFAULT_PREFERENCE_PAIRS;
   if (!Number.isSafeInteger(cap) || cap < 0)
     throw new InputError(`--preference-pairs must be a whole number >= 0 (0 = all), got ${cap}`);

@@ -506,6 +506,7 @@ async function prepare(
   checkRunPaths(cfg, { "--clusters": opts.clustersFile });
   // load and check every input before anything is written: bad input leaves no run folder behind
   const tok = await loadTokenizer(cfg.model);
+  for (const w of tok.warnings) log.warn(w);
   const pairs = readPairs(cfg.data, { languages: cfg.languages });
   log.info(`data: ${pairs.length} pairs from ${cfg.data}`);
   const plan = planStages(cfg, opts);
