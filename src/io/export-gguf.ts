@@ -16,6 +16,7 @@ import type { ModelConfig } from "./config.js";
 import { inspectModelFolder } from "./model-folder.js";
 import type { TensorRecord } from "./safetensors.js";
 import {
+  f16BitsToF32,
   f32ToBf16Bytes,
   f32ToF16Bytes,
   gguf,
@@ -94,44 +95,75 @@ function textModelName(name: string): string | null {
  * architecture rotates adjacent pairs. Within each head, new row 2i+j is old row j*(hd/2)+i.
  */
 export function permuteQK(data: Float32Array, rows: number, cols: number, nHead: number): Float32Array {
-  const hd = rows / nHead;
-  if (!Number.isInteger(hd) || hd % 2 !== 0)
-    throw new Error(`cannot permute ${rows} rows into ${nHead} heads`);
+  const src = permutedRows(rows, nHead);
   const out = new Float32Array(data.length);
-  for (let h = 0; h < nHead; h++) {
-    for (let i = 0; i < hd / 2; i++) {
-      for (let j = 0; j < 2; j++) {
-        const src = h * hd + j * (hd / 2) + i;
-        const dst = h * hd + 2 * i + j;
-        out.set(data.subarray(src * cols, (src + 1) * cols), dst * cols);
-      }
-    }
-  }
+  for (let dst = 0; dst < rows; dst++)
+    out.set(data.subarray(src(dst) * cols, (src(dst) + 1) * cols), dst * cols);
   return out;
 }
 
-function toF32(t: TensorRecord, source: string): Float32Array {
-  const n = t.shape.reduce((a, b) => a * b, 1);
-  const v = new DataView(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-  const out = new Float32Array(n);
-  if (t.dtype === "F32") for (let i = 0; i < n; i++) out[i] = v.getFloat32(i * 4, true);
-  else if (t.dtype === "BF16") {
-    const u = new Uint32Array(out.buffer);
-    for (let i = 0; i < n; i++) u[i] = v.getUint16(i * 2, true) << 16;
-  } else if (t.dtype === "F16") {
-    for (let i = 0; i < n; i++) {
-      const h = v.getUint16(i * 2, true);
-      const e = (h >>> 10) & 0x1f;
-      const m = h & 0x3ff;
-      const s = h & 0x8000 ? -1 : 1;
-      out[i] =
-        e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15);
+/** permuteQK's row map: the source row of output row `dst` (2i + j within a head is j·(hd/2) + i). */
+function permutedRows(rows: number, nHead: number): (dst: number) => number {
+  const hd = rows / nHead;
+  if (!Number.isInteger(hd) || hd % 2 !== 0)
+    throw new Error(`cannot permute ${rows} rows into ${nHead} heads`);
+  return (dst) => {
+    const w = dst % hd;
+    return dst - w + (w & 1) * (hd / 2) + (w >> 1);
+  };
+}
+
+/** Bytes as a typed array of `size`-byte elements: a view when they are aligned, else a copy. */
+function typed<T>(bytes: Uint8Array, size: number, make: (b: ArrayBuffer, off: number, n: number) => T): T {
+  const n = bytes.byteLength / size;
+  if (bytes.byteOffset % size === 0) return make(bytes.buffer as ArrayBuffer, bytes.byteOffset, n);
+  return make(Uint8Array.from(bytes).buffer, 0, n);
+}
+
+let f16Values: Float32Array | null = null;
+/** The float32 value of every half (65,536 of them): a lookup instead of arithmetic per element. */
+function f16Table(): Float32Array {
+  if (!f16Values) {
+    f16Values = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) f16Values[h] = f16BitsToF32(h);
+  }
+  return f16Values;
+}
+
+/** Float32 values of elements [from, to) of `t` (F32, BF16 or F16, every value exact) into `out` at `at`. */
+function readValues(
+  t: TensorRecord,
+  from: number,
+  to: number,
+  out: Float32Array,
+  at: number,
+  source: string,
+): void {
+  const n = to - from;
+  switch (t.dtype) {
+    case "F32":
+      out.set(
+        typed(t.data.subarray(from * 4, to * 4), 4, (b, o, m) => new Float32Array(b, o, m)),
+        at,
+      );
+      return;
+    case "BF16": {
+      const src = typed(t.data.subarray(from * 2, to * 2), 2, (b, o, m) => new Uint16Array(b, o, m));
+      const bits = new Int32Array(out.buffer, out.byteOffset + at * 4, n);
+      for (let i = 0; i < n; i++) bits[i] = src[i]! << 16; // a bfloat16 is the top half of a float32
+      return;
     }
-  } else
-    throw new InputError(
-      `${source}: tensor ${t.name} has dtype ${t.dtype}; only F32, BF16 and F16 weights can be exported`,
-    );
-  return out;
+    case "F16": {
+      const src = typed(t.data.subarray(from * 2, to * 2), 2, (b, o, m) => new Uint16Array(b, o, m));
+      const table = f16Table();
+      for (let i = 0; i < n; i++) out[at + i] = table[src[i]!]!;
+      return;
+    }
+    default:
+      throw new InputError(
+        `${source}: tensor ${t.name} has dtype ${t.dtype}; only F32, BF16 and F16 weights can be exported`,
+      );
+  }
 }
 
 /** llama3 frequency factors exactly as generate_extra_tensors computes them (float32 torch arithmetic). */
@@ -529,8 +561,11 @@ function chatTemplate(dir: string, tcfg: JsonObject): string | null {
 interface PlannedTensor {
   name: string;
   shape: number[];
-  /** Float values after every transformation (permute, norm shift), produced lazily. */
-  values: () => Float32Array;
+  /**
+   * Float values of rows [r0, r1) (a row: one index of the outermost dimension) after every transformation
+   * (permute, norm shift), made when asked for.
+   */
+  rows: (r0: number, r1: number) => Float32Array;
   /** Source bytes that can be copied as they are when no conversion is needed. */
   passthrough?: { type: GgmlType; bytes: Uint8Array };
 }
@@ -565,6 +600,22 @@ function encode(type: GgmlType, v: Float32Array): Uint8Array {
     case "Q8_0":
       return quantizeQ8_0(v);
   }
+}
+
+/**
+ * Rows are converted about this many values at a time (4 MiB of float32; 2 MiB of f16 written): a stop waits for
+ * one such part (milliseconds), not for a whole embedding (seconds), and the memory of a conversion is the part's,
+ * not a whole converted tensor's beside its float32 values.
+ */
+export const CONVERT_CHUNK_VALUES = 1 << 20;
+
+/** `p` encoded as `type`, in parts of whole rows of about CONVERT_CHUNK_VALUES values, each made when asked for. */
+function* encodedParts(p: PlannedTensor, type: GgmlType): Generator<Uint8Array> {
+  const rows = p.shape[0] ?? 1;
+  const cols = p.shape.slice(1).reduce((a, b) => a * b, 1);
+  // whole rows, so that q8_0's blocks (along the innermost dimension) are never split
+  const step = Math.max(1, Math.floor(CONVERT_CHUNK_VALUES / Math.max(1, cols)));
+  for (let r = 0; r < rows; r += step) yield encode(type, p.rows(r, Math.min(rows, r + step)));
 }
 
 /** A GGUF export worked out and checked, not yet written: `spec` for writeGguf or ggufPieces, and what it holds. */
@@ -606,7 +657,11 @@ export function planGgufExport(modelDir: string, opts: ExportGgufOptions): GgufE
   const planned: PlannedTensor[] = [];
   if (cfg.family === "llama" && cfg.ropeScaling.type === "llama3") {
     const factors = llama3RopeFactors(cfg);
-    planned.push({ name: "rope_freqs.weight", shape: [factors.length], values: () => factors });
+    planned.push({
+      name: "rope_freqs.weight",
+      shape: [factors.length],
+      rows: (r0, r1) => factors.subarray(r0, r1),
+    });
   }
   const qFold = cfg.family === "gemma3" ? cfg.attnScale / llamaCppGemma3Scale(cfg) : 1;
   const seen = new Set<string>();
@@ -637,13 +692,15 @@ export function planGgufExport(modelDir: string, opts: ExportGgufOptions): GgufE
     const fold =
       cfg.family === "gemma3" && hfLeaf.endsWith("self_attn.q_norm.weight") && Math.abs(qFold - 1) > 1e-7;
     const shape = [...t.shape];
-    const values = (): Float32Array => {
-      let v = toF32(t, source);
+    const cols = shape.slice(1).reduce((a, b) => a * b, 1);
+    const rows = (r0: number, r1: number): Float32Array => {
+      const v = new Float32Array((r1 - r0) * cols);
       if (permute) {
-        const rows = shape[0]!;
-        const cols = shape.length > 1 ? shape[1]! : 1;
-        v = permuteQK(v, rows, cols, isQ ? cfg.numHeads : cfg.numKvHeads);
-      }
+        // permuteQK row by row: output row dst is source row permutedRow(dst)
+        const src = permutedRows(shape[0]!, isQ ? cfg.numHeads : cfg.numKvHeads);
+        for (let dst = r0; dst < r1; dst++)
+          readValues(t, src(dst) * cols, (src(dst) + 1) * cols, v, (dst - r0) * cols, source);
+      } else readValues(t, r0 * cols, r1 * cols, v, 0, source);
       if (normShift) for (let i = 0; i < v.length; i++) v[i] = v[i]! + 1;
       if (fold) for (let i = 0; i < v.length; i++) v[i] = v[i]! * qFold;
       return v;
@@ -652,7 +709,7 @@ export function planGgufExport(modelDir: string, opts: ExportGgufOptions): GgufE
     planned.push({
       name: out,
       shape,
-      values,
+      rows,
       passthrough:
         untouched && (t.dtype === "F32" || t.dtype === "BF16" || t.dtype === "F16")
           ? { type: t.dtype, bytes: t.data }
@@ -675,7 +732,7 @@ export function planGgufExport(modelDir: string, opts: ExportGgufOptions): GgufE
       type,
       shape: p.shape,
       data: () =>
-        p.passthrough && p.passthrough.type === type ? p.passthrough.bytes : encode(type, p.values()),
+        p.passthrough && p.passthrough.type === type ? p.passthrough.bytes : encodedParts(p, type),
     };
   });
 

@@ -140,31 +140,42 @@ export function ggmlTensorBytes(type: string, shape: readonly number[]): number 
 
 const f32Scratch = new Float32Array(1);
 const u32Scratch = new Uint32Array(f32Scratch.buffer);
+const i32Scratch = new Int32Array(f32Scratch.buffer);
+
+/**
+ * IEEE half bits of the float32 whose bits are `b` (read as an int32, which keeps V8 on small integers), round
+ * to nearest even as numpy's astype(float16) and F16C do: 2^16 and above (and what rounds to it) become ±inf, a
+ * NaN stays a NaN (quiet bit set, the top of its payload kept), below half the smallest subnormal becomes ±0.
+ */
+function halfBits(b: number): number {
+  const sign = (b >>> 16) & 0x8000;
+  const a = b & 0x7fffffff;
+  if (a >= 0x47800000) return a > 0x7f800000 ? sign | 0x7e00 | ((a >>> 13) & 0x3ff) : sign | 0x7c00;
+  // a normal half: rebias the exponent (127 -> 15) and round the 13 dropped bits to nearest even; a carry into
+  // the exponent is the correct rounding (up to the next binade, or to inf from 65520 on)
+  if (a >= 0x38800000) return sign | ((a - 0x37fff001 + ((a >>> 13) & 1)) >>> 13);
+  // a subnormal half (or zero): the 24-bit significand shifted right by 14 to 24 places, rounded to nearest even
+  const exp = a >>> 23;
+  if (exp < 102) return sign; // below half the smallest subnormal
+  const mant = (a & 0x7fffff) | 0x800000;
+  const shift = 126 - exp;
+  let h = mant >>> shift;
+  const rem = mant & ((1 << shift) - 1);
+  const half = 1 << (shift - 1);
+  if (rem > half || (rem === half && h & 1)) h++;
+  return sign | h;
+}
+
+/** bfloat16 bits of the float32 whose bits are `b` (an int32), round to nearest even; NaN stays a quiet NaN. */
+function bf16Bits(b: number): number {
+  if ((b & 0x7fffffff) > 0x7f800000) return ((b >>> 16) & 0xffc0) | 0x40; // as gguf-py does
+  return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff; // >>> reads the sum modulo 2^32
+}
 
 /** IEEE half bits of float32(x), round to nearest even (numpy astype(float16), F16C). */
 export function f32ToF16Bits(x: number): number {
   f32Scratch[0] = x;
-  const b = u32Scratch[0]!;
-  const sign = (b >>> 16) & 0x8000;
-  const exp = (b >>> 23) & 0xff;
-  let mant = b & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 | (mant >>> 13) : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign; // below half the smallest subnormal
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let h = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const half = 1 << (shift - 1);
-    if (rem > half || (rem === half && h & 1)) h++;
-    return sign | h;
-  }
-  let h = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++; // a carry into the exponent is the correct rounding
-  return sign | h;
+  return halfBits(i32Scratch[0]!);
 }
 
 export function f16BitsToF32(h: number): number {
@@ -179,9 +190,7 @@ export function f16BitsToF32(h: number): number {
 /** bfloat16 bits of float32(x), round to nearest even; NaN stays a quiet NaN (as gguf-py does). */
 export function f32ToBf16Bits(x: number): number {
   f32Scratch[0] = x;
-  const b = u32Scratch[0]!;
-  if ((b & 0x7fffffff) > 0x7f800000) return ((b >>> 16) & 0xffc0) | 0x40;
-  return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+  return bf16Bits(i32Scratch[0]!);
 }
 
 export function bf16BitsToF32(h: number): number {
@@ -189,15 +198,20 @@ export function bf16BitsToF32(h: number): number {
   return f32Scratch[0]!;
 }
 
+/** The float32 values' bits as int32s (a view: a Float32Array is always 4-byte aligned). */
+const bitsOf = (src: Float32Array) => new Int32Array(src.buffer, src.byteOffset, src.length);
+
 export function f32ToF16Bytes(src: Float32Array): Uint8Array {
+  const bits = bitsOf(src);
   const out = new Uint16Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = f32ToF16Bits(src[i]!);
+  for (let i = 0; i < bits.length; i++) out[i] = halfBits(bits[i]!);
   return new Uint8Array(out.buffer);
 }
 
 export function f32ToBf16Bytes(src: Float32Array): Uint8Array {
+  const bits = bitsOf(src);
   const out = new Uint16Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = f32ToBf16Bits(src[i]!);
+  for (let i = 0; i < bits.length; i++) out[i] = bf16Bits(bits[i]!);
   return new Uint8Array(out.buffer);
 }
 
@@ -215,14 +229,16 @@ export function quantizeQ8_0(src: Float32Array): Uint8Array {
   if (src.length % 32 !== 0) throw new Error(`q8_0 needs a multiple of 32 values, got ${src.length}`);
   const nBlocks = src.length / 32;
   const out = new Uint8Array(nBlocks * 34);
-  const view = new DataView(out.buffer);
-  for (let b = 0; b < nBlocks; b++) {
+  const q = new Int8Array(out.buffer); // an int8 store wraps as DataView#setInt8 does
+  for (let b = 0, s = 0, o = 0; b < nBlocks; b++, s += 32, o += 34) {
     let amax = 0;
-    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(src[b * 32 + j]!));
+    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(src[s + j]!));
     const d = Math.fround(amax / 127);
     const id = d !== 0 ? Math.fround(1 / d) : 0;
-    view.setUint16(b * 34, f32ToF16Bits(d), true);
-    for (let j = 0; j < 32; j++) view.setInt8(b * 34 + 2 + j, roundf(Math.fround(src[b * 32 + j]! * id)));
+    const h = f32ToF16Bits(d);
+    out[o] = h & 0xff; // little-endian
+    out[o + 1] = h >>> 8;
+    for (let j = 0; j < 32; j++) q[o + 2 + j] = roundf(Math.fround(src[s + j]! * id));
   }
   return out;
 }
@@ -272,10 +288,11 @@ export interface GgufTensorSpec {
   /** PyTorch order, outermost first. */
   shape: number[];
   /**
-   * The tensor's bytes, produced only when the writer reaches this tensor so that at most one tensor
-   * is held in memory. May return several chunks.
+   * The tensor's bytes, produced only when the writer reaches this tensor so that at most one tensor is held in
+   * memory; or its consecutive parts (a generator converting a few MiB of rows at a time holds only those, and a
+   * stoppable writer checks for a stop between parts).
    */
-  data: () => Uint8Array | readonly Uint8Array[];
+  data: () => Uint8Array | Iterable<Uint8Array>;
 }
 
 export interface GgufWriteSpec {
@@ -456,11 +473,15 @@ export function ggufPieces(spec: GgufWriteSpec): Iterable<Piece> {
     yield headerBytes;
     yield* padding();
     for (const [i, t] of spec.tensors.entries()) {
-      yield { stopMark: `tensor ${t.name} (${i + 1} of ${spec.tensors.length})` };
+      const which = `tensor ${t.name} (${i + 1} of ${spec.tensors.length})`;
+      yield { stopMark: which };
       const produced = t.data();
       const chunks = produced instanceof Uint8Array ? [produced] : produced;
       let n = 0;
+      // a stop mark between parts: a generator makes the next part only when the writer asks for it, so a stop
+      // inside the largest tensor waits for one part's conversion, not the whole tensor's
       for (const c of chunks) {
+        if (n > 0) yield { stopMark: `byte ${n} of ${which}` };
         position += c.length;
         n += c.length;
         yield c;

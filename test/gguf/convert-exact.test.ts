@@ -1,0 +1,236 @@
+/**
+ * The GGUF writer's number conversions are exact, checked against references that share no code with them:
+ * - f32 -> f16: every f16 boundary (each half, the midpoint to the next one, one float32 ulp either side, both
+ *   signs: 380,948 patterns) against numpy's astype(float16) (test/gguf/f16_reference.py printed the hash of its
+ *   answers) and against rounding by definition (the nearest half, ties to the even one, found by search among
+ *   all halves as numbers); 2^21 random float32 bit patterns against the definition and against libtorch;
+ * - f32 -> bf16: boundaries and random patterns against the definition and libtorch;
+ * - q8_0: random and edge blocks against ggml's quantize_row_q8_0_ref as this project first wrote it (DataView,
+ *   element by element), kept below as the reference.
+ * NaN keeps the rule the writers have always had (quiet bit set, top of the payload kept); numpy and libtorch differ
+ * there (a GGUF export never sees one: the model folder check refuses non-finite weights).
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import {
+  f16BitsToF32,
+  f32ToBf16Bits,
+  f32ToBf16Bytes,
+  f32ToF16Bits,
+  f32ToF16Bytes,
+  quantizeQ8_0,
+} from "../../src/io/gguf.js";
+import { Tensor, noGrad, tidy } from "../../src/tensor/index.js";
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+const bitsOf = (x: number): number => ((f32[0] = x), u32[0]!);
+const valueOf = (b: number): number => ((u32[0] = b), f32[0]!);
+
+/** The boundary patterns of test/gguf/f16_reference.py, in its order. */
+function f16Boundaries(): Uint32Array {
+  const out: number[] = [];
+  const add = (b: number, filter: boolean) => {
+    if (filter && !(b >= 0 && b < 0x7f800000)) return;
+    out.push(b, (b | 0x80000000) >>> 0);
+  };
+  for (let h = 0; h < 0x7c00; h++) {
+    const v = f16BitsToF32(h);
+    const next = h < 0x7bff ? f16BitsToF32(h + 1) : 65520;
+    const b = bitsOf(v);
+    const m = bitsOf((v + next) / 2);
+    for (const c of [b - 1, b, b + 1, m - 1, m, m + 1]) add(c, true);
+  }
+  for (const e of [
+    0x7f800000, 0x7f7fffff, 1, 0x007fffff, 0x00800000, 0x33000000, 0x33000001, 0x32ffffff, 0x477fe000,
+    0x477ff000, 0x47800000,
+  ])
+    add(e, false);
+  return Uint32Array.from(out);
+}
+
+const sha = (a: ArrayBufferView) =>
+  createHash("sha256")
+    .update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength))
+    .digest("hex");
+
+/** All finite non-negative halves as numbers, ascending (bits 0..0x7bff are already in order). */
+const HALVES = Float64Array.from({ length: 0x7c00 }, (_, h) => f16BitsToF32(h));
+
+/** f16 bits of float32 bits `b` by definition: the nearest half, ties to the even one, from 65520 on ±inf. */
+function f16ByDefinition(b: number): number {
+  const x = valueOf(b);
+  const sign = b >>> 31 ? 0x8000 : 0;
+  const a = Math.abs(x);
+  if (a >= 65520) return sign | 0x7c00;
+  let lo = 0;
+  let hi = HALVES.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (HALVES[mid]! <= a) lo = mid;
+    else hi = mid - 1;
+  }
+  if (lo === HALVES.length - 1) return sign | lo;
+  const dLo = a - HALVES[lo]!;
+  const dHi = HALVES[lo + 1]! - a;
+  return sign | (dLo < dHi || (dLo === dHi && lo % 2 === 0) ? lo : lo + 1);
+}
+
+/** bf16 bits of float32 bits `b` by definition: the nearer of the two bf16 neighbours, ties to even. */
+function bf16ByDefinition(b: number): number {
+  if ((b & 0xffff) === 0) return b >>> 16; // a bf16 already (±inf included)
+  const x = valueOf(b);
+  const lo = (b & 0xffff0000) >>> 0; // towards zero
+  const hi = lo + 0x10000; // away from zero (may be ±inf: still a float32)
+  const dLo = Math.abs(x - valueOf(lo));
+  // ±inf stands for ±2^128 here, the value IEEE rounding gives the step past the largest finite one
+  const vHi = (hi & 0x7fffffff) === 0x7f800000 ? Math.sign(x) * 2 ** 128 : valueOf(hi);
+  const dHi = Math.abs(vHi - x);
+  return (dLo < dHi || (dLo === dHi && ((lo >>> 16) & 1) === 0) ? lo : hi) >>> 16;
+}
+
+/** Seeded xorshift32 float32 bit patterns that are not NaN. */
+function randomPatterns(n: number, seed: number): Uint32Array {
+  const out = new Uint32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n;) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    if ((s & 0x7fffffff) <= 0x7f800000) out[i++] = s;
+  }
+  return out;
+}
+
+const asF32 = (bits: Uint32Array) => new Float32Array(bits.buffer, bits.byteOffset, bits.length);
+
+function libtorch(bits: Uint32Array, dtype: "float16" | "bfloat16"): Uint16Array {
+  const bytes = noGrad(() =>
+    tidy(() =>
+      Tensor.fromBytes(new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength), "float32", [
+        bits.length,
+      ])
+        .to(dtype)
+        .toBytes(),
+    ),
+  );
+  return new Uint16Array(Uint8Array.from(bytes).buffer);
+}
+
+function firstDifference(got: Uint16Array, want: (i: number) => number, pats: Uint32Array): string | null {
+  for (let i = 0; i < got.length; i++)
+    if (got[i] !== want(i))
+      return `float32 0x${pats[i]!.toString(16)}: got 0x${got[i]!.toString(16)}, expected 0x${want(i).toString(16)}`;
+  return null;
+}
+
+test("f32 -> f16 at every f16 boundary equals numpy's astype(float16) and rounding by definition", () => {
+  const pats = f16Boundaries();
+  assert.equal(pats.length, 380948);
+  // the same patterns as f16_reference.py's
+  assert.equal(sha(pats), "a98c3296051c3e9983f66a35bcdaf2be5aaa6a1d10b1793a9534eb77c65e6c7b");
+  const got = new Uint16Array(f32ToF16Bytes(asF32(pats)).buffer);
+  assert.equal(
+    firstDifference(got, (i) => f16ByDefinition(pats[i]!), pats),
+    null,
+  );
+  assert.equal(
+    sha(got),
+    "c539f2ad4d2ac3a4b4f7e2d29b8813397b4b58d8450e755a77618604c6a29870",
+    "numpy's answers",
+  );
+  // the one-value form agrees with the array form
+  for (let i = 0; i < pats.length; i += 97) assert.equal(f32ToF16Bits(valueOf(pats[i]!)), got[i]);
+});
+
+test("f32 -> f16 of 2^21 random float32 patterns equals rounding by definition and libtorch's", () => {
+  const pats = randomPatterns(1 << 21, 0x9e3779b9);
+  const got = new Uint16Array(f32ToF16Bytes(asF32(pats)).buffer);
+  assert.equal(
+    firstDifference(got, (i) => f16ByDefinition(pats[i]!), pats),
+    null,
+  );
+  const torch = libtorch(pats, "float16");
+  assert.equal(
+    firstDifference(got, (i) => torch[i]!, pats),
+    null,
+  );
+});
+
+test("f32 -> bf16 at bf16 values and midpoints across every exponent and on 2^21 random patterns equals rounding by definition and libtorch's", () => {
+  // each bf16 exponent's edges and midpoints: patterns near multiples of 0x8000 (a bf16 or a midpoint), ±1
+  const edges: number[] = [];
+  for (let b = 0; b < 0x7f800000; b += 0x8000 * 37)
+    for (const d of [-1, 0, 1]) if (b + d >= 0) edges.push(b + d);
+  for (const b of [0x7f7f8000, 0x7f7f7fff, 0x7f7fffff, 0x7f800000, 0x00008000, 0x00018000, 1]) edges.push(b);
+  const all = Uint32Array.from([...edges, ...edges.map((b) => (b | 0x80000000) >>> 0)]);
+  for (const pats of [all, randomPatterns(1 << 21, 12345)]) {
+    const got = new Uint16Array(f32ToBf16Bytes(asF32(pats)).buffer);
+    assert.equal(
+      firstDifference(got, (i) => bf16ByDefinition(pats[i]!), pats),
+      null,
+    );
+    const torch = libtorch(pats, "bfloat16");
+    assert.equal(
+      firstDifference(got, (i) => torch[i]!, pats),
+      null,
+    );
+    for (let i = 0; i < pats.length; i += 101) assert.equal(f32ToBf16Bits(valueOf(pats[i]!)), got[i]);
+  }
+});
+
+test("NaN keeps the writers' rule: quiet bit set, sign and the top of the payload kept", () => {
+  for (const [b, h, bf] of [
+    [0x7fc00000, 0x7e00, 0x7fc0],
+    [0x7f800001, 0x7e00, 0x7fc0],
+    [0xffffe000, 0xffff, 0xffc0],
+    [0x7fa02000, 0x7f01, 0x7fc0],
+  ] as const) {
+    const x = new Float32Array(new Uint32Array([b]).buffer);
+    assert.equal(new Uint16Array(f32ToF16Bytes(x).buffer)[0], h, `f16 of 0x${b.toString(16)}`);
+    assert.equal(new Uint16Array(f32ToBf16Bytes(x).buffer)[0], bf, `bf16 of 0x${b.toString(16)}`);
+  }
+});
+
+// ggml's quantize_row_q8_0_ref as this project first wrote it: DataView, float32 arithmetic by Math.fround.
+function q8Reference(src: Float32Array): Uint8Array {
+  const nBlocks = src.length / 32;
+  const out = new Uint8Array(nBlocks * 34);
+  const view = new DataView(out.buffer);
+  const roundf = (v: number) => (v < 0 ? -Math.floor(-v + 0.5) : Math.floor(v + 0.5));
+  for (let b = 0; b < nBlocks; b++) {
+    let amax = 0;
+    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(src[b * 32 + j]!));
+    const d = Math.fround(amax / 127);
+    const id = d !== 0 ? Math.fround(1 / d) : 0;
+    view.setUint16(b * 34, f16ByDefinition(bitsOf(d)), true);
+    for (let j = 0; j < 32; j++) view.setInt8(b * 34 + 2 + j, roundf(Math.fround(src[b * 32 + j]! * id)));
+  }
+  return out;
+}
+
+test("q8_0 equals ggml's reference arithmetic on random blocks at every scale, and on edge blocks", () => {
+  const n = 32 * 65536;
+  const v = new Float32Array(n);
+  let s = 7;
+  const rnd = () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 2 ** 32;
+  };
+  for (let b = 0; b < n / 32; b++) {
+    const scale = 2 ** (Math.floor(rnd() * 60) - 40); // 2^-40 .. 2^19: subnormal and overflowing scales included
+    for (let j = 0; j < 32; j++) v[b * 32 + j] = (rnd() * 2 - 1) * scale;
+  }
+  // edge blocks: all zero, one value, exact halves of q, the largest float32, a tiny amax
+  v.fill(0, 0, 32);
+  v.fill(0, 32, 64);
+  v[40] = -3;
+  for (let j = 0; j < 32; j++) v[64 + j] = (j - 16) * 0.75;
+  v[96] = 3.4028234663852886e38;
+  v[128] = 1e-45;
+  assert.deepEqual(quantizeQ8_0(v), q8Reference(v));
+});
