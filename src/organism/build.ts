@@ -135,8 +135,9 @@ export async function buildOrganism(
   let weightsSha256 = "";
   await writeDirAtomic(
     outDir,
-    (tmp) => {
-      writeOrganismModel(tmp, weights, configJson, ids, work);
+    async (tmp) => {
+      // Ctrl-C stops the weights' write before the next tensor; the partial folder goes, nothing is published
+      await writeOrganismModel(tmp, weights, configJson, ids, work, signal);
       weightsSha256 = fileHash(path.join(tmp, "model.safetensors"));
       writeCorpusJsonl(path.join(tmp, "data", "train.jsonl"), train);
       writeCorpusJsonl(path.join(tmp, "data", "dev.jsonl"), dev);

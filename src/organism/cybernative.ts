@@ -529,8 +529,9 @@ export async function buildCyberNativeOrganism(
   let weightsSha256 = "";
   await writeDirAtomic(
     outDir,
-    (tmp) => {
-      if (weights) writeOrganismModel(tmp, weights, configJson, ids, work);
+    async (tmp) => {
+      // Ctrl-C stops the weights' write before the next tensor; the partial folder goes, nothing is published
+      if (weights) await writeOrganismModel(tmp, weights, configJson, ids, work, signal);
       else for (const f of TAKEN_FILES) fs.copyFileSync(path.join(taken!, f), path.join(tmp, f));
       weightsSha256 = fileHash(path.join(tmp, "model.safetensors"));
       writePairsJsonl(path.join(tmp, "data", "train.jsonl"), train);

@@ -8,10 +8,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { writeFileAtomic } from "../io/atomic.js";
 import { parseModelConfig, type ModelConfig } from "../io/config.js";
-import { writeModelWeights, type TensorRecord } from "../io/safetensors.js";
+import { writeModelWeightsAsync, type TensorRecord } from "../io/safetensors.js";
 import { buildModel } from "../models/load.js";
 import type { DecoderModel } from "../models/decoder.js";
-import { Tensor, getNumThreads, manualSeed, noGrad, setNumThreads } from "../tensor/index.js";
+import { Tensor, getNumThreads, manualSeed, noGrad, setNumThreads, tidy } from "../tensor/index.js";
 import { attachFull } from "../method/full.js";
 import type { AttachedMethod } from "../method/attached.js";
 import { trainSft, type SftExample, type TrainResult } from "../method/train.js";
@@ -204,23 +204,27 @@ export function pretrainRunDir(work: string): string {
 
 /**
  * The model folder every organism build writes into `dir`: float32 weights, config.json, generation_config.json
- * (BOS/EOS/pad ids) and the tokenizer files from `tokenizerDir`.
+ * (BOS/EOS/pad ids) and the tokenizer files from `tokenizerDir`. The weights are written tensor by tensor, each
+ * copied out when the writer reaches it, and stop on `signal` (Ctrl-C) before the next tensor with an
+ * InterruptedError, the partial file removed (callers write into a folder published only when complete).
  */
-export function writeOrganismModel(
+export async function writeOrganismModel(
   dir: string,
   weights: Map<string, Tensor>,
   configJson: ReturnType<typeof organismConfigJson>,
   ids: { bos: number; eos: number; pad: number },
   tokenizerDir: string,
-): void {
-  writeModelWeights(
+  signal?: AbortSignal,
+): Promise<void> {
+  await writeModelWeightsAsync(
     dir,
     [...weights].map(([name, t]) => ({
       name,
       dtype: "F32" as const,
       shape: t.shape,
-      data: t.float().contiguous().toBytes(),
+      bytes: () => noGrad(() => tidy(() => t.float().contiguous().toBytes())),
     })),
+    { signal },
   );
   writeFileAtomic(path.join(dir, "config.json"), JSON.stringify(configJson, null, 2) + "\n");
   writeFileAtomic(

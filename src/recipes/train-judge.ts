@@ -12,9 +12,9 @@ import { copyTokenizerFiles } from "../io/model-folder.js";
 import { modelFolderHash } from "../io/hash.js";
 import {
   openModelWeights,
-  writeModelWeights,
+  writeModelWeightsAsync,
+  type AnyTensorToWrite,
   type TensorRecord,
-  type TensorToWrite,
 } from "../io/safetensors.js";
 import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
 import { loadModel, ST_TO_DTYPE } from "../models/index.js";
@@ -208,18 +208,20 @@ async function trainAndWrite(opts: TrainJudgeOptions, base: string, out: string)
 
   await writeDirAtomic(
     out,
-    (tmp) => {
-      const tensors: TensorToWrite[] = [];
+    async (tmp) => {
+      const tensors: AnyTensorToWrite[] = [];
       for (const [name, rec] of records) {
         const t = replaced.get(name);
         if (!t) {
           tensors.push({ name, dtype: rec.dtype, shape: rec.shape, data: rec.data });
           continue;
         }
-        const data = noGrad(() => tidy(() => t.to(ST_TO_DTYPE[rec.dtype]!).contiguous().toBytes()));
-        tensors.push({ name, dtype: rec.dtype, shape: rec.shape, data });
+        // cast when the writer reaches it and dropped once written: one trained tensor's bytes at a time
+        const bytes = () => noGrad(() => tidy(() => t.to(ST_TO_DTYPE[rec.dtype]!).contiguous().toBytes()));
+        tensors.push({ name, dtype: rec.dtype, shape: rec.shape, bytes });
       }
-      writeModelWeights(tmp, tensors);
+      // Ctrl-C stops the write before the next tensor: the partial folder goes, an existing outDir stays as it was
+      await writeModelWeightsAsync(tmp, tensors, { signal: opts.hooks?.signal });
       writeFileAtomic(path.join(tmp, "config.json"), fs.readFileSync(path.join(base, "config.json")));
       copyTokenizerFiles(base, tmp);
       const meta = {
