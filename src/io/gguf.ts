@@ -476,12 +476,15 @@ export function ggufPieces(spec: GgufWriteSpec): Iterable<Piece> {
       const which = `tensor ${t.name} (${i + 1} of ${spec.tensors.length})`;
       yield { stopMark: which };
       const produced = t.data();
-      const chunks = produced instanceof Uint8Array ? [produced] : produced;
+      const chunks = (produced instanceof Uint8Array ? [produced] : produced)[Symbol.iterator]();
       let n = 0;
-      // a stop mark between parts: a generator makes the next part only when the writer asks for it, so a stop
-      // inside the largest tensor waits for one part's conversion, not the whole tensor's
-      for (const c of chunks) {
-        if (n > 0) yield { stopMark: `byte ${n} of ${which}` };
+      // a stop mark before each further part, asked for only after it: a generator makes a part when the writer
+      // asks, so a stop inside the largest tensor waits for one part's conversion, not the whole tensor's
+      for (;;) {
+        if (n > 0 && n < sizes[i]!) yield { stopMark: `byte ${n} of ${which}` };
+        const next = chunks.next();
+        if (next.done) break;
+        const c = next.value;
         position += c.length;
         n += c.length;
         yield c;

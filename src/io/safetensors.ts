@@ -90,8 +90,12 @@ export interface LazyTensorToWrite {
   name: string;
   dtype: StDtype;
   shape: number[];
-  /** its raw little-endian bytes, exactly shape × dtype's size of them; called once, in writing order */
-  bytes: () => Uint8Array;
+  /**
+   * its raw little-endian bytes, exactly shape × dtype's size of them; called once, in writing order. Or its
+   * consecutive parts (a generator converting a few MiB of rows at a time holds only those, and a stoppable writer
+   * checks for a stop between parts).
+   */
+  bytes: () => Uint8Array | Iterable<Uint8Array>;
 }
 
 /** What writeSafetensors and writeModelWeights take. */
@@ -339,12 +343,35 @@ function safetensorsPieces(
   return (function* () {
     yield header;
     for (const [i, t] of ordered.entries()) {
-      yield { stopMark: `tensor ${t.name} (${i + 1} of ${ordered.length})` };
-      if (isLazy(t)) {
-        const data = t.bytes();
-        checkByteLength(file, t, data);
-        if (data.byteLength > 0) yield data;
-      } else for (const c of dataChunks(t)) if (c.byteLength > 0) yield c;
+      const which = `tensor ${t.name} (${i + 1} of ${ordered.length})`;
+      yield { stopMark: which };
+      if (!isLazy(t)) {
+        for (const c of dataChunks(t)) if (c.byteLength > 0) yield c;
+        continue;
+      }
+      const made = t.bytes();
+      if (made instanceof Uint8Array) {
+        checkByteLength(file, t, made);
+        if (made.byteLength > 0) yield made;
+        continue;
+      }
+      // parts made one by one as the writer asks, each further one only after the stop mark before it; too many
+      // bytes fail before they are written, too few after the last part
+      const expected = byteLengthOf(t);
+      const parts = made[Symbol.iterator]();
+      let n = 0;
+      for (;;) {
+        if (n > 0 && n < expected) yield { stopMark: `byte ${n} of ${which}` };
+        const next = parts.next();
+        if (next.done) break;
+        n += next.value.byteLength;
+        if (n > expected) break;
+        if (next.value.byteLength > 0) yield next.value;
+      }
+      if (n !== expected)
+        throw new InputError(
+          `${file}: tensor "${t.name}" has ${n > expected ? "at least " : ""}${n} bytes but shape ${JSON.stringify(t.shape)} of ${t.dtype} needs ${expected}`,
+        );
     }
   })();
 }

@@ -4,17 +4,17 @@ import { Option, type Command } from "commander";
 import { InputError } from "../../errors.js";
 import { planGgufExport, planLoraGgufExport } from "../../io/export-gguf.js";
 import { ggufPieces } from "../../io/gguf.js";
-import { writeModelWeightsAsync } from "../../io/safetensors.js";
+import { DTYPE_SIZE, writeModelWeightsAsync, type TensorRecord } from "../../io/safetensors.js";
 import { checkOutput, publishFileAsync, writeDirAtomic, writeFileAtomic } from "../../io/atomic.js";
 import { copyTokenizerFiles, inspectModelFolder } from "../../io/model-folder.js";
-import { loadModel, recordToTensor } from "../../models/load.js";
+import { ST_TO_DTYPE, loadModel } from "../../models/load.js";
 import { checkDeltaFits, findDeltaFile, readGoodVibeDelta } from "../../method/goodvibe/delta.js";
 import { goodVibeAsLora } from "../../method/lora/from-goodvibe.js";
 import { loraGgufModules } from "../../method/lora/gguf.js";
 import { attachPeftAdapter } from "../../method/lora/model.js";
 import { readPeftAdapter, writePeftAdapter } from "../../method/lora/peft.js";
 import type { LoraConfig } from "../../method/lora/config.js";
-import { noGrad, tidy, type Tensor } from "../../tensor/index.js";
+import { Tensor, noGrad, tidy, type DType } from "../../tensor/index.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 
 interface ExportOpts {
@@ -108,6 +108,29 @@ async function exportAdapter(
       g,
       `llama.cpp LoRA GGUF (${r.arch}, ${modules.length} modules, ${outtype}) → ${path.resolve(opts.out)}`,
       r,
+    );
+  }
+}
+
+/** Output bytes `export --format safetensors` casts at a time: a stop waits for one part, not a whole embedding. */
+const CAST_PART_BYTES = 4 << 20;
+
+/**
+ * `rec` cast to `dtype` (`outSize` bytes a value) in parts of whole rows of about CAST_PART_BYTES, each cast when
+ * the writer asks for it: the memory of one part, and a stop mark between parts.
+ */
+function* castInParts(rec: TensorRecord, dtype: DType, outSize: number): Generator<Uint8Array> {
+  const inner = rec.shape.slice(1);
+  const perRow = inner.reduce((a, b) => a * b, 1);
+  const rows = rec.shape.length > 0 ? rec.shape[0]! : 1;
+  const inRow = perRow * DTYPE_SIZE[rec.dtype];
+  const step = Math.max(1, Math.floor(CAST_PART_BYTES / Math.max(1, perRow * outSize)));
+  for (let r = 0; r < rows; r += step) {
+    const n = Math.min(step, rows - r);
+    const part = rec.data.subarray(r * inRow, (r + n) * inRow);
+    const shape = rec.shape.length > 0 ? [n, ...inner] : [];
+    yield noGrad(() =>
+      tidy(() => Tensor.fromBytes(part, ST_TO_DTYPE[rec.dtype]!, shape).to(dtype).contiguous().toBytes()),
     );
   }
 }
@@ -211,8 +234,7 @@ export function registerExport(program: Command): void {
                         name: rec.name,
                         dtype: st,
                         shape: rec.shape,
-                        bytes: () =>
-                          noGrad(() => tidy(() => recordToTensor(rec).to(dtype).contiguous().toBytes())),
+                        bytes: () => castInParts(rec, dtype, DTYPE_SIZE[st]),
                       }
                     : rec,
                 ),
