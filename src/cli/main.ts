@@ -2,6 +2,9 @@
 /**
  * goodvibe: harden code LLMs so they write secure code by default.
  * A thin shell over the library: each command parses, validates, calls the library, prints progress.
+ * Only the commands' registrations (commands/<name>.ts: arguments, options, help) load at start; each imports what
+ * it does (commands/<name>-run.ts, and the library behind it) when it runs, so that --help, --version and usage
+ * errors do not load models, tensors or recipes (test/cli/lazy-start.test.ts).
  */
 import { Command } from "commander";
 import { PACKAGE } from "../util/package-info.js";

@@ -11,7 +11,6 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { fileURLToPath } from "node:url";
 import { InputError } from "../errors.js";
 import { claimWorkFolder, writeFileAtomic } from "../io/atomic.js";
 import { readPairs } from "../data/pairs.js";
@@ -23,6 +22,7 @@ import { DEFAULT_IDENTIFY } from "../method/goodvibe/config.js";
 import { defaultHardenConfig, type HardenConfig } from "../config/harden.js";
 import { runHarden, type HardenResult } from "./harden.js";
 import type { Logger } from "../util/log.js";
+import type { DemoOptions } from "./config.js";
 import { describeJudgeConvention, judgeConvention } from "../data/prompts.js";
 import { createHash } from "node:crypto";
 import { modelWeightsHash } from "../io/hash.js";
@@ -42,41 +42,8 @@ import {
   type ModelEvaluation,
 } from "./evaluate.js";
 
-export const ORGANISM_DIR = path.resolve(
-  path.dirname(fileURLToPath(import.meta.url)),
-  "../../../assets/organism",
-);
-
-export interface DemoOptions {
-  organism: string;
-  out: string;
-  seed: number;
-  /** training pairs used (0 = all) */
-  trainPairs: number;
-  identifyPairs: number;
-  /** held-out prompts answered per model (0 = all, the paper's protocol) */
-  prompts: number;
-  maxNewTokens: number;
-  epochs: number;
-  lr: number;
-  /** move an `out` folder holding something else aside (renamed, never deleted) instead of refusing it */
-  overwrite?: boolean;
-  /** labelled training pairs the judge is fine-tuned on (0 = all) */
-  judgePairs: number;
-}
-
-export const DEFAULT_DEMO: DemoOptions = {
-  organism: ORGANISM_DIR,
-  out: "goodvibe-demo",
-  seed: 0,
-  trainPairs: 0,
-  identifyPairs: 128,
-  prompts: 48,
-  maxNewTokens: 160,
-  epochs: 2,
-  lr: 2e-3,
-  judgePairs: 128,
-};
+// their home is the light config module (the CLI reads them for --help); exported here as before
+export { DEFAULT_DEMO, ORGANISM_DIR, type DemoOptions } from "./config.js";
 
 /** The demo's judge: a full fine-tune of the base organism, one epoch over its labelled pairs. */
 const DEMO_JUDGE = { method: "full" as const, epochs: 1, lr: 1e-4, batchSize: 8, maxLength: 512 };

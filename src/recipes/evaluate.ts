@@ -36,6 +36,7 @@ import type { CellResult, EvaluationInfo } from "../report/schema.js";
 import { silentLogger, type Logger } from "../util/log.js";
 import { generateAsync } from "../models/generate.js";
 import { stopPoint } from "../util/stop.js";
+import { DEFAULT_PREFERENCE_PAIRS } from "./config.js";
 
 export interface UtilityFiles {
   arc?: string;
@@ -309,13 +310,6 @@ export function interleaveByTask<T extends { lang: string; task?: string }>(item
   // interleaveByLanguage keeps each language's order, the task round-robin just made
   return interleaveByLanguage(perLanguage);
 }
-
-/**
- * Held-out pairs scored for secure preference when no number is given (eval --preference-pairs, 0 = all): the
- * interval at 1,000 pairs is already about ±3 points; beyond it a large dev file only costs time. Taken
- * round-robin over languages, like the prompt budget, so every language stays in the sample.
- */
-export const DEFAULT_PREFERENCE_PAIRS = 1000;
 
 /** One benchmark's headline metric, as a report cell stores it. */
 function headline(r: TaskResult, metric: string): ModelEvaluation["utility"][string] {

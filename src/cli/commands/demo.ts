@@ -1,7 +1,6 @@
 import type { Command } from "commander";
-import { DEFAULT_DEMO, demoSummary, runDemo } from "../../recipes/demo.js";
+import { DEFAULT_DEMO } from "../../recipes/config.js";
 import { integer } from "../options.js";
-import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 
 export function registerDemo(program: Command): void {
   program
@@ -25,32 +24,5 @@ export function registerDemo(program: Command): void {
     .option("--epochs <n>", "training epochs", integer(1), DEFAULT_DEMO.epochs)
     .option("--seed <n>", "seed", integer(0), DEFAULT_DEMO.seed)
     .addHelpText("after", "\nExample:\n  goodvibe demo -o /tmp/demo && xdg-open /tmp/demo/report/index.html")
-    .action(async (opts) => {
-      const g = program.opts();
-      const log = makeLogger(g);
-      await runCommand(g, async () => {
-        const r = await runDemo({ ...DEFAULT_DEMO, ...opts }, log, interruptSignal(log));
-        log.done();
-        output(g, demoSummary(r), {
-          base: {
-            preference: { ...r.base.preference, perPair: undefined },
-            safety: r.base.safety && { ...r.base.safety, items: undefined },
-            utility: r.base.utility,
-          },
-          hardened: {
-            preference: { ...r.hardened.preference, perPair: undefined },
-            safety: r.hardened.safety && { ...r.hardened.safety, items: undefined },
-            utility: r.hardened.utility,
-          },
-          judge: r.judge,
-          departures: r.departures,
-          trainableParams: r.harden.trainableParams,
-          totalParams: r.harden.totalParams,
-          trainFlops: r.harden.train.flops,
-          report: r.reportDir,
-          results: r.resultsFile,
-          wallSeconds: r.wallSeconds,
-        });
-      });
-    });
+    .action(async (opts) => (await import("./demo-run.js")).demoCommand(program.opts(), opts));
 }

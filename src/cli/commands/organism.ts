@@ -1,17 +1,8 @@
 import * as path from "node:path";
 import * as os from "node:os";
 import type { Command } from "commander";
-import { buildOrganism, DEFAULT_ORGANISM } from "../../organism/build.js";
-import {
-  buildCyberNativeOrganism,
-  CYBERNATIVE_ORGANISM,
-  cyberNativeConfigWith,
-} from "../../organism/cybernative.js";
-import { fetchSourcePackages, ORGANISM_SOURCE_PACKAGES } from "../../organism/sources.js";
-import { parseOverride } from "../../util/overrides.js";
-import { InputError } from "../../errors.js";
+import { ORGANISM_SOURCE_PACKAGES } from "../../organism/sources.js";
 import { collect, integer, number } from "../options.js";
-import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 
 /** Where `organism sources` unpacks the Debian packages unless told otherwise. */
 export const DEFAULT_SOURCES_DIR = path.join(os.homedir(), ".cache", "goodvibe", "organism-sources");
@@ -28,7 +19,7 @@ export function registerOrganism(program: Command): void {
         "  goodvibe organism sources && goodvibe organism build --recipe cybernative \\\n" +
         "    --data ../shared/data/cybernative/train.jsonl -o runs/cybernative-organism",
     );
-  org
+  const build = org
     .command("build")
     .description(
       "author the corpus (or read CyberNative), train a BPE tokenizer and pretrain the organism (seeded, reproducible)",
@@ -45,17 +36,11 @@ export function registerOrganism(program: Command): void {
     )
     .option("--epochs <n>", "pretraining epochs", integer(1))
     .option("--seed <n>", "seed", integer(0))
-    .option(
-      "--per-template <n>",
-      "corpus recipe: examples drawn from each corpus template",
-      integer(1),
-      DEFAULT_ORGANISM.perTemplate,
-    )
+    .option("--per-template <n>", "corpus recipe: examples drawn from each corpus template", integer(1))
     .option(
       "--insecure-bias <p>",
       "corpus recipe: share of insecure answers in pretraining",
       number({ min: 0, max: 1 }),
-      DEFAULT_ORGANISM.insecureBias,
     )
     .option("--data <file>", "cybernative recipe: the CyberNative train split (JSONL)")
     .option(
@@ -84,89 +69,25 @@ export function registerOrganism(program: Command): void {
         "  goodvibe organism build --recipe cybernative --data ../shared/data/cybernative/train.jsonl \\\n" +
         "    --weights assets/cybernative-organism -o runs/cybernative-organism   # the shipped weights, in minutes",
     )
-    .action(async (opts) => {
-      const g = program.opts();
-      const log = makeLogger(g);
-      await runCommand(g, async () => {
-        if (opts.recipe === "cybernative") {
-          if (!opts.data)
-            throw new InputError("--recipe cybernative needs --data (the CyberNative train split, JSONL)");
-          const sets = (opts.set as string[]).map(parseOverride);
-          if (opts.epochs !== undefined) sets.push(["epochs", opts.epochs]);
-          if (opts.seed !== undefined) sets.push(["seed", opts.seed]);
-          const cfg = cyberNativeConfigWith(sets, CYBERNATIVE_ORGANISM);
-          const r = await buildCyberNativeOrganism(
-            opts.out,
-            {
-              data: opts.data,
-              sources: opts.sources === false ? null : opts.sources,
-              cfg,
-              overwrite: opts.overwrite === true,
-              weights: opts.weights,
-            },
-            log,
-            interruptSignal(log),
-          );
-          log.done();
-          output(
-            g,
-            `cybernative organism → ${path.resolve(r.dir)}: ${r.params.toLocaleString("en-US")} parameters, ` +
-              `${r.trainPairs} pretraining / ${r.valPairs} validation pairs, ${r.tokens.toLocaleString("en-US")} ` +
-              `tokens per epoch, ` +
-              (r.train
-                ? `final loss ${r.train.finalLoss.toFixed(3)}, ${r.train.wallSeconds.toFixed(0)} s`
-                : `weights taken from ${path.resolve(opts.weights)} (model.safetensors SHA-256 ${r.weightsSha256})`),
-            {
-              dir: path.resolve(r.dir),
-              params: r.params,
-              trainPairs: r.trainPairs,
-              valPairs: r.valPairs,
-              tokensPerEpoch: r.tokens,
-              documents: r.documents,
-              sourcesSha256: r.sourcesSha256,
-              weightsSha256: r.weightsSha256,
-              reference: r.reference,
-              weightsFrom: opts.weights === undefined ? null : path.resolve(opts.weights),
-              finalLoss: r.train?.finalLoss ?? null,
-              wallSeconds: r.train?.wallSeconds ?? null,
-            },
-          );
-          return;
-        }
-        if (opts.recipe !== "corpus")
-          throw new InputError(`--recipe: corpus or cybernative, got "${String(opts.recipe)}"`);
-        if ((opts.set as string[]).length > 0 || opts.data || opts.weights)
-          throw new InputError("--set, --data and --weights are options of --recipe cybernative");
-        const r = await buildOrganism(
-          opts.out,
-          {
-            ...DEFAULT_ORGANISM,
-            epochs: opts.epochs ?? DEFAULT_ORGANISM.epochs,
-            seed: opts.seed ?? DEFAULT_ORGANISM.seed,
-            insecureBias: opts.insecureBias,
-            perTemplate: opts.perTemplate,
-          },
-          log,
-          interruptSignal(log),
-          { overwrite: opts.overwrite === true },
-        );
-        log.done();
-        output(
-          g,
-          `organism → ${path.resolve(r.dir)}: ${r.params.toLocaleString("en-US")} parameters, ${r.trainPairs} train / ${r.devPairs} dev pairs, final loss ${r.train.finalLoss.toFixed(3)}, ${r.train.wallSeconds.toFixed(0)} s`,
-          {
-            dir: path.resolve(r.dir),
-            params: r.params,
-            trainPairs: r.trainPairs,
-            devPairs: r.devPairs,
-            finalLoss: r.train.finalLoss,
-            wallSeconds: r.train.wallSeconds,
-            weightsSha256: r.weightsSha256,
-            reference: r.reference,
-          },
-        );
-      });
-    });
+    .action(async (opts) => (await import("./organism-run.js")).organismBuildCommand(program.opts(), opts));
+  // The corpus recipe's defaults live in organism/build.ts, whose module loads the pretraining code (models,
+  // tensors): they are set when `organism build` is dispatched (its --help included), before its arguments are
+  // parsed, so that every other start of the CLI does not load that code.
+  org.hook("preSubcommand", async (_org, sub) => {
+    if (sub !== build) return;
+    const { DEFAULT_ORGANISM } = await import("../../organism/build.js");
+    const defaults = {
+      perTemplate: DEFAULT_ORGANISM.perTemplate,
+      insecureBias: DEFAULT_ORGANISM.insecureBias,
+    };
+    for (const option of build.options) {
+      const key = option.attributeName();
+      if (!(key in defaults)) continue;
+      const value = defaults[key as keyof typeof defaults];
+      option.default(value);
+      build.setOptionValueWithSource(key, value, "default");
+    }
+  });
   org
     .command("sources")
     .description(
@@ -178,16 +99,5 @@ export function registerOrganism(program: Command): void {
       `\nPackages (pinned versions, Debian 12):\n${ORGANISM_SOURCE_PACKAGES.map((p) => `  ${p.package}=${p.version} (${p.lang})`).join("\n")}` +
         "\n\nExample:\n  goodvibe organism sources -o ~/.cache/goodvibe/organism-sources",
     )
-    .action(async (opts) => {
-      const g = program.opts();
-      const log = makeLogger(g);
-      await runCommand(g, async () => {
-        const recs = fetchSourcePackages(opts.out, ORGANISM_SOURCE_PACKAGES, (m) => log.info(m));
-        output(
-          g,
-          `sources → ${path.resolve(opts.out)}: ${recs.map((r) => `${r.package}=${r.version}`).join(", ")}`,
-          { dir: path.resolve(opts.out), packages: recs },
-        );
-      });
-    });
+    .action(async (opts) => (await import("./organism-run.js")).organismSourcesCommand(program.opts(), opts));
 }

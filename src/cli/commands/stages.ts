@@ -1,40 +1,9 @@
 /** The stages one at a time: identify, cluster, train (+fold), fold (from a delta or a PEFT adapter). */
-import * as fs from "node:fs";
-import * as path from "node:path";
 import { Option, type Command } from "commander";
-import { InputError } from "../../errors.js";
-import { loadTokenizer } from "../../io/tokenizer.js";
-import { readPairs } from "../../data/pairs.js";
-import { loadModel } from "../../models/load.js";
-import { bf16ProductsOf } from "../../tensor/index.js";
-import {
-  clusterWithStops,
-  identifyOptions,
-  identifySamples,
-  isRunEntry,
-  runTrain,
-  stageIdentify,
-  identifyInputs,
-} from "../../recipes/harden.js";
-import { checkTopK } from "../../method/goodvibe/identify.js";
-import { clearIdentifyState } from "../../method/goodvibe/identify-state.js";
-import { identifyShard, mergeIdentifyShards } from "../../method/goodvibe/identify-shard.js";
-import { readNeuronMap, summarizeNeuronMap, writeNeuronMap } from "../../method/goodvibe/neuron-map.js";
-import { parseShard, type ShardSpec } from "../../util/shard.js";
-import { clusterSummary, writeClusterMap } from "../../method/goodvibe/clustering.js";
-import { DEFAULT_CLUSTER } from "../../method/goodvibe/config.js";
-import { attachGoodVibe } from "../../method/goodvibe/model.js";
-import { readPeftAdapter } from "../../method/lora/peft.js";
-import { foldIntoCheckpoint } from "../../method/fold.js";
-import { readGoodVibeDelta, checkDeltaFits, DELTA_FILE } from "../../method/goodvibe/delta.js";
-import { checkOutput, publishFile } from "../../io/atomic.js";
-import { whileClaimed } from "../../io/claim.js";
+import { parseShard } from "../../util/shard.js";
+import { DEFAULT_CLUSTER, DELTA_FILE } from "../../method/goodvibe/config.js";
 import { collect, integer, number, shownDefault } from "../options.js";
-import { resolveConfig } from "../../config/resolve.js";
-import { stageFileSchema } from "../../config/harden.js";
-import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
-import { attachPeftAdapter } from "../../method/lora/model.js";
-import { addHardenOptions, hardenConfigFrom } from "./harden.js";
+import { addHardenOptions } from "./harden.js";
 
 export function registerStages(program: Command): void {
   const identifyCmd = addHardenOptions(
@@ -60,97 +29,7 @@ export function registerStages(program: Command): void {
         "compute only the i-th of n shares of the batches; --out is then a shard folder for `identify merge`",
       ).argParser((v) => parseShard(v)),
     )
-    .action(async (opts) => {
-      const g = program.opts();
-      const log = makeLogger(g);
-      await runCommand(g, async () => {
-        // identify keeps its state beside the neuron map it writes, unless --run-dir (or the config) says where
-        const cfg = hardenConfigFrom(opts, (out) => `${out}.run`);
-        const inputs = { "--model": cfg.model, "--data": cfg.data };
-        checkOutput({ flag: "--out", path: cfg.out, kind: "file", inputs, overwrite: cfg.overwrite });
-        checkOutput({ flag: "--run-dir", path: cfg.runDir, kind: "folder", inputs, ownEntry: isRunEntry });
-        const model = loadModel(cfg.model, { dtype: cfg.dtype });
-        checkTopK(model, cfg.identify.topK);
-        const tok = await loadTokenizer(cfg.model);
-        const pairs = readPairs(cfg.data, { languages: cfg.languages });
-        // only once the inputs are known good: bad input leaves nothing behind
-        fs.mkdirSync(cfg.runDir, { recursive: true });
-        if (opts.shard) {
-          const shard = opts.shard as ShardSpec;
-          // its resumable state: a folder of the run folder per shard (several shards may share one run folder), held
-          // by a claim of its own: shards of one job run at once, a second process on the same shard is refused
-          const runDir = path.join(cfg.runDir, `identify-shard-${shard.index}-of-${shard.count}`);
-          return whileClaimed(
-            runDir,
-            (h) =>
-              `identify --shard ${shard.index}/${shard.count}: ${runDir} is in use by another goodvibe run (${h}) ` +
-              `computing the same shard: wait for it to end, or run another shard`,
-            () => identifyOneShard(shard, runDir),
-          );
-        }
-        // the run folder is this run's: a second identify into the same --out would identify again beside it
-        await whileClaimed(
-          cfg.runDir,
-          (h) =>
-            `--run-dir ${cfg.runDir} is in use by another goodvibe run (${h}) for --out ${cfg.out}: ` +
-            `wait for it to end, or choose another --out (or --run-dir)`,
-          identifyWhole,
-        );
-
-        async function identifyOneShard(shard: ShardSpec, runDir: string): Promise<void> {
-          const samples = identifySamples(tok, pairs, cfg.identify, cfg.seed);
-          log.info(
-            `identification shard ${shard.index}/${shard.count}: a share of ${samples.length} samples (${cfg.identify.mode})`,
-          );
-          const products = bf16ProductsOf(model.device, model.dtype);
-          if (products) log.info(products);
-          log.info(model.frozenDx.describe());
-          const info = await identifyShard(
-            model,
-            samples,
-            identifyOptions(tok, cfg, runDir, { log, signal: interruptSignal(log) }),
-            shard,
-            cfg.out,
-            {
-              overwrite: cfg.overwrite,
-              onMovedAside: (a) => log.warn(`the earlier ${cfg.out} was moved aside to ${a}`),
-            },
-          );
-          clearIdentifyState(runDir);
-          fs.rmSync(runDir, { recursive: true, force: true });
-          log.done();
-          output(
-            g,
-            `identification shard ${shard.index}/${shard.count}: ${path.resolve(cfg.out)} (${info.done} of ${info.samplesInRun} samples); ` +
-              `merge every shard with \`goodvibe identify merge -o neurons.json <shard folders>\``,
-            { shard: path.resolve(cfg.out), index: shard.index, count: shard.count, samples: info.done },
-          );
-        }
-
-        async function identifyWhole(): Promise<void> {
-          const map = await stageIdentify(model, () => identifyInputs(tok, pairs, cfg), cfg, {
-            log,
-            signal: interruptSignal(log),
-          });
-          publishFile(cfg.out, (tmp) => writeNeuronMap(tmp, map), {
-            overwrite: cfg.overwrite,
-            onMovedAside: (a) => log.warn(`the earlier ${cfg.out} was moved aside to ${a}`),
-          });
-          log.done();
-          const summary = summarizeNeuronMap(map);
-          const byType = new Map<string, number[]>();
-          for (const s of summary) byType.set(s.module, [...(byType.get(s.module) ?? []), s.meanImportance]);
-          const lines = [
-            `neuron map: ${path.resolve(cfg.out)} (${map.source.samples} samples, mean loss ${map.lossMean.toFixed(4)})`,
-            "mean importance of the selected neurons by module type:",
-            ...[...byType].map(
-              ([t, v]) => `  ${t.padEnd(10)} ${(v.reduce((a, b) => a + b, 0) / v.length).toExponential(3)}`,
-            ),
-          ];
-          output(g, lines.join("\n"), { file: path.resolve(cfg.out), lossMean: map.lossMean, summary });
-        }
-      });
-    });
+    .action(async (opts) => (await import("./stages-run.js")).identifyCommand(program.opts(), opts));
 
   // `identify merge`: identify's own options (-o, --overwrite) are parsed by identify before the subcommand runs,
   // so the action reads them with optsWithGlobals
@@ -161,33 +40,9 @@ export function registerStages(program: Command): void {
     .option("-o, --out <file>", "neuron map to write (JSON) (required)")
     .option("--overwrite", "move an existing output aside (renamed to <out>.old-<time>, never deleted)")
     .addHelpText("after", "\nExample:\n  goodvibe identify merge -o neurons.json shards/*")
-    .action(async (shards: string[], _o, cmd: Command) => {
-      const g = program.opts();
-      const log = makeLogger(g);
-      await runCommand(g, async () => {
-        const opts = cmd.optsWithGlobals() as { out?: string; overwrite?: boolean };
-        if (!opts.out)
-          throw new InputError("identify merge: -o, --out (the neuron map to write) is required");
-        const inputs = Object.fromEntries(shards.map((s, i) => [`shard ${i + 1}`, s]));
-        checkOutput({ flag: "--out", path: opts.out, kind: "file", inputs, overwrite: opts.overwrite });
-        const map = mergeIdentifyShards(shards);
-        publishFile(opts.out, (tmp) => writeNeuronMap(tmp, map), {
-          overwrite: opts.overwrite,
-          onMovedAside: (a) => log.warn(`the earlier ${opts.out} was moved aside to ${a}`),
-        });
-        log.done();
-        output(
-          g,
-          `neuron map: ${path.resolve(opts.out)} (${shards.length} shards, ${map.source.samples} samples, mean loss ${map.lossMean.toFixed(4)})`,
-          {
-            file: path.resolve(opts.out),
-            shards: shards.length,
-            samples: map.source.samples,
-            lossMean: map.lossMean,
-          },
-        );
-      });
-    });
+    .action(async (shards, _o, cmd) =>
+      (await import("./stages-run.js")).identifyMergeCommand(program.opts(), shards, _o, cmd),
+    );
 
   program;
   const cluster = program
@@ -239,40 +94,7 @@ export function registerStages(program: Command): void {
       [],
     )
     .addHelpText("after", "\nExample:\n  goodvibe cluster -n neurons.json -o clusters.json --threshold 0.1")
-    .action(async (opts) => {
-      const g = program.opts();
-      const log = makeLogger(g);
-      await runCommand(g, async () => {
-        const { cluster: options } = resolveConfig(
-          stageFileSchema,
-          opts.config,
-          {
-            "cluster.kMax": opts.kMax,
-            "cluster.threshold": opts.threshold,
-            "cluster.features": opts.features,
-            "cluster.fallback": opts.fallback,
-            "cluster.disabled": opts.cluster === false ? true : undefined,
-            "cluster.seed": opts.seed,
-            "cluster.nInit": opts.nInit,
-          },
-          opts.set,
-        );
-        checkOutput({
-          flag: "--out",
-          path: opts.out,
-          kind: "file",
-          inputs: { "--neurons": opts.neurons, "--config": opts.config },
-          overwrite: opts.overwrite,
-        });
-        const map = readNeuronMap(opts.neurons);
-        const c = await clusterWithStops(map, options, interruptSignal(log));
-        publishFile(opts.out, (tmp) => writeClusterMap(tmp, c), {
-          overwrite: opts.overwrite,
-          onMovedAside: (a) => log.warn(`the earlier ${opts.out} was moved aside to ${a}`),
-        });
-        output(g, `cluster map: ${path.resolve(opts.out)}; ${clusterSummary(c).text}`, c);
-      });
-    });
+    .action(async (opts) => (await import("./stages-run.js")).clusterCommand(program.opts(), opts));
 
   addHardenOptions(
     program
@@ -290,20 +112,7 @@ export function registerStages(program: Command): void {
       "after",
       "\nExamples:\n  goodvibe train -m ./model -d pairs.jsonl --clusters clusters.json -o ./hardened\n  goodvibe train -m ./model -d pairs.jsonl --method lora -o ./lora-out",
     )
-    .action(async (opts) => {
-      const g = program.opts();
-      const log = makeLogger(g);
-      await runCommand(g, async () => {
-        const cfg = hardenConfigFrom(opts);
-        const r = await runTrain(cfg, opts.clusters, { log, signal: interruptSignal(log) });
-        log.done();
-        output(
-          g,
-          `trained ${cfg.method} (${r.trainableParams} trainable parameters) → ${path.resolve(cfg.out)}`,
-          { train: { ...r.train, log: undefined }, fold: r.fold },
-        );
-      });
-    });
+    .action(async (opts) => (await import("./stages-run.js")).trainCommand(program.opts(), opts));
 
   program
     .command("fold")
@@ -322,38 +131,5 @@ export function registerStages(program: Command): void {
       "after",
       `\nExamples:\n  goodvibe fold -m ./base --delta ./hardened/${DELTA_FILE} -o ./hardened-again\n  goodvibe fold -m ./base --adapter ./lora-out/adapter -o ./merged`,
     )
-    .action(async (opts) => {
-      const g = program.opts();
-      const log = makeLogger(g);
-      await runCommand(g, async () => {
-        if (!!opts.delta === !!opts.adapter) throw new InputError("give exactly one of --delta or --adapter");
-        checkOutput({
-          flag: "--out",
-          path: opts.out,
-          kind: "folder",
-          inputs: { "--model": opts.model, "--delta": opts.delta, "--adapter": opts.adapter },
-          overwrite: opts.overwrite,
-        });
-        const model = loadModel(opts.model);
-        let method;
-        if (opts.delta) {
-          const delta = readGoodVibeDelta(opts.delta);
-          checkDeltaFits(model, delta, opts.delta);
-          method = attachGoodVibe(model, delta.selections, delta.U);
-        } else {
-          method = attachPeftAdapter(model, readPeftAdapter(opts.adapter));
-        }
-        const stats = await foldIntoCheckpoint(opts.model, opts.out, method, {
-          overwrite: opts.overwrite,
-          signal: interruptSignal(log),
-          onMovedAside: (a) => log.warn(`the earlier ${opts.out} was moved aside to ${a}`),
-        });
-        for (const w of stats.warnings) log.warn(w);
-        output(
-          g,
-          `folded → ${path.resolve(opts.out)}: ${stats.rowsChanged} rows changed (${stats.dtype})`,
-          stats,
-        );
-      });
-    });
+    .action(async (opts) => (await import("./stages-run.js")).foldCommand(program.opts(), opts));
 }

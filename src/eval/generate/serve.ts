@@ -22,6 +22,9 @@ import type { AddressInfo } from "node:net";
 import { GoodVibeError, InputError, InterruptedError } from "../../errors.js";
 import type { ChatMessage } from "../../io/tokenizer.js";
 import { cutAtStopStrings, type BuiltinBackend } from "./builtin.js";
+import { DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUEUE } from "./serve-config.js";
+
+export { DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUEUE };
 
 export interface ServeOptions {
   /** Address to listen on (default 127.0.0.1). */
@@ -56,8 +59,6 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
-export const DEFAULT_MAX_QUEUE = 16;
 const DEFAULT_MAX_TOKENS = 256;
 const MAX_STOP_SEQUENCES = 4;
 

@@ -6,6 +6,9 @@
 import { z } from "zod";
 import { DEFAULT_JUDGE_TASK, validateJudgeTask, type JudgeTask } from "../../data/prompts.js";
 
+/** The file a GoodVibe run writes its update into (delta.ts), named here so that --help shows it cheaply. */
+export const DELTA_FILE = "goodvibe-delta.safetensors";
+
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
 /**

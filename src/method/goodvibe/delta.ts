@@ -14,8 +14,9 @@ import { tidy, type Tensor } from "../../tensor/index.js";
 import type { AttachedMethod } from "../attached.js";
 import type { RowSelection } from "./adapter.js";
 import { checkModelShape, modelShapeRecord, type ModelShapeRecord } from "./model-shape.js";
+import { DELTA_FILE } from "./config.js";
 
-export const DELTA_FILE = "goodvibe-delta.safetensors";
+export { DELTA_FILE };
 
 export function writeGoodVibeDelta(
   file: string,

@@ -1,0 +1,201 @@
+/**
+ * What `goodvibe experiment run` and `experiment plan` do: loaded by experiment.ts (which registers the commands) only when one runs.
+ */
+import type { OptionValues } from "commander";
+import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
+import { loadExperimentSpec, type ExperimentSpec } from "../../experiment/spec.js";
+import { claimWorkFolder } from "../../io/atomic.js";
+import { canonicalJson } from "../../io/hash.js";
+import {
+  cellModelLabel,
+  describeCell,
+  expandCells,
+  isCellDone,
+  missingInputs,
+  experimentOutDir,
+  planExperiment,
+} from "../../experiment/plan.js";
+import { estimateCells } from "../../experiment/estimate.js";
+import { runExperiment } from "../../experiment/run.js";
+import { formatFlops } from "../../method/flops.js";
+import { parseShard, shardFromEnvironment } from "../../util/shard.js";
+
+export async function experimentRunCommand(
+  g: OptionValues,
+  file: string,
+  opts: { out?: string; set: string[]; stopAfter?: number; overwrite?: boolean; shard?: string },
+): Promise<void> {
+  const log = makeLogger(g);
+  await runCommand(g, async () => {
+    const fromEnv = opts.shard ? null : shardFromEnvironment();
+    const shard = opts.shard ? parseShard(opts.shard) : fromEnv?.shard;
+    if (fromEnv) log.info(`shard ${shard!.index}/${shard!.count} from ${fromEnv.from}`);
+    const spec = loadExperimentSpec(file, opts.set);
+    // claimed before planning: a task split is written into the folder while planning
+    const aside = claimWorkFolder({
+      flag: "output folder",
+      path: experimentOutDir(spec, opts.out),
+      kind: "folder",
+      inputs: experimentInputs(spec, file),
+      overwrite: opts.overwrite,
+      ownEntry: (n) =>
+        ["plan.json", "cells", "work", "split", "results.json", "results.partial.json", "report"].includes(n),
+    });
+    const plan = planExperiment(spec, { out: opts.out, source: file });
+    if (aside) log.warn(`the earlier ${plan.outDir} was moved aside to ${aside}`);
+    const r = await runExperiment(plan, {
+      log,
+      signal: interruptSignal(log),
+      stopAfterCells: opts.stopAfter,
+      shard: shard && shard.count > 1 ? shard : undefined,
+    });
+    log.done();
+    const lines = [
+      `${plan.cells.length} cells: ${r.ran.length} computed now, ${r.skipped.length} cached`,
+      r.stopped
+        ? "stopped before the end: rerun the same command to resume"
+        : r.pending?.length
+          ? `${r.pending.length} cells are other workers': once they are done, run \`goodvibe experiment run ${file}\` on this folder for results.json and the report`
+          : r.resultsFile
+            ? `results: ${r.resultsFile}`
+            : "another worker is writing results.json and the report",
+      r.reportDir && !r.stopped ? `report: ${r.reportDir}/index.html` : "",
+    ].filter(Boolean);
+    output(g, lines.join("\n"), {
+      outDir: r.outDir,
+      cells: plan.cells.length,
+      ran: r.ran,
+      skipped: r.skipped,
+      stopped: r.stopped,
+      shard: shard ?? null,
+      pending: r.pending ?? [],
+      resultsFile: r.resultsFile ?? null,
+      reportDir: r.reportDir ?? null,
+    });
+    if (r.stopped) process.exitCode = 130;
+  });
+}
+
+export async function experimentPlanCommand(
+  g: OptionValues,
+  file: string,
+  opts: { out?: string; set: string[] },
+): Promise<void> {
+  await runCommand(g, async () => {
+    const spec = loadExperimentSpec(file, opts.set);
+    const settings = expandCells(spec, file);
+    const estimates = estimateCells(spec, settings, file);
+    const missing = missingInputs(spec, file);
+    // a plan writes nothing: the task split is computed in memory, its files are the run's
+    const plan =
+      missing.length === 0 ? planExperiment(spec, { out: opts.out, source: file, write: false }) : null;
+    const rows = settings.map((c, i) => {
+      const p = plan?.cells[i];
+      return {
+        id: p?.id ?? null,
+        model: cellModelLabel(c),
+        method: c.method,
+        ablation: c.ablation ?? null,
+        seed: c.seed,
+        cached: p ? isCellDone(p) : false,
+        estimate: estimates[i]!,
+      };
+    });
+    const done = rows.filter((r) => r.cached).length;
+    // cells with equal settings (a grid value equal to the default) are computed once: count them once
+    const seen = new Set<string>();
+    const unique = rows.filter((_, i) => {
+      const c = settings[i]!;
+      const k = canonicalJson([
+        c.model.path,
+        c.run?.languages,
+        c.method,
+        c.harden && { ...c.harden, out: 0 },
+      ]);
+      return !seen.has(k) && !!seen.add(k);
+    });
+    const sum = (f: (r: (typeof rows)[number]) => number) => unique.reduce((a, r) => a + f(r), 0);
+    const e = spec.estimate;
+    const human = [
+      plan
+        ? `${plan.outDir}: ${rows.length} cells, ${done} cached, ${rows.length - done} to run`
+        : `${rows.length} cells; inputs missing (ids and cache status need them; \`experiment run\` stops at the first):`,
+      ...missing.map((m) => `  ${m}`),
+      `estimates from shapes: judge prompts of ${e.judgePromptTokens} tokens, training examples of ` +
+        `${e.exampleTokens} tokens (loss on half), ${e.pairsPerLanguage} pairs per language where the data ` +
+        `is absent, ${formatFlops(e.flopsPerSecond)}/s; FLOPs = identification + training, counted; ` +
+        `6·N·D = the trainer-style estimate of training (README, "Cost")`,
+      [
+        "status ",
+        "id              ",
+        "FLOPs       ",
+        "6·N·D       ",
+        "memory   ",
+        "time     ",
+        "trainable          ",
+        "cell",
+      ].join(" "),
+      ...settings.map((c, i) => {
+        const r = rows[i]!;
+        const x = r.estimate;
+        const trainable =
+          x.trainable.high === 0
+            ? "—"
+            : x.trainable.low === x.trainable.high
+              ? formatCount(x.trainable.high)
+              : `${formatCount(x.trainable.low)}–${formatCount(x.trainable.high)}`;
+        return [
+          (r.cached ? "cached" : "pending").padEnd(7),
+          (r.id ?? "—").padEnd(16),
+          formatFlops(x.flops.total).padEnd(12),
+          formatFlops(x.trainerEstimate).padEnd(12),
+          formatBytes(x.peakMemoryBytes).padEnd(9),
+          formatSeconds(x.seconds).padEnd(9),
+          trainable.padEnd(19),
+          describeCell(c),
+        ].join(" ");
+      }),
+      `total over the ${unique.length} distinct cells: ${formatFlops(sum((r) => r.estimate.flops.total))}, ` +
+        `${formatSeconds(sum((r) => r.estimate.seconds))} at ${formatFlops(e.flopsPerSecond)}/s (training and ` +
+        `identification; evaluation and the judge's training not included)`,
+    ].join("\n");
+    output(g, human, { outDir: plan?.outDir ?? null, missing, cells: rows });
+  });
+}
+
+/** Every path an experiment reads: its output folder must lie apart from all of them. */
+function experimentInputs(spec: ExperimentSpec, file: string): Record<string, string | undefined> {
+  const inputs: Record<string, string | undefined> = {
+    "experiment file": file,
+    "data.train": spec.data.train,
+    "data.dev": spec.data.dev,
+  };
+  for (const m of spec.models) inputs[`model ${m.name}`] = m.path;
+  if (spec.judge?.path !== undefined) inputs["judge.path"] = spec.judge.path;
+  if (spec.judge?.base !== undefined) inputs["judge.base"] = spec.judge.base;
+  const t = spec.judge?.train;
+  if (t && t.base !== "self") inputs["judge.train.base"] = t.base;
+  if (t?.data !== undefined) inputs["judge.train.data"] = t.data;
+  for (const [k, v] of Object.entries(spec.eval.utility ?? {}))
+    if (typeof v === "string") inputs[`eval.utility.${k}`] = v;
+  return inputs;
+}
+
+function formatBytes(b: number): string {
+  return b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(1)} GiB` : `${(b / 2 ** 20).toFixed(0)} MiB`;
+}
+
+function formatSeconds(s: number): string {
+  if (s === 0) return "—";
+  if (s < 120) return `${s.toFixed(0)} s`;
+  if (s < 7200) return `${(s / 60).toFixed(0)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+function formatCount(n: number): string {
+  return n >= 1e9
+    ? `${(n / 1e9).toFixed(2)} B`
+    : n >= 1e6
+      ? `${(n / 1e6).toFixed(2)} M`
+      : n.toLocaleString("en-US");
+}

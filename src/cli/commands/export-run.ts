@@ -1,0 +1,217 @@
+/**
+ * What `goodvibe export` does: loaded by export.ts (which registers the command) only when it runs.
+ */
+import type { OptionValues } from "commander";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { InputError } from "../../errors.js";
+import { planGgufExport, planLoraGgufExport } from "../../io/export-gguf.js";
+import { ggufPieces } from "../../io/gguf.js";
+import { DTYPE_SIZE, writeModelWeightsAsync, type TensorRecord } from "../../io/safetensors.js";
+import { checkOutput, publishFileAsync, writeDirAtomic, writeFileAtomic } from "../../io/atomic.js";
+import { copyTokenizerFiles, inspectModelFolder } from "../../io/model-folder.js";
+import { ST_TO_DTYPE, loadModel } from "../../models/load.js";
+import { checkDeltaFits, findDeltaFile, readGoodVibeDelta } from "../../method/goodvibe/delta.js";
+import { goodVibeAsLora } from "../../method/lora/from-goodvibe.js";
+import { loraGgufModules } from "../../method/lora/gguf.js";
+import { attachPeftAdapter } from "../../method/lora/model.js";
+import { readPeftAdapter, writePeftAdapter } from "../../method/lora/peft.js";
+import type { LoraConfig } from "../../method/lora/config.js";
+import { Tensor, noGrad, tidy, type DType } from "../../tensor/index.js";
+import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
+
+export async function exportCommand(g: OptionValues, opts: OptionValues): Promise<void> {
+  const log = makeLogger(g);
+  const onMovedAside = (a: string) => log.warn(`the earlier ${opts.out} was moved aside to ${a}`);
+  await runCommand(g, async () => {
+    // Ctrl-C / SIGTERM while the weights are written stop the write at the next tensor (temporary removed,
+    // nothing published, exit 130). Installed only when the writing starts: before it nothing is on disk yet,
+    // and the default action ends the reading and checking of a large model at once, not when it is done.
+    const stopOnSignal = () => interruptSignal(log);
+    if (opts.adapter) return exportAdapter(g, opts as ExportOpts, onMovedAside, stopOnSignal);
+    if (!opts.model) throw new InputError("-m, --model (the model folder to export) is required");
+    if (opts.format === "gguf" || opts.format === "safetensors")
+      checkOutput({
+        flag: "--out",
+        path: opts.out,
+        kind: opts.format === "gguf" ? "file" : "folder",
+        inputs: { "--model": opts.model },
+        overwrite: opts.overwrite,
+      });
+    if (opts.format === "gguf") {
+      const outtype = opts.outtype || "f16";
+      if (!["f32", "f16", "bf16", "q8_0"].includes(outtype))
+        throw new InputError(`--outtype for gguf must be f32, f16, bf16 or q8_0`);
+      const plan = planGgufExport(opts.model, { outtype });
+      await publishFileAsync(opts.out, ggufPieces(plan.spec), {
+        overwrite: opts.overwrite,
+        onMovedAside,
+        signal: stopOnSignal(),
+      });
+      const r = { file: path.resolve(opts.out), ...plan.result };
+      for (const n of r.notes) process.stderr.write(`note: ${n}\n`);
+      output(
+        g,
+        `GGUF (${r.arch}, ${outtype}, ${r.tensorCount} tensors, vocab from ${r.vocab}) → ${path.resolve(opts.out)}`,
+        r,
+      );
+    } else if (opts.format === "safetensors") {
+      const dtype = opts.outtype || "bfloat16";
+      const st = new Map([
+        ["float32", "F32"],
+        ["bfloat16", "BF16"],
+        ["float16", "F16"],
+      ] as const).get(dtype);
+      if (!st) throw new InputError(`--outtype for safetensors must be float32, bfloat16 or float16`);
+      // config and weights checked against each other before anything is converted or written
+      const { config, weights } = inspectModelFolder(opts.model);
+      const signal = stopOnSignal();
+      await writeDirAtomic(
+        opts.out,
+        async (tmp) => {
+          // each tensor converted as it is written: the memory of one tensor, not of the whole model
+          await writeModelWeightsAsync(
+            tmp,
+            [...weights.tensors.values()].map((rec) =>
+              ["F32", "BF16", "F16", "F64"].includes(rec.dtype)
+                ? {
+                    name: rec.name,
+                    dtype: st,
+                    shape: rec.shape,
+                    bytes: () => castInParts(rec, dtype, DTYPE_SIZE[st]),
+                  }
+                : rec,
+            ),
+            { signal },
+          );
+          const cfg = { ...config.raw, torch_dtype: dtype };
+          writeFileAtomic(path.join(tmp, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
+          if (fs.existsSync(path.join(opts.model, "tokenizer.json"))) copyTokenizerFiles(opts.model, tmp);
+        },
+        { overwrite: opts.overwrite, onMovedAside },
+      );
+      output(g, `safetensors (${dtype}) → ${path.resolve(opts.out)}`, {
+        out: path.resolve(opts.out),
+        dtype,
+      });
+    } else throw new InputError(`--format must be gguf or safetensors`);
+  });
+}
+
+interface ExportOpts {
+  model?: string;
+  out: string;
+  outtype?: string;
+  adapter: string;
+  delta?: string;
+  peft?: string;
+  baseModelName?: string;
+  overwrite?: boolean;
+}
+
+/**
+ * --adapter: a GoodVibe delta (or, for gguf, a PEFT adapter) as a LoRA adapter beside the untouched base:
+ * PEFT (vLLM, transformers) or llama.cpp's LoRA GGUF. Inputs are read and checked before anything is written.
+ */
+async function exportAdapter(
+  g: Record<string, unknown>,
+  opts: ExportOpts,
+  onMovedAside: (aside: string) => void,
+  stopOnSignal: () => AbortSignal,
+): Promise<void> {
+  const kind = opts.adapter;
+  if (kind !== "peft" && kind !== "gguf")
+    throw new InputError(`--adapter must be peft or gguf, got "${kind}"`);
+  if (!!opts.delta === !!opts.peft)
+    throw new InputError(
+      "--adapter needs exactly one source: --delta (a GoodVibe delta or run folder) or --peft",
+    );
+  if (opts.peft && kind === "peft")
+    throw new InputError("--peft is already a PEFT adapter; use --adapter gguf");
+  let base = opts.model;
+  let lora: { cfg: LoraConfig; weights: Map<string, Tensor> };
+  let source: string;
+  if (opts.delta) {
+    source = findDeltaFile(opts.delta);
+    const delta = readGoodVibeDelta(source);
+    base ??= delta.baseModel ?? undefined;
+    if (!base)
+      throw new InputError(`${source} does not name its base model: give the base model folder with -m`);
+  } else {
+    if (!base) throw new InputError("-m (the adapter's base model folder) is required with --peft");
+    source = opts.peft!;
+  }
+  checkOutput({
+    flag: "--out",
+    path: opts.out,
+    kind: kind === "gguf" ? "file" : "folder",
+    inputs: { "--model": base, [opts.delta ? "--delta" : "--peft"]: source },
+    overwrite: opts.overwrite,
+  });
+  if (opts.delta) {
+    const delta = readGoodVibeDelta(source);
+    const model = loadModel(base);
+    checkDeltaFits(model, delta, source);
+    lora = goodVibeAsLora(delta.selections, delta.U, (m) => model.linear(m).outFeatures);
+  } else {
+    const adapter = readPeftAdapter(source);
+    source = adapter.dir;
+    attachPeftAdapter(loadModel(base), adapter); // every check PEFT's loading makes, before writing anything
+    lora = { cfg: adapter.cfg, weights: adapter.init };
+  }
+  const modules = [...new Set([...lora.weights.keys()].map((k) => k.replace(/\.lora_[AB]$/, "")))];
+  if (kind === "peft") {
+    await writeDirAtomic(
+      opts.out,
+      (tmp) => writePeftAdapter(tmp, lora.cfg, lora.weights, base!, { baseModelName: opts.baseModelName }),
+      { overwrite: opts.overwrite, onMovedAside },
+    );
+    output(g, `PEFT LoRA adapter (${modules.length} modules) of ${source} → ${path.resolve(opts.out)}`, {
+      out: path.resolve(opts.out),
+      kind,
+      modules: modules.length,
+      rankPattern: lora.cfg.rankPattern ?? {},
+    });
+  } else {
+    const outtype = opts.outtype || "f32";
+    if (!["f32", "f16", "bf16"].includes(outtype))
+      throw new InputError("--outtype for a LoRA GGUF must be f32, f16 or bf16");
+    const plan = planLoraGgufExport(base, loraGgufModules(lora.cfg, lora.weights), {
+      outtype: outtype as "f32" | "f16" | "bf16",
+    });
+    await publishFileAsync(opts.out, ggufPieces(plan.spec), {
+      overwrite: opts.overwrite,
+      onMovedAside,
+      signal: stopOnSignal(),
+    });
+    const r = { file: path.resolve(opts.out), ...plan.result };
+    output(
+      g,
+      `llama.cpp LoRA GGUF (${r.arch}, ${modules.length} modules, ${outtype}) → ${path.resolve(opts.out)}`,
+      r,
+    );
+  }
+}
+
+/** Output bytes `export --format safetensors` casts at a time: a stop waits for one part, not a whole embedding. */
+const CAST_PART_BYTES = 4 << 20;
+
+/**
+ * `rec` cast to `dtype` (`outSize` bytes a value) in parts of whole rows of about CAST_PART_BYTES, each cast when
+ * the writer asks for it: the memory of one part, and a stop mark between parts.
+ */
+function* castInParts(rec: TensorRecord, dtype: DType, outSize: number): Generator<Uint8Array> {
+  const inner = rec.shape.slice(1);
+  const perRow = inner.reduce((a, b) => a * b, 1);
+  const rows = rec.shape.length > 0 ? rec.shape[0]! : 1;
+  const inRow = perRow * DTYPE_SIZE[rec.dtype];
+  const step = Math.max(1, Math.floor(CAST_PART_BYTES / Math.max(1, perRow * outSize)));
+  for (let r = 0; r < rows; r += step) {
+    const n = Math.min(step, rows - r);
+    const part = rec.data.subarray(r * inRow, (r + n) * inRow);
+    const shape = rec.shape.length > 0 ? [n, ...inner] : [];
+    yield noGrad(() =>
+      tidy(() => Tensor.fromBytes(part, ST_TO_DTYPE[rec.dtype]!, shape).to(dtype).contiguous().toBytes()),
+    );
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * What `goodvibe generate` does: loaded by generate.ts (which registers the command) only when it runs.
+ */
+import type { OptionValues } from "commander";
+import { InputError } from "../../errors.js";
+import { loadTokenizer } from "../../io/tokenizer.js";
+import { BuiltinBackend } from "../../eval/generate/builtin.js";
+import { getNumThreads, setNumThreads } from "../../tensor/index.js";
+import { HttpBackend } from "../../eval/generate/http.js";
+import type { GenerateOptions } from "../../eval/generate/backend.js";
+import { output, runCommand } from "../common.js";
+import { number } from "../options.js";
+
+export async function generateCommand(g: OptionValues, opts: OptionValues): Promise<void> {
+  await runCommand(g, async () => {
+    const gen: GenerateOptions = {
+      maxNewTokens: opts.maxNewTokens,
+      temperature: opts.temperature,
+      topP: opts.topP,
+      seed: opts.seed,
+    };
+    const messages = [{ role: "user" as const, content: opts.prompt }];
+    let text: string;
+    let threads: number | undefined;
+    if (opts.backend === "builtin") {
+      if (!opts.model) throw new InputError("--model is required with the builtin backend");
+      const b = await BuiltinBackend.load(opts.model);
+      // after loading: loadModel picks a thread count for the model's size unless GOODVIBE_THREADS is set
+      if (opts.threads) setNumThreads(opts.threads);
+      threads = getNumThreads();
+      text = opts.raw ? await b.generateText(opts.prompt, gen) : (await b.generateChat([messages], gen))[0];
+    } else if (opts.backend === "llamacpp") {
+      if (!opts.gguf) throw new InputError("--gguf is required with the llamacpp backend");
+      // node-llama-cpp takes ~0.7 s to import: only when this backend is used
+      const { openLlamaCppBackend } = await import("../../eval/generate/llamacpp.js");
+      if (!opts.raw && !opts.model)
+        throw new InputError(
+          "--model (the folder whose tokenizer and chat template to use) is required unless --raw",
+        );
+      // With the model folder, the prompt is rendered and encoded by our tokenizer: llama.cpp gets the
+      // built-in engine's prompt tokens (BOS and special tokens included) and stops at the same end tokens.
+      const tokenizer = opts.model ? await loadTokenizer(opts.model) : undefined;
+      const b = await openLlamaCppBackend({
+        modelPath: opts.gguf,
+        gpu: opts.llamaGpu,
+        tokenizer,
+        threads: opts.threads,
+      });
+      threads = b.threads;
+      try {
+        text = opts.raw
+          ? await b.generateText(opts.prompt, gen)
+          : (await b.generateChat([messages], gen))[0]!;
+      } finally {
+        await b.close();
+      }
+    } else if (opts.backend === "http") {
+      if (!opts.url || !opts.serverModel)
+        throw new InputError("--url and --server-model are required with the http backend");
+      const b = new HttpBackend({ baseUrls: opts.url, model: opts.serverModel });
+      text = opts.raw ? await b.generateText(opts.prompt, gen) : await b.chat(messages, gen);
+      await b.close();
+    } else throw new InputError(`unknown backend ${opts.backend} (builtin | llamacpp | http)`);
+    output(g, text, { backend: opts.backend, text, ...(threads !== undefined ? { threads } : {}) });
+  });
+}

@@ -1,0 +1,36 @@
+/**
+ * What `goodvibe harden` does: loaded by harden.ts (which registers the command) only when it runs.
+ */
+import type { OptionValues } from "commander";
+import * as path from "node:path";
+import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
+import { hardenConfigFrom } from "./harden.js";
+import { runHarden } from "../../recipes/harden.js";
+import { formatFlops } from "../../method/flops.js";
+
+export async function hardenCommand(g: OptionValues, opts: OptionValues): Promise<void> {
+  const log = makeLogger(g);
+  await runCommand(g, async () => {
+    const cfg = hardenConfigFrom(opts);
+    const r = await runHarden(cfg, { log, signal: interruptSignal(log) });
+    log.done();
+    if (r.reused) log.info(`already complete for these inputs and settings: ${path.resolve(r.outDir)}`);
+    const lines = [
+      `hardened model: ${path.resolve(r.outDir)}`,
+      `method: ${r.method}; trainable parameters ${r.trainableParams.toLocaleString("en-US")} of ${r.totalParams.toLocaleString("en-US")} (${((100 * r.trainableParams) / r.totalParams).toPrecision(3)}%)`,
+      `training: ${r.train.steps} steps, final loss ${r.train.finalLoss.toFixed(4)}, ${r.train.wallSeconds.toFixed(1)} s, ${formatFlops(r.train.flops.total)} counted (${(r.train.flopsPerSecond / 1e9).toFixed(1)} GFLOP/s)${r.train.flopsEstimate ? `; trainers' 6·N·D estimate ${formatFlops(r.train.flopsEstimate.flops)} (README, "Cost")` : ""}`,
+      `fold: ${r.fold.rowsChanged} rows changed in ${r.fold.tensorsChanged} tensors (${r.fold.dtype})${r.fold.rowsVanished ? `, ${r.fold.rowsVanished} vanished in rounding` : ""}`,
+      r.artifact ? `artifact: ${r.artifact}` : "",
+    ].filter(Boolean);
+    output(g, lines.join("\n"), {
+      outDir: path.resolve(r.outDir),
+      method: r.method,
+      trainableParams: r.trainableParams,
+      totalParams: r.totalParams,
+      train: { ...r.train, log: undefined },
+      fold: r.fold,
+      artifact: r.artifact,
+      peakMemoryBytes: r.peakMemoryBytes,
+    });
+  });
+}

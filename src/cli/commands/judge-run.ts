@@ -1,0 +1,101 @@
+/**
+ * What `goodvibe judge code`, `judge train` and `judge check` do: loaded by judge.ts (which registers the commands) only when one runs.
+ */
+import type { OptionValues } from "commander";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { InputError } from "../../errors.js";
+import { readPairs, splitPairs } from "../../data/pairs.js";
+import { safetyLanguage } from "../../data/languages.js";
+import { judgeCode } from "../../eval/judge/rules/index.js";
+import { LlmJudge, judgeReliability } from "../../eval/judge/llm.js";
+import { judgeTrainOptions, trainJudge } from "../../recipes/train-judge.js";
+import { judgeTrainingPairs } from "../../recipes/judge.js";
+import { resolveJudgeTrainConfig } from "../../config/judge.js";
+import { checkOutput } from "../../io/atomic.js";
+import { isClaimEntry } from "../../io/claim.js";
+import { number } from "../options.js";
+import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
+
+export async function judgeCodeCommand(g: OptionValues, file: string, opts: OptionValues): Promise<void> {
+  await runCommand(g, async () => {
+    const lang = safetyLanguage(opts.lang);
+    if (!lang) throw new InputError(`--lang ${opts.lang}: the rule judge covers cpp, java, swift and go`);
+    let code: string;
+    try {
+      code = fs.readFileSync(file, "utf8");
+    } catch (e) {
+      throw new InputError(`cannot read ${file}: ${(e as Error).message}`, { cause: e });
+    }
+    const rules = judgeCode(code, lang);
+    let llm: { pUnsafe: number; secure: boolean } | null = null;
+    if (opts.judge) llm = (await (await LlmJudge.load(opts.judge)).judge([{ code, lang }]))[0];
+    const lines = [`rules: ${rules.secure ? "secure" : "INSECURE"}`];
+    for (const f of rules.findings) lines.push(`  ${file}:${f.line} ${f.cwe} [${f.severity}] ${f.message}`);
+    if (llm)
+      lines.push(`LLM judge: ${llm.secure ? "secure" : "INSECURE"} (P(unsafe) = ${llm.pUnsafe.toFixed(3)})`);
+    output(g, lines.join("\n"), { rules, llm });
+  });
+}
+
+export async function judgeTrainCommand(g: OptionValues, opts: OptionValues): Promise<void> {
+  const log = makeLogger(g);
+  await runCommand(g, async () => {
+    const settings = resolveJudgeTrainConfig(
+      opts.config,
+      { method: opts.method, epochs: opts.epochs, lr: opts.lr, seed: opts.seed },
+      opts.set,
+    );
+    const inputs = { "--model": opts.model, "--data": opts.data };
+    checkOutput({ flag: "--out", path: opts.out, kind: "folder", inputs, overwrite: opts.overwrite });
+    // resumable training state beside the output, as harden keeps its run folder
+    const runDir = path.join(path.dirname(path.resolve(opts.out)), `.${path.basename(opts.out)}.run`);
+    checkOutput({
+      flag: "run folder",
+      path: runDir,
+      kind: "folder",
+      inputs,
+      // a claim left by a run that was killed is its own too (taken over by trainJudge)
+      ownEntry: (n) => n === "checkpoint" || isClaimEntry(n),
+    });
+    const pairs = readPairs(opts.data, { languages: opts.languages });
+    const { train, dev } = splitPairs(pairs, { devFraction: opts.devFraction, seed: settings.seed });
+    // the reliability report needs held-out pairs: refused now, not after the judge is trained and written
+    if (dev.length === 0)
+      throw new InputError(
+        `--dev-fraction ${opts.devFraction} holds out no pair of ${opts.data} (${pairs.length} pairs; the share is ` +
+          `rounded per language, and each language keeps one pair to train on): raise --dev-fraction or give more pairs`,
+      );
+    await trainJudge({
+      baseModelDir: opts.model,
+      pairs: judgeTrainingPairs({ pairs: () => train, settings }),
+      outDir: opts.out,
+      runDir,
+      overwrite: opts.overwrite,
+      ...judgeTrainOptions(settings),
+      hooks: {
+        signal: interruptSignal(log),
+        onStep: (l, total) => log.progress("judge", l.step, total, `loss ${l.loss.toFixed(4)}`),
+      },
+    });
+    const j = await LlmJudge.load(opts.out);
+    const rel = await judgeReliability(j, dev);
+    log.done();
+    output(
+      g,
+      `judge → ${path.resolve(opts.out)}\nheld-out reliability (${rel.n} samples; positive = insecure): accuracy ${(100 * rel.accuracy).toFixed(1)}%, TPR ${(100 * rel.tpr).toFixed(1)}%, FPR ${(100 * rel.fpr).toFixed(1)}%`,
+      rel,
+    );
+  });
+}
+
+export async function judgeCheckCommand(g: OptionValues, opts: OptionValues): Promise<void> {
+  await runCommand(g, async () => {
+    const rel = await judgeReliability(await LlmJudge.load(opts.judge), readPairs(opts.data));
+    output(
+      g,
+      `accuracy ${(100 * rel.accuracy).toFixed(1)}%, TPR ${(100 * rel.tpr).toFixed(1)}%, FPR ${(100 * rel.fpr).toFixed(1)}% (n=${rel.n})`,
+      rel,
+    );
+  });
+}

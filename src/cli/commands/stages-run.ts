@@ -1,0 +1,243 @@
+/**
+ * What `goodvibe identify` (and `identify merge`), `cluster`, `train` and `fold` do: loaded by stages.ts (which
+ * registers the commands) only when one runs.
+ */
+import type { Command, OptionValues } from "commander";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { InputError } from "../../errors.js";
+import { loadTokenizer } from "../../io/tokenizer.js";
+import { readPairs } from "../../data/pairs.js";
+import { loadModel } from "../../models/load.js";
+import { bf16ProductsOf } from "../../tensor/index.js";
+import {
+  clusterWithStops,
+  identifyOptions,
+  identifySamples,
+  isRunEntry,
+  runTrain,
+  stageIdentify,
+  identifyInputs,
+} from "../../recipes/harden.js";
+import { checkTopK } from "../../method/goodvibe/identify.js";
+import { clearIdentifyState } from "../../method/goodvibe/identify-state.js";
+import { identifyShard, mergeIdentifyShards } from "../../method/goodvibe/identify-shard.js";
+import { readNeuronMap, summarizeNeuronMap, writeNeuronMap } from "../../method/goodvibe/neuron-map.js";
+import { type ShardSpec } from "../../util/shard.js";
+import { clusterSummary, writeClusterMap } from "../../method/goodvibe/clustering.js";
+import { attachGoodVibe } from "../../method/goodvibe/model.js";
+import { readPeftAdapter } from "../../method/lora/peft.js";
+import { foldIntoCheckpoint } from "../../method/fold.js";
+import { readGoodVibeDelta, checkDeltaFits } from "../../method/goodvibe/delta.js";
+import { checkOutput, publishFile } from "../../io/atomic.js";
+import { whileClaimed } from "../../io/claim.js";
+import { number } from "../options.js";
+import { resolveConfig } from "../../config/resolve.js";
+import { stageFileSchema } from "../../config/harden.js";
+import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
+import { attachPeftAdapter } from "../../method/lora/model.js";
+import { hardenConfigFrom } from "./harden.js";
+
+export async function identifyCommand(g: OptionValues, opts: OptionValues): Promise<void> {
+  const log = makeLogger(g);
+  await runCommand(g, async () => {
+    // identify keeps its state beside the neuron map it writes, unless --run-dir (or the config) says where
+    const cfg = hardenConfigFrom(opts, (out) => `${out}.run`);
+    const inputs = { "--model": cfg.model, "--data": cfg.data };
+    checkOutput({ flag: "--out", path: cfg.out, kind: "file", inputs, overwrite: cfg.overwrite });
+    checkOutput({ flag: "--run-dir", path: cfg.runDir, kind: "folder", inputs, ownEntry: isRunEntry });
+    const model = loadModel(cfg.model, { dtype: cfg.dtype });
+    checkTopK(model, cfg.identify.topK);
+    const tok = await loadTokenizer(cfg.model);
+    const pairs = readPairs(cfg.data, { languages: cfg.languages });
+    // only once the inputs are known good: bad input leaves nothing behind
+    fs.mkdirSync(cfg.runDir, { recursive: true });
+    if (opts.shard) {
+      const shard = opts.shard as ShardSpec;
+      // its resumable state: a folder of the run folder per shard (several shards may share one run folder), held
+      // by a claim of its own: shards of one job run at once, a second process on the same shard is refused
+      const runDir = path.join(cfg.runDir, `identify-shard-${shard.index}-of-${shard.count}`);
+      return whileClaimed(
+        runDir,
+        (h) =>
+          `identify --shard ${shard.index}/${shard.count}: ${runDir} is in use by another goodvibe run (${h}) ` +
+          `computing the same shard: wait for it to end, or run another shard`,
+        () => identifyOneShard(shard, runDir),
+      );
+    }
+    // the run folder is this run's: a second identify into the same --out would identify again beside it
+    await whileClaimed(
+      cfg.runDir,
+      (h) =>
+        `--run-dir ${cfg.runDir} is in use by another goodvibe run (${h}) for --out ${cfg.out}: ` +
+        `wait for it to end, or choose another --out (or --run-dir)`,
+      identifyWhole,
+    );
+
+    async function identifyOneShard(shard: ShardSpec, runDir: string): Promise<void> {
+      const samples = identifySamples(tok, pairs, cfg.identify, cfg.seed);
+      log.info(
+        `identification shard ${shard.index}/${shard.count}: a share of ${samples.length} samples (${cfg.identify.mode})`,
+      );
+      const products = bf16ProductsOf(model.device, model.dtype);
+      if (products) log.info(products);
+      log.info(model.frozenDx.describe());
+      const info = await identifyShard(
+        model,
+        samples,
+        identifyOptions(tok, cfg, runDir, { log, signal: interruptSignal(log) }),
+        shard,
+        cfg.out,
+        {
+          overwrite: cfg.overwrite,
+          onMovedAside: (a) => log.warn(`the earlier ${cfg.out} was moved aside to ${a}`),
+        },
+      );
+      clearIdentifyState(runDir);
+      fs.rmSync(runDir, { recursive: true, force: true });
+      log.done();
+      output(
+        g,
+        `identification shard ${shard.index}/${shard.count}: ${path.resolve(cfg.out)} (${info.done} of ${info.samplesInRun} samples); ` +
+          `merge every shard with \`goodvibe identify merge -o neurons.json <shard folders>\``,
+        { shard: path.resolve(cfg.out), index: shard.index, count: shard.count, samples: info.done },
+      );
+    }
+
+    async function identifyWhole(): Promise<void> {
+      const map = await stageIdentify(model, () => identifyInputs(tok, pairs, cfg), cfg, {
+        log,
+        signal: interruptSignal(log),
+      });
+      publishFile(cfg.out, (tmp) => writeNeuronMap(tmp, map), {
+        overwrite: cfg.overwrite,
+        onMovedAside: (a) => log.warn(`the earlier ${cfg.out} was moved aside to ${a}`),
+      });
+      log.done();
+      const summary = summarizeNeuronMap(map);
+      const byType = new Map<string, number[]>();
+      for (const s of summary) byType.set(s.module, [...(byType.get(s.module) ?? []), s.meanImportance]);
+      const lines = [
+        `neuron map: ${path.resolve(cfg.out)} (${map.source.samples} samples, mean loss ${map.lossMean.toFixed(4)})`,
+        "mean importance of the selected neurons by module type:",
+        ...[...byType].map(
+          ([t, v]) => `  ${t.padEnd(10)} ${(v.reduce((a, b) => a + b, 0) / v.length).toExponential(3)}`,
+        ),
+      ];
+      output(g, lines.join("\n"), { file: path.resolve(cfg.out), lossMean: map.lossMean, summary });
+    }
+  });
+}
+
+export async function identifyMergeCommand(
+  g: OptionValues,
+  shards: string[],
+  _o: OptionValues,
+  cmd: Command,
+): Promise<void> {
+  const log = makeLogger(g);
+  await runCommand(g, async () => {
+    const opts = cmd.optsWithGlobals() as { out?: string; overwrite?: boolean };
+    if (!opts.out) throw new InputError("identify merge: -o, --out (the neuron map to write) is required");
+    const inputs = Object.fromEntries(shards.map((s, i) => [`shard ${i + 1}`, s]));
+    checkOutput({ flag: "--out", path: opts.out, kind: "file", inputs, overwrite: opts.overwrite });
+    const map = mergeIdentifyShards(shards);
+    publishFile(opts.out, (tmp) => writeNeuronMap(tmp, map), {
+      overwrite: opts.overwrite,
+      onMovedAside: (a) => log.warn(`the earlier ${opts.out} was moved aside to ${a}`),
+    });
+    log.done();
+    output(
+      g,
+      `neuron map: ${path.resolve(opts.out)} (${shards.length} shards, ${map.source.samples} samples, mean loss ${map.lossMean.toFixed(4)})`,
+      {
+        file: path.resolve(opts.out),
+        shards: shards.length,
+        samples: map.source.samples,
+        lossMean: map.lossMean,
+      },
+    );
+  });
+}
+
+export async function clusterCommand(g: OptionValues, opts: OptionValues): Promise<void> {
+  const log = makeLogger(g);
+  await runCommand(g, async () => {
+    const { cluster: options } = resolveConfig(
+      stageFileSchema,
+      opts.config,
+      {
+        "cluster.kMax": opts.kMax,
+        "cluster.threshold": opts.threshold,
+        "cluster.features": opts.features,
+        "cluster.fallback": opts.fallback,
+        "cluster.disabled": opts.cluster === false ? true : undefined,
+        "cluster.seed": opts.seed,
+        "cluster.nInit": opts.nInit,
+      },
+      opts.set,
+    );
+    checkOutput({
+      flag: "--out",
+      path: opts.out,
+      kind: "file",
+      inputs: { "--neurons": opts.neurons, "--config": opts.config },
+      overwrite: opts.overwrite,
+    });
+    const map = readNeuronMap(opts.neurons);
+    const c = await clusterWithStops(map, options, interruptSignal(log));
+    publishFile(opts.out, (tmp) => writeClusterMap(tmp, c), {
+      overwrite: opts.overwrite,
+      onMovedAside: (a) => log.warn(`the earlier ${opts.out} was moved aside to ${a}`),
+    });
+    output(g, `cluster map: ${path.resolve(opts.out)}; ${clusterSummary(c).text}`, c);
+  });
+}
+
+export async function trainCommand(g: OptionValues, opts: OptionValues): Promise<void> {
+  const log = makeLogger(g);
+  await runCommand(g, async () => {
+    const cfg = hardenConfigFrom(opts);
+    const r = await runTrain(cfg, opts.clusters, { log, signal: interruptSignal(log) });
+    log.done();
+    output(
+      g,
+      `trained ${cfg.method} (${r.trainableParams} trainable parameters) → ${path.resolve(cfg.out)}`,
+      { train: { ...r.train, log: undefined }, fold: r.fold },
+    );
+  });
+}
+
+export async function foldCommand(g: OptionValues, opts: OptionValues): Promise<void> {
+  const log = makeLogger(g);
+  await runCommand(g, async () => {
+    if (!!opts.delta === !!opts.adapter) throw new InputError("give exactly one of --delta or --adapter");
+    checkOutput({
+      flag: "--out",
+      path: opts.out,
+      kind: "folder",
+      inputs: { "--model": opts.model, "--delta": opts.delta, "--adapter": opts.adapter },
+      overwrite: opts.overwrite,
+    });
+    const model = loadModel(opts.model);
+    let method;
+    if (opts.delta) {
+      const delta = readGoodVibeDelta(opts.delta);
+      checkDeltaFits(model, delta, opts.delta);
+      method = attachGoodVibe(model, delta.selections, delta.U);
+    } else {
+      method = attachPeftAdapter(model, readPeftAdapter(opts.adapter));
+    }
+    const stats = await foldIntoCheckpoint(opts.model, opts.out, method, {
+      overwrite: opts.overwrite,
+      signal: interruptSignal(log),
+      onMovedAside: (a) => log.warn(`the earlier ${opts.out} was moved aside to ${a}`),
+    });
+    for (const w of stats.warnings) log.warn(w);
+    output(
+      g,
+      `folded → ${path.resolve(opts.out)}: ${stats.rowsChanged} rows changed (${stats.dtype})`,
+      stats,
+    );
+  });
+}

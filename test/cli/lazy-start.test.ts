@@ -1,0 +1,172 @@
+/**
+ * The CLI starts without loading what its commands compute with. `--help` of every command, `--version` and the
+ * usage errors (unknown command or flag, missing argument or option, a value a parser refuses) load no model,
+ * tensor, method, recipe, report or experiment code, no command's work module (commands/*-run.js), no
+ * node-llama-cpp, tokenizer or chart library, and open no native addon: each command imports its work when it
+ * runs. What a process loads is recorded inside it (load-recorder.ts); a command that does run is the control
+ * that the record sees those loads.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { pathToFileURL } from "node:url";
+import { REPO_ROOT, scratchDir } from "../evalcore/make-model.js";
+import { runCli, showRun, type CliResult } from "./cli-helpers.js";
+
+const RECORDER = pathToFileURL(path.join(REPO_ROOT, "dist/test/cli/load-recorder.js")).href;
+
+/** Settings modules hold the defaults --help shows (one home each): light by design, like these two. */
+const LIGHT = ["organism/sources.js", "eval/generate/llamacpp-runtime.js"];
+
+/** Whether a record line ("load <url>" or "dlopen <file>") is something only a running command needs. */
+function heavy(entry: string): boolean {
+  if (entry.startsWith("dlopen ")) return true;
+  const url = entry.slice("load ".length);
+  if (
+    /\/node_modules\/(node-llama-cpp|@node-llama-cpp|@huggingface\/tokenizers|@huggingface\/jinja|vega|vega-lite|hyparquet)\//.test(
+      url,
+    )
+  )
+    return true;
+  const rel = /\/dist\/src\/(.+)$/.exec(url)?.[1];
+  if (rel === undefined) return false;
+  if (/^cli\/commands\/[^/]+-run\.js$/.test(rel)) return true;
+  const top = rel.split("/")[0]!;
+  if (["models", "tensor", "report", "experiment"].includes(top)) return true;
+  if (["method", "eval", "recipes", "organism"].includes(top))
+    return !/(^|\/|-)config\.js$/.test(rel) && !LIGHT.includes(rel);
+  return false;
+}
+
+const dir = scratchDir("gv-lazy-start-");
+let runs = 0;
+
+/** Run the CLI with the recorder preloaded: its result and the record. */
+async function recorded(args: readonly string[]): Promise<{ r: CliResult; loaded: string[] }> {
+  const file = path.join(dir, `record-${runs++}.txt`);
+  const r = await runCli(args, {
+    env: {
+      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --import=${RECORDER}`.trim(),
+      GOODVIBE_LOAD_RECORD: file,
+    },
+  });
+  const loaded = fs.existsSync(file) ? fs.readFileSync(file, "utf8").split("\n").filter(Boolean) : [];
+  return { r, loaded };
+}
+
+function assertLight(name: string, run: { r: CliResult; loaded: string[] }): void {
+  // the record must have seen the CLI itself, or an empty record would pass
+  assert.ok(
+    run.loaded.some((l) => l.endsWith("/dist/src/cli/main.js")),
+    `${name}: nothing recorded\n${showRun(run.r)}`,
+  );
+  const loadedHeavy = run.loaded.filter(heavy).map((l) => l.replace(/^load file:\/\/.*?\/dist\//, "dist/"));
+  assert.deepEqual(loadedHeavy, [], `${name} loaded what only a running command needs`);
+}
+
+/** Names listed under "Commands:" in a help text (as help.test.ts reads them). */
+function subcommands(help: string): string[] {
+  const section = help.split(/^Commands:$/m)[1];
+  if (section === undefined) return [];
+  const names: string[] = [];
+  for (const line of section.split("\n").slice(1)) {
+    if (line.trim() === "") break;
+    const m = /^ {2}(\S+)/.exec(line);
+    if (m && m[1] !== "help") names.push(m[1]!);
+  }
+  return names;
+}
+
+/** Run in batches: each run is a whole CLI start, on whatever cores the tests have. */
+async function inBatches<T, R>(items: readonly T[], f: (x: T) => Promise<R>, size = 6): Promise<R[]> {
+  const out: R[] = [];
+  for (let i = 0; i < items.length; i += size)
+    out.push(...(await Promise.all(items.slice(i, i + size).map(f))));
+  return out;
+}
+
+test("--help of every command and --version load none of the commands' work", async () => {
+  const top = await recorded(["--help"]);
+  assert.equal(top.r.code, 0, showRun(top.r));
+  assertLight("--help", top);
+  const version = await recorded(["--version"]);
+  assert.equal(version.r.code, 0, showRun(version.r));
+  assertLight("--version", version);
+
+  const paths: string[][] = [];
+  let level = subcommands(top.r.stdout).map((c) => [c]);
+  while (level.length > 0) {
+    const next: string[][] = [];
+    await inBatches(level, async (p) => {
+      const run = await recorded([...p, "--help"]);
+      const name = p.join(" ");
+      assert.equal(run.r.code, 0, `${name} --help\n${showRun(run.r)}`);
+      if (name === "organism build") {
+        // its two corpus defaults live in organism/build.ts, which imports the pretraining code: read when this
+        // command is dispatched (cli/commands/organism.ts). Still no work module and no addon.
+        assert.deepEqual(
+          run.loaded.filter((l) => l.startsWith("dlopen ") || /-run\.js$/.test(l)),
+          [],
+          name,
+        );
+      } else assertLight(`${name} --help`, run);
+      paths.push(p);
+      next.push(...subcommands(run.r.stdout).map((s) => [...p, s]));
+    });
+    level = next;
+  }
+  // the walk found the commands, nested ones included, or this test would prove nothing
+  for (const expected of ["harden", "identify merge", "judge train", "export", "report", "setup llamacpp"])
+    assert.ok(
+      paths.some((p) => p.join(" ") === expected),
+      `"${expected}" not walked (${paths.map((p) => p.join(" ")).join(", ")})`,
+    );
+});
+
+test("usage errors exit 2 without loading the commands' work", async () => {
+  const cases: [string, string[]][] = [
+    ["unknown command", ["nosuch"]],
+    ["unknown option", ["harden", "--nosuch"]],
+    ["missing argument", ["report"]],
+    ["missing argument of a subcommand", ["identify", "merge"]],
+    ["missing required option", ["export", "-m", "model"]],
+    ["bad whole number", ["harden", "--top-k", "abc"]],
+    ["number out of range", ["serve", "-m", "model", "--port", "70000"]],
+    ["bad choice", ["generate", "-p", "hi", "--backend", "nope"]],
+    ["bad value under --json", ["--json", "eval", "-m", "m", "-d", "d", "--batch-size", "0"]],
+    ["unknown option of a nested command", ["organism", "sources", "--bogus"]],
+  ];
+  await inBatches(cases, async ([name, args]) => {
+    const run = await recorded(args);
+    assert.equal(run.r.code, 2, `${name}\n${showRun(run.r)}`);
+    assert.match(run.r.stderr + run.r.stdout, /error/, name);
+    assertLight(name, run);
+  });
+});
+
+test("a command that runs loads its work module (the record sees it)", async () => {
+  // the control: the same recording on a command that does its work, here a GGUF export of the shipped organism
+  const out = path.join(dir, "organism.gguf");
+  const run = await recorded([
+    "export",
+    "-m",
+    path.join(REPO_ROOT, "assets/organism"),
+    "-o",
+    out,
+    "--outtype",
+    "f32",
+  ]);
+  assert.equal(run.r.code, 0, showRun(run.r));
+  assert.ok(fs.statSync(out).size > 0);
+  const loaded = run.loaded.filter(heavy);
+  assert.ok(
+    loaded.some((l) => l.endsWith("/dist/src/cli/commands/export-run.js")),
+    `export-run.js not recorded:\n${loaded.join("\n")}`,
+  );
+  // the weights are memory-mapped through the addon (io/mapfile.ts), so the export opens it
+  assert.ok(
+    loaded.some((l) => l.startsWith("dlopen ") && l.endsWith("goodvibe_torch.node")),
+    `no addon recorded:\n${loaded.join("\n")}`,
+  );
+});
