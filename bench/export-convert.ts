@@ -6,6 +6,8 @@
  *
  *   node dist/bench/export-convert.js make <root>              # models: qwen3-0.6B/llama3.2-1B/gemma3-1B shapes
  *   node dist/bench/export-convert.js hash <root> <scratch>    # one line per model × outtype: sha256, seconds
+ *   node dist/bench/export-convert.js phases <model>            # seconds to plan, and to convert (no writing)
+ *   node dist/bench/export-convert.js values                   # ns per value of f16 / bf16 / q8_0 on 16 Mi values
  *   node dist/bench/export-convert.js stop <model> <scratch> <outtype> [delayMs]
  *       # starts `goodvibe export` of <model>, sends SIGINT once the writer's temporary has its header (the first,
  *       # largest tensor is being converted), prints the seconds from the signal to the exit, and the exit code
@@ -18,7 +20,8 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { exportGguf, type GgufOutType } from "../src/io/export-gguf.js";
+import { exportGguf, planGgufExport, type GgufOutType } from "../src/io/export-gguf.js";
+import { f32ToBf16Bytes, f32ToF16Bytes, ggufPieces, quantizeQ8_0 } from "../src/io/gguf.js";
 import { openModelWeights, writeModelWeights, type TensorToWrite } from "../src/io/safetensors.js";
 import { recordToTensor } from "../src/models/load.js";
 import { Tensor, manualSeed, noGrad, tidy } from "../src/tensor/index.js";
@@ -141,13 +144,50 @@ async function stop(model: string, scratch: string, outtype: string, delayMs: nu
   );
 }
 
+/** planGgufExport's seconds, then those of converting every part (ggufPieces iterated, nothing written). */
+function phases(model: string): void {
+  for (const outtype of ["f16", "q8_0"] as const) {
+    let t0 = performance.now();
+    const plan = planGgufExport(model, { outtype });
+    const planS = (performance.now() - t0) / 1000;
+    t0 = performance.now();
+    let n = 0;
+    for (const p of ggufPieces(plan.spec)) if (p instanceof Uint8Array) n += p.byteLength;
+    const convertS = (performance.now() - t0) / 1000;
+    console.log(`${outtype} plan ${planS.toFixed(2)}s convert ${convertS.toFixed(2)}s (${n} bytes)`);
+  }
+}
+
+/** Nanoseconds per value of each conversion on 16 Mi float32 values: median and range of 5 runs. */
+function values(): void {
+  const n = 1 << 24;
+  const v = new Float32Array(n);
+  for (let i = 0; i < n; i++) v[i] = Math.sin(i) * 0.02;
+  for (const [name, f] of [
+    ["f16", f32ToF16Bytes],
+    ["bf16", f32ToBf16Bytes],
+    ["q8_0", quantizeQ8_0],
+  ] as const) {
+    const ns: number[] = [];
+    for (let r = 0; r < 5; r++) {
+      const t0 = performance.now();
+      f(v);
+      ns.push(((performance.now() - t0) * 1e6) / n);
+    }
+    ns.sort((x, y) => x - y);
+    console.log(`${name} ${ns[2]!.toFixed(2)} ns/value (${ns[0]!.toFixed(2)}-${ns[4]!.toFixed(2)})`);
+  }
+}
+
 const [cmd, a, b, c, d] = process.argv.slice(2);
 if (cmd === "make" && a) make(a);
 else if (cmd === "hash" && a && b) hash(a, b);
+else if (cmd === "phases" && a) phases(a);
+else if (cmd === "values") values();
 else if (cmd === "stop" && a && b && c) await stop(a, b, c, Number(d ?? 300));
 else {
   console.error(
-    "usage: export-convert.js make <root> | hash <root> <scratch> | stop <model> <scratch> <outtype> [delayMs]",
+    "usage: export-convert.js make <root> | hash <root> <scratch> | phases <model> | values | stop <model> <scratch> <outtype> [delayMs]",
   );
   process.exit(2);
 }
