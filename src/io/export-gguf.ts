@@ -568,6 +568,32 @@ interface PlannedTensor {
   rows: (r0: number, r1: number) => Float32Array;
   /** Source bytes that can be copied as they are when no conversion is needed. */
   passthrough?: { type: GgmlType; bytes: Uint8Array };
+  /**
+   * A 16-bit source with no arithmetic to do (at most rows permuted): the raw bits of rows [r0, r1), a fresh
+   * array, which a 16-bit target maps value by value through a table (bf16 -> f16, the common export).
+   */
+  bits16?: { dtype: "BF16" | "F16"; rows: (r0: number, r1: number) => Uint16Array };
+}
+
+const tables16 = new Map<string, Uint16Array>();
+/**
+ * `type`'s bits for each of the 65,536 bit patterns of a `from` value: the float32 value (exact) converted by the
+ * same function as any other, so a lookup gives the same bytes as converting through float32.
+ */
+function table16(from: "BF16" | "F16", type: "F16" | "BF16"): Uint16Array {
+  const key = `${from}>${type}`;
+  let table = tables16.get(key);
+  if (!table) {
+    const values = new Float32Array(65536);
+    if (from === "BF16") {
+      const bits = new Int32Array(values.buffer);
+      for (let h = 0; h < 65536; h++) bits[h] = h << 16;
+    } else values.set(f16Table());
+    const bytes = encode(type, values);
+    table = new Uint16Array(bytes.buffer, bytes.byteOffset, 65536);
+    tables16.set(key, table);
+  }
+  return table;
 }
 
 function targetType(name: string, shape: number[], outtype: GgufOutType, notes: string[]): GgmlType {
@@ -615,6 +641,15 @@ function* encodedParts(p: PlannedTensor, type: GgmlType): Generator<Uint8Array> 
   const cols = p.shape.slice(1).reduce((a, b) => a * b, 1);
   // whole rows, so that q8_0's blocks (along the innermost dimension) are never split
   const step = Math.max(1, Math.floor(CONVERT_CHUNK_VALUES / Math.max(1, cols)));
+  if (p.bits16 && (type === "F16" || type === "BF16")) {
+    const table = table16(p.bits16.dtype, type);
+    for (let r = 0; r < rows; r += step) {
+      const part = p.bits16.rows(r, Math.min(rows, r + step));
+      for (let i = 0; i < part.length; i++) part[i] = table[part[i]!]!;
+      yield new Uint8Array(part.buffer, part.byteOffset, part.byteLength);
+    }
+    return;
+  }
   for (let r = 0; r < rows; r += step) yield encode(type, p.rows(r, Math.min(rows, r + step)));
 }
 
@@ -706,10 +741,25 @@ export function planGgufExport(modelDir: string, opts: ExportGgufOptions): GgufE
       return v;
     };
     const untouched = !permute && !normShift && !fold;
+    const half = t.dtype === "BF16" || t.dtype === "F16" ? t.dtype : null;
+    const bits16 = (r0: number, r1: number): Uint16Array => {
+      const v = new Uint16Array((r1 - r0) * cols);
+      const read = (from: number, to: number, at: number) =>
+        v.set(
+          typed(t.data.subarray(from * 2, to * 2), 2, (b, o, m) => new Uint16Array(b, o, m)),
+          at,
+        );
+      if (permute) {
+        const src = permutedRows(shape[0]!, isQ ? cfg.numHeads : cfg.numKvHeads);
+        for (let dst = r0; dst < r1; dst++) read(src(dst) * cols, (src(dst) + 1) * cols, (dst - r0) * cols);
+      } else read(r0 * cols, r1 * cols, 0);
+      return v;
+    };
     planned.push({
       name: out,
       shape,
       rows,
+      bits16: half && !normShift && !fold ? { dtype: half, rows: bits16 } : undefined,
       passthrough:
         untouched && (t.dtype === "F32" || t.dtype === "BF16" || t.dtype === "F16")
           ? { type: t.dtype, bytes: t.data }
