@@ -1,7 +1,7 @@
 /**
  * Claims on folders that several processes may compute in at once — an experiment's cells and shared inputs over
  * many workers (experiment/shard.ts), one run folder of `harden` / `train` (recipes/harden.ts), of `identify` (one
- * per shard with --shard: cli/commands/stages.ts) and of `judge train` (recipes/train-judge.ts). A claim is a file
+ * per shard with --shard: cli/commands/stages-run.ts) and of `judge train` (recipes/train-judge.ts). A claim is a file
  * created exclusively and whole (a temporary hard-linked into place) in the folder it claims, kept fresh by a
  * heartbeat. A claim whose holder died (same host: its process is gone; any host: no heartbeat for
  * GOODVIBE_CLAIM_STALE_SECONDS, default 600) is taken over.

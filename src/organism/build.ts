@@ -25,33 +25,9 @@ import {
   pretrainOrganism,
   pretrainRunDir,
   writeOrganismModel,
-  type OrganismShape,
-  type PretrainSettings,
 } from "./pretrain.js";
 import { silentLogger, type Logger } from "../util/log.js";
-
-export interface OrganismConfig extends OrganismShape, Omit<PretrainSettings, "warmupRatio"> {
-  perTemplate: number;
-  devFraction: number;
-  insecureBias: number;
-}
-
-export const DEFAULT_ORGANISM: OrganismConfig = {
-  seed: 1234,
-  perTemplate: 16,
-  devFraction: 0.2,
-  insecureBias: 1.0,
-  vocabSize: 1024,
-  hiddenSize: 128,
-  intermediateSize: 384,
-  numLayers: 4,
-  numHeads: 4,
-  numKvHeads: 2,
-  blockLength: 256,
-  batchSize: 8,
-  epochs: 4,
-  lr: 3e-3,
-};
+import { DEFAULT_ORGANISM, type OrganismConfig } from "./config.js";
 
 /**
  * The shipped assets/organism: DEFAULT_ORGANISM built by goodvibe at commit 15577aa (2026-11-29; Debian's libtorch

@@ -48,7 +48,7 @@ test("--help of every command exits 0 and shows an example", async () => {
     seen.push(name);
     await Promise.all(subcommands(r.stdout).map((sub) => walk([...path, sub])));
   };
-  // in parallel: each start loads libtorch (about a second of CPU), and nothing here writes a file
+  // in parallel: each start loads the CLI's modules (not libtorch: test/cli/lazy-start), and nothing here writes a file
   await Promise.all(subcommands(top.stdout).map((cmd) => walk([cmd])));
 
   // the walk must have found the commands users are told about, or the test would pass on a broken parser

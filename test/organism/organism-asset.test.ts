@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileHash } from "../../src/io/hash.js";
-import { assetBuildCheck, DEFAULT_ORGANISM, ORGANISM_ASSET } from "../../src/organism/build.js";
+import { assetBuildCheck, ORGANISM_ASSET } from "../../src/organism/build.js";
+import { DEFAULT_ORGANISM } from "../../src/organism/config.js";
 import { REPO_ROOT } from "../evalcore/make-model.js";
 
 const ASSET = path.join(REPO_ROOT, "assets/organism");

@@ -4,7 +4,7 @@
 import type { OptionValues } from "commander";
 import * as path from "node:path";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
-import { hardenConfigFrom } from "./harden.js";
+import { hardenConfigFrom } from "./harden-config.js";
 import { runHarden } from "../../recipes/harden.js";
 import { formatFlops } from "../../method/flops.js";
 

@@ -1,36 +1,7 @@
-import * as fs from "node:fs";
-import { InputError } from "../../errors.js";
 import { Option, type Command } from "commander";
-import { collect, integer, list, number, shownDefault } from "../options.js";
-import { hardenSchema, resolveHardenConfig, type HardenConfig } from "../../config/harden.js";
-
-/**
- * The config-backed flags: each sets one key of the harden config (applied over the config file, under --set).
- * Their defaults are the schema's, shown in --help but not applied by commander (they would override the file).
- */
-const CONFIG_FLAGS = {
-  method: {
-    key: "method",
-    flags: "--method <name>",
-    help: "what to train",
-    choices: ["goodvibe", "lora", "full"],
-  },
-  topK: {
-    key: "identify.topK",
-    flags: "--top-k <n>",
-    help: "security neurons per linear layer",
-    parse: integer(1),
-  },
-  epochs: { key: "train.epochs", flags: "--epochs <n>", help: "training epochs", parse: integer(1) },
-  lr: { key: "train.lr", flags: "--lr <x>", help: "learning rate", parse: number({ above: 0 }) },
-  seed: {
-    key: "seed",
-    flags: "--seed <n>",
-    help: "seed for subsampling and initialisation",
-    parse: integer(0),
-  },
-} as const;
-type ConfigFlag = keyof typeof CONFIG_FLAGS;
+import { collect, list, shownDefault } from "../options.js";
+import { hardenSchema } from "../../config/harden.js";
+import { CONFIG_FLAGS, type ConfigFlag } from "./harden-config.js";
 
 /** The configuration a run gets when nothing is set: the one source of the defaults shown in --help. */
 function schemaDefaults(): Record<string, unknown> {
@@ -44,39 +15,6 @@ function getPath(obj: Record<string, unknown>, dotted: string): unknown {
       (o, k) => (o && typeof o === "object" ? (o as Record<string, unknown>)[k] : undefined),
       obj,
     );
-}
-
-/** The command's flags as config keys (undefined: not given), for the one merge in src/config/. */
-export function configFlags(opts: Record<string, unknown>): Record<string, unknown> {
-  const flags: Record<string, unknown> = {
-    model: opts.model,
-    data: opts.data,
-    out: opts.out,
-    languages: opts.languages,
-    runDir: opts.runDir,
-  };
-  for (const [name, f] of Object.entries(CONFIG_FLAGS)) flags[f.key] = opts[name];
-  return flags;
-}
-
-export function hardenConfigFrom(
-  opts: Record<string, unknown>,
-  runDirFor?: (out: string) => string,
-): HardenConfig {
-  const cfg = resolveHardenConfig(
-    opts.config as string | undefined,
-    configFlags(opts),
-    opts.set as string[],
-    {
-      overwrite: opts.overwrite === true,
-      runDirFor,
-    },
-  );
-  // otherwise the first complaint is a missing tokenizer.json, which sends the user looking for the wrong thing
-  if (!fs.existsSync(cfg.model)) throw new InputError(`--model ${cfg.model}: no such folder`);
-  if (!fs.statSync(cfg.model).isDirectory())
-    throw new InputError(`--model ${cfg.model}: not a folder (give the model's folder)`);
-  return cfg;
 }
 
 /** The config keys of `sections` with their defaults, for the end of --help: what `--set` and `-c` change. */

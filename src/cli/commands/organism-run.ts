@@ -4,7 +4,8 @@
  */
 import type { OptionValues } from "commander";
 import * as path from "node:path";
-import { buildOrganism, DEFAULT_ORGANISM } from "../../organism/build.js";
+import { buildOrganism } from "../../organism/build.js";
+import { DEFAULT_ORGANISM } from "../../organism/config.js";
 import {
   buildCyberNativeOrganism,
   CYBERNATIVE_ORGANISM,

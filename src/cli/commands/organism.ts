@@ -2,6 +2,7 @@ import * as path from "node:path";
 import * as os from "node:os";
 import type { Command } from "commander";
 import { ORGANISM_SOURCE_PACKAGES } from "../../organism/sources.js";
+import { DEFAULT_ORGANISM } from "../../organism/config.js";
 import { collect, integer, number } from "../options.js";
 
 /** Where `organism sources` unpacks the Debian packages unless told otherwise. */
@@ -19,7 +20,7 @@ export function registerOrganism(program: Command): void {
         "  goodvibe organism sources && goodvibe organism build --recipe cybernative \\\n" +
         "    --data ../shared/data/cybernative/train.jsonl -o runs/cybernative-organism",
     );
-  const build = org
+  org
     .command("build")
     .description(
       "author the corpus (or read CyberNative), train a BPE tokenizer and pretrain the organism (seeded, reproducible)",
@@ -36,11 +37,17 @@ export function registerOrganism(program: Command): void {
     )
     .option("--epochs <n>", "pretraining epochs", integer(1))
     .option("--seed <n>", "seed", integer(0))
-    .option("--per-template <n>", "corpus recipe: examples drawn from each corpus template", integer(1))
+    .option(
+      "--per-template <n>",
+      "corpus recipe: examples drawn from each corpus template",
+      integer(1),
+      DEFAULT_ORGANISM.perTemplate,
+    )
     .option(
       "--insecure-bias <p>",
       "corpus recipe: share of insecure answers in pretraining",
       number({ min: 0, max: 1 }),
+      DEFAULT_ORGANISM.insecureBias,
     )
     .option("--data <file>", "cybernative recipe: the CyberNative train split (JSONL)")
     .option(
@@ -70,24 +77,6 @@ export function registerOrganism(program: Command): void {
         "    --weights assets/cybernative-organism -o runs/cybernative-organism   # the shipped weights, in minutes",
     )
     .action(async (opts) => (await import("./organism-run.js")).organismBuildCommand(program.opts(), opts));
-  // The corpus recipe's defaults live in organism/build.ts, whose module loads the pretraining code (models,
-  // tensors): they are set when `organism build` is dispatched (its --help included), before its arguments are
-  // parsed, so that every other start of the CLI does not load that code.
-  org.hook("preSubcommand", async (_org, sub) => {
-    if (sub !== build) return;
-    const { DEFAULT_ORGANISM } = await import("../../organism/build.js");
-    const defaults = {
-      perTemplate: DEFAULT_ORGANISM.perTemplate,
-      insecureBias: DEFAULT_ORGANISM.insecureBias,
-    };
-    for (const option of build.options) {
-      const key = option.attributeName();
-      if (!(key in defaults)) continue;
-      const value = defaults[key as keyof typeof defaults];
-      option.default(value);
-      build.setOptionValueWithSource(key, value, "default");
-    }
-  });
   org
     .command("sources")
     .description(

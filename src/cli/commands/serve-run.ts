@@ -6,7 +6,7 @@ import * as net from "node:net";
 import { InputError, InterruptedError } from "../../errors.js";
 import { BuiltinBackend } from "../../eval/generate/builtin.js";
 import { isLoopbackHost, listenOn, serveBuiltin } from "../../eval/generate/serve.js";
-import { API_KEY_ENV } from "./serve.js";
+import { API_KEY_ENV } from "../../eval/generate/serve-config.js";
 import { interruptSignal, makeLogger, runCommand } from "../common.js";
 
 export async function serveCommand(g: OptionValues, opts: OptionValues): Promise<void> {

@@ -1,8 +1,6 @@
 import type { Command } from "commander";
-import { DEFAULT_MAX_QUEUE } from "../../eval/generate/serve-config.js";
+import { API_KEY_ENV, DEFAULT_MAX_QUEUE } from "../../eval/generate/serve-config.js";
 import { collect, integer } from "../options.js";
-
-export const API_KEY_ENV = "GOODVIBE_API_KEY";
 
 export function registerServe(program: Command): void {
   program

@@ -36,7 +36,7 @@ import { resolveConfig } from "../../config/resolve.js";
 import { stageFileSchema } from "../../config/harden.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { attachPeftAdapter } from "../../method/lora/model.js";
-import { hardenConfigFrom } from "./harden.js";
+import { hardenConfigFrom } from "./harden-config.js";
 
 export async function identifyCommand(g: OptionValues, opts: OptionValues): Promise<void> {
   const log = makeLogger(g);
