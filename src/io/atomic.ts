@@ -316,6 +316,29 @@ export interface StopMark {
 export type Piece = Uint8Array | StopMark;
 
 /**
+ * One tensor's consecutive parts as pieces, with a stop mark before each part after the first, the next part asked
+ * for only after that mark: a generator makes a part when asked, so a stop inside the largest tensor waits for one
+ * part's conversion, not the whole tensor's. Returns the bytes made; it stops asking once they exceed `expected`,
+ * so too many bytes fail (the caller's check) before the excess is written.
+ */
+export function* partsWithStops(
+  parts: Iterable<Uint8Array>,
+  expected: number,
+  which: string,
+): Generator<Piece, number> {
+  const it = parts[Symbol.iterator]();
+  let n = 0;
+  for (;;) {
+    if (n > 0 && n < expected) yield { stopMark: `byte ${n} of ${which}` };
+    const next = it.next();
+    if (next.done) return n;
+    n += next.value.byteLength;
+    if (n > expected) return n;
+    if (next.value.byteLength > 0) yield next.value;
+  }
+}
+
+/**
  * A piece larger than this is written in parts with a stop check between them: a stop then waits for one part
  * (tens of milliseconds on a disk), not for a whole 1 GB embedding.
  */

@@ -11,7 +11,7 @@
  */
 import { InputError } from "../errors.js";
 import { mapFile } from "./mapfile.js";
-import { writeFileAtomicFrom, type Piece } from "./atomic.js";
+import { partsWithStops, writeFileAtomicFrom, type Piece } from "./atomic.js";
 import { isForbiddenKey } from "../util/keys.js";
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
@@ -476,23 +476,16 @@ export function ggufPieces(spec: GgufWriteSpec): Iterable<Piece> {
       const which = `tensor ${t.name} (${i + 1} of ${spec.tensors.length})`;
       yield { stopMark: which };
       const produced = t.data();
-      const chunks = (produced instanceof Uint8Array ? [produced] : produced)[Symbol.iterator]();
-      let n = 0;
-      // a stop mark before each further part, asked for only after it: a generator makes a part when the writer
-      // asks, so a stop inside the largest tensor waits for one part's conversion, not the whole tensor's
-      for (;;) {
-        if (n > 0 && n < sizes[i]!) yield { stopMark: `byte ${n} of ${which}` };
-        const next = chunks.next();
-        if (next.done) break;
-        const c = next.value;
-        position += c.length;
-        n += c.length;
-        yield c;
-      }
+      const n = yield* partsWithStops(
+        produced instanceof Uint8Array ? [produced] : produced,
+        sizes[i]!,
+        which,
+      );
       if (n !== sizes[i])
         throw new Error(
-          `tensor ${t.name}: got ${n} bytes, expected ${sizes[i]} for ${t.type} ${JSON.stringify(t.shape)}`,
+          `tensor ${t.name}: got ${n > sizes[i]! ? "at least " : ""}${n} bytes, expected ${sizes[i]} for ${t.type} ${JSON.stringify(t.shape)}`,
         );
+      position += n;
       yield* padding();
     }
   })();

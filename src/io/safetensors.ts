@@ -11,7 +11,13 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { GoodVibeError, InputError } from "../errors.js";
 import { isForbiddenKey, refuseForbiddenKeys } from "../util/keys.js";
-import { writeFileAtomic, writeFileAtomicAsync, writeFileAtomicFrom, type Piece } from "./atomic.js";
+import {
+  partsWithStops,
+  writeFileAtomic,
+  writeFileAtomicAsync,
+  writeFileAtomicFrom,
+  type Piece,
+} from "./atomic.js";
 import { mapFile } from "./mapfile.js";
 
 export type StDtype = "F32" | "BF16" | "F16" | "F64" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
@@ -355,19 +361,9 @@ function safetensorsPieces(
         if (made.byteLength > 0) yield made;
         continue;
       }
-      // parts made one by one as the writer asks, each further one only after the stop mark before it; too many
-      // bytes fail before they are written, too few after the last part
+      // too many bytes fail before they are written, too few after the last part
       const expected = byteLengthOf(t);
-      const parts = made[Symbol.iterator]();
-      let n = 0;
-      for (;;) {
-        if (n > 0 && n < expected) yield { stopMark: `byte ${n} of ${which}` };
-        const next = parts.next();
-        if (next.done) break;
-        n += next.value.byteLength;
-        if (n > expected) break;
-        if (next.value.byteLength > 0) yield next.value;
-      }
+      const n = yield* partsWithStops(made, expected, which);
       if (n !== expected)
         throw new InputError(
           `${file}: tensor "${t.name}" has ${n > expected ? "at least " : ""}${n} bytes but shape ${JSON.stringify(t.shape)} of ${t.dtype} needs ${expected}`,
