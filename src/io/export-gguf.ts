@@ -728,14 +728,16 @@ export function planGgufExport(modelDir: string, opts: ExportGgufOptions): GgufE
       cfg.family === "gemma3" && hfLeaf.endsWith("self_attn.q_norm.weight") && Math.abs(qFold - 1) > 1e-7;
     const shape = [...t.shape];
     const cols = shape.slice(1).reduce((a, b) => a * b, 1);
+    // output rows [r0, r1) as runs of source elements [from, to) placed at `at`: one run, or, permuted (permuteQK
+    // row by row), one per row, output row dst being source row permutedRows(dst)
+    const readRows = (r0: number, r1: number, read: (from: number, to: number, at: number) => void): void => {
+      if (!permute) return read(r0 * cols, r1 * cols, 0);
+      const src = permutedRows(shape[0]!, isQ ? cfg.numHeads : cfg.numKvHeads);
+      for (let dst = r0; dst < r1; dst++) read(src(dst) * cols, (src(dst) + 1) * cols, (dst - r0) * cols);
+    };
     const rows = (r0: number, r1: number): Float32Array => {
       const v = new Float32Array((r1 - r0) * cols);
-      if (permute) {
-        // permuteQK row by row: output row dst is source row permutedRow(dst)
-        const src = permutedRows(shape[0]!, isQ ? cfg.numHeads : cfg.numKvHeads);
-        for (let dst = r0; dst < r1; dst++)
-          readValues(t, src(dst) * cols, (src(dst) + 1) * cols, v, (dst - r0) * cols, source);
-      } else readValues(t, r0 * cols, r1 * cols, v, 0, source);
+      readRows(r0, r1, (from, to, at) => readValues(t, from, to, v, at, source));
       if (normShift) for (let i = 0; i < v.length; i++) v[i] = v[i]! + 1;
       if (fold) for (let i = 0; i < v.length; i++) v[i] = v[i]! * qFold;
       return v;
@@ -744,15 +746,12 @@ export function planGgufExport(modelDir: string, opts: ExportGgufOptions): GgufE
     const half = t.dtype === "BF16" || t.dtype === "F16" ? t.dtype : null;
     const bits16 = (r0: number, r1: number): Uint16Array => {
       const v = new Uint16Array((r1 - r0) * cols);
-      const read = (from: number, to: number, at: number) =>
+      readRows(r0, r1, (from, to, at) =>
         v.set(
           typed(t.data.subarray(from * 2, to * 2), 2, (b, o, m) => new Uint16Array(b, o, m)),
           at,
-        );
-      if (permute) {
-        const src = permutedRows(shape[0]!, isQ ? cfg.numHeads : cfg.numKvHeads);
-        for (let dst = r0; dst < r1; dst++) read(src(dst) * cols, (src(dst) + 1) * cols, (dst - r0) * cols);
-      } else read(r0 * cols, r1 * cols, 0);
+        ),
+      );
       return v;
     };
     planned.push({
