@@ -22,6 +22,8 @@ import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { checkOutput, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
 import { fileHash, sha256 } from "../io/hash.js";
+import { loadModelConfig } from "../io/config.js";
+import { parseJson } from "../util/keys.js";
 import { readPairs, type SecurityPair } from "../data/pairs.js";
 import { extractCode } from "../data/code.js";
 import { datasetName } from "../data/languages.js";
@@ -341,6 +343,15 @@ const TRAINING_ONLY: readonly (keyof CyberNativeOrganismConfig)[] = [
   "dtype",
 ];
 
+/** What checkTakenWeights reads of a taken folder's organism.json (the whole record is kept). */
+interface TakenRecord extends Record<string, unknown> {
+  recipe?: unknown;
+  config?: Record<string, unknown>;
+  data?: { sha256?: unknown };
+  sourcesSha256?: unknown;
+  tokensPerEpoch?: number;
+}
+
 /**
  * Refuse a `weights` folder that is not the organism of this build's data: its organism.json must record this
  * train split's and these sources' SHA-256 and the same data and shape settings, its tokenizer must be the one
@@ -355,24 +366,17 @@ export function checkTakenWeights(
     tokenizerDir: string;
     configJson: Record<string, unknown>;
   },
-): void {
+): TakenRecord {
   for (const f of [...TAKEN_FILES, "organism.json"])
     if (!fs.existsSync(path.join(dir, f)))
       throw new InputError(
         `--weights ${dir}: no ${f} (expected an organism folder, e.g. assets/cybernative-organism)`,
       );
   const recordFile = path.join(dir, "organism.json");
-  let record: {
-    recipe?: unknown;
-    config?: Record<string, unknown>;
-    data?: { sha256?: unknown };
-    sourcesSha256?: unknown;
-  };
-  try {
-    record = JSON.parse(fs.readFileSync(recordFile, "utf8"));
-  } catch (e) {
-    throw new InputError(`${recordFile}: not JSON (${(e as Error).message})`);
-  }
+  const parsed = parseJson(fs.readFileSync(recordFile, "utf8"), recordFile);
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+    throw new InputError(`${recordFile}: expected a JSON object (an organism build's record)`);
+  const record = parsed as TakenRecord;
   const differs = (what: string, theirs: unknown, ours: unknown) =>
     new InputError(
       `--weights ${dir} is not the organism of this build: ${recordFile} records ${what} ` +
@@ -396,7 +400,7 @@ export function checkTakenWeights(
         `this data, these sources and settings`,
     );
   const configFile = path.join(dir, "config.json");
-  const config = JSON.parse(fs.readFileSync(configFile, "utf8")) as Record<string, unknown>;
+  const config = loadModelConfig(dir).raw;
   for (const [k, v] of Object.entries(expect.configJson)) {
     if (k === "torch_dtype") continue; // the shipped asset is the float32 build rounded to bf16
     if (JSON.stringify(config[k]) !== JSON.stringify(v))
@@ -404,6 +408,7 @@ export function checkTakenWeights(
         `${configFile}: ${k} is ${JSON.stringify(config[k])}, these settings give ${JSON.stringify(v)}`,
       );
   }
+  return record;
 }
 
 /** Build the CyberNative organism into `outDir` (its scratch folder `<outDir>.work` makes it resumable). */
@@ -487,6 +492,7 @@ export async function buildCyberNativeOrganism(
   const ids = { bos: tok.bosTokenId ?? 0, eos: tok.eosTokenIds[0] ?? 0, pad: tok.padTokenId ?? 0 };
   const configJson = organismConfigJson({ ...cfg, vocabSize: tok.vocabSize }, ids);
   const taken = opts.weights;
+  let takenRecord: TakenRecord | null = null;
   if (taken !== undefined) {
     if (fs.existsSync(pretrainRunDir(work)))
       throw new InputError(
@@ -494,7 +500,7 @@ export async function buildCyberNativeOrganism(
           `resume it, or remove that folder to take the weights of ${taken}`,
       );
     try {
-      checkTakenWeights(taken, {
+      takenRecord = checkTakenWeights(taken, {
         cfg,
         dataSha256,
         sourcesSha256: manifest?.sha256 ?? null,
@@ -524,8 +530,6 @@ export async function buildCyberNativeOrganism(
         })
       : null;
   const weights = pre?.method.foldedWeights();
-  const takenRecord =
-    taken === undefined ? null : JSON.parse(fs.readFileSync(path.join(taken, "organism.json"), "utf8"));
   let weightsSha256 = "";
   await writeDirAtomic(
     outDir,
@@ -591,7 +595,7 @@ export async function buildCyberNativeOrganism(
     params: pre?.params ?? organismParams(cfg),
     trainPairs: train.length,
     valPairs: val.length,
-    tokens: pre?.tokens ?? takenRecord.tokensPerEpoch,
+    tokens: pre?.tokens ?? (takenRecord!.tokensPerEpoch as number),
     documents,
     sourcesSha256: manifest?.sha256 ?? null,
     weightsSha256,

@@ -321,6 +321,19 @@ test(
       build("t-forged", { weights: forged }),
       /forged.tokenizer\.json differs from the tokenizer/,
     );
+    // unreadable files are refused naming them, not thrown as a crash
+    const broken = path.join(work, "broken");
+    fs.cpSync(a, broken, { recursive: true });
+    fs.writeFileSync(path.join(broken, "config.json"), "{");
+    await assert.rejects(build("t-broken", { weights: broken }), (e: Error) => {
+      assert.ok(e instanceof InputError && /broken.config\.json: .*JSON/.test(e.message), e.message);
+      return true;
+    });
+    fs.writeFileSync(path.join(broken, "organism.json"), "null");
+    await assert.rejects(
+      build("t-broken", { weights: broken }),
+      /broken.organism\.json: expected a JSON object/,
+    );
     // a folder without a record
     fs.rmSync(path.join(forged, "organism.json"));
     await assert.rejects(build("t-forged", { weights: forged }), /--weights .*forged: no organism\.json/);
