@@ -42,9 +42,6 @@ import {
   type ModelEvaluation,
 } from "./evaluate.js";
 
-// their home is the light config module (the CLI reads them for --help); exported here as before
-export { DEFAULT_DEMO, ORGANISM_DIR, type DemoOptions } from "./config.js";
-
 /** The demo's judge: a full fine-tune of the base organism, one epoch over its labelled pairs. */
 const DEMO_JUDGE = { method: "full" as const, epochs: 1, lr: 1e-4, batchSize: 8, maxLength: 512 };
 

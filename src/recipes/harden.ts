@@ -51,7 +51,7 @@ import {
   type ClusterMap,
   type ModuleClusters,
 } from "../method/goodvibe/clustering.js";
-import type { ClusterOptions, IdentifyConfig } from "../method/goodvibe/config.js";
+import { DELTA_FILE, type ClusterOptions, type IdentifyConfig } from "../method/goodvibe/config.js";
 import { DEFAULT_DTYPE, type HardenConfig } from "../config/harden.js";
 import { attachGoodVibe } from "../method/goodvibe/model.js";
 import { attachFull } from "../method/full.js";
@@ -60,7 +60,7 @@ import { attachLora } from "../method/lora/model.js";
 import { trainSft, type SftExample, type TrainHooks, type TrainResult } from "../method/train.js";
 import { writePeftAdapter } from "../method/lora/peft.js";
 import { writeFoldedCheckpoint, type FoldStats } from "../method/fold.js";
-import { DELTA_FILE, writeGoodVibeDelta } from "../method/goodvibe/delta.js";
+import { writeGoodVibeDelta } from "../method/goodvibe/delta.js";
 import { peakRssBytes } from "../util/memory.js";
 import { interrupted, stopPoint } from "../util/stop.js";
 import { silentLogger, type Logger } from "../util/log.js";

@@ -4,7 +4,8 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { DEFAULT_DEMO, demoDepartures, demoHardenConfig } from "../../src/recipes/demo.js";
+import { demoDepartures, demoHardenConfig } from "../../src/recipes/demo.js";
+import { DEFAULT_DEMO } from "../../src/recipes/config.js";
 
 test("the demo's departures from the paper are listed with the paper's values", () => {
   const cfg = demoHardenConfig(DEFAULT_DEMO, "/tmp/demo-out");

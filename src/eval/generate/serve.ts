@@ -24,8 +24,6 @@ import type { ChatMessage } from "../../io/tokenizer.js";
 import { cutAtStopStrings, type BuiltinBackend } from "./builtin.js";
 import { DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUEUE } from "./serve-config.js";
 
-export { DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUEUE };
-
 export interface ServeOptions {
   /** Address to listen on (default 127.0.0.1). */
   host?: string;

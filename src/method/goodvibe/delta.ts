@@ -16,8 +16,6 @@ import type { RowSelection } from "./adapter.js";
 import { checkModelShape, modelShapeRecord, type ModelShapeRecord } from "./model-shape.js";
 import { DELTA_FILE } from "./config.js";
 
-export { DELTA_FILE };
-
 export function writeGoodVibeDelta(
   file: string,
   model: DecoderModel,
