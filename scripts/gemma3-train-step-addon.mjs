@@ -2,6 +2,7 @@
 // test/method/train_step.test.ts runs them) written as JSON in the same format, for comparing libtorch builds and
 // PyTorch versions element by element.  node scripts/gemma3-train-step-addon.mjs [variant] [out.json]
 import * as fs from "node:fs";
+import { gunzipSync } from "node:zlib";
 import { loadModel } from "../dist/src/models/index.js";
 import { AdamW, Tensor, getNumThreads, setNumThreads, torchVersion } from "../dist/src/tensor/index.js";
 import { attachGoodVibe } from "../dist/src/method/goodvibe/model.js";
@@ -10,7 +11,8 @@ import { sftLossHead } from "../dist/src/method/losses.js";
 const variant = process.argv[2] ?? "no_cluster";
 const out = process.argv[3] ?? `gemma3-${variant}-addon.json`;
 const dir = "test/fixtures/gemma3";
-const ts = JSON.parse(fs.readFileSync(`${dir}/train_step.json`, "utf8"));
+// stored gzipped, as every fixture JSON (test/fixture-json.ts)
+const ts = JSON.parse(gunzipSync(fs.readFileSync(`${dir}/train_step.json.gz`)).toString("utf8"));
 const model = loadModel(dir);
 setNumThreads(1);
 const ref = ts[variant];

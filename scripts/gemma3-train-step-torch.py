@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Re-run the gemma3 fixture's GoodVibe training steps in whichever PyTorch is installed, and say how far each
-step lands from test/fixtures/gemma3/train_step.json (generated with PyTorch 1.13, see the fixture README).
+step lands from test/fixtures/gemma3/train_step.json.gz (generated with PyTorch 1.13, see the fixture README).
 
 Why: on libtorch 2.6 the addon's gemma3 no_cluster U after step 2 differs from the fixture by more than the test's
 tolerance (BENCHMARKS.md "CUDA"). Running the fixture's own recipe in PyTorch 1.13 and 2.6 tells whether the
@@ -15,6 +15,7 @@ dW[rows[i]] = U[clusters[i]], U trained with torch.optim.AdamW(lr=1e-2, betas=(0
   python3 scripts/gemma3-train-step-torch.py [fixture dir] [--variant cluster|no_cluster] [--json out.json]
   python3 scripts/gemma3-train-step-torch.py --compare a.json b.json [fixture dir]
 """
+import gzip
 import json
 import math
 import sys
@@ -155,7 +156,7 @@ def main():
         # scripts/gemma3-train-step-addon.mjs) against each other and each against the fixture
         fix = args[3] if len(args) > 3 else "test/fixtures/gemma3"
         ra, rb = json.load(open(args[1])), json.load(open(args[2]))
-        ref = json.load(open(f"{fix}/train_step.json"))[ra["variant"]]["steps"]
+        ref = json.load(gzip.open(f"{fix}/train_step.json.gz", "rt"))[ra["variant"]]["steps"]
         report(ra["steps"], rb["steps"], ref, ra["torch"], rb["torch"])
         report(ra["steps"], ref, ref, ra["torch"], "fixture")
         report(rb["steps"], ref, ref, rb["torch"], "fixture")
@@ -175,7 +176,7 @@ def main():
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     cfg = json.load(open(f"{fix}/config.json"))
-    ts = json.load(open(f"{fix}/train_step.json"))
+    ts = json.load(gzip.open(f"{fix}/train_step.json.gz", "rt"))
     sd = load_safetensors(f"{fix}/model.safetensors")
     ref = ts[variant]
     sel = ref["selection"]

@@ -1,3 +1,4 @@
+import { readFixtureJson } from "../fixture-json.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -142,10 +143,10 @@ test("canonical labels: largest mean centre first, ties by first occurrence", ()
 
 test("2-means of the 5 selected rows reproduces train_step.json's clusters, every module of all 4 families", () => {
   for (const family of FAMILIES) {
-    const goodvibe = JSON.parse(fs.readFileSync(`${FIXTURES}${family}/goodvibe.json`, "utf8")) as {
+    const goodvibe = readFixtureJson(`${FIXTURES}${family}/goodvibe.json.gz`) as {
       modules: Record<string, { grad_importance: number[]; grad_topk: number[] }>;
     };
-    const step = JSON.parse(fs.readFileSync(`${FIXTURES}${family}/train_step.json`, "utf8")) as {
+    const step = readFixtureJson(`${FIXTURES}${family}/train_step.json.gz`) as {
       cluster: { selection: Record<string, { rows: number[]; clusters: number[]; n_clusters: number }> };
     };
     const selection = Object.entries(step.cluster.selection);

@@ -1,9 +1,10 @@
 /**
  * The real check of the GGUF export: each fixture family exported to GGUF and run by llama.cpp
  * (node-llama-cpp, CPU, f32 KV cache, flash attention off) must reproduce the PyTorch references in
- * test/fixtures/<family>/cases.json: identical greedy tokens, logits within 1e-4 (gemma3: 2e-3, because
+ * test/fixtures/<family>/cases.json.gz: identical greedy tokens, logits within 1e-4 (gemma3: 2e-3, because
  * llama.cpp's CPU GELU goes through an f16 table).
  */
+import { readFixtureJson } from "../fixture-json.js";
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -29,7 +30,7 @@ const FAMILIES = ["llama", "qwen2", "qwen3", "gemma3"] as const;
 const TOL: Record<string, number> = { llama: 1e-4, qwen2: 1e-4, qwen3: 1e-4, gemma3: 2e-3 };
 
 function loadCases(family: string): Cases {
-  return JSON.parse(fs.readFileSync(path.join(fixtures, family, "cases.json"), "utf8")) as Cases;
+  return readFixtureJson(path.join(fixtures, family, "cases.json.gz")) as Cases;
 }
 
 function maxAbsDiff(rows: Float32Array[], expected: number[][]): number {

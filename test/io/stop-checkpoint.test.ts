@@ -5,6 +5,7 @@
  * again (InterruptedError, exit 130), nothing half-written is left, and the rerun resumes to the tensors of an
  * uninterrupted run. A checkpoint temporary left by a killed run (SIGKILL) is removed by the next save.
  */
+import { readFixtureJson } from "../fixture-json.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -24,7 +25,7 @@ const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..
 const DIR = path.join(FIX, "qwen2");
 
 function examples(): SftExample[] {
-  const ts = JSON.parse(fs.readFileSync(path.join(DIR, "train_step.json"), "utf8"));
+  const ts = readFixtureJson(path.join(DIR, "train_step.json.gz"));
   const ids = ts.sft_batch.input_ids as number[][];
   const labels = ts.sft_batch.labels as number[][];
   return Array.from({ length: 6 }, (_, r) => {

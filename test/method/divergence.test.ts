@@ -3,6 +3,7 @@
  * checkpoint with non-finite weights; a learning rate of 1 or more is refused by the config schema. Reference:
  * a finite weight stays finite, so every trainable tensor is checked after the run instead of trusting the loop.
  */
+import { readFixtureJson } from "../fixture-json.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -24,7 +25,7 @@ import { noGrad } from "../../src/tensor/index.js";
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 
 function examples(): SftExample[] {
-  const ts = JSON.parse(fs.readFileSync(path.join(FIX, "qwen2", "train_step.json"), "utf8"));
+  const ts = readFixtureJson(path.join(FIX, "qwen2", "train_step.json.gz"));
   const ids = ts.sft_batch.input_ids as number[][];
   const labels = ts.sft_batch.labels as number[][];
   return [0, 1, 0, 1].map((i) => ({ inputIds: ids[i]!.slice(0, 14), labels: labels[i]!.slice(0, 14) }));

@@ -1,6 +1,7 @@
 /**
  * Folding back into checkpoints, the GoodVibe delta and PEFT adapters, against the fixtures and by reloading.
  */
+import { readFixtureJson } from "../fixture-json.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as crypto from "node:crypto";
@@ -54,7 +55,7 @@ function train3(model: ReturnType<typeof loadModel>, params: Tensor[], ts: unkno
 
 for (const family of ["llama", "gemma3"]) {
   const dir = path.join(FIX, family);
-  const ts = JSON.parse(fs.readFileSync(path.join(dir, "train_step.json"), "utf8"));
+  const ts = readFixtureJson(path.join(dir, "train_step.json.gz"));
 
   test(`${family}: the fixture's PEFT adapter loads and merges to PyTorch's merged logits`, () => {
     const { cfg, init } = readPeftAdapter(path.join(dir, "lora-adapter"));
@@ -246,7 +247,7 @@ for (const [family, sub] of [
 
 test("fold makes one changed tensor at a time, as the writer reaches it, and frees it and GoodVibe's row updates", async () => {
   const dir = path.join(FIX, "llama");
-  const ts = JSON.parse(fs.readFileSync(path.join(dir, "train_step.json"), "utf8"));
+  const ts = readFixtureJson(path.join(dir, "train_step.json.gz"));
   const lora = (model: ReturnType<typeof loadModel>) => {
     const init = new Map<string, Tensor>();
     for (const [mod, a] of Object.entries(ts.lora.A_init as Record<string, number[][]>))

@@ -1,5 +1,5 @@
-/** A family's PyTorch identification fixture (test/fixtures/<family>/goodvibe.json) and its samples as identify takes them. */
-import * as fs from "node:fs";
+/** A family's PyTorch identification fixture (test/fixtures/<family>/goodvibe.json.gz) and its samples as identify takes them. */
+import { readFixtureJson } from "../fixture-json.js";
 import * as path from "node:path";
 import type { IdentifySample } from "../../src/method/goodvibe/identify.js";
 
@@ -8,7 +8,7 @@ export function readGoodvibeFixture(dir: string): {
   g: ReturnType<typeof JSON.parse>;
   samples: IdentifySample[];
 } {
-  const g = JSON.parse(fs.readFileSync(path.join(dir, "goodvibe.json"), "utf8"));
+  const g = readFixtureJson(path.join(dir, "goodvibe.json.gz"));
   const samples: IdentifySample[] = g.samples.map((s: { input_ids: number[]; label: 0 | 1 }, i: number) => ({
     id: `s${i}`,
     inputIds: s.input_ids,

@@ -7,6 +7,7 @@
  *  - llama.cpp with base GGUF + LoRA GGUF gives the folded GGUF's greedy tokens and logits.
  * Per family: llama (Q/K rows permuted in GGUF, so lora_b's too), qwen2 (biases), gemma3 (sandwich norms).
  */
+import { readFixtureJson } from "../fixture-json.js";
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -42,8 +43,8 @@ const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 for (const family of ["llama", "qwen2", "gemma3"]) {
   test(`${family}: a GoodVibe delta as a PEFT adapter and a llama.cpp LoRA GGUF reproduces the folded model`, async () => {
     const dir = fixtureWithTokenizer(path.join(FIXTURES, family), path.join(tmp, `${family}-base`));
-    const ts = JSON.parse(fs.readFileSync(path.join(FIXTURES, family, "train_step.json"), "utf8"));
-    const cases = JSON.parse(fs.readFileSync(path.join(FIXTURES, family, "cases.json"), "utf8"));
+    const ts = readFixtureJson(path.join(FIXTURES, family, "train_step.json.gz"));
+    const cases = readFixtureJson(path.join(FIXTURES, family, "cases.json.gz"));
     const promptIds: number[] = cases.greedy.prompt_ids;
 
     // the fixture's selected rows, with 1, 2 or 3 clusters per module so that ranks differ; random U

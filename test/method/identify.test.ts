@@ -1,11 +1,11 @@
 /**
- * Identification against test/fixtures/<family>/goodvibe.json (PyTorch): per-sample losses, gradient and
+ * Identification against test/fixtures/<family>/goodvibe.json.gz (PyTorch): per-sample losses, gradient and
  * activation importances of every linear module, and the top-k sets; plus resume and bad-input checks.
  */
+import { readFixtureJson } from "../fixture-json.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { onBothDecoderPaths } from "../models/decoder-paths.js";
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { scratchDir } from "../scratch.js";
@@ -97,7 +97,7 @@ onBothDecoderPaths(() => {
     test(`${family}: 2-means on the selected importances gives the fixture's clusters`, async () => {
       const model = loadModel(dir);
       const map = await identify(model, samples, opts(g));
-      const ts = JSON.parse(fs.readFileSync(path.join(dir, "train_step.json"), "utf8"));
+      const ts = readFixtureJson(path.join(dir, "train_step.json.gz"));
       // the fixture's reference clusters the selected neurons' importances (one number each) with k = 2
       const clusters = clusterNeurons(map, {
         ...DEFAULT_CLUSTER,

@@ -3,9 +3,9 @@
  * with autograd on a full-vocabulary lm_head (an independent path: full logits, the two label columns, backward),
  * the activation variant against the full logits, training and folding of its rows, and tied models refused.
  */
+import { readFixtureJson } from "../fixture-json.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadModel } from "../../src/models/index.js";
@@ -173,7 +173,7 @@ test("lm_head's rows train, fold into lm_head.weight, and count in the parameter
 
 test("a tied lm_head is refused as a target, before any work", async () => {
   const model = loadModel(path.join(FIX, "qwen2"));
-  const gq = JSON.parse(fs.readFileSync(path.join(FIX, "qwen2", "goodvibe.json"), "utf8"));
+  const gq = readFixtureJson(path.join(FIX, "qwen2", "goodvibe.json.gz"));
   await assert.rejects(
     identify(model, samples.slice(0, 2), { ...opts(), labelTokenIds: gq.label_token_ids }),
     /identify\.lmHead: lm_head is tied to the input embeddings/,

@@ -3,6 +3,7 @@
  * against AdamW's first-step formula and against properties (rounded copies, freed gradients, exact resume);
  * the float32 path stays what the PyTorch fixtures check (train_step.test.ts).
  */
+import { readFixtureJson } from "../fixture-json.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -22,7 +23,7 @@ import { AdamW, Tensor, noGrad } from "../../src/tensor/index.js";
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 
 function fixtureBatch(family: string): { ids: Tensor; labels: Tensor; examples: SftExample[] } {
-  const ts = JSON.parse(fs.readFileSync(path.join(FIX, family, "train_step.json"), "utf8"));
+  const ts = readFixtureJson(path.join(FIX, family, "train_step.json.gz"));
   const ids = ts.sft_batch.input_ids as number[][];
   const labels = ts.sft_batch.labels as number[][];
   const examples: SftExample[] = [];

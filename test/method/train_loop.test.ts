@@ -1,6 +1,7 @@
 /**
  * The shared SFT loop: the schedule against transformers' formula, and exact resume after an interruption.
  */
+import { readFixtureJson } from "../fixture-json.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -43,7 +44,7 @@ test("batches: every example once per epoch, seeded shuffles that differ between
 });
 
 function examples(): SftExample[] {
-  const ts = JSON.parse(fs.readFileSync(path.join(FIX, "qwen2", "train_step.json"), "utf8"));
+  const ts = readFixtureJson(path.join(FIX, "qwen2", "train_step.json.gz"));
   const ids = ts.sft_batch.input_ids as number[][];
   const labels = ts.sft_batch.labels as number[][];
   const out: SftExample[] = [];

@@ -1,11 +1,11 @@
 /**
  * Three AdamW steps of GoodVibe's cluster-shared row update, the no-cluster ablation and LoRA, against the
- * PyTorch references in test/fixtures/<family>/train_step.json (see the fixture README).
+ * PyTorch references in test/fixtures/<family>/train_step.json.gz (see the fixture README).
  */
+import { readFixtureJson } from "../fixture-json.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { onBothDecoderPaths } from "../models/decoder-paths.js";
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadModel } from "../../src/models/index.js";
@@ -103,7 +103,7 @@ function selections(sel: Record<string, { rows: number[]; clusters: number[]; n_
 onBothDecoderPaths(() => {
   for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
     const dir = path.join(FIX, family);
-    const ts = JSON.parse(fs.readFileSync(path.join(dir, "train_step.json"), "utf8"));
+    const ts = readFixtureJson(path.join(dir, "train_step.json.gz"));
 
     for (const variant of ["cluster", "no_cluster"] as const) {
       for (const checkpoint of [false, true]) {

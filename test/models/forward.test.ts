@@ -1,11 +1,11 @@
 /**
- * The four families against PyTorch references (test/fixtures/<family>/cases.json, see its README):
+ * The four families against PyTorch references (test/fixtures/<family>/cases.json.gz, see its README):
  * full logits, padded batches, KV-cache decoding, greedy generation, bf16 and sharded loading.
  */
+import { readFixtureJson } from "../fixture-json.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { onBothDecoderPaths } from "./decoder-paths.js";
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadModel, generate, KVCache } from "../../src/models/index.js";
@@ -23,7 +23,7 @@ onBothDecoderPaths(() => {
   for (const family of FAMILIES) {
     const dir = path.join(FIX, family);
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    const cases = JSON.parse(fs.readFileSync(path.join(dir, "cases.json"), "utf8")) as any;
+    const cases = readFixtureJson(path.join(dir, "cases.json.gz")) as any;
 
     test(`${family}: batch logits match PyTorch within 1e-4`, () => {
       const model = loadModel(dir);
@@ -129,7 +129,7 @@ onBothDecoderPaths(() => {
 
 test("gemma3: the sliding window matters (positions >= 6 differ when it is ignored)", () => {
   const dir = path.join(FIX, "gemma3");
-  const cases = JSON.parse(fs.readFileSync(path.join(dir, "cases.json"), "utf8"));
+  const cases = readFixtureJson(path.join(dir, "cases.json.gz"));
   const model = loadModel(dir);
   const full = loadModel(dir);
   // a window longer than the sequence: sliding layers keep their local RoPE but see every earlier token

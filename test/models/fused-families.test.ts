@@ -6,9 +6,9 @@
  * method/train_step.test.ts: gradients and optimiser steps against PyTorch), and the composite kernel mode
  * (what CUDA runs) is checked here against the same PyTorch logits.
  */
+import { readFixtureJson } from "../fixture-json.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadModel, type DecoderModel } from "../../src/models/index.js";
@@ -115,7 +115,7 @@ for (const family of FAMILIES) {
   }
 
   test(`${family}: the composite kernels (what CUDA runs) give PyTorch's logits`, () => {
-    const cases = JSON.parse(fs.readFileSync(path.join(FIX, family, "cases.json"), "utf8"));
+    const cases = readFixtureJson(path.join(FIX, family, "cases.json.gz"));
     const model = loadModel(path.join(FIX, family));
     const ids = Tensor.fromArray(flat(cases.batch.input_ids), [2, 12], "int64");
     setKernelMode("composite");

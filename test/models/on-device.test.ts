@@ -6,9 +6,9 @@
  * GOODVIBE_TEST_DEVICE=cpu runs the same checks on the CPU (the rehearsal of that script on a machine without a
  * GPU). Tolerances are those of the CPU fixture tests times 5: a GPU sums in another order.
  */
+import { readFixtureJson } from "../fixture-json.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadModel } from "../../src/models/index.js";
@@ -35,7 +35,7 @@ for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
     `${family} on ${DEVICE ?? "a GPU"}: PyTorch's logits, full and left-padded batches (float32)`,
     { skip },
     () => {
-      const cases = JSON.parse(fs.readFileSync(path.join(dir, "cases.json"), "utf8"));
+      const cases = readFixtureJson(path.join(dir, "cases.json.gz"));
       const model = loadModel(dir, { device: DEVICE!, dtype: "float32" });
       const ids = Tensor.fromArray(flat(cases.batch.input_ids), [2, 12], "int64");
       const logits = noGrad(() => model.forward(ids));
@@ -92,7 +92,7 @@ for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
     `${family} on ${DEVICE ?? "a GPU"}: 3 AdamW steps of GoodVibe and LoRA match PyTorch`,
     { skip },
     () => {
-      const ts = JSON.parse(fs.readFileSync(path.join(dir, "train_step.json"), "utf8"));
+      const ts = readFixtureJson(path.join(dir, "train_step.json.gz"));
       const ids = ts.sft_batch.input_ids as number[][];
       const labels = ts.sft_batch.labels as number[][];
       const shape = [ids.length, ids[0].length];
