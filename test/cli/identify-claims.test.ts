@@ -80,15 +80,17 @@ function assertRefusedBy(r: CliResult, pid: number | undefined): void {
 const alone = path.join(fx.work, "alone.json");
 
 test("identify twice at once into one -o: the second is refused at once (exit 2, host and pid of the first); the first writes a lone run's map; a dead run's claim is taken over", async () => {
-  // the lone run finds the claim of a run killed while it held the folder: it takes it over and completes
+  // the lone run finds the claim of a run killed while it held the folder: it takes it over and completes (the
+  // folder is `<out>.run`, where earlier versions kept identify's state: still resumed)
   plantClaim(`${alone}.run`, deadPid());
   const a = await runCli(["identify", ...common, "-o", alone]);
   assert.equal(a.code, 0, showRun(a));
   assert.ok(!fs.existsSync(path.join(`${alone}.run`, ".claim.json")), "the dead run's claim is still there");
+  assert.ok(!fs.existsSync(path.join(fx.work, ".alone.json.run")), "the earlier run folder was not resumed");
 
   const out = path.join(fx.work, "out.json");
   const args = ["identify", ...common, "-o", out];
-  const runDir = `${out}.run`;
+  const runDir = path.join(fx.work, ".out.json.run");
   // its claim is there, or (without claims) its stage slot
   const first = await startAndHold(
     args,
@@ -109,7 +111,7 @@ test("identify twice at once into one -o: the second is refused at once (exit 2,
   assert.equal(r1.code, 0, showRun(r1));
   assert.deepEqual(readMap(out), readMap(alone));
   // the claim is given back with the run
-  assert.ok(!fs.existsSync(path.join(`${out}.run`, ".claim.json")));
+  assert.ok(!fs.existsSync(path.join(runDir, ".claim.json")));
 });
 
 test("identify --shard: the same shard twice at once is refused, another shard of the job runs beside it in the same run folder; a dead shard's claim is taken over", async () => {

@@ -22,7 +22,10 @@ test("identify --shard i/n on three processes, merged in any order, writes one r
   const r = await runCli(["identify", ...common, "-o", one]);
   assert.equal(r.code, 0, showRun(r));
 
-  const shards = [1, 2, 3].map((i) => path.join(fx.work, "shards", String(i)));
+  // as the README's recipe names them: `-o shards/shard-i`, merged as `shards/shard-*` (the shell's glob: no
+  // dot-files), so whatever identify leaves beside a shard folder is caught by the glob too
+  const shardsDir = path.join(fx.work, "shards");
+  const shards = [1, 2, 3].map((i) => path.join(shardsDir, `shard-${i}`));
   for (const [k, dir] of shards.entries()) {
     const s = await runCli(["identify", ...common, "--shard", `${k + 1}/3`, "-o", dir, "--json"]);
     assert.equal(s.code, 0, showRun(s));
@@ -30,10 +33,17 @@ test("identify --shard i/n on three processes, merged in any order, writes one r
     assert.deepEqual([out.index, out.count], [k + 1, 3]);
     assert.ok(fs.existsSync(path.join(dir, "shard.json")));
     // the shard's resumable state is gone once its folder is written
-    assert.ok(!fs.existsSync(path.join(`${dir}.run`, `identify-shard-${k + 1}-of-3`)));
+    const runDir = path.join(shardsDir, `.shard-${k + 1}.run`);
+    assert.ok(fs.existsSync(runDir), "the shard's run folder is not where the help says (.<out>.run)");
+    assert.ok(!fs.existsSync(path.join(runDir, `identify-shard-${k + 1}-of-3`)));
   }
+  const globbed = fs
+    .readdirSync(shardsDir)
+    .filter((n) => n.startsWith("shard-"))
+    .map((n) => path.join(shardsDir, n));
+  assert.deepEqual([...globbed].sort(), [...shards].sort(), "shards/shard-* is not the three shard folders");
   const merged = path.join(fx.work, "merged.json");
-  const m = await runCli(["identify", "merge", "-o", merged, shards[2]!, shards[0]!, shards[1]!, "--json"]);
+  const m = await runCli(["identify", "merge", "-o", merged, ...globbed.reverse(), "--json"]);
   assert.equal(m.code, 0, showRun(m));
   assert.equal((JSON.parse(m.stdout) as { samples: number }).samples, 16);
 

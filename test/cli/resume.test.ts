@@ -97,7 +97,7 @@ test("identify: killed after its first saved state, rerun ends with the same neu
 
   const stateFile = () =>
     findUnder(
-      path.join(fx.work, "id-cut", "neurons.json.run"),
+      path.join(fx.work, "id-cut", ".neurons.json.run"),
       /^identify-[0-9a-f]{12}\/identify-state\/state\.json$/,
     );
   await killWhenExists(args("id-cut"), () => stateFile() !== null);

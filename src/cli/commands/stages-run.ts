@@ -33,7 +33,7 @@ import { checkOutput, publishFile } from "../../io/atomic.js";
 import { whileClaimed } from "../../io/claim.js";
 import { number } from "../options.js";
 import { resolveConfig } from "../../config/resolve.js";
-import { stageFileSchema } from "../../config/harden.js";
+import { defaultRunDir, stageFileSchema } from "../../config/harden.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { attachPeftAdapter } from "../../method/lora/model.js";
 import { hardenConfigFrom } from "./harden-config.js";
@@ -41,8 +41,12 @@ import { hardenConfigFrom } from "./harden-config.js";
 export async function identifyCommand(g: OptionValues, opts: OptionValues): Promise<void> {
   const log = makeLogger(g);
   await runCommand(g, async () => {
-    // identify keeps its state beside the neuron map it writes, unless --run-dir (or the config) says where
-    const cfg = hardenConfigFrom(opts, (out) => `${out}.run`);
+    // identify keeps its state in `.<out>.run` beside the neuron map it writes, unless --run-dir (or the config)
+    // says where: hidden, as harden's and train's, so that the shards' run folders are not caught by the glob of
+    // `identify merge shards/*`. `<out>.run`, where earlier versions kept it, is resumed when it is there.
+    const cfg = hardenConfigFrom(opts, (out) =>
+      fs.existsSync(`${out}.run`) ? `${out}.run` : defaultRunDir(out),
+    );
     const inputs = { "--model": cfg.model, "--data": cfg.data };
     checkOutput({ flag: "--out", path: cfg.out, kind: "file", inputs, overwrite: cfg.overwrite });
     checkOutput({ flag: "--run-dir", path: cfg.runDir, kind: "folder", inputs, ownEntry: isRunEntry });

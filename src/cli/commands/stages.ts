@@ -12,7 +12,7 @@ export function registerStages(program: Command): void {
       .description("find the security neurons: gradient importance per output row, top-k per layer"),
     {
       out: "neuron map to write (JSON)",
-      runDir: "<out>.run",
+      runDir: ".<out>.run beside --out",
       flags: ["topK", "seed"],
       sections: ["identify"],
     },
