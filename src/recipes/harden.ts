@@ -123,13 +123,35 @@ export function identifySamples(
   }));
 }
 
-export function sftExamples(tok: HfTokenizer, pairs: SecurityPair[], maxLength: number): SftExample[] {
-  return pairs.map((p) => buildSftExample(tok, sftMessages(p), { maxLength }));
+/**
+ * The SFT examples of pairs. A pair whose prompt alone fills maxLength is refused naming the pair, the file
+ * (`from`) and the setting (`key`): the user needs to know which row and which number to change.
+ */
+export function sftExamples(
+  tok: HfTokenizer,
+  pairs: SecurityPair[],
+  maxLength: number,
+  where: { from?: string; key?: string } = {},
+): SftExample[] {
+  return pairs.map((p) => {
+    try {
+      return buildSftExample(tok, sftMessages(p), { maxLength });
+    } catch (e) {
+      if (!(e instanceof InputError)) throw e;
+      const key = where.key ? ` (${where.key}; raise it or leave the pair out)` : "";
+      throw new InputError(`${where.from ? `${where.from}: ` : ""}pair ${p.id}: ${e.message}${key}`, {
+        cause: e,
+      });
+    }
+  });
 }
 
 /** A run's training examples: at most train.maxPairs pairs (a seeded subsample), each cut to train.maxLength. */
 export function trainExamples(tok: HfTokenizer, pairs: SecurityPair[], cfg: HardenConfig): SftExample[] {
-  return sftExamples(tok, subsample(pairs, cfg.train.maxPairs, cfg.seed + 1), cfg.train.maxLength);
+  return sftExamples(tok, subsample(pairs, cfg.train.maxPairs, cfg.seed + 1), cfg.train.maxLength, {
+    from: cfg.data,
+    key: "train.maxLength",
+  });
 }
 
 export interface HardenResult {

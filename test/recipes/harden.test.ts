@@ -118,3 +118,23 @@ test("identifyOptions hands identify() the identify config as resolved: every fi
   assert.equal(opts.runDir, path.join(work, "opts.run"));
   assert.equal(opts.source.model, path.resolve(made.dir));
 });
+
+test("a training pair whose prompt fills train.maxLength is refused naming the file, the pair and the setting, before anything is written", async () => {
+  const file = path.join(work, "one-long.jsonl");
+  const pairs = made.pairs.slice(0, 4).map((p, i) =>
+    // pair 3's question alone is far past the default train.maxLength (1024): about 3000 tokens of " x"
+    i === 2 ? { ...p, id: "too-long", question: p.question + " x".repeat(3000) } : p,
+  );
+  writeCorpusJsonl(file, pairs);
+  const cfg = tinyHardenConfig(made.dir, file, path.join(work, "long-out"), {});
+  const run = { ...cfg, train: { ...cfg.train, maxPairs: 0, maxLength: 1024 } };
+  await assert.rejects(runHarden(run), (e: Error) => {
+    assert.equal(e.name, "InputError");
+    assert.ok(e.message.includes(file), `the file is not named: ${e.message}`);
+    assert.match(e.message, /pair too-long: prompt is \d+ tokens/);
+    assert.match(e.message, /train\.maxLength/);
+    return true;
+  });
+  assert.ok(!fs.existsSync(run.runDir), "a run folder was created");
+  assert.ok(!fs.existsSync(run.out), "an output was created");
+});
