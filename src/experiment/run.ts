@@ -580,6 +580,9 @@ function assembleResults(ctx: RunContext, results: CellResult[]): ExperimentResu
   };
 }
 
+/** Where a run that stopped, or left cells to other workers, puts the finished cells so far. */
+const PARTIAL_RESULTS = "results.partial.json";
+
 /** A run that stopped, or left cells to other workers: the finished cells so far in results.partial.json. */
 function stopEarly(ctx: RunContext, cells: CellsOutcome, experiment: ExperimentResults): RunSummary {
   const { plan, outDir, log } = ctx;
@@ -594,7 +597,7 @@ function stopEarly(ctx: RunContext, cells: CellsOutcome, experiment: ExperimentR
         `being computed): once they are done, \`experiment run\` on this folder writes results.json and the report`,
     );
   // the finished cells so far, for a look before the end (`goodvibe report` renders it); never results.json
-  const partialFile = path.join(outDir, "results.partial.json");
+  const partialFile = path.join(outDir, PARTIAL_RESULTS);
   if (results.length > 0) {
     const partial = parseExperimentResults(JSON.parse(JSON.stringify(experiment)), partialFile);
     writeFileAtomic(partialFile, JSON.stringify(partial, null, 2));
@@ -623,6 +626,8 @@ async function publishResults(
   try {
     checked = parseExperimentResults(JSON.parse(JSON.stringify(experiment)), resultsFile);
     writeFileAtomic(resultsFile, JSON.stringify(checked, null, 2));
+    // an earlier stop's finished cells so far: superseded by results.json, and a stale look-ahead beside it
+    fs.rmSync(path.join(outDir, PARTIAL_RESULTS), { force: true });
     if (render) {
       await renderReport(checked, reportDir);
       log.info(`report: ${path.join(reportDir, "index.html")}`);

@@ -246,6 +246,9 @@ test("run: plan, results.json in the report schema, a rerun computes nothing, an
     plan.cells.slice(1).map((c) => c.id),
   );
   assert.deepEqual(withoutTiming(resumed.results!.cells), withoutTiming(results.cells));
+  // results.json supersedes the stop's partial results: none is left beside it to be read by mistake
+  assert.ok(fs.existsSync(path.join(outA, "results.json")));
+  assert.ok(!fs.existsSync(first.partialFile!), "results.partial.json is left beside results.json");
 
   // a stop request inside the GoodVibe cell (Ctrl-C while it identifies or trains): the cell stops at a
   // checkpoint, nothing is written as finished, and the rerun completes it to the same results
