@@ -12,6 +12,7 @@ import { InputError } from "../../errors.js";
 import { HttpBackend } from "../../eval/generate/http.js";
 import { serverChatBackend } from "../../eval/generate/backend.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
+import { evalSummaryLines } from "./eval-summary.js";
 
 export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<void> {
   const log = makeLogger(g);
@@ -71,32 +72,14 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     const base = opts.base ? await evaluateModel(opts.base, common) : null;
     log.done();
     const cell = securityCell(ev, base);
-    const p = ev.preference;
-    const lines = [
-      `model: ${path.resolve(opts.model)}`,
-      `safe rates on ${describeProtocol(ev.protocol)}`,
-      `secure preference: ${(100 * p.rate.value).toFixed(1)}% [${(100 * p.rate.low).toFixed(1)}, ${(100 * p.rate.high).toFixed(1)}] of ${p.n} pairs; mean loss gap ${p.meanLossGap.value.toFixed(4)} [${p.meanLossGap.low.toFixed(4)}, ${p.meanLossGap.high.toFixed(4)}]`,
-    ];
-    if (ev.safety) {
-      const r = ev.safety.rule.overall;
-      lines.push(
-        `safe rate (rules): ${(100 * r.rate).toFixed(1)}% [${(100 * r.low).toFixed(1)}, ${(100 * r.high).toFixed(1)}] of ${r.n} answers with code; no code in ${ev.safety.noCode} of ${ev.safety.n}`,
-      );
-      if (ev.safety.llm) {
-        const l = ev.safety.llm.overall;
-        lines.push(
-          `safe rate (LLM judge): ${(100 * l.rate).toFixed(1)}% [${(100 * l.low).toFixed(1)}, ${(100 * l.high).toFixed(1)}] of ${l.n} answers (those without code judged whole)`,
-        );
-      }
-    }
-    for (const [k, u] of Object.entries(ev.utility))
-      lines.push(`${k}: ${u.metric} ${u.value.toFixed(4)} ± ${u.stderr.toFixed(4)} (n=${u.n})`);
-    if (cell.security.mcnemarVsBase?.rule) {
-      const m = cell.security.mcnemarVsBase.rule;
-      lines.push(
-        `vs base (rules): improved ${m.b01}, worsened ${m.b10}, p = ${m.pValue.toPrecision(3)} (${m.test})`,
-      );
-    }
-    output(g, lines.join("\n"), cell);
+    const baseCell = base ? securityCell(base) : null;
+    const lines = evalSummaryLines({
+      model: path.resolve(opts.model),
+      protocol: describeProtocol(ev.protocol),
+      cell,
+      base: baseCell ? { model: path.resolve(opts.base), cell: baseCell } : null,
+      llmJudge: judge !== null,
+    });
+    output(g, lines.join("\n"), baseCell ? { ...cell, base: baseCell.security } : cell);
   });
 }

@@ -1,0 +1,66 @@
+/**
+ * The human-readable summary of `goodvibe eval`: what the cell (recipes/evaluate.ts's securityCell) holds, in
+ * lines. Kept apart from eval-run.ts so that it is a plain function of its inputs (no model, no libtorch).
+ */
+import type { CellResult } from "../../report/schema.js";
+
+type Security = CellResult["security"];
+type Rate = { value: number; low: number; high: number };
+
+const pct = (r: Rate) =>
+  `${(100 * r.value).toFixed(1)}% [${(100 * r.low).toFixed(1)}, ${(100 * r.high).toFixed(1)}]`;
+
+/** Preference and safe rates of one model; a judge with no verdicts says why instead of printing NaN%. */
+function rateLines(s: Security, label = ""): string[] {
+  const lines: string[] = [];
+  const p = s.securePreference;
+  if (p)
+    lines.push(
+      `${label}secure preference: ${pct(p.rate)} of ${p.n} pairs; mean loss gap ${p.meanLossGap.value.toFixed(4)} [${p.meanLossGap.low.toFixed(4)}, ${p.meanLossGap.high.toFixed(4)}]`,
+    );
+  const a = s.answers;
+  if (!a) return lines;
+  const rule = s.safeRate?.rule;
+  lines.push(
+    rule
+      ? `${label}safe rate (rules): ${pct(rule.overall)} of ${rule.overall.n} answers with code; no code in ${a.noCode} of ${a.n}`
+      : `${label}safe rate (rules): none: no answer had a code block in its prompt's language (no code in ${a.noCode} of ${a.n})`,
+  );
+  const llm = s.safeRate?.llm;
+  if (llm)
+    lines.push(
+      `${label}safe rate (LLM judge): ${pct(llm.overall)} of ${llm.overall.n} answers (those without code judged whole)`,
+    );
+  return lines;
+}
+
+/**
+ * The lines `goodvibe eval` prints. With a base model: the base's own rates, then McNemar's test against it
+ * by every judge that has one, and for a judge that has none, why (no prompt has that judge's verdict on both).
+ */
+export function evalSummaryLines(opts: {
+  model: string;
+  protocol: string;
+  cell: Pick<CellResult, "security" | "utility">;
+  base?: { model: string; cell: Pick<CellResult, "security"> } | null;
+  llmJudge: boolean;
+}): string[] {
+  const { cell, base } = opts;
+  const lines = [`model: ${opts.model}`, `safe rates on ${opts.protocol}`, ...rateLines(cell.security)];
+  for (const [k, u] of Object.entries(cell.utility ?? {}))
+    lines.push(`${k}: ${u.metric} ${u.value.toFixed(4)} ± ${u.stderr.toFixed(4)} (n=${u.n})`);
+  if (!base) return lines;
+  lines.push(`base: ${base.model}`, ...rateLines(base.cell.security, "base "));
+  if (!cell.security.answers) return lines;
+  const judges = opts.llmJudge ? (["rule", "llm"] as const) : (["rule"] as const);
+  for (const judge of judges) {
+    const name = judge === "rule" ? "rules" : "LLM judge";
+    const m = cell.security.mcnemarVsBase?.[judge];
+    lines.push(
+      m
+        ? `vs base (${name}): improved ${m.b01}, worsened ${m.b10}, p = ${m.pValue.toPrecision(3)} (${m.test})`
+        : `vs base (${name}): no test: no prompt has a verdict of this judge on both models' answers`,
+    );
+  }
+  return lines;
+}

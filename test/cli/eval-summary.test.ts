@@ -1,0 +1,73 @@
+/**
+ * What `goodvibe eval` prints, from cells made by hand: a judge with no verdicts says why (never "NaN%"), and with
+ * --base the base's own rates and McNemar's test by every judge are shown (the LLM judge's too), or why a judge
+ * has no test. The numbers printed are the cell's, checked against the cell's own fields.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { evalSummaryLines } from "../../src/cli/commands/eval-summary.js";
+import type { CellResult } from "../../src/report/schema.js";
+
+const rate = (value: number, n: number) => ({ value, low: value / 2, high: (1 + value) / 2, n });
+
+// the run of the audit that found it: 4 answers, none with code, the LLM judge judged all 4 (3 secure)
+const noCode: CellResult["security"] = {
+  securePreference: {
+    rate: { value: 1 / 3, low: 0.1, high: 0.7 },
+    meanLossGap: { value: 0.0082, low: -0.0365, high: 0.07 },
+    n: 6,
+    perLanguage: {},
+  },
+  answers: { n: 4, noCode: 4, perLanguage: {} },
+  safeRate: { llm: { overall: rate(0.75, 4), perLanguage: {}, perCwe: {} } },
+  mcnemarVsBase: { llm: { b01: 1, b10: 0, pValue: 1, test: "exact-binomial" } },
+};
+const baseNoCode: CellResult["security"] = {
+  ...noCode,
+  safeRate: { llm: { overall: rate(0.5, 4), perLanguage: {}, perCwe: {} } },
+  mcnemarVsBase: undefined,
+};
+
+test("eval's summary: no NaN for a judge without verdicts; with --base, the base's rates and both judges' McNemar tests", () => {
+  const lines = evalSummaryLines({
+    model: "/m/hardened",
+    protocol: "4 of 10 held-out prompts",
+    cell: { security: noCode, utility: {} },
+    base: { model: "/m/base", cell: { security: baseNoCode } },
+    llmJudge: true,
+  });
+  const text = lines.join("\n");
+  assert.doesNotMatch(text, /NaN/);
+  // the rule judge had nothing to judge: said, with the counts
+  assert.match(text, /^safe rate \(rules\): none: .*no code in 4 of 4\)$/m);
+  assert.match(text, /^safe rate \(LLM judge\): 75\.0% \[37\.5, 87\.5\] of 4 answers/m);
+  // the base's own numbers
+  assert.ok(lines.includes("base: /m/base"), text);
+  assert.match(text, /^base safe rate \(LLM judge\): 50\.0% \[25\.0, 75\.0\] of 4 answers/m);
+  assert.match(text, /^base secure preference: 33\.3% \[10\.0, 70\.0\] of 6 pairs/m);
+  // McNemar by the LLM judge, which the cell holds, is printed; the rule judge's absence is explained
+  assert.match(text, /^vs base \(LLM judge\): improved 1, worsened 0, p = 1\.00 \(exact-binomial\)$/m);
+  assert.match(text, /^vs base \(rules\): no test: /m);
+});
+
+test("eval's summary without --base prints no base or McNemar lines; rules with verdicts are printed as rates", () => {
+  const security: CellResult["security"] = {
+    ...noCode,
+    answers: { n: 4, noCode: 1, perLanguage: {} },
+    safeRate: { rule: { overall: rate(2 / 3, 3), perLanguage: {}, perCwe: {} } },
+    mcnemarVsBase: undefined,
+  };
+  const lines = evalSummaryLines({
+    model: "/m/x",
+    protocol: "p",
+    cell: { security, utility: { arc: { metric: "acc", value: 0.25, stderr: 0.01, n: 40 } } },
+    llmJudge: false,
+  });
+  const text = lines.join("\n");
+  assert.match(
+    text,
+    /^safe rate \(rules\): 66\.7% \[33\.3, 83\.3\] of 3 answers with code; no code in 1 of 4$/m,
+  );
+  assert.doesNotMatch(text, /LLM judge|base|vs base/);
+  assert.match(text, /^arc: acc 0\.2500 ± 0\.0100 \(n=40\)$/m);
+});
