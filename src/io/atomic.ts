@@ -72,7 +72,10 @@ export interface OutputCheck {
   kind: "folder" | "file";
   /** paths the output must not be, be inside, or contain, by the flag that named them */
   inputs?: Record<string, string | undefined | null>;
-  /** the user allows replacing an existing output (it is moved aside when the new one is published) */
+  /**
+   * the user allows replacing an existing output (it is moved aside when the new one is published). Present, even
+   * undefined, where the command offers --overwrite for this path: only then does a refusal suggest it.
+   */
   overwrite?: boolean;
   /** a folder the project keeps working in (a run or cache folder): accepted when every entry passes */
   ownEntry?: (name: string) => boolean;
@@ -128,11 +131,23 @@ export function checkOutput(o: OutputCheck): OutputState {
   if (o.kind === "folder" && statOrNull(o.path)?.isDirectory()) refuseUnwritable(o, path.resolve(o.path));
   const state = outputState(o.path, o.kind, o.ownEntry);
   if (state === "occupied" && !o.overwrite) {
-    const what =
-      o.kind === "file" || !statOrNull(o.path)?.isDirectory() ? "exists" : "exists and is not empty";
+    const isDir = o.kind === "folder" && statOrNull(o.path)?.isDirectory() === true;
+    // a folder the tool keeps working in: which entries are not the tool's, so the user knows what is in the way
+    const foreign =
+      isDir && o.ownEntry ? fs.readdirSync(o.path).filter((e) => !isTempName(e) && !o.ownEntry!(e)) : [];
+    const listed = foreign.length
+      ? ` (${foreign
+          .slice(0, 3)
+          .map((e) => JSON.stringify(e))
+          .join(", ")}${foreign.length > 3 ? `, … ${foreign.length} in all` : ""}: not goodvibe's)`
+      : "";
     throw new InputError(
-      `${o.flag} ${o.path}: ${what}; choose a new path, or pass --overwrite to move it aside ` +
-        `(renamed to ${path.basename(o.path)}.old-…, never deleted) and write a new one`,
+      `${o.flag} ${o.path}: ${isDir ? "exists and is not empty" : "exists"}${listed}; choose a new path` +
+        ("overwrite" in o
+          ? `, or pass --overwrite to move it aside (renamed to ${path.basename(o.path)}.old-…, never deleted) and write a new one`
+          : o.ownEntry
+            ? ", or one that holds only what goodvibe writes there (--overwrite does not apply to it)"
+            : " (--overwrite does not apply to it)"),
     );
   }
   return state;

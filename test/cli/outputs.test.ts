@@ -282,6 +282,14 @@ test("a run folder that holds someone's files is refused (exit 2) before any wor
   const r = await runCli(harden(path.join(fx.work, "out-notes"), ["--run-dir", u.dir]));
   assert.equal(r.code, 2, showRun(r));
   assert.match(r.stderr, /--run-dir .*notes: exists and is not empty/);
+  // it names what is in the way and does not suggest --overwrite, which does not apply to a run folder: passing
+  // it is refused the same way
+  assert.match(r.stderr, /"thesis\.txt"/);
+  assert.match(r.stderr, /"data"/);
+  assert.doesNotMatch(r.stderr, /pass --overwrite/);
+  const o = await runCli(harden(path.join(fx.work, "out-notes"), ["--run-dir", u.dir, "--overwrite"]));
+  assert.equal(o.code, 2, showRun(o));
+  assert.match(o.stderr, /--run-dir .*notes: exists and is not empty/);
   assert.deepEqual(hashTree(u.dir), u.hash());
 });
 
