@@ -19,6 +19,7 @@ import { estimateCells } from "../../experiment/estimate.js";
 import { runExperiment } from "../../experiment/run.js";
 import { formatFlops } from "../../method/flops.js";
 import { parseShard, shardFromEnvironment } from "../../util/shard.js";
+import { shellCommand } from "../../util/shell.js";
 
 export async function experimentRunCommand(
   g: OptionValues,
@@ -50,12 +51,17 @@ export async function experimentRunCommand(
       shard: shard && shard.count > 1 ? shard : undefined,
     });
     log.done();
+    // the run that writes the results: this file into this folder with these settings, on every shard (no --shard)
+    const finishCommand = shellCommand([
+      ...["goodvibe", "experiment", "run", file, "-o", plan.outDir],
+      ...opts.set.flatMap((s) => ["--set", s]),
+    ]);
     const lines = [
       `${plan.cells.length} cells: ${r.ran.length} computed now, ${r.skipped.length} cached`,
       r.stopped
         ? "stopped before the end: rerun the same command to resume"
         : r.pending?.length
-          ? `${r.pending.length} cells are other workers': once they are done, run \`goodvibe experiment run ${file}\` on this folder for results.json and the report`
+          ? `${r.pending.length} cells are other workers': once they are done, run \`${finishCommand}\` for results.json and the report`
           : r.resultsFile
             ? `results: ${r.resultsFile}`
             : "another worker is writing results.json and the report",
