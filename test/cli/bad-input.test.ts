@@ -42,6 +42,30 @@ test("a model folder that does not exist: says so, names it", async () => {
   assertRefused(r, cwd, [], [/no-such-model/, /does not exist|not found|no such/i]);
 });
 
+test("paths in a -c config that do not exist from the current folder: named as the file's keys, with the folder they were taken from", async () => {
+  // written relative to the config file's folder, run from another one: the paths are the current folder's
+  const cwd = caseDir("config-paths");
+  const cfgDir = path.join(cwd, "configs");
+  fs.mkdirSync(cfgDir);
+  const cfg = path.join(cfgDir, "h.yaml");
+  fs.writeFileSync(cfg, "model: ../model-x\ndata: ../no-pairs.jsonl\nout: ../out\n");
+  const r = await runCli(["harden", "-c", "configs/h.yaml", ...TINY], { cwd });
+  assertRefused(
+    r,
+    cwd,
+    ["configs"],
+    [
+      /model \.\.\/model-x \(in configs\/h\.yaml; relative to the current folder [^)]*config-paths\): no such folder/,
+    ],
+  );
+  // the model found, the data not: the same for data; a flag is named as the flag
+  fs.writeFileSync(cfg, `model: ${fx.model.dir}\ndata: ../no-pairs.jsonl\nout: ../out\n`);
+  const d = await runCli(["identify", "-c", "configs/h.yaml", "-o", "n.json"], { cwd });
+  assertRefused(d, cwd, ["configs"], [/data \.\.\/no-pairs\.jsonl \(in configs\/h\.yaml; relative/]);
+  const f = await runCli(["harden", "-c", "configs/h.yaml", "-d", "gone.jsonl", ...TINY], { cwd });
+  assertRefused(f, cwd, ["configs"], [/--data gone\.jsonl \(relative to the current folder/]);
+});
+
 test("a folder with only pytorch_model.bin: refused, with how to convert it to safetensors", async () => {
   const cwd = caseDir("pickle-only");
   const model = path.join(cwd, "pt-model");

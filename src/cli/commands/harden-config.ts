@@ -4,6 +4,7 @@
  * modules (harden-run.ts, stages-run.ts), so that neither imports the other.
  */
 import * as fs from "node:fs";
+import * as path from "node:path";
 import { InputError } from "../../errors.js";
 import { resolveHardenConfig, type HardenConfig } from "../../config/harden.js";
 import { integer, number } from "../options.js";
@@ -63,8 +64,31 @@ export function hardenConfigFrom(
     },
   );
   // otherwise the first complaint is a missing tokenizer.json, which sends the user looking for the wrong thing
-  if (!fs.existsSync(cfg.model)) throw new InputError(`--model ${cfg.model}: no such folder`);
+  const model = pathOrigin(opts, "model", "--model", cfg.model);
+  if (!fs.existsSync(cfg.model)) throw new InputError(`${model}: no such folder`);
   if (!fs.statSync(cfg.model).isDirectory())
-    throw new InputError(`--model ${cfg.model}: not a folder (give the model's folder)`);
+    throw new InputError(`${model}: not a folder (give the model's folder)`);
+  if (!fs.existsSync(cfg.data))
+    throw new InputError(`${pathOrigin(opts, "data", "--data", cfg.data)}: no such file`);
   return cfg;
+}
+
+/**
+ * How the user gave a path, for a message about it: the flag, `--set key`, or the key in the config file; and,
+ * for a relative path, the folder it was taken from. Paths in a config file are relative to the current folder
+ * (as an experiment file's are), not to the file: a user who wrote them relative to the file learns it here.
+ */
+function pathOrigin(opts: Record<string, unknown>, key: string, flag: string, value: string): string {
+  const notes: string[] = [];
+  let label = flag;
+  if (opts[key] === undefined) {
+    if (((opts.set as string[] | undefined) ?? []).some((s) => s.startsWith(`${key}=`)))
+      label = `--set ${key}`;
+    else if (typeof opts.config === "string") {
+      label = key;
+      notes.push(`in ${opts.config}`);
+    }
+  }
+  if (!path.isAbsolute(value)) notes.push(`relative to the current folder ${process.cwd()}`);
+  return `${label} ${value}${notes.length ? ` (${notes.join("; ")})` : ""}`;
 }
