@@ -298,3 +298,37 @@ test("as a UtilityModel: greedy generate over several prompts, cut at stop, chat
     await srv.close();
   }
 });
+
+test("onRetry is told of every failed attempt that will be retried (status, timeout), and of none that succeeds", async () => {
+  const srv = await mockServer((_s, i) =>
+    i === 0
+      ? { status: 503, json: { error: "overloaded" } }
+      : i === 1
+        ? { ...completion("late"), delayMs: 1000 }
+        : completion("ok"),
+  );
+  try {
+    const seen: import("../../src/eval/generate/http.js").HttpRetry[] = [];
+    const b = new HttpBackend({
+      baseUrls: srv.url,
+      model: "m",
+      retryBaseMs: 1,
+      timeoutMs: 150,
+      maxRetries: 3,
+      onRetry: (r) => seen.push(r),
+    });
+    assert.equal(await b.generateText("p", { maxNewTokens: 1 }), "ok");
+    assert.deepEqual(
+      seen.map((r) => [r.url, r.attempt, r.attempts]),
+      [
+        [`${srv.url}/v1/completions`, 1, 4],
+        [`${srv.url}/v1/completions`, 2, 4],
+      ],
+    );
+    assert.match(seen[0]!.problem, /^HTTP 503 /);
+    assert.equal(seen[1]!.problem, "no answer within 150 ms");
+    for (const r of seen) assert.ok(r.waitMs > 0 && r.waitMs <= 20_000, `wait ${r.waitMs}`);
+  } finally {
+    await srv.close();
+  }
+});

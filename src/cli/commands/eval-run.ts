@@ -9,7 +9,7 @@ import { LlmJudge } from "../../eval/judge/llm.js";
 import { describeProtocol, evaluateModel, securityCell } from "../../recipes/evaluate.js";
 import { PROMPT_FILTERS, type PromptFilter } from "../../data/prompts.js";
 import { InputError } from "../../errors.js";
-import { HttpBackend } from "../../eval/generate/http.js";
+import { HttpBackend, retryWarning } from "../../eval/generate/http.js";
 import { serverChatBackend } from "../../eval/generate/backend.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { evalSummaryLines } from "./eval-summary.js";
@@ -53,7 +53,13 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
       throw new InputError("--server-model (the model's name on the --url servers) is required with --url");
     const generator = opts.url
       ? serverChatBackend(
-          new HttpBackend({ baseUrls: opts.url, model: opts.serverModel, concurrency: opts.concurrency }),
+          new HttpBackend({
+            baseUrls: opts.url,
+            model: opts.serverModel,
+            concurrency: opts.concurrency,
+            timeoutMs: opts.requestTimeout * 1000,
+            onRetry: retryWarning(log),
+          }),
         )
       : undefined;
     const ev = await evaluateModel(opts.model, {

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { DEFAULT_PREFERENCE_PAIRS } from "../../recipes/config.js";
-import { integer, list } from "../options.js";
+import { integer, list, number } from "../options.js";
+import { DEFAULT_REQUEST_TIMEOUT_S } from "../../eval/generate/http-config.js";
 
 export function registerEval(program: Command): void {
   program
@@ -43,6 +44,12 @@ export function registerEval(program: Command): void {
     )
     .option("--server-model <name>", "the model's name on those servers (with --url)")
     .option("--concurrency <n>", "requests in flight over all servers (with --url)", integer(1), 16)
+    .option(
+      "--request-timeout <s>",
+      "seconds one request to a server may take before it is retried (with --url)",
+      number({ above: 0 }),
+      DEFAULT_REQUEST_TIMEOUT_S,
+    )
     .addHelpText(
       "after",
       "\nExamples:\n  goodvibe eval -m ./hardened -d dev.jsonl --judge ./judge --base ./base-model\n  goodvibe eval -m ./hardened -d dev.jsonl --arc arc_challenge_test.jsonl --limit 200 --json\n  goodvibe eval -m ./hardened -d dev.jsonl --url http://gpu1:8000,http://gpu2:8000 --server-model hardened",

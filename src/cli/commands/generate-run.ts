@@ -6,9 +6,9 @@ import { InputError } from "../../errors.js";
 import { loadTokenizer } from "../../io/tokenizer.js";
 import { BuiltinBackend } from "../../eval/generate/builtin.js";
 import { getNumThreads, setNumThreads } from "../../tensor/index.js";
-import { HttpBackend } from "../../eval/generate/http.js";
+import { HttpBackend, retryWarning } from "../../eval/generate/http.js";
 import type { GenerateOptions } from "../../eval/generate/backend.js";
-import { output, runCommand } from "../common.js";
+import { makeLogger, output, runCommand } from "../common.js";
 import { number } from "../options.js";
 
 export async function generateCommand(g: OptionValues, opts: OptionValues): Promise<void> {
@@ -57,7 +57,12 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
     } else if (opts.backend === "http") {
       if (!opts.url || !opts.serverModel)
         throw new InputError("--url and --server-model are required with the http backend");
-      const b = new HttpBackend({ baseUrls: opts.url, model: opts.serverModel });
+      const b = new HttpBackend({
+        baseUrls: opts.url,
+        model: opts.serverModel,
+        timeoutMs: opts.requestTimeout * 1000,
+        onRetry: retryWarning(makeLogger(g)),
+      });
       text = opts.raw ? await b.generateText(opts.prompt, gen) : await b.chat(messages, gen);
       await b.close();
     } else throw new InputError(`unknown backend ${opts.backend} (builtin | llamacpp | http)`);

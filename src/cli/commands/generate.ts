@@ -1,3 +1,4 @@
+import { DEFAULT_REQUEST_TIMEOUT_S } from "../../eval/generate/http-config.js";
 import { Option, type Command } from "commander";
 import { integer, list, number } from "../options.js";
 
@@ -28,6 +29,12 @@ export function registerGenerate(program: Command): void {
     )
     .option("--url <list>", "server base URLs, comma-separated (backend http)", list)
     .option("--server-model <name>", "model name on the server (backend http)")
+    .option(
+      "--request-timeout <s>",
+      "seconds one request to a server may take before it is retried (with --url)",
+      number({ above: 0 }),
+      DEFAULT_REQUEST_TIMEOUT_S,
+    )
     .option("--max-new-tokens <n>", "tokens to generate", integer(1), 256)
     .option("--temperature <t>", "sampling temperature, 0 = greedy", number({ min: 0 }), 0)
     .option("--top-p <p>", "nucleus sampling mass", number({ above: 0, max: 1 }), 1)

@@ -18,6 +18,7 @@
  * context/continuation boundary counts towards the continuation.
  */
 import { GoodVibeError } from "../../errors.js";
+import { DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT_S } from "./http-config.js";
 import { interrupted } from "../../util/stop.js";
 import type { ChatMessage } from "../../io/tokenizer.js";
 import type { LoglikelihoodRequest, LoglikelihoodResult } from "../utility/model.js";
@@ -33,12 +34,12 @@ export interface HttpBackendOptions {
   apiKeyEnv?: string;
   /** Requests in flight at once, over all servers. Default 8. */
   concurrency?: number;
-  /** Retries after the first attempt. Default 4. */
+  /** Retries after the first attempt. Default DEFAULT_MAX_RETRIES (4). */
   maxRetries?: number;
   /** First backoff delay; doubled each retry, capped by retryMaxMs, then jittered to [50%, 100%]. Default 500. */
   retryBaseMs?: number;
   retryMaxMs?: number;
-  /** Per-attempt timeout. Default 300 s. */
+  /** Per-attempt timeout. Default DEFAULT_REQUEST_TIMEOUT_S (300 s). */
   timeoutMs?: number;
   /** max_tokens for loglikelihood requests: 1 (harness, portable) or 0 (where the server allows it). */
   loglikelihoodMaxTokens?: 0 | 1;
@@ -50,6 +51,31 @@ export interface HttpBackendOptions {
   random?: () => number;
   /** Stops every request of this backend (Ctrl-C): in flight ones are aborted, with InterruptedError. */
   signal?: AbortSignal;
+  /**
+   * Told of each failed attempt that will be retried, before the wait: a user watching a run learns that the
+   * server is failing or hanging instead of seeing nothing until the last attempt gives up.
+   */
+  onRetry?: (r: HttpRetry) => void;
+}
+
+/** A failed attempt about to be retried. */
+export interface HttpRetry {
+  url: string;
+  /** attempts made so far (1 after the first) and the most there will be */
+  attempt: number;
+  attempts: number;
+  /** what went wrong: "HTTP 503 …", "no answer within 300000 ms", "network error ECONNRESET" */
+  problem: string;
+  /** the wait before the next attempt */
+  waitMs: number;
+}
+
+/** onRetry for a run's log: one warning line per failed attempt that will be retried. */
+export function retryWarning(log: { warn(msg: string): void }): (r: HttpRetry) => void {
+  return (r) =>
+    log.warn(
+      `${r.url}: ${r.problem.slice(0, 200)}; attempt ${r.attempt} of ${r.attempts}, retrying in ${(r.waitMs / 1000).toFixed(1)} s`,
+    );
 }
 
 /** A request that failed for good: names the URL, the status (or network error) and the attempts made. */
@@ -170,7 +196,8 @@ export class HttpBackend implements GenerationBackend {
           `generation stopped (a request to ${url} was cancelled; finished answers are kept)`,
         );
     };
-    const maxRetries = this.opts.maxRetries ?? 4;
+    const maxRetries = this.opts.maxRetries ?? DEFAULT_MAX_RETRIES;
+    const timeoutMs = this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_S * 1000;
     const payload = JSON.stringify({ ...this.opts.extraBody, ...body });
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (this.apiKey) headers.authorization = `Bearer ${this.apiKey}`;
@@ -184,7 +211,7 @@ export class HttpBackend implements GenerationBackend {
       await this.semaphore.acquire();
       try {
         stopIfAsked(url);
-        const timeout = AbortSignal.timeout(this.opts.timeoutMs ?? 300_000);
+        const timeout = AbortSignal.timeout(timeoutMs);
         const either = stops.length > 0 ? anySignal([...stops, timeout]) : null;
         let res: Response;
         let text: string;
@@ -231,10 +258,7 @@ export class HttpBackend implements GenerationBackend {
           );
         }
         lastStatus = null;
-        lastProblem =
-          code === "timeout"
-            ? `no answer within ${this.opts.timeoutMs ?? 300_000} ms`
-            : `network error ${code}`;
+        lastProblem = code === "timeout" ? `no answer within ${timeoutMs} ms` : `network error ${code}`;
       } finally {
         this.semaphore.release();
       }
@@ -249,7 +273,15 @@ export class HttpBackend implements GenerationBackend {
       const base = this.opts.retryBaseMs ?? 500;
       const cap = this.opts.retryMaxMs ?? 20_000;
       const backoff = Math.min(cap, base * 2 ** attempt) * (0.5 + 0.5 * (this.opts.random ?? Math.random)());
-      await sleep(Math.min(cap, Math.max(backoff, retryAfterMs ?? 0)), stops);
+      const waitMs = Math.min(cap, Math.max(backoff, retryAfterMs ?? 0));
+      this.opts.onRetry?.({
+        url,
+        attempt: attempt + 1,
+        attempts: maxRetries + 1,
+        problem: lastProblem,
+        waitMs,
+      });
+      await sleep(waitMs, stops);
     }
   }
 
