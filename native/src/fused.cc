@@ -323,12 +323,12 @@ GV_INLINE void ropeBwdRows(const T* gy, const T* cs, const T* sn, T* gx, const R
 }
 
 #define GV_ROPE_KERNELS(T, NAME)                                                                              \
-  GV_CLONES void ropeFwd_##NAME(const T* x, const T* c, const T* s, T* y, const RopeGeom& g, int64_t r0,    \
-                                int64_t r1) {                                                                 \
+  GV_CLONES_YMM void ropeFwd_##NAME(const T* x, const T* c, const T* s, T* y, const RopeGeom& g, int64_t r0, \
+                                    int64_t r1) {                                                             \
     ropeFwdRows<T>(x, c, s, y, g, r0, r1);                                                                    \
   }                                                                                                           \
-  GV_CLONES void ropeBwd_##NAME(const T* gy, const T* c, const T* s, T* gx, const RopeGeom& g, int64_t r0,  \
-                                int64_t r1) {                                                                 \
+  GV_CLONES_YMM void ropeBwd_##NAME(const T* gy, const T* c, const T* s, T* gx, const RopeGeom& g, int64_t r0, \
+                                    int64_t r1) {                                                             \
     ropeBwdRows<T>(gy, c, s, gx, g, r0, r1);                                                                  \
   }
 GV_ROPE_KERNELS(float, f32)
@@ -436,14 +436,14 @@ GV_INLINE void gatedBwdRange(const T* gy, const T* g, const T* u, T* gg, T* gu, 
 }
 
 #define GV_GATED_KERNELS(T, NAME)                                                                          \
-  GV_CLONES void gatedFwd_##NAME(const T* g, const T* u, T* y, int64_t i0, int64_t i1, bool gelu) {       \
+  GV_CLONES_YMM void gatedFwd_##NAME(const T* g, const T* u, T* y, int64_t i0, int64_t i1, bool gelu) {   \
     if (gelu)                                                                                              \
       gatedFwdRange<T, true>(g, u, y, i0, i1);                                                             \
     else                                                                                                   \
       gatedFwdRange<T, false>(g, u, y, i0, i1);                                                            \
   }                                                                                                        \
-  GV_CLONES void gatedBwd_##NAME(const T* gy, const T* g, const T* u, T* gg, T* gu, int64_t i0, int64_t i1, \
-                                 bool gelu) {                                                              \
+  GV_CLONES_YMM void gatedBwd_##NAME(const T* gy, const T* g, const T* u, T* gg, T* gu, int64_t i0, int64_t i1, \
+                                     bool gelu) {                                                          \
     if (gelu)                                                                                              \
       gatedBwdRange<T, true>(gy, g, u, gg, gu, i0, i1);                                                    \
     else                                                                                                   \
@@ -725,13 +725,13 @@ GV_INLINE void softmaxBwdRows(const T* S, T* P, T* dP, const float* lse, const A
 }
 
 #define GV_ATTN_KERNELS(T, NAME)                                                                               \
-  GV_CLONES void softmaxRows_##NAME(const T* S, T* P, float* lse, const AttnGeom& a, int64_t b, int64_t t0,   \
-                                    int64_t rows, int64_t jlo, int64_t n, float* buf) {                        \
+  GV_CLONES_YMM void softmaxRows_##NAME(const T* S, T* P, float* lse, const AttnGeom& a, int64_t b, int64_t t0, \
+                                        int64_t rows, int64_t jlo, int64_t n, float* buf) {                    \
     softmaxRows<T>(S, P, lse, a, b, t0, rows, jlo, n, buf);                                                    \
   }                                                                                                            \
-  GV_CLONES void softmaxBwdRows_##NAME(const T* S, T* P, T* dP, const float* lse, const AttnGeom& a, int64_t b, \
-                                       int64_t t0, int64_t rows, int64_t jlo, int64_t n, float* pbuf,          \
-                                       float* cbuf) {                                                          \
+  GV_CLONES_YMM void softmaxBwdRows_##NAME(const T* S, T* P, T* dP, const float* lse, const AttnGeom& a, int64_t b, \
+                                           int64_t t0, int64_t rows, int64_t jlo, int64_t n, float* pbuf,      \
+                                           float* cbuf) {                                                      \
     softmaxBwdRows<T>(S, P, dP, lse, a, b, t0, rows, jlo, n, pbuf, cbuf);                                      \
   }
 GV_ATTN_KERNELS(float, f32)

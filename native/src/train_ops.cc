@@ -269,8 +269,9 @@ inline float expNonPositive(float x) {
 inline float loadF(const float* x, int64_t i) { return x[i]; }
 inline float loadF(const uint16_t* x, int64_t i) { return bf16ToFloat(x[i]); }
 
-// The loss's row kernels on 16 lanes, compiled once per instruction set (GV_CLONES; plain loops over the scalar
-// exp stayed scalar: the loss and its gradient on [128, 151936] bf16 logits took 0.12 s each, 1 thread). Each lane
+// The loss's row kernels on 16 lanes, compiled once per instruction set (GV_CLONES_YMM: AVX2 and SSE, which AVX-512
+// CPUs run too, see simd.h; plain loops over the scalar exp stayed scalar: the loss and its gradient on [128, 151936]
+// bf16 logits took 0.12 s each, 1 thread). Each lane
 // computes what the scalar code below computes for its elements: the same exp (the floor reduction included) and,
 // in rowSumExp, the same 16 float accumulators per run of kRun values, summed in float64 in lane order. No fused
 // multiply-adds (GCC contracts a·b + c where the instruction set has them): the scalar code has none, and the
@@ -289,7 +290,7 @@ GV_NO_FMA GV_INLINE simd::vf vexpNonPositive(simd::vf x) {
 }
 
 #define GV_LOSS_ROWS(NAME, X)                                                                                  \
-  GV_CLONES GV_NO_FMA float rowMax_##NAME(const X* __restrict x, int64_t n) {                                          \
+  GV_CLONES_YMM GV_NO_FMA float rowMax_##NAME(const X* __restrict x, int64_t n) {                                          \
     using namespace simd;                                                                                      \
     int64_t i = 0;                                                                                             \
     vf acc = splat(-INFINITY);                                                                                 \
@@ -302,7 +303,7 @@ GV_NO_FMA GV_INLINE simd::vf vexpNonPositive(simd::vf x) {
     for (; i < n; i++) m = loadF(x, i) > m ? loadF(x, i) : m;                                                  \
     return m;                                                                                                  \
   }                                                                                                            \
-  GV_CLONES GV_NO_FMA double rowSumExp_##NAME(const X* __restrict x, int64_t n, float max) {                           \
+  GV_CLONES_YMM GV_NO_FMA double rowSumExp_##NAME(const X* __restrict x, int64_t n, float max) {                           \
     using namespace simd;                                                                                      \
     double total = 0;                                                                                          \
     for (int64_t r = 0; r < n; r += kRun) {                                                                    \
@@ -317,7 +318,7 @@ GV_NO_FMA GV_INLINE simd::vf vexpNonPositive(simd::vf x) {
     }                                                                                                          \
     return total;                                                                                              \
   }                                                                                                            \
-  GV_CLONES GV_NO_FMA void rowGrad_##NAME(const X* __restrict x, X* __restrict out, int64_t n, float lse, float g) {   \
+  GV_CLONES_YMM GV_NO_FMA void rowGrad_##NAME(const X* __restrict x, X* __restrict out, int64_t n, float lse, float g) {   \
     using namespace simd;                                                                                      \
     int64_t i = 0;                                                                                             \
     for (; i + VL <= n; i += VL) vst(out + i, g * vexpNonPositive(vld(x + i) - lse));                          \
