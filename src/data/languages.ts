@@ -60,6 +60,22 @@ export function normalizeLanguage(name: string): Language | null {
   return lookup(name, false);
 }
 
+/**
+ * A language filter as a run's cache key records it: each known spelling as the dataset writes it ("C++", "cpp" and
+ * "c++" are all "c++"), duplicates dropped, order kept; an unknown name as given (reading the data refuses it).
+ * So two spellings of the same filter find the same cached stages, and a key written with dataset spellings (the
+ * README's `--languages c++,java,swift,go`) is the key it was.
+ */
+export function languageFilterKey(names: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const n of names) {
+    const lang = normalizeLanguage(n);
+    const k = lang === null ? n : TABLE[lang].dataset;
+    if (!out.includes(k)) out.push(k);
+  }
+  return out;
+}
+
 /** The language of a Markdown fence's tag: its aliases plus the fence-only tags (```h and ```c count as C++). */
 export function fenceLanguage(tag: string): Language | null {
   return lookup(tag, true);

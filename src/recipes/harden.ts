@@ -18,6 +18,7 @@ import { claimOrRefuse, isClaimEntry } from "../io/claim.js";
 import { canonicalJson, fileHash, modelFolderHashCached, sha256 } from "../io/hash.js";
 import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
 import { readPairs, pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
+import { languageFilterKey } from "../data/languages.js";
 import {
   buildSftExample,
   checkJudgeConvention,
@@ -231,7 +232,7 @@ export function planStages(cfg: HardenConfig, opts: { clustersFile?: string } = 
     format: RUN_FORMAT,
     model: modelFolderHashCached(cfg.model, path.join(cfg.runDir, RUN_FILES.modelHash)),
     data: fileHash(cfg.data),
-    languages: cfg.languages ?? null,
+    languages: cfg.languages ? languageFilterKey(cfg.languages) : null,
   };
   const slot = (name: string, inputs: Record<string, unknown>): StageSlot => {
     const key = sha256(canonicalJson(inputs));

@@ -138,3 +138,17 @@ test("a training pair whose prompt fills train.maxLength is refused naming the f
   assert.ok(!fs.existsSync(run.runDir), "a run folder was created");
   assert.ok(!fs.existsSync(run.out), "an output was created");
 });
+
+test("the stages' keys see a language filter, not its spelling: C++, cpp and c++ find the same cached stages", () => {
+  const keys = (languages: string[] | undefined) => {
+    const p = planStages(config("lang-keys", languages ? { languages } : {}));
+    return [p.identify.key, p.cluster.key, p.train.key];
+  };
+  const cpp = keys(["c++"]);
+  assert.deepEqual(keys(["C++"]), cpp);
+  assert.deepEqual(keys(["cpp", " CXX ", "c++"]), cpp);
+  assert.deepEqual(keys(["Java", "cpp"]), keys(["java", "c++"]));
+  // another filter is another run
+  assert.notDeepEqual(keys(["java"]), cpp);
+  assert.notDeepEqual(keys(undefined), cpp);
+});
