@@ -65,7 +65,7 @@ export function showRun(r: CliResult): string {
 export async function killWhenExists(
   args: readonly string[],
   file: string | (() => boolean),
-  opts: { cwd?: string; limitMs?: number } = {},
+  opts: { cwd?: string; limitMs?: number; env?: Record<string, string> } = {},
 ): Promise<CliResult> {
   const exists = typeof file === "string" ? () => fs.existsSync(file) : file;
   const run = startCli(args, opts);

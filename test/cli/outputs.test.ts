@@ -180,10 +180,11 @@ test("kill -9 while the output is being built: nothing at the output path; the r
 
   const out = path.join(fx.work, "pub");
   const temp = () => fs.readdirSync(fx.work).find((n) => /^\.pub\.tmp-\d+-\d+-[0-9a-f]{8}$/.test(n));
-  // the weights are in the temporary folder: the fold has run, the delta and stats may not be there yet
-  await killWhenExists(harden(out), () => {
-    const t = temp();
-    return t !== undefined && fs.existsSync(path.join(fx.work, t, "model.safetensors"));
+  // killed while the fold writes the weights into the temporary folder. The tiny model's fold takes
+  // milliseconds, and the temporary was often renamed into place before a poll saw it: every stop point (one
+  // before each tensor the fold writes) is made to block 100 ms, so the writing lasts seconds
+  await killWhenExists(harden(out), () => temp() !== undefined, {
+    env: { GOODVIBE_TEST_STOP_POINT_DELAY_MS: "100" },
   });
   assert.ok(!fs.existsSync(out), "a partial output folder is visible at the output path");
   const stale = temp();
