@@ -554,8 +554,25 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
   };
 }
 
+/**
+ * `dir` is a folder: else an error that says the folder itself is missing (or is a file), before a reader names a
+ * file inside it ("no config.json", "no tokenizer.json") and sends the user to copy files into a folder that is
+ * not there. Every reader of a model folder starts here (config, tokenizer, the folder's inspection).
+ */
+export function checkModelDir(dir: string): void {
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(dir);
+  } catch {
+    throw new InputError(`${dir}: model folder does not exist`);
+  }
+  if (!stat.isDirectory())
+    throw new InputError(`${dir}: not a folder (give the model folder, not a file in it)`);
+}
+
 /** Read and validate `<dir>/config.json`. */
 export function loadModelConfig(dir: string): ModelConfig {
+  checkModelDir(dir);
   const file = path.join(dir, "config.json");
   let text: string;
   try {

@@ -12,7 +12,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
-import type { ModelConfig } from "./config.js";
+import { checkModelDir, type ModelConfig } from "./config.js";
 import { inspectModelFolder } from "./model-folder.js";
 import type { TensorRecord } from "./safetensors.js";
 import {
@@ -674,6 +674,7 @@ export function planGgufExport(modelDir: string, opts: ExportGgufOptions): GgufE
   if (!(opts.outtype in FILE_TYPE))
     throw new InputError(`outtype "${opts.outtype}" is not one of f32, f16, bf16, q8_0`);
   // Without the model's own vocabulary llama.cpp would read other tokens than the model was trained on.
+  checkModelDir(modelDir);
   if (!fs.existsSync(path.join(modelDir, "tokenizer.json")))
     throw new InputError(
       `${modelDir}: no tokenizer.json; GGUF export needs the model's tokenizer (copy tokenizer.json and tokenizer_config.json from the base model)`,

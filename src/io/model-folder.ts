@@ -40,15 +40,7 @@ export interface ModelFolder {
  * finite values) before anything is allocated or written; note which tokenizer files exist.
  */
 export function inspectModelFolder(dir: string): ModelFolder {
-  let stat: fs.Stats;
-  try {
-    stat = fs.statSync(dir);
-  } catch {
-    throw new InputError(`${dir}: model folder does not exist`);
-  }
-  if (!stat.isDirectory())
-    throw new InputError(`${dir}: not a folder (give the model folder, not a file in it)`);
-  const config = loadModelConfig(dir);
+  const config = loadModelConfig(dir); // checkModelDir first: a missing folder is said as such
   const weights = openModelWeights(dir);
   const tensors = checkWeights(config, weights.tensors, dir);
   const tokenizerFiles = TOKENIZER_FILES.filter((f) => fs.existsSync(path.join(dir, f)));

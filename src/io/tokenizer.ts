@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { Template } from "@huggingface/jinja";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { InputError, preview } from "../errors.js";
+import { checkModelDir } from "./config.js";
 import { refuseForbiddenKeys, type KeyWalkOptions } from "../util/keys.js";
 
 export type ChatRole = "system" | "user" | "assistant";
@@ -182,6 +183,7 @@ async function findChatTemplate(
 
 /** Load the tokenizer of a model folder (tokenizer.json required, the rest optional). */
 export async function loadTokenizer(dir: string): Promise<HfTokenizer> {
+  checkModelDir(dir);
   const tokenizerFile = path.join(dir, "tokenizer.json");
   if (!fs.existsSync(tokenizerFile)) {
     throw new InputError(

