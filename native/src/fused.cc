@@ -95,10 +95,10 @@ GV_INLINE vf vldn(const T* p, int64_t n) {
   std::memcpy(tmp, p, n * sizeof(T));
   return vld(tmp);
 }
-template <typename T>
+template <typename T, bool W = false>
 GV_INLINE void vstn(T* p, vf v, int64_t n) {
   T tmp[VL];
-  vst(tmp, v);
+  vst<T, W>(tmp, v);
   std::memcpy(p, tmp, n * sizeof(T));
 }
 /** Up to 16 elements (m of them; zeros after). */
@@ -139,13 +139,16 @@ GV_INLINE float hmax(vf v) {
   return m;
 }
 /** Lanes 0..n-1 set. */
+template <bool W = false>
 GV_INLINE vi lanesBelow(int64_t n) {
   const vi idx = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-  return vlti(idx, vi{} + static_cast<int32_t>(n));
+  return vlti<W>(idx, vi{} + static_cast<int32_t>(n));
 }
 
-GV_INLINE vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
-GV_INLINE vf vtanh(vf x) { return 1.0f - 2.0f / (1.0f + vexp(2.0f * x)); }
+template <bool W = false>
+GV_INLINE vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp<W>(-x)); }
+template <bool W = false>
+GV_INLINE vf vtanh(vf x) { return 1.0f - 2.0f / (1.0f + vexp<W>(2.0f * x)); }
 
 bool nativeCpu(std::initializer_list<const Tensor*> ts) {
   if (g_composite.load(std::memory_order_relaxed)) return false;
@@ -389,28 +392,29 @@ struct RopeFn : public torch::autograd::Function<RopeFn> {
 };
 
 // ================================================================= gated activation
-template <bool GELU>
+// W: compiled as AVX-512 code (GV_WIDE), comparisons and selects on whole vectors (simd.h)
+template <bool GELU, bool W>
 GV_INLINE vf gatedA(vf x) {
-  if (GELU) return 0.5f * x * (1.0f + vtanh(kGeluK0 * (x + kGeluK1 * x * x * x)));
-  return x * vsigmoid(x);
+  if (GELU) return 0.5f * x * (1.0f + vtanh<W>(kGeluK0 * (x + kGeluK1 * x * x * x)));
+  return x * vsigmoid<W>(x);
 }
 
-template <typename T, bool GELU>
+template <typename T, bool GELU, bool W>
 GV_INLINE void gatedFwdRange(const T* g, const T* u, T* y, int64_t i0, int64_t i1) {
   int64_t i = i0;
-  for (; i + VL <= i1; i += VL) vst(y + i, gatedA<GELU>(vld(g + i)) * vld(u + i));
-  if (i < i1) vstn(y + i, gatedA<GELU>(vldn(g + i, i1 - i)) * vldn(u + i, i1 - i), i1 - i);
+  for (; i + VL <= i1; i += VL) vst<T, W>(y + i, gatedA<GELU, W>(vld(g + i)) * vld(u + i));
+  if (i < i1) vstn<T, W>(y + i, gatedA<GELU, W>(vldn(g + i, i1 - i)) * vldn(u + i, i1 - i), i1 - i);
 }
 
-template <typename T, bool GELU>
+template <typename T, bool GELU, bool W>
 GV_INLINE void gatedBwdVec(vf x, vf d, vf uu, vf& gg, vf& gu) {
   vf a, da;
   if (GELU) {
-    vf t = vtanh(kGeluK0 * (x + kGeluK1 * x * x * x));
+    vf t = vtanh<W>(kGeluK0 * (x + kGeluK1 * x * x * x));
     a = 0.5f * x * (1.0f + t);
     da = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * kGeluK0 * (1.0f + 3.0f * kGeluK1 * x * x);
   } else {
-    vf s = vsigmoid(x);
+    vf s = vsigmoid<W>(x);
     a = x * s;
     da = s * (1.0f + x * (1.0f - s));
   }
@@ -418,36 +422,68 @@ GV_INLINE void gatedBwdVec(vf x, vf d, vf uu, vf& gg, vf& gu) {
   gu = d * a;
 }
 
-template <typename T, bool GELU>
+template <typename T, bool GELU, bool W>
 GV_INLINE void gatedBwdRange(const T* gy, const T* g, const T* u, T* gg, T* gu, int64_t i0, int64_t i1) {
   int64_t i = i0;
   vf a, b;
   for (; i + VL <= i1; i += VL) {
-    gatedBwdVec<T, GELU>(vld(g + i), vld(gy + i), vld(u + i), a, b);
-    vst(gg + i, a);
-    vst(gu + i, b);
+    gatedBwdVec<T, GELU, W>(vld(g + i), vld(gy + i), vld(u + i), a, b);
+    vst<T, W>(gg + i, a);
+    vst<T, W>(gu + i, b);
   }
   if (i < i1) {
     int64_t n = i1 - i;
-    gatedBwdVec<T, GELU>(vldn(g + i, n), vldn(gy + i, n), vldn(u + i, n), a, b);
-    vstn(gg + i, a, n);
-    vstn(gu + i, b, n);
+    gatedBwdVec<T, GELU, W>(vldn(g + i, n), vldn(gy + i, n), vldn(u + i, n), a, b);
+    vstn<T, W>(gg + i, a, n);
+    vstn<T, W>(gu + i, b, n);
   }
 }
 
-#define GV_GATED_KERNELS(T, NAME)                                                                          \
-  GV_CLONES_YMM void gatedFwd_##NAME(const T* g, const T* u, T* y, int64_t i0, int64_t i1, bool gelu) {   \
+/** Whether this CPU runs the GV_WIDE kernels (the first call decides). */
+bool wideCpu() {
+#if GV_HAVE_WIDE
+  static const bool wide = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") != 0;
+  }();
+  return wide;
+#else
+  return false;
+#endif
+}
+
+// The gated product in two versions: the avx2 / default clones, and on AVX-512 CPUs a zmm one (GV_WIDE, no fused
+// multiply-adds, so the same bits): [256, 4864] bf16 in 0.79 against 1.11 ms forward, 1.24 against 1.71 backward on
+// a Zen 5 core (bench/fused-ops.ts; BENCHMARKS "Issue 13 §1 on an AMD Zen 5").
+#define GV_GATED_VERSION(T, NAME, ATTRS, W)                                                                 \
+  ATTRS void gatedFwd##W##_##NAME(const T* g, const T* u, T* y, int64_t i0, int64_t i1, bool gelu) {        \
     if (gelu)                                                                                              \
-      gatedFwdRange<T, true>(g, u, y, i0, i1);                                                             \
+      gatedFwdRange<T, true, W>(g, u, y, i0, i1);                                                          \
     else                                                                                                   \
-      gatedFwdRange<T, false>(g, u, y, i0, i1);                                                            \
+      gatedFwdRange<T, false, W>(g, u, y, i0, i1);                                                         \
   }                                                                                                        \
-  GV_CLONES_YMM void gatedBwd_##NAME(const T* gy, const T* g, const T* u, T* gg, T* gu, int64_t i0, int64_t i1, \
-                                     bool gelu) {                                                          \
+  ATTRS void gatedBwd##W##_##NAME(const T* gy, const T* g, const T* u, T* gg, T* gu, int64_t i0, int64_t i1, \
+                                  bool gelu) {                                                             \
     if (gelu)                                                                                              \
-      gatedBwdRange<T, true>(gy, g, u, gg, gu, i0, i1);                                                    \
+      gatedBwdRange<T, true, W>(gy, g, u, gg, gu, i0, i1);                                                 \
     else                                                                                                   \
-      gatedBwdRange<T, false>(gy, g, u, gg, gu, i0, i1);                                                   \
+      gatedBwdRange<T, false, W>(gy, g, u, gg, gu, i0, i1);                                                \
+  }
+#if GV_HAVE_WIDE
+#define GV_GATED_WIDE(T, NAME) GV_GATED_VERSION(T, NAME, GV_WIDE GV_NO_FMA, true)
+#define GV_WIDE_CALL(FN, NAME, ...) (wideCpu() ? FN##true_##NAME(__VA_ARGS__) : FN##false_##NAME(__VA_ARGS__))
+#else
+#define GV_GATED_WIDE(T, NAME)
+#define GV_WIDE_CALL(FN, NAME, ...) FN##false_##NAME(__VA_ARGS__)
+#endif
+#define GV_GATED_KERNELS(T, NAME)                                                                          \
+  GV_GATED_VERSION(T, NAME, GV_CLONES_YMM, false)                                                          \
+  GV_GATED_WIDE(T, NAME)                                                                                   \
+  void gatedFwd_##NAME(const T* g, const T* u, T* y, int64_t i0, int64_t i1, bool gelu) {                  \
+    GV_WIDE_CALL(gatedFwd, NAME, g, u, y, i0, i1, gelu);                                                  \
+  }                                                                                                        \
+  void gatedBwd_##NAME(const T* gy, const T* g, const T* u, T* gg, T* gu, int64_t i0, int64_t i1, bool gelu) { \
+    GV_WIDE_CALL(gatedBwd, NAME, gy, g, u, gg, gu, i0, i1, gelu);                                         \
   }
 GV_GATED_KERNELS(float, f32)
 GV_GATED_KERNELS(bf16_t, bf16)
@@ -561,22 +597,23 @@ GV_INLINE void visible(const AttnGeom& a, int64_t t, int64_t& lo, int64_t& hi) {
 }
 
 /** 16 keys' validity from the key mask (lanes past n are invalid). */
+template <bool W = false>
 GV_INLINE vi keyLanes(const uint8_t* km, int64_t n) {
-  if (!km) return lanesBelow(n);
+  if (!km) return lanesBelow<W>(n);
   uint8_t tmp[VL] = {};
   std::memcpy(tmp, km, std::min<int64_t>(n, VL));
   typedef uint8_t vb __attribute__((vector_size(16)));
   vb m;
   std::memcpy(&m, tmp, sizeof m);
-  return vnei(__builtin_convertvector(m, vi), vi{}) & lanesBelow(n);
+  return vnei<W>(__builtin_convertvector(m, vi), vi{}) & lanesBelow<W>(n);
 }
 
 /** Raw scores of 16 keys as softmax sees them: scaled, soft-capped (dcap: the cap's derivative). */
-template <typename T>
+template <typename T, bool W = false>
 GV_INLINE vf scoreLanes(const T* s, int64_t n, const AttnGeom& a, vf* dcap) {
   vf v = (n >= VL ? vld(s) : vldn(s, n)) * a.scale;
   if (a.softcap > 0) {
-    vf th = vtanh(v / a.softcap);
+    vf th = vtanh<W>(v / a.softcap);
     if (dcap) *dcap = 1.0f - th * th;
     v = a.softcap * th;
   } else if (dcap) {
@@ -594,7 +631,7 @@ GV_INLINE void zeroRange(T* p, int64_t j0, int64_t j1) {
 // and the log-sum-exp per row. Keys outside a row's window or masked get probability 0. buf holds a row's
 // scores in float32 (n floats, 16-aligned count). Whole 16-key chunks run without lane masks; the last partial
 // chunk of a row and the key mask (padding) use them.
-template <typename T>
+template <typename T, bool W>
 GV_INLINE void softmaxRows(const T* S, T* P, float* lse, const AttnGeom& a, int64_t b, int64_t t0, int64_t rows,
                            int64_t jlo, int64_t n, float* buf) {
   const uint8_t* km = a.keyMask ? a.keyMask + b * a.S + jlo : nullptr;
@@ -612,21 +649,21 @@ GV_INLINE void softmaxRows(const T* S, T* P, float* lse, const AttnGeom& a, int6
     int64_t j = lo;
     if (!km) {
       for (; j + VL <= hi; j += VL) {
-        vf v = scoreLanes(s + j, VL, a, nullptr);
+        vf v = scoreLanes<T, W>(s + j, VL, a, nullptr);
         vst(buf + j - lo, v);
-        bad |= vne(v, v);
-        mx = vsel(vgt(v, mx), v, mx);
+        bad |= vne<W>(v, v);
+        mx = vsel<W>(vgt<W>(v, mx), v, mx);
       }
       seen = vi{} + (hi > lo ? 1 : 0);
     }
     for (; j < hi; j += VL) {  // key-masked rows, and the last partial chunk
       int64_t m = std::min<int64_t>(VL, hi - j);
-      vi ok = keyLanes(km ? km + j : nullptr, m);
-      vf v = scoreLanes(s + j, m, a, nullptr);
-      vst(buf + j - lo, vsel(ok, v, splat(ninf)));
+      vi ok = keyLanes<W>(km ? km + j : nullptr, m);
+      vf v = scoreLanes<T, W>(s + j, m, a, nullptr);
+      vst(buf + j - lo, vsel<W>(ok, v, splat(ninf)));
       seen |= ok;
-      bad |= ok & vne(v, v);
-      mx = vsel(ok & vgt(v, mx), v, mx);
+      bad |= ok & vne<W>(v, v);
+      mx = vsel<W>(ok & vgt<W>(v, mx), v, mx);
     }
     float rmx = hmax(mx);
     bool anySeen = false, anyNan = false;
@@ -647,14 +684,14 @@ GV_INLINE void softmaxRows(const T* S, T* P, float* lse, const AttnGeom& a, int6
     int64_t end = lo + ((hi - lo + VL - 1) / VL) * VL;
     for (j = lo; j < end; j += VL) {
       vf v = vld(buf + j - lo);
-      vf e = vsel(vne(v, splat(ninf)), vexp(v - rmx), vf{});
+      vf e = vsel<W>(vne<W>(v, splat(ninf)), vexp<W>(v - rmx), vf{});
       vst(buf + j - lo, e);
       sum += e;
     }
     float total = hsum(sum), inv = 1.0f / total;
     zeroRange(p, 0, lo);
-    for (j = lo; j + VL <= hi; j += VL) vst(p + j, vld(buf + j - lo) * inv);
-    if (j < hi) vstn(p + j, vld(buf + j - lo) * inv, hi - j);
+    for (j = lo; j + VL <= hi; j += VL) vst<T, W>(p + j, vld(buf + j - lo) * inv);
+    if (j < hi) vstn<T, W>(p + j, vld(buf + j - lo) * inv, hi - j);
     zeroRange(p, hi, n);
     lse[row] = rmx + std::log(total);
   }
@@ -663,7 +700,7 @@ GV_INLINE void softmaxRows(const T* S, T* P, float* lse, const AttnGeom& a, int6
 // Backward of one block: P recomputed from the scores S and the saved lse (stored rounded, as the forward used it
 // in P·V, for dV); dP (in place) becomes dScores = P (dP - sum_j P dP) · d(score)/d(raw) with P in float32, as
 // eager's float32 softmax backward computes it.
-template <typename T>
+template <typename T, bool W>
 GV_INLINE void softmaxBwdRows(const T* S, T* P, T* dP, const float* lse, const AttnGeom& a, int64_t b, int64_t t0,
                               int64_t rows, int64_t jlo, int64_t n, float* pbuf, float* cbuf) {
   const uint8_t* km = a.keyMask ? a.keyMask + b * a.S + jlo : nullptr;
@@ -687,7 +724,7 @@ GV_INLINE void softmaxBwdRows(const T* S, T* P, T* dP, const float* lse, const A
     int64_t j = lo;
     if (!km && !(a.softcap > 0)) {
       for (; j + VL <= hi; j += VL) {
-        vf pj = vexp(vld(s + j) * a.scale - L);
+        vf pj = vexp<W>(vld(s + j) * a.scale - L);
         vst(pbuf + j - lo, pj);
         dot += pj * vld(dp + j);
       }
@@ -695,9 +732,9 @@ GV_INLINE void softmaxBwdRows(const T* S, T* P, T* dP, const float* lse, const A
     for (; j < hi; j += VL) {  // soft-capped or key-masked rows, and the last partial chunk
       int64_t m = std::min<int64_t>(VL, hi - j);
       vf dcap;
-      vf v = scoreLanes(s + j, m, a, &dcap);
-      vi ok = keyLanes(km ? km + j : nullptr, m);
-      vf pj = vsel(ok, vexp(v - L), vf{});
+      vf v = scoreLanes<T, W>(s + j, m, a, &dcap);
+      vi ok = keyLanes<W>(km ? km + j : nullptr, m);
+      vf pj = vsel<W>(ok, vexp<W>(v - L), vf{});
       vst(pbuf + j - lo, pj);
       vst(cbuf + j - lo, dcap);
       dot += pj * (m == VL ? vld(dp + j) : vldn(dp + j, m));
@@ -712,11 +749,11 @@ GV_INLINE void softmaxBwdRows(const T* S, T* P, T* dP, const float* lse, const A
       vf dpj = m == VL ? vld(dp + j) : vldn(dp + j, m);
       vf g = a.softcap > 0 ? pj * (dpj - d) * vld(cbuf + j - lo) * sc : pj * (dpj - d) * sc;
       if (m == VL) {
-        vst(p + j, pj);
-        vst(dp + j, g);
+        vst<T, W>(p + j, pj);
+        vst<T, W>(dp + j, g);
       } else {
-        vstn(p + j, pj, m);
-        vstn(dp + j, g, m);
+        vstn<T, W>(p + j, pj, m);
+        vstn<T, W>(dp + j, g, m);
       }
     }
     zeroRange(p, hi, n);
@@ -724,15 +761,33 @@ GV_INLINE void softmaxBwdRows(const T* S, T* P, T* dP, const float* lse, const A
   }
 }
 
-#define GV_ATTN_KERNELS(T, NAME)                                                                               \
-  GV_CLONES_YMM void softmaxRows_##NAME(const T* S, T* P, float* lse, const AttnGeom& a, int64_t b, int64_t t0, \
-                                        int64_t rows, int64_t jlo, int64_t n, float* buf) {                    \
-    softmaxRows<T>(S, P, lse, a, b, t0, rows, jlo, n, buf);                                                    \
+// Two versions again, as the gated product's (GV_GATED_VERSION): the attention core at the same shape 0.99-1.28
+// against 1.63-1.68 ms forward, 1.95-2.66 against 2.83-3.55 backward.
+#define GV_ATTN_VERSION(T, NAME, ATTRS, W)                                                                     \
+  ATTRS void softmaxRows##W##_##NAME(const T* S, T* P, float* lse, const AttnGeom& a, int64_t b, int64_t t0,     \
+                                     int64_t rows, int64_t jlo, int64_t n, float* buf) {                      \
+    softmaxRows<T, W>(S, P, lse, a, b, t0, rows, jlo, n, buf);                                                 \
   }                                                                                                            \
-  GV_CLONES_YMM void softmaxBwdRows_##NAME(const T* S, T* P, T* dP, const float* lse, const AttnGeom& a, int64_t b, \
-                                           int64_t t0, int64_t rows, int64_t jlo, int64_t n, float* pbuf,      \
-                                           float* cbuf) {                                                      \
-    softmaxBwdRows<T>(S, P, dP, lse, a, b, t0, rows, jlo, n, pbuf, cbuf);                                      \
+  ATTRS void softmaxBwdRows##W##_##NAME(const T* S, T* P, T* dP, const float* lse, const AttnGeom& a, int64_t b, \
+                                        int64_t t0, int64_t rows, int64_t jlo, int64_t n, float* pbuf,         \
+                                        float* cbuf) {                                                         \
+    softmaxBwdRows<T, W>(S, P, dP, lse, a, b, t0, rows, jlo, n, pbuf, cbuf);                                   \
+  }
+#if GV_HAVE_WIDE
+#define GV_ATTN_WIDE(T, NAME) GV_ATTN_VERSION(T, NAME, GV_WIDE GV_NO_FMA, true)
+#else
+#define GV_ATTN_WIDE(T, NAME)
+#endif
+#define GV_ATTN_KERNELS(T, NAME)                                                                               \
+  GV_ATTN_VERSION(T, NAME, GV_CLONES_YMM, false)                                                               \
+  GV_ATTN_WIDE(T, NAME)                                                                                        \
+  void softmaxRows_##NAME(const T* S, T* P, float* lse, const AttnGeom& a, int64_t b, int64_t t0, int64_t rows, \
+                          int64_t jlo, int64_t n, float* buf) {                                                \
+    GV_WIDE_CALL(softmaxRows, NAME, S, P, lse, a, b, t0, rows, jlo, n, buf);                                  \
+  }                                                                                                            \
+  void softmaxBwdRows_##NAME(const T* S, T* P, T* dP, const float* lse, const AttnGeom& a, int64_t b,          \
+                             int64_t t0, int64_t rows, int64_t jlo, int64_t n, float* pbuf, float* cbuf) {     \
+    GV_WIDE_CALL(softmaxBwdRows, NAME, S, P, dP, lse, a, b, t0, rows, jlo, n, pbuf, cbuf);                    \
   }
 GV_ATTN_KERNELS(float, f32)
 GV_ATTN_KERNELS(bf16_t, bf16)

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define GV_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -18,10 +19,21 @@
 // in the avx2 clone (BENCHMARKS "Issue 13 §1 on an AMD Zen 5"). The avx2 clone has no fused multiply-adds, so these
 // kernels compute the same bits on AVX2 and AVX-512 CPUs.
 #define GV_CLONES_YMM __attribute__((target_clones("avx2", "default")))
+// A kernel's zmm version where it pays to spell one out (fused.cc: the gated product, the attention's softmaxes):
+// compiled for AVX-512 with the comparisons and selects on whole 64-byte vectors (the W = true helpers below), one
+// instruction each, and called where the CPU has AVX-512 (fused.cc wideCpu()); the same source cannot serve both,
+// since whole-vector comparisons go scalar in the avx2 clone and halves go through memory in a zmm one.
+#define GV_HAVE_WIDE 1
+#define GV_WIDE __attribute__((target("avx512f")))
 #else
 #define GV_CLONES
 #define GV_CLONES_YMM
+#define GV_HAVE_WIDE 0
+#define GV_WIDE
 #endif
+// No fused multiply-adds (GCC contracts a·b + c where the instruction set has them, i.e. in AVX-512 code, not in the
+// avx2 and default clones): a kernel's zmm version then computes the bits its avx2 clone computes.
+#define GV_NO_FMA __attribute__((optimize("fp-contract=off")))
 #define GV_INLINE inline __attribute__((always_inline))
 
 namespace gv::simd {
@@ -56,12 +68,18 @@ GV_INLINE V joined(H lo, H hi) {
   return v;
 }
 // a OP b lane by lane: -1 (all bits) where true, 0 where false, as the 64-byte comparison gives
+// (W = true: the caller is AVX-512 code, GV_WIDE, where the 64-byte comparison is one instruction)
 #define GV_CMP(NAME, V, H, OP)                        \
+  template <bool W = false>                           \
   GV_INLINE vi NAME(V a, V b) {                       \
-    H a0, a1, b0, b1;                                 \
-    halves(a, a0, a1);                                \
-    halves(b, b0, b1);                                \
-    return joined<vi, vi8>(a0 OP b0, a1 OP b1);       \
+    if constexpr (W) {                                \
+      return (vi)(a OP b);                            \
+    } else {                                          \
+      H a0, a1, b0, b1;                               \
+      halves(a, a0, a1);                              \
+      halves(b, b0, b1);                              \
+      return joined<vi, vi8>(a0 OP b0, a1 OP b1);     \
+    }                                                 \
   }
 GV_CMP(vgt, vf, vf8, >)
 GV_CMP(vlt, vf, vf8, <)
@@ -72,17 +90,23 @@ GV_CMP(vlti, vi, vi8, <)
 GV_CMP(vnei, vi, vi8, !=)
 #undef GV_CMP
 // m ? a : b lane by lane (m from the comparisons above)
-template <typename V, typename H>
+template <typename V, typename H, bool W = false>
 GV_INLINE V vselect(vi m, V a, V b) {
-  vi8 m0, m1;
-  H a0, a1, b0, b1;
-  halves(m, m0, m1);
-  halves(a, a0, a1);
-  halves(b, b0, b1);
-  return joined<V, H>(m0 ? a0 : b0, m1 ? a1 : b1);
+  if constexpr (W) {
+    return m ? a : b;
+  } else {
+    vi8 m0, m1;
+    H a0, a1, b0, b1;
+    halves(m, m0, m1);
+    halves(a, a0, a1);
+    halves(b, b0, b1);
+    return joined<V, H>(m0 ? a0 : b0, m1 ? a1 : b1);
+  }
 }
-GV_INLINE vf vsel(vi m, vf a, vf b) { return vselect<vf, vf8>(m, a, b); }
-GV_INLINE vu vsel(vi m, vu a, vu b) { return vselect<vu, vu8>(m, a, b); }
+template <bool W = false>
+GV_INLINE vf vsel(vi m, vf a, vf b) { return vselect<vf, vf8, W>(m, a, b); }
+template <bool W = false>
+GV_INLINE vu vsel(vi m, vu a, vu b) { return vselect<vu, vu8, W>(m, a, b); }
 
 // e^x in float32 without libm calls, so loops over it vectorise: Cephes' expf (x = n·ln2 + r, |r| <= ln2/2, a
 // degree-6 polynomial for e^r, 2^n built in the exponent bits; ~1 ulp). expCore takes x already in [-87.3, 88.3]
@@ -123,14 +147,15 @@ GV_INLINE float fexp(float x) {
 
 // fexp on 16 lanes (the same reduction and polynomial; n by round-to-nearest instead of floor(t + 0.5), which differs only at
 // exact ties, where either reduction is exact).
+template <bool W = false>
 GV_INLINE vf vexp(vf x) {
-  vf xc = vsel(vgt(x, splat(88.3f)), splat(88.3f), vsel(vlt(x, splat(-87.3f)), splat(-87.3f), x));
+  vf xc = vsel<W>(vgt<W>(x, splat(88.3f)), splat(88.3f), vsel<W>(vlt<W>(x, splat(-87.3f)), splat(-87.3f), x));
   vf t = xc * 1.44269504088896341f;
   vf n = (t + 12582912.0f) - 12582912.0f;
-  n = vsel(veq(n, n), n, splat(0.0f));
+  n = vsel<W>(veq<W>(n, n), n, splat(0.0f));
   vf e = expReduced(xc, n);
   vf scale = (vf)((__builtin_convertvector(n, vi) + 127) << 23);
-  return vsel(veq(x, x), e * scale, x);
+  return vsel<W>(veq<W>(x, x), e * scale, x);
 }
 
 // 16 float32 values from float32 or bf16 storage, and back (bf16 rounded to nearest even, NaN -> 0x7fc0).
@@ -148,19 +173,17 @@ GV_INLINE vf vld<bf16_t>(const bf16_t* p) {
   std::memcpy(&h, p, sizeof h);
   return (vf)(__builtin_convertvector(h, vu) << 16);
 }
-template <typename T>
-GV_INLINE void vst(T* p, vf v);
-template <>
-GV_INLINE void vst<float>(float* p, vf v) {
-  std::memcpy(p, &v, sizeof v);
-}
-template <>
-GV_INLINE void vst<bf16_t>(bf16_t* p, vf v) {  // round to nearest even, NaN -> 0x7fc0 (as f2bf)
-  vu u = (vu)v;
-  vu r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  vi nan = vgtu(u & 0x7fffffffu, vu{} + 0x7f800000u);
-  vu q = u - u + 0x7fc0u;
-  vh h = __builtin_convertvector(vsel(nan, q, r), vh);
-  std::memcpy(p, &h, sizeof h);
+template <typename T, bool W = false>
+GV_INLINE void vst(T* p, vf v) {
+  if constexpr (std::is_same_v<T, float>) {
+    std::memcpy(p, &v, sizeof v);
+  } else {  // bf16: round to nearest even, NaN -> 0x7fc0 (as f2bf)
+    vu u = (vu)v;
+    vu r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    vi nan = vgtu<W>(u & 0x7fffffffu, vu{} + 0x7f800000u);
+    vu q = u - u + 0x7fc0u;
+    vh h = __builtin_convertvector(vsel<W>(nan, q, r), vh);
+    std::memcpy(p, &h, sizeof h);
+  }
 }
 }  // namespace gv::simd

@@ -276,7 +276,7 @@ inline float loadF(const uint16_t* x, int64_t i) { return bf16ToFloat(x[i]); }
 // in rowSumExp, the same 16 float accumulators per run of kRun values, summed in float64 in lane order. No fused
 // multiply-adds (GCC contracts a·b + c where the instruction set has them): the scalar code has none, and the
 // float32 gradient kept them 1 ulp apart in 1% of its values.
-#define GV_NO_FMA __attribute__((optimize("fp-contract=off")))
+// (GV_NO_FMA: simd.h)
 GV_NO_FMA GV_INLINE simd::vf vexpNonPositive(simd::vf x) {
   using namespace simd;
   vi under = vlt(x, splat(-87.3f));
