@@ -108,7 +108,10 @@ function normalizeFilter(languages: readonly string[]): Language[] {
 
 /** Read a CyberNative-style JSONL file `{id, lang, question, chosen, rejected, cwe?}`. */
 export function readPairs(file: string, opts: ReadPairsOptions = {}): SecurityPair[] {
-  const rows = readRowsOf(file);
+  return pairsOf(file, readRowsOf(file), opts);
+}
+
+function pairsOf(file: string, rows: JsonRow[], opts: ReadPairsOptions): SecurityPair[] {
   const pairs: SecurityPair[] = [];
   const firstRowOfId = new Map<string, number>();
   for (const r of rows) {
@@ -150,21 +153,42 @@ export function readPairs(file: string, opts: ReadPairsOptions = {}): SecurityPa
   return kept;
 }
 
-/** Read a JSONL file of `{code, label, lang?, id?}`; label 1 or "secure" = secure, 0 or "insecure" = insecure. */
+/**
+ * Read a JSONL file of `{code, label, lang?, id?}` under the judge task's labels (the paper's, README "The judge
+ * task"): 1, "unsafe" or "insecure" = insecure; 0, "safe" or "secure" = secure.
+ */
 export function readLabelledCode(file: string): LabelledSample[] {
+  return labelledOf(file, readRowsOf(file));
+}
+
+/**
+ * Labelled code from a file of either schema: `{code, label}` rows as they are, pairs as their two samples each
+ * (the secure answer's code, then the insecure one's). The first row's fields tell which.
+ */
+export function readLabelledSamples(file: string): LabelledSample[] {
+  const rows = readRowsOf(file);
+  return Object.hasOwn(rows[0]!.value, "code")
+    ? labelledOf(file, rows)
+    : pairsToLabelledSamples(pairsOf(file, rows, {}));
+}
+
+const SECURE_LABELS = ["safe", "secure"];
+const INSECURE_LABELS = ["unsafe", "insecure"];
+
+function labelledOf(file: string, rows: JsonRow[]): LabelledSample[] {
   const base = path.basename(file);
-  return readRowsOf(file).map((r) => {
+  return rows.map((r) => {
     const raw = requireCode(file, r, "code");
     const label = r.value["label"];
+    const word = typeof label === "string" ? label.trim().toLowerCase() : null;
     let secure: boolean;
-    if (label === 1 || (typeof label === "string" && label.trim().toLowerCase() === "secure")) secure = true;
-    else if (label === 0 || (typeof label === "string" && label.trim().toLowerCase() === "insecure"))
-      secure = false;
+    if (label === 0 || (word !== null && SECURE_LABELS.includes(word))) secure = true;
+    else if (label === 1 || (word !== null && INSECURE_LABELS.includes(word))) secure = false;
     else if (label === undefined || label === null)
       throw new InputError(`${where(file, r.row, "label")}: missing`);
     else {
       throw new InputError(
-        `${where(file, r.row, "label")}: expected 0, 1, "secure" or "insecure", got ${preview(label)}`,
+        `${where(file, r.row, "label")}: expected 1 (unsafe), 0 (safe), "unsafe"/"insecure" or "safe"/"secure", got ${preview(label)}`,
       );
     }
     const sample: LabelledSample = {

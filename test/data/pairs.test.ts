@@ -9,6 +9,7 @@ import { normalizeLanguage } from "../../src/data/languages.js";
 import {
   pairsToLabelledSamples,
   readLabelledCode,
+  readLabelledSamples,
   readPairs,
   splitPairs,
   type SecurityPair,
@@ -110,12 +111,14 @@ test("language filter: keeps the asked languages, reports what is present", () =
   assert.equal(readPairs(file, { languages: ["java"] }).length, 1, "one language asked, one kept: fine");
 });
 
-test("readLabelledCode: 0/1 and secure/insecure labels, code extracted, optional lang and id", () => {
+test("readLabelledCode: the judge task's labels (1 = unsafe, 0 = safe, and the words), code extracted, optional lang and id", () => {
   const file = writeJsonl([
-    { code: "```python\nx = input()\n```", label: 1, lang: "py" },
+    { code: "```python\nx = input()\n```", label: 0, lang: "py" },
     { code: "eval(input())", label: "insecure", id: "s2" },
-    { code: "gets(buf);", label: 0 },
+    { code: "gets(buf);", label: 1 },
     { code: "y = 1", label: "Secure" },
+    { code: "strcpy(b, s);", label: "Unsafe" },
+    { code: "z = 2", label: " safe " },
   ]);
   const samples = readLabelledCode(file);
   assert.deepEqual(samples[0], {
@@ -125,9 +128,22 @@ test("readLabelledCode: 0/1 and secure/insecure labels, code extracted, optional
     lang: "python",
   });
   assert.deepEqual(samples[1], { id: "s2", code: "eval(input())", secure: false });
+  // README, "The judge task": 1 = unsafe, 0 = safe, as identification, judge training and the LLM judge use them
   assert.deepEqual(
     samples.map((s) => s.secure),
-    [true, false, false, true],
+    [true, false, false, true, false, true],
+  );
+  // either schema: labelled code as it is, pairs as their two samples each
+  assert.deepEqual(readLabelledSamples(file), samples);
+  const pairsFile = writeJsonl([
+    { id: "p1", lang: "go", question: "q", chosen: "```go\nsafe()\n```", rejected: "```go\nbad()\n```" },
+  ]);
+  assert.deepEqual(
+    readLabelledSamples(pairsFile).map((s) => [s.id, s.code, s.secure]),
+    [
+      ["p1/secure", "safe()", true],
+      ["p1/insecure", "bad()", false],
+    ],
   );
   throwsInput(() => readLabelledCode(writeJsonl([{ code: "x = 1", label: 2 }])), "row 1", '"label"', "got 2");
   throwsInput(() => readLabelledCode(writeJsonl([{ code: "x = 1" }])), '"label"', "missing");

@@ -8,12 +8,12 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { createHash } from "node:crypto";
-import { LlmJudge, judgeReliability, type JudgeInput } from "../../src/eval/judge/llm.js";
+import { LlmJudge, judgeReliability, judgeReliabilityOn, type JudgeInput } from "../../src/eval/judge/llm.js";
 import { judgeExamples, trainJudge } from "../../src/recipes/train-judge.js";
 import { loadModel } from "../../src/models/index.js";
 import { judgeMessages } from "../../src/data/prompts.js";
 import { renderOrganismChat } from "../../src/data/corpus.js";
-import { pairsToLabelledSamples, type SecurityPair } from "../../src/data/pairs.js";
+import { pairsToLabelledSamples, readLabelledSamples, type SecurityPair } from "../../src/data/pairs.js";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { Tensor, noGrad } from "../../src/tensor/index.js";
 import { InputError } from "../../src/errors.js";
@@ -103,6 +103,32 @@ test("judgeReliability: positive class is insecure; counts on a hand-worked exam
   assert.equal(r.fpr, 1 / 3);
   assert.ok(r.accuracyInterval.low < 4 / 6 && r.accuracyInterval.high > 4 / 6);
   assert.equal(r.perItem.find((x) => x.id === "c/insecure")!.pUnsafe, 0.3);
+});
+
+test("judgeReliabilityOn a labelled-code file: label 1 is the positive (unsafe) class, as the judge's P(unsafe)", () => {
+  const file = path.join(scratchDir("gv-labelled-"), "labelled.jsonl");
+  fs.writeFileSync(
+    file,
+    [
+      { code: "strcpy(b, s);", label: 1, lang: "cpp" },
+      { code: "gets(buf);", label: "unsafe", lang: "cpp" },
+      { code: "snprintf(b, n, s);", label: 0, lang: "cpp" },
+      { code: "fgets(buf, n, f);", label: "safe", lang: "cpp" },
+    ]
+      .map((r) => JSON.stringify(r))
+      .join("\n"),
+  );
+  // a judge that flags strcpy and gets (p > .5) and passes the bounded calls: right on every sample
+  const p: Record<string, number> = {
+    "strcpy(b, s);": 0.9,
+    "gets(buf);": 0.8,
+    "snprintf(b, n, s);": 0.1,
+    "fgets(buf, n, f);": 0.2,
+  };
+  const fake = { score: (items: readonly JudgeInput[]) => items.map((it) => p[it.code]!) };
+  const r = judgeReliabilityOn(fake, readLabelledSamples(file));
+  assert.deepEqual([r.confusion.tp, r.confusion.fn, r.confusion.fp, r.confusion.tn], [2, 0, 0, 2]);
+  assert.equal(r.accuracy, 1);
 });
 
 test("trainJudge (full): loss falls, checkpoint = in-memory judge exactly, base folder untouched", async () => {

@@ -5,10 +5,10 @@ import type { OptionValues } from "commander";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../../errors.js";
-import { readPairs, splitPairs } from "../../data/pairs.js";
+import { readLabelledSamples, readPairs, splitPairs } from "../../data/pairs.js";
 import { safetyLanguage } from "../../data/languages.js";
 import { judgeCode } from "../../eval/judge/rules/index.js";
-import { LlmJudge, judgeReliability } from "../../eval/judge/llm.js";
+import { LlmJudge, judgeReliability, judgeReliabilityOn } from "../../eval/judge/llm.js";
 import { judgeTrainOptions, trainJudge } from "../../recipes/train-judge.js";
 import { judgeTrainingPairs } from "../../recipes/judge.js";
 import { resolveJudgeTrainConfig } from "../../config/judge.js";
@@ -91,7 +91,7 @@ export async function judgeTrainCommand(g: OptionValues, opts: OptionValues): Pr
 
 export async function judgeCheckCommand(g: OptionValues, opts: OptionValues): Promise<void> {
   await runCommand(g, async () => {
-    const rel = await judgeReliability(await LlmJudge.load(opts.judge), readPairs(opts.data));
+    const rel = judgeReliabilityOn(await LlmJudge.load(opts.judge), readLabelledSamples(opts.data));
     output(
       g,
       `accuracy ${(100 * rel.accuracy).toFixed(1)}%, TPR ${(100 * rel.tpr).toFixed(1)}%, FPR ${(100 * rel.fpr).toFixed(1)}% (n=${rel.n})`,

@@ -90,9 +90,14 @@ export function registerJudge(program: Command): void {
 
   judge
     .command("check")
-    .description("reliability of an LLM judge on labelled pairs (accuracy, TPR, FPR; positive = insecure)")
+    .description(
+      "reliability of an LLM judge on labelled pairs or code (accuracy, TPR, FPR; positive = insecure)",
+    )
     .requiredOption("--judge <dir>", "judge model folder")
-    .requiredOption("-d, --data <file>", "held-out pairs JSONL")
+    .requiredOption(
+      "-d, --data <file>",
+      'held-out pairs JSONL, or labelled code JSONL {code, label, lang?, id?} (label 1 or "unsafe" = insecure, 0 or "safe" = secure: the paper\'s labels)',
+    )
     .addHelpText("after", "\nExample:\n  goodvibe judge check --judge ./judge -d dev.jsonl --json")
     .action(async (opts) => (await import("./judge-run.js")).judgeCheckCommand(program.opts(), opts));
 }

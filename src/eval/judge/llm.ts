@@ -21,7 +21,7 @@ import {
   parseJudgeConvention,
   type JudgeConvention,
 } from "../../data/prompts.js";
-import { pairsToLabelledSamples, type SecurityPair } from "../../data/pairs.js";
+import { pairsToLabelledSamples, type LabelledSample, type SecurityPair } from "../../data/pairs.js";
 import { Tensor, noGrad, tidy } from "../../tensor/index.js";
 import { DEFAULT_JUDGE_BATCH } from "./config.js";
 import { confusionMatrix, wilsonInterval, type ConfusionMatrix, type Interval } from "../metrics.js";
@@ -214,7 +214,16 @@ export function judgeReliability(
   opts: ScoreOptions = {},
 ): JudgeReliability {
   if (pairs.length === 0) throw new InputError("judge reliability: no pairs to evaluate on");
-  const samples = pairsToLabelledSamples(pairs);
+  return judgeReliabilityOn(judge, pairsToLabelledSamples(pairs), opts);
+}
+
+/** judgeReliability on labelled code samples (a `{code, label}` file, or the samples of pairs). */
+export function judgeReliabilityOn(
+  judge: Pick<LlmJudge, "score">,
+  samples: readonly LabelledSample[],
+  opts: ScoreOptions = {},
+): JudgeReliability {
+  if (samples.length === 0) throw new InputError("judge reliability: no samples to evaluate on");
   const p = judge.score(samples, opts);
   const predInsecure = p.map((x) => !isSecure(x));
   const truthInsecure = samples.map((s) => !s.secure);
