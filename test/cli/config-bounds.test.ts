@@ -5,10 +5,12 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
 import * as path from "node:path";
+import YAML from "yaml";
 import { InputError } from "../../src/errors.js";
 import { resolveConfig } from "../../src/config/resolve.js";
-import { hardenSchema } from "../../src/config/harden.js";
+import { defaultHardenConfig, hardenSchema } from "../../src/config/harden.js";
 import { loadExperimentSpec } from "../../src/experiment/spec.js";
 import { REPO_ROOT } from "../evalcore/make-model.js";
 
@@ -47,6 +49,21 @@ test("counts past any real run are refused naming the key and the bound", () => 
       (e: unknown) => e instanceof InputError && e.message.includes(key),
       `${key}=${bad}`,
     );
+});
+
+test("examples/harden.yaml shows the defaults it says it shows (its header: defaults follow the paper)", () => {
+  const example = YAML.parse(fs.readFileSync(path.join(REPO_ROOT, "examples/harden.yaml"), "utf8")) as Record<
+    string,
+    Record<string, unknown>
+  >;
+  const d = defaultHardenConfig({ model: "m", data: "d", out: "o" }) as unknown as Record<
+    string,
+    Record<string, unknown>
+  >;
+  for (const section of ["identify", "cluster", "train", "lora"])
+    for (const [k, v] of Object.entries(example[section] ?? {}))
+      assert.deepEqual(v, d[section]![k], `${section}.${k} in examples/harden.yaml is not the default`);
+  for (const k of ["method", "seed"]) assert.deepEqual(example[k], d[k], k);
 });
 
 test("the defaults and the shipped configs are inside the bounds", () => {
