@@ -439,19 +439,6 @@ GV_INLINE void gatedBwdRange(const T* gy, const T* g, const T* u, T* gg, T* gu, 
   }
 }
 
-/** Whether this CPU runs the GV_WIDE kernels (the first call decides). */
-bool wideCpu() {
-#if GV_HAVE_WIDE
-  static const bool wide = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") != 0;
-  }();
-  return wide;
-#else
-  return false;
-#endif
-}
-
 // The gated product in two versions: the avx2 / default clones, and on AVX-512 CPUs a zmm one (GV_WIDE, no fused
 // multiply-adds, so the same bits): [256, 4864] bf16 in 0.79 against 1.11 ms forward, 1.24 against 1.71 backward on
 // a Zen 5 core (bench/fused-ops.ts; BENCHMARKS "Issue 13 §1 on an AMD Zen 5").
@@ -471,7 +458,7 @@ bool wideCpu() {
   }
 #if GV_HAVE_WIDE
 #define GV_GATED_WIDE(T, NAME) GV_GATED_VERSION(T, NAME, GV_WIDE GV_NO_FMA, true)
-#define GV_WIDE_CALL(FN, NAME, ...) (wideCpu() ? FN##true_##NAME(__VA_ARGS__) : FN##false_##NAME(__VA_ARGS__))
+#define GV_WIDE_CALL(FN, NAME, ...) (simd::wideCpu() ? FN##true_##NAME(__VA_ARGS__) : FN##false_##NAME(__VA_ARGS__))
 #else
 #define GV_GATED_WIDE(T, NAME)
 #define GV_WIDE_CALL(FN, NAME, ...) FN##false_##NAME(__VA_ARGS__)

@@ -19,9 +19,10 @@
 // in the avx2 clone (BENCHMARKS "Issue 13 §1 on an AMD Zen 5"). The avx2 clone has no fused multiply-adds, so these
 // kernels compute the same bits on AVX2 and AVX-512 CPUs.
 #define GV_CLONES_YMM __attribute__((target_clones("avx2", "default")))
-// A kernel's zmm version where it pays to spell one out (fused.cc: the gated product, the attention's softmaxes):
+// A kernel's zmm version where it pays to spell one out (fused.cc: the gated product, the attention's softmaxes;
+// train_ops.cc: the loss's row kernels):
 // compiled for AVX-512 with the comparisons and selects on whole 64-byte vectors (the W = true helpers below), one
-// instruction each, and called where the CPU has AVX-512 (fused.cc wideCpu()); the same source cannot serve both,
+// instruction each, and called where the CPU has AVX-512 (wideCpu() below); the same source cannot serve both,
 // since whole-vector comparisons go scalar in the avx2 clone and halves go through memory in a zmm one.
 #define GV_HAVE_WIDE 1
 #define GV_WIDE __attribute__((target("avx512f")))
@@ -45,6 +46,19 @@ typedef uint16_t vh __attribute__((vector_size(32)));
 constexpr int64_t VL = 16;  // lanes per vector
 
 GV_INLINE vf splat(float v) { return vf{} + v; }
+
+/** Whether this CPU runs the GV_WIDE kernels (the first call decides). */
+inline bool wideCpu() {
+#if GV_HAVE_WIDE
+  static const bool wide = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") != 0;
+  }();
+  return wide;
+#else
+  return false;
+#endif
+}
 
 // Comparisons and selects (?:) of 16 lanes, one 32-byte half at a time. GCC 12 turns a comparison or a select of
 // 64-byte vectors into 16 scalar ones wherever the target has no 64-byte registers (the avx2 and default clones:

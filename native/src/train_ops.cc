@@ -269,48 +269,51 @@ inline float expNonPositive(float x) {
 inline float loadF(const float* x, int64_t i) { return x[i]; }
 inline float loadF(const uint16_t* x, int64_t i) { return bf16ToFloat(x[i]); }
 
-// The loss's row kernels on 16 lanes, compiled once per instruction set (GV_CLONES_YMM: AVX2 and SSE, which AVX-512
-// CPUs run too, see simd.h; plain loops over the scalar exp stayed scalar: the loss and its gradient on [128, 151936]
-// bf16 logits took 0.12 s each, 1 thread). Each lane
+// The loss's row kernels on 16 lanes, compiled once per instruction set (GV_CLONES_YMM: AVX2 and SSE, and a zmm
+// version for AVX-512 CPUs, see simd.h; plain loops over the scalar exp stayed scalar: the loss and its gradient on
+// [128, 151936] bf16 logits took 0.12 s each, 1 thread). Each lane
 // computes what the scalar code below computes for its elements: the same exp (the floor reduction included) and,
 // in rowSumExp, the same 16 float accumulators per run of kRun values, summed in float64 in lane order. No fused
 // multiply-adds (GCC contracts a·b + c where the instruction set has them): the scalar code has none, and the
 // float32 gradient kept them 1 ulp apart in 1% of its values.
 // (GV_NO_FMA: simd.h)
+template <bool W = false>
 GV_NO_FMA GV_INLINE simd::vf vexpNonPositive(simd::vf x) {
   using namespace simd;
-  vi under = vlt(x, splat(-87.3f));
-  vf xc = vsel(under, splat(-87.3f), x);
+  vi under = vlt<W>(x, splat(-87.3f));
+  vf xc = vsel<W>(under, splat(-87.3f), x);
   vf t = xc * 1.44269504088896341f + 0.5f;
   vf n = __builtin_convertvector(__builtin_convertvector(t, vi), vf);
-  n = vsel(vgt(n, t), n - 1.0f, n);
+  n = vsel<W>(vgt<W>(n, t), n - 1.0f, n);
   vf e = expReduced(xc, n);
   vf scale = (vf)((__builtin_convertvector(n, vi) + 127) << 23);
-  return vsel(under, splat(0.0f), e * scale);
+  return vsel<W>(under, splat(0.0f), e * scale);
 }
 
-#define GV_LOSS_ROWS(NAME, X)                                                                                  \
-  GV_CLONES_YMM GV_NO_FMA float rowMax_##NAME(const X* __restrict x, int64_t n) {                                          \
+// Each row kernel twice, as fused.cc's gated product: the avx2 / default clones (W off) and, on AVX-512 CPUs, a zmm
+// version with whole-vector comparisons (W on; the same bits, both without fused multiply-adds).
+#define GV_LOSS_ROWS_VERSION(NAME, X, ATTRS, W)                                                                 \
+  ATTRS GV_NO_FMA float rowMax##W##_##NAME(const X* __restrict x, int64_t n) {                                  \
     using namespace simd;                                                                                      \
     int64_t i = 0;                                                                                             \
     vf acc = splat(-INFINITY);                                                                                 \
     for (; i + VL <= n; i += VL) {                                                                             \
       vf v = vld(x + i);                                                                                       \
-      acc = vsel(vgt(v, acc), v, acc);                                                                         \
+      acc = vsel<W>(vgt<W>(v, acc), v, acc);                                                                   \
     }                                                                                                          \
     float m = -INFINITY;                                                                                       \
     for (int k = 0; k < VL; k++) m = acc[k] > m ? acc[k] : m;                                                  \
     for (; i < n; i++) m = loadF(x, i) > m ? loadF(x, i) : m;                                                  \
     return m;                                                                                                  \
   }                                                                                                            \
-  GV_CLONES_YMM GV_NO_FMA double rowSumExp_##NAME(const X* __restrict x, int64_t n, float max) {                           \
+  ATTRS GV_NO_FMA double rowSumExp##W##_##NAME(const X* __restrict x, int64_t n, float max) {                   \
     using namespace simd;                                                                                      \
     double total = 0;                                                                                          \
     for (int64_t r = 0; r < n; r += kRun) {                                                                    \
       int64_t stop = std::min(n, r + kRun);                                                                    \
       vf acc = splat(0.0f);                                                                                    \
       int64_t i = r;                                                                                           \
-      for (; i + VL <= stop; i += VL) acc += vexpNonPositive(vld(x + i) - max);                                \
+      for (; i + VL <= stop; i += VL) acc += vexpNonPositive<W>(vld(x + i) - max);                             \
       double s = 0;                                                                                            \
       for (int k = 0; k < VL; k++) s += acc[k];                                                                \
       for (; i < stop; i++) s += expNonPositive(loadF(x, i) - max);                                            \
@@ -318,10 +321,11 @@ GV_NO_FMA GV_INLINE simd::vf vexpNonPositive(simd::vf x) {
     }                                                                                                          \
     return total;                                                                                              \
   }                                                                                                            \
-  GV_CLONES_YMM GV_NO_FMA void rowGrad_##NAME(const X* __restrict x, X* __restrict out, int64_t n, float lse, float g) {   \
+  ATTRS GV_NO_FMA void rowGrad##W##_##NAME(const X* __restrict x, X* __restrict out, int64_t n, float lse,      \
+                                           float g) {                                                          \
     using namespace simd;                                                                                      \
     int64_t i = 0;                                                                                             \
-    for (; i + VL <= n; i += VL) vst(out + i, g * vexpNonPositive(vld(x + i) - lse));                          \
+    for (; i + VL <= n; i += VL) vst<X, W>(out + i, g * vexpNonPositive<W>(vld(x + i) - lse));                 \
     for (; i < n; i++) {                                                                                       \
       float v = g * expNonPositive(loadF(x, i) - lse);                                                         \
       if constexpr (std::is_same_v<X, uint16_t>)                                                               \
@@ -329,6 +333,21 @@ GV_NO_FMA GV_INLINE simd::vf vexpNonPositive(simd::vf x) {
       else                                                                                                     \
         out[i] = v;                                                                                            \
     }                                                                                                          \
+  }
+#if GV_HAVE_WIDE
+#define GV_LOSS_ROWS_WIDE(NAME, X) GV_LOSS_ROWS_VERSION(NAME, X, GV_WIDE, true)
+#define GV_LOSS_CALL(FN, NAME, ...) (simd::wideCpu() ? FN##true_##NAME(__VA_ARGS__) : FN##false_##NAME(__VA_ARGS__))
+#else
+#define GV_LOSS_ROWS_WIDE(NAME, X)
+#define GV_LOSS_CALL(FN, NAME, ...) FN##false_##NAME(__VA_ARGS__)
+#endif
+#define GV_LOSS_ROWS(NAME, X)                                                                                  \
+  GV_LOSS_ROWS_VERSION(NAME, X, GV_CLONES_YMM, false)                                                          \
+  GV_LOSS_ROWS_WIDE(NAME, X)                                                                                   \
+  float rowMax_##NAME(const X* x, int64_t n) { return GV_LOSS_CALL(rowMax, NAME, x, n); }                     \
+  double rowSumExp_##NAME(const X* x, int64_t n, float max) { return GV_LOSS_CALL(rowSumExp, NAME, x, n, max); } \
+  void rowGrad_##NAME(const X* x, X* out, int64_t n, float lse, float g) {                                     \
+    GV_LOSS_CALL(rowGrad, NAME, x, out, n, lse, g);                                                            \
   }
 GV_LOSS_ROWS(bf16, uint16_t)
 GV_LOSS_ROWS(f32, float)
