@@ -63,8 +63,16 @@ export interface GoodVibeDelta {
 export function findDeltaFile(fileOrDir: string): string {
   if (fs.existsSync(fileOrDir) && fs.statSync(fileOrDir).isDirectory()) {
     const f = path.join(fileOrDir, DELTA_FILE);
-    if (!fs.existsSync(f))
-      throw new InputError(`${fileOrDir}: no ${DELTA_FILE} in this folder (not a GoodVibe run output)`);
+    if (!fs.existsSync(f)) {
+      // a LoRA run's output (harden/train --method lora) keeps a PEFT adapter there instead: say where it is
+      const adapter = path.join(fileOrDir, "adapter");
+      const lora = fs.existsSync(path.join(adapter, "adapter_config.json"))
+        ? `; it is a LoRA run's output, whose PEFT LoRA adapter is ${adapter}`
+        : "";
+      throw new InputError(
+        `${fileOrDir}: no ${DELTA_FILE} in this folder (not a GoodVibe run output)${lora}`,
+      );
+    }
     return f;
   }
   if (!fs.existsSync(fileOrDir)) throw new InputError(`${fileOrDir}: no such GoodVibe delta file`);
