@@ -19,8 +19,15 @@ import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 
 export async function judgeCodeCommand(g: OptionValues, file: string, opts: OptionValues): Promise<void> {
   await runCommand(g, async () => {
-    const lang = safetyLanguage(opts.lang);
-    if (!lang) throw new InputError(`--lang ${opts.lang}: the rule judge covers cpp, java, swift and go`);
+    // the file's extension names its language as a Markdown fence tag would (.cc, .hpp and .h are C++)
+    const ext = path.extname(file).slice(1);
+    const lang = safetyLanguage(opts.lang ?? ext);
+    if (!lang)
+      throw new InputError(
+        opts.lang !== undefined
+          ? `--lang ${opts.lang}: the rule judge covers cpp, java, swift and go`
+          : `${file}: its extension ${ext ? `.${ext}` : "(none)"} names no language the rule judge covers; give --lang cpp, java, swift or go`,
+      );
     let code: string;
     try {
       code = fs.readFileSync(file, "utf8");

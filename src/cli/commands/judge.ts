@@ -14,9 +14,15 @@ export function registerJudge(program: Command): void {
     .command("code")
     .description("judge one source file")
     .argument("<file>", "source file")
-    .requiredOption("--lang <lang>", "language of the file: cpp, java, swift or go")
+    .option(
+      "--lang <lang>",
+      "language of the file: cpp, java, swift or go (default: from its extension, e.g. .cpp, .h, .java, .swift, .go)",
+    )
     .option("--judge <dir>", "also ask this LLM judge model folder")
-    .addHelpText("after", "\nExample:\n  goodvibe judge code server.go --lang go --judge ./judge")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  goodvibe judge code server.go --judge ./judge\n  goodvibe judge code snippet.txt --lang cpp",
+    )
     .action(async (file, opts) =>
       (await import("./judge-run.js")).judgeCodeCommand(program.opts(), file, opts),
     );
