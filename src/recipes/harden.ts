@@ -571,6 +571,27 @@ function readStats(dir: string): StatsFile | null {
   }
 }
 
+/**
+ * The stages of the run that made `modelDir` (a harden/train output) whose data was `dataFile`, byte for byte:
+ * evaluating on them is not evaluating on held-out pairs. Empty for any other file, and for a folder the project
+ * did not harden (no goodvibe-stats.json).
+ */
+export function stagesTrainedOn(modelDir: string, dataFile: string): string[] {
+  const stages = readStats(modelDir)?.stages;
+  if (!stages || typeof stages !== "object") return [];
+  const recorded = Object.entries(stages).filter(
+    ([, inputs]) => typeof (inputs as { data?: unknown } | null)?.data === "string",
+  );
+  if (recorded.length === 0) return [];
+  let hash: string;
+  try {
+    hash = fileHash(dataFile);
+  } catch {
+    return []; // unreadable: the reader of the data says so
+  }
+  return recorded.filter(([, inputs]) => (inputs as { data: string }).data === hash).map(([k]) => k);
+}
+
 /** The output folder's result when it is already this run's complete result (same run key). */
 function completedRun(cfg: HardenConfig, plan: StagePlan): HardenResult | null {
   const stats = readStats(cfg.out);

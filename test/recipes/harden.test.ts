@@ -9,7 +9,14 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { HardenConfig } from "../../src/config/harden.js";
-import { RUN_FILES, identifyOptions, planStages, runHarden, runTrain } from "../../src/recipes/harden.js";
+import {
+  RUN_FILES,
+  identifyOptions,
+  planStages,
+  runHarden,
+  runTrain,
+  stagesTrainedOn,
+} from "../../src/recipes/harden.js";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { readNeuronMap } from "../../src/method/goodvibe/neuron-map.js";
 import { readClusterMap } from "../../src/method/goodvibe/clustering.js";
@@ -151,4 +158,21 @@ test("the stages' keys see a language filter, not its spelling: C++, cpp and c++
   // another filter is another run
   assert.notDeepEqual(keys(["java"]), cpp);
   assert.notDeepEqual(keys(undefined), cpp);
+});
+
+test("stagesTrainedOn: the hardened folder names the stages that read the file, byte for byte; no other file", async () => {
+  const cfg = config("trained-on");
+  await runHarden(cfg);
+  assert.deepEqual(stagesTrainedOn(cfg.out, data).sort(), ["identify", "train"]);
+  // the same pairs in another file with other bytes (one more blank line): not the same file, not claimed
+  const copy = path.join(work, "copy.jsonl");
+  fs.writeFileSync(copy, fs.readFileSync(data, "utf8") + "\n");
+  assert.deepEqual(stagesTrainedOn(cfg.out, copy), []);
+  // a byte-for-byte copy elsewhere is the same data
+  const same = path.join(work, "same.jsonl");
+  fs.copyFileSync(data, same);
+  assert.deepEqual(stagesTrainedOn(cfg.out, same).sort(), ["identify", "train"]);
+  // a model the project did not harden, and a missing file
+  assert.deepEqual(stagesTrainedOn(made.dir, data), []);
+  assert.deepEqual(stagesTrainedOn(cfg.out, path.join(work, "missing.jsonl")), []);
 });

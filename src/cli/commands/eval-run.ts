@@ -7,6 +7,7 @@ import { readPairs } from "../../data/pairs.js";
 import { claimWorkFolder } from "../../io/atomic.js";
 import { LlmJudge } from "../../eval/judge/llm.js";
 import { describeProtocol, evaluateModel, securityCell } from "../../recipes/evaluate.js";
+import { stagesTrainedOn } from "../../recipes/harden.js";
 import { PROMPT_FILTERS, type PromptFilter } from "../../data/prompts.js";
 import { InputError } from "../../errors.js";
 import { HttpBackend, retryWarning } from "../../eval/generate/http.js";
@@ -33,6 +34,19 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
       ownEntry: (n) => /^safety-[0-9a-f]{16}\.jsonl$/.test(n),
     });
     const pairs = readPairs(opts.data, { languages: opts.languages });
+    // the file the model was hardened on is no held-out set: its rates would measure memorisation
+    for (const [flag, dir] of [
+      ["--model", opts.model],
+      ["--base", opts.base],
+    ] as const) {
+      const stages = dir ? stagesTrainedOn(dir, opts.data) : [];
+      if (stages.length)
+        log.warn(
+          `--data ${opts.data} is the file ${flag} ${dir} was hardened on (its ${stages.join(" and ")} stages read it): ` +
+            `these pairs are not held out, so the secure preference and safe rates below measure what it was trained ` +
+            `on; evaluate on pairs it never saw (e.g. CyberNative's dev split)`,
+        );
+    }
     if (!(PROMPT_FILTERS as readonly string[]).includes(opts.promptFilter))
       throw new InputError(`--prompt-filter ${opts.promptFilter}: use ${PROMPT_FILTERS.join(" or ")}`);
     const judge = opts.judge ? await LlmJudge.load(opts.judge) : null;
