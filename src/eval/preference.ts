@@ -17,6 +17,8 @@ import type { DecoderModel } from "../models/decoder.js";
 import { Tensor, noGrad, tidy } from "../tensor/index.js";
 import { mcnemar, pairedBootstrap, wilsonInterval, type Interval, type McNemarResult } from "./metrics.js";
 import { stopPoint } from "../util/stop.js";
+import { sha256 } from "../io/hash.js";
+import { ScoreCache } from "./score-cache.js";
 
 export interface PairLoss {
   id: string;
@@ -51,6 +53,11 @@ export interface PreferenceOptions {
   signal?: AbortSignal;
   /** answers scored so far of all (two per pair), after each batch */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Keep each scored batch in this file (one per model: the caller names it by the model's weights) and take the
+   * batches already there, so a stopped or killed evaluation resumes where it was (eval/score-cache.ts).
+   */
+  cacheFile?: string;
 }
 
 /**
@@ -63,13 +70,26 @@ export async function answerLosses(
   batchSize = 8,
   signal?: AbortSignal,
   onProgress?: (done: number, total: number) => void,
+  cache?: ScoreCache,
 ): Promise<number[]> {
   if (!Number.isInteger(batchSize) || batchSize < 1)
     throw new InputError(`preference option batchSize must be a positive integer, got ${batchSize}`);
   const out: number[] = [];
   for (let start = 0; start < examples.length; start += batchSize) {
-    await stopPoint(signal, `secure preference stopped after ${start} of ${examples.length} answers`);
+    await stopPoint(
+      signal,
+      `secure preference stopped after ${start} of ${examples.length} answers` +
+        (cache ? ` (the scored ones are kept in ${cache.file})` : " (none kept: no cache folder)"),
+    );
     const batch = examples.slice(start, start + batchSize);
+    // a batch is keyed by what is scored: the same batch of a rerun is taken from the cache, bit for bit
+    const key = cache ? sha256(JSON.stringify(batch.map((e) => [e.inputIds, e.labels]))) : "";
+    const kept = cache?.get(key);
+    if (kept && kept.length === batch.length) {
+      out.push(...kept);
+      onProgress?.(out.length, examples.length);
+      continue;
+    }
     const B = batch.length;
     const T = Math.max(...batch.map((e) => e.inputIds.length));
     const ids: number[] = [];
@@ -106,7 +126,9 @@ export async function answerLosses(
     rows.forEach((b, i) => {
       sum[b] += nll[i]!;
     });
-    for (let b = 0; b < B; b++) out.push(sum[b]! / count[b]!);
+    const losses = Array.from({ length: B }, (_, b) => sum[b]! / count[b]!);
+    out.push(...losses);
+    cache?.put(key, losses);
     onProgress?.(out.length, examples.length);
   }
   return out;
@@ -150,7 +172,13 @@ export async function securePreference(
       }
     }
   }
-  const losses = await answerLosses(model, examples, opts.batchSize ?? 8, opts.signal, opts.onProgress);
+  const cache = opts.cacheFile ? new ScoreCache(opts.cacheFile) : undefined;
+  let losses: number[];
+  try {
+    losses = await answerLosses(model, examples, opts.batchSize ?? 8, opts.signal, opts.onProgress, cache);
+  } finally {
+    cache?.close();
+  }
   const perPair: PairLoss[] = pairs.map((p, i) => ({
     id: p.id,
     lang: p.lang,

@@ -347,11 +347,14 @@ async function evaluateLoaded(
         ? ` (the first ${cap} round-robin over languages; --preference-pairs 0 scores all)`
         : ""),
   );
+  // the model's weights name its caches: a rerun into the same --cache resumes, another model's never mixes in
+  const fp = modelWeightsHash(modelDir);
   const preference = await securePreference(model, tok, scored, {
     batchSize: opts.batchSize,
     seed: opts.seed,
     signal: opts.signal,
     onProgress: (d, t) => log.progress("preference", d, t),
+    cacheFile: opts.cacheDir ? path.join(opts.cacheDir, `preference-${fp.slice(0, 16)}.jsonl`) : undefined,
   });
   const utility: ModelEvaluation["utility"] = {};
   const losses = preference.perPair.flatMap((p) => [p.chosenLoss, p.rejectedLoss]);
@@ -370,7 +373,6 @@ async function evaluateLoaded(
     log.info(`safe rate: ${describeProtocol(protocol)}`);
     log.info(`generating answers to ${prompts.length} held-out prompts`);
     const backend = new BuiltinBackend(model, tok);
-    const fp = modelWeightsHash(modelDir);
     safety = await evaluateSafety(prompts, {
       backend: opts.generator
         ? {

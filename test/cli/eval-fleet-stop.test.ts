@@ -37,9 +37,11 @@ async function fleetServer(answered: number): Promise<{ url: string; requests: (
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests: () => n };
 }
 
+/** The generation cache's records (preference keeps its scored batches in a file of its own beside it). */
 const cacheRecords = (dir: string) =>
   fs
     .readdirSync(dir)
+    .filter((f) => f.startsWith("safety-"))
     .flatMap((f) => fs.readFileSync(path.join(dir, f), "utf8").split("\n"))
     .filter(Boolean);
 

@@ -47,10 +47,12 @@ test("eval --url answers on a fleet of two servers and reports what a local eval
   const fleet = await runCli([...args("c-fleet"), "--url", urls.join(","), "--server-model", "tiny"]);
   assert.equal(fleet.code, 0, showRun(fleet));
   assert.deepEqual(JSON.parse(fleet.stdout), JSON.parse(local.stdout));
-  // the same prompts, cached under other keys: the backend is part of every answer's key
+  // the same prompts, cached under other keys: the backend is part of every answer's key (the generation cache;
+  // preference, scored locally either way, has its own file)
   const entries = (cache: string) =>
     fs
       .readdirSync(path.join(fx.work, cache))
+      .filter((f) => f.startsWith("safety-"))
       .flatMap((f) => fs.readFileSync(path.join(fx.work, cache, f), "utf8").split("\n"))
       .filter(Boolean)
       .map((l) => JSON.parse(l) as { key: string; id: string });

@@ -142,6 +142,7 @@ test("eval: killed once generations are cached, rerun generates only the rest an
     if (!fs.existsSync(cacheDir)) return [];
     return fs
       .readdirSync(cacheDir)
+      .filter((f) => f.startsWith("safety-")) // the generation cache (preference keeps its batches beside it)
       .flatMap((f) => fs.readFileSync(path.join(cacheDir, f), "utf8").split("\n"))
       .filter((l) => l.endsWith("}"));
   };

@@ -5,6 +5,9 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { compareMethods, securePreference, type PreferenceResult } from "../../src/eval/preference.js";
 import { loadModel, type DecoderModel } from "../../src/models/index.js";
 import { loadTokenizer, type HfTokenizer } from "../../src/io/tokenizer.js";
@@ -139,4 +142,43 @@ test("no pairs, or a prompt longer than maxLength, is an InputError naming the p
     securePreference(loadModel(made.dir), tok, [p], { maxLength: 4 }),
     new RegExp(`pair ${p.id}:`),
   );
+});
+
+test("with a cache file: stopped after two batches, the rerun scores only the rest and equals an uninterrupted run bit for bit", async () => {
+  const tok = await loadTokenizer(made.dir);
+  const model = loadModel(made.dir);
+  const pairs = made.pairs.filter((_, i) => i % 19 === 0); // 6 pairs = 12 answers = 4 batches of 3
+  const opts = { batchSize: 3, iterations: 500, seed: 1 };
+  const reference = await securePreference(model, tok, pairs, opts);
+
+  const cacheFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "gv-pref-cache-")), "preference.jsonl");
+  let forwards = 0;
+  const hidden = model.hidden.bind(model);
+  model.hidden = (...a: Parameters<DecoderModel["hidden"]>) => {
+    forwards++;
+    return hidden(...a);
+  };
+  const stop = new AbortController();
+  await assert.rejects(
+    securePreference(model, tok, pairs, {
+      ...opts,
+      cacheFile,
+      signal: stop.signal,
+      onProgress: (done) => done >= 6 && stop.abort(),
+    }),
+    (e: Error) => e.name === "InterruptedError" && e.message.includes(cacheFile),
+  );
+  assert.equal(forwards, 2);
+  assert.equal(fs.readFileSync(cacheFile, "utf8").trim().split("\n").length, 2);
+  // a kill mid-write leaves a torn line: dropped
+  fs.appendFileSync(cacheFile, '{"key": "torn');
+
+  forwards = 0;
+  const resumed = await securePreference(model, tok, pairs, { ...opts, cacheFile });
+  assert.equal(forwards, 2, "the two kept batches were scored again");
+  assert.deepEqual(resumed, reference);
+  // and a third run scores nothing
+  forwards = 0;
+  assert.deepEqual(await securePreference(model, tok, pairs, { ...opts, cacheFile }), reference);
+  assert.equal(forwards, 0);
 });

@@ -31,7 +31,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
           ["arc", "gsm8k", "gsm8kTrain", "mmlu", "mmluDev", "humaneval"].map((k) => [`--${k}`, opts[k]]),
         ),
       },
-      ownEntry: (n) => /^safety-[0-9a-f]{16}\.jsonl$/.test(n),
+      ownEntry: (n) => /^(safety|preference)-[0-9a-f]{16}\.jsonl$/.test(n),
     });
     const pairs = readPairs(opts.data, { languages: opts.languages });
     // the file the model was hardened on is no held-out set: its rates would measure memorisation
