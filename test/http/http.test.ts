@@ -332,3 +332,32 @@ test("onRetry is told of every failed attempt that will be retried (status, time
     await srv.close();
   }
 });
+
+test("a 429's Retry-After longer than the backoff cap is honoured, up to the request timeout", async () => {
+  for (const [retryAfter, timeoutMs, want] of [
+    ["30", 300_000, 30_000], // past the 20 s cap: the server's
+    ["3600", 60_000, 60_000], // an hour: bounded by the time one request may take
+  ] as const) {
+    const srv = await mockServer(() => ({ status: 429, json: {}, headers: { "retry-after": retryAfter } }));
+    try {
+      const stop = new AbortController();
+      const waits: number[] = [];
+      const b = new HttpBackend({
+        baseUrls: srv.url,
+        model: "m",
+        retryBaseMs: 1,
+        timeoutMs,
+        signal: stop.signal,
+        // the wait is known before it starts: stop there instead of waiting it out
+        onRetry: (r) => {
+          waits.push(r.waitMs);
+          stop.abort();
+        },
+      });
+      await assert.rejects(b.generateText("p", { maxNewTokens: 1 }), /stopped|cancelled/);
+      assert.deepEqual(waits, [want], `Retry-After ${retryAfter}`);
+    } finally {
+      await srv.close();
+    }
+  }
+});

@@ -36,7 +36,10 @@ export interface HttpBackendOptions {
   concurrency?: number;
   /** Retries after the first attempt. Default DEFAULT_MAX_RETRIES (4). */
   maxRetries?: number;
-  /** First backoff delay; doubled each retry, capped by retryMaxMs, then jittered to [50%, 100%]. Default 500. */
+  /**
+   * First backoff delay; doubled each retry, capped by retryMaxMs, then jittered to [50%, 100%]. Default 500. A
+   * longer Retry-After from the server is waited instead, up to timeoutMs.
+   */
   retryBaseMs?: number;
   retryMaxMs?: number;
   /** Per-attempt timeout. Default DEFAULT_REQUEST_TIMEOUT_S (300 s). */
@@ -273,7 +276,9 @@ export class HttpBackend implements GenerationBackend {
       const base = this.opts.retryBaseMs ?? 500;
       const cap = this.opts.retryMaxMs ?? 20_000;
       const backoff = Math.min(cap, base * 2 ** attempt) * (0.5 + 0.5 * (this.opts.random ?? Math.random)());
-      const waitMs = Math.min(cap, Math.max(backoff, retryAfterMs ?? 0));
+      // a server's Retry-After is honoured past our own cap (it knows its load), up to the time one request may
+      // take: a server asking for an hour is not waited for an hour
+      const waitMs = Math.max(backoff, Math.min(retryAfterMs ?? 0, timeoutMs));
       this.opts.onRetry?.({
         url,
         attempt: attempt + 1,
