@@ -228,6 +228,38 @@ test("layers_to_transform: only the listed layers; tensors for other layers are 
   );
 });
 
+test("an adapter made for a model with other layers is refused saying so, with the base model it names", async () => {
+  const cfg = { r: 4, lora_alpha: 8, target_modules: ["q_proj"], base_model_name_or_path: "Qwen/Qwen2.5-7B" };
+  // three layers' tensors on the two-layer fixture: the third has no module here
+  const deeper = makeAdapter(
+    "deeper",
+    cfg,
+    [0, 1, 2].map((i) => L(i, "self_attn.q_proj")),
+    () => 4,
+  );
+  await assert.rejects(
+    fold(deeper, path.join(tmp, "deeper-out")),
+    /model\.layers\.2\.self_attn\.q_proj is not a linear layer.*stop at layer 2, and this model's layers are 0 to 1: it was made for another model \(its adapter_config\.json names Qwen\/Qwen2\.5-7B\)/,
+  );
+  // one layer's tensors while the config targets every layer: layer 1 has none
+  const shallower = makeAdapter("shallower", cfg, [L(0, "self_attn.q_proj")], () => 4);
+  await assert.rejects(
+    fold(shallower, path.join(tmp, "shallower-out")),
+    /targets model\.layers\.1\.self_attn\.q_proj, but the adapter has no lora_A.*stop at layer 0.*made for another model/,
+  );
+  // layers_to_transform legitimately leaves layers out: a missing tensor there is not blamed on another model
+  const listed = makeAdapter(
+    "listed-missing",
+    { ...cfg, layers_to_transform: [0, 1], layers_pattern: "layers" },
+    [L(0, "self_attn.q_proj")],
+    () => 4,
+  );
+  await assert.rejects(fold(listed, path.join(tmp, "listed-missing-out")), (e: Error) => {
+    assert.match(e.message, /no lora_A for it$/);
+    return true;
+  });
+});
+
 test("what cannot be applied faithfully is refused, naming the field", () => {
   const mods = [L(0, "self_attn.q_proj"), L(1, "self_attn.q_proj")];
   const base = { r: 4, lora_alpha: 8, target_modules: ["q_proj"] };

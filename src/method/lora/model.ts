@@ -80,20 +80,40 @@ export function attachPeftAdapter(model: DecoderModel, adapter: PeftAdapter): At
       .filter((l) => loraTargets(cfg, l.name))
       .map((l) => l.name),
   );
+  const refuse = (what: string) => new InputError(`${dir}: ${what}${otherModel(adapter, model)}`);
   for (const key of init.keys()) {
     const mod = key.replace(/\.lora_[AB]$/, "");
     if (!targeted.has(mod))
-      throw new InputError(
-        `${dir}: the adapter has ${key}, but ${mod} is not a linear layer this config targets in this model (target_modules, layers_to_transform, exclude_modules)`,
+      throw refuse(
+        `the adapter has ${key}, but ${mod} is not a linear layer this config targets in this model (target_modules, layers_to_transform, exclude_modules)`,
       );
   }
   for (const mod of targeted)
     for (const k of ["A", "B"])
       if (!init.has(`${mod}.lora_${k}`))
-        throw new InputError(`${dir}: the config targets ${mod}, but the adapter has no lora_${k} for it`);
+        throw refuse(`the config targets ${mod}, but the adapter has no lora_${k} for it`);
   try {
     return attachLora(model, cfg, init);
   } catch (e) {
-    throw new InputError(`${dir}: ${(e as Error).message}`, { cause: e });
+    throw new InputError(`${dir}: ${(e as Error).message}${otherModel(adapter, model)}`, { cause: e });
   }
+}
+
+/**
+ * When the adapter's tensors cover another number of decoder layers than the model has, the usual cause of the
+ * refusals above is an adapter made for another model (a 28-layer 7B adapter on a 24-layer 0.5B): say so, with the
+ * base model the adapter names. Empty when the layer counts agree (layers_to_transform may leave layers out, so only
+ * tensors past the model's last layer, or none past the adapter's last while the config targets every layer, count).
+ */
+function otherModel(adapter: PeftAdapter, model: DecoderModel): string {
+  let last = -1;
+  for (const key of adapter.init.keys()) {
+    const m = /(?:^|\.)layers\.(\d+)\./.exec(key);
+    if (m) last = Math.max(last, Number(m[1]));
+  }
+  const layers = model.cfg.numLayers;
+  const allLayers = adapter.cfg.layersToTransform == null;
+  if (last < 0 || last + 1 === layers || (last + 1 < layers && !allLayers)) return "";
+  const made = adapter.baseModel ? ` (its adapter_config.json names ${adapter.baseModel})` : "";
+  return `. The adapter's tensors stop at layer ${last}, and this model's layers are 0 to ${layers - 1}: it was made for another model${made}`;
 }
