@@ -563,19 +563,20 @@ OP(f32ProductsMode, "(): string") { return Napi::String::New(ENV, gv::f32Product
 OP(f32Products, "(): boolean") { return Napi::Boolean::New(ENV, gv::f32Products()); }
 OP(bf16ProductsAccumulateF32, "(): boolean") { return Napi::Boolean::New(ENV, gv::libtorchBf16AccumulatesF32()); }
 OP(bf16ProductsDecision,
-   "(): { accurate: boolean; ownSeconds: number | null; f32Seconds: number | null; reason: string; slowRatio: number }") {
+   "(): { accurate: boolean; ownSeconds: number | null; f32Seconds: number | null; nativeBf16: boolean; reason: string; slowRatio: number }") {
   const auto& d = gv::bf16ProductsDecision();
   auto num = [&](double v) { return std::isnan(v) ? ENV.Null() : Napi::Number::New(ENV, v); };
   auto o = Napi::Object::New(ENV);
   o.Set("accurate", d.accurate);
   o.Set("ownSeconds", num(d.ownSeconds));
   o.Set("f32Seconds", num(d.f32Seconds));
+  o.Set("nativeBf16", d.nativeBf16);
   o.Set("reason", d.reason);
   o.Set("slowRatio", gv::kSlowRatio);
   return o;
 }
-OP(decideBf16Products, "(accurate: boolean, ownSeconds: number, f32Seconds: number): string") {
-  return Napi::String::New(ENV, gv::decideBf16Products(B(info, 0), D(info, 1), D(info, 2)));
+OP(decideBf16Products, "(accurate: boolean, ownSeconds: number, f32Seconds: number, nativeBf16?: boolean): string") {
+  return Napi::String::New(ENV, gv::decideBf16Products(B(info, 0), D(info, 1), D(info, 2), !isNil(info, 3) && B(info, 3)));
 }
 OP(embedding, "(w: N, ids: N): N") { RET(torch::embedding(T(info, 0), T(info, 1))); }
 OP(crossEntropy, "(logits: N, targets: N, ignoreIndex: number, reduction: string): N") {

@@ -21,15 +21,19 @@ bool libtorchBf16AccumulatesF32();
 constexpr double kSlowRatio = 2.0;
 /**
  * The automatic setting's rule: "inaccurate" (libtorch's own accumulate in bf16: reroute), "slow" (they accumulate in
- * float32 but take more than kSlowRatio x the float32 route's time: reroute) or "fine" (keep libtorch's own). Pure:
+ * float32 but take more than kSlowRatio x the float32 route's time on a CPU without bf16 dot-product instructions:
+ * reroute) or "fine" (keep libtorch's own). Pure:
  * the addon's decideBf16Products, for tests; NaN times (not measured) never say "slow".
  */
-std::string decideBf16Products(bool accurate, double ownSeconds, double f32Seconds);
+std::string decideBf16Products(bool accurate, double ownSeconds, double f32Seconds, bool nativeBf16 = false);
+/** /proc/cpuinfo lists avx512_bf16 or amx_bf16 (false where it cannot be read). */
+bool cpuHasNativeBf16();
 /** What the automatic setting found here, measured once per process: the probe, then the timed pair where it passes. */
 struct Bf16Decision {
   bool accurate = false;
   double ownSeconds = NAN;  // libtorch's own bf16 products of the timed pair (NaN: not timed, the probe failed)
   double f32Seconds = NAN;  // the same products by the float32 route
+  bool nativeBf16 = false;  // the CPU has bf16 dot-product instructions (cpuHasNativeBf16)
   std::string reason;       // decideBf16Products
   bool route = false;       // reason != "fine"
 };

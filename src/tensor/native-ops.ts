@@ -35,6 +35,7 @@ export interface NativeOps {
     accurate: boolean;
     ownSeconds: number | null;
     f32Seconds: number | null;
+    nativeBf16: boolean;
     reason: string;
     slowRatio: number;
   };
@@ -52,7 +53,7 @@ export interface NativeOps {
   cudaAvailable(): boolean;
   cudaDeviceCount(): number;
   cumsum(t: N, dim: number): N;
-  decideBf16Products(accurate: boolean, ownSeconds: number, f32Seconds: number): string;
+  decideBf16Products(accurate: boolean, ownSeconds: number, f32Seconds: number, nativeBf16?: boolean): string;
   detach(t: N): N;
   div(a: NS, b: NS): N;
   dropout(t: N, p: number, train: boolean): N;

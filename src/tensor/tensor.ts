@@ -974,8 +974,10 @@ export interface Bf16ProductsDecision {
    * bf16 products and by the float32 route, best of 3; null where the probe failed (not timed) */
   ownSeconds: number | null;
   f32Seconds: number | null;
+  /** /proc/cpuinfo lists avx512_bf16 or amx_bf16: then "fine" whatever the times (load could flip them) */
+  nativeBf16: boolean;
   reason: Bf16ProductsReason;
-  /** "slow" means ownSeconds > slowRatio x f32Seconds (f32_products.h kSlowRatio) */
+  /** "slow" means ownSeconds > slowRatio x f32Seconds (f32_products.h kSlowRatio), on a CPU without nativeBf16 */
   slowRatio: number;
 }
 
@@ -989,8 +991,9 @@ export function decideBf16Products(
   accurate: boolean,
   ownSeconds: number,
   f32Seconds: number,
+  nativeBf16 = false,
 ): Bf16ProductsReason {
-  return native.decideBf16Products(accurate, ownSeconds, f32Seconds) as Bf16ProductsReason;
+  return native.decideBf16Products(accurate, ownSeconds, f32Seconds, nativeBf16) as Bf16ProductsReason;
 }
 
 export type F32ProductsMode = "auto" | "on" | "off";
@@ -1012,7 +1015,10 @@ function bf16Finding(d: Bf16ProductsDecision): string {
   return d.reason === "slow"
     ? `slow: libtorch ${native.version()}'s own accumulate in float32 on this CPU but took ${times} ` +
         `(${ratio.toFixed(1)}x, above ${d.slowRatio}x)`
-    : `fine: libtorch's own accumulate in float32 on this CPU and took ${times} (${ratio.toFixed(1)}x, ` +
+    : d.nativeBf16
+      ? `fine: libtorch's own accumulate in float32 on this CPU, which has bf16 dot-product instructions ` +
+        `(avx512_bf16 or amx_bf16: decided by them, not by the clock; timed ${times})`
+      : `fine: libtorch's own accumulate in float32 on this CPU and took ${times} (${ratio.toFixed(1)}x, ` +
         `at most ${d.slowRatio}x)`;
 }
 

@@ -10,6 +10,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import {
@@ -57,11 +58,29 @@ test("the rule: inaccurate whatever the times; slow only above slowRatio x the f
   // not timed: never "slow"
   assert.equal(decideBf16Products(true, NaN, 1e-3), "fine");
   assert.equal(decideBf16Products(true, 1e-3, NaN), "fine");
+  // bf16 dot-product instructions: kept whatever a loaded clock says (a flip changed a run's model), but an
+  // inaccurate product is still rerouted
+  assert.equal(decideBf16Products(true, 34e-3, 1.65e-3, true), "fine");
+  assert.equal(decideBf16Products(false, 1e-4, 1e-3, true), "inaccurate");
+});
+
+test("nativeBf16 is what /proc/cpuinfo's flags say", () => {
+  let flags = "";
+  try {
+    flags = (/^flags\s*:(.*)$/m.exec(fs.readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "") + " ";
+  } catch {
+    // not Linux: the addon reads nothing either
+  }
+  const want = / (avx512_bf16|amx_bf16) /.test(` ${flags}`);
+  assert.equal(bf16ProductsDecision().nativeBf16, want);
 });
 
 test("the decision made here follows the rule from its own findings, and accurate is the probe's product", () => {
   const d = bf16ProductsDecision();
-  assert.equal(d.reason, decideBf16Products(d.accurate, d.ownSeconds ?? NaN, d.f32Seconds ?? NaN));
+  assert.equal(
+    d.reason,
+    decideBf16Products(d.accurate, d.ownSeconds ?? NaN, d.f32Seconds ?? NaN, d.nativeBf16),
+  );
   if (d.accurate) {
     assert.ok(d.ownSeconds! > 0 && d.f32Seconds! > 0, JSON.stringify(d));
   } else {

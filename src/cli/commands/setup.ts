@@ -46,6 +46,7 @@ export function registerSetup(program: Command): void {
               reason: d.reason,
               libtorchSeconds: d.ownSeconds,
               f32Seconds: d.f32Seconds,
+              nativeBf16: d.nativeBf16,
               text: describeBf16Products(),
             },
           };
