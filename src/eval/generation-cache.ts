@@ -4,9 +4,8 @@
  * the judge's key. A rerun takes those answers from the file and generates only the rest, so a killed run loses
  * at most the batch in flight; a torn last line (a kill mid-write) is dropped.
  */
-import * as fs from "node:fs";
-import * as path from "node:path";
 import { InputError } from "../errors.js";
+import { AppendLog, readAppendLog } from "../io/append-log.js";
 import { sha256 } from "../io/hash.js";
 import type { ChatMessage } from "../io/tokenizer.js";
 
@@ -20,47 +19,28 @@ export interface CacheRecord {
 
 export function readGenerationCache(file: string): Map<string, CacheRecord> {
   const out = new Map<string, CacheRecord>();
-  if (!fs.existsSync(file)) return out;
-  const lines = fs.readFileSync(file, "utf8").split("\n");
-  lines.forEach((line, i) => {
-    if (line.trim() === "") return;
-    let rec: CacheRecord;
-    try {
-      rec = JSON.parse(line) as CacheRecord;
-    } catch (e) {
-      // A run killed mid-write leaves a torn last line; anything else is damage the user should see.
-      if (i === lines.length - 1) return;
-      throw new InputError(
-        `${file} row ${i + 1}: not valid JSON (${(e as Error).message}); delete the cache to start over`,
-      );
-    }
+  for (const { row, value } of readAppendLog(file, "delete the cache to start over")) {
+    const rec = value as CacheRecord;
     if (typeof rec.key !== "string" || typeof rec.answer !== "string")
-      throw new InputError(`${file} row ${i + 1}: a cache record needs string fields "key" and "answer"`);
+      throw new InputError(`${file} row ${row}: a cache record needs string fields "key" and "answer"`);
     const prev = out.get(rec.key);
     // A later record for the same key only adds an LLM verdict; keep the earlier ones' answers.
     out.set(rec.key, prev ? { ...prev, llm: rec.llm ?? prev.llm } : rec);
-  });
+  }
   return out;
 }
 
+/** Appends answers (and verdicts) to the cache file. */
 export class GenerationCacheWriter {
-  private fd: number;
+  private readonly log: AppendLog;
   constructor(readonly file: string) {
-    fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-    this.fd = fs.openSync(file, "a");
-    const bytes = fs.readFileSync(file);
-    // drop a torn last line (a run killed mid-write) so the next record starts on its own line
-    if (bytes.length > 0 && bytes[bytes.length - 1] !== 0x0a) {
-      fs.ftruncateSync(this.fd, bytes.lastIndexOf(0x0a) + 1);
-      fs.fsyncSync(this.fd);
-    }
+    this.log = new AppendLog(file);
   }
   append(rec: CacheRecord): void {
-    fs.writeSync(this.fd, JSON.stringify(rec) + "\n");
-    fs.fsyncSync(this.fd);
+    this.log.append(rec);
   }
   close(): void {
-    fs.closeSync(this.fd);
+    this.log.close();
   }
 }
 
