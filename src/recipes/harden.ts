@@ -31,7 +31,15 @@ import {
 import { loadModel, recordToTensor } from "../models/load.js";
 import { openModelWeights } from "../io/safetensors.js";
 import type { DecoderModel } from "../models/decoder.js";
-import { bf16ProductsOf, type DType } from "../tensor/index.js";
+import {
+  bf16ProductsOf,
+  buildDifferences,
+  buildRecord,
+  describeBuild,
+  resolveDevice,
+  type BuildRecord,
+  type DType,
+} from "../tensor/index.js";
 import { createRng } from "../util/random.js";
 import {
   checkTopK,
@@ -189,6 +197,8 @@ export const RUN_FILES = {
   run: "run.json",
   /** each slot: the inputs that key it */
   slotInputs: "inputs.json",
+  /** each slot: the builds that computed its stage, in order (tensor/build.ts BuildRecord; not part of the key) */
+  madeBy: "made-by.json",
   /** identify slot: identification's resumable state while it runs */
   identifyState: IDENTIFY_STATE,
   /** identify slot and output folder: the neuron map */
@@ -313,16 +323,109 @@ function differenceText(was: unknown, now: unknown): string {
   return settingsDifferences(was, now, KEY_NAMES).join(", ");
 }
 
-/** Make a stage's slot (with the inputs that key it), saying why when it replaces another setting's. */
-function openSlot(slot: StageSlot, stage: string, log: Logger): void {
-  if (fs.existsSync(path.join(slot.dir, RUN_FILES.slotInputs))) return;
+// ---------------------------------------------------------------- which builds computed a stage
+/*
+ * A slot's key holds the stage's inputs, not the build of the tool that computes it: an interrupted identification
+ * or training must resume after an upgrade (or on another machine) instead of starting over. But a stage another build
+ * computed (another version or commit, addon, libtorch, device, or bf16 route: tensor/build.ts) may differ in its last
+ * bits from what this build computes, so each slot records the builds that worked on it (made-by.json), the output's
+ * goodvibe-stats.json carries them, and a rerun that reuses or resumes another build's work says so, naming the
+ * folder to delete to compute it with this build.
+ */
+
+/** An entry of made-by.json: a build, or null for one before the record (a slot without made-by.json). */
+export type SlotBuild = BuildRecord | null;
+
+/** The builds that computed a slot's stage, in order; [null] for a slot of a version before the record. */
+export function readSlotBuilds(dir: string): SlotBuild[] {
+  const file = path.join(dir, RUN_FILES.madeBy);
+  if (!fs.existsSync(file)) return [null];
+  let v: unknown;
+  try {
+    v = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new InputError(
+      `${file}: not valid JSON (${(e as Error).message}); delete the file to go on (the stage is then taken as made by an unrecorded build), or ${dir} to compute the stage again`,
+      { cause: e },
+    );
+  }
+  const ok = (b: unknown) =>
+    b === null ||
+    (typeof b === "object" &&
+      typeof (b as BuildRecord).goodvibe === "string" &&
+      typeof (b as BuildRecord).addon === "string");
+  if (!Array.isArray(v) || v.length === 0 || !v.every(ok))
+    throw new InputError(
+      `${file}: expected a list of build records ({goodvibe, addon, libtorch, device, ...}); delete the file to go on, or ${dir} to compute the stage again`,
+    );
+  return v as SlotBuild[];
+}
+
+const sameBuild = (a: SlotBuild, b: BuildRecord) => a !== null && canonicalJson(a) === canonicalJson(b);
+
+/** Whether a slot holds work of its stage (a result, a saved state or checkpoint), beyond its own records. */
+function slotHasWork(dir: string): boolean {
+  const own: string[] = [RUN_FILES.slotInputs, RUN_FILES.madeBy];
+  return fs.readdirSync(dir).some((n) => !own.includes(n) && !n.startsWith("."));
+}
+
+/**
+ * Say (a warning) when a stage reused ("reuse": its result) or resumed ("resume": its saved state) holds work of
+ * other builds than `now`; a resumed stage's record then names `now` too. Returns the stage's builds.
+ */
+function noteSlotBuilds(
+  slot: StageSlot,
+  stage: string,
+  now: BuildRecord,
+  log: Logger,
+  how: "reuse" | "resume",
+): SlotBuild[] {
+  const file = path.join(slot.dir, RUN_FILES.madeBy);
+  if (how === "resume" && !slotHasWork(slot.dir)) {
+    // nothing was kept of the earlier attempt (stopped before its first checkpoint): this build computes it all
+    writeFileAtomic(file, JSON.stringify([now], null, 2));
+    return [now];
+  }
+  const was = readSlotBuilds(slot.dir);
+  const others = was.filter((b) => !sameBuild(b, now));
+  if (others.length > 0) {
+    const last = others[others.length - 1]!;
+    const by = [...new Set(others.map(describeBuild))].join("; then ");
+    const remedy = `to compute it with this build, delete ${slot.dir} and rerun`;
+    log.warn(
+      how === "reuse"
+        ? `${stage}: reusing the result in ${slot.dir}, computed by ${by}; this run is ${describeBuild(now)}, ` +
+            `which differs in ${buildDifferences(last, now)}, so its results can differ in the last bits (the ` +
+            `output's goodvibe-stats.json records which build made each stage); ${remedy}`
+        : `${stage}: resuming the work in ${slot.dir} begun by ${by}; this run is ${describeBuild(now)}, which ` +
+            `differs in ${buildDifferences(last, now)}: what is done is kept and the rest is computed by this build ` +
+            `(goodvibe-stats.json records both), so the result can differ in the last bits from one build's; ${remedy}`,
+    );
+  }
+  if (how === "resume" && !sameBuild(was[was.length - 1]!, now)) {
+    const builds = [...was, now];
+    writeFileAtomic(file, JSON.stringify(builds, null, 2));
+    return builds;
+  }
+  return was;
+}
+
+/**
+ * Make a stage's slot (with the inputs that key it and the build that computes it), saying why when it replaces
+ * another setting's; an existing slot is resumed (noteSlotBuilds). Returns the stage's builds.
+ */
+function openSlot(slot: StageSlot, stage: string, log: Logger, build: BuildRecord): SlotBuild[] {
+  if (fs.existsSync(path.join(slot.dir, RUN_FILES.slotInputs)))
+    return noteSlotBuilds(slot, stage, build, log, "resume");
   const diff = differences(slot);
   if (diff)
     log.info(
       `${stage}: settings differ from the cached run (${diff}); computing it anew in ${slot.dir} (the other stays)`,
     );
   fs.mkdirSync(slot.dir, { recursive: true });
+  writeFileAtomic(path.join(slot.dir, RUN_FILES.madeBy), JSON.stringify([build], null, 2));
   writeFileAtomic(path.join(slot.dir, RUN_FILES.slotInputs), JSON.stringify(slot.inputs, null, 2));
+  return [build];
 }
 
 /**
@@ -420,9 +523,10 @@ export async function stageIdentify(
       `delete it (or use a new run folder) to identify under ${describeJudgeConvention(convention)}`,
     );
     log.info(`identification: reusing ${file}`);
+    noteSlotBuilds(slot, "identification", buildRecord(model.device, model.dtype), log, "reuse");
     return map;
   }
-  openSlot(slot, "identification", log);
+  openSlot(slot, "identification", log, buildRecord(model.device, model.dtype));
   const { samples, labelTokenIds: labels } = inputs();
   log.info(
     `identification: ${samples.length} samples (${cfg.identify.mode}), top-${cfg.identify.topK} per layer`,
@@ -460,13 +564,16 @@ export async function stageCluster(
   log: Logger = silentLogger,
   signal?: AbortSignal,
   slot: StageSlot = planStages(cfg).cluster,
+  build: BuildRecord = buildRecord(resolveDevice(), cfg.dtype ?? DEFAULT_DTYPE),
 ): Promise<ClusterMap> {
   const file = path.join(slot.dir, CLUSTERS_FILE);
   if (fs.existsSync(file)) {
     log.info(`clustering: reusing ${file}`);
-    return readClusterMap(file);
+    const map = readClusterMap(file);
+    noteSlotBuilds(slot, "clustering", build, log, "reuse");
+    return map;
   }
-  openSlot(slot, "clustering", log);
+  openSlot(slot, "clustering", log, build);
   log.info(`clustering: ${Object.keys(map.modules).length} layers (k-means, k by silhouette)`);
   const clusters = await clusterWithStops(map, cfg.cluster, signal);
   log.info(`clustering: ${clusterSummary(clusters).text}`);
@@ -592,10 +699,30 @@ export function stagesTrainedOn(modelDir: string, dataFile: string): string[] {
   return recorded.filter(([, inputs]) => (inputs as { data: string }).data === hash).map(([k]) => k);
 }
 
-/** The output folder's result when it is already this run's complete result (same run key). */
-function completedRun(cfg: HardenConfig, plan: StagePlan): HardenResult | null {
+/**
+ * The output folder's result when it is already this run's complete result (same run key), unless --overwrite asks
+ * for it again and another build made it (the same build would make the same bytes: nothing to do).
+ */
+function completedRun(cfg: HardenConfig, plan: StagePlan, log: Logger): HardenResult | null {
   const stats = readStats(cfg.out);
   if (!stats || stats.runKey !== plan.runKey) return null;
+  const now = buildRecord(resolveDevice(), cfg.dtype ?? DEFAULT_DTYPE);
+  const made = stats.build ?? null;
+  if (!sameBuild(made, now)) {
+    if (cfg.overwrite) {
+      log.info(
+        `${cfg.out} is complete for these inputs and settings but was made by ${describeBuild(made)}; ` +
+          `--overwrite: making it again with this build, ${describeBuild(now)}`,
+      );
+      return null;
+    }
+    log.warn(
+      `${cfg.out} was made by ${describeBuild(made)}; this is ${describeBuild(now)} (it differs in ` +
+        `${buildDifferences(made, now)}). To make it with this build, rerun with --overwrite (the output is ` +
+        `moved aside, never deleted; stages cached in ${cfg.runDir} are reused, saying which build made them: ` +
+        `delete that folder to compute them again)`,
+    );
+  }
   const maps = (f: string) => (fs.existsSync(path.join(cfg.out, f)) ? path.join(cfg.out, f) : null);
   const nFile = maps(NEURONS_FILE);
   const cFile = maps(CLUSTERS_FILE);
@@ -619,6 +746,10 @@ interface StatsFile {
   runKey: string;
   /** what keyed each stage of the run that made it */
   stages?: Partial<Record<"identify" | "cluster" | "train", Record<string, unknown>>>;
+  /** the build that trained and folded it (tensor/build.ts; absent in outputs of versions before the record) */
+  build?: BuildRecord;
+  /** the builds that computed each stage, in order (made-by.json of its slot; null: a build before the record) */
+  builds?: Partial<Record<"identify" | "cluster" | "train", SlotBuild[]>>;
   method: MethodName;
   /** how it trained: bf16 mixed precision or fp32 (precisionOf) */
   precision?: string;
@@ -688,7 +819,8 @@ async function trainAndPublish(
   log.info(
     `training ${cfg.method}: ${trainable.toLocaleString("en-US")} trainable parameters (${((100 * trainable) / total).toPrecision(3)}% of ${total.toLocaleString("en-US")}), ${precisionOf(model.dtype)}`,
   );
-  openSlot(plan.train, "training", log);
+  const build = buildRecord(model.device, model.dtype);
+  openSlot(plan.train, "training", log, build);
   const products = bf16ProductsOf(model.device, model.dtype);
   if (products) log.info(products);
   log.info(model.frozenDx.describe());
@@ -741,6 +873,15 @@ async function trainAndPublish(
         stages: {
           ...(maps.neurons ? { identify: plan.identify.inputs, cluster: plan.cluster.inputs } : {}),
           train: plan.train.inputs,
+        },
+        // the build that trained and folded, and every build that computed a stage (the stages may be reused or
+        // resumed from other builds: noteSlotBuilds)
+        build,
+        builds: {
+          ...(maps.neurons
+            ? { identify: readSlotBuilds(plan.identify.dir), cluster: readSlotBuilds(plan.cluster.dir) }
+            : {}),
+          train: readSlotBuilds(plan.train.dir),
         },
         method: cfg.method,
         precision: precisionOf(model.dtype),
@@ -797,7 +938,7 @@ async function trainAndPublish(
  */
 export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promise<HardenResult> {
   const p = await prepare(cfg, hooks);
-  const done = completedRun(cfg, p.plan);
+  const done = completedRun(cfg, p.plan, p.log);
   if (done) {
     p.log.info(`${cfg.out} is already complete for these inputs and settings: nothing to do`);
     return done;
@@ -824,7 +965,14 @@ export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promis
         hooks,
         p.plan.identify,
       );
-      clusters = await stageCluster(neurons, cfg, p.log, hooks.signal, p.plan.cluster);
+      clusters = await stageCluster(
+        neurons,
+        cfg,
+        p.log,
+        hooks.signal,
+        p.plan.cluster,
+        buildRecord(model.device, model.dtype),
+      );
     }
     return await trainAndPublish(cfg, model, p, hooks, { neurons, clusters });
   } finally {
@@ -844,7 +992,7 @@ export async function runTrain(
   if (cfg.method === "goodvibe" && !clustersFile)
     throw new InputError("method goodvibe needs --clusters (from `goodvibe cluster`)");
   const p = await prepare(cfg, hooks, { clustersFile: cfg.method === "goodvibe" ? clustersFile : undefined });
-  const done = completedRun(cfg, p.plan);
+  const done = completedRun(cfg, p.plan, p.log);
   if (done) {
     p.log.info(`${cfg.out} is already complete for these inputs and settings: nothing to do`);
     return done;

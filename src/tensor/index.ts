@@ -1,2 +1,3 @@
 export * from "./tensor.js";
 export * from "./optim.js";
+export * from "./build.js";

@@ -72,6 +72,8 @@ function locateAddon(): string {
 /** oneDNN primitive cache entries unless ONEDNN_PRIMITIVE_CACHE_CAPACITY says otherwise (see loadAddon). */
 export const ONEDNN_CACHE_CAPACITY = 64;
 
+let lastLocated: string | null = null;
+
 function loadAddon(): NativeAddon {
   // Debian's OpenBLAS misdetects recent AMD cores as Haswell; SkylakeX kernels are ~1.8x faster there.
   if (!process.env.OPENBLAS_CORETYPE && process.arch === "x64") {
@@ -90,6 +92,7 @@ function loadAddon(): NativeAddon {
     process.env.ONEDNN_PRIMITIVE_CACHE_CAPACITY = String(ONEDNN_CACHE_CAPACITY);
   const require = createRequire(import.meta.url);
   const file = locateAddon();
+  lastLocated = file;
   // libgomp reads its wait policy once, when libtorch loads with the addon: choose it now (util/cores.ts)
   Object.assign(process.env, openmpWaitEnv(process.env, otherRunnable()));
   let addon: NativeAddon;
@@ -127,11 +130,20 @@ export function parseF32ProductsEnv(v: string | undefined): "auto" | "on" | "off
 }
 
 let loaded: NativeAddon | null = null;
+/** The file the addon was loaded from (set once loaded). */
+let loadedFrom: string | null = null;
+
+/** Where the loaded addon's file is (loading it if it is not loaded yet). */
+export function addonFile(): string {
+  void native.version(); // loads it
+  return loadedFrom!;
+}
 
 function loadConfigured(): NativeAddon {
   const mode = parseF32ProductsEnv(process.env[F32_PRODUCTS_ENV]); // refused before anything loads
   const addon = loadAddon();
   addon.setF32Products(mode);
+  loadedFrom = lastLocated;
   return addon;
 }
 

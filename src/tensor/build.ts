@@ -1,0 +1,90 @@
+/**
+ * Which build of the tool computes here: what a cached stage records as having made it (recipes/harden.ts), so that a
+ * rerun after an upgrade, or on a machine whose addon takes another bf16 route, says that a stage it reuses or
+ * resumes was computed by another build. The parts are those that can change a result's last bits: the tool's
+ * version (and commit, run from a clone), the addon's sources, libtorch, the device, and for a CPU bf16 model how
+ * its products are computed (tensor.ts f32Products: libtorch's own, or float32 products rounded once).
+ */
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { PACKAGE, packageCommit } from "../util/package-info.js";
+import { addonFile } from "./native.js";
+import { f32Products, torchVersion, type DType } from "./tensor.js";
+
+export interface BuildRecord {
+  /** goodvibe's package version */
+  goodvibe: string;
+  /** the clone's git commit (12 hex digits), when the tool runs from a git checkout */
+  commit?: string;
+  /** the addon's sources (sha256 of them, 12 hex digits, from its build stamp), else "file <sha256 of the .node>" */
+  addon: string;
+  libtorch: string;
+  /** "cpu", "cuda" */
+  device: string;
+  /** CPU bf16 models only: "libtorch's own" or "float32, rounded once" (tensor.ts f32Products) */
+  bf16Products?: string;
+}
+
+let addonId: string | null = null;
+
+/** The addon build's identity: its build stamp's sources hash (native/build/goodvibe-build.json), else its bytes'. */
+function addonIdentity(): string {
+  if (addonId) return addonId;
+  const file = addonFile();
+  try {
+    const stamp = JSON.parse(
+      fs.readFileSync(path.join(path.dirname(file), "..", "goodvibe-build.json"), "utf8"),
+    );
+    if (typeof stamp?.sources === "string" && stamp.sources.length >= 12)
+      return (addonId = `sources ${stamp.sources.slice(0, 12)}`);
+  } catch {
+    // no stamp (GOODVIBE_ADDON elsewhere, or an addon from before stamps): its bytes stand for it
+  }
+  return (addonId = `file ${createHash("sha256").update(fs.readFileSync(file)).digest("hex").slice(0, 12)}`);
+}
+
+/** The build that computes on a model on `device` in `dtype` in this process. */
+export function buildRecord(device: string, dtype: DType): BuildRecord {
+  const commit = packageCommit();
+  const cpuBf16 = device === "cpu" && dtype === "bfloat16";
+  return {
+    goodvibe: PACKAGE.version,
+    ...(commit ? { commit: commit.slice(0, 12) } : {}),
+    addon: addonIdentity(),
+    libtorch: torchVersion(),
+    device: device.replace(/:\d+$/, ""),
+    ...(cpuBf16 ? { bf16Products: f32Products() ? "float32, rounded once" : "libtorch's own" } : {}),
+  };
+}
+
+/** "goodvibe 0.1.0 (commit 1a2b…, addon sources 5278…, libtorch 1.13.0, cpu, bf16 products: libtorch's own)" */
+export function describeBuild(b: BuildRecord | null): string {
+  if (!b) return "an earlier goodvibe that did not record its build";
+  const parts = [
+    ...(b.commit ? [`commit ${b.commit}`] : []),
+    `addon ${b.addon}`,
+    `libtorch ${b.libtorch}`,
+    b.device,
+    ...(b.bf16Products ? [`bf16 products: ${b.bf16Products}`] : []),
+  ];
+  return `goodvibe ${b.goodvibe} (${parts.join(", ")})`;
+}
+
+const PART_NAMES: Record<keyof BuildRecord, string> = {
+  goodvibe: "version",
+  commit: "commit",
+  addon: "addon",
+  libtorch: "libtorch",
+  device: "device",
+  bf16Products: "bf16 products",
+};
+
+/** The parts in which two builds differ, in words ("version, bf16 products"); "" when they are the same. */
+export function buildDifferences(was: BuildRecord | null, now: BuildRecord): string {
+  if (!was) return "its build is not recorded";
+  return (Object.keys(PART_NAMES) as (keyof BuildRecord)[])
+    .filter((k) => was[k] !== now[k])
+    .map((k) => PART_NAMES[k])
+    .join(", ");
+}
