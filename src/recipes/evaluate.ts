@@ -37,6 +37,7 @@ import { silentLogger, type Logger } from "../util/log.js";
 import { generateAsync } from "../models/generate.js";
 import { stopPoint } from "../util/stop.js";
 import { DEFAULT_PREFERENCE_PAIRS } from "./config.js";
+import { pairedBootstrap } from "../eval/metrics.js";
 
 export interface UtilityFiles {
   arc?: string;
@@ -486,4 +487,65 @@ export function securityCell(
     }
   }
   return { security, utility: ev.utility };
+}
+
+/** How a utility metric of the model differs from the base's: model − base, with a 95% interval. */
+export interface UtilityDifference {
+  metric: string;
+  /** model − base (a loss: negative is better; a rate: positive is better) */
+  diff: number;
+  low: number;
+  high: number;
+  n: number;
+  /**
+   * "paired bootstrap": the held-out code loss, the same pairs scored by both models, resampled by pair (seeded);
+   * "unpaired normal": the benchmarks, from each side's standard error (conservative where items are shared)
+   */
+  method: "paired bootstrap" | "unpaired normal";
+}
+
+/**
+ * The utility comparison of `goodvibe eval --base`: each metric both evaluations have, model − base. The held-out
+ * code loss comes from the secure-preference pairs both scored: it is paired by pair id (each pair's mean of its
+ * two answers' loss).
+ */
+export function utilityVsBase(
+  ev: ModelEvaluation,
+  base: ModelEvaluation,
+  seed: number,
+): Record<string, UtilityDifference> {
+  const out: Record<string, UtilityDifference> = {};
+  const pairLoss = (e: ModelEvaluation) =>
+    new Map(e.preference.perPair.map((p) => [p.id, (p.chosenLoss + p.rejectedLoss) / 2]));
+  for (const [k, u] of Object.entries(ev.utility)) {
+    const b = base.utility[k];
+    if (!b || b.metric !== u.metric) continue;
+    if (k === "heldout_code_loss") {
+      const mine = pairLoss(ev);
+      const theirs = pairLoss(base);
+      const diffs = [...mine].filter(([id]) => theirs.has(id)).map(([id, l]) => l - theirs.get(id)!);
+      if (diffs.length === 0) continue;
+      const r = pairedBootstrap(diffs, { seed });
+      out[k] = {
+        metric: u.metric,
+        diff: r.mean,
+        low: r.low,
+        high: r.high,
+        n: diffs.length,
+        method: "paired bootstrap",
+      };
+      continue;
+    }
+    const se = Math.sqrt(u.stderr ** 2 + b.stderr ** 2);
+    const diff = u.value - b.value;
+    out[k] = {
+      metric: u.metric,
+      diff,
+      low: diff - 1.96 * se,
+      high: diff + 1.96 * se,
+      n: Math.min(u.n, b.n),
+      method: "unpaired normal",
+    };
+  }
+  return out;
 }

@@ -71,3 +71,39 @@ test("eval's summary without --base prints no base or McNemar lines; rules with 
   assert.doesNotMatch(text, /LLM judge|base|vs base/);
   assert.match(text, /^arc: acc 0\.2500 ± 0\.0100 \(n=40\)$/m);
 });
+
+test("eval's summary with --base: the base's utility beside the model's, and each difference with its interval and method", () => {
+  const lines = evalSummaryLines({
+    model: "/m/hardened",
+    protocol: "p",
+    cell: {
+      security: noCode,
+      utility: { heldout_code_loss: { metric: "nll/token", value: 1.25, stderr: 0.01, n: 12 } },
+    },
+    base: {
+      model: "/m/base",
+      cell: {
+        security: baseNoCode,
+        utility: { heldout_code_loss: { metric: "nll/token", value: 1.5, stderr: 0.02, n: 12 } },
+      },
+    },
+    utilityVsBase: {
+      heldout_code_loss: {
+        metric: "nll/token",
+        diff: -0.25,
+        low: -0.3,
+        high: -0.2,
+        n: 6,
+        method: "paired bootstrap",
+      },
+    },
+    llmJudge: false,
+  });
+  const text = lines.join("\n");
+  assert.match(text, /^heldout_code_loss: nll\/token 1\.2500 ± 0\.0100 \(n=12\)$/m);
+  assert.match(text, /^base heldout_code_loss: nll\/token 1\.5000 ± 0\.0200 \(n=12\)$/m);
+  assert.match(
+    text,
+    /^vs base \(heldout_code_loss\): nll\/token -0\.2500 \[-0\.3000, -0\.2000\] \(model − base; paired bootstrap over 6 pairs\)$/m,
+  );
+});

@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { readPairs } from "../../data/pairs.js";
 import { claimWorkFolder } from "../../io/atomic.js";
 import { LlmJudge } from "../../eval/judge/llm.js";
-import { describeProtocol, evaluateModel, securityCell } from "../../recipes/evaluate.js";
+import { describeProtocol, evaluateModel, securityCell, utilityVsBase } from "../../recipes/evaluate.js";
 import { stagesTrainedOn } from "../../recipes/harden.js";
 import { PROMPT_FILTERS, type PromptFilter } from "../../data/prompts.js";
 import { InputError } from "../../errors.js";
@@ -76,30 +76,37 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
           }),
         )
       : undefined;
-    const ev = await evaluateModel(opts.model, {
-      ...common,
-      generator,
-      utility: {
-        arc: opts.arc,
-        humaneval: opts.humaneval,
-        gsm8k: opts.gsm8k,
-        gsm8kTrain: opts.gsm8kTrain,
-        mmlu: opts.mmlu,
-        mmluDev: opts.mmluDev,
-        limit: opts.limit,
-      },
-    });
-    const base = opts.base ? await evaluateModel(opts.base, common) : null;
+    const utility = {
+      arc: opts.arc,
+      humaneval: opts.humaneval,
+      gsm8k: opts.gsm8k,
+      gsm8kTrain: opts.gsm8kTrain,
+      mmlu: opts.mmlu,
+      mmluDev: opts.mmluDev,
+      limit: opts.limit,
+    };
+    const ev = await evaluateModel(opts.model, { ...common, generator, utility });
+    // the base on the same utility files (same seeded subsample): a utility comparison needs both sides
+    const base = opts.base ? await evaluateModel(opts.base, { ...common, utility }) : null;
     log.done();
     const cell = securityCell(ev, base);
     const baseCell = base ? securityCell(base) : null;
+    const vsBase = base ? utilityVsBase(ev, base, opts.seed) : undefined;
     const lines = evalSummaryLines({
       model: path.resolve(opts.model),
       protocol: describeProtocol(ev.protocol),
       cell,
       base: baseCell ? { model: path.resolve(opts.base), cell: baseCell } : null,
+      utilityVsBase: vsBase,
       llmJudge: judge !== null,
     });
-    output(g, lines.join("\n"), baseCell ? { ...cell, base: baseCell.security } : cell);
+    // `base` stays the base's security (as before); its utility and the differences beside it
+    output(
+      g,
+      lines.join("\n"),
+      baseCell
+        ? { ...cell, base: baseCell.security, baseUtility: baseCell.utility, utilityVsBase: vsBase }
+        : cell,
+    );
   });
 }

@@ -3,6 +3,7 @@
  * lines. Kept apart from eval-run.ts so that it is a plain function of its inputs (no model, no libtorch).
  */
 import type { CellResult } from "../../report/schema.js";
+import type { UtilityDifference } from "../../recipes/evaluate.js";
 
 type Security = CellResult["security"];
 type Rate = { value: number; low: number; high: number };
@@ -42,15 +43,30 @@ export function evalSummaryLines(opts: {
   model: string;
   protocol: string;
   cell: Pick<CellResult, "security" | "utility">;
-  base?: { model: string; cell: Pick<CellResult, "security"> } | null;
+  base?: { model: string; cell: Pick<CellResult, "security"> & Partial<Pick<CellResult, "utility">> } | null;
+  /** model − base of each utility metric both have (recipes/evaluate.ts utilityVsBase) */
+  utilityVsBase?: Record<string, UtilityDifference>;
   llmJudge: boolean;
 }): string[] {
   const { cell, base } = opts;
   const lines = [`model: ${opts.model}`, `safe rates on ${opts.protocol}`, ...rateLines(cell.security)];
-  for (const [k, u] of Object.entries(cell.utility ?? {}))
-    lines.push(`${k}: ${u.metric} ${u.value.toFixed(4)} ± ${u.stderr.toFixed(4)} (n=${u.n})`);
+  const utilityLines = (u: CellResult["utility"], label = "") =>
+    Object.entries(u ?? {}).map(
+      ([k, v]) => `${label}${k}: ${v.metric} ${v.value.toFixed(4)} ± ${v.stderr.toFixed(4)} (n=${v.n})`,
+    );
+  lines.push(...utilityLines(cell.utility));
   if (!base) return lines;
-  lines.push(`base: ${base.model}`, ...rateLines(base.cell.security, "base "));
+  lines.push(
+    `base: ${base.model}`,
+    ...rateLines(base.cell.security, "base "),
+    ...utilityLines(base.cell.utility, "base "),
+  );
+  const sign = (x: number) => `${x >= 0 ? "+" : ""}${x.toFixed(4)}`;
+  for (const [k, d] of Object.entries(opts.utilityVsBase ?? {}))
+    lines.push(
+      `vs base (${k}): ${d.metric} ${sign(d.diff)} [${sign(d.low)}, ${sign(d.high)}] (model − base; ` +
+        `${d.method === "paired bootstrap" ? `paired bootstrap over ${d.n} pairs` : "unpaired, from both standard errors"})`,
+    );
   if (!cell.security.answers) return lines;
   const judges = opts.llmJudge ? (["rule", "llm"] as const) : (["rule"] as const);
   for (const judge of judges) {

@@ -13,7 +13,10 @@ export function registerEval(program: Command): void {
     .requiredOption("-d, --data <file>", "held-out pairs (JSONL) for preference and vibe-coding prompts")
     .option("--languages <list>", "comma-separated languages to keep (default: all)", list)
     .option("--judge <dir>", "LLM judge model folder (e.g. from `goodvibe judge train`)")
-    .option("--base <dir>", "base model folder: adds McNemar's test of this model against it")
+    .option(
+      "--base <dir>",
+      "base model folder: evaluated the same way (rates, held-out loss, the same benchmarks), with McNemar's test and each utility difference against it",
+    )
     .option("--prompts <n>", "held-out prompts answered (0 = all, the paper's protocol)", integer(0), 0)
     .option(
       "--preference-pairs <n>",

@@ -1,0 +1,78 @@
+/**
+ * `goodvibe eval --base`: both sides of the utility comparison. The base was evaluated for its safe rates only, so
+ * the held-out code loss (and any --arc/--gsm8k/... benchmark) was the model's alone. Now the base is evaluated on
+ * the same utility files, its utility is printed and in the JSON (`baseUtility`), and each shared metric's
+ * difference comes with an interval (`utilityVsBase`; the held-out loss paired by pair). Checked against the two
+ * sides' own values: with every pair scored by both, the paired mean difference is the difference of the means.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { writeCorpusJsonl } from "../../src/data/corpus.js";
+import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
+import { balancedPairs, runCli, showRun } from "./cli-helpers.js";
+
+const model = makeTinyChatModel({ seed: 1 });
+const base = makeTinyChatModel({ seed: 2 });
+const work = scratchDir("gv-eval-base-");
+const heldOut = path.join(work, "held out ü.jsonl");
+writeCorpusJsonl(heldOut, balancedPairs(model.pairs, 1));
+const arc = path.join(work, "arc.jsonl");
+fs.writeFileSync(
+  arc,
+  [
+    {
+      id: "q1",
+      question: "Which is a gas?",
+      choices: { text: ["ice", "steam", "rock"], label: ["A", "B", "C"] },
+      answerKey: "B",
+    },
+    {
+      id: "q2",
+      question: "Which is a metal?",
+      choices: { text: ["wood", "iron"], label: ["A", "B"] },
+      answerKey: "B",
+    },
+  ]
+    .map((r) => JSON.stringify(r))
+    .join("\n") + "\n",
+);
+
+test("eval --base: the base's held-out loss and benchmarks beside the model's, and their differences with intervals", async () => {
+  const args = ["eval", "-m", model.dir, "--base", base.dir, "-d", heldOut, "--arc", arc, "--prompts", "1"];
+  const r = await runCli([...args, "--max-new-tokens", "4", "--cache", path.join(work, "cache"), "--json"]);
+  assert.equal(r.code, 0, showRun(r));
+  const out = JSON.parse(r.stdout);
+  const mine = out.utility.heldout_code_loss;
+  const theirs = out.baseUtility?.heldout_code_loss;
+  assert.ok(theirs, `no base held-out loss in ${r.stdout}`);
+  assert.equal(theirs.n, mine.n);
+  assert.ok(Math.abs(theirs.value - mine.value) > 1e-6, "two different models, two losses");
+  const d = out.utilityVsBase.heldout_code_loss;
+  assert.equal(d.method, "paired bootstrap");
+  assert.equal(d.n, mine.n / 2, "one difference per pair");
+  assert.ok(
+    Math.abs(d.diff - (mine.value - theirs.value)) < 1e-9,
+    `${d.diff} vs ${mine.value - theirs.value}`,
+  );
+  assert.ok(d.low <= d.diff && d.diff <= d.high);
+  // the benchmark too, on both sides
+  assert.equal(out.baseUtility.arc_challenge.n, 2);
+  const a = out.utilityVsBase.arc_challenge;
+  assert.equal(a.method, "unpaired normal");
+  assert.ok(
+    Math.abs(a.diff - (out.utility.arc_challenge.value - out.baseUtility.arc_challenge.value)) < 1e-12,
+  );
+  // `base` keeps its shape: the base's security
+  assert.ok(out.base.securePreference);
+
+  const t = await runCli([...args, "--max-new-tokens", "4", "--cache", path.join(work, "cache")]);
+  assert.equal(t.code, 0, showRun(t));
+  assert.match(t.stdout, /^base heldout_code_loss: nll\/token \d+\.\d{4} ± /m);
+  assert.match(t.stdout, /^base arc_challenge: /m);
+  assert.match(
+    t.stdout,
+    /^vs base \(heldout_code_loss\): nll\/token [+-]\d+\.\d{4} \[[+-]\d+\.\d{4}, [+-]\d+\.\d{4}\] \(model − base; paired bootstrap over \d+ pairs\)$/m,
+  );
+});
