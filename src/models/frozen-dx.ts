@@ -353,15 +353,23 @@ export class FrozenDxPlan {
    * Drops the weight copies of this model's products (and any stale copy) once the caller runs none of its products
    * any more: what was dropped, and a line for a run's log. A later product makes its copy again.
    */
-  release(): { count: number; bytes: number; text: string } {
+  release(): { count: number; bytes: number; text: string | null } {
     const weights = this.slots.map((s) => s.weight).filter((w): w is Tensor => w !== null && !w.disposed);
     const r = frozenLinearRelease(weights);
-    return { ...r, text: `frozenDx: ${r.count} weight copies released (${formatBytes(r.bytes)})` };
+    // nothing released (a float32 model, or no weight large enough to plan): no line, not "0 copies released"
+    return {
+      ...r,
+      text: r.count > 0 ? `frozenDx: ${r.count} weight copies released (${formatBytes(r.bytes)})` : null,
+    };
   }
 
-  /** One line for a run's log after a stage: the weight copies the addon holds (this process's, all models). */
-  describeHeld(): string {
+  /**
+   * One line for a run's log after a stage: the weight copies the addon holds (this process's, all models); null when
+   * it holds none (describe() has said why: none planned, or float32 compute).
+   */
+  describeHeld(): string | null {
     const held = frozenLinearCache();
+    if (held.count === 0) return null;
     const kind = frozenCopyKind(this.device) === "float32" ? "float32" : "transposed";
     return `frozenDx: ${held.count} ${kind} weight copies held (${formatBytes(held.bytes)})`;
   }

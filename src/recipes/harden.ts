@@ -535,7 +535,8 @@ export async function stageIdentify(
   if (products) log.info(products);
   log.info(model.frozenDx.describe());
   const map = await identify(model, samples, identifyOptions(labels, cfg, slot.dir, hooks));
-  log.info(model.frozenDx.describeHeld());
+  const held = model.frozenDx.describeHeld();
+  if (held) log.info(held);
   writeNeuronMap(file, map);
   // the accumulators are no longer needed once the map is written
   clearIdentifyState(slot.dir);
@@ -844,8 +845,10 @@ async function trainAndPublish(
   } finally {
     // the last product of the run was training's: the weight copies (1.33 GiB at 0.5B) go before the fold reads the
     // checkpoint from disk, stopped or not
-    log.info(model.frozenDx.describeHeld());
-    log.info(model.frozenDx.release().text);
+    const held = model.frozenDx.describeHeld();
+    if (held) log.info(held);
+    const released = model.frozenDx.release().text;
+    if (released) log.info(released);
   }
   if (!train.finished) throw interrupted(`training stopped at step ${train.steps} of ${train.totalSteps}`);
 

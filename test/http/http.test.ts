@@ -6,6 +6,8 @@ import {
   HttpBackend,
   HttpBackendError,
   parseEchoLogprobs,
+  retryWarning,
+  type HttpRetry,
   type CompletionLogprobs,
 } from "../../src/eval/generate/http.js";
 
@@ -359,5 +361,96 @@ test("a 429's Retry-After longer than the backoff cap is honoured, up to the req
     } finally {
       await srv.close();
     }
+  }
+});
+
+/** The failed attempts a log's retry lines account for: 1 per full line, plus the "N more" each line or summary says. */
+function attemptsSaid(lines: readonly string[]): number {
+  return lines.reduce((n, l) => {
+    const more = Number(/(\d+) more failed attempts? retried/.exec(l)?.[1] ?? 0);
+    return n + more + (/; attempt \d+ of \d+, retrying in/.test(l) ? 1 : 0);
+  }, 0);
+}
+
+test("retryWarning: one line per retry of a lone request; a fleet's retries summarised by attempt level and time, none lost", () => {
+  let t = 0;
+  const lines: string[] = [];
+  const warn = retryWarning({ warn: (m) => lines.push(m) }, { intervalMs: 30_000, now: () => t });
+  const url = "http://gpu1:8000/v1/chat/completions";
+  const r = (attempt: number, problem = "HTTP 503 overloaded"): HttpRetry => ({
+    url,
+    attempt,
+    attempts: 5,
+    problem,
+    waitMs: 500,
+  });
+  // a lone request: attempts 1..4, each a later attempt than any said: a line each (as before)
+  for (let a = 1; a <= 4; a++) warn(r(a, "no answer within 200 ms"));
+  assert.equal(lines.length, 4);
+  assert.ok(lines.every((l, i) => l.includes(`attempt ${i + 1} of 5, retrying in 0.5 s`)));
+  assert.match(lines[0]!, /^http:\/\/gpu1:8000\/v1\/chat\/completions: no answer within 200 ms; /);
+
+  // 16 requests in flight on another server, all failing at attempts 1 and 2: a line per level, the rest counted
+  lines.length = 0;
+  const fleet = "http://gpu2:8000/v1/chat/completions";
+  const f = (attempt: number, problem: string): HttpRetry => ({
+    url: fleet,
+    attempt,
+    attempts: 5,
+    problem,
+    waitMs: 500,
+  });
+  for (let i = 0; i < 16; i++) warn(f(1, i % 4 === 0 ? "network error ECONNRESET" : `HTTP 503 busy ${i}`));
+  for (let i = 0; i < 16; i++) warn(f(2, "HTTP 503 busy"));
+  assert.equal(lines.length, 2, lines.join("\n"));
+  assert.match(lines[0]!, /: network error ECONNRESET; attempt 1 of 5/);
+  // the second line says the 15 held back: by kind (the HTTP status, not each body)
+  assert.match(
+    lines[1]!,
+    /attempt 2 of 5, retrying in 0\.5 s; also 15 more failed attempts retried since the last line \(HTTP 503 ×12, network error ECONNRESET ×3\)$/,
+  );
+  // time passes: the next retry is said, with what was held back since
+  t += 30_000;
+  warn(f(2, "HTTP 503 busy"));
+  assert.equal(lines.length, 3);
+  assert.match(lines[2]!, /also 15 more failed attempts retried since the last line \(HTTP 503 ×15\)$/);
+  warn(f(1, "HTTP 502 bad gateway"));
+  warn.flush();
+  assert.equal(lines.length, 4);
+  assert.equal(lines[3], `${fleet}: 1 more failed attempt retried since the last line (HTTP 502 ×1)`);
+  warn.flush(); // nothing left: nothing said
+  assert.equal(lines.length, 4);
+  assert.equal(attemptsSaid(lines), 16 + 16 + 1 + 1);
+});
+
+test("retryWarning on a real fleet: 8 requests in flight against a failing server, fewer lines than retries, every retry accounted for", async () => {
+  const srv = await mockServer((_s, i) =>
+    i < 24 ? { status: 503, json: { error: "overloaded" } } : completion("ok"),
+  );
+  try {
+    const lines: string[] = [];
+    const seen: HttpRetry[] = [];
+    const warn = retryWarning({ warn: (m) => lines.push(m) });
+    const b = new HttpBackend({
+      baseUrls: srv.url,
+      model: "m",
+      retryBaseMs: 1,
+      maxRetries: 5,
+      concurrency: 8,
+      onRetry: (r) => {
+        seen.push(r);
+        warn(r);
+      },
+    });
+    const out = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => b.generateText(`p${i}`, { maxNewTokens: 1 })),
+    );
+    warn.flush();
+    assert.deepEqual(out, Array(8).fill("ok"));
+    assert.equal(seen.length, 24);
+    assert.ok(lines.length <= 1 + Math.max(...seen.map((r) => r.attempt)), lines.join("\n"));
+    assert.equal(attemptsSaid(lines), seen.length, lines.join("\n"));
+  } finally {
+    await srv.close();
   }
 });

@@ -124,3 +124,20 @@ test("an evaluation leaves no copy behind", async () => {
     assert.deepEqual(frozenLinearCache(), { count: 0, bytes: 0 });
   });
 });
+
+test("harden with no copies (float32 compute, or none planned): no 'frozenDx: 0 … copies' lines, the plan's line says why", async () => {
+  for (const dtype of ["float32", "bfloat16"] as const) {
+    const { log, seen } = lines();
+    // without copies forced on, the tiny model's weights are all under the planning threshold: none made
+    frozenLinearCache(true);
+    await runHarden({ ...config(`none-${dtype}`, "goodvibe"), dtype }, { log });
+    assert.deepEqual(frozenLinearCache(), { count: 0, bytes: 0 });
+    const frozen = seen.filter((l) => l.startsWith("frozenDx"));
+    assert.ok(frozen.length > 0, "the plan is still said");
+    for (const l of frozen) assert.doesNotMatch(l, /^frozenDx: 0 /, `${dtype}: ${frozen.join("\n")}`);
+    assert.ok(
+      frozen.every((l) => !/copies (held|released)/.test(l)),
+      `${dtype}: nothing held or released, nothing said of it: ${frozen.join("\n")}`,
+    );
+  }
+});

@@ -63,6 +63,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
       log,
       signal: interruptSignal(log),
     };
+    const retries = retryWarning(log);
     if (opts.url && !opts.serverModel)
       throw new InputError("--server-model (the model's name on the --url servers) is required with --url");
     const generator = opts.url
@@ -72,7 +73,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
             model: opts.serverModel,
             concurrency: opts.concurrency,
             timeoutMs: opts.requestTimeout * 1000,
-            onRetry: retryWarning(log),
+            onRetry: retries,
           }),
         )
       : undefined;
@@ -85,7 +86,12 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
       mmluDev: opts.mmluDev,
       limit: opts.limit,
     };
-    const ev = await evaluateModel(opts.model, { ...common, generator, utility });
+    let ev;
+    try {
+      ev = await evaluateModel(opts.model, { ...common, generator, utility });
+    } finally {
+      retries.flush(); // the retries not yet said, run finished or not
+    }
     // the base on the same utility files (same seeded subsample): a utility comparison needs both sides
     const base = opts.base ? await evaluateModel(opts.base, { ...common, utility }) : null;
     log.done();

@@ -57,13 +57,18 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
     } else if (opts.backend === "http") {
       if (!opts.url || !opts.serverModel)
         throw new InputError("--url and --server-model are required with the http backend");
+      const retries = retryWarning(makeLogger(g));
       const b = new HttpBackend({
         baseUrls: opts.url,
         model: opts.serverModel,
         timeoutMs: opts.requestTimeout * 1000,
-        onRetry: retryWarning(makeLogger(g)),
+        onRetry: retries,
       });
-      text = opts.raw ? await b.generateText(opts.prompt, gen) : await b.chat(messages, gen);
+      try {
+        text = opts.raw ? await b.generateText(opts.prompt, gen) : await b.chat(messages, gen);
+      } finally {
+        retries.flush();
+      }
       await b.close();
     } else throw new InputError(`unknown backend ${opts.backend} (builtin | llamacpp | http)`);
     output(g, text, { backend: opts.backend, text, ...(threads !== undefined ? { threads } : {}) });

@@ -73,12 +73,71 @@ export interface HttpRetry {
   waitMs: number;
 }
 
-/** onRetry for a run's log: one warning line per failed attempt that will be retried. */
-export function retryWarning(log: { warn(msg: string): void }): (r: HttpRetry) => void {
-  return (r) =>
+/** How often retries to one URL are summarised after its first warning (retryWarning). */
+export const RETRY_SUMMARY_MS = 30_000;
+
+/** What a retry is counted under in a summary: "HTTP 503", "no answer within 300000 ms", "network error ECONNRESET". */
+function retryKind(problem: string): string {
+  return /^HTTP \d+/.exec(problem)?.[0] ?? problem.slice(0, 80);
+}
+
+/** onRetry for a run's log, and what is left to say when the run ends. */
+export interface RetryWarner {
+  (r: HttpRetry): void;
+  /** the retries not yet said (a summary line per URL), e.g. when the run ends or fails */
+  flush(): void;
+}
+
+/**
+ * onRetry for a run's log. A retry is a full warning (the problem with the start of the server's answer, the
+ * attempt, the wait) when it is the first to its URL, when it reaches a later attempt than any said for that URL, or
+ * when the last line for that URL is `intervalMs` old; the others are counted by kind and said with the next line,
+ * or by flush(). One request retried (generate) gets a line per retry as before; a fleet of requests in flight
+ * (eval --url: 16 by default) failing together gets a line per attempt level, not one per request and attempt.
+ */
+export function retryWarning(
+  log: { warn(msg: string): void },
+  opts: { intervalMs?: number; now?: () => number } = {},
+): RetryWarner {
+  const interval = opts.intervalMs ?? RETRY_SUMMARY_MS;
+  const now = opts.now ?? Date.now;
+  const perUrl = new Map<string, { saidAt: number; maxAttempt: number; counts: Map<string, number> }>();
+  const pending = (counts: Map<string, number>): string => {
+    const n = [...counts.values()].reduce((a, b) => a + b, 0);
+    return `${n} more failed attempt${n === 1 ? "" : "s"} retried since the last line (${[...counts]
+      .map(([k, c]) => `${k} ×${c}`)
+      .join(", ")})`;
+  };
+  const warner = ((r: HttpRetry) => {
+    const st = perUrl.get(r.url);
+    if (st && r.attempt <= st.maxAttempt && now() - st.saidAt < interval) {
+      const kind = retryKind(r.problem);
+      st.counts.set(kind, (st.counts.get(kind) ?? 0) + 1);
+      return;
+    }
+    const also = st && st.counts.size > 0 ? `; also ${pending(st.counts)}` : "";
     log.warn(
-      `${r.url}: ${r.problem.slice(0, 200)}; attempt ${r.attempt} of ${r.attempts}, retrying in ${(r.waitMs / 1000).toFixed(1)} s`,
+      `${r.url}: ${r.problem.slice(0, 200)}; attempt ${r.attempt} of ${r.attempts}, retrying in ` +
+        `${(r.waitMs / 1000).toFixed(1)} s${also}` +
+        (st
+          ? ""
+          : ` (other requests' retries to it are counted and summarised, a line at most every ${Math.round(interval / 1000)} s unless one reaches a later attempt)`),
     );
+    perUrl.set(r.url, {
+      saidAt: now(),
+      maxAttempt: Math.max(st?.maxAttempt ?? 0, r.attempt),
+      counts: new Map(),
+    });
+  }) as RetryWarner;
+  warner.flush = () => {
+    for (const [url, st] of perUrl) {
+      if (st.counts.size === 0) continue;
+      log.warn(`${url}: ${pending(st.counts)}`);
+      st.counts.clear();
+      st.saidAt = now();
+    }
+  };
+  return warner;
 }
 
 /** A request that failed for good: names the URL, the status (or network error) and the attempts made. */
