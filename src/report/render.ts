@@ -35,9 +35,15 @@ export function reportNotes(results: ExperimentResults): string[] {
 
   notes.push(...judgeAndProtocolNotes(results));
   const seedCounts = [...new Set(settings.map((s) => s.cells.length))].sort((a, b) => a - b);
+  // the seeds themselves, so that a reader can rerun a cell: those of the trained runs (the base is evaluated once)
+  const trained = results.cells.filter((c) => c.method !== "base");
+  const seedValues = [...new Set((trained.length ? trained : results.cells).map((c) => c.seed))].sort(
+    (a, b) => a - b,
+  );
   notes.push(
     `${results.cells.length} runs in ${settings.length} settings (model × method × ablation) over ` +
-      `${models.length} model${models.length > 1 ? "s" : ""}; seeds per setting: ${seedCounts.join(", ")}.`,
+      `${models.length} model${models.length > 1 ? "s" : ""}; seeds per setting: ${seedCounts.join(", ")} ` +
+      `(seed${seedValues.length > 1 ? "s" : ""} ${seedValues.join(", ")}).`,
   );
   if (seedCounts.every((k) => k === 1)) {
     notes.push(
@@ -159,9 +165,14 @@ export async function renderReport(results: ExperimentResults, outDir: string): 
     write(`${t.id}.csv`, tableToCsv(t));
   }
   const header = `# ${results.name}\n\nCreated ${results.createdAt} on ${results.machine}.\n\n`;
+  // the notes index.html opens with (the protocol and its departures from the paper, seeds, sample sizes): a
+  // reader of the Markdown alone needs them as much
+  const notesMd = `## Notes\n\n${reportNotes(results)
+    .map((n) => `- ${n.replace(/\n/g, " ")}`)
+    .join("\n")}\n\n`;
   write(
     "tables.md",
-    header + (absentLine ? `${absentLine}\n\n` : "") + tables.map(tableToMarkdown).join("\n"),
+    header + notesMd + (absentLine ? `${absentLine}\n\n` : "") + tables.map(tableToMarkdown).join("\n"),
   );
 
   const figures = buildFigures(results);

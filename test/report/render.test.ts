@@ -273,3 +273,28 @@ test("Figure 1's legend lists only the methods that have bars, each in its own c
   assert.ok(svg.includes("#7570b3"));
   assert.ok(!svg.includes("#1b9e77") && !svg.includes("#d95f02"));
 });
+
+test("tables.md opens with the notes index.html has: the protocol, departures from the paper, the seeds by value", async () => {
+  await withTempDir(async (dir) => {
+    const results: ExperimentResults = {
+      ...handMadeResults(),
+      evaluation: {
+        protocol: "6 of 144 held-out prompts (not the paper's: it answers all)",
+      } as ExperimentResults["evaluation"],
+      departures: [{ setting: "cluster.threshold", here: "0.1", paper: "0.05", why: "a study" }],
+    };
+    await renderReport(results, dir);
+    const md = fs.readFileSync(path.join(dir, "tables.md"), "utf8");
+    const notesAt = md.indexOf("## Notes\n");
+    assert.ok(notesAt > 0 && notesAt < md.indexOf("### "), "the notes come before the first table");
+    for (const n of reportNotes(results)) assert.ok(md.includes(`- ${n}\n`), `missing from tables.md: ${n}`);
+    assert.match(md, /^- Safe rates: 6 of 144 held-out prompts \(not the paper's: it answers all\)\.$/m);
+    assert.match(
+      md,
+      /^- Departs from the paper — cluster\.threshold: here 0\.1, paper 0\.05 \(a study\)\.$/m,
+    );
+    // the fixture's trained runs use seeds 1 and 2: named, not only counted
+    const seeds = [...new Set(results.cells.filter((c) => c.method !== "base").map((c) => c.seed))].sort();
+    assert.match(md, new RegExp(`seeds per setting: [0-9, ]+ \\(seeds ${seeds.join(", ")}\\)\\.$`, "m"));
+  });
+});
