@@ -13,7 +13,7 @@ import { writeFileAtomic } from "../io/atomic.js";
 import { openModelWeights } from "../io/safetensors.js";
 import { readPairs, type SecurityPair } from "../data/pairs.js";
 import type { HardenConfig } from "../config/harden.js";
-import { CLUSTERS_FILE, NEURONS_FILE, planStages, runHarden } from "../recipes/harden.js";
+import { CLUSTERS_FILE, NEURONS_FILE, RUN_FILES, planStages, runHarden } from "../recipes/harden.js";
 import { silentLogger, type Logger } from "../util/log.js";
 import {
   evaluateModel,
@@ -399,8 +399,16 @@ async function hardenCell(ctx: RunContext, cfg: HardenConfig, workDir: string): 
       ? path.join(ctx.outDir, "work", "identify", identifyKey(cfg), NEURONS_FILE)
       : null;
   const own = path.join(planStages(cfg).identify.dir, NEURONS_FILE);
+  // the map travels with the record of the builds that made it (harden.ts made-by.json): without it the cell that
+  // takes the map would be told it was made by an unrecorded build
+  const copy = (from: string, to: string) => {
+    const builds = path.join(path.dirname(from), RUN_FILES.madeBy);
+    if (fs.existsSync(builds))
+      writeFileAtomic(path.join(path.dirname(to), RUN_FILES.madeBy), fs.readFileSync(builds));
+    writeFileAtomic(to, fs.readFileSync(from));
+  };
   if (shared && fs.existsSync(shared) && !fs.existsSync(own)) {
-    writeFileAtomic(own, fs.readFileSync(shared));
+    copy(shared, own);
     ctx.log.info(`identification: shared from ${path.dirname(shared)}`);
   }
   let r: Awaited<ReturnType<typeof runHarden>>;
@@ -408,7 +416,7 @@ async function hardenCell(ctx: RunContext, cfg: HardenConfig, workDir: string): 
     r = await runHarden(cfg, { log: ctx.log, signal: ctx.signal });
   } finally {
     // share the neuron map even when training failed or was stopped: identification itself finished
-    if (shared && !fs.existsSync(shared) && fs.existsSync(own)) writeFileAtomic(shared, fs.readFileSync(own));
+    if (shared && !fs.existsSync(shared) && fs.existsSync(own)) copy(own, shared);
   }
   const { log: _l, ...trainNoLog } = r.train;
   const hr: HardenRecord = {

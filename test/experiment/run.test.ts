@@ -132,8 +132,18 @@ test("run: plan, results.json in the report schema, a rerun computes nothing, an
 
   // uninterrupted
   const started: string[] = [];
-  const full = await runExperiment(plan, { onCellStart: (c) => started.push(c.id) });
+  const warnings: string[] = [];
+  const full = await runExperiment(plan, {
+    onCellStart: (c) => started.push(c.id),
+    log: { info() {}, warn: (m) => warnings.push(m), progress() {} },
+  });
   assert.equal(full.stopped, false);
+  // the neuron map shared between cells comes with the record of the build that made it (this one): no warning
+  // of a stage made by another build
+  assert.deepEqual(
+    warnings.filter((w) => /computed by|begun by|did not record its build/.test(w)),
+    [],
+  );
   assert.deepEqual(
     started,
     plan.cells.map((c) => c.id),
