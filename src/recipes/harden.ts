@@ -361,7 +361,17 @@ export function readSlotBuilds(dir: string): SlotBuild[] {
   return v as SlotBuild[];
 }
 
-const sameBuild = (a: SlotBuild, b: BuildRecord) => a !== null && canonicalJson(a) === canonicalJson(b);
+/** The parts of a build that can change a stage's result: all for the stages that compute with the addon. */
+type BuildParts = readonly (keyof BuildRecord)[] | "all";
+/** Clustering is the tool's own TypeScript (k-means, silhouettes): the addon, libtorch and bf16 route play no part. */
+const CLUSTER_BUILD_PARTS: BuildParts = ["goodvibe", "commit"];
+
+function partsOf(b: BuildRecord, parts: BuildParts): Partial<BuildRecord> {
+  return parts === "all" ? b : Object.fromEntries(parts.filter((k) => k in b).map((k) => [k, b[k]]));
+}
+
+const sameBuild = (a: SlotBuild, b: BuildRecord, parts: BuildParts = "all") =>
+  a !== null && canonicalJson(partsOf(a, parts)) === canonicalJson(partsOf(b, parts));
 
 /** Whether a slot holds work of its stage (a result, a saved state or checkpoint), beyond its own records. */
 function slotHasWork(dir: string): boolean {
@@ -379,6 +389,7 @@ function noteSlotBuilds(
   now: BuildRecord,
   log: Logger,
   how: "reuse" | "resume",
+  parts: BuildParts = "all",
 ): SlotBuild[] {
   const file = path.join(slot.dir, RUN_FILES.madeBy);
   if (how === "resume" && !slotHasWork(slot.dir)) {
@@ -387,7 +398,7 @@ function noteSlotBuilds(
     return [now];
   }
   const was = readSlotBuilds(slot.dir);
-  const others = was.filter((b) => !sameBuild(b, now));
+  const others = was.filter((b) => !sameBuild(b, now, parts));
   if (others.length > 0) {
     const last = others[others.length - 1]!;
     const by = [...new Set(others.map(describeBuild))].join("; then ");
@@ -395,10 +406,10 @@ function noteSlotBuilds(
     log.warn(
       how === "reuse"
         ? `${stage}: reusing the result in ${slot.dir}, computed by ${by}; this run is ${describeBuild(now)}, ` +
-            `which differs in ${buildDifferences(last, now)}, so its results can differ in the last bits (the ` +
+            `which differs in ${buildDifferences(last && partsOf(last, parts), partsOf(now, parts))}, so its results can differ in the last bits (the ` +
             `output's goodvibe-stats.json records which build made each stage); ${remedy}`
         : `${stage}: resuming the work in ${slot.dir} begun by ${by}; this run is ${describeBuild(now)}, which ` +
-            `differs in ${buildDifferences(last, now)}: what is done is kept and the rest is computed by this build ` +
+            `differs in ${buildDifferences(last && partsOf(last, parts), partsOf(now, parts))}: what is done is kept and the rest is computed by this build ` +
             `(goodvibe-stats.json records both), so the result can differ in the last bits from one build's; ${remedy}`,
     );
   }
@@ -414,9 +425,15 @@ function noteSlotBuilds(
  * Make a stage's slot (with the inputs that key it and the build that computes it), saying why when it replaces
  * another setting's; an existing slot is resumed (noteSlotBuilds). Returns the stage's builds.
  */
-function openSlot(slot: StageSlot, stage: string, log: Logger, build: BuildRecord): SlotBuild[] {
+function openSlot(
+  slot: StageSlot,
+  stage: string,
+  log: Logger,
+  build: BuildRecord,
+  parts: BuildParts = "all",
+): SlotBuild[] {
   if (fs.existsSync(path.join(slot.dir, RUN_FILES.slotInputs)))
-    return noteSlotBuilds(slot, stage, build, log, "resume");
+    return noteSlotBuilds(slot, stage, build, log, "resume", parts);
   const diff = differences(slot);
   if (diff)
     log.info(
@@ -571,10 +588,10 @@ export async function stageCluster(
   if (fs.existsSync(file)) {
     log.info(`clustering: reusing ${file}`);
     const map = readClusterMap(file);
-    noteSlotBuilds(slot, "clustering", build, log, "reuse");
+    noteSlotBuilds(slot, "clustering", build, log, "reuse", CLUSTER_BUILD_PARTS);
     return map;
   }
-  openSlot(slot, "clustering", log, build);
+  openSlot(slot, "clustering", log, build, CLUSTER_BUILD_PARTS);
   log.info(`clustering: ${Object.keys(map.modules).length} layers (k-means, k by silhouette)`);
   const clusters = await clusterWithStops(map, cfg.cluster, signal);
   log.info(`clustering: ${clusterSummary(clusters).text}`);

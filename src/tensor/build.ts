@@ -81,7 +81,7 @@ const PART_NAMES: Record<keyof BuildRecord, string> = {
 };
 
 /** The parts in which two builds differ, in words ("version, bf16 products"); "" when they are the same. */
-export function buildDifferences(was: BuildRecord | null, now: BuildRecord): string {
+export function buildDifferences(was: Partial<BuildRecord> | null, now: Partial<BuildRecord>): string {
   if (!was) return "an unknown way (its build was not recorded)";
   return (Object.keys(PART_NAMES) as (keyof BuildRecord)[])
     .filter((k) => was[k] !== now[k])
