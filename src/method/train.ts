@@ -12,7 +12,18 @@ import { writeFileAtomic, writeDirAtomic } from "../io/atomic.js";
 import { readSafetensors, writeSafetensors, type LazyTensorToWrite } from "../io/safetensors.js";
 import { recordToTensor } from "../models/load.js";
 import { DivergenceError, GoodVibeError, InputError } from "../errors.js";
-import { AdamW, Tensor, manualSeed, noGrad, sumOfSquares, tidy } from "../tensor/index.js";
+import {
+  AdamW,
+  Tensor,
+  buildDifferences,
+  buildRecord,
+  describeBuild,
+  manualSeed,
+  noGrad,
+  sumOfSquares,
+  tidy,
+  type BuildRecord,
+} from "../tensor/index.js";
 import { createRng } from "../util/random.js";
 import { countParams, type AttachedMethod } from "./attached.js";
 import { IGNORE_INDEX, countAnswerTokens, sftLossHead } from "./losses.js";
@@ -54,6 +65,18 @@ export interface TrainResult {
   flopsPerSecond: number;
   peakMemoryBytes: number;
   log: StepLog[];
+  /**
+   * The builds of the tool that computed the steps (tensor/build.ts), each from the step it began at: more than one
+   * when a checkpoint was resumed by another version, addon, libtorch, device or bf16 route (null: a checkpoint of
+   * a version before this record). Absent without a run folder (nothing is resumed).
+   */
+  builds?: TrainBuild[];
+}
+
+/** A build of the tool and the first step it computed. */
+export interface TrainBuild {
+  fromStep: number;
+  build: BuildRecord | null;
 }
 
 interface TrainState {
@@ -65,6 +88,8 @@ interface TrainState {
   log: StepLog[];
   flops: FlopCount;
   wallSeconds: number;
+  /** absent in checkpoints of versions before the record */
+  builds?: TrainBuild[];
 }
 
 /** lr multiplier at optimiser step `step` (0-based), as transformers' get_cosine_schedule_with_warmup. */
@@ -359,6 +384,28 @@ export interface TrainHooks {
    * finished ones (with a runDir) and throws InterruptedError; a rerun resumes exactly there.
    */
   signal?: AbortSignal;
+  /**
+   * A checkpoint is resumed by another build than the one that wrote its last steps (the steps already done are
+   * kept, the rest computed by this build, so the result can differ in the last bits from either build's alone):
+   * told the checkpoint's folder, its builds, this one, and the step where this one takes over.
+   */
+  onOtherBuild?: (info: { checkpoint: string; was: TrainBuild[]; now: BuildRecord; step: number }) => void;
+}
+
+/** TrainHooks.onOtherBuild's warning, in words, for a run's log. */
+export function otherBuildWarning(info: {
+  checkpoint: string;
+  was: TrainBuild[];
+  now: BuildRecord;
+  step: number;
+}): string {
+  const last = info.was[info.was.length - 1]!.build;
+  return (
+    `${info.checkpoint}: resuming ${info.step} finished steps computed by ${describeBuild(last)}; this is ` +
+    `${describeBuild(info.now)}, which differs in ${buildDifferences(last, info.now)}: the rest is computed by ` +
+    `this build, so the result can differ in the last bits from either build's alone (the steps of each are ` +
+    `recorded); delete ${info.checkpoint} to train from the start with this build`
+  );
 }
 
 /**
@@ -397,7 +444,26 @@ export async function trainSft(
     flops: { forward: 0, backward: 0, total: 0 },
     wallSeconds: 0,
   };
-  if (opts.runDir) state = loadCheckpoint(opts.runDir, method, opt, fingerprint, inputs) ?? state;
+  const build = buildRecord(model.device, model.dtype);
+  state.builds = [{ fromStep: 0, build }];
+  if (opts.runDir) {
+    const loaded = loadCheckpoint(opts.runDir, method, opt, fingerprint, inputs);
+    if (loaded) {
+      const was = loaded.builds ?? [{ fromStep: 0, build: null }];
+      const last = was[was.length - 1]!.build;
+      const same = last !== null && canonicalJson(last) === canonicalJson(build);
+      if (!same && loaded.step > 0) {
+        opts.hooks?.onOtherBuild?.({
+          checkpoint: path.join(opts.runDir, CKPT),
+          was,
+          now: build,
+          step: loaded.step,
+        });
+        loaded.builds = [...was, { fromStep: loaded.step, build }];
+      } else loaded.builds = was;
+      state = loaded;
+    }
+  }
   let savedStep = state.step;
   const padId = opts.padTokenId ?? 0;
   const started = Date.now();
@@ -530,6 +596,7 @@ export async function trainSft(
     flopsPerSecond: state.flops.total / Math.max(state.wallSeconds, 1e-9),
     peakMemoryBytes: peakRssBytes(),
     log: state.log,
+    ...(opts.runDir ? { builds: state.builds } : {}),
   };
 }
 

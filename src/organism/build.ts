@@ -127,6 +127,8 @@ export async function buildOrganism(
             finalLoss: result.finalLoss,
             wallSeconds: result.wallSeconds,
             weightsSha256,
+            // the builds of the tool that pretrained it, from the step each began at
+            builds: result.builds,
           },
           null,
           2,

@@ -564,6 +564,8 @@ export async function buildCyberNativeOrganism(
                 tokensPerEpoch: pre!.tokens,
                 finalLoss: pre!.train.finalLoss,
                 wallSeconds: pre!.train.wallSeconds,
+                // the builds of the tool that pretrained it, from the step each began at
+                builds: pre!.train.builds,
               },
           null,
           2,

@@ -14,7 +14,7 @@ import type { DecoderModel } from "../models/decoder.js";
 import { Tensor, getNumThreads, manualSeed, noGrad, setNumThreads, tidy } from "../tensor/index.js";
 import { attachFull } from "../method/full.js";
 import type { AttachedMethod } from "../method/attached.js";
-import { trainSft, type SftExample, type TrainResult } from "../method/train.js";
+import { otherBuildWarning, trainSft, type SftExample, type TrainResult } from "../method/train.js";
 import type { Logger } from "../util/log.js";
 
 /** The organism's size: the fields of a Llama config.json it chooses (the rest are fixed, organismConfigJson). */
@@ -184,6 +184,7 @@ export async function pretrainOrganism(opts: {
       identity: { settings: { threads: getNumThreads() } },
       hooks: {
         signal: opts.signal,
+        onOtherBuild: (info) => log.warn(otherBuildWarning(info)),
         onStep: (l, total) =>
           log.progress(
             "pretrain",

@@ -19,6 +19,7 @@ import type { JudgeTrainConfig } from "../eval/judge/config.js";
 import { createRng } from "../util/random.js";
 import type { JudgeInfo, JudgeReliabilityEntry } from "../report/schema.js";
 import { silentLogger, type Logger } from "../util/log.js";
+import { otherBuildWarning } from "../method/train.js";
 
 /** A judge to fine-tune once: its base checkpoint, labelled pairs and training settings. */
 export interface JudgeTraining {
@@ -73,6 +74,7 @@ export async function ensureJudgeTrained(
     overwrite: true,
     hooks: {
       signal: opts.signal,
+      onOtherBuild: (info) => log.warn(otherBuildWarning(info)),
       onStep: (l, total) => log.progress("judge", l.step, total, `loss ${l.loss.toFixed(4)}`),
     },
   });

@@ -234,6 +234,8 @@ async function trainAndWrite(opts: TrainJudgeOptions, base: string, out: string)
         skipped,
         finalLoss: train.finalLoss,
         steps: train.steps,
+        // the builds of the tool that trained it, from the step each began at (a checkpoint resumed by another)
+        ...(train.builds ? { builds: train.builds } : {}),
         convention,
       };
       writeFileAtomic(path.join(tmp, JUDGE_RECORD_FILE), JSON.stringify(meta, null, 2) + "\n");

@@ -12,9 +12,15 @@ import { loadModel } from "../../src/models/index.js";
 import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
 import { attachLora } from "../../src/method/lora/model.js";
 import { DEFAULT_TRAIN } from "../../src/method/train-config.js";
-import { lrFactor, planBatches, trainSft, type SftExample } from "../../src/method/train.js";
+import {
+  lrFactor,
+  otherBuildWarning,
+  planBatches,
+  trainSft,
+  type SftExample,
+} from "../../src/method/train.js";
 import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
-import { noGrad } from "../../src/tensor/index.js";
+import { buildRecord, noGrad, setF32Products } from "../../src/tensor/index.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 
@@ -191,4 +197,86 @@ test("NaN loss stops training with a clear error", async () => {
     }),
     /training diverged at step \d+: (the loss is (NaN|Infinity)|the gradient norm is NaN|\S+ holds NaN or infinite values)/,
   );
+});
+
+test("a checkpoint records the builds that computed its steps; resumed by another build (bf16 route), it is said once and recorded from the step it took over", async () => {
+  const cfg = {
+    ...DEFAULT_TRAIN,
+    lr: 5e-3,
+    epochs: 2,
+    batchSize: 2,
+    gradAccum: 1,
+    checkpointEvery: 1,
+    seed: 3,
+    gradientCheckpointing: false,
+  };
+  const dir = path.join(FIX, "qwen2");
+  const attach = (m: ReturnType<typeof loadModel>) =>
+    attachLora(m, { r: 2, alpha: 4, dropout: 0, targetModules: ["q_proj", "v_proj"] });
+  const runDir = scratchDir("gv-train-builds-");
+  const prev = setF32Products("on");
+  try {
+    const a = loadModel(dir, { dtype: "bfloat16" });
+    const routeA = buildRecord("cpu", "bfloat16");
+    const r1 = await trainSft(a, attach(a), examples(), { ...cfg, stopAfterSteps: 2 }, { runDir });
+    assert.deepEqual(r1.builds, [{ fromStep: 0, build: routeA }]);
+    const told: Parameters<typeof otherBuildWarning>[0][] = [];
+    // the same build resumes: nothing to say
+    const b = loadModel(dir, { dtype: "bfloat16" });
+    const r2 = await trainSft(
+      b,
+      attach(b),
+      examples(),
+      { ...cfg, stopAfterSteps: 1 },
+      {
+        runDir,
+        hooks: { onOtherBuild: (i) => told.push(i) },
+      },
+    );
+    assert.equal(r2.steps, 3);
+    assert.equal(told.length, 0);
+    assert.deepEqual(r2.builds, [{ fromStep: 0, build: routeA }]);
+    // another route takes over at step 3
+    setF32Products("off");
+    const routeB = buildRecord("cpu", "bfloat16");
+    assert.notDeepEqual(routeB, routeA);
+    const c = loadModel(dir, { dtype: "bfloat16" });
+    const r3 = await trainSft(c, attach(c), examples(), cfg, {
+      runDir,
+      hooks: { onOtherBuild: (i) => told.push(i) },
+    });
+    assert.equal(r3.finished, true);
+    assert.equal(told.length, 1);
+    assert.equal(told[0]!.step, 3);
+    assert.equal(told[0]!.checkpoint, path.join(runDir, "checkpoint"));
+    assert.deepEqual(r3.builds, [
+      { fromStep: 0, build: routeA },
+      { fromStep: 3, build: routeB },
+    ]);
+    const text = otherBuildWarning(told[0]!);
+    assert.match(
+      text,
+      /resuming 3 finished steps computed by .*bf16 products: float32, rounded once.*differs in bf16 products/,
+    );
+    assert.ok(text.includes(`delete ${path.join(runDir, "checkpoint")} to train from the start`), text);
+    // a checkpoint of a version before the record: its steps are an unrecorded build's
+    const stateFile = path.join(runDir, "checkpoint", "state.json");
+    const state = JSON.parse(fs.readFileSync(stateFile, "utf8"));
+    delete state.builds;
+    fs.writeFileSync(stateFile, JSON.stringify(state));
+    const d = loadModel(dir, { dtype: "bfloat16" });
+    const r4 = await trainSft(d, attach(d), examples(), cfg, {
+      runDir,
+      hooks: { onOtherBuild: (i) => told.push(i) },
+    });
+    assert.equal(told.length, 2);
+    assert.deepEqual(r4.builds, [
+      { fromStep: 0, build: null },
+      { fromStep: 6, build: routeB },
+    ]);
+    assert.match(otherBuildWarning(told[1]!), /an earlier goodvibe that did not record its build/);
+  } finally {
+    setF32Products(prev);
+    fs.rmSync(runDir, { recursive: true, force: true });
+  }
 });

@@ -10,6 +10,7 @@ import { safetyLanguage } from "../../data/languages.js";
 import { judgeCode } from "../../eval/judge/rules/index.js";
 import { LlmJudge, judgeReliability, judgeReliabilityOn } from "../../eval/judge/llm.js";
 import { judgeTrainOptions, trainJudge } from "../../recipes/train-judge.js";
+import { otherBuildWarning } from "../../method/train.js";
 import { judgeTrainingPairs } from "../../recipes/judge.js";
 import { resolveJudgeTrainConfig } from "../../config/judge.js";
 import { checkOutput } from "../../io/atomic.js";
@@ -82,6 +83,7 @@ export async function judgeTrainCommand(g: OptionValues, opts: OptionValues): Pr
       ...judgeTrainOptions(settings),
       hooks: {
         signal: interruptSignal(log),
+        onOtherBuild: (info) => log.warn(otherBuildWarning(info)),
         onStep: (l, total) => log.progress("judge", l.step, total, `loss ${l.loss.toFixed(4)}`),
       },
     });
