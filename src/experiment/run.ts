@@ -52,6 +52,7 @@ import { describeTaskSplit, taskSplitInfo } from "./task-split.js";
 import type { ShardSpec } from "../util/shard.js";
 import { claimHolder, holdClaim, tryClaim, whenClaimed } from "../io/claim.js";
 import { cellShare } from "./shard.js";
+import { experimentDepartures } from "./departures.js";
 import { canonicalJson, fileHash, modelFolderHash, sha256 } from "../io/hash.js";
 import {
   EXPERIMENT_CODE_VERSION,
@@ -567,6 +568,7 @@ async function runCells(ctx: RunContext, opts: RunOptions): Promise<CellsOutcome
 /** results.json's content: the cells with the judge, the evaluation protocol and the task split they ran under. */
 function assembleResults(ctx: RunContext, results: CellResult[]): ExperimentResults {
   const { plan, spec, data, judges } = ctx;
+  const departures = experimentDepartures(spec);
   return {
     name: spec.name,
     createdAt: new Date().toISOString(),
@@ -583,6 +585,7 @@ function assembleResults(ctx: RunContext, results: CellResult[]): ExperimentResu
         maxNewTokens: spec.eval.maxNewTokens,
       }).protocol,
     ),
+    ...(departures.length ? { departures } : {}),
     ...(plan.taskSplit ? { taskSplit: taskSplitInfo(plan.taskSplit) } : {}),
     cells: uniqueIds(results),
   };

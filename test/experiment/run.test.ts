@@ -151,6 +151,13 @@ test("run: plan, results.json in the report schema, a rerun computes nothing, an
   const json = JSON.parse(fs.readFileSync(full.resultsFile!, "utf8"));
   const results = parseExperimentResults(json, full.resultsFile!);
   assert.equal(results.cells.length, 3);
+  // the file's settings that depart from the paper's are in results.json (and so in the report's notes)
+  assert.ok(
+    results.departures?.some(
+      (d) => d.setting.endsWith("(identify.topK)") && d.paper === "50" && d.here === "4",
+    ),
+    JSON.stringify(results.departures),
+  );
   assert.ok(fs.existsSync(path.join(full.reportDir!, "index.html")));
   assert.ok(plan.cells.every(isCellDone));
 

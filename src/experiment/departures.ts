@@ -1,0 +1,70 @@
+/**
+ * Where an experiment's settings depart from the paper's (results.json `departures`, the report's notes): each
+ * setting the paper states (../shared/paper §4.2, §5.1; README "Defaults follow the paper") that the experiment
+ * file's `defaults` set otherwise. The defaults of src/config are the paper's for exactly these keys; the others
+ * (identification batch, maximum lengths, clustering's reading of the paper) are this project's choices, said in
+ * the README, and are not listed. Ablations and grids are studies, named in their own tables, not departures.
+ * LoRA's settings are not given by the paper: they are stated, as it asks.
+ */
+import { defaultHardenConfig, DEFAULT_DTYPE, type HardenConfig } from "../config/harden.js";
+import type { ExperimentResults } from "../report/schema.js";
+import { hardenConfigFor } from "./plan.js";
+import type { ExperimentSpec } from "./spec.js";
+
+type Departure = NonNullable<ExperimentResults["departures"]>[number];
+
+/** The settings the paper states, by config key, in words; `goodvibe`: only GoodVibe runs them. */
+const PAPER_SETTINGS: readonly { key: string; name: string; goodvibe?: boolean }[] = [
+  { key: "train.lr", name: "learning rate (AdamW)" },
+  { key: "train.schedule", name: "learning-rate schedule" },
+  { key: "train.warmupRatio", name: "warm-up ratio" },
+  { key: "train.epochs", name: "epochs" },
+  { key: "train.batchSize", name: "per-device batch (with gradient accumulation)" },
+  { key: "train.gradientCheckpointing", name: "gradient checkpointing" },
+  { key: "dtype", name: "precision (bf16 mixed precision)" },
+  { key: "train.maxPairs", name: "fine-tuning pairs (0: all pairs of a language)" },
+  { key: "identify.topK", name: "top-k security neurons per layer", goodvibe: true },
+  { key: "identify.mode", name: "neuron importance (Eq. 8: gradient)", goodvibe: true },
+  { key: "identify.maxPairs", name: "identification pairs (0: all pairs of a language)", goodvibe: true },
+  { key: "cluster.threshold", name: "silhouette threshold", goodvibe: true },
+  { key: "cluster.disabled", name: "clustering", goodvibe: true },
+];
+
+function valueAt(cfg: HardenConfig, key: string): unknown {
+  if (key === "dtype") return cfg.dtype ?? DEFAULT_DTYPE;
+  return key.split(".").reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], cfg);
+}
+
+const show = (v: unknown) => (typeof v === "string" ? v : JSON.stringify(v));
+
+/** The experiment's departures from the paper's settings, in the order of PAPER_SETTINGS; LoRA's settings last. */
+export function experimentDepartures(spec: ExperimentSpec, source = "experiment"): Departure[] {
+  const trained = spec.methods.filter((m) => m !== "base");
+  if (trained.length === 0 || spec.models.length === 0) return [];
+  const model = spec.models[0]!;
+  const paper = defaultHardenConfig({ model: model.path, data: spec.data.train, out: "(paper)" });
+  const out: Departure[] = [];
+  const method = trained.includes("goodvibe") ? "goodvibe" : trained[0]!;
+  const here = hardenConfigFor(spec, source, model, method, spec.seeds[0] ?? 0, {}, "defaults");
+  for (const s of PAPER_SETTINGS) {
+    if (s.goodvibe && !trained.includes("goodvibe")) continue;
+    const [p, h] = [valueAt(paper, s.key), valueAt(here, s.key)];
+    if (JSON.stringify(p) === JSON.stringify(h)) continue;
+    out.push({
+      setting: `${s.name} (${s.key})`,
+      paper: show(p),
+      here: show(h),
+      why: "set in the experiment file",
+    });
+  }
+  if (trained.includes("lora")) {
+    const l = hardenConfigFor(spec, source, model, "lora", spec.seeds[0] ?? 0, {}, "defaults").lora;
+    out.push({
+      setting: "LoRA settings",
+      paper: "not given",
+      here: `r ${l.r}, alpha ${l.alpha}, dropout ${l.dropout}, on ${[l.targetModules].flat().join(", ")}`,
+      why: "the paper asks that they be stated",
+    });
+  }
+  return out;
+}
