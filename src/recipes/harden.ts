@@ -549,8 +549,8 @@ export async function stageIdentify(
     `identification: ${samples.length} samples (${cfg.identify.mode}), top-${cfg.identify.topK} per layer`,
   );
   const products = bf16ProductsOf(model.device, model.dtype);
-  if (products) log.info(products);
-  log.info(model.frozenDx.describe());
+  if (products) infoOnce(log, products);
+  infoOnce(log, model.frozenDx.describe());
   const map = await identify(model, samples, identifyOptions(labels, cfg, slot.dir, hooks));
   const held = model.frozenDx.describeHeld();
   if (held) log.info(held);
@@ -558,6 +558,20 @@ export async function stageIdentify(
   // the accumulators are no longer needed once the map is written
   clearIdentifyState(slot.dir);
   return map;
+}
+
+const said = new WeakMap<Logger, Set<string>>();
+
+/**
+ * A line of the run's setting (how bf16 products are computed, frozenDx's plan) said once per logger: identification
+ * and training of one run compute under the same setting, and saying it before each stage repeated two long lines.
+ */
+function infoOnce(log: Logger, line: string): void {
+  let lines = said.get(log);
+  if (!lines) said.set(log, (lines = new Set()));
+  if (lines.has(line)) return;
+  lines.add(line);
+  log.info(line);
 }
 
 /** Clustering, one layer at a time with a stop point between layers (clustering is per layer). */
@@ -840,8 +854,8 @@ async function trainAndPublish(
   const build = buildRecord(model.device, model.dtype);
   openSlot(plan.train, "training", log, build);
   const products = bf16ProductsOf(model.device, model.dtype);
-  if (products) log.info(products);
-  log.info(model.frozenDx.describe());
+  if (products) infoOnce(log, products);
+  infoOnce(log, model.frozenDx.describe());
   // the slot's folder is keyed by these inputs already; the checkpoint records them too, so that a checkpoint
   // never continues under others whatever folder it is found in
   const { train: _t, model: weights, dtype: _d, format: _f, ...settings } = plan.train.inputs;

@@ -139,5 +139,8 @@ test("harden with no copies (float32 compute, or none planned): no 'frozenDx: 0 
       frozen.every((l) => !/copies (held|released)/.test(l)),
       `${dtype}: nothing held or released, nothing said of it: ${frozen.join("\n")}`,
     );
+    // the plan, and for bf16 how products are computed, said once for the run, not before each stage
+    assert.equal(frozen.length, 1, frozen.join("\n"));
+    assert.equal(seen.filter((l) => l.startsWith("bf16 products:")).length, dtype === "bfloat16" ? 1 : 0);
   }
 });
