@@ -21,6 +21,7 @@ import type { NeuronMap } from "../../src/method/goodvibe/neuron-map.js";
 import { parseShard } from "../../src/util/shard.js";
 import { readSafetensors } from "../../src/io/safetensors.js";
 import { ExactSums } from "../../src/util/exact-sum.js";
+import { setF32Products } from "../../src/tensor/index.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 const work = scratchDir("gv-identify-shard-");
@@ -251,4 +252,53 @@ test("a resumed shard ends bit for bit where an uninterrupted one ends", async (
   assert.deepEqual(strip(cut), strip(ref));
   for (const f of ["sums.safetensors", "profiles.f32"])
     assert.ok(fs.readFileSync(path.join(cut, f)).equals(fs.readFileSync(path.join(ref, f))), f);
+});
+
+test("shards computed under two bf16 routes (machines of different CPUs) merge with a warning naming each shard's build; one route merges silently", async () => {
+  const dir = path.join(FIX, "qwen3");
+  const rand = rng(5);
+  const model = loadModel(dir, { dtype: "bfloat16" });
+  const samples: IdentifySample[] = Array.from({ length: 8 }, (_, i) => ({
+    id: `b${i}`,
+    inputIds: Array.from({ length: 4 + Math.floor(rand() * 20) }, () =>
+      Math.floor(rand() * model.cfg.vocabSize),
+    ),
+    label: (i % 2) as 0 | 1,
+  }));
+  const opts: IdentifyOptions = {
+    labelTokenIds: [48, 49],
+    topK: 4,
+    mode: "gradient",
+    batchSize: 2,
+    gradientCheckpointing: false,
+    profileSamples: 0,
+    checkpointEvery: 0,
+    source: { model: "fixture", data: "fixture", prompt: "fixture", labels: { unsafe: "1", safe: "0" } },
+  };
+  const prev = setF32Products("on");
+  try {
+    const shard = async (i: number, name: string) => {
+      const d = path.join(work, `route-${name}-${i}of3`);
+      await identifyShard(model, samples, opts, { index: i, count: 3 }, d);
+      return d;
+    };
+    const a = [await shard(1, "a"), await shard(2, "a"), await shard(3, "a")];
+    const warned: string[] = [];
+    mergeIdentifyShards(a, { warn: (m) => warned.push(m) });
+    assert.equal(warned.length, 0, "one build made them all");
+    setF32Products("off");
+    const b2 = await shard(2, "b");
+    const merged = mergeIdentifyShards([a[0]!, b2, a[2]!], { warn: (m) => warned.push(m) });
+    assert.equal(warned.length, 1);
+    assert.match(warned[0]!, /computed by 2 builds/);
+    assert.match(
+      warned[0]!,
+      /shards 1, 3 by goodvibe [^;]*bf16 products: float32, rounded once\); shard 2 by goodvibe [^;]*bf16 products: libtorch's own\)/,
+    );
+    assert.match(warned[0]!, /differ in bf16 products/);
+    assert.match(warned[0]!, /GOODVIBE_F32_PRODUCTS=1/);
+    assert.equal(merged.source.samples, samples.length, "they still merge");
+  } finally {
+    setF32Products(prev);
+  }
 });

@@ -145,7 +145,7 @@ export async function identifyMergeCommand(
     if (!opts.out) throw new InputError("identify merge: -o, --out (the neuron map to write) is required");
     const inputs = Object.fromEntries(shards.map((s, i) => [`shard ${i + 1}`, s]));
     checkOutput({ flag: "--out", path: opts.out, kind: "file", inputs, overwrite: opts.overwrite });
-    const map = mergeIdentifyShards(shards);
+    const map = mergeIdentifyShards(shards, { warn: (m) => log.warn(m) });
     publishFile(opts.out, (tmp) => writeNeuronMap(tmp, map), {
       overwrite: opts.overwrite,
       onMovedAside: (a) => log.warn(`the earlier ${opts.out} was moved aside to ${a}`),

@@ -11,6 +11,8 @@ import { writeSafetensors } from "../../io/safetensors.js";
 import { parseJson } from "../../util/keys.js";
 import type { ShardSpec } from "../../util/shard.js";
 import type { DecoderModel } from "../../models/decoder.js";
+import { canonicalJson } from "../../io/hash.js";
+import { buildDifferences, buildRecord, describeBuild, type BuildRecord } from "../../tensor/index.js";
 import { DEFAULT_BATCH_TOKENS, type SelectionMode } from "./config.js";
 import { modelShapeRecord, type ModelShapeRecord } from "./model-shape.js";
 import type { NeuronMap, NeuronMapSource } from "./neuron-map.js";
@@ -54,6 +56,11 @@ export interface IdentifyShardInfo extends ScalarState {
   processed: string;
   /** the samples whose profile rows profiles.f32 holds, in its order */
   profileRows: number[];
+  /**
+   * the build of the tool that computed it (tensor/build.ts; absent in shards of versions before the record): shards
+   * computed on machines whose addon takes another bf16 route, or by another version, merge with a warning
+   */
+  build?: BuildRecord;
 }
 
 /**
@@ -91,6 +98,7 @@ export async function identifyShard(
       ...scalarsOf(acc),
       processed: Buffer.from(acc.processed).toString("base64"),
       profileRows,
+      build: buildRecord(model.device, model.dtype),
     };
     await writeIdentifyShard(outDir, info, acc, store, write);
     return info;
@@ -149,12 +157,47 @@ export function readIdentifyShard(dir: string): IdentifyShardInfo {
 }
 
 /**
+ * When the shards were computed by more than one build (another version, addon, libtorch, device, or bf16 route: a
+ * job spread over machines of different CPUs), the warning that says which shard each made and what differs; null
+ * when one build made them all. Such shards still merge: each one's sums are exact for what its build computed.
+ */
+function shardBuilds(infos: readonly IdentifyShardInfo[]): string | null {
+  const groups = new Map<string, { build: BuildRecord | null; shards: number[] }>();
+  for (const i of infos) {
+    const b = i.build ?? null;
+    const key = b ? canonicalJson(b) : "null";
+    const g = groups.get(key) ?? { build: b, shards: [] };
+    g.shards.push(i.shard.index);
+    groups.set(key, g);
+  }
+  if (groups.size < 2) return null;
+  const list = [...groups.values()].map((g) => ({ ...g, shards: g.shards.sort((a, b) => a - b) }));
+  const [a, b] = list;
+  const differs =
+    a!.build && b!.build ? buildDifferences(a!.build, b!.build) : "an unknown way (a build was not recorded)";
+  return (
+    `identify merge: the shards were computed by ${list.length} builds of goodvibe: ` +
+    list
+      .map(
+        (g) => `shard${g.shards.length > 1 ? "s" : ""} ${g.shards.join(", ")} by ${describeBuild(g.build)}`,
+      )
+      .join("; ") +
+    ` (they differ in ${differs}). Each shard's sums are its build's, so the neuron map can differ in its last bits ` +
+    `from one a single build computes; to have one build, run every shard with the same goodvibe and addon, and ` +
+    `for bf16 on CPUs set GOODVIBE_F32_PRODUCTS=1 (or 0) on every machine so that all take the same route`
+  );
+}
+
+/**
  * Merge identification shards (given in any order) into the neuron map one run over all their samples makes:
  * the exact partial sums add (so the order of the shards does not matter, bit for bit), counts add, profiles
  * come from the shard that did each sample. Refused: shards of different runs, plans or settings, a shard given
  * twice, and a set that misses shards (named).
  */
-export function mergeIdentifyShards(dirs: readonly string[]): NeuronMap {
+export function mergeIdentifyShards(
+  dirs: readonly string[],
+  opts: { warn?: (msg: string) => void } = {},
+): NeuronMap {
   if (dirs.length === 0) throw new InputError("identify merge: no shards given");
   const infos = dirs.map((d) => readIdentifyShard(d));
   const first = infos[0]!;
@@ -183,6 +226,8 @@ export function mergeIdentifyShards(dirs: readonly string[]): NeuronMap {
   });
   const missing: number[] = [];
   for (let i = 1; i <= first.shard.count; i++) if (!seen.has(i)) missing.push(i);
+  const mixed = shardBuilds(infos);
+  if (mixed) opts.warn?.(mixed);
   if (missing.length)
     throw new InputError(
       `identify merge: ${missing.length} of ${first.shard.count} shards missing (${missing.slice(0, 20).join(", ")}${missing.length > 20 ? ", ..." : ""}); every shard of the run is needed`,
