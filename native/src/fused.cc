@@ -106,27 +106,25 @@ template <typename T>
 GV_INLINE vf vldm(const T* p, int64_t m) {
   return m >= VL ? vld(p) : vldn(p, m);
 }
-template <typename T>
+template <typename T, bool W = false>
 GV_INLINE void vstm(T* p, vf v, int64_t m) {
   if (m >= VL)
-    vst(p, v);
+    vst<T, W>(p, v);
   else
-    vstn(p, v, m);
+    vstn<T, W>(p, v, m);
 }
 /** v as the storage type would hold it (rnd on 16 lanes). */
-template <typename T>
-GV_INLINE vf vrnd(vf v);
-template <>
-GV_INLINE vf vrnd<float>(vf v) {
-  return v;
-}
-template <>
-GV_INLINE vf vrnd<bf16_t>(vf v) {
-  vu u = (vu)v;
-  vu r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  vi nan = vgtu(u & 0x7fffffffu, vu{} + 0x7f800000u);
-  vu q = u - u + 0x7fc00000u;
-  return (vf)vsel(nan, q, r);
+template <typename T, bool W = false>
+GV_INLINE vf vrnd(vf v) {
+  if constexpr (std::is_same_v<T, float>) {
+    return v;
+  } else {
+    vu u = (vu)v;
+    vu r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    vi nan = vgtu<W>(u & 0x7fffffffu, vu{} + 0x7f800000u);
+    vu q = u - u + 0x7fc00000u;
+    return (vf)vsel<W>(nan, q, r);
+  }
 }
 GV_INLINE float hsum(vf v) {
   float s = 0;
@@ -162,7 +160,7 @@ bool nativeCpu(std::initializer_list<const Tensor*> ts) {
 int64_t grainRows(int64_t rowLen) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, rowLen)); }
 
 // ================================================================= RMSNorm
-template <typename T, bool ONEPLUS>
+template <typename T, bool ONEPLUS, bool W>
 GV_INLINE void rmsFwdRows(const T* x, const T* w, T* y, float* rstd, int64_t r0, int64_t r1, int64_t D, float eps) {
   for (int64_t r = r0; r < r1; r++) {
     const T* xr = x + r * D;
@@ -177,12 +175,12 @@ GV_INLINE void rmsFwdRows(const T* x, const T* w, T* y, float* rstd, int64_t r0,
     for (int64_t i = 0; i < D; i += VL) {
       int64_t m = D - i;
       vf n = vldm(xr + i, m) * rs;
-      vstm(yr + i, ONEPLUS ? n * (1.0f + vldm(w + i, m)) : vldm(w + i, m) * vrnd<T>(n), m);
+      vstm<T, W>(yr + i, ONEPLUS ? n * (1.0f + vldm(w + i, m)) : vldm(w + i, m) * vrnd<T, W>(n), m);
     }
   }
 }
 
-template <typename T, bool ONEPLUS>
+template <typename T, bool ONEPLUS, bool W>
 GV_INLINE void rmsBwdRows(const T* gy, const T* x, const T* w, const float* rstd, T* gx, float* gw, int64_t r0,
                           int64_t r1, int64_t D) {
   for (int64_t r = r0; r < r1; r++) {
@@ -197,32 +195,54 @@ GV_INLINE void rmsBwdRows(const T* gy, const T* x, const T* w, const float* rstd
       T* gxr = gx + r * D;
       for (int64_t i = 0; i < D; i += VL) {
         int64_t m = D - i;
-        vstm(gxr + i, rs * (dn(i, m) - vldm(xr + i, m) * rs * c), m);
+        vstm<T, W>(gxr + i, rs * (dn(i, m) - vldm(xr + i, m) * rs * c), m);
       }
     }
     if (gw)
       for (int64_t i = 0; i < D; i += VL) {
         int64_t m = D - i;
         vf n = vldm(xr + i, m) * rs;
-        vstm(gw + i, vldm(gw + i, m) + vldm(gr + i, m) * (ONEPLUS ? n : vrnd<T>(n)), m);
+        vstm(gw + i, vldm(gw + i, m) + vldm(gr + i, m) * (ONEPLUS ? n : vrnd<T, W>(n)), m);
       }
   }
 }
 
-#define GV_RMS_KERNELS(T, NAME)                                                                                  \
-  GV_CLONES void rmsFwd_##NAME(const T* x, const T* w, T* y, float* rstd, int64_t r0, int64_t r1, int64_t D,   \
-                               float eps, bool onePlus) {                                                        \
+// Two versions, as the gated product's below: the avx2 / default clones (W off), and on AVX-512 CPUs a zmm one whose
+// bf16 roundings and stores compare and select whole vectors (W on). The zmm version keeps fused multiply-adds
+// (GV_WIDE without GV_NO_FMA), i.e. computes what the avx512f clone that AVX-512 CPUs ran before computed, without
+// its store-forwarding stalls (BENCHMARKS "Issue 13 §1 on an AMD Zen 5").
+#define GV_RMS_VERSION(T, NAME, ATTRS, W)                                                                          \
+  ATTRS void rmsFwd##W##_##NAME(const T* x, const T* w, T* y, float* rstd, int64_t r0, int64_t r1, int64_t D,    \
+                                float eps, bool onePlus) {                                                       \
     if (onePlus)                                                                                                 \
-      rmsFwdRows<T, true>(x, w, y, rstd, r0, r1, D, eps);                                                        \
+      rmsFwdRows<T, true, W>(x, w, y, rstd, r0, r1, D, eps);                                                     \
     else                                                                                                         \
-      rmsFwdRows<T, false>(x, w, y, rstd, r0, r1, D, eps);                                                       \
+      rmsFwdRows<T, false, W>(x, w, y, rstd, r0, r1, D, eps);                                                    \
   }                                                                                                              \
-  GV_CLONES void rmsBwd_##NAME(const T* gy, const T* x, const T* w, const float* rstd, T* gx, float* gw,       \
-                               int64_t r0, int64_t r1, int64_t D, bool onePlus) {                                \
+  ATTRS void rmsBwd##W##_##NAME(const T* gy, const T* x, const T* w, const float* rstd, T* gx, float* gw,        \
+                                int64_t r0, int64_t r1, int64_t D, bool onePlus) {                               \
     if (onePlus)                                                                                                 \
-      rmsBwdRows<T, true>(gy, x, w, rstd, gx, gw, r0, r1, D);                                                    \
+      rmsBwdRows<T, true, W>(gy, x, w, rstd, gx, gw, r0, r1, D);                                                 \
     else                                                                                                         \
-      rmsBwdRows<T, false>(gy, x, w, rstd, gx, gw, r0, r1, D);                                                   \
+      rmsBwdRows<T, false, W>(gy, x, w, rstd, gx, gw, r0, r1, D);                                                \
+  }
+#if GV_HAVE_WIDE
+#define GV_RMS_WIDE(T, NAME) GV_RMS_VERSION(T, NAME, GV_WIDE, true)
+#define GV_WIDE_CALL(FN, NAME, ...) (simd::wideCpu() ? FN##true_##NAME(__VA_ARGS__) : FN##false_##NAME(__VA_ARGS__))
+#else
+#define GV_RMS_WIDE(T, NAME)
+#define GV_WIDE_CALL(FN, NAME, ...) FN##false_##NAME(__VA_ARGS__)
+#endif
+#define GV_RMS_KERNELS(T, NAME)                                                                                  \
+  GV_RMS_VERSION(T, NAME, GV_CLONES_YMM, false)                                                                  \
+  GV_RMS_WIDE(T, NAME)                                                                                           \
+  void rmsFwd_##NAME(const T* x, const T* w, T* y, float* rstd, int64_t r0, int64_t r1, int64_t D, float eps,    \
+                     bool onePlus) {                                                                             \
+    GV_WIDE_CALL(rmsFwd, NAME, x, w, y, rstd, r0, r1, D, eps, onePlus);                                          \
+  }                                                                                                              \
+  void rmsBwd_##NAME(const T* gy, const T* x, const T* w, const float* rstd, T* gx, float* gw, int64_t r0,       \
+                     int64_t r1, int64_t D, bool onePlus) {                                                      \
+    GV_WIDE_CALL(rmsBwd, NAME, gy, x, w, rstd, gx, gw, r0, r1, D, onePlus);                                      \
   }
 GV_RMS_KERNELS(float, f32)
 GV_RMS_KERNELS(bf16_t, bf16)
@@ -458,10 +478,8 @@ GV_INLINE void gatedBwdRange(const T* gy, const T* g, const T* u, T* gg, T* gu, 
   }
 #if GV_HAVE_WIDE
 #define GV_GATED_WIDE(T, NAME) GV_GATED_VERSION(T, NAME, GV_WIDE GV_NO_FMA, true)
-#define GV_WIDE_CALL(FN, NAME, ...) (simd::wideCpu() ? FN##true_##NAME(__VA_ARGS__) : FN##false_##NAME(__VA_ARGS__))
 #else
 #define GV_GATED_WIDE(T, NAME)
-#define GV_WIDE_CALL(FN, NAME, ...) FN##false_##NAME(__VA_ARGS__)
 #endif
 #define GV_GATED_KERNELS(T, NAME)                                                                          \
   GV_GATED_VERSION(T, NAME, GV_CLONES_YMM, false)                                                          \

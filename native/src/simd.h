@@ -19,8 +19,8 @@
 // in the avx2 clone (BENCHMARKS "Issue 13 §1 on an AMD Zen 5"). The avx2 clone has no fused multiply-adds, so these
 // kernels compute the same bits on AVX2 and AVX-512 CPUs.
 #define GV_CLONES_YMM __attribute__((target_clones("avx2", "default")))
-// A kernel's zmm version where it pays to spell one out (fused.cc: the gated product, the attention's softmaxes;
-// train_ops.cc: the loss's row kernels):
+// A kernel's zmm version where it pays to spell one out (fused.cc: RMSNorm, the gated product, the attention's
+// softmaxes; train_ops.cc: the loss's row kernels):
 // compiled for AVX-512 with the comparisons and selects on whole 64-byte vectors (the W = true helpers below), one
 // instruction each, and called where the CPU has AVX-512 (wideCpu() below); the same source cannot serve both,
 // since whole-vector comparisons go scalar in the avx2 clone and halves go through memory in a zmm one.
