@@ -1,11 +1,13 @@
 /**
  * The identification pass at Qwen2.5-0.5B's shape: frozen bf16 weights, one sequence of 256 tokens, forward +
  * backward with the output gradient of every linear module kept (tap → retainGrad, read .grad after backward),
- * loss = cross-entropy of the full-vocabulary logits at the last position. bench/torch_reference.py fwdbwd
- * runs the identical pass in PyTorch on the same checkpoint file.
+ * loss = identify()'s judge loss at the last position (cross-entropy over two label tokens' logits; --head full:
+ * the full-vocabulary logits, the loss of figures before 2026-12-01; bench/pass.ts PassHead).
+ * bench/torch_reference.py fwdbwd runs the identical pass in PyTorch on the same checkpoint file (same --head).
  *
  *   node dist/bench/forward-backward.js [--tokens 256] [--layers 24] [--passes 3] [--threads N] [--profile]
- *                                       [--fused | --unfused] [--tidy-layers] [--device cpu|cuda] [--json f]
+ *                                       [--fused | --unfused] [--tidy-layers] [--device cpu|cuda]
+ *                                       [--head labels|full] [--json f]
  *
  * Decoder path: the per-op default (src/tensor/tensor.ts fusedOps), --fused every fused op (GOODVIBE_FUSED=1),
  * --unfused transformers' eager code op by op (GOODVIBE_FUSED=0).
@@ -22,7 +24,14 @@ import {
   type FusedOp,
 } from "../src/tensor/index.js";
 import { peakRssBytes } from "../src/util/memory.js";
-import { activationBytesEstimate, benchIds, identificationPass, passFlops } from "./pass.js";
+import {
+  activationBytesEstimate,
+  benchIds,
+  identificationPass,
+  parsePassHead,
+  passFlops,
+  type PassHead,
+} from "./pass.js";
 import {
   GiB,
   MiB,
@@ -55,6 +64,8 @@ const { values: args } = parseArgs({
     // auto (the default: within the memory budget, GOODVIBE_FROZEN_DX_BUDGET; models/frozen-dx.ts)
     "frozen-dx": { type: "string" },
     device: { type: "string", default: "cpu" },
+    // the loss: identify()'s two label tokens (labels, the default) or the full vocabulary (full; bench/pass.ts)
+    head: { type: "string", default: "labels" },
     profile: { type: "boolean", default: false },
     "tidy-layers": { type: "boolean", default: false },
     // alternate passes between the two settings of one per-op switch in this process (A/B), e.g. --ab frozenDx
@@ -131,19 +142,26 @@ function tidyEachLayer(model: DecoderModel): void {
  * --ab OP: passes alternate between OP off and on in this one process (one warm-up pass each first), so both
  * settings meet the same load; prints each setting's passes, medians and minima, and peak RSS.
  */
-function abPasses(model: DecoderModel, ids: Tensor, target: Tensor, op: FusedOp, passes: number): void {
+function abPasses(
+  model: DecoderModel,
+  ids: Tensor,
+  target: Tensor,
+  op: FusedOp,
+  passes: number,
+  head: PassHead,
+): void {
   const settings = [false, true];
   const times: number[][] = [[], []];
   const losses: number[] = [];
   for (const [i, on] of settings.entries()) {
     setAb(op, on);
-    losses[i] = identificationPass(model, ids, target).loss;
+    losses[i] = identificationPass(model, ids, target, head).loss;
   }
   const rssWarm = peakRssBytes();
   for (let p = 0; p < passes; p++)
     for (const [i, on] of settings.entries()) {
       setAb(op, on);
-      times[i].push(seconds(() => identificationPass(model, ids, target)));
+      times[i].push(seconds(() => identificationPass(model, ids, target, head)));
     }
   const cache = frozenLinearCache();
   console.log(
@@ -168,6 +186,7 @@ function main(): void {
   const path = args.fused ? "fused ops" : args.unfused ? "op-by-op" : "per-op defaults";
   const T = Number(args.tokens);
   const passes = Number(args.passes);
+  const head = parsePassHead(args.head);
   const dir = args.model ?? randomModelDir(Number(args.layers));
   const rssBeforeLoad = peakRssBytes();
   const model = loadModel(dir, { dtype: "bfloat16", device: resolveDevice(args.device) });
@@ -176,19 +195,20 @@ function main(): void {
   const ids = benchIds(T, model.cfg.vocabSize);
   const target = Tensor.fromArray([42], [1], "int64");
 
-  if (args.ab) return abPasses(model, ids, target, args.ab as FusedOp, passes);
-  const warm = identificationPass(model, ids, target); // first pass: oneDNN primitive creation, page-in of the mapped weights
+  if (args.ab) return abPasses(model, ids, target, args.ab as FusedOp, passes, head);
+  const warm = identificationPass(model, ids, target, head); // first pass: oneDNN primitive creation, page-in of the mapped weights
   const times: number[] = [];
   let last = warm;
-  for (let i = 0; i < passes; i++) times.push(seconds(() => (last = identificationPass(model, ids, target))));
+  for (let i = 0; i < passes; i++)
+    times.push(seconds(() => (last = identificationPass(model, ids, target, head))));
   const s = median(times);
-  const flops = passFlops(model, T);
+  const flops = passFlops(model, T, head);
   const gflops = (flops.forward + flops.backward) / s / 1e9;
   const peak = peakRssBytes();
   const act = activationBytesEstimate(model, T);
 
   console.log(
-    `${model.device}, threads ${threads}, OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}, ${model.cfg.numLayers} layers, ${T} tokens, ${path}`,
+    `${model.device}, threads ${threads}, OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}, ${model.cfg.numLayers} layers, ${T} tokens, ${path}, head ${head}`,
   );
   console.log(
     `loss ${last.loss.toFixed(4)}, linear outputs with a gradient: ${last.grads}/${model.linears().length}`,
@@ -248,6 +268,7 @@ function main(): void {
     concat: fusedOps("concatLinear"),
     frozenDx: dx,
     tokens: T,
+    head,
     tidyLayers: args["tidy-layers"],
     layers: model.cfg.numLayers,
     loss: last.loss,

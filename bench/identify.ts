@@ -15,7 +15,10 @@
  *
  *   node dist/bench/identify.js [--layers 24] [--pairs 32] [--languages c++] [--chunk 0 = all] [--batch-size 8]
  *       [--batch-tokens 2048] [--checkpointing auto|on|off] [--max-length 1024] [--threads N] [--no-reference] [--bare]
- *       [--json f]
+ *       [--head labels|full] [--json f]
+ *
+ * The reference pass's loss (bench/pass.ts PassHead): identify()'s two label tokens (labels, the default since
+ * 2026-12-01, matching the reference's FLOP count, identifyFlops) or the full vocabulary (full: earlier figures).
  */
 import * as fs from "node:fs";
 import { parseArgs } from "node:util";
@@ -32,7 +35,7 @@ import { Tensor } from "../src/tensor/index.js";
 import { peakRssBytes } from "../src/util/memory.js";
 import { qwen25_0_5b, scaleModelDir } from "../test/scale/models.js";
 import { CYBERNATIVE_TRAIN } from "../test/scale/harness.js";
-import { benchIds, identificationPass } from "./pass.js";
+import { benchIds, identificationPass, parsePassHead } from "./pass.js";
 import { GiB, applyThreads, machineInfo, seconds, writeJson } from "./common.js";
 
 const { values: args } = parseArgs({
@@ -49,6 +52,7 @@ const { values: args } = parseArgs({
     threads: { type: "string" },
     "no-reference": { type: "boolean", default: false },
     bare: { type: "boolean", default: false },
+    head: { type: "string", default: "labels" },
     json: { type: "string" },
   },
 });
@@ -121,7 +125,8 @@ async function main(): Promise<void> {
   };
   // warm-up: oneDNN primitives, page-in of the mapped weights
   const target = Tensor.fromArray([42], [1], "int64");
-  identificationPass(model, benchIds(64, model.cfg.vocabSize), target);
+  const head = parsePassHead(args.head);
+  identificationPass(model, benchIds(64, model.cfg.vocabSize), target, head);
   await identify(model, samples.slice(0, 2), opts);
   const rssAfterWarmup = rssBytes();
 
@@ -158,7 +163,9 @@ async function main(): Promise<void> {
     if (!args["no-reference"])
       for (const s of part) {
         const T = s.inputIds.length;
-        refSeconds += seconds(() => identificationPass(model, benchIds(T, model.cfg.vocabSize), target));
+        refSeconds += seconds(() =>
+          identificationPass(model, benchIds(T, model.cfg.vocabSize), target, head),
+        );
         refFlops += identifyFlops(model, [1, T], true).total;
       }
     process.stderr.write(

@@ -4,7 +4,28 @@
  */
 import type { DecoderModel, Linear } from "../src/models/index.js";
 import { layerForwardFlops } from "../src/method/flops.js";
+import { judgeLossHead } from "../src/method/losses.js";
 import { Tensor, crossEntropy, keep, synchronize } from "../src/tensor/index.js";
+
+/**
+ * The loss at the last position. "labels" (the default): what identify() computes (method/losses.ts judgeLossHead):
+ * cross-entropy over the logits of the two label tokens only, i.e. a product with two rows of lm_head.
+ * "full": cross-entropy of the full-vocabulary logits, the benchmark's loss before 2026-12-01 (a one-row product
+ * with all of lm_head, ~47 ms of a Qwen2.5-0.5B-shaped pass on a Zen 5 core, which identify() never runs); kept
+ * so that earlier figures stay reproducible (BENCHMARKS "Issue 13 §1 on an AMD Zen 5").
+ */
+export type PassHead = "labels" | "full";
+export const PASS_HEADS: readonly PassHead[] = ["labels", "full"];
+/** The label tokens of the "labels" head: "0" and "1" in Qwen2's byte-level vocabulary (safe, unsafe). */
+export const BENCH_LABEL_TOKENS: [number, number] = [15, 16];
+/** The "labels" head's class: 1 (unsafe). torch_reference.py fwdbwd uses the same tokens and class. */
+export const BENCH_LABEL = 1;
+
+export function parsePassHead(v: string | undefined): PassHead {
+  const h = (v ?? "labels") as PassHead;
+  if (!PASS_HEADS.includes(h)) throw new Error(`--head must be one of ${PASS_HEADS.join(", ")}, got ${v}`);
+  return h;
+}
 
 /** Fixed token ids (no tokenizer needed): the same formula as torch_reference.py. */
 export function benchIds(T: number, vocab: number): Tensor {
@@ -16,13 +37,18 @@ export function benchIds(T: number, vocab: number): Tensor {
 }
 
 /**
- * FLOPs of the pass. Forward: linears, attention (QKᵀ and PV) and the last-position lm_head. Backward to
- * activations only (weights are frozen): each linear's input gradient costs its forward; attention needs two
- * products per forward product (dQ and dK; dP and dV); lm_head's input gradient costs its forward.
+ * FLOPs of the pass. Forward: linears, attention (QKᵀ and PV) and the last-position lm_head (two rows of it with the
+ * "labels" head, as method/flops.ts identifyFlops counts; all of it with "full"). Backward to activations only
+ * (weights are frozen): each linear's input gradient costs its forward; attention needs two products per forward
+ * product (dQ and dK; dP and dV); lm_head's input gradient costs its forward.
  */
-export function passFlops(model: DecoderModel, T: number): { forward: number; backward: number } {
+export function passFlops(
+  model: DecoderModel,
+  T: number,
+  headKind: PassHead = "labels",
+): { forward: number; backward: number } {
   const { linear, attention } = layerForwardFlops(model, 1, T);
-  const head = 2 * model.cfg.hiddenSize * model.cfg.vocabSize;
+  const head = 2 * model.cfg.hiddenSize * (headKind === "full" ? model.cfg.vocabSize : 2);
   return { forward: linear + attention + head, backward: linear + 2 * attention + head };
 }
 
@@ -55,22 +81,25 @@ export function tapAll(model: DecoderModel, kept: Tensor[]): void {
     };
 }
 
-/** One identification pass; returns the loss and how many linear outputs got a gradient. */
+/**
+ * One identification pass; returns the loss and how many linear outputs got a gradient. target: the vocabulary
+ * token of the "full" head; the "labels" head ignores it (BENCH_LABEL_TOKENS, BENCH_LABEL).
+ */
 export function identificationPass(
   model: DecoderModel,
   ids: Tensor,
   target: Tensor,
+  headKind: PassHead = "labels",
 ): { loss: number; grads: number } {
   const kept: Tensor[] = [];
   tapAll(model, kept);
   const T = ids.size(1);
   const onDevice = target.onDevice(model.device);
-  const loss = model.forwardBackward(
-    ids,
-    {},
-    (hidden) => crossEntropy(model.logitsFrom(hidden.select(1, T - 1)), onDevice),
-    false,
-  );
+  const head =
+    headKind === "labels"
+      ? judgeLossHead(model, BENCH_LABEL_TOKENS, Tensor.fromArray([BENCH_LABEL], [1], "int64"), "sum")
+      : (hidden: Tensor) => crossEntropy(model.logitsFrom(hidden.select(1, T - 1)), onDevice);
+  const loss = model.forwardBackward(ids, {}, head, false);
   synchronize(model.device); // a GPU's backward is queued: the pass ends when it has run
   let grads = 0;
   for (const y of kept) {

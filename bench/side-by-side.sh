@@ -13,6 +13,8 @@
 #   CHECKPOINTING  train steps with gradient checkpointing too (both, the default) or without only (off)
 #   METHODS      the training methods that train / train-fused / frozendx run (default: goodvibe lora full)
 #   PASS         frozendx runs the identification pass too (on, the default) or not (off)
+#   HEAD         the pass's loss on both sides: labels (identify()'s two label tokens, the default) or full (the
+#                full-vocabulary logits: figures before 2026-12-01); bench/pass.ts PassHead
 #   HOGS         busy processes started for the whole run as a controlled competing load (default 0)
 #   OUT          results folder (default /tmp/goodvibe-bench/side-by-side)
 set -euo pipefail
@@ -25,6 +27,7 @@ TRAIN_LAYERS=${TRAIN_LAYERS:-24}
 HOGS=${HOGS:-0}
 CHECKPOINTING=${CHECKPOINTING:-both}
 METHODS=${METHODS:-goodvibe lora full}
+HEAD=${HEAD:-labels}
 if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX; fi
 mkdir -p "$OUT"
 
@@ -39,7 +42,7 @@ done
 run() { # name, command...
   local name=$1
   shift
-  echo "== $name (load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ), THREADS=$THREADS OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(auto)} HOGS=$HOGS)" | tee -a "$OUT/runs.log"
+  echo "== $name (load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ), THREADS=$THREADS OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(auto)} HOGS=$HOGS HEAD=$HEAD)" | tee -a "$OUT/runs.log"
   "$@" --json "$OUT/$name.json" >"$OUT/$name.log" 2>&1 || echo "   FAILED: see $OUT/$name.log" | tee -a "$OUT/runs.log"
   tail -n 3 "$OUT/$name.log" | sed 's/^/   /' | tee -a "$OUT/runs.log"
 }
@@ -58,12 +61,12 @@ for part in ${*:-matmul fwdbwd train}; do
     run matmul-torch $PY bench/torch_reference.py matmul --threads "$THREADS" --sizes 1024,2048
     ;;
   fwdbwd)
-    run fwdbwd-addon node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS"
-    run fwdbwd-torch $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS"
-    run fwdbwd-addon-opbyop node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --unfused
-    run fwdbwd-addon-separate node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --concat off
-    run fwdbwd-addon-2 node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS"
-    run fwdbwd-torch-2 $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS"
+    run fwdbwd-addon node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --head "$HEAD"
+    run fwdbwd-torch $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS" --head "$HEAD"
+    run fwdbwd-addon-opbyop node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --unfused --head "$HEAD"
+    run fwdbwd-addon-separate node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --concat off --head "$HEAD"
+    run fwdbwd-addon-2 node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --head "$HEAD"
+    run fwdbwd-torch-2 $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS" --head "$HEAD"
     ;;
   train)
     for m in $METHODS; do
@@ -90,17 +93,17 @@ for part in ${*:-matmul fwdbwd train}; do
       run "train-$m-torch" $PY bench/torch_train.py --model "$TRAIN_MODEL" --method $m --threads "$THREADS" --selection "$SEL" --steps 5
     done
     if [ "${PASS:-on}" = on ]; then
-      run fwdbwd-addon node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS"
-      run fwdbwd-addon-dxoff node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --frozen-dx off
-      run fwdbwd-torch $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS"
+      run fwdbwd-addon node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --head "$HEAD"
+      run fwdbwd-addon-dxoff node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --frozen-dx off --head "$HEAD"
+      run fwdbwd-torch $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS" --head "$HEAD"
     fi
     ;;
   wait-policy) # the addon's wait policy (util/cores.ts openmpWaitEnv) against libgomp's default spin and PyTorch, same load
-    run "fwdbwd-addon-default-wait" node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS"
-    run "fwdbwd-addon-gomp-spin300000" env GOMP_SPINCOUNT=300000 node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS"
-    run "fwdbwd-addon-omp-PASSIVE" env OMP_WAIT_POLICY=PASSIVE node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS"
-    run "fwdbwd-torch-wait" $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS"
-    run "fwdbwd-addon-1thread" node dist/bench/forward-backward.js --threads 1 --layers "$LAYERS"
+    run "fwdbwd-addon-default-wait" node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --head "$HEAD"
+    run "fwdbwd-addon-gomp-spin300000" env GOMP_SPINCOUNT=300000 node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --head "$HEAD"
+    run "fwdbwd-addon-omp-PASSIVE" env OMP_WAIT_POLICY=PASSIVE node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --head "$HEAD"
+    run "fwdbwd-torch-wait" $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS" --head "$HEAD"
+    run "fwdbwd-addon-1thread" node dist/bench/forward-backward.js --threads 1 --layers "$LAYERS" --head "$HEAD"
     ;;
   esac
 done

@@ -3,13 +3,15 @@
 
   /usr/bin/python3 bench/torch_reference.py matmul [--sizes 1024,2048,3072,4096] [--threads N] [--trials 3]
   /usr/bin/python3 bench/torch_reference.py fwdbwd --model DIR [--tokens 256] [--passes 3] [--threads N] [--profile]
-                                                  [--device cpu|cuda]
+                                                  [--device cpu|cuda] [--head labels|full]
   /usr/bin/python3 bench/torch_reference.py fusedops [--tokens 256] [--reps 30] [--threads 1]
 
 fwdbwd reads the same random checkpoint as bench/forward-backward.ts (DIR/model.safetensors, memory-mapped,
 bf16) and runs the identical pass: a Qwen2 decoder written out with Hugging Face's numerics (RMSNorm in
 float32, half-split RoPE, GQA by repeat_interleave, additive finfo.min mask, float32 softmax), frozen weights,
-retain_grad on every nn.Linear output through forward hooks, cross-entropy of the last position's logits.
+retain_grad on every nn.Linear output through forward hooks, cross-entropy at the last position: over the logits of
+the two label tokens (--head labels, the default: what the addon's identify() computes, two rows of lm_head) or of
+the whole vocabulary (--head full: the benchmark's loss before 2026-12-01; bench/pass.ts PassHead).
 
 fusedops times, op by op in PyTorch eager, the decoder glue that bench/fused-ops.ts times in the addon (RMSNorm,
 rotary embedding of q and k, causal GQA attention from the rotated q/k/v to o_proj's input, the SiLU-gated
@@ -189,7 +191,12 @@ def bench_ids(T, vocab):
     return torch.tensor([[(t * 7919 + 13) % vocab for t in range(T)]], dtype=torch.int64)
 
 
-def identification_pass(model, ids, target):
+# bench/pass.ts BENCH_LABEL_TOKENS / BENCH_LABEL: "0" and "1" in Qwen2's byte-level vocabulary, class 1 (unsafe)
+LABEL_TOKENS = [15, 16]
+LABEL = 1
+
+
+def identification_pass(model, ids, target, head="labels"):
     kept = []
 
     def hook(_mod, _inp, out):
@@ -203,8 +210,13 @@ def identification_pass(model, ids, target):
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Linear)]
     try:
         hidden = model(ids)
-        logits = (hidden[:, -1] @ model.embed.t()).float()
-        loss = F.cross_entropy(logits, target)
+        if head == "labels":  # method/losses.ts restrictedLogits: the label tokens' rows of lm_head, then the product
+            rows = model.embed.index_select(0, torch.tensor(LABEL_TOKENS, device=ids.device))
+            logits = (hidden[:, -1] @ rows.t()).float()
+            loss = F.cross_entropy(logits, torch.tensor([LABEL], device=ids.device), reduction="sum")
+        else:
+            logits = (hidden[:, -1] @ model.embed.t()).float()
+            loss = F.cross_entropy(logits, target)
         value = loss.item()
         loss.backward()
         sync(ids.device)  # a GPU's backward is queued: the pass ends when it has run
@@ -226,16 +238,16 @@ def bench_fwdbwd(args):
         model = model.to(getattr(torch, args.dtype))
     ids = bench_ids(args.tokens, cfg["vocab_size"]).to(args.device)
     target = torch.tensor([42], device=args.device)
-    identification_pass(model, ids, target)  # warm-up
+    identification_pass(model, ids, target, args.head)  # warm-up
     times = []
     for _ in range(args.passes):
         t0 = time.perf_counter()
-        loss, grads = identification_pass(model, ids, target)
+        loss, grads = identification_pass(model, ids, target, args.head)
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     n_linear = sum(1 for m in model.modules() if isinstance(m, nn.Linear))
-    print(f"{args.device}, threads {threads}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')}, torch {torch.__version__}")
+    print(f"{args.device}, threads {threads}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')}, torch {torch.__version__}, head {args.head}")
     print(f"loss {loss:.4f}, linear outputs with a gradient: {grads}/{n_linear}")
     print(f"median {med:.3f} s/pass ({' / '.join(f'{t:.3f}' for t in times)}), {args.tokens / med:.1f} tokens/s, "
           f"peak RSS {peak / 2**30:.2f} GiB, RSS before load {rss_before / 2**20:.0f} MiB")
@@ -244,12 +256,13 @@ def bench_fwdbwd(args):
         from torch.profiler import ProfilerActivity, profile as torch_profile
 
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-            identification_pass(model, ids, target)
+            identification_pass(model, ids, target, args.head)
         table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
         print(table)
         profile = table
     dump(args.json, {
         "bench": "forward-backward-torch", "torch": torch.__version__, "threads": threads, "tokens": args.tokens,
+        "head": args.head,
         "layers": cfg["num_hidden_layers"], "loss": loss, "gradsKept": grads, "secondsPerPass": times,
         "medianSeconds": med, "tokensPerSecond": args.tokens / med, "peakRssBytes": peak,
         "rssBeforeLoadBytes": rss_before, "profile": profile,
@@ -348,6 +361,8 @@ def main():
     fb.add_argument("--profile", action="store_true")
     fb.add_argument("--device", default="cpu", help="cpu or cuda (bf16 weights either way)")
     fb.add_argument("--dtype", default="bfloat16", help="bfloat16 (the checkpoint's) or float32 (its weights upcast)")
+    fb.add_argument("--head", default="labels", choices=["labels", "full"],
+                    help="loss over the two label tokens (identify()'s) or the full vocabulary (figures before 2026-12-01)")
     fb.add_argument("--json")
     fo = sub.add_parser("fusedops")
     fo.add_argument("--tokens", type=int, default=256)
