@@ -12,6 +12,7 @@ import { METHOD_LABELS, buildTables, utilityBenchmarks } from "./paper-tables.js
 import { judgeAndProtocolNotes } from "./judge-tables.js";
 import { pairedTables } from "./paired.js";
 import { taskSplitTable } from "./split-table.js";
+import { buildsNote } from "./builds.js";
 import { escapeHtml, tableToCsv, tableToHtml, tableToMarkdown } from "./table.js";
 
 export interface RenderedReport {
@@ -34,6 +35,8 @@ export function reportNotes(results: ExperimentResults): string[] {
   if (results.cells.length === 0) return ["The results file has no cells: there is nothing to report."];
 
   notes.push(...judgeAndProtocolNotes(results));
+  const builds = buildsNote(results.cells);
+  if (builds) notes.push(builds);
   const seedCounts = [...new Set(settings.map((s) => s.cells.length))].sort((a, b) => a - b);
   // the seeds themselves, so that a reader can rerun a cell: those of the trained runs (the base is evaluated once)
   const trained = results.cells.filter((c) => c.method !== "base");

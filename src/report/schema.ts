@@ -193,6 +193,21 @@ export const cellResultSchema = z.strictObject({
   utility: z.record(z.string(), utilitySchema).optional(),
   neurons: neuronsSchema.optional(),
   outcomes: outcomesSchema.optional(),
+  /**
+   * the build of the tool that computed the cell (tensor/build.ts BuildRecord; absent in results made before the
+   * record): cells of an experiment resumed after an upgrade, or sharded over machines of different CPUs, may come
+   * from several, which the report says
+   */
+  build: z
+    .strictObject({
+      goodvibe: z.string(),
+      commit: z.string().optional(),
+      addon: z.string(),
+      libtorch: z.string(),
+      device: z.string(),
+      bf16Products: z.string().optional(),
+    })
+    .optional(),
 });
 export type CellResult = z.infer<typeof cellResultSchema>;
 

@@ -12,6 +12,8 @@ import { parseExperimentResults, type CellResult } from "../../src/report/schema
 import { parseExperimentSpec, type ExperimentSpec } from "../../src/experiment/spec.js";
 import { isCellDone, planExperiment } from "../../src/experiment/plan.js";
 import { runExperiment } from "../../src/experiment/run.js";
+import { buildRecord } from "../../src/tensor/index.js";
+import { buildsNote } from "../../src/report/builds.js";
 import { InputError } from "../../src/errors.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
 
@@ -240,6 +242,32 @@ test("run: plan, results.json in the report schema, a rerun computes nothing, an
   assert.equal(rerun.skipped.length, 3);
   assert.deepEqual(mtimes(cellsDir), before);
   assert.deepEqual(withoutTiming(rerun.results!.cells), withoutTiming(results.cells));
+
+  // each cell records the build that computed it: this one, the float32 base without a bf16 route, the bf16 cells
+  // with this process's route; the report names it once
+  const now = buildRecord("cpu", "bfloat16");
+  for (const c of results.cells)
+    assert.deepEqual(c.build, c.method === "base" ? buildRecord("cpu", "float32") : now, c.id);
+  assert.match(buildsNote(results.cells)!, /^Every cell was computed by goodvibe /);
+  // a cell of another build (an experiment resumed after an upgrade: its earlier cells are reused as they are) is
+  // reused, and the run and the report say so
+  const cellFile = plan.cells.find((c) => c.id === gvGrid!.id)!.cellFile;
+  const older = JSON.parse(fs.readFileSync(cellFile, "utf8"));
+  fs.writeFileSync(cellFile, JSON.stringify({ ...older, build: { ...now, goodvibe: "0.0.9" } }));
+  const told: string[] = [];
+  const mixed = await runExperiment(planExperiment(spec(), { out: outB }), {
+    log: { info() {}, warn: (m) => told.push(m), progress() {} },
+  });
+  assert.deepEqual(mixed.ran, []);
+  assert.ok(
+    told.some((m) => /computed by more than one build of goodvibe.*1 cell by goodvibe 0\.0\.9/.test(m)),
+    told.join("\n"),
+  );
+  assert.match(
+    fs.readFileSync(path.join(mixed.reportDir!, "tables.md"), "utf8"),
+    /^- Builds: the cells were computed by more than one build/m,
+  );
+  fs.writeFileSync(cellFile, JSON.stringify(older));
 
   // interrupted after the first cell, then resumed: the same results as the uninterrupted run
   const first = await runExperiment(planExperiment(spec(), { out: outA }), {
