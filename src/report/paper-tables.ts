@@ -258,6 +258,25 @@ export function utilityDelta(s: Setting, base: Setting | undefined, benchmark: s
   return m === undefined || b === undefined ? undefined : m - b;
 }
 
+/**
+ * Δ vs base as a cell: with one evaluation on each side, its 95% interval from both standard errors (normal,
+ * unpaired: conservative where both answered the same items); with several seeds, the value alone (the seeds' sd
+ * is in the Value column).
+ */
+function deltaCell(
+  s: Setting,
+  base: Setting | undefined,
+  benchmark: string,
+  delta: number | undefined,
+): Cell {
+  if (delta === undefined || !base || s.cells.length !== 1 || base.cells.length !== 1) return num(delta);
+  const a = s.cells[0]!.utility?.[benchmark];
+  const b = base.cells[0]!.utility?.[benchmark];
+  if (!a || !b) return num(delta);
+  const half = 1.959963984540054 * Math.sqrt(a.stderr ** 2 + b.stderr ** 2);
+  return num(delta, { low: delta - half, high: delta + half });
+}
+
 function utilityCell(s: Setting, benchmark: string): Cell {
   return numberAcrossSeeds(
     utilityValues(s, benchmark),
@@ -286,7 +305,7 @@ export function utilityTable(results: ExperimentResults): Table {
           seedsCell(s),
           // Loss-like and rate-like benchmarks share a column, so units are per row: pre-format them.
           formatted(utilityCell(s, benchmark), loss ? "raw" : "rate"),
-          formatted(num(delta), loss ? "delta" : "pp"),
+          formatted(deltaCell(s, base, benchmark, delta), loss ? "delta" : "pp"),
           nAcrossSeeds(s.cells.map((c) => c.utility?.[benchmark]?.n)),
         ]);
       }
@@ -308,7 +327,9 @@ export function utilityTable(results: ExperimentResults): Table {
       "One row per model, benchmark and method (no ablation). Rates are shown in percent and their Δ in " +
       "percentage points (pp); losses are shown raw. Δ is the mean over seeds of the method minus the mean " +
       "over seeds of the base model; a small |Δ| means the security training kept general ability. With one " +
-      "seed, ± is the benchmark's standard error (se); with several seeds, the standard deviation (sd).",
+      "seed, ± is the benchmark's standard error (se); with several seeds, the standard deviation (sd). With one " +
+      "evaluation of the method and one of the base, Δ's brackets are its 95% interval from both standard errors " +
+      "(unpaired, so wider than a paired one where both answered the same items).",
     columns: [
       { header: "Model" },
       { header: "Benchmark" },
@@ -316,7 +337,7 @@ export function utilityTable(results: ExperimentResults): Table {
       { header: "Method" },
       { header: "Seeds", unit: "count" },
       { header: "Value", unit: "raw", csvExtras: ["sd", "se"] },
-      { header: "Δ vs base", unit: "raw" },
+      { header: "Δ vs base", unit: "raw", csvExtras: ["low", "high"] },
       { header: "n", unit: "count" },
     ],
     rows,

@@ -149,8 +149,16 @@ test("T3: one seed shows the benchmark's standard error; no base run leaves delt
   const one: ExperimentResults = { ...results, cells: results.cells.filter((c) => c.seed === 1) };
   const md = parseMarkdownTable(tableToMarkdown(utilityTable(one)));
   assert.equal(cellOf(md, [MODEL, "arc_challenge", "acc_norm", "GoodVibe"], "Value"), "49.0% ± 1.4 se");
-  // 0.49 - 0.50 = -1.0 pp
-  assert.equal(cellOf(md, [MODEL, "arc_challenge", "acc_norm", "GoodVibe"], "Δ vs base"), "-1.0 pp");
+  // 0.49 - 0.50 = -1.0 pp; one evaluation each side, se 0.014 both: ± 1.96·√(2·0.014²) = 3.88 pp → [-4.9, 2.9]
+  assert.equal(
+    cellOf(md, [MODEL, "arc_challenge", "acc_norm", "GoodVibe"], "Δ vs base"),
+    "-1.0 pp [-4.9, 2.9]",
+  );
+  // a loss: 1.18 - 1.20 = -0.020, se 0.01 both: ± 0.0277 → [-0.048, 0.008]
+  assert.equal(
+    cellOf(md, [MODEL, "heldout_code_loss", "loss", "GoodVibe"], "Δ vs base"),
+    "-0.020 [-0.048, 0.008]",
+  );
 
   const noBase: ExperimentResults = { ...results, cells: results.cells.filter((c) => c.method !== "base") };
   const table = utilityTable(noBase);
