@@ -167,14 +167,21 @@ test("experiment run stops at once on a missing checkpoint, naming the model and
   const plan = JSON.parse(p.stdout) as {
     cells: { id: string | null; estimate: { flops: { total: number } } }[];
     missing: string[];
+    departures: { setting: string; paper: string }[];
   };
   assert.equal(plan.cells.length, 216);
+  // the paper's experiment keeps every setting the paper states; only LoRA's, which it does not give, are stated
+  assert.deepEqual(
+    plan.departures.map((d) => [d.setting, d.paper]),
+    [["LoRA settings", "not given"]],
+  );
   assert.ok(plan.cells.every((c) => c.id === null));
   assert.ok(plan.missing.length >= 6);
   const human = await runCli(["experiment", "plan", FILE], { cwd: work });
   assert.equal(human.code, 0, showRun(human));
   assert.match(human.stdout, /216 cells; inputs missing/);
   assert.match(human.stdout, /PFLOP/);
+  assert.match(human.stdout, /^departs from the paper .*\n {2}LoRA settings: r \d+/m);
 });
 
 test("plan reads the shapes from config.json once the folder is there", () => {

@@ -2,6 +2,7 @@
  * What `goodvibe experiment run` and `experiment plan` do: loaded by experiment.ts (which registers the commands) only when one runs.
  */
 import type { OptionValues } from "commander";
+import { experimentDepartures } from "../../experiment/departures.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { loadExperimentSpec, type ExperimentSpec } from "../../experiment/spec.js";
 import { claimWorkFolder } from "../../io/atomic.js";
@@ -92,6 +93,7 @@ export async function experimentPlanCommand(
     const settings = expandCells(spec, file);
     const estimates = estimateCells(spec, settings, file);
     const missing = missingInputs(spec, file);
+    const departures = experimentDepartures(spec, file);
     // a plan writes nothing: the task split is computed in memory, its files are the run's
     const plan =
       missing.length === 0 ? planExperiment(spec, { out: opts.out, source: file, write: false }) : null;
@@ -164,8 +166,14 @@ export async function experimentPlanCommand(
       `total over the ${unique.length} distinct cells: ${formatFlops(sum((r) => r.estimate.flops.total))}, ` +
         `${formatSeconds(sum((r) => r.estimate.seconds))} at ${formatFlops(e.flopsPerSecond)}/s (training and ` +
         `identification; evaluation and the judge's training not included)`,
+      ...(departures.length
+        ? [
+            "departs from the paper (results.json and the report say so too):",
+            ...departures.map((d) => `  ${d.setting}: ${d.here} (paper: ${d.paper}) — ${d.why}`),
+          ]
+        : []),
     ].join("\n");
-    output(g, human, { outDir: plan?.outDir ?? null, missing, cells: rows });
+    output(g, human, { outDir: plan?.outDir ?? null, missing, cells: rows, departures });
   });
 }
 
