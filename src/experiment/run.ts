@@ -46,7 +46,7 @@ import {
   type JudgeReliabilityEntry,
 } from "../report/schema.js";
 import { renderReport } from "../report/render.js";
-import { ZERO_COST, costOf, dropEmptyRates, neuronsOf } from "../recipes/cell.js";
+import { ZERO_COST, cellBuild, costOf, dropEmptyRates, neuronsOf } from "../recipes/cell.js";
 import { outcomesOf } from "./outcomes.js";
 import { describeTaskSplit, taskSplitInfo } from "./task-split.js";
 import type { ShardSpec } from "../util/shard.js";
@@ -54,9 +54,6 @@ import { claimHolder, holdClaim, tryClaim, whenClaimed } from "../io/claim.js";
 import { cellShare } from "./shard.js";
 import { experimentDepartures } from "./departures.js";
 import { mixedBuilds } from "../report/builds.js";
-import { buildRecord, defaultComputeDtype, resolveDevice, type BuildRecord } from "../tensor/index.js";
-import { loadModelConfig } from "../io/config.js";
-import { DEFAULT_DTYPE } from "../config/harden.js";
 import { canonicalJson, fileHash, modelFolderHash, sha256 } from "../io/hash.js";
 import {
   EXPERIMENT_CODE_VERSION,
@@ -458,20 +455,6 @@ async function runTrainedCell(ctx: RunContext, cell: PlannedCell): Promise<CellR
   };
 }
 
-/**
- * The build that computes a cell: a trained cell's in its training dtype, a base cell's in the dtype its evaluation
- * loads the checkpoint in (the route of bf16 products matters only where the model computes in bf16 on a CPU).
- */
-function cellBuild(cell: PlannedCell): BuildRecord {
-  const device = resolveDevice();
-  const dtype =
-    cell.harden?.dtype ??
-    (cell.method === "base"
-      ? defaultComputeDtype(device, loadModelConfig(cell.model.path).torchDtype)
-      : DEFAULT_DTYPE);
-  return buildRecord(device, dtype);
-}
-
 /** Compute one claimed cell and file its result; null when it was interrupted (its caches keep the progress). */
 async function computeCell(ctx: RunContext, cell: PlannedCell, tag: string): Promise<CellResult | null> {
   fs.mkdirSync(cell.workDir, { recursive: true });
@@ -480,7 +463,12 @@ async function computeCell(ctx: RunContext, cell: PlannedCell, tag: string): Pro
   let result: CellResult;
   try {
     result = cell.method === "base" ? await runBaseCell(ctx, cell) : await runTrainedCell(ctx, cell);
-    result = { ...result, build: cellBuild(cell) };
+    result = {
+      ...result,
+      build: cellBuild(
+        cell.method === "base" ? { evaluated: cell.model.path } : { trainedIn: cell.harden?.dtype },
+      ),
+    };
   } catch (e) {
     // harden throws when training stops at a checkpoint; the caches keep the progress
     if (e instanceof InterruptedError || ctx.signal?.aborted) {

@@ -7,6 +7,29 @@ import type { TrainResult } from "../method/train.js";
 import { summarizeNeuronMap, type NeuronMap } from "../method/goodvibe/neuron-map.js";
 import type { ClusterMap } from "../method/goodvibe/clustering.js";
 import type { CellResult } from "../report/schema.js";
+import {
+  buildRecord,
+  defaultComputeDtype,
+  resolveDevice,
+  type BuildRecord,
+  type DType,
+} from "../tensor/index.js";
+import { loadModelConfig } from "../io/config.js";
+import { DEFAULT_DTYPE } from "../config/harden.js";
+
+/**
+ * The build that computes a cell (CellResult.build): a trained cell's in its training dtype, a base cell's in the dtype
+ * its evaluation loads the checkpoint in (the route of bf16 products matters only where a model computes in bf16 on
+ * a CPU).
+ */
+export function cellBuild(what: { trainedIn?: DType } | { evaluated: string }): BuildRecord {
+  const device = resolveDevice();
+  const dtype =
+    "evaluated" in what
+      ? defaultComputeDtype(device, loadModelConfig(what.evaluated).torchDtype)
+      : (what.trainedIn ?? DEFAULT_DTYPE);
+  return buildRecord(device, dtype);
+}
 
 export const ZERO_COST: CellResult["cost"] = {
   flopsForward: 0,

@@ -17,7 +17,7 @@ import { readPairs } from "../data/pairs.js";
 import { LlmJudge } from "../eval/judge/llm.js";
 import { DEFAULT_JUDGE_TRAIN } from "../eval/judge/config.js";
 import type { CellResult, ExperimentResults, JudgeReliabilityEntry } from "../report/schema.js";
-import { ZERO_COST, costOf, neuronsOf } from "./cell.js";
+import { ZERO_COST, cellBuild, costOf, neuronsOf } from "./cell.js";
 import { DEFAULT_IDENTIFY } from "../method/goodvibe/config.js";
 import { defaultHardenConfig, type HardenConfig } from "../config/harden.js";
 import { runHarden, type HardenResult } from "./harden.js";
@@ -252,6 +252,7 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
       params: { trainable: 0, total: harden.totalParams },
       cost: ZERO_COST,
       ...securityCell(base, null),
+      build: cellBuild({ evaluated: opts.organism }),
     },
     {
       id: "goodvibe",
@@ -262,6 +263,7 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
       cost: costOf(harden.train, harden.neurons),
       ...securityCell(hardened, base),
       ...(harden.neurons && harden.clusters ? { neurons: neuronsOf(harden.neurons, harden.clusters) } : {}),
+      build: cellBuild({ trainedIn: cfg.dtype }),
     },
   ];
   const judgedOn = opts.judgePairs > 0 ? Math.min(opts.judgePairs, trainCount) : trainCount;

@@ -78,6 +78,12 @@ test("demo: SIGTERM while hardening stops it (exit 130, no results); the rerun r
     assert.ok(ref.stdout.includes(`${d.setting}: ${d.here} (paper: ${d.paper})`), `${d.setting} not printed`);
     assert.ok(report.includes(`Departs from the paper — ${d.setting}`), `${d.setting} not in the report`);
   }
+  // each cell names the build that computed it, and the report says which (one here)
+  const cells: { build?: { goodvibe: string } }[] = JSON.parse(
+    fs.readFileSync(path.join(work, "demo-ref", "results.json"), "utf8"),
+  ).cells;
+  assert.ok(cells.length === 2 && cells.every((c) => typeof c.build?.goodvibe === "string"));
+  assert.match(report, /Every cell was computed by goodvibe /);
 
   const r = await signalWhenLogged(args("demo-int"), /identification: \d+ samples/, ["SIGTERM"], {
     env: SLOW,
