@@ -80,7 +80,11 @@ export function intervalAcrossSeeds(values: readonly (Interval | undefined)[]): 
   return { kind: "number", value: mean(xs), sd: sampleSd(xs), ...seeds };
 }
 
-/** Like intervalAcrossSeeds for plain numbers; `se` (one seed only) is the benchmark's standard error. */
+/**
+ * Like intervalAcrossSeeds for plain numbers. `se` is the benchmark's standard error per seed: one seed keeps it
+ * as it is; several get the 95% interval over items, mean ± 1.96 × the mean of their standard errors
+ * (conservative for the same reason as intervalAcrossSeeds' averaged bounds), beside the sd across seeds.
+ */
 export function numberAcrossSeeds(
   values: readonly (number | undefined)[],
   se?: readonly (number | undefined)[],
@@ -95,7 +99,14 @@ export function numberAcrossSeeds(
     return cell;
   }
   const xs = idx.map((i) => values[i]!);
-  return { kind: "number", value: mean(xs), sd: sampleSd(xs), ...seeds };
+  const cell: Cell = { kind: "number", value: mean(xs), sd: sampleSd(xs), ...seeds };
+  const ses = idx.flatMap((i) => (se?.[i] === undefined ? [] : [se[i]!]));
+  if (ses.length === idx.length) {
+    const half = 1.959963984540054 * mean(ses);
+    cell.low = cell.value - half;
+    cell.high = cell.value + half;
+  }
+  return cell;
 }
 
 /** Mean of the numbers that are present, or undefined when none is. */

@@ -6,9 +6,15 @@
  * 0.3 of the CLI's 0.45 s start-up for every command, most of which never draw a figure.
  */
 import type { TopLevelSpec } from "vega-lite";
-import { groupBySetting, sampleSd, type Setting } from "./aggregate.js";
+import { groupBySetting, type Setting } from "./aggregate.js";
 import type { CellResult, ExperimentResults, Method } from "./schema.js";
-import { isLossLike, METHOD_LABELS, utilityBenchmarks, utilityDelta } from "./paper-tables.js";
+import {
+  isLossLike,
+  METHOD_LABELS,
+  utilityBenchmarks,
+  utilityDelta,
+  utilityDeltaCell,
+} from "./paper-tables.js";
 
 export interface Figure {
   /** File stem, e.g. "figure1-utility-delta". */
@@ -29,6 +35,7 @@ export function utilityDeltaFigure(results: ExperimentResults): Figure | undefin
   const settings = groupBySetting(results.cells).filter((s) => s.ablation === undefined);
   const benchmarks = utilityBenchmarks(results.cells);
   const values: Record<string, string | number | null>[] = [];
+  const seedsOf = new Map<string, number>();
   for (const s of settings) {
     if (s.method === "base") continue;
     const base = settings.find((b) => b.model === s.model && b.method === "base");
@@ -38,17 +45,20 @@ export function utilityDeltaFigure(results: ExperimentResults): Figure | undefin
       const metric = s.cells.find((c) => c.utility?.[benchmark])?.utility?.[benchmark]?.metric ?? "";
       const loss = isLossLike(benchmark, metric);
       const scale = loss ? 1 : 100;
-      // Error bars: spread of the method across seeds (the base mean is taken as fixed).
-      const xs = s.cells.flatMap((c) => (c.utility?.[benchmark] ? [c.utility[benchmark].value] : []));
-      const sd = xs.length >= 2 ? sampleSd(xs) * scale : null;
+      // Error bars: Δ's 95% interval over the benchmark's items, as Table 3 gives it (evaluation noise; the
+      // spread over seeds is Table 3's ± sd)
+      const cell = utilityDeltaCell(s, base, benchmark);
+      const hasInterval = cell.kind === "number" && cell.low !== undefined && cell.high !== undefined;
       values.push({
         model: s.model,
         panel: `${benchmark} (${loss ? "Δ loss, lower is better" : "Δ pp"})`,
         method: METHOD_LABELS[s.method],
         delta: delta * scale,
-        low: sd === null ? null : delta * scale - sd,
-        high: sd === null ? null : delta * scale + sd,
+        low: hasInterval ? cell.low! * scale : null,
+        high: hasInterval ? cell.high! * scale : null,
       });
+      if (base) seedsOf.set(`${s.model}\u0000${METHOD_LABELS.base}`, base.cells.length);
+      seedsOf.set(`${s.model}\u0000${METHOD_LABELS[s.method]}`, s.cells.length);
     }
   }
   if (values.length === 0) return undefined;
@@ -103,8 +113,19 @@ export function utilityDeltaFigure(results: ExperimentResults): Figure | undefin
     title: "Figure 1. Utility change vs base by method",
     caption:
       "Mean over seeds of each method minus the base model, per benchmark (rates in percentage points, " +
-      "losses raw; each panel has its own scale). Whiskers: ± one standard deviation of the method across " +
-      "seeds, where there are two or more seeds. Bars near zero mean utility was kept.",
+      "losses raw; each panel has its own scale). Whiskers: Δ's 95% interval over the benchmark's items, as in " +
+      "Table 3 (from both sides' standard errors, averaged over seeds: evaluation noise, not training noise; " +
+      "Table 3 gives the spread across seeds). Bars near zero mean utility was kept. Seeds: " +
+      [...seedsOf]
+        .map(
+          ([k, n]) =>
+            `${k
+              .split("\u0000")
+              .filter((x, i) => i === 1 || manyModels)
+              .join(" ")} ${n}`,
+        )
+        .join(", ") +
+      ".",
     spec,
   };
 }

@@ -7,10 +7,12 @@
 import {
   groupBySetting,
   intervalAcrossSeeds,
+  mean,
   meanOfPresent,
   modelsInOrder,
   nAcrossSeeds,
   numberAcrossSeeds,
+  sampleSd,
   settingKey,
   type Setting,
 } from "./aggregate.js";
@@ -258,23 +260,39 @@ export function utilityDelta(s: Setting, base: Setting | undefined, benchmark: s
   return m === undefined || b === undefined ? undefined : m - b;
 }
 
+/** z for a two-sided 95% normal interval. */
+const Z95 = 1.959963984540054;
+
 /**
- * Δ vs base as a cell: with one evaluation on each side, its 95% interval from both standard errors (normal,
- * unpaired: conservative where both answered the same items); with several seeds, the value alone (the seeds' sd
- * is in the Value column).
+ * Δ vs base as a cell, for Table 3 and Figure 1. The value is the method's mean over seeds minus the base's.
+ * - Its 95% interval over the benchmark's items: Δ ± 1.96·√(se_m² + se_b²), each side's se the mean of its
+ *   evaluations' standard errors. With one evaluation each side that is the exact normal interval of two
+ *   independent evaluations; with several seeds averaging the se is conservative (the seeds answer the same
+ *   items, so their errors are correlated, and the sd of a mean of correlated errors is at most the mean of their
+ *   sds), and so is not pairing method and base on the items. It describes evaluation noise, not training noise.
+ * - With two or more seeds, the spread over seeds: the sample sd of the per-seed differences, each seed's value
+ *   minus the base's of the same seed, or minus the base's one evaluation when it was evaluated once (Table 10
+ *   pairs seeds the same way). The Seeds column says how many.
+ * As in the other tables, both are shown: a zero spread over two seeds is not an exact figure.
  */
-function deltaCell(
-  s: Setting,
-  base: Setting | undefined,
-  benchmark: string,
-  delta: number | undefined,
-): Cell {
-  if (delta === undefined || !base || s.cells.length !== 1 || base.cells.length !== 1) return num(delta);
-  const a = s.cells[0]!.utility?.[benchmark];
-  const b = base.cells[0]!.utility?.[benchmark];
-  if (!a || !b) return num(delta);
-  const half = 1.959963984540054 * Math.sqrt(a.stderr ** 2 + b.stderr ** 2);
-  return num(delta, { low: delta - half, high: delta + half });
+export function utilityDeltaCell(s: Setting, base: Setting | undefined, benchmark: string): Cell {
+  const delta = utilityDelta(s, base, benchmark);
+  if (delta === undefined || !base) return MISSING;
+  const ses = (x: Setting) =>
+    x.cells.flatMap((c) => (c.utility?.[benchmark] ? [c.utility[benchmark].stderr] : []));
+  const half = Z95 * Math.sqrt(mean(ses(s)) ** 2 + mean(ses(base)) ** 2);
+  const cell: Cell = { kind: "number", value: delta, low: delta - half, high: delta + half };
+  const baseOf = (seed: number) =>
+    base.cells.length === 1
+      ? base.cells[0]!.utility?.[benchmark]
+      : base.cells.find((b) => b.seed === seed)?.utility?.[benchmark];
+  const perSeed = s.cells.flatMap((c) => {
+    const m = c.utility?.[benchmark];
+    const b = baseOf(c.seed);
+    return m && b ? [m.value - b.value] : [];
+  });
+  if (s.cells.length > 1 && perSeed.length > 1) cell.sd = sampleSd(perSeed);
+  return cell;
 }
 
 function utilityCell(s: Setting, benchmark: string): Cell {
@@ -296,7 +314,6 @@ export function utilityTable(results: ExperimentResults): Table {
       const metric = metricOf(results.cells, benchmark);
       const loss = isLossLike(benchmark, metric);
       for (const s of mine) {
-        const delta = s.method === "base" ? undefined : utilityDelta(s, base, benchmark);
         rows.push([
           text(model),
           text(benchmark),
@@ -305,7 +322,10 @@ export function utilityTable(results: ExperimentResults): Table {
           seedsCell(s),
           // Loss-like and rate-like benchmarks share a column, so units are per row: pre-format them.
           formatted(utilityCell(s, benchmark), loss ? "raw" : "rate"),
-          formatted(deltaCell(s, base, benchmark, delta), loss ? "delta" : "pp"),
+          formatted(
+            s.method === "base" ? MISSING : utilityDeltaCell(s, base, benchmark),
+            loss ? "delta" : "pp",
+          ),
           nAcrossSeeds(s.cells.map((c) => c.utility?.[benchmark]?.n)),
         ]);
       }
@@ -326,18 +346,22 @@ export function utilityTable(results: ExperimentResults): Table {
     howToRead:
       "One row per model, benchmark and method (no ablation). Rates are shown in percent and their Δ in " +
       "percentage points (pp); losses are shown raw. Δ is the mean over seeds of the method minus the mean " +
-      "over seeds of the base model; a small |Δ| means the security training kept general ability. With one " +
-      "seed, ± is the benchmark's standard error (se); with several seeds, the standard deviation (sd). With one " +
-      "evaluation of the method and one of the base, Δ's brackets are its 95% interval from both standard errors " +
-      "(unpaired, so wider than a paired one where both answered the same items).",
+      "over seeds of the base model; a small |Δ| means the security training kept general ability. Value: with " +
+      "one seed, ± is the benchmark's standard error (se); with several, ± is the standard deviation across " +
+      "seeds (sd) and the brackets the 95% interval over the benchmark's items (mean ± 1.96 × the seeds' mean " +
+      "se). Δ: the brackets are its 95% interval over items, Δ ± 1.96·√(se_method² + se_base²) with each side's " +
+      "se averaged over its seeds (unpaired, and averaged over seeds that answered the same items, so wider " +
+      "than a paired interval: evaluation noise only); with several seeds ± is the sd across seeds of the " +
+      "per-seed differences (each seed against the base of the same seed, or the base's one evaluation), shown " +
+      "even when 0.0: two seeds that agree are not an exact figure.",
     columns: [
       { header: "Model" },
       { header: "Benchmark" },
       { header: "Metric" },
       { header: "Method" },
       { header: "Seeds", unit: "count" },
-      { header: "Value", unit: "raw", csvExtras: ["sd", "se"] },
-      { header: "Δ vs base", unit: "raw", csvExtras: ["low", "high"] },
+      { header: "Value", unit: "raw", csvExtras: ["sd", "se", "low", "high"] },
+      { header: "Δ vs base", unit: "raw", csvExtras: ["low", "high", "sd"] },
       { header: "n", unit: "count" },
     ],
     rows,
@@ -393,7 +417,7 @@ function ablationColumns(results: ExperimentResults): { columns: Column[]; bench
       ...benchmarks.map((b): Column => ({
         header: b,
         unit: isLossLike(b, metricOf(cells, b)) ? "raw" : "rate",
-        csvExtras: ["sd", "se"],
+        csvExtras: ["sd", "se", "low", "high"],
       })),
     ],
   };

@@ -20,7 +20,7 @@ export type Unit =
 /** A number from one run or averaged over seeds, with whatever uncertainty is known about it. */
 export interface ReportedNumber {
   value: number;
-  /** 95% interval (one seed: the runner's interval). */
+  /** 95% interval over the evaluation's items (one seed: the runner's interval; several: see the table's note). */
   low?: number;
   high?: number;
   /** Sample standard deviation across seeds (two or more seeds). */
@@ -125,19 +125,23 @@ function formatSpread(x: number, unit: Unit): string {
 }
 
 /**
- * "62.5% [55.1, 69.4]" for one seed with an interval, "62.5% ± 2.1 sd" across seeds,
- * "61.2% ± 1.4 se" for a benchmark's standard error, "—" when missing.
- * A zero spread (every seed agrees, e.g. parameter counts) is not shown.
+ * "62.5% [55.1, 69.4]" for one seed with an interval, "62.5% ± 2.1 sd [50.3, 74.0]" across seeds with the
+ * evaluations' interval, "61.2% ± 1.4 se" for a benchmark's standard error, "—" when missing.
+ * A zero spread is shown ("± 0.0 sd") when the number is measured (it has an interval or a standard error): two
+ * seeds that agree on a rate of 100.0% do not make it exact. It is left out where nothing else is measured
+ * (parameter and FLOP counts, the same in every seed by construction).
  */
 export function formatCell(cell: Cell, unit: Unit = "raw"): string {
   if (cell.kind === "missing") return DASH;
   if (cell.kind === "text") return cell.text;
   unit = cell.unit ?? unit;
   let s = formatValue(cell.value, unit);
-  if (cell.sd !== undefined) {
-    if (cell.sd > 0) s += ` ± ${formatSpread(cell.sd, unit)} sd`;
-  } else if (cell.low !== undefined && cell.high !== undefined) {
-    s += ` [${formatSpread(cell.low, unit)}, ${formatSpread(cell.high, unit)}]`;
+  const hasInterval = cell.low !== undefined && cell.high !== undefined;
+  if (cell.sd !== undefined && (cell.sd > 0 || hasInterval || cell.se !== undefined)) {
+    s += ` ± ${formatSpread(cell.sd, unit)} sd`;
+  }
+  if (hasInterval) {
+    s += ` [${formatSpread(cell.low!, unit)}, ${formatSpread(cell.high!, unit)}]`;
   } else if (cell.se !== undefined) {
     s += ` ± ${formatSpread(cell.se, unit)} se`;
   }

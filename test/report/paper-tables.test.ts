@@ -118,31 +118,62 @@ test("T3: utility means and deltas vs base, rates in pp and losses raw", () => {
   const table = utilityTable(results);
   const md = parseMarkdownTable(tableToMarkdown(table));
   const arc = (m: string, col: string) => cellOf(md, [MODEL, "arc_challenge", "acc_norm", m], col);
-  // arc: base mean(0.50, 0.52) = 0.51; GoodVibe mean(0.49, 0.53) = 0.51; LoRA 0.48; full 0.45.
-  assert.equal(arc("Base", "Value"), "51.0% ± 1.4 sd");
+  // Two seeds: ± the sd across seeds, and the brackets the 95% interval over items, mean ± 1.96 × the seeds'
+  // mean se. arc (se 0.014 everywhere): ± 1.96·0.014 = 2.74 pp.
+  // arc: base mean(0.50, 0.52) = 0.51, sd 0.0141; GoodVibe mean(0.49, 0.53) = 0.51, sd 0.0283; LoRA 0.48; full 0.45.
+  assert.equal(arc("Base", "Value"), "51.0% ± 1.4 sd [48.3, 53.7]");
   assert.equal(arc("Base", "Δ vs base"), "—");
-  assert.equal(arc("GoodVibe", "Value"), "51.0% ± 2.8 sd");
-  assert.equal(arc("GoodVibe", "Δ vs base"), "0.0 pp");
-  assert.equal(arc("LoRA", "Δ vs base"), "-3.0 pp");
-  assert.equal(arc("Full FT", "Δ vs base"), "-6.0 pp");
-  // gsm8k: base 0.31; GoodVibe 0.32 -> +1.0 pp; LoRA 0.28 in both seeds (no spread); full has none.
+  assert.equal(arc("GoodVibe", "Value"), "51.0% ± 2.8 sd [48.3, 53.7]");
+  // Δ: its interval over items is Δ ± 1.96·√(0.014² + 0.014²) = ± 3.88 pp; its ± is the sd of the per-seed
+  // differences (each seed against the base of the same seed): GoodVibe -0.01, +0.01 -> sd 0.0141.
+  assert.equal(arc("GoodVibe", "Δ vs base"), "0.0 pp ± 1.4 sd [-3.9, 3.9]");
+  // LoRA -0.03 in both seeds: the seeds agree, which is shown (± 0.0 sd), not hidden; full -0.06 in both.
+  assert.equal(arc("LoRA", "Δ vs base"), "-3.0 pp ± 0.0 sd [-6.9, 0.9]");
+  assert.equal(arc("Full FT", "Δ vs base"), "-6.0 pp ± 0.0 sd [-9.9, -2.1]");
+  // gsm8k (se 0.012: ± 2.35 pp for a value): base 0.31; GoodVibe 0.32 -> +1.0 pp in both seeds,
+  // ± 1.96·√(2·0.012²) = 3.33 pp; LoRA 0.28 in both seeds (a spread of 0.0, shown); full has none.
   const gsm = (m: string, col: string) => cellOf(md, [MODEL, "gsm8k", "exact_match", m], col);
-  assert.equal(gsm("GoodVibe", "Δ vs base"), "+1.0 pp");
-  assert.equal(gsm("LoRA", "Value"), "28.0%");
+  assert.equal(gsm("GoodVibe", "Δ vs base"), "+1.0 pp ± 0.0 sd [-2.3, 4.3]");
+  assert.equal(gsm("LoRA", "Value"), "28.0% ± 0.0 sd [25.6, 30.4]");
   assert.equal(gsm("Full FT", "Value"), "—");
   assert.equal(gsm("Full FT", "Δ vs base"), "—");
   assert.equal(gsm("Full FT", "n"), "—");
-  // Loss: base mean(1.20, 1.22) = 1.21; GoodVibe 1.19 -> -0.020; full 1.11 -> -0.100.
+  // Loss (se 0.01: ± 0.0196 for a value, ± 0.0277 for Δ): base mean(1.20, 1.22) = 1.21; GoodVibe 1.19 ->
+  // -0.020 (both seeds); full 1.11 -> -0.100 (both seeds).
   const loss = (m: string, col: string) => cellOf(md, [MODEL, "heldout_code_loss", "loss", m], col);
-  assert.equal(loss("GoodVibe", "Value"), "1.190 ± 0.014 sd");
-  assert.equal(loss("GoodVibe", "Δ vs base"), "-0.020");
-  assert.equal(loss("Full FT", "Δ vs base"), "-0.100");
+  assert.equal(loss("GoodVibe", "Value"), "1.190 ± 0.014 sd [1.170, 1.210]");
+  assert.equal(loss("GoodVibe", "Δ vs base"), "-0.020 ± 0.000 sd [-0.048, 0.008]");
+  assert.equal(loss("Full FT", "Δ vs base"), "-0.100 ± 0.000 sd [-0.128, -0.072]");
   assert.equal(arc("GoodVibe", "n"), "1,172");
 
   const csv = parseCsv(tableToCsv(table));
   close(cellOf(csv, [MODEL, "gsm8k", "exact_match", "GoodVibe"], "Δ vs base"), 0.01);
   close(cellOf(csv, [MODEL, "heldout_code_loss", "loss", "Full FT"], "Δ vs base"), -0.1);
   assert.equal(cellOf(csv, [MODEL, "gsm8k", "exact_match", "Full FT"], "Value"), "");
+  // the CSV's raw bounds against the formula
+  const half = 1.959963984540054 * Math.sqrt(2 * 0.014 ** 2);
+  close(cellOf(csv, [MODEL, "arc_challenge", "acc_norm", "LoRA"], "Δ vs base low"), -0.03 - half);
+  close(cellOf(csv, [MODEL, "arc_challenge", "acc_norm", "LoRA"], "Δ vs base high"), -0.03 + half);
+  close(cellOf(csv, [MODEL, "arc_challenge", "acc_norm", "LoRA"], "Δ vs base sd"), 0);
+  close(cellOf(csv, [MODEL, "arc_challenge", "acc_norm", "GoodVibe"], "Δ vs base sd"), 0.02 / Math.SQRT2);
+  close(
+    cellOf(csv, [MODEL, "arc_challenge", "acc_norm", "Base"], "Value low"),
+    0.51 - 1.959963984540054 * 0.014,
+  );
+});
+
+test("T3: with a base evaluated once, each seed's difference is taken against that one evaluation", () => {
+  // the base's seed 2 removed: GoodVibe arc 0.49, 0.53 against 0.50 -> -0.01, +0.03: Δ +1.0 pp, sd 0.0283;
+  // Δ's interval from both sides' se (0.014 each): ± 3.88 pp
+  const oneBase: ExperimentResults = {
+    ...results,
+    cells: results.cells.filter((c) => !(c.method === "base" && c.seed === 2)),
+  };
+  const md = parseMarkdownTable(tableToMarkdown(utilityTable(oneBase)));
+  assert.equal(
+    cellOf(md, [MODEL, "arc_challenge", "acc_norm", "GoodVibe"], "Δ vs base"),
+    "+1.0 pp ± 2.8 sd [-2.9, 4.9]",
+  );
 });
 
 test("T3: one seed shows the benchmark's standard error; no base run leaves deltas —", () => {
@@ -176,8 +207,13 @@ test("T4: the no-cluster ablation next to its reference run", () => {
   assert.equal(cellOf(md, [MODEL, "GoodVibe", "clustering"], "Safe rate (rule)"), "68.0% ± 2.8 sd");
   assert.equal(cellOf(md, [MODEL, "GoodVibe", "clustering"], "Safe rate (LLM)"), "70.0%");
   assert.equal(cellOf(md, [MODEL, "GoodVibe", "clustering"], "Trainable params"), "2,000");
-  assert.equal(cellOf(md, [MODEL, "GoodVibe", "clustering"], "arc_challenge"), "50.0%");
-  assert.equal(cellOf(md, [MODEL, "GoodVibe", "clustering"], "heldout_code_loss"), "1.190");
+  // arc 0.50 and loss 1.19 in both seeds: the seeds agree (± 0.0 sd), the brackets are the interval over items,
+  // mean ± 1.96 × se (0.014 and 0.01)
+  assert.equal(cellOf(md, [MODEL, "GoodVibe", "clustering"], "arc_challenge"), "50.0% ± 0.0 sd [47.3, 52.7]");
+  assert.equal(
+    cellOf(md, [MODEL, "GoodVibe", "clustering"], "heldout_code_loss"),
+    "1.190 ± 0.000 sd [1.170, 1.210]",
+  );
 });
 
 test("T5: threshold study rows sorted numerically after a reference row; empty without studies", () => {

@@ -144,6 +144,23 @@ test("figure data: deltas in pp (losses raw), the lowest GoodVibe seed for neuro
   assert.ok(Math.abs(delta("Full FT", "heldout_code_loss")! - -0.1) < 1e-9);
   assert.equal(delta("Full FT", "gsm8k"), undefined);
   assert.ok(!values.some((v) => v.method === "Base"));
+  // Whiskers: Δ's 95% interval over items, as Table 3 (not ± one sd of the method alone, which left the base's
+  // uncertainty out): gsm8k se 0.012 both sides -> ± 1.96·√(2·0.012²) = 3.33 pp around +1.0 pp
+  const bar = (method: string, panelStart: string) =>
+    values.find((v) => v.method === method && String(v.panel).startsWith(panelStart))!;
+  const half = 1.959963984540054 * Math.sqrt(2 * 0.012 ** 2) * 100;
+  assert.ok(Math.abs((bar("GoodVibe", "gsm8k").low as number) - (1 - half)) < 1e-9);
+  assert.ok(Math.abs((bar("GoodVibe", "gsm8k").high as number) - (1 + half)) < 1e-9);
+  // the caption says what the whiskers are and how many seeds each bar rests on
+  const caption = utilityDeltaFigure(results)!.caption;
+  assert.match(caption, /95% interval over the benchmark's items/);
+  assert.match(caption, /Seeds: Base 2, GoodVibe 2, LoRA 2, Full FT 2\./);
+  // one seed each: the whiskers are still drawn (they were absent: an sd needs two seeds)
+  const oneSeed = { ...results, cells: results.cells.filter((c) => c.seed === 1) };
+  const one = (utilityDeltaFigure(oneSeed)!.spec as { data: { values: Record<string, unknown>[] } }).data
+    .values;
+  assert.ok(one.every((v) => typeof v.low === "number" && typeof v.high === "number"));
+  assert.match(utilityDeltaFigure(oneSeed)!.caption, /Seeds: Base 1, GoodVibe 1, LoRA 1, Full FT 1\./);
 
   // Layer 1 has 3 + seed neurons in the fixture: seed 1 -> 4.
   const layers = (neuronsByLayerFigure(results)!.spec as { data: { values: Record<string, unknown>[] } }).data
