@@ -1,9 +1,11 @@
 /**
- * Large CPU blocks on transparent huge pages (native/src/cpu_cache.cc): a tensor of 32 MiB or more is its own
- * 2 MiB-aligned mapping advised MADV_HUGEPAGE while it lives, unmapped when it is freed; GOODVIBE_HUGE_BLOCKS=0
- * leaves such blocks to glibc. Checked from the process's own memory map (/proc/self/smaps: the kernel lists the
- * advice as VmFlags "hg" whatever pages it then grants), and the values against formulas. (Why: BENCHMARKS.md,
- * "Issue 13 §1 on an AMD Zen 5", the training step's page faults.)
+ * The addon's CPU memory policy (native/src/cpu_cache.cc). Large CPU blocks on transparent huge pages: a tensor of
+ * 32 MiB or more is its own 2 MiB-aligned mapping advised MADV_HUGEPAGE while it lives, unmapped when it is freed;
+ * GOODVIBE_HUGE_BLOCKS=0 leaves such blocks to glibc. Checked from the process's own memory map (/proc/self/smaps:
+ * the kernel lists the advice as VmFlags "hg" whatever pages it then grants), and the values against formulas.
+ * glibc's heap keeps up to 256 MiB of freed memory (GOODVIBE_HEAP_TRIM_MB; a GLIBC_TUNABLES malloc setting wins):
+ * checked by the resident memory after freeing 96 MiB of 4 MiB tensors. (Why: BENCHMARKS.md, "Issue 13 §1 on an
+ * AMD Zen 5", the training step's page faults.)
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -14,6 +16,11 @@ import { fileURLToPath } from "node:url";
 
 const TENSOR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../src/tensor/index.js");
 const linux = process.platform === "linux" && fs.existsSync("/proc/self/smaps");
+const glibc =
+  linux &&
+  Boolean(
+    (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime,
+  );
 
 /**
  * In a fresh node (its environment plus `env`): the mappings of at least 32 MiB advised for huge pages before,
@@ -93,5 +100,49 @@ test(
     const p = probe({ GOODVIBE_HUGE_BLOCKS: "0" });
     assert.deepEqual(p.during, p.before);
     assert.deepEqual(p.values.slice(0, 5), [2, 2, 2, 2, 7]);
+  },
+);
+
+/** In a fresh node: RSS growth (MiB) with 24 tensors of 4 MiB alive (written), and after they are disposed. */
+function keptAfterFree(env: Record<string, string>): { alive: number; freed: number } {
+  const script = `
+    const { Tensor } = await import(${JSON.stringify(TENSOR)});
+    const rss = () => process.memoryUsage().rss / 2 ** 20;
+    Tensor.full([1024], 1, "float32").dispose(); // the addon loaded, libtorch's first allocations made
+    const start = rss();
+    const ts = Array.from({ length: 24 }, (_, i) => Tensor.full([2 ** 20], i, "float32"));
+    const alive = rss() - start;
+    for (const t of ts) t.dispose();
+    console.log(JSON.stringify({ alive, freed: rss() - start }));
+  `;
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+    encoding: "utf8",
+    env: { ...process.env, GOODVIBE_THREADS: "1", ...env },
+  });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+}
+
+test(
+  "glibc's heap keeps freed memory up to GOODVIBE_HEAP_TRIM_MB (256 MiB by default); 0 or GLIBC_TUNABLES leave glibc's",
+  {
+    skip: !glibc && "glibc only",
+  },
+  () => {
+    const kept = keptAfterFree({ GLIBC_TUNABLES: "" });
+    assert.ok(kept.alive > 90, `96 MiB of tensors alive: RSS grew by ${kept.alive} MiB`);
+    assert.ok(kept.freed > 90, `kept by the heap after dispose: RSS still ${kept.freed} MiB above the start`);
+    const left: Record<string, string>[] = [
+      { GOODVIBE_HEAP_TRIM_MB: "0" },
+      { GLIBC_TUNABLES: "glibc.malloc.trim_threshold=131072" },
+    ];
+    for (const env of left) {
+      const given = keptAfterFree(env);
+      assert.ok(given.alive > 90, `${JSON.stringify(env)}: RSS grew by ${given.alive} MiB with 96 MiB alive`);
+      assert.ok(
+        given.freed < 16,
+        `${JSON.stringify(env)}: RSS still ${given.freed} MiB above the start after dispose`,
+      );
+    }
   },
 );
