@@ -1,6 +1,7 @@
 /**
  * Cells of one setting (model, method, ablation) differ only by seed; the tables show one row per
- * setting with the mean across seeds and the sample standard deviation as its spread.
+ * setting with the mean across seeds, the sample standard deviation as its spread, and (for measured rates) the
+ * 95% interval over the evaluation's items.
  */
 import { METHODS, type CellResult, type Method } from "./schema.js";
 import type { Interval } from "../eval/metrics.js";
@@ -64,10 +65,21 @@ export function sampleSd(xs: readonly number[]): number {
 }
 
 /**
- * One seed: its value and interval. Several: mean ± sd of the values (the per-seed intervals are
- * not combined: they describe evaluation noise, the sd describes training noise). Seeds that lack
- * the number are left out and the cell says how many seeds it rests on.
+ * One seed: its value and interval. Several: the mean, the sd of the values (training noise: how much the seeds
+ * disagree) and the 95% interval over the evaluation's items, the seeds' bounds averaged (evaluation noise). The
+ * averaged interval is conservative for the mean: the seeds answer the same items, so their errors are
+ * correlated, and the sd of a mean of correlated errors is at most the mean of their sds. Both are shown, so that
+ * seeds that agree (sd 0) do not make a rate look exact. Seeds that lack the number are left out and the cell says
+ * how many seeds it rests on.
  */
+/** How the tables' rate cells read, for their "How to read" paragraphs (one wording for every table). */
+export const SEEDS_HOW =
+  "With one seed the brackets are the 95% interval of that evaluation. With several, the value is the mean over " +
+  "seeds, ± the standard deviation across seeds (training noise; shown even when 0.0, since seeds that agree do " +
+  "not make a rate exact) and the brackets the 95% interval over the evaluation's items, the seeds' bounds " +
+  "averaged (evaluation noise; conservative, as the seeds answer the same items). The Seeds column says how many " +
+  'seeds; "(1/2 seeds)" marks a number that only some seeds have.';
+
 export function intervalAcrossSeeds(values: readonly (Interval | undefined)[]): Cell {
   const present = values.filter((v): v is Interval => v !== undefined);
   if (present.length === 0) return MISSING;
@@ -77,7 +89,14 @@ export function intervalAcrossSeeds(values: readonly (Interval | undefined)[]): 
     return { kind: "number", value: only.value, low: only.low, high: only.high, ...seeds };
   }
   const xs = present.map((v) => v.value);
-  return { kind: "number", value: mean(xs), sd: sampleSd(xs), ...seeds };
+  return {
+    kind: "number",
+    value: mean(xs),
+    sd: sampleSd(xs),
+    low: mean(present.map((v) => v.low)),
+    high: mean(present.map((v) => v.high)),
+    ...seeds,
+  };
 }
 
 /**

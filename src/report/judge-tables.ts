@@ -4,7 +4,7 @@
  * their no-code share behind those rates, and the judge's reliability as §7 reports it (base judge vs
  * fine-tuned judge: accuracy, TPR, FPR on held-out labelled pairs, positive = unsafe).
  */
-import { groupBySetting, intervalAcrossSeeds, modelsInOrder, nAcrossSeeds } from "./aggregate.js";
+import { groupBySetting, intervalAcrossSeeds, modelsInOrder, nAcrossSeeds, SEEDS_HOW } from "./aggregate.js";
 import type { CellResult, ExperimentResults, Judge, Method } from "./schema.js";
 import { MISSING, num, text, type Cell, type Column, type Table } from "./table.js";
 import { SAFETY_LANGUAGES, isSafetyLanguage, languageName } from "../data/languages.js";
@@ -64,7 +64,7 @@ function mainSettings(results: ExperimentResults) {
 
 /**
  * Safe rate per language in the layout of the paper's Tables 1 and 4: one row per model, a column per language
- * and method. One table per language group; cells pool seeds (mean ± sd) like the other tables.
+ * and method. One table per language group; cells pool seeds (mean ± sd, interval over items) like the other tables.
  */
 export function paperLayoutTables(results: ExperimentResults): Table[] {
   const settings = mainSettings(results);
@@ -92,6 +92,10 @@ export function paperLayoutTables(results: ExperimentResults): Table[] {
       ),
     ]);
     const names = g.langs.map(languageName).join(" and ");
+    const seedsOf = (m: string) =>
+      [...new Set(settings.filter((x) => x.method === m).map((x) => x.cells.length))]
+        .sort((a, b) => a - b)
+        .join(" or ");
     const layout = g.paperTable ? ` (layout of the paper's Table ${g.paperTable})` : "";
     return {
       id: `table-paper-layout-${g.langs.join("-")}`,
@@ -102,7 +106,10 @@ export function paperLayoutTables(results: ExperimentResults): Table[] {
         (judge === "llm"
           ? "Every answer counts: one without a code block is judged whole, so each method is measured on the same prompts (the next table gives n and the share without code). "
           : 'Only answers with a code block count (the rule judge says "no code" for the others; see the next table). ') +
-        "With one seed the brackets are the 95% interval; with several, ± is the standard deviation across seeds.",
+        SEEDS_HOW.replace(
+          "The Seeds column says how many seeds",
+          `Seeds: ${methods.map((m) => `${PAPER_METHOD_LABELS[m]} ${seedsOf(m)}`).join(", ")}`,
+        ),
       columns,
       rows,
       notes: [],

@@ -13,6 +13,7 @@ import {
   nAcrossSeeds,
   numberAcrossSeeds,
   sampleSd,
+  SEEDS_HOW,
   settingKey,
   type Setting,
 } from "./aggregate.js";
@@ -144,8 +145,8 @@ export function securityTable(results: ExperimentResults): Table {
       'CWE) among answers with a code block ("no code" for the others), and the LLM judge among all answers ' +
       "(one without a code block is judged whole). Secure preference is the share of secure/insecure pairs where " +
       "the model gives the secure code the lower loss; the mean loss gap is insecure minus secure loss per " +
-      "token (positive favours secure code). Higher is better everywhere. With one seed the brackets are the " +
-      "95% interval of that evaluation; with several seeds, ± is the standard deviation across seeds.",
+      "token (positive favours secure code). Higher is better everywhere. " +
+      SEEDS_HOW,
     columns: [
       ...settingColumns(),
       { header: "Language" },
@@ -473,7 +474,9 @@ export function ablationTable(results: ExperimentResults): Table {
       "one shared update per cluster) followed by its ablations: selecting neurons by activation instead of " +
       "gradient (identification), and training every selected neuron on its own (clustering). An ablation " +
       "that loses safe rate at equal or lower utility supports the design choice it removes; trainable " +
-      "parameters show what clustering saves.",
+      "parameters show what clustering saves. " +
+      SEEDS_HOW +
+      " Utility columns: as Table 3's Value.",
     columns: [
       { header: "Model" },
       { header: "Method" },
@@ -536,7 +539,9 @@ export function studyTable(results: ExperimentResults): Table {
       "Each block varies one hyperparameter (importance threshold, top-k neurons per layer, training epochs) " +
       "with everything else as in the reference run, shown first. Look for where safe rate levels off: the " +
       "smallest setting that reaches it is the cheapest; falling utility at large settings means the update " +
-      "reaches beyond the security neurons.",
+      "reaches beyond the security neurons. " +
+      SEEDS_HOW +
+      " Utility columns: as Table 3's Value.",
     columns: [
       { header: "Study" },
       { header: "Setting" },
@@ -653,7 +658,8 @@ export function cweTable(results: ExperimentResults): Table {
     howToRead:
       "One row per model, CWE and method (no ablation): the share of programs for prompts of that weakness " +
       "that each judge finds secure. Per-CWE samples are small, so read the intervals before the values; the " +
-      "table shows where a method's gain comes from rather than measuring it.",
+      "table shows where a method's gain comes from rather than measuring it. " +
+      SEEDS_HOW,
     columns: [
       { header: "Model" },
       { header: "CWE" },

@@ -55,8 +55,9 @@ export function reportNotes(results: ExperimentResults): string[] {
     );
   } else {
     notes.push(
-      "With several seeds, tables show the mean and ± the sample standard deviation across seeds; with two " +
-        "seeds that spread is itself very uncertain.",
+      "With several seeds, tables show the mean, ± the sample standard deviation across seeds (shown even when " +
+        "0.0) and in brackets the 95% interval over the evaluation's items; with two seeds that spread is itself " +
+        "very uncertain.",
     );
   }
 

@@ -82,12 +82,16 @@ test("safe rate in the paper's Table 1 layout: models as rows, language × metho
     "Java GoodVibe",
   ]);
   assert.equal(md.rows.length, 1);
-  // LLM judge (the paper's metric): GoodVibe cpp 0.70 and 0.80 -> 75.0% ± 7.1; base 0.5 both seeds
-  assert.equal(cellOf(md, [MODEL], "C++ GoodVibe"), "75.0% ± 7.1 sd");
-  assert.equal(cellOf(md, [MODEL], "C++ Baseline"), "50.0%");
+  // LLM judge (the paper's metric): GoodVibe cpp 0.70 and 0.80 -> 75.0% ± 7.1 sd, the seeds' intervals (± 0.15)
+  // averaged -> [60.0, 90.0]; base 0.5 both seeds: the zero spread is shown with the interval, not hidden
+  assert.equal(cellOf(md, [MODEL], "C++ GoodVibe"), "75.0% ± 7.1 sd [60.0, 90.0]");
+  assert.equal(cellOf(md, [MODEL], "C++ Baseline"), "50.0% ± 0.0 sd [35.0, 65.0]");
   // LoRA's LLM result exists for seed 1 only: java 0.70 with its interval
   assert.equal(cellOf(md, [MODEL], "Java LoRA"), "70.0% [55.0, 85.0] (1/2 seeds)");
   assert.match(t!.howToRead, /LLM judge judges safe/);
+  // the table has no Seeds column: its paragraph names the seeds of each method and what ± and [] are
+  assert.match(t!.howToRead, /Seeds: Baseline 2, Full FT 2, LoRA 2, GoodVibe 2;/);
+  assert.match(t!.howToRead, /shown even when 0\.0/);
 });
 
 test("Swift and Go get the Table 4 layout; without an LLM judge the rule judge's rates are shown and said so", () => {
@@ -106,7 +110,7 @@ test("Swift and Go get the Table 4 layout; without an LLM judge the rule judge's
   );
   assert.match(tables[0]!.howToRead, /rule judge judges safe/);
   const md = parseMarkdownTable(tableToMarkdown(tables[0]!));
-  assert.equal(cellOf(md, [MODEL], "Swift GoodVibe"), "65.0% ± 7.1 sd");
+  assert.equal(cellOf(md, [MODEL], "Swift GoodVibe"), "65.0% ± 7.1 sd [50.0, 80.0]");
 });
 
 function c0(r: ExperimentResults) {

@@ -24,23 +24,28 @@ const results = handMadeResults();
 const close = (actual: string, expected: number) =>
   assert.ok(Math.abs(Number(actual) - expected) < 1e-9, `expected ${expected}, got "${actual}"`);
 
-test("T1: mean ± sd across two seeds, single-seed intervals, and — for missing data", () => {
+test("T1: mean ± sd and the interval over items across two seeds, single-seed intervals, and — for missing data", () => {
   const md = parseMarkdownTable(tableToMarkdown(securityTable(results)));
-  // GoodVibe rule: seeds 0.70 and 0.80 -> mean 0.75, sd = 0.1/√2 = 0.0707.
-  assert.equal(cellOf(md, [MODEL, "GoodVibe", "all"], "Safe rate (rule)"), "75.0% ± 7.1 sd");
-  // GoodVibe rule cpp: 0.60, 0.70 -> 65.0%; java: 0.80, 0.90 -> 85.0%.
-  assert.equal(cellOf(md, [MODEL, "GoodVibe", "cpp"], "Safe rate (rule)"), "65.0% ± 7.1 sd");
-  assert.equal(cellOf(md, [MODEL, "GoodVibe", "java"], "Safe rate (rule)"), "85.0% ± 7.1 sd");
-  // LoRA rule: 0.60, 0.64 -> 0.62, sd = 0.04/√2 = 0.0283.
-  assert.equal(cellOf(md, [MODEL, "LoRA", "all"], "Safe rate (rule)"), "62.0% ± 2.8 sd");
+  // Two seeds: ± the sd across seeds (training noise) and in brackets the 95% interval over the evaluation's items,
+  // the seeds' bounds averaged (evaluation noise; the fixture's intervals are value ± 0.15, clipped to [0, 1]).
+  // GoodVibe rule: seeds 0.70 [0.55, 0.85] and 0.80 [0.65, 0.95] -> mean 0.75, sd = 0.1/√2 = 0.0707, [0.60, 0.90].
+  assert.equal(cellOf(md, [MODEL, "GoodVibe", "all"], "Safe rate (rule)"), "75.0% ± 7.1 sd [60.0, 90.0]");
+  // GoodVibe rule cpp: 0.60, 0.70 -> 65.0% [50.0, 80.0]; java: 0.80, 0.90 -> 85.0%, highs 0.95 and 1 (clipped) ->
+  // [70.0, 97.5].
+  assert.equal(cellOf(md, [MODEL, "GoodVibe", "cpp"], "Safe rate (rule)"), "65.0% ± 7.1 sd [50.0, 80.0]");
+  assert.equal(cellOf(md, [MODEL, "GoodVibe", "java"], "Safe rate (rule)"), "85.0% ± 7.1 sd [70.0, 97.5]");
+  // LoRA rule: 0.60, 0.64 -> 0.62, sd = 0.04/√2 = 0.0283, [0.47, 0.77].
+  assert.equal(cellOf(md, [MODEL, "LoRA", "all"], "Safe rate (rule)"), "62.0% ± 2.8 sd [47.0, 77.0]");
   // LoRA has no rule result for java in either seed.
   assert.equal(cellOf(md, [MODEL, "LoRA", "java"], "Safe rate (rule)"), "—");
   assert.equal(cellOf(md, [MODEL, "LoRA", "java"], "n (rule)"), "—");
   // LoRA LLM judge: only seed 1 (0.65, interval ±0.15) -> its own interval, marked 1 of 2 seeds.
   assert.equal(cellOf(md, [MODEL, "LoRA", "all"], "Safe rate (LLM)"), "65.0% [50.0, 80.0] (1/2 seeds)");
-  // Base LLM: both seeds 0.5 -> no spread to show.
-  assert.equal(cellOf(md, [MODEL, "Base", "all"], "Safe rate (LLM)"), "50.0%");
-  assert.equal(cellOf(md, [MODEL, "GoodVibe", "all"], "Secure preference"), "85.0% ± 7.1 sd");
+  // Base LLM: both seeds 0.5. This once read "50.0%" (a zero spread was hidden, as for parameter counts), which
+  // reads as an exact figure; two seeds that agree on a rate measured on 40 programs say nothing of its evaluation
+  // noise, so the zero spread and the interval over items are shown.
+  assert.equal(cellOf(md, [MODEL, "Base", "all"], "Safe rate (LLM)"), "50.0% ± 0.0 sd [35.0, 65.0]");
+  assert.equal(cellOf(md, [MODEL, "GoodVibe", "all"], "Secure preference"), "85.0% ± 7.1 sd [70.0, 97.5]");
   assert.equal(cellOf(md, [MODEL, "GoodVibe", "all"], "n (rule)"), "40");
   assert.equal(cellOf(md, [MODEL, "GoodVibe", "cpp"], "n (pairs)"), "30");
   assert.equal(cellOf(md, [MODEL, "Full FT", "all"], "Seeds"), "2");
@@ -50,7 +55,9 @@ test("T1: mean ± sd across two seeds, single-seed intervals, and — for missin
   const csv = parseCsv(tableToCsv(securityTable(results)));
   close(cellOf(csv, [MODEL, "GoodVibe", "all"], "Safe rate (rule)"), 0.75);
   close(cellOf(csv, [MODEL, "GoodVibe", "all"], "Safe rate (rule) sd"), 0.1 / Math.SQRT2);
-  assert.equal(cellOf(csv, [MODEL, "GoodVibe", "all"], "Safe rate (rule) low"), "");
+  close(cellOf(csv, [MODEL, "GoodVibe", "all"], "Safe rate (rule) low"), 0.6);
+  close(cellOf(csv, [MODEL, "GoodVibe", "all"], "Safe rate (rule) high"), 0.9);
+  close(cellOf(csv, [MODEL, "Base", "all"], "Safe rate (LLM) sd"), 0);
   close(cellOf(csv, [MODEL, "LoRA", "all"], "Safe rate (LLM) low"), 0.5);
   close(cellOf(csv, [MODEL, "LoRA", "all"], "Safe rate (LLM) high"), 0.8);
   assert.equal(cellOf(csv, [MODEL, "LoRA", "all"], "Safe rate (LLM) sd"), "");
@@ -202,10 +209,21 @@ test("T4: the no-cluster ablation next to its reference run", () => {
   const md = parseMarkdownTable(tableToMarkdown(ablationTable(results)));
   assert.equal(md.rows.length, 2);
   assert.equal(md.rows[0]![2], "reference");
-  assert.equal(cellOf(md, [MODEL, "GoodVibe", "reference"], "Safe rate (rule)"), "75.0% ± 7.1 sd");
-  // no-cluster rule: 0.66, 0.70 -> 0.68, sd 0.0283; LLM 0.70 both seeds.
-  assert.equal(cellOf(md, [MODEL, "GoodVibe", "clustering"], "Safe rate (rule)"), "68.0% ± 2.8 sd");
-  assert.equal(cellOf(md, [MODEL, "GoodVibe", "clustering"], "Safe rate (LLM)"), "70.0%");
+  assert.equal(
+    cellOf(md, [MODEL, "GoodVibe", "reference"], "Safe rate (rule)"),
+    "75.0% ± 7.1 sd [60.0, 90.0]",
+  );
+  // no-cluster rule: 0.66, 0.70 -> 0.68, sd 0.0283, [0.53, 0.83]; LLM 0.70 both seeds: a spread of 0.0 is shown
+  // with the interval over items (once hidden, which read as exact).
+  assert.equal(
+    cellOf(md, [MODEL, "GoodVibe", "clustering"], "Safe rate (rule)"),
+    "68.0% ± 2.8 sd [53.0, 83.0]",
+  );
+  assert.equal(
+    cellOf(md, [MODEL, "GoodVibe", "clustering"], "Safe rate (LLM)"),
+    "70.0% ± 0.0 sd [55.0, 85.0]",
+  );
+  // a parameter count is the same in every seed by construction and has no evaluation noise: no spread shown
   assert.equal(cellOf(md, [MODEL, "GoodVibe", "clustering"], "Trainable params"), "2,000");
   // arc 0.50 and loss 1.19 in both seeds: the seeds agree (± 0.0 sd), the brackets are the interval over items,
   // mean ± 1.96 × se (0.014 and 0.01)
@@ -238,7 +256,10 @@ test("T5: threshold study rows sorted numerically after a reference row; empty w
   );
   assert.equal(cellOf(md, ["threshold", "0.1"], "Safe rate (rule)"), "60.0% [45.0, 75.0]");
   assert.equal(cellOf(md, ["threshold", "0.1"], "Safe rate (LLM)"), "—");
-  assert.equal(cellOf(md, ["threshold", "default (reference)"], "Safe rate (rule)"), "75.0% ± 7.1 sd");
+  assert.equal(
+    cellOf(md, ["threshold", "default (reference)"], "Safe rate (rule)"),
+    "75.0% ± 7.1 sd [60.0, 90.0]",
+  );
   // Threshold studies are not ablations of T4.
   assert.equal(ablationTable(withStudy).rows.length, 2);
 });
@@ -262,9 +283,10 @@ test("T7: safe rate per CWE, ordered by CWE number, — for methods without per-
   const md = parseMarkdownTable(tableToMarkdown(cweTable(results)));
   // CWE-79 sorts before CWE-416 (by number, not as text).
   assert.deepEqual([...new Set(md.rows.map((r) => r[1]))], ["CWE-79", "CWE-416"]);
-  // Base CWE-79: 0.3, 0.4 -> 35.0%, sd 0.0707; GoodVibe: 0.7, 0.9 -> 80.0%, sd 0.1414.
-  assert.equal(cellOf(md, [MODEL, "CWE-79", "Base"], "Safe rate (rule)"), "35.0% ± 7.1 sd");
-  assert.equal(cellOf(md, [MODEL, "CWE-79", "GoodVibe"], "Safe rate (rule)"), "80.0% ± 14.1 sd");
+  // Base CWE-79: 0.3, 0.4 -> 35.0%, sd 0.0707, [0.20, 0.50]; GoodVibe: 0.7, 0.9 -> 80.0%, sd 0.1414, highs 0.85
+  // and 1 (clipped) -> [0.65, 0.925].
+  assert.equal(cellOf(md, [MODEL, "CWE-79", "Base"], "Safe rate (rule)"), "35.0% ± 7.1 sd [20.0, 50.0]");
+  assert.equal(cellOf(md, [MODEL, "CWE-79", "GoodVibe"], "Safe rate (rule)"), "80.0% ± 14.1 sd [65.0, 92.5]");
   assert.equal(
     cellOf(md, [MODEL, "CWE-416", "GoodVibe"], "Safe rate (rule)"),
     "60.0% [45.0, 75.0] (1/2 seeds)",

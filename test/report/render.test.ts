@@ -112,7 +112,7 @@ test("index.html carries the experiment's name, machine and date, the tables and
     assert.equal((html.match(/<table>/g) ?? []).length, 8);
     assert.equal((html.match(/How to read this\./g) ?? []).length, 8);
     // A table cell worked out by hand, as HTML.
-    assert.ok(html.includes('<td class="num">75.0% ± 7.1 sd</td>'));
+    assert.ok(html.includes('<td class="num">75.0% ± 7.1 sd [60.0, 90.0]</td>'));
     assert.ok(html.includes('<td class="num missing">—</td>'));
     // n = 40 overall and n = 20 per language: 1.96·√(0.25/40) = 15.5 pp, 1.96·√(0.25/20) = 21.9 pp.
     assert.match(html, /n = 40 \([^)]*\): intervals are wide\. .*±15\.5 pp/);
@@ -130,6 +130,11 @@ test("notes say when there is one seed and which methods are absent", () => {
   assert.match(notes, /one seed: there is no spread across seeds/);
   assert.match(notes, /tiny-coder: no run of Full FT/);
   assert.doesNotMatch(reportNotes(results).join("\n"), /no run of/);
+  // two seeds: the notes say what ± and the brackets are, and that a zero spread is shown
+  assert.match(
+    reportNotes(results).join("\n"),
+    /shown even when 0\.0\) and in brackets the 95% interval over the evaluation's items/,
+  );
 });
 
 test("figure data: deltas in pp (losses raw), the lowest GoodVibe seed for neuron figures", () => {
@@ -194,7 +199,10 @@ test("figures without their data are left out and the page says so", async () =>
     assert.match(html, /Figures not drawn: utility change/);
     const md = parseMarkdownTable(fs.readFileSync(path.join(dir, "table4-ablations.md"), "utf8"));
     assert.equal(md.header.length, 9, "no utility columns without utility data");
-    assert.equal(cellOf(md, [MODEL, "GoodVibe", "clustering"], "Safe rate (rule)"), "68.0% ± 2.8 sd");
+    assert.equal(
+      cellOf(md, [MODEL, "GoodVibe", "clustering"], "Safe rate (rule)"),
+      "68.0% ± 2.8 sd [53.0, 83.0]",
+    );
   });
 });
 
