@@ -39,12 +39,15 @@ export interface PairedComparison {
   measure: Measure;
   /** "all" or one language */
   language: string;
-  /** seed-averaged rates of A and B on the paired items, their difference and its bootstrap interval */
+  /**
+   * seed-averaged rates of A and B on the paired items, their difference and its bootstrap interval (absent with
+   * a single unit: every resample is that unit, so the interval would have no width whatever the data)
+   */
   rateA: number;
   rateB: number;
   diff: number;
-  low: number;
-  high: number;
+  low?: number;
+  high?: number;
   /** what the bootstrap resampled: "tasks" or "items", and how many */
   unit: "tasks" | "items";
   units: number;
@@ -202,8 +205,7 @@ export function pairedComparisons(
             rateA: al.seeds.reduce((x, s) => x + rate(s.a), 0) / al.seeds.length,
             rateB: al.seeds.reduce((x, s) => x + rate(s.b), 0) / al.seeds.length,
             diff: boot.diff,
-            low: boot.low,
-            high: boot.high,
+            ...(boot.units >= 2 ? { low: boot.low, high: boot.high } : {}),
             unit: boot.byGroup ? "tasks" : "items",
             units: boot.units,
             tests: al.seeds.map((s) => {
@@ -216,6 +218,21 @@ export function pairedComparisons(
     }
   }
   return out;
+}
+
+/**
+ * Below this many tasks (or items) a percentile cluster bootstrap understates the uncertainty: its variance is
+ * (k − 1)/k of the plug-in at best and its resamples take few distinct values (one task: a single one).
+ */
+export const FEW_BOOTSTRAP_UNITS = 10;
+
+/** "48 tasks", "4 tasks (few: ...)", "1 task: no interval" — what the interval rests on. */
+export function bootstrapUnits(c: Pick<PairedComparison, "units" | "unit">): string {
+  const what = c.units === 1 ? c.unit.replace(/s$/, "") : c.unit;
+  if (c.units < 2) return `${c.units} ${what}: no interval`;
+  if (c.units < FEW_BOOTSTRAP_UNITS)
+    return `${c.units} ${what} (few: the interval understates the uncertainty)`;
+  return `${c.units} ${what}`;
 }
 
 function testsText(tests: readonly SeedTest[]): string {
@@ -235,8 +252,8 @@ function rowsOf(cs: readonly PairedComparison[], withLanguage: boolean): Cell[][
     num(Math.round(c.tests.reduce((x, t) => x + t.n, 0) / c.tests.length)),
     num(c.rateA),
     num(c.rateB),
-    num(c.diff, { low: c.low, high: c.high }),
-    text(`${c.units} ${c.unit}`),
+    c.low === undefined ? num(c.diff) : num(c.diff, { low: c.low, high: c.high }),
+    text(bootstrapUnits(c)),
     c.tests.length ? text(testsText(c.tests)) : MISSING,
   ]);
 }
@@ -246,7 +263,9 @@ const HOW =
   "prompt's answer for the safe rates), over the seeds they share (the base, evaluated once, pairs with every " +
   "seed). A and B are their rates on the items both have a verdict for, averaged over seeds; the difference is " +
   "B − A with a 95% bootstrap interval that resamples the evaluation's tasks when the pairs name them (instances " +
-  "of one task are not independent), else its items. McNemar per seed: discordant counts b01/b10 (A insecure " +
+  "of one task are not independent), else its items. " +
+  `Under ${FEW_BOOTSTRAP_UNITS} tasks (or items) the bootstrap ` +
+  "understates the uncertainty and says so; with one there is no interval (every resample is that one). McNemar per seed: discordant counts b01/b10 (A insecure " +
   "and B secure / the reverse) and the p-value (exact binomial below 25 discordant pairs). An interval that " +
   "excludes 0 and small p-values in every seed are evidence of a difference; one seed's p below 0.05 among many " +
   "comparisons is not.";

@@ -7,6 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { comparisonPairs, pairedComparisons, pairedTables } from "../../src/report/paired.js";
+import { tableToMarkdown } from "../../src/report/table.js";
 import { groupBySetting } from "../../src/report/aggregate.js";
 import { parseExperimentResults, type CellResult, type Method } from "../../src/report/schema.js";
 import { handMadeResults } from "./fixture.js";
@@ -61,7 +62,7 @@ test("base against a seeded method: rates, seed-averaged difference, McNemar per
   assert.ok(Math.abs(c.tests[1]!.pValue - 14 / 64) < 1e-12);
   assert.equal(c.unit, "items");
   assert.equal(c.units, 10);
-  assert.ok(c.low <= c.diff && c.diff <= c.high);
+  assert.ok(c.low! <= c.diff && c.diff <= c.high!);
 });
 
 test("items without a verdict in either cell are left out; per-language rows use that language only", () => {
@@ -115,7 +116,7 @@ test("cluster bootstrap: tasks are the unit; when every task moves alike the int
   const r2 = results([mk("base", "0000000000"), mk("full", "1111000000")]);
   const c2 = pairedComparisons(r2, { iterations: 2000 }).find((x) => x.measure === "preference")!;
   assert.equal(c2.diff, 0.4);
-  assert.ok(c2.low < 0.4 && c2.high > 0.4 && c2.low >= 0 && c2.high <= 1);
+  assert.ok(c2.low! < 0.4 && c2.high! > 0.4 && c2.low! >= 0 && c2.high! <= 1);
 });
 
 test("which settings are paired: each against the base, methods with each other, GoodVibe with its ablations", () => {
@@ -150,4 +151,43 @@ test("which settings are paired: each against the base, methods with each other,
 
 test("results without per-item outcomes give no paired rows", () => {
   assert.deepEqual(pairedComparisons(handMadeResults()), []);
+});
+
+test("a bootstrap over one task gives no interval, and under 10 tasks the table says the interval is too narrow", () => {
+  // one task of 10 instances: every resample is that task, so the percentile interval is the estimate itself
+  // ('+50.0 pp [50.0, 50.0]' read as exact in a real report's per-language rows); the difference stays, the
+  // interval goes, and the table says why
+  const one = ids.map(() => "t0");
+  const mk = (method: Method, pref: string, groups: string[]): CellResult => {
+    const c = cell(method, 0, { preference: pref });
+    return { ...c, outcomes: { ...c.outcomes!, groups } };
+  };
+  const r = results([mk("base", "0000000000", one), mk("full", "1111100000", one)]);
+  const c = pairedComparisons(r, { iterations: 300 }).find((x) => x.measure === "preference")!;
+  assert.equal(c.units, 1);
+  assert.equal(c.diff, 0.5);
+  assert.equal(c.low, undefined);
+  assert.equal(c.high, undefined);
+  const md = tableToMarkdown(pairedTables(r)[0]!);
+  const row = md.split("\n").find((l) => l.includes("| secure preference |"))!;
+  assert.match(row, /\| \+50\.0 pp \| 1 task: no interval \|/);
+  assert.ok(!row.includes("["), row);
+  // 5 tasks (fewer than 10): the interval is kept and flagged; 10 items (no tasks named): plain
+  const five = ids.map((_, i) => `t${Math.floor(i / 2)}`);
+  const r5 = results([mk("base", "0000000000", five), mk("full", "1111000000", five)]);
+  const row5 = tableToMarkdown(pairedTables(r5)[0]!)
+    .split("\n")
+    .find((l) => l.includes("| secure preference |"))!;
+  assert.match(
+    row5,
+    /\| \+40\.0 pp \[[-\d.]+, [-\d.]+\] \| 5 tasks \(few: the interval understates the uncertainty\) \|/,
+  );
+  const plain = results([
+    cell("base", 0, { preference: "0000000000" }),
+    cell("full", 0, { preference: "1111000000" }),
+  ]);
+  const rowPlain = tableToMarkdown(pairedTables(plain)[0]!)
+    .split("\n")
+    .find((l) => l.includes("| secure preference |"))!;
+  assert.match(rowPlain, /\| 10 items \|/);
 });
