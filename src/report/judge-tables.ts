@@ -233,5 +233,32 @@ export function judgeAndProtocolNotes(results: ExperimentResults): string[] {
   if (results.evaluation) notes.push(`Safe rates: ${results.evaluation.protocol}.`);
   for (const d of results.departures ?? [])
     notes.push(`Departs from the paper — ${d.setting}: here ${d.here}, paper ${d.paper} (${d.why}).`);
+  const utility = utilityDepartureNote(results);
+  if (utility) notes.push(utility);
   return notes;
+}
+
+/** The utility benchmarks the paper reports (§4.3, its Figure 3), by the names the runner gives them. */
+const PAPER_UTILITY: Record<string, string> = {
+  arc_challenge: "ARC Challenge",
+  gsm8k: "GSM8K",
+  mmlu: "MMLU",
+};
+
+/**
+ * Utility is where an experiment most often departs silently: Table 3 lists what was run, not what the paper ran.
+ * Said when some cell has utility results and any of the paper's three benchmarks is absent from every cell.
+ */
+export function utilityDepartureNote(results: ExperimentResults): string | undefined {
+  const run = new Set(results.cells.flatMap((c) => Object.keys(c.utility ?? {})));
+  if (run.size === 0) return undefined;
+  const missing = Object.keys(PAPER_UTILITY).filter((b) => !run.has(b));
+  if (missing.length === 0) return undefined;
+  const others = [...run].filter((b) => !(b in PAPER_UTILITY)).sort();
+  return (
+    `Departs from the paper — utility benchmarks: here ${[...run].sort().join(", ")}, paper ARC Challenge, GSM8K ` +
+    `and MMLU (§4.3, its Figure 3); not run here: ${missing.map((b) => PAPER_UTILITY[b]).join(", ")}` +
+    (others.length ? `; ${others.join(", ")} is this project's addition, not the paper's` : "") +
+    " (Table 3 and Figure 1 show only what was run)."
+  );
 }

@@ -323,3 +323,29 @@ test("tables.md opens with the notes index.html has: the protocol, departures fr
     assert.match(md, new RegExp(`seeds per setting: [0-9, ]+ \\(seeds ${seeds.join(", ")}\\)\\.$`, "m"));
   });
 });
+
+test("the notes say which of the paper's utility benchmarks were not run (ARC, GSM8K, MMLU: §4.3)", () => {
+  const results = handMadeResults();
+  // the fixture runs arc_challenge, gsm8k (not on full) and heldout_code_loss: MMLU is missing
+  const note = reportNotes(results).find((n) => n.includes("utility benchmarks"));
+  assert.equal(
+    note,
+    "Departs from the paper — utility benchmarks: here arc_challenge, gsm8k, heldout_code_loss, paper ARC " +
+      "Challenge, GSM8K and MMLU (§4.3, its Figure 3); not run here: MMLU; heldout_code_loss is this project's " +
+      "addition, not the paper's (Table 3 and Figure 1 show only what was run).",
+  );
+  // an organism experiment runs the held-out code loss alone: all three are said missing
+  for (const c of results.cells) c.utility = { heldout_code_loss: c.utility!.heldout_code_loss! };
+  assert.match(
+    reportNotes(results).join("\n"),
+    /not run here: ARC Challenge, GSM8K, MMLU; heldout_code_loss is this project's addition/,
+  );
+  // all three run: nothing to say; none run: the existing 'No run has utility results' note covers it
+  for (const c of results.cells)
+    c.utility = Object.fromEntries(
+      ["arc_challenge", "gsm8k", "mmlu"].map((b) => [b, { metric: "acc", value: 0.5, stderr: 0.01, n: 100 }]),
+    );
+  assert.ok(!reportNotes(results).some((n) => n.includes("utility benchmarks")));
+  for (const c of results.cells) delete c.utility;
+  assert.ok(!reportNotes(results).some((n) => n.includes("utility benchmarks")));
+});
