@@ -8,6 +8,7 @@ import { groupBySetting, intervalAcrossSeeds, modelsInOrder, nAcrossSeeds, SEEDS
 import type { CellResult, ExperimentResults, Judge, Method } from "./schema.js";
 import { MISSING, num, text, type Cell, type Column, type Table } from "./table.js";
 import { SAFETY_LANGUAGES, isSafetyLanguage, languageName } from "../data/languages.js";
+import { wilsonInterval } from "../eval/metrics.js";
 
 /** The paper's column order: Baseline, Full FT, LoRA, GoodVibe. */
 const PAPER_METHOD_ORDER: readonly Method[] = ["base", "full", "lora", "goodvibe"];
@@ -160,6 +161,13 @@ export function answersTable(results: ExperimentResults): Table {
   };
 }
 
+/** A recorded rate with the Wilson interval of its counts (the rate itself as recorded). */
+function rateWithInterval(rate: number, successes: number, n: number): Cell {
+  if (n <= 0) return num(rate);
+  const w = wilsonInterval(successes, n);
+  return num(rate, { low: w.low, high: w.high });
+}
+
 /** The judge's reliability on held-out labelled pairs, base vs fine-tuned (paper §7). */
 export function judgeReliabilityTable(results: ExperimentResults): Table {
   const j = results.judge;
@@ -171,8 +179,9 @@ export function judgeReliabilityTable(results: ExperimentResults): Table {
     text(r.source),
     num(r.n),
     num(r.accuracy.value, { low: r.accuracy.low, high: r.accuracy.high }),
-    num(r.tpr),
-    num(r.fpr),
+    // TPR and FPR are rates on the insecure and the secure samples: their Wilson intervals, as accuracy has one
+    rateWithInterval(r.tpr, r.confusion.tp, r.confusion.tp + r.confusion.fn),
+    rateWithInterval(r.fpr, r.confusion.fp, r.confusion.fp + r.confusion.tn),
     num(r.confusion.tp),
     num(r.confusion.fp),
     num(r.confusion.tn),
@@ -200,15 +209,16 @@ export function judgeReliabilityTable(results: ExperimentResults): Table {
       'unsafe (the paper\'s "1"): TPR is the share of insecure code it flags, FPR the share of secure code it ' +
       "wrongly flags. The base judge is the judge's checkpoint asked the same instruction without fine-tuning. " +
       "The paper reports, averaged over C++ and Java, FPR falling from over 50% (base judge) to under 16% " +
-      "(fine-tuned) with TPR about 95%.",
+      "(fine-tuned) with TPR about 95%. Brackets: 95% Wilson intervals over the samples (TPR over the insecure " +
+      "ones, FPR over the secure ones); the judge is trained once, so there is no spread over seeds.",
     columns: [
       { header: "Judge" },
       { header: "Judges the cells of" },
       { header: "Folder" },
       { header: "n (samples)", unit: "count" },
       { header: "Accuracy", unit: "rate", csvExtras: ["low", "high"] },
-      { header: "TPR", unit: "rate" },
-      { header: "FPR", unit: "rate" },
+      { header: "TPR", unit: "rate", csvExtras: ["low", "high"] },
+      { header: "FPR", unit: "rate", csvExtras: ["low", "high"] },
       { header: "TP", unit: "count" },
       { header: "FP", unit: "count" },
       { header: "TN", unit: "count" },

@@ -18,6 +18,7 @@ import {
   type Setting,
 } from "./aggregate.js";
 import type { CellResult, ExperimentResults, Judge, Method } from "./schema.js";
+import { wilsonInterval } from "../eval/metrics.js";
 import { MISSING, num, text, type Cell, type Column, type Table, type Unit } from "./table.js";
 import { answersTable, judgeReliabilityTable, llmColumnLabel, paperLayoutTables } from "./judge-tables.js";
 
@@ -555,6 +556,11 @@ export function studyTable(results: ExperimentResults): Table {
   };
 }
 
+function wilsonCell(successes: number, n: number): Cell {
+  const w = wilsonInterval(successes, n);
+  return num(w.value, { low: w.low, high: w.high });
+}
+
 /** T6: agreement of the two judges and McNemar tests against the base model, one row per run. */
 export function judgeTable(results: ExperimentResults): Table {
   const cells = groupBySetting(results.cells)
@@ -577,7 +583,9 @@ export function judgeTable(results: ExperimentResults): Table {
       num(m?.fp),
       num(m?.tn),
       num(m?.fn),
-      m && total > 0 ? num((m.tp + m.tn) / total) : MISSING,
+      num(total > 0 ? total : undefined),
+      // agreement is a rate over the programs both judges saw: its Wilson interval, as the other rates have
+      m && total > 0 ? wilsonCell(m.tp + m.tn, total) : MISSING,
       num(ja?.kappa),
       ...mc("rule"),
       ...mc("llm"),
@@ -598,7 +606,8 @@ export function judgeTable(results: ExperimentResults): Table {
       "One row per run (seeds are not pooled). The confusion matrix counts the LLM judge's verdict (prediction) " +
       "against the rule judge's (reference) on the same programs, positive = insecure: TP both judges find the " +
       "program insecure, FP only the LLM judge does, FN only the rule judge does, TN both find it secure. κ is " +
-      "Cohen's kappa (1 = perfect agreement, 0 = chance). McNemar compares each prompt's verdict with the base model's: b01 counts prompts the " +
+      "Cohen's kappa (1 = perfect agreement, 0 = chance; no interval: on a few programs read it with caution). " +
+      "Agreement's brackets are its 95% Wilson interval over the n programs. McNemar compares each prompt's verdict with the base model's: b01 counts prompts the " +
       "base got insecure and this model secure, b10 the reverse; a small p with b01 > b10 is a real gain.",
     columns: [
       { header: "Model" },
@@ -609,7 +618,8 @@ export function judgeTable(results: ExperimentResults): Table {
       { header: "FP", unit: "count" },
       { header: "TN", unit: "count" },
       { header: "FN", unit: "count" },
-      { header: "Agreement", unit: "rate" },
+      { header: "n (programs)", unit: "count" },
+      { header: "Agreement", unit: "rate", csvExtras: ["low", "high"] },
       { header: "κ", unit: "kappa" },
       ...mcHeaders("rule"),
       ...mcHeaders("llm"),

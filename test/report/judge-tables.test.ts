@@ -130,9 +130,13 @@ test("judge reliability (§7): base vs fine-tuned judge, accuracy, TPR, FPR; the
   const r = withJudge("independent");
   const t = judgeReliabilityTable(r);
   const md = parseMarkdownTable(tableToMarkdown(t));
-  assert.equal(cellOf(md, ["base judge"], "FPR"), "55.0%");
-  assert.equal(cellOf(md, ["fine-tuned judge"], "FPR"), "15.0%");
-  assert.equal(cellOf(md, ["fine-tuned judge"], "TPR"), "95.0%");
+  // TPR and FPR with their 95% Wilson intervals (they had none), worked by hand from the counts:
+  // (p + z²/2n ± z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n), z = 1.96, n = 100 insecure (TP + FN) or secure (FP + TN)
+  // FP 55/100 -> [45.2, 64.4]; 15/100 -> [9.3, 23.3]; TP 95/100 -> [88.8, 97.8]
+  assert.equal(cellOf(md, ["base judge"], "FPR"), "55.0% [45.2, 64.4]");
+  assert.equal(cellOf(md, ["fine-tuned judge"], "FPR"), "15.0% [9.3, 23.3]");
+  assert.equal(cellOf(md, ["fine-tuned judge"], "TPR"), "95.0% [88.8, 97.8]");
+  assert.match(t.howToRead, /Wilson intervals/);
   assert.equal(cellOf(md, ["fine-tuned judge"], "Accuracy"), "90.0% [85.0, 93.0]");
   assert.ok(t.notes.some((n) => /Held-out labelled pairs: 100 held-out pairs/.test(n)));
   const notes = judgeAndProtocolNotes(r);

@@ -270,8 +270,10 @@ test("T6: confusion, agreement, kappa and McNemar per run, — where a test was 
   const key = [MODEL, "GoodVibe", "none", "1"];
   assert.equal(cellOf(md, key, "TP"), "25");
   assert.equal(cellOf(md, key, "FN"), "2");
-  // (25 + 10) / 40 = 87.5%
-  assert.equal(cellOf(md, key, "Agreement"), "87.5%");
+  // (25 + 10) / 40 = 87.5%, with its 95% Wilson interval (it had none) worked by hand: p = 0.875, n = 40,
+  // (p + z²/80 ± z·√(p(1−p)/40 + z²/6400)) / (1 + z²/40) = [73.9, 94.5]
+  assert.equal(cellOf(md, key, "n (programs)"), "40");
+  assert.equal(cellOf(md, key, "Agreement"), "87.5% [73.9, 94.5]");
   assert.equal(cellOf(md, key, "κ"), "0.700");
   assert.equal(cellOf(md, key, "McNemar rule b01"), "14");
   assert.equal(cellOf(md, key, "McNemar rule p"), "0.004");
