@@ -148,9 +148,19 @@ export function neuronSourceCell(
   return undefined;
 }
 
-function describeSource(cells: readonly CellResult[]): string {
+/**
+ * "organism: GoodVibe, seed 0 (one run of 2 seeds: Table 8 has every run's clusters)": the figures show one run,
+ * and a reader should know that other seeds selected other neurons.
+ */
+function describeSource(cells: readonly CellResult[], all: readonly CellResult[]): string {
   return cells
-    .map((c) => `${c.model}: GoodVibe${c.ablation ? ` (${c.ablation})` : ""}, seed ${c.seed}`)
+    .map((c) => {
+      const seeds = all.filter(
+        (x) => x.model === c.model && x.method === c.method && x.ablation === c.ablation && x.neurons,
+      ).length;
+      const of = seeds > 1 ? ` (one run of ${seeds} seeds: Table 8 has every run's clusters)` : "";
+      return `${c.model}: GoodVibe${c.ablation ? ` (${c.ablation})` : ""}, seed ${c.seed}${of}`;
+    })
     .join("; ");
 }
 
@@ -204,7 +214,7 @@ export function importanceFigure(results: ExperimentResults): Figure | undefined
     caption:
       "Each point is one selected security neuron (an output row of the module's weight) at its index and " +
       "gradient importance; colour is its cluster, which shares one update in training. Clusters that group " +
-      `neurons of similar importance are what makes one update per cluster reasonable. Drawn from ${describeSource(sources)}.`,
+      `neurons of similar importance are what makes one update per cluster reasonable. Drawn from ${describeSource(sources, results.cells)}.`,
     spec,
   };
 }
@@ -256,7 +266,7 @@ export function neuronsByLayerFigure(results: ExperimentResults): Figure | undef
     title: "Figure 3. Security neurons by layer and module",
     caption:
       "Number of selected security neurons in each layer, stacked by module type (attention projections " +
-      `and MLP projections). Where they concentrate is where the method spends its updates. Drawn from ${describeSource(sources)}.`,
+      `and MLP projections). Where they concentrate is where the method spends its updates. Drawn from ${describeSource(sources, results.cells)}.`,
     spec,
   };
 }

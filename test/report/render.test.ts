@@ -175,7 +175,8 @@ test("figure data: deltas in pp (losses raw), the lowest GoodVibe seed for neuro
     [{ model: MODEL, layer: 1, module: "q_proj", count: 4 }],
   );
   const fig2 = importanceFigure(results)!;
-  assert.match(fig2.caption, /seed 1/);
+  // one run of the two GoodVibe seeds that record neurons: the caption says so (it named the seed alone)
+  assert.match(fig2.caption, /GoodVibe, seed 1 \(one run of 2 seeds: Table 8 has every run's clusters\)/);
   const points = (fig2.spec as { data: { values: Record<string, unknown>[] } }).data.values;
   assert.equal(points.length, 5);
   assert.deepEqual(
