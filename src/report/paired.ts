@@ -261,7 +261,7 @@ function rowsOf(cs: readonly PairedComparison[], withLanguage: boolean): Cell[][
 const HOW =
   "Each row pairs two settings item by item on the same evaluation items (a pair for secure preference, a " +
   "prompt's answer for the safe rates), over the seeds they share (the base, evaluated once, pairs with every " +
-  "seed). A and B are their rates on the items both have a verdict for, averaged over seeds; the difference is " +
+  "seed). Rate A and Rate B are their rates on the items both have a verdict for, averaged over seeds; the difference is " +
   "B − A with a 95% bootstrap interval that resamples the evaluation's tasks when the pairs name them (instances " +
   "of one task are not independent), else its items. " +
   `Under ${FEW_BOOTSTRAP_UNITS} tasks (or items) the bootstrap ` +
@@ -279,8 +279,9 @@ function columns(withLanguage: boolean) {
     ...(withLanguage ? [{ header: "Language" }] : []),
     { header: "Seeds", unit: "count" as const },
     { header: "n (paired)", unit: "count" as const },
-    { header: "A", unit: "rate" as const },
-    { header: "B", unit: "rate" as const },
+    // "Rate A", not "A" again: a CSV header read by programs must name each column once
+    { header: "Rate A", unit: "rate" as const },
+    { header: "Rate B", unit: "rate" as const },
     { header: "B − A", unit: "pp" as const, csvExtras: ["low", "high"] as const },
     { header: "Bootstrap over" },
     { header: "McNemar per seed (b01/b10, p)" },

@@ -7,7 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { comparisonPairs, pairedComparisons, pairedTables } from "../../src/report/paired.js";
-import { tableToMarkdown } from "../../src/report/table.js";
+import { tableToCsv, tableToMarkdown } from "../../src/report/table.js";
 import { groupBySetting } from "../../src/report/aggregate.js";
 import { parseExperimentResults, type CellResult, type Method } from "../../src/report/schema.js";
 import { handMadeResults } from "./fixture.js";
@@ -190,4 +190,19 @@ test("a bootstrap over one task gives no interval, and under 10 tasks the table 
     .split("\n")
     .find((l) => l.includes("| secure preference |"))!;
   assert.match(rowPlain, /\| 10 items \|/);
+});
+
+test("the paired tables' CSV names each column once (the settings A and B, then their rates)", () => {
+  const r = results([
+    cell("base", 0, { preference: "0000000000" }),
+    cell("full", 0, { preference: "1111000000" }),
+  ]);
+  for (const t of pairedTables(r)) {
+    const header = tableToCsv(t).split("\r\n")[0]!.split(",");
+    assert.equal(new Set(header).size, header.length, header.join(","));
+  }
+  const row = tableToCsv(pairedTables(r)[0]!).split("\r\n")[1]!.split(",");
+  // Rate A 0/10, Rate B 4/10 by hand
+  assert.deepEqual(row.slice(1, 3), ["Base", "Full FT"]);
+  assert.deepEqual(row.slice(6, 8), ["0", "0.4"]);
 });
