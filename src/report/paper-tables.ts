@@ -412,9 +412,13 @@ function ablationColumns(results: ExperimentResults): { columns: Column[]; bench
     benchmarks,
     columns: [
       { header: "Seeds", unit: "count" },
+      // each rate with the n it rests on, as in Table 1 (a reviewer weighs an ablation's gain by it)
       { header: "Safe rate (rule)", unit: "rate", csvExtras: RATE_EXTRAS },
+      { header: "n (rule)", unit: "count" },
       { header: `Safe rate (${llmColumnLabel(results)})`, unit: "rate", csvExtras: RATE_EXTRAS },
+      { header: `n (${llmColumnLabel(results)})`, unit: "count" },
       { header: "Secure preference", unit: "rate", csvExtras: RATE_EXTRAS },
+      { header: "n (pairs)", unit: "count" },
       { header: "Trainable params", unit: "count", csvExtras: ["sd"] },
       ...benchmarks.map((b): Column => ({
         header: b,
@@ -429,8 +433,11 @@ function ablationCells(s: Setting, benchmarks: readonly string[]): Cell[] {
   return [
     seedsCell(s),
     safeRateCell(s, "rule"),
+    safeRateN(s, "rule"),
     safeRateCell(s, "llm"),
+    safeRateN(s, "llm"),
     preferenceCell(s),
+    preferenceN(s),
     numberAcrossSeeds(s.cells.map((c) => c.params.trainable)),
     ...benchmarks.map((b) => utilityCell(s, b)),
   ];

@@ -223,6 +223,10 @@ test("T4: the no-cluster ablation next to its reference run", () => {
     cellOf(md, [MODEL, "GoodVibe", "clustering"], "Safe rate (LLM)"),
     "70.0% ± 0.0 sd [55.0, 85.0]",
   );
+  // each rate with its n, as in Table 1 (the ablation had none): the fixture's 40 programs and pairs overall
+  assert.equal(cellOf(md, [MODEL, "GoodVibe", "clustering"], "n (rule)"), "40");
+  assert.equal(cellOf(md, [MODEL, "GoodVibe", "clustering"], "n (LLM)"), "40");
+  assert.equal(cellOf(md, [MODEL, "GoodVibe", "clustering"], "n (pairs)"), "60");
   // a parameter count is the same in every seed by construction and has no evaluation noise: no spread shown
   assert.equal(cellOf(md, [MODEL, "GoodVibe", "clustering"], "Trainable params"), "2,000");
   // arc 0.50 and loss 1.19 in both seeds: the seeds agree (± 0.0 sd), the brackets are the interval over items,
