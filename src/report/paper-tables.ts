@@ -227,7 +227,9 @@ export function costTable(results: ExperimentResults): Table {
       "GoodVibe and LoRA count less than full fine-tuning on the same data), runs lm_head only where a loss is " +
       "taken, and adds attention's score products and the second forward of gradient checkpointing, none of " +
       "which 6·N·D sees. Wall time and peak memory are measured on the machine named above, so compare them " +
-      "only within this report.",
+      "only within this report. With several seeds a value is the mean over seeds and ± the standard deviation " +
+      "across seeds; a spread of zero is not shown here (parameter counts are the same in every seed by " +
+      "construction), and these counts and times have no interval over items.",
     columns: [
       ...settingColumns(),
       { header: "Seeds", unit: "count" },

@@ -106,6 +106,11 @@ test("T2: the trainer-style 6·N·D beside the counted FLOPs, — for results re
     "4.50e+12 ± 7.1e+11 sd",
   );
   assert.match(table.howToRead, /6·N·D/);
+  // the table says what ± is and why a zero spread is not shown here (unlike the rates of the other tables)
+  assert.match(
+    table.howToRead,
+    /a spread of zero is not shown here \(parameter counts are the same in every seed/,
+  );
   // and why the two differ (README, "Cost"): frozen weights' gradients, lm_head, attention, checkpointing
   for (const why of [/frozen weights/, /lm_head only where a loss is taken/, /attention/, /checkpointing/])
     assert.match(table.howToRead, why);
