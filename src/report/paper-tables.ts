@@ -19,6 +19,7 @@ import {
 } from "./aggregate.js";
 import type { CellResult, ExperimentResults, Judge, Method } from "./schema.js";
 import { wilsonInterval } from "../eval/metrics.js";
+import { kappaWithInterval } from "./kappa.js";
 import { MISSING, num, text, type Cell, type Column, type Table, type Unit } from "./table.js";
 import { answersTable, judgeReliabilityTable, llmColumnLabel, paperLayoutTables } from "./judge-tables.js";
 
@@ -565,6 +566,15 @@ export function studyTable(results: ExperimentResults): Table {
   };
 }
 
+/** κ with its bootstrap interval when the run's per-item outcomes give the same κ as recorded (same programs). */
+function kappaCell(c: CellResult): Cell {
+  const recorded = c.security.judgeAgreement?.kappa;
+  if (recorded === undefined) return MISSING;
+  const k = c.outcomes ? kappaWithInterval(c.outcomes) : undefined;
+  if (!k || k.low === undefined || Math.abs(k.kappa - recorded) > 1e-9) return num(recorded);
+  return num(recorded, { low: k.low, high: k.high });
+}
+
 function wilsonCell(successes: number, n: number): Cell {
   const w = wilsonInterval(successes, n);
   return num(w.value, { low: w.low, high: w.high });
@@ -595,7 +605,7 @@ export function judgeTable(results: ExperimentResults): Table {
       num(total > 0 ? total : undefined),
       // agreement is a rate over the programs both judges saw: its Wilson interval, as the other rates have
       m && total > 0 ? wilsonCell(m.tp + m.tn, total) : MISSING,
-      num(ja?.kappa),
+      kappaCell(c),
       ...mc("rule"),
       ...mc("llm"),
     ];
@@ -615,7 +625,8 @@ export function judgeTable(results: ExperimentResults): Table {
       "One row per run (seeds are not pooled). The confusion matrix counts the LLM judge's verdict (prediction) " +
       "against the rule judge's (reference) on the same programs, positive = insecure: TP both judges find the " +
       "program insecure, FP only the LLM judge does, FN only the rule judge does, TN both find it secure. κ is " +
-      "Cohen's kappa (1 = perfect agreement, 0 = chance; no interval: on a few programs read it with caution). " +
+      "Cohen's kappa (1 = perfect agreement, 0 = chance), its brackets a 95% bootstrap interval over the run's " +
+      "programs (by task where the items name one; none from a single task, or without per-item outcomes). " +
       "Agreement's brackets are its 95% Wilson interval over the n programs. McNemar compares each prompt's verdict with the base model's: b01 counts prompts the " +
       "base got insecure and this model secure, b10 the reverse; a small p with b01 > b10 is a real gain.",
     columns: [
@@ -629,7 +640,7 @@ export function judgeTable(results: ExperimentResults): Table {
       { header: "FN", unit: "count" },
       { header: "n (programs)", unit: "count" },
       { header: "Agreement", unit: "rate", csvExtras: ["low", "high"] },
-      { header: "κ", unit: "kappa" },
+      { header: "κ", unit: "kappa", csvExtras: ["low", "high"] },
       ...mcHeaders("rule"),
       ...mcHeaders("llm"),
     ],

@@ -103,8 +103,12 @@ export function formatValue(x: number, unit: Unit = "raw"): string {
   }
 }
 
-/** The spread of a number in the same scale as formatValue, without unit suffix. */
+/** The spread of a number in the same scale as formatValue, without unit suffix; "-0.0" (a rounding) reads "0.0". */
 function formatSpread(x: number, unit: Unit): string {
+  return formatSpreadSigned(x, unit).replace(/^-(0(\.0*)?%?)$/, "$1");
+}
+
+function formatSpreadSigned(x: number, unit: Unit): string {
   switch (unit) {
     case "rate":
     case "pp":
