@@ -28,11 +28,12 @@
 // defaults, and a GLIBC_TUNABLES that sets glibc.malloc.* wins). With its defaults glibc gives the top of its heap
 // back to the system whenever more than twice its current mmap threshold (a few MiB to 64 MiB) lies free there,
 // which a pass's backward reaches again and again as it frees activations; the next allocations fault the same
-// pages in afresh (13-25 k faults per 4-layer training step on a Zen 5 core, perf -e page-faults). Here the heap is
-// trimmed only past 256 MiB free at its top, and the mmap threshold is fixed at glibc's own maximum, 32 MiB (blocks
-// that large are the huge blocks above). Measured (BENCHMARKS "Issue 13 §1 on an AMD Zen 5"): the 4-layer GoodVibe
-// step 0.92-0.95x the time, the identification pass 0.94-0.96x, peak RSS unchanged (1.08-1.10 / 2.22-2.30 GiB);
-// memory freed between steps stays resident up to 256 MiB more than before.
+// pages in afresh (~8 k faults per 4-layer training step on a Zen 5 core, perf -e page-faults; under 100 with this).
+// Here the heap is trimmed only past 256 MiB free at its top, and the mmap threshold is fixed at glibc's own
+// maximum, 32 MiB (blocks that large are the huge blocks above). Measured (BENCHMARKS "Issue 13 §1 on an AMD
+// Zen 5"): the 4-layer GoodVibe step 0.92-0.95x the time, the identification pass 0.94-0.96x, peak RSS about
+// unchanged (1.08 -> 1.09-1.10 / 2.22-2.23 -> 2.23-2.24 GiB); memory freed between steps stays resident, up to
+// 256 MiB more than before.
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 
