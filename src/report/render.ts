@@ -22,9 +22,15 @@ export interface RenderedReport {
   files: string[];
 }
 
-/** Half-width of a 95% interval for a rate near 50% from n trials: the widest it gets. */
+/**
+ * Half-width of the 95% Wilson interval (the one the tables give rates) of a rate of 50% from n trials: the widest
+ * it gets. The normal approximation's 1.96·√(0.25/n) overstates it at small n (±98 pp at n = 1, where Wilson's is
+ * ±44.5 pp) and is not what the tables show.
+ */
 function worstHalfWidth(n: number): number {
-  return 1.959963984540054 * Math.sqrt(0.25 / n);
+  const z = 1.959963984540054;
+  const z2 = z * z;
+  return (z / (1 + z2 / n)) * Math.sqrt(0.25 / n + z2 / (4 * n * n));
 }
 
 /** Plain-language caveats that follow from the data: seeds, sample sizes, what is missing. */

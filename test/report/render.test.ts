@@ -13,6 +13,7 @@ import {
 } from "../../src/report/figures.js";
 import { renderReport, reportNotes } from "../../src/report/render.js";
 import type { ExperimentResults } from "../../src/report/schema.js";
+import { wilsonInterval } from "../../src/eval/metrics.js";
 import { handMadeResults, MODEL } from "./fixture.js";
 import { cellOf, parseMarkdownTable } from "./parse.js";
 
@@ -114,9 +115,18 @@ test("index.html carries the experiment's name, machine and date, the tables and
     // A table cell worked out by hand, as HTML.
     assert.ok(html.includes('<td class="num">75.0% ± 7.1 sd [60.0, 90.0]</td>'));
     assert.ok(html.includes('<td class="num missing">—</td>'));
-    // n = 40 overall and n = 20 per language: 1.96·√(0.25/40) = 15.5 pp, 1.96·√(0.25/20) = 21.9 pp.
-    assert.match(html, /n = 40 \([^)]*\): intervals are wide\. .*±15\.5 pp/);
-    assert.match(html, /as few as n = 20 programs.*±21\.9 pp/);
+    // n = 40 overall and n = 20 per language, the Wilson interval's half-width at 50%:
+    // z/(1 + z²/n) · √(0.25/n + z²/(4n²)) = 14.8 pp and 20.1 pp (the normal approximation's would be 15.5 and 21.9).
+    assert.match(html, /n = 40 \([^)]*\): intervals are wide\. .*±14\.8 pp/);
+    assert.match(html, /as few as n = 20 programs.*±20\.1 pp/);
+    // and it is the half-width of the interval the tables show: wilsonInterval(20, 40), (10, 20)
+    for (const [x, n, shown] of [
+      [20, 40, "14.8"],
+      [10, 20, "20.1"],
+    ] as const) {
+      const w = wilsonInterval(x, n);
+      assert.equal((((w.high - w.low) / 2) * 100).toFixed(1), shown);
+    }
   });
 });
 
