@@ -2,11 +2,14 @@
  * Where an experiment's settings depart from the paper's (results.json `departures`, the report's notes): each
  * setting the paper states (../shared/paper §4.2, §5.1; README "Defaults follow the paper") that the experiment
  * file's `defaults` set otherwise. The defaults of src/config are the paper's for exactly these keys; the others
- * (identification batch, maximum lengths, clustering's reading of the paper) are this project's choices, said in
- * the README, and are not listed. Ablations and grids are studies, named in their own tables, not departures.
- * LoRA's settings are not given by the paper: they are stated, as it asks.
+ * (identification batch, maximum lengths, clustering's features) are this project's choices, said in the README,
+ * and are not listed. Where the paper is ambiguous or inconsistent and GoodVibe's cells decide it (lm_head hooked or
+ * not, what a layer below the silhouette threshold gets), the reading taken is listed after those
+ * (goodvibeReadings). Ablations and grids are studies, named in their own tables, not departures. LoRA's settings
+ * are not given by the paper: they are stated, as it asks.
  */
 import { defaultHardenConfig, DEFAULT_DTYPE, type HardenConfig } from "../config/harden.js";
+import { goodvibeReadings } from "../method/goodvibe/config.js";
 import type { ExperimentResults } from "../report/schema.js";
 import { hardenConfigFor } from "./plan.js";
 import type { ExperimentSpec } from "./spec.js";
@@ -57,6 +60,8 @@ export function experimentDepartures(spec: ExperimentSpec, source = "experiment"
       why: "set in the experiment file",
     });
   }
+  // the points the paper leaves open, as GoodVibe's cells decide them (the method's own readings, not the file's)
+  if (trained.includes("goodvibe")) out.push(...goodvibeReadings(here.identify, here.cluster));
   if (trained.includes("lora")) {
     const l = hardenConfigFor(spec, source, model, "lora", spec.seeds[0] ?? 0, {}, "defaults").lora;
     out.push({

@@ -18,7 +18,7 @@ import { LlmJudge } from "../eval/judge/llm.js";
 import { DEFAULT_JUDGE_TRAIN } from "../eval/judge/config.js";
 import type { CellResult, ExperimentResults, JudgeReliabilityEntry } from "../report/schema.js";
 import { ZERO_COST, cellBuild, costOf, neuronsOf } from "./cell.js";
-import { DEFAULT_IDENTIFY } from "../method/goodvibe/config.js";
+import { DEFAULT_IDENTIFY, goodvibeReadings } from "../method/goodvibe/config.js";
 import { defaultHardenConfig, type HardenConfig } from "../config/harden.js";
 import { runHarden, type HardenResult } from "./harden.js";
 import type { Logger } from "../util/log.js";
@@ -106,6 +106,7 @@ export function demoDepartures(
       here: `${opts.prompts} of ${devPairs} held-out prompts, round-robin over the four languages`,
       why: "time (--prompts 0 answers them all)",
     });
+  out.push(...goodvibeReadings(cfg.identify, cfg.cluster));
   return out;
 }
 

@@ -47,16 +47,53 @@ test("experiments/organism.yaml: its departures from the paper, each with the pa
   });
 });
 
-test("an experiment on the paper's settings has no departures; one without GoodVibe lists no GoodVibe setting", () => {
+test("an experiment on the paper's settings lists only GoodVibe's readings of what the paper leaves open; one without GoodVibe lists no GoodVibe setting", () => {
   const base = {
     name: "p",
     models: [{ name: "m", path: "m" }],
     data: { train: "t.jsonl", dev: "d.jsonl" },
   };
+  // ../shared/paper README: lm_head (§4.1 "all linear layers", Table 6's 57.1 M = 56.93 M + 50 × 4,096) and the
+  // clusters per module (§4.2 vs §6.2 vs Table 2's counts): the output says which reading the run took
+  const readings = experimentDepartures(parseExperimentSpec({ ...base, methods: ["base", "goodvibe"] }, "x"));
   assert.deepEqual(
-    experimentDepartures(parseExperimentSpec({ ...base, methods: ["base", "goodvibe"] }, "x")),
-    [],
+    readings.map((d) => d.setting),
+    [
+      "lm_head's rows as neurons (identify.lmHead)",
+      "a layer below the silhouette threshold (cluster.fallback)",
+    ],
   );
+  assert.match(readings[0]!.paper, /all linear layers.*57\.1 M/);
+  assert.match(readings[0]!.here, /^off/);
+  assert.match(readings[1]!.paper, /§4\.2.*§6\.2.*Table 2/);
+  assert.match(readings[1]!.here, /^shared: one update row/);
+  // the other readings: lm_head hooked is no departure; per-neuron is said as such; no clustering, no fallback
+  const other = experimentDepartures(
+    parseExperimentSpec(
+      {
+        ...base,
+        methods: ["base", "goodvibe"],
+        defaults: { identify: { lmHead: true }, cluster: { fallback: "per-neuron" } },
+      },
+      "x",
+    ),
+  );
+  assert.deepEqual(
+    other.map((d) => [d.setting, d.here]),
+    [
+      [
+        "a layer below the silhouette threshold (cluster.fallback)",
+        "per-neuron: one update row per selected neuron",
+      ],
+    ],
+  );
+  const noCluster = experimentDepartures(
+    parseExperimentSpec(
+      { ...base, methods: ["base", "goodvibe"], defaults: { cluster: { disabled: true } } },
+      "x",
+    ),
+  );
+  assert.ok(!noCluster.some((d) => d.setting.includes("cluster.fallback")));
   const full = parseExperimentSpec(
     {
       ...base,

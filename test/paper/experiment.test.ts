@@ -170,18 +170,24 @@ test("experiment run stops at once on a missing checkpoint, naming the model and
     departures: { setting: string; paper: string }[];
   };
   assert.equal(plan.cells.length, 216);
-  // the paper's experiment keeps every setting the paper states; only LoRA's, which it does not give, are stated
+  // the paper's experiment keeps every setting the paper states; LoRA's, which it does not give, are stated, and so
+  // is GoodVibe's reading of the two points the paper leaves open (lm_head, the fallback below the threshold)
   assert.deepEqual(
-    plan.departures.map((d) => [d.setting, d.paper]),
-    [["LoRA settings", "not given"]],
+    plan.departures.map((d) => d.setting),
+    [
+      "lm_head's rows as neurons (identify.lmHead)",
+      "a layer below the silhouette threshold (cluster.fallback)",
+      "LoRA settings",
+    ],
   );
+  assert.equal(plan.departures[2]!.paper, "not given");
   assert.ok(plan.cells.every((c) => c.id === null));
   assert.ok(plan.missing.length >= 6);
   const human = await runCli(["experiment", "plan", FILE], { cwd: work });
   assert.equal(human.code, 0, showRun(human));
   assert.match(human.stdout, /216 cells; inputs missing/);
   assert.match(human.stdout, /PFLOP/);
-  assert.match(human.stdout, /^departs from the paper .*\n {2}LoRA settings: r \d+/m);
+  assert.match(human.stdout, /^departs from the paper .*\n(?: {2}.*\n)* {2}LoRA settings: r \d+/m);
 });
 
 test("plan reads the shapes from config.json once the folder is there", () => {

@@ -148,6 +148,46 @@ export const DEFAULT_CLUSTER: Required<ClusterOptions> = {
   disabled: false,
 };
 
+/** One of GoodVibe's settings where the paper can be read more than one way, with the reading taken here. */
+export interface PaperReading {
+  setting: string;
+  paper: string;
+  here: string;
+  why: string;
+}
+
+/**
+ * The points the paper leaves ambiguous or inconsistent that a GoodVibe run decides (../shared/paper README; this
+ * project's README "Clusters per module: how the paper is read"), as the run's settings decide them: said in the
+ * output (results.json `departures`, the report's notes, the demo's summary) and not only in the docs.
+ */
+export function goodvibeReadings(
+  identify: Pick<IdentifyConfig, "lmHead">,
+  cluster: Pick<ClusterOptions, "fallback" | "disabled">,
+): PaperReading[] {
+  const out: PaperReading[] = [];
+  if (!identify.lmHead)
+    out.push({
+      setting: "lm_head's rows as neurons (identify.lmHead)",
+      paper:
+        "probably on: §4.1 hooks all linear layers, and Table 6's 57.1 M without clustering counts 50 rows of lm_head",
+      here: "off: the seven projections only",
+      why: "a reading: the judge loss gives lm_head importance only on its two label rows (identify.lmHead true hooks it)",
+    });
+  if (!cluster.disabled)
+    out.push({
+      setting: "a layer below the silhouette threshold (cluster.fallback)",
+      paper:
+        "inconsistent: §4.2 skips clustering there, §6.2 updates such neurons independently, Table 2's counts need one shared row per module",
+      here:
+        cluster.fallback === "shared"
+          ? "shared: one update row for the layer's selected neurons"
+          : "per-neuron: one update row per selected neuron",
+      why: `a reading: ${cluster.fallback === "shared" ? "the one Table 2's parameter counts support" : "§6.2's"} (cluster.fallback shared | per-neuron)`,
+    });
+  return out;
+}
+
 export const clusterSchema = z
   .object({
     kMax: z.number().int().min(2).max(10_000, "must be at most 10000").default(DEFAULT_CLUSTER.kMax),
