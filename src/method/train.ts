@@ -20,6 +20,7 @@ import {
   describeBuild,
   manualSeed,
   noGrad,
+  sameBuild,
   sumOfSquares,
   tidy,
   type BuildRecord,
@@ -451,8 +452,7 @@ export async function trainSft(
     if (loaded) {
       const was = loaded.builds ?? [{ fromStep: 0, build: null }];
       const last = was[was.length - 1]!.build;
-      const same = last !== null && canonicalJson(last) === canonicalJson(build);
-      if (!same && loaded.step > 0) {
+      if (!sameBuild(last, build) && loaded.step > 0) {
         opts.hooks?.onOtherBuild?.({
           checkpoint: path.join(opts.runDir, CKPT),
           was,

@@ -34,9 +34,12 @@ import type { DecoderModel } from "../models/decoder.js";
 import {
   bf16ProductsOf,
   buildDifferences,
+  buildParts,
   buildRecord,
   describeBuild,
   resolveDevice,
+  sameBuild,
+  type BuildParts,
   type BuildRecord,
   type DType,
 } from "../tensor/index.js";
@@ -361,17 +364,8 @@ export function readSlotBuilds(dir: string): SlotBuild[] {
   return v as SlotBuild[];
 }
 
-/** The parts of a build that can change a stage's result: all for the stages that compute with the addon. */
-type BuildParts = readonly (keyof BuildRecord)[] | "all";
 /** Clustering is the tool's own TypeScript (k-means, silhouettes): the addon, libtorch and bf16 route play no part. */
 const CLUSTER_BUILD_PARTS: BuildParts = ["goodvibe", "commit"];
-
-function partsOf(b: BuildRecord, parts: BuildParts): Partial<BuildRecord> {
-  return parts === "all" ? b : Object.fromEntries(parts.filter((k) => k in b).map((k) => [k, b[k]]));
-}
-
-const sameBuild = (a: SlotBuild, b: BuildRecord, parts: BuildParts = "all") =>
-  a !== null && canonicalJson(partsOf(a, parts)) === canonicalJson(partsOf(b, parts));
 
 /** Whether a slot holds work of its stage (a result, a saved state or checkpoint), beyond its own records. */
 function slotHasWork(dir: string): boolean {
@@ -402,14 +396,15 @@ function noteSlotBuilds(
   if (others.length > 0) {
     const last = others[others.length - 1]!;
     const by = [...new Set(others.map(describeBuild))].join("; then ");
+    const differs = buildDifferences(last && buildParts(last, parts), buildParts(now, parts));
     const remedy = `to compute it with this build, delete ${slot.dir} and rerun`;
     log.warn(
       how === "reuse"
         ? `${stage}: reusing the result in ${slot.dir}, computed by ${by}; this run is ${describeBuild(now)}, ` +
-            `which differs in ${buildDifferences(last && partsOf(last, parts), partsOf(now, parts))}, so its results can differ in the last bits (the ` +
+            `which differs in ${differs}, so its results can differ in the last bits (the ` +
             `output's goodvibe-stats.json records which build made each stage); ${remedy}`
         : `${stage}: resuming the work in ${slot.dir} begun by ${by}; this run is ${describeBuild(now)}, which ` +
-            `differs in ${buildDifferences(last && partsOf(last, parts), partsOf(now, parts))}: what is done is kept and the rest is computed by this build ` +
+            `differs in ${differs}: what is done is kept and the rest is computed by this build ` +
             `(goodvibe-stats.json records both), so the result can differ in the last bits from one build's; ${remedy}`,
     );
   }

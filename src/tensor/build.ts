@@ -8,6 +8,7 @@
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { canonicalJson } from "../io/hash.js";
 import { PACKAGE, packageCommit } from "../util/package-info.js";
 import { addonFile } from "./native.js";
 import { f32Products, torchVersion, type DType } from "./tensor.js";
@@ -87,4 +88,17 @@ export function buildDifferences(was: Partial<BuildRecord> | null, now: Partial<
     .filter((k) => was[k] !== now[k])
     .map((k) => PART_NAMES[k])
     .join(", ");
+}
+
+/** The parts of a build that can change a result: all of them, or those named (clustering: version and commit). */
+export type BuildParts = readonly (keyof BuildRecord)[] | "all";
+
+/** A build's record reduced to `parts`. */
+export function buildParts(b: BuildRecord, parts: BuildParts): Partial<BuildRecord> {
+  return parts === "all" ? b : Object.fromEntries(parts.filter((k) => k in b).map((k) => [k, b[k]]));
+}
+
+/** Whether `a` (null: a build before the record) is the build `b`, in `parts`. */
+export function sameBuild(a: BuildRecord | null, b: BuildRecord, parts: BuildParts = "all"): boolean {
+  return a !== null && canonicalJson(buildParts(a, parts)) === canonicalJson(buildParts(b, parts));
 }
