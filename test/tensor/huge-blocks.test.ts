@@ -22,6 +22,16 @@ const glibc =
     (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime,
   );
 
+/** Run an ES module script in a fresh node (this environment plus `env`, one libtorch thread): its last line, parsed. */
+function inFreshNode<T>(script: string, env: Record<string, string>): T {
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+    encoding: "utf8",
+    env: { ...process.env, GOODVIBE_THREADS: "1", ...env },
+  });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout.trim().split("\n").at(-1)!) as T;
+}
+
 /**
  * In a fresh node (its environment plus `env`): the mappings of at least 32 MiB advised for huge pages before,
  * while 40 MiB and 80 MiB float32 tensors live, and after they are disposed; and the values they hold.
@@ -61,12 +71,7 @@ function probe(env: Record<string, string>): {
     b.dispose();
     console.log(JSON.stringify({ before, during, after: advised(), values }));
   `;
-  const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
-    encoding: "utf8",
-    env: { ...process.env, GOODVIBE_THREADS: "1", ...env },
-  });
-  assert.equal(r.status, 0, r.stderr);
-  return JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+  return inFreshNode(script, env);
 }
 
 test(
@@ -115,12 +120,7 @@ function keptAfterFree(env: Record<string, string>): { alive: number; freed: num
     for (const t of ts) t.dispose();
     console.log(JSON.stringify({ alive, freed: rss() - start }));
   `;
-  const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
-    encoding: "utf8",
-    env: { ...process.env, GOODVIBE_THREADS: "1", ...env },
-  });
-  assert.equal(r.status, 0, r.stderr);
-  return JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+  return inFreshNode(script, env);
 }
 
 test(
