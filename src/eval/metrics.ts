@@ -18,6 +18,12 @@ export interface Interval {
   high: number;
 }
 
+/** Half-width of the Wilson score interval of a rate p from n > 0 trials (widest at p = 0.5). */
+export function wilsonHalfWidth(p: number, n: number, z = Z95): number {
+  const z2 = z * z;
+  return (z / (1 + z2 / n)) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
+}
+
 /**
  * Wilson score interval for a binomial proportion. Unlike the Wald interval it stays inside [0, 1]
  * and behaves at 0/n and n/n, which matters for safe-code rates near 0% or 100%.
@@ -32,9 +38,8 @@ export function wilsonInterval(successes: number, n: number, z = Z95): Interval 
   if (n === 0) return { value: NaN, low: 0, high: 1 };
   const p = successes / n;
   const z2 = z * z;
-  const denom = 1 + z2 / n;
-  const center = (p + z2 / (2 * n)) / denom;
-  const half = (z / denom) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
+  const center = (p + z2 / (2 * n)) / (1 + z2 / n);
+  const half = wilsonHalfWidth(p, n, z);
   // At 0/n and n/n the closed form touches 0 or 1 exactly; pin those against rounding.
   const low = successes === 0 ? 0 : Math.max(0, center - half);
   const high = successes === n ? 1 : Math.min(1, center + half);

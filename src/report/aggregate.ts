@@ -4,7 +4,7 @@
  * 95% interval over the evaluation's items.
  */
 import { METHODS, type CellResult, type Method } from "./schema.js";
-import type { Interval } from "../eval/metrics.js";
+import { Z95, type Interval } from "../eval/metrics.js";
 import { MISSING, type Cell } from "./table.js";
 
 export interface Setting {
@@ -121,7 +121,7 @@ export function numberAcrossSeeds(
   const cell: Cell = { kind: "number", value: mean(xs), sd: sampleSd(xs), ...seeds };
   const ses = idx.flatMap((i) => (se?.[i] === undefined ? [] : [se[i]!]));
   if (ses.length === idx.length) {
-    const half = 1.959963984540054 * mean(ses);
+    const half = Z95 * mean(ses);
     cell.low = cell.value - half;
     cell.high = cell.value + half;
   }

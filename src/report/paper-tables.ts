@@ -18,7 +18,7 @@ import {
   type Setting,
 } from "./aggregate.js";
 import type { CellResult, ExperimentResults, Judge, Method } from "./schema.js";
-import { wilsonInterval } from "../eval/metrics.js";
+import { Z95, wilsonInterval } from "../eval/metrics.js";
 import { kappaWithInterval } from "./kappa.js";
 import { MISSING, num, text, type Cell, type Column, type Table, type Unit } from "./table.js";
 import { answersTable, judgeReliabilityTable, llmColumnLabel, paperLayoutTables } from "./judge-tables.js";
@@ -264,9 +264,6 @@ export function utilityDelta(s: Setting, base: Setting | undefined, benchmark: s
   const b = meanOfPresent(utilityValues(base, benchmark));
   return m === undefined || b === undefined ? undefined : m - b;
 }
-
-/** z for a two-sided 95% normal interval. */
-const Z95 = 1.959963984540054;
 
 /**
  * Δ vs base as a cell, for Table 3 and Figure 1. The value is the method's mean over seeds minus the base's.

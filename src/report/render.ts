@@ -14,6 +14,7 @@ import { pairedTables } from "./paired.js";
 import { taskSplitTable } from "./split-table.js";
 import { buildsNote } from "./builds.js";
 import { escapeHtml, tableToCsv, tableToHtml, tableToMarkdown } from "./table.js";
+import { wilsonHalfWidth } from "../eval/metrics.js";
 
 export interface RenderedReport {
   /** The index.html page. */
@@ -28,9 +29,7 @@ export interface RenderedReport {
  * ±44.5 pp) and is not what the tables show.
  */
 function worstHalfWidth(n: number): number {
-  const z = 1.959963984540054;
-  const z2 = z * z;
-  return (z / (1 + z2 / n)) * Math.sqrt(0.25 / n + z2 / (4 * n * n));
+  return wilsonHalfWidth(0.5, n);
 }
 
 /** Plain-language caveats that follow from the data: seeds, sample sizes, what is missing. */
