@@ -64,14 +64,6 @@ export function sampleSd(xs: readonly number[]): number {
   return Math.sqrt(ss / (xs.length - 1));
 }
 
-/**
- * One seed: its value and interval. Several: the mean, the sd of the values (training noise: how much the seeds
- * disagree) and the 95% interval over the evaluation's items, the seeds' bounds averaged (evaluation noise). The
- * averaged interval is conservative for the mean: the seeds answer the same items, so their errors are
- * correlated, and the sd of a mean of correlated errors is at most the mean of their sds. Both are shown, so that
- * seeds that agree (sd 0) do not make a rate look exact. Seeds that lack the number are left out and the cell says
- * how many seeds it rests on.
- */
 /** How the tables' rate cells read, for their "How to read" paragraphs (one wording for every table). */
 export const SEEDS_HOW =
   "With one seed the brackets are the 95% interval of that evaluation. With several, the value is the mean over " +
@@ -80,6 +72,14 @@ export const SEEDS_HOW =
   "averaged (evaluation noise; conservative, as the seeds answer the same items). The Seeds column says how many " +
   'seeds; "(1/2 seeds)" marks a number that only some seeds have.';
 
+/**
+ * One seed: its value and interval. Several: the mean, the sd of the values (training noise: how much the seeds
+ * disagree) and the 95% interval over the evaluation's items, the seeds' bounds averaged (evaluation noise). The
+ * averaged interval is conservative for the mean: the seeds answer the same items, so their errors are
+ * correlated, and the sd of a mean of correlated errors is at most the mean of their sds. Both are shown, so that
+ * seeds that agree (sd 0) do not make a rate look exact. Seeds that lack the number are left out and the cell says
+ * how many seeds it rests on.
+ */
 export function intervalAcrossSeeds(values: readonly (Interval | undefined)[]): Cell {
   const present = values.filter((v): v is Interval => v !== undefined);
   if (present.length === 0) return MISSING;
