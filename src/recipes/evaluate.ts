@@ -37,7 +37,7 @@ import { silentLogger, type Logger } from "../util/log.js";
 import { generateAsync } from "../models/generate.js";
 import { stopPoint } from "../util/stop.js";
 import { DEFAULT_PREFERENCE_PAIRS } from "./config.js";
-import { pairedBootstrap } from "../eval/metrics.js";
+import { pairedBootstrap, Z95 } from "../eval/metrics.js";
 
 export interface UtilityFiles {
   arc?: string;
@@ -541,8 +541,8 @@ export function utilityVsBase(
     out[k] = {
       metric: u.metric,
       diff,
-      low: diff - 1.96 * se,
-      high: diff + 1.96 * se,
+      low: diff - Z95 * se,
+      high: diff + Z95 * se,
       n: Math.min(u.n, b.n),
       method: "unpaired normal",
     };

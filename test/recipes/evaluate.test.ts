@@ -8,6 +8,8 @@ import {
   evaluationInfo,
   evaluationProtocol,
   interleaveByLanguage,
+  utilityVsBase,
+  type ModelEvaluation,
 } from "../../src/recipes/evaluate.js";
 import type { SecurityPair } from "../../src/data/pairs.js";
 
@@ -99,4 +101,21 @@ test("the paper's protocol by default: every held-out prompt, as it is; the filt
     // a budget that leaves prompts out names those it answered
     promptIds: ["c1", "g1", "j1"],
   });
+});
+
+test("eval --base: a benchmark's model − base interval is diff ± z·√(se_m² + se_b²) with the 95% z to full precision", () => {
+  // Only the utility and the preference's per-pair losses are read; no pair here, so the held-out loss is absent.
+  const side = (value: number, stderr: number) =>
+    ({
+      preference: { perPair: [] },
+      utility: { arc_challenge: { metric: "acc_norm", value, stderr, n: 100 } },
+    }) as unknown as ModelEvaluation;
+  const r = utilityVsBase(side(0.6, 0.1), side(0.4, 0.1), 0).arc_challenge!;
+  // by hand: se = √(0.01 + 0.01) = √0.02; z = Φ⁻¹(0.975) = 1.959963984540054; z·se = 0.27718076486993554
+  // (1.96 would give 0.27718585822512665: 5e-6 wider)
+  assert.equal(r.method, "unpaired normal");
+  assert.ok(Math.abs(r.diff - 0.2) < 1e-15);
+  assert.ok(Math.abs(r.low - (0.2 - 0.27718076486993554)) < 1e-12, `low ${r.low}`);
+  assert.ok(Math.abs(r.high - (0.2 + 0.27718076486993554)) < 1e-12, `high ${r.high}`);
+  assert.equal(r.n, 100);
 });
