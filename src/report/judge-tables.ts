@@ -128,14 +128,14 @@ export function answersTable(results: ExperimentResults): Table {
     if (!s.cells.some((c) => c.security.answers)) continue;
     const per = (l: string | undefined) =>
       s.cells.map((c) => (l === undefined ? c.security.answers : c.security.answers?.perLanguage[l]));
-    const share = (l: string | undefined): Cell => {
-      const xs = per(l).filter((a): a is { n: number; noCode: number } => a !== undefined && a.n > 0);
-      if (xs.length === 0) return MISSING;
-      return num(xs.reduce((k, a) => k + a.noCode, 0) / xs.reduce((k, a) => k + a.n, 0));
-    };
+    // each seed's share with the Wilson interval of its counts, across seeds as every other rate: not the counts
+    // pooled, which would treat the seeds' answers to the same prompts as independent items (√seeds too narrow)
+    const share = (l: string | undefined): Cell =>
+      intervalAcrossSeeds(per(l).map((a) => (a && a.n > 0 ? wilsonInterval(a.noCode, a.n) : undefined)));
     rows.push([
       text(s.model),
       text(PAPER_METHOD_LABELS[s.method]),
+      num(s.cells.length, {}),
       ...[undefined, ...langs].flatMap((l) => [nAcrossSeeds(per(l).map((a) => a?.n)), share(l)]),
     ]);
   }
@@ -146,13 +146,15 @@ export function answersTable(results: ExperimentResults): Table {
       "One row per model and method (no ablation): how many held-out prompts were answered (n, the same for " +
       "every method on the same prompts) and the share of answers with no code block for the prompt's " +
       'language. The LLM judge judges those answers whole; the rule judge reports them as "no code" and its ' +
-      "safe rate counts only the answers with code. The no-code share is pooled over seeds.",
+      "safe rate counts only the answers with code. The no-code share's brackets are its 95% Wilson interval " +
+      `over the answers. ${SEEDS_HOW}`,
     columns: [
       { header: "Model" },
       { header: "Method" },
+      { header: "Seeds", unit: "count" },
       ...["all", ...langs.map(languageName)].flatMap((l): Column[] => [
         { header: `n (${l})`, unit: "count" },
-        { header: `No code (${l})`, unit: "rate" },
+        { header: `No code (${l})`, unit: "rate", csvExtras: ["low", "high", "sd"] },
       ]),
     ],
     rows,

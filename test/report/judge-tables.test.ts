@@ -117,13 +117,29 @@ function c0(r: ExperimentResults) {
   return r.cells[0]!;
 }
 
-test("answers table: the same n for every method, the no-code share per language pooled over seeds", () => {
-  const md = parseMarkdownTable(tableToMarkdown(answersTable(withJudge("independent"))));
+test("answers table: the same n for every method, the no-code share per language with its Wilson interval", () => {
+  const t = answersTable(withJudge("independent"));
+  const md = parseMarkdownTable(tableToMarkdown(t));
   assert.equal(cellOf(md, [MODEL, "Baseline"], "n (all)"), "40");
   assert.equal(cellOf(md, [MODEL, "GoodVibe"], "n (all)"), "40");
-  assert.equal(cellOf(md, [MODEL, "Baseline"], "No code (all)"), "20.0%"); // 8 of 40 in each seed
-  assert.equal(cellOf(md, [MODEL, "Baseline"], "No code (C++)"), "35.0%"); // 7 of 20
-  assert.equal(cellOf(md, [MODEL, "GoodVibe"], "No code (Java)"), "5.0%"); // 1 of 20
+  assert.equal(cellOf(md, [MODEL, "Baseline"], "Seeds"), "2");
+  // Wilson by hand, (p + z²/2n ± z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n), z = 1.96; both seeds alike, so ± 0.0 sd
+  // and the seeds' bounds are each seed's: 8 of 40 -> [10.5, 34.8]; 7 of 20 -> [18.1, 56.7]; 1 of 20 -> [0.9, 23.6]
+  assert.equal(cellOf(md, [MODEL, "Baseline"], "No code (all)"), "20.0% ± 0.0 sd [10.5, 34.8]");
+  assert.equal(cellOf(md, [MODEL, "Baseline"], "No code (C++)"), "35.0% ± 0.0 sd [18.1, 56.7]");
+  assert.equal(cellOf(md, [MODEL, "GoodVibe"], "No code (Java)"), "5.0% ± 0.0 sd [0.9, 23.6]");
+  assert.match(t.howToRead, /Wilson interval/);
+  assert.match(t.howToRead, /shown even when 0\.0/);
+  // one seed with counts: its share and its interval, marked as resting on one of two seeds; seeds that differ:
+  // the mean, their sd and their bounds averaged (8/40 and 2/40: 12.5% ± 10.6 sd, [(10.5 + 1.4)/2, (34.8 + 16.5)/2])
+  const r = withJudge("independent");
+  const base = r.cells.filter((c) => c.method === "base");
+  const gv = r.cells.filter((c) => c.method === "goodvibe");
+  delete base[1]!.security.answers;
+  gv[1]!.security.answers!.noCode = 8;
+  const one = parseMarkdownTable(tableToMarkdown(answersTable(r)));
+  assert.equal(cellOf(one, [MODEL, "Baseline"], "No code (all)"), "20.0% [10.5, 34.8] (1/2 seeds)");
+  assert.equal(cellOf(one, [MODEL, "GoodVibe"], "No code (all)"), "12.5% ± 10.6 sd [5.9, 25.6]");
 });
 
 test("judge reliability (§7): base vs fine-tuned judge, accuracy, TPR, FPR; the notes say who judged", () => {
