@@ -67,6 +67,12 @@ function seedsCell(s: Setting): Cell {
   return num(s.cells.length, {});
 }
 
+/** numberAcrossSeeds for a measurement (time, memory): a zero spread across seeds is shown, not left out. */
+function measuredAcrossSeeds(values: readonly (number | undefined)[]): Cell {
+  const cell = numberAcrossSeeds(values);
+  return cell.kind === "number" ? { ...cell, measured: true } : cell;
+}
+
 function safeRateCell(s: Setting, judge: Judge, language?: string): Cell {
   return intervalAcrossSeeds(
     s.cells.map((c) => {
@@ -205,9 +211,9 @@ export function costTable(results: ExperimentResults): Table {
         meanOf(ref, (c) => c.cost.flopsTotal),
       ),
       numberAcrossSeeds(s.cells.map((c) => c.cost.flopsTrainerEstimate)),
-      numberAcrossSeeds(s.cells.map((c) => c.cost.wallSeconds)),
-      numberAcrossSeeds(s.cells.map((c) => c.cost.flopsPerSecond)),
-      numberAcrossSeeds(s.cells.map((c) => c.cost.peakMemoryBytes)),
+      measuredAcrossSeeds(s.cells.map((c) => c.cost.wallSeconds)),
+      measuredAcrossSeeds(s.cells.map((c) => c.cost.flopsPerSecond)),
+      measuredAcrossSeeds(s.cells.map((c) => c.cost.peakMemoryBytes)),
     ];
   });
   const models = modelsInOrder(results.cells);
@@ -229,8 +235,9 @@ export function costTable(results: ExperimentResults): Table {
       "taken, and adds attention's score products and the second forward of gradient checkpointing, none of " +
       "which 6·N·D sees. Wall time and peak memory are measured on the machine named above, so compare them " +
       "only within this report. With several seeds a value is the mean over seeds and ± the standard deviation " +
-      "across seeds; a spread of zero is not shown here (parameter counts are the same in every seed by " +
-      "construction), and these counts and times have no interval over items.",
+      "across seeds. Wall time, throughput and peak memory are measured: their spread is shown even when 0.0. " +
+      "Parameters and FLOPs are counted, exactly in each seed, so seeds that agree agree exactly and a spread " +
+      "of zero is not shown for them. These counts and times have no interval over items.",
     columns: [
       ...settingColumns(),
       { header: "Seeds", unit: "count" },

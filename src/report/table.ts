@@ -27,6 +27,11 @@ export interface ReportedNumber {
   sd?: number;
   /** Standard error reported by the benchmark (one seed). */
   se?: number;
+  /**
+   * Measured, not counted (wall time, throughput, peak memory): its sd across seeds is shown even when zero, as a
+   * rate's is. Counts (parameters, FLOPs), exact in each seed, leave a zero spread out.
+   */
+  measured?: boolean;
   /** Seeds that had this number, and seeds in the setting; shown when they differ. */
   seeds?: number;
   ofSeeds?: number;
@@ -131,9 +136,9 @@ function formatSpreadSigned(x: number, unit: Unit): string {
 /**
  * "62.5% [55.1, 69.4]" for one seed with an interval, "62.5% ± 2.1 sd [50.3, 74.0]" across seeds with the
  * evaluations' interval, "61.2% ± 1.4 se" for a benchmark's standard error, "—" when missing.
- * A zero spread is shown ("± 0.0 sd") when the number is measured (it has an interval or a standard error): two
- * seeds that agree on a rate of 100.0% do not make it exact. It is left out where nothing else is measured
- * (parameter and FLOP counts, the same in every seed by construction).
+ * A zero spread is shown ("± 0.0 sd") when the number is measured (it has an interval or a standard error, or is
+ * marked `measured`: a time or a memory peak): two seeds that agree on a rate of 100.0% do not make it exact. It
+ * is left out for counts (parameters and FLOPs, exact in each seed: seeds that agree agree exactly).
  */
 export function formatCell(cell: Cell, unit: Unit = "raw"): string {
   if (cell.kind === "missing") return DASH;
@@ -141,7 +146,7 @@ export function formatCell(cell: Cell, unit: Unit = "raw"): string {
   unit = cell.unit ?? unit;
   let s = formatValue(cell.value, unit);
   const hasInterval = cell.low !== undefined && cell.high !== undefined;
-  if (cell.sd !== undefined && (cell.sd > 0 || hasInterval || cell.se !== undefined)) {
+  if (cell.sd !== undefined && (cell.sd > 0 || hasInterval || cell.se !== undefined || cell.measured)) {
     s += ` ± ${formatSpread(cell.sd, unit)} sd`;
   }
   if (hasInterval) {
