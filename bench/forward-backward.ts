@@ -1,13 +1,18 @@
 /**
  * The identification pass at Qwen2.5-0.5B's shape: frozen bf16 weights, one sequence of 256 tokens, forward +
- * backward with the output gradient of every linear module kept (tap → retainGrad, read .grad after backward),
- * loss = identify()'s judge loss at the last position (cross-entropy over two label tokens' logits; --head full:
- * the full-vocabulary logits, the loss of figures before 2026-12-01; bench/pass.ts PassHead).
- * bench/torch_reference.py fwdbwd runs the identical pass in PyTorch on the same checkpoint file (same --head).
+ * backward of identify()'s judge loss at the last position (cross-entropy over two label tokens' logits), each
+ * linear output's gradient reduced to a per-neuron mean |g| by identify()'s own batch (--grads hook, the default;
+ * bench/pass.ts PassGrads) or kept whole (--grads retain: tap → retainGrad, .grad read after backward; with --head
+ * full, the full-vocabulary logits: the pass of figures before 2026-12-01 06:00).
+ * bench/torch_reference.py fwdbwd runs the identical pass in PyTorch on the same checkpoint file (same --head and
+ * --grads). --scores FILE writes the per-neuron mean importances of the hook pass (JSON, module → rows), which
+ * bench/compare-scores.ts compares with the reference's (--scores there too); --dtype float32 computes the same
+ * model with its bf16 weights upcast (exactly), as torch_reference.py --dtype float32 does.
  *
  *   node dist/bench/forward-backward.js [--tokens 256] [--layers 24] [--passes 3] [--threads N] [--profile]
  *                                       [--fused | --unfused] [--tidy-layers] [--device cpu|cuda]
- *                                       [--head labels|full] [--json f]
+ *                                       [--head labels|full] [--grads hook|retain] [--dtype bfloat16|float32]
+ *                                       [--scores f] [--json f]
  *
  * Decoder path: the per-op default (src/tensor/tensor.ts fusedOps), --fused every fused op (GOODVIBE_FUSED=1),
  * --unfused transformers' eager code op by op (GOODVIBE_FUSED=0).
@@ -27,9 +32,13 @@ import { peakRssBytes } from "../src/util/memory.js";
 import {
   activationBytesEstimate,
   benchIds,
+  emptyPassSums,
   identificationPass,
+  parsePassGrads,
   parsePassHead,
   passFlops,
+  passScores,
+  type PassGrads,
   type PassHead,
 } from "./pass.js";
 import {
@@ -66,6 +75,10 @@ const { values: args } = parseArgs({
     device: { type: "string", default: "cpu" },
     // the loss: identify()'s two label tokens (labels, the default) or the full vocabulary (full; bench/pass.ts)
     head: { type: "string", default: "labels" },
+    // identify()'s reduction of each output gradient in a hook (hook, the default) or every gradient kept (retain)
+    grads: { type: "string", default: "hook" },
+    dtype: { type: "string", default: "bfloat16" },
+    scores: { type: "string" },
     profile: { type: "boolean", default: false },
     "tidy-layers": { type: "boolean", default: false },
     // alternate passes between the two settings of one per-op switch in this process (A/B), e.g. --ab frozenDx
@@ -149,19 +162,20 @@ function abPasses(
   op: FusedOp,
   passes: number,
   head: PassHead,
+  grads: PassGrads,
 ): void {
   const settings = [false, true];
   const times: number[][] = [[], []];
   const losses: number[] = [];
   for (const [i, on] of settings.entries()) {
     setAb(op, on);
-    losses[i] = identificationPass(model, ids, target, head).loss;
+    losses[i] = identificationPass(model, ids, target, head, grads).loss;
   }
   const rssWarm = peakRssBytes();
   for (let p = 0; p < passes; p++)
     for (const [i, on] of settings.entries()) {
       setAb(op, on);
-      times[i].push(seconds(() => identificationPass(model, ids, target, head)));
+      times[i].push(seconds(() => identificationPass(model, ids, target, head, grads)));
     }
   const cache = frozenLinearCache();
   console.log(
@@ -187,31 +201,39 @@ function main(): void {
   const T = Number(args.tokens);
   const passes = Number(args.passes);
   const head = parsePassHead(args.head);
+  const grads = parsePassGrads(args.grads, head);
+  if (args.dtype !== "bfloat16" && args.dtype !== "float32")
+    throw new Error(`--dtype must be bfloat16 or float32, got ${args.dtype}`);
   const dir = args.model ?? randomModelDir(Number(args.layers));
   const rssBeforeLoad = peakRssBytes();
-  const model = loadModel(dir, { dtype: "bfloat16", device: resolveDevice(args.device) });
+  const model = loadModel(dir, {
+    dtype: args.dtype as "bfloat16" | "float32",
+    device: resolveDevice(args.device),
+  });
   if (args["tidy-layers"]) tidyEachLayer(model);
   const weightBytes = [...model.parameters().values()].reduce((a, t) => a + t.nbytes, 0);
   const ids = benchIds(T, model.cfg.vocabSize);
   const target = Tensor.fromArray([42], [1], "int64");
 
-  if (args.ab) return abPasses(model, ids, target, args.ab as FusedOp, passes, head);
-  const warm = identificationPass(model, ids, target, head); // first pass: oneDNN primitive creation, page-in of the mapped weights
+  if (args.ab) return abPasses(model, ids, target, args.ab as FusedOp, passes, head, grads);
+  // the run's per-neuron sums, as identify() keeps them over its samples (grads hook)
+  const sums = emptyPassSums(model);
+  const warm = identificationPass(model, ids, target, head, grads, sums); // first pass: oneDNN primitive creation, page-in of the mapped weights
   const times: number[] = [];
   let last = warm;
   for (let i = 0; i < passes; i++)
-    times.push(seconds(() => (last = identificationPass(model, ids, target, head))));
+    times.push(seconds(() => (last = identificationPass(model, ids, target, head, grads, sums))));
   const s = median(times);
   const flops = passFlops(model, T, head);
   const gflops = (flops.forward + flops.backward) / s / 1e9;
   const peak = peakRssBytes();
-  const act = activationBytesEstimate(model, T);
+  const act = activationBytesEstimate(model, T, grads);
 
   console.log(
-    `${model.device}, threads ${threads}, OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}, ${model.cfg.numLayers} layers, ${T} tokens, ${path}, head ${head}`,
+    `${model.device}, threads ${threads}, OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(auto)"}, ${model.cfg.numLayers} layers, ${T} tokens, ${path}, head ${head}, grads ${grads}, ${model.dtype}`,
   );
   console.log(
-    `loss ${last.loss.toFixed(4)}, linear outputs with a gradient: ${last.grads}/${model.linears().length}`,
+    `loss ${last.loss.toFixed(4)}, linear outputs with a gradient${grads === "hook" ? " reduced" : ""}: ${last.grads}/${model.linears().length}`,
   );
   const dx = frozenDxSummary(model);
   console.log(`${dx.plan}; copies held: ${dx.copies}, ${(dx.copyBytes / GiB).toFixed(2)} GiB`);
@@ -269,6 +291,8 @@ function main(): void {
     frozenDx: dx,
     tokens: T,
     head,
+    grads,
+    dtype: model.dtype,
     tidyLayers: args["tidy-layers"],
     layers: model.cfg.numLayers,
     loss: last.loss,
@@ -284,6 +308,18 @@ function main(): void {
     activationBytesEstimate: act,
     profile,
   });
+  if (args.scores) {
+    if (grads !== "hook") throw new Error("--scores needs --grads hook (the per-neuron importances)");
+    writeJson(args.scores, {
+      what: "per-neuron mean |dL/dy| over the tokens (identify()'s importance), mean over the passes",
+      side: "addon",
+      dtype: model.dtype,
+      tokens: T,
+      passes: sums.passes,
+      loss: last.loss,
+      modules: passScores(sums),
+    });
+  }
 }
 
 main();

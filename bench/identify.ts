@@ -4,7 +4,9 @@
  * A random-weight model of Qwen2.5-0.5B's shape with the real Qwen tokenizer (test/scale/models.ts), judge prompts
  * of real CyberNative pairs (../shared/data/cybernative/train.jsonl, C++ by default). The samples are cut into
  * chunks; for each chunk `identify()` runs with the given settings, then the benchmark pass (bench/pass.ts: batch 1,
- * no padding, every linear gradient kept, no checkpointing) runs once at each of the chunk's prompt lengths.
+ * no padding, no checkpointing; --grads hook, the default: identify()'s own batch of one sample; --grads retain:
+ * every linear gradient kept, the pass of figures before 2026-12-01 06:00) runs once at each of the chunk's prompt
+ * lengths.
  * Interleaving keeps both sides under the same machine load. Throughput is real (unpadded) tokens per second and
  * real FLOPs per second; the ratio identification / reference is the issue's target (≥ 0.8).
  *
@@ -15,7 +17,7 @@
  *
  *   node dist/bench/identify.js [--layers 24] [--pairs 32] [--languages c++] [--chunk 0 = all] [--batch-size 8]
  *       [--batch-tokens 2048] [--checkpointing auto|on|off] [--max-length 1024] [--threads N] [--no-reference] [--bare]
- *       [--head labels|full] [--json f]
+ *       [--head labels|full] [--grads hook|retain] [--json f]
  *
  * The reference pass's loss (bench/pass.ts PassHead): identify()'s two label tokens (labels, the default since
  * 2026-12-01, matching the reference's FLOP count, identifyFlops) or the full vocabulary (full: earlier figures).
@@ -35,7 +37,7 @@ import { Tensor } from "../src/tensor/index.js";
 import { peakRssBytes } from "../src/util/memory.js";
 import { qwen25_0_5b, scaleModelDir } from "../test/scale/models.js";
 import { CYBERNATIVE_TRAIN } from "../test/scale/harness.js";
-import { benchIds, identificationPass, parsePassHead } from "./pass.js";
+import { benchIds, identificationPass, parsePassGrads, parsePassHead } from "./pass.js";
 import { GiB, applyThreads, machineInfo, seconds, writeJson } from "./common.js";
 
 const { values: args } = parseArgs({
@@ -53,6 +55,7 @@ const { values: args } = parseArgs({
     "no-reference": { type: "boolean", default: false },
     bare: { type: "boolean", default: false },
     head: { type: "string", default: "labels" },
+    grads: { type: "string", default: "hook" },
     json: { type: "string" },
   },
 });
@@ -126,7 +129,8 @@ async function main(): Promise<void> {
   // warm-up: oneDNN primitives, page-in of the mapped weights
   const target = Tensor.fromArray([42], [1], "int64");
   const head = parsePassHead(args.head);
-  identificationPass(model, benchIds(64, model.cfg.vocabSize), target, head);
+  const grads = parsePassGrads(args.grads, head);
+  identificationPass(model, benchIds(64, model.cfg.vocabSize), target, head, grads);
   await identify(model, samples.slice(0, 2), opts);
   const rssAfterWarmup = rssBytes();
 
@@ -164,7 +168,7 @@ async function main(): Promise<void> {
       for (const s of part) {
         const T = s.inputIds.length;
         refSeconds += seconds(() =>
-          identificationPass(model, benchIds(T, model.cfg.vocabSize), target, head),
+          identificationPass(model, benchIds(T, model.cfg.vocabSize), target, head, grads),
         );
         refFlops += identifyFlops(model, [1, T], true).total;
       }

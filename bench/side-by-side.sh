@@ -3,7 +3,7 @@
 # (addon with its per-op defaults / addon op by op / addon with a product per linear (--concat off) / PyTorch) and the training step of each method (addon / PyTorch), pairs run
 # back to back so both sides meet the same load; the 1-minute load average is logged at the start of every run.
 #
-#   npx tsc -p . && bash bench/side-by-side.sh [matmul] [fwdbwd] [train] [train-fused] [frozendx] [wait-policy]
+#   npx tsc -p . && bash bench/side-by-side.sh [matmul] [fwdbwd] [train] [train-fused] [frozendx] [wait-policy] [scores]
 #
 # Environment (the same for both sides; each run's JSON records it):
 #   THREADS      libtorch threads on both sides (default: every core, what both default to)
@@ -15,6 +15,11 @@
 #   PASS         frozendx runs the identification pass too (on, the default) or not (off)
 #   HEAD         the pass's loss on both sides: labels (identify()'s two label tokens, the default) or full (the
 #                full-vocabulary logits: figures before 2026-12-01); bench/pass.ts PassHead
+#   GRADS        what the pass does with each linear output's gradient, on both sides (bench/pass.ts PassGrads):
+#                hook (identify()'s reduction to a per-neuron mean |g| in a hook; the default with HEAD=labels) or
+#                retain (every gradient kept by retainGrad / retain_grad: figures before 2026-12-01 06:00; the
+#                default with HEAD=full). With hook, frozendx's and scores' pass pairs also compare the two sides'
+#                per-neuron importances (bench/compare-scores.ts; scores: in float32, then bfloat16)
 #   HOGS         busy processes started for the whole run as a controlled competing load (default 0)
 #   OUT          results folder (default /tmp/goodvibe-bench/side-by-side)
 set -euo pipefail
@@ -28,6 +33,7 @@ HOGS=${HOGS:-0}
 CHECKPOINTING=${CHECKPOINTING:-both}
 METHODS=${METHODS:-goodvibe lora full}
 HEAD=${HEAD:-labels}
+if [ "$HEAD" = full ]; then GRADS=${GRADS:-retain}; else GRADS=${GRADS:-hook}; fi
 if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX; fi
 mkdir -p "$OUT"
 
@@ -42,7 +48,7 @@ done
 run() { # name, command...
   local name=$1
   shift
-  echo "== $name (load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ), THREADS=$THREADS OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(auto)} HOGS=$HOGS HEAD=$HEAD)" | tee -a "$OUT/runs.log"
+  echo "== $name (load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ), THREADS=$THREADS OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(auto)} HOGS=$HOGS HEAD=$HEAD GRADS=$GRADS)" | tee -a "$OUT/runs.log"
   "$@" --json "$OUT/$name.json" >"$OUT/$name.log" 2>&1 || echo "   FAILED: see $OUT/$name.log" | tee -a "$OUT/runs.log"
   tail -n 3 "$OUT/$name.log" | sed 's/^/   /' | tee -a "$OUT/runs.log"
 }
@@ -61,12 +67,12 @@ for part in ${*:-matmul fwdbwd train}; do
     run matmul-torch $PY bench/torch_reference.py matmul --threads "$THREADS" --sizes 1024,2048
     ;;
   fwdbwd)
-    run fwdbwd-addon node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --head "$HEAD"
-    run fwdbwd-torch $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS" --head "$HEAD"
-    run fwdbwd-addon-opbyop node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --unfused --head "$HEAD"
-    run fwdbwd-addon-separate node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --concat off --head "$HEAD"
-    run fwdbwd-addon-2 node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --head "$HEAD"
-    run fwdbwd-torch-2 $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS" --head "$HEAD"
+    run fwdbwd-addon node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --head "$HEAD" --grads "$GRADS"
+    run fwdbwd-torch $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS" --head "$HEAD" --grads "$GRADS"
+    run fwdbwd-addon-opbyop node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --unfused --head "$HEAD" --grads "$GRADS"
+    run fwdbwd-addon-separate node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --concat off --head "$HEAD" --grads "$GRADS"
+    run fwdbwd-addon-2 node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --head "$HEAD" --grads "$GRADS"
+    run fwdbwd-torch-2 $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS" --head "$HEAD" --grads "$GRADS"
     ;;
   train)
     for m in $METHODS; do
@@ -93,17 +99,28 @@ for part in ${*:-matmul fwdbwd train}; do
       run "train-$m-torch" $PY bench/torch_train.py --model "$TRAIN_MODEL" --method $m --threads "$THREADS" --selection "$SEL" --steps 5
     done
     if [ "${PASS:-on}" = on ]; then
-      run fwdbwd-addon node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --head "$HEAD"
-      run fwdbwd-addon-dxoff node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --frozen-dx off --head "$HEAD"
-      run fwdbwd-torch $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS" --head "$HEAD"
+      sc_addon=() sc_torch=()
+      if [ "$GRADS" = hook ]; then sc_addon=(--scores "$OUT/scores-addon.json") sc_torch=(--scores "$OUT/scores-torch.json"); fi
+      run fwdbwd-addon node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --head "$HEAD" --grads "$GRADS" "${sc_addon[@]}"
+      run fwdbwd-addon-dxoff node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --frozen-dx off --head "$HEAD" --grads "$GRADS"
+      run fwdbwd-torch $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS" --head "$HEAD" --grads "$GRADS" "${sc_torch[@]}"
+      if [ "$GRADS" = hook ]; then run scores-bf16 node dist/bench/compare-scores.js "$OUT/scores-addon.json" "$OUT/scores-torch.json"; fi
     fi
     ;;
+  scores) # the two sides' per-neuron importances of one pass (GRADS=hook): float32 (the same model, weights upcast
+    # exactly: only the order of float32 sums differs) and bfloat16
+    for dt in float32 bfloat16; do
+      run "scores-addon-$dt" node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --passes 1 --dtype $dt --scores "$OUT/scores-addon-$dt.json"
+      run "scores-torch-$dt" $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS" --passes 1 --dtype $dt --scores "$OUT/scores-torch-$dt.json"
+      run "scores-$dt" node dist/bench/compare-scores.js "$OUT/scores-addon-$dt.json" "$OUT/scores-torch-$dt.json"
+    done
+    ;;
   wait-policy) # the addon's wait policy (util/cores.ts openmpWaitEnv) against libgomp's default spin and PyTorch, same load
-    run "fwdbwd-addon-default-wait" node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --head "$HEAD"
-    run "fwdbwd-addon-gomp-spin300000" env GOMP_SPINCOUNT=300000 node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --head "$HEAD"
-    run "fwdbwd-addon-omp-PASSIVE" env OMP_WAIT_POLICY=PASSIVE node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --head "$HEAD"
-    run "fwdbwd-torch-wait" $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS" --head "$HEAD"
-    run "fwdbwd-addon-1thread" node dist/bench/forward-backward.js --threads 1 --layers "$LAYERS" --head "$HEAD"
+    run "fwdbwd-addon-default-wait" node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --head "$HEAD" --grads "$GRADS"
+    run "fwdbwd-addon-gomp-spin300000" env GOMP_SPINCOUNT=300000 node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --head "$HEAD" --grads "$GRADS"
+    run "fwdbwd-addon-omp-PASSIVE" env OMP_WAIT_POLICY=PASSIVE node dist/bench/forward-backward.js --threads "$THREADS" --layers "$LAYERS" --head "$HEAD" --grads "$GRADS"
+    run "fwdbwd-torch-wait" $PY bench/torch_reference.py fwdbwd --model "$MODEL" --threads "$THREADS" --head "$HEAD" --grads "$GRADS"
+    run "fwdbwd-addon-1thread" node dist/bench/forward-backward.js --threads 1 --layers "$LAYERS" --head "$HEAD" --grads "$GRADS"
     ;;
   esac
 done

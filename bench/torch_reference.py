@@ -4,14 +4,25 @@
   /usr/bin/python3 bench/torch_reference.py matmul [--sizes 1024,2048,3072,4096] [--threads N] [--trials 3]
   /usr/bin/python3 bench/torch_reference.py fwdbwd --model DIR [--tokens 256] [--passes 3] [--threads N] [--profile]
                                                   [--device cpu|cuda] [--head labels|full]
+                                                  [--grads hook|module-hook|retain] [--dtype bfloat16|float32]
+                                                  [--scores FILE]
   /usr/bin/python3 bench/torch_reference.py fusedops [--tokens 256] [--reps 30] [--threads 1]
 
 fwdbwd reads the same random checkpoint as bench/forward-backward.ts (DIR/model.safetensors, memory-mapped,
 bf16) and runs the identical pass: a Qwen2 decoder written out with Hugging Face's numerics (RMSNorm in
 float32, half-split RoPE, GQA by repeat_interleave, additive finfo.min mask, float32 softmax), frozen weights,
-retain_grad on every nn.Linear output through forward hooks, cross-entropy at the last position: over the logits of
-the two label tokens (--head labels, the default: what the addon's identify() computes, two rows of lm_head) or of
-the whole vocabulary (--head full: the benchmark's loss before 2026-12-01; bench/pass.ts PassHead).
+cross-entropy at the last position: over the logits of the two label tokens (--head labels, the default: what the
+addon's identify() computes, two rows of lm_head) or of the whole vocabulary (--head full: the benchmark's loss
+before 2026-12-01; bench/pass.ts PassHead). What happens to each nn.Linear output's gradient (bench/pass.ts
+PassGrads): --grads hook (the default) is the paper's §4.1 way and identify()'s: a hook on the output receives the
+gradient of the loss w.r.t. it and reduces it at once to the per-neuron mean |g| over the sample's tokens in float32
+(Eq. 8; identify()'s g.abs().float().sum(1).div(lengths)), added to float64 sums in CPU memory; the embeddings'
+output requires grad so that layer 0's projections get theirs, as the addon's forwardBackward (and transformers'
+enable_input_require_grads) does. --grads module-hook does the same from register_full_backward_hook on each
+nn.Linear (the paper's words, "backward hooks"; extra identity nodes around every module). --grads retain keeps
+every output's gradient with retain_grad (a clone each; layer 0's q/k/v outputs made leaves): the pass of figures
+before 2026-12-01 06:00. --scores FILE writes the per-neuron mean importances (hook modes), which
+bench/compare-scores.ts compares with the addon's.
 
 fusedops times, op by op in PyTorch eager, the decoder glue that bench/fused-ops.ts times in the addon (RMSNorm,
 rotary embedding of q and k, causal GQA attention from the rotated q/k/v to o_proj's input, the SiLU-gated
@@ -168,7 +179,7 @@ class Qwen2(nn.Module):
         self.layers = nn.ModuleList(Layer(sd, i, cfg) for i in range(cfg["num_hidden_layers"]))
         self.norm = RMSNorm(sd["model.norm.weight"], cfg["rms_norm_eps"])
 
-    def forward(self, ids):
+    def forward(self, ids, input_grad=False):
         c = self.cfg
         B, T = ids.shape
         dtype = self.embed.dtype
@@ -182,6 +193,8 @@ class Qwen2(nn.Module):
             allowed = torch.arange(T, device=dev)[None, :] <= torch.arange(T, device=dev)[:, None]
             mask = torch.zeros(B, 1, T, T, dtype=dtype, device=dev).masked_fill(~allowed, torch.finfo(dtype).min)
         x = F.embedding(ids, self.embed)
+        if input_grad:  # the graph starts at the embeddings even though no weight trains (identification)
+            x.requires_grad_()
         for layer in self.layers:
             x = layer(x, cos, sin, mask)
         return self.norm(x)
@@ -196,20 +209,59 @@ LABEL_TOKENS = [15, 16]
 LABEL = 1
 
 
-def identification_pass(model, ids, target, head="labels"):
-    kept = []
+def linear_names(model):
+    """Each nn.Linear of the decoder with its Hugging Face name (the addon's Linear.name)."""
+    out = []
+    for i, layer in enumerate(model.layers):
+        for part, attrs in (("self_attn", ("q_proj", "k_proj", "v_proj", "o_proj")), ("mlp", ("gate_proj", "up_proj", "down_proj"))):
+            out += [(f"model.layers.{i}.{part}.{a}", getattr(layer, a)) for a in attrs]
+    return out
 
-    def hook(_mod, _inp, out):
-        # layer 0's q/k/v outputs have no history (frozen weights): make them leaves, as the TypeScript pass does
+
+def empty_sums(model):
+    """Per-neuron float64 sums in CPU memory, one per linear module (identify()'s accumulators)."""
+    return {"passes": 0, "sums": {n: torch.zeros(m.out_features, dtype=torch.float64) for n, m in linear_names(model)}}
+
+
+def identification_pass(model, ids, target, head="labels", grads="hook", sums=None):
+    kept = []
+    if sums is None:
+        sums = empty_sums(model)
+    B, T = ids.shape
+    # each sample's real tokens, [B, 1] (no padding in this pass)
+    lengths = torch.full((B, 1), float(T), device=ids.device)
+
+    def reduce(name, g):
+        # Eq. 8 per sample, as identify(): mean over its tokens of |g| in float32 ([B, out]), summed over the batch into
+        # the float64 sums on the CPU
+        sums["sums"][name] += g.detach().abs().float().sum(1).div_(lengths).sum(0).to("cpu", torch.float64)
+        kept.append(name)
+
+    def retain(_mod, _inp, out):
+        # layer 0's q/k/v outputs have no history (frozen weights): make them leaves, as the TypeScript pass did
         if out.requires_grad:
             out.retain_grad()
         else:
             out.requires_grad_()
         kept.append(out)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Linear)]
+    def tensor_hook(name):
+        def hook(_mod, _inp, out):
+            out.register_hook(lambda g: reduce(name, g))  # returns None: the output stays as it is
+
+        return hook
+
+    def module_hook(name):
+        return lambda _mod, _gin, gout: reduce(name, gout[0])
+
+    if grads == "retain":
+        handles = [m.register_forward_hook(retain) for _, m in linear_names(model)]
+    elif grads == "hook":
+        handles = [m.register_forward_hook(tensor_hook(n)) for n, m in linear_names(model)]
+    else:
+        handles = [m.register_full_backward_hook(module_hook(n)) for n, m in linear_names(model)]
     try:
-        hidden = model(ids)
+        hidden = model(ids, input_grad=grads != "retain")
         if head == "labels":  # method/losses.ts restrictedLogits: the label tokens' rows of lm_head, then the product
             rows = model.embed.index_select(0, torch.tensor(LABEL_TOKENS, device=ids.device))
             logits = (hidden[:, -1] @ rows.t()).float()
@@ -220,11 +272,12 @@ def identification_pass(model, ids, target, head="labels"):
         value = loss.item()
         loss.backward()
         sync(ids.device)  # a GPU's backward is queued: the pass ends when it has run
-        grads = sum(1 for y in kept if y.grad is not None)
+        got = sum(1 for y in kept if y.grad is not None) if grads == "retain" else len(set(kept))
+        sums["passes"] += 1
     finally:
         for h in handles:
             h.remove()
-    return value, grads
+    return value, got
 
 
 def bench_fwdbwd(args):
@@ -238,17 +291,21 @@ def bench_fwdbwd(args):
         model = model.to(getattr(torch, args.dtype))
     ids = bench_ids(args.tokens, cfg["vocab_size"]).to(args.device)
     target = torch.tensor([42], device=args.device)
-    identification_pass(model, ids, target, args.head)  # warm-up
+    if args.grads != "retain" and args.head != "labels":
+        sys.exit("--grads hook/module-hook is identify()'s pass, whose loss is the label tokens' (--head labels); "
+                 "--head full goes with --grads retain (the figures before 2026-12-01)")
+    sums = empty_sums(model)  # the run's sums, as identify() keeps them over its samples
+    identification_pass(model, ids, target, args.head, args.grads, sums)  # warm-up
     times = []
     for _ in range(args.passes):
         t0 = time.perf_counter()
-        loss, grads = identification_pass(model, ids, target, args.head)
+        loss, grads = identification_pass(model, ids, target, args.head, args.grads, sums)
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     n_linear = sum(1 for m in model.modules() if isinstance(m, nn.Linear))
-    print(f"{args.device}, threads {threads}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')}, torch {torch.__version__}, head {args.head}")
-    print(f"loss {loss:.4f}, linear outputs with a gradient: {grads}/{n_linear}")
+    print(f"{args.device}, threads {threads}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')}, torch {torch.__version__}, head {args.head}, grads {args.grads}, {args.dtype}")
+    print(f"loss {loss:.4f}, linear outputs with a gradient{'' if args.grads == 'retain' else ' reduced'}: {grads}/{n_linear}")
     print(f"median {med:.3f} s/pass ({' / '.join(f'{t:.3f}' for t in times)}), {args.tokens / med:.1f} tokens/s, "
           f"peak RSS {peak / 2**30:.2f} GiB, RSS before load {rss_before / 2**20:.0f} MiB")
     profile = None
@@ -256,17 +313,26 @@ def bench_fwdbwd(args):
         from torch.profiler import ProfilerActivity, profile as torch_profile
 
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-            identification_pass(model, ids, target, args.head)
+            identification_pass(model, ids, target, args.head, args.grads)
         table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
         print(table)
         profile = table
     dump(args.json, {
         "bench": "forward-backward-torch", "torch": torch.__version__, "threads": threads, "tokens": args.tokens,
-        "head": args.head,
+        "head": args.head, "grads": args.grads, "dtype": args.dtype,
         "layers": cfg["num_hidden_layers"], "loss": loss, "gradsKept": grads, "secondsPerPass": times,
         "medianSeconds": med, "tokensPerSecond": args.tokens / med, "peakRssBytes": peak,
         "rssBeforeLoadBytes": rss_before, "profile": profile,
     })
+    if args.scores:
+        if args.grads == "retain":
+            sys.exit("--scores needs --grads hook or module-hook (the per-neuron importances)")
+        n = sums["passes"]
+        dump(args.scores, {
+            "what": "per-neuron mean |dL/dy| over the tokens (identify()'s importance), mean over the passes",
+            "side": f"torch {args.grads}", "dtype": args.dtype, "tokens": args.tokens, "passes": n, "loss": loss,
+            "modules": {name: (s / n).tolist() for name, s in sums["sums"].items()},
+        })
 
 
 def bench_fusedops(args):
@@ -363,6 +429,10 @@ def main():
     fb.add_argument("--dtype", default="bfloat16", help="bfloat16 (the checkpoint's) or float32 (its weights upcast)")
     fb.add_argument("--head", default="labels", choices=["labels", "full"],
                     help="loss over the two label tokens (identify()'s) or the full vocabulary (figures before 2026-12-01)")
+    fb.add_argument("--grads", default="hook", choices=["hook", "module-hook", "retain"],
+                    help="each linear output's gradient reduced in a hook to identify()'s per-neuron mean |g| (hook: a tensor "
+                         "hook, module-hook: register_full_backward_hook) or kept whole (retain: figures before 2026-12-01 06:00)")
+    fb.add_argument("--scores", help="write the per-neuron mean importances (hook modes) to this JSON file")
     fb.add_argument("--json")
     fo = sub.add_parser("fusedops")
     fo.add_argument("--tokens", type=int, default=256)

@@ -30,6 +30,7 @@ import {
 } from "./lm-head.js";
 import { interrupted, stopRequested } from "../../util/stop.js";
 import type { ShardSpec } from "../../util/shard.js";
+import type { ExactSums } from "../../util/exact-sum.js";
 import { DEFAULT_BATCH_TOKENS, type IdentifyConfig } from "./config.js";
 import { modelShapeRecord } from "./model-shape.js";
 import type { FlopCount } from "../flops.js";
@@ -230,19 +231,12 @@ export async function accumulate<T>(
       const T = lengths[indices[0]!]!;
       acc.paddedTokens += indices.length * T;
       const rows = indices.map((i) => (i < profileCount ? new Float32Array(store!.rowFloats) : null));
-      for (const [name, perSample] of r.importance) {
-        const sum = acc.sums.get(name)!;
-        const out = sum.n;
-        const off = store?.offsets.get(name) ?? 0;
-        indices.forEach((sample, b) => {
-          const row = rows[b];
-          for (let j = 0; j < out; j++) {
-            const v = perSample[b * out + j]!; // a mean over the sample's tokens
-            sum.add(j, v);
-            if (row) row[off + j] = v;
-          }
-        });
-      }
+      addImportances(
+        acc.sums,
+        r.importance,
+        indices.length,
+        store ? { rows, offsets: store.offsets } : undefined,
+      );
       indices.forEach((sample, b) => {
         if (rows[b]) store!.write(sample, rows[b]!);
         acc.processed[sample] = 1;
@@ -282,6 +276,32 @@ export async function accumulate<T>(
     for (const l of linears) l.tap = null;
     store?.close();
     if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Adds one batch's importances (runBatch's [B, out] float32 rows per module, each a mean over a sample's tokens)
+ * to the run's exact per-row sums, and copies each sample's row into its profile row when it has one
+ * (profile.rows[b], at the module's offset). identify()'s accumulation on the host; bench/pass.ts calls it too.
+ */
+export function addImportances(
+  sums: ReadonlyMap<string, ExactSums>,
+  importance: ReadonlyMap<string, Float32Array>,
+  samples: number,
+  profile?: { rows: readonly (Float32Array | null)[]; offsets: ReadonlyMap<string, number> },
+): void {
+  for (const [name, perSample] of importance) {
+    const sum = sums.get(name)!;
+    const out = sum.n;
+    const off = profile?.offsets.get(name) ?? 0;
+    for (let b = 0; b < samples; b++) {
+      const row = profile?.rows[b];
+      for (let j = 0; j < out; j++) {
+        const v = perSample[b * out + j]!; // a mean over the sample's tokens
+        sum.add(j, v);
+        if (row) row[off + j] = v;
+      }
+    }
   }
 }
 
@@ -447,7 +467,7 @@ export function runBatch(
   model: DecoderModel,
   linears: Linear[],
   batch: IdentifySample[],
-  opts: IdentifyOptions,
+  opts: Pick<IdentifyOptions, "labelTokenIds" | "mode" | "lmHead">,
   checkpointing: boolean,
 ): { loss: number; importance: Map<string, Float32Array> } {
   const host = leftPadBatch(batch);
