@@ -349,6 +349,18 @@ export function utilityTable(results: ExperimentResults): Table {
   if (benchmarks.some((b) => isLossLike(b, metricOf(results.cells, b)))) {
     notes.push("For losses lower is better, so a negative Δ is an improvement.");
   }
+  // The cells keep each benchmark's value, se and n (schema.ts utilitySchema), not its per-item scores: there is
+  // nothing to pair on, and the safe rates' outcomes (schema.ts outcomes) do not cover utility.
+  const withDelta = settings.some(
+    (s) => s.method !== "base" && settings.some((b) => b.model === s.model && b.method === "base"),
+  );
+  if (benchmarks.length > 0 && withDelta) {
+    notes.push(
+      "Δ's interval is unpaired: results.json keeps each benchmark's value, standard error and n per cell, not " +
+        "its per-item scores, so the method and the base cannot be paired on the items both answered (a paired " +
+        "interval, as Tables 10–11 give the safe rates and secure preference, would usually be narrower).",
+    );
+  }
   return {
     id: "table3-utility",
     title: "Table 3. Utility by method, with Δ vs base",

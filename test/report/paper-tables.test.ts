@@ -168,6 +168,14 @@ test("T3: utility means and deltas vs base, rates in pp and losses raw", () => {
   assert.equal(loss("Full FT", "Δ vs base"), "-0.100 ± 0.000 sd [-0.128, -0.072]");
   assert.equal(arc("GoodVibe", "n"), "1,172");
 
+  // results.json keeps no per-item utility scores (schema.ts utilitySchema: value, stderr, n), so Δ is unpaired
+  // and a note says why
+  assert.ok(
+    table.notes.some((n) =>
+      /^Δ's interval is unpaired: results\.json keeps .* not its per-item scores/.test(n),
+    ),
+    table.notes.join("\n"),
+  );
   const csv = parseCsv(tableToCsv(table));
   close(cellOf(csv, [MODEL, "gsm8k", "exact_match", "GoodVibe"], "Δ vs base"), 0.01);
   close(cellOf(csv, [MODEL, "heldout_code_loss", "loss", "Full FT"], "Δ vs base"), -0.1);
@@ -218,6 +226,7 @@ test("T3: one seed shows the benchmark's standard error; no base run leaves delt
   const md2 = parseMarkdownTable(tableToMarkdown(table));
   assert.equal(cellOf(md2, [MODEL, "arc_challenge", "acc_norm", "GoodVibe"], "Δ vs base"), "—");
   assert.match(table.notes.join(" "), /No base cell for tiny-coder/);
+  assert.ok(!table.notes.some((n) => /unpaired/.test(n)), "no Δ, nothing to say of its pairing");
 });
 
 test("T4: the no-cluster ablation next to its reference run", () => {
