@@ -79,13 +79,17 @@ export function modelFolderHash(dir: string): string {
   const memo = `${path.resolve(dir)}|${folderIdentity(dir)}`;
   let h = folderHashes.get(memo);
   if (!h) {
-    const tok = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"]
-      .filter((f) => fs.existsSync(path.join(dir, f)))
-      .map((f) => [f, fileHash(path.join(dir, f))]);
-    h = sha256(canonicalJson({ weights: modelWeightsHash(dir), tokenizer: tok }));
+    h = sha256(canonicalJson({ weights: modelWeightsHash(dir), tokenizer: tokenizerFilesHashes(dir) }));
     folderHashes.set(memo, h);
   }
   return h;
+}
+
+/** The tokenizer and chat-template files of a model folder that exist, each with its sha256: [[name, hash], ...]. */
+export function tokenizerFilesHashes(dir: string): [string, string][] {
+  return ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"]
+    .filter((f) => fs.existsSync(path.join(dir, f)))
+    .map((f) => [f, fileHash(path.join(dir, f))]);
 }
 
 /** What identifies a file's contents without reading them: size, mtime, ctime, inode, device (of the file a link names). */

@@ -14,7 +14,9 @@ import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
 import { loadModel } from "../models/load.js";
 import type { DecoderModel } from "../models/decoder.js";
 import { securePreference, type PreferenceResult } from "../eval/preference.js";
-import { modelWeightsHash } from "../io/hash.js";
+import { fileHash, modelWeightsHash, tokenizerFilesHashes } from "../io/hash.js";
+import { buildRecord } from "../tensor/build.js";
+import { UtilityCache, utilityKey, type UtilityFigure } from "../eval/utility/cache.js";
 import type { ChatBackend } from "../eval/generate/backend.js";
 import { evaluateSafety, mcnemarVsBase, type SafetyResult, type JudgeRates } from "../eval/safety.js";
 import { BuiltinBackend } from "../eval/generate/builtin.js";
@@ -201,6 +203,8 @@ export interface ModelEvaluation {
   safety: SafetyResult | null;
   protocol: EvalProtocol;
   utility: Record<string, { metric: string; value: number; stderr: number; n: number }>;
+  /** the utility benchmarks taken from `--cache` (eval/utility/cache.ts) rather than evaluated in this run */
+  utilityReused?: string[];
 }
 
 /** Log-likelihoods and greedy generation with the built-in engine, for the utility benchmarks. */
@@ -394,36 +398,97 @@ async function evaluateLoaded(
     });
   }
   const u = opts.utility;
+  const utilityReused: string[] = [];
   if (u) {
     const um = new BuiltinUtilityModel(model, tok, opts.signal);
     const sub = { limit: u.limit, seed: opts.seed };
-    if (u.arc) utility.arc_challenge = headline(await evaluateArc(um, await loadArc(u.arc, sub)), "acc_norm");
-    if (u.gsm8k) {
-      const train = u.gsm8kTrain ? await loadGsm8k(u.gsm8kTrain) : [];
-      const r = await evaluateGsm8k(um, await loadGsm8k(u.gsm8k, sub), {
-        fewshot: train,
-        nShot: train.length ? 5 : 0,
-        maxNewTokens: 256,
+    // With --cache, each finished benchmark is kept under a hash of what shapes it, and taken from there when the
+    // same model (weights and tokenizer), files, settings and build evaluated it before (eval --base evaluates the
+    // base on every run). The shots and token budgets below are part of the settings.
+    const cache = opts.cacheDir
+      ? new UtilityCache(path.join(opts.cacheDir, `utility-${fp.slice(0, 16)}.jsonl`))
+      : null;
+    const identity = cache
+      ? {
+          weights: fp,
+          tokenizer: tokenizerFilesHashes(modelDir),
+          build: buildRecord(model.device, model.dtype),
+        }
+      : null;
+    const figure = async (
+      name: string,
+      files: (string | undefined)[],
+      settings: object,
+      run: () => Promise<UtilityFigure>,
+    ): Promise<UtilityFigure> => {
+      if (!cache || !identity) return run();
+      const key = utilityKey({
+        name,
+        model: { weights: identity.weights, tokenizer: identity.tokenizer },
+        build: identity.build,
+        settings: { ...settings, files: files.map((f) => (f ? fileHash(f) : null)) },
       });
-      utility.gsm8k = headline(r, "exact_match_strict");
-    }
-    if (u.humaneval) {
-      const r = await evaluateHumanEval(um, await loadHumanEval(u.humaneval, sub), { maxNewTokens: 384 });
-      utility.humaneval = headline(r, Object.keys(r.metrics)[0]!);
-    }
-    if (u.code) {
-      const r = await codeLoss(model, tok, readCodeRows(u.code), { signal: opts.signal });
-      utility.heldout_real_code_loss = { metric: "nll/token", value: r.value, stderr: r.stderr, n: r.n };
-    }
-    if (u.mmlu) {
-      const dev = u.mmluDev ? await loadMmlu(u.mmluDev) : [];
-      utility.mmlu = headline(
-        await evaluateMmlu(um, await loadMmlu(u.mmlu, sub), { dev, nShot: dev.length ? 5 : 0 }),
-        "acc",
-      );
+      const had = cache.get(key);
+      if (had) {
+        log.info(
+          `${name}: reused from ${cache.file} (the same model, files, settings and build evaluated it before)`,
+        );
+        utilityReused.push(name);
+        return had;
+      }
+      const r = await run();
+      cache.put(key, name, r);
+      return r;
+    };
+    try {
+      if (u.arc)
+        utility.arc_challenge = await figure("arc_challenge", [u.arc], sub, async () =>
+          headline(await evaluateArc(um, await loadArc(u.arc!, sub)), "acc_norm"),
+        );
+      if (u.gsm8k) {
+        const gsm = { ...sub, nShot: u.gsm8kTrain ? 5 : 0, maxNewTokens: 256 };
+        utility.gsm8k = await figure("gsm8k", [u.gsm8k, u.gsm8kTrain], gsm, async () => {
+          const train = u.gsm8kTrain ? await loadGsm8k(u.gsm8kTrain) : [];
+          const r = await evaluateGsm8k(um, await loadGsm8k(u.gsm8k!, sub), {
+            fewshot: train,
+            nShot: train.length ? 5 : 0,
+            maxNewTokens: 256,
+          });
+          return headline(r, "exact_match_strict");
+        });
+      }
+      if (u.humaneval)
+        utility.humaneval = await figure(
+          "humaneval",
+          [u.humaneval],
+          { ...sub, maxNewTokens: 384 },
+          async () => {
+            const r = await evaluateHumanEval(um, await loadHumanEval(u.humaneval!, sub), {
+              maxNewTokens: 384,
+            });
+            return headline(r, Object.keys(r.metrics)[0]!);
+          },
+        );
+      if (u.code)
+        utility.heldout_real_code_loss = await figure("heldout_real_code_loss", [u.code], {}, async () => {
+          const r = await codeLoss(model, tok, readCodeRows(u.code!), { signal: opts.signal });
+          return { metric: "nll/token", value: r.value, stderr: r.stderr, n: r.n };
+        });
+      if (u.mmlu) {
+        const mmlu = { ...sub, nShot: u.mmluDev ? 5 : 0 };
+        utility.mmlu = await figure("mmlu", [u.mmlu, u.mmluDev], mmlu, async () => {
+          const dev = u.mmluDev ? await loadMmlu(u.mmluDev) : [];
+          return headline(
+            await evaluateMmlu(um, await loadMmlu(u.mmlu!, sub), { dev, nShot: dev.length ? 5 : 0 }),
+            "acc",
+          );
+        });
+      }
+    } finally {
+      cache?.close();
     }
   }
-  return { preference, safety, protocol, utility };
+  return { preference, safety, protocol, utility, ...(utilityReused.length ? { utilityReused } : {}) };
 }
 
 function rateCell(r: { rate: number; low: number; high: number; n: number }) {

@@ -76,3 +76,57 @@ test("eval --base: the base's held-out loss and benchmarks beside the model's, a
     /^vs base \(heldout_code_loss\): nll\/token [+-]\d+\.\d{4} \[[+-]\d+\.\d{4}, [+-]\d+\.\d{4}\] \(model − base; paired bootstrap over \d+ pairs\)$/m,
   );
 });
+
+test("eval --base with one --cache: the base's benchmarks are evaluated once and reused for the next model, and the output says so", async () => {
+  const other = makeTinyChatModel({ seed: 3 });
+  const cache = path.join(work, "shared cache");
+  const run = (m: string, extra: string[] = []) =>
+    runCli(
+      ["eval", "-m", m, "--base", base.dir, "-d", heldOut, "--arc", arc, "--prompts", "1"].concat([
+        "--max-new-tokens",
+        "4",
+        "--cache",
+        cache,
+        "--json",
+        ...extra,
+      ]),
+    );
+  const first = await run(model.dir);
+  assert.equal(first.code, 0, showRun(first));
+  const a = JSON.parse(first.stdout);
+  assert.equal(a.baseUtilityReused, undefined, "nothing to reuse in a fresh cache");
+  assert.equal(a.utilityReused, undefined);
+
+  // another model against the same base: the base's ARC comes from the cache (the same figures as evaluating it,
+  // which the first run did), the new model's is evaluated
+  const second = await run(other.dir);
+  assert.equal(second.code, 0, showRun(second));
+  const b = JSON.parse(second.stdout);
+  assert.deepEqual(b.baseUtilityReused, ["arc_challenge"]);
+  assert.equal(b.utilityReused, undefined, "the other model was never evaluated");
+  assert.deepEqual(b.baseUtility.arc_challenge, a.baseUtility.arc_challenge);
+  assert.match(second.stderr, /arc_challenge: reused from .*utility-[0-9a-f]{16}\.jsonl/);
+
+  // a setting that changes the benchmark (a subsample) is not reused; the text output marks what was
+  const third = await run(other.dir, ["--limit", "1"]);
+  assert.equal(third.code, 0, showRun(third));
+  assert.equal(JSON.parse(third.stdout).baseUtilityReused, undefined);
+  const text = await runCli(
+    ["eval", "-m", other.dir, "--base", base.dir, "-d", heldOut, "--arc", arc, "--prompts", "1"].concat([
+      "--max-new-tokens",
+      "4",
+      "--cache",
+      cache,
+    ]),
+  );
+  assert.equal(text.code, 0, showRun(text));
+  assert.match(
+    text.stdout,
+    /^base arc_challenge: .*\(n=2\) \(reused from --cache: same model, files, settings and build\)$/m,
+  );
+  assert.match(
+    text.stdout,
+    /^arc_challenge: .*\(n=2\) \(reused from --cache/m,
+    "the other model's own, from the second run",
+  );
+});

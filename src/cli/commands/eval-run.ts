@@ -31,7 +31,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
           ["arc", "gsm8k", "gsm8kTrain", "mmlu", "mmluDev", "humaneval"].map((k) => [`--${k}`, opts[k]]),
         ),
       },
-      ownEntry: (n) => /^(safety|preference)-[0-9a-f]{16}\.jsonl$/.test(n),
+      ownEntry: (n) => /^(safety|preference|utility)-[0-9a-f]{16}\.jsonl$/.test(n),
     });
     const pairs = readPairs(opts.data, { languages: opts.languages });
     // the file the model was hardened on is no held-out set: its rates would measure memorisation
@@ -105,14 +105,26 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
       base: baseCell ? { model: path.resolve(opts.base), cell: baseCell } : null,
       utilityVsBase: vsBase,
       llmJudge: judge !== null,
+      reused: { model: ev.utilityReused ?? [], base: base?.utilityReused ?? [] },
     });
+    // the benchmarks taken from --cache, by side, when any was
+    const reused = {
+      ...(ev.utilityReused ? { utilityReused: ev.utilityReused } : {}),
+      ...(base?.utilityReused ? { baseUtilityReused: base.utilityReused } : {}),
+    };
     // `base` stays the base's security (as before); its utility and the differences beside it
     output(
       g,
       lines.join("\n"),
       baseCell
-        ? { ...cell, base: baseCell.security, baseUtility: baseCell.utility, utilityVsBase: vsBase }
-        : cell,
+        ? {
+            ...cell,
+            base: baseCell.security,
+            baseUtility: baseCell.utility,
+            utilityVsBase: vsBase,
+            ...reused,
+          }
+        : { ...cell, ...reused },
     );
   });
 }

@@ -47,19 +47,23 @@ export function evalSummaryLines(opts: {
   /** model − base of each utility metric both have (recipes/evaluate.ts utilityVsBase) */
   utilityVsBase?: Record<string, UtilityDifference>;
   llmJudge: boolean;
+  /** the utility benchmarks each side took from --cache instead of evaluating them (recipes/evaluate.ts) */
+  reused?: { model: readonly string[]; base: readonly string[] };
 }): string[] {
   const { cell, base } = opts;
   const lines = [`model: ${opts.model}`, `safe rates on ${opts.protocol}`, ...rateLines(cell.security)];
-  const utilityLines = (u: CellResult["utility"], label = "") =>
+  const utilityLines = (u: CellResult["utility"], reused: readonly string[] = [], label = "") =>
     Object.entries(u ?? {}).map(
-      ([k, v]) => `${label}${k}: ${v.metric} ${v.value.toFixed(4)} ± ${v.stderr.toFixed(4)} (n=${v.n})`,
+      ([k, v]) =>
+        `${label}${k}: ${v.metric} ${v.value.toFixed(4)} ± ${v.stderr.toFixed(4)} (n=${v.n})` +
+        (reused.includes(k) ? " (reused from --cache: same model, files, settings and build)" : ""),
     );
-  lines.push(...utilityLines(cell.utility));
+  lines.push(...utilityLines(cell.utility, opts.reused?.model));
   if (!base) return lines;
   lines.push(
     `base: ${base.model}`,
     ...rateLines(base.cell.security, "base "),
-    ...utilityLines(base.cell.utility, "base "),
+    ...utilityLines(base.cell.utility, opts.reused?.base, "base "),
   );
   const sign = (x: number) => `${x >= 0 ? "+" : ""}${x.toFixed(4)}`;
   for (const [k, d] of Object.entries(opts.utilityVsBase ?? {}))

@@ -1,0 +1,82 @@
+/**
+ * Finished utility benchmarks kept across runs: a JSONL file per model (in `--cache`, beside the generation and
+ * score caches) with one record per benchmark evaluated, `{key, name, result}`, fsync'd as it is written. The key
+ * is a hash of everything that shapes the result: the model's weights and tokenizer files, the benchmark's files
+ * (by content), its settings (subsample limit and seed, shots, new tokens) and the build that computed it
+ * (tensor/build.ts: version, commit, addon, libtorch, device, bf16 route), so a result is reused only where
+ * computing it again would give the same figures. `eval --base` evaluates the base's utility on every run: with
+ * one `--cache`, the second model compared with the same base takes the base's benchmarks from here.
+ */
+import { InputError } from "../../errors.js";
+import { AppendLog, readAppendLog } from "../../io/append-log.js";
+import { canonicalJson, sha256 } from "../../io/hash.js";
+
+/** A benchmark's headline figure, as a report cell keeps it (report/schema.ts utility). */
+export interface UtilityFigure {
+  metric: string;
+  value: number;
+  stderr: number;
+  n: number;
+}
+
+function isFigure(x: unknown): x is UtilityFigure {
+  const r = x as Partial<UtilityFigure> | null;
+  return (
+    !!r &&
+    typeof r.metric === "string" &&
+    typeof r.value === "number" &&
+    Number.isFinite(r.value) &&
+    typeof r.stderr === "number" &&
+    Number.isFinite(r.stderr) &&
+    r.stderr >= 0 &&
+    Number.isSafeInteger(r.n) &&
+    r.n! >= 0
+  );
+}
+
+/** The key of one benchmark's result: a hash of what shapes it (see the file's comment). */
+export function utilityKey(parts: {
+  name: string;
+  model: unknown;
+  build: unknown;
+  settings: unknown;
+}): string {
+  return sha256(canonicalJson(parts)).slice(0, 32);
+}
+
+export class UtilityCache {
+  private readonly done = new Map<string, UtilityFigure>();
+  // opened at the first result written: a run that only reads the cache makes no file
+  private log: AppendLog | null = null;
+
+  constructor(readonly file: string) {
+    for (const { row, value } of readAppendLog(file, "delete the file to evaluate again")) {
+      const rec = value as { key?: unknown; result?: unknown };
+      if (typeof rec.key !== "string" || !isFigure(rec.result))
+        throw new InputError(
+          `${file} row ${row}: a record needs a string "key" and a "result" {metric, value, stderr, n}; delete the file to evaluate again`,
+        );
+      this.done.set(rec.key, rec.result);
+    }
+  }
+
+  get(key: string): UtilityFigure | undefined {
+    return this.done.get(key);
+  }
+
+  /**
+   * Keeps `result` under `key`; one JSON cannot hold (a NaN standard error, as one item gives) is not kept, so that
+   * a rerun computes it again rather than reading back something else.
+   */
+  put(key: string, name: string, result: UtilityFigure): void {
+    if (!isFigure(result)) return;
+    this.log ??= new AppendLog(this.file);
+    this.log.append({ key, name, result });
+    this.done.set(key, { ...result });
+  }
+
+  close(): void {
+    this.log?.close();
+    this.log = null;
+  }
+}
