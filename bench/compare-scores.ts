@@ -1,32 +1,24 @@
 /**
  * Do the addon's identification pass and PyTorch's reduce the output gradients to the same per-neuron importances?
  * Reads two --scores files (bench/forward-backward.ts and bench/torch_reference.py fwdbwd, the same model, tokens and
- * dtype) and compares them module by module: the relative L2 difference of the score vectors
- * (‖a − b‖ / ‖b‖), the largest difference of one neuron relative to the module's mean score, and how many of the
+ * dtype) and compares them module by module (bench/scores.ts compareScores): the relative L2 difference of the score
+ * vectors, the largest difference of one neuron relative to the module's mean score, the cosine, and how many of the
  * top-k rows (k = 50, identify()'s default topK) both sides select.
  *
  *   node dist/bench/compare-scores.js ADDON.json TORCH.json [--max-rel-l2 X] [--json f]
  *
- * Exit code 1 when a module's relative L2 difference exceeds --max-rel-l2 (default: 0.05 for bfloat16 passes,
- * 1e-4 for float32 passes) or the files do not cover the same modules. What the bounds rest on: both sides compute
- * the same loss of the same weights, so in float32 they differ only by the order of float32 sums (relative ~1e-6);
- * in bfloat16 each side rounds every activation and gradient to 8 bits of mantissa in its own order through 24 layers
- * (the two losses differ by ~1%), which moves single neurons' scores by a few percent, the vectors by less.
+ * Exit code 1 when a module's relative L2 difference exceeds --max-rel-l2 (default: 1e-4 for float32 passes, 0.05
+ * for bfloat16 ones) or the files do not cover the same modules. What the bounds rest on: both sides compute the same
+ * loss of the same weights, so in float32 they differ only by the order of float32 sums (measured ~2e-6 at Qwen2.5-
+ * 0.5B's shape, 24 layers); in bfloat16 each side rounds every activation and gradient to 8 bits of mantissa in its
+ * own order through the layers (the two losses differ by ~1%), which moves single neurons' scores by up to tens of
+ * percent and the vectors by ~1-2.5% (BENCHMARKS "The pass as identify() runs it").
  */
 import * as fs from "node:fs";
 import { parseArgs } from "node:util";
 import { DEFAULT_IDENTIFY } from "../src/method/goodvibe/config.js";
-import { topKIndices } from "../src/method/goodvibe/identify.js";
+import { compareScores, type ScoreRow, type ScoresFile } from "./scores.js";
 import { table, writeJson } from "./common.js";
-
-interface ScoresFile {
-  side: string;
-  dtype: string;
-  tokens: number;
-  passes: number;
-  loss: number;
-  modules: Record<string, number[]>;
-}
 
 const { values: args, positionals } = parseArgs({
   allowPositionals: true,
@@ -43,45 +35,10 @@ if (a.dtype !== b.dtype || a.tokens !== b.tokens)
   );
 const bound = args["max-rel-l2"] ? Number(args["max-rel-l2"]) : a.dtype === "float32" ? 1e-4 : 0.05;
 const k = DEFAULT_IDENTIFY.topK;
-
-const names = Object.keys(a.modules);
-const missing = names
-  .filter((n) => !(n in b.modules))
-  .concat(Object.keys(b.modules).filter((n) => !(n in a.modules)));
-const rows: { name: string; relL2: number; maxRel: number; topK: number; cosine: number }[] = [];
-for (const name of names) {
-  const x = a.modules[name]!;
-  const y = b.modules[name];
-  if (!y || y.length !== x.length) continue;
-  let d2 = 0;
-  let y2 = 0;
-  let x2 = 0;
-  let xy = 0;
-  let maxAbs = 0;
-  let sum = 0;
-  for (let j = 0; j < x.length; j++) {
-    const d = x[j]! - y[j]!;
-    d2 += d * d;
-    y2 += y[j]! * y[j]!;
-    x2 += x[j]! * x[j]!;
-    xy += x[j]! * y[j]!;
-    maxAbs = Math.max(maxAbs, Math.abs(d));
-    sum += y[j]!;
-  }
-  const kk = Math.min(k, x.length);
-  const top = new Set(topKIndices(y, kk));
-  const both = topKIndices(x, kk).filter((i) => top.has(i)).length;
-  rows.push({
-    name,
-    relL2: Math.sqrt(d2 / y2),
-    maxRel: maxAbs / (sum / y.length),
-    topK: both / kk,
-    cosine: xy / Math.sqrt(x2 * y2),
-  });
-}
+const { rows, missing } = compareScores(a.modules, b.modules, k);
 
 const kinds = [...new Set(rows.map((r) => r.name.split(".").pop()!))];
-const worst = (rs: typeof rows, f: (r: (typeof rows)[0]) => number, max = true) =>
+const worst = (rs: ScoreRow[], f: (r: ScoreRow) => number, max = true) =>
   rs.map(f).reduce((p, v) => (max ? Math.max(p, v) : Math.min(p, v)), max ? -Infinity : Infinity);
 console.log(
   `${a.side} vs ${b.side}: ${a.dtype}, ${a.tokens} tokens, ${rows.length} modules; losses ${a.loss.toFixed(6)} / ${b.loss.toFixed(6)}`,
