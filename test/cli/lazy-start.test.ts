@@ -137,7 +137,7 @@ test("usage errors exit 2 without loading the commands' work", async () => {
   });
 });
 
-test("a command that runs loads its work module (the record sees it)", async () => {
+test("a command that runs loads its work module (the record sees it); a GGUF export of a small model opens no addon", async () => {
   // the control: the same recording on a command that does its work, here a GGUF export of the shipped organism
   const out = path.join(dir, "organism.gguf");
   const run = await recorded([
@@ -156,9 +156,28 @@ test("a command that runs loads its work module (the record sees it)", async () 
     loaded.some((l) => l.endsWith("/dist/src/cli/commands/export-run.js")),
     `export-run.js not recorded:\n${loaded.join("\n")}`,
   );
-  // the weights are memory-mapped through the addon (io/mapfile.ts), so the export opens it
+  // GGUF conversion is JavaScript over the weights' bytes: a checkpoint under 64 MiB (3.7 MB here) is read, not
+  // mapped through the addon, so libtorch is not loaded (io/mapfile.ts readFilesBelow)
+  assert.deepEqual(
+    loaded.filter((l) => l.startsWith("dlopen ")),
+    [],
+    "a small GGUF export opened a native library",
+  );
+  // a safetensors export casts through libtorch: the record sees the addon open
+  const cast = await recorded([
+    "export",
+    "-m",
+    path.join(REPO_ROOT, "assets/organism"),
+    "-o",
+    path.join(dir, "organism-f32"),
+    "--format",
+    "safetensors",
+    "--outtype",
+    "float32",
+  ]);
+  assert.equal(cast.r.code, 0, showRun(cast.r));
   assert.ok(
-    loaded.some((l) => l.startsWith("dlopen ") && l.endsWith("goodvibe_torch.node")),
-    `no addon recorded:\n${loaded.join("\n")}`,
+    cast.loaded.some((l) => l.startsWith("dlopen ") && l.endsWith("goodvibe_torch.node")),
+    `no addon recorded:\n${cast.loaded.filter(heavy).join("\n")}`,
   );
 });

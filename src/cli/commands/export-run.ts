@@ -9,6 +9,7 @@ import { planGgufExport, planLoraGgufExport } from "../../io/export-gguf.js";
 import { ggufPieces } from "../../io/gguf.js";
 import { DTYPE_SIZE, writeModelWeightsAsync, type TensorRecord } from "../../io/safetensors.js";
 import { checkOutput, publishFileAsync, writeDirAtomic, writeFileAtomic } from "../../io/atomic.js";
+import { readFilesBelow } from "../../io/mapfile.js";
 import { copyTokenizerFiles, inspectModelFolder } from "../../io/model-folder.js";
 import { ST_TO_DTYPE, loadModel } from "../../models/load.js";
 import { checkDeltaFits, findDeltaFile, readGoodVibeDelta } from "../../method/goodvibe/delta.js";
@@ -19,6 +20,9 @@ import { readPeftAdapter, writePeftAdapter } from "../../method/lora/peft.js";
 import type { LoraConfig } from "../../method/lora/config.js";
 import { Tensor, noGrad, tidy, type DType } from "../../tensor/index.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
+
+/** Weight files under this size are read rather than mapped by a GGUF export (io/mapfile.ts readFilesBelow). */
+const READ_BELOW_BYTES = 64 << 20;
 
 export async function exportCommand(g: OptionValues, opts: OptionValues): Promise<void> {
   const log = makeLogger(g);
@@ -42,6 +46,9 @@ export async function exportCommand(g: OptionValues, opts: OptionValues): Promis
       const outtype = opts.outtype || "f16";
       if (!["f32", "f16", "bf16", "q8_0"].includes(outtype))
         throw new InputError(`--outtype for gguf must be f32, f16, bf16 or q8_0`);
+      // GGUF conversion is plain JavaScript over the weights' bytes: a small checkpoint is read, not mapped through
+      // the addon, so libtorch is not loaded for it (a large one is still mapped)
+      readFilesBelow(READ_BELOW_BYTES);
       const plan = planGgufExport(opts.model, { outtype });
       await publishFileAsync(opts.out, ggufPieces(plan.spec), {
         overwrite: opts.overwrite,
