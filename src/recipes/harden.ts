@@ -364,8 +364,11 @@ export function readSlotBuilds(dir: string): SlotBuild[] {
   return v as SlotBuild[];
 }
 
-/** Clustering is the tool's own TypeScript (k-means, silhouettes): the addon, libtorch and bf16 route play no part. */
-const CLUSTER_BUILD_PARTS: BuildParts = ["goodvibe", "commit"];
+/**
+ * Clustering is the tool's own TypeScript (k-means, silhouettes): the addon, libtorch and bf16 route play no part;
+ * its version and code do (the commit only against a record made before the code hash: tensor/build.ts).
+ */
+const CLUSTER_BUILD_PARTS: BuildParts = ["goodvibe", "commit", "code"];
 
 /** Whether a slot holds work of its stage (a result, a saved state or checkpoint), beyond its own records. */
 function slotHasWork(dir: string): boolean {

@@ -5,20 +5,23 @@
  */
 import type { CellResult } from "./schema.js";
 // formatting only: the addon is not loaded by importing it (tensor/native.ts loads it at first use)
-import { describeBuild } from "../tensor/build.js";
+import { buildKey, describeBuild } from "../tensor/build.js";
 
 type Build = NonNullable<CellResult["build"]>;
 
 const describe = (b: Build | undefined): string => describeBuild(b ?? null);
 
-/** The cells grouped by build, largest group first; cells without a record form one group. */
+/**
+ * The cells grouped by build (tensor/build.ts buildKey: commits that run the same code are one build), largest
+ * group first; cells without a record form one group.
+ */
 function groups(cells: readonly CellResult[]): { text: string; n: number }[] {
   const by = new Map<string, { text: string; n: number }>();
   for (const c of cells) {
-    const text = describe(c.build);
-    const g = by.get(text) ?? { text, n: 0 };
+    const key = c.build ? buildKey(c.build) : "unrecorded";
+    const g = by.get(key) ?? { text: describe(c.build), n: 0 };
     g.n++;
-    by.set(text, g);
+    by.set(key, g);
   }
   return [...by.values()].sort((a, b) => b.n - a.n);
 }
@@ -29,7 +32,7 @@ function groups(cells: readonly CellResult[]): { text: string; n: number }[] {
  */
 function isMixed(cells: readonly CellResult[]): boolean {
   const core = new Set(
-    cells.map((c) => (c.build ? JSON.stringify({ ...c.build, bf16Products: undefined }) : "unrecorded")),
+    cells.map((c) => (c.build ? buildKey({ ...c.build, bf16Products: undefined }) : "unrecorded")),
   );
   const routes = new Set(cells.flatMap((c) => (c.build?.bf16Products ? [c.build.bf16Products] : [])));
   return core.size > 1 || routes.size > 1;

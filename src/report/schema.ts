@@ -202,6 +202,7 @@ export const cellResultSchema = z.strictObject({
     .strictObject({
       goodvibe: z.string(),
       commit: z.string().optional(),
+      code: z.string().optional(),
       addon: z.string(),
       libtorch: z.string(),
       device: z.string(),

@@ -1,5 +1,6 @@
 /** goodvibe's own package.json (dist/src/util → the package root): its version and pinned optional parts. */
 import { createRequire } from "node:module";
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -60,4 +61,45 @@ export function packageCommit(): string | undefined {
     // not a clone, or unreadable: no commit to record
   }
   return undefined;
+}
+
+let codeHash: string | null | undefined;
+
+/**
+ * sha256 (12 hex digits) of the tool's compiled JavaScript, every .js under dist/src by path and bytes: the code a run
+ * executes, which a build record compares instead of the commit (a commit that changes only docs or tests runs the
+ * same code). In a clone, only the files whose TypeScript source is there count: tsc leaves a deleted module's .js
+ * behind, which would make two clones of one commit differ. Undefined when there is no dist/src (not compiled).
+ */
+export function packageCodeHash(): string | undefined {
+  if (codeHash !== undefined) return codeHash ?? undefined;
+  codeHash = null;
+  const root = path.join(PACKAGE_ROOT, "dist", "src");
+  const sources = path.join(PACKAGE_ROOT, "src");
+  const clone = fs.existsSync(sources);
+  const files: string[] = [];
+  const walk = (rel: string) => {
+    for (const e of fs.readdirSync(path.join(root, rel), { withFileTypes: true })) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) walk(r);
+      else if (
+        e.isFile() &&
+        r.endsWith(".js") &&
+        (!clone || fs.existsSync(path.join(sources, r.replace(/\.js$/, ".ts"))))
+      )
+        files.push(r);
+    }
+  };
+  try {
+    walk("");
+  } catch {
+    return undefined;
+  }
+  if (files.length === 0) return undefined;
+  const h = createHash("sha256");
+  for (const r of files.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const bytes = fs.readFileSync(path.join(root, r));
+    h.update(`${r}\0${bytes.length}\0`).update(bytes);
+  }
+  return (codeHash = h.digest("hex").slice(0, 12));
 }

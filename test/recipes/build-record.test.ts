@@ -12,7 +12,13 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { HardenConfig } from "../../src/config/harden.js";
 import { RUN_FILES, planStages, runHarden } from "../../src/recipes/harden.js";
-import { buildRecord, setF32Products } from "../../src/tensor/index.js";
+import {
+  buildDifferences,
+  buildRecord,
+  describeBuild,
+  sameBuild,
+  setF32Products,
+} from "../../src/tensor/index.js";
 import { PACKAGE } from "../../src/util/package-info.js";
 import type { Logger } from "../../src/util/log.js";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";
@@ -150,6 +156,61 @@ test("bf16 route switched mid-run (another machine's addon): training resumes, n
   } finally {
     setF32Products(prev);
   }
+});
+
+test("the commit is information, the code decides: another commit with the same compiled code is the same build", () => {
+  const now = buildRecord("cpu", "float32");
+  assert.match(now.code ?? "", /^[0-9a-f]{12}$/, "a compiled tree records its code's hash");
+  const otherCommit = { ...now, commit: "0123456789ab" };
+  assert.ok(sameBuild(otherCommit, now), "a docs- or tests-only commit runs the same code");
+  assert.equal(buildDifferences(otherCommit, now), "");
+  const otherCode = { ...otherCommit, code: "fedcba987654" };
+  assert.ok(!sameBuild(otherCode, now));
+  assert.equal(buildDifferences(otherCode, now), "code");
+  assert.match(describeBuild(otherCode), /commit 0123456789ab, code fedcba987654,/);
+  // a record made before the code hash (no `code`) is compared by commit, as it was
+  const { code: _code, ...before } = now;
+  assert.ok(sameBuild(before, now), "the same commit, recorded before the code hash");
+  if (now.commit) {
+    assert.ok(!sameBuild({ ...before, commit: "0123456789ab" }, now));
+    assert.equal(buildDifferences({ ...before, commit: "0123456789ab" }, now), "commit");
+  }
+});
+
+test("a rerun after a commit that changed no code reuses every stage and says nothing of builds", async () => {
+  const cfg = tinyHardenConfig(made.dir, data, path.join(work, "docs-only"));
+  const plan = planStages(cfg);
+  await runHarden(cfg);
+  // what a clone one docs-only commit later finds: the same records, another commit
+  const rewrite = (b: Record<string, unknown> | null) => b && { ...b, commit: "0123456789ab" };
+  for (const k of ["identify", "cluster", "train"] as const) {
+    const f = path.join(plan[k].dir, RUN_FILES.madeBy);
+    fs.writeFileSync(f, JSON.stringify(readJson(f).map(rewrite)));
+  }
+  const statsFile = path.join(cfg.out, RUN_FILES.stats);
+  const stats = readJson(statsFile);
+  fs.writeFileSync(statsFile, JSON.stringify({ ...stats, build: rewrite(stats.build) }));
+  const c = capture();
+  assert.equal((await runHarden(cfg, { log: c.log })).reused, true, "the finished output is this build's");
+  assert.deepEqual(c.warnings, []);
+  fs.rmSync(cfg.out, { recursive: true });
+  const d = capture();
+  await runHarden(cfg, { log: d.log });
+  assert.deepEqual(d.warnings, []);
+  assert.ok(d.infos.some((m) => m.startsWith("identification: reusing")));
+  // other code is another build: named, with both commits as information
+  for (const k of ["identify"] as const) {
+    const f = path.join(plan[k].dir, RUN_FILES.madeBy);
+    fs.writeFileSync(
+      f,
+      JSON.stringify(readJson(f).map((b: Record<string, unknown>) => ({ ...b, code: "fedcba987654" }))),
+    );
+  }
+  fs.rmSync(cfg.out, { recursive: true });
+  const e = capture();
+  await runHarden(cfg, { log: e.log });
+  const w = e.warnings.find((m) => m.startsWith("identification: reusing"));
+  assert.ok(w?.includes("code fedcba987654") && w.includes("which differs in code,"), w);
 });
 
 test("a damaged made-by.json is refused naming the file and what to delete", async () => {

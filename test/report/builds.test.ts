@@ -72,3 +72,18 @@ test("results made before the record: no note", () => {
   assert.equal(mixedBuilds(r.cells), null);
   assert.ok(!reportNotes(r).some((n) => /build/i.test(n)));
 });
+
+test("cells of two commits that run the same code (a docs-only commit between them) are one build; other code is not", () => {
+  const withCode = { ...A, code: "c0dec0dec0de" };
+  const docsOnly = withBuilds([withCode, { ...withCode, commit: "bbbbbbbbbbbb" }]);
+  assert.equal(mixedBuilds(docsOnly.cells), null);
+  assert.match(
+    buildsNote(docsOnly.cells)!,
+    /^Every cell was computed by goodvibe 0\.1\.0 \(commit .*, code c0dec0dec0de,/,
+  );
+  const otherCode = withBuilds([withCode, { ...withCode, commit: "bbbbbbbbbbbb", code: "0ther0ther0th" }]);
+  assert.match(mixedBuilds(otherCode.cells)!, /computed by more than one build/);
+  // records made before the code hash are compared by commit, as they were
+  const old = withBuilds([A, { ...A, commit: "bbbbbbbbbbbb" }]);
+  assert.match(mixedBuilds(old.cells)!, /computed by more than one build/);
+});

@@ -11,8 +11,13 @@ import { writeSafetensors } from "../../io/safetensors.js";
 import { parseJson } from "../../util/keys.js";
 import type { ShardSpec } from "../../util/shard.js";
 import type { DecoderModel } from "../../models/decoder.js";
-import { canonicalJson } from "../../io/hash.js";
-import { buildDifferences, buildRecord, describeBuild, type BuildRecord } from "../../tensor/index.js";
+import {
+  buildDifferences,
+  buildKey,
+  buildRecord,
+  describeBuild,
+  type BuildRecord,
+} from "../../tensor/index.js";
 import { DEFAULT_BATCH_TOKENS, type SelectionMode } from "./config.js";
 import { modelShapeRecord, type ModelShapeRecord } from "./model-shape.js";
 import type { NeuronMap, NeuronMapSource } from "./neuron-map.js";
@@ -165,7 +170,7 @@ function shardBuilds(infos: readonly IdentifyShardInfo[]): string | null {
   const groups = new Map<string, { build: BuildRecord | null; shards: number[] }>();
   for (const i of infos) {
     const b = i.build ?? null;
-    const key = b ? canonicalJson(b) : "null";
+    const key = b ? buildKey(b) : "null";
     const g = groups.get(key) ?? { build: b, shards: [] };
     g.shards.push(i.shard.index);
     groups.set(key, g);
