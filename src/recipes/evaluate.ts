@@ -15,7 +15,7 @@ import { loadModel } from "../models/load.js";
 import type { DecoderModel } from "../models/decoder.js";
 import { securePreference, type PreferenceResult } from "../eval/preference.js";
 import { fileHash, modelWeightsHash, tokenizerFilesHashes } from "../io/hash.js";
-import { buildRecord } from "../tensor/build.js";
+import { buildKey, buildRecord } from "../tensor/build.js";
 import { UtilityCache, utilityKey, type UtilityFigure } from "../eval/utility/cache.js";
 import type { ChatBackend } from "../eval/generate/backend.js";
 import { evaluateSafety, mcnemarVsBase, type SafetyResult, type JudgeRates } from "../eval/safety.js";
@@ -412,7 +412,8 @@ async function evaluateLoaded(
       ? {
           weights: fp,
           tokenizer: tokenizerFilesHashes(modelDir),
-          build: buildRecord(model.device, model.dtype),
+          // the build as its records compare it: the commit only where the code's hash is not recorded
+          build: buildKey(buildRecord(model.device, model.dtype)),
         }
       : null;
     const figure = async (

@@ -3,9 +3,10 @@
  * score caches) with one record per benchmark evaluated, `{key, name, result}`, fsync'd as it is written. The key
  * is a hash of everything that shapes the result: the model's weights and tokenizer files, the benchmark's files
  * (by content), its settings (subsample limit and seed, shots, new tokens) and the build that computed it
- * (tensor/build.ts: version, commit, addon, libtorch, device, bf16 route), so a result is reused only where
- * computing it again would give the same figures. `eval --base` evaluates the base's utility on every run: with
- * one `--cache`, the second model compared with the same base takes the base's benchmarks from here.
+ * (tensor/build.ts buildKey: version, compiled code, addon, libtorch, device, bf16 route; not the commit, which a
+ * docs-only change moves), so a result is reused only where computing it again would give the same figures.
+ * `eval --base` evaluates the base's utility on every run: with one `--cache`, the second model compared with the
+ * same base takes the base's benchmarks from here.
  */
 import { InputError } from "../../errors.js";
 import { AppendLog, readAppendLog } from "../../io/append-log.js";
