@@ -94,13 +94,18 @@ const PART_NAMES: Record<keyof BuildRecord, string> = {
 };
 
 /**
- * `b` as it is compared with `other`: where both record the code's hash, without the commit (information only);
- * otherwise without the code, so that a record made before the code hash is compared by commit as it was.
+ * `b` as it is compared with `other`: where both record the code's hash, by it, without the commit (information
+ * only); where neither does (records made before the hash), by commit as they were. Where only one does, by
+ * commit when both have one (a clone), else the code is unknown on one side, and they differ in it: an installed
+ * package's version stays the same across releases, so the version alone would call another release's code the same.
  */
 function compared(b: Partial<BuildRecord>, other: Partial<BuildRecord>): Partial<BuildRecord> {
   const { commit, code, ...rest } = b;
   if (code !== undefined && other.code !== undefined) return { ...rest, code };
-  return commit !== undefined ? { ...rest, commit } : rest;
+  if (code === undefined && other.code === undefined)
+    return commit !== undefined ? { ...rest, commit } : rest;
+  if (commit !== undefined && other.commit !== undefined) return { ...rest, commit };
+  return { ...rest, code: code ?? "not recorded" };
 }
 
 /** The parts in which two builds differ, in words ("version, bf16 products"); "" when they are the same. */

@@ -178,8 +178,12 @@ function shardBuilds(infos: readonly IdentifyShardInfo[]): string | null {
   if (groups.size < 2) return null;
   const list = [...groups.values()].map((g) => ({ ...g, shards: g.shards.sort((a, b) => a - b) }));
   const [a, b] = list;
+  // "" only for one commit recorded with and without the code's hash (tensor/build.ts buildKey groups them apart)
   const differs =
-    a!.build && b!.build ? buildDifferences(a!.build, b!.build) : "an unknown way (a build was not recorded)";
+    (a!.build && b!.build
+      ? buildDifferences(a!.build, b!.build)
+      : "an unknown way (a build was not recorded)") ||
+    "their records only (one has the code's hash, the other predates it)";
   return (
     `identify merge: the shards were computed by ${list.length} builds of goodvibe: ` +
     list
