@@ -130,3 +130,16 @@ test("eval --base with one --cache: the base's benchmarks are evaluated once and
     "the other model's own, from the second run",
   );
 });
+
+test("eval --help says what --cache keeps, utility benchmarks included", async () => {
+  const r = await runCli(["eval", "--help"]);
+  assert.equal(r.code, 0, showRun(r));
+  const cache = r.stdout
+    .slice(r.stdout.indexOf("--cache"))
+    .split(/\n {2}-/)[0]!
+    .replace(/\s+/g, " ");
+  assert.match(
+    cache,
+    /finished utility benchmarks, per model .*a base's benchmarks are reused across models/,
+  );
+});

@@ -38,7 +38,11 @@ export function registerEval(program: Command): void {
     .option("--mmlu-dev <file>", "MMLU dev split")
     .option("--humaneval <file>", "HumanEval (.jsonl or .jsonl.gz): pass@1, completions run in the sandbox")
     .option("--limit <n>", "utility items per benchmark, a seeded subsample (default: all)", integer(1))
-    .option("--cache <dir>", "generation cache folder (resumable)", ".goodvibe-cache")
+    .option(
+      "--cache <dir>",
+      "cache folder: answers, answer losses and finished utility benchmarks, per model (resumable; a base's benchmarks are reused across models)",
+      ".goodvibe-cache",
+    )
     .option("--seed <n>", "seed", integer(0), 0)
     .option(
       "--url <list>",
