@@ -139,7 +139,10 @@ export async function trainJudge(opts: TrainJudgeOptions): Promise<TrainedJudge>
       `${opts.outDir}: output folder exists and is not empty (pass overwrite to replace it)`,
     );
   if (opts.pairs.length === 0) throw new InputError("trainJudge: no training pairs");
-  if (!opts.runDir) return await trainAndWrite(opts, base, out);
+  // the base model is read and checked (tokenizer, config against weights) before the run folder is claimed: a
+  // claim creates that folder, and a bad base model must leave nothing behind
+  const ready = await prepareJudge(opts, base);
+  if (!opts.runDir) return await trainAndWrite(opts, base, out, ready);
   // the run folder is this training's: a second one into the same output would train again beside it, both saving
   // checkpoints into one folder, and clash only at the end on the output the first wrote
   return whileClaimed(
@@ -147,21 +150,36 @@ export async function trainJudge(opts: TrainJudgeOptions): Promise<TrainedJudge>
     (h) =>
       `run folder ${opts.runDir} is in use by another goodvibe run (${h}) training a judge into ${opts.outDir}: ` +
       `wait for it to end, or choose another output folder`,
-    () => trainAndWrite(opts, base, out),
+    () => trainAndWrite(opts, base, out, ready),
   );
 }
 
-async function trainAndWrite(opts: TrainJudgeOptions, base: string, out: string): Promise<TrainedJudge> {
+interface PreparedJudge {
+  tokenizer: HfTokenizer;
+  convention: JudgeConvention;
+  examples: SftExample[];
+  skipped: number;
+  model: ReturnType<typeof loadModel>;
+}
+
+async function prepareJudge(opts: TrainJudgeOptions, base: string): Promise<PreparedJudge> {
   const tokenizer = await loadTokenizer(base);
   const convention = opts.convention ?? PAPER_JUDGE;
-  const cfg: TrainConfig = { ...judgeLoopConfig(DEFAULT_JUDGE_TRAIN), ...opts.cfg };
   const maxLength = opts.maxLength ?? DEFAULT_JUDGE_TRAIN.maxLength;
   const { examples, skipped } = judgeExamples(tokenizer, opts.pairs, maxLength, convention);
   if (examples.length === 0)
     throw new InputError(`trainJudge: every judge example is longer than maxLength ${maxLength} tokens`);
-
   const dtype = opts.dtype ?? (opts.method === "full" ? "float32" : undefined);
-  const model = loadModel(base, { dtype });
+  return { tokenizer, convention, examples, skipped, model: loadModel(base, { dtype }) };
+}
+
+async function trainAndWrite(
+  opts: TrainJudgeOptions,
+  base: string,
+  out: string,
+  { tokenizer, convention, examples, skipped, model }: PreparedJudge,
+): Promise<TrainedJudge> {
+  const cfg: TrainConfig = { ...judgeLoopConfig(DEFAULT_JUDGE_TRAIN), ...opts.cfg };
   const method: AttachedMethod =
     opts.method === "full" ? attachFull(model) : attachLora(model, opts.lora ?? DEFAULT_LORA);
   const padTokenId = tokenizer.padTokenId ?? tokenizer.eosTokenIds[0] ?? 0;
