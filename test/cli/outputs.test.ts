@@ -125,6 +125,11 @@ test("every writing command refuses an existing output unless --overwrite, namin
     ["export into the model", ["export", "-m", m, "-o", path.join(m, "model.safetensors"), "--overwrite"]],
     ["export beside the weights", ["export", "-m", m, "-o", path.join(m, "x.gguf")]],
     ["fold into the model", ["fold", "-m", m, "--delta", delta, "-o", path.join(m, "sub"), "--overwrite"]],
+    // --delta given as the harden output folder: that folder is an input as a whole
+    [
+      "adapter into the delta's folder",
+      ["export", "--adapter", "peft", "--delta", harden1, "-m", m, "-o", path.join(harden1, "peft")],
+    ],
     ["cluster over its input", ["cluster", "-n", neurons, "-o", neurons, "--overwrite"]],
     ["identify over the data", ["identify", "-m", m, "-d", d, "-o", d, "--overwrite"]],
     ["judge into the model", ["judge", "train", "-m", m, "-d", d, "-o", m, "--overwrite"]],

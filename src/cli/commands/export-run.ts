@@ -152,7 +152,8 @@ async function exportAdapter(
     flag: "--out",
     path: opts.out,
     kind: kind === "gguf" ? "file" : "folder",
-    inputs: { "--model": base, [opts.delta ? "--delta" : "--peft"]: source },
+    // --delta as given: a harden output folder is an input as a whole, not only the delta file in it
+    inputs: { "--model": base, [opts.delta ? "--delta" : "--peft"]: opts.delta ?? source },
     overwrite: opts.overwrite,
   });
   if (opts.delta) {
