@@ -79,7 +79,7 @@ function fwdbwd(): void {
       peakBf16 ? `${((100 * gflops) / peakBf16).toFixed(0)}%` : "?",
       gib(r.peakRssBytes),
       r.loss.toFixed(4),
-      `${r.gradsKept}`,
+      `${r.gradsKept} (${r.grads ?? "retain"})`,
       load.get(name) ?? "?",
     ]);
   }
@@ -94,7 +94,7 @@ function fwdbwd(): void {
         "of bf16 peak",
         "peak RSS",
         "loss",
-        "grads kept",
+        "linear grads (hook: reduced, retain: kept)",
         "load at start",
       ],
       rows,

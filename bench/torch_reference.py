@@ -16,8 +16,9 @@ addon's identify() computes, two rows of lm_head) or of the whole vocabulary (--
 before 2026-12-01; bench/pass.ts PassHead). What happens to each nn.Linear output's gradient (bench/pass.ts
 PassGrads): --grads hook (the default) is the paper's §4.1 way and identify()'s: a hook on the output receives the
 gradient of the loss w.r.t. it and reduces it at once to the per-neuron mean |g| over the sample's tokens in float32
-(Eq. 8; identify()'s g.abs().float().sum(1).div(lengths)), added to float64 sums in CPU memory; the embeddings'
-output requires grad so that layer 0's projections get theirs, as the addon's forwardBackward (and transformers'
+(Eq. 8; identify()'s g.abs().float().sum(1).div(lengths)), added to float64 sums in CPU memory once the backward
+is over (one transfer per pass, as identify() reads back once per batch); the embeddings' output requires grad
+so that layer 0's projections get theirs, as the addon's forwardBackward (and transformers'
 enable_input_require_grads) does. --grads module-hook does the same from register_full_backward_hook on each
 nn.Linear (the paper's words, "backward hooks"; extra identity nodes around every module). --grads retain keeps
 every output's gradient with retain_grad (a clone each; layer 0's q/k/v outputs made leaves): the pass of figures
@@ -231,10 +232,13 @@ def identification_pass(model, ids, target, head="labels", grads="hook", sums=No
     # each sample's real tokens, [B, 1] (no padding in this pass)
     lengths = torch.full((B, 1), float(T), device=ids.device)
 
+    pending = []
+
     def reduce(name, g):
-        # Eq. 8 per sample, as identify(): mean over its tokens of |g| in float32 ([B, out]), summed over the batch into
-        # the float64 sums on the CPU
-        sums["sums"][name] += g.detach().abs().float().sum(1).div_(lengths).sum(0).to("cpu", torch.float64)
+        # Eq. 8 per sample, as identify(): mean over its tokens of |g| in float32 ([B, out]), summed over the batch;
+        # kept on the device until the backward is over, then added to the float64 sums on the CPU in one transfer
+        # (identify() reads its per-sample rows back once per batch; a transfer per hook would wait for a GPU 168 times)
+        pending.append((name, g.detach().abs().float().sum(1).div_(lengths).sum(0)))
         kept.append(name)
 
     def retain(_mod, _inp, out):
@@ -271,6 +275,12 @@ def identification_pass(model, ids, target, head="labels", grads="hook", sums=No
             loss = F.cross_entropy(logits, target)
         value = loss.item()
         loss.backward()
+        if pending:
+            host = torch.cat([r for _, r in pending]).to("cpu", torch.float64)
+            off = 0
+            for name, r in pending:
+                sums["sums"][name] += host[off : off + r.numel()]
+                off += r.numel()
         sync(ids.device)  # a GPU's backward is queued: the pass ends when it has run
         got = sum(1 for y in kept if y.grad is not None) if grads == "retain" else len(set(kept))
         sums["passes"] += 1
