@@ -42,6 +42,12 @@ export interface HardenConfig {
   lora: LoraConfig;
   /** an existing non-empty output folder is moved aside (renamed, never deleted) instead of refused */
   overwrite?: boolean;
+  /**
+   * With overwrite: an output these same inputs and settings already completed is made again too (the finished
+   * folder moved aside; the cached stages reused), as the CLI's --overwrite asks. Without it such an output is
+   * returned as it is (a demo rerun into its own folder), unless another build made it.
+   */
+  remake?: boolean;
 }
 
 const nonNegInt = z.number().int().nonnegative();

@@ -730,22 +730,27 @@ export function stagesTrainedOn(modelDir: string, dataFile: string): string[] {
 }
 
 /**
- * The output folder's result when it is already this run's complete result (same run key), unless --overwrite asks
- * for it again and another build made it (the same build would make the same bytes: nothing to do).
+ * The output folder's result when it is already this run's complete result (same run key), unless it is to be made
+ * again: the CLI's --overwrite (`remake`: what a user passes to have an output made anew, one they suspect or one
+ * another build made; honoured as it is everywhere else, the finished folder moved aside, and cheap, since the same
+ * build reuses every cached stage and writes the fold again), or `overwrite` when another build made it.
  */
 function completedRun(cfg: HardenConfig, plan: StagePlan, log: Logger): HardenResult | null {
   const stats = readStats(cfg.out);
   if (!stats || stats.runKey !== plan.runKey) return null;
   const now = buildRecord(resolveDevice(), cfg.dtype ?? DEFAULT_DTYPE);
   const made = stats.build ?? null;
+  if (cfg.overwrite && (cfg.remake || !sameBuild(made, now))) {
+    log.info(
+      sameBuild(made, now)
+        ? `${cfg.out} is complete for these inputs and settings; --overwrite: making it again (stages cached in ` +
+            `${cfg.runDir} are reused; the finished folder is moved aside)`
+        : `${cfg.out} is complete for these inputs and settings but was made by ${describeBuild(made)}; ` +
+            `--overwrite: making it again with this build, ${describeBuild(now)}`,
+    );
+    return null;
+  }
   if (!sameBuild(made, now)) {
-    if (cfg.overwrite) {
-      log.info(
-        `${cfg.out} is complete for these inputs and settings but was made by ${describeBuild(made)}; ` +
-          `--overwrite: making it again with this build, ${describeBuild(now)}`,
-      );
-      return null;
-    }
     log.warn(
       `${cfg.out} was made by ${describeBuild(made)}; this is ${describeBuild(now)} (it differs in ` +
         `${buildDifferences(made, now)}). To make it with this build, rerun with --overwrite (the output is ` +

@@ -25,6 +25,7 @@ import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import { InterruptedError } from "../../src/errors.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
 import { tinyHardenConfig } from "./tiny-config.js";
+import { hardenConfigFrom } from "../../src/cli/commands/harden-config.js";
 
 const made = makeTinyChatModel();
 const work = scratchDir("gv-build-record-");
@@ -65,6 +66,38 @@ test("a run records its build in every slot and in the output; a rerun by the sa
   await runHarden(cfg, { log: again.log });
   assert.deepEqual(again.warnings, []);
   assert.ok(again.infos.some((m) => m.startsWith("identification: reusing")));
+});
+
+test("--overwrite on an output this build finished: made again (not 'nothing to do'), the finished folder moved aside intact", async () => {
+  const cfg = tinyHardenConfig(made.dir, data, path.join(work, "remade"));
+  await runHarden(cfg);
+  const files = (dir: string) =>
+    new Map(fs.readdirSync(dir).map((f) => [f, fs.readFileSync(path.join(dir, f)).toString("base64")]));
+  const before = files(cfg.out);
+  const plain = await runHarden(cfg);
+  assert.equal(plain.reused, true, "a rerun without --overwrite does nothing");
+  // a library caller's overwrite alone (the demo's, rerun into its own folder) still returns it as it is
+  const own = await runHarden({ ...cfg, overwrite: true });
+  assert.equal(own.reused, true, "overwrite without remake made this build's finished output again");
+  // the CLI's --overwrite is overwrite and remake
+  const cli = hardenConfigFrom({ model: made.dir, data, out: cfg.out, overwrite: true, set: [] });
+  assert.equal(cli.overwrite && cli.remake, true, "--overwrite does not ask for the output to be made again");
+  const c = capture();
+  const again = await runHarden({ ...cfg, overwrite: true, remake: true }, { log: c.log });
+  assert.notEqual(again.reused, true, "--overwrite was ignored: the finished output was returned as it was");
+  assert.deepEqual(
+    c.warnings.filter((w) => !w.includes("moved aside")),
+    [],
+  );
+  const aside = fs.readdirSync(work).filter((n) => n.startsWith("remade.old-"));
+  assert.equal(aside.length, 1, `moved aside: ${aside.join(", ")}`);
+  assert.deepEqual(
+    files(path.join(work, aside[0]!)),
+    before,
+    "the finished folder was not moved aside intact",
+  );
+  // the stages are this build's and reused: the same weights again
+  assert.equal(files(cfg.out).get("model.safetensors"), before.get("model.safetensors"));
 });
 
 test("stages of a version before the record: reused and resumed, each saying so with the folder to delete", async () => {

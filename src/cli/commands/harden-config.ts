@@ -70,7 +70,8 @@ export function hardenConfigFrom(
     throw new InputError(`${model}: not a folder (give the model's folder)`);
   if (!fs.existsSync(cfg.data))
     throw new InputError(`${pathOrigin(opts, "data", "--data", cfg.data)}: no such file`);
-  return cfg;
+  // the user's --overwrite makes a finished output again, as it replaces any other output
+  return cfg.overwrite ? { ...cfg, remake: true } : cfg;
 }
 
 /**
