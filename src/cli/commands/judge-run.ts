@@ -8,7 +8,13 @@ import { InputError } from "../../errors.js";
 import { readLabelledSamples, readPairs, splitPairs } from "../../data/pairs.js";
 import { safetyLanguage } from "../../data/languages.js";
 import { judgeCode } from "../../eval/judge/rules/index.js";
-import { LlmJudge, judgeReliability, judgeReliabilityOn } from "../../eval/judge/llm.js";
+import {
+  LlmJudge,
+  judgeReliability,
+  judgeReliabilityOn,
+  type JudgeReliability,
+} from "../../eval/judge/llm.js";
+import { wilsonInterval } from "../../eval/metrics.js";
 import { judgeTrainOptions, trainJudge } from "../../recipes/train-judge.js";
 import { otherBuildWarning } from "../../method/train.js";
 import { judgeTrainingPairs } from "../../recipes/judge.js";
@@ -90,21 +96,31 @@ export async function judgeTrainCommand(g: OptionValues, opts: OptionValues): Pr
     const j = await LlmJudge.load(opts.out);
     const rel = await judgeReliability(j, dev);
     log.done();
-    output(
-      g,
-      `judge → ${path.resolve(opts.out)}\nheld-out reliability (${rel.n} samples; positive = insecure): accuracy ${(100 * rel.accuracy).toFixed(1)}%, TPR ${(100 * rel.tpr).toFixed(1)}%, FPR ${(100 * rel.fpr).toFixed(1)}%`,
-      rel,
-    );
+    output(g, `judge → ${path.resolve(opts.out)}\nheld-out reliability: ${reliabilityText(rel)}`, rel);
   });
 }
 
 export async function judgeCheckCommand(g: OptionValues, opts: OptionValues): Promise<void> {
   await runCommand(g, async () => {
     const rel = judgeReliabilityOn(await LlmJudge.load(opts.judge), readLabelledSamples(opts.data));
-    output(
-      g,
-      `accuracy ${(100 * rel.accuracy).toFixed(1)}%, TPR ${(100 * rel.tpr).toFixed(1)}%, FPR ${(100 * rel.fpr).toFixed(1)}% (n=${rel.n})`,
-      rel,
-    );
+    output(g, reliabilityText(rel), rel);
   });
+}
+
+/**
+ * A judge's reliability as a reviewer reads it: each rate with its n (accuracy over every sample, TPR over the
+ * insecure ones, FPR over the secure ones) and its 95% Wilson interval, as the report's judge table gives them; a
+ * rate over a handful of samples is otherwise read as exact.
+ */
+export function reliabilityText(rel: Pick<JudgeReliability, "n" | "confusion">): string {
+  const { tp, fp, tn, fn } = rel.confusion;
+  const rate = (k: number, n: number) => {
+    if (n === 0) return "— (none)";
+    const w = wilsonInterval(k, n);
+    return `${(100 * w.value).toFixed(1)}% [${(100 * w.low).toFixed(1)}, ${(100 * w.high).toFixed(1)}]`;
+  };
+  return (
+    `accuracy ${rate(tp + tn, rel.n)} of ${rel.n} samples, TPR ${rate(tp, tp + fn)} of ${tp + fn} insecure, ` +
+    `FPR ${rate(fp, fp + tn)} of ${fp + tn} secure (positive = insecure; brackets: 95% Wilson intervals)`
+  );
 }
