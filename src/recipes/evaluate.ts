@@ -17,6 +17,7 @@ import { securePreference, type PreferenceResult } from "../eval/preference.js";
 import { fileHash, modelWeightsHash, tokenizerFilesHashes } from "../io/hash.js";
 import { buildKey, buildRecord } from "../tensor/build.js";
 import { UtilityCache, utilityKey, type UtilityFigure } from "../eval/utility/cache.js";
+import { encodeScores, itemsHash, pairedDifference } from "../eval/utility/items.js";
 import type { ChatBackend } from "../eval/generate/backend.js";
 import { evaluateSafety, mcnemarVsBase, type SafetyResult, type JudgeRates } from "../eval/safety.js";
 import { BuiltinBackend } from "../eval/generate/builtin.js";
@@ -29,7 +30,7 @@ import type {
   UtilityModel,
 } from "../eval/utility/model.js";
 import { loadArc, loadGsm8k, loadHumanEval, loadMmlu } from "../eval/utility/datasets.js";
-import { evaluateHumanEval } from "../eval/utility/humaneval.js";
+import { evaluateHumanEval, passAtK } from "../eval/utility/humaneval.js";
 import { evaluateArc } from "../eval/utility/arc.js";
 import { evaluateGsm8k } from "../eval/utility/gsm8k.js";
 import { evaluateMmlu } from "../eval/utility/mmlu.js";
@@ -202,7 +203,8 @@ export interface ModelEvaluation {
   preference: PreferenceResult;
   safety: SafetyResult | null;
   protocol: EvalProtocol;
-  utility: Record<string, { metric: string; value: number; stderr: number; n: number }>;
+  /** each benchmark's headline figure, with its per-item scores where it has them (eval/utility/items.ts) */
+  utility: Record<string, UtilityFigure>;
   /** the utility benchmarks taken from `--cache` (eval/utility/cache.ts) rather than evaluated in this run */
   utilityReused?: string[];
 }
@@ -316,9 +318,24 @@ export function interleaveByTask<T extends { lang: string; task?: string }>(item
   return interleaveByLanguage(perLanguage);
 }
 
-/** One benchmark's headline metric, as a report cell stores it. */
-function headline(r: TaskResult, metric: string): ModelEvaluation["utility"][string] {
-  return { metric, value: r.metrics[metric]!, stderr: r.stderr[metric] ?? 0, n: r.n };
+/**
+ * One benchmark's headline metric, as a report cell stores it, with its per-item scores (`scores`, one per item in
+ * the order scored) under `items`, the hash of what was asked (eval/utility/items.ts), so that model and base pair
+ * item by item (recipes/evaluate.ts utilityVsBase, Table 3).
+ */
+function headline(
+  r: TaskResult,
+  metric: string,
+  items: string,
+  scores: readonly number[],
+): ModelEvaluation["utility"][string] {
+  return {
+    metric,
+    value: r.metrics[metric]!,
+    stderr: r.stderr[metric] ?? 0,
+    n: r.n,
+    ...(scores.length === r.n ? { perItem: encodeScores(items, scores) } : {}),
+  };
 }
 
 export async function evaluateModel(modelDir: string, opts: EvalOptions): Promise<ModelEvaluation> {
@@ -442,20 +459,32 @@ async function evaluateLoaded(
       return r;
     };
     try {
+      // each figure's `items` hash names the items as asked: the questions and, for the few-shot benchmarks, the
+      // shots before them
       if (u.arc)
-        utility.arc_challenge = await figure("arc_challenge", [u.arc], sub, async () =>
-          headline(await evaluateArc(um, await loadArc(u.arc!, sub)), "acc_norm"),
-        );
+        utility.arc_challenge = await figure("arc_challenge", [u.arc], sub, async () => {
+          const items = await loadArc(u.arc!, sub);
+          const r = await evaluateArc(um, items);
+          return headline(
+            r,
+            "acc_norm",
+            itemsHash(items),
+            r.perItem.map((x) => x.acc_norm),
+          );
+        });
       if (u.gsm8k) {
         const gsm = { ...sub, nShot: u.gsm8kTrain ? 5 : 0, maxNewTokens: 256 };
         utility.gsm8k = await figure("gsm8k", [u.gsm8k, u.gsm8kTrain], gsm, async () => {
           const train = u.gsm8kTrain ? await loadGsm8k(u.gsm8kTrain) : [];
-          const r = await evaluateGsm8k(um, await loadGsm8k(u.gsm8k!, sub), {
-            fewshot: train,
-            nShot: train.length ? 5 : 0,
-            maxNewTokens: 256,
-          });
-          return headline(r, "exact_match_strict");
+          const items = await loadGsm8k(u.gsm8k!, sub);
+          const nShot = train.length ? 5 : 0;
+          const r = await evaluateGsm8k(um, items, { fewshot: train, nShot, maxNewTokens: 256 });
+          return headline(
+            r,
+            "exact_match_strict",
+            itemsHash([{ nShot, shots: itemsHash(train) }, ...items]),
+            r.perItem.map((x) => x.exact_match_strict),
+          );
         });
       }
       if (u.humaneval)
@@ -464,10 +493,16 @@ async function evaluateLoaded(
           [u.humaneval],
           { ...sub, maxNewTokens: 384 },
           async () => {
-            const r = await evaluateHumanEval(um, await loadHumanEval(u.humaneval!, sub), {
-              maxNewTokens: 384,
-            });
-            return headline(r, Object.keys(r.metrics)[0]!);
+            const items = await loadHumanEval(u.humaneval!, sub);
+            const r = await evaluateHumanEval(um, items, { maxNewTokens: 384 });
+            const metric = Object.keys(r.metrics)[0]!;
+            const k = Number(metric.slice("pass@".length));
+            return headline(
+              r,
+              metric,
+              itemsHash(items),
+              r.perItem.map((x) => passAtK(x.n, x.correct, k)),
+            );
           },
         );
       if (u.code)
@@ -479,9 +514,14 @@ async function evaluateLoaded(
         const mmlu = { ...sub, nShot: u.mmluDev ? 5 : 0 };
         utility.mmlu = await figure("mmlu", [u.mmlu, u.mmluDev], mmlu, async () => {
           const dev = u.mmluDev ? await loadMmlu(u.mmluDev) : [];
+          const items = await loadMmlu(u.mmlu!, sub);
+          const nShot = dev.length ? 5 : 0;
+          const r = await evaluateMmlu(um, items, { dev, nShot });
           return headline(
-            await evaluateMmlu(um, await loadMmlu(u.mmlu!, sub), { dev, nShot: dev.length ? 5 : 0 }),
+            r,
             "acc",
+            itemsHash([{ nShot, shots: itemsHash(dev) }, ...items]),
+            r.perItem.map((x) => x.acc),
           );
         });
       }
@@ -565,15 +605,22 @@ export interface UtilityDifference {
   n: number;
   /**
    * "paired bootstrap": the held-out code loss, the same pairs scored by both models, resampled by pair (seeded);
-   * "unpaired normal": the benchmarks, from each side's standard error (conservative where items are shared)
+   * "paired normal": a benchmark both sides scored item by item on the same items (eval/utility/items.ts
+   * pairedDifference: the mean per-item difference ± Z95·sd/√n);
+   * "unpaired normal": from each side's standard error (conservative where items are shared), where the two
+   * cannot be paired (`unpairedBecause` says why)
    */
-  method: "paired bootstrap" | "unpaired normal";
+  method: "paired bootstrap" | "paired normal" | "unpaired normal";
+  /** with "unpaired normal": why the two sides were not paired (e.g. a figure from an older --cache has no scores) */
+  unpairedBecause?: string;
 }
 
 /**
  * The utility comparison of `goodvibe eval --base`: each metric both evaluations have, model − base. The held-out
  * code loss comes from the secure-preference pairs both scored: it is paired by pair id (each pair's mean of its
- * two answers' loss).
+ * two answers' loss). A benchmark is paired item by item when both figures keep per-item scores of the same items
+ * (eval/utility/items.ts); otherwise (a figure reused from an older --cache, other items) it is the unpaired
+ * interval, and the difference says why.
  */
 export function utilityVsBase(
   ev: ModelEvaluation,
@@ -602,6 +649,18 @@ export function utilityVsBase(
       };
       continue;
     }
+    const paired = pairedDifference(u, b);
+    if (typeof paired !== "string") {
+      out[k] = {
+        metric: u.metric,
+        diff: paired.diff,
+        low: paired.low,
+        high: paired.high,
+        n: paired.n,
+        method: "paired normal",
+      };
+      continue;
+    }
     const se = Math.sqrt(u.stderr ** 2 + b.stderr ** 2);
     const diff = u.value - b.value;
     out[k] = {
@@ -611,6 +670,7 @@ export function utilityVsBase(
       high: diff + Z95 * se,
       n: Math.min(u.n, b.n),
       method: "unpaired normal",
+      unpairedBecause: paired,
     };
   }
   return out;

@@ -19,6 +19,7 @@ import {
 } from "./aggregate.js";
 import type { CellResult, ExperimentResults, Judge, Method } from "./schema.js";
 import { Z95, wilsonInterval } from "../eval/metrics.js";
+import { pairedDifference } from "../eval/utility/items.js";
 import { kappaWithInterval } from "./kappa.js";
 import { MISSING, num, text, type Cell, type Column, type Table, type Unit } from "./table.js";
 import { answersTable, judgeReliabilityTable, llmColumnLabel, paperLayoutTables } from "./judge-tables.js";
@@ -272,36 +273,90 @@ export function utilityDelta(s: Setting, base: Setting | undefined, benchmark: s
   return m === undefined || b === undefined ? undefined : m - b;
 }
 
+/** Δ vs base as a cell, and whether its interval is paired (undefined when there is no Δ). */
+export interface UtilityDeltaInterval {
+  cell: Cell;
+  paired?: boolean;
+  /** unpaired: why (eval/utility/items.ts pairedDifference's reason, or the seeds do not match) */
+  unpairedBecause?: string;
+}
+
 /**
  * Δ vs base as a cell, for Table 3 and Figure 1. The value is the method's mean over seeds minus the base's.
- * - Its 95% interval over the benchmark's items: Δ ± 1.96·√(se_m² + se_b²), each side's se the mean of its
- *   evaluations' standard errors. With one evaluation each side that is the exact normal interval of two
- *   independent evaluations; with several seeds averaging the se is conservative (the seeds answer the same
- *   items, so their errors are correlated, and the sd of a mean of correlated errors is at most the mean of their
- *   sds), and so is not pairing method and base on the items. It describes evaluation noise, not training noise.
+ * - Its 95% interval over the benchmark's items, paired where it can be: when every evaluation of the method
+ *   and the base evaluation it is compared with (the base of the same seed, or its one evaluation) keep per-item
+ *   scores of the same items (results.json utility.perItem, eval/utility/items.ts), each seed's Δ gets the
+ *   paired interval, mean per-item difference ± 1.96·sd/√n, and several seeds combine as every rate of the report
+ *   does (aggregate.ts intervalAcrossSeeds: the seeds' bounds averaged). Otherwise (results made before per-item
+ *   scores were kept, a figure that has none such as the held-out losses, other items on the two sides, a base
+ *   whose seeds are not the method's) it is unpaired, Δ ± 1.96·√(se_m² + se_b²), each side's se the mean of its
+ *   evaluations' standard errors: with one evaluation each side the exact normal interval of two independent
+ *   evaluations, and wider than the paired one where both answered the same items. Both describe evaluation
+ *   noise, not training noise. Never a mix: one evaluation that cannot be paired makes the cell unpaired.
  * - With two or more seeds, the spread over seeds: the sample sd of the per-seed differences, each seed's value
  *   minus the base's of the same seed, or minus the base's one evaluation when it was evaluated once (Table 10
  *   pairs seeds the same way). The Seeds column says how many.
  * As in the other tables, both are shown: a zero spread over two seeds is not an exact figure.
  */
-export function utilityDeltaCell(s: Setting, base: Setting | undefined, benchmark: string): Cell {
+export function utilityDeltaInterval(
+  s: Setting,
+  base: Setting | undefined,
+  benchmark: string,
+): UtilityDeltaInterval {
   const delta = utilityDelta(s, base, benchmark);
-  if (delta === undefined || !base) return MISSING;
-  const ses = (x: Setting) =>
-    x.cells.flatMap((c) => (c.utility?.[benchmark] ? [c.utility[benchmark].stderr] : []));
-  const half = Z95 * Math.sqrt(mean(ses(s)) ** 2 + mean(ses(base)) ** 2);
-  const cell: Cell = { kind: "number", value: delta, low: delta - half, high: delta + half };
+  if (delta === undefined || !base) return { cell: MISSING };
   const baseOf = (seed: number) =>
     base.cells.length === 1
       ? base.cells[0]!.utility?.[benchmark]
       : base.cells.find((b) => b.seed === seed)?.utility?.[benchmark];
-  const perSeed = s.cells.flatMap((c) => {
-    const m = c.utility?.[benchmark];
+  const mine = s.cells.filter((c) => c.utility?.[benchmark]);
+  const perSeed = mine.flatMap((c) => {
     const b = baseOf(c.seed);
-    return m && b ? [m.value - b.value] : [];
+    return b ? [c.utility![benchmark]!.value - b.value] : [];
   });
-  if (s.cells.length > 1 && perSeed.length > 1) cell.sd = sampleSd(perSeed);
-  return cell;
+  const spread = (cell: Extract<Cell, { kind: "number" }>): Cell =>
+    s.cells.length > 1 && perSeed.length > 1 ? { ...cell, sd: sampleSd(perSeed) } : cell;
+
+  // paired only when Δ is the mean of the per-seed paired differences: every seed of the method has its base
+  // evaluation, and a base of several seeds has no seed the method lacks
+  const baseSeeds = base.cells.filter((c) => c.utility?.[benchmark]).map((c) => c.seed);
+  let unpairedBecause: string | undefined;
+  const intervals: { value: number; low: number; high: number }[] = [];
+  if (
+    base.cells.length > 1 &&
+    (baseSeeds.length !== mine.length || !mine.every((c) => baseSeeds.includes(c.seed)))
+  )
+    unpairedBecause = "the method's seeds and the base's differ";
+  else
+    for (const c of mine) {
+      const b = baseOf(c.seed);
+      const p = b ? pairedDifference(c.utility![benchmark]!, b) : "no base evaluation of this seed";
+      if (typeof p === "string") {
+        unpairedBecause = p;
+        break;
+      }
+      intervals.push({ value: p.diff, low: p.low, high: p.high });
+    }
+  if (unpairedBecause === undefined) {
+    const across = intervalAcrossSeeds(intervals);
+    if (across.kind === "number") {
+      const { low, high } = across;
+      return { cell: spread({ kind: "number", value: delta, low, high }), paired: true };
+    }
+  }
+  const ses = (x: Setting) =>
+    x.cells.flatMap((c) => (c.utility?.[benchmark] ? [c.utility[benchmark].stderr] : []));
+  const half = Z95 * Math.sqrt(mean(ses(s)) ** 2 + mean(ses(base)) ** 2);
+  return {
+    cell: spread({ kind: "number", value: delta, low: delta - half, high: delta + half }),
+    paired: false,
+    unpairedBecause,
+  };
+}
+
+/** Δ vs base as a cell (utilityDeltaInterval's). */
+export function utilityDeltaCell(s: Setting, base: Setting | undefined, benchmark: string): Cell {
+  return utilityDeltaInterval(s, base, benchmark).cell;
 }
 
 function utilityCell(s: Setting, benchmark: string): Cell {
@@ -316,6 +371,10 @@ export function utilityTable(results: ExperimentResults): Table {
   const settings = groupBySetting(results.cells).filter((s) => s.ablation === undefined);
   const benchmarks = utilityBenchmarks(results.cells);
   const rows: Cell[][] = [];
+  // which Δ intervals are paired, and why the others are not (for the notes)
+  const manyModels = modelsInOrder(results.cells).length > 1;
+  let pairedCount = 0;
+  const unpaired = new Map<string, string[]>();
   for (const model of modelsInOrder(results.cells)) {
     const mine = settings.filter((s) => s.model === model);
     const base = mine.find((s) => s.method === "base");
@@ -323,6 +382,13 @@ export function utilityTable(results: ExperimentResults): Table {
       const metric = metricOf(results.cells, benchmark);
       const loss = isLossLike(benchmark, metric);
       for (const s of mine) {
+        const d = s.method === "base" ? { cell: MISSING } : utilityDeltaInterval(s, base, benchmark);
+        if (d.paired === true) pairedCount++;
+        if (d.paired === false) {
+          const why = d.unpairedBecause ?? "unknown";
+          const where = `${manyModels ? `${model} ` : ""}${benchmark} ${METHOD_LABELS[s.method]}`;
+          unpaired.set(why, [...(unpaired.get(why) ?? []), where]);
+        }
         rows.push([
           text(model),
           text(benchmark),
@@ -331,10 +397,8 @@ export function utilityTable(results: ExperimentResults): Table {
           seedsCell(s),
           // Loss-like and rate-like benchmarks share a column, so units are per row: pre-format them.
           formatted(utilityCell(s, benchmark), loss ? "raw" : "rate"),
-          formatted(
-            s.method === "base" ? MISSING : utilityDeltaCell(s, base, benchmark),
-            loss ? "delta" : "pp",
-          ),
+          formatted(d.cell, loss ? "delta" : "pp"),
+          d.paired === undefined ? MISSING : text(d.paired ? "paired" : "unpaired"),
           nAcrossSeeds(s.cells.map((c) => c.utility?.[benchmark]?.n)),
         ]);
       }
@@ -349,16 +413,20 @@ export function utilityTable(results: ExperimentResults): Table {
   if (benchmarks.some((b) => isLossLike(b, metricOf(results.cells, b)))) {
     notes.push("For losses lower is better, so a negative Δ is an improvement.");
   }
-  // The cells keep each benchmark's value, se and n (schema.ts utilitySchema), not its per-item scores: there is
-  // nothing to pair on, and the safe rates' outcomes (schema.ts outcomes) do not cover utility.
-  const withDelta = settings.some(
-    (s) => s.method !== "base" && settings.some((b) => b.model === s.model && b.method === "base"),
-  );
-  if (benchmarks.length > 0 && withDelta) {
+  // Which Δ is paired: per row in the "Δ interval" column, and here in words with the reasons for the others.
+  if (pairedCount > 0)
     notes.push(
-      "Δ's interval is unpaired: results.json keeps each benchmark's value, standard error and n per cell, not " +
-        "its per-item scores, so the method and the base cannot be paired on the items both answered (a paired " +
-        "interval, as Tables 10–11 give the safe rates and secure preference, would usually be narrower).",
+      `Δ's interval is paired in ${pairedCount} row${pairedCount === 1 ? "" : "s"} ("paired"): method and base ` +
+        "kept per-item scores of the same items (results.json utility.perItem), so it is the mean per-item " +
+        "difference ± 1.96·sd/√n, each seed against its base, the seeds' bounds averaged.",
+    );
+  if (unpaired.size > 0) {
+    const reasons = [...unpaired].map(([why, rows]) => `${why} (${rows.join(", ")})`).join("; ");
+    notes.push(
+      `Δ's interval is unpaired in ${[...unpaired.values()].flat().length} row(s) ("unpaired"), from both ` +
+        `sides' standard errors, wider than a paired one where both answered the same items: ${reasons}. ` +
+        "results.json files made before per-item utility scores were kept have none, nor do the held-out code " +
+        "losses (a float per scored answer in every cell would outweigh the rest of results.json).",
     );
   }
   return {
@@ -370,9 +438,11 @@ export function utilityTable(results: ExperimentResults): Table {
       "over seeds of the base model; a small |Δ| means the security training kept general ability. Value: with " +
       "one seed, ± is the benchmark's standard error (se); with several, ± is the standard deviation across " +
       "seeds (sd) and the brackets the 95% interval over the benchmark's items (mean ± 1.96 × the seeds' mean " +
-      "se). Δ: the brackets are its 95% interval over items, Δ ± 1.96·√(se_method² + se_base²) with each side's " +
-      "se averaged over its seeds (unpaired, and averaged over seeds that answered the same items, so wider " +
-      "than a paired interval: evaluation noise only); with several seeds ± is the sd across seeds of the " +
+      "se). Δ: the brackets are its 95% interval over items (evaluation noise only). Paired (the Δ interval " +
+      "column says which) where method and base kept per-item scores of the same items: the mean per-item " +
+      "difference ± 1.96·sd/√n per seed, the seeds' bounds averaged; otherwise unpaired, Δ ± " +
+      "1.96·√(se_method² + se_base²) with each side's se averaged over its seeds (wider than a paired interval " +
+      "where both answered the same items); with several seeds ± is the sd across seeds of the " +
       "per-seed differences (each seed against the base of the same seed, or the base's one evaluation), shown " +
       "even when 0.0: two seeds that agree are not an exact figure.",
     columns: [
@@ -383,6 +453,7 @@ export function utilityTable(results: ExperimentResults): Table {
       { header: "Seeds", unit: "count" },
       { header: "Value", unit: "raw", csvExtras: ["sd", "se", "low", "high"] },
       { header: "Δ vs base", unit: "raw", csvExtras: ["low", "high", "sd"] },
+      { header: "Δ interval" },
       { header: "n", unit: "count" },
     ],
     rows,

@@ -10,6 +10,7 @@ import * as fs from "node:fs";
 import { z } from "zod";
 import { InputError } from "../errors.js";
 import type { Interval } from "../eval/metrics.js";
+import { perItemProblem } from "../eval/utility/items.js";
 
 const finite = z.number().refine(Number.isFinite, "must be a finite number");
 const nonNegInt = z.number().int().nonnegative();
@@ -103,13 +104,30 @@ const securitySchema = z.strictObject({
     .optional(),
 });
 
-const utilitySchema = z.strictObject({
-  /** e.g. "acc", "acc_norm", "exact_match", "loss"; names with loss/nll/perplexity are not rates. */
-  metric: z.string().min(1),
-  value: finite,
-  stderr: nonNeg,
-  n: nonNegInt,
-});
+const utilitySchema = z
+  .strictObject({
+    /** e.g. "acc", "acc_norm", "exact_match", "loss"; names with loss/nll/perplexity are not rates. */
+    metric: z.string().min(1),
+    value: finite,
+    stderr: nonNeg,
+    n: nonNegInt,
+    /**
+     * the n per-item scores and a hash of the items (eval/utility/items.ts), so that Table 3 pairs a method with
+     * its base item by item; absent in results made before they were kept, and for figures that are not a mean
+     * of per-item scores (the held-out losses): those Δ are unpaired
+     */
+    perItem: z
+      .strictObject({
+        items: z.string().min(1),
+        bits: z.string().optional(),
+        f64: z.string().optional(),
+      })
+      .optional(),
+  })
+  .superRefine((u, ctx) => {
+    const problem = perItemProblem(u);
+    if (problem) ctx.addIssue({ code: "custom", path: ["perItem"], message: problem });
+  });
 export type UtilityResult = z.infer<typeof utilitySchema>;
 
 const neuronsSchema = z.strictObject({

@@ -60,10 +60,24 @@ test("eval --base: the base's held-out loss and benchmarks beside the model's, a
   // the benchmark too, on both sides
   assert.equal(out.baseUtility.arc_challenge.n, 2);
   const a = out.utilityVsBase.arc_challenge;
-  assert.equal(a.method, "unpaired normal");
   assert.ok(
     Math.abs(a.diff - (out.utility.arc_challenge.value - out.baseUtility.arc_challenge.value)) < 1e-12,
   );
+  // both sides answered the same two ARC items and keep their 0/1 scores (a bitset: item i in bit i of byte 0),
+  // so the difference is paired: mean of the two per-item differences ± 1.96·sd/√2, sd/√2 = |d1 − d2| / 2
+  assert.equal(a.method, "paired normal");
+  assert.equal(a.n, 2);
+  const bitsOf = (u: { perItem: { items: string; bits: string } }) => {
+    const byte = Buffer.from(u.perItem.bits, "base64")[0]!;
+    return [byte & 1, (byte >> 1) & 1];
+  };
+  assert.equal(out.utility.arc_challenge.perItem.items, out.baseUtility.arc_challenge.perItem.items);
+  const m = bitsOf(out.utility.arc_challenge);
+  const bb = bitsOf(out.baseUtility.arc_challenge);
+  const pd = [m[0]! - bb[0]!, m[1]! - bb[1]!];
+  const half = (1.959963984540054 * Math.abs(pd[0]! - pd[1]!)) / 2;
+  assert.ok(Math.abs(a.low - ((pd[0]! + pd[1]!) / 2 - half)) < 1e-12, `low ${a.low} for differences ${pd}`);
+  assert.ok(Math.abs(a.high - ((pd[0]! + pd[1]!) / 2 + half)) < 1e-12, `high ${a.high}`);
   // `base` keeps its shape: the base's security
   assert.ok(out.base.securePreference);
 
@@ -74,6 +88,10 @@ test("eval --base: the base's held-out loss and benchmarks beside the model's, a
   assert.match(
     t.stdout,
     /^vs base \(heldout_code_loss\): nll\/token [+-]\d+\.\d{4} \[[+-]\d+\.\d{4}, [+-]\d+\.\d{4}\] \(model − base; paired bootstrap over \d+ pairs\)$/m,
+  );
+  assert.match(
+    t.stdout,
+    /^vs base \(arc_challenge\): acc_norm [+-]\d+\.\d{4} \[[+-]\d+\.\d{4}, [+-]\d+\.\d{4}\] \(model − base; paired over the 2 items both scored\)$/m,
   );
 });
 

@@ -96,6 +96,23 @@ test("eval's summary with --base: the base's utility beside the model's, and eac
         n: 6,
         method: "paired bootstrap",
       },
+      arc_challenge: {
+        metric: "acc_norm",
+        diff: 0.1,
+        low: -0.096,
+        high: 0.296,
+        n: 10,
+        method: "paired normal",
+      },
+      mmlu: {
+        metric: "acc",
+        diff: 0.1,
+        low: -0.357,
+        high: 0.557,
+        n: 10,
+        method: "unpaired normal",
+        unpairedBecause: "the base does not keep per-item scores",
+      },
     },
     llmJudge: false,
   });
@@ -105,5 +122,14 @@ test("eval's summary with --base: the base's utility beside the model's, and eac
   assert.match(
     text,
     /^vs base \(heldout_code_loss\): nll\/token -0\.2500 \[-0\.3000, -0\.2000\] \(model − base; paired bootstrap over 6 pairs\)$/m,
+  );
+  // a benchmark: paired item by item, or unpaired with the reason
+  assert.match(
+    text,
+    /^vs base \(arc_challenge\): acc_norm \+0\.1000 \[-0\.0960, \+0\.2960\] \(model − base; paired over the 10 items both scored\)$/m,
+  );
+  assert.match(
+    text,
+    /^vs base \(mmlu\): acc \+0\.1000 \[-0\.3570, \+0\.5570\] \(model − base; unpaired, from both standard errors: the base does not keep per-item scores\)$/m,
   );
 });

@@ -12,6 +12,8 @@ import {
   type ModelEvaluation,
 } from "../../src/recipes/evaluate.js";
 import type { SecurityPair } from "../../src/data/pairs.js";
+import { encodeScores } from "../../src/eval/utility/items.js";
+import { meanStderr } from "../../src/eval/utility/model.js";
 
 test("prompt budgets cover every language (round-robin, order kept within a language)", () => {
   const items = ["a1", "a2", "a3", "b1", "c1", "c2"].map((id) => ({ id, lang: id[0] }));
@@ -118,4 +120,35 @@ test("eval --base: a benchmark's model − base interval is diff ± z·√(se_m�
   assert.ok(Math.abs(r.low - (0.2 - 0.27718076486993554)) < 1e-12, `low ${r.low}`);
   assert.ok(Math.abs(r.high - (0.2 + 0.27718076486993554)) < 1e-12, `high ${r.high}`);
   assert.equal(r.n, 100);
+});
+
+test("eval --base: a benchmark both sides scored item by item on the same items is paired; other items fall back", () => {
+  // ten items by hand (test/utility/items.test.ts): base 1111100000, model 1111110000. Paired: 0.1 ± Z95·0.1;
+  // unpaired: 0.1 ± Z95·7/30
+  const z = 1.959963984540054;
+  const side = (xs: number[], items: string) =>
+    ({
+      preference: { perPair: [] },
+      utility: {
+        arc_challenge: {
+          metric: "acc_norm",
+          value: xs.reduce((a, b) => a + b, 0) / 10,
+          stderr: meanStderr(xs),
+          n: 10,
+          perItem: encodeScores(items, xs),
+        },
+      },
+    }) as unknown as ModelEvaluation;
+  const base = [1, 1, 1, 1, 1, 0, 0, 0, 0, 0];
+  const model = [1, 1, 1, 1, 1, 1, 0, 0, 0, 0];
+  const p = utilityVsBase(side(model, "h1"), side(base, "h1"), 0).arc_challenge!;
+  assert.equal(p.method, "paired normal");
+  assert.ok(Math.abs(p.low - (0.1 - z * 0.1)) < 1e-12, `low ${p.low}`);
+  assert.ok(Math.abs(p.high - (0.1 + z * 0.1)) < 1e-12, `high ${p.high}`);
+  assert.equal(p.n, 10);
+  const u = utilityVsBase(side(model, "h1"), side(base, "h2"), 0).arc_challenge!;
+  assert.equal(u.method, "unpaired normal");
+  assert.equal(u.unpairedBecause, "the two sides scored different items");
+  assert.ok(Math.abs(u.low - (0.1 - (z * 7) / 30)) < 1e-12, `low ${u.low}`);
+  assert.ok(Math.abs(u.high - (0.1 + (z * 7) / 30)) < 1e-12, `high ${u.high}`);
 });

@@ -18,6 +18,9 @@ import { tableToCsv, tableToMarkdown } from "../../src/report/table.js";
 import type { ExperimentResults } from "../../src/report/schema.js";
 import { summariseSafety, type SafetyItem } from "../../src/eval/safety.js";
 import { handMadeResults, iv, MODEL } from "./fixture.js";
+import { encodeScores } from "../../src/eval/utility/items.js";
+import { meanStderr } from "../../src/eval/utility/model.js";
+import { parseExperimentResults } from "../../src/report/schema.js";
 import { cellOf, parseCsv, parseMarkdownTable } from "./parse.js";
 
 const results = handMadeResults();
@@ -168,14 +171,19 @@ test("T3: utility means and deltas vs base, rates in pp and losses raw", () => {
   assert.equal(loss("Full FT", "Δ vs base"), "-0.100 ± 0.000 sd [-0.128, -0.072]");
   assert.equal(arc("GoodVibe", "n"), "1,172");
 
-  // results.json keeps no per-item utility scores (schema.ts utilitySchema: value, stderr, n), so Δ is unpaired
-  // and a note says why
+  // the fixture is an older results.json: no per-item utility scores, so every Δ is unpaired, the column and a
+  // note say so and why
+  assert.equal(arc("GoodVibe", "Δ interval"), "unpaired");
+  assert.equal(arc("Base", "Δ interval"), "—");
   assert.ok(
     table.notes.some((n) =>
-      /^Δ's interval is unpaired: results\.json keeps .* not its per-item scores/.test(n),
+      /^Δ's interval is unpaired in 8 row\(s\) .*: neither side keeps per-item scores \(arc_challenge GoodVibe,/.test(
+        n,
+      ),
     ),
     table.notes.join("\n"),
   );
+  assert.ok(!table.notes.some((n) => /is paired in/.test(n)));
   const csv = parseCsv(tableToCsv(table));
   close(cellOf(csv, [MODEL, "gsm8k", "exact_match", "GoodVibe"], "Δ vs base"), 0.01);
   close(cellOf(csv, [MODEL, "heldout_code_loss", "loss", "Full FT"], "Δ vs base"), -0.1);
@@ -204,6 +212,91 @@ test("T3: with a base evaluated once, each seed's difference is taken against th
     cellOf(md, [MODEL, "arc_challenge", "acc_norm", "GoodVibe"], "Δ vs base"),
     "+1.0 pp ± 2.8 sd [-2.9, 4.9]",
   );
+});
+
+/**
+ * Ten ARC items by hand (test/utility/items.test.ts): base 1111100000 (0.5); GoodVibe seed 1 1111110000 (0.6),
+ * seed 2 1111111000 (0.7). Seed 1: differences one 1, nine 0: 0.1, se 0.1 exactly; seed 2: two 1s: 0.2, sd² =
+ * (8·0.04 + 2·0.64)/9 = 1.6/9, se = √(1.6/9)/√10 = 0.4/3. Unpaired seed 1: se_b² = 1/36, se_m² = 2/75, se 7/30.
+ */
+function withItems(items: { base: string; gv1: string; gv2: string }, baseSeeds: number[] = [1]) {
+  const scores = {
+    base: [1, 1, 1, 1, 1, 0, 0, 0, 0, 0],
+    gv1: [1, 1, 1, 1, 1, 1, 0, 0, 0, 0],
+    gv2: [1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+  };
+  const arc = (xs: number[], hash: string) => ({
+    metric: "acc_norm",
+    value: xs.reduce((a, b) => a + b, 0) / xs.length,
+    stderr: meanStderr(xs),
+    n: xs.length,
+    perItem: encodeScores(hash, xs),
+  });
+  const cells = results.cells
+    .filter(
+      (c) =>
+        c.ablation === undefined &&
+        (c.method === "goodvibe" || (c.method === "base" && baseSeeds.includes(c.seed))),
+    )
+    .map((c) => {
+      const which = c.method === "base" ? "base" : c.seed === 1 ? "gv1" : "gv2";
+      return { ...c, utility: { arc_challenge: arc(scores[which], items[which]) } };
+    });
+  // through the schema, as a results.json would be read
+  return parseExperimentResults(JSON.parse(JSON.stringify({ ...results, cells })), "results.json");
+}
+
+test("T3: with per-item scores of the same items, Δ's interval is paired (mean difference ± 1.96·sd/√n), by hand", () => {
+  const z = 1.959963984540054;
+  // one seed each: 0.1 ± z·0.1 = [-0.096, 0.296]
+  const one: ExperimentResults = withItems({ base: "h", gv1: "h", gv2: "h" });
+  one.cells = one.cells.filter((c) => c.seed === 1);
+  let table = utilityTable(one);
+  let md = parseMarkdownTable(tableToMarkdown(table));
+  const row = [MODEL, "arc_challenge", "acc_norm", "GoodVibe"];
+  assert.equal(cellOf(md, row, "Δ vs base"), "+10.0 pp [-9.6, 29.6]");
+  assert.equal(cellOf(md, row, "Δ interval"), "paired");
+  let csv = parseCsv(tableToCsv(table));
+  close(cellOf(csv, row, "Δ vs base low"), 0.1 - z * 0.1);
+  close(cellOf(csv, row, "Δ vs base high"), 0.1 + z * 0.1);
+  assert.ok(
+    table.notes.some((n) => /^Δ's interval is paired in 1 row /.test(n)),
+    table.notes.join("\n"),
+  );
+  assert.ok(!table.notes.some((n) => /unpaired in/.test(n)), table.notes.join("\n"));
+
+  // two seeds against the base's one evaluation: each seed paired, the bounds averaged (intervalAcrossSeeds):
+  // 0.15 ± z·(0.1 + 0.4/3)/2 = [-0.0787, 0.3787]; ± the sd of 0.1 and 0.2 = 0.0707
+  table = utilityTable(withItems({ base: "h", gv1: "h", gv2: "h" }));
+  md = parseMarkdownTable(tableToMarkdown(table));
+  assert.equal(cellOf(md, row, "Δ vs base"), "+15.0 pp ± 7.1 sd [-7.9, 37.9]");
+  csv = parseCsv(tableToCsv(table));
+  close(cellOf(csv, row, "Δ vs base low"), 0.15 - (z * (0.1 + 0.4 / 3)) / 2);
+  close(cellOf(csv, row, "Δ vs base high"), 0.15 + (z * (0.1 + 0.4 / 3)) / 2);
+  assert.equal(cellOf(md, row, "Δ interval"), "paired");
+});
+
+test("T3: per-item scores of other items are never paired: unpaired, and the note says why", () => {
+  const z = 1.959963984540054;
+  const one: ExperimentResults = withItems({ base: "h", gv1: "other", gv2: "h" });
+  one.cells = one.cells.filter((c) => c.seed === 1);
+  const table = utilityTable(one);
+  const md = parseMarkdownTable(tableToMarkdown(table));
+  const row = [MODEL, "arc_challenge", "acc_norm", "GoodVibe"];
+  // 0.1 ± z·7/30 = [-0.357, 0.557]
+  assert.equal(cellOf(md, row, "Δ vs base"), "+10.0 pp [-35.7, 55.7]");
+  assert.equal(cellOf(md, row, "Δ interval"), "unpaired");
+  const csv = parseCsv(tableToCsv(table));
+  close(cellOf(csv, row, "Δ vs base low"), 0.1 - (z * 7) / 30);
+  assert.ok(
+    table.notes.some((n) =>
+      /unpaired in 1 row\(s\).*the two sides scored different items \(arc_challenge GoodVibe\)/.test(n),
+    ),
+    table.notes.join("\n"),
+  );
+  // one seed of two that cannot be paired makes the whole cell unpaired (never a mix)
+  const mixed = utilityTable(withItems({ base: "h", gv1: "h", gv2: "other" }));
+  assert.equal(cellOf(parseMarkdownTable(tableToMarkdown(mixed)), row, "Δ interval"), "unpaired");
 });
 
 test("T3: one seed shows the benchmark's standard error; no base run leaves deltas —", () => {

@@ -85,3 +85,26 @@ test("readExperimentResults names the file when it is missing or not JSON", () =
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a utility figure's per-item scores: read back as written, refused when they do not give its value", () => {
+  // ten ARC items 1111110000: 0.6, bits 0–5 of byte 0 = 0x3f -> base64 "PwA="
+  const json = fromDisk();
+  json.cells[0].utility.arc_challenge = {
+    metric: "acc_norm",
+    value: 0.6,
+    stderr: 0.16,
+    n: 10,
+    perItem: { items: "h1", bits: "PwA=" },
+  };
+  assert.deepEqual(parseExperimentResults(json, "x.json"), json);
+  json.cells[0].utility.arc_challenge.value = 0.5;
+  rejects(json, /cells\[0\]\.utility\.arc_challenge\.perItem.*perItem's mean 0\.6 is not the value 0\.5/);
+  json.cells[0].utility.arc_challenge = {
+    metric: "acc",
+    value: 0.6,
+    stderr: 0.16,
+    n: 17,
+    perItem: { items: "h1", bits: "PwA=" },
+  };
+  rejects(json, /perItem has 2 bytes of bits for n = 17 items/);
+});

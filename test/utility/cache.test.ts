@@ -31,3 +31,31 @@ test("utility cache: kept across instances, keyed by everything that shapes the 
   fs.appendFileSync(file, JSON.stringify({ key: "k3", result: { metric: "acc", value: "x" } }) + "\n");
   assert.throws(() => new UtilityCache(file), /utility-0123456789abcdef\.jsonl row 2: a record needs/);
 });
+
+test("utility cache: a figure's per-item scores are kept; a record from before them reads without (unpaired)", () => {
+  const file = path.join(scratchDir("gv-utility-cache-"), "utility-fedcba9876543210.jsonl");
+  const c = new UtilityCache(file);
+  // 1111110000: 0.6 (bits 0–5: 0x3f 0x00, "PwA=")
+  const perItem = { items: "h1", bits: "PwA=" };
+  c.put("k1", "arc_challenge", { metric: "acc_norm", value: 0.6, stderr: 0.16, n: 10, perItem });
+  c.close();
+  // an older record: no perItem
+  fs.appendFileSync(
+    file,
+    JSON.stringify({ key: "k0", name: "mmlu", result: { metric: "acc", value: 0.5, stderr: 0.1, n: 10 } }) +
+      "\n",
+  );
+  const again = new UtilityCache(file);
+  assert.deepEqual(again.get("k1")?.perItem, perItem);
+  assert.deepEqual(again.get("k0"), { metric: "acc", value: 0.5, stderr: 0.1, n: 10 });
+  // scores that do not give the value: refused, naming the row
+  fs.appendFileSync(
+    file,
+    JSON.stringify({
+      key: "k2",
+      name: "arc_challenge",
+      result: { metric: "a", value: 0.5, stderr: 0.1, n: 10, perItem },
+    }) + "\n",
+  );
+  assert.throws(() => new UtilityCache(file), /row 3: a record needs/);
+});

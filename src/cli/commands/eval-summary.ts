@@ -69,7 +69,13 @@ export function evalSummaryLines(opts: {
   for (const [k, d] of Object.entries(opts.utilityVsBase ?? {}))
     lines.push(
       `vs base (${k}): ${d.metric} ${sign(d.diff)} [${sign(d.low)}, ${sign(d.high)}] (model − base; ` +
-        `${d.method === "paired bootstrap" ? `paired bootstrap over ${d.n} pairs` : "unpaired, from both standard errors"})`,
+        `${
+          d.method === "paired bootstrap"
+            ? `paired bootstrap over ${d.n} pairs`
+            : d.method === "paired normal"
+              ? `paired over the ${d.n} items both scored`
+              : `unpaired, from both standard errors${d.unpairedBecause ? `: ${d.unpairedBecause}` : ""}`
+        })`,
     );
   if (!cell.security.answers) return lines;
   const judges = opts.llmJudge ? (["rule", "llm"] as const) : (["rule"] as const);

@@ -11,13 +11,20 @@
 import { InputError } from "../../errors.js";
 import { AppendLog, readAppendLog } from "../../io/append-log.js";
 import { canonicalJson, sha256 } from "../../io/hash.js";
+import { perItemProblem, type ItemScores } from "./items.js";
 
-/** A benchmark's headline figure, as a report cell keeps it (report/schema.ts utility). */
+/**
+ * A benchmark's headline figure, as a report cell keeps it (report/schema.ts utility), with its per-item scores
+ * where the benchmark has them (eval/utility/items.ts), so that a figure taken from the cache pairs with the
+ * base's as one evaluated now does. A record written before they were kept has none: it is used as it is, and a
+ * comparison with it is the unpaired one (never a pairing on scores it lacks).
+ */
 export interface UtilityFigure {
   metric: string;
   value: number;
   stderr: number;
   n: number;
+  perItem?: ItemScores;
 }
 
 function isFigure(x: unknown): x is UtilityFigure {
@@ -31,7 +38,12 @@ function isFigure(x: unknown): x is UtilityFigure {
     Number.isFinite(r.stderr) &&
     r.stderr >= 0 &&
     Number.isSafeInteger(r.n) &&
-    r.n! >= 0
+    r.n! >= 0 &&
+    (r.perItem === undefined ||
+      (typeof r.perItem === "object" &&
+        r.perItem !== null &&
+        typeof r.perItem.items === "string" &&
+        perItemProblem(r as UtilityFigure) === undefined))
   );
 }
 
@@ -55,7 +67,7 @@ export class UtilityCache {
       const rec = value as { key?: unknown; result?: unknown };
       if (typeof rec.key !== "string" || !isFigure(rec.result))
         throw new InputError(
-          `${file} row ${row}: a record needs a string "key" and a "result" {metric, value, stderr, n}; delete the file to evaluate again`,
+          `${file} row ${row}: a record needs a string "key" and a "result" {metric, value, stderr, n, perItem?} whose per-item scores (if any) give its value; delete the file to evaluate again`,
         );
       this.done.set(rec.key, rec.result);
     }

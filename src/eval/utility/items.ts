@@ -1,0 +1,123 @@
+/**
+ * A benchmark's per-item scores, kept beside its headline figure so that two evaluations of the same items (a
+ * fine-tuned model and its base) can be compared item by item: the paired interval of model − base, which is
+ * usually much narrower than the unpaired one from both standard errors, since most items are answered alike.
+ *
+ * Compact on purpose (a 216-cell experiment keeps one per cell and benchmark): 0/1 scores (ARC, GSM8K, MMLU) as a
+ * bitset, item i in bit i % 8 of byte ⌊i / 8⌋, base64 (MMLU's 14,042 items: 2,344 characters); real scores
+ * (HumanEval's pass@k) as float64 little-endian, base64. `items` is a hash of the items scored, in order: two
+ * sides are paired only when both hashes and counts agree, never on sets that merely have the same size.
+ */
+import { canonicalJson, sha256 } from "../../io/hash.js";
+import { Z95 } from "../metrics.js";
+
+export interface ItemScores {
+  /** hash of the items scored, in order (itemsHash) */
+  items: string;
+  /** 0/1 scores, a base64 bitset (one of bits, f64) */
+  bits?: string;
+  /** real scores, base64 of float64 little-endian */
+  f64?: string;
+}
+
+/** The hash that names a list of benchmark items (their content, in order: question, choices, answer, id). */
+export function itemsHash(items: readonly unknown[]): string {
+  return sha256(canonicalJson(items)).slice(0, 32);
+}
+
+/** Encodes scores: a bitset when every score is 0 or 1, float64 otherwise. */
+export function encodeScores(items: string, scores: readonly number[]): ItemScores {
+  if (scores.every((s) => s === 0 || s === 1)) {
+    const buf = Buffer.alloc(Math.ceil(scores.length / 8));
+    scores.forEach((s, i) => {
+      if (s === 1) buf[i >> 3]! |= 1 << (i & 7);
+    });
+    return { items, bits: buf.toString("base64") };
+  }
+  const buf = Buffer.alloc(8 * scores.length);
+  scores.forEach((s, i) => buf.writeDoubleLE(s, 8 * i));
+  return { items, f64: buf.toString("base64") };
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/**
+ * The n scores, or a reason they cannot be read: not exactly one of bits/f64, not base64, a length that is not
+ * n's, set bits past the n-th, a score that is not finite.
+ */
+export function decodeScores(s: ItemScores, n: number): number[] | string {
+  const text = s.bits ?? s.f64;
+  if ((s.bits === undefined) === (s.f64 === undefined)) return "needs exactly one of bits and f64";
+  if (typeof text !== "string" || text.length % 4 !== 0 || !BASE64.test(text)) return "is not base64";
+  const buf = Buffer.from(text, "base64");
+  if (s.bits !== undefined) {
+    if (buf.length !== Math.ceil(n / 8)) return `has ${buf.length} bytes of bits for n = ${n} items`;
+    if (n % 8 !== 0 && buf.length > 0 && buf[buf.length - 1]! >> (n % 8) !== 0)
+      return `has bits set past its n = ${n} items`;
+    return Array.from({ length: n }, (_, i) => (buf[i >> 3]! >> (i & 7)) & 1);
+  }
+  if (buf.length !== 8 * n) return `has ${buf.length / 8} float64 scores for n = ${n} items`;
+  const out = Array.from({ length: n }, (_, i) => buf.readDoubleLE(8 * i));
+  return out.every(Number.isFinite) ? out : "has a score that is not finite";
+}
+
+/** A headline figure with optional per-item scores (eval/utility/cache.ts UtilityFigure, report/schema.ts). */
+interface Scored {
+  metric: string;
+  value: number;
+  n: number;
+  perItem?: ItemScores;
+}
+
+/**
+ * Why a figure's per-item scores do not back it, or undefined when they do: they decode to n scores whose mean is
+ * the figure's value (to 1e-9; a float64 mean is exact to far better).
+ */
+export function perItemProblem(f: Scored): string | undefined {
+  if (!f.perItem) return undefined;
+  const xs = decodeScores(f.perItem, f.n);
+  if (typeof xs === "string") return `perItem ${xs}`;
+  if (xs.length === 0) return undefined;
+  const m = xs.reduce((a, b) => a + b, 0) / xs.length;
+  return Math.abs(m - f.value) <= 1e-9 * Math.max(1, Math.abs(f.value))
+    ? undefined
+    : `perItem's mean ${m} is not the value ${f.value}`;
+}
+
+export interface PairedInterval {
+  /** model − base, the difference of the two values (= the mean of the per-item differences) */
+  diff: number;
+  low: number;
+  high: number;
+  /** items paired */
+  n: number;
+  /** standard error of the mean per-item difference: sd (n − 1) / √n */
+  se: number;
+}
+
+/**
+ * model − base over the items both scored, with its 95% normal interval: mean of the per-item differences ±
+ * Z95 · sd/√n (sample sd, n − 1). The normal form, not a bootstrap: it is the same approximation as each
+ * benchmark's own standard error (lm-evaluation-harness's mean_stderr) and as the unpaired interval it replaces,
+ * so the two differ only by the pairing; it is exact arithmetic (no seed) and cheap at MMLU's 14k items in every
+ * cell of a report. Either a reason (a string) when the two cannot be paired: a side without per-item scores,
+ * another metric, other items (hash) or another count, fewer than two items.
+ */
+export function pairedDifference(model: Scored, base: Scored): PairedInterval | string {
+  if (!model.perItem || !base.perItem)
+    return `${!model.perItem && !base.perItem ? "neither side keeps" : !model.perItem ? "the model does not keep" : "the base does not keep"} per-item scores`;
+  if (model.metric !== base.metric) return `other metrics (${model.metric}, ${base.metric})`;
+  if (model.perItem.items !== base.perItem.items || model.n !== base.n)
+    return "the two sides scored different items";
+  const a = decodeScores(model.perItem, model.n);
+  const b = decodeScores(base.perItem, base.n);
+  if (typeof a === "string" || typeof b === "string") return `per-item scores unreadable`;
+  const n = a.length;
+  if (n < 2) return "fewer than two items";
+  const d = a.map((x, i) => x - b[i]!);
+  const m = d.reduce((s, x) => s + x, 0) / n;
+  const ss = d.reduce((s, x) => s + (x - m) ** 2, 0);
+  const se = Math.sqrt(ss / (n - 1)) / Math.sqrt(n);
+  const diff = model.value - base.value;
+  return { diff, low: diff - Z95 * se, high: diff + Z95 * se, n, se };
+}

@@ -1,0 +1,72 @@
+/**
+ * Per-item utility scores (eval/utility/items.ts) against values worked by hand: the bitset's bytes, and a
+ * ten-item benchmark where the paired and unpaired intervals of model − base differ.
+ *
+ * The ten items: base 1111100000 (0.5), model 1111110000 (0.6). Per-item differences: one 1, nine 0: mean 0.1,
+ * Σ(d − 0.1)² = 9·0.01 + 0.81 = 0.9, sd² = 0.9/9 = 0.1, se = √0.1/√10 = 0.1 exactly, so the paired interval is
+ * 0.1 ± Z95·0.1. Unpaired: se_b² = (10·0.25/9)/10 = 1/36, se_m² = (6·0.16 + 4·0.36)/9/10 = 0.24/9 = 2/75, sum
+ * 49/900, se = 7/30 ≈ 0.2333: 0.1 ± Z95·7/30, 2.33 times as wide.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  decodeScores,
+  encodeScores,
+  itemsHash,
+  pairedDifference,
+  perItemProblem,
+} from "../../src/eval/utility/items.js";
+import { meanStderr } from "../../src/eval/utility/model.js";
+
+const Z95 = 1.959963984540054;
+const BASE = [1, 1, 1, 1, 1, 0, 0, 0, 0, 0];
+const MODEL = [1, 1, 1, 1, 1, 1, 0, 0, 0, 0];
+
+test("per-item scores: 0/1 as a bitset (item i in bit i % 8 of byte i/8), reals as float64", () => {
+  // base: bits 0–4 of byte 0 = 0x1f, byte 1 = 0x00 -> base64 "HwA="; model: 0x3f, 0x00 -> "PwA="
+  assert.deepEqual(encodeScores("h", BASE), { items: "h", bits: "HwA=" });
+  assert.deepEqual(encodeScores("h", MODEL), { items: "h", bits: "PwA=" });
+  assert.deepEqual(decodeScores({ items: "h", bits: "PwA=" }, 10), MODEL);
+  // bit 10 set past n = 10 items (byte 1 = 0x04): refused, as are a wrong length and both encodings at once
+  assert.match(String(decodeScores({ items: "h", bits: "PwQ=" }, 10)), /bits set past its n = 10/);
+  assert.match(String(decodeScores({ items: "h", bits: "PwA=" }, 17)), /2 bytes of bits for n = 17/);
+  assert.match(String(decodeScores({ items: "h", bits: "PwA=", f64: "" }, 10)), /exactly one/);
+  const reals = [0.25, 1, 0];
+  const enc = encodeScores("h", reals);
+  assert.equal(enc.bits, undefined);
+  assert.equal(Buffer.from(enc.f64!, "base64").readDoubleLE(0), 0.25);
+  assert.deepEqual(decodeScores(enc, 3), reals);
+  // the scores must give the figure's value
+  assert.equal(
+    perItemProblem({ metric: "acc", value: 0.6, n: 10, perItem: encodeScores("h", MODEL) }),
+    undefined,
+  );
+  assert.match(
+    String(perItemProblem({ metric: "acc", value: 0.5, n: 10, perItem: encodeScores("h", MODEL) })),
+    /mean 0\.6 is not the value 0\.5/,
+  );
+  assert.notEqual(itemsHash([{ q: "a" }, { q: "b" }]), itemsHash([{ q: "b" }, { q: "a" }]), "order counts");
+});
+
+test("paired difference: mean per-item difference ± Z95·sd/√n, by hand; other items are never paired", () => {
+  const fig = (xs: number[], items = "same") => ({
+    metric: "acc",
+    value: xs.reduce((a, b) => a + b, 0) / xs.length,
+    stderr: meanStderr(xs),
+    n: xs.length,
+    perItem: encodeScores(items, xs),
+  });
+  const p = pairedDifference(fig(MODEL), fig(BASE));
+  assert.ok(typeof p !== "string");
+  assert.ok(Math.abs(p.diff - 0.1) < 1e-15);
+  assert.ok(Math.abs(p.se - 0.1) < 1e-15, `se ${p.se}`);
+  assert.ok(Math.abs(p.low - (0.1 - Z95 * 0.1)) < 1e-12);
+  assert.ok(Math.abs(p.high - (0.1 + Z95 * 0.1)) < 1e-12);
+  assert.equal(p.n, 10);
+  // the unpaired se of the same two sides, by hand 7/30 (the file's comment)
+  assert.ok(Math.abs(Math.hypot(fig(MODEL).stderr, fig(BASE).stderr) - 7 / 30) < 1e-15);
+  // the same size, other items: not paired
+  assert.equal(pairedDifference(fig(MODEL, "other"), fig(BASE)), "the two sides scored different items");
+  const { perItem: _, ...bare } = fig(BASE);
+  assert.equal(pairedDifference(fig(MODEL), bare), "the base does not keep per-item scores");
+});
