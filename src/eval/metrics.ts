@@ -46,6 +46,20 @@ export function wilsonInterval(successes: number, n: number, z = Z95): Interval 
   return { value: p, low, high };
 }
 
+/**
+ * The utility benchmarks' headline metrics that are shares of items scored 0 or 1 (ARC's acc_norm, MMLU's acc,
+ * GSM8K's exact match, greedy HumanEval's pass@1): such a figure is successes / n, and gets a binomial interval.
+ */
+const PROPORTION_METRICS = new Set(["acc", "acc_norm", "exact_match_strict", "pass@1"]);
+
+/** Successes behind a utility figure when it is a share of n items scored 0 or 1; null otherwise (a loss). */
+export function proportionSuccesses(u: { metric: string; value: number; n: number }): number | null {
+  if (!PROPORTION_METRICS.has(u.metric) || !Number.isInteger(u.n) || u.n <= 0) return null;
+  const k = Math.round(u.value * u.n);
+  // pass@1 over several samples per problem is a mean of fractions, not a count: left to the normal interval
+  return Math.abs(k - u.value * u.n) < 1e-6 && k >= 0 && k <= u.n ? k : null;
+}
+
 function checkPaired(a: readonly unknown[], b: readonly unknown[], fn: string): void {
   if (a.length !== b.length) {
     throw new InputError(

@@ -83,15 +83,18 @@ test("eval --base: the base's held-out loss and benchmarks beside the model's, a
 
   const t = await runCli([...args, "--max-new-tokens", "4", "--cache", path.join(work, "cache")]);
   assert.equal(t.code, 0, showRun(t));
-  assert.match(t.stdout, /^base heldout_code_loss: nll\/token \d+\.\d{4} ± /m);
+  assert.match(
+    t.stdout,
+    /^base heldout_code_loss: nll\/token \d+\.\d{4} \[\d+\.\d{4}, \d+\.\d{4}\] \(n=\d+; se /m,
+  );
   assert.match(t.stdout, /^base arc_challenge: /m);
   assert.match(
     t.stdout,
-    /^vs base \(heldout_code_loss\): nll\/token [+-]\d+\.\d{4} \[[+-]\d+\.\d{4}, [+-]\d+\.\d{4}\] \(model − base; paired bootstrap over \d+ pairs\)$/m,
+    /^vs base \(heldout_code_loss\): nll\/token [+-]\d+\.\d{4} \[[+-]\d+\.\d{4}, [+-]\d+\.\d{4}\] \(model − base, 95% interval; paired bootstrap over \d+ pairs\)$/m,
   );
   assert.match(
     t.stdout,
-    /^vs base \(arc_challenge\): acc_norm [+-]\d+\.\d{4} \[[+-]\d+\.\d{4}, [+-]\d+\.\d{4}\] \(model − base; paired over the 2 items both scored\)$/m,
+    /^vs base \(arc_challenge\): acc_norm [+-]\d+\.\d{4} \[[+-]\d+\.\d{4}, [+-]\d+\.\d{4}\] \(model − base, 95% interval; paired over the 2 items both scored\)$/m,
   );
 });
 
@@ -140,11 +143,11 @@ test("eval --base with one --cache: the base's benchmarks are evaluated once and
   assert.equal(text.code, 0, showRun(text));
   assert.match(
     text.stdout,
-    /^base arc_challenge: .*\(n=2\) \(reused from --cache: same model, files, settings and build\)$/m,
+    /^base arc_challenge: .*\(n=2; se \d+\.\d{4}\) \(reused from --cache: same model, files, settings and build\)$/m,
   );
   assert.match(
     text.stdout,
-    /^arc_challenge: .*\(n=2\) \(reused from --cache/m,
+    /^arc_challenge: .*\(n=2; se \d+\.\d{4}\) \(reused from --cache/m,
     "the other model's own, from the second run",
   );
 });

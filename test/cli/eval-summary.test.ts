@@ -69,7 +69,8 @@ test("eval's summary without --base prints no base or McNemar lines; rules with 
     /^safe rate \(rules\): 66\.7% \[33\.3, 83\.3\] of 3 answers with code; no code in 1 of 4$/m,
   );
   assert.doesNotMatch(text, /LLM judge|base|vs base/);
-  assert.match(text, /^arc: acc 0\.2500 ± 0\.0100 \(n=40\)$/m);
+  // a share of items scored 0/1: its Wilson interval, by hand for 10 of 40: [0.1419, 0.4019]; the se beside it
+  assert.match(text, /^arc: acc 0\.2500 \[0\.1419, 0\.4019\] Wilson \(n=40; se 0\.0100\)$/m);
 });
 
 test("eval's summary with --base: the base's utility beside the model's, and each difference with its interval and method", () => {
@@ -117,19 +118,41 @@ test("eval's summary with --base: the base's utility beside the model's, and eac
     llmJudge: false,
   });
   const text = lines.join("\n");
-  assert.match(text, /^heldout_code_loss: nll\/token 1\.2500 ± 0\.0100 \(n=12\)$/m);
-  assert.match(text, /^base heldout_code_loss: nll\/token 1\.5000 ± 0\.0200 \(n=12\)$/m);
+  // a loss: value ± 1.96 se (1.25 ± 0.0196, 1.5 ± 0.0392)
+  assert.match(text, /^heldout_code_loss: nll\/token 1\.2500 \[1\.2304, 1\.2696\] \(n=12; se 0\.0100\)$/m);
   assert.match(
     text,
-    /^vs base \(heldout_code_loss\): nll\/token -0\.2500 \[-0\.3000, -0\.2000\] \(model − base; paired bootstrap over 6 pairs\)$/m,
+    /^base heldout_code_loss: nll\/token 1\.5000 \[1\.4608, 1\.5392\] \(n=12; se 0\.0200\)$/m,
+  );
+  assert.match(
+    text,
+    /^vs base \(heldout_code_loss\): nll\/token -0\.2500 \[-0\.3000, -0\.2000\] \(model − base, 95% interval; paired bootstrap over 6 pairs\)$/m,
   );
   // a benchmark: paired item by item, or unpaired with the reason
   assert.match(
     text,
-    /^vs base \(arc_challenge\): acc_norm \+0\.1000 \[-0\.0960, \+0\.2960\] \(model − base; paired over the 10 items both scored\)$/m,
+    /^vs base \(arc_challenge\): acc_norm \+0\.1000 \[-0\.0960, \+0\.2960\] \(model − base, 95% interval; paired over the 10 items both scored\)$/m,
   );
   assert.match(
     text,
-    /^vs base \(mmlu\): acc \+0\.1000 \[-0\.3570, \+0\.5570\] \(model − base; unpaired, from both standard errors: the base does not keep per-item scores\)$/m,
+    /^vs base \(mmlu\): acc \+0\.1000 \[-0\.3570, \+0\.5570\] \(model − base, 95% interval; unpaired, from both standard errors: the base does not keep per-item scores\)$/m,
   );
+});
+
+test("eval's summary: a 0/1 benchmark at 0 of n is not printed as exact (its standard error is 0; Wilson by hand: 0/10 → [0, 0.2775])", () => {
+  const text = evalSummaryLines({
+    model: "/m/x",
+    protocol: "p",
+    cell: {
+      security: noCode,
+      utility: {
+        gsm8k: { metric: "exact_match_strict", value: 0, stderr: 0, n: 10 },
+        // pass@1 as a mean over several samples per problem is no count: value ± 1.96 se (0.25 ± 0.0392)
+        humaneval: { metric: "pass@1", value: 0.25, stderr: 0.02, n: 3 },
+      },
+    },
+    llmJudge: false,
+  }).join("\n");
+  assert.match(text, /^gsm8k: exact_match_strict 0\.0000 \[0\.0000, 0\.2775\] Wilson \(n=10; se 0\.0000\)$/m);
+  assert.match(text, /^humaneval: pass@1 0\.2500 \[0\.2108, 0\.2892\] \(n=3; se 0\.0200\)$/m);
 });

@@ -4,12 +4,24 @@
  */
 import type { CellResult } from "../../report/schema.js";
 import type { UtilityDifference } from "../../recipes/evaluate.js";
+import { Z95, proportionSuccesses, wilsonInterval } from "../../eval/metrics.js";
 
 type Security = CellResult["security"];
 type Rate = { value: number; low: number; high: number };
 
 const pct = (r: Rate) =>
   `${(100 * r.value).toFixed(1)}% [${(100 * r.low).toFixed(1)}, ${(100 * r.high).toFixed(1)}]`;
+
+/**
+ * A utility figure's 95% interval: the Wilson interval for a share of items scored 0 or 1 (at 0 of 10 it is
+ * [0.0000, 0.2775], where value ± 1.96 se would be the point [0, 0]); otherwise value ± 1.96 se (a loss).
+ */
+function utilityInterval(v: { metric: string; value: number; stderr: number; n: number }): string {
+  const k = proportionSuccesses(v);
+  const i =
+    k === null ? { low: v.value - Z95 * v.stderr, high: v.value + Z95 * v.stderr } : wilsonInterval(k, v.n);
+  return `[${i.low.toFixed(4)}, ${i.high.toFixed(4)}]${k === null ? "" : " Wilson"}`;
+}
 
 /** Preference and safe rates of one model; a judge with no verdicts says why instead of printing NaN%. */
 function rateLines(s: Security, label = ""): string[] {
@@ -55,7 +67,7 @@ export function evalSummaryLines(opts: {
   const utilityLines = (u: CellResult["utility"], reused: readonly string[] = [], label = "") =>
     Object.entries(u ?? {}).map(
       ([k, v]) =>
-        `${label}${k}: ${v.metric} ${v.value.toFixed(4)} ± ${v.stderr.toFixed(4)} (n=${v.n})` +
+        `${label}${k}: ${v.metric} ${v.value.toFixed(4)} ${utilityInterval(v)} (n=${v.n}; se ${v.stderr.toFixed(4)})` +
         (reused.includes(k) ? " (reused from --cache: same model, files, settings and build)" : ""),
     );
   lines.push(...utilityLines(cell.utility, opts.reused?.model));
@@ -68,7 +80,7 @@ export function evalSummaryLines(opts: {
   const sign = (x: number) => `${x >= 0 ? "+" : ""}${x.toFixed(4)}`;
   for (const [k, d] of Object.entries(opts.utilityVsBase ?? {}))
     lines.push(
-      `vs base (${k}): ${d.metric} ${sign(d.diff)} [${sign(d.low)}, ${sign(d.high)}] (model − base; ` +
+      `vs base (${k}): ${d.metric} ${sign(d.diff)} [${sign(d.low)}, ${sign(d.high)}] (model − base, 95% interval; ` +
         `${
           d.method === "paired bootstrap"
             ? `paired bootstrap over ${d.n} pairs`
