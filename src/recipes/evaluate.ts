@@ -605,12 +605,15 @@ export interface UtilityDifference {
   n: number;
   /**
    * "paired bootstrap": the held-out code loss, the same pairs scored by both models, resampled by pair (seeded);
-   * "paired normal": a benchmark both sides scored item by item on the same items (eval/utility/items.ts
-   * pairedDifference: the mean per-item difference ± Z95·sd/√n);
+   * "paired newcombe": a benchmark both sides scored 0 or 1 item by item on the same items (ARC, GSM8K, MMLU,
+   * greedy pass@1): Newcombe's square-and-add interval for paired proportions (eval/utility/items.ts
+   * pairedDifference, eval/metrics.ts newcombePairedDifference), which keeps a width when no item differs;
+   * "paired normal": a benchmark with real per-item scores on the same items (pass@k from several samples): the
+   * mean per-item difference ± Z95·sd/√n;
    * "unpaired normal": from each side's standard error (conservative where items are shared), where the two
    * cannot be paired (`unpairedBecause` says why)
    */
-  method: "paired bootstrap" | "paired normal" | "unpaired normal";
+  method: "paired bootstrap" | "paired newcombe" | "paired normal" | "unpaired normal";
   /** with "unpaired normal": why the two sides were not paired (e.g. a figure from an older --cache has no scores) */
   unpairedBecause?: string;
 }
@@ -657,7 +660,7 @@ export function utilityVsBase(
         low: paired.low,
         high: paired.high,
         n: paired.n,
-        method: "paired normal",
+        method: paired.method === "newcombe" ? "paired newcombe" : "paired normal",
       };
       continue;
     }

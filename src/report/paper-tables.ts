@@ -277,6 +277,11 @@ export function utilityDelta(s: Setting, base: Setting | undefined, benchmark: s
 export interface UtilityDeltaInterval {
   cell: Cell;
   paired?: boolean;
+  /**
+   * paired: how each seed's interval was made (eval/utility/items.ts PairedInterval method): "newcombe" for 0/1
+   * scores, "normal" for real ones; both when the seeds differ (pass@k scores that were all 0 or 1 in one seed)
+   */
+  pairedBy?: ("newcombe" | "normal")[];
   /** unpaired: why (eval/utility/items.ts pairedDifference's reason, or the seeds do not match) */
   unpairedBecause?: string;
 }
@@ -286,7 +291,9 @@ export interface UtilityDeltaInterval {
  * - Its 95% interval over the benchmark's items, paired where it can be: when every evaluation of the method
  *   and the base evaluation it is compared with (the base of the same seed, or its one evaluation) keep per-item
  *   scores of the same items (results.json utility.perItem, eval/utility/items.ts), each seed's Δ gets the
- *   paired interval, mean per-item difference ± 1.96·sd/√n, and several seeds combine as every rate of the report
+ *   paired interval (eval/utility/items.ts pairedDifference: for 0/1 scores Newcombe's square-and-add interval
+ *   for paired proportions, which keeps a width when no item differs; for real scores the mean per-item
+ *   difference ± 1.96·sd/√n), and several seeds combine as every rate of the report
  *   does (aggregate.ts intervalAcrossSeeds: the seeds' bounds averaged). Otherwise (results made before per-item
  *   scores were kept, a figure that has none such as the held-out losses, other items on the two sides, a base
  *   whose seeds are not the method's) it is unpaired, Δ ± 1.96·√(se_m² + se_b²), each side's se the mean of its
@@ -322,6 +329,7 @@ export function utilityDeltaInterval(
   const baseSeeds = base.cells.filter((c) => c.utility?.[benchmark]).map((c) => c.seed);
   let unpairedBecause: string | undefined;
   const intervals: { value: number; low: number; high: number }[] = [];
+  const by = new Set<"newcombe" | "normal">();
   if (
     base.cells.length > 1 &&
     (baseSeeds.length !== mine.length || !mine.every((c) => baseSeeds.includes(c.seed)))
@@ -336,12 +344,17 @@ export function utilityDeltaInterval(
         break;
       }
       intervals.push({ value: p.diff, low: p.low, high: p.high });
+      by.add(p.method);
     }
   if (unpairedBecause === undefined) {
     const across = intervalAcrossSeeds(intervals);
     if (across.kind === "number") {
       const { low, high } = across;
-      return { cell: spread({ kind: "number", value: delta, low, high }), paired: true };
+      return {
+        cell: spread({ kind: "number", value: delta, low, high }),
+        paired: true,
+        pairedBy: [...by].sort(),
+      };
     }
   }
   const ses = (x: Setting) =>
@@ -373,7 +386,8 @@ export function utilityTable(results: ExperimentResults): Table {
   const rows: Cell[][] = [];
   // which Δ intervals are paired, and why the others are not (for the notes)
   const manyModels = modelsInOrder(results.cells).length > 1;
-  let pairedCount = 0;
+  // paired rows by how their interval was made ("Newcombe", "normal", "Newcombe and normal")
+  const pairedRows = new Map<string, number>();
   const unpaired = new Map<string, string[]>();
   for (const model of modelsInOrder(results.cells)) {
     const mine = settings.filter((s) => s.model === model);
@@ -383,7 +397,8 @@ export function utilityTable(results: ExperimentResults): Table {
       const loss = isLossLike(benchmark, metric);
       for (const s of mine) {
         const d = s.method === "base" ? { cell: MISSING } : utilityDeltaInterval(s, base, benchmark);
-        if (d.paired === true) pairedCount++;
+        const how = d.pairedBy?.map((m) => (m === "newcombe" ? "Newcombe" : m)).join(" and ");
+        if (d.paired === true) pairedRows.set(how!, (pairedRows.get(how!) ?? 0) + 1);
         if (d.paired === false) {
           const why = d.unpairedBecause ?? "unknown";
           const where = `${manyModels ? `${model} ` : ""}${benchmark} ${METHOD_LABELS[s.method]}`;
@@ -398,7 +413,7 @@ export function utilityTable(results: ExperimentResults): Table {
           // Loss-like and rate-like benchmarks share a column, so units are per row: pre-format them.
           formatted(utilityCell(s, benchmark), loss ? "raw" : "rate"),
           formatted(d.cell, loss ? "delta" : "pp"),
-          d.paired === undefined ? MISSING : text(d.paired ? "paired" : "unpaired"),
+          d.paired === undefined ? MISSING : text(d.paired ? `paired (${how})` : "unpaired"),
           nAcrossSeeds(s.cells.map((c) => c.utility?.[benchmark]?.n)),
         ]);
       }
@@ -414,12 +429,32 @@ export function utilityTable(results: ExperimentResults): Table {
     notes.push("For losses lower is better, so a negative Δ is an improvement.");
   }
   // Which Δ is paired: per row in the "Δ interval" column, and here in words with the reasons for the others.
-  if (pairedCount > 0)
+  const pairedCount = [...pairedRows.values()].reduce((a, b) => a + b, 0);
+  if (pairedCount > 0) {
+    const rowsOf = (how: string) => {
+      const k = pairedRows.get(how) ?? 0;
+      return `${k} row${k === 1 ? "" : "s"}`;
+    };
+    const hows: string[] = [];
+    if (pairedRows.has("Newcombe"))
+      hows.push(
+        `for 0/1 scores (${rowsOf("Newcombe")}, "paired (Newcombe)") Newcombe's square-and-add interval for ` +
+          "paired proportions (1998, method 10: each side's Wilson interval, combined with the items' " +
+          "correlation), which keeps a width when no item differs, where mean ± 1.96·sd/√n would be a point",
+      );
+    if (pairedRows.has("normal"))
+      hows.push(
+        `for real scores such as pass@k from several samples (${rowsOf("normal")}, "paired (normal)") the ` +
+          "mean per-item difference ± 1.96·sd/√n",
+      );
+    if (pairedRows.has("Newcombe and normal"))
+      hows.push(`${rowsOf("Newcombe and normal")} with seeds of both kinds, each seed by its own`);
     notes.push(
-      `Δ's interval is paired in ${pairedCount} row${pairedCount === 1 ? "" : "s"} ("paired"): method and base ` +
-        "kept per-item scores of the same items (results.json utility.perItem), so it is the mean per-item " +
-        "difference ± 1.96·sd/√n, each seed against its base, the seeds' bounds averaged.",
+      `Δ's interval is paired in ${pairedCount} row${pairedCount === 1 ? "" : "s"}: method and base ` +
+        "kept per-item scores of the same items (results.json utility.perItem), each seed against its base, " +
+        `the seeds' bounds averaged; ${hows.join("; ")}.`,
     );
+  }
   if (unpaired.size > 0) {
     const reasons = [...unpaired].map(([why, rows]) => `${why} (${rows.join(", ")})`).join("; ");
     notes.push(
@@ -439,8 +474,9 @@ export function utilityTable(results: ExperimentResults): Table {
       "one seed, ± is the benchmark's standard error (se); with several, ± is the standard deviation across " +
       "seeds (sd) and the brackets the 95% interval over the benchmark's items (mean ± 1.96 × the seeds' mean " +
       "se). Δ: the brackets are its 95% interval over items (evaluation noise only). Paired (the Δ interval " +
-      "column says which) where method and base kept per-item scores of the same items: the mean per-item " +
-      "difference ± 1.96·sd/√n per seed, the seeds' bounds averaged; otherwise unpaired, Δ ± " +
+      "column says which) where method and base kept per-item scores of the same items, per seed and the seeds' " +
+      "bounds averaged: for 0/1 scores Newcombe's square-and-add interval for paired proportions, for real " +
+      "scores the mean per-item difference ± 1.96·sd/√n; otherwise unpaired, Δ ± " +
       "1.96·√(se_method² + se_base²) with each side's se averaged over its seeds (wider than a paired interval " +
       "where both answered the same items); with several seeds ± is the sd across seeds of the " +
       "per-seed differences (each seed against the base of the same seed, or the base's one evaluation), shown " +

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";
+import { newcombePairedDifference } from "../../src/eval/metrics.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
 import { balancedPairs, runCli, showRun } from "./cli-helpers.js";
 
@@ -64,8 +65,9 @@ test("eval --base: the base's held-out loss and benchmarks beside the model's, a
     Math.abs(a.diff - (out.utility.arc_challenge.value - out.baseUtility.arc_challenge.value)) < 1e-12,
   );
   // both sides answered the same two ARC items and keep their 0/1 scores (a bitset: item i in bit i of byte 0),
-  // so the difference is paired: mean of the two per-item differences ± 1.96·sd/√2, sd/√2 = |d1 − d2| / 2
-  assert.equal(a.method, "paired normal");
+  // so the difference is paired, by Newcombe's interval (hand-checked in test/metrics) of the 2×2 table counted
+  // here from the two bitsets
+  assert.equal(a.method, "paired newcombe");
   assert.equal(a.n, 2);
   const bitsOf = (u: { perItem: { items: string; bits: string } }) => {
     const byte = Buffer.from(u.perItem.bits, "base64")[0]!;
@@ -74,10 +76,12 @@ test("eval --base: the base's held-out loss and benchmarks beside the model's, a
   assert.equal(out.utility.arc_challenge.perItem.items, out.baseUtility.arc_challenge.perItem.items);
   const m = bitsOf(out.utility.arc_challenge);
   const bb = bitsOf(out.baseUtility.arc_challenge);
-  const pd = [m[0]! - bb[0]!, m[1]! - bb[1]!];
-  const half = (1.959963984540054 * Math.abs(pd[0]! - pd[1]!)) / 2;
-  assert.ok(Math.abs(a.low - ((pd[0]! + pd[1]!) / 2 - half)) < 1e-12, `low ${a.low} for differences ${pd}`);
-  assert.ok(Math.abs(a.high - ((pd[0]! + pd[1]!) / 2 + half)) < 1e-12, `high ${a.high}`);
+  const count = (x: number, y: number) => [0, 1].filter((i) => m[i] === x && bb[i] === y).length;
+  const table = { both: count(1, 1), firstOnly: count(1, 0), secondOnly: count(0, 1), neither: count(0, 0) };
+  const want = newcombePairedDifference(table);
+  assert.ok(Math.abs(a.low - want.low) < 1e-12, `low ${a.low} for ${JSON.stringify(table)}`);
+  assert.ok(Math.abs(a.high - want.high) < 1e-12, `high ${a.high}`);
+  assert.ok(a.high - a.low > 0.2, "two items leave a wide interval, never a point");
   // `base` keeps its shape: the base's security
   assert.ok(out.base.securePreference);
 
@@ -94,7 +98,7 @@ test("eval --base: the base's held-out loss and benchmarks beside the model's, a
   );
   assert.match(
     t.stdout,
-    /^vs base \(arc_challenge\): acc_norm [+-]\d+\.\d{4} \[[+-]\d+\.\d{4}, [+-]\d+\.\d{4}\] \(model − base, 95% interval; paired over the 2 items both scored\)$/m,
+    /^vs base \(arc_challenge\): acc_norm [+-]\d+\.\d{4} \[[+-]\d+\.\d{4}, [+-]\d+\.\d{4}\] \(model − base, 95% interval; paired over the 2 items both scored, Newcombe's score interval\)$/m,
   );
 });
 

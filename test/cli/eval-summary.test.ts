@@ -100,8 +100,16 @@ test("eval's summary with --base: the base's utility beside the model's, and eac
       arc_challenge: {
         metric: "acc_norm",
         diff: 0.1,
-        low: -0.096,
-        high: 0.296,
+        low: -0.143406,
+        high: 0.319857,
+        n: 10,
+        method: "paired newcombe",
+      },
+      humaneval: {
+        metric: "pass@1",
+        diff: 0.05,
+        low: -0.048,
+        high: 0.148,
         n: 10,
         method: "paired normal",
       },
@@ -131,7 +139,11 @@ test("eval's summary with --base: the base's utility beside the model's, and eac
   // a benchmark: paired item by item, or unpaired with the reason
   assert.match(
     text,
-    /^vs base \(arc_challenge\): acc_norm \+0\.1000 \[-0\.0960, \+0\.2960\] \(model − base, 95% interval; paired over the 10 items both scored\)$/m,
+    /^vs base \(arc_challenge\): acc_norm \+0\.1000 \[-0\.1434, \+0\.3199\] \(model − base, 95% interval; paired over the 10 items both scored, Newcombe's score interval\)$/m,
+  );
+  assert.match(
+    text,
+    /^vs base \(humaneval\): pass@1 \+0\.0500 \[-0\.0480, \+0\.1480\] \(model − base, 95% interval; paired over the 10 items both scored, mean difference ± 1\.96·sd\/√n\)$/m,
   );
   assert.match(
     text,

@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   wilsonInterval,
+  newcombePairedDifference,
   mcnemar,
   mcnemarMatched,
   chiSquareSurvival,
@@ -63,6 +64,76 @@ test("Wilson interval for 8/10 and 0/10 worked by hand", () => {
   const z = wilsonInterval(0, 10, 1.96);
   assert.equal(z.low, 0);
   close(z.high, 3.8416 / 13.8416, 1e-12);
+});
+
+test("Newcombe's paired difference: the published contingencytables case (Fagerland et al., ch. 8)", () => {
+  // Cavo et al. (2012) as paired 2×2 [[59, 6], [16, 80]]: the R package contingencytables' test of
+  // Newcombe_square_and_add_CI_paired_2x2 prints "estimate = -0.0621 (95% CI -0.1186 to -0.0046)"
+  const r = newcombePairedDifference({ both: 59, firstOnly: 6, secondOnly: 16, neither: 80 });
+  close(r.value, -10 / 161, 1e-15, "θ");
+  close(r.low, -0.1186, 5e-5, "low");
+  close(r.high, -0.0046, 5e-5, "high");
+});
+
+test("Newcombe's paired difference worked by hand: φ = 0, φ > 0, and tables where no item differs", () => {
+  // Bentur et al. (2009), [[1, 1], [7, 12]] (the book's other example), n = 21: p1 = 2/21, p2 = 8/21, θ = −6/21.
+  // A = 1·12 − 1·7 = 5 ≤ n/2: φ = 0. Wilson 2/21 [0.026519, 0.289141], 8/21 [0.207510, 0.591213]:
+  // low = θ − √((0.095238 − 0.026519)² + (0.591213 − 0.380952)²) = −0.285714 − 0.221206 = −0.506920;
+  // high = θ + √((0.380952 − 0.207510)² + (0.289141 − 0.095238)²) = −0.285714 + 0.260155 = −0.025559
+  let r = newcombePairedDifference({ both: 1, firstOnly: 1, secondOnly: 7, neither: 12 });
+  close(r.value, -6 / 21, 1e-15);
+  close(r.low, -0.50692, 1e-5, "Bentur low");
+  close(r.high, -0.025559, 1e-5, "Bentur high");
+  // ten items, model 1111110000 against base 1111100000 (test/utility/items): [[5, 1], [0, 4]], θ = 0.1.
+  // A = 20 > 5: φ = (20 − 5)/√(6·4·5·5) = 15/√600 = 0.612372. Wilson 6/10 [0.312674, 0.831820], 5/10
+  // [0.236593, 0.763407]: low = 0.1 − √(0.287326² + 0.263407² − 2φ·0.287326·0.263407) = 0.1 − √0.059246 =
+  // −0.143406; high = 0.1 + √(0.263407² + 0.231820² − 2φ·0.263407·0.231820) = 0.1 + √0.048339 = 0.319857
+  r = newcombePairedDifference({ both: 5, firstOnly: 1, secondOnly: 0, neither: 4 });
+  close(r.low, -0.143406, 1e-5, "10 items low");
+  close(r.high, 0.319857, 1e-5, "10 items high");
+  // no item differs, all right: both sides 10/10, a margin is 0 so φ = 0, and each side is Wilson's 10/10,
+  // low bound 10/(10 + z²) = 0.722467: θ = 0 in ±(1 − 0.722467) = ±0.277533, a width, never the point [0, 0]
+  const z2 = 1.959963984540054 ** 2;
+  for (const t of [
+    { both: 10, firstOnly: 0, secondOnly: 0, neither: 0 },
+    { both: 0, firstOnly: 0, secondOnly: 0, neither: 10 },
+  ]) {
+    r = newcombePairedDifference(t);
+    assert.equal(r.value, 0);
+    close(r.low, -(1 - 10 / (10 + z2)), 1e-12, "alike low");
+    close(r.high, 1 - 10 / (10 + z2), 1e-12, "alike high");
+  }
+  // no item differs, 3 right of 10 on both sides: A = 21 > 5, φ = (21 − 5)/√(3·7·3·7) = 16/21; Wilson 3/10
+  // [0.107791, 0.603222]: ± √(0.192209² + 0.303222² − 2·(16/21)·0.192209·0.303222) = ±√0.040077 = ±0.200193
+  r = newcombePairedDifference({ both: 3, firstOnly: 0, secondOnly: 0, neither: 7 });
+  assert.equal(r.value, 0);
+  close(r.low, -0.200193, 1e-5, "3/10 alike low");
+  close(r.high, 0.200193, 1e-5, "3/10 alike high");
+  // nothing paired: nothing known; counts that are not counts are refused
+  r = newcombePairedDifference({ both: 0, firstOnly: 0, secondOnly: 0, neither: 0 });
+  assert.ok(Number.isNaN(r.value));
+  assert.deepEqual([r.low, r.high], [-1, 1]);
+  assert.throws(
+    () => newcombePairedDifference({ both: 1.5, firstOnly: 0, secondOnly: 0, neither: 1 }),
+    InputError,
+  );
+});
+
+test("Newcombe's paired difference: inside [−1, 1], contains θ, antisymmetric when the sides swap", () => {
+  for (const [a, b, c, d] of [
+    [0, 10, 0, 0],
+    [0, 0, 10, 0],
+    [2, 5, 1, 0],
+    [30, 0, 1, 2],
+    [59, 6, 16, 80],
+  ] as const) {
+    const r = newcombePairedDifference({ both: a, firstOnly: b, secondOnly: c, neither: d });
+    const s = newcombePairedDifference({ both: a, firstOnly: c, secondOnly: b, neither: d });
+    assert.ok(-1 <= r.low && r.low <= r.value && r.value <= r.high && r.high <= 1, `${[a, b, c, d]}`);
+    assert.ok(r.high - r.low > 0, `width at ${[a, b, c, d]}`);
+    close(s.low, -r.high, 1e-12, "swap low");
+    close(s.high, -r.low, 1e-12, "swap high");
+  }
 });
 
 test("Wilson interval: contains the rate, widens as n shrinks, symmetric under complement", () => {

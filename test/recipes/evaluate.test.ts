@@ -123,8 +123,9 @@ test("eval --base: a benchmark's model − base interval is diff ± z·√(se_m�
 });
 
 test("eval --base: a benchmark both sides scored item by item on the same items is paired; other items fall back", () => {
-  // ten items by hand (test/utility/items.test.ts): base 1111100000, model 1111110000. Paired: 0.1 ± Z95·0.1;
-  // unpaired: 0.1 ± Z95·7/30
+  // ten items by hand (test/utility/items.test.ts): base 1111100000, model 1111110000. Paired, 0/1 scores:
+  // Newcombe's interval of [[5, 1], [0, 4]], [−0.143406, 0.319857] (worked in test/metrics); unpaired:
+  // 0.1 ± Z95·7/30
   const z = 1.959963984540054;
   const side = (xs: number[], items: string) =>
     ({
@@ -142,10 +143,20 @@ test("eval --base: a benchmark both sides scored item by item on the same items 
   const base = [1, 1, 1, 1, 1, 0, 0, 0, 0, 0];
   const model = [1, 1, 1, 1, 1, 1, 0, 0, 0, 0];
   const p = utilityVsBase(side(model, "h1"), side(base, "h1"), 0).arc_challenge!;
-  assert.equal(p.method, "paired normal");
-  assert.ok(Math.abs(p.low - (0.1 - z * 0.1)) < 1e-12, `low ${p.low}`);
-  assert.ok(Math.abs(p.high - (0.1 + z * 0.1)) < 1e-12, `high ${p.high}`);
+  assert.equal(p.method, "paired newcombe");
+  assert.ok(Math.abs(p.low - -0.143406) < 1e-5, `low ${p.low}`);
+  assert.ok(Math.abs(p.high - 0.319857) < 1e-5, `high ${p.high}`);
   assert.equal(p.n, 10);
+  // the same answers on both sides (3 of 10 right, as a user saw at --limit 10): the normal form gave the point
+  // +0 [+0, +0]; Newcombe's [[3, 0], [0, 7]] is ±0.200193 (worked in test/metrics)
+  const alike = [1, 1, 1, 0, 0, 0, 0, 0, 0, 0];
+  const same = utilityVsBase(side(alike, "h1"), side(alike, "h1"), 0).arc_challenge!;
+  assert.equal(same.method, "paired newcombe");
+  assert.equal(same.diff, 0);
+  assert.ok(
+    Math.abs(same.low - -0.200193) < 1e-5 && Math.abs(same.high - 0.200193) < 1e-5,
+    `${same.low}, ${same.high}`,
+  );
   const u = utilityVsBase(side(model, "h1"), side(base, "h2"), 0).arc_challenge!;
   assert.equal(u.method, "unpaired normal");
   assert.equal(u.unpairedBecause, "the two sides scored different items");

@@ -24,8 +24,8 @@ import { parseExperimentResults } from "../../src/report/schema.js";
 import { cellOf, parseCsv, parseMarkdownTable } from "./parse.js";
 
 const results = handMadeResults();
-const close = (actual: string, expected: number) =>
-  assert.ok(Math.abs(Number(actual) - expected) < 1e-9, `expected ${expected}, got "${actual}"`);
+const close = (actual: string, expected: number, tol = 1e-9) =>
+  assert.ok(Math.abs(Number(actual) - expected) < tol, `expected ${expected}, got "${actual}"`);
 
 test("T1: mean ± sd and the interval over items across two seeds, single-seed intervals, and — for missing data", () => {
   const md = parseMarkdownTable(tableToMarkdown(securityTable(results)));
@@ -216,8 +216,12 @@ test("T3: with a base evaluated once, each seed's difference is taken against th
 
 /**
  * Ten ARC items by hand (test/utility/items.test.ts): base 1111100000 (0.5); GoodVibe seed 1 1111110000 (0.6),
- * seed 2 1111111000 (0.7). Seed 1: differences one 1, nine 0: 0.1, se 0.1 exactly; seed 2: two 1s: 0.2, sd² =
- * (8·0.04 + 2·0.64)/9 = 1.6/9, se = √(1.6/9)/√10 = 0.4/3. Unpaired seed 1: se_b² = 1/36, se_m² = 2/75, se 7/30.
+ * seed 2 1111111000 (0.7). Scores 0/1, so paired is Newcombe's interval (eval/metrics.ts): seed 1, table
+ * [[5, 1], [0, 4]]: 0.1 in [−0.143406, 0.319857] (worked in test/metrics); seed 2, [[5, 2], [0, 3]], θ = 0.2:
+ * A = 15 > 5, φ = (15 − 5)/√(7·3·5·5) = 10/√525 = 0.436436; Wilson 7/10 [0.396778, 0.892209], 5/10
+ * [0.236593, 0.763407]: low = 0.2 − √(0.303222² + 0.263407² − 2φ·0.303222·0.263407) = 0.2 − √0.091610 =
+ * −0.102671, high = 0.2 + √(0.263407² + 0.192209² − 2φ·0.263407·0.192209) = 0.2 + √0.062135 = 0.449268.
+ * Unpaired seed 1: se_b² = 1/36, se_m² = 2/75, se 7/30.
  */
 function withItems(items: { base: string; gv1: string; gv2: string }, baseSeeds: number[] = [1]) {
   const scores = {
@@ -246,34 +250,38 @@ function withItems(items: { base: string; gv1: string; gv2: string }, baseSeeds:
   return parseExperimentResults(JSON.parse(JSON.stringify({ ...results, cells })), "results.json");
 }
 
-test("T3: with per-item scores of the same items, Δ's interval is paired (mean difference ± 1.96·sd/√n), by hand", () => {
-  const z = 1.959963984540054;
-  // one seed each: 0.1 ± z·0.1 = [-0.096, 0.296]
+test("T3: with 0/1 per-item scores of the same items, Δ's interval is paired (Newcombe's), by hand", () => {
+  // one seed each: Newcombe's [-0.143406, 0.319857]
   const one: ExperimentResults = withItems({ base: "h", gv1: "h", gv2: "h" });
   one.cells = one.cells.filter((c) => c.seed === 1);
   let table = utilityTable(one);
   let md = parseMarkdownTable(tableToMarkdown(table));
   const row = [MODEL, "arc_challenge", "acc_norm", "GoodVibe"];
-  assert.equal(cellOf(md, row, "Δ vs base"), "+10.0 pp [-9.6, 29.6]");
-  assert.equal(cellOf(md, row, "Δ interval"), "paired");
+  assert.equal(cellOf(md, row, "Δ vs base"), "+10.0 pp [-14.3, 32.0]");
+  assert.equal(cellOf(md, row, "Δ interval"), "paired (Newcombe)");
   let csv = parseCsv(tableToCsv(table));
-  close(cellOf(csv, row, "Δ vs base low"), 0.1 - z * 0.1);
-  close(cellOf(csv, row, "Δ vs base high"), 0.1 + z * 0.1);
+  close(cellOf(csv, row, "Δ vs base low"), -0.143406, 1e-5);
+  close(cellOf(csv, row, "Δ vs base high"), 0.319857, 1e-5);
   assert.ok(
-    table.notes.some((n) => /^Δ's interval is paired in 1 row /.test(n)),
+    table.notes.some((n) =>
+      /^Δ's interval is paired in 1 row: .*for 0\/1 scores \(1 row, "paired \(Newcombe\)"\) Newcombe's/.test(
+        n,
+      ),
+    ),
     table.notes.join("\n"),
   );
   assert.ok(!table.notes.some((n) => /unpaired in/.test(n)), table.notes.join("\n"));
 
   // two seeds against the base's one evaluation: each seed paired, the bounds averaged (intervalAcrossSeeds):
-  // 0.15 ± z·(0.1 + 0.4/3)/2 = [-0.0787, 0.3787]; ± the sd of 0.1 and 0.2 = 0.0707
+  // low (−0.143406 − 0.102671)/2 = −0.123039, high (0.319857 + 0.449268)/2 = 0.384563; ± the sd of 0.1 and 0.2
+  // = 0.0707
   table = utilityTable(withItems({ base: "h", gv1: "h", gv2: "h" }));
   md = parseMarkdownTable(tableToMarkdown(table));
-  assert.equal(cellOf(md, row, "Δ vs base"), "+15.0 pp ± 7.1 sd [-7.9, 37.9]");
+  assert.equal(cellOf(md, row, "Δ vs base"), "+15.0 pp ± 7.1 sd [-12.3, 38.5]");
   csv = parseCsv(tableToCsv(table));
-  close(cellOf(csv, row, "Δ vs base low"), 0.15 - (z * (0.1 + 0.4 / 3)) / 2);
-  close(cellOf(csv, row, "Δ vs base high"), 0.15 + (z * (0.1 + 0.4 / 3)) / 2);
-  assert.equal(cellOf(md, row, "Δ interval"), "paired");
+  close(cellOf(csv, row, "Δ vs base low"), -0.123039, 1e-5);
+  close(cellOf(csv, row, "Δ vs base high"), 0.384563, 1e-5);
+  assert.equal(cellOf(md, row, "Δ interval"), "paired (Newcombe)");
 });
 
 test("T3: per-item scores of other items are never paired: unpaired, and the note says why", () => {

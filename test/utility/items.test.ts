@@ -3,8 +3,9 @@
  * ten-item benchmark where the paired and unpaired intervals of model − base differ.
  *
  * The ten items: base 1111100000 (0.5), model 1111110000 (0.6). Per-item differences: one 1, nine 0: mean 0.1,
- * Σ(d − 0.1)² = 9·0.01 + 0.81 = 0.9, sd² = 0.9/9 = 0.1, se = √0.1/√10 = 0.1 exactly, so the paired interval is
- * 0.1 ± Z95·0.1. Unpaired: se_b² = (10·0.25/9)/10 = 1/36, se_m² = (6·0.16 + 4·0.36)/9/10 = 0.24/9 = 2/75, sum
+ * Σ(d − 0.1)² = 9·0.01 + 0.81 = 0.9, sd² = 0.9/9 = 0.1, se = √0.1/√10 = 0.1 exactly (the normal paired interval
+ * would be 0.1 ± Z95·0.1). Scores 0/1, so the paired interval is Newcombe's on the table [[5, 1], [0, 4]] (both
+ * right, model only, base only, neither): [−0.143406, 0.319857], worked by hand in test/metrics. Unpaired: se_b² = (10·0.25/9)/10 = 1/36, se_m² = (6·0.16 + 4·0.36)/9/10 = 0.24/9 = 2/75, sum
  * 49/900, se = 7/30 ≈ 0.2333: 0.1 ± Z95·7/30, 2.33 times as wide.
  */
 import { test } from "node:test";
@@ -48,7 +49,7 @@ test("per-item scores: 0/1 as a bitset (item i in bit i % 8 of byte i/8), reals 
   assert.notEqual(itemsHash([{ q: "a" }, { q: "b" }]), itemsHash([{ q: "b" }, { q: "a" }]), "order counts");
 });
 
-test("paired difference: mean per-item difference ± Z95·sd/√n, by hand; other items are never paired", () => {
+test("paired difference of 0/1 scores: Newcombe's interval, by hand; other items are never paired", () => {
   const fig = (xs: number[], items = "same") => ({
     metric: "acc",
     value: xs.reduce((a, b) => a + b, 0) / xs.length,
@@ -60,9 +61,28 @@ test("paired difference: mean per-item difference ± Z95·sd/√n, by hand; othe
   assert.ok(typeof p !== "string");
   assert.ok(Math.abs(p.diff - 0.1) < 1e-15);
   assert.ok(Math.abs(p.se - 0.1) < 1e-15, `se ${p.se}`);
-  assert.ok(Math.abs(p.low - (0.1 - Z95 * 0.1)) < 1e-12);
-  assert.ok(Math.abs(p.high - (0.1 + Z95 * 0.1)) < 1e-12);
+  assert.equal(p.method, "newcombe");
+  assert.ok(Math.abs(p.low - -0.143406) < 1e-5, `low ${p.low}`);
+  assert.ok(Math.abs(p.high - 0.319857) < 1e-5, `high ${p.high}`);
   assert.equal(p.n, 10);
+  // the case the normal form got wrong: the same 10 answers on both sides, d = 0 everywhere, sd 0, and the
+  // normal interval the point [0, 0]; Newcombe's on [[5, 0], [0, 5]]: A = 25 > 5, φ = (25 − 5)/√(5⁴) = 0.8,
+  // Wilson 5/10 [0.236593, 0.763407]: ± √(2·0.263407²·(1 − 0.8)) = ±0.166592
+  const same = pairedDifference(fig(BASE), fig(BASE));
+  assert.ok(typeof same !== "string");
+  assert.equal(same.diff, 0);
+  assert.equal(same.se, 0);
+  assert.ok(Math.abs(same.low - -0.166592) < 1e-5, `low ${same.low}`);
+  assert.ok(Math.abs(same.high - 0.166592) < 1e-5, `high ${same.high}`);
+  // real scores (pass@k from several samples) keep the normal form: model 0.5 on every item, base 0.5 on the
+  // first 9 and 0 on the last: d = 0 nine times and 0.5 once, mean 0.05, Σ(d − 0.05)² = 9·0.0025 + 0.2025 =
+  // 0.225, sd² = 0.025, se = √0.025/√10 = 0.05: 0.05 ± Z95·0.05
+  const real = pairedDifference(fig(Array(10).fill(0.5)), fig([...Array(9).fill(0.5), 0]));
+  assert.ok(typeof real !== "string");
+  assert.equal(real.method, "normal");
+  assert.ok(Math.abs(real.se - 0.05) < 1e-15, `se ${real.se}`);
+  assert.ok(Math.abs(real.low - (0.05 - Z95 * 0.05)) < 1e-12);
+  assert.ok(Math.abs(real.high - (0.05 + Z95 * 0.05)) < 1e-12);
   // the unpaired se of the same two sides, by hand 7/30 (the file's comment)
   assert.ok(Math.abs(Math.hypot(fig(MODEL).stderr, fig(BASE).stderr) - 7 / 30) < 1e-15);
   // the same size, other items: not paired

@@ -84,9 +84,11 @@ export function evalSummaryLines(opts: {
         `${
           d.method === "paired bootstrap"
             ? `paired bootstrap over ${d.n} pairs`
-            : d.method === "paired normal"
-              ? `paired over the ${d.n} items both scored`
-              : `unpaired, from both standard errors${d.unpairedBecause ? `: ${d.unpairedBecause}` : ""}`
+            : d.method === "paired newcombe"
+              ? `paired over the ${d.n} items both scored, Newcombe's score interval`
+              : d.method === "paired normal"
+                ? `paired over the ${d.n} items both scored, mean difference ± 1.96·sd/√n`
+                : `unpaired, from both standard errors${d.unpairedBecause ? `: ${d.unpairedBecause}` : ""}`
         })`,
     );
   if (!cell.security.answers) return lines;

@@ -9,7 +9,7 @@
  * sides are paired only when both hashes and counts agree, never on sets that merely have the same size.
  */
 import { canonicalJson, sha256 } from "../../io/hash.js";
-import { Z95 } from "../metrics.js";
+import { Z95, newcombePairedDifference } from "../metrics.js";
 
 export interface ItemScores {
   /** hash of the items scored, in order (itemsHash) */
@@ -91,17 +91,33 @@ export interface PairedInterval {
   high: number;
   /** items paired */
   n: number;
-  /** standard error of the mean per-item difference: sd (n − 1) / √n */
+  /**
+   * "newcombe": every score on both sides is 0 or 1 (ARC, GSM8K, MMLU, greedy pass@1), Newcombe's square-and-add
+   * interval of the paired 2×2 table (eval/metrics.ts newcombePairedDifference); "normal": real scores (pass@k
+   * from several samples), mean per-item difference ± Z95·sd/√n
+   */
+  method: "newcombe" | "normal";
+  /**
+   * standard error of the mean per-item difference, sd (n − 1) / √n: the normal interval's; with "newcombe" it is
+   * reported only (it is 0 when no item differs, which is why that interval is not built from it)
+   */
   se: number;
 }
 
 /**
- * model − base over the items both scored, with its 95% normal interval: mean of the per-item differences ±
- * Z95 · sd/√n (sample sd, n − 1). The normal form, not a bootstrap: it is the same approximation as each
- * benchmark's own standard error (lm-evaluation-harness's mean_stderr) and as the unpaired interval it replaces,
- * so the two differ only by the pairing; it is exact arithmetic (no seed) and cheap at MMLU's 14k items in every
- * cell of a report. Either a reason (a string) when the two cannot be paired: a side without per-item scores,
- * another metric, other items (hash) or another count, fewer than two items.
+ * model − base over the items both scored, with its 95% interval. Either a reason (a string) when the two cannot
+ * be paired: a side without per-item scores, another metric, other items (hash) or another count, fewer than two
+ * items.
+ * - 0/1 scores on both sides: Newcombe's square-and-add interval for paired proportions (Newcombe 1998, method
+ *   10; eval/metrics.ts newcombePairedDifference), from the counts of items both got right, only one side got
+ *   right, neither. The normal form mean(d) ± Z95·sd(d)/√n collapses to a point when no item differs (sd(d) = 0:
+ *   "+0.0000 [+0.0000, +0.0000]" for two models alike on 10 ARC items, read as certainty) and is too narrow with
+ *   few discordant items; Newcombe's keeps the Wilson width of each side (the same 3 of 10 right on both sides:
+ *   ±0.2002).
+ * - real scores (HumanEval's pass@k from several samples): mean of the per-item differences ± Z95·sd/√n (sample
+ *   sd, n − 1), the same normal approximation as the benchmark's own standard error (lm-evaluation-harness's
+ *   mean_stderr). Not a bootstrap in either case: exact arithmetic (no seed) and cheap at MMLU's 14k items in
+ *   every cell of a report.
  */
 export function pairedDifference(model: Scored, base: Scored): PairedInterval | string {
   if (!model.perItem || !base.perItem)
@@ -119,5 +135,19 @@ export function pairedDifference(model: Scored, base: Scored): PairedInterval | 
   const ss = d.reduce((s, x) => s + (x - m) ** 2, 0);
   const se = Math.sqrt(ss / (n - 1)) / Math.sqrt(n);
   const diff = model.value - base.value;
-  return { diff, low: diff - Z95 * se, high: diff + Z95 * se, n, se };
+  // by the scores, not the encoding: real scores that all happen to be 0 or 1 are a 0/1 table too
+  const binary = (xs: number[]) => xs.every((x) => x === 0 || x === 1);
+  if (binary(a) && binary(b)) {
+    const t = { both: 0, firstOnly: 0, secondOnly: 0, neither: 0 };
+    a.forEach((x, i) => {
+      const y = b[i]!;
+      if (x === 1 && y === 1) t.both++;
+      else if (x === 1) t.firstOnly++;
+      else if (y === 1) t.secondOnly++;
+      else t.neither++;
+    });
+    const iv = newcombePairedDifference(t);
+    return { diff, low: iv.low, high: iv.high, n, method: "newcombe", se };
+  }
+  return { diff, low: diff - Z95 * se, high: diff + Z95 * se, n, method: "normal", se };
 }
