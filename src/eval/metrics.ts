@@ -107,6 +107,32 @@ export function newcombePairedDifference(t: PairedTable, z = Z95): Interval {
 }
 
 /**
+ * 95% interval of the difference of two independent proportions k1/n1 − k2/n2 by Newcombe's hybrid score
+ * ("square-and-add") method: Newcombe (1998), "Interval estimation for the difference between independent
+ * proportions: comparison of eleven methods", Stat. Med. 17:873–890, method 10. Each side gets its Wilson interval
+ * (l1, u1), (l2, u2), and with θ = p1 − p2
+ *   low  = θ − √((p1 − l1)² + (u2 − p2)²)
+ *   high = θ + √((u1 − p1)² + (p2 − l2)²)
+ * (as in R contingencytables Newcombe_hybrid_score_CI_2x2, truncated to [−1, 1] against rounding). It is
+ * newcombePairedDifference with no correlation term, for two sides that cannot be paired item by item. Why not
+ * θ ± z·√(se1² + se2²): a side at 0/n or n/n has se 0, so two benchmarks both at 0 of 10 would differ by
+ * 0 [0, 0], and near 0 or 1 it is too narrow; this one keeps each side's Wilson width (0/10 − 0/10: ±0.2775).
+ * test/metrics checks Newcombe's Table II. With n1 or n2 = 0 nothing is known: NaN in [−1, 1].
+ */
+export function newcombeDifference(k1: number, n1: number, k2: number, n2: number, z = Z95): Interval {
+  // wilsonInterval refuses counts that are not whole or out of range
+  const a = wilsonInterval(k1, n1, z);
+  const b = wilsonInterval(k2, n2, z);
+  if (n1 === 0 || n2 === 0) return { value: NaN, low: -1, high: 1 };
+  const theta = a.value - b.value;
+  return {
+    value: theta,
+    low: Math.max(-1, theta - Math.sqrt((a.value - a.low) ** 2 + (b.high - b.value) ** 2)),
+    high: Math.min(1, theta + Math.sqrt((a.high - a.value) ** 2 + (b.value - b.low) ** 2)),
+  };
+}
+
+/**
  * The utility benchmarks' headline metrics that are shares of items scored 0 or 1 (ARC's acc_norm, MMLU's acc,
  * GSM8K's exact match, greedy HumanEval's pass@1): such a figure is successes / n, and gets a binomial interval.
  */

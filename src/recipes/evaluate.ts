@@ -17,7 +17,7 @@ import { securePreference, type PreferenceResult } from "../eval/preference.js";
 import { fileHash, modelWeightsHash, tokenizerFilesHashes } from "../io/hash.js";
 import { buildKey, buildRecord } from "../tensor/build.js";
 import { UtilityCache, utilityKey, type UtilityFigure } from "../eval/utility/cache.js";
-import { encodeScores, itemsHash, pairedDifference } from "../eval/utility/items.js";
+import { encodeScores, itemsHash, pairedDifference, unpairedDifference } from "../eval/utility/items.js";
 import type { ChatBackend } from "../eval/generate/backend.js";
 import { evaluateSafety, mcnemarVsBase, type SafetyResult, type JudgeRates } from "../eval/safety.js";
 import { BuiltinBackend } from "../eval/generate/builtin.js";
@@ -40,7 +40,7 @@ import { silentLogger, type Logger } from "../util/log.js";
 import { generateAsync } from "../models/generate.js";
 import { stopPoint } from "../util/stop.js";
 import { DEFAULT_PREFERENCE_PAIRS } from "./config.js";
-import { pairedBootstrap, Z95 } from "../eval/metrics.js";
+import { pairedBootstrap } from "../eval/metrics.js";
 
 export interface UtilityFiles {
   arc?: string;
@@ -610,11 +610,14 @@ export interface UtilityDifference {
    * pairedDifference, eval/metrics.ts newcombePairedDifference), which keeps a width when no item differs;
    * "paired normal": a benchmark with real per-item scores on the same items (pass@k from several samples): the
    * mean per-item difference ± Z95·sd/√n;
-   * "unpaired normal": from each side's standard error (conservative where items are shared), where the two
-   * cannot be paired (`unpairedBecause` says why)
+   * where the two cannot be paired (`unpairedBecause` says why; eval/utility/items.ts unpairedDifference):
+   * "unpaired newcombe" for a 0/1 benchmark whose value·n is a whole count on both sides, Newcombe's hybrid score
+   * interval for two independent proportions (eval/metrics.ts newcombeDifference), which keeps a width at 0/n or
+   * n/n; "unpaired normal" otherwise (losses, pass@k from several samples), from each side's standard error
+   * (conservative where items are shared)
    */
-  method: "paired bootstrap" | "paired newcombe" | "paired normal" | "unpaired normal";
-  /** with "unpaired normal": why the two sides were not paired (e.g. a figure from an older --cache has no scores) */
+  method: "paired bootstrap" | "paired newcombe" | "paired normal" | "unpaired newcombe" | "unpaired normal";
+  /** unpaired: why the two sides were not paired (e.g. a figure from an older --cache has no scores) */
   unpairedBecause?: string;
 }
 
@@ -623,7 +626,8 @@ export interface UtilityDifference {
  * code loss comes from the secure-preference pairs both scored: it is paired by pair id (each pair's mean of its
  * two answers' loss). A benchmark is paired item by item when both figures keep per-item scores of the same items
  * (eval/utility/items.ts); otherwise (a figure reused from an older --cache, other items) it is the unpaired
- * interval, and the difference says why.
+ * interval (Newcombe's hybrid score interval for a 0/1 benchmark, the normal one from both standard errors
+ * otherwise: eval/utility/items.ts unpairedDifference), and the difference says why.
  */
 export function utilityVsBase(
   ev: ModelEvaluation,
@@ -664,15 +668,14 @@ export function utilityVsBase(
       };
       continue;
     }
-    const se = Math.sqrt(u.stderr ** 2 + b.stderr ** 2);
-    const diff = u.value - b.value;
+    const unpaired = unpairedDifference(u, b);
     out[k] = {
       metric: u.metric,
-      diff,
-      low: diff - Z95 * se,
-      high: diff + Z95 * se,
+      diff: unpaired.diff,
+      low: unpaired.low,
+      high: unpaired.high,
       n: Math.min(u.n, b.n),
-      method: "unpaired normal",
+      method: unpaired.method === "newcombe" ? "unpaired newcombe" : "unpaired normal",
       unpairedBecause: paired,
     };
   }

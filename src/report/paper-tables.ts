@@ -19,7 +19,7 @@ import {
 } from "./aggregate.js";
 import type { CellResult, ExperimentResults, Judge, Method } from "./schema.js";
 import { Z95, wilsonInterval } from "../eval/metrics.js";
-import { pairedDifference } from "../eval/utility/items.js";
+import { pairedDifference, unpairedDifference } from "../eval/utility/items.js";
 import { kappaWithInterval } from "./kappa.js";
 import { MISSING, num, text, type Cell, type Column, type Table, type Unit } from "./table.js";
 import { answersTable, judgeReliabilityTable, llmColumnLabel, paperLayoutTables } from "./judge-tables.js";
@@ -284,6 +284,11 @@ export interface UtilityDeltaInterval {
   pairedBy?: ("newcombe" | "normal")[];
   /** unpaired: why (eval/utility/items.ts pairedDifference's reason, or the seeds do not match) */
   unpairedBecause?: string;
+  /**
+   * unpaired: how the interval was made (eval/utility/items.ts unpairedDifference): "newcombe" for a 0/1
+   * benchmark with whole counts on every evaluation, each seed against its base; "normal" otherwise
+   */
+  unpairedBy?: "newcombe" | "normal";
 }
 
 /**
@@ -296,9 +301,14 @@ export interface UtilityDeltaInterval {
  *   difference ± 1.96·sd/√n), and several seeds combine as every rate of the report
  *   does (aggregate.ts intervalAcrossSeeds: the seeds' bounds averaged). Otherwise (results made before per-item
  *   scores were kept, a figure that has none such as the held-out losses, other items on the two sides, a base
- *   whose seeds are not the method's) it is unpaired, Δ ± 1.96·√(se_m² + se_b²), each side's se the mean of its
- *   evaluations' standard errors: with one evaluation each side the exact normal interval of two independent
- *   evaluations, and wider than the paired one where both answered the same items. Both describe evaluation
+ *   whose seeds are not the method's) it is unpaired (eval/utility/items.ts unpairedDifference): for a 0/1
+ *   benchmark whose every evaluation is a whole count value·n, and whose seeds each have their base, Newcombe's
+ *   hybrid score interval for two independent proportions per seed (1998, method 10; eval/metrics.ts
+ *   newcombeDifference), the seeds' bounds averaged, since the normal form below is the point [0, 0] when both
+ *   sides are at 0/n or n/n and too narrow near 0 or 1; otherwise (losses, real-valued pass@k, seeds that do not
+ *   match) Δ ± 1.96·√(se_m² + se_b²), each side's se the mean of its evaluations' standard errors: with one
+ *   evaluation each side the normal interval of two independent evaluations. Either is wider than the paired
+ *   one where both answered the same items. Both describe evaluation
  *   noise, not training noise. Never a mix: one evaluation that cannot be paired makes the cell unpaired.
  * - With two or more seeds, the spread over seeds: the sample sd of the per-seed differences, each seed's value
  *   minus the base's of the same seed, or minus the base's one evaluation when it was evaluated once (Table 10
@@ -328,13 +338,12 @@ export function utilityDeltaInterval(
   // evaluation, and a base of several seeds has no seed the method lacks
   const baseSeeds = base.cells.filter((c) => c.utility?.[benchmark]).map((c) => c.seed);
   let unpairedBecause: string | undefined;
+  const seedsDiffer =
+    base.cells.length > 1 &&
+    (baseSeeds.length !== mine.length || !mine.every((c) => baseSeeds.includes(c.seed)));
   const intervals: { value: number; low: number; high: number }[] = [];
   const by = new Set<"newcombe" | "normal">();
-  if (
-    base.cells.length > 1 &&
-    (baseSeeds.length !== mine.length || !mine.every((c) => baseSeeds.includes(c.seed)))
-  )
-    unpairedBecause = "the method's seeds and the base's differ";
+  if (seedsDiffer) unpairedBecause = "the method's seeds and the base's differ";
   else
     for (const c of mine) {
       const b = baseOf(c.seed);
@@ -357,6 +366,27 @@ export function utilityDeltaInterval(
       };
     }
   }
+  // unpaired, 0/1 benchmark: Newcombe's hybrid score interval per seed against its base (the base of the same
+  // seed, or its one evaluation), the seeds' bounds averaged as above; only when every seed is such a count and
+  // has its base, so that Δ is the mean of the per-seed differences
+  const independent = (seedsDiffer ? [] : mine).map((c) => {
+    const b = baseOf(c.seed);
+    return b ? unpairedDifference(c.utility![benchmark]!, b) : undefined;
+  });
+  if (independent.length > 0 && independent.every((d) => d?.method === "newcombe")) {
+    const across = intervalAcrossSeeds(
+      independent.map((d) => ({ value: d!.diff, low: d!.low, high: d!.high })),
+    );
+    if (across.kind === "number") {
+      const { low, high } = across;
+      return {
+        cell: spread({ kind: "number", value: delta, low, high }),
+        paired: false,
+        unpairedBecause,
+        unpairedBy: "newcombe",
+      };
+    }
+  }
   const ses = (x: Setting) =>
     x.cells.flatMap((c) => (c.utility?.[benchmark] ? [c.utility[benchmark].stderr] : []));
   const half = Z95 * Math.sqrt(mean(ses(s)) ** 2 + mean(ses(base)) ** 2);
@@ -364,6 +394,7 @@ export function utilityDeltaInterval(
     cell: spread({ kind: "number", value: delta, low: delta - half, high: delta + half }),
     paired: false,
     unpairedBecause,
+    unpairedBy: "normal",
   };
 }
 
@@ -389,6 +420,8 @@ export function utilityTable(results: ExperimentResults): Table {
   // paired rows by how their interval was made ("Newcombe", "normal", "Newcombe and normal")
   const pairedRows = new Map<string, number>();
   const unpaired = new Map<string, string[]>();
+  // unpaired rows by how their interval was made
+  const unpairedRows = { newcombe: 0, normal: 0 };
   for (const model of modelsInOrder(results.cells)) {
     const mine = settings.filter((s) => s.model === model);
     const base = mine.find((s) => s.method === "base");
@@ -400,6 +433,7 @@ export function utilityTable(results: ExperimentResults): Table {
         const how = d.pairedBy?.map((m) => (m === "newcombe" ? "Newcombe" : m)).join(" and ");
         if (d.paired === true) pairedRows.set(how!, (pairedRows.get(how!) ?? 0) + 1);
         if (d.paired === false) {
+          unpairedRows[d.unpairedBy ?? "normal"]++;
           const why = d.unpairedBecause ?? "unknown";
           const where = `${manyModels ? `${model} ` : ""}${benchmark} ${METHOD_LABELS[s.method]}`;
           unpaired.set(why, [...(unpaired.get(why) ?? []), where]);
@@ -413,7 +447,13 @@ export function utilityTable(results: ExperimentResults): Table {
           // Loss-like and rate-like benchmarks share a column, so units are per row: pre-format them.
           formatted(utilityCell(s, benchmark), loss ? "raw" : "rate"),
           formatted(d.cell, loss ? "delta" : "pp"),
-          d.paired === undefined ? MISSING : text(d.paired ? `paired (${how})` : "unpaired"),
+          d.paired === undefined
+            ? MISSING
+            : text(
+                d.paired
+                  ? `paired (${how})`
+                  : `unpaired (${d.unpairedBy === "newcombe" ? "Newcombe" : "normal"})`,
+              ),
           nAcrossSeeds(s.cells.map((c) => c.utility?.[benchmark]?.n)),
         ]);
       }
@@ -457,9 +497,22 @@ export function utilityTable(results: ExperimentResults): Table {
   }
   if (unpaired.size > 0) {
     const reasons = [...unpaired].map(([why, rows]) => `${why} (${rows.join(", ")})`).join("; ");
+    const unpairedHows: string[] = [];
+    if (unpairedRows.newcombe > 0)
+      unpairedHows.push(
+        `for 0/1 scores (${unpairedRows.newcombe} row(s), "unpaired (Newcombe)") Newcombe's hybrid score ` +
+          "interval for two independent proportions (1998, method 10: each side's Wilson interval of its count " +
+          "value·n, squared and added), each seed against its base, the seeds' bounds averaged, which keeps a " +
+          "width when both sides are at 0/n or n/n",
+      );
+    if (unpairedRows.normal > 0)
+      unpairedHows.push(
+        `otherwise (${unpairedRows.normal} row(s), "unpaired (normal)") Δ ± 1.96·√(se_method² + se_base²)`,
+      );
     notes.push(
-      `Δ's interval is unpaired in ${[...unpaired.values()].flat().length} row(s) ("unpaired"), from both ` +
-        `sides' standard errors, wider than a paired one where both answered the same items: ${reasons}. ` +
+      `Δ's interval is unpaired in ${[...unpaired.values()].flat().length} row(s), from both sides' figures ` +
+        `alone (${unpairedHows.join("; ")}), wider than a paired one where both answered the same items: ` +
+        `${reasons}. ` +
         "results.json files made before per-item utility scores were kept have none, nor do the held-out code " +
         "losses (a float per scored answer in every cell would outweigh the rest of results.json).",
     );
@@ -476,9 +529,10 @@ export function utilityTable(results: ExperimentResults): Table {
       "se). Δ: the brackets are its 95% interval over items (evaluation noise only). Paired (the Δ interval " +
       "column says which) where method and base kept per-item scores of the same items, per seed and the seeds' " +
       "bounds averaged: for 0/1 scores Newcombe's square-and-add interval for paired proportions, for real " +
-      "scores the mean per-item difference ± 1.96·sd/√n; otherwise unpaired, Δ ± " +
-      "1.96·√(se_method² + se_base²) with each side's se averaged over its seeds (wider than a paired interval " +
-      "where both answered the same items); with several seeds ± is the sd across seeds of the " +
+      "scores the mean per-item difference ± 1.96·sd/√n; otherwise unpaired: for 0/1 scores Newcombe's hybrid " +
+      "score interval for two independent proportions (per seed, bounds averaged), else Δ ± " +
+      "1.96·√(se_method² + se_base²) with each side's se averaged over its seeds (either wider than a paired " +
+      "interval where both answered the same items); with several seeds ± is the sd across seeds of the " +
       "per-seed differences (each seed against the base of the same seed, or the base's one evaluation), shown " +
       "even when 0.0: two seeds that agree are not an exact figure.",
     columns: [

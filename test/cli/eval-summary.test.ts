@@ -122,6 +122,15 @@ test("eval's summary with --base: the base's utility beside the model's, and eac
         method: "unpaired normal",
         unpairedBecause: "the base does not keep per-item scores",
       },
+      gsm8k: {
+        metric: "exact_match_strict",
+        diff: 0.1,
+        low: -0.289794,
+        high: 0.45089,
+        n: 10,
+        method: "unpaired newcombe",
+        unpairedBecause: "the two sides scored different items",
+      },
     },
     llmJudge: false,
   });
@@ -148,6 +157,11 @@ test("eval's summary with --base: the base's utility beside the model's, and eac
   assert.match(
     text,
     /^vs base \(mmlu\): acc \+0\.1000 \[-0\.3570, \+0\.5570\] \(model − base, 95% interval; unpaired, from both standard errors: the base does not keep per-item scores\)$/m,
+  );
+  // unpaired 0/1 counts: Newcombe's interval for two independent proportions, and the line says so
+  assert.match(
+    text,
+    /^vs base \(gsm8k\): exact_match_strict \+0\.1000 \[-0\.2898, \+0\.4509\] \(model − base, 95% interval; unpaired, Newcombe's score interval from both counts: the two sides scored different items\)$/m,
   );
 });
 

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import {
   wilsonInterval,
   newcombePairedDifference,
+  newcombeDifference,
   mcnemar,
   mcnemarMatched,
   chiSquareSurvival,
@@ -134,6 +135,62 @@ test("Newcombe's paired difference: inside [−1, 1], contains θ, antisymmetric
     close(s.low, -r.high, 1e-12, "swap low");
     close(s.high, -r.low, 1e-12, "swap high");
   }
+});
+
+test("Newcombe's difference of independent proportions matches Newcombe (1998), Table II, method 10", () => {
+  // Newcombe, "Interval estimation for the difference between independent proportions: comparison of eleven
+  // methods", Stat. Med. 17:873–890, Table II, method 10 (score, no continuity correction), examples (a)–(h);
+  // the same figures from the formula worked independently (Python, Wilson from scratch) to 1e-6
+  for (const [k1, n1, k2, n2, low, high] of [
+    [56, 70, 48, 80, 0.0524, 0.3339],
+    [9, 10, 3, 10, 0.1705, 0.809],
+    [6, 7, 2, 7, 0.0582, 0.8062],
+    [5, 56, 0, 29, -0.0381, 0.1926],
+    [0, 10, 0, 20, -0.1611, 0.2775],
+    [0, 10, 0, 10, -0.2775, 0.2775],
+    [10, 10, 0, 20, 0.6791, 1],
+    [10, 10, 0, 10, 0.6075, 1],
+  ] as const) {
+    const r = newcombeDifference(k1, n1, k2, n2);
+    const what = `${k1}/${n1} − ${k2}/${n2}`;
+    close(r.value, k1 / n1 - k2 / n2, 1e-15, `${what} value`);
+    close(r.low, low, 5e-5, `${what} low`);
+    close(r.high, high, 5e-5, `${what} high`);
+  }
+});
+
+test("Newcombe's difference of independent proportions worked by hand; at 0/n and n/n it keeps a width", () => {
+  // 6/10 − 5/10: Wilson 6/10 = (0.312674, 0.831820), 5/10 = (0.236593, 0.763407);
+  // low = 0.1 − √(0.287326² + 0.263407²) = 0.1 − 0.389794; high = 0.1 + √(0.231820² + 0.263407²) = 0.1 + 0.350890
+  let r = newcombeDifference(6, 10, 5, 10);
+  close(r.low, -0.289794, 1e-6, "6/10 − 5/10 low");
+  close(r.high, 0.45089, 1e-6, "6/10 − 5/10 high");
+  // both at 0 of 10 (and both at 10 of 10): θ ± √(0 + 0.277533²), the Wilson upper limit of 0/10, where the
+  // normal interval from both standard errors (se 0 each) is the point [0, 0]
+  for (const k of [0, 10]) {
+    r = newcombeDifference(k, 10, k, 10);
+    assert.equal(r.value, 0);
+    close(r.low, -0.277533, 1e-6, `${k}/10 both low`);
+    close(r.high, 0.277533, 1e-6, `${k}/10 both high`);
+  }
+  // inside [−1, 1], contains θ, antisymmetric when the sides swap
+  for (const [k1, n1, k2, n2] of [
+    [0, 3, 3, 3],
+    [1, 7, 5, 9],
+    [14, 14042, 14000, 14042],
+  ] as const) {
+    const a = newcombeDifference(k1, n1, k2, n2);
+    const b = newcombeDifference(k2, n2, k1, n1);
+    assert.ok(-1 <= a.low && a.low <= a.value && a.value <= a.high && a.high <= 1, `${[k1, n1, k2, n2]}`);
+    close(b.low, -a.high, 1e-12, "swap low");
+    close(b.high, -a.low, 1e-12, "swap high");
+  }
+  // nothing on a side: nothing known; counts that are not counts are refused (wilsonInterval's check)
+  r = newcombeDifference(0, 0, 3, 10);
+  assert.ok(Number.isNaN(r.value));
+  assert.deepEqual([r.low, r.high], [-1, 1]);
+  assert.throws(() => newcombeDifference(2.5, 10, 3, 10), InputError);
+  assert.throws(() => newcombeDifference(11, 10, 3, 10), InputError);
 });
 
 test("Wilson interval: contains the rate, widens as n shrinks, symmetric under complement", () => {

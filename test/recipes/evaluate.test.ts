@@ -105,28 +105,55 @@ test("the paper's protocol by default: every held-out prompt, as it is; the filt
   });
 });
 
-test("eval --base: a benchmark's model − base interval is diff ± z·√(se_m² + se_b²) with the 95% z to full precision", () => {
+test("eval --base: an unpaired non-count figure's model − base interval is diff ± z·√(se_m² + se_b²) with the 95% z to full precision", () => {
   // Only the utility and the preference's per-pair losses are read; no pair here, so the held-out loss is absent.
+  // pass@1 over several samples per problem: value·n (60.5, 40.5) is not a count, so the normal form
   const side = (value: number, stderr: number) =>
     ({
       preference: { perPair: [] },
-      utility: { arc_challenge: { metric: "acc_norm", value, stderr, n: 100 } },
+      utility: { humaneval: { metric: "pass@1", value, stderr, n: 100 } },
     }) as unknown as ModelEvaluation;
-  const r = utilityVsBase(side(0.6, 0.1), side(0.4, 0.1), 0).arc_challenge!;
+  const r = utilityVsBase(side(0.605, 0.1), side(0.405, 0.1), 0).humaneval!;
   // by hand: se = √(0.01 + 0.01) = √0.02; z = Φ⁻¹(0.975) = 1.959963984540054; z·se = 0.27718076486993554
   // (1.96 would give 0.27718585822512665: 5e-6 wider)
   assert.equal(r.method, "unpaired normal");
-  assert.ok(Math.abs(r.diff - 0.2) < 1e-15);
+  assert.ok(Math.abs(r.diff - 0.2) < 1e-12);
   assert.ok(Math.abs(r.low - (0.2 - 0.27718076486993554)) < 1e-12, `low ${r.low}`);
   assert.ok(Math.abs(r.high - (0.2 + 0.27718076486993554)) < 1e-12, `high ${r.high}`);
   assert.equal(r.n, 100);
 });
 
+test("eval --base: an unpaired 0/1 benchmark (no per-item scores) gets Newcombe's interval for two independent proportions", () => {
+  const side = (value: number, n: number, stderr: number) =>
+    ({
+      preference: { perPair: [] },
+      utility: { arc_challenge: { metric: "acc_norm", value, stderr, n } },
+    }) as unknown as ModelEvaluation;
+  // Newcombe (1998, independent proportions), Table II (a), method 10: 56/70 − 48/80 = 0.2, [0.0524, 0.3339]
+  // (the normal form from the binomial se's would be 0.2 ± 0.1425 = [0.0575, 0.3425])
+  const se = (p: number, n: number) => Math.sqrt((p * (1 - p)) / n);
+  let r = utilityVsBase(side(56 / 70, 70, se(0.8, 70)), side(48 / 80, 80, se(0.6, 80)), 0).arc_challenge!;
+  assert.equal(r.method, "unpaired newcombe");
+  assert.equal(r.unpairedBecause, "neither side keeps per-item scores");
+  assert.ok(Math.abs(r.diff - 0.2) < 1e-12);
+  assert.ok(Math.abs(r.low - 0.0524) < 5e-5 && Math.abs(r.high - 0.3339) < 5e-5, `${r.low}, ${r.high}`);
+  assert.equal(r.n, 70);
+  // both at 0 of 10 (an older --cache record, GSM8K at --limit 10): the normal form was the point [0, 0]; now
+  // ±0.277533, the Wilson upper limit of 0/10 (Newcombe's Table II (f): [−0.2775, 0.2775])
+  r = utilityVsBase(side(0, 10, 0), side(0, 10, 0), 0).arc_challenge!;
+  assert.equal(r.method, "unpaired newcombe");
+  assert.equal(r.diff, 0);
+  assert.ok(r.low < 0 && r.high > 0, `contains 0 with a width: ${r.low}, ${r.high}`);
+  assert.ok(Math.abs(r.low + 0.277533) < 1e-6 && Math.abs(r.high - 0.277533) < 1e-6, `${r.low}, ${r.high}`);
+  // a value that is not a whole count of n (0.55 of 11 = 6.05 items) is not a proportion's count: normal form
+  r = utilityVsBase(side(0.55, 11, 0.1), side(0.5, 10, 0.1), 0).arc_challenge!;
+  assert.equal(r.method, "unpaired normal");
+});
+
 test("eval --base: a benchmark both sides scored item by item on the same items is paired; other items fall back", () => {
   // ten items by hand (test/utility/items.test.ts): base 1111100000, model 1111110000. Paired, 0/1 scores:
-  // Newcombe's interval of [[5, 1], [0, 4]], [−0.143406, 0.319857] (worked in test/metrics); unpaired:
-  // 0.1 ± Z95·7/30
-  const z = 1.959963984540054;
+  // Newcombe's interval of [[5, 1], [0, 4]], [−0.143406, 0.319857] (worked in test/metrics); unpaired (other
+  // items): Newcombe's for 6/10 − 5/10, [−0.289794, 0.450890] (worked in test/metrics)
   const side = (xs: number[], items: string) =>
     ({
       preference: { perPair: [] },
@@ -158,8 +185,8 @@ test("eval --base: a benchmark both sides scored item by item on the same items 
     `${same.low}, ${same.high}`,
   );
   const u = utilityVsBase(side(model, "h1"), side(base, "h2"), 0).arc_challenge!;
-  assert.equal(u.method, "unpaired normal");
+  assert.equal(u.method, "unpaired newcombe");
   assert.equal(u.unpairedBecause, "the two sides scored different items");
-  assert.ok(Math.abs(u.low - (0.1 - (z * 7) / 30)) < 1e-12, `low ${u.low}`);
-  assert.ok(Math.abs(u.high - (0.1 + (z * 7) / 30)) < 1e-12, `high ${u.high}`);
+  assert.ok(Math.abs(u.low - -0.289794) < 1e-6, `low ${u.low}`);
+  assert.ok(Math.abs(u.high - 0.45089) < 1e-6, `high ${u.high}`);
 });

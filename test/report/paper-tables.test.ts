@@ -172,12 +172,12 @@ test("T3: utility means and deltas vs base, rates in pp and losses raw", () => {
   assert.equal(arc("GoodVibe", "n"), "1,172");
 
   // the fixture is an older results.json: no per-item utility scores, so every Δ is unpaired, the column and a
-  // note say so and why
-  assert.equal(arc("GoodVibe", "Δ interval"), "unpaired");
+  // note say so and why; its rates are not whole counts of n (0.49 of 1,172 items), so the normal form
+  assert.equal(arc("GoodVibe", "Δ interval"), "unpaired (normal)");
   assert.equal(arc("Base", "Δ interval"), "—");
   assert.ok(
     table.notes.some((n) =>
-      /^Δ's interval is unpaired in 8 row\(s\) .*: neither side keeps per-item scores \(arc_challenge GoodVibe,/.test(
+      /^Δ's interval is unpaired in 8 row\(s\), .*"unpaired \(normal\)".*: neither side keeps per-item scores \(arc_challenge GoodVibe,/.test(
         n,
       ),
     ),
@@ -284,27 +284,35 @@ test("T3: with 0/1 per-item scores of the same items, Δ's interval is paired (N
   assert.equal(cellOf(md, row, "Δ interval"), "paired (Newcombe)");
 });
 
-test("T3: per-item scores of other items are never paired: unpaired, and the note says why", () => {
-  const z = 1.959963984540054;
+test("T3: per-item scores of other items are never paired: unpaired (Newcombe's for 0/1), and the note says why", () => {
   const one: ExperimentResults = withItems({ base: "h", gv1: "other", gv2: "h" });
   one.cells = one.cells.filter((c) => c.seed === 1);
   const table = utilityTable(one);
   const md = parseMarkdownTable(tableToMarkdown(table));
   const row = [MODEL, "arc_challenge", "acc_norm", "GoodVibe"];
-  // 0.1 ± z·7/30 = [-0.357, 0.557]
-  assert.equal(cellOf(md, row, "Δ vs base"), "+10.0 pp [-35.7, 55.7]");
-  assert.equal(cellOf(md, row, "Δ interval"), "unpaired");
+  // 6/10 − 5/10 as two independent proportions, Newcombe's hybrid score interval [-0.289794, 0.450890] (worked
+  // in test/metrics); the normal form 0.1 ± z·7/30 was [-35.7, 55.7]
+  assert.equal(cellOf(md, row, "Δ vs base"), "+10.0 pp [-29.0, 45.1]");
+  assert.equal(cellOf(md, row, "Δ interval"), "unpaired (Newcombe)");
   const csv = parseCsv(tableToCsv(table));
-  close(cellOf(csv, row, "Δ vs base low"), 0.1 - (z * 7) / 30);
+  close(cellOf(csv, row, "Δ vs base low"), -0.289794, 1e-6);
+  close(cellOf(csv, row, "Δ vs base high"), 0.45089, 1e-6);
   assert.ok(
     table.notes.some((n) =>
-      /unpaired in 1 row\(s\).*the two sides scored different items \(arc_challenge GoodVibe\)/.test(n),
+      /unpaired in 1 row\(s\).*"unpaired \(Newcombe\)".*the two sides scored different items \(arc_challenge GoodVibe\)/.test(
+        n,
+      ),
     ),
     table.notes.join("\n"),
   );
-  // one seed of two that cannot be paired makes the whole cell unpaired (never a mix)
+  // one seed of two that cannot be paired makes the whole cell unpaired (never a mix): each seed against the one
+  // base by Newcombe's, 6/10 − 5/10 [-0.289794, 0.450890] and 7/10 − 5/10 [-0.201655, 0.526079] (Wilson 7/10
+  // = (0.396778, 0.892209): 0.2 − √(0.303222² + 0.263407²), 0.2 + √(0.192209² + 0.263407²)), bounds averaged
   const mixed = utilityTable(withItems({ base: "h", gv1: "h", gv2: "other" }));
-  assert.equal(cellOf(parseMarkdownTable(tableToMarkdown(mixed)), row, "Δ interval"), "unpaired");
+  assert.equal(cellOf(parseMarkdownTable(tableToMarkdown(mixed)), row, "Δ interval"), "unpaired (Newcombe)");
+  const mixedCsv = parseCsv(tableToCsv(mixed));
+  close(cellOf(mixedCsv, row, "Δ vs base low"), (-0.289794 - 0.201655) / 2, 1e-6);
+  close(cellOf(mixedCsv, row, "Δ vs base high"), (0.45089 + 0.526079) / 2, 1e-6);
 });
 
 test("T3: one seed shows the benchmark's standard error; no base run leaves deltas —", () => {

@@ -16,6 +16,7 @@ import {
   itemsHash,
   pairedDifference,
   perItemProblem,
+  unpairedDifference,
 } from "../../src/eval/utility/items.js";
 import { meanStderr } from "../../src/eval/utility/model.js";
 
@@ -89,4 +90,32 @@ test("paired difference of 0/1 scores: Newcombe's interval, by hand; other items
   assert.equal(pairedDifference(fig(MODEL, "other"), fig(BASE)), "the two sides scored different items");
   const { perItem: _, ...bare } = fig(BASE);
   assert.equal(pairedDifference(fig(MODEL), bare), "the base does not keep per-item scores");
+});
+
+test("unpaired difference: Newcombe's for whole counts of a 0/1 metric, the normal form for the rest", () => {
+  const fig = (metric: string, value: number, n: number, stderr: number) => ({ metric, value, n, stderr });
+  // the ten hand-worked items without their scores: 6/10 − 5/10, Newcombe's [−0.289794, 0.450890] (test/metrics);
+  // the normal form was 0.1 ± Z95·7/30
+  const model = fig("acc_norm", 0.6, 10, meanStderr(MODEL));
+  const base = fig("acc_norm", 0.5, 10, meanStderr(BASE));
+  let r = unpairedDifference(model, base);
+  assert.equal(r.method, "newcombe");
+  assert.ok(Math.abs(r.low - -0.289794) < 1e-6 && Math.abs(r.high - 0.45089) < 1e-6, `${r.low}, ${r.high}`);
+  // both at 10 of 10: a width, not [0, 0]
+  r = unpairedDifference(fig("acc", 1, 10, 0), fig("acc", 1, 10, 0));
+  assert.equal(r.method, "newcombe");
+  assert.ok(Math.abs(r.low + 0.277533) < 1e-6 && Math.abs(r.high - 0.277533) < 1e-6, `${r.low}, ${r.high}`);
+  // a loss, a pass@1 that is a mean of fractions (0.35 of 10 = 3.5), other metrics: diff ± Z95·√(se_m² + se_b²)
+  for (const [a, b] of [
+    [fig("nll/token", 1.25, 12, 0.03), fig("nll/token", 1.5, 12, 0.04)],
+    [fig("pass@1", 0.35, 10, 0.03), fig("pass@1", 0.6, 10, 0.04)],
+    [fig("acc", 0.25, 4, 0.03), fig("acc_norm", 0.5, 4, 0.04)],
+  ] as const) {
+    r = unpairedDifference(a, b);
+    assert.equal(r.method, "normal", a.metric);
+    assert.ok(Math.abs(r.diff - -0.25) < 1e-12);
+    assert.ok(
+      Math.abs(r.high - r.diff - Z95 * 0.05) < 1e-12 && Math.abs(r.diff - r.low - Z95 * 0.05) < 1e-12,
+    );
+  }
 });

@@ -88,7 +88,9 @@ export function evalSummaryLines(opts: {
               ? `paired over the ${d.n} items both scored, Newcombe's score interval`
               : d.method === "paired normal"
                 ? `paired over the ${d.n} items both scored, mean difference ± 1.96·sd/√n`
-                : `unpaired, from both standard errors${d.unpairedBecause ? `: ${d.unpairedBecause}` : ""}`
+                : d.method === "unpaired newcombe"
+                  ? `unpaired, Newcombe's score interval from both counts${d.unpairedBecause ? `: ${d.unpairedBecause}` : ""}`
+                  : `unpaired, from both standard errors${d.unpairedBecause ? `: ${d.unpairedBecause}` : ""}`
         })`,
     );
   if (!cell.security.answers) return lines;

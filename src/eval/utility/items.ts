@@ -9,7 +9,7 @@
  * sides are paired only when both hashes and counts agree, never on sets that merely have the same size.
  */
 import { canonicalJson, sha256 } from "../../io/hash.js";
-import { Z95, newcombePairedDifference } from "../metrics.js";
+import { Z95, newcombeDifference, newcombePairedDifference, proportionSuccesses } from "../metrics.js";
 
 export interface ItemScores {
   /** hash of the items scored, in order (itemsHash) */
@@ -150,4 +150,40 @@ export function pairedDifference(model: Scored, base: Scored): PairedInterval | 
     return { diff, low: iv.low, high: iv.high, n, method: "newcombe", se };
   }
   return { diff, low: diff - Z95 * se, high: diff + Z95 * se, n, method: "normal", se };
+}
+
+/** model − base of two figures that cannot be paired item by item, with its 95% interval. */
+export interface UnpairedInterval {
+  diff: number;
+  low: number;
+  high: number;
+  /**
+   * "newcombe": both figures are shares of items scored 0 or 1 with whole counts (eval/metrics.ts
+   * proportionSuccesses: ARC acc_norm, GSM8K exact match, MMLU acc, greedy pass@1), Newcombe's hybrid score
+   * interval for two independent proportions (newcombeDifference); "normal": anything else (losses, pass@k from
+   * several samples, a figure whose value·n is not whole), diff ± Z95·√(se_m² + se_b²)
+   */
+  method: "newcombe" | "normal";
+}
+
+/**
+ * model − base when the two cannot be paired (pairedDifference's reason: an older --cache record or results.json
+ * without per-item scores, other items). For 0/1 benchmarks, from the counts value·n (checked whole within 1e-6 by
+ * proportionSuccesses, else the normal form): Newcombe's hybrid score interval (1998, method 10), since the
+ * normal one from both standard errors is the point [0, 0] when both sides are at 0/n or n/n (se 0) and too narrow
+ * near 0 or 1. Losses and real-valued pass@k keep diff ± Z95·√(se_m² + se_b²).
+ */
+export function unpairedDifference(
+  model: Scored & { stderr: number },
+  base: Scored & { stderr: number },
+): UnpairedInterval {
+  const diff = model.value - base.value;
+  const k1 = model.metric === base.metric ? proportionSuccesses(model) : null;
+  const k2 = k1 === null ? null : proportionSuccesses(base);
+  if (k1 !== null && k2 !== null) {
+    const iv = newcombeDifference(k1, model.n, k2, base.n);
+    return { diff, low: iv.low, high: iv.high, method: "newcombe" };
+  }
+  const half = Z95 * Math.sqrt(model.stderr ** 2 + base.stderr ** 2);
+  return { diff, low: diff - half, high: diff + half, method: "normal" };
 }
