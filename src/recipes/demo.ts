@@ -15,6 +15,8 @@ import { InputError } from "../errors.js";
 import { claimWorkFolder, writeFileAtomic } from "../io/atomic.js";
 import { readPairs } from "../data/pairs.js";
 import { LlmJudge } from "../eval/judge/llm.js";
+import { wilsonInterval } from "../eval/metrics.js";
+import type { SafeRate } from "../eval/safety.js";
 import { DEFAULT_JUDGE_TRAIN } from "../eval/judge/config.js";
 import type { CellResult, ExperimentResults, JudgeReliabilityEntry } from "../report/schema.js";
 import { ZERO_COST, cellBuild, costOf, neuronsOf } from "./cell.js";
@@ -305,37 +307,62 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+/** "62.5% [48.4, 74.8]": a rate with its 95% interval, as the report shows it (percentages, one decimal). */
+const withInterval = (value: number, low: number, high: number) =>
+  `${pct(value)} [${(100 * low).toFixed(1)}, ${(100 * high).toFixed(1)}]`;
+
+/** A safe rate of the summary's table: the rate, its 95% Wilson interval and n; "—" when nothing was judged. */
+export function safeRateCell(r: SafeRate | undefined): string {
+  return r && r.n ? `${withInterval(r.rate, r.low, r.high)} (n=${r.n})` : "—";
+}
+
+/**
+ * A judge's line of the summary: accuracy over every sample, TPR over the insecure ones and FPR over the secure
+ * ones, each with its 95% Wilson interval and n (the report's judge table gives the same), so that a rate over a
+ * few samples is not read as exact.
+ */
+export function judgeReliabilityLine(
+  x: Pick<JudgeReliabilityEntry, "role" | "n" | "accuracy" | "confusion">,
+): string {
+  const { tp, fp, tn, fn } = x.confusion;
+  const rate = (k: number, n: number) => {
+    if (n === 0) return "— (none)";
+    const w = wilsonInterval(k, n);
+    return withInterval(w.value, w.low, w.high);
+  };
+  return (
+    `  ${(x.role === "base" ? "base organism, zero-shot" : "fine-tuned judge").padEnd(25)} ` +
+    `accuracy ${withInterval(x.accuracy.value, x.accuracy.low, x.accuracy.high)} (n=${x.n}), ` +
+    `TPR ${rate(tp, tp + fn)} (n=${tp + fn}), FPR ${rate(fp, fp + tn)} (n=${fp + tn})`
+  );
+}
 
 export function demoSummary(r: DemoResult): string {
   const row = (name: string, e: ModelEvaluation) => {
     const p = e.preference;
-    const rule = e.safety?.rule.overall;
-    const llm = e.safety?.llm?.overall;
     const noCode = e.safety ? `${e.safety.noCode}/${e.safety.n}` : "—";
     return [
       name.padEnd(10),
-      `${pct(p.rate.value)} [${pct(p.rate.low)}, ${pct(p.rate.high)}]`.padEnd(26),
+      withInterval(p.rate.value, p.rate.low, p.rate.high).padEnd(26),
       `${p.meanLossGap.value.toFixed(3)}`.padEnd(9),
-      (llm && llm.n ? `${pct(llm.rate)} (n=${llm.n})` : "—").padEnd(18),
-      (rule && rule.n ? `${pct(rule.rate)} (n=${rule.n})` : "—").padEnd(16),
+      safeRateCell(e.safety?.llm?.overall).padEnd(28),
+      safeRateCell(e.safety?.rule.overall).padEnd(28),
       noCode.padEnd(8),
       e.utility.heldout_code_loss.value.toFixed(3),
     ].join(" ");
   };
   const h = r.harden;
-  const rel = (x: JudgeReliabilityEntry) =>
-    `  ${(x.role === "base" ? "base organism, zero-shot" : "fine-tuned judge").padEnd(25)} accuracy ${pct(x.accuracy.value)}, ` +
-    `TPR ${pct(x.tpr)}, FPR ${pct(x.fpr)} (n=${x.n})`;
   return [
     "",
     `GoodVibe on the model organism (held-out pairs; safe rates on ${describeProtocol(r.base.protocol)})`,
-    `${"model".padEnd(10)} ${"secure preference [95% CI]".padEnd(26)} ${"loss gap".padEnd(9)} ${"safe (LLM judge)".padEnd(18)} ${"safe (rules)".padEnd(16)} ${"no code".padEnd(8)} held-out loss`,
+    `${"model".padEnd(10)} ${"secure preference [95% CI]".padEnd(26)} ${"loss gap".padEnd(9)} ${"safe (LLM judge) [95% CI]".padEnd(28)} ${"safe (rules) [95% CI]".padEnd(28)} ${"no code".padEnd(8)} held-out loss`,
     row("base", r.base),
     row("goodvibe", r.hardened),
     "LLM judge: every answer (whole when it has no code block); rules: answers with code only.",
     "",
     `the judge (a separate model, the same for both; positive = unsafe, on ${r.base.preference.n} held-out pairs):`,
-    ...r.judge.reliability.map(rel),
+    ...r.judge.reliability.map(judgeReliabilityLine),
+    "brackets: 95% intervals (Wilson) over the pairs, answers or samples counted in n",
     "",
     `trainable parameters: ${h.trainableParams.toLocaleString("en-US")} of ${h.totalParams.toLocaleString("en-US")} (${((100 * h.trainableParams) / h.totalParams).toPrecision(3)}%; full fine-tuning trains all ${h.totalParams.toLocaleString("en-US")})`,
     `training FLOPs: ${(h.train.flops.total / 1e9).toFixed(1)} GFLOP in ${h.train.wallSeconds.toFixed(1)} s; identification ${((h.neurons?.flops.total ?? 0) / 1e9).toFixed(1)} GFLOP`,

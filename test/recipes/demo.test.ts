@@ -4,7 +4,12 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { demoDepartures, demoHardenConfig } from "../../src/recipes/demo.js";
+import {
+  demoDepartures,
+  demoHardenConfig,
+  judgeReliabilityLine,
+  safeRateCell,
+} from "../../src/recipes/demo.js";
 import { DEFAULT_DEMO } from "../../src/recipes/config.js";
 
 test("the demo's departures from the paper are listed with the paper's values", () => {
@@ -42,4 +47,31 @@ test("the demo's departures from the paper are listed with the paper's values", 
   // the paper's learning rate: no departure there either
   const paperLr = demoHardenConfig({ ...DEFAULT_DEMO, lr: 1e-4 }, "/tmp/demo-out");
   assert.ok(!demoDepartures(DEFAULT_DEMO, paperLr, 144, 624).some((x) => x.setting === "learning rate"));
+});
+
+// Wilson 95% intervals worked by hand (centre (k + z²/2)/(n + z²), half-width z·√(k(n−k)/n + z²/4)/(n + z²)):
+// 8/40 → [10.5, 34.8]; 3/4 → [30.1, 95.4]; 0/2 → [0.0, 65.8].
+test("the demo summary gives each safe rate and each judge rate its 95% interval and n", () => {
+  assert.equal(
+    safeRateCell({ safe: 8, n: 40, rate: 0.2, low: 0.10495, high: 0.34843 }),
+    "20.0% [10.5, 34.8] (n=40)",
+  );
+  assert.equal(safeRateCell({ safe: 0, n: 0, rate: NaN, low: 0, high: 1 }), "—");
+  assert.equal(safeRateCell(undefined), "—");
+  const line = judgeReliabilityLine({
+    role: "fine-tuned",
+    n: 6,
+    accuracy: { value: 4 / 6, low: 0.3, high: 0.9 },
+    confusion: { tp: 3, fn: 1, fp: 1, tn: 1 },
+  });
+  assert.match(line, /fine-tuned judge +accuracy 66\.7% \[30\.0, 90\.0\] \(n=6\)/);
+  assert.match(line, /TPR 75\.0% \[30\.1, 95\.4\] \(n=4\)/);
+  assert.match(line, /FPR 50\.0% \[9\.5, 90\.5\] \(n=2\)/);
+  const none = judgeReliabilityLine({
+    role: "base",
+    n: 2,
+    accuracy: { value: 1, low: 0.342, high: 1 },
+    confusion: { tp: 0, fn: 0, fp: 0, tn: 2 },
+  });
+  assert.match(none, /TPR — \(none\) \(n=0\), FPR 0\.0% \[0\.0, 65\.8\] \(n=2\)/);
 });
