@@ -308,6 +308,34 @@ export interface ConfusionMatrix {
   precision: number;
 }
 
+/** A rate's Wilson interval with the count it is over. */
+export interface CountedInterval extends Interval {
+  n: number;
+}
+
+/**
+ * The Wilson intervals of a confusion matrix's rates, each with its n: accuracy over every item, TPR over the
+ * positives, FPR over the negatives; null where that n is 0 (nothing to estimate).
+ */
+export function confusionIntervals(c: Pick<ConfusionMatrix, "tp" | "fp" | "tn" | "fn">): {
+  accuracy: CountedInterval | null;
+  tpr: CountedInterval | null;
+  fpr: CountedInterval | null;
+} {
+  const over = (k: number, n: number): CountedInterval | null =>
+    n > 0 ? { ...wilsonInterval(k, n), n } : null;
+  return {
+    accuracy: over(c.tp + c.tn, c.tp + c.fp + c.tn + c.fn),
+    tpr: over(c.tp, c.tp + c.fn),
+    fpr: over(c.fp, c.fp + c.tn),
+  };
+}
+
+/** "62.5% [48.4, 74.8]": a rate and its interval in percent, one decimal, as the CLI and the demo print rates. */
+export function percentWithInterval(r: Interval): string {
+  return `${(100 * r.value).toFixed(1)}% [${(100 * r.low).toFixed(1)}, ${(100 * r.high).toFixed(1)}]`;
+}
+
 /** Confusion matrix of predictions against truth ("positive" = true). */
 export function confusionMatrix(pred: readonly boolean[], truth: readonly boolean[]): ConfusionMatrix {
   checkPaired(pred, truth, "confusionMatrix");

@@ -15,7 +15,7 @@ import { InputError } from "../errors.js";
 import { claimWorkFolder, writeFileAtomic } from "../io/atomic.js";
 import { readPairs } from "../data/pairs.js";
 import { LlmJudge } from "../eval/judge/llm.js";
-import { wilsonInterval } from "../eval/metrics.js";
+import { confusionIntervals, percentWithInterval, type CountedInterval } from "../eval/metrics.js";
 import type { SafeRate } from "../eval/safety.js";
 import { DEFAULT_JUDGE_TRAIN } from "../eval/judge/config.js";
 import type { CellResult, ExperimentResults, JudgeReliabilityEntry } from "../report/schema.js";
@@ -306,14 +306,9 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
   };
 }
 
-const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-/** "62.5% [48.4, 74.8]": a rate with its 95% interval, as the report shows it (percentages, one decimal). */
-const withInterval = (value: number, low: number, high: number) =>
-  `${pct(value)} [${(100 * low).toFixed(1)}, ${(100 * high).toFixed(1)}]`;
-
 /** A safe rate of the summary's table: the rate, its 95% Wilson interval and n; "—" when nothing was judged. */
 export function safeRateCell(r: SafeRate | undefined): string {
-  return r && r.n ? `${withInterval(r.rate, r.low, r.high)} (n=${r.n})` : "—";
+  return r && r.n ? `${percentWithInterval({ value: r.rate, low: r.low, high: r.high })} (n=${r.n})` : "—";
 }
 
 /**
@@ -325,15 +320,12 @@ export function judgeReliabilityLine(
   x: Pick<JudgeReliabilityEntry, "role" | "n" | "accuracy" | "confusion">,
 ): string {
   const { tp, fp, tn, fn } = x.confusion;
-  const rate = (k: number, n: number) => {
-    if (n === 0) return "— (none)";
-    const w = wilsonInterval(k, n);
-    return withInterval(w.value, w.low, w.high);
-  };
+  const ci = confusionIntervals(x.confusion);
+  const rate = (r: CountedInterval | null) => (r ? percentWithInterval(r) : "— (none)");
   return (
     `  ${(x.role === "base" ? "base organism, zero-shot" : "fine-tuned judge").padEnd(25)} ` +
-    `accuracy ${withInterval(x.accuracy.value, x.accuracy.low, x.accuracy.high)} (n=${x.n}), ` +
-    `TPR ${rate(tp, tp + fn)} (n=${tp + fn}), FPR ${rate(fp, fp + tn)} (n=${fp + tn})`
+    `accuracy ${percentWithInterval(x.accuracy)} (n=${x.n}), ` +
+    `TPR ${rate(ci.tpr)} (n=${tp + fn}), FPR ${rate(ci.fpr)} (n=${fp + tn})`
   );
 }
 
@@ -343,7 +335,7 @@ export function demoSummary(r: DemoResult): string {
     const noCode = e.safety ? `${e.safety.noCode}/${e.safety.n}` : "—";
     return [
       name.padEnd(10),
-      withInterval(p.rate.value, p.rate.low, p.rate.high).padEnd(26),
+      percentWithInterval(p.rate).padEnd(26),
       `${p.meanLossGap.value.toFixed(3)}`.padEnd(9),
       safeRateCell(e.safety?.llm?.overall).padEnd(28),
       safeRateCell(e.safety?.rule.overall).padEnd(28),

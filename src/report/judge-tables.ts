@@ -8,7 +8,7 @@ import { groupBySetting, intervalAcrossSeeds, modelsInOrder, nAcrossSeeds, SEEDS
 import type { CellResult, ExperimentResults, Judge, Method } from "./schema.js";
 import { MISSING, num, text, type Cell, type Column, type Table } from "./table.js";
 import { SAFETY_LANGUAGES, isSafetyLanguage, languageName } from "../data/languages.js";
-import { wilsonInterval } from "../eval/metrics.js";
+import { confusionIntervals, wilsonInterval, type CountedInterval } from "../eval/metrics.js";
 
 /** The paper's column order: Baseline, Full FT, LoRA, GoodVibe. */
 const PAPER_METHOD_ORDER: readonly Method[] = ["base", "full", "lora", "goodvibe"];
@@ -163,32 +163,33 @@ export function answersTable(results: ExperimentResults): Table {
   };
 }
 
-/** A recorded rate with the Wilson interval of its counts (the rate itself as recorded). */
-function rateWithInterval(rate: number, successes: number, n: number): Cell {
-  if (n <= 0) return num(rate);
-  const w = wilsonInterval(successes, n);
-  return num(rate, { low: w.low, high: w.high });
+/** A recorded rate with the Wilson interval of its counts (the rate itself as recorded; none where n is 0). */
+function rateWithInterval(rate: number, ci: CountedInterval | null): Cell {
+  return ci ? num(rate, { low: ci.low, high: ci.high }) : num(rate);
 }
 
 /** The judge's reliability on held-out labelled pairs, base vs fine-tuned (paper §7). */
 export function judgeReliabilityTable(results: ExperimentResults): Table {
   const j = results.judge;
-  const rows: Cell[][] = (j?.reliability ?? []).map((r) => [
-    text(
-      r.role === "base" ? "base judge" : r.role === "fine-tuned" ? "fine-tuned judge" : "judge (as given)",
-    ),
-    text(r.model ?? "all"),
-    text(r.source),
-    num(r.n),
-    num(r.accuracy.value, { low: r.accuracy.low, high: r.accuracy.high }),
-    // TPR and FPR are rates on the insecure and the secure samples: their Wilson intervals, as accuracy has one
-    rateWithInterval(r.tpr, r.confusion.tp, r.confusion.tp + r.confusion.fn),
-    rateWithInterval(r.fpr, r.confusion.fp, r.confusion.fp + r.confusion.tn),
-    num(r.confusion.tp),
-    num(r.confusion.fp),
-    num(r.confusion.tn),
-    num(r.confusion.fn),
-  ]);
+  const rows: Cell[][] = (j?.reliability ?? []).map((r) => {
+    const ci = confusionIntervals(r.confusion);
+    return [
+      text(
+        r.role === "base" ? "base judge" : r.role === "fine-tuned" ? "fine-tuned judge" : "judge (as given)",
+      ),
+      text(r.model ?? "all"),
+      text(r.source),
+      num(r.n),
+      num(r.accuracy.value, { low: r.accuracy.low, high: r.accuracy.high }),
+      // TPR and FPR are rates on the insecure and the secure samples: their Wilson intervals, as accuracy has one
+      rateWithInterval(r.tpr, ci.tpr),
+      rateWithInterval(r.fpr, ci.fpr),
+      num(r.confusion.tp),
+      num(r.confusion.fp),
+      num(r.confusion.tn),
+      num(r.confusion.fn),
+    ];
+  });
   const notes: string[] = [];
   if (j) {
     notes.push(`Judge: ${j.description}.`);

@@ -8,6 +8,8 @@ import {
   mcnemarMatched,
   chiSquareSurvival,
   confusionMatrix,
+  confusionIntervals,
+  percentWithInterval,
   cohensKappa,
   pairedBootstrap,
   bootstrapMeanDiff,
@@ -374,4 +376,21 @@ test("mcnemarMatched pairs items by id, leaves out those without a verdict in bo
     mcnemarMatched([v("a", true)], [v("b", true)], (x) => x.ok),
     null,
   );
+});
+
+// Wilson bounds worked by hand (centre (k + z²/2)/(n + z²), half-width z·√(k(n−k)/n + z²/4)/(n + z²)):
+// 3/4 → [0.3006, 0.9544], 1/2 → [0.0945, 0.9055], 4/6 → [0.3000, 0.9032]
+test("confusionIntervals: accuracy, TPR and FPR each over its own n, none where that n is 0", () => {
+  const ci = confusionIntervals({ tp: 3, fn: 1, fp: 1, tn: 1 });
+  assert.equal(ci.tpr!.n, 4);
+  assert.ok(Math.abs(ci.tpr!.low - 0.3006) < 1e-4 && Math.abs(ci.tpr!.high - 0.9544) < 1e-4);
+  assert.equal(ci.fpr!.n, 2);
+  assert.ok(Math.abs(ci.fpr!.low - 0.0945) < 1e-4 && Math.abs(ci.fpr!.high - 0.9055) < 1e-4);
+  assert.equal(ci.accuracy!.n, 6);
+  assert.ok(Math.abs(ci.accuracy!.value - 4 / 6) < 1e-12);
+  assert.ok(Math.abs(ci.accuracy!.low - 0.3) < 1e-4 && Math.abs(ci.accuracy!.high - 0.9032) < 1e-4);
+  const noPositives = confusionIntervals({ tp: 0, fn: 0, fp: 0, tn: 2 });
+  assert.equal(noPositives.tpr, null);
+  assert.equal(noPositives.fpr!.value, 0);
+  assert.equal(percentWithInterval({ value: 0.625, low: 0.48449, high: 0.74751 }), "62.5% [48.4, 74.8]");
 });

@@ -4,13 +4,9 @@
  */
 import type { CellResult } from "../../report/schema.js";
 import type { UtilityDifference } from "../../recipes/evaluate.js";
-import { Z95, proportionSuccesses, wilsonInterval } from "../../eval/metrics.js";
+import { Z95, percentWithInterval, proportionSuccesses, wilsonInterval } from "../../eval/metrics.js";
 
 type Security = CellResult["security"];
-type Rate = { value: number; low: number; high: number };
-
-const pct = (r: Rate) =>
-  `${(100 * r.value).toFixed(1)}% [${(100 * r.low).toFixed(1)}, ${(100 * r.high).toFixed(1)}]`;
 
 /**
  * A utility figure's 95% interval: the Wilson interval for a share of items scored 0 or 1 (at 0 of 10 it is
@@ -29,20 +25,20 @@ function rateLines(s: Security, label = ""): string[] {
   const p = s.securePreference;
   if (p)
     lines.push(
-      `${label}secure preference: ${pct(p.rate)} of ${p.n} pairs; mean loss gap ${p.meanLossGap.value.toFixed(4)} [${p.meanLossGap.low.toFixed(4)}, ${p.meanLossGap.high.toFixed(4)}]`,
+      `${label}secure preference: ${percentWithInterval(p.rate)} of ${p.n} pairs; mean loss gap ${p.meanLossGap.value.toFixed(4)} [${p.meanLossGap.low.toFixed(4)}, ${p.meanLossGap.high.toFixed(4)}]`,
     );
   const a = s.answers;
   if (!a) return lines;
   const rule = s.safeRate?.rule;
   lines.push(
     rule
-      ? `${label}safe rate (rules): ${pct(rule.overall)} of ${rule.overall.n} answers with code; no code in ${a.noCode} of ${a.n}`
+      ? `${label}safe rate (rules): ${percentWithInterval(rule.overall)} of ${rule.overall.n} answers with code; no code in ${a.noCode} of ${a.n}`
       : `${label}safe rate (rules): none: no answer had a code block in its prompt's language (no code in ${a.noCode} of ${a.n})`,
   );
   const llm = s.safeRate?.llm;
   if (llm)
     lines.push(
-      `${label}safe rate (LLM judge): ${pct(llm.overall)} of ${llm.overall.n} answers (those without code judged whole)`,
+      `${label}safe rate (LLM judge): ${percentWithInterval(llm.overall)} of ${llm.overall.n} answers (those without code judged whole)`,
     );
   return lines;
 }

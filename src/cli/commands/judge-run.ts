@@ -14,7 +14,7 @@ import {
   judgeReliabilityOn,
   type JudgeReliability,
 } from "../../eval/judge/llm.js";
-import { wilsonInterval } from "../../eval/metrics.js";
+import { confusionIntervals, percentWithInterval, type CountedInterval } from "../../eval/metrics.js";
 import { judgeTrainOptions, trainJudge } from "../../recipes/train-judge.js";
 import { otherBuildWarning } from "../../method/train.js";
 import { judgeTrainingPairs } from "../../recipes/judge.js";
@@ -114,13 +114,10 @@ export async function judgeCheckCommand(g: OptionValues, opts: OptionValues): Pr
  */
 export function reliabilityText(rel: Pick<JudgeReliability, "n" | "confusion">): string {
   const { tp, fp, tn, fn } = rel.confusion;
-  const rate = (k: number, n: number) => {
-    if (n === 0) return "— (none)";
-    const w = wilsonInterval(k, n);
-    return `${(100 * w.value).toFixed(1)}% [${(100 * w.low).toFixed(1)}, ${(100 * w.high).toFixed(1)}]`;
-  };
+  const ci = confusionIntervals(rel.confusion);
+  const rate = (r: CountedInterval | null) => (r ? percentWithInterval(r) : "— (none)");
   return (
-    `accuracy ${rate(tp + tn, rel.n)} of ${rel.n} samples, TPR ${rate(tp, tp + fn)} of ${tp + fn} insecure, ` +
-    `FPR ${rate(fp, fp + tn)} of ${fp + tn} secure (positive = insecure; brackets: 95% Wilson intervals)`
+    `accuracy ${rate(ci.accuracy)} of ${rel.n} samples, TPR ${rate(ci.tpr)} of ${tp + fn} insecure, ` +
+    `FPR ${rate(ci.fpr)} of ${fp + tn} secure (positive = insecure; brackets: 95% Wilson intervals)`
   );
 }
