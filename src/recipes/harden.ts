@@ -740,9 +740,10 @@ function completedRun(cfg: HardenConfig, plan: StagePlan, log: Logger): HardenRe
   if (!stats || stats.runKey !== plan.runKey) return null;
   const now = buildRecord(resolveDevice(), cfg.dtype ?? DEFAULT_DTYPE);
   const made = stats.build ?? null;
-  if (cfg.overwrite && (cfg.remake || !sameBuild(made, now))) {
+  const same = sameBuild(made, now);
+  if (cfg.overwrite && (cfg.remake || !same)) {
     log.info(
-      sameBuild(made, now)
+      same
         ? `${cfg.out} is complete for these inputs and settings; --overwrite: making it again (stages cached in ` +
             `${cfg.runDir} are reused; the finished folder is moved aside)`
         : `${cfg.out} is complete for these inputs and settings but was made by ${describeBuild(made)}; ` +
@@ -750,7 +751,7 @@ function completedRun(cfg: HardenConfig, plan: StagePlan, log: Logger): HardenRe
     );
     return null;
   }
-  if (!sameBuild(made, now)) {
+  if (!same) {
     log.warn(
       `${cfg.out} was made by ${describeBuild(made)}; this is ${describeBuild(now)} (it differs in ` +
         `${buildDifferences(made, now)}). To make it with this build, rerun with --overwrite (the output is ` +
