@@ -478,7 +478,7 @@ async function evaluateLoaded(
           const train = u.gsm8kTrain ? await loadGsm8k(u.gsm8kTrain) : [];
           const items = await loadGsm8k(u.gsm8k!, sub);
           const nShot = train.length ? 5 : 0;
-          const r = await evaluateGsm8k(um, items, { fewshot: train, nShot, maxNewTokens: 256 });
+          const r = await evaluateGsm8k(um, items, { fewshot: train, nShot, maxNewTokens: gsm.maxNewTokens });
           return headline(
             r,
             "exact_match_strict",
@@ -487,24 +487,22 @@ async function evaluateLoaded(
           );
         });
       }
-      if (u.humaneval)
-        utility.humaneval = await figure(
-          "humaneval",
-          [u.humaneval],
-          { ...sub, maxNewTokens: 384 },
-          async () => {
-            const items = await loadHumanEval(u.humaneval!, sub);
-            const r = await evaluateHumanEval(um, items, { maxNewTokens: 384 });
-            const metric = Object.keys(r.metrics)[0]!;
-            const k = Number(metric.slice("pass@".length));
-            return headline(
-              r,
-              metric,
-              itemsHash(items),
-              r.perItem.map((x) => passAtK(x.n, x.correct, k)),
-            );
-          },
-        );
+      if (u.humaneval) {
+        // the settings the cache key holds are the ones the run uses: one object for both
+        const he = { ...sub, maxNewTokens: 384 };
+        utility.humaneval = await figure("humaneval", [u.humaneval], he, async () => {
+          const items = await loadHumanEval(u.humaneval!, sub);
+          const r = await evaluateHumanEval(um, items, { maxNewTokens: he.maxNewTokens });
+          const metric = Object.keys(r.metrics)[0]!;
+          const k = Number(metric.slice("pass@".length));
+          return headline(
+            r,
+            metric,
+            itemsHash(items),
+            r.perItem.map((x) => passAtK(x.n, x.correct, k)),
+          );
+        });
+      }
       if (u.code)
         utility.heldout_real_code_loss = await figure("heldout_real_code_loss", [u.code], {}, async () => {
           const r = await codeLoss(model, tok, readCodeRows(u.code!), { signal: opts.signal });
