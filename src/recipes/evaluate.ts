@@ -13,7 +13,7 @@ import { hasSecurityHint, type PromptFilter, type PromptSpread } from "../data/p
 import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
 import { loadModel } from "../models/load.js";
 import type { DecoderModel } from "../models/decoder.js";
-import { securePreference, type PreferenceResult } from "../eval/preference.js";
+import { securePreference, type PairLoss, type PreferenceResult } from "../eval/preference.js";
 import { fileHash, modelWeightsHash, tokenizerFilesHashes } from "../io/hash.js";
 import { buildKey, buildRecord } from "../tensor/build.js";
 import { UtilityCache, utilityKey, type UtilityFigure } from "../eval/utility/cache.js";
@@ -338,6 +338,45 @@ function headline(
   };
 }
 
+/**
+ * The held-out code loss: the mean per-token loss of every scored held-out answer (n counts answers, two per
+ * pair; stderr as if they were independent, as before), with its per-item scores for pairing (Table 3, Figure 1):
+ * one per held-out pair, the mean of its secure and insecure answer's loss (unitsPerItem 2), under
+ * a hash of the pairs as asked (id, language, question, both answers, in order). The pair is the unit because the
+ * pairs are what was drawn and a pair's two answers share its question; as every pair has both answers, the mean
+ * of the pair scores is the figure's value.
+ */
+export function heldoutCodeLoss(
+  pairs: readonly Pick<SecurityPair, "id" | "lang" | "question" | "chosen" | "rejected">[],
+  perPair: readonly PairLoss[],
+): UtilityFigure {
+  if (pairs.length !== perPair.length || pairs.some((p, i) => p.id !== perPair[i]!.id))
+    throw new Error("heldoutCodeLoss: the losses are not those of the pairs given, in order");
+  const losses = perPair.flatMap((p) => [p.chosenLoss, p.rejectedLoss]);
+  const mean = losses.reduce((a, b) => a + b, 0) / losses.length;
+  const sd = Math.sqrt(losses.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, losses.length - 1));
+  const items = itemsHash(
+    pairs.map((p) => ({
+      id: p.id,
+      lang: p.lang,
+      question: p.question,
+      chosen: p.chosen,
+      rejected: p.rejected,
+    })),
+  );
+  return {
+    metric: "nll/token",
+    value: mean,
+    stderr: sd / Math.sqrt(losses.length),
+    n: losses.length,
+    perItem: encodeScores(
+      items,
+      perPair.map((p) => (p.chosenLoss + p.rejectedLoss) / 2),
+      2,
+    ),
+  };
+}
+
 export async function evaluateModel(modelDir: string, opts: EvalOptions): Promise<ModelEvaluation> {
   const tok = await loadTokenizer(modelDir);
   const model = loadModel(modelDir);
@@ -379,15 +418,7 @@ async function evaluateLoaded(
     cacheFile: opts.cacheDir ? path.join(opts.cacheDir, `preference-${fp.slice(0, 16)}.jsonl`) : undefined,
   });
   const utility: ModelEvaluation["utility"] = {};
-  const losses = preference.perPair.flatMap((p) => [p.chosenLoss, p.rejectedLoss]);
-  const mean = losses.reduce((a, b) => a + b, 0) / losses.length;
-  const sd = Math.sqrt(losses.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, losses.length - 1));
-  utility.heldout_code_loss = {
-    metric: "nll/token",
-    value: mean,
-    stderr: sd / Math.sqrt(losses.length),
-    n: losses.length,
-  };
+  utility.heldout_code_loss = heldoutCodeLoss(scored, preference.perPair);
 
   let safety: SafetyResult | null = null;
   const { prompts, protocol } = evaluationProtocol(opts);

@@ -297,11 +297,12 @@ export interface UtilityDeltaInterval {
  *   and the base evaluation it is compared with (the base of the same seed, or its one evaluation) keep per-item
  *   scores of the same items (results.json utility.perItem, eval/utility/items.ts), each seed's Δ gets the
  *   paired interval (eval/utility/items.ts pairedDifference: for 0/1 scores Newcombe's square-and-add interval
- *   for paired proportions, which keeps a width when no item differs; for real scores the mean per-item
- *   difference ± 1.96·sd/√n), and several seeds combine as every rate of the report
+ *   for paired proportions, which keeps a width when no item differs; for real scores, among them the held-out
+ *   code loss per held-out pair, the mean per-item difference ± 1.96·sd/√n), and several seeds combine as every
+ *   rate of the report
  *   does (aggregate.ts intervalAcrossSeeds: the seeds' bounds averaged). Otherwise (results made before per-item
- *   scores were kept, a figure that has none such as the held-out losses, other items on the two sides, a base
- *   whose seeds are not the method's) it is unpaired (eval/utility/items.ts unpairedDifference): for a 0/1
+ *   scores were kept, a figure that has none such as the held-out real-code loss of --code, other items on the
+ *   two sides, a base whose seeds are not the method's) it is unpaired (eval/utility/items.ts unpairedDifference): for a 0/1
  *   benchmark whose every evaluation is a whole count value·n, and whose seeds each have their base, Newcombe's
  *   hybrid score interval for two independent proportions per seed (1998, method 10; eval/metrics.ts
  *   newcombeDifference), the seeds' bounds averaged, since the normal form below is the point [0, 0] when both
@@ -484,8 +485,9 @@ export function utilityTable(results: ExperimentResults): Table {
       );
     if (pairedRows.has("normal"))
       hows.push(
-        `for real scores such as pass@k from several samples (${rowsOf("normal")}, "paired (normal)") the ` +
-          "mean per-item difference ± 1.96·sd/√n",
+        `for real scores (${rowsOf("normal")}, "paired (normal)": pass@k from several samples; the held-out ` +
+          "code loss per held-out pair, the mean of its two answers' losses, so its n counts answers and its " +
+          "pairing half as many pairs) the mean per-item difference ± 1.96·sd/√n",
       );
     if (pairedRows.has("Newcombe and normal"))
       hows.push(`${rowsOf("Newcombe and normal")} with seeds of both kinds, each seed by its own`);
@@ -513,8 +515,8 @@ export function utilityTable(results: ExperimentResults): Table {
       `Δ's interval is unpaired in ${[...unpaired.values()].flat().length} row(s), from both sides' figures ` +
         `alone (${unpairedHows.join("; ")}), wider than a paired one where both answered the same items: ` +
         `${reasons}. ` +
-        "results.json files made before per-item utility scores were kept have none, nor do the held-out code " +
-        "losses (a float per scored answer in every cell would outweigh the rest of results.json).",
+        "results.json files made before per-item utility scores were kept have none (the held-out code loss's " +
+        "were kept later than the benchmarks'), nor does the held-out real-code loss of --code.",
     );
   }
   return {
@@ -529,7 +531,7 @@ export function utilityTable(results: ExperimentResults): Table {
       "se). Δ: the brackets are its 95% interval over items (evaluation noise only). Paired (the Δ interval " +
       "column says which) where method and base kept per-item scores of the same items, per seed and the seeds' " +
       "bounds averaged: for 0/1 scores Newcombe's square-and-add interval for paired proportions, for real " +
-      "scores the mean per-item difference ± 1.96·sd/√n; otherwise unpaired: for 0/1 scores Newcombe's hybrid " +
+      "scores (the held-out code loss per held-out pair) the mean per-item difference ± 1.96·sd/√n; otherwise unpaired: for 0/1 scores Newcombe's hybrid " +
       "score interval for two independent proportions (per seed, bounds averaged), else Δ ± " +
       "1.96·√(se_method² + se_base²) with each side's se averaged over its seeds (either wider than a paired " +
       "interval where both answered the same items); with several seeds ± is the sd across seeds of the " +

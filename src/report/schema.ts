@@ -112,15 +112,18 @@ const utilitySchema = z
     stderr: nonNeg,
     n: nonNegInt,
     /**
-     * the n per-item scores and a hash of the items (eval/utility/items.ts), so that Table 3 pairs a method with
-     * its base item by item; absent in results made before they were kept, and for figures that are not a mean
-     * of per-item scores (the held-out losses): those Δ are unpaired
+     * the per-item scores and a hash of the items (eval/utility/items.ts), so that Table 3 pairs a method with
+     * its base item by item: n of them, or n / unitsPerItem where each stands for several units of n (the
+     * held-out code loss: one per held-out pair, the mean of its two answers' losses). Absent in results made
+     * before they were kept (the held-out code loss: before they were kept for it too), and for figures that keep
+     * none (the held-out real-code loss of --code): those Δ are unpaired
      */
     perItem: z
       .strictObject({
         items: z.string().min(1),
         bits: z.string().optional(),
         f64: z.string().optional(),
+        unitsPerItem: z.number().int().min(1).optional(),
       })
       .optional(),
   })

@@ -8,9 +8,11 @@ import {
   evaluationInfo,
   evaluationProtocol,
   interleaveByLanguage,
+  heldoutCodeLoss,
   utilityVsBase,
   type ModelEvaluation,
 } from "../../src/recipes/evaluate.js";
+import { LOSS_BASE, LOSS_MODEL } from "../utility/pair-losses.js";
 import type { SecurityPair } from "../../src/data/pairs.js";
 import { encodeScores } from "../../src/eval/utility/items.js";
 import { meanStderr } from "../../src/eval/utility/model.js";
@@ -189,4 +191,49 @@ test("eval --base: a benchmark both sides scored item by item on the same items 
   assert.equal(u.unpairedBecause, "the two sides scored different items");
   assert.ok(Math.abs(u.low - -0.289794) < 1e-6, `low ${u.low}`);
   assert.ok(Math.abs(u.high - 0.45089) < 1e-6, `high ${u.high}`);
+});
+
+/** Four held-out pairs and their losses (test/utility/pair-losses.ts: values worked by hand there). */
+const heldOut = LOSS_BASE.map((_, i) => ({
+  id: `p${i}`,
+  lang: i % 2 ? "go" : "cpp",
+  question: `question ${i}`,
+  chosen: `secure ${i}`,
+  rejected: `insecure ${i}`,
+}));
+const evaluated = (losses: [number, number][], pairs = heldOut) => {
+  const perPair = pairs.map((p, i) => ({
+    id: p.id,
+    lang: p.lang,
+    chosenLoss: losses[i]![0],
+    rejectedLoss: losses[i]![1],
+  }));
+  return {
+    preference: { rate: 0.5, meanLossGap: 0.1, n: pairs.length, perLanguage: {}, perPair },
+    safety: null,
+    utility: { heldout_code_loss: heldoutCodeLoss(pairs as unknown as SecurityPair[], perPair) },
+  } as unknown as ModelEvaluation;
+};
+
+test("the held-out code loss keeps one float64 score per held-out pair, under a hash of the pairs", () => {
+  const f = evaluated(LOSS_MODEL).utility.heldout_code_loss!;
+  // the answers' mean and se, as before: 1.275, √(1.575/7/8); n counts the 8 answers
+  assert.ok(Math.abs(f.value - 1.275) < 1e-12);
+  assert.ok(Math.abs(f.stderr - Math.sqrt(1.575 / 56)) < 1e-12);
+  assert.equal(f.n, 8);
+  assert.equal(f.perItem?.unitsPerItem, 2);
+  const buf = Buffer.from(f.perItem!.f64!, "base64");
+  const scores = Array.from({ length: buf.length / 8 }, (_, i) => buf.readDoubleLE(8 * i));
+  assert.deepEqual(
+    scores.map((x) => Number(x.toFixed(12))),
+    [1.1, 1.8, 0.7, 1.5],
+  );
+  // the hash names the pairs as asked: the same pairs give the same hash, another answer text another one
+  assert.equal(evaluated(LOSS_BASE).utility.heldout_code_loss!.perItem!.items, f.perItem!.items);
+  const edited = heldOut.map((p, i) => (i === 2 ? { ...p, rejected: "insecure 2, edited" } : p));
+  assert.notEqual(evaluated(LOSS_MODEL, edited).utility.heldout_code_loss!.perItem!.items, f.perItem!.items);
+  assert.throws(
+    () => heldoutCodeLoss(heldOut.slice(1) as unknown as SecurityPair[], []),
+    /not those of the pairs/,
+  );
 });

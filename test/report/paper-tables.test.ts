@@ -22,6 +22,7 @@ import { encodeScores } from "../../src/eval/utility/items.js";
 import { meanStderr } from "../../src/eval/utility/model.js";
 import { parseExperimentResults } from "../../src/report/schema.js";
 import { cellOf, parseCsv, parseMarkdownTable } from "./parse.js";
+import { LOSS_BASE, LOSS_MODEL } from "../utility/pair-losses.js";
 
 const results = handMadeResults();
 const close = (actual: string, expected: number, tol = 1e-9) =>
@@ -313,6 +314,89 @@ test("T3: per-item scores of other items are never paired: unpaired (Newcombe's 
   const mixedCsv = parseCsv(tableToCsv(mixed));
   close(cellOf(mixedCsv, row, "Δ vs base low"), (-0.289794 - 0.201655) / 2, 1e-6);
   close(cellOf(mixedCsv, row, "Δ vs base high"), (0.45089 + 0.526079) / 2, 1e-6);
+});
+
+/**
+ * The held-out code loss of one base and one GoodVibe evaluation with per-pair scores (test/utility/pair-losses.ts,
+ * by hand there): paired −0.15 ± 0.126515 over 4 pairs, unpaired ± 0.527086 from the answers' se; `items` names
+ * each side's pairs, `keep` false strips the record, as a results.json written before it was kept.
+ */
+function withPairLosses(items: { base: string; gv: string }, keep = true) {
+  const loss = (pairs: [number, number][], hash: string) => {
+    const answers = pairs.flat();
+    return {
+      metric: "nll/token",
+      value: answers.reduce((a, b) => a + b, 0) / answers.length,
+      stderr: meanStderr(answers),
+      n: answers.length,
+      ...(keep
+        ? {
+            perItem: encodeScores(
+              hash,
+              pairs.map(([c, r]) => (c + r) / 2),
+              2,
+            ),
+          }
+        : {}),
+    };
+  };
+  const cells = results.cells
+    .filter(
+      (c) => c.ablation === undefined && c.seed === 1 && (c.method === "goodvibe" || c.method === "base"),
+    )
+    .map((c) => ({
+      ...c,
+      utility: {
+        heldout_code_loss: c.method === "base" ? loss(LOSS_BASE, items.base) : loss(LOSS_MODEL, items.gv),
+      },
+    }));
+  return parseExperimentResults(JSON.parse(JSON.stringify({ ...results, cells })), "results.json");
+}
+
+test("T3: the held-out code loss of the same pairs is paired per pair, narrower than unpaired; old files and other pairs fall back with the reason", () => {
+  const row = [MODEL, "heldout_code_loss", "nll/token", "GoodVibe"];
+  const Z = 1.959963984540054;
+  let table = utilityTable(withPairLosses({ base: "pairs", gv: "pairs" }));
+  let md = parseMarkdownTable(tableToMarkdown(table));
+  let csv = parseCsv(tableToCsv(table));
+  assert.equal(cellOf(md, row, "Δ vs base"), "-0.150 [-0.277, -0.023]");
+  assert.equal(cellOf(md, row, "Δ interval"), "paired (normal)");
+  close(cellOf(csv, row, "Δ vs base low"), -0.15 - (Z * Math.sqrt(0.05 / 3)) / 2);
+  close(cellOf(csv, row, "Δ vs base high"), -0.15 + (Z * Math.sqrt(0.05 / 3)) / 2);
+  // the n column still counts answers (8), the pairing is over the 4 pairs; the note says so
+  assert.equal(cellOf(md, row, "n"), "8");
+  assert.ok(
+    table.notes.some((n) => /paired in 1 row: .*held-out code loss per held-out pair/.test(n)),
+    table.notes.join("\n"),
+  );
+  const pairedWidth = Number(cellOf(csv, row, "Δ vs base high")) - Number(cellOf(csv, row, "Δ vs base low"));
+
+  // a results.json written before the record was kept: unpaired, Δ ± Z·√(se_m² + se_b²) = ± Z·√(4.05/56)
+  table = utilityTable(withPairLosses({ base: "pairs", gv: "pairs" }, false));
+  md = parseMarkdownTable(tableToMarkdown(table));
+  csv = parseCsv(tableToCsv(table));
+  assert.equal(cellOf(md, row, "Δ vs base"), "-0.150 [-0.677, 0.377]");
+  assert.equal(cellOf(md, row, "Δ interval"), "unpaired (normal)");
+  close(cellOf(csv, row, "Δ vs base high"), -0.15 + Z * Math.sqrt(4.05 / 56));
+  assert.ok(
+    table.notes.some((n) =>
+      /unpaired in 1 row\(s\).*neither side keeps per-item scores \(heldout_code_loss GoodVibe\)/.test(n),
+    ),
+    table.notes.join("\n"),
+  );
+  const unpairedWidth =
+    Number(cellOf(csv, row, "Δ vs base high")) - Number(cellOf(csv, row, "Δ vs base low"));
+  assert.ok(pairedWidth < unpairedWidth / 4, `paired ${pairedWidth}, unpaired ${unpairedWidth}`);
+
+  // other pairs on the two sides (another items hash): unpaired, the same interval, and the note says why
+  table = utilityTable(withPairLosses({ base: "pairs", gv: "other pairs" }));
+  md = parseMarkdownTable(tableToMarkdown(table));
+  assert.equal(cellOf(md, row, "Δ vs base"), "-0.150 [-0.677, 0.377]");
+  assert.equal(cellOf(md, row, "Δ interval"), "unpaired (normal)");
+  assert.ok(
+    table.notes.some((n) => /the two sides scored different items \(heldout_code_loss GoodVibe\)/.test(n)),
+    table.notes.join("\n"),
+  );
 });
 
 test("T3: one seed shows the benchmark's standard error; no base run leaves deltas —", () => {

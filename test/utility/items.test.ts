@@ -19,6 +19,7 @@ import {
   unpairedDifference,
 } from "../../src/eval/utility/items.js";
 import { meanStderr } from "../../src/eval/utility/model.js";
+import { LOSS_BASE, LOSS_MODEL } from "./pair-losses.js";
 
 const Z95 = 1.959963984540054;
 const BASE = [1, 1, 1, 1, 1, 0, 0, 0, 0, 0];
@@ -118,4 +119,63 @@ test("unpaired difference: Newcombe's for whole counts of a 0/1 metric, the norm
       Math.abs(r.high - r.diff - Z95 * 0.05) < 1e-12 && Math.abs(r.diff - r.low - Z95 * 0.05) < 1e-12,
     );
   }
+});
+
+test("the held-out code loss per held-out pair: n/2 float64 scores, paired mean ± Z95·sd/√n, by hand", () => {
+  const fig = (pairs: [number, number][], items = "pairs") => {
+    const answers = pairs.flat();
+    return {
+      metric: "nll/token",
+      value: answers.reduce((a, b) => a + b, 0) / answers.length,
+      stderr: meanStderr(answers),
+      n: answers.length,
+      perItem: encodeScores(
+        items,
+        pairs.map(([c, r]) => (c + r) / 2),
+        2,
+      ),
+    };
+  };
+  const base = fig(LOSS_BASE);
+  const model = fig(LOSS_MODEL);
+  // four float64 scores (32 bytes, 44 base64 characters) for n = 8 answers, never a bitset
+  assert.equal(model.perItem.unitsPerItem, 2);
+  assert.equal(model.perItem.f64!.length, 44);
+  assert.deepEqual(decodeScores(base.perItem, 8), [1.2, 2.1, 0.7, 1.7]);
+  assert.equal(encodeScores("h", [1, 0], 2).bits, undefined, "a mean of two answers is a real score");
+  assert.equal(perItemProblem(base), undefined, "the pairs' mean is the answers' mean, the value");
+  assert.match(String(decodeScores(base.perItem, 7)), /unitsPerItem 2, which does not divide n = 7/);
+  assert.match(
+    String(decodeScores(base.perItem, 10)),
+    /4 float64 scores for n = 10 units, 2 per item \(5 items\)/,
+  );
+  assert.match(String(decodeScores({ ...base.perItem, unitsPerItem: 0 }, 8)), /not a whole number >= 1/);
+  assert.match(
+    String(decodeScores({ items: "h", bits: "Dw==", unitsPerItem: 2 }, 8)),
+    /unitsPerItem with bits/,
+  );
+
+  const p = pairedDifference(model, base);
+  assert.ok(typeof p !== "string", String(p));
+  assert.equal(p.method, "normal");
+  assert.equal(p.n, 4, "paired per pair: half the answers");
+  assert.ok(Math.abs(p.diff - -0.15) < 1e-12);
+  assert.ok(Math.abs(p.se - 0.0645497224) < 1e-9, `se ${p.se}`);
+  assert.ok(
+    Math.abs(p.low - -0.276515131) < 1e-8 && Math.abs(p.high - -0.023484869) < 1e-8,
+    `${p.low}, ${p.high}`,
+  );
+
+  const u = unpairedDifference(model, base);
+  assert.equal(u.method, "normal");
+  assert.ok(Math.abs(u.high - u.diff - 0.5270861312) < 1e-9, `half ${u.high - u.diff}`);
+  assert.ok(u.high - u.low > 4 * (p.high - p.low), "the paired interval is the narrower, here 4.2×");
+
+  // other pairs (another hash), or the same hash grouped otherwise, are never paired
+  assert.equal(
+    pairedDifference(model, fig(LOSS_BASE, "other pairs")),
+    "the two sides scored different items",
+  );
+  const perAnswer = { ...base, perItem: encodeScores("pairs", LOSS_BASE.flat()) };
+  assert.equal(pairedDifference(model, perAnswer), "the two sides scored different items");
 });

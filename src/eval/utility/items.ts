@@ -5,8 +5,14 @@
  *
  * Compact on purpose (a 216-cell experiment keeps one per cell and benchmark): 0/1 scores (ARC, GSM8K, MMLU) as a
  * bitset, item i in bit i % 8 of byte ⌊i / 8⌋, base64 (MMLU's 14,042 items: 2,344 characters); real scores
- * (HumanEval's pass@k) as float64 little-endian, base64. `items` is a hash of the items scored, in order: two
- * sides are paired only when both hashes and counts agree, never on sets that merely have the same size.
+ * (HumanEval's pass@k; the held-out code loss per held-out pair) as float64 little-endian, base64. `items` is a
+ * hash of the items scored, in order: two sides are paired only when both hashes and counts agree, never on sets
+ * that merely have the same size.
+ *
+ * An item can be a group of the units a figure counts in its n (`unitsPerItem`): the held-out code loss is a mean
+ * over answers, two per held-out pair (n = 2·pairs), but its paired unit is the pair, whose score is the mean of
+ * its two answers' losses; the pairs are what was sampled, and a pair's two answers share its question, so they
+ * are not independent items. Every pair has both answers, so the mean of the pair scores is the figure's value.
  */
 import { canonicalJson, sha256 } from "../../io/hash.js";
 import { Z95, newcombeDifference, newcombePairedDifference, proportionSuccesses } from "../metrics.js";
@@ -18,6 +24,11 @@ export interface ItemScores {
   bits?: string;
   /** real scores, base64 of float64 little-endian */
   f64?: string;
+  /**
+   * how many of the figure's n units each score stands for (default 1): the held-out code loss keeps one score
+   * per held-out pair, the mean of its two answers' losses, against an n that counts answers (2)
+   */
+  unitsPerItem?: number;
 }
 
 /** The hash that names a list of benchmark items (their content, in order: question, choices, answer, id). */
@@ -25,9 +36,15 @@ export function itemsHash(items: readonly unknown[]): string {
   return sha256(canonicalJson(items)).slice(0, 32);
 }
 
-/** Encodes scores: a bitset when every score is 0 or 1, float64 otherwise. */
-export function encodeScores(items: string, scores: readonly number[]): ItemScores {
-  if (scores.every((s) => s === 0 || s === 1)) {
+/**
+ * Encodes scores: a bitset when every score is 0 or 1, float64 otherwise; `unitsPerItem` (> 1) when each score
+ * stands for that many of the figure's n units (the held-out code loss: a pair's two answers).
+ */
+export function encodeScores(items: string, scores: readonly number[], unitsPerItem = 1): ItemScores {
+  if (!Number.isSafeInteger(unitsPerItem) || unitsPerItem < 1)
+    throw new RangeError(`encodeScores: unitsPerItem must be a whole number >= 1, got ${unitsPerItem}`);
+  // a mean of several units is a real score: float64 even where it happens to be 0 or 1
+  if (unitsPerItem === 1 && scores.every((s) => s === 0 || s === 1)) {
     const buf = Buffer.alloc(Math.ceil(scores.length / 8));
     scores.forEach((s, i) => {
       if (s === 1) buf[i >> 3]! |= 1 << (i & 7);
@@ -36,19 +53,25 @@ export function encodeScores(items: string, scores: readonly number[]): ItemScor
   }
   const buf = Buffer.alloc(8 * scores.length);
   scores.forEach((s, i) => buf.writeDoubleLE(s, 8 * i));
-  return { items, f64: buf.toString("base64") };
+  return { items, f64: buf.toString("base64"), ...(unitsPerItem > 1 ? { unitsPerItem } : {}) };
 }
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /**
- * The n scores, or a reason they cannot be read: not exactly one of bits/f64, not base64, a length that is not
- * n's, set bits past the n-th, a score that is not finite.
+ * The scores of a figure of n units (n / unitsPerItem of them), or a reason they cannot be read: not exactly one of
+ * bits/f64, not base64, a unitsPerItem that is not a whole number >= 1 or does not divide n, bits with
+ * unitsPerItem, a length that is not the count's, set bits past the last item, a score that is not finite.
  */
 export function decodeScores(s: ItemScores, n: number): number[] | string {
   const text = s.bits ?? s.f64;
   if ((s.bits === undefined) === (s.f64 === undefined)) return "needs exactly one of bits and f64";
   if (typeof text !== "string" || text.length % 4 !== 0 || !BASE64.test(text)) return "is not base64";
+  const per = s.unitsPerItem ?? 1;
+  if (!Number.isSafeInteger(per) || per < 1) return `has unitsPerItem ${per}, not a whole number >= 1`;
+  if (n % per !== 0) return `has unitsPerItem ${per}, which does not divide n = ${n}`;
+  if (per > 1 && s.bits !== undefined) return "has unitsPerItem with bits (a mean of several units is f64)";
+  const count = n / per;
   const buf = Buffer.from(text, "base64");
   if (s.bits !== undefined) {
     if (buf.length !== Math.ceil(n / 8)) return `has ${buf.length} bytes of bits for n = ${n} items`;
@@ -56,8 +79,9 @@ export function decodeScores(s: ItemScores, n: number): number[] | string {
       return `has bits set past its n = ${n} items`;
     return Array.from({ length: n }, (_, i) => (buf[i >> 3]! >> (i & 7)) & 1);
   }
-  if (buf.length !== 8 * n) return `has ${buf.length / 8} float64 scores for n = ${n} items`;
-  const out = Array.from({ length: n }, (_, i) => buf.readDoubleLE(8 * i));
+  if (buf.length !== 8 * count)
+    return `has ${buf.length / 8} float64 scores for ${per > 1 ? `n = ${n} units, ${per} per item (${count} items)` : `n = ${n} items`}`;
+  const out = Array.from({ length: count }, (_, i) => buf.readDoubleLE(8 * i));
   return out.every(Number.isFinite) ? out : "has a score that is not finite";
 }
 
@@ -89,12 +113,12 @@ export interface PairedInterval {
   diff: number;
   low: number;
   high: number;
-  /** items paired */
+  /** items paired (the held-out code loss: held-out pairs, half its figure's n of answers) */
   n: number;
   /**
    * "newcombe": every score on both sides is 0 or 1 (ARC, GSM8K, MMLU, greedy pass@1), Newcombe's square-and-add
    * interval of the paired 2×2 table (eval/metrics.ts newcombePairedDifference); "normal": real scores (pass@k
-   * from several samples), mean per-item difference ± Z95·sd/√n
+   * from several samples, the held-out code loss per pair), mean per-item difference ± Z95·sd/√n
    */
   method: "newcombe" | "normal";
   /**
@@ -114,16 +138,21 @@ export interface PairedInterval {
  *   "+0.0000 [+0.0000, +0.0000]" for two models alike on 10 ARC items, read as certainty) and is too narrow with
  *   few discordant items; Newcombe's keeps the Wilson width of each side (the same 3 of 10 right on both sides:
  *   ±0.2002).
- * - real scores (HumanEval's pass@k from several samples): mean of the per-item differences ± Z95·sd/√n (sample
- *   sd, n − 1), the same normal approximation as the benchmark's own standard error (lm-evaluation-harness's
- *   mean_stderr). Not a bootstrap in either case: exact arithmetic (no seed) and cheap at MMLU's 14k items in
- *   every cell of a report.
+ * - real scores (HumanEval's pass@k from several samples; the held-out code loss, one score per held-out pair):
+ *   mean of the per-item differences ± Z95·sd/√n (sample sd, n − 1), the same normal approximation as the
+ *   benchmark's own standard error (lm-evaluation-harness's mean_stderr) and the unpaired interval it replaces,
+ *   so the two differ only by the pairing. Not a bootstrap in either case: exact arithmetic (no seed) and cheap
+ *   at MMLU's 14k items in every cell of a report.
  */
 export function pairedDifference(model: Scored, base: Scored): PairedInterval | string {
   if (!model.perItem || !base.perItem)
     return `${!model.perItem && !base.perItem ? "neither side keeps" : !model.perItem ? "the model does not keep" : "the base does not keep"} per-item scores`;
   if (model.metric !== base.metric) return `other metrics (${model.metric}, ${base.metric})`;
-  if (model.perItem.items !== base.perItem.items || model.n !== base.n)
+  if (
+    model.perItem.items !== base.perItem.items ||
+    model.n !== base.n ||
+    (model.perItem.unitsPerItem ?? 1) !== (base.perItem.unitsPerItem ?? 1)
+  )
     return "the two sides scored different items";
   const a = decodeScores(model.perItem, model.n);
   const b = decodeScores(base.perItem, base.n);
