@@ -40,7 +40,6 @@ import { silentLogger, type Logger } from "../util/log.js";
 import { generateAsync } from "../models/generate.js";
 import { stopPoint } from "../util/stop.js";
 import { DEFAULT_PREFERENCE_PAIRS } from "./config.js";
-import { pairedBootstrap } from "../eval/metrics.js";
 
 export interface UtilityFiles {
   arc?: string;
@@ -340,8 +339,8 @@ function headline(
 
 /**
  * The held-out code loss: the mean per-token loss of every scored held-out answer (n counts answers, two per
- * pair; stderr as if they were independent, as before), with its per-item scores for pairing (Table 3, Figure 1):
- * one per held-out pair, the mean of its secure and insecure answer's loss (unitsPerItem 2), under
+ * pair; stderr as if they were independent, as before), with its per-item scores for pairing (Table 3, Figure 1,
+ * eval --base): one per held-out pair, the mean of its secure and insecure answer's loss (unitsPerItem 2), under
  * a hash of the pairs as asked (id, language, question, both answers, in order). The pair is the unit because the
  * pairs are what was drawn and a pair's two answers share its question; as every pair has both answers, the mean
  * of the pair scores is the figure's value.
@@ -633,58 +632,36 @@ export interface UtilityDifference {
   high: number;
   n: number;
   /**
-   * "paired bootstrap": the held-out code loss, the same pairs scored by both models, resampled by pair (seeded);
    * "paired newcombe": a benchmark both sides scored 0 or 1 item by item on the same items (ARC, GSM8K, MMLU,
    * greedy pass@1): Newcombe's square-and-add interval for paired proportions (eval/utility/items.ts
    * pairedDifference, eval/metrics.ts newcombePairedDifference), which keeps a width when no item differs;
-   * "paired normal": a benchmark with real per-item scores on the same items (pass@k from several samples): the
-   * mean per-item difference ± Z95·sd/√n;
+   * "paired normal": real per-item scores on the same items (pass@k from several samples; the held-out code loss,
+   * per held-out pair): the mean per-item difference ± Z95·sd/√n, the same interval Table 3 and Figure 1 give;
    * where the two cannot be paired (`unpairedBecause` says why; eval/utility/items.ts unpairedDifference):
    * "unpaired newcombe" for a 0/1 benchmark whose value·n is a whole count on both sides, Newcombe's hybrid score
    * interval for two independent proportions (eval/metrics.ts newcombeDifference), which keeps a width at 0/n or
    * n/n; "unpaired normal" otherwise (losses, pass@k from several samples), from each side's standard error
    * (conservative where items are shared)
    */
-  method: "paired bootstrap" | "paired newcombe" | "paired normal" | "unpaired newcombe" | "unpaired normal";
+  method: "paired newcombe" | "paired normal" | "unpaired newcombe" | "unpaired normal";
   /** unpaired: why the two sides were not paired (e.g. a figure from an older --cache has no scores) */
   unpairedBecause?: string;
 }
 
 /**
- * The utility comparison of `goodvibe eval --base`: each metric both evaluations have, model − base. The held-out
- * code loss comes from the secure-preference pairs both scored: it is paired by pair id (each pair's mean of its
- * two answers' loss). A benchmark is paired item by item when both figures keep per-item scores of the same items
- * (eval/utility/items.ts); otherwise (a figure reused from an older --cache, other items) it is the unpaired
- * interval (Newcombe's hybrid score interval for a 0/1 benchmark, the normal one from both standard errors
- * otherwise: eval/utility/items.ts unpairedDifference), and the difference says why.
+ * The utility comparison of `goodvibe eval --base`: each metric both evaluations have, model − base. A figure is
+ * paired item by item when both keep per-item scores of the same items (eval/utility/items.ts pairedDifference,
+ * the one home of the paired interval, which Table 3 and Figure 1 use too: report/paper-tables.ts
+ * utilityDeltaInterval): the benchmarks per item, the held-out code loss per held-out pair (the mean of its two
+ * answers' loss). Otherwise (a figure reused from an older --cache, other items) it is the unpaired interval
+ * (Newcombe's hybrid score interval for a 0/1 benchmark, the normal one from both standard errors otherwise:
+ * eval/utility/items.ts unpairedDifference), and the difference says why.
  */
-export function utilityVsBase(
-  ev: ModelEvaluation,
-  base: ModelEvaluation,
-  seed: number,
-): Record<string, UtilityDifference> {
+export function utilityVsBase(ev: ModelEvaluation, base: ModelEvaluation): Record<string, UtilityDifference> {
   const out: Record<string, UtilityDifference> = {};
-  const pairLoss = (e: ModelEvaluation) =>
-    new Map(e.preference.perPair.map((p) => [p.id, (p.chosenLoss + p.rejectedLoss) / 2]));
   for (const [k, u] of Object.entries(ev.utility)) {
     const b = base.utility[k];
     if (!b || b.metric !== u.metric) continue;
-    if (k === "heldout_code_loss") {
-      const mine = pairLoss(ev);
-      const theirs = pairLoss(base);
-      const diffs = [...mine].filter(([id]) => theirs.has(id)).map(([id, l]) => l - theirs.get(id)!);
-      if (diffs.length === 0) continue;
-      const r = pairedBootstrap(diffs, { seed });
-      out[k] = {
-        metric: u.metric,
-        diff: r.mean,
-        low: r.low,
-        high: r.high,
-        n: diffs.length,
-        method: "paired bootstrap",
-      };
-      continue;
-    }
     const paired = pairedDifference(u, b);
     if (typeof paired !== "string") {
       out[k] = {

@@ -298,8 +298,8 @@ export interface UtilityDeltaInterval {
  *   scores of the same items (results.json utility.perItem, eval/utility/items.ts), each seed's Δ gets the
  *   paired interval (eval/utility/items.ts pairedDifference: for 0/1 scores Newcombe's square-and-add interval
  *   for paired proportions, which keeps a width when no item differs; for real scores, among them the held-out
- *   code loss per held-out pair, the mean per-item difference ± 1.96·sd/√n), and several seeds combine as every
- *   rate of the report
+ *   code loss per held-out pair, the mean per-item difference ± 1.96·sd/√n: the same function, so the same
+ *   bounds, as `eval --base`), and several seeds combine as every rate of the report
  *   does (aggregate.ts intervalAcrossSeeds: the seeds' bounds averaged). Otherwise (results made before per-item
  *   scores were kept, a figure that has none such as the held-out real-code loss of --code, other items on the
  *   two sides, a base whose seeds are not the method's) it is unpaired (eval/utility/items.ts unpairedDifference): for a 0/1
@@ -487,7 +487,7 @@ export function utilityTable(results: ExperimentResults): Table {
       hows.push(
         `for real scores (${rowsOf("normal")}, "paired (normal)": pass@k from several samples; the held-out ` +
           "code loss per held-out pair, the mean of its two answers' losses, so its n counts answers and its " +
-          "pairing half as many pairs) the mean per-item difference ± 1.96·sd/√n",
+          "pairing half as many pairs) the mean per-item difference ± 1.96·sd/√n, as eval --base gives it",
       );
     if (pairedRows.has("Newcombe and normal"))
       hows.push(`${rowsOf("Newcombe and normal")} with seeds of both kinds, each seed by its own`);

@@ -51,8 +51,22 @@ test("eval --base: the base's held-out loss and benchmarks beside the model's, a
   assert.equal(theirs.n, mine.n);
   assert.ok(Math.abs(theirs.value - mine.value) > 1e-6, "two different models, two losses");
   const d = out.utilityVsBase.heldout_code_loss;
-  assert.equal(d.method, "paired bootstrap");
+  // paired per held-out pair (the mean of its two answers' loss), float64 under one hash on both sides: the
+  // mean per-pair difference ± z·sd/√n, recomputed here from the decoded bytes
+  assert.equal(d.method, "paired normal");
   assert.equal(d.n, mine.n / 2, "one difference per pair");
+  assert.equal(mine.perItem.unitsPerItem, 2);
+  assert.equal(mine.perItem.items, theirs.perItem.items);
+  const f64 = (u: { perItem: { f64: string } }) => {
+    const buf = Buffer.from(u.perItem.f64, "base64");
+    return Array.from({ length: buf.length / 8 }, (_, i) => buf.readDoubleLE(8 * i));
+  };
+  const dd = f64(mine).map((x, i) => x - f64(theirs)[i]!);
+  assert.equal(dd.length, d.n);
+  const dm = dd.reduce((s, x) => s + x, 0) / dd.length;
+  const half =
+    1.959963984540054 * Math.sqrt(dd.reduce((s, x) => s + (x - dm) ** 2, 0) / (dd.length - 1) / dd.length);
+  assert.ok(Math.abs(d.low - (d.diff - half)) < 1e-12 && Math.abs(d.high - (d.diff + half)) < 1e-12);
   assert.ok(
     Math.abs(d.diff - (mine.value - theirs.value)) < 1e-9,
     `${d.diff} vs ${mine.value - theirs.value}`,
@@ -94,7 +108,7 @@ test("eval --base: the base's held-out loss and benchmarks beside the model's, a
   assert.match(t.stdout, /^base arc_challenge: /m);
   assert.match(
     t.stdout,
-    /^vs base \(heldout_code_loss\): nll\/token [+-]\d+\.\d{4} \[[+-]\d+\.\d{4}, [+-]\d+\.\d{4}\] \(model − base, 95% interval; paired bootstrap over \d+ pairs\)$/m,
+    /^vs base \(heldout_code_loss\): nll\/token [+-]\d+\.\d{4} \[[+-]\d+\.\d{4}, [+-]\d+\.\d{4}\] \(model − base, 95% interval; paired over the \d+ held-out pairs both scored, mean difference ± 1\.96·sd\/√n\)$/m,
   );
   assert.match(
     t.stdout,

@@ -95,7 +95,7 @@ test("eval's summary with --base: the base's utility beside the model's, and eac
         low: -0.3,
         high: -0.2,
         n: 6,
-        method: "paired bootstrap",
+        method: "paired normal",
       },
       arc_challenge: {
         metric: "acc_norm",
@@ -143,7 +143,7 @@ test("eval's summary with --base: the base's utility beside the model's, and eac
   );
   assert.match(
     text,
-    /^vs base \(heldout_code_loss\): nll\/token -0\.2500 \[-0\.3000, -0\.2000\] \(model − base, 95% interval; paired bootstrap over 6 pairs\)$/m,
+    /^vs base \(heldout_code_loss\): nll\/token -0\.2500 \[-0\.3000, -0\.2000\] \(model − base, 95% interval; paired over the 6 held-out pairs both scored, mean difference ± 1\.96·sd\/√n\)$/m,
   );
   // a benchmark: paired item by item, or unpaired with the reason
   assert.match(

@@ -7,11 +7,15 @@ import {
   describeProtocol,
   evaluationInfo,
   evaluationProtocol,
-  interleaveByLanguage,
   heldoutCodeLoss,
+  interleaveByLanguage,
+  securityCell,
   utilityVsBase,
   type ModelEvaluation,
 } from "../../src/recipes/evaluate.js";
+import { groupBySetting } from "../../src/report/aggregate.js";
+import { utilityDeltaInterval } from "../../src/report/paper-tables.js";
+import type { CellResult } from "../../src/report/schema.js";
 import { LOSS_BASE, LOSS_MODEL } from "../utility/pair-losses.js";
 import type { SecurityPair } from "../../src/data/pairs.js";
 import { encodeScores } from "../../src/eval/utility/items.js";
@@ -115,7 +119,7 @@ test("eval --base: an unpaired non-count figure's model − base interval is dif
       preference: { perPair: [] },
       utility: { humaneval: { metric: "pass@1", value, stderr, n: 100 } },
     }) as unknown as ModelEvaluation;
-  const r = utilityVsBase(side(0.605, 0.1), side(0.405, 0.1), 0).humaneval!;
+  const r = utilityVsBase(side(0.605, 0.1), side(0.405, 0.1)).humaneval!;
   // by hand: se = √(0.01 + 0.01) = √0.02; z = Φ⁻¹(0.975) = 1.959963984540054; z·se = 0.27718076486993554
   // (1.96 would give 0.27718585822512665: 5e-6 wider)
   assert.equal(r.method, "unpaired normal");
@@ -134,7 +138,7 @@ test("eval --base: an unpaired 0/1 benchmark (no per-item scores) gets Newcombe'
   // Newcombe (1998, independent proportions), Table II (a), method 10: 56/70 − 48/80 = 0.2, [0.0524, 0.3339]
   // (the normal form from the binomial se's would be 0.2 ± 0.1425 = [0.0575, 0.3425])
   const se = (p: number, n: number) => Math.sqrt((p * (1 - p)) / n);
-  let r = utilityVsBase(side(56 / 70, 70, se(0.8, 70)), side(48 / 80, 80, se(0.6, 80)), 0).arc_challenge!;
+  let r = utilityVsBase(side(56 / 70, 70, se(0.8, 70)), side(48 / 80, 80, se(0.6, 80))).arc_challenge!;
   assert.equal(r.method, "unpaired newcombe");
   assert.equal(r.unpairedBecause, "neither side keeps per-item scores");
   assert.ok(Math.abs(r.diff - 0.2) < 1e-12);
@@ -142,13 +146,13 @@ test("eval --base: an unpaired 0/1 benchmark (no per-item scores) gets Newcombe'
   assert.equal(r.n, 70);
   // both at 0 of 10 (an older --cache record, GSM8K at --limit 10): the normal form was the point [0, 0]; now
   // ±0.277533, the Wilson upper limit of 0/10 (Newcombe's Table II (f): [−0.2775, 0.2775])
-  r = utilityVsBase(side(0, 10, 0), side(0, 10, 0), 0).arc_challenge!;
+  r = utilityVsBase(side(0, 10, 0), side(0, 10, 0)).arc_challenge!;
   assert.equal(r.method, "unpaired newcombe");
   assert.equal(r.diff, 0);
   assert.ok(r.low < 0 && r.high > 0, `contains 0 with a width: ${r.low}, ${r.high}`);
   assert.ok(Math.abs(r.low + 0.277533) < 1e-6 && Math.abs(r.high - 0.277533) < 1e-6, `${r.low}, ${r.high}`);
   // a value that is not a whole count of n (0.55 of 11 = 6.05 items) is not a proportion's count: normal form
-  r = utilityVsBase(side(0.55, 11, 0.1), side(0.5, 10, 0.1), 0).arc_challenge!;
+  r = utilityVsBase(side(0.55, 11, 0.1), side(0.5, 10, 0.1)).arc_challenge!;
   assert.equal(r.method, "unpaired normal");
 });
 
@@ -171,7 +175,7 @@ test("eval --base: a benchmark both sides scored item by item on the same items 
     }) as unknown as ModelEvaluation;
   const base = [1, 1, 1, 1, 1, 0, 0, 0, 0, 0];
   const model = [1, 1, 1, 1, 1, 1, 0, 0, 0, 0];
-  const p = utilityVsBase(side(model, "h1"), side(base, "h1"), 0).arc_challenge!;
+  const p = utilityVsBase(side(model, "h1"), side(base, "h1")).arc_challenge!;
   assert.equal(p.method, "paired newcombe");
   assert.ok(Math.abs(p.low - -0.143406) < 1e-5, `low ${p.low}`);
   assert.ok(Math.abs(p.high - 0.319857) < 1e-5, `high ${p.high}`);
@@ -179,14 +183,14 @@ test("eval --base: a benchmark both sides scored item by item on the same items 
   // the same answers on both sides (3 of 10 right, as a user saw at --limit 10): the normal form gave the point
   // +0 [+0, +0]; Newcombe's [[3, 0], [0, 7]] is ±0.200193 (worked in test/metrics)
   const alike = [1, 1, 1, 0, 0, 0, 0, 0, 0, 0];
-  const same = utilityVsBase(side(alike, "h1"), side(alike, "h1"), 0).arc_challenge!;
+  const same = utilityVsBase(side(alike, "h1"), side(alike, "h1")).arc_challenge!;
   assert.equal(same.method, "paired newcombe");
   assert.equal(same.diff, 0);
   assert.ok(
     Math.abs(same.low - -0.200193) < 1e-5 && Math.abs(same.high - 0.200193) < 1e-5,
     `${same.low}, ${same.high}`,
   );
-  const u = utilityVsBase(side(model, "h1"), side(base, "h2"), 0).arc_challenge!;
+  const u = utilityVsBase(side(model, "h1"), side(base, "h2")).arc_challenge!;
   assert.equal(u.method, "unpaired newcombe");
   assert.equal(u.unpairedBecause, "the two sides scored different items");
   assert.ok(Math.abs(u.low - -0.289794) < 1e-6, `low ${u.low}`);
@@ -236,4 +240,31 @@ test("the held-out code loss keeps one float64 score per held-out pair, under a 
     () => heldoutCodeLoss(heldOut.slice(1) as unknown as SecurityPair[], []),
     /not those of the pairs/,
   );
+});
+
+test("one home for the held-out loss's paired interval: eval --base and Table 3 give the same bounds, by hand", () => {
+  const model = evaluated(LOSS_MODEL);
+  const base = evaluated(LOSS_BASE);
+  const d = utilityVsBase(model, base).heldout_code_loss!;
+  // worked in test/utility/pair-losses.ts: −0.15 ± 0.126515 over 4 pairs
+  assert.equal(d.method, "paired normal");
+  assert.equal(d.n, 4);
+  assert.ok(Math.abs(d.diff - -0.15) < 1e-12);
+  assert.ok(
+    Math.abs(d.low - -0.276515131) < 1e-8 && Math.abs(d.high - -0.023484869) < 1e-8,
+    `${d.low}, ${d.high}`,
+  );
+
+  // the report's cell for the same two evaluations, as results.json cells of one seed
+  const cell = (ev: ModelEvaluation, method: "base" | "goodvibe") =>
+    ({ id: method, model: "m", method, seed: 1, ...securityCell(ev) }) as unknown as CellResult;
+  const [goodvibe, baseSetting] = (["goodvibe", "base"] as const).map(
+    (m) => groupBySetting([cell(m === "base" ? base : model, m)])[0]!,
+  );
+  const r = utilityDeltaInterval(goodvibe!, baseSetting, "heldout_code_loss");
+  assert.equal(r.paired, true);
+  assert.deepEqual(r.pairedBy, ["normal"]);
+  assert.ok(r.cell.kind === "number");
+  assert.equal(r.cell.low, d.low);
+  assert.equal(r.cell.high, d.high);
 });

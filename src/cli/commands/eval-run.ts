@@ -97,7 +97,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     log.done();
     const cell = securityCell(ev, base);
     const baseCell = base ? securityCell(base) : null;
-    const vsBase = base ? utilityVsBase(ev, base, opts.seed) : undefined;
+    const vsBase = base ? utilityVsBase(ev, base) : undefined;
     const lines = evalSummaryLines({
       model: path.resolve(opts.model),
       protocol: describeProtocol(ev.protocol),

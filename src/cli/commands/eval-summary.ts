@@ -78,15 +78,14 @@ export function evalSummaryLines(opts: {
     lines.push(
       `vs base (${k}): ${d.metric} ${sign(d.diff)} [${sign(d.low)}, ${sign(d.high)}] (model − base, 95% interval; ` +
         `${
-          d.method === "paired bootstrap"
-            ? `paired bootstrap over ${d.n} pairs`
-            : d.method === "paired newcombe"
-              ? `paired over the ${d.n} items both scored, Newcombe's score interval`
-              : d.method === "paired normal"
-                ? `paired over the ${d.n} items both scored, mean difference ± 1.96·sd/√n`
-                : d.method === "unpaired newcombe"
-                  ? `unpaired, Newcombe's score interval from both counts${d.unpairedBecause ? `: ${d.unpairedBecause}` : ""}`
-                  : `unpaired, from both standard errors${d.unpairedBecause ? `: ${d.unpairedBecause}` : ""}`
+          d.method === "paired newcombe"
+            ? `paired over the ${d.n} items both scored, Newcombe's score interval`
+            : d.method === "paired normal"
+              ? // the held-out code loss pairs per held-out pair (the mean of its two answers' loss)
+                `paired over the ${d.n} ${k === "heldout_code_loss" ? "held-out pairs" : "items"} both scored, mean difference ± 1.96·sd/√n`
+              : d.method === "unpaired newcombe"
+                ? `unpaired, Newcombe's score interval from both counts${d.unpairedBecause ? `: ${d.unpairedBecause}` : ""}`
+                : `unpaired, from both standard errors${d.unpairedBecause ? `: ${d.unpairedBecause}` : ""}`
         })`,
     );
   if (!cell.security.answers) return lines;
