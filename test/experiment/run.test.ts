@@ -14,6 +14,8 @@ import { isCellDone, planExperiment } from "../../src/experiment/plan.js";
 import { runExperiment } from "../../src/experiment/run.js";
 import { buildRecord } from "../../src/tensor/index.js";
 import { buildsNote } from "../../src/report/builds.js";
+import { groupBySetting } from "../../src/report/aggregate.js";
+import { utilityDeltaInterval } from "../../src/report/paper-tables.js";
 import { InputError } from "../../src/errors.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
 
@@ -229,6 +231,20 @@ test("run: plan, results.json in the report schema, a rerun computes nothing, an
   assert.match(results.evaluation!.protocol, /^all 4 held-out prompts, as they are/);
   assert.equal(results.evaluation!.promptFilter, "none");
   assert.equal(base!.utility!.heldout_code_loss!.n, 2 * devPairs.length);
+  // the held-out loss keeps one float64 per dev pair, under one hash on every cell (the same pairs), so Table 3
+  // and Figure 1 pair its Δ vs base per pair
+  const held = (c: CellResult) => c.utility!.heldout_code_loss!.perItem!;
+  assert.equal(held(base!).unitsPerItem, 2);
+  assert.equal(Buffer.from(held(base!).f64!, "base64").length, 8 * devPairs.length);
+  assert.equal(held(gv!).items, held(base!).items);
+  const settings = groupBySetting(results.cells);
+  const delta = utilityDeltaInterval(
+    settings.find((x) => x.method === "goodvibe" && x.ablation === undefined)!,
+    settings.find((x) => x.method === "base"),
+    "heldout_code_loss",
+  );
+  assert.equal(delta.paired, true, delta.unpairedBecause);
+  assert.deepEqual(delta.pairedBy, ["normal"]);
 
   // a rerun computes nothing and touches no cell file
   const cellsDir = path.join(outB, "cells");
