@@ -339,7 +339,9 @@ function headline(
 
 /**
  * The held-out code loss: the mean per-token loss of every scored held-out answer (n counts answers, two per
- * pair; stderr as if they were independent, as before), with its per-item scores for pairing (Table 3, Figure 1,
+ * pair), its stderr over the pairs (the sd of the pair scores / √pairs: a pair's two answers share a question, so
+ * treating the 2·pairs answers as independent understated it; files made before this used that form), with its
+ * per-item scores for pairing (Table 3, Figure 1,
  * eval --base): one per held-out pair, the mean of its secure and insecure answer's loss (unitsPerItem 2), under
  * a hash of the pairs as asked (id, language, question, both answers, in order). The pair is the unit because the
  * pairs are what was drawn and a pair's two answers share its question; as every pair has both answers, the mean
@@ -351,9 +353,9 @@ export function heldoutCodeLoss(
 ): UtilityFigure {
   if (pairs.length !== perPair.length || pairs.some((p, i) => p.id !== perPair[i]!.id))
     throw new Error("heldoutCodeLoss: the losses are not those of the pairs given, in order");
-  const losses = perPair.flatMap((p) => [p.chosenLoss, p.rejectedLoss]);
-  const mean = losses.reduce((a, b) => a + b, 0) / losses.length;
-  const sd = Math.sqrt(losses.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, losses.length - 1));
+  const scores = perPair.map((p) => (p.chosenLoss + p.rejectedLoss) / 2);
+  const mean = scores.reduce((a, b) => a + b, 0) / scores.length;
+  const sd = Math.sqrt(scores.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, scores.length - 1));
   const items = itemsHash(
     pairs.map((p) => ({
       id: p.id,
@@ -366,13 +368,9 @@ export function heldoutCodeLoss(
   return {
     metric: "nll/token",
     value: mean,
-    stderr: sd / Math.sqrt(losses.length),
-    n: losses.length,
-    perItem: encodeScores(
-      items,
-      perPair.map((p) => (p.chosenLoss + p.rejectedLoss) / 2),
-      2,
-    ),
+    stderr: sd / Math.sqrt(scores.length),
+    n: 2 * scores.length,
+    perItem: encodeScores(items, scores, 2),
   };
 }
 

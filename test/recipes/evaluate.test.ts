@@ -221,9 +221,11 @@ const evaluated = (losses: [number, number][], pairs = heldOut) => {
 
 test("the held-out code loss keeps one float64 score per held-out pair, under a hash of the pairs", () => {
   const f = evaluated(LOSS_MODEL).utility.heldout_code_loss!;
-  // the answers' mean and se, as before: 1.275, √(1.575/7/8); n counts the 8 answers
+  // the answers' mean 1.275; its se over the 4 pairs, not the 8 answers: the pair scores 1.1, 1.8, 0.7, 1.5 lie
+  // −0.175, 0.525, −0.575, 0.225 from it, Σ² = 0.6875, se = √(0.6875/3/4) (the answers as if independent gave
+  // √(1.575/7/8) = 0.168, understated: the two answers of a pair move together); n counts the 8 answers
   assert.ok(Math.abs(f.value - 1.275) < 1e-12);
-  assert.ok(Math.abs(f.stderr - Math.sqrt(1.575 / 56)) < 1e-12);
+  assert.ok(Math.abs(f.stderr - Math.sqrt(0.6875 / 12)) < 1e-12, `se ${f.stderr}`);
   assert.equal(f.n, 8);
   assert.equal(f.perItem?.unitsPerItem, 2);
   const buf = Buffer.from(f.perItem!.f64!, "base64");
