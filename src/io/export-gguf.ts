@@ -42,7 +42,7 @@ export interface ExportGgufResult {
   tensorCount: number;
   /** Where the vocabulary came from. */
   vocab: "tokenizer.json";
-  /** tokenizer.ggml.model written: "gpt2" (byte-level BPE) or "llama" (SentencePiece-style BPE, Gemma 3). */
+  /** tokenizer.ggml.model written: "gpt2" (byte-level BPE) or "llama" (SentencePiece-style BPE: Gemma 3, Llama 2, CodeLlama). */
   tokenizerModel: VocabKind;
   /** tokenizer.ggml.pre written. */
   pre: string;
@@ -350,47 +350,71 @@ function flatNormalizers(n: unknown): JsonObject[] {
   return [n];
 }
 
+/** A flat list of decoders (a Sequence is expanded). */
+function flatDecoders(d: unknown): JsonObject[] {
+  if (!isObj(d)) return [];
+  if (d.type === "Sequence" && Array.isArray(d.decoders)) return d.decoders.flatMap(flatDecoders);
+  return [d];
+}
+
 /**
  * Which llama.cpp tokenizer reproduces this tokenizer.json. Byte-level BPE (GPT-2, Llama 3, Qwen) is "gpt2".
- * A SentencePiece-style BPE that only turns spaces into "▁" and falls back to <0xXX> bytes (Gemma 3's
- * tokenizer.json, made from its SentencePiece model) is "llama", SentencePiece, as convert_hf_to_gguf.py
- * writes Gemma 3 from tokenizer.model: no pre-split, spaces escaped, byte fallback, and llama.cpp keeps
- * the spaces around punctuation when decoding (its "gemma4" BPE would print `conn!= null` for `conn != null`).
- * Anything else (a prefix space, Unigram, WordPiece) is refused: llama.cpp would tokenize it differently,
- * and a model that reads other tokens than it was trained on generates garbage.
+ * A SentencePiece-style BPE that turns spaces into "▁" and falls back to <0xXX> bytes is "llama", SentencePiece,
+ * as convert_hf_to_gguf.py writes it from tokenizer.model (_set_vocab_sentencepiece): no pre-split, spaces escaped,
+ * byte fallback, and llama.cpp keeps the spaces around punctuation when decoding (its "gemma4" BPE would print
+ * `conn!= null` for `conn != null`). Two such tokenizers:
+ *  - Gemma 3's: no prefix space (add_space_prefix false, as the converter's Gemma3Model writes it);
+ *  - Llama 2's / CodeLlama's / Mistral's "legacy" one: the normalizer first prepends "▁" (Prepend), and the decoder
+ *    strips that one space again (Strip, 1 left). llama.cpp's SPM tokenizer with add_space_prefix (its default for
+ *    "llama") does the same: a space before the text and before the text after every special token (HF's
+ *    normalizer runs on each piece between added tokens), and detokenize drops the first token's leading space.
+ * Anything else (Metaspace with prepend_scheme "first", a prefix space whose decoder does not strip it, Unigram,
+ * WordPiece) is refused: llama.cpp would tokenize or decode it differently, and a model that reads other tokens
+ * than it was trained on generates garbage.
  */
-function vocabKind(tok: JsonObject, file: string): VocabKind {
+function vocabKind(tok: JsonObject, file: string): { kind: VocabKind; addSpacePrefix: boolean } {
   const model = tok.model as JsonObject;
   const json = (v: unknown) => JSON.stringify(v ?? null);
-  if ([tok.pre_tokenizer, tok.decoder].some((p) => json(p).includes('"ByteLevel"'))) return "gpt2";
+  if ([tok.pre_tokenizer, tok.decoder].some((p) => json(p).includes('"ByteLevel"')))
+    return { kind: "gpt2", addSpacePrefix: false };
   const norms = flatNormalizers(tok.normalizer);
-  const escapesSpaces = norms.some(
-    (n) =>
-      n.type === "Replace" &&
-      isObj(n.pattern) &&
-      n.pattern.String === " " &&
-      (n.content === "\u2581" || n.content === "▁"),
-  );
-  const otherNorms = norms.filter(
-    (n) => n.type !== "Replace" || !isObj(n.pattern) || n.pattern.String !== " ",
-  );
+  const isSpaceEscape = (n: JsonObject) =>
+    n.type === "Replace" && isObj(n.pattern) && n.pattern.String === " " && n.content === "\u2581";
+  const isPrepend = (n: JsonObject) => n.type === "Prepend" && n.prepend === "\u2581";
+  const escapesSpaces = norms.some(isSpaceEscape);
+  // a Prepend only as the first step: after the Replace a prepended "▁" is the same, before anything else not
+  const prepends = norms.length > 0 && isPrepend(norms[0]!);
+  const otherNorms = norms.filter((n, i) => !isSpaceEscape(n) && !(i === 0 && isPrepend(n)));
   // After the normalizer no space is left, so a Split on " " (Gemma 3) changes nothing.
   const preParts: JsonObject[] = [];
   collectPreTokenizers(tok.pre_tokenizer, preParts);
   const preIsNoop = preParts.every(
     (p) => p.type === "Split" && isObj(p.pattern) && p.pattern.String === " " && escapesSpaces,
   );
-  if (model.byte_fallback === true && escapesSpaces && otherNorms.length === 0 && preIsNoop) return "llama";
+  // the decoder removes the prepended space (Llama 2: Strip " " 1 from the left) exactly when there is one
+  const strips = flatDecoders(tok.decoder).some(
+    (d) => d.type === "Strip" && d.content === " " && d.start === 1 && (d.stop ?? 0) === 0,
+  );
+  if (
+    model.byte_fallback === true &&
+    escapesSpaces &&
+    otherNorms.length === 0 &&
+    preIsNoop &&
+    prepends === strips
+  )
+    return { kind: "llama", addSpacePrefix: prepends };
   throw new InputError(
-    `${file}: this tokenizer (normalizer ${json(tok.normalizer).slice(0, 120)}, pre-tokenizer ${json(tok.pre_tokenizer).slice(0, 120)}) ` +
-      `has no llama.cpp equivalent this exporter can write: only byte-level BPE (Llama 3, Qwen) and Gemma 3's ` +
-      `SentencePiece-style BPE (spaces to "▁", byte fallback, no prefix space) are supported`,
+    `${file}: this tokenizer (normalizer ${json(tok.normalizer).slice(0, 120)}, pre-tokenizer ${json(tok.pre_tokenizer).slice(0, 120)}, ` +
+      `decoder ${json(tok.decoder).slice(0, 120)}) has no llama.cpp equivalent this exporter can write: only ` +
+      `byte-level BPE (Llama 3, Qwen) and SentencePiece-style BPE (spaces to "▁", byte fallback, no pre-tokenizer) ` +
+      `either without a prefix space (Gemma 3) or with the normalizer's Prepend("▁") undone by the decoder's ` +
+      `Strip (Llama 2, CodeLlama) are supported`,
   );
 }
 
 /**
  * Vocabulary from tokenizer.json, as convert_hf_to_gguf.py writes it: _set_vocab_gpt2 for byte-level BPE,
- * _set_vocab_sentencepiece for Gemma 3 (scores derived from the merges, see below). Token ids past the
+ * _set_vocab_sentencepiece for Gemma 3 and Llama 2 / CodeLlama (scores derived from the merges, see below). Token ids past the
  * tokenizer's are padded with [PAD<i>] (UNUSED) up to the config's vocab_size, as the converter does.
  * Every loop over the vocabulary is linear: 262k tokens and 515k merges (Gemma 3) take about a second.
  */
@@ -407,7 +431,7 @@ function tokenizerJsonVocab(
       `${file}: only BPE tokenizers are supported for GGUF export (model.type is ${isObj(model) ? String(model.type) : "missing"})`,
     );
   }
-  const kind = vocabKind(tok, file);
+  const { kind, addSpacePrefix } = vocabKind(tok, file);
   const configFile = path.join(dir, "tokenizer_config.json");
   const tcfg = fs.existsSync(configFile) ? readJson(configFile) : {};
 
@@ -536,7 +560,8 @@ function tokenizerJsonVocab(
   if (addBos !== null) md.push(["tokenizer.ggml.add_bos_token", gguf.bool(addBos)]);
   if (typeof tcfg.add_eos_token === "boolean")
     md.push(["tokenizer.ggml.add_eos_token", gguf.bool(tcfg.add_eos_token)]);
-  if (spm) md.push(["tokenizer.ggml.add_space_prefix", gguf.bool(false)]);
+  // llama.cpp's default for "llama" is true; written either way, as the converter's Gemma3Model writes false
+  if (spm) md.push(["tokenizer.ggml.add_space_prefix", gguf.bool(addSpacePrefix)]);
 
   const template = chatTemplate(dir, tcfg);
   if (template !== null) md.push(["tokenizer.chat_template", gguf.str(template)]);

