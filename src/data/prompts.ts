@@ -224,12 +224,25 @@ export interface SftExample {
 export const IGNORE_INDEX = -100;
 
 /**
+ * The answer's tokens as they follow the prompt's: the whole conversation tokenised at once, less the prompt's
+ * tokens, when those are its prefix (a tokenizer may read the answer differently after the prompt than alone:
+ * Llama 2's SentencePiece puts a "▁" before any text it is given, so " 1 </s>" alone would start with "▁▁" (259)
+ * where after "[/INST]" it is "▁" (29871), "1"); otherwise (a merge across the boundary) the answer alone.
+ */
+function answerInContext(tok: ChatTokenizer, promptIds: number[], fullText: string, at: number): number[] {
+  const fullIds = tok.encode(fullText, { addSpecialTokens: false });
+  if (fullIds.length > promptIds.length && promptIds.every((id, i) => fullIds[i] === id))
+    return fullIds.slice(promptIds.length);
+  return tok.encode(fullText.slice(at), { addSpecialTokens: false });
+}
+
+/**
  * Tokenise a conversation whose last message is the assistant's answer, with loss only on the answer.
  *
  * prompt = template(messages without the answer, add_generation_prompt); full = template(all messages); the
  * prompt must be a prefix of full (else the template is not prefix-stable and we cannot place the boundary).
- * The two parts are tokenised separately (no special tokens added: the template has them), so the boundary is
- * exact. The answer part is cut after its last end-of-turn token (the template's trailing newline is not a
+ * The prompt is tokenised alone (no special tokens added: the template has them), exactly as generation reads it;
+ * the answer as it continues the prompt (answerInContext), so the boundary is exact. The answer part is cut after its last end-of-turn token (the template's trailing newline is not a
  * target); if the template emits none, eosTokenIds[0] is appended. Then the sequence is cut to maxLength.
  * enableThinking defaults to false, so Qwen3's empty think block belongs to the prompt.
  */
@@ -260,7 +273,7 @@ export function buildSftExample(
     );
   }
   const promptIds = tok.encode(promptText, { addSpecialTokens: false });
-  let answerIds = tok.encode(fullText.slice(promptText.length), { addSpecialTokens: false });
+  let answerIds = answerInContext(tok, promptIds, fullText, promptText.length);
   const eos = new Set(tok.eosTokenIds);
   let lastEos = -1;
   answerIds.forEach((id, i) => {
@@ -281,6 +294,73 @@ export function buildSftExample(
   const inputIds = [...promptIds, ...answerIds].slice(0, opts.maxLength);
   const labels = inputIds.map((id, i) => (i < promptIds.length ? IGNORE_INDEX : id));
   return { inputIds, labels };
+}
+
+/** Where the judge's answer starts: what every judge prompt ends with, and the two label tokens read after it. */
+export interface JudgeAnswerStart {
+  /**
+   * Tokens the chat template puts before the label, the same for both labels, appended to every judge prompt:
+   * none for ChatML, Llama 3 or Gemma (the label follows the generation prompt directly); "▁" for CodeLlama, whose
+   * template answers " {label} </s>" after "[/INST]" and whose SentencePiece reads " 1" as "▁", "1".
+   */
+  prefixIds: number[];
+  /** [safe, unsafe]: the one token each label is after prefixIds. */
+  labelIds: [number, number];
+}
+
+/**
+ * Where the judge's answer starts for this tokenizer and template, found the way fine-tuning sees it: each label
+ * as the assistant's answer to a judge prompt (buildSftExample's tokens), the tokens the two answers share before
+ * they differ being the prefix, the first differing token each label's. Refused unless the prefix is whitespace
+ * and the prefix plus that one token reads exactly as the label (a label of several tokens, e.g. "10" for a
+ * tokenizer that splits digits, cannot be read from one position).
+ */
+export function judgeAnswerStart(
+  tok: ChatTokenizer & { decode(ids: number[]): string },
+  convention: JudgeConvention = PAPER_JUDGE,
+): JudgeAnswerStart {
+  // asked once per judge prompt: worked out once per tokenizer and convention
+  let known = answerStarts.get(tok);
+  if (!known) answerStarts.set(tok, (known = new Map()));
+  const key = JSON.stringify([convention.instruction, convention.labels.safe, convention.labels.unsafe]);
+  let found = known.get(key);
+  if (!found) known.set(key, (found = findJudgeAnswerStart(tok, convention)));
+  return found;
+}
+const answerStarts = new WeakMap<object, Map<string, JudgeAnswerStart>>();
+
+function findJudgeAnswerStart(
+  tok: ChatTokenizer & { decode(ids: number[]): string },
+  convention: JudgeConvention,
+): JudgeAnswerStart {
+  const answer = (label: string): number[] => {
+    const ex = buildSftExample(
+      tok,
+      [...judgeMessages("x", undefined, convention), { role: "assistant", content: label }],
+      { maxLength: Number.MAX_SAFE_INTEGER },
+    );
+    return ex.inputIds.slice(ex.labels.findIndex((l) => l !== IGNORE_INDEX));
+  };
+  const safe = answer(convention.labels.safe);
+  const unsafe = answer(convention.labels.unsafe);
+  let n = 0;
+  while (n < safe.length && n < unsafe.length && safe[n] === unsafe[n]) n++;
+  const prefixIds = safe.slice(0, n);
+  const text = (ids: number[]) => (ids.length > 0 ? tok.decode(ids) : "");
+  const prefixText = text(prefixIds);
+  for (const [label, ids] of [
+    [convention.labels.safe, safe],
+    [convention.labels.unsafe, unsafe],
+  ] as const) {
+    const read = n < ids.length ? text(ids.slice(0, n + 1)) : prefixText;
+    if (prefixText.trim() !== "" || n >= ids.length || read.trim() !== label)
+      throw new InputError(
+        `the judge label ${JSON.stringify(label)} is not a single token for this tokenizer where the chat template ` +
+          `puts the answer (the answer's tokens begin ${JSON.stringify(ids.slice(0, n + 2))}, reading ` +
+          `${JSON.stringify(text(ids.slice(0, n + 2)))}): choose labels that are one token each`,
+      );
+  }
+  return { prefixIds, labelIds: [safe[n]!, unsafe[n]!] };
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import {
   describeJudgeConvention,
   judgeConvention,
   judgeMessages,
+  judgeAnswerStart,
   sftMessages,
   type JudgeConvention,
 } from "../data/prompts.js";
@@ -94,6 +95,8 @@ export function judgePromptIds(
   convention: JudgeConvention,
 ): number[] {
   let text = code;
+  // the tokens before the label, the same for every prompt ("▁" for CodeLlama): see judgeAnswerStart
+  const { prefixIds } = judgeAnswerStart(tok, convention);
   for (let tries = 0; tries < 20; tries++) {
     const ids = tok.encode(
       // thinking off, as in LlmJudge.promptIds and the SFT examples: one prompt format for every judge use
@@ -105,6 +108,7 @@ export function judgePromptIds(
         addSpecialTokens: false,
       },
     );
+    ids.push(...prefixIds);
     if (ids.length <= maxLength) return ids;
     text = text.slice(0, Math.floor((text.length * maxLength) / ids.length) - 16);
   }
@@ -113,9 +117,13 @@ export function judgePromptIds(
   );
 }
 
-/** Token ids of the labels in identification's class order: [safe (class 0), unsafe (class 1)]. */
+/**
+ * Token ids of the labels in identification's class order: [safe (class 0), unsafe (class 1)], each the one token
+ * the label is where the chat template puts the answer (judgeAnswerStart; "1" itself, or for CodeLlama the digit
+ * after the "▁" its template and tokenizer put first).
+ */
 export function labelTokenIds(tok: HfTokenizer, convention: JudgeConvention): [number, number] {
-  return [tok.singleTokenId(convention.labels.safe), tok.singleTokenId(convention.labels.unsafe)];
+  return judgeAnswerStart(tok, convention).labelIds;
 }
 
 export function identifySamples(

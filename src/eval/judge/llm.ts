@@ -18,6 +18,7 @@ import {
   checkJudgeConvention,
   describeJudgeConvention,
   judgeMessages,
+  judgeAnswerStart,
   parseJudgeConvention,
   type JudgeConvention,
 } from "../../data/prompts.js";
@@ -93,10 +94,8 @@ export class LlmJudge {
     readonly source: string | null = null,
     readonly convention: JudgeConvention = PAPER_JUDGE,
   ) {
-    this.labelIds = [
-      tokenizer.singleTokenId(convention.labels.safe),
-      tokenizer.singleTokenId(convention.labels.unsafe),
-    ];
+    // the label tokens where the chat template puts the answer (for CodeLlama after the "▁" every prompt ends in)
+    this.labelIds = judgeAnswerStart(tokenizer, convention).labelIds;
     this.padTokenId = tokenizer.padTokenId ?? tokenizer.eosTokenIds[0] ?? 0;
   }
 
@@ -127,7 +126,10 @@ export class LlmJudge {
       addGenerationPrompt: true,
       enableThinking: false,
     });
-    return this.tokenizer.encode(text, { addSpecialTokens: false });
+    return [
+      ...this.tokenizer.encode(text, { addSpecialTokens: false }),
+      ...judgeAnswerStart(this.tokenizer, this.convention).prefixIds,
+    ];
   }
 
   /**
