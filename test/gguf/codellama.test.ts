@@ -321,6 +321,17 @@ test(
 
     const b = await openLlamaCppBackend({ modelPath: file, contextSize: 256, tokenizer: tok });
     try {
+      // llama.cpp's reading of the special tokens: BOS 1 prepended, generation ends at </s> (2) as ours does
+      // (tok.eosTokenIds [2]), and it finds CodeLlama's infilling tokens by their text
+      const special = b.model.tokens;
+      assert.equal(special.bos, 1);
+      assert.equal(special.eos, 2);
+      assert.equal(special.shouldPrependBosToken, true);
+      assert.ok(b.model.isEogToken(2 as never));
+      assert.deepEqual(
+        [special.infill.prefix, special.infill.suffix, special.infill.middle],
+        [32007, 32008, 32009],
+      );
       const texts = [
         ...(realTexts(REPO_ROOT, 48) ?? []),
         "def add(a, b):\n    return a + b\n",
