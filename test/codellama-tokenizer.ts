@@ -24,7 +24,9 @@
  *    clean_up_tokenization_spaces false, the infilling tokens, fill_token <FILL_ME>, use_default_system_prompt
  *    false; the docstring says they match CodeLlama-7b-Instruct-hf's tokenizer_config.json), and as chat template
  *    the class's default_chat_template (the Llama 2 [INST] template: raise_exception on role order, the system
- *    message folded into the first user turn between <<SYS>> markers) with USE_DEFAULT_PROMPT false.
+ *    message folded into the first user turn between <<SYS>> markers) with USE_DEFAULT_PROMPT false. For one user
+ *    message it renders what transformers gives with codellama/CodeLlama-7b-Instruct-hf's own file, as quoted in
+ *    Lightning-AI/litgpt pull request #1566: '<s>[INST] List all presidents of the USA. [/INST]'.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";

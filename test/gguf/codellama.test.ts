@@ -118,6 +118,13 @@ test(
     });
     // bos_token + '[INST] ' + content.strip() + ' [/INST]'
     assert.equal(prompt, `<s>[INST] ${q} [/INST]`);
+    // as transformers renders CodeLlama-7b-Instruct-hf's own template (quoted in Lightning-AI/litgpt PR #1566)
+    assert.equal(
+      tok.applyChatTemplate([{ role: "user", content: "List all presidents of the USA." }], {
+        addGenerationPrompt: true,
+      }),
+      "<s>[INST] List all presidents of the USA. [/INST]",
+    );
     // "▁How" 1128, "▁are" 526, "▁you" 366, "▁doing" 2599, "?" 29973 (the reference's ids of the same words);
     // one BOS, written by the template (so encoded without adding another)
     assert.deepEqual(tok.encode(prompt, { addSpecialTokens: false }), [
