@@ -21,6 +21,21 @@ export const TOKENIZER_FILES = [
   "generation_config.json",
 ] as const;
 
+/**
+ * The other files Hugging Face loaders read from a model folder, carried unchanged into a checkpoint made from
+ * it (hardened, converted) beside config.json and TOKENIZER_FILES: the slow tokenizer's SentencePiece model and
+ * added tokens, and a multimodal model's processor (Gemma3's image preprocessing, the processor's settings and
+ * its chat template), without which AutoProcessor cannot load the output as it loads the input. The project
+ * itself reads none of them.
+ */
+export const CARRIED_FILES = [
+  "tokenizer.model",
+  "added_tokens.json",
+  "preprocessor_config.json",
+  "processor_config.json",
+  "chat_template.json",
+] as const;
+
 export interface ModelFolder {
   dir: string;
   config: ModelConfig;
@@ -79,6 +94,35 @@ export function copyTokenizerFiles(srcDir: string, dstDir: string): string[] {
   if (!copied.includes("tokenizer.json")) {
     throw new InputError(`${srcDir}: no tokenizer.json to copy into ${dstDir}`);
   }
+  return copied;
+}
+
+/**
+ * Copy every file of `srcDir` a checkpoint made from it carries besides its weights (each written atomically):
+ * config.json unless `config` is false (the caller writes its own), the tokenizer files (copyTokenizerFiles, when
+ * tokenizer.json exists) and CARRIED_FILES that exist. Returns the names copied.
+ */
+export function copyModelFiles(srcDir: string, dstDir: string, opts: { config?: boolean } = {}): string[] {
+  const copied: string[] = [];
+  const names = [
+    ...(opts.config === false ? [] : ["config.json"]),
+    "generation_config.json",
+    ...CARRIED_FILES,
+  ];
+  for (const name of names) {
+    const src = path.join(srcDir, name);
+    if (!fs.existsSync(src)) continue;
+    let bytes: Buffer;
+    try {
+      bytes = fs.readFileSync(src);
+    } catch (e) {
+      throw new InputError(`${src}: cannot read (${(e as Error).message})`, { cause: e });
+    }
+    writeFileAtomic(path.join(dstDir, name), bytes);
+    copied.push(name);
+  }
+  if (fs.existsSync(path.join(srcDir, "tokenizer.json")))
+    for (const name of copyTokenizerFiles(srcDir, dstDir)) if (!copied.includes(name)) copied.push(name);
   return copied;
 }
 
@@ -154,18 +198,26 @@ const NOT_TEXT_MODEL = /(^|\.)(vision_tower|multi_modal_projector|vision_model)\
 const RECOMPUTED = /\.rotary_emb\.inv_freq$/;
 
 /**
- * The Hugging Face text-model name of each stored tensor: the prefix before `embed_tokens.weight` stands for
- * `model.` (`language_model.model.`, `model.language_model.`, or none for a bare base model). Returns the
+ * What stands for the text model's `model.` in a checkpoint's tensor names: the prefix before
+ * `embed_tokens.weight` (`language_model.model.` in a multimodal Gemma3 saved by transformers < 4.52 or as
+ * google published it, `model.language_model.` as later versions save it, none for a bare base model).
+ */
+export function textModelPrefix(names: Iterable<string>): string {
+  for (const n of names)
+    if (/(^|\.)embed_tokens\.weight$/.test(n) && !NOT_TEXT_MODEL.test(n))
+      return n.slice(0, n.length - "embed_tokens.weight".length);
+  return "model.";
+}
+
+/**
+ * The Hugging Face text-model name of each stored tensor (textModelPrefix stands for `model.`). Returns the
  * renamed tensors and the names nothing maps to; ignorable tensors are dropped.
  */
 function canonicalTensors(
   cfg: ModelConfig,
   stored: Map<string, TensorRecord>,
 ): { tensors: Map<string, TensorRecord>; unmapped: string[] } {
-  const embed = [...stored.keys()].find(
-    (n) => /(^|\.)embed_tokens\.weight$/.test(n) && !NOT_TEXT_MODEL.test(n),
-  );
-  const prefix = embed ? embed.slice(0, embed.length - "embed_tokens.weight".length) : "model.";
+  const prefix = textModelPrefix(stored.keys());
   const headNames = new Set(["lm_head.weight", `${prefix.replace(/model\.$/, "")}lm_head.weight`]);
   const tensors = new Map<string, TensorRecord>();
   const unmapped: string[] = [];

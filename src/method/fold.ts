@@ -8,7 +8,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { checkOutput, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
-import { copyTokenizerFiles } from "../io/model-folder.js";
+import { loadModelConfig } from "../io/config.js";
+import { checkWeights, copyModelFiles } from "../io/model-folder.js";
 import {
   openModelWeights,
   writeModelWeightsAsync,
@@ -152,6 +153,17 @@ async function writeFolded(
   signal: AbortSignal | undefined,
 ): Promise<FoldStats> {
   const folded = new Set(rowUpdates ? [] : method.foldedNames);
+  // The method names tensors as the text model does (model.layers.…); a multimodal Gemma3 checkpoint stores them
+  // under a prefix (language_model.model.…, model.language_model.…). The output keeps the input's names, layout
+  // and every other tensor (the vision tower, the projector) as stored, so that it loads as the same model.
+  const textName = new Map<string, string>();
+  for (const [name, rec] of checkWeights(loadModelConfig(baseDir), weights.tensors, baseDir, {
+    finite: false,
+  }))
+    textName.set(rec.name, name);
+  const reached = new Set([...textName.values()].filter((n) => folded.has(n) || rowUpdates?.has(n)));
+  const lost = [...folded, ...(rowUpdates?.keys() ?? [])].filter((n) => !reached.has(n));
+  if (lost.length > 0) throw new Error(`fold: ${lost.join(", ")} has no tensor in ${baseDir} to fold into`);
   let totalBytes = 0;
   for (const rec of weights.tensors.values()) totalBytes += rec.data.byteLength;
   requireDisk(path.resolve(dir), totalBytes * 1.05, `writing the hardened checkpoint to ${dir}`);
@@ -171,15 +183,16 @@ async function writeFolded(
     });
   const dtypes = new Set<string>();
   const out: AnyTensorToWrite[] = [];
-  for (const [name, rec] of weights.tensors) {
-    await stopPoint(signal, `fold stopped at tensor ${name}; nothing was written`);
-    const rowUpd = rowUpdates?.get(name);
-    if (!folded.has(name) && !rowUpd) {
+  for (const [stored, rec] of weights.tensors) {
+    await stopPoint(signal, `fold stopped at tensor ${stored}; nothing was written`);
+    const name = textName.get(stored) ?? stored;
+    const rowUpd = textName.has(stored) ? rowUpdates?.get(name) : undefined;
+    if (!textName.has(stored) || (!folded.has(name) && !rowUpd)) {
       out.push(rec);
       continue;
     }
     const dtype = ST_TO_DTYPE[rec.dtype];
-    if (!dtype) throw new InputError(`${rec.file}: cannot fold into tensor ${name} of dtype ${rec.dtype}`);
+    if (!dtype) throw new InputError(`${rec.file}: cannot fold into tensor ${stored} of dtype ${rec.dtype}`);
     dtypes.add(rec.dtype);
     stats.tensorsChanged++;
     if (rowUpd) {
@@ -189,7 +202,7 @@ async function writeFolded(
     // folded as the writer reaches it and dropped once written: all at once, the changed weights in float32 and
     // their bytes would be held together (LoRA on every projection of a 7B model: about 39 GB)
     out.push({
-      name,
+      name: stored,
       dtype: rec.dtype as StDtype,
       shape: rec.shape,
       bytes: () =>
@@ -212,10 +225,6 @@ async function writeFolded(
       `${stats.rowsVanished} of ${stats.rowsUpdated} updated rows did not change after casting to ${stats.dtype}: ` +
         `the update is below ${stats.dtype}'s rounding there (train longer, raise the learning rate, or save in float32)`,
     );
-  for (const f of ["config.json", "generation_config.json"]) {
-    const src = path.join(baseDir, f);
-    if (fs.existsSync(src)) writeFileAtomic(path.join(dir, f), fs.readFileSync(src));
-  }
-  if (fs.existsSync(path.join(baseDir, "tokenizer.json"))) copyTokenizerFiles(baseDir, dir);
+  copyModelFiles(baseDir, dir);
   return stats;
 }

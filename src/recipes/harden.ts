@@ -73,6 +73,7 @@ import { attachLora } from "../method/lora/model.js";
 import { trainSft, type SftExample, type TrainHooks, type TrainResult } from "../method/train.js";
 import { writePeftAdapter } from "../method/lora/peft.js";
 import { writeFoldedCheckpoint, type FoldStats } from "../method/fold.js";
+import { checkWeights } from "../io/model-folder.js";
 import { writeGoodVibeDelta } from "../method/goodvibe/delta.js";
 import { peakRssBytes } from "../util/memory.js";
 import { interrupted, stopPoint } from "../util/stop.js";
@@ -628,10 +629,13 @@ export function attachMethod(model: DecoderModel, cfg: HardenConfig, clusters?: 
       return attachLora(model, cfg.lora, undefined, cfg.seed);
     case "full": {
       // float32 masters from the checkpoint as stored, not from the (possibly bf16) weights the model computes with
-      const weights = openModelWeights(cfg.model);
+      // by the text model's names (a multimodal checkpoint stores them under a prefix)
+      const weights = checkWeights(model.cfg, openModelWeights(cfg.model).tensors, cfg.model, {
+        finite: false,
+      });
       return attachFull(model, {
         checkpoint: (n) => {
-          const rec = weights.tensors.get(n);
+          const rec = weights.get(n);
           return rec ? recordToTensor(rec) : null;
         },
       });

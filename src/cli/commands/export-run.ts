@@ -10,7 +10,7 @@ import { ggufPieces } from "../../io/gguf.js";
 import { DTYPE_SIZE, writeModelWeightsAsync, type TensorRecord } from "../../io/safetensors.js";
 import { checkOutput, publishFileAsync, writeDirAtomic, writeFileAtomic } from "../../io/atomic.js";
 import { readFilesBelow } from "../../io/mapfile.js";
-import { copyTokenizerFiles, inspectModelFolder } from "../../io/model-folder.js";
+import { copyModelFiles, inspectModelFolder } from "../../io/model-folder.js";
 import { ST_TO_DTYPE, loadModel } from "../../models/load.js";
 import { checkDeltaFits, findDeltaFile, readGoodVibeDelta } from "../../method/goodvibe/delta.js";
 import { goodVibeAsLora } from "../../method/lora/from-goodvibe.js";
@@ -93,7 +93,7 @@ export async function exportCommand(g: OptionValues, opts: OptionValues): Promis
           );
           const cfg = { ...config.raw, torch_dtype: dtype };
           writeFileAtomic(path.join(tmp, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
-          if (fs.existsSync(path.join(opts.model, "tokenizer.json"))) copyTokenizerFiles(opts.model, tmp);
+          copyModelFiles(opts.model, tmp, { config: false });
         },
         { overwrite: opts.overwrite, onMovedAside },
       );

@@ -12,8 +12,15 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../../errors.js";
 import { writeFileAtomic } from "../../io/atomic.js";
-import { readSafetensors, writeSafetensors, type TensorToWrite } from "../../io/safetensors.js";
+import {
+  openModelWeights,
+  readSafetensors,
+  writeSafetensors,
+  type TensorToWrite,
+} from "../../io/safetensors.js";
 import { recordToTensor } from "../../models/load.js";
+import { loadModelConfig } from "../../io/config.js";
+import { textModelPrefix } from "../../io/model-folder.js";
 import type { Tensor } from "../../tensor/index.js";
 import { parseJson } from "../../util/keys.js";
 import type { LoraConfig } from "./config.js";
@@ -40,6 +47,77 @@ export function baseModelName(baseDir: string, override?: string): string {
     // no readable config.json: the folder's name
   }
   return path.basename(path.resolve(baseDir));
+}
+
+/**
+ * How PEFT names the text model's modules in the model transformers builds from a base folder. A text-only
+ * model: as this project does (model.layers.N.…). A multimodal Gemma3 (Gemma3ForConditionalGeneration): PEFT
+ * names a module by its path in that model, which depends on the transformers version — language_model.model.
+ * layers.N.… before 4.52 (and in google's published checkpoints), model.language_model.layers.N.… from 4.52 on
+ * (its _checkpoint_conversion_mapping renames the old keys when loading). The adapter's tensor keys follow the
+ * base folder's own layout: a folder saved in the newer one needs transformers >= 4.52 anyway, and PEFT maps
+ * old keys onto the newer model (huggingface/peft#2574) but not the reverse. adapter_config.json names modules
+ * by what both versions share, from `layers.` on (PEFT matches list entries and pattern keys as dot-separated
+ * suffixes), and excludes the vision tower and projector, whose SigLIP attention has q_proj/k_proj/v_proj too.
+ */
+export interface PeftNames {
+  /** the module's name in adapter_model.safetensors (after base_model.model.) */
+  key(module: string): string;
+  /** the module's name in target_modules, rank_pattern and alpha_pattern */
+  pattern(module: string): string;
+  /** exclude_modules' regex for what is not the text model, or null (a text-only model) */
+  exclude: string | null;
+}
+
+/** What stands for `model.` in a multimodal Gemma3's module paths (see PeftNames), by the folder's layout. */
+export const MULTIMODAL_PREFIXES = ["language_model.model.", "model.language_model."] as const;
+/** exclude_modules for a multimodal Gemma3: every module of the vision side. */
+export const MULTIMODAL_EXCLUDE = ".*(vision_tower|multi_modal_projector).*";
+
+/** PeftNames for the base model folder `baseDir` (see PeftNames). */
+export function peftNames(baseDir: string): PeftNames {
+  const same: PeftNames = { key: (m) => m, pattern: (m) => m, exclude: null };
+  const cfg = loadModelConfig(baseDir);
+  if (cfg.modelType !== "gemma3") return same;
+  const prefix = textModelPrefix(openModelWeights(baseDir).tensors.keys());
+  if (!(MULTIMODAL_PREFIXES as readonly string[]).includes(prefix)) return same;
+  const older = prefix === "language_model.model.";
+  return {
+    key: (m) =>
+      m.startsWith("model.")
+        ? prefix + m.slice("model.".length)
+        : m === "lm_head" && older
+          ? "language_model.lm_head"
+          : m,
+    pattern: (m) => (m.startsWith("model.layers.") ? m.slice("model.".length) : m),
+    exclude: MULTIMODAL_EXCLUDE,
+  };
+}
+
+/** A module name as PEFT wrote it for a multimodal Gemma3 (either layout), as this project names it. */
+export function textModuleName(peftModule: string): string {
+  for (const p of MULTIMODAL_PREFIXES)
+    if (peftModule.startsWith(p)) return `model.${peftModule.slice(p.length)}`;
+  return peftModule === "language_model.lm_head" ? "lm_head" : peftModule;
+}
+
+/** `cfg` with its module names as `names` gives them for adapter_config.json. */
+function configFor(c: LoraConfig, names: PeftNames): LoraConfig {
+  const keys = (p: Record<string, number> | undefined) =>
+    p && Object.fromEntries(Object.entries(p).map(([k, v]) => [names.pattern(k), v]));
+  let exclude = c.excludeModules ?? null;
+  if (names.exclude) {
+    if (exclude === null || (Array.isArray(exclude) && exclude.length === 0)) exclude = names.exclude;
+    else if (typeof exclude === "string") exclude = `(?:${exclude})|(?:${names.exclude})`;
+    // a list cannot hold a regex (PEFT matches its entries as suffixes): the vision side is left as listed
+  }
+  return {
+    ...c,
+    targetModules: typeof c.targetModules === "string" ? c.targetModules : c.targetModules.map(names.pattern),
+    rankPattern: keys(c.rankPattern),
+    alphaPattern: keys(c.alphaPattern),
+    excludeModules: exclude,
+  };
 }
 
 /** adapter_config.json as PEFT writes it for `cfg`. */
@@ -83,26 +161,27 @@ export function writePeftAdapter(
   opts: { baseModelName?: string } = {},
 ): void {
   const map = weights instanceof Map ? weights : weights.trainable;
+  const isDir = fs.existsSync(base) && fs.statSync(base).isDirectory();
+  // a base given by name only (no folder to look at) is named as a text-only model
+  const names: PeftNames = isDir ? peftNames(base) : { key: (m) => m, pattern: (m) => m, exclude: null };
   const tensors: TensorToWrite[] = [];
   for (const [name, t] of map) {
     const m = /^(.*)\.lora_([AB])$/.exec(name);
     if (!m) continue;
     tensors.push({
-      name: `base_model.model.${m[1]}.lora_${m[2]}.weight`,
+      name: `base_model.model.${names.key(m[1]!)}.lora_${m[2]}.weight`,
       dtype: "F32",
       shape: t.shape,
       data: t.float().contiguous().toBytes(),
     });
   }
   if (tensors.length === 0) throw new Error("writePeftAdapter: no lora_A / lora_B tensors to write");
-  const name =
-    opts.baseModelName ??
-    (fs.existsSync(base) && fs.statSync(base).isDirectory() ? baseModelName(base) : base);
+  const name = opts.baseModelName ?? (isDir ? baseModelName(base) : base);
   fs.mkdirSync(dir, { recursive: true });
   writeSafetensors(path.join(dir, ADAPTER_WEIGHTS_FILE), tensors);
   writeFileAtomic(
     path.join(dir, ADAPTER_CONFIG_FILE),
-    JSON.stringify(peftAdapterConfig(cfg, name), null, 2) + "\n",
+    JSON.stringify(peftAdapterConfig(configFor(cfg, names), name), null, 2) + "\n",
   );
 }
 
@@ -260,7 +339,8 @@ export function readPeftAdapter(dirGiven: string): PeftAdapter {
       throw new InputError(
         `${weightsFile}: unexpected tensor ${name} (expected base_model.model.<module>.lora_A/lora_B.weight)`,
       );
-    const key = `${m[1]}.lora_${m[2]}`;
+    // a multimodal Gemma3's adapter names the text model's modules by its path there (PeftNames)
+    const key = `${textModuleName(m[1]!)}.lora_${m[2]}`;
     if (init.has(key)) throw new InputError(`${weightsFile}: two tensors for ${key}`);
     init.set(key, recordToTensor(rec));
   }
