@@ -726,8 +726,10 @@ export function planGgufExport(modelDir: string, opts: ExportGgufOptions): GgufE
   }
   const qFold = cfg.family === "gemma3" ? cfg.attnScale / llamaCppGemma3Scale(cfg) : 1;
   const seen = new Set<string>();
+  let visionTensors = 0;
   for (const [rawName, t] of weights.tensors) {
     const name = textModelName(rawName);
+    if (name === null) visionTensors++;
     if (name === null || name.endsWith(".rotary_emb.inv_freq")) continue;
     let out: string | null = null;
     const layer = /^model\.layers\.(\d+)\.(.+)$/.exec(name);
@@ -791,6 +793,12 @@ export function planGgufExport(modelDir: string, opts: ExportGgufOptions): GgufE
           : undefined,
     });
   }
+  // llama.cpp keeps a multimodal model's image side in a second file (a "mmproj" GGUF, which its
+  // convert_hf_to_gguf.py --mmproj writes); this file is the text model alone, a text-only Gemma 3 to llama.cpp
+  if (visionTensors > 0)
+    notes.push(
+      `${source}: the text model only; the vision tower and projector (${visionTensors} tensors) are not written (llama.cpp reads them from a separate mmproj GGUF: convert_hf_to_gguf.py --mmproj on the hardened folder, whose vision tensors are the base model's)`,
+    );
   for (const required of ["token_embd.weight", "output_norm.weight"]) {
     if (!seen.has(required)) throw new InputError(`${source}: the checkpoint has no tensor for ${required}`);
   }
