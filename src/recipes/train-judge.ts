@@ -8,7 +8,7 @@ import * as path from "node:path";
 import { GoodVibeError, InputError } from "../errors.js";
 import { writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
 import { whileClaimed } from "../io/claim.js";
-import { copyTokenizerFiles } from "../io/model-folder.js";
+import { copyModelFiles } from "../io/model-folder.js";
 import { modelFolderHash } from "../io/hash.js";
 import {
   openModelWeights,
@@ -240,8 +240,8 @@ async function trainAndWrite(
       }
       // Ctrl-C stops the write before the next tensor: the partial folder goes, an existing outDir stays as it was
       await writeModelWeightsAsync(tmp, tensors, { signal: opts.hooks?.signal });
-      writeFileAtomic(path.join(tmp, "config.json"), fs.readFileSync(path.join(base, "config.json")));
-      copyTokenizerFiles(base, tmp);
+      // config, tokenizer and (a multimodal base's) processor files: the judge loads as its base does
+      copyModelFiles(base, tmp);
       const meta = {
         kind: "goodvibe-llm-judge",
         baseModel: base,
