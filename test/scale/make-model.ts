@@ -19,21 +19,23 @@ function make(spec: ScaleModelSpec, dir: string): void {
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { recursive: true });
   manualSeed(spec.seed);
-  const tensors: TensorToWrite[] = checkpointTensors(spec.config).map(([name, shape, init]) => ({
-    name,
-    dtype: "BF16",
-    shape,
-    data: noGrad(() =>
-      tidy(() =>
-        (init === "ones"
-          ? Tensor.ones(shape, "bfloat16")
-          : init === "zeros"
-            ? Tensor.zeros(shape, "bfloat16")
-            : Tensor.randn(shape, "bfloat16").mul(0.02)
-        ).toBytes(),
+  const tensors: TensorToWrite[] = checkpointTensors(spec.config, spec.multimodal).map(
+    ([name, shape, init]) => ({
+      name,
+      dtype: "BF16",
+      shape,
+      data: noGrad(() =>
+        tidy(() =>
+          (init === "ones"
+            ? Tensor.ones(shape, "bfloat16")
+            : init === "zeros"
+              ? Tensor.zeros(shape, "bfloat16")
+              : Tensor.randn(shape, "bfloat16").mul(0.02)
+          ).toBytes(),
+        ),
       ),
-    ),
-  }));
+    }),
+  );
   writeModelWeights(tmp, tensors, { maxShardBytes: spec.shardBytes ?? Number.MAX_SAFE_INTEGER });
   writeFileAtomic(path.join(tmp, "config.json"), JSON.stringify(spec.config, null, 2) + "\n");
   writeFileAtomic(
@@ -42,6 +44,7 @@ function make(spec: ScaleModelSpec, dir: string): void {
   );
   for (const f of ["tokenizer.json", "tokenizer_config.json"])
     fs.copyFileSync(path.join(tokDir, f), path.join(tmp, f));
+  if (spec.multimodal) writeProcessorFiles(spec, tokDir, tmp);
   // another process may have published the same model meanwhile: theirs is identical (same seed)
   try {
     fs.renameSync(tmp, dir);
@@ -51,6 +54,44 @@ function make(spec: ScaleModelSpec, dir: string): void {
   }
   const bytes = tensors.reduce((a, t) => a + t.data.byteLength, 0);
   process.stderr.write(`made ${dir}: ${tensors.length} tensors, ${(bytes / 1024 ** 3).toFixed(2)} GiB\n`);
+}
+
+/**
+ * The image side of a multimodal Gemma3 folder as google/gemma-3-4b-it publishes it (sized to the spec's vision
+ * tower): the image processor's settings, the processor's, and the processor's chat template (chat_template.json
+ * as published; transformers >= 4.52 saves it as chat_template.jinja).
+ */
+function writeProcessorFiles(spec: ScaleModelSpec, tokDir: string, dir: string): void {
+  const v = spec.config.vision_config as Record<string, number>;
+  const tokens = spec.config.mm_tokens_per_image as number;
+  const json = (name: string, value: unknown) =>
+    writeFileAtomic(path.join(dir, name), JSON.stringify(value, null, 2) + "\n");
+  json("preprocessor_config.json", {
+    do_convert_rgb: null,
+    do_normalize: true,
+    do_pan_and_scan: null,
+    do_rescale: true,
+    do_resize: true,
+    image_mean: [0.5, 0.5, 0.5],
+    image_processor_type: "Gemma3ImageProcessor",
+    image_seq_length: tokens,
+    image_std: [0.5, 0.5, 0.5],
+    pan_and_scan_max_num_crops: null,
+    pan_and_scan_min_crop_size: null,
+    pan_and_scan_min_ratio_to_activate: null,
+    processor_class: "Gemma3Processor",
+    resample: 2,
+    rescale_factor: 0.00392156862745098,
+    size: { height: v.image_size, width: v.image_size },
+  });
+  json("processor_config.json", { image_seq_length: tokens, processor_class: "Gemma3Processor" });
+  const template = (
+    JSON.parse(fs.readFileSync(path.join(tokDir, "tokenizer_config.json"), "utf8")) as {
+      chat_template: string;
+    }
+  ).chat_template;
+  if (spec.multimodal === "language_model") json("chat_template.json", { chat_template: template });
+  else writeFileAtomic(path.join(dir, "chat_template.jinja"), template);
 }
 
 const [specFile, dir] = process.argv.slice(2);

