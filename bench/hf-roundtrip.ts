@@ -32,13 +32,21 @@ import { loadModel } from "../src/models/index.js";
 import { attachPeftAdapter } from "../src/method/lora/model.js";
 import { readPeftAdapter } from "../src/method/lora/peft.js";
 import { Tensor, manualSeed, noGrad, resolveDevice, tidy, type DType } from "../src/tensor/index.js";
+import { checkpointTensors } from "../test/scale/models.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const CLI = path.join(ROOT, "dist/src/cli/main.js");
 const ORGANISM = path.join(ROOT, "assets/organism");
 const FIXTURES = path.join(ROOT, "test/fixtures");
 const PAIRS = path.join(ORGANISM, "data/train.jsonl");
-export const FAMILIES = ["llama", "qwen2", "qwen3", "gemma3"] as const;
+/**
+ * gemma3mm: Gemma3ForConditionalGeneration (Gemma-3-4b-it's class) as google publishes it, the gemma3 fixture's text
+ * model under language_model.model.* in text_config, with a SigLIP vision tower and projector by their real names at
+ * small sizes (test/scale/models.ts): transformers loads the hardened checkpoints as that class with no weight
+ * missing or left over, and PEFT puts our adapters' language_model.model.* keys on the model it builds (renamed by
+ * its _checkpoint_conversion_mapping on transformers >= 4.52).
+ */
+export const FAMILIES = ["llama", "qwen2", "qwen3", "gemma3", "gemma3mm"] as const;
 const BATCH = 2;
 const SEQ = 40;
 
@@ -62,7 +70,8 @@ export interface Case {
 
 /** A random bf16 base model of `family` in `dir`: the fixture's tensor names and config, the organism's tokenizer. */
 function makeBase(family: string, dir: string, seed: number): void {
-  const fixture = path.join(FIXTURES, family);
+  const multimodal = family === "gemma3mm";
+  const fixture = path.join(FIXTURES, multimodal ? "gemma3" : family);
   const organism = JSON.parse(fs.readFileSync(path.join(ORGANISM, "config.json"), "utf8")) as Record<
     string,
     number
@@ -80,19 +89,55 @@ function makeBase(family: string, dir: string, seed: number): void {
     pad_token_id: organism.pad_token_id,
     torch_dtype: "bfloat16",
   });
-  const gemma = family === "gemma3";
+  const gemma = family === "gemma3" || multimodal;
   const header = readSafetensors(path.join(fixture, "model.safetensors")).tensors;
+  let config: Record<string, unknown> = cfg;
+  let entries = [...header.values()].map((rec) => ({
+    name: rec.name,
+    shape: rec.shape.map((d, i) => (i === 0 && d === oldVocab ? vocab : d)),
+  }));
+  if (multimodal) {
+    const { model_type: _, architectures: __, ...text } = cfg;
+    config = {
+      architectures: ["Gemma3ForConditionalGeneration"],
+      model_type: "gemma3",
+      text_config: { ...text, model_type: "gemma3_text" },
+      vision_config: {
+        hidden_size: 16,
+        image_size: 28,
+        intermediate_size: 32,
+        model_type: "siglip_vision_model",
+        num_attention_heads: 2,
+        num_hidden_layers: 1,
+        patch_size: 14,
+        vision_use_head: false,
+      },
+      mm_tokens_per_image: 4,
+      eos_token_id: cfg.eos_token_id,
+      torch_dtype: "bfloat16",
+    };
+    const vision = checkpointTensors(config, "language_model").filter(
+      ([n]) => !n.startsWith("language_model."),
+    );
+    entries = [
+      ...entries.map((e) => ({ ...e, name: e.name.replace(/^model\./, "language_model.model.") })),
+      ...vision.map(([name, shape]) => ({ name, shape })),
+    ];
+  }
   manualSeed(seed);
-  const tensors: TensorToWrite[] = [...header.values()].map((rec) => {
-    const shape = rec.shape.map((d, i) => (i === 0 && d === oldVocab ? vocab : d));
+  const tensors: TensorToWrite[] = entries.map((rec) => {
+    const shape = rec.shape;
     const data = noGrad(() =>
       tidy(() => {
         const z = Tensor.randn(shape);
         let t: Tensor;
-        if (rec.name.endsWith("norm.weight")) t = gemma ? z.mul(0.1) : z.mul(0.1).add(Tensor.ones(shape));
+        // the vision side's LayerNorms are w·x̂ + b (not Gemma's 1 + w); only its shapes matter here
+        const gemmaNorm = gemma && !/vision_tower/.test(rec.name);
+        if (/norm\d?\.weight$/.test(rec.name))
+          t = gemmaNorm ? z.mul(0.1) : z.mul(0.1).add(Tensor.ones(shape));
         else if (rec.name.endsWith(".bias")) t = z.mul(0.1);
         else if (rec.name.includes("embed_tokens") || rec.name.startsWith("lm_head")) t = z;
-        else t = z.mul(1 / Math.sqrt(shape[1]!));
+        else t = z.mul(1 / Math.sqrt(shape.slice(1).reduce((a, b) => a * b, 1)));
         return t.to("bfloat16").contiguous().toBytes();
       }),
     );
@@ -100,7 +145,7 @@ function makeBase(family: string, dir: string, seed: number): void {
   });
   fs.mkdirSync(dir, { recursive: true });
   writeModelWeights(dir, tensors);
-  fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
+  fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(config, null, 2) + "\n");
   for (const f of ["tokenizer.json", "tokenizer_config.json"])
     fs.copyFileSync(path.join(ORGANISM, f), path.join(dir, f));
 }
@@ -221,9 +266,11 @@ function main(): void {
     cli(["harden", "-m", base, "-d", PAIRS, "-o", gv, ...HARDEN_BUDGET], device);
     cli(["harden", "-m", base, "-d", PAIRS, "-o", lora, "--method", "lora", ...HARDEN_BUDGET], device);
     cli(["export", "-m", base, "--adapter", "peft", "--delta", gv, "-o", gvPeft, "-q"], device);
-    const vocab = (
-      JSON.parse(fs.readFileSync(path.join(base, "config.json"), "utf8")) as { vocab_size: number }
-    ).vocab_size;
+    const written = JSON.parse(fs.readFileSync(path.join(base, "config.json"), "utf8")) as {
+      vocab_size?: number;
+      text_config?: { vocab_size: number };
+    };
+    const vocab = written.text_config?.vocab_size ?? written.vocab_size!;
     const ids = roundTripIds(vocab);
     const add = (
       name: string,

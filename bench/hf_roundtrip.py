@@ -3,7 +3,8 @@
 bench/hf-roundtrip.ts (our checkpoints, adapters and float32 logits on fixed ids) and, for each case:
 
   checkpoint             transformers' AutoModelForCausalLM.from_pretrained(folder, dtype=..., attn_implementation=
-                         "eager"): no missing or unexpected weights, logits equal ours within the tolerance
+                         "eager"): no missing or unexpected weights, logits equal ours within the tolerance (the
+                         multimodal gemma3mm by its class, Gemma3ForConditionalGeneration: the vision tower too)
   base + PEFT adapter    peft's PeftModel.from_pretrained(base, adapter): every lora_A / lora_B tensor of the file
                          loaded as written (none missing, none left over), logits with the adapter equal ours with the
                          same adapter attached; after merge_and_unload() equal ours again
@@ -30,6 +31,7 @@ called (each failure is printed with the step it happened in).
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -77,15 +79,21 @@ class HF:
         tf = self.transformers
         kw = dict(attn_implementation="eager", output_loading_info=True)
 
+        # a multimodal checkpoint (Gemma3ForConditionalGeneration) by its own class, as a user of Gemma-3-4b-it
+        # loads it: which class AutoModelForCausalLM maps model_type "gemma3" to changed across versions
+        with open(os.path.join(folder, "config.json")) as f:
+            arch = (json.load(f).get("architectures") or [""])[0]
+        cls = getattr(tf, arch) if arch.endswith("ForConditionalGeneration") else tf.AutoModelForCausalLM
+
         def go():
             try:
-                return tf.AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype), **kw)
+                return cls.from_pretrained(folder, dtype=getattr(torch, dtype), **kw)
             except TypeError as e:  # a transformers before 4.56 knows only torch_dtype
                 if "dtype" not in str(e):
                     raise
-                return tf.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=getattr(torch, dtype), **kw)
+                return cls.from_pretrained(folder, torch_dtype=getattr(torch, dtype), **kw)
 
-        model, info = step(f"AutoModelForCausalLM.from_pretrained({folder})", go)
+        model, info = step(f"{cls.__name__}.from_pretrained({folder})", go)
         bad = {k: list(v) for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
         if bad:
             raise Step(f"from_pretrained({folder}): {bad}")
@@ -101,8 +109,20 @@ class HF:
         peft_model = step(f"PeftModel.from_pretrained({adapter})",
                           lambda: self.peft.PeftModel.from_pretrained(model, adapter, is_trainable=False))
         peft_model.eval()
-        # every tensor of the file is in the model as written (peft only warns about missing keys)
-        want = load_file(os.path.join(adapter, "adapter_model.safetensors"))
+        # every tensor of the file is in the model as written (peft only warns about missing keys); a multimodal
+        # adapter's language_model.model.* keys under the names transformers >= 4.52 gives those modules, by the
+        # model's own _checkpoint_conversion_mapping, as peft renames them when loading (huggingface/peft#2574)
+        conversion = getattr(model, "_checkpoint_conversion_mapping", None) or {}
+
+        def renamed(key):
+            head = "base_model.model."
+            for pattern, replacement in conversion.items():
+                new, n = re.subn(pattern, replacement, key[len(head):])
+                if n:
+                    return head + new
+            return key
+
+        want = {renamed(k): v for k, v in load_file(os.path.join(adapter, "adapter_model.safetensors")).items()}
         have = step("get_peft_model_state_dict", lambda: self.peft.get_peft_model_state_dict(peft_model))
         missing = sorted(set(want) - set(have))
         extra = sorted(set(have) - set(want))

@@ -28,7 +28,7 @@
 #   3 device       the addon loads, sees CUDA, a matmul on the GPU
 #   4 fixtures     test/models/on-device.test.ts on cuda (PyTorch's logits, identification, GoodVibe and LoRA AdamW
 #                  steps of all four families) and test/tensor/device.test.ts
-#   5 hf           the Hugging Face round trip: bench/hf-roundtrip.ts (random bf16 Llama/Qwen2/Qwen3/Gemma3 bases,
+#   5 hf           the Hugging Face round trip: bench/hf-roundtrip.ts (random bf16 Llama/Qwen2/Qwen3/Gemma3 bases and a multimodal Gemma3,
 #                  CLI harden goodvibe + lora, GoodVibe exported as PEFT, our logits) then bench/hf_roundtrip.py
 #                  (transformers loads each checkpoint, peft each adapter, merged too: logits against ours), then
 #                  the other way (hf-back): transformers' save_pretrained of each base, read by our loader
@@ -114,12 +114,12 @@ SUMMARY=$OUT/summary.md
 : >"$LOG"
 if [ $MODE = rehearse ]; then
   DEVICE=cpu
-  LAYERS_05B=${LAYERS_05B:-2} LAYERS_7B=${LAYERS_7B:-1} TOKENS=${TOKENS:-64} FAMILIES=${FAMILIES:-llama,qwen2,qwen3,gemma3}
+  LAYERS_05B=${LAYERS_05B:-2} LAYERS_7B=${LAYERS_7B:-1} TOKENS=${TOKENS:-64} FAMILIES=${FAMILIES:-llama,qwen2,qwen3,gemma3,gemma3mm}
   PY=${PY:-/usr/bin/python3}
   ENGINE=reference
 else
   DEVICE=cuda
-  LAYERS_05B=${LAYERS_05B:-24} LAYERS_7B=${LAYERS_7B:-8} TOKENS=${TOKENS:-1024} FAMILIES=${FAMILIES:-llama,qwen2,qwen3,gemma3}
+  LAYERS_05B=${LAYERS_05B:-24} LAYERS_7B=${LAYERS_7B:-8} TOKENS=${TOKENS:-1024} FAMILIES=${FAMILIES:-llama,qwen2,qwen3,gemma3,gemma3mm}
   PY=${PY:-python3}
   ENGINE=hf
 fi
