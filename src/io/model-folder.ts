@@ -194,6 +194,8 @@ export function expectedTensors(cfg: ModelConfig): Map<string, ExpectedTensor> {
 
 /** Parts of multimodal checkpoints that are not the text model (Gemma3's vision tower): left alone. */
 const NOT_TEXT_MODEL = /(^|\.)(vision_tower|multi_modal_projector|vision_model)\./;
+/** A multimodal checkpoint's tensor of the image side (vision tower, projector), which no command reads or changes. */
+export const isVisionTensor = (name: string): boolean => NOT_TEXT_MODEL.test(name);
 /** Buffers older checkpoints stored and transformers recomputes. */
 const RECOMPUTED = /\.rotary_emb\.inv_freq$/;
 

@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { checkOutput, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
 import { loadModelConfig } from "../io/config.js";
-import { checkWeights, copyModelFiles } from "../io/model-folder.js";
+import { checkWeights, copyModelFiles, isVisionTensor } from "../io/model-folder.js";
 import {
   openModelWeights,
   writeModelWeightsAsync,
@@ -34,6 +34,8 @@ export interface FoldStats {
   rowsVanished: number;
   dtype: string;
   warnings: string[];
+  /** tensors of a multimodal checkpoint's image side (Gemma3's vision tower and projector), written as stored */
+  visionTensors?: number;
 }
 
 /** Row-wise comparison: how many rows differ between a and b ([out, in] tensors), as a boolean list. */
@@ -220,6 +222,8 @@ async function writeFolded(
   // stops on `signal` before each tensor it writes (the fold of each is done there), leaving no partial file
   await writeModelWeightsAsync(dir, out, { signal });
   stats.dtype = [...dtypes].join(",");
+  const vision = [...weights.tensors.keys()].filter(isVisionTensor).length;
+  if (vision > 0) stats.visionTensors = vision;
   if (stats.rowsVanished > 0)
     stats.warnings.push(
       `${stats.rowsVanished} of ${stats.rowsUpdated} updated rows did not change after casting to ${stats.dtype}: ` +

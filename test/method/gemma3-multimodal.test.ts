@@ -140,6 +140,8 @@ for (const layout of ["language_model.model.", "model.language_model."] as const
       const ref = await foldIntoCheckpoint(TEXT, outText, trained(TEXT, method));
       assert.ok(stats.tensorsChanged > 0, "nothing was folded into the multimodal checkpoint");
       assert.equal(stats.tensorsChanged, ref.tensorsChanged);
+      assert.equal(stats.visionTensors, VISION.length, "the vision side is counted as carried");
+      assert.equal(ref.visionTensors, undefined);
       assert.equal(stats.rowsChanged, ref.rowsChanged);
       const input = openModelWeights(mm).tensors;
       const got = openModelWeights(outMm).tensors;

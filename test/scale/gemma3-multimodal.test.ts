@@ -84,9 +84,10 @@ test(
     const prefix = prefixOf(layout);
     const data = pairsFile(work.dir, 4).file;
     const out = path.join(work.dir, "goodvibe");
-    const r = jsonOf<{ fold: { tensorsChanged: number; rowsChanged: number } }>(
+    const r = jsonOf<{ fold: { tensorsChanged: number; rowsChanged: number; visionTensors: number } }>(
       await goodvibe(["harden", "-m", model, "-d", data, "-o", out, "--top-k", "16", ...HARDEN]),
     );
+    assert.equal(r.fold.visionTensors, 23);
     // 16 rows in each of the 7 projections of the one layer, nothing else
     const projections = ["q", "k", "v", "o"].map((p) => `self_attn.${p}_proj`);
     projections.push(...["gate", "up", "down"].map((p) => `mlp.${p}_proj`));

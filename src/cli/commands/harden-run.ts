@@ -20,6 +20,9 @@ export async function hardenCommand(g: OptionValues, opts: OptionValues): Promis
       `method: ${r.method}; trainable parameters ${r.trainableParams.toLocaleString("en-US")} of ${r.totalParams.toLocaleString("en-US")} (${((100 * r.trainableParams) / r.totalParams).toPrecision(3)}%)`,
       `training: ${r.train.steps} steps, final loss ${r.train.finalLoss.toFixed(4)}, ${r.train.wallSeconds.toFixed(1)} s, ${formatFlops(r.train.flops.total)} counted (${(r.train.flopsPerSecond / 1e9).toFixed(1)} GFLOP/s)${r.train.flopsEstimate ? `; trainers' 6·N·D estimate ${formatFlops(r.train.flopsEstimate.flops)} (README, "Cost")` : ""}`,
       `fold: ${r.fold.rowsChanged} rows changed in ${r.fold.tensorsChanged} tensors (${r.fold.dtype})${r.fold.rowsVanished ? `, ${r.fold.rowsVanished} vanished in rounding` : ""}`,
+      r.fold.visionTensors
+        ? `multimodal: the text model was trained; the vision tower and projector (${r.fold.visionTensors} tensors) are the base's, unchanged, under the same names (GGUF export writes the text model only)`
+        : "",
       r.artifact ? `artifact: ${r.artifact}` : "",
     ].filter(Boolean);
     output(g, lines.join("\n"), {

@@ -240,7 +240,10 @@ export async function foldCommand(g: OptionValues, opts: OptionValues): Promise<
     for (const w of stats.warnings) log.warn(w);
     output(
       g,
-      `folded → ${path.resolve(opts.out)}: ${stats.rowsChanged} rows changed (${stats.dtype})`,
+      `folded → ${path.resolve(opts.out)}: ${stats.rowsChanged} rows changed (${stats.dtype})` +
+        (stats.visionTensors
+          ? `; the vision tower and projector (${stats.visionTensors} tensors) are the base's, unchanged`
+          : ""),
       stats,
     );
   });
