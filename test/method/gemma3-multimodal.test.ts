@@ -22,7 +22,12 @@ import { attachFull } from "../../src/method/full.js";
 import { sftLossHead } from "../../src/method/losses.js";
 import { readPeftAdapter, writePeftAdapter } from "../../src/method/lora/peft.js";
 import { foldIntoCheckpoint } from "../../src/method/fold.js";
-import { openModelWeights, readSafetensors, writeModelWeights } from "../../src/io/safetensors.js";
+import {
+  openModelWeights,
+  readSafetensors,
+  writeModelWeights,
+  writeSafetensors,
+} from "../../src/io/safetensors.js";
 import type { AttachedMethod } from "../../src/method/attached.js";
 import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
 import { maxAbsDiff } from "../numeric.js";
@@ -226,5 +231,27 @@ for (const layout of ["language_model.model.", "model.language_model."] as const
       return model.forward(ids).toFloat32Array();
     });
     assert.ok(maxAbsDiff(adapted, reference) < 1e-6);
+    // an adapter PEFT put on the vision tower too (suffix targets without exclude_modules) is refused, said why
+    const withVision = path.join(work, `peft-vision-${layout}`);
+    fs.cpSync(out, withVision, { recursive: true });
+    const file = path.join(withVision, "adapter_model.safetensors");
+    const vision = `${layout === "model.language_model." ? "model." : ""}vision_tower.vision_model.encoder.layers.0.self_attn.q_proj`;
+    writeSafetensors(file, [
+      ...readSafetensors(file).tensors.values(),
+      {
+        name: `base_model.model.${vision}.lora_A.weight`,
+        dtype: "F32",
+        shape: [2, 8],
+        data: new Uint8Array(64),
+      },
+    ]);
+    assert.throws(
+      () => readPeftAdapter(withVision),
+      (e: Error) => {
+        assert.match(e.message, /adapts the image side of a multimodal model.*merge_and_unload/);
+        assert.ok(e.message.includes(vision));
+        return true;
+      },
+    );
   });
 }

@@ -20,7 +20,7 @@ import {
 } from "../../io/safetensors.js";
 import { recordToTensor } from "../../models/load.js";
 import { loadModelConfig } from "../../io/config.js";
-import { textModelPrefix } from "../../io/model-folder.js";
+import { isVisionTensor, textModelPrefix } from "../../io/model-folder.js";
 import type { Tensor } from "../../tensor/index.js";
 import { parseJson } from "../../util/keys.js";
 import type { LoraConfig } from "./config.js";
@@ -338,6 +338,10 @@ export function readPeftAdapter(dirGiven: string): PeftAdapter {
     if (!m)
       throw new InputError(
         `${weightsFile}: unexpected tensor ${name} (expected base_model.model.<module>.lora_A/lora_B.weight)`,
+      );
+    if (isVisionTensor(`${m[1]}.`))
+      throw new InputError(
+        `${weightsFile}: ${name} adapts the image side of a multimodal model (vision tower or projector), which this project does not load or change; merge such an adapter with PEFT (merge_and_unload), or train one whose target_modules leave the vision tower out (exclude_modules)`,
       );
     // a multimodal Gemma3's adapter names the text model's modules by its path there (PeftNames)
     const key = `${textModuleName(m[1]!)}.lora_${m[2]}`;
