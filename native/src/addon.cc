@@ -410,6 +410,21 @@ OP(manualSeed, "(seed: number): void") {
   torch::manual_seed(static_cast<uint64_t>(I(info, 0)));
   return ENV.Undefined();
 }
+// The default generator's state on a device (a CPU byte tensor), and setting it back: gradient checkpointing
+// recomputes a layer with the random numbers its forward drew (LoRA's dropout masks), as PyTorch's checkpoint does
+// with preserve_rng_state, so a checkpointed step equals one without checkpointing bit for bit.
+OP(rngState, "(device?: string): N") {
+  at::Generator g = at::globalContext().defaultGenerator(DEV(info, 0));
+  std::lock_guard<std::mutex> lock(g.mutex());
+  RET(g.get_state());
+}
+OP(setRngState, "(state: N, device?: string): void") {
+  auto state = T(info, 0);
+  at::Generator g = at::globalContext().defaultGenerator(DEV(info, 1));
+  std::lock_guard<std::mutex> lock(g.mutex());
+  g.set_state(state);
+  return ENV.Undefined();
+}
 
 // ---------------------------------------------------------------- conversion
 OP(to, "(t: N, dtype: string): N") { RET(T(info, 0).to(DT(info, 1))); }

@@ -10,6 +10,8 @@ import {
   backward,
   fusedOps,
   noGrad,
+  rngState,
+  setRngState,
   withGrad,
   tidy,
   keep,
@@ -234,14 +236,24 @@ export class DecoderModel {
     return tidy(() => {
       const prep = this.prepare(ids, opts);
       const inputs: Tensor[] = [];
+      // each layer's recomputation draws the random numbers its forward drew (LoRA's dropout masks), and the
+      // generator ends where the forward left it: the same numbers as without checkpointing, in the same order
+      const rng: Tensor[] = [];
       const x = noGrad(() => {
         let h = this.embedTokens(ids);
         for (const layer of this.layers) {
           inputs.push(h);
+          rng.push(rngState(this.device));
           h = tidy(() => layer.forward(h, this.inputsFor(layer.index, prep)));
         }
         return h;
       });
+      const afterForward = rngState(this.device);
+      // a tied embedding's gradient gets lm_head's share h and the lookup's e. Without checkpointing autograd sums
+      // the two before adding them to what the step's earlier micro-batches left, G + (h + e); here lm_head's
+      // backward comes first, so G is set aside and added last, (h + e) + G: the same bits
+      const earlier = this.lmHead === this.embed && this.embed.requiresGrad ? this.embed.grad : null;
+      if (earlier) this.embed.clearGrad();
       let upstream: Tensor | null = null;
       const value = withGrad(() => {
         const top = x.detach().requiresGrad_();
@@ -257,6 +269,7 @@ export class DecoderModel {
         if (!g) break;
         upstream = tidy(() =>
           withGrad(() => {
+            setRngState(rng[i]!, this.device);
             const xin = inputs[i].detach().requiresGrad_();
             const y = layer.forward(xin, this.inputsFor(i, prep));
             backward([y], [g]);
@@ -270,6 +283,14 @@ export class DecoderModel {
         const g = upstream as Tensor;
         withGrad(() => backward([this.embedTokens(ids)], [g]));
       }
+      setRngState(afterForward, this.device);
+      if (earlier)
+        tidy(() => {
+          const now = this.embed.grad;
+          if (now) noGrad(() => now.copy_(now.add(earlier)));
+          // nothing reached the weight in this micro-batch: accumulate G as autograd would, into an empty gradient
+          else withGrad(() => backward([this.embed.mul(1)], [earlier]));
+        });
       return value;
     });
   }

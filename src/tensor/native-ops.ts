@@ -127,6 +127,7 @@ export interface NativeOps {
   reshape(t: N, shape: number[]): N;
   retainGrad(t: N): N;
   rmsNorm(x: N, w: N, eps: number, onePlus: boolean): N;
+  rngState(device?: string): N;
   rope(x: N, cos: N, sin: N, groups: number): N;
   rsqrt(t: N): N;
   scatter(t: N, dim: number, index: N, src: N): N;
@@ -136,6 +137,7 @@ export interface NativeOps {
   setKernelMode(mode: string): void;
   setNumThreads(n: number): void;
   setRequiresGrad(t: N, on: boolean): N;
+  setRngState(state: N, device?: string): void;
   sigmoid(t: N): N;
   silu(t: N): N;
   sin(t: N): N;
@@ -269,6 +271,7 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "reshape",
   "retainGrad",
   "rmsNorm",
+  "rngState",
   "rope",
   "rsqrt",
   "scatter",
@@ -278,6 +281,7 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "setKernelMode",
   "setNumThreads",
   "setRequiresGrad",
+  "setRngState",
   "sigmoid",
   "silu",
   "sin",

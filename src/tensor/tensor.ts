@@ -137,6 +137,19 @@ export function manualSeed(seed: number): void {
   native.manualSeed(seed);
 }
 
+/**
+ * The default random generator's state on `device` (a CPU byte tensor), and setting it back: gradient
+ * checkpointing recomputes a layer with the random numbers its forward drew (LoRA's dropout masks), as PyTorch's
+ * checkpoint(preserve_rng_state=True) does.
+ */
+export function rngState(device: Device = "cpu"): Tensor {
+  return new Tensor(native.rngState(device));
+}
+
+export function setRngState(state: Tensor, device: Device = "cpu"): void {
+  native.setRngState(state.h, device);
+}
+
 export function setNumThreads(n: number): void {
   native.setNumThreads(n);
 }
