@@ -16,14 +16,32 @@ import type { ExperimentSpec } from "./spec.js";
 
 type Departure = NonNullable<ExperimentResults["departures"]>[number];
 
-/** The settings the paper states, by config key, in words; `goodvibe`: only GoodVibe runs them. */
-const PAPER_SETTINGS: readonly { key: string; name: string; goodvibe?: boolean }[] = [
+/**
+ * The settings the paper states, by config key, in words; `goodvibe`: only GoodVibe runs them; `paper`: the paper's
+ * value where it is not the default's; `why`: why the value here may differ, where that is not the file's choice.
+ */
+const PAPER_SETTINGS: readonly {
+  key: string;
+  name: string;
+  goodvibe?: boolean;
+  paper?: unknown;
+  why?: string;
+}[] = [
   { key: "train.lr", name: "learning rate (AdamW)" },
   { key: "train.schedule", name: "learning-rate schedule" },
   { key: "train.warmupRatio", name: "warm-up ratio" },
   { key: "train.epochs", name: "epochs" },
   { key: "train.batchSize", name: "per-device batch (with gradient accumulation)" },
-  { key: "train.gradientCheckpointing", name: "gradient checkpointing" },
+  {
+    key: "train.gradientCheckpointing",
+    name: "gradient checkpointing",
+    // §4.2: "To reduce memory usage, mixed-precision training (BF16) and gradient checkpointing are enabled"
+    paper: true,
+    why:
+      "a memory setting: the paper enables it to reduce memory usage, and the trained weights are the same " +
+      "bits with it or without (it only recomputes each layer in the backward), so only time and memory " +
+      "differ; auto turns it on where the longest batch's activations would not fit",
+  },
   { key: "dtype", name: "precision (bf16 mixed precision)" },
   { key: "train.maxPairs", name: "fine-tuning pairs (0: all pairs of a language)" },
   { key: "identify.topK", name: "top-k security neurons per layer", goodvibe: true },
@@ -51,13 +69,15 @@ export function experimentDepartures(spec: ExperimentSpec, source = "experiment"
   const here = hardenConfigFor(spec, source, model, method, spec.seeds[0] ?? 0, {}, "defaults");
   for (const s of PAPER_SETTINGS) {
     if (s.goodvibe && !trained.includes("goodvibe")) continue;
-    const [p, h] = [valueAt(paper, s.key), valueAt(here, s.key)];
+    const [d, h] = [valueAt(paper, s.key), valueAt(here, s.key)];
+    const p = "paper" in s ? s.paper : d;
     if (JSON.stringify(p) === JSON.stringify(h)) continue;
+    const set = JSON.stringify(d) === JSON.stringify(h) ? "the default" : "set in the experiment file";
     out.push({
       setting: `${s.name} (${s.key})`,
       paper: show(p),
       here: show(h),
-      why: "set in the experiment file",
+      why: s.why ? `${set}; ${s.why}` : set,
     });
   }
   // the points the paper leaves open, as GoodVibe's cells decide them (the method's own readings, not the file's)

@@ -173,16 +173,13 @@ export function estimateCells(
                 lmHead: h.identify.lmHead,
               }),
             };
-    // training: epochs × examples of the assumed length, the loss on the answer half
+    // training: epochs × examples of the assumed length, the loss on the answer half. "auto" checkpointing is
+    // estimated as it runs where the activations fit (method/checkpointing.ts): no second forward, the peak
+    // without it (the larger); where they do not fit, or on a GPU, the run adds a forward of the layers
+    const checkpointing = h.train.gradientCheckpointing === true;
     const examples = cap(pairs.n, h.train.maxPairs) * h.train.epochs;
     const T = Math.min(e.exampleTokens, h.train.maxLength);
-    const step = sftFlops(
-      shape,
-      methodShapes(shape, h, rowsHigh),
-      [1, T],
-      T / 2,
-      h.train.gradientCheckpointing,
-    );
+    const step = sftFlops(shape, methodShapes(shape, h, rowsHigh), [1, T], T / 2, checkpointing);
     const train = examples * step.total;
     const n = estimateParams(shape.params(), h.method, trainable.high);
     const trainPeak = trainMemoryEstimate(shape, {
@@ -193,7 +190,7 @@ export function estimateCells(
       batch: h.train.batchSize,
       time: T,
       lossTokens: (h.train.batchSize * T) / 2,
-      checkpointing: h.train.gradientCheckpointing,
+      checkpointing,
     }).total;
     return {
       shapes: from,

@@ -18,11 +18,15 @@ import { judgeConvention, sameJudgeConvention, type JudgeConvention } from "../d
 import { computeTaskSplit, writeTaskSplit, type TaskSplitRecord } from "./task-split.js";
 import { judgeTrainSettings } from "../config/judge.js";
 import { DEFAULT_JUDGE_TRAIN, type JudgeTrainConfig } from "../eval/judge/config.js";
+import { checkpointingKey } from "../method/checkpointing.js";
 
 /** Bump when a change in this code or the recipes changes what a cell computes: every cell reruns. */
 // 2: bf16 mixed precision for every method by default; one shared row for a layer below the silhouette threshold
 // 3: the paper's judge instruction and labels (1 = unsafe); cells and judges of earlier versions are not reused
 export const EXPERIMENT_CODE_VERSION = "goodvibe-experiment/3";
+
+/** A judge's checkpointing as its key leaves it out: true, the default when judge keys were made without it. */
+const JUDGE_CHECKPOINTING_UNKEYED = true;
 
 /** The setting a grid varies (its name, harden key and this cell's value). */
 export interface CellStudy {
@@ -190,7 +194,9 @@ export function cellModelLabel(c: Pick<CellSetting, "model" | "run">): string {
 /** The harden config without what only says where files go (model and data are hashed by content instead). */
 function hardenInputs(cfg: HardenConfig): unknown {
   const { model: _m, data: _d, out: _o, runDir: _r, ...rest } = cfg;
-  return rest;
+  // "auto" checkpointing keyed as the default it replaced (the weights are the same): finished cells keep their keys
+  const g = checkpointingKey(rest.train.gradientCheckpointing);
+  return { ...rest, train: { ...rest.train, gradientCheckpointing: g } };
 }
 
 function evalInputs(spec: ExperimentSpec): unknown {
@@ -327,8 +333,10 @@ export function planExperiment(
       const judgeData = t.data ?? spec.data.train;
       const settings = judgeTrainSettings(t);
       // all pairs (maxPairs 0), seed and checkpointing at their defaults are left out of the key, as they were
-      // before these were settings: judges trained then keep their keys
-      const { maxPairs, seed, gradientCheckpointing, ...keyed } = settings;
+      // before these were settings: judges trained then keep their keys. Checkpointing is keyed as it was when
+      // true was its default ("auto" as true: the same weights), so a judge trained then keeps its key
+      const { maxPairs, seed, gradientCheckpointing: checkpointing, ...keyed } = settings;
+      const gradientCheckpointing = checkpointingKey(checkpointing);
       const inputs = {
         version: EXPERIMENT_CODE_VERSION,
         convention,
@@ -338,9 +346,7 @@ export function planExperiment(
         ...keyed,
         ...(maxPairs ? { maxPairs } : {}),
         ...(seed !== DEFAULT_JUDGE_TRAIN.seed ? { seed } : {}),
-        ...(gradientCheckpointing !== DEFAULT_JUDGE_TRAIN.gradientCheckpointing
-          ? { gradientCheckpointing }
-          : {}),
+        ...(gradientCheckpointing !== JUDGE_CHECKPOINTING_UNKEYED ? { gradientCheckpointing } : {}),
       };
       key = sha256(canonicalJson(inputs));
       src = {

@@ -3,6 +3,7 @@
  * how long an example), each default written once; the config schema (src/config/harden.ts) is built from them.
  */
 import { z } from "zod";
+import type { CheckpointingSetting } from "./checkpointing.js";
 
 export interface TrainConfig {
   lr: number;
@@ -17,7 +18,12 @@ export interface TrainConfig {
   eps: number;
   /** clip the global gradient norm (null: no clipping) */
   maxGradNorm: number | null;
-  gradientCheckpointing: boolean;
+  /**
+   * Recompute each layer in the backward instead of keeping its activations (memory for a second forward); "auto":
+   * only where the longest batch's activations would not fit comfortably (method/checkpointing.ts). The weights
+   * are the same either way.
+   */
+  gradientCheckpointing: CheckpointingSetting;
   seed: number;
   /** optimiser steps between checkpoints (0: only at the end) */
   checkpointEvery: number;
@@ -77,7 +83,9 @@ export const trainSchema = z
     betas: z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]).default(DEFAULT_TRAIN.betas),
     eps: z.number().positive().default(DEFAULT_TRAIN.eps),
     maxGradNorm: z.number().positive().nullable().default(DEFAULT_TRAIN.maxGradNorm),
-    gradientCheckpointing: z.boolean().default(DEFAULT_TRAIN.gradientCheckpointing),
+    gradientCheckpointing: z
+      .union([z.boolean(), z.literal("auto")])
+      .default(DEFAULT_TRAIN.gradientCheckpointing),
     seed: nonNegInt.default(DEFAULT_TRAIN.seed),
     checkpointEvery: nonNegInt.default(DEFAULT_TRAIN.checkpointEvery),
     maxLength: posInt.default(DEFAULT_TRAIN_DATA.maxLength),

@@ -28,7 +28,14 @@ import {
 import { createRng } from "../util/random.js";
 import { countParams, type AttachedMethod } from "./attached.js";
 import { IGNORE_INDEX, countAnswerTokens, sftLossHead } from "./losses.js";
-import { estimateParams, sftFlops, trainerFlopsEstimate, type FlopCount } from "./flops.js";
+import {
+  estimateParams,
+  sftFlops,
+  trainMemoryEstimate,
+  trainerFlopsEstimate,
+  type FlopCount,
+} from "./flops.js";
+import { chooseCheckpointing } from "./checkpointing.js";
 import { peakRssBytes } from "../util/memory.js";
 import { interrupted, stopRequested } from "../util/stop.js";
 import type { TrainConfig } from "./train-config.js";
@@ -65,6 +72,8 @@ export interface TrainResult {
   wallSeconds: number;
   flopsPerSecond: number;
   peakMemoryBytes: number;
+  /** whether this call's steps recomputed the layers in the backward (train.gradientCheckpointing, "auto" decided) */
+  gradientCheckpointing: boolean;
   log: StepLog[];
   /**
    * The builds of the tool that computed the steps (tensor/build.ts), each from the step it began at: more than one
@@ -252,7 +261,14 @@ function trainingRunInputs(
   cfg: TrainConfig,
   identity: TrainRunIdentity,
 ): Record<string, unknown> {
-  const { stopAfterSteps: _ignored, checkpointEvery: _every, ...train } = cfg;
+  // checkpointing changes time and memory, not the weights (method/checkpointing.ts): a run may resume under
+  // another choice; where checkpoints are written does not shape the run either
+  const {
+    stopAfterSteps: _ignored,
+    checkpointEvery: _every,
+    gradientCheckpointing: _checkpointing,
+    ...train
+  } = cfg;
   const data = createHash("sha256");
   for (const e of examples) data.update(JSON.stringify(e.inputIds)).update(JSON.stringify(e.labels));
   const trainable = new Set(method.trainable.values());
@@ -287,6 +303,18 @@ const RUN_INPUT_NAMES: Record<string, string> = {
 };
 
 const CKPT = "checkpoint";
+
+/**
+ * The fingerprint a checkpoint written before the run record left checkpointing out (it held
+ * train.gradientCheckpointing, which does not shape the weights) would have now: such a checkpoint resumes under any
+ * checkpointing. Null when it has no record.
+ */
+function legacyFingerprint(inputs: Record<string, unknown> | undefined): string | null {
+  const train = inputs?.train as Record<string, unknown> | undefined;
+  if (!train || !("gradientCheckpointing" in train)) return null;
+  const { gradientCheckpointing: _dropped, ...rest } = train;
+  return sha256(canonicalJson({ ...inputs, train: rest }));
+}
 
 function saveCheckpoint(
   runDir: string,
@@ -341,7 +369,7 @@ function loadCheckpoint(
   const dir = path.join(runDir, CKPT);
   if (!fs.existsSync(path.join(dir, "state.json"))) return null;
   const state = JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8")) as TrainState;
-  if (state.fingerprint !== fingerprint) {
+  if (state.fingerprint !== fingerprint && legacyFingerprint(state.inputs) !== fingerprint) {
     // never resumed, never deleted: the user decides what happens to the finished steps
     const diff = state.inputs
       ? settingsDifferences(state.inputs, inputs, RUN_INPUT_NAMES).join(", ")
@@ -391,6 +419,8 @@ export interface TrainHooks {
    * told the checkpoint's folder, its builds, this one, and the step where this one takes over.
    */
   onOtherBuild?: (info: { checkpoint: string; was: TrainBuild[]; now: BuildRecord; step: number }) => void;
+  /** a message for the run's log (what "auto" checkpointing decided) */
+  onNote?: (msg: string) => void;
 }
 
 /** TrainHooks.onOtherBuild's warning, in words, for a run's log. */
@@ -461,11 +491,13 @@ export async function trainSft(
         });
         loaded.builds = [...was, { fromStep: loaded.step, build }];
       } else loaded.builds = was;
-      state = loaded;
+      // a checkpoint whose record held the checkpointing setting goes on under this run's record (the same run)
+      state = { ...loaded, fingerprint, inputs };
     }
   }
   let savedStep = state.step;
   const padId = opts.padTokenId ?? 0;
+  const checkpointing = trainCheckpointing(model, method, examples, cfg, opts.hooks?.onNote);
   const started = Date.now();
   const wallBefore = state.wallSeconds;
   let stepsThisCall = 0;
@@ -507,7 +539,7 @@ export async function trainSft(
             batch.ids,
             { attentionMask: batch.mask ?? undefined },
             head,
-            cfg.gradientCheckpointing,
+            checkpointing,
           );
           if (!Number.isFinite(l))
             throw new DivergenceError(
@@ -519,7 +551,7 @@ export async function trainSft(
             method,
             batch.ids.shape,
             countAnswerTokensBatch(batch.labels),
-            cfg.gradientCheckpointing,
+            checkpointing,
           );
           state.flops.forward += f.forward;
           state.flops.backward += f.backward;
@@ -595,9 +627,49 @@ export async function trainSft(
     wallSeconds: state.wallSeconds,
     flopsPerSecond: state.flops.total / Math.max(state.wallSeconds, 1e-9),
     peakMemoryBytes: peakRssBytes(),
+    gradientCheckpointing: checkpointing,
     log: state.log,
     ...(opts.runDir ? { builds: state.builds } : {}),
   };
+}
+
+/**
+ * This run's checkpointing: as configured, or by "auto"'s rule (checkpointing.ts) from the longest micro-batch
+ * the run can have, batchSize examples of the longest one (examples are already cut to the stage's maxLength),
+ * every position a loss position (the estimate's upper bound). Decided once per call: a resumed run decides again,
+ * which changes no weight.
+ */
+function trainCheckpointing(
+  model: DecoderModel,
+  method: AttachedMethod,
+  examples: SftExample[],
+  cfg: TrainConfig,
+  log?: (msg: string) => void,
+): boolean {
+  const need = () => {
+    let longest = 0;
+    for (const e of examples) longest = Math.max(longest, e.inputIds.length);
+    const batch = Math.min(cfg.batchSize, examples.length);
+    return trainMemoryEstimate(model, {
+      method: method.name,
+      totalParams: 0,
+      trainableParams: 0,
+      dtype: model.dtype === "float32" ? "float32" : "bfloat16",
+      batch,
+      time: longest,
+      lossTokens: batch * longest,
+      checkpointing: false,
+    }).activations;
+  };
+  const { on, note } = chooseCheckpointing(
+    cfg.gradientCheckpointing,
+    need,
+    model.device,
+    "training",
+    "set train.batchSize or train.maxLength lower",
+  );
+  if (note) log?.(note);
+  return on;
 }
 
 /** The first tensor holding a NaN or an infinity, or null (one reduction per tensor, one host sync in all). */

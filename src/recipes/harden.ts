@@ -71,6 +71,7 @@ import { attachFull } from "../method/full.js";
 import { countParams, type AttachedMethod, type MethodName } from "../method/attached.js";
 import { attachLora } from "../method/lora/model.js";
 import { trainSft, type SftExample, type TrainHooks, type TrainResult } from "../method/train.js";
+import { checkpointingKey } from "../method/checkpointing.js";
 import { writePeftAdapter } from "../method/lora/peft.js";
 import { writeFoldedCheckpoint, type FoldStats } from "../method/fold.js";
 import { checkWeights } from "../io/model-folder.js";
@@ -274,7 +275,8 @@ export function planStages(cfg: HardenConfig, opts: { clustersFile?: string } = 
     method: cfg.method,
     dtype: cfg.dtype ?? DEFAULT_DTYPE,
     seed: cfg.seed,
-    train,
+    // "auto" keyed as the default it replaced: the weights are the same (slots finished under it are found)
+    train: { ...train, gradientCheckpointing: checkpointingKey(train.gradientCheckpointing) },
   };
   if (cfg.method === "lora") trainInputs.lora = cfg.lora;
   if (cfg.method === "goodvibe")
@@ -887,6 +889,7 @@ async function trainAndPublish(
           log.progress("train", l.step, totalSteps, `loss ${l.loss.toFixed(4)} lr ${l.lr.toExponential(2)}`);
         },
         signal: hooks.signal,
+        onNote: (m) => log.info(m),
       },
     });
   } finally {

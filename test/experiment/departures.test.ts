@@ -110,3 +110,26 @@ test("an experiment on the paper's settings lists only GoodVibe's readings of wh
     ],
   );
 });
+
+test("checkpointing auto or off departs from the paper's 'enabled' as a memory setting, said with the reason a reviewer needs: the same weights either way", () => {
+  const base = {
+    name: "p",
+    models: [{ name: "m", path: "m" }],
+    data: { train: "t.jsonl", dev: "d.jsonl" },
+    methods: ["base", "lora"],
+  };
+  for (const value of ["auto", false] as const) {
+    const d = experimentDepartures(
+      parseExperimentSpec({ ...base, defaults: { train: { gradientCheckpointing: value } } }, "x"),
+    ).find((x) => x.setting === "gradient checkpointing (train.gradientCheckpointing)");
+    // §4.2: "To reduce memory usage, mixed-precision training (BF16) and gradient checkpointing are enabled"
+    assert.equal(d?.paper, "true");
+    assert.equal(d?.here, String(value));
+    assert.match(d!.why, /the paper enables it to reduce memory usage/);
+    assert.match(d!.why, /the trained weights are the same bits with it or without/);
+  }
+  const paper = experimentDepartures(
+    parseExperimentSpec({ ...base, defaults: { train: { gradientCheckpointing: true } } }, "x"),
+  );
+  assert.ok(!paper.some((x) => x.setting.includes("gradientCheckpointing")));
+});

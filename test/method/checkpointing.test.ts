@@ -1,22 +1,29 @@
 /**
- * Gradient checkpointing changes time and memory, never the numbers: on every fixture family and method, in float32
- * and in bf16 (mixed precision for full fine-tuning), trained weights, losses and gradient norms are the same bits
- * with it and without. Two things had made them differ, each checked here with a
+ * Gradient checkpointing changes time and memory, never the numbers (method/checkpointing.ts): on every fixture
+ * family and method, in float32 and in bf16 (mixed precision for full fine-tuning), trained weights, losses and
+ * gradient norms are the same bits with it and without. Two things had made them differ, each checked here with a
  * case that exposes it: LoRA's dropout (the recomputed layer drew new masks; now it draws its forward's, as
  * PyTorch's checkpoint(preserve_rng_state=True)) and a tied embedding's gradient over several micro-batches (the
- * earlier micro-batches' share was added in another order).
+ * earlier micro-batches' share was added in another order). A run resumed under another choice ends as an
+ * uninterrupted one; checkpoints written when the run record held the setting still resume. "auto"'s rule in
+ * words, and what it decided is what the FLOP count counts.
  */
 import { readFixtureJson } from "../fixture-json.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { scratchDir } from "../scratch.js";
 import { loadModel } from "../../src/models/index.js";
 import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
 import { attachLora } from "../../src/method/lora/model.js";
 import { attachFull } from "../../src/method/full.js";
-import { DEFAULT_TRAIN, type TrainConfig } from "../../src/method/train-config.js";
+import { DEFAULT_TRAIN, trainSchema, type TrainConfig } from "../../src/method/train-config.js";
+import { judgeTrainSchema } from "../../src/eval/judge/config.js";
 import { trainSft, type SftExample } from "../../src/method/train.js";
+import { chooseCheckpointing, checkpointingKey } from "../../src/method/checkpointing.js";
+import { canonicalJson, sha256 } from "../../src/io/hash.js";
 import type { DecoderModel } from "../../src/models/decoder.js";
 import type { AttachedMethod } from "../../src/method/attached.js";
 import { Tensor, manualSeed, rngState, setRngState } from "../../src/tensor/index.js";
@@ -98,12 +105,117 @@ for (const family of ["qwen2", "llama", "gemma3", "qwen3"])
         const off = await run(family, kind, dtype, { ...CFG, gradientCheckpointing: false });
         const on = await run(family, kind, dtype, { ...CFG, gradientCheckpointing: true });
         assert.equal(off.r.steps, 4);
+        assert.equal(off.r.gradientCheckpointing, false);
+        assert.equal(on.r.gradientCheckpointing, true);
         assertSameRun(off, on, `${family} ${dtype} ${kind}`);
         // the recomputation is counted where it ran, and only there: a forward of the layers more
         assert.ok(on.r.flops.forward > off.r.flops.forward, `${kind}: the second forward is counted`);
         assert.equal(on.r.flops.backward, off.r.flops.backward);
       }
     });
+
+test("a run resumed under another checkpointing choice ends as the uninterrupted run; a checkpoint that recorded the setting resumes", async () => {
+  for (const kind of ["lora", "full"] as const) {
+    // qwen2: tied embeddings (full fine-tuning's embedding gradient has two shares)
+    const whole = await run("qwen2", kind, "float32", { ...CFG, gradientCheckpointing: true });
+    for (const [first, then] of [
+      [true, false],
+      [false, "auto"],
+    ] as const) {
+      const runDir = scratchDir("gv-ckpt-");
+      const part = await run(
+        "qwen2",
+        kind,
+        "float32",
+        { ...CFG, gradientCheckpointing: first, stopAfterSteps: 2 },
+        {
+          runDir,
+        },
+      );
+      assert.equal(part.r.steps, 2);
+      const rest = await run("qwen2", kind, "float32", { ...CFG, gradientCheckpointing: then }, { runDir });
+      assert.equal(rest.r.steps, 4);
+      assertSameRun(whole, rest, `${kind}: ${first} then ${then}`);
+      fs.rmSync(runDir, { recursive: true, force: true });
+    }
+    // a checkpoint of a version whose run record held train.gradientCheckpointing (its fingerprint hashed it)
+    const runDir = scratchDir("gv-ckpt-");
+    await run(
+      "qwen2",
+      kind,
+      "float32",
+      { ...CFG, gradientCheckpointing: true, stopAfterSteps: 3 },
+      { runDir },
+    );
+    const file = path.join(runDir, "checkpoint", "state.json");
+    const state = JSON.parse(fs.readFileSync(file, "utf8")) as {
+      fingerprint: string;
+      inputs: { train: Record<string, unknown> };
+    };
+    assert.equal("gradientCheckpointing" in state.inputs.train, false, "the record leaves the setting out");
+    state.inputs.train.gradientCheckpointing = true;
+    state.fingerprint = sha256(canonicalJson(state.inputs));
+    fs.writeFileSync(file, JSON.stringify(state));
+    const rest = await run("qwen2", kind, "float32", { ...CFG, gradientCheckpointing: "auto" }, { runDir });
+    assertSameRun(whole, rest, `${kind}: a checkpoint that recorded the setting`);
+  }
+});
+
+test('"auto" in training: decided once from the longest batch, said in the log, counted as it ran', async () => {
+  const notes: string[] = [];
+  const auto = await run(
+    "qwen2",
+    "goodvibe",
+    "float32",
+    { ...CFG, gradientCheckpointing: "auto" },
+    { hooks: { onNote: (m) => notes.push(m) } },
+  );
+  const off = await run("qwen2", "goodvibe", "float32", { ...CFG, gradientCheckpointing: false });
+  // a 2-layer fixture's activations are a few MiB: within half of any machine's free memory
+  assert.equal(auto.r.gradientCheckpointing, false);
+  assert.equal(notes.length, 1);
+  assert.match(
+    notes[0]!,
+    /^training: gradient checkpointing off \("auto": the largest batch keeps about .+ of activations, within half of the .+ available; no second forward\)$/,
+  );
+  assert.deepEqual(auto.r.flops, off.r.flops);
+  assertSameRun(off, auto, "auto");
+});
+
+test("chooseCheckpointing: true and false as given; auto from half the available memory on the CPU, on where the addon cannot read a device's", () => {
+  let asked = 0;
+  const need = (bytes: number) => () => {
+    asked++;
+    return bytes;
+  };
+  assert.deepEqual(chooseCheckpointing(true, need(0), "cpu", "s", "x"), { on: true, note: null });
+  assert.deepEqual(chooseCheckpointing(false, need(Infinity), "cpu", "s", "x"), { on: false, note: null });
+  assert.equal(asked, 0, "a setting given is not estimated");
+  const small = chooseCheckpointing("auto", need(1024), "cpu", "training", "set x lower");
+  assert.equal(small.on, false);
+  assert.match(small.note!, /^training: gradient checkpointing off \("auto": .*1\.00 KiB/);
+  const big = chooseCheckpointing("auto", need(2 ** 60), "cpu", "training", "set x lower");
+  assert.equal(big.on, true);
+  assert.match(
+    big.note!,
+    /^training: the largest batch needs about 1\.00 EiB|^training: the largest batch needs about 1024 PiB/,
+  );
+  assert.match(
+    big.note!,
+    /more than half of the .* available; using gradient checkpointing \(set x lower to avoid it\)$/,
+  );
+  const gpu = chooseCheckpointing("auto", need(1024), "cuda:0", "identification", "x");
+  assert.equal(gpu.on, true);
+  assert.match(
+    gpu.note!,
+    /^identification: gradient checkpointing on \("auto" on cuda:0: the addon cannot read the device's free memory/,
+  );
+  // keys of finished work hold auto as true, the default it replaced
+  assert.deepEqual(
+    [checkpointingKey("auto"), checkpointingKey(true), checkpointingKey(false)],
+    [true, true, false],
+  );
+});
 
 test("the generator's state: read, set back, the same numbers drawn; a state of the wrong size or dtype is refused", () => {
   manualSeed(11);
@@ -113,4 +225,12 @@ test("the generator's state: read, set back, the same numbers drawn; a state of 
   assert.deepEqual(Tensor.rand([8]).toFloat32Array(), a);
   assert.throws(() => setRngState(Tensor.zeros([3], "uint8")), /RNG state|size/);
   assert.throws(() => setRngState(Tensor.zeros([s.numel], "float32")), /ByteTensor/);
+});
+
+test("train.gradientCheckpointing takes true, false or auto, in the training stage's and the judge's settings alike", () => {
+  for (const schema of [trainSchema, judgeTrainSchema]) {
+    for (const v of [true, false, "auto"] as const)
+      assert.equal(schema.parse({ gradientCheckpointing: v }).gradientCheckpointing, v);
+    assert.equal(schema.safeParse({ gradientCheckpointing: "sometimes" }).success, false);
+  }
 });

@@ -27,8 +27,8 @@ export interface JudgeTrainConfig {
   /** examples per micro-batch, and micro-batches per optimiser step */
   batchSize: number;
   gradAccum: number;
-  /** recompute activations in the backward (less memory, the same result) */
-  gradientCheckpointing: boolean;
+  /** recompute activations in the backward (less memory, the same result); "auto": where they would not fit */
+  gradientCheckpointing: TrainConfig["gradientCheckpointing"];
   /** the training loop's seed (example order, LoRA's initialisation; `judge train` also splits its dev share with it) */
   seed: number;
   /** train on at most this many pairs, a subsample seeded 0 (0 = all) */

@@ -19,7 +19,7 @@ import type { DecoderModel } from "../../models/decoder.js";
 import type { Linear } from "../../models/linear.js";
 import { InputError, GoodVibeError } from "../../errors.js";
 import { Tensor, keep, meanAbsGradHook, noGrad, readBackFloat32, tidy } from "../../tensor/index.js";
-import { availableMemoryBytes } from "../../util/memory.js";
+import { chooseCheckpointing } from "../checkpointing.js";
 import { judgeLossHead } from "../losses.js";
 import { identifyFlops, identifyMemoryEstimate } from "../flops.js";
 import {
@@ -211,7 +211,7 @@ export async function accumulate<T>(
   const mine = shard ? all.filter((_, b) => b % shard.count === shard.index - 1) : all;
   const total = mine.reduce((a, b) => a + b.length, 0);
   const plan = mine.map((b) => b.filter((i) => !acc.processed[i])).filter((b) => b.length > 0);
-  const checkpointing = chooseCheckpointing(model, plan, lengths, opts);
+  const checkpointing = identifyCheckpointing(model, plan, lengths, opts);
   const profileCount = Math.min(opts.profileSamples, N);
   const scratch =
     profileCount > 0 && !opts.runDir ? fs.mkdtempSync(path.join(os.tmpdir(), "goodvibe-identify-")) : null;
@@ -394,34 +394,39 @@ function identifyRunKey(model: DecoderModel, samples: IdentifySample[], opts: Id
   return h.digest("hex").slice(0, 16);
 }
 
-/** Checkpointing as configured; "auto" turns it on when the largest batch's activations would not fit comfortably. */
-function chooseCheckpointing(
+/** Checkpointing as configured, or by "auto"'s rule (../checkpointing.ts) from the largest batch's activations. */
+function identifyCheckpointing(
   model: DecoderModel,
   plan: number[][],
   lengths: number[],
   opts: IdentifyOptions,
 ): boolean {
-  if (opts.gradientCheckpointing !== "auto") return opts.gradientCheckpointing;
-  if (opts.mode === "activation") return false;
-  let need = 0;
-  for (const b of plan)
-    need = Math.max(
-      need,
-      identifyMemoryEstimate(model, {
-        totalParams: 0,
-        dtype: model.dtype === "float32" ? "float32" : "bfloat16",
-        batch: b.length,
-        time: lengths[b[0]!]!,
-        checkpointing: false,
-      }).activations,
-    );
-  const budget = availableMemoryBytes() / 2;
-  if (need <= budget) return false;
-  const gib = (x: number) => (x / 1024 ** 3).toFixed(1);
-  opts.log?.(
-    `identification: the largest batch needs about ${gib(need)} GiB of activations, more than half of the ${gib(2 * budget)} GiB available; using gradient checkpointing (set identify.batchTokens lower to avoid it)`,
+  // the activation ablation runs no backward: nothing to checkpoint
+  if (opts.gradientCheckpointing === "auto" && opts.mode === "activation") return false;
+  const need = () => {
+    let most = 0;
+    for (const b of plan)
+      most = Math.max(
+        most,
+        identifyMemoryEstimate(model, {
+          totalParams: 0,
+          dtype: model.dtype === "float32" ? "float32" : "bfloat16",
+          batch: b.length,
+          time: lengths[b[0]!]!,
+          checkpointing: false,
+        }).activations,
+      );
+    return most;
+  };
+  const { on, note } = chooseCheckpointing(
+    opts.gradientCheckpointing,
+    need,
+    model.device,
+    "identification",
+    "set identify.batchTokens lower",
   );
-  return true;
+  if (note && plan.length > 0) opts.log?.(note);
+  return on;
 }
 
 /** per-sample mean over its real tokens of |v| : [B, T, out] → [B, out] float32 */

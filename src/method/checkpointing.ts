@@ -1,0 +1,66 @@
+/**
+ * Gradient checkpointing's "auto", one rule for identification (goodvibe/identify.ts) and training (train.ts).
+ *
+ * Checkpointing changes time and memory, never the numbers: a checkpointed pass recomputes each layer with the
+ * random numbers its forward drew (LoRA's dropout masks) and accumulates a tied weight's gradient in the same order
+ * as the pass without it (models/decoder.ts forwardBackward), so trained weights, losses and gradient norms are the
+ * same bits either way (test/method/checkpointing.test.ts). The paper enables it "to reduce memory usage"; its
+ * price is a second forward of every layer. So "auto" turns it on only where the largest batch's activations
+ * without it would take more than half of the memory available when the stage starts.
+ *
+ * Where that memory is a device's the addon cannot read (CUDA: no free-memory query), "auto" keeps checkpointing
+ * on, as the paper runs it, rather than guess a GPU's free memory; true or false there decides it.
+ */
+import type { Device } from "../tensor/index.js";
+import { availableMemoryBytes, formatBytes } from "../util/memory.js";
+
+/** A stage's setting: always, never, or by the rule above. */
+export type CheckpointingSetting = boolean | "auto";
+
+/**
+ * The stage's choice from its setting and the activations (bytes) its largest batch would keep without
+ * checkpointing (flops.ts's estimates), and, for "auto", the decision in words for the log. `stage` names the
+ * stage in the message ("identification", "training"); `lower` says how to make the batches smaller.
+ */
+export function chooseCheckpointing(
+  setting: CheckpointingSetting,
+  need: () => number,
+  device: Device,
+  stage: string,
+  lower: string,
+): { on: boolean; note: string | null } {
+  if (setting !== "auto") return { on: setting, note: null };
+  const gib = (x: number) => formatBytes(x);
+  if (device !== "cpu")
+    return {
+      on: true,
+      note:
+        `${stage}: gradient checkpointing on ("auto" on ${device}: the addon cannot read the device's free memory; ` +
+        `the largest batch keeps about ${gib(need())} of activations without it; set it to false to skip the ` +
+        `second forward where they fit)`,
+    };
+  const bytes = need();
+  const available = availableMemoryBytes();
+  if (bytes <= available / 2)
+    return {
+      on: false,
+      note:
+        `${stage}: gradient checkpointing off ("auto": the largest batch keeps about ${gib(bytes)} of ` +
+        `activations, within half of the ${gib(available)} available; no second forward)`,
+    };
+  return {
+    on: true,
+    note:
+      `${stage}: the largest batch needs about ${gib(bytes)} of activations, more than half of the ` +
+      `${gib(available)} available; using gradient checkpointing (${lower} to avoid it)`,
+  };
+}
+
+/**
+ * The setting as keys of finished work hold it (harden's stage slots, experiment cells and judges): "auto" is
+ * keyed as `true`, the default it replaced, since the weights are the same either way, so runs, cells and judges
+ * finished under that default keep their keys; true and false are keyed as they always were.
+ */
+export function checkpointingKey(setting: CheckpointingSetting): boolean {
+  return setting === "auto" ? true : setting;
+}
