@@ -16,6 +16,9 @@
 #   OURS_SETS    extra settings for our side only, space-separated key=value (e.g. "dtype=float32": our compute in
 #                float32 as the PyTorch side's TORCH_DTYPE=float32); recorded in runs.log
 #   OURS_NODE_FLAGS  options for our side's node process (e.g. "--single-threaded-gc"); recorded in runs.log
+#   TORCH_CHECKPOINTING  the PyTorch side's per-layer gradient checkpointing in training: on, off, or config
+#                (default: the recipe's train.gradientCheckpointing; its "auto", which our side decides from its
+#                memory estimate, is on there). Ours is set with OURS_SETS="train.gradientCheckpointing=false|auto"
 #   TORCH_DTYPE  the PyTorch side's compute dtype: bfloat16 (default, the checkpoint's) or float32 (the weights
 #                upcast: what a PyTorch user does where CPU bf16 products are slow, i.e. without AVX-512; the
 #                folded checkpoint is bf16 either way). Ours is unchanged (it picks its CPU bf16 route itself)
@@ -44,6 +47,7 @@ ONLY=${ONLY:-}
 RUNS=${RUNS:-$(seq -s ' ' 1 "$REPEATS")}
 TRAIN_CHECK=${TRAIN_CHECK:-0}
 TORCH_DTYPE=${TORCH_DTYPE:-bfloat16}
+TORCH_CHECKPOINTING=${TORCH_CHECKPOINTING:-config}
 DATA=../shared/data/cybernative/train.jsonl
 if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX; fi
 export GOODVIBE_THREADS=$THREADS
@@ -68,7 +72,7 @@ timed() { # name, command...
   local name=$1
   shift
   local pidf="$OUT/$name.pid"
-  echo "== $name (load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ), THREADS=$THREADS OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(auto)} (core $BLAS_CORE) TORCH_DTYPE=$TORCH_DTYPE OURS_SETS=${OURS_SETS:-(none)} OURS_NODE_FLAGS=${OURS_NODE_FLAGS:-(none)}, CPUs $(awk '/Cpus_allowed_list/ { print $2 }' /proc/self/status))" | tee -a "$OUT/runs.log"
+  echo "== $name (load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ), THREADS=$THREADS OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(auto)} (core $BLAS_CORE) TORCH_DTYPE=$TORCH_DTYPE TORCH_CHECKPOINTING=$TORCH_CHECKPOINTING OURS_SETS=${OURS_SETS:-(none)} OURS_NODE_FLAGS=${OURS_NODE_FLAGS:-(none)}, CPUs $(awk '/Cpus_allowed_list/ { print $2 }' /proc/self/status))" | tee -a "$OUT/runs.log"
   echo "start $EPOCHREALTIME" >"$OUT/$name.log"
   (
     /usr/bin/time -v -o "$OUT/$name.time" "$@" 2>&1 &
@@ -106,7 +110,7 @@ for r in $RUNS; do
   fi
   if [ "$ONLY" != ours ]; then
     rm -rf "$OUT/torch-$r"
-    timed "torch-$r" $PY bench/torch_harden.py run --inputs "$OUT/inputs.json" --out "$OUT/torch-$r" --threads "$THREADS" --dtype "$TORCH_DTYPE" --json "$OUT/torch-$r.json"
+    timed "torch-$r" $PY bench/torch_harden.py run --inputs "$OUT/inputs.json" --out "$OUT/torch-$r" --threads "$THREADS" --dtype "$TORCH_DTYPE" --checkpointing "$TORCH_CHECKPOINTING" --json "$OUT/torch-$r.json"
     rm -rf "$OUT/torch-$r"
   fi
   if [ -f "$OUT/ours-$r-kept/neurons.json" ] && [ -f "$OUT/torch-$r.json" ]; then

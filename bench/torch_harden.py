@@ -384,7 +384,7 @@ def answer_tokens(labels):
     return sum(1 for t in labels[1:] if t != IGNORE)
 
 
-def train(model, inp, params):
+def train(model, inp, params, ckpt):
     tr = inp["train"]
     cfg = tr["config"]
     examples = tr["examples"]
@@ -406,7 +406,7 @@ def train(model, inp, params):
                 labels[b, : len(e["labels"])] = torch.tensor(e["labels"])
                 mask2d[b, : len(e["inputIds"])] = 1
             tokens += sum(len(e["inputIds"]) for e in seqs)
-            hidden = hidden_states(model, ids, mask2d, ckpt=cfg["gradientCheckpointing"])
+            hidden = hidden_states(model, ids, mask2d, ckpt=ckpt)
             target = labels[:, 1:].reshape(-1)
             keep = target != IGNORE
             h = hidden[:, :-1].reshape(B * (T - 1), -1)[keep]
@@ -494,6 +494,14 @@ class Stages:
         self.cpu["total"] = time.process_time() - self.c0
 
 
+def checkpointing_of(args, inp):
+    """--checkpointing on/off, or the recipe's train.gradientCheckpointing when it is a boolean; its "auto" (decided by
+    our side from its memory estimate) is not a PyTorch setting: on, as the paper runs it, unless --checkpointing off."""
+    if args.checkpointing != "config":
+        return args.checkpointing == "on"
+    return inp["train"]["config"]["gradientCheckpointing"] is not False
+
+
 def run(args):
     st = Stages()
     threads = set_threads(args.threads)
@@ -522,7 +530,7 @@ def run(args):
     print(f"clustering: {len(clusters)} modules, {rows} update rows, {st.wall['cluster']:.1f} s", file=sys.stderr, flush=True)
 
     params = attach(model, clusters)
-    log, train_tokens = train(model, inp, params)
+    log, train_tokens = train(model, inp, params, checkpointing_of(args, inp))
     st.done("train")
 
     changed = fold(model, inp, args.out)
@@ -807,6 +815,8 @@ def main():
     r.add_argument("--threads", type=int, default=0)
     r.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"],
                    help="bfloat16 (the checkpoint's) or float32 (its weights upcast; the fold still writes bf16)")
+    r.add_argument("--checkpointing", default="config", choices=["config", "on", "off"],
+                   help="per-layer gradient checkpointing in training (default: the recipe's setting; its auto: on)")
     r.add_argument("--clusters", help="train on this cluster map (ours: clusters.json) instead of identifying and clustering")
     r.add_argument("--json")
     c = sub.add_parser("compare")
