@@ -1,7 +1,9 @@
 /**
  * Where an experiment's settings depart from the paper's (results.json `departures`, the report's notes): each
  * setting the paper states (../shared/paper §4.2, §5.1; README "Defaults follow the paper") that the experiment
- * file's `defaults` set otherwise. The defaults of src/config are the paper's for exactly these keys; the others
+ * file's `defaults` set otherwise. The defaults of src/config are the paper's for these keys but one: gradient
+ * checkpointing, which the paper enables and the default turns on only where memory is short (its paper value is
+ * written below, and its departure, the default's too, says why that changes no weight); the others
  * (identification batch, maximum lengths, clustering's features) are this project's choices, said in the README,
  * and are not listed. Where the paper is ambiguous or inconsistent and GoodVibe's cells decide it (lm_head hooked or
  * not, what a layer below the silhouette threshold gets), the reading taken is listed after those

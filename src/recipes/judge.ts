@@ -75,6 +75,7 @@ export async function ensureJudgeTrained(
     hooks: {
       signal: opts.signal,
       onOtherBuild: (info) => log.warn(otherBuildWarning(info)),
+      onNote: (m) => log.info(`judge ${m}`),
       onStep: (l, total) => log.progress("judge", l.step, total, `loss ${l.loss.toFixed(4)}`),
     },
   });

@@ -47,7 +47,7 @@ test("experiments/organism.yaml: its departures from the paper, each with the pa
   });
 });
 
-test("an experiment on the paper's settings lists only GoodVibe's readings of what the paper leaves open; one without GoodVibe lists no GoodVibe setting", () => {
+test("an experiment on the defaults lists only checkpointing (the default auto, a memory setting) and GoodVibe's readings of what the paper leaves open; one without GoodVibe lists no GoodVibe setting", () => {
   const base = {
     name: "p",
     models: [{ name: "m", path: "m" }],
@@ -55,7 +55,15 @@ test("an experiment on the paper's settings lists only GoodVibe's readings of wh
   };
   // ../shared/paper README: lm_head (§4.1 "all linear layers", Table 6's 57.1 M = 56.93 M + 50 × 4,096) and the
   // clusters per module (§4.2 vs §6.2 vs Table 2's counts): the output says which reading the run took
-  const readings = experimentDepartures(parseExperimentSpec({ ...base, methods: ["base", "goodvibe"] }, "x"));
+  const [checkpointing, ...readings] = experimentDepartures(
+    parseExperimentSpec({ ...base, methods: ["base", "goodvibe"] }, "x"),
+  );
+  // §4.2 enables checkpointing "to reduce memory usage"; the default turns it on only where memory is short
+  assert.deepEqual(
+    [checkpointing!.setting, checkpointing!.paper, checkpointing!.here],
+    ["gradient checkpointing (train.gradientCheckpointing)", "true", "auto"],
+  );
+  assert.match(checkpointing!.why, /^the default; a memory setting: .*the same bits with it or without/);
   assert.deepEqual(
     readings.map((d) => d.setting),
     [
@@ -81,6 +89,7 @@ test("an experiment on the paper's settings lists only GoodVibe's readings of wh
   assert.deepEqual(
     other.map((d) => [d.setting, d.here]),
     [
+      ["gradient checkpointing (train.gradientCheckpointing)", "auto"],
       [
         "a layer below the silhouette threshold (cluster.fallback)",
         "per-neuron: one update row per selected neuron",
@@ -106,6 +115,7 @@ test("an experiment on the paper's settings lists only GoodVibe's readings of wh
     experimentDepartures(full, "x").map((d) => [d.setting, d.paper, d.here]),
     [
       ["learning rate (AdamW) (train.lr)", "0.0001", "0.001"],
+      ["gradient checkpointing (train.gradientCheckpointing)", "true", "auto"],
       ["precision (bf16 mixed precision) (dtype)", "bfloat16", "float32"],
     ],
   );

@@ -90,6 +90,7 @@ export async function judgeTrainCommand(g: OptionValues, opts: OptionValues): Pr
       hooks: {
         signal: interruptSignal(log),
         onOtherBuild: (info) => log.warn(otherBuildWarning(info)),
+        onNote: (m) => log.info(`judge ${m}`),
         onStep: (l, total) => log.progress("judge", l.step, total, `loss ${l.loss.toFixed(4)}`),
       },
     });
