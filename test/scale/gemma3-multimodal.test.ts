@@ -158,14 +158,12 @@ test(
     }
     fs.rmSync(gguf);
 
-    // eval of the hardened folder against its base, the base as the LLM judge: chat template with string content
+    // eval of the hardened folder, the base as the LLM judge: chat template with string content
     const ev = jsonOf<{ security: { safeRate: { llm: { overall: { n: number } } } } }>(
       await goodvibe([
         "eval",
         "-m",
         out,
-        "--base",
-        model,
         "--judge",
         model,
         "-d",
