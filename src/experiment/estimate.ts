@@ -142,6 +142,8 @@ export function estimateCells(
           [1, e.judgePromptTokens],
           h.identify.mode === "gradient",
           h.identify.lmHead && h.identify.mode === "activation",
+          // "auto" as where the activations fit (the peak below likewise): no recomputation
+          h.identify.gradientCheckpointing === true,
         ).total;
       identifyPeak = identifyMemoryEstimate(shape, {
         totalParams: total,

@@ -96,19 +96,22 @@ export function sftFlops(
 
 /**
  * Identification: a forward and a backward to the activations only (no parameter gradients). The activation
- * variant with lm_head as a target also runs lm_head over every position and the whole vocabulary.
+ * variant with lm_head as a target also runs lm_head over every position and the whole vocabulary. With
+ * checkpointing the backward recomputes the layers' forward (counted where it ran, as in sftFlops).
  */
 export function identifyFlops(
   model: ShapeSource,
   shape: number[],
   withBackward: boolean,
   lmHeadEverywhere = false,
+  checkpointing = false,
 ): FlopCount {
   const [B, T] = shape as [number, number];
   const { linear, attention } = layerForwardFlops(model, B, T);
   const head = 2 * B * model.cfg.hiddenSize * 2;
   const fullHead = lmHeadEverywhere ? 2 * B * T * model.cfg.hiddenSize * model.cfg.vocabSize : 0;
-  const forward = linear + attention + head + fullHead;
+  const recompute = checkpointing && withBackward ? linear + attention : 0;
+  const forward = linear + attention + head + fullHead + recompute;
   const backward = withBackward ? linear + 2 * attention + head : 0;
   return { forward, backward, total: forward + backward };
 }

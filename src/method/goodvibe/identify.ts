@@ -248,6 +248,7 @@ export async function accumulate<T>(
           [1, lengths[sample]!],
           opts.mode === "gradient",
           opts.lmHead === true && opts.mode === "activation",
+          checkpointing,
         );
         acc.flops.add(0, f.forward);
         acc.flops.add(1, f.backward);
