@@ -118,6 +118,16 @@ test("harden (GoodVibe): complete output folder, input untouched, --json parses,
   );
   assert.equal(JSON.parse(f.stdout).rowsChanged, rows);
   assert.deepEqual(hashTree(fx.model.dir), before, "fold changed the input model folder");
+
+  // the output folder itself as --delta, as export --delta takes it: its delta is found (it was a raw
+  // libtorch "not a regular file" error)
+  const fromFolder = path.join(fx.work, "refolded-from-folder");
+  const g = await runCli(["fold", "-m", fx.model.dir, "--delta", out, "-o", fromFolder]);
+  assert.equal(g.code, 0, showRun(g));
+  assert.equal(
+    sha256File(path.join(fromFolder, "model.safetensors")),
+    sha256File(path.join(out, "model.safetensors")),
+  );
 });
 
 test("harden --method lora: PEFT adapter folder, fold --adapter reproduces the merged weights", async () => {

@@ -28,7 +28,7 @@ import { clusterSummary, writeClusterMap } from "../../method/goodvibe/clusterin
 import { attachGoodVibe } from "../../method/goodvibe/model.js";
 import { readPeftAdapter } from "../../method/lora/peft.js";
 import { foldIntoCheckpoint } from "../../method/fold.js";
-import { readGoodVibeDelta, checkDeltaFits } from "../../method/goodvibe/delta.js";
+import { readGoodVibeDelta, checkDeltaFits, findDeltaFile } from "../../method/goodvibe/delta.js";
 import { checkOutput, publishFile } from "../../io/atomic.js";
 import { whileClaimed } from "../../io/claim.js";
 import { number } from "../options.js";
@@ -226,8 +226,10 @@ export async function foldCommand(g: OptionValues, opts: OptionValues): Promise<
     const model = loadModel(opts.model);
     let method;
     if (opts.delta) {
-      const delta = readGoodVibeDelta(opts.delta);
-      checkDeltaFits(model, delta, opts.delta);
+      // a harden/train output folder names its delta, as export --delta takes it
+      const source = findDeltaFile(opts.delta);
+      const delta = readGoodVibeDelta(source);
+      checkDeltaFits(model, delta, source);
       method = attachGoodVibe(model, delta.selections, delta.U);
     } else {
       method = attachPeftAdapter(model, readPeftAdapter(opts.adapter));

@@ -120,7 +120,10 @@ export function registerStages(program: Command): void {
       "apply a GoodVibe delta or a PEFT LoRA adapter to a base model and write a normal checkpoint",
     )
     .requiredOption("-m, --model <dir>", "base model folder")
-    .option("--delta <file>", `GoodVibe delta (${DELTA_FILE})`)
+    .option(
+      "--delta <file|dir>",
+      `GoodVibe delta (${DELTA_FILE}, or the harden/train output folder holding it)`,
+    )
     .option("--adapter <dir>", "PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors)")
     .requiredOption("-o, --out <dir>", "output folder (must not exist or be empty; see --overwrite)")
     .option(
