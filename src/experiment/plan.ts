@@ -9,6 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { canonicalJson, fileHash, modelFolderHash, sha256 } from "../io/hash.js";
+import { answerTokensKey } from "../io/tokenizer.js";
 import { hardenConfigOf, type HardenConfig } from "../config/harden.js";
 import type { Method } from "../report/schema.js";
 import { gridLabel, nestSettings, type ExperimentSpec, type TrainedMethod } from "./spec.js";
@@ -318,7 +319,13 @@ export function planExperiment(
     let src: JudgeSource;
     if (j.path !== undefined) {
       key = sha256(
-        canonicalJson({ version: EXPERIMENT_CODE_VERSION, judge: modelFolderHash(j.path), convention }),
+        canonicalJson({
+          version: EXPERIMENT_CODE_VERSION,
+          judge: modelFolderHash(j.path),
+          convention,
+          // its prompts end with the labels' shared tokens since 6038b4c (answerTokensKey)
+          ...answerTokensKey(j.path),
+        }),
       );
       src = {
         kind: "path",
@@ -343,6 +350,8 @@ export function planExperiment(
         base: self ? modelHash.get(model.name) : modelFolderHash(base),
         train: dataHash(judgeData),
         languages: data.languages,
+        // its targets: the labels as they follow the prompt since 6038b4c (answerTokensKey)
+        ...answerTokensKey(base),
         ...keyed,
         ...(maxPairs ? { maxPairs } : {}),
         ...(seed !== DEFAULT_JUDGE_TRAIN.seed ? { seed } : {}),
@@ -362,10 +371,16 @@ export function planExperiment(
     return key;
   };
 
-  const baseInputs = (model: { name: string }, judgeKey: string | null, languages: string[] | null) => ({
+  const baseInputs = (
+    model: { name: string; path: string },
+    judgeKey: string | null,
+    languages: string[] | null,
+  ) => ({
     version: EXPERIMENT_CODE_VERSION,
     kind: "base",
     model: modelHash.get(model.name),
+    // held-out losses and training read answers as they follow the prompt since 6038b4c (answerTokensKey)
+    ...answerTokensKey(model.path),
     dev: data.dev,
     languages,
     eval: evalIn,
@@ -382,6 +397,7 @@ export function planExperiment(
             version: EXPERIMENT_CODE_VERSION,
             kind: "trained",
             model: modelHash.get(s.model.name),
+            ...answerTokensKey(s.model.path),
             data,
             harden: hardenInputs(s.harden),
             eval: evalIn,

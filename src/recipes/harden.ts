@@ -16,7 +16,7 @@ import { InputError } from "../errors.js";
 import { checkOutput, cleanStaleTemps, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
 import { claimOrRefuse, isClaimEntry } from "../io/claim.js";
 import { canonicalJson, fileHash, modelFolderHashCached, sha256 } from "../io/hash.js";
-import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
+import { answerTokensKey, loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
 import { readPairs, pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
 import { languageFilterKey } from "../data/languages.js";
 import {
@@ -256,6 +256,8 @@ export function planStages(cfg: HardenConfig, opts: { clustersFile?: string } = 
     model: modelFolderHashCached(cfg.model, path.join(cfg.runDir, RUN_FILES.modelHash)),
     data: fileHash(cfg.data),
     languages: cfg.languages ? languageFilterKey(cfg.languages) : null,
+    // a tokenizer with a prefix space read answers and judge prompts otherwise before 6038b4c (answerTokensKey)
+    ...answerTokensKey(cfg.model),
   };
   const slot = (name: string, inputs: Record<string, unknown>): StageSlot => {
     const key = sha256(canonicalJson(inputs));
