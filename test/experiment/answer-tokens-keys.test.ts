@@ -67,7 +67,8 @@ test(
     assert.deepEqual(answerTokensKey(codellama), { answerTokens: "in-context" });
     const k = keyedInputs(codellama);
     for (const inputs of [...k.stages, ...k.cells]) assert.equal(inputs.answerTokens, "in-context");
-    // the base cell's inputs name the trained judge, whose key holds the field as well (a judge trained on the base)
+    // the trained judge's key takes the field the same way (plan.ts judgeKeyFor), but the plan keeps no inputs of
+    // it to look at: here only that the cells name that judge
     assert.equal(k.cells[0]!.judge, k.judges[0]);
   },
 );
