@@ -19,7 +19,8 @@ import { judgeConvention, sameJudgeConvention, type JudgeConvention } from "../d
 import { computeTaskSplit, writeTaskSplit, type TaskSplitRecord } from "./task-split.js";
 import { judgeTrainSettings } from "../config/judge.js";
 import { DEFAULT_JUDGE_TRAIN, type JudgeTrainConfig } from "../eval/judge/config.js";
-import { checkpointingKey } from "../method/checkpointing.js";
+import { checkpointingKey, dropoutMasksKey } from "../method/checkpointing.js";
+import { DEFAULT_LORA } from "../method/lora/config.js";
 
 /** Bump when a change in this code or the recipes changes what a cell computes: every cell reruns. */
 // 2: bf16 mixed precision for every method by default; one shared row for a layer below the silhouette threshold
@@ -197,7 +198,12 @@ function hardenInputs(cfg: HardenConfig): unknown {
   const { model: _m, data: _d, out: _o, runDir: _r, ...rest } = cfg;
   // "auto" checkpointing keyed as the default it replaced (the weights are the same): finished cells keep their keys
   const g = checkpointingKey(rest.train.gradientCheckpointing);
-  return { ...rest, train: { ...rest.train, gradientCheckpointing: g } };
+  return {
+    ...rest,
+    train: { ...rest.train, gradientCheckpointing: g },
+    // LoRA cells with dropout finished before its masks were kept under checkpointing are recomputed
+    ...(rest.method === "lora" ? dropoutMasksKey(rest.lora.dropout, rest.train.gradientCheckpointing) : {}),
+  };
 }
 
 function evalInputs(spec: ExperimentSpec): unknown {
@@ -356,6 +362,8 @@ export function planExperiment(
         ...(maxPairs ? { maxPairs } : {}),
         ...(seed !== DEFAULT_JUDGE_TRAIN.seed ? { seed } : {}),
         ...(gradientCheckpointing !== JUDGE_CHECKPOINTING_UNKEYED ? { gradientCheckpointing } : {}),
+        // a LoRA judge (the default, DEFAULT_LORA's dropout) trained before its masks were kept is retrained
+        ...(settings.method === "lora" ? dropoutMasksKey(DEFAULT_LORA.dropout, checkpointing) : {}),
       };
       key = sha256(canonicalJson(inputs));
       src = {

@@ -64,3 +64,17 @@ export function chooseCheckpointing(
 export function checkpointingKey(setting: CheckpointingSetting): boolean {
   return setting === "auto" ? true : setting;
 }
+
+/**
+ * The mark LoRA with dropout carries in the keys of finished work (harden's train slot, experiment cells, trained
+ * judges) since 5d3bba2. Before it, a checkpointed pass (checkpointing true was the default) recomputed each layer
+ * with new dropout masks, so the gradient was not that of the loss the forward computed, and a LoRA run with
+ * dropout trained that way holds weights the code no longer makes: it must be recomputed, not found and reused.
+ * Without dropout, or with checkpointing off, the same bits come out before and after, so those keys stay.
+ */
+export function dropoutMasksKey(
+  dropout: number,
+  setting: CheckpointingSetting,
+): { dropoutMasks?: "forward's" } {
+  return dropout > 0 && checkpointingKey(setting) ? { dropoutMasks: "forward's" } : {};
+}

@@ -71,7 +71,7 @@ import { attachFull } from "../method/full.js";
 import { countParams, type AttachedMethod, type MethodName } from "../method/attached.js";
 import { attachLora } from "../method/lora/model.js";
 import { trainSft, type SftExample, type TrainHooks, type TrainResult } from "../method/train.js";
-import { checkpointingKey } from "../method/checkpointing.js";
+import { checkpointingKey, dropoutMasksKey } from "../method/checkpointing.js";
 import { writePeftAdapter } from "../method/lora/peft.js";
 import { writeFoldedCheckpoint, type FoldStats } from "../method/fold.js";
 import { checkWeights } from "../io/model-folder.js";
@@ -280,7 +280,11 @@ export function planStages(cfg: HardenConfig, opts: { clustersFile?: string } = 
     // "auto" keyed as the default it replaced: the weights are the same (slots finished under it are found)
     train: { ...train, gradientCheckpointing: checkpointingKey(train.gradientCheckpointing) },
   };
-  if (cfg.method === "lora") trainInputs.lora = cfg.lora;
+  if (cfg.method === "lora") {
+    trainInputs.lora = cfg.lora;
+    // runs with dropout finished before its masks were kept under checkpointing are not reused (dropoutMasksKey)
+    Object.assign(trainInputs, dropoutMasksKey(cfg.lora.dropout, train.gradientCheckpointing));
+  }
   if (cfg.method === "goodvibe")
     trainInputs.clusters = opts.clustersFile ? { file: fileHash(opts.clustersFile) } : cluster.key;
   const trainSlot = slot(`train-${cfg.method}`, trainInputs);

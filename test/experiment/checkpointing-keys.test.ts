@@ -73,3 +73,43 @@ test("experiment: cells and the trained judge with checkpointing auto keep the k
     ],
   );
 });
+
+test("LoRA with dropout, trained checkpointed: its finished work from before the masks were kept is not reused", () => {
+  // before 5d3bba2 a checkpointed pass drew new dropout masks when it recomputed a layer, so LoRA runs with dropout
+  // trained under true (then the default) hold other weights than the code makes now: their keys must differ
+  const plan = (method: "lora" | "goodvibe", dropout: number, g: boolean | "auto") => {
+    const cfg = tinyHardenConfig(made.dir, trainFile, path.join(work, "out"));
+    return planStages({
+      ...cfg,
+      method,
+      lora: { ...cfg.lora, dropout },
+      train: { ...cfg.train, gradientCheckpointing: g },
+    }).train.inputs;
+  };
+  assert.equal(plan("lora", 0.05, true).dropoutMasks, "forward's");
+  assert.equal(plan("lora", 0.05, "auto").dropoutMasks, "forward's", "auto is keyed as true");
+  // the same bits before and after: no dropout, checkpointing off, or no LoRA at all
+  for (const [m, d, g] of [
+    ["lora", 0, true],
+    ["lora", 0.05, false],
+    ["goodvibe", 0.05, true],
+  ] as const)
+    assert.equal("dropoutMasks" in plan(m, d, g), false, `${m} dropout ${d} checkpointing ${g}`);
+
+  // an experiment's LoRA cell carries the mark in its harden inputs; its GoodVibe and base cells do not
+  const spec = parseExperimentSpec(
+    {
+      name: "k",
+      models: [{ name: "a", path: made.dir }],
+      data: { train: trainFile, dev: devFile },
+      methods: ["base", "goodvibe", "lora"],
+    },
+    "k.yaml",
+  );
+  const cells = planExperiment(spec, { out: path.join(work, "plan-dropout") }).cells;
+  const mark = (m: string) => {
+    const inputs = cells.find((c) => c.method === m)!.inputs as { harden?: Record<string, unknown> };
+    return inputs.harden?.dropoutMasks;
+  };
+  assert.deepEqual(["base", "goodvibe", "lora"].map(mark), [undefined, undefined, "forward's"]);
+});
