@@ -73,42 +73,9 @@ export function inspectModelFolder(dir: string): ModelFolder {
   };
 }
 
-/**
- * Copy the tokenizer files that exist in `srcDir` into `dstDir` (each written atomically).
- * Returns the names copied; tokenizer.json must be among them, since a checkpoint without it is unusable.
- */
-export function copyTokenizerFiles(srcDir: string, dstDir: string): string[] {
+/** Copy each of `names` that exists in `srcDir` into `dstDir` (written atomically); returns the names copied. */
+function copyExisting(srcDir: string, dstDir: string, names: readonly string[]): string[] {
   const copied: string[] = [];
-  for (const name of TOKENIZER_FILES) {
-    const src = path.join(srcDir, name);
-    if (!fs.existsSync(src)) continue;
-    let bytes: Buffer;
-    try {
-      bytes = fs.readFileSync(src);
-    } catch (e) {
-      throw new InputError(`${src}: cannot read (${(e as Error).message})`, { cause: e });
-    }
-    writeFileAtomic(path.join(dstDir, name), bytes);
-    copied.push(name);
-  }
-  if (!copied.includes("tokenizer.json")) {
-    throw new InputError(`${srcDir}: no tokenizer.json to copy into ${dstDir}`);
-  }
-  return copied;
-}
-
-/**
- * Copy every file of `srcDir` a checkpoint made from it carries besides its weights (each written atomically):
- * config.json unless `config` is false (the caller writes its own), the tokenizer files (copyTokenizerFiles, when
- * tokenizer.json exists) and CARRIED_FILES that exist. Returns the names copied.
- */
-export function copyModelFiles(srcDir: string, dstDir: string, opts: { config?: boolean } = {}): string[] {
-  const copied: string[] = [];
-  const names = [
-    ...(opts.config === false ? [] : ["config.json"]),
-    "generation_config.json",
-    ...CARRIED_FILES,
-  ];
   for (const name of names) {
     const src = path.join(srcDir, name);
     if (!fs.existsSync(src)) continue;
@@ -121,6 +88,32 @@ export function copyModelFiles(srcDir: string, dstDir: string, opts: { config?: 
     writeFileAtomic(path.join(dstDir, name), bytes);
     copied.push(name);
   }
+  return copied;
+}
+
+/**
+ * Copy the tokenizer files that exist in `srcDir` into `dstDir` (each written atomically).
+ * Returns the names copied; tokenizer.json must be among them, since a checkpoint without it is unusable.
+ */
+export function copyTokenizerFiles(srcDir: string, dstDir: string): string[] {
+  const copied = copyExisting(srcDir, dstDir, TOKENIZER_FILES);
+  if (!copied.includes("tokenizer.json")) {
+    throw new InputError(`${srcDir}: no tokenizer.json to copy into ${dstDir}`);
+  }
+  return copied;
+}
+
+/**
+ * Copy every file of `srcDir` a checkpoint made from it carries besides its weights (each written atomically):
+ * config.json unless `config` is false (the caller writes its own), the tokenizer files (copyTokenizerFiles, when
+ * tokenizer.json exists) and CARRIED_FILES that exist. Returns the names copied.
+ */
+export function copyModelFiles(srcDir: string, dstDir: string, opts: { config?: boolean } = {}): string[] {
+  const copied = copyExisting(srcDir, dstDir, [
+    ...(opts.config === false ? [] : ["config.json"]),
+    "generation_config.json",
+    ...CARRIED_FILES,
+  ]);
   if (fs.existsSync(path.join(srcDir, "tokenizer.json")))
     for (const name of copyTokenizerFiles(srcDir, dstDir)) if (!copied.includes(name)) copied.push(name);
   return copied;
