@@ -34,7 +34,7 @@ import { evaluateHumanEval, passAtK } from "../eval/utility/humaneval.js";
 import { evaluateArc } from "../eval/utility/arc.js";
 import { evaluateGsm8k } from "../eval/utility/gsm8k.js";
 import { evaluateMmlu } from "../eval/utility/mmlu.js";
-import { codeLoss, readCodeRows } from "../eval/utility/code-loss.js";
+import { CODE_LOSS_MAX_LENGTH, codeLoss, readCodeRows } from "../eval/utility/code-loss.js";
 import type { CellResult, EvaluationInfo } from "../report/schema.js";
 import { silentLogger, type Logger } from "../util/log.js";
 import { generateAsync } from "../models/generate.js";
@@ -532,10 +532,21 @@ async function evaluateLoaded(
         });
       }
       if (u.code)
-        utility.heldout_real_code_loss = await figure("heldout_real_code_loss", [u.code], {}, async () => {
-          const r = await codeLoss(model, tok, readCodeRows(u.code!), { signal: opts.signal });
-          return { metric: "nll/token", value: r.value, stderr: r.stderr, n: r.n };
-        });
+        // the window length cuts the documents, and the stderr is now the token-weighted figure's over documents
+        // (eval/utility/code-loss.ts): both in the key, so a figure cached before (the unweighted files' se, no
+        // per-document scores) is computed again rather than reused
+        utility.heldout_real_code_loss = await figure(
+          "heldout_real_code_loss",
+          [u.code],
+          { maxLength: CODE_LOSS_MAX_LENGTH, stderr: "ratio over documents" },
+          async () => {
+            const r = await codeLoss(model, tok, readCodeRows(u.code!), {
+              maxLength: CODE_LOSS_MAX_LENGTH,
+              signal: opts.signal,
+            });
+            return { metric: "nll/token", value: r.value, stderr: r.stderr, n: r.n, perItem: r.perItem };
+          },
+        );
       if (u.mmlu) {
         const mmlu = { ...sub, nShot: u.mmluDev ? 5 : 0 };
         utility.mmlu = await figure("mmlu", [u.mmlu, u.mmluDev], mmlu, async () => {
@@ -634,7 +645,8 @@ export interface UtilityDifference {
    * greedy pass@1): Newcombe's square-and-add interval for paired proportions (eval/utility/items.ts
    * pairedDifference, eval/metrics.ts newcombePairedDifference), which keeps a width when no item differs;
    * "paired normal": real per-item scores on the same items (pass@k from several samples; the held-out code loss,
-   * per held-out pair): the mean per-item difference ± Z95·sd/√n, the same interval Table 3 and Figure 1 give;
+   * per held-out pair; the held-out real-code loss of --code, per document, each its linearised share of the
+   * token-weighted mean: eval/utility/code-loss.ts): the mean per-item difference ± Z95·sd/√n, the same interval Table 3 and Figure 1 give;
    * where the two cannot be paired (`unpairedBecause` says why; eval/utility/items.ts unpairedDifference):
    * "unpaired newcombe" for a 0/1 benchmark whose value·n is a whole count on both sides, Newcombe's hybrid score
    * interval for two independent proportions (eval/metrics.ts newcombeDifference), which keeps a width at 0/n or
@@ -651,7 +663,7 @@ export interface UtilityDifference {
  * paired item by item when both keep per-item scores of the same items (eval/utility/items.ts pairedDifference,
  * the one home of the paired interval, which Table 3 and Figure 1 use too: report/paper-tables.ts
  * utilityDeltaInterval): the benchmarks per item, the held-out code loss per held-out pair (the mean of its two
- * answers' loss). Otherwise (a figure reused from an older --cache, other items) it is the unpaired interval
+ * answers' loss), the held-out real-code loss of --code per document (eval/utility/code-loss.ts). Otherwise (a figure reused from an older --cache, other items) it is the unpaired interval
  * (Newcombe's hybrid score interval for a 0/1 benchmark, the normal one from both standard errors otherwise:
  * eval/utility/items.ts unpairedDifference), and the difference says why.
  */

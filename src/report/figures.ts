@@ -115,7 +115,8 @@ export function utilityDeltaFigure(results: ExperimentResults): Figure | undefin
       "Mean over seeds of each method minus the base model, per benchmark (rates in percentage points, " +
       "losses raw; each panel has its own scale). Whiskers: Δ's 95% interval over the benchmark's items, as in " +
       "Table 3 (paired item by item where Table 3 says so, Newcombe's interval for 0/1 scores, mean ± " +
-      "1.96·sd/√n of the per-item differences for real ones, the held-out code loss per held-out pair; otherwise " +
+      "1.96·sd/√n of the per-item differences for real ones, the held-out code loss per held-out pair, the " +
+      "--code real-code loss per document; otherwise " +
       "unpaired, Newcombe's interval for two independent proportions for 0/1 scores, from both sides' " +
       "standard errors for the rest; averaged " +
       "over seeds: evaluation noise, not training noise; " +

@@ -298,10 +298,10 @@ export interface UtilityDeltaInterval {
  *   scores of the same items (results.json utility.perItem, eval/utility/items.ts), each seed's Δ gets the
  *   paired interval (eval/utility/items.ts pairedDifference: for 0/1 scores Newcombe's square-and-add interval
  *   for paired proportions, which keeps a width when no item differs; for real scores, among them the held-out
- *   code loss per held-out pair, the mean per-item difference ± 1.96·sd/√n: the same function, so the same
+ *   code loss per held-out pair and the --code real-code loss per document, the mean per-item difference ± 1.96·sd/√n: the same function, so the same
  *   bounds, as `eval --base`), and several seeds combine as every rate of the report
  *   does (aggregate.ts intervalAcrossSeeds: the seeds' bounds averaged). Otherwise (results made before per-item
- *   scores were kept, a figure that has none such as the held-out real-code loss of --code, other items on the
+ *   scores were kept, for the --code real-code loss before 2026-12-01, other items on the
  *   two sides, a base whose seeds are not the method's) it is unpaired (eval/utility/items.ts unpairedDifference): for a 0/1
  *   benchmark whose every evaluation is a whole count value·n, and whose seeds each have their base, Newcombe's
  *   hybrid score interval for two independent proportions per seed (1998, method 10; eval/metrics.ts
@@ -487,7 +487,9 @@ export function utilityTable(results: ExperimentResults): Table {
       hows.push(
         `for real scores (${rowsOf("normal")}, "paired (normal)": pass@k from several samples; the held-out ` +
           "code loss per held-out pair, the mean of its two answers' losses, so its n counts answers and its " +
-          "pairing half as many pairs) the mean per-item difference ± 1.96·sd/√n, as eval --base gives it",
+          "pairing half as many pairs; the held-out real-code loss of --code per document, each its linearised " +
+          "share of the token-weighted mean, so the interval is the ratio's) the mean per-item difference ± " +
+          "1.96·sd/√n, as eval --base gives it",
       );
     if (pairedRows.has("Newcombe and normal"))
       hows.push(`${rowsOf("Newcombe and normal")} with seeds of both kinds, each seed by its own`);
@@ -516,7 +518,7 @@ export function utilityTable(results: ExperimentResults): Table {
         `alone (${unpairedHows.join("; ")}), wider than a paired one where both answered the same items: ` +
         `${reasons}. ` +
         "results.json files made before per-item utility scores were kept have none (the held-out code loss's " +
-        "were kept later than the benchmarks'), nor does the held-out real-code loss of --code.",
+        "were kept later than the benchmarks', the held-out real-code loss of --code's later still).",
     );
   }
   return {
@@ -531,7 +533,7 @@ export function utilityTable(results: ExperimentResults): Table {
       "se). Δ: the brackets are its 95% interval over items (evaluation noise only). Paired (the Δ interval " +
       "column says which) where method and base kept per-item scores of the same items, per seed and the seeds' " +
       "bounds averaged: for 0/1 scores Newcombe's square-and-add interval for paired proportions, for real " +
-      "scores (the held-out code loss per held-out pair) the mean per-item difference ± 1.96·sd/√n; otherwise unpaired: for 0/1 scores Newcombe's hybrid " +
+      "scores (the held-out code loss per held-out pair, the --code real-code loss per document) the mean per-item difference ± 1.96·sd/√n; otherwise unpaired: for 0/1 scores Newcombe's hybrid " +
       "score interval for two independent proportions (per seed, bounds averaged), else Δ ± " +
       "1.96·√(se_method² + se_base²) with each side's se averaged over its seeds (either wider than a paired " +
       "interval where both answered the same items); with several seeds ± is the sd across seeds of the " +

@@ -114,9 +114,10 @@ const utilitySchema = z
     /**
      * the per-item scores and a hash of the items (eval/utility/items.ts), so that Table 3 pairs a method with
      * its base item by item: n of them, or n / unitsPerItem where each stands for several units of n (the
-     * held-out code loss: one per held-out pair, the mean of its two answers' losses). Absent in results made
-     * before they were kept (the held-out code loss: before they were kept for it too), and for figures that keep
-     * none (the held-out real-code loss of --code): those Δ are unpaired
+     * held-out code loss: one per held-out pair, the mean of its two answers' losses; the held-out real-code loss
+     * of --code: one per document, its linearised share of the token-weighted mean, eval/utility/code-loss.ts).
+     * Absent in results made before they were kept (the held-out code loss's and the real-code loss's were kept
+     * later than the benchmarks'): those Δ are unpaired
      */
     perItem: z
       .strictObject({

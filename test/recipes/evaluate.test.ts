@@ -17,6 +17,8 @@ import { groupBySetting } from "../../src/report/aggregate.js";
 import { utilityDeltaInterval } from "../../src/report/paper-tables.js";
 import type { CellResult } from "../../src/report/schema.js";
 import { LOSS_BASE, LOSS_MODEL } from "../utility/pair-losses.js";
+import { CODE_DOCS, CODE_SUMS_BASE, CODE_SUMS_MODEL, CODE_TOKENS } from "../utility/code-losses.js";
+import { codeLossFromSums } from "../../src/eval/utility/code-loss.js";
 import type { SecurityPair } from "../../src/data/pairs.js";
 import { encodeScores } from "../../src/eval/utility/items.js";
 import { meanStderr } from "../../src/eval/utility/model.js";
@@ -269,4 +271,33 @@ test("one home for the held-out loss's paired interval: eval --base and Table 3 
   assert.ok(r.cell.kind === "number");
   assert.equal(r.cell.low, d.low);
   assert.equal(r.cell.high, d.high);
+});
+
+test("eval --base: the --code real-code loss of the same documents is paired per document, as Table 3 pairs it", () => {
+  // four documents by hand (test/utility/code-losses.ts): −0.125 ± Z95·√(0.1015625/3)/2 = [−0.305312, 0.055312]
+  const side = (sums: number[], keep = true) => {
+    const r = codeLossFromSums(CODE_DOCS, sums, CODE_TOKENS, 1024);
+    return {
+      preference: { perPair: [] },
+      utility: {
+        heldout_real_code_loss: {
+          metric: "nll/token",
+          value: r.value,
+          stderr: r.stderr,
+          n: r.n,
+          ...(keep ? { perItem: r.perItem } : {}),
+        },
+      },
+    } as unknown as ModelEvaluation;
+  };
+  const p = utilityVsBase(side(CODE_SUMS_MODEL), side(CODE_SUMS_BASE)).heldout_real_code_loss!;
+  assert.equal(p.method, "paired normal");
+  assert.equal(p.n, 4);
+  assert.ok(Math.abs(p.diff - -0.125) < 1e-12);
+  assert.ok(Math.abs(p.low - -0.305312) < 1e-6 && Math.abs(p.high - 0.055312) < 1e-6, `${p.low}, ${p.high}`);
+  // a figure from an older --cache (no record): unpaired from both se, ± Z95·√(1.3515625/12) = ± 0.657772
+  const u = utilityVsBase(side(CODE_SUMS_MODEL, false), side(CODE_SUMS_BASE)).heldout_real_code_loss!;
+  assert.equal(u.method, "unpaired normal");
+  assert.equal(u.unpairedBecause, "the model does not keep per-item scores");
+  assert.ok(Math.abs(u.high - u.diff - 0.657772) < 1e-6, `${u.high - u.diff}`);
 });

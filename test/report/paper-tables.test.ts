@@ -23,6 +23,8 @@ import { meanStderr } from "../../src/eval/utility/model.js";
 import { parseExperimentResults } from "../../src/report/schema.js";
 import { cellOf, parseCsv, parseMarkdownTable } from "./parse.js";
 import { LOSS_BASE, LOSS_MODEL } from "../utility/pair-losses.js";
+import { CODE_DOCS, CODE_SUMS_BASE, CODE_SUMS_MODEL, CODE_TOKENS } from "../utility/code-losses.js";
+import { codeLossFromSums } from "../../src/eval/utility/code-loss.js";
 
 const results = handMadeResults();
 const close = (actual: string, expected: number, tol = 1e-9) =>
@@ -395,6 +397,81 @@ test("T3: the held-out code loss of the same pairs is paired per pair, narrower 
   assert.equal(cellOf(md, row, "Δ interval"), "unpaired (normal)");
   assert.ok(
     table.notes.some((n) => /the two sides scored different items \(heldout_code_loss GoodVibe\)/.test(n)),
+    table.notes.join("\n"),
+  );
+});
+
+/**
+ * The held-out real-code loss of --code of one base and one GoodVibe evaluation, as codeLossFromSums writes it:
+ * four documents by hand (test/utility/code-losses.ts): paired −0.125 ± 0.180312 over the documents, unpaired
+ * ± 0.657772; `keep` false strips the record, as a results.json written before it was kept.
+ */
+function withRealCodeLosses(keep = true, baseMaxLength = 1024) {
+  const loss = (sums: number[], maxLength: number) => {
+    const r = codeLossFromSums(CODE_DOCS, sums, CODE_TOKENS, maxLength);
+    return {
+      metric: "nll/token",
+      value: r.value,
+      stderr: r.stderr,
+      n: r.n,
+      ...(keep ? { perItem: r.perItem } : {}),
+    };
+  };
+  const cells = results.cells
+    .filter(
+      (c) => c.ablation === undefined && c.seed === 1 && (c.method === "goodvibe" || c.method === "base"),
+    )
+    .map((c) => ({
+      ...c,
+      utility: {
+        heldout_real_code_loss:
+          c.method === "base" ? loss(CODE_SUMS_BASE, baseMaxLength) : loss(CODE_SUMS_MODEL, 1024),
+      },
+    }));
+  return parseExperimentResults(JSON.parse(JSON.stringify({ ...results, cells })), "results.json");
+}
+
+test("T3: the --code real-code loss of the same documents is paired per document (the ratio's interval); old files and other cuts fall back with the reason", () => {
+  const row = [MODEL, "heldout_real_code_loss", "nll/token", "GoodVibe"];
+  const Z = 1.959963984540054;
+  const se = Math.sqrt(0.1015625 / 3) / 2;
+  let table = utilityTable(withRealCodeLosses());
+  let md = parseMarkdownTable(tableToMarkdown(table));
+  let csv = parseCsv(tableToCsv(table));
+  assert.equal(cellOf(md, row, "Δ vs base"), "-0.125 [-0.305, 0.055]");
+  assert.equal(cellOf(md, row, "Δ interval"), "paired (normal)");
+  close(cellOf(csv, row, "Δ vs base low"), -0.125 - Z * se);
+  close(cellOf(csv, row, "Δ vs base high"), -0.125 + Z * se);
+  assert.equal(cellOf(md, row, "n"), "4");
+  assert.ok(
+    table.notes.some((n) => /paired in 1 row: .*--code per document/.test(n)),
+    table.notes.join("\n"),
+  );
+
+  // a results.json written before the record was kept: unpaired, Δ ± Z·√(se_m² + se_b²) = ± Z·√(1.3515625/12)
+  table = utilityTable(withRealCodeLosses(false));
+  md = parseMarkdownTable(tableToMarkdown(table));
+  csv = parseCsv(tableToCsv(table));
+  assert.equal(cellOf(md, row, "Δ vs base"), "-0.125 [-0.783, 0.533]");
+  assert.equal(cellOf(md, row, "Δ interval"), "unpaired (normal)");
+  close(cellOf(csv, row, "Δ vs base high"), -0.125 + Z * Math.sqrt(1.3515625 / 12));
+  assert.ok(
+    table.notes.some((n) =>
+      /unpaired in 1 row\(s\).*neither side keeps per-item scores \(heldout_real_code_loss GoodVibe\)/.test(
+        n,
+      ),
+    ),
+    table.notes.join("\n"),
+  );
+
+  // the base cut its documents into other windows (another items hash): unpaired, with the reason
+  table = utilityTable(withRealCodeLosses(true, 512));
+  md = parseMarkdownTable(tableToMarkdown(table));
+  assert.equal(cellOf(md, row, "Δ interval"), "unpaired (normal)");
+  assert.ok(
+    table.notes.some((n) =>
+      /the two sides scored different items \(heldout_real_code_loss GoodVibe\)/.test(n),
+    ),
     table.notes.join("\n"),
   );
 });

@@ -6,7 +6,16 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { codeLoss, readCodeRows } from "../../src/eval/utility/code-loss.js";
+import { codeLoss, codeLossFromSums, readCodeRows } from "../../src/eval/utility/code-loss.js";
+import {
+  decodeScores,
+  pairedDifference,
+  perItemProblem,
+  unpairedDifference,
+  type ItemScores,
+} from "../../src/eval/utility/items.js";
+import { Z95 } from "../../src/eval/metrics.js";
+import { CODE_DOCS, CODE_SUMS_BASE, CODE_SUMS_MODEL, CODE_TOKENS } from "./code-losses.js";
 import { loadModel } from "../../src/models/load.js";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { Tensor, noGrad } from "../../src/tensor/index.js";
@@ -29,6 +38,7 @@ test("codeLoss equals the per-token NLL computed from the full logits, window by
   let total = 0;
   let count = 0;
   const perFile: number[] = [];
+  const counts: number[] = [];
   for (const row of rows) {
     const ids = tok.encode(row.code, { addSpecialTokens: false });
     let s = 0;
@@ -48,6 +58,7 @@ test("codeLoss equals the per-token NLL computed from the full logits, window by
       }
     }
     perFile.push(s / n);
+    counts.push(n);
     total += s;
     count += n;
   }
@@ -55,9 +66,89 @@ test("codeLoss equals the per-token NLL computed from the full logits, window by
   assert.equal(r.n, 2);
   assert.ok(Math.abs(r.value - total / count) < 1e-4, `${r.value} vs ${total / count}`);
   assert.ok(Math.abs(r.perLanguage.go!.value - perFile[0]!) < 1e-4);
-  const m = (perFile[0]! + perFile[1]!) / 2;
-  const sd = Math.sqrt((perFile[0]! - m) ** 2 + (perFile[1]! - m) ** 2);
-  assert.ok(Math.abs(r.stderr - sd / Math.sqrt(2)) < 1e-4);
+  // se of the token-weighted mean over the two files, written out: z_i = (S_i − R·t_i)/t̄, se = sd(z)/√2; the
+  // per-file scores R + z_i, whose mean is the figure
+  const sums = perFile.map((l, i) => l * counts[i]!);
+  const R = total / count;
+  const z = sums.map((s, i) => (s - R * counts[i]!) / (count / 2));
+  assert.ok(Math.abs(r.stderr - Math.sqrt(z[0]! ** 2 + z[1]! ** 2) / Math.sqrt(2)) < 1e-4);
+  const xs = decodeScores(r.perItem, r.n) as number[];
+  assert.equal(xs.length, 2);
+  xs.forEach((x, i) => assert.ok(Math.abs(x - (R + z[i]!)) < 1e-4, `${x} vs ${R + z[i]!}`));
+  assert.equal(perItemProblem({ metric: "nll/token", ...r }), undefined);
+});
+
+const decoded = (r: { perItem: ItemScores; n: number }) => decodeScores(r.perItem, r.n) as number[];
+const near = (a: number, b: number, tol = 1e-12) => assert.ok(Math.abs(a - b) <= tol, `${a} vs ${b}`);
+
+test("codeLossFromSums, four documents by hand: the token-weighted figure, its ratio se, one linearised score per document", () => {
+  // test/utility/code-losses.ts works the numbers
+  const b = codeLossFromSums(CODE_DOCS, CODE_SUMS_BASE, CODE_TOKENS, 1024);
+  near(b.value, 1.5);
+  near(b.stderr, Math.sqrt(0.875 / 3) / 2);
+  assert.equal(b.n, 4);
+  assert.equal(b.tokens, 8);
+  assert.deepEqual(decoded(b), [1.75, 1.5, 0.75, 2.0]);
+  assert.equal(b.perItem.unitsPerItem, undefined);
+  assert.equal(b.perItem.bits, undefined, "float64 even for scores that happen to be whole");
+  const m = codeLossFromSums(CODE_DOCS, CODE_SUMS_MODEL, CODE_TOKENS, 1024);
+  near(m.value, 1.375);
+  near(m.stderr, Math.sqrt(0.4765625 / 3) / 2);
+  assert.deepEqual(decoded(m), [1.4375, 1.5, 0.8125, 1.75]);
+  assert.equal(m.perItem.items, b.perItem.items, "the same documents cut the same way: one hash");
+
+  // paired through the one function Table 3 and eval --base use
+  const fig = (r: typeof b) => ({
+    metric: "nll/token",
+    value: r.value,
+    stderr: r.stderr,
+    n: r.n,
+    perItem: r.perItem,
+  });
+  const p = pairedDifference(fig(m), fig(b));
+  assert.ok(typeof p !== "string", String(p));
+  assert.equal(p.method, "normal");
+  assert.equal(p.n, 4);
+  near(p.diff, -0.125);
+  near(p.se, Math.sqrt(0.1015625 / 3) / 2);
+  near(p.low, -0.125 - Z95 * (Math.sqrt(0.1015625 / 3) / 2));
+  near(p.high, -0.125 + Z95 * (Math.sqrt(0.1015625 / 3) / 2));
+  near(p.low, -0.305312, 1e-6);
+  const u = unpairedDifference(fig(m), fig(b));
+  near(u.high - u.diff, Z95 * Math.sqrt((0.875 + 0.4765625) / 12));
+  near(u.high - u.diff, 0.657772, 1e-6);
+
+  // the hash names the documents as scored: another window length, an edited file, other token counts (another
+  // tokenizer), another order: not the same items
+  const other = [
+    codeLossFromSums(CODE_DOCS, CODE_SUMS_BASE, CODE_TOKENS, 512),
+    codeLossFromSums(
+      CODE_DOCS.map((d, i) => (i === 2 ? { ...d, code: d.code + " edited" } : d)),
+      CODE_SUMS_BASE,
+      CODE_TOKENS,
+      1024,
+    ),
+    codeLossFromSums(CODE_DOCS, CODE_SUMS_BASE, [1, 2, 4, 1], 1024),
+    codeLossFromSums(
+      [...CODE_DOCS].reverse(),
+      [...CODE_SUMS_BASE].reverse(),
+      [...CODE_TOKENS].reverse(),
+      1024,
+    ),
+  ];
+  for (const o of other) {
+    assert.notEqual(o.perItem.items, b.perItem.items);
+    assert.equal(pairedDifference(fig(m), fig(o)), "the two sides scored different items");
+  }
+  // a file without a scored token is not one of n, as before
+  const withEmpty = codeLossFromSums(
+    [...CODE_DOCS, { id: "tiny", code: "x" }],
+    [...CODE_SUMS_BASE, 0],
+    [...CODE_TOKENS, 0],
+    1024,
+  );
+  assert.equal(withEmpty.n, 4);
+  assert.deepEqual(decoded(withEmpty), [1.75, 1.5, 0.75, 2.0]);
 });
 
 test("readCodeRows names the file, row and field of a bad row", () => {

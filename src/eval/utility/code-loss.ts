@@ -5,12 +5,33 @@
  *
  * The file is JSONL, one `{code, lang?, id?}` per row. Each file is tokenized whole (no special tokens) and cut
  * into windows of at most `maxLength` tokens; every token but a window's first is scored.
+ *
+ * The figure is token-weighted: Σ_i S_i / Σ_i t_i over the documents i (S_i the summed NLL of document i's t_i
+ * scored tokens), so a long file weighs more than a short one. The documents are what was drawn, so the unit of its
+ * standard error and of its per-item record (eval/utility/items.ts, for pairing a model with its base) is the
+ * document, and both are those of that ratio, not of the unweighted mean of per-document losses (a different
+ * quantity: files of 10 and 1,000 tokens would count alike). Each document's score is its linearised
+ * contribution to the ratio (its influence value),
+ *   x_i = R + (S_i − R·t_i) / t̄,   R = ΣS/Σt (the figure's value), t̄ = Σt / n,
+ * so that mean(x) = R exactly and sd(x)/√n is the ratio estimator's (delta-method) standard error. Two models that
+ * scored the same documents cut the same way (same t_i: the items hash holds each document's scored tokens and
+ * the window length) then have per-document differences x^m_i − x^b_i = Δ + (Y_i − Δ·t_i)/t̄ with Y_i = S^m_i −
+ * S^b_i and Δ = ΣY/Σt: their mean is the difference of the two figures and sd/√n the delta-method standard error
+ * of that difference of ratios, which is what pairedDifference computes from any per-item scores. A per-document
+ * mean loss would not do: its mean is not the figure (the per-file means of 2 and 1 over 1 and 3 tokens have mean
+ * 1.5, the figure is 1.25).
+ * Files before 2026-12-01 gave as stderr the sd of the per-file mean losses / √files: the standard error of the
+ * unweighted per-file mean, not of the token-weighted figure they reported; the value is unchanged.
  */
 import { InputError } from "../../errors.js";
 import { readJsonlSync } from "../../data/jsonl.js";
 import type { DecoderModel } from "../../models/decoder.js";
 import { answerLosses } from "../preference.js";
 import type { SftExample } from "../../data/prompts.js";
+import { encodeScores, itemsHash, type ItemScores } from "./items.js";
+
+/** Tokens a window holds (the scored ones are all but its first): the figure's default, and its cache key's. */
+export const CODE_LOSS_MAX_LENGTH = 1024;
 
 export interface CodeRow {
   id: string;
@@ -39,12 +60,17 @@ export function readCodeRows(file: string): CodeRow[] {
 export interface CodeLossResult {
   /** mean NLL per scored token over every file */
   value: number;
-  /** standard error of the per-file means */
+  /** standard error of that token-weighted mean over the files (the ratio estimator's, delta method) */
   stderr: number;
-  /** files */
+  /** files with at least one scored token */
   n: number;
   tokens: number;
   perLanguage: Record<string, { value: number; tokens: number; n: number }>;
+  /**
+   * one float64 per file of n, its linearised contribution to the figure (mean = value; see the file's comment),
+   * under a hash of the files as scored (id, lang, code, scored tokens, in order, and the window length)
+   */
+  perItem: ItemScores;
 }
 
 export async function codeLoss(
@@ -53,7 +79,7 @@ export async function codeLoss(
   rows: readonly CodeRow[],
   opts: { maxLength?: number; batchSize?: number; signal?: AbortSignal } = {},
 ): Promise<CodeLossResult> {
-  const maxLength = opts.maxLength ?? 1024;
+  const maxLength = opts.maxLength ?? CODE_LOSS_MAX_LENGTH;
   const windows: SftExample[] = [];
   const owner: number[] = [];
   rows.forEach((r, i) => {
@@ -74,13 +100,27 @@ export async function codeLoss(
     sum[owner[w]!] += m * scored;
     count[owner[w]!] += scored;
   });
-  const perFile: number[] = [];
+  return codeLossFromSums(rows, sum, count, maxLength);
+}
+
+/**
+ * The figure from each file's summed NLL and scored tokens (`sum[i]`, `count[i]`; files without a scored token are
+ * left out), as the file's comment describes: value ΣS/Σt, per-file scores x_i = value + (S_i − value·t_i)/t̄,
+ * stderr sd(x)/√n.
+ */
+export function codeLossFromSums(
+  rows: readonly CodeRow[],
+  sum: ArrayLike<number>,
+  count: ArrayLike<number>,
+  maxLength: number,
+): CodeLossResult {
+  const kept: number[] = [];
   const perLanguage: CodeLossResult["perLanguage"] = {};
   let total = 0;
   let tokens = 0;
   rows.forEach((r, i) => {
-    if (count[i] === 0) return;
-    perFile.push(sum[i]! / count[i]!);
+    if (!(count[i]! > 0)) return;
+    kept.push(i);
     total += sum[i]!;
     tokens += count[i]!;
     const l = (perLanguage[r.lang ?? "unknown"] ??= { value: 0, tokens: 0, n: 0 });
@@ -88,14 +128,27 @@ export async function codeLoss(
     l.tokens += count[i]!;
     l.n += 1;
   });
+  if (kept.length === 0) throw new InputError("held-out code loss: no file has two tokens to score");
   for (const l of Object.values(perLanguage)) l.value /= l.tokens;
-  const mean = perFile.reduce((a, b) => a + b, 0) / perFile.length;
-  const sd = Math.sqrt(perFile.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, perFile.length - 1));
+  const value = total / tokens;
+  const meanTokens = tokens / kept.length;
+  const scores = kept.map((i) => value + (sum[i]! - value * count[i]!) / meanTokens);
+  const sd = Math.sqrt(scores.reduce((a, x) => a + (x - value) ** 2, 0) / Math.max(1, scores.length - 1));
+  const items = itemsHash([
+    { maxLength },
+    ...kept.map((i) => ({
+      id: rows[i]!.id,
+      lang: rows[i]!.lang ?? null,
+      code: rows[i]!.code,
+      tokens: count[i]!,
+    })),
+  ]);
   return {
-    value: total / tokens,
-    stderr: sd / Math.sqrt(perFile.length),
-    n: perFile.length,
+    value,
+    stderr: sd / Math.sqrt(scores.length),
+    n: scores.length,
     tokens,
     perLanguage,
+    perItem: encodeScores(items, scores),
   };
 }

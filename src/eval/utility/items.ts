@@ -5,7 +5,8 @@
  *
  * Compact on purpose (a 216-cell experiment keeps one per cell and benchmark): 0/1 scores (ARC, GSM8K, MMLU) as a
  * bitset, item i in bit i % 8 of byte ⌊i / 8⌋, base64 (MMLU's 14,042 items: 2,344 characters); real scores
- * (HumanEval's pass@k; the held-out code loss per held-out pair) as float64 little-endian, base64. `items` is a
+ * (HumanEval's pass@k; the held-out code loss per held-out pair; the --code real-code loss per document, each its
+ * linearised share of the token-weighted mean: eval/utility/code-loss.ts) as float64 little-endian, base64. `items` is a
  * hash of the items scored, in order: two sides are paired only when both hashes and counts agree, never on sets
  * that merely have the same size.
  *
