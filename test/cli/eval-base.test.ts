@@ -40,8 +40,22 @@ fs.writeFileSync(
     .join("\n") + "\n",
 );
 
+// three held-out real-code documents for --code (the held-out real-code loss)
+const code = path.join(work, "code.jsonl");
+fs.writeFileSync(
+  code,
+  [
+    { id: "c1", lang: "python", code: "def add(a, b):\n    return a + b\n" },
+    { id: "c2", lang: "go", code: "package main\n\nfunc main() {\n\tprintln(1)\n}\n" },
+    { id: "c3", lang: "c", code: "int sq(int x) { return x * x; }\n".repeat(3) },
+  ]
+    .map((r) => JSON.stringify(r))
+    .join("\n") + "\n",
+);
+
 test("eval --base: the base's held-out loss and benchmarks beside the model's, and their differences with intervals", async () => {
-  const args = ["eval", "-m", model.dir, "--base", base.dir, "-d", heldOut, "--arc", arc, "--prompts", "1"];
+  const args = ["eval", "-m", model.dir, "--base", base.dir, "-d", heldOut, "--arc", arc, "--code", code];
+  args.push("--prompts", "1");
   const r = await runCli([...args, "--max-new-tokens", "4", "--cache", path.join(work, "cache"), "--json"]);
   assert.equal(r.code, 0, showRun(r));
   const out = JSON.parse(r.stdout);
@@ -96,6 +110,16 @@ test("eval --base: the base's held-out loss and benchmarks beside the model's, a
   assert.ok(Math.abs(a.low - want.low) < 1e-12, `low ${a.low} for ${JSON.stringify(table)}`);
   assert.ok(Math.abs(a.high - want.high) < 1e-12, `high ${a.high}`);
   assert.ok(a.high - a.low > 0.2, "two items leave a wide interval, never a point");
+  // the --code real-code loss: one float64 per document on both sides, one hash, so paired per document (its
+  // arithmetic by hand in test/utility/code-loss)
+  const rc = out.utilityVsBase.heldout_real_code_loss;
+  assert.equal(rc.method, "paired normal");
+  assert.equal(rc.n, 3);
+  assert.equal(
+    out.utility.heldout_real_code_loss.perItem.items,
+    out.baseUtility.heldout_real_code_loss.perItem.items,
+  );
+  assert.equal(f64(out.utility.heldout_real_code_loss).length, 3);
   // `base` keeps its shape: the base's security
   assert.ok(out.base.securePreference);
 
@@ -106,6 +130,12 @@ test("eval --base: the base's held-out loss and benchmarks beside the model's, a
     /^base heldout_code_loss: nll\/token \d+\.\d{4} \[\d+\.\d{4}, \d+\.\d{4}\] \(n=\d+; se /m,
   );
   assert.match(t.stdout, /^base arc_challenge: /m);
+  // the second run takes the figures from --cache, their per-document scores with them: still paired
+  assert.match(t.stdout, /^heldout_real_code_loss: .*\(reused from --cache/m);
+  assert.match(
+    t.stdout,
+    /^vs base \(heldout_real_code_loss\): nll\/token [+-]\d+\.\d{4} \[[+-]\d+\.\d{4}, [+-]\d+\.\d{4}\] \(model − base, 95% interval; paired over the 3 documents both scored, mean difference ± 1\.96·sd\/√n\)$/m,
+  );
   assert.match(
     t.stdout,
     /^vs base \(heldout_code_loss\): nll\/token [+-]\d+\.\d{4} \[[+-]\d+\.\d{4}, [+-]\d+\.\d{4}\] \(model − base, 95% interval; paired over the \d+ held-out pairs both scored, mean difference ± 1\.96·sd\/√n\)$/m,

@@ -28,7 +28,10 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
         "--base": opts.base,
         "--judge": opts.judge,
         ...Object.fromEntries(
-          ["arc", "gsm8k", "gsm8kTrain", "mmlu", "mmluDev", "humaneval"].map((k) => [`--${k}`, opts[k]]),
+          ["arc", "gsm8k", "gsm8kTrain", "mmlu", "mmluDev", "humaneval", "code"].map((k) => [
+            `--${k}`,
+            opts[k],
+          ]),
         ),
       },
       ownEntry: (n) => /^(safety|preference|utility)-[0-9a-f]{16}\.jsonl$/.test(n),
@@ -84,6 +87,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
       gsm8kTrain: opts.gsm8kTrain,
       mmlu: opts.mmlu,
       mmluDev: opts.mmluDev,
+      code: opts.code,
       limit: opts.limit,
     };
     let ev;

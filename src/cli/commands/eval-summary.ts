@@ -81,8 +81,9 @@ export function evalSummaryLines(opts: {
           d.method === "paired newcombe"
             ? `paired over the ${d.n} items both scored, Newcombe's score interval`
             : d.method === "paired normal"
-              ? // the held-out code loss pairs per held-out pair (the mean of its two answers' loss)
-                `paired over the ${d.n} ${k === "heldout_code_loss" ? "held-out pairs" : "items"} both scored, mean difference ± 1.96·sd/√n`
+              ? // the held-out code loss pairs per held-out pair (the mean of its two answers' loss), the --code
+                // real-code loss per document (its share of the token-weighted mean: eval/utility/code-loss.ts)
+                `paired over the ${d.n} ${k === "heldout_code_loss" ? "held-out pairs" : k === "heldout_real_code_loss" ? "documents" : "items"} both scored, mean difference ± 1.96·sd/√n`
               : d.method === "unpaired newcombe"
                 ? `unpaired, Newcombe's score interval from both counts${d.unpairedBecause ? `: ${d.unpairedBecause}` : ""}`
                 : `unpaired, from both standard errors${d.unpairedBecause ? `: ${d.unpairedBecause}` : ""}`

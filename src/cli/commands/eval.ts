@@ -37,6 +37,10 @@ export function registerEval(program: Command): void {
     .option("--mmlu <file>", "MMLU test (cais/mmlu schema); --mmlu-dev for 5-shot examples")
     .option("--mmlu-dev <file>", "MMLU dev split")
     .option("--humaneval <file>", "HumanEval (.jsonl or .jsonl.gz): pass@1, completions run in the sandbox")
+    .option(
+      "--code <file>",
+      "held-out real code the model never trained on, JSONL {code, lang?, id?}: its loss (NLL per token, token-weighted over the files; paired per file with --base)",
+    )
     .option("--limit <n>", "utility items per benchmark, a seeded subsample (default: all)", integer(1))
     .option(
       "--cache <dir>",
