@@ -23,11 +23,12 @@ import { evaluateSafety, mcnemarVsBase, type SafetyResult, type JudgeRates } fro
 import { BuiltinBackend } from "../eval/generate/builtin.js";
 import type { LlmJudge } from "../eval/judge/llm.js";
 import { Tensor, noGrad, tidy } from "../tensor/index.js";
-import type {
-  LoglikelihoodRequest,
-  LoglikelihoodResult,
-  TaskResult,
-  UtilityModel,
+import {
+  encodeLoglikelihoodPair,
+  type LoglikelihoodRequest,
+  type LoglikelihoodResult,
+  type TaskResult,
+  type UtilityModel,
 } from "../eval/utility/model.js";
 import { loadArc, loadGsm8k, loadHumanEval, loadMmlu } from "../eval/utility/datasets.js";
 import { evaluateHumanEval, passAtK } from "../eval/utility/humaneval.js";
@@ -228,8 +229,15 @@ export class BuiltinUtilityModel implements UtilityModel {
   private score(r: LoglikelihoodRequest): LoglikelihoodResult {
     return noGrad(() =>
       tidy(() => {
-        const ctx = this.tok.encode(r.context, { addSpecialTokens: true });
-        const cont = this.tok.encode(r.continuation, { addSpecialTokens: false });
+        const { context: ctx, continuation: cont } = encodeLoglikelihoodPair(
+          this.tok,
+          r.context,
+          r.continuation,
+        );
+        if (cont.length === 0)
+          throw new InputError(
+            `log-likelihood request ${JSON.stringify(r.continuation)}: the continuation has no tokens`,
+          );
         const ids = [...ctx, ...cont];
         const logits = this.model.forward(Tensor.fromArray(ids, [1, ids.length], "int64"));
         const lp = logits

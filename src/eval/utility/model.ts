@@ -16,6 +16,25 @@ export interface LoglikelihoodResult {
   isGreedy: boolean;
 }
 
+/**
+ * A log-likelihood request's tokens as lm-evaluation-harness makes them (HFLM._encode_pair): the context's
+ * trailing whitespace moves to the continuation, the whole text is tokenised once, and the continuation is what
+ * follows the context's own tokens in it. Tokenising the continuation alone differs for a tokenizer that puts a
+ * space before any text it is given (Llama 2 / CodeLlama: " Paris" alone is "▁", "▁Paris", after "Answer:" it is
+ * "▁Paris"), which would add a token to every choice; for byte-level BPE (Qwen, Llama 3, Gemma) both are the same.
+ */
+export function encodeLoglikelihoodPair(
+  tok: { encode(text: string, opts?: { addSpecialTokens?: boolean }): number[] },
+  context: string,
+  continuation: string,
+): { context: number[]; continuation: number[] } {
+  const kept = context.trimEnd();
+  const cont = context.slice(kept.length) + continuation;
+  const whole = tok.encode(kept + cont, { addSpecialTokens: true });
+  const ctx = tok.encode(kept, { addSpecialTokens: true });
+  return { context: ctx, continuation: whole.slice(ctx.length) };
+}
+
 export interface UtilityModel {
   loglikelihood(reqs: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]>;
   /** Greedy decoding; the returned text is cut before the first stop sequence. */
