@@ -82,5 +82,11 @@ export function resolveConfig<S extends z.ZodType>(
   sets: readonly string[] = [],
 ): z.infer<S> {
   const merged = applyOverrides(loadConfigFile(file), flags, sets);
-  return parseConfig(schema, merged, `invalid configuration${file ? ` (${file})` : ""}`);
+  // name every source a bad key may have come from: a key given by --set is not in the file
+  const sources = [...(file ? [file] : []), ...sets.map((s) => `--set ${s}`)];
+  return parseConfig(
+    schema,
+    merged,
+    `invalid configuration${sources.length ? ` (${sources.join(", ")})` : ""}`,
+  );
 }

@@ -120,6 +120,22 @@ test("a stage command reads the same file without the run's paths (goodvibe clus
   assert.throws(() => resolveConfig(stageFileSchema, undefined, {}, ["cluster.k=3"]), InputError);
 });
 
+test("a bad key given by --set is named as a --set, not as the file's (goodvibe harden -c harden.yaml --set …)", () => {
+  const file = yamlFile("train:\n  lr: 1.0e-4\n");
+  assert.throws(
+    () => resolveConfig(hardenSchema, file, PATHS, ["train.epochs=1", "cluster.bogus=1"]),
+    (e: unknown) =>
+      e instanceof InputError &&
+      e.message.startsWith(`invalid configuration (${file}, --set train.epochs=1, --set cluster.bogus=1):`) &&
+      /cluster: Unrecognized key: "bogus"/.test(e.message),
+  );
+  assert.throws(
+    () => resolveConfig(hardenSchema, undefined, PATHS, ["cluster.bogus=1"]),
+    (e: unknown) =>
+      e instanceof InputError && e.message.startsWith("invalid configuration (--set cluster.bogus=1):"),
+  );
+});
+
 test("the run folder: given by the file or a flag, else the command's default", () => {
   const file = yamlFile("runDir: /tmp/somewhere\n");
   assert.equal(resolveHardenConfig(file, PATHS).runDir, "/tmp/somewhere");
