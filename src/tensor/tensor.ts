@@ -182,7 +182,11 @@ export function resolveDevice(asked?: string): Device {
     throw new ResourceError(
       `device '${requested}' asked for, but CUDA is not available: the addon is built against libtorch ` +
         `${native.version()} without CUDA, or no GPU is visible (driver, CUDA_VISIBLE_DEVICES). Build it against ` +
-        "a CUDA libtorch (LIBTORCH=/path/to/libtorch, or a Python torch with CUDA) or use --device cpu.",
+        "a CUDA libtorch (LIBTORCH=/path/to/libtorch, or a Python torch with CUDA) or " +
+        // the way back to the CPU is where it was asked for: the CLI has no --device flag, only the variable
+        (asked !== undefined
+          ? "ask for device 'cpu'."
+          : `run on the CPU (GOODVIBE_DEVICE=cpu, or unset it; it is '${requested}').`),
     );
   const index = Number(requested.split(":")[1] ?? 0);
   const count = native.cudaDeviceCount();
