@@ -17,9 +17,18 @@ const describe = (b: Build | undefined): string => describeBuild(b ?? null);
  */
 function groups(cells: readonly CellResult[]): { text: string; n: number }[] {
   const by = new Map<string, { text: string; n: number }>();
+  const coreOf = (b: Build): string => buildKey({ ...b, bf16Products: undefined });
+  // a cell without a bf16 route (a float32 base, a GPU) agrees with any route (isMixed): it is counted with the
+  // cells of its own build that have one, not as a build of its own
+  const routed = new Map<string, string>();
+  for (const c of cells)
+    if (c.build?.bf16Products && !routed.has(coreOf(c.build))) routed.set(coreOf(c.build), buildKey(c.build));
   for (const c of cells) {
-    const key = c.build ? buildKey(c.build) : "unrecorded";
-    const g = by.get(key) ?? { text: describe(c.build), n: 0 };
+    const b = c.build;
+    const key = !b ? "unrecorded" : b.bf16Products ? buildKey(b) : (routed.get(coreOf(b)) ?? buildKey(b));
+    const withRoute =
+      b && !b.bf16Products ? cells.find((x) => x.build && buildKey(x.build) === key)?.build : b;
+    const g = by.get(key) ?? { text: describe(withRoute ?? b), n: 0 };
     g.n++;
     by.set(key, g);
   }

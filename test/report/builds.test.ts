@@ -66,6 +66,31 @@ test("two bf16 routes, or another version, or cells without a record beside reco
   assert.match(mixedBuilds(partly.cells)!, /by an earlier goodvibe that did not record its build/);
 });
 
+test("several builds: a float32 base cell is counted with its own build's bf16 cells, not as a build of its own", () => {
+  const B = { ...routeOwn, goodvibe: "0.2.0" };
+  // every third cell each: A (no route), routeOwn (A's build with its route), B (another version)
+  const r = withBuilds([A, routeOwn, B]);
+  const n = r.cells.length;
+  const nB = r.cells.filter((c) => c.build?.goodvibe === "0.2.0").length;
+  const w = mixedBuilds(r.cells)!;
+  assert.match(w, /computed by more than one build/);
+  const counted = [...w.matchAll(/(\d+) cells? by goodvibe/g)].map((m) => Number(m[1]));
+  // two builds, not three: A's cells and routeOwn's are one
+  assert.deepEqual(
+    counted,
+    [n - nB, nB].sort((a, b) => b - a),
+  );
+  assert.ok(
+    w.includes(
+      `${n - nB} cells by goodvibe 0.1.0 (commit aaaaaaaaaaaa, addon sources 111111111111, libtorch 1.13.0, cpu, bf16 products: libtorch's own)`,
+    ),
+    w,
+  );
+  // a build whose every cell lacks a route stays a group of its own
+  const noRoute = withBuilds([A, { ...A, goodvibe: "0.2.0" }]);
+  assert.equal([...mixedBuilds(noRoute.cells)!.matchAll(/cells? by goodvibe/g)].length, 2);
+});
+
 test("results made before the record: no note", () => {
   const r = withBuilds([undefined]);
   assert.equal(buildsNote(r.cells), null);
