@@ -213,7 +213,10 @@ function canonicalTensors(
   stored: Map<string, TensorRecord>,
 ): { tensors: Map<string, TensorRecord>; unmapped: string[] } {
   const prefix = textModelPrefix(stored.keys());
-  const headNames = new Set(["lm_head.weight", `${prefix.replace(/model\.$/, "")}lm_head.weight`]);
+  // lm_head sits beside the text model's `model.`: `lm_head.weight`, or `language_model.lm_head.weight` under
+  // `language_model.model.`; under `model.language_model.` (transformers >= 4.52) it is top-level only
+  const headNames = new Set(["lm_head.weight"]);
+  if (/(^|\.)model\.$/.test(prefix)) headNames.add(`${prefix.slice(0, -"model.".length)}lm_head.weight`);
   const tensors = new Map<string, TensorRecord>();
   const unmapped: string[] = [];
   for (const [name, rec] of stored) {

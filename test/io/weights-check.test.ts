@@ -237,6 +237,19 @@ test("multimodal Gemma3 layouts (language_model.model.*, model.language_model.*)
     const a = buildModel(cfg, renamed, "mm", { dtype: "float32" });
     assert.deepEqual([...a.parameters().keys()].sort(), [...tensors.keys()].sort());
   }
+  // lm_head beside the text model: `language_model.lm_head.weight` in the older layout; in the newer one only the
+  // top-level name (a `model.language_lm_head.weight`, the older rule applied to the newer prefix, is no head)
+  const head = { ...tensors.get("model.embed_tokens.weight")! };
+  for (const [from, name, ok] of [
+    ["language_model.model.", "language_model.lm_head.weight", true],
+    ["model.language_model.", "lm_head.weight", true],
+    ["model.language_model.", "model.language_lm_head.weight", false],
+  ] as const) {
+    const renamed = edited(tensors, (n, r) => ({ ...r, name: n.replace(/^model\./, from) }));
+    renamed.set(name, { ...head, name });
+    if (ok) assert.ok(checkWeights(cfg, renamed, "mm").has("lm_head.weight"), name);
+    else assertInputError(() => checkWeights(cfg, renamed, "mm"), `unexpected (1): ${name}`);
+  }
   // a vision tower in a text-only family is unexpected
   const { cfg: llama, tensors: lt } = fixture("llama");
   const withVision = new Map(lt);
