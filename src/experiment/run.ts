@@ -55,7 +55,7 @@ import { cellShare } from "./shard.js";
 import { experimentDepartures } from "./departures.js";
 import { mixedBuilds } from "../report/builds.js";
 import { canonicalJson, fileHash, modelFolderHash, sha256 } from "../io/hash.js";
-import { answerTokensKey } from "../io/tokenizer.js";
+import { answerTokensKey } from "../io/tokenizer-json.js";
 import {
   EXPERIMENT_CODE_VERSION,
   cellModelLabel,

@@ -14,6 +14,7 @@ import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { checkModelDir, type ModelConfig } from "./config.js";
 import { inspectModelFolder } from "./model-folder.js";
+import { tokenizerSteps } from "./tokenizer-json.js";
 import type { TensorRecord } from "./safetensors.js";
 import {
   f16BitsToF32,
@@ -291,21 +292,13 @@ interface JsonObject {
 }
 const isObj = (v: unknown): v is JsonObject => typeof v === "object" && v !== null && !Array.isArray(v);
 
-function collectPreTokenizers(p: unknown, out: JsonObject[]): void {
-  if (!isObj(p)) return;
-  if (p.type === "Sequence" && Array.isArray(p.pretokenizers))
-    for (const q of p.pretokenizers) collectPreTokenizers(q, out);
-  else out.push(p);
-}
-
 /**
  * tokenizer.ggml.pre. The converter hashes the token ids of a test string against a table of known
  * tokenizers; we recognise the pre-tokenizer from its definition instead and fall back to the nearest
  * llama.cpp pre-tokenizer, saying so in `notes`.
  */
 function choosePre(tok: JsonObject, file: string, notes: string[]): string {
-  const parts: JsonObject[] = [];
-  collectPreTokenizers(tok.pre_tokenizer, parts);
+  const parts = tokenizerSteps(tok.pre_tokenizer, "pretokenizers");
   const regexes = parts
     .filter((p) => p.type === "Split" && isObj(p.pattern) && typeof p.pattern.Regex === "string")
     .map((p) => (p.pattern as JsonObject).Regex as string);
@@ -343,20 +336,6 @@ function readJson(file: string): JsonObject {
 /** llama.cpp's tokenizer.ggml.model: byte-level BPE, or SentencePiece (scores instead of merges). */
 export type VocabKind = "gpt2" | "llama";
 
-/** Normalizers as a flat list (a Sequence is expanded). */
-function flatNormalizers(n: unknown): JsonObject[] {
-  if (!isObj(n)) return [];
-  if (n.type === "Sequence" && Array.isArray(n.normalizers)) return n.normalizers.flatMap(flatNormalizers);
-  return [n];
-}
-
-/** A flat list of decoders (a Sequence is expanded). */
-function flatDecoders(d: unknown): JsonObject[] {
-  if (!isObj(d)) return [];
-  if (d.type === "Sequence" && Array.isArray(d.decoders)) return d.decoders.flatMap(flatDecoders);
-  return [d];
-}
-
 /**
  * Which llama.cpp tokenizer reproduces this tokenizer.json. Byte-level BPE (GPT-2, Llama 3, Qwen) is "gpt2".
  * A SentencePiece-style BPE that turns spaces into "▁" and falls back to <0xXX> bytes is "llama", SentencePiece,
@@ -377,7 +356,7 @@ function vocabKind(tok: JsonObject, file: string): { kind: VocabKind; addSpacePr
   const json = (v: unknown) => JSON.stringify(v ?? null);
   if ([tok.pre_tokenizer, tok.decoder].some((p) => json(p).includes('"ByteLevel"')))
     return { kind: "gpt2", addSpacePrefix: false };
-  const norms = flatNormalizers(tok.normalizer);
+  const norms = tokenizerSteps(tok.normalizer, "normalizers");
   const isSpaceEscape = (n: JsonObject) =>
     n.type === "Replace" && isObj(n.pattern) && n.pattern.String === " " && n.content === "\u2581";
   const isPrepend = (n: JsonObject) => n.type === "Prepend" && n.prepend === "\u2581";
@@ -386,13 +365,12 @@ function vocabKind(tok: JsonObject, file: string): { kind: VocabKind; addSpacePr
   const prepends = norms.length > 0 && isPrepend(norms[0]!);
   const otherNorms = norms.filter((n, i) => !isSpaceEscape(n) && !(i === 0 && isPrepend(n)));
   // After the normalizer no space is left, so a Split on " " (Gemma 3) changes nothing.
-  const preParts: JsonObject[] = [];
-  collectPreTokenizers(tok.pre_tokenizer, preParts);
+  const preParts = tokenizerSteps(tok.pre_tokenizer, "pretokenizers");
   const preIsNoop = preParts.every(
     (p) => p.type === "Split" && isObj(p.pattern) && p.pattern.String === " " && escapesSpaces,
   );
   // the decoder removes the prepended space (Llama 2: Strip " " 1 from the left) exactly when there is one
-  const strips = flatDecoders(tok.decoder).some(
+  const strips = tokenizerSteps(tok.decoder, "decoders").some(
     (d) => d.type === "Strip" && d.content === " " && d.start === 1 && (d.stop ?? 0) === 0,
   );
   if (

@@ -16,7 +16,8 @@ import { InputError } from "../errors.js";
 import { checkOutput, cleanStaleTemps, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
 import { claimOrRefuse, isClaimEntry } from "../io/claim.js";
 import { canonicalJson, fileHash, modelFolderHashCached, sha256 } from "../io/hash.js";
-import { answerTokensKey, loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
+import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
+import { answerTokensKey } from "../io/tokenizer-json.js";
 import { readPairs, pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
 import { languageFilterKey } from "../data/languages.js";
 import {
