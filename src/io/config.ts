@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
 import { InputError, preview } from "../errors.js";
-import { ownValue, parseJson, refuseForbiddenKeys } from "../util/keys.js";
+import { ownValue, parseJson, refuseForbiddenKeys, isPlainObject } from "../util/keys.js";
 
 export type Family = "llama" | "qwen2" | "qwen3" | "gemma3";
 export type RopeScaling =
@@ -165,10 +165,6 @@ function zodToInputError(source: string, prefix: string, input: unknown, error: 
     return `field "${field}" = ${JSON.stringify(value)?.slice(0, 80)}: ${issue.message}`;
   });
   return new InputError(`${source}: invalid model config: ${lines.join("; ")}`);
-}
-
-function isPlainObject(x: unknown): x is Record<string, unknown> {
-  return typeof x === "object" && x !== null && !Array.isArray(x);
 }
 
 function parseTorchDtype(

@@ -15,6 +15,7 @@ import { InputError } from "../errors.js";
 import { checkModelDir, type ModelConfig } from "./config.js";
 import { inspectModelFolder } from "./model-folder.js";
 import { tokenizerSteps } from "./tokenizer-json.js";
+import { isPlainObject } from "../util/keys.js";
 import type { TensorRecord } from "./safetensors.js";
 import {
   f16BitsToF32,
@@ -290,7 +291,6 @@ const KNOWN_PRE_REGEXES: [string, string][] = [
 interface JsonObject {
   [k: string]: unknown;
 }
-const isObj = (v: unknown): v is JsonObject => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /**
  * tokenizer.ggml.pre. The converter hashes the token ids of a test string against a table of known
@@ -300,7 +300,7 @@ const isObj = (v: unknown): v is JsonObject => typeof v === "object" && v !== nu
 function choosePre(tok: JsonObject, file: string, notes: string[]): string {
   const parts = tokenizerSteps(tok.pre_tokenizer, "pretokenizers");
   const regexes = parts
-    .filter((p) => p.type === "Split" && isObj(p.pattern) && typeof p.pattern.Regex === "string")
+    .filter((p) => p.type === "Split" && isPlainObject(p.pattern) && typeof p.pattern.Regex === "string")
     .map((p) => (p.pattern as JsonObject).Regex as string);
   for (const r of regexes) {
     const known = KNOWN_PRE_REGEXES.find(([k]) => k === r);
@@ -329,7 +329,7 @@ function readJson(file: string): JsonObject {
   } catch (e) {
     throw new InputError(`${file}: cannot read JSON (${(e as Error).message})`, { cause: e });
   }
-  if (!isObj(v)) throw new InputError(`${file}: expected a JSON object`);
+  if (!isPlainObject(v)) throw new InputError(`${file}: expected a JSON object`);
   return v;
 }
 
@@ -358,7 +358,7 @@ function vocabKind(tok: JsonObject, file: string): { kind: VocabKind; addSpacePr
     return { kind: "gpt2", addSpacePrefix: false };
   const norms = tokenizerSteps(tok.normalizer, "normalizers");
   const isSpaceEscape = (n: JsonObject) =>
-    n.type === "Replace" && isObj(n.pattern) && n.pattern.String === " " && n.content === "\u2581";
+    n.type === "Replace" && isPlainObject(n.pattern) && n.pattern.String === " " && n.content === "\u2581";
   const isPrepend = (n: JsonObject) => n.type === "Prepend" && n.prepend === "\u2581";
   const escapesSpaces = norms.some(isSpaceEscape);
   // a Prepend only as the first step: after the Replace a prepended "▁" is the same, before anything else not
@@ -367,7 +367,7 @@ function vocabKind(tok: JsonObject, file: string): { kind: VocabKind; addSpacePr
   // After the normalizer no space is left, so a Split on " " (Gemma 3) changes nothing.
   const preParts = tokenizerSteps(tok.pre_tokenizer, "pretokenizers");
   const preIsNoop = preParts.every(
-    (p) => p.type === "Split" && isObj(p.pattern) && p.pattern.String === " " && escapesSpaces,
+    (p) => p.type === "Split" && isPlainObject(p.pattern) && p.pattern.String === " " && escapesSpaces,
   );
   // the decoder removes the prepended space (Llama 2: Strip " " 1 from the left) exactly when there is one
   const strips = tokenizerSteps(tok.decoder, "decoders").some(
@@ -404,9 +404,9 @@ function tokenizerJsonVocab(
   const file = path.join(dir, "tokenizer.json");
   const tok = readJson(file);
   const model = tok.model;
-  if (!isObj(model) || model.type !== "BPE" || !isObj(model.vocab)) {
+  if (!isPlainObject(model) || model.type !== "BPE" || !isPlainObject(model.vocab)) {
     throw new InputError(
-      `${file}: only BPE tokenizers are supported for GGUF export (model.type is ${isObj(model) ? String(model.type) : "missing"})`,
+      `${file}: only BPE tokenizers are supported for GGUF export (model.type is ${isPlainObject(model) ? String(model.type) : "missing"})`,
     );
   }
   const { kind, addSpacePrefix } = vocabKind(tok, file);
@@ -427,7 +427,7 @@ function tokenizerJsonVocab(
   const added = new Map<number, { content: string; special: boolean }>();
   const beyond: string[] = [];
   for (const a of Array.isArray(tok.added_tokens) ? tok.added_tokens : []) {
-    if (isObj(a) && typeof a.id === "number" && typeof a.content === "string") {
+    if (isPlainObject(a) && typeof a.id === "number" && typeof a.content === "string") {
       // Gemma 3 1B's tokenizer has <image_soft_token> at 262144, past its 262144 embeddings: the model can
       // neither read nor write such a token, so it is left out (as a vocabulary of vocab_size must).
       if (a.id >= cfg.vocabSize) {
@@ -499,7 +499,8 @@ function tokenizerJsonVocab(
   const byContent = new Map<string, number>();
   for (const [id, a] of added) if (!byContent.has(a.content)) byContent.set(a.content, id);
   const idOf = (v: unknown): number | null => {
-    const content = typeof v === "string" ? v : isObj(v) && typeof v.content === "string" ? v.content : null;
+    const content =
+      typeof v === "string" ? v : isPlainObject(v) && typeof v.content === "string" ? v.content : null;
     if (content === null) return null;
     const id = byContent.get(content) ?? (model.vocab as JsonObject)[content];
     return typeof id === "number" ? id : null;
@@ -552,8 +553,8 @@ function chatTemplate(dir: string, tcfg: JsonObject): string | null {
   const t = tcfg.chat_template;
   if (typeof t === "string") return t;
   if (Array.isArray(t)) {
-    const d = t.find((x) => isObj(x) && x.name === "default");
-    if (isObj(d) && typeof d.template === "string") return d.template;
+    const d = t.find((x) => isPlainObject(x) && x.name === "default");
+    if (isPlainObject(d) && typeof d.template === "string") return d.template;
   }
   return null;
 }

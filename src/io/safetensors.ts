@@ -10,7 +10,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { GoodVibeError, InputError } from "../errors.js";
-import { isForbiddenKey, refuseForbiddenKeys } from "../util/keys.js";
+import { isForbiddenKey, refuseForbiddenKeys, isPlainObject } from "../util/keys.js";
 import {
   partsWithStops,
   writeFileAtomic,
@@ -124,10 +124,6 @@ export const INDEX_FILE = "model.safetensors.index.json";
 
 function isDtype(x: unknown): x is StDtype {
   return typeof x === "string" && Object.prototype.hasOwnProperty.call(DTYPE_SIZE, x);
-}
-
-function isPlainObject(x: unknown): x is Record<string, unknown> {
-  return typeof x === "object" && x !== null && !Array.isArray(x);
 }
 
 /** Number of elements times bytes per element, in BigInt so that hostile shapes cannot overflow silently. */

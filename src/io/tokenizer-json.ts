@@ -5,10 +5,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-
-function isObject(x: unknown): x is Record<string, unknown> {
-  return typeof x === "object" && x !== null && !Array.isArray(x);
-}
+import { isPlainObject } from "../util/keys.js";
 
 /**
  * What keys finished work by how a model folder's tokenizer reads an answer: `{ answerTokens: "in-context" }` for a
@@ -51,14 +48,14 @@ export function tokenizerSteps(
   component: unknown,
   list: "normalizers" | "pretokenizers" | "decoders",
 ): Record<string, unknown>[] {
-  if (!isObject(component)) return [];
+  if (!isPlainObject(component)) return [];
   if (component.type === "Sequence" && Array.isArray(component[list]))
     return (component[list] as unknown[]).flatMap((x) => tokenizerSteps(x, list));
   return [component];
 }
 
 function addsPrefixSpace(tok: unknown): boolean {
-  if (!isObject(tok)) return false;
+  if (!isPlainObject(tok)) return false;
   if (tokenizerSteps(tok.normalizer, "normalizers").some((n) => n.type === "Prepend")) return true;
   return tokenizerSteps(tok.pre_tokenizer, "pretokenizers").some(
     (p) =>

@@ -9,7 +9,7 @@ import { Template } from "@huggingface/jinja";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { InputError, preview } from "../errors.js";
 import { checkModelDir } from "./config.js";
-import { refuseForbiddenKeys, type KeyWalkOptions } from "../util/keys.js";
+import { refuseForbiddenKeys, type KeyWalkOptions, isPlainObject } from "../util/keys.js";
 
 export type ChatRole = "system" | "user" | "assistant";
 /** One turn of a conversation, as chat templates take it. */
@@ -58,10 +58,6 @@ const SPECIAL_TOKEN_KEYS = [
   "cls_token",
   "mask_token",
 ];
-
-function isPlainObject(x: unknown): x is Record<string, unknown> {
-  return typeof x === "object" && x !== null && !Array.isArray(x);
-}
 
 /** Objects in tokenizer.json keyed by token text: any token is fine there ("constructor" is a real token). */
 const TOKEN_KEYED = new Set(["vocab", "special_tokens"]);

@@ -7,6 +7,11 @@
  */
 import { InputError } from "../errors.js";
 
+/** A JSON object: not null, not an array (what a parsed file's objects are checked as before their keys are read). */
+export function isPlainObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === "object" && x !== null && !Array.isArray(x);
+}
+
 export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(["__proto__", "constructor", "prototype"]);
 
 /** True for a forbidden key, also as a part of a dotted key ("constructor.prototype.x" is expanded later). */

@@ -23,6 +23,7 @@ import { GoodVibeError, InputError, InterruptedError } from "../../errors.js";
 import type { ChatMessage } from "../../io/tokenizer.js";
 import { cutAtStopStrings, type BuiltinBackend } from "./builtin.js";
 import { DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUEUE } from "./serve-config.js";
+import { isPlainObject } from "../../util/keys.js";
 
 export interface ServeOptions {
   /** Address to listen on (default 127.0.0.1). */
@@ -128,8 +129,6 @@ interface Limits {
   maxBatch: number;
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === "object" && v !== null && !Array.isArray(v);
 const isTokenId = (v: unknown) => typeof v === "number" && Number.isInteger(v);
 
 /** Options of the OpenAI API this server cannot honour: refused when set to anything but their neutral value. */
@@ -142,10 +141,10 @@ const UNSUPPORTED: [string, (v: unknown) => boolean][] = [
   ["suffix", (v) => v === ""],
   ["presence_penalty", (v) => v === 0],
   ["frequency_penalty", (v) => v === 0],
-  ["logit_bias", (v) => isObject(v) && Object.keys(v).length === 0],
+  ["logit_bias", (v) => isPlainObject(v) && Object.keys(v).length === 0],
   ["tools", (v) => Array.isArray(v) && v.length === 0],
   ["functions", (v) => Array.isArray(v) && v.length === 0],
-  ["response_format", (v) => isObject(v) && v.type === "text"],
+  ["response_format", (v) => isPlainObject(v) && v.type === "text"],
 ];
 
 function chatMessages(v: unknown): ChatMessage[] {
@@ -153,14 +152,14 @@ function chatMessages(v: unknown): ChatMessage[] {
     throw bad("messages must be a non-empty list of {role, content}", "messages");
   return v.map((m, i) => {
     const where = `messages[${i}]`;
-    if (!isObject(m)) throw bad(`${where} must be an object {role, content}`, where);
+    if (!isPlainObject(m)) throw bad(`${where} must be an object {role, content}`, where);
     const role = m.role === "developer" ? "system" : m.role;
     if (role !== "system" && role !== "user" && role !== "assistant")
       throw bad(`${where}.role must be "system", "user" or "assistant"`, `${where}.role`);
     let content = m.content;
     // the newer content-parts form: [{type: "text", text}]
     if (Array.isArray(content)) {
-      if (!content.every((p) => isObject(p) && p.type === "text" && typeof p.text === "string"))
+      if (!content.every((p) => isPlainObject(p) && p.type === "text" && typeof p.text === "string"))
         throw bad(`${where}.content: only text parts are supported`, `${where}.content`);
       content = content.map((p) => (p as { text: string }).text).join("");
     }
@@ -179,7 +178,7 @@ function parseRequest(
   backend: BuiltinBackend,
   limits: Limits,
 ): ParsedRequest {
-  if (!isObject(body)) throw bad("the request body must be a JSON object", null);
+  if (!isPlainObject(body)) throw bad("the request body must be a JSON object", null);
   for (const [key, neutral] of UNSUPPORTED)
     if (body[key] !== undefined && body[key] !== null && !neutral(body[key]))
       throw bad(`${key} is not supported by this server`, key, "unsupported_parameter");

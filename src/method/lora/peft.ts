@@ -22,7 +22,7 @@ import { recordToTensor } from "../../models/load.js";
 import { loadModelConfig } from "../../io/config.js";
 import { isVisionTensor, textModelPrefix } from "../../io/model-folder.js";
 import type { Tensor } from "../../tensor/index.js";
-import { parseJson } from "../../util/keys.js";
+import { isPlainObject, parseJson } from "../../util/keys.js";
 import type { LoraConfig } from "./config.js";
 
 export const ADAPTER_CONFIG_FILE = "adapter_config.json";
@@ -187,9 +187,6 @@ export function writePeftAdapter(
 
 // ---------------------------------------------------------------------------------------------- reading
 
-const isObj = (v: unknown): v is Record<string, unknown> =>
-  typeof v === "object" && v !== null && !Array.isArray(v);
-
 /** The folder that holds adapter_config.json: `dir`, or the adapter/ folder a harden/train output keeps. */
 export function findAdapterDir(dir: string): string {
   if (fs.existsSync(path.join(dir, ADAPTER_CONFIG_FILE))) return dir;
@@ -202,7 +199,7 @@ export function parsePeftConfig(raw: unknown, file: string): { cfg: LoraConfig; 
   const fail = (msg: string): never => {
     throw new InputError(`${file}: ${msg}`);
   };
-  if (!isObj(raw)) fail("not a JSON object");
+  if (!isPlainObject(raw)) fail("not a JSON object");
   const c = raw as Record<string, unknown>;
   if (c.peft_type !== "LORA")
     fail(`peft_type is ${JSON.stringify(c.peft_type)}; only LORA adapters are supported`);
@@ -248,7 +245,7 @@ export function parsePeftConfig(raw: unknown, file: string): { cfg: LoraConfig; 
   const numbers = (key: string): Record<string, number> | undefined => {
     const v = c[key];
     if (v === undefined || v === null) return undefined;
-    if (!isObj(v) || !Object.values(v).every((x) => typeof x === "number" && Number.isFinite(x)))
+    if (!isPlainObject(v) || !Object.values(v).every((x) => typeof x === "number" && Number.isFinite(x)))
       fail(`"${key}" must map module patterns to numbers`);
     for (const k of Object.keys(v as object))
       try {
