@@ -13,7 +13,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { checkModelDir, type ModelConfig } from "./config.js";
-import { inspectModelFolder } from "./model-folder.js";
+import { inspectModelFolder, isVisionTensor } from "./model-folder.js";
 import { tokenizerSteps } from "./tokenizer-json.js";
 import { isPlainObject } from "../util/keys.js";
 import type { TensorRecord } from "./safetensors.js";
@@ -85,7 +85,7 @@ function layerTensorName(cfg: ModelConfig, hfName: string): string | null {
 
 /** Strip the prefixes multimodal Gemma3 checkpoints put before the text model's tensors. */
 function textModelName(name: string): string | null {
-  if (/(^|\.)(vision_tower|multi_modal_projector|vision_model)\./.test(name)) return null;
+  if (isVisionTensor(name)) return null;
   return name
     .replace(/^model\.language_model\./, "model.")
     .replace(/^language_model\.model\./, "model.")
