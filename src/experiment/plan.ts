@@ -19,7 +19,7 @@ import { judgeConvention, sameJudgeConvention, type JudgeConvention } from "../d
 import { computeTaskSplit, writeTaskSplit, type TaskSplitRecord } from "./task-split.js";
 import { judgeTrainSettings } from "../config/judge.js";
 import { DEFAULT_JUDGE_TRAIN, type JudgeTrainConfig } from "../eval/judge/config.js";
-import { checkpointingKey, dropoutMasksKey } from "../method/checkpointing.js";
+import { checkpointingKey, dropoutMasksKey, keyedTraining } from "../method/checkpointing.js";
 import { DEFAULT_LORA } from "../method/lora/config.js";
 
 /** Bump when a change in this code or the recipes changes what a cell computes: every cell reruns. */
@@ -196,14 +196,8 @@ export function cellModelLabel(c: Pick<CellSetting, "model" | "run">): string {
 /** The harden config without what only says where files go (model and data are hashed by content instead). */
 function hardenInputs(cfg: HardenConfig): unknown {
   const { model: _m, data: _d, out: _o, runDir: _r, ...rest } = cfg;
-  // "auto" checkpointing keyed as the default it replaced (the weights are the same): finished cells keep their keys
-  const g = checkpointingKey(rest.train.gradientCheckpointing);
-  return {
-    ...rest,
-    train: { ...rest.train, gradientCheckpointing: g },
-    // LoRA cells with dropout finished before its masks were kept under checkpointing are recomputed
-    ...(rest.method === "lora" ? dropoutMasksKey(rest.lora.dropout, rest.train.gradientCheckpointing) : {}),
-  };
+  // "auto" checkpointing keyed as the default it replaced (finished cells keep their keys); LoRA's dropout mark
+  return { ...rest, ...keyedTraining(rest.train, rest.method === "lora" ? rest.lora : null) };
 }
 
 function evalInputs(spec: ExperimentSpec): unknown {

@@ -78,3 +78,20 @@ export function dropoutMasksKey(
 ): { dropoutMasks?: "forward's" } {
   return dropout > 0 && checkpointingKey(setting) ? { dropoutMasks: "forward's" } : {};
 }
+
+/**
+ * A run's training settings as the keys of finished work hold them (harden's train slot, an experiment's cells):
+ * the settings with checkpointing as checkpointingKey keys it, and, for LoRA, the dropout mark (dropoutMasksKey).
+ */
+export function keyedTraining<T extends { gradientCheckpointing: CheckpointingSetting }>(
+  train: T,
+  lora: { dropout: number } | null,
+): {
+  train: Omit<T, "gradientCheckpointing"> & { gradientCheckpointing: boolean };
+  dropoutMasks?: "forward's";
+} {
+  return {
+    train: { ...train, gradientCheckpointing: checkpointingKey(train.gradientCheckpointing) },
+    ...(lora ? dropoutMasksKey(lora.dropout, train.gradientCheckpointing) : {}),
+  };
+}

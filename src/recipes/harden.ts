@@ -72,7 +72,7 @@ import { attachFull } from "../method/full.js";
 import { countParams, type AttachedMethod, type MethodName } from "../method/attached.js";
 import { attachLora } from "../method/lora/model.js";
 import { trainSft, type SftExample, type TrainHooks, type TrainResult } from "../method/train.js";
-import { checkpointingKey, dropoutMasksKey } from "../method/checkpointing.js";
+import { keyedTraining } from "../method/checkpointing.js";
 import { writePeftAdapter } from "../method/lora/peft.js";
 import { writeFoldedCheckpoint, type FoldStats } from "../method/fold.js";
 import { checkWeights } from "../io/model-folder.js";
@@ -278,14 +278,10 @@ export function planStages(cfg: HardenConfig, opts: { clustersFile?: string } = 
     method: cfg.method,
     dtype: cfg.dtype ?? DEFAULT_DTYPE,
     seed: cfg.seed,
-    // "auto" keyed as the default it replaced: the weights are the same (slots finished under it are found)
-    train: { ...train, gradientCheckpointing: checkpointingKey(train.gradientCheckpointing) },
+    // "auto" keyed as the default it replaced (slots finished under it are found); LoRA's dropout mark
+    ...keyedTraining(train, cfg.method === "lora" ? cfg.lora : null),
   };
-  if (cfg.method === "lora") {
-    trainInputs.lora = cfg.lora;
-    // runs with dropout finished before its masks were kept under checkpointing are not reused (dropoutMasksKey)
-    Object.assign(trainInputs, dropoutMasksKey(cfg.lora.dropout, train.gradientCheckpointing));
-  }
+  if (cfg.method === "lora") trainInputs.lora = cfg.lora;
   if (cfg.method === "goodvibe")
     trainInputs.clusters = opts.clustersFile ? { file: fileHash(opts.clustersFile) } : cluster.key;
   const trainSlot = slot(`train-${cfg.method}`, trainInputs);
