@@ -12,6 +12,7 @@ import { scratchDir } from "../scratch.js";
 import { writeModelWeights, type TensorToWrite } from "../../src/io/safetensors.js";
 import { Tensor, manualSeed, noGrad, tidy } from "../../src/tensor/index.js";
 import { codeLlamaTokenizerDir } from "../codellama-tokenizer.js";
+import { publishedConfig } from "../paper/published-configs.js";
 
 export type RealFamily = "qwen3" | "llama3" | "gemma3" | "codellama";
 
@@ -87,27 +88,8 @@ export function realConfig(family: RealFamily, layers: number): Record<string, u
         torch_dtype: "bfloat16",
         vocab_size: 128256,
       };
-    case "codellama": // codellama/CodeLlama-7b-Instruct-hf (test/paper/configs/CodeLlama-7b-Instruct-hf.json)
-      return {
-        architectures: ["LlamaForCausalLM"],
-        model_type: "llama",
-        bos_token_id: 1,
-        eos_token_id: 2,
-        hidden_act: "silu",
-        hidden_size: 4096,
-        intermediate_size: 11008,
-        max_position_embeddings: 16384,
-        num_attention_heads: 32,
-        num_hidden_layers: layers,
-        num_key_value_heads: 32,
-        pretraining_tp: 1,
-        rms_norm_eps: 1e-5,
-        rope_scaling: null,
-        rope_theta: 1000000,
-        tie_word_embeddings: false,
-        torch_dtype: "bfloat16",
-        vocab_size: 32016,
-      };
+    case "codellama": // codellama/CodeLlama-7b-Instruct-hf, as published
+      return publishedConfig("CodeLlama-7b-Instruct-hf", layers);
     case "gemma3": // google/gemma-3-1b-it
       return {
         architectures: ["Gemma3ForCausalLM"],

@@ -13,6 +13,7 @@ import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { codeLlamaTokenizerDir } from "../codellama-tokenizer.js";
+import { publishedConfig } from "../paper/published-configs.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** The repository root (this file runs from dist/test/scale). */
@@ -239,28 +240,7 @@ export function codellama7b(layers = 1): ScaleModelSpec {
     name: `codellama-7b-instruct-L${layers}`,
     tokenizer: "codellama",
     seed: 4,
-    config: {
-      architectures: ["LlamaForCausalLM"],
-      bos_token_id: 1,
-      eos_token_id: 2,
-      hidden_act: "silu",
-      hidden_size: 4096,
-      initializer_range: 0.02,
-      intermediate_size: 11008,
-      max_position_embeddings: 16384,
-      model_type: "llama",
-      num_attention_heads: 32,
-      num_hidden_layers: layers,
-      num_key_value_heads: 32,
-      pretraining_tp: 1,
-      rms_norm_eps: 1e-5,
-      rope_scaling: null,
-      rope_theta: 1000000,
-      tie_word_embeddings: false,
-      torch_dtype: "bfloat16",
-      use_cache: true,
-      vocab_size: 32016,
-    },
+    config: publishedConfig("CodeLlama-7b-Instruct-hf", layers),
     // CodeLlama-7b-Instruct-hf's generation_config.json names only the special ids
     generationConfig: { bos_token_id: 1, eos_token_id: 2 },
   };
