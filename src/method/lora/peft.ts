@@ -74,13 +74,15 @@ export const MULTIMODAL_PREFIXES = ["language_model.model.", "model.language_mod
 /** exclude_modules for a multimodal Gemma3: every module of the vision side. */
 export const MULTIMODAL_EXCLUDE = ".*(vision_tower|multi_modal_projector).*";
 
+/** A text-only model's PeftNames: PEFT names its modules as this project does. */
+const TEXT_ONLY_NAMES: PeftNames = { key: (m) => m, pattern: (m) => m, exclude: null };
+
 /** PeftNames for the base model folder `baseDir` (see PeftNames). */
 export function peftNames(baseDir: string): PeftNames {
-  const same: PeftNames = { key: (m) => m, pattern: (m) => m, exclude: null };
   const cfg = loadModelConfig(baseDir);
-  if (cfg.modelType !== "gemma3") return same;
+  if (cfg.modelType !== "gemma3") return TEXT_ONLY_NAMES;
   const prefix = textModelPrefix(openModelWeights(baseDir).tensors.keys());
-  if (!(MULTIMODAL_PREFIXES as readonly string[]).includes(prefix)) return same;
+  if (!(MULTIMODAL_PREFIXES as readonly string[]).includes(prefix)) return TEXT_ONLY_NAMES;
   const older = prefix === "language_model.model.";
   return {
     key: (m) =>
@@ -163,7 +165,7 @@ export function writePeftAdapter(
   const map = weights instanceof Map ? weights : weights.trainable;
   const isDir = fs.existsSync(base) && fs.statSync(base).isDirectory();
   // a base given by name only (no folder to look at) is named as a text-only model
-  const names: PeftNames = isDir ? peftNames(base) : { key: (m) => m, pattern: (m) => m, exclude: null };
+  const names = isDir ? peftNames(base) : TEXT_ONLY_NAMES;
   const tensors: TensorToWrite[] = [];
   for (const [name, t] of map) {
     const m = /^(.*)\.lora_([AB])$/.exec(name);
