@@ -207,7 +207,10 @@ function evalInputs(spec: ExperimentSpec): unknown {
         Object.entries(utility).map(([k, v]) => [k, typeof v === "string" ? fileHash(v) : v]),
       )
     : null;
-  return { ...rest, utility: files };
+  // --code's documents follow `limit` since 2026-12-01 (it was ignored there): a cell with both is keyed anew, so
+  // an experiment never mixes cells of every document with cells of a subsample; any other cell keeps its key
+  const codeSubsample = utility?.code !== undefined && utility.limit !== undefined;
+  return { ...rest, utility: files, ...(codeSubsample ? { codeDocuments: "subsample of limit" } : {}) };
 }
 
 /**

@@ -29,6 +29,7 @@ const utilitySchema = z.strictObject({
   mmluDev: z.string().min(1).optional(),
   /** JSONL of {code, lang?} not trained on: the held-out real-code loss */
   code: z.string().min(1).optional(),
+  /** a seeded subsample (the experiment's seed) of at most this many items per benchmark, `code`'s documents too */
   limit: posInt.optional(),
 });
 

@@ -542,13 +542,19 @@ async function evaluateLoaded(
       if (u.code)
         // the window length cuts the documents, and the stderr is now the token-weighted figure's over documents
         // (eval/utility/code-loss.ts): both in the key, so a figure cached before (the unweighted files' se, no
-        // per-document scores) is computed again rather than reused
+        // per-document scores) is computed again rather than reused. --limit draws documents as it draws the
+        // benchmarks' items (before 2026-12-01 it was ignored here): in the key only when given, so a figure of all
+        // documents cached before stays reusable
         utility.heldout_real_code_loss = await figure(
           "heldout_real_code_loss",
           [u.code],
-          { maxLength: CODE_LOSS_MAX_LENGTH, stderr: "ratio over documents" },
+          {
+            maxLength: CODE_LOSS_MAX_LENGTH,
+            stderr: "ratio over documents",
+            ...(u.limit !== undefined ? { documents: sub } : {}),
+          },
           async () => {
-            const r = await codeLoss(model, tok, readCodeRows(u.code!), {
+            const r = await codeLoss(model, tok, readCodeRows(u.code!, sub), {
               maxLength: CODE_LOSS_MAX_LENGTH,
               signal: opts.signal,
             });

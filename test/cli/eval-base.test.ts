@@ -146,6 +146,41 @@ test("eval --base: the base's held-out loss and benchmarks beside the model's, a
   );
 });
 
+test("eval --limit draws --code's documents as it draws a benchmark's items, on both sides, and says so", async () => {
+  const args = ["eval", "-m", model.dir, "--base", base.dir, "-d", heldOut, "--code", code, "--prompts", "1"];
+  args.push("--max-new-tokens", "4", "--limit", "2", "--seed", "5");
+  const r = await runCli([...args, "--json"]);
+  assert.equal(r.code, 0, showRun(r));
+  const out = JSON.parse(r.stdout);
+  // before, --limit was ignored here: all three documents were scored
+  assert.equal(out.utility.heldout_real_code_loss.n, 2);
+  assert.equal(out.baseUtility.heldout_real_code_loss.n, 2);
+  const scores = Buffer.from(out.utility.heldout_real_code_loss.perItem.f64, "base64");
+  assert.equal(scores.length, 2 * 8, "one float64 per document drawn");
+  assert.equal(out.utilityVsBase.heldout_real_code_loss.method, "paired normal", "the same two documents");
+  assert.equal(out.utilityVsBase.heldout_real_code_loss.n, 2);
+  assert.deepEqual(out.utilityLimit, { limit: 2, seed: 5 });
+  const t = await runCli(args);
+  assert.equal(t.code, 0, showRun(t));
+  assert.match(
+    t.stdout,
+    /^utility subsample: at most 2 items of each benchmark and documents of --code, drawn with seed 5 \(--limit; /m,
+  );
+  assert.match(t.stdout, /paired over the 2 documents both scored/);
+  // no limit: all three, and no subsample line or field
+  const all = await runCli(
+    ["eval", "-m", model.dir, "-d", heldOut, "--code", code, "--prompts", "1"].concat([
+      "--max-new-tokens",
+      "4",
+      "--json",
+    ]),
+  );
+  assert.equal(all.code, 0, showRun(all));
+  const full = JSON.parse(all.stdout);
+  assert.equal(full.utility.heldout_real_code_loss.n, 3);
+  assert.equal(full.utilityLimit, undefined);
+});
+
 test("eval --base with one --cache: the base's benchmarks are evaluated once and reused for the next model, and the output says so", async () => {
   const other = makeTinyChatModel({ seed: 3 });
   const cache = path.join(work, "shared cache");

@@ -20,6 +20,7 @@ import { loadModel } from "../../src/models/load.js";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { Tensor, noGrad } from "../../src/tensor/index.js";
 import { InputError } from "../../src/errors.js";
+import { subsample } from "../../src/eval/utility/datasets.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
 
 const work = scratchDir("gv-code-loss-");
@@ -160,4 +161,36 @@ test("readCodeRows names the file, row and field of a bad row", () => {
   );
   fs.writeFileSync(f, '{"code": "x = 1"}\n');
   assert.deepEqual(readCodeRows(f), [{ id: "row-1", code: "x = 1" }]);
+});
+
+test("readCodeRows with --limit: that many documents, the benchmarks' seeded draw, in file order; every row checked first", () => {
+  const f = path.join(work, "code-limit.jsonl");
+  const ids = Array.from({ length: 10 }, (_, i) => `d${i}`);
+  fs.writeFileSync(f, ids.map((id) => JSON.stringify({ id, code: `x = ${id}` })).join("\n") + "\n");
+  const all = readCodeRows(f);
+  const drawn = readCodeRows(f, { limit: 4, seed: 7 });
+  assert.equal(drawn.length, 4);
+  assert.deepEqual(
+    drawn.map((r) => r.id),
+    subsample(ids, { limit: 4, seed: 7 }),
+    "the same draw as ARC's or MMLU's items under --limit 4 --seed 7",
+  );
+  const at = drawn.map((r) => ids.indexOf(r.id));
+  assert.deepEqual(
+    at,
+    [...at].sort((a, b) => a - b),
+    "file order kept",
+  );
+  assert.deepEqual(readCodeRows(f, { limit: 4, seed: 7 }), drawn, "deterministic");
+  const key = (rows: { id: string }[]) => rows.map((r) => r.id).join();
+  assert.ok(
+    [1, 2, 3].some((seed) => key(readCodeRows(f, { limit: 4, seed })) !== key(drawn)),
+    "another seed, another draw",
+  );
+  assert.deepEqual(readCodeRows(f, { limit: 50, seed: 7 }), all, "a limit above the rows keeps them all");
+  fs.appendFileSync(f, '{"lang": "go"}\n');
+  assert.throws(
+    () => readCodeRows(f, { limit: 1, seed: 0 }),
+    (e: Error) => e instanceof InputError && /row 11 field "code"/.test(e.message),
+  );
 });

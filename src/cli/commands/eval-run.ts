@@ -102,6 +102,12 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     const cell = securityCell(ev, base);
     const baseCell = base ? securityCell(base) : null;
     const vsBase = base ? utilityVsBase(ev, base) : undefined;
+    // the subsample the benchmarks and --code are of, in the text and the JSON alike
+    const limited = ["arc", "gsm8k", "mmlu", "humaneval", "code"].some((k) => opts[k] !== undefined);
+    const utilityLimit =
+      opts.limit !== undefined && limited
+        ? { limit: opts.limit as number, seed: opts.seed as number }
+        : undefined;
     const lines = evalSummaryLines({
       model: path.resolve(opts.model),
       protocol: describeProtocol(ev.protocol),
@@ -110,6 +116,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
       utilityVsBase: vsBase,
       llmJudge: judge !== null,
       reused: { model: ev.utilityReused ?? [], base: base?.utilityReused ?? [] },
+      ...(utilityLimit ? { utilityLimit } : {}),
     });
     // the benchmarks taken from --cache, by side, when any was
     const reused = {
@@ -127,8 +134,9 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
             baseUtility: baseCell.utility,
             utilityVsBase: vsBase,
             ...reused,
+            ...(utilityLimit ? { utilityLimit } : {}),
           }
-        : { ...cell, ...reused },
+        : { ...cell, ...reused, ...(utilityLimit ? { utilityLimit } : {}) },
     );
   });
 }

@@ -57,9 +57,15 @@ export function evalSummaryLines(opts: {
   llmJudge: boolean;
   /** the utility benchmarks each side took from --cache instead of evaluating them (recipes/evaluate.ts) */
   reused?: { model: readonly string[]; base: readonly string[] };
+  /** --limit and --seed, where a benchmark or --code was given with them: those figures are of a seeded subsample */
+  utilityLimit?: { limit: number; seed: number };
 }): string[] {
   const { cell, base } = opts;
   const lines = [`model: ${opts.model}`, `safe rates on ${opts.protocol}`, ...rateLines(cell.security)];
+  if (opts.utilityLimit)
+    lines.push(
+      `utility subsample: at most ${opts.utilityLimit.limit} items of each benchmark and documents of --code, drawn with seed ${opts.utilityLimit.seed} (--limit; the held-out code loss follows --preference-pairs)`,
+    );
   const utilityLines = (u: CellResult["utility"], reused: readonly string[] = [], label = "") =>
     Object.entries(u ?? {}).map(
       ([k, v]) =>

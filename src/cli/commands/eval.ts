@@ -41,7 +41,11 @@ export function registerEval(program: Command): void {
       "--code <file>",
       "held-out real code the model never trained on, JSONL {code, lang?, id?}: its loss (NLL per token, token-weighted over the files; paired per file with --base)",
     )
-    .option("--limit <n>", "utility items per benchmark, a seeded subsample (default: all)", integer(1))
+    .option(
+      "--limit <n>",
+      "utility items per benchmark, a seeded subsample by --seed (default: all); --code's documents too, its interval then over the documents drawn",
+      integer(1),
+    )
     .option(
       "--cache <dir>",
       "cache folder: answers, answer losses and finished utility benchmarks, per model (resumable; a base's benchmarks are reused across models)",

@@ -29,6 +29,7 @@ import type { DecoderModel } from "../../models/decoder.js";
 import { answerLosses } from "../preference.js";
 import type { SftExample } from "../../data/prompts.js";
 import { encodeScores, itemsHash, type ItemScores } from "./items.js";
+import { subsample } from "./datasets.js";
 
 /** Tokens a window holds (the scored ones are all but its first): the figure's default, and its cache key's. */
 export const CODE_LOSS_MAX_LENGTH = 1024;
@@ -39,8 +40,13 @@ export interface CodeRow {
   code: string;
 }
 
-/** Read `{code, lang?, id?}` rows (bounded like every dataset); a bad row names the file, the line and the field. */
-export function readCodeRows(file: string): CodeRow[] {
+/**
+ * Read `{code, lang?, id?}` rows (bounded like every dataset); a bad row names the file, the line and the field.
+ * With `limit`, a seeded subsample of that many documents in file order, the same draw as the benchmarks'
+ * (`eval --limit`: datasets.ts subsample); the document is the unit the figure's standard error is over, so a
+ * subsample is an honest, wider estimate of the same token-weighted figure. Every row is checked first either way.
+ */
+export function readCodeRows(file: string, sub: { limit?: number; seed: number } = { seed: 0 }): CodeRow[] {
   const rows: CodeRow[] = [];
   readJsonlSync(file, ({ row, value: o }) => {
     if (typeof o.code !== "string" || o.code.trim() === "")
@@ -54,7 +60,7 @@ export function readCodeRows(file: string): CodeRow[] {
     });
   });
   if (rows.length === 0) throw new InputError(`${file}: no rows (the file is empty)`);
-  return rows;
+  return sub.limit === undefined ? rows : subsample(rows, { limit: sub.limit, seed: sub.seed });
 }
 
 export interface CodeLossResult {
