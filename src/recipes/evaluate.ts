@@ -558,7 +558,14 @@ async function evaluateLoaded(
               maxLength: CODE_LOSS_MAX_LENGTH,
               signal: opts.signal,
             });
-            return { metric: "nll/token", value: r.value, stderr: r.stderr, n: r.n, perItem: r.perItem };
+            return {
+              metric: "nll/token",
+              value: r.value,
+              stderr: r.stderr,
+              n: r.n,
+              perItem: r.perItem,
+              perLanguage: r.perLanguage,
+            };
           },
         );
       if (u.mmlu) {

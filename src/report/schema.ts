@@ -127,6 +127,22 @@ const utilitySchema = z
         unitsPerItem: z.number().int().min(1).optional(),
       })
       .optional(),
+    /**
+     * the held-out real-code loss of --code per language: each language's token-weighted mean over its own
+     * documents with that ratio's standard error, computed as the overall's (eval/utility/code-loss.ts); absent
+     * for the benchmarks and in results made before 2026-12-01
+     */
+    perLanguage: z
+      .record(
+        z.string(),
+        z.strictObject({
+          value: finite,
+          stderr: nonNeg,
+          n: z.number().int().min(1),
+          tokens: z.number().positive(),
+        }),
+      )
+      .optional(),
   })
   .superRefine((u, ctx) => {
     const problem = perItemProblem(u);

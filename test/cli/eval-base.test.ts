@@ -167,6 +167,10 @@ test("eval --limit draws --code's documents as it draws a benchmark's items, on 
     /^utility subsample: at most 2 items of each benchmark and documents of --code, drawn with seed 5 \(--limit; /m,
   );
   assert.match(t.stdout, /paired over the 2 documents both scored/);
+  assert.match(
+    t.stdout,
+    /^heldout_real_code_loss \((c|go|python)\): nll\/token \d+\.\d{4} \[\d+\.\d{4}, \d+\.\d{4}\] \(n=\d; se /m,
+  );
   // no limit: all three, and no subsample line or field
   const all = await runCli(
     ["eval", "-m", model.dir, "-d", heldOut, "--code", code, "--prompts", "1"].concat([
@@ -179,6 +183,19 @@ test("eval --limit draws --code's documents as it draws a benchmark's items, on 
   const full = JSON.parse(all.stdout);
   assert.equal(full.utility.heldout_real_code_loss.n, 3);
   assert.equal(full.utilityLimit, undefined);
+  // each language's figure with its standard error; three documents in three languages: one each, se 0
+  assert.deepEqual(Object.keys(full.utility.heldout_real_code_loss.perLanguage).sort(), [
+    "c",
+    "go",
+    "python",
+  ]);
+  for (const l of Object.values(full.utility.heldout_real_code_loss.perLanguage) as {
+    n: number;
+    stderr: number;
+  }[]) {
+    assert.equal(l.n, 1);
+    assert.equal(l.stderr, 0);
+  }
 });
 
 test("eval --base with one --cache: the base's benchmarks are evaluated once and reused for the next model, and the output says so", async () => {

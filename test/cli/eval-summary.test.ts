@@ -182,3 +182,40 @@ test("eval's summary: a 0/1 benchmark at 0 of n is not printed as exact (its sta
   assert.match(text, /^gsm8k: exact_match_strict 0\.0000 \[0\.0000, 0\.2775\] Wilson \(n=10; se 0\.0000\)$/m);
   assert.match(text, /^humaneval: pass@1 0\.2500 \[0\.2108, 0\.2892\] \(n=3; se 0\.0200\)$/m);
 });
+
+test("eval's summary: --code's per-language figures each with an interval as the overall's (value ± 1.96 se)", () => {
+  const lines = evalSummaryLines({
+    model: "/m/hardened",
+    protocol: "p",
+    cell: {
+      security: noCode,
+      utility: {
+        heldout_real_code_loss: {
+          metric: "nll/token",
+          value: 1.5,
+          stderr: 0.1,
+          n: 4,
+          perLanguage: {
+            python: { value: 1.25, stderr: 0.375, n: 2, tokens: 4 },
+            c: { value: 1.75, stderr: 0.25, n: 2, tokens: 4 },
+          },
+        },
+      },
+    },
+    llmJudge: false,
+  });
+  // 1.25 ± 1.96·0.375 = [0.5150, 1.9850]; 1.75 ± 1.96·0.25 = [1.2600, 2.2400]; languages in name order
+  const at = lines.findIndex((l) => l.startsWith("heldout_real_code_loss: "));
+  assert.match(
+    lines[at]!,
+    /^heldout_real_code_loss: nll\/token 1\.5000 \[1\.3040, 1\.6960\] \(n=4; se 0\.1000\)$/,
+  );
+  assert.equal(
+    lines[at + 1],
+    "heldout_real_code_loss (c): nll/token 1.7500 [1.2600, 2.2400] (n=2; se 0.2500; 4 tokens)",
+  );
+  assert.equal(
+    lines[at + 2],
+    "heldout_real_code_loss (python): nll/token 1.2500 [0.5150, 1.9850] (n=2; se 0.3750; 4 tokens)",
+  );
+});

@@ -152,6 +152,40 @@ test("codeLossFromSums, four documents by hand: the token-weighted figure, its r
   assert.deepEqual(decoded(withEmpty), [1.75, 1.5, 0.75, 2.0]);
 });
 
+test("codeLossFromSums per language: each its own token-weighted mean with the ratio se over its own documents", () => {
+  // test/utility/code-losses.ts: python = documents 0 and 2 (t = 1, 3; S = 2, 3), c = 1 and 3 (t = 2, 2; S = 3, 4).
+  // python: R = 5/4, t̄ = 2, x = 1.25 + (0.75, −0.75)/2 = 1.625, 0.875; with two documents se = |x1 − x2|/2 = 0.375.
+  // c: R = 7/4, x = 1.75 + (−0.5, 0.5)/2 = 1.5, 2.0; se = 0.25.
+  const b = codeLossFromSums(CODE_DOCS, CODE_SUMS_BASE, CODE_TOKENS, 1024);
+  assert.deepEqual(Object.keys(b.perLanguage).sort(), ["c", "python"]);
+  const py = b.perLanguage.python!;
+  const c = b.perLanguage.c!;
+  near(py.value, 1.25);
+  near(py.stderr, 0.375);
+  assert.equal(py.n, 2);
+  assert.equal(py.tokens, 4);
+  near(c.value, 1.75);
+  near(c.stderr, 0.25);
+  assert.equal(c.n, 2);
+  assert.equal(c.tokens, 4);
+  // the languages' token-weighted means make up the figure
+  near((py.value * py.tokens + c.value * c.tokens) / (py.tokens + c.tokens), b.value);
+  // one language alone: its figure is the overall one, interval and all
+  const one = CODE_DOCS.map((d) => ({ ...d, lang: "go" }));
+  const g = codeLossFromSums(one, CODE_SUMS_BASE, CODE_TOKENS, 1024);
+  near(g.perLanguage.go!.value, g.value);
+  near(g.perLanguage.go!.stderr, g.stderr);
+  near(g.stderr, Math.sqrt(0.875 / 3) / 2);
+  // no lang: "unknown"; a file without a scored token counts in no language
+  const bare = codeLossFromSums(
+    [...CODE_DOCS.map(({ lang: _l, ...d }) => d), { id: "tiny", lang: "rust", code: "x" }],
+    [...CODE_SUMS_BASE, 0],
+    [...CODE_TOKENS, 0],
+    1024,
+  );
+  assert.deepEqual(Object.keys(bare.perLanguage), ["unknown"]);
+});
+
 test("readCodeRows names the file, row and field of a bad row", () => {
   const f = path.join(work, "code.jsonl");
   fs.writeFileSync(f, '{"code": "x = 1", "lang": "python"}\n\n{"lang": "go"}\n');

@@ -67,11 +67,17 @@ export function evalSummaryLines(opts: {
       `utility subsample: at most ${opts.utilityLimit.limit} items of each benchmark and documents of --code, drawn with seed ${opts.utilityLimit.seed} (--limit; the held-out code loss follows --preference-pairs)`,
     );
   const utilityLines = (u: CellResult["utility"], reused: readonly string[] = [], label = "") =>
-    Object.entries(u ?? {}).map(
-      ([k, v]) =>
-        `${label}${k}: ${v.metric} ${v.value.toFixed(4)} ${utilityInterval(v)} (n=${v.n}; se ${v.stderr.toFixed(4)})` +
+    Object.entries(u ?? {}).flatMap(([k, v]) => [
+      `${label}${k}: ${v.metric} ${v.value.toFixed(4)} ${utilityInterval(v)} (n=${v.n}; se ${v.stderr.toFixed(4)})` +
         (reused.includes(k) ? " (reused from --cache: same model, files, settings and build)" : ""),
-    );
+      // --code's per language, each with its interval as the overall's (value ± 1.96 se over its documents)
+      ...Object.entries(v.perLanguage ?? {})
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(
+          ([lang, l]) =>
+            `${label}${k} (${lang}): ${v.metric} ${l.value.toFixed(4)} ${utilityInterval({ metric: v.metric, ...l })} (n=${l.n}; se ${l.stderr.toFixed(4)}; ${l.tokens} tokens)`,
+        ),
+    ]);
   lines.push(...utilityLines(cell.utility, opts.reused?.model));
   if (!base) return lines;
   lines.push(

@@ -25,6 +25,27 @@ export interface UtilityFigure {
   stderr: number;
   n: number;
   perItem?: ItemScores;
+  /**
+   * the held-out real-code loss of --code, per language: each its own figure with its standard error
+   * (eval/utility/code-loss.ts); absent from the benchmarks and from a figure cached before 2026-12-01
+   */
+  perLanguage?: Record<string, { value: number; stderr: number; n: number; tokens: number }>;
+}
+
+function isLanguageFigure(x: unknown): boolean {
+  const l = x as { value?: unknown; stderr?: unknown; n?: unknown; tokens?: unknown } | null;
+  return (
+    !!l &&
+    typeof l.value === "number" &&
+    Number.isFinite(l.value) &&
+    typeof l.stderr === "number" &&
+    Number.isFinite(l.stderr) &&
+    l.stderr >= 0 &&
+    Number.isSafeInteger(l.n) &&
+    (l.n as number) > 0 &&
+    typeof l.tokens === "number" &&
+    l.tokens > 0
+  );
 }
 
 function isFigure(x: unknown): x is UtilityFigure {
@@ -43,7 +64,11 @@ function isFigure(x: unknown): x is UtilityFigure {
       (typeof r.perItem === "object" &&
         r.perItem !== null &&
         typeof r.perItem.items === "string" &&
-        perItemProblem(r as UtilityFigure) === undefined))
+        perItemProblem(r as UtilityFigure) === undefined)) &&
+    (r.perLanguage === undefined ||
+      (typeof r.perLanguage === "object" &&
+        r.perLanguage !== null &&
+        Object.values(r.perLanguage).every(isLanguageFigure)))
   );
 }
 
@@ -67,7 +92,7 @@ export class UtilityCache {
       const rec = value as { key?: unknown; result?: unknown };
       if (typeof rec.key !== "string" || !isFigure(rec.result))
         throw new InputError(
-          `${file} row ${row}: a record needs a string "key" and a "result" {metric, value, stderr, n, perItem?} whose per-item scores (if any) give its value; delete the file to evaluate again`,
+          `${file} row ${row}: a record needs a string "key" and a "result" {metric, value, stderr, n, perItem?, perLanguage?} whose per-item scores (if any) give its value; delete the file to evaluate again`,
         );
       this.done.set(rec.key, rec.result);
     }

@@ -71,12 +71,42 @@ export interface CodeLossResult {
   /** files with at least one scored token */
   n: number;
   tokens: number;
-  perLanguage: Record<string, { value: number; tokens: number; n: number }>;
+  /**
+   * the same figure over each language's files (`lang`, else "unknown"), its standard error computed as the
+   * overall's (ratioOverDocuments over that language's files alone)
+   */
+  perLanguage: Record<string, CodeLossLanguage>;
   /**
    * one float64 per file of n, its linearised contribution to the figure (mean = value; see the file's comment),
    * under a hash of the files as scored (id, lang, code, scored tokens, in order, and the window length)
    */
   perItem: ItemScores;
+}
+
+/** One language's share of the figure: its own token-weighted mean and that ratio's standard error over its files. */
+export interface CodeLossLanguage {
+  value: number;
+  stderr: number;
+  n: number;
+  tokens: number;
+}
+
+/**
+ * The token-weighted mean ΣS/Σt of documents' summed losses `sums` over their scored tokens `counts` (each > 0),
+ * each document's linearised score x_i = R + (S_i − R·t_i)/t̄ (mean R exactly) and the ratio's delta-method
+ * standard error sd(x)/√n: the file's comment derives it. The overall figure and each language's use it alike.
+ */
+export function ratioOverDocuments(
+  sums: readonly number[],
+  counts: readonly number[],
+): { value: number; scores: number[]; stderr: number } {
+  const total = sums.reduce((a, x) => a + x, 0);
+  const tokens = counts.reduce((a, x) => a + x, 0);
+  const value = total / tokens;
+  const meanTokens = tokens / counts.length;
+  const scores = sums.map((s, i) => value + (s - value * counts[i]!) / meanTokens);
+  const sd = Math.sqrt(scores.reduce((a, x) => a + (x - value) ** 2, 0) / Math.max(1, scores.length - 1));
+  return { value, scores, stderr: sd / Math.sqrt(scores.length) };
 }
 
 export async function codeLoss(
@@ -111,8 +141,8 @@ export async function codeLoss(
 
 /**
  * The figure from each file's summed NLL and scored tokens (`sum[i]`, `count[i]`; files without a scored token are
- * left out), as the file's comment describes: value ΣS/Σt, per-file scores x_i = value + (S_i − value·t_i)/t̄,
- * stderr sd(x)/√n.
+ * left out), as the file's comment describes (ratioOverDocuments): value ΣS/Σt, per-file scores
+ * x_i = value + (S_i − value·t_i)/t̄, stderr sd(x)/√n; each language's the same over its own files.
  */
 export function codeLossFromSums(
   rows: readonly CodeRow[],
@@ -121,25 +151,25 @@ export function codeLossFromSums(
   maxLength: number,
 ): CodeLossResult {
   const kept: number[] = [];
-  const perLanguage: CodeLossResult["perLanguage"] = {};
-  let total = 0;
-  let tokens = 0;
+  const byLanguage = new Map<string, number[]>();
   rows.forEach((r, i) => {
     if (!(count[i]! > 0)) return;
     kept.push(i);
-    total += sum[i]!;
-    tokens += count[i]!;
-    const l = (perLanguage[r.lang ?? "unknown"] ??= { value: 0, tokens: 0, n: 0 });
-    l.value += sum[i]!;
-    l.tokens += count[i]!;
-    l.n += 1;
+    const lang = r.lang ?? "unknown";
+    const at = byLanguage.get(lang);
+    if (at) at.push(i);
+    else byLanguage.set(lang, [i]);
   });
   if (kept.length === 0) throw new InputError("held-out code loss: no file has two tokens to score");
-  for (const l of Object.values(perLanguage)) l.value /= l.tokens;
-  const value = total / tokens;
-  const meanTokens = tokens / kept.length;
-  const scores = kept.map((i) => value + (sum[i]! - value * count[i]!) / meanTokens);
-  const sd = Math.sqrt(scores.reduce((a, x) => a + (x - value) ** 2, 0) / Math.max(1, scores.length - 1));
+  const sumsOf = (at: number[]) => at.map((i) => sum[i]!);
+  const countsOf = (at: number[]) => at.map((i) => count[i]!);
+  const tokensOf = (at: number[]) => countsOf(at).reduce((a, x) => a + x, 0);
+  const all = ratioOverDocuments(sumsOf(kept), countsOf(kept));
+  const perLanguage: CodeLossResult["perLanguage"] = {};
+  for (const [lang, at] of byLanguage) {
+    const l = ratioOverDocuments(sumsOf(at), countsOf(at));
+    perLanguage[lang] = { value: l.value, stderr: l.stderr, n: at.length, tokens: tokensOf(at) };
+  }
   const items = itemsHash([
     { maxLength },
     ...kept.map((i) => ({
@@ -150,11 +180,11 @@ export function codeLossFromSums(
     })),
   ]);
   return {
-    value,
-    stderr: sd / Math.sqrt(scores.length),
-    n: scores.length,
-    tokens,
+    value: all.value,
+    stderr: all.stderr,
+    n: kept.length,
+    tokens: tokensOf(kept),
     perLanguage,
-    perItem: encodeScores(items, scores),
+    perItem: encodeScores(items, all.scores),
   };
 }
