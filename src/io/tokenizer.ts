@@ -31,7 +31,10 @@ export interface HfTokenizer {
   /** 1 + the largest token id, added tokens included: the embedding rows a model needs at least. */
   vocabSize: number;
   bosTokenId: number | null;
-  /** Every id that ends generation: the tokenizer's eos, then generation_config.json's, then config.json's. */
+  /**
+   * Every id that ends generation: the tokenizer's eos, then generation_config.json's, then config.json's, then the
+   * special token the chat template closes an assistant turn with where none of those names it (templateEndOfTurn).
+   */
   eosTokenIds: number[];
   padTokenId: number | null;
   hasChatTemplate: boolean;
@@ -177,6 +180,51 @@ async function findChatTemplate(
   throw new InputError(`${source}: "chat_template" must be a string or a list of {name, template}`);
 }
 
+/** Stands for an assistant's answer when the chat template is rendered to find what follows one. */
+const END_OF_TURN_PROBE = "goodvibe end of turn probe";
+
+/**
+ * The special token the chat template closes an assistant turn with (Llama 3's "<|eot_id|>", ChatML's
+ * "<|im_end|>", Gemma's "<end_of_turn>", Llama 2's "</s>"), or null. Found by rendering a [user, assistant]
+ * conversation and reading what follows the answer: whitespace, then a special token of tokenizer.json's
+ * added_tokens. Why: the model answers inside that turn and was trained to close it with that token, so it is an
+ * end of generation whatever the config files name; Meta-Llama-3-8B-Instruct's first release named only
+ * "<|end_of_text|>" (128001) in tokenizer_config.json, config.json and generation_config.json, so generation ran on
+ * past "<|eot_id|>" (128009) and every fine-tuning answer got an "<|end_of_text|>" the template never writes.
+ * Meta's own code and llama.cpp (which reads "<|eot_id|>" as an end-of-generation token by its text) stop at both.
+ * A template that refuses this conversation (a required system turn, say) gives null: rendering it is the
+ * caller's to report, with its own messages.
+ */
+function templateEndOfTurn(
+  template: Template,
+  specialTokens: Record<string, unknown>,
+  tok: Tokenizer,
+  special: ReadonlySet<number>,
+): number | null {
+  let text: string;
+  try {
+    text = template.render({
+      ...specialTokens,
+      messages: [
+        { role: "user", content: "x" },
+        { role: "assistant", content: END_OF_TURN_PROBE },
+      ],
+      add_generation_prompt: false,
+    });
+  } catch {
+    return null;
+  }
+  const at = text.lastIndexOf(END_OF_TURN_PROBE);
+  if (at < 0) return null;
+  const ids: number[] = tok.encode(text.slice(at + END_OF_TURN_PROBE.length), {
+    add_special_tokens: false,
+  }).ids;
+  const i = ids.findIndex((id) => special.has(id));
+  if (i < 0 || (i > 0 && tok.decode(ids.slice(0, i), { skip_special_tokens: false }).trim() !== ""))
+    return null;
+  return ids[i]!;
+}
+
 /** Load the tokenizer of a model folder (tokenizer.json required, the rest optional). */
 export async function loadTokenizer(dir: string): Promise<HfTokenizer> {
   checkModelDir(dir);
@@ -263,23 +311,6 @@ export async function loadTokenizer(dir: string): Promise<HfTokenizer> {
   }
   const padTokenId = specialId("pad_token") ?? known(padIds.gen)[0] ?? known(padIds.model)[0] ?? null;
   const warnings: string[] = [];
-  // transformers would add a missing eos_token as a new id past the model's vocabulary: it is never generated
-  const eosName = tokenContent(configJson.eos_token);
-  if (eosName !== null && tokenToId(eosName) === null)
-    warnings.push(
-      `${tokenSource.get("eos_token") ?? configFile}: eos_token ${JSON.stringify(eosName)} is not in ` +
-        `${tokenizerFile}'s vocabulary` +
-        (eosTokenIds.length > 0
-          ? `; generation ends at id ${eosTokenIds.join(", ")} (eos_token_id of ${genFile} / ${modelFile})`
-          : ""),
-    );
-  if (eosTokenIds.length === 0)
-    warnings.push(
-      `${dir}: no end-of-sequence token the vocabulary has (eos_token in ${configFile}, eos_token_id in ` +
-        `${genFile} or ${modelFile}): generated answers run to the token limit, and fine-tuning answers end ` +
-        `without one, so the tuned model does not learn to stop`,
-    );
-
   const templateFound = await findChatTemplate(dir, configJson);
   let template: Template | null = null;
   let templateError: InputError | null = null;
@@ -301,6 +332,38 @@ export async function loadTokenizer(dir: string): Promise<HfTokenizer> {
   if (Array.isArray(configJson.additional_special_tokens)) {
     specialTokens.additional_special_tokens = configJson.additional_special_tokens.map(tokenContent);
   }
+  if (template) {
+    const special = new Set<number>();
+    for (const a of Array.isArray(tokenizerJson.added_tokens) ? tokenizerJson.added_tokens : [])
+      if (isPlainObject(a) && a.special === true && typeof a.id === "number") special.add(a.id);
+    const eot = templateEndOfTurn(template, specialTokens, tok, special);
+    if (eot !== null && !eosTokenIds.includes(eot)) {
+      eosTokenIds.push(eot);
+      warnings.push(
+        `${templateFound!.source}: the chat template ends an assistant turn with ${JSON.stringify(tok.id_to_token(eot))} ` +
+          `(id ${eot}), which neither eos_token nor eos_token_id names` +
+          (eosTokenIds.length > 1 ? ` (they name id ${eosTokenIds.slice(0, -1).join(", ")})` : "") +
+          `: generation ends at it too, and fine-tuning answers end with it as the template writes them`,
+      );
+    }
+  }
+  // transformers would add a missing eos_token as a new id past the model's vocabulary: it is never generated
+  const eosName = tokenContent(configJson.eos_token);
+  if (eosName !== null && tokenToId(eosName) === null)
+    warnings.push(
+      `${tokenSource.get("eos_token") ?? configFile}: eos_token ${JSON.stringify(eosName)} is not in ` +
+        `${tokenizerFile}'s vocabulary` +
+        (eosTokenIds.length > 0
+          ? `; generation ends at id ${eosTokenIds.join(", ")} (eos_token_id of ${genFile} / ${modelFile})`
+          : ""),
+    );
+  if (eosTokenIds.length === 0)
+    warnings.push(
+      `${dir}: no end-of-sequence token the vocabulary has (eos_token in ${configFile}, eos_token_id in ` +
+        `${genFile} or ${modelFile}): generated answers run to the token limit, and fine-tuning answers end ` +
+        `without one, so the tuned model does not learn to stop`,
+    );
+
   const cleanUpDefault = configJson.clean_up_tokenization_spaces === true;
 
   return {
