@@ -18,6 +18,22 @@ import { availableMemoryBytes, formatBytes } from "../util/memory.js";
 export type CheckpointingSetting = boolean | "auto";
 
 /**
+ * A stage's checkpointing as given and as done ("auto" decided on or off). Finished work's keys hold "auto" as
+ * true (checkpointingKey), so records of a run say what happened through this, beside the keyed settings.
+ */
+export interface CheckpointingRecord {
+  requested: CheckpointingSetting;
+  used: boolean;
+}
+
+/** "auto → off", "on (as set)": a CheckpointingRecord in words, for what a command prints. */
+export function describeCheckpointing(c: CheckpointingRecord): string {
+  const used = c.used ? "on" : "off";
+  if (c.requested === "auto") return `auto → ${used}`;
+  return c.requested === c.used ? `${used} (as set)` : `${used} (set ${c.requested})`;
+}
+
+/**
  * The stage's choice from its setting and the activations (bytes) its largest batch would keep without
  * checkpointing (flops.ts's estimates), and, for "auto", the decision in words for the log. `stage` names the
  * stage in the message ("identification", "training"); `lower` says how to make the batches smaller.

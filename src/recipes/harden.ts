@@ -72,7 +72,7 @@ import { attachFull } from "../method/full.js";
 import { countParams, type AttachedMethod, type MethodName } from "../method/attached.js";
 import { attachLora } from "../method/lora/model.js";
 import { trainSft, type SftExample, type TrainHooks, type TrainResult } from "../method/train.js";
-import { keyedTraining } from "../method/checkpointing.js";
+import { keyedTraining, type CheckpointingRecord } from "../method/checkpointing.js";
 import { writePeftAdapter } from "../method/lora/peft.js";
 import { writeFoldedCheckpoint, type FoldStats } from "../method/fold.js";
 import { checkWeights } from "../io/model-folder.js";
@@ -190,6 +190,12 @@ export interface HardenResult {
   peakMemoryBytes: number;
   /** true when the output folder was already complete with these exact inputs and nothing was computed */
   reused?: boolean;
+  /**
+   * training's gradient checkpointing as the config asked it and as the run used it ("auto" decided: on or off);
+   * absent for an output made before the record. The train slot's key holds "auto" as true (keyedTraining), so
+   * its inputs.json and the stats' `stages` say true for "auto": this says what happened
+   */
+  gradientCheckpointing?: CheckpointingRecord;
 }
 
 export interface RunHooks extends TrainHooks {
@@ -791,14 +797,21 @@ function completedRun(cfg: HardenConfig, plan: StagePlan, log: Logger): HardenRe
     artifact: stats.artifact ? path.join(cfg.out, stats.artifact) : "",
     peakMemoryBytes: stats.peakMemoryBytes,
     reused: true,
+    // as the run that made it asked and used it (a run asking "auto" reuses one made under true: the same key)
+    ...(stats.gradientCheckpointing ? { gradientCheckpointing: stats.gradientCheckpointing } : {}),
   };
 }
 
 interface StatsFile {
   format: string;
   runKey: string;
-  /** what keyed each stage of the run that made it */
+  /**
+   * what keyed each stage of the run that made it: settings as the keys hold them, so training's checkpointing
+   * "auto" reads true here (method/checkpointing.ts keyedTraining); `gradientCheckpointing` says what was asked and used
+   */
   stages?: Partial<Record<"identify" | "cluster" | "train", Record<string, unknown>>>;
+  /** training's checkpointing as configured and as used (absent in outputs made before 2026-12-01) */
+  gradientCheckpointing?: CheckpointingRecord;
   /** the build that trained and folded it (tensor/build.ts; absent in outputs of versions before the record) */
   build?: BuildRecord;
   /** the builds that computed each stage, in order (made-by.json of its slot; null: a build before the record) */
@@ -904,6 +917,10 @@ async function trainAndPublish(
     if (released) log.info(released);
   }
   if (!train.finished) throw interrupted(`training stopped at step ${train.steps} of ${train.totalSteps}`);
+  const checkpointing: CheckpointingRecord = {
+    requested: cfg.train.gradientCheckpointing,
+    used: train.gradientCheckpointing,
+  };
 
   log.info(`fold: writing the hardened checkpoint to ${cfg.out}`);
   let fold: FoldStats | undefined;
@@ -960,6 +977,7 @@ async function trainAndPublish(
             }
           : undefined,
         train: { ...train, log: undefined } as Omit<TrainResult, "log">,
+        gradientCheckpointing: checkpointing,
         fold: fold,
         peakMemoryBytes: peakRssBytes(),
       };
@@ -984,6 +1002,7 @@ async function trainAndPublish(
     totalParams: total,
     artifact: artifact ? path.join(cfg.out, artifact) : "",
     peakMemoryBytes: peakRssBytes(),
+    gradientCheckpointing: checkpointing,
   };
 }
 

@@ -24,6 +24,7 @@ import { readGoodVibeDelta } from "../../src/method/goodvibe/delta.js";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
 import { tinyHardenConfig } from "./tiny-config.js";
+import { describeCheckpointing } from "../../src/method/checkpointing.js";
 
 const made = makeTinyChatModel();
 const work = scratchDir("gv-recipe-");
@@ -175,4 +176,30 @@ test("stagesTrainedOn: the hardened folder names the stages that read the file, 
   // a model the project did not harden, and a missing file
   assert.deepEqual(stagesTrainedOn(made.dir, data), []);
   assert.deepEqual(stagesTrainedOn(cfg.out, path.join(work, "missing.jsonl")), []);
+});
+
+test("checkpointing auto: the records say what was asked and what was used, the keys keep auto as true", async () => {
+  // the tiny model's activations (kilobytes) are far within half of any machine's memory: "auto" turns it off on
+  // the CPU (method/checkpointing.ts chooseCheckpointing)
+  const train = (g: boolean | "auto") => ({ ...config("ckpt").train, gradientCheckpointing: g });
+  const cfg = config("ckpt-auto", { method: "lora", train: train("auto") });
+  const plan = planStages(cfg);
+  assert.equal(plan.runKey, planStages({ ...cfg, train: train(true) }).runKey, "keyed as true");
+  const r = await runHarden(cfg);
+  assert.deepEqual(r.gradientCheckpointing, { requested: "auto", used: false });
+  assert.equal(r.train.gradientCheckpointing, false);
+  const stats = JSON.parse(fs.readFileSync(path.join(cfg.out, RUN_FILES.stats), "utf8"));
+  assert.deepEqual(stats.gradientCheckpointing, { requested: "auto", used: false });
+  // the keyed settings as before: the train slot's inputs and the stats' stages hold true
+  assert.equal(stats.stages.train.train.gradientCheckpointing, true);
+  const inputs = JSON.parse(fs.readFileSync(path.join(plan.train.dir, RUN_FILES.slotInputs), "utf8"));
+  assert.equal(inputs.train.gradientCheckpointing, true);
+  // the finished output reused: its record as made
+  const again = await runHarden(cfg);
+  assert.equal(again.reused, true);
+  assert.deepEqual(again.gradientCheckpointing, { requested: "auto", used: false });
+  assert.equal(describeCheckpointing(again.gradientCheckpointing!), "auto → off");
+  assert.equal(describeCheckpointing({ requested: "auto", used: true }), "auto → on");
+  assert.equal(describeCheckpointing({ requested: true, used: true }), "on (as set)");
+  assert.equal(describeCheckpointing({ requested: false, used: false }), "off (as set)");
 });

@@ -6,6 +6,7 @@ import * as path from "node:path";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { hardenConfigFrom } from "./harden-config.js";
 import { runHarden } from "../../recipes/harden.js";
+import { describeCheckpointing } from "../../method/checkpointing.js";
 import { formatFlops } from "../../method/flops.js";
 
 export async function hardenCommand(g: OptionValues, opts: OptionValues): Promise<void> {
@@ -19,6 +20,9 @@ export async function hardenCommand(g: OptionValues, opts: OptionValues): Promis
       `hardened model: ${path.resolve(r.outDir)}`,
       `method: ${r.method}; trainable parameters ${r.trainableParams.toLocaleString("en-US")} of ${r.totalParams.toLocaleString("en-US")} (${((100 * r.trainableParams) / r.totalParams).toPrecision(3)}%)`,
       `training: ${r.train.steps} steps, final loss ${r.train.finalLoss.toFixed(4)}, ${r.train.wallSeconds.toFixed(1)} s, ${formatFlops(r.train.flops.total)} counted (${(r.train.flopsPerSecond / 1e9).toFixed(1)} GFLOP/s)${r.train.flopsEstimate ? `; trainers' 6·N·D estimate ${formatFlops(r.train.flopsEstimate.flops)} (README, "Cost")` : ""}`,
+      r.gradientCheckpointing
+        ? `gradient checkpointing (training): ${describeCheckpointing(r.gradientCheckpointing)}`
+        : "",
       `fold: ${r.fold.rowsChanged} rows changed in ${r.fold.tensorsChanged} tensors (${r.fold.dtype})${r.fold.rowsVanished ? `, ${r.fold.rowsVanished} vanished in rounding` : ""}`,
       r.fold.visionTensors
         ? `multimodal: the text model was trained; the vision tower and projector (${r.fold.visionTensors} tensors) are the base's, unchanged, under the same names (GGUF export writes the text model only)`
@@ -31,6 +35,7 @@ export async function hardenCommand(g: OptionValues, opts: OptionValues): Promis
       trainableParams: r.trainableParams,
       totalParams: r.totalParams,
       train: { ...r.train, log: undefined },
+      ...(r.gradientCheckpointing ? { gradientCheckpointing: r.gradientCheckpointing } : {}),
       fold: r.fold,
       artifact: r.artifact,
       peakMemoryBytes: r.peakMemoryBytes,

@@ -37,6 +37,7 @@ import { defaultRunDir, stageFileSchema } from "../../config/harden.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { attachPeftAdapter } from "../../method/lora/model.js";
 import { hardenConfigFrom } from "./harden-config.js";
+import { describeCheckpointing } from "../../method/checkpointing.js";
 
 export async function identifyCommand(g: OptionValues, opts: OptionValues): Promise<void> {
   const log = makeLogger(g);
@@ -206,8 +207,15 @@ export async function trainCommand(g: OptionValues, opts: OptionValues): Promise
     log.done();
     output(
       g,
-      `trained ${cfg.method} (${r.trainableParams} trainable parameters) → ${path.resolve(cfg.out)}`,
-      { train: { ...r.train, log: undefined }, fold: r.fold },
+      `trained ${cfg.method} (${r.trainableParams} trainable parameters) → ${path.resolve(cfg.out)}` +
+        (r.gradientCheckpointing
+          ? `; gradient checkpointing ${describeCheckpointing(r.gradientCheckpointing)}`
+          : ""),
+      {
+        train: { ...r.train, log: undefined },
+        fold: r.fold,
+        ...(r.gradientCheckpointing ? { gradientCheckpointing: r.gradientCheckpointing } : {}),
+      },
     );
   });
 }
