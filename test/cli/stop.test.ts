@@ -217,3 +217,46 @@ test("experiment run: SIGTERM inside a cell stops it at a checkpoint (exit 130, 
     );
   assert.deepEqual(results("exp-int"), results("exp-ref"));
 });
+
+test("experiment run --stop-after: a requested stop, not an interruption: exit 0, says so, results.partial.json; the rerun goes on", async () => {
+  const byLang = balancedPairs(fx.model.pairs, 4);
+  const train = path.join(fx.work, "sa-train.jsonl");
+  const dev = path.join(fx.work, "sa-dev.jsonl");
+  writeCorpusJsonl(train, byLang.slice(0, 12));
+  writeCorpusJsonl(dev, byLang.slice(12, 16));
+  const file = path.join(fx.work, "stop-after.yaml");
+  fs.writeFileSync(
+    file,
+    YAML.stringify({
+      name: "stop-after",
+      models: [{ name: "tiny", path: fx.model.dir }],
+      data: { train, dev },
+      eval: { maxPrompts: 2, maxNewTokens: 4, batchSize: 4 },
+      methods: ["base", "lora", "full"],
+      seeds: [0],
+      defaults: { train: { epochs: 1, maxPairs: 2, batchSize: 2, gradAccum: 1, maxLength: 512 } },
+    }),
+  );
+  const out = path.join(fx.work, "stop-after");
+  const r = await runCli(["experiment", "run", file, "-o", out, "--stop-after", "1", "--json"]);
+  assert.equal(r.code, 0, showRun(r));
+  const j = JSON.parse(r.stdout) as { stopped: boolean; stoppedBy: string; ran: string[] };
+  assert.equal(j.stopped, true);
+  assert.equal(j.stoppedBy, "stop-after");
+  assert.equal(j.ran.length, 1);
+  assert.doesNotMatch(r.stderr, /interrupted/);
+  assert.ok(fs.existsSync(path.join(out, "results.partial.json")));
+  assert.ok(!fs.existsSync(path.join(out, "results.json")));
+  // the text says what happened and what to do
+  const t = await runCli(["experiment", "run", file, "-o", out, "--stop-after", "1"]);
+  assert.equal(t.code, 0, showRun(t));
+  assert.match(
+    t.stdout,
+    /^stopped after 1 cell computed now \(--stop-after 1\): rerun the same command to go on$/m,
+  );
+  // three cells, one per run: the third run has nothing left to stop and writes results.json
+  const end = await runCli(["experiment", "run", file, "-o", out, "--stop-after", "1", "--json"]);
+  assert.equal(end.code, 0, showRun(end));
+  assert.equal((JSON.parse(end.stdout) as { stopped: boolean }).stopped, false);
+  assert.ok(fs.existsSync(path.join(out, "results.json")));
+});

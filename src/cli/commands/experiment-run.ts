@@ -3,7 +3,7 @@
  */
 import type { OptionValues } from "commander";
 import { experimentDepartures } from "../../experiment/departures.js";
-import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
+import { EXIT, interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { loadExperimentSpec, type ExperimentSpec } from "../../experiment/spec.js";
 import { claimWorkFolder } from "../../io/atomic.js";
 import { canonicalJson } from "../../io/hash.js";
@@ -45,9 +45,10 @@ export async function experimentRunCommand(
     });
     const plan = planExperiment(spec, { out: opts.out, source: file });
     if (aside) log.warn(`the earlier ${plan.outDir} was moved aside to ${aside}`);
+    const signal = interruptSignal(log);
     const r = await runExperiment(plan, {
       log,
-      signal: interruptSignal(log),
+      signal,
       stopAfterCells: opts.stopAfter,
       shard: shard && shard.count > 1 ? shard : undefined,
     });
@@ -57,10 +58,14 @@ export async function experimentRunCommand(
       ...["goodvibe", "experiment", "run", file, "-o", plan.outDir],
       ...opts.set.flatMap((s) => ["--set", s]),
     ]);
+    // --stop-after is a requested, clean stop, not an interruption: exit 0 (a signal, even during such a run: 130)
+    const byStopAfter = r.stopped && !signal.aborted && opts.stopAfter !== undefined;
     const lines = [
       `${plan.cells.length} cells: ${r.ran.length} computed now, ${r.skipped.length} cached`,
       r.stopped
-        ? "stopped before the end: rerun the same command to resume"
+        ? byStopAfter
+          ? `stopped after ${r.ran.length} cell${r.ran.length === 1 ? "" : "s"} computed now (--stop-after ${opts.stopAfter}): rerun the same command to go on`
+          : "stopped before the end: rerun the same command to resume"
         : r.pending?.length
           ? `${r.pending.length} cells are other workers': once they are done, run \`${finishCommand}\` for results.json and the report`
           : r.resultsFile
@@ -74,12 +79,13 @@ export async function experimentRunCommand(
       ran: r.ran,
       skipped: r.skipped,
       stopped: r.stopped,
+      ...(r.stopped ? { stoppedBy: byStopAfter ? "stop-after" : "signal" } : {}),
       shard: shard ?? null,
       pending: r.pending ?? [],
       resultsFile: r.resultsFile ?? null,
       reportDir: r.reportDir ?? null,
     });
-    if (r.stopped) process.exitCode = 130;
+    if (r.stopped && !byStopAfter) process.exitCode = EXIT.interrupted;
   });
 }
 

@@ -22,7 +22,11 @@ export function registerExperiment(program: Command): void {
       collect,
       [],
     )
-    .option("--stop-after <n>", "compute at most n cells, then stop (rerun to continue)", integer(1))
+    .option(
+      "--stop-after <n>",
+      "compute at most n cells, then stop and exit 0, results.partial.json holding the cells done (rerun to continue)",
+      integer(1),
+    )
     .option("--overwrite", "move an output folder holding anything else aside (renamed, never deleted)")
     .option(
       "--shard <i/n>",
