@@ -1,7 +1,8 @@
 /**
  * What each cell of an experiment will cost, estimated from shapes before anything runs (`experiment plan`):
  * FLOPs of identification and training (the exact per-step count of method/flops.ts, on examples of the assumed
- * length), the trainer-style 6·N·D beside it, peak memory, and time at an assumed throughput. Shapes come from
+ * length), the trainer-style 6·N·D beside it, peak memory, and time at an assumed throughput (planThroughput: the
+ * experiment file's estimate.flopsPerSecond, else a default for the device the run would use). Shapes come from
  * the model folder's config.json when it exists, else from the `config` the experiment file gives; pair counts
  * from the data file when it exists, else from `estimate.pairsPerLanguage`.
  */
@@ -26,6 +27,55 @@ import {
 import type { HardenConfig } from "../config/harden.js";
 import type { ExperimentSpec } from "./spec.js";
 import type { CellSetting } from "./plan.js";
+import { cudaAvailable } from "../tensor/index.js";
+
+/**
+ * Sustained training throughput (FLOP/s, as method/flops.ts counts them) assumed for the time column when the
+ * experiment file gives none, by the device the run would use. Each is a planning figure, not a promise:
+ * - cpu: 0.3 TFLOP/s, what `goodvibe harden`'s training sustained on one Zen 5 thread at Qwen2.5-0.5B's shape
+ *   (317–334 GFLOP/s, 60–63% of that CPU's 528 GFLOP/s bf16 matmul peak; BENCHMARKS "End to end on this CPU: the
+ *   planning figure"). Older or AVX2-only CPUs run bf16 slower (BENCHMARKS "bf16 products on AVX2 CPUs"); more
+ *   threads, faster: set estimate.flopsPerSecond for the machine.
+ * - cuda: 100 TFLOP/s, about an eighth of the 790 TFLOP/s bf16 matrix-product rate measured on an H200 (BENCHMARKS
+ *   "CUDA"): fine-tuning at batch 1 with examples of a few hundred tokens keeps a GPU far from its matmul peak, and
+ *   this code's training throughput on a GPU is not yet measured. The figure the default was for every device
+ *   before 2026-12-01, when a CPU plan's times were about 330 times too short.
+ */
+export const DEFAULT_FLOPS_PER_SECOND = { cpu: 3e11, cuda: 1e14 } as const;
+
+export interface Throughput {
+  flopsPerSecond: number;
+  /** the device the default is for (the run's, from GOODVIBE_DEVICE) */
+  device: keyof typeof DEFAULT_FLOPS_PER_SECOND;
+  /** GOODVIBE_DEVICE as set (null: unset) */
+  deviceSetting: string | null;
+  /** where the figure came from */
+  from: "estimate.flopsPerSecond" | "default";
+}
+
+/**
+ * The throughput a plan's times assume: the experiment file's estimate.flopsPerSecond, else the default for the
+ * device GOODVIBE_DEVICE names (cpu when unset; cuda or cuda:N; auto: cuda when libtorch sees a GPU). A plan may be
+ * made on another machine than the run's: a GPU is not required to plan for one.
+ */
+export function planThroughput(spec: ExperimentSpec, env: NodeJS.ProcessEnv = process.env): Throughput {
+  const asked = env.GOODVIBE_DEVICE || undefined;
+  const device =
+    asked === undefined || asked === "cpu"
+      ? "cpu"
+      : asked === "auto"
+        ? cudaAvailable()
+          ? "cuda"
+          : "cpu"
+        : /^cuda(:\d+)?$/.test(asked)
+          ? "cuda"
+          : "cpu";
+  const given = spec.estimate.flopsPerSecond;
+  const deviceSetting = asked ?? null;
+  return given !== undefined
+    ? { flopsPerSecond: given, device, deviceSetting, from: "estimate.flopsPerSecond" }
+    : { flopsPerSecond: DEFAULT_FLOPS_PER_SECOND[device], device, deviceSetting, from: "default" };
+}
 
 export interface CellEstimate {
   /** where the shapes came from */
@@ -91,6 +141,7 @@ export function estimateCells(
   spec: ExperimentSpec,
   cells: CellSetting[],
   source = "experiment",
+  throughput: Throughput = planThroughput(spec),
 ): CellEstimate[] {
   const shapes = new Map(spec.models.map((m) => [m.name, shapeForModel(m, source)]));
   const counts = new Map<string, number | null>();
@@ -203,7 +254,7 @@ export function estimateCells(
       flops: { identify, train, total: identify + train },
       trainerEstimate: trainerFlopsEstimate(n, examples * T),
       peakMemoryBytes: Math.max(identifyPeak, trainPeak),
-      seconds: (identify + train) / e.flopsPerSecond,
+      seconds: (identify + train) / throughput.flopsPerSecond,
     };
   });
 }

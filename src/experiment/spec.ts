@@ -91,10 +91,13 @@ export const experimentSchema = z.strictObject({
       /** tokens of one SFT example (prompt + answer) and of one judge prompt */
       exampleTokens: posInt.default(512),
       judgePromptTokens: posInt.default(512),
-      /** sustained training throughput, for the time column (default 100 TFLOP/s: a recent GPU in bf16) */
-      flopsPerSecond: z.number().positive().default(1e14),
+      /**
+       * sustained training throughput (FLOP/s) for the time column; absent: the default for the device the run
+       * would use (GOODVIBE_DEVICE), estimate.ts DEFAULT_FLOPS_PER_SECOND, which the plan prints beside the time
+       */
+      flopsPerSecond: z.number().positive().optional(),
     })
-    .default({ pairsPerLanguage: 424, exampleTokens: 512, judgePromptTokens: 512, flopsPerSecond: 1e14 }),
+    .default({ pairsPerLanguage: 424, exampleTokens: 512, judgePromptTokens: 512 }),
   data: z.strictObject({
     train: z.string().min(1),
     dev: z.string().min(1),

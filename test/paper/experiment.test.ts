@@ -10,7 +10,7 @@ import * as path from "node:path";
 import YAML from "yaml";
 import { loadExperimentSpec, parseExperimentSpec } from "../../src/experiment/spec.js";
 import { cellModelLabel, expandCells, missingInputs, planExperiment } from "../../src/experiment/plan.js";
-import { estimateCells } from "../../src/experiment/estimate.js";
+import { estimateCells, planThroughput } from "../../src/experiment/estimate.js";
 import { REPO_ROOT, makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
 import { runCli, showRun } from "../cli/cli-helpers.js";
 import { parseModelConfig } from "../../src/io/config.js";
@@ -137,7 +137,7 @@ test("plan estimates from the file's shapes: parameters as in Table 2, the train
   // mixed-precision full fine-tuning needs 16 bytes per parameter before activations
   assert.ok(full.peakMemoryBytes > 16 * 6_738_546_688);
   assert.ok(gv.peakMemoryBytes < 2.2 * 6_738_546_688 + 2 ** 32, "GoodVibe: about the bf16 weights");
-  assert.equal(full.seconds, full.flops.total / spec.estimate.flopsPerSecond);
+  assert.equal(full.seconds, full.flops.total / planThroughput(spec).flopsPerSecond);
   // the base model is evaluated, not trained
   const base = find("CodeLlama-7B", "base");
   assert.equal(base.flops.total, 0);

@@ -16,7 +16,7 @@ import {
   experimentOutDir,
   planExperiment,
 } from "../../experiment/plan.js";
-import { estimateCells } from "../../experiment/estimate.js";
+import { estimateCells, planThroughput, type Throughput } from "../../experiment/estimate.js";
 import { runExperiment } from "../../experiment/run.js";
 import { formatFlops } from "../../method/flops.js";
 import { parseShard, shardFromEnvironment } from "../../util/shard.js";
@@ -97,7 +97,8 @@ export async function experimentPlanCommand(
   await runCommand(g, async () => {
     const spec = loadExperimentSpec(file, opts.set);
     const settings = expandCells(spec, file);
-    const estimates = estimateCells(spec, settings, file);
+    const throughput = planThroughput(spec);
+    const estimates = estimateCells(spec, settings, file, throughput);
     const missing = missingInputs(spec, file);
     const departures = experimentDepartures(spec, file);
     // a plan writes nothing: the task split is computed in memory, its files are the run's
@@ -137,8 +138,9 @@ export async function experimentPlanCommand(
       ...missing.map((m) => `  ${m}`),
       `estimates from shapes: judge prompts of ${e.judgePromptTokens} tokens, training examples of ` +
         `${e.exampleTokens} tokens (loss on half), ${e.pairsPerLanguage} pairs per language where the data ` +
-        `is absent, ${formatFlops(e.flopsPerSecond)}/s; FLOPs = identification + training, counted; ` +
+        `is absent; FLOPs = identification + training, counted; ` +
         `6·N·D = the trainer-style estimate of training (README, "Cost")`,
+      `time at ${describeThroughput(throughput)}`,
       [
         "status ",
         "id              ",
@@ -170,7 +172,7 @@ export async function experimentPlanCommand(
         ].join(" ");
       }),
       `total over the ${unique.length} distinct cells: ${formatFlops(sum((r) => r.estimate.flops.total))}, ` +
-        `${formatSeconds(sum((r) => r.estimate.seconds))} at ${formatFlops(e.flopsPerSecond)}/s (training and ` +
+        `${formatSeconds(sum((r) => r.estimate.seconds))} at ${formatFlops(throughput.flopsPerSecond)}/s (training and ` +
         `identification; evaluation and the judge's training not included)`,
       ...(departures.length
         ? [
@@ -179,7 +181,7 @@ export async function experimentPlanCommand(
           ]
         : []),
     ].join("\n");
-    output(g, human, { outDir: plan?.outDir ?? null, missing, cells: rows, departures });
+    output(g, human, { outDir: plan?.outDir ?? null, missing, cells: rows, departures, throughput });
   });
 }
 
@@ -218,4 +220,16 @@ function formatCount(n: number): string {
     : n >= 1e6
       ? `${(n / 1e6).toFixed(2)} M`
       : n.toLocaleString("en-US");
+}
+
+/** "0.3 TFLOP/s (the default for cpu ...)": the throughput a plan's times assume, and where it came from. */
+function describeThroughput(t: Throughput): string {
+  const rate = `${formatFlops(t.flopsPerSecond)}/s`;
+  return t.from === "estimate.flopsPerSecond"
+    ? `${rate} (the experiment file's estimate.flopsPerSecond)`
+    : `${rate}, the default for ${t.device} (GOODVIBE_DEVICE ${t.deviceSetting === null ? "unset" : t.deviceSetting}): ` +
+        (t.device === "cpu"
+          ? "what training sustained on one Zen 5 thread, 60% of its bf16 matmul peak (BENCHMARKS)"
+          : "about an eighth of an H200's measured bf16 matmul rate; not measured for this code on a GPU") +
+        "; set estimate.flopsPerSecond (--set estimate.flopsPerSecond=<FLOP/s>) for your machine";
 }
