@@ -32,7 +32,7 @@ import { loadModel } from "../src/models/index.js";
 import { attachPeftAdapter } from "../src/method/lora/model.js";
 import { readPeftAdapter } from "../src/method/lora/peft.js";
 import { Tensor, manualSeed, noGrad, resolveDevice, tidy, type DType } from "../src/tensor/index.js";
-import { checkpointTensors } from "../test/scale/models.js";
+import { SMALL_SIGLIP_VISION_CONFIG, checkpointTensors } from "../test/scale/models.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const CLI = path.join(ROOT, "dist/src/cli/main.js");
@@ -102,16 +102,8 @@ function makeBase(family: string, dir: string, seed: number): void {
       architectures: ["Gemma3ForConditionalGeneration"],
       model_type: "gemma3",
       text_config: { ...text, model_type: "gemma3_text" },
-      vision_config: {
-        hidden_size: 16,
-        image_size: 28,
-        intermediate_size: 32,
-        model_type: "siglip_vision_model",
-        num_attention_heads: 2,
-        num_hidden_layers: 1,
-        patch_size: 14,
-        vision_use_head: false,
-      },
+      // the tower the gemma3_4b_it test checkpoints carry (test/scale/models.ts)
+      vision_config: { ...SMALL_SIGLIP_VISION_CONFIG },
       mm_tokens_per_image: 4,
       eos_token_id: cfg.eos_token_id,
       torch_dtype: "bfloat16",

@@ -24,7 +24,7 @@ import {
   trainerFlopsEstimate,
   type MethodShapes,
 } from "../method/flops.js";
-import type { HardenConfig } from "../config/harden.js";
+import { DEFAULT_DTYPE, type HardenConfig } from "../config/harden.js";
 import type { ExperimentSpec } from "./spec.js";
 import type { CellSetting } from "./plan.js";
 import { cudaAvailable } from "../tensor/index.js";
@@ -179,7 +179,7 @@ export function estimateCells(
         seconds: 0,
       };
     const h = c.harden;
-    const dtype = h.dtype === "float32" ? "float32" : "bfloat16";
+    const dtype = h.dtype ?? DEFAULT_DTYPE;
     const cap = (n: number, max: number) => (max > 0 ? Math.min(n, max) : n);
     // identification: every pair gives a secure and an insecure judge prompt
     let identify = 0;

@@ -16,6 +16,7 @@
 import type { LinearShape, ShapeSource } from "../models/shapes.js";
 import type { LoraConfig } from "./lora/config.js";
 import type { MethodName } from "./attached.js";
+import type { DType } from "../tensor/index.js";
 
 export interface FlopCount {
   forward: number;
@@ -208,7 +209,11 @@ function layerActivationBytes(model: ShapeSource, tokens: number, time: number, 
 /** One forward pass (batch × time tokens) of a model with `totalParams` weights in `dtype`. */
 export interface ForwardRun {
   totalParams: number;
-  dtype: "float32" | "bfloat16";
+  /**
+   * the model's compute dtype as it is (a loaded model's, a config's): float32 values take 4 bytes, a 16-bit
+   * dtype's (bfloat16, the mixed-precision default) 2, so callers pass it without mapping it first
+   */
+  dtype: DType;
   batch: number;
   time: number;
   checkpointing: boolean;

@@ -654,7 +654,7 @@ function trainCheckpointing(
       method: method.name,
       totalParams: 0,
       trainableParams: 0,
-      dtype: model.dtype === "float32" ? "float32" : "bfloat16",
+      dtype: model.dtype,
       batch,
       time: longest,
       lossTokens: batch * longest,

@@ -270,6 +270,22 @@ export function qwen3_14b(layers = 1): ScaleModelSpec {
 export type MultimodalLayout = "language_model" | "model.language_model";
 
 /**
+ * The vision tower the multimodal Gemma3 test checkpoints carry: SigLIP's structure and tensor names (transformers
+ * builds the same classes from it) at small sizes, hidden 16, one layer, 28-pixel images of 2 × 2 patches of 14.
+ * gemma3_4b_it below and bench/hf-roundtrip.ts's multimodal family both use it.
+ */
+export const SMALL_SIGLIP_VISION_CONFIG = {
+  hidden_size: 16,
+  image_size: 28,
+  intermediate_size: 32,
+  model_type: "siglip_vision_model",
+  num_attention_heads: 2,
+  num_hidden_layers: 1,
+  patch_size: 14,
+  vision_use_head: false,
+} as const;
+
+/**
  * google/gemma-3-4b-it's config.json (Gemma3ForConditionalGeneration, transformers 4.50), text layers cut, with a
  * vision tower of the real SigLIP structure and tensor names but small sizes (hidden 16, one layer, 28-pixel
  * images of 4 patches, 4 tokens per image), so that transformers builds the same model class from it. Text
@@ -301,16 +317,7 @@ export function gemma3_4b_it(layers = 1, layout: MultimodalLayout = "language_mo
       },
       torch_dtype: "bfloat16",
       transformers_version: layout === "language_model" ? "4.50.0.dev0" : "4.52.4",
-      vision_config: {
-        hidden_size: 16,
-        image_size: 28,
-        intermediate_size: 32,
-        model_type: "siglip_vision_model",
-        num_attention_heads: 2,
-        num_hidden_layers: 1,
-        patch_size: 14,
-        vision_use_head: false,
-      },
+      vision_config: { ...SMALL_SIGLIP_VISION_CONFIG },
     },
     generationConfig: {
       cache_implementation: "hybrid",

@@ -411,7 +411,7 @@ function identifyCheckpointing(
         most,
         identifyMemoryEstimate(model, {
           totalParams: 0,
-          dtype: model.dtype === "float32" ? "float32" : "bfloat16",
+          dtype: model.dtype,
           batch: b.length,
           time: lengths[b[0]!]!,
           checkpointing: false,
