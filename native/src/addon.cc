@@ -720,8 +720,8 @@ OP(cudaAvailable, "(): boolean") { return Napi::Boolean::New(ENV, torch::cuda::i
 OP(cudaDeviceCount, "(): number") { return Napi::Number::New(ENV, static_cast<double>(torch::cuda::device_count())); }
 OP(version, "(): string") { return Napi::String::New(ENV, TORCH_VERSION); }
 
-OP(mmapFile, "(file: string): Buffer") {
-  std::string path = S(info, 0);
+// A file mapped whole (copy-on-write, so the Buffers over it may be written), registered for findMapping.
+std::shared_ptr<MappedFile> mapWholeFile(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block the open
   if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
   struct stat st;
@@ -745,14 +745,52 @@ OP(mmapFile, "(file: string): Buffer") {
     m->addr = p;
   }
   close(fd);
-  if (m->size == 0) return Napi::Buffer<uint8_t>::New(ENV, 0);
-  {
+  if (m->size > 0) {
     std::lock_guard<std::mutex> lock(g_map_mutex);
     g_mappings[reinterpret_cast<uintptr_t>(m->addr)] = m;
   }
+  return m;
+}
+
+// A Buffer over [offset, offset + len) of a mapping, keeping the mapping alive while it lives. `maxBytes` is the
+// largest Buffer Node.js makes (buffer.constants.MAX_LENGTH, 4 GiB in Node 20): past it Node frees the finalizer's
+// data itself on failure and node-addon-api frees it again (a double free, seen on a 4.7 GB shard), so a longer
+// range is refused here, before any Buffer is made.
+Napi::Value mappedBuffer(Napi::Env env, const std::shared_ptr<MappedFile>& m, size_t offset, size_t len,
+                         double maxBytes, const std::string& path) {
+  if (static_cast<double>(len) > maxBytes)
+    throw std::runtime_error("cannot map " + std::to_string(len) + " bytes of " + path + " as one Buffer (at most " +
+                             std::to_string(static_cast<uint64_t>(maxBytes)) + ")");
+  if (offset > m->size || len > m->size - offset)
+    throw std::runtime_error("range [" + std::to_string(offset) + ", " + std::to_string(offset + len) +
+                             ") is past the end of " + path + " (" + std::to_string(m->size) + " bytes)");
+  if (len == 0) return Napi::Buffer<uint8_t>::New(env, 0);
   auto* holder = new std::shared_ptr<MappedFile>(m);
-  return Napi::Buffer<uint8_t>::New(ENV, static_cast<uint8_t*>(m->addr), m->size,
+  return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(m->addr) + offset, len,
                                     [](Napi::Env, uint8_t*, std::shared_ptr<MappedFile>* h) { delete h; }, holder);
+}
+
+OP(mmapFile, "(file: string, maxBytes: number): Buffer") {
+  std::string path = S(info, 0);
+  auto m = mapWholeFile(path);
+  return mappedBuffer(ENV, m, 0, m->size, D(info, 1), path);
+}
+
+// Buffers over byte ranges of one mapping of the file (ranges: [offset0, length0, offset1, length1, ...]), for a
+// file larger than one Buffer may be (a 5 GB safetensors shard): each tensor gets its own view, none a copy.
+OP(mmapRanges, "(file: string, ranges: number[], maxBytes: number): Buffer[]") {
+  std::string path = S(info, 0);
+  auto ranges = IL(info, 1);
+  double maxBytes = D(info, 2);
+  if (ranges.size() % 2 != 0) throw std::invalid_argument("ranges must be [offset, length] pairs");
+  for (auto r : ranges)
+    if (r < 0) throw std::invalid_argument("ranges must not be negative");
+  auto m = mapWholeFile(path);
+  auto out = Napi::Array::New(ENV, ranges.size() / 2);
+  for (size_t i = 0; i < ranges.size() / 2; i++)
+    out.Set(static_cast<uint32_t>(i), mappedBuffer(ENV, m, static_cast<size_t>(ranges[2 * i]),
+                                                   static_cast<size_t>(ranges[2 * i + 1]), maxBytes, path));
+  return out;
 }
 
 // The pages of a file mapping that only `t` reads, handed back to the kernel once its values were copied elsewhere

@@ -1,17 +1,49 @@
 import * as fs from "node:fs";
+import { constants as bufferConstants } from "node:buffer";
 
 /**
  * The bytes of a file. Large weight files are memory-mapped through the native addon when it is built
  * (see src/tensor/native.ts); otherwise they are read. Either way the result is a read-only view.
  */
 export type FileMapper = (file: string) => Buffer;
+/** Views of byte ranges ([offset, length] each) of one file: mapped once by the addon, else read. */
+export type RangeMapper = (file: string, ranges: readonly (readonly [number, number])[]) => Buffer[];
+
+/**
+ * The largest Buffer Node.js makes (4 GiB in Node 20). A file larger than that (Hugging Face shards checkpoints at
+ * 5 GB: Meta-Llama-3-8B-Instruct's and gemma-3-12b-it's shards are 4.98 GB, CodeLlama-7B's first 9.98 GB) cannot be
+ * one Buffer; its tensors are mapped as views of their own ranges (mapFileRanges).
+ */
+export const MAX_BUFFER_BYTES = bufferConstants.MAX_LENGTH;
 
 let mapper: FileMapper = (file) => fs.readFileSync(file);
+let rangeMapper: RangeMapper = (file, ranges) => {
+  const fd = fs.openSync(file, "r");
+  try {
+    return ranges.map(([offset, length]) => {
+      const buf = Buffer.alloc(length);
+      let done = 0;
+      while (done < length) {
+        const n = fs.readSync(fd, buf, done, length - done, offset + done);
+        if (n === 0) throw new Error(`${file} ends before byte ${offset + length}`);
+        done += n;
+      }
+      return buf;
+    });
+  } finally {
+    fs.closeSync(fd);
+  }
+};
 let readBelow = 0;
 
 export function mapFile(file: string): Buffer {
   if (readBelow > 0 && fs.statSync(file).size < readBelow) return fs.readFileSync(file);
   return mapper(file);
+}
+
+/** Views of `ranges` of `file`, each at most MAX_BUFFER_BYTES long: for a file too large to be one Buffer. */
+export function mapFileRanges(file: string, ranges: readonly (readonly [number, number])[]): Buffer[] {
+  return rangeMapper(file, ranges);
 }
 
 /**
@@ -25,6 +57,7 @@ export function readFilesBelow(bytes: number): void {
 }
 
 /** Installed by the tensor layer once the native addon has loaded. */
-export function setFileMapper(m: FileMapper): void {
+export function setFileMapper(m: FileMapper, ranges: RangeMapper): void {
   mapper = m;
+  rangeMapper = ranges;
 }

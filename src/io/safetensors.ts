@@ -18,7 +18,7 @@ import {
   writeFileAtomicFrom,
   type Piece,
 } from "./atomic.js";
-import { mapFile } from "./mapfile.js";
+import { MAX_BUFFER_BYTES, mapFile, mapFileRanges } from "./mapfile.js";
 
 export type StDtype = "F32" | "BF16" | "F16" | "F64" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
 
@@ -133,33 +133,80 @@ function byteSize(shape: readonly number[], dtype: StDtype): bigint {
   return n;
 }
 
+/**
+ * A safetensors image as the parser reads it: its length, its first bytes (the header), and views of tensors'
+ * byte ranges. A Buffer of the whole file serves all three; a file too large to be one Buffer (more than
+ * MAX_BUFFER_BYTES: a 5 GB shard) reads its header and maps each tensor's range as a view of its own.
+ */
+interface SafetensorsBytes {
+  length: number;
+  head(bytes: number): Buffer;
+  views(ranges: readonly (readonly [number, number])[]): Buffer[];
+}
+
+function wholeBuffer(buf: Buffer): SafetensorsBytes {
+  return {
+    length: buf.length,
+    head: (bytes) => buf.subarray(0, bytes),
+    views: (ranges) => ranges.map(([offset, length]) => buf.subarray(offset, offset + length)),
+  };
+}
+
+/** A file larger than one Buffer: its header read (at most 8 + MAX_HEADER_BYTES bytes), its tensors mapped by range. */
+function largeFile(file: string, length: number): SafetensorsBytes {
+  return {
+    length,
+    head(bytes) {
+      const buf = Buffer.alloc(Math.min(bytes, length));
+      const fd = fs.openSync(file, "r");
+      try {
+        let done = 0;
+        while (done < buf.length) {
+          const n = fs.readSync(fd, buf, done, buf.length - done, done);
+          if (n === 0) break;
+          done += n;
+        }
+        return buf.subarray(0, done);
+      } finally {
+        fs.closeSync(fd);
+      }
+    },
+    views: (ranges) => mapFileRanges(file, ranges),
+  };
+}
+
 /** Parse and validate a safetensors file; tensor data are views into the mapped file. */
 export function readSafetensors(file: string): SafetensorsFile {
-  let buf: Buffer;
+  let bytes: SafetensorsBytes;
   try {
-    buf = mapFile(file);
+    const size = fs.statSync(file).size;
+    bytes = size > MAX_BUFFER_BYTES ? largeFile(file, size) : wholeBuffer(mapFile(file));
+    return parseSafetensorsBytes(bytes, file);
   } catch (e) {
     // the file is fine when the machine lacks the mapper (goodvibe's addon not built): say that, not "bad file"
     if (e instanceof GoodVibeError) throw e;
     throw new InputError(`${file}: cannot read safetensors file (${(e as Error).message})`, { cause: e });
   }
-  return parseSafetensors(buf, file);
 }
 
 /** Parse a safetensors image already in memory; `file` is used in messages and in each TensorRecord. */
 export function parseSafetensors(buf: Buffer, file: string): SafetensorsFile {
+  return parseSafetensorsBytes(wholeBuffer(buf), file);
+}
+
+function parseSafetensorsBytes(src: SafetensorsBytes, file: string): SafetensorsFile {
   const bad = (what: string): InputError => new InputError(`${file}: not a valid safetensors file: ${what}`);
-  if (buf.length < 8) throw bad(`it is ${buf.length} bytes long, shorter than the 8-byte header length`);
-  const headerLen = buf.readBigUInt64LE(0);
+  if (src.length < 8) throw bad(`it is ${src.length} bytes long, shorter than the 8-byte header length`);
+  const headerLen = src.head(8).readBigUInt64LE(0);
   if (headerLen > BigInt(MAX_HEADER_BYTES)) {
     throw bad(`header length ${headerLen} is larger than the ${MAX_HEADER_BYTES}-byte limit`);
   }
   const n = Number(headerLen);
-  if (8 + n > buf.length) throw bad(`header length ${n} runs past the end of the file (${buf.length} bytes)`);
+  if (8 + n > src.length) throw bad(`header length ${n} runs past the end of the file (${src.length} bytes)`);
 
   let headerText: string;
   try {
-    headerText = new TextDecoder("utf-8", { fatal: true }).decode(buf.subarray(8, 8 + n));
+    headerText = new TextDecoder("utf-8", { fatal: true }).decode(src.head(8 + n).subarray(8));
   } catch {
     throw bad("header is not valid UTF-8");
   }
@@ -174,9 +221,9 @@ export function parseSafetensors(buf: Buffer, file: string): SafetensorsFile {
   refuseForbiddenKeys(header, `${file}: not a valid safetensors file`);
 
   const dataStart = 8 + n;
-  const dataLen = buf.length - dataStart;
+  const dataLen = src.length - dataStart;
   const metadata: Record<string, string> = {};
-  const tensors = new Map<string, TensorRecord>();
+  const entries: Omit<TensorRecord, "data">[] = [];
   const spans: { name: string; begin: number; end: number }[] = [];
 
   for (const [name, entry] of Object.entries(header)) {
@@ -217,27 +264,29 @@ export function parseSafetensors(buf: Buffer, file: string): SafetensorsFile {
     if (end > dataLen) {
       throw badTensor(`data_offsets [${begin}, ${end}] run past the data section (${dataLen} bytes)`);
     }
+    if (end - begin > MAX_BUFFER_BYTES)
+      throw badTensor(
+        `it is ${end - begin} bytes, more than the ${MAX_BUFFER_BYTES} bytes one Node.js buffer can hold`,
+      );
     spans.push({ name, begin, end });
-    tensors.set(name, {
-      name,
-      dtype,
-      shape: shape.slice(),
-      data: buf.subarray(dataStart + begin, dataStart + end),
-      file,
-    });
+    entries.push({ name, dtype, shape: shape.slice(), file });
   }
 
   // Two tensors sharing bytes would let a write to one corrupt the other; the format forbids it.
-  spans.sort((a, b) => a.begin - b.begin || a.end - b.end);
-  for (let i = 1; i < spans.length; i++) {
-    const prev = spans[i - 1]!;
-    const cur = spans[i]!;
+  const sorted = [...spans].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  for (let i = 1; i < sorted.length; i++) {
+    const prev = sorted[i - 1]!;
+    const cur = sorted[i]!;
     if (cur.begin < prev.end) {
       throw bad(
         `tensors "${prev.name}" [${prev.begin}, ${prev.end}] and "${cur.name}" [${cur.begin}, ${cur.end}] overlap`,
       );
     }
   }
+  // the views only once every entry is checked: a bad header maps nothing
+  const views = src.views(spans.map((sp) => [dataStart + sp.begin, sp.end - sp.begin] as const));
+  const tensors = new Map<string, TensorRecord>();
+  entries.forEach((e, k) => tensors.set(e.name, { ...e, data: views[k]! }));
   return { file, metadata, tensors };
 }
 

@@ -106,7 +106,8 @@ export interface NativeOps {
   meanAbsKernelWidth(): number;
   meanAbsOverTime(g: N, lengths: N): N;
   minimum(a: NS, b: NS): N;
-  mmapFile(file: string): Buffer;
+  mmapFile(file: string, maxBytes: number): Buffer;
+  mmapRanges(file: string, ranges: number[], maxBytes: number): Buffer[];
   mul(a: NS, b: NS): N;
   mulScalarInPlace(t: N, s: number): N;
   multinomial(probs: N, n: number, replacement: boolean): N;
@@ -251,6 +252,7 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "meanAbsOverTime",
   "minimum",
   "mmapFile",
+  "mmapRanges",
   "mul",
   "mulScalarInPlace",
   "multinomial",

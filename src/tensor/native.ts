@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { InputError, ResourceError } from "../errors.js";
-import { setFileMapper } from "../io/mapfile.js";
+import { MAX_BUFFER_BYTES, setFileMapper } from "../io/mapfile.js";
 import { openmpWaitEnv, otherRunnable, usableCores } from "../util/cores.js";
 import type { NativeOps, NativeTensor } from "./native-ops.js";
 
@@ -159,4 +159,7 @@ export const native: NativeAddon = new Proxy({} as NativeAddon, {
 });
 
 // weight files are memory-mapped through the addon (loading it on the first map)
-setFileMapper((file) => native.mmapFile(file));
+setFileMapper(
+  (file) => native.mmapFile(file, MAX_BUFFER_BYTES),
+  (file, ranges) => native.mmapRanges(file, ranges.flat(), MAX_BUFFER_BYTES),
+);

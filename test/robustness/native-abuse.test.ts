@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { scratchDir } from "../scratch.js";
 import { native } from "../../src/tensor/native.js";
 import type { NativeTensor } from "../../src/tensor/native-ops.js";
+import { MAX_BUFFER_BYTES } from "../../src/io/mapfile.js";
 
 // The raw addon takes anything: these casts let the tests pass what TypeScript would refuse.
 const raw = native as unknown as Record<string, (...args: unknown[]) => unknown>;
@@ -158,7 +159,7 @@ test("fromBuffer over a memory-mapped file rejects wrapped shapes (the zero-copy
   try {
     const file = path.join(dir, "page.bin");
     fs.writeFileSync(file, new Uint8Array(4096).fill(1));
-    const mapped = native.mmapFile(file);
+    const mapped = native.mmapFile(file, MAX_BUFFER_BYTES);
     assert.equal(mapped.length, 4096);
     assert.equal(scalarOf(native.fromBuffer(mapped, "uint8", [4096])), 4096);
     // A shape whose 64-bit product wraps to 4096 would make a tensor view 2^64 bytes of a 4096-byte mapping.
@@ -509,18 +510,45 @@ test("AdamW rejects non-leaf, grad-less and malformed parameters, and wrong stat
   assert.deepEqual(native.info(after.expAvg).shape, [2, 2]);
 });
 
-test("mmapFile rejects missing files, folders and non-strings", () => {
+test("mmapFile and mmapRanges reject missing files, folders, non-strings, bad ranges and lengths past the limit", () => {
   const dir = scratchDir("gv-abuse-");
   try {
     const emptyFile = path.join(dir, "empty.bin");
     fs.writeFileSync(emptyFile, "");
-    assert.equal(native.mmapFile(emptyFile).length, 0);
+    assert.equal(native.mmapFile(emptyFile, MAX_BUFFER_BYTES).length, 0);
+    const page = path.join(dir, "page.bin");
+    fs.writeFileSync(
+      page,
+      new Uint8Array(4096).map((_, i) => i % 251),
+    );
     assertAllThrow([
-      ["missing file", () => native.mmapFile(path.join(dir, "missing.bin"))],
-      ["a folder", () => native.mmapFile(dir)],
-      ["empty path", () => native.mmapFile("")],
-      ["number", () => raw.mmapFile!(3)],
+      ["missing file", () => native.mmapFile(path.join(dir, "missing.bin"), MAX_BUFFER_BYTES)],
+      ["a folder", () => native.mmapFile(dir, MAX_BUFFER_BYTES)],
+      ["empty path", () => native.mmapFile("", MAX_BUFFER_BYTES)],
+      ["number", () => raw.mmapFile!(3, MAX_BUFFER_BYTES)],
       ["no argument", () => raw.mmapFile!()],
+      ["no limit", () => raw.mmapFile!(page)],
+      // longer than a Buffer may be: refused before one is made (Node 20 with 4 GiB: a double free, signal 6)
+      ["past the limit", () => native.mmapFile(page, 4095)],
+    ]);
+    // ranges: views of one mapping, each its own bytes; bad ranges refused
+    const views = native.mmapRanges(page, [0, 16, 4000, 96, 100, 0], MAX_BUFFER_BYTES);
+    assert.deepEqual(
+      views.map((v) => [v.length, v[0], v[v.length - 1]]),
+      [
+        [16, 0, 15],
+        [96, 4000 % 251, 4095 % 251],
+        [0, undefined, undefined],
+      ],
+    );
+    assertAllThrow([
+      ["odd ranges", () => native.mmapRanges(page, [0, 16, 32], MAX_BUFFER_BYTES)],
+      ["negative offset", () => native.mmapRanges(page, [-1, 16], MAX_BUFFER_BYTES)],
+      ["past the end", () => native.mmapRanges(page, [4000, 97], MAX_BUFFER_BYTES)],
+      ["offset past the end", () => native.mmapRanges(page, [5000, 0], MAX_BUFFER_BYTES)],
+      ["longer than the limit", () => native.mmapRanges(page, [0, 4096], 4095)],
+      ["missing file", () => native.mmapRanges(path.join(dir, "missing.bin"), [0, 1], MAX_BUFFER_BYTES)],
+      ["no ranges", () => raw.mmapRanges!(page)],
     ]);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -1,0 +1,100 @@
+/**
+ * A safetensors file larger than one Node.js Buffer (buffer.constants.MAX_LENGTH, 4 GiB in Node 20). Hugging Face
+ * shards checkpoints at 5 GB: Meta-Llama-3-8B-Instruct's and gemma-3-12b-it's shards are 4.98 GB, gemma-3-4b-it's
+ * first 4.96 GB, CodeLlama-7b-Instruct-hf's first 9.98 GB, so four of the paper's six models have one. Mapping such a
+ * file as one Buffer crashed the process natively ("free(): double free detected in tcache 2", signal 6: Node frees
+ * the finalizer's data when the Buffer cannot be made, and node-addon-api frees it again), seen loading a 4.7 GB
+ * single-file Gemma-3-12b-it-shaped model. Each tensor is now a view of its own byte range of one mapping.
+ *
+ * The files are sparse (a header, a few marker bytes, and holes), so the test writes kilobytes, not gigabytes. The
+ * reference is the format itself: each tensor's bytes sit at 8 + header length + its data_offsets.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { readSafetensors } from "../../src/io/safetensors.js";
+import { MAX_BUFFER_BYTES } from "../../src/io/mapfile.js";
+import { recordToTensor } from "../../src/models/load.js";
+import { tidy } from "../../src/tensor/index.js";
+import { assertInputError, scratchDir } from "./helpers.js";
+
+/** A sparse safetensors file: the header, then `marks` written at data offsets, the rest holes. */
+function sparseSafetensors(
+  file: string,
+  header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>,
+  marks: [number, Uint8Array][],
+): number {
+  let text = JSON.stringify(header);
+  text += " ".repeat((8 - ((8 + Buffer.byteLength(text)) % 8)) % 8);
+  const head = Buffer.alloc(8 + Buffer.byteLength(text));
+  head.writeBigUInt64LE(BigInt(Buffer.byteLength(text)), 0);
+  head.write(text, 8);
+  const dataLen = Math.max(...Object.values(header).map((e) => e.data_offsets[1]));
+  const fd = fs.openSync(file, "w");
+  try {
+    fs.writeSync(fd, head, 0, head.length, 0);
+    fs.ftruncateSync(fd, head.length + dataLen);
+    for (const [at, bytes] of marks) fs.writeSync(fd, bytes, 0, bytes.length, head.length + at);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return head.length;
+}
+
+test("a 5 GB safetensors shard loads: every tensor a view of its own bytes, one past 4 GiB included", () => {
+  const dir = scratchDir("gv-st-large-");
+  try {
+    const file = path.join(dir, "model-00001-of-00002.safetensors");
+    const big = 1200 * 1024 * 1024 * 2; // a [1200, 1048576] bf16 tensor: 2.34 GiB
+    const c = new Float32Array([1.5, -2, 3.25, 4096]);
+    const headLen = sparseSafetensors(
+      file,
+      {
+        a: { dtype: "BF16", shape: [1200, 1024 * 1024], data_offsets: [0, big] },
+        b: { dtype: "BF16", shape: [1200, 1024 * 1024], data_offsets: [big, 2 * big] },
+        c: { dtype: "F32", shape: [4], data_offsets: [2 * big, 2 * big + 16] },
+      },
+      [
+        [0, Buffer.from([0xa0, 0xa1])],
+        [big - 2, Buffer.from([0xaf, 0xae])],
+        [big, Buffer.from([0xb0, 0xb1])],
+        [2 * big - 2, Buffer.from([0xbf, 0xbe])],
+        [2 * big, new Uint8Array(c.buffer)],
+      ],
+    );
+    assert.ok(fs.statSync(file).size > MAX_BUFFER_BYTES, "larger than one Buffer");
+    assert.ok(headLen + 2 * big > 2 ** 32, "c starts past 4 GiB");
+
+    const st = readSafetensors(file);
+    assert.deepEqual([...st.tensors.keys()], ["a", "b", "c"]);
+    const a = st.tensors.get("a")!;
+    const b = st.tensors.get("b")!;
+    assert.equal(a.data.byteLength, big);
+    assert.equal(b.data.byteLength, big);
+    assert.deepEqual([a.data[0], a.data[1], a.data[big - 2], a.data[big - 1]], [0xa0, 0xa1, 0xaf, 0xae]);
+    assert.deepEqual([b.data[0], b.data[1], b.data[big - 2], b.data[big - 1]], [0xb0, 0xb1, 0xbf, 0xbe]);
+    // c's values, read through a libtorch tensor made from the view
+    const cRec = st.tensors.get("c")!;
+    assert.deepEqual(
+      tidy(() => [...recordToTensor(cRec).toFloat32Array()]),
+      [...c],
+    );
+
+    // a tensor longer than one Buffer is refused by name, not crashed on
+    const huge = path.join(dir, "huge.safetensors");
+    sparseSafetensors(
+      huge,
+      { w: { dtype: "U8", shape: [MAX_BUFFER_BYTES + 8], data_offsets: [0, MAX_BUFFER_BYTES + 8] } },
+      [],
+    );
+    assertInputError(
+      () => readSafetensors(huge),
+      'tensor "w"',
+      "more than the",
+      "one Node.js buffer can hold",
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
