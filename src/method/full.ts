@@ -2,7 +2,7 @@
 import type { DecoderModel } from "../models/decoder.js";
 import { keep, noGrad, type Tensor } from "../tensor/index.js";
 import type { AttachedMethod, WeightSource } from "./attached.js";
-import { fullTrainingStateBytes } from "./flops.js";
+import { fullTrainingNeedBytes } from "./flops.js";
 import { requireMemory } from "../util/memory.js";
 
 /** Elements per master chunk (64 MiB of float32). */
@@ -42,16 +42,16 @@ export function attachFull(
   for (const p of params.values()) count += p.numel;
   // Said before the first byte of it is taken: a training state larger than the memory left would otherwise fill
   // it over the first step and end in the kernel's OOM kill (or swapping) with nothing said. A 1-layer model of
-  // Qwen3-14B's width has 1.9 B parameters, 1.56 B of them in the embedding and lm_head: 25 GiB of state. On a GPU
-  // the state is the device's, whose free memory the addon does not read.
+  // Qwen3-14B's width has 1.9 B parameters, 1.56 B of them in the embedding and lm_head: 28 GiB of weights and
+  // state. On a GPU the state is the device's, whose free memory the addon does not read.
   if (model.device === "cpu")
     requireMemory(
-      fullTrainingStateBytes(count, model.dtype),
-      `full fine-tuning of ${count.toLocaleString("en-US")} parameters (its training state: ${
+      fullTrainingNeedBytes(count, model.dtype),
+      `full fine-tuning of ${count.toLocaleString("en-US")} parameters (${
         model.dtype === "float32"
-          ? "float32 gradients and AdamW moments, 12"
-          : `${model.dtype} gradients, float32 master copies and AdamW moments, 14`
-      } bytes per parameter besides the loaded weights)`,
+          ? "float32 weights, gradients and AdamW moments, 16"
+          : `${model.dtype} weights and gradients, float32 master copies and AdamW moments, 16`
+      } bytes per parameter, and a tenth more for activations and temporaries)`,
       "GoodVibe and LoRA train a small part of the model and need a small part of that; or use a machine with more memory",
     );
   for (const p of params.values()) p.requiresGrad_(true);
