@@ -248,7 +248,7 @@ export function fullTrainingStateBytes(params: number, dtype: string): number {
  * What full fine-tuning on the CPU must find free before it starts: the weights in the compute dtype and the
  * training state (fullTrainingStateBytes), 16 bytes per parameter in mixed precision, and a tenth more. The tenth
  * is measured, not derived: one-layer models of Meta-Llama-3-8B's and Qwen3-8B's widths (1.27 B and 1.44 B
- * parameters, 256-token examples, 2026-12-01, Zen 5) peaked at 1.10x and over 1.06x (killed there) of the 16 bytes:
+ * parameters, 256-token examples, 2026-12-01, Zen 5) peaked at 1.10x and over 1.08x (killed there) of the 16 bytes:
  * activations, float32 logits and their gradient, frozenDx's copies and the optimiser's temporaries. The weights
  * count whether or not the kernel already lent them: mapped from the checkpoint, they sit in the page cache that
  * MemAvailable counts as free, yet stay in use.
