@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { canonicalJson, fileHash, modelFolderHash, sha256 } from "../io/hash.js";
-import { answerTokensKey } from "../io/tokenizer-json.js";
+import { answerTokensKey, promptsKey } from "../io/tokenizer-json.js";
 import { hardenConfigOf, type HardenConfig } from "../config/harden.js";
 import type { Method } from "../report/schema.js";
 import { gridLabel, nestSettings, type ExperimentSpec, type TrainedMethod } from "./spec.js";
@@ -326,8 +326,8 @@ export function planExperiment(
           version: EXPERIMENT_CODE_VERSION,
           judge: modelFolderHash(j.path),
           convention,
-          // its prompts end with the labels' shared tokens since 6038b4c (answerTokensKey)
-          ...answerTokensKey(j.path),
+          // its prompts end with the labels' shared tokens since 6038b4c (answerTokensKey); no answer's end
+          ...promptsKey(j.path),
         }),
       );
       src = {

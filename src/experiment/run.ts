@@ -55,7 +55,7 @@ import { cellShare } from "./shard.js";
 import { experimentDepartures } from "./departures.js";
 import { mixedBuilds } from "../report/builds.js";
 import { canonicalJson, fileHash, modelFolderHash, sha256 } from "../io/hash.js";
-import { answerTokensKey } from "../io/tokenizer-json.js";
+import { promptsKey } from "../io/tokenizer-json.js";
 import {
   EXPERIMENT_CODE_VERSION,
   cellModelLabel,
@@ -142,8 +142,8 @@ function identifyKey(cfg: HardenConfig): string {
       model: modelFolderHash(cfg.model),
       data: fileHash(cfg.data),
       languages: cfg.languages ?? null,
-      // judge prompts end with the labels' shared tokens since 6038b4c (answerTokensKey)
-      ...answerTokensKey(cfg.model),
+      // judge prompts end with the labels' shared tokens since 6038b4c (answerTokensKey); no answer's end
+      ...promptsKey(cfg.model),
       identify: cfg.identify,
       dtype: cfg.dtype ?? null,
       // the seed only picks the identification pairs when they are subsampled

@@ -6,6 +6,17 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Template } from "@huggingface/jinja";
+import {
+  DEFAULT_TEMPLATE_DATE,
+  END_OF_TURN_PROBE,
+  END_OF_TURN_PROBE_CONTEXT,
+  SPECIAL_TOKEN_KEYS,
+  renderTemplate,
+  strftimeOn,
+  templateDay,
+  templateSpecialTokens,
+  tokenContent,
+} from "./chat-template.js";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { InputError, preview } from "../errors.js";
 import { checkModelDir } from "./config.js";
@@ -51,17 +62,6 @@ export interface HfTokenizer {
   warnings: string[];
 }
 
-/** The special-token attributes transformers passes to chat templates. */
-const SPECIAL_TOKEN_KEYS = [
-  "bos_token",
-  "eos_token",
-  "unk_token",
-  "sep_token",
-  "pad_token",
-  "cls_token",
-  "mask_token",
-];
-
 /** Objects in tokenizer.json keyed by token text: any token is fine there ("constructor" is a real token). */
 const TOKEN_KEYED = new Set(["vocab", "special_tokens"]);
 const tokenKeyed = (p: readonly (string | number)[]): boolean =>
@@ -88,13 +88,6 @@ async function readJson(
   }
   refuseForbiddenKeys(value, file, keys);
   return value;
-}
-
-/** A special token in tokenizer_config.json is a string or an AddedToken object `{content, ...}`. */
-function tokenContent(v: unknown): string | null {
-  if (typeof v === "string") return v;
-  if (isPlainObject(v) && typeof v.content === "string") return v.content;
-  return null;
 }
 
 /**
@@ -180,9 +173,6 @@ async function findChatTemplate(
   throw new InputError(`${source}: "chat_template" must be a string or a list of {name, template}`);
 }
 
-/** Stands for an assistant's answer when the chat template is rendered to find what follows one. */
-const END_OF_TURN_PROBE = "goodvibe end of turn probe";
-
 /**
  * The special token the chat template closes an assistant turn with (Llama 3's "<|eot_id|>", ChatML's
  * "<|im_end|>", Gemma's "<end_of_turn>", Llama 2's "</s>"), or null. Found by rendering a [user, assistant]
@@ -196,21 +186,13 @@ const END_OF_TURN_PROBE = "goodvibe end of turn probe";
  * caller's to report, with its own messages.
  */
 function templateEndOfTurn(
-  template: Template,
-  specialTokens: Record<string, unknown>,
+  render: (context: Record<string, unknown>) => string,
   tok: Tokenizer,
   special: ReadonlySet<number>,
 ): number | null {
   let text: string;
   try {
-    text = template.render({
-      ...specialTokens,
-      messages: [
-        { role: "user", content: "x" },
-        { role: "assistant", content: END_OF_TURN_PROBE },
-      ],
-      add_generation_prompt: false,
-    });
+    text = render(END_OF_TURN_PROBE_CONTEXT);
   } catch {
     return null;
   }
@@ -226,7 +208,16 @@ function templateEndOfTurn(
 }
 
 /** Load the tokenizer of a model folder (tokenizer.json required, the rest optional). */
-export async function loadTokenizer(dir: string): Promise<HfTokenizer> {
+export interface LoadTokenizerOptions {
+  /** The day chat templates render (their strftime_now): "YYYY-MM-DD" or "today"; default DEFAULT_TEMPLATE_DATE. */
+  templateDate?: string;
+  /** The clock "today" reads (tests give another day). */
+  now?: () => Date;
+}
+
+export async function loadTokenizer(dir: string, options: LoadTokenizerOptions = {}): Promise<HfTokenizer> {
+  const day = templateDay(options.templateDate ?? DEFAULT_TEMPLATE_DATE, options.now);
+  const strftime_now = (format: unknown): string => strftimeOn(day, String(format));
   checkModelDir(dir);
   const tokenizerFile = path.join(dir, "tokenizer.json");
   if (!fs.existsSync(tokenizerFile)) {
@@ -324,19 +315,16 @@ export async function loadTokenizer(dir: string): Promise<HfTokenizer> {
       );
     }
   }
-  const specialTokens: Record<string, unknown> = {};
-  for (const key of SPECIAL_TOKEN_KEYS) {
-    const content = tokenContent(configJson[key]);
-    if (content !== null) specialTokens[key] = content;
-  }
-  if (Array.isArray(configJson.additional_special_tokens)) {
-    specialTokens.additional_special_tokens = configJson.additional_special_tokens.map(tokenContent);
-  }
+  const specialTokens = templateSpecialTokens(configJson);
   if (template) {
     const special = new Set<number>();
     for (const a of Array.isArray(tokenizerJson.added_tokens) ? tokenizerJson.added_tokens : [])
       if (isPlainObject(a) && a.special === true && typeof a.id === "number") special.add(a.id);
-    const eot = templateEndOfTurn(template, specialTokens, tok, special);
+    const eot = templateEndOfTurn(
+      (context) => renderTemplate(template!, { ...specialTokens, ...context }, strftime_now),
+      tok,
+      special,
+    );
     if (eot !== null && !eosTokenIds.includes(eot)) {
       eosTokenIds.push(eot);
       warnings.push(
@@ -402,7 +390,7 @@ export async function loadTokenizer(dir: string): Promise<HfTokenizer> {
       // Only when asked: templates test `enable_thinking is defined`.
       if (opts.enableThinking !== undefined) context.enable_thinking = opts.enableThinking;
       try {
-        return template.render(context);
+        return renderTemplate(template, context, strftime_now);
       } catch (e) {
         throw new InputError(
           `${templateFound!.source}: the chat template failed to render (${(e as Error).message})`,

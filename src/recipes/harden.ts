@@ -17,7 +17,7 @@ import { checkOutput, cleanStaleTemps, writeDirAtomic, writeFileAtomic } from ".
 import { claimOrRefuse, isClaimEntry } from "../io/claim.js";
 import { canonicalJson, fileHash, modelFolderHashCached, sha256 } from "../io/hash.js";
 import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
-import { answerTokensKey } from "../io/tokenizer-json.js";
+import { answerTokensKey, promptsKey } from "../io/tokenizer-json.js";
 import { readPairs, pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
 import { languageFilterKey } from "../data/languages.js";
 import {
@@ -264,7 +264,7 @@ export function planStages(cfg: HardenConfig, opts: { clustersFile?: string } = 
     data: fileHash(cfg.data),
     languages: cfg.languages ? languageFilterKey(cfg.languages) : null,
     // a tokenizer with a prefix space read answers and judge prompts otherwise before 6038b4c (answerTokensKey)
-    ...answerTokensKey(cfg.model),
+    ...promptsKey(cfg.model),
   };
   const slot = (name: string, inputs: Record<string, unknown>): StageSlot => {
     const key = sha256(canonicalJson(inputs));
@@ -281,6 +281,8 @@ export function planStages(cfg: HardenConfig, opts: { clustersFile?: string } = 
   const { checkpointEvery: _every, stopAfterSteps: _stop, ...train } = cfg.train;
   const trainInputs: Record<string, unknown> = {
     ...common,
+    // training answers end at the template's end of turn since c7c72aa (answerTokensKey's answerEnd)
+    ...answerTokensKey(cfg.model),
     method: cfg.method,
     dtype: cfg.dtype ?? DEFAULT_DTYPE,
     seed: cfg.seed,

@@ -135,3 +135,47 @@ test("the prefix-space rule: Prepend normalizer, Metaspace or ByteLevel with a p
   assert.equal(key({ pre_tokenizer: { type: "ByteLevel", add_prefix_space: false } }), false);
   assert.equal(key({ normalizer: { type: "Replace", pattern: { String: " " }, content: "▁" } }), false);
 });
+
+/**
+ * c7c72aa made the chat template's end of turn end generation and fine-tuning answers where no config file names
+ * it as eos: Meta-Llama-3-8B-Instruct as first released (only <|end_of_text|> 128001 named; the template closes a
+ * turn with <|eot_id|> 128009) trains on answers ending at 128009 where they ended with an appended 128001. Work
+ * finished on such a folder before must not be found again: the train slot, the cells and the trained judge carry
+ * answerEnd; identification and a judge given as a folder read no answer's end, so theirs stay.
+ */
+test(
+  "an end of turn added to eos (Meta-Llama-3 first release) keys training, cells and trained judges apart",
+  { skip: !fs.existsSync(path.join(realTokenizerDir("llama3"), "tokenizer.json")) && "no llama3 tokenizer" },
+  async () => {
+    const first = withTokenizer("llama3");
+    fs.renameSync(first, path.join(work, "llama3-first"));
+    const dir = path.join(work, "llama3-first");
+    const cfgFile = path.join(dir, "tokenizer_config.json");
+    const cfg = JSON.parse(fs.readFileSync(cfgFile, "utf8")) as Record<string, unknown>;
+    fs.writeFileSync(cfgFile, JSON.stringify({ ...cfg, eos_token: "<|end_of_text|>" }));
+    for (const f of ["generation_config.json", "config.json"]) {
+      const file = path.join(dir, f);
+      const c = fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, "utf8")) as object) : {};
+      fs.writeFileSync(file, JSON.stringify({ ...c, eos_token_id: 128001 }));
+    }
+    const tok = await loadTokenizer(dir);
+    assert.deepEqual(tok.eosTokenIds, [128001, 128009]);
+    assert.deepEqual(answerTokensKey(dir), { answerEnd: 128009 });
+    const k = keyedInputs(dir);
+    assert.equal("answerEnd" in k.stages[0]!, false, "identify");
+    assert.equal(k.stages[1]!.answerEnd, 128009, "train");
+    for (const inputs of k.cells) assert.equal(inputs.answerEnd, 128009);
+
+    // the current files name <|eot_id|>: nothing added, no field; every other family likewise (the field is
+    // there exactly when loadTokenizer appends the template's end of turn)
+    for (const family of ["qwen3", "llama3", "gemma3", "codellama"] as const) {
+      const d = withTokenizer(family);
+      const t = await loadTokenizer(d);
+      const added = t.warnings.some((w) => w.includes("ends an assistant turn with"));
+      assert.equal(added, false, family);
+      assert.equal("answerEnd" in answerTokensKey(d), false, family);
+      const ki = keyedInputs(d);
+      for (const inputs of [...ki.stages, ...ki.cells]) assert.equal("answerEnd" in inputs, false, family);
+    }
+  },
+);

@@ -1,0 +1,179 @@
+/**
+ * Rendering a chat template as this tool does everywhere (io/tokenizer.ts for prompts and answers, the keys of
+ * finished work in io/tokenizer-json.ts): @huggingface/jinja with a fixed day for templates that write the date.
+ */
+import { Environment, Interpreter, type Template } from "@huggingface/jinja";
+import * as fs from "node:fs";
+import { InputError } from "../errors.js";
+import { isPlainObject } from "../util/keys.js";
+
+/**
+ * The day chat templates are rendered on: what `strftime_now` gives them. Why a fixed day: Llama 3.2's template
+ * writes "Today Date: " + strftime_now("%d %b %Y") into every prompt's system turn where the renderer defines it
+ * (transformers and @huggingface/jinja do, with the machine's clock), so judge prompts, fine-tuning examples and
+ * held-out losses would change from one day to the next and a run resumed tomorrow would mix two prompts. 26 Jul
+ * 2024 is the day Llama 3.1's template writes when nothing is passed ("{%- set date_string = \"26 Jul 2024\" %}")
+ * and 3.2's when strftime_now is not defined, so both families render the same system turn, as Meta's own
+ * fallback does. A template that names no date (Qwen, Gemma, CodeLlama) renders the same whatever the setting.
+ * "today" renders the machine's day (in UTC), as transformers would; keys of finished work then carry that day
+ * (io/tokenizer-json.ts answerTokensKey), so tomorrow's run computes again.
+ */
+export const DEFAULT_TEMPLATE_DATE = "2024-07-26";
+
+/** "YYYY-MM-DD" or "today": the day of `templateDate` (UTC midnight), `now` being the clock "today" reads. */
+export function templateDay(templateDate: string, now: () => Date = () => new Date()): Date {
+  if (templateDate === "today") {
+    const d = now();
+    return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()));
+  }
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(templateDate);
+  const day = m ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]))) : null;
+  if (!day || day.toISOString().slice(0, 10) !== templateDate)
+    throw new InputError(
+      `template date ${JSON.stringify(templateDate)}: must be a day as YYYY-MM-DD (default ${DEFAULT_TEMPLATE_DATE}) or "today"`,
+    );
+  return day;
+}
+
+const MONTHS = [
+  "January",
+  "February",
+  "March",
+  "April",
+  "May",
+  "June",
+  "July",
+  "August",
+  "September",
+  "October",
+  "November",
+  "December",
+];
+
+/**
+ * Python's strftime on `day` in the C locale (English month names, whatever this machine's locale: transformers
+ * renders with Python's, and @huggingface/jinja's own strftime_now would follow the machine's locale and time
+ * zone), for the codes @huggingface/jinja knows (%Y %m %d %b %B %H %M %%); the day's time is 00:00.
+ */
+export function strftimeOn(day: Date, format: string): string {
+  const pad2 = (n: number): string => String(n).padStart(2, "0");
+  return format.replace(/%[YmdbBHM%]/g, (code) => {
+    switch (code) {
+      case "%Y":
+        return String(day.getUTCFullYear());
+      case "%m":
+        return pad2(day.getUTCMonth() + 1);
+      case "%d":
+        return pad2(day.getUTCDate());
+      case "%b":
+        return MONTHS[day.getUTCMonth()]!.slice(0, 3);
+      case "%B":
+        return MONTHS[day.getUTCMonth()]!;
+      case "%H":
+        return pad2(day.getUTCHours());
+      case "%M":
+        return pad2(day.getUTCMinutes());
+      default:
+        return "%";
+    }
+  });
+}
+
+/**
+ * Render `template` as Template.render does (@huggingface/jinja 0.5: its globals, then the context), but with our
+ * strftime_now: render() declares the library's own (this machine's clock, locale and time zone) and refuses a
+ * context that declares it again ("Variable already declared").
+ */
+export function renderTemplate(
+  template: Template,
+  context: Record<string, unknown>,
+  strftimeNow: (format: unknown) => string,
+): string {
+  const env = new Environment();
+  // setupGlobals of @huggingface/jinja 0.5.11, strftime_now aside (test/io/tokenizer-template-date checks them)
+  const globals: Record<string, unknown> = {
+    false: false,
+    true: true,
+    none: null,
+    raise_exception: (message: unknown) => {
+      throw new Error(String(message));
+    },
+    range: (start: number, stop?: number, step = 1): number[] => {
+      if (stop === undefined) [start, stop] = [0, start];
+      if (step === 0) throw new Error("range() step must not be zero");
+      const out: number[] = [];
+      for (let i = start; step > 0 ? i < stop : i > stop; i += step) out.push(i);
+      return out;
+    },
+    strftime_now: strftimeNow,
+    True: true,
+    False: false,
+    None: null,
+  };
+  for (const [k, v] of Object.entries({ ...globals, ...context })) env.set(k, v);
+  return String(new Interpreter(env).run(template.parsed).value);
+}
+
+/**
+ * The chat template of a model folder as text, found as io/tokenizer.ts finds it (chat_template.jinja wins over
+ * tokenizer_config.json's "chat_template", a string or the entry named "default" of a list), or null; for the keys
+ * of finished work, which must not stop on a file loading the tokenizer reports (null then).
+ */
+export function chatTemplateText(jinjaFile: string, config: Record<string, unknown>): string | null {
+  try {
+    return fs.readFileSync(jinjaFile, "utf8");
+  } catch {
+    // none: tokenizer_config.json's
+  }
+  const t = config.chat_template;
+  if (typeof t === "string") return t;
+  if (Array.isArray(t)) {
+    const def = (t as unknown[]).find(
+      (e): e is { template: string } =>
+        typeof e === "object" && e !== null && (e as Record<string, unknown>).name === "default",
+    );
+    return typeof def?.template === "string" ? def.template : null;
+  }
+  return null;
+}
+
+export /** The special-token attributes transformers passes to chat templates. */
+const SPECIAL_TOKEN_KEYS = [
+  "bos_token",
+  "eos_token",
+  "unk_token",
+  "sep_token",
+  "pad_token",
+  "cls_token",
+  "mask_token",
+];
+
+/** A special token in tokenizer_config.json is a string or an AddedToken object `{content, ...}`. */
+export function tokenContent(v: unknown): string | null {
+  if (typeof v === "string") return v;
+  if (isPlainObject(v) && typeof v.content === "string") return v.content;
+  return null;
+}
+
+/** What transformers passes a chat template besides the conversation: the special tokens' texts. */
+export function templateSpecialTokens(config: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of SPECIAL_TOKEN_KEYS) {
+    const content = tokenContent(config[key]);
+    if (content !== null) out[key] = content;
+  }
+  if (Array.isArray(config.additional_special_tokens))
+    out.additional_special_tokens = config.additional_special_tokens.map(tokenContent);
+  return out;
+}
+
+/** Stands for an assistant's answer when the chat template is rendered to find what follows one. */
+export const END_OF_TURN_PROBE = "goodvibe end of turn probe";
+/** The conversation rendered to find what follows an answer: one user turn, one assistant turn. */
+export const END_OF_TURN_PROBE_CONTEXT: Readonly<Record<string, unknown>> = {
+  messages: [
+    { role: "user", content: "x" },
+    { role: "assistant", content: END_OF_TURN_PROBE },
+  ],
+  add_generation_prompt: false,
+};
