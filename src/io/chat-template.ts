@@ -20,6 +20,16 @@ import { isPlainObject } from "../util/keys.js";
  */
 export const DEFAULT_TEMPLATE_DATE = "2024-07-26";
 
+/**
+ * The day setting of this process: GOODVIBE_TEMPLATE_DATE ("YYYY-MM-DD" or "today"), else DEFAULT_TEMPLATE_DATE.
+ * Read by both the rendering (loadTokenizer) and the keys of finished work (answerTokensKey), so that another day
+ * keys its work apart.
+ */
+export function templateDateSetting(env: NodeJS.ProcessEnv = process.env): string {
+  const v = env.GOODVIBE_TEMPLATE_DATE;
+  return v === undefined || v === "" ? DEFAULT_TEMPLATE_DATE : v;
+}
+
 /** "YYYY-MM-DD" or "today": the day of `templateDate` (UTC midnight), `now` being the clock "today" reads. */
 export function templateDay(templateDate: string, now: () => Date = () => new Date()): Date {
   if (templateDate === "today") {
@@ -30,7 +40,7 @@ export function templateDay(templateDate: string, now: () => Date = () => new Da
   const day = m ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]))) : null;
   if (!day || day.toISOString().slice(0, 10) !== templateDate)
     throw new InputError(
-      `template date ${JSON.stringify(templateDate)}: must be a day as YYYY-MM-DD (default ${DEFAULT_TEMPLATE_DATE}) or "today"`,
+      `template date (GOODVIBE_TEMPLATE_DATE) ${JSON.stringify(templateDate)}: must be a day as YYYY-MM-DD (default ${DEFAULT_TEMPLATE_DATE}) or "today"`,
     );
   return day;
 }

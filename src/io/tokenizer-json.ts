@@ -15,6 +15,7 @@ import {
   chatTemplateText,
   renderTemplate,
   strftimeOn,
+  templateDateSetting,
   templateDay,
   templateSpecialTokens,
   tokenContent,
@@ -41,13 +42,14 @@ export interface AnswerTokensKey {
  *   its template's <|eot_id|> 128009). Since c7c72aa that token ends generation and fine-tuning answers (io/
  *   tokenizer.ts loadTokenizer appends it to eosTokenIds), where before the targets ended with an appended eos
  *   the template never writes and generation ran past the turn.
- * - `templateDate: "YYYY-MM-DD"`, the day templates render on (io/chat-template.ts), for a template that calls
- *   strftime_now (Llama 3.2's "Today Date: ..."): before, its prompts carried the day each run happened on.
+ * - `templateDate: "YYYY-MM-DD"`, the day templates render on (io/chat-template.ts; GOODVIBE_TEMPLATE_DATE, "today"
+ *   read from the clock when the key is made), for a template that calls strftime_now (Llama 3.2's "Today Date:
+ *   ..."): before, its prompts carried the day each run happened on.
  *
  * Work finished before (harden stages, experiment cells, trained judges) was computed with other prompts or
  * targets and must not be found again. A file that cannot be read gives nothing (loading the tokenizer says why).
  */
-export function answerTokensKey(dir: string, templateDate: string = DEFAULT_TEMPLATE_DATE): AnswerTokensKey {
+export function answerTokensKey(dir: string, templateDate: string = templateDateSetting()): AnswerTokensKey {
   const files = [
     "tokenizer.json",
     "tokenizer_config.json",
@@ -72,10 +74,12 @@ export function answerTokensKey(dir: string, templateDate: string = DEFAULT_TEMP
     facts = tokenizerFacts(dir);
     factsMemo.set(id, facts);
   }
+  // a malformed setting is refused here too, whatever the template (loadTokenizer refuses it for every folder)
+  const day = templateDay(templateDate).toISOString().slice(0, 10);
   return {
     ...(facts.prependsSpace ? { answerTokens: "in-context" as const } : {}),
     ...(facts.endOfTurnAdded !== null ? { answerEnd: facts.endOfTurnAdded } : {}),
-    ...(facts.templateUsesDate ? { templateDate: templateDay(templateDate).toISOString().slice(0, 10) } : {}),
+    ...(facts.templateUsesDate ? { templateDate: day } : {}),
   };
 }
 /**

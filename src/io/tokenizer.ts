@@ -7,12 +7,12 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Template } from "@huggingface/jinja";
 import {
-  DEFAULT_TEMPLATE_DATE,
   END_OF_TURN_PROBE,
   END_OF_TURN_PROBE_CONTEXT,
   SPECIAL_TOKEN_KEYS,
   renderTemplate,
   strftimeOn,
+  templateDateSetting,
   templateDay,
   templateSpecialTokens,
   tokenContent,
@@ -209,14 +209,17 @@ function templateEndOfTurn(
 
 /** Load the tokenizer of a model folder (tokenizer.json required, the rest optional). */
 export interface LoadTokenizerOptions {
-  /** The day chat templates render (their strftime_now): "YYYY-MM-DD" or "today"; default DEFAULT_TEMPLATE_DATE. */
+  /**
+   * The day chat templates render (their strftime_now): "YYYY-MM-DD" or "today"; default the process's setting
+   * (GOODVIBE_TEMPLATE_DATE, else DEFAULT_TEMPLATE_DATE).
+   */
   templateDate?: string;
   /** The clock "today" reads (tests give another day). */
   now?: () => Date;
 }
 
 export async function loadTokenizer(dir: string, options: LoadTokenizerOptions = {}): Promise<HfTokenizer> {
-  const day = templateDay(options.templateDate ?? DEFAULT_TEMPLATE_DATE, options.now);
+  const day = templateDay(options.templateDate ?? templateDateSetting(), options.now);
   const strftime_now = (format: unknown): string => strftimeOn(day, String(format));
   checkModelDir(dir);
   const tokenizerFile = path.join(dir, "tokenizer.json");

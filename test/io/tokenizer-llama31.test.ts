@@ -172,3 +172,26 @@ test(
     }
   },
 );
+
+test(
+  "GOODVIBE_TEMPLATE_DATE sets the day for rendering and keys alike; a malformed one is refused",
+  { skip },
+  async () => {
+    const root = scratchDir("gv-llama31-env-");
+    const before = process.env.GOODVIBE_TEMPLATE_DATE;
+    try {
+      const dir = folder(root, "3.2");
+      process.env.GOODVIBE_TEMPLATE_DATE = "2025-01-09";
+      const tok = await loadTokenizer(dir);
+      assert.match(tok.applyChatTemplate([user], { addGenerationPrompt: true }), /Today Date: 09 Jan 2025\n/);
+      assert.deepEqual(answerTokensKey(dir), { templateDate: "2025-01-09" });
+      process.env.GOODVIBE_TEMPLATE_DATE = "9 Jan 2025";
+      await assert.rejects(loadTokenizer(dir), /GOODVIBE_TEMPLATE_DATE.*must be a day as YYYY-MM-DD/);
+      assert.throws(() => answerTokensKey(dir), /GOODVIBE_TEMPLATE_DATE/);
+    } finally {
+      if (before === undefined) delete process.env.GOODVIBE_TEMPLATE_DATE;
+      else process.env.GOODVIBE_TEMPLATE_DATE = before;
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  },
+);
