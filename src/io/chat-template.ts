@@ -100,7 +100,7 @@ export function renderTemplate(
   strftimeNow: (format: unknown) => string,
 ): string {
   const env = new Environment();
-  // setupGlobals of @huggingface/jinja 0.5.11, strftime_now aside (test/io/tokenizer-template-date checks them)
+  // setupGlobals of @huggingface/jinja 0.5.11, strftime_now aside (test/io/tokenizer-llama31 checks them)
   const globals: Record<string, unknown> = {
     false: false,
     true: true,

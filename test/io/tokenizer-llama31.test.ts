@@ -14,8 +14,15 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { createRequire } from "node:module";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
-import { DEFAULT_TEMPLATE_DATE, strftimeOn, templateDay } from "../../src/io/chat-template.js";
+import { Template } from "@huggingface/jinja";
+import {
+  DEFAULT_TEMPLATE_DATE,
+  renderTemplate,
+  strftimeOn,
+  templateDay,
+} from "../../src/io/chat-template.js";
 import { answerTokensKey } from "../../src/io/tokenizer-json.js";
 import { IGNORE_INDEX, buildSftExample, judgeAnswerStart, judgeMessages } from "../../src/data/prompts.js";
 import { llama3TokenizerDir, type Llama3Release } from "../llama3-tokenizer.js";
@@ -195,3 +202,42 @@ test(
     }
   },
 );
+
+test("our rendering has @huggingface/jinja's own globals, strftime_now aside", () => {
+  const text =
+    "{{ range(3) | join(',') }}|{{ range(1, 7, 2) | join(',') }}|{{ range(3, 0, -1) | join(',') }}|" +
+    "{{ none is none }}|{{ None is none }}|{{ true and True }}|{{ false or False }}|" +
+    "{% set ns = namespace(n=1) %}{{ ns.n }}|{{ x | default('d') }}";
+  const t = new Template(text);
+  const lib = t.render({});
+  assert.equal(lib, "0,1,2|1,3,5|3,2,1|true|true|true|false|1|d");
+  assert.equal(
+    renderTemplate(t, {}, () => ""),
+    lib,
+  );
+  const raising = new Template("{{ raise_exception('no system turn') }}");
+  assert.throws(() => raising.render({}), /no system turn/);
+  assert.throws(() => renderTemplate(raising, {}, () => ""), /no system turn/);
+  // the globals a template can see are the library's (version 0.5.11 here), strftime_now being ours
+  const names = new Template(
+    "{{ [false is defined, true is defined, none is defined, raise_exception is defined, range is defined, " +
+      "strftime_now is defined, True is defined, False is defined, None is defined] | join(',') }}",
+  );
+  assert.equal(
+    renderTemplate(names, {}, () => ""),
+    names.render({}),
+  );
+  assert.equal(
+    renderTemplate(new Template("{{ strftime_now('%Y') }}"), {}, () => "ours"),
+    "ours",
+  );
+  // chat-template.ts copies 0.5.11's setupGlobals (not exported): a new version may set others; look, then bump
+  const pkg = path.join(path.dirname(createRequire(import.meta.url).resolve("@huggingface/jinja")), "..");
+  const version = (JSON.parse(fs.readFileSync(path.join(pkg, "package.json"), "utf8")) as { version: string })
+    .version;
+  assert.equal(
+    version,
+    "0.5.11",
+    "@huggingface/jinja changed: compare its setupGlobals with renderTemplate's",
+  );
+});
