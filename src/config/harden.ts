@@ -17,6 +17,7 @@ import {
 import { trainSchema, type TrainStageConfig } from "../method/train-config.js";
 import { loraSchema, type LoraConfig } from "../method/lora/config.js";
 import { parseConfig, resolveConfig } from "./resolve.js";
+import { DEFAULT_ENABLE_THINKING } from "../io/chat-template.js";
 
 /** The paper trains in bf16 mixed precision (§4.2); `dtype: float32` trains in fp32. */
 export const DEFAULT_DTYPE = "bfloat16" satisfies DType;
@@ -36,6 +37,11 @@ export interface HardenConfig {
    */
   dtype?: DType;
   seed: number;
+  /**
+   * Qwen3's thinking switch for every prompt the run renders (identification's judge prompts, fine-tuning
+   * examples); default off (io/chat-template.ts DEFAULT_ENABLE_THINKING). A template without it ignores it.
+   */
+  enableThinking?: boolean;
   identify: IdentifyConfig;
   cluster: ClusterOptions;
   train: TrainStageConfig;
@@ -63,6 +69,7 @@ export const hardenSchema = z
     method: z.enum(["goodvibe", "lora", "full"]).default(DEFAULT_METHOD),
     dtype: z.enum(["float32", "bfloat16"]).default(DEFAULT_DTYPE),
     seed: nonNegInt.default(DEFAULT_SEED),
+    enableThinking: z.boolean().default(DEFAULT_ENABLE_THINKING),
     identify: identifySchema.default(identifySchema.parse({})),
     cluster: clusterSchema.default(clusterSchema.parse({})),
     train: trainSchema.default(trainSchema.parse({})),

@@ -32,7 +32,9 @@ export const experimentJudgeSchema = z
     /** with path: the judge's base checkpoint, for the reliability comparison (default: the one it records) */
     base: z.string().min(1).optional(),
     /** a base checkpoint fine-tuned once on labelled pairs before the cells */
+    // the thinking switch is the experiment's own (top-level enableThinking), not the judge's alone
     train: judgeTrainSchema
+      .omit({ enableThinking: true })
       .extend({
         base: z
           .string({
@@ -65,8 +67,14 @@ export const experimentJudgeSchema = z
 
 export type ExperimentJudge = z.infer<typeof experimentJudgeSchema>;
 
-/** The judge's training settings of an experiment's `judge.train` (its base and data are where, not how). */
-export function judgeTrainSettings(t: NonNullable<ExperimentJudge["train"]>): JudgeTrainConfig {
+/**
+ * The judge's training settings of an experiment's `judge.train` (its base and data are where, not how), with the
+ * experiment's thinking setting.
+ */
+export function judgeTrainSettings(
+  t: NonNullable<ExperimentJudge["train"]>,
+  enableThinking: boolean,
+): JudgeTrainConfig {
   const { base: _b, data: _d, ...settings } = t;
-  return settings;
+  return { ...settings, enableThinking };
 }

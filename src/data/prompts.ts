@@ -5,6 +5,7 @@
 import { InputError } from "../errors.js";
 import type { SecurityPair } from "./pairs.js";
 import type { ChatMessage } from "../io/tokenizer.js";
+import { DEFAULT_ENABLE_THINKING } from "../io/chat-template.js";
 
 /**
  * What this module needs from a tokenizer (src/io/tokenizer.ts implements it; declared here structurally so
@@ -244,7 +245,8 @@ function answerInContext(tok: ChatTokenizer, promptIds: number[], fullText: stri
  * The prompt is tokenised alone (no special tokens added: the template has them), exactly as generation reads it;
  * the answer as it continues the prompt (answerInContext), so the boundary is exact. The answer part is cut after its last end-of-turn token (the template's trailing newline is not a
  * target); if the template emits none, eosTokenIds[0] is appended. Then the sequence is cut to maxLength.
- * enableThinking defaults to false, so Qwen3's empty think block belongs to the prompt.
+ * enableThinking defaults to DEFAULT_ENABLE_THINKING (off), so Qwen3's empty think block belongs to the prompt; on,
+ * the generation prompt stops at "assistant\n" and the empty think block the template writes is a target.
  */
 export function buildSftExample(
   tok: ChatTokenizer,
@@ -257,7 +259,7 @@ export function buildSftExample(
       `an SFT conversation must end with an assistant message (got ${last?.role ?? "no messages"})`,
     );
   }
-  const enableThinking = opts.enableThinking ?? false;
+  const enableThinking = opts.enableThinking ?? DEFAULT_ENABLE_THINKING;
   const promptText = tok.applyChatTemplate(messages.slice(0, -1), {
     addGenerationPrompt: true,
     enableThinking,
@@ -313,31 +315,43 @@ export interface JudgeAnswerStart {
  * as the assistant's answer to a judge prompt (buildSftExample's tokens), the tokens the two answers share before
  * they differ being the prefix, the first differing token each label's. Refused unless the prefix is whitespace
  * and the prefix plus that one token reads exactly as the label (a label of several tokens, e.g. "10" for a
- * tokenizer that splits digits, cannot be read from one position).
+ * tokenizer that splits digits, cannot be read from one position). With thinking on (`enableThinking`), Qwen3's
+ * template writes an empty think block before the label the generation prompt leaves out: the prefix is that
+ * block, so a judge prompt ends in the same tokens either way.
  */
 export function judgeAnswerStart(
   tok: ChatTokenizer & { decode(ids: number[]): string },
   convention: JudgeConvention = PAPER_JUDGE,
+  enableThinking = DEFAULT_ENABLE_THINKING,
 ): JudgeAnswerStart {
-  // asked once per judge prompt: worked out once per tokenizer and convention
+  // asked once per judge prompt: worked out once per tokenizer, convention and thinking setting
   let known = answerStarts.get(tok);
   if (!known) answerStarts.set(tok, (known = new Map()));
-  const key = JSON.stringify([convention.instruction, convention.labels.safe, convention.labels.unsafe]);
+  const key = JSON.stringify([
+    convention.instruction,
+    convention.labels.safe,
+    convention.labels.unsafe,
+    enableThinking,
+  ]);
   let found = known.get(key);
-  if (!found) known.set(key, (found = findJudgeAnswerStart(tok, convention)));
+  if (!found) known.set(key, (found = findJudgeAnswerStart(tok, convention, enableThinking)));
   return found;
 }
 const answerStarts = new WeakMap<object, Map<string, JudgeAnswerStart>>();
 
+/** An empty think block at the start of a text (what Qwen3's template writes before an answer): removed. */
+const EMPTY_THINK = /^\s*<think>\s*<\/think>/;
+
 function findJudgeAnswerStart(
   tok: ChatTokenizer & { decode(ids: number[]): string },
   convention: JudgeConvention,
+  enableThinking: boolean,
 ): JudgeAnswerStart {
   const answer = (label: string): number[] => {
     const ex = buildSftExample(
       tok,
       [...judgeMessages("x", undefined, convention), { role: "assistant", content: label }],
-      { maxLength: Number.MAX_SAFE_INTEGER },
+      { maxLength: Number.MAX_SAFE_INTEGER, enableThinking },
     );
     return ex.inputIds.slice(ex.labels.findIndex((l) => l !== IGNORE_INDEX));
   };
@@ -346,7 +360,7 @@ function findJudgeAnswerStart(
   let n = 0;
   while (n < safe.length && n < unsafe.length && safe[n] === unsafe[n]) n++;
   const prefixIds = safe.slice(0, n);
-  const text = (ids: number[]) => (ids.length > 0 ? tok.decode(ids) : "");
+  const text = (ids: number[]) => (ids.length > 0 ? tok.decode(ids).replace(EMPTY_THINK, "") : "");
   const prefixText = text(prefixIds);
   for (const [label, ids] of [
     [convention.labels.safe, safe],

@@ -46,6 +46,8 @@ export interface PreferenceOptions {
   batchSize?: number;
   /** Tokens per sequence; longer ones are cut (their answer loss is over the tokens that fit). Default 2048. */
   maxLength?: number;
+  /** Qwen3's thinking switch in the rendered pairs (default off, io/chat-template.ts); the cache keys the tokens */
+  enableThinking?: boolean;
   /** Bootstrap resamples (default 10,000) and seed (default 0). */
   iterations?: number;
   seed?: number;
@@ -163,7 +165,10 @@ export async function securePreference(
     for (const answer of [p.chosen, p.rejected]) {
       try {
         examples.push(
-          buildSftExample(tok, sftMessages({ question: p.question, chosen: answer }), { maxLength }),
+          buildSftExample(tok, sftMessages({ question: p.question, chosen: answer }), {
+            maxLength,
+            enableThinking: opts.enableThinking,
+          }),
         );
       } catch (e) {
         if (e instanceof InputError)

@@ -15,6 +15,7 @@ import { modelWeightsHash, sha256 } from "../io/hash.js";
 import type { SecurityPair } from "../data/pairs.js";
 import { vibePrompt } from "../data/prompts.js";
 import { extractCode } from "../data/code.js";
+import { DEFAULT_ENABLE_THINKING } from "../io/chat-template.js";
 import { safetyLanguage } from "../data/languages.js";
 import { SEVERITY_RANK, judgeCode } from "./judge/rules/index.js";
 import { isSecure, type LlmJudge } from "./judge/llm.js";
@@ -152,11 +153,17 @@ export interface SafetyOptions {
    * generations (compute dtype, engine settings), since the cache key sees only this string and the options.
    */
   modelFingerprint: string;
-  generation: GenerateOptions;
+  /** enableThinking: Qwen3's thinking switch, passed to the backend (default off, io/chat-template.ts) */
+  generation: GenerateOptions & { enableThinking?: boolean };
+  /**
+   * Whether the answers' keys hold a thinking setting other than the default: false where the model's template
+   * has no switch (the setting changes nothing there); default true.
+   */
+  thinkingKeyed?: boolean;
   /** Prompts per generation batch (default 8). Batches are fixed slices of `pairs`, whatever is cached. */
   batchSize?: number;
   /** An LlmJudge (anything with its `judge`, `source` and `convention`). */
-  llmJudge?: Pick<LlmJudge, "judge" | "source" | "convention">;
+  llmJudge?: Pick<LlmJudge, "judge" | "source" | "convention"> & Partial<Pick<LlmJudge, "thinkingKey">>;
   /**
    * Cache key of the LLM judge's verdicts; default modelWeightsHash(judge folder) with the judge's convention,
    * none for an in-memory judge.
@@ -206,8 +213,12 @@ export async function evaluateSafety(
   const batchSize = opts.batchSize ?? 8;
   if (!Number.isInteger(batchSize) || batchSize < 1)
     throw new InputError(`safety option batchSize must be a positive integer, got ${batchSize}`);
-  const gen = { ...opts.generation, batchSize };
-  // Only the options that change what is generated; stable key order.
+  const { enableThinking = DEFAULT_ENABLE_THINKING, ...generation } = opts.generation;
+  const gen = { ...generation, batchSize };
+  // Only the options that change what is generated; stable key order. Thinking only when not the default (answers
+  // cached before it was a setting were made with it off) and where it can change the answer
+  const thinking =
+    enableThinking !== DEFAULT_ENABLE_THINKING && (opts.thinkingKeyed ?? true) ? { enableThinking } : {};
   const genKey = {
     maxNewTokens: gen.maxNewTokens,
     temperature: gen.temperature ?? 0,
@@ -215,14 +226,19 @@ export async function evaluateSafety(
     seed: gen.temperature ? (gen.seed ?? 0) : null,
     stop: gen.stop ?? [],
     batchSize,
+    ...thinking,
   };
   const judgeFp = opts.llmJudge
     ? (opts.llmJudgeFingerprint ??
       (opts.llmJudge.source
-        ? sha256(JSON.stringify([modelWeightsHash(opts.llmJudge.source), opts.llmJudge.convention])).slice(
-            0,
-            32,
-          )
+        ? sha256(
+            JSON.stringify([
+              modelWeightsHash(opts.llmJudge.source),
+              opts.llmJudge.convention,
+              // a judge asked with thinking on (only where its template has the switch): other verdicts
+              ...Object.entries(opts.llmJudge.thinkingKey?.() ?? {}).map(([k, v]) => ({ [k]: v })),
+            ]),
+          ).slice(0, 32)
         : null))
     : null;
 
@@ -252,7 +268,12 @@ export async function evaluateSafety(
       if (missing.length > 0) {
         const out = await opts.backend.generateChat(
           missing.map((i) => messages[i]!),
-          { ...opts.generation, batchSize: missing.length, seed: (opts.generation.seed ?? 0) + start },
+          {
+            ...generation,
+            enableThinking,
+            batchSize: missing.length,
+            seed: (opts.generation.seed ?? 0) + start,
+          },
         );
         if (out.length !== missing.length)
           throw new Error(

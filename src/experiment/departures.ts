@@ -11,7 +11,10 @@
  * are not given by the paper: they are stated, as it asks.
  */
 import { defaultHardenConfig, DEFAULT_DTYPE, type HardenConfig } from "../config/harden.js";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { goodvibeReadings } from "../method/goodvibe/config.js";
+import { folderChatTemplate, hasThinkingSwitch } from "../io/chat-template.js";
 import type { ExperimentResults } from "../report/schema.js";
 import { hardenConfigFor } from "./plan.js";
 import type { ExperimentSpec } from "./spec.js";
@@ -60,10 +63,46 @@ function valueAt(cfg: HardenConfig, key: string): unknown {
 
 const show = (v: unknown) => (typeof v === "string" ? v : JSON.stringify(v));
 
+/**
+ * Whether a model of the experiment has Qwen3's thinking switch: its folder's chat template names enable_thinking
+ * (io/chat-template.ts); a folder not there yet (`experiment plan` before the download): its published config's
+ * model_type is Qwen3's.
+ */
+function hasThinkingModel(spec: ExperimentSpec): boolean {
+  return spec.models.some((m) =>
+    fs.existsSync(path.join(m.path, "config.json"))
+      ? hasThinkingSwitch(folderChatTemplate(m.path))
+      : String(m.config?.model_type ?? "").startsWith("qwen3"),
+  );
+}
+
+/**
+ * The thinking mode the experiment's prompts are rendered in, where a model has the switch: the paper evaluates
+ * Qwen3-8B and Qwen3-14B (§5.1) and does not say which mode it used.
+ */
+function thinkingReading(spec: ExperimentSpec): Departure[] {
+  if (!hasThinkingModel(spec)) return [];
+  return [
+    {
+      setting: "Qwen3's thinking mode (enableThinking)",
+      paper: "not given: Qwen3-8B and Qwen3-14B are evaluated, the mode is not stated",
+      here:
+        (spec.enableThinking ? "on" : "off") +
+        ": enable_thinking " +
+        String(spec.enableThinking) +
+        " in every prompt (judge prompts, fine-tuning examples, generated answers)",
+      why: spec.enableThinking
+        ? "set in the experiment file: answers may spend eval.maxNewTokens on reasoning, which is dropped before judging"
+        : "a reading (the default): each answer's token budget goes to the answer; enableThinking: true renders them in thinking mode",
+    },
+  ];
+}
+
 /** The experiment's departures from the paper's settings, in the order of PAPER_SETTINGS; LoRA's settings last. */
 export function experimentDepartures(spec: ExperimentSpec, source = "experiment"): Departure[] {
   const trained = spec.methods.filter((m) => m !== "base");
-  if (trained.length === 0 || spec.models.length === 0) return [];
+  if (spec.models.length === 0) return [];
+  if (trained.length === 0) return thinkingReading(spec);
   const model = spec.models[0]!;
   const paper = defaultHardenConfig({ model: model.path, data: spec.data.train, out: "(paper)" });
   const out: Departure[] = [];
@@ -84,6 +123,7 @@ export function experimentDepartures(spec: ExperimentSpec, source = "experiment"
   }
   // the points the paper leaves open, as GoodVibe's cells decide them (the method's own readings, not the file's)
   if (trained.includes("goodvibe")) out.push(...goodvibeReadings(here.identify, here.cluster));
+  out.push(...thinkingReading(spec));
   if (trained.includes("lora")) {
     const l = hardenConfigFor(spec, source, model, "lora", spec.seeds[0] ?? 0, {}, "defaults").lora;
     out.push({

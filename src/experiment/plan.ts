@@ -10,6 +10,7 @@ import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { canonicalJson, fileHash, modelFolderHash, sha256 } from "../io/hash.js";
 import { answerTokensKey, promptsKey } from "../io/tokenizer-json.js";
+import { thinkingKey } from "../io/chat-template.js";
 import { hardenConfigOf, type HardenConfig } from "../config/harden.js";
 import type { Method } from "../report/schema.js";
 import { gridLabel, nestSettings, type ExperimentSpec, type TrainedMethod } from "./spec.js";
@@ -121,6 +122,7 @@ export function hardenConfigFor(
   for (const [k, v] of flat(nestSettings(overrides))) setPath(cfgIn, k, v);
   Object.assign(cfgIn, { model: model.path, data: spec.data.train, out: "(cell)", method, seed });
   if (languages) cfgIn.languages = languages;
+  cfgIn.enableThinking = spec.enableThinking;
   const c = hardenConfigOf(cfgIn, `${source}: ${where}: invalid harden setting`);
   if (method === "goodvibe") checkClusterSettings(c.cluster, c.identify, `${source}: ${where}`);
   // The seed axis drives every random choice of training: data subsample and order (and LoRA init via train.seed).
@@ -195,7 +197,8 @@ export function cellModelLabel(c: Pick<CellSetting, "model" | "run">): string {
 
 /** The harden config without what only says where files go (model and data are hashed by content instead). */
 function hardenInputs(cfg: HardenConfig): unknown {
-  const { model: _m, data: _d, out: _o, runDir: _r, ...rest } = cfg;
+  // the thinking switch is the experiment's, keyed beside the model (thinkingKey), not here
+  const { model: _m, data: _d, out: _o, runDir: _r, enableThinking: _t, ...rest } = cfg;
   // "auto" checkpointing keyed as the default it replaced (finished cells keep their keys); LoRA's dropout mark
   return { ...rest, ...keyedTraining(rest.train, rest.method === "lora" ? rest.lora : null) };
 }
@@ -328,6 +331,8 @@ export function planExperiment(
           convention,
           // its prompts end with the labels' shared tokens since 6038b4c (answerTokensKey); no answer's end
           ...promptsKey(j.path),
+          // a plain checkpoint is asked with the experiment's thinking setting (a trained judge's record decides)
+          ...thinkingKey(j.path, spec.enableThinking),
         }),
       );
       src = {
@@ -341,11 +346,11 @@ export function planExperiment(
       const self = t.base === "self";
       const base = self ? model.path : t.base;
       const judgeData = t.data ?? spec.data.train;
-      const settings = judgeTrainSettings(t);
+      const settings = judgeTrainSettings(t, spec.enableThinking);
       // all pairs (maxPairs 0), seed and checkpointing at their defaults are left out of the key, as they were
       // before these were settings: judges trained then keep their keys. Checkpointing is keyed as it was when
       // true was its default ("auto" as true: the same weights), so a judge trained then keeps its key
-      const { maxPairs, seed, gradientCheckpointing: checkpointing, ...keyed } = settings;
+      const { maxPairs, seed, gradientCheckpointing: checkpointing, enableThinking, ...keyed } = settings;
       const gradientCheckpointing = checkpointingKey(checkpointing);
       const inputs = {
         version: EXPERIMENT_CODE_VERSION,
@@ -355,6 +360,8 @@ export function planExperiment(
         languages: data.languages,
         // its targets: the labels as they follow the prompt since 6038b4c (answerTokensKey)
         ...answerTokensKey(base),
+        // examples rendered with thinking on: only where the base's template has the switch
+        ...thinkingKey(base, enableThinking),
         ...keyed,
         ...(maxPairs ? { maxPairs } : {}),
         ...(seed !== DEFAULT_JUDGE_TRAIN.seed ? { seed } : {}),
@@ -386,6 +393,8 @@ export function planExperiment(
     model: modelHash.get(model.name),
     // held-out losses and training read answers as they follow the prompt since 6038b4c (answerTokensKey)
     ...answerTokensKey(model.path),
+    // answers generated (and held-out losses read) with thinking on: only where the template has the switch
+    ...thinkingKey(model.path, spec.enableThinking),
     dev: data.dev,
     languages,
     eval: evalIn,
@@ -403,6 +412,8 @@ export function planExperiment(
             kind: "trained",
             model: modelHash.get(s.model.name),
             ...answerTokensKey(s.model.path),
+            // the cell's judge prompts, fine-tuning examples and answers: as the base cell's
+            ...thinkingKey(s.model.path, spec.enableThinking),
             data,
             harden: hardenInputs(s.harden),
             eval: evalIn,

@@ -253,11 +253,15 @@ class JudgePool {
   overlap = 0;
   private readonly loaded = new Map<string, LlmJudge>();
 
-  async judgeFor(key: string | null, convention: ExperimentPlan["convention"]): Promise<LlmJudge | null> {
+  async judgeFor(
+    key: string | null,
+    convention: ExperimentPlan["convention"],
+    enableThinking: boolean,
+  ): Promise<LlmJudge | null> {
     if (key === null) return null;
     let judge = this.loaded.get(key);
     if (!judge) {
-      judge = await LlmJudge.load(this.dirs.get(key)!, { convention });
+      judge = await LlmJudge.load(this.dirs.get(key)!, { convention, enableThinking });
       this.loaded.set(key, judge);
     }
     return judge;
@@ -284,7 +288,7 @@ async function prepareJudges(ctx: RunContext): Promise<void> {
         dir = src.path;
         base = src.base ?? recordedJudgeBase(src.path);
         // refuse a judge trained under another convention now, not after the first cell
-        await LlmJudge.load(dir, { convention: plan.convention });
+        await LlmJudge.load(dir, { convention: plan.convention, enableThinking: spec.enableThinking });
       } else {
         const training: JudgeTraining = {
           base: src.base,
@@ -310,6 +314,7 @@ async function prepareJudges(ctx: RunContext): Promise<void> {
           baseDir: base,
           heldOut: data.dev(),
           convention: plan.convention,
+          enableThinking: spec.enableThinking,
           ...(src.kind === "train" && src.model ? { model: src.model } : {}),
           cacheFile: path.join(src.dir, "reliability.json"),
           batchSize: spec.eval.batchSize,
@@ -341,12 +346,13 @@ async function evaluate(ctx: RunContext, modelDir: string, cell: PlannedCell): P
   const e = ctx.spec.eval;
   return evaluateModel(modelDir, {
     pairs: evalPairs(ctx, cell),
-    judge: await ctx.judges.judgeFor(cell.judgeKey, ctx.plan.convention),
+    judge: await ctx.judges.judgeFor(cell.judgeKey, ctx.plan.convention, ctx.spec.enableThinking),
     maxPrompts: e.maxPrompts,
     promptFilter: e.promptFilter,
     promptSpread: promptSpread(ctx.spec),
     maxNewTokens: e.maxNewTokens,
     batchSize: e.batchSize,
+    enableThinking: ctx.spec.enableThinking,
     cacheDir: cell.workDir,
     seed: e.seed,
     utility: e.utility,

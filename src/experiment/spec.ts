@@ -12,6 +12,7 @@ import { setPath } from "../util/overrides.js";
 import { METHODS, type Method } from "../report/schema.js";
 import { PROMPT_FILTERS, PROMPT_SPREADS } from "../data/prompts.js";
 import { experimentJudgeSchema } from "../config/judge.js";
+import { DEFAULT_ENABLE_THINKING } from "../io/chat-template.js";
 
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -145,6 +146,12 @@ export const experimentSchema = z.strictObject({
     .default([]),
   /** keep each trained model folder after its evaluation (off saves disk on large models) */
   keepModels: z.boolean().default(true),
+  /**
+   * Qwen3's thinking switch (`enable_thinking`) for every prompt of the experiment: identification's judge prompts
+   * and fine-tuning examples of every cell, the judge's training and prompts, every answer generated. Off by
+   * default (io/chat-template.ts); the paper does not say. A template without the switch ignores it.
+   */
+  enableThinking: z.boolean().default(DEFAULT_ENABLE_THINKING),
 });
 
 export type ExperimentSpec = z.infer<typeof experimentSchema>;
@@ -231,6 +238,23 @@ export function parseExperimentSpec(json: unknown, source: string): ExperimentSp
       throw new InputError(
         `${source}: defaults.${key}: set by the experiment itself (models, data, methods, seeds), not in defaults`,
       );
+  // one thinking setting for the whole experiment: it reaches the judge and every answer, not only hardening
+  const thinkingAt = [
+    ...(Object.keys(nestSettings(spec.defaults)).includes("enableThinking")
+      ? ["defaults.enableThinking"]
+      : []),
+    ...spec.ablations.flatMap((a, i) =>
+      Object.keys(nestSettings(a.set)).includes("enableThinking")
+        ? [`ablations[${i}].set.enableThinking`]
+        : [],
+    ),
+    ...spec.grids.flatMap((g, i) => (g.key === "enableThinking" ? [`grids[${i}].key`] : [])),
+  ];
+  if (thinkingAt.length > 0)
+    throw new InputError(
+      `${source}: ${thinkingAt[0]}: Qwen3's thinking switch is one setting of the whole experiment (it reaches ` +
+        `the judge and every generated answer too): set the top-level enableThinking`,
+    );
   return spec;
 }
 

@@ -1,9 +1,11 @@
 /**
  * Rendering a chat template as this tool does everywhere (io/tokenizer.ts for prompts and answers, the keys of
- * finished work in io/tokenizer-json.ts): @huggingface/jinja with a fixed day for templates that write the date.
+ * finished work in io/tokenizer-json.ts): @huggingface/jinja with a fixed day for templates that write the date; and
+ * Qwen3's thinking switch, the setting every rendering is given, with what keys finished work by it (at the end).
  */
 import { Environment, Interpreter, type Template } from "@huggingface/jinja";
 import * as fs from "node:fs";
+import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { isPlainObject } from "../util/keys.js";
 
@@ -187,3 +189,51 @@ export const END_OF_TURN_PROBE_CONTEXT: Readonly<Record<string, unknown>> = {
   ],
   add_generation_prompt: false,
 };
+
+// ---------------------------------------------------------------- Qwen3's thinking switch
+
+/**
+ * Qwen3's thinking switch (`enable_thinking`, a variable its chat template reads): the one setting that says how
+ * every prompt the tool makes is rendered (identification's judge prompts, fine-tuning examples, the LLM judge's
+ * prompts, generation by every backend). The paper evaluates
+ * Qwen3-8B and Qwen3-14B and does not say which mode it used: off is this project's reading (README "Qwen3's
+ * thinking switch"), stated in every experiment's departures. Off, a template with the switch puts Qwen3's empty
+ * think block into the prompt and the answer is the reply alone: an answer's token budget goes to the answer, as for
+ * every model without the switch.
+ */
+export const DEFAULT_ENABLE_THINKING = false;
+
+/**
+ * A model folder's chat template as text (chatTemplateText's search: chat_template.jinja, else tokenizer_config.json),
+ * or null where there is none or it cannot be read (loading the tokenizer says why).
+ */
+export function folderChatTemplate(dir: string): string | null {
+  let config: Record<string, unknown> = {};
+  try {
+    const v: unknown = JSON.parse(fs.readFileSync(path.join(dir, "tokenizer_config.json"), "utf8"));
+    if (isPlainObject(v)) config = v;
+  } catch {
+    // none or unreadable: chat_template.jinja alone
+  }
+  return chatTemplateText(path.join(dir, "chat_template.jinja"), config);
+}
+
+/**
+ * Whether a chat template has the thinking switch: its text names the variable `enable_thinking` (Qwen3's tests
+ * `enable_thinking is defined and enable_thinking is false`). A template that does not name it renders the same
+ * text whatever the setting, so the setting changes nothing for it.
+ */
+export function hasThinkingSwitch(template: string | null): boolean {
+  return template !== null && /\benable_thinking\b/.test(template);
+}
+
+/**
+ * What keys finished work (harden stages, trained judges, experiment cells, cached answers) by the thinking setting
+ * the model folder `dir` renders prompts with: `{ enableThinking: value }` only where it is not the default and the
+ * folder's chat template has the switch, else nothing, so work keyed before the setting existed (rendered with
+ * thinking off) and work on models without the switch keep their keys.
+ */
+export function thinkingKey(dir: string, enableThinking: boolean): { enableThinking?: boolean } {
+  if (enableThinking === DEFAULT_ENABLE_THINKING) return {};
+  return hasThinkingSwitch(folderChatTemplate(dir)) ? { enableThinking } : {};
+}

@@ -41,6 +41,7 @@ import { silentLogger, type Logger } from "../util/log.js";
 import { generateAsync } from "../models/generate.js";
 import { stopPoint } from "../util/stop.js";
 import { DEFAULT_PREFERENCE_PAIRS } from "./config.js";
+import { DEFAULT_ENABLE_THINKING, folderChatTemplate, hasThinkingSwitch } from "../io/chat-template.js";
 
 export interface UtilityFiles {
   arc?: string;
@@ -194,6 +195,11 @@ export interface EvalOptions {
    * of every cached answer's key
    */
   generator?: ChatBackend;
+  /**
+   * Qwen3's thinking switch for the prompts answered (every backend) and the held-out
+   * pairs scored; default off (io/chat-template.ts). The judge's prompts follow the judge's own.
+   */
+  enableThinking?: boolean;
   log?: Logger;
   /** stop request (Ctrl-C): every loop stops within a batch or a token; generations finished so far stay cached */
   signal?: AbortSignal;
@@ -418,6 +424,7 @@ async function evaluateLoaded(
   const preference = await securePreference(model, tok, scored, {
     batchSize: opts.batchSize,
     seed: opts.seed,
+    enableThinking: opts.enableThinking,
     signal: opts.signal,
     onProgress: (d, t) => log.progress("preference", d, t),
     cacheFile: opts.cacheDir ? path.join(opts.cacheDir, `preference-${fp.slice(0, 16)}.jsonl`) : undefined,
@@ -443,7 +450,14 @@ async function evaluateLoaded(
               backend.generateChat(m, { ...o, batchSize: opts.batchSize, signal: opts.signal }),
           },
       modelFingerprint: fp,
-      generation: { maxNewTokens: opts.maxNewTokens, temperature: 0, seed: opts.seed },
+      generation: {
+        maxNewTokens: opts.maxNewTokens,
+        temperature: 0,
+        seed: opts.seed,
+        enableThinking: opts.enableThinking ?? DEFAULT_ENABLE_THINKING,
+      },
+      // a server's template is not known here: its answers are keyed by the setting wherever it is not the default
+      thinkingKeyed: opts.generator ? true : hasThinkingSwitch(folderChatTemplate(modelDir)),
       batchSize: opts.batchSize,
       llmJudge: opts.judge ?? undefined,
       cacheFile: opts.cacheDir ? path.join(opts.cacheDir, `safety-${fp.slice(0, 16)}.jsonl`) : undefined,

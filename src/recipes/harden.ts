@@ -18,6 +18,7 @@ import { claimOrRefuse, isClaimEntry } from "../io/claim.js";
 import { canonicalJson, fileHash, modelFolderHashCached, sha256 } from "../io/hash.js";
 import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
 import { answerTokensKey, promptsKey } from "../io/tokenizer-json.js";
+import { DEFAULT_ENABLE_THINKING, thinkingKey } from "../io/chat-template.js";
 import { readPairs, pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
 import { languageFilterKey } from "../data/languages.js";
 import {
@@ -96,16 +97,18 @@ export function judgePromptIds(
   lang: string | undefined,
   maxLength: number,
   convention: JudgeConvention,
+  enableThinking = DEFAULT_ENABLE_THINKING,
 ): number[] {
   let text = code;
   // the tokens before the label, the same for every prompt ("▁" for CodeLlama): see judgeAnswerStart
-  const { prefixIds } = judgeAnswerStart(tok, convention);
+  const { prefixIds } = judgeAnswerStart(tok, convention, enableThinking);
   for (let tries = 0; tries < 20; tries++) {
     const ids = tok.encode(
-      // thinking off, as in LlmJudge.promptIds and the SFT examples: one prompt format for every judge use
+      // the run's thinking setting, as its SFT examples and judgeAnswerStart render them: Qwen3's empty think
+      // block ends the prompt either way (judgeAnswerStart's prefix holds it when thinking is on)
       tok.applyChatTemplate(judgeMessages(text, lang, convention), {
         addGenerationPrompt: true,
-        enableThinking: false,
+        enableThinking,
       }),
       {
         addSpecialTokens: false,
@@ -125,8 +128,12 @@ export function judgePromptIds(
  * the label is where the chat template puts the answer (judgeAnswerStart; "1" itself, or for CodeLlama the digit
  * after the "▁" its template and tokenizer put first).
  */
-export function labelTokenIds(tok: HfTokenizer, convention: JudgeConvention): [number, number] {
-  return judgeAnswerStart(tok, convention).labelIds;
+export function labelTokenIds(
+  tok: HfTokenizer,
+  convention: JudgeConvention,
+  enableThinking = DEFAULT_ENABLE_THINKING,
+): [number, number] {
+  return judgeAnswerStart(tok, convention, enableThinking).labelIds;
 }
 
 export function identifySamples(
@@ -134,6 +141,7 @@ export function identifySamples(
   pairs: SecurityPair[],
   cfg: IdentifyConfig,
   seed: number,
+  enableThinking = DEFAULT_ENABLE_THINKING,
 ): IdentifySample[] {
   const chosen = subsample(pairs, cfg.maxPairs, seed);
   const convention = judgeConvention(cfg.judgeTask, "identify.judgeTask");
@@ -142,7 +150,7 @@ export function identifySamples(
     id: s.id,
     lang: s.lang,
     label: s.secure ? 0 : 1,
-    inputIds: judgePromptIds(tok, s.code, s.lang, cfg.maxLength, convention),
+    inputIds: judgePromptIds(tok, s.code, s.lang, cfg.maxLength, convention, enableThinking),
   }));
 }
 
@@ -155,10 +163,11 @@ export function sftExamples(
   pairs: SecurityPair[],
   maxLength: number,
   where: { from?: string; key?: string } = {},
+  enableThinking = DEFAULT_ENABLE_THINKING,
 ): SftExample[] {
   return pairs.map((p) => {
     try {
-      return buildSftExample(tok, sftMessages(p), { maxLength });
+      return buildSftExample(tok, sftMessages(p), { maxLength, enableThinking });
     } catch (e) {
       if (!(e instanceof InputError)) throw e;
       const key = where.key ? ` (${where.key}; raise it or leave the pair out)` : "";
@@ -171,10 +180,13 @@ export function sftExamples(
 
 /** A run's training examples: at most train.maxPairs pairs (a seeded subsample), each cut to train.maxLength. */
 export function trainExamples(tok: HfTokenizer, pairs: SecurityPair[], cfg: HardenConfig): SftExample[] {
-  return sftExamples(tok, subsample(pairs, cfg.train.maxPairs, cfg.seed + 1), cfg.train.maxLength, {
-    from: cfg.data,
-    key: "train.maxLength",
-  });
+  return sftExamples(
+    tok,
+    subsample(pairs, cfg.train.maxPairs, cfg.seed + 1),
+    cfg.train.maxLength,
+    { from: cfg.data, key: "train.maxLength" },
+    cfg.enableThinking,
+  );
 }
 
 export interface HardenResult {
@@ -265,6 +277,8 @@ export function planStages(cfg: HardenConfig, opts: { clustersFile?: string } = 
     languages: cfg.languages ? languageFilterKey(cfg.languages) : null,
     // a tokenizer with a prefix space read answers and judge prompts otherwise before 6038b4c (answerTokensKey)
     ...promptsKey(cfg.model),
+    // judge prompts and fine-tuning examples rendered with thinking on: only where the template has the switch
+    ...thinkingKey(cfg.model, cfg.enableThinking ?? DEFAULT_ENABLE_THINKING),
   };
   const slot = (name: string, inputs: Record<string, unknown>): StageSlot => {
     const key = sha256(canonicalJson(inputs));
@@ -507,7 +521,7 @@ export function identifyOptions(
   const convention = judgeConvention(cfg.identify.judgeTask, "identify.judgeTask");
   return {
     ...cfg.identify,
-    labelTokenIds: Array.isArray(tok) ? tok : labelTokenIds(tok, convention),
+    labelTokenIds: Array.isArray(tok) ? tok : labelTokenIds(tok, convention, cfg.enableThinking),
     runDir,
     checkpointEvery: Math.max(cfg.identify.batchSize, 32),
     source: {
@@ -531,8 +545,8 @@ export interface IdentifyInputs {
 export function identifyInputs(tok: HfTokenizer, pairs: SecurityPair[], cfg: HardenConfig): IdentifyInputs {
   const convention = judgeConvention(cfg.identify.judgeTask, "identify.judgeTask");
   return {
-    samples: identifySamples(tok, pairs, cfg.identify, cfg.seed),
-    labelTokenIds: labelTokenIds(tok, convention),
+    samples: identifySamples(tok, pairs, cfg.identify, cfg.seed, cfg.enableThinking),
+    labelTokenIds: labelTokenIds(tok, convention, cfg.enableThinking),
   };
 }
 

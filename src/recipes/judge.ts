@@ -20,6 +20,7 @@ import { createRng } from "../util/random.js";
 import type { JudgeInfo, JudgeReliabilityEntry } from "../report/schema.js";
 import { silentLogger, type Logger } from "../util/log.js";
 import { otherBuildWarning } from "../method/train.js";
+import { DEFAULT_ENABLE_THINKING } from "../io/chat-template.js";
 
 /** A judge to fine-tune once: its base checkpoint, labelled pairs and training settings. */
 export interface JudgeTraining {
@@ -128,6 +129,8 @@ export async function measureJudgeReliability(opts: {
   baseDir?: string;
   heldOut: readonly SecurityPair[];
   convention: JudgeConvention;
+  /** Qwen3's thinking switch for the base judge's prompts, as the fine-tuned judge's were trained (default off) */
+  enableThinking?: boolean;
   /** the experiment model this judge judges (self-judging) */
   model?: string;
   cacheFile?: string;
@@ -135,7 +138,14 @@ export async function measureJudgeReliability(opts: {
   log?: Logger;
 }): Promise<JudgeReliabilityEntry[]> {
   const log = opts.log ?? silentLogger;
-  const key = JSON.stringify([pairsHash(opts.heldOut), opts.convention, opts.baseDir ?? null]);
+  const thinking = opts.enableThinking ?? DEFAULT_ENABLE_THINKING;
+  const key = JSON.stringify([
+    pairsHash(opts.heldOut),
+    opts.convention,
+    opts.baseDir ?? null,
+    // left out at the default: reliabilities measured before it was a setting are found again
+    ...(thinking !== DEFAULT_ENABLE_THINKING ? [{ enableThinking: thinking }] : []),
+  ]);
   if (opts.cacheFile && fs.existsSync(opts.cacheFile)) {
     try {
       const c = JSON.parse(fs.readFileSync(opts.cacheFile, "utf8")) as {
@@ -150,7 +160,7 @@ export async function measureJudgeReliability(opts: {
   const entries: JudgeReliabilityEntry[] = [];
   const score = async (role: JudgeReliabilityEntry["role"], dir: string) => {
     log.info(`judge reliability: the ${role} judge (${dir}) on ${opts.heldOut.length} held-out pairs`);
-    const judge = await LlmJudge.load(dir, { convention: opts.convention });
+    const judge = await LlmJudge.load(dir, { convention: opts.convention, enableThinking: thinking });
     entries.push(
       entry(role, dir, judgeReliability(judge, opts.heldOut, { batchSize: opts.batchSize }), opts.model),
     );

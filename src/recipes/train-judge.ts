@@ -28,6 +28,7 @@ import { PAPER_JUDGE, buildSftExample, judgeMessages, type JudgeConvention } fro
 import { pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
 import { Tensor, noGrad, tidy, type DType } from "../tensor/index.js";
 import { JUDGE_RECORD_FILE, LlmJudge } from "../eval/judge/llm.js";
+import { DEFAULT_ENABLE_THINKING } from "../io/chat-template.js";
 import {
   DEFAULT_JUDGE_TRAIN,
   judgeLoopConfig,
@@ -51,6 +52,8 @@ export interface TrainJudgeOptions {
   lora?: LoraConfig;
   /** Examples longer than this (tokens, label included) are skipped and counted (DEFAULT_JUDGE_TRAIN.maxLength). */
   maxLength?: number;
+  /** Qwen3's thinking switch in the examples (default off), recorded in the folder when on. */
+  enableThinking?: boolean;
   /** Compute dtype while training; default float32 for full fine-tuning, the checkpoint's dtype for LoRA. */
   dtype?: DType;
   /** Checkpoints of the training loop (resume after an interruption); none by default. */
@@ -76,8 +79,13 @@ export interface TrainedJudge {
  */
 export function judgeTrainOptions(
   s: JudgeTrainConfig,
-): Pick<TrainJudgeOptions, "method" | "cfg" | "maxLength"> {
-  return { method: s.method, cfg: judgeLoopConfig(s), maxLength: s.maxLength };
+): Pick<TrainJudgeOptions, "method" | "cfg" | "maxLength" | "enableThinking"> {
+  return {
+    method: s.method,
+    cfg: judgeLoopConfig(s),
+    maxLength: s.maxLength,
+    enableThinking: s.enableThinking,
+  };
 }
 
 /** The judge's SFT examples: the answer is the label token (plus the template's end-of-turn token). */
@@ -86,6 +94,7 @@ export function judgeExamples(
   pairs: readonly SecurityPair[],
   maxLength: number,
   convention: JudgeConvention = PAPER_JUDGE,
+  enableThinking = DEFAULT_ENABLE_THINKING,
 ): { examples: SftExample[]; skipped: number } {
   const examples: SftExample[] = [];
   let skipped = 0;
@@ -94,9 +103,7 @@ export function judgeExamples(
     const ex = buildSftExample(
       tok,
       [...judgeMessages(s.code, s.lang, convention), { role: "assistant", content: label }],
-      {
-        maxLength: Number.MAX_SAFE_INTEGER,
-      },
+      { maxLength: Number.MAX_SAFE_INTEGER, enableThinking },
     );
     if (ex.inputIds.length > maxLength) skipped++;
     else examples.push(ex);
@@ -157,6 +164,7 @@ export async function trainJudge(opts: TrainJudgeOptions): Promise<TrainedJudge>
 interface PreparedJudge {
   tokenizer: HfTokenizer;
   convention: JudgeConvention;
+  enableThinking: boolean;
   examples: SftExample[];
   skipped: number;
   model: ReturnType<typeof loadModel>;
@@ -166,18 +174,19 @@ async function prepareJudge(opts: TrainJudgeOptions, base: string): Promise<Prep
   const tokenizer = await loadTokenizer(base);
   const convention = opts.convention ?? PAPER_JUDGE;
   const maxLength = opts.maxLength ?? DEFAULT_JUDGE_TRAIN.maxLength;
-  const { examples, skipped } = judgeExamples(tokenizer, opts.pairs, maxLength, convention);
+  const enableThinking = opts.enableThinking ?? DEFAULT_ENABLE_THINKING;
+  const { examples, skipped } = judgeExamples(tokenizer, opts.pairs, maxLength, convention, enableThinking);
   if (examples.length === 0)
     throw new InputError(`trainJudge: every judge example is longer than maxLength ${maxLength} tokens`);
   const dtype = opts.dtype ?? (opts.method === "full" ? "float32" : undefined);
-  return { tokenizer, convention, examples, skipped, model: loadModel(base, { dtype }) };
+  return { tokenizer, convention, enableThinking, examples, skipped, model: loadModel(base, { dtype }) };
 }
 
 async function trainAndWrite(
   opts: TrainJudgeOptions,
   base: string,
   out: string,
-  { tokenizer, convention, examples, skipped, model }: PreparedJudge,
+  { tokenizer, convention, enableThinking, examples, skipped, model }: PreparedJudge,
 ): Promise<TrainedJudge> {
   const cfg: TrainConfig = { ...judgeLoopConfig(DEFAULT_JUDGE_TRAIN), ...opts.cfg };
   const method: AttachedMethod =
@@ -255,6 +264,8 @@ async function trainAndWrite(
         // the builds of the tool that trained it, from the step each began at (a checkpoint resumed by another)
         ...(train.builds ? { builds: train.builds } : {}),
         convention,
+        // its prompts follow it (LlmJudge.load); left out at the default, as judges trained before it was a setting
+        ...(enableThinking !== DEFAULT_ENABLE_THINKING ? { enableThinking } : {}),
       };
       writeFileAtomic(path.join(tmp, JUDGE_RECORD_FILE), JSON.stringify(meta, null, 2) + "\n");
     },
@@ -275,6 +286,6 @@ async function trainAndWrite(
     train,
     examples: examples.length,
     skipped,
-    judge: new LlmJudge(model, tokenizer, out, convention),
+    judge: new LlmJudge(model, tokenizer, out, convention, enableThinking),
   };
 }

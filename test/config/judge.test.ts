@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { scratchDir } from "../scratch.js";
 import { InputError } from "../../src/errors.js";
-import { resolveJudgeTrainConfig } from "../../src/config/judge.js";
+import { judgeTrainSettings, resolveJudgeTrainConfig } from "../../src/config/judge.js";
 import { DEFAULT_JUDGE_TRAIN, judgeLoopConfig, judgeTrainSchema } from "../../src/eval/judge/config.js";
 import { DEFAULT_TRAIN, DEFAULT_TRAIN_DATA } from "../../src/method/train-config.js";
 import { parseExperimentSpec } from "../../src/experiment/spec.js";
@@ -92,16 +92,24 @@ function spec(train: Record<string, unknown>) {
 }
 
 test("an experiment's judge.train is the same config: same defaults, same named errors", () => {
+  // the thinking switch is the experiment's (top-level enableThinking), given to the judge's settings
   const { base: _b, data: _d, ...settings } = spec({}).judge!.train!;
-  assert.deepEqual(settings, DEFAULT_JUDGE_TRAIN);
+  const { enableThinking: _t, ...rest } = DEFAULT_JUDGE_TRAIN;
+  assert.deepEqual(settings, rest);
+  assert.deepEqual(judgeTrainSettings(spec({}).judge!.train!, false), DEFAULT_JUDGE_TRAIN);
   const set = spec({ method: "full", epochs: 1, lr: 0.01 }).judge!.train!;
   assert.deepEqual(
-    { ...set, base: undefined },
-    { ...resolveJudgeTrainConfig(undefined, { method: "full", epochs: 1, lr: 0.01 }), base: undefined },
+    judgeTrainSettings(set, true),
+    resolveJudgeTrainConfig(undefined, { method: "full", epochs: 1, lr: 0.01, enableThinking: true }),
   );
   assert.throws(
     () => spec({ epoch: 1 }),
     (e: unknown) => e instanceof InputError && /judge\.train/.test(e.message) && /epoch/.test(e.message),
+  );
+  assert.throws(
+    () => spec({ enableThinking: true }),
+    (e: unknown) =>
+      e instanceof InputError && /judge\.train/.test(e.message) && /enableThinking/.test(e.message),
   );
 });
 

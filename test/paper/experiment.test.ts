@@ -167,20 +167,24 @@ test("experiment run stops at once on a missing checkpoint, naming the model and
   const plan = JSON.parse(p.stdout) as {
     cells: { id: string | null; estimate: { flops: { total: number } } }[];
     missing: string[];
-    departures: { setting: string; paper: string }[];
+    departures: { setting: string; paper: string; here: string }[];
   };
   assert.equal(plan.cells.length, 216);
   // the paper's experiment keeps every setting the paper states; LoRA's, which it does not give, are stated, and so
-  // is GoodVibe's reading of the two points the paper leaves open (lm_head, the fallback below the threshold)
+  // is GoodVibe's reading of the two points the paper leaves open (lm_head, the fallback below the threshold), and
+  // the thinking mode its Qwen3 models answer in (§5.1 names Qwen3-8B and -14B, not the mode)
   assert.deepEqual(
     plan.departures.map((d) => d.setting),
     [
       "lm_head's rows as neurons (identify.lmHead)",
       "a layer below the silhouette threshold (cluster.fallback)",
+      "Qwen3's thinking mode (enableThinking)",
       "LoRA settings",
     ],
   );
-  assert.equal(plan.departures[2]!.paper, "not given");
+  assert.match(plan.departures[2]!.paper, /^not given/);
+  assert.match(plan.departures[2]!.here, /^off: enable_thinking false/);
+  assert.equal(plan.departures[3]!.paper, "not given");
   assert.ok(plan.cells.every((c) => c.id === null));
   assert.ok(plan.missing.length >= 6);
   const human = await runCli(["experiment", "plan", FILE], { cwd: work });
@@ -188,6 +192,10 @@ test("experiment run stops at once on a missing checkpoint, naming the model and
   assert.match(human.stdout, /216 cells; inputs missing/);
   assert.match(human.stdout, /PFLOP/);
   assert.match(human.stdout, /^departs from the paper .*\n(?: {2}.*\n)* {2}LoRA settings: r \d+/m);
+  assert.match(
+    human.stdout,
+    /^ {2}Qwen3's thinking mode \(enableThinking\): off: enable_thinking false .*\(paper: not given/m,
+  );
 });
 
 test("plan reads the shapes from config.json once the folder is there", () => {

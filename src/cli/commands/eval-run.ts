@@ -12,6 +12,7 @@ import { PROMPT_FILTERS, type PromptFilter } from "../../data/prompts.js";
 import { InputError } from "../../errors.js";
 import { HttpBackend, retryWarning } from "../../eval/generate/http.js";
 import { serverChatBackend } from "../../eval/generate/backend.js";
+import { DEFAULT_ENABLE_THINKING, folderChatTemplate, hasThinkingSwitch } from "../../io/chat-template.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { evalSummaryLines } from "./eval-summary.js";
 
@@ -52,8 +53,11 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     }
     if (!(PROMPT_FILTERS as readonly string[]).includes(opts.promptFilter))
       throw new InputError(`--prompt-filter ${opts.promptFilter}: use ${PROMPT_FILTERS.join(" or ")}`);
-    const judge = opts.judge ? await LlmJudge.load(opts.judge) : null;
+    const enableThinking: boolean = opts.enableThinking ?? DEFAULT_ENABLE_THINKING;
+    // a trained judge's prompts follow its record; a plain checkpoint is asked with the setting
+    const judge = opts.judge ? await LlmJudge.load(opts.judge, { enableThinking }) : null;
     const common = {
+      enableThinking,
       pairs,
       judge,
       maxPrompts: opts.prompts,
@@ -118,6 +122,14 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
       reused: { model: ev.utilityReused ?? [], base: base?.utilityReused ?? [] },
       ...(utilityLimit ? { utilityLimit } : {}),
     });
+    // the thinking mode the answers were asked in, where it can matter: a template with the switch, or a server
+    // (whose template is not known here)
+    if (opts.url || hasThinkingSwitch(folderChatTemplate(opts.model)))
+      lines.push(
+        `Qwen3's thinking switch: ${enableThinking ? "on" : "off"} (enable_thinking ${enableThinking} in every prompt ` +
+          `answered` +
+          `${enableThinking ? "" : "; --enable-thinking turns it on"}; the paper does not say which mode it used)`,
+      );
     // the benchmarks taken from --cache, by side, when any was
     const reused = {
       ...(ev.utilityReused ? { utilityReused: ev.utilityReused } : {}),
@@ -135,8 +147,9 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
             utilityVsBase: vsBase,
             ...reused,
             ...(utilityLimit ? { utilityLimit } : {}),
+            enableThinking,
           }
-        : { ...cell, ...reused, ...(utilityLimit ? { utilityLimit } : {}) },
+        : { ...cell, ...reused, ...(utilityLimit ? { utilityLimit } : {}), enableThinking },
     );
   });
 }

@@ -30,6 +30,10 @@ export function registerEval(program: Command): void {
       "none",
     )
     .option("--max-new-tokens <n>", "tokens per answer", integer(1), 256)
+    .option(
+      "--enable-thinking",
+      "render the prompts answered with Qwen3's thinking switch on; default off, every prompt's, as the paper does not say which mode it used; a template without the switch ignores it",
+    )
     .option("--batch-size <n>", "generation / scoring batch", integer(1), 8)
     .option("--arc <file>", "ARC-Challenge JSONL/Parquet (allenai/ai2_arc schema)")
     .option("--gsm8k <file>", "GSM8K test JSONL; --gsm8k-train for few-shot examples")

@@ -80,7 +80,7 @@ export async function identifyCommand(g: OptionValues, opts: OptionValues): Prom
     );
 
     async function identifyOneShard(shard: ShardSpec, runDir: string): Promise<void> {
-      const samples = identifySamples(tok, pairs, cfg.identify, cfg.seed);
+      const samples = identifySamples(tok, pairs, cfg.identify, cfg.seed, cfg.enableThinking);
       log.info(
         `identification shard ${shard.index}/${shard.count}: a share of ${samples.length} samples (${cfg.identify.mode})`,
       );

@@ -8,6 +8,7 @@
 import { InputError } from "../../errors.js";
 import type { ChatMessage, HfTokenizer } from "../../io/tokenizer.js";
 import { loadTokenizer } from "../../io/tokenizer.js";
+import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
 import { generate, loadModel, type DecoderModel, type LoadOptions } from "../../models/index.js";
 import { generateAsync } from "../../models/generate.js";
 import type { ChatGenerateOptions, GenerateOptions, GenerationBackend } from "./backend.js";
@@ -128,7 +129,7 @@ export class BuiltinBackend implements GenerationBackend {
   }
 
   /** Chat-formatted prompt of a conversation, ready for the assistant's turn. */
-  chatPrompt(messages: readonly ChatMessage[], enableThinking = false): string {
+  chatPrompt(messages: readonly ChatMessage[], enableThinking = DEFAULT_ENABLE_THINKING): string {
     return this.tok().applyChatTemplate(messages, { addGenerationPrompt: true, enableThinking });
   }
 
@@ -145,7 +146,7 @@ export class BuiltinBackend implements GenerationBackend {
     if (!Number.isInteger(batchSize) || batchSize < 1)
       throw new InputError(`generation option batchSize must be a positive integer, got ${batchSize}`);
     const prompts = messagesList.map((m) =>
-      this.encodePrompt(this.chatPrompt(m, opts.enableThinking ?? false)),
+      this.encodePrompt(this.chatPrompt(m, opts.enableThinking ?? DEFAULT_ENABLE_THINKING)),
     );
     const answers: string[] = [];
     for (let start = 0; start < prompts.length; start += batchSize) {

@@ -25,6 +25,7 @@ import { InputError } from "../../errors.js";
 import { loadNodeLlamaCpp, type LlamaGpu } from "./llamacpp-runtime.js";
 import type { ChatMessage, HfTokenizer } from "../../io/tokenizer.js";
 import { usableCores } from "../../util/cores.js";
+import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
 import { type GenerateOptions, type GenerationBackend, type ChatGenerateOptions } from "./backend.js";
 import { cutAtStopStrings } from "./builtin.js";
 
@@ -258,7 +259,7 @@ export class LlamaCppBackend implements GenerationBackend {
   }
 
   /** The prompt tokens of a conversation: the model's chat template rendered by our code, then encodePrompt. */
-  chatPromptIds(messages: readonly ChatMessage[], enableThinking = false): number[] {
+  chatPromptIds(messages: readonly ChatMessage[], enableThinking = DEFAULT_ENABLE_THINKING): number[] {
     if (!this.tokenizer)
       throw new InputError(
         "llama.cpp backend: chat needs the model folder's tokenizer (its chat template); open it with `tokenizer`",
@@ -278,7 +279,7 @@ export class LlamaCppBackend implements GenerationBackend {
   ): Promise<string[]> {
     const out: string[] = [];
     for (const [i, messages] of messagesList.entries()) {
-      const ids = this.chatPromptIds(messages, opts.enableThinking ?? false) as Token[];
+      const ids = this.chatPromptIds(messages, opts.enableThinking ?? DEFAULT_ENABLE_THINKING) as Token[];
       const stops = (opts.stop ?? []).filter((s) => s !== "");
       const seeded = { ...opts, seed: (opts.seed ?? 0) + i };
       out.push(

@@ -13,6 +13,7 @@ import {
   trainSchema,
   type TrainConfig,
 } from "../../method/train-config.js";
+import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
 
 /** Prompts the judge scores in one forward pass (LlmJudge.score, judge reliability). */
 export const DEFAULT_JUDGE_BATCH = 8;
@@ -35,6 +36,11 @@ export interface JudgeTrainConfig {
   maxPairs: number;
   /** judge examples longer than this many tokens (prompt and label) are skipped and counted */
   maxLength: number;
+  /**
+   * Qwen3's thinking switch in its training examples (recorded in the judge folder, whose prompts then follow
+   * it); io/chat-template.ts holds the default (off)
+   */
+  enableThinking: boolean;
 }
 
 export const DEFAULT_JUDGE_TRAIN: JudgeTrainConfig = {
@@ -47,6 +53,7 @@ export const DEFAULT_JUDGE_TRAIN: JudgeTrainConfig = {
   seed: DEFAULT_TRAIN.seed,
   maxPairs: DEFAULT_TRAIN_DATA.maxPairs,
   maxLength: DEFAULT_TRAIN_DATA.maxLength,
+  enableThinking: DEFAULT_ENABLE_THINKING,
 };
 
 /** The judge's training settings as a config file, an experiment's `judge.train` or `--set` give them. */
@@ -64,11 +71,12 @@ export const judgeTrainSchema = z
       maxPairs: true,
       maxLength: true,
     }).shape,
+    enableThinking: z.boolean().default(DEFAULT_JUDGE_TRAIN.enableThinking),
   })
   .strict();
 
 /** The training loop's config of a judge: the loop's defaults with the judge's loop settings over them. */
 export function judgeLoopConfig(c: JudgeTrainConfig): TrainConfig {
-  const { method: _m, maxPairs: _p, maxLength: _l, ...loop } = c;
+  const { method: _m, maxPairs: _p, maxLength: _l, enableThinking: _t, ...loop } = c;
   return { ...DEFAULT_TRAIN, ...loop };
 }

@@ -25,6 +25,7 @@ import {
 import { pairsToLabelledSamples, type LabelledSample, type SecurityPair } from "../../data/pairs.js";
 import { Tensor, noGrad, tidy } from "../../tensor/index.js";
 import { DEFAULT_JUDGE_BATCH } from "./config.js";
+import { DEFAULT_ENABLE_THINKING, thinkingKey } from "../../io/chat-template.js";
 import { confusionMatrix, wilsonInterval, type ConfusionMatrix, type Interval } from "../metrics.js";
 
 /** P(unsafe) above this is an "unsafe" verdict (a tie, equal label logits, counts as safe). */
@@ -54,6 +55,25 @@ export function judgeFolderConvention(dir: string): JudgeConvention | null | und
   return parseJudgeConvention((json as { convention?: unknown }).convention);
 }
 
+/**
+ * The thinking setting a trained judge folder's examples were rendered with (its record's `enableThinking`,
+ * absent: off, as every judge trained before it was a setting); undefined for a folder that is not a trained judge.
+ */
+export function judgeFolderThinking(dir: string): boolean | undefined {
+  const file = path.join(dir, JUDGE_RECORD_FILE);
+  if (!fs.existsSync(file)) return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new InputError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  const v = (json as { enableThinking?: unknown }).enableThinking;
+  if (v === undefined) return DEFAULT_ENABLE_THINKING;
+  if (typeof v !== "boolean") throw new InputError(`${file}: "enableThinking" must be true or false`);
+  return v;
+}
+
 export interface JudgeInput {
   code: string;
   /** Fence tag of the code block in the prompt (e.g. "cpp"); optional. */
@@ -77,6 +97,11 @@ export interface JudgeLoadOptions extends LoadOptions {
    * under it (else the load is refused); a plain checkpoint is asked with it.
    */
   convention?: JudgeConvention;
+  /**
+   * Qwen3's thinking switch for a plain checkpoint's prompts (default off); a trained judge folder's prompts follow
+   * its record (how its examples were rendered), whatever this says.
+   */
+  enableThinking?: boolean;
 }
 
 export class LlmJudge {
@@ -93,9 +118,11 @@ export class LlmJudge {
     readonly tokenizer: HfTokenizer,
     readonly source: string | null = null,
     readonly convention: JudgeConvention = PAPER_JUDGE,
+    /** Qwen3's thinking switch in its prompts: as its training examples were rendered */
+    readonly enableThinking: boolean = DEFAULT_ENABLE_THINKING,
   ) {
     // the label tokens where the chat template puts the answer (for CodeLlama after the "▁" every prompt ends in)
-    this.labelIds = judgeAnswerStart(tokenizer, convention).labelIds;
+    this.labelIds = judgeAnswerStart(tokenizer, convention, enableThinking).labelIds;
     this.padTokenId = tokenizer.padTokenId ?? tokenizer.eosTokenIds[0] ?? 0;
   }
 
@@ -114,21 +141,28 @@ export class LlmJudge {
         `train it again under ${describeJudgeConvention(convention)} (\`goodvibe judge train\`)`,
       );
     const tokenizer = await loadTokenizer(dir);
-    return new LlmJudge(loadModel(dir, opts), tokenizer, dir, convention);
+    const thinking = judgeFolderThinking(dir) ?? opts.enableThinking ?? DEFAULT_ENABLE_THINKING;
+    return new LlmJudge(loadModel(dir, opts), tokenizer, dir, convention, thinking);
+  }
+
+  /** What keys this judge's verdicts by its thinking setting (io/chat-template.ts thinkingKey): {} at the default. */
+  thinkingKey(): { enableThinking?: boolean } {
+    return this.source ? thinkingKey(this.source, this.enableThinking) : {};
   }
 
   /**
-   * Token ids of the judge prompt for one piece of code, ending where the judge's answer starts. Thinking is
-   * off (Qwen3's empty think block is part of the prompt), exactly as in the judge's training examples.
+   * Token ids of the judge prompt for one piece of code, ending where the judge's answer starts. Thinking as in
+   * the judge's training examples (off by default: Qwen3's empty think block is part of the prompt; on, it is
+   * judgeAnswerStart's prefix, so the prompt ends in the same tokens).
    */
   promptIds(item: JudgeInput): number[] {
     const text = this.tokenizer.applyChatTemplate(judgeMessages(item.code, item.lang, this.convention), {
       addGenerationPrompt: true,
-      enableThinking: false,
+      enableThinking: this.enableThinking,
     });
     return [
       ...this.tokenizer.encode(text, { addSpecialTokens: false }),
-      ...judgeAnswerStart(this.tokenizer, this.convention).prefixIds,
+      ...judgeAnswerStart(this.tokenizer, this.convention, this.enableThinking).prefixIds,
     ];
   }
 
