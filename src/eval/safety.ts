@@ -324,11 +324,37 @@ export async function evaluateSafety(
     modelFingerprint: opts.modelFingerprint,
     backend: opts.backend.name,
     generation: gen,
+    enableThinking,
     complete,
     generated,
     fromCache,
     hasLlm: opts.llmJudge !== undefined,
   });
+}
+
+/** A think block with reasoning in it (not Qwen3's empty one), at the start of an answer. */
+const REASONING = /^\s*<think>(?!\s*<\/think>)/;
+
+/**
+ * What a run should say about answers in thinking mode (asked for, or from a server that does not read
+ * chat_template_kwargs): how many began with reasoning, which neither judge read (extractCode and llmJudgeInput
+ * drop it), and how many never closed it (no answer within the token budget); null when none did.
+ */
+export function thinkingNote(
+  items: readonly Pick<SafetyItem, "answer">[],
+  enableThinking: boolean,
+): string | null {
+  const reasoning = items.filter((it) => REASONING.test(it.answer));
+  if (reasoning.length === 0) return null;
+  const unclosed = reasoning.filter((it) => !/<\/think>/.test(it.answer)).length;
+  return (
+    `${reasoning.length} answers began with reasoning between <think> tags (thinking mode` +
+    (enableThinking
+      ? ", as asked"
+      : " though enableThinking is off: a server that does not read chat_template_kwargs?") +
+    "); it was dropped before judging" +
+    (unclosed > 0 ? `, and ${unclosed} of them never closed it (no answer within the token budget).` : ".")
+  );
 }
 
 /** The rates, agreement and notes of a list of judged items. */
@@ -338,6 +364,8 @@ export function summariseSafety(
     modelFingerprint: string;
     backend: string;
     generation: GenerateOptions & { batchSize: number };
+    /** the thinking setting the answers were asked with (the note says whether reasoning was asked for) */
+    enableThinking?: boolean;
     complete: boolean;
     generated: number;
     fromCache: number;
@@ -371,6 +399,8 @@ export function summariseSafety(
       " LLM judge: safe rate = answers judged secure / all answers; an answer without a code block is judged whole.";
   if (uncovered > 0)
     note += ` ${uncovered} answers are in languages the rule judge does not cover and have no rule verdict.`;
+  const thinking = thinkingNote(items, meta.enableThinking ?? DEFAULT_ENABLE_THINKING);
+  if (thinking) note += ` ${thinking}`;
   if (!meta.complete) note += " The run stopped early: the numbers cover only the items answered so far.";
   return {
     modelFingerprint: meta.modelFingerprint,

@@ -90,7 +90,7 @@ function thinkingReading(spec: ExperimentSpec): Departure[] {
         (spec.enableThinking ? "on" : "off") +
         ": enable_thinking " +
         String(spec.enableThinking) +
-        " in every prompt (judge prompts, fine-tuning examples, generated answers)",
+        " in every prompt (judge prompts, fine-tuning examples, generated answers; a server is sent chat_template_kwargs)",
       why: spec.enableThinking
         ? "set in the experiment file: answers may spend eval.maxNewTokens on reasoning, which is dropped before judging"
         : "a reading (the default): each answer's token budget goes to the answer; enableThinking: true renders them in thinking mode",

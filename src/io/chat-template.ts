@@ -195,7 +195,7 @@ export const END_OF_TURN_PROBE_CONTEXT: Readonly<Record<string, unknown>> = {
 /**
  * Qwen3's thinking switch (`enable_thinking`, a variable its chat template reads): the one setting that says how
  * every prompt the tool makes is rendered (identification's judge prompts, fine-tuning examples, the LLM judge's
- * prompts, generation by every backend). The paper evaluates
+ * prompts, generation by every backend, and what an OpenAI-compatible server is asked for). The paper evaluates
  * Qwen3-8B and Qwen3-14B and does not say which mode it used: off is this project's reading (README "Qwen3's
  * thinking switch"), stated in every experiment's departures. Off, a template with the switch puts Qwen3's empty
  * think block into the prompt and the answer is the reply alone: an answer's token budget goes to the answer, as for

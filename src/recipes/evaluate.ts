@@ -19,7 +19,13 @@ import { buildKey, buildRecord } from "../tensor/build.js";
 import { UtilityCache, utilityKey, type UtilityFigure } from "../eval/utility/cache.js";
 import { encodeScores, itemsHash, pairedDifference, unpairedDifference } from "../eval/utility/items.js";
 import type { ChatBackend } from "../eval/generate/backend.js";
-import { evaluateSafety, mcnemarVsBase, type SafetyResult, type JudgeRates } from "../eval/safety.js";
+import {
+  evaluateSafety,
+  mcnemarVsBase,
+  thinkingNote,
+  type SafetyResult,
+  type JudgeRates,
+} from "../eval/safety.js";
 import { BuiltinBackend } from "../eval/generate/builtin.js";
 import type { LlmJudge } from "../eval/judge/llm.js";
 import { Tensor, noGrad, tidy } from "../tensor/index.js";
@@ -196,7 +202,7 @@ export interface EvalOptions {
    */
   generator?: ChatBackend;
   /**
-   * Qwen3's thinking switch for the prompts answered (every backend) and the held-out
+   * Qwen3's thinking switch for the prompts answered (every backend, a server's request too) and the held-out
    * pairs scored; default off (io/chat-template.ts). The judge's prompts follow the judge's own.
    */
   enableThinking?: boolean;
@@ -463,6 +469,10 @@ async function evaluateLoaded(
       cacheFile: opts.cacheDir ? path.join(opts.cacheDir, `safety-${fp.slice(0, 16)}.jsonl`) : undefined,
       onProgress: (d, t) => log.progress("generate", d, t),
     });
+    // answers that reasoned first: expected when asked for, a warning when not (the server did not take the switch)
+    const enableThinking = opts.enableThinking ?? DEFAULT_ENABLE_THINKING;
+    const thinking = thinkingNote(safety.items, enableThinking);
+    if (thinking) (enableThinking ? log.info : log.warn).call(log, `safe rate: ${thinking}`);
   }
   const u = opts.utility;
   const utilityReused: string[] = [];

@@ -7,6 +7,8 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import { balancedPairs, makeCliFixture, runCli, showRun, startCli, type CliRun } from "./cli-helpers.js";
 
@@ -63,4 +65,64 @@ test("eval --url answers on a fleet of two servers and reports what a local eval
   const missing = await runCli([...args("c-x"), "--url", urls[0]!]);
   assert.equal(missing.code, 2, showRun(missing));
   assert.match(missing.stderr, /--server-model/);
+});
+
+test("eval --url sends the thinking setting in every chat request (off by default, --enable-thinking on) and says so", async () => {
+  const dev = path.join(fx.work, "dev-thinking.jsonl");
+  writeCorpusJsonl(dev, balancedPairs(fx.model.pairs, 1).slice(0, 3));
+  // a server that records what it is sent and answers in thinking mode whatever it is told (Ollama's /v1 would)
+  const bodies: Record<string, unknown>[] = [];
+  const server = http.createServer((req, res) => {
+    let raw = "";
+    req.on("data", (d) => (raw += d));
+    req.on("end", () => {
+      bodies.push(JSON.parse(raw) as Record<string, unknown>);
+      res.writeHead(200, { "content-type": "application/json" });
+      const content = "<think>\nprint('unsafe')\n</think>\n\n```python\nprint(1)\n```";
+      res.end(JSON.stringify({ choices: [{ index: 0, message: { role: "assistant", content } }] }));
+    });
+  });
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    const args = (cache: string) => [
+      ...["eval", "-m", fx.model.dir, "-d", dev, "--prompts", "3", "--max-new-tokens", "8"],
+      ...[
+        "--preference-pairs",
+        "1",
+        "--cache",
+        path.join(fx.work, cache),
+        "--url",
+        url,
+        "--server-model",
+        "m",
+      ],
+    ];
+    const off = await runCli(args("c-think-off"));
+    assert.equal(off.code, 0, showRun(off));
+    assert.equal(bodies.length, 3);
+    for (const b of bodies) assert.deepEqual(b.chat_template_kwargs, { enable_thinking: false });
+    assert.match(
+      off.stdout,
+      /Qwen3's thinking switch: off \(enable_thinking false in every prompt answered, sent to the servers as chat_template_kwargs/,
+    );
+    const on = await runCli([...args("c-think-on"), "--enable-thinking", "--json"]);
+    assert.equal(on.code, 0, showRun(on));
+    assert.equal(bodies.length, 6);
+    for (const b of bodies.slice(3)) assert.deepEqual(b.chat_template_kwargs, { enable_thinking: true });
+    const j = JSON.parse(on.stdout) as { enableThinking: boolean };
+    assert.equal(j.enableThinking, true);
+    // the answers' reasoning is reported, and not judged: the code judged is the block after it
+    assert.match(
+      on.stderr,
+      /3 answers began with reasoning between <think> tags \(thinking mode, as asked\)/,
+    );
+    assert.match(
+      off.stderr,
+      /3 answers began with reasoning between <think> tags \(thinking mode though enableThinking is off/,
+    );
+  } finally {
+    server.closeAllConnections();
+    await new Promise<void>((ok) => server.close(() => ok()));
+  }
 });

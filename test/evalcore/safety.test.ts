@@ -284,3 +284,61 @@ test("end to end with the built-in backend: a cached rerun reproduces the items;
   assert.notEqual(modelWeightsHash(copy), fp);
   await assert.rejects(evaluateSafety([PAIRS[0]!, PAIRS[0]!], opts), /appears twice/);
 });
+
+/** A server that answers in thinking mode whatever it is asked: reasoning with the insecure code, then the secure. */
+class ThinkingServer implements ChatBackend {
+  readonly name = "thinking-server";
+  asked: (boolean | undefined)[] = [];
+  async generateChat(
+    list: readonly (readonly ChatMessage[])[],
+    opts: ChatGenerateOptions,
+  ): Promise<string[]> {
+    this.asked.push(opts.enableThinking);
+    return list.map((messages) => {
+      const i = PAIRS.findIndex((x) => x.question === messages[0]!.content);
+      const p = PAIRS[i]!;
+      // the last one runs out of tokens inside its reasoning
+      if (i === PAIRS.length - 1) return `<think>\nFirst attempt:\n${p.rejected}\nHmm, let me`;
+      return `<think>\nFirst attempt:\n${p.rejected}\nThat is unsafe.\n</think>\n\n${p.chosen}`;
+    });
+  }
+}
+
+test("answers with a think block: the reasoning is not judged (neither judge), and the note says so", async () => {
+  const server = new ThinkingServer();
+  const judge = new FakeJudge();
+  const r = await evaluateSafety(PAIRS, { ...BASE_OPTS, backend: server, llmJudge: judge });
+  // the setting reaches the backend: off by default
+  assert.ok(server.asked.length > 0 && server.asked.every((t) => t === false));
+  r.items.forEach((it, i) => {
+    const p = PAIRS[i]!;
+    if (i === PAIRS.length - 1) {
+      // reasoning never closed: no code, and the LLM judge reads the answer without the reasoning (nothing)
+      assert.equal(it.code, null);
+      return;
+    }
+    assert.equal(it.code, answerCode(p.chosen), p.id);
+    assert.equal(it.llm?.secure, true, p.id);
+  });
+  assert.equal(r.noCode, 1);
+  assert.equal(judge.seen.length, PAIRS.length);
+  assert.ok(judge.seen.every((x) => !x.code.includes("First attempt")));
+  assert.match(
+    r.note,
+    new RegExp(
+      `${PAIRS.length} answers began with reasoning between <think> tags \\(thinking mode though enableThinking ` +
+        `is off: a server that does not read chat_template_kwargs\\?\\); it was dropped before judging, and 1 of ` +
+        `them never closed it`,
+    ),
+  );
+  // asked for: the note says so; the setting is passed on
+  const asked = await evaluateSafety(PAIRS, {
+    ...BASE_OPTS,
+    generation: { ...BASE_OPTS.generation, enableThinking: true },
+    backend: new ThinkingServer(),
+  });
+  assert.match(asked.note, /\(thinking mode, as asked\)/);
+  // answers without reasoning (an empty think block, or none) add nothing to the note
+  const plain = await evaluateSafety(PAIRS, { ...BASE_OPTS, backend: new FakeBackend(PLAN) });
+  assert.doesNotMatch(plain.note, /think/);
+});

@@ -10,6 +10,7 @@ import {
   type HttpRetry,
   type CompletionLogprobs,
 } from "../../src/eval/generate/http.js";
+import { serverChatBackend } from "../../src/eval/generate/backend.js";
 
 interface Seen {
   path: string;
@@ -450,6 +451,57 @@ test("retryWarning on a real fleet: 8 requests in flight against a failing serve
     assert.equal(seen.length, 24);
     assert.ok(lines.length <= 1 + Math.max(...seen.map((r) => r.attempt)), lines.join("\n"));
     assert.equal(attemptsSaid(lines), seen.length, lines.join("\n"));
+  } finally {
+    await srv.close();
+  }
+});
+
+test("chat: the thinking setting goes as chat_template_kwargs, the way vLLM and llama-server take it; extraBody's keys win", async () => {
+  const srv = await mockServer((seen) =>
+    seen.path.endsWith("/chat/completions")
+      ? { json: { choices: [{ index: 0, message: { role: "assistant", content: "ok" } }] } }
+      : completion(" return 1"),
+  );
+  try {
+    const messages = [{ role: "user" as const, content: "Write a Go server." }];
+    const gen = { maxNewTokens: 8 };
+    const plain = new HttpBackend({ baseUrls: srv.url, model: "m", apiKeyEnv: "GV_UNSET_KEY_FOR_TEST" });
+    await plain.chat(messages, { ...gen, enableThinking: false });
+    await plain.chat(messages, { ...gen, enableThinking: true });
+    await plain.chat(messages, gen); // no setting: the field is not sent (the server's template decides)
+    // the eval's path: serverChatBackend passes the setting it is given
+    await serverChatBackend(plain).generateChat([messages], { ...gen, enableThinking: false });
+    const withKwargs = new HttpBackend({
+      baseUrls: srv.url,
+      model: "m",
+      apiKeyEnv: "GV_UNSET_KEY_FOR_TEST",
+      extraBody: { chat_template_kwargs: { enable_thinking: true, reasoning_budget: 0 }, top_k: 20 },
+    });
+    await withKwargs.chat(messages, { ...gen, enableThinking: false });
+    const without = new HttpBackend({
+      baseUrls: srv.url,
+      model: "m",
+      apiKeyEnv: "GV_UNSET_KEY_FOR_TEST",
+      extraBody: { chat_template_kwargs: null },
+    });
+    await without.chat(messages, { ...gen, enableThinking: false });
+    await withKwargs.generateText("def f():", gen); // completions: no template, no kwargs of ours
+    const bodies = srv.requests.map((r) => r.body);
+    assert.deepEqual(bodies[0], {
+      model: "m",
+      max_tokens: 8,
+      temperature: 0,
+      messages,
+      chat_template_kwargs: { enable_thinking: false },
+    });
+    assert.deepEqual(bodies[1].chat_template_kwargs, { enable_thinking: true });
+    assert.equal("chat_template_kwargs" in bodies[2], false);
+    assert.deepEqual(bodies[3].chat_template_kwargs, { enable_thinking: false });
+    assert.deepEqual(bodies[4].chat_template_kwargs, { enable_thinking: true, reasoning_budget: 0 });
+    assert.equal(bodies[4].top_k, 20);
+    assert.equal("chat_template_kwargs" in bodies[5], false);
+    assert.equal(srv.requests[6]!.path, "/v1/completions");
+    assert.deepEqual(bodies[6].chat_template_kwargs, { enable_thinking: true, reasoning_budget: 0 });
   } finally {
     await srv.close();
   }

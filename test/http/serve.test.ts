@@ -646,3 +646,76 @@ async function waitFor(cond: () => Promise<boolean>, ms = 30_000): Promise<void>
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** A backend that records the thinking setting each chat prompt is rendered with. */
+class ThinkingRecorder extends BuiltinBackend {
+  readonly asked: boolean[] = [];
+  constructor() {
+    super(backend.model, backend.tokenizer, { eosTokenIds: backend.eosTokenIds });
+  }
+  override chatPrompt(
+    messages: Parameters<BuiltinBackend["chatPrompt"]>[0],
+    enableThinking?: boolean,
+  ): string {
+    this.asked.push(enableThinking!);
+    return super.chatPrompt(messages, enableThinking);
+  }
+}
+
+test("chat_template_kwargs.enable_thinking is honoured (absent: off, the project's default); other kwargs refused", async () => {
+  const rec = new ThinkingRecorder();
+  await withServer(
+    {},
+    async (s) => {
+      const chat = (extra: Record<string, unknown>) =>
+        post(s, "/v1/chat/completions", {
+          messages: [{ role: "user", content: "write a loop" }],
+          max_tokens: 2,
+          ...extra,
+        });
+      for (const extra of [
+        {},
+        { chat_template_kwargs: { enable_thinking: true } },
+        { chat_template_kwargs: { enable_thinking: false } },
+        { chat_template_kwargs: {} },
+        { chat_template_kwargs: null },
+      ]) {
+        const r = await chat(extra);
+        assert.equal(r.status, 200, r.text);
+      }
+      assert.deepEqual(rec.asked, [false, true, false, false, false]);
+      // the HTTP backend's request reaches it the same way
+      const client = new HttpBackend({ baseUrls: s.url, model: "made", apiKeyEnv: "GV_UNSET_KEY_FOR_TEST" });
+      await client.chat([{ role: "user", content: "write a loop" }], {
+        maxNewTokens: 2,
+        enableThinking: true,
+      });
+      assert.equal(rec.asked.at(-1), true);
+      assertError(
+        await chat({ chat_template_kwargs: { enable_thinking: "yes" } }),
+        400,
+        "invalid_value",
+        "chat_template_kwargs.enable_thinking",
+      );
+      assertError(
+        await chat({ chat_template_kwargs: { tools_in_user_message: true } }),
+        400,
+        "unsupported_parameter",
+        "chat_template_kwargs.tools_in_user_message",
+      );
+      assertError(await chat({ chat_template_kwargs: [true] }), 400, "invalid_value", "chat_template_kwargs");
+      assertError(
+        await post(s, "/v1/completions", {
+          prompt: "def f(",
+          max_tokens: 2,
+          chat_template_kwargs: { enable_thinking: true },
+        }),
+        400,
+        "invalid_value",
+        "chat_template_kwargs",
+      );
+      assert.equal(rec.asked.length, 6, "refused requests rendered nothing");
+    },
+    rec,
+  );
+});

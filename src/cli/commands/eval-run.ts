@@ -127,7 +127,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     if (opts.url || hasThinkingSwitch(folderChatTemplate(opts.model)))
       lines.push(
         `Qwen3's thinking switch: ${enableThinking ? "on" : "off"} (enable_thinking ${enableThinking} in every prompt ` +
-          `answered` +
+          `answered${opts.url ? ", sent to the servers as chat_template_kwargs" : ""}` +
           `${enableThinking ? "" : "; --enable-thinking turns it on"}; the paper does not say which mode it used)`,
       );
     // the benchmarks taken from --cache, by side, when any was

@@ -32,7 +32,7 @@ export function registerEval(program: Command): void {
     .option("--max-new-tokens <n>", "tokens per answer", integer(1), 256)
     .option(
       "--enable-thinking",
-      "render the prompts answered with Qwen3's thinking switch on; default off, every prompt's, as the paper does not say which mode it used; a template without the switch ignores it",
+      "render the prompts answered with Qwen3's thinking switch on (a server is sent chat_template_kwargs {enable_thinking}); default off, every prompt's, as the paper does not say which mode it used; a template without the switch ignores it",
     )
     .option("--batch-size <n>", "generation / scoring batch", integer(1), 8)
     .option("--arc <file>", "ARC-Challenge JSONL/Parquet (allenai/ai2_arc schema)")

@@ -8,16 +8,19 @@ import { BuiltinBackend } from "../../eval/generate/builtin.js";
 import { getNumThreads, setNumThreads } from "../../tensor/index.js";
 import { HttpBackend, retryWarning } from "../../eval/generate/http.js";
 import type { GenerateOptions } from "../../eval/generate/backend.js";
+import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
 import { makeLogger, output, runCommand } from "../common.js";
 import { number } from "../options.js";
 
 export async function generateCommand(g: OptionValues, opts: OptionValues): Promise<void> {
   await runCommand(g, async () => {
-    const gen: GenerateOptions = {
+    // one thinking setting for every backend: rendered by our template, or sent to a server (chat_template_kwargs)
+    const gen: GenerateOptions & { enableThinking: boolean } = {
       maxNewTokens: opts.maxNewTokens,
       temperature: opts.temperature,
       topP: opts.topP,
       seed: opts.seed,
+      enableThinking: opts.enableThinking ?? DEFAULT_ENABLE_THINKING,
     };
     const messages = [{ role: "user" as const, content: opts.prompt }];
     let text: string;

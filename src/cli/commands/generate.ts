@@ -40,6 +40,10 @@ export function registerGenerate(program: Command): void {
     .option("--top-p <p>", "nucleus sampling mass", number({ above: 0, max: 1 }), 1)
     .option("--seed <n>", "sampling seed", integer(0), 0)
     .option("--raw", "send the prompt as is, without the chat template")
+    .option(
+      "--enable-thinking",
+      "Qwen3's thinking switch on (every backend: our template, or chat_template_kwargs to a server); default off",
+    )
     .addHelpText(
       "after",
       `

@@ -26,7 +26,10 @@ export interface GenerationBackend {
 export interface ChatGenerateOptions extends GenerateOptions {
   /** Prompts per call of `generate` (default 8). */
   batchSize?: number;
-  /** Passed to chat templates that read it (Qwen3); default false, as in the SFT examples. */
+  /**
+   * Qwen3's thinking switch: passed to chat templates that read it, and to a server as chat_template_kwargs;
+   * default off (io/chat-template.ts DEFAULT_ENABLE_THINKING), as in the SFT examples.
+   */
   enableThinking?: boolean;
   /** Stop request (Ctrl-C), checked after every token: the call ends with InterruptedError. */
   signal?: AbortSignal;
@@ -48,7 +51,8 @@ export interface ChatBackend {
  */
 export function serverChatBackend(server: {
   readonly name: string;
-  chat(messages: ChatMessage[], opts: GenerateOptions): Promise<string>;
+  /** opts.enableThinking: sent as the server takes it (HttpBackend: chat_template_kwargs) */
+  chat(messages: ChatMessage[], opts: GenerateOptions & { enableThinking?: boolean }): Promise<string>;
 }): ChatBackend {
   return {
     name: server.name,

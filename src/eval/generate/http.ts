@@ -48,7 +48,11 @@ export interface HttpBackendOptions {
   loglikelihoodMaxTokens?: 0 | 1;
   /** Needed only for generateTokens: the server speaks text, we re-encode the answer. */
   tokenizer?: { encode(text: string): number[] };
-  /** Merged into every request body (e.g. {"chat_template_kwargs": {"enable_thinking": false}}). */
+  /**
+   * Merged into every request body (e.g. {"reasoning_effort": "none"} for Ollama). Its `chat_template_kwargs`
+   * keys win over the thinking setting a chat request sends there; `"chat_template_kwargs": null` sends none (for
+   * a server that refuses the field).
+   */
   extraBody?: Record<string, unknown>;
   /** Source of jitter in [0, 1); injectable for tests. */
   random?: () => number;
@@ -260,7 +264,10 @@ export class HttpBackend implements GenerationBackend {
     };
     const maxRetries = this.opts.maxRetries ?? DEFAULT_MAX_RETRIES;
     const timeoutMs = this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_S * 1000;
-    const payload = JSON.stringify({ ...this.opts.extraBody, ...body });
+    const merged: Record<string, unknown> = { ...this.opts.extraBody, ...body };
+    // extraBody's null chat_template_kwargs: the field is left out, not sent as null
+    if (merged.chat_template_kwargs === null) delete merged.chat_template_kwargs;
+    const payload = JSON.stringify(merged);
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (this.apiKey) headers.authorization = `Bearer ${this.apiKey}`;
     let lastProblem = "";
@@ -389,8 +396,28 @@ export class HttpBackend implements GenerationBackend {
     return this.opts.tokenizer.encode(cutAtStop(String(res?.choices?.[0]?.text ?? ""), opts.stop ?? []));
   }
 
-  async chat(messages: ChatMessage[], opts: GenerateOptions & { signal?: AbortSignal }): Promise<string> {
-    const res = await this.post("/chat/completions", { ...this.samplingFields(opts), messages }, opts.signal);
+  /**
+   * The thinking setting as servers take it: `chat_template_kwargs: {enable_thinking}`, the variables vLLM and
+   * llama-server (--jinja) render the chat template with, so the server's template does not decide (vLLM renders
+   * Qwen3 with thinking on when not told). extraBody's own chat_template_kwargs keys win; its null sends none.
+   * Ollama's OpenAI-compatible endpoint does not read the field: it takes `reasoning_effort: "none"` (extraBody).
+   */
+  private thinkingFields(enableThinking: boolean | undefined): Record<string, unknown> {
+    const user = this.opts.extraBody?.chat_template_kwargs;
+    if (enableThinking === undefined || user === null) return {};
+    const own = user !== undefined && typeof user === "object" && !Array.isArray(user) ? user : {};
+    return { chat_template_kwargs: { enable_thinking: enableThinking, ...own } };
+  }
+
+  async chat(
+    messages: ChatMessage[],
+    opts: GenerateOptions & { signal?: AbortSignal; enableThinking?: boolean },
+  ): Promise<string> {
+    const res = await this.post(
+      "/chat/completions",
+      { ...this.samplingFields(opts), messages, ...this.thinkingFields(opts.enableThinking) },
+      opts.signal,
+    );
     const content = res?.choices?.[0]?.message?.content;
     if (content !== null && typeof content !== "string") {
       throw new HttpBackendError(

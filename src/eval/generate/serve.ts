@@ -24,6 +24,7 @@ import type { ChatMessage } from "../../io/tokenizer.js";
 import { cutAtStopStrings, type BuiltinBackend } from "./builtin.js";
 import { DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUEUE } from "./serve-config.js";
 import { isPlainObject } from "../../util/keys.js";
+import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
 
 export interface ServeOptions {
   /** Address to listen on (default 127.0.0.1). */
@@ -169,6 +170,32 @@ function chatMessages(v: unknown): ChatMessage[] {
 }
 
 /**
+ * `chat_template_kwargs` as vLLM and llama-server take it: the variables a chat request's template is rendered
+ * with. This server's template reads one of them, Qwen3's `enable_thinking` (absent: the project's default, off,
+ * as every prompt the tool renders); any other is refused, as every option it cannot honour. A completions request
+ * has no template: there only an empty mapping is neutral.
+ */
+function chatTemplateThinking(v: unknown, kind: ParsedRequest["kind"]): boolean {
+  if (v === undefined || v === null) return DEFAULT_ENABLE_THINKING;
+  const key = "chat_template_kwargs";
+  if (!isPlainObject(v)) throw bad(`${key} must be an object`, key);
+  if (kind !== "chat" && Object.keys(v).length > 0)
+    throw bad(`${key} applies to chat requests only (a completions prompt is not templated)`, key);
+  for (const k of Object.keys(v))
+    if (k !== "enable_thinking")
+      throw bad(
+        `${key}.${k} is not supported by this server (only enable_thinking)`,
+        `${key}.${k}`,
+        "unsupported_parameter",
+      );
+  const t = v.enable_thinking;
+  if (t === undefined || t === null) return DEFAULT_ENABLE_THINKING;
+  if (typeof t !== "boolean")
+    throw bad(`${key}.enable_thinking must be true or false`, `${key}.enable_thinking`);
+  return t;
+}
+
+/**
  * Check a request body against the API and the model, and turn its prompts into token ids. Throws ApiError 400
  * (404 for another model's name) naming the field.
  */
@@ -216,12 +243,15 @@ function parseRequest(
   }
 
   // prompts
+  const enableThinking = chatTemplateThinking(body.chat_template_kwargs, kind);
   let prompts: number[][];
   let promptParam: string;
   if (kind === "chat") {
     promptParam = "messages";
     const messages = chatMessages(body.messages);
-    prompts = [backend.tokenizer!.encode(backend.chatPrompt(messages), { addSpecialTokens: false })];
+    prompts = [
+      backend.tokenizer!.encode(backend.chatPrompt(messages, enableThinking), { addSpecialTokens: false }),
+    ];
   } else {
     promptParam = "prompt";
     const p = body.prompt;
