@@ -44,15 +44,8 @@ export const JUDGE_RECORD_FILE = "judge_training.json";
  * before conventions were recorded; undefined for a folder that is not a trained judge (a base checkpoint).
  */
 export function judgeFolderConvention(dir: string): JudgeConvention | null | undefined {
-  const file = path.join(dir, JUDGE_RECORD_FILE);
-  if (!fs.existsSync(file)) return undefined;
-  let json: unknown;
-  try {
-    json = JSON.parse(fs.readFileSync(file, "utf8"));
-  } catch (e) {
-    throw new InputError(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  return parseJudgeConvention((json as { convention?: unknown }).convention);
+  const rec = readJudgeRecord(dir);
+  return rec && parseJudgeConvention((rec.json as { convention?: unknown }).convention);
 }
 
 /**
@@ -60,18 +53,23 @@ export function judgeFolderConvention(dir: string): JudgeConvention | null | und
  * absent: off, as every judge trained before it was a setting); undefined for a folder that is not a trained judge.
  */
 export function judgeFolderThinking(dir: string): boolean | undefined {
+  const rec = readJudgeRecord(dir);
+  if (!rec) return undefined;
+  const v = (rec.json as { enableThinking?: unknown }).enableThinking;
+  if (v === undefined) return DEFAULT_ENABLE_THINKING;
+  if (typeof v !== "boolean") throw new InputError(`${rec.file}: "enableThinking" must be true or false`);
+  return v;
+}
+
+/** A judge folder's training record, parsed (its file named in the error); undefined when the folder has none. */
+function readJudgeRecord(dir: string): { file: string; json: unknown } | undefined {
   const file = path.join(dir, JUDGE_RECORD_FILE);
   if (!fs.existsSync(file)) return undefined;
-  let json: unknown;
   try {
-    json = JSON.parse(fs.readFileSync(file, "utf8"));
+    return { file, json: JSON.parse(fs.readFileSync(file, "utf8")) };
   } catch (e) {
     throw new InputError(`${file}: not valid JSON (${(e as Error).message})`);
   }
-  const v = (json as { enableThinking?: unknown }).enableThinking;
-  if (v === undefined) return DEFAULT_ENABLE_THINKING;
-  if (typeof v !== "boolean") throw new InputError(`${file}: "enableThinking" must be true or false`);
-  return v;
 }
 
 export interface JudgeInput {
