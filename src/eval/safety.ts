@@ -15,7 +15,7 @@ import { modelWeightsHash, sha256 } from "../io/hash.js";
 import type { SecurityPair } from "../data/pairs.js";
 import { vibePrompt } from "../data/prompts.js";
 import { extractCode } from "../data/code.js";
-import { DEFAULT_ENABLE_THINKING } from "../io/chat-template.js";
+import { DEFAULT_ENABLE_THINKING, DEFAULT_TEMPLATE_DATE } from "../io/chat-template.js";
 import { safetyLanguage } from "../data/languages.js";
 import { SEVERITY_RANK, judgeCode } from "./judge/rules/index.js";
 import { isSecure, type LlmJudge } from "./judge/llm.js";
@@ -160,6 +160,16 @@ export interface SafetyOptions {
    * has no switch (the setting changes nothing there); default true.
    */
   thinkingKeyed?: boolean;
+  /**
+   * The day the prompts render on, "YYYY-MM-DD" (io/chat-template.ts templateDayIso: the process's setting);
+   * default DEFAULT_TEMPLATE_DATE.
+   */
+  templateDay?: string;
+  /**
+   * Whether the answers' keys hold a day other than the default: false where the model's template writes no day
+   * (the day changes nothing there); default true (a server's template is not known).
+   */
+  templateDayKeyed?: boolean;
   /** Prompts per generation batch (default 8). Batches are fixed slices of `pairs`, whatever is cached. */
   batchSize?: number;
   /** An LlmJudge (anything with its `judge`, `source` and `convention`). */
@@ -219,6 +229,13 @@ export async function evaluateSafety(
   // cached before it was a setting were made with it off) and where it can change the answer
   const thinking =
     enableThinking !== DEFAULT_ENABLE_THINKING && (opts.thinkingKeyed ?? true) ? { enableThinking } : {};
+  // The day likewise: only another than the default (answers cached before it was sent were asked on it, or on
+  // a server's own day, which no key could name) and where it can change the prompt
+  const templateDay = opts.templateDay ?? DEFAULT_TEMPLATE_DATE;
+  const day =
+    templateDay !== DEFAULT_TEMPLATE_DATE && (opts.templateDayKeyed ?? true)
+      ? { templateDate: templateDay }
+      : {};
   const genKey = {
     maxNewTokens: gen.maxNewTokens,
     temperature: gen.temperature ?? 0,
@@ -227,6 +244,7 @@ export async function evaluateSafety(
     stop: gen.stop ?? [],
     batchSize,
     ...thinking,
+    ...day,
   };
   const judgeFp = opts.llmJudge
     ? (opts.llmJudgeFingerprint ??

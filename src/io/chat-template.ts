@@ -47,6 +47,25 @@ export function templateDay(templateDate: string, now: () => Date = () => new Da
   return day;
 }
 
+/** The setting's day as "YYYY-MM-DD" ("today" read from the clock): what keys name. */
+export function templateDayIso(templateDate: string = templateDateSetting(), now?: () => Date): string {
+  return templateDay(templateDate, now).toISOString().slice(0, 10);
+}
+
+/**
+ * How Llama 3.1's and 3.2's templates write the day (their `date_string` variable, and 3.2's
+ * strftime_now("%d %b %Y")): what an OpenAI-compatible server is sent as chat_template_kwargs.date_string, so that
+ * the server's template writes the day this tool's rendering writes instead of the server's own (vLLM renders
+ * 3.2 with the server's clock through transformers' strftime_now; llama-server sets date_string to its clock's
+ * day for every template, 3.1's too).
+ */
+export const TEMPLATE_DATE_STRING_FORMAT = "%d %b %Y";
+
+/** The setting's day as the templates write it ("26 Jul 2024", C locale): chat_template_kwargs.date_string. */
+export function templateDateString(templateDate: string = templateDateSetting(), now?: () => Date): string {
+  return strftimeOn(templateDay(templateDate, now), TEMPLATE_DATE_STRING_FORMAT);
+}
+
 const MONTHS = [
   "January",
   "February",

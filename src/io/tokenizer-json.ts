@@ -17,6 +17,7 @@ import {
   strftimeOn,
   templateDateSetting,
   templateDay,
+  templateDayIso,
   templateSpecialTokens,
   tokenContent,
 } from "./chat-template.js";
@@ -75,7 +76,7 @@ export function answerTokensKey(dir: string, templateDate: string = templateDate
     factsMemo.set(id, facts);
   }
   // a malformed setting is refused here too, whatever the template (loadTokenizer refuses it for every folder)
-  const day = templateDay(templateDate).toISOString().slice(0, 10);
+  const day = templateDayIso(templateDate);
   return {
     ...(facts.prependsSpace ? { answerTokens: "in-context" as const } : {}),
     ...(facts.endOfTurnAdded !== null ? { answerEnd: facts.endOfTurnAdded } : {}),

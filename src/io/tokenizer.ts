@@ -51,7 +51,16 @@ export interface HfTokenizer {
   hasChatTemplate: boolean;
   applyChatTemplate(
     messages: readonly ChatMessage[],
-    opts?: { addGenerationPrompt?: boolean; enableThinking?: boolean },
+    opts?: {
+      addGenerationPrompt?: boolean;
+      enableThinking?: boolean;
+      /**
+       * The template variable `date_string` (Llama 3.1/3.2 write it as "Today Date: ..." when given), as a
+       * server's chat_template_kwargs pass it (goodvibe serve); absent, the template's own choice on this
+       * tokenizer's day (strftime_now).
+       */
+      dateString?: string;
+    },
   ): string;
   /** The id of `text` when it is exactly one token (e.g. the labels "0" and "1"); InputError otherwise. */
   singleTokenId(text: string): number;
@@ -392,6 +401,8 @@ export async function loadTokenizer(dir: string, options: LoadTokenizerOptions =
       };
       // Only when asked: templates test `enable_thinking is defined`.
       if (opts.enableThinking !== undefined) context.enable_thinking = opts.enableThinking;
+      // Only when given: Llama's templates test `date_string is defined`.
+      if (opts.dateString !== undefined) context.date_string = opts.dateString;
       try {
         return renderTemplate(template, context, strftime_now);
       } catch (e) {

@@ -47,7 +47,13 @@ import { silentLogger, type Logger } from "../util/log.js";
 import { generateAsync } from "../models/generate.js";
 import { stopPoint } from "../util/stop.js";
 import { DEFAULT_PREFERENCE_PAIRS } from "./config.js";
-import { DEFAULT_ENABLE_THINKING, folderChatTemplate, hasThinkingSwitch } from "../io/chat-template.js";
+import {
+  DEFAULT_ENABLE_THINKING,
+  folderChatTemplate,
+  hasThinkingSwitch,
+  templateDayIso,
+} from "../io/chat-template.js";
+import { answerTokensKey } from "../io/tokenizer-json.js";
 
 export interface UtilityFiles {
   arc?: string;
@@ -464,6 +470,10 @@ async function evaluateLoaded(
       },
       // a server's template is not known here: its answers are keyed by the setting wherever it is not the default
       thinkingKeyed: opts.generator ? true : hasThinkingSwitch(folderChatTemplate(modelDir)),
+      // the day likewise: a server is sent it (chat_template_kwargs.date_string), the built-in engine renders it
+      // where the template writes one (answerTokensKey names the day then)
+      templateDay: templateDayIso(),
+      templateDayKeyed: opts.generator ? true : answerTokensKey(modelDir).templateDate !== undefined,
       batchSize: opts.batchSize,
       llmJudge: opts.judge ?? undefined,
       cacheFile: opts.cacheDir ? path.join(opts.cacheDir, `safety-${fp.slice(0, 16)}.jsonl`) : undefined,

@@ -101,7 +101,8 @@ test("eval --url sends the thinking setting in every chat request (off by defaul
     const off = await runCli(args("c-think-off"));
     assert.equal(off.code, 0, showRun(off));
     assert.equal(bodies.length, 3);
-    for (const b of bodies) assert.deepEqual(b.chat_template_kwargs, { enable_thinking: false });
+    for (const b of bodies)
+      assert.deepEqual(b.chat_template_kwargs, { enable_thinking: false, date_string: "26 Jul 2024" });
     assert.match(
       off.stdout,
       /Qwen3's thinking switch: off \(enable_thinking false in every prompt answered, sent to the servers as chat_template_kwargs/,
@@ -109,9 +110,11 @@ test("eval --url sends the thinking setting in every chat request (off by defaul
     const on = await runCli([...args("c-think-on"), "--enable-thinking", "--json"]);
     assert.equal(on.code, 0, showRun(on));
     assert.equal(bodies.length, 6);
-    for (const b of bodies.slice(3)) assert.deepEqual(b.chat_template_kwargs, { enable_thinking: true });
-    const j = JSON.parse(on.stdout) as { enableThinking: boolean };
+    for (const b of bodies.slice(3))
+      assert.deepEqual(b.chat_template_kwargs, { enable_thinking: true, date_string: "26 Jul 2024" });
+    const j = JSON.parse(on.stdout) as { enableThinking: boolean; templateDate: string };
     assert.equal(j.enableThinking, true);
+    assert.equal(j.templateDate, "2024-07-26");
     // the answers' reasoning is reported, and not judged: the code judged is the block after it
     assert.match(
       on.stderr,
@@ -120,6 +123,31 @@ test("eval --url sends the thinking setting in every chat request (off by defaul
     assert.match(
       off.stderr,
       /3 answers began with reasoning between <think> tags \(thinking mode though enableThinking is off/,
+    );
+
+    // the day: the default is stated and sent; another (GOODVIBE_TEMPLATE_DATE) is sent as the templates write it
+    // and keys the answers apart (the server's template is not known), so the same --cache asks again; the default
+    // finds its answers again
+    assert.match(
+      off.stdout,
+      /template day: 26 Jul 2024 \(2024-07-26, the default; in every prompt answered, sent to the servers as chat_template_kwargs\.date_string; GOODVIBE_TEMPLATE_DATE=YYYY-MM-DD\|today sets another\)/,
+    );
+    const march = await runCli([...args("c-think-off"), "--json"], {
+      env: { GOODVIBE_TEMPLATE_DATE: "2025-03-09" },
+    });
+    assert.equal(march.code, 0, showRun(march));
+    assert.equal(bodies.length, 9);
+    for (const b of bodies.slice(6))
+      assert.deepEqual(b.chat_template_kwargs, { enable_thinking: false, date_string: "09 Mar 2025" });
+    assert.equal((JSON.parse(march.stdout) as { templateDate: string }).templateDate, "2025-03-09");
+    const again = await runCli(args("c-think-off"));
+    assert.equal(again.code, 0, showRun(again));
+    assert.equal(bodies.length, 9, "the default day's answers are found in the cache");
+    const marchText = await runCli(args("c-think-off"), { env: { GOODVIBE_TEMPLATE_DATE: "2025-03-09" } });
+    assert.equal(bodies.length, 9, "and the other day's");
+    assert.match(
+      marchText.stdout,
+      /template day: 09 Mar 2025 \(2025-03-09, GOODVIBE_TEMPLATE_DATE; in every prompt answered, sent to the servers/,
     );
   } finally {
     server.closeAllConnections();

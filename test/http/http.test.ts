@@ -106,7 +106,15 @@ test("chat: messages and sampling options go to /v1/chat/completions; no auth he
     const r = srv.requests[0]!;
     assert.equal(r.path, "/v1/chat/completions");
     assert.equal(r.headers.authorization, undefined);
-    assert.deepEqual(r.body, { model: "m", max_tokens: 16, temperature: 0.7, top_p: 0.9, messages });
+    // the day templates render on goes with every chat request (the default: 26 Jul 2024)
+    assert.deepEqual(r.body, {
+      model: "m",
+      max_tokens: 16,
+      temperature: 0.7,
+      top_p: 0.9,
+      messages,
+      chat_template_kwargs: { date_string: "26 Jul 2024" },
+    });
   } finally {
     await srv.close();
   }
@@ -456,6 +464,9 @@ test("retryWarning on a real fleet: 8 requests in flight against a failing serve
   }
 });
 
+/** Llama 3.1's own default date_string, 3.2's fallback: the day this tool renders on by default (C locale) */
+const DAY = "26 Jul 2024";
+
 test("chat: the thinking setting goes as chat_template_kwargs, the way vLLM and llama-server take it; extraBody's keys win", async () => {
   const srv = await mockServer((seen) =>
     seen.path.endsWith("/chat/completions")
@@ -468,7 +479,7 @@ test("chat: the thinking setting goes as chat_template_kwargs, the way vLLM and 
     const plain = new HttpBackend({ baseUrls: srv.url, model: "m", apiKeyEnv: "GV_UNSET_KEY_FOR_TEST" });
     await plain.chat(messages, { ...gen, enableThinking: false });
     await plain.chat(messages, { ...gen, enableThinking: true });
-    await plain.chat(messages, gen); // no setting: the field is not sent (the server's template decides)
+    await plain.chat(messages, gen); // no thinking setting: that key is not sent (the server's template decides)
     // the eval's path: serverChatBackend passes the setting it is given
     await serverChatBackend(plain).generateChat([messages], { ...gen, enableThinking: false });
     const withKwargs = new HttpBackend({
@@ -492,17 +503,68 @@ test("chat: the thinking setting goes as chat_template_kwargs, the way vLLM and 
       max_tokens: 8,
       temperature: 0,
       messages,
-      chat_template_kwargs: { enable_thinking: false },
+      chat_template_kwargs: { enable_thinking: false, date_string: DAY },
     });
-    assert.deepEqual(bodies[1].chat_template_kwargs, { enable_thinking: true });
-    assert.equal("chat_template_kwargs" in bodies[2], false);
-    assert.deepEqual(bodies[3].chat_template_kwargs, { enable_thinking: false });
-    assert.deepEqual(bodies[4].chat_template_kwargs, { enable_thinking: true, reasoning_budget: 0 });
+    assert.deepEqual(bodies[1].chat_template_kwargs, { enable_thinking: true, date_string: DAY });
+    assert.deepEqual(bodies[2].chat_template_kwargs, { date_string: DAY });
+    assert.deepEqual(bodies[3].chat_template_kwargs, { enable_thinking: false, date_string: DAY });
+    assert.deepEqual(bodies[4].chat_template_kwargs, {
+      enable_thinking: true,
+      date_string: DAY,
+      reasoning_budget: 0,
+    });
     assert.equal(bodies[4].top_k, 20);
     assert.equal("chat_template_kwargs" in bodies[5], false);
     assert.equal(srv.requests[6]!.path, "/v1/completions");
     assert.deepEqual(bodies[6].chat_template_kwargs, { enable_thinking: true, reasoning_budget: 0 });
   } finally {
+    await srv.close();
+  }
+});
+
+test("chat: the day templates render on goes as chat_template_kwargs.date_string, as the templates write it; extraBody's wins or drops it", async () => {
+  const srv = await mockServer(() => ({
+    json: { choices: [{ index: 0, message: { role: "assistant", content: "ok" } }] },
+  }));
+  const before = process.env.GOODVIBE_TEMPLATE_DATE;
+  try {
+    const messages = [{ role: "user" as const, content: "Write a Go server." }];
+    const gen = { maxNewTokens: 8, enableThinking: false };
+    const make = (o: Partial<ConstructorParameters<typeof HttpBackend>[0]> = {}) =>
+      new HttpBackend({ baseUrls: srv.url, model: "m", apiKeyEnv: "GV_UNSET_KEY_FOR_TEST", ...o });
+    // the process's setting, the one loadTokenizer renders with (Python: date(2025, 3, 9).strftime("%d %b %Y"))
+    process.env.GOODVIBE_TEMPLATE_DATE = "2025-03-09";
+    await make().chat(messages, gen);
+    // "today": the clock's day, read once per backend
+    process.env.GOODVIBE_TEMPLATE_DATE = "today";
+    const today = make();
+    delete process.env.GOODVIBE_TEMPLATE_DATE;
+    await today.chat(messages, gen);
+    // an option wins over the setting; a single-digit day keeps its zero, December is "Dec"
+    await make({ templateDate: "2026-12-01" }).chat(messages, gen);
+    // the user's own date_string wins; null leaves the key out (a server that refuses it), the others stay
+    await make({ extraBody: { chat_template_kwargs: { date_string: "1 January 2030" } } }).chat(
+      messages,
+      gen,
+    );
+    await make({ extraBody: { chat_template_kwargs: { date_string: null } } }).chat(messages, gen);
+    const kwargs = srv.requests.map((r) => r.body.chat_template_kwargs);
+    const d = new Date();
+    const utcToday = `${String(d.getUTCDate()).padStart(2, "0")} ${d.toUTCString().slice(8, 11)} ${d.getUTCFullYear()}`;
+    assert.deepEqual(kwargs, [
+      { enable_thinking: false, date_string: "09 Mar 2025" },
+      { enable_thinking: false, date_string: utcToday },
+      { enable_thinking: false, date_string: "01 Dec 2026" },
+      { enable_thinking: false, date_string: "1 January 2030" },
+      { enable_thinking: false },
+    ]);
+    // a malformed setting stops before any request
+    process.env.GOODVIBE_TEMPLATE_DATE = "9 Mar 2025";
+    assert.throws(() => make(), /GOODVIBE_TEMPLATE_DATE.*must be a day as YYYY-MM-DD/);
+    assert.equal(srv.requests.length, 5);
+  } finally {
+    if (before === undefined) delete process.env.GOODVIBE_TEMPLATE_DATE;
+    else process.env.GOODVIBE_TEMPLATE_DATE = before;
     await srv.close();
   }
 });

@@ -647,18 +647,21 @@ async function waitFor(cond: () => Promise<boolean>, ms = 30_000): Promise<void>
   }
 }
 
-/** A backend that records the thinking setting each chat prompt is rendered with. */
+/** A backend that records the thinking setting and the date_string each chat prompt is rendered with. */
 class ThinkingRecorder extends BuiltinBackend {
   readonly asked: boolean[] = [];
+  readonly days: (string | undefined)[] = [];
   constructor() {
     super(backend.model, backend.tokenizer, { eosTokenIds: backend.eosTokenIds });
   }
   override chatPrompt(
     messages: Parameters<BuiltinBackend["chatPrompt"]>[0],
     enableThinking?: boolean,
+    dateString?: string,
   ): string {
     this.asked.push(enableThinking!);
-    return super.chatPrompt(messages, enableThinking);
+    this.days.push(dateString);
+    return super.chatPrompt(messages, enableThinking, dateString);
   }
 }
 
@@ -715,6 +718,57 @@ test("chat_template_kwargs.enable_thinking is honoured (absent: off, the project
         "chat_template_kwargs",
       );
       assert.equal(rec.asked.length, 6, "refused requests rendered nothing");
+    },
+    rec,
+  );
+});
+
+test("chat_template_kwargs.date_string is passed to the template (absent: none, the server's own day); a non-string refused", async () => {
+  const rec = new ThinkingRecorder();
+  await withServer(
+    {},
+    async (s) => {
+      const chat = (extra: Record<string, unknown>) =>
+        post(s, "/v1/chat/completions", {
+          messages: [{ role: "user", content: "write a loop" }],
+          max_tokens: 2,
+          ...extra,
+        });
+      for (const extra of [
+        {},
+        { chat_template_kwargs: { date_string: "09 Mar 2025" } },
+        { chat_template_kwargs: { date_string: null, enable_thinking: true } },
+        { chat_template_kwargs: { enable_thinking: false, date_string: "26 Jul 2024" } },
+      ]) {
+        const r = await chat(extra);
+        assert.equal(r.status, 200, r.text);
+      }
+      assert.deepEqual(rec.days, [undefined, "09 Mar 2025", undefined, "26 Jul 2024"]);
+      assert.deepEqual(rec.asked, [false, false, true, false]);
+      // the HTTP backend sends the day it renders on (the default here)
+      const client = new HttpBackend({ baseUrls: s.url, model: "made", apiKeyEnv: "GV_UNSET_KEY_FOR_TEST" });
+      await client.chat([{ role: "user", content: "write a loop" }], {
+        maxNewTokens: 2,
+        enableThinking: false,
+      });
+      assert.equal(rec.days.at(-1), "26 Jul 2024");
+      assertError(
+        await chat({ chat_template_kwargs: { date_string: 20240726 } }),
+        400,
+        "invalid_value",
+        "chat_template_kwargs.date_string",
+      );
+      assertError(
+        await post(s, "/v1/completions", {
+          prompt: "def f(",
+          max_tokens: 2,
+          chat_template_kwargs: { date_string: "09 Mar 2025" },
+        }),
+        400,
+        "invalid_value",
+        "chat_template_kwargs",
+      );
+      assert.equal(rec.days.length, 5, "refused requests rendered nothing");
     },
     rec,
   );

@@ -27,6 +27,10 @@ import { answerTokensKey } from "../../src/io/tokenizer-json.js";
 import { IGNORE_INDEX, buildSftExample, judgeAnswerStart, judgeMessages } from "../../src/data/prompts.js";
 import { llama3TokenizerDir, type Llama3Release } from "../llama3-tokenizer.js";
 import { scratchDir } from "./helpers.js";
+import { BuiltinBackend } from "../../src/eval/generate/builtin.js";
+import { HttpBackend } from "../../src/eval/generate/http.js";
+import { serveBuiltin } from "../../src/eval/generate/serve.js";
+import type { DecoderModel } from "../../src/models/decoder.js";
 
 const EOT = 128009;
 const EOM = 128008;
@@ -241,3 +245,52 @@ test("our rendering has @huggingface/jinja's own globals, strftime_now aside", (
     "@huggingface/jinja changed: compare its setupGlobals with renderTemplate's",
   );
 });
+
+test(
+  "goodvibe serve renders Llama 3.2's template with the request's chat_template_kwargs.date_string as jinja2 does",
+  { skip },
+  async () => {
+    const root = scratchDir("gv-llama32-serve-");
+    try {
+      const tok = await loadTokenizer(folder(root, "3.2"));
+      // the prompts serve hands to generation; no weights are needed to render and tokenise them
+      const seen: number[][] = [];
+      class PromptRecorder extends BuiltinBackend {
+        override async generateBatchAsync(prompts: number[][]): Promise<number[][]> {
+          seen.push(...prompts);
+          return prompts.map(() => tok.encode("ok", { addSpecialTokens: false }));
+        }
+      }
+      const model = { cfg: { maxPositionEmbeddings: 8192, vocabSize: 128256 } } as unknown as DecoderModel;
+      const s = await serveBuiltin(new PromptRecorder(model, tok), { port: 0, modelName: "l32" });
+      try {
+        const ask = async (kwargs: Record<string, unknown> | undefined) => {
+          const client = new HttpBackend({
+            baseUrls: s.url,
+            model: "l32",
+            apiKeyEnv: "GV_UNSET_KEY_FOR_TEST",
+            ...(kwargs ? { extraBody: { chat_template_kwargs: kwargs } } : {}),
+          });
+          assert.equal(await client.chat([user], { maxNewTokens: 1, enableThinking: false }), "ok");
+        };
+        await ask({ date_string: "09 Mar 2025" }); // as a client with GOODVIBE_TEMPLATE_DATE=2025-03-09 sends it
+        await ask(undefined); // this tool's client: the default day
+        await ask({ date_string: null }); // none sent: the template's strftime_now on the server's day (default)
+      } finally {
+        await s.stop();
+      }
+      // Python jinja2 3.1.6 (transformers' environment) rendering test/llama3-published/Llama-3.2-Instruct.jinja
+      // with messages=[user], add_generation_prompt=True, bos_token, date_string="09 Mar 2025" (and
+      // strftime_now defined, unused since date_string is)
+      const march =
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n" +
+        "Today Date: 09 Mar 2025\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nWrite code<|eot_id|>" +
+        "<|start_header_id|>assistant<|end_header_id|>\n\n";
+      const ids = (text: string) => tok.encode(text, { addSpecialTokens: false });
+      const july = ids(jinja2("26 Jul 2024").userPrompt);
+      assert.deepEqual(seen, [ids(march), july, july]);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  },
+);

@@ -12,7 +12,15 @@ import { PROMPT_FILTERS, type PromptFilter } from "../../data/prompts.js";
 import { InputError } from "../../errors.js";
 import { HttpBackend, retryWarning } from "../../eval/generate/http.js";
 import { serverChatBackend } from "../../eval/generate/backend.js";
-import { DEFAULT_ENABLE_THINKING, folderChatTemplate, hasThinkingSwitch } from "../../io/chat-template.js";
+import {
+  DEFAULT_ENABLE_THINKING,
+  DEFAULT_TEMPLATE_DATE,
+  folderChatTemplate,
+  hasThinkingSwitch,
+  templateDateString,
+  templateDayIso,
+} from "../../io/chat-template.js";
+import { answerTokensKey } from "../../io/tokenizer-json.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { evalSummaryLines } from "./eval-summary.js";
 
@@ -130,6 +138,16 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
           `answered${opts.url ? ", sent to the servers as chat_template_kwargs" : ""}` +
           `${enableThinking ? "" : "; --enable-thinking turns it on"}; the paper does not say which mode it used)`,
       );
+    // the day the prompts were rendered on, where it can matter: a template that writes it (Llama 3.2's "Today
+    // Date: ..."), or a server (whose template is not known here), which is sent it
+    const templateDate = templateDayIso();
+    if (opts.url || answerTokensKey(opts.model).templateDate !== undefined)
+      lines.push(
+        `template day: ${templateDateString()} (${templateDate}, ` +
+          `${templateDate === DEFAULT_TEMPLATE_DATE ? "the default" : "GOODVIBE_TEMPLATE_DATE"}; in every prompt ` +
+          `answered${opts.url ? ", sent to the servers as chat_template_kwargs.date_string" : ""}` +
+          `${templateDate === DEFAULT_TEMPLATE_DATE ? "; GOODVIBE_TEMPLATE_DATE=YYYY-MM-DD|today sets another" : ""})`,
+      );
     // the benchmarks taken from --cache, by side, when any was
     const reused = {
       ...(ev.utilityReused ? { utilityReused: ev.utilityReused } : {}),
@@ -148,8 +166,9 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
             ...reused,
             ...(utilityLimit ? { utilityLimit } : {}),
             enableThinking,
+            templateDate,
           }
-        : { ...cell, ...reused, ...(utilityLimit ? { utilityLimit } : {}), enableThinking },
+        : { ...cell, ...reused, ...(utilityLimit ? { utilityLimit } : {}), enableThinking, templateDate },
     );
   });
 }

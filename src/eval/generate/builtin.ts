@@ -128,9 +128,20 @@ export class BuiltinBackend implements GenerationBackend {
     return this.decodeNew(ids, opts.stop);
   }
 
-  /** Chat-formatted prompt of a conversation, ready for the assistant's turn. */
-  chatPrompt(messages: readonly ChatMessage[], enableThinking = DEFAULT_ENABLE_THINKING): string {
-    return this.tok().applyChatTemplate(messages, { addGenerationPrompt: true, enableThinking });
+  /**
+   * Chat-formatted prompt of a conversation, ready for the assistant's turn; `dateString`: the template variable
+   * date_string a server's request may give (goodvibe serve), absent the tokenizer's own day.
+   */
+  chatPrompt(
+    messages: readonly ChatMessage[],
+    enableThinking = DEFAULT_ENABLE_THINKING,
+    dateString?: string,
+  ): string {
+    return this.tok().applyChatTemplate(messages, {
+      addGenerationPrompt: true,
+      enableThinking,
+      ...(dateString !== undefined ? { dateString } : {}),
+    });
   }
 
   /**

@@ -24,6 +24,7 @@ import type { ChatMessage } from "../../io/tokenizer.js";
 import type { LoglikelihoodRequest, LoglikelihoodResult } from "../utility/model.js";
 import { cutAtStop, utilityModelFrom, type UtilityModel } from "../utility/model.js";
 import type { GenerateOptions, GenerationBackend } from "./backend.js";
+import { templateDateSetting, templateDateString } from "../../io/chat-template.js";
 
 export interface HttpBackendOptions {
   /** One or more server roots, e.g. "http://10.0.0.5:8000" or "http://10.0.0.5:8000/v1" ("/v1" is added when missing). */
@@ -50,10 +51,17 @@ export interface HttpBackendOptions {
   tokenizer?: { encode(text: string): number[] };
   /**
    * Merged into every request body (e.g. {"reasoning_effort": "none"} for Ollama). Its `chat_template_kwargs`
-   * keys win over the thinking setting a chat request sends there; `"chat_template_kwargs": null` sends none (for
-   * a server that refuses the field).
+   * keys win over the thinking setting and the day a chat request sends there, and one set to null is left out (a
+   * server that refuses `date_string`: `{"chat_template_kwargs": {"date_string": null}}`);
+   * `"chat_template_kwargs": null` sends none (for a server that refuses the field).
    */
   extraBody?: Record<string, unknown>;
+  /**
+   * The day chat templates render on, "YYYY-MM-DD" or "today": sent with every chat request as
+   * chat_template_kwargs.date_string ("26 Jul 2024"); default the process's setting (GOODVIBE_TEMPLATE_DATE, else
+   * DEFAULT_TEMPLATE_DATE, io/chat-template.ts), the one the built-in engine renders with.
+   */
+  templateDate?: string;
   /** Source of jitter in [0, 1); injectable for tests. */
   random?: () => number;
   /** Stops every request of this backend (Ctrl-C): in flight ones are aborted, with InterruptedError. */
@@ -241,6 +249,8 @@ export class HttpBackend implements GenerationBackend {
   private next = 0;
   private readonly semaphore: Semaphore;
   private readonly apiKey: string | undefined;
+  /** chat_template_kwargs.date_string of every chat request (templateFields) */
+  private readonly dateString: string;
   private closed = false;
 
   constructor(private readonly opts: HttpBackendOptions) {
@@ -250,6 +260,8 @@ export class HttpBackend implements GenerationBackend {
     this.semaphore = new Semaphore(Math.max(1, opts.concurrency ?? 8));
     this.apiKey = opts.apiKey ?? process.env[opts.apiKeyEnv ?? "OPENAI_API_KEY"];
     this.name = `http:${opts.model}`;
+    // once per backend: a run's requests carry one day ("today" read once), and a malformed setting stops here
+    this.dateString = templateDateString(opts.templateDate ?? templateDateSetting());
   }
 
   /** POST a JSON body to `path` on the next server, with the retry policy above; `signal` stops it too. */
@@ -397,16 +409,29 @@ export class HttpBackend implements GenerationBackend {
   }
 
   /**
-   * The thinking setting as servers take it: `chat_template_kwargs: {enable_thinking}`, the variables vLLM and
-   * llama-server (--jinja) render the chat template with, so the server's template does not decide (vLLM renders
-   * Qwen3 with thinking on when not told). extraBody's own chat_template_kwargs keys win; its null sends none.
-   * Ollama's OpenAI-compatible endpoint does not read the field: it takes `reasoning_effort: "none"` (extraBody).
+   * The template variables as servers take them, `chat_template_kwargs`: the variables vLLM and llama-server
+   * (--jinja) render the chat template with, so the server's template does not decide. `enable_thinking` where a
+   * setting is given (vLLM renders Qwen3 with thinking on when not told); `date_string`, the day this tool renders
+   * on, always: Llama 3.1/3.2's templates write it as "Today Date: ..." when it is defined, where otherwise vLLM's
+   * 3.2 writes the server's day (transformers' strftime_now) and llama-server's 3.1 and 3.2 alike (it sets
+   * date_string to its clock's day, common/chat.cpp common_chat_extra_context). A template that does not name a
+   * variable is unaffected: vLLM drops such kwargs (vllm/entrypoints/chat_utils.py resolve_chat_template_kwargs
+   * keeps the template's undeclared variables and apply_chat_template's parameters), llama-server passes them to
+   * the template, which does not read them. extraBody's own chat_template_kwargs keys win, one set to null is left
+   * out; its null sends none. Ollama's OpenAI-compatible endpoint does not read the field: it takes
+   * `reasoning_effort: "none"` (extraBody).
    */
-  private thinkingFields(enableThinking: boolean | undefined): Record<string, unknown> {
+  private templateFields(enableThinking: boolean | undefined): Record<string, unknown> {
     const user = this.opts.extraBody?.chat_template_kwargs;
-    if (enableThinking === undefined || user === null) return {};
+    if (user === null) return {};
     const own = user !== undefined && typeof user === "object" && !Array.isArray(user) ? user : {};
-    return { chat_template_kwargs: { enable_thinking: enableThinking, ...own } };
+    const merged: Record<string, unknown> = {
+      ...(enableThinking !== undefined ? { enable_thinking: enableThinking } : {}),
+      date_string: this.dateString,
+      ...own,
+    };
+    for (const [k, v] of Object.entries(merged)) if (v === null) delete merged[k];
+    return { chat_template_kwargs: merged };
   }
 
   async chat(
@@ -415,7 +440,7 @@ export class HttpBackend implements GenerationBackend {
   ): Promise<string> {
     const res = await this.post(
       "/chat/completions",
-      { ...this.samplingFields(opts), messages, ...this.thinkingFields(opts.enableThinking) },
+      { ...this.samplingFields(opts), messages, ...this.templateFields(opts.enableThinking) },
       opts.signal,
     );
     const content = res?.choices?.[0]?.message?.content;

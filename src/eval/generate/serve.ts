@@ -171,28 +171,39 @@ function chatMessages(v: unknown): ChatMessage[] {
 
 /**
  * `chat_template_kwargs` as vLLM and llama-server take it: the variables a chat request's template is rendered
- * with. This server's template reads one of them, Qwen3's `enable_thinking` (absent: the project's default, off,
- * as every prompt the tool renders); any other is refused, as every option it cannot honour. A completions request
- * has no template: there only an empty mapping is neutral.
+ * with. This server's template reads two of them: Qwen3's `enable_thinking` (absent: the project's default, off,
+ * as every prompt the tool renders) and Llama 3.1/3.2's `date_string` (the day "Today Date: ..." writes, any text,
+ * as those servers pass it; absent: the template's own choice on this server's day, GOODVIBE_TEMPLATE_DATE, as the
+ * built-in engine renders). A template that does not name one renders the same with it. Any other is refused, as
+ * every option it cannot honour. A completions request has no template: there only an empty mapping is neutral.
  */
-function chatTemplateThinking(v: unknown, kind: ParsedRequest["kind"]): boolean {
-  if (v === undefined || v === null) return DEFAULT_ENABLE_THINKING;
+function chatTemplateKwargs(
+  v: unknown,
+  kind: ParsedRequest["kind"],
+): { enableThinking: boolean; dateString?: string } {
+  const off = { enableThinking: DEFAULT_ENABLE_THINKING };
+  if (v === undefined || v === null) return off;
   const key = "chat_template_kwargs";
   if (!isPlainObject(v)) throw bad(`${key} must be an object`, key);
   if (kind !== "chat" && Object.keys(v).length > 0)
     throw bad(`${key} applies to chat requests only (a completions prompt is not templated)`, key);
   for (const k of Object.keys(v))
-    if (k !== "enable_thinking")
+    if (k !== "enable_thinking" && k !== "date_string")
       throw bad(
-        `${key}.${k} is not supported by this server (only enable_thinking)`,
+        `${key}.${k} is not supported by this server (only enable_thinking and date_string)`,
         `${key}.${k}`,
         "unsupported_parameter",
       );
   const t = v.enable_thinking;
-  if (t === undefined || t === null) return DEFAULT_ENABLE_THINKING;
-  if (typeof t !== "boolean")
+  if (t !== undefined && t !== null && typeof t !== "boolean")
     throw bad(`${key}.enable_thinking must be true or false`, `${key}.enable_thinking`);
-  return t;
+  const d = v.date_string;
+  if (d !== undefined && d !== null && typeof d !== "string")
+    throw bad(`${key}.date_string must be a string (e.g. "26 Jul 2024")`, `${key}.date_string`);
+  return {
+    enableThinking: typeof t === "boolean" ? t : DEFAULT_ENABLE_THINKING,
+    ...(typeof d === "string" ? { dateString: d } : {}),
+  };
 }
 
 /**
@@ -243,14 +254,17 @@ function parseRequest(
   }
 
   // prompts
-  const enableThinking = chatTemplateThinking(body.chat_template_kwargs, kind);
+  const templateVars = chatTemplateKwargs(body.chat_template_kwargs, kind);
   let prompts: number[][];
   let promptParam: string;
   if (kind === "chat") {
     promptParam = "messages";
     const messages = chatMessages(body.messages);
     prompts = [
-      backend.tokenizer!.encode(backend.chatPrompt(messages, enableThinking), { addSpecialTokens: false }),
+      backend.tokenizer!.encode(
+        backend.chatPrompt(messages, templateVars.enableThinking, templateVars.dateString),
+        { addSpecialTokens: false },
+      ),
     ];
   } else {
     promptParam = "prompt";
