@@ -43,6 +43,23 @@ function range(min: number, max: number): string {
   return min === 0 ? " (0 or more)" : ` ≥ ${min}`;
 }
 
+/** A JSON object (e.g. a request body's extra fields); anything else, or JSON that does not parse, is refused. */
+export function jsonObject(v: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(v);
+  } catch (e) {
+    throw new InvalidArgumentError(
+      `Expected a JSON object, e.g. '{"reasoning_effort": "none"}' (${(e as Error).message}).`,
+    );
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
+    throw new InvalidArgumentError(
+      `Expected a JSON object, e.g. '{"reasoning_effort": "none"}', not ${parsed === null ? "null" : Array.isArray(parsed) ? "an array" : typeof parsed}.`,
+    );
+  return parsed as Record<string, unknown>;
+}
+
 /** Comma-separated values, blanks dropped. */
 export const list = (v: string): string[] =>
   v

@@ -245,6 +245,8 @@ export async function evaluateSafety(
     batchSize,
     ...thinking,
     ...day,
+    // a server's extra request body (eval --extra-body), only when one is given
+    ...(opts.backend.keyFields ?? {}),
   };
   const judgeFp = opts.llmJudge
     ? (opts.llmJudgeFingerprint ??

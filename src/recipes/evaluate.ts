@@ -454,6 +454,7 @@ async function evaluateLoaded(
       backend: opts.generator
         ? {
             name: opts.generator.name,
+            ...(opts.generator.keyFields ? { keyFields: opts.generator.keyFields } : {}),
             generateChat: (m, o) => opts.generator!.generateChat(m, { ...o, signal: opts.signal }),
           }
         : {

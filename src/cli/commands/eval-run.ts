@@ -81,6 +81,10 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     const retries = retryWarning(log);
     if (opts.url && !opts.serverModel)
       throw new InputError("--server-model (the model's name on the --url servers) is required with --url");
+    if (opts.extraBody && !opts.url)
+      throw new InputError(
+        "--extra-body is sent to servers: it needs --url (the built-in engine takes no request body)",
+      );
     const generator = opts.url
       ? serverChatBackend(
           new HttpBackend({
@@ -89,6 +93,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
             concurrency: opts.concurrency,
             timeoutMs: opts.requestTimeout * 1000,
             onRetry: retries,
+            ...(opts.extraBody ? { extraBody: opts.extraBody } : {}),
           }),
         )
       : undefined;

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { DEFAULT_PREFERENCE_PAIRS } from "../../recipes/config.js";
-import { integer, list, number } from "../options.js";
+import { integer, jsonObject, list, number } from "../options.js";
 import { DEFAULT_REQUEST_TIMEOUT_S } from "../../eval/generate/http-config.js";
 
 export function registerEval(program: Command): void {
@@ -69,9 +69,14 @@ export function registerEval(program: Command): void {
       number({ above: 0 }),
       DEFAULT_REQUEST_TIMEOUT_S,
     )
+    .option(
+      "--extra-body <json>",
+      'a JSON object merged into every request body sent to the servers (with --url), e.g. \'{"reasoning_effort": "none"}\' for Ollama; the fields we set (model, messages, max_tokens, sampling) stay ours; its chat_template_kwargs keys win over ours, a null there leaves that key out; part of the cached answers\' keys',
+      jsonObject,
+    )
     .addHelpText(
       "after",
-      "\nExamples:\n  goodvibe eval -m ./hardened -d dev.jsonl --judge ./judge --base ./base-model\n  goodvibe eval -m ./hardened -d dev.jsonl --arc arc_challenge_test.jsonl --limit 200 --json\n  goodvibe eval -m ./hardened -d dev.jsonl --url http://gpu1:8000,http://gpu2:8000 --server-model hardened",
+      '\nExamples:\n  goodvibe eval -m ./hardened -d dev.jsonl --judge ./judge --base ./base-model\n  goodvibe eval -m ./hardened -d dev.jsonl --arc arc_challenge_test.jsonl --limit 200 --json\n  goodvibe eval -m ./hardened -d dev.jsonl --url http://gpu1:8000,http://gpu2:8000 --server-model hardened\n  goodvibe eval -m ./hardened -d dev.jsonl --url http://127.0.0.1:11434 --server-model hardened --extra-body \'{"reasoning_effort": "none"}\'',
     )
     .action(async (opts) => (await import("./eval-run.js")).evalCommand(program.opts(), opts));
 }

@@ -14,6 +14,10 @@ import { number } from "../options.js";
 
 export async function generateCommand(g: OptionValues, opts: OptionValues): Promise<void> {
   await runCommand(g, async () => {
+    if (opts.extraBody && opts.backend !== "http")
+      throw new InputError(
+        `--extra-body is sent to servers: it needs --backend http (not ${opts.backend}, which takes no request body)`,
+      );
     // one thinking setting for every backend: rendered by our template, or sent to a server (chat_template_kwargs)
     const gen: GenerateOptions & { enableThinking: boolean } = {
       maxNewTokens: opts.maxNewTokens,
@@ -66,6 +70,7 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
         model: opts.serverModel,
         timeoutMs: opts.requestTimeout * 1000,
         onRetry: retries,
+        ...(opts.extraBody ? { extraBody: opts.extraBody } : {}),
       });
       try {
         text = opts.raw ? await b.generateText(opts.prompt, gen) : await b.chat(messages, gen);

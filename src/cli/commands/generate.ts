@@ -1,6 +1,6 @@
 import { DEFAULT_REQUEST_TIMEOUT_S } from "../../eval/generate/http-config.js";
 import { Option, type Command } from "commander";
-import { integer, list, number } from "../options.js";
+import { integer, jsonObject, list, number } from "../options.js";
 
 export function registerGenerate(program: Command): void {
   program
@@ -34,6 +34,11 @@ export function registerGenerate(program: Command): void {
       "seconds one request to a server may take before it is retried (with --url)",
       number({ above: 0 }),
       DEFAULT_REQUEST_TIMEOUT_S,
+    )
+    .option(
+      "--extra-body <json>",
+      'a JSON object merged into every request body sent to the servers (backend http), e.g. \'{"reasoning_effort": "none"}\' for Ollama; the fields we set (model, messages, max_tokens, sampling) stay ours; its chat_template_kwargs keys win over ours, a null there leaves that key out',
+      jsonObject,
     )
     .option("--max-new-tokens <n>", "tokens to generate", integer(1), 256)
     .option("--temperature <t>", "sampling temperature, 0 = greedy", number({ min: 0 }), 0)

@@ -38,6 +38,11 @@ export interface ChatGenerateOptions extends GenerateOptions {
 /** Anything that answers conversations: BuiltinBackend, LlamaCppBackend, a server via `serverChatBackend`. */
 export interface ChatBackend {
   readonly name: string;
+  /**
+   * What else about this backend changes its answers, beyond `name` (a server's extra request body): laid into
+   * every cached answer's key. Absent or empty where there is nothing, so keys made before it existed still match.
+   */
+  readonly keyFields?: Readonly<Record<string, unknown>>;
   generateChat(
     messagesList: readonly (readonly ChatMessage[])[],
     opts: ChatGenerateOptions,
@@ -51,11 +56,14 @@ export interface ChatBackend {
  */
 export function serverChatBackend(server: {
   readonly name: string;
+  /** HttpBackend: its extraBody, when one is given (ChatBackend.keyFields) */
+  readonly keyFields?: Readonly<Record<string, unknown>>;
   /** opts.enableThinking: sent as the server takes it (HttpBackend: chat_template_kwargs) */
   chat(messages: ChatMessage[], opts: GenerateOptions & { enableThinking?: boolean }): Promise<string>;
 }): ChatBackend {
   return {
     name: server.name,
+    ...(server.keyFields ? { keyFields: server.keyFields } : {}),
     generateChat: (messagesList, opts) =>
       Promise.all(messagesList.map((m, i) => server.chat([...m], { ...opts, seed: (opts.seed ?? 0) + i }))),
   };

@@ -25,6 +25,7 @@ import type { LoglikelihoodRequest, LoglikelihoodResult } from "../utility/model
 import { cutAtStop, utilityModelFrom, type UtilityModel } from "../utility/model.js";
 import type { GenerateOptions, GenerationBackend } from "./backend.js";
 import { templateDateSetting, templateDateString } from "../../io/chat-template.js";
+import { canonicalJson } from "../../io/hash.js";
 
 export interface HttpBackendOptions {
   /** One or more server roots, e.g. "http://10.0.0.5:8000" or "http://10.0.0.5:8000/v1" ("/v1" is added when missing). */
@@ -251,6 +252,11 @@ export class HttpBackend implements GenerationBackend {
   private readonly apiKey: string | undefined;
   /** chat_template_kwargs.date_string of every chat request (templateFields) */
   private readonly dateString: string;
+  /**
+   * ChatBackend.keyFields: the extra body, as canonical JSON (key order does not matter), when one is given and
+   * not empty; nothing otherwise, so answers cached without one keep their keys.
+   */
+  readonly keyFields: Readonly<Record<string, unknown>>;
   private closed = false;
 
   constructor(private readonly opts: HttpBackendOptions) {
@@ -262,6 +268,8 @@ export class HttpBackend implements GenerationBackend {
     this.name = `http:${opts.model}`;
     // once per backend: a run's requests carry one day ("today" read once), and a malformed setting stops here
     this.dateString = templateDateString(opts.templateDate ?? templateDateSetting());
+    const extra = opts.extraBody;
+    this.keyFields = extra && Object.keys(extra).length > 0 ? { extraBody: canonicalJson(extra) } : {};
   }
 
   /** POST a JSON body to `path` on the next server, with the retry policy above; `signal` stops it too. */

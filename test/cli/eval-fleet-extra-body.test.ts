@@ -1,0 +1,164 @@
+/**
+ * `--extra-body <json>` (eval --url, generate --backend http): a JSON object merged into every request body, as
+ * HttpBackend's extraBody; its chat_template_kwargs keys win over ours, a null there leaves the key out. Checked
+ * against a local server that records the bodies it receives. The answers asked with an extra body are cached
+ * apart from those asked without (the body's canonical JSON is part of their keys), and those without keep theirs.
+ */
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import { writeCorpusJsonl } from "../../src/data/corpus.js";
+import { balancedPairs, makeCliFixture, runCli, showRun } from "./cli-helpers.js";
+
+const fx = makeCliFixture({ perLanguage: 2 });
+after(() => fx.cleanup());
+
+async function recordingServer() {
+  const bodies: Record<string, unknown>[] = [];
+  const server = http.createServer((req, res) => {
+    let raw = "";
+    req.on("data", (d) => (raw += d));
+    req.on("end", () => {
+      bodies.push(JSON.parse(raw) as Record<string, unknown>);
+      res.writeHead(200, { "content-type": "application/json" });
+      const content = "```python\nprint(1)\n```";
+      res.end(JSON.stringify({ choices: [{ index: 0, message: { role: "assistant", content } }] }));
+    });
+  });
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const close = async () => {
+    server.closeAllConnections();
+    await new Promise<void>((ok) => server.close(() => ok()));
+  };
+  return { bodies, url, close };
+}
+
+/** every cached answer's key in `cache`, by pair id */
+function keys(cache: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const f of fs.readdirSync(cache).filter((f) => f.startsWith("safety-")))
+    for (const l of fs.readFileSync(path.join(cache, f), "utf8").split("\n").filter(Boolean)) {
+      const { id, key } = JSON.parse(l) as { id: string; key: string };
+      out.set(id, [...(out.get(id) ?? []), key]);
+    }
+  return out;
+}
+
+test("eval --url --extra-body: every chat body carries it; its answers are keyed apart, key order does not matter", async () => {
+  const dev = path.join(fx.work, "dev.jsonl");
+  writeCorpusJsonl(dev, balancedPairs(fx.model.pairs, 1).slice(0, 3));
+  const srv = await recordingServer();
+  const cache = path.join(fx.work, "c-extra");
+  const args = [
+    ...["eval", "-m", fx.model.dir, "-d", dev, "--prompts", "3", "--max-new-tokens", "8"],
+    ...["--preference-pairs", "1", "--cache", cache, "--url", srv.url, "--server-model", "m"],
+  ];
+  try {
+    const plain = await runCli(args);
+    assert.equal(plain.code, 0, showRun(plain));
+    assert.equal(srv.bodies.length, 3);
+    for (const b of srv.bodies) assert.equal("reasoning_effort" in b, false);
+    const before = keys(cache);
+    assert.equal(before.size, 3);
+
+    // Ollama's switch, and a server that refuses date_string
+    const extra = { reasoning_effort: "none", chat_template_kwargs: { date_string: null } };
+    const withExtra = await runCli([...args, "--extra-body", JSON.stringify(extra)]);
+    assert.equal(withExtra.code, 0, showRun(withExtra));
+    assert.equal(srv.bodies.length, 6, "asked again: an extra body keys the answers apart");
+    for (const b of srv.bodies.slice(3)) {
+      assert.equal(b.reasoning_effort, "none");
+      assert.deepEqual(b.chat_template_kwargs, { enable_thinking: false });
+      assert.equal(b.model, "m");
+      assert.equal(Array.isArray(b.messages), true);
+    }
+    const after = keys(cache);
+    for (const [id, k] of before) {
+      assert.equal(after.get(id)!.length, 2);
+      assert.equal(after.get(id)![0], k[0], "the answers without an extra body keep their keys");
+      assert.notEqual(after.get(id)![1], k[0]);
+    }
+
+    // the same object written in another key order (and spacing): the same keys, nothing asked
+    const reordered = '{ "chat_template_kwargs": {"date_string": null}, "reasoning_effort": "none" }';
+    const again = await runCli([...args, "--extra-body", reordered]);
+    assert.equal(again.code, 0, showRun(again));
+    assert.equal(srv.bodies.length, 6);
+    // another value is another key; and without one, the first answers are found again
+    const other = await runCli([...args, "--extra-body", '{"reasoning_effort": "low"}']);
+    assert.equal(other.code, 0, showRun(other));
+    assert.equal(srv.bodies.length, 9);
+    for (const b of srv.bodies.slice(6)) assert.equal(b.reasoning_effort, "low");
+    const plainAgain = await runCli(args);
+    assert.equal(plainAgain.code, 0, showRun(plainAgain));
+    assert.equal(srv.bodies.length, 9);
+    // an empty object sends the bodies sent without one: the same answers, found again
+    const empty = await runCli([...args, "--extra-body", "{}"]);
+    assert.equal(empty.code, 0, showRun(empty));
+    assert.equal(srv.bodies.length, 9);
+  } finally {
+    await srv.close();
+  }
+});
+
+test("--extra-body refuses what is not a JSON object, and without a server, naming the flag", async () => {
+  const dev = path.join(fx.work, "dev-bad.jsonl");
+  writeCorpusJsonl(dev, balancedPairs(fx.model.pairs, 1).slice(0, 1));
+  const base = ["eval", "-m", fx.model.dir, "-d", dev, "--url", "http://127.0.0.1:9", "--server-model", "m"];
+  for (const [value, why] of [
+    ["{reasoning_effort: none}", /Expected a JSON object.*\(.*JSON/],
+    ["[1, 2]", /Expected a JSON object.*not an array/],
+    ["null", /Expected a JSON object.*not null/],
+    ['"none"', /Expected a JSON object.*not string/],
+  ] as const) {
+    const r = await runCli([...base, "--extra-body", value]);
+    assert.equal(r.code, 2, showRun(r));
+    assert.match(r.stderr, /--extra-body <json>/);
+    assert.match(r.stderr, why);
+    const j = await runCli([...base, "--extra-body", value, "--json"]);
+    assert.equal(j.code, 2, showRun(j));
+    const g = await runCli([
+      "generate",
+      "--backend",
+      "http",
+      "--url",
+      "http://127.0.0.1:9",
+      "--server-model",
+      "m",
+      "-p",
+      "x",
+      "--extra-body",
+      value,
+    ]);
+    assert.equal(g.code, 2, showRun(g));
+    assert.match(g.stderr, /--extra-body <json>/);
+  }
+  const local = await runCli(["eval", "-m", fx.model.dir, "-d", dev, "--extra-body", "{}"]);
+  assert.equal(local.code, 2, showRun(local));
+  assert.match(local.stderr, /--extra-body is sent to servers: it needs --url/);
+  const builtin = await runCli(["generate", "-m", fx.model.dir, "-p", "x", "--extra-body", "{}"]);
+  assert.equal(builtin.code, 2, showRun(builtin));
+  assert.match(builtin.stderr, /--extra-body is sent to servers: it needs --backend http \(not builtin/);
+});
+
+test("generate --backend http --extra-body: the request carries it", async () => {
+  const srv = await recordingServer();
+  try {
+    const r = await runCli([
+      ...["generate", "--backend", "http", "--url", srv.url, "--server-model", "m", "-p", "hi"],
+      ...["--extra-body", '{"reasoning_effort": "none", "chat_template_kwargs": null}'],
+    ]);
+    assert.equal(r.code, 0, showRun(r));
+    assert.equal(srv.bodies.length, 1);
+    assert.equal(srv.bodies[0]!.reasoning_effort, "none");
+    assert.equal("chat_template_kwargs" in srv.bodies[0]!, false);
+    assert.deepEqual(srv.bodies[0]!.messages, [{ role: "user", content: "hi" }]);
+    assert.match(r.stdout, /print\(1\)/);
+  } finally {
+    await srv.close();
+  }
+});
