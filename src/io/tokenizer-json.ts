@@ -45,7 +45,8 @@ export interface AnswerTokensKey {
  *   the template never writes and generation ran past the turn.
  * - `templateDate: "YYYY-MM-DD"`, the day templates render on (io/chat-template.ts; GOODVIBE_TEMPLATE_DATE, "today"
  *   read from the clock when the key is made), for a template that calls strftime_now (Llama 3.2's "Today Date:
- *   ..."): before, its prompts carried the day each run happened on.
+ *   ..."): before, its prompts carried the day each run happened on; and for one that reads date_string without
+ *   it (Llama 3.1) when the day is not the default, the only day such a template is given (io/tokenizer.ts).
  *
  * Work finished before (harden stages, experiment cells, trained judges) was computed with other prompts or
  * targets and must not be found again. A file that cannot be read gives nothing (loading the tokenizer says why).
@@ -80,7 +81,11 @@ export function answerTokensKey(dir: string, templateDate: string = templateDate
   return {
     ...(facts.prependsSpace ? { answerTokens: "in-context" as const } : {}),
     ...(facts.endOfTurnAdded !== null ? { answerEnd: facts.endOfTurnAdded } : {}),
-    ...(facts.templateUsesDate ? { templateDate: day } : {}),
+    // a template that reads date_string without calling strftime_now (Llama 3.1) is given the day only when it is
+    // not the default (io/tokenizer.ts), so only then is it keyed: its keys made before hold
+    ...(facts.templateUsesDate || (facts.templateReadsDateString && day !== DEFAULT_TEMPLATE_DATE)
+      ? { templateDate: day }
+      : {}),
   };
 }
 /**
@@ -96,6 +101,8 @@ interface TokenizerFacts {
   prependsSpace: boolean;
   endOfTurnAdded: number | null;
   templateUsesDate: boolean;
+  /** the template names the variable date_string (Llama 3.1 reads it, never calling strftime_now) */
+  templateReadsDateString: boolean;
 }
 const factsMemo = new Map<string, TokenizerFacts>();
 
@@ -109,7 +116,12 @@ function readJsonObject(file: string): Record<string, unknown> | null {
 }
 
 function tokenizerFacts(dir: string): TokenizerFacts {
-  const none: TokenizerFacts = { prependsSpace: false, endOfTurnAdded: null, templateUsesDate: false };
+  const none: TokenizerFacts = {
+    prependsSpace: false,
+    endOfTurnAdded: null,
+    templateUsesDate: false,
+    templateReadsDateString: false,
+  };
   const tok = readJsonObject(path.join(dir, "tokenizer.json"));
   if (!tok) return none;
   const prependsSpace = addsPrefixSpace(tok);
@@ -119,7 +131,13 @@ function tokenizerFacts(dir: string): TokenizerFacts {
     if (config[k] === undefined || config[k] === null) config[k] = v;
   const template = chatTemplateText(path.join(dir, "chat_template.jinja"), config);
   const templateUsesDate = template !== null && template.includes("strftime_now");
-  return { prependsSpace, endOfTurnAdded: endOfTurnAdded(dir, tok, config, template), templateUsesDate };
+  const templateReadsDateString = template !== null && /\bdate_string\b/.test(template);
+  return {
+    prependsSpace,
+    endOfTurnAdded: endOfTurnAdded(dir, tok, config, template),
+    templateUsesDate,
+    templateReadsDateString,
+  };
 }
 
 /**

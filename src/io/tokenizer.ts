@@ -7,9 +7,11 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Template } from "@huggingface/jinja";
 import {
+  DEFAULT_TEMPLATE_DATE,
   END_OF_TURN_PROBE,
   END_OF_TURN_PROBE_CONTEXT,
   SPECIAL_TOKEN_KEYS,
+  TEMPLATE_DATE_STRING_FORMAT,
   renderTemplate,
   strftimeOn,
   templateDateSetting,
@@ -56,8 +58,9 @@ export interface HfTokenizer {
       enableThinking?: boolean;
       /**
        * The template variable `date_string` (Llama 3.1/3.2 write it as "Today Date: ..." when given), as a
-       * server's chat_template_kwargs pass it (goodvibe serve); absent, the template's own choice on this
-       * tokenizer's day (strftime_now).
+       * server's chat_template_kwargs pass it (goodvibe serve); absent, this tokenizer's day as the templates write
+       * it ("09 Mar 2025") when that day is not the default, else none (the template's own choice: strftime_now
+       * on the default day, or its own default).
        */
       dateString?: string;
     },
@@ -230,6 +233,14 @@ export interface LoadTokenizerOptions {
 export async function loadTokenizer(dir: string, options: LoadTokenizerOptions = {}): Promise<HfTokenizer> {
   const day = templateDay(options.templateDate ?? templateDateSetting(), options.now);
   const strftime_now = (format: unknown): string => strftimeOn(day, String(format));
+  // A day other than the default is also the template variable date_string, as servers are sent it
+  // (chat_template_kwargs.date_string, eval/generate/http.ts): Llama 3.1's template reads it but never calls
+  // strftime_now, so it would write its own 26 Jul 2024 where a server writes the setting's day. The default day
+  // is not passed: templates render as before it (3.1's and 3.2's own fallback is that day), so keys made then hold.
+  const settingDateString =
+    day.toISOString().slice(0, 10) !== DEFAULT_TEMPLATE_DATE
+      ? strftimeOn(day, TEMPLATE_DATE_STRING_FORMAT)
+      : undefined;
   checkModelDir(dir);
   const tokenizerFile = path.join(dir, "tokenizer.json");
   if (!fs.existsSync(tokenizerFile)) {
@@ -401,8 +412,10 @@ export async function loadTokenizer(dir: string, options: LoadTokenizerOptions =
       };
       // Only when asked: templates test `enable_thinking is defined`.
       if (opts.enableThinking !== undefined) context.enable_thinking = opts.enableThinking;
-      // Only when given: Llama's templates test `date_string is defined`.
-      if (opts.dateString !== undefined) context.date_string = opts.dateString;
+      // Only when given (a request's, else the day setting's when not the default): Llama's templates test
+      // `date_string is defined`.
+      const dateString = opts.dateString ?? settingDateString;
+      if (dateString !== undefined) context.date_string = dateString;
       try {
         return renderTemplate(template, context, strftime_now);
       } catch (e) {

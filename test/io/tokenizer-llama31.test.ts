@@ -6,7 +6,8 @@
  * References, independent of this code: Python's jinja2 (3.1.6) with transformers' environment
  * (ImmutableSandboxedEnvironment, trim_blocks, lstrip_blocks, loopcontrols, raise_exception, tojson), rendering
  * the published templates, written below as text; for 3.2, once without strftime_now (the template's own fallback,
- * 26 Jul 2024) and once with transformers' strftime_now on 1 Dec 2026 (datetime.date(2026, 12, 1).strftime).
+ * 26 Jul 2024) and once with transformers' strftime_now on 1 Dec 2026 (datetime.date(2026, 12, 1).strftime); for
+ * 3.1 with date_string "01 Dec 2026" and "09 Mar 2025" passed (the same texts as 3.2's on those days).
  * The eos set: the published generation_config.json's [128001, 128008, 128009] (transformers'
  * convert_llama_weights_to_hf.py for instruct models), with tokenizer_config.json's eos_token <|eot_id|> first.
  */
@@ -159,14 +160,25 @@ test(
         fixed.applyChatTemplate([user], { addGenerationPrompt: true }),
         /Today Date: 09 Jan 2025\n/,
       );
-      // 3.1's template names its own default date and ignores the clock
-      const l31 = await loadTokenizer(folder(root, "3.1"), {
-        templateDate: "today",
-        now: onDay("2026-12-01"),
-      });
+      // 3.1's template never calls strftime_now but reads date_string: another day than the default is passed as
+      // that variable, as servers are sent it, so 3.1 writes the setting's day too (jinja2 with date_string, above)
+      const l31dir = folder(root, "3.1");
+      const l31 = await loadTokenizer(l31dir, { templateDate: "today", now: onDay("2026-12-01") });
       assert.equal(
         l31.applyChatTemplate([user], { addGenerationPrompt: true }),
+        jinja2("01 Dec 2026").userPrompt,
+      );
+      assert.equal(l31.applyChatTemplate([user, assistant]), jinja2("01 Dec 2026").conversation);
+      // the default day is not passed: 3.1 renders as it did before, its own 26 Jul 2024
+      const l31default = await loadTokenizer(l31dir, { now: onDay("2026-12-01") });
+      assert.equal(
+        l31default.applyChatTemplate([user], { addGenerationPrompt: true }),
         jinja2("26 Jul 2024").userPrompt,
+      );
+      // a request's date_string (goodvibe serve) wins over the setting's
+      assert.equal(
+        l31.applyChatTemplate([user], { addGenerationPrompt: true, dateString: "09 Mar 2025" }),
+        jinja2("09 Mar 2025").userPrompt,
       );
 
       // Python's strftime in the C locale, whatever this machine's locale and time zone
@@ -175,9 +187,12 @@ test(
       for (const bad of ["2024-7-26", "2024-02-30", "yesterday", ""])
         assert.throws(() => templateDay(bad), /must be a day as YYYY-MM-DD/, bad);
 
-      // keys of finished work name the day for a template that writes it, and only for such a template
-      assert.deepEqual(answerTokensKey(dir), { templateDate: "2024-07-26" });
-      assert.deepEqual(answerTokensKey(path.join(root, "3.1")), {});
+      // keys of finished work name the day for a template that writes it, and only for such a template: 3.2's
+      // always (it always did), 3.1's only on a day other than the default (the only day it is given)
+      assert.deepEqual(answerTokensKey(dir, DEFAULT_TEMPLATE_DATE), { templateDate: "2024-07-26" });
+      assert.deepEqual(answerTokensKey(l31dir, DEFAULT_TEMPLATE_DATE), {});
+      assert.deepEqual(answerTokensKey(l31dir, "2025-03-09"), { templateDate: "2025-03-09" });
+      assert.deepEqual(answerTokensKey(dir, "2025-03-09"), { templateDate: "2025-03-09" });
     } finally {
       fs.rmSync(root, { recursive: true, force: true });
     }
@@ -192,10 +207,20 @@ test(
     const before = process.env.GOODVIBE_TEMPLATE_DATE;
     try {
       const dir = folder(root, "3.2");
+      const l31 = folder(root, "3.1");
       process.env.GOODVIBE_TEMPLATE_DATE = "2025-01-09";
       const tok = await loadTokenizer(dir);
       assert.match(tok.applyChatTemplate([user], { addGenerationPrompt: true }), /Today Date: 09 Jan 2025\n/);
       assert.deepEqual(answerTokensKey(dir), { templateDate: "2025-01-09" });
+      // 3.1 likewise (date_string), as a server renders it when sent chat_template_kwargs.date_string
+      process.env.GOODVIBE_TEMPLATE_DATE = "2025-03-09";
+      assert.equal(
+        (await loadTokenizer(l31)).applyChatTemplate([user], { addGenerationPrompt: true }),
+        jinja2("09 Mar 2025").userPrompt,
+      );
+      assert.deepEqual(answerTokensKey(l31), { templateDate: "2025-03-09" });
+      process.env.GOODVIBE_TEMPLATE_DATE = "2024-07-26";
+      assert.deepEqual(answerTokensKey(l31), {});
       process.env.GOODVIBE_TEMPLATE_DATE = "9 Jan 2025";
       await assert.rejects(loadTokenizer(dir), /GOODVIBE_TEMPLATE_DATE.*must be a day as YYYY-MM-DD/);
       assert.throws(() => answerTokensKey(dir), /GOODVIBE_TEMPLATE_DATE/);
