@@ -13,7 +13,6 @@ import {
   END_OF_TURN_PROBE,
   END_OF_TURN_PROBE_CONTEXT,
   chatTemplateText,
-  renderTemplate,
   strftimeOn,
   templateDateSetting,
   templateDay,
@@ -21,6 +20,7 @@ import {
   templateSpecialTokens,
   tokenContent,
 } from "./chat-template.js";
+import { renderTemplate } from "./render-template.js";
 
 /** The fields keys of finished work hold about a model folder's tokenizer and chat template (answerTokensKey). */
 export interface AnswerTokensKey {

@@ -12,13 +12,13 @@ import {
   END_OF_TURN_PROBE_CONTEXT,
   SPECIAL_TOKEN_KEYS,
   TEMPLATE_DATE_STRING_FORMAT,
-  renderTemplate,
   strftimeOn,
   templateDateSetting,
   templateDay,
   templateSpecialTokens,
   tokenContent,
 } from "./chat-template.js";
+import { renderTemplate } from "./render-template.js";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { InputError, preview } from "../errors.js";
 import { checkModelDir } from "./config.js";

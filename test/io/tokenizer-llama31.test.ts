@@ -18,12 +18,8 @@ import * as path from "node:path";
 import { createRequire } from "node:module";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { Template } from "@huggingface/jinja";
-import {
-  DEFAULT_TEMPLATE_DATE,
-  renderTemplate,
-  strftimeOn,
-  templateDay,
-} from "../../src/io/chat-template.js";
+import { DEFAULT_TEMPLATE_DATE, strftimeOn, templateDay } from "../../src/io/chat-template.js";
+import { renderTemplate } from "../../src/io/render-template.js";
 import { answerTokensKey } from "../../src/io/tokenizer-json.js";
 import { IGNORE_INDEX, buildSftExample, judgeAnswerStart, judgeMessages } from "../../src/data/prompts.js";
 import { llama3TokenizerDir, type Llama3Release } from "../llama3-tokenizer.js";
