@@ -219,6 +219,11 @@ export interface ForwardRun {
   checkpointing: boolean;
 }
 
+/** Bytes of one value in a model's compute dtype: float32's 4, a 16-bit dtype's (bfloat16, the default) 2. */
+function bytesPerValue(dtype: string): number {
+  return dtype === "float32" ? 4 : 2;
+}
+
 /**
  * What a forward pass that keeps its graph for backward holds, in bytes: the weights in the compute dtype and the
  * saved activations (with checkpointing every layer's input plus one layer's graph; without, every layer's graph).
@@ -227,7 +232,7 @@ function forwardGraphBytes(
   model: ShapeSource,
   opts: ForwardRun,
 ): { bytesPerValue: number; tokens: number; weights: number; graph: number } {
-  const b = opts.dtype === "float32" ? 4 : 2;
+  const b = bytesPerValue(opts.dtype);
   const tokens = opts.batch * opts.time;
   const layer = layerActivationBytes(model, tokens, opts.time, b);
   const L = model.cfg.numLayers;
@@ -254,7 +259,7 @@ export function fullTrainingStateBytes(params: number, dtype: string): number {
  * MemAvailable counts as free, yet stay in use.
  */
 export function fullTrainingNeedBytes(params: number, dtype: string): number {
-  const weights = params * (dtype === "float32" ? 4 : 2);
+  const weights = params * bytesPerValue(dtype);
   return Math.ceil(1.1 * (weights + fullTrainingStateBytes(params, dtype)));
 }
 
