@@ -12,6 +12,7 @@ import { METHOD_LABELS, buildTables, utilityBenchmarks } from "./paper-tables.js
 import { judgeAndProtocolNotes } from "./judge-tables.js";
 import { pairedTables } from "./paired.js";
 import { taskSplitTable } from "./split-table.js";
+import { codeLossByLanguageTable, hasCodeLossByLanguage } from "./code-loss-table.js";
 import { buildsNote } from "./builds.js";
 import { escapeHtml, tableToCsv, tableToHtml, tableToMarkdown } from "./table.js";
 import { wilsonHalfWidth } from "../eval/metrics.js";
@@ -162,6 +163,8 @@ export async function renderReport(results: ExperimentResults, outDir: string): 
     ...buildTables(results),
     ...(results.taskSplit ? [taskSplitTable(results)] : []),
     ...(results.cells.some((c) => c.outcomes) ? pairedTables(results) : []),
+    // the --code loss per language, for results that keep it (eval --code since 2026-12-01)
+    ...(hasCodeLossByLanguage(results) ? [codeLossByLanguageTable(results)] : []),
   ];
   const tables = allTables.filter((t) => t.rows.length > 0);
   const absent = allTables.filter((t) => t.rows.length === 0);
