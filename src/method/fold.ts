@@ -202,21 +202,28 @@ async function writeFolded(
       continue;
     }
     // folded as the writer reaches it and dropped once written: all at once, the changed weights in float32 and
-    // their bytes would be held together (LoRA on every projection of a 7B model: about 39 GB)
+    // their bytes would be held together (LoRA on every projection of a 7B model: about 39 GB); its bytes are
+    // copied a few rows at a time, not as a second whole copy
     out.push({
       name: stored,
       dtype: rec.dtype as StDtype,
       shape: rec.shape,
-      bytes: () =>
-        noGrad(() =>
+      bytes: function* () {
+        const cast = noGrad(() =>
           tidy(() => {
             const base = recordToTensor(rec);
             const upd = method.foldedWeight(name, base);
-            const cast = upd.to(dtype).contiguous();
-            if (base.rank === 2) count(rowsDiffer(upd, base.float()), rowsDiffer(cast, base));
-            return cast.toBytes();
+            const c = upd.to(dtype);
+            if (base.rank === 2) count(rowsDiffer(upd, base.float()), rowsDiffer(c, base));
+            return c;
           }),
-        ),
+        );
+        try {
+          yield* cast.bytesInParts();
+        } finally {
+          cast.dispose();
+        }
+      },
     });
   }
   // stops on `signal` before each tensor it writes (the fold of each is done there), leaving no partial file

@@ -327,8 +327,9 @@ function saveCheckpoint(
     (tmp) => {
       const names = [...method.trainable.keys()];
       // the optimiser's state handles (views of its tensors) go with this scope; each tensor's bytes are made as
-      // the writer reaches it and dropped once written: the whole state at once would be three times the trainable
-      // weights in float32 in JS memory (full fine-tuning of a 7B model: 84 GB)
+      // the writer reaches it, a few rows at a time, and dropped once written: the whole state at once would be
+      // three times the trainable weights in float32 in JS memory (full fine-tuning of a 7B model: 84 GB), and
+      // one whole tensor a copy of up to 2 GiB (an 8B model's embedding)
       tidy(() => {
         const tensors: LazyTensorToWrite[] = [];
         const optState = opt.getState();
@@ -337,7 +338,7 @@ function saveCheckpoint(
             name,
             dtype: "F32",
             shape: t.shape,
-            bytes: () => tidy(() => t.float().contiguous().toBytes()),
+            bytes: () => t.bytesInParts("float32"),
           });
         names.forEach((n, i) => {
           add(`param/${n}`, method.trainable.get(n)!);

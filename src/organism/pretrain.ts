@@ -223,7 +223,7 @@ export async function writeOrganismModel(
       name,
       dtype: "F32" as const,
       shape: t.shape,
-      bytes: () => noGrad(() => tidy(() => t.float().contiguous().toBytes())),
+      bytes: () => t.bytesInParts("float32"),
     })),
     { signal },
   );

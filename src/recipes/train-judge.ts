@@ -243,8 +243,8 @@ async function trainAndWrite(
           tensors.push({ name, dtype: rec.dtype, shape: rec.shape, data: rec.data });
           continue;
         }
-        // cast when the writer reaches it and dropped once written: one trained tensor's bytes at a time
-        const bytes = () => noGrad(() => tidy(() => t.to(ST_TO_DTYPE[rec.dtype]!).contiguous().toBytes()));
+        // cast when the writer reaches it, a few rows at a time, and dropped once written
+        const bytes = () => t.bytesInParts(ST_TO_DTYPE[rec.dtype]!);
         tensors.push({ name, dtype: rec.dtype, shape: rec.shape, bytes });
       }
       // Ctrl-C stops the write before the next tensor: the partial folder goes, an existing outDir stays as it was

@@ -25,6 +25,9 @@ const ITEMSIZE: Record<DType, number> = {
   bool: 1,
 };
 
+/** What Tensor.bytesInParts makes at a time by default. */
+export const BYTES_PART = 64 << 20;
+
 export function itemSize(d: DType): number {
   return ITEMSIZE[d];
 }
@@ -386,6 +389,26 @@ export class Tensor {
   // ------------------------------------------------------------ data out
   toBytes(): Uint8Array {
     return new Uint8Array(native.toBytes(this.h));
+  }
+  /**
+   * toBytes as `dtype` (default this tensor's), in consecutive parts of whole rows (dim 0) of about `partBytes`
+   * each (a row more than that is one part), each cast and copied when asked for. Why: a writer of a large tensor
+   * then holds one part beside it, not a second copy of the whole (an 8B model's embedding is 2 GiB in float32,
+   * and a checkpoint writes it three times: weight, exp_avg, exp_avg_sq). The tensor must outlive the generator.
+   */
+  *bytesInParts(dtype: DType = this.dtype, partBytes: number = BYTES_PART): Generator<Uint8Array> {
+    const n = this.numel;
+    if (n === 0) return;
+    const rows = this.rank === 0 ? 1 : this.shape[0]!;
+    const step = Math.max(1, Math.floor(partBytes / ((n / rows) * ITEMSIZE[dtype])));
+    if (this.rank === 0 || step >= rows) {
+      yield noGrad(() => tidy(() => this.to(dtype).toBytes()));
+      return;
+    }
+    for (let r = 0; r < rows; r += step) {
+      const k = Math.min(step, rows - r);
+      yield noGrad(() => tidy(() => this.narrow(0, r, k).to(dtype).toBytes()));
+    }
   }
   toFloat32Array(): Float32Array {
     if (this.dtype === "float32") return new Float32Array(native.toBytes(this.h));

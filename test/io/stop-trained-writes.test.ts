@@ -83,7 +83,7 @@ test("writeOrganismModel: a stop while tensor 3 is copied out ends before tensor
   const records = openModelWeights(made.dir).tensors;
   const ac = new AbortController();
   const copied: string[] = [];
-  // each tensor's float() is its copy out (when the writer reaches it); the signal arrives during the third
+  // each tensor's bytesInParts() is its copy out (when the writer reaches it); the signal arrives during the third
   const weights = new Map<string, Tensor>();
   for (const [name, rec] of records) {
     const t = recordToTensor(rec);
@@ -91,7 +91,7 @@ test("writeOrganismModel: a stop while tensor 3 is copied out ends before tensor
       name,
       new Proxy(t, {
         get(target, prop) {
-          if (prop === "float") {
+          if (prop === "bytesInParts") {
             copied.push(name);
             if (copied.length === 3) ac.abort(new Error("SIGTERM"));
           }

@@ -157,3 +157,48 @@ test("AdamW step follows the AdamW formula, and state round-trips", () => {
   }
   close(q.toFloat32Array(), p.toFloat32Array(), 0);
 });
+
+test("bytesInParts: whole rows of at most partBytes (a longer row alone), together toBytes of the cast", () => {
+  manualSeed(7);
+  const cases: { shape: number[]; dtype?: "float32" | "bfloat16"; partBytes: number }[] = [
+    { shape: [10, 6], partBytes: 48 }, // 6 f32 = 24 B a row: 2 rows a part
+    { shape: [10, 6], dtype: "bfloat16", partBytes: 48 }, // 12 B a row: 4 rows a part
+    { shape: [7, 3, 5], partBytes: 100 }, // 60 B a row: 1 row a part
+    { shape: [5, 8], partBytes: 10 }, // a row (32 B) over the limit: one row a part
+    { shape: [4, 4], partBytes: 1 << 20 }, // all in one part
+    { shape: [], partBytes: 1 }, // a scalar: one part
+    { shape: [0, 4], partBytes: 16 }, // nothing
+  ];
+  noGrad(() =>
+    tidy(() => {
+      for (const c of cases) {
+        const t = Tensor.randn(c.shape);
+        const dtype = c.dtype ?? "float32";
+        const whole = t.to(dtype).toBytes();
+        const parts = [...t.bytesInParts(dtype, c.partBytes)];
+        const rowBytes =
+          c.shape.length === 0 ? whole.byteLength : whole.byteLength / Math.max(1, c.shape[0]!);
+        for (const p of parts) {
+          assert.ok(p.byteLength > 0, `${JSON.stringify(c)}: an empty part`);
+          assert.equal(
+            p.byteLength % rowBytes,
+            0,
+            `${JSON.stringify(c)}: a part of ${p.byteLength} B is not whole rows`,
+          );
+          assert.ok(
+            p.byteLength <= Math.max(c.partBytes, rowBytes),
+            `${JSON.stringify(c)}: a part of ${p.byteLength} B`,
+          );
+        }
+        const joined = Buffer.concat(parts);
+        assert.equal(joined.byteLength, whole.byteLength, JSON.stringify(c));
+        assert.ok(joined.equals(Buffer.from(whole)), `${JSON.stringify(c)}: the parts differ from toBytes`);
+      }
+      // a view (a column slice) and a tensor that needs gradients give their values too
+      const w = Tensor.randn([6, 8]).slice(1, 2, 7);
+      assert.ok(
+        Buffer.concat([...w.bytesInParts("float32", 40)]).equals(Buffer.from(w.contiguous().toBytes())),
+      );
+    }),
+  );
+});
