@@ -73,7 +73,11 @@ import { attachFull } from "../method/full.js";
 import { countParams, type AttachedMethod, type MethodName } from "../method/attached.js";
 import { attachLora } from "../method/lora/model.js";
 import { trainSft, type SftExample, type TrainHooks, type TrainResult } from "../method/train.js";
-import { keyedTraining, type CheckpointingRecord } from "../method/checkpointing.js";
+import {
+  keyedTraining,
+  type CheckpointingRecord,
+  type CheckpointingSetting,
+} from "../method/checkpointing.js";
 import { writePeftAdapter } from "../method/lora/peft.js";
 import { writeFoldedCheckpoint, type FoldStats } from "../method/fold.js";
 import { checkWeights } from "../io/model-folder.js";
@@ -81,7 +85,7 @@ import { writeGoodVibeDelta } from "../method/goodvibe/delta.js";
 import { peakRssBytes } from "../util/memory.js";
 import { interrupted, stopPoint } from "../util/stop.js";
 import { silentLogger, type Logger } from "../util/log.js";
-import { settingsDifferences } from "../util/differences.js";
+import { flattenSettings, settingsDifferences } from "../util/differences.js";
 
 function subsample<T>(items: T[], n: number, seed: number): T[] {
   if (!n || n >= items.length) return items;
@@ -231,6 +235,12 @@ export const RUN_FILES = {
   slotInputs: "inputs.json",
   /** each slot: the builds that computed its stage, in order (tensor/build.ts BuildRecord; not part of the key) */
   madeBy: "made-by.json",
+  /**
+   * train slot: training's checkpointing as the last run asked it and, once trained, as it used it
+   * ({"train.gradientCheckpointing": CheckpointingRecord}; not part of the key, which holds "auto" as true), so that
+   * a later run with other settings says what was asked rather than the keyed form
+   */
+  slotRequested: "requested.json",
   /** identify slot: identification's resumable state while it runs */
   identifyState: IDENTIFY_STATE,
   /** identify slot and output folder: the neuron map */
@@ -258,6 +268,11 @@ export interface StageSlot {
   key: string;
   /** every input that shapes the stage (hashes stand for file contents) */
   inputs: Record<string, unknown>;
+  /**
+   * settings the key holds in another form than they were asked, by their flattened key in `inputs`: training's
+   * checkpointing ("auto" keyed as true), for what the run says and records (requested.json), never for the key
+   */
+  requested?: Record<string, CheckpointingSetting>;
 }
 
 export interface StagePlan {
@@ -306,7 +321,10 @@ export function planStages(cfg: HardenConfig, opts: { clustersFile?: string } = 
   if (cfg.method === "lora") trainInputs.lora = cfg.lora;
   if (cfg.method === "goodvibe")
     trainInputs.clusters = opts.clustersFile ? { file: fileHash(opts.clustersFile) } : cluster.key;
-  const trainSlot = slot(`train-${cfg.method}`, trainInputs);
+  const trainSlot: StageSlot = {
+    ...slot(`train-${cfg.method}`, trainInputs),
+    requested: { "train.gradientCheckpointing": cfg.train.gradientCheckpointing },
+  };
   return { identify, cluster, train: trainSlot, runKey: trainSlot.key };
 }
 
@@ -338,28 +356,78 @@ const KEY_NAMES: Record<string, string> = {
   clusters: "cluster map",
 };
 
+/** A slot's record of settings as asked (and used), by flattened key: requested.json, or {} where it has none. */
+type RequestedRecord = Record<string, { requested: CheckpointingSetting; used?: boolean }>;
+
+function readRequested(dir: string): RequestedRecord {
+  try {
+    const v = JSON.parse(fs.readFileSync(path.join(dir, RUN_FILES.slotRequested), "utf8")) as unknown;
+    if (!v || typeof v !== "object" || Array.isArray(v)) return {};
+    const ok = (r: unknown): r is { requested: CheckpointingSetting; used?: boolean } =>
+      !!r &&
+      typeof r === "object" &&
+      ["auto", true, false].includes((r as { requested: unknown }).requested as CheckpointingSetting) &&
+      [undefined, true, false].includes((r as { used?: unknown }).used as boolean | undefined);
+    // only for what the message says: a record it cannot read is left out, never an error
+    return Object.fromEntries(Object.entries(v).filter(([, r]) => ok(r)));
+  } catch {
+    return {};
+  }
+}
+
+/** Write a slot's requested.json: what this run asks, and `used` once its stage has run. */
+function writeRequested(slot: StageSlot, used?: Record<string, boolean>): void {
+  if (!slot.requested) return;
+  const record: RequestedRecord = Object.fromEntries(
+    Object.entries(slot.requested).map(([k, requested]) => [
+      k,
+      used?.[k] === undefined ? { requested } : { requested, used: used[k] },
+    ]),
+  );
+  writeFileAtomic(path.join(slot.dir, RUN_FILES.slotRequested), JSON.stringify(record, null, 2));
+}
+
 /** The settings in which `slot` differs from the newest other slot of its stage, as "a.b: x → y" (or null). */
 function differences(slot: StageSlot): string | null {
   const base = path.basename(slot.dir).replace(/-[0-9a-f]{12}$/, "");
   const parent = path.dirname(slot.dir);
-  let newest: { mtime: number; inputs: unknown } | null = null;
+  let newest: { mtime: number; inputs: unknown; dir: string } | null = null;
   for (const name of fs.existsSync(parent) ? fs.readdirSync(parent) : []) {
     if (name === path.basename(slot.dir) || !new RegExp(`^${base}-[0-9a-f]{12}$`).test(name)) continue;
     try {
       const file = path.join(parent, name, RUN_FILES.slotInputs);
       const mtime = fs.statSync(file).mtimeMs;
       if (!newest || mtime > newest.mtime)
-        newest = { mtime, inputs: JSON.parse(fs.readFileSync(file, "utf8")) };
+        newest = { mtime, inputs: JSON.parse(fs.readFileSync(file, "utf8")), dir: path.join(parent, name) };
     } catch {
       // a slot without its inputs (interrupted before they were written): nothing to compare
     }
   }
-  return newest ? differenceText(newest.inputs, slot.inputs) : null;
+  return newest ? differenceText(newest.inputs, slot, readRequested(newest.dir)) : null;
 }
 
-/** "identify.topK: 50 → 5, data file contents changed": how two stages' inputs differ. */
-function differenceText(was: unknown, now: unknown): string {
-  return settingsDifferences(was, now, KEY_NAMES).join(", ");
+/**
+ * "identify.topK: 50 → 5, data file contents changed": how a stage's inputs differ from `was` (another slot's, or
+ * those an earlier output recorded). A setting keyed in another form than it was asked (training's checkpointing:
+ * "auto" keyed as true) is said as asked, and as used where `wasAsked` records it: "auto (used off) → false"; which
+ * settings differ is still the keys' to say.
+ */
+function differenceText(was: unknown, now: StageSlot, wasAsked: RequestedRecord): string {
+  const shown: Record<string, [string, string]> = {};
+  for (const [k, requested] of Object.entries(now.requested ?? {})) {
+    const w = wasAsked[k];
+    const keyedWas = flattenSettings(was)[k];
+    shown[k] = [
+      w
+        ? `${w.requested} (${w.used === undefined ? "its training did not finish" : `used ${w.used ? "on" : "off"}`})`
+        : // made before the request was recorded: its key holds true for both true and "auto"
+          keyedWas === "true"
+          ? "true or auto (not recorded which)"
+          : (keyedWas ?? "unset"),
+      `${requested}${requested === "auto" ? " (decided when training starts)" : ""}`,
+    ];
+  }
+  return settingsDifferences(was, now.inputs, KEY_NAMES, shown).join(", ");
 }
 
 // ---------------------------------------------------------------- which builds computed a stage
@@ -408,7 +476,7 @@ const CLUSTER_BUILD_PARTS: BuildParts = ["goodvibe", "commit", "code"];
 
 /** Whether a slot holds work of its stage (a result, a saved state or checkpoint), beyond its own records. */
 function slotHasWork(dir: string): boolean {
-  const own: string[] = [RUN_FILES.slotInputs, RUN_FILES.madeBy];
+  const own: string[] = [RUN_FILES.slotInputs, RUN_FILES.madeBy, RUN_FILES.slotRequested];
   return fs.readdirSync(dir).some((n) => !own.includes(n) && !n.startsWith("."));
 }
 
@@ -466,8 +534,11 @@ function openSlot(
   build: BuildRecord,
   parts: BuildParts = "all",
 ): SlotBuild[] {
-  if (fs.existsSync(path.join(slot.dir, RUN_FILES.slotInputs)))
+  if (fs.existsSync(path.join(slot.dir, RUN_FILES.slotInputs))) {
+    // this run's request replaces the last one's (the same key: true and "auto" share a slot)
+    writeRequested(slot);
     return noteSlotBuilds(slot, stage, build, log, "resume", parts);
+  }
   const diff = differences(slot);
   if (diff)
     log.info(
@@ -476,6 +547,7 @@ function openSlot(
   fs.mkdirSync(slot.dir, { recursive: true });
   writeFileAtomic(path.join(slot.dir, RUN_FILES.madeBy), JSON.stringify([build], null, 2));
   writeFileAtomic(path.join(slot.dir, RUN_FILES.slotInputs), JSON.stringify(slot.inputs, null, 2));
+  writeRequested(slot);
   return [build];
 }
 
@@ -715,7 +787,12 @@ async function prepare(
       .map((k) => {
         const was = earlier.stages?.[k];
         if (!was || canonicalJson(was) === canonicalJson(plan[k].inputs)) return "";
-        return differenceText(was, plan[k].inputs);
+        // the output records training's checkpointing as asked and used (since 2026-12-01)
+        const asked: RequestedRecord =
+          k === "train" && earlier.gradientCheckpointing
+            ? { "train.gradientCheckpointing": earlier.gradientCheckpointing }
+            : {};
+        return differenceText(was, plan[k], asked);
       })
       .filter(Boolean);
     throw new InputError(
@@ -937,6 +1014,7 @@ async function trainAndPublish(
     requested: cfg.train.gradientCheckpointing,
     used: train.gradientCheckpointing,
   };
+  writeRequested(plan.train, { "train.gradientCheckpointing": checkpointing.used });
 
   log.info(`fold: writing the hardened checkpoint to ${cfg.out}`);
   let fold: FoldStats | undefined;

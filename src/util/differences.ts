@@ -18,12 +18,15 @@ export function flattenSettings(
 
 /**
  * The keys in which `now` differs from `was`, sorted, each as "key: old → new" ("unset" for a missing side).
- * `names` gives keys that stand for contents (hashes) a readable name: "model folder contents changed".
+ * `names` gives keys that stand for contents (hashes) a readable name: "model folder contents changed". `shown`
+ * gives keys held in another form than they were asked their two sides in words (training's checkpointing "auto",
+ * keyed as true): used where that key differs; whether it differs is the keys' to say.
  */
 export function settingsDifferences(
   was: unknown,
   now: unknown,
   names: Readonly<Record<string, string>> = {},
+  shown: Readonly<Record<string, readonly [string, string]>> = {},
 ): string[] {
   const a = flattenSettings(was);
   const b = flattenSettings(now);
@@ -32,7 +35,9 @@ export function settingsDifferences(
     ...new Set(
       keys.map((k) => {
         const named = Object.hasOwn(names, k) ? names[k] : undefined;
-        return named ? `${named} changed` : `${k}: ${a[k] ?? "unset"} → ${b[k] ?? "unset"}`;
+        if (named) return `${named} changed`;
+        const [x, y] = Object.hasOwn(shown, k) ? shown[k]! : [a[k] ?? "unset", b[k] ?? "unset"];
+        return `${k}: ${x} → ${y}`;
       }),
     ),
   ];

@@ -203,3 +203,47 @@ test("checkpointing auto: the records say what was asked and what was used, the 
   assert.equal(describeCheckpointing({ requested: true, used: true }), "on (as set)");
   assert.equal(describeCheckpointing({ requested: false, used: false }), "off (as set)");
 });
+
+test("a train slot replaced for checkpointing says what was asked and used, not the keyed true → false", async () => {
+  const runDir = path.join(work, "ckpt-replaced-run");
+  const train = (g: boolean | "auto") => ({ ...config("x").train, gradientCheckpointing: g });
+  const told: string[] = [];
+  const log = { info: (m: string) => told.push(m), warn() {}, progress() {} };
+  // "auto" first: on the CPU the tiny model's activations fit, so it runs without (used off), keyed as true
+  const auto = config("ckpt-replaced-auto", { method: "full", runDir, train: train("auto") });
+  await runHarden(auto, { log });
+  const autoSlot = planStages(auto).train.dir;
+  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(autoSlot, RUN_FILES.slotRequested), "utf8")), {
+    "train.gradientCheckpointing": { requested: "auto", used: false },
+  });
+  // then false: another key (false), so another slot; the message names the request and what was used
+  told.length = 0;
+  const off = config("ckpt-replaced-off", { method: "full", runDir, train: train(false) });
+  await runHarden(off, { log });
+  const line = told.find((m) => m.startsWith("training: settings differ from the cached run"));
+  assert.ok(line, told.join("\n"));
+  assert.match(line, /\(train\.gradientCheckpointing: auto \(used off\) → false\)/);
+  assert.doesNotMatch(line, /true → false/);
+  // the keys as before: inputs.json holds the keyed forms, true for "auto"
+  const inputs = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, RUN_FILES.slotInputs), "utf8"));
+  assert.equal(inputs(autoSlot).train.gradientCheckpointing, true);
+  assert.equal(inputs(planStages(off).train.dir).train.gradientCheckpointing, false);
+  // and back to "auto": its slot is found (keyed true), nothing is said; a new "true" run shares it as well
+  told.length = 0;
+  await runHarden({ ...auto, out: path.join(work, "ckpt-replaced-auto2") }, { log });
+  assert.ok(!told.some((m) => /settings differ/.test(m)), told.join("\n"));
+  // a slot of the false run made before requested.json, replaced by "auto": the keyed side is said as what it is
+  fs.rmSync(path.join(planStages(off).train.dir, RUN_FILES.slotRequested));
+  fs.rmSync(autoSlot, { recursive: true });
+  told.length = 0;
+  await runHarden({ ...auto, out: path.join(work, "ckpt-replaced-auto3") }, { log });
+  assert.match(
+    told.find((m) => /settings differ/.test(m)) ?? told.join("\n"),
+    /train\.gradientCheckpointing: false → auto \(decided when training starts\)/,
+  );
+  // an output of the auto run, asked for under false: its record says what it was asked and used
+  await assert.rejects(
+    runHarden({ ...off, out: auto.out }),
+    /holds a hardened model made with other inputs or settings \(train\.gradientCheckpointing: auto \(used off\) → false\)/,
+  );
+});
