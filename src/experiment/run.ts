@@ -16,6 +16,7 @@ import type { HardenConfig } from "../config/harden.js";
 import { CLUSTERS_FILE, NEURONS_FILE, RUN_FILES, planStages, runHarden } from "../recipes/harden.js";
 import { silentLogger, type Logger } from "../util/log.js";
 import {
+  checkUtilityFiles,
   evaluateModel,
   evaluationInfo,
   evaluationProtocol,
@@ -194,6 +195,8 @@ function experimentData(spec: ExperimentPlan["spec"]): ExperimentData {
 export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {}): Promise<RunSummary> {
   const { spec, outDir } = plan;
   const log = opts.log ?? silentLogger;
+  // the benchmark files' rows, before the judge and the first cell (each cell's benchmarks run after its answers)
+  if (spec.eval.utility) await checkUtilityFiles(spec.eval.utility);
   fs.mkdirSync(outDir, { recursive: true });
   writePlanFile(plan);
   if (plan.taskSplit) for (const l of describeTaskSplit(plan.taskSplit)) log.info(`task split: ${l}`);

@@ -55,6 +55,22 @@ import {
 } from "../io/chat-template.js";
 import { answerTokensKey } from "../io/tokenizer-json.js";
 
+/**
+ * Read and check every utility file given (each row of each file, as its benchmark will read it), so that a bad
+ * row stops the evaluation before any work: the benchmarks run after the safety evaluation (generation can take
+ * hours), and a benchmark taken from the cache never reads its file. Throws the loader's InputError, which names
+ * the file, the row and the field.
+ */
+export async function checkUtilityFiles(u: UtilityFiles): Promise<void> {
+  if (u.arc) await loadArc(u.arc);
+  if (u.gsm8k) await loadGsm8k(u.gsm8k);
+  if (u.gsm8kTrain) await loadGsm8k(u.gsm8kTrain);
+  if (u.mmlu) await loadMmlu(u.mmlu);
+  if (u.mmluDev) await loadMmlu(u.mmluDev);
+  if (u.humaneval) await loadHumanEval(u.humaneval);
+  if (u.code) readCodeRows(u.code);
+}
+
 export interface UtilityFiles {
   arc?: string;
   /** HumanEval (openai_humaneval schema); completions run in the sandbox (no network, time and memory limits) */

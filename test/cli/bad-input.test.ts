@@ -101,6 +101,60 @@ test("a pairs row without a required field: names the row and the field", async 
   assertRefused(r, cwd, ["pairs.jsonl"], [/row 5\b/, /rejected/]);
 });
 
+test("eval with a bad benchmark or --code file: refused before any work, naming the file, the row and the field", async () => {
+  // the benchmarks run after the safety evaluation's generation (hours on a real model): their files are read first
+  const cases: [string, string, string, RegExp[]][] = [
+    ["--code", "code.jsonl", '{"code":"int x;"}\n{"text":"int y;"}\n', [/code\.jsonl row 2 field "code"/]],
+    [
+      "--arc",
+      "arc.jsonl",
+      '{"id":"a","question":"q","choices":{"text":["x","y"],"label":["A","B"]},"answerKey":"C"}\n',
+      [/arc\.jsonl: row 1: field "answerKey"/],
+    ],
+    [
+      "--gsm8k",
+      "gsm.jsonl",
+      '{"question":"1+1?","answer":"2\\n#### 2"}\n{"question":"q"}\n',
+      [/gsm\.jsonl: row 2: field "answer"/],
+    ],
+  ];
+  for (const [flag, file, text, patterns] of cases) {
+    const cwd = caseDir(`eval-bad-${flag.slice(2)}`);
+    fs.copyFileSync(fx.pairsFile, path.join(cwd, "dev.jsonl"));
+    fs.writeFileSync(path.join(cwd, file), text);
+    const r = await runCli(["eval", "-m", fx.model.dir, "-d", "dev.jsonl", flag, file, "--prompts", "2"], {
+      cwd,
+    });
+    assertRefused(r, cwd, ["dev.jsonl", file], patterns);
+    // no preference scored, no answer generated before the refusal
+    assert.doesNotMatch(r.stderr, /preference|generat/i, `${flag}: work before the refusal\n${showRun(r)}`);
+  }
+});
+
+test("experiment run with a bad benchmark file: refused before the judge and the first cell, nothing written", async () => {
+  const cwd = caseDir("experiment-bad-arc");
+  fs.copyFileSync(fx.pairsFile, path.join(cwd, "pairs.jsonl"));
+  fs.writeFileSync(
+    path.join(cwd, "arc.jsonl"),
+    '{"id":"a","question":"q","choices":{"text":["x","y"],"label":["A","B"]},"answerKey":"C"}\n',
+  );
+  fs.writeFileSync(
+    path.join(cwd, "e.yaml"),
+    [
+      "name: bad-arc",
+      "models: [{ name: m, path: " + JSON.stringify(fx.model.dir) + " }]",
+      "data: { train: pairs.jsonl, dev: pairs.jsonl }",
+      "eval: { maxPrompts: 2, maxNewTokens: 4, utility: { arc: arc.jsonl } }",
+      "methods: [base]",
+      "seeds: [0]",
+      "out: runs/bad-arc",
+    ].join("\n") + "\n",
+  );
+  const r = await runCli(["experiment", "run", "e.yaml"], { cwd });
+  assertRefused(r, cwd, ["pairs.jsonl", "arc.jsonl", "e.yaml"], [/arc\.jsonl: row 1: field "answerKey"/]);
+  assert.doesNotMatch(r.stderr, /preference|generat|running/i, `work before the refusal\n${showRun(r)}`);
+});
+
 test("an empty pairs file: says it is empty", async () => {
   const cwd = caseDir("empty");
   fs.writeFileSync(path.join(cwd, "pairs.jsonl"), "");

@@ -6,7 +6,13 @@ import * as path from "node:path";
 import { readPairs } from "../../data/pairs.js";
 import { claimWorkFolder } from "../../io/atomic.js";
 import { LlmJudge } from "../../eval/judge/llm.js";
-import { describeProtocol, evaluateModel, securityCell, utilityVsBase } from "../../recipes/evaluate.js";
+import {
+  checkUtilityFiles,
+  describeProtocol,
+  evaluateModel,
+  securityCell,
+  utilityVsBase,
+} from "../../recipes/evaluate.js";
 import { stagesTrainedOn } from "../../recipes/harden.js";
 import { PROMPT_FILTERS, type PromptFilter } from "../../data/prompts.js";
 import { InputError } from "../../errors.js";
@@ -107,6 +113,8 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
       code: opts.code,
       limit: opts.limit,
     };
+    // every benchmark file's rows, before the safety evaluation's generation (the benchmarks run after it)
+    await checkUtilityFiles(utility);
     let ev;
     try {
       ev = await evaluateModel(opts.model, { ...common, generator, utility });
