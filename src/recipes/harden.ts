@@ -919,7 +919,13 @@ interface StatsFile {
   artifact: string;
   clustersPerLayer?: Record<string, number>;
   clustering?: { options: ClusterOptions; summary: string };
-  identification?: { flops: NeuronMap["flops"]; wallSeconds: number; samples: number };
+  /** gradientCheckpointing: as asked and used (absent before 2026-12-01, and for a neuron map made before) */
+  identification?: {
+    flops: NeuronMap["flops"];
+    wallSeconds: number;
+    samples: number;
+    gradientCheckpointing?: CheckpointingRecord;
+  };
   train: Omit<TrainResult, "log">;
   fold: FoldStats;
   peakMemoryBytes: number;
@@ -1068,6 +1074,9 @@ async function trainAndPublish(
               flops: maps.neurons.flops,
               wallSeconds: maps.neurons.wallSeconds,
               samples: maps.neurons.source.samples,
+              ...(maps.neurons.gradientCheckpointing
+                ? { gradientCheckpointing: maps.neurons.gradientCheckpointing }
+                : {}),
             }
           : undefined,
         train: { ...train, log: undefined } as Omit<TrainResult, "log">,

@@ -72,10 +72,15 @@ test("runHarden: each stage in its slot, the settings reach the stages, the outp
   assert.equal(readGoodVibeDelta(r.artifact).baseModel, path.resolve(made.dir));
   const stats = JSON.parse(fs.readFileSync(path.join(cfg.out, RUN_FILES.stats), "utf8"));
   assert.equal(stats.runKey, plan.runKey);
+  // identification's checkpointing as asked (false here) and used, in the map and the stats, not in any key
+  assert.deepEqual(neurons.gradientCheckpointing, { requested: false, used: false });
+  assert.deepEqual(stats.identification.gradientCheckpointing, { requested: false, used: false });
+  assert.equal(stats.stages.identify.identify.gradientCheckpointing, false);
   // a rerun with the same inputs computes nothing
   const again = await runHarden(cfg);
   assert.equal(again.reused, true);
   assert.equal(again.trainableParams, r.trainableParams);
+  assert.deepEqual(again.neurons?.gradientCheckpointing, { requested: false, used: false });
 });
 
 test("runTrain on harden's cluster map trains what runHarden trained (one training stage, not a copy)", async () => {

@@ -20,6 +20,9 @@ export async function hardenCommand(g: OptionValues, opts: OptionValues): Promis
       `hardened model: ${path.resolve(r.outDir)}`,
       `method: ${r.method}; trainable parameters ${r.trainableParams.toLocaleString("en-US")} of ${r.totalParams.toLocaleString("en-US")} (${((100 * r.trainableParams) / r.totalParams).toPrecision(3)}%)`,
       `training: ${r.train.steps} steps, final loss ${r.train.finalLoss.toFixed(4)}, ${r.train.wallSeconds.toFixed(1)} s, ${formatFlops(r.train.flops.total)} counted (${(r.train.flopsPerSecond / 1e9).toFixed(1)} GFLOP/s)${r.train.flopsEstimate ? `; trainers' 6·N·D estimate ${formatFlops(r.train.flopsEstimate.flops)} (README, "Cost")` : ""}`,
+      r.neurons?.gradientCheckpointing
+        ? `gradient checkpointing (identification): ${describeCheckpointing(r.neurons.gradientCheckpointing)}`
+        : "",
       r.gradientCheckpointing
         ? `gradient checkpointing (training): ${describeCheckpointing(r.gradientCheckpointing)}`
         : "",
@@ -36,6 +39,10 @@ export async function hardenCommand(g: OptionValues, opts: OptionValues): Promis
       totalParams: r.totalParams,
       train: { ...r.train, log: undefined },
       ...(r.gradientCheckpointing ? { gradientCheckpointing: r.gradientCheckpointing } : {}),
+      // identification's, as its neuron map records it (GoodVibe; absent for a map made before 2026-12-01)
+      ...(r.neurons?.gradientCheckpointing
+        ? { identificationGradientCheckpointing: r.neurons.gradientCheckpointing }
+        : {}),
       fold: r.fold,
       artifact: r.artifact,
       peakMemoryBytes: r.peakMemoryBytes,

@@ -37,7 +37,12 @@ import { defaultRunDir, stageFileSchema } from "../../config/harden.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { attachPeftAdapter } from "../../method/lora/model.js";
 import { hardenConfigFrom } from "./harden-config.js";
-import { describeCheckpointing } from "../../method/checkpointing.js";
+import { describeCheckpointing, type CheckpointingRecord } from "../../method/checkpointing.js";
+
+/** The line identify's text output gives its checkpointing record ("auto → off"); "" without one. */
+function checkpointingLine(c: CheckpointingRecord | undefined): string {
+  return c ? `\ngradient checkpointing (identification): ${describeCheckpointing(c)}` : "";
+}
 
 export async function identifyCommand(g: OptionValues, opts: OptionValues): Promise<void> {
   const log = makeLogger(g);
@@ -104,8 +109,15 @@ export async function identifyCommand(g: OptionValues, opts: OptionValues): Prom
       output(
         g,
         `identification shard ${shard.index}/${shard.count}: ${path.resolve(cfg.out)} (${info.done} of ${info.samplesInRun} samples); ` +
-          `merge every shard with \`goodvibe identify merge -o neurons.json <shard folders>\``,
-        { shard: path.resolve(cfg.out), index: shard.index, count: shard.count, samples: info.done },
+          `merge every shard with \`goodvibe identify merge -o neurons.json <shard folders>\`` +
+          checkpointingLine(info.gradientCheckpointing),
+        {
+          shard: path.resolve(cfg.out),
+          index: shard.index,
+          count: shard.count,
+          samples: info.done,
+          ...(info.gradientCheckpointing ? { gradientCheckpointing: info.gradientCheckpointing } : {}),
+        },
       );
     }
 
@@ -129,7 +141,12 @@ export async function identifyCommand(g: OptionValues, opts: OptionValues): Prom
           ([t, v]) => `  ${t.padEnd(10)} ${(v.reduce((a, b) => a + b, 0) / v.length).toExponential(3)}`,
         ),
       ];
-      output(g, lines.join("\n"), { file: path.resolve(cfg.out), lossMean: map.lossMean, summary });
+      output(g, lines.join("\n") + checkpointingLine(map.gradientCheckpointing), {
+        file: path.resolve(cfg.out),
+        lossMean: map.lossMean,
+        summary,
+        ...(map.gradientCheckpointing ? { gradientCheckpointing: map.gradientCheckpointing } : {}),
+      });
     }
   });
 }
@@ -154,12 +171,16 @@ export async function identifyMergeCommand(
     log.done();
     output(
       g,
-      `neuron map: ${path.resolve(opts.out)} (${shards.length} shards, ${map.source.samples} samples, mean loss ${map.lossMean.toFixed(4)})`,
+      `neuron map: ${path.resolve(opts.out)} (${shards.length} shards, ${map.source.samples} samples, mean loss ${map.lossMean.toFixed(4)})` +
+        (map.gradientCheckpointing
+          ? checkpointingLine(map.gradientCheckpointing)
+          : "\ngradient checkpointing (identification): not recorded (the shards did not all record the same choice)"),
       {
         file: path.resolve(opts.out),
         shards: shards.length,
         samples: map.source.samples,
         lossMean: map.lossMean,
+        ...(map.gradientCheckpointing ? { gradientCheckpointing: map.gradientCheckpointing } : {}),
       },
     );
   });

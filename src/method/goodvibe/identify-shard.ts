@@ -21,7 +21,14 @@ import {
 import { DEFAULT_BATCH_TOKENS, type SelectionMode } from "./config.js";
 import { modelShapeRecord, type ModelShapeRecord } from "./model-shape.js";
 import type { NeuronMap, NeuronMapSource } from "./neuron-map.js";
-import { accumulate, buildNeuronMap, type IdentifyOptions, type IdentifySample } from "./identify.js";
+import {
+  accumulate,
+  buildNeuronMap,
+  checkpointingRecord,
+  type IdentifyOptions,
+  type IdentifySample,
+} from "./identify.js";
+import type { CheckpointingRecord } from "../checkpointing.js";
 import {
   accumulatorTensors,
   emptyAccumulators,
@@ -41,7 +48,7 @@ const SHARD_SUMS = "sums.safetensors";
 const SHARD_PROFILES = "profiles.f32";
 
 /** shard.json of a shard folder: what the shard covers, its counts, and what must agree to merge. */
-export interface IdentifyShardInfo extends ScalarState {
+export interface IdentifyShardInfo extends Omit<ScalarState, "checkpointing"> {
   format: typeof SHARD_FORMAT;
   version: 1;
   shard: ShardSpec;
@@ -66,6 +73,8 @@ export interface IdentifyShardInfo extends ScalarState {
    * computed on machines whose addon takes another bf16 route, or by another version, merge with a warning
    */
   build?: BuildRecord;
+  /** the shard's gradient checkpointing as asked and used (absent in shards written before 2026-12-01) */
+  gradientCheckpointing?: CheckpointingRecord;
 }
 
 /**
@@ -100,10 +109,11 @@ export async function identifyShard(
       model: modelShapeRecord(model),
       targets: targets.map((t) => [t.name, t.outFeatures, t.inFeatures]),
       source: opts.source,
-      ...scalarsOf(acc),
+      ...scalarsWithout(acc),
       processed: Buffer.from(acc.processed).toString("base64"),
       profileRows,
       build: buildRecord(model.device, model.dtype),
+      ...checkpointingRecord(opts, acc),
     };
     await writeIdentifyShard(outDir, info, acc, store, write);
     return info;
@@ -301,5 +311,27 @@ export function mergeIdentifyShards(
           }
         }
       : null;
-  return buildNeuronMap(targets, first.model, acc, first, readProfiles);
+  return { ...buildNeuronMap(targets, first.model, acc, first, readProfiles), ...shardsCheckpointing(infos) };
+}
+
+/** A shard's scalars without its checkpointing choice, which shard.json keeps as asked and used instead. */
+function scalarsWithout(acc: Accumulators): Omit<ScalarState, "checkpointing"> {
+  const { checkpointing: _c, ...scalars } = scalarsOf(acc);
+  return scalars;
+}
+
+/**
+ * The merged map's checkpointing record: the shards' when every shard that computed samples recorded the same; none
+ * otherwise (shards on machines that decided "auto" differently, or written before the record): one record cannot
+ * say both
+ */
+function shardsCheckpointing(infos: readonly IdentifyShardInfo[]): {
+  gradientCheckpointing?: CheckpointingRecord;
+} {
+  // a shard with no samples (more shards than batches) computed nothing, so chose nothing: it does not count
+  const records = infos.filter((i) => i.done > 0).map((i) => i.gradientCheckpointing);
+  const first = records[0];
+  if (!first || !records.every((r) => r && r.requested === first.requested && r.used === first.used))
+    return {};
+  return { gradientCheckpointing: { requested: first.requested, used: first.used } };
 }

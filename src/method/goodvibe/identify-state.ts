@@ -137,6 +137,12 @@ export interface Accumulators {
   /** forward, backward, total */
   flops: ExactSums;
   wallSeconds: number;
+  /**
+   * whether the last call that computed samples checkpointed its layers (identify.gradientCheckpointing, "auto"
+   * decided); absent before any was computed, or in state saved before 2026-12-01. A resumed run decides again: the
+   * importances are the same either way (method/checkpointing.ts), only time and memory differ
+   */
+  checkpointing?: boolean;
 }
 
 export function emptyAccumulators(n: number, targets: readonly Target[]): Accumulators {
@@ -286,6 +292,7 @@ export function loadState(
     tokens: st.tokens,
     paddedTokens: st.paddedTokens,
     wallSeconds: st.wallSeconds,
+    ...(typeof st.checkpointing === "boolean" ? { checkpointing: st.checkpointing } : {}),
     ...readAccumulatorTensors(path.join(dir, "accumulators.safetensors"), targets),
   };
 }

@@ -19,7 +19,7 @@ import type { DecoderModel } from "../../models/decoder.js";
 import type { Linear } from "../../models/linear.js";
 import { InputError, GoodVibeError } from "../../errors.js";
 import { Tensor, keep, meanAbsGradHook, noGrad, readBackFloat32, tidy } from "../../tensor/index.js";
-import { chooseCheckpointing } from "../checkpointing.js";
+import { chooseCheckpointing, type CheckpointingRecord } from "../checkpointing.js";
 import { judgeLossHead } from "../losses.js";
 import { identifyFlops, identifyMemoryEstimate } from "../flops.js";
 import {
@@ -162,9 +162,23 @@ export async function identify(
   samples: IdentifySample[],
   opts: IdentifyOptions,
 ): Promise<NeuronMap> {
-  return accumulate(model, samples, opts, null, (acc, targets, store) =>
-    buildNeuronMap(targets, modelShapeRecord(model), acc, opts, store ? (sel) => store.read(sel) : null),
-  );
+  return accumulate(model, samples, opts, null, (acc, targets, store) => ({
+    ...buildNeuronMap(targets, modelShapeRecord(model), acc, opts, store ? (sel) => store.read(sel) : null),
+    ...checkpointingRecord(opts, acc),
+  }));
+}
+
+/**
+ * identification's checkpointing as asked and as used, for the map and a shard's record: the choice of the last call
+ * that computed samples (state saved before 2026-12-01 did not keep it: then none)
+ */
+export function checkpointingRecord(
+  opts: Pick<IdentifyOptions, "gradientCheckpointing">,
+  acc: Pick<Accumulators, "checkpointing">,
+): { gradientCheckpointing?: CheckpointingRecord } {
+  return acc.checkpointing === undefined
+    ? {}
+    : { gradientCheckpointing: { requested: opts.gradientCheckpointing, used: acc.checkpointing } };
 }
 
 /**
@@ -227,6 +241,7 @@ export async function accumulate<T>(
     for (const indices of plan) {
       const batch = indices.map((i) => samples[i]!);
       const r = tidy(() => runBatch(model, linears, batch, opts, checkpointing));
+      acc.checkpointing = checkpointing;
       acc.loss.add(0, r.loss);
       const T = lengths[indices[0]!]!;
       acc.paddedTokens += indices.length * T;

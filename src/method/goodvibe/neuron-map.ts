@@ -8,6 +8,7 @@ import { InputError } from "../../errors.js";
 import { writeFileAtomic } from "../../io/atomic.js";
 import { parseJson } from "../../util/keys.js";
 import type { FlopCount } from "../flops.js";
+import type { CheckpointingRecord } from "../checkpointing.js";
 import type { SelectionMode } from "./config.js";
 import type { ModelShapeRecord } from "./model-shape.js";
 
@@ -50,6 +51,12 @@ export interface NeuronMap {
   /** real tokens judged, and tokens computed with padding */
   tokens?: number;
   paddedTokens?: number;
+  /**
+   * identification's gradient checkpointing as asked (identify.gradientCheckpointing) and as the run used it ("auto"
+   * decided: on or off; a resumed run's last call's choice); not part of any key. Absent in maps made before
+   * 2026-12-01 and in merged shards that did not all record the same
+   */
+  gradientCheckpointing?: CheckpointingRecord;
   modules: Record<string, ModuleNeurons>;
 }
 
