@@ -69,12 +69,12 @@ export function registerOrganism(program: Command): void {
     .addHelpText(
       "after",
       "\nExamples:\n" +
-        "  goodvibe organism build -o /tmp/organism      # how assets/organism was made; rebuilds it bit for bit\n" +
+        "  goodvibe organism build -o /tmp/organism      # how assets/organism was made (bit for bit at 15577aa; today's kernels round differently, and it says so)\n" +
         "  goodvibe organism sources                     # once: the Debian packages, pinned versions\n" +
         "  goodvibe organism build --recipe cybernative --data ../shared/data/cybernative/train.jsonl \\\n" +
         "    -o runs/cybernative-organism               # the CyberNative organism (BENCHMARKS.md)\n" +
         "  goodvibe organism build --recipe cybernative --data ../shared/data/cybernative/train.jsonl \\\n" +
-        "    --weights assets/cybernative-organism -o runs/cybernative-organism   # the shipped weights, in minutes",
+        "    --weights assets/cybernative-organism -o runs/cybernative-organism   # the shipped weights: data/ in about 15 s",
     )
     .action(async (opts) => (await import("./organism-run.js")).organismBuildCommand(program.opts(), opts));
   org
