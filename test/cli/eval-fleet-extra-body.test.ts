@@ -76,6 +76,20 @@ test("eval --url --extra-body: every chat body carries it; its answers are keyed
       assert.equal(b.model, "m");
       assert.equal(Array.isArray(b.messages), true);
     }
+    // the summary says what the servers were sent, as the bodies above show: the day left out, the switch sent
+    assert.match(
+      withExtra.stdout,
+      /template day: [^\n]*; not sent to the servers \(--extra-body leaves chat_template_kwargs\.date_string out\)/,
+    );
+    assert.doesNotMatch(withExtra.stdout, /sent to the servers as chat_template_kwargs\.date_string/);
+    assert.match(
+      withExtra.stdout,
+      /thinking switch: off [^\n]*, sent to the servers as chat_template_kwargs\.enable_thinking/,
+    );
+    assert.match(
+      plain.stdout,
+      /template day: [^\n]*, sent to the servers as chat_template_kwargs\.date_string/,
+    );
     const after = keys(cache);
     for (const [id, k] of before) {
       assert.equal(after.get(id)!.length, 2);
@@ -93,13 +107,27 @@ test("eval --url --extra-body: every chat body carries it; its answers are keyed
     assert.equal(other.code, 0, showRun(other));
     assert.equal(srv.bodies.length, 9);
     for (const b of srv.bodies.slice(6)) assert.equal(b.reasoning_effort, "low");
+    // the extra body's own value of the switch: sent instead of ours, and the summary says so
+    const theirs = await runCli([
+      ...args,
+      "--extra-body",
+      '{"chat_template_kwargs": {"enable_thinking": true}}',
+    ]);
+    assert.equal(theirs.code, 0, showRun(theirs));
+    assert.equal(srv.bodies.length, 12);
+    for (const b of srv.bodies.slice(9))
+      assert.equal((b.chat_template_kwargs as Record<string, unknown>).enable_thinking, true);
+    assert.match(
+      theirs.stdout,
+      /thinking switch: off [^\n]*; the servers were sent --extra-body's chat_template_kwargs\.enable_thinking true instead/,
+    );
     const plainAgain = await runCli(args);
     assert.equal(plainAgain.code, 0, showRun(plainAgain));
-    assert.equal(srv.bodies.length, 9);
+    assert.equal(srv.bodies.length, 12);
     // an empty object sends the bodies sent without one: the same answers, found again
     const empty = await runCli([...args, "--extra-body", "{}"]);
     assert.equal(empty.code, 0, showRun(empty));
-    assert.equal(srv.bodies.length, 9);
+    assert.equal(srv.bodies.length, 12);
   } finally {
     await srv.close();
   }

@@ -16,7 +16,7 @@ import {
 import { stagesTrainedOn } from "../../recipes/harden.js";
 import { PROMPT_FILTERS, type PromptFilter } from "../../data/prompts.js";
 import { InputError } from "../../errors.js";
-import { HttpBackend, retryWarning } from "../../eval/generate/http.js";
+import { HttpBackend, retryWarning, templateKwargSent } from "../../eval/generate/http.js";
 import { serverChatBackend } from "../../eval/generate/backend.js";
 import {
   DEFAULT_ENABLE_THINKING,
@@ -29,6 +29,16 @@ import {
 import { answerTokensKey } from "../../io/tokenizer-json.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { evalSummaryLines } from "./eval-summary.js";
+
+/** How a chat_template_kwargs key reached the servers, for the lines that say what the answers were asked with. */
+function sentToServers(extraBody: Record<string, unknown> | undefined, key: string): string {
+  const k = templateKwargSent(extraBody, key);
+  if (k.sent === "dropped")
+    return `; not sent to the servers (--extra-body leaves chat_template_kwargs.${key} out)`;
+  if (k.sent === "theirs")
+    return `; the servers were sent --extra-body's chat_template_kwargs.${key} ${JSON.stringify(k.value)} instead`;
+  return `, sent to the servers as chat_template_kwargs.${key}`;
+}
 
 export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<void> {
   const log = makeLogger(g);
@@ -148,7 +158,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     if (opts.url || hasThinkingSwitch(folderChatTemplate(opts.model)))
       lines.push(
         `Qwen3's thinking switch: ${enableThinking ? "on" : "off"} (enable_thinking ${enableThinking} in every prompt ` +
-          `answered${opts.url ? ", sent to the servers as chat_template_kwargs" : ""}` +
+          `answered${opts.url ? sentToServers(opts.extraBody, "enable_thinking") : ""}` +
           `${enableThinking ? "" : "; --enable-thinking turns it on"}; the paper does not say which mode it used)`,
       );
     // the day the prompts were rendered on, where it can matter: a template that writes it (Llama 3.2's "Today
@@ -158,7 +168,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
       lines.push(
         `template day: ${templateDateString()} (${templateDate}, ` +
           `${templateDate === DEFAULT_TEMPLATE_DATE ? "the default" : "GOODVIBE_TEMPLATE_DATE"}; in every prompt ` +
-          `answered${opts.url ? ", sent to the servers as chat_template_kwargs.date_string" : ""}` +
+          `answered${opts.url ? sentToServers(opts.extraBody, "date_string") : ""}` +
           `${templateDate === DEFAULT_TEMPLATE_DATE ? "; GOODVIBE_TEMPLATE_DATE=YYYY-MM-DD|today sets another" : ""})`,
       );
     // the benchmarks taken from --cache, by side, when any was

@@ -244,6 +244,23 @@ export interface CompletionLogprobs {
   text_offset?: number[];
 }
 
+/**
+ * What an extra body (HttpBackend's extraBody, `--extra-body`) does to one of the chat_template_kwargs keys we send
+ * (enable_thinking, date_string), as templateFields merges them: nothing ("ours"), leaves it out ("dropped": the
+ * key or the whole field set to null), or sends its own value ("theirs"). For the lines that say what was sent.
+ */
+export function templateKwargSent(
+  extraBody: Record<string, unknown> | undefined,
+  key: string,
+): { sent: "ours" } | { sent: "dropped" } | { sent: "theirs"; value: unknown } {
+  const user = extraBody?.chat_template_kwargs;
+  if (user === null) return { sent: "dropped" };
+  if (user === undefined || typeof user !== "object" || Array.isArray(user) || !(key in user))
+    return { sent: "ours" };
+  const value = (user as Record<string, unknown>)[key];
+  return value === null ? { sent: "dropped" } : { sent: "theirs", value };
+}
+
 export class HttpBackend implements GenerationBackend {
   readonly name: string;
   private readonly bases: string[];
