@@ -112,6 +112,14 @@ export function strftimeOn(day: Date, format: string): string {
 }
 
 /**
+ * What chat templates are given as strftime_now: Python's strftime on `day` (strftimeOn), whatever format they
+ * ask; one closure for every rendering (io/tokenizer.ts's prompts and probe, io/tokenizer-json.ts's keys).
+ */
+export function strftimeNowOn(day: Date): (format: unknown) => string {
+  return (format) => strftimeOn(day, String(format));
+}
+
+/**
  * The chat template of a model folder as text, found as io/tokenizer.ts finds it (chat_template.jinja wins over
  * tokenizer_config.json's "chat_template", a string or the entry named "default" of a list), or null; for the keys
  * of finished work, which must not stop on a file loading the tokenizer reports (null then).

@@ -13,7 +13,7 @@ import {
   END_OF_TURN_PROBE,
   END_OF_TURN_PROBE_CONTEXT,
   chatTemplateText,
-  strftimeOn,
+  strftimeNowOn,
   templateDateSetting,
   templateDay,
   templateDayIso,
@@ -158,7 +158,7 @@ function endOfTurnAdded(
     text = renderTemplate(
       new Template(template),
       { ...templateSpecialTokens(config), ...END_OF_TURN_PROBE_CONTEXT },
-      (f) => strftimeOn(day, String(f)),
+      strftimeNowOn(day),
     );
   } catch {
     return null;

@@ -12,6 +12,7 @@ import {
   END_OF_TURN_PROBE_CONTEXT,
   SPECIAL_TOKEN_KEYS,
   TEMPLATE_DATE_STRING_FORMAT,
+  strftimeNowOn,
   strftimeOn,
   templateDateSetting,
   templateDay,
@@ -232,7 +233,7 @@ export interface LoadTokenizerOptions {
 
 export async function loadTokenizer(dir: string, options: LoadTokenizerOptions = {}): Promise<HfTokenizer> {
   const day = templateDay(options.templateDate ?? templateDateSetting(), options.now);
-  const strftime_now = (format: unknown): string => strftimeOn(day, String(format));
+  const strftime_now = strftimeNowOn(day);
   // A day other than the default is also the template variable date_string, as servers are sent it
   // (chat_template_kwargs.date_string, eval/generate/http.ts): Llama 3.1's template reads it but never calls
   // strftime_now, so it would write its own 26 Jul 2024 where a server writes the setting's day. The default day
