@@ -8,8 +8,6 @@ import * as path from "node:path";
 import { Template } from "@huggingface/jinja";
 import {
   DEFAULT_TEMPLATE_DATE,
-  END_OF_TURN_PROBE,
-  END_OF_TURN_PROBE_CONTEXT,
   SPECIAL_TOKEN_KEYS,
   TEMPLATE_DATE_STRING_FORMAT,
   strftimeNowOn,
@@ -20,6 +18,7 @@ import {
   tokenContent,
 } from "./chat-template.js";
 import { renderTemplate } from "./render-template.js";
+import { endTokens } from "./tokenizer-json.js";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { InputError, preview } from "../errors.js";
 import { checkModelDir } from "./config.js";
@@ -47,7 +46,8 @@ export interface HfTokenizer {
   bosTokenId: number | null;
   /**
    * Every id that ends generation: the tokenizer's eos, then generation_config.json's, then config.json's, then the
-   * special token the chat template closes an assistant turn with where none of those names it (templateEndOfTurn).
+   * special token the chat template closes an assistant turn with where none of those names it (io/tokenizer-json.ts
+   * endTokens, which the keys of finished work read too).
    */
   eosTokenIds: number[];
   padTokenId: number | null;
@@ -186,40 +186,6 @@ async function findChatTemplate(
   throw new InputError(`${source}: "chat_template" must be a string or a list of {name, template}`);
 }
 
-/**
- * The special token the chat template closes an assistant turn with (Llama 3's "<|eot_id|>", ChatML's
- * "<|im_end|>", Gemma's "<end_of_turn>", Llama 2's "</s>"), or null. Found by rendering a [user, assistant]
- * conversation and reading what follows the answer: whitespace, then a special token of tokenizer.json's
- * added_tokens. Why: the model answers inside that turn and was trained to close it with that token, so it is an
- * end of generation whatever the config files name; Meta-Llama-3-8B-Instruct's first release named only
- * "<|end_of_text|>" (128001) in tokenizer_config.json, config.json and generation_config.json, so generation ran on
- * past "<|eot_id|>" (128009) and every fine-tuning answer got an "<|end_of_text|>" the template never writes.
- * Meta's own code and llama.cpp (which reads "<|eot_id|>" as an end-of-generation token by its text) stop at both.
- * A template that refuses this conversation (a required system turn, say) gives null: rendering it is the
- * caller's to report, with its own messages.
- */
-function templateEndOfTurn(
-  render: (context: Record<string, unknown>) => string,
-  tok: Tokenizer,
-  special: ReadonlySet<number>,
-): number | null {
-  let text: string;
-  try {
-    text = render(END_OF_TURN_PROBE_CONTEXT);
-  } catch {
-    return null;
-  }
-  const at = text.lastIndexOf(END_OF_TURN_PROBE);
-  if (at < 0) return null;
-  const ids: number[] = tok.encode(text.slice(at + END_OF_TURN_PROBE.length), {
-    add_special_tokens: false,
-  }).ids;
-  const i = ids.findIndex((id) => special.has(id));
-  if (i < 0 || (i > 0 && tok.decode(ids.slice(0, i), { skip_special_tokens: false }).trim() !== ""))
-    return null;
-  return ids[i]!;
-}
-
 /** Load the tokenizer of a model folder (tokenizer.json required, the rest optional). */
 export interface LoadTokenizerOptions {
   /**
@@ -320,10 +286,6 @@ export async function loadTokenizer(dir: string, options: LoadTokenizerOptions =
   // Hints from the model config can name ids the tokenizer does not have (santacoder's config says 50256).
   const known = (ids: number[]): number[] => ids.filter((id) => tok.id_to_token(id) !== undefined);
   const bosTokenId = specialId("bos_token") ?? known(bosIds.gen)[0] ?? known(bosIds.model)[0] ?? null;
-  const eosTokenIds: number[] = [];
-  for (const id of [specialId("eos_token"), ...known(eosIds.gen), ...known(eosIds.model)]) {
-    if (id !== null && !eosTokenIds.includes(id)) eosTokenIds.push(id);
-  }
   const padTokenId = specialId("pad_token") ?? known(padIds.gen)[0] ?? known(padIds.model)[0] ?? null;
   const warnings: string[] = [];
   const templateFound = await findChatTemplate(dir, configJson);
@@ -340,25 +302,22 @@ export async function loadTokenizer(dir: string, options: LoadTokenizerOptions =
     }
   }
   const specialTokens = templateSpecialTokens(configJson);
-  if (template) {
-    const special = new Set<number>();
-    for (const a of Array.isArray(tokenizerJson.added_tokens) ? tokenizerJson.added_tokens : [])
-      if (isPlainObject(a) && a.special === true && typeof a.id === "number") special.add(a.id);
-    const eot = templateEndOfTurn(
-      (context) => renderTemplate(template!, { ...specialTokens, ...context }, strftime_now),
-      tok,
-      special,
+  // eos_token, the eos_token_id fields (checked above), and the template's end of turn where none names it: read
+  // from the files as the keys of finished work read them (io/tokenizer-json.ts), so both agree
+  const { eosTokenIds, endOfTurnAdded: eot } = endTokens({
+    tokenizer: tokenizerJson,
+    config: configJson,
+    eosTokenIdFields: [eosIds.gen, eosIds.model],
+    template,
+    strftimeNow: strftime_now,
+  });
+  if (eot !== null)
+    warnings.push(
+      `${templateFound!.source}: the chat template ends an assistant turn with ${JSON.stringify(tok.id_to_token(eot))} ` +
+        `(id ${eot}), which neither eos_token nor eos_token_id names` +
+        (eosTokenIds.length > 1 ? ` (they name id ${eosTokenIds.slice(0, -1).join(", ")})` : "") +
+        `: generation ends at it too, and fine-tuning answers end with it as the template writes them`,
     );
-    if (eot !== null && !eosTokenIds.includes(eot)) {
-      eosTokenIds.push(eot);
-      warnings.push(
-        `${templateFound!.source}: the chat template ends an assistant turn with ${JSON.stringify(tok.id_to_token(eot))} ` +
-          `(id ${eot}), which neither eos_token nor eos_token_id names` +
-          (eosTokenIds.length > 1 ? ` (they name id ${eosTokenIds.slice(0, -1).join(", ")})` : "") +
-          `: generation ends at it too, and fine-tuning answers end with it as the template writes them`,
-      );
-    }
-  }
   // transformers would add a missing eos_token as a new id past the model's vocabulary: it is never generated
   const eosName = tokenContent(configJson.eos_token);
   if (eosName !== null && tokenToId(eosName) === null)
