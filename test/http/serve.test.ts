@@ -723,6 +723,53 @@ test("chat_template_kwargs.enable_thinking is honoured (absent: off, the project
   );
 });
 
+test('reasoning_effort: "none" answers without reasoning, as by default; an effort is refused, not ignored', async () => {
+  // Ollama's thinking switch, which eval --url sends with --extra-body '{"reasoning_effort": "none"}' (README)
+  const rec = new ThinkingRecorder();
+  await withServer(
+    {},
+    async (s) => {
+      const chat = (extra: Record<string, unknown>) =>
+        post(s, "/v1/chat/completions", {
+          messages: [{ role: "user", content: "write a loop" }],
+          max_tokens: 2,
+          ...extra,
+        });
+      for (const extra of [{ reasoning_effort: "none" }, { reasoning_effort: null }]) {
+        const r = await chat(extra);
+        assert.equal(r.status, 200, r.text);
+      }
+      assert.deepEqual(rec.asked, [false, false]);
+      for (const effort of ["low", "high", 3])
+        assertError(
+          await chat({ reasoning_effort: effort }),
+          400,
+          "unsupported_parameter",
+          "reasoning_effort",
+        );
+      assertError(
+        await chat({ reasoning_effort: "none", chat_template_kwargs: { enable_thinking: true } }),
+        400,
+        "invalid_value",
+        "reasoning_effort",
+      );
+      // through the HTTP backend with an extra body, as eval --url --extra-body sends it
+      const client = new HttpBackend({
+        baseUrls: s.url,
+        model: "made",
+        apiKeyEnv: "GV_UNSET_KEY_FOR_TEST",
+        extraBody: { reasoning_effort: "none" },
+      });
+      await client.chat([{ role: "user", content: "write a loop" }], {
+        maxNewTokens: 2,
+        enableThinking: false,
+      });
+      assert.deepEqual(rec.asked, [false, false, false], "refused requests rendered nothing");
+    },
+    rec,
+  );
+});
+
 test("chat_template_kwargs.date_string is passed to the template (absent: none, the server's own day); a non-string refused", async () => {
   const rec = new ThinkingRecorder();
   await withServer(

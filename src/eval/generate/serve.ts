@@ -207,6 +207,24 @@ function chatTemplateKwargs(
 }
 
 /**
+ * `reasoning_effort` (OpenAI's; Ollama's thinking switch, which `--extra-body` sends): "none", answering without
+ * reasoning, is what this server does unless chat_template_kwargs.enable_thinking is true, so it is honoured; any
+ * effort would need the thinking switch (chat_template_kwargs.enable_thinking here) and is refused, not ignored, as
+ * every option this server cannot honour; "none" with enable_thinking true contradicts itself.
+ */
+function reasoningEffort(v: unknown, enableThinking: boolean): void {
+  if (v === undefined || v === null) return;
+  const key = "reasoning_effort";
+  if (v !== "none")
+    throw bad(
+      `${key} ${JSON.stringify(v)} is not supported by this server (only "none"; its thinking switch is chat_template_kwargs.enable_thinking)`,
+      key,
+      "unsupported_parameter",
+    );
+  if (enableThinking) throw bad(`${key} "none" contradicts chat_template_kwargs.enable_thinking true`, key);
+}
+
+/**
  * Check a request body against the API and the model, and turn its prompts into token ids. Throws ApiError 400
  * (404 for another model's name) naming the field.
  */
@@ -255,6 +273,7 @@ function parseRequest(
 
   // prompts
   const templateVars = chatTemplateKwargs(body.chat_template_kwargs, kind);
+  reasoningEffort(body.reasoning_effort, templateVars.enableThinking);
   let prompts: number[][];
   let promptParam: string;
   if (kind === "chat") {
