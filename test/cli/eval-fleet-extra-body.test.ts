@@ -186,6 +186,25 @@ test("generate --backend http --extra-body: the request carries it", async () =>
     assert.equal("chat_template_kwargs" in srv.bodies[0]!, false);
     assert.deepEqual(srv.bodies[0]!.messages, [{ role: "user", content: "hi" }]);
     assert.match(r.stdout, /print\(1\)/);
+    // no --model: the server's template, and so whether it writes the server's day, is not known; said once
+    const warned = /generate --backend http: the servers' chat template is not known here \(no --model/g;
+    assert.equal((r.stderr.match(warned) ?? []).length, 1, r.stderr);
+    const j = await runCli([
+      ...["generate", "--backend", "http", "--url", srv.url, "--server-model", "m", "-p", "hi", "--json"],
+    ]);
+    assert.equal(j.code, 0, showRun(j));
+    assert.match(
+      (JSON.parse(j.stdout) as { caveats: string[] }).caveats[0]!,
+      /^template day: .*not known here/,
+    );
+    // with the model folder (a template that writes no day) and date_string sent, nothing to say
+    const k = await runCli([
+      ...["generate", "--backend", "http", "--url", srv.url, "--server-model", "m", "-p", "hi", "--json"],
+      ...["-m", fx.model.dir],
+    ]);
+    assert.equal(k.code, 0, showRun(k));
+    assert.doesNotMatch(k.stderr, /template is not known|strftime_now/);
+    assert.equal((JSON.parse(k.stdout) as { caveats?: string[] }).caveats, undefined);
   } finally {
     await srv.close();
   }

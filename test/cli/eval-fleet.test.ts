@@ -154,3 +154,83 @@ test("eval --url sends the thinking setting in every chat request (off by defaul
     await new Promise<void>((ok) => server.close(() => ok()));
   }
 });
+
+test("eval --url warns once and records a caveat when the model's template writes the server's day whatever it is sent", async () => {
+  const dev = path.join(fx.work, "dev-clock.jsonl");
+  writeCorpusJsonl(dev, balancedPairs(fx.model.pairs, 1).slice(0, 2));
+  // the fixture's model folder with its chat template led by a day line: called bare (the server's clock whatever
+  // date_string says), or behind Llama 3.2's check of date_string
+  const withTemplate = (name: string, dayLine: string): string => {
+    const dir = path.join(fx.work, name);
+    fs.cpSync(fx.model.dir, dir, { recursive: true });
+    const file = path.join(dir, "tokenizer_config.json");
+    const cfg = JSON.parse(fs.readFileSync(file, "utf8")) as { chat_template: string };
+    fs.writeFileSync(file, JSON.stringify({ ...cfg, chat_template: dayLine + cfg.chat_template }));
+    return dir;
+  };
+  const bare = withTemplate("clock-bare", `{{- "Today Date: " + strftime_now("%d %b %Y") + "\\n" }}`);
+  const guarded = withTemplate(
+    "clock-guarded",
+    `{%- if not date_string is defined %}{%- set date_string = strftime_now("%d %b %Y") %}{%- endif %}` +
+      `{{- "Today Date: " + date_string + "\\n" }}`,
+  );
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      res.writeHead(200, { "content-type": "application/json" });
+      const content = "```python\nprint(1)\n```";
+      res.end(JSON.stringify({ choices: [{ index: 0, message: { role: "assistant", content } }] }));
+    });
+  });
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    const args = (model: string, cache: string) => [
+      ...[
+        "eval",
+        "-m",
+        model,
+        "-d",
+        dev,
+        "--prompts",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--preference-pairs",
+        "1",
+      ],
+      ...["--cache", path.join(fx.work, cache), "--url", url, "--server-model", "m"],
+    ];
+    const warned =
+      /eval --url: the model folder's chat template calls strftime_now where it does not check date_string first/g;
+    const j = await runCli([...args(bare, "c-clock-bare"), "--json"]);
+    assert.equal(j.code, 0, showRun(j));
+    assert.equal((j.stderr.match(warned) ?? []).length, 1, j.stderr);
+    const caveats = (JSON.parse(j.stdout) as { caveats?: string[] }).caveats;
+    assert.equal(caveats?.length, 1);
+    assert.match(caveats![0]!, /^template day: .*may carry the server's day/);
+    const t = await runCli(args(bare, "c-clock-bare"));
+    assert.equal(t.code, 0, showRun(t));
+    assert.match(t.stdout, /^caveat: template day: the model folder's chat template calls strftime_now/m);
+    // Llama 3.2's guard: the day sent is the one written; nothing to say
+    const g = await runCli([...args(guarded, "c-clock-guarded"), "--json"]);
+    assert.equal(g.code, 0, showRun(g));
+    assert.doesNotMatch(g.stderr, /strftime_now/);
+    assert.equal((JSON.parse(g.stdout) as { caveats?: string[] }).caveats, undefined);
+    // ... unless --extra-body leaves date_string out: the server fills it in
+    const n = await runCli([
+      ...args(guarded, "c-clock-none"),
+      "--json",
+      "--extra-body",
+      '{"chat_template_kwargs": {"date_string": null}}',
+    ]);
+    assert.equal(n.code, 0, showRun(n));
+    assert.match(
+      (JSON.parse(n.stdout) as { caveats: string[] }).caveats[0]!,
+      /leaves chat_template_kwargs\.date_string out/,
+    );
+  } finally {
+    server.closeAllConnections();
+    await new Promise<void>((ok) => server.close(() => ok()));
+  }
+});

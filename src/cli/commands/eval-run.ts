@@ -17,6 +17,7 @@ import { stagesTrainedOn } from "../../recipes/harden.js";
 import { PROMPT_FILTERS, type PromptFilter } from "../../data/prompts.js";
 import { InputError } from "../../errors.js";
 import { HttpBackend, retryWarning, templateKwargSent } from "../../eval/generate/http.js";
+import { serverDayCaveat } from "../../io/template-clock.js";
 import { serverChatBackend } from "../../eval/generate/backend.js";
 import {
   DEFAULT_ENABLE_THINKING,
@@ -101,6 +102,20 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
       throw new InputError(
         "--extra-body is sent to servers: it needs --url (the built-in engine takes no request body)",
       );
+    // a server renders its own chat template: one that calls strftime_now without checking date_string writes the
+    // server's day whatever it is sent. Known only as far as the model folder's template tells (said once, before
+    // the answers, and kept in the output as a caveat)
+    const caveats: string[] = [];
+    if (opts.url) {
+      const caveat = serverDayCaveat(
+        folderChatTemplate(opts.model),
+        templateKwargSent(opts.extraBody, "date_string").sent !== "dropped",
+      );
+      if (caveat) {
+        caveats.push(`template day: ${caveat}`);
+        log.warn(`eval --url: ${caveat}`);
+      }
+    }
     const generator = opts.url
       ? serverChatBackend(
           new HttpBackend({
@@ -171,6 +186,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
           `answered${opts.url ? sentToServers(opts.extraBody, "date_string") : ""}` +
           `${templateDate === DEFAULT_TEMPLATE_DATE ? "; GOODVIBE_TEMPLATE_DATE=YYYY-MM-DD|today sets another" : ""})`,
       );
+    for (const c of caveats) lines.push(`caveat: ${c}`);
     // the benchmarks taken from --cache, by side, when any was
     const reused = {
       ...(ev.utilityReused ? { utilityReused: ev.utilityReused } : {}),
@@ -190,8 +206,16 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
             ...(utilityLimit ? { utilityLimit } : {}),
             enableThinking,
             templateDate,
+            ...(caveats.length ? { caveats } : {}),
           }
-        : { ...cell, ...reused, ...(utilityLimit ? { utilityLimit } : {}), enableThinking, templateDate },
+        : {
+            ...cell,
+            ...reused,
+            ...(utilityLimit ? { utilityLimit } : {}),
+            enableThinking,
+            templateDate,
+            ...(caveats.length ? { caveats } : {}),
+          },
     );
   });
 }

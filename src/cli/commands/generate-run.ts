@@ -6,7 +6,9 @@ import { InputError } from "../../errors.js";
 import { loadTokenizer } from "../../io/tokenizer.js";
 import { BuiltinBackend } from "../../eval/generate/builtin.js";
 import { getNumThreads, setNumThreads } from "../../tensor/index.js";
-import { HttpBackend, retryWarning } from "../../eval/generate/http.js";
+import { HttpBackend, retryWarning, templateKwargSent } from "../../eval/generate/http.js";
+import { serverDayCaveat } from "../../io/template-clock.js";
+import { folderChatTemplate } from "../../io/chat-template.js";
 import type { GenerateOptions } from "../../eval/generate/backend.js";
 import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
 import { makeLogger, output, runCommand } from "../common.js";
@@ -29,6 +31,8 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
     const messages = [{ role: "user" as const, content: opts.prompt }];
     let text: string;
     let threads: number | undefined;
+    // what the output says the answer may carry that this tool did not choose (the server's day)
+    const caveats: string[] = [];
     if (opts.backend === "builtin") {
       if (!opts.model) throw new InputError("--model is required with the builtin backend");
       const b = await BuiltinBackend.load(opts.model);
@@ -65,6 +69,19 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
       if (!opts.url || !opts.serverModel)
         throw new InputError("--url and --server-model are required with the http backend");
       const retries = retryWarning(makeLogger(g));
+      // a chat request is rendered by the server's template: the model folder's tells whether it writes the server's
+      // day whatever it is sent; without --model it cannot be known (a raw prompt uses no template)
+      if (!opts.raw) {
+        const caveat = serverDayCaveat(
+          opts.model ? folderChatTemplate(opts.model) : null,
+          templateKwargSent(opts.extraBody, "date_string").sent !== "dropped",
+          opts.model ? undefined : "no --model names the folder whose template the server has",
+        );
+        if (caveat) {
+          caveats.push(`template day: ${caveat}`);
+          makeLogger(g).warn(`generate --backend http: ${caveat}`);
+        }
+      }
       const b = new HttpBackend({
         baseUrls: opts.url,
         model: opts.serverModel,
@@ -79,6 +96,11 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
       }
       await b.close();
     } else throw new InputError(`unknown backend ${opts.backend} (builtin | llamacpp | http)`);
-    output(g, text, { backend: opts.backend, text, ...(threads !== undefined ? { threads } : {}) });
+    output(g, text, {
+      backend: opts.backend,
+      text,
+      ...(threads !== undefined ? { threads } : {}),
+      ...(caveats.length ? { caveats } : {}),
+    });
   });
 }
