@@ -8,7 +8,7 @@ import YAML from "yaml";
 import type { z } from "zod";
 import { InputError } from "../errors.js";
 import { refuseForbiddenKeys } from "../util/keys.js";
-import { parseOverride, setPath } from "../util/overrides.js";
+import { explainNull, parseOverride, setPath } from "../util/overrides.js";
 
 /**
  * A YAML config file as a plain mapping ({} without a file); prototype-polluting keys refused. `what` names
@@ -47,7 +47,9 @@ export function parseConfig<S extends z.ZodType>(
 ): z.infer<S> {
   const r = schema.safeParse(merged);
   if (!r.success) {
-    const msgs = r.error.issues.map((i) => `${i.path.map(String).join(".") || "(top level)"}: ${i.message}`);
+    const msgs = r.error.issues.map(
+      (i) => `${i.path.map(String).join(".") || "(top level)"}: ${explainNull(i.message)}`,
+    );
     throw new InputError(
       style === "lines"
         ? `${where}:\n${msgs.map((m) => `  ${m}`).join("\n")}`

@@ -8,7 +8,7 @@
 import { z } from "zod";
 import { InputError } from "../errors.js";
 import { applyOverrides, loadConfigFile } from "../config/resolve.js";
-import { setPath } from "../util/overrides.js";
+import { explainNull, setPath } from "../util/overrides.js";
 import { METHODS, type Method } from "../report/schema.js";
 import { PROMPT_FILTERS, PROMPT_SPREADS } from "../data/prompts.js";
 import { experimentJudgeSchema } from "../config/judge.js";
@@ -174,7 +174,7 @@ export function nestSettings(settings: Record<string, unknown>): Record<string, 
 function formatIssues(source: string, issues: readonly z.core.$ZodIssue[]): string {
   const lines = issues
     .slice(0, 8)
-    .map((i) => `  ${i.path.map(String).join(".") || "(top level)"}: ${i.message}`);
+    .map((i) => `  ${i.path.map(String).join(".") || "(top level)"}: ${explainNull(i.message)}`);
   return `${source}: invalid experiment file:\n${lines.join("\n")}`;
 }
 
@@ -267,5 +267,16 @@ export function gridLabel(name: string, value: unknown): string {
  * config resolver (src/config/resolve.ts), then validate.
  */
 export function loadExperimentSpec(file: string, sets: readonly string[] = []): ExperimentSpec {
-  return parseExperimentSpec(applyOverrides(loadConfigFile(file, "experiment file"), {}, sets), file);
+  return parseExperimentSpec(
+    applyOverrides(loadConfigFile(file, "experiment file"), {}, sets),
+    experimentSource(file, sets),
+  );
+}
+
+/**
+ * How messages name the experiment: the file, and the --set overrides laid over it, since a bad value may be one
+ * of theirs ("organism.yaml with --set defaults.train.lr=null: defaults: invalid harden setting: ...").
+ */
+export function experimentSource(file: string, sets: readonly string[] = []): string {
+  return sets.length ? `${file} with ${sets.map((s) => `--set ${s}`).join(", ")}` : file;
 }

@@ -63,6 +63,14 @@ export type TrainStageConfig = TrainConfig & TrainDataConfig;
 
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
+
+/**
+ * A stage's gradient checkpointing (identify and train alike): true, false or "auto". Its own message: a union's
+ * default is a bare "Invalid input", which names neither what is accepted nor what was given.
+ */
+export const checkpointingSettingSchema = z.union([z.boolean(), z.literal("auto")], {
+  error: (iss) => `expected true, false or "auto", received ${JSON.stringify(iss.input) ?? "nothing"}`,
+});
 /** bounded far above any real run: a careless 1e15 is an error naming the key, not a hang */
 const bounded = (max: number) => posInt.max(max, `must be at most ${max}`);
 
@@ -86,9 +94,7 @@ export const trainSchema = z
     betas: z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]).default(DEFAULT_TRAIN.betas),
     eps: z.number().positive().default(DEFAULT_TRAIN.eps),
     maxGradNorm: z.number().positive().nullable().default(DEFAULT_TRAIN.maxGradNorm),
-    gradientCheckpointing: z
-      .union([z.boolean(), z.literal("auto")])
-      .default(DEFAULT_TRAIN.gradientCheckpointing),
+    gradientCheckpointing: checkpointingSettingSchema.default(DEFAULT_TRAIN.gradientCheckpointing),
     seed: nonNegInt.default(DEFAULT_TRAIN.seed),
     checkpointEvery: nonNegInt.default(DEFAULT_TRAIN.checkpointEvery),
     maxLength: posInt.default(DEFAULT_TRAIN_DATA.maxLength),

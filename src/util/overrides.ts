@@ -30,6 +30,17 @@ export function setPath(obj: Record<string, unknown>, dotted: string, value: unk
   cur[keys[keys.length - 1]!] = value;
 }
 
+/**
+ * A validation message, with what a null is when it says "received null": an empty value reads as YAML null, so
+ * `--set train.lr=` (or `lr:` with nothing after it in a file) gives "expected number, received null", which names
+ * a null the user never wrote.
+ */
+export function explainNull(message: string): string {
+  return /received null$/.test(message)
+    ? `${message} (an empty value, null or ~, in the file or a --set, reads as null: give a value, or leave the key out for its default)`
+    : message;
+}
+
 /** `key=value` with the value parsed as YAML (numbers, booleans, lists work: `train.betas=[0.9,0.95]`). */
 export function parseOverride(s: string): [string, unknown] {
   const eq = s.indexOf("=");

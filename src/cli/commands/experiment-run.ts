@@ -4,7 +4,7 @@
 import type { OptionValues } from "commander";
 import { experimentDepartures } from "../../experiment/departures.js";
 import { EXIT, interruptSignal, makeLogger, output, runCommand } from "../common.js";
-import { loadExperimentSpec, type ExperimentSpec } from "../../experiment/spec.js";
+import { experimentSource, loadExperimentSpec, type ExperimentSpec } from "../../experiment/spec.js";
 import { claimWorkFolder } from "../../io/atomic.js";
 import { canonicalJson } from "../../io/hash.js";
 import {
@@ -43,7 +43,8 @@ export async function experimentRunCommand(
       ownEntry: (n) =>
         ["plan.json", "cells", "work", "split", "results.json", "results.partial.json", "report"].includes(n),
     });
-    const plan = planExperiment(spec, { out: opts.out, source: file });
+    // messages name the file and the --set overrides laid over it: a bad value may be one of theirs
+    const plan = planExperiment(spec, { out: opts.out, source: experimentSource(file, opts.set) });
     if (aside) log.warn(`the earlier ${plan.outDir} was moved aside to ${aside}`);
     const signal = interruptSignal(log);
     const r = await runExperiment(plan, {
@@ -96,14 +97,15 @@ export async function experimentPlanCommand(
 ): Promise<void> {
   await runCommand(g, async () => {
     const spec = loadExperimentSpec(file, opts.set);
-    const settings = expandCells(spec, file);
+    // messages name the file and the --set overrides laid over it: a bad value may be one of theirs
+    const source = experimentSource(file, opts.set);
+    const settings = expandCells(spec, source);
     const throughput = planThroughput(spec);
-    const estimates = estimateCells(spec, settings, file, throughput);
-    const missing = missingInputs(spec, file);
-    const departures = experimentDepartures(spec, file);
+    const estimates = estimateCells(spec, settings, source, throughput);
+    const missing = missingInputs(spec, source);
+    const departures = experimentDepartures(spec, source);
     // a plan writes nothing: the task split is computed in memory, its files are the run's
-    const plan =
-      missing.length === 0 ? planExperiment(spec, { out: opts.out, source: file, write: false }) : null;
+    const plan = missing.length === 0 ? planExperiment(spec, { out: opts.out, source, write: false }) : null;
     const rows = settings.map((c, i) => {
       const p = plan?.cells[i];
       return {

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { DEFAULT_JUDGE_TASK, validateJudgeTask, type JudgeTask } from "../../data/prompts.js";
+import { checkpointingSettingSchema } from "../train-config.js";
 
 /** The file a GoodVibe run writes its update into (delta.ts), named here so that --help shows it cheaply. */
 export const DELTA_FILE = "goodvibe-delta.safetensors";
@@ -94,9 +95,7 @@ export const identifySchema = z
     maxPairs: nonNegInt.default(DEFAULT_IDENTIFY.maxPairs),
     profileSamples: nonNegInt.default(DEFAULT_IDENTIFY.profileSamples),
     maxLength: posInt.default(DEFAULT_IDENTIFY.maxLength),
-    gradientCheckpointing: z
-      .union([z.boolean(), z.literal("auto")])
-      .default(DEFAULT_IDENTIFY.gradientCheckpointing),
+    gradientCheckpointing: checkpointingSettingSchema.default(DEFAULT_IDENTIFY.gradientCheckpointing),
     judgeTask: judgeTaskSchema.default({
       instruction: DEFAULT_IDENTIFY.judgeTask.instruction,
       labels: { ...DEFAULT_IDENTIFY.judgeTask.labels },
