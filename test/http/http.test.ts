@@ -11,6 +11,8 @@ import {
   type CompletionLogprobs,
 } from "../../src/eval/generate/http.js";
 import { serverChatBackend } from "../../src/eval/generate/backend.js";
+import { DEFAULT_CONCURRENCY } from "../../src/eval/generate/http-config.js";
+import { runCli } from "../cli/cli-helpers.js";
 
 interface Seen {
   path: string;
@@ -131,6 +133,25 @@ test("concurrency never exceeds the bound", async () => {
   } finally {
     await srv.close();
   }
+});
+
+test("without a bound, the library keeps eval --concurrency's default in flight (one default, http-config.ts)", async () => {
+  const srv = await mockServer(() => ({ ...completion("x"), delayMs: 60 }));
+  try {
+    const b = new HttpBackend({ baseUrls: srv.url, model: "m" });
+    const n = DEFAULT_CONCURRENCY + 8;
+    await Promise.all(Array.from({ length: n }, (_, i) => b.generateText(`p${i}`, { maxNewTokens: 1 })));
+    assert.equal(srv.requests.length, n);
+    assert.equal(srv.maxInFlight, DEFAULT_CONCURRENCY);
+  } finally {
+    await srv.close();
+  }
+  // and eval --help states that number
+  const help = await runCli(["eval", "--help"]);
+  assert.match(
+    help.stdout.replace(/\s+/g, " "),
+    new RegExp(`--concurrency <n> [^]*?\\(default: ${DEFAULT_CONCURRENCY}\\) --request-timeout`),
+  );
 });
 
 test("retries on 500 and 429, then succeeds", async () => {

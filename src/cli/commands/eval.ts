@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { DEFAULT_PREFERENCE_PAIRS } from "../../recipes/config.js";
 import { integer, jsonObject, list, number } from "../options.js";
-import { DEFAULT_REQUEST_TIMEOUT_S } from "../../eval/generate/http-config.js";
+import { DEFAULT_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT_S } from "../../eval/generate/http-config.js";
 
 export function registerEval(program: Command): void {
   program
@@ -62,7 +62,12 @@ export function registerEval(program: Command): void {
       list,
     )
     .option("--server-model <name>", "the model's name on those servers (with --url)")
-    .option("--concurrency <n>", "requests in flight over all servers (with --url)", integer(1), 16)
+    .option(
+      "--concurrency <n>",
+      "requests in flight over all servers (with --url)",
+      integer(1),
+      DEFAULT_CONCURRENCY,
+    )
     .option(
       "--request-timeout <s>",
       "seconds one request to a server may take before it is retried (with --url)",

@@ -6,3 +6,8 @@
 export const DEFAULT_REQUEST_TIMEOUT_S = 300;
 /** Retries after a request's first attempt (429, 5xx, network errors, timeouts). */
 export const DEFAULT_MAX_RETRIES = 4;
+/**
+ * Requests in flight at once over all servers: eval --concurrency's default and the library's (HttpBackend). A
+ * server batches what it can of them and queues the rest.
+ */
+export const DEFAULT_CONCURRENCY = 16;

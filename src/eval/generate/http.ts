@@ -18,7 +18,7 @@
  * context/continuation boundary counts towards the continuation.
  */
 import { GoodVibeError } from "../../errors.js";
-import { DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT_S } from "./http-config.js";
+import { DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT_S } from "./http-config.js";
 import { interrupted } from "../../util/stop.js";
 import type { ChatMessage } from "../../io/tokenizer.js";
 import type { LoglikelihoodRequest, LoglikelihoodResult } from "../utility/model.js";
@@ -34,7 +34,7 @@ export interface HttpBackendOptions {
   /** API key; default: the environment variable named by `apiKeyEnv` (default OPENAI_API_KEY), if set. */
   apiKey?: string;
   apiKeyEnv?: string;
-  /** Requests in flight at once, over all servers. Default 8. */
+  /** Requests in flight at once, over all servers. Default DEFAULT_CONCURRENCY (16). */
   concurrency?: number;
   /** Retries after the first attempt. Default DEFAULT_MAX_RETRIES (4). */
   maxRetries?: number;
@@ -280,7 +280,7 @@ export class HttpBackend implements GenerationBackend {
     const urls = Array.isArray(opts.baseUrls) ? opts.baseUrls : [opts.baseUrls];
     if (urls.length === 0) throw new GoodVibeError("HTTP backend: no base URL given");
     this.bases = urls.map(normaliseBase);
-    this.semaphore = new Semaphore(Math.max(1, opts.concurrency ?? 8));
+    this.semaphore = new Semaphore(Math.max(1, opts.concurrency ?? DEFAULT_CONCURRENCY));
     this.apiKey = opts.apiKey ?? process.env[opts.apiKeyEnv ?? "OPENAI_API_KEY"];
     this.name = `http:${opts.model}`;
     // once per backend: a run's requests carry one day ("today" read once), and a malformed setting stops here
