@@ -4,6 +4,7 @@
  * (answer tokens only, exactly the tokens buildSftExample labels, end-of-turn included); the pair counts as
  * "preferred" when the secure answer's loss is strictly lower.
  */
+import { DEFAULT_EVAL_BATCH } from "./config.js";
 import { InputError } from "../errors.js";
 import type { SecurityPair } from "../data/pairs.js";
 import {
@@ -69,7 +70,7 @@ export interface PreferenceOptions {
 export async function answerLosses(
   model: DecoderModel,
   examples: readonly SftExample[],
-  batchSize = 8,
+  batchSize = DEFAULT_EVAL_BATCH,
   signal?: AbortSignal,
   onProgress?: (done: number, total: number) => void,
   cache?: ScoreCache,
@@ -180,7 +181,14 @@ export async function securePreference(
   const cache = opts.cacheFile ? new ScoreCache(opts.cacheFile) : undefined;
   let losses: number[];
   try {
-    losses = await answerLosses(model, examples, opts.batchSize ?? 8, opts.signal, opts.onProgress, cache);
+    losses = await answerLosses(
+      model,
+      examples,
+      opts.batchSize ?? DEFAULT_EVAL_BATCH,
+      opts.signal,
+      opts.onProgress,
+      cache,
+    );
   } finally {
     cache?.close();
   }

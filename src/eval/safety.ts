@@ -8,6 +8,7 @@
  * key made of the prompt id and text, the model's identity and the generation options; a rerun takes those items
  * from the file and generates only the rest, so a killed run loses at most the batch in flight.
  */
+import { DEFAULT_EVAL_BATCH } from "./config.js";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
@@ -220,7 +221,7 @@ export async function evaluateSafety(
     if (ids.has(p.id)) throw new InputError(`safety evaluation: pair id "${p.id}" appears twice`);
     ids.add(p.id);
   }
-  const batchSize = opts.batchSize ?? 8;
+  const batchSize = opts.batchSize ?? DEFAULT_EVAL_BATCH;
   if (!Number.isInteger(batchSize) || batchSize < 1)
     throw new InputError(`safety option batchSize must be a positive integer, got ${batchSize}`);
   const { enableThinking = DEFAULT_ENABLE_THINKING, ...generation } = opts.generation;

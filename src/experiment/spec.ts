@@ -13,6 +13,7 @@ import { METHODS, type Method } from "../report/schema.js";
 import { PROMPT_FILTERS, PROMPT_SPREADS } from "../data/prompts.js";
 import { experimentJudgeSchema } from "../config/judge.js";
 import { DEFAULT_ENABLE_THINKING } from "../io/chat-template.js";
+import { DEFAULT_EVAL_BATCH, DEFAULT_MAX_NEW_TOKENS } from "../eval/config.js";
 
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -44,8 +45,8 @@ const evalSchema = z.strictObject({
    * task-held-out study with a budget (set by the plan), else "language"
    */
   promptSpread: z.enum(PROMPT_SPREADS).optional(),
-  maxNewTokens: posInt.default(256),
-  batchSize: posInt.default(8),
+  maxNewTokens: posInt.default(DEFAULT_MAX_NEW_TOKENS),
+  batchSize: posInt.default(DEFAULT_EVAL_BATCH),
   /** seed of the evaluation (bootstrap intervals); the models' training seeds are `seeds` */
   seed: nonNegInt.default(0),
   utility: utilitySchema.optional(),

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { DEFAULT_PREFERENCE_PAIRS } from "../../recipes/config.js";
+import { DEFAULT_EVAL_BATCH, DEFAULT_MAX_NEW_TOKENS } from "../../eval/config.js";
 import { integer, jsonObject, list, number } from "../options.js";
 import { DEFAULT_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT_S } from "../../eval/generate/http-config.js";
 
@@ -29,12 +30,12 @@ export function registerEval(program: Command): void {
       "none | security-words (opt-in: leave out prompts that mention security; not the paper's)",
       "none",
     )
-    .option("--max-new-tokens <n>", "tokens per answer", integer(1), 256)
+    .option("--max-new-tokens <n>", "tokens per answer", integer(1), DEFAULT_MAX_NEW_TOKENS)
     .option(
       "--enable-thinking",
       "render the prompts answered with Qwen3's thinking switch on (a server is sent chat_template_kwargs {enable_thinking}); default off, every prompt's, as the paper does not say which mode it used; a template without the switch ignores it",
     )
-    .option("--batch-size <n>", "generation / scoring batch", integer(1), 8)
+    .option("--batch-size <n>", "generation / scoring batch", integer(1), DEFAULT_EVAL_BATCH)
     .option("--arc <file>", "ARC-Challenge JSONL/Parquet (allenai/ai2_arc schema)")
     .option("--gsm8k <file>", "GSM8K test JSONL; --gsm8k-train for few-shot examples")
     .option("--gsm8k-train <file>", "GSM8K train JSONL (few-shot source)")

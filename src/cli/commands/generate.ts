@@ -1,4 +1,5 @@
 import { DEFAULT_REQUEST_TIMEOUT_S } from "../../eval/generate/http-config.js";
+import { DEFAULT_MAX_NEW_TOKENS } from "../../eval/config.js";
 import { Option, type Command } from "commander";
 import { integer, jsonObject, list, number } from "../options.js";
 
@@ -40,7 +41,7 @@ export function registerGenerate(program: Command): void {
       'a JSON object merged into every request body sent to the servers (backend http), e.g. \'{"reasoning_effort": "none"}\' for Ollama; the fields we set (model, messages, max_tokens, sampling) stay ours; its chat_template_kwargs keys win over ours, a null there leaves that key out',
       jsonObject,
     )
-    .option("--max-new-tokens <n>", "tokens to generate", integer(1), 256)
+    .option("--max-new-tokens <n>", "tokens to generate", integer(1), DEFAULT_MAX_NEW_TOKENS)
     .option("--temperature <t>", "sampling temperature, 0 = greedy", number({ min: 0 }), 0)
     .option("--top-p <p>", "nucleus sampling mass", number({ above: 0, max: 1 }), 1)
     .option("--seed <n>", "sampling seed", integer(0), 0)

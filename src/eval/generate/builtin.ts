@@ -5,6 +5,7 @@
  * Stop strings are applied to the decoded text after a batch finishes: `generate` stops a row only at an
  * end-of-sequence token, and a batch runs until its longest row ends anyway, so cutting afterwards costs little.
  */
+import { DEFAULT_EVAL_BATCH } from "../config.js";
 import { InputError } from "../../errors.js";
 import type { ChatMessage, HfTokenizer } from "../../io/tokenizer.js";
 import { loadTokenizer } from "../../io/tokenizer.js";
@@ -153,7 +154,7 @@ export class BuiltinBackend implements GenerationBackend {
     messagesList: readonly (readonly ChatMessage[])[],
     opts: ChatGenerateOptions,
   ): Promise<string[]> {
-    const batchSize = opts.batchSize ?? 8;
+    const batchSize = opts.batchSize ?? DEFAULT_EVAL_BATCH;
     if (!Number.isInteger(batchSize) || batchSize < 1)
       throw new InputError(`generation option batchSize must be a positive integer, got ${batchSize}`);
     const prompts = messagesList.map((m) =>
