@@ -3,8 +3,10 @@
  * and inline `code` spans), and every inline mention of a command with flags (`eval --prompts 0`, `identify --shard`),
  * names a command of the CLI and only flags that command defines, with a listed value where the flag takes one of a
  * few. The reference is the CLI's own option definitions (src/cli/program.ts builds the tree without parsing),
- * not its help text; the README is parsed as a user reads it. The config keys the README names
- * (`identify.topK`, `train.gradientCheckpointing`, …) are checked against the harden config's defaults the same way.
+ * not its help text; the README is parsed as a user reads it. The config keys the README names (`identify.topK`,
+ * `train.gradientCheckpointing`, …) are checked against the harden config's defaults the same way. The examples
+ * (examples/*.sh, *.yaml) are held to the same, and examples/harden.yaml, which shows every key a user would set
+ * with its default, to the config's defaults.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -14,6 +16,7 @@ import type { Command, Option } from "commander";
 import { buildProgram } from "../../src/cli/program.js";
 import { defaultHardenConfig } from "../../src/config/harden.js";
 import { REPO_ROOT } from "../evalcore/make-model.js";
+import { parse as parseYaml } from "yaml";
 
 const README = fs.readFileSync(path.join(REPO_ROOT, "README.md"), "utf8");
 const program = buildProgram(false);
@@ -212,4 +215,60 @@ test("the harden config keys the README names exist, with the defaults it states
     ["dtype", "bfloat16"],
   ];
   for (const [key, value] of stated) assert.deepEqual(at(key), value, `default of ${key}`);
+});
+
+/** `goodvibe …` (or `$GOODVIBE …`) lines of a script or a YAML file's comments, continuation lines joined. */
+function fileUses(file: string): Use[] {
+  const lines = fs
+    .readFileSync(path.join(REPO_ROOT, file), "utf8")
+    .split("\n")
+    .map((l) => l.replace(/^\s*#\s?/, ""));
+  const uses: Use[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    let text = lines[i]!;
+    const at = i + 1;
+    while (text.trimEnd().endsWith("\\") && i + 1 < lines.length)
+      text = text.trimEnd().slice(0, -1) + " " + lines[++i]!;
+    for (const span of [text, ...[...text.matchAll(/`([^`]+)`/g)].map((m) => m[1]!)])
+      for (const cmd of commandsOf(span)) {
+        const k = cmd.findIndex((w) => w === "goodvibe" || w === "$GOODVIBE");
+        if (k >= 0 && resolve(cmd.slice(k + 1)))
+          uses.push({ where: `${file}:${at}: ${text.trim()}`, args: cmd.slice(k + 1) });
+      }
+  }
+  return uses;
+}
+
+test("the examples' goodvibe command lines name real commands and only their flags", () => {
+  const uses = ["examples/slurm-array.sh", "examples/k8s-indexed-job.yaml", "examples/harden.yaml"].flatMap(
+    fileUses,
+  );
+  const named = new Set(uses.map((u) => resolve(u.args)?.path.join(" ")));
+  for (const cmd of ["identify", "identify merge", "cluster", "train", "experiment run", "harden"])
+    assert.ok(named.has(cmd), `no example runs goodvibe ${cmd} (found: ${[...named].join(", ")})`);
+  const problems = uses.flatMap((u) => check(u, false));
+  assert.deepEqual(problems, [], problems.join("\n"));
+});
+
+test("examples/harden.yaml holds only config keys, each at its default", () => {
+  const file = parseYaml(fs.readFileSync(path.join(REPO_ROOT, "examples/harden.yaml"), "utf8")) as Record<
+    string,
+    unknown
+  >;
+  const cfg = defaultHardenConfig({ model: "m", data: "d", out: "o" }) as unknown as Record<string, unknown>;
+  const problems: string[] = [];
+  const walk = (o: Record<string, unknown>, d: Record<string, unknown>, prefix: string) => {
+    for (const [k, v] of Object.entries(o)) {
+      const key = prefix + k;
+      // the user's own: which model, data, output and languages (all, when absent)
+      if (["model", "data", "out", "languages"].includes(key)) continue;
+      if (!(k in d)) problems.push(`${key}: not a config key`);
+      else if (v !== null && typeof v === "object" && !Array.isArray(v))
+        walk(v as Record<string, unknown>, d[k] as Record<string, unknown>, key + ".");
+      else if (JSON.stringify(v) !== JSON.stringify(d[k]))
+        problems.push(`${key}: ${JSON.stringify(v)} in the file, default ${JSON.stringify(d[k])}`);
+    }
+  };
+  walk(file, cfg, "");
+  assert.deepEqual(problems, [], problems.join("\n"));
 });
