@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { DEFAULT_IDENTIFY, DEFAULT_CLUSTER } from "../../src/method/goodvibe/config.js";
 import { DEFAULT_TRAIN } from "../../src/method/train-config.js";
 import { DEFAULT_LORA } from "../../src/method/lora/config.js";
+import { CYBERNATIVE_ORGANISM, DEFAULT_ORGANISM } from "../../src/organism/config.js";
 import { makeCliFixture, runCli, showRun, type CliResult } from "./cli-helpers.js";
 
 /** Exit 2, one `error:` line naming `what`, no stack trace and no help dump. */
@@ -87,6 +88,21 @@ function optionHelp(help: string, flag: string): string {
   for (let j = i + 1; j < lines.length && /^ {6,}\S/.test(lines[j]!); j++) text += " " + lines[j]!.trim();
   return text.replace(/\s+/g, " ");
 }
+
+test("organism build --help gives each recipe's default epochs and seed (no single default: the recipe decides)", async () => {
+  const r = await runCli(["organism", "build", "--help"]);
+  assert.equal(r.code, 0, showRun(r));
+  for (const [flag, key] of [
+    ["--epochs", "epochs"],
+    ["--seed", "seed"],
+  ] as const)
+    assert.match(
+      optionHelp(r.stdout, flag),
+      new RegExp(
+        `default: the recipe's, ${DEFAULT_ORGANISM[key]} for corpus, ${CYBERNATIVE_ORGANISM[key]} for cybernative\\)`,
+      ),
+    );
+});
 
 test("--help shows each option's default from where it lives, and only the options the command uses", async () => {
   const [harden, identify, train, cluster, exp, judgeTrain] = await Promise.all(

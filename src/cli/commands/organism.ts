@@ -2,7 +2,7 @@ import * as path from "node:path";
 import * as os from "node:os";
 import type { Command } from "commander";
 import { ORGANISM_SOURCE_PACKAGES } from "../../organism/sources.js";
-import { DEFAULT_ORGANISM } from "../../organism/config.js";
+import { CYBERNATIVE_ORGANISM, DEFAULT_ORGANISM } from "../../organism/config.js";
 import { collect, integer, number } from "../options.js";
 
 /** Where `organism sources` unpacks the Debian packages unless told otherwise. */
@@ -35,8 +35,17 @@ export function registerOrganism(program: Command): void {
       "corpus: the embedded organism (assets/organism); cybernative: pretrained on the CyberNative train split and Debian source code",
       "corpus",
     )
-    .option("--epochs <n>", "pretraining epochs", integer(1))
-    .option("--seed <n>", "seed", integer(0))
+    // no commander default: unset, each recipe takes its own (a cybernative --set epochs=... is then not overridden)
+    .option(
+      "--epochs <n>",
+      `pretraining epochs (default: the recipe's, ${DEFAULT_ORGANISM.epochs} for corpus, ${CYBERNATIVE_ORGANISM.epochs} for cybernative)`,
+      integer(1),
+    )
+    .option(
+      "--seed <n>",
+      `seed (default: the recipe's, ${DEFAULT_ORGANISM.seed} for corpus, ${CYBERNATIVE_ORGANISM.seed} for cybernative)`,
+      integer(0),
+    )
     .option(
       "--per-template <n>",
       "corpus recipe: examples drawn from each corpus template",
