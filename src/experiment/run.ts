@@ -57,6 +57,7 @@ import { experimentDepartures } from "./departures.js";
 import { mixedBuilds } from "../report/builds.js";
 import { canonicalJson, fileHash, modelFolderHash, sha256 } from "../io/hash.js";
 import { promptsKey } from "../io/tokenizer-json.js";
+import { DEFAULT_ENABLE_THINKING, thinkingKey } from "../io/chat-template.js";
 import {
   EXPERIMENT_CODE_VERSION,
   cellModelLabel,
@@ -136,7 +137,7 @@ function countFolderParams(dir: string): number {
 const nanAsNull = (_k: string, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? null : v);
 
 /** Where identification of this GoodVibe config is shared: it depends on model, data and identify settings only. */
-function identifyKey(cfg: HardenConfig): string {
+export function identifyKey(cfg: HardenConfig): string {
   return sha256(
     canonicalJson({
       version: EXPERIMENT_CODE_VERSION,
@@ -145,6 +146,9 @@ function identifyKey(cfg: HardenConfig): string {
       languages: cfg.languages ?? null,
       // judge prompts end with the labels' shared tokens since 6038b4c (answerTokensKey); no answer's end
       ...promptsKey(cfg.model),
+      // judge prompts rendered with thinking on (only where the template has the switch), as harden's identify
+      // slot keys them (planStages): without it a map of the other setting would be copied into the cell and reused
+      ...thinkingKey(cfg.model, cfg.enableThinking ?? DEFAULT_ENABLE_THINKING),
       identify: cfg.identify,
       dtype: cfg.dtype ?? null,
       // the seed only picks the identification pairs when they are subsampled

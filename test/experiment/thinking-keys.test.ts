@@ -14,6 +14,7 @@ import { InputError } from "../../src/errors.js";
 import { experimentDepartures } from "../../src/experiment/departures.js";
 import { parseExperimentSpec } from "../../src/experiment/spec.js";
 import { planExperiment } from "../../src/experiment/plan.js";
+import { identifyKey } from "../../src/experiment/run.js";
 import { planStages } from "../../src/recipes/harden.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
 import { tinyHardenConfig } from "../recipes/tiny-config.js";
@@ -106,6 +107,29 @@ test(
     }
     for (const k of ["cells", "judges", "pathCells"] as const)
       on[k].forEach((key, i) => assert.notEqual(key, off[k][i], `${k}[${i}]`));
+  },
+);
+
+test(
+  "an experiment's shared identification moves with harden's identify stage: Qwen3 on and off share no neuron map",
+  { skip },
+  () => {
+    // experiment run copies work/identify/<identifyKey>/neurons.json into a GoodVibe cell's identify slot, which
+    // then reuses it: two cells share a map only if harden's own identify key (the reference) would too
+    const cell = (model: string, thinking?: boolean) =>
+      planExperiment(spec(model, thinking === undefined ? {} : { enableThinking: thinking }), {
+        out: path.join(work, "plan"),
+        write: false,
+      }).cells.find((c) => c.harden?.method === "goodvibe")!.harden!;
+    const qwen = withTokenizer("qwen3");
+    const [off, on, unset] = [cell(qwen, false), cell(qwen, true), cell(qwen)];
+    assert.notEqual(planStages(on).identify.key, planStages(off).identify.key, "harden's identify slot");
+    assert.notEqual(identifyKey(on), identifyKey(off), "the experiment's shared map");
+    // the default keys nothing: unset and off share, as before the setting
+    assert.equal(identifyKey(unset), identifyKey(off));
+    // a template without the switch: the same map either way
+    const llama = withTokenizer("llama3_1");
+    assert.equal(identifyKey(cell(llama, true)), identifyKey(cell(llama, false)));
   },
 );
 
