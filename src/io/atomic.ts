@@ -343,13 +343,19 @@ export function* partsWithStops(
 ): Generator<Piece, number> {
   const it = parts[Symbol.iterator]();
   let n = 0;
-  for (;;) {
-    if (n > 0 && n < expected) yield { stopMark: `byte ${n} of ${which}` };
-    const next = it.next();
-    if (next.done) return n;
-    n += next.value.byteLength;
-    if (n > expected) return n;
-    if (next.value.byteLength > 0) yield next.value;
+  try {
+    for (;;) {
+      if (n > 0 && n < expected) yield { stopMark: `byte ${n} of ${which}` };
+      const next = it.next();
+      if (next.done) return n;
+      n += next.value.byteLength;
+      if (n > expected) return n;
+      if (next.value.byteLength > 0) yield next.value;
+    }
+  } finally {
+    // left before the parts ended (a stop, a failed write, too many bytes): close them as for-of would, so that a
+    // generator's finally runs (fold's disposes the folded tensor its parts are cut from)
+    it.return?.();
   }
 }
 

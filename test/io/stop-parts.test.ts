@@ -131,3 +131,37 @@ test("parts that add up to fewer or more bytes than the shape needs are refused,
   }
   fs.rmSync(parent, { recursive: true });
 });
+
+test("a write that ends inside a tensor's parts (a stop, too many bytes) closes its generator: its finally runs", async () => {
+  // fold's and the checkpoints' parts hold a tensor (the folded weight in its dtype) that their generator's finally
+  // disposes; for-of closes an iterator it leaves early (the iterator protocol's return()), and so must the writer
+  const parent = scratchDir("gv-stop-parts-");
+  for (const how of ["stop", "too many"] as const) {
+    const ac = new AbortController();
+    const t = tensors();
+    let closed = false;
+    const big = t.list[1]!;
+    const parts = big.bytes;
+    big.bytes = function* () {
+      try {
+        let k = 0;
+        for (const p of parts() as Iterable<Uint8Array>) {
+          if (++k === 2 && how === "stop") ac.abort(new Error("SIGINT"));
+          yield p;
+        }
+        if (how === "too many") yield new Uint8Array(8);
+      } finally {
+        closed = true;
+      }
+    };
+    await assert.rejects(
+      writeDirAtomic(path.join(parent, "out"), (tmp) =>
+        writeModelWeightsAsync(tmp, t.list, { signal: ac.signal }).then(() => {}),
+      ),
+      how === "stop" ? InterruptedError : InputError,
+    );
+    assert.equal(closed, true, `${how}: the parts' generator was left open`);
+    assert.deepEqual(fs.readdirSync(parent), []);
+  }
+  fs.rmSync(parent, { recursive: true });
+});
