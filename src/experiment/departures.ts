@@ -14,7 +14,7 @@ import { defaultHardenConfig, DEFAULT_DTYPE, type HardenConfig } from "../config
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { goodvibeReadings } from "../method/goodvibe/config.js";
-import { folderChatTemplate, hasThinkingSwitch } from "../io/chat-template.js";
+import { thinkingSwitchReaches } from "../io/chat-template.js";
 import type { ExperimentResults } from "../report/schema.js";
 import { hardenConfigFor } from "./plan.js";
 import type { ExperimentSpec } from "./spec.js";
@@ -69,9 +69,11 @@ const show = (v: unknown) => (typeof v === "string" ? v : JSON.stringify(v));
  * model_type is Qwen3's.
  */
 function hasThinkingModel(spec: ExperimentSpec): boolean {
+  // the model_type reading is apart on purpose: before the download there is no template to read (and an
+  // experiment's answers come from no server)
   return spec.models.some((m) =>
     fs.existsSync(path.join(m.path, "config.json"))
-      ? hasThinkingSwitch(folderChatTemplate(m.path))
+      ? thinkingSwitchReaches(m.path)
       : String(m.config?.model_type ?? "").startsWith("qwen3"),
   );
 }

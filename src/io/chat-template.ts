@@ -221,6 +221,16 @@ export function hasThinkingSwitch(template: string | null): boolean {
 }
 
 /**
+ * Whether the thinking setting reaches the prompts a model's answers are made from: where a server renders them
+ * (its template is not known here) it is taken to; else where the folder's chat template has the switch. The one
+ * decision behind keying answers by the setting (recipes/evaluate.ts), eval's summary line on it
+ * (cli/commands/eval-run.ts), thinkingKey and the experiment's departures.
+ */
+export function thinkingSwitchReaches(dir: string, opts: { server?: boolean } = {}): boolean {
+  return opts.server === true || hasThinkingSwitch(folderChatTemplate(dir));
+}
+
+/**
  * What keys finished work (harden stages, trained judges, experiment cells, cached answers) by the thinking setting
  * the model folder `dir` renders prompts with: `{ enableThinking: value }` only where it is not the default and the
  * folder's chat template has the switch, else nothing, so work keyed before the setting existed (rendered with
@@ -228,5 +238,5 @@ export function hasThinkingSwitch(template: string | null): boolean {
  */
 export function thinkingKey(dir: string, enableThinking: boolean): { enableThinking?: boolean } {
   if (enableThinking === DEFAULT_ENABLE_THINKING) return {};
-  return hasThinkingSwitch(folderChatTemplate(dir)) ? { enableThinking } : {};
+  return thinkingSwitchReaches(dir) ? { enableThinking } : {};
 }

@@ -90,6 +90,15 @@ export function answerTokensKey(dir: string, templateDate: string = templateDate
   };
 }
 /**
+ * Whether the template day reaches the prompts a model's answers are made from: where a server renders them (its
+ * template is not known here; it is sent the day) it is taken to; else where answerTokensKey names the day (the
+ * folder's template writes it). The one decision behind keying answers by the day (recipes/evaluate.ts) and eval's
+ * summary line on it (cli/commands/eval-run.ts).
+ */
+export function templateDayReaches(dir: string, opts: { server?: boolean } = {}): boolean {
+  return opts.server === true || answerTokensKey(dir).templateDate !== undefined;
+}
+/**
  * answerTokensKey less `answerEnd`: for work that reads prompts and the judge's labels but no answer's end
  * (identification's gradients, a judge given as a folder), which an end of turn added to eos does not change.
  */

@@ -47,13 +47,8 @@ import { silentLogger, type Logger } from "../util/log.js";
 import { generateAsync } from "../models/generate.js";
 import { stopPoint } from "../util/stop.js";
 import { DEFAULT_PREFERENCE_PAIRS } from "./config.js";
-import {
-  DEFAULT_ENABLE_THINKING,
-  folderChatTemplate,
-  hasThinkingSwitch,
-  templateDayIso,
-} from "../io/chat-template.js";
-import { answerTokensKey } from "../io/tokenizer-json.js";
+import { DEFAULT_ENABLE_THINKING, thinkingSwitchReaches, templateDayIso } from "../io/chat-template.js";
+import { templateDayReaches } from "../io/tokenizer-json.js";
 
 /**
  * Read and check every utility file given (each row of each file, as its benchmark will read it), so that a bad
@@ -486,11 +481,11 @@ async function evaluateLoaded(
         enableThinking: opts.enableThinking ?? DEFAULT_ENABLE_THINKING,
       },
       // a server's template is not known here: its answers are keyed by the setting wherever it is not the default
-      thinkingKeyed: opts.generator ? true : hasThinkingSwitch(folderChatTemplate(modelDir)),
+      thinkingKeyed: thinkingSwitchReaches(modelDir, { server: opts.generator !== undefined }),
       // the day likewise: a server is sent it (chat_template_kwargs.date_string), the built-in engine renders it
       // where the template writes one (answerTokensKey names the day then)
       templateDay: templateDayIso(),
-      templateDayKeyed: opts.generator ? true : answerTokensKey(modelDir).templateDate !== undefined,
+      templateDayKeyed: templateDayReaches(modelDir, { server: opts.generator !== undefined }),
       batchSize: opts.batchSize,
       llmJudge: opts.judge ?? undefined,
       cacheFile: opts.cacheDir ? path.join(opts.cacheDir, `safety-${fp.slice(0, 16)}.jsonl`) : undefined,

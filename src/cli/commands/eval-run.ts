@@ -23,11 +23,11 @@ import {
   DEFAULT_ENABLE_THINKING,
   DEFAULT_TEMPLATE_DATE,
   folderChatTemplate,
-  hasThinkingSwitch,
+  thinkingSwitchReaches,
   templateDateString,
   templateDayIso,
 } from "../../io/chat-template.js";
-import { answerTokensKey } from "../../io/tokenizer-json.js";
+import { templateDayReaches } from "../../io/tokenizer-json.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { evalSummaryLines } from "./eval-summary.js";
 
@@ -170,7 +170,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     });
     // the thinking mode the answers were asked in, where it can matter: a template with the switch, or a server
     // (whose template is not known here)
-    if (opts.url || hasThinkingSwitch(folderChatTemplate(opts.model)))
+    if (thinkingSwitchReaches(opts.model, { server: Boolean(opts.url) }))
       lines.push(
         `Qwen3's thinking switch: ${enableThinking ? "on" : "off"} (enable_thinking ${enableThinking} in every prompt ` +
           `answered${opts.url ? sentToServers(opts.extraBody, "enable_thinking") : ""}` +
@@ -179,7 +179,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     // the day the prompts were rendered on, where it can matter: a template that writes it (Llama 3.2's "Today
     // Date: ..."), or a server (whose template is not known here), which is sent it
     const templateDate = templateDayIso();
-    if (opts.url || answerTokensKey(opts.model).templateDate !== undefined)
+    if (templateDayReaches(opts.model, { server: Boolean(opts.url) }))
       lines.push(
         `template day: ${templateDateString()} (${templateDate}, ` +
           `${templateDate === DEFAULT_TEMPLATE_DATE ? "the default" : "GOODVIBE_TEMPLATE_DATE"}; in every prompt ` +
