@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { createHash } from "node:crypto";
 import { InputError } from "../errors.js";
 import { writeFileAtomic } from "./atomic.js";
+import { fileIdentity } from "../util/file-identity.js";
 
 /** JSON with object keys sorted at every level: equal values give equal text. */
 export function canonicalJson(value: unknown): string {
@@ -31,7 +32,7 @@ const fileHashes = new Map<string, string>();
 export function fileHash(file: string): string {
   let id: string;
   try {
-    id = identity(file);
+    id = fileIdentity(file);
   } catch (e) {
     throw new InputError(`${file}: cannot read (${(e as Error).message})`, { cause: e });
   }
@@ -92,19 +93,13 @@ export function tokenizerFilesHashes(dir: string): [string, string][] {
     .map((f) => [f, fileHash(path.join(dir, f))]);
 }
 
-/** What identifies a file's contents without reading them: size, mtime, ctime, inode, device (of the file a link names). */
-function identity(file: string): string {
-  const st = fs.statSync(file, { bigint: true });
-  return `${st.size}:${st.mtimeNs}:${st.ctimeNs}:${st.ino}:${st.dev}`;
-}
-
 /** The identities of a model folder's files that its hash reads. */
 function folderIdentity(dir: string): string {
   return fs
     .readdirSync(dir)
     .filter((f) => f.endsWith(".json") || f.endsWith(".safetensors") || f.endsWith(".jinja"))
     .sort()
-    .map((f) => `${f}:${identity(path.join(dir, f))}`)
+    .map((f) => `${f}:${fileIdentity(path.join(dir, f))}`)
     .join("|");
 }
 

@@ -9,6 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Template } from "@huggingface/jinja";
 import { isPlainObject } from "../util/keys.js";
+import { filesVersion } from "../util/file-identity.js";
 import {
   DEFAULT_TEMPLATE_DATE,
   END_OF_TURN_PROBE,
@@ -62,16 +63,7 @@ export function answerTokensKey(dir: string, templateDate: string = templateDate
     "config.json",
   ].map((f) => path.join(dir, f));
   // planning asks once per stage and cell: a large tokenizer.json (Gemma 3's, 33 MB) is read once per version
-  const id = files
-    .map((f) => {
-      try {
-        const st = fs.statSync(f);
-        return `${f}\0${st.size}\0${st.mtimeMs}\0${st.ino}`;
-      } catch {
-        return `${f}\0-`;
-      }
-    })
-    .join("\n");
+  const id = filesVersion(files);
   let facts = factsMemo.get(id);
   if (facts === undefined) {
     facts = tokenizerFacts(dir);
