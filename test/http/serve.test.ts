@@ -820,3 +820,31 @@ test("chat_template_kwargs.date_string is passed to the template (absent: none, 
     rec,
   );
 });
+
+test("the HTTP backend's extra body keeps chat_template_kwargs to chat requests: a completion (generate --raw) is not templated", async () => {
+  // this server refuses template variables on a completion (nothing there reads them); the project's own client,
+  // given --extra-body's chat_template_kwargs (README: {"date_string": null} for a server that refuses the day),
+  // must still complete a raw prompt and send the kwargs with its chat requests
+  const rec = new ThinkingRecorder();
+  await withServer(
+    {},
+    async (s) => {
+      for (const kwargs of [{ date_string: null }, { enable_thinking: true }, {}]) {
+        const client = new HttpBackend({
+          baseUrls: s.url,
+          model: "made",
+          apiKeyEnv: "GV_UNSET_KEY_FOR_TEST",
+          extraBody: { chat_template_kwargs: kwargs },
+        });
+        const text = await client.generateText("def f(", { maxNewTokens: 2 });
+        assert.equal(typeof text, "string", JSON.stringify(kwargs));
+        await client.chat([{ role: "user", content: "write a loop" }], { maxNewTokens: 2 });
+        await client.close();
+      }
+      // the chat requests took them: date_string left out, then thinking on, then ours (the default day)
+      assert.deepEqual(rec.days, [undefined, "26 Jul 2024", "26 Jul 2024"]);
+      assert.deepEqual(rec.asked, [false, true, false]);
+    },
+    rec,
+  );
+});

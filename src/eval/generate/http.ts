@@ -54,7 +54,8 @@ export interface HttpBackendOptions {
    * Merged into every request body (e.g. {"reasoning_effort": "none"} for Ollama). Its `chat_template_kwargs`
    * keys win over the thinking setting and the day a chat request sends there, and one set to null is left out (a
    * server that refuses `date_string`: `{"chat_template_kwargs": {"date_string": null}}`);
-   * `"chat_template_kwargs": null` sends none (for a server that refuses the field).
+   * `"chat_template_kwargs": null` sends none (for a server that refuses the field). Chat requests only carry
+   * chat_template_kwargs: a completion (a raw prompt, a log-likelihood) has no template.
    */
   extraBody?: Record<string, unknown>;
   /**
@@ -302,8 +303,11 @@ export class HttpBackend implements GenerationBackend {
     const maxRetries = this.opts.maxRetries ?? DEFAULT_MAX_RETRIES;
     const timeoutMs = this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_S * 1000;
     const merged: Record<string, unknown> = { ...this.opts.extraBody, ...body };
-    // extraBody's null chat_template_kwargs: the field is left out, not sent as null
-    if (merged.chat_template_kwargs === null) delete merged.chat_template_kwargs;
+    // extraBody's null chat_template_kwargs: the field is left out, not sent as null; and only chat requests carry
+    // it (templateFields): a completion's prompt is not templated, and a server that checks its fields (goodvibe
+    // serve) refuses template variables there, so --extra-body's would fail every raw prompt and log-likelihood
+    if (merged.chat_template_kwargs === null || path !== "/chat/completions")
+      delete merged.chat_template_kwargs;
     const payload = JSON.stringify(merged);
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (this.apiKey) headers.authorization = `Bearer ${this.apiKey}`;
