@@ -36,6 +36,17 @@ export class InterruptedError extends GoodVibeError {
   }
 }
 
+/**
+ * Where a bad row of a dataset or log is, the one format every row reader uses (pairs, labelled code, --code
+ * files, the utility benchmarks ARC/GSM8K/MMLU/HumanEval, the evaluation caches), so users and scripts grepping
+ * logs see one shape: `data.jsonl row 3`, or `data.jsonl row 3 field "answer"`; the message goes on after ": ".
+ * `row` is 1-based. For JSONL (gzipped or not) it is the line number as an editor shows it: blank lines count,
+ * and there is no header line to skip. For parquet it is the record's 1-based index.
+ */
+export function rowWhere(file: string, row: number, field?: string): string {
+  return field === undefined ? `${file} row ${row}` : `${file} row ${row} field "${field}"`;
+}
+
 /** A short, safe rendering of a bad value for an error message (never throws, even on deep or cyclic values). */
 export function preview(value: unknown, max = 80): string {
   let s: string;

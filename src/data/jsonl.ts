@@ -9,7 +9,7 @@
  */
 import * as fs from "node:fs";
 import * as zlib from "node:zlib";
-import { InputError } from "../errors.js";
+import { InputError, rowWhere } from "../errors.js";
 import { refuseForbiddenKeys } from "../util/keys.js";
 import { formatBytes } from "../util/memory.js";
 
@@ -27,9 +27,9 @@ function limitFromEnv(name: string, fallback: number): number {
   return n;
 }
 
-/** How a row is named in messages: `data.jsonl row 3` by default. */
+/** How a row is named in messages: `data.jsonl row 3` by default (errors.ts rowWhere, every reader's format). */
 export type RowName = (file: string, row: number) => string;
-const defaultRowName: RowName = (file, row) => `${file} row ${row}`;
+const defaultRowName: RowName = (file, row) => rowWhere(file, row);
 
 export interface JsonlLimits {
   /** Largest row in bytes (its line, without the newline). */

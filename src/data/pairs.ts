@@ -6,7 +6,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { InputError, preview } from "../errors.js";
+import { InputError, preview, rowWhere } from "../errors.js";
 import { extractCode } from "./code.js";
 import { LANGUAGES, datasetName, normalizeLanguage, type Language } from "./languages.js";
 import { readJsonlSync, type JsonRow } from "./jsonl.js";
@@ -47,16 +47,12 @@ function readRowsOf(file: string): JsonRow[] {
   return rows;
 }
 
-function where(file: string, row: number, field: string): string {
-  return `${file} row ${row} field "${field}"`;
-}
-
 function requireString(file: string, r: JsonRow, field: string): string {
   const v = r.value[field];
-  if (v === undefined || v === null) throw new InputError(`${where(file, r.row, field)}: missing`);
+  if (v === undefined || v === null) throw new InputError(`${rowWhere(file, r.row, field)}: missing`);
   if (typeof v !== "string")
-    throw new InputError(`${where(file, r.row, field)}: expected a string, got ${typeof v}`);
-  if (v.trim() === "") throw new InputError(`${where(file, r.row, field)}: empty`);
+    throw new InputError(`${rowWhere(file, r.row, field)}: expected a string, got ${typeof v}`);
+  if (v.trim() === "") throw new InputError(`${rowWhere(file, r.row, field)}: empty`);
   return v;
 }
 
@@ -64,7 +60,7 @@ function requireString(file: string, r: JsonRow, field: string): string {
 function requireKey(file: string, r: JsonRow, field: string): string {
   const v = requireString(file, r, field);
   if (isForbiddenKey(v.trim()))
-    throw new InputError(`${where(file, r.row, field)}: "${v}" is not a ${field} name`);
+    throw new InputError(`${rowWhere(file, r.row, field)}: "${v}" is not a ${field} name`);
   return v;
 }
 
@@ -77,7 +73,7 @@ function requireLanguage(file: string, r: JsonRow, field: string): Language {
   const lang = normalizeLanguage(raw);
   if (lang === null) {
     throw new InputError(
-      `${where(file, r.row, field)}: unknown language "${raw}" (known: ${LANGUAGES.join(", ")})`,
+      `${rowWhere(file, r.row, field)}: unknown language "${raw}" (known: ${LANGUAGES.join(", ")})`,
     );
   }
   return lang;
@@ -87,7 +83,7 @@ function requireCode(file: string, r: JsonRow, field: string): string {
   const text = requireString(file, r, field);
   if (extractCode(text) === null) {
     throw new InputError(
-      `${where(file, r.row, field)}: contains no code (no fenced block and no code-like line)`,
+      `${rowWhere(file, r.row, field)}: contains no code (no fenced block and no code-like line)`,
     );
   }
   return text;
@@ -118,7 +114,7 @@ function pairsOf(file: string, rows: JsonRow[], opts: ReadPairsOptions): Securit
     const id = requireString(file, r, "id");
     const seen = firstRowOfId.get(id);
     if (seen !== undefined)
-      throw new InputError(`${where(file, r.row, "id")}: duplicate id "${id}" (first at row ${seen})`);
+      throw new InputError(`${rowWhere(file, r.row, "id")}: duplicate id "${id}" (first at row ${seen})`);
     firstRowOfId.set(id, r.row);
     const pair: SecurityPair = {
       id,
@@ -185,10 +181,10 @@ function labelledOf(file: string, rows: JsonRow[]): LabelledSample[] {
     if (label === 0 || (word !== null && SECURE_LABELS.includes(word))) secure = true;
     else if (label === 1 || (word !== null && INSECURE_LABELS.includes(word))) secure = false;
     else if (label === undefined || label === null)
-      throw new InputError(`${where(file, r.row, "label")}: missing`);
+      throw new InputError(`${rowWhere(file, r.row, "label")}: missing`);
     else {
       throw new InputError(
-        `${where(file, r.row, "label")}: expected 1 (unsafe), 0 (safe), "unsafe"/"insecure" or "safe"/"secure", got ${preview(label)}`,
+        `${rowWhere(file, r.row, "label")}: expected 1 (unsafe), 0 (safe), "unsafe"/"insecure" or "safe"/"secure", got ${preview(label)}`,
       );
     }
     const sample: LabelledSample = {

@@ -4,7 +4,7 @@
  * the judge's key. A rerun takes those answers from the file and generates only the rest, so a killed run loses
  * at most the batch in flight; a torn last line (a kill mid-write) is dropped.
  */
-import { InputError } from "../errors.js";
+import { InputError, rowWhere } from "../errors.js";
 import { AppendLog, readAppendLog } from "../io/append-log.js";
 import { sha256 } from "../io/hash.js";
 import type { ChatMessage } from "../io/tokenizer.js";
@@ -22,7 +22,7 @@ export function readGenerationCache(file: string): Map<string, CacheRecord> {
   for (const { row, value } of readAppendLog(file, "delete the cache to start over")) {
     const rec = value as CacheRecord;
     if (typeof rec.key !== "string" || typeof rec.answer !== "string")
-      throw new InputError(`${file} row ${row}: a cache record needs string fields "key" and "answer"`);
+      throw new InputError(`${rowWhere(file, row)}: a cache record needs string fields "key" and "answer"`);
     const prev = out.get(rec.key);
     // A later record for the same key only adds an LLM verdict; keep the earlier ones' answers.
     out.set(rec.key, prev ? { ...prev, llm: rec.llm ?? prev.llm } : rec);

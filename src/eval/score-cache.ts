@@ -5,7 +5,7 @@
  * same batches, so the result is the uninterrupted run's bit for bit; a torn last line (a kill mid-write) is
  * dropped (io/append-log.ts, as for the generation cache).
  */
-import { InputError } from "../errors.js";
+import { InputError, rowWhere } from "../errors.js";
 import { AppendLog, readAppendLog } from "../io/append-log.js";
 
 export class ScoreCache {
@@ -21,7 +21,7 @@ export class ScoreCache {
         !Array.isArray(rec.losses) ||
         !rec.losses.every((x) => typeof x === "number" && Number.isFinite(x))
       )
-        throw new InputError(`${file} row ${row}: a record needs a string "key" and finite "losses"`);
+        throw new InputError(`${rowWhere(file, row)}: a record needs a string "key" and finite "losses"`);
       this.done.set(rec.key, rec.losses as number[]);
     }
   }

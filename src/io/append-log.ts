@@ -6,7 +6,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { InputError } from "../errors.js";
+import { InputError, rowWhere } from "../errors.js";
 
 /**
  * The parsed records of `file` with their 1-based rows, in order ([] when there is no file). A line that is not
@@ -23,7 +23,7 @@ export function readAppendLog(file: string, remedy: string): { row: number; valu
       out.push({ row: i + 1, value: JSON.parse(line) as unknown });
     } catch (e) {
       if (i === lines.length - 1) return; // torn by a kill mid-write
-      throw new InputError(`${file} row ${i + 1}: not valid JSON (${(e as Error).message}); ${remedy}`);
+      throw new InputError(`${rowWhere(file, i + 1)}: not valid JSON (${(e as Error).message}); ${remedy}`);
     }
   });
   return out;

@@ -109,13 +109,13 @@ test("eval with a bad benchmark or --code file: refused before any work, naming 
       "--arc",
       "arc.jsonl",
       '{"id":"a","question":"q","choices":{"text":["x","y"],"label":["A","B"]},"answerKey":"C"}\n',
-      [/arc\.jsonl: row 1: field "answerKey"/],
+      [/arc\.jsonl row 1 field "answerKey"/],
     ],
     [
       "--gsm8k",
       "gsm.jsonl",
       '{"question":"1+1?","answer":"2\\n#### 2"}\n{"question":"q"}\n',
-      [/gsm\.jsonl: row 2: field "answer"/],
+      [/gsm\.jsonl row 2 field "answer"/],
     ],
   ];
   for (const [flag, file, text, patterns] of cases) {
@@ -151,7 +151,7 @@ test("experiment run with a bad benchmark file: refused before the judge and the
     ].join("\n") + "\n",
   );
   const r = await runCli(["experiment", "run", "e.yaml"], { cwd });
-  assertRefused(r, cwd, ["pairs.jsonl", "arc.jsonl", "e.yaml"], [/arc\.jsonl: row 1: field "answerKey"/]);
+  assertRefused(r, cwd, ["pairs.jsonl", "arc.jsonl", "e.yaml"], [/arc\.jsonl row 1 field "answerKey"/]);
   assert.doesNotMatch(r.stderr, /preference|generat|running/i, `work before the refusal\n${showRun(r)}`);
 });
 

@@ -16,6 +16,7 @@ import { InputError } from "../../src/errors.js";
 import { readLabelledCode, readPairs } from "../../src/data/pairs.js";
 import { loadGsm8k, loadMmlu, readRows } from "../../src/eval/utility/datasets.js";
 import { DEFAULT_MAX_ROW_BYTES } from "../../src/data/jsonl.js";
+import { readCodeRows } from "../../src/eval/utility/code-loss.js";
 import { TARGETS, makeCase, runCase } from "./fuzz-generators.js";
 
 const tmp = scratchDir("gv-fuzz-");
@@ -231,7 +232,7 @@ test("a row past the row limit is refused naming the file, the row and the limit
   assert.throws(() => readLabelledCode(file), check);
   await assert.rejects(
     readRows(file),
-    (e: unknown) => e instanceof InputError && /big-row\.jsonl: row 4: the row is larger/.test(e.message),
+    (e: unknown) => e instanceof InputError && /big-row\.jsonl row 4: the row is larger/.test(e.message),
   );
   const gz = path.join(tmp, "big-row.jsonl.gz");
   fs.writeFileSync(gz, zlib.gzipSync(fs.readFileSync(file)));
@@ -313,11 +314,43 @@ test("dataset rows with keys that reach a prototype are refused naming the row; 
       () => readPairs(file),
       (e: unknown) => e instanceof InputError && e.message.includes(`${file} row 2`),
     );
-    await assert.rejects(readRows(file), /proto-row\.jsonl: row 2: key/);
+    await assert.rejects(readRows(file), /proto-row\.jsonl row 2: key/);
   }
   for (const cwe of ["__proto__", "constructor", "prototype"]) {
     const file = writeRows("proto-cwe.jsonl", [JSON.stringify({ ...PAIR, cwe })]);
     assert.throws(() => readPairs(file), /row 1 field "cwe"/);
   }
   assert.deepEqual(Object.keys(Object.prototype), []);
+});
+
+test('every row reader names a bad row one way: `file row N field "x": …`, N the 1-based line, blank lines counted', async () => {
+  // Line 1 a good row, line 2 blank, line 3 the same row without one required field: every reader must say
+  // "row 3" (an editor's line number) and name the field in the same words, so one grep finds them all.
+  const missing: Record<string, string> = {
+    readPairs: "question",
+    readLabelledCode: "label",
+    loadArc: "answerKey",
+    loadGsm8k: "answer",
+    loadMmlu: "answer",
+    loadHumanEval: "test",
+  };
+  const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const expectAt = (file: string, field: string) => (e: unknown) =>
+    e instanceof InputError && new RegExp(`^${escape(file)} row 3 field "${field}": `).test(e.message);
+  for (const target of TARGETS) {
+    const field = missing[target.name];
+    assert.ok(field !== undefined, `a field to drop for ${target.name}`);
+    const good = target.seedRows[0]!;
+    assert.ok(field in good, `${target.name}'s seed row has "${field}"`);
+    // a fresh id too, so that readPairs' duplicate-id check does not speak first
+    const bad = { ...Object.fromEntries(Object.entries(good).filter(([k]) => k !== field)), id: "other" };
+    const file = writeRows(`one-format-${target.name}.jsonl`, [
+      JSON.stringify(good),
+      "",
+      JSON.stringify(bad),
+    ]);
+    await assert.rejects(async () => target.read(file), expectAt(file, field), target.name);
+  }
+  const code = writeRows("one-format-code.jsonl", ['{"code":"int x;"}', "", '{"lang":"c"}']);
+  assert.throws(() => readCodeRows(code), expectAt(code, "code"));
 });

@@ -44,17 +44,17 @@ test("ARC errors name the file, the row and the field", async () => {
   const file = writeJsonl("arc-bad.jsonl", [ARC_ROW, { ...ARC_ROW, answerKey: "E" }]);
   await assert.rejects(loadArc(file), (e: unknown) => {
     assert.ok(e instanceof InputError);
-    assert.match(e.message, /arc-bad\.jsonl: row 2: field "answerKey" is "E"/);
+    assert.match(e.message, /arc-bad\.jsonl row 2 field "answerKey": "E" is not one of the labels/);
     return true;
   });
   const missing = writeJsonl("arc-missing.jsonl", [{ ...ARC_ROW, choices: { text: ["a"], label: [1] } }]);
   await assert.rejects(
     loadArc(missing),
-    /arc-missing\.jsonl: row 1: field "choices\.label" must be an array of strings/,
+    /arc-missing\.jsonl row 1 field "choices\.label": must be an array of strings/,
   );
   const broken = path.join(tmp, "arc-broken.jsonl");
   fs.writeFileSync(broken, JSON.stringify(ARC_ROW) + "\n{not json\n");
-  await assert.rejects(loadArc(broken), /arc-broken\.jsonl: row 2: bad JSON/);
+  await assert.rejects(loadArc(broken), /arc-broken\.jsonl row 2: bad JSON/);
 });
 
 test("GSM8K JSONL (gzipped too): final answer after the last '#### '", async () => {
@@ -71,7 +71,7 @@ test("GSM8K JSONL (gzipped too): final answer after the last '#### '", async () 
   }
   await assert.rejects(
     loadGsm8k(writeJsonl("gsm-bad.jsonl", [{ question: "q", answer: "six" }])),
-    /row 1: field "answer" has no final answer/,
+    /row 1 field "answer": no final answer/,
   );
 });
 
@@ -105,11 +105,11 @@ test("MMLU from Parquet (HF layout: choices as a list, answer as int64) and from
   const jsonl = writeJsonl("mmlu.jsonl", [
     { question: "q", subject: "s", choices: ["a", "b", "c"], answer: 0 },
   ]);
-  await assert.rejects(loadMmlu(jsonl), /mmlu\.jsonl: row 1: field "choices" must hold 4 strings, got 3/);
+  await assert.rejects(loadMmlu(jsonl), /mmlu\.jsonl row 1 field "choices": must hold 4 strings, got 3/);
   const badAnswer = writeJsonl("mmlu2.jsonl", [
     { question: "q", subject: "s", choices: ["a", "b", "c", "d"], answer: 4 },
   ]);
-  await assert.rejects(loadMmlu(badAnswer), /row 1: field "answer" must be an integer 0-3, got 4/);
+  await assert.rejects(loadMmlu(badAnswer), /row 1 field "answer": must be an integer 0-3, got 4/);
 });
 
 test("Parquet errors name the file and row", async () => {
@@ -129,7 +129,7 @@ test("Parquet errors name the file and row", async () => {
     ],
   });
   fs.writeFileSync(file, new Uint8Array(buf));
-  await assert.rejects(loadMmlu(file), /mmlu-bad\.parquet: row 2: field "answer"/);
+  await assert.rejects(loadMmlu(file), /mmlu-bad\.parquet row 2 field "answer"/);
   const notParquet = path.join(tmp, "junk.parquet");
   fs.writeFileSync(notParquet, "hello");
   await assert.rejects(loadMmlu(notParquet), /junk\.parquet: not a readable Parquet file/);
@@ -148,7 +148,7 @@ test("HumanEval gzipped JSONL with a missing field is rejected by name", async (
   const { test: _t, ...noTest } = row;
   await assert.rejects(
     loadHumanEval(writeJsonl("he-bad.jsonl", [noTest])),
-    /he-bad\.jsonl: row 1: field "test" must be a string, got nothing \(missing\)/,
+    /he-bad\.jsonl row 1 field "test": must be a string, got nothing \(missing\)/,
   );
 });
 

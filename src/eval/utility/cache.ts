@@ -8,7 +8,7 @@
  * `eval --base` evaluates the base's utility on every run: with one `--cache`, the second model compared with the
  * same base takes the base's benchmarks from here.
  */
-import { InputError } from "../../errors.js";
+import { InputError, rowWhere } from "../../errors.js";
 import { AppendLog, readAppendLog } from "../../io/append-log.js";
 import { canonicalJson, sha256 } from "../../io/hash.js";
 import { perItemProblem, type ItemScores } from "./items.js";
@@ -92,7 +92,7 @@ export class UtilityCache {
       const rec = value as { key?: unknown; result?: unknown };
       if (typeof rec.key !== "string" || !isFigure(rec.result))
         throw new InputError(
-          `${file} row ${row}: a record needs a string "key" and a "result" {metric, value, stderr, n, perItem?, perLanguage?} whose per-item scores (if any) give its value; delete the file to evaluate again`,
+          `${rowWhere(file, row)}: a record needs a string "key" and a "result" {metric, value, stderr, n, perItem?, perLanguage?} whose per-item scores (if any) give its value; delete the file to evaluate again`,
         );
       this.done.set(rec.key, rec.result);
     }

@@ -23,7 +23,7 @@
  * Files before 2026-12-01 gave as stderr the sd of the per-file mean losses / √files: the standard error of the
  * unweighted per-file mean, not of the token-weighted figure they reported; the value is unchanged.
  */
-import { InputError } from "../../errors.js";
+import { InputError, rowWhere } from "../../errors.js";
 import { readJsonlSync } from "../../data/jsonl.js";
 import type { DecoderModel } from "../../models/decoder.js";
 import { answerLosses } from "../preference.js";
@@ -50,9 +50,9 @@ export function readCodeRows(file: string, sub: { limit?: number; seed: number }
   const rows: CodeRow[] = [];
   readJsonlSync(file, ({ row, value: o }) => {
     if (typeof o.code !== "string" || o.code.trim() === "")
-      throw new InputError(`${file} row ${row} field "code": missing or not a non-empty string`);
+      throw new InputError(`${rowWhere(file, row, "code")}: missing or not a non-empty string`);
     if (o.lang !== undefined && typeof o.lang !== "string")
-      throw new InputError(`${file} row ${row} field "lang": expected a string`);
+      throw new InputError(`${rowWhere(file, row, "lang")}: expected a string`);
     rows.push({
       id: typeof o.id === "string" ? o.id : `row-${row}`,
       ...(typeof o.lang === "string" ? { lang: o.lang } : {}),

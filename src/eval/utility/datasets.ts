@@ -8,7 +8,7 @@
  */
 import * as fs from "node:fs";
 import { Worker } from "node:worker_threads";
-import { InputError, preview } from "../../errors.js";
+import { InputError, preview, rowWhere } from "../../errors.js";
 import { MAX_DATASET_BYTES_ENV, MAX_ROW_BYTES_ENV, jsonlLimits, readJsonl } from "../../data/jsonl.js";
 import { formatBytes } from "../../util/memory.js";
 import { refuseForbiddenKeys } from "../../util/keys.js";
@@ -103,15 +103,13 @@ export async function readRows(file: string): Promise<Row[]> {
     return rows.map((r, i) => normaliseBigInts(r, i, file, limits.maxRowBytes));
   }
   const rows: Row[] = [];
-  await readJsonl(file, (r) => rows.push({ ...r.value, __row: r.row }), {
-    rowName: (f, row) => `${f}: row ${row}`,
-  });
+  await readJsonl(file, (r) => rows.push({ ...r.value, __row: r.row }));
   return rows;
 }
 
 /** Parquet INT64 columns come back as bigint; the schemas here only hold small integers. */
 function normaliseBigInts(row: Row, index: number, file: string, maxRowBytes: number): Row {
-  refuseForbiddenKeys(row, `${file}: row ${index + 1}`);
+  refuseForbiddenKeys(row, rowWhere(file, index + 1));
   const out: Row = { __row: index + 1 };
   let chars = 0;
   for (const [k, v] of Object.entries(row)) {
@@ -124,28 +122,27 @@ function normaliseBigInts(row: Row, index: number, file: string, maxRowBytes: nu
   // the JSONL row bound, counted in characters here
   if (chars > maxRowBytes)
     throw new InputError(
-      `${file}: row ${index + 1}: the row is larger than ${formatBytes(maxRowBytes)} (the row limit; raise it with ${MAX_ROW_BYTES_ENV}=<bytes> if such rows are intended)`,
+      `${rowWhere(file, index + 1)}: the row is larger than ${formatBytes(maxRowBytes)} (the row limit; raise it with ${MAX_ROW_BYTES_ENV}=<bytes> if such rows are intended)`,
     );
   return out;
 }
 
-function where(file: string, row: Row): string {
-  return `${file}: row ${row.__row as number}`;
+/** A row's place in messages (errors.ts rowWhere): `arc.jsonl row 2 field "answerKey"`. */
+function where(file: string, row: Row, field?: string): string {
+  return rowWhere(file, row.__row as number, field);
 }
 
 function str(file: string, row: Row, field: string, path: string = field): string {
   const v = row[field];
   if (typeof v !== "string") {
-    throw new InputError(`${where(file, row)}: field "${path}" must be a string, got ${describe(v)}`);
+    throw new InputError(`${where(file, row, path)}: must be a string, got ${describe(v)}`);
   }
   return v;
 }
 
 function strArray(file: string, row: Row, v: unknown, path: string): string[] {
   if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) {
-    throw new InputError(
-      `${where(file, row)}: field "${path}" must be an array of strings, got ${describe(v)}`,
-    );
+    throw new InputError(`${where(file, row, path)}: must be an array of strings, got ${describe(v)}`);
   }
   return v as string[];
 }
@@ -176,7 +173,7 @@ export async function loadArc(file: string, opts: LoadOptions = {}): Promise<Arc
     const choices = row.choices as Row | undefined;
     if (choices === null || typeof choices !== "object" || Array.isArray(choices)) {
       throw new InputError(
-        `${where(file, row)}: field "choices" must be an object {text, label}, got ${describe(choices)}`,
+        `${where(file, row, "choices")}: must be an object {text, label}, got ${describe(choices)}`,
       );
     }
     const text = strArray(file, row, choices.text, "choices.text");
@@ -190,7 +187,7 @@ export async function loadArc(file: string, opts: LoadOptions = {}): Promise<Arc
     const gold = label.indexOf(answerKey);
     if (gold < 0) {
       throw new InputError(
-        `${where(file, row)}: field "answerKey" is "${answerKey}", not one of the labels ${label.join(",")}`,
+        `${where(file, row, "answerKey")}: "${answerKey}" is not one of the labels ${label.join(",")}`,
       );
     }
     return {
@@ -209,7 +206,7 @@ export async function loadGsm8k(file: string, opts: LoadOptions = {}): Promise<G
   const items = rows.map((row): Gsm8kItem => {
     const answer = str(file, row, "answer");
     const at = answer.lastIndexOf("#### ");
-    if (at < 0) throw new InputError(`${where(file, row)}: field "answer" has no final answer after "#### "`);
+    if (at < 0) throw new InputError(`${where(file, row, "answer")}: no final answer after "#### "`);
     return { question: str(file, row, "question"), answer, finalAnswer: answer.slice(at + 5).trim() };
   });
   return applyLimit(items, opts);
@@ -220,13 +217,11 @@ export async function loadMmlu(file: string, opts: LoadOptions = {}): Promise<Mm
   const items = rows.map((row): MmluItem => {
     const choices = strArray(file, row, row.choices, "choices");
     if (choices.length !== 4) {
-      throw new InputError(`${where(file, row)}: field "choices" must hold 4 strings, got ${choices.length}`);
+      throw new InputError(`${where(file, row, "choices")}: must hold 4 strings, got ${choices.length}`);
     }
     const answer = row.answer;
     if (typeof answer !== "number" || !Number.isInteger(answer) || answer < 0 || answer > 3) {
-      throw new InputError(
-        `${where(file, row)}: field "answer" must be an integer 0-3, got ${preview(answer)}`,
-      );
+      throw new InputError(`${where(file, row, "answer")}: must be an integer 0-3, got ${preview(answer)}`);
     }
     return {
       question: str(file, row, "question"),
