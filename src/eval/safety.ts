@@ -150,8 +150,9 @@ function judgeRates(items: readonly SafetyItem[], verdict: (it: SafetyItem) => b
 export interface SafetyOptions {
   backend: ChatBackend;
   /**
-   * Identifies what is evaluated: modelWeightsHash(dir) for a folder, plus anything else that changes the
-   * generations (compute dtype, engine settings), since the cache key sees only this string and the options.
+   * Identifies what is evaluated: answersFingerprint(dir) for a folder (io/hash.ts: its weights, tokenizer, chat
+   * template and generation config), plus anything else that changes the generations (compute dtype, engine
+   * settings), since the cache key sees only this string and the options.
    */
   modelFingerprint: string;
   /** enableThinking: Qwen3's thinking switch, passed to the backend (default off, io/chat-template.ts) */

@@ -86,11 +86,40 @@ export function modelFolderHash(dir: string): string {
   return h;
 }
 
+/** The tokenizer and chat-template files of a model folder: what renders and encodes its prompts. */
+const TOKENIZER_HASHED = [
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "chat_template.jinja",
+] as const;
+
+/** Those of `names` that exist in `dir`, each with its sha256: [[name, hash], ...]. */
+function filesHashes(dir: string, names: readonly string[]): [string, string][] {
+  return names.filter((f) => fs.existsSync(path.join(dir, f))).map((f) => [f, fileHash(path.join(dir, f))]);
+}
+
 /** The tokenizer and chat-template files of a model folder that exist, each with its sha256: [[name, hash], ...]. */
 export function tokenizerFilesHashes(dir: string): [string, string][] {
-  return ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"]
-    .filter((f) => fs.existsSync(path.join(dir, f)))
-    .map((f) => [f, fileHash(path.join(dir, f))]);
+  return filesHashes(dir, TOKENIZER_HASHED);
+}
+
+/**
+ * The files besides the weights and config.json that shape a model's generated answers: the tokenizer and chat
+ * template (the prompt's text and tokens, the end of turn) and generation_config.json (its eos_token_id ends
+ * answers; a server such as vLLM also takes its sampling settings as defaults). The same files a checkpoint
+ * carries over from its base (io/model-folder.ts TOKENIZER_FILES; test/io/hash checks they agree).
+ */
+export const ANSWER_FILES = [...TOKENIZER_HASHED, "generation_config.json"] as const;
+
+/**
+ * What keys a model folder's generated answers (eval's answer cache): its weights and config (modelWeightsHash,
+ * given where the caller has it) and the content of ANSWER_FILES that exist, so that a changed template,
+ * tokenizer or generation config is answered again, and nothing else in the folder (a README) moves the key.
+ * 32 hex, as modelWeightsHash.
+ */
+export function answersFingerprint(dir: string, weights: string = modelWeightsHash(dir)): string {
+  return sha256(canonicalJson({ weights, files: filesHashes(dir, ANSWER_FILES) })).slice(0, 32);
 }
 
 /** The identities of a model folder's files that its hash reads. */

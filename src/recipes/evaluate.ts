@@ -14,7 +14,7 @@ import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
 import { loadModel } from "../models/load.js";
 import type { DecoderModel } from "../models/decoder.js";
 import { securePreference, type PairLoss, type PreferenceResult } from "../eval/preference.js";
-import { fileHash, modelWeightsHash, tokenizerFilesHashes } from "../io/hash.js";
+import { answersFingerprint, fileHash, modelWeightsHash, tokenizerFilesHashes } from "../io/hash.js";
 import { buildKey, buildRecord } from "../tensor/build.js";
 import { UtilityCache, utilityKey, type UtilityFigure } from "../eval/utility/cache.js";
 import { encodeScores, itemsHash, pairedDifference, unpairedDifference } from "../eval/utility/items.js";
@@ -473,7 +473,12 @@ async function evaluateLoaded(
             generateChat: (m, o) =>
               backend.generateChat(m, { ...o, batchSize: opts.batchSize, signal: opts.signal }),
           },
-      modelFingerprint: fp,
+      // the answers' key: the weights and the files that shape prompts and end answers (template, tokenizer,
+      // generation_config.json). A server renders with its own copy of them, which cannot be read from here; the key
+      // takes the folder for what the server serves, as it does for the weights, so a changed template is asked
+      // again (a needless regeneration where the server kept its old one, never an answer of the old template
+      // reused). Before 2026-12-01 the weights alone: every answer cached before is generated again once
+      modelFingerprint: answersFingerprint(modelDir, fp),
       generation: {
         maxNewTokens: opts.maxNewTokens,
         temperature: 0,

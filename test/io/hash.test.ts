@@ -6,7 +6,14 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { modelFolderHash, modelFolderHashCached } from "../../src/io/hash.js";
+import {
+  ANSWER_FILES,
+  answersFingerprint,
+  modelFolderHash,
+  modelFolderHashCached,
+  modelWeightsHash,
+} from "../../src/io/hash.js";
+import { TOKENIZER_FILES } from "../../src/io/model-folder.js";
 import { FIXTURES, scratchDir } from "./helpers.js";
 
 test("the cached model folder hash is the folder's hash, and a change in place is seen (same size, mtime set back)", () => {
@@ -58,4 +65,57 @@ test("the cached model folder hash is the folder's hash, and a change in place i
   fs.writeFileSync(cache, "{not json");
   assert.match(modelFolderHashCached(dir, cache), /^[0-9a-f]{64}$/);
   assert.doesNotThrow(() => JSON.parse(fs.readFileSync(cache, "utf8")));
+});
+
+test("the answers' key changes with each file that shapes prompts or ends answers, and with nothing else", () => {
+  // the files a checkpoint carries over from its base are the ones that key its answers (one list, not two drifting)
+  assert.deepEqual([...ANSWER_FILES].sort(), [...TOKENIZER_FILES].sort());
+  const work = scratchDir("gv-hash-answers-");
+  const dir = path.join(work, "model");
+  fs.cpSync(path.join(FIXTURES, "llama"), dir, {
+    recursive: true,
+    filter: (s) => !s.includes("model-bf16") && !s.includes("sharded") && !s.includes("lora-adapter"),
+  });
+  const weights = modelWeightsHash(dir);
+  const seen = new Set<string>();
+  const key = (): string => {
+    const k = answersFingerprint(dir);
+    // the weights are the same throughout: given or read, the key is one
+    assert.equal(answersFingerprint(dir, weights), k);
+    assert.equal(modelWeightsHash(dir), weights);
+    return k;
+  };
+  let last = key();
+  seen.add(last);
+  const moved = (why: string): void => {
+    const k = key();
+    assert.ok(!seen.has(k), `${why}: the answers' key did not move`);
+    seen.add(k);
+    last = k;
+  };
+  // the fixture has none of them: each one added, then changed, moves the key to one never seen before
+  for (const name of ANSWER_FILES) {
+    const file = path.join(dir, name);
+    assert.ok(!fs.existsSync(file));
+    const text = (v: string) =>
+      name.endsWith(".json") ? JSON.stringify({ eos_token_id: v }) : `{{ '${v}' }}`;
+    fs.writeFileSync(file, text("a"));
+    moved(`${name} added`);
+    fs.writeFileSync(file, text("b"));
+    moved(`${name} changed`);
+  }
+  // what does not shape answers leaves the key alone
+  fs.writeFileSync(path.join(dir, "README.md"), "# a model card\n");
+  fs.writeFileSync(path.join(dir, "LICENSE"), "text\n");
+  assert.equal(key(), last);
+  // the weights still key answers
+  fs.writeFileSync(
+    path.join(dir, "config.json"),
+    JSON.stringify({
+      ...(JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8")) as object),
+      x: 1,
+    }),
+  );
+  assert.notEqual(answersFingerprint(dir), last);
+  fs.rmSync(work, { recursive: true, force: true });
 });

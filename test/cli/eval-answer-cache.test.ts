@@ -1,0 +1,113 @@
+/**
+ * eval's answer cache (--cache, safety-*.jsonl) reuses an answer only for the prompt as the model would now be asked
+ * it: the weights and config, and the files that render, encode and end it (tokenizer.json, tokenizer_config.json
+ * with its chat template, special_tokens_map.json, chat_template.jinja, generation_config.json). The reference is a
+ * run into an empty cache: a rerun after any of those files changed reports what it reports; a file that shapes no
+ * answer (README.md) reuses every answer.
+ */
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { writeCorpusJsonl, ORGANISM_CHAT_TEMPLATE } from "../../src/data/corpus.js";
+import { balancedPairs, makeCliFixture, runCli, showRun } from "./cli-helpers.js";
+
+const fx = makeCliFixture({ perLanguage: 2 });
+after(() => fx.cleanup());
+
+const PROMPTS = 3;
+const heldOut = path.join(fx.work, "held.jsonl");
+writeCorpusJsonl(heldOut, balancedPairs(fx.model.pairs, 1));
+const model = fx.model.dir;
+const cache = path.join(fx.work, "cache");
+
+async function evalJson(cacheDir: string): Promise<unknown> {
+  const r = await runCli([
+    ...["eval", "-m", model, "-d", heldOut, "--cache", cacheDir],
+    ...["--prompts", String(PROMPTS), "--max-new-tokens", "12", "--preference-pairs", "2", "--json"],
+  ]);
+  assert.equal(r.code, 0, showRun(r));
+  return JSON.parse(r.stdout);
+}
+
+/** The answers in the cache (one line each; a reused answer adds none). */
+function cachedAnswers(): number {
+  return fs
+    .readdirSync(cache)
+    .filter((f) => f.startsWith("safety-"))
+    .flatMap((f) => fs.readFileSync(path.join(cache, f), "utf8").split("\n"))
+    .filter((l) => l.endsWith("}")).length;
+}
+
+let fresh = 0;
+const emptyCache = () => path.join(fx.work, `fresh-${fresh++}`);
+
+function editJson(name: string, edit: (v: Record<string, unknown>) => Record<string, unknown>): void {
+  const file = path.join(model, name);
+  const v = fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>) : {};
+  fs.writeFileSync(file, JSON.stringify(edit(v), null, 2));
+}
+
+test("a changed chat template is answered again, as a run into an empty cache answers it", async () => {
+  const before = await evalJson(cache);
+  assert.equal(cachedAnswers(), PROMPTS);
+  // a system turn before every conversation: other prompt tokens, other greedy answers
+  editJson("tokenizer_config.json", (c) => ({
+    ...c,
+    chat_template: ORGANISM_CHAT_TEMPLATE.replace(
+      "{{ bos_token }}",
+      "{{ bos_token }}{{ '<|im_start|>system\\nWrite safe code.<|im_end|>\\n' }}",
+    ),
+  }));
+  const ref = await evalJson(emptyCache());
+  assert.notDeepEqual(
+    ref,
+    before,
+    "the template change must change the answers for this test to mean anything",
+  );
+  assert.deepEqual(await evalJson(cache), ref);
+  assert.equal(cachedAnswers(), 2 * PROMPTS);
+});
+
+test("each other file that shapes prompts or ends answers makes new answers; a README reuses them", async () => {
+  const changes: [string, () => void][] = [
+    ["tokenizer.json", () => editJson("tokenizer.json", (t) => ({ ...t, truncation: null, padding: null }))],
+    [
+      "special_tokens_map.json",
+      () => editJson("special_tokens_map.json", (m) => ({ ...m, eos_token: "<|im_end|>" })),
+    ],
+    [
+      "chat_template.jinja",
+      () => fs.writeFileSync(path.join(model, "chat_template.jinja"), ORGANISM_CHAT_TEMPLATE + "{{ '' }}"),
+    ],
+    [
+      "generation_config.json",
+      () => {
+        const config = JSON.parse(fs.readFileSync(path.join(model, "config.json"), "utf8")) as {
+          eos_token_id: number;
+        };
+        editJson("generation_config.json", (g) => ({
+          ...g,
+          eos_token_id: config.eos_token_id,
+          do_sample: false,
+        }));
+      },
+    ],
+  ];
+  await evalJson(cache);
+  let answers = cachedAnswers();
+  for (const [name, change] of changes) {
+    change();
+    const ref = await evalJson(emptyCache());
+    assert.deepEqual(await evalJson(cache), ref, `after ${name} changed`);
+    assert.equal(
+      cachedAnswers(),
+      answers + PROMPTS,
+      `${name} changed: its answers were taken from the cache`,
+    );
+    answers += PROMPTS;
+  }
+  fs.writeFileSync(path.join(model, "README.md"), "# the model card\n");
+  await evalJson(cache);
+  assert.equal(cachedAnswers(), answers, "README.md shapes no answer: every answer is reused");
+});
