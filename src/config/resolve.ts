@@ -8,7 +8,8 @@ import YAML from "yaml";
 import type { z } from "zod";
 import { InputError } from "../errors.js";
 import { refuseForbiddenKeys } from "../util/keys.js";
-import { explainNull, parseOverride, setPath } from "../util/overrides.js";
+import { parseOverride, setPath } from "../util/overrides.js";
+import { issueLines } from "../util/suggest.js";
 
 /**
  * A YAML config file as a plain mapping ({} without a file); prototype-polluting keys refused. `what` names
@@ -47,9 +48,7 @@ export function parseConfig<S extends z.ZodType>(
 ): z.infer<S> {
   const r = schema.safeParse(merged);
   if (!r.success) {
-    const msgs = r.error.issues.map(
-      (i) => `${i.path.map(String).join(".") || "(top level)"}: ${explainNull(i.message)}`,
-    );
+    const msgs = issueLines(schema, r.error.issues);
     throw new InputError(
       style === "lines"
         ? `${where}:\n${msgs.map((m) => `  ${m}`).join("\n")}`

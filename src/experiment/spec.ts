@@ -8,7 +8,8 @@
 import { z } from "zod";
 import { InputError } from "../errors.js";
 import { applyOverrides, loadConfigFile } from "../config/resolve.js";
-import { explainNull, setPath } from "../util/overrides.js";
+import { setPath } from "../util/overrides.js";
+import { issueLines } from "../util/suggest.js";
 import { METHODS, type Method } from "../report/schema.js";
 import { PROMPT_FILTERS, PROMPT_SPREADS } from "../data/prompts.js";
 import { experimentJudgeSchema } from "../config/judge.js";
@@ -173,9 +174,9 @@ export function nestSettings(settings: Record<string, unknown>): Record<string, 
 }
 
 function formatIssues(source: string, issues: readonly z.core.$ZodIssue[]): string {
-  const lines = issues
+  const lines = issueLines(experimentSchema, issues)
     .slice(0, 8)
-    .map((i) => `  ${i.path.map(String).join(".") || "(top level)"}: ${explainNull(i.message)}`);
+    .map((l) => `  ${l}`);
   return `${source}: invalid experiment file:\n${lines.join("\n")}`;
 }
 

@@ -20,6 +20,7 @@ import {
   DEFAULT_SEED,
 } from "../../src/config/harden.js";
 import { resolveConfig } from "../../src/config/resolve.js";
+import { editDistance, nearestKey } from "../../src/util/suggest.js";
 import { DEFAULT_CLUSTER, DEFAULT_IDENTIFY } from "../../src/method/goodvibe/config.js";
 import { DEFAULT_TRAIN, DEFAULT_TRAIN_DATA } from "../../src/method/train-config.js";
 import { DEFAULT_LORA } from "../../src/method/lora/config.js";
@@ -84,6 +85,58 @@ test("precedence: default < config file < explicit flag < --set", () => {
   assert.equal(h.identify.mode, DEFAULT_IDENTIFY.mode);
 });
 
+test("an unknown key is named with the nearest known key at its level, or alone when none is near", () => {
+  // misspelling -> the suggestion, by hand: case only; a letter dropped, added, swapped; a wrong case one level up
+  const cases: [string, string | null][] = [
+    ["identify.topk=5", "identify.topK"],
+    ["cluster.thresold=0.2", "cluster.threshold"],
+    ["train.epoch=2", "train.epochs"],
+    ["train.lrr=1e-4", "train.lr"],
+    ["cluster.kmxa=4", "cluster.kMax"],
+    ["lora.alhpa=8", "lora.alpha"],
+    ["Identify.topK=5", "identify"],
+    // nothing near: no suggestion rather than a wild one
+    ["cluster.bogus=1", null],
+    ["train.learningRate=1e-4", null],
+    ["nope.key=1", null],
+  ];
+  for (const [set, near] of cases) {
+    const key = set.slice(0, set.indexOf("=")).split(".");
+    // the unknown key is the first part that is not a setting: "nope" of nope.key, "Identify" of Identify.topK
+    const unknown = near === "identify" || (near === null && key[0] === "nope") ? key[0]! : key.join(".");
+    const want = `unknown key "${unknown}"${near === null ? "" : ` (did you mean "${near}"?)`}`;
+    assert.throws(
+      () => resolveHardenConfig(undefined, PATHS, [set]),
+      (e: unknown) => e instanceof InputError && e.message.split("\n").includes(`  ${want}`),
+      `${set}: expected the line ${want}`,
+    );
+  }
+  // a YAML config file (harden -c) is told the same way, one line per unknown key
+  assert.throws(
+    () => resolveHardenConfig(yamlFile("identify:\n  topk: 7\n  mdoe: x\ntrian:\n  lr: 1\n"), PATHS),
+    (e: unknown) =>
+      e instanceof InputError &&
+      [
+        'unknown key "identify.topk" (did you mean "identify.topK"?)',
+        'unknown key "identify.mdoe" (did you mean "identify.mode"?)',
+        'unknown key "trian" (did you mean "train"?)',
+      ].every((l) => e.message.split("\n").includes(`  ${l}`)),
+  );
+});
+
+test("editDistance and nearestKey: textbook distances; a case-insensitive match wins over a closer-looking one", () => {
+  assert.equal(editDistance("kitten", "sitting"), 3);
+  assert.equal(editDistance("flaw", "lawn"), 2);
+  assert.equal(editDistance("ab", "ba"), 1); // a swap of neighbours is one edit
+  assert.equal(editDistance("ca", "abc"), 3); // optimal string alignment, not full Damerau (which gives 2)
+  assert.equal(editDistance("", "abc"), 3);
+  assert.equal(editDistance("TopK", "topk"), 0);
+  assert.equal(nearestKey("topk", ["top", "topK"]), "topK");
+  assert.equal(nearestKey("ab", ["cd"]), undefined);
+  assert.equal(nearestKey("threshhold", ["threshold", "seed"]), "threshold");
+  assert.equal(nearestKey("x", []), undefined);
+});
+
 test("unknown keys are refused, each named, from a file, a --set and an experiment cell alike", () => {
   const file = yamlFile("identify:\n  topk: 7\n");
   assert.throws(
@@ -101,7 +154,9 @@ test("unknown keys are refused, each named, from a file, a --set and an experime
   assert.throws(
     () => hardenConfigOf({ ...PATHS, train: { epoch: 2 } }, "exp.yaml: defaults: invalid harden setting"),
     (e: unknown) =>
-      e instanceof InputError && /^exp\.yaml: defaults: invalid harden setting: train/.test(e.message),
+      e instanceof InputError &&
+      e.message ===
+        'exp.yaml: defaults: invalid harden setting: unknown key "train.epoch" (did you mean "train.epochs"?)',
   );
   // a wrong type names the key and the file
   assert.throws(
@@ -127,7 +182,7 @@ test("a bad key given by --set is named as a --set, not as the file's (goodvibe 
     (e: unknown) =>
       e instanceof InputError &&
       e.message.startsWith(`invalid configuration (${file}, --set train.epochs=1, --set cluster.bogus=1):`) &&
-      /cluster: Unrecognized key: "bogus"/.test(e.message),
+      /unknown key "cluster\.bogus"$/m.test(e.message),
   );
   assert.throws(
     () => resolveConfig(hardenSchema, undefined, PATHS, ["cluster.bogus=1"]),

@@ -148,7 +148,18 @@ test("errors name the file and the field", () => {
   throwsInput(() => parseExperimentSpec({ ...BASE, defaults: { seed: 3 } }, "x.yaml"), "defaults.seed");
   // harden keys are checked when the cells are made, with the cell named
   const typo = parseExperimentSpec({ ...BASE, defaults: { train: { epoch: 2 } } }, "x.yaml");
-  throwsInput(() => expandCells(typo, "x.yaml"), "x.yaml", "defaults", "epoch");
+  throwsInput(
+    () => expandCells(typo, "x.yaml"),
+    "x.yaml",
+    "defaults",
+    'unknown key "train.epoch" (did you mean "train.epochs"?)',
+  );
+  // the experiment file's own keys get the nearest known key at their level too, list items included
+  throwsInput(
+    () => parseExperimentSpec({ ...BASE, seedz: [1], models: [{ ...BASE.models[0], nmae: "x" }] }, "x.yaml"),
+    'unknown key "seedz" (did you mean "seeds"?)',
+    /unknown key "models\.0\.nmae" \(did you mean "models\.0\.name"\?\)/,
+  );
   const badGrid = parseExperimentSpec(
     { ...BASE, grids: [{ name: "topk", key: "identify.topK", values: [0] }] },
     "x.yaml",
