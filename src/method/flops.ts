@@ -251,16 +251,21 @@ export function fullTrainingStateBytes(params: number, dtype: string): number {
 
 /**
  * What full fine-tuning on the CPU must find free before it starts: the weights in the compute dtype and the
- * training state (fullTrainingStateBytes), 16 bytes per parameter in mixed precision, and a tenth more. The tenth
- * is measured, not derived: one-layer models of Meta-Llama-3-8B's and Qwen3-8B's widths (1.27 B and 1.44 B
- * parameters, 256-token examples, 2026-12-01, Zen 5) peaked at 1.10x and over 1.08x (killed there) of the 16 bytes:
- * activations, float32 logits and their gradient, frozenDx's copies and the optimiser's temporaries. The weights
- * count whether or not the kernel already lent them: mapped from the checkpoint, they sit in the page cache that
- * MemAvailable counts as free, yet stay in use.
+ * training state (fullTrainingStateBytes), 16 bytes per parameter in mixed precision, and a tenth more, less the
+ * bytes of weights the process already holds in its own memory (`heldWeightBytes`). The tenth is measured, not
+ * derived: one-layer models of Meta-Llama-3-8B's and Qwen3-8B's widths (1.27 B and 1.44 B parameters, 256-token
+ * examples, 2026-12-01, Zen 5) peaked at 1.10x and over 1.08x (killed there) of the 16 bytes: activations, float32
+ * logits and their gradient, frozenDx's copies and the optimiser's temporaries. Weights mapped from the checkpoint
+ * count: they sit in the page cache that MemAvailable counts as free, yet stay in use. Weights the load converted
+ * to the compute dtype or copied (a LinearGroup's side-by-side copy) are anonymous memory that MemAvailable already
+ * left out: counting them again asked a float32 run from a bf16 checkpoint for 17.6 bytes per parameter where
+ * 13.6 are needed (12 of state and the tenth of 16).
  */
-export function fullTrainingNeedBytes(params: number, dtype: string): number {
+export function fullTrainingNeedBytes(params: number, dtype: string, heldWeightBytes = 0): number {
   const weights = params * bytesPerValue(dtype);
-  return Math.ceil(1.1 * (weights + fullTrainingStateBytes(params, dtype)));
+  if (!(heldWeightBytes >= 0 && heldWeightBytes <= weights))
+    throw new Error(`fullTrainingNeedBytes: ${heldWeightBytes} bytes of weights held, of ${weights}`);
+  return Math.ceil(1.1 * (weights + fullTrainingStateBytes(params, dtype)) - heldWeightBytes);
 }
 
 /**

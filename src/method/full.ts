@@ -1,9 +1,10 @@
 /** Full fine-tuning on a decoder model: every parameter trains, in mixed precision for a bf16 model. */
 import type { DecoderModel } from "../models/decoder.js";
-import { keep, noGrad, type Tensor } from "../tensor/index.js";
+import { itemSize, keep, noGrad, type Tensor } from "../tensor/index.js";
+import { viewsCheckpointFile } from "../models/load.js";
 import type { AttachedMethod, WeightSource } from "./attached.js";
 import { fullTrainingNeedBytes } from "./flops.js";
-import { requireMemory } from "../util/memory.js";
+import { formatBytes, requireMemory } from "../util/memory.js";
 
 /** Elements per master chunk (64 MiB of float32). */
 export const MASTER_CHUNK = 16 * 1024 * 1024;
@@ -35,24 +36,38 @@ function foldedViews(
  */
 export function attachFull(
   model: DecoderModel,
-  opts: { checkpoint?: WeightSource; /** elements per master chunk */ chunk?: number } = {},
+  opts: {
+    checkpoint?: WeightSource;
+    /** elements per master chunk */ chunk?: number;
+    /** the free memory to check against (default MemAvailable now): for tests */
+    availableMemoryBytes?: number;
+  } = {},
 ): AttachedMethod {
   const params = model.parameters();
   let count = 0;
-  for (const p of params.values()) count += p.numel;
+  // the weights already in this process's own memory (converted to the compute dtype, or copied side by side at
+  // load), which MemAvailable no longer counts as free: the need is what is still to be taken (flops.ts)
+  let held = 0;
+  for (const p of params.values()) {
+    count += p.numel;
+    if (!viewsCheckpointFile(p)) held += p.numel * itemSize(p.dtype);
+  }
   // Said before the first byte of it is taken: a training state larger than the memory left would otherwise fill
   // it over the first step and end in the kernel's OOM kill (or swapping) with nothing said. A 1-layer model of
   // Qwen3-14B's width has 1.9 B parameters, 1.56 B of them in the embedding and lm_head: 28 GiB of weights and
   // state. On a GPU the state is the device's, whose free memory the addon does not read.
   if (model.device === "cpu")
     requireMemory(
-      fullTrainingNeedBytes(count, model.dtype),
+      fullTrainingNeedBytes(count, model.dtype, held),
       `full fine-tuning of ${count.toLocaleString("en-US")} parameters (${
         model.dtype === "float32"
           ? "float32 weights, gradients and AdamW moments, 16"
           : `${model.dtype} weights and gradients, float32 master copies and AdamW moments, 16`
-      } bytes per parameter, and a tenth more for activations and temporaries)`,
+      } bytes per parameter, and a tenth more for activations and temporaries${
+        held > 0 ? `, less the ${formatBytes(held)} of weights already in memory` : ""
+      })`,
       "GoodVibe and LoRA train a small part of the model and need a small part of that; or use a machine with more memory",
+      opts.availableMemoryBytes,
     );
   for (const p of params.values()) p.requiresGrad_(true);
   if (model.dtype === "float32")

@@ -59,6 +59,20 @@ export function recordToTensor(rec: TensorRecord): Tensor {
   return Tensor.fromBytes(rec.data, dtype, rec.shape);
 }
 
+/**
+ * The tensors buildModel made as views of the checkpoint's mapped bytes (the compute dtype is the stored one, on the
+ * CPU): their pages belong to the page cache, which MemAvailable counts as free though the model keeps using them.
+ * Every other weight (converted to the compute dtype, copied side by side into a LinearGroup, moved to a device) is
+ * the process's own memory, which MemAvailable no longer counts. Full fine-tuning's memory check reads this
+ * (method/full.ts), so that it counts each byte once. A view the addon had to copy (bytes not aligned for the dtype)
+ * is counted as mapped: the check then asks for more, never less.
+ */
+const checkpointViews = new WeakSet<Tensor>();
+/** Whether `t` is one of the tensors buildModel viewed straight from a checkpoint's mapped file (checkpointViews). */
+export function viewsCheckpointFile(t: Tensor): boolean {
+  return checkpointViews.has(t);
+}
+
 export interface LoadOptions {
   /** Compute dtype; default: the checkpoint's torch_dtype. */
   dtype?: DType;
@@ -103,6 +117,7 @@ export function buildModel(
         tidy(() => out.isfinite().logicalNot().sum().item()) > 0
       )
         throw nonFinite(rec, dtype);
+      if (out === t && device === "cpu") checkpointViews.add(out);
       return keep(out);
     });
   };

@@ -49,9 +49,17 @@ export function formatBytes(bytes: number): string {
 }
 const fmt = formatBytes;
 
-/** Fail early, with the numbers (and what to do, when given), when a load or a write cannot fit. */
-export function requireMemory(bytes: number, what: string, fix?: string): void {
-  const avail = availableMemoryBytes();
+/**
+ * Fail early, with the numbers (and what to do, when given), when a load or a write cannot fit. `available`: the
+ * reading to check against (default MemAvailable now; tests give their own).
+ */
+export function requireMemory(
+  bytes: number,
+  what: string,
+  fix?: string,
+  available: number = availableMemoryBytes(),
+): void {
+  const avail = available;
   if (bytes > avail)
     throw new ResourceError(
       `${what} needs about ${fmt(bytes)} of memory; only ${fmt(avail)} is available${fix ? `: ${fix}` : ""}`,
