@@ -72,8 +72,13 @@ export interface TrainResult {
   wallSeconds: number;
   flopsPerSecond: number;
   peakMemoryBytes: number;
-  /** whether this call's steps recomputed the layers in the backward (train.gradientCheckpointing, "auto" decided) */
+  /**
+   * whether this call's steps recomputed the layers in the backward (train.gradientCheckpointing, "auto" decided);
+   * where it ran none (stepsRun 0), what they would have done: the caller keeps the record of the run that trained
+   */
   gradientCheckpointing: boolean;
+  /** the steps this call computed; the rest (steps - stepsRun) were a checkpoint's, found in runDir */
+  stepsRun: number;
   log: StepLog[];
   /**
    * The builds of the tool that computed the steps (tensor/build.ts), each from the step it began at: more than one
@@ -497,6 +502,7 @@ export async function trainSft(
     }
   }
   let savedStep = state.step;
+  const firstStep = state.step;
   const padId = opts.padTokenId ?? 0;
   const checkpointing = trainCheckpointing(model, method, examples, cfg, opts.hooks?.onNote);
   const started = Date.now();
@@ -629,6 +635,7 @@ export async function trainSft(
     flopsPerSecond: state.flops.total / Math.max(state.wallSeconds, 1e-9),
     peakMemoryBytes: peakRssBytes(),
     gradientCheckpointing: checkpointing,
+    stepsRun: state.step - firstStep,
     log: state.log,
     ...(opts.runDir ? { builds: state.builds } : {}),
   };

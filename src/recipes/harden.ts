@@ -375,14 +375,19 @@ function readRequested(dir: string): RequestedRecord {
   }
 }
 
-/** Write a slot's requested.json: what this run asks, and `used` once its stage has run. */
+/**
+ * Write a slot's requested.json: what this run asks, and `used` once its stage has run. Without `used` (a slot
+ * opened) the record's `used` is kept: a slot trained to the end by an earlier run was trained as that run
+ * decided, whatever this one asks (true and "auto" share a slot).
+ */
 function writeRequested(slot: StageSlot, used?: Record<string, boolean>): void {
   if (!slot.requested) return;
+  const had = used ? {} : readRequested(slot.dir);
   const record: RequestedRecord = Object.fromEntries(
-    Object.entries(slot.requested).map(([k, requested]) => [
-      k,
-      used?.[k] === undefined ? { requested } : { requested, used: used[k] },
-    ]),
+    Object.entries(slot.requested).map(([k, requested]) => {
+      const u = used?.[k] ?? had[k]?.used;
+      return [k, u === undefined ? { requested } : { requested, used: u }];
+    }),
   );
   writeFileAtomic(path.join(slot.dir, RUN_FILES.slotRequested), JSON.stringify(record, null, 2));
 }
@@ -986,6 +991,8 @@ async function trainAndPublish(
   );
   const build = buildRecord(model.device, model.dtype);
   openSlot(plan.train, "training", log, build);
+  // how the slot's steps were checkpointed, where an earlier run trained them to the end (requested.json)
+  const trainedWith = readRequested(plan.train.dir)["train.gradientCheckpointing"]?.used;
   const products = bf16ProductsOf(model.device, model.dtype);
   if (products) infoOnce(log, products);
   infoOnce(log, model.frozenDx.describe());
@@ -1016,10 +1023,14 @@ async function trainAndPublish(
     if (released) log.info(released);
   }
   if (!train.finished) throw interrupted(`training stopped at step ${train.steps} of ${train.totalSteps}`);
+  // no step ran here (the slot was trained to the end before): its steps were checkpointed as that run decided,
+  // not as this one would have (a slot trained under "auto" -> off and reused by a run with true is still off).
+  // A slot trained before requested.json recorded `used` says nothing better than this run's decision
   const checkpointing: CheckpointingRecord = {
     requested: cfg.train.gradientCheckpointing,
-    used: train.gradientCheckpointing,
+    used: train.stepsRun === 0 && trainedWith !== undefined ? trainedWith : train.gradientCheckpointing,
   };
+  train = { ...train, gradientCheckpointing: checkpointing.used };
   writeRequested(plan.train, { "train.gradientCheckpointing": checkpointing.used });
 
   log.info(`fold: writing the hardened checkpoint to ${cfg.out}`);

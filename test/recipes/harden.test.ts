@@ -209,6 +209,39 @@ test("checkpointing auto: the records say what was asked and what was used, the 
   assert.equal(describeCheckpointing({ requested: false, used: false }), "off (as set)");
 });
 
+test("a train slot trained under auto (used off), reused by a run with true: the records keep off, as trained", async () => {
+  const runDir = path.join(work, "ckpt-reused-run");
+  const train = (g: boolean | "auto") => ({ ...config("x").train, gradientCheckpointing: g });
+  const requested = (dir: string) =>
+    JSON.parse(fs.readFileSync(path.join(dir, RUN_FILES.slotRequested), "utf8")) as unknown;
+  // trained to the end under "auto": off on the CPU for the tiny model (the test above)
+  const auto = config("ckpt-reused-auto", { method: "lora", runDir, train: train("auto") });
+  const first = await runHarden(auto);
+  assert.deepEqual(first.gradientCheckpointing, { requested: "auto", used: false });
+  const slot = planStages(auto).train.dir;
+  const steps = first.train.steps;
+  assert.ok(steps > 0);
+  // true shares the slot (keyed as true): its steps are found, none runs, and they were computed without
+  const on = config("ckpt-reused-true", { method: "lora", runDir, train: train(true) });
+  assert.equal(planStages(on).train.dir, slot);
+  const again = await runHarden(on);
+  assert.equal(again.train.stepsRun, 0);
+  assert.equal(again.train.steps, steps);
+  assert.deepEqual(again.gradientCheckpointing, { requested: true, used: false });
+  assert.equal(again.train.gradientCheckpointing, false);
+  assert.equal(describeCheckpointing(again.gradientCheckpointing!), "off (set true)");
+  assert.deepEqual(requested(slot), { "train.gradientCheckpointing": { requested: true, used: false } });
+  const stats = JSON.parse(fs.readFileSync(path.join(on.out, RUN_FILES.stats), "utf8"));
+  assert.deepEqual(stats.gradientCheckpointing, { requested: true, used: false });
+  assert.equal(stats.train.gradientCheckpointing, false);
+  // a slot trained anew under true (its checkpoint gone): this run's steps, this run's choice
+  fs.rmSync(path.join(slot, "checkpoint"), { recursive: true });
+  const retrained = await runHarden({ ...on, out: path.join(work, "ckpt-reused-true2") });
+  assert.equal(retrained.train.stepsRun, steps);
+  assert.deepEqual(retrained.gradientCheckpointing, { requested: true, used: true });
+  assert.deepEqual(requested(slot), { "train.gradientCheckpointing": { requested: true, used: true } });
+});
+
 test("a train slot replaced for checkpointing says what was asked and used, not the keyed true → false", async () => {
   const runDir = path.join(work, "ckpt-replaced-run");
   const train = (g: boolean | "auto") => ({ ...config("x").train, gradientCheckpointing: g });
