@@ -34,21 +34,36 @@ namespace {
 struct MappedFile {
   void* addr = nullptr;
   size_t size = 0;
-  ~MappedFile() {
-    if (addr && size) munmap(addr, size);
-  }
+  ~MappedFile();
 };
 
 std::mutex g_map_mutex;
-std::map<uintptr_t, std::weak_ptr<MappedFile>> g_mappings;  // start address -> mapping
+// start address -> mapping, the live ones only: findMapping looks at the entry starting nearest below a pointer, so
+// a freed mapping's entry left here would hide a later, larger mapping placed over its range (the kernel reuses the
+// hole), and the tensors read from that part of it were copied, not viewed (a second model loaded in one process)
+std::map<uintptr_t, std::weak_ptr<MappedFile>> g_mappings;
+
+MappedFile::~MappedFile() {
+  if (!addr || !size) return;
+  {
+    // before munmap: once the range is free, another thread may map and register a new file at this address
+    std::lock_guard<std::mutex> lock(g_map_mutex);
+    auto it = g_mappings.find(reinterpret_cast<uintptr_t>(addr));
+    if (it != g_mappings.end() && it->second.expired()) g_mappings.erase(it);
+  }
+  munmap(addr, size);
+}
 
 std::shared_ptr<MappedFile> findMapping(const void* p, size_t len) {
-  std::lock_guard<std::mutex> lock(g_map_mutex);
   auto key = reinterpret_cast<uintptr_t>(p);
-  auto it = g_mappings.upper_bound(key);
-  if (it == g_mappings.begin()) return nullptr;
-  --it;
-  auto m = it->second.lock();
+  std::shared_ptr<MappedFile> m;
+  {
+    std::lock_guard<std::mutex> lock(g_map_mutex);
+    auto it = g_mappings.upper_bound(key);
+    if (it == g_mappings.begin()) return nullptr;
+    m = std::prev(it)->second.lock();
+  }
+  // m is let go outside the lock: were it the last reference (another thread dropped its own), ~MappedFile locks
   if (!m) return nullptr;
   auto start = reinterpret_cast<uintptr_t>(m->addr);
   if (key >= start && key + len <= start + m->size) return m;
