@@ -12,10 +12,13 @@
 #include "train_ops.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -43,8 +46,96 @@ std::mutex g_map_mutex;
 // hole), and the tensors read from that part of it were copied, not viewed (a second model loaded in one process)
 std::map<uintptr_t, std::weak_ptr<MappedFile>> g_mappings;
 
+// ---------------------------------------------------------------- a mapped file cut short by another program
+// A file truncated in place while mapped (cp over it, a shell redirect or a download writing into it; a file replaced
+// by renaming a new one over it, as this project's writers do, keeps its old pages) turns every later read of its
+// lost pages into SIGBUS (so does a failed read of a mapped page: a disk or network file system error), which ends
+// the process with "Bus error" and nothing more. No process survives that (the bytes are gone), but it can say which
+// file: the live mappings are also kept here, where a signal handler may read them (atomics, no lock, no
+// allocation), and the handler writes the file's name before the signal ends the process as it would have.
+struct FaultSlot {
+  std::atomic<int> state{0};  // 0 free, 1 being written, 2 published
+  std::atomic<uintptr_t> start{0};
+  std::atomic<size_t> size{0};
+  char path[1024];
+};
+constexpr size_t kFaultSlots = 1024;  // files mapped at once (a model's shards); past that a fault goes unnamed
+FaultSlot g_faultSlots[kFaultSlots];
+struct sigaction g_prevBus;
+std::atomic<bool> g_busSaid{false};
+
+void publishMapping(const void* addr, size_t size, const std::string& path) {
+  for (auto& s : g_faultSlots) {
+    int free = 0;
+    if (!s.state.compare_exchange_strong(free, 1, std::memory_order_acquire)) continue;
+    s.start.store(reinterpret_cast<uintptr_t>(addr), std::memory_order_relaxed);
+    s.size.store(size, std::memory_order_relaxed);
+    size_t n = std::min(path.size(), sizeof(s.path) - 1);
+    std::memcpy(s.path, path.data(), n);
+    s.path[n] = 0;
+    s.state.store(2, std::memory_order_release);
+    return;
+  }
+}
+
+void withdrawMapping(const void* addr) {
+  for (auto& s : g_faultSlots) {
+    if (s.state.load(std::memory_order_acquire) != 2 ||
+        s.start.load(std::memory_order_relaxed) != reinterpret_cast<uintptr_t>(addr))
+      continue;
+    s.state.store(0, std::memory_order_release);
+    return;
+  }
+}
+
+void sayStr(const char* s) {
+  size_t n = std::strlen(s);
+  while (n > 0) {
+    ssize_t w = write(STDERR_FILENO, s, n);
+    if (w <= 0) return;
+    s += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+void onBus(int, siginfo_t* info, void*) {
+  auto a = reinterpret_cast<uintptr_t>(info->si_addr);
+  for (auto& s : g_faultSlots) {
+    if (s.state.load(std::memory_order_acquire) != 2) continue;
+    uintptr_t start = s.start.load(std::memory_order_relaxed);
+    if (a < start || a - start >= s.size.load(std::memory_order_relaxed)) continue;
+    if (!g_busSaid.exchange(true)) {  // once, whichever threads meet the lost pages
+      sayStr("\ngoodvibe: ");
+      sayStr(s.path);
+      sayStr(
+          ": its memory-mapped bytes can no longer be read (SIGBUS), so the process stops here. Either another "
+          "program cut the file short in place while this process read it (cp over it, a shell redirect or a "
+          "download writing into it; a new file renamed over it would have been safe), or the disk or network file "
+          "system failed a read of it. Run the command again once the file is whole (interrupted jobs resume).\n");
+    }
+    break;
+  }
+  // back to the previous disposition; returning runs the access again, which meets it (by default the process ends
+  // by SIGBUS, as it did without this handler); a SIGBUS sent by kill() has no access to run again: sent once more
+  sigaction(SIGBUS, &g_prevBus, nullptr);
+  if (info->si_code <= 0) raise(SIGBUS);
+}
+
+void installBusHandler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = onBus;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &g_prevBus);
+  });
+}
+
 MappedFile::~MappedFile() {
   if (!addr || !size) return;
+  withdrawMapping(addr);
   {
     // before munmap: once the range is free, another thread may map and register a new file at this address
     std::lock_guard<std::mutex> lock(g_map_mutex);
@@ -764,6 +855,7 @@ std::shared_ptr<MappedFile> mapWholeFile(const std::string& path) {
     std::lock_guard<std::mutex> lock(g_map_mutex);
     g_mappings[reinterpret_cast<uintptr_t>(m->addr)] = m;
   }
+  if (m->size > 0) publishMapping(m->addr, m->size, path);
   return m;
 }
 
@@ -1041,6 +1133,7 @@ class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
 };
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  installBusHandler();
   auto* d = new AddonData();
   env.SetInstanceData<AddonData>(d);
   auto tctor = TensorHandle::Define(env);
