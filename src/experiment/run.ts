@@ -38,6 +38,7 @@ import { readNeuronMap } from "../method/goodvibe/neuron-map.js";
 import { readClusterMap } from "../method/goodvibe/clustering.js";
 import type { FoldStats } from "../method/fold.js";
 import type { TrainResult } from "../method/train.js";
+import type { CheckpointingRecord } from "../method/checkpointing.js";
 import {
   cellResultSchema,
   parseExperimentResults,
@@ -47,7 +48,7 @@ import {
   type JudgeReliabilityEntry,
 } from "../report/schema.js";
 import { renderReport } from "../report/render.js";
-import { ZERO_COST, cellBuild, costOf, dropEmptyRates, neuronsOf } from "../recipes/cell.js";
+import { ZERO_COST, cellBuild, checkpointingOf, costOf, dropEmptyRates, neuronsOf } from "../recipes/cell.js";
 import { outcomesOf } from "./outcomes.js";
 import { describeTaskSplit, taskSplitInfo } from "./task-split.js";
 import type { ShardSpec } from "../util/shard.js";
@@ -104,6 +105,8 @@ interface HardenRecord {
   totalParams: number;
   train: Omit<TrainResult, "log">;
   fold: FoldStats;
+  /** training's checkpointing as asked and used (HardenResult's; absent in records made before 2026-12-01) */
+  gradientCheckpointing?: CheckpointingRecord;
 }
 
 export function machineDescription(): string {
@@ -442,6 +445,7 @@ async function hardenCell(ctx: RunContext, cfg: HardenConfig, workDir: string): 
     totalParams: r.totalParams,
     train: trainNoLog,
     fold: r.fold,
+    ...(r.gradientCheckpointing ? { gradientCheckpointing: r.gradientCheckpointing } : {}),
   };
   writeFileAtomic(record, JSON.stringify(hr, nanAsNull, 2));
   return hr;
@@ -453,13 +457,20 @@ async function runTrainedCell(ctx: RunContext, cell: PlannedCell): Promise<CellR
   const base = ctx.spec.methods.includes("base") ? await baseEvaluation(ctx, cell) : null;
   const ev = await evaluate(ctx, cfg.out, cell);
   let neurons: CellResult["neurons"];
-  let identification: { flops: TrainResult["flops"]; wallSeconds: number } | undefined;
+  let identification:
+    | { flops: TrainResult["flops"]; wallSeconds: number; gradientCheckpointing?: CheckpointingRecord }
+    | undefined;
   if (cfg.method === "goodvibe") {
     // the maps are published inside the hardened model's folder
     const nm = readNeuronMap(path.join(cfg.out, NEURONS_FILE));
     neurons = neuronsOf(nm, readClusterMap(path.join(cfg.out, CLUSTERS_FILE)));
-    identification = { flops: nm.flops, wallSeconds: nm.wallSeconds };
+    identification = {
+      flops: nm.flops,
+      wallSeconds: nm.wallSeconds,
+      ...(nm.gradientCheckpointing ? { gradientCheckpointing: nm.gradientCheckpointing } : {}),
+    };
   }
+  const checkpointing = checkpointingOf(hr.gradientCheckpointing, identification?.gradientCheckpointing);
   if (!ctx.spec.keepModels) fs.rmSync(cfg.out, { recursive: true, force: true });
   return {
     ...labels(cell),
@@ -468,6 +479,7 @@ async function runTrainedCell(ctx: RunContext, cell: PlannedCell): Promise<CellR
     ...reportParts(ev, base),
     ...(neurons ? { neurons } : {}),
     outcomes: outcomesOf(ev, evalPairs(ctx, cell)),
+    ...(checkpointing ? { gradientCheckpointing: checkpointing } : {}),
   };
 }
 

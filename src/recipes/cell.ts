@@ -4,6 +4,7 @@
  */
 import type { FlopCount } from "../method/flops.js";
 import type { TrainResult } from "../method/train.js";
+import type { CheckpointingRecord } from "../method/checkpointing.js";
 import { summarizeNeuronMap, type NeuronMap } from "../method/goodvibe/neuron-map.js";
 import type { ClusterMap } from "../method/goodvibe/clustering.js";
 import type { CellResult } from "../report/schema.js";
@@ -39,6 +40,18 @@ export const ZERO_COST: CellResult["cost"] = {
   flopsPerSecond: 0,
   peakMemoryBytes: 0,
 };
+
+/**
+ * A cell's gradient checkpointing as asked and used per stage (the result's `gradientCheckpointing`); undefined
+ * when neither stage recorded it (outputs made before the record), so such a cell's result is as it was.
+ */
+export function checkpointingOf(
+  training: CheckpointingRecord | undefined,
+  identification: CheckpointingRecord | undefined,
+): CellResult["gradientCheckpointing"] {
+  if (!training && !identification) return undefined;
+  return { ...(training ? { training } : {}), ...(identification ? { identification } : {}) };
+}
 
 /** Training cost, plus identification for GoodVibe (its neuron map records what finding the neurons cost). */
 export function costOf(

@@ -19,7 +19,7 @@ import { confusionIntervals, percentWithInterval, type CountedInterval } from ".
 import type { SafeRate } from "../eval/safety.js";
 import { DEFAULT_JUDGE_TRAIN } from "../eval/judge/config.js";
 import type { CellResult, ExperimentResults, JudgeReliabilityEntry } from "../report/schema.js";
-import { ZERO_COST, cellBuild, costOf, neuronsOf } from "./cell.js";
+import { ZERO_COST, cellBuild, checkpointingOf, costOf, neuronsOf } from "./cell.js";
 import { DEFAULT_IDENTIFY, goodvibeReadings } from "../method/goodvibe/config.js";
 import { defaultHardenConfig, type HardenConfig } from "../config/harden.js";
 import { runHarden, type HardenResult } from "./harden.js";
@@ -247,6 +247,7 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
   log.info(`5/5 writing the report`);
   const trainCount = trainAll().length;
   const departures = demoDepartures(opts, cfg, dev.length, trainCount);
+  const checkpointing = checkpointingOf(harden.gradientCheckpointing, harden.neurons?.gradientCheckpointing);
   const cells: CellResult[] = [
     {
       id: "base",
@@ -267,6 +268,7 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
       cost: costOf(harden.train, harden.neurons),
       ...securityCell(hardened, base),
       ...(harden.neurons && harden.clusters ? { neurons: neuronsOf(harden.neurons, harden.clusters) } : {}),
+      ...(checkpointing ? { gradientCheckpointing: checkpointing } : {}),
       build: cellBuild({ trainedIn: cfg.dtype }),
     },
   ];

@@ -198,6 +198,12 @@ export const outcomesSchema = z
   );
 export type Outcomes = z.infer<typeof outcomesSchema>;
 
+/** method/checkpointing.ts's CheckpointingRecord: the setting as given (true, false, "auto") and what was used. */
+const checkpointingSchema = z.strictObject({
+  requested: z.union([z.boolean(), z.literal("auto")]),
+  used: z.boolean(),
+});
+
 export const cellResultSchema = z.strictObject({
   /** Content hash of the cell's inputs. */
   id: z.string().min(1),
@@ -231,6 +237,18 @@ export const cellResultSchema = z.strictObject({
   utility: z.record(z.string(), utilitySchema).optional(),
   neurons: neuronsSchema.optional(),
   outcomes: outcomesSchema.optional(),
+  /**
+   * gradient checkpointing as the cell's settings asked it and as its run used it ("auto" decided on or off), for
+   * training and (GoodVibe) identification: the cost's FLOPs and memory depend on it, and the cell's id holds
+   * training's "auto" as true (method/checkpointing.ts keyedTraining), so the id alone does not say. Absent in results made before it was recorded, and a stage's entry
+   * absent when its run recorded none (a neuron map or a cell's training made before 2026-12-01).
+   */
+  gradientCheckpointing: z
+    .strictObject({
+      training: checkpointingSchema.optional(),
+      identification: checkpointingSchema.optional(),
+    })
+    .optional(),
   /**
    * the build of the tool that computed the cell (tensor/build.ts BuildRecord; absent in results made before the
    * record): cells of an experiment resumed after an upgrade, or sharded over machines of different CPUs, may come

@@ -79,10 +79,16 @@ test("demo: SIGTERM while hardening stops it (exit 130, no results); the rerun r
     assert.ok(report.includes(`Departs from the paper — ${d.setting}`), `${d.setting} not in the report`);
   }
   // each cell names the build that computed it, and the report says which (one here)
-  const cells: { build?: { goodvibe: string } }[] = JSON.parse(
+  const cells: { build?: { goodvibe: string }; gradientCheckpointing?: unknown }[] = JSON.parse(
     fs.readFileSync(path.join(work, "demo-ref", "results.json"), "utf8"),
   ).cells;
   assert.ok(cells.length === 2 && cells.every((c) => typeof c.build?.goodvibe === "string"));
+  // the hardened cell's checkpointing as the demo sets it (off for both stages, recipes/demo.ts) and as used
+  assert.equal(cells[0]!.gradientCheckpointing, undefined);
+  assert.deepEqual(cells[1]!.gradientCheckpointing, {
+    training: { requested: false, used: false },
+    identification: { requested: false, used: false },
+  });
   assert.match(report, /Every cell was computed by goodvibe /);
 
   const r = await signalWhenLogged(args("demo-int"), /identification: \d+ samples/, ["SIGTERM"], {

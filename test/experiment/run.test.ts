@@ -201,6 +201,14 @@ test("run: plan, results.json in the report schema, a rerun computes nothing, an
       "layers.1.v_proj",
     ]);
   }
+  // gradient checkpointing as the file asked it (false for both stages, defaults above) and as the runs used it;
+  // a base cell trains nothing and records none
+  assert.equal(base!.gradientCheckpointing, undefined);
+  for (const c of [gv!, gvGrid!])
+    assert.deepEqual(c.gradientCheckpointing, {
+      training: { requested: false, used: false },
+      identification: { requested: false, used: false },
+    });
   // one identification shared by the two GoodVibe cells (they differ only in clustering)
   assert.equal(fs.readdirSync(path.join(outB, "work", "identify")).length, 1);
   assert.deepEqual(gv!.neurons!.perLayer, gvGrid!.neurons!.perLayer);
@@ -338,6 +346,47 @@ test("run: plan, results.json in the report schema, a rerun computes nothing, an
   });
   assert.equal(stoppedNow.stopped, true);
   assert.deepEqual(stoppedNow.ran, []);
+});
+
+test("a cell records checkpointing 'auto' as asked and as decided, which its id does not say for training", async () => {
+  const auto = (g: boolean | "auto", t: boolean | "auto" = g) =>
+    spec({
+      methods: ["goodvibe"],
+      grids: [],
+      defaults: {
+        identify: { topK: 4, maxPairs: 4, maxLength: 512, batchSize: 4, gradientCheckpointing: g },
+        train: {
+          epochs: 1,
+          maxPairs: 4,
+          batchSize: 2,
+          gradAccum: 1,
+          lr: 0.01,
+          maxLength: 512,
+          gradientCheckpointing: t,
+        },
+      },
+    });
+  const out = path.join(work, "run-auto");
+  const plan = planExperiment(auto("auto"), { out });
+  // training's "auto" is keyed as true (method/checkpointing.ts keyedTraining): the cell's id is that of training
+  // asked true, so only the record says what was asked
+  assert.equal(plan.cells[0]!.id, planExperiment(auto("auto", true), { out }).cells[0]!.id);
+  assert.notEqual(plan.cells[0]!.id, planExperiment(auto("auto", false), { out }).cells[0]!.id);
+  const r = await runExperiment(plan, { render: false });
+  const [cell] = parseExperimentResults(
+    JSON.parse(fs.readFileSync(r.resultsFile!, "utf8")),
+    r.resultsFile!,
+  ).cells;
+  // a 2-layer, 64-wide model's activations are far below any memory bound: "auto" decides off for both stages
+  assert.deepEqual(cell!.gradientCheckpointing, {
+    training: { requested: "auto", used: false },
+    identification: { requested: "auto", used: false },
+  });
+  // the cell's training record (harden.json) keeps it: the cell file removed, the rerun reuses the trained model
+  // and files the same record
+  fs.rmSync(plan.cells[0]!.cellFile);
+  const again = await runExperiment(planExperiment(auto("auto"), { out }), { render: false });
+  assert.deepEqual(again.results!.cells[0]!.gradientCheckpointing, cell!.gradientCheckpointing);
 });
 
 test("an input rewritten during the run: the cell is not filed under the old keys", async () => {
