@@ -1,6 +1,7 @@
 /**
  * `--extra-body <json>` (eval --url, generate --backend http): a JSON object merged into every request body, as
- * HttpBackend's extraBody; its chat_template_kwargs keys win over ours, a null there leaves the key out. Checked
+ * HttpBackend's extraBody, but for its chat_template_kwargs, which go with chat requests only (a completion has no
+ * template); their keys win over ours, a null there leaves the key out. Checked
  * against a local server that records the bodies it receives. The answers asked with an extra body are cached
  * apart from those asked without (the body's canonical JSON is part of their keys), and those without keep theirs.
  */
@@ -12,20 +13,27 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import { balancedPairs, makeCliFixture, runCli, showRun } from "./cli-helpers.js";
+import { REPO_ROOT } from "../evalcore/make-model.js";
 
 const fx = makeCliFixture({ perLanguage: 2 });
 after(() => fx.cleanup());
 
 async function recordingServer() {
   const bodies: Record<string, unknown>[] = [];
+  /** the request paths, in the order of `bodies` */
+  const paths: string[] = [];
   const server = http.createServer((req, res) => {
     let raw = "";
     req.on("data", (d) => (raw += d));
     req.on("end", () => {
       bodies.push(JSON.parse(raw) as Record<string, unknown>);
+      paths.push(req.url ?? "");
       res.writeHead(200, { "content-type": "application/json" });
       const content = "```python\nprint(1)\n```";
-      res.end(JSON.stringify({ choices: [{ index: 0, message: { role: "assistant", content } }] }));
+      // a chat answer's message, a completion's text
+      res.end(
+        JSON.stringify({ choices: [{ index: 0, message: { role: "assistant", content }, text: content }] }),
+      );
     });
   });
   await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
@@ -34,7 +42,7 @@ async function recordingServer() {
     server.closeAllConnections();
     await new Promise<void>((ok) => server.close(() => ok()));
   };
-  return { bodies, url, close };
+  return { bodies, paths, url, close };
 }
 
 /** every cached answer's key in `cache`, by pair id */
@@ -208,4 +216,44 @@ test("generate --backend http --extra-body: the request carries it", async () =>
   } finally {
     await srv.close();
   }
+});
+
+test("--extra-body's chat_template_kwargs go with chat requests only, as its help and the README say", async () => {
+  const srv = await recordingServer();
+  const extra = { top_k: 3, chat_template_kwargs: { enable_thinking: true } };
+  const generate = (raw: boolean) =>
+    runCli([
+      ...["generate", "--backend", "http", "--url", srv.url, "--server-model", "m", "-p", "hi"],
+      ...["--extra-body", JSON.stringify(extra), ...(raw ? ["--raw"] : [])],
+    ]);
+  try {
+    for (const raw of [false, true]) {
+      const r = await generate(raw);
+      assert.equal(r.code, 0, showRun(r));
+    }
+  } finally {
+    await srv.close();
+  }
+  // the chat request carries the whole object; the completion (--raw) its other fields, no chat_template_kwargs
+  assert.deepEqual(srv.paths, ["/v1/chat/completions", "/v1/completions"]);
+  const [chat, completion] = srv.bodies;
+  assert.equal(chat!.top_k, 3);
+  assert.deepEqual(chat!.chat_template_kwargs, { enable_thinking: true, date_string: "26 Jul 2024" });
+  assert.equal(completion!.top_k, 3);
+  assert.equal("chat_template_kwargs" in completion!, false);
+  // what users read says the same: each --extra-body help and README's paragraph on it
+  for (const cmd of ["eval", "generate"]) {
+    const help = await runCli([cmd, "--help"]);
+    const text = help.stdout.replace(/\s+/g, " ");
+    assert.match(
+      text,
+      /--extra-body <json> .*chat_template_kwargs goes with chat requests only/,
+      `${cmd} --help`,
+    );
+  }
+  const readme = fs.readFileSync(path.join(REPO_ROOT, "README.md"), "utf8").replace(/\s+/g, " ");
+  const para =
+    /`--extra-body <json>` \(also `generate --backend http`[^]*?left out\./.exec(readme)?.[0] ?? "";
+  assert.match(para, /`chat_template_kwargs` goes with chat requests only/, para);
+  assert.doesNotMatch(para, /into every request body/, para);
 });

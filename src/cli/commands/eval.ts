@@ -77,7 +77,7 @@ export function registerEval(program: Command): void {
     )
     .option(
       "--extra-body <json>",
-      'a JSON object merged into every request body sent to the servers (with --url), e.g. \'{"reasoning_effort": "none"}\' for Ollama; the fields we set (model, messages, max_tokens, sampling) stay ours; its chat_template_kwargs keys win over ours, a null there leaves that key out; part of the cached answers\' keys',
+      "a JSON object merged into every request body sent to the servers (with --url), e.g. '{\"reasoning_effort\": \"none\"}' for Ollama; the fields we set (model, messages, max_tokens, sampling) stay ours; its chat_template_kwargs goes with chat requests only (eval's answers are all chat requests), its keys winning over ours, a null there leaving that key out; part of the cached answers' keys",
       jsonObject,
     )
     .addHelpText(

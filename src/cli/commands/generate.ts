@@ -38,7 +38,7 @@ export function registerGenerate(program: Command): void {
     )
     .option(
       "--extra-body <json>",
-      'a JSON object merged into every request body sent to the servers (backend http), e.g. \'{"reasoning_effort": "none"}\' for Ollama; the fields we set (model, messages, max_tokens, sampling) stay ours; its chat_template_kwargs keys win over ours, a null there leaves that key out',
+      'a JSON object merged into every request body sent to the servers (backend http), e.g. \'{"reasoning_effort": "none"}\' for Ollama; the fields we set (model, messages, max_tokens, sampling) stay ours; its chat_template_kwargs goes with chat requests only (not with --raw: a completion has no template), its keys winning over ours, a null there leaving that key out',
       jsonObject,
     )
     .option("--max-new-tokens <n>", "tokens to generate", integer(1), DEFAULT_MAX_NEW_TOKENS)

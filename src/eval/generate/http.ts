@@ -51,11 +51,11 @@ export interface HttpBackendOptions {
   /** Needed only for generateTokens: the server speaks text, we re-encode the answer. */
   tokenizer?: { encode(text: string): number[] };
   /**
-   * Merged into every request body (e.g. {"reasoning_effort": "none"} for Ollama). Its `chat_template_kwargs`
-   * keys win over the thinking setting and the day a chat request sends there, and one set to null is left out (a
-   * server that refuses `date_string`: `{"chat_template_kwargs": {"date_string": null}}`);
-   * `"chat_template_kwargs": null` sends none (for a server that refuses the field). Chat requests only carry
-   * chat_template_kwargs: a completion (a raw prompt, a log-likelihood) has no template.
+   * Merged into every request body (e.g. {"reasoning_effort": "none"} for Ollama), but for its
+   * `chat_template_kwargs`, which goes with chat requests only: a completion (a raw prompt, a log-likelihood) has no
+   * template. Its keys win over the thinking setting and the day a chat request sends there, and one set to null is
+   * left out (a server that refuses `date_string`: `{"chat_template_kwargs": {"date_string": null}}`);
+   * `"chat_template_kwargs": null` sends none (for a server that refuses the field).
    */
   extraBody?: Record<string, unknown>;
   /**
