@@ -27,7 +27,7 @@ import {
 import { DEFAULT_DTYPE, type HardenConfig } from "../config/harden.js";
 import type { ExperimentSpec } from "./spec.js";
 import type { CellSetting } from "./plan.js";
-import { cudaAvailable } from "../tensor/index.js";
+import { cudaAvailable, deviceKind } from "../tensor/index.js";
 
 /**
  * Sustained training throughput (FLOP/s, as method/flops.ts counts them) assumed for the time column when the
@@ -60,16 +60,9 @@ export interface Throughput {
  */
 export function planThroughput(spec: ExperimentSpec, env: NodeJS.ProcessEnv = process.env): Throughput {
   const asked = env.GOODVIBE_DEVICE || undefined;
-  const device =
-    asked === undefined || asked === "cpu"
-      ? "cpu"
-      : asked === "auto"
-        ? cudaAvailable()
-          ? "cuda"
-          : "cpu"
-        : /^cuda(:\d+)?$/.test(asked)
-          ? "cuda"
-          : "cpu";
+  // a setting the run would refuse ("CUDA") is refused here, with its message, not planned as the CPU
+  const kind = deviceKind(asked);
+  const device = kind === "auto" ? (cudaAvailable() ? "cuda" : "cpu") : kind;
   const given = spec.estimate.flopsPerSecond;
   const deviceSetting = asked ?? null;
   return given !== undefined

@@ -171,16 +171,28 @@ export function torchVersion(): string {
 
 // ---------------------------------------------------------------- device and dtype policy
 /**
+ * What a device setting names, its spelling checked, without asking libtorch what is there: "cpu" (also unset or
+ * empty), "auto", or "cuda" (cuda or cuda:N). Anything else ("CUDA", "gpu") is refused with the one message a run
+ * (resolveDevice) and a plan (experiment/estimate.ts planThroughput, made where the run's GPU may not be) both give.
+ */
+export function deviceKind(requested: string | undefined): "cpu" | "auto" | "cuda" {
+  if (!requested || requested === "cpu") return "cpu";
+  if (requested === "auto") return "auto";
+  if (!/^cuda(:\d+)?$/.test(requested))
+    throw new InputError(`unknown device '${requested}': use cpu, cuda, cuda:N or auto`);
+  return "cuda";
+}
+
+/**
  * The device a user asked for, checked: "cpu" (default), "cuda", "cuda:N", or "auto" (cuda when libtorch sees a
  * GPU, else cpu). Asking for CUDA where libtorch has none is an error that says why, before any work starts.
  * Nothing asked for: GOODVIBE_DEVICE from the environment (how every command runs on a GPU), else the CPU.
  */
 export function resolveDevice(asked?: string): Device {
   const requested = asked ?? process.env.GOODVIBE_DEVICE;
-  if (!requested || requested === "cpu") return "cpu";
-  if (requested === "auto") return native.cudaAvailable() ? "cuda" : "cpu";
-  if (!/^cuda(:\d+)?$/.test(requested))
-    throw new InputError(`unknown device '${requested}': use cpu, cuda, cuda:N or auto`);
+  const kind = deviceKind(requested);
+  if (kind === "cpu" || requested === undefined) return "cpu";
+  if (kind === "auto") return native.cudaAvailable() ? "cuda" : "cpu";
   if (!native.cudaAvailable())
     throw new ResourceError(
       `device '${requested}' asked for, but CUDA is not available: the addon is built against libtorch ` +

@@ -9,6 +9,8 @@ import assert from "node:assert/strict";
 import { parseExperimentSpec } from "../../src/experiment/spec.js";
 import { expandCells } from "../../src/experiment/plan.js";
 import { estimateCells, planThroughput } from "../../src/experiment/estimate.js";
+import { resolveDevice } from "../../src/tensor/index.js";
+import { InputError } from "../../src/errors.js";
 import { runCli, showRun } from "../cli/cli-helpers.js";
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -100,6 +102,38 @@ test("experiment plan prints the throughput beside the times, and where it came 
       deviceSetting: null,
       from: "estimate.flopsPerSecond",
     });
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+});
+
+test("a GOODVIBE_DEVICE a run refuses ('CUDA') is refused by the plan with the run's message, not planned as the CPU", async () => {
+  const spec = parseExperimentSpec(raw(), "t.yaml");
+  const given = parseExperimentSpec(raw({ flopsPerSecond: 2.5e12 }), "t.yaml");
+  for (const d of ["CUDA", "gpu", "cuda:x", "Cpu", "AUTO"]) {
+    // the reference: what a run says (resolveDevice, which every model load and a cell's build record go through)
+    let run: unknown = null;
+    try {
+      resolveDevice(d);
+    } catch (e) {
+      run = e;
+    }
+    assert.ok(run instanceof InputError, `${d}: a run refuses it`);
+    for (const s of [spec, given])
+      assert.throws(
+        () => planThroughput(s, { GOODVIBE_DEVICE: d }),
+        (e: unknown) => e instanceof InputError && e.message === run.message,
+        d,
+      );
+  }
+  const work = scratchDir("gv-estimate-device-");
+  try {
+    const file = path.join(work, "t.yaml");
+    fs.writeFileSync(file, YAML.stringify(raw()));
+    const r = await runCli(["experiment", "plan", file], { cwd: work, env: { GOODVIBE_DEVICE: "CUDA" } });
+    assert.equal(r.code, 2, showRun(r));
+    assert.match(r.stderr, /unknown device 'CUDA': use cpu, cuda, cuda:N or auto/);
+    assert.doesNotMatch(r.stdout, /GFLOP\/s/, "no plan printed");
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
