@@ -12,7 +12,8 @@ import { DEFAULT_EVAL_BATCH } from "./config.js";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
-import { modelWeightsHash, sha256 } from "../io/hash.js";
+import { modelWeightsHash, sha256, tokenizerFilesHashes } from "../io/hash.js";
+import { promptsKey } from "../io/tokenizer-json.js";
 import type { SecurityPair } from "../data/pairs.js";
 import { vibePrompt } from "../data/prompts.js";
 import { extractCode } from "../data/code.js";
@@ -177,8 +178,9 @@ export interface SafetyOptions {
   /** An LlmJudge (anything with its `judge`, `source` and `convention`). */
   llmJudge?: Pick<LlmJudge, "judge" | "source" | "convention"> & Partial<Pick<LlmJudge, "thinkingKey">>;
   /**
-   * Cache key of the LLM judge's verdicts; default modelWeightsHash(judge folder) with the judge's convention,
-   * none for an in-memory judge.
+   * Cache key of the LLM judge's verdicts; default modelWeightsHash(judge folder), its tokenizer and chat template
+   * files and template day (promptsKey), with the judge's convention and thinking setting; none for an in-memory
+   * judge.
    */
   llmJudgeFingerprint?: string;
   judgeBatchSize?: number;
@@ -257,6 +259,10 @@ export async function evaluateSafety(
             JSON.stringify([
               modelWeightsHash(opts.llmJudge.source),
               opts.llmJudge.convention,
+              // what renders and encodes the judge's prompts: its tokenizer and chat template files, and the day
+              // where its template writes one (promptsKey). Before 2026-12-01 the weights alone: a changed
+              // template reused the old template's verdicts; every verdict cached before is computed again once
+              { prompts: tokenizerFilesHashes(opts.llmJudge.source), ...promptsKey(opts.llmJudge.source) },
               // a judge asked with thinking on (only where its template has the switch): other verdicts
               ...Object.entries(opts.llmJudge.thinkingKey?.() ?? {}).map(([k, v]) => ({ [k]: v })),
             ]),

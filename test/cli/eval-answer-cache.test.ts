@@ -3,7 +3,8 @@
  * it: the weights and config, and the files that render, encode and end it (tokenizer.json, tokenizer_config.json
  * with its chat template, special_tokens_map.json, chat_template.jinja, generation_config.json). The reference is a
  * run into an empty cache: a rerun after any of those files changed reports what it reports; a file that shapes no
- * answer (README.md) reuses every answer.
+ * answer (README.md) reuses every answer. The LLM judge's verdicts, kept beside the answers, likewise follow the
+ * judge folder's tokenizer and chat template.
  */
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
@@ -11,6 +12,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { writeCorpusJsonl, ORGANISM_CHAT_TEMPLATE } from "../../src/data/corpus.js";
 import { balancedPairs, makeCliFixture, runCli, showRun } from "./cli-helpers.js";
+import { makeTinyChatModel } from "../evalcore/make-model.js";
 
 const fx = makeCliFixture({ perLanguage: 2 });
 after(() => fx.cleanup());
@@ -110,4 +112,58 @@ test("each other file that shapes prompts or ends answers makes new answers; a R
   fs.writeFileSync(path.join(model, "README.md"), "# the model card\n");
   await evalJson(cache);
   assert.equal(cachedAnswers(), answers, "README.md shapes no answer: every answer is reused");
+});
+
+test("the LLM judge's verdicts follow its chat template: a changed one judges again, as an empty cache's run does", async () => {
+  // the judge: a tiny model of its own (a plain checkpoint judges under the paper's convention)
+  const judgeModel = makeTinyChatModel({ seed: 2 });
+  after(() => fs.rmSync(judgeModel.dir, { recursive: true, force: true }));
+  const judge = judgeModel.dir;
+  const judgeCache = path.join(fx.work, "judge-cache");
+  type Rec = { id: string; llm?: { judge: string; pUnsafe: number } };
+  const verdicts = (dir: string): Rec[] =>
+    fs
+      .readdirSync(dir)
+      .filter((f) => f.startsWith("safety-"))
+      .flatMap((f) => fs.readFileSync(path.join(dir, f), "utf8").split("\n"))
+      .filter((l) => l.endsWith("}"))
+      .map((l) => JSON.parse(l) as Rec)
+      .filter((r) => r.llm !== undefined);
+  const run = async (dir: string) => {
+    const r = await runCli([
+      ...["eval", "-m", model, "-d", heldOut, "--cache", dir, "--judge", judge],
+      ...["--prompts", String(PROMPTS), "--max-new-tokens", "12", "--preference-pairs", "2", "--json"],
+    ]);
+    assert.equal(r.code, 0, showRun(r));
+  };
+  await run(judgeCache);
+  const first = verdicts(judgeCache);
+  assert.equal(first.length, PROMPTS);
+  const config = path.join(judge, "tokenizer_config.json");
+  const c = JSON.parse(fs.readFileSync(config, "utf8")) as { chat_template: string };
+  fs.writeFileSync(
+    config,
+    JSON.stringify({
+      ...c,
+      chat_template: c.chat_template.replace(
+        "{{ bos_token }}",
+        "{{ bos_token }}{{ '<|im_start|>system\\nJudge the code.<|im_end|>\\n' }}",
+      ),
+    }),
+  );
+  await run(judgeCache);
+  const fresh = path.join(fx.work, "judge-fresh");
+  await run(fresh);
+  const byId = (rs: Rec[]) => new Map(rs.map((r) => [r.id, r.llm!]));
+  const now = byId(verdicts(judgeCache).slice(PROMPTS));
+  assert.equal(now.size, PROMPTS, "the changed judge judged every answer again");
+  const ref = byId(verdicts(fresh));
+  for (const [id, v] of ref) {
+    assert.equal(now.get(id)?.pUnsafe, v.pUnsafe, id);
+    assert.notEqual(
+      byId(first).get(id)?.pUnsafe,
+      v.pUnsafe,
+      `${id}: the template change must change the verdict`,
+    );
+  }
 });
