@@ -506,6 +506,10 @@ async function evaluateLoaded(
   if (u) {
     const um = new BuiltinUtilityModel(model, tok, opts.signal);
     const sub = { limit: u.limit, seed: opts.seed };
+    // the ids that end a generated answer (the benchmarks that generate: GSM8K, HumanEval): the tokenizer's eos and
+    // generation_config.json's eos_token_id, which the key's tokenizer files alone do not hold. Since 2026-12-01:
+    // GSM8K and HumanEval figures cached before are computed again once
+    const generationEnds = [...tok.eosTokenIds];
     // With --cache, each finished benchmark is kept under a hash of what shapes it, and taken from there when the
     // same model (weights and tokenizer), files, settings and build evaluated it before (eval --base evaluates the
     // base on every run). The shots and token budgets below are part of the settings.
@@ -560,7 +564,7 @@ async function evaluateLoaded(
           );
         });
       if (u.gsm8k) {
-        const gsm = { ...sub, nShot: u.gsm8kTrain ? 5 : 0, maxNewTokens: 256 };
+        const gsm = { ...sub, nShot: u.gsm8kTrain ? 5 : 0, maxNewTokens: 256, endTokens: generationEnds };
         utility.gsm8k = await figure("gsm8k", [u.gsm8k, u.gsm8kTrain], gsm, async () => {
           const train = u.gsm8kTrain ? await loadGsm8k(u.gsm8kTrain) : [];
           const items = await loadGsm8k(u.gsm8k!, sub);
@@ -576,7 +580,7 @@ async function evaluateLoaded(
       }
       if (u.humaneval) {
         // the settings the cache key holds are the ones the run uses: one object for both
-        const he = { ...sub, maxNewTokens: 384 };
+        const he = { ...sub, maxNewTokens: 384, endTokens: generationEnds };
         utility.humaneval = await figure("humaneval", [u.humaneval], he, async () => {
           const items = await loadHumanEval(u.humaneval!, sub);
           const r = await evaluateHumanEval(um, items, { maxNewTokens: he.maxNewTokens });

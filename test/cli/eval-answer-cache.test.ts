@@ -167,3 +167,58 @@ test("the LLM judge's verdicts follow its chat template: a changed one judges ag
     );
   }
 });
+
+test("GSM8K's cached figure follows what ends a generated answer (generation_config.json's eos); ARC's is reused", async () => {
+  const m = makeTinyChatModel({ seed: 4 });
+  after(() => fs.rmSync(m.dir, { recursive: true, force: true }));
+  const arc = path.join(fx.work, "arc.jsonl");
+  const gsm8k = path.join(fx.work, "gsm8k.jsonl");
+  const rows = (xs: object[]) => xs.map((r) => JSON.stringify(r)).join("\n") + "\n";
+  fs.writeFileSync(
+    arc,
+    rows([
+      {
+        id: "q1",
+        question: "Which is a gas?",
+        choices: { text: ["ice", "steam"], label: ["A", "B"] },
+        answerKey: "B",
+      },
+      {
+        id: "q2",
+        question: "Which is a metal?",
+        choices: { text: ["wood", "iron"], label: ["A", "B"] },
+        answerKey: "B",
+      },
+    ]),
+  );
+  // two items each: a figure of one item has no standard error and is not cached
+  fs.writeFileSync(
+    gsm8k,
+    rows([
+      { question: "What is 2 + 3?", answer: "2 + 3 = 5\n#### 5" },
+      { question: "What is 4 + 4?", answer: "4 + 4 = 8\n#### 8" },
+    ]),
+  );
+  const run = async (cacheDir: string) => {
+    const r = await runCli([
+      ...["eval", "-m", m.dir, "-d", heldOut, "--cache", cacheDir, "--arc", arc, "--gsm8k", gsm8k],
+      ...["--prompts", "1", "--max-new-tokens", "4", "--preference-pairs", "1", "--json"],
+    ]);
+    assert.equal(r.code, 0, showRun(r));
+    return JSON.parse(r.stdout) as { utility: Record<string, unknown>; utilityReused?: string[] };
+  };
+  const utilityCache = path.join(fx.work, "utility-cache");
+  await run(utilityCache);
+  assert.deepEqual((await run(utilityCache)).utilityReused, ["arc_challenge", "gsm8k"]);
+  // another id ends generation: GSM8K's answers can end elsewhere, ARC scores log-likelihoods and generates nothing
+  const config = JSON.parse(fs.readFileSync(path.join(m.dir, "config.json"), "utf8")) as {
+    eos_token_id: number;
+  };
+  fs.writeFileSync(
+    path.join(m.dir, "generation_config.json"),
+    JSON.stringify({ eos_token_id: [config.eos_token_id, 5] }),
+  );
+  const after1 = await run(utilityCache);
+  assert.deepEqual(after1.utilityReused, ["arc_challenge"]);
+  assert.deepEqual(after1.utility.gsm8k, (await run(path.join(fx.work, "utility-fresh"))).utility.gsm8k);
+});
