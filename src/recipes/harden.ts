@@ -78,6 +78,8 @@ import {
   type CheckpointingRecord,
   type CheckpointingSetting,
 } from "../method/checkpointing.js";
+import { checkpointingSettingSchema } from "../method/train-config.js";
+import { isPlainObject } from "../util/keys.js";
 import { writePeftAdapter } from "../method/lora/peft.js";
 import { writeFoldedCheckpoint, type FoldStats } from "../method/fold.js";
 import { checkWeights } from "../io/model-folder.js";
@@ -364,10 +366,9 @@ function readRequested(dir: string): RequestedRecord {
     const v = JSON.parse(fs.readFileSync(path.join(dir, RUN_FILES.slotRequested), "utf8")) as unknown;
     if (!v || typeof v !== "object" || Array.isArray(v)) return {};
     const ok = (r: unknown): r is { requested: CheckpointingSetting; used?: boolean } =>
-      !!r &&
-      typeof r === "object" &&
-      ["auto", true, false].includes((r as { requested: unknown }).requested as CheckpointingSetting) &&
-      [undefined, true, false].includes((r as { used?: unknown }).used as boolean | undefined);
+      isPlainObject(r) &&
+      checkpointingSettingSchema.safeParse(r.requested).success &&
+      (r.used === undefined || typeof r.used === "boolean");
     // only for what the message says: a record it cannot read is left out, never an error
     return Object.fromEntries(Object.entries(v).filter(([, r]) => ok(r)));
   } catch {

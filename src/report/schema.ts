@@ -11,6 +11,7 @@ import { z } from "zod";
 import { InputError } from "../errors.js";
 import type { Interval } from "../eval/metrics.js";
 import { perItemProblem } from "../eval/utility/items.js";
+import { checkpointingSettingSchema } from "../method/train-config.js";
 
 const finite = z.number().refine(Number.isFinite, "must be a finite number");
 const nonNegInt = z.number().int().nonnegative();
@@ -200,7 +201,7 @@ export type Outcomes = z.infer<typeof outcomesSchema>;
 
 /** method/checkpointing.ts's CheckpointingRecord: the setting as given (true, false, "auto") and what was used. */
 const checkpointingSchema = z.strictObject({
-  requested: z.union([z.boolean(), z.literal("auto")]),
+  requested: checkpointingSettingSchema,
   used: z.boolean(),
 });
 
