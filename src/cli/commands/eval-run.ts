@@ -17,7 +17,7 @@ import { stagesTrainedOn } from "../../recipes/harden.js";
 import { PROMPT_FILTERS, type PromptFilter } from "../../data/prompts.js";
 import { InputError } from "../../errors.js";
 import { HttpBackend, retryWarning, templateKwargSent } from "../../eval/generate/http.js";
-import { serverDayCaveat } from "../../io/template-clock.js";
+import { serverDayCaveats } from "./server-day.js";
 import { serverChatBackend } from "../../eval/generate/backend.js";
 import {
   DEFAULT_ENABLE_THINKING,
@@ -105,17 +105,9 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     // a server renders its own chat template: one that calls strftime_now without checking date_string writes the
     // server's day whatever it is sent. Known only as far as the model folder's template tells (said once, before
     // the answers, and kept in the output as a caveat)
-    const caveats: string[] = [];
-    if (opts.url) {
-      const caveat = serverDayCaveat(
-        folderChatTemplate(opts.model),
-        templateKwargSent(opts.extraBody, "date_string").sent !== "dropped",
-      );
-      if (caveat) {
-        caveats.push(`template day: ${caveat}`);
-        log.warn(`eval --url: ${caveat}`);
-      }
-    }
+    const caveats = opts.url
+      ? serverDayCaveats("eval --url", folderChatTemplate(opts.model), opts.extraBody, log)
+      : [];
     const generator = opts.url
       ? serverChatBackend(
           new HttpBackend({

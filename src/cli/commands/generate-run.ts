@@ -6,8 +6,8 @@ import { InputError } from "../../errors.js";
 import { loadTokenizer } from "../../io/tokenizer.js";
 import { BuiltinBackend } from "../../eval/generate/builtin.js";
 import { getNumThreads, setNumThreads } from "../../tensor/index.js";
-import { HttpBackend, retryWarning, templateKwargSent } from "../../eval/generate/http.js";
-import { serverDayCaveat } from "../../io/template-clock.js";
+import { HttpBackend, retryWarning } from "../../eval/generate/http.js";
+import { serverDayCaveats } from "./server-day.js";
 import { folderChatTemplate } from "../../io/chat-template.js";
 import type { GenerateOptions } from "../../eval/generate/backend.js";
 import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
@@ -71,17 +71,16 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
       const retries = retryWarning(makeLogger(g));
       // a chat request is rendered by the server's template: the model folder's tells whether it writes the server's
       // day whatever it is sent; without --model it cannot be known (a raw prompt uses no template)
-      if (!opts.raw) {
-        const caveat = serverDayCaveat(
-          opts.model ? folderChatTemplate(opts.model) : null,
-          templateKwargSent(opts.extraBody, "date_string").sent !== "dropped",
-          opts.model ? undefined : "no --model names the folder whose template the server has",
+      if (!opts.raw)
+        caveats.push(
+          ...serverDayCaveats(
+            "generate --backend http",
+            opts.model ? folderChatTemplate(opts.model) : null,
+            opts.extraBody,
+            makeLogger(g),
+            opts.model ? undefined : "no --model names the folder whose template the server has",
+          ),
         );
-        if (caveat) {
-          caveats.push(`template day: ${caveat}`);
-          makeLogger(g).warn(`generate --backend http: ${caveat}`);
-        }
-      }
       const b = new HttpBackend({
         baseUrls: opts.url,
         model: opts.serverModel,
