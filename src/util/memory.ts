@@ -59,10 +59,9 @@ export function requireMemory(
   fix?: string,
   available: number = availableMemoryBytes(),
 ): void {
-  const avail = available;
-  if (bytes > avail)
+  if (bytes > available)
     throw new ResourceError(
-      `${what} needs about ${fmt(bytes)} of memory; only ${fmt(avail)} is available${fix ? `: ${fix}` : ""}`,
+      `${what} needs about ${fmt(bytes)} of memory; only ${fmt(available)} is available${fix ? `: ${fix}` : ""}`,
     );
 }
 
