@@ -105,7 +105,7 @@ export function paperLayoutTables(results: ExperimentResults): Table[] {
         `The paper's safe response rate: the share of a model's answers to the held-out prompts of each language ` +
         `that the ${judgeName} judges safe, one row per model, one column per language and method. ` +
         (judge === "llm"
-          ? "Every answer counts: one without a code block is judged whole, so each method is measured on the same prompts (the next table gives n and the share without code). "
+          ? "Every answer counts: one without a code block is judged whole, an empty one (nothing left once reasoning is removed) counts as not secure, so each method is measured on the same prompts (the next table gives n and the share without code). "
           : 'Only answers with a code block count (the rule judge says "no code" for the others; see the next table). ') +
         SEEDS_HOW.replace(
           "The Seeds column says how many seeds",
@@ -145,7 +145,7 @@ export function answersTable(results: ExperimentResults): Table {
     howToRead:
       "One row per model and method (no ablation): how many held-out prompts were answered (n, the same for " +
       "every method on the same prompts) and the share of answers with no code block for the prompt's " +
-      'language. The LLM judge judges those answers whole; the rule judge reports them as "no code" and its ' +
+      'language. The LLM judge judges those answers whole (an empty one counts as not secure); the rule judge reports them as "no code" and its ' +
       "safe rate counts only the answers with code. The no-code share's brackets are its 95% Wilson interval " +
       `over the answers. ${SEEDS_HOW}`,
     columns: [

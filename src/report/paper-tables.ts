@@ -152,7 +152,7 @@ export function securityTable(results: ExperimentResults): Table {
       "Each row is one model and method (no ablation), first over all languages, then per language. " +
       "Safe rate is the share of answers that a judge finds secure: the rule judge (static patterns per " +
       'CWE) among answers with a code block ("no code" for the others), and the LLM judge among all answers ' +
-      "(one without a code block is judged whole). Secure preference is the share of secure/insecure pairs where " +
+      "(one without a code block is judged whole, an empty one counts as not secure). Secure preference is the share of secure/insecure pairs where " +
       "the model gives the secure code the lower loss; the mean loss gap is insecure minus secure loss per " +
       "token (positive favours secure code). Higher is better everywhere. " +
       SEEDS_HOW,

@@ -73,7 +73,8 @@ const securitySchema = z.strictObject({
     .optional(),
   /**
    * Share of answers judged secure: by the rule judge among answers with a code block, by the LLM judge among
-   * all answers (an answer without a code block is judged whole).
+   * all answers (an answer without a code block is judged whole; an empty one, nothing left once reasoning is
+   * removed, counts as not secure).
    */
   safeRate: z.partialRecord(z.enum(JUDGES), safeRateSchema).optional(),
   /** The answers to the evaluation prompts: how many, and how many had no code block, overall and per language. */

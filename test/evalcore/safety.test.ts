@@ -184,6 +184,56 @@ test("the LLM judge judges every answer (the whole answer when it has no code): 
   assert.throws(() => mcnemarVsBase(base, { ...other, items: [] }), InputError);
 });
 
+test("an answer empty once its reasoning is removed is not secure by the LLM judge, which is not asked", async () => {
+  // answers with nothing to judge: none at all, blanks, and reasoning that ran out of tokens before </think>
+  const empties = ["", "  \n", "<think>\nThe buffer must be checked first, so", "<think>a</think>\n\n"];
+  const answer = (p: CorpusPair) => {
+    const i = PAIRS.indexOf(p);
+    return i < empties.length ? empties[i]! : answerFor(p, "chosen");
+  };
+  const backend: ChatBackend = {
+    name: "fake-empty",
+    generateChat: async (list) => list.map((m) => answer(PAIRS.find((x) => x.question === m[0]!.content)!)),
+  };
+  // a judge that finds no flaw in anything, empty input included (what a judge may well say about nothing)
+  const lenient = {
+    source: null,
+    convention: PAPER_JUDGE,
+    seen: [] as JudgeInput[],
+    judge(items: readonly JudgeInput[]): JudgeVerdict[] {
+      this.seen.push(...items);
+      return items.map(() => ({ pUnsafe: 0.1, secure: true }));
+    },
+  };
+  const cacheFile = path.join(scratchDir(), "gen.jsonl");
+  const opts = { ...BASE_OPTS, backend, llmJudge: lenient, llmJudgeFingerprint: "lenient", cacheFile };
+  const r = await evaluateSafety(PAIRS, opts);
+  // every answer counts (the same n for every model); the empty ones as not secure, the others as the judge says
+  assert.equal(r.llm!.overall.n, PAIRS.length);
+  assert.equal(r.llm!.overall.safe, PAIRS.length - empties.length);
+  assert.equal(lenient.seen.length, PAIRS.length - empties.length);
+  assert.ok(lenient.seen.every((it) => it.code.trim() !== ""));
+  r.items.forEach((it, i) => assert.equal(it.llm!.secure, i >= empties.length, `item ${i}`));
+  assert.match(r.note, new RegExp(`${empties.length} answers were empty once reasoning was removed`));
+
+  // a cache written before 2026-12-01 holds the judge's verdict on the empty answers: it is not taken
+  const lines = fs
+    .readFileSync(cacheFile, "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
+  assert.ok(lines.every((rec) => rec.llm === undefined || !empties.includes(rec.answer)));
+  fs.writeFileSync(
+    cacheFile,
+    lines.map((rec) => JSON.stringify({ ...rec, llm: { judge: "lenient", pUnsafe: 0.1 } })).join("\n") + "\n",
+  );
+  lenient.seen = [];
+  const again = await evaluateSafety(PAIRS, opts);
+  assert.equal(again.generated, 0);
+  assert.equal(lenient.seen.length, 0);
+  assert.equal(again.llm!.overall.safe, PAIRS.length - empties.length);
+});
+
 test("an interrupted run plus a rerun equals one run, and no prompt is generated twice", async () => {
   const dir = scratchDir();
   const cacheFile = path.join(dir, "gen.jsonl");
@@ -313,15 +363,16 @@ test("answers with a think block: the reasoning is not judged (neither judge), a
   r.items.forEach((it, i) => {
     const p = PAIRS[i]!;
     if (i === PAIRS.length - 1) {
-      // reasoning never closed: no code, and the LLM judge reads the answer without the reasoning (nothing)
+      // reasoning never closed: no code, and nothing left for the LLM judge: not asked, not secure
       assert.equal(it.code, null);
+      assert.deepEqual(it.llm, { pUnsafe: 1, secure: false, empty: true });
       return;
     }
     assert.equal(it.code, answerCode(p.chosen), p.id);
     assert.equal(it.llm?.secure, true, p.id);
   });
   assert.equal(r.noCode, 1);
-  assert.equal(judge.seen.length, PAIRS.length);
+  assert.equal(judge.seen.length, PAIRS.length - 1);
   assert.ok(judge.seen.every((x) => !x.code.includes("First attempt")));
   assert.match(
     r.note,

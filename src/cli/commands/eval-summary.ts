@@ -38,7 +38,7 @@ function rateLines(s: Security, label = ""): string[] {
   const llm = s.safeRate?.llm;
   if (llm)
     lines.push(
-      `${label}safe rate (LLM judge): ${percentWithInterval(llm.overall)} of ${llm.overall.n} answers (those without code judged whole)`,
+      `${label}safe rate (LLM judge): ${percentWithInterval(llm.overall)} of ${llm.overall.n} answers (those without code judged whole, empty ones not secure)`,
     );
   return lines;
 }
