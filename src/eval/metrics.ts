@@ -331,9 +331,21 @@ export function confusionIntervals(c: Pick<ConfusionMatrix, "tp" | "fp" | "tn" |
   };
 }
 
+/**
+ * A share in [0, 1] as a percentage with one decimal, without the % sign: "62.5". A share short of 1 that would
+ * round to "100.0" reads ">99.9", and one above 0 that would round to "0.0" reads "<0.1": 2,499 of 2,500, or a
+ * Wilson upper bound of 0.9996, is not 100%, and one item in 2,500 is not none.
+ */
+export function percentDigits(x: number): string {
+  const s = (100 * x).toFixed(1);
+  if (s === "100.0" && x < 1) return ">99.9";
+  if (s === "0.0" && x > 0) return "<0.1";
+  return s;
+}
+
 /** "62.5% [48.4, 74.8]": a rate and its interval in percent, one decimal, as the CLI and the demo print rates. */
 export function percentWithInterval(r: Interval): string {
-  return `${(100 * r.value).toFixed(1)}% [${(100 * r.low).toFixed(1)}, ${(100 * r.high).toFixed(1)}]`;
+  return `${percentDigits(r.value)}% [${percentDigits(r.low)}, ${percentDigits(r.high)}]`;
 }
 
 /** Confusion matrix of predictions against truth ("positive" = true). */

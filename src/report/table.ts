@@ -3,6 +3,8 @@
  * missing data) and CSV for programs (raw numbers in base units, empty field for missing data).
  */
 
+import { percentDigits } from "../eval/metrics.js";
+
 /** How a number is shown; CSV always gets the raw number. */
 export type Unit =
   | "rate" // fraction shown as a percentage: 0.625 -> 62.5%
@@ -84,7 +86,7 @@ function signed(s: string, x: number): string {
 export function formatValue(x: number, unit: Unit = "raw"): string {
   switch (unit) {
     case "rate":
-      return `${(x * 100).toFixed(1)}%`;
+      return `${percentDigits(x)}%`;
     case "pp":
       return `${signed((x * 100).toFixed(1), x)} pp`;
     case "share":
@@ -116,6 +118,7 @@ function formatSpread(x: number, unit: Unit): string {
 function formatSpreadSigned(x: number, unit: Unit): string {
   switch (unit) {
     case "rate":
+      return percentDigits(x);
     case "pp":
       return (x * 100).toFixed(1);
     case "share":

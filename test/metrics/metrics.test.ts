@@ -9,6 +9,7 @@ import {
   chiSquareSurvival,
   confusionMatrix,
   confusionIntervals,
+  percentDigits,
   percentWithInterval,
   cohensKappa,
   pairedBootstrap,
@@ -393,4 +394,21 @@ test("confusionIntervals: accuracy, TPR and FPR each over its own n, none where 
   assert.equal(noPositives.tpr, null);
   assert.equal(noPositives.fpr!.value, 0);
   assert.equal(percentWithInterval({ value: 0.625, low: 0.48449, high: 0.74751 }), "62.5% [48.4, 74.8]");
+});
+
+test("percentages never round a share short of 100% up to 100.0, or one above 0 down to 0.0", () => {
+  // Wilson bounds of 423 and of 1 safe answer in 424 (the paper's pairs per language), by the closed form:
+  // (p + z²/2n ± z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n) = [0.986763, 0.999584] and [0.000416, 0.013237]
+  const hi = wilsonInterval(423, 424);
+  const lo = wilsonInterval(1, 424);
+  assert.ok(Math.abs(hi.high - 0.999584) < 1e-6 && Math.abs(lo.low - 0.000416) < 1e-6);
+  assert.equal(percentWithInterval(hi), "99.8% [98.7, >99.9]");
+  assert.equal(percentWithInterval(lo), "0.2% [<0.1, 1.3]");
+  // 2,499 of 2,500 is 99.96%, not 100%; the ends themselves stay exact
+  assert.equal(percentDigits(2499 / 2500), ">99.9");
+  assert.equal(percentDigits(1 / 2500), "<0.1");
+  assert.equal(percentWithInterval(wilsonInterval(10, 10)), "100.0% [72.2, 100.0]");
+  assert.equal(percentWithInterval(wilsonInterval(0, 10)), "0.0% [0.0, 27.8]");
+  assert.equal(percentDigits(0.9994), "99.9");
+  assert.equal(percentDigits(0.0005), "0.1");
 });

@@ -14,6 +14,7 @@ import {
 import { renderReport, reportNotes } from "../../src/report/render.js";
 import type { ExperimentResults } from "../../src/report/schema.js";
 import { wilsonInterval } from "../../src/eval/metrics.js";
+import { formatCell } from "../../src/report/table.js";
 import { handMadeResults, MODEL } from "./fixture.js";
 import { cellOf, parseMarkdownTable } from "./parse.js";
 
@@ -360,4 +361,16 @@ test("the notes say which of the paper's utility benchmarks were not run (ARC, G
   assert.ok(!reportNotes(results).some((n) => n.includes("utility benchmarks")));
   for (const c of results.cells) delete c.utility;
   assert.ok(!reportNotes(results).some((n) => n.includes("utility benchmarks")));
+});
+
+test("a rate cell never shows 100.0 for a share short of 1, nor 0.0 for one above 0", () => {
+  // 423 of 424 safe, and 1 of 424: Wilson [0.986763, 0.999584] and [0.000416, 0.013237]
+  const cell = (k: number, n: number) => {
+    const w = wilsonInterval(k, n);
+    return { kind: "number" as const, value: w.value, low: w.low, high: w.high };
+  };
+  assert.equal(formatCell(cell(423, 424), "rate"), "99.8% [98.7, >99.9]");
+  assert.equal(formatCell(cell(1, 424), "rate"), "0.2% [<0.1, 1.3]");
+  assert.equal(formatCell({ kind: "number", value: 2499 / 2500 }, "rate"), ">99.9%");
+  assert.equal(formatCell(cell(12, 12), "rate"), "100.0% [75.8, 100.0]");
 });
