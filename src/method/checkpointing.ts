@@ -23,11 +23,33 @@ export type CheckpointingSetting = boolean | "auto";
  */
 export interface CheckpointingRecord {
   requested: CheckpointingSetting;
-  used: boolean;
+  used: CheckpointingUsed;
+}
+
+/**
+ * What a stage's work was computed with: on or off throughout, or "mixed" where a run resumed another's saved
+ * state (a training checkpoint, identification's sums) under the other choice, so part of it was computed each way.
+ */
+export type CheckpointingUsed = boolean | "mixed";
+
+/**
+ * The choice over a stage's work after a call computed more of it with `now`: `before` is the work's so far
+ * (undefined when there was none, or its state was saved before it was recorded: then this call's choice is all
+ * that is known).
+ */
+export function combineCheckpointing(before: CheckpointingUsed | undefined, now: boolean): CheckpointingUsed {
+  return before === undefined || before === now ? now : "mixed";
+}
+
+/** A saved record's `used`, or undefined where it holds none or something else (a damaged or foreign file). */
+export function checkpointingUsedOf(v: unknown): CheckpointingUsed | undefined {
+  return typeof v === "boolean" || v === "mixed" ? v : undefined;
 }
 
 /** "auto → off", "on (as set)": a CheckpointingRecord in words, for what a command prints. */
 export function describeCheckpointing(c: CheckpointingRecord): string {
+  if (c.used === "mixed")
+    return `on for part of the work, off for the rest (resumed under another choice; set ${c.requested} last)`;
   const used = c.used ? "on" : "off";
   if (c.requested === "auto") return `auto → ${used}`;
   return c.requested === c.used ? `${used} (as set)` : `${used} (set ${c.requested})`;

@@ -35,7 +35,12 @@ import {
   trainerFlopsEstimate,
   type FlopCount,
 } from "./flops.js";
-import { chooseCheckpointing } from "./checkpointing.js";
+import {
+  checkpointingUsedOf,
+  chooseCheckpointing,
+  combineCheckpointing,
+  type CheckpointingUsed,
+} from "./checkpointing.js";
 import { peakRssBytes } from "../util/memory.js";
 import { interrupted, stopRequested } from "../util/stop.js";
 import type { TrainConfig } from "./train-config.js";
@@ -73,10 +78,12 @@ export interface TrainResult {
   flopsPerSecond: number;
   peakMemoryBytes: number;
   /**
-   * whether this call's steps recomputed the layers in the backward (train.gradientCheckpointing, "auto" decided);
-   * where it ran none (stepsRun 0), what they would have done: the caller keeps the record of the run that trained
+   * whether the steps recomputed the layers in the backward (train.gradientCheckpointing, "auto" decided): all of
+   * them, as the checkpoint records the calls that computed them ("mixed" where a call resumed it under the other
+   * choice); where the checkpoint holds no record (saved before it) and this call ran no step (stepsRun 0), what
+   * this call's steps would have done: the caller keeps the record of the run that trained
    */
-  gradientCheckpointing: boolean;
+  gradientCheckpointing: CheckpointingUsed;
   /** the steps this call computed; the rest (steps - stepsRun) were a checkpoint's, found in runDir */
   stepsRun: number;
   log: StepLog[];
@@ -105,6 +112,8 @@ interface TrainState {
   wallSeconds: number;
   /** absent in checkpoints of versions before the record */
   builds?: TrainBuild[];
+  /** whether the steps so far were checkpointed (combineCheckpointing); absent in checkpoints saved before it */
+  checkpointing?: CheckpointingUsed;
 }
 
 /** lr multiplier at optimiser step `step` (0-based), as transformers' get_cosine_schedule_with_warmup. */
@@ -505,6 +514,9 @@ export async function trainSft(
   const firstStep = state.step;
   const padId = opts.padTokenId ?? 0;
   const checkpointing = trainCheckpointing(model, method, examples, cfg, opts.hooks?.onNote);
+  // the steps' choice once this call computes one: a checkpoint saved under the other choice makes them mixed
+  const before = state.step > 0 ? checkpointingUsedOf(state.checkpointing) : undefined;
+  const usedOnceStepped = combineCheckpointing(before, checkpointing);
   const started = Date.now();
   const wallBefore = state.wallSeconds;
   let stepsThisCall = 0;
@@ -594,6 +606,7 @@ export async function trainSft(
       state.log.push(entry);
       state.step++;
       stepsThisCall++;
+      state.checkpointing = usedOnceStepped;
       state.wallSeconds = wallBefore + (Date.now() - started) / 1000;
       opts.hooks?.onStep?.(entry, totalSteps);
       const stopNow = cfg.stopAfterSteps !== undefined && stepsThisCall >= cfg.stopAfterSteps;
@@ -634,7 +647,7 @@ export async function trainSft(
     wallSeconds: state.wallSeconds,
     flopsPerSecond: state.flops.total / Math.max(state.wallSeconds, 1e-9),
     peakMemoryBytes: peakRssBytes(),
-    gradientCheckpointing: checkpointing,
+    gradientCheckpointing: checkpointingUsedOf(state.checkpointing) ?? checkpointing,
     stepsRun: state.step - firstStep,
     log: state.log,
     ...(opts.runDir ? { builds: state.builds } : {}),

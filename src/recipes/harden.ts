@@ -75,7 +75,9 @@ import { attachLora } from "../method/lora/model.js";
 import { trainSft, type SftExample, type TrainHooks, type TrainResult } from "../method/train.js";
 import {
   keyedTraining,
+  checkpointingUsedOf,
   type CheckpointingRecord,
+  type CheckpointingUsed,
   type CheckpointingSetting,
 } from "../method/checkpointing.js";
 import { checkpointingSettingSchema } from "../method/train-config.js";
@@ -359,16 +361,16 @@ const KEY_NAMES: Record<string, string> = {
 };
 
 /** A slot's record of settings as asked (and used), by flattened key: requested.json, or {} where it has none. */
-type RequestedRecord = Record<string, { requested: CheckpointingSetting; used?: boolean }>;
+type RequestedRecord = Record<string, { requested: CheckpointingSetting; used?: CheckpointingUsed }>;
 
 function readRequested(dir: string): RequestedRecord {
   try {
     const v = JSON.parse(fs.readFileSync(path.join(dir, RUN_FILES.slotRequested), "utf8")) as unknown;
     if (!v || typeof v !== "object" || Array.isArray(v)) return {};
-    const ok = (r: unknown): r is { requested: CheckpointingSetting; used?: boolean } =>
+    const ok = (r: unknown): r is { requested: CheckpointingSetting; used?: CheckpointingUsed } =>
       isPlainObject(r) &&
       checkpointingSettingSchema.safeParse(r.requested).success &&
-      (r.used === undefined || typeof r.used === "boolean");
+      (r.used === undefined || checkpointingUsedOf(r.used) !== undefined);
     // only for what the message says: a record it cannot read is left out, never an error
     return Object.fromEntries(Object.entries(v).filter(([, r]) => ok(r)));
   } catch {
@@ -381,7 +383,7 @@ function readRequested(dir: string): RequestedRecord {
  * opened) the record's `used` is kept: a slot trained to the end by an earlier run was trained as that run
  * decided, whatever this one asks (true and "auto" share a slot).
  */
-function writeRequested(slot: StageSlot, used?: Record<string, boolean>): void {
+function writeRequested(slot: StageSlot, used?: Record<string, CheckpointingUsed>): void {
   if (!slot.requested) return;
   const had = used ? {} : readRequested(slot.dir);
   const record: RequestedRecord = Object.fromEntries(
@@ -425,7 +427,7 @@ function differenceText(was: unknown, now: StageSlot, wasAsked: RequestedRecord)
     const keyedWas = flattenSettings(was)[k];
     shown[k] = [
       w
-        ? `${w.requested} (${w.used === undefined ? "its training did not finish" : `used ${w.used ? "on" : "off"}`})`
+        ? `${w.requested} (${w.used === undefined ? "its training did not finish" : `used ${w.used === "mixed" ? "on and off" : w.used ? "on" : "off"}`})`
         : // made before the request was recorded: its key holds true for both true and "auto"
           keyedWas === "true"
           ? "true or auto (not recorded which)"

@@ -203,7 +203,8 @@ export type Outcomes = z.infer<typeof outcomesSchema>;
 /** method/checkpointing.ts's CheckpointingRecord: the setting as given (true, false, "auto") and what was used. */
 const checkpointingSchema = z.strictObject({
   requested: checkpointingSettingSchema,
-  used: z.boolean(),
+  /** "mixed": a run resumed saved work under the other choice (method/checkpointing.ts CheckpointingUsed) */
+  used: z.union([z.boolean(), z.literal("mixed")]),
 });
 
 export const cellResultSchema = z.strictObject({

@@ -133,9 +133,18 @@ test("a run resumed under another checkpointing choice ends as the uninterrupted
         },
       );
       assert.equal(part.r.steps, 2);
+      assert.equal(part.r.gradientCheckpointing, first);
       const rest = await run("qwen2", kind, "float32", { ...CFG, gradientCheckpointing: then }, { runDir });
       assert.equal(rest.r.steps, 4);
       assertSameRun(whole, rest, `${kind}: ${first} then ${then}`);
+      // steps 1-2 under the first choice, 3-4 under the second ("auto": off for the fixture's few MiB): the record
+      // says both where they differ, not the last call's alone
+      assert.equal(
+        rest.r.gradientCheckpointing,
+        first === true ? "mixed" : false,
+        `${kind}: ${first} then ${then}`,
+      );
+      assert.equal(rest.r.stepsRun, 2);
       fs.rmSync(runDir, { recursive: true, force: true });
     }
     // a checkpoint of a version whose run record held train.gradientCheckpointing (its fingerprint hashed it)

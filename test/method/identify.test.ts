@@ -144,6 +144,37 @@ test("identification resumes after an interruption and ends where an uninterrupt
   assert.equal(resumed.lossMean, full.lossMean);
 });
 
+test("identification resumed under the other checkpointing choice records it as mixed; under the same, as that choice", async () => {
+  const dir = path.join(FIX, "qwen3");
+  const { g, samples } = readGoodvibeFixture(dir);
+  const model = loadModel(dir);
+  const cut = async (first: boolean, then: boolean | "auto") => {
+    const runDir = scratchDir("gv-identify-ckpt-");
+    const stop = new AbortController();
+    await assert.rejects(
+      identify(
+        model,
+        samples,
+        opts(g, {
+          runDir,
+          checkpointEvery: 1,
+          gradientCheckpointing: first,
+          onProgress: (d) => void (d === 2 && stop.abort()),
+          signal: stop.signal,
+        }),
+      ),
+      /interrupted after 2 of 4/,
+    );
+    return identify(model, samples, opts(g, { runDir, checkpointEvery: 1, gradientCheckpointing: then }));
+  };
+  // samples 1-2 computed without checkpointing, 3-4 with it: neither "on" nor "off" says what happened
+  assert.deepEqual((await cut(false, true)).gradientCheckpointing, { requested: true, used: "mixed" });
+  assert.deepEqual((await cut(true, false)).gradientCheckpointing, { requested: false, used: "mixed" });
+  // "auto" decides off for the fixture's kilobytes of activations: the same choice as the first call's
+  assert.deepEqual((await cut(false, "auto")).gradientCheckpointing, { requested: "auto", used: false });
+  assert.deepEqual((await cut(true, true)).gradientCheckpointing, { requested: true, used: true });
+});
+
 test("identification refuses one-class data and out-of-vocabulary label tokens", async () => {
   const dir = path.join(FIX, "llama");
   const model = loadModel(dir);

@@ -25,6 +25,7 @@ import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
 import { tinyHardenConfig } from "./tiny-config.js";
 import { describeCheckpointing } from "../../src/method/checkpointing.js";
+import { InterruptedError } from "../../src/errors.js";
 
 const made = makeTinyChatModel();
 const work = scratchDir("gv-recipe-");
@@ -207,6 +208,36 @@ test("checkpointing auto: the records say what was asked and what was used, the 
   assert.equal(describeCheckpointing({ requested: "auto", used: true }), "auto → on");
   assert.equal(describeCheckpointing({ requested: true, used: true }), "on (as set)");
   assert.equal(describeCheckpointing({ requested: false, used: false }), "off (as set)");
+});
+
+test("a train slot partly trained under auto (off) and resumed under true: the records say mixed, not the last choice", async () => {
+  const train = (g: boolean | "auto") => ({ ...config("x").train, maxPairs: 4, gradientCheckpointing: g });
+  const runDir = path.join(work, "ckpt-mixed-run");
+  // 4 pairs at batch 2: two steps; the first computed under "auto" (off on the CPU here), then stopped
+  const auto = config("ckpt-mixed", {
+    method: "lora",
+    runDir,
+    train: { ...train("auto"), stopAfterSteps: 1 },
+  });
+  await assert.rejects(runHarden(auto), (e) => e instanceof InterruptedError);
+  const on = config("ckpt-mixed", { method: "lora", runDir, train: train(true) });
+  const r = await runHarden(on);
+  assert.equal(r.train.steps, 2);
+  assert.equal(r.train.stepsRun, 1, "resumed, not retrained");
+  assert.deepEqual(r.gradientCheckpointing, { requested: true, used: "mixed" });
+  assert.equal(r.train.gradientCheckpointing, "mixed");
+  assert.match(describeCheckpointing(r.gradientCheckpointing!), /^on for part of the work, off for the rest/);
+  const stats = JSON.parse(fs.readFileSync(path.join(on.out, RUN_FILES.stats), "utf8"));
+  assert.deepEqual(stats.gradientCheckpointing, { requested: true, used: "mixed" });
+  assert.equal(stats.train.gradientCheckpointing, "mixed");
+  assert.deepEqual(
+    JSON.parse(fs.readFileSync(path.join(planStages(on).train.dir, RUN_FILES.slotRequested), "utf8")),
+    { "train.gradientCheckpointing": { requested: true, used: "mixed" } },
+  );
+  // reused as trained by a later run that computes nothing ("auto" shares the slot: keyed as true)
+  const again = await runHarden({ ...on, out: path.join(work, "ckpt-mixed-2"), train: train("auto") });
+  assert.equal(again.train.stepsRun, 0);
+  assert.deepEqual(again.gradientCheckpointing, { requested: "auto", used: "mixed" });
 });
 
 test("a train slot trained under auto (used off), reused by a run with true: the records keep off, as trained", async () => {

@@ -16,6 +16,7 @@ import {
 import { parseJson } from "../../util/keys.js";
 import { ExactSums } from "../../util/exact-sum.js";
 import type { FlopCount } from "../flops.js";
+import { checkpointingUsedOf, type CheckpointingUsed } from "../checkpointing.js";
 
 // ---------------------------------------------------------------- per-sample profiles on disk
 
@@ -138,11 +139,12 @@ export interface Accumulators {
   flops: ExactSums;
   wallSeconds: number;
   /**
-   * whether the last call that computed samples checkpointed its layers (identify.gradientCheckpointing, "auto"
-   * decided); absent before any was computed, or in state saved before 2026-12-01. A resumed run decides again: the
-   * importances are the same either way (method/checkpointing.ts), only time and memory differ
+   * whether the samples computed so far were checkpointed (identify.gradientCheckpointing, "auto" decided; "mixed"
+   * where a call resumed the state under the other choice: combineCheckpointing); absent before any was computed,
+   * or in state saved before 2026-12-01. A resumed run decides again: the importances are the same either way
+   * (method/checkpointing.ts), only time and memory differ
    */
-  checkpointing?: boolean;
+  checkpointing?: CheckpointingUsed;
 }
 
 export function emptyAccumulators(n: number, targets: readonly Target[]): Accumulators {
@@ -292,7 +294,9 @@ export function loadState(
     tokens: st.tokens,
     paddedTokens: st.paddedTokens,
     wallSeconds: st.wallSeconds,
-    ...(typeof st.checkpointing === "boolean" ? { checkpointing: st.checkpointing } : {}),
+    ...(checkpointingUsedOf(st.checkpointing) !== undefined
+      ? { checkpointing: checkpointingUsedOf(st.checkpointing) }
+      : {}),
     ...readAccumulatorTensors(path.join(dir, "accumulators.safetensors"), targets),
   };
 }

@@ -19,7 +19,7 @@ import type { DecoderModel } from "../../models/decoder.js";
 import type { Linear } from "../../models/linear.js";
 import { InputError, GoodVibeError } from "../../errors.js";
 import { Tensor, keep, meanAbsGradHook, noGrad, readBackFloat32, tidy } from "../../tensor/index.js";
-import { chooseCheckpointing, type CheckpointingRecord } from "../checkpointing.js";
+import { chooseCheckpointing, combineCheckpointing, type CheckpointingRecord } from "../checkpointing.js";
 import { judgeLossHead } from "../losses.js";
 import { identifyFlops, identifyMemoryEstimate } from "../flops.js";
 import {
@@ -169,8 +169,9 @@ export async function identify(
 }
 
 /**
- * identification's checkpointing as asked and as used, for the map and a shard's record: the choice of the last call
- * that computed samples (state saved before 2026-12-01 did not keep it: then none)
+ * identification's checkpointing as asked and as used, for the map and a shard's record: the choice of the calls
+ * that computed samples, "mixed" where they chose differently (state saved before 2026-12-01 did not keep it: then
+ * the last call's, or none)
  */
 export function checkpointingRecord(
   opts: Pick<IdentifyOptions, "gradientCheckpointing">,
@@ -241,7 +242,7 @@ export async function accumulate<T>(
     for (const indices of plan) {
       const batch = indices.map((i) => samples[i]!);
       const r = tidy(() => runBatch(model, linears, batch, opts, checkpointing));
-      acc.checkpointing = checkpointing;
+      acc.checkpointing = combineCheckpointing(acc.done > 0 ? acc.checkpointing : undefined, checkpointing);
       acc.loss.add(0, r.loss);
       const T = lengths[indices[0]!]!;
       acc.paddedTokens += indices.length * T;
