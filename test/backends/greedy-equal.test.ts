@@ -13,6 +13,7 @@ import { HttpBackend } from "../../src/eval/generate/http.js";
 import { serveBuiltin } from "../../src/eval/generate/serve.js";
 import { exportGguf } from "../../src/io/export-gguf.js";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
+import { InputError } from "../../src/errors.js";
 
 test("builtin, llama.cpp (GGUF f32) and HTTP give the same greedy continuation", async () => {
   const made = makeTinyChatModel({ seed: 5 });
@@ -59,3 +60,44 @@ test("builtin, llama.cpp (GGUF f32) and HTTP give the same greedy continuation",
 });
 
 // The server's handling of bad requests is tested in test/http/serve.test.ts.
+
+test("llama.cpp: an answer that fits the context equals the built-in engine's; one that would not is refused, not answered on a prompt cut short", async () => {
+  const made = makeTinyChatModel({ seed: 5 });
+  const builtin = await BuiltinBackend.load(made.dir);
+  const gguf = path.join(scratchDir("gv-backends-"), "model.gguf");
+  exportGguf(made.dir, gguf, { outtype: "f32" });
+  const llama = await openLlamaCppBackend({
+    modelPath: gguf,
+    threads: 1,
+    contextSize: 256,
+    tokenizer: builtin.tokenizer!,
+  });
+  try {
+    // the longest prompt of the made pairs: with 256 positions, a long answer reaches the context's end
+    const prompts = made.pairs.map((p) => llama.chatPromptIds([{ role: "user", content: p.question }]));
+    const ids = prompts.reduce((a, b) => (b.length > a.length ? b : a));
+    const C = 256;
+    // the engine's answer past the context's end (it has no context limit): the reference
+    const ref = await builtin.generateTokens(ids, { maxNewTokens: C - ids.length + 40 });
+    assert.ok(
+      ref.length > C - ids.length + 1,
+      "the reference ended before the context's end: pick another seed",
+    );
+    // the prompt and every new token but the last are evaluated: C - P + 1 new tokens fit exactly
+    const fits = C - ids.length + 1;
+    assert.deepEqual(await llama.generateTokens(ids, { maxNewTokens: fits }), ref.slice(0, fits));
+    // one more would shift the context (before: answered from a prompt with its beginning dropped, differing
+    // from the reference a few tokens later, and nothing said)
+    await assert.rejects(
+      llama.generateTokens(ids, { maxNewTokens: fits + 1 }),
+      (e: Error) => e instanceof InputError && /do not fit its context of 256 tokens/.test(e.message),
+    );
+    await assert.rejects(llama.generateTokens(ids, { maxNewTokens: fits + 40 }), /contextSize of at least/);
+    await assert.rejects(
+      async () => llama.logits([...ids, ...ref].slice(0, C + 1)),
+      /do not fit its context/,
+    );
+  } finally {
+    await llama.close();
+  }
+});

@@ -56,6 +56,9 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
         gpu: opts.llamaGpu,
         tokenizer,
         threads: opts.threads,
+        // the default context (2048) holds the prompt and the answer; a longer answer gets room for both (the
+        // backend refuses what does not fit rather than let llama.cpp drop the prompt's beginning)
+        ...(gen.maxNewTokens > 1024 ? { contextSize: gen.maxNewTokens + 1024 } : {}),
       });
       threads = b.threads;
       try {

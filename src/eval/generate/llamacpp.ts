@@ -200,6 +200,16 @@ export class LlamaCppBackend implements GenerationBackend {
     await this.sequence.clearHistory();
     const out: number[] = [];
     if (opts.maxNewTokens <= 0) return out;
+    // The last new token is never evaluated: the prompt and all but one new token must fit. Past that,
+    // node-llama-cpp would shift the context (erase its beginning) and go on: an answer to a prompt cut short,
+    // unlike the built-in engine's, with no word said.
+    const size = this.context.contextSize;
+    if (prompt.length + opts.maxNewTokens - 1 > size)
+      throw new InputError(
+        `llama.cpp backend: a prompt of ${prompt.length} tokens and up to ${opts.maxNewTokens} new tokens do not ` +
+          `fit its context of ${size} tokens (it would drop the prompt's beginning); open it with a contextSize of ` +
+          `at least ${prompt.length + opts.maxNewTokens - 1}, or ask for fewer new tokens`,
+      );
     const eos = this.tokenizer ? new Set(this.tokenizer.eosTokenIds) : null;
     for await (const token of this.sequence.evaluate(prompt, {
       ...this.samplingOptions(opts),
@@ -300,6 +310,10 @@ export class LlamaCppBackend implements GenerationBackend {
     const ids = this.checkIds(tokens, "logits");
     const nVocab = this.vocabSize;
     const prefill = Math.max(1, Math.min(opts.prefill ?? ids.length, ids.length));
+    if (ids.length > this.context.contextSize)
+      throw new InputError(
+        `llama.cpp backend: ${ids.length} tokens do not fit its context of ${this.context.contextSize} tokens`,
+      );
     return this.serial(async () => {
       await this.sequence.clearHistory();
       const rows: Float32Array[] = [];
