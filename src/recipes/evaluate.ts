@@ -683,11 +683,12 @@ export function securityCell(
     if (s.rule.overall.n > 0) safeRate.rule = judgeCell(s.rule);
     if (s.llm && s.llm.overall.n > 0) safeRate.llm = judgeCell(s.llm);
     if (Object.keys(safeRate).length) security.safeRate = safeRate;
-    if (s.agreement && Number.isFinite(s.agreement.kappa)) {
+    if (s.agreement) {
       const c = s.agreement.confusion;
+      // κ is undefined when both judges give one and the same verdict throughout: the counts are still kept
       security.judgeAgreement = {
         confusion: { tp: c.tp, fp: c.fp, tn: c.tn, fn: c.fn },
-        kappa: s.agreement.kappa,
+        ...(Number.isFinite(s.agreement.kappa) ? { kappa: s.agreement.kappa } : {}),
       };
     }
     if (base?.safety && base.safety !== s) {

@@ -84,12 +84,14 @@ const securitySchema = z.strictObject({
     .optional(),
   /**
    * LLM judge (prediction) against the rule judge (reference) on the same programs, positive =
-   * "insecure" (as src/eval/safety.ts counts it); kappa is Cohen's κ of the two verdicts.
+   * "insecure" (as src/eval/safety.ts counts it); kappa is Cohen's κ of the two verdicts, absent where it is
+   * undefined: both judges gave one and the same verdict on every program (chance agreement 1). Before 2026-12-01
+   * such a run recorded no judgeAgreement at all.
    */
   judgeAgreement: z
     .strictObject({
       confusion: z.strictObject({ tp: nonNegInt, fp: nonNegInt, tn: nonNegInt, fn: nonNegInt }),
-      kappa: finite.refine((k) => k >= -1 && k <= 1, "Cohen's kappa lies in [-1, 1]"),
+      kappa: finite.refine((k) => k >= -1 && k <= 1, "Cohen's kappa lies in [-1, 1]").optional(),
     })
     .optional(),
   /** Paired test of "secure" per prompt against the base model: b01 = base insecure, this secure. */

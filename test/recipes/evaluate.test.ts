@@ -14,7 +14,10 @@ import {
   type ModelEvaluation,
 } from "../../src/recipes/evaluate.js";
 import { groupBySetting } from "../../src/report/aggregate.js";
-import { utilityDeltaInterval } from "../../src/report/paper-tables.js";
+import { judgeTable, utilityDeltaInterval } from "../../src/report/paper-tables.js";
+import { parseExperimentResults } from "../../src/report/schema.js";
+import { formatCell } from "../../src/report/table.js";
+import { summariseSafety } from "../../src/eval/safety.js";
 import type { CellResult } from "../../src/report/schema.js";
 import { LOSS_BASE, LOSS_MODEL } from "../utility/pair-losses.js";
 import { CODE_DOCS, CODE_SUMS_BASE, CODE_SUMS_MODEL, CODE_TOKENS } from "../utility/code-losses.js";
@@ -300,4 +303,68 @@ test("eval --base: the --code real-code loss of the same documents is paired per
   assert.equal(u.method, "unpaired normal");
   assert.equal(u.unpairedBecause, "the model does not keep per-item scores");
   assert.ok(Math.abs(u.high - u.diff - 0.657772) < 1e-6, `${u.high - u.diff}`);
+});
+
+test("judges that agree on one verdict throughout: the cell keeps their counts, κ (undefined) is left out", () => {
+  // 12 programs both judges find insecure: agreement 12/12, chance agreement 1, so κ = 0/0
+  const items = Array.from({ length: 12 }, (_, i) => ({
+    id: `p${i}`,
+    lang: "cpp",
+    question: `q${i}`,
+    answer: "```cpp\nx\n```",
+    code: "x",
+    rule: { secure: false, findings: ["CWE-120"] },
+    llm: { pUnsafe: 0.9, secure: false },
+  }));
+  const safety = summariseSafety(items, {
+    modelFingerprint: "m",
+    backend: "fake",
+    generation: { maxNewTokens: 8, batchSize: 1 },
+    complete: true,
+    generated: 12,
+    fromCache: 0,
+    hasLlm: true,
+  });
+  assert.ok(Number.isNaN(safety.agreement!.kappa));
+  const ev = {
+    preference: {
+      rate: { value: 0.5, low: 0.2, high: 0.8 },
+      meanLossGap: { value: 0, low: 0, high: 0 },
+      n: 0,
+      perLanguage: {},
+    },
+    safety,
+    utility: {},
+  } as unknown as ModelEvaluation;
+  const cell = {
+    id: "c",
+    model: "m",
+    method: "base",
+    seed: 0,
+    params: { trainable: 0, total: 1 },
+    cost: {
+      flopsForward: 0,
+      flopsBackward: 0,
+      flopsTotal: 0,
+      wallSeconds: 0,
+      flopsPerSecond: 0,
+      peakMemoryBytes: 0,
+    },
+    ...securityCell(ev),
+  };
+  assert.deepEqual(cell.security.judgeAgreement, { confusion: { tp: 12, fp: 0, tn: 0, fn: 0 } });
+  const results = parseExperimentResults(
+    { name: "x", createdAt: "2026-12-01", machine: "", cells: [cell] },
+    "r",
+  );
+  // Table 6 has the run's row: 12 programs, agreement 100%, κ "—"
+  const t = judgeTable(results);
+  assert.equal(t.rows.length, 1);
+  const col = (h: string) => t.rows[0]![t.columns.findIndex((c) => c.header === h)]!;
+  assert.deepEqual(
+    [col("TP"), col("n (programs)")].map((c) => c.kind === "number" && c.value),
+    [12, 12],
+  );
+  assert.equal(col("κ").kind, "missing");
+  assert.equal(formatCell(col("Agreement"), "rate"), "100.0% [75.8, 100.0]");
 });
