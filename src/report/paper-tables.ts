@@ -18,7 +18,7 @@ import {
   type Setting,
 } from "./aggregate.js";
 import type { CellResult, ExperimentResults, Judge, Method } from "./schema.js";
-import { Z95, wilsonInterval } from "../eval/metrics.js";
+import { Z95, proportionSuccesses, wilsonInterval } from "../eval/metrics.js";
 import { pairedDifference, unpairedDifference } from "../eval/utility/items.js";
 import { kappaWithInterval } from "./kappa.js";
 import { MISSING, num, text, type Cell, type Column, type Table, type Unit } from "./table.js";
@@ -404,7 +404,26 @@ export function utilityDeltaCell(s: Setting, base: Setting | undefined, benchmar
   return utilityDeltaInterval(s, base, benchmark).cell;
 }
 
+/**
+ * A utility figure across seeds. A share of items scored 0 or 1 (eval/metrics.ts proportionSuccesses: accuracy,
+ * exact match, greedy pass@1, a whole count in every seed) gets its Wilson interval over the items, the seeds'
+ * bounds averaged, as every rate of Table 1: value ± 1.96 se is the point [0, 0] at 0 of n (a small model's GSM8K)
+ * and leaves [0, 1] near the ends. One seed keeps its se beside it (CSV). Anything else (a loss, pass@k from
+ * several samples): numberAcrossSeeds, value ± se, or the mean ± 1.96 × the seeds' mean se.
+ */
 function utilityCell(s: Setting, benchmark: string): Cell {
+  const figures = s.cells.map((c) => c.utility?.[benchmark]);
+  const present = figures.filter((u) => u !== undefined);
+  if (present.length > 0 && present.every((u) => proportionSuccesses(u) !== null)) {
+    const cell = intervalAcrossSeeds(
+      figures.map((u) => {
+        if (!u) return undefined;
+        const w = wilsonInterval(proportionSuccesses(u)!, u.n);
+        return { value: u.value, low: w.low, high: w.high };
+      }),
+    );
+    return present.length === 1 && cell.kind === "number" ? { ...cell, se: present[0]!.stderr } : cell;
+  }
   return numberAcrossSeeds(
     utilityValues(s, benchmark),
     s.cells.map((c) => c.utility?.[benchmark]?.stderr),
@@ -527,10 +546,12 @@ export function utilityTable(results: ExperimentResults): Table {
     howToRead:
       "One row per model, benchmark and method (no ablation). Rates are shown in percent and their Δ in " +
       "percentage points (pp); losses are shown raw. Δ is the mean over seeds of the method minus the mean " +
-      "over seeds of the base model; a small |Δ| means the security training kept general ability. Value: with " +
-      "one seed, ± is the benchmark's standard error (se); with several, ± is the standard deviation across " +
-      "seeds (sd) and the brackets the 95% interval over the benchmark's items (mean ± 1.96 × the seeds' mean " +
-      "se). Δ: the brackets are its 95% interval over items (evaluation noise only). Paired (the Δ interval " +
+      "over seeds of the base model; a small |Δ| means the security training kept general ability. Value: a " +
+      "share of items scored 0 or 1 (accuracy, exact match, greedy pass@1) has in brackets its 95% Wilson " +
+      "interval over the items (several seeds: the seeds' bounds averaged, ± the standard deviation across " +
+      "seeds, as the safe rates of Table 1); any other figure, with one seed, ± the benchmark's standard error " +
+      "(se), with several, ± the standard deviation across seeds (sd) and in brackets the 95% interval over the " +
+      "benchmark's items (mean ± 1.96 × the seeds' mean se). Δ: the brackets are its 95% interval over items (evaluation noise only). Paired (the Δ interval " +
       "column says which) where method and base kept per-item scores of the same items, per seed and the seeds' " +
       "bounds averaged: for 0/1 scores Newcombe's square-and-add interval for paired proportions, for real " +
       "scores (the held-out code loss per held-out pair, the --code real-code loss per document) the mean per-item difference ± 1.96·sd/√n; otherwise unpaired: for 0/1 scores Newcombe's hybrid " +

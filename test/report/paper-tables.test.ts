@@ -142,6 +142,31 @@ test("T2: without a full fine-tuning run the ratios are — and a note says why"
   assert.match(table.notes.join(" "), /No full fine-tuning cell for tiny-coder/);
 });
 
+test("T3: a share of items scored 0 or 1 gets its Wilson interval, not a point at 0 of n", () => {
+  const r = handMadeResults();
+  r.cells = r.cells.filter((c) => !c.ablation && (c.method === "base" || c.method === "goodvibe"));
+  // GSM8K strict exact match on 20 items: base 0 of 20 in one evaluation (se 0), GoodVibe 3 and 5 of 20
+  const gsm = (k: number) => ({
+    metric: "exact_match_strict",
+    value: k / 20,
+    stderr: meanStderr(Array.from({ length: 20 }, (_, i) => (i < k ? 1 : 0))),
+    n: 20,
+  });
+  r.cells = r.cells.filter((c) => c.method !== "base" || c.seed === 1);
+  for (const c of r.cells) c.utility = { gsm8k: gsm(c.method === "base" ? 0 : c.seed === 1 ? 3 : 5) };
+  const md = parseMarkdownTable(tableToMarkdown(utilityTable(r)));
+  const value = (m: string) => cellOf(md, [MODEL, "gsm8k", "exact_match_strict", m], "Value");
+  // Wilson, closed form: 0/20 [0, 0.161125]; 3/20 [0.052369, 0.360419]; 5/20 [0.111862, 0.468701]
+  assert.equal(value("Base"), "0.0% [0.0, 16.1]");
+  // two seeds: mean 20.0%, sd of (15%, 25%) 7.07 pp, bounds averaged [8.21, 41.46]
+  assert.equal(value("GoodVibe"), "20.0% ± 7.1 sd [8.2, 41.5]");
+  // the CSV keeps the one seed's se and the bounds
+  const csv = parseCsv(tableToCsv(utilityTable(r)));
+  const row = [MODEL, "gsm8k", "exact_match_strict", "Base"];
+  assert.equal(cellOf(csv, row, "Value se"), "0");
+  assert.ok(Math.abs(Number(cellOf(csv, row, "Value high")) - 0.161125) < 1e-6);
+});
+
 test("T3: utility means and deltas vs base, rates in pp and losses raw", () => {
   const table = utilityTable(results);
   const md = parseMarkdownTable(tableToMarkdown(table));
@@ -523,9 +548,9 @@ test("T4: the no-cluster ablation next to its reference run", () => {
   assert.equal(cellOf(md, [MODEL, "GoodVibe", "clustering"], "n (pairs)"), "60");
   // a parameter count is the same in every seed by construction and has no evaluation noise: no spread shown
   assert.equal(cellOf(md, [MODEL, "GoodVibe", "clustering"], "Trainable params"), "2,000");
-  // arc 0.50 and loss 1.19 in both seeds: the seeds agree (± 0.0 sd), the brackets are the interval over items,
-  // mean ± 1.96 × se (0.014 and 0.01)
-  assert.equal(cellOf(md, [MODEL, "GoodVibe", "clustering"], "arc_challenge"), "50.0% ± 0.0 sd [47.3, 52.7]");
+  // arc 0.50 and loss 1.19 in both seeds: the seeds agree (± 0.0 sd), the brackets are the interval over items:
+  // arc's 586 of 1,172 a share of 0/1 items, its Wilson interval [0.471421, 0.528579]; the loss mean ± 1.96 × se 0.01
+  assert.equal(cellOf(md, [MODEL, "GoodVibe", "clustering"], "arc_challenge"), "50.0% ± 0.0 sd [47.1, 52.9]");
   assert.equal(
     cellOf(md, [MODEL, "GoodVibe", "clustering"], "heldout_code_loss"),
     "1.190 ± 0.000 sd [1.170, 1.210]",
