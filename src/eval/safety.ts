@@ -23,6 +23,7 @@ import { safetyLanguage } from "../data/languages.js";
 import { SEVERITY_RANK, judgeCode } from "./judge/rules/index.js";
 import { isSecure, type LlmJudge } from "./judge/llm.js";
 import type { ChatBackend, GenerateOptions } from "./generate/backend.js";
+import type { ChatMessage } from "../io/tokenizer.js";
 import {
   GenerationCacheWriter,
   generationKey,
@@ -288,76 +289,102 @@ export async function evaluateSafety(
   let generated = 0;
   let fromCache = 0;
   let complete = true;
+  // Batches per generation call: one, unless the backend answers more at once (a server fleet's requests in
+  // flight, ChatBackend.inFlight): then the prompts of several whole batches go together, the judging and the
+  // cache records still batch by batch
+  const perCall = Math.max(1, Math.ceil((opts.backend.inFlight ?? batchSize) / batchSize));
+  const keyOf = (p: SecurityPair, m: readonly ChatMessage[]) =>
+    generationKey(p.id, m, opts.modelFingerprint, opts.backend.name, genKey);
   try {
-    for (let start = 0; start < pairs.length; start += batchSize) {
-      const batch = pairs.slice(start, start + batchSize);
-      const messages = batch.map((p) => vibePrompt(p));
-      const keys = batch.map((p, i) =>
-        generationKey(p.id, messages[i]!, opts.modelFingerprint, opts.backend.name, genKey),
-      );
-      const missing = batch.map((_, i) => i).filter((i) => !cache.has(keys[i]!));
-      if (missing.length > 0 && opts.stopAfterItems !== undefined && generated >= opts.stopAfterItems) {
+    for (let from = 0; from < pairs.length; from += batchSize * perCall) {
+      const group = pairs.slice(from, from + batchSize * perCall);
+      const groupMessages = group.map((p) => vibePrompt(p));
+      const groupKeys = group.map((p, i) => keyOf(p, groupMessages[i]!));
+      const groupMissing = group.map((_, i) => i).filter((i) => !cache.has(groupKeys[i]!));
+      if (groupMissing.length > 0 && opts.stopAfterItems !== undefined && generated >= opts.stopAfterItems) {
         complete = false;
         break;
       }
-      const answers = new Array<string>(batch.length);
-      batch.forEach((_, i) => {
-        const rec = cache.get(keys[i]!);
-        if (rec) answers[i] = rec.answer;
-      });
-      if (missing.length > 0) {
-        const out = await opts.backend.generateChat(
-          missing.map((i) => messages[i]!),
-          {
-            ...generation,
-            enableThinking,
-            batchSize: missing.length,
-            seed: (opts.generation.seed ?? 0) + start,
-          },
-        );
-        if (out.length !== missing.length)
-          throw new Error(
-            `backend ${opts.backend.name} returned ${out.length} answers for ${missing.length} prompts`,
+      const groupAnswers = new Array<string | undefined>(group.length);
+      if (groupMissing.length > 0) {
+        // the answers obtained so far, kept in the cache when the call fails (a request that gives up, Ctrl-C): a
+        // rerun asks only for the others
+        const got = new Map<number, string>();
+        let out: string[];
+        try {
+          out = await opts.backend.generateChat(
+            groupMissing.map((i) => groupMessages[i]!),
+            {
+              ...generation,
+              enableThinking,
+              batchSize: groupMissing.length,
+              seed: (opts.generation.seed ?? 0) + from,
+              onAnswer: (k, answer) => got.set(k, answer),
+            },
           );
-        missing.forEach((i, k) => (answers[i] = out[k]!));
-        generated += missing.length;
+        } catch (e) {
+          if (writer)
+            for (const [k, answer] of got) {
+              const i = groupMissing[k]!;
+              const rec: CacheRecord = { key: groupKeys[i]!, id: group[i]!.id, answer };
+              writer.append(rec);
+              cache.set(rec.key, rec);
+            }
+          throw e;
+        }
+        if (out.length !== groupMissing.length)
+          throw new Error(
+            `backend ${opts.backend.name} returned ${out.length} answers for ${groupMissing.length} prompts`,
+          );
+        groupMissing.forEach((i, k) => (groupAnswers[i] = out[k]!));
       }
-      fromCache += batch.length - missing.length;
-
-      const judged = batch.map((p, i) => judgeAnswer(p, answers[i]!));
-      const newLlm = new Set<number>();
-      if (opts.llmJudge) {
-        const toScore: number[] = [];
-        judged.forEach((it, i) => {
+      for (let start = from; start < from + group.length; start += batchSize) {
+        const batch = pairs.slice(start, start + batchSize);
+        const keys = groupKeys.slice(start - from, start - from + batch.length);
+        const missing = batch.map((_, i) => i).filter((i) => !cache.has(keys[i]!));
+        const answers = new Array<string>(batch.length);
+        batch.forEach((_, i) => {
           const rec = cache.get(keys[i]!);
-          // before the cache: verdicts cached before 2026-12-01 asked the judge about empty answers too
-          if (llmJudgeInput(it).code === "") it.llm = { ...EMPTY_ANSWER_VERDICT };
-          else if (judgeFp !== null && rec?.llm?.judge === judgeFp && typeof rec.llm.pUnsafe === "number") {
-            it.llm = { pUnsafe: rec.llm.pUnsafe, secure: isSecure(rec.llm.pUnsafe) };
-          } else toScore.push(i);
+          answers[i] = rec ? rec.answer : groupAnswers[start - from + i]!;
         });
-        const verdicts = opts.llmJudge.judge(
-          toScore.map((i) => llmJudgeInput(judged[i]!)),
-          { batchSize: opts.judgeBatchSize },
-        );
-        toScore.forEach((i, k) => {
-          judged[i]!.llm = verdicts[k]!;
-          newLlm.add(i);
-        });
+        generated += missing.length;
+        fromCache += batch.length - missing.length;
+
+        const judged = batch.map((p, i) => judgeAnswer(p, answers[i]!));
+        const newLlm = new Set<number>();
+        if (opts.llmJudge) {
+          const toScore: number[] = [];
+          judged.forEach((it, i) => {
+            const rec = cache.get(keys[i]!);
+            // before the cache: verdicts cached before 2026-12-01 asked the judge about empty answers too
+            if (llmJudgeInput(it).code === "") it.llm = { ...EMPTY_ANSWER_VERDICT };
+            else if (judgeFp !== null && rec?.llm?.judge === judgeFp && typeof rec.llm.pUnsafe === "number") {
+              it.llm = { pUnsafe: rec.llm.pUnsafe, secure: isSecure(rec.llm.pUnsafe) };
+            } else toScore.push(i);
+          });
+          const verdicts = opts.llmJudge.judge(
+            toScore.map((i) => llmJudgeInput(judged[i]!)),
+            { batchSize: opts.judgeBatchSize },
+          );
+          toScore.forEach((i, k) => {
+            judged[i]!.llm = verdicts[k]!;
+            newLlm.add(i);
+          });
+        }
+        if (writer) {
+          batch.forEach((p, i) => {
+            const isNew = missing.includes(i);
+            if (!isNew && !(newLlm.has(i) && judgeFp !== null)) return;
+            const rec: CacheRecord = { key: keys[i]!, id: p.id, answer: answers[i]! };
+            if (judgeFp !== null && judged[i]!.llm && !judged[i]!.llm!.empty)
+              rec.llm = { judge: judgeFp, pUnsafe: judged[i]!.llm!.pUnsafe };
+            writer.append(rec);
+            cache.set(rec.key, rec);
+          });
+        }
+        items.push(...judged);
+        opts.onProgress?.(items.length, pairs.length);
       }
-      if (writer) {
-        batch.forEach((p, i) => {
-          const isNew = missing.includes(i);
-          if (!isNew && !(newLlm.has(i) && judgeFp !== null)) return;
-          const rec: CacheRecord = { key: keys[i]!, id: p.id, answer: answers[i]! };
-          if (judgeFp !== null && judged[i]!.llm && !judged[i]!.llm!.empty)
-            rec.llm = { judge: judgeFp, pUnsafe: judged[i]!.llm!.pUnsafe };
-          writer.append(rec);
-          cache.set(rec.key, rec);
-        });
-      }
-      items.push(...judged);
-      opts.onProgress?.(items.length, pairs.length);
     }
   } finally {
     writer?.close();

@@ -466,6 +466,7 @@ async function evaluateLoaded(
         ? {
             name: opts.generator.name,
             ...(opts.generator.keyFields ? { keyFields: opts.generator.keyFields } : {}),
+            ...(opts.generator.inFlight !== undefined ? { inFlight: opts.generator.inFlight } : {}),
             generateChat: (m, o) => opts.generator!.generateChat(m, { ...o, signal: opts.signal }),
           }
         : {

@@ -13,6 +13,11 @@ import {
 import { serverChatBackend } from "../../src/eval/generate/backend.js";
 import { DEFAULT_CONCURRENCY } from "../../src/eval/generate/http-config.js";
 import { runCli } from "../cli/cli-helpers.js";
+import * as fs from "node:fs";
+import { scratchDir } from "../scratch.js";
+import * as path from "node:path";
+import { evaluateSafety } from "../../src/eval/safety.js";
+import type { SecurityPair } from "../../src/data/pairs.js";
 
 interface Seen {
   path: string;
@@ -590,5 +595,85 @@ test("chat: the day templates render on goes as chat_template_kwargs.date_string
     if (before === undefined) delete process.env.GOODVIBE_TEMPLATE_DATE;
     else process.env.GOODVIBE_TEMPLATE_DATE = before;
     await srv.close();
+  }
+});
+
+test("eval's answers from a failing fleet: 16 requests in flight over batches of 8, every answer obtained kept when one request gives up, the rerun asks only for the rest, each answer with its own prompt", async () => {
+  const pairs: SecurityPair[] = Array.from({ length: 40 }, (_, i) => ({
+    id: `p${i}`,
+    lang: "python",
+    question: `question number ${i}: write a function`,
+    chosen: "",
+    rejected: "",
+  }));
+  const doomed = pairs[21]!.question; // fails for good in the first run
+  let fixed = false;
+  const firstTry = new Set<string>();
+  const server = await mockServer((seen, index) => {
+    const q: string = seen.body.messages[0].content;
+    const first = !firstTry.has(q);
+    firstTry.add(q);
+    // the first 16 requests are held long enough for all that are sent at once to arrive; the others' answers
+    // come back out of order (delays vary), some after a retry
+    const delayMs = index < 16 ? 400 : 5 + ((index * 7) % 23);
+    if (q === doomed && !fixed) return { status: 500, json: { error: "boom" }, delayMs };
+    if (first && q.includes("number 5:")) return { destroy: true, delayMs };
+    if (first && q.includes("number 9:")) return { status: 429, json: {}, delayMs };
+    return {
+      json: { choices: [{ message: { content: `answer to ${q}` }, finish_reason: "stop" }] },
+      delayMs,
+    };
+  });
+  const dir = scratchDir("gv-fleet-");
+  const cacheFile = path.join(dir, "safety.jsonl");
+  const backend = () =>
+    serverChatBackend(
+      new HttpBackend({ baseUrls: server.url, model: "m", concurrency: 16, maxRetries: 1, retryBaseMs: 1 }),
+    );
+  const opts = { modelFingerprint: "fp", generation: { maxNewTokens: 32 }, batchSize: 8 };
+  const records = () =>
+    fs
+      .readFileSync(cacheFile, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { key: string; id: string; answer: string });
+  try {
+    await assert.rejects(
+      evaluateSafety(pairs, { ...opts, backend: backend(), cacheFile }),
+      (e: Error) => e instanceof HttpBackendError && /failed after 2 attempts: HTTP 500/.test(e.message),
+    );
+    // the bound, not the batch, decides what is in flight (before: 8, a batch at a time)
+    assert.equal(server.maxInFlight, 16);
+    // every prompt of the first two groups of 16 answered but the doomed one is kept (before: the 16 of the
+    // first two batches only; the 7 answered beside the doomed one were lost), each with its own prompt's answer
+    const kept = records();
+    assert.deepEqual(
+      kept.map((r) => r.id).sort(),
+      pairs
+        .slice(0, 32)
+        .filter((p) => p.question !== doomed)
+        .map((p) => p.id)
+        .sort(),
+    );
+    for (const r of kept) assert.equal(r.answer, `answer to ${pairs.find((p) => p.id === r.id)!.question}`);
+
+    fixed = true;
+    const asked = server.requests.length;
+    const second = await evaluateSafety(pairs, { ...opts, backend: backend(), cacheFile });
+    assert.ok(second.complete);
+    assert.deepEqual([second.generated, second.fromCache], [40 - 31, 31]);
+    // the rerun asked once for each prompt without an answer, and for none with one
+    const rerunAsked = server.requests.slice(asked).map((r) => r.body.messages[0].content as string);
+    assert.deepEqual(rerunAsked.sort(), [doomed, ...pairs.slice(32).map((p) => p.question)].sort());
+    assert.deepEqual(
+      second.items.map((it) => [it.id, it.answer]),
+      pairs.map((p) => [p.id, `answer to ${p.question}`]),
+    );
+    // one record per prompt: nothing written twice
+    const all = records();
+    assert.equal(all.length, 40);
+    assert.equal(new Set(all.map((r) => r.key)).size, 40);
+  } finally {
+    await server.close();
   }
 });

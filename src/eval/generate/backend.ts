@@ -33,6 +33,12 @@ export interface ChatGenerateOptions extends GenerateOptions {
   enableThinking?: boolean;
   /** Stop request (Ctrl-C), checked after every token: the call ends with InterruptedError. */
   signal?: AbortSignal;
+  /**
+   * Told of each answer (its index in the list) as soon as it is final, before the call returns: a caller keeps
+   * the answers a call obtained even when the call then fails (a server that gives up on one of 16 requests).
+   * Backends that answer a batch at once may tell nothing until the end.
+   */
+  onAnswer?: (index: number, answer: string) => void;
 }
 
 /** Anything that answers conversations: BuiltinBackend, LlamaCppBackend, a server via `serverChatBackend`. */
@@ -43,6 +49,12 @@ export interface ChatBackend {
    * every cached answer's key. Absent or empty where there is nothing, so keys made before it existed still match.
    */
   readonly keyFields?: Readonly<Record<string, unknown>>;
+  /**
+   * Conversations it answers at once to best effect, when more than a caller's batch (a server fleet: its requests
+   * in flight): the caller gives it this many at a time (evaluateSafety: whole batches), so that a bound of 16
+   * requests in flight is not held to a batch of 8.
+   */
+  readonly inFlight?: number;
   generateChat(
     messagesList: readonly (readonly ChatMessage[])[],
     opts: ChatGenerateOptions,
@@ -58,13 +70,29 @@ export function serverChatBackend(server: {
   readonly name: string;
   /** HttpBackend: its extraBody, when one is given (ChatBackend.keyFields) */
   readonly keyFields?: Readonly<Record<string, unknown>>;
+  /** HttpBackend: its bound on requests in flight (ChatBackend.inFlight) */
+  readonly concurrency?: number;
   /** opts.enableThinking: sent as the server takes it (HttpBackend: chat_template_kwargs) */
   chat(messages: ChatMessage[], opts: GenerateOptions & { enableThinking?: boolean }): Promise<string>;
 }): ChatBackend {
   return {
     name: server.name,
     ...(server.keyFields ? { keyFields: server.keyFields } : {}),
-    generateChat: (messagesList, opts) =>
-      Promise.all(messagesList.map((m, i) => server.chat([...m], { ...opts, seed: (opts.seed ?? 0) + i }))),
+    ...(server.concurrency !== undefined ? { inFlight: server.concurrency } : {}),
+    // Every request runs to its end before the call fails (a stop request ends them all at once): each answer
+    // obtained is told (onAnswer) as it comes, so one request that fails for good loses no other's answer.
+    generateChat: async (messagesList, opts) => {
+      const settled = await Promise.allSettled(
+        messagesList.map((m, i) =>
+          server.chat([...m], { ...opts, seed: (opts.seed ?? 0) + i }).then((answer) => {
+            opts.onAnswer?.(i, answer);
+            return answer;
+          }),
+        ),
+      );
+      const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
+      if (failed) throw failed.reason;
+      return settled.map((s) => (s as PromiseFulfilledResult<string>).value);
+    },
   };
 }

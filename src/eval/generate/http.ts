@@ -276,12 +276,15 @@ export class HttpBackend implements GenerationBackend {
    */
   readonly keyFields: Readonly<Record<string, unknown>>;
   private closed = false;
+  /** Requests in flight at most, over all servers (the semaphore's bound). */
+  readonly concurrency: number;
 
   constructor(private readonly opts: HttpBackendOptions) {
     const urls = Array.isArray(opts.baseUrls) ? opts.baseUrls : [opts.baseUrls];
     if (urls.length === 0) throw new GoodVibeError("HTTP backend: no base URL given");
     this.bases = urls.map(normaliseBase);
-    this.semaphore = new Semaphore(Math.max(1, opts.concurrency ?? DEFAULT_CONCURRENCY));
+    this.concurrency = Math.max(1, opts.concurrency ?? DEFAULT_CONCURRENCY);
+    this.semaphore = new Semaphore(this.concurrency);
     this.apiKey = opts.apiKey ?? process.env[opts.apiKeyEnv ?? "OPENAI_API_KEY"];
     this.name = `http:${opts.model}`;
     // once per backend: a run's requests carry one day ("today" read once), and a malformed setting stops here
