@@ -357,9 +357,12 @@ export function interleaveByTask<T extends { lang: string; task?: string }>(item
 /**
  * One benchmark's headline metric, as a report cell stores it, with its per-item scores (`scores`, one per item in
  * the order scored) under `items`, the hash of what was asked (eval/utility/items.ts), so that model and base pair
- * item by item (recipes/evaluate.ts utilityVsBase, Table 3).
+ * item by item (recipes/evaluate.ts utilityVsBase, Table 3). One item (a --limit 1 or utility.limit 1 smoke run, a
+ * benchmark file of one row) has no sample sd: its se (NaN as the harness's mean_stderr gives it) is recorded as 0,
+ * as heldoutCodeLoss records one pair's, since results.json holds finite numbers only and an experiment would
+ * otherwise compute every cell and then fail to write results.json; n = 1 says what the figure rests on.
  */
-function headline(
+export function headline(
   r: TaskResult,
   metric: string,
   items: string,
@@ -368,7 +371,7 @@ function headline(
   return {
     metric,
     value: r.metrics[metric]!,
-    stderr: r.stderr[metric] ?? 0,
+    stderr: Number.isFinite(r.stderr[metric]) ? r.stderr[metric]! : 0,
     n: r.n,
     ...(scores.length === r.n ? { perItem: encodeScores(items, scores) } : {}),
   };

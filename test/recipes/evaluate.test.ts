@@ -7,6 +7,7 @@ import {
   describeProtocol,
   evaluationInfo,
   evaluationProtocol,
+  headline,
   heldoutCodeLoss,
   interleaveByLanguage,
   securityCell,
@@ -14,7 +15,7 @@ import {
   type ModelEvaluation,
 } from "../../src/recipes/evaluate.js";
 import { groupBySetting } from "../../src/report/aggregate.js";
-import { judgeTable, utilityDeltaInterval } from "../../src/report/paper-tables.js";
+import { judgeTable, utilityDeltaInterval, utilityTable } from "../../src/report/paper-tables.js";
 import { parseExperimentResults } from "../../src/report/schema.js";
 import { formatCell } from "../../src/report/table.js";
 import { summariseSafety } from "../../src/eval/safety.js";
@@ -24,7 +25,7 @@ import { CODE_DOCS, CODE_SUMS_BASE, CODE_SUMS_MODEL, CODE_TOKENS } from "../util
 import { codeLossFromSums } from "../../src/eval/utility/code-loss.js";
 import type { SecurityPair } from "../../src/data/pairs.js";
 import { encodeScores } from "../../src/eval/utility/items.js";
-import { meanStderr } from "../../src/eval/utility/model.js";
+import { meanStderr, summarise } from "../../src/eval/utility/model.js";
 
 test("prompt budgets cover every language (round-robin, order kept within a language)", () => {
   const items = ["a1", "a2", "a3", "b1", "c1", "c2"].map((id) => ({ id, lang: id[0] }));
@@ -367,4 +368,39 @@ test("judges that agree on one verdict throughout: the cell keeps their counts, 
   );
   assert.equal(col("κ").kind, "missing");
   assert.equal(formatCell(col("Agreement"), "rate"), "100.0% [75.8, 100.0]");
+});
+
+test("a benchmark of one item (utility.limit 1) gives a figure results.json can hold: the experiment still publishes", () => {
+  // the harness's mean_stderr of one score is NaN (ddof = 1); JSON writes it null, which results.json refuses
+  const { metrics, stderr } = summarise({ acc_norm: [0] });
+  assert.ok(Number.isNaN(stderr.acc_norm));
+  const fig = headline({ task: "arc_challenge", metrics, stderr, n: 1, perItem: [] }, "acc_norm", "h", [0]);
+  assert.equal(fig.stderr, 0);
+  const cell = {
+    id: "c",
+    model: "m",
+    method: "base",
+    seed: 0,
+    params: { trainable: 0, total: 1 },
+    cost: {
+      flopsForward: 0,
+      flopsBackward: 0,
+      flopsTotal: 0,
+      wallSeconds: 0,
+      flopsPerSecond: 0,
+      peakMemoryBytes: 0,
+    },
+    security: {},
+    utility: { arc_challenge: fig },
+  };
+  const results = parseExperimentResults(
+    JSON.parse(JSON.stringify({ name: "x", createdAt: "2026-12-01", machine: "", cells: [cell] })),
+    "results.json",
+  );
+  // Table 3 shows the one item's Wilson interval, 0 of 1: [0, 0.793451]
+  const t = utilityTable(results);
+  assert.equal(
+    formatCell(t.rows[0]![t.columns.findIndex((c) => c.header === "Value")]!, "rate"),
+    "0.0% [0.0, 79.3]",
+  );
 });
