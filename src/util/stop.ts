@@ -27,6 +27,9 @@ const sleeper = testDelayMs > 0 ? new Int32Array(new SharedArrayBuffer(4)) : nul
 export async function stopRequested(signal: AbortSignal | undefined): Promise<boolean> {
   if (!signal) return false;
   if (sleeper) Atomics.wait(sleeper, 0, 0, testDelayMs);
+  // two turns: a signal that arrived while the thread was blocked is read in the loop's poll phase, and one
+  // setImmediate called from a continuation of that phase (an awaited file read) runs before the next poll
+  if (!signal.aborted) await nextTurn();
   if (!signal.aborted) await nextTurn();
   return signal.aborted;
 }
