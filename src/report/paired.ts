@@ -86,10 +86,13 @@ function align(
   measure: Measure,
   language: string,
 ): Aligned | null {
-  // a seedless setting (the base: one cell) pairs with every seed of the other
+  // the base evaluated once (one cell: it is not trained) pairs with every seed of the other; anything else pairs
+  // seed with seed. A trained setting run with one seed is not seedless: paired with every seed of a setting of
+  // several it would mix seeds and label each test with its one seed
+  const once = (cs: readonly CellResult[]) => cs.length === 1 && cs[0]!.method === "base";
   const pairings: [CellResult, CellResult][] = [];
-  if (a.length === 1) for (const cb of b) pairings.push([a[0]!, cb]);
-  else if (b.length === 1) for (const ca of a) pairings.push([ca, b[0]!]);
+  if (once(a)) for (const cb of b) pairings.push([a[0]!, cb]);
+  else if (once(b)) for (const ca of a) pairings.push([ca, b[0]!]);
   else for (const ca of a) for (const cb of b) if (ca.seed === cb.seed) pairings.push([ca, cb]);
   const seeds: Aligned["seeds"] = [];
   for (const [ca, cb] of pairings) {

@@ -98,6 +98,31 @@ test("seeded settings pair seed with seed; a seed only one side has is not paire
   assert.equal(c.diff, 0.5);
 });
 
+test("a trained setting run with one seed pairs seed with seed, not with every seed (only the base is evaluated once)", () => {
+  // GoodVibe with three seeds; its no-cluster ablation with seed 0 only; LoRA with seed 5 only
+  const r = results([
+    cell("goodvibe", 0, { preference: "1111100000" }),
+    cell("goodvibe", 1, { preference: "1111111100" }),
+    cell("goodvibe", 2, { preference: "1111111111" }),
+    cell("goodvibe", 0, { preference: "1100000000" }, "no-cluster"),
+    cell("lora", 5, { preference: "1111111111" }),
+  ]);
+  const cs = pairedComparisons(r, { iterations: 200 }).filter((x) => x.measure === "preference");
+  const ablation = cs.find((x) => x.b === "GoodVibe [no-cluster]")!;
+  // seed 0 only: GoodVibe 5 of 10 against 2 of 10, B − A = 0.2 − 0.5; 3 losses, no gain
+  assert.deepEqual(
+    ablation.tests.map((t) => [t.seed, t.b01, t.b10]),
+    [[0, 0, 3]],
+  );
+  assert.ok(Math.abs(ablation.diff - -0.3) < 1e-12);
+  assert.equal(ablation.rateA, 0.5);
+  // GoodVibe and LoRA share no seed: no comparison
+  assert.equal(
+    cs.find((x) => x.a === "GoodVibe" && x.b === "LoRA"),
+    undefined,
+  );
+});
+
 test("cluster bootstrap: tasks are the unit; when every task moves alike the interval is that one value", () => {
   const groups = ids.map((_, i) => `t${Math.floor(i / 2)}`); // 5 tasks of 2 instances
   const mk = (method: Method, pref: string): CellResult => {
