@@ -19,6 +19,7 @@ import { InputError } from "../../errors.js";
 import { HttpBackend, retryWarning, templateKwargSent } from "../../eval/generate/http.js";
 import { serverDayCaveats } from "./server-day.js";
 import { serverChatBackend } from "../../eval/generate/backend.js";
+import { generationConfigCaveat } from "../../eval/generate/generation-config.js";
 import {
   DEFAULT_ENABLE_THINKING,
   DEFAULT_TEMPLATE_DATE,
@@ -108,6 +109,17 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     const caveats = opts.url
       ? serverDayCaveats("eval --url", folderChatTemplate(opts.model), opts.extraBody, log)
       : [];
+    // a generation_config.json asking for logits processors (Qwen2.5's repetition_penalty) that transformers applies
+    // even greedy and our engines do not: the answers are greedy without them, which is said (and kept) here
+    for (const [who, dir, server] of [
+      ["", opts.model, Boolean(opts.url)],
+      ["--base: ", opts.base, false],
+    ] as const) {
+      const c = dir ? generationConfigCaveat(dir, { server }) : null;
+      if (c === null) continue;
+      log.warn(`eval: ${who}${c}`);
+      caveats.push(`generation config: ${who}${c}`);
+    }
     const generator = opts.url
       ? serverChatBackend(
           new HttpBackend({

@@ -8,6 +8,7 @@ import { BuiltinBackend } from "../../eval/generate/builtin.js";
 import { getNumThreads, setNumThreads } from "../../tensor/index.js";
 import { HttpBackend, retryWarning } from "../../eval/generate/http.js";
 import { serverDayCaveats } from "./server-day.js";
+import { generationConfigCaveat } from "../../eval/generate/generation-config.js";
 import { folderChatTemplate } from "../../io/chat-template.js";
 import type { GenerateOptions } from "../../eval/generate/backend.js";
 import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
@@ -98,6 +99,15 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
       }
       await b.close();
     } else throw new InputError(`unknown backend ${opts.backend} (builtin | llamacpp | http)`);
+    // a generation_config.json asking for logits processors that transformers applies even greedy and our engines
+    // do not (Qwen2.5's repetition_penalty): said, and kept in the output
+    const genCaveat = opts.model
+      ? generationConfigCaveat(opts.model, { server: opts.backend === "http" })
+      : null;
+    if (genCaveat !== null) {
+      makeLogger(g).warn(`generate: ${genCaveat}`);
+      caveats.push(`generation config: ${genCaveat}`);
+    }
     output(g, text, {
       backend: opts.backend,
       text,
