@@ -15,6 +15,13 @@ export interface Setting {
   cells: CellResult[];
 }
 
+/**
+ * The report's bootstraps (Tables 10 and 11's paired differences, Table 6's κ): resamples and the seed of their generator, fixed so
+ * that a report made again from the same results.json gives the same bounds; the how-to-read names both.
+ */
+export const BOOTSTRAP_RESAMPLES = 2000;
+export const BOOTSTRAP_SEED = 0;
+
 export function settingKey(model: string, method: Method, ablation?: string): string {
   return JSON.stringify([model, method, ablation ?? null]);
 }

@@ -9,6 +9,7 @@
 import { cohensKappa, quantile } from "../eval/metrics.js";
 import { createRng } from "../util/random.js";
 import type { Outcomes } from "./schema.js";
+import { BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED } from "./aggregate.js";
 
 export interface KappaInterval {
   kappa: number;
@@ -52,11 +53,11 @@ export function kappaWithInterval(
   // a judge that gives one verdict throughout makes κ 0 by construction in every resample: no interval
   const constant = (xs: boolean[]) => xs.every((x) => x === xs[0]);
   if (names.length < 2 || constant(v.llm) || constant(v.rule)) return out;
-  const rng = createRng(opts.seed ?? 0);
+  const rng = createRng(opts.seed ?? BOOTSTRAP_SEED);
   const draws: number[] = [];
   const a: boolean[] = [];
   const b: boolean[] = [];
-  for (let it = 0; it < (opts.iterations ?? 2000); it++) {
+  for (let it = 0; it < (opts.iterations ?? BOOTSTRAP_RESAMPLES); it++) {
     a.length = 0;
     b.length = 0;
     for (let k = 0; k < names.length; k++) {

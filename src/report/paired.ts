@@ -11,7 +11,7 @@
 import { mcnemar } from "../eval/metrics.js";
 import { createRng } from "../util/random.js";
 import { quantile } from "../eval/metrics.js";
-import { groupBySetting, type Setting } from "./aggregate.js";
+import { BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, groupBySetting, type Setting } from "./aggregate.js";
 import type { CellResult, ExperimentResults, Outcomes } from "./schema.js";
 import { MISSING, num, text, type Cell, type Table } from "./table.js";
 import { METHOD_LABELS } from "./paper-tables.js";
@@ -198,7 +198,7 @@ export function pairedComparisons(
         for (const language of ["all", ...(opts.languages ? langs : [])]) {
           const al = align(a.cells, b.cells, measure, language);
           if (!al) continue;
-          const boot = bootstrapDiff(al, opts.iterations ?? 2000, opts.seed ?? 0);
+          const boot = bootstrapDiff(al, opts.iterations ?? BOOTSTRAP_RESAMPLES, opts.seed ?? BOOTSTRAP_SEED);
           out.push({
             model,
             a: settingLabel(a),
@@ -266,7 +266,8 @@ const HOW =
   "prompt's answer for the safe rates), over the seeds they share (the base, evaluated once, pairs with every " +
   "seed). Rate A and Rate B are their rates on the items both have a verdict for, averaged over seeds; the difference is " +
   "B − A with a 95% bootstrap interval that resamples the evaluation's tasks when the pairs name them (instances " +
-  "of one task are not independent), else its items. " +
+  "of one task are not independent), else its items " +
+  `(${BOOTSTRAP_RESAMPLES.toLocaleString("en-US")} resamples, generator seed ${BOOTSTRAP_SEED}: the same bounds each time the report is made). ` +
   `Under ${FEW_BOOTSTRAP_UNITS} tasks (or items) the bootstrap ` +
   "understates the uncertainty and says so; with one there is no interval (every resample is that one). McNemar per seed: discordant counts b01/b10 (A insecure " +
   "and B secure / the reverse) and the p-value (exact binomial below 25 discordant pairs). An interval that " +

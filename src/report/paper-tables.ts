@@ -5,6 +5,8 @@
  * missing data stays missing ("—"), never zero.
  */
 import {
+  BOOTSTRAP_RESAMPLES,
+  BOOTSTRAP_SEED,
   groupBySetting,
   intervalAcrossSeeds,
   mean,
@@ -828,7 +830,8 @@ export function judgeTable(results: ExperimentResults): Table {
       "against the rule judge's (reference) on the same programs, positive = insecure: TP both judges find the " +
       "program insecure, FP only the LLM judge does, FN only the rule judge does, TN both find it secure. κ is " +
       "Cohen's kappa (1 = perfect agreement, 0 = chance), its brackets a 95% bootstrap interval over the run's " +
-      "programs (by task where the items name one; none from a single task, or without per-item outcomes). " +
+      "programs (by task where the items name one; none from a single task, or without per-item outcomes; " +
+      `${BOOTSTRAP_RESAMPLES.toLocaleString("en-US")} resamples, generator seed ${BOOTSTRAP_SEED}). ` +
       "Where one judge gives the same verdict on every program κ is 0 by construction, whatever the other says, " +
       "and has no interval; where both give the same one throughout it is undefined (—). " +
       "Agreement's brackets are its 95% Wilson interval over the n programs. McNemar compares each prompt's verdict with the base model's: b01 counts prompts the " +

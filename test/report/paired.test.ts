@@ -231,3 +231,14 @@ test("the paired tables' CSV names each column once (the settings A and B, then 
   assert.deepEqual(row.slice(1, 3), ["Base", "Full FT"]);
   assert.deepEqual(row.slice(6, 8), ["0", "0.4"]);
 });
+
+test("the bootstrap's resamples and seed are named in the how-to-read, and the report's bounds follow from them", () => {
+  const r = results([
+    cell("base", 0, { preference: "1100000000" }),
+    cell("goodvibe", 0, { preference: "1111111000" }),
+  ]);
+  const [t10] = pairedTables(r);
+  assert.match(t10!.howToRead, /2,000 resamples, generator seed 0/);
+  const byDefault = pairedComparisons(r);
+  assert.deepEqual(byDefault, pairedComparisons(r, { iterations: 2000, seed: 0 }));
+});
