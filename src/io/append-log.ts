@@ -6,7 +6,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { InputError, rowWhere } from "../errors.js";
+import { InputError, rowWhere, withPath } from "../errors.js";
 
 /**
  * The parsed records of `file` with their 1-based rows, in order ([] when there is no file). A line that is not
@@ -41,9 +41,26 @@ export class AppendLog {
       fs.fsyncSync(this.fd);
     }
   }
+  /**
+   * A full disk can cut a write short without failing it (the call returns the bytes that fitted): the rest is
+   * written until the disk refuses, and then the part written is cut off again, so that the log holds whole lines
+   * only, for this writer's next record and for the next run. The error names the file (a write to a
+   * descriptor carries no path).
+   */
   append(record: unknown): void {
-    fs.writeSync(this.fd, JSON.stringify(record) + "\n");
-    fs.fsyncSync(this.fd);
+    const bytes = Buffer.from(JSON.stringify(record) + "\n");
+    const start = fs.fstatSync(this.fd).size;
+    try {
+      for (let off = 0; off < bytes.length;) off += fs.writeSync(this.fd, bytes, off, bytes.length - off);
+      fs.fsyncSync(this.fd);
+    } catch (e) {
+      try {
+        fs.ftruncateSync(this.fd, start);
+      } catch {
+        // left torn: the next AppendLog on the file cuts a torn last line
+      }
+      throw withPath(e, this.file);
+    }
   }
   close(): void {
     fs.closeSync(this.fd);
