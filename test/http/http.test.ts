@@ -677,3 +677,36 @@ test("eval's answers from a failing fleet: 16 requests in flight over batches of
     await server.close();
   }
 });
+
+test("an answer the server cut at its own limit (finish_reason length before max_tokens) is refused; one cut at max_tokens is the answer", async () => {
+  const server = await mockServer((seen) => {
+    const q: string = seen.body.messages?.[0]?.content ?? seen.body.prompt;
+    const used = q.includes("short") ? 7 : seen.body.max_tokens;
+    const usage = q.includes("no usage") ? {} : { usage: { prompt_tokens: 5, completion_tokens: used } };
+    const choice = seen.body.messages
+      ? { message: { content: `a ${q}` }, finish_reason: "length" }
+      : { text: `a ${q}`, finish_reason: "length" };
+    return { json: { choices: [choice], ...usage } };
+  });
+  const b = new HttpBackend({ baseUrls: server.url, model: "m", maxRetries: 0 });
+  try {
+    // llama-server with a small context per slot: 7 of 32 tokens, then "length"
+    await assert.rejects(
+      b.chat([{ role: "user", content: "short" }], { maxNewTokens: 32 }),
+      (e: Error) =>
+        e instanceof HttpBackendError &&
+        /stopped the answer at its own limit after 7 of the 32 tokens/.test(e.message),
+    );
+    await assert.rejects(b.generateText("short", { maxNewTokens: 32 }), /after 7 of the 32 tokens/);
+    // the budget used up: the answer as the built-in engine would cut it
+    assert.equal(await b.chat([{ role: "user", content: "long" }], { maxNewTokens: 32 }), "a long");
+    assert.equal(await b.generateText("long", { maxNewTokens: 32 }), "a long");
+    // no usage to tell: taken as it is
+    assert.equal(
+      await b.chat([{ role: "user", content: "short, no usage" }], { maxNewTokens: 32 }),
+      "a short, no usage",
+    );
+  } finally {
+    await server.close();
+  }
+});

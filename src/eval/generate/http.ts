@@ -417,8 +417,28 @@ export class HttpBackend implements GenerationBackend {
     };
   }
 
+  /**
+   * A choice cut by the server's own limit (finish_reason "length" before max_tokens: llama-server's or Ollama's
+   * context per request filled up) is refused: the answer is shorter than the built-in engine's would be, and kept
+   * it would be judged as a whole answer.
+   */
+  private checkNotCutShort(res: any, path: string, maxNewTokens: number): void {
+    const used = res?.usage?.completion_tokens;
+    if (res?.choices?.[0]?.finish_reason !== "length" || typeof used !== "number" || used >= maxNewTokens)
+      return;
+    throw new HttpBackendError(
+      `${this.bases[0]}${path}: the server stopped the answer at its own limit after ${used} of the ` +
+        `${maxNewTokens} tokens asked for (finish_reason "length"): its context per request is too small for the ` +
+        `prompt and the answer (llama-server: --ctx-size per slot; Ollama: num_ctx); give it a larger one`,
+      this.bases[0]!,
+      null,
+      1,
+    );
+  }
+
   async generateText(prompt: string, opts: GenerateOptions): Promise<string> {
     const res = await this.post("/completions", { ...this.samplingFields(opts), prompt });
+    this.checkNotCutShort(res, "/completions", opts.maxNewTokens);
     const text = res?.choices?.[0]?.text;
     if (typeof text !== "string")
       throw new HttpBackendError(
@@ -475,6 +495,7 @@ export class HttpBackend implements GenerationBackend {
       { ...this.samplingFields(opts), messages, ...this.templateFields(opts.enableThinking) },
       opts.signal,
     );
+    this.checkNotCutShort(res, "/chat/completions", opts.maxNewTokens);
     const content = res?.choices?.[0]?.message?.content;
     if (content !== null && typeof content !== "string") {
       throw new HttpBackendError(
