@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import * as path from "node:path";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
 import { BuiltinBackend } from "../../src/eval/generate/builtin.js";
-import { openLlamaCppBackend } from "../../src/eval/generate/llamacpp.js";
+import { openLlamaCppBackend, sampleToken } from "../../src/eval/generate/llamacpp.js";
 import { HttpBackend } from "../../src/eval/generate/http.js";
 import { serveBuiltin } from "../../src/eval/generate/serve.js";
 import { exportGguf } from "../../src/io/export-gguf.js";
@@ -96,6 +96,67 @@ test("llama.cpp: an answer that fits the context equals the built-in engine's; o
     await assert.rejects(
       async () => llama.logits([...ids, ...ref].slice(0, C + 1)),
       /do not fit its context/,
+    );
+  } finally {
+    await llama.close();
+  }
+});
+
+/** transformers' TopPLogitsWarper after TemperatureLogitsWarper, restated: the tokens it keeps. */
+function hfNucleus(logits: ArrayLike<number>, temperature: number, topP: number): Set<number> {
+  const s = Array.from(logits, (v, i) => [v / temperature, i] as const).sort((a, b) => a[0] - b[0]);
+  const max = s[s.length - 1]![0];
+  const e = s.map(([v]) => Math.exp(v - max));
+  const z = e.reduce((a, b) => a + b, 0);
+  const kept = new Set<number>();
+  let cum = 0;
+  s.forEach(([, i], k) => {
+    cum += e[k]! / z;
+    if (cum > 1 - topP || k === s.length - 1) kept.add(i);
+  });
+  return kept;
+}
+
+test("sampleToken: temperature, then top-p on the tempered distribution, as transformers orders its warpers", () => {
+  const logits = [0, 1, 2, 3];
+  // T 0.5: probabilities 0.0021, 0.0158, 0.1171, 0.8649 -> top-p 0.8 keeps token 3 alone
+  for (let u = 0; u < 1; u += 0.05) assert.equal(sampleToken(logits, 0.5, 0.8, u), 3);
+  assert.deepEqual([...hfNucleus(logits, 0.5, 0.8)], [3]);
+  // top-p first (on T = 1: 0.032, 0.087, 0.237, 0.644 -> keeps 2 and 3), then T 0.5, as node-llama-cpp's chain
+  // does, would draw token 2 with probability e^4 / (e^4 + e^6) = 0.119; at T = 1 top-p keeps both, 2 with 0.269
+  assert.equal(sampleToken(logits, 1, 0.8, 0.26), 2);
+  assert.equal(sampleToken(logits, 1, 0.8, 0.28), 3);
+  // no top-p: the whole softmax, in index order
+  assert.equal(sampleToken(logits, 1, 1, 0), 0);
+  assert.equal(sampleToken(logits, 1, 1, 0.999), 3);
+});
+
+test("llama.cpp sampling draws from transformers' nucleus (temperature before top-p), reproducibly by seed", async () => {
+  const made = makeTinyChatModel({ seed: 5 });
+  const tokenizer = await loadTokenizer(made.dir);
+  const gguf = path.join(scratchDir("gv-backends-"), "model.gguf");
+  exportGguf(made.dir, gguf, { outtype: "f32" });
+  const llama = await openLlamaCppBackend({ modelPath: gguf, threads: 1, tokenizer });
+  try {
+    const ids = llama.chatPromptIds([{ role: "user", content: made.pairs[0]!.question }]);
+    const rows = await llama.logits(ids);
+    const [T, P] = [0.5, 0.5];
+    const kept = hfNucleus(rows[rows.length - 1]!, T, P);
+    // top-p on the untempered distribution keeps more tokens (the test's premise)
+    assert.ok(hfNucleus(rows[rows.length - 1]!, 1, P).size > kept.size + 20);
+    const drawn: number[] = [];
+    for (let seed = 0; seed < 120; seed++) {
+      const out = await llama.generateTokens(ids, { maxNewTokens: 1, temperature: T, topP: P, seed });
+      if (out.length === 1) drawn.push(out[0]!); // [] when the draw is an end token
+    }
+    // before: node-llama-cpp's chain (top-p, then temperature) drew 19 of 150 outside it
+    const outside = drawn.filter((t) => !kept.has(t));
+    assert.deepEqual(outside, []);
+    assert.ok(new Set(drawn).size > 20, "the draws are not varied");
+    const again = await llama.generateTokens(ids, { maxNewTokens: 6, temperature: T, topP: P, seed: 3 });
+    assert.deepEqual(
+      await llama.generateTokens(ids, { maxNewTokens: 6, temperature: T, topP: P, seed: 3 }),
+      again,
     );
   } finally {
     await llama.close();

@@ -25,6 +25,7 @@ import { InputError } from "../../errors.js";
 import { loadNodeLlamaCpp, type LlamaGpu } from "./llamacpp-runtime.js";
 import type { ChatMessage, HfTokenizer } from "../../io/tokenizer.js";
 import { usableCores } from "../../util/cores.js";
+import { createRng } from "../../util/random.js";
 import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
 import { type GenerateOptions, type GenerationBackend, type ChatGenerateOptions } from "./backend.js";
 import { cutAtStopStrings } from "./builtin.js";
@@ -90,6 +91,40 @@ async function prebuiltLlama(
   const llama = await p;
   if (llama.maxThreads < threads) llama.maxThreads = threads;
   return llama;
+}
+
+/**
+ * One token drawn from `logits` as transformers samples it: TemperatureLogitsWarper (logits / t), then
+ * TopPLogitsWarper (sorted ascending, the tokens whose cumulative probability is <= 1 - topP are removed, the
+ * most likely always kept), then a draw from the softmax of what is left with `u` uniform in [0, 1).
+ */
+export function sampleToken(logits: ArrayLike<number>, temperature: number, topP: number, u: number): number {
+  const n = logits.length;
+  const scaled = Float64Array.from(logits, (v) => v / temperature);
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) if (scaled[i]! > max) max = scaled[i]!;
+  const w = scaled.map((v) => Math.exp(v - max));
+  if (topP < 1) {
+    const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => scaled[a]! - scaled[b]! || a - b);
+    const total = w.reduce((a, b) => a + b, 0);
+    let cum = 0;
+    for (let k = 0; k < n - 1; k++) {
+      const i = order[k]!;
+      cum += w[i]! / total;
+      if (cum > 1 - topP) break;
+      w[i] = 0;
+    }
+  }
+  const total = w.reduce((a, b) => a + b, 0);
+  let r = u * total;
+  let last = 0;
+  for (let i = 0; i < n; i++) {
+    if (w[i]! === 0) continue;
+    last = i;
+    r -= w[i]!;
+    if (r < 0) return i;
+  }
+  return last;
 }
 
 export class LlamaCppBackend implements GenerationBackend {
@@ -179,14 +214,6 @@ export class LlamaCppBackend implements GenerationBackend {
     return ids as Token[];
   }
 
-  private samplingOptions(opts: GenerateOptions) {
-    const greedy = !opts.temperature;
-    // As the built-in engine samples: temperature and top-p only (node-llama-cpp defaults to top-k 40).
-    return greedy
-      ? { temperature: 0 }
-      : { temperature: opts.temperature, topP: opts.topP ?? 1, topK: 0, minP: 0, seed: opts.seed ?? 0 };
-  }
-
   /**
    * Run the sequence from a clear history on `prompt` and collect up to `maxNewTokens` new tokens. With our
    * tokenizer, generation ends at its end tokens (the built-in engine's set); otherwise at llama.cpp's.
@@ -211,13 +238,47 @@ export class LlamaCppBackend implements GenerationBackend {
           `at least ${prompt.length + opts.maxNewTokens - 1}, or ask for fewer new tokens`,
       );
     const eos = this.tokenizer ? new Set(this.tokenizer.eosTokenIds) : null;
+    if (opts.temperature) return this.runSampled(prompt, opts, done, eos);
     for await (const token of this.sequence.evaluate(prompt, {
-      ...this.samplingOptions(opts),
+      temperature: 0,
       yieldEogToken: eos !== null,
     })) {
       if (eos?.has(token)) break;
       out.push(token);
       if (out.length >= opts.maxNewTokens || done(out)) break;
+    }
+    return out;
+  }
+
+  /**
+   * Sampling as transformers and the built-in engine do it: temperature, then top-p on the tempered
+   * distribution (TemperatureLogitsWarper before TopPLogitsWarper). node-llama-cpp's sampler chain applies top-p
+   * before the temperature (llama/addon/AddonSampler.cpp: top_k, top_p, min_p, temp, dist), another nucleus
+   * whenever both are set, so the token is drawn here from llama.cpp's logits, with the project's seeded generator.
+   */
+  private async runSampled(
+    prompt: Token[],
+    opts: GenerateOptions,
+    done: (out: number[]) => boolean,
+    eos: Set<number> | null,
+  ): Promise<number[]> {
+    const rng = createRng(opts.seed ?? 0);
+    const nVocab = this.vocabSize;
+    const out: number[] = [];
+    let feed: Token[] = prompt;
+    for (;;) {
+      const res = await this.sequence.controlledEvaluate(
+        feed.map((t, i) => (i === feed.length - 1 ? [t, { generateNext: { logits: true } }] : t)),
+      );
+      const pairs = res[feed.length - 1]?.next.logits;
+      if (!pairs) throw new Error(`llama.cpp returned no logits after ${out.length} new tokens`);
+      const row = new Float64Array(nVocab).fill(-Infinity);
+      for (const [tok, v] of pairs) row[tok] = v;
+      const token = sampleToken(row, opts.temperature!, opts.topP ?? 1, rng.next()) as Token;
+      if (eos ? eos.has(token) : this.model.isEogToken(token)) break;
+      out.push(token);
+      if (out.length >= opts.maxNewTokens || done(out)) break;
+      feed = [token];
     }
     return out;
   }
