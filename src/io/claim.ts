@@ -82,6 +82,14 @@ function alive(pid: number): boolean {
 
 function isStale(c: SeenClaim): boolean {
   if (c.host === os.hostname() && c.pid > 0 && !alive(c.pid)) return true;
+  // this process's pid on a claim it does not hold: a dead run that had the same pid (in a container the run is
+  // often pid 1, and a restarted container gives the rerun the same pid and hostname)
+  if (
+    c.host === os.hostname() &&
+    c.pid === process.pid &&
+    ![...held.values()].some((h) => h.token === c.token)
+  )
+    return true;
   return Date.now() - c.mtimeMs > staleSeconds() * 1000;
 }
 
