@@ -56,7 +56,26 @@ export interface ModelConfig {
   bosTokenId: number | null;
   eosTokenIds: number[];
   padTokenId: number | null;
-  raw: Record<string, unknown>; // the parsed JSON as read, to be written back unchanged except torch_dtype
+  raw: Record<string, unknown>; // the parsed JSON as read, to be written back unchanged except its dtype (withDtype)
+}
+
+/**
+ * `raw` (a config.json) saying `dtype` for its weights: both names transformers reads, `dtype` (>= 4.56; it wins
+ * when both are present) and `torch_dtype` (older releases read only this), set to the same value, and any
+ * sub-config (Gemma3's text_config, vision_config) that names a dtype of its own rewritten too, so that no
+ * reader finds the old dtype. Setting only `torch_dtype` left a transformers-5 file's `dtype` saying the old one.
+ */
+export function withDtype(raw: Record<string, unknown>, dtype: string): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...raw, torch_dtype: dtype, dtype };
+  for (const [k, v] of Object.entries(raw)) {
+    if (!k.endsWith("_config") || !isPlainObject(v)) continue;
+    if (!("torch_dtype" in v) && !("dtype" in v)) continue;
+    const sub: Record<string, unknown> = { ...v };
+    if ("torch_dtype" in sub) sub.torch_dtype = dtype;
+    if ("dtype" in sub) sub.dtype = dtype;
+    out[k] = sub;
+  }
+  return out;
 }
 
 const FAMILY_OF_MODEL_TYPE: Record<string, Family> = {
@@ -524,11 +543,9 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
   const rope = resolveRope(source, c, family, prefix, f);
   const layers = resolveLayerTypes(source, c, family, f);
   const hiddenAct = resolveActivation(source, c, family, f);
-  const torchDtype = parseTorchDtype(
-    source,
-    f(c.torch_dtype != null ? "torch_dtype" : "dtype"),
-    c.torch_dtype ?? c.dtype,
-  );
+  // transformers >= 4.56 names the field `dtype` and, given both, keeps `dtype` (PreTrainedConfig.__post_init__:
+  // "If both are provided, keep `dtype`"); older files have only `torch_dtype`
+  const torchDtype = parseTorchDtype(source, f(c.dtype != null ? "dtype" : "torch_dtype"), c.dtype ?? c.torch_dtype);
   return {
     family,
     modelType,

@@ -11,6 +11,7 @@ import { DTYPE_SIZE, writeModelWeightsAsync, type TensorRecord } from "../../io/
 import { checkOutput, publishFileAsync, writeDirAtomic, writeFileAtomic } from "../../io/atomic.js";
 import { readFilesBelow } from "../../io/mapfile.js";
 import { copyModelFiles, inspectModelFolder } from "../../io/model-folder.js";
+import { withDtype } from "../../io/config.js";
 import { ST_TO_DTYPE, loadModel } from "../../models/load.js";
 import { checkDeltaFits, findDeltaFile, readGoodVibeDelta } from "../../method/goodvibe/delta.js";
 import { goodVibeAsLora } from "../../method/lora/from-goodvibe.js";
@@ -91,7 +92,7 @@ export async function exportCommand(g: OptionValues, opts: OptionValues): Promis
             ),
             { signal },
           );
-          const cfg = { ...config.raw, torch_dtype: dtype };
+          const cfg = withDtype(config.raw, dtype);
           writeFileAtomic(path.join(tmp, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
           copyModelFiles(opts.model, tmp, { config: false });
         },
