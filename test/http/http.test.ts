@@ -16,7 +16,7 @@ import { runCli } from "../cli/cli-helpers.js";
 import * as fs from "node:fs";
 import { scratchDir } from "../scratch.js";
 import * as path from "node:path";
-import { evaluateSafety } from "../../src/eval/safety.js";
+import { evaluateSafety, thinkingNote } from "../../src/eval/safety.js";
 import type { SecurityPair } from "../../src/data/pairs.js";
 
 interface Seen {
@@ -705,6 +705,43 @@ test("an answer the server cut at its own limit (finish_reason length before max
     assert.equal(
       await b.chat([{ role: "user", content: "short, no usage" }], { maxNewTokens: 32 }),
       "a short, no usage",
+    );
+  } finally {
+    await server.close();
+  }
+});
+
+test("chat: a reasoning parser's thinking (reasoning, reasoning_content) is put back between <think> tags, open when the tokens ran out", async () => {
+  const replies: Record<string, unknown> = {
+    // vLLM >= 0.11: `reasoning`
+    both: { message: { content: "def f(): pass", reasoning: "Let me think." }, finish_reason: "stop" },
+    // older vLLM and llama-server: `reasoning_content`; the budget spent thinking
+    ranOut: { message: { content: null, reasoning_content: "Let me think more" }, finish_reason: "length" },
+    plain: { message: { content: "just this", reasoning_content: null }, finish_reason: "stop" },
+  };
+  const server = await mockServer((seen) => ({
+    json: {
+      choices: [replies[seen.body.messages[0].content as string]],
+      usage: { completion_tokens: seen.body.max_tokens },
+    },
+  }));
+  const b = new HttpBackend({ baseUrls: server.url, model: "m", maxRetries: 0 });
+  const ask = (q: string) => b.chat([{ role: "user", content: q }], { maxNewTokens: 16 });
+  try {
+    const answers = [await ask("both"), await ask("ranOut"), await ask("plain")];
+    assert.deepEqual(answers, [
+      "<think>\nLet me think.\n</think>\n\ndef f(): pass",
+      "<think>\nLet me think more",
+      "just this",
+    ]);
+    // what the safe rate's note says of them: as of the built-in engine's answers (before: nothing, the one that ran
+    // out was an empty answer)
+    assert.match(
+      thinkingNote(
+        answers.map((answer) => ({ answer })),
+        true,
+      )!,
+      /^2 answers began with reasoning .*and 1 of them never closed it/,
     );
   } finally {
     await server.close();

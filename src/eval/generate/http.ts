@@ -505,7 +505,7 @@ export class HttpBackend implements GenerationBackend {
         1,
       );
     }
-    return cutAtStop(content ?? "", opts.stop ?? []);
+    return cutAtStop(withReasoning(res.choices[0], content), opts.stop ?? []);
   }
 
   async loglikelihood(reqs: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]> {
@@ -541,6 +541,27 @@ export class HttpBackend implements GenerationBackend {
   async close(): Promise<void> {
     this.closed = true;
   }
+}
+
+/**
+ * A chat answer's text as the model wrote it. A server with a reasoning parser (vLLM --reasoning-parser, llama-server
+ * --reasoning-format) moves the thinking out of `content` into `reasoning` (vLLM >= 0.11; `reasoning_content` before,
+ * and llama-server); it is put back between <think> tags, as the built-in engine's answer has it: the judges drop it
+ * either way (data/code.ts), and the safe rate's note counts answers that reasoned and never closed the tag (ran out
+ * of tokens), which an empty content alone would count as answers without code. The tag stays open when the answer
+ * ran out of tokens with no content.
+ */
+function withReasoning(
+  choice: { message?: Record<string, unknown>; finish_reason?: unknown },
+  content: string | null,
+): string {
+  const msg = choice.message ?? {};
+  const reasoning = [msg.reasoning, msg.reasoning_content].find(
+    (r): r is string => typeof r === "string" && r.trim() !== "",
+  );
+  if (reasoning === undefined) return content ?? "";
+  if (!content && choice.finish_reason === "length") return `<think>\n${reasoning}`;
+  return `<think>\n${reasoning}\n</think>\n\n${content ?? ""}`;
 }
 
 /**
