@@ -25,6 +25,13 @@ export interface LoraConfig {
   layersToTransform?: number[] | null;
   /** Modules left out even when targeted (a list of suffixes/full names, or a regex). */
   excludeModules?: string[] | string | null;
+  /**
+   * The name PEFT matched the patterns above against, given this project's module name, when the two differ:
+   * an adapter trained on a multimodal Gemma3 names its text modules by their path there
+   * (model.language_model.layers.N.…), and its regex target_modules, full names and pattern keys were written
+   * for that path. Not a PEFT field: set when such an adapter is read (readPeftAdapter), never written.
+   */
+  matchAs?: (module: string) => string;
 }
 
 export const DEFAULT_LORA = {
@@ -65,7 +72,8 @@ export function patternKey(keys: Iterable<string>, name: string): string | null 
  * A regex must match the whole name; a list entry the whole name or a dot-separated suffix, and then
  * layers_to_transform keeps only the listed layer indices.
  */
-export function loraTargets(cfg: LoraConfig, name: string): boolean {
+export function loraTargets(cfg: LoraConfig, module: string): boolean {
+  const name = cfg.matchAs ? cfg.matchAs(module) : module;
   const ex = cfg.excludeModules;
   if (ex && ex.length > 0) {
     if (typeof ex === "string" ? fullmatch(ex, name) : ex.some((e) => name === e || name.endsWith(`.${e}`)))
@@ -82,13 +90,15 @@ export function loraTargets(cfg: LoraConfig, name: string): boolean {
 }
 
 /** Rank of the adapter on module `name` (rank_pattern, else r). */
-export function loraRank(cfg: LoraConfig, name: string): number {
+export function loraRank(cfg: LoraConfig, module: string): number {
+  const name = cfg.matchAs ? cfg.matchAs(module) : module;
   const key = cfg.rankPattern ? patternKey(Object.keys(cfg.rankPattern), name) : null;
   return key === null ? cfg.r : cfg.rankPattern![key]!;
 }
 
 /** Alpha of the adapter on module `name` (alpha_pattern, else alpha). */
-export function loraAlpha(cfg: LoraConfig, name: string): number {
+export function loraAlpha(cfg: LoraConfig, module: string): number {
+  const name = cfg.matchAs ? cfg.matchAs(module) : module;
   const key = cfg.alphaPattern ? patternKey(Object.keys(cfg.alphaPattern), name) : null;
   return key === null ? cfg.alpha : cfg.alphaPattern![key]!;
 }

@@ -74,6 +74,17 @@ export const MULTIMODAL_PREFIXES = ["language_model.model.", "model.language_mod
 /** exclude_modules for a multimodal Gemma3: every module of the vision side. */
 export const MULTIMODAL_EXCLUDE = ".*(vision_tower|multi_modal_projector).*";
 
+/** This project's module name (model.…, lm_head) as its path in a multimodal Gemma3 of the layout `prefix`. */
+function multimodalPath(prefix: (typeof MULTIMODAL_PREFIXES)[number]): (module: string) => string {
+  const older = prefix === "language_model.model.";
+  return (m) =>
+    m.startsWith("model.")
+      ? prefix + m.slice("model.".length)
+      : m === "lm_head" && older
+        ? "language_model.lm_head"
+        : m;
+}
+
 /** A text-only model's PeftNames: PEFT names its modules as this project does. */
 const TEXT_ONLY_NAMES: PeftNames = { key: (m) => m, pattern: (m) => m, exclude: null };
 
@@ -83,14 +94,8 @@ export function peftNames(baseDir: string): PeftNames {
   if (cfg.modelType !== "gemma3") return TEXT_ONLY_NAMES;
   const prefix = textModelPrefix(openModelWeights(baseDir).tensors.keys());
   if (!(MULTIMODAL_PREFIXES as readonly string[]).includes(prefix)) return TEXT_ONLY_NAMES;
-  const older = prefix === "language_model.model.";
   return {
-    key: (m) =>
-      m.startsWith("model.")
-        ? prefix + m.slice("model.".length)
-        : m === "lm_head" && older
-          ? "language_model.lm_head"
-          : m,
+    key: multimodalPath(prefix as (typeof MULTIMODAL_PREFIXES)[number]),
     pattern: (m) => (m.startsWith("model.layers.") ? m.slice("model.".length) : m),
     exclude: MULTIMODAL_EXCLUDE,
   };
@@ -348,5 +353,12 @@ export function readPeftAdapter(dirGiven: string): PeftAdapter {
     init.set(key, recordToTensor(rec));
   }
   if (init.size === 0) throw new InputError(`${weightsFile}: no LoRA tensors`);
+  // PEFT matched target_modules, exclude_modules and the pattern keys against the modules' paths in the model
+  // it was trained on (tuners_utils.check_target_module_exists: re.fullmatch(target_modules, key) for a regex):
+  // for a multimodal Gemma3 that path is the one its tensor keys carry, so the config is matched against it
+  const mm = MULTIMODAL_PREFIXES.find((p) =>
+    [...f.tensors.keys()].some((n) => n.startsWith(`base_model.model.${p}`)),
+  );
+  if (mm) cfg.matchAs = multimodalPath(mm);
   return { cfg, init, baseModel, dir };
 }
