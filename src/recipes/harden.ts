@@ -67,7 +67,7 @@ import {
   type ModuleClusters,
 } from "../method/goodvibe/clustering.js";
 import { DELTA_FILE, type ClusterOptions, type IdentifyConfig } from "../method/goodvibe/config.js";
-import { DEFAULT_DTYPE, type HardenConfig } from "../config/harden.js";
+import { DEFAULT_DTYPE, defaultRunDir, type HardenConfig } from "../config/harden.js";
 import { attachGoodVibe } from "../method/goodvibe/model.js";
 import { attachFull } from "../method/full.js";
 import { countParams, type AttachedMethod, type MethodName } from "../method/attached.js";
@@ -948,8 +948,10 @@ function claimRunDir(cfg: HardenConfig): () => void {
   return claimOrRefuse(
     cfg.runDir,
     (holder) =>
-      `--run-dir ${cfg.runDir} is in use by another goodvibe run (${holder}) ` +
-      `for --out ${cfg.out}: wait for it to end (a rerun then finds its result), or choose another --out`,
+      // a run folder given apart from --out may be another output's too: then --out is not what to change
+      `--run-dir ${cfg.runDir} is in use by another goodvibe run (${holder}); this run is for --out ${cfg.out}: ` +
+      `wait for it to end (a rerun then finds its result), or choose another ` +
+      (path.resolve(cfg.runDir) === path.resolve(defaultRunDir(cfg.out)) ? "--out" : "--run-dir"),
   );
 }
 

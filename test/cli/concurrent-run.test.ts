@@ -7,6 +7,7 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { REPO_ROOT, scratchDir } from "../evalcore/make-model.js";
 import { hashOutput, runCli, showRun, startCli } from "./cli-helpers.js";
@@ -47,6 +48,8 @@ test("harden twice at once into one --out: the second is refused at once (exit 2
   const r1 = await first.done;
   assert.equal(second.code, 2, showRun(second));
   assert.match(second.stderr, /is in use by another goodvibe run \(.*pid \d+/);
+  // its run folder is --out's own (.out.run): another --out is what gets a folder of its own
+  assert.match(second.stderr, /; this run is for --out \S+out: .* or choose another --out\n/);
   assert.doesNotMatch(
     second.stderr,
     /identification: \d+ samples|training goodvibe/,
@@ -58,4 +61,25 @@ test("harden twice at once into one --out: the second is refused at once (exit 2
   const again = await runCli(args("out"));
   assert.equal(again.code, 0, showRun(again));
   assert.match(again.stderr, /already complete for these inputs and settings: nothing to do/);
+});
+
+test("a --run-dir shared by two outputs, in use: the refusal says to choose another --run-dir, not another --out", async () => {
+  // a live run holds the folder: this test process's own claim, as io/claim.ts writes it
+  const runDir = path.join(work, "shared.run");
+  fs.mkdirSync(runDir);
+  const claim = {
+    host: os.hostname(),
+    pid: process.pid,
+    token: "0123456789abcdef",
+    since: new Date().toISOString(),
+  };
+  fs.writeFileSync(path.join(runDir, ".claim.json"), JSON.stringify(claim));
+  const r = await runCli([
+    ...["harden", "-m", ORGANISM, "-d", path.join(ORGANISM, "data/train.jsonl"), "-o", path.join(work, "d2")],
+    ...["--run-dir", runDir, "--top-k", "4", "--epochs", "1"],
+  ]);
+  assert.equal(r.code, 2, showRun(r));
+  assert.match(r.stderr, new RegExp(`is in use by another goodvibe run \\(\\S+ pid ${process.pid} since `));
+  assert.match(r.stderr, /; this run is for --out \S+d2: .* or choose another --run-dir\n/);
+  assert.ok(!fs.existsSync(path.join(work, "d2")));
 });
