@@ -545,7 +545,11 @@ export function parseModelConfig(json: unknown, source: string): ModelConfig {
   const hiddenAct = resolveActivation(source, c, family, f);
   // transformers >= 4.56 names the field `dtype` and, given both, keeps `dtype` (PreTrainedConfig.__post_init__:
   // "If both are provided, keep `dtype`"); older files have only `torch_dtype`
-  const torchDtype = parseTorchDtype(source, f(c.dtype != null ? "dtype" : "torch_dtype"), c.dtype ?? c.torch_dtype);
+  const torchDtype = parseTorchDtype(
+    source,
+    f(c.dtype != null ? "dtype" : "torch_dtype"),
+    c.dtype ?? c.torch_dtype,
+  );
   return {
     family,
     modelType,

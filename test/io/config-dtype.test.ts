@@ -68,8 +68,15 @@ test("export --format safetensors from a transformers-5 config (dtype: bfloat16)
   const out = path.join(work, "f32");
   const r = await runCli(["export", "-m", src, "-o", out, "--format", "safetensors", "--outtype", "float32"]);
   assert.equal(r.code, 0, showRun(r));
-  const written = JSON.parse(fs.readFileSync(path.join(out, "config.json"), "utf8")) as Record<string, unknown>;
-  assert.equal(transformersDtype(written), "float32", "transformers 5 would load the float32 weights as bfloat16");
+  const written = JSON.parse(fs.readFileSync(path.join(out, "config.json"), "utf8")) as Record<
+    string,
+    unknown
+  >;
+  assert.equal(
+    transformersDtype(written),
+    "float32",
+    "transformers 5 would load the float32 weights as bfloat16",
+  );
   assert.equal(written.torch_dtype, "float32", "transformers < 4.56 reads only torch_dtype");
   assert.equal(loadModelConfig(out).torchDtype, "float32");
   for (const t of openModelWeights(out).tensors.values()) assert.equal(t.dtype, "F32", t.name);

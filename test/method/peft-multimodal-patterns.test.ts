@@ -31,7 +31,11 @@ function multimodalFolder(layout: Layout): string {
   const dir = path.join(work, layout.replace(/\./g, "_"));
   fs.mkdirSync(dir);
   const text = JSON.parse(fs.readFileSync(path.join(TEXT, "config.json"), "utf8")) as Record<string, unknown>;
-  const config = { architectures: ["Gemma3ForConditionalGeneration"], model_type: "gemma3", text_config: text };
+  const config = {
+    architectures: ["Gemma3ForConditionalGeneration"],
+    model_type: "gemma3",
+    text_config: text,
+  };
   fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(config));
   writeModelWeights(
     dir,
