@@ -269,6 +269,10 @@ test("what cannot be applied faithfully is refused, naming the field", () => {
     [{ modules_to_save: ["lm_head"] }, /modules_to_save/],
     [{ layers_to_transform: [0], layers_pattern: "h" }, /layers_pattern "h"/],
     [{ init_lora_weights: "pissa" }, /pissa/],
+    // LoRA-GA subtracts scaling·B₀A₀ from the base weight at init (huggingface/peft src/peft/tuners/lora/layer.py
+    // lora_ga_init, @314e988557586d4aefccb0b4a006d1048209ede3 lines 673-679: weight_data = weight_data -
+    // weight_offset), so its adapter on the untouched base is off by that product, as PiSSA's is
+    [{ init_lora_weights: "lora_ga" }, /init_lora_weights "lora_ga".*rewrites the base weights/],
     [{ peft_type: "IA3" }, /only LORA/],
     [{ r: 0 }, /"r" must be a positive integer/],
   ] as const) {

@@ -240,7 +240,9 @@ export function parsePeftConfig(raw: unknown, file: string): { cfg: LoraConfig; 
   refuse(c.use_qalora === true, "QALoRA");
   const init = c.init_lora_weights;
   refuse(
-    typeof init === "string" && /^(pissa|olora|corda|loftq)/i.test(init),
+    // each of these rewrites the base weights at init (PiSSA, OLoRA, CorDA, LoftQ; LoRA-GA's lora_ga_init:
+    // W - scaling·B₀A₀): on the untouched base the adapter is off by what was taken out
+    typeof init === "string" && /^(pissa|olora|corda|loftq|lora_ga)/i.test(init),
     `init_lora_weights "${String(init)}" (it rewrites the base weights when PEFT loads the adapter)`,
   );
   const t = c.target_modules;
