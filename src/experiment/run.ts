@@ -544,6 +544,8 @@ async function runCells(ctx: RunContext, opts: RunOptions): Promise<CellsOutcome
     done.set(cell.key, result);
   };
   const share = opts.shard ? cellShare(plan.cells, opts.shard) : null;
+  // the plan indexes of out.pending (cells of one key share an id)
+  const pendingAt = new Set<number>();
   if (opts.shard)
     log.info(
       `shard ${opts.shard.index}/${opts.shard.count}: ${share!.size} of ${new Set(plan.cells.map((c) => c.key)).size} distinct cells`,
@@ -557,6 +559,7 @@ async function runCells(ctx: RunContext, opts: RunOptions): Promise<CellsOutcome
     }
     if (share && !share.has(cell.key)) {
       out.pending.push(cell.id); // another shard's
+      pendingAt.add(i);
       continue;
     }
     if (
@@ -572,6 +575,7 @@ async function runCells(ctx: RunContext, opts: RunOptions): Promise<CellsOutcome
     if (!release) {
       log.info(`${tag}: being computed by ${claimHolder(cell.workDir) ?? "another worker"}; left to it`);
       out.pending.push(cell.id);
+      pendingAt.add(i);
       continue;
     }
     let result: CellResult | null;
@@ -595,7 +599,42 @@ async function runCells(ctx: RunContext, opts: RunOptions): Promise<CellsOutcome
     out.results.push(result);
     done.set(cell.key, result);
   }
-  return out;
+  return out.stopped || out.pending.length === 0
+    ? out
+    : collectFinishedSince(plan, out, pendingAt, done, log);
+}
+
+/**
+ * The cells left to other workers, looked at again once this worker is done with its own: those finished meanwhile
+ * are collected (in plan order, as the rest), so that the worker that ends last writes results.json. Without this
+ * look two runs started at once on one folder each left the cell the other held, and neither wrote it.
+ */
+function collectFinishedSince(
+  plan: ExperimentPlan,
+  out: CellsOutcome,
+  pendingAt: ReadonlySet<number>,
+  done: Map<string, CellResult>,
+  log: Logger,
+): CellsOutcome {
+  const results: CellResult[] = [];
+  const still: string[] = [];
+  // not stopped: every cell not left to another worker has its one result in out.results, in plan order
+  let mine = 0;
+  for (const [i, cell] of plan.cells.entries()) {
+    if (!pendingAt.has(i)) {
+      results.push(out.results[mine++]!);
+      continue;
+    }
+    const result = done.get(cell.key) ?? (isCellDone(cell) ? readCell(cell, log) : null);
+    if (!result) {
+      still.push(cell.id);
+      continue;
+    }
+    done.set(cell.key, result);
+    out.skipped.push(cell.id);
+    results.push(relabel(result, cell));
+  }
+  return { ...out, results, pending: still };
 }
 
 // ---------------------------------------------------------------- results and report

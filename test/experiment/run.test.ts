@@ -6,6 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import { parseExperimentResults, type CellResult } from "../../src/report/schema.js";
@@ -404,4 +405,56 @@ test("an input rewritten during the run: the cell is not filed under the old key
     (e: unknown) => e instanceof InputError && /changed while the experiment ran/.test(e.message),
   );
   assert.ok(!isCellDone(plan.cells[0]!));
+});
+
+test("a cell left to another worker that finishes while this one computes: the last worker to end writes results.json", async () => {
+  // two `experiment run`s started at once on one folder: each leaves the cell the other holds, and the one that
+  // ends last must see that the other's cell is done by then, or nobody writes results.json
+  const ref = await runExperiment(planExperiment(spec(), { out: path.join(work, "workers-ref") }));
+  const refPlan = planExperiment(spec(), { out: path.join(work, "workers-ref") });
+  const plan = planExperiment(spec(), { out: path.join(work, "workers") });
+  const [, other, last] = plan.cells;
+  // the other worker: alive (this test's parent process), holding the second cell
+  fs.mkdirSync(other!.workDir, { recursive: true });
+  const claim = path.join(other!.workDir, ".claim.json");
+  fs.writeFileSync(
+    claim,
+    JSON.stringify({
+      host: os.hostname(),
+      pid: process.ppid,
+      token: "0123456789abcdef",
+      since: new Date().toISOString(),
+    }),
+  );
+  const started: string[] = [];
+  const summary = await runExperiment(plan, {
+    onCellStart: (c) => {
+      started.push(c.id);
+      // ... and finishing it while this worker computes the last cell: its cell file, then its claim released
+      if (c.id === last!.id) {
+        fs.mkdirSync(path.dirname(other!.cellFile), { recursive: true });
+        fs.copyFileSync(refPlan.cells[1]!.cellFile, other!.cellFile);
+        fs.rmSync(claim);
+      }
+    },
+  });
+  assert.deepEqual(started, [plan.cells[0]!.id, last!.id], "the held cell was left to its worker");
+  assert.equal(summary.stopped, false);
+  assert.deepEqual(summary.pending ?? [], []);
+  assert.ok(summary.resultsFile, "no results.json: the finished cell of the other worker was not seen");
+  const results = parseExperimentResults(
+    JSON.parse(fs.readFileSync(summary.resultsFile, "utf8")),
+    "results.json",
+  );
+  const refResults = parseExperimentResults(
+    JSON.parse(fs.readFileSync(ref.resultsFile!, "utf8")),
+    "results.json",
+  );
+  // every cell, in plan order, as one worker alone makes them
+  assert.deepEqual(
+    results.cells.map((c) => c.id),
+    plan.cells.map((c) => c.id),
+  );
+  assert.deepEqual(withoutTiming(results.cells), withoutTiming(refResults.cells));
+  assert.ok(!fs.existsSync(path.join(plan.outDir, "results.partial.json")));
 });
