@@ -32,6 +32,7 @@ const SHAPES: Record<string, [number, number]> = {
   "self_attn.k_proj": [32, 64],
   "self_attn.v_proj": [32, 64],
   "mlp.down_proj": [64, 128],
+  lm_head: [512, 64],
 };
 
 /** An adapter folder with random A/B (std 0.05) for `modules` of rank `rankOf(module)`. */
@@ -347,4 +348,22 @@ test("CLI: fold --adapter honours rsLoRA; a DoRA adapter exits 2 with the reason
   assert.equal(r2.code, 2, showRun(r2));
   assert.match(r2.stderr, /use_dora/);
   assert.equal(fs.existsSync(out2), false);
+});
+
+test("an adapter with LoRA on lm_head (target_modules naming it, as PEFT allows) is refused as such, not blamed on its config", () => {
+  // PEFT adapts any nn.Linear whose name target_modules matches (tuners_utils.check_target_module_exists), lm_head too
+  const dir = makeAdapter(
+    "lm-head",
+    { r: 4, lora_alpha: 8, target_modules: ["q_proj", "lm_head"] },
+    [L(0, "self_attn.q_proj"), L(1, "self_attn.q_proj"), "lm_head"],
+    () => 4,
+  );
+  const adapter = readPeftAdapter(dir);
+  assert.throws(
+    () => attachPeftAdapter(loadModel(BASE), adapter),
+    (e: unknown) =>
+      e instanceof InputError &&
+      /LoRA on lm_head, which this project does not apply.*merge_and_unload/.test(e.message) &&
+      !/this config targets/.test(e.message),
+  );
 });

@@ -81,6 +81,12 @@ export function attachPeftAdapter(model: DecoderModel, adapter: PeftAdapter): At
       .map((l) => l.name),
   );
   const refuse = (what: string) => new InputError(`${dir}: ${what}${otherModel(adapter, model)}`);
+  // LoRA goes on the decoder layers' linears only (linears()); lm_head is a module PEFT adapts when target_modules
+  // names it. Said as such: "not a linear layer this config targets" blamed a config that does target it
+  if (init.has("lm_head.lora_A") || init.has("lm_head.lora_B"))
+    throw new InputError(
+      `${dir}: the adapter has LoRA on lm_head, which this project does not apply (LoRA on the decoder layers' linear layers only); merge it with PEFT (merge_and_unload) instead`,
+    );
   for (const key of init.keys()) {
     const mod = key.replace(/\.lora_[AB]$/, "");
     if (!targeted.has(mod))
