@@ -77,6 +77,11 @@ for (const family of ["llama", "qwen2", "gemma3"]) {
     const cfg = JSON.parse(fs.readFileSync(path.join(peftDir, "adapter_config.json"), "utf8"));
     assert.equal(cfg.base_model_name_or_path, `${family}-base`);
     assert.equal(cfg.use_rslora, false);
+    // vLLM reads one rank and one scaling for the adapter (vllm/lora/peft_helper.py PEFTHelper.__post_init__:
+    // vllm_lora_scaling_factor = lora_alpha / r; validate_legal: r against --max-lora-rank): r must be the largest
+    // module rank for that check to hold, and lora_alpha = r keeps every module's scaling at GoodVibe's 1
+    assert.equal(cfg.r, Math.max(...[...sel.values()].map((s) => s.nClusters)));
+    assert.equal(cfg.lora_alpha, cfg.r);
     assert.deepEqual(cfg.target_modules, [...sel.keys()].sort());
     const st = readSafetensors(path.join(peftDir, "adapter_model.safetensors"));
     for (const [name, s] of sel) {

@@ -29,7 +29,6 @@ export function goodVibeAsLora(
 ): LoraWeightsOf {
   const weights = new Map<string, Tensor>();
   const rankPattern: Record<string, number> = {};
-  const counts = new Map<number, number>();
   const modules = [...selections.keys()].sort();
   for (const mod of modules) {
     const sel = selections.get(mod)!;
@@ -50,12 +49,14 @@ export function goodVibeAsLora(
     weights.set(`${mod}.lora_A`, u.float());
     weights.set(`${mod}.lora_B`, Tensor.fromArray(b, [out, C]));
     rankPattern[mod] = C;
-    counts.set(C, (counts.get(C) ?? 0) + 1);
   }
   if (modules.length === 0) throw new Error("GoodVibe delta: no modules");
-  // r / lora_alpha: the most common rank, so that most modules need no pattern entry in PEFT's eyes; every
-  // module is listed anyway, by its full name, so nothing depends on the default.
-  const r = [...counts].sort((a, b) => b[1] - a[1] || a[0] - b[0])[0]![0];
+  // PEFT takes every module's rank and alpha from the patterns (each module is listed by its full name), so r
+  // and lora_alpha matter only to servers that ignore them. vLLM does (vllm/lora/peft_helper.py PEFTHelper: one
+  // scaling lora_alpha / r for all modules; validate_legal checks only r against --max-lora-rank): lora_alpha = r
+  // keeps its scaling 1, and r = the largest rank makes its check refuse, by name, an adapter whose largest rank
+  // exceeds --max-lora-rank (default 16), which otherwise failed later copying that module's tensors.
+  const r = Math.max(...Object.values(rankPattern));
   return {
     cfg: {
       r,
