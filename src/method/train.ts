@@ -479,6 +479,10 @@ export async function trainSft(
   const opt = new AdamW(params, { lr: cfg.lr, betas: cfg.betas, eps: cfg.eps, weightDecay: cfg.weightDecay });
   const plan = planBatches(examples.length, cfg);
   const totalSteps = plan.length;
+  // a stop asked during the start-up (loading the model: blocking calls, through which no signal is seen) is
+  // honoured before the run is hashed and its checkpoint read, which for full fine-tuning are the model's weights
+  // and three float32 copies of them (seconds to minutes): nothing is computed yet, nothing is lost
+  if (await stopRequested(opts.hooks?.signal)) throw interrupted("training stopped before it began");
   // the record reads the starting weights: before a checkpoint replaces them (and only when one may be written)
   const inputs = opts.runDir ? trainingRunInputs(model, method, examples, cfg, opts.identity ?? {}) : {};
   const fingerprint = sha256(canonicalJson(inputs));

@@ -988,6 +988,9 @@ async function trainAndPublish(
   maps: { neurons?: NeuronMap; clusters?: ClusterMap },
 ): Promise<HardenResult> {
   const { plan, log, examples } = p;
+  // before the trainable copies are made (full fine-tuning: the whole model in float32), as trainSft checks before
+  // its checkpoint is read: a stop asked during the stages' start-up ends here
+  await stopPoint(hooks.signal, "training stopped before it began");
   const method = attachMethod(model, cfg, maps.clusters);
   const trainable = countParams(method.trainable.values());
   const total = countParams(model.parameters().values());

@@ -179,6 +179,37 @@ for (const kind of ["goodvibe", "lora"] as const) {
   });
 }
 
+test("a stop asked before training begins (during the start-up) is honoured before the checkpoint is read", async () => {
+  const cfg = {
+    ...DEFAULT_TRAIN,
+    lr: 5e-3,
+    epochs: 1,
+    batchSize: 2,
+    gradAccum: 1,
+    checkpointEvery: 1,
+    seed: 3,
+  };
+  const dir = path.join(FIX, "qwen2");
+  const attach = (m: ReturnType<typeof loadModel>) =>
+    attachLora(m, { r: 2, alpha: 4, dropout: 0, targetModules: ["q_proj", "v_proj"] });
+  const runDir = scratchDir("gv-train-early-stop-");
+  const part = loadModel(dir);
+  const r = await trainSft(part, attach(part), examples(), { ...cfg, stopAfterSteps: 1 }, { runDir });
+  assert.equal(r.steps, 1);
+  // the checkpoint's tensors gone: reading the checkpoint would fail; a run stopped before it never reads it
+  fs.rmSync(path.join(runDir, "checkpoint", "tensors.safetensors"));
+  const stop = new AbortController();
+  stop.abort(new Error("SIGINT")); // Ctrl-C while the model loaded
+  const again = loadModel(dir);
+  await assert.rejects(
+    trainSft(again, attach(again), examples(), cfg, { runDir, hooks: { signal: stop.signal } }),
+    (e: Error & { exitCode?: number }) =>
+      e.exitCode === 130 &&
+      /^training stopped before it began; rerun the same command to resume$/.test(e.message),
+  );
+  assert.ok(fs.existsSync(path.join(runDir, "checkpoint", "state.json")), "the checkpoint is left as it was");
+});
+
 test("NaN loss stops training with a clear error", async () => {
   const model = loadModel(path.join(FIX, "llama"));
   const m = attachGoodVibe(
