@@ -7,8 +7,9 @@
  * (identification batch, maximum lengths, clustering's features) are this project's choices, said in the README,
  * and are not listed. Where the paper is ambiguous or inconsistent and GoodVibe's cells decide it (lm_head hooked or
  * not, what a layer below the silhouette threshold gets), the reading taken is listed after those
- * (goodvibeReadings). Ablations and grids are studies, named in their own tables, not departures. LoRA's settings
- * are not given by the paper: they are stated, as it asks.
+ * (goodvibeReadings: lm_head, the fallback, the clustering features). Ablations and grids are studies, named in their
+ * own tables, not departures. LoRA's settings and the optimiser's beyond AdamW and lr are not given by the paper:
+ * they are stated, LoRA's as it asks, the optimiser's in one entry (not as departures one key each).
  */
 import { defaultHardenConfig, DEFAULT_DTYPE, type HardenConfig } from "../config/harden.js";
 import * as fs from "node:fs";
@@ -126,6 +127,17 @@ export function experimentDepartures(spec: ExperimentSpec, source = "experiment"
   // the points the paper leaves open, as GoodVibe's cells decide them (the method's own readings, not the file's)
   if (trained.includes("goodvibe")) out.push(...goodvibeReadings(here.identify, here.cluster));
   out.push(...thinkingReading(spec));
+  // every trained method runs the same loop: the optimiser settings the paper leaves out, stated as LoRA's are
+  const t = here.train;
+  out.push({
+    setting: "training settings the paper does not give",
+    paper: "not given: AdamW with lr 1e-4, and gradient accumulation without its count",
+    here:
+      `AdamW betas (${t.betas.join(", ")}), eps ${t.eps}, weight decay ${t.weightDecay}, ` +
+      (t.maxGradNorm === null ? "no gradient clipping" : `gradient norm clipped at ${t.maxGradNorm}`) +
+      `, gradient accumulation over ${t.gradAccum} micro-batches of ${t.batchSize} (a step's loss: the mean per answer token over all of them)`,
+    why: "stated so that a run can be repeated: transformers' Trainer's defaults, the accumulation count this project's",
+  });
   if (trained.includes("lora")) {
     const l = hardenConfigFor(spec, source, model, "lora", spec.seeds[0] ?? 0, {}, "defaults").lora;
     out.push({

@@ -47,7 +47,7 @@ test("experiments/organism.yaml: its departures from the paper, each with the pa
   });
 });
 
-test("an experiment on the defaults lists only checkpointing (the default auto, a memory setting) and GoodVibe's readings of what the paper leaves open; one without GoodVibe lists no GoodVibe setting", () => {
+test("an experiment on the defaults lists only checkpointing (the default auto, a memory setting), GoodVibe's readings of what the paper leaves open and the training settings it does not give; one without GoodVibe lists no GoodVibe setting", () => {
   const base = {
     name: "p",
     models: [{ name: "m", path: "m" }],
@@ -69,19 +69,38 @@ test("an experiment on the defaults lists only checkpointing (the default auto, 
     [
       "lm_head's rows as neurons (identify.lmHead)",
       "a layer below the silhouette threshold (cluster.fallback)",
+      "what k-means clusters (cluster.features)",
+      "training settings the paper does not give",
     ],
   );
   assert.match(readings[0]!.paper, /all linear layers.*57\.1 M/);
   assert.match(readings[0]!.here, /^off/);
   assert.match(readings[1]!.paper, /§4\.2.*§6\.2.*Table 2/);
   assert.match(readings[1]!.here, /^shared: one update row/);
+  // §4.2: "a feature vector derived from its gradient importance profile"; the default: 32 samples, unit length
+  assert.match(readings[2]!.paper, /gradient importance profile \(§4\.2\)/);
+  assert.equal(
+    readings[2]!.here,
+    "profile-normalized: each neuron's importances on the first 32 identification samples, scaled to unit length",
+  );
+  // §4.2 names AdamW and lr 1e-4 only: the rest (transformers' Trainer defaults; accumulation 4) is stated
+  assert.equal(readings[3]!.paper, "not given: AdamW with lr 1e-4, and gradient accumulation without its count");
+  assert.equal(
+    readings[3]!.here,
+    "AdamW betas (0.9, 0.999), eps 1e-8, weight decay 0, gradient norm clipped at 1, gradient accumulation over 4 " +
+      "micro-batches of 1 (a step's loss: the mean per answer token over all of them)",
+  );
   // the other readings: lm_head hooked is no departure; per-neuron is said as such; no clustering, no fallback
   const other = experimentDepartures(
     parseExperimentSpec(
       {
         ...base,
         methods: ["base", "goodvibe"],
-        defaults: { identify: { lmHead: true }, cluster: { fallback: "per-neuron" } },
+        defaults: {
+          identify: { lmHead: true },
+          cluster: { fallback: "per-neuron", features: "importance" },
+          train: { gradAccum: 8, maxGradNorm: null, weightDecay: 0.01 },
+        },
       },
       "x",
     ),
@@ -94,6 +113,12 @@ test("an experiment on the defaults lists only checkpointing (the default auto, 
         "a layer below the silhouette threshold (cluster.fallback)",
         "per-neuron: one update row per selected neuron",
       ],
+      ["what k-means clusters (cluster.features)", "importance: each neuron's mean importance, one number"],
+      [
+        "training settings the paper does not give",
+        "AdamW betas (0.9, 0.999), eps 1e-8, weight decay 0.01, no gradient clipping, gradient accumulation over 8 " +
+          "micro-batches of 1 (a step's loss: the mean per answer token over all of them)",
+      ],
     ],
   );
   const noCluster = experimentDepartures(
@@ -102,7 +127,7 @@ test("an experiment on the defaults lists only checkpointing (the default auto, 
       "x",
     ),
   );
-  assert.ok(!noCluster.some((d) => d.setting.includes("cluster.fallback")));
+  assert.ok(!noCluster.some((d) => d.setting.includes("cluster.fallback") || d.setting.includes("cluster.features")));
   const full = parseExperimentSpec(
     {
       ...base,
@@ -117,6 +142,12 @@ test("an experiment on the defaults lists only checkpointing (the default auto, 
       ["learning rate (AdamW) (train.lr)", "0.0001", "0.001"],
       ["gradient checkpointing (train.gradientCheckpointing)", "true", "auto"],
       ["precision (bf16 mixed precision) (dtype)", "bfloat16", "float32"],
+      [
+        "training settings the paper does not give",
+        "not given: AdamW with lr 1e-4, and gradient accumulation without its count",
+        "AdamW betas (0.9, 0.999), eps 1e-8, weight decay 0, gradient norm clipped at 1, gradient accumulation over 4 " +
+          "micro-batches of 1 (a step's loss: the mean per answer token over all of them)",
+      ],
     ],
   );
 });

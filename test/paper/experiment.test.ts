@@ -171,20 +171,24 @@ test("experiment run stops at once on a missing checkpoint, naming the model and
   };
   assert.equal(plan.cells.length, 216);
   // the paper's experiment keeps every setting the paper states; LoRA's, which it does not give, are stated, and so
-  // is GoodVibe's reading of the two points the paper leaves open (lm_head, the fallback below the threshold), and
-  // the thinking mode its Qwen3 models answer in (§5.1 names Qwen3-8B and -14B, not the mode)
+  // are GoodVibe's readings of the points the paper leaves open (lm_head, the fallback below the threshold, the
+  // clustering features), the thinking mode its Qwen3 models answer in (§5.1 names Qwen3-8B and -14B, not the mode)
+  // and the optimiser settings beyond AdamW and lr
   assert.deepEqual(
     plan.departures.map((d) => d.setting),
     [
       "lm_head's rows as neurons (identify.lmHead)",
       "a layer below the silhouette threshold (cluster.fallback)",
+      "what k-means clusters (cluster.features)",
       "Qwen3's thinking mode (enableThinking)",
+      "training settings the paper does not give",
       "LoRA settings",
     ],
   );
-  assert.match(plan.departures[2]!.paper, /^not given/);
-  assert.match(plan.departures[2]!.here, /^off: enable_thinking false/);
-  assert.equal(plan.departures[3]!.paper, "not given");
+  assert.match(plan.departures[3]!.paper, /^not given/);
+  assert.match(plan.departures[3]!.here, /^off: enable_thinking false/);
+  assert.match(plan.departures[4]!.paper, /^not given/);
+  assert.equal(plan.departures[5]!.paper, "not given");
   assert.ok(plan.cells.every((c) => c.id === null));
   assert.ok(plan.missing.length >= 6);
   const human = await runCli(["experiment", "plan", FILE], { cwd: work });

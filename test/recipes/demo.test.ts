@@ -28,6 +28,7 @@ test("the demo's departures from the paper are listed with the paper's values", 
       "evaluation prompts",
       "lm_head's rows as neurons (identify.lmHead)",
       "a layer below the silhouette threshold (cluster.fallback)",
+      "what k-means clusters (cluster.features)",
     ],
   );
   // the paper's numbers (§4.2: lr 1e-4, batch 1 with accumulation; §5.1: top-k 50, all 424 pairs; §4.3: Qwen3-0.6B)

@@ -161,8 +161,8 @@ export interface PaperReading {
  * output (results.json `departures`, the report's notes, the demo's summary) and not only in the docs.
  */
 export function goodvibeReadings(
-  identify: Pick<IdentifyConfig, "lmHead">,
-  cluster: Pick<ClusterOptions, "fallback" | "disabled">,
+  identify: Pick<IdentifyConfig, "lmHead"> & Partial<Pick<IdentifyConfig, "profileSamples">>,
+  cluster: Pick<ClusterOptions, "fallback" | "disabled"> & Partial<Pick<ClusterOptions, "features">>,
 ): PaperReading[] {
   const out: PaperReading[] = [];
   if (!identify.lmHead)
@@ -184,6 +184,24 @@ export function goodvibeReadings(
           : "per-neuron: one update row per selected neuron",
       why: `a reading: ${cluster.fallback === "shared" ? "the one Table 2's parameter counts support" : "§6.2's"} (cluster.fallback shared | per-neuron)`,
     });
+  if (!cluster.disabled) {
+    // which layers the threshold sends to the fallback depends on what a neuron is as a point: said beside it
+    const features = cluster.features ?? DEFAULT_CLUSTER.features;
+    const samples = identify.profileSamples ?? DEFAULT_IDENTIFY.profileSamples;
+    out.push({
+      setting: "what k-means clusters (cluster.features)",
+      paper: "a feature vector derived from each neuron's gradient importance profile (§4.2); not said which",
+      here:
+        features === "importance"
+          ? "importance: each neuron's mean importance, one number"
+          : `${features}: each neuron's importances on the first ${samples} identification samples` +
+            (features === "profile-normalized" ? ", scaled to unit length" : ", unscaled"),
+      why:
+        features === "importance"
+          ? "set in the config; one-number features split with silhouettes of about 0.5 or more, so the paper's thresholds (0.01-0.1) rarely send a layer to the fallback"
+          : "a reading: a pattern over samples, the paper's 'profile'; with unit length the silhouette says where neurons matter alike, the range the paper's thresholds (0.01-0.1) test (cluster.features importance | profile | profile-normalized)",
+    });
+  }
   return out;
 }
 
