@@ -107,6 +107,27 @@ export function readGoodVibeDelta(file: string): GoodVibeDelta {
   };
 }
 
+/**
+ * The delta fits the model: the shape it records is the model's, and each module's update fits that module (U has
+ * the module's input width; rows are distinct rows of it). The recorded shape alone does not show a file whose
+ * tensors were edited or cut: folding or exporting one would fail deep in a tensor op, or (a duplicate row, which
+ * export turns into two ones in a row of lora_B) write a wrong adapter without a word.
+ */
 export function checkDeltaFits(model: DecoderModel, delta: GoodVibeDelta, file: string): void {
   checkModelShape(model, delta.modelShape, file);
+  for (const [mod, sel] of delta.selections) {
+    const layer = model.linear(mod);
+    const u = delta.U.get(`${mod}.U`)!;
+    if (u.size(1) !== layer.inFeatures)
+      throw new InputError(
+        `${file}: ${mod}.U has shape [${u.shape}]: its rows must have the module's input width ${layer.inFeatures}`,
+      );
+    const seen = new Set<number>();
+    for (const r of sel.rows) {
+      if (!Number.isInteger(r) || r < 0 || r >= layer.outFeatures)
+        throw new InputError(`${file}: ${mod}.rows holds ${r}, outside the module's ${layer.outFeatures} rows`);
+      if (seen.has(r)) throw new InputError(`${file}: ${mod}.rows holds row ${r} twice`);
+      seen.add(r);
+    }
+  }
 }
