@@ -1,8 +1,10 @@
 /**
- * The built-in generation engine: left-padded batches, a KV cache, greedy or seeded temperature / top-p sampling.
+ * The built-in generation engine: left-padded batches, a KV cache, greedy or seeded temperature / top-k / top-p
+ * sampling, and transformers' repetition penalty.
  */
 import { Tensor, manualSeed, multinomial, noGrad, tidy, keep } from "../tensor/index.js";
 import type { DecoderModel } from "./decoder.js";
+import type { Device } from "../tensor/index.js";
 import { KVCache } from "./layers.js";
 import { stopPoint } from "../util/stop.js";
 
@@ -11,6 +13,14 @@ export interface SamplingOptions {
   /** 0 or undefined: greedy (argmax, first index on ties). */
   temperature?: number;
   topP?: number;
+  /** Sampling only: keep the topK most likely tokens (TopKLogitsWarper); 0 or undefined: all. */
+  topK?: number;
+  /**
+   * transformers' RepetitionPenaltyLogitsProcessor, greedy and sampled alike: every token already in the row (its
+   * prompt, left padding excluded, and what it generated) has its logit divided by this when positive, multiplied
+   * when negative. 1 or undefined: none.
+   */
+  repetitionPenalty?: number;
   seed?: number;
   eosTokenIds?: number[];
   padTokenId?: number;
@@ -33,10 +43,53 @@ function topPFilter(logits: Tensor, topP: number): Tensor {
   return logits.maskedFill(removeOrig, -Infinity);
 }
 
-export function pickNextTokens(logits: Tensor, opts: SamplingOptions): Tensor {
+/**
+ * transformers' RepetitionPenaltyLogitsProcessor (generation/logits_process.py, `__call__`: `score =
+ * torch.gather(scores, 1, input_ids); score = torch.where(score < 0, score * self.penalty, score / self.penalty);
+ * scores.scatter_(1, input_ids, score)`): each token of row b's `seen[b]` is penalised once, however often it
+ * occurs. `seen[b]` holds the row's own tokens only: transformers gathers over its padded input_ids, so a batch
+ * there also penalises the pad id in padded rows (an answer that depends on its batch-mates); one prompt at a time
+ * it is what this does.
+ */
+export function applyRepetitionPenalty(logits: Tensor, seen: readonly number[][], penalty: number): Tensor {
+  const width = Math.max(...seen.map((s) => s.length));
+  // rows padded with their own first token: a repeated index writes the same value again
+  const idx = Tensor.fromArray(
+    seen.flatMap((s) => [...s, ...new Array<number>(width - s.length).fill(s[0]!)]),
+    [seen.length, width],
+    "int64",
+    logits.device as Device, // on the logits' device (a CUDA model's): gather and scatter take no host index
+  );
+  const score = logits.gather(1, idx);
+  return logits.scatter(1, idx, Tensor.where(score.lt(0), score.mul(penalty), score.div(penalty)));
+}
+
+/**
+ * transformers' TopKLogitsWarper (generation/logits_process.py): the tokens below the k-th largest score are
+ * removed (ties with it kept).
+ */
+function topKFilter(logits: Tensor, k: number): Tensor {
+  const keepK = Math.min(k, logits.size(-1));
+  const [values] = logits.topk(keepK, -1);
+  return logits.maskedFill(logits.lt(values.narrow(-1, keepK - 1, 1)), -Infinity);
+}
+
+/**
+ * The next token of each row, with the processors in transformers' order (generation/utils.py
+ * `_get_logits_processor`): the repetition penalty (a processor, greedy too), then only when sampling the warpers
+ * TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper; greedy is the argmax of the processed scores.
+ * `seen`: each row's tokens so far (needed with a repetition penalty).
+ */
+export function pickNextTokens(logits: Tensor, opts: SamplingOptions, seen?: readonly number[][]): Tensor {
+  const p = opts.repetitionPenalty;
+  if (p !== undefined && p !== 1) {
+    if (!seen) throw new Error("pickNextTokens: a repetition penalty needs each row's tokens");
+    logits = applyRepetitionPenalty(logits, seen, p);
+  }
   const t = opts.temperature ?? 0;
   if (!t) return logits.argmax(-1);
   let scaled = logits.div(t);
+  if (opts.topK) scaled = topKFilter(scaled, opts.topK);
   if (opts.topP !== undefined && opts.topP < 1) scaled = topPFilter(scaled, opts.topP);
   return multinomial(scaled.softmax(-1), 1, false).squeeze(-1);
 }
@@ -95,6 +148,9 @@ function* generateSteps(
   const needMask = prompts.some((p) => p.length !== maxLen);
   const out: number[][] = prompts.map(() => []);
   const done = new Array(B).fill(false);
+  // each row's distinct tokens (prompt without its left padding, then what it generates): the repetition penalty's
+  const penalised = opts.repetitionPenalty !== undefined && opts.repetitionPenalty !== 1;
+  const seenSets = penalised ? prompts.map((p) => new Set(p)) : null;
   const cache = new KVCache(model.cfg.numLayers);
   let ids = keep(Tensor.fromArray(padded.flat(), [B, maxLen], "int64"));
   let mask = needMask ? keep(Tensor.fromArray(maskRows.flat(), [B, maxLen], "int64")) : null;
@@ -105,12 +161,17 @@ function* generateSteps(
           const hidden = model.hidden(ids, { attentionMask: mask ?? undefined, cache });
           const last = model.logitsFrom(hidden.narrow(1, hidden.size(1) - 1, 1)).squeeze(1);
           opts.onStepLogits?.(last);
-          return pickNextTokens(last, opts).toIntArray();
+          return pickNextTokens(
+            last,
+            opts,
+            seenSets?.map((s) => [...s]),
+          ).toIntArray();
         }),
       );
       for (let b = 0; b < B; b++) {
         if (done[b]) continue;
         out[b].push(next[b]);
+        seenSets?.[b]!.add(next[b]);
         if (eos.has(next[b])) done[b] = true;
       }
       if (done.every((d) => d)) break;

@@ -49,6 +49,12 @@ import { stopPoint } from "../util/stop.js";
 import { DEFAULT_PREFERENCE_PAIRS } from "./config.js";
 import { DEFAULT_ENABLE_THINKING, thinkingSwitchReaches, templateDayIso } from "../io/chat-template.js";
 import { templateDayReaches } from "../io/tokenizer-json.js";
+import {
+  generationConfigProcessors,
+  greedyProcessorKey,
+  type GenerationConfigProcessors,
+} from "../eval/generate/generation-config.js";
+import { DEFAULT_APPLY_GENERATION_CONFIG } from "../eval/config.js";
 
 /**
  * Read and check every utility file given (each row of each file, as its benchmark will read it), so that a bad
@@ -223,6 +229,11 @@ export interface EvalOptions {
    * pairs scored; default off (io/chat-template.ts). The judge's prompts follow the judge's own.
    */
   enableThinking?: boolean;
+  /**
+   * the built-in engine applies the logits processors the model folder's generation_config.json asks for, as
+   * transformers does (eval/generate/generation-config.ts; default DEFAULT_APPLY_GENERATION_CONFIG)
+   */
+  applyGenerationConfig?: boolean;
   log?: Logger;
   /** stop request (Ctrl-C): every loop stops within a batch or a token; generations finished so far stay cached */
   signal?: AbortSignal;
@@ -244,6 +255,8 @@ export class BuiltinUtilityModel implements UtilityModel {
     readonly model: DecoderModel,
     readonly tok: HfTokenizer,
     readonly signal?: AbortSignal,
+    /** the generation_config.json processors its greedy answers apply (the repetition penalty) */
+    readonly processors: GenerationConfigProcessors = {},
   ) {}
 
   async loglikelihood(reqs: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]> {
@@ -290,6 +303,7 @@ export class BuiltinUtilityModel implements UtilityModel {
       const [ids] = await generateAsync(this.model, [this.tok.encode(p, { addSpecialTokens: true })], {
         maxNewTokens: opts.maxNewTokens,
         eosTokenIds: this.tok.eosTokenIds,
+        repetitionPenalty: this.processors.repetitionPenalty,
         signal: this.signal,
       });
       let text = this.tok.decode(ids, { skipSpecialTokens: true });
@@ -447,6 +461,11 @@ async function evaluateLoaded(
   );
   // the model's weights name its caches: a rerun into the same --cache resumes, another model's never mixes in
   const fp = modelWeightsHash(modelDir);
+  // what the built-in engine applies of the folder's generation_config.json (its repetition penalty), as transformers
+  const processors = generationConfigProcessors(
+    modelDir,
+    opts.applyGenerationConfig ?? DEFAULT_APPLY_GENERATION_CONFIG,
+  );
   const preference = await securePreference(model, tok, scored, {
     batchSize: opts.batchSize,
     seed: opts.seed,
@@ -463,7 +482,7 @@ async function evaluateLoaded(
   {
     log.info(`safe rate: ${describeProtocol(protocol)}`);
     log.info(`generating answers to ${prompts.length} held-out prompts`);
-    const backend = new BuiltinBackend(model, tok);
+    const backend = new BuiltinBackend(model, tok, { processors });
     safety = await evaluateSafety(prompts, {
       backend: opts.generator
         ? {
@@ -474,6 +493,8 @@ async function evaluateLoaded(
           }
         : {
             name: "builtin",
+            // the repetition penalty it applies, when it applies one (other answers than before it did)
+            ...(Object.keys(backend.keyFields).length ? { keyFields: backend.keyFields } : {}),
             generateChat: (m, o) =>
               backend.generateChat(m, { ...o, batchSize: opts.batchSize, signal: opts.signal }),
           },
@@ -508,12 +529,15 @@ async function evaluateLoaded(
   const u = opts.utility;
   const utilityReused: string[] = [];
   if (u) {
-    const um = new BuiltinUtilityModel(model, tok, opts.signal);
+    const um = new BuiltinUtilityModel(model, tok, opts.signal, processors);
     const sub = { limit: u.limit, seed: opts.seed };
     // the ids that end a generated answer (the benchmarks that generate: GSM8K, HumanEval): the tokenizer's eos and
     // generation_config.json's eos_token_id, which the key's tokenizer files alone do not hold. Since 2026-12-01:
     // GSM8K and HumanEval figures cached before are computed again once
     const generationEnds = [...tok.eosTokenIds];
+    // the repetition penalty the generated answers apply (generation_config.json), only when one is: figures
+    // cached before it was applied are computed again for such a folder alone
+    const greedyKey = greedyProcessorKey(processors);
     // With --cache, each finished benchmark is kept under a hash of what shapes it, and taken from there when the
     // same model (weights and tokenizer), files, settings and build evaluated it before (eval --base evaluates the
     // base on every run). The shots and token budgets below are part of the settings.
@@ -568,7 +592,13 @@ async function evaluateLoaded(
           );
         });
       if (u.gsm8k) {
-        const gsm = { ...sub, nShot: u.gsm8kTrain ? 5 : 0, maxNewTokens: 256, endTokens: generationEnds };
+        const gsm = {
+          ...sub,
+          nShot: u.gsm8kTrain ? 5 : 0,
+          maxNewTokens: 256,
+          endTokens: generationEnds,
+          ...greedyKey,
+        };
         utility.gsm8k = await figure("gsm8k", [u.gsm8k, u.gsm8kTrain], gsm, async () => {
           const train = u.gsm8kTrain ? await loadGsm8k(u.gsm8kTrain) : [];
           const items = await loadGsm8k(u.gsm8k!, sub);
@@ -584,7 +614,7 @@ async function evaluateLoaded(
       }
       if (u.humaneval) {
         // the settings the cache key holds are the ones the run uses: one object for both
-        const he = { ...sub, maxNewTokens: 384, endTokens: generationEnds };
+        const he = { ...sub, maxNewTokens: 384, endTokens: generationEnds, ...greedyKey };
         utility.humaneval = await figure("humaneval", [u.humaneval], he, async () => {
           const items = await loadHumanEval(u.humaneval!, sub);
           const r = await evaluateHumanEval(um, items, { maxNewTokens: he.maxNewTokens });

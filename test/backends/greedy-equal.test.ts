@@ -162,3 +162,34 @@ test("llama.cpp sampling draws from transformers' nucleus (temperature before to
     await llama.close();
   }
 });
+
+test("llama.cpp applies the repetition penalty as the built-in engine does (greedy, from llama.cpp's own logits)", async () => {
+  const made = makeTinyChatModel({ seed: 5 });
+  const processors = { repetitionPenalty: 3 };
+  const builtin = await BuiltinBackend.load(made.dir, { processors });
+  const plain = await BuiltinBackend.load(made.dir, { applyGenerationConfig: false });
+  const gguf = path.join(scratchDir("gv-backends-"), "model.gguf");
+  exportGguf(made.dir, gguf, { outtype: "f32" });
+  const llama = await openLlamaCppBackend({ modelPath: gguf, threads: 1, processors });
+  try {
+    const tok = builtin.tokenizer!;
+    let differs = 0;
+    for (const p of made.pairs.slice(0, 3)) {
+      const ids = tok.encode(
+        tok.applyChatTemplate([{ role: "user", content: p.question }], { addGenerationPrompt: true }),
+        { addSpecialTokens: false },
+      );
+      const opts = { maxNewTokens: 16 };
+      const a = await builtin.generateTokens(ids, opts);
+      assert.deepEqual(
+        await llama.generateTokens(ids, opts),
+        a,
+        "llama.cpp differs from the built-in engine",
+      );
+      if (JSON.stringify(await plain.generateTokens(ids, opts)) !== JSON.stringify(a)) differs++;
+    }
+    assert.ok(differs > 0, "the penalty changed no answer: the check has no power");
+  } finally {
+    await llama.close();
+  }
+});

@@ -53,15 +53,24 @@ test("the fields transformers applies in greedy decoding are named; sampling fie
     "min_new_tokens 5",
   ]);
   assert.deepEqual(greedyProcessorFields(folder(undefined)), []);
-  const local = generationConfigCaveat(folder(qwenCoder))!;
+  // the built-in engine applies repetition_penalty (unless --no-generation-config): nothing left to say for
+  // Qwen2.5-Coder's file; with it off, or with a field it does not apply, the caveat names what is missing
+  assert.equal(generationConfigCaveat(folder(qwenCoder)), null);
+  const off = generationConfigCaveat(folder(qwenCoder), { applied: false })!;
   assert.match(
-    local,
+    off,
     /sets repetition_penalty 1\.1, which transformers' generate\(\) applies even in greedy decoding/,
   );
-  assert.match(generationConfigCaveat(folder(qwenCoder), { server: true })!, /a server may apply it/);
+  assert.match(off, /--no-generation-config/);
+  const both = generationConfigCaveat(folder({ ...qwenCoder, no_repeat_ngram_size: 3 }))!;
+  assert.match(both, /sets no_repeat_ngram_size 3, which/);
+  assert.doesNotMatch(both, /repetition_penalty/);
+  const server = generationConfigCaveat(folder(qwenCoder), { server: true })!;
+  assert.match(server, /a server may apply it/);
+  assert.match(server, /which applies repetition_penalty only/);
 });
 
-test("generate says it, in the text run's warnings and in --json's caveats", async () => {
+test("generate applies the folder's repetition_penalty and records it; --no-generation-config turns it off and says so", async () => {
   const made = makeTinyChatModel({ seed: 5 });
   assert.ok(!fs.existsSync(path.join(made.dir, "generation_config.json")));
   fs.writeFileSync(
@@ -70,11 +79,27 @@ test("generate says it, in the text run's warnings and in --json's caveats", asy
   );
   const r = await runCli(["generate", "-m", made.dir, "-p", "hello", "--max-new-tokens", "2", "--json"]);
   assert.equal(r.code, 0, showRun(r));
-  const out = JSON.parse(r.stdout) as { caveats?: string[] };
-  assert.equal(out.caveats?.length, 1, r.stdout);
+  const on = JSON.parse(r.stdout) as { caveats?: string[]; generationConfig?: unknown };
+  assert.equal(on.caveats, undefined, r.stdout);
+  assert.deepEqual(on.generationConfig, { applied: true, repetitionPenalty: 1.05 });
+  const r2 = await runCli([
+    "generate",
+    "-m",
+    made.dir,
+    "-p",
+    "hello",
+    "--max-new-tokens",
+    "2",
+    "--no-generation-config",
+    "--json",
+  ]);
+  assert.equal(r2.code, 0, showRun(r2));
+  const out = JSON.parse(r2.stdout) as { caveats?: string[]; generationConfig?: unknown };
+  assert.deepEqual(out.generationConfig, { applied: false, repetitionPenalty: null });
+  assert.equal(out.caveats?.length, 1, r2.stdout);
   assert.match(
     out.caveats![0]!,
-    /^generation config: .*repetition_penalty 1\.05.*built-in engine and llama\.cpp apply none/,
+    /^generation config: .*repetition_penalty 1\.05.*built-in engine and llama\.cpp do not \(--no-generation-config\)/,
   );
-  assert.match(r.stderr, /repetition_penalty 1\.05/);
+  assert.match(r2.stderr, /repetition_penalty 1\.05/);
 });

@@ -19,7 +19,8 @@ import { InputError } from "../../errors.js";
 import { HttpBackend, retryWarning, templateKwargSent } from "../../eval/generate/http.js";
 import { serverDayCaveats } from "./server-day.js";
 import { serverChatBackend } from "../../eval/generate/backend.js";
-import { generationConfigCaveat } from "../../eval/generate/generation-config.js";
+import { generationConfigCaveat, generationConfigProcessors } from "../../eval/generate/generation-config.js";
+import { DEFAULT_APPLY_GENERATION_CONFIG } from "../../eval/config.js";
 import {
   DEFAULT_ENABLE_THINKING,
   DEFAULT_TEMPLATE_DATE,
@@ -80,6 +81,8 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     if (!(PROMPT_FILTERS as readonly string[]).includes(opts.promptFilter))
       throw new InputError(`--prompt-filter ${opts.promptFilter}: use ${PROMPT_FILTERS.join(" or ")}`);
     const enableThinking: boolean = opts.enableThinking ?? DEFAULT_ENABLE_THINKING;
+    // --no-generation-config sets it false; unset, the default of eval/config.ts
+    const applyGenerationConfig = opts.generationConfig === false ? false : DEFAULT_APPLY_GENERATION_CONFIG;
     // a trained judge's prompts follow its record; a plain checkpoint is asked with the setting
     const judge = opts.judge ? await LlmJudge.load(opts.judge, { enableThinking }) : null;
     const common = {
@@ -93,6 +96,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
       batchSize: opts.batchSize,
       cacheDir: opts.cache,
       seed: opts.seed,
+      applyGenerationConfig,
       log,
       signal: interruptSignal(log),
     };
@@ -109,17 +113,32 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     const caveats = opts.url
       ? serverDayCaveats("eval --url", folderChatTemplate(opts.model), opts.extraBody, log)
       : [];
-    // a generation_config.json asking for logits processors (Qwen2.5's repetition_penalty) that transformers applies
-    // even greedy and our engines do not: the answers are greedy without them, which is said (and kept) here
+    // a generation_config.json asking for logits processors that transformers applies even greedy and the built-in
+    // engine does not (all but repetition_penalty, or all with --no-generation-config), or a server may: the answers
+    // may lack them, which is said (and kept) here
     for (const [who, dir, server] of [
       ["", opts.model, Boolean(opts.url)],
       ["--base: ", opts.base, false],
     ] as const) {
-      const c = dir ? generationConfigCaveat(dir, { server }) : null;
+      const c = dir ? generationConfigCaveat(dir, { server, applied: applyGenerationConfig }) : null;
       if (c === null) continue;
       log.warn(`eval: ${who}${c}`);
       caveats.push(`generation config: ${who}${c}`);
     }
+    // what the built-in engine applied of each folder's generation_config.json (its answers and the utility
+    // benchmarks'; with --url the server answers the prompts): in the text and the JSON alike
+    const penalties = Object.fromEntries(
+      [
+        ["model", opts.model],
+        ["base", opts.base],
+      ]
+        .filter(([, dir]) => dir)
+        .map(([side, dir]) => [
+          side,
+          generationConfigProcessors(dir, applyGenerationConfig).repetitionPenalty ?? null,
+        ]),
+    ) as Record<string, number | null>;
+    const generationConfig = { applied: applyGenerationConfig, repetitionPenalty: penalties };
     const generator = opts.url
       ? serverChatBackend(
           new HttpBackend({
@@ -190,6 +209,15 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
           `answered${opts.url ? sentToServers(opts.extraBody, "date_string") : ""}` +
           `${templateDate === DEFAULT_TEMPLATE_DATE ? "; GOODVIBE_TEMPLATE_DATE=YYYY-MM-DD|today sets another" : ""})`,
       );
+    const applied = Object.entries(penalties).filter(([, p]) => p !== null);
+    if (!applyGenerationConfig)
+      lines.push("generation config: not applied (--no-generation-config): greedy on the raw logits");
+    else if (applied.length)
+      lines.push(
+        `generation config: repetition_penalty ${applied.map(([side, p]) => `${p} (${side})`).join(", ")} applied ` +
+          `by the built-in engine${opts.url ? " (utility benchmarks; the servers answered the prompts)" : ""}, as ` +
+          `transformers' generate() does; --no-generation-config turns it off`,
+      );
     for (const c of caveats) lines.push(`caveat: ${c}`);
     // the benchmarks taken from --cache, by side, when any was
     const reused = {
@@ -210,6 +238,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
             ...(utilityLimit ? { utilityLimit } : {}),
             enableThinking,
             templateDate,
+            generationConfig,
             ...(caveats.length ? { caveats } : {}),
           }
         : {
@@ -218,6 +247,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
             ...(utilityLimit ? { utilityLimit } : {}),
             enableThinking,
             templateDate,
+            generationConfig,
             ...(caveats.length ? { caveats } : {}),
           },
     );

@@ -76,6 +76,10 @@ export function registerEval(program: Command): void {
       DEFAULT_REQUEST_TIMEOUT_S,
     )
     .option(
+      "--no-generation-config",
+      "don't apply the model folder's generation_config.json as transformers' generate() does (its repetition_penalty, greedy or sampled; its top_k, else 50, when sampling): the built-in engine and llama.cpp then take the raw logits; default: applied (recorded in the output)",
+    )
+    .option(
       "--extra-body <json>",
       "a JSON object merged into every request body sent to the servers (with --url), e.g. '{\"reasoning_effort\": \"none\"}' for Ollama; the fields we set (model, messages, max_tokens, sampling) stay ours; its chat_template_kwargs goes with chat requests only (eval's answers are all chat requests), its keys winning over ours, a null there leaving that key out; part of the cached answers' keys",
       jsonObject,

@@ -8,7 +8,8 @@ import { BuiltinBackend } from "../../eval/generate/builtin.js";
 import { getNumThreads, setNumThreads } from "../../tensor/index.js";
 import { HttpBackend, retryWarning } from "../../eval/generate/http.js";
 import { serverDayCaveats } from "./server-day.js";
-import { generationConfigCaveat } from "../../eval/generate/generation-config.js";
+import { generationConfigCaveat, generationConfigProcessors } from "../../eval/generate/generation-config.js";
+import { DEFAULT_APPLY_GENERATION_CONFIG } from "../../eval/config.js";
 import { folderChatTemplate } from "../../io/chat-template.js";
 import type { GenerateOptions } from "../../eval/generate/backend.js";
 import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
@@ -30,13 +31,20 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
       enableThinking: opts.enableThinking ?? DEFAULT_ENABLE_THINKING,
     };
     const messages = [{ role: "user" as const, content: opts.prompt }];
+    // --no-generation-config sets it false; unset, the default of eval/config.ts. What the local engines apply of
+    // the model folder's generation_config.json (a server applies its own)
+    const applyGenerationConfig = opts.generationConfig === false ? false : DEFAULT_APPLY_GENERATION_CONFIG;
+    const processors =
+      opts.backend !== "http" && opts.model
+        ? generationConfigProcessors(opts.model, applyGenerationConfig)
+        : {};
     let text: string;
     let threads: number | undefined;
     // what the output says the answer may carry that this tool did not choose (the server's day)
     const caveats: string[] = [];
     if (opts.backend === "builtin") {
       if (!opts.model) throw new InputError("--model is required with the builtin backend");
-      const b = await BuiltinBackend.load(opts.model);
+      const b = await BuiltinBackend.load(opts.model, { processors });
       // after loading: loadModel picks a thread count for the model's size unless GOODVIBE_THREADS is set
       if (opts.threads) setNumThreads(opts.threads);
       threads = getNumThreads();
@@ -56,6 +64,7 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
         modelPath: opts.gguf,
         gpu: opts.llamaGpu,
         tokenizer,
+        processors,
         threads: opts.threads,
         // the default context (2048) holds the prompt and the answer; a longer answer gets room for both (the
         // backend refuses what does not fit rather than let llama.cpp drop the prompt's beginning)
@@ -102,7 +111,10 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
     // a generation_config.json asking for logits processors that transformers applies even greedy and our engines
     // do not (Qwen2.5's repetition_penalty): said, and kept in the output
     const genCaveat = opts.model
-      ? generationConfigCaveat(opts.model, { server: opts.backend === "http" })
+      ? generationConfigCaveat(opts.model, {
+          server: opts.backend === "http",
+          applied: applyGenerationConfig,
+        })
       : null;
     if (genCaveat !== null) {
       makeLogger(g).warn(`generate: ${genCaveat}`);
@@ -112,6 +124,16 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
       backend: opts.backend,
       text,
       ...(threads !== undefined ? { threads } : {}),
+      // what the local engine applied of generation_config.json (a server's own choice is not known here)
+      ...(opts.backend !== "http"
+        ? {
+            generationConfig: {
+              applied: applyGenerationConfig,
+              repetitionPenalty: processors.repetitionPenalty ?? null,
+              ...(gen.temperature ? { topK: processors.topK ?? null } : {}),
+            },
+          }
+        : {}),
       ...(caveats.length ? { caveats } : {}),
     });
   });

@@ -45,6 +45,10 @@ export function registerGenerate(program: Command): void {
     .option("--temperature <t>", "sampling temperature, 0 = greedy", number({ min: 0 }), 0)
     .option("--top-p <p>", "nucleus sampling mass", number({ above: 0, max: 1 }), 1)
     .option("--seed <n>", "sampling seed", integer(0), 0)
+    .option(
+      "--no-generation-config",
+      "don't apply the model folder's generation_config.json as transformers' generate() does (its repetition_penalty, greedy or sampled; its top_k, else 50, when sampling): the built-in engine and llama.cpp then take the raw logits; default: applied (recorded in the output)",
+    )
     .option("--raw", "send the prompt as is, without the chat template")
     .option(
       "--enable-thinking",

@@ -1,11 +1,17 @@
 /**
  * Generation with the project's own libtorch decoder (src/models): a DecoderModel plus its Hugging Face tokenizer.
- * Prompts go through `generate` (left-padded batches, KV cache); greedy unless a temperature is given.
+ * Prompts go through `generate` (left-padded batches, KV cache); greedy unless a temperature is given, with the
+ * processors the model folder's generation_config.json asks for (generation-config.ts), as transformers applies them.
  *
  * Stop strings are applied to the decoded text after a batch finishes: `generate` stops a row only at an
  * end-of-sequence token, and a batch runs until its longest row ends anyway, so cutting afterwards costs little.
  */
-import { DEFAULT_EVAL_BATCH } from "../config.js";
+import { DEFAULT_APPLY_GENERATION_CONFIG, DEFAULT_EVAL_BATCH } from "../config.js";
+import {
+  generationConfigProcessors,
+  greedyProcessorKey,
+  type GenerationConfigProcessors,
+} from "./generation-config.js";
 import { InputError } from "../../errors.js";
 import type { ChatMessage, HfTokenizer } from "../../io/tokenizer.js";
 import { loadTokenizer } from "../../io/tokenizer.js";
@@ -19,6 +25,11 @@ export interface BuiltinBackendOptions {
   eosTokenIds?: number[];
   /** Left-padding id; default: the tokenizer's pad token, else the first eos id, else 0 (pads are masked out). */
   padTokenId?: number;
+  /**
+   * The logits processors to apply (generation-config.ts generationConfigProcessors of the model's folder); default
+   * none. `load` reads them from the folder unless `applyGenerationConfig` is false.
+   */
+  processors?: GenerationConfigProcessors;
 }
 
 /** Cut `text` before the earliest occurrence of any stop string. */
@@ -36,6 +47,7 @@ export class BuiltinBackend implements GenerationBackend {
   readonly name = "builtin";
   readonly eosTokenIds: number[];
   readonly padTokenId: number;
+  readonly processors: GenerationConfigProcessors;
 
   /** `tokenizer` may be left out for token-level use (generateTokens); the text methods need it. */
   constructor(
@@ -45,12 +57,30 @@ export class BuiltinBackend implements GenerationBackend {
   ) {
     this.eosTokenIds = opts.eosTokenIds ?? tokenizer?.eosTokenIds ?? [];
     this.padTokenId = opts.padTokenId ?? tokenizer?.padTokenId ?? this.eosTokenIds[0] ?? 0;
+    this.processors = opts.processors ?? {};
   }
 
-  /** Load a model folder with its tokenizer (tokenizer.json in the same folder). */
-  static async load(dir: string, opts: LoadOptions & BuiltinBackendOptions = {}): Promise<BuiltinBackend> {
+  /**
+   * What else changes its greedy answers (ChatBackend.keyFields): the repetition penalty when one is applied;
+   * empty otherwise, so that answers cached before it was applied keep their keys where nothing changed.
+   */
+  get keyFields(): Readonly<Record<string, unknown>> {
+    return greedyProcessorKey(this.processors);
+  }
+
+  /**
+   * Load a model folder with its tokenizer (tokenizer.json in the same folder) and, unless `applyGenerationConfig`
+   * is false, the processors its generation_config.json asks for.
+   */
+  static async load(
+    dir: string,
+    opts: LoadOptions & BuiltinBackendOptions & { applyGenerationConfig?: boolean } = {},
+  ): Promise<BuiltinBackend> {
+    const processors =
+      opts.processors ??
+      generationConfigProcessors(dir, opts.applyGenerationConfig ?? DEFAULT_APPLY_GENERATION_CONFIG);
     const tokenizer = await loadTokenizer(dir);
-    return new BuiltinBackend(loadModel(dir, opts), tokenizer, opts);
+    return new BuiltinBackend(loadModel(dir, opts), tokenizer, { ...opts, processors });
   }
 
   private tok(): HfTokenizer {
@@ -97,6 +127,8 @@ export class BuiltinBackend implements GenerationBackend {
       maxNewTokens: opts.maxNewTokens,
       temperature: opts.temperature,
       topP: opts.topP,
+      topK: this.processors.topK,
+      repetitionPenalty: this.processors.repetitionPenalty,
       seed: opts.temperature ? (opts.seed ?? 0) : undefined,
       eosTokenIds: this.eosTokenIds,
       padTokenId: this.padTokenId,

@@ -1,18 +1,86 @@
 /**
- * What a model folder's generation_config.json asks of greedy decoding that this project's engines do not do.
+ * What a model folder's generation_config.json asks of decoding: what the project's engines apply of it
+ * (generationConfigProcessors: the repetition penalty, and top_k when sampling) and what they do not (the caveat).
  *
  * transformers' generate() builds its logits processors from the model's generation config whatever do_sample says
  * (generation/utils.py `_get_logits_processor`: `if generation_config.repetition_penalty is not None and
  * generation_config.repetition_penalty != 1.0: processors.append(RepetitionPenaltyLogitsProcessor(...))`, and the
  * same for no_repeat_ngram_size, bad_words_ids, min_length/min_new_tokens, sequence_bias, forced BOS/EOS, suppressed
  * tokens, the length penalty's decay), and vLLM takes the folder's repetition_penalty as a request's default. Qwen2.5's
- * instruct models set repetition_penalty 1.05 (Coder: 1.1). The built-in engine and llama.cpp decode greedily with
- * none of them (models/generate.ts), so for such a model their answers can differ from transformers' greedy
- * generate() and vLLM's: said, not silently different.
+ * instruct models set repetition_penalty 1.05 (Coder: 1.1). The built-in engine and llama.cpp apply the repetition
+ * penalty as transformers does (models/generate.ts applyRepetitionPenalty), unless turned off; the other fields
+ * they do not apply, which is said (the caveat), not silently different.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { isPlainObject } from "../../util/keys.js";
+import { InputError } from "../../errors.js";
+import { DEFAULT_APPLY_GENERATION_CONFIG } from "../config.js";
+
+/**
+ * transformers' top_k when neither the call nor the folder's generation_config.json sets one (GenerationConfig's
+ * default in generation/configuration_utils.py: `top_k` 50 in v4's __init__, v5's `_get_default_generation_params`);
+ * TopKLogitsWarper applies it whenever it samples.
+ */
+export const TRANSFORMERS_DEFAULT_TOP_K = 50;
+
+/** The processors the project's engines apply from a folder's generation_config.json (models/generate.ts). */
+export interface GenerationConfigProcessors {
+  /** RepetitionPenaltyLogitsProcessor's penalty, greedy and sampled; absent: none (the field unset or 1) */
+  repetitionPenalty?: number;
+  /** TopKLogitsWarper's k when sampling (the folder's top_k, else TRANSFORMERS_DEFAULT_TOP_K); 0: none */
+  topK?: number;
+}
+
+function readGenerationConfig(dir: string): Record<string, unknown> | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(path.join(dir, "generation_config.json"), "utf8");
+  } catch {
+    return null; // absent
+  }
+  let cfg: unknown;
+  try {
+    cfg = JSON.parse(text);
+  } catch (e) {
+    throw new InputError(`${path.join(dir, "generation_config.json")}: not JSON (${(e as Error).message})`);
+  }
+  return isPlainObject(cfg) ? cfg : null;
+}
+
+/**
+ * What the engines apply of `dir`'s generation_config.json, as transformers' generate() builds it
+ * (generation/utils.py `_get_logits_processor`: `repetition_penalty is not None and != 1.0` adds
+ * RepetitionPenaltyLogitsProcessor; with do_sample, `top_k is not None and != 0` adds TopKLogitsWarper, after the
+ * temperature). `apply` false (--no-generation-config): nothing, the engines' behaviour before 2026-12-01.
+ * A value transformers refuses is refused here, naming the file and field.
+ */
+export function generationConfigProcessors(dir: string | null, apply: boolean): GenerationConfigProcessors {
+  if (!apply) return {};
+  const cfg = dir ? readGenerationConfig(dir) : null;
+  const file = dir ? path.join(dir, "generation_config.json") : "";
+  const out: GenerationConfigProcessors = {};
+  const p = cfg?.repetition_penalty;
+  if (p !== undefined && p !== null) {
+    // RepetitionPenaltyLogitsProcessor.__init__: "`penalty` has to be a strictly positive float"
+    if (typeof p !== "number" || !(p > 0) || !Number.isFinite(p))
+      throw new InputError(`${file}: repetition_penalty must be a number > 0, got ${JSON.stringify(p)}`);
+    if (p !== 1) out.repetitionPenalty = p;
+  }
+  const k = cfg?.top_k;
+  if (k !== undefined && k !== null && !(Number.isInteger(k) && (k as number) >= 0))
+    throw new InputError(`${file}: top_k must be a non-negative integer, got ${JSON.stringify(k)}`);
+  out.topK = typeof k === "number" ? k : TRANSFORMERS_DEFAULT_TOP_K;
+  return out;
+}
+
+/**
+ * What of the processors changes greedy answers, for the answers' cache keys: the repetition penalty when one is
+ * applied, else nothing (so the keys of a folder without one, or of a run with them off, are those of before).
+ */
+export function greedyProcessorKey(p: GenerationConfigProcessors): Record<string, unknown> {
+  return p.repetitionPenalty !== undefined ? { repetitionPenalty: p.repetitionPenalty } : {};
+}
 
 /** generation_config.json fields that change greedy answers in transformers' generate(), when "active". */
 const GREEDY_PROCESSORS: readonly [string, (v: unknown) => boolean][] = [
@@ -43,19 +111,35 @@ export function greedyProcessorFields(dir: string): string[] {
   );
 }
 
+/** The fields of greedyProcessorFields the project's engines apply (unless turned off). */
+const APPLIED = new Set(["repetition_penalty"]);
+
 /**
- * The caveat of answers from `dir`'s model when its generation_config.json asks for logits processors; null when it
- * asks for none. `server`: the answers come from a server, which may apply them (vLLM does, llama-server does not).
+ * The caveat of answers from `dir`'s model when its generation_config.json asks for logits processors the answers
+ * may lack; null when there is none. `server`: the answers come from a server, which may apply them (vLLM does,
+ * llama-server does not). `applied` (default DEFAULT_APPLY_GENERATION_CONFIG): the built-in engine and llama.cpp
+ * apply repetition_penalty, so only the other fields are named; false (--no-generation-config): all of them.
  */
-export function generationConfigCaveat(dir: string, opts: { server?: boolean } = {}): string | null {
-  const fields = greedyProcessorFields(dir);
-  if (fields.length === 0) return null;
-  const what = `${path.join(dir, "generation_config.json")} sets ${fields.join(", ")}`;
-  return opts.server
-    ? `${what}: a server may apply ${fields.length === 1 ? "it" : "them"} (vLLM takes repetition_penalty from the ` +
-        `folder by default, llama-server does not), so these answers can differ from the built-in engine's, which ` +
-        `applies none`
-    : `${what}, which transformers' generate() applies even in greedy decoding (and vLLM by default); the ` +
-        `built-in engine and llama.cpp apply none, so their answers can differ from transformers' and vLLM's for ` +
-        `this model`;
+export function generationConfigCaveat(
+  dir: string,
+  opts: { server?: boolean; applied?: boolean } = {},
+): string | null {
+  const applied = opts.applied ?? DEFAULT_APPLY_GENERATION_CONFIG;
+  const all = greedyProcessorFields(dir);
+  const file = path.join(dir, "generation_config.json");
+  if (opts.server) {
+    if (all.length === 0) return null;
+    return (
+      `${file} sets ${all.join(", ")}: a server may apply ${all.length === 1 ? "it" : "them"} (vLLM takes ` +
+      `repetition_penalty from the folder by default, llama-server does not), so these answers can differ from ` +
+      `the built-in engine's, which applies ${applied ? "repetition_penalty only" : "none (--no-generation-config)"}`
+    );
+  }
+  const missing = applied ? all.filter((f) => !APPLIED.has(f.split(" ")[0]!)) : all;
+  if (missing.length === 0) return null;
+  return (
+    `${file} sets ${missing.join(", ")}, which transformers' generate() applies even in greedy decoding (and ` +
+    `vLLM by default); the built-in engine and llama.cpp do not${applied ? "" : " (--no-generation-config)"}, so ` +
+    `their answers can differ from transformers' and vLLM's for this model`
+  );
 }

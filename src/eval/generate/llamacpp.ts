@@ -21,6 +21,7 @@ import type {
   LlamaModel,
   Token,
 } from "node-llama-cpp";
+import type { GenerationConfigProcessors } from "./generation-config.js";
 import { InputError } from "../../errors.js";
 import { loadNodeLlamaCpp, type LlamaGpu } from "./llamacpp-runtime.js";
 import type { ChatMessage, HfTokenizer } from "../../io/tokenizer.js";
@@ -51,6 +52,11 @@ export interface LlamaCppBackendOptions {
   logLevel?: "error" | "warn" | "info" | "debug";
   /** Default: CPU. A GPU build must be installed (`goodvibe setup llamacpp --gpu cuda`). */
   gpu?: LlamaGpu;
+  /**
+   * The logits processors to apply, as the built-in engine does (generation-config.ts generationConfigProcessors of
+   * the model folder the GGUF was exported from); default none.
+   */
+  processors?: GenerationConfigProcessors;
 }
 
 const llamas = new Map<string, Promise<Llama>>();
@@ -94,13 +100,43 @@ async function prebuiltLlama(
 }
 
 /**
- * One token drawn from `logits` as transformers samples it: TemperatureLogitsWarper (logits / t), then
- * TopPLogitsWarper (sorted ascending, the tokens whose cumulative probability is <= 1 - topP are removed, the
- * most likely always kept), then a draw from the softmax of what is left with `u` uniform in [0, 1).
+ * transformers' RepetitionPenaltyLogitsProcessor on one row, in place (generation/logits_process.py: each token
+ * seen, once, has its score multiplied by `penalty` when negative, divided when not), as models/generate.ts
+ * applyRepetitionPenalty does for the built-in engine.
  */
-export function sampleToken(logits: ArrayLike<number>, temperature: number, topP: number, u: number): number {
+export function penaliseRow(row: Float64Array, seen: Iterable<number>, penalty: number): void {
+  for (const t of new Set(seen)) {
+    const v = row[t]!;
+    row[t] = v < 0 ? v * penalty : v / penalty;
+  }
+}
+
+/** The first index of the largest value (torch.argmax's choice on ties). */
+export function argmaxRow(row: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
+  return best;
+}
+
+/**
+ * One token drawn from `logits` as transformers samples it: TemperatureLogitsWarper (logits / t), then
+ * TopKLogitsWarper (`topK` > 0: the tokens below the k-th largest removed, ties kept), then TopPLogitsWarper
+ * (sorted ascending, the tokens whose cumulative probability is <= 1 - topP are removed, the most likely always
+ * kept), then a draw from the softmax of what is left with `u` uniform in [0, 1).
+ */
+export function sampleToken(
+  logits: ArrayLike<number>,
+  temperature: number,
+  topP: number,
+  u: number,
+  topK = 0,
+): number {
   const n = logits.length;
   const scaled = Float64Array.from(logits, (v) => v / temperature);
+  if (topK > 0 && topK < n) {
+    const kth = Float64Array.from(scaled).sort()[n - topK]!;
+    for (let i = 0; i < n; i++) if (scaled[i]! < kth) scaled[i] = -Infinity;
+  }
   let max = -Infinity;
   for (let i = 0; i < n; i++) if (scaled[i]! > max) max = scaled[i]!;
   const w = scaled.map((v) => Math.exp(v - max));
@@ -138,6 +174,8 @@ export class LlamaCppBackend implements GenerationBackend {
     readonly tokenizer: HfTokenizer | null,
     /** Compute threads the context was created with. */
     readonly threads: number,
+    /** The generation_config.json processors it applies (LlamaCppBackendOptions.processors). */
+    readonly processors: GenerationConfigProcessors = {},
   ) {}
 
   static async open(opts: LlamaCppBackendOptions): Promise<LlamaCppBackend> {
@@ -190,6 +228,7 @@ export class LlamaCppBackend implements GenerationBackend {
       context.getSequence(),
       opts.tokenizer ?? null,
       context.currentThreads,
+      opts.processors ?? {},
     );
   }
 
@@ -238,7 +277,10 @@ export class LlamaCppBackend implements GenerationBackend {
           `at least ${prompt.length + opts.maxNewTokens - 1}, or ask for fewer new tokens`,
       );
     const eos = this.tokenizer ? new Set(this.tokenizer.eosTokenIds) : null;
-    if (opts.temperature) return this.runSampled(prompt, opts, done, eos);
+    // a repetition penalty, like sampling, needs the logits: llama.cpp's own penalty (penalty_repeat over its last
+    // n tokens) is not transformers' (every token of prompt and answer), so the token is picked here
+    if (opts.temperature || this.processors.repetitionPenalty !== undefined)
+      return this.runSampled(prompt, opts, done, eos);
     for await (const token of this.sequence.evaluate(prompt, {
       temperature: 0,
       yieldEogToken: eos !== null,
@@ -251,10 +293,11 @@ export class LlamaCppBackend implements GenerationBackend {
   }
 
   /**
-   * Sampling as transformers and the built-in engine do it: temperature, then top-p on the tempered
-   * distribution (TemperatureLogitsWarper before TopPLogitsWarper). node-llama-cpp's sampler chain applies top-p
-   * before the temperature (llama/addon/AddonSampler.cpp: top_k, top_p, min_p, temp, dist), another nucleus
-   * whenever both are set, so the token is drawn here from llama.cpp's logits, with the project's seeded generator.
+   * Sampling as transformers and the built-in engine do it: the repetition penalty, then temperature, top-k, and
+   * top-p on the tempered distribution (generation/utils.py `_get_logits_processor`'s order). node-llama-cpp's
+   * sampler chain applies top-p before the temperature (llama/addon/AddonSampler.cpp: top_k, top_p, min_p, temp,
+   * dist), another nucleus whenever both are set, so the token is drawn here from llama.cpp's logits, with the
+   * project's seeded generator. Greedy with a repetition penalty: the argmax of the penalised logits.
    */
   private async runSampled(
     prompt: Token[],
@@ -264,6 +307,8 @@ export class LlamaCppBackend implements GenerationBackend {
   ): Promise<number[]> {
     const rng = createRng(opts.seed ?? 0);
     const nVocab = this.vocabSize;
+    const penalty = this.processors.repetitionPenalty;
+    const seen = new Set<number>(prompt);
     const out: number[] = [];
     let feed: Token[] = prompt;
     for (;;) {
@@ -274,7 +319,13 @@ export class LlamaCppBackend implements GenerationBackend {
       if (!pairs) throw new Error(`llama.cpp returned no logits after ${out.length} new tokens`);
       const row = new Float64Array(nVocab).fill(-Infinity);
       for (const [tok, v] of pairs) row[tok] = v;
-      const token = sampleToken(row, opts.temperature!, opts.topP ?? 1, rng.next()) as Token;
+      if (penalty !== undefined) penaliseRow(row, seen, penalty);
+      const token = (
+        opts.temperature
+          ? sampleToken(row, opts.temperature, opts.topP ?? 1, rng.next(), this.processors.topK ?? 0)
+          : argmaxRow(row)
+      ) as Token;
+      seen.add(token);
       if (eos ? eos.has(token) : this.model.isEogToken(token)) break;
       out.push(token);
       if (out.length >= opts.maxNewTokens || done(out)) break;
