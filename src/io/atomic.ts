@@ -298,6 +298,16 @@ function writeRange(fd: number, bytes: Uint8Array, start: number, end: number): 
 }
 
 /**
+ * Write all of `view` at byte `position` of `fd`. A disk that fills up cuts a write short without an error (the
+ * next one fails): a caller that ignores the count leaves a row partly unwritten and says nothing.
+ */
+export function writeWholeAt(fd: number, view: ArrayBufferView, position: number): void {
+  const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+  for (let off = 0; off < bytes.length;)
+    off += fs.writeSync(fd, bytes, off, bytes.length - off, position + off);
+}
+
+/**
  * writeFileAtomic for a file made piece by piece (a model's weights: a generator makes each tensor's bytes when
  * it is reached, so one is held at a time); stop marks are passed over (writeFileAtomicAsync honours them).
  * Whatever the pieces throw leaves no file and no temporary behind.
