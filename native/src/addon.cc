@@ -175,6 +175,7 @@ struct ReportLedger {
 struct AddonData {
   Napi::FunctionReference tensorCtor;
   Napi::FunctionReference adamCtor;
+  Napi::FunctionReference arrayBufferCtor;  // JavaScript's own, as it was at load (toBytes)
   // shared with every live handle: the env's teardown may finalize the instance data before the handles
   std::shared_ptr<ReportLedger> ledger = std::make_shared<ReportLedger>();
 };
@@ -480,10 +481,26 @@ OP(externalReports, "(): [number, number]") {
   return out;
 }
 
-OP(toBytes, "(t: N): ArrayBuffer") {
-  auto t = T(info, 0).detach().to(torch::kCPU).contiguous();
-  auto buf = Napi::ArrayBuffer::New(ENV, t.nbytes());
-  if (t.nbytes()) std::memcpy(buf.Data(), t.data_ptr(), t.nbytes());
+// The ArrayBuffer is made by JavaScript's own constructor (`new ArrayBuffer(n)`, kept at load), which throws a
+// RangeError ("Array buffer allocation failed") where the memory cannot be had: napi_create_arraybuffer
+// (v8::ArrayBuffer::New) has no failing path in Node 20's V8 and ended the process instead ("FATAL ERROR:
+// v8::ArrayBuffer::New Allocation failed", SIGABRT). Its memory stays V8's, so a dropped result is freed by the
+// collection that finds it, at once (an external buffer over a tensor's storage is freed only once the event loop
+// turns: a synchronous writer's parts piled up, 60 of 64 MiB grew RSS by 3.8 GiB). `maxBytes` as for the mapped
+// Buffers (buffer.constants.MAX_LENGTH; without it 2^32, Node 20's): no typed array can view a longer one.
+OP(toBytes, "(t: N, maxBytes?: number): ArrayBuffer") {
+  auto src = T(info, 0);
+  double maxBytes = isNil(info, 1) ? 4294967296.0 : D(info, 1);
+  auto t = src.detach().to(torch::kCPU).contiguous();
+  size_t len = t.nbytes();
+  if (static_cast<double>(len) > maxBytes)
+    throw std::runtime_error("cannot hand " + std::to_string(len) + " bytes to JavaScript as one ArrayBuffer (at most " +
+                             std::to_string(static_cast<uint64_t>(maxBytes)) + "): write it in parts");
+  Napi::Value made = data(ENV)->arrayBufferCtor.New({Napi::Number::New(ENV, static_cast<double>(len))});
+  if (!made.IsArrayBuffer()) throw std::runtime_error("toBytes: ArrayBuffer's constructor gave no ArrayBuffer");
+  auto buf = made.As<Napi::ArrayBuffer>();
+  if (buf.ByteLength() != len) throw std::runtime_error("toBytes: ArrayBuffer's constructor gave the wrong length");
+  if (len) std::memcpy(buf.Data(), t.data_ptr(), len);
   return buf;
 }
 
@@ -1140,6 +1157,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   d->tensorCtor = Napi::Persistent(tctor);
   auto actor = AdamWHandle::Define(env);
   d->adamCtor = Napi::Persistent(actor);
+  d->arrayBufferCtor = Napi::Persistent(env.Global().Get("ArrayBuffer").As<Napi::Function>());
   exports.Set("NativeTensor", tctor);
   exports.Set("AdamW", actor);
   auto signatures = Napi::Object::New(env);

@@ -158,7 +158,7 @@ export interface NativeOps {
   synchronize(device: string): void;
   tanh(t: N): N;
   to(t: N, dtype: string): N;
-  toBytes(t: N): ArrayBuffer;
+  toBytes(t: N, maxBytes?: number): ArrayBuffer;
   toDevice(t: N, device: string): N;
   topk(t: N, k: number, dim: number, largest: boolean, sorted: boolean): [N, N];
   transpose(t: N, a: number, b: number): N;

@@ -5,6 +5,7 @@
  */
 import * as fs from "node:fs";
 import { InputError, ResourceError } from "../errors.js";
+import { MAX_BUFFER_BYTES } from "../io/mapfile.js";
 import { F32_PRODUCTS_ENV, native } from "./native.js";
 import type { NativeTensor } from "./native-ops.js";
 
@@ -400,7 +401,7 @@ export class Tensor {
 
   // ------------------------------------------------------------ data out
   toBytes(): Uint8Array {
-    return new Uint8Array(native.toBytes(this.h));
+    return new Uint8Array(native.toBytes(this.h, MAX_BUFFER_BYTES));
   }
   /**
    * toBytes as `dtype` (default this tensor's), in consecutive parts of whole rows (dim 0) of about `partBytes`
@@ -423,10 +424,10 @@ export class Tensor {
     }
   }
   toFloat32Array(): Float32Array {
-    if (this.dtype === "float32") return new Float32Array(native.toBytes(this.h));
+    if (this.dtype === "float32") return new Float32Array(native.toBytes(this.h, MAX_BUFFER_BYTES));
     const t = native.to(this.h, "float32");
     try {
-      return new Float32Array(native.toBytes(t));
+      return new Float32Array(native.toBytes(t, MAX_BUFFER_BYTES));
     } finally {
       t.dispose();
     }
@@ -434,7 +435,7 @@ export class Tensor {
   toFloat64Array(): Float64Array {
     const t = native.to(this.h, "float64");
     try {
-      return new Float64Array(native.toBytes(t));
+      return new Float64Array(native.toBytes(t, MAX_BUFFER_BYTES));
     } finally {
       t.dispose();
     }
@@ -443,7 +444,7 @@ export class Tensor {
   toIntArray(): number[] {
     const t = native.to(this.h, "int64");
     try {
-      return Array.from(new BigInt64Array(native.toBytes(t)), (v) => Number(v));
+      return Array.from(new BigInt64Array(native.toBytes(t, MAX_BUFFER_BYTES)), (v) => Number(v));
     } finally {
       t.dispose();
     }
