@@ -84,7 +84,10 @@ test("an experiment on the defaults lists only checkpointing (the default auto, 
     "profile-normalized: each neuron's importances on the first 32 identification samples, scaled to unit length",
   );
   // §4.2 names AdamW and lr 1e-4 only: the rest (transformers' Trainer defaults; accumulation 4) is stated
-  assert.equal(readings[3]!.paper, "not given: AdamW with lr 1e-4, and gradient accumulation without its count");
+  assert.equal(
+    readings[3]!.paper,
+    "not given: AdamW with lr 1e-4, and gradient accumulation without its count",
+  );
   assert.equal(
     readings[3]!.here,
     "AdamW betas (0.9, 0.999), eps 1e-8, weight decay 0, gradient norm clipped at 1, gradient accumulation over 4 " +
@@ -127,7 +130,9 @@ test("an experiment on the defaults lists only checkpointing (the default auto, 
       "x",
     ),
   );
-  assert.ok(!noCluster.some((d) => d.setting.includes("cluster.fallback") || d.setting.includes("cluster.features")));
+  assert.ok(
+    !noCluster.some((d) => d.setting.includes("cluster.fallback") || d.setting.includes("cluster.features")),
+  );
   const full = parseExperimentSpec(
     {
       ...base,

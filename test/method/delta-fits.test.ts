@@ -56,14 +56,17 @@ test("a delta whose rows or U do not fit the module is refused naming the file a
           data: new Uint8Array(new Float32Array(2 * (layer.inFeatures - 1)).buffer),
         },
       },
-      new RegExp(`U has shape \\[2,${layer.inFeatures - 1}\\]: its rows must have the module's input width ${layer.inFeatures}`),
+      new RegExp(
+        `U has shape \\[2,${layer.inFeatures - 1}\\]: its rows must have the module's input width ${layer.inFeatures}`,
+      ),
     ],
   ];
   for (const [name, edit, want] of cases) {
     const file = edited(name, edit);
     assert.throws(
       () => checkDeltaFits(model, readGoodVibeDelta(file), file),
-      (e: Error) => e instanceof InputError && e.message.startsWith(`${file}: ${MOD}`) && want.test(e.message),
+      (e: Error) =>
+        e instanceof InputError && e.message.startsWith(`${file}: ${MOD}`) && want.test(e.message),
       name,
     );
   }

@@ -94,6 +94,8 @@ test("gradient accumulation: a step's loss is the mean per answer token over the
   // AdamW's first step moves each weight by lr·g/(|g|+eps): equal gradients give equal tensors up to float noise
   for (const [n, u] of batched.U) {
     const v = accumulated.U.get(n)!;
-    u.forEach((x, i) => assert.ok(Math.abs(v[i]! - x) <= 1e-6 + 1e-4 * Math.abs(x), `${n}[${i}] ${v[i]} vs ${x}`));
+    u.forEach((x, i) =>
+      assert.ok(Math.abs(v[i]! - x) <= 1e-6 + 1e-4 * Math.abs(x), `${n}[${i}] ${v[i]} vs ${x}`),
+    );
   }
 });

@@ -125,7 +125,9 @@ export function checkDeltaFits(model: DecoderModel, delta: GoodVibeDelta, file: 
     const seen = new Set<number>();
     for (const r of sel.rows) {
       if (!Number.isInteger(r) || r < 0 || r >= layer.outFeatures)
-        throw new InputError(`${file}: ${mod}.rows holds ${r}, outside the module's ${layer.outFeatures} rows`);
+        throw new InputError(
+          `${file}: ${mod}.rows holds ${r}, outside the module's ${layer.outFeatures} rows`,
+        );
       if (seen.has(r)) throw new InputError(`${file}: ${mod}.rows holds row ${r} twice`);
       seen.add(r);
     }
