@@ -11,6 +11,8 @@ import { InputError } from "../errors.js";
 import { canonicalJson, fileHash, modelFolderHash, sha256 } from "../io/hash.js";
 import { answerTokensKey, promptsKey } from "../io/tokenizer-json.js";
 import { thinkingKey } from "../io/chat-template.js";
+import { generationConfigProcessors, greedyProcessorKey } from "../eval/generate/generation-config.js";
+import { DEFAULT_APPLY_GENERATION_CONFIG } from "../eval/config.js";
 import { hardenConfigOf, type HardenConfig } from "../config/harden.js";
 import type { Method } from "../report/schema.js";
 import { gridLabel, nestSettings, type ExperimentSpec, type TrainedMethod } from "./spec.js";
@@ -204,7 +206,8 @@ function hardenInputs(cfg: HardenConfig): unknown {
 }
 
 function evalInputs(spec: ExperimentSpec): unknown {
-  const { utility, ...rest } = spec.eval;
+  // generationConfig is keyed per model, where a folder's penalty applies (generationConfigKey), not here
+  const { utility, generationConfig: _g, ...rest } = spec.eval;
   const files = utility
     ? Object.fromEntries(
         Object.entries(utility).map(([k, v]) => [k, typeof v === "string" ? fileHash(v) : v]),
@@ -300,6 +303,11 @@ export function planExperiment(
     languages: spec.data.languages ?? null,
   };
   const evalIn = evalInputs(spec);
+  // the repetition penalty a model folder's answers apply (generation_config.json), only where one is: cells
+  // evaluated before it was applied are computed again for such a model alone; every other cell keeps its key
+  const applyGenerationConfig = spec.eval.generationConfig ?? DEFAULT_APPLY_GENERATION_CONFIG;
+  const generationConfigKey = (dir: string) =>
+    greedyProcessorKey(generationConfigProcessors(dir, applyGenerationConfig));
   // one judge convention per experiment: identification of every cell and the LLM judge
   let convention: JudgeConvention | undefined;
   for (const s of settings) {
@@ -395,6 +403,7 @@ export function planExperiment(
     ...answerTokensKey(model.path),
     // answers generated (and held-out losses read) with thinking on: only where the template has the switch
     ...thinkingKey(model.path, spec.enableThinking),
+    ...generationConfigKey(model.path),
     dev: data.dev,
     languages,
     eval: evalIn,
@@ -414,6 +423,8 @@ export function planExperiment(
             ...answerTokensKey(s.model.path),
             // the cell's judge prompts, fine-tuning examples and answers: as the base cell's
             ...thinkingKey(s.model.path, spec.enableThinking),
+            // its folded model carries the base's generation_config.json
+            ...generationConfigKey(s.model.path),
             data,
             harden: hardenInputs(s.harden),
             eval: evalIn,

@@ -366,6 +366,7 @@ async function evaluate(ctx: RunContext, modelDir: string, cell: PlannedCell): P
     cacheDir: cell.workDir,
     seed: e.seed,
     utility: e.utility,
+    ...(e.generationConfig !== undefined ? { applyGenerationConfig: e.generationConfig } : {}),
     log: ctx.log,
     signal: ctx.signal,
   });

@@ -51,6 +51,11 @@ const evalSchema = z.strictObject({
   /** seed of the evaluation (bootstrap intervals); the models' training seeds are `seeds` */
   seed: nonNegInt.default(0),
   utility: utilitySchema.optional(),
+  /**
+   * apply each model folder's generation_config.json (its repetition_penalty) as transformers' generate() does;
+   * absent: DEFAULT_APPLY_GENERATION_CONFIG (eval/config.ts). Keyed per model where it changes answers (plan.ts)
+   */
+  generationConfig: z.boolean().optional(),
 });
 
 export const experimentSchema = z.strictObject({
