@@ -3,8 +3,8 @@
  * many workers (experiment/shard.ts), one run folder of `harden` / `train` (recipes/harden.ts), of `identify` (one
  * per shard with --shard: cli/commands/stages-run.ts) and of `judge train` (recipes/train-judge.ts). A claim is a file
  * created exclusively and whole (a temporary hard-linked into place) in the folder it claims, kept fresh by a
- * heartbeat. A claim whose holder died (same host: its process is gone; any host: no heartbeat for
- * GOODVIBE_CLAIM_STALE_SECONDS, default 600) is taken over.
+ * heartbeat. A claim whose holder died (same host: its process is gone, or its pid now names a process started at
+ * another time; any host: no heartbeat for GOODVIBE_CLAIM_STALE_SECONDS, default 600) is taken over.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -31,6 +31,33 @@ interface ClaimFile {
   pid: number;
   token: string;
   since: string;
+  /** the holder's start time (processStart), where the system tells it: a reused pid is not the holder */
+  start?: string;
+}
+
+const bootId = (() => {
+  try {
+    return fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+  } catch {
+    return null;
+  }
+})();
+
+/**
+ * When process `pid` started, as the system tells it: Linux's boot id and start time in clock ticks since boot
+ * (/proc/<pid>/stat field 22); null elsewhere or when it has gone. A pid is reused once its process is gone, so a
+ * dead holder's pid may name a live stranger, which "is that pid alive?" alone takes for the holder.
+ */
+function processStart(pid: number): string | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    // the command name (field 2) is in parentheses and may hold spaces or ')': count fields after the last ')'
+    const ticks = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+    if (!ticks || !/^\d+$/.test(ticks)) return null;
+    return `${bootId ?? ""}:${ticks}`;
+  } catch {
+    return null;
+  }
 }
 
 const staleSeconds = () => Number(process.env.GOODVIBE_CLAIM_STALE_SECONDS ?? 600);
@@ -82,6 +109,11 @@ function alive(pid: number): boolean {
 
 function isStale(c: SeenClaim): boolean {
   if (c.host === os.hostname() && c.pid > 0 && !alive(c.pid)) return true;
+  // alive, but not the holder: its pid reused by a process that started later
+  if (c.host === os.hostname() && c.pid > 0 && c.start !== undefined) {
+    const now = processStart(c.pid);
+    if (now !== null && now !== c.start) return true;
+  }
   // this process's pid on a claim it does not hold: a dead run that had the same pid (in a container the run is
   // often pid 1, and a restarted container gives the rerun the same pid and hostname)
   if (
@@ -111,7 +143,14 @@ export function tryClaim(dir: string): (() => void) | null {
   fs.mkdirSync(key, { recursive: true });
   const file = path.join(key, CLAIM);
   const token = randomBytes(8).toString("hex");
-  const body: ClaimFile = { host: os.hostname(), pid: process.pid, token, since: new Date().toISOString() };
+  const start = processStart(process.pid);
+  const body: ClaimFile = {
+    host: os.hostname(),
+    pid: process.pid,
+    token,
+    since: new Date().toISOString(),
+    ...(start !== null ? { start } : {}),
+  };
   sweepTemporaries(key);
   for (let attempt = 0; attempt < 2; attempt++) {
     if (createClaim(file, body)) {

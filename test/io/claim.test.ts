@@ -47,3 +47,41 @@ test("a fresh claim of a live other process on this host is refused", () => {
   assert.equal(tryClaim(dir), null);
   assert.match(claimHolder(dir)!, new RegExp(`pid ${process.ppid} `));
 });
+
+test(
+  "a claim whose pid now names a live process started at another time (the pid reused) is taken over; the live holder's own claim is refused",
+  { skip: fs.existsSync("/proc/self/stat") ? false : "no /proc: start times are not known here" },
+  async () => {
+    const { spawn } = await import("node:child_process");
+    const dir = path.join(work, "reused-pid");
+    const url = new URL("../../src/io/claim.js", import.meta.url).href;
+    // a live holder: another process that claims the folder and waits
+    const holder = spawn(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        `const { tryClaim } = await import(${JSON.stringify(url)}); ` +
+          `if (!tryClaim(${JSON.stringify(dir)})) process.exit(3); console.log("held"); setInterval(() => {}, 1000);`,
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    try {
+      await new Promise<void>((resolve, reject) => {
+        holder.stdout!.once("data", () => resolve());
+        holder.once("exit", (code) => reject(new Error(`the holder exited ${code}`)));
+      });
+      const real = JSON.parse(fs.readFileSync(path.join(dir, ".claim.json"), "utf8")) as { start?: string };
+      assert.ok(real.start, "the claim records its holder's start time");
+      assert.equal(tryClaim(dir), null, "the live holder's claim stands");
+      // the same live pid, recorded with another start time: the holder died and its pid went to a stranger
+      fs.writeFileSync(path.join(dir, ".claim.json"), JSON.stringify({ ...real, start: `${real.start}0` }));
+      assert.equal(claimHolder(dir), null, "a stranger with the holder's pid holds nothing");
+      const release = tryClaim(dir);
+      assert.ok(release, "a reused pid blocked the folder");
+      release();
+    } finally {
+      holder.kill("SIGKILL");
+    }
+  },
+);
