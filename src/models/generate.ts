@@ -35,11 +35,13 @@ function topPFilter(logits: Tensor, topP: number): Tensor {
   const removeSorted = cum.le(1 - topP);
   // always keep the most likely token (the last in ascending order)
   const V = logits.size(-1);
-  const keepLast = Tensor.arange(0, V, 1, "int64")
+  // made on the logits' device (a CUDA model's): a host tensor here fails the first sampled token there
+  const device = logits.device as Device;
+  const keepLast = Tensor.arange(0, V, 1, "int64", device)
     .eq(V - 1)
     .unsqueeze(0);
   const remove = removeSorted.logicalAnd(keepLast.logicalNot());
-  const removeOrig = Tensor.zeros(remove.shape, "bool").scatter(-1, idx, remove);
+  const removeOrig = Tensor.zeros(remove.shape, "bool", device).scatter(-1, idx, remove);
   return logits.maskedFill(removeOrig, -Infinity);
 }
 

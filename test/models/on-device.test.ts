@@ -20,6 +20,7 @@ import { optimizerStep, trainSft } from "../../src/method/train.js";
 import { DEFAULT_TRAIN } from "../../src/method/train-config.js";
 import { attachFull } from "../../src/method/full.js";
 import { identify } from "../../src/method/goodvibe/identify.js";
+import { generate } from "../../src/models/generate.js";
 import { readGoodvibeFixture } from "../method/goodvibe-fixture.js";
 import { type Nested, maxAbsDiff, flat } from "../numeric.js";
 
@@ -191,6 +192,31 @@ for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
         off.weights.forEach((w, k) => (d = Math.max(d, maxAbsDiff(on.weights[k]!, w))));
         assert.ok(d < 1e-5, `${kind}: trained weights ${d} apart`);
       }
+    },
+  );
+
+  test(
+    `${family} on ${DEVICE ?? "a GPU"}: generation, greedy equal to the host's and sampled with every processor`,
+    { skip },
+    () => {
+      // every tensor a decoding step makes must be on the logits' device: top-p's masks were made on the host,
+      // which fails the first sampled token of a CUDA model (the CPU cannot show it; this runs on the GPU)
+      const cases = readFixtureJson(path.join(dir, "cases.json.gz"));
+      const prompts = (cases.batch.input_ids as number[][]).map((r, i) => r.slice(0, 6 + 3 * i));
+      const greedy = { maxNewTokens: 6, repetitionPenalty: 1.3 };
+      const host = generate(loadModel(dir, { dtype: "float32" }), prompts, greedy);
+      const model = loadModel(dir, { device: DEVICE!, dtype: "float32" });
+      assert.deepEqual(generate(model, prompts, greedy), host, "greedy answers on the device and the host");
+      const V = model.cfg.vocabSize;
+      const sampled = generate(model, prompts, {
+        maxNewTokens: 6,
+        temperature: 0.8,
+        topK: 20,
+        topP: 0.9,
+        repetitionPenalty: 1.3,
+      });
+      assert.equal(sampled.length, prompts.length);
+      for (const row of sampled) for (const t of row) assert.ok(Number.isInteger(t) && t >= 0 && t < V);
     },
   );
 }
