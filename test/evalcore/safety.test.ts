@@ -393,3 +393,26 @@ test("answers with a think block: the reasoning is not judged (neither judge), a
   const plain = await evaluateSafety(PAIRS, { ...BASE_OPTS, backend: new FakeBackend(PLAN) });
   assert.doesNotMatch(plain.note, /think/);
 });
+
+test("one batch at a time (the built-in engine): a batch's answers are cached before it is judged, so a judge that fails on it costs no generation on the rerun", async () => {
+  const cacheFile = path.join(scratchDir(), "gen.jsonl");
+  class FailingJudge extends FakeJudge {
+    override judge(items: readonly JudgeInput[]): JudgeVerdict[] {
+      throw new Error(`judge failed on ${items.length} answers`);
+    }
+  }
+  const backend = new FakeBackend(() => "chosen");
+  const opts = { ...BASE_OPTS, backend, llmJudgeFingerprint: "j", cacheFile };
+  await assert.rejects(evaluateSafety(PAIRS, { ...opts, llmJudge: new FailingJudge() }), /judge failed/);
+  // the first batch (BASE_OPTS.batchSize = 3) was generated, then the judge failed on it
+  assert.equal(backend.prompts.length, 3);
+  const judge = new FakeJudge();
+  const r = await evaluateSafety(PAIRS, { ...opts, llmJudge: judge });
+  // the rerun generates only the other pairs (before: the 3 answers were lost and generated again)
+  assert.deepEqual([r.generated, r.fromCache], [PAIRS.length - 3, 3]);
+  assert.equal(backend.prompts.length, PAIRS.length);
+  assert.deepEqual(new Set(backend.prompts).size, PAIRS.length);
+  // every answer judged once, the cached ones included (none had a verdict)
+  assert.equal(judge.scored, PAIRS.length);
+  assert.equal(r.items.filter((it) => it.llm?.secure).length, PAIRS.length);
+});

@@ -18,6 +18,9 @@ import { scratchDir } from "../scratch.js";
 import * as path from "node:path";
 import { evaluateSafety, thinkingNote } from "../../src/eval/safety.js";
 import type { SecurityPair } from "../../src/data/pairs.js";
+import { readGenerationCache } from "../../src/eval/generation-cache.js";
+import type { JudgeInput } from "../../src/eval/judge/llm.js";
+import { PAPER_JUDGE } from "../../src/data/prompts.js";
 
 interface Seen {
   path: string;
@@ -742,6 +745,89 @@ test("chat: a reasoning parser's thinking (reasoning, reasoning_content) is put 
         true,
       )!,
       /^2 answers began with reasoning .*and 1 of them never closed it/,
+    );
+  } finally {
+    await server.close();
+  }
+});
+
+test("eval's answers from one fleet call over two batches: all in the answer cache before the judge is asked, so a judge failing on the second batch loses none and the rerun asks the server for none of them", async () => {
+  const pairs: SecurityPair[] = Array.from({ length: 40 }, (_, i) => ({
+    id: `p${i}`,
+    lang: "python",
+    question: `question number ${i}: write a function`,
+    chosen: "",
+    rejected: "",
+  }));
+  // an answer with code, so that the LLM judge is asked about it (an answer without code is not judged)
+  const answerTo = (q: string) => "```python\nprint(" + JSON.stringify(q) + ")\n```";
+  const server = await mockServer((seen) => {
+    const q: string = seen.body.messages[0].content;
+    return { json: { choices: [{ message: { content: answerTo(q) }, finish_reason: "stop" }] } };
+  });
+  // throws at its second call (the second judged batch of 8, i.e. pairs 8..15 of the first call of 16)
+  const judgeThatFails = (failAt: number) => {
+    const j = {
+      calls: 0,
+      asked: [] as string[],
+      source: null,
+      convention: PAPER_JUDGE,
+      judge(items: readonly JudgeInput[]) {
+        if (++j.calls === failAt) throw new Error("judge ran out of memory");
+        j.asked.push(...items.map((it) => it.code));
+        return items.map(() => ({ pUnsafe: 0.25, secure: true }));
+      },
+    };
+    return j;
+  };
+  const dir = scratchDir("gv-fleet-judge-");
+  const cacheFile = path.join(dir, "safety.jsonl");
+  const backend = () =>
+    serverChatBackend(new HttpBackend({ baseUrls: server.url, model: "m", concurrency: 16 }));
+  const opts = {
+    modelFingerprint: "fp",
+    generation: { maxNewTokens: 32 },
+    batchSize: 8,
+    llmJudgeFingerprint: "j",
+  };
+  try {
+    await assert.rejects(
+      evaluateSafety(pairs, { ...opts, backend: backend(), llmJudge: judgeThatFails(2), cacheFile }),
+      /judge ran out of memory/,
+    );
+    // one call of 16 to the server (its concurrency over batches of 8) before the judge failed
+    assert.equal(server.requests.length, 16);
+    // every answer that call obtained is cached, each its own prompt's (before: pairs 0..7 only, the batch judged);
+    // the verdicts of the first batch too, none of the second
+    const cached = readGenerationCache(cacheFile);
+    const first16 = pairs.slice(0, 16);
+    assert.deepEqual([...cached.values()].map((r) => r.id).sort(), first16.map((p) => p.id).sort());
+    for (const r of cached.values())
+      assert.equal(r.answer, answerTo(pairs.find((p) => p.id === r.id)!.question));
+    assert.deepEqual(
+      [...cached.values()].filter((r) => r.llm).map((r) => [r.id, r.llm!.judge, r.llm!.pUnsafe]),
+      pairs.slice(0, 8).map((p) => [p.id, "j", 0.25]),
+    );
+
+    const asked = server.requests.length;
+    const judge = judgeThatFails(0);
+    const second = await evaluateSafety(pairs, { ...opts, backend: backend(), llmJudge: judge, cacheFile });
+    assert.ok(second.complete);
+    assert.deepEqual([second.generated, second.fromCache], [24, 16]);
+    // the rerun asked the server once for each prompt not answered before, and for none answered
+    const rerunAsked = server.requests.slice(asked).map((r) => r.body.messages[0].content as string);
+    assert.deepEqual(
+      rerunAsked.sort(),
+      pairs
+        .slice(16)
+        .map((p) => p.question)
+        .sort(),
+    );
+    // the judge is asked about every answer without a cached verdict (8..39), not again about 0..7
+    assert.equal(judge.asked.length, 32);
+    assert.deepEqual(
+      second.items.map((it) => [it.id, it.answer, it.llm?.pUnsafe]),
+      pairs.map((p) => [p.id, answerTo(p.question), 0.25]),
     );
   } finally {
     await server.close();
