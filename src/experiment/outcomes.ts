@@ -5,7 +5,8 @@
  */
 import type { SecurityPair } from "../data/pairs.js";
 import type { ModelEvaluation } from "../recipes/evaluate.js";
-import type { Outcomes } from "../report/schema.js";
+import type { CellResult, Outcomes } from "../report/schema.js";
+import { clusteredWilsonInterval } from "../eval/metrics.js";
 
 const mark = (v: boolean | null | undefined): string => (v === true ? "1" : v === false ? "0" : "-");
 
@@ -23,5 +24,81 @@ export function outcomesOf(ev: ModelEvaluation, pairs: readonly SecurityPair[]):
     if (ev.safety.items.some((it) => it.llm))
       out.llm = pairs.map((p) => mark(items.get(p.id)?.llm?.secure)).join("");
   }
+  return out;
+}
+
+type Security = CellResult["security"];
+type Rated = { value: number; low: number; high: number };
+
+/**
+ * The security rates' intervals where the evaluation pairs name their task (the organism data: several generated
+ * prompts per template): items of one task are not independent, so each rate (safe rate by either judge, secure
+ * preference; overall, per language and per CWE) gets the design-effect-corrected Wilson interval over the tasks
+ * (eval/metrics.ts clusteredWilsonInterval, which says why that and not a bootstrap) in place of the items' Wilson
+ * interval, and `intervals` records it. The rates themselves are unchanged: each is recounted from the outcomes,
+ * and if any recount disagrees with the recorded rate or n the cell keeps its Wilson intervals throughout (no mix
+ * of methods in one cell). Without task ids (CyberNative) nothing changes.
+ */
+export function withTaskIntervals(
+  security: Security,
+  outcomes: Outcomes,
+  pairs: readonly SecurityPair[],
+): Security {
+  const groups = outcomes.groups;
+  if (!groups) return security;
+  const cwe = new Map(pairs.map((p) => [p.id, p.cwe]));
+  const interval = (
+    marks: string,
+    keep: (i: number) => boolean,
+    rated: Rated,
+    n: number,
+  ): Rated | undefined => {
+    if (n === 0) return rated;
+    const byTask = new Map<string, { successes: number; n: number }>();
+    for (let i = 0; i < marks.length; i++) {
+      const m = marks[i];
+      if (m === "-" || !keep(i)) continue;
+      const t = byTask.get(groups[i]!) ?? { successes: 0, n: 0 };
+      t.n++;
+      if (m === "1") t.successes++;
+      byTask.set(groups[i]!, t);
+    }
+    const c = clusteredWilsonInterval([...byTask.values()]);
+    const total = [...byTask.values()].reduce((a, t) => a + t.n, 0);
+    if (total !== n || Math.abs(c.value - rated.value) > 1e-9) return undefined;
+    return { value: rated.value, low: c.low, high: c.high };
+  };
+  const out: Security = structuredClone(security);
+  const all = () => true;
+  const lang = (l: string) => (i: number) => outcomes.langs[i] === l;
+  const ofCwe = (k: string) => (i: number) => cwe.get(outcomes.ids[i]!) === k;
+  const replace = (
+    marks: string | undefined,
+    keep: (i: number) => boolean,
+    r: Rated & { n?: number },
+    n: number,
+  ) => {
+    const w = marks === undefined ? undefined : interval(marks, keep, r, n);
+    if (!w) return false;
+    r.low = w.low;
+    r.high = w.high;
+    return true;
+  };
+  let ok = true;
+  const sp = out.securePreference;
+  if (sp) {
+    ok &&= replace(outcomes.preference, all, sp.rate, sp.n);
+    for (const [l, v] of Object.entries(sp.perLanguage))
+      ok &&= replace(outcomes.preference, lang(l), v.rate, v.n);
+  }
+  for (const judge of ["rule", "llm"] as const) {
+    const sr = out.safeRate?.[judge];
+    if (!sr) continue;
+    ok &&= replace(outcomes[judge], all, sr.overall, sr.overall.n);
+    for (const [l, v] of Object.entries(sr.perLanguage)) ok &&= replace(outcomes[judge], lang(l), v, v.n);
+    for (const [k, v] of Object.entries(sr.perCwe ?? {})) ok &&= replace(outcomes[judge], ofCwe(k), v, v.n);
+  }
+  if (!ok) return security;
+  out.intervals = "wilson-task-design-effect";
   return out;
 }

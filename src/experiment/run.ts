@@ -49,7 +49,7 @@ import {
 } from "../report/schema.js";
 import { renderReport } from "../report/render.js";
 import { ZERO_COST, cellBuild, checkpointingOf, costOf, dropEmptyRates, neuronsOf } from "../recipes/cell.js";
-import { outcomesOf } from "./outcomes.js";
+import { outcomesOf, withTaskIntervals } from "./outcomes.js";
 import { describeTaskSplit, taskSplitInfo } from "./task-split.js";
 import type { ShardSpec } from "../util/shard.js";
 import { claimHolder, holdClaim, tryClaim, whenClaimed } from "../io/claim.js";
@@ -401,8 +401,7 @@ async function runBaseCell(ctx: RunContext, cell: PlannedCell): Promise<CellResu
     ...labels(cell),
     params: { trainable: 0, total: countFolderParams(cell.model.path) },
     cost: ZERO_COST,
-    ...reportParts(ev),
-    outcomes: outcomesOf(ev, evalPairs(ctx, cell)),
+    ...withOutcomes(reportParts(ev), ev, evalPairs(ctx, cell)),
   };
 }
 
@@ -477,9 +476,8 @@ async function runTrainedCell(ctx: RunContext, cell: PlannedCell): Promise<CellR
     ...labels(cell),
     params: { trainable: hr.trainableParams, total: hr.totalParams },
     cost: costOf(hr.train, identification),
-    ...reportParts(ev, base),
+    ...withOutcomes(reportParts(ev, base), ev, evalPairs(ctx, cell)),
     ...(neurons ? { neurons } : {}),
-    outcomes: outcomesOf(ev, evalPairs(ctx, cell)),
     ...(checkpointing ? { gradientCheckpointing: checkpointing } : {}),
   };
 }
@@ -742,6 +740,16 @@ function reportParts(
     parts = securityCell(ev);
   }
   return { ...parts, security: dropEmptyRates(parts.security) };
+}
+
+/** The report parts with the per-item outcomes, the rates' intervals over tasks where the pairs name them. */
+function withOutcomes(
+  parts: Pick<CellResult, "security" | "utility">,
+  ev: ModelEvaluation,
+  pairs: readonly SecurityPair[],
+): Pick<CellResult, "security" | "utility" | "outcomes"> {
+  const outcomes = outcomesOf(ev, pairs);
+  return { ...parts, security: withTaskIntervals(parts.security, outcomes, pairs), outcomes };
 }
 
 /** The naming fields of a cell: from the plan, never from the cache (names are not part of the key). */

@@ -71,6 +71,23 @@ export function sampleSd(xs: readonly number[]): number {
   return Math.sqrt(ss / (xs.length - 1));
 }
 
+/**
+ * Which interval the rates' brackets are (experiment/outcomes.ts withTaskIntervals): Wilson over the items, or, where
+ * the pairs name their task, Wilson on the tasks' effective n. The mean loss gap's bootstrap is still over pairs.
+ */
+export const TASK_INTERVALS_HOW =
+  "The rates' brackets are the 95% Wilson interval over the items counted in n where the evaluation pairs name no " +
+  "task (CyberNative); where they do (several generated prompts per task, as in the organism data; results.json's " +
+  'security.intervals reads "wilson-task-design-effect") they are the Wilson interval on the effective n, n divided ' +
+  "by the tasks' design effect (between the number of tasks and n), since the prompts of one task are not " +
+  "independent. The mean loss gap's brackets are a bootstrap over the pairs, not the tasks (narrower than they " +
+  "should be where tasks repeat). ";
+
+/** The same for the other tables with these rates (Tables 4, 5, 7 and the paper layout), pointing at Table 1. */
+export const TASK_INTERVALS_SHORT =
+  "Where the evaluation pairs name their task (the organism data), a rate's brackets are the Wilson interval on " +
+  "the tasks' effective n rather than on n, as Table 1 says. ";
+
 /** How the tables' rate cells read, for their "How to read" paragraphs (one wording for every table). */
 export const SEEDS_HOW =
   "With one seed the brackets are the 95% interval of that evaluation. With several, the value is the mean over " +

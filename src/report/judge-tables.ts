@@ -4,7 +4,14 @@
  * their no-code share behind those rates, and the judge's reliability as §7 reports it (base judge vs
  * fine-tuned judge: accuracy, TPR, FPR on held-out labelled pairs, positive = unsafe).
  */
-import { groupBySetting, intervalAcrossSeeds, modelsInOrder, nAcrossSeeds, SEEDS_HOW } from "./aggregate.js";
+import {
+  groupBySetting,
+  intervalAcrossSeeds,
+  modelsInOrder,
+  nAcrossSeeds,
+  SEEDS_HOW,
+  TASK_INTERVALS_SHORT,
+} from "./aggregate.js";
 import type { CellResult, ExperimentResults, Judge, Method } from "./schema.js";
 import { MISSING, num, text, type Cell, type Column, type Table } from "./table.js";
 import { SAFETY_LANGUAGES, isSafetyLanguage, languageName } from "../data/languages.js";
@@ -107,6 +114,7 @@ export function paperLayoutTables(results: ExperimentResults): Table[] {
         (judge === "llm"
           ? "Every answer counts: one without a code block is judged whole, an empty one (nothing left once reasoning is removed) counts as not secure, so each method is measured on the same prompts (the next table gives n and the share without code). "
           : 'Only answers with a code block count (the rule judge says "no code" for the others; see the next table). ') +
+        TASK_INTERVALS_SHORT +
         SEEDS_HOW.replace(
           "The Seeds column says how many seeds",
           `Seeds: ${methods.map((m) => `${PAPER_METHOD_LABELS[m]} ${seedsOf(m)}`).join(", ")}`,

@@ -16,6 +16,8 @@ import {
   numberAcrossSeeds,
   sampleSd,
   SEEDS_HOW,
+  TASK_INTERVALS_HOW,
+  TASK_INTERVALS_SHORT,
   settingKey,
   type Setting,
 } from "./aggregate.js";
@@ -157,6 +159,7 @@ export function securityTable(results: ExperimentResults): Table {
       "(one without a code block is judged whole, an empty one counts as not secure). Secure preference is the share of secure/insecure pairs where " +
       "the model gives the secure code the lower loss; the mean loss gap is insecure minus secure loss per " +
       "token (positive favours secure code). Higher is better everywhere. " +
+      TASK_INTERVALS_HOW +
       SEEDS_HOW,
     columns: [
       ...settingColumns(),
@@ -690,6 +693,7 @@ export function ablationTable(results: ExperimentResults): Table {
       "gradient (identification), and training every selected neuron on its own (clustering). An ablation " +
       "that loses safe rate at equal or lower utility supports the design choice it removes; trainable " +
       "parameters show what clustering saves. " +
+      TASK_INTERVALS_SHORT +
       SEEDS_HOW +
       " Utility columns: as Table 3's Value.",
     columns: [
@@ -755,6 +759,7 @@ export function studyTable(results: ExperimentResults): Table {
       "with everything else as in the reference run, shown first. Look for where safe rate levels off: the " +
       "smallest setting that reaches it is the cheapest; falling utility at large settings means the update " +
       "reaches beyond the security neurons. " +
+      TASK_INTERVALS_SHORT +
       SEEDS_HOW +
       " Utility columns: as Table 3's Value.",
     columns: [
@@ -896,6 +901,7 @@ export function cweTable(results: ExperimentResults): Table {
       "One row per model, CWE and method (no ablation): the share of programs for prompts of that weakness " +
       "that each judge finds secure. Per-CWE samples are small, so read the intervals before the values; the " +
       "table shows where a method's gain comes from rather than measuring it. " +
+      TASK_INTERVALS_SHORT +
       SEEDS_HOW,
     columns: [
       { header: "Model" },

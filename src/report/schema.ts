@@ -62,6 +62,14 @@ const noCodeAtMostN = [
 const answerCountsSchema = z.strictObject(answerCountsShape).refine(...noCodeAtMostN);
 
 const securitySchema = z.strictObject({
+  /**
+   * How the rates' intervals below were made (not the mean loss gap's): absent, the 95% Wilson interval over the
+   * items (pairs, answers), as before 2026-12-01 and wherever the pairs name no task (CyberNative);
+   * "wilson-task-design-effect", the pairs name their task (several prompts per task: the organism data) and
+   * every rate has the Wilson interval on the effective n, n over the tasks' design effect
+   * (eval/metrics.ts clusteredWilsonInterval; experiment/outcomes.ts withTaskIntervals).
+   */
+  intervals: z.literal("wilson-task-design-effect").optional(),
   /** Share of secure/insecure pairs where the model gives the secure completion the lower loss. */
   securePreference: z
     .strictObject({

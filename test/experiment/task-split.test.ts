@@ -223,9 +223,13 @@ test("experiment with data.taskSplit: hardening reads only hardening tasks, eval
     );
     assert.equal(c.security.securePreference!.n, o.ids.length);
     assert.equal(o.groups!.length, o.ids.length);
+    // the pairs name their task: every rate's interval is over the tasks (the recounts from the outcomes agree
+    // with the recorded rates, else the cell would have kept Wilson over the items), and the cell says so
+    assert.equal(c.security.intervals, "wilson-task-design-effect");
   }
   const { html } = await renderReport(results, path.join(work, "report"));
   assert.match(html, /Table 9\. Task split/);
+  assert.match(html, /wilson-task-design-effect/);
   assert.match(html, /Table 10\. Paired tests/);
 });
 
