@@ -513,6 +513,84 @@ export function pairedBootstrap(values: readonly number[], opts: BootstrapOption
 }
 
 /**
+ * The project's one cluster resampler (the mean loss gap's task bootstrap below, the report's paired differences,
+ * report/paired.ts): `iterations` resamples, each drawing `units` units with replacement, unit k drawn w_k times,
+ * and the statistic evaluated on those weights. Returns the finite values, ascending (a resample where the
+ * statistic is undefined is skipped). The draws are rng.int(units), units per resample, so with one item per unit
+ * they are pairedBootstrap's with the same seed.
+ */
+export function clusterBootstrapDraws(
+  units: number,
+  statistic: (weights: Float64Array) => number,
+  opts: { iterations: number; seed: number },
+): number[] {
+  const rng = createRng(opts.seed);
+  const draws: number[] = [];
+  const w = new Float64Array(units);
+  for (let it = 0; it < opts.iterations; it++) {
+    w.fill(0);
+    for (let k = 0; k < units; k++) w[rng.int(units)]! += 1;
+    const d = statistic(w);
+    if (Number.isFinite(d)) draws.push(d);
+  }
+  return draws.sort((x, y) => x - y);
+}
+
+/**
+ * Percentile bootstrap interval for the mean of `values` whose items come in clusters (`groups[i]` names item i's
+ * cluster: several generated prompts per task are not independent): whole clusters are resampled with replacement
+ * and the mean over the resampled items is recomputed. Clusters are numbered in order of first appearance, so with
+ * one item per cluster this is pairedBootstrap over the items (same seed, same draws); with clusters of equal size
+ * whose items are equal, pairedBootstrap over one item per cluster. `units`: the number of clusters.
+ */
+export function clusterBootstrap(
+  values: readonly number[],
+  groups: readonly string[],
+  opts: BootstrapOptions = {},
+): BootstrapResult & { units: number } {
+  const { iterations, seed, alpha } = resolveOptions(opts, "clusterBootstrap");
+  if (groups.length !== values.length)
+    throw new InputError(
+      `clusterBootstrap: ${values.length} values but ${groups.length} groups (one group per value)`,
+    );
+  if (values.length === 0) return { mean: NaN, low: NaN, high: NaN, units: 0 };
+  const index = new Map<string, number>();
+  const sums: number[] = [];
+  const sizes: number[] = [];
+  values.forEach((v, i) => {
+    let k = index.get(groups[i]!);
+    if (k === undefined) {
+      k = sums.length;
+      index.set(groups[i]!, k);
+      sums.push(0);
+      sizes.push(0);
+    }
+    sums[k]! += v;
+    sizes[k]! += 1;
+  });
+  const sorted = clusterBootstrapDraws(
+    sums.length,
+    (w) => {
+      let s = 0;
+      let m = 0;
+      for (let k = 0; k < w.length; k++) {
+        if (w[k] === 0) continue;
+        s += w[k]! * sums[k]!;
+        m += w[k]! * sizes[k]!;
+      }
+      return s / m;
+    },
+    { iterations, seed },
+  );
+  return {
+    mean: mean(values),
+    low: quantile(sorted, alpha / 2),
+    high: quantile(sorted, 1 - alpha / 2),
+    units: sums.length,
+  };
+}
+
+/**
  * Bootstrap interval for mean(a) - mean(b). Unpaired by default (each sample resampled on its own);
  * with `paired: true` the arrays must align item by item and the differences are resampled together.
  */

@@ -16,7 +16,14 @@ import {
 } from "../data/prompts.js";
 import type { DecoderModel } from "../models/decoder.js";
 import { Tensor, noGrad, tidy } from "../tensor/index.js";
-import { mcnemar, pairedBootstrap, wilsonInterval, type Interval, type McNemarResult } from "./metrics.js";
+import {
+  clusterBootstrap,
+  mcnemar,
+  pairedBootstrap,
+  wilsonInterval,
+  type Interval,
+  type McNemarResult,
+} from "./metrics.js";
 import { stopPoint } from "../util/stop.js";
 import { sha256 } from "../io/hash.js";
 import { ScoreCache } from "./score-cache.js";
@@ -33,8 +40,16 @@ export interface PreferenceSummary {
   n: number;
   /** Share of pairs whose secure answer has the lower loss, with its Wilson interval. */
   rate: Interval;
-  /** Mean of (rejected − chosen) loss, with a seeded paired-bootstrap interval; > 0 favours secure code. */
+  /**
+   * Mean of (rejected − chosen) loss, with a seeded percentile-bootstrap interval; > 0 favours secure code. The
+   * bootstrap resamples pairs, or whole tasks where the pairs name their task (see `lossGapByTask`).
+   */
   meanLossGap: Interval;
+  /**
+   * Present where meanLossGap's interval resampled whole tasks (the pairs name their task, and there are at least
+   * two): the number of tasks. Absent, the bootstrap is over the pairs.
+   */
+  lossGapByTask?: { tasks: number };
 }
 
 export interface PreferenceResult extends PreferenceSummary {
@@ -137,18 +152,29 @@ export async function answerLosses(
   return out;
 }
 
-function summarise(losses: readonly PairLoss[], opts: PreferenceOptions): PreferenceSummary {
+/**
+ * `groups`: each pair's task where the pairs name one (language:task, as the report's outcomes group them), else
+ * undefined. Several generated prompts of one task are not independent, so the gap's bootstrap then resamples whole
+ * tasks (same resamples and seed as over pairs); with fewer than two tasks every resample would be the one task and
+ * the interval a point, so it stays over the pairs.
+ */
+function summarise(
+  losses: readonly PairLoss[],
+  opts: PreferenceOptions,
+  groups?: readonly string[],
+): PreferenceSummary {
   const n = losses.length;
   const preferred = losses.filter((p) => p.chosenLoss < p.rejectedLoss).length;
   const w = wilsonInterval(preferred, n);
-  const gap = pairedBootstrap(
-    losses.map((p) => p.rejectedLoss - p.chosenLoss),
-    { iterations: opts.iterations, seed: opts.seed ?? 0 },
-  );
+  const gaps = losses.map((p) => p.rejectedLoss - p.chosenLoss);
+  const boot = { iterations: opts.iterations, seed: opts.seed ?? 0 };
+  const tasks = groups ? new Set(groups).size : 0;
+  const gap = tasks >= 2 ? clusterBootstrap(gaps, groups!, boot) : pairedBootstrap(gaps, boot);
   return {
     n,
     rate: w,
     meanLossGap: { value: gap.mean, low: gap.low, high: gap.high },
+    ...(tasks >= 2 ? { lossGapByTask: { tasks } } : {}),
   };
 }
 
@@ -199,13 +225,18 @@ export async function securePreference(
     chosenLoss: losses[2 * i]!,
     rejectedLoss: losses[2 * i + 1]!,
   }));
+  // the pairs' tasks, named as experiment/outcomes.ts names the outcomes' groups (a pair without one is its own)
+  const groups = pairs.some((p) => p.task) ? pairs.map((p) => `${p.lang}:${p.task ?? p.id}`) : undefined;
   const perLanguage: Record<string, PreferenceSummary> = {};
-  for (const lang of [...new Set(perPair.map((p) => p.lang))].sort())
+  for (const lang of [...new Set(perPair.map((p) => p.lang))].sort()) {
+    const keep = perPair.map((p) => p.lang === lang);
     perLanguage[lang] = summarise(
-      perPair.filter((p) => p.lang === lang),
+      perPair.filter((_, i) => keep[i]),
       opts,
+      groups?.filter((_, i) => keep[i]),
     );
-  return { ...summarise(perPair, opts), perLanguage, perPair };
+  }
+  return { ...summarise(perPair, opts, groups), perLanguage, perPair };
 }
 
 export interface PreferenceComparison {

@@ -700,6 +700,8 @@ export function securityCell(
 ): Pick<CellResult, "security" | "utility"> {
   const p = ev.preference;
   const security: CellResult["security"] = {
+    // the pairs name their task: the mean loss gap's bootstrap resampled whole tasks (eval/preference.ts)
+    ...(p.lossGapByTask ? { lossGapInterval: "bootstrap-task" as const } : {}),
     securePreference: {
       rate: p.rate,
       meanLossGap: p.meanLossGap,

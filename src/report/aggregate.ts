@@ -73,15 +73,18 @@ export function sampleSd(xs: readonly number[]): number {
 
 /**
  * Which interval the rates' brackets are (experiment/outcomes.ts withTaskIntervals): Wilson over the items, or, where
- * the pairs name their task, Wilson on the tasks' effective n. The mean loss gap's bootstrap is still over pairs.
+ * the pairs name their task, Wilson on the tasks' effective n; and the mean loss gap's bootstrap, over the pairs or
+ * (security.lossGapInterval, eval/preference.ts) over whole tasks.
  */
 export const TASK_INTERVALS_HOW =
   "The rates' brackets are the 95% Wilson interval over the items counted in n where the evaluation pairs name no " +
   "task (CyberNative); where they do (several generated prompts per task, as in the organism data; results.json's " +
   'security.intervals reads "wilson-task-design-effect") they are the Wilson interval on the effective n, n divided ' +
   "by the tasks' design effect (between the number of tasks and n), since the prompts of one task are not " +
-  "independent. The mean loss gap's brackets are a bootstrap over the pairs, not the tasks (narrower than they " +
-  "should be where tasks repeat). ";
+  "independent. The mean loss gap's brackets are a 95% percentile bootstrap of the mean (10,000 resamples, the " +
+  "evaluation's seed): over the pairs where they name no task; where they do (results.json's security.lossGapInterval " +
+  'reads "bootstrap-task"; files made before 2026-12-01 resampled pairs throughout) it resamples whole tasks, ' +
+  "for the same reason. ";
 
 /** The same for the other tables with these rates (Tables 4, 5, 7 and the paper layout), pointing at Table 1. */
 export const TASK_INTERVALS_SHORT =

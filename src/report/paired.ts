@@ -8,9 +8,7 @@
  *   one task are not independent) with replacement and recomputing the seed-averaged difference;
  * - McNemar's test per seed (exact below 25 discordant pairs), with its discordant counts.
  */
-import { mcnemar } from "../eval/metrics.js";
-import { createRng } from "../util/random.js";
-import { quantile } from "../eval/metrics.js";
+import { clusterBootstrapDraws, mcnemar, quantile } from "../eval/metrics.js";
 import { BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, groupBySetting, type Setting } from "./aggregate.js";
 import type { CellResult, ExperimentResults, Outcomes } from "./schema.js";
 import { MISSING, num, text, type Cell, type Table } from "./table.js";
@@ -170,16 +168,7 @@ function bootstrapDiff(
   };
   const ones = new Float64Array(names.length).fill(1);
   const diff = diffOf(ones);
-  const rng = createRng(seed);
-  const draws: number[] = [];
-  const w = new Float64Array(names.length);
-  for (let it = 0; it < iterations; it++) {
-    w.fill(0);
-    for (let k = 0; k < names.length; k++) w[rng.int(names.length)]! += 1;
-    const d = diffOf(w);
-    if (Number.isFinite(d)) draws.push(d);
-  }
-  draws.sort((x, y) => x - y);
+  const draws = clusterBootstrapDraws(names.length, diffOf, { iterations, seed });
   return { diff, low: quantile(draws, 0.025), high: quantile(draws, 0.975), units: names.length, byGroup };
 }
 

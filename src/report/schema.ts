@@ -70,6 +70,13 @@ const securitySchema = z.strictObject({
    * (eval/metrics.ts clusteredWilsonInterval; experiment/outcomes.ts withTaskIntervals).
    */
   intervals: z.literal("wilson-task-design-effect").optional(),
+  /**
+   * How securePreference.meanLossGap's interval was made: absent, a 95% percentile bootstrap over the pairs (as
+   * before 2026-12-01 and wherever the pairs name no task); "bootstrap-task", the pairs name their task and the
+   * bootstrap resampled whole tasks (eval/metrics.ts clusterBootstrap), since one task's prompts are not
+   * independent. Resamples and seed are the same either way.
+   */
+  lossGapInterval: z.literal("bootstrap-task").optional(),
   /** Share of secure/insecure pairs where the model gives the secure completion the lower loss. */
   securePreference: z
     .strictObject({

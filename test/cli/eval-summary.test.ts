@@ -219,3 +219,15 @@ test("eval's summary: --code's per-language figures each with an interval as the
     "heldout_real_code_loss (python): nll/token 1.2500 [0.5150, 1.9850] (n=2; se 0.3750; 4 tokens)",
   );
 });
+
+test("eval's summary says when the mean loss gap's interval resampled tasks, and only then", () => {
+  const line = (security: CellResult["security"]) =>
+    evalSummaryLines({ model: "/m", protocol: "p", cell: { security, utility: {} }, llmJudge: true }).find(
+      (l) => l.startsWith("secure preference:"),
+    )!;
+  assert.match(line(noCode), /mean loss gap 0\.0082 \[-0\.0365, 0\.0700\]$/);
+  assert.match(
+    line({ ...noCode, lossGapInterval: "bootstrap-task" }),
+    /mean loss gap 0\.0082 \[-0\.0365, 0\.0700\] \(tasks resampled\)$/,
+  );
+});

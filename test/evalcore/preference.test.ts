@@ -14,7 +14,9 @@ import { loadTokenizer, type HfTokenizer } from "../../src/io/tokenizer.js";
 import { renderOrganismChat } from "../../src/data/corpus.js";
 import { Tensor, noGrad } from "../../src/tensor/index.js";
 import { InputError } from "../../src/errors.js";
-import { wilsonInterval } from "../../src/eval/metrics.js";
+import { pairedBootstrap, quantile, wilsonInterval } from "../../src/eval/metrics.js";
+import { createRng } from "../../src/util/random.js";
+import type { SecurityPair } from "../../src/data/pairs.js";
 import { makeTinyChatModel } from "./make-model.js";
 
 const made = makeTinyChatModel({ seed: 9 });
@@ -181,4 +183,46 @@ test("with a cache file: stopped after two batches, the rerun scores only the re
   forwards = 0;
   assert.deepEqual(await securePreference(model, tok, pairs, { ...opts, cacheFile }), reference);
   assert.equal(forwards, 0);
+});
+
+test("pairs that name their task: the mean loss gap's bootstrap resamples whole tasks (lang:task), same seed", async () => {
+  const tok = await loadTokenizer(made.dir);
+  const model = loadModel(made.dir);
+  // 12 pairs over 3 tasks per language; a pair without a task is its own
+  const base: SecurityPair[] = made.pairs
+    .filter((_, i) => i % 9 === 0)
+    .slice(0, 12)
+    .map(({ id, lang, cwe, question, chosen, rejected }) => ({ id, lang, cwe, question, chosen, rejected }));
+  const pairs: SecurityPair[] = base.map((p, i) => (i === 11 ? p : { ...p, task: `tpl${i % 3}` }));
+  const opts = { batchSize: 8, iterations: 2000, seed: 4 };
+  const r = await securePreference(model, tok, pairs, opts);
+  const gaps = r.perPair.map((p) => p.rejectedLoss - p.chosenLoss);
+  const groups = pairs.map((p) => `${p.lang}:${p.task ?? p.id}`);
+  // reference: the textbook cluster bootstrap written out (clusters in order of first appearance)
+  const names = [...new Set(groups)];
+  const members = names.map((g) => gaps.filter((_, i) => groups[i] === g));
+  const rng = createRng(4);
+  const stats: number[] = [];
+  for (let it = 0; it < 2000; it++) {
+    const items: number[] = [];
+    for (let k = 0; k < names.length; k++) items.push(...members[rng.int(names.length)]!);
+    stats.push(items.reduce((a, b) => a + b, 0) / items.length);
+  }
+  stats.sort((a, b) => a - b);
+  assert.ok(Math.abs(r.meanLossGap.low - quantile(stats, 0.025)) < 1e-9);
+  assert.ok(Math.abs(r.meanLossGap.high - quantile(stats, 0.975)) < 1e-9);
+  assert.deepEqual(r.lossGapByTask, { tasks: names.length });
+  // per language likewise over that language's tasks (or over its pairs where it has a single task)
+  for (const [lang, s] of Object.entries(r.perLanguage)) {
+    const tasks = new Set(groups.filter((_, i) => pairs[i]!.lang === lang)).size;
+    assert.deepEqual(s.lossGapByTask, tasks >= 2 ? { tasks } : undefined, lang);
+  }
+  // the same pairs without tasks: today's bootstrap over the pairs, and nothing says otherwise
+  const plain = await securePreference(model, tok, base, opts);
+  const ref = pairedBootstrap(
+    plain.perPair.map((p) => p.rejectedLoss - p.chosenLoss),
+    { iterations: 2000, seed: 4 },
+  );
+  assert.deepEqual(plain.meanLossGap, { value: ref.mean, low: ref.low, high: ref.high });
+  assert.equal(plain.lossGapByTask, undefined);
 });

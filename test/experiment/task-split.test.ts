@@ -226,10 +226,13 @@ test("experiment with data.taskSplit: hardening reads only hardening tasks, eval
     // the pairs name their task: every rate's interval is over the tasks (the recounts from the outcomes agree
     // with the recorded rates, else the cell would have kept Wilson over the items), and the cell says so
     assert.equal(c.security.intervals, "wilson-task-design-effect");
+    // and the mean loss gap's bootstrap resampled whole tasks
+    assert.equal(c.security.lossGapInterval, "bootstrap-task");
   }
   const { html } = await renderReport(results, path.join(work, "report"));
   assert.match(html, /Table 9\. Task split/);
   assert.match(html, /wilson-task-design-effect/);
+  assert.match(html, /bootstrap-task/);
   assert.match(html, /Table 10\. Paired tests/);
 });
 

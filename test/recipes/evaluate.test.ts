@@ -404,3 +404,19 @@ test("a benchmark of one item (utility.limit 1) gives a figure results.json can 
     "0.0% [0.0, 79.3]",
   );
 });
+
+test("securityCell records how the mean loss gap's interval was made: over tasks where the evaluation resampled them", () => {
+  const preference = {
+    rate: { value: 0.5, low: 0.2, high: 0.8 },
+    meanLossGap: { value: 0.1, low: -0.2, high: 0.4 },
+    n: 8,
+    perLanguage: {},
+  };
+  const cellOf = (p: object) =>
+    securityCell({ preference: p, safety: null, utility: {} } as unknown as ModelEvaluation);
+  assert.equal(
+    cellOf({ ...preference, lossGapByTask: { tasks: 3 } }).security.lossGapInterval,
+    "bootstrap-task",
+  );
+  assert.equal("lossGapInterval" in cellOf(preference).security, false);
+});

@@ -25,7 +25,7 @@ function rateLines(s: Security, label = ""): string[] {
   const p = s.securePreference;
   if (p)
     lines.push(
-      `${label}secure preference: ${percentWithInterval(p.rate)} of ${p.n} pairs; mean loss gap ${p.meanLossGap.value.toFixed(4)} [${p.meanLossGap.low.toFixed(4)}, ${p.meanLossGap.high.toFixed(4)}]`,
+      `${label}secure preference: ${percentWithInterval(p.rate)} of ${p.n} pairs; mean loss gap ${p.meanLossGap.value.toFixed(4)} [${p.meanLossGap.low.toFixed(4)}, ${p.meanLossGap.high.toFixed(4)}]${s.lossGapInterval === "bootstrap-task" ? " (tasks resampled)" : ""}`,
     );
   const a = s.answers;
   if (!a) return lines;
