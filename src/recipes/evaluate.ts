@@ -17,6 +17,7 @@ import { securePreference, type PairLoss, type PreferenceResult } from "../eval/
 import { answersFingerprint, fileHash, modelWeightsHash, tokenizerFilesHashes } from "../io/hash.js";
 import { buildKey, buildRecord } from "../tensor/build.js";
 import { UtilityCache, utilityKey, type UtilityFigure } from "../eval/utility/cache.js";
+import { UtilityAnswerCache } from "../eval/utility/answers.js";
 import { encodeScores, itemsHash, pairedDifference, unpairedDifference } from "../eval/utility/items.js";
 import type { ChatBackend } from "../eval/generate/backend.js";
 import {
@@ -297,7 +298,10 @@ export class BuiltinUtilityModel implements UtilityModel {
     );
   }
 
-  async generate(prompts: string[], opts: { maxNewTokens: number; stop: string[] }): Promise<string[]> {
+  async generate(
+    prompts: string[],
+    opts: { maxNewTokens: number; stop: string[]; onAnswer?: (index: number, text: string) => void },
+  ): Promise<string[]> {
     const out: string[] = [];
     for (const p of prompts) {
       const [ids] = await generateAsync(this.model, [this.tok.encode(p, { addSpecialTokens: true })], {
@@ -311,6 +315,7 @@ export class BuiltinUtilityModel implements UtilityModel {
         const i = text.indexOf(s);
         if (i >= 0) text = text.slice(0, i);
       }
+      opts.onAnswer?.(out.length, text);
       out.push(text);
     }
     return out;
@@ -440,6 +445,26 @@ export async function evaluateModel(modelDir: string, opts: EvalOptions): Promis
   }
 }
 
+/**
+ * The files of eval's `--cache` folder, one of each kind per evaluated model, named by its weights' hash: the secure
+ * preference scores, the safety answers and verdicts (eval/generation-cache.ts), the finished utility benchmarks
+ * (eval/utility/cache.ts) and the utility benchmarks' generated answers (eval/utility/answers.ts). The one home of
+ * their names: the CLI's check of the folder (isEvalCacheEntry) reads them from here.
+ */
+const EVAL_CACHE_KINDS = ["preference", "safety", "utility", "utility-answers"] as const;
+export function evalCacheFile(
+  cacheDir: string,
+  kind: (typeof EVAL_CACHE_KINDS)[number],
+  weights: string,
+): string {
+  return path.join(cacheDir, `${kind}-${weights.slice(0, 16)}.jsonl`);
+}
+const EVAL_CACHE_ENTRY = new RegExp(`^(${EVAL_CACHE_KINDS.join("|")})-[0-9a-f]{16}\\.jsonl$`);
+/** Whether `name` is a file eval keeps in its `--cache` folder. */
+export function isEvalCacheEntry(name: string): boolean {
+  return EVAL_CACHE_ENTRY.test(name);
+}
+
 async function evaluateLoaded(
   modelDir: string,
   model: DecoderModel,
@@ -472,7 +497,7 @@ async function evaluateLoaded(
     enableThinking: opts.enableThinking,
     signal: opts.signal,
     onProgress: (d, t) => log.progress("preference", d, t),
-    cacheFile: opts.cacheDir ? path.join(opts.cacheDir, `preference-${fp.slice(0, 16)}.jsonl`) : undefined,
+    cacheFile: opts.cacheDir ? evalCacheFile(opts.cacheDir, "preference", fp) : undefined,
   });
   const utility: ModelEvaluation["utility"] = {};
   utility.heldout_code_loss = heldoutCodeLoss(scored, preference.perPair);
@@ -518,7 +543,7 @@ async function evaluateLoaded(
       templateDayKeyed: templateDayReaches(modelDir, { server: opts.generator !== undefined }),
       batchSize: opts.batchSize,
       llmJudge: opts.judge ?? undefined,
-      cacheFile: opts.cacheDir ? path.join(opts.cacheDir, `safety-${fp.slice(0, 16)}.jsonl`) : undefined,
+      cacheFile: opts.cacheDir ? evalCacheFile(opts.cacheDir, "safety", fp) : undefined,
       onProgress: (d, t) => log.progress("generate", d, t),
     });
     // answers that reasoned first: expected when asked for, a warning when not (the server did not take the switch)
@@ -541,9 +566,7 @@ async function evaluateLoaded(
     // With --cache, each finished benchmark is kept under a hash of what shapes it, and taken from there when the
     // same model (weights and tokenizer), files, settings and build evaluated it before (eval --base evaluates the
     // base on every run). The shots and token budgets below are part of the settings.
-    const cache = opts.cacheDir
-      ? new UtilityCache(path.join(opts.cacheDir, `utility-${fp.slice(0, 16)}.jsonl`))
-      : null;
+    const cache = opts.cacheDir ? new UtilityCache(evalCacheFile(opts.cacheDir, "utility", fp)) : null;
     const identity = cache
       ? {
           weights: fp,
@@ -552,6 +575,19 @@ async function evaluateLoaded(
           build: buildKey(buildRecord(model.device, model.dtype)),
         }
       : null;
+    // With --cache, the answers of the benchmarks that generate (GSM8K, HumanEval) are also kept one by one as
+    // they arrive (eval/utility/answers.ts), under the model's answersFingerprint (weights, tokenizer, chat template,
+    // generation_config.json), the build, the end-of-answer ids and the repetition penalty, with each prompt and
+    // its benchmark's budget and stop sequences: an interrupted benchmark resumes from its last answer kept
+    const answers =
+      opts.cacheDir && identity
+        ? new UtilityAnswerCache(evalCacheFile(opts.cacheDir, "utility-answers", fp), {
+            model: answersFingerprint(modelDir, fp),
+            build: identity.build,
+            endTokens: generationEnds,
+            ...greedyKey,
+          })
+        : undefined;
     const figure = async (
       name: string,
       files: (string | undefined)[],
@@ -603,7 +639,12 @@ async function evaluateLoaded(
           const train = u.gsm8kTrain ? await loadGsm8k(u.gsm8kTrain) : [];
           const items = await loadGsm8k(u.gsm8k!, sub);
           const nShot = train.length ? 5 : 0;
-          const r = await evaluateGsm8k(um, items, { fewshot: train, nShot, maxNewTokens: gsm.maxNewTokens });
+          const r = await evaluateGsm8k(um, items, {
+            fewshot: train,
+            nShot,
+            maxNewTokens: gsm.maxNewTokens,
+            answers,
+          });
           return headline(
             r,
             "exact_match_strict",
@@ -617,7 +658,7 @@ async function evaluateLoaded(
         const he = { ...sub, maxNewTokens: 384, endTokens: generationEnds, ...greedyKey };
         utility.humaneval = await figure("humaneval", [u.humaneval], he, async () => {
           const items = await loadHumanEval(u.humaneval!, sub);
-          const r = await evaluateHumanEval(um, items, { maxNewTokens: he.maxNewTokens });
+          const r = await evaluateHumanEval(um, items, { maxNewTokens: he.maxNewTokens, answers });
           const metric = Object.keys(r.metrics)[0]!;
           const k = Number(metric.slice("pass@".length));
           return headline(
@@ -674,6 +715,7 @@ async function evaluateLoaded(
       }
     } finally {
       cache?.close();
+      answers?.close();
     }
   }
   return { preference, safety, protocol, utility, ...(utilityReused.length ? { utilityReused } : {}) };

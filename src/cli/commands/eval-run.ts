@@ -10,6 +10,7 @@ import {
   checkUtilityFiles,
   describeProtocol,
   evaluateModel,
+  isEvalCacheEntry,
   securityCell,
   utilityVsBase,
 } from "../../recipes/evaluate.js";
@@ -62,7 +63,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
           ]),
         ),
       },
-      ownEntry: (n) => /^(safety|preference|utility)-[0-9a-f]{16}\.jsonl$/.test(n),
+      ownEntry: isEvalCacheEntry,
     });
     const pairs = readPairs(opts.data, { languages: opts.languages });
     // the file the model was hardened on is no held-out set: its rates would measure memorisation

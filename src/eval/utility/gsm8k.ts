@@ -11,6 +11,8 @@
  */
 import type { Gsm8kItem } from "./datasets.js";
 import type { ChatMessage } from "../../io/tokenizer.js";
+import { sha256 } from "../../io/hash.js";
+import { generateKept, type UtilityAnswerCache } from "./answers.js";
 import { cutAtStop, summarise, type TaskResult, type UtilityModel } from "./model.js";
 
 export const GSM8K_STOP = ["Question:", "</s>", "<|im_end|>"];
@@ -74,6 +76,8 @@ export interface Gsm8kOptions {
   nShot?: number;
   maxNewTokens?: number;
   batchSize?: number;
+  /** Keeps each answer as it arrives and answers from there what it has (eval/utility/answers.ts). */
+  answers?: UtilityAnswerCache;
 }
 
 function scoreOne(item: Gsm8kItem, completion: string): Gsm8kItemResult {
@@ -116,16 +120,17 @@ export async function evaluateGsm8k(
       `GSM8K ${nShot}-shot needs ${nShot} train examples, got ${pool.length} (pass the train split as fewshot)`,
     );
   const shots = pool.slice(0, nShot);
-  const batchSize = opts.batchSize ?? 32;
-  const perItem: Gsm8kItemResult[] = [];
-  for (let start = 0; start < items.length; start += batchSize) {
-    const batch = items.slice(start, start + batchSize);
-    const outs = await model.generate(
-      batch.map((it) => gsm8kPrompt(it.question, shots)),
-      { maxNewTokens: opts.maxNewTokens ?? 256, stop: GSM8K_STOP },
-    );
-    batch.forEach((it, i) => perItem.push(scoreOne(it, cutAtStop(outs[i] ?? "", GSM8K_STOP))));
-  }
+  const outs = await generateKept(
+    model,
+    items.map((it) => ({
+      id: `gsm8k:${sha256(it.question).slice(0, 12)}`,
+      prompt: gsm8kPrompt(it.question, shots),
+    })),
+    { maxNewTokens: opts.maxNewTokens ?? 256, stop: GSM8K_STOP },
+    opts.batchSize ?? 32,
+    opts.answers ? { answers: opts.answers, benchmark: "gsm8k" } : undefined,
+  );
+  const perItem = items.map((it, i) => scoreOne(it, cutAtStop(outs[i] ?? "", GSM8K_STOP)));
   return result(`gsm8k_${nShot}shot`, perItem);
 }
 

@@ -10,6 +10,7 @@ import * as path from "node:path";
 import { ResourceError } from "../../errors.js";
 import { runSandboxed, type SandboxResult } from "../sandbox.js";
 import type { HumanEvalItem } from "./datasets.js";
+import { generateKept, type UtilityAnswerCache } from "./answers.js";
 import { cutAtStop, meanStderr, type TaskResult, type UtilityModel } from "./model.js";
 
 /** Stop sequences of the Codex paper / human-eval for base-model completions of the function body. */
@@ -217,21 +218,25 @@ export async function scoreHumanEval(
 export async function evaluateHumanEval(
   model: UtilityModel,
   problems: readonly HumanEvalItem[],
-  opts: ExecutionOptions & { maxNewTokens?: number; batchSize?: number } = {},
+  opts: ExecutionOptions & {
+    maxNewTokens?: number;
+    batchSize?: number;
+    /** Keeps each completion as it arrives, before any runs, and answers from there what it has (answers.ts). */
+    answers?: UtilityAnswerCache;
+  } = {},
 ): Promise<TaskResult<HumanEvalItemResult>> {
-  const batchSize = opts.batchSize ?? 16;
-  const completions: string[] = [];
-  for (let start = 0; start < problems.length; start += batchSize) {
-    const batch = problems.slice(start, start + batchSize);
-    const outs = await model.generate(
-      batch.map((p) => p.prompt),
-      { maxNewTokens: opts.maxNewTokens ?? 512, stop: HUMANEVAL_STOP },
-    );
-    completions.push(...outs.map((o) => cutAtStop(o, HUMANEVAL_STOP)));
-  }
+  const { answers, ...execution } = opts;
+  const outs = await generateKept(
+    model,
+    problems.map((p) => ({ id: p.task_id, prompt: p.prompt })),
+    { maxNewTokens: opts.maxNewTokens ?? 512, stop: HUMANEVAL_STOP },
+    opts.batchSize ?? 16,
+    answers ? { answers, benchmark: "humaneval" } : undefined,
+  );
+  const completions = outs.map((o) => cutAtStop(o, HUMANEVAL_STOP));
   return scoreHumanEval(
     problems,
     completions.map((c) => [c]),
-    { ...opts, k: [1] },
+    { ...execution, k: [1] },
   );
 }

@@ -37,8 +37,15 @@ export function encodeLoglikelihoodPair(
 
 export interface UtilityModel {
   loglikelihood(reqs: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]>;
-  /** Greedy decoding; the returned text is cut before the first stop sequence. */
-  generate(prompts: string[], opts: { maxNewTokens: number; stop: string[] }): Promise<string[]>;
+  /**
+   * Greedy decoding; the returned text is cut before the first stop sequence. `onAnswer(i, text)`, where given, is
+   * told each prompt's text (as returned) as soon as it is there, so that a caller keeps it even when a later prompt
+   * of the call fails (eval/utility/answers.ts).
+   */
+  generate(
+    prompts: string[],
+    opts: { maxNewTokens: number; stop: string[]; onAnswer?: (index: number, text: string) => void },
+  ): Promise<string[]>;
   chat?(messagesList: ChatMessage[][], opts: { maxNewTokens: number }): Promise<string[]>;
 }
 
@@ -120,12 +127,18 @@ export function utilityModelFrom(backend: TextBackendLike): UtilityModel {
       return backend.loglikelihood(reqs);
     },
     async generate(prompts, opts) {
-      const outs = await Promise.all(
-        prompts.map((p) =>
-          backend.generateText(p, { maxNewTokens: opts.maxNewTokens, temperature: 0, stop: opts.stop }),
-        ),
+      return Promise.all(
+        prompts.map(async (p, i) => {
+          const o = await backend.generateText(p, {
+            maxNewTokens: opts.maxNewTokens,
+            temperature: 0,
+            stop: opts.stop,
+          });
+          const text = cutAtStop(o, opts.stop);
+          opts.onAnswer?.(i, text);
+          return text;
+        }),
       );
-      return outs.map((o) => cutAtStop(o, opts.stop));
     },
   };
   const chat = backend.chat?.bind(backend);

@@ -1,0 +1,90 @@
+/**
+ * The generated answers of the utility benchmarks that generate (GSM8K, HumanEval), kept one record per answer as
+ * they arrive, with the safety answers' machinery (eval/generation-cache.ts on io/append-log.ts: each record
+ * fsync'd, a torn last line dropped), before any of them is scored. UtilityCache (cache.ts) keeps only finished
+ * benchmarks: without this file an interrupted benchmark (Ctrl-C, a kill, a HumanEval sandbox failure, a server that
+ * gives up) lost every answer generated for it, and a rerun asked for all 1,319 GSM8K answers again. A rerun takes
+ * the answers from here and asks the model only for the others.
+ *
+ * An answer's key is a hash of the benchmark, the prompt as given to the model (few-shot blocks included), the
+ * generation settings the benchmark passes (token budget, stop sequences) and `identity`: what else answers it (the
+ * model's answersFingerprint, io/hash.ts: weights, tokenizer, chat template, generation_config.json; the build;
+ * the end-of-answer ids; the repetition penalty applied). The subsample (limit, seed) is not in it: the prompt names
+ * the item, so a `--limit 50` run's answers serve the full run.
+ */
+import { canonicalJson, sha256 } from "../../io/hash.js";
+import { GenerationCacheWriter, readGenerationCache, type CacheRecord } from "../generation-cache.js";
+import type { UtilityModel } from "./model.js";
+
+export class UtilityAnswerCache {
+  private readonly answers: Map<string, CacheRecord>;
+  // opened at the first answer written: a run that only reads the cache makes no file
+  private writer: GenerationCacheWriter | null = null;
+
+  /** `identity`: what answers the prompts besides the prompt and the benchmark's settings (see the file's comment). */
+  constructor(
+    readonly file: string,
+    readonly identity: unknown,
+  ) {
+    this.answers = readGenerationCache(file);
+  }
+
+  keyOf(benchmark: string, prompt: string, gen: object): string {
+    return sha256(canonicalJson({ benchmark, prompt, gen, identity: this.identity })).slice(0, 32);
+  }
+
+  get(key: string): string | undefined {
+    return this.answers.get(key)?.answer;
+  }
+
+  put(key: string, id: string, answer: string): void {
+    if (this.answers.has(key)) return;
+    this.writer ??= new GenerationCacheWriter(this.file);
+    const rec: CacheRecord = { key, id, answer };
+    this.writer.append(rec);
+    this.answers.set(key, rec);
+  }
+
+  close(): void {
+    this.writer?.close();
+    this.writer = null;
+  }
+}
+
+/**
+ * `model.generate` over `prompts` in fixed batches of `batchSize` (the same slices whatever is cached), asking only
+ * for the prompts `cache` has no answer to; each answer is kept as it arrives (the model's onAnswer) and, at the
+ * latest, when its batch returns, so a failure loses at most the answers of the batch in flight that the model
+ * had not told. The answers, in the order of `prompts`, as the model returned them.
+ */
+export async function generateKept(
+  model: UtilityModel,
+  prompts: readonly { id: string; prompt: string }[],
+  gen: { maxNewTokens: number; stop: string[] },
+  batchSize: number,
+  cache?: { answers: UtilityAnswerCache; benchmark: string },
+): Promise<string[]> {
+  const out = new Array<string>(prompts.length);
+  const keys = cache ? prompts.map((p) => cache.answers.keyOf(cache.benchmark, p.prompt, gen)) : [];
+  for (let start = 0; start < prompts.length; start += batchSize) {
+    const batch = prompts.slice(start, start + batchSize).map((_, i) => start + i);
+    const missing = cache ? batch.filter((j) => cache.answers.get(keys[j]!) === undefined) : batch;
+    for (const j of batch) if (!missing.includes(j)) out[j] = cache!.answers.get(keys[j]!)!;
+    if (missing.length === 0) continue;
+    const keep = (k: number, answer: string) => {
+      const j = missing[k]!;
+      cache?.answers.put(keys[j]!, prompts[j]!.id, answer);
+    };
+    const outs = await model.generate(
+      missing.map((j) => prompts[j]!.prompt),
+      { ...gen, ...(cache ? { onAnswer: keep } : {}) },
+    );
+    if (outs.length !== missing.length)
+      throw new Error(`the model returned ${outs.length} answers for ${missing.length} prompts`);
+    outs.forEach((answer, k) => {
+      keep(k, answer);
+      out[missing[k]!] = answer;
+    });
+  }
+  return out;
+}

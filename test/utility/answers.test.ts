@@ -1,0 +1,183 @@
+/**
+ * The generating utility benchmarks (GSM8K, HumanEval) keep each answer as it arrives (eval/utility/answers.ts):
+ * a run stopped part-way (a generator that fails on a batch, a stop request between answers, a HumanEval sandbox
+ * that cannot run) and then rerun asks the model only for the items not yet answered, and scores what an
+ * uninterrupted run scores; another answer budget or another identity (generation config, repetition penalty)
+ * asks for every answer again. The reference score is the formula of the fake model's right answers.
+ */
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { evaluateGsm8k } from "../../src/eval/utility/gsm8k.js";
+import { evaluateHumanEval, resolvePython } from "../../src/eval/utility/humaneval.js";
+import { UtilityAnswerCache } from "../../src/eval/utility/answers.js";
+import type { Gsm8kItem, HumanEvalItem } from "../../src/eval/utility/datasets.js";
+import type { UtilityModel } from "../../src/eval/utility/model.js";
+import { sandboxAvailable } from "../../src/eval/sandbox.js";
+import { stopPoint } from "../../src/util/stop.js";
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), "gv-uanswers-"));
+after(() => fs.rmSync(work, { recursive: true, force: true }));
+let files = 0;
+const freshFile = () => path.join(work, `cache-${files++}`, "utility-answers.jsonl");
+
+const N = 10;
+const ITEMS: Gsm8kItem[] = Array.from({ length: N }, (_, i) => ({
+  question: `What is ${i} + ${i}?`,
+  answer: `${i}+${i}=${2 * i}\n#### ${2 * i}`,
+  finalAnswer: String(2 * i),
+}));
+const SHOTS: Gsm8kItem[] = [{ question: "What is 1+1?", answer: "1+1=2\n#### 2", finalAnswer: "2" }];
+/** the fake's right answers: every item whose index is not a multiple of 3 */
+const right = (i: number) => i % 3 !== 0;
+const EXPECTED = Array.from({ length: N }, (_, i) => i).filter(right).length / N;
+
+/** A generating model that counts the prompts it is asked, and can fail on one call or stop after some answers. */
+class CountingModel implements UtilityModel {
+  asked: string[] = [];
+  calls = 0;
+  constructor(
+    readonly o: { failOnCall?: number; signal?: AbortSignal; afterAnswer?: (n: number) => void } = {},
+  ) {}
+  async loglikelihood(): Promise<never> {
+    throw new Error("not used");
+  }
+  async generate(
+    prompts: string[],
+    opts: { maxNewTokens: number; stop: string[]; onAnswer?: (i: number, t: string) => void },
+  ): Promise<string[]> {
+    if (++this.calls === this.o.failOnCall) throw new Error(`server gave up on call ${this.calls}`);
+    const out: string[] = [];
+    for (const p of prompts) {
+      await stopPoint(this.o.signal, "generation stopped");
+      this.asked.push(p);
+      const m = /What is (\d+) \+ \d+\?\nAnswer:$/.exec(p);
+      const text = m ? ` So #### ${right(Number(m[1])) ? 2 * Number(m[1]) : -1}` : "    return a + b\n";
+      opts.onAnswer?.(out.length, text);
+      out.push(text);
+      this.o.afterAnswer?.(this.asked.length);
+    }
+    return out;
+  }
+}
+const questionsAsked = (m: CountingModel) =>
+  m.asked.map((p) => Number(/What is (\d+) \+ \d+\?\nAnswer:$/.exec(p)![1]));
+
+const IDENTITY = { model: "fp", build: "b", endTokens: [2] };
+const gsm = (
+  model: UtilityModel,
+  file: string | null,
+  o: { maxNewTokens?: number; identity?: object } = {},
+) => {
+  const answers = file ? new UtilityAnswerCache(file, o.identity ?? IDENTITY) : undefined;
+  return evaluateGsm8k(model, ITEMS, {
+    fewshot: SHOTS,
+    nShot: 1,
+    batchSize: 3,
+    maxNewTokens: o.maxNewTokens,
+    answers,
+  }).finally(() => answers?.close());
+};
+
+test("GSM8K: a generator failing on its third batch, rerun: only the items not answered are asked, the score is the uninterrupted one", async () => {
+  const plain = await gsm(new CountingModel(), null);
+  assert.equal(plain.metrics.exact_match_strict, EXPECTED);
+
+  const file = freshFile();
+  const failing = new CountingModel({ failOnCall: 3 });
+  await assert.rejects(gsm(failing, file), /server gave up on call 3/);
+  assert.deepEqual(questionsAsked(failing), [0, 1, 2, 3, 4, 5]);
+  assert.equal(fs.readFileSync(file, "utf8").trim().split("\n").length, 6);
+
+  const rerun = new CountingModel();
+  const r = await gsm(rerun, file);
+  assert.deepEqual(questionsAsked(rerun), [6, 7, 8, 9]);
+  assert.equal(r.metrics.exact_match_strict, EXPECTED);
+  assert.deepEqual(r.perItem, plain.perItem);
+
+  // complete now: a third run asks for nothing
+  const third = new CountingModel();
+  assert.deepEqual((await gsm(third, file)).perItem, plain.perItem);
+  assert.equal(third.asked.length, 0);
+});
+
+test("GSM8K: a stop request between answers keeps every answer given; the rerun asks only for the rest", async () => {
+  const file = freshFile();
+  const stop = new AbortController();
+  const stopped = new CountingModel({ signal: stop.signal, afterAnswer: (n) => n === 4 && stop.abort() });
+  await assert.rejects(gsm(stopped, file), /generation stopped/);
+  assert.deepEqual(questionsAsked(stopped), [0, 1, 2, 3]);
+  const rerun = new CountingModel();
+  const r = await gsm(rerun, file);
+  assert.deepEqual(questionsAsked(rerun), [4, 5, 6, 7, 8, 9]);
+  assert.equal(r.metrics.exact_match_strict, EXPECTED);
+});
+
+test("GSM8K: another answer budget or another identity (generation config, repetition penalty) asks for every answer again", async () => {
+  const file = freshFile();
+  await gsm(new CountingModel(), file);
+  for (const o of [
+    { maxNewTokens: 128 },
+    { identity: { ...IDENTITY, repetitionPenalty: 1.1 } },
+    { identity: { ...IDENTITY, model: "other" } },
+  ]) {
+    const m = new CountingModel();
+    await gsm(m, file, o);
+    assert.equal(m.asked.length, N, JSON.stringify(o));
+  }
+  // and the original settings still find theirs
+  const same = new CountingModel();
+  await gsm(same, file);
+  assert.equal(same.asked.length, 0);
+});
+
+const PROBLEMS: HumanEvalItem[] = Array.from({ length: 5 }, (_, i) => ({
+  task_id: `Test/${i}`,
+  prompt: `def add${i}(a, b):\n    """Return a + b."""\n`,
+  canonical_solution: "    return a + b\n",
+  test: "def check(candidate):\n    assert candidate(2, 3) == 5\n",
+  entry_point: `add${i}`,
+}));
+
+test("HumanEval: every completion is kept before any runs, so a sandbox that cannot run loses none of them", async () => {
+  const file = freshFile();
+  const first = new CountingModel();
+  const answers = new UtilityAnswerCache(file, IDENTITY);
+  await assert.rejects(
+    evaluateHumanEval(first, PROBLEMS, { batchSize: 2, python: path.join(work, "no-such-python"), answers }),
+  );
+  answers.close();
+  assert.equal(first.asked.length, PROBLEMS.length);
+  assert.equal(fs.readFileSync(file, "utf8").trim().split("\n").length, PROBLEMS.length);
+  // a generator failing on its second batch, in another cache: the rerun asks for the problems of batches 2 and 3
+  const file2 = freshFile();
+  const failing = new CountingModel({ failOnCall: 2 });
+  const a2 = new UtilityAnswerCache(file2, IDENTITY);
+  await assert.rejects(evaluateHumanEval(failing, PROBLEMS, { batchSize: 2, answers: a2 }), /call 2/);
+  a2.close();
+  assert.equal(failing.asked.length, 2);
+});
+
+const python = process.platform === "linux" ? await resolvePython().catch(() => undefined) : undefined;
+const skip = !python || !sandboxAvailable() ? "needs Linux namespaces and python3" : false;
+
+test("HumanEval: resumed after a failing batch, pass@1 is the uninterrupted run's", { skip }, async () => {
+  const file = freshFile();
+  const failing = new CountingModel({ failOnCall: 2 });
+  const a = new UtilityAnswerCache(file, IDENTITY);
+  await assert.rejects(evaluateHumanEval(failing, PROBLEMS, { batchSize: 2, answers: a }), /call 2/);
+  a.close();
+  const rerun = new CountingModel();
+  const b = new UtilityAnswerCache(file, IDENTITY);
+  const r = await evaluateHumanEval(rerun, PROBLEMS, { batchSize: 2, answers: b });
+  b.close();
+  assert.deepEqual(
+    rerun.asked,
+    PROBLEMS.slice(2).map((p) => p.prompt),
+  );
+  const plain = await evaluateHumanEval(new CountingModel(), PROBLEMS, { batchSize: 2 });
+  assert.equal(r.metrics["pass@1"], 1); // every completion is the canonical solution
+  assert.deepEqual(r.metrics, plain.metrics);
+});
