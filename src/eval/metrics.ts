@@ -437,16 +437,23 @@ export function confusionMatrix(pred: readonly boolean[], truth: readonly boolea
  */
 export function cohensKappa(a: readonly boolean[], b: readonly boolean[]): number {
   checkPaired(a, b, "cohensKappa");
-  const n = a.length;
-  if (n === 0) return NaN;
   let agree = 0;
   let aYes = 0;
   let bYes = 0;
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < a.length; i++) {
     if (a[i] === b[i]) agree++;
     if (a[i]) aYes++;
     if (b[i]) bYes++;
   }
+  return kappaOfCounts(a.length, agree, aYes, bYes);
+}
+
+/**
+ * Cohen's kappa from its counts: n items, `agree` where the raters agree, `aYes` / `bYes` labelled true by each
+ * (the report's task bootstrap of κ counts resampled tasks this way, report/kappa.ts). NaN as cohensKappa.
+ */
+export function kappaOfCounts(n: number, agree: number, aYes: number, bYes: number): number {
+  if (n === 0) return NaN;
   const po = agree / n;
   const pe = (aYes / n) * (bYes / n) + (1 - aYes / n) * (1 - bYes / n);
   if (pe === 1) return NaN;

@@ -6,8 +6,7 @@
  * the 2.5% and 97.5% quantiles are the interval. None with fewer than two units, or when a judge gives one
  * verdict throughout (κ is then 0 by construction, in every resample).
  */
-import { cohensKappa, quantile } from "../eval/metrics.js";
-import { createRng } from "../util/random.js";
+import { clusterBootstrapDraws, cohensKappa, kappaOfCounts, quantile } from "../eval/metrics.js";
 import type { Outcomes } from "./schema.js";
 import { BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED } from "./aggregate.js";
 
@@ -46,31 +45,35 @@ export function kappaWithInterval(
   const kappa = cohensKappa(v.llm, v.rule);
   if (!Number.isFinite(kappa)) return undefined;
   const names = [...new Set(v.groups)];
-  const members = names.map(() => [] as number[]);
   const index = new Map(names.map((g, k) => [g, k]));
-  v.groups.forEach((g, i) => members[index.get(g)!]!.push(i));
+  // per task: programs, agreements, and each judge's "insecure" count; a resample's κ is from the weighted sums
+  // (integer counts, so the same κ as on the resampled programs listed out)
+  const n = new Float64Array(names.length);
+  const agree = new Float64Array(names.length);
+  const llmYes = new Float64Array(names.length);
+  const ruleYes = new Float64Array(names.length);
+  v.groups.forEach((g, i) => {
+    const k = index.get(g)!;
+    n[k]! += 1;
+    if (v.llm[i] === v.rule[i]) agree[k]! += 1;
+    if (v.llm[i]) llmYes[k]! += 1;
+    if (v.rule[i]) ruleYes[k]! += 1;
+  });
   const out: KappaInterval = { kappa, n: v.llm.length, units: names.length };
   // a judge that gives one verdict throughout makes κ 0 by construction in every resample: no interval
   const constant = (xs: boolean[]) => xs.every((x) => x === xs[0]);
   if (names.length < 2 || constant(v.llm) || constant(v.rule)) return out;
-  const rng = createRng(opts.seed ?? BOOTSTRAP_SEED);
-  const draws: number[] = [];
-  const a: boolean[] = [];
-  const b: boolean[] = [];
-  for (let it = 0; it < (opts.iterations ?? BOOTSTRAP_RESAMPLES); it++) {
-    a.length = 0;
-    b.length = 0;
-    for (let k = 0; k < names.length; k++) {
-      for (const i of members[rng.int(names.length)]!) {
-        a.push(v.llm[i]!);
-        b.push(v.rule[i]!);
-      }
-    }
-    const k = cohensKappa(a, b);
-    if (Number.isFinite(k)) draws.push(k);
-  }
+  const sum = (xs: Float64Array, w: Float64Array) => {
+    let s = 0;
+    for (let k = 0; k < w.length; k++) s += w[k]! * xs[k]!;
+    return s;
+  };
+  const draws = clusterBootstrapDraws(
+    names.length,
+    (w) => kappaOfCounts(sum(n, w), sum(agree, w), sum(llmYes, w), sum(ruleYes, w)),
+    { iterations: opts.iterations ?? BOOTSTRAP_RESAMPLES, seed: opts.seed ?? BOOTSTRAP_SEED },
+  );
   if (draws.length === 0) return out;
-  draws.sort((x, y) => x - y);
   out.low = quantile(draws, 0.025);
   out.high = quantile(draws, 0.975);
   return out;

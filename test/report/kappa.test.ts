@@ -102,3 +102,53 @@ test("Table 6 gives κ its interval when the run's outcomes reproduce the record
   const md2 = parseMarkdownTable(tableToMarkdown(judgeTable(r)));
   assert.equal(cellOf(md2, key, "κ"), "0.700");
 });
+
+test("κ's interval is the textbook task bootstrap (resampled programs listed out, κ on each) on random outcomes", () => {
+  const rng = createRng(5);
+  let compared = 0;
+  for (let t = 0; t < 40; t++) {
+    const n = 4 + rng.int(40);
+    const K = 2 + rng.int(n - 1);
+    const mark = () => Array.from({ length: n }, () => "011-"[rng.int(4)]!).join("");
+    const o: Outcomes = {
+      ids: Array.from({ length: n }, (_, i) => `p${i}`),
+      langs: new Array<string>(n).fill("python"),
+      preference: "1".repeat(n),
+      rule: mark(),
+      llm: mark(),
+      groups: Array.from({ length: n }, () => `python:t${rng.int(K)}`),
+    };
+    const got = kappaWithInterval(o, { iterations: 300, seed: t });
+    // reference: programs both judges judged, tasks in order of first appearance, K draws of whole tasks
+    const idx = o.ids.map((_, i) => i).filter((i) => o.rule![i] !== "-" && o.llm![i] !== "-");
+    const names = [...new Set(idx.map((i) => o.groups![i]!))];
+    if (!got || got.low === undefined || names.length < 2) continue;
+    const members = names.map((g) => idx.filter((i) => o.groups![i] === g));
+    const kappa = (is: number[]) => {
+      const a = is.map((i) => o.llm![i] === "0");
+      const b = is.map((i) => o.rule![i] === "0");
+      const po = a.filter((x, j) => x === b[j]).length / a.length;
+      const pa = a.filter(Boolean).length / a.length;
+      const pb = b.filter(Boolean).length / b.length;
+      const pe = pa * pb + (1 - pa) * (1 - pb);
+      return pe === 1 ? NaN : (po - pe) / (1 - pe);
+    };
+    const r = createRng(t);
+    const draws: number[] = [];
+    for (let it = 0; it < 300; it++) {
+      const is: number[] = [];
+      for (let k = 0; k < names.length; k++) is.push(...members[r.int(names.length)]!);
+      const k = kappa(is);
+      if (Number.isFinite(k)) draws.push(k);
+    }
+    draws.sort((x, y) => x - y);
+    const q = (p: number) => {
+      const h = (draws.length - 1) * p;
+      const lo = Math.floor(h);
+      return draws[lo]! + (h - lo) * (draws[Math.min(lo + 1, draws.length - 1)]! - draws[lo]!);
+    };
+    assert.ok(Math.abs(got.low - q(0.025)) < 1e-12 && Math.abs(got.high! - q(0.975)) < 1e-12, `trial ${t}`);
+    compared++;
+  }
+  assert.ok(compared >= 20, `${compared} trials with an interval`);
+});
