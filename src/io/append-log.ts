@@ -7,6 +7,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError, rowWhere, withPath } from "../errors.js";
+import { writeWhole } from "./atomic.js";
 
 /**
  * The parsed records of `file` with their 1-based rows, in order ([] when there is no file). A line that is not
@@ -51,7 +52,7 @@ export class AppendLog {
     const bytes = Buffer.from(JSON.stringify(record) + "\n");
     const start = fs.fstatSync(this.fd).size;
     try {
-      for (let off = 0; off < bytes.length;) off += fs.writeSync(this.fd, bytes, off, bytes.length - off);
+      writeWhole(this.fd, bytes);
       fs.fsyncSync(this.fd);
     } catch (e) {
       try {

@@ -292,19 +292,15 @@ export function writeFileAtomic(file: string, data: string | Uint8Array | readon
   );
 }
 
-/** Write bytes[start, end) through `fd` whole (writeSync may write less than asked). */
-function writeRange(fd: number, bytes: Uint8Array, start: number, end: number): void {
-  for (let off = start; off < end;) off += fs.writeSync(fd, bytes, off, end - off);
-}
-
 /**
- * Write all of `view` at byte `position` of `fd`. A disk that fills up cuts a write short without an error (the
- * next one fails): a caller that ignores the count leaves a row partly unwritten and says nothing.
+ * Write all of `view` through `fd`, at byte `position` of the file or, without one, at its current offset. A disk
+ * that fills up cuts a write short without an error (the next one fails): a caller that ignores the count leaves
+ * the data partly unwritten and says nothing.
  */
-export function writeWholeAt(fd: number, view: ArrayBufferView, position: number): void {
+export function writeWhole(fd: number, view: ArrayBufferView, position?: number): void {
   const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
   for (let off = 0; off < bytes.length;)
-    off += fs.writeSync(fd, bytes, off, bytes.length - off, position + off);
+    off += fs.writeSync(fd, bytes, off, bytes.length - off, position === undefined ? null : position + off);
 }
 
 /**
@@ -317,7 +313,7 @@ export function writeFileAtomicFrom(file: string, pieces: Iterable<Piece>): void
   const tmp = tempName(file);
   const fd = fs.openSync(tmp, "w");
   try {
-    for (const p of pieces) if (p instanceof Uint8Array) writeRange(fd, p, 0, p.length);
+    for (const p of pieces) if (p instanceof Uint8Array) writeWhole(fd, p);
     fs.fsyncSync(fd);
   } catch (e) {
     fs.closeSync(fd);
@@ -401,7 +397,7 @@ async function writePieces(
     for (let off = 0; off < p.length;) {
       if (off > 0 && (await stopRequested(signal))) throw stopped(`inside ${at}`);
       const end = Math.min(p.length, off + STOP_CHECK_BYTES);
-      writeRange(fd, p, off, end);
+      writeWhole(fd, p.subarray(off, end));
       off = end;
     }
   }

@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../../errors.js";
-import { writeDirAtomic, writeFileAtomic, writeWholeAt, type WriteDirOptions } from "../../io/atomic.js";
+import { writeDirAtomic, writeFileAtomic, writeWhole, type WriteDirOptions } from "../../io/atomic.js";
 import { writeSafetensors } from "../../io/safetensors.js";
 import { parseJson } from "../../util/keys.js";
 import type { ShardSpec } from "../../util/shard.js";
@@ -145,7 +145,7 @@ export async function writeIdentifyShard(
           const file = path.join(tmp, SHARD_PROFILES);
           info.profileRows.forEach((s, i) => {
             store.readRow(s, row);
-            onFile(file, "write", () => writeWholeAt(fd, row, i * row.byteLength));
+            onFile(file, "write", () => writeWhole(fd, row, i * row.byteLength));
           });
           onFile(file, "fsync", () => fs.fsyncSync(fd));
         } finally {

@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../../errors.js";
-import { writeDirAtomic, writeFileAtomic, writeWholeAt } from "../../io/atomic.js";
+import { writeDirAtomic, writeFileAtomic, writeWhole } from "../../io/atomic.js";
 import {
   readSafetensors,
   writeSafetensors,
@@ -68,7 +68,7 @@ export class ProfileStore {
   }
 
   write(sample: number, row: Float32Array): void {
-    onFile(this.file, "write", () => writeWholeAt(this.fd, row, sample * this.rowFloats * 4));
+    onFile(this.file, "write", () => writeWhole(this.fd, row, sample * this.rowFloats * 4));
   }
 
   sync(): void {
