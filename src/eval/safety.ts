@@ -296,6 +296,11 @@ export async function evaluateSafety(
   const perCall = Math.max(1, Math.ceil((opts.backend.inFlight ?? batchSize) / batchSize));
   const keyOf = (p: SecurityPair, m: readonly ChatMessage[]) =>
     generationKey(p.id, m, opts.modelFingerprint, opts.backend.name, genKey);
+  // a record into the cache file and the cache read from it (an answer, or a verdict as a later record of its key)
+  const keep = (rec: CacheRecord) => {
+    writer!.append(rec);
+    cache.set(rec.key, rec);
+  };
   try {
     for (let from = 0; from < pairs.length; from += batchSize * perCall) {
       const group = pairs.slice(from, from + batchSize * perCall);
@@ -327,9 +332,7 @@ export async function evaluateSafety(
           if (writer)
             for (const [k, answer] of got) {
               const i = groupMissing[k]!;
-              const rec: CacheRecord = { key: groupKeys[i]!, id: group[i]!.id, answer };
-              writer.append(rec);
-              cache.set(rec.key, rec);
+              keep({ key: groupKeys[i]!, id: group[i]!.id, answer });
             }
           throw e;
         }
@@ -342,11 +345,8 @@ export async function evaluateSafety(
         // readGenerationCache merges): before 2026-12-01 a batch's answers were written only after it was judged,
         // so a judge failing on one batch lost the answers of that batch and of every later one of the call
         if (writer)
-          for (const i of groupMissing) {
-            const rec: CacheRecord = { key: groupKeys[i]!, id: group[i]!.id, answer: groupAnswers[i]! };
-            writer.append(rec);
-            cache.set(rec.key, rec);
-          }
+          for (const i of groupMissing)
+            keep({ key: groupKeys[i]!, id: group[i]!.id, answer: groupAnswers[i]! });
       }
       for (let start = from; start < from + group.length; start += batchSize) {
         const batch = pairs.slice(start, start + batchSize);
@@ -383,14 +383,12 @@ export async function evaluateSafety(
           batch.forEach((p, i) => {
             const llm = judged[i]!.llm;
             if (!newLlm.has(i) || !llm || llm.empty) return;
-            const rec: CacheRecord = {
+            keep({
               key: keys[i]!,
               id: p.id,
               answer: answers[i]!,
               llm: { judge: judgeFp, pUnsafe: llm.pUnsafe },
-            };
-            writer.append(rec);
-            cache.set(rec.key, rec);
+            });
           });
         }
         items.push(...judged);
