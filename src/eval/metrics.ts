@@ -508,14 +508,16 @@ export function pairedBootstrap(values: readonly number[], opts: BootstrapOption
   const { iterations, seed, alpha } = resolveOptions(opts, "pairedBootstrap");
   const n = values.length;
   if (n === 0) return { mean: NaN, low: NaN, high: NaN };
-  const rng = createRng(seed);
-  const stats = new Float64Array(iterations);
-  for (let it = 0; it < iterations; it++) {
-    let s = 0;
-    for (let i = 0; i < n; i++) s += values[rng.int(n)]!;
-    stats[it] = s / n;
-  }
-  const sorted = Array.from(stats).sort((x, y) => x - y);
+  // each item its own unit: the cluster resampler's draws
+  const sorted = clusterBootstrapDraws(
+    n,
+    (w) => {
+      let s = 0;
+      for (let i = 0; i < n; i++) if (w[i] !== 0) s += w[i]! * values[i]!;
+      return s / n;
+    },
+    { iterations, seed },
+  );
   return { mean: mean(values), low: quantile(sorted, alpha / 2), high: quantile(sorted, 1 - alpha / 2) };
 }
 
