@@ -78,7 +78,8 @@ function topKFilter(logits: Tensor, k: number): Tensor {
 
 /**
  * The next token of each row, with the processors in transformers' order (generation/utils.py
- * `_get_logits_processor`): the repetition penalty (a processor, greedy too), then only when sampling the warpers
+ * `_get_logits_processor`; models/logits-row.ts describes the chain on one row, as the llama.cpp backend applies
+ * it): the repetition penalty (a processor, greedy too), then only when sampling the warpers
  * TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper; greedy is the argmax of the processed scores.
  * `seen`: each row's tokens so far (needed with a repetition penalty).
  */
@@ -153,6 +154,8 @@ function* generateSteps(
   // each row's distinct tokens (prompt without its left padding, then what it generates): the repetition penalty's
   const penalised = opts.repetitionPenalty !== undefined && opts.repetitionPenalty !== 1;
   const seenSets = penalised ? prompts.map((p) => new Set(p)) : null;
+  // the same tokens as lists, grown as new ones arrive: handed to each step as they are (no copy per token)
+  const seenLists = seenSets ? seenSets.map((s) => [...s]) : null;
   const cache = new KVCache(model.cfg.numLayers);
   let ids = keep(Tensor.fromArray(padded.flat(), [B, maxLen], "int64"));
   let mask = needMask ? keep(Tensor.fromArray(maskRows.flat(), [B, maxLen], "int64")) : null;
@@ -163,17 +166,16 @@ function* generateSteps(
           const hidden = model.hidden(ids, { attentionMask: mask ?? undefined, cache });
           const last = model.logitsFrom(hidden.narrow(1, hidden.size(1) - 1, 1)).squeeze(1);
           opts.onStepLogits?.(last);
-          return pickNextTokens(
-            last,
-            opts,
-            seenSets?.map((s) => [...s]),
-          ).toIntArray();
+          return pickNextTokens(last, opts, seenLists ?? undefined).toIntArray();
         }),
       );
       for (let b = 0; b < B; b++) {
         if (done[b]) continue;
         out[b].push(next[b]);
-        seenSets?.[b]!.add(next[b]);
+        if (seenSets && !seenSets[b]!.has(next[b])) {
+          seenSets[b]!.add(next[b]);
+          seenLists![b]!.push(next[b]);
+        }
         if (eos.has(next[b])) done[b] = true;
       }
       if (done.every((d) => d)) break;

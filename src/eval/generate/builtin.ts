@@ -18,7 +18,15 @@ import { loadTokenizer } from "../../io/tokenizer.js";
 import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
 import { generate, loadModel, type DecoderModel, type LoadOptions } from "../../models/index.js";
 import { generateAsync } from "../../models/generate.js";
-import type { ChatGenerateOptions, GenerateOptions, GenerationBackend } from "./backend.js";
+import {
+  cutAtStopStrings,
+  type ChatGenerateOptions,
+  type GenerateOptions,
+  type GenerationBackend,
+} from "./backend.js";
+
+// where it was first written; its home is backend.ts (no model code), which the llama.cpp backend imports
+export { cutAtStopStrings };
 
 export interface BuiltinBackendOptions {
   /** Token ids that end generation; default: the tokenizer's (eos and end-of-turn tokens). */
@@ -30,17 +38,6 @@ export interface BuiltinBackendOptions {
    * none. `load` reads them from the folder unless `applyGenerationConfig` is false.
    */
   processors?: GenerationConfigProcessors;
-}
-
-/** Cut `text` before the earliest occurrence of any stop string. */
-export function cutAtStopStrings(text: string, stops: readonly string[] | undefined): string {
-  let cut = text.length;
-  for (const s of stops ?? []) {
-    if (s === "") continue;
-    const i = text.indexOf(s);
-    if (i >= 0 && i < cut) cut = i;
-  }
-  return text.slice(0, cut);
 }
 
 export class BuiltinBackend implements GenerationBackend {

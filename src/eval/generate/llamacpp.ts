@@ -28,8 +28,16 @@ import type { ChatMessage, HfTokenizer } from "../../io/tokenizer.js";
 import { usableCores } from "../../util/cores.js";
 import { createRng } from "../../util/random.js";
 import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
-import { type GenerateOptions, type GenerationBackend, type ChatGenerateOptions } from "./backend.js";
-import { cutAtStopStrings } from "./builtin.js";
+import {
+  cutAtStopStrings,
+  type GenerateOptions,
+  type GenerationBackend,
+  type ChatGenerateOptions,
+} from "./backend.js";
+// the processor chain on plain arrays (models/logits-row.ts, the description models/generate.ts follows too): no libtorch
+import { argmaxRow, penaliseRow, sampleToken } from "../../models/logits-row.js";
+
+export { argmaxRow, penaliseRow, sampleToken };
 
 export interface LlamaCppBackendOptions {
   modelPath: string;
@@ -97,70 +105,6 @@ async function prebuiltLlama(
   const llama = await p;
   if (llama.maxThreads < threads) llama.maxThreads = threads;
   return llama;
-}
-
-/**
- * transformers' RepetitionPenaltyLogitsProcessor on one row, in place (generation/logits_process.py: each token
- * seen, once, has its score multiplied by `penalty` when negative, divided when not), as models/generate.ts
- * applyRepetitionPenalty does for the built-in engine.
- */
-export function penaliseRow(row: Float64Array, seen: Iterable<number>, penalty: number): void {
-  for (const t of new Set(seen)) {
-    const v = row[t]!;
-    row[t] = v < 0 ? v * penalty : v / penalty;
-  }
-}
-
-/** The first index of the largest value (torch.argmax's choice on ties). */
-export function argmaxRow(row: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
-  return best;
-}
-
-/**
- * One token drawn from `logits` as transformers samples it: TemperatureLogitsWarper (logits / t), then
- * TopKLogitsWarper (`topK` > 0: the tokens below the k-th largest removed, ties kept), then TopPLogitsWarper
- * (sorted ascending, the tokens whose cumulative probability is <= 1 - topP are removed, the most likely always
- * kept), then a draw from the softmax of what is left with `u` uniform in [0, 1).
- */
-export function sampleToken(
-  logits: ArrayLike<number>,
-  temperature: number,
-  topP: number,
-  u: number,
-  topK = 0,
-): number {
-  const n = logits.length;
-  const scaled = Float64Array.from(logits, (v) => v / temperature);
-  if (topK > 0 && topK < n) {
-    const kth = Float64Array.from(scaled).sort()[n - topK]!;
-    for (let i = 0; i < n; i++) if (scaled[i]! < kth) scaled[i] = -Infinity;
-  }
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) if (scaled[i]! > max) max = scaled[i]!;
-  const w = scaled.map((v) => Math.exp(v - max));
-  if (topP < 1) {
-    const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => scaled[a]! - scaled[b]! || a - b);
-    const total = w.reduce((a, b) => a + b, 0);
-    let cum = 0;
-    for (let k = 0; k < n - 1; k++) {
-      const i = order[k]!;
-      cum += w[i]! / total;
-      if (cum > 1 - topP) break;
-      w[i] = 0;
-    }
-  }
-  const total = w.reduce((a, b) => a + b, 0);
-  let r = u * total;
-  let last = 0;
-  for (let i = 0; i < n; i++) {
-    if (w[i]! === 0) continue;
-    last = i;
-    r -= w[i]!;
-    if (r < 0) return i;
-  }
-  return last;
 }
 
 export class LlamaCppBackend implements GenerationBackend {
@@ -294,7 +238,7 @@ export class LlamaCppBackend implements GenerationBackend {
 
   /**
    * Sampling as transformers and the built-in engine do it: the repetition penalty, then temperature, top-k, and
-   * top-p on the tempered distribution (generation/utils.py `_get_logits_processor`'s order). node-llama-cpp's
+   * top-p on the tempered distribution (models/logits-row.ts, generation/utils.py `_get_logits_processor`'s order). node-llama-cpp's
    * sampler chain applies top-p before the temperature (llama/addon/AddonSampler.cpp: top_k, top_p, min_p, temp,
    * dist), another nucleus whenever both are set, so the token is drawn here from llama.cpp's logits, with the
    * project's seeded generator. Greedy with a repetition penalty: the argmax of the penalised logits.
