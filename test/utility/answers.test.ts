@@ -181,3 +181,37 @@ test("HumanEval: resumed after a failing batch, pass@1 is the uninterrupted run'
   assert.equal(r.metrics["pass@1"], 1); // every completion is the canonical solution
   assert.deepEqual(r.metrics, plain.metrics);
 });
+
+test("generateKept looks each prompt's answer up once, cached or not, and returns them in order", async () => {
+  const { generateKept } = await import("../../src/eval/utility/answers.js");
+  const file = freshFile();
+  const prompts = Array.from({ length: 7 }, (_, i) => ({
+    id: `p${i}`,
+    prompt: `What is ${i} + ${i}?\nAnswer:`,
+  }));
+  const gen = { maxNewTokens: 8, stop: [] as string[] };
+  const first = new UtilityAnswerCache(file, "model-A");
+  // a first run answers prompts 0..3 (a limit), then stops
+  await generateKept(new CountingModel(), prompts.slice(0, 4), gen, 3, {
+    answers: first,
+    benchmark: "gsm8k",
+  });
+  first.close();
+  let lookups = 0;
+  const again = new UtilityAnswerCache(file, "model-A");
+  const get = again.get.bind(again);
+  again.get = (key: string) => {
+    lookups++;
+    return get(key);
+  };
+  const model = new CountingModel();
+  const out = await generateKept(model, prompts, gen, 3, { answers: again, benchmark: "gsm8k" });
+  again.close();
+  // the reference: the fake's answer to each prompt, whichever run gave it
+  assert.deepEqual(
+    out,
+    prompts.map((_, i) => ` So #### ${right(i) ? 2 * i : -1}`),
+  );
+  assert.equal(model.asked.length, 3, "only the three not cached are asked");
+  assert.equal(lookups, prompts.length, "one look-up per prompt");
+});

@@ -68,8 +68,13 @@ export async function generateKept(
   const keys = cache ? prompts.map((p) => cache.answers.keyOf(cache.benchmark, p.prompt, gen)) : [];
   for (let start = 0; start < prompts.length; start += batchSize) {
     const batch = prompts.slice(start, start + batchSize).map((_, i) => start + i);
-    const missing = cache ? batch.filter((j) => cache.answers.get(keys[j]!) === undefined) : batch;
-    for (const j of batch) if (!missing.includes(j)) out[j] = cache!.answers.get(keys[j]!)!;
+    // one look-up per prompt: the cached answer taken, the others asked for
+    const missing: number[] = [];
+    for (const j of batch) {
+      const cached = cache?.answers.get(keys[j]!);
+      if (cached === undefined) missing.push(j);
+      else out[j] = cached;
+    }
     if (missing.length === 0) continue;
     const keep = (k: number, answer: string) => {
       const j = missing[k]!;
