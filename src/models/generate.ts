@@ -26,6 +26,12 @@ export interface SamplingOptions {
   padTokenId?: number;
   /** Called with each step's float32 logits [B, V] (tests compare them with references). */
   onStepLogits?: (logits: Tensor) => void;
+  /**
+   * Told of each token a row gets that is not an end-of-sequence token, in order; returning true ends that row
+   * there (its other rows go on), as an end-of-sequence token would. A server stops a row at its stop string this
+   * way, instead of generating to max_tokens and cutting after, and streams its text.
+   */
+  onToken?: (row: number, token: number) => boolean | void;
 }
 
 /** HF's TopPLogitsWarper: drop the tokens outside the smallest set whose probability reaches topP. */
@@ -176,7 +182,7 @@ function* generateSteps(
           seenSets[b]!.add(next[b]);
           seenLists![b]!.push(next[b]);
         }
-        if (eos.has(next[b])) done[b] = true;
+        if (eos.has(next[b]) || opts.onToken?.(b, next[b]!) === true) done[b] = true;
       }
       if (done.every((d) => d)) break;
       ids.dispose();

@@ -552,6 +552,57 @@ test("answers: OpenAI's shape, usage, finish_reason, n, stop, seeds, token-id pr
   );
 });
 
+test("a stop string ends its row where it is generated (as vLLM's): usage counts the tokens up to it, not max_tokens", async () => {
+  const noEos = new BuiltinBackend(backend.model, backend.tokenizer, { eosTokenIds: [] });
+  const tok = backend.tokenizer!;
+  const dec = (ids: number[]) => tok.decode(ids, { skipSpecialTokens: true });
+  const MAX = 40;
+  await withServer(
+    {},
+    async (s) => {
+      const prompts = ["def f(x):", "int main("];
+      const greedy = await noEos.generateBatchAsync(
+        prompts.map((p) => tok.encode(p, { addSpecialTokens: false })),
+        { maxNewTokens: MAX },
+      );
+      const full = greedy.map(dec);
+      // a stop string across a token boundary in the middle of the first answer, first occurring there
+      let stop = "";
+      for (let j = 12; j < MAX - 4 && !stop; j++) {
+        const at = dec(greedy[0]!.slice(0, j)).length;
+        const cand = full[0]!.slice(at - 2, at + 2);
+        if (cand.length === 4 && !cand.includes("\uFFFD") && full[0]!.indexOf(cand) === at - 2) stop = cand;
+      }
+      assert.ok(stop, `no stop string found in ${JSON.stringify(full[0])}`);
+      // the reference: a row ends at the first token whose text holds the stop string, else at max_tokens
+      const tokensTo = (ids: number[]) => {
+        for (let k = 1; k <= ids.length; k++) if (dec(ids.slice(0, k)).includes(stop)) return k;
+        return ids.length;
+      };
+      const want = greedy.map(tokensTo);
+      assert.ok(want[0]! < MAX);
+      const r = await post(s, "/v1/completions", {
+        prompt: prompts,
+        max_tokens: MAX,
+        stop: [stop, "\u0000never"],
+      });
+      assert.equal(r.status, 200, r.text);
+      for (const [i, c] of r.json.choices.entries()) {
+        const cut = full[i]!.indexOf(stop);
+        assert.equal(c.text, cut >= 0 ? full[i]!.slice(0, cut) : full[i], `choice ${i}`);
+        assert.equal(c.finish_reason, cut >= 0 ? "stop" : "length", `choice ${i}`);
+      }
+      const promptTokens = prompts.reduce((a, p) => a + tok.encode(p, { addSpecialTokens: false }).length, 0);
+      assert.deepEqual(r.json.usage, {
+        prompt_tokens: promptTokens,
+        completion_tokens: want[0]! + want[1]!,
+        total_tokens: promptTokens + want[0]! + want[1]!,
+      });
+    },
+    noEos,
+  );
+});
+
 test("queue: one generates, maxQueue wait, the next is 429 JSON; a client that leaves is dropped", async () => {
   const gated = new GatedBackend();
   await withServer(

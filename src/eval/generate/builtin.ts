@@ -17,7 +17,7 @@ import type { ChatMessage, HfTokenizer } from "../../io/tokenizer.js";
 import { loadTokenizer } from "../../io/tokenizer.js";
 import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
 import { generate, loadModel, type DecoderModel, type LoadOptions } from "../../models/index.js";
-import { generateAsync } from "../../models/generate.js";
+import { generateAsync, type SamplingOptions } from "../../models/generate.js";
 import {
   cutAtStopStrings,
   type ChatGenerateOptions,
@@ -110,12 +110,16 @@ export class BuiltinBackend implements GenerationBackend {
   /** generateBatch with a stop point after every token (`signal`). */
   async generateBatchAsync(
     prompts: number[][],
-    opts: GenerateOptions & { signal?: AbortSignal },
+    opts: GenerateOptions & { signal?: AbortSignal; onToken?: SamplingOptions["onToken"] },
   ): Promise<number[][]> {
     this.checkOptions(opts);
     if (opts.maxNewTokens === 0) return prompts.map(() => []);
     return this.dropEos(
-      await generateAsync(this.model, prompts, { ...this.sampling(opts), signal: opts.signal }),
+      await generateAsync(this.model, prompts, {
+        ...this.sampling(opts),
+        signal: opts.signal,
+        onToken: opts.onToken,
+      }),
     );
   }
 

@@ -23,6 +23,7 @@ import { GoodVibeError, InputError, InterruptedError } from "../../errors.js";
 import type { ChatMessage } from "../../io/tokenizer.js";
 import { cutAtStopStrings, type BuiltinBackend } from "./builtin.js";
 import { DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUEUE } from "./serve-config.js";
+import { RowText } from "./text-stream.js";
 import { isPlainObject } from "../../util/keys.js";
 import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
 
@@ -338,6 +339,8 @@ function parseRequest(
 
 interface Job {
   req: ParsedRequest;
+  /** Told of each token of each row (not end-of-sequence); true ends the row (its stop string). */
+  onToken: ((row: number, token: number) => boolean) | undefined;
   controller: AbortController;
   resolve: (rows: number[][]) => void;
   reject: (e: unknown) => void;
@@ -357,7 +360,11 @@ class Engine {
     return { running: this.running ? 1 : 0, queued: this.waiting.length };
   }
 
-  submit(req: ParsedRequest, clientGone: AbortSignal): Promise<number[][]> {
+  submit(
+    req: ParsedRequest,
+    clientGone: AbortSignal,
+    onToken?: (row: number, token: number) => boolean,
+  ): Promise<number[][]> {
     if (this.closed) throw shuttingDown();
     if (this.running && this.waiting.length >= this.maxQueue)
       throw new ApiError(
@@ -369,7 +376,7 @@ class Engine {
         { "retry-after": "1" },
       );
     return new Promise((resolve, reject) => {
-      const job: Job = { req, controller: new AbortController(), resolve, reject };
+      const job: Job = { req, onToken, controller: new AbortController(), resolve, reject };
       clientGone.addEventListener(
         "abort",
         () => this.cancel(job, new InterruptedError("client disconnected")),
@@ -403,6 +410,7 @@ class Engine {
         topP: r.topP,
         seed: r.seed,
         signal: job.controller.signal,
+        onToken: job.onToken,
       })
       .then(job.resolve, (e) => job.reject(job.controller.signal.aborted ? job.controller.signal.reason : e))
       .finally(() => {
@@ -634,8 +642,15 @@ export async function serveBuiltin(backend: BuiltinBackend, opts: ServeOptions):
       // 5. Validate, queue, generate, answer.
       const kind = pathname === "/v1/completions" ? "completion" : "chat";
       const parsed = parseRequest(body, kind, backend, limits);
-      const rows = await engine.submit(parsed, clientGone.signal);
-      return send(200, answer(parsed, rows, backend, opts.modelName));
+      // each row's text as it is generated: a row ends at its first stop string, as vLLM's do, rather than
+      // generating on to max_tokens (holding the single-stream engine) and being cut after
+      const texts = rowTexts(parsed, backend);
+      const rows = await engine.submit(
+        parsed,
+        clientGone.signal,
+        parsed.stop ? (row, token) => texts[row]!.push(token) : undefined,
+      );
+      return send(200, answer(parsed, rows, texts, backend, opts.modelName));
     } catch (e) {
       if (e instanceof ApiError) return sendError(e);
       if (e instanceof InterruptedError) {
@@ -743,13 +758,26 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
-function answer(r: ParsedRequest, rows: number[][], backend: BuiltinBackend, model: string): unknown {
+/** One RowText per generated row (prompts × n, in that order), watching for the request's stop strings. */
+function rowTexts(r: ParsedRequest, backend: BuiltinBackend): RowText[] {
+  const decode = (ids: number[]) => backend.tokenizer!.decode(ids, { skipSpecialTokens: true });
+  return Array.from({ length: r.prompts.length * r.n }, () => new RowText(decode, r.stop));
+}
+
+function answer(
+  r: ParsedRequest,
+  rows: number[][],
+  texts: RowText[],
+  backend: BuiltinBackend,
+  model: string,
+): unknown {
   const created = Math.floor(Date.now() / 1000);
   const choices = rows.map((ids, index) => {
     const full = backend.tokenizer!.decode(ids, { skipSpecialTokens: true });
     const text = cutAtStopStrings(full, r.stop);
-    // the engine drops the end-of-sequence token, so a full-length row ran out of tokens
-    const finish_reason = text.length < full.length || ids.length < r.maxTokens ? "stop" : "length";
+    // a stop string ended it, or the end-of-sequence token (which the engine drops) before max_tokens
+    const stopped = texts[index]!.stopAt !== null || text.length < full.length || ids.length < r.maxTokens;
+    const finish_reason = stopped ? "stop" : "length";
     return r.kind === "chat"
       ? { index, message: { role: "assistant", content: text }, finish_reason, logprobs: null }
       : { index, text, finish_reason, logprobs: null };
