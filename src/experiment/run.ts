@@ -49,7 +49,7 @@ import {
 } from "../report/schema.js";
 import { renderReport } from "../report/render.js";
 import { ZERO_COST, cellBuild, checkpointingOf, costOf, dropEmptyRates, neuronsOf } from "../recipes/cell.js";
-import { outcomesOf, withTaskIntervals } from "./outcomes.js";
+import { outcomesOf } from "../recipes/outcomes.js";
 import { describeTaskSplit, taskSplitInfo } from "./task-split.js";
 import type { ShardSpec } from "../util/shard.js";
 import { claimHolder, holdClaim, tryClaim, whenClaimed } from "../io/claim.js";
@@ -401,7 +401,7 @@ async function runBaseCell(ctx: RunContext, cell: PlannedCell): Promise<CellResu
     ...labels(cell),
     params: { trainable: 0, total: countFolderParams(cell.model.path) },
     cost: ZERO_COST,
-    ...withOutcomes(reportParts(ev), ev, evalPairs(ctx, cell)),
+    ...withOutcomes(ev, null, evalPairs(ctx, cell)),
   };
 }
 
@@ -476,7 +476,7 @@ async function runTrainedCell(ctx: RunContext, cell: PlannedCell): Promise<CellR
     ...labels(cell),
     params: { trainable: hr.trainableParams, total: hr.totalParams },
     cost: costOf(hr.train, identification),
-    ...withOutcomes(reportParts(ev, base), ev, evalPairs(ctx, cell)),
+    ...withOutcomes(ev, base, evalPairs(ctx, cell)),
     ...(neurons ? { neurons } : {}),
     ...(checkpointing ? { gradientCheckpointing: checkpointing } : {}),
   };
@@ -730,26 +730,29 @@ async function publishResults(
  */
 function reportParts(
   ev: ModelEvaluation,
-  base?: ModelEvaluation | null,
+  base: ModelEvaluation | null,
+  pairs: readonly SecurityPair[],
 ): Pick<CellResult, "security" | "utility"> {
   let parts: Pick<CellResult, "security" | "utility">;
   try {
-    parts = securityCell(ev, base);
+    parts = securityCell(ev, base, pairs);
   } catch (e) {
     if (!(e instanceof InputError) || !/mcnemarVsBase/.test(e.message)) throw e;
-    parts = securityCell(ev);
+    parts = securityCell(ev, null, pairs);
   }
   return { ...parts, security: dropEmptyRates(parts.security) };
 }
 
-/** The report parts with the per-item outcomes, the rates' intervals over tasks where the pairs name them. */
+/**
+ * The report parts (the rates' intervals over tasks where the pairs name them: securityCell) with the per-item
+ * outcomes.
+ */
 function withOutcomes(
-  parts: Pick<CellResult, "security" | "utility">,
   ev: ModelEvaluation,
+  base: ModelEvaluation | null,
   pairs: readonly SecurityPair[],
 ): Pick<CellResult, "security" | "utility" | "outcomes"> {
-  const outcomes = outcomesOf(ev, pairs);
-  return { ...parts, security: withTaskIntervals(parts.security, outcomes, pairs), outcomes };
+  return { ...reportParts(ev, base, pairs), outcomes: outcomesOf(ev, pairs) };
 }
 
 /** The naming fields of a cell: from the plan, never from the cache (names are not part of the key). */

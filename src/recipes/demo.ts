@@ -15,8 +15,13 @@ import { InputError } from "../errors.js";
 import { claimWorkFolder, writeFileAtomic } from "../io/atomic.js";
 import { readPairs } from "../data/pairs.js";
 import { LlmJudge } from "../eval/judge/llm.js";
-import { confusionIntervals, percentWithInterval, type CountedInterval } from "../eval/metrics.js";
-import type { SafeRate } from "../eval/safety.js";
+import {
+  confusionIntervals,
+  percentWithInterval,
+  type CountedInterval,
+  type Interval,
+} from "../eval/metrics.js";
+import { ratesIntervalName } from "../report/aggregate.js";
 import { DEFAULT_JUDGE_TRAIN } from "../eval/judge/config.js";
 import type { CellResult, ExperimentResults, JudgeReliabilityEntry } from "../report/schema.js";
 import { ZERO_COST, cellBuild, checkpointingOf, costOf, neuronsOf } from "./cell.js";
@@ -119,6 +124,8 @@ const ORGANISM_ROWS = "128 to 384";
 export interface DemoResult {
   base: ModelEvaluation;
   hardened: ModelEvaluation;
+  /** the security parts of results.json's two cells: the rates with the intervals the report gives them */
+  security: { base: CellResult["security"]; hardened: CellResult["security"] };
   harden: HardenResult;
   /** the judge's folder and its reliability, base vs fine-tuned */
   judge: { dir: string; reliability: JudgeReliabilityEntry[] };
@@ -256,7 +263,7 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
       seed: opts.seed,
       params: { trainable: 0, total: harden.totalParams },
       cost: ZERO_COST,
-      ...securityCell(base, null),
+      ...securityCell(base, null, dev),
       build: cellBuild({ evaluated: opts.organism }),
     },
     {
@@ -266,7 +273,7 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
       seed: opts.seed,
       params: { trainable: harden.trainableParams, total: harden.totalParams },
       cost: costOf(harden.train, harden.neurons),
-      ...securityCell(hardened, base),
+      ...securityCell(hardened, base, dev),
       ...(harden.neurons && harden.clusters ? { neurons: neuronsOf(harden.neurons, harden.clusters) } : {}),
       ...(checkpointing ? { gradientCheckpointing: checkpointing } : {}),
       build: cellBuild({ trainedIn: cfg.dtype }),
@@ -300,6 +307,7 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
   return {
     base,
     hardened,
+    security: { base: cells[0]!.security, hardened: cells[1]!.security },
     harden,
     judge: { dir: judgeDir, reliability },
     departures,
@@ -309,9 +317,9 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
   };
 }
 
-/** A safe rate of the summary's table: the rate, its 95% Wilson interval and n; "—" when nothing was judged. */
-export function safeRateCell(r: SafeRate | undefined): string {
-  return r && r.n ? `${percentWithInterval({ value: r.rate, low: r.low, high: r.high })} (n=${r.n})` : "—";
+/** A safe rate of the summary's table: the rate, its 95% interval and n (a results.json rate); "—" when nothing was judged. */
+export function safeRateCell(r: (Interval & { n: number }) | undefined): string {
+  return r && r.n ? `${percentWithInterval(r)} (n=${r.n})` : "—";
 }
 
 /**
@@ -333,15 +341,16 @@ export function judgeReliabilityLine(
 }
 
 export function demoSummary(r: DemoResult): string {
-  const row = (name: string, e: ModelEvaluation) => {
+  // the rates as results.json holds them (securityCell: over tasks where the pairs name them), not the items' Wilson
+  const row = (name: string, e: ModelEvaluation, s: CellResult["security"]) => {
     const p = e.preference;
     const noCode = e.safety ? `${e.safety.noCode}/${e.safety.n}` : "—";
     return [
       name.padEnd(10),
-      percentWithInterval(p.rate).padEnd(26),
+      percentWithInterval(s.securePreference?.rate ?? p.rate).padEnd(26),
       `${p.meanLossGap.value.toFixed(3)}`.padEnd(9),
-      safeRateCell(e.safety?.llm?.overall).padEnd(28),
-      safeRateCell(e.safety?.rule.overall).padEnd(28),
+      safeRateCell(s.safeRate?.llm?.overall).padEnd(28),
+      safeRateCell(s.safeRate?.rule?.overall).padEnd(28),
       noCode.padEnd(8),
       e.utility.heldout_code_loss.value.toFixed(3),
     ].join(" ");
@@ -351,13 +360,13 @@ export function demoSummary(r: DemoResult): string {
     "",
     `GoodVibe on the model organism (held-out pairs; safe rates on ${describeProtocol(r.base.protocol)})`,
     `${"model".padEnd(10)} ${"secure preference [95% CI]".padEnd(26)} ${"loss gap".padEnd(9)} ${"safe (LLM judge) [95% CI]".padEnd(28)} ${"safe (rules) [95% CI]".padEnd(28)} ${"no code".padEnd(8)} held-out loss`,
-    row("base", r.base),
-    row("goodvibe", r.hardened),
+    row("base", r.base, r.security.base),
+    row("goodvibe", r.hardened, r.security.hardened),
     "LLM judge: every answer (whole when it has no code block); rules: answers with code only.",
     "",
     `the judge (a separate model, the same for both; positive = unsafe, on ${r.base.preference.n} held-out pairs):`,
     ...r.judge.reliability.map(judgeReliabilityLine),
-    "brackets: 95% intervals (Wilson) over the pairs, answers or samples counted in n",
+    `brackets: the rates', ${ratesIntervalName(r.security.hardened)}, as results.json and the report give them; the judge's, 95% Wilson intervals over the samples counted in n`,
     "",
     `trainable parameters: ${h.trainableParams.toLocaleString("en-US")} of ${h.totalParams.toLocaleString("en-US")} (${((100 * h.trainableParams) / h.totalParams).toPrecision(3)}%; full fine-tuning trains all ${h.totalParams.toLocaleString("en-US")})`,
     `training FLOPs: ${(h.train.flops.total / 1e9).toFixed(1)} GFLOP in ${h.train.wallSeconds.toFixed(1)} s; identification ${((h.neurons?.flops.total ?? 0) / 1e9).toFixed(1)} GFLOP`,

@@ -48,6 +48,7 @@ import { silentLogger, type Logger } from "../util/log.js";
 import { generateAsync } from "../models/generate.js";
 import { stopPoint } from "../util/stop.js";
 import { DEFAULT_PREFERENCE_PAIRS } from "./config.js";
+import { outcomesOf, withTaskIntervals } from "./outcomes.js";
 import { DEFAULT_ENABLE_THINKING, thinkingSwitchReaches, templateDayIso } from "../io/chat-template.js";
 import { templateDayReaches } from "../io/tokenizer-json.js";
 import {
@@ -735,10 +736,16 @@ function judgeCell(j: JudgeRates) {
   return { overall: rateCell(j.overall), perLanguage: map(j.perLanguage), perCwe: map(j.perCwe) };
 }
 
-/** The security and utility part of a report cell, with McNemar against the base model's safety run. */
+/**
+ * The security and utility part of a report cell, with McNemar against the base model's safety run. `pairs` are
+ * the evaluation pairs `ev` was evaluated on: where they name their task (the organism data, several generated
+ * prompts per task) the rates' intervals are the task-clustered ones (recipes/outcomes.ts withTaskIntervals), the
+ * one home of that choice, so that what `goodvibe eval` and the demo print and what results.json holds agree.
+ */
 export function securityCell(
   ev: ModelEvaluation,
-  base?: ModelEvaluation | null,
+  base: ModelEvaluation | null | undefined,
+  pairs: readonly SecurityPair[],
 ): Pick<CellResult, "security" | "utility"> {
   const p = ev.preference;
   const security: CellResult["security"] = {
@@ -784,7 +791,11 @@ export function securityCell(
       if (Object.keys(m).length) security.mcnemarVsBase = m;
     }
   }
-  return { security, utility: ev.utility };
+  // pairs without a task (CyberNative) keep the items' Wilson intervals
+  const byTask = pairs.some((p) => p.task)
+    ? withTaskIntervals(security, outcomesOf(ev, pairs), pairs)
+    : security;
+  return { security: byTask, utility: ev.utility };
 }
 
 /** How a utility metric of the model differs from the base's: model − base, with a 95% interval. */

@@ -72,7 +72,7 @@ export function sampleSd(xs: readonly number[]): number {
 }
 
 /**
- * Which interval the rates' brackets are (experiment/outcomes.ts withTaskIntervals): Wilson over the items, or, where
+ * Which interval the rates' brackets are (recipes/outcomes.ts withTaskIntervals): Wilson over the items, or, where
  * the pairs name their task, Wilson on the tasks' effective n; and the mean loss gap's bootstrap, over the pairs or
  * (security.lossGapInterval, eval/preference.ts) over whole tasks.
  */
@@ -85,6 +85,16 @@ export const TASK_INTERVALS_HOW =
   "evaluation's seed): over the pairs where they name no task; where they do (results.json's security.lossGapInterval " +
   'reads "bootstrap-task"; files made before 2026-12-01 resampled pairs throughout) it resamples whole tasks, ' +
   "for the same reason. ";
+
+/**
+ * What the 95% brackets of one cell's rates are, in a few words, for the lines `goodvibe eval` and the demo print
+ * (recipes/evaluate.ts securityCell chose the interval; schema.ts `security.intervals` records it).
+ */
+export function ratesIntervalName(s: Pick<CellResult["security"], "intervals">): string {
+  return s.intervals === "wilson-task-design-effect"
+    ? "95% Wilson intervals over the tasks (on n / design effect: the pairs name their task, and the pairs of one task are not independent)"
+    : "95% Wilson intervals over the pairs or answers counted in n";
+}
 
 /** The same for the other tables with these rates (Tables 4, 5, 7 and the paper layout), pointing at Table 1. */
 export const TASK_INTERVALS_SHORT =

@@ -67,7 +67,7 @@ const securitySchema = z.strictObject({
    * items (pairs, answers), as before 2026-12-01 and wherever the pairs name no task (CyberNative);
    * "wilson-task-design-effect", the pairs name their task (several prompts per task: the organism data) and
    * every rate has the Wilson interval on the effective n, n over the tasks' design effect
-   * (eval/metrics.ts clusteredWilsonInterval; experiment/outcomes.ts withTaskIntervals).
+   * (eval/metrics.ts clusteredWilsonInterval; recipes/outcomes.ts withTaskIntervals).
    */
   intervals: z.literal("wilson-task-design-effect").optional(),
   /**

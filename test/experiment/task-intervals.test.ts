@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { withTaskIntervals } from "../../src/experiment/outcomes.js";
+import { withTaskIntervals } from "../../src/recipes/outcomes.js";
 import { wilsonInterval } from "../../src/eval/metrics.js";
 import { cellResultSchema, type CellResult, type Outcomes } from "../../src/report/schema.js";
 import type { SecurityPair } from "../../src/data/pairs.js";

@@ -53,11 +53,8 @@ test("the demo's departures from the paper are listed with the paper's values", 
 // Wilson 95% intervals worked by hand (centre (k + z²/2)/(n + z²), half-width z·√(k(n−k)/n + z²/4)/(n + z²)):
 // 8/40 → [10.5, 34.8]; 3/4 → [30.1, 95.4]; 0/2 → [0.0, 65.8].
 test("the demo summary gives each safe rate and each judge rate its 95% interval and n", () => {
-  assert.equal(
-    safeRateCell({ safe: 8, n: 40, rate: 0.2, low: 0.10495, high: 0.34843 }),
-    "20.0% [10.5, 34.8] (n=40)",
-  );
-  assert.equal(safeRateCell({ safe: 0, n: 0, rate: NaN, low: 0, high: 1 }), "—");
+  assert.equal(safeRateCell({ n: 40, value: 0.2, low: 0.10495, high: 0.34843 }), "20.0% [10.5, 34.8] (n=40)");
+  assert.equal(safeRateCell({ n: 0, value: NaN, low: 0, high: 1 }), "—");
   assert.equal(safeRateCell(undefined), "—");
   const line = judgeReliabilityLine({
     role: "fine-tuned",

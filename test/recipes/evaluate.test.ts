@@ -265,7 +265,7 @@ test("one home for the held-out loss's paired interval: eval --base and Table 3 
 
   // the report's cell for the same two evaluations, as results.json cells of one seed
   const cell = (ev: ModelEvaluation, method: "base" | "goodvibe") =>
-    ({ id: method, model: "m", method, seed: 1, ...securityCell(ev) }) as unknown as CellResult;
+    ({ id: method, model: "m", method, seed: 1, ...securityCell(ev, null, []) }) as unknown as CellResult;
   const [goodvibe, baseSetting] = (["goodvibe", "base"] as const).map(
     (m) => groupBySetting([cell(m === "base" ? base : model, m)])[0]!,
   );
@@ -351,7 +351,7 @@ test("judges that agree on one verdict throughout: the cell keeps their counts, 
       flopsPerSecond: 0,
       peakMemoryBytes: 0,
     },
-    ...securityCell(ev),
+    ...securityCell(ev, null, []),
   };
   assert.deepEqual(cell.security.judgeAgreement, { confusion: { tp: 12, fp: 0, tn: 0, fn: 0 } });
   const results = parseExperimentResults(
@@ -413,7 +413,7 @@ test("securityCell records how the mean loss gap's interval was made: over tasks
     perLanguage: {},
   };
   const cellOf = (p: object) =>
-    securityCell({ preference: p, safety: null, utility: {} } as unknown as ModelEvaluation);
+    securityCell({ preference: p, safety: null, utility: {} } as unknown as ModelEvaluation, null, []);
   assert.equal(
     cellOf({ ...preference, lossGapByTask: { tasks: 3 } }).security.lossGapInterval,
     "bootstrap-task",

@@ -173,8 +173,8 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     // the base on the same utility files (same seeded subsample): a utility comparison needs both sides
     const base = opts.base ? await evaluateModel(opts.base, { ...common, utility }) : null;
     log.done();
-    const cell = securityCell(ev, base);
-    const baseCell = base ? securityCell(base) : null;
+    const cell = securityCell(ev, base, pairs);
+    const baseCell = base ? securityCell(base, null, pairs) : null;
     const vsBase = base ? utilityVsBase(ev, base) : undefined;
     // the subsample the benchmarks and --code are of, in the text and the JSON alike
     const limited = ["arc", "gsm8k", "mmlu", "humaneval", "code"].some((k) => opts[k] !== undefined);

@@ -5,6 +5,7 @@
 import type { CellResult } from "../../report/schema.js";
 import type { UtilityDifference } from "../../recipes/evaluate.js";
 import { Z95, percentWithInterval, proportionSuccesses, wilsonInterval } from "../../eval/metrics.js";
+import { ratesIntervalName } from "../../report/aggregate.js";
 
 type Security = CellResult["security"];
 
@@ -27,6 +28,8 @@ function rateLines(s: Security, label = ""): string[] {
     lines.push(
       `${label}secure preference: ${percentWithInterval(p.rate)} of ${p.n} pairs; mean loss gap ${p.meanLossGap.value.toFixed(4)} [${p.meanLossGap.low.toFixed(4)}, ${p.meanLossGap.high.toFixed(4)}]${s.lossGapInterval === "bootstrap-task" ? " (tasks resampled)" : ""}`,
     );
+  // which interval the brackets of the rates are: the same as results.json's and the report's for these pairs
+  if (p || s.safeRate) lines.push(`${label}rates' brackets: ${ratesIntervalName(s)}`);
   const a = s.answers;
   if (!a) return lines;
   const rule = s.safeRate?.rule;

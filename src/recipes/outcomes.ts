@@ -4,7 +4,7 @@
  * cells item by item (McNemar, bootstrap) without the caches of the run.
  */
 import type { SecurityPair } from "../data/pairs.js";
-import type { ModelEvaluation } from "../recipes/evaluate.js";
+import type { ModelEvaluation } from "./evaluate.js";
 import type { CellResult, Outcomes } from "../report/schema.js";
 import { clusteredWilsonInterval } from "../eval/metrics.js";
 
