@@ -16,14 +16,7 @@ import {
 } from "../data/prompts.js";
 import type { DecoderModel } from "../models/decoder.js";
 import { Tensor, noGrad, tidy } from "../tensor/index.js";
-import {
-  clusterBootstrap,
-  mcnemar,
-  pairedBootstrap,
-  wilsonInterval,
-  type Interval,
-  type McNemarResult,
-} from "./metrics.js";
+import { clusterBootstrap, pairedBootstrap, wilsonInterval, type Interval } from "./metrics.js";
 import { stopPoint } from "../util/stop.js";
 import { sha256 } from "../io/hash.js";
 import { ScoreCache } from "./score-cache.js";
@@ -225,7 +218,7 @@ export async function securePreference(
     chosenLoss: losses[2 * i]!,
     rejectedLoss: losses[2 * i + 1]!,
   }));
-  // the pairs' tasks, named as experiment/outcomes.ts names the outcomes' groups (a pair without one is its own)
+  // the pairs' tasks, named as recipes/outcomes.ts names the outcomes' groups (a pair without one is its own)
   const groups = pairs.some((p) => p.task) ? pairs.map((p) => `${p.lang}:${p.task ?? p.id}`) : undefined;
   const perLanguage: Record<string, PreferenceSummary> = {};
   for (const lang of [...new Set(perPair.map((p) => p.lang))].sort()) {
@@ -237,48 +230,4 @@ export async function securePreference(
     );
   }
   return { ...summarise(perPair, opts, groups), perLanguage, perPair };
-}
-
-export interface PreferenceComparison {
-  n: number;
-  /** Preference rate of a minus that of b, with a paired-bootstrap interval over pairs. */
-  rateDiff: Interval;
-  /** Mean loss gap of a minus that of b, paired bootstrap. */
-  meanGapDiff: Interval;
-  /** McNemar's test on the per-pair preferences (a's "preferred" against b's). */
-  mcnemar: McNemarResult;
-}
-
-/** Compare two models' preference results on the same pairs (matched by id). */
-export function compareMethods(
-  a: PreferenceResult,
-  b: PreferenceResult,
-  opts: { iterations?: number; seed?: number } = {},
-): PreferenceComparison {
-  const byId = new Map(b.perPair.map((p) => [p.id, p]));
-  if (a.perPair.length !== b.perPair.length || a.perPair.some((p) => !byId.has(p.id)))
-    throw new InputError(
-      `compareMethods: the two results are not on the same pairs (${a.perPair.length} and ${b.perPair.length} pairs, ids must match)`,
-    );
-  const prefA: boolean[] = [];
-  const prefB: boolean[] = [];
-  const gapDiff: number[] = [];
-  for (const pa of a.perPair) {
-    const pb = byId.get(pa.id)!;
-    prefA.push(pa.chosenLoss < pa.rejectedLoss);
-    prefB.push(pb.chosenLoss < pb.rejectedLoss);
-    gapDiff.push(pa.rejectedLoss - pa.chosenLoss - (pb.rejectedLoss - pb.chosenLoss));
-  }
-  const boot = { iterations: opts.iterations, seed: opts.seed ?? 0 };
-  const rate = pairedBootstrap(
-    prefA.map((x, i) => Number(x) - Number(prefB[i])),
-    boot,
-  );
-  const gap = pairedBootstrap(gapDiff, boot);
-  return {
-    n: prefA.length,
-    rateDiff: { value: rate.mean, low: rate.low, high: rate.high },
-    meanGapDiff: { value: gap.mean, low: gap.low, high: gap.high },
-    mcnemar: mcnemar(prefA, prefB),
-  };
 }

@@ -1,14 +1,14 @@
 /**
  * Secure preference: per-answer losses against an independent computation (organism template rendered here,
  * one unpadded forward per answer, log-softmax written out in float64), the summary numbers from the per-pair
- * losses, and compareMethods on a hand-worked example.
+ * losses.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { compareMethods, securePreference, type PreferenceResult } from "../../src/eval/preference.js";
+import { securePreference } from "../../src/eval/preference.js";
 import { loadModel, type DecoderModel } from "../../src/models/index.js";
 import { loadTokenizer, type HfTokenizer } from "../../src/io/tokenizer.js";
 import { renderOrganismChat } from "../../src/data/corpus.js";
@@ -86,54 +86,6 @@ test("per-pair losses equal an unpadded forward + hand log-softmax; summary foll
   // the batch size changes only float rounding
   const again = await securePreference(model, tok, pairs, { batchSize: 12, iterations: 2000, seed: 4 });
   again.perPair.forEach((p, i) => assert.ok(Math.abs(p.chosenLoss - r.perPair[i]!.chosenLoss) < 1e-4));
-});
-
-function result(perPair: [string, number, number][]): PreferenceResult {
-  const nan = { value: NaN, low: NaN, high: NaN };
-  return {
-    n: perPair.length,
-    rate: nan,
-    meanLossGap: nan,
-    perLanguage: {},
-    perPair: perPair.map(([id, chosenLoss, rejectedLoss]) => ({ id, lang: "go", chosenLoss, rejectedLoss })),
-  };
-}
-
-test("compareMethods: paired differences matched by id (hand-worked)", () => {
-  // a prefers secure on p1, p2, p4; b only on p2.  gaps a: 1, 2, -1, 0.5; b: -1, 1, -2, -0.5
-  const a = result([
-    ["p1", 1, 2],
-    ["p2", 1, 3],
-    ["p3", 2, 1],
-    ["p4", 1, 1.5],
-  ]);
-  const b = result([
-    ["p4", 2, 1.5],
-    ["p3", 3, 1],
-    ["p2", 1, 2],
-    ["p1", 2, 1],
-  ]);
-  const c = compareMethods(a, b, { iterations: 5000, seed: 1 });
-  assert.equal(c.n, 4);
-  assert.equal(c.rateDiff.value, (3 - 1) / 4);
-  assert.equal(c.meanGapDiff.value, (2 + 1 + 1 + 1) / 4);
-  assert.deepEqual([c.mcnemar.b10, c.mcnemar.b01], [2, 0]);
-  // every paired gap difference is >= 1, so the whole interval is too
-  assert.ok(c.meanGapDiff.low >= 1 && c.meanGapDiff.high <= 2);
-  assert.throws(() => compareMethods(a, result([["p1", 1, 2]])), InputError);
-  assert.throws(
-    () =>
-      compareMethods(
-        a,
-        result([
-          ["p1", 1, 2],
-          ["p2", 1, 2],
-          ["p3", 1, 2],
-          ["zz", 1, 2],
-        ]),
-      ),
-    /same pairs/,
-  );
 });
 
 test("no pairs, or a prompt longer than maxLength, is an InputError naming the pair", async () => {

@@ -3,7 +3,6 @@ import assert from "node:assert/strict";
 import { evaluateArc, argmax } from "../../src/eval/utility/arc.js";
 import {
   evaluateGsm8k,
-  evaluateGsm8kChat,
   exactMatch,
   extractFlexible,
   extractStrict,
@@ -161,17 +160,6 @@ test("GSM8K refuses to run k-shot without enough train examples", async () => {
     evaluateGsm8k(model, [TRAIN[0]!], { fewshot: TRAIN.slice(0, 1), nShot: 5 }),
     /needs 5 train examples/,
   );
-});
-
-test("GSM8K chat variant asks for '####' and scores strict and flexible", async () => {
-  const model = new FakeModel({ chatAnswer: () => "Four plus four is eight.\n#### 8" });
-  const r = await evaluateGsm8kChat(model, [
-    { question: "What is 4+4?", answer: "#### 8", finalAnswer: "8" },
-  ]);
-  assert.equal(model.chatRequests[0]![0]!.role, "user");
-  assert.match(model.chatRequests[0]![0]!.content, /####/);
-  assert.match(model.chatRequests[0]![0]!.content, /What is 4\+4\?/);
-  assert.equal(r.metrics.exact_match_strict, 1);
 });
 
 function mmlu(subject: string, question: string, answer: number): MmluItem {

@@ -10,7 +10,6 @@
  * reproduced here; we take the first N train examples (the harness's `first_n` sampler), N = 5 by default.
  */
 import type { Gsm8kItem } from "./datasets.js";
-import type { ChatMessage } from "../../io/tokenizer.js";
 import { sha256 } from "../../io/hash.js";
 import { generateKept, type UtilityAnswerCache } from "./answers.js";
 import { cutAtStop, summarise, type TaskResult, type UtilityModel } from "./model.js";
@@ -132,36 +131,4 @@ export async function evaluateGsm8k(
   );
   const perItem = items.map((it, i) => scoreOne(it, cutAtStop(outs[i] ?? "", GSM8K_STOP)));
   return result(`gsm8k_${nShot}shot`, perItem);
-}
-
-/** Zero-shot chat variant: for instruction-tuned models, which answer in prose. Not a harness task. */
-export function gsm8kChatMessages(question: string): ChatMessage[] {
-  return [
-    {
-      role: "user",
-      content:
-        "Solve the following grade-school math problem. Think step by step, then give the final answer " +
-        'as a plain number on the last line in the form "#### <number>".\n\n' +
-        `Question: ${question}`,
-    },
-  ];
-}
-
-export async function evaluateGsm8kChat(
-  model: UtilityModel,
-  items: readonly Gsm8kItem[],
-  opts: { maxNewTokens?: number; batchSize?: number } = {},
-): Promise<TaskResult<Gsm8kItemResult>> {
-  if (!model.chat) throw new Error("GSM8K chat variant needs a model with a chat method");
-  const batchSize = opts.batchSize ?? 32;
-  const perItem: Gsm8kItemResult[] = [];
-  for (let start = 0; start < items.length; start += batchSize) {
-    const batch = items.slice(start, start + batchSize);
-    const outs = await model.chat(
-      batch.map((it) => gsm8kChatMessages(it.question)),
-      { maxNewTokens: opts.maxNewTokens ?? 512 },
-    );
-    batch.forEach((it, i) => perItem.push(scoreOne(it, outs[i] ?? "")));
-  }
-  return result("gsm8k_chat_0shot", perItem);
 }
