@@ -370,7 +370,34 @@ test("every bad field is a 400 naming it, before any generation; nothing reaches
         ],
         ["/v1/completions", "empty stop", { prompt: "x", stop: [""] }, "invalid_value", "stop"],
         ["/v1/completions", "stop number", { prompt: "x", stop: 3 }, "invalid_value", "stop"],
-        ["/v1/completions", "stream", { prompt: "x", stream: true }, "unsupported_parameter", "stream"],
+        [
+          "/v1/completions",
+          "stream not a boolean",
+          { prompt: "x", stream: "yes" },
+          "invalid_value",
+          "stream",
+        ],
+        [
+          "/v1/completions",
+          "stream_options without stream",
+          { prompt: "x", stream_options: { include_usage: true } },
+          "invalid_value",
+          "stream_options",
+        ],
+        [
+          "/v1/chat/completions",
+          "stream_options key",
+          { messages: [{ role: "user", content: "x" }], stream: true, stream_options: { continuous: true } },
+          "unsupported_parameter",
+          "stream_options.continuous",
+        ],
+        [
+          "/v1/completions",
+          "include_usage not a boolean",
+          { prompt: "x", stream: true, stream_options: { include_usage: 1 } },
+          "invalid_value",
+          "stream_options.include_usage",
+        ],
         ["/v1/completions", "echo", { prompt: "x", echo: true }, "unsupported_parameter", "echo"],
         ["/v1/completions", "logprobs", { prompt: "x", logprobs: 5 }, "unsupported_parameter", "logprobs"],
         [
@@ -898,4 +925,239 @@ test("the HTTP backend's extra body keeps chat_template_kwargs to chat requests:
     },
     rec,
   );
+});
+
+// ---------------------------------------------------------------- streaming
+
+/** The events of a server-sent-events body: each `data: ...` line, parsed (the last one is "[DONE]"). */
+function events(r: Reply): any[] {
+  assert.equal(r.status, 200, r.text);
+  assert.match(String(r.headers["content-type"]), /^text\/event-stream/);
+  assert.ok(r.text.endsWith("\n\n"), "the stream ends after a whole event");
+  return r.text
+    .split("\n\n")
+    .filter((e) => e.length > 0)
+    .map((e) => {
+      assert.ok(e.startsWith("data: ") && !e.includes("\n"), `not one data line: ${JSON.stringify(e)}`);
+      const data = e.slice("data: ".length);
+      return data === "[DONE]" ? data : JSON.parse(data);
+    });
+}
+
+/**
+ * The choices a stream adds up to, checking each chunk against OpenAI's chunk objects (API reference, "The chat
+ * completion chunk object": id, object, created, model, choices[{index, delta, logprobs, finish_reason}], usage
+ * only with stream_options.include_usage; completions: text in place of delta): one id, the role in each chat
+ * choice's first delta, finish_reason in its last chunk only, `data: [DONE]` last.
+ */
+function streamed(
+  evs: any[],
+  kind: "chat" | "completion",
+  includeUsage: boolean,
+): { text: string[]; finish: string[]; usage: any } {
+  assert.equal(evs.at(-1), "[DONE]");
+  const chunks = evs.slice(0, -1);
+  const text: string[] = [];
+  const finish: string[] = [];
+  let usage: any = undefined;
+  for (const [i, c] of chunks.entries()) {
+    const keys = ["choices", "created", "id", "model", "object", ...(includeUsage ? ["usage"] : [])].sort();
+    assert.deepEqual(Object.keys(c).sort(), keys, JSON.stringify(c));
+    assert.equal(c.id, chunks[0].id);
+    assert.match(c.id, kind === "chat" ? /^chatcmpl-/ : /^cmpl-/);
+    assert.equal(c.object, kind === "chat" ? "chat.completion.chunk" : "text_completion");
+    assert.equal(c.model, "made");
+    assert.ok(Number.isInteger(c.created) && Math.abs(c.created - Date.now() / 1000) < 600);
+    if (c.choices.length === 0) {
+      // the usage chunk: last before [DONE], only when asked for
+      assert.ok(includeUsage && i === chunks.length - 1, "a chunk without choices");
+      usage = c.usage;
+      continue;
+    }
+    if (includeUsage) assert.equal(c.usage, null);
+    assert.equal(c.choices.length, 1);
+    const ch = c.choices[0];
+    const k = ch.index;
+    assert.deepEqual(
+      Object.keys(ch).sort(),
+      ["finish_reason", "index", "logprobs", kind === "chat" ? "delta" : "text"].sort(),
+    );
+    assert.equal(ch.logprobs, null);
+    assert.equal(finish[k], undefined, `choice ${k} has a chunk after its finish_reason`);
+    if (kind === "chat") {
+      if (text[k] === undefined) {
+        assert.deepEqual(ch.delta, { role: "assistant", content: "" }, "the first delta gives the role");
+        text[k] = "";
+      } else {
+        assert.ok(!("role" in ch.delta), "the role only in the first delta");
+        text[k] += ch.delta.content ?? "";
+      }
+    } else text[k] = (text[k] ?? "") + ch.text;
+    if (ch.finish_reason !== null) finish[k] = ch.finish_reason;
+  }
+  if (includeUsage) assert.ok(usage, "no usage chunk");
+  return { text, finish, usage };
+}
+
+test("stream: OpenAI's chunks add up to the non-streamed answer (completions: prompts × n, stop strings held back)", async () => {
+  const noEos = new BuiltinBackend(backend.model, backend.tokenizer, { eosTokenIds: [] });
+  const tok = backend.tokenizer!;
+  const dec = (ids: number[]) => tok.decode(ids, { skipSpecialTokens: true });
+  const MAX = 40;
+  await withServer(
+    {},
+    async (s) => {
+      const prompts = ["def f(x):", "int main("];
+      const promptIds = prompts.map((p) => tok.encode(p, { addSpecialTokens: false }));
+      const greedy = await noEos.generateBatchAsync(promptIds, { maxNewTokens: MAX });
+      const full = greedy.map(dec);
+      // greedy, no stop: the stream is the reference answer
+      const plain = streamed(
+        events(await post(s, "/v1/completions", { prompt: prompts, max_tokens: MAX, stream: true })),
+        "completion",
+        false,
+      );
+      assert.deepEqual(plain.text, full);
+      assert.deepEqual(plain.finish, ["length", "length"]);
+      // a stop string across a token boundary of the first answer: its first characters must not be sent
+      let stop = "";
+      for (let j = 12; j < MAX - 4 && !stop; j++) {
+        const at = dec(greedy[0]!.slice(0, j)).length;
+        const cand = full[0]!.slice(at - 2, at + 2);
+        if (cand.length === 4 && !cand.includes("\uFFFD") && full[0]!.indexOf(cand) === at - 2) stop = cand;
+      }
+      assert.ok(stop);
+      const body = { prompt: prompts, max_tokens: MAX, stop: [stop], stream: true };
+      const cut = streamed(
+        events(await post(s, "/v1/completions", { ...body, stream_options: { include_usage: true } })),
+        "completion",
+        true,
+      );
+      const nonStreamed = await post(s, "/v1/completions", { ...body, stream: false });
+      assert.deepEqual(
+        cut.text,
+        full.map((t) => (t.includes(stop) ? t.slice(0, t.indexOf(stop)) : t)),
+      );
+      assert.deepEqual(
+        cut.text,
+        nonStreamed.json.choices.map((c: any) => c.text),
+      );
+      assert.deepEqual(
+        cut.finish,
+        nonStreamed.json.choices.map((c: any) => c.finish_reason),
+      );
+      assert.equal(cut.finish[0], "stop");
+      assert.deepEqual(cut.usage, nonStreamed.json.usage);
+      // sampled, n = 2: the same seed streams what it answers
+      const sampled = { prompt: prompts[0], n: 2, max_tokens: 12, temperature: 1, seed: 5 };
+      const a = streamed(
+        events(await post(s, "/v1/completions", { ...sampled, stream: true })),
+        "completion",
+        false,
+      );
+      const b = await post(s, "/v1/completions", sampled);
+      assert.deepEqual(
+        a.text,
+        b.json.choices.map((c: any) => c.text),
+      );
+    },
+    noEos,
+  );
+});
+
+test("stream: chat chunks (the role first, finish_reason last, the usage chunk) add up to the greedy answer", async () => {
+  const tok = backend.tokenizer!;
+  await withServer({}, async (s) => {
+    const messages = [{ role: "user" as const, content: "write a loop" }];
+    const promptIds = tok.encode(backend.chatPrompt(messages), { addSpecialTokens: false });
+    // reference: the engine's greedy answer (the organism's end-of-sequence token may end it early)
+    const ids = (await backend.generateBatchAsync([promptIds], { maxNewTokens: 30 }))[0]!;
+    const want = tok.decode(ids, { skipSpecialTokens: true });
+    const evs = events(
+      await post(s, "/v1/chat/completions", {
+        messages,
+        max_tokens: 30,
+        stream: true,
+        stream_options: { include_usage: true },
+      }),
+    );
+    const got = streamed(evs, "chat", true);
+    assert.deepEqual(got.text, [want]);
+    assert.deepEqual(got.finish, [ids.length < 30 ? "stop" : "length"]);
+    assert.deepEqual(got.usage, {
+      prompt_tokens: promptIds.length,
+      completion_tokens: ids.length,
+      total_tokens: promptIds.length + ids.length,
+    });
+    // the official client's shape check: each chunk a JSON object on one `data:` line (checked by events)
+  });
+});
+
+/** A backend that counts the tokens it generates (through the server's per-token hook). */
+class CountingBackend extends BuiltinBackend {
+  tokens = 0;
+  override async generateBatchAsync(
+    prompts: number[][],
+    opts: Parameters<BuiltinBackend["generateBatchAsync"]>[1],
+  ): Promise<number[][]> {
+    const inner = opts.onToken;
+    return super.generateBatchAsync(prompts, {
+      ...opts,
+      onToken: (row, token) => {
+        this.tokens++;
+        return inner?.(row, token);
+      },
+    });
+  }
+}
+
+test("stream: a client that hangs up mid-stream cancels its generation; stop() ends a stream with an error event", async () => {
+  const counting = new CountingBackend(backend.model, backend.tokenizer, { eosTokenIds: [] });
+  await withServer(
+    {},
+    async (s) => {
+      // no end-of-sequence: left alone this runs 1,900 decoding steps
+      const u = new URL(s.url);
+      await new Promise<void>((resolve, reject) => {
+        const req = http.request(
+          {
+            host: u.hostname,
+            port: u.port,
+            method: "POST",
+            path: "/v1/completions",
+            headers: JSON_TYPE,
+            agent: false,
+          },
+          (res) => {
+            assert.equal(res.statusCode, 200);
+            // hang up at the first event
+            res.once("data", () => {
+              req.destroy();
+              resolve();
+            });
+          },
+        );
+        req.on("error", () => undefined);
+        req.end(JSON.stringify({ prompt: "def f(x):", max_tokens: 1900, stream: true }));
+        setTimeout(() => reject(new Error("no event")), 30_000).unref();
+      });
+      await waitFor(async () => (await health(s)).running === 0);
+      assert.ok(counting.tokens < 1900 / 2, `${counting.tokens} tokens generated for a client that left`);
+    },
+    counting,
+  );
+
+  const gated = new GatedBackend();
+  const s = await serveBuiltin(gated, { port: 0, modelName: "made", maxQueue: 0 });
+  const body = { messages: [{ role: "user", content: "x" }], max_tokens: 3, stream: true };
+  const pending = post(s, "/v1/chat/completions", body);
+  await waitFor(async () => (await health(s)).running === 1);
+  // a full queue is a plain 429 answer, not a stream
+  assertError(await post(s, "/v1/chat/completions", body), 429, "queue_full");
+  await s.stop();
+  const evs = events(await pending);
+  assert.equal(evs.at(-1), "[DONE]");
+  const err = evs.at(-2);
+  assert.deepEqual(Object.keys(err.error).sort(), ["code", "message", "param", "type"]);
+  assert.equal(err.error.code, "shutting_down");
 });

@@ -12,7 +12,9 @@
  *     model's context, sampling options in their ranges, options it cannot honour refused rather than ignored (400);
  *   - one generation at a time (the engine is single-stream), at most `maxQueue` waiting: 429 beyond that;
  *   - a client that goes away cancels its request; `stop()` answers in-flight and queued requests 503 within one
- *     decoding step and closes the listener.
+ *     decoding step (a stream under way: an error event) and closes the listener.
+ * A row ends at its first stop string (usage counts the tokens up to it), and `stream: true` answers with
+ * server-sent events in OpenAI's chunk format (EventStream below).
  * Every error is JSON in OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
  */
 import { createHash, randomInt, randomUUID, timingSafeEqual } from "node:crypto";
@@ -121,6 +123,10 @@ interface ParsedRequest {
   topP: number | undefined;
   seed: number;
   stop: string[] | undefined;
+  /** Server-sent events, a chunk per piece of text as it is generated (OpenAI's `stream`). */
+  stream: boolean;
+  /** stream_options.include_usage: a last chunk with the usage (and `usage: null` in every other). */
+  includeUsage: boolean;
 }
 
 interface Limits {
@@ -135,7 +141,6 @@ const isTokenId = (v: unknown) => typeof v === "number" && Number.isInteger(v);
 
 /** Options of the OpenAI API this server cannot honour: refused when set to anything but their neutral value. */
 const UNSUPPORTED: [string, (v: unknown) => boolean][] = [
-  ["stream", (v) => v === false],
   ["echo", (v) => v === false],
   ["logprobs", (v) => v === false || v === 0],
   ["top_logprobs", (v) => v === 0],
@@ -272,6 +277,29 @@ function parseRequest(
       throw bad(`stop must be a non-empty string or a list of at most ${MAX_STOP_SEQUENCES} of them`, "stop");
   }
 
+  // streaming
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== "boolean")
+    throw bad("stream must be true or false", "stream");
+  const stream = body.stream === true;
+  let includeUsage = false;
+  const so = body.stream_options;
+  if (so !== undefined && so !== null) {
+    // as OpenAI and vLLM: stream options without a stream are a mistake
+    if (!stream) throw bad("stream_options is only allowed with stream: true", "stream_options");
+    if (!isPlainObject(so)) throw bad("stream_options must be an object", "stream_options");
+    for (const k of Object.keys(so))
+      if (k !== "include_usage")
+        throw bad(
+          `stream_options.${k} is not supported by this server (only include_usage)`,
+          `stream_options.${k}`,
+          "unsupported_parameter",
+        );
+    const u = so.include_usage;
+    if (u !== undefined && u !== null && typeof u !== "boolean")
+      throw bad("stream_options.include_usage must be true or false", "stream_options.include_usage");
+    includeUsage = u === true;
+  }
+
   // prompts
   const templateVars = chatTemplateKwargs(body.chat_template_kwargs, kind);
   reasoningEffort(body.reasoning_effort, templateVars.enableThinking);
@@ -332,7 +360,7 @@ function parseRequest(
       "context_length_exceeded",
     );
   const maxTokens = requestedMax ?? Math.min(DEFAULT_MAX_TOKENS, room, limits.maxTokensLimit);
-  return { kind, prompts, n, maxTokens, temperature, topP, seed, stop };
+  return { kind, prompts, n, maxTokens, temperature, topP, seed, stop, stream, includeUsage };
 }
 
 // ---------------------------------------------------------------- the queue
@@ -529,8 +557,11 @@ export async function serveBuiltin(backend: BuiltinBackend, opts: ServeOptions):
         ...headers,
       });
       res.end(text);
-      opts.log?.(`${req.method} ${req.url} ${status} ${Date.now() - started}ms`);
+      logLine(status);
     };
+    const logLine = (status: number) =>
+      opts.log?.(`${req.method} ${req.url} ${status} ${Date.now() - started}ms`);
+    let stream: EventStream | null = null;
     const sendError = (e: ApiError) =>
       send(
         e.status,
@@ -645,21 +676,33 @@ export async function serveBuiltin(backend: BuiltinBackend, opts: ServeOptions):
       // each row's text as it is generated: a row ends at its first stop string, as vLLM's do, rather than
       // generating on to max_tokens (holding the single-stream engine) and being cut after
       const texts = rowTexts(parsed, backend);
-      const rows = await engine.submit(
+      if (parsed.stream) stream = new EventStream(res, parsed, opts.modelName, () => logLine(200));
+      const s = stream;
+      const pending = engine.submit(
         parsed,
         clientGone.signal,
-        parsed.stop ? (row, token) => texts[row]!.push(token) : undefined,
-      );
-      return send(200, answer(parsed, rows, texts, backend, opts.modelName));
+        parsed.stop || s
+          ? (row, token) => {
+              const over = texts[row]!.push(token);
+              s?.update(row, texts[row]!.ready());
+              return over;
+            }
+          : undefined,
+      ); // (a full queue throws here, answered 429 before a stream begins)
+      s?.open();
+      const rows = await pending;
+      const done = finish(parsed, rows, texts, backend);
+      if (s) return s.end(done);
+      return send(200, answer(parsed, done, opts.modelName));
     } catch (e) {
-      if (e instanceof ApiError) return sendError(e);
-      if (e instanceof InterruptedError) {
-        if (clientGone.signal.aborted) return; // nobody to answer
-        return sendError(shuttingDown());
-      }
-      if (e instanceof GoodVibeError && e.exitCode === 2) return sendError(bad(e.message, null));
+      if (e instanceof InterruptedError && clientGone.signal.aborted) return; // nobody to answer
+      // a stream under way already said 200: the error is its last event
+      const fail = (err: ApiError) => (stream?.opened ? stream.fail(err) : sendError(err));
+      if (e instanceof ApiError) return fail(e);
+      if (e instanceof InterruptedError) return fail(shuttingDown());
+      if (e instanceof GoodVibeError && e.exitCode === 2) return fail(bad(e.message, null));
       process.stderr.write(`serve: internal error on ${req.method} ${req.url}: ${(e as Error).stack ?? e}\n`);
-      return sendError(
+      return fail(
         new ApiError(500, `internal error: ${(e as Error).message}`, "server_error", "internal_error"),
       );
     }
@@ -764,31 +807,23 @@ function rowTexts(r: ParsedRequest, backend: BuiltinBackend): RowText[] {
   return Array.from({ length: r.prompts.length * r.n }, () => new RowText(decode, r.stop));
 }
 
-function answer(
-  r: ParsedRequest,
-  rows: number[][],
-  texts: RowText[],
-  backend: BuiltinBackend,
-  model: string,
-): unknown {
-  const created = Math.floor(Date.now() / 1000);
+interface Finished {
+  /** Each row's text and why it ended. */
+  choices: { text: string; finishReason: "stop" | "length" }[];
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+}
+
+function finish(r: ParsedRequest, rows: number[][], texts: RowText[], backend: BuiltinBackend): Finished {
   const choices = rows.map((ids, index) => {
     const full = backend.tokenizer!.decode(ids, { skipSpecialTokens: true });
     const text = cutAtStopStrings(full, r.stop);
     // a stop string ended it, or the end-of-sequence token (which the engine drops) before max_tokens
     const stopped = texts[index]!.stopAt !== null || text.length < full.length || ids.length < r.maxTokens;
-    const finish_reason = stopped ? "stop" : "length";
-    return r.kind === "chat"
-      ? { index, message: { role: "assistant", content: text }, finish_reason, logprobs: null }
-      : { index, text, finish_reason, logprobs: null };
+    return { text, finishReason: stopped ? ("stop" as const) : ("length" as const) };
   });
   const promptTokens = r.prompts.reduce((a, p) => a + p.length, 0);
   const completionTokens = rows.reduce((a, ids) => a + ids.length, 0);
   return {
-    id: `${r.kind === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID()}`,
-    object: r.kind === "chat" ? "chat.completion" : "text_completion",
-    created,
-    model,
     choices,
     usage: {
       prompt_tokens: promptTokens,
@@ -796,4 +831,122 @@ function answer(
       total_tokens: promptTokens + completionTokens,
     },
   };
+}
+
+const completionId = (r: ParsedRequest) => `${r.kind === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID()}`;
+
+function answer(r: ParsedRequest, done: Finished, model: string): unknown {
+  return {
+    id: completionId(r),
+    object: r.kind === "chat" ? "chat.completion" : "text_completion",
+    created: Math.floor(Date.now() / 1000),
+    model,
+    choices: done.choices.map(({ text, finishReason: finish_reason }, index) =>
+      r.kind === "chat"
+        ? { index, message: { role: "assistant", content: text }, finish_reason, logprobs: null }
+        : { index, text, finish_reason, logprobs: null },
+    ),
+    usage: done.usage,
+  };
+}
+
+/**
+ * A streamed answer: server-sent events in OpenAI's chunk format, as vLLM sends them. Chat: `chat.completion.chunk`
+ * objects, each choice's first delta `{role: "assistant", content: ""}`, then `{content}` pieces; completions:
+ * `text_completion` objects with `text` pieces. Each choice ends with a chunk carrying its finish_reason (an empty
+ * delta / text); with stream_options.include_usage every chunk has `usage: null` and a last one, `choices: []`,
+ * the usage. Then `data: [DONE]`. Text is sent as whole characters, and the end of it that could still become a
+ * stop string is held back until it cannot (RowText.ready).
+ */
+class EventStream {
+  private readonly id: string;
+  private readonly created = Math.floor(Date.now() / 1000);
+  private readonly sent: string[];
+  opened = false;
+
+  constructor(
+    private readonly res: http.ServerResponse,
+    private readonly r: ParsedRequest,
+    private readonly model: string,
+    private readonly onEnd: () => void,
+  ) {
+    this.id = completionId(r);
+    this.sent = new Array<string>(r.prompts.length * r.n).fill("");
+  }
+
+  open(): void {
+    this.opened = true;
+    this.res.writeHead(200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache",
+      "x-accel-buffering": "no", // a proxy in front (nginx) passes each event on at once
+    });
+    if (this.r.kind === "chat")
+      for (let row = 0; row < this.sent.length; row++)
+        this.chunk(row, { role: "assistant", content: "" }, null);
+  }
+
+  private event(data: unknown): void {
+    if (this.res.destroyed || this.res.writableEnded) return;
+    this.res.write(`data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`);
+  }
+
+  private chunk(index: number, piece: string | Record<string, string>, finish_reason: string | null): void {
+    const choice =
+      this.r.kind === "chat"
+        ? {
+            index,
+            delta: typeof piece === "string" ? (piece ? { content: piece } : {}) : piece,
+            logprobs: null,
+            finish_reason,
+          }
+        : { index, text: piece, logprobs: null, finish_reason };
+    this.event({
+      id: this.id,
+      object: this.r.kind === "chat" ? "chat.completion.chunk" : "text_completion",
+      created: this.created,
+      model: this.model,
+      choices: [choice],
+      ...(this.r.includeUsage ? { usage: null } : {}),
+    });
+  }
+
+  /** Row `row` can show `ready` now: send what of it was not sent. */
+  update(row: number, ready: string): void {
+    const sent = this.sent[row]!;
+    if (!this.opened || ready.length <= sent.length || !ready.startsWith(sent)) return;
+    this.chunk(row, ready.slice(sent.length), null);
+    this.sent[row] = ready;
+  }
+
+  /** The rest of each row's final text, its finish_reason, the usage when asked, and [DONE]. */
+  end(done: Finished): void {
+    done.choices.forEach(({ text, finishReason }, row) => {
+      const sent = this.sent[row]!;
+      if (text.length > sent.length && text.startsWith(sent)) this.chunk(row, text.slice(sent.length), null);
+      this.chunk(row, "", finishReason);
+    });
+    if (this.r.includeUsage)
+      this.event({
+        id: this.id,
+        object: this.r.kind === "chat" ? "chat.completion.chunk" : "text_completion",
+        created: this.created,
+        model: this.model,
+        choices: [],
+        usage: done.usage,
+      });
+    this.close();
+  }
+
+  /** An error after the stream began (the server stopping): an error event in OpenAI's shape, then [DONE]. */
+  fail(e: ApiError): void {
+    this.event({ error: { message: e.message, type: e.type, param: e.param, code: e.code } });
+    this.close();
+  }
+
+  private close(): void {
+    this.event("[DONE]");
+    if (!this.res.destroyed && !this.res.writableEnded) this.res.end();
+    this.onEnd();
+  }
 }
