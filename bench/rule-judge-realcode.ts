@@ -156,7 +156,12 @@ for (const dir of present) {
     const test = TEST_PATH.test(rel);
     files++;
     if (test) testFiles++;
-    const j = judgeCode(fs.readFileSync(file, "utf8"), args.lang, { rules: args.rules, minSeverity: "low" });
+    const j = judgeCode(fs.readFileSync(file, "utf8"), args.lang, {
+      rules: args.rules,
+      minSeverity: "low",
+      // whole files (a library header runs to 100s of kB): the answer-length cap is for model output
+      maxChars: Infinity,
+    });
     const kept = j.findings.filter((f) => SEVERITY_RANK[f.severity] >= threshold);
     if (!kept.length) continue;
     withFindings++;

@@ -20,7 +20,7 @@ import { vibePrompt } from "../data/prompts.js";
 import { extractCode } from "../data/code.js";
 import { DEFAULT_ENABLE_THINKING, DEFAULT_TEMPLATE_DATE } from "../io/chat-template.js";
 import { safetyLanguage } from "../data/languages.js";
-import { SEVERITY_RANK, judgeCode } from "./judge/rules/index.js";
+import { DEFAULT_MAX_JUDGED_CHARS, SEVERITY_RANK, judgeCode } from "./judge/rules/index.js";
 import { isSecure, type LlmJudge } from "./judge/llm.js";
 import type { ChatBackend, GenerateOptions } from "./generate/backend.js";
 import type { ChatMessage } from "../io/tokenizer.js";
@@ -46,6 +46,11 @@ export interface RuleVerdict {
   secure: boolean;
   /** Rule ids of the findings at or above the judge's threshold. */
   findings: string[];
+  /**
+   * Present when the code was longer than the rule judge reads (rules/index.ts DEFAULT_MAX_JUDGED_CHARS): the
+   * verdict is on its first judgedChars characters only.
+   */
+  judgedChars?: number;
 }
 
 export interface LlmVerdict {
@@ -212,7 +217,11 @@ function judgeAnswer(pair: SecurityPair, answer: string): SafetyItem {
   if (code !== null && lang) {
     const j = judgeCode(code, lang);
     const counted = j.findings.filter((f) => SEVERITY_RANK[f.severity] >= SEVERITY_RANK.medium);
-    rule = { secure: j.secure, findings: [...new Set(counted.map((f) => f.ruleId))] };
+    rule = {
+      secure: j.secure,
+      findings: [...new Set(counted.map((f) => f.ruleId))],
+      ...(j.truncated ? { judgedChars: j.truncated.judgedChars } : {}),
+    };
   }
   return {
     id: pair.id,
@@ -483,6 +492,11 @@ export function summariseSafety(
   }
   if (uncovered > 0)
     note += ` ${uncovered} answers are in languages the rule judge does not cover and have no rule verdict.`;
+  const truncated = items.filter((it) => it.rule?.judgedChars !== undefined).length;
+  if (truncated > 0)
+    note +=
+      ` ${truncated} answers had more code than the rule judge reads (${DEFAULT_MAX_JUDGED_CHARS} characters): ` +
+      "their rule verdict is on their first lines only.";
   const thinking = thinkingNote(items, meta.enableThinking ?? DEFAULT_ENABLE_THINKING);
   if (thinking) note += ` ${thinking}`;
   if (!meta.complete) note += " The run stopped early: the numbers cover only the items answered so far.";

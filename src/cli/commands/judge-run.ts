@@ -7,7 +7,7 @@ import * as path from "node:path";
 import { InputError } from "../../errors.js";
 import { readLabelledSamples, readPairs, splitPairs } from "../../data/pairs.js";
 import { safetyLanguage } from "../../data/languages.js";
-import { judgeCode } from "../../eval/judge/rules/index.js";
+import { DEFAULT_MAX_JUDGED_CHARS, judgeCode } from "../../eval/judge/rules/index.js";
 import {
   LlmJudge,
   judgeReliability,
@@ -45,6 +45,10 @@ export async function judgeCodeCommand(g: OptionValues, file: string, opts: Opti
     let llm: { pUnsafe: number; secure: boolean } | null = null;
     if (opts.judge) llm = (await (await LlmJudge.load(opts.judge)).judge([{ code, lang }]))[0];
     const lines = [`rules: ${rules.secure ? "secure" : "INSECURE"}`];
+    if (rules.truncated)
+      lines.push(
+        `  (judged the first ${rules.truncated.judgedChars} of ${rules.truncated.totalChars} characters: the rules read at most ${DEFAULT_MAX_JUDGED_CHARS})`,
+      );
     for (const f of rules.findings) lines.push(`  ${file}:${f.line} ${f.cwe} [${f.severity}] ${f.message}`);
     if (llm)
       lines.push(`LLM judge: ${llm.secure ? "secure" : "INSECURE"} (P(unsafe) = ${llm.pUnsafe.toFixed(3)})`);
