@@ -630,6 +630,27 @@ test("a stop string ends its row where it is generated (as vLLM's): usage counts
   );
 });
 
+test("max_completion_tokens sent as null leaves max_tokens in force; given, it wins (as vLLM's)", async () => {
+  const noEos = new BuiltinBackend(backend.model, backend.tokenizer, { eosTokenIds: [] });
+  await withServer(
+    {},
+    async (s) => {
+      const messages = [{ role: "user", content: "write a loop" }];
+      const used = async (body: Record<string, unknown>) => {
+        const r = await post(s, "/v1/chat/completions", { messages, ...body });
+        assert.equal(r.status, 200, r.text);
+        return r.json.usage.completion_tokens;
+      };
+      // without an end-of-sequence token every answer runs to its limit
+      assert.equal(await used({ max_tokens: 3, max_completion_tokens: null }), 3);
+      assert.equal(await used({ max_tokens: 3, max_completion_tokens: 5 }), 5);
+      assert.equal(await used({ max_completion_tokens: 4 }), 4);
+      assert.equal(await used({ max_tokens: null, max_completion_tokens: 2 }), 2);
+    },
+    noEos,
+  );
+});
+
 test("queue: one generates, maxQueue wait, the next is 429 JSON; a client that leaves is dropped", async () => {
   const gated = new GatedBackend();
   await withServer(

@@ -267,7 +267,12 @@ function parseRequest(
   const topP = num("top_p", (v) => v > 0 && v <= 1, "a number in (0, 1]");
   const seed = int("seed", 0, Number.MAX_SAFE_INTEGER) ?? randomInt(0, 2 ** 47);
   const n = int("n", 1, limits.maxBatch) ?? 1;
-  const maxKey = body.max_completion_tokens !== undefined ? "max_completion_tokens" : "max_tokens";
+  // the newer name wins when it has a value (vLLM's `max_completion_tokens or max_tokens`); one sent as null, as
+  // clients that spell out every field do, leaves max_tokens in force
+  const maxKey =
+    body.max_completion_tokens !== undefined && body.max_completion_tokens !== null
+      ? "max_completion_tokens"
+      : "max_tokens";
   const requestedMax = int(maxKey, 1, limits.maxTokensLimit);
 
   let stop: string[] | undefined;
