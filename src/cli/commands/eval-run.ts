@@ -18,10 +18,9 @@ import { stagesTrainedOn } from "../../recipes/harden.js";
 import { PROMPT_FILTERS, type PromptFilter } from "../../data/prompts.js";
 import { InputError } from "../../errors.js";
 import { HttpBackend, retryWarning, templateKwargSent } from "../../eval/generate/http.js";
-import { serverDayCaveats } from "./server-day.js";
+import { applyGenerationConfigOption, generationConfigCaveats, serverDayCaveats } from "./server-day.js";
 import { serverChatBackend } from "../../eval/generate/backend.js";
-import { generationConfigCaveat, generationConfigProcessors } from "../../eval/generate/generation-config.js";
-import { DEFAULT_APPLY_GENERATION_CONFIG } from "../../eval/config.js";
+import { generationConfigProcessors } from "../../eval/generate/generation-config.js";
 import {
   DEFAULT_ENABLE_THINKING,
   DEFAULT_TEMPLATE_DATE,
@@ -82,8 +81,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     if (!(PROMPT_FILTERS as readonly string[]).includes(opts.promptFilter))
       throw new InputError(`--prompt-filter ${opts.promptFilter}: use ${PROMPT_FILTERS.join(" or ")}`);
     const enableThinking: boolean = opts.enableThinking ?? DEFAULT_ENABLE_THINKING;
-    // --no-generation-config sets it false; unset, the default of eval/config.ts
-    const applyGenerationConfig = opts.generationConfig === false ? false : DEFAULT_APPLY_GENERATION_CONFIG;
+    const applyGenerationConfig = applyGenerationConfigOption(opts);
     // a trained judge's prompts follow its record; a plain checkpoint is asked with the setting
     const judge = opts.judge ? await LlmJudge.load(opts.judge, { enableThinking }) : null;
     const common = {
@@ -117,15 +115,17 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     // a generation_config.json asking for logits processors that transformers applies even greedy and the built-in
     // engine does not (all but repetition_penalty, or all with --no-generation-config), or a server may: the answers
     // may lack them, which is said (and kept) here
-    for (const [who, dir, server] of [
-      ["", opts.model, Boolean(opts.url)],
-      ["--base: ", opts.base, false],
-    ] as const) {
-      const c = dir ? generationConfigCaveat(dir, { server, applied: applyGenerationConfig }) : null;
-      if (c === null) continue;
-      log.warn(`eval: ${who}${c}`);
-      caveats.push(`generation config: ${who}${c}`);
-    }
+    caveats.push(
+      ...generationConfigCaveats(
+        "eval",
+        [
+          { who: "", dir: opts.model, server: Boolean(opts.url) },
+          { who: "--base: ", dir: opts.base, server: false },
+        ],
+        applyGenerationConfig,
+        log,
+      ),
+    );
     // what the built-in engine applied of each folder's generation_config.json (its answers and the utility
     // benchmarks'; with --url the server answers the prompts): in the text and the JSON alike
     const penalties = Object.fromEntries(

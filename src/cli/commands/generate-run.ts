@@ -7,9 +7,8 @@ import { loadTokenizer } from "../../io/tokenizer.js";
 import { BuiltinBackend } from "../../eval/generate/builtin.js";
 import { getNumThreads, setNumThreads } from "../../tensor/index.js";
 import { HttpBackend, retryWarning } from "../../eval/generate/http.js";
-import { serverDayCaveats } from "./server-day.js";
-import { generationConfigCaveat, generationConfigProcessors } from "../../eval/generate/generation-config.js";
-import { DEFAULT_APPLY_GENERATION_CONFIG } from "../../eval/config.js";
+import { applyGenerationConfigOption, generationConfigCaveats, serverDayCaveats } from "./server-day.js";
+import { generationConfigProcessors } from "../../eval/generate/generation-config.js";
 import { folderChatTemplate } from "../../io/chat-template.js";
 import type { GenerateOptions } from "../../eval/generate/backend.js";
 import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
@@ -31,9 +30,8 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
       enableThinking: opts.enableThinking ?? DEFAULT_ENABLE_THINKING,
     };
     const messages = [{ role: "user" as const, content: opts.prompt }];
-    // --no-generation-config sets it false; unset, the default of eval/config.ts. What the local engines apply of
-    // the model folder's generation_config.json (a server applies its own)
-    const applyGenerationConfig = opts.generationConfig === false ? false : DEFAULT_APPLY_GENERATION_CONFIG;
+    // what the local engines apply of the model folder's generation_config.json (a server applies its own)
+    const applyGenerationConfig = applyGenerationConfigOption(opts);
     const processors =
       opts.backend !== "http" && opts.model
         ? generationConfigProcessors(opts.model, applyGenerationConfig)
@@ -109,17 +107,15 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
       await b.close();
     } else throw new InputError(`unknown backend ${opts.backend} (builtin | llamacpp | http)`);
     // a generation_config.json asking for logits processors that transformers applies even greedy and our engines
-    // do not (Qwen2.5's repetition_penalty): said, and kept in the output
-    const genCaveat = opts.model
-      ? generationConfigCaveat(opts.model, {
-          server: opts.backend === "http",
-          applied: applyGenerationConfig,
-        })
-      : null;
-    if (genCaveat !== null) {
-      makeLogger(g).warn(`generate: ${genCaveat}`);
-      caveats.push(`generation config: ${genCaveat}`);
-    }
+    // do not: said, and kept in the output
+    caveats.push(
+      ...generationConfigCaveats(
+        "generate",
+        [{ who: "", dir: opts.model, server: opts.backend === "http" }],
+        applyGenerationConfig,
+        makeLogger(g),
+      ),
+    );
     output(g, text, {
       backend: opts.backend,
       text,
