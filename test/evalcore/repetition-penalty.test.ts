@@ -149,7 +149,14 @@ test("what is read from generation_config.json, and the answers' key: unchanged 
   assert.deepEqual(generationConfigProcessors(dir, true), { topK: 50 });
   // Qwen2.5-Coder-7B-Instruct's
   write({ do_sample: true, repetition_penalty: 1.1, temperature: 0.7, top_p: 0.8, top_k: 20 });
-  assert.deepEqual(generationConfigProcessors(dir, true), { repetitionPenalty: 1.1, topK: 20 });
+  // (its sampling fields too: the defaults of a sampled call, test/backends/sampling-defaults.test.ts)
+  assert.deepEqual(generationConfigProcessors(dir, true), {
+    repetitionPenalty: 1.1,
+    topK: 20,
+    topP: 0.8,
+    temperature: 0.7,
+    doSample: true,
+  });
   assert.deepEqual(greedyProcessorKey(generationConfigProcessors(dir, true)), { repetitionPenalty: 1.1 });
   // off: nothing applied, the key as before
   assert.deepEqual(generationConfigProcessors(dir, false), {});

@@ -77,7 +77,7 @@ export function registerEval(program: Command): void {
     )
     .option(
       "--no-generation-config",
-      "don't apply the model folder's generation_config.json as transformers' generate() does (its repetition_penalty, greedy or sampled; its top_k, else 50, when sampling): the built-in engine and llama.cpp then take the raw logits; default: applied (recorded in the output)",
+      "don't apply the model folder's generation_config.json as transformers' generate() does (its repetition_penalty, which applies to greedy answers too; eval's answers are greedy): the built-in engine then takes the raw logits; default: applied (recorded in the output)",
     )
     .option(
       "--extra-body <json>",

@@ -8,7 +8,11 @@ import { BuiltinBackend } from "../../eval/generate/builtin.js";
 import { getNumThreads, setNumThreads } from "../../tensor/index.js";
 import { HttpBackend, retryWarning } from "../../eval/generate/http.js";
 import { applyGenerationConfigOption, generationConfigCaveats, serverDayCaveats } from "./server-day.js";
-import { generationConfigProcessors } from "../../eval/generate/generation-config.js";
+import {
+  generationConfigProcessors,
+  sampledTopP,
+  SAMPLE_DEFAULT_TEMPERATURE,
+} from "../../eval/generate/generation-config.js";
 import { folderChatTemplate } from "../../io/chat-template.js";
 import type { GenerateOptions } from "../../eval/generate/backend.js";
 import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
@@ -21,21 +25,29 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
       throw new InputError(
         `--extra-body is sent to servers: it needs --backend http (not ${opts.backend}, which takes no request body)`,
       );
+    const applyGenerationConfig = applyGenerationConfigOption(opts);
+    // the model folder's generation_config.json: what the local engines apply of it (a server applies its own), and
+    // the temperature --sample takes from it whatever answers
+    const folder = opts.model ? generationConfigProcessors(opts.model, applyGenerationConfig) : {};
+    const processors = opts.backend !== "http" ? folder : {};
+    // greedy unless asked to sample (--sample, or a --temperature above 0), whatever the folder's do_sample says; a
+    // sampled call takes what it leaves out from the folder, as transformers' generate() does
+    if (opts.sample && opts.temperature === 0)
+      throw new InputError(
+        "--sample with --temperature 0: sampling needs a temperature above 0 (leave --sample out for greedy)",
+      );
+    const temperature: number =
+      opts.temperature ?? (opts.sample ? (folder.temperature ?? SAMPLE_DEFAULT_TEMPERATURE) : 0);
     // one thinking setting for every backend: rendered by our template, or sent to a server (chat_template_kwargs)
     const gen: GenerateOptions & { enableThinking: boolean } = {
       maxNewTokens: opts.maxNewTokens,
-      temperature: opts.temperature,
-      topP: opts.topP,
+      temperature,
+      // unset: the local engines take the folder's top_p when sampling (sampledTopP); a server its own default
+      ...(opts.topP !== undefined ? { topP: opts.topP } : {}),
       seed: opts.seed,
       enableThinking: opts.enableThinking ?? DEFAULT_ENABLE_THINKING,
     };
     const messages = [{ role: "user" as const, content: opts.prompt }];
-    // what the local engines apply of the model folder's generation_config.json (a server applies its own)
-    const applyGenerationConfig = applyGenerationConfigOption(opts);
-    const processors =
-      opts.backend !== "http" && opts.model
-        ? generationConfigProcessors(opts.model, applyGenerationConfig)
-        : {};
     let text: string;
     let threads: number | undefined;
     // what the output says the answer may carry that this tool did not choose (the server's day)
@@ -116,20 +128,37 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
         makeLogger(g),
       ),
     );
+    const local = opts.backend !== "http";
     output(g, text, {
       backend: opts.backend,
       text,
       ...(threads !== undefined ? { threads } : {}),
-      // what the local engine applied of generation_config.json (a server's own choice is not known here)
-      ...(opts.backend !== "http"
+      // what the local engine applied of generation_config.json (a server's own choice is not known here): when
+      // sampling, the fields taken from it (null: the call gave its own, or the folder sets none)
+      ...(local
         ? {
             generationConfig: {
               applied: applyGenerationConfig,
               repetitionPenalty: processors.repetitionPenalty ?? null,
-              ...(gen.temperature ? { topK: processors.topK ?? null } : {}),
+              ...(temperature
+                ? {
+                    topK: processors.topK ?? null,
+                    topP: opts.topP === undefined ? (processors.topP ?? null) : null,
+                    temperature: opts.temperature === undefined ? (folder.temperature ?? null) : null,
+                  }
+                : {}),
             },
           }
         : {}),
+      // the decoding the answer had: greedy, or the sampling settings used (a server's defaults: null)
+      sampling: temperature
+        ? {
+            temperature,
+            topP: local ? (sampledTopP(opts.topP, processors) ?? 1) : (opts.topP ?? null),
+            topK: local ? processors.topK || null : null,
+            seed: opts.seed,
+          }
+        : "greedy",
       ...(caveats.length ? { caveats } : {}),
     });
   });

@@ -42,12 +42,24 @@ export function registerGenerate(program: Command): void {
       jsonObject,
     )
     .option("--max-new-tokens <n>", "tokens to generate", integer(1), DEFAULT_MAX_NEW_TOKENS)
-    .option("--temperature <t>", "sampling temperature, 0 = greedy", number({ min: 0 }), 0)
-    .option("--top-p <p>", "nucleus sampling mass", number({ above: 0, max: 1 }), 1)
+    .option(
+      "--temperature <t>",
+      "sampling temperature, 0 = greedy (default: greedy; with --sample, the folder's generation_config.json temperature, else 1)",
+      number({ min: 0 }),
+    )
+    .option(
+      "--sample",
+      "sample, as transformers' do_sample: with the folder's generation_config.json temperature, top_p and top_k where --temperature and --top-p give none (default: greedy, whatever its do_sample says)",
+    )
+    .option(
+      "--top-p <p>",
+      "nucleus sampling mass (default when sampling: the folder's generation_config.json top_p, else 1)",
+      number({ above: 0, max: 1 }),
+    )
     .option("--seed <n>", "sampling seed", integer(0), 0)
     .option(
       "--no-generation-config",
-      "don't apply the model folder's generation_config.json as transformers' generate() does (its repetition_penalty, greedy or sampled; its top_k, else 50, when sampling): the built-in engine and llama.cpp then take the raw logits; default: applied (recorded in the output)",
+      "don't apply the model folder's generation_config.json as transformers' generate() does (its repetition_penalty, greedy or sampled; when sampling its top_k, else 50, and its top_p and temperature where not given): the built-in engine and llama.cpp then take the raw logits; default: applied (recorded in the output)",
     )
     .option("--raw", "send the prompt as is, without the chat template")
     .option(

@@ -10,6 +10,7 @@ import { DEFAULT_APPLY_GENERATION_CONFIG, DEFAULT_EVAL_BATCH } from "../config.j
 import {
   generationConfigProcessors,
   greedyProcessorKey,
+  sampledTopP,
   type GenerationConfigProcessors,
 } from "./generation-config.js";
 import { InputError } from "../../errors.js";
@@ -127,7 +128,8 @@ export class BuiltinBackend implements GenerationBackend {
     return {
       maxNewTokens: opts.maxNewTokens,
       temperature: opts.temperature,
-      topP: opts.topP,
+      // the call's top_p, else the folder's (as transformers' generate() and vLLM take it); sampling only
+      topP: sampledTopP(opts.topP, this.processors),
       topK: this.processors.topK,
       repetitionPenalty: this.processors.repetitionPenalty,
       seed: opts.temperature ? (opts.seed ?? 0) : undefined,

@@ -1,6 +1,7 @@
 /**
  * What a model folder's generation_config.json asks of decoding: what the project's engines apply of it
- * (generationConfigProcessors: the repetition penalty, and top_k when sampling) and what they do not (the caveat).
+ * (generationConfigProcessors: the repetition penalty; when sampling, its top_k, and its top_p and temperature
+ * where the call gives none) and what they do not (the caveat).
  *
  * transformers' generate() builds its logits processors from the model's generation config whatever do_sample says
  * (generation/utils.py `_get_logits_processor`: `if generation_config.repetition_penalty is not None and
@@ -30,6 +31,33 @@ export interface GenerationConfigProcessors {
   repetitionPenalty?: number;
   /** TopKLogitsWarper's k when sampling (the folder's top_k, else TRANSFORMERS_DEFAULT_TOP_K); 0: none */
   topK?: number;
+  /**
+   * TopPLogitsWarper's top_p when sampling and the call gives none (the folder's top_p); absent: none (unset or 1).
+   * transformers' generate() takes every field a call leaves out from the generation config, and vLLM takes the
+   * folder's sampling fields as a request's defaults.
+   */
+  topP?: number;
+  /**
+   * TemperatureLogitsWarper's temperature when a call asks to sample without one (`generate --sample`); absent: the
+   * folder sets none (transformers' default then is 1.0, SAMPLE_DEFAULT_TEMPERATURE).
+   */
+  temperature?: number;
+  /**
+   * The folder's do_sample: true makes transformers' generate() sample by default (Qwen2.5-Instruct's file). The
+   * project's engines stay greedy unless asked to sample (a departure, experiment/departures.ts).
+   */
+  doSample?: boolean;
+}
+
+/** transformers' temperature when neither the call nor the folder's generation_config.json sets one. */
+export const SAMPLE_DEFAULT_TEMPERATURE = 1;
+
+/**
+ * The top_p a sampled call gets: its own, else the folder's (GenerationConfigProcessors.topP), else none. One home
+ * for the rule, used by the built-in engine and llama.cpp alike (a server applies its own).
+ */
+export function sampledTopP(callTopP: number | undefined, p: GenerationConfigProcessors): number | undefined {
+  return callTopP ?? p.topP;
 }
 
 function readGenerationConfig(dir: string): Record<string, unknown> | null {
@@ -51,8 +79,9 @@ function readGenerationConfig(dir: string): Record<string, unknown> | null {
 /**
  * What the engines apply of `dir`'s generation_config.json, as transformers' generate() builds it
  * (generation/utils.py `_get_logits_processor`: `repetition_penalty is not None and != 1.0` adds
- * RepetitionPenaltyLogitsProcessor; with do_sample, `top_k is not None and != 0` adds TopKLogitsWarper, after the
- * temperature). `apply` false (--no-generation-config): nothing, the engines' behaviour before 2026-12-01.
+ * RepetitionPenaltyLogitsProcessor; with do_sample, `temperature != 1.0` TemperatureLogitsWarper, `top_k is not
+ * None and != 0` TopKLogitsWarper, `top_p < 1.0` TopPLogitsWarper, each from the call where it gives one, else
+ * from this file). `apply` false (--no-generation-config): nothing, the engines' behaviour before 2026-12-01.
  * A value transformers refuses is refused here, naming the file and field.
  */
 export function generationConfigProcessors(dir: string | null, apply: boolean): GenerationConfigProcessors {
@@ -71,7 +100,47 @@ export function generationConfigProcessors(dir: string | null, apply: boolean): 
   if (k !== undefined && k !== null && !(Number.isInteger(k) && (k as number) >= 0))
     throw new InputError(`${file}: top_k must be a non-negative integer, got ${JSON.stringify(k)}`);
   out.topK = typeof k === "number" ? k : TRANSFORMERS_DEFAULT_TOP_K;
+  // the sampling defaults (used only when a call samples): TopPLogitsWarper refuses top_p outside [0, 1]; 0 (the
+  // most likely token alone) is refused here too, as a sampled call's top_p is (greedy says it)
+  const tp = cfg?.top_p;
+  if (tp !== undefined && tp !== null) {
+    if (typeof tp !== "number" || !(tp > 0 && tp <= 1))
+      throw new InputError(`${file}: top_p must be a number in (0, 1], got ${JSON.stringify(tp)}`);
+    if (tp < 1) out.topP = tp;
+  }
+  // TemperatureLogitsWarper wants a strictly positive float when it samples; 0 here means no sampling default
+  const t = cfg?.temperature;
+  if (t !== undefined && t !== null) {
+    if (typeof t !== "number" || !(t >= 0) || !Number.isFinite(t))
+      throw new InputError(`${file}: temperature must be a number >= 0, got ${JSON.stringify(t)}`);
+    if (t > 0) out.temperature = t;
+  }
+  if (cfg?.do_sample === true) out.doSample = true;
   return out;
+}
+
+/**
+ * The sampling `dir`'s generation_config.json makes transformers' generate() do by default: its fields when it sets
+ * do_sample true (absent ones: transformers' defaults, temperature 1, top_p 1, top_k 50), else null (no file,
+ * do_sample unset or false, or a file that cannot be read, which loading the model names). For the departure the
+ * project's greedy answers are (experiment/departures.ts).
+ */
+export function folderDefaultSampling(
+  dir: string,
+): { temperature: number; topP: number; topK: number } | null {
+  let cfg: Record<string, unknown> | null;
+  try {
+    cfg = readGenerationConfig(dir);
+  } catch {
+    return null;
+  }
+  if (cfg?.do_sample !== true) return null;
+  const num = (v: unknown, d: number) => (typeof v === "number" && Number.isFinite(v) ? v : d);
+  return {
+    temperature: num(cfg.temperature, SAMPLE_DEFAULT_TEMPERATURE),
+    topP: num(cfg.top_p, 1),
+    topK: num(cfg.top_k, TRANSFORMERS_DEFAULT_TOP_K),
+  };
 }
 
 /**

@@ -21,7 +21,7 @@ import type {
   LlamaModel,
   Token,
 } from "node-llama-cpp";
-import type { GenerationConfigProcessors } from "./generation-config.js";
+import { sampledTopP, type GenerationConfigProcessors } from "./generation-config.js";
 import { InputError } from "../../errors.js";
 import { loadNodeLlamaCpp, type LlamaGpu } from "./llamacpp-runtime.js";
 import type { ChatMessage, HfTokenizer } from "../../io/tokenizer.js";
@@ -252,6 +252,8 @@ export class LlamaCppBackend implements GenerationBackend {
     const rng = createRng(opts.seed ?? 0);
     const nVocab = this.vocabSize;
     const penalty = this.processors.repetitionPenalty;
+    // the call's top_p, else the folder's, as the built-in engine takes it
+    const topP = sampledTopP(opts.topP, this.processors) ?? 1;
     const seen = new Set<number>(prompt);
     const out: number[] = [];
     let feed: Token[] = prompt;
@@ -266,7 +268,7 @@ export class LlamaCppBackend implements GenerationBackend {
       if (penalty !== undefined) penaliseRow(row, seen, penalty);
       const token = (
         opts.temperature
-          ? sampleToken(row, opts.temperature, opts.topP ?? 1, rng.next(), this.processors.topK ?? 0)
+          ? sampleToken(row, opts.temperature, topP, rng.next(), this.processors.topK ?? 0)
           : argmaxRow(row)
       ) as Token;
       seen.add(token);
