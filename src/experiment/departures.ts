@@ -16,6 +16,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { goodvibeReadings } from "../method/goodvibe/config.js";
 import { thinkingSwitchReaches } from "../io/chat-template.js";
+import { folderDefaultSampling } from "../eval/generate/generation-config.js";
+import { DEFAULT_APPLY_GENERATION_CONFIG } from "../eval/config.js";
 import type { ExperimentResults } from "../report/schema.js";
 import { hardenConfigFor } from "./plan.js";
 import type { ExperimentSpec } from "./spec.js";
@@ -101,11 +103,44 @@ function thinkingReading(spec: ExperimentSpec): Departure[] {
   ];
 }
 
+/**
+ * How the answers are decoded, where a model's folder would have transformers' generate() sample: the paper does
+ * not say how it decoded, and a generation_config.json with do_sample true (Qwen2.5-Instruct's: temperature 0.7,
+ * top_p 0.8, top_k 20) makes generate() sample unless told otherwise. The experiment's answers are greedy; said,
+ * with what the folder asks, so that a reader comparing with a transformers run knows why its answers differ.
+ */
+function decodingReading(spec: ExperimentSpec): Departure[] {
+  const sampled = spec.models.flatMap((m) => {
+    const s = fs.existsSync(m.path) ? folderDefaultSampling(m.path) : null;
+    return s
+      ? [
+          `${path.basename(path.resolve(m.path))} (temperature ${s.temperature}, top_p ${s.topP}, top_k ${s.topK})`,
+        ]
+      : [];
+  });
+  if (sampled.length === 0) return [];
+  const applied = spec.eval.generationConfig ?? DEFAULT_APPLY_GENERATION_CONFIG;
+  return [
+    {
+      setting: "decoding of the evaluated answers",
+      paper: "not given",
+      here: applied
+        ? "greedy (argmax), with the folder's repetition_penalty where it sets one, as transformers applies it greedy too"
+        : "greedy (argmax) on the raw logits (eval.generationConfig: false)",
+      why:
+        `the generation_config.json of ${sampled.join(", ")} sets do_sample true, with which transformers' ` +
+        `generate() samples by default: one sampled answer per prompt changes with the seed, so each condition is ` +
+        `measured on its greedy answer, reproducible and decoded alike (\`generate --sample\` samples as ` +
+        `transformers does)`,
+    },
+  ];
+}
+
 /** The experiment's departures from the paper's settings, in the order of PAPER_SETTINGS; LoRA's settings last. */
 export function experimentDepartures(spec: ExperimentSpec, source = "experiment"): Departure[] {
   const trained = spec.methods.filter((m) => m !== "base");
   if (spec.models.length === 0) return [];
-  if (trained.length === 0) return thinkingReading(spec);
+  if (trained.length === 0) return [...thinkingReading(spec), ...decodingReading(spec)];
   const model = spec.models[0]!;
   const paper = defaultHardenConfig({ model: model.path, data: spec.data.train, out: "(paper)" });
   const out: Departure[] = [];
@@ -127,6 +162,7 @@ export function experimentDepartures(spec: ExperimentSpec, source = "experiment"
   // the points the paper leaves open, as GoodVibe's cells decide them (the method's own readings, not the file's)
   if (trained.includes("goodvibe")) out.push(...goodvibeReadings(here.identify, here.cluster));
   out.push(...thinkingReading(spec));
+  out.push(...decodingReading(spec));
   // every trained method runs the same loop: the optimiser settings the paper leaves out, stated as LoRA's are
   const t = here.train;
   out.push({

@@ -179,3 +179,57 @@ test("checkpointing auto or off departs from the paper's 'enabled' as a memory s
   );
   assert.ok(!paper.some((x) => x.setting.includes("gradientCheckpointing")));
 });
+
+test("a model folder whose generation_config.json sets do_sample true: the greedy answers are a departure from transformers' default, with the folder's values", async () => {
+  const fs = await import("node:fs");
+  const os = await import("node:os");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gv-dep-decoding-"));
+  const qwen = path.join(dir, "qwen25");
+  const plain = path.join(dir, "plain");
+  fs.mkdirSync(qwen);
+  fs.mkdirSync(plain);
+  // Qwen2.5-7B-Instruct's sampling fields; the other folder's file sets ids only (the organism's)
+  fs.writeFileSync(
+    path.join(qwen, "generation_config.json"),
+    JSON.stringify({ do_sample: true, repetition_penalty: 1.05, temperature: 0.7, top_p: 0.8, top_k: 20 }),
+  );
+  fs.writeFileSync(
+    path.join(plain, "generation_config.json"),
+    JSON.stringify({ bos_token_id: 1, eos_token_id: 2 }),
+  );
+  const spec = (p: string, extra: object = {}) =>
+    parseExperimentSpec(
+      {
+        name: "p",
+        models: [{ name: "m", path: p }],
+        data: { train: "t.jsonl", dev: "d.jsonl" },
+        methods: ["base", "lora"],
+        ...extra,
+      },
+      "x",
+    );
+  const decoding = (p: string, extra?: object) =>
+    experimentDepartures(spec(p, extra)).filter((d) => d.setting === "decoding of the evaluated answers");
+  assert.deepEqual(decoding(plain), []);
+  const [d] = decoding(qwen);
+  assert.equal(d?.paper, "not given");
+  assert.match(d!.here, /^greedy \(argmax\), with the folder's repetition_penalty/);
+  assert.match(d!.why, /qwen25 \(temperature 0\.7, top_p 0\.8, top_k 20\) sets do_sample true/);
+  const [off] = decoding(qwen, { eval: { generationConfig: false } });
+  assert.match(off!.here, /on the raw logits \(eval\.generationConfig: false\)/);
+  // the base alone (no trained method) says it too
+  assert.equal(
+    experimentDepartures(
+      parseExperimentSpec(
+        {
+          name: "p",
+          models: [{ name: "m", path: qwen }],
+          data: { train: "t.jsonl", dev: "d.jsonl" },
+          methods: ["base"],
+        },
+        "x",
+      ),
+    ).filter((x) => x.setting === "decoding of the evaluated answers").length,
+    1,
+  );
+});
