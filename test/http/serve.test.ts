@@ -630,6 +630,57 @@ test("a stop string ends its row where it is generated (as vLLM's): usage counts
   );
 });
 
+test("the end-of-sequence token: finish_reason stop even at exactly max_tokens, counted in usage as vLLM counts it", async () => {
+  const tok = backend.tokenizer!;
+  const noEos = new BuiltinBackend(backend.model, tok, { eosTokenIds: [] });
+  const prompt = "def f(x):";
+  const promptIds = tok.encode(prompt, { addSpecialTokens: false });
+  const greedy = (await noEos.generateBatchAsync([promptIds], { maxNewTokens: 30 }))[0]!;
+  // a token of the greedy answer made the end-of-sequence token: the answer ends at its first occurrence j
+  const j = greedy.findIndex((t, i) => i >= 5 && greedy.indexOf(t) === i);
+  assert.ok(j > 0);
+  const eos = new BuiltinBackend(backend.model, tok, { eosTokenIds: [greedy[j]!] });
+  const want = tok.decode(greedy.slice(0, j), { skipSpecialTokens: true });
+  await withServer(
+    {},
+    async (s) => {
+      for (const [maxTokens, finish, used] of [
+        [30, "stop", j + 1],
+        [j + 1, "stop", j + 1], // the end token is the last one allowed
+        [j, "length", j], // cut one before it
+      ] as const) {
+        for (const stream of [false, true]) {
+          const r = await post(s, "/v1/completions", {
+            prompt,
+            max_tokens: maxTokens,
+            ...(stream ? { stream, stream_options: { include_usage: true } } : {}),
+          });
+          const got = stream
+            ? streamed(events(r), "completion", true)
+            : {
+                text: [r.json.choices[0].text],
+                finish: [r.json.choices[0].finish_reason],
+                usage: r.json.usage,
+              };
+          const why = `max_tokens ${maxTokens}, stream ${stream}`;
+          assert.deepEqual(got.text, [want], why);
+          assert.deepEqual(got.finish, [finish], why);
+          assert.deepEqual(
+            got.usage,
+            {
+              prompt_tokens: promptIds.length,
+              completion_tokens: used,
+              total_tokens: promptIds.length + used,
+            },
+            why,
+          );
+        }
+      }
+    },
+    eos,
+  );
+});
+
 test("max_completion_tokens sent as null leaves max_tokens in force; given, it wins (as vLLM's)", async () => {
   const noEos = new BuiltinBackend(backend.model, backend.tokenizer, { eosTokenIds: [] });
   await withServer(
@@ -1105,10 +1156,12 @@ test("stream: chat chunks (the role first, finish_reason last, the usage chunk) 
     const got = streamed(evs, "chat", true);
     assert.deepEqual(got.text, [want]);
     assert.deepEqual(got.finish, [ids.length < 30 ? "stop" : "length"]);
+    // the end-of-sequence token, when it came, is a generated token too (the engine drops it from the ids)
+    const used = ids.length + (ids.length < 30 ? 1 : 0);
     assert.deepEqual(got.usage, {
       prompt_tokens: promptIds.length,
-      completion_tokens: ids.length,
-      total_tokens: promptIds.length + ids.length,
+      completion_tokens: used,
+      total_tokens: promptIds.length + used,
     });
     // the official client's shape check: each chunk a JSON object on one `data:` line (checked by events)
   });

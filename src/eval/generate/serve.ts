@@ -819,15 +819,20 @@ interface Finished {
 }
 
 function finish(r: ParsedRequest, rows: number[][], texts: RowText[], backend: BuiltinBackend): Finished {
+  let completionTokens = 0;
   const choices = rows.map((ids, index) => {
     const full = backend.tokenizer!.decode(ids, { skipSpecialTokens: true });
     const text = cutAtStopStrings(full, r.stop);
-    // a stop string ended it, or the end-of-sequence token (which the engine drops) before max_tokens
-    const stopped = texts[index]!.stopAt !== null || text.length < full.length || ids.length < r.maxTokens;
+    // the engine ends a row before max_tokens only at its stop string or at the end-of-sequence token, which it
+    // drops from the ids; that token was generated all the same, and vLLM's usage counts it (its output token_ids
+    // hold it), as OpenAI bills it
+    const byStop = texts[index]!.stopAt !== null;
+    const byEos = !byStop && ids.length < r.maxTokens;
+    completionTokens += ids.length + (byEos ? 1 : 0);
+    const stopped = byStop || byEos || text.length < full.length;
     return { text, finishReason: stopped ? ("stop" as const) : ("length" as const) };
   });
   const promptTokens = r.prompts.reduce((a, p) => a + p.length, 0);
-  const completionTokens = rows.reduce((a, ids) => a + ids.length, 0);
   return {
     choices,
     usage: {
