@@ -46,7 +46,8 @@ export function parseConfig<S extends z.ZodType>(
   where: string,
   style: "lines" | "inline" = "lines",
 ): z.infer<S> {
-  const r = schema.safeParse(merged);
+  // the input in each issue: a misspelt option is named with the nearest one (util/suggest.ts)
+  const r = schema.safeParse(merged, { reportInput: true });
   if (!r.success) {
     const msgs = issueLines(schema, r.error.issues);
     throw new InputError(

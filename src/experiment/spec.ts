@@ -187,7 +187,8 @@ function formatIssues(source: string, issues: readonly z.core.$ZodIssue[]): stri
 
 /** Validate parsed YAML; `source` (the file name) goes into every message. */
 export function parseExperimentSpec(json: unknown, source: string): ExperimentSpec {
-  const r = experimentSchema.safeParse(json);
+  // the input in each issue: a misspelt option is named with the nearest one (util/suggest.ts)
+  const r = experimentSchema.safeParse(json, { reportInput: true });
   if (!r.success) throw new InputError(formatIssues(source, r.error.issues));
   const spec = r.data;
   const dup = (what: string, names: string[]) => {

@@ -135,6 +135,40 @@ export function issueLines(schema: z.ZodType, issues: readonly z.core.$ZodIssue[
   return issues.flatMap((i) =>
     i.code === "unrecognized_keys"
       ? unknownKeyMessages(schema, i.path, i.keys)
-      : [`${dotted(i.path) || "(top level)"}: ${explainNull(i.message)}`],
+      : i.code === "invalid_union" && i.errors.length > 0
+        ? issueLines(schema, unionBranch(i))
+        : [`${dotted(i.path) || "(top level)"}: ${valueMessage(i)}`],
   );
+}
+
+/**
+ * A value not among an enum's options, with the nearest option when the value is a string near one (`methods.1:
+ * "goodvibes" is not an option: expected one of "base"|"goodvibe"|"lora"|"full" (did you mean "goodvibe"?)`);
+ * the input is there when the schema was run with `reportInput`. Any other issue: its message, a null explained.
+ */
+function valueMessage(i: z.core.$ZodIssue): string {
+  if (i.code !== "invalid_value" || typeof i.input !== "string") return explainNull(i.message);
+  const options = i.values.filter((v): v is string => typeof v === "string");
+  const near = nearestKey(i.input, options);
+  const list = i.values.map((v) => JSON.stringify(v)).join("|");
+  return (
+    `${JSON.stringify(i.input)} is not an option: expected one of ${list}` +
+    (near !== undefined ? ` (did you mean ${JSON.stringify(near)}?)` : "")
+  );
+}
+
+/**
+ * The issues of the union's branch that got furthest, with the union's path in front: zod says only "Invalid
+ * input" for a value no branch accepts (`method: Goodvibe` against "one method or a list of them"). A branch that
+ * failed on the value's shape alone (an array where a string was given) got nowhere; among the others the one with
+ * the deepest issue (the list's second item) says most; ties go to the first branch.
+ */
+function unionBranch(i: z.core.$ZodIssueInvalidUnion): z.core.$ZodIssue[] {
+  const score = (b: readonly z.core.$ZodIssue[]) =>
+    b.every((x) => x.code === "invalid_type" && x.path.length === 0)
+      ? -1
+      : Math.max(0, ...b.map((x) => x.path.length));
+  let best = i.errors[0]!;
+  for (const b of i.errors.slice(1)) if (score(b) > score(best)) best = b;
+  return best.map((x) => ({ ...x, path: [...i.path, ...x.path] }));
 }

@@ -167,6 +167,48 @@ test("errors name the file and the field", () => {
   throwsInput(() => expandCells(badGrid, "x.yaml"), "grids[0] (topk=0)", "identify.topK");
 });
 
+test("a misspelt option names the field, the options and the nearest one, in a one-or-many field too", () => {
+  // a plain enum list
+  throwsInput(
+    () => parseExperimentSpec({ ...BASE, methods: ["base", "goodvibes"] }, "x.yaml"),
+    "x.yaml",
+    'methods.1: "goodvibes" is not an option: expected one of "base"|"goodvibe"|"lora"|"full" (did you mean "goodvibe"?)',
+  );
+  // an ablation's or grid's method is one method or a list of them (a union): zod alone says "Invalid input"
+  const ablation = (method: unknown) =>
+    parseExperimentSpec({ ...BASE, ablations: [{ name: "a", method, set: {} }] }, "x.yaml");
+  throwsInput(
+    () => ablation("Goodvibe"),
+    'ablations.0.method: "Goodvibe" is not an option: expected one of "goodvibe"|"lora"|"full" (did you mean "goodvibe"?)',
+  );
+  throwsInput(
+    () => ablation(["goodvibe", "lorra"]),
+    'ablations.0.method.1: "lorra" is not an option: expected one of "goodvibe"|"lora"|"full" (did you mean "lora"?)',
+  );
+  throwsInput(
+    () =>
+      parseExperimentSpec(
+        { ...BASE, grids: [{ name: "g", method: "ful", key: "train.epochs", values: [1] }] },
+        "x.yaml",
+      ),
+    'grids.0.method: "ful" is not an option',
+    '(did you mean "full"?)',
+  );
+  // far from every option: the options, no guess
+  assert.throws(
+    () => ablation("dpo"),
+    (e: Error) =>
+      /expected one of "goodvibe"\|"lora"\|"full"$/m.test(e.message) && !/did you mean/.test(e.message),
+  );
+  // a harden setting's option (validated by the harden schema through the same lines)
+  const spec = parseExperimentSpec({ ...BASE, defaults: { "identify.mode": "activaton" } }, "x.yaml");
+  throwsInput(
+    () => expandCells(spec, "x.yaml"),
+    "x.yaml: defaults: invalid harden setting",
+    'identify.mode: "activaton" is not an option: expected one of "gradient"|"activation" (did you mean "activation"?)',
+  );
+});
+
 test("loadExperimentSpec: YAML with --set overrides; unreadable and non-mapping files are InputErrors", () => {
   const dir = scratchDir("gv-exp-spec-");
   const file = path.join(dir, "e.yaml");
