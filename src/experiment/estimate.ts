@@ -76,7 +76,7 @@ export interface CellEstimate {
   /** training pairs of the cell's languages, and whether they were counted or assumed */
   pairs: number;
   pairsCounted: boolean;
-  /** trainable parameters: a range for GoodVibe (one to two update rows per module), else exact */
+  /** trainable parameters: a range for GoodVibe (goodvibeRowsPerModule's update rows per module), else exact */
   trainable: { low: number; high: number };
   totalParams: number;
   flops: { identify: number; train: number; total: number };
@@ -128,6 +128,25 @@ function methodShapes(shape: ModelShape, cfg: HardenConfig, rows: number): Metho
         ],
     ),
   };
+}
+
+/**
+ * The update rows a GoodVibe module can get, fewest and most, before identification and clustering have run
+ * (method/goodvibe/clustering.ts): a clustered module gets k in [2, cluster.kMax] rows (k-means chooses k by
+ * silhouette, and cannot make more clusters than the top-k neurons); one below the silhouette threshold gets the
+ * fallback, one shared row (`shared`) or a row per neuron (`per-neuron`); clustering disabled, a row per neuron.
+ * The paper's Table 2 figures lie between one and two rows per module, but this clustering may choose up to kMax:
+ * the organism's 4-layer runs get about 3 (topK 16: 92 rows over 28 modules).
+ */
+export function goodvibeRowsPerModule(h: Pick<HardenConfig, "identify" | "cluster">): {
+  low: number;
+  high: number;
+} {
+  const k = h.identify.topK;
+  if (h.cluster.disabled) return { low: k, high: k };
+  const clustered = Math.min(h.cluster.kMax, k);
+  // per-neuron: a clustered module has at least 2 rows (fewer neurons than that: one each), one below it k
+  return h.cluster.fallback === "per-neuron" ? { low: Math.min(2, k), high: k } : { low: 1, high: clustered };
 }
 
 export function estimateCells(
@@ -204,8 +223,7 @@ export function estimateCells(
         checkpointing: h.identify.gradientCheckpointing === true,
       }).total;
     }
-    const rowsHigh = h.method === "goodvibe" && h.cluster.disabled ? h.identify.topK : 2;
-    const rowsLow = h.method === "goodvibe" && h.cluster.disabled ? h.identify.topK : 1;
+    const { low: rowsLow, high: rowsHigh } = goodvibeRowsPerModule(h);
     const trainable =
       h.method === "full"
         ? { low: total, high: total }
