@@ -1091,6 +1091,26 @@ test("stream: OpenAI's chunks add up to the non-streamed answer (completions: pr
       );
       assert.deepEqual(plain.text, full);
       assert.deepEqual(plain.finish, ["length", "length"]);
+      // one chunk per token, sent as soon as its characters are whole (the first token too: it is decoded as the
+      // request is accepted); reference: the growth of the whole decoding at each prefix that ends in a whole
+      // character
+      const pieces: string[] = [];
+      let had = "";
+      for (let k = 1; k <= MAX; k++) {
+        const now = dec(greedy[0]!.slice(0, k));
+        if (now.endsWith("\uFFFD") || now.length === had.length) continue;
+        pieces.push(now.slice(had.length));
+        had = now;
+      }
+      // and at the end what the whole decoding has beyond (a character cut by max_tokens: U+FFFD, as non-streamed)
+      if (full[0]!.length > had.length) pieces.push(full[0]!.slice(had.length));
+      const r0 = events(
+        await post(s, "/v1/completions", { prompt: prompts[0], max_tokens: MAX, stream: true }),
+      );
+      assert.deepEqual(
+        r0.slice(0, -2).map((c: any) => c.choices[0].text),
+        pieces,
+      );
       // a stop string across a token boundary of the first answer: its first characters must not be sent
       let stop = "";
       for (let j = 12; j < MAX - 4 && !stop; j++) {

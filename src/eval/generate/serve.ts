@@ -884,7 +884,9 @@ class EventStream {
     this.sent = new Array<string>(r.prompts.length * r.n).fill("");
   }
 
+  /** The 200 head and each chat choice's role; once. */
   open(): void {
+    if (this.opened) return;
     this.opened = true;
     this.res.writeHead(200, {
       "content-type": "text/event-stream; charset=utf-8",
@@ -923,8 +925,10 @@ class EventStream {
 
   /** Row `row` can show `ready` now: send what of it was not sent. */
   update(row: number, ready: string): void {
+    // the first decoding step runs as the request is accepted, before submit returns: the stream opens here then
+    this.open();
     const sent = this.sent[row]!;
-    if (!this.opened || ready.length <= sent.length || !ready.startsWith(sent)) return;
+    if (ready.length <= sent.length || !ready.startsWith(sent)) return;
     this.chunk(row, ready.slice(sent.length), null);
     this.sent[row] = ready;
   }
