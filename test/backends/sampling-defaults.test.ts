@@ -240,3 +240,42 @@ test("generate --sample takes the folder's temperature, top_p and top_k and reco
   assert.notEqual(zero.code, 0);
   assert.match(zero.stderr, /--sample with --temperature 0/);
 });
+
+test("sampled answers name the folder's sampling warpers the engines lack (min_p, typical_p, ...); greedy ones do not", async () => {
+  const { generationConfigCaveat } = await import("../../src/eval/generate/generation-config.js");
+  // transformers adds MinPLogitsWarper for min_p set, TypicalLogitsWarper for typical_p < 1, the cutoffs in (0, 1)
+  const dir = folderWith({
+    do_sample: true,
+    temperature: 0.6,
+    top_p: 0.95,
+    top_k: 20,
+    min_p: 0.05,
+    typical_p: 1.0,
+  });
+  assert.equal(generationConfigCaveat(dir), null, "greedy: min_p is a sampling warper");
+  const c = generationConfigCaveat(dir, { sampled: true })!;
+  assert.match(c, /sets min_p 0\.05, which transformers' generate\(\) applies when sampling/);
+  assert.match(c, /sample with its temperature, top_k and top_p only/);
+  assert.doesNotMatch(c, /typical_p/, "typical_p 1.0 adds no warper");
+  assert.match(
+    generationConfigCaveat(dir, { sampled: true, applied: false })!,
+    /none of the file \(--no-generation-config\)/,
+  );
+  assert.equal(
+    generationConfigCaveat(folderWith({ min_p: 0, epsilon_cutoff: 0.0 }), { sampled: true }),
+    null,
+  );
+  // the CLI says it, sampled only
+  const made = makeTinyChatModel({ seed: 5 });
+  folderWith({ do_sample: true, min_p: 0.05 }, made.dir);
+  const run = (...extra: string[]) =>
+    runCli(["generate", "-m", made.dir, "-p", "hello", "--max-new-tokens", "2", "--json", ...extra]);
+  const sampled = await run("--sample");
+  assert.equal(sampled.code, 0, showRun(sampled));
+  const caveats = (JSON.parse(sampled.stdout) as { caveats?: string[] }).caveats ?? [];
+  assert.equal(caveats.length, 1, sampled.stdout);
+  assert.match(caveats[0]!, /^generation config: .*min_p 0\.05/);
+  assert.match(sampled.stderr, /min_p 0\.05/);
+  const greedy = await run();
+  assert.equal((JSON.parse(greedy.stdout) as { caveats?: string[] }).caveats, undefined, greedy.stdout);
+});

@@ -123,7 +123,7 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
     caveats.push(
       ...generationConfigCaveats(
         "generate",
-        [{ who: "", dir: opts.model, server: opts.backend === "http" }],
+        [{ who: "", dir: opts.model, server: opts.backend === "http", sampled: temperature > 0 }],
         applyGenerationConfig,
         makeLogger(g),
       ),

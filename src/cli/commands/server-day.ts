@@ -43,18 +43,19 @@ export function applyGenerationConfigOption(opts: { generationConfig?: unknown }
 /**
  * The generation-config caveat of each folder whose answers the output holds (generation-config.ts
  * generationConfigCaveat: fields transformers applies that the answers may lack), for `eval` and `generate` alike:
- * `who` prefixes a folder's lines ("" for the model, "--base: "), `server` says a server answered from it. Warned
+ * `who` prefixes a folder's lines ("" for the model, "--base: "), `server` says a server answered from it,
+ * `sampled` that a local engine sampled its answers (the sampling warpers it lacks are named then). Warned
  * once each, before the answers are used, and returned for the output's caveats ([] where there is none).
  */
 export function generationConfigCaveats(
   command: string,
-  folders: readonly { who: string; dir: string | undefined; server: boolean }[],
+  folders: readonly { who: string; dir: string | undefined; server: boolean; sampled?: boolean }[],
   applied: boolean,
   log: Pick<Logger, "warn">,
 ): string[] {
   const out: string[] = [];
-  for (const { who, dir, server } of folders) {
-    const c = dir ? generationConfigCaveat(dir, { server, applied }) : null;
+  for (const { who, dir, server, sampled } of folders) {
+    const c = dir ? generationConfigCaveat(dir, { server, applied, sampled }) : null;
     if (c === null) continue;
     log.warn(`${command}: ${who}${c}`);
     out.push(`generation config: ${who}${c}`);

@@ -184,15 +184,56 @@ export function greedyProcessorFields(dir: string): string[] {
 const APPLIED = new Set(["repetition_penalty"]);
 
 /**
+ * generation_config.json's sampling warpers the engines do not apply, when "active" as generation/utils.py
+ * `_get_logits_processor` adds them with do_sample (MinPLogitsWarper: min_p set; TypicalLogitsWarper: typical_p
+ * < 1; EpsilonLogitsWarper and EtaLogitsWarper: a cutoff in (0, 1)). Temperature, top_k and top_p they apply.
+ */
+const SAMPLING_WARPERS: readonly [string, (v: unknown) => boolean][] = [
+  ["min_p", (v) => typeof v === "number" && v > 0],
+  ["typical_p", (v) => typeof v === "number" && v < 1],
+  ["epsilon_cutoff", (v) => typeof v === "number" && v > 0 && v < 1],
+  ["eta_cutoff", (v) => typeof v === "number" && v > 0 && v < 1],
+];
+
+/** The fields of `dir`'s generation_config.json that transformers applies when sampling and the engines do not. */
+export function unappliedSamplingFields(dir: string): string[] {
+  let cfg: Record<string, unknown> | null;
+  try {
+    cfg = readGenerationConfig(dir);
+  } catch {
+    return []; // a malformed file: loading the model names it
+  }
+  if (!cfg) return [];
+  return SAMPLING_WARPERS.filter(([k, active]) => active(cfg[k])).map(
+    ([k]) => `${k} ${JSON.stringify(cfg[k])}`,
+  );
+}
+
+/**
  * The caveat of answers from `dir`'s model when its generation_config.json asks for logits processors the answers
  * may lack; null when there is none. `server`: the answers come from a server, which may apply them (vLLM does,
  * llama-server does not). `applied` (default DEFAULT_APPLY_GENERATION_CONFIG): the built-in engine and llama.cpp
  * apply repetition_penalty, so only the other fields are named; false (--no-generation-config): all of them.
+ * `sampled`: the built-in engine or llama.cpp sampled these answers, so the sampling warpers they lack
+ * (unappliedSamplingFields: min_p, typical_p, ...) are named too.
  */
 export function generationConfigCaveat(
   dir: string,
-  opts: { server?: boolean; applied?: boolean } = {},
+  opts: { server?: boolean; applied?: boolean; sampled?: boolean } = {},
 ): string | null {
+  const greedy = greedyCaveat(dir, opts);
+  const applied = opts.applied ?? DEFAULT_APPLY_GENERATION_CONFIG;
+  const warpers = opts.sampled && !opts.server ? unappliedSamplingFields(dir) : [];
+  if (warpers.length === 0) return greedy;
+  const sampled =
+    `${path.join(dir, "generation_config.json")} sets ${warpers.join(", ")}, which transformers' generate() ` +
+    `applies when sampling; the built-in engine and llama.cpp sample with ` +
+    `${applied ? "its temperature, top_k and top_p only" : "none of the file (--no-generation-config)"}, so ` +
+    `these sampled answers are drawn from another distribution than transformers'`;
+  return greedy === null ? sampled : `${greedy}; ${sampled}`;
+}
+
+function greedyCaveat(dir: string, opts: { server?: boolean; applied?: boolean }): string | null {
   const applied = opts.applied ?? DEFAULT_APPLY_GENERATION_CONFIG;
   const all = greedyProcessorFields(dir);
   const file = path.join(dir, "generation_config.json");
