@@ -6,6 +6,7 @@ import { experimentDepartures } from "../../experiment/departures.js";
 import { EXIT, interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { experimentSource, loadExperimentSpec, type ExperimentSpec } from "../../experiment/spec.js";
 import { claimWorkFolder } from "../../io/atomic.js";
+import { claimHolder } from "../../io/claim.js";
 import { canonicalJson } from "../../io/hash.js";
 import {
   cellModelLabel,
@@ -108,17 +109,26 @@ export async function experimentPlanCommand(
     const plan = missing.length === 0 ? planExperiment(spec, { out: opts.out, source, write: false }) : null;
     const rows = settings.map((c, i) => {
       const p = plan?.cells[i];
+      const cached = p ? isCellDone(p) : false;
       return {
         id: p?.id ?? null,
         model: cellModelLabel(c),
         method: c.method,
         ablation: c.ablation ?? null,
         seed: c.seed,
-        cached: p ? isCellDone(p) : false,
+        cached,
+        // a cell a live worker is computing now (its work folder's claim: io/claim.ts); a dead one's is no claim
+        runningBy: p && !cached ? claimHolder(p.workDir) : null,
         estimate: estimates[i]!,
       };
     });
-    const done = rows.filter((r) => r.cached).length;
+    // the status line counts computations: cells of one key (a grid value equal to the default) are one
+    const byKey = new Map<string, (typeof rows)[number]>();
+    rows.forEach((r, i) => byKey.set(plan?.cells[i]!.key ?? String(i), r));
+    const keyed = [...byKey.values()];
+    const done = keyed.filter((r) => r.cached).length;
+    const running = keyed.filter((r) => r.runningBy !== null).length;
+    const sameKey = rows.length - keyed.length;
     // cells with equal settings (a grid value equal to the default) are computed once: count them once
     const seen = new Set<string>();
     const unique = rows.filter((_, i) => {
@@ -135,7 +145,12 @@ export async function experimentPlanCommand(
     const e = spec.estimate;
     const human = [
       plan
-        ? `${plan.outDir}: ${rows.length} cells, ${done} cached, ${rows.length - done} to run`
+        ? `${plan.outDir}: ${rows.length} cells` +
+          (sameKey > 0
+            ? ` (${keyed.length} to compute: ${sameKey} ${sameKey === 1 ? "shares" : "share"} another cell's key)`
+            : "") +
+          `, ${done} cached, ${running > 0 ? `${running} running (claimed by a live worker), ` : ""}` +
+          `${keyed.length - done - running} to run`
         : `${rows.length} cells; inputs missing (ids and cache status need them; \`experiment run\` stops at the first):`,
       ...missing.map((m) => `  ${m}`),
       `estimates from shapes: judge prompts of ${e.judgePromptTokens} tokens, training examples of ` +
@@ -163,14 +178,14 @@ export async function experimentPlanCommand(
               ? formatCount(x.trainable.high)
               : `${formatCount(x.trainable.low)}–${formatCount(x.trainable.high)}`;
         return [
-          (r.cached ? "cached" : "pending").padEnd(7),
+          (r.cached ? "cached" : r.runningBy !== null ? "running" : "pending").padEnd(7),
           (r.id ?? "—").padEnd(16),
           formatFlops(x.flops.total).padEnd(12),
           formatFlops(x.trainerEstimate).padEnd(12),
           formatBytes(x.peakMemoryBytes).padEnd(9),
           formatSeconds(x.seconds).padEnd(9),
           trainable.padEnd(19),
-          describeCell(c),
+          describeCell(c) + (r.runningBy !== null ? ` (${r.runningBy})` : ""),
         ].join(" ");
       }),
       `total over the ${unique.length} distinct cells: ${formatFlops(sum((r) => r.estimate.flops.total))}, ` +
