@@ -20,6 +20,8 @@ import {
   folderDefaultSampling,
   generationConfigProcessors,
   greedyProcessorKey,
+  sampledTemperature,
+  sampledTopP,
 } from "../../src/eval/generate/generation-config.js";
 import { InputError } from "../../src/errors.js";
 import { runCli, showRun } from "../cli/cli-helpers.js";
@@ -66,16 +68,32 @@ test("the folder's sampling fields are read; greedy answers' keys are those of b
   });
   // off: nothing read
   assert.deepEqual(generationConfigProcessors(dir, false), {});
-  // values TopPLogitsWarper and TemperatureLogitsWarper refuse are refused, naming the file and field
-  for (const [gen, field] of [
-    [{ top_p: 1.5 }, /generation_config\.json: top_p must be a number in \(0, 1\], got 1\.5/],
-    [{ top_p: "0.8" }, /top_p must be a number in \(0, 1\], got "0\.8"/],
-    [{ temperature: -1 }, /generation_config\.json: temperature must be a number >= 0, got -1/],
-  ] as const)
-    assert.throws(
-      () => generationConfigProcessors(folderWith(gen), true),
-      (e: unknown) => e instanceof InputError && field.test(e.message),
-    );
+  // values TopPLogitsWarper and TemperatureLogitsWarper refuse: refused when a sampled call would take them, naming
+  // the file and field, and not before (a greedy run never uses them; transformers loads such a file)
+  for (const [gen, field, take] of [
+    [
+      { top_p: 1.5 },
+      /generation_config\.json: top_p must be a number in \(0, 1\] to sample with, got 1\.5/,
+      "topP",
+    ],
+    [{ top_p: "0.8" }, /top_p must be a number in \(0, 1\] to sample with, got "0\.8"/, "topP"],
+    [
+      { temperature: -1 },
+      /generation_config\.json: temperature must be a number > 0 to sample with, got -1/,
+      "t",
+    ],
+    [{ temperature: 0 }, /temperature must be a number > 0 to sample with, got 0/, "t"],
+  ] as const) {
+    const p = generationConfigProcessors(folderWith(gen), true);
+    assert.deepEqual(greedyProcessorKey(p), {});
+    const refused = (e: unknown) => e instanceof InputError && field.test(e.message);
+    if (take === "topP") {
+      assert.throws(() => sampledTopP(undefined, p), refused);
+      assert.equal(sampledTopP(0.5, p), 0.5, "the call's own top_p needs none of the file's");
+    } else assert.throws(() => sampledTemperature(p), refused);
+  }
+  assert.equal(sampledTemperature(generationConfigProcessors(folderWith({}), true)), 1);
+  assert.equal(sampledTemperature(generationConfigProcessors(dir, true)), 0.7);
 });
 
 test("the built-in engine samples with the folder's top_p where the call gives none", async () => {
@@ -196,7 +214,11 @@ test("generate --sample takes the folder's temperature, top_p and top_k and reco
       ...extra,
     ]);
     assert.equal(r.code, 0, showRun(r));
-    return JSON.parse(r.stdout) as { text: string; sampling: unknown; generationConfig: unknown };
+    return JSON.parse(r.stdout) as {
+      text: string;
+      sampling: { topP?: number } | string;
+      generationConfig: unknown;
+    };
   };
   const sampled = await run("--sample", "--seed", "3");
   assert.deepEqual(sampled.sampling, { temperature: 0.7, topP: 0.5, topK: 20, seed: 3 });
@@ -239,6 +261,16 @@ test("generate --sample takes the folder's temperature, top_p and top_k and reco
   const zero = await runCli(["generate", "-m", made.dir, "-p", "hello", "--sample", "--temperature", "0"]);
   assert.notEqual(zero.code, 0);
   assert.match(zero.stderr, /--sample with --temperature 0/);
+  // a top_p no warper takes: greedy answers as ever, sampling refused naming the file, unless the call gives its own
+  folderWith({ do_sample: true, top_p: 1.5 }, made.dir);
+  assert.equal((await run()).sampling, "greedy");
+  const bad = await runCli(["generate", "-m", made.dir, "-p", "hello", "--max-new-tokens", "2", "--sample"]);
+  assert.notEqual(bad.code, 0, showRun(bad));
+  assert.match(
+    bad.stderr,
+    /generation_config\.json: top_p must be a number in \(0, 1\] to sample with, got 1\.5/,
+  );
+  assert.equal(((await run("--sample", "--top-p", "0.9")).sampling as { topP?: number }).topP, 0.9);
 });
 
 test("sampled answers name the folder's sampling warpers the engines lack (min_p, typical_p, ...); greedy ones do not", async () => {

@@ -10,8 +10,8 @@ import { HttpBackend, retryWarning } from "../../eval/generate/http.js";
 import { applyGenerationConfigOption, generationConfigCaveats, serverDayCaveats } from "./server-day.js";
 import {
   generationConfigProcessors,
+  sampledTemperature,
   sampledTopP,
-  SAMPLE_DEFAULT_TEMPERATURE,
 } from "../../eval/generate/generation-config.js";
 import { folderChatTemplate } from "../../io/chat-template.js";
 import type { GenerateOptions } from "../../eval/generate/backend.js";
@@ -36,8 +36,7 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
       throw new InputError(
         "--sample with --temperature 0: sampling needs a temperature above 0 (leave --sample out for greedy)",
       );
-    const temperature: number =
-      opts.temperature ?? (opts.sample ? (folder.temperature ?? SAMPLE_DEFAULT_TEMPERATURE) : 0);
+    const temperature: number = opts.temperature ?? (opts.sample ? sampledTemperature(folder) : 0);
     // one thinking setting for every backend: rendered by our template, or sent to a server (chat_template_kwargs)
     const gen: GenerateOptions & { enableThinking: boolean } = {
       maxNewTokens: opts.maxNewTokens,

@@ -129,7 +129,7 @@ export class BuiltinBackend implements GenerationBackend {
       maxNewTokens: opts.maxNewTokens,
       temperature: opts.temperature,
       // the call's top_p, else the folder's (as transformers' generate() and vLLM take it); sampling only
-      topP: sampledTopP(opts.topP, this.processors),
+      topP: opts.temperature ? sampledTopP(opts.topP, this.processors) : opts.topP,
       topK: this.processors.topK,
       repetitionPenalty: this.processors.repetitionPenalty,
       seed: opts.temperature ? (opts.seed ?? 0) : undefined,

@@ -47,6 +47,13 @@ export interface GenerationConfigProcessors {
    * project's engines stay greedy unless asked to sample (a departure, experiment/departures.ts).
    */
   doSample?: boolean;
+  /**
+   * The sampling fields the file sets to values their warpers refuse, as messages naming the file and field: thrown
+   * when a sampled call would take one (sampledTopP, sampledTemperature), not before. A greedy run does not use them,
+   * and transformers loads such a file and refuses it only when it samples (TopPLogitsWarper,
+   * TemperatureLogitsWarper).
+   */
+  refused?: { topP?: string; temperature?: string };
 }
 
 /** transformers' temperature when neither the call nor the folder's generation_config.json sets one. */
@@ -57,7 +64,15 @@ export const SAMPLE_DEFAULT_TEMPERATURE = 1;
  * for the rule, used by the built-in engine and llama.cpp alike (a server applies its own).
  */
 export function sampledTopP(callTopP: number | undefined, p: GenerationConfigProcessors): number | undefined {
-  return callTopP ?? p.topP;
+  if (callTopP !== undefined) return callTopP;
+  if (p.refused?.topP) throw new InputError(p.refused.topP);
+  return p.topP;
+}
+
+/** The temperature of a call that asks to sample without one: the folder's, else SAMPLE_DEFAULT_TEMPERATURE. */
+export function sampledTemperature(p: GenerationConfigProcessors): number {
+  if (p.refused?.temperature) throw new InputError(p.refused.temperature);
+  return p.temperature ?? SAMPLE_DEFAULT_TEMPERATURE;
 }
 
 function readGenerationConfig(dir: string): Record<string, unknown> | null {
@@ -100,21 +115,23 @@ export function generationConfigProcessors(dir: string | null, apply: boolean): 
   if (k !== undefined && k !== null && !(Number.isInteger(k) && (k as number) >= 0))
     throw new InputError(`${file}: top_k must be a non-negative integer, got ${JSON.stringify(k)}`);
   out.topK = typeof k === "number" ? k : TRANSFORMERS_DEFAULT_TOP_K;
-  // the sampling defaults (used only when a call samples): TopPLogitsWarper refuses top_p outside [0, 1]; 0 (the
-  // most likely token alone) is refused here too, as a sampled call's top_p is (greedy says it)
+  // the sampling defaults, used only when a call samples, and refused only then (`refused`): TopPLogitsWarper
+  // refuses top_p outside [0, 1]; 0 (the most likely token alone) is refused too, as a sampled call's top_p is
+  // (greedy says it). TemperatureLogitsWarper wants a strictly positive float
+  const refused: NonNullable<GenerationConfigProcessors["refused"]> = {};
   const tp = cfg?.top_p;
   if (tp !== undefined && tp !== null) {
     if (typeof tp !== "number" || !(tp > 0 && tp <= 1))
-      throw new InputError(`${file}: top_p must be a number in (0, 1], got ${JSON.stringify(tp)}`);
-    if (tp < 1) out.topP = tp;
+      refused.topP = `${file}: top_p must be a number in (0, 1] to sample with, got ${JSON.stringify(tp)}`;
+    else if (tp < 1) out.topP = tp;
   }
-  // TemperatureLogitsWarper wants a strictly positive float when it samples; 0 here means no sampling default
   const t = cfg?.temperature;
   if (t !== undefined && t !== null) {
-    if (typeof t !== "number" || !(t >= 0) || !Number.isFinite(t))
-      throw new InputError(`${file}: temperature must be a number >= 0, got ${JSON.stringify(t)}`);
-    if (t > 0) out.temperature = t;
+    if (typeof t !== "number" || !(t > 0) || !Number.isFinite(t))
+      refused.temperature = `${file}: temperature must be a number > 0 to sample with, got ${JSON.stringify(t)}`;
+    else out.temperature = t;
   }
+  if (refused.topP || refused.temperature) out.refused = refused;
   if (cfg?.do_sample === true) out.doSample = true;
   return out;
 }

@@ -253,7 +253,7 @@ export class LlamaCppBackend implements GenerationBackend {
     const nVocab = this.vocabSize;
     const penalty = this.processors.repetitionPenalty;
     // the call's top_p, else the folder's, as the built-in engine takes it
-    const topP = sampledTopP(opts.topP, this.processors) ?? 1;
+    const topP = opts.temperature ? (sampledTopP(opts.topP, this.processors) ?? 1) : 1;
     const seen = new Set<number>(prompt);
     const out: number[] = [];
     let feed: Token[] = prompt;
