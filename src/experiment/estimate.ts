@@ -9,7 +9,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
-import { loadModelConfig, parseModelConfig } from "../io/config.js";
+import { parseModelConfig } from "../io/config.js";
 import { readPairs } from "../data/pairs.js";
 import { ModelShape } from "../models/shapes.js";
 import {
@@ -26,7 +26,7 @@ import {
 } from "../method/flops.js";
 import { DEFAULT_DTYPE, type HardenConfig } from "../config/harden.js";
 import type { ExperimentSpec } from "./spec.js";
-import type { CellSetting } from "./plan.js";
+import { modelConfigOf, type CellSetting } from "./plan.js";
 import { cudaAvailable, deviceKind } from "../tensor/index.js";
 
 /**
@@ -90,9 +90,14 @@ export interface CellEstimate {
 export function shapeForModel(
   model: ExperimentSpec["models"][number],
   source: string,
+  /** the model's place in the file's `models`, for messages */
+  index = 0,
 ): { shape: ModelShape; from: CellEstimate["shapes"] } {
   if (fs.existsSync(path.join(model.path, "config.json")))
-    return { shape: new ModelShape(loadModelConfig(model.path)), from: "config.json" };
+    return {
+      shape: new ModelShape(modelConfigOf(model, index, source)),
+      from: "config.json",
+    };
   if (!model.config)
     throw new InputError(
       `${source}: model "${model.name}": no config.json at ${model.path} and no \`config\` in the experiment ` +
@@ -155,7 +160,7 @@ export function estimateCells(
   source = "experiment",
   throughput: Throughput = planThroughput(spec),
 ): CellEstimate[] {
-  const shapes = new Map(spec.models.map((m) => [m.name, shapeForModel(m, source)]));
+  const shapes = new Map(spec.models.map((m, i) => [m.name, shapeForModel(m, source, i)]));
   const counts = new Map<string, number | null>();
   const pairsOf = (languages: string[] | undefined): { n: number; counted: boolean } => {
     const key = (languages ?? ["(all)"]).join("\0");

@@ -8,6 +8,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
+import { loadModelConfig, type ModelConfig } from "../io/config.js";
 import { canonicalJson, fileHash, modelFolderHash, sha256 } from "../io/hash.js";
 import { answerTokensKey, promptsKey } from "../io/tokenizer-json.js";
 import { thinkingKey } from "../io/chat-template.js";
@@ -232,6 +233,13 @@ export function missingInputs(spec: ExperimentSpec, source = "experiment"): stri
         `${source}: model "${m.name}": no checkpoint at ${path.resolve(m.path)} (models[${i}].path): put its ` +
           `Hugging Face folder (config.json, *.safetensors, tokenizer.json) there or correct the path`,
       );
+    // every cell of the model tokenizes with it: missing, the run would stop at this model's first cell, after
+    // the cells of the models before it
+    else if (!fs.existsSync(path.join(m.path, "tokenizer.json")))
+      out.push(
+        `${source}: model "${m.name}": no tokenizer.json in ${path.resolve(m.path)} (models[${i}].path): a fast ` +
+          `Hugging Face tokenizer is required; copy the checkpoint's tokenizer.json there`,
+      );
   });
   for (const k of ["train", "dev"] as const)
     if (!fs.existsSync(spec.data[k]))
@@ -249,6 +257,25 @@ export function missingInputs(spec: ExperimentSpec, source = "experiment"): stri
     if (typeof v === "string" && !fs.existsSync(v))
       out.push(`${source}: eval.utility.${k}: no file at ${path.resolve(v)}`);
   return out;
+}
+
+/**
+ * A model's config.json, read and checked as loading the model will (a supported family, its fields), the error
+ * naming the experiment file, the model and its `models[i].path` besides the config file.
+ */
+export function modelConfigOf(
+  model: ExperimentSpec["models"][number],
+  index: number,
+  source: string,
+): ModelConfig {
+  try {
+    return loadModelConfig(model.path);
+  } catch (e) {
+    if (!(e instanceof InputError)) throw e;
+    throw new InputError(`${source}: model "${model.name}" (models[${index}].path): ${e.message}`, {
+      cause: e,
+    });
+  }
 }
 
 /** The experiment's output folder: --out, else the file's `out`, else runs/<name>. */
@@ -276,6 +303,9 @@ export function planExperiment(
           ? ` (and ${missing.length - 1} more missing input(s); \`goodvibe experiment plan\` lists them)`
           : ""),
     );
+  // a model of a family this tool cannot load, or a broken config.json, stops the run before any cell, not at the
+  // model's first cell after the cells of the models before it
+  spec.models.forEach((m, i) => modelConfigOf(m, i, source));
   const outDir = experimentOutDir(spec, opts.out);
   let taskSplit: TaskSplitRecord | undefined;
   // content hashes of the split's files when they are planned but not written
