@@ -39,6 +39,12 @@ export interface HfTokenizer {
     ids: readonly number[],
     opts?: { skipSpecialTokens?: boolean; cleanUpTokenizationSpaces?: boolean },
   ): string;
+  /**
+   * Whether decode cleans up tokenization spaces by default (tokenizer_config.json's clean_up_tokenization_spaces,
+   * as transformers: " ." -> ".", " 's" -> "'s", ...; Llama 3's sets it): the text is then not the concatenation of
+   * its tokens' pieces, which a caller decoding token by token must know (eval/generate/text-stream.ts).
+   */
+  cleanUpTokenizationSpaces: boolean;
   tokenToId(token: string): number | null;
   idToToken(id: number): string | null;
   /** 1 + the largest token id, added tokens included: the embedding rows a model needs at least. */
@@ -344,6 +350,7 @@ export async function loadTokenizer(dir: string, options: LoadTokenizerOptions =
     eosTokenIds,
     padTokenId,
     hasChatTemplate: templateFound !== null,
+    cleanUpTokenizationSpaces: cleanUpDefault,
     warnings,
     encode(text, opts = {}) {
       return tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids;

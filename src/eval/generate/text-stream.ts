@@ -7,20 +7,32 @@
  * around (SentencePiece's leading space, byte-level BPE) gives the same characters as decoding the whole row; a
  * token that ends inside a character (a byte-level BPE splits an emoji into byte tokens) adds nothing until the
  * character is whole, so no half character (U+FFFD) is ever sent.
+ *
+ * A tokenizer that cleans up tokenization spaces (transformers' clean_up_tokenization: " ." -> ".", " 's" -> "'s",
+ * ...; Llama 3's does) decodes a row into text that is not the concatenation of its pieces: there `decodeWhole`, its
+ * own decoding, gives the text, the whole row decoded again at each whole character, and the characters the clean-up
+ * may still change (a space among the last three) are held back from ready().
  */
 export class RowText {
   private readonly ids: number[] = [];
   private prefixOffset = 0;
   private readOffset = 0;
-  /** The characters decoded so far (whole characters only). */
+  /** The pieces' text so far (whole characters only, no clean-up). */
+  private raw = "";
+  /** The row's text so far, as the tokenizer decodes it (whole characters only). */
   text = "";
   /** Where the first stop string found begins in `text`; null while none. */
   stopAt: number | null = null;
   private readonly longestStop: number;
 
+  /**
+   * `decode`: the pieces' text (no clean-up); `decodeWhole`: the tokenizer's own decoding where it differs from
+   * the pieces' (clean-up of tokenization spaces), else left out.
+   */
   constructor(
     private readonly decode: (ids: number[]) => string,
     private readonly stops: readonly string[] = [],
+    private readonly decodeWhole?: (ids: number[]) => string,
   ) {
     this.longestStop = Math.max(0, ...stops.map((s) => s.length));
   }
@@ -35,11 +47,13 @@ export class RowText {
         : "";
     const now = this.decode(this.ids.slice(this.prefixOffset));
     if (now.length <= before.length || now.endsWith("\uFFFD")) return false; // a character still incomplete
-    const from = this.text.length;
-    this.text += now.slice(before.length);
+    this.raw += now.slice(before.length);
     this.prefixOffset = this.readOffset;
     this.readOffset = this.ids.length;
-    return this.findStop(from);
+    const from = this.text.length;
+    this.text = this.decodeWhole ? this.decodeWhole(this.ids) : this.raw;
+    // the clean-up may change characters before the new ones: look again from the start then
+    return this.findStop(this.decodeWhole ? 0 : from);
   }
 
   /** Look for the stop strings in what `text` gained from `from` on (and the characters a stop could span). */
@@ -53,12 +67,17 @@ export class RowText {
   }
 
   /**
-   * The text that can be sent now: before the stop string once one is found; otherwise all but its longest end
-   * that begins a stop string (held back until it can no longer become one).
+   * The text that can be sent now: before the stop string once one is found; otherwise, with a clean-up, all but
+   * its end from a space among the last three characters (" n'" may yet become "n't"), and of the rest all but its
+   * longest end that begins a stop string (held back until it can no longer become one).
    */
   ready(): string {
     if (this.stopAt !== null) return this.text.slice(0, this.stopAt);
-    const t = this.text;
+    let t = this.text;
+    if (this.decodeWhole) {
+      const space = t.lastIndexOf(" ");
+      if (space >= 0 && space >= t.length - 3) t = t.slice(0, space);
+    }
     for (let k = Math.min(this.longestStop - 1, t.length); k > 0; k--) {
       const tail = t.slice(t.length - k);
       if (this.stops.some((s) => s.startsWith(tail))) return t.slice(0, t.length - k);
