@@ -241,11 +241,21 @@ export function parseExperimentSpec(json: unknown, source: string): ExperimentSp
           `${source}: grids[${i}] (${g.name}) is for method ${m}, which is not in methods [${spec.methods.join(", ")}]`,
         );
   });
-  for (const key of Object.keys(nestSettings(spec.defaults)))
-    if (["model", "data", "out", "runDir", "method", "seed", "languages"].includes(key))
+  // what every cell's harden config gets from the experiment itself (plan.ts hardenConfigFor): a value given in
+  // defaults, an ablation or a grid would be overwritten, the cells of a grid over it being one and the same cell
+  const setByExperiment = (where: string, key: string) => {
+    const k = Object.keys(SET_BY_EXPERIMENT).find((r) => key === r || key.startsWith(`${r}.`));
+    if (k !== undefined)
       throw new InputError(
-        `${source}: defaults.${key}: set by the experiment itself (models, data, methods, seeds), not in defaults`,
+        `${source}: ${where}: set by the experiment itself, not here: ${SET_BY_EXPERIMENT[k]}`,
       );
+  };
+  for (const key of leafKeys(nestSettings(spec.defaults))) setByExperiment(`defaults.${key}`, key);
+  spec.ablations.forEach((a, i) => {
+    for (const key of leafKeys(nestSettings(a.set)))
+      setByExperiment(`ablations[${i}] (${a.name}).set.${key}`, key);
+  });
+  spec.grids.forEach((g, i) => setByExperiment(`grids[${i}] (${g.name}).key ${g.key}`, g.key));
   // one thinking setting for the whole experiment: it reaches the judge and every answer, not only hardening
   const thinkingAt = [
     ...(Object.keys(nestSettings(spec.defaults)).includes("enableThinking")
@@ -264,6 +274,30 @@ export function parseExperimentSpec(json: unknown, source: string): ExperimentSp
         `the judge and every generated answer too): set the top-level enableThinking`,
     );
   return spec;
+}
+
+/**
+ * The harden settings an experiment sets in every cell itself, with where a user sets them instead (plan.ts
+ * hardenConfigFor writes them over whatever defaults, an ablation or a grid gave).
+ */
+const SET_BY_EXPERIMENT: Record<string, string> = {
+  model: "each model's folder is models[].path",
+  data: "the pairs are data.train (and data.dev)",
+  out: "cells are written under the experiment's output folder (--out)",
+  runDir: "cells are written under the experiment's output folder (--out)",
+  method: "methods, and an ablation's or grid's method",
+  seed: "seeds (each seed is a cell of its own)",
+  "train.seed": "seeds (each cell trains with its seed)",
+  languages: "data.languages, or languageRuns for one training per group of languages",
+};
+
+/** The dotted paths of a nested settings object's leaves (`{train: {epochs: 2}}` → `train.epochs`). */
+function leafKeys(obj: Record<string, unknown>, prefix = ""): string[] {
+  return Object.entries(obj).flatMap(([k, v]) =>
+    typeof v === "object" && v !== null && !Array.isArray(v)
+      ? leafKeys(v as Record<string, unknown>, `${prefix}${k}.`)
+      : [`${prefix}${k}`],
+  );
 }
 
 export function gridLabel(name: string, value: unknown): string {

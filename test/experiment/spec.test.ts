@@ -209,6 +209,37 @@ test("a misspelt option names the field, the options and the nearest one, in a o
   );
 });
 
+test("a setting the experiment sets in every cell is refused in defaults, an ablation or a grid, not overwritten", () => {
+  // before: each of these parsed and was overwritten by the experiment's own value (plan.ts hardenConfigFor), so a
+  // grid over the seed gave three cells with the default cell's key and results, labelled seed=1, 2, 3
+  const cases: [Record<string, unknown>, string, string][] = [
+    [{ grids: [{ name: "s", key: "seed", values: [1, 2, 3] }] }, "grids[0] (s).key seed", "seeds"],
+    [{ grids: [{ name: "ts", key: "train.seed", values: [1, 2] }] }, "grids[0] (ts).key train.seed", "seeds"],
+    [{ defaults: { train: { seed: 7 } } }, "defaults.train.seed", "seeds"],
+    [
+      { ablations: [{ name: "d", set: { data: "/other.jsonl" } }] },
+      "ablations[0] (d).set.data",
+      "data.train",
+    ],
+    [
+      { ablations: [{ name: "l", set: { languages: ["go"] } }] },
+      "ablations[0] (l).set.languages",
+      "languageRuns",
+    ],
+    [{ ablations: [{ name: "m", set: { method: "lora" } }] }, "ablations[0] (m).set.method", "methods"],
+  ];
+  for (const [extra, where, instead] of cases)
+    throwsInput(
+      () => parseExperimentSpec({ ...BASE, methods: ["base", "goodvibe"], ...extra }, "x.yaml"),
+      `x.yaml: ${where}: set by the experiment itself, not here: `,
+      instead,
+    );
+  // train.seed is the seed axis's, the rest of train is the user's
+  assert.doesNotThrow(() =>
+    parseExperimentSpec({ ...BASE, grids: [{ name: "e", key: "train.epochs", values: [1] }] }, "x.yaml"),
+  );
+});
+
 test("loadExperimentSpec: YAML with --set overrides; unreadable and non-mapping files are InputErrors", () => {
   const dir = scratchDir("gv-exp-spec-");
   const file = path.join(dir, "e.yaml");
