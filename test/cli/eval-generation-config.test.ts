@@ -92,3 +92,24 @@ test("a folder with one: answers without it are not reused once it applies, and 
   assert.equal(cachedAnswers(cache), 2 * PROMPTS, "the answers without it reused");
   assert.deepEqual(offAgain.security, off.security);
 });
+
+test("a folder with sampling fields (do_sample true): greedy answers as without them, and the output says transformers would sample", async () => {
+  // Qwen2.5-Instruct's sampling fields, without its penalty: nothing of it changes a greedy answer
+  fs.writeFileSync(
+    path.join(model, "generation_config.json"),
+    JSON.stringify({ do_sample: true, temperature: 0.7, top_p: 0.8, top_k: 20 }),
+  );
+  const cache = emptyCache();
+  await evalJson(cache, "--no-generation-config");
+  assert.equal(cachedAnswers(cache), PROMPTS);
+  const r = await runCli([
+    ...["eval", "-m", model, "-d", heldOut, "--cache", cache],
+    ...["--prompts", String(PROMPTS), "--max-new-tokens", "12", "--preference-pairs", "2"],
+  ]);
+  assert.equal(r.code, 0, showRun(r));
+  assert.equal(cachedAnswers(cache), PROMPTS, "every answer reused: the same keys, greedy");
+  assert.match(
+    r.stdout,
+    /decoding: greedy, though the generation_config\.json of model \(temperature 0\.7, top_p 0\.8, top_k 20\) sets do_sample true/,
+  );
+});

@@ -20,7 +20,7 @@ import { InputError } from "../../errors.js";
 import { HttpBackend, retryWarning, templateKwargSent } from "../../eval/generate/http.js";
 import { applyGenerationConfigOption, generationConfigCaveats, serverDayCaveats } from "./server-day.js";
 import { serverChatBackend } from "../../eval/generate/backend.js";
-import { generationConfigProcessors } from "../../eval/generate/generation-config.js";
+import { folderDefaultSampling, generationConfigProcessors } from "../../eval/generate/generation-config.js";
 import {
   DEFAULT_ENABLE_THINKING,
   DEFAULT_TEMPLATE_DATE,
@@ -218,6 +218,24 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
         `generation config: repetition_penalty ${applied.map(([side, p]) => `${p} (${side})`).join(", ")} applied ` +
           `by the built-in engine${opts.url ? " (utility benchmarks; the servers answered the prompts)" : ""}, as ` +
           `transformers' generate() does; --no-generation-config turns it off`,
+      );
+    // the answers are greedy (with --url: asked at temperature 0); a folder whose generation_config.json sets
+    // do_sample true would have transformers' generate() sample instead (experiment/departures.ts says the same
+    // for an experiment): said, with its values, where one does
+    const sampledByDefault = (
+      [
+        ["model", opts.model],
+        ["base", opts.base],
+      ] as const
+    ).flatMap(([side, dir]) => {
+      const s = dir ? folderDefaultSampling(dir) : null;
+      return s ? [`${side} (temperature ${s.temperature}, top_p ${s.topP}, top_k ${s.topK})`] : [];
+    });
+    if (sampledByDefault.length)
+      lines.push(
+        `decoding: greedy, though the generation_config.json of ${sampledByDefault.join(", ")} sets do_sample ` +
+          `true, with which transformers' generate() samples by default: one reproducible answer per prompt (the ` +
+          `paper does not say how it decoded)`,
       );
     for (const c of caveats) lines.push(`caveat: ${c}`);
     // the benchmarks taken from --cache, by side, when any was
