@@ -46,6 +46,7 @@ import { CODE_LOSS_MAX_LENGTH, codeLoss, readCodeRows } from "../eval/utility/co
 import type { CellResult, EvaluationInfo } from "../report/schema.js";
 import { silentLogger, type Logger } from "../util/log.js";
 import { generateAsync } from "../models/generate.js";
+import { rowTextOf } from "../eval/generate/text-stream.js";
 import { stopPoint } from "../util/stop.js";
 import { DEFAULT_PREFERENCE_PAIRS } from "./config.js";
 import { outcomesOf, withTaskIntervals } from "./outcomes.js";
@@ -305,11 +306,15 @@ export class BuiltinUtilityModel implements UtilityModel {
   ): Promise<string[]> {
     const out: string[] = [];
     for (const p of prompts) {
+      // the answer ends at its first stop sequence, not after maxNewTokens (GSM8K's few-shot answers go on to the
+      // next "Question:", HumanEval's to the next "\ndef"): the text is the same, cut there as before
+      const row = opts.stop.length > 0 ? rowTextOf(this.tok, opts.stop) : null;
       const [ids] = await generateAsync(this.model, [this.tok.encode(p, { addSpecialTokens: true })], {
         maxNewTokens: opts.maxNewTokens,
         eosTokenIds: this.tok.eosTokenIds,
         repetitionPenalty: this.processors.repetitionPenalty,
         signal: this.signal,
+        onToken: row ? (_, token) => row.push(token) : undefined,
       });
       let text = this.tok.decode(ids, { skipSpecialTokens: true });
       for (const s of opts.stop) {

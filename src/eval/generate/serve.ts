@@ -25,7 +25,7 @@ import { GoodVibeError, InputError, InterruptedError } from "../../errors.js";
 import type { ChatMessage } from "../../io/tokenizer.js";
 import { cutAtStopStrings, type BuiltinBackend } from "./builtin.js";
 import { DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUEUE } from "./serve-config.js";
-import { RowText } from "./text-stream.js";
+import { rowTextOf, type RowText } from "./text-stream.js";
 import { isPlainObject } from "../../util/keys.js";
 import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
 
@@ -808,14 +808,8 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
 
 /** One RowText per generated row (prompts × n, in that order), watching for the request's stop strings. */
 function rowTexts(r: ParsedRequest, backend: BuiltinBackend): RowText[] {
-  const tok = backend.tokenizer!;
-  const pieces = (ids: number[]) =>
-    tok.decode(ids, { skipSpecialTokens: true, cleanUpTokenizationSpaces: false });
-  // the answer's text is the tokenizer's decoding (finish): with a clean-up of spaces that is not the pieces'
-  const whole = tok.cleanUpTokenizationSpaces
-    ? (ids: number[]) => tok.decode(ids, { skipSpecialTokens: true })
-    : undefined;
-  return Array.from({ length: r.prompts.length * r.n }, () => new RowText(pieces, r.stop, whole));
+  // the answer's text is the tokenizer's decoding (finish), its clean-up of spaces included
+  return Array.from({ length: r.prompts.length * r.n }, () => rowTextOf(backend.tokenizer!, r.stop));
 }
 
 interface Finished {

@@ -13,6 +13,8 @@
  * own decoding, gives the text, the whole row decoded again at each whole character, and the characters the clean-up
  * may still change (a space among the last three) are held back from ready().
  */
+import type { HfTokenizer } from "../../io/tokenizer.js";
+
 export class RowText {
   private readonly ids: number[] = [];
   private prefixOffset = 0;
@@ -84,4 +86,20 @@ export class RowText {
     }
     return t;
   }
+}
+
+/**
+ * A RowText decoding as `tok` decodes an answer (special tokens skipped, its clean-up of spaces, if any, applied to
+ * the whole row).
+ */
+export function rowTextOf(
+  tok: Pick<HfTokenizer, "decode" | "cleanUpTokenizationSpaces">,
+  stops: readonly string[] = [],
+): RowText {
+  const pieces = (ids: number[]) =>
+    tok.decode(ids, { skipSpecialTokens: true, cleanUpTokenizationSpaces: false });
+  const whole = tok.cleanUpTokenizationSpaces
+    ? (ids: number[]) => tok.decode(ids, { skipSpecialTokens: true })
+    : undefined;
+  return new RowText(pieces, stops, whole);
 }
