@@ -3,6 +3,8 @@
  * the extra tags Markdown fences use, and which of them the safety evaluation covers.
  */
 
+import { nearestKey } from "../util/suggest.js";
+
 interface LanguageEntry {
   /** Its name in prose, prompts and report tables ("C++"). */
   readonly name: string;
@@ -53,6 +55,19 @@ function lookup(spelling: string, withFenceTags: boolean): Language | null {
     if (e.aliases.includes(key) || (withFenceTags && e.fenceTags?.includes(key))) return lang;
   }
   return null;
+}
+
+/**
+ * What to say of a language name no entry knows: the languages known, and the nearest spelling when one is near
+ * ("jva": did you mean "java"?).
+ */
+export function unknownLanguage(name: string): string {
+  const spellings = LANGUAGES.flatMap((l) => [TABLE[l].dataset, ...TABLE[l].aliases]);
+  const near = nearestKey(name.trim(), [...new Set(spellings)]);
+  return (
+    `unknown language "${name}"${near !== undefined ? ` (did you mean "${near}"?)` : ""}; ` +
+    `known: ${LANGUAGES.map((l) => TABLE[l].dataset).join(", ")}`
+  );
 }
 
 /** The normalised language of a dataset or user spelling ("c++", " Go ", "C#"), or null when unknown. */

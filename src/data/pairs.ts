@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError, preview, rowWhere } from "../errors.js";
 import { extractCode } from "./code.js";
-import { LANGUAGES, datasetName, normalizeLanguage, type Language } from "./languages.js";
+import { LANGUAGES, datasetName, normalizeLanguage, unknownLanguage, type Language } from "./languages.js";
 import { readJsonlSync, type JsonRow } from "./jsonl.js";
 import { isForbiddenKey } from "../util/keys.js";
 import { createRng } from "../util/random.js";
@@ -93,10 +93,7 @@ function normalizeFilter(languages: readonly string[]): Language[] {
   const out: Language[] = [];
   for (const name of languages) {
     const lang = normalizeLanguage(name);
-    if (lang === null)
-      throw new InputError(
-        `unknown language "${name}" in the language filter (known: ${LANGUAGES.join(", ")})`,
-      );
+    if (lang === null) throw new InputError(`the language filter: ${unknownLanguage(name)}`);
     if (!out.includes(lang)) out.push(lang);
   }
   return out;

@@ -10,6 +10,7 @@ import { InputError } from "../errors.js";
 import { applyOverrides, loadConfigFile } from "../config/resolve.js";
 import { setPath } from "../util/overrides.js";
 import { issueLines } from "../util/suggest.js";
+import { normalizeLanguage, unknownLanguage } from "../data/languages.js";
 import { METHODS, type Method } from "../report/schema.js";
 import { PROMPT_FILTERS, PROMPT_SPREADS } from "../data/prompts.js";
 import { experimentJudgeSchema } from "../config/judge.js";
@@ -241,6 +242,14 @@ export function parseExperimentSpec(json: unknown, source: string): ExperimentSp
           `${source}: grids[${i}] (${g.name}) is for method ${m}, which is not in methods [${spec.methods.join(", ")}]`,
         );
   });
+  // a misspelt language would be found only when the data is read (by the plan's counts, or the first cell)
+  const knownLanguages = (where: string, names: readonly string[]) =>
+    names.forEach((n, j) => {
+      if (normalizeLanguage(n) === null)
+        throw new InputError(`${source}: ${where}[${j}]: ${unknownLanguage(n)}`);
+    });
+  knownLanguages("data.languages", spec.data.languages ?? []);
+  (spec.languageRuns ?? []).forEach((r, i) => knownLanguages(`languageRuns[${i}].languages`, r.languages));
   // what every cell's harden config gets from the experiment itself (plan.ts hardenConfigFor): a value given in
   // defaults, an ablation or a grid would be overwritten, the cells of a grid over it being one and the same cell
   const setByExperiment = (where: string, key: string) => {

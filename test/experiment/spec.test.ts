@@ -240,6 +240,36 @@ test("a setting the experiment sets in every cell is refused in defaults, an abl
   );
 });
 
+test("a misspelt language in data.languages or a language run is refused with the file, the key and the nearest", () => {
+  // before: accepted here, refused only when the data was read, with neither file nor key ("unknown language
+  // "jva" in the language filter (known: ...)")
+  throwsInput(
+    () => parseExperimentSpec({ ...BASE, data: { ...BASE.data, languages: ["c++", "jva"] } }, "x.yaml"),
+    'x.yaml: data.languages[1]: unknown language "jva" (did you mean "java"?); known: c++, java, swift, go',
+  );
+  throwsInput(
+    () =>
+      parseExperimentSpec(
+        {
+          ...BASE,
+          languageRuns: [
+            { name: "Go", languages: ["golang"] },
+            { name: "S", languages: ["swfit"] },
+          ],
+        },
+        "x.yaml",
+      ),
+    'x.yaml: languageRuns[1].languages[0]: unknown language "swfit" (did you mean "swift"?)',
+  );
+  // every spelling the data reader takes is taken here ("C++", "cpp", "golang")
+  assert.doesNotThrow(() =>
+    parseExperimentSpec(
+      { ...BASE, data: { ...BASE.data, languages: ["C++", "cpp", "golang", "Java"] } },
+      "x.yaml",
+    ),
+  );
+});
+
 test("loadExperimentSpec: YAML with --set overrides; unreadable and non-mapping files are InputErrors", () => {
   const dir = scratchDir("gv-exp-spec-");
   const file = path.join(dir, "e.yaml");
