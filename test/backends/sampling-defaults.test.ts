@@ -21,6 +21,7 @@ import {
   generationConfigProcessors,
   greedyProcessorKey,
   sampledTemperature,
+  sampledTopK,
   sampledTopP,
 } from "../../src/eval/generate/generation-config.js";
 import { InputError } from "../../src/errors.js";
@@ -83,6 +84,11 @@ test("the folder's sampling fields are read; greedy answers' keys are those of b
       "t",
     ],
     [{ temperature: 0 }, /temperature must be a number > 0 to sample with, got 0/, "t"],
+    [
+      { top_k: 2.5 },
+      /generation_config\.json: top_k must be a non-negative integer to sample with, got 2\.5/,
+      "k",
+    ],
   ] as const) {
     const p = generationConfigProcessors(folderWith(gen), true);
     assert.deepEqual(greedyProcessorKey(p), {});
@@ -90,7 +96,8 @@ test("the folder's sampling fields are read; greedy answers' keys are those of b
     if (take === "topP") {
       assert.throws(() => sampledTopP(undefined, p), refused);
       assert.equal(sampledTopP(0.5, p), 0.5, "the call's own top_p needs none of the file's");
-    } else assert.throws(() => sampledTemperature(p), refused);
+    } else if (take === "k") assert.throws(() => sampledTopK(p), refused);
+    else assert.throws(() => sampledTemperature(p), refused);
   }
   assert.equal(sampledTemperature(generationConfigProcessors(folderWith({}), true)), 1);
   assert.equal(sampledTemperature(generationConfigProcessors(dir, true)), 0.7);
@@ -262,7 +269,7 @@ test("generate --sample takes the folder's temperature, top_p and top_k and reco
   assert.notEqual(zero.code, 0);
   assert.match(zero.stderr, /--sample with --temperature 0/);
   // a top_p no warper takes: greedy answers as ever, sampling refused naming the file, unless the call gives its own
-  folderWith({ do_sample: true, top_p: 1.5 }, made.dir);
+  folderWith({ do_sample: true, top_p: 1.5, top_k: -1 }, made.dir);
   assert.equal((await run()).sampling, "greedy");
   const bad = await runCli(["generate", "-m", made.dir, "-p", "hello", "--max-new-tokens", "2", "--sample"]);
   assert.notEqual(bad.code, 0, showRun(bad));
@@ -270,6 +277,12 @@ test("generate --sample takes the folder's temperature, top_p and top_k and reco
     bad.stderr,
     /generation_config\.json: top_p must be a number in \(0, 1\] to sample with, got 1\.5/,
   );
+  const badK = await runCli([
+    ...["generate", "-m", made.dir, "-p", "hello", "--max-new-tokens", "2", "--sample", "--top-p", "0.9"],
+  ]);
+  assert.notEqual(badK.code, 0, showRun(badK));
+  assert.match(badK.stderr, /top_k must be a non-negative integer to sample with, got -1/);
+  folderWith({ do_sample: true, top_p: 1.5 }, made.dir);
   assert.equal(((await run("--sample", "--top-p", "0.9")).sampling as { topP?: number }).topP, 0.9);
 });
 

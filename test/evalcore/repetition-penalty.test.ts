@@ -20,6 +20,7 @@ import { argmaxRow, penaliseRow, sampleToken } from "../../src/eval/generate/lla
 import {
   generationConfigProcessors,
   greedyProcessorKey,
+  sampledTopK,
   TRANSFORMERS_DEFAULT_TOP_K,
 } from "../../src/eval/generate/generation-config.js";
 import { BuiltinBackend } from "../../src/eval/generate/builtin.js";
@@ -176,6 +177,10 @@ test("what is read from generation_config.json, and the answers' key: unchanged 
       );
     },
   );
+  // a top_k TopKLogitsWarper refuses: refused when a sampled call takes it (test/backends/sampling-defaults.test.ts)
   write({ top_k: 2.5 });
-  assert.throws(() => generationConfigProcessors(dir, true), /top_k must be a non-negative integer/);
+  assert.throws(
+    () => sampledTopK(generationConfigProcessors(dir, true)),
+    /top_k must be a non-negative integer/,
+  );
 });

@@ -10,6 +10,7 @@ import { DEFAULT_APPLY_GENERATION_CONFIG, DEFAULT_EVAL_BATCH } from "../config.j
 import {
   generationConfigProcessors,
   greedyProcessorKey,
+  sampledTopK,
   sampledTopP,
   type GenerationConfigProcessors,
 } from "./generation-config.js";
@@ -130,7 +131,7 @@ export class BuiltinBackend implements GenerationBackend {
       temperature: opts.temperature,
       // the call's top_p, else the folder's (as transformers' generate() and vLLM take it); sampling only
       topP: opts.temperature ? sampledTopP(opts.topP, this.processors) : opts.topP,
-      topK: this.processors.topK,
+      topK: opts.temperature ? sampledTopK(this.processors) : undefined,
       repetitionPenalty: this.processors.repetitionPenalty,
       seed: opts.temperature ? (opts.seed ?? 0) : undefined,
       eosTokenIds: this.eosTokenIds,

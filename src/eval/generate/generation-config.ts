@@ -49,11 +49,11 @@ export interface GenerationConfigProcessors {
   doSample?: boolean;
   /**
    * The sampling fields the file sets to values their warpers refuse, as messages naming the file and field: thrown
-   * when a sampled call would take one (sampledTopP, sampledTemperature), not before. A greedy run does not use them,
+   * when a sampled call would take one (sampledTopK, sampledTopP, sampledTemperature), not before. A greedy run does not use them,
    * and transformers loads such a file and refuses it only when it samples (TopPLogitsWarper,
    * TemperatureLogitsWarper).
    */
-  refused?: { topP?: string; temperature?: string };
+  refused?: { topK?: string; topP?: string; temperature?: string };
 }
 
 /** transformers' temperature when neither the call nor the folder's generation_config.json sets one. */
@@ -67,6 +67,12 @@ export function sampledTopP(callTopP: number | undefined, p: GenerationConfigPro
   if (callTopP !== undefined) return callTopP;
   if (p.refused?.topP) throw new InputError(p.refused.topP);
   return p.topP;
+}
+
+/** The top_k a sampled call applies: the folder's, else TRANSFORMERS_DEFAULT_TOP_K; undefined: none (turned off). */
+export function sampledTopK(p: GenerationConfigProcessors): number | undefined {
+  if (p.refused?.topK) throw new InputError(p.refused.topK);
+  return p.topK;
 }
 
 /** The temperature of a call that asks to sample without one: the folder's, else SAMPLE_DEFAULT_TEMPERATURE. */
@@ -112,13 +118,14 @@ export function generationConfigProcessors(dir: string | null, apply: boolean): 
     if (p !== 1) out.repetitionPenalty = p;
   }
   const k = cfg?.top_k;
+  const refused: NonNullable<GenerationConfigProcessors["refused"]> = {};
+  // TopKLogitsWarper refuses what is not a positive integer (0: no warper), when it samples: so here
   if (k !== undefined && k !== null && !(Number.isInteger(k) && (k as number) >= 0))
-    throw new InputError(`${file}: top_k must be a non-negative integer, got ${JSON.stringify(k)}`);
-  out.topK = typeof k === "number" ? k : TRANSFORMERS_DEFAULT_TOP_K;
+    refused.topK = `${file}: top_k must be a non-negative integer to sample with, got ${JSON.stringify(k)}`;
+  else out.topK = typeof k === "number" ? k : TRANSFORMERS_DEFAULT_TOP_K;
   // the sampling defaults, used only when a call samples, and refused only then (`refused`): TopPLogitsWarper
   // refuses top_p outside [0, 1]; 0 (the most likely token alone) is refused too, as a sampled call's top_p is
   // (greedy says it). TemperatureLogitsWarper wants a strictly positive float
-  const refused: NonNullable<GenerationConfigProcessors["refused"]> = {};
   const tp = cfg?.top_p;
   if (tp !== undefined && tp !== null) {
     if (typeof tp !== "number" || !(tp > 0 && tp <= 1))
@@ -131,7 +138,7 @@ export function generationConfigProcessors(dir: string | null, apply: boolean): 
       refused.temperature = `${file}: temperature must be a number > 0 to sample with, got ${JSON.stringify(t)}`;
     else out.temperature = t;
   }
-  if (refused.topP || refused.temperature) out.refused = refused;
+  if (refused.topK || refused.topP || refused.temperature) out.refused = refused;
   if (cfg?.do_sample === true) out.doSample = true;
   return out;
 }

@@ -21,7 +21,7 @@ import type {
   LlamaModel,
   Token,
 } from "node-llama-cpp";
-import { sampledTopP, type GenerationConfigProcessors } from "./generation-config.js";
+import { sampledTopK, sampledTopP, type GenerationConfigProcessors } from "./generation-config.js";
 import { InputError } from "../../errors.js";
 import { loadNodeLlamaCpp, type LlamaGpu } from "./llamacpp-runtime.js";
 import type { ChatMessage, HfTokenizer } from "../../io/tokenizer.js";
@@ -254,6 +254,7 @@ export class LlamaCppBackend implements GenerationBackend {
     const penalty = this.processors.repetitionPenalty;
     // the call's top_p, else the folder's, as the built-in engine takes it
     const topP = opts.temperature ? (sampledTopP(opts.topP, this.processors) ?? 1) : 1;
+    const topK = opts.temperature ? (sampledTopK(this.processors) ?? 0) : 0;
     const seen = new Set<number>(prompt);
     const out: number[] = [];
     let feed: Token[] = prompt;
@@ -267,9 +268,7 @@ export class LlamaCppBackend implements GenerationBackend {
       for (const [tok, v] of pairs) row[tok] = v;
       if (penalty !== undefined) penaliseRow(row, seen, penalty);
       const token = (
-        opts.temperature
-          ? sampleToken(row, opts.temperature, topP, rng.next(), this.processors.topK ?? 0)
-          : argmaxRow(row)
+        opts.temperature ? sampleToken(row, opts.temperature, topP, rng.next(), topK) : argmaxRow(row)
       ) as Token;
       seen.add(token);
       if (eos ? eos.has(token) : this.model.isEogToken(token)) break;
