@@ -86,7 +86,7 @@ import { writePeftAdapter } from "../method/lora/peft.js";
 import { writeFoldedCheckpoint, type FoldStats } from "../method/fold.js";
 import { checkWeights } from "../io/model-folder.js";
 import { writeGoodVibeDelta } from "../method/goodvibe/delta.js";
-import { peakRssBytes } from "../util/memory.js";
+import { peakRssBytes, resetPeakRss } from "../util/memory.js";
 import { interrupted, stopPoint } from "../util/stop.js";
 import { silentLogger, type Logger } from "../util/log.js";
 import { flattenSettings, settingsDifferences } from "../util/differences.js";
@@ -1140,6 +1140,9 @@ export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promis
     p.log.info(`${cfg.out} is already complete for these inputs and settings: nothing to do`);
     return done;
   }
+  // the run's peak memory (results' cost.peakMemoryBytes, Table 2) is this run's: in `experiment run` a full
+  // fine-tuning cell before it, or the base model's evaluation, would otherwise be its peak
+  resetPeakRss();
   const model = loadModel(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
   let release: (() => void) | undefined;
   try {

@@ -3,6 +3,21 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { ResourceError } from "../errors.js";
 
+/**
+ * Start this process's peak resident memory (VmHWM) afresh from what it holds now (Linux: "5" written to
+ * /proc/self/clear_refs). A process that runs several jobs one after another (`experiment run`: the judge, then
+ * every cell) measures each job's peak from its start, not the peak of every job before it. False where the
+ * system does not allow it (not Linux, or a kernel before 4.0): the peak then stays the process's.
+ */
+export function resetPeakRss(): boolean {
+  try {
+    fs.writeFileSync("/proc/self/clear_refs", "5");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Peak resident memory of this process (VmHWM), in bytes; falls back to the current RSS off Linux. */
 export function peakRssBytes(): number {
   try {
