@@ -156,7 +156,9 @@ export async function experimentPlanCommand(
       `estimates from shapes: judge prompts of ${e.judgePromptTokens} tokens, training examples of ` +
         `${e.exampleTokens} tokens (loss on half), ${e.pairsPerLanguage} pairs per language where the data ` +
         `is absent; FLOPs = identification + training, counted; ` +
-        `6·N·D = the trainer-style estimate of training (README, "Cost")`,
+        `6·N·D = the trainer-style estimate of training (README, "Cost"); memory = the peak of the tensors ` +
+        `(weights, training state, activations), where results.json's peak is the process's resident memory, ` +
+        `the runtime's own (a few hundred MiB on a CPU) besides`,
       `time at ${describeThroughput(throughput)}`,
       [
         "status ",
