@@ -5,6 +5,7 @@
  * Harden settings (`defaults`, an ablation's `set`, a grid's `key`) use the keys of `goodvibe harden --set`,
  * nested (`train: {epochs: 2}`) or dotted (`train.epochs: 2`), and are checked against the same schema.
  */
+import * as path from "node:path";
 import { z } from "zod";
 import { InputError } from "../errors.js";
 import { applyOverrides, loadConfigFile } from "../config/resolve.js";
@@ -192,24 +193,44 @@ export function parseExperimentSpec(json: unknown, source: string): ExperimentSp
   const r = experimentSchema.safeParse(json, { reportInput: true });
   if (!r.success) throw new InputError(formatIssues(source, r.error.issues));
   const spec = r.data;
-  const dup = (what: string, names: string[]) => {
-    const seen = new Set<string>();
-    for (const n of names) {
-      if (seen.has(n)) throw new InputError(`${source}: ${what} "${n}" appears twice`);
-      seen.add(n);
+  // each name with where it is given: a second one names both places
+  const dup = (what: string, names: [string, string][]) => {
+    const seen = new Map<string, string>();
+    for (const [n, where] of names) {
+      const first = seen.get(n);
+      if (first !== undefined)
+        throw new InputError(`${source}: ${where}: ${what} "${n}" appears twice (first at ${first})`);
+      seen.set(n, where);
     }
   };
   dup(
     "model name",
-    spec.models.map((m) => m.name),
+    spec.models.map((m, i) => [m.name, `models[${i}].name`]),
   );
-  dup("method", spec.methods);
-  dup("seed", spec.seeds.map(String));
-  const labels = [
-    ...spec.ablations.map((a) => a.name),
-    ...spec.grids.flatMap((g) => g.values.map((v) => gridLabel(g.name, v))),
+  // one folder under two names is computed once and reported twice: most likely a path not changed in a copy
+  dup(
+    "model folder",
+    spec.models.map((m, i) => [path.resolve(m.path), `models[${i}].path (${m.name})`]),
+  );
+  dup(
+    "method",
+    spec.methods.map((m, i) => [m, `methods[${i}]`]),
+  );
+  dup(
+    "seed",
+    spec.seeds.map((s, i) => [String(s), `seeds[${i}]`]),
+  );
+  // the cells' labels: ablation names and grid values ("threshold=0.1"), one namespace in the report
+  const labels: [string, string][] = [
+    ...spec.ablations.map((a, i): [string, string] => [a.name, `ablations[${i}].name`]),
+    ...spec.grids.flatMap((g, i) =>
+      g.values.map((v, j): [string, string] => [
+        gridLabel(g.name, v),
+        `grids[${i}] (${g.name}).values[${j}]`,
+      ]),
+    ),
   ];
-  dup("ablation", labels);
+  dup("cell label", labels);
   spec.ablations.forEach((a, i) => {
     for (const m of a.method)
       if (!spec.methods.includes(m))
@@ -233,7 +254,7 @@ export function parseExperimentSpec(json: unknown, source: string): ExperimentSp
   });
   dup(
     "language run",
-    (spec.languageRuns ?? []).map((r) => r.name),
+    (spec.languageRuns ?? []).map((r, i) => [r.name, `languageRuns[${i}].name`]),
   );
   spec.grids.forEach((g, i) => {
     for (const m of g.method)

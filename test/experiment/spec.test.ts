@@ -143,7 +143,24 @@ test("errors name the file and the field", () => {
         },
         "x.yaml",
       ),
-    'ablation "threshold=0.1" appears twice',
+    'x.yaml: grids[0] (threshold).values[0]: cell label "threshold=0.1" appears twice (first at ablations[0].name)',
+  );
+  // a grid value given twice (0.1 and 0.10 are one number), and one model folder under two names
+  throwsInput(
+    () =>
+      parseExperimentSpec(
+        { ...BASE, grids: [{ name: "threshold", key: "cluster.threshold", values: [0.1, 0.2, 0.1] }] },
+        "x.yaml",
+      ),
+    'x.yaml: grids[0] (threshold).values[2]: cell label "threshold=0.1" appears twice (first at grids[0] (threshold).values[0])',
+  );
+  throwsInput(
+    () =>
+      parseExperimentSpec(
+        { ...BASE, models: [BASE.models[0], { name: "copy", path: "/nowhere/../nowhere/m" }] },
+        "x.yaml",
+      ),
+    'x.yaml: models[1].path (copy): model folder "/nowhere/m" appears twice (first at models[0].path (m))',
   );
   throwsInput(() => parseExperimentSpec({ ...BASE, defaults: { seed: 3 } }, "x.yaml"), "defaults.seed");
   // harden keys are checked when the cells are made, with the cell named
