@@ -262,10 +262,15 @@ export async function evaluateSafety(
     templateDay !== DEFAULT_TEMPLATE_DATE && (opts.templateDayKeyed ?? true)
       ? { templateDate: templateDay }
       : {};
+  // a sampled answer's top_p and top_k as the engine applies them (the built-in engine fills them from the
+  // folder's generation_config.json): before 2026-12-01 the call's top_p alone, which let answers sampled under the
+  // folder's top_p be reused for another folder's
+  const sampled = gen.temperature ? opts.backend.sampledKeyFields?.(gen.topP) : undefined;
   const genKey = {
     maxNewTokens: gen.maxNewTokens,
     temperature: gen.temperature ?? 0,
-    topP: gen.temperature ? (gen.topP ?? 1) : null,
+    topP: gen.temperature ? (sampled?.topP ?? gen.topP ?? 1) : null,
+    ...(sampled ? { topK: sampled.topK } : {}),
     seed: gen.temperature ? (gen.seed ?? 0) : null,
     stop: gen.stop ?? [],
     batchSize,

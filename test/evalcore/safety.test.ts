@@ -416,3 +416,40 @@ test("one batch at a time (the built-in engine): a batch's answers are cached be
   assert.equal(judge.scored, PAIRS.length);
   assert.equal(r.items.filter((it) => it.llm?.secure).length, PAIRS.length);
 });
+
+test("sampled answers are keyed by the top_p and top_k the engine takes from the folder: another folder's are not reused", async () => {
+  const made = makeTinyChatModel({ seed: 3 });
+  const other = scratchDir();
+  for (const f of fs.readdirSync(made.dir)) fs.copyFileSync(path.join(made.dir, f), path.join(other, f));
+  const genConfig = (dir: string, cfg: object) =>
+    fs.writeFileSync(path.join(dir, "generation_config.json"), JSON.stringify(cfg));
+  genConfig(made.dir, { top_p: 0.5, top_k: 5 });
+  genConfig(other, { top_p: 0.9, top_k: 5 });
+  // the same weights: the same model fingerprint; only generation_config.json differs
+  assert.equal(modelWeightsHash(other), modelWeightsHash(made.dir));
+  const pairs = PAIRS.slice(0, 3);
+  const cacheFile = path.join(scratchDir(), "gen.jsonl");
+  const run = async (dir: string) =>
+    evaluateSafety(pairs, {
+      backend: await BuiltinBackend.load(dir),
+      modelFingerprint: modelWeightsHash(dir),
+      generation: { maxNewTokens: 6, temperature: 0.8, seed: 1 },
+      batchSize: 3,
+      cacheFile,
+    });
+  assert.equal((await run(made.dir)).generated, 3);
+  assert.equal((await run(made.dir)).generated, 0);
+  // the other folder samples under top_p 0.9: its answers are generated, not taken from the first folder's
+  assert.equal((await run(other)).generated, 3);
+  // a call that gives its own top_p samples the same in both folders (the folder's top_k being equal): reused
+  const callTopP = async (dir: string) =>
+    evaluateSafety(pairs, {
+      backend: await BuiltinBackend.load(dir),
+      modelFingerprint: modelWeightsHash(dir),
+      generation: { maxNewTokens: 6, temperature: 0.8, seed: 1, topP: 0.7 },
+      batchSize: 3,
+      cacheFile,
+    });
+  assert.equal((await callTopP(made.dir)).generated, 3);
+  assert.equal((await callTopP(other)).generated, 0);
+});

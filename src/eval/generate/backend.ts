@@ -61,6 +61,12 @@ export interface ChatBackend {
    */
   readonly keyFields?: Readonly<Record<string, unknown>>;
   /**
+   * The top_p and top_k a sampled call with top_p `callTopP` applies, where the engine fills them from the model
+   * folder (the built-in engine: generation_config.json): laid into a sampled answer's key, so that answers sampled
+   * under other values are not reused. Absent: the call's top_p is all (a server applies its own defaults).
+   */
+  sampledKeyFields?(callTopP: number | undefined): Readonly<{ topP: number; topK: number }>;
+  /**
    * Conversations it answers at once to best effect, when more than a caller's batch (a server fleet: its requests
    * in flight): the caller gives it this many at a time (evaluateSafety: whole batches), so that a bound of 16
    * requests in flight is not held to a batch of 8.

@@ -67,6 +67,11 @@ export class BuiltinBackend implements GenerationBackend {
     return greedyProcessorKey(this.processors);
   }
 
+  /** ChatBackend.sampledKeyFields: what `sampling` applies when it samples (1 and 0: no top-p, no top-k). */
+  sampledKeyFields(callTopP: number | undefined): Readonly<{ topP: number; topK: number }> {
+    return { topP: sampledTopP(callTopP, this.processors) ?? 1, topK: sampledTopK(this.processors) ?? 0 };
+  }
+
   /**
    * Load a model folder with its tokenizer (tokenizer.json in the same folder) and, unless `applyGenerationConfig`
    * is false, the processors its generation_config.json asks for.
