@@ -40,7 +40,7 @@ import {
 import { loadArc, loadGsm8k, loadHumanEval, loadMmlu } from "../eval/utility/datasets.js";
 import { evaluateHumanEval, passAtK } from "../eval/utility/humaneval.js";
 import { evaluateArc } from "../eval/utility/arc.js";
-import { evaluateGsm8k } from "../eval/utility/gsm8k.js";
+import { HARNESS_FEWSHOT_SEED, evaluateGsm8k } from "../eval/utility/gsm8k.js";
 import { evaluateMmlu } from "../eval/utility/mmlu.js";
 import { CODE_LOSS_MAX_LENGTH, codeLoss, readCodeRows } from "../eval/utility/code-loss.js";
 import type { CellResult, EvaluationInfo } from "../report/schema.js";
@@ -637,6 +637,9 @@ async function evaluateLoaded(
         const gsm = {
           ...sub,
           nShot: u.gsm8kTrain ? 5 : 0,
+          // each question's shots drawn as lm-evaluation-harness draws them (eval/utility/gsm8k.ts); before
+          // 2026-12-01 the first 5 for all: such cached figures are computed again
+          fewshot: `harness seed ${HARNESS_FEWSHOT_SEED}`,
           maxNewTokens: 256,
           endTokens: generationEnds,
           ...greedyKey,
@@ -654,7 +657,7 @@ async function evaluateLoaded(
           return headline(
             r,
             "exact_match_strict",
-            itemsHash([{ nShot, shots: itemsHash(train) }, ...items]),
+            itemsHash([{ nShot, shots: itemsHash(train), fewshot: gsm.fewshot }, ...items]),
             r.perItem.map((x) => x.exact_match_strict),
           );
         });

@@ -13,6 +13,10 @@ import { evaluateMmlu, mmluPrompt } from "../../src/eval/utility/mmlu.js";
 import { meanStderr } from "../../src/eval/utility/model.js";
 import type { ArcItem, Gsm8kItem, MmluItem } from "../../src/eval/utility/datasets.js";
 import { FakeModel } from "./fake-model.js";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadGsm8k } from "../../src/eval/utility/datasets.js";
 
 function arc(id: string, question: string, text: string[], answerKey: string): ArcItem {
   const label = text.map((_, i) => "ABCDE"[i]!);
@@ -138,7 +142,11 @@ test("GSM8K evaluation: first-N shots, harness stop sequences, strict vs flexibl
     answer: (p) =>
       p.endsWith("What is 4+4?\nAnswer:") ? " 4+4=8\n#### 8\n\nQuestion: x\n#### 99" : " 9 minus 2 is 7.",
   });
-  const r = await evaluateGsm8k(model, [test1, test2], { fewshot: TRAIN, nShot: 2 });
+  const r = await evaluateGsm8k(model, [test1, test2], {
+    fewshot: TRAIN,
+    nShot: 2,
+    fewshotSampler: "first_n",
+  });
   assert.deepEqual(model.genOpts[0]!.stop, ["Question:", "</s>", "<|im_end|>"]);
   assert.ok(!model.genPrompts[0]!.includes("Never used"));
   assert.equal(model.genPrompts[0]!.split("Question:").length - 1, 3);
@@ -207,3 +215,56 @@ test("MMLU names the subject whose dev split is too small", async () => {
     /subject "virology" has 0 examples/,
   );
 });
+
+// lm-evaluation-harness's gsm8k.yaml (version 3) rebuilt here from its own definition, not from gsm8k.ts: doc_to_text
+// "Question: {{question}}\nAnswer:", doc_to_target "{{answer}}", target_delimiter " ", fewshot_delimiter "\n\n",
+// num_fewshot 5 from the train split by the default sampler: random.Random(1234), one rnd.sample(train, 5) per
+// test document in test order (api/samplers.py ContextSampler.get_context; evaluator's fewshot_random_seed 1234).
+// The indices are CPython 3.11.7's: r = random.Random(1234); d = [r.sample(range(7473), 5) for _ in range(1319)].
+const HARNESS_DRAWS: Record<number, number[]> = {
+  0: [6374, 3610, 957, 61, 742],
+  1: [7462, 6610, 4769, 286, 5501],
+  700: [5324, 3221, 7264, 4627, 3647],
+  1318: [220, 4179, 6064, 5599, 5541],
+};
+const harnessRequest = (doc: { question: string }, shots: { question: string; answer: string }[]) =>
+  shots.map((s) => "Question: " + s.question + "\nAnswer:" + " " + s.answer + "\n\n").join("") +
+  "Question: " +
+  doc.question +
+  "\nAnswer:";
+const SHARED_DATA =
+  process.env.GOODVIBE_DATA ??
+  path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../../shared/data");
+const haveGsm = fs.existsSync(path.join(SHARED_DATA, "gsm8k/train.jsonl"));
+
+test(
+  "GSM8K prompts are byte for byte the harness's: each question's 5 shots drawn by its position, kept in a subsample",
+  { skip: !haveGsm },
+  async () => {
+    const train = await loadGsm8k(path.join(SHARED_DATA, "gsm8k/train.jsonl"));
+    const all = await loadGsm8k(path.join(SHARED_DATA, "gsm8k/test.jsonl"));
+    const rawTrain = fs
+      .readFileSync(path.join(SHARED_DATA, "gsm8k/train.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { question: string; answer: string });
+    const expected = (p: number) =>
+      harnessRequest(
+        all[p]!,
+        HARNESS_DRAWS[p]!.map((j) => rawTrain[j]!),
+      );
+    // the first two questions, as a harness run of --limit 2 asks them
+    const model = new FakeModel({ answer: () => " #### 0" });
+    await evaluateGsm8k(model, all.slice(0, 2), { fewshot: train });
+    assert.deepEqual(model.genPrompts, [expected(0), expected(1)]);
+    // a seeded subsample keeps each question's own shots (those of a full harness run)
+    const picked = [all[700]!, all[1318]!];
+    assert.deepEqual(
+      picked.map((it) => it.index),
+      [700, 1318],
+    );
+    const sub = new FakeModel({ answer: () => " #### 0" });
+    await evaluateGsm8k(sub, picked, { fewshot: train });
+    assert.deepEqual(sub.genPrompts, [expected(700), expected(1318)]);
+  },
+);

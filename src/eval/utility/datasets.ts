@@ -29,6 +29,11 @@ export interface Gsm8kItem {
   answer: string;
   /** The text after the last "#### ", trimmed. */
   finalAnswer: string;
+  /**
+   * The item's 0-based place in its file (set by loadGsm8k, kept through a subsample): the harness draws a test
+   * question's few-shot examples by it (gsm8k.ts)
+   */
+  index?: number;
 }
 
 export interface MmluItem {
@@ -203,11 +208,11 @@ export async function loadArc(file: string, opts: LoadOptions = {}): Promise<Arc
 
 export async function loadGsm8k(file: string, opts: LoadOptions = {}): Promise<Gsm8kItem[]> {
   const rows = await readRows(file);
-  const items = rows.map((row): Gsm8kItem => {
+  const items = rows.map((row, index): Gsm8kItem => {
     const answer = str(file, row, "answer");
     const at = answer.lastIndexOf("#### ");
     if (at < 0) throw new InputError(`${where(file, row, "answer")}: no final answer after "#### "`);
-    return { question: str(file, row, "question"), answer, finalAnswer: answer.slice(at + 5).trim() };
+    return { question: str(file, row, "question"), answer, finalAnswer: answer.slice(at + 5).trim(), index };
   });
   return applyLimit(items, opts);
 }

@@ -6,11 +6,16 @@
  * and exact_match after removing "," "$" "(?s).*#### " and a trailing "." from prediction and reference,
  * case-insensitively.
  *
- * Shots: the harness samples them from the train split with a seeded Python RNG, which cannot be
- * reproduced here; we take the first N train examples (the harness's `first_n` sampler), N = 5 by default.
+ * Shots: as the harness draws them (its default sampler, api/samplers.py): `random.Random(1234)`, and for each test
+ * question in test-file order `rnd.sample(train, 5)`, the question at 0-based position p getting the (p+1)-th draw
+ * (util/python-random.ts is CPython's generator and sample()). A question keeps its position's shots in a seeded
+ * subsample (`index`, set by the loader), so its prompt is the one the harness sends it in a full run. Before
+ * 2026-12-01 every question got the first 5 train examples (the `first_n` sampler, still `fewshotSampler:
+ * "first_n"`): other prompts than the harness's, so other absolute figures.
  */
 import type { Gsm8kItem } from "./datasets.js";
 import { sha256 } from "../../io/hash.js";
+import { PythonRandom } from "../../util/python-random.js";
 import { generateKept, type UtilityAnswerCache } from "./answers.js";
 import { cutAtStop, summarise, type TaskResult, type UtilityModel } from "./model.js";
 
@@ -69,10 +74,34 @@ export interface Gsm8kItemResult {
   exact_match_flexible: number;
 }
 
+/** lm-evaluation-harness's `fewshot_random_seed` default (evaluator.simple_evaluate, --seed's fourth value). */
+export const HARNESS_FEWSHOT_SEED = 1234;
+
+/**
+ * The shots (indices into a train split of `poolSize`) the harness's default sampler gives the test questions at
+ * positions 0..count-1: draw p of `random.Random(seed).sample(range(poolSize), nShot)`, in draw order.
+ */
+export function harnessShotIndices(
+  poolSize: number,
+  nShot: number,
+  count: number,
+  seed = HARNESS_FEWSHOT_SEED,
+): number[][] {
+  const rnd = new PythonRandom(seed);
+  return Array.from({ length: count }, () => rnd.sample(poolSize, nShot));
+}
+
 export interface Gsm8kOptions {
-  /** Few-shot examples (train split); the first `nShot` are used. */
+  /** Few-shot examples (the train split, in its file order). */
   fewshot?: readonly Gsm8kItem[];
   nShot?: number;
+  /**
+   * "harness" (default): each question's shots drawn as lm-evaluation-harness draws them (harnessShotIndices, by
+   * the question's `index`, else its place in `items`); "first_n": the first `nShot` train examples for all
+   */
+  fewshotSampler?: "harness" | "first_n";
+  /** The harness sampler's seed (HARNESS_FEWSHOT_SEED). */
+  fewshotSeed?: number;
   maxNewTokens?: number;
   batchSize?: number;
   /** Keeps each answer as it arrives and answers from there what it has (eval/utility/answers.ts). */
@@ -118,12 +147,17 @@ export async function evaluateGsm8k(
     throw new Error(
       `GSM8K ${nShot}-shot needs ${nShot} train examples, got ${pool.length} (pass the train split as fewshot)`,
     );
-  const shots = pool.slice(0, nShot);
+  const positions = items.map((it, i) => it.index ?? i);
+  const draws =
+    (opts.fewshotSampler ?? "harness") === "harness" && nShot > 0
+      ? harnessShotIndices(pool.length, nShot, Math.max(0, ...positions) + 1, opts.fewshotSeed)
+      : null;
+  const shotsOf = (p: number) => (draws ? draws[p]!.map((j) => pool[j]!) : pool.slice(0, nShot));
   const outs = await generateKept(
     model,
-    items.map((it) => ({
+    items.map((it, i) => ({
       id: `gsm8k:${sha256(it.question).slice(0, 12)}`,
-      prompt: gsm8kPrompt(it.question, shots),
+      prompt: gsm8kPrompt(it.question, shotsOf(positions[i]!)),
     })),
     { maxNewTokens: opts.maxNewTokens ?? 256, stop: GSM8K_STOP },
     opts.batchSize ?? 32,
