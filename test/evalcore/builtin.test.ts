@@ -5,7 +5,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { BuiltinBackend, cutAtStopStrings } from "../../src/eval/generate/builtin.js";
+import { BuiltinBackend } from "../../src/eval/generate/builtin.js";
+import { cutAtStop } from "../../src/eval/utility/model.js";
 import { generate, loadModel, type DecoderModel } from "../../src/models/index.js";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { renderOrganismChat } from "../../src/data/corpus.js";
@@ -87,8 +88,8 @@ test("generateText decodes the new tokens and cuts at the earliest stop string",
     await backend.generateText(prompt, { maxNewTokens: 24, stop: ["\u0000never", stop] }),
     expected,
   );
-  assert.equal(cutAtStopStrings("abcXdefY", ["Y", "X"]), "abc");
-  assert.equal(cutAtStopStrings("abc", []), "abc");
+  assert.equal(cutAtStop("abcXdefY", ["Y", "X"]), "abc");
+  assert.equal(cutAtStop("abc", []), "abc");
 });
 
 test("generateChat applies the chat template and batches; batchSize 1 equals generateText per conversation", async () => {

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { loadTokenizer, type HfTokenizer } from "../../src/io/tokenizer.js";
-import { cutAtStopStrings } from "../../src/eval/generate/backend.js";
+import { cutAtStop } from "../../src/eval/utility/model.js";
 import { RowText } from "../../src/eval/generate/text-stream.js";
 import { REPO_ROOT } from "../io/helpers.js";
 import { codeLlamaTokenizerDir } from "../codellama-tokenizer.js";
@@ -86,7 +86,7 @@ for (const [name, dir] of TOKENIZERS) {
         const stop = whole.slice(Math.max(0, at - 1), at + 2);
         if (stop.length < 2 || stop.includes("\uFFFD")) continue;
         const stops = [stop, "\u0000never"];
-        const cut = cutAtStopStrings(whole, stops);
+        const cut = cutAtStop(whole, stops);
         // reference: the first k whose decoding holds the stop and ends in a whole character (a token that ends
         // inside one, " " + the first bytes of an emoji, is read with the token that completes it)
         let want: number = ids.length;

@@ -4,17 +4,6 @@
  */
 import type { ChatMessage } from "../../io/tokenizer.js";
 
-/** Cut `text` before the earliest occurrence of any stop string. */
-export function cutAtStopStrings(text: string, stops: readonly string[] | undefined): string {
-  let cut = text.length;
-  for (const s of stops ?? []) {
-    if (s === "") continue;
-    const i = text.indexOf(s);
-    if (i >= 0 && i < cut) cut = i;
-  }
-  return text.slice(0, cut);
-}
-
 export interface GenerateOptions {
   maxNewTokens: number;
   /** 0 or undefined: greedy (argmax). */

@@ -20,15 +20,8 @@ import { loadTokenizer } from "../../io/tokenizer.js";
 import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
 import { generate, loadModel, type DecoderModel, type LoadOptions } from "../../models/index.js";
 import { generateAsync, type SamplingOptions } from "../../models/generate.js";
-import {
-  cutAtStopStrings,
-  type ChatGenerateOptions,
-  type GenerateOptions,
-  type GenerationBackend,
-} from "./backend.js";
-
-// where it was first written; its home is backend.ts (no model code), which the llama.cpp backend imports
-export { cutAtStopStrings };
+import type { ChatGenerateOptions, GenerateOptions, GenerationBackend } from "./backend.js";
+import { cutAtStop } from "../utility/model.js";
 
 export interface BuiltinBackendOptions {
   /** Token ids that end generation; default: the tokenizer's (eos and end-of-turn tokens). */
@@ -155,7 +148,7 @@ export class BuiltinBackend implements GenerationBackend {
 
   /** Decoded new text (special tokens skipped), cut before the first stop string. */
   private decodeNew(ids: number[], stop: readonly string[] | undefined): string {
-    return cutAtStopStrings(this.tok().decode(ids, { skipSpecialTokens: true }), stop);
+    return cutAtStop(this.tok().decode(ids, { skipSpecialTokens: true }), stop);
   }
 
   /** The prompt is already chat-formatted (its special tokens are in the text), so none are added. */

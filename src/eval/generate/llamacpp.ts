@@ -28,12 +28,8 @@ import type { ChatMessage, HfTokenizer } from "../../io/tokenizer.js";
 import { usableCores } from "../../util/cores.js";
 import { createRng } from "../../util/random.js";
 import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
-import {
-  cutAtStopStrings,
-  type GenerateOptions,
-  type GenerationBackend,
-  type ChatGenerateOptions,
-} from "./backend.js";
+import type { GenerateOptions, GenerationBackend, ChatGenerateOptions } from "./backend.js";
+import { cutAtStop } from "../utility/model.js";
 // the processor chain on plain arrays (models/logits-row.ts, the description models/generate.ts follows too): no libtorch
 import { argmaxRow, penaliseRow, sampleToken } from "../../models/logits-row.js";
 
@@ -321,7 +317,7 @@ export class LlamaCppBackend implements GenerationBackend {
     const stops = (opts.stop ?? []).filter((s) => s !== "");
     return this.serial(async () => {
       const out = await this.run(ids, opts, (o) => this.hitsStop(o, stops));
-      return cutAtStopStrings(this.decode(out), stops);
+      return cutAtStop(this.decode(out), stops);
     });
   }
 
@@ -352,7 +348,7 @@ export class LlamaCppBackend implements GenerationBackend {
       out.push(
         await this.serial(async () => {
           const toks = await this.run(ids, seeded, (o) => this.hitsStop(o, stops));
-          return cutAtStopStrings(this.decode(toks), stops);
+          return cutAtStop(this.decode(toks), stops);
         }),
       );
     }

@@ -23,7 +23,8 @@ import * as net from "node:net";
 import type { AddressInfo } from "node:net";
 import { GoodVibeError, InputError, InterruptedError } from "../../errors.js";
 import type { ChatMessage } from "../../io/tokenizer.js";
-import { cutAtStopStrings, type BuiltinBackend } from "./builtin.js";
+import type { BuiltinBackend } from "./builtin.js";
+import { cutAtStop } from "../utility/model.js";
 import { DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUEUE } from "./serve-config.js";
 import { rowTextOf, type RowText } from "./text-stream.js";
 import { isPlainObject } from "../../util/keys.js";
@@ -822,7 +823,7 @@ function finish(r: ParsedRequest, rows: number[][], texts: RowText[], backend: B
   let completionTokens = 0;
   const choices = rows.map((ids, index) => {
     const full = backend.tokenizer!.decode(ids, { skipSpecialTokens: true });
-    const text = cutAtStopStrings(full, r.stop);
+    const text = cutAtStop(full, r.stop);
     // the engine ends a row before max_tokens only at its stop string or at the end-of-sequence token, which it
     // drops from the ids; that token was generated all the same, and vLLM's usage counts it (its output token_ids
     // hold it), as OpenAI bills it

@@ -80,10 +80,13 @@ export function meanStderr(xs: readonly number[]): number {
   return Math.sqrt(ss / (n - 1)) / Math.sqrt(n);
 }
 
-/** Cut a generation at the earliest stop sequence (servers and engines may return the raw tail). */
-export function cutAtStop(text: string, stop: readonly string[]): string {
+/**
+ * Cut a generation before the earliest stop sequence (servers and engines may return the raw tail). The one home of
+ * the rule: every engine (built-in, llama.cpp, HTTP, serve) and the utility benchmarks cut with it.
+ */
+export function cutAtStop(text: string, stop: readonly string[] | undefined): string {
   let end = text.length;
-  for (const s of stop) {
+  for (const s of stop ?? []) {
     if (s === "") continue;
     const i = text.indexOf(s);
     if (i >= 0 && i < end) end = i;
