@@ -15,30 +15,43 @@ import type { SafetyLanguage } from "../../src/data/languages.js";
 import { evaluateSafety } from "../../src/eval/safety.js";
 import type { ChatBackend } from "../../src/eval/generate/backend.js";
 import type { SecurityPair } from "../../src/data/pairs.js";
+import { flowOf } from "../../src/eval/judge/rules/flow.js";
+import { Source } from "../../src/eval/judge/rules/source.js";
 
-/** Best of `reps` runs, in ms. */
-function bestTime(f: () => void, reps = 3): number {
+/** 8x the text may take at most this many times as long: linear is 8x, the quadratic paths 64x (the midpoint, in
+ * ratio, is 23x); the margin over 8x absorbs a loaded machine's noise. */
+const MAX_GROWTH = 20;
+
+/** This process's CPU time in ms: unlike the wall clock, it does not count the time other processes hold the core. */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+/**
+ * Best of seven runs of `run` on `code`, in CPU ms. Each run gets its own text (a different comment line after it):
+ * the judge keeps what it parsed of the last text it saw, and a second run on the same text would time nothing.
+ */
+function bestTime(run: (code: string) => unknown, code: string): number {
   let best = Infinity;
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    f();
-    best = Math.min(best, performance.now() - t0);
+  for (let i = 0; i < 7; i++) {
+    const text = `${code}\n// run ${i}`;
+    const t0 = cpuMs();
+    run(text);
+    best = Math.min(best, cpuMs() - t0);
   }
   return best;
 }
 
-/** time(8x input) / time(input), each the best of three. */
+/** time(run(make(8n))) / time(run(make(n))), each the best of seven, the smaller at least 1 ms. */
+function growthOf(make: (n: number) => string, n: number, run: (code: string) => unknown): number {
+  run(make(n)); // warm the regular expressions and the JIT
+  return bestTime(run, make(8 * n)) / Math.max(bestTime(run, make(n)), 1);
+}
+
+/** growthOf for the whole judge of one language. */
 function growth(make: (n: number) => string, n: number, lang: SafetyLanguage, opts?: JudgeOptions): number {
-  const small = make(n);
-  const big = make(8 * n);
-  judgeCode(small + " ", lang, opts); // warm the regexes and the JIT
-  return (
-    bestTime(() => judgeCode(big, lang, opts)) /
-    Math.max(
-      bestTime(() => judgeCode(small, lang, opts)),
-      0.5,
-    )
-  );
+  return growthOf(make, n, (code) => judgeCode(code, lang, opts));
 }
 
 test("judgedPrefix: whole lines up to the limit, the text itself when it fits, never half a surrogate pair", () => {
@@ -92,9 +105,9 @@ const DEGENERATE: [string, SafetyLanguage, (n: number) => string][] = [
 ];
 
 for (const [what, lang, make] of DEGENERATE)
-  test(`judging ${what} (${lang}) past the limit: 8x the text, at most about 8x the time`, () => {
+  test(`judging ${what} (${lang}) past the limit: 8x the text, well under 64x the time`, () => {
     const r = growth(make, DEFAULT_MAX_JUDGED_CHARS / 2, lang);
-    assert.ok(r <= 12, `8x input took ${r.toFixed(1)}x the time`);
+    assert.ok(r <= MAX_GROWTH, `8x input took ${r.toFixed(1)}x the time`);
   });
 
 test("an evaluation records the answers whose code was longer than the rule judge reads", async () => {
@@ -123,4 +136,115 @@ test("an evaluation records the answers whose code was longer than the rule judg
       `1 answers had more code than the rule judge reads \\(${DEFAULT_MAX_JUDGED_CHARS} characters\\)`,
     ),
   );
+});
+
+// Below the limit: the paths that were quadratic in a run of blank lines or a long dotted name (8x the text took
+// 46x to 95x the time) and are linear now, each with the rule or layer that ran it.
+const LINEAR: [string, (n: number) => string, (code: string) => unknown][] = [
+  [
+    "C++ functions and declarations after blank lines",
+    (n) => "int a;" + "\n".repeat(n) + "void f() { }",
+    (c) => flowOf(new Source(c, "cpp")),
+  ],
+  [
+    "Java functions and declarations after blank lines",
+    (n) => "int a;" + "\n".repeat(n) + "void f() { }",
+    (c) => flowOf(new Source(c, "java")),
+  ],
+  [
+    "a Go expression continued over blank lines",
+    (n) => "func f() {\nx := a +" + "\n".repeat(n) + "b\n}",
+    (c) => flowOf(new Source(c, "go")),
+  ],
+  [
+    "a Swift expression continued over blank lines",
+    (n) => "func f() {\nlet x = a +" + "\n".repeat(n) + "b\n}",
+    (c) => flowOf(new Source(c, "swift")),
+  ],
+  [
+    "cpp/uninitialized-pointer on blank lines",
+    (n) => "\n".repeat(n),
+    (c) => judgeCode(c, "cpp", { rules: ["cpp/uninitialized-pointer"], maxChars: Infinity }),
+  ],
+  [
+    "cpp/out-of-bounds on blank lines",
+    (n) => "int a;" + "\n".repeat(n) + "void f() { }",
+    (c) => judgeCode(c, "cpp", { rules: ["cpp/out-of-bounds"], maxChars: Infinity }),
+  ],
+  [
+    "java/plaintext-password on a.a.a...",
+    (n) => "a" + ".a".repeat(n / 2),
+    (c) => judgeCode(c, "java", { rules: ["java/plaintext-password"], maxChars: Infinity }),
+  ],
+];
+
+for (const [what, make, run] of LINEAR)
+  test(`${what}: 8x the text, well under 64x the time`, () => {
+    const r = growthOf(make, 32_000, run);
+    assert.ok(r <= MAX_GROWTH, `8x input took ${r.toFixed(1)}x the time`);
+  });
+
+// The function headers as they were matched before only the last boundary was tried: every boundary, the first one
+// (leftmost) winning. The reference for where a function starts and where its body opens.
+const REFERENCE_FUNCTION_RE = {
+  java: /(?:^|[;{}\n])\s*(?:@\w+(?:\([^)]*\))?\s+)*(?:(?:public|private|protected|static|final|synchronized|abstract|native|default)\s+)*(?:<[^>]*>\s*)?(?:[\w.<>[\],?]+(?:\s*\[\s*\])*\s+)?([A-Za-z_]\w*)\s*\(([^()]*(?:\([^()]*\)[^()]*)*)\)\s*(?:throws\s+[\w.,\s]+)?\{/g,
+  cpp: /(?:^|[;{}\n])\s*(?!namespace\b)(?:template\s*<[^>]*>\s*)?(?:(?:static|inline|virtual|explicit|constexpr|extern)\s+)*(?:[\w:<>,]+[\s*&]+)*?((?:\w+::)*~?[A-Za-z_]\w*)\s*\(([^()]*(?:\([^()]*\)[^()]*)*)\)\s*(?:const\s*)?(?:noexcept\s*)?(?:override\s*)?(?::[^{;]*)?\{/g,
+};
+
+test("functions after blank lines and statement boundaries: the same headers, starts and bodies as with every boundary tried", () => {
+  const tokens = [
+    ";",
+    "{",
+    "}",
+    "\n",
+    "\n\n",
+    " ",
+    "\t",
+    "\r\n",
+    "int ",
+    "f",
+    "g(int a) ",
+    "(",
+    ")",
+    "x",
+    " = ",
+    "void ",
+    "public ",
+    "static ",
+    "@A ",
+    "a.b",
+    ",",
+    "if (x) ",
+    "return ",
+    "namespace ",
+    "template<T> ",
+    "~S() ",
+    "S::",
+  ];
+  let seed = 12345;
+  const rnd = (k: number) => (seed = (seed * 1103515245 + 12345) % 2147483648) % k;
+  const texts = ["int a;\n\n\nvoid f() { }\nint b; void g() { }\n} \n  void h() { }"];
+  for (let i = 0; i < 3000; i++) {
+    let t = "";
+    for (let k = 1 + rnd(50); k > 0; k--) t += tokens[rnd(tokens.length)];
+    texts.push(t);
+  }
+  for (const lang of ["cpp", "java"] as const)
+    for (const text of texts) {
+      const src = new Source(text, lang);
+      const expected = [...src.masked.matchAll(REFERENCE_FUNCTION_RE[lang])]
+        .map((m) => ({
+          name: m[1]!.split("::").pop()!,
+          bodyStart: m.index + m[0].length - 1,
+          start: m.index + (m[0].length - m[0].trimStart().length),
+        }))
+        // flow.ts does not take these words for function names
+        .filter(
+          (f) => !["if", "for", "while", "switch", "catch", "return", "sizeof", "throw"].includes(f.name),
+        );
+      const found = flowOf(src)
+        .functions.filter((f) => !f.name.startsWith("~") || expected.some((e) => e.bodyStart === f.bodyStart))
+        .map((f) => ({ name: f.name, bodyStart: f.bodyStart, start: f.start }));
+      assert.deepEqual(found, expected, `${lang} ${JSON.stringify(text)}`);
+    }
 });

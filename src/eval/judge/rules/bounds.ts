@@ -146,9 +146,10 @@ export function arrayDeclarations(src: Source): { decls: ArrayDecl[]; sized: Map
         /\b(?!(?:new|return|delete|throw|case|else|goto|sizeof|typedef|co_return|co_yield)\b)[A-Za-z_][\w:]*\s*\*?\s+([A-Za-z_]\w*)\s*\[\s*([^\]]+?)\s*\]\s*(?=[;=,)])/dg,
       ))
         add(mm[1]!, v(mm[2]!), mm.index, mm.indices![1]![0]);
-      // A static member defined out of its class: `const T* Cache<char>::names[14];`.
+      // A static member defined out of its class: `const T* Cache<char>::names[14];`. Only the last boundary
+      // before it is tried (as in flow.ts FUNCTION_RE: time quadratic in a run of blank lines otherwise).
       for (const mm of m.matchAll(
-        /(?:^|[;{}\n])\s*(?:template\s*<[^;{}]*?>\s*)?(?:(?:const|static|constexpr|inline)\s+)*(?!(?:new|return|delete|throw|case|else|goto|sizeof|co_return|co_yield)\b)[A-Za-z_][\w:]*(?:\s*<[^;{}()]*?>)?(?:\s+const)?[\s*&]+(?:[A-Za-z_]\w*(?:\s*<[^;{}()]*?>)?\s*::\s*)+([A-Za-z_]\w*)\s*\[\s*([^\]]+?)\s*\]\s*(?=;|=\s*\{)/dg,
+        /(?:^|[;{}\n])(?![^\S\n]*\n)\s*(?:template\s*<[^;{}]*?>\s*)?(?:(?:const|static|constexpr|inline)\s+)*(?!(?:new|return|delete|throw|case|else|goto|sizeof|co_return|co_yield)\b)[A-Za-z_][\w:]*(?:\s*<[^;{}()]*?>)?(?:\s+const)?[\s*&]+(?:[A-Za-z_]\w*(?:\s*<[^;{}()]*?>)?\s*::\s*)+([A-Za-z_]\w*)\s*\[\s*([^\]]+?)\s*\]\s*(?=;|=\s*\{)/dg,
       ))
         add(mm[1]!, v(mm[2]!), mm.indices![1]![0], mm.indices![1]![0]);
       for (const mm of m.matchAll(/\b[A-Za-z_][\w:]*\s+([A-Za-z_]\w*)\s*\[\s*\]\s*=\s*\{/g))

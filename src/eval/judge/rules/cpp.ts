@@ -995,9 +995,11 @@ const uninitializedPointer = defineRule(
     const out: Finding[] = [];
     const m = src.masked;
     // Local `T* p;` or `T* p = nullptr;` then `*p = ...` / `p->x` / `p[i]` before any assignment. A declaration
-    // starts a statement; `return *this;`, `delete *p;` and `x = y * z;` declare nothing.
+    // starts a statement; `return *this;`, `delete *p;` and `x = y * z;` declare nothing. The look-ahead for the
+    // type's first letter comes before the look-behind, which scanned back through all the blanks before every
+    // blank (quadratic in a run of blank lines).
     for (const d of src.matches(
-      /(?<=(?:^|[;{}])\s*(?:(?:const|static|volatile|register)\s+)*)(?!(?:return|delete|throw|case|goto|else|do|co_return|co_yield|sizeof|new)\b)[A-Za-z_][\w:]*\s*\*\s*(?!this\b)([A-Za-z_]\w*)\s*(?:=\s*(?:nullptr|NULL|0)\s*)?;/g,
+      /(?=[A-Za-z_])(?<=(?:^|[;{}])\s*(?:(?:const|static|volatile|register)\s+)*)(?!(?:return|delete|throw|case|goto|else|do|co_return|co_yield|sizeof|new)\b)[A-Za-z_][\w:]*\s*\*\s*(?!this\b)([A-Za-z_]\w*)\s*(?:=\s*(?:nullptr|NULL|0)\s*)?;/g,
     )) {
       const fn = flowOf(src).functionAt(d.index);
       if (!fn) continue;

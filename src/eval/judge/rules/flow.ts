@@ -12,6 +12,12 @@ import type { Source, StringLiteral } from "./source.js";
 
 const OPEN: Record<string, string> = { "(": ")", "[": "]", "{": "}" };
 const CLOSE = new Set([")", "]", "}"]);
+const CONTINUES_LINE = new Set("+-*/%&|^<>=,.(");
+/** `\s` (what trimEnd removes), without a regular expression for the common ASCII characters. */
+function isBlank(ch: string): boolean {
+  const c = ch.charCodeAt(0);
+  return c <= 32 ? c === 32 || (c >= 9 && c <= 13) : c >= 0x80 && /\s/.test(ch);
+}
 
 /** Index of the bracket closing the one at `open` (masked view); the text end when unbalanced. */
 export function matchBracket(src: Source, open: number): number {
@@ -34,6 +40,9 @@ export function matchBracket(src: Source, open: number): number {
 export function expressionEnd(src: Source, from: number, opts: { newlineEnds?: boolean } = {}): number {
   const m = src.masked;
   let depth = 0;
+  // the last character before k that is not blank: kept as the scan goes (slicing and trimming the expression
+  // at every line break took time quadratic in the lines of a long expression or a run of blank lines)
+  let lastSolid = "";
   for (let k = from; k < m.length; k++) {
     const ch = m[k]!;
     if (OPEN[ch]) depth++;
@@ -42,11 +51,11 @@ export function expressionEnd(src: Source, from: number, opts: { newlineEnds?: b
       depth--;
     } else if (depth === 0 && (ch === ";" || (ch === "," && false))) return k;
     else if (depth === 0 && ch === "\n" && opts.newlineEnds) {
-      // A line ending in an operator continues the expression (Go/Swift).
-      const before = m.slice(from, k).trimEnd();
-      if (!/(?:[+\-*/%&|^<>=,.(]|&&|\|\|)$/.test(before) && !/^\s*[.+]/.test(m.slice(k + 1, k + 80)))
-        return k;
+      // A line ending in an operator continues the expression (Go/Swift): one of + - * / % & | ^ < > = , . (
+      // (so also && and ||).
+      if (!CONTINUES_LINE.has(lastSolid) && !/^\s*[.+]/.test(m.slice(k + 1, k + 80))) return k;
     }
+    if (!isBlank(ch)) lastSolid = ch;
   }
   return m.length;
 }
@@ -184,11 +193,18 @@ function parseParams(lang: SafetyLanguage, text: string, offset: number): Param[
   return out;
 }
 
+/*
+ * Java's and C++'s headers start after a statement boundary (`;`, `{`, `}`, a line break or the text's start) and
+ * the blanks after it. Only the boundary that is last before the header's first character is tried (the
+ * `(?![^\S\n]*\n)` after it): trying each line break of a run of blank lines made every one scan the rest of the
+ * run, time quadratic in its length (32,000 blank lines: 1.5 s of C++'s 3.1 s). Every boundary of one run leads
+ * to the same header, so this finds the same headers; findFunctions computes the start the first boundary gave.
+ */
 const FUNCTION_RE: Record<SafetyLanguage, RegExp> = {
   // [modifiers] [<T>] Type name(params) [throws X] {
-  java: /(?:^|[;{}\n])\s*(?:@\w+(?:\([^)]*\))?\s+)*(?:(?:public|private|protected|static|final|synchronized|abstract|native|default)\s+)*(?:<[^>]*>\s*)?(?:[\w.<>[\],?]+(?:\s*\[\s*\])*\s+)?([A-Za-z_]\w*)\s*\(([^()]*(?:\([^()]*\)[^()]*)*)\)\s*(?:throws\s+[\w.,\s]+)?\{/g,
+  java: /(?:^|[;{}\n])(?![^\S\n]*\n)\s*(?:@\w+(?:\([^)]*\))?\s+)*(?:(?:public|private|protected|static|final|synchronized|abstract|native|default)\s+)*(?:<[^>]*>\s*)?(?:[\w.<>[\],?]+(?:\s*\[\s*\])*\s+)?([A-Za-z_]\w*)\s*\(([^()]*(?:\([^()]*\)[^()]*)*)\)\s*(?:throws\s+[\w.,\s]+)?\{/g,
   // Type name(params) [const] [noexcept] [override] { , Class::name(params) {  (not `namespace std MACRO(x) {`)
-  cpp: /(?:^|[;{}\n])\s*(?!namespace\b)(?:template\s*<[^>]*>\s*)?(?:(?:static|inline|virtual|explicit|constexpr|extern)\s+)*(?:[\w:<>,]+[\s*&]+)*?((?:\w+::)*~?[A-Za-z_]\w*)\s*\(([^()]*(?:\([^()]*\)[^()]*)*)\)\s*(?:const\s*)?(?:noexcept\s*)?(?:override\s*)?(?::[^{;]*)?\{/g,
+  cpp: /(?:^|[;{}\n])(?![^\S\n]*\n)\s*(?!namespace\b)(?:template\s*<[^>]*>\s*)?(?:(?:static|inline|virtual|explicit|constexpr|extern)\s+)*(?:[\w:<>,]+[\s*&]+)*?((?:\w+::)*~?[A-Za-z_]\w*)\s*\(([^()]*(?:\([^()]*\)[^()]*)*)\)\s*(?:const\s*)?(?:noexcept\s*)?(?:override\s*)?(?::[^{;]*)?\{/g,
   // func name(params) results {  |  func (r T) name(params) results {  |  func(params) results {
   go: /\bfunc\s*(?:\([^)]*\)\s*)?(\w*)\s*\(([^()]*(?:\([^()]*\)[^()]*)*)\)[^{\n]*\{/g,
   // func name<T>(params) [throws] [-> T] {  |  init?(params) {
@@ -208,7 +224,24 @@ export interface Flow {
 function findFunctions(src: Source): FunctionDef[] {
   const out: FunctionDef[] = [];
   const re = new RegExp(FUNCTION_RE[src.lang].source, "g");
-  for (const m of src.masked.matchAll(re)) {
+  const masked = src.masked;
+  let lastEnd = 0;
+  for (const m of masked.matchAll(re)) {
+    const matchEnd = m.index + m[0].length;
+    // Java and C++ (see FUNCTION_RE): where the match would have begun with every boundary tried, the first
+    // boundary at or after the previous match's end among the blanks before the header (and the boundary
+    // character just before them); its start is that character when it is `;`, `{` or `}`, else the header's
+    // first character
+    let start = m.index + (m[0].length - m[0].trimStart().length);
+    if (src.lang === "java" || src.lang === "cpp") {
+      let first = m.index + (";{}".includes(masked[m.index]!) ? 1 : 0);
+      while (/\s/.test(masked[first]!)) first++;
+      let k = first - 1;
+      while (k >= 0 && /\s/.test(masked[k]!)) k--;
+      const punct = k >= 0 && ";{}".includes(masked[k]!) && k >= lastEnd;
+      start = punct ? k : first;
+    }
+    lastEnd = matchEnd;
     const name = src.lang === "swift" ? (m[1] ?? m[2] ?? "") : m[1]!;
     const params = src.lang === "swift" ? m[3]! : m[2]!;
     const base = name.split("::").pop()!;
@@ -220,7 +253,7 @@ function findFunctions(src: Source): FunctionDef[] {
       params: parseParams(src.lang, params, paramsAt),
       bodyStart,
       bodyEnd: matchBracket(src, bodyStart),
-      start: m.index + (m[0].length - m[0].trimStart().length),
+      start,
     });
   }
   if (src.lang === "swift" || src.lang === "cpp")
@@ -336,9 +369,11 @@ function findAssignments(src: Source): Assignment[] {
         mm[4]!,
       );
     }
-    // Declarations without initialiser: `char buf[10];`, `String s;`
+    // Declarations without initialiser: `char buf[10];`, `String s;`. Only the last boundary before the type is
+    // tried (as in FUNCTION_RE: each line start of a run of blank lines scanned the rest of the run); the
+    // positions used are the groups', which do not depend on it.
     for (const mm of m.matchAll(
-      /(?:^|[;{(,])\s*((?:const\s+|final\s+|unsigned\s+|static\s+)*[A-Za-z_][\w:.]*(?:\s*<[^;=()]*?>)?(?:\s*[*&]+\s*|\s+))([A-Za-z_]\w*)\s*((?:\[[^\]]*\]\s*)*)(?=[;,)])/gm,
+      /(?:^|[;{(,])(?![^\S\n]*\n)\s*((?:const\s+|final\s+|unsigned\s+|static\s+)*[A-Za-z_][\w:.]*(?:\s*<[^;=()]*?>)?(?:\s*[*&]+\s*|\s+))([A-Za-z_]\w*)\s*((?:\[[^\]]*\]\s*)*)(?=[;,)])/gm,
     )) {
       const type = mm[1]!.trim();
       if (/^(?:return|else|case|new|delete|throw|goto|break|continue)$/.test(type)) continue;

@@ -1376,7 +1376,9 @@ const plaintextPassword = defineRule(
     const hashing =
       /\b(?:MessageDigest|BCrypt|SCrypt|Argon2|PBKDF2|SecretKeyFactory|PasswordEncoder|DigestUtils|hash\w*|encode)\b/i;
     for (const m of src.matches(
-      /([\w.]+(?:\s*\([^()]*\))?)\s*\.\s*equals\s*\(\s*([\w.]+(?:\s*\([^()]*\))?)\s*\)/g,
+      // from the start of a dotted name only (a match ends at ")", so no match begins inside a name): tried from
+      // every character of a long a.b.c... the name backtracked through the rest, time quadratic in its length
+      /(?<![\w.])([\w.]+(?:\s*\([^()]*\))?)\s*\.\s*equals\s*\(\s*([\w.]+(?:\s*\([^()]*\))?)\s*\)/g,
     )) {
       const [a, b] = [m[1]!, m[2]!];
       const secret = (x: string) =>
