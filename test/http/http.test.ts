@@ -309,6 +309,42 @@ test("parseEchoLogprobs: multi-token continuations, offsets from token strings, 
   assert.deepEqual(parseEchoLogprobs(lp, 3, 6), { logprob: -0.875, isGreedy: true });
 });
 
+test("loglikelihood: offsets in code points as vLLM gives them; an emoji before the boundary moves nothing", async () => {
+  // context "🙂🙂:" (3 code points, 5 UTF-16 units), continuation " a b c"; the server appends one generated
+  // token " d" (max_tokens 1). vLLM's text_offset is the running len() of the token strings: code points.
+  const tokens = ["🙂", "🙂", ":", " a", " b", " c", " d"];
+  const srv = await mockServer((s) => ({
+    json: {
+      choices: [
+        {
+          index: 0,
+          text: s.body.prompt + " d",
+          logprobs: {
+            tokens,
+            token_logprobs: [null, -8, -4, -1, -0.5, -0.25, -16],
+            top_logprobs: null,
+            text_offset: [0, 1, 2, 3, 5, 7, 9],
+          },
+        },
+      ],
+    },
+  }));
+  try {
+    const b = new HttpBackend({ baseUrls: srv.url, model: "m" });
+    const [r] = await b.loglikelihood([{ context: "🙂🙂:", continuation: " a b c" }]);
+    // the continuation's three tokens, not the generated one: -1 - 0.5 - 0.25
+    assert.equal(r!.logprob, -1.75);
+  } finally {
+    await srv.close();
+  }
+});
+
+test("parseEchoLogprobs: offsets from token strings count code points", () => {
+  // the same tokens without text_offset: a token's length is its code points, as the boundary's
+  const lp: CompletionLogprobs = { tokens: ["🙂", ":", " a", " b"], token_logprobs: [null, -2, -1, -0.5] };
+  assert.deepEqual(parseEchoLogprobs(lp, 2, 6), { logprob: -1.5, isGreedy: true });
+});
+
 test("loglikelihood against a server without prompt logprobs fails clearly", async () => {
   const srv = await mockServer(() => completion("x"));
   try {

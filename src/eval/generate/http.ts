@@ -15,7 +15,9 @@
  * return prompt log-probabilities, and the call fails with a clear error. As lm-evaluation-harness does,
  * we ask for `max_tokens: 1` by default (some servers reject 0) and drop every token past the prompt.
  * Continuation tokens are found by character offset (`text_offset`), so a token that straddles the
- * context/continuation boundary counts towards the continuation.
+ * context/continuation boundary counts towards the continuation. The offsets are Unicode code points, as a Python
+ * server counts them (vLLM: the running len() of the token strings), not JavaScript's UTF-16 units: the boundary and
+ * the prompt's end are counted alike, else a character beyond U+FFFF (an emoji) before the boundary moved it.
  */
 import { GoodVibeError } from "../../errors.js";
 import { DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT_S } from "./http-config.js";
@@ -531,7 +533,7 @@ export class HttpBackend implements GenerationBackend {
         1,
       );
     }
-    return parseEchoLogprobs(lp, req.context.length, prompt.length);
+    return parseEchoLogprobs(lp, codePoints(req.context), codePoints(prompt));
   }
 
   asUtilityModel(): UtilityModel {
@@ -564,8 +566,15 @@ function withReasoning(
   return `<think>\n${reasoning}\n</think>\n\n${content ?? ""}`;
 }
 
+/** A string's length in Unicode code points (Python's len()), the unit of a server's text_offset. */
+function codePoints(s: string): number {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
+}
+
 /**
- * Sum the log-probabilities of the tokens that cover prompt characters [contextLen, promptLen).
+ * Sum the log-probabilities of the tokens that cover prompt characters [contextLen, promptLen), in code points.
  * Token i spans [offset[i], offset[i+1]); offsets come from `text_offset`, or from the token strings.
  */
 export function parseEchoLogprobs(
@@ -582,7 +591,7 @@ export function parseEchoLogprobs(
     let at = 0;
     for (const t of lp.tokens) {
       offsets.push(at);
-      at += t.length;
+      at += codePoints(t);
     }
   }
   let logprob = 0;
