@@ -135,7 +135,9 @@ export function issueLines(schema: z.ZodType, issues: readonly z.core.$ZodIssue[
   return issues.flatMap((i) =>
     i.code === "unrecognized_keys"
       ? unknownKeyMessages(schema, i.path, i.keys)
-      : i.code === "invalid_union" && i.errors.length > 0
+      : // zod's own "Invalid input" only: a union with a message of its own (checkpointing's 'expected true,
+        // false or "auto"') says it best
+        i.code === "invalid_union" && i.errors.length > 0 && i.message === "Invalid input"
         ? issueLines(schema, unionBranch(i))
         : [`${dotted(i.path) || "(top level)"}: ${valueMessage(i)}`],
   );
