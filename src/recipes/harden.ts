@@ -207,6 +207,7 @@ export interface HardenResult {
   trainableParams: number;
   totalParams: number;
   artifact: string;
+  /** the process's peak resident host memory (VmHWM) over the run; on a GPU the device's memory is not in it */
   peakMemoryBytes: number;
   /** true when the output folder was already complete with these exact inputs and nothing was computed */
   reused?: boolean;

@@ -240,7 +240,8 @@ export function costTable(results: ExperimentResults): Table {
       "GoodVibe and LoRA count less than full fine-tuning on the same data), runs lm_head only where a loss is " +
       "taken, and adds attention's score products and the second forward of gradient checkpointing, none of " +
       "which 6·N·D sees. Wall time and peak memory are measured on the machine named above, so compare them " +
-      "only within this report. With several seeds a value is the mean over seeds and ± the standard deviation " +
+      "only within this report. Peak host memory is the process's resident memory at its peak (VmHWM) during " +
+      "the cell: on a GPU it does not include the device's memory, which is not measured. With several seeds a value is the mean over seeds and ± the standard deviation " +
       "across seeds. Wall time, throughput and peak memory are measured: their spread is shown even when 0.0. " +
       "Parameters and FLOPs are counted, exactly in each seed, so seeds that agree agree exactly and a spread " +
       "of zero is not shown for them. These counts and times have no interval over items.",
@@ -258,7 +259,7 @@ export function costTable(results: ExperimentResults): Table {
       { header: "FLOPs 6·N·D (trainers' estimate)", unit: "flops", csvExtras: ["sd"] },
       { header: "Wall time", unit: "seconds", csvExtras: ["sd"] },
       { header: "Throughput (FLOP/s)", unit: "flops", csvExtras: ["sd"] },
-      { header: "Peak memory", unit: "bytes", csvExtras: ["sd"] },
+      { header: "Peak host memory", unit: "bytes", csvExtras: ["sd"] },
     ],
     rows,
     notes,

@@ -98,7 +98,7 @@ test("T2: parameter and FLOP ratios to full fine-tuning", () => {
   // 3e12 FLOPs (1e10 FLOP/s), every run peaked at 2 GiB; the counted FLOPs, exact, leave their zero out
   assert.equal(cellOf(md, [MODEL, "LoRA"], "Wall time"), "300 s ± 0.0 sd");
   assert.equal(cellOf(md, [MODEL, "LoRA"], "Throughput (FLOP/s)"), "1.00e+10 ± 0.0e+0 sd");
-  assert.equal(cellOf(md, [MODEL, "GoodVibe"], "Peak memory"), "2.00 GiB ± 0.00 sd");
+  assert.equal(cellOf(md, [MODEL, "GoodVibe"], "Peak host memory"), "2.00 GiB ± 0.00 sd");
   assert.equal(cellOf(md, [MODEL, "LoRA"], "FLOPs total"), "3.00e+12");
   assert.equal(cellOf(md, [MODEL, "LoRA"], "Trainable params"), "10,000");
   const csv = parseCsv(tableToCsv(table));
