@@ -14,6 +14,7 @@ import { answerTokensKey, promptsKey } from "../io/tokenizer-json.js";
 import { thinkingKey } from "../io/chat-template.js";
 import { generationConfigProcessors, greedyProcessorKey } from "../eval/generate/generation-config.js";
 import { DEFAULT_APPLY_GENERATION_CONFIG } from "../eval/config.js";
+import { HARNESS_FEWSHOT_SEED } from "../eval/utility/gsm8k.js";
 import { hardenConfigOf, type HardenConfig } from "../config/harden.js";
 import type { Method } from "../report/schema.js";
 import { gridLabel, nestSettings, type ExperimentSpec, type TrainedMethod } from "./spec.js";
@@ -217,7 +218,16 @@ function evalInputs(spec: ExperimentSpec): unknown {
   // --code's documents follow `limit` since 2026-12-01 (it was ignored there): a cell with both is keyed anew, so
   // an experiment never mixes cells of every document with cells of a subsample; any other cell keeps its key
   const codeSubsample = utility?.code !== undefined && utility.limit !== undefined;
-  return { ...rest, utility: files, ...(codeSubsample ? { codeDocuments: "subsample of limit" } : {}) };
+  // GSM8K's few-shot questions take their shots as lm-evaluation-harness draws them since 2026-12-01 (before: the
+  // first 5 for all; eval/utility/gsm8k.ts): a cell with them is keyed anew, so an experiment never compares a
+  // cell asked one way with a base asked the other; a 0-shot GSM8K (no gsm8kTrain) keeps its key
+  const gsm8kShots = utility?.gsm8k !== undefined && utility.gsm8kTrain !== undefined;
+  return {
+    ...rest,
+    utility: files,
+    ...(codeSubsample ? { codeDocuments: "subsample of limit" } : {}),
+    ...(gsm8kShots ? { gsm8kShots: `harness sampler, seed ${HARNESS_FEWSHOT_SEED}` } : {}),
+  };
 }
 
 /**
