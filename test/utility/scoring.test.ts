@@ -268,3 +268,15 @@ test(
     assert.deepEqual(sub.genPrompts, [expected(700), expected(1318)]);
   },
 );
+
+test("GSM8K with harness shots over a large file (200,000 questions) runs: no spread of every position into one call", async () => {
+  const items: Gsm8kItem[] = Array.from({ length: 200_000 }, (_, i) => ({
+    question: `q${i}`,
+    answer: "#### 1",
+    finalAnswer: "1",
+  }));
+  const model = new FakeModel({ answer: () => " #### 1" });
+  const r = await evaluateGsm8k(model, items, { fewshot: TRAIN, nShot: 1, batchSize: 10_000 });
+  assert.equal(r.n, 200_000);
+  assert.equal(r.metrics.exact_match_strict, 1);
+});

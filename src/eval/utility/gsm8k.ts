@@ -150,7 +150,12 @@ export async function evaluateGsm8k(
   const positions = items.map((it, i) => it.index ?? i);
   const draws =
     (opts.fewshotSampler ?? "harness") === "harness" && nShot > 0
-      ? harnessShotIndices(pool.length, nShot, Math.max(0, ...positions) + 1, opts.fewshotSeed)
+      ? harnessShotIndices(
+          pool.length,
+          nShot,
+          positions.reduce((m, p) => Math.max(m, p), 0) + 1,
+          opts.fewshotSeed,
+        )
       : null;
   const shotsOf = (p: number) => (draws ? draws[p]!.map((j) => pool[j]!) : pool.slice(0, nShot));
   const outs = await generateKept(
