@@ -18,6 +18,7 @@ import { goodvibeReadings } from "../method/goodvibe/config.js";
 import { thinkingSwitchReaches } from "../io/chat-template.js";
 import { folderDefaultSampling } from "../eval/generate/generation-config.js";
 import { DEFAULT_APPLY_GENERATION_CONFIG } from "../eval/config.js";
+import { HARNESS_FEWSHOT_SEED } from "../eval/utility/gsm8k.js";
 import type { ExperimentResults } from "../report/schema.js";
 import { hardenConfigFor } from "./plan.js";
 import type { ExperimentSpec } from "./spec.js";
@@ -136,11 +137,53 @@ function decodingReading(spec: ExperimentSpec): Departure[] {
   ];
 }
 
+/**
+ * How the paper's utility benchmarks are asked and scored, where the experiment runs any: the paper reports
+ * "accuracy on ARC Challenge, GSM8K and MMLU" (§4.3, Figure 3) and says no more (shots, the accuracy's variant, the
+ * harness). Here they are lm-evaluation-harness's tasks (eval/utility/*.ts), each figure under its metric's name;
+ * said so that a reader comparing Figure 3's deltas or absolute figures with the paper's or a harness run's knows
+ * which ones these are.
+ */
+function utilityReading(spec: ExperimentSpec): Departure[] {
+  const u = spec.eval.utility;
+  if (!u || (u.arc === undefined && u.gsm8k === undefined && u.mmlu === undefined)) return [];
+  const asked: string[] = [];
+  if (u.arc !== undefined)
+    asked.push("ARC-Challenge 0-shot, acc_norm (log-likelihood per character of each choice)");
+  if (u.gsm8k !== undefined)
+    asked.push(
+      u.gsm8kTrain !== undefined
+        ? `GSM8K 5-shot, exact match of the strict-match answer ("#### N"), each question's shots drawn as the harness draws them (seed ${HARNESS_FEWSHOT_SEED})`
+        : 'GSM8K 0-shot (no gsm8kTrain), exact match of the strict-match answer ("#### N")',
+    );
+  if (u.mmlu !== undefined)
+    asked.push(
+      u.mmluDev !== undefined
+        ? "MMLU 5-shot (the first 5 dev questions of the subject), acc over all questions"
+        : "MMLU 0-shot (no mmluDev), acc over all questions",
+    );
+  return [
+    {
+      setting: "utility benchmarks' prompts and scoring",
+      paper:
+        "accuracy on ARC Challenge, GSM8K and MMLU (§4.3); shots, the accuracy's variant and the harness not given",
+      here:
+        asked.join("; ") +
+        "; prompts, few-shot examples and answer filters as lm-evaluation-harness's tasks, raw prompts (no chat template)" +
+        (u.limit !== undefined
+          ? `, a seeded subsample of at most ${u.limit} questions each (eval.seed)`
+          : ""),
+      why: "a reading: lm-evaluation-harness's task definitions are the common reference for these figures",
+    },
+  ];
+}
+
 /** The experiment's departures from the paper's settings, in the order of PAPER_SETTINGS; LoRA's settings last. */
 export function experimentDepartures(spec: ExperimentSpec, source = "experiment"): Departure[] {
   const trained = spec.methods.filter((m) => m !== "base");
   if (spec.models.length === 0) return [];
-  if (trained.length === 0) return [...thinkingReading(spec), ...decodingReading(spec)];
+  if (trained.length === 0)
+    return [...thinkingReading(spec), ...decodingReading(spec), ...utilityReading(spec)];
   const model = spec.models[0]!;
   const paper = defaultHardenConfig({ model: model.path, data: spec.data.train, out: "(paper)" });
   const out: Departure[] = [];
@@ -163,6 +206,7 @@ export function experimentDepartures(spec: ExperimentSpec, source = "experiment"
   if (trained.includes("goodvibe")) out.push(...goodvibeReadings(here.identify, here.cluster));
   out.push(...thinkingReading(spec));
   out.push(...decodingReading(spec));
+  out.push(...utilityReading(spec));
   // every trained method runs the same loop: the optimiser settings the paper leaves out, stated as LoRA's are
   const t = here.train;
   out.push({

@@ -233,3 +233,38 @@ test("a model folder whose generation_config.json sets do_sample true: the greed
     1,
   );
 });
+
+test("utility: the paper says only 'accuracy on ARC Challenge, GSM8K and MMLU'; an experiment running them states how they are asked and scored", () => {
+  const base = {
+    name: "u",
+    models: [{ name: "m", path: "m" }],
+    data: { train: "t.jsonl", dev: "d.jsonl" },
+  };
+  const reading = (methods: string[], utility?: Record<string, unknown>) =>
+    experimentDepartures(
+      parseExperimentSpec({ ...base, methods, ...(utility ? { eval: { utility } } : {}) }, "x"),
+    ).find((d) => /utility/.test(d.setting));
+  // §4.3: "We report accuracy on ARC Challenge [20] ..., GSM8K [21] ...; and MMLU [22]": no shots, no variant
+  const all = reading(["base", "goodvibe"], {
+    arc: "arc.jsonl",
+    gsm8k: "gsm.jsonl",
+    gsm8kTrain: "gsm-train.jsonl",
+    mmlu: "mmlu.jsonl",
+    mmluDev: "mmlu-dev.jsonl",
+    limit: 200,
+  });
+  assert.ok(all, "a run of the paper's three benchmarks states its protocol");
+  assert.match(all.paper, /accuracy on ARC Challenge, GSM8K and MMLU.*not given/);
+  assert.match(all.here, /ARC-Challenge 0-shot, acc_norm/);
+  assert.match(all.here, /GSM8K 5-shot, exact match of the strict-match answer .*seed 1234/);
+  assert.match(all.here, /MMLU 5-shot .*acc/);
+  assert.match(all.here, /no chat template/);
+  assert.match(all.here, /at most 200 questions/);
+  // 0-shot where no few-shot source is given; a base-only experiment states it too
+  const zero = reading(["base"], { gsm8k: "gsm.jsonl" });
+  assert.match(zero!.here, /^GSM8K 0-shot/);
+  assert.doesNotMatch(zero!.here, /ARC|MMLU/);
+  // none of the three (only the held-out code loss, or no utility): nothing to state
+  assert.equal(reading(["base", "goodvibe"], { code: "code.jsonl" }), undefined);
+  assert.equal(reading(["base", "goodvibe"]), undefined);
+});
