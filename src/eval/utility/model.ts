@@ -2,7 +2,6 @@
  * What the utility benchmarks need from a model. The lead's libtorch engine and the HTTP backend
  * (src/eval/generate/http.ts) both implement it.
  */
-import type { ChatMessage } from "../../io/tokenizer.js";
 
 export interface LoglikelihoodRequest {
   context: string;
@@ -46,7 +45,6 @@ export interface UtilityModel {
     prompts: string[],
     opts: { maxNewTokens: number; stop: string[]; onAnswer?: (index: number, text: string) => void },
   ): Promise<string[]>;
-  chat?(messagesList: ChatMessage[][], opts: { maxNewTokens: number }): Promise<string[]>;
 }
 
 /** Result of one benchmark, in the shape every task returns. */
@@ -110,14 +108,13 @@ export function summarise(scores: Record<string, number[]>): {
 
 /**
  * Something that generates one text at a time (the GenerationBackend shape of src/eval/generate),
- * optionally with chat and log-likelihood support. `utilityModelFrom` adapts it to UtilityModel.
+ * optionally with log-likelihood support. `utilityModelFrom` adapts it to UtilityModel.
  */
 export interface TextBackendLike {
   generateText(
     prompt: string,
     opts: { maxNewTokens: number; temperature?: number; stop?: string[] },
   ): Promise<string>;
-  chat?(messages: ChatMessage[], opts: { maxNewTokens: number; temperature?: number }): Promise<string>;
   loglikelihood?(reqs: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]>;
 }
 
@@ -144,10 +141,5 @@ export function utilityModelFrom(backend: TextBackendLike): UtilityModel {
       );
     },
   };
-  const chat = backend.chat?.bind(backend);
-  if (chat) {
-    model.chat = (messagesList, opts) =>
-      Promise.all(messagesList.map((m) => chat(m, { maxNewTokens: opts.maxNewTokens, temperature: 0 })));
-  }
   return model;
 }
