@@ -12,6 +12,10 @@ export async function demoCommand(g: OptionValues, opts: OptionValues): Promise<
     const r = await runDemo({ ...DEFAULT_DEMO, ...opts }, log, interruptSignal(log));
     log.done();
     output(g, demoSummary(r), {
+      // the rates with the intervals results.json and the report give them (over tasks where the pairs name
+      // them), as the printed table shows them; base/hardened below are the evaluations as computed (their
+      // intervals over items)
+      security: r.security,
       base: {
         preference: { ...r.base.preference, perPair: undefined },
         safety: r.base.safety && { ...r.base.safety, items: undefined },
