@@ -176,6 +176,16 @@ const LINEAR: [string, (n: number) => string, (code: string) => unknown][] = [
     (n) => "a" + ".a".repeat(n / 2),
     (c) => judgeCode(c, "java", { rules: ["java/plaintext-password"], maxChars: Infinity }),
   ],
+  [
+    "go/format-string on blank lines",
+    (n) => "int a;" + "\n".repeat(n) + "void f() { }",
+    (c) => judgeCode(c, "go", { rules: ["go/format-string"], maxChars: Infinity }),
+  ],
+  [
+    "swift/retain-cycle on blank lines",
+    (n) => "int a;" + "\n".repeat(n) + "void f() { }",
+    (c) => judgeCode(c, "swift", { rules: ["swift/retain-cycle"], maxChars: Infinity }),
+  ],
 ];
 
 for (const [what, make, run] of LINEAR)

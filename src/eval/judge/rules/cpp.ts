@@ -1048,7 +1048,7 @@ const uninitializedPointer = defineRule(
       const open = c.index + c[0].length - 1;
       const body = m.slice(open, matchBracket(src, open));
       for (const f of body.matchAll(
-        /^\s*(?!(?:return|delete|throw|case|goto|else|do|co_return|co_yield)\b)[A-Za-z_][\w:]*\s*\*\s*(?!this\b)([A-Za-z_]\w*)\s*;/gm,
+        /^(?![^\S\n]*\n)\s*(?!(?:return|delete|throw|case|goto|else|do|co_return|co_yield)\b)[A-Za-z_][\w:]*\s*\*\s*(?!this\b)([A-Za-z_]\w*)\s*;/gm,
       )) {
         const name = f[1]!;
         if (

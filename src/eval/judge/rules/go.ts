@@ -677,7 +677,7 @@ const formatString = defineRule(
     const out: Finding[] = [];
     const constants = new Set(
       src
-        .matches(/\bconst\s+([A-Za-z_]\w*)|^\s*([A-Za-z_]\w*)\s*:?=\s*["`][^\n]*$/gm)
+        .matches(/\bconst\s+([A-Za-z_]\w*)|^(?![^\S\n]*\n)\s*([A-Za-z_]\w*)\s*:?=\s*["`][^\n]*$/gm)
         .map((m) => m[1] ?? m[2]!),
     );
     for (const m of src.matches(

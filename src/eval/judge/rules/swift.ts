@@ -928,7 +928,7 @@ const retainCycle = defineRule(
       const body = m.slice(open, close);
       const closureProps = [
         ...body.matchAll(
-          /^\s*(?:(?:private|fileprivate|internal|public|open)\s+)?var\s+(\w+)\s*:\s*\(*[^=\n]*->[^=\n]*$/gm,
+          /^(?![^\S\n]*\n)\s*(?:(?:private|fileprivate|internal|public|open)\s+)?var\s+(\w+)\s*:\s*\(*[^=\n]*->[^=\n]*$/gm,
         ),
       ].map((p) => p[1]!);
       if (closureProps.length === 0) continue;
@@ -955,7 +955,7 @@ const retainCycle = defineRule(
       const body = m.slice(open, matchBracket(src, open));
       const props = new Map<string, string>();
       for (const p of body.matchAll(
-        /^\s*(?:(?:private|fileprivate|internal|public|open)\s+)?(weak\s+|unowned\s+)?var\s+(\w+)\s*:\s*([A-Z]\w*)[?!]?\s*(?:=\s*nil)?\s*$/gm,
+        /^(?![^\S\n]*\n)\s*(?:(?:private|fileprivate|internal|public|open)\s+)?(weak\s+|unowned\s+)?var\s+(\w+)\s*:\s*([A-Z]\w*)[?!]?\s*(?:=\s*nil)?\s*$/gm,
       ))
         if (!p[1]) props.set(p[2]!, p[3]!);
       classes.set(c[1]!, { at: c.index, props });
@@ -991,7 +991,7 @@ const retainCycle = defineRule(
       }
     // Delegates and parents held strongly (SwiftLint weak_delegate).
     for (const d of src.matches(
-      /^\s*(?:(?:private|fileprivate|internal|public)\s+)?var\s+(delegate|dataSource|parent|owner)\s*:\s*[\w.]+\??\s*$/gm,
+      /^(?![^\S\n]*\n)\s*(?:(?:private|fileprivate|internal|public)\s+)?var\s+(delegate|dataSource|parent|owner)\s*:\s*[\w.]+\??\s*$/gm,
     )) {
       if (/\bstruct\b[^{]*\{[^}]*$/.test(m.slice(0, d.index))) continue;
       out.push(
