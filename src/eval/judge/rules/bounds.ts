@@ -178,7 +178,9 @@ export function arrayDeclarations(src: Source): { decls: ArrayDecl[]; sized: Map
       for (const st of m.matchAll(/\bstruct\s*\{/g)) {
         const open = st.index + st[0].length - 1;
         const body = m.slice(open, matchBracket(src, open));
-        for (const f of body.matchAll(/^(?![^\S\n]*\n)\s*([A-Za-z_]\w*)\s+\[\s*([^\]\s][^\]]*)\]\s*[\w.*]+\s*$/gm))
+        for (const f of body.matchAll(
+          /^(?![^\S\n]*\n)\s*([A-Za-z_]\w*)\s+\[\s*([^\]\s][^\]]*)\]\s*[\w.*]+\s*$/gm,
+        ))
           add(f[1]!, v(f[2]!), open + f.index! + f[0].search(/\S/)); // the field, not the blank lines before it
       }
       for (const mm of m.matchAll(/\b([A-Za-z_]\w*)\s*:?=\s*\[\s*([^\]\s.][^\]]*)\]\s*\w+\s*\{/g))
