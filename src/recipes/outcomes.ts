@@ -4,13 +4,18 @@
  * cells item by item (McNemar, bootstrap) without the caches of the run.
  */
 import type { SecurityPair } from "../data/pairs.js";
-import type { ModelEvaluation } from "./evaluate.js";
+import type { PreferenceResult } from "../eval/preference.js";
+import type { SafetyResult } from "../eval/safety.js";
 import type { CellResult, Outcomes } from "../report/schema.js";
 import { clusteredWilsonInterval } from "../eval/metrics.js";
 
 const mark = (v: boolean | null | undefined): string => (v === true ? "1" : v === false ? "0" : "-");
 
-export function outcomesOf(ev: ModelEvaluation, pairs: readonly SecurityPair[]): Outcomes {
+/** `ev`: what it reads of a model's evaluation (recipes/evaluate.ts ModelEvaluation) */
+export function outcomesOf(
+  ev: { preference: PreferenceResult; safety: SafetyResult | null },
+  pairs: readonly SecurityPair[],
+): Outcomes {
   const pref = new Map(ev.preference.perPair.map((p) => [p.id, p.chosenLoss < p.rejectedLoss]));
   const items = new Map((ev.safety?.items ?? []).map((it) => [it.id, it]));
   const out: Outcomes = {
