@@ -16,7 +16,7 @@ import { Tensor, noGrad } from "../../src/tensor/index.js";
 import { loadModel } from "../../src/models/index.js";
 import { applyRepetitionPenalty, generate, pickNextTokens } from "../../src/models/generate.js";
 import type { DecoderModel } from "../../src/models/decoder.js";
-import { argmaxRow, penaliseRow, sampleToken } from "../../src/eval/generate/llamacpp.js";
+import { argmaxRow, penaliseRow, sampleToken } from "../../src/models/logits-row.js";
 import {
   generationConfigProcessors,
   greedyProcessorKey,

@@ -33,8 +33,6 @@ import { cutAtStop } from "../utility/model.js";
 // the processor chain on plain arrays (models/logits-row.ts, the description models/generate.ts follows too): no libtorch
 import { argmaxRow, penaliseRow, sampleToken } from "../../models/logits-row.js";
 
-export { argmaxRow, penaliseRow, sampleToken };
-
 export interface LlamaCppBackendOptions {
   modelPath: string;
   /** Context length in tokens (prompt + generation). Default 2048, capped by nothing but memory. */
