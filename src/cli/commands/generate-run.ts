@@ -11,7 +11,7 @@ import { applyGenerationConfigOption, generationConfigCaveats, serverDayCaveats 
 import {
   generationConfigProcessors,
   sampledTemperature,
-  sampledTopP,
+  sampledWarpers,
 } from "../../eval/generate/generation-config.js";
 import { folderChatTemplate } from "../../io/chat-template.js";
 import type { GenerateOptions } from "../../eval/generate/backend.js";
@@ -128,6 +128,8 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
       ),
     );
     const local = opts.backend !== "http";
+    // the top_p and top_k the local engine sampled with
+    const warpers = local && temperature ? sampledWarpers(opts.topP, processors) : null;
     output(g, text, {
       backend: opts.backend,
       text,
@@ -153,8 +155,8 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
       sampling: temperature
         ? {
             temperature,
-            topP: local ? (sampledTopP(opts.topP, processors) ?? 1) : (opts.topP ?? null),
-            topK: local ? processors.topK || null : null,
+            topP: warpers ? warpers.topP : (opts.topP ?? null),
+            topK: warpers ? warpers.topK || null : null,
             seed: opts.seed,
           }
         : "greedy",

@@ -12,6 +12,7 @@ import {
   greedyProcessorKey,
   sampledTopK,
   sampledTopP,
+  sampledWarpers,
   type GenerationConfigProcessors,
 } from "./generation-config.js";
 import { InputError } from "../../errors.js";
@@ -62,7 +63,7 @@ export class BuiltinBackend implements GenerationBackend {
 
   /** ChatBackend.sampledKeyFields: what `sampling` applies when it samples (1 and 0: no top-p, no top-k). */
   sampledKeyFields(callTopP: number | undefined): Readonly<{ topP: number; topK: number }> {
-    return { topP: sampledTopP(callTopP, this.processors) ?? 1, topK: sampledTopK(this.processors) ?? 0 };
+    return sampledWarpers(callTopP, this.processors);
   }
 
   /**

@@ -75,6 +75,17 @@ export function sampledTopK(p: GenerationConfigProcessors): number | undefined {
   return p.topK;
 }
 
+/**
+ * The top_p and top_k a sampled call applies, as numbers (1: no top-p, 0: no top-k): sampledTopP and sampledTopK,
+ * for the engines that draw on plain numbers (llama.cpp), the answers' keys and the records.
+ */
+export function sampledWarpers(
+  callTopP: number | undefined,
+  p: GenerationConfigProcessors,
+): { topP: number; topK: number } {
+  return { topP: sampledTopP(callTopP, p) ?? 1, topK: sampledTopK(p) ?? 0 };
+}
+
 /** The temperature of a call that asks to sample without one: the folder's, else SAMPLE_DEFAULT_TEMPERATURE. */
 export function sampledTemperature(p: GenerationConfigProcessors): number {
   if (p.refused?.temperature) throw new InputError(p.refused.temperature);

@@ -21,7 +21,7 @@ import type {
   LlamaModel,
   Token,
 } from "node-llama-cpp";
-import { sampledTopK, sampledTopP, type GenerationConfigProcessors } from "./generation-config.js";
+import { sampledWarpers, type GenerationConfigProcessors } from "./generation-config.js";
 import { InputError } from "../../errors.js";
 import { loadNodeLlamaCpp, type LlamaGpu } from "./llamacpp-runtime.js";
 import type { ChatMessage, HfTokenizer } from "../../io/tokenizer.js";
@@ -247,8 +247,9 @@ export class LlamaCppBackend implements GenerationBackend {
     const nVocab = this.vocabSize;
     const penalty = this.processors.repetitionPenalty;
     // the call's top_p, else the folder's, as the built-in engine takes it
-    const topP = opts.temperature ? (sampledTopP(opts.topP, this.processors) ?? 1) : 1;
-    const topK = opts.temperature ? (sampledTopK(this.processors) ?? 0) : 0;
+    const { topP, topK } = opts.temperature
+      ? sampledWarpers(opts.topP, this.processors)
+      : { topP: 1, topK: 0 };
     const seen = new Set<number>(prompt);
     const out: number[] = [];
     let feed: Token[] = prompt;
