@@ -109,6 +109,27 @@ function readGenerationConfig(dir: string): Record<string, unknown> | null {
 }
 
 /**
+ * readGenerationConfig for what only describes the answers (caveats, departures): a file that is not JSON reads as
+ * none here, as loading the model names it.
+ */
+function describedGenerationConfig(dir: string): Record<string, unknown> | null {
+  try {
+    return readGenerationConfig(dir);
+  } catch {
+    return null;
+  }
+}
+
+/** The fields of `cfg` that `table` finds active, as "name value". */
+function activeFields(
+  cfg: Record<string, unknown> | null,
+  table: readonly [string, (v: unknown) => boolean][],
+): string[] {
+  if (!cfg) return [];
+  return table.filter(([k, active]) => active(cfg[k])).map(([k]) => `${k} ${JSON.stringify(cfg[k])}`);
+}
+
+/**
  * What the engines apply of `dir`'s generation_config.json, as transformers' generate() builds it
  * (generation/utils.py `_get_logits_processor`: `repetition_penalty is not None and != 1.0` adds
  * RepetitionPenaltyLogitsProcessor; with do_sample, `temperature != 1.0` TemperatureLogitsWarper, `top_k is not
@@ -163,12 +184,7 @@ export function generationConfigProcessors(dir: string | null, apply: boolean): 
 export function folderDefaultSampling(
   dir: string,
 ): { temperature: number; topP: number; topK: number } | null {
-  let cfg: Record<string, unknown> | null;
-  try {
-    cfg = readGenerationConfig(dir);
-  } catch {
-    return null;
-  }
+  const cfg = describedGenerationConfig(dir);
   if (cfg?.do_sample !== true) return null;
   const num = (v: unknown, d: number) => (typeof v === "number" && Number.isFinite(v) ? v : d);
   return {
@@ -203,16 +219,7 @@ const GREEDY_PROCESSORS: readonly [string, (v: unknown) => boolean][] = [
 
 /** The fields of `dir`'s generation_config.json that transformers applies in greedy decoding, as "name value". */
 export function greedyProcessorFields(dir: string): string[] {
-  let cfg: unknown;
-  try {
-    cfg = JSON.parse(fs.readFileSync(path.join(dir, "generation_config.json"), "utf8"));
-  } catch {
-    return []; // absent (or unreadable: the tokenizer's loading names a malformed file)
-  }
-  if (!isPlainObject(cfg)) return [];
-  return GREEDY_PROCESSORS.filter(([k, active]) => active(cfg[k])).map(
-    ([k]) => `${k} ${JSON.stringify(cfg[k])}`,
-  );
+  return activeFields(describedGenerationConfig(dir), GREEDY_PROCESSORS);
 }
 
 /** The fields of greedyProcessorFields the project's engines apply (unless turned off). */
@@ -232,16 +239,7 @@ const SAMPLING_WARPERS: readonly [string, (v: unknown) => boolean][] = [
 
 /** The fields of `dir`'s generation_config.json that transformers applies when sampling and the engines do not. */
 export function unappliedSamplingFields(dir: string): string[] {
-  let cfg: Record<string, unknown> | null;
-  try {
-    cfg = readGenerationConfig(dir);
-  } catch {
-    return []; // a malformed file: loading the model names it
-  }
-  if (!cfg) return [];
-  return SAMPLING_WARPERS.filter(([k, active]) => active(cfg[k])).map(
-    ([k]) => `${k} ${JSON.stringify(cfg[k])}`,
-  );
+  return activeFields(describedGenerationConfig(dir), SAMPLING_WARPERS);
 }
 
 /**
