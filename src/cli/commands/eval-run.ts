@@ -126,18 +126,20 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
         log,
       ),
     );
-    // what the built-in engine applied of each folder's generation_config.json (its answers and the utility
-    // benchmarks'; with --url the server answers the prompts): in the text and the JSON alike
-    const penalties = Object.fromEntries(
+    // the folders evaluated, by side
+    const sides = (
       [
         ["model", opts.model],
         ["base", opts.base],
-      ]
-        .filter(([, dir]) => dir)
-        .map(([side, dir]) => [
-          side,
-          generationConfigProcessors(dir, applyGenerationConfig).repetitionPenalty ?? null,
-        ]),
+      ] as [string, string | undefined][]
+    ).filter((s): s is [string, string] => Boolean(s[1]));
+    // what the built-in engine applied of each folder's generation_config.json (its answers and the utility
+    // benchmarks'; with --url the server answers the prompts): in the text and the JSON alike
+    const penalties = Object.fromEntries(
+      sides.map(([side, dir]) => [
+        side,
+        generationConfigProcessors(dir, applyGenerationConfig).repetitionPenalty ?? null,
+      ]),
     ) as Record<string, number | null>;
     const generationConfig = { applied: applyGenerationConfig, repetitionPenalty: penalties };
     const generator = opts.url
@@ -222,13 +224,8 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     // the answers are greedy (with --url: asked at temperature 0); a folder whose generation_config.json sets
     // do_sample true would have transformers' generate() sample instead (experiment/departures.ts says the same
     // for an experiment): said, with its values, where one does
-    const sampledByDefault = (
-      [
-        ["model", opts.model],
-        ["base", opts.base],
-      ] as const
-    ).flatMap(([side, dir]) => {
-      const s = dir ? folderDefaultSampling(dir) : null;
+    const sampledByDefault = sides.flatMap(([side, dir]) => {
+      const s = folderDefaultSampling(dir);
       return s ? [`${side} (temperature ${s.temperature}, top_p ${s.topP}, top_k ${s.topK})`] : [];
     });
     if (sampledByDefault.length)
