@@ -914,14 +914,17 @@ class EventStream {
             finish_reason,
           }
         : { index, text: piece, logprobs: null, finish_reason };
-    this.event({
+    this.event({ ...this.head(), choices: [choice], ...(this.r.includeUsage ? { usage: null } : {}) });
+  }
+
+  /** The fields every chunk of this answer begins with. */
+  private head() {
+    return {
       id: this.id,
       object: this.r.kind === "chat" ? "chat.completion.chunk" : "text_completion",
       created: this.created,
       model: this.model,
-      choices: [choice],
-      ...(this.r.includeUsage ? { usage: null } : {}),
-    });
+    };
   }
 
   /** Row `row` can show `ready` now: send what of it was not sent. */
@@ -941,15 +944,7 @@ class EventStream {
       if (text.length > sent.length && text.startsWith(sent)) this.chunk(row, text.slice(sent.length), null);
       this.chunk(row, "", finishReason);
     });
-    if (this.r.includeUsage)
-      this.event({
-        id: this.id,
-        object: this.r.kind === "chat" ? "chat.completion.chunk" : "text_completion",
-        created: this.created,
-        model: this.model,
-        choices: [],
-        usage: done.usage,
-      });
+    if (this.r.includeUsage) this.event({ ...this.head(), choices: [], usage: done.usage });
     this.close();
   }
 
