@@ -3,8 +3,9 @@
  * Prompts go through `generate` (left-padded batches, KV cache); greedy unless a temperature is given, with the
  * processors the model folder's generation_config.json asks for (generation-config.ts), as transformers applies them.
  *
- * Stop strings are applied to the decoded text after a batch finishes: `generate` stops a row only at an
- * end-of-sequence token, and a batch runs until its longest row ends anyway, so cutting afterwards costs little.
+ * A row ends at its first stop string as it is generated (text-stream.ts RowText watching each token through
+ * generate's onToken hook, as `goodvibe serve` does), not after running on to maxNewTokens: the text is the whole
+ * answer's cut before the stop, from the decoding steps up to it.
  */
 import { DEFAULT_APPLY_GENERATION_CONFIG, DEFAULT_EVAL_BATCH } from "../config.js";
 import {
@@ -23,6 +24,7 @@ import { generate, loadModel, type DecoderModel, type LoadOptions } from "../../
 import { generateAsync, type SamplingOptions } from "../../models/generate.js";
 import type { ChatGenerateOptions, GenerateOptions, GenerationBackend } from "./backend.js";
 import { cutAtStop } from "../utility/model.js";
+import { rowTextOf } from "./text-stream.js";
 
 export interface BuiltinBackendOptions {
   /** Token ids that end generation; default: the tokenizer's (eos and end-of-turn tokens). */
@@ -160,8 +162,22 @@ export class BuiltinBackend implements GenerationBackend {
   }
 
   async generateText(prompt: string, opts: GenerateOptions): Promise<string> {
-    const ids = this.generateBatch([this.encodePrompt(prompt)], opts)[0]!;
-    return this.decodeNew(ids, opts.stop);
+    const ids = await this.generateBatchAsync([this.encodePrompt(prompt)], {
+      ...opts,
+      onToken: this.stopWatch(1, opts.stop),
+    });
+    return this.decodeNew(ids[0]!, opts.stop);
+  }
+
+  /**
+   * An onToken hook that ends each of `rows` rows at its first stop string (text-stream.ts RowText, decoding as
+   * decodeNew does); undefined without stop strings.
+   */
+  private stopWatch(rows: number, stop: readonly string[] | undefined): SamplingOptions["onToken"] {
+    const stops = (stop ?? []).filter((s) => s !== "");
+    if (stops.length === 0) return undefined;
+    const texts = Array.from({ length: rows }, () => rowTextOf(this.tok(), stops));
+    return (row, token) => texts[row]!.push(token);
   }
 
   /**
@@ -198,7 +214,11 @@ export class BuiltinBackend implements GenerationBackend {
     const answers: string[] = [];
     for (let start = 0; start < prompts.length; start += batchSize) {
       const batch = prompts.slice(start, start + batchSize);
-      const ids = await this.generateBatchAsync(batch, { ...opts, seed: (opts.seed ?? 0) + start });
+      const ids = await this.generateBatchAsync(batch, {
+        ...opts,
+        seed: (opts.seed ?? 0) + start,
+        onToken: this.stopWatch(batch.length, opts.stop),
+      });
       for (const row of ids) answers.push(this.decodeNew(row, opts.stop));
     }
     return answers;
