@@ -69,6 +69,32 @@ function isClosingFence(trimmed: string, opening: string): boolean {
 }
 
 /**
+ * Whether the end of a code line lies inside a string literal or a comment opened on that line: an odd number of
+ * unescaped `"`, `` ` `` or `'` (not the `'` of `1'000` or `it's` inside a word), or a `//`, an unclosed `/*`, or a
+ * `# ` comment outside quotes. A line-local look: a string opened on an earlier line is not seen.
+ */
+export function inStringOrComment(line: string): boolean {
+  let quote: string | null = null;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (quote !== null) {
+      if (c === "\\") i++;
+      else if (c === quote) quote = null;
+      continue;
+    }
+    if (c === '"' || c === "`") quote = c;
+    else if (c === "'" && !/\w/.test(line[i - 1] ?? "")) quote = c;
+    else if (c === "/" && line[i + 1] === "/") return true;
+    else if (c === "/" && line[i + 1] === "*") {
+      const end = line.indexOf("*/", i + 2);
+      if (end < 0) return true;
+      i = end + 1;
+    } else if (c === "#" && /\s/.test(line[i + 1] ?? "") && /^\s?$/.test(line[i - 1] ?? "")) return true;
+  }
+  return quote !== null;
+}
+
+/**
  * All fenced blocks of a Markdown text, in order, blank ones included. An unterminated last fence runs to the
  * end. As in CommonMark, a backtick fence's info string has no backtick ("```x```" on one line is inline code).
  */
@@ -95,8 +121,14 @@ export function fencedBlocks(text: string): CodeBlock[] {
         i++;
         break;
       }
-      // Models sometimes glue the closing fence to the last code line: "}```".
-      if (fence.length === 3 && trimmed.endsWith(fence) && !trimmed.startsWith(fence)) {
+      // Models sometimes glue the closing fence to the last code line: "}```" (CommonMark would run on). Not when
+      // the ``` is text of the code: in a string or comment opened on that line (`s = """````, `// ends in ````)
+      if (
+        fence.length === 3 &&
+        trimmed.endsWith(fence) &&
+        !trimmed.startsWith(fence) &&
+        !inStringOrComment(trimmed.slice(0, -3))
+      ) {
         body.push(line.slice(0, line.lastIndexOf(fence)));
         closed = true;
         i++;

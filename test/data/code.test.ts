@@ -62,6 +62,45 @@ test("a closing fence glued to the last line closes the block, in both modes", (
   assert.equal(extractCode(answer, "go"), "func f() {\n}");
 });
 
+// CommonMark (spec 0.31, "Fenced code blocks"): a closing fence is a line of its own, so "}```" never closes a
+// block; the project closes it anyway because models glue fences so. When the ``` is the code's own text (a string
+// or comment opened on the line) it is not a fence, and the block goes on to its real closing fence, as CommonMark
+// reads it. (The CyberNative answers have neither case: 8,378 answers, every one a tagged fence and a bare one.)
+test("``` at the end of a string or comment opened on the line does not close the block", () => {
+  const lines = [
+    'let s = """```', // Swift multi-line string starting with a fence
+    'String md = "```', // a string run on (Java text block content, or a literal cut by the line)
+    "int x = 1; // wrap the output in ```",
+    "x := 1 /* then ```",
+    "# print the closing ```",
+    "const md = `# Title ```",
+  ];
+  for (const line of lines) {
+    const answer = "```swift\n" + line + "\nlet y = 2\n```\nDone.";
+    assert.deepEqual(
+      fencedBlocks(answer).map((b) => b.code),
+      [line + "\nlet y = 2"],
+      line,
+    );
+  }
+  // still closed: code, then the glued fence, whatever quotes came before on the line and were closed
+  for (const line of [
+    'print("```")}',
+    "char c = '\"';}",
+    "#endif",
+    "end",
+    "return 0; /* ok */ }",
+    "x = 1'000;}",
+  ]) {
+    const answer = "```cpp\n" + line + "```\nThen prose.";
+    assert.deepEqual(
+      fencedBlocks(answer).map((b) => b.code),
+      [line],
+      line,
+    );
+  }
+});
+
 test("a one-line ```code``` is inline code, not an opening fence (CommonMark); a ~~~ info string may hold backticks", () => {
   const answer = "Use ```x = 1``` then\nwrite prose here.";
   assert.deepEqual(fencedBlocks(answer), []);
