@@ -12,7 +12,10 @@ interface LanguageEntry {
   readonly dataset: string;
   /** Spellings in datasets, configs and on the command line, lower-case (the normalised name included). */
   readonly aliases: readonly string[];
-  /** Further tags seen only after a Markdown fence (```h, ```objective-c++): C headers and C count as C++. */
+  /**
+   * Further tags seen only after a Markdown fence: GitHub linguist's aliases and extensions of the language
+   * (lib/linguist/languages.yml), and of C, Objective-C and Objective-C++, which count as C++ (```h, ```objc).
+   */
   readonly fenceTags?: readonly string[];
 }
 
@@ -21,7 +24,13 @@ const TABLE = {
     name: "C++",
     dataset: "c++",
     aliases: ["cpp", "c++", "cxx", "cc"],
-    fenceTags: ["hpp", "hxx", "h", "c", "cplusplus", "objective-c++"],
+    // linguist: C++'s extensions (not .inc, .re: other languages'); C; Objective-C and Objective-C++ (C and C++
+    // with messages), their names and aliases
+    fenceTags: [
+      ...["hpp", "hxx", "h", "hh", "h++", "cp", "inl", "ipp", "tcc", "tpp", "ino", "c", "cplusplus"],
+      ...["objective-c", "obj-c", "objc", "objectivec"],
+      ...["objective-c++", "obj-c++", "objc++", "objectivec++", "mm"],
+    ],
   },
   java: { name: "Java", dataset: "java", aliases: ["java"], fenceTags: ["jav"] },
   swift: { name: "Swift", dataset: "swift", aliases: ["swift"] },
@@ -56,6 +65,13 @@ function lookup(spelling: string, withFenceTags: boolean): Language | null {
   }
   return null;
 }
+
+/**
+ * A fence tag with a language version glued on, as models write them (```cpp17, ```c++20, ```swift5, ```java8,
+ * ```go1.21, ```python3.11): the name an alias, the version digits with dots. Only names that are aliases
+ * (not fence-only tags: ```h5 is not a C header).
+ */
+const VERSIONED_TAG = /^(.*?[^\d.])[-_]?v?(\d+(?:\.\d+)*)$/;
 
 /**
  * What to say of a language name no entry knows: the languages known, and the nearest spelling when one is near
@@ -93,7 +109,10 @@ export function languageFilterKey(names: readonly string[]): string[] {
 
 /** The language of a Markdown fence's tag: its aliases plus the fence-only tags (```h and ```c count as C++). */
 export function fenceLanguage(tag: string): Language | null {
-  return lookup(tag, true);
+  const direct = lookup(tag, true);
+  if (direct !== null) return direct;
+  const versioned = VERSIONED_TAG.exec(tag.trim().toLowerCase());
+  return versioned ? lookup(versioned[1]!, false) : null;
 }
 
 export function isSafetyLanguage(lang: string): lang is SafetyLanguage {

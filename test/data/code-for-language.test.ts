@@ -39,6 +39,17 @@ test("aliases: ```golang, ```cpp, ```C++ and the longest of several tagged block
   assert.equal(extractCode(two, "java"), "class Main { void run() {} }");
 });
 
+test('versioned and linguist tags are the prompt\'s language: the answer has code, not "no code"', () => {
+  assert.equal(extractCode("Here:\n```cpp17\nint main() {}\n```", "cpp"), "int main() {}");
+  assert.equal(extractCode("```c++20\nint x;\n```", "cpp"), "int x;");
+  assert.equal(extractCode("```objc\nint x;\n```", "cpp"), "int x;");
+  assert.equal(extractCode("```swift5\nlet x = 1\n```", "swift"), "let x = 1");
+  assert.equal(extractCode("```java8\nclass A {}\n```", "java"), "class A {}");
+  assert.equal(extractCode("```go1.21\npackage main\n```", "go"), "package main");
+  // a tag of another language is still another language's block
+  assert.equal(extractCode("```java8\nclass A {}\n```", "swift"), null);
+});
+
 test("falls back to the longest untagged block", () => {
   const answer = "Here:\n```\nshort\n```\nthen\n```\nfunc main() {\n}\n```\n";
   assert.equal(extractCode(answer, "go"), "func main() {\n}");

@@ -50,3 +50,69 @@ test("spellings that are object keys are not languages", () => {
     assert.equal(fenceLanguage(s), null, s);
   }
 });
+
+// GitHub linguist's lib/linguist/languages.yml (github-linguist/linguist @000579b6): Go's alias is golang; Java and
+// Swift have none; C++'s alias is cpp and its extensions .cpp .c++ .cc .cp .cxx .h .h++ .hh .hpp .hxx .inl .ino .ipp
+// .tcc .tpp; Objective-C's aliases obj-c, objc, objectivec; Objective-C++'s obj-c++, objc++, objectivec++ (.mm).
+test("fence tags after linguist: C++'s aliases and extensions, Objective-C(++) as C++, golang", () => {
+  const cpp = [
+    "cpp",
+    "c++",
+    "cc",
+    "cxx",
+    "cp",
+    "h",
+    "h++",
+    "hh",
+    "hpp",
+    "hxx",
+    "inl",
+    "ino",
+    "ipp",
+    "tcc",
+    "tpp",
+  ];
+  const objc = [
+    "objective-c",
+    "obj-c",
+    "objc",
+    "objectivec",
+    "objective-c++",
+    "obj-c++",
+    "objc++",
+    "objectivec++",
+  ];
+  for (const tag of [...cpp, ...objc, "mm"]) assert.equal(fenceLanguage(tag), "cpp", tag);
+  assert.equal(fenceLanguage("golang"), "go");
+  assert.equal(fenceLanguage("Go"), "go");
+  // not C++: other languages' extensions that linguist also lists for C++
+  for (const tag of ["inc", "re"]) assert.equal(fenceLanguage(tag), null, tag);
+});
+
+test("a version glued to a language's name is that language: ```cpp17, ```c++20, ```swift5, ```java8, ```go1.21", () => {
+  const cases: [string, string][] = [
+    ["cpp17", "cpp"],
+    ["cpp11", "cpp"],
+    ["c++17", "cpp"],
+    ["c++20", "cpp"],
+    ["C++14", "cpp"],
+    ["cpp-17", "cpp"],
+    ["swift5", "swift"],
+    ["swift5.9", "swift"],
+    ["java8", "java"],
+    ["java17", "java"],
+    ["java-21", "java"],
+    ["go1.21", "go"],
+    ["golang1.22", "go"],
+    ["python3.11", "python"],
+    ["kotlin1.9", "kotlin"],
+  ];
+  for (const [tag, lang] of cases) assert.equal(fenceLanguage(tag), lang, tag);
+  for (const [tag, lang] of cases.filter(([, l]) => l !== "python" && l !== "kotlin"))
+    assert.equal(safetyLanguage(tag), lang, tag);
+  // only a name's version: fence-only tags, unknown names and bare numbers stay unknown
+  for (const tag of ["h5", "mm2", "x86", "v8", "17", "1.21", "javax", "gopher"])
+    assert.equal(fenceLanguage(tag), null, tag);
+  // a dataset spelling is not a fence tag: "c++17" in a dataset's language column is refused, not read as C++
+  assert.equal(normalizeLanguage("c++17"), null);
+});
