@@ -498,9 +498,19 @@ test("routes: query strings and trailing slashes are ignored; unknown routes 404
       assert.equal(r.status, 200, `${path}: ${r.text}`);
       assert.equal(r.json.object, "text_completion");
     }
+    const before = Math.floor(Date.now() / 1000);
     const models = await request(s.url, { path: "/v1/models?limit=5" });
-    assert.equal(models.json.data[0].id, "made");
-    assert.equal((await request(s.url, { path: "/v1/models/made" })).json.id, "made");
+    const one = (await request(s.url, { path: "/v1/models/made" })).json;
+    const after = Math.floor(Date.now() / 1000);
+    assert.equal(models.json.object, "list");
+    // vLLM's ModelCard (entrypoints/openai/protocol.py): created = int(time.time()) when asked, owned_by, and the
+    // model's context as max_model_len
+    for (const card of [models.json.data[0], one]) {
+      assert.equal(card.id, "made");
+      assert.equal(card.object, "model");
+      assert.ok(card.created >= before && card.created <= after, `created ${card.created}`);
+      assert.equal(card.max_model_len, CONTEXT);
+    }
     assertError(await request(s.url, { path: "/v2/anything" }), 404, "route_not_found");
     assertError(await request(s.url, { path: "/" }), 404, "route_not_found");
     assertError(await post(s, "/v1/embeddings", body), 404, "route_not_found");

@@ -647,7 +647,15 @@ export async function serveBuiltin(backend: BuiltinBackend, opts: ServeOptions):
 
       if (method === "GET") {
         if (pathname === "/health") return send(200, { status: "ok", ...engine.load() });
-        const model = { id: opts.modelName, object: "model", created: 0, owned_by: "goodvibe" };
+        // vLLM's ModelCard: `created` is the time of the request (its default_factory int(time.time())), and
+        // max_model_len the context a prompt and its completion share
+        const model = {
+          id: opts.modelName,
+          object: "model",
+          created: Math.floor(Date.now() / 1000),
+          owned_by: "goodvibe",
+          max_model_len: context,
+        };
         return send(200, pathname === "/v1/models" ? { object: "list", data: [model] } : model);
       }
 
