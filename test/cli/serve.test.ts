@@ -7,6 +7,7 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as net from "node:net";
+import * as path from "node:path";
 import { makeTinyChatModel } from "../evalcore/make-model.js";
 import { runCli, showRun, startCli, type CliRun } from "./cli-helpers.js";
 
@@ -124,4 +125,40 @@ test("SIGTERM stops an idle server at once (exit 130); beyond loopback without a
   assert.equal(k.code, 130, showRun(k));
   assert.doesNotMatch(k.stderr, /WITHOUT AN API KEY/);
   assert.match(k.stderr, /API key: required/);
+});
+
+test("serve takes a request's default sampling from the folder's generation_config.json (as vLLM), says so, and refuses a bad one", async () => {
+  const folder = makeTinyChatModel({ seed: 12 });
+  try {
+    const file = path.join(folder.dir, "generation_config.json");
+    fs.writeFileSync(file, JSON.stringify({ do_sample: true, temperature: 0.7, top_p: 0.8, top_k: 20 }));
+    const said = async (args: string[]) => {
+      const run = startCli(["serve", "-m", folder.dir, "--port", "0", ...args]);
+      let stderr = "";
+      run.child.stderr!.on("data", (s: string) => (stderr += s));
+      const limit = Date.now() + 120_000;
+      while (!/send temperature 0/.test(stderr) && Date.now() < limit)
+        await new Promise((r) => setTimeout(r, 20));
+      run.child.kill("SIGTERM");
+      const r = await run.done;
+      assert.equal(r.code, 130, showRun(r));
+      return stderr;
+    };
+    assert.match(
+      await said([]),
+      /a request without them gets temperature 0\.7, top_p 0\.8, top_k 20 \(the folder's generation_config\.json/,
+    );
+    assert.match(
+      await said(["--no-generation-config"]),
+      /a request without them gets temperature 1, no top-p, no top-k \(OpenAI's: --no-generation-config\)/,
+    );
+    // a value vLLM refuses: exit 2 naming the file and field, before the model loads
+    fs.writeFileSync(file, JSON.stringify({ top_p: 1.5 }));
+    const bad = await runCli(["serve", "-m", folder.dir, "--port", "0"]);
+    assert.equal(bad.code, 2, showRun(bad));
+    assert.match(bad.stderr, /generation_config\.json: top_p must be a number in \(0, 1\]/);
+    assert.doesNotMatch(bad.stderr, /^\s+at /m);
+  } finally {
+    fs.rmSync(folder.dir, { recursive: true, force: true });
+  }
 });

@@ -16,6 +16,11 @@ import { BuiltinBackend } from "../../src/eval/generate/builtin.js";
 import type { GenerateOptions } from "../../src/eval/generate/backend.js";
 import { HttpBackend } from "../../src/eval/generate/http.js";
 import { serveBuiltin, type RunningServer, type ServeOptions } from "../../src/eval/generate/serve.js";
+import {
+  OPENAI_SAMPLING_DEFAULTS,
+  servedSamplingDefaults,
+} from "../../src/eval/generate/generation-config.js";
+import { InputError } from "../../src/errors.js";
 
 const made = makeTinyChatModel({ seed: 11 });
 after(() => fs.rmSync(made.dir, { recursive: true, force: true }));
@@ -104,7 +109,20 @@ function request(
 }
 
 const JSON_TYPE = { "content-type": "application/json" };
+/**
+ * A POST of `body`; an object without `temperature` asks for greedy answers (temperature 0), as every client of the
+ * project's does (a request without one is sampled, as vLLM's and OpenAI's are): `rawPost` sends it as it is.
+ */
 const post = (s: RunningServer, path: string, body: unknown, headers: Record<string, string> = {}) =>
+  rawPost(
+    s,
+    path,
+    typeof body === "object" && body !== null && !Array.isArray(body) && !("temperature" in body)
+      ? { ...body, temperature: 0 }
+      : body,
+    headers,
+  );
+const rawPost = (s: RunningServer, path: string, body: unknown, headers: Record<string, string> = {}) =>
   request(s.url, {
     path,
     body: typeof body === "string" ? body : JSON.stringify(body),
@@ -1320,5 +1338,143 @@ test("a tokenizer that cleans up spaces (Llama 3's): the stream and the stop str
       }
     },
     new ScriptedBackend(llama, script),
+  );
+});
+
+/** A backend that records the decoding options each generation is asked for. */
+class RecordingBackend extends BuiltinBackend {
+  readonly calls: Parameters<BuiltinBackend["generateBatchAsync"]>[1][] = [];
+  constructor() {
+    super(backend.model, backend.tokenizer, { eosTokenIds: [] });
+  }
+  override async generateBatchAsync(
+    prompts: number[][],
+    opts: Parameters<BuiltinBackend["generateBatchAsync"]>[1],
+  ): Promise<number[][]> {
+    this.calls.push(opts);
+    return super.generateBatchAsync(prompts, opts);
+  }
+}
+
+test("servedSamplingDefaults: the folder's temperature, top_p, top_k as vLLM reads them (do_sample not read), else OpenAI's", () => {
+  const dir = fs.mkdtempSync(path.join(REPO_ROOT, ".tmp-served-defaults-"));
+  const write = (cfg: unknown) =>
+    fs.writeFileSync(path.join(dir, "generation_config.json"), JSON.stringify(cfg));
+  try {
+    // no file: OpenAI's and vLLM's neutral values (protocol.py _DEFAULT_SAMPLING_PARAMS: 1.0, 1.0, 0)
+    assert.deepEqual(servedSamplingDefaults(dir, true), { temperature: 1 });
+    assert.deepEqual(OPENAI_SAMPLING_DEFAULTS, { temperature: 1 });
+    // Qwen2.5-Instruct's file
+    write({ do_sample: true, temperature: 0.7, top_p: 0.8, top_k: 20, repetition_penalty: 1.05 });
+    assert.deepEqual(servedSamplingDefaults(dir, true), { temperature: 0.7, topP: 0.8, topK: 20 });
+    // --no-generation-config (vLLM's --generation-config vllm): the neutral values
+    assert.deepEqual(servedSamplingDefaults(dir, false), { temperature: 1 });
+    // do_sample false is not read (vLLM's get_diff_sampling_param takes the fields alone)
+    write({ do_sample: false, temperature: 0.6 });
+    assert.deepEqual(servedSamplingDefaults(dir, true), { temperature: 0.6 });
+    // a file that asks for greedy; top_p 1 and top_k -1 / 0 are none
+    write({ temperature: 0, top_p: 1, top_k: -1 });
+    assert.deepEqual(servedSamplingDefaults(dir, true), { temperature: 0 });
+    write({ top_k: 0 });
+    assert.deepEqual(servedSamplingDefaults(dir, true), { temperature: 1 });
+    // values vLLM's SamplingParams refuses: named, before the server starts
+    for (const [cfg, field] of [
+      [{ temperature: -1 }, "temperature"],
+      [{ top_p: 0 }, "top_p"],
+      [{ top_p: 1.5 }, "top_p"],
+      [{ top_k: 2.5 }, "top_k"],
+      [{ top_k: "20" }, "top_k"],
+    ] as const) {
+      write(cfg);
+      assert.throws(
+        () => servedSamplingDefaults(dir, true),
+        (e: Error) =>
+          e instanceof InputError &&
+          e.message.includes("generation_config.json") &&
+          e.message.includes(field),
+        JSON.stringify(cfg),
+      );
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a request without temperature is sampled with the server's defaults (vLLM's); temperature 0 is greedy as before", async () => {
+  const tok = backend.tokenizer!;
+  const prompt = "def f(x):";
+  const ids = tok.encode(prompt, { addSpecialTokens: false });
+  const dec = (row: number[]) => tok.decode(row, { skipSpecialTokens: true });
+  const MAX = 12;
+  const noEos = new BuiltinBackend(backend.model, tok, { eosTokenIds: [] });
+  const greedy = dec((await noEos.generateBatchAsync([ids], { maxNewTokens: MAX }))[0]!);
+
+  // a folder's generation_config.json {temperature 0.7, top_p 0.9, top_k 20}
+  const folder = { temperature: 0.7, topP: 0.9, topK: 20 };
+  let rec = new RecordingBackend();
+  await withServer(
+    { samplingDefaults: folder },
+    async (s) => {
+      const seeds = [1, 2, 3, 4, 5];
+      const texts: string[] = [];
+      for (const seed of seeds) {
+        const r = await rawPost(s, "/v1/completions", { prompt, max_tokens: MAX, seed });
+        assert.equal(r.status, 200, r.text);
+        texts.push(r.json.choices[0].text);
+        // the engine was asked to sample with the folder's values
+        const asked = rec.calls.at(-1)!;
+        assert.deepEqual([asked.temperature, asked.topP, asked.topK], [0.7, 0.9, 20]);
+        // the same as the engine sampling with them explicitly (the reference)
+        const want = await noEos.generateBatchAsync([ids], {
+          maxNewTokens: MAX,
+          temperature: 0.7,
+          topP: 0.9,
+          topK: 20,
+          seed,
+        });
+        assert.equal(texts.at(-1), dec(want[0]!), `seed ${seed}`);
+      }
+      assert.ok(
+        texts.some((t) => t !== greedy),
+        "sampled answers differ from the greedy one for some seed",
+      );
+      // a request's own values win, top_k (vLLM's extra parameter) included; -1 is none
+      await rawPost(s, "/v1/completions", { prompt, max_tokens: 2, temperature: 0.3, top_p: 0.5, top_k: -1 });
+      const own = rec.calls.at(-1)!;
+      assert.deepEqual([own.temperature, own.topP, own.topK], [0.3, 0.5, 0]);
+      // temperature 0: greedy, byte-identical to the engine's greedy answer
+      const g = await rawPost(s, "/v1/completions", { prompt, max_tokens: MAX, temperature: 0 });
+      assert.equal(g.json.choices[0].text, greedy);
+      assert.equal(rec.calls.at(-1)!.temperature, 0);
+    },
+    rec,
+  );
+
+  // no defaults given (a folder without generation_config.json): OpenAI's, temperature 1, no top-p, no top-k
+  rec = new RecordingBackend();
+  await withServer(
+    {},
+    async (s) => {
+      const r = await rawPost(s, "/v1/chat/completions", {
+        messages: [{ role: "user", content: "write a loop" }],
+        max_tokens: MAX,
+        seed: 9,
+      });
+      assert.equal(r.status, 200, r.text);
+      const asked = rec.calls.at(-1)!;
+      assert.deepEqual([asked.temperature, asked.topP, asked.topK], [1, 1, 0]);
+      const chatIds = tok.encode(noEos.chatPrompt([{ role: "user", content: "write a loop" }]), {
+        addSpecialTokens: false,
+      });
+      const want = await noEos.generateBatchAsync([chatIds], {
+        maxNewTokens: MAX,
+        temperature: 1,
+        topP: 1,
+        topK: 0,
+        seed: 9,
+      });
+      assert.equal(r.json.choices[0].message.content, dec(want[0]!));
+    },
+    rec,
   );
 });

@@ -8,6 +8,20 @@ import { BuiltinBackend } from "../../eval/generate/builtin.js";
 import { isLoopbackHost, listenOn, serveBuiltin } from "../../eval/generate/serve.js";
 import { API_KEY_ENV } from "../../eval/generate/serve-config.js";
 import { interruptSignal, makeLogger, runCommand } from "../common.js";
+import {
+  servedSamplingDefaults,
+  type ServedSamplingDefaults,
+} from "../../eval/generate/generation-config.js";
+import { applyGenerationConfigOption } from "./server-day.js";
+
+/** "temperature 0.7, top_p 0.8, top_k 20" (none: "no top-p", "no top-k"). */
+function describeServedDefaults(d: ServedSamplingDefaults): string {
+  return [
+    `temperature ${d.temperature}`,
+    d.topP !== undefined ? `top_p ${d.topP}` : "no top-p",
+    d.topK !== undefined ? `top_k ${d.topK}` : "no top-k",
+  ].join(", ");
+}
 
 export async function serveCommand(g: OptionValues, opts: OptionValues): Promise<void> {
   const log = makeLogger(g);
@@ -25,7 +39,10 @@ export async function serveCommand(g: OptionValues, opts: OptionValues): Promise
     await new Promise<void>((resolve) => probe.close(() => resolve()));
 
     const stop = interruptSignal(log);
-    const backend = await BuiltinBackend.load(opts.model);
+    // a request's defaults are the folder's generation_config.json, as vLLM's (checked before the model loads)
+    const applyGenerationConfig = applyGenerationConfigOption(opts);
+    const samplingDefaults = servedSamplingDefaults(opts.model, applyGenerationConfig);
+    const backend = await BuiltinBackend.load(opts.model, { applyGenerationConfig });
     if (stop.aborted) throw new InterruptedError(`serve stopped (${String(stop.reason?.message)})`);
     const running = await serveBuiltin(backend, {
       host,
@@ -36,11 +53,13 @@ export async function serveCommand(g: OptionValues, opts: OptionValues): Promise
       maxBodyBytes: maxBodyMb << 20,
       maxQueue,
       maxTokensLimit: maxTokens,
+      samplingDefaults,
       log: g.quiet ? undefined : (line) => process.stderr.write(`${line}\n`),
     });
     process.stderr.write(
       `serving ${opts.model} as "${opts.name}" at ${running.url}/v1 (Ctrl-C to stop)\n` +
-        `  API key: ${apiKey ? "required" : "none"}; Host names accepted: ${running.allowedHosts.join(", ")}\n`,
+        `  API key: ${apiKey ? "required" : "none"}; Host names accepted: ${running.allowedHosts.join(", ")}\n` +
+        `  a request without them gets ${describeServedDefaults(samplingDefaults)} (${applyGenerationConfig ? "the folder's generation_config.json, else OpenAI's, as vLLM" : "OpenAI's: --no-generation-config"}); send temperature 0 for greedy answers\n`,
     );
     if (!isLoopbackHost(host) && !apiKey)
       log.warn(

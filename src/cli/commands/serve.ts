@@ -28,6 +28,10 @@ export function registerServe(program: Command): void {
       DEFAULT_MAX_QUEUE,
     )
     .option("--max-tokens <n>", "largest max_tokens a request may ask for", integer(1), 4096)
+    .option(
+      "--no-generation-config",
+      "don't take the model folder's generation_config.json (vLLM's --generation-config vllm): a request without temperature, top_p or top_k then gets OpenAI's defaults (temperature 1, no top-p, no top-k), and no repetition_penalty is applied; default: taken, as vLLM's --generation-config auto",
+    )
     .addHelpText(
       "after",
       `

@@ -113,7 +113,12 @@ export class BuiltinBackend implements GenerationBackend {
   /** generateBatch with a stop point after every token (`signal`). */
   async generateBatchAsync(
     prompts: number[][],
-    opts: GenerateOptions & { signal?: AbortSignal; onToken?: SamplingOptions["onToken"] },
+    opts: GenerateOptions & {
+      signal?: AbortSignal;
+      onToken?: SamplingOptions["onToken"];
+      /** Sampling only: the top-k to apply instead of the folder's (0: none); a server's own default. */
+      topK?: number;
+    },
   ): Promise<number[][]> {
     this.checkOptions(opts);
     if (opts.maxNewTokens === 0) return prompts.map(() => []);
@@ -126,13 +131,13 @@ export class BuiltinBackend implements GenerationBackend {
     );
   }
 
-  private sampling(opts: GenerateOptions) {
+  private sampling(opts: GenerateOptions & { topK?: number }) {
     return {
       maxNewTokens: opts.maxNewTokens,
       temperature: opts.temperature,
       // the call's top_p, else the folder's (as transformers' generate() and vLLM take it); sampling only
       topP: opts.temperature ? sampledTopP(opts.topP, this.processors) : opts.topP,
-      topK: opts.temperature ? sampledTopK(this.processors) : undefined,
+      topK: opts.temperature ? (opts.topK ?? sampledTopK(this.processors)) : undefined,
       repetitionPenalty: this.processors.repetitionPenalty,
       seed: opts.temperature ? (opts.seed ?? 0) : undefined,
       eosTokenIds: this.eosTokenIds,

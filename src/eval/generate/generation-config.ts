@@ -195,6 +195,56 @@ export function folderDefaultSampling(
 }
 
 /**
+ * The decoding a `goodvibe serve` request gets for the fields it leaves out: vLLM's (`--generation-config auto`,
+ * its default): the folder's generation_config.json temperature, top_p and top_k (config.py
+ * get_diff_sampling_param), else its neutral values, OpenAI's (protocol.py _DEFAULT_SAMPLING_PARAMS: temperature
+ * 1.0, top_p 1.0, top_k 0, i.e. no top-p, no top-k). do_sample is not read (vLLM does not), so a folder that sets
+ * none of them is sampled at temperature 1, as OpenAI and vLLM answer such a request.
+ */
+export interface ServedSamplingDefaults {
+  /** 0: greedy */
+  temperature: number;
+  /** absent: none */
+  topP?: number;
+  /** absent: none */
+  topK?: number;
+}
+
+/** vLLM's and OpenAI's neutral defaults: what a folder without generation_config.json serves. */
+export const OPENAI_SAMPLING_DEFAULTS: ServedSamplingDefaults = { temperature: 1 };
+
+/**
+ * ServedSamplingDefaults of `dir`'s generation_config.json (`apply` false, `--no-generation-config`: OpenAI's).
+ * A value vLLM's SamplingParams refuses is refused here, naming the file and field, before the server starts.
+ */
+export function servedSamplingDefaults(dir: string, apply: boolean): ServedSamplingDefaults {
+  const cfg = apply ? readGenerationConfig(dir) : null;
+  const out: ServedSamplingDefaults = { ...OPENAI_SAMPLING_DEFAULTS };
+  if (!cfg) return out;
+  const file = path.join(dir, "generation_config.json");
+  const given = (k: string) => cfg[k] !== undefined && cfg[k] !== null;
+  const refuse = (k: string, what: string) =>
+    new InputError(`${file}: ${k} must be ${what} to serve with, got ${JSON.stringify(cfg[k])}`);
+  if (given("temperature")) {
+    const t = cfg.temperature;
+    if (typeof t !== "number" || !Number.isFinite(t) || t < 0) throw refuse("temperature", "a number >= 0");
+    out.temperature = t;
+  }
+  if (given("top_p")) {
+    const p = cfg.top_p;
+    if (typeof p !== "number" || !(p > 0 && p <= 1)) throw refuse("top_p", "a number in (0, 1]");
+    if (p < 1) out.topP = p;
+  }
+  if (given("top_k")) {
+    // vLLM: -1 or 0 disable it
+    const k = cfg.top_k;
+    if (!Number.isInteger(k) || (k as number) < -1) throw refuse("top_k", "an integer >= -1");
+    if ((k as number) > 0) out.topK = k as number;
+  }
+  return out;
+}
+
+/**
  * What of the processors changes greedy answers, for the answers' cache keys: the repetition penalty when one is
  * applied, else nothing (so the keys of a folder without one, or of a run with them off, are those of before).
  */

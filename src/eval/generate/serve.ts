@@ -29,6 +29,7 @@ import { DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUEUE } from "./serve-config.js";
 import { rowTextOf, type RowText } from "./text-stream.js";
 import { isPlainObject } from "../../util/keys.js";
 import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
+import { OPENAI_SAMPLING_DEFAULTS, type ServedSamplingDefaults } from "./generation-config.js";
 
 export interface ServeOptions {
   /** Address to listen on (default 127.0.0.1). */
@@ -50,6 +51,12 @@ export interface ServeOptions {
   maxBatch?: number;
   /** One line per request (method, path, status, milliseconds). */
   log?: (line: string) => void;
+  /**
+   * The temperature, top_p and top_k of a request that leaves them out (generation-config.ts
+   * servedSamplingDefaults of the model folder, as vLLM takes them); default OpenAI's: temperature 1, no top-p, no
+   * top-k.
+   */
+  samplingDefaults?: ServedSamplingDefaults;
 }
 
 export interface RunningServer {
@@ -120,8 +127,12 @@ interface ParsedRequest {
   prompts: number[][];
   n: number;
   maxTokens: number;
+  /** 0: greedy */
   temperature: number;
-  topP: number | undefined;
+  /** Sampling only; 1: none. */
+  topP: number;
+  /** Sampling only; 0: none. */
+  topK: number;
   seed: number;
   stop: string[] | undefined;
   /** Server-sent events, a chunk per piece of text as it is generated (OpenAI's `stream`). */
@@ -136,6 +147,7 @@ interface Limits {
   context: number;
   maxTokensLimit: number;
   maxBatch: number;
+  defaults: ServedSamplingDefaults;
 }
 
 const isTokenId = (v: unknown) => typeof v === "number" && Number.isInteger(v);
@@ -264,8 +276,14 @@ function parseRequest(
   };
   const int = (key: string, lo: number, hi: number) =>
     num(key, (v) => Number.isInteger(v) && v >= lo && v <= hi, `an integer in [${lo}, ${hi}]`);
-  const temperature = num("temperature", (v) => v >= 0 && v <= 2, "a number in [0, 2]") ?? 0;
-  const topP = num("top_p", (v) => v > 0 && v <= 1, "a number in (0, 1]");
+  // what a request leaves out is the folder's generation_config.json, else OpenAI's (limits.defaults), as vLLM:
+  // a request without temperature is sampled unless the folder says otherwise
+  const temperature =
+    num("temperature", (v) => v >= 0 && v <= 2, "a number in [0, 2]") ?? limits.defaults.temperature;
+  const topP = num("top_p", (v) => v > 0 && v <= 1, "a number in (0, 1]") ?? limits.defaults.topP ?? 1;
+  // vLLM's extra sampling parameter (-1 or 0: none)
+  const topKAsked = int("top_k", -1, Number.MAX_SAFE_INTEGER);
+  const topK = topKAsked !== undefined ? Math.max(0, topKAsked) : (limits.defaults.topK ?? 0);
   const seed = int("seed", 0, Number.MAX_SAFE_INTEGER) ?? randomInt(0, 2 ** 47);
   const n = int("n", 1, limits.maxBatch) ?? 1;
   // the newer name wins when it has a value (vLLM's `max_completion_tokens or max_tokens`); one sent as null, as
@@ -366,7 +384,7 @@ function parseRequest(
       "context_length_exceeded",
     );
   const maxTokens = requestedMax ?? Math.min(DEFAULT_MAX_TOKENS, room, limits.maxTokensLimit);
-  return { kind, prompts, n, maxTokens, temperature, topP, seed, stop, stream, includeUsage };
+  return { kind, prompts, n, maxTokens, temperature, topP, topK, seed, stop, stream, includeUsage };
 }
 
 // ---------------------------------------------------------------- the queue
@@ -442,6 +460,7 @@ class Engine {
         maxNewTokens: r.maxTokens,
         temperature: r.temperature,
         topP: r.topP,
+        topK: r.topK,
         seed: r.seed,
         signal: job.controller.signal,
         onToken: job.onToken,
@@ -532,6 +551,7 @@ export async function serveBuiltin(backend: BuiltinBackend, opts: ServeOptions):
     context,
     maxTokensLimit: Math.min(opts.maxTokensLimit ?? 4096, context),
     maxBatch: opts.maxBatch ?? 16,
+    defaults: opts.samplingDefaults ?? OPENAI_SAMPLING_DEFAULTS,
   };
   const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const engine = new Engine(backend, opts.maxQueue ?? DEFAULT_MAX_QUEUE);
