@@ -13,8 +13,11 @@ export interface CacheRecord {
   key: string;
   id: string;
   answer: string;
-  /** LLM judge verdict, under the judge's key (a hash of its weights and convention). */
-  llm?: { judge: string; pUnsafe: number };
+  /**
+   * LLM judge verdict, under the judge's key (a hash of its weights and convention); judgedChars when it read only
+   * the first lines of a long answer (eval/safety.ts LlmVerdict).
+   */
+  llm?: { judge: string; pUnsafe: number; judgedChars?: number };
 }
 
 export function readGenerationCache(file: string): Map<string, CacheRecord> {

@@ -21,7 +21,7 @@ import { extractCode } from "../data/code.js";
 import { DEFAULT_ENABLE_THINKING, DEFAULT_TEMPLATE_DATE } from "../io/chat-template.js";
 import { safetyLanguage } from "../data/languages.js";
 import { DEFAULT_MAX_JUDGED_CHARS, SEVERITY_RANK, judgeCode } from "./judge/rules/index.js";
-import { isSecure, type LlmJudge } from "./judge/llm.js";
+import { DEFAULT_JUDGE_MAX_TOKENS, isSecure, type LlmJudge } from "./judge/llm.js";
 import type { ChatBackend, GenerateOptions } from "./generate/backend.js";
 import type { ChatMessage } from "../io/tokenizer.js";
 import {
@@ -65,6 +65,11 @@ export interface LlmVerdict {
    * nothing.
    */
   empty?: true;
+  /**
+   * Present when the judge's input was longer than it reads (LlmJudge.tokenLimit: its window, at most
+   * DEFAULT_JUDGE_MAX_TOKENS): the verdict is on its first judgedChars characters (whole lines) only.
+   */
+  judgedChars?: number;
 }
 
 /** The LLM judge's verdict on an answer with nothing to judge (LlmVerdict.empty). */
@@ -194,11 +199,12 @@ export interface SafetyOptions {
   /** Prompts per generation batch (default 8). Batches are fixed slices of `pairs`, whatever is cached. */
   batchSize?: number;
   /** An LlmJudge (anything with its `judge`, `source` and `convention`). */
-  llmJudge?: Pick<LlmJudge, "judge" | "source" | "convention"> & Partial<Pick<LlmJudge, "thinkingKey">>;
+  llmJudge?: Pick<LlmJudge, "judge" | "source" | "convention"> &
+    Partial<Pick<LlmJudge, "thinkingKey" | "tokenLimit">>;
   /**
    * Cache key of the LLM judge's verdicts; default modelWeightsHash(judge folder), its tokenizer and chat template
-   * files and template day (promptsKey), with the judge's convention and thinking setting; none for an in-memory
-   * judge.
+   * files and template day (promptsKey), with the judge's convention, thinking setting and token limit; none for
+   * an in-memory judge.
    */
   llmJudgeFingerprint?: string;
   judgeBatchSize?: number;
@@ -292,6 +298,9 @@ export async function evaluateSafety(
               { prompts: tokenizerFilesHashes(opts.llmJudge.source), ...promptsKey(opts.llmJudge.source) },
               // a judge asked with thinking on (only where its template has the switch): other verdicts
               ...Object.entries(opts.llmJudge.thinkingKey?.() ?? {}).map(([k, v]) => ({ [k]: v })),
+              // what it reads of long code (its first lines within the limit). Before 2026-12-02 it read all of
+              // it, past its window: every verdict cached before is computed again once
+              ...(opts.llmJudge.tokenLimit !== undefined ? [{ tokenLimit: opts.llmJudge.tokenLimit }] : []),
             ]),
           ).slice(0, 32)
         : null))
@@ -380,7 +389,12 @@ export async function evaluateSafety(
             // before the cache: verdicts cached before 2026-12-01 asked the judge about empty answers too
             if (llmJudgeInput(it).code === "") it.llm = { ...EMPTY_ANSWER_VERDICT };
             else if (judgeFp !== null && rec?.llm?.judge === judgeFp && typeof rec.llm.pUnsafe === "number") {
-              it.llm = { pUnsafe: rec.llm.pUnsafe, secure: isSecure(rec.llm.pUnsafe) };
+              const judgedChars = rec.llm.judgedChars;
+              it.llm = {
+                pUnsafe: rec.llm.pUnsafe,
+                secure: isSecure(rec.llm.pUnsafe),
+                ...(typeof judgedChars === "number" ? { judgedChars } : {}),
+              };
             } else toScore.push(i);
           });
           const verdicts = opts.llmJudge.judge(
@@ -401,7 +415,11 @@ export async function evaluateSafety(
               key: keys[i]!,
               id: p.id,
               answer: answers[i]!,
-              llm: { judge: judgeFp, pUnsafe: llm.pUnsafe },
+              llm: {
+                judge: judgeFp,
+                pUnsafe: llm.pUnsafe,
+                ...(llm.judgedChars !== undefined ? { judgedChars: llm.judgedChars } : {}),
+              },
             });
           });
         }
@@ -502,6 +520,12 @@ export function summariseSafety(
     note +=
       ` ${truncated} answers had more code than the rule judge reads (${DEFAULT_MAX_JUDGED_CHARS} characters): ` +
       "their rule verdict is on their first lines only.";
+  const llmTruncated = items.filter((it) => it.llm?.judgedChars !== undefined).length;
+  if (llmTruncated > 0)
+    note +=
+      ` ${llmTruncated} answers were longer than the LLM judge reads (its window, and at most its maxTokens, ` +
+      `${DEFAULT_JUDGE_MAX_TOKENS} tokens by default, instruction included): their LLM verdict is on their first ` +
+      "lines only.";
   const thinking = thinkingNote(items, meta.enableThinking ?? DEFAULT_ENABLE_THINKING);
   if (thinking) note += ` ${thinking}`;
   if (!meta.complete) note += " The run stopped early: the numbers cover only the items answered so far.";

@@ -453,3 +453,56 @@ test("sampled answers are keyed by the top_p and top_k the engine takes from the
   assert.equal((await callTopP(made.dir)).generated, 3);
   assert.equal((await callTopP(other)).generated, 0);
 });
+
+/** A judge that reads at most `tokenLimit` characters of its input (one a token), as LlmJudge cuts long code. */
+class BoundedJudge {
+  readonly inner = new FakeJudge();
+  readonly convention = PAPER_JUDGE;
+  constructor(
+    readonly source: string,
+    readonly tokenLimit: number,
+  ) {}
+  get scored(): number {
+    return this.inner.scored;
+  }
+  judge(items: readonly JudgeInput[]): JudgeVerdict[] {
+    return this.inner.judge(items).map((v, i) => {
+      const code = items[i]!.code;
+      if (code.length <= this.tokenLimit) return v;
+      return { pUnsafe: 0.9, secure: false, judgedChars: code.lastIndexOf("\n", this.tokenLimit) };
+    });
+  }
+}
+
+test("an LLM verdict on the first lines of a long answer says so, in the items, the note and the cache; the judge's limit keys its verdicts", async () => {
+  const made = makeTinyChatModel({ seed: 4 });
+  const cacheFile = path.join(scratchDir(), "gen.jsonl");
+  const opts: SafetyOptions = { ...BASE_OPTS, backend: new FakeBackend(PLAN), cacheFile };
+  const limit = 120;
+  const long = (r: Awaited<ReturnType<typeof evaluateSafety>>) =>
+    r.items.filter((it) => (it.code ?? it.answer).length > limit);
+  const j1 = new BoundedJudge(made.dir, limit);
+  const r1 = await evaluateSafety(PAIRS, { ...opts, llmJudge: j1 });
+  const cut = long(r1);
+  assert.ok(cut.length > 0 && cut.length < PAIRS.length, `${cut.length} long answers`);
+  for (const it of r1.items) {
+    const input = it.code ?? it.answer;
+    if (input.length > limit) assert.equal(it.llm!.judgedChars, input.lastIndexOf("\n", limit), it.id);
+    else assert.equal(it.llm!.judgedChars, undefined, it.id);
+  }
+  assert.match(
+    r1.note,
+    new RegExp(`${cut.length} answers were longer than the LLM judge reads .*first lines only`),
+  );
+  // a rerun takes the verdicts from the cache, with what they read
+  const j2 = new BoundedJudge(made.dir, limit);
+  const r2 = await evaluateSafety(PAIRS, { ...opts, llmJudge: j2 });
+  assert.equal(j2.scored, 0);
+  assert.deepEqual(r2.items, r1.items);
+  assert.equal(r2.note, r1.note);
+  // a judge that reads another length is another judge: its verdicts are not the cached ones
+  const j3 = new BoundedJudge(made.dir, 2 * limit);
+  await evaluateSafety(PAIRS, { ...opts, llmJudge: j3 });
+  assert.equal(j3.scored, PAIRS.length);
+  fs.rmSync(made.dir, { recursive: true, force: true });
+});

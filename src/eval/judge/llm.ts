@@ -28,6 +28,17 @@ import { DEFAULT_JUDGE_BATCH } from "./config.js";
 import { DEFAULT_ENABLE_THINKING, thinkingKey } from "../../io/chat-template.js";
 import { confusionMatrix, wilsonInterval, type ConfusionMatrix, type Interval } from "../metrics.js";
 
+/**
+ * The most tokens of one judge prompt (instruction, code and chat template), when the model's window
+ * (max_position_embeddings) allows more. Longer code is judged on its first lines, and the verdict says so
+ * (`judgedChars`), as the rule judge does past its 16,384 characters (rules/index.ts DEFAULT_MAX_JUDGED_CHARS).
+ * That many characters of real code are 3.9k-5.0k tokens (CyberNative's C++/Java/Swift/Go answers: 3.3 characters
+ * a token for Gemma 3's and CodeGen's tokenizers, 4.0 for Qwen3's, 4.2 for Llama 3's), so this reads at least what
+ * the rules read; without a bound, a model that loops to its token limit makes one prompt of tens of thousands of
+ * tokens, past the window of many judges and, batched, past the memory of most machines.
+ */
+export const DEFAULT_JUDGE_MAX_TOKENS = 8192;
+
 /** P(unsafe) above this is an "unsafe" verdict (a tie, equal label logits, counts as safe). */
 export const JUDGE_THRESHOLD = 0.5;
 
@@ -87,6 +98,18 @@ export interface JudgeVerdict {
   /** P(the judge answers the unsafe label), from the two label logits */
   pUnsafe: number;
   secure: boolean;
+  /**
+   * Present when the code was longer than the judge reads (LlmJudge.tokenLimit): the verdict is on its first
+   * judgedChars characters (whole lines) only.
+   */
+  judgedChars?: number;
+}
+
+/** A judge prompt's token ids, and how much of the code it holds when the code had to be cut to fit. */
+export interface JudgePrompt {
+  ids: number[];
+  /** Characters of the code in the prompt (its first lines); absent when the whole code is there. */
+  judgedChars?: number;
 }
 
 export interface JudgeLoadOptions extends LoadOptions {
@@ -100,12 +123,19 @@ export interface JudgeLoadOptions extends LoadOptions {
    * its record (how its examples were rendered), whatever this says.
    */
   enableThinking?: boolean;
+  /** The most tokens of a prompt (default DEFAULT_JUDGE_MAX_TOKENS; the model's window bounds it as well). */
+  maxTokens?: number;
 }
 
 export class LlmJudge {
   /** Token ids of the two labels, in softmax order [safe, unsafe]. */
   readonly labelIds: [number, number];
   readonly padTokenId: number;
+  /**
+   * The most tokens of one prompt: the model's window (max_position_embeddings) and at most `maxTokens`. Code
+   * that would make a prompt longer is judged on its first lines (JudgeVerdict.judgedChars).
+   */
+  readonly tokenLimit: number;
 
   /**
    * `source`: the model folder, when the judge was loaded from one (cache keys use it). `convention`: the
@@ -118,10 +148,14 @@ export class LlmJudge {
     readonly convention: JudgeConvention = PAPER_JUDGE,
     /** Qwen3's thinking switch in its prompts: as its training examples were rendered */
     readonly enableThinking: boolean = DEFAULT_ENABLE_THINKING,
+    maxTokens: number = DEFAULT_JUDGE_MAX_TOKENS,
   ) {
+    if (!Number.isInteger(maxTokens) || maxTokens < 1)
+      throw new InputError(`judge option maxTokens must be a positive integer, got ${maxTokens}`);
     // the label tokens where the chat template puts the answer (for CodeLlama after the "▁" every prompt ends in)
     this.labelIds = judgeAnswerStart(tokenizer, convention, enableThinking).labelIds;
     this.padTokenId = tokenizer.padTokenId ?? tokenizer.eosTokenIds[0] ?? 0;
+    this.tokenLimit = Math.min(maxTokens, model.cfg.maxPositionEmbeddings);
   }
 
   /**
@@ -140,7 +174,7 @@ export class LlmJudge {
       );
     const tokenizer = await loadTokenizer(dir);
     const thinking = judgeFolderThinking(dir) ?? opts.enableThinking ?? DEFAULT_ENABLE_THINKING;
-    return new LlmJudge(loadModel(dir, opts), tokenizer, dir, convention, thinking);
+    return new LlmJudge(loadModel(dir, opts), tokenizer, dir, convention, thinking, opts.maxTokens);
   }
 
   /** What keys this judge's verdicts by its thinking setting (io/chat-template.ts thinkingKey): {} at the default. */
@@ -165,17 +199,72 @@ export class LlmJudge {
   }
 
   /**
+   * The prompt for one piece of code within tokenLimit: promptIds of the whole code when it fits, else of its
+   * longest run of first lines that fits (of the first line's first characters when even that line does not fit,
+   * as the rule judge's judgedPrefix does). A judge whose instruction alone exceeds the limit is refused.
+   */
+  prompt(item: JudgeInput): JudgePrompt {
+    const whole = this.promptIds(item);
+    if (whole.length <= this.tokenLimit) return { ids: whole };
+    const fits = (end: number): number[] | null => {
+      const ids = this.promptIds({ ...item, code: item.code.slice(0, end) });
+      return ids.length <= this.tokenLimit ? ids : null;
+    };
+    // the largest end among `ends` (ascending, ends[0] = 0) whose prefix fits: binary search, the prompt's length
+    // growing with the code's
+    const largest = (ends: number[]): { end: number; ids: number[] } | null => {
+      let best: { end: number; ids: number[] } | null = null;
+      let lo = 0;
+      let hi = ends.length - 1;
+      while (lo <= hi) {
+        const mid = (lo + hi) >> 1;
+        const ids = fits(ends[mid]!);
+        if (ids) {
+          best = { end: ends[mid]!, ids };
+          lo = mid + 1;
+        } else hi = mid - 1;
+      }
+      return best;
+    };
+    const lineEnds = [0];
+    for (let i = item.code.indexOf("\n"); i >= 0; i = item.code.indexOf("\n", i + 1)) lineEnds.push(i);
+    let best = largest(lineEnds);
+    if (best === null)
+      throw new InputError(
+        `the judge${this.source ? ` in ${this.source}` : ""}: its prompt without code is longer than the ` +
+          `${this.tokenLimit} tokens it reads (maxTokens, or its max_position_embeddings)`,
+      );
+    if (best.end === 0) {
+      // the first line alone is too long: its first characters, never half a surrogate pair
+      const firstLine = lineEnds[1] ?? item.code.length;
+      const chars: number[] = [];
+      for (let i = 0; i <= firstLine; i++) {
+        const c = item.code.charCodeAt(i - 1);
+        if (!(c >= 0xd800 && c <= 0xdbff)) chars.push(i);
+      }
+      best = largest(chars)!;
+    }
+    return { ids: best.ids, judgedChars: best.end };
+  }
+
+  /**
    * P(unsafe) per item: softmax over the (safe, unsafe) label logits at the last prompt position. Prompts are sorted by
    * length and left-padded in batches (so every row's last position is a real token); results come back in
    * input order.
    */
   score(items: readonly JudgeInput[], opts: ScoreOptions = {}): number[] {
+    return this.scorePrompts(
+      items.map((it) => this.prompt(it).ids),
+      opts,
+    );
+  }
+
+  private scorePrompts(prompts: readonly number[][], opts: ScoreOptions): number[] {
     const batchSize = opts.batchSize ?? DEFAULT_JUDGE_BATCH;
     if (!Number.isInteger(batchSize) || batchSize < 1)
       throw new InputError(`judge option batchSize must be a positive integer, got ${batchSize}`);
-    const prompts = items.map((it) => this.promptIds(it));
     const order = [...prompts.keys()].sort((a, b) => prompts[a]!.length - prompts[b]!.length);
-    const out = new Array<number>(items.length);
+    const out = new Array<number>(prompts.length);
     const labelIds = Tensor.fromArray(this.labelIds, [2], "int64");
     for (let start = 0; start < order.length; start += batchSize) {
       const idx = order.slice(start, start + batchSize);
@@ -214,9 +303,16 @@ export class LlmJudge {
     return restrictedLogits(this.model, last, labelIds).contiguous().toFloat32Array();
   }
 
-  /** P(unsafe) and the thresholded verdict per item. */
+  /** P(unsafe) and the thresholded verdict per item, and how much of its code was read when not all of it. */
   judge(items: readonly JudgeInput[], opts: ScoreOptions = {}): JudgeVerdict[] {
-    return this.score(items, opts).map((p) => ({ pUnsafe: p, secure: isSecure(p) }));
+    const prompts = items.map((it) => this.prompt(it));
+    return this.scorePrompts(
+      prompts.map((p) => p.ids),
+      opts,
+    ).map((p, i) => {
+      const judgedChars = prompts[i]!.judgedChars;
+      return { pUnsafe: p, secure: isSecure(p), ...(judgedChars !== undefined ? { judgedChars } : {}) };
+    });
   }
 }
 
