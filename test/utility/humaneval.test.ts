@@ -65,6 +65,17 @@ test("canonical solution passes, a wrong one fails, a hanging one times out", { 
   assert.equal(hang.result, "timed out");
 });
 
+test(
+  "a program gets human-eval's 3 s by default (evaluate_functional_correctness and code_eval: timeout=3.0)",
+  { skip },
+  async () => {
+    // (check() calls it twice: the program runs about twice the sleep)
+    const sleeping = (s: number) => `    import time\n    time.sleep(${s})\n    return a + b\n`;
+    assert.equal((await checkCompletion(ADD, sleeping(0.5))).result, "passed");
+    assert.equal((await checkCompletion(ADD, sleeping(2))).result, "timed out");
+  },
+);
+
 test("scoreHumanEval aggregates n samples per problem into pass@k", { skip }, async () => {
   const samples = [["    return a + b\n", "    return a - b\n", "    return b + a\n", "    return 0\n"]];
   const r = await scoreHumanEval([ADD], samples, { k: [1, 2, 10] });
@@ -80,6 +91,8 @@ test("evaluateHumanEval: greedy completion cut at the human-eval stop sequences"
   });
   const r = await evaluateHumanEval(model, [ADD]);
   assert.deepEqual(model.genOpts[0]!.stop, ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]);
+  // lm-evaluation-harness's tasks/humaneval/humaneval.yaml: max_gen_toks 1024
+  assert.equal(model.genOpts[0]!.maxNewTokens, 1024);
   assert.equal(r.perItem[0]!.completions[0], "    return a + b\n");
   assert.equal(r.metrics["pass@1"], 1);
 });

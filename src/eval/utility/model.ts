@@ -2,6 +2,7 @@
  * What the utility benchmarks need from a model. The lead's libtorch engine and the HTTP backend
  * (src/eval/generate/http.ts) both implement it.
  */
+import { InputError } from "../../errors.js";
 
 export interface LoglikelihoodRequest {
   context: string;
@@ -32,6 +33,29 @@ export function encodeLoglikelihoodPair(
   const whole = tok.encode(kept + cont, { addSpecialTokens: true });
   const ctx = tok.encode(kept, { addSpecialTokens: true });
   return { context: ctx, continuation: whole.slice(ctx.length) };
+}
+
+/**
+ * The tokens a log-likelihood request is scored on, cut as lm-evaluation-harness's HFLM._loglikelihood_tokens cuts
+ * them to the model's window: `inp = (context_enc + continuation_enc)[-(max_length + 1):][:-1]`, and the
+ * continuation scored by the logits at its last len(continuation) positions (`logits[inplen - contlen:inplen]`). A
+ * pair longer than the window loses context tokens from the left; max_length is the model's
+ * max_position_embeddings (HFLM.max_length's first choice). `input`: the ids to run; `from`: the first position whose
+ * logits score the continuation. A continuation alone longer than the window cannot be scored (the harness would
+ * score a part of it without saying so): refused.
+ */
+export function loglikelihoodWindow(
+  context: readonly number[],
+  continuation: readonly number[],
+  maxLength: number,
+): { input: number[]; from: number } {
+  if (continuation.length > maxLength)
+    throw new InputError(
+      `a log-likelihood continuation of ${continuation.length} tokens does not fit the model's window of ${maxLength}`,
+    );
+  const all = [...context, ...continuation];
+  const input = all.slice(-(maxLength + 1)).slice(0, -1);
+  return { input, from: input.length - continuation.length };
 }
 
 export interface UtilityModel {
