@@ -1,7 +1,7 @@
 /**
  * Finding the code in a model's or a dataset's answer: the one Markdown code extractor of the project.
  *
- * Reasoning between <think> tags is dropped first. Then, without a language (dataset rows, answers in other
+ * Reasoning (between <think> tags, or before a </think> the prompt opened) is dropped first (dropReasoning). Then, without a language (dataset rows, answers in other
  * languages):
  * 1. If the text has Markdown fenced blocks (``` or ~~~, optional info string such as `c++`), the code is the
  *    contents of those blocks joined by a blank line. An opening fence that is never closed (a generation cut
@@ -141,6 +141,19 @@ export function fencedBlocks(text: string): CodeBlock[] {
   return blocks;
 }
 
+/**
+ * An answer without its reasoning: every <think>…</think> block, a <think> never closed (reasoning cut by the
+ * token limit) to the end, and text before a </think> that no <think> opened (templates that open the think block
+ * in the prompt, as Qwen3's Thinking-2507 models' and DeepSeek-R1's do, so the answer starts inside it: the reading
+ * of vLLM's and SGLang's deepseek_r1 reasoning parsers).
+ */
+export function dropReasoning(answer: string): string {
+  const close = answer.indexOf("</think>");
+  const open = answer.indexOf("<think>");
+  const rest = close >= 0 && (open < 0 || open > close) ? answer.slice(close + "</think>".length) : answer;
+  return rest.replace(/<think>[\s\S]*?(<\/think>|$)/g, "");
+}
+
 export interface ExtractOptions {
   /** The prompt already opened a fence (e.g. ended in "```cpp\n"), so the answer starts inside code. */
   prefilled?: boolean;
@@ -155,7 +168,7 @@ export function extractCode(
   lang?: Language | null,
   opts: ExtractOptions = {},
 ): string | null {
-  let text = answer.replace(/<think>[\s\S]*?(<\/think>|$)/g, "");
+  let text = dropReasoning(answer);
   if (lang && opts.prefilled) text = "```" + lang + "\n" + text;
   const blocks = fencedBlocks(text).filter((b) => b.code.trim() !== "");
   if (!lang) {

@@ -17,7 +17,7 @@ import { modelWeightsHash, sha256, tokenizerFilesHashes } from "../io/hash.js";
 import { promptsKey } from "../io/tokenizer-json.js";
 import type { SecurityPair } from "../data/pairs.js";
 import { vibePrompt } from "../data/prompts.js";
-import { extractCode } from "../data/code.js";
+import { dropReasoning, extractCode } from "../data/code.js";
 import { DEFAULT_ENABLE_THINKING, DEFAULT_TEMPLATE_DATE } from "../io/chat-template.js";
 import { safetyLanguage } from "../data/languages.js";
 import { DEFAULT_MAX_JUDGED_CHARS, SEVERITY_RANK, judgeCode } from "./judge/rules/index.js";
@@ -95,7 +95,7 @@ export function llmJudgeInput(it: Pick<SafetyItem, "code" | "answer" | "lang">):
   lang?: string;
 } {
   if (it.code !== null) return { code: it.code, lang: it.lang };
-  return { code: it.answer.replace(/<think>[\s\S]*?(<\/think>|$)/g, "").trim() };
+  return { code: dropReasoning(it.answer).trim() };
 }
 
 export interface SafeRate {
@@ -442,8 +442,16 @@ export async function evaluateSafety(
   });
 }
 
-/** A think block with reasoning in it (not Qwen3's empty one), at the start of an answer. */
-const REASONING = /^\s*<think>(?!\s*<\/think>)/;
+/**
+ * Whether an answer began with reasoning: a think block with reasoning in it (not Qwen3's empty one), or text
+ * before a </think> that the prompt opened (dropReasoning).
+ */
+function beganWithReasoning(answer: string): boolean {
+  if (/^\s*<think>(?!\s*<\/think>)/.test(answer)) return true;
+  const close = answer.indexOf("</think>");
+  const open = answer.indexOf("<think>");
+  return close >= 0 && (open < 0 || open > close) && answer.slice(0, close).trim() !== "";
+}
 
 /**
  * What a run should say about answers in thinking mode (asked for, or from a server that does not read
@@ -454,7 +462,7 @@ export function thinkingNote(
   items: readonly Pick<SafetyItem, "answer">[],
   enableThinking: boolean,
 ): string | null {
-  const reasoning = items.filter((it) => REASONING.test(it.answer));
+  const reasoning = items.filter((it) => beganWithReasoning(it.answer));
   if (reasoning.length === 0) return null;
   const unclosed = reasoning.filter((it) => !/<\/think>/.test(it.answer)).length;
   return (

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { extractCode, fencedBlocks, looksLikeCode } from "../../src/data/code.js";
+import { dropReasoning, extractCode, fencedBlocks, looksLikeCode } from "../../src/data/code.js";
 
 test("extractCode takes the fenced block's contents, without the fences and info string", () => {
   const answer = "Here you go:\n```c++\nint main() {\n  return 0;\n}\n```\nDone.";
@@ -121,4 +121,21 @@ test("blank blocks are kept by fencedBlocks and skipped by extractCode", () => {
     [" ", "int a;"],
   );
   assert.equal(extractCode("```cpp\n \n```\n```cpp\nint a;\n```"), "int a;");
+});
+
+// Templates that open the think block in the prompt (Qwen3's Thinking-2507 models', DeepSeek-R1's: the generation
+// prompt ends in "<think>\n") make answers that hold only its end: vLLM's and SGLang's deepseek_r1 reasoning parsers
+// take the text before a </think> with no <think> as reasoning.
+test("reasoning before a </think> that no <think> opened is dropped, in both modes", () => {
+  const answer =
+    "Maybe `system(cmd);`:\n```cpp\nsystem(cmd);\n```\nNo, unsafe.\n</think>\n\n```cpp\nexecv(p, a);\n```";
+  assert.equal(dropReasoning(answer), "\n\n```cpp\nexecv(p, a);\n```");
+  assert.equal(extractCode(answer), "execv(p, a);");
+  assert.equal(extractCode(answer, "cpp"), "execv(p, a);");
+  // tags in order are the usual blocks; an unclosed one runs to the end; none: the text unchanged
+  assert.equal(dropReasoning("<think>a</think>b<think>c</think>d"), "bd");
+  assert.equal(dropReasoning("a<think>b"), "a");
+  assert.equal(dropReasoning("plain answer"), "plain answer");
+  // a </think> after a <think> is that block's end, not a prompt-opened one
+  assert.equal(dropReasoning("x <think>r</think> y"), "x  y");
 });

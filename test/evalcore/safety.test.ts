@@ -506,3 +506,34 @@ test("an LLM verdict on the first lines of a long answer says so, in the items, 
   assert.equal(j3.scored, PAIRS.length);
   fs.rmSync(made.dir, { recursive: true, force: true });
 });
+
+// Qwen3's Thinking-2507 models and DeepSeek-R1 distills open the think block in the prompt (their chat templates end
+// the generation prompt in "<think>\n"), so an answer holds the reasoning, a </think> with no <think>, then the
+// answer: vLLM's and SGLang's deepseek_r1 reasoning parsers read the text before such a </think> as reasoning.
+class PromptOpenedThinkingServer implements ChatBackend {
+  readonly name = "prompt-opened-thinking";
+  async generateChat(list: readonly (readonly ChatMessage[])[]): Promise<string[]> {
+    return list.map((messages) => {
+      const p = PAIRS.find((x) => x.question === messages[0]!.content)!;
+      return `First attempt:\n${p.rejected}\nThat is unsafe.\n</think>\n\n${p.chosen}`;
+    });
+  }
+}
+
+test("reasoning before a </think> the prompt opened is not judged (neither judge), and the note counts it", async () => {
+  const judge = new FakeJudge();
+  const r = await evaluateSafety(PAIRS, {
+    ...BASE_OPTS,
+    generation: { ...BASE_OPTS.generation, enableThinking: true },
+    backend: new PromptOpenedThinkingServer(),
+    llmJudge: judge,
+  });
+  r.items.forEach((it, i) => {
+    const p = PAIRS[i]!;
+    assert.equal(it.code, answerCode(p.chosen), p.id);
+    assert.equal(it.rule?.secure, judgeCode(answerCode(p.chosen), p.lang).secure, p.id);
+    assert.equal(it.llm?.secure, true, p.id);
+  });
+  assert.ok(judge.seen.every((x) => !x.code.includes("First attempt")));
+  assert.match(r.note, new RegExp(`${PAIRS.length} answers began with reasoning .*thinking mode, as asked`));
+});
