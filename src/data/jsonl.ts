@@ -3,10 +3,12 @@
  * the utility benchmarks). The file is never held as one string (V8 caps strings at 512 MiB), a row is refused
  * as soon as it grows past the row limit (before it is held whole), and a file or a gzip stream past the
  * dataset limit is refused, so hostile or careless data gives an InputError naming the file and the row,
- * never a heap abort. Both limits are settings:
+ * never a heap abort. Rows must be UTF-8 (another encoding is refused naming the row, not read with U+FFFD in
+ * place of its bytes), and a file that is one JSON array is named as such. Both limits are settings:
  *   GOODVIBE_MAX_ROW_BYTES      largest row in bytes (default 1 MiB; real rows are at most tens of kB)
  *   GOODVIBE_MAX_DATASET_BYTES  largest dataset file, after gunzip, in bytes (default 1 GiB)
  */
+import { isUtf8 } from "node:buffer";
 import * as fs from "node:fs";
 import * as zlib from "node:zlib";
 import { InputError, rowWhere } from "../errors.js";
@@ -64,16 +66,44 @@ function tooBigFile(file: string, limit: number, gz: boolean): InputError {
   );
 }
 
-/** Parse one line: blank → null; otherwise a JSON object without prototype-reaching keys, or an InputError. */
-function parseLine(name: string, row: number, bytes: Buffer): JsonRow | null {
+/** Why a row that is not UTF-8 is refused: the text would otherwise be read with U+FFFD in place of its bytes. */
+function encodingError(file: string, name: string, row: number, bytes: Buffer): InputError {
+  const bom16 =
+    row === 1 &&
+    bytes.length >= 2 &&
+    ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff));
+  return new InputError(
+    bom16
+      ? `${file}: the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8`
+      : `${name}: not valid UTF-8 (is the file in another encoding, such as Latin-1 or UTF-16?); save it as UTF-8`,
+  );
+}
+
+/**
+ * Parse one line: blank → null; otherwise a JSON object without prototype-reaching keys, or an InputError.
+ * `first`: no earlier row held anything, so a row that opens a JSON array is a whole-file JSON array.
+ */
+function parseLine(file: string, name: string, row: number, bytes: Buffer, first: boolean): JsonRow | null {
+  if (!isUtf8(bytes)) throw encodingError(file, name, row, bytes);
   let text = bytes.toString("utf8");
   if (row === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   if (text.trim() === "") return null;
+  if (first && text.trimStart().startsWith("["))
+    throw new InputError(
+      `${file}: the file is a JSON array, not JSON Lines (one JSON object per line); ` +
+        `convert it, e.g. \`jq -c '.[]' ${file} > rows.jsonl\``,
+    );
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (e) {
-    throw new InputError(`${name}: bad JSON (${(e as Error).message})`, { cause: e });
+    // a pretty-printed object spreads over lines: its first line alone is cut short
+    const spread = text.trimStart().startsWith("{") && !text.trimEnd().endsWith("}");
+    throw new InputError(
+      `${name}: bad JSON (${(e as Error).message})` +
+        (spread ? "; a row must hold one whole JSON object on one line (JSON Lines)" : ""),
+      { cause: e },
+    );
   }
   if (typeof value !== "object" || value === null || Array.isArray(value))
     throw new InputError(
@@ -89,6 +119,7 @@ class LineSplitter {
   private partBytes = 0;
   private row = 0;
   private total = 0;
+  private rows = 0;
 
   constructor(
     private readonly file: string,
@@ -127,8 +158,11 @@ class LineSplitter {
     const line = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.partBytes);
     this.parts = [];
     this.partBytes = 0;
-    const r = parseLine(this.rowName(this.file, this.row), this.row, line);
-    if (r) this.onRow(r);
+    const r = parseLine(this.file, this.rowName(this.file, this.row), this.row, line, this.rows === 0);
+    if (r) {
+      this.rows++;
+      this.onRow(r);
+    }
   }
 }
 
@@ -140,7 +174,14 @@ function readError(file: string, e: unknown): InputError {
   return new InputError(`cannot read ${file}: ${why}`, { cause: e });
 }
 
-/** Read a plain JSONL file row by row (synchronously), calling `onRow` for each non-blank row. */
+function isGzip(head: Buffer, n: number): boolean {
+  return n >= 2 && head[0] === 0x1f && head[1] === 0x8b; // by content: mirrors are loose with suffixes
+}
+
+/**
+ * Read a JSONL file row by row (synchronously), calling `onRow` for each non-blank row. A gzip file (by its magic
+ * bytes, as readJsonl) is decompressed first, whole: zlib has no synchronous stream, and the dataset limit bounds it.
+ */
 export function readJsonlSync(
   file: string,
   onRow: (r: JsonRow) => void,
@@ -156,23 +197,62 @@ export function readJsonlSync(
   try {
     const st = fs.fstatSync(fd);
     if (st.isDirectory()) throw readError(file, Object.assign(new Error("EISDIR"), { code: "EISDIR" }));
+    const head = Buffer.alloc(2);
+    let gz: boolean;
+    try {
+      gz = isGzip(head, fs.readSync(fd, head, 0, 2, 0));
+    } catch (e) {
+      throw readError(file, e);
+    }
     if (st.isFile() && st.size > limits.maxDatasetBytes)
       throw tooBigFile(file, limits.maxDatasetBytes, false);
-    const splitter = new LineSplitter(file, limits, false, onRow, opts.rowName ?? defaultRowName);
-    for (;;) {
-      const buf = Buffer.allocUnsafe(CHUNK_BYTES);
-      let n: number;
+    const splitter = new LineSplitter(file, limits, gz, onRow, opts.rowName ?? defaultRowName);
+    if (gz) {
+      let plain: Buffer;
       try {
-        n = fs.readSync(fd, buf, 0, buf.length, null);
+        plain = zlib.gunzipSync(readAllSync(file, fd), { maxOutputLength: limits.maxDatasetBytes + 1 });
       } catch (e) {
-        throw readError(file, e);
+        if (e instanceof InputError) throw e;
+        if ((e as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE")
+          throw tooBigFile(file, limits.maxDatasetBytes, true);
+        throw new InputError(`${file}: corrupt gzip data (${(e as Error).message})`, { cause: e });
       }
-      if (n === 0) break;
-      splitter.push(buf.subarray(0, n));
+      for (let at = 0; at < plain.length; at += CHUNK_BYTES)
+        splitter.push(plain.subarray(at, at + CHUNK_BYTES));
+    } else {
+      for (;;) {
+        const buf = Buffer.allocUnsafe(CHUNK_BYTES);
+        let n: number;
+        try {
+          n = fs.readSync(fd, buf, 0, buf.length, null);
+        } catch (e) {
+          throw readError(file, e);
+        }
+        if (n === 0) break;
+        splitter.push(buf.subarray(0, n));
+      }
     }
     splitter.end();
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+/** The whole of an open file, from its start. */
+function readAllSync(file: string, fd: number): Buffer {
+  const parts: Buffer[] = [];
+  let pos = 0;
+  for (;;) {
+    const buf = Buffer.allocUnsafe(CHUNK_BYTES);
+    let n: number;
+    try {
+      n = fs.readSync(fd, buf, 0, buf.length, pos);
+    } catch (e) {
+      throw readError(file, e);
+    }
+    if (n === 0) return Buffer.concat(parts);
+    parts.push(buf.subarray(0, n));
+    pos += n;
   }
 }
 
@@ -195,7 +275,7 @@ export async function readJsonl(
     if (st.isDirectory()) throw readError(file, Object.assign(new Error("EISDIR"), { code: "EISDIR" }));
     const magic = Buffer.alloc(2);
     const { bytesRead } = await fh.read(magic, 0, 2, 0);
-    gz = bytesRead === 2 && magic[0] === 0x1f && magic[1] === 0x8b; // by content: mirrors are loose with suffixes
+    gz = isGzip(magic, bytesRead);
     if (!gz && st.isFile() && st.size > limits.maxDatasetBytes)
       throw tooBigFile(file, limits.maxDatasetBytes, false);
   } catch (e) {
