@@ -99,7 +99,11 @@ function normalizeFilter(languages: readonly string[]): Language[] {
   return out;
 }
 
-/** Read a CyberNative-style JSONL file `{id, lang, question, chosen, rejected, cwe?}`. */
+/**
+ * Read a CyberNative-style JSONL file `{id?, lang, question, chosen, rejected, cwe?, task?}`. Other fields are
+ * ignored: the upstream dataset's rows (`{lang, vulnerability, system, question, chosen, rejected}`) have no id, and
+ * a row without one is named `<file name>:<row>`, as readLabelledCode names its samples.
+ */
 export function readPairs(file: string, opts: ReadPairsOptions = {}): SecurityPair[] {
   return pairsOf(file, readRowsOf(file), opts);
 }
@@ -107,8 +111,12 @@ export function readPairs(file: string, opts: ReadPairsOptions = {}): SecurityPa
 function pairsOf(file: string, rows: JsonRow[], opts: ReadPairsOptions): SecurityPair[] {
   const pairs: SecurityPair[] = [];
   const firstRowOfId = new Map<string, number>();
+  const base = path.basename(file);
   for (const r of rows) {
-    const id = requireString(file, r, "id");
+    const id =
+      r.value["id"] === undefined || r.value["id"] === null
+        ? `${base}:${r.row}`
+        : requireString(file, r, "id");
     const seen = firstRowOfId.get(id);
     if (seen !== undefined)
       throw new InputError(`${rowWhere(file, r.row, "id")}: duplicate id "${id}" (first at row ${seen})`);
@@ -209,9 +217,64 @@ export interface SplitOptions {
   seed: number;
 }
 
+/** Text as duplicates are found: whitespace runs made one space, ends trimmed, lower case. */
+export function normalizedText(s: string): string {
+  return s.replace(/\s+/g, " ").trim().toLowerCase();
+}
+
+/** An answer's code as duplicates are found (the judge sees only the code). */
+function codeKey(answer: string): string {
+  return normalizedText(extractCode(answer) ?? answer);
+}
+
+/** What a pair can leak through: its prompt, and the code of either answer (whichever label it has elsewhere). */
+function leakKeys(p: SecurityPair): string[] {
+  return [
+    `q\u0000${normalizedText(p.question)}`,
+    `c\u0000${codeKey(p.chosen)}`,
+    `c\u0000${codeKey(p.rejected)}`,
+  ];
+}
+
 /**
- * Seeded split stratified by language: each language gives round(n * devFraction) of its pairs to dev, but
- * always leaves at least one in train. Both halves keep the input order.
+ * Groups of pairs that share a prompt or an answer's code (after normalizedText), directly or through others:
+ * each group's pair indices in input order, groups in the order of their first pair.
+ */
+export function duplicateGroups(pairs: readonly SecurityPair[]): number[][] {
+  const parent = pairs.map((_, i) => i);
+  const find = (i: number): number => {
+    while (parent[i] !== i) i = parent[i] = parent[parent[i]!]!;
+    return i;
+  };
+  const owner = new Map<string, number>();
+  pairs.forEach((p, i) => {
+    for (const k of leakKeys(p)) {
+      const j = owner.get(k);
+      if (j === undefined) owner.set(k, i);
+      else {
+        const [a, b] = [find(i), find(j)];
+        // the smaller index is the root, so a group is named by its first pair
+        if (a !== b) parent[Math.max(a, b)] = Math.min(a, b);
+      }
+    }
+  });
+  const groups = new Map<number, number[]>();
+  pairs.forEach((_, i) => {
+    const r = find(i);
+    const g = groups.get(r) ?? [];
+    g.push(i);
+    groups.set(r, g);
+  });
+  return [...groups.values()];
+}
+
+/**
+ * Seeded split stratified by language, that never puts a prompt or a piece of code on both sides: pairs that share
+ * a prompt or an answer's code (duplicateGroups: after whitespace and case normalisation; real CyberNative repeats
+ * both) go to the same side, so a dev pair is not one the model or the judge was trained on. Each language gives
+ * about round(n * devFraction) of its pairs to dev (whole groups, in a seeded order, while they fit), always
+ * leaving at least one in train. Without duplicates every group is one pair and the split is exactly that count.
+ * Both halves keep the input order.
  */
 export function splitPairs(
   pairs: readonly SecurityPair[],
@@ -221,19 +284,69 @@ export function splitPairs(
   if (!(devFraction >= 0 && devFraction < 1))
     throw new InputError(`devFraction must be in [0, 1), got ${devFraction}`);
   const rng = createRng(seed);
-  const byLang = new Map<Language, number[]>();
-  pairs.forEach((p, i) => {
-    const list = byLang.get(p.lang) ?? [];
-    list.push(i);
-    byLang.set(p.lang, list);
-  });
+  // a group counts in the language of its first pair
+  const byLang = new Map<Language, { n: number; groups: number[][] }>();
+  for (const g of duplicateGroups(pairs)) {
+    const lang = pairs[g[0]!]!.lang;
+    const entry = byLang.get(lang) ?? { n: 0, groups: [] };
+    entry.n += g.length;
+    entry.groups.push(g);
+    byLang.set(lang, entry);
+  }
   const isDev = new Array<boolean>(pairs.length).fill(false);
   // Languages in first-occurrence order, so the random stream does not depend on Map internals.
-  for (const indices of byLang.values()) {
-    const nDev = Math.min(indices.length - 1, Math.round(indices.length * devFraction));
-    for (const i of rng.shuffle(indices.slice()).slice(0, nDev)) isDev[i] = true;
+  for (const { n, groups } of byLang.values()) {
+    const target = Math.min(n - 1, Math.round(n * devFraction));
+    let taken = 0;
+    for (const g of rng.shuffle(groups.slice())) {
+      if (taken + g.length > target) continue;
+      for (const i of g) isDev[i] = true;
+      taken += g.length;
+    }
   }
   return { train: pairs.filter((_, i) => !isDev[i]), dev: pairs.filter((_, i) => isDev[i]) };
+}
+
+/** How much of a held-out set its training set already holds (counts of held-out pairs). */
+export interface PairOverlap {
+  /** held-out pairs */
+  n: number;
+  /** whose prompt is a training prompt, character for character */
+  questionsExact: number;
+  /** whose prompt is a training prompt after normalizedText */
+  questions: number;
+  /** whose secure or insecure code is a training answer's code after normalizedText (what a judge sees) */
+  code: number;
+  /** sharing a prompt or code with training (questions or code) */
+  pairs: number;
+}
+
+/** The overlap of held-out pairs with training pairs (see PairOverlap); `unseen`: the held-out pairs sharing none. */
+export function pairOverlap(
+  heldOut: readonly SecurityPair[],
+  training: readonly SecurityPair[],
+): PairOverlap & { unseen: SecurityPair[] } {
+  const exact = new Set(training.map((p) => p.question));
+  const questions = new Set(training.map((p) => normalizedText(p.question)));
+  const code = new Set(training.flatMap((p) => [codeKey(p.chosen), codeKey(p.rejected)]));
+  const out = {
+    n: heldOut.length,
+    questionsExact: 0,
+    questions: 0,
+    code: 0,
+    pairs: 0,
+    unseen: [] as SecurityPair[],
+  };
+  for (const p of heldOut) {
+    const q = questions.has(normalizedText(p.question));
+    const c = code.has(codeKey(p.chosen)) || code.has(codeKey(p.rejected));
+    if (exact.has(p.question)) out.questionsExact++;
+    if (q) out.questions++;
+    if (c) out.code++;
+    if (q || c) out.pairs++;
+    else out.unseen.push(p);
+  }
+  return out;
 }
 
 function countBy<T, K>(items: readonly T[], key: (t: T) => K): Map<K, number> {

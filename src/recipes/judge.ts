@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { createHash } from "node:crypto";
 import { writeFileAtomic } from "../io/atomic.js";
-import type { SecurityPair } from "../data/pairs.js";
+import { pairOverlap, type SecurityPair } from "../data/pairs.js";
 import { describeJudgeConvention, type JudgeConvention } from "../data/prompts.js";
 import { JUDGE_RECORD_FILE, LlmJudge, judgeReliability, type JudgeReliability } from "../eval/judge/llm.js";
 import { trainJudge, judgeTrainOptions } from "./train-judge.js";
@@ -174,13 +174,16 @@ export async function measureJudgeReliability(opts: {
   return entries;
 }
 
-/** Held-out pairs that also appear (same secure or insecure code) in the judge's training pairs. */
+/**
+ * Held-out pairs whose secure or insecure code is also a training pair's code, compared after whitespace and case
+ * normalisation (data/pairs.ts pairOverlap): the judge sees only the code, and a copy that differs only in
+ * indentation or line endings is the same sample to it.
+ */
 export function overlapWithTraining(
   heldOut: readonly SecurityPair[],
   training: readonly SecurityPair[],
 ): number {
-  const seen = new Set(training.flatMap((p) => [p.chosen, p.rejected]));
-  return heldOut.filter((p) => seen.has(p.chosen) || seen.has(p.rejected)).length;
+  return pairOverlap(heldOut, training).code;
 }
 
 /** A folder as results name it: relative to the output folder when inside it (results stay valid when moved). */

@@ -11,6 +11,7 @@ import {
   readLabelledCode,
   readLabelledSamples,
   readPairs,
+  pairOverlap,
   splitPairs,
   type SecurityPair,
 } from "../../src/data/pairs.js";
@@ -168,7 +169,7 @@ test("splitPairs: stratified by language, seeded, disjoint, order kept", () => {
   const langs = ["cpp", "java", "go"] as const;
   const pairs: SecurityPair[] = [];
   for (let i = 0; i < 60; i++) {
-    pairs.push({ id: `r${i}`, lang: langs[i % 3]!, question: "q", chosen: "a;", rejected: "b;" });
+    pairs.push({ id: `r${i}`, lang: langs[i % 3]!, question: `q${i}`, chosen: `a${i};`, rejected: `b${i};` });
   }
   pairs.push({ id: "lonely", lang: "swift", question: "q", chosen: "a;", rejected: "b;" });
   const { train, dev } = splitPairs(pairs, { devFraction: 0.25, seed: 42 });
@@ -192,6 +193,97 @@ test("splitPairs: stratified by language, seeded, disjoint, order kept", () => {
   throwsInput(() => splitPairs(pairs, { devFraction: 1, seed: 0 }), "devFraction");
 });
 
+test("readPairs reads the upstream CyberNative rows: no id (named <file>:<row>), extra fields ignored", () => {
+  // the Hugging Face dataset's columns: lang, vulnerability, system, question, chosen, rejected
+  const upstream = (lang: string, n: number) => {
+    const r = row("x", lang) as Record<string, unknown>;
+    delete r["id"];
+    return { ...r, question: `task ${n}`, vulnerability: "Buffer overflow can occur ...", system: "" };
+  };
+  const file = writeJsonl([upstream("c++", 1), "", upstream("java", 2)]);
+  const base = path.basename(file);
+  const pairs = readPairs(file);
+  assert.deepEqual(
+    pairs.map((p) => [p.id, p.lang, p.question]),
+    [
+      [`${base}:1`, "cpp", "task 1"],
+      [`${base}:3`, "java", "task 2"],
+    ],
+  );
+  assert.equal("vulnerability" in pairs[0]!, false);
+  // an id that is there must still be a string, and ids stay unique
+  throwsInput(() => readPairs(writeJsonl([row("a", "go", { id: 7 })])), '"id"', "expected a string");
+  const clash = writeJsonl([upstream("go", 1)]);
+  fs.appendFileSync(clash, JSON.stringify(row(`${path.basename(clash)}:1`, "go")) + "\n");
+  throwsInput(() => readPairs(clash), "row 2", "duplicate id");
+});
+
+/** The test's own normalisation (not the module's): whitespace runs to one space, trimmed, lower case. */
+const norm = (s: string) => s.split(/\s+/).filter(Boolean).join(" ").toLowerCase();
+const fencedCode = (s: string) => /```[^\n]*\n([\s\S]*?)```/.exec(s)?.[1] ?? s;
+/** Dev pairs that share a prompt or a piece of code with some train pair, by the definitions above. */
+function leaked(train: readonly SecurityPair[], dev: readonly SecurityPair[]): string[] {
+  const q = new Set(train.map((p) => norm(p.question)));
+  const c = new Set(train.flatMap((p) => [norm(fencedCode(p.chosen)), norm(fencedCode(p.rejected))]));
+  return dev
+    .filter(
+      (p) =>
+        q.has(norm(p.question)) || c.has(norm(fencedCode(p.chosen))) || c.has(norm(fencedCode(p.rejected))),
+    )
+    .map((p) => p.id);
+}
+
+test("splitPairs never puts a prompt or a piece of code on both sides (duplicates after whitespace/case)", () => {
+  const fence = (code: string) => "```go\n" + code + "\n```";
+  const pairs: SecurityPair[] = [];
+  for (let i = 0; i < 80; i++) {
+    // every 4th repeats an earlier prompt with other spacing and case; every 5th reuses an earlier pair's insecure
+    // code as its own secure code, reindented (the same text under the other label, as in CyberNative)
+    const question = i % 4 === 3 ? `  WRITE a go  program ${i - 3}\n` : `Write a go program ${i}`;
+    const chosen = i % 5 === 4 ? fence(`\tunsafe(${i - 2});`) : fence(`safe(${i});`);
+    pairs.push({ id: `g${i}`, lang: "go", question, chosen, rejected: fence(`unsafe(${i});`) });
+  }
+  for (const seed of [1, 2, 3, 4, 5]) {
+    const { train, dev } = splitPairs(pairs, { devFraction: 0.25, seed });
+    assert.deepEqual(leaked(train, dev), [], `seed ${seed}`);
+    assert.equal(train.length + dev.length, 80);
+    // whole groups, so about a quarter: never more, and short by less than the largest group (3 pairs here)
+    assert.ok(dev.length <= 20 && dev.length > 20 - 3, `seed ${seed}: ${dev.length} dev pairs`);
+  }
+  // a split by pair alone (the old one) leaks on this data: the check above can fail
+  const byPair = { train: pairs.filter((_, i) => i % 4 !== 0), dev: pairs.filter((_, i) => i % 4 === 0) };
+  assert.ok(leaked(byPair.train, byPair.dev).length > 0);
+});
+
+test("pairOverlap counts held-out pairs whose prompt or code training holds, exactly and normalised", () => {
+  const p = (id: string, question: string, chosen: string, rejected: string): SecurityPair => ({
+    id,
+    lang: "cpp",
+    question,
+    chosen: "```cpp\n" + chosen + "\n```",
+    rejected: "```cpp\n" + rejected + "\n```",
+  });
+  const training = [
+    p("t1", "Copy a string", "strncpy(d, s, n);", "strcpy(d, s);"),
+    p("t2", "Open a file", "f();", "g();"),
+  ];
+  const heldOut = [
+    p("h1", "Copy a string", "a();", "b();"), // the same prompt
+    p("h2", "copy  A STRING ", "c();", "d();"), // the same prompt after normalisation
+    p("h3", "Sort numbers", "e();", "  strcpy(d,  s);"), // training's insecure code, respaced
+    p("h4", "Parse JSON", "h();", "i();"), // nothing shared
+  ];
+  const o = pairOverlap(heldOut, training);
+  assert.deepEqual(
+    { n: o.n, questionsExact: o.questionsExact, questions: o.questions, code: o.code, pairs: o.pairs },
+    { n: 4, questionsExact: 1, questions: 2, code: 1, pairs: 3 },
+  );
+  assert.deepEqual(
+    o.unseen.map((x) => x.id),
+    ["h4"],
+  );
+});
+
 // Optional: the real CyberNative data, read in place (never copied into the repository).
 const DATA = path.resolve(fileURLToPath(new URL("../../../", import.meta.url)), "../shared/data/cybernative");
 test(
@@ -208,5 +300,25 @@ test(
     const samples = pairsToLabelledSamples(four);
     assert.equal(samples.length, 2 * four.length);
     assert.ok(samples.every((s) => !s.code.includes("```")));
+  },
+);
+
+test(
+  "real CyberNative: dev repeats train prompts and code; splitPairs of train leaves no overlap",
+  { skip: !fs.existsSync(DATA) && "no ../shared/data" },
+  () => {
+    const train = readPairs(path.join(DATA, "train.jsonl"));
+    const dev = readPairs(path.join(DATA, "dev.jsonl"));
+    const o = pairOverlap(dev, train);
+    // counted independently (Python over the raw files): 57 dev prompts are train prompts as they are, 58 after
+    // whitespace/case normalisation
+    assert.equal(o.questionsExact, 57);
+    assert.equal(o.questions, 58);
+    assert.ok(o.code > 0 && o.pairs >= o.questions && o.pairs === dev.length - o.unseen.length);
+    for (const seed of [0, 1]) {
+      const s = splitPairs(train, { devFraction: 0.1, seed });
+      assert.deepEqual(leaked(s.train, s.dev), []);
+      assert.ok(s.dev.length > 0.09 * train.length && s.dev.length <= 0.1 * train.length + 11);
+    }
   },
 );
