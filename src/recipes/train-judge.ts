@@ -25,7 +25,7 @@ import { DEFAULT_LORA, type LoraConfig } from "../method/lora/config.js";
 import type { TrainConfig } from "../method/train-config.js";
 import { trainSft, type SftExample, type TrainHooks, type TrainResult } from "../method/train.js";
 import { PAPER_JUDGE, buildSftExample, judgeMessages, type JudgeConvention } from "../data/prompts.js";
-import { pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
+import { normalizedText, pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
 import { Tensor, noGrad, tidy, type DType } from "../tensor/index.js";
 import { JUDGE_RECORD_FILE, LlmJudge } from "../eval/judge/llm.js";
 import { DEFAULT_ENABLE_THINKING } from "../io/chat-template.js";
@@ -66,9 +66,10 @@ export interface TrainJudgeOptions {
 export interface TrainedJudge {
   outDir: string;
   train: TrainResult;
-  /** Judge examples trained on, and those skipped for length. */
+  /** Judge examples trained on, those skipped for length, and those whose code the pairs label both ways. */
   examples: number;
   skipped: number;
+  conflicting: number;
   /** The trained judge in memory, its weights folded exactly as written to outDir. */
   judge: LlmJudge;
 }
@@ -88,17 +89,33 @@ export function judgeTrainOptions(
   };
 }
 
-/** The judge's SFT examples: the answer is the label token (plus the template's end-of-turn token). */
+/**
+ * The judge's SFT examples: the answer is the label token (plus the template's end-of-turn token). A code that the
+ * pairs label both ways (a pair whose secure and insecure code are the same after whitespace and case
+ * normalisation, or a secure answer that is another pair's insecure one; real CyberNative has both) is left out
+ * and counted in `conflicting`: trained under both labels, it only teaches the judge to answer 0.5.
+ */
 export function judgeExamples(
   tok: HfTokenizer,
   pairs: readonly SecurityPair[],
   maxLength: number,
   convention: JudgeConvention = PAPER_JUDGE,
   enableThinking = DEFAULT_ENABLE_THINKING,
-): { examples: SftExample[]; skipped: number } {
+): { examples: SftExample[]; skipped: number; conflicting: number } {
   const examples: SftExample[] = [];
   let skipped = 0;
-  for (const s of pairsToLabelledSamples(pairs)) {
+  let conflicting = 0;
+  const samples = pairsToLabelledSamples(pairs);
+  const labels = new Map<string, Set<boolean>>();
+  for (const s of samples) {
+    const k = normalizedText(s.code);
+    labels.set(k, (labels.get(k) ?? new Set()).add(s.secure));
+  }
+  for (const s of samples) {
+    if (labels.get(normalizedText(s.code))!.size > 1) {
+      conflicting++;
+      continue;
+    }
     const label = s.secure ? convention.labels.safe : convention.labels.unsafe;
     const ex = buildSftExample(
       tok,
@@ -108,7 +125,7 @@ export function judgeExamples(
     if (ex.inputIds.length > maxLength) skipped++;
     else examples.push(ex);
   }
-  return { examples, skipped };
+  return { examples, skipped, conflicting };
 }
 
 /** Where a canonical HF name ("model.layers.0...") is stored in a checkpoint (Gemma3 may add a prefix). */
@@ -167,6 +184,7 @@ interface PreparedJudge {
   enableThinking: boolean;
   examples: SftExample[];
   skipped: number;
+  conflicting: number;
   model: ReturnType<typeof loadModel>;
 }
 
@@ -175,20 +193,42 @@ async function prepareJudge(opts: TrainJudgeOptions, base: string): Promise<Prep
   const convention = opts.convention ?? PAPER_JUDGE;
   const maxLength = opts.maxLength ?? DEFAULT_JUDGE_TRAIN.maxLength;
   const enableThinking = opts.enableThinking ?? DEFAULT_ENABLE_THINKING;
-  const { examples, skipped } = judgeExamples(tokenizer, opts.pairs, maxLength, convention, enableThinking);
+  const { examples, skipped, conflicting } = judgeExamples(
+    tokenizer,
+    opts.pairs,
+    maxLength,
+    convention,
+    enableThinking,
+  );
   if (examples.length === 0)
-    throw new InputError(`trainJudge: every judge example is longer than maxLength ${maxLength} tokens`);
+    throw new InputError(
+      conflicting > 0 && skipped === 0
+        ? `trainJudge: every judge example's code is labelled both secure and insecure by the pairs`
+        : `trainJudge: every judge example is longer than maxLength ${maxLength} tokens`,
+    );
   const dtype = opts.dtype ?? (opts.method === "full" ? "float32" : undefined);
-  return { tokenizer, convention, enableThinking, examples, skipped, model: loadModel(base, { dtype }) };
+  return {
+    tokenizer,
+    convention,
+    enableThinking,
+    examples,
+    skipped,
+    conflicting,
+    model: loadModel(base, { dtype }),
+  };
 }
 
 async function trainAndWrite(
   opts: TrainJudgeOptions,
   base: string,
   out: string,
-  { tokenizer, convention, enableThinking, examples, skipped, model }: PreparedJudge,
+  { tokenizer, convention, enableThinking, examples, skipped, conflicting, model }: PreparedJudge,
 ): Promise<TrainedJudge> {
   const cfg: TrainConfig = { ...judgeLoopConfig(DEFAULT_JUDGE_TRAIN), ...opts.cfg };
+  if (conflicting > 0)
+    opts.hooks?.onNote?.(
+      `left out ${conflicting} of ${examples.length + skipped + conflicting} samples: their code is labelled both secure and insecure by the pairs`,
+    );
   const method: AttachedMethod =
     opts.method === "full" ? attachFull(model) : attachLora(model, opts.lora ?? DEFAULT_LORA);
   const padTokenId = tokenizer.padTokenId ?? tokenizer.eosTokenIds[0] ?? 0;
@@ -259,6 +299,8 @@ async function trainAndWrite(
         train: cfg,
         examples: examples.length,
         skipped,
+        // samples left out because the pairs label their code both ways (judgeExamples)
+        ...(conflicting > 0 ? { conflicting } : {}),
         finalLoss: train.finalLoss,
         steps: train.steps,
         // the builds of the tool that trained it, from the step each began at (a checkpoint resumed by another)
@@ -286,6 +328,7 @@ async function trainAndWrite(
     train,
     examples: examples.length,
     skipped,
+    conflicting,
     judge: new LlmJudge(model, tokenizer, out, convention, enableThinking),
   };
 }
