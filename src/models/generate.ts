@@ -32,6 +32,13 @@ export interface SamplingOptions {
    * way, instead of generating to max_tokens and cutting after, and streams its text.
    */
   onToken?: (row: number, token: number) => boolean | void;
+  /**
+   * Prompt tokens per forward pass: a prompt longer than this is run into the KV cache a chunk at a time, with a
+   * step point (`generateAsync`: a turn of the event loop) after each, before the first token is chosen, so that a
+   * server answers other clients while a long prompt prefills (vLLM's chunked prefill). The logits can differ from
+   * one pass's in the last bits (other matrix shapes). Undefined: the whole prompt in one pass.
+   */
+  prefillChunk?: number;
 }
 
 /** HF's TopPLogitsWarper: drop the tokens outside the smallest set whose probability reaches topP. */
@@ -166,6 +173,28 @@ function* generateSteps(
   let ids = keep(Tensor.fromArray(padded.flat(), [B, maxLen], "int64"));
   let mask = needMask ? keep(Tensor.fromArray(maskRows.flat(), [B, maxLen], "int64")) : null;
   try {
+    const chunk = opts.prefillChunk;
+    if (chunk !== undefined && (!Number.isInteger(chunk) || chunk < 1))
+      throw new Error(`generate: prefillChunk must be a positive integer, got ${chunk}`);
+    if (chunk !== undefined && maxLen > chunk && opts.maxNewTokens > 0) {
+      // all but the last chunk go into the cache; the first step below runs the rest and picks the first token
+      let start = 0;
+      for (; maxLen - start > chunk; start += chunk) {
+        const from = start;
+        noGrad(() =>
+          tidy(() => {
+            model.hidden(ids.narrow(1, from, chunk), {
+              attentionMask: mask ? mask.narrow(1, 0, from + chunk) : undefined,
+              cache,
+            });
+          }),
+        );
+        yield;
+      }
+      const rest = keep(noGrad(() => ids.narrow(1, start, maxLen - start).contiguous()));
+      ids.dispose();
+      ids = rest;
+    }
     for (let step = 0; step < opts.maxNewTokens; step++) {
       const next = noGrad(() =>
         tidy(() => {

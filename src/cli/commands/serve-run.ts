@@ -27,7 +27,7 @@ export async function serveCommand(g: OptionValues, opts: OptionValues): Promise
   const log = makeLogger(g);
   await runCommand(g, async () => {
     // everything a user can get wrong is checked before the model loads (the numbers by their parsers)
-    const { port, maxBodyMb, maxQueue, maxTokens } = opts as Record<string, number>;
+    const { port, maxBodyMb, maxQueue, maxTokens, prefillChunk } = opts as Record<string, number>;
     const host = String(opts.host).trim();
     if (!host) throw new InputError("--host is empty");
     const apiKey: string | undefined = opts.apiKey ?? (process.env[API_KEY_ENV] || undefined);
@@ -54,6 +54,7 @@ export async function serveCommand(g: OptionValues, opts: OptionValues): Promise
       maxQueue,
       maxTokensLimit: maxTokens,
       samplingDefaults,
+      prefillChunk,
       log: g.quiet ? undefined : (line) => process.stderr.write(`${line}\n`),
     });
     process.stderr.write(

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { API_KEY_ENV, DEFAULT_MAX_QUEUE } from "../../eval/generate/serve-config.js";
+import { API_KEY_ENV, DEFAULT_MAX_QUEUE, DEFAULT_PREFILL_CHUNK } from "../../eval/generate/serve-config.js";
 import { collect, integer } from "../options.js";
 
 export function registerServe(program: Command): void {
@@ -28,6 +28,12 @@ export function registerServe(program: Command): void {
       DEFAULT_MAX_QUEUE,
     )
     .option("--max-tokens <n>", "largest max_tokens a request may ask for", integer(1), 4096)
+    .option(
+      "--prefill-chunk <n>",
+      "prompt tokens per forward pass while a prompt prefills, so that other clients are answered meanwhile (0: the whole prompt at once)",
+      integer(0),
+      DEFAULT_PREFILL_CHUNK,
+    )
     .option(
       "--no-generation-config",
       "don't take the model folder's generation_config.json (vLLM's --generation-config vllm): a request without temperature, top_p or top_k then gets OpenAI's defaults (temperature 1, no top-p, no top-k), and no repetition_penalty is applied; default: taken, as vLLM's --generation-config auto",

@@ -118,6 +118,8 @@ export class BuiltinBackend implements GenerationBackend {
       onToken?: SamplingOptions["onToken"];
       /** Sampling only: the top-k to apply instead of the folder's (0: none); a server's own default. */
       topK?: number;
+      /** models/generate.ts SamplingOptions.prefillChunk (a server's: other clients are answered meanwhile). */
+      prefillChunk?: number;
     },
   ): Promise<number[][]> {
     this.checkOptions(opts);
@@ -127,6 +129,7 @@ export class BuiltinBackend implements GenerationBackend {
         ...this.sampling(opts),
         signal: opts.signal,
         onToken: opts.onToken,
+        prefillChunk: opts.prefillChunk,
       }),
     );
   }

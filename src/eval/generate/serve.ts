@@ -10,7 +10,9 @@
  *     preflight) is refused (415) — and at most `maxBodyBytes` (413, answered, not a reset);
  *   - every field validated before any work: prompt ids inside the vocabulary, prompt + max_tokens inside the
  *     model's context, sampling options in their ranges, options it cannot honour refused rather than ignored (400);
- *   - one generation at a time (the engine is single-stream), at most `maxQueue` waiting: 429 beyond that;
+ *   - one generation at a time (the engine is single-stream), at most `maxQueue` waiting: 429 beyond that; it starts
+ *     on a later turn than its request, and a long prompt is prefilled `prefillChunk` tokens per pass with a turn of
+ *     the event loop between, so other clients are answered meanwhile;
  *   - a client that goes away cancels its request; `stop()` answers in-flight and queued requests 503 within one
  *     decoding step (a stream under way: an error event) and closes the listener.
  * A row ends at its first stop string (usage counts the tokens up to it), and `stream: true` answers with
@@ -25,7 +27,7 @@ import { GoodVibeError, InputError, InterruptedError } from "../../errors.js";
 import type { ChatMessage } from "../../io/tokenizer.js";
 import type { BuiltinBackend } from "./builtin.js";
 import { cutAtStop } from "../utility/model.js";
-import { DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUEUE } from "./serve-config.js";
+import { DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUEUE, DEFAULT_PREFILL_CHUNK } from "./serve-config.js";
 import { rowTextOf, type RowText } from "./text-stream.js";
 import { isPlainObject } from "../../util/keys.js";
 import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
@@ -57,6 +59,8 @@ export interface ServeOptions {
    * top-k.
    */
   samplingDefaults?: ServedSamplingDefaults;
+  /** Prompt tokens per forward pass while a prompt prefills (default DEFAULT_PREFILL_CHUNK; 0: all at once). */
+  prefillChunk?: number;
 }
 
 export interface RunningServer {
@@ -406,6 +410,8 @@ class Engine {
   constructor(
     private readonly backend: BuiltinBackend,
     private readonly maxQueue: number,
+    /** undefined: the whole prompt in one pass */
+    private readonly prefillChunk: number | undefined,
   ) {}
 
   load() {
@@ -455,16 +461,24 @@ class Engine {
     this.running = job;
     const r = job.req;
     const rows = r.prompts.flatMap((ids) => Array.from({ length: r.n }, () => ids));
-    this.backend
-      .generateBatchAsync(rows, {
-        maxNewTokens: r.maxTokens,
-        temperature: r.temperature,
-        topP: r.topP,
-        topK: r.topK,
-        seed: r.seed,
-        signal: job.controller.signal,
-        onToken: job.onToken,
-      })
+    // on the next turn: the request handler returns (a stream's head goes out) before any decoding blocks the thread
+    new Promise<void>((started) => setImmediate(started))
+      .then(() =>
+        // (a request cancelled in between is not started)
+        job.controller.signal.throwIfAborted(),
+      )
+      .then(() =>
+        this.backend.generateBatchAsync(rows, {
+          maxNewTokens: r.maxTokens,
+          temperature: r.temperature,
+          topP: r.topP,
+          topK: r.topK,
+          seed: r.seed,
+          signal: job.controller.signal,
+          onToken: job.onToken,
+          prefillChunk: this.prefillChunk,
+        }),
+      )
       .then(job.resolve, (e) => job.reject(job.controller.signal.aborted ? job.controller.signal.reason : e))
       .finally(() => {
         this.running = null;
@@ -496,11 +510,12 @@ function checkOptions(opts: ServeOptions): void {
     ["maxQueue", opts.maxQueue],
     ["maxBatch", opts.maxBatch],
     ["maxTokensLimit", opts.maxTokensLimit],
-  ] as const)
-    if (v !== undefined && (!Number.isInteger(v) || v < (k === "maxQueue" ? 0 : 1)))
-      throw new InputError(
-        `serve: ${k} must be a ${k === "maxQueue" ? "non-negative" : "positive"} integer, got ${v}`,
-      );
+    ["prefillChunk", opts.prefillChunk],
+  ] as const) {
+    const zeroOk = k === "maxQueue" || k === "prefillChunk";
+    if (v !== undefined && (!Number.isInteger(v) || v < (zeroOk ? 0 : 1)))
+      throw new InputError(`serve: ${k} must be a ${zeroOk ? "non-negative" : "positive"} integer, got ${v}`);
+  }
   if (opts.apiKey !== undefined && opts.apiKey.length === 0)
     throw new InputError("serve: the API key is empty (leave it unset to serve without one)");
   if (!opts.modelName) throw new InputError("serve: the model name is empty");
@@ -554,7 +569,8 @@ export async function serveBuiltin(backend: BuiltinBackend, opts: ServeOptions):
     defaults: opts.samplingDefaults ?? OPENAI_SAMPLING_DEFAULTS,
   };
   const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-  const engine = new Engine(backend, opts.maxQueue ?? DEFAULT_MAX_QUEUE);
+  const prefillChunk = opts.prefillChunk ?? DEFAULT_PREFILL_CHUNK;
+  const engine = new Engine(backend, opts.maxQueue ?? DEFAULT_MAX_QUEUE, prefillChunk || undefined);
   const allowAnyHost = (opts.allowedHosts ?? []).includes("*");
   const allowed = new Set(
     [
@@ -957,8 +973,8 @@ class EventStream {
 
   /** Row `row` can show `ready` now: send what of it was not sent. */
   update(row: number, ready: string): void {
-    // the first decoding step runs as the request is accepted, before submit returns: the stream opens here then
-    this.open();
+    this.open(); // (opened already: the first decoding step runs on a later turn than the request's)
+
     const sent = this.sent[row]!;
     if (ready.length <= sent.length || !ready.startsWith(sent)) return;
     this.chunk(row, ready.slice(sent.length), null);
