@@ -169,6 +169,10 @@ const UNSUPPORTED: [string, (v: unknown) => boolean][] = [
   ["tools", (v) => Array.isArray(v) && v.length === 0],
   ["functions", (v) => Array.isArray(v) && v.length === 0],
   ["response_format", (v) => isPlainObject(v) && v.type === "text"],
+  // vLLM's extra sampling parameters the engine has no processor for
+  ["min_p", (v) => v === 0],
+  ["min_tokens", (v) => v === 0],
+  ["ignore_eos", (v) => v === false],
 ];
 
 function chatMessages(v: unknown): ChatMessage[] {
@@ -285,6 +289,16 @@ function parseRequest(
   const temperature =
     num("temperature", (v) => v >= 0 && v <= 2, "a number in [0, 2]") ?? limits.defaults.temperature;
   const topP = num("top_p", (v) => v > 0 && v <= 1, "a number in (0, 1]") ?? limits.defaults.topP ?? 1;
+  // vLLM's extra repetition_penalty: the engine applies the folder's (generation_config.json) or none, so only that
+  // value is honoured; another is refused rather than ignored
+  const applied = backend.processors.repetitionPenalty ?? 1;
+  const penalty = num("repetition_penalty", (v) => v > 0, "a number > 0");
+  if (penalty !== undefined && penalty !== applied)
+    throw bad(
+      `repetition_penalty ${penalty} is not supported by this server: it applies ${applied} (the model folder's generation_config.json, or 1 for none)`,
+      "repetition_penalty",
+      "unsupported_parameter",
+    );
   // vLLM's extra sampling parameter (-1 or 0: none)
   const topKAsked = int("top_k", -1, Number.MAX_SAFE_INTEGER);
   const topK = topKAsked !== undefined ? Math.max(0, topKAsked) : (limits.defaults.topK ?? 0);
