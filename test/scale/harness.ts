@@ -62,15 +62,17 @@ let timeDir: string | undefined;
  */
 export function startGoodvibe(
   args: string[],
-  opts: { cwd?: string; env?: NodeJS.ProcessEnv; measure?: boolean } = {},
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; measure?: boolean; nodeArgs?: string[] } = {},
 ): Started {
   const measure = (opts.measure ?? true) && fs.existsSync(TIME);
+  // Node's own flags (V8's GC schedule for a memory measurement), before the CLI's path
+  const node = opts.nodeArgs ?? [];
   const timeFile = measure
     ? path.join((timeDir ??= scratchDir("gv-time-")), `${runs.length}-${Date.now()}`)
     : null;
   const argv = timeFile
-    ? [TIME, "-o", timeFile, "-f", "%M", process.execPath, CLI, ...args]
-    : [process.execPath, CLI, ...args];
+    ? [TIME, "-o", timeFile, "-f", "%M", process.execPath, ...node, CLI, ...args]
+    : [process.execPath, ...node, CLI, ...args];
   const t0 = process.hrtime.bigint();
   const child = spawn(argv[0]!, argv.slice(1), {
     cwd: opts.cwd,
@@ -120,7 +122,7 @@ export function startGoodvibe(
 
 export function goodvibe(
   args: string[],
-  opts: { cwd?: string; env?: NodeJS.ProcessEnv; measure?: boolean } = {},
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; measure?: boolean; nodeArgs?: string[] } = {},
 ): Promise<Run> {
   return startGoodvibe(args, opts).done;
 }
