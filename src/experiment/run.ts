@@ -85,9 +85,14 @@ export interface RunOptions {
 
 export interface RunSummary {
   outDir: string;
-  /** cell ids computed in this call, and those found finished */
+  /** cell ids computed in this call, and those found finished (cached by an earlier run or another worker) */
   ran: string[];
   skipped: string[];
+  /**
+   * cells of the same key as an earlier cell of this plan (the same settings under another name): they take that
+   * cell's result, computed now or cached, and are neither computed nor read on their own
+   */
+  shared: string[];
   /** true when the run stopped before every cell was done (rerun to resume) */
   stopped: boolean;
   /** cells left to other workers (another shard's, or claimed by a worker computing them) and not yet done */
@@ -223,7 +228,7 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
     } catch (e) {
       if (e instanceof InterruptedError || opts.signal?.aborted) {
         log.warn(`stopped while preparing the judge (${(e as Error).message}); rerun to resume`);
-        return { outDir, ran: [], skipped: [], stopped: true };
+        return { outDir, ran: [], skipped: [], shared: [], stopped: true };
       }
       throw e;
     }
@@ -521,6 +526,7 @@ async function computeCell(ctx: RunContext, cell: PlannedCell, tag: string): Pro
 interface CellsOutcome {
   ran: string[];
   skipped: string[];
+  shared: string[];
   /** every finished cell's result, in plan order */
   results: CellResult[];
   stopped: boolean;
@@ -535,10 +541,10 @@ interface CellsOutcome {
  */
 async function runCells(ctx: RunContext, opts: RunOptions): Promise<CellsOutcome> {
   const { plan, log } = ctx;
-  const out: CellsOutcome = { ran: [], skipped: [], results: [], stopped: false, pending: [] };
+  const out: CellsOutcome = { ran: [], skipped: [], shared: [], results: [], stopped: false, pending: [] };
   const done = new Map<string, CellResult>();
   const finished = (cell: PlannedCell, result: CellResult) => {
-    out.skipped.push(cell.id);
+    (done.has(cell.key) ? out.shared : out.skipped).push(cell.id);
     out.results.push(relabel(result, cell));
     done.set(cell.key, result);
   };
@@ -629,8 +635,8 @@ function collectFinishedSince(
       still.push(cell.id);
       continue;
     }
+    (done.has(cell.key) ? out.shared : out.skipped).push(cell.id);
     done.set(cell.key, result);
-    out.skipped.push(cell.id);
     results.push(relabel(result, cell));
   }
   return { ...out, results, pending: still };
@@ -672,7 +678,7 @@ const PARTIAL_RESULTS = "results.partial.json";
 /** A run that stopped, or left cells to other workers: the finished cells so far in results.partial.json. */
 function stopEarly(ctx: RunContext, cells: CellsOutcome, experiment: ExperimentResults): RunSummary {
   const { plan, outDir, log } = ctx;
-  const { ran, skipped, stopped, pending, results } = cells;
+  const { ran, skipped, shared, stopped, pending, results } = cells;
   if (stopped)
     log.warn(
       `stopped with ${results.length} of ${plan.cells.length} cells done; rerun the same command to resume`,
@@ -688,7 +694,7 @@ function stopEarly(ctx: RunContext, cells: CellsOutcome, experiment: ExperimentR
     const partial = parseExperimentResults(JSON.parse(JSON.stringify(experiment)), partialFile);
     writeFileAtomic(partialFile, JSON.stringify(partial, null, 2));
   }
-  return { outDir, ran, skipped, stopped, pending, ...(results.length > 0 ? { partialFile } : {}) };
+  return { outDir, ran, skipped, shared, stopped, pending, ...(results.length > 0 ? { partialFile } : {}) };
 }
 
 /** Every cell done: results.json (validated) and the report, written by one worker of those sharing the folder. */
@@ -699,13 +705,13 @@ async function publishResults(
   render: boolean,
 ): Promise<RunSummary> {
   const { outDir, log } = ctx;
-  const { ran, skipped, stopped, pending } = cells;
+  const { ran, skipped, shared, stopped, pending } = cells;
   const resultsFile = path.join(outDir, "results.json");
   // workers finishing together: one writes the results and the report
   const releaseResults = tryClaim(path.join(outDir, "work", "results"));
   if (!releaseResults) {
     log.info("every cell is done; another worker is writing results.json and the report");
-    return { outDir, ran, skipped, stopped, pending };
+    return { outDir, ran, skipped, shared, stopped, pending };
   }
   const reportDir = path.join(outDir, "report");
   let checked: ExperimentResults;
@@ -721,7 +727,7 @@ async function publishResults(
   } finally {
     releaseResults();
   }
-  return { outDir, ran, skipped, stopped, resultsFile, reportDir, results: checked };
+  return { outDir, ran, skipped, shared, stopped, resultsFile, reportDir, results: checked };
 }
 
 /**

@@ -63,7 +63,10 @@ export async function experimentRunCommand(
     // --stop-after is a requested, clean stop, not an interruption: exit 0 (a signal, even during such a run: 130)
     const byStopAfter = r.stopped && !signal.aborted && opts.stopAfter !== undefined;
     const lines = [
-      `${plan.cells.length} cells: ${r.ran.length} computed now, ${r.skipped.length} cached`,
+      `${plan.cells.length} cells: ${r.ran.length} computed now, ${r.skipped.length} cached` +
+        (r.shared.length > 0
+          ? `, ${r.shared.length} ${r.shared.length === 1 ? "shares" : "share"} another cell's result (the same settings)`
+          : ""),
       r.stopped
         ? byStopAfter
           ? `stopped after ${r.ran.length} cell${r.ran.length === 1 ? "" : "s"} computed now (--stop-after ${opts.stopAfter}): rerun the same command to go on`
@@ -80,6 +83,7 @@ export async function experimentRunCommand(
       cells: plan.cells.length,
       ran: r.ran,
       skipped: r.skipped,
+      shared: r.shared,
       stopped: r.stopped,
       ...(r.stopped ? { stoppedBy: byStopAfter ? "stop-after" : "signal" } : {}),
       shard: shard ?? null,
