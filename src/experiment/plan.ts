@@ -8,6 +8,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
+import { checkModelWeights } from "../io/safetensors.js";
 import { loadModelConfig, type ModelConfig } from "../io/config.js";
 import { canonicalJson, fileHash, modelFolderHash, sha256 } from "../io/hash.js";
 import { answerTokensKey, promptsKey } from "../io/tokenizer-json.js";
@@ -250,23 +251,42 @@ export function missingInputs(spec: ExperimentSpec, source = "experiment"): stri
         `${source}: model "${m.name}": no tokenizer.json in ${path.resolve(m.path)} (models[${i}].path): a fast ` +
           `Hugging Face tokenizer is required; copy the checkpoint's tokenizer.json there`,
       );
+    // weights missing or cut short (a shard the index names absent, an interrupted download) are found here, from
+    // the index, the headers and the files' sizes, not when the model's first cell loads them
+    else {
+      const bad = weightsProblem(m.path);
+      if (bad) out.push(`${source}: model "${m.name}" (models[${i}].path): ${bad}`);
+    }
   });
   for (const k of ["train", "dev"] as const)
     if (!fs.existsSync(spec.data[k]))
       out.push(`${source}: data.${k}: no file at ${path.resolve(spec.data[k])}`);
   const j = spec.judge;
-  if (j?.path !== undefined && !folder(j.path))
-    out.push(`${source}: judge.path: no model folder at ${path.resolve(j.path)}`);
-  if (j?.base !== undefined && !folder(j.base))
-    out.push(`${source}: judge.base: no model folder at ${path.resolve(j.base)}`);
-  if (j?.train && j.train.base !== "self" && !folder(j.train.base))
-    out.push(`${source}: judge.train.base: no model folder at ${path.resolve(j.train.base)}`);
+  const judgeFolder = (field: string, p: string) => {
+    if (!folder(p)) return out.push(`${source}: ${field}: no model folder at ${path.resolve(p)}`);
+    const bad = weightsProblem(p);
+    if (bad) out.push(`${source}: ${field}: ${bad}`);
+  };
+  if (j?.path !== undefined) judgeFolder("judge.path", j.path);
+  if (j?.base !== undefined) judgeFolder("judge.base", j.base);
+  if (j?.train && j.train.base !== "self") judgeFolder("judge.train.base", j.train.base);
   if (j?.train?.data !== undefined && !fs.existsSync(j.train.data))
     out.push(`${source}: judge.train.data: no file at ${path.resolve(j.train.data)}`);
   for (const [k, v] of Object.entries(spec.eval.utility ?? {}))
     if (typeof v === "string" && !fs.existsSync(v))
       out.push(`${source}: eval.utility.${k}: no file at ${path.resolve(v)}`);
   return out;
+}
+
+/** What is wrong with a model folder's weights (checkModelWeights's message, naming the file), or null. */
+function weightsProblem(dir: string): string | null {
+  try {
+    checkModelWeights(dir);
+    return null;
+  } catch (e) {
+    if (e instanceof InputError) return e.message;
+    throw e;
+  }
 }
 
 /**

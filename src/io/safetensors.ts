@@ -589,6 +589,34 @@ function resolveShard(dir: string, indexFile: string, shard: string): string {
  * `model.safetensors.index.json`. Pickle checkpoints (`*.bin`, `*.pt`) are refused with a conversion recipe.
  */
 export function openModelWeights(dir: string): ModelWeights {
+  return openWeightsWith(dir, readSafetensors);
+}
+
+/**
+ * A model folder's weights checked as openModelWeights opens them (the index, every shard it names, each file's
+ * header against its size: a truncated file is found here) without reading or mapping any tensor's data, so
+ * without the addon: a plan checks every model before its first cell. Throws openModelWeights's InputError naming
+ * the file; returns the weight files.
+ */
+export function checkModelWeights(dir: string): string[] {
+  return openWeightsWith(dir, readSafetensorsHeader).files;
+}
+
+/** A safetensors file's header, checked against the file's size; its tensors' data are empty (never read). */
+function readSafetensorsHeader(file: string): SafetensorsFile {
+  try {
+    const stat = fs.statSync(file);
+    // a FIFO would block the header's read
+    if (!stat.isFile()) throw new InputError(`${file}: cannot read safetensors file (not a regular file)`);
+    const bytes = largeFile(file, stat.size);
+    return parseSafetensorsBytes({ ...bytes, views: (ranges) => ranges.map(() => Buffer.alloc(0)) }, file);
+  } catch (e) {
+    if (e instanceof GoodVibeError) throw e;
+    throw new InputError(`${file}: cannot read safetensors file (${(e as Error).message})`, { cause: e });
+  }
+}
+
+function openWeightsWith(dir: string, read: (file: string) => SafetensorsFile): ModelWeights {
   let entries: string[];
   try {
     entries = fs.readdirSync(dir);
@@ -597,17 +625,21 @@ export function openModelWeights(dir: string): ModelWeights {
   }
   if (entries.includes(SINGLE_FILE)) {
     const file = path.join(dir, SINGLE_FILE);
-    const st = readSafetensors(file);
+    const st = read(file);
     return { dir, tensors: st.tensors, files: [file] };
   }
-  if (entries.includes(INDEX_FILE)) return openShardedWeights(dir, path.join(dir, INDEX_FILE));
+  if (entries.includes(INDEX_FILE)) return openShardedWeights(dir, path.join(dir, INDEX_FILE), read);
 
   const pickles = entries.filter((e) => PICKLE_EXTENSIONS.some((ext) => e.endsWith(ext))).sort();
   if (pickles.length > 0) throw pickleRefusal(dir, pickles);
   throw new InputError(`${dir}: no model weights found (expected ${SINGLE_FILE} or ${INDEX_FILE})`);
 }
 
-function openShardedWeights(dir: string, indexFile: string): ModelWeights {
+function openShardedWeights(
+  dir: string,
+  indexFile: string,
+  read: (file: string) => SafetensorsFile,
+): ModelWeights {
   let index: unknown;
   try {
     index = JSON.parse(fs.readFileSync(indexFile, "utf8"));
@@ -634,7 +666,7 @@ function openShardedWeights(dir: string, indexFile: string): ModelWeights {
   const files: string[] = [];
   for (const [shard, listed] of [...byShard].sort(([a], [b]) => (a < b ? -1 : 1))) {
     const file = resolveShard(dir, indexFile, shard);
-    const st = readSafetensors(file);
+    const st = read(file);
     files.push(file);
     for (const name of listed) {
       if (!st.tensors.has(name))
