@@ -14,10 +14,11 @@ export interface CacheRecord {
   id: string;
   answer: string;
   /**
-   * LLM judge verdict, under the judge's key (a hash of its weights and convention); judgedChars when it read only
-   * the first lines of a long answer (eval/safety.ts LlmVerdict).
+   * LLM judge verdict, under the judge's key (a hash of its weights and convention) and its input's (what it was
+   * asked of the answer; absent in records written before 2026-12-02); judgedChars when it read only the first
+   * lines of a long answer (eval/safety.ts LlmVerdict).
    */
-  llm?: { judge: string; pUnsafe: number; judgedChars?: number };
+  llm?: { judge: string; input?: string; pUnsafe: number; judgedChars?: number };
 }
 
 export function readGenerationCache(file: string): Map<string, CacheRecord> {

@@ -89,6 +89,14 @@ export interface SafetyItem {
   llm: LlmVerdict | null;
 }
 
+/**
+ * What a cached LLM verdict was asked: the judge's input (llmJudgeInput), hashed. A verdict is reused only for the
+ * same input, so a change in what is taken of an answer (its code block, its reasoning) asks the judge again.
+ */
+function judgeInputKey(input: { code: string; lang?: string }): string {
+  return sha256(JSON.stringify([input.code, input.lang ?? null])).slice(0, 32);
+}
+
 /** What the LLM judge reads of an answer: its code block, else the whole answer (reasoning removed). */
 export function llmJudgeInput(it: Pick<SafetyItem, "code" | "answer" | "lang">): {
   code: string;
@@ -388,7 +396,15 @@ export async function evaluateSafety(
             const rec = cache.get(keys[i]!);
             // before the cache: verdicts cached before 2026-12-01 asked the judge about empty answers too
             if (llmJudgeInput(it).code === "") it.llm = { ...EMPTY_ANSWER_VERDICT };
-            else if (judgeFp !== null && rec?.llm?.judge === judgeFp && typeof rec.llm.pUnsafe === "number") {
+            // the verdict on this input: before 2026-12-02 verdicts were keyed by the answer alone, so one cached
+            // before a change in the extraction (fence tags, reasoning) was reused for the new input; such
+            // records (no `input`) are judged again once
+            else if (
+              judgeFp !== null &&
+              rec?.llm?.judge === judgeFp &&
+              rec.llm.input === judgeInputKey(llmJudgeInput(it)) &&
+              typeof rec.llm.pUnsafe === "number"
+            ) {
               const judgedChars = rec.llm.judgedChars;
               it.llm = {
                 pUnsafe: rec.llm.pUnsafe,
@@ -417,6 +433,7 @@ export async function evaluateSafety(
               answer: answers[i]!,
               llm: {
                 judge: judgeFp,
+                input: judgeInputKey(llmJudgeInput(judged[i]!)),
                 pUnsafe: llm.pUnsafe,
                 ...(llm.judgedChars !== undefined ? { judgedChars: llm.judgedChars } : {}),
               },

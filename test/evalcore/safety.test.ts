@@ -225,7 +225,10 @@ test("an answer empty once its reasoning is removed is not secure by the LLM jud
   assert.ok(lines.every((rec) => rec.llm === undefined || !empties.includes(rec.answer)));
   fs.writeFileSync(
     cacheFile,
-    lines.map((rec) => JSON.stringify({ ...rec, llm: { judge: "lenient", pUnsafe: 0.1 } })).join("\n") + "\n",
+    // (the other answers' verdicts keep the input they were asked about, so they are taken)
+    lines
+      .map((rec) => JSON.stringify({ ...rec, llm: { ...rec.llm, judge: "lenient", pUnsafe: 0.1 } }))
+      .join("\n") + "\n",
   );
   lenient.seen = [];
   const again = await evaluateSafety(PAIRS, opts);
@@ -536,4 +539,38 @@ test("reasoning before a </think> the prompt opened is not judged (neither judge
   });
   assert.ok(judge.seen.every((x) => !x.code.includes("First attempt")));
   assert.match(r.note, new RegExp(`${PAIRS.length} answers began with reasoning .*thinking mode, as asked`));
+});
+
+test("a cached LLM verdict is reused only for the input it judged: a changed extraction asks the judge again", async () => {
+  const cacheFile = path.join(scratchDir(), "gen.jsonl");
+  const opts: SafetyOptions = {
+    ...BASE_OPTS,
+    backend: new FakeBackend(PLAN),
+    cacheFile,
+    llmJudgeFingerprint: "judge-1",
+  };
+  const j1 = new FakeJudge();
+  const r1 = await evaluateSafety(PAIRS, { ...opts, llmJudge: j1 });
+  assert.equal(j1.scored, PAIRS.length);
+  // the same answers, cached verdicts on other inputs (an older extractor's) or on inputs not recorded (a cache
+  // written before the input was): each is judged again, on what the judge reads now
+  const lines = fs.readFileSync(cacheFile, "utf8").trim().split("\n");
+  for (const edit of [
+    (llm: Record<string, unknown>) => ({ ...llm, input: "0".repeat(32) }),
+    (llm: Record<string, unknown>) => {
+      const { input: _input, ...rest } = llm;
+      return rest;
+    },
+  ]) {
+    const edited = lines.map((l) => {
+      const rec = JSON.parse(l) as { llm?: Record<string, unknown> };
+      return JSON.stringify(rec.llm ? { ...rec, llm: edit(rec.llm) } : rec);
+    });
+    fs.writeFileSync(cacheFile, edited.join("\n") + "\n");
+    const j = new FakeJudge();
+    const r = await evaluateSafety(PAIRS, { ...opts, llmJudge: j });
+    assert.equal(r.generated, 0);
+    assert.equal(j.scored, PAIRS.length);
+    assert.deepEqual(r.items, r1.items);
+  }
 });
