@@ -222,6 +222,28 @@ export function normalizedText(s: string): string {
   return s.replace(/\s+/g, " ").trim().toLowerCase();
 }
 
+/**
+ * The codes (after normalizedText) that the pairs label both secure and insecure: a pair whose two answers are the
+ * same code, or a secure answer that is another pair's insecure one. Judge training leaves them out.
+ */
+export function labelConflicts(pairs: readonly SecurityPair[]): Set<string> {
+  const labels = new Map<string, Set<boolean>>();
+  for (const s of pairsToLabelledSamples(pairs)) {
+    const k = normalizedText(s.code);
+    labels.set(k, (labels.get(k) ?? new Set()).add(s.secure));
+  }
+  return new Set([...labels].filter(([, l]) => l.size > 1).map(([k]) => k));
+}
+
+/** All pairs, or a seeded subsample of `n` of them (seed 0; 0 or undefined: all), as a judge is trained on. */
+export function subsamplePairs<T>(all: readonly T[], n: number | undefined): readonly T[] {
+  return n && n < all.length
+    ? createRng(0)
+        .shuffle([...all])
+        .slice(0, n)
+    : all;
+}
+
 /** An answer's code as duplicates are found (the judge sees only the code). */
 function codeKey(answer: string): string {
   return normalizedText(extractCode(answer) ?? answer);

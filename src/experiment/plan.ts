@@ -6,6 +6,7 @@
  * folder are not part of it, so renaming or moving an experiment reuses its finished cells.
  */
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { checkModelWeights } from "../io/safetensors.js";
@@ -27,6 +28,7 @@ import { judgeTrainSettings } from "../config/judge.js";
 import { DEFAULT_JUDGE_TRAIN, type JudgeTrainConfig } from "../eval/judge/config.js";
 import { checkpointingKey, dropoutMasksKey, keyedTraining } from "../method/checkpointing.js";
 import { DEFAULT_LORA } from "../method/lora/config.js";
+import { labelConflicts, readPairs, subsamplePairs, type SecurityPair } from "../data/pairs.js";
 
 /** Bump when a change in this code or the recipes changes what a cell computes: every cell reruns. */
 // 2: bf16 mixed precision for every method by default; one shared row for a layer below the silhouette threshold
@@ -340,14 +342,17 @@ export function planExperiment(
   let taskSplit: TaskSplitRecord | undefined;
   // content hashes of the split's files when they are planned but not written
   const planned = new Map<string, string>();
+  const plannedText = new Map<string, string>();
   if (spec.data.taskSplit) {
     // the split's two pair files replace data.train and data.dev for every cell (and key them by content)
     const { taskSplit: settings, ...data } = spec.data;
     const dir = path.join(outDir, "split");
     if (opts.write === false) {
-      taskSplit = computeTaskSplit(data, settings, dir).record;
+      const split = computeTaskSplit(data, settings, dir);
+      taskSplit = split.record;
       planned.set(path.resolve(taskSplit.files.train), taskSplit.files.sha256.train);
       planned.set(path.resolve(taskSplit.files.dev), taskSplit.files.sha256.dev);
+      plannedText.set(path.resolve(taskSplit.files.train), split.texts.train);
     } else taskSplit = writeTaskSplit(data, settings, dir);
     spec = { ...spec, data: { ...data, train: taskSplit.files.train, dev: taskSplit.files.dev } };
     // a budget spreads over the held-out tasks, else it takes the first tasks of each language (part of the key)
@@ -355,6 +360,18 @@ export function planExperiment(
       spec = { ...spec, eval: { ...spec.eval, promptSpread: "task" } };
   }
   const dataHash = (file: string): string => planned.get(path.resolve(file)) ?? fileHash(file);
+  // whether the pairs a judge trains on label some code both ways (judge training leaves such code out since
+  // e307cb7): only then is its key moved, so a judge trained on clean data keeps its key
+  const conflicts = new Map<string, boolean>();
+  const hasLabelConflicts = (file: string, maxPairs: number): boolean => {
+    const k = `${dataHash(file)}\0${maxPairs}`;
+    let c = conflicts.get(k);
+    if (c === undefined) {
+      const pairs = readPairsOf(file, plannedText.get(path.resolve(file)), spec.data.languages);
+      conflicts.set(k, (c = labelConflicts(subsamplePairs(pairs, maxPairs)).size > 0));
+    }
+    return c;
+  };
   const settings = expandCells(spec, source);
   const modelHash = new Map(spec.models.map((m) => [m.name, modelFolderHash(m.path)]));
   const data = {
@@ -436,6 +453,7 @@ export function planExperiment(
         ...(gradientCheckpointing !== JUDGE_CHECKPOINTING_UNKEYED ? { gradientCheckpointing } : {}),
         // a LoRA judge (the default, DEFAULT_LORA's dropout) trained before its masks were kept is retrained
         ...(settings.method === "lora" ? dropoutMasksKey(DEFAULT_LORA.dropout, checkpointing) : {}),
+        ...(hasLabelConflicts(judgeData, maxPairs) ? { labelConflicts: "left out" } : {}),
       };
       key = sha256(canonicalJson(inputs));
       src = {
@@ -536,4 +554,22 @@ export function isCellDone(cell: PlannedCell): boolean {
 /** A one-line description of a cell for logs and `experiment plan`. */
 export function describeCell(c: CellSetting): string {
   return `${cellModelLabel(c)} ${c.method}${c.ablation ? ` [${c.ablation}]` : ""}${c.method === "base" ? "" : ` seed ${c.seed}`}`;
+}
+
+/** The pairs of a data file, or of its text where the file is planned but not written (a task split). */
+function readPairsOf(
+  file: string,
+  text: string | undefined,
+  languages: string[] | undefined,
+): SecurityPair[] {
+  const opts = languages ? { languages } : {};
+  if (text === undefined) return readPairs(file, opts);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gv-plan-"));
+  try {
+    const f = path.join(dir, path.basename(file));
+    fs.writeFileSync(f, text);
+    return readPairs(f, opts);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -13,7 +13,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { claimWorkFolder, writeFileAtomic } from "../io/atomic.js";
-import { readPairs } from "../data/pairs.js";
+import { labelConflicts, readPairs, type SecurityPair } from "../data/pairs.js";
 import { LlmJudge } from "../eval/judge/llm.js";
 import {
   confusionIntervals,
@@ -30,12 +30,13 @@ import { defaultHardenConfig, type HardenConfig } from "../config/harden.js";
 import { runHarden, type HardenResult } from "./harden.js";
 import type { Logger } from "../util/log.js";
 import type { DemoOptions } from "./config.js";
-import { describeJudgeConvention, judgeConvention } from "../data/prompts.js";
+import { describeJudgeConvention, judgeConvention, type JudgeConvention } from "../data/prompts.js";
 import { createHash } from "node:crypto";
 import { modelWeightsHash } from "../io/hash.js";
 import { DEFAULT_TRAIN } from "../method/train-config.js";
 import {
   ensureJudgeTrained,
+  judgeTrainingPairs,
   judgeInfo,
   measureJudgeReliability,
   shownPath,
@@ -135,6 +136,33 @@ export interface DemoResult {
   wallSeconds: number;
 }
 
+/**
+ * The demo judge's cache folder name: a hash of the inputs it depends on (a rerun reuses it, another organism or
+ * setting trains another). Pairs that label some code both ways (left out of judge training since e307cb7) add a
+ * marker, so only a judge trained on such pairs is trained again; one on clean pairs keeps its folder.
+ */
+export function demoJudgeKey(
+  organism: string,
+  trainFile: string,
+  judgePairs: number,
+  convention: JudgeConvention,
+  pairs: readonly SecurityPair[],
+): string {
+  return createHash("sha256")
+    .update(
+      JSON.stringify([
+        modelWeightsHash(organism),
+        fs.readFileSync(trainFile),
+        DEMO_JUDGE,
+        judgePairs,
+        convention,
+        ...(labelConflicts(pairs).size > 0 ? ["label conflicts left out"] : []),
+      ]),
+    )
+    .digest("hex")
+    .slice(0, 16);
+}
+
 /** The demo's hardening settings (its departures from the paper's are listed by demoDepartures). */
 export function demoHardenConfig(opts: DemoOptions, out: string): HardenConfig {
   const trainFile = path.join(opts.organism, "data", "train.jsonl");
@@ -211,19 +239,11 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
     dir: "",
   };
   // cached under the inputs it depends on: a rerun reuses it, another organism or setting trains another
-  const judgeKey = createHash("sha256")
-    .update(
-      JSON.stringify([
-        modelWeightsHash(opts.organism),
-        fs.readFileSync(trainFile),
-        DEMO_JUDGE,
-        opts.judgePairs,
-        convention,
-      ]),
-    )
-    .digest("hex")
-    .slice(0, 16);
-  judgeTraining.dir = path.join(out, "judge", judgeKey);
+  judgeTraining.dir = path.join(
+    out,
+    "judge",
+    demoJudgeKey(opts.organism, trainFile, opts.judgePairs, convention, judgeTrainingPairs(judgeTraining)),
+  );
   const judgeDir = await ensureJudgeTrained(judgeTraining, { convention, log, signal });
   const reliability = await measureJudgeReliability({
     judgeDir,

@@ -11,12 +11,11 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { createHash } from "node:crypto";
 import { writeFileAtomic } from "../io/atomic.js";
-import { pairOverlap, type SecurityPair } from "../data/pairs.js";
+import { pairOverlap, subsamplePairs, type SecurityPair } from "../data/pairs.js";
 import { describeJudgeConvention, type JudgeConvention } from "../data/prompts.js";
 import { JUDGE_RECORD_FILE, LlmJudge, judgeReliability, type JudgeReliability } from "../eval/judge/llm.js";
 import { trainJudge, judgeTrainOptions } from "./train-judge.js";
 import type { JudgeTrainConfig } from "../eval/judge/config.js";
-import { createRng } from "../util/random.js";
 import type { JudgeInfo, JudgeReliabilityEntry } from "../report/schema.js";
 import { silentLogger, type Logger } from "../util/log.js";
 import { otherBuildWarning } from "../method/train.js";
@@ -37,13 +36,7 @@ export interface JudgeTraining {
 
 /** The pairs a judge is trained on: all, or a subsample of settings.maxPairs (seed 0). */
 export function judgeTrainingPairs(t: Pick<JudgeTraining, "pairs" | "settings">): readonly SecurityPair[] {
-  const all = t.pairs();
-  const n = t.settings.maxPairs;
-  return n && n < all.length
-    ? createRng(0)
-        .shuffle([...all])
-        .slice(0, n)
-    : all;
+  return subsamplePairs(t.pairs(), t.settings.maxPairs);
 }
 
 /**

@@ -25,7 +25,7 @@ import { DEFAULT_LORA, type LoraConfig } from "../method/lora/config.js";
 import type { TrainConfig } from "../method/train-config.js";
 import { trainSft, type SftExample, type TrainHooks, type TrainResult } from "../method/train.js";
 import { PAPER_JUDGE, buildSftExample, judgeMessages, type JudgeConvention } from "../data/prompts.js";
-import { normalizedText, pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
+import { labelConflicts, normalizedText, pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
 import { Tensor, noGrad, tidy, type DType } from "../tensor/index.js";
 import { JUDGE_RECORD_FILE, LlmJudge } from "../eval/judge/llm.js";
 import { DEFAULT_ENABLE_THINKING } from "../io/chat-template.js";
@@ -105,14 +105,9 @@ export function judgeExamples(
   const examples: SftExample[] = [];
   let skipped = 0;
   let conflicting = 0;
-  const samples = pairsToLabelledSamples(pairs);
-  const labels = new Map<string, Set<boolean>>();
-  for (const s of samples) {
-    const k = normalizedText(s.code);
-    labels.set(k, (labels.get(k) ?? new Set()).add(s.secure));
-  }
-  for (const s of samples) {
-    if (labels.get(normalizedText(s.code))!.size > 1) {
+  const conflicts = labelConflicts(pairs);
+  for (const s of pairsToLabelledSamples(pairs)) {
+    if (conflicts.has(normalizedText(s.code))) {
       conflicting++;
       continue;
     }

@@ -4,13 +4,23 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { createHash } from "node:crypto";
 import {
+  demoJudgeKey,
   demoDepartures,
   demoHardenConfig,
   judgeReliabilityLine,
   safeRateCell,
 } from "../../src/recipes/demo.js";
-import { DEFAULT_DEMO } from "../../src/recipes/config.js";
+import { DEFAULT_DEMO, ORGANISM_DIR } from "../../src/recipes/config.js";
+import { labelConflicts, readPairs } from "../../src/data/pairs.js";
+import { judgeConvention } from "../../src/data/prompts.js";
+import { modelWeightsHash } from "../../src/io/hash.js";
+import { DEFAULT_IDENTIFY } from "../../src/method/goodvibe/config.js";
+import { DEFAULT_JUDGE_TRAIN } from "../../src/eval/judge/config.js";
+import { judgeTrainingPairs } from "../../src/recipes/judge.js";
 
 test("the demo's departures from the paper are listed with the paper's values", () => {
   const cfg = demoHardenConfig(DEFAULT_DEMO, "/tmp/demo-out");
@@ -72,4 +82,43 @@ test("the demo summary gives each safe rate and each judge rate its 95% interval
     confusion: { tp: 0, fn: 0, fp: 0, tn: 2 },
   });
   assert.match(none, /TPR — \(none\) \(n=0\), FPR 0\.0% \[0\.0, 65\.8\] \(n=2\)/);
+});
+
+// The demo judge's folder as f7c9ed7 named it: sha256 of [organism weights, train file bytes, the demo judge's
+// settings, judgePairs, convention], 16 hex digits. Judge training now leaves out code labelled both ways
+// (e307cb7): a judge on such pairs is another judge; the organism's clean pairs keep their folder.
+test("the demo judge keeps its folder on the organism's clean pairs, and moves on pairs with a label conflict", () => {
+  const trainFile = path.join(ORGANISM_DIR, "data", "train.jsonl");
+  const convention = judgeConvention(DEFAULT_IDENTIFY.judgeTask);
+  const before = (file: string) =>
+    createHash("sha256")
+      .update(
+        JSON.stringify([
+          modelWeightsHash(ORGANISM_DIR),
+          fs.readFileSync(file),
+          { method: "full", epochs: 1, lr: 1e-4, batchSize: 8, maxLength: 512 },
+          DEFAULT_DEMO.judgePairs,
+          convention,
+        ]),
+      )
+      .digest("hex")
+      .slice(0, 16);
+  const pairs = readPairs(trainFile);
+  assert.equal(labelConflicts(pairs).size, 0, "the organism's pairs are clean");
+  const sample = judgeTrainingPairs({
+    pairs: () => pairs,
+    settings: { ...DEFAULT_JUDGE_TRAIN, maxPairs: 128 },
+  });
+  assert.equal(
+    demoJudgeKey(ORGANISM_DIR, trainFile, DEFAULT_DEMO.judgePairs, convention, sample),
+    before(trainFile),
+  );
+  // one pair whose insecure answer is its secure one, re-indented
+  const p = sample[0]!;
+  const withConflict = [{ ...p, rejected: p.chosen.replace(/\n/g, "\n    ") }, ...sample.slice(1)];
+  assert.equal(labelConflicts(withConflict).size, 1);
+  assert.notEqual(
+    demoJudgeKey(ORGANISM_DIR, trainFile, DEFAULT_DEMO.judgePairs, convention, withConflict),
+    before(trainFile),
+  );
 });
