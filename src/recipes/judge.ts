@@ -11,7 +11,14 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { createHash } from "node:crypto";
 import { writeFileAtomic } from "../io/atomic.js";
-import { pairOverlap, subsamplePairs, type SecurityPair } from "../data/pairs.js";
+import {
+  labelConflicts,
+  normalizedText,
+  pairOverlap,
+  pairsToLabelledSamples,
+  subsamplePairs,
+  type SecurityPair,
+} from "../data/pairs.js";
 import { describeJudgeConvention, type JudgeConvention } from "../data/prompts.js";
 import { JUDGE_RECORD_FILE, LlmJudge, judgeReliability, type JudgeReliability } from "../eval/judge/llm.js";
 import { trainJudge, judgeTrainOptions } from "./train-judge.js";
@@ -106,6 +113,7 @@ function entry(
     tpr: r.tpr,
     fpr: r.fpr,
     confusion: { tp: c.tp, fp: c.fp, tn: c.tn, fn: c.fn },
+    ...(r.conflicting > 0 ? { conflicting: r.conflicting } : {}),
   };
 }
 
@@ -132,12 +140,18 @@ export async function measureJudgeReliability(opts: {
 }): Promise<JudgeReliabilityEntry[]> {
   const log = opts.log ?? silentLogger;
   const thinking = opts.enableThinking ?? DEFAULT_ENABLE_THINKING;
+  const conflicts = labelConflicts(opts.heldOut);
+  const conflicting = pairsToLabelledSamples(opts.heldOut).filter((s) =>
+    conflicts.has(normalizedText(s.code)),
+  ).length;
   const key = JSON.stringify([
     pairsHash(opts.heldOut),
     opts.convention,
     opts.baseDir ?? null,
     // left out at the default: reliabilities measured before it was a setting are found again
     ...(thinking !== DEFAULT_ENABLE_THINKING ? [{ enableThinking: thinking }] : []),
+    // code labelled both ways is left out since it was counted (one of its samples always wrong): measured anew
+    ...(conflicting > 0 ? [{ labelConflicts: "left out" }] : []),
   ]);
   if (opts.cacheFile && fs.existsSync(opts.cacheFile)) {
     try {
@@ -152,7 +166,13 @@ export async function measureJudgeReliability(opts: {
   }
   const entries: JudgeReliabilityEntry[] = [];
   const score = async (role: JudgeReliabilityEntry["role"], dir: string) => {
-    log.info(`judge reliability: the ${role} judge (${dir}) on ${opts.heldOut.length} held-out pairs`);
+    log.info(
+      `judge reliability: the ${role} judge (${dir}) on ${opts.heldOut.length} held-out pairs` +
+        (conflicting > 0
+          ? `; left out ${conflicting} of ${2 * opts.heldOut.length} samples: their code is labelled both ` +
+            `secure and insecure by the pairs`
+          : ""),
+    );
     const judge = await LlmJudge.load(dir, { convention: opts.convention, enableThinking: thinking });
     entries.push(
       entry(role, dir, judgeReliability(judge, opts.heldOut, { batchSize: opts.batchSize }), opts.model),

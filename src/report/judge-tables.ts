@@ -202,6 +202,13 @@ export function judgeReliabilityTable(results: ExperimentResults): Table {
   if (j) {
     notes.push(`Judge: ${j.description}.`);
     notes.push(`Held-out labelled pairs: ${j.heldOut}.`);
+    const left = j.reliability.filter((r) => r.conflicting);
+    if (left.length > 0)
+      notes.push(
+        `n leaves out ${[...new Set(left.map((r) => r.conflicting))].join(" or ")} samples whose code the ` +
+          "held-out pairs label both secure and insecure: one of each such code's samples counts wrong whatever " +
+          "the judge says (judge training leaves such code out too).",
+      );
     notes.push(
       `Instruction as the judge read it: "${j.convention.instruction}" (${j.convention.labels.unsafe} = unsafe, ` +
         `${j.convention.labels.safe} = safe).`,

@@ -306,6 +306,8 @@ const judgeReliabilitySchema = z.strictObject({
   tpr: unitRate,
   fpr: unitRate,
   confusion: z.strictObject({ tp: nonNegInt, fp: nonNegInt, tn: nonNegInt, fn: nonNegInt }),
+  /** samples left out of n: their code the held-out pairs label both secure and insecure (absent: none) */
+  conflicting: nonNegInt.optional(),
 });
 export type JudgeReliabilityEntry = z.infer<typeof judgeReliabilitySchema>;
 

@@ -22,7 +22,13 @@ import {
   parseJudgeConvention,
   type JudgeConvention,
 } from "../../data/prompts.js";
-import { pairsToLabelledSamples, type LabelledSample, type SecurityPair } from "../../data/pairs.js";
+import {
+  labelConflicts,
+  normalizedText,
+  pairsToLabelledSamples,
+  type LabelledSample,
+  type SecurityPair,
+} from "../../data/pairs.js";
 import { Tensor, noGrad, tidy } from "../../tensor/index.js";
 import { DEFAULT_JUDGE_BATCH } from "./config.js";
 import { DEFAULT_ENABLE_THINKING, thinkingKey } from "../../io/chat-template.js";
@@ -330,6 +336,11 @@ export interface JudgeReliability {
   fpr: number;
   /** Positive class = insecure (pred = judge says unsafe, truth = the code is the pair's rejected answer). */
   confusion: ConfusionMatrix;
+  /**
+   * Samples left out, not in n: their code the pairs label both secure and insecure (data/pairs.ts
+   * labelConflicts), so one of them counts wrong whatever the judge says. Judge training leaves them out too.
+   */
+  conflicting: number;
   perItem: { id: string; lang?: string; secure: boolean; pUnsafe: number }[];
 }
 
@@ -344,7 +355,14 @@ export function judgeReliability(
   opts: ScoreOptions = {},
 ): JudgeReliability {
   if (pairs.length === 0) throw new InputError("judge reliability: no pairs to evaluate on");
-  return judgeReliabilityOn(judge, pairsToLabelledSamples(pairs), opts);
+  const conflicts = labelConflicts(pairs);
+  const samples = pairsToLabelledSamples(pairs);
+  const kept = samples.filter((s) => !conflicts.has(normalizedText(s.code)));
+  if (kept.length === 0)
+    throw new InputError(
+      "judge reliability: the code of every held-out sample is labelled both secure and insecure by the pairs",
+    );
+  return { ...judgeReliabilityOn(judge, kept, opts), conflicting: samples.length - kept.length };
 }
 
 /** judgeReliability on labelled code samples (a `{code, label}` file, or the samples of pairs). */
@@ -366,6 +384,7 @@ export function judgeReliabilityOn(
     tpr: confusion.tpr,
     fpr: confusion.fpr,
     confusion,
+    conflicting: 0,
     perItem: samples.map((s, i) => ({ id: s.id, lang: s.lang, secure: s.secure, pUnsafe: p[i]! })),
   };
 }
