@@ -11,7 +11,7 @@ import { InputError, InterruptedError } from "../errors.js";
 import { stopRequested } from "../util/stop.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { openModelWeights } from "../io/safetensors.js";
-import { readPairs, type SecurityPair } from "../data/pairs.js";
+import { pairOverlap, readPairs, type SecurityPair } from "../data/pairs.js";
 import type { HardenConfig } from "../config/harden.js";
 import { CLUSTERS_FILE, NEURONS_FILE, RUN_FILES, planStages, runHarden } from "../recipes/harden.js";
 import { silentLogger, type Logger } from "../util/log.js";
@@ -650,6 +650,16 @@ function assembleResults(ctx: RunContext, results: CellResult[]): ExperimentResu
   const departures = experimentDepartures(spec);
   const mixed = mixedBuilds(results);
   if (mixed) ctx.log.warn(mixed);
+  const { prompts, protocol } = evaluationProtocol({
+    pairs: data.dev(),
+    maxPrompts: spec.eval.maxPrompts,
+    promptFilter: spec.eval.promptFilter,
+    promptSpread: promptSpread(spec),
+    maxNewTokens: spec.eval.maxNewTokens,
+  });
+  // what the hardened models may have been trained on: evaluated pairs that share a prompt or an answer's code
+  // with the training pairs (real CyberNative dev: 108 of 465)
+  const leak = pairOverlap(prompts, data.train());
   return {
     name: spec.name,
     createdAt: new Date().toISOString(),
@@ -657,15 +667,10 @@ function assembleResults(ctx: RunContext, results: CellResult[]): ExperimentResu
     ...(plan.judgeMode
       ? { judge: describeJudge(plan, judges.reliability, data.dev().length, judges.overlap) }
       : {}),
-    evaluation: evaluationInfo(
-      evaluationProtocol({
-        pairs: data.dev(),
-        maxPrompts: spec.eval.maxPrompts,
-        promptFilter: spec.eval.promptFilter,
-        promptSpread: promptSpread(spec),
-        maxNewTokens: spec.eval.maxNewTokens,
-      }).protocol,
-    ),
+    evaluation: {
+      ...evaluationInfo(protocol),
+      trainOverlap: { n: leak.n, pairs: leak.pairs, questions: leak.questions, code: leak.code },
+    },
     ...(departures.length ? { departures } : {}),
     ...(plan.taskSplit ? { taskSplit: taskSplitInfo(plan.taskSplit) } : {}),
     cells: uniqueIds(results),

@@ -259,6 +259,13 @@ export function judgeAndProtocolNotes(results: ExperimentResults): string[] {
     );
   }
   if (results.evaluation) notes.push(`Safe rates: ${results.evaluation.protocol}.`);
+  const o = results.evaluation?.trainOverlap;
+  if (o)
+    notes.push(
+      `Held-out vs training pairs: ${o.pairs} of the ${o.n} evaluated pairs share a prompt (${o.questions}) or ` +
+        `an answer's code (${o.code}) with the training pairs (whitespace and case aside); a safe rate on those ` +
+        "may show what hardening saw, not how it generalises.",
+    );
   for (const d of results.departures ?? [])
     notes.push(`Departs from the paper — ${d.setting}: here ${d.here}, paper ${d.paper} (${d.why}).`);
   const utility = utilityDepartureNote(results);

@@ -342,6 +342,14 @@ const evaluationInfoSchema = z.strictObject({
   perTask: z.record(z.string(), nonNegInt).optional(),
   /** the answered prompts' pair ids, when a budget left some out */
   promptIds: z.array(z.string()).optional(),
+  /**
+   * Of the n evaluated pairs, those sharing a prompt (questions) or an answer's code (code) with the training
+   * pairs, or either (pairs), after whitespace and case normalisation (data/pairs.ts pairOverlap). Absent: results
+   * written before it was measured.
+   */
+  trainOverlap: z
+    .strictObject({ n: nonNegInt, pairs: nonNegInt, questions: nonNegInt, code: nonNegInt })
+    .optional(),
 });
 export type EvaluationInfo = z.infer<typeof evaluationInfoSchema>;
 const splitTaskSchema = z.strictObject({
