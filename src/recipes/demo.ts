@@ -14,7 +14,7 @@ import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { claimWorkFolder, writeFileAtomic } from "../io/atomic.js";
 import { labelConflicts, readPairs, type SecurityPair } from "../data/pairs.js";
-import { LlmJudge } from "../eval/judge/llm.js";
+import { LlmJudge, conflictingNote } from "../eval/judge/llm.js";
 import {
   confusionIntervals,
   percentWithInterval,
@@ -348,7 +348,7 @@ export function safeRateCell(r: (Interval & { n: number }) | undefined): string 
  * few samples is not read as exact.
  */
 export function judgeReliabilityLine(
-  x: Pick<JudgeReliabilityEntry, "role" | "n" | "accuracy" | "confusion">,
+  x: Pick<JudgeReliabilityEntry, "role" | "n" | "accuracy" | "confusion" | "conflicting">,
 ): string {
   const { tp, fp, tn, fn } = x.confusion;
   const ci = confusionIntervals(x.confusion);
@@ -356,7 +356,8 @@ export function judgeReliabilityLine(
   return (
     `  ${(x.role === "base" ? "base organism, zero-shot" : "fine-tuned judge").padEnd(25)} ` +
     `accuracy ${percentWithInterval(x.accuracy)} (n=${x.n}), ` +
-    `TPR ${rate(ci.tpr)} (n=${tp + fn}), FPR ${rate(ci.fpr)} (n=${fp + tn})`
+    `TPR ${rate(ci.tpr)} (n=${tp + fn}), FPR ${rate(ci.fpr)} (n=${fp + tn})` +
+    conflictingNote(x.conflicting)
   );
 }
 

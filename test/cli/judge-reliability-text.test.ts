@@ -33,3 +33,17 @@ test("judge reliability: a rate with no samples under it is said, not NaN%", () 
   assert.match(text, /FPR — \(none\) of 0 secure/);
   assert.doesNotMatch(text, /NaN/);
 });
+
+test("judge reliability: samples left out for labels both ways are counted in the text, none says nothing", () => {
+  const left = reliabilityText({ n: 4, confusion: confusion(1, 0, 2, 1), conflicting: 6 });
+  assert.match(left, /of 4 samples/);
+  assert.match(left, /left out 6 samples whose code the pairs label both secure and insecure/);
+  assert.match(
+    reliabilityText({ n: 4, confusion: confusion(1, 0, 2, 1), conflicting: 1 }),
+    /left out 1 sample whose/,
+  );
+  assert.doesNotMatch(
+    reliabilityText({ n: 4, confusion: confusion(1, 0, 2, 1), conflicting: 0 }),
+    /left out/,
+  );
+});

@@ -82,6 +82,15 @@ test("the demo summary gives each safe rate and each judge rate its 95% interval
     confusion: { tp: 0, fn: 0, fp: 0, tn: 2 },
   });
   assert.match(none, /TPR — \(none\) \(n=0\), FPR 0\.0% \[0\.0, 65\.8\] \(n=2\)/);
+  assert.doesNotMatch(none, /left out/);
+  const left = judgeReliabilityLine({
+    role: "fine-tuned",
+    n: 6,
+    accuracy: { value: 4 / 6, low: 0.3, high: 0.9 },
+    confusion: { tp: 3, fn: 1, fp: 1, tn: 1 },
+    conflicting: 2,
+  });
+  assert.match(left, /\(n=2\); left out 2 samples whose code the pairs label both secure and insecure$/);
 });
 
 // The demo judge's folder as f7c9ed7 named it: sha256 of [organism weights, train file bytes, the demo judge's

@@ -10,9 +10,11 @@ import { safetyLanguage } from "../../data/languages.js";
 import { DEFAULT_MAX_JUDGED_CHARS, judgeCode } from "../../eval/judge/rules/index.js";
 import {
   LlmJudge,
+  conflictingNote,
   judgeReliability,
   judgeReliabilityOn,
   type JudgeReliability,
+  type JudgeVerdict,
 } from "../../eval/judge/llm.js";
 import { confusionIntervals, percentWithInterval, type CountedInterval } from "../../eval/metrics.js";
 import { judgeTrainOptions, trainJudge } from "../../recipes/train-judge.js";
@@ -42,16 +44,24 @@ export async function judgeCodeCommand(g: OptionValues, file: string, opts: Opti
       throw new InputError(`cannot read ${file}: ${(e as Error).message}`, { cause: e });
     }
     const rules = judgeCode(code, lang);
-    let llm: { pUnsafe: number; secure: boolean } | null = null;
-    if (opts.judge) llm = (await (await LlmJudge.load(opts.judge)).judge([{ code, lang }]))[0];
+    let llm: (JudgeVerdict & { tokenLimit: number }) | null = null;
+    if (opts.judge) {
+      const judge = await LlmJudge.load(opts.judge);
+      llm = { ...judge.judge([{ code, lang }])[0]!, tokenLimit: judge.tokenLimit };
+    }
     const lines = [`rules: ${rules.secure ? "secure" : "INSECURE"}`];
     if (rules.truncated)
       lines.push(
         `  (judged the first ${rules.truncated.judgedChars} of ${rules.truncated.totalChars} characters: the rules read at most ${DEFAULT_MAX_JUDGED_CHARS})`,
       );
     for (const f of rules.findings) lines.push(`  ${file}:${f.line} ${f.cwe} [${f.severity}] ${f.message}`);
-    if (llm)
+    if (llm) {
       lines.push(`LLM judge: ${llm.secure ? "secure" : "INSECURE"} (P(unsafe) = ${llm.pUnsafe.toFixed(3)})`);
+      if (llm.judgedChars !== undefined)
+        lines.push(
+          `  (judged the first ${llm.judgedChars} of ${code.length} characters: the judge's prompt holds at most ${llm.tokenLimit} tokens)`,
+        );
+    }
     output(g, lines.join("\n"), { rules, llm });
   });
 }
@@ -117,12 +127,15 @@ export async function judgeCheckCommand(g: OptionValues, opts: OptionValues): Pr
  * insecure ones, FPR over the secure ones) and its 95% Wilson interval, as the report's judge table gives them; a
  * rate over a handful of samples is otherwise read as exact.
  */
-export function reliabilityText(rel: Pick<JudgeReliability, "n" | "confusion">): string {
+export function reliabilityText(
+  rel: Pick<JudgeReliability, "n" | "confusion"> & { conflicting?: number },
+): string {
   const { tp, fp, tn, fn } = rel.confusion;
   const ci = confusionIntervals(rel.confusion);
   const rate = (r: CountedInterval | null) => (r ? percentWithInterval(r) : "— (none)");
   return (
     `accuracy ${rate(ci.accuracy)} of ${rel.n} samples, TPR ${rate(ci.tpr)} of ${tp + fn} insecure, ` +
-    `FPR ${rate(ci.fpr)} of ${fp + tn} secure (positive = insecure; brackets: 95% Wilson intervals)`
+    `FPR ${rate(ci.fpr)} of ${fp + tn} secure (positive = insecure; brackets: 95% Wilson intervals)` +
+    conflictingNote(rel.conflicting)
   );
 }

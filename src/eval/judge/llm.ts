@@ -344,6 +344,13 @@ export interface JudgeReliability {
   perItem: { id: string; lang?: string; secure: boolean; pUnsafe: number }[];
 }
 
+/** What a reliability line adds for the samples judgeReliability left out: "" when none. */
+export function conflictingNote(conflicting: number | undefined): string {
+  return conflicting
+    ? `; left out ${conflicting} sample${conflicting === 1 ? "" : "s"} whose code the pairs label both secure and insecure`
+    : "";
+}
+
 /**
  * How well a judge separates the secure and insecure code of held-out pairs. As in the paper, the positive class
  * is "insecure" (the judge's job is to catch vulnerable code), so TPR is the share of insecure code flagged and
