@@ -37,16 +37,23 @@ export interface KeyWalkOptions {
 
 /**
  * Throw an InputError naming `where` and the key's path when any object inside `value`, at any depth, has a
- * key in FORBIDDEN_KEYS. Iterative, so deeply nested input cannot overflow the stack.
+ * key in FORBIDDEN_KEYS. Iterative, so deeply nested input cannot overflow the stack; depth-first with one
+ * shared path (each entry records its depth and key), so the walk stays linear in the input however deep it
+ * nests (a copied path per value made 20,000 nested arrays take 16 s).
  */
 export function refuseForbiddenKeys(value: unknown, where: string, opts: KeyWalkOptions = {}): void {
-  const stack: { v: unknown; path: (string | number)[] }[] = [{ v: value, path: [] }];
+  // path[0..depth) is the key path of the value being visited: every entry popped between a parent and one of
+  // its children is a descendant of that parent, so it rewrites only positions at or past the child's.
+  const path: (string | number)[] = [];
+  const stack: { v: unknown; depth: number; key: string | number }[] = [{ v: value, depth: 0, key: "" }];
   while (stack.length > 0) {
-    const { v, path } = stack.pop()!;
+    const { v, depth, key } = stack.pop()!;
     if (typeof v !== "object" || v === null) continue;
+    path.length = Math.max(0, depth - 1);
+    if (depth > 0) path.push(key);
     if (Array.isArray(v)) {
       for (let i = v.length - 1; i >= 0; i--)
-        if (typeof v[i] === "object" && v[i] !== null) stack.push({ v: v[i], path: [...path, i] });
+        if (typeof v[i] === "object" && v[i] !== null) stack.push({ v: v[i], depth: depth + 1, key: i });
       continue;
     }
     if (ArrayBuffer.isView(v) || v instanceof Map || v instanceof Set) continue;
@@ -58,7 +65,7 @@ export function refuseForbiddenKeys(value: unknown, where: string, opts: KeyWalk
         );
       }
       const child = (v as Record<string, unknown>)[k];
-      if (typeof child === "object" && child !== null) stack.push({ v: child, path: [...path, k] });
+      if (typeof child === "object" && child !== null) stack.push({ v: child, depth: depth + 1, key: k });
     }
   }
 }
