@@ -10,7 +10,8 @@
  * the file stores them reversed (ggml `ne`), which `dims` on a read tensor shows as well.
  */
 import { InputError } from "../errors.js";
-import { mapFile } from "./mapfile.js";
+import * as fs from "node:fs";
+import { MAX_BUFFER_BYTES, mapFile, mapFileRanges } from "./mapfile.js";
 import { partsWithStops, writeFileAtomicFrom, type Piece } from "./atomic.js";
 import { isForbiddenKey } from "../util/keys.js";
 
@@ -516,9 +517,24 @@ export interface GgufFile {
   alignment: number;
   /** Absolute offset of the data section. */
   dataOffset: number;
-  bytes: Uint8Array;
+  /** The file's length in bytes. */
+  size: number;
+  /** The bytes [offset, offset + length) of the file: a view of the whole file's buffer, or of a mapped range. */
+  range: (offset: number, length: number) => Uint8Array;
 }
 
+/** parseGguf's header read ran past the bytes it was given but not past the file: read `need` bytes and parse again. */
+class NeedMoreBytes extends Error {
+  constructor(readonly need: number) {
+    super(`the GGUF header needs ${need} bytes`);
+  }
+}
+
+/**
+ * Reads the header from `bytes`, the first bytes of a file of `fileLength` bytes (all of it, or a prefix of a file
+ * too large to be one Buffer): bounds are the file's, and a read past the prefix but inside the file throws
+ * NeedMoreBytes.
+ */
 class Cursor {
   pos = 0;
   private readonly view: DataView;
@@ -526,6 +542,7 @@ class Cursor {
   constructor(
     readonly bytes: Uint8Array,
     readonly source: string,
+    readonly fileLength: number = bytes.byteLength,
   ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
@@ -533,10 +550,11 @@ class Cursor {
     throw new InputError(`${this.source}: invalid GGUF file: ${what} (at byte ${this.pos})`);
   }
   get remaining(): number {
-    return this.bytes.byteLength - this.pos;
+    return this.fileLength - this.pos;
   }
   need(n: number, what: string): void {
     if (n > this.remaining) this.fail(`${what} runs past the end of the file`);
+    if (this.pos + n > this.bytes.byteLength) throw new NeedMoreBytes(this.pos + n);
   }
   u8(what: string): number {
     this.need(1, what);
@@ -642,8 +660,23 @@ function readValue(c: Cursor, key: string): GgufValue {
 
 /** Parse and validate GGUF bytes; `source` names the file in error messages. */
 export function parseGguf(bytes: Uint8Array, source: string): GgufFile {
-  const c: Cursor = new Cursor(bytes, source); // typed, so that c.fail() narrows
-  if (bytes.byteLength < 24) c.fail("file is shorter than the 24-byte header");
+  return parseHeader(bytes, source, bytes.byteLength, (offset, length) =>
+    bytes.subarray(offset, offset + length),
+  );
+}
+
+/**
+ * Parse the header in `head`, the first bytes of a file of `fileLength` bytes (throws NeedMoreBytes when it
+ * needs more of them); `range` gives the file's bytes for the tensors.
+ */
+function parseHeader(
+  head: Uint8Array,
+  source: string,
+  fileLength: number,
+  range: GgufFile["range"],
+): GgufFile {
+  const c: Cursor = new Cursor(head, source, fileLength); // typed, so that c.fail() narrows
+  if (fileLength < 24) c.fail("file is shorter than the 24-byte header");
   if (c.u32("magic") !== GGUF_MAGIC) {
     c.pos = 0;
     c.fail("bad magic (expected 'GGUF')");
@@ -707,10 +740,10 @@ export function parseGguf(bytes: Uint8Array, source: string): GgufFile {
   }
 
   const dataOffset = alignUp(c.pos, alignment);
-  if (nTensors > 0 && dataOffset > bytes.byteLength) c.fail("data section starts past the end of the file");
+  if (nTensors > 0 && dataOffset > fileLength) c.fail("data section starts past the end of the file");
   const tensors: GgufTensorInfo[] = infos.map((t, i) => {
     const offset = dataOffset + relOffsets[i]!;
-    if (offset + t.nbytes > bytes.byteLength) {
+    if (offset + t.nbytes > fileLength) {
       c.pos = offset;
       c.fail(`tensor ${t.name} (${t.nbytes} bytes at offset ${offset}) runs past the end of the file`);
     }
@@ -723,25 +756,84 @@ export function parseGguf(bytes: Uint8Array, source: string): GgufFile {
     if (prev.offset + prev.nbytes > byOffset[i]!.offset)
       c.fail(`tensors ${prev.name} and ${byOffset[i]!.name} overlap`);
   }
-  return { source, version, metadata, tensors, alignment, dataOffset, bytes };
+  return { source, version, metadata, tensors, alignment, dataOffset, size: fileLength, range };
 }
 
-/** Read and validate a GGUF file (memory-mapped when the native addon provides mapping). */
+/** The first read of a large file's header: a 262k-token vocabulary with its merges or scores is about 10 MB. */
+const FIRST_HEADER_READ = 16 << 20;
+
+/**
+ * Read and validate a GGUF file (memory-mapped when the native addon provides mapping). A file larger than one
+ * Buffer (MAX_BUFFER_BYTES: a 7B model in f16 is 15 GB) has its header read, as far as it goes, and each tensor's
+ * byte range mapped when it is asked for.
+ */
 export function readGguf(file: string): GgufFile {
-  let bytes: Buffer;
+  const cannot = (e: unknown) =>
+    new InputError(`${file}: cannot read GGUF file: ${(e as Error).message}`, { cause: e });
+  let size: number;
   try {
-    bytes = mapFile(file);
+    size = fs.statSync(file).size;
   } catch (e) {
-    throw new InputError(`${file}: cannot read GGUF file: ${(e as Error).message}`, { cause: e });
+    throw cannot(e);
   }
-  return parseGguf(bytes, file);
+  if (size <= MAX_BUFFER_BYTES) {
+    let bytes: Buffer;
+    try {
+      bytes = mapFile(file);
+    } catch (e) {
+      throw cannot(e);
+    }
+    return parseGguf(bytes, file);
+  }
+  const range = (offset: number, length: number): Uint8Array => {
+    if (length > MAX_BUFFER_BYTES)
+      throw new InputError(
+        `${file}: a tensor of ${length} bytes at offset ${offset} is larger than the ${MAX_BUFFER_BYTES} bytes one Node.js buffer can hold`,
+      );
+    return length === 0 ? new Uint8Array(0) : mapFileRanges(file, [[offset, length]])[0]!;
+  };
+  for (let want = FIRST_HEADER_READ; ;) {
+    let head: Buffer;
+    try {
+      head = readHead(file, Math.min(want, size));
+    } catch (e) {
+      throw cannot(e);
+    }
+    try {
+      return parseHeader(head, file, size, range);
+    } catch (e) {
+      if (!(e instanceof NeedMoreBytes)) throw e;
+      if (head.length < Math.min(want, size))
+        throw new InputError(
+          `${file}: the file became shorter while its GGUF header was read (another program writes it?)`,
+        );
+      want = Math.max(2 * want, e.need);
+    }
+  }
+}
+
+/** The first `bytes` bytes of `file` (fewer if it is shorter now). */
+function readHead(file: string, bytes: number): Buffer {
+  const buf = Buffer.alloc(bytes);
+  const fd = fs.openSync(file, "r");
+  try {
+    let done = 0;
+    while (done < bytes) {
+      const n = fs.readSync(fd, buf, done, bytes - done, done);
+      if (n === 0) break;
+      done += n;
+    }
+    return buf.subarray(0, done);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** The raw bytes of one tensor (a view into the file). */
 export function ggufTensorBytes(file: GgufFile, name: string): Uint8Array {
   const t = file.tensors.find((x) => x.name === name);
   if (!t) throw new InputError(`${file.source}: no tensor named ${name}`);
-  return file.bytes.subarray(t.offset, t.offset + t.nbytes);
+  return file.range(t.offset, t.nbytes);
 }
 
 /** A metadata value's plain JS value (numbers, bigints, booleans, strings, or an array of them). */
