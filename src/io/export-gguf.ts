@@ -16,7 +16,7 @@ import { checkModelDir, type ModelConfig } from "./config.js";
 import { inspectModelFolder, isVisionTensor } from "./model-folder.js";
 import { tokenizerSteps } from "./tokenizer-json.js";
 import { isPlainObject } from "../util/keys.js";
-import type { TensorRecord } from "./safetensors.js";
+import { weightsUnchanged, type TensorRecord } from "./safetensors.js";
 import {
   f16BitsToF32,
   f32ToBf16Bytes,
@@ -808,7 +808,8 @@ export function planGgufExport(modelDir: string, opts: ExportGgufOptions): GgufE
     ...vocabMd,
   ];
   return {
-    spec: { metadata, tensors },
+    // the tensors are views of the mapped weight files: one written into meanwhile may have given mixed bytes
+    spec: { metadata, tensors, finish: () => weightsUnchanged(weights, "the GGUF export") },
     result: { arch, tensorCount: tensors.length, vocab: "tokenizer.json", tokenizerModel: kind, pre, notes },
   };
 }

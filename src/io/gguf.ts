@@ -300,6 +300,11 @@ export interface GgufWriteSpec {
   /** Keys in file order. `general.alignment`, when present, must be a uint32 power of two. */
   metadata: ReadonlyArray<readonly [string, GgufValue]>;
   tensors: readonly GgufTensorSpec[];
+  /**
+   * Called once every tensor's bytes are made, before the file is complete: what it throws ends the write with
+   * nothing published (a source that changed while it was read).
+   */
+  finish?: () => void;
 }
 
 /** A growable byte buffer: a 262k-token vocabulary and 500k merges are a million small writes. */
@@ -489,6 +494,7 @@ export function ggufPieces(spec: GgufWriteSpec): Iterable<Piece> {
       position += n;
       yield* padding();
     }
+    spec.finish?.();
   })();
 }
 

@@ -61,3 +61,47 @@ export function setFileMapper(m: FileMapper, ranges: RangeMapper): void {
   mapper = m;
   rangeMapper = ranges;
 }
+
+/**
+ * What shows that a file was written in place: its identity (device, inode), size and modification time, taken
+ * when it is opened. A mapped file that another program writes into (`cp` over it, a download into it) changes
+ * under the views of it, so that a long read (an export, a fold) mixes old and new bytes; a file replaced by a
+ * rename is a new inode, and the views keep the old one, whole.
+ */
+export interface FileStamp {
+  file: string;
+  dev: bigint;
+  ino: bigint;
+  size: bigint;
+  mtimeNs: bigint;
+}
+
+/** `file`'s stamp now, or null when it cannot be stat'ed (its reader says why). */
+export function fileStamp(file: string): FileStamp | null {
+  try {
+    const s = fs.statSync(file, { bigint: true });
+    return { file, dev: s.dev, ino: s.ino, size: s.size, mtimeNs: s.mtimeNs };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The files of `stamps` written in place since they were stamped (the same file, its size or modification time
+ * changed), each with what changed. A file replaced (another inode) or removed is not listed: its open views still
+ * show the old file whole.
+ */
+export function writtenInPlace(stamps: readonly FileStamp[]): string[] {
+  const out: string[] = [];
+  for (const s of stamps) {
+    const now = fileStamp(s.file);
+    if (!now || now.dev !== s.dev || now.ino !== s.ino) continue;
+    if (now.size !== s.size) out.push(`${s.file} (${s.size} -> ${now.size} bytes)`);
+    else if (now.mtimeNs !== s.mtimeNs) out.push(`${s.file} (modified ${mtimeText(now.mtimeNs)})`);
+  }
+  return out;
+}
+
+function mtimeText(ns: bigint): string {
+  return new Date(Number(ns / 1_000_000n)).toISOString();
+}

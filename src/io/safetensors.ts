@@ -18,7 +18,14 @@ import {
   writeFileAtomicFrom,
   type Piece,
 } from "./atomic.js";
-import { MAX_BUFFER_BYTES, mapFile, mapFileRanges } from "./mapfile.js";
+import {
+  MAX_BUFFER_BYTES,
+  fileStamp,
+  mapFile,
+  mapFileRanges,
+  writtenInPlace,
+  type FileStamp,
+} from "./mapfile.js";
 
 export type StDtype = "F32" | "BF16" | "F16" | "F64" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
 
@@ -73,6 +80,8 @@ export interface ModelWeights {
   tensors: Map<string, TensorRecord>;
   /** The safetensors files the tensors come from. */
   files: string[];
+  /** Each file's stamp, taken before it was opened (weightsUnchanged). */
+  stamps: FileStamp[];
 }
 
 /** What the writers take: any tensor with its raw little-endian bytes (a TensorRecord fits). */
@@ -616,7 +625,13 @@ function readSafetensorsHeader(file: string): SafetensorsFile {
   }
 }
 
-function openWeightsWith(dir: string, read: (file: string) => SafetensorsFile): ModelWeights {
+function openWeightsWith(dir: string, readFile: (file: string) => SafetensorsFile): ModelWeights {
+  const stamps: FileStamp[] = [];
+  const read = (file: string): SafetensorsFile => {
+    const s = fileStamp(file);
+    if (s) stamps.push(s);
+    return readFile(file);
+  };
   let entries: string[];
   try {
     entries = fs.readdirSync(dir);
@@ -626,9 +641,10 @@ function openWeightsWith(dir: string, read: (file: string) => SafetensorsFile): 
   if (entries.includes(SINGLE_FILE)) {
     const file = path.join(dir, SINGLE_FILE);
     const st = read(file);
-    return { dir, tensors: st.tensors, files: [file] };
+    return { dir, tensors: st.tensors, files: [file], stamps };
   }
-  if (entries.includes(INDEX_FILE)) return openShardedWeights(dir, path.join(dir, INDEX_FILE), read);
+  if (entries.includes(INDEX_FILE))
+    return { ...openShardedWeights(dir, path.join(dir, INDEX_FILE), read), stamps };
 
   const pickles = entries.filter((e) => PICKLE_EXTENSIONS.some((ext) => e.endsWith(ext))).sort();
   if (pickles.length > 0) throw pickleRefusal(dir, pickles);
@@ -639,7 +655,7 @@ function openShardedWeights(
   dir: string,
   indexFile: string,
   read: (file: string) => SafetensorsFile,
-): ModelWeights {
+): Omit<ModelWeights, "stamps"> {
   let index: unknown;
   try {
     index = JSON.parse(fs.readFileSync(indexFile, "utf8"));
@@ -687,6 +703,20 @@ function openShardedWeights(
     }
   }
   return { dir, tensors, files };
+}
+
+/**
+ * Throws an InputError when a weight file of `weights` was written in place since it was opened: its tensors are
+ * views of the file (mapped), so what was read from them may mix the old bytes and the new. Called before an output
+ * made from them is published (`doing` says what: "the GGUF export"), so that such an output is never published.
+ */
+export function weightsUnchanged(weights: ModelWeights, doing: string): void {
+  const changed = writtenInPlace(weights.stamps);
+  if (changed.length === 0) return;
+  throw new InputError(
+    `${changed.join(", ")}: written in place by another program while ${doing} read it; what was read may mix ` +
+      `the old bytes and the new, so nothing was published. Rerun once nothing writes into ${weights.dir}`,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------

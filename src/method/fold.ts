@@ -17,6 +17,7 @@ import {
   type StDtype,
   type TensorRecord,
   type TensorToWrite,
+  weightsUnchanged,
 } from "../io/safetensors.js";
 import { ST_TO_DTYPE, recordToTensor } from "../models/load.js";
 import { Tensor, noGrad, tidy, type DType } from "../tensor/index.js";
@@ -237,5 +238,7 @@ async function writeFolded(
         `the update is below ${stats.dtype}'s rounding there (train longer, raise the learning rate, or save in float32)`,
     );
   copyModelFiles(baseDir, dir);
+  // the stored tensors are views of the mapped base files: one written into meanwhile may have given mixed bytes
+  weightsUnchanged(weights, "the fold");
   return stats;
 }

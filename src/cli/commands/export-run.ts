@@ -7,7 +7,12 @@ import * as path from "node:path";
 import { InputError } from "../../errors.js";
 import { planGgufExport, planLoraGgufExport } from "../../io/export-gguf.js";
 import { ggufPieces } from "../../io/gguf.js";
-import { DTYPE_SIZE, writeModelWeightsAsync, type TensorRecord } from "../../io/safetensors.js";
+import {
+  DTYPE_SIZE,
+  weightsUnchanged,
+  writeModelWeightsAsync,
+  type TensorRecord,
+} from "../../io/safetensors.js";
 import { checkOutput, publishFileAsync, writeDirAtomic, writeFileAtomic } from "../../io/atomic.js";
 import { readFilesBelow } from "../../io/mapfile.js";
 import { copyModelFiles, inspectModelFolder } from "../../io/model-folder.js";
@@ -95,6 +100,7 @@ export async function exportCommand(g: OptionValues, opts: OptionValues): Promis
           const cfg = withDtype(config.raw, dtype);
           writeFileAtomic(path.join(tmp, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
           copyModelFiles(opts.model, tmp, { config: false });
+          weightsUnchanged(weights, "the safetensors export"); // mapped views: written into meanwhile, mixed
         },
         { overwrite: opts.overwrite, onMovedAside },
       );
