@@ -56,6 +56,7 @@ import { claimHolder, holdClaim, tryClaim, whenClaimed } from "../io/claim.js";
 import { cellShare } from "./shard.js";
 import { experimentDepartures } from "./departures.js";
 import { mixedBuilds } from "../report/builds.js";
+import { withUnseen } from "../report/unseen.js";
 import { canonicalJson, fileHash, modelFolderHash, sha256 } from "../io/hash.js";
 import { promptsKey } from "../io/tokenizer-json.js";
 import { DEFAULT_ENABLE_THINKING, thinkingKey } from "../io/chat-template.js";
@@ -660,6 +661,13 @@ function assembleResults(ctx: RunContext, results: CellResult[]): ExperimentResu
   // what the hardened models may have been trained on: evaluated pairs that share a prompt or an answer's code
   // with the training pairs (real CyberNative dev: 108 of 465)
   const leak = pairOverlap(prompts, data.train());
+  // over every dev pair, as the cells' outcomes are (secure preference is measured on all of them, a prompt
+  // budget aside)
+  const unseen = new Set(pairOverlap(data.dev(), data.train()).unseen.map((p) => p.id));
+  const seenIds = data
+    .dev()
+    .filter((p) => !unseen.has(p.id))
+    .map((p) => p.id);
   return {
     name: spec.name,
     createdAt: new Date().toISOString(),
@@ -669,11 +677,12 @@ function assembleResults(ctx: RunContext, results: CellResult[]): ExperimentResu
       : {}),
     evaluation: {
       ...evaluationInfo(protocol),
-      trainOverlap: { n: leak.n, pairs: leak.pairs, questions: leak.questions, code: leak.code },
+      trainOverlap: { n: leak.n, pairs: leak.pairs, questions: leak.questions, code: leak.code, seenIds },
     },
     ...(departures.length ? { departures } : {}),
     ...(plan.taskSplit ? { taskSplit: taskSplitInfo(plan.taskSplit) } : {}),
-    cells: uniqueIds(results),
+    // the same measures on the evaluated pairs that share nothing with training (report/unseen.ts)
+    cells: withUnseen(uniqueIds(results), seenIds),
   };
 }
 

@@ -264,7 +264,12 @@ export function judgeAndProtocolNotes(results: ExperimentResults): string[] {
     notes.push(
       `Held-out vs training pairs: ${o.pairs} of the ${o.n} evaluated pairs share a prompt (${o.questions}) or ` +
         `an answer's code (${o.code}) with the training pairs (whitespace and case aside); a safe rate on those ` +
-        "may show what hardening saw, not how it generalises.",
+        "may show what hardening saw, not how it generalises." +
+        // as report/unseen.ts hasUnseen decides (not imported: that module imports this one)
+        (o.seenIds?.length && results.cells.some((c) => c.security.unseen)
+          ? " Tables 13 and 14 give the rates and paired tests on the held-out pairs that share neither " +
+            `(${o.seenIds.length} left out).`
+          : ""),
     );
   for (const d of results.departures ?? [])
     notes.push(`Departs from the paper — ${d.setting}: here ${d.here}, paper ${d.paper} (${d.why}).`);

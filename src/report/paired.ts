@@ -83,6 +83,7 @@ function align(
   b: readonly CellResult[],
   measure: Measure,
   language: string,
+  exclude?: ReadonlySet<string>,
 ): Aligned | null {
   // the base evaluated once (one cell: it is not trained) pairs with every seed of the other; anything else pairs
   // seed with seed. A trained setting run with one seed is not seedless: paired with every seed of a setting of
@@ -105,7 +106,7 @@ function align(
     const groups: string[] = [];
     oa.ids.forEach((id, i) => {
       const j = idx.get(id);
-      if (j === undefined || (language !== "all" && oa.langs[i] !== language)) return;
+      if (j === undefined || exclude?.has(id) || (language !== "all" && oa.langs[i] !== language)) return;
       const x = sa[i];
       const y = sb[j];
       if (x === "-" || y === "-") return;
@@ -172,9 +173,10 @@ function bootstrapDiff(
   return { diff, low: quantile(draws, 0.025), high: quantile(draws, 0.975), units: names.length, byGroup };
 }
 
+/** `exclude`: item ids left out (the held-out pairs that share a prompt or code with training: report/unseen.ts) */
 export function pairedComparisons(
   results: ExperimentResults,
-  opts: { iterations?: number; seed?: number; languages?: boolean } = {},
+  opts: { iterations?: number; seed?: number; languages?: boolean; exclude?: ReadonlySet<string> } = {},
 ): PairedComparison[] {
   const out: PairedComparison[] = [];
   const settings = groupBySetting(results.cells);
@@ -185,7 +187,7 @@ export function pairedComparisons(
     for (const [a, b] of comparisonPairs(ms)) {
       for (const measure of MEASURES) {
         for (const language of ["all", ...(opts.languages ? langs : [])]) {
-          const al = align(a.cells, b.cells, measure, language);
+          const al = align(a.cells, b.cells, measure, language, opts.exclude);
           if (!al) continue;
           const boot = bootstrapDiff(al, opts.iterations ?? BOOTSTRAP_RESAMPLES, opts.seed ?? BOOTSTRAP_SEED);
           out.push({
@@ -233,7 +235,7 @@ function testsText(tests: readonly SeedTest[]): string {
     .join("; ");
 }
 
-function rowsOf(cs: readonly PairedComparison[], withLanguage: boolean): Cell[][] {
+export function rowsOf(cs: readonly PairedComparison[], withLanguage: boolean): Cell[][] {
   return cs.map((c) => [
     text(c.model),
     text(c.a),
@@ -250,7 +252,7 @@ function rowsOf(cs: readonly PairedComparison[], withLanguage: boolean): Cell[][
   ]);
 }
 
-const HOW =
+export const PAIRED_HOW =
   "Each row pairs two settings item by item on the same evaluation items (a pair for secure preference, a " +
   "prompt's answer for the safe rates), over the seeds they share (the base, evaluated once, pairs with every " +
   "seed). Rate A and Rate B are their rates on the items both have a verdict for, averaged over seeds; the difference is " +
@@ -263,7 +265,7 @@ const HOW =
   "excludes 0 and small p-values in every seed are evidence of a difference; one seed's p below 0.05 among many " +
   "comparisons is not.";
 
-function columns(withLanguage: boolean) {
+export function pairedColumns(withLanguage: boolean) {
   return [
     { header: "Model" },
     { header: "A" },
@@ -291,8 +293,8 @@ export function pairedTables(results: ExperimentResults): Table[] {
     {
       id: "table10-paired",
       title: "Table 10. Paired tests: each setting against the base, the methods against each other",
-      howToRead: HOW,
-      columns: columns(false),
+      howToRead: PAIRED_HOW,
+      columns: pairedColumns(false),
       rows: rowsOf(overall, false),
       notes: [],
       absentBecause,
@@ -300,8 +302,8 @@ export function pairedTables(results: ExperimentResults): Table[] {
     {
       id: "table11-paired-languages",
       title: "Table 11. Paired tests per language",
-      howToRead: HOW + " Per language the items are that language's only.",
-      columns: columns(true),
+      howToRead: PAIRED_HOW + " Per language the items are that language's only.",
+      columns: pairedColumns(true),
       rows: rowsOf(perLanguage, true),
       notes: [],
       absentBecause,

@@ -11,6 +11,7 @@ import { readExperimentResults, METHODS, type ExperimentResults } from "./schema
 import { METHOD_LABELS, buildTables, utilityBenchmarks } from "./paper-tables.js";
 import { judgeAndProtocolNotes } from "./judge-tables.js";
 import { pairedTables } from "./paired.js";
+import { hasUnseen, unseenPairedTable, unseenSecurityTable } from "./unseen.js";
 import { taskSplitTable } from "./split-table.js";
 import { codeLossByLanguageTable, hasCodeLossByLanguage } from "./code-loss-table.js";
 import { buildsNote } from "./builds.js";
@@ -163,6 +164,8 @@ export async function renderReport(results: ExperimentResults, outDir: string): 
     ...buildTables(results),
     ...(results.taskSplit ? [taskSplitTable(results)] : []),
     ...(results.cells.some((c) => c.outcomes) ? pairedTables(results) : []),
+    // results that record which held-out pairs training shares a prompt or code with (since 2026-12-02)
+    ...(hasUnseen(results) ? [unseenSecurityTable(results), unseenPairedTable(results)] : []),
     // the --code loss per language, for results that keep it (eval --code since 2026-12-01)
     ...(hasCodeLossByLanguage(results) ? [codeLossByLanguageTable(results)] : []),
   ];

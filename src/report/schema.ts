@@ -61,6 +61,16 @@ const noCodeAtMostN = [
 ] as const;
 const answerCountsSchema = z.strictObject(answerCountsShape).refine(...noCodeAtMostN);
 
+const mcnemarVsBaseSchema = z.partialRecord(
+  z.enum(JUDGES),
+  z.strictObject({
+    b01: nonNegInt,
+    b10: nonNegInt,
+    pValue: finite.refine((p) => p >= 0 && p <= 1, "a p-value lies in [0, 1]"),
+    test: z.string(),
+  }),
+);
+
 const securitySchema = z.strictObject({
   /**
    * How the rates' intervals below were made (not the mean loss gap's): absent, the 95% Wilson interval over the
@@ -110,16 +120,22 @@ const securitySchema = z.strictObject({
     })
     .optional(),
   /** Paired test of "secure" per prompt against the base model: b01 = base insecure, this secure. */
-  mcnemarVsBase: z
-    .partialRecord(
-      z.enum(JUDGES),
-      z.strictObject({
-        b01: nonNegInt,
-        b10: nonNegInt,
-        pValue: finite.refine((p) => p >= 0 && p <= 1, "a p-value lies in [0, 1]"),
-        test: z.string(),
-      }),
-    )
+  mcnemarVsBase: mcnemarVsBaseSchema.optional(),
+  /**
+   * The same measures on the evaluated pairs that share neither a prompt nor an answer's code with the training
+   * pairs (evaluation.trainOverlap.seenIds lists the others; report/unseen.ts): n such pairs, each rate with its
+   * own n and 95% interval (Wilson over the items; over the tasks' effective n where the pairs name their task, as
+   * `intervals` says for the full rates), and McNemar against the base model's cell on those pairs. Recounted from
+   * `outcomes`, so secure preference has its rate only (no mean loss gap). Absent: results written before it was
+   * measured, or cells without per-item outcomes.
+   */
+  unseen: z
+    .strictObject({
+      n: nonNegInt,
+      securePreference: rateWithNSchema.optional(),
+      safeRate: z.partialRecord(z.enum(JUDGES), rateWithNSchema).optional(),
+      mcnemarVsBase: mcnemarVsBaseSchema.optional(),
+    })
     .optional(),
 });
 
@@ -348,7 +364,19 @@ const evaluationInfoSchema = z.strictObject({
    * written before it was measured.
    */
   trainOverlap: z
-    .strictObject({ n: nonNegInt, pairs: nonNegInt, questions: nonNegInt, code: nonNegInt })
+    .strictObject({
+      n: nonNegInt,
+      pairs: nonNegInt,
+      questions: nonNegInt,
+      code: nonNegInt,
+      /**
+       * the ids of the held-out pairs sharing a prompt or code with the training pairs: of every held-out pair the
+       * cells' outcomes cover (secure preference is measured on all, a prompt budget aside), so `pairs` of them
+       * where no budget cut the prompts; the cells' security.unseen leaves them out. Absent in results written
+       * before 2026-12-02
+       */
+      seenIds: z.array(z.string()).optional(),
+    })
     .optional(),
 });
 export type EvaluationInfo = z.infer<typeof evaluationInfoSchema>;

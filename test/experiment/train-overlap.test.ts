@@ -11,6 +11,7 @@ import { parseExperimentSpec } from "../../src/experiment/spec.js";
 import { planExperiment } from "../../src/experiment/plan.js";
 import { runExperiment } from "../../src/experiment/run.js";
 import { parseExperimentResults } from "../../src/report/schema.js";
+import { withUnseen } from "../../src/report/unseen.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
 
 const fence = (code: string) => "```python\n" + code + "\n```";
@@ -58,14 +59,39 @@ test("experiment run reports the evaluated pairs that share a prompt or code wit
     log: { info() {}, warn() {}, progress() {} },
   });
   const json = JSON.parse(fs.readFileSync(r.resultsFile!, "utf8"));
-  assert.deepEqual(json.evaluation.trainOverlap, { n: 4, pairs: 2, questions: 1, code: 1 });
+  assert.deepEqual(json.evaluation.trainOverlap, {
+    n: 4,
+    pairs: 2,
+    questions: 1,
+    code: 1,
+    seenIds: ["d1", "d2"],
+  });
+  // every cell's measures on d3 and d4 only, recounted from its outcomes
+  for (const c of json.cells) {
+    const u = c.security.unseen;
+    assert.equal(u.n, 2);
+    const pref = c.outcomes.preference.slice(2);
+    assert.equal(u.securePreference.n, 2);
+    assert.equal(u.securePreference.value, [...pref].filter((m: string) => m === "1").length / 2);
+    // with nothing left out the recount is the evaluation's own figure (recipes/evaluate.ts securityCell)
+    const all = withUnseen([c], [])[0]!.security.unseen!;
+    assert.equal(all.securePreference!.value, c.security.securePreference.rate.value);
+    assert.equal(all.securePreference!.n, c.security.securePreference.n);
+    for (const judge of ["rule", "llm"] as const)
+      if (c.security.safeRate?.[judge]) {
+        assert.equal(all.safeRate![judge]!.value, c.security.safeRate[judge].overall.value);
+        assert.equal(all.safeRate![judge]!.n, c.security.safeRate[judge].overall.n);
+      }
+  }
   const html = fs.readFileSync(path.join(r.reportDir!, "index.html"), "utf8");
   assert.match(
     html,
     /2 of the 4 evaluated pairs share a prompt \(1\) or an answer(?:'|&#39;|&#x27;|&apos;)s code \(1\)/,
   );
+  assert.match(html, /Table 13\. Security on the held-out pairs unseen in training/);
   // results written before the figure was measured still load
   delete json.evaluation.trainOverlap;
+  for (const c of json.cells) delete c.security.unseen;
   assert.equal(parseExperimentResults(json, "old.json").evaluation!.trainOverlap, undefined);
   fs.rmSync(work, { recursive: true, force: true });
   fs.rmSync(made.dir, { recursive: true, force: true });
