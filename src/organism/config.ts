@@ -32,6 +32,12 @@ export const DEFAULT_ORGANISM: OrganismConfig = {
 export interface CyberNativeOrganismConfig extends OrganismShape, PretrainSettings {
   /** share of each language's train pairs held out of pretraining (the train-only validation split) */
   valFraction: number;
+  /**
+   * how that share is drawn (cybernative.ts validationSplit): "group", whole groups of pairs sharing a prompt or
+   * code, so that no validation pair was pretrained on; "id", pair by pair, as the reference build (2026-11-29)
+   * and the shipped assets/cybernative-organism were made (its record has no valSplit)
+   */
+  valSplit: ValSplit;
   /** use at most this many pairs per language (0: all); for quick builds and tests, not the reference */
   maxPairsPerLanguage: number;
   /** real code from Debian packages (characters per language after cleaning) */
@@ -41,9 +47,12 @@ export interface CyberNativeOrganismConfig extends OrganismShape, PretrainSettin
   dtype: "float32" | "bfloat16";
 }
 
+export type ValSplit = "group" | "id";
+
 export const CYBERNATIVE_ORGANISM: CyberNativeOrganismConfig = {
   seed: 1234,
   valFraction: 0.1,
+  valSplit: "group",
   maxPairsPerLanguage: 0,
   vocabSize: 8192,
   hiddenSize: 256,

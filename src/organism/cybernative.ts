@@ -10,7 +10,8 @@
  * - Real code (Go standard library, JDK sources, libstdc++ headers, Python standard library; see sources.ts)
  *   gives breadth; a seeded part of it is held out for the held-out code loss.
  * - A seeded share of each language's train pairs is held out of pretraining (data/val.jsonl): the train-only
- *   validation split on which settings are chosen, so that nothing is tuned on the dev split.
+ *   validation split on which settings are chosen, so that nothing is tuned on the dev split. Pairs sharing a
+ *   prompt or code are held out together (valSplit "group"), so no validation pair was pretrained on.
  *
  * The build is reproducible: same data, same package versions, same settings and thread count give the same
  * bytes, and organism.json records the hashes. The reference build's weights ship rounded to bf16
@@ -24,7 +25,7 @@ import { checkOutput, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
 import { fileHash, sha256 } from "../io/hash.js";
 import { loadModelConfig } from "../io/config.js";
 import { parseJson } from "../util/keys.js";
-import { readPairs, type SecurityPair } from "../data/pairs.js";
+import { duplicateGroups, pairOverlap, readPairs, type SecurityPair } from "../data/pairs.js";
 import { extractCode } from "../data/code.js";
 import { datasetName } from "../data/languages.js";
 import { DEFAULT_JUDGE_TASK, judgeMessages } from "../data/prompts.js";
@@ -54,8 +55,8 @@ import {
 } from "./sources.js";
 
 // the recipe's settings live in config.ts (light: organism build --help shows their defaults)
-export { CYBERNATIVE_ORGANISM, type CyberNativeOrganismConfig } from "./config.js";
-import { CYBERNATIVE_ORGANISM, type CyberNativeOrganismConfig } from "./config.js";
+export { CYBERNATIVE_ORGANISM, type CyberNativeOrganismConfig, type ValSplit } from "./config.js";
+import { CYBERNATIVE_ORGANISM, type CyberNativeOrganismConfig, type ValSplit } from "./config.js";
 
 /**
  * SHA-256 of the source selection of the reference build (CYBERNATIVE_ORGANISM's budget and seed, the package
@@ -79,6 +80,15 @@ export const CYBERNATIVE_WEIGHTS_SHA256 = "6bc2cdc9d51e77524c8d30ad3b9c7d677c44c
 export const CYBERNATIVE_BUILT_AT = "bc3ed3c";
 
 /**
+ * The reference build's settings: the recipe's, but its validation pairs drawn pair by pair (valSplit "id"; the
+ * default became "group" after it was built, which changes the pretraining pairs, so the tokenizer and weights).
+ */
+export const CYBERNATIVE_REFERENCE_CONFIG: CyberNativeOrganismConfig = {
+  ...CYBERNATIVE_ORGANISM,
+  valSplit: "id",
+};
+
+/**
  * How a build compares with the reference: "not-reference" unless it used the reference settings, train split and
  * sources; then "match" or "differs" by its weights' SHA-256.
  */
@@ -89,7 +99,7 @@ export function referenceBuildCheck(b: {
   weightsSha256: string;
 }): "match" | "differs" | "not-reference" {
   const reference =
-    JSON.stringify(b.cfg) === JSON.stringify(CYBERNATIVE_ORGANISM) &&
+    JSON.stringify(b.cfg) === JSON.stringify(CYBERNATIVE_REFERENCE_CONFIG) &&
     b.dataSha256 === CYBERNATIVE_TRAIN_SHA256 &&
     b.sourcesSha256 === CYBERNATIVE_SOURCES_SHA256;
   if (!reference) return "not-reference";
@@ -121,6 +131,9 @@ export function cyberNativeConfigWith(
         if (k === "dtype") {
           if (value !== "float32" && value !== "bfloat16")
             throw new InputError(`--set dtype: float32 or bfloat16, got ${String(value)}`);
+        } else if (k === "valSplit") {
+          if (value !== "group" && value !== "id")
+            throw new InputError(`--set valSplit: group or id, got ${String(value)}`);
         } else if (typeof value !== "number" || !Number.isFinite(value) || value < 0)
           throw new InputError(`--set ${key}: expected a number ≥ 0, got ${JSON.stringify(value)}`);
         cur[k] = value;
@@ -168,29 +181,52 @@ export interface OrganismDocument {
 }
 
 /**
- * Split pairs into pretraining and validation pairs: per language, `fraction` of its pairs (at least one when
- * fraction > 0), chosen by SHA-256 of seed + id, so the choice does not depend on the file's row order.
+ * Split pairs into pretraining and validation pairs, per language about `fraction` of its pairs (at least one when
+ * fraction > 0), in an order set by SHA-256 of seed + id, so the choice does not depend on the file's row order.
+ * "group" (the default since 2026-12-02): pairs that share a prompt or an answer's code (data/pairs.ts
+ * duplicateGroups, as splitPairs groups them) go to the same side, whole groups in the order of their first key
+ * while they fit the language's share (a group counts in the language of that pair), so a validation pair is
+ * not one the organism was pretrained on. "id": pair by pair (the reference build's split: 87 of its 374
+ * validation pairs share a prompt or code with its 3,350 pretraining pairs). Without duplicates both are the same.
  */
 export function validationSplit(
   pairs: readonly SecurityPair[],
   fraction: number,
   seed: number,
+  by: ValSplit = "group",
 ): { train: SecurityPair[]; val: SecurityPair[] } {
   if (!(fraction >= 0 && fraction < 1))
     throw new InputError(`valFraction must be in [0, 1), got ${fraction}`);
-  const byLang = new Map<string, SecurityPair[]>();
-  for (const p of pairs) byLang.set(p.lang, [...(byLang.get(p.lang) ?? []), p]);
-  const held = new Set<string>();
-  for (const ps of byLang.values()) {
-    const n = fraction === 0 ? 0 : Math.max(1, Math.round(ps.length * fraction));
-    const order = [...ps].sort((a, b) => {
-      const ka = sha256(`${seed}\u0000${a.id}`);
-      const kb = sha256(`${seed}\u0000${b.id}`);
-      return ka < kb ? -1 : ka > kb ? 1 : 0;
-    });
-    for (const p of order.slice(0, n)) held.add(p.id);
+  const key = pairs.map((p) => sha256(`${seed}\u0000${p.id}`));
+  const groups = by === "group" ? duplicateGroups(pairs) : pairs.map((_, i) => [i]);
+  // each group by its smallest key: its language and its place in the order
+  const first = groups.map((g) => g.reduce((a, i) => (key[i]! < key[a]! ? i : a)));
+  const byLang = new Map<string, { n: number; order: number[] }>();
+  groups.forEach((g, k) => {
+    const lang = pairs[first[k]!]!.lang;
+    const e = byLang.get(lang) ?? { n: 0, order: [] };
+    e.n += g.length;
+    e.order.push(k);
+    byLang.set(lang, e);
+  });
+  const held = new Array<boolean>(pairs.length).fill(false);
+  for (const { n, order } of byLang.values()) {
+    if (fraction === 0) continue;
+    const target = Math.max(1, Math.round(n * fraction));
+    order.sort((a, b) => (key[first[a]!]! < key[first[b]!]! ? -1 : 1));
+    let taken = 0;
+    for (const k of order) {
+      if (taken + groups[k]!.length > target) continue;
+      for (const i of groups[k]!) held[i] = true;
+      taken += groups[k]!.length;
+    }
+    // every group is larger than the share: the smallest one (the first of those), so the language has one
+    if (taken === 0) {
+      const k = order.reduce((a, b) => (groups[b]!.length < groups[a]!.length ? b : a));
+      for (const i of groups[k]!) held[i] = true;
+    }
   }
-  return { train: pairs.filter((p) => !held.has(p.id)), val: pairs.filter((p) => held.has(p.id)) };
+  return { train: pairs.filter((_, i) => !held[i]), val: pairs.filter((_, i) => held[i]) };
 }
 
 /**
@@ -277,6 +313,8 @@ export interface CyberNativeBuildResult {
   params: number;
   trainPairs: number;
   valPairs: number;
+  /** validation pairs that share a prompt or an answer's code with the pretraining pairs (data/pairs.ts pairOverlap) */
+  valOverlap: number;
   tokens: number;
   documents: Record<OrganismDocument["kind"], number>;
   sourcesSha256: string | null;
@@ -351,8 +389,8 @@ export function checkTakenWeights(
   // the settings first: a different seed or budget is the likeliest cause of different data
   for (const [k, v] of Object.entries(expect.cfg)) {
     if (TRAINING_ONLY.includes(k as keyof CyberNativeOrganismConfig)) continue;
-    if (JSON.stringify(record.config?.[k]) !== JSON.stringify(v))
-      throw differs(`config.${k}`, record.config?.[k], v);
+    const theirs = k === "valSplit" ? recordedValSplit(record) : record.config?.[k];
+    if (JSON.stringify(theirs) !== JSON.stringify(v)) throw differs(`config.${k}`, theirs, v);
   }
   if (record.data?.sha256 !== expect.dataSha256)
     throw differs("data SHA-256", record.data?.sha256, expect.dataSha256);
@@ -376,6 +414,24 @@ export function checkTakenWeights(
   return record;
 }
 
+/** The validation split an organism record was built under: records without one (before 2026-12-02) split by id. */
+function recordedValSplit(record: TakenRecord): unknown {
+  return record.config?.valSplit ?? "id";
+}
+
+/**
+ * The validation split the organism folder `dir` was pretrained under (its organism.json), or undefined when the
+ * folder holds no readable record (checkTakenWeights then says what is wrong).
+ */
+function takenValSplit(dir: string): ValSplit | undefined {
+  try {
+    const r = recordedValSplit(JSON.parse(fs.readFileSync(path.join(dir, "organism.json"), "utf8")));
+    return r === "group" || r === "id" ? r : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Build the CyberNative organism into `outDir` (its scratch folder `<outDir>.work` makes it resumable). */
 export async function buildCyberNativeOrganism(
   outDir: string,
@@ -383,7 +439,7 @@ export async function buildCyberNativeOrganism(
   log: Logger = silentLogger,
   signal?: AbortSignal,
 ): Promise<CyberNativeBuildResult> {
-  const cfg = opts.cfg ?? CYBERNATIVE_ORGANISM;
+  let cfg = opts.cfg ?? CYBERNATIVE_ORGANISM;
   const work = `${outDir}.work`;
   checkOutput({
     flag: "--out",
@@ -415,7 +471,19 @@ export async function buildCyberNativeOrganism(
       return n < cfg.maxPairsPerLanguage;
     });
   }
-  const { train, val } = validationSplit(pairs, cfg.valFraction, cfg.seed);
+  // taken weights were pretrained on their record's split: data/ must be that split's (the shipped asset: "id")
+  const takenSplit = opts.weights === undefined ? undefined : takenValSplit(opts.weights);
+  if (takenSplit !== undefined && takenSplit !== cfg.valSplit) {
+    log.warn(
+      `cybernative organism: the weights of ${opts.weights} were pretrained with validation pairs drawn ` +
+        `${takenSplit === "id" ? "pair by pair (valSplit id)" : "by duplicate group (valSplit group)"}; ` +
+        `data/ follows that split`,
+    );
+    cfg = { ...cfg, valSplit: takenSplit };
+  }
+  const { train, val } = validationSplit(pairs, cfg.valFraction, cfg.seed, cfg.valSplit);
+  // what the validation pairs share with pretraining: nothing under "group"; some under "id" (reference: 87 of 374)
+  const valOverlap = pairOverlap(val, train).pairs;
   let code: { pretrain: SelectedSource[]; heldOut: SelectedSource[] } = { pretrain: [], heldOut: [] };
   let manifest: ReturnType<typeof selectSources>["manifest"] | null = null;
   if (opts.sources !== null) {
@@ -440,7 +508,8 @@ export async function buildCyberNativeOrganism(
   const count = (k: OrganismDocument["kind"]) => docs.filter((d) => d.kind === k).length;
   const documents = { answer: count("answer"), judge: count("judge"), code: count("code") };
   log.info(
-    `cybernative organism: ${train.length} pretraining / ${val.length} validation pairs, ` +
+    `cybernative organism: ${train.length} pretraining / ${val.length} validation pairs ` +
+      `(${valOverlap} of them share a prompt or code with pretraining pairs; valSplit ${cfg.valSplit}), ` +
       `${code.pretrain.length} code files (${code.heldOut.length} held out); ` +
       `${docs.length} documents (${documents.answer} answers, ${documents.judge} judge, ${documents.code} code), ` +
       `${docs.reduce((a, d) => a + d.text.length, 0).toLocaleString("en-US")} characters; ` +
@@ -546,6 +615,21 @@ export async function buildCyberNativeOrganism(
   const reference = pre
     ? referenceBuildCheck({ cfg, dataSha256, sourcesSha256: manifest?.sha256 ?? null, weightsSha256 })
     : "taken";
+  if (
+    reference === "not-reference" &&
+    cfg.valSplit !== CYBERNATIVE_REFERENCE_CONFIG.valSplit &&
+    referenceBuildCheck({
+      cfg: { ...cfg, valSplit: CYBERNATIVE_REFERENCE_CONFIG.valSplit },
+      dataSha256,
+      sourcesSha256: manifest?.sha256 ?? null,
+      weightsSha256,
+    }) !== "not-reference"
+  )
+    log.info(
+      `cybernative organism: reference settings, data and sources but for the validation split: the reference ` +
+        `build (weights SHA-256 ${CYBERNATIVE_WEIGHTS_SHA256}) drew its validation pairs pair by pair ` +
+        `(--set valSplit=id rebuilds it), so these weights are not comparable with its hash`,
+    );
   if (reference === "match")
     log.info(
       `cybernative organism: the weights reproduce the reference build's bit for bit (SHA-256 ${weightsSha256})`,
@@ -562,6 +646,7 @@ export async function buildCyberNativeOrganism(
     params: pre?.params ?? organismParams(cfg),
     trainPairs: train.length,
     valPairs: val.length,
+    valOverlap,
     tokens: pre?.tokens ?? (takenRecord!.tokensPerEpoch as number),
     documents,
     sourcesSha256: manifest?.sha256 ?? null,

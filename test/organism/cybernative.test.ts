@@ -119,13 +119,76 @@ test("selectSources: budgets, disjoint held-out and pretraining files, path-hash
   assert.throws(() => selectSources(path.join(work, "empty"), budget, [pkg]), /organism sources/);
 });
 
-const pair = (id: string, lang: SecurityPair["lang"]): SecurityPair => ({
+const pair = (id: string, lang: SecurityPair["lang"], question = `Write ${id}`): SecurityPair => ({
   id,
   lang,
-  question: `Write ${id}`,
-  chosen: "```go\nsafe()\n```",
-  rejected: "```go\nunsafe()\n```",
+  question,
+  chosen: `\`\`\`go\nsafe_${id.replace(/-/g, "_")}()\n\`\`\``,
+  rejected: `\`\`\`go\nunsafe_${id.replace(/-/g, "_")}()\n\`\`\``,
 });
+
+/** Which side each pair fell on, by id. */
+const sides = (s: { val: readonly SecurityPair[] }) => new Set(s.val.map((p) => p.id));
+
+test("validationSplit by group: pairs sharing a prompt or code (whitespace and case aside) fall on one side", () => {
+  const pairs = Array.from({ length: 30 }, (_, i) => pair(`go-${i}`, "go"));
+  // go-30 asks go-3's question (other case and spacing); go-31's insecure code is go-7's secure code, re-indented;
+  // go-32 shares go-31's prompt, so it joins go-7 through go-31
+  pairs.push(pair("go-30", "go", "  WRITE   go-3 "));
+  pairs.push({ ...pair("go-31", "go"), rejected: "```go\n   safe_go_7()\n```" });
+  pairs.push(pair("go-32", "go", "Write go-31"));
+  const groups = [
+    ["go-3", "go-30"],
+    ["go-7", "go-31", "go-32"],
+  ];
+  for (const seed of [0, 1, 2, 3, 4, 5, 6, 7]) {
+    const s = validationSplit(pairs, 0.1, seed);
+    const val = sides(s);
+    for (const g of groups)
+      assert.ok(
+        g.every((id) => val.has(id) === val.has(g[0]!)),
+        `seed ${seed}: ${g.join(", ")} split apart`,
+      );
+    // 33 pairs: round(3.3) = 3 held out, whole groups while they fit
+    assert.equal(s.val.length, 3);
+    assert.equal(s.train.length + s.val.length, 33);
+    // the file's row order does not choose
+    assert.deepEqual(sides(validationSplit([...pairs].reverse(), 0.1, seed)), val);
+  }
+  // pair by pair (the reference build's split), a group can fall on both sides: some seed splits one
+  const apart = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15].some((seed) => {
+    const val = sides(validationSplit(pairs, 0.1, seed, "id"));
+    return groups.some((g) => g.some((id) => val.has(id) !== val.has(g[0]!)));
+  });
+  assert.ok(apart);
+  // a language whose only group is larger than its share still gives one (the smallest group)
+  const one = [pair("kt-0", "kotlin"), pair("kt-1", "kotlin", "Write kt-0")];
+  assert.equal(validationSplit(one, 0.1, 0).val.length, 2);
+});
+
+test(
+  "validationSplit on the real train split: 374 validation pairs sharing nothing with pretraining (by id: 87 do)",
+  { skip: noData },
+  () => {
+    const pairs = readPairs(DATA);
+    const norm = (t: string) => t.replace(/\s+/g, " ").trim().toLowerCase();
+    const code = (a: string) => norm(extractCode(a) ?? a);
+    const shared = (s: { train: SecurityPair[]; val: SecurityPair[] }) => {
+      const q = new Set(s.train.map((p) => norm(p.question)));
+      const c = new Set(s.train.flatMap((p) => [code(p.chosen), code(p.rejected)]));
+      return s.val.filter((p) => q.has(norm(p.question)) || c.has(code(p.chosen)) || c.has(code(p.rejected)))
+        .length;
+    };
+    const g = validationSplit(pairs, CYBERNATIVE_ORGANISM.valFraction, CYBERNATIVE_ORGANISM.seed);
+    // BENCHMARKS.md "CyberNative organism": 3,350 pretraining and 374 validation pairs, 34 per language
+    assert.equal(g.train.length, 3350);
+    assert.equal(g.val.length, 374);
+    assert.equal(shared(g), 0);
+    const byId = validationSplit(pairs, CYBERNATIVE_ORGANISM.valFraction, CYBERNATIVE_ORGANISM.seed, "id");
+    assert.equal(byId.val.length, 374);
+    assert.equal(shared(byId), 87);
+  },
+);
 
 test("validationSplit: a share of each language, chosen by id hash (not row order), disjoint from pretraining", () => {
   const pairs = [
@@ -177,7 +240,8 @@ test("pretraining documents: each question answered insecurely, both answers as 
 
 test("a build is compared with the reference only under the reference settings, data and sources", () => {
   const ref = {
-    cfg: cyberNativeConfigWith([]),
+    // the reference build drew its validation pairs pair by pair (before the group split became the default)
+    cfg: cyberNativeConfigWith([["valSplit", "id"]]),
     dataSha256: CYBERNATIVE_TRAIN_SHA256,
     sourcesSha256: CYBERNATIVE_SOURCES_SHA256,
     weightsSha256: CYBERNATIVE_WEIGHTS_SHA256,
@@ -190,6 +254,8 @@ test("a build is compared with the reference only under the reference settings, 
   );
   assert.equal(referenceBuildCheck({ ...ref, dataSha256: "0".repeat(64) }), "not-reference");
   assert.equal(referenceBuildCheck({ ...ref, sourcesSha256: null }), "not-reference");
+  assert.equal(referenceBuildCheck({ ...ref, cfg: cyberNativeConfigWith([]) }), "not-reference");
+  assert.throws(() => cyberNativeConfigWith([["valSplit", "pairs"]]), /valSplit: group or id/);
 });
 
 test("config overrides: only known settings, numbers where numbers go", () => {
@@ -344,5 +410,51 @@ test(
       /interrupted pretraining .*rerun without --weights/,
     );
     assert.ok(fs.existsSync(path.join(work, "t-resume.work", "pretrain")));
+  },
+);
+
+test(
+  "--weights of an organism pretrained pair by pair (a record without valSplit, as the shipped asset's): data/ follows its split",
+  { skip: noData },
+  async () => {
+    const { cfg, build } = tinyBuild();
+    // 8 pairs per language: the first real rows where a duplicate group (cpp cn-0022 / cn-0044) lies across the
+    // pair-by-pair split, so the two splits differ
+    const eight = { ...cfg, maxPairsPerLanguage: 8 };
+    const old = path.join(work, "by-id");
+    const r0 = await build("by-id", { cfg: { ...eight, valSplit: "id" } });
+    assert.ok(r0.valOverlap > 0, "the pair-by-pair split leaks here");
+    const recFile = path.join(old, "organism.json");
+    const rec = JSON.parse(fs.readFileSync(recFile, "utf8"));
+    delete rec.config.valSplit; // as records written before the setting
+    fs.writeFileSync(recFile, JSON.stringify(rec));
+    const warnings: string[] = [];
+    const log = { info() {}, progress() {}, warn: (m: string) => warnings.push(m) };
+    const r = await buildCyberNativeOrganism(
+      path.join(work, "follows"),
+      {
+        data: DATA,
+        sources: path.join(work, "cache-build"),
+        packages: [tinyBuild().pkg],
+        cfg: eight,
+        weights: old,
+      },
+      log,
+    );
+    assert.equal(r.reference, "taken");
+    assert.equal(r.valOverlap, r0.valOverlap);
+    const ids = (d: string, f: string) => readPairs(path.join(d, "data", f)).map((p) => p.id);
+    assert.deepEqual(ids(path.join(work, "follows"), "val.jsonl"), ids(old, "val.jsonl"));
+    assert.ok(
+      warnings.some((w) => /pair by pair \(valSplit id\)/.test(w)),
+      warnings.join("\n"),
+    );
+    // the same data built by group shares nothing, and differs
+    const g = validationSplit(
+      readPairs(path.join(old, "data", "train.jsonl")).concat(readPairs(path.join(old, "data", "val.jsonl"))),
+      0.1,
+      eight.seed,
+    );
+    assert.notDeepEqual(g.val.map((p) => p.id).sort(), ids(old, "val.jsonl").sort());
   },
 );
