@@ -27,7 +27,7 @@ import { trainSft, type SftExample, type TrainHooks, type TrainResult } from "..
 import { PAPER_JUDGE, buildSftExample, judgeMessages, type JudgeConvention } from "../data/prompts.js";
 import { labelConflicts, normalizedText, pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
 import { Tensor, noGrad, tidy, type DType } from "../tensor/index.js";
-import { JUDGE_RECORD_FILE, LlmJudge } from "../eval/judge/llm.js";
+import { JUDGE_RECORD_FILE, LlmJudge, codeFingerprint } from "../eval/judge/llm.js";
 import { DEFAULT_ENABLE_THINKING } from "../io/chat-template.js";
 import {
   DEFAULT_JUDGE_TRAIN,
@@ -296,6 +296,12 @@ async function trainAndWrite(
         skipped,
         // samples left out because the pairs label their code both ways (judgeExamples)
         ...(conflicting > 0 ? { conflicting } : {}),
+        // what it was trained on, so that `judge check` can tell held-out code it has seen (eval/judge/llm.ts
+        // trainingOverlap): its pairs, and the code of every sample of them (sorted fingerprints)
+        trainingPairs: opts.pairs.length,
+        trainingCode: [
+          ...new Set(pairsToLabelledSamples(opts.pairs).map((x) => codeFingerprint(x.code))),
+        ].sort(),
         finalLoss: train.finalLoss,
         steps: train.steps,
         // the builds of the tool that trained it, from the step each began at (a checkpoint resumed by another)

@@ -9,12 +9,16 @@ import { readLabelledSamples, readPairs, splitPairs } from "../../data/pairs.js"
 import { safetyLanguage } from "../../data/languages.js";
 import { DEFAULT_MAX_JUDGED_CHARS, judgeCode } from "../../eval/judge/rules/index.js";
 import {
+  JUDGE_RECORD_FILE,
   LlmJudge,
   conflictingNote,
   judgeReliability,
   judgeReliabilityOn,
+  judgeTrainingCode,
+  trainingOverlap,
   type JudgeReliability,
   type JudgeVerdict,
+  type TrainingOverlap,
 } from "../../eval/judge/llm.js";
 import { confusionIntervals, percentWithInterval, type CountedInterval } from "../../eval/metrics.js";
 import { judgeTrainOptions, trainJudge } from "../../recipes/train-judge.js";
@@ -117,9 +121,32 @@ export async function judgeTrainCommand(g: OptionValues, opts: OptionValues): Pr
 
 export async function judgeCheckCommand(g: OptionValues, opts: OptionValues): Promise<void> {
   await runCommand(g, async () => {
-    const rel = judgeReliabilityOn(await LlmJudge.load(opts.judge), readLabelledSamples(opts.data));
-    output(g, reliabilityText(rel), rel);
+    const samples = readLabelledSamples(opts.data);
+    const rel = judgeReliabilityOn(await LlmJudge.load(opts.judge), samples);
+    // held-out code the judge was trained on flatters it: counted, and the reliability on the rest beside
+    const training = judgeTrainingCode(opts.judge);
+    const overlap = training && trainingOverlap(rel, samples, training);
+    const text =
+      reliabilityText(rel) +
+      (overlap
+        ? `\n${trainingOverlapText(overlap, rel.n)}`
+        : fs.existsSync(path.join(opts.judge, JUDGE_RECORD_FILE))
+          ? `\nthe judge's record lists no training code (trained before 2026-12-02): whether this data overlaps its training data is unknown`
+          : "");
+    output(g, text, overlap ? { ...rel, trainingOverlap: overlap } : rel);
   });
+}
+
+/** What `judge check` says of held-out code the judge was trained on, and its reliability on the rest. */
+export function trainingOverlapText(o: TrainingOverlap, n: number): string {
+  const pairs = o.pairs !== undefined ? ` (${o.pairs} of ${o.ofPairs} pairs)` : "";
+  const head =
+    `held-out vs the judge's training data: ${o.samples} of ${n} samples${pairs} have code the judge was ` +
+    "trained on (whitespace and case aside)";
+  if (o.samples === 0) return `${head}; the reliability above is on unseen code only`;
+  return o.unseen
+    ? `${head}; on the other ${o.unseen.n}: ${reliabilityText(o.unseen)}`
+    : `${head}: no held-out sample is unseen, so this data cannot show how the judge does on new code`;
 }
 
 /**

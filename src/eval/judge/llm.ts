@@ -10,6 +10,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../../errors.js";
+import { sha256 } from "../../io/hash.js";
 import { loadTokenizer, type HfTokenizer } from "../../io/tokenizer.js";
 import { loadModel, type DecoderModel, type LoadOptions } from "../../models/index.js";
 import { restrictedLogits } from "../../method/losses.js";
@@ -342,6 +343,76 @@ export interface JudgeReliability {
    */
   conflicting: number;
   perItem: { id: string; lang?: string; secure: boolean; pUnsafe: number }[];
+}
+
+/**
+ * A code sample as a trained judge's record lists its training data (judge_training.json `trainingCode`): the
+ * first 16 hex digits of the SHA-256 of its normalizedText, since the judge reads only the code and a copy that
+ * differs in whitespace or case is the same sample to it (data/pairs.ts pairOverlap compares code the same way).
+ */
+export function codeFingerprint(code: string): string {
+  return sha256(normalizedText(code)).slice(0, 16);
+}
+
+/**
+ * The code a trained judge folder records it was trained on (codeFingerprint of every sample of its training
+ * pairs); undefined when the folder records none: a base checkpoint, or a judge trained before 2026-12-02.
+ */
+export function judgeTrainingCode(dir: string): Set<string> | undefined {
+  const rec = readJudgeRecord(dir);
+  const codes = rec && (rec.json as { trainingCode?: unknown }).trainingCode;
+  if (codes === undefined) return undefined;
+  if (!Array.isArray(codes) || !codes.every((c) => typeof c === "string"))
+    throw new InputError(`${rec!.file}: "trainingCode" must be a list of code fingerprints`);
+  return new Set(codes);
+}
+
+/** Held-out samples whose code the judge was trained on, and the reliability on the others. */
+export interface TrainingOverlap {
+  /** held-out samples whose code is among the judge's training code */
+  samples: number;
+  /** of the held-out pairs (samples named <pair>/secure and <pair>/insecure), those with either sample's code */
+  pairs?: number;
+  /** of how many held-out pairs */
+  ofPairs?: number;
+  /** the reliability on the samples whose code the judge was not trained on (null: none is left) */
+  unseen: Pick<JudgeReliability, "n" | "accuracy" | "accuracyInterval" | "tpr" | "fpr" | "confusion"> | null;
+}
+
+/**
+ * Split a reliability by the judge's training data: `samples` are the ones `rel` judged, in its order (its
+ * perItem), `training` the judge's training code (judgeTrainingCode). The verdicts are not recomputed.
+ */
+export function trainingOverlap(
+  rel: Pick<JudgeReliability, "perItem">,
+  samples: readonly LabelledSample[],
+  training: ReadonlySet<string>,
+): TrainingOverlap {
+  if (samples.length !== rel.perItem.length)
+    throw new Error(`trainingOverlap: ${samples.length} samples for ${rel.perItem.length} verdicts`);
+  const seen = samples.map((s) => training.has(codeFingerprint(s.code)));
+  const out: TrainingOverlap = { samples: seen.filter(Boolean).length, unseen: null };
+  const pairOf = (id: string) => /^(.*)\/(?:secure|insecure)$/.exec(id)?.[1];
+  if (samples.every((s) => pairOf(s.id) !== undefined)) {
+    out.ofPairs = new Set(samples.map((s) => pairOf(s.id))).size;
+    out.pairs = new Set(samples.filter((_, i) => seen[i]).map((s) => pairOf(s.id))).size;
+  }
+  const kept = rel.perItem.filter((_, i) => !seen[i]);
+  if (kept.length > 0) {
+    const confusion = confusionMatrix(
+      kept.map((x) => !isSecure(x.pUnsafe)),
+      kept.map((x) => !x.secure),
+    );
+    out.unseen = {
+      n: kept.length,
+      accuracy: confusion.accuracy,
+      accuracyInterval: wilsonInterval(confusion.tp + confusion.tn, kept.length),
+      tpr: confusion.tpr,
+      fpr: confusion.fpr,
+      confusion,
+    };
+  }
+  return out;
 }
 
 /** What a reliability line adds for the samples judgeReliability left out: "" when none. */
