@@ -220,17 +220,7 @@ export function readJsonlSync(
       for (let at = 0; at < plain.length; at += CHUNK_BYTES)
         splitter.push(plain.subarray(at, at + CHUNK_BYTES));
     } else {
-      for (;;) {
-        const buf = Buffer.allocUnsafe(CHUNK_BYTES);
-        let n: number;
-        try {
-          n = fs.readSync(fd, buf, 0, buf.length, null);
-        } catch (e) {
-          throw readError(file, e);
-        }
-        if (n === 0) break;
-        splitter.push(buf.subarray(0, n));
-      }
+      for (const chunk of chunksSync(file, fd)) splitter.push(chunk);
     }
     splitter.end();
   } finally {
@@ -240,9 +230,12 @@ export function readJsonlSync(
 
 /** The whole of an open file, from its start. */
 function readAllSync(file: string, fd: number): Buffer {
-  const parts: Buffer[] = [];
-  let pos = 0;
-  for (;;) {
+  return Buffer.concat([...chunksSync(file, fd)]);
+}
+
+/** An open file's bytes from its start, in chunks of at most CHUNK_BYTES (positional reads, as the head's). */
+function* chunksSync(file: string, fd: number): Generator<Buffer> {
+  for (let pos = 0; ;) {
     const buf = Buffer.allocUnsafe(CHUNK_BYTES);
     let n: number;
     try {
@@ -250,8 +243,8 @@ function readAllSync(file: string, fd: number): Buffer {
     } catch (e) {
       throw readError(file, e);
     }
-    if (n === 0) return Buffer.concat(parts);
-    parts.push(buf.subarray(0, n));
+    if (n === 0) return;
+    yield buf.subarray(0, n);
     pos += n;
   }
 }

@@ -203,11 +203,16 @@ function labelledOf(file: string, rows: JsonRow[]): LabelledSample[] {
   });
 }
 
+/** The code an answer holds (its code block), or the whole answer when it has none: what the judge sees. */
+function answerCode(answer: string): string {
+  return extractCode(answer) ?? answer;
+}
+
 /** Two samples per pair: the chosen answer's code (secure) then the rejected one's (insecure). */
 export function pairsToLabelledSamples(pairs: readonly SecurityPair[]): LabelledSample[] {
   return pairs.flatMap((p) => [
-    { id: `${p.id}/secure`, lang: p.lang, code: extractCode(p.chosen) ?? p.chosen, secure: true },
-    { id: `${p.id}/insecure`, lang: p.lang, code: extractCode(p.rejected) ?? p.rejected, secure: false },
+    { id: `${p.id}/secure`, lang: p.lang, code: answerCode(p.chosen), secure: true },
+    { id: `${p.id}/insecure`, lang: p.lang, code: answerCode(p.rejected), secure: false },
   ]);
 }
 
@@ -246,7 +251,7 @@ export function subsamplePairs<T>(all: readonly T[], n: number | undefined): rea
 
 /** An answer's code as duplicates are found (the judge sees only the code). */
 function codeKey(answer: string): string {
-  return normalizedText(extractCode(answer) ?? answer);
+  return normalizedText(answerCode(answer));
 }
 
 /** What a pair can leak through: its prompt, and the code of either answer (whichever label it has elsewhere). */
