@@ -36,8 +36,27 @@ type Reply = {
   headers?: Record<string, string>;
 };
 
+/**
+ * Replies held until `open` requests are in flight at once (then answered as they come), or until `timeoutMs` after
+ * the first request waits: a concurrency test then sees the client's bound even when a loaded machine is slow to
+ * send the later requests, and still fails (after the timeout) when the client sends fewer at once.
+ */
+function inFlightGate(open: number, timeoutMs: number) {
+  let release!: () => void;
+  const opened = new Promise<void>((ok) => (release = ok));
+  let timer: NodeJS.Timeout | undefined;
+  return (inFlight: number): Promise<void> => {
+    if (inFlight >= open) release();
+    else timer ??= setTimeout(release, timeoutMs).unref();
+    return opened;
+  };
+}
+
 /** A scripted OpenAI-compatible server on 127.0.0.1 (random port) that records what it receives. */
-async function mockServer(reply: (seen: Seen, index: number) => Reply) {
+async function mockServer(
+  reply: (seen: Seen, index: number) => Reply,
+  gate?: (inFlight: number) => Promise<void>,
+) {
   const requests: Seen[] = [];
   let inFlight = 0;
   let maxInFlight = 0;
@@ -50,6 +69,7 @@ async function mockServer(reply: (seen: Seen, index: number) => Reply) {
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
       const r = reply(seen, index);
+      if (gate) await gate(inFlight);
       if (r.delayMs) await new Promise((ok) => setTimeout(ok, r.delayMs));
       inFlight--;
       if (r.destroy) {
@@ -131,7 +151,7 @@ test("chat: messages and sampling options go to /v1/chat/completions; no auth he
 });
 
 test("concurrency never exceeds the bound", async () => {
-  const srv = await mockServer(() => ({ ...completion("x"), delayMs: 30 }));
+  const srv = await mockServer(() => ({ ...completion("x"), delayMs: 30 }), inFlightGate(3, 5000));
   try {
     const b = new HttpBackend({ baseUrls: srv.url, model: "m", concurrency: 3 });
     await Promise.all(Array.from({ length: 20 }, (_, i) => b.generateText(`p${i}`, { maxNewTokens: 1 })));
@@ -144,7 +164,10 @@ test("concurrency never exceeds the bound", async () => {
 });
 
 test("without a bound, the library keeps eval --concurrency's default in flight (one default, http-config.ts)", async () => {
-  const srv = await mockServer(() => ({ ...completion("x"), delayMs: 60 }));
+  const srv = await mockServer(
+    () => ({ ...completion("x"), delayMs: 60 }),
+    inFlightGate(DEFAULT_CONCURRENCY, 5000),
+  );
   try {
     const b = new HttpBackend({ baseUrls: srv.url, model: "m" });
     const n = DEFAULT_CONCURRENCY + 8;
