@@ -2,7 +2,7 @@
 # Runs every benchmark into $OUT (default /tmp/goodvibe-bench/results), one JSON + log per run, each in its own
 # process. Before each run it waits (up to $WAIT_MAX s) for the 1-minute load average to drop under $QUIET,
 # and logs the load it started at, since other people's processes share this machine.
-#   npx tsc -p . && [TRAIN_LAYERS=24] bash bench/run-all.sh [matmul|fwdbwd|fwdbwd-1thread|tidy-layers|train|train-1thread|full-memory|generate ...]
+#   npx tsc -p . && [TRAIN_LAYERS=24] bash bench/run-all.sh [matmul|fwdbwd|fwdbwd-1thread|tidy-layers|train|train-1thread|full-memory|generate|serve-prefill ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/goodvibe-bench/results}
@@ -74,6 +74,9 @@ for part in $parts; do
     ;;
   generate) # generation tokens/s: built-in engine against llama.cpp (GGUF bf16 / q8_0), 24 layers
     run generate-backends node dist/bench/generate-backends.js
+    ;;
+  serve-prefill) # how long one long prompt stalls `goodvibe serve`, whole and in chunks
+    run serve-prefill node dist/bench/serve-prefill.js
     ;;
   esac
 done
