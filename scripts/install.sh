@@ -27,5 +27,8 @@ fi
 
 # builds the libtorch addon unless one for the same sources, libtorch and Node is there (about a minute)
 node scripts/build-native.mjs
-echo "compiling TypeScript"
-npm run build:ts --silent
+# GOODVIBE_SKIP_TS=1: the caller compiles next anyway (CI's npm test does)
+if [ -z "${GOODVIBE_SKIP_TS:-}" ]; then
+  echo "compiling TypeScript"
+  npm run build:ts --silent
+fi
