@@ -127,8 +127,12 @@ function configFor(c: LoraConfig, names: PeftNames): LoraConfig {
   };
 }
 
-/** adapter_config.json as PEFT writes it for `cfg`. */
+/**
+ * adapter_config.json as PEFT writes it for `cfg`. exclude_modules (PEFT 0.14) only when set: PEFT before 0.13 fails
+ * on any field it does not know (LoraConfig(**fields)), and left out it is its default, None.
+ */
 export function peftAdapterConfig(c: LoraConfig, baseModel: string): Record<string, unknown> {
+  const exclude = c.excludeModules ?? null;
   return {
     peft_type: "LORA",
     task_type: "CAUSAL_LM",
@@ -142,7 +146,7 @@ export function peftAdapterConfig(c: LoraConfig, baseModel: string): Record<stri
     alpha_pattern: c.alphaPattern ?? {},
     layers_to_transform: c.layersToTransform ?? null,
     layers_pattern: null,
-    exclude_modules: c.excludeModules ?? null,
+    ...(exclude === null ? {} : { exclude_modules: exclude }),
     bias: "none",
     fan_in_fan_out: false,
     inference_mode: true,
