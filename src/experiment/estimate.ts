@@ -1,16 +1,29 @@
 /**
  * What each cell of an experiment will cost, estimated from shapes before anything runs (`experiment plan`):
- * FLOPs of identification and training (the exact per-step count of method/flops.ts, on examples of the assumed
- * length), the trainer-style 6·N·D beside it, peak memory, and time at an assumed throughput (planThroughput: the
- * experiment file's estimate.flopsPerSecond, else a default for the device the run would use). Shapes come from
- * the model folder's config.json when it exists, else from the `config` the experiment file gives; pair counts
- * from the data file when it exists, else from `estimate.pairsPerLanguage`.
+ * FLOPs of identification and training (the exact per-step count of method/flops.ts), the trainer-style 6·N·D
+ * beside it, peak memory, and time at an assumed throughput (planThroughput: the experiment file's
+ * estimate.flopsPerSecond, else a default for the device the run would use). Shapes come from the model folder's
+ * config.json when it exists, else from the `config` the experiment file gives; pair counts from the data file
+ * when it exists, else from `estimate.pairsPerLanguage`.
+ *
+ * Token counts: where the data file and the model's tokenizer.json are at hand (cellTokens), the cell's own
+ * examples, tokenized as the recipe builds them (recipes/harden.ts identifySamples and trainExamples: the chat
+ * template, the subsample, the cut to maxLength, the loss mask), batched as identification and the trainer batch
+ * them; otherwise examples of the assumed length (spec.estimate: judge prompts of judgePromptTokens, training
+ * examples of exampleTokens with the loss on half), which on real CyberNative pairs (about 203 tokens, 63% of them
+ * the answer's, at Qwen3's tokenizer) counts training about 2.5 times what runs.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { parseModelConfig } from "../io/config.js";
-import { readPairs } from "../data/pairs.js";
+import { pairsToLabelledSamples, readPairs, type SecurityPair } from "../data/pairs.js";
+import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
+import { identifySamples, subsample, trainExamples } from "../recipes/harden.js";
+import { IGNORE_INDEX } from "../data/prompts.js";
+import { planBatches as identifyBatches } from "../method/goodvibe/identify.js";
+import { planBatches as trainBatches } from "../method/train.js";
+import { canonicalJson } from "../io/hash.js";
 import { ModelShape } from "../models/shapes.js";
 import {
   estimateParams,
@@ -84,6 +97,197 @@ export interface CellEstimate {
   trainerEstimate: number;
   peakMemoryBytes: number;
   seconds: number;
+  /**
+   * what the token counts came from: the cell's own examples ("data": the judge prompts and training examples the
+   * run will build, counted), or the assumed example of spec.estimate ("assumed", with why: no data file, no
+   * tokenizer.json); tokens of what was counted or assumed (training: input tokens as the micro-batches hold them,
+   * padding included, over every epoch; loss: the tokens that take the loss)
+   */
+  tokens: {
+    from: "data" | "assumed";
+    why?: string;
+    /** counted on a seeded draw of the cell's pairs (CellTokens.sampled) */
+    sampled?: { pairs: number; of: number };
+    identify: { samples: number; tokens: number };
+    train: { examples: number; tokens: number; loss: number };
+  };
+}
+
+/** A cell's real examples as token counts, in the order the recipe builds them. */
+export interface CellTokens {
+  /** identification's judge prompts (GoodVibe cells; null for the others): each sample's length */
+  identify: number[] | null;
+  /** training examples after the cut to train.maxLength: input tokens, and tokens the loss is taken on */
+  train: { tokens: number; loss: number }[];
+  /**
+   * where the pairs were more than the plan tokenizes (PLAN_TOKENIZE_PAIRS): the pairs tokenized, a seeded draw
+   * of the cell's; the other pairs' examples are predicted from their characters (a line fitted to the drawn)
+   */
+  sampled?: { pairs: number; of: number };
+}
+
+/** Where a cell's token counts come from: its data, counted, or the assumed example and why. */
+export type TokenSource = { from: "data"; counts: CellTokens } | { from: "assumed"; why: string };
+
+/**
+ * The most pairs a plan tokenizes, over all its cells' distinct example sets: tokenizing costs about 6 ms of one
+ * core per pair (a judge prompt for each answer and the training example, ~600 tokens with @huggingface/tokenizers;
+ * Zen 5, 2026-12-02), so the full CyberNative train split (3,724 pairs) would take over 20 s. Past it, each set's
+ * share of this budget (at least MIN_SAMPLE_PAIRS) is a seeded draw of its pairs, and the rest are predicted from
+ * their characters.
+ */
+export const PLAN_TOKENIZE_PAIRS = 512;
+const MIN_SAMPLE_PAIRS = 32;
+
+/**
+ * Token counts of every trained cell's own examples, where the data file and the model's tokenizer.json are at
+ * hand: the judge prompts and training examples exactly as the recipe builds them (recipes/harden.ts
+ * identifySamples, trainExamples: the model's chat template, the enableThinking switch, the seeded subsample of
+ * maxPairs, the cut to maxLength). Each model's tokenizer is loaded once, and cells that build the same examples
+ * (every method and seed of a language run, unless a subsample differs) share one count. More pairs than
+ * `budget` in all: each example set is counted on a seeded draw (CellTokens.sampled). Base cells and cells
+ * without data or tokenizer get the assumed example, with why. `trainFile`: the file the cells train on (a task
+ * split's training part), else spec.data.train.
+ */
+export async function cellTokens(
+  spec: ExperimentSpec,
+  cells: CellSetting[],
+  opts: { trainFile?: string; budget?: number } = {},
+): Promise<TokenSource[]> {
+  const file = opts.trainFile ?? spec.data.train;
+  const budget = opts.budget ?? PLAN_TOKENIZE_PAIRS;
+  const pairs = new Map<string, SecurityPair[]>();
+  // the example sets: the pairs each stage keeps (maxPairs' draw), how they are tokenized, and each example's
+  // characters (what a sampled set's other pairs are predicted from)
+  interface Count {
+    tokens: number;
+    loss: number;
+  }
+  interface ExampleSet {
+    model: string;
+    chosen: SecurityPair[];
+    count: (tok: HfTokenizer, pairs: SecurityPair[]) => Count[];
+    chars: (p: SecurityPair) => Count[];
+    maxLength: number;
+    counts?: Count[];
+    sampled?: { pairs: number; of: number };
+  }
+  const sets = new Map<string, ExampleSet>();
+  const setOf = (key: unknown, make: () => ExampleSet): ExampleSet => {
+    const k = canonicalJson(key);
+    let set = sets.get(k);
+    if (!set) sets.set(k, (set = make()));
+    return set;
+  };
+  const out: (TokenSource | { identify: ExampleSet | null; train: ExampleSet })[] = cells.map((c) => {
+    const h = c.harden;
+    if (h === null) return { from: "assumed", why: "not trained" };
+    if (!fs.existsSync(file)) return { from: "assumed", why: `no data file at ${file}` };
+    if (spec.data.taskSplit && opts.trainFile === undefined)
+      return { from: "assumed", why: "data.taskSplit: the cells train on a split made when the run starts" };
+    if (!fs.existsSync(path.join(c.model.path, "tokenizer.json")))
+      return { from: "assumed", why: `no tokenizer.json in ${c.model.path}` };
+    const languages = h.languages;
+    const pk = canonicalJson(languages ?? null);
+    let ps = pairs.get(pk);
+    if (!ps) pairs.set(pk, (ps = readPairs(file, languages ? { languages } : {})));
+    const all = ps;
+    const thinking = h.enableThinking;
+    const at = { model: c.model.path, languages: languages ?? null, thinking };
+    // the keys hold what shapes the examples: the seed only where it draws a subsample
+    const identify =
+      h.method === "goodvibe"
+        ? setOf(
+            {
+              ...at,
+              identify: {
+                judgeTask: h.identify.judgeTask,
+                maxLength: h.identify.maxLength,
+                maxPairs: h.identify.maxPairs,
+              },
+              seed: h.identify.maxPairs > 0 ? h.seed : null,
+            },
+            () => ({
+              model: c.model.path,
+              // as identifySamples draws them; it is then given the drawn pairs (maxPairs 0: no second draw)
+              chosen: subsample(all, h.identify.maxPairs, h.seed),
+              count: (tok, chosen) =>
+                identifySamples(tok, chosen, { ...h.identify, maxPairs: 0 }, h.seed, thinking).map((s) => ({
+                  tokens: s.inputIds.length,
+                  loss: 0,
+                })),
+              chars: (p) => pairsToLabelledSamples([p]).map((s) => ({ tokens: s.code.length, loss: 0 })),
+              maxLength: h.identify.maxLength,
+            }),
+          )
+        : null;
+    const train = setOf(
+      {
+        ...at,
+        train: { maxLength: h.train.maxLength, maxPairs: h.train.maxPairs },
+        seed: h.train.maxPairs > 0 ? h.seed : null,
+      },
+      () => ({
+        model: c.model.path,
+        // as trainExamples draws them (seed + 1); it is then given the drawn pairs
+        chosen: subsample(all, h.train.maxPairs, h.seed + 1),
+        count: (tok, chosen) =>
+          trainExamples(tok, chosen, { ...h, data: file, train: { ...h.train, maxPairs: 0 } }).map((e) => ({
+            tokens: e.inputIds.length,
+            // the loss positions as the trainer counts them: labels after the first position not ignored
+            loss: e.labels.slice(1).filter((l) => l !== IGNORE_INDEX).length,
+          })),
+        chars: (p) => [{ tokens: p.question.length + p.chosen.length, loss: p.chosen.length }],
+        maxLength: h.train.maxLength,
+      }),
+    );
+    return { identify, train };
+  });
+  // each set's pairs to tokenize: all of them within the budget, else its share of it, a seeded draw; the other
+  // pairs' examples are predicted from their characters by a line fitted to the drawn ones (tokens = a + b·chars:
+  // the template's and instruction's tokens are the intercept)
+  const total = [...sets.values()].reduce((a, s) => a + s.chosen.length, 0);
+  const tokenizers = new Map<string, HfTokenizer>();
+  for (const set of sets.values()) {
+    let tok = tokenizers.get(set.model);
+    if (!tok) tokenizers.set(set.model, (tok = await loadTokenizer(set.model)));
+    const n = set.chosen.length;
+    const take =
+      total <= budget ? n : Math.min(n, Math.max(MIN_SAMPLE_PAIRS, Math.round((budget * n) / total)));
+    if (take >= n) {
+      set.counts = set.count(tok, set.chosen);
+      continue;
+    }
+    const drawn = new Set(subsample([...set.chosen.keys()], take, 0));
+    const drawnPairs = set.chosen.filter((_, i) => drawn.has(i));
+    const counted = set.count(tok, drawnPairs);
+    const perPair = counted.length / drawnPairs.length;
+    const chars = drawnPairs.flatMap(set.chars);
+    const fit = (f: (c: Count) => number) => fitLine(chars.map(f), counted.map(f));
+    const tokens = fit((c) => c.tokens);
+    const loss = fit((c) => c.loss);
+    let next = 0;
+    set.counts = set.chosen.flatMap((p, i) => {
+      if (drawn.has(i)) return counted.slice(next * perPair, ++next * perPair);
+      return set.chars(p).map((x) => {
+        const t = Math.max(1, Math.round(tokens(x.tokens)));
+        const l = Math.max(0, Math.round(loss(x.loss)));
+        // the cut to maxLength takes the answer's end
+        const cut = Math.min(t, set.maxLength);
+        return { tokens: cut, loss: Math.max(0, Math.min(cut - 1, l - (t - cut))) };
+      });
+    });
+    set.sampled = { pairs: take, of: n };
+  }
+  return out.map((o) => {
+    if ("from" in o) return o;
+    const counts: CellTokens = {
+      identify: o.identify ? o.identify.counts!.map((c) => c.tokens) : null,
+      train: o.train.counts!,
+    };
+    const sampled = o.train.sampled ?? o.identify?.sampled;
+    return { from: "data", counts: sampled ? { ...counts, sampled } : counts };
+  });
 }
 
 /** The model's shapes: from its folder when there, else from the experiment file's `config`. */
@@ -154,11 +358,31 @@ export function goodvibeRowsPerModule(h: Pick<HardenConfig, "identify" | "cluste
   return h.cluster.fallback === "per-neuron" ? { low: Math.min(2, k), high: k } : { low: 1, high: clustered };
 }
 
+/** The least-squares line y = a + b·x through the points, as a function (a level line where x does not vary). */
+function fitLine(x: number[], y: number[]): (x: number) => number {
+  const n = x.length;
+  const mx = x.reduce((a, v) => a + v, 0) / n;
+  const my = y.reduce((a, v) => a + v, 0) / n;
+  let sxy = 0;
+  let sxx = 0;
+  for (let i = 0; i < n; i++) {
+    sxy += (x[i]! - mx) * (y[i]! - my);
+    sxx += (x[i]! - mx) ** 2;
+  }
+  const b = sxx > 0 ? sxy / sxx : 0;
+  return (v) => my + b * (v - mx);
+}
+
+/**
+ * Every cell's estimate. `tokens` (cellTokens, one per cell): the cells' own examples, counted; absent, or
+ * "assumed" for a cell, the examples of spec.estimate's assumed lengths.
+ */
 export function estimateCells(
   spec: ExperimentSpec,
   cells: CellSetting[],
   source = "experiment",
   throughput: Throughput = planThroughput(spec),
+  tokens?: TokenSource[],
 ): CellEstimate[] {
   const shapes = new Map(spec.models.map((m, i) => [m.name, shapeForModel(m, source, i)]));
   const counts = new Map<string, number | null>();
@@ -176,12 +400,14 @@ export function estimateCells(
     return { n: spec.estimate.pairsPerLanguage * (languages?.length ?? 1), counted: false };
   };
   const e = spec.estimate;
-  return cells.map((c) => {
+  return cells.map((c, ci) => {
     const { shape, from } = shapes.get(c.model.name)!;
     const total = shape.params().total;
     const languages = c.run?.languages ?? spec.data.languages;
     const pairs = pairsOf(languages);
     const zero = { identify: 0, train: 0, total: 0 };
+    const given = tokens?.[ci];
+    const assumedWhy = given?.from === "assumed" ? given.why : "no token counts asked for";
     if (c.harden === null)
       return {
         shapes: from,
@@ -194,39 +420,66 @@ export function estimateCells(
         // evaluation only: the bf16 weights (generation's KV cache is not estimated)
         peakMemoryBytes: 2 * total,
         seconds: 0,
+        tokens: {
+          from: "assumed",
+          why: "not trained",
+          identify: { samples: 0, tokens: 0 },
+          train: { examples: 0, tokens: 0, loss: 0 },
+        },
       };
     const h = c.harden;
     const dtype = h.dtype ?? DEFAULT_DTYPE;
     const cap = (n: number, max: number) => (max > 0 ? Math.min(n, max) : n);
-    // identification: every pair gives a secure and an insecure judge prompt
+    // the examples: counted from the cell's data, else of the assumed lengths (the loss on the answer half)
+    const counted = given?.from === "data" ? given.counts : null;
+    const judgeLengths: number[] =
+      counted?.identify ??
+      (h.method === "goodvibe"
+        ? new Array<number>(2 * cap(pairs.n, h.identify.maxPairs)).fill(e.judgePromptTokens)
+        : []);
+    const examples =
+      counted?.train ??
+      new Array<{ tokens: number; loss: number }>(cap(pairs.n, h.train.maxPairs)).fill({
+        tokens: Math.min(e.exampleTokens, h.train.maxLength),
+        loss: Math.min(e.exampleTokens, h.train.maxLength) / 2,
+      });
+    // identification: every pair gives a secure and an insecure judge prompt, each counted at its own length as
+    // identify() counts it; the peak is the largest of its batches (batched by length as identify() batches them)
     let identify = 0;
     let identifyPeak = 0;
+    let identifyTokens = 0;
     if (h.method === "goodvibe") {
-      const samples = 2 * cap(pairs.n, h.identify.maxPairs);
-      identify =
-        samples *
-        identifyFlops(
-          shape,
-          [1, e.judgePromptTokens],
-          h.identify.mode === "gradient",
-          h.identify.lmHead && h.identify.mode === "activation",
-          // "auto" as where the activations fit (the peak below likewise): no recomputation
-          h.identify.gradientCheckpointing === true,
-        ).total;
-      identifyPeak = identifyMemoryEstimate(shape, {
-        totalParams: total,
-        dtype,
-        // batches hold at most batchTokens tokens; "auto" checkpointing: the estimate without it (the larger)
-        batch: Math.max(
-          1,
-          Math.min(
-            h.identify.batchSize,
-            h.identify.batchTokens > 0 ? Math.floor(h.identify.batchTokens / e.judgePromptTokens) : Infinity,
-          ),
-        ),
-        time: e.judgePromptTokens,
-        checkpointing: h.identify.gradientCheckpointing === true,
-      }).total;
+      const perLength = new Map<number, number>();
+      for (const T of judgeLengths) {
+        identifyTokens += T;
+        let f = perLength.get(T);
+        if (f === undefined)
+          perLength.set(
+            T,
+            (f = identifyFlops(
+              shape,
+              [1, T],
+              h.identify.mode === "gradient",
+              h.identify.lmHead && h.identify.mode === "activation",
+              // "auto" as where the activations fit (the peak below likewise): no recomputation
+              h.identify.gradientCheckpointing === true,
+            ).total),
+          );
+        identify += f;
+      }
+      for (const b of identifyBatches(judgeLengths, h.identify.batchSize, h.identify.batchTokens))
+        identifyPeak = Math.max(
+          identifyPeak,
+          identifyMemoryEstimate(shape, {
+            totalParams: total,
+            dtype,
+            // longest first: the batch is padded to its first sample's length
+            batch: b.length,
+            time: judgeLengths[b[0]!]!,
+            // "auto" checkpointing: the estimate without it (the larger)
+            checkpointing: h.identify.gradientCheckpointing === true,
+          }).total,
+        );
     }
     const { low: rowsLow, high: rowsHigh } = goodvibeRowsPerModule(h);
     const trainable =
@@ -242,25 +495,49 @@ export function estimateCells(
                 lmHead: h.identify.lmHead,
               }),
             };
-    // training: epochs × examples of the assumed length, the loss on the answer half. "auto" checkpointing is
-    // estimated as it runs where the activations fit (method/checkpointing.ts): no second forward, the peak
-    // without it (the larger); where they do not fit, or on a GPU, the run adds a forward of the layers
+    // training: the trainer's micro-batches over every epoch (train.ts planBatches: seeded shuffles, batchSize
+    // examples padded to the longest), each counted as the trainer counts it. "auto" checkpointing is estimated as
+    // it runs where the activations fit (method/checkpointing.ts): no second forward, the peak without it (the
+    // larger); where they do not fit, or on a GPU, the run adds a forward of the layers
     const checkpointing = h.train.gradientCheckpointing === true;
-    const examples = cap(pairs.n, h.train.maxPairs) * h.train.epochs;
-    const T = Math.min(e.exampleTokens, h.train.maxLength);
-    const step = sftFlops(shape, methodShapes(shape, h, rowsHigh), [1, T], T / 2, checkpointing);
-    const train = examples * step.total;
+    const ms = methodShapes(shape, h, rowsHigh);
+    let train = 0;
+    let inputTokens = 0;
+    let lossTokens = 0;
+    let trainPeak = 0;
+    const stepFlops = new Map<string, number>();
+    const peaks = new Map<string, number>();
+    for (const step of trainBatches(examples.length, h.train))
+      for (const micro of step) {
+        const B = micro.length;
+        let T = 0;
+        let loss = 0;
+        for (const i of micro) {
+          T = Math.max(T, examples[i]!.tokens);
+          loss += examples[i]!.loss;
+        }
+        inputTokens += B * T;
+        lossTokens += loss;
+        const k = `${B} ${T} ${loss}`;
+        let f = stepFlops.get(k);
+        if (f === undefined) stepFlops.set(k, (f = sftFlops(shape, ms, [B, T], loss, checkpointing).total));
+        train += f;
+        if (!peaks.has(k)) {
+          const p = trainMemoryEstimate(shape, {
+            method: h.method,
+            totalParams: total,
+            trainableParams: trainable.high,
+            dtype,
+            batch: B,
+            time: T,
+            lossTokens: loss,
+            checkpointing,
+          }).total;
+          peaks.set(k, p);
+          trainPeak = Math.max(trainPeak, p);
+        }
+      }
     const n = estimateParams(shape.params(), h.method, trainable.high);
-    const trainPeak = trainMemoryEstimate(shape, {
-      method: h.method,
-      totalParams: total,
-      trainableParams: trainable.high,
-      dtype,
-      batch: h.train.batchSize,
-      time: T,
-      lossTokens: (h.train.batchSize * T) / 2,
-      checkpointing,
-    }).total;
     return {
       shapes: from,
       pairs: pairs.n,
@@ -268,9 +545,16 @@ export function estimateCells(
       trainable,
       totalParams: total,
       flops: { identify, train, total: identify + train },
-      trainerEstimate: trainerFlopsEstimate(n, examples * T),
+      trainerEstimate: trainerFlopsEstimate(n, inputTokens),
       peakMemoryBytes: Math.max(identifyPeak, trainPeak),
       seconds: (identify + train) / throughput.flopsPerSecond,
+      tokens: {
+        from: counted ? "data" : "assumed",
+        ...(counted ? {} : { why: assumedWhy }),
+        ...(counted?.sampled ? { sampled: counted.sampled } : {}),
+        identify: { samples: judgeLengths.length, tokens: identifyTokens },
+        train: { examples: examples.length * h.train.epochs, tokens: inputTokens, loss: lossTokens },
+      },
     };
   });
 }

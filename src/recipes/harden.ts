@@ -91,7 +91,8 @@ import { interrupted, stopPoint } from "../util/stop.js";
 import { silentLogger, type Logger } from "../util/log.js";
 import { flattenSettings, settingsDifferences } from "../util/differences.js";
 
-function subsample<T>(items: T[], n: number, seed: number): T[] {
+/** At most n of the items (0: all), a seeded draw: the pairs a stage's maxPairs keeps. */
+export function subsample<T>(items: T[], n: number, seed: number): T[] {
   if (!n || n >= items.length) return items;
   return createRng(seed)
     .shuffle([...items])

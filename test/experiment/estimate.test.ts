@@ -8,7 +8,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseExperimentSpec } from "../../src/experiment/spec.js";
 import { expandCells } from "../../src/experiment/plan.js";
-import { estimateCells, planThroughput } from "../../src/experiment/estimate.js";
+import { cellTokens, estimateCells, planThroughput } from "../../src/experiment/estimate.js";
+import { PAPER_JUDGE_INSTRUCTION } from "../../src/data/prompts.js";
+import { readPairs } from "../../src/data/pairs.js";
+import { createRng } from "../../src/util/random.js";
 import { resolveDevice } from "../../src/tensor/index.js";
 import { InputError } from "../../src/errors.js";
 import { runCli, showRun } from "../cli/cli-helpers.js";
@@ -136,5 +139,241 @@ test("a GOODVIBE_DEVICE a run refuses ('CUDA') is refused by the plan with the r
     assert.doesNotMatch(r.stdout, /GFLOP\/s/, "no plan printed");
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
+  }
+});
+
+// ---------------------------------------------------------------- token counts from the cell's own data
+
+/**
+ * A word-level tokenizer folder (tokenizer.json + tokenizer_config.json with a chat template): every word and every
+ * run of punctuation is one token (HF's Whitespace pre-tokenizer, \w+|[^\w\s]+), the three turn markers one each.
+ */
+function wordTokenizerDir(root: string, texts: string[]): string {
+  const dir = path.join(root, "wordtok");
+  fs.mkdirSync(dir, { recursive: true });
+  const specials = ["<unk>", "</s>", "<|user|>", "<|assistant|>"];
+  fs.writeFileSync(
+    path.join(dir, "tokenizer.json"),
+    JSON.stringify({
+      version: "1.0",
+      added_tokens: specials.map((content, id) => ({
+        ...{
+          id,
+          content,
+          single_word: false,
+          lstrip: false,
+          rstrip: false,
+          normalized: false,
+          special: true,
+        },
+      })),
+      normalizer: null,
+      pre_tokenizer: { type: "Whitespace" },
+      post_processor: null,
+      decoder: null,
+      model: {
+        type: "WordLevel",
+        // every word of the texts (this library's WordLevel maps no unknown word to <unk>)
+        vocab: Object.fromEntries(
+          [
+            ...new Set([
+              ...specials,
+              "0",
+              "1",
+              ...[...texts, PAPER_JUDGE_INSTRUCTION, "``` c ++ Hello, world def f():"].flatMap(
+                (t) => t.match(/\w+|[^\w\s]+/g) ?? [],
+              ),
+            ]),
+          ].map((w, i) => [w, i]),
+        ),
+        unk_token: "<unk>",
+      },
+    }),
+  );
+  fs.writeFileSync(
+    path.join(dir, "tokenizer_config.json"),
+    JSON.stringify({
+      eos_token: "</s>",
+      chat_template:
+        "{% for m in messages %}<|{{ m.role }}|> {{ m.content }} </s> {% endfor %}" +
+        "{% if add_generation_prompt %}<|assistant|> {% endif %}",
+    }),
+  );
+  return dir;
+}
+
+/** Tokens of a text without turn markers, by the pre-tokenizer's rule. */
+const words = (s: string) => (s.match(/\w+|[^\w\s]+/g) ?? []).length;
+
+const tiny = {
+  architectures: ["Qwen2ForCausalLM"],
+  model_type: "qwen2",
+  hidden_size: 64,
+  intermediate_size: 128,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  num_hidden_layers: 2,
+  vocab_size: 1000,
+  max_position_embeddings: 4096,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+  tie_word_embeddings: true,
+};
+// Σ in·out of one layer's seven projections (q 64→64, k and v 64→32, o 64→64, gate and up 64→128, down 128→64)
+const LINEAR = 2 * (64 * 64 + 2 * 64 * 32 + 64 * 64 + 3 * 64 * 128);
+
+function tinyExperiment(root: string, pairs: { question: string; chosen: string; rejected: string }[]) {
+  const train = path.join(root, "train.jsonl");
+  fs.writeFileSync(
+    train,
+    pairs.map((p, i) => JSON.stringify({ id: `p${i}`, lang: "c++", ...p })).join("\n") + "\n",
+  );
+  return {
+    name: "tiny",
+    models: [
+      {
+        name: "w",
+        path: wordTokenizerDir(
+          root,
+          pairs.flatMap((p) => Object.values(p)),
+        ),
+        config: tiny,
+      },
+    ],
+    data: { train, dev: path.join(root, "dev.jsonl") },
+    methods: ["goodvibe", "full"],
+    defaults: {
+      "identify.topK": 4,
+      "train.epochs": 1,
+      "train.gradientCheckpointing": false,
+      "identify.gradientCheckpointing": false,
+    },
+  };
+}
+
+test("the plan counts a cell's own examples with the model's tokenizer and chat template: FLOPs by hand", async () => {
+  const root = scratchDir("gv-estimate-data-");
+  try {
+    const pairs = [
+      {
+        question: "Write a copy loop in C++.",
+        chosen: "```cpp\nfor (i = 0; i < n; i++) b[i] = a[i];\n```",
+        rejected: "```cpp\nstrcpy(b, a);\n```",
+      },
+      {
+        question: "Read a line",
+        chosen: "```cpp\nstd::getline(std::cin, s);\n```",
+        rejected: "```cpp\ngets(s);\n```",
+      },
+      {
+        question: "Free it once, please, and say why",
+        chosen: "```cpp\ndelete p; p = nullptr;\n```",
+        rejected: "```cpp\ndelete p; delete p;\n```",
+      },
+    ];
+    const spec = parseExperimentSpec(tinyExperiment(root, pairs), "t.yaml");
+    const cells = expandCells(spec, "t.yaml");
+    const tokens = await cellTokens(spec, cells);
+    const est = estimateCells(spec, cells, "t.yaml", planThroughput(spec, {}), tokens);
+    const L = 2;
+    const att = (T: number) => 4 * L * T * T * 4 * 16;
+    // the judge prompt: <|user|> instruction, then the code fenced with the pair's language (as the data reader
+    // names it: cpp); </s> <|assistant|>
+    const lang = readPairs(spec.data.train)[0]!.lang;
+    const code = (a: string) => a.replace(/^```cpp\n/, "").replace(/\n```$/, "");
+    const judge = pairs.flatMap((p) =>
+      [p.chosen, p.rejected].map(
+        (a) => 3 + words(`${PAPER_JUDGE_INSTRUCTION}\n\n\`\`\`${lang}\n${code(a)}\n\`\`\``),
+      ),
+    );
+    // identification, gradient mode: forward (layers, the two label rows) and the backward to the activations
+    const identify = judge.reduce((a, T) => a + 2 * (2 * T * LINEAR) + 3 * att(T) + 2 * (2 * 64 * 2), 0);
+    const gv = est[cells.findIndex((c) => c.method === "goodvibe")]!;
+    assert.equal(gv.tokens.from, "data");
+    assert.deepEqual(gv.tokens.identify, { samples: 6, tokens: judge.reduce((a, b) => a + b, 0) });
+    assert.equal(gv.flops.identify, identify);
+    // a training example: <|user|> question </s> <|assistant|>, then the answer and its </s>, the loss on those
+    const ex = pairs.map((p) => ({
+      T: 3 + words(p.question) + words(p.chosen) + 1,
+      loss: words(p.chosen) + 1,
+    }));
+    // full fine-tuning at batch 1: every product three times (forward, dX, dW), lm_head on the loss positions
+    const train = ex.reduce(
+      (a, { T, loss }) => a + 3 * (2 * T * LINEAR) + 3 * att(T) + 3 * (2 * loss * 64 * 1000),
+      0,
+    );
+    const full = est[cells.findIndex((c) => c.method === "full")]!;
+    assert.equal(full.tokens.from, "data");
+    assert.deepEqual(full.tokens.train, {
+      examples: 3,
+      tokens: ex.reduce((a, e) => a + e.T, 0),
+      loss: ex.reduce((a, e) => a + e.loss, 0),
+    });
+    assert.equal(full.flops.train, train);
+    assert.equal(full.flops.identify, 0);
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("micro-batches are padded to their longest example, as the trainer collates them", async () => {
+  const root = scratchDir("gv-estimate-pad-");
+  try {
+    const pairs = [1, 5, 2, 9].map((k) => ({
+      question: "q",
+      chosen: "```cpp\n" + Array(k).fill("x;").join(" ") + "\n```",
+      rejected: "```cpp\ny;\n```",
+    }));
+    const raw = tinyExperiment(root, pairs);
+    const spec = parseExperimentSpec(
+      { ...raw, methods: ["full"], defaults: { ...raw.defaults, "train.batchSize": 2 } },
+      "t.yaml",
+    );
+    const cells = expandCells(spec, "t.yaml");
+    const [est] = estimateCells(
+      spec,
+      cells,
+      "t.yaml",
+      planThroughput(spec, {}),
+      await cellTokens(spec, cells),
+    );
+    // the trainer's seeded order (train.ts planBatches, seed 0) pairs the examples; each pair padded to its longer
+    const lengths = pairs.map((p) => 3 + 1 + words(p.chosen) + 1);
+    const order = createRng(0 * 1009 + 0).shuffle([0, 1, 2, 3]);
+    const padded = [0, 2].reduce((a, i) => a + 2 * Math.max(lengths[order[i]!]!, lengths[order[i + 1]!]!), 0);
+    assert.equal(est!.tokens.train.tokens, padded);
+    assert.ok(padded > lengths.reduce((a, b) => a + b, 0), "the draw pads something");
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("past the plan's tokenizing budget a seeded draw is tokenized and the rest predicted from characters", async () => {
+  const root = scratchDir("gv-estimate-draw-");
+  try {
+    // tokens are a line in characters, so the prediction is exact
+    // "xx;" is two tokens in four characters (with its space), in the question, the code and the fence's line alike
+    const w = (k: number) => Array(k).fill("xx;").join(" ");
+    const fenced = (k: number) => "```cpp\n" + Array(k).fill("xx;").join(" ") + "\n```";
+    const pairs = Array.from({ length: 80 }, (_, i) => ({
+      question: w(1 + (i % 7)),
+      chosen: fenced(2 + ((i * 5) % 23)),
+      rejected: fenced(1 + ((i * 3) % 11)),
+    }));
+    const spec = parseExperimentSpec(tinyExperiment(root, pairs), "t.yaml");
+    const cells = expandCells(spec, "t.yaml");
+    const all = estimateCells(spec, cells, "t.yaml", planThroughput(spec, {}), await cellTokens(spec, cells));
+    const drawn = await cellTokens(spec, cells, { budget: 40 });
+    const est = estimateCells(spec, cells, "t.yaml", planThroughput(spec, {}), drawn);
+    for (const [i, e] of est.entries()) {
+      assert.equal(e.tokens.from, "data");
+      assert.ok(e.tokens.sampled && e.tokens.sampled.pairs < 80, JSON.stringify(e.tokens));
+      assert.equal(all[i]!.tokens.sampled, undefined);
+      assert.deepEqual(e.tokens.train, all[i]!.tokens.train);
+      assert.deepEqual(e.tokens.identify, all[i]!.tokens.identify);
+      assert.equal(e.flops.total, all[i]!.flops.total);
+    }
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
   }
 });

@@ -17,7 +17,14 @@ import {
   experimentOutDir,
   planExperiment,
 } from "../../experiment/plan.js";
-import { estimateCells, planThroughput, type Throughput } from "../../experiment/estimate.js";
+import {
+  PLAN_TOKENIZE_PAIRS,
+  cellTokens,
+  estimateCells,
+  planThroughput,
+  type CellEstimate,
+  type Throughput,
+} from "../../experiment/estimate.js";
 import { runExperiment } from "../../experiment/run.js";
 import { formatFlops } from "../../method/flops.js";
 import { parseShard, shardFromEnvironment } from "../../util/shard.js";
@@ -106,7 +113,8 @@ export async function experimentPlanCommand(
     const source = experimentSource(file, opts.set);
     const settings = expandCells(spec, source);
     const throughput = planThroughput(spec);
-    const estimates = estimateCells(spec, settings, source, throughput);
+    // the cells' own examples, counted where the data and the model's tokenizer are at hand
+    const estimates = estimateCells(spec, settings, source, throughput, await cellTokens(spec, settings));
     const missing = missingInputs(spec, source);
     const departures = experimentDepartures(spec, source);
     // a plan writes nothing: the task split is computed in memory, its files are the run's
@@ -157,12 +165,10 @@ export async function experimentPlanCommand(
           `${keyed.length - done - running} to run`
         : `${rows.length} cells; inputs missing (ids and cache status need them; \`experiment run\` stops at the first):`,
       ...missing.map((m) => `  ${m}`),
-      `estimates from shapes: judge prompts of ${e.judgePromptTokens} tokens, training examples of ` +
-        `${e.exampleTokens} tokens (loss on half), ${e.pairsPerLanguage} pairs per language where the data ` +
-        `is absent; FLOPs = identification + training, counted; ` +
-        `6·N·D = the trainer-style estimate of training (README, "Cost"); memory = the peak of the tensors ` +
-        `(weights, training state, activations), where results.json's peak is the process's resident memory, ` +
-        `the runtime's own (a few hundred MiB on a CPU) besides`,
+      ...describeTokens(estimates, settings.map(cellModelLabel), e),
+      `FLOPs = identification + training, counted; 6·N·D = the trainer-style estimate of training (README, ` +
+        `"Cost"); memory = the peak of the tensors (weights, training state, activations), where results.json's ` +
+        `peak is the process's resident memory, the runtime's own (a few hundred MiB on a CPU) besides`,
       `time at ${describeThroughput(throughput)}`,
       [
         "status ",
@@ -206,6 +212,62 @@ export async function experimentPlanCommand(
     ].join("\n");
     output(g, human, { outDir: plan?.outDir ?? null, missing, cells: rows, departures, throughput });
   });
+}
+
+/**
+ * What the estimates' token counts came from, in words: the cells' own examples (mean lengths and the share of
+ * training tokens the loss is on), or the assumed example of `estimate` and why, by model.
+ */
+function describeTokens(
+  estimates: CellEstimate[],
+  models: string[],
+  e: ExperimentSpec["estimate"],
+): string[] {
+  const data = new Map<
+    string,
+    { judge: number; samples: number; tokens: number; loss: number; ex: number; drawn: number; of: number }
+  >();
+  const assumed = new Map<string, Set<string>>();
+  estimates.forEach((x, i) => {
+    if (x.tokens.why === "not trained") return;
+    const m = models[i]!;
+    if (x.tokens.from === "assumed") {
+      if (!assumed.has(m)) assumed.set(m, new Set());
+      assumed.get(m)!.add(x.tokens.why ?? "");
+      return;
+    }
+    const d = data.get(m) ?? { judge: 0, samples: 0, tokens: 0, loss: 0, ex: 0, drawn: 0, of: 0 };
+    if (x.tokens.sampled) {
+      d.drawn = Math.max(d.drawn, x.tokens.sampled.pairs);
+      d.of = Math.max(d.of, x.tokens.sampled.of);
+    }
+    d.judge += x.tokens.identify.tokens;
+    d.samples += x.tokens.identify.samples;
+    d.tokens += x.tokens.train.tokens;
+    d.loss += x.tokens.train.loss;
+    d.ex += x.tokens.train.examples;
+    data.set(m, d);
+  });
+  const lines: string[] = [];
+  for (const [m, d] of data)
+    lines.push(
+      `tokens of ${m}: counted from its cells' own examples with the model's tokenizer and chat template ` +
+        `(${d.samples > 0 ? `judge prompts of ${(d.judge / d.samples).toFixed(0)} tokens on average, ` : ""}` +
+        `training examples of ${(d.tokens / Math.max(1, d.ex)).toFixed(0)} tokens as batched, the loss on ` +
+        `${((100 * d.loss) / Math.max(1, d.tokens)).toFixed(0)}% of them` +
+        (d.drawn > 0
+          ? `; tokenized a seeded draw of up to ${d.drawn} of ${d.of} pairs, the rest predicted from their characters: ` +
+            `a plan tokenizes at most ${PLAN_TOKENIZE_PAIRS} pairs`
+          : "") +
+        ")",
+    );
+  for (const [m, why] of assumed)
+    lines.push(
+      `tokens of ${m}: ASSUMED, not counted (${[...why].join("; ")}): judge prompts of ${e.judgePromptTokens} ` +
+        `tokens, training examples of ${e.exampleTokens} tokens (loss on half), ${e.pairsPerLanguage} pairs per ` +
+        `language where the data is absent (the experiment file's \`estimate\`)`,
+    );
+  return lines;
 }
 
 /** Every path an experiment reads: its output folder must lie apart from all of them. */
