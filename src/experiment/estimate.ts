@@ -41,14 +41,27 @@ import { DEFAULT_DTYPE, type HardenConfig } from "../config/harden.js";
 import type { ExperimentSpec } from "./spec.js";
 import { modelConfigOf, type CellSetting } from "./plan.js";
 import { cudaAvailable, deviceKind } from "../tensor/index.js";
+import {
+  FROZEN_DX_BUDGET_ENV,
+  FROZEN_DX_DEFAULT_SHARE,
+  FROZEN_DX_MIN_WEIGHT,
+  frozenCopyKind,
+  frozenDxMode,
+  parseMemoryBudget,
+} from "../models/frozen-dx.js";
+import { availableMemoryBytes } from "../util/memory.js";
 
 /**
  * Sustained training throughput (FLOP/s, as method/flops.ts counts them) assumed for the time column when the
  * experiment file gives none, by the device the run would use. Each is a planning figure, not a promise:
- * - cpu: 0.3 TFLOP/s, what `goodvibe harden`'s training sustained on one Zen 5 thread at Qwen2.5-0.5B's shape
- *   (317–334 GFLOP/s, 60–63% of that CPU's 528 GFLOP/s bf16 matmul peak; BENCHMARKS "End to end on this CPU: the
- *   planning figure"). Older or AVX2-only CPUs run bf16 slower (BENCHMARKS "bf16 products on AVX2 CPUs"); more
- *   threads, faster: set estimate.flopsPerSecond for the machine.
+ * - cpu: 0.3 TFLOP/s, a little under what `goodvibe harden` sustained on one Zen 5 thread at Qwen2.5-0.5B's shape
+ *   (BENCHMARKS "Gradient checkpointing "auto" in training", the default "auto" deciding off): its 16 C++ pairs
+ *   count, by this plan, 8.96 TFLOP of identification in 25.0–26.0 CPU s (345–358 GFLOP/s) and 15.79 TFLOP of
+ *   training in 45.8–50.0 s (316–345 GFLOP/s), 60–68% of that CPU's 528 GFLOP/s bf16 matmul peak. (The 317–334
+ *   GFLOP/s quoted before were training with checkpointing always on, 22.2 TFLOP with the recomputation.) A plan's
+ *   times there run 5–15% long: one language of the paper's data (424 C++ pairs) plans at 35 min against README's
+ *   32 measured and extrapolated. Older or AVX2-only CPUs run bf16 slower (BENCHMARKS "bf16 products on AVX2
+ *   CPUs"); more threads, faster: set estimate.flopsPerSecond for the machine.
  * - cuda: 100 TFLOP/s, about an eighth of the 790 TFLOP/s bf16 matrix-product rate measured on an H200 (BENCHMARKS
  *   "CUDA"): fine-tuning at batch 1 with examples of a few hundred tokens keeps a GPU far from its matmul peak, and
  *   this code's training throughput on a GPU is not yet measured. The figure the default was for every device
@@ -358,6 +371,60 @@ export function goodvibeRowsPerModule(h: Pick<HardenConfig, "identify" | "cluste
   return h.cluster.fallback === "per-neuron" ? { low: Math.min(2, k), high: k } : { low: 1, high: clustered };
 }
 
+/**
+ * Bytes of the weight copies a CPU run's frozen bf16 products make (models/frozen-dx.ts, frozenDx): Wᵀ of each
+ * decoder layer's q/k/v, o, gate/up and down weights (q/k/v and gate/up one weight each, as the model holds them)
+ * and of lm_head, or, where this CPU computes bf16 products in float32, W in float32 of the decoder's; weights under
+ * FROZEN_DX_MIN_WEIGHT elements get none, and the copies stop at the budget (GOODVIBE_FROZEN_DX_BUDGET, else a
+ * quarter of the memory available on this machine). Held from the first backward (identification's) to the end of
+ * training: on a 0.5B model about as much again as its bf16 weights. None on a GPU, for full fine-tuning (nothing
+ * is frozen), or for a float32 model.
+ */
+export function frozenCopyBytes(
+  shape: ModelShape,
+  method: HardenConfig["method"],
+  dtype: string,
+  device: Throughput["device"],
+): number {
+  if (device !== "cpu" || method === "full" || dtype !== "bfloat16") return 0;
+  const mode = frozenDxMode("cpu");
+  if (mode === "off") return 0;
+  const kind = frozenCopyKind("cpu");
+  const groups = new Map<string, number>();
+  for (const l of shape.linears()) {
+    const leaf = l.name.split(".").pop()!;
+    const prefix = l.name.slice(0, l.name.length - leaf.length);
+    const key =
+      prefix +
+      (["q_proj", "k_proj", "v_proj"].includes(leaf)
+        ? "qkv"
+        : leaf === "gate_proj" || leaf === "up_proj"
+          ? "gate_up"
+          : leaf);
+    groups.set(key, (groups.get(key) ?? 0) + l.inFeatures * l.outFeatures);
+  }
+  const big = (n: number) => mode === "forced" || n >= FROZEN_DX_MIN_WEIGHT;
+  // decoder weights first, largest first; lm_head last and only as a transposed copy (as rankSlots)
+  const sizes = [...groups.values()]
+    .filter(big)
+    .sort((a, b) => b - a)
+    .map((n) => n * (kind === "float32" ? 4 : 2));
+  const head = shape.cfg.vocabSize * shape.cfg.hiddenSize;
+  if (kind === "transposed" && big(head)) sizes.push(head * 2);
+  const env = process.env[FROZEN_DX_BUDGET_ENV];
+  const given = env ? parseMemoryBudget(env, FROZEN_DX_BUDGET_ENV) : null;
+  const budget = given
+    ? "bytes" in given
+      ? given.bytes
+      : given.share * availableMemoryBytes()
+    : mode === "forced"
+      ? Infinity
+      : FROZEN_DX_DEFAULT_SHARE * availableMemoryBytes();
+  let held = 0;
+  for (const b of sizes) if (held + b <= budget) held += b;
+  return held;
+}
+
 /** The least-squares line y = a + b·x through the points, as a function (a level line where x does not vary). */
 function fitLine(x: number[], y: number[]): (x: number) => number {
   const n = x.length;
@@ -430,6 +497,8 @@ export function estimateCells(
     const h = c.harden;
     const dtype = h.dtype ?? DEFAULT_DTYPE;
     const cap = (n: number, max: number) => (max > 0 ? Math.min(n, max) : n);
+    // frozenDx's weight copies on a CPU, held through identification and training alike
+    const copies = frozenCopyBytes(shape, h.method, dtype, throughput.device);
     // the examples: counted from the cell's data, else of the assumed lengths (the loss on the answer half)
     const counted = given?.from === "data" ? given.counts : null;
     const judgeLengths: number[] =
@@ -546,7 +615,7 @@ export function estimateCells(
       totalParams: total,
       flops: { identify, train, total: identify + train },
       trainerEstimate: trainerFlopsEstimate(n, inputTokens),
-      peakMemoryBytes: Math.max(identifyPeak, trainPeak),
+      peakMemoryBytes: Math.max(identifyPeak, trainPeak) + copies,
       seconds: (identify + train) / throughput.flopsPerSecond,
       tokens: {
         from: counted ? "data" : "assumed",

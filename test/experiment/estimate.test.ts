@@ -12,6 +12,7 @@ import { cellTokens, estimateCells, planThroughput } from "../../src/experiment/
 import { PAPER_JUDGE_INSTRUCTION } from "../../src/data/prompts.js";
 import { readPairs } from "../../src/data/pairs.js";
 import { createRng } from "../../src/util/random.js";
+import { frozenCopyKind } from "../../src/models/frozen-dx.js";
 import { resolveDevice } from "../../src/tensor/index.js";
 import { InputError } from "../../src/errors.js";
 import { runCli, showRun } from "../cli/cli-helpers.js";
@@ -375,5 +376,36 @@ test("past the plan's tokenizing budget a seeded draw is tokenized and the rest 
     }
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("a CPU plan's memory holds frozenDx's weight copies, as the run makes them; a GPU's and full fine-tuning's none", () => {
+  const was = process.env.GOODVIBE_FROZEN_DX_BUDGET;
+  process.env.GOODVIBE_FROZEN_DX_BUDGET = "100GiB";
+  try {
+    const spec = parseExperimentSpec({ ...raw(), methods: ["lora", "full"] }, "t.yaml");
+    const cells = expandCells(spec, "t.yaml");
+    const cpu = estimateCells(spec, cells, "t.yaml", planThroughput(spec, {}));
+    const gpu = estimateCells(spec, cells, "t.yaml", planThroughput(spec, { GOODVIBE_DEVICE: "cuda" }));
+    // per layer one weight each for q/k/v (896 → 896 + 128 + 128), o, gate/up (896 → 2 × 4864) and down; lm_head
+    const layer = 896 * 1152 + 896 * 896 + 896 * 2 * 4864 + 4864 * 896;
+    const copies =
+      frozenCopyKind("cpu") === "transposed" ? 2 * (2 * layer) + 2 * 151936 * 896 : 4 * (2 * layer);
+    const lora = cells.findIndex((c) => c.method === "lora");
+    const full = cells.findIndex((c) => c.method === "full");
+    assert.equal(cpu[lora]!.peakMemoryBytes - gpu[lora]!.peakMemoryBytes, copies);
+    assert.equal(cpu[full]!.peakMemoryBytes, gpu[full]!.peakMemoryBytes, "full fine-tuning freezes nothing");
+    // a budget stops the copies where the run's plan stops them: the largest decoder weights first
+    process.env.GOODVIBE_FROZEN_DX_BUDGET = String(
+      2 * 896 * 2 * 4864 * (frozenCopyKind("cpu") === "transposed" ? 2 : 4),
+    );
+    const tight = estimateCells(spec, cells, "t.yaml", planThroughput(spec, {}));
+    assert.equal(
+      tight[lora]!.peakMemoryBytes - gpu[lora]!.peakMemoryBytes,
+      2 * 896 * 2 * 4864 * (frozenCopyKind("cpu") === "transposed" ? 2 : 4),
+    );
+  } finally {
+    if (was === undefined) delete process.env.GOODVIBE_FROZEN_DX_BUDGET;
+    else process.env.GOODVIBE_FROZEN_DX_BUDGET = was;
   }
 });

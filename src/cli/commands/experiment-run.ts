@@ -314,7 +314,7 @@ function describeThroughput(t: Throughput): string {
     ? `${rate} (the experiment file's estimate.flopsPerSecond)`
     : `${rate}, the default for ${t.device} (GOODVIBE_DEVICE ${t.deviceSetting === null ? "unset" : t.deviceSetting}): ` +
         (t.device === "cpu"
-          ? "what training sustained on one Zen 5 thread, 60% of its bf16 matmul peak (BENCHMARKS)"
+          ? "a little under what harden sustained on one Zen 5 thread (316–358 GFLOP/s, 60–68% of its bf16 matmul peak; BENCHMARKS)"
           : "about an eighth of an H200's measured bf16 matmul rate; not measured for this code on a GPU") +
         "; set estimate.flopsPerSecond (--set estimate.flopsPerSecond=<FLOP/s>) for your machine";
 }
