@@ -8,9 +8,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { writeFileAtomic } from "../../src/io/atomic.js";
-import { writeModelWeights, type TensorToWrite } from "../../src/io/safetensors.js";
-import { Tensor, manualSeed, noGrad, tidy } from "../../src/tensor/index.js";
+import { writeModelWeights, type LazyTensorToWrite } from "../../src/io/safetensors.js";
 import { checkpointTensors, tokenizerDir, type ScaleModelSpec } from "./models.js";
+import { constantBf16, randomNormalBf16 } from "./random-bf16.js";
 
 function make(spec: ScaleModelSpec, dir: string): void {
   const tokDir = tokenizerDir(spec.tokenizer);
@@ -18,23 +18,20 @@ function make(spec: ScaleModelSpec, dir: string): void {
   const tmp = `${dir}.tmp-${process.pid}`;
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { recursive: true });
-  manualSeed(spec.seed);
-  const tensors: TensorToWrite[] = checkpointTensors(spec.config, spec.multimodal).map(
-    ([name, shape, init]) => ({
-      name,
-      dtype: "BF16",
-      shape,
-      data: noGrad(() =>
-        tidy(() =>
-          (init === "ones"
-            ? Tensor.ones(shape, "bfloat16")
-            : init === "zeros"
-              ? Tensor.zeros(shape, "bfloat16")
-              : Tensor.randn(shape, "bfloat16").mul(0.02)
-          ).toBytes(),
-        ),
-      ),
-    }),
+  // each tensor drawn from its own stream (its index) and written a few MiB at a time, so the child holds one part
+  const tensors: LazyTensorToWrite[] = checkpointTensors(spec.config, spec.multimodal).map(
+    ([name, shape, init], stream) => {
+      const count = shape.reduce((a, b) => a * b, 1);
+      return {
+        name,
+        dtype: "BF16",
+        shape,
+        bytes: () =>
+          init === "randn"
+            ? randomNormalBf16(count, 0.02, spec.seed, stream)
+            : constantBf16(count, init === "ones" ? 1 : 0),
+      };
+    },
   );
   writeModelWeights(tmp, tensors, { maxShardBytes: spec.shardBytes ?? Number.MAX_SAFE_INTEGER });
   writeFileAtomic(path.join(tmp, "config.json"), JSON.stringify(spec.config, null, 2) + "\n");
@@ -52,7 +49,7 @@ function make(spec: ScaleModelSpec, dir: string): void {
     fs.rmSync(tmp, { recursive: true, force: true });
     if (!fs.existsSync(path.join(dir, "config.json"))) throw e;
   }
-  const bytes = tensors.reduce((a, t) => a + t.data.byteLength, 0);
+  const bytes = tensors.reduce((a, t) => a + 2 * t.shape.reduce((x, y) => x * y, 1), 0);
   process.stderr.write(`made ${dir}: ${tensors.length} tensors, ${(bytes / 1024 ** 3).toFixed(2)} GiB\n`);
 }
 

