@@ -8,6 +8,7 @@ import {
   firstNonFinite,
   openModelWeights,
   DTYPE_SIZE as DTYPE_BYTES,
+  type ModelWeights,
   type StDtype,
   type TensorRecord,
 } from "../io/safetensors.js";
@@ -147,7 +148,18 @@ export function threadsFor(params: number): number {
 
 /** Load a model folder (config.json + safetensors). The folder is only read, never written. */
 export function loadModel(dir: string, opts: LoadOptions = {}): DecoderModel {
+  return loadModelWithWeights(dir, opts).model;
+}
+
+/**
+ * loadModel, and the weights it was made from: the model's tensors may be views of their mapped files, so a command
+ * that publishes what it computed with them checks their stamps first (io/safetensors.ts weightsUnchanged).
+ */
+export function loadModelWithWeights(
+  dir: string,
+  opts: LoadOptions = {},
+): { model: DecoderModel; weights: ModelWeights } {
   const cfg = loadModelConfig(dir);
   const weights = openModelWeights(dir);
-  return buildModel(cfg, weights.tensors, dir, opts);
+  return { model: buildModel(cfg, weights.tensors, dir, opts), weights };
 }

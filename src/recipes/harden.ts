@@ -31,8 +31,8 @@ import {
   sftMessages,
   type JudgeConvention,
 } from "../data/prompts.js";
-import { loadModel, recordToTensor } from "../models/load.js";
-import { openModelWeights } from "../io/safetensors.js";
+import { loadModelWithWeights, recordToTensor } from "../models/load.js";
+import { openModelWeights, weightsUnchanged, type ModelWeights } from "../io/safetensors.js";
 import type { DecoderModel } from "../models/decoder.js";
 import {
   bf16ProductsOf,
@@ -988,6 +988,7 @@ async function trainAndPublish(
   p: Prepared,
   hooks: RunHooks,
   maps: { neurons?: NeuronMap; clusters?: ClusterMap },
+  source: ModelWeights,
 ): Promise<HardenResult> {
   const { plan, log, examples } = p;
   // before the trainable copies are made (full fine-tuning: the whole model in float32), as trainSft checks before
@@ -1106,6 +1107,9 @@ async function trainAndPublish(
         peakMemoryBytes: peakRssBytes(),
       };
       writeFileAtomic(path.join(tmp, STATS_FILE), JSON.stringify(stats, null, 2));
+      // the model's tensors are views of the mapped weights: bytes written into them in place by another program
+      // since the run loaded them (the fold checks only its own read) mixed into what was trained
+      weightsUnchanged(source, "the run (identification, training and the fold)");
       // the last stop point before the rename: after it the output is published whole
       await stopPoint(hooks.signal, "stopped before publishing the output folder");
     },
@@ -1145,7 +1149,7 @@ export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promis
   // the run's peak memory (results' cost.peakMemoryBytes, Table 2) is this run's: in `experiment run` a full
   // fine-tuning cell before it, or the base model's evaluation, would otherwise be its peak
   resetPeakRss();
-  const model = loadModel(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
+  const { model, weights } = loadModelWithWeights(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
   let release: (() => void) | undefined;
   try {
     if (cfg.method === "goodvibe") checkTopK(model, cfg.identify.topK);
@@ -1176,7 +1180,7 @@ export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promis
         buildRecord(model.device, model.dtype),
       );
     }
-    return await trainAndPublish(cfg, model, p, hooks, { neurons, clusters });
+    return await trainAndPublish(cfg, model, p, hooks, { neurons, clusters }, weights);
   } finally {
     release?.();
     // a run that fails or stops before training keeps none either (an experiment goes on to its next cell in this
@@ -1199,7 +1203,7 @@ export async function runTrain(
     p.log.info(`${cfg.out} is already complete for these inputs and settings: nothing to do`);
     return done;
   }
-  const model = loadModel(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
+  const { model, weights } = loadModelWithWeights(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
   let release: (() => void) | undefined;
   try {
     const clusters = cfg.method === "goodvibe" ? readClusterMap(clustersFile!) : undefined;
@@ -1207,7 +1211,7 @@ export async function runTrain(
     if (clusters) checkModelShape(model, clusters.model, clustersFile!);
     release = claimRunDir(cfg);
     openRunDir(cfg, p.plan);
-    return await trainAndPublish(cfg, model, p, hooks, { clusters });
+    return await trainAndPublish(cfg, model, p, hooks, { clusters }, weights);
   } finally {
     release?.();
     model.frozenDx.release(); // as runHarden

@@ -1,0 +1,89 @@
+/**
+ * harden: a weight file written in place by another program (`cp` over it, a download into it) while the run trains
+ * on it. The model's tensors are views of the mapped file (MAP_PRIVATE shows another writer's bytes on pages this
+ * process has not written), so what is trained on mixes old and new bytes; and the fold opens the file again, so
+ * its own check (method/fold.ts) sees only the bytes after the write, consistent with themselves. Before the run's
+ * own check the output was published: the new base with an update trained on the old. Now the run refuses before
+ * publishing, naming the file, and leaves no output and no temporary.
+ */
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { InputError } from "../../src/errors.js";
+import { runHarden } from "../../src/recipes/harden.js";
+import { writeCorpusJsonl } from "../../src/data/corpus.js";
+import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
+import { tinyHardenConfig } from "./tiny-config.js";
+
+const work = scratchDir("gv-harden-in-place-");
+after(() => fs.rmSync(work, { recursive: true, force: true }));
+const made = makeTinyChatModel({ layers: 1 });
+const data = path.join(work, "pairs.jsonl");
+writeCorpusJsonl(data, made.pairs.slice(0, 4));
+
+/** A copy of the tiny model in a folder of its own, its weight file dated in the past (as a downloaded one is). */
+function freshModel(name: string): { dir: string; weights: string } {
+  const dir = path.join(work, name);
+  fs.cpSync(made.dir, dir, { recursive: true });
+  const weights = path.join(dir, "model.safetensors");
+  const past = new Date("2024-01-01T00:00:00Z");
+  fs.utimesSync(weights, past, past);
+  return { dir, weights };
+}
+
+/** Overwrite 4 bytes near the end of `file` in place (the same size): a finite bf16 pair, 0.5 and -0.5. */
+function writeInPlace(file: string): void {
+  const fd = fs.openSync(file, "r+");
+  try {
+    const size = fs.fstatSync(fd).size;
+    fs.writeSync(fd, Buffer.from([0x00, 0x3f, 0x00, 0xbf]), 0, 4, size - 4);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+for (const method of ["goodvibe", "lora"] as const) {
+  test(`harden (${method}): a weight file written in place during training is refused, naming it; nothing published`, async () => {
+    const { dir, weights } = freshModel(`model-${method}`);
+    const out = path.join(work, `out-${method}`);
+    const cfg = tinyHardenConfig(dir, data, out, {
+      method,
+      runDir: path.join(work, `run-${method}`),
+      dtype: "bfloat16",
+    });
+    let written = false;
+    await assert.rejects(
+      runHarden(cfg, {
+        onStep: () => {
+          if (!written) writeInPlace(weights);
+          written = true;
+        },
+      }),
+      (e: unknown) => {
+        assert.ok(e instanceof InputError, `expected InputError, got ${(e as Error).stack}`);
+        assert.ok(e.message.includes(weights), e.message);
+        assert.match(e.message, /written in place/);
+        assert.match(e.message, /nothing was published/);
+        return true;
+      },
+    );
+    assert.ok(written, "training ran a step");
+    assert.equal(fs.existsSync(out), false, "no output folder");
+    const left = fs.readdirSync(work).filter((e) => e.includes(`out-${method}`));
+    assert.deepEqual(left, [], "no temporary beside it");
+  });
+}
+
+test("harden: with nothing written into the input, the same run publishes (the check refuses only a change)", async () => {
+  const { dir } = freshModel("model-untouched");
+  const out = path.join(work, "out-untouched");
+  await runHarden(
+    tinyHardenConfig(dir, data, out, {
+      method: "lora",
+      runDir: path.join(work, "run-untouched"),
+      dtype: "bfloat16",
+    }),
+  );
+  assert.ok(fs.existsSync(path.join(out, "model.safetensors")));
+});
