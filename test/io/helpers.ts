@@ -1,4 +1,5 @@
 /** Shared bits of the io tests: fixture paths, scratch folders, a seeded PRNG, error assertions. */
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { scratchDir as tempDir } from "../scratch.js";
@@ -73,4 +74,27 @@ export async function assertInputErrorAsync(
     else assert.match(caught.message, p);
   }
   return caught;
+}
+
+/**
+ * A copy of the model folder `src` at `dir`, its weight file dated in the past (as a downloaded one is, so that a
+ * write into it moves its modification time); returns the weight file's path.
+ */
+export function copyModelDatedInPast(src: string, dir: string): string {
+  fs.cpSync(src, dir, { recursive: true });
+  const weights = path.join(dir, "model.safetensors");
+  const past = new Date("2024-01-01T00:00:00Z");
+  fs.utimesSync(weights, past, past);
+  return weights;
+}
+
+/** Overwrite 4 bytes near the end of `file` in place (the same size), as another program might: bf16 0.5 and -0.5. */
+export function writeInPlace(file: string): void {
+  const fd = fs.openSync(file, "r+");
+  try {
+    const size = fs.fstatSync(fd).size;
+    fs.writeSync(fd, Buffer.from([0x00, 0x3f, 0x00, 0xbf]), 0, 4, size - 4);
+  } finally {
+    fs.closeSync(fd);
+  }
 }

@@ -19,7 +19,7 @@ import { writeGguf } from "../../src/io/gguf.js";
 import { foldIntoCheckpoint } from "../../src/method/fold.js";
 import type { AttachedMethod } from "../../src/method/attached.js";
 import { makeTinyChatModel } from "../evalcore/make-model.js";
-import { assertInputError, scratchDir } from "./helpers.js";
+import { assertInputError, copyModelDatedInPast, scratchDir, writeInPlace } from "./helpers.js";
 import { showRun, startCli } from "../cli/cli-helpers.js";
 
 const work = scratchDir("gv-in-place-");
@@ -27,24 +27,8 @@ after(() => fs.rmSync(work, { recursive: true, force: true }));
 
 /** A copy of the tiny model in a folder of its own, its weight file dated in the past (as a downloaded one is). */
 function freshModel(name: string): { dir: string; weights: string } {
-  const made = makeTinyChatModel({ layers: 1 });
   const dir = path.join(work, name);
-  fs.cpSync(made.dir, dir, { recursive: true });
-  const weights = path.join(dir, "model.safetensors");
-  const past = new Date("2024-01-01T00:00:00Z");
-  fs.utimesSync(weights, past, past);
-  return { dir, weights };
-}
-
-/** Overwrite 4 bytes near the end of `file` in place (the same size): a finite bf16 pair, 0.5 and -0.5. */
-function writeInPlace(file: string): void {
-  const fd = fs.openSync(file, "r+");
-  try {
-    const size = fs.fstatSync(fd).size;
-    fs.writeSync(fd, Buffer.from([0x00, 0x3f, 0x00, 0xbf]), 0, 4, size - 4);
-  } finally {
-    fs.closeSync(fd);
-  }
+  return { dir, weights: copyModelDatedInPast(makeTinyChatModel({ layers: 1 }).dir, dir) };
 }
 
 /** Anything in `dir` but `keep`: temporaries, outputs. */

@@ -15,6 +15,7 @@ import { runHarden } from "../../src/recipes/harden.js";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
 import { tinyHardenConfig } from "./tiny-config.js";
+import { copyModelDatedInPast, writeInPlace } from "../io/helpers.js";
 
 const work = scratchDir("gv-harden-in-place-");
 after(() => fs.rmSync(work, { recursive: true, force: true }));
@@ -25,22 +26,7 @@ writeCorpusJsonl(data, made.pairs.slice(0, 4));
 /** A copy of the tiny model in a folder of its own, its weight file dated in the past (as a downloaded one is). */
 function freshModel(name: string): { dir: string; weights: string } {
   const dir = path.join(work, name);
-  fs.cpSync(made.dir, dir, { recursive: true });
-  const weights = path.join(dir, "model.safetensors");
-  const past = new Date("2024-01-01T00:00:00Z");
-  fs.utimesSync(weights, past, past);
-  return { dir, weights };
-}
-
-/** Overwrite 4 bytes near the end of `file` in place (the same size): a finite bf16 pair, 0.5 and -0.5. */
-function writeInPlace(file: string): void {
-  const fd = fs.openSync(file, "r+");
-  try {
-    const size = fs.fstatSync(fd).size;
-    fs.writeSync(fd, Buffer.from([0x00, 0x3f, 0x00, 0xbf]), 0, 4, size - 4);
-  } finally {
-    fs.closeSync(fd);
-  }
+  return { dir, weights: copyModelDatedInPast(made.dir, dir) };
 }
 
 for (const method of ["goodvibe", "lora"] as const) {
