@@ -158,15 +158,13 @@ function wordTokenizerDir(root: string, texts: string[]): string {
     JSON.stringify({
       version: "1.0",
       added_tokens: specials.map((content, id) => ({
-        ...{
-          id,
-          content,
-          single_word: false,
-          lstrip: false,
-          rstrip: false,
-          normalized: false,
-          special: true,
-        },
+        id,
+        content,
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: false,
+        special: true,
       })),
       normalizer: null,
       pre_tokenizer: { type: "Whitespace" },

@@ -14,7 +14,7 @@ import * as path from "node:path";
 import { ggufMeta, ggufTensorBytes, readGguf } from "../../src/io/gguf.js";
 import { MAX_BUFFER_BYTES } from "../../src/io/mapfile.js";
 import { tidy } from "../../src/tensor/index.js";
-import { assertInputError, scratchDir } from "../io/helpers.js";
+import { assertInputError, scratchDir, writeSparseFile } from "../io/helpers.js";
 
 interface Info {
   name: string;
@@ -71,14 +71,7 @@ function sparseGguf(
   strings: [string, string][] = [],
 ): number {
   const head = header(infos, [["general.architecture", "llama"], ...strings]);
-  const fd = fs.openSync(file, "w");
-  try {
-    fs.writeSync(fd, head, 0, head.length, 0);
-    fs.ftruncateSync(fd, head.length + dataLen);
-    for (const [at, bytes] of marks) fs.writeSync(fd, bytes, 0, bytes.length, head.length + at);
-  } finally {
-    fs.closeSync(fd);
-  }
+  writeSparseFile(file, head, dataLen, marks);
   return head.length;
 }
 

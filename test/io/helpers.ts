@@ -98,3 +98,23 @@ export function writeInPlace(file: string): void {
     fs.closeSync(fd);
   }
 }
+
+/**
+ * A sparse file: `head`, then `dataLen` bytes of holes with each mark's bytes written at its offset into them (the
+ * offset counted from the end of `head`), so a multi-GiB weight file costs only its written blocks on disk.
+ */
+export function writeSparseFile(
+  file: string,
+  head: Buffer,
+  dataLen: number,
+  marks: readonly [number, Uint8Array][],
+): void {
+  const fd = fs.openSync(file, "w");
+  try {
+    fs.writeSync(fd, head, 0, head.length, 0);
+    fs.ftruncateSync(fd, head.length + dataLen);
+    for (const [at, bytes] of marks) fs.writeSync(fd, bytes, 0, bytes.length, head.length + at);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -17,7 +17,7 @@ import { readSafetensors } from "../../src/io/safetensors.js";
 import { MAX_BUFFER_BYTES } from "../../src/io/mapfile.js";
 import { recordToTensor } from "../../src/models/load.js";
 import { tidy } from "../../src/tensor/index.js";
-import { assertInputError, scratchDir } from "./helpers.js";
+import { assertInputError, scratchDir, writeSparseFile } from "./helpers.js";
 
 /** A sparse safetensors file: the header, then `marks` written at data offsets, the rest holes. */
 function sparseSafetensors(
@@ -31,14 +31,7 @@ function sparseSafetensors(
   head.writeBigUInt64LE(BigInt(Buffer.byteLength(text)), 0);
   head.write(text, 8);
   const dataLen = Math.max(...Object.values(header).map((e) => e.data_offsets[1]));
-  const fd = fs.openSync(file, "w");
-  try {
-    fs.writeSync(fd, head, 0, head.length, 0);
-    fs.ftruncateSync(fd, head.length + dataLen);
-    for (const [at, bytes] of marks) fs.writeSync(fd, bytes, 0, bytes.length, head.length + at);
-  } finally {
-    fs.closeSync(fd);
-  }
+  writeSparseFile(file, head, dataLen, marks);
   return head.length;
 }
 
