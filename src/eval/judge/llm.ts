@@ -398,21 +398,26 @@ export function trainingOverlap(
     out.pairs = new Set(samples.filter((_, i) => seen[i]).map((s) => pairOf(s.id))).size;
   }
   const kept = rel.perItem.filter((_, i) => !seen[i]);
-  if (kept.length > 0) {
-    const confusion = confusionMatrix(
-      kept.map((x) => !isSecure(x.pUnsafe)),
-      kept.map((x) => !x.secure),
-    );
-    out.unseen = {
-      n: kept.length,
-      accuracy: confusion.accuracy,
-      accuracyInterval: wilsonInterval(confusion.tp + confusion.tn, kept.length),
-      tpr: confusion.tpr,
-      fpr: confusion.fpr,
-      confusion,
-    };
-  }
+  if (kept.length > 0) out.unseen = reliabilityRates(kept);
   return out;
+}
+
+/** A reliability's rates over judged samples (each its label and the judge's P(unsafe)); positive = insecure. */
+function reliabilityRates(
+  items: readonly { secure: boolean; pUnsafe: number }[],
+): Pick<JudgeReliability, "n" | "accuracy" | "accuracyInterval" | "tpr" | "fpr" | "confusion"> {
+  const confusion = confusionMatrix(
+    items.map((x) => !isSecure(x.pUnsafe)),
+    items.map((x) => !x.secure),
+  );
+  return {
+    n: items.length,
+    accuracy: confusion.accuracy,
+    accuracyInterval: wilsonInterval(confusion.tp + confusion.tn, items.length),
+    tpr: confusion.tpr,
+    fpr: confusion.fpr,
+    confusion,
+  };
 }
 
 /** What a reliability line adds for the samples judgeReliability left out: "" when none. */
@@ -451,18 +456,6 @@ export function judgeReliabilityOn(
 ): JudgeReliability {
   if (samples.length === 0) throw new InputError("judge reliability: no samples to evaluate on");
   const p = judge.score(samples, opts);
-  const predInsecure = p.map((x) => !isSecure(x));
-  const truthInsecure = samples.map((s) => !s.secure);
-  const confusion = confusionMatrix(predInsecure, truthInsecure);
-  const correct = confusion.tp + confusion.tn;
-  return {
-    n: samples.length,
-    accuracy: confusion.accuracy,
-    accuracyInterval: wilsonInterval(correct, samples.length),
-    tpr: confusion.tpr,
-    fpr: confusion.fpr,
-    confusion,
-    conflicting: 0,
-    perItem: samples.map((s, i) => ({ id: s.id, lang: s.lang, secure: s.secure, pUnsafe: p[i]! })),
-  };
+  const perItem = samples.map((s, i) => ({ id: s.id, lang: s.lang, secure: s.secure, pUnsafe: p[i]! }));
+  return { ...reliabilityRates(perItem), conflicting: 0, perItem };
 }
