@@ -47,6 +47,28 @@ export function wilsonInterval(successes: number, n: number, z = Z95): Interval 
 }
 
 /**
+ * Per group, the successes and n of the items in an outcome string ("1" success, "0" failure, "-" no verdict, which
+ * is skipped) that `keep` lets through, grouped by `groupOf`: clusteredWilsonInterval's clusters.
+ */
+export function tallyByGroup(
+  marks: string,
+  keep: (i: number) => boolean,
+  groupOf: (i: number) => string,
+): { successes: number; n: number }[] {
+  const byGroup = new Map<string, { successes: number; n: number }>();
+  for (let i = 0; i < marks.length; i++) {
+    const m = marks[i];
+    if (m === "-" || !keep(i)) continue;
+    const g = groupOf(i);
+    const t = byGroup.get(g) ?? { successes: 0, n: 0 };
+    t.n++;
+    if (m === "1") t.successes++;
+    byGroup.set(g, t);
+  }
+  return [...byGroup.values()];
+}
+
+/**
  * Wilson interval of a rate whose items come in clusters (several generated prompts per task or template), on the
  * effective sample size n / deff, where deff is the design effect of the clustering (Kish 1965):
  * deff = Var_clustered(p̂) / Var_independent(p̂), with Var_clustered = Σ_k (s_k − p̂·m_k)² / n² (the ratio

@@ -7,7 +7,7 @@ import type { SecurityPair } from "../data/pairs.js";
 import type { PreferenceResult } from "../eval/preference.js";
 import type { SafetyResult } from "../eval/safety.js";
 import type { CellResult, Outcomes } from "../report/schema.js";
-import { clusteredWilsonInterval } from "../eval/metrics.js";
+import { clusteredWilsonInterval, tallyByGroup } from "../eval/metrics.js";
 
 const mark = (v: boolean | null | undefined): string => (v === true ? "1" : v === false ? "0" : "-");
 
@@ -59,17 +59,9 @@ export function withTaskIntervals(
     n: number,
   ): Rated | undefined => {
     if (n === 0) return rated;
-    const byTask = new Map<string, { successes: number; n: number }>();
-    for (let i = 0; i < marks.length; i++) {
-      const m = marks[i];
-      if (m === "-" || !keep(i)) continue;
-      const t = byTask.get(groups[i]!) ?? { successes: 0, n: 0 };
-      t.n++;
-      if (m === "1") t.successes++;
-      byTask.set(groups[i]!, t);
-    }
-    const c = clusteredWilsonInterval([...byTask.values()]);
-    const total = [...byTask.values()].reduce((a, t) => a + t.n, 0);
+    const byTask = tallyByGroup(marks, keep, (i) => groups[i]!);
+    const c = clusteredWilsonInterval(byTask);
+    const total = byTask.reduce((a, t) => a + t.n, 0);
     if (total !== n || Math.abs(c.value - rated.value) > 1e-9) return undefined;
     return { value: rated.value, low: c.low, high: c.high };
   };

@@ -5,7 +5,7 @@
  * Recounted from each cell's per-item outcomes, beside the full figures: rates with their own n and 95% interval,
  * and McNemar against the base model's cell on the same pairs (results.json security.unseen).
  */
-import { clusteredWilsonInterval, mcnemar, wilsonInterval } from "../eval/metrics.js";
+import { clusteredWilsonInterval, mcnemar, tallyByGroup, wilsonInterval } from "../eval/metrics.js";
 import type { CellResult, ExperimentResults, Judge, Outcomes, RateWithN } from "./schema.js";
 import { SEEDS_HOW, groupBySetting, intervalAcrossSeeds, nAcrossSeeds, type Setting } from "./aggregate.js";
 import { PAIRED_HOW, pairedColumns, pairedComparisons, rowsOf, settingLabel } from "./paired.js";
@@ -24,22 +24,11 @@ export function subsetRate(
   marks: string,
   keep: (i: number) => boolean,
 ): RateWithN | undefined {
-  const byGroup = new Map<string, { successes: number; n: number }>();
-  let n = 0;
-  let successes = 0;
-  for (let i = 0; i < marks.length; i++) {
-    const m = marks[i];
-    if (m === "-" || !keep(i)) continue;
-    n++;
-    if (m === "1") successes++;
-    const g = outcomes.groups?.[i] ?? outcomes.ids[i]!;
-    const t = byGroup.get(g) ?? { successes: 0, n: 0 };
-    t.n++;
-    if (m === "1") t.successes++;
-    byGroup.set(g, t);
-  }
+  const tallies = tallyByGroup(marks, keep, (i) => outcomes.groups?.[i] ?? outcomes.ids[i]!);
+  const n = tallies.reduce((a, t) => a + t.n, 0);
+  const successes = tallies.reduce((a, t) => a + t.successes, 0);
   if (n === 0) return undefined;
-  const w = outcomes.groups ? clusteredWilsonInterval([...byGroup.values()]) : wilsonInterval(successes, n);
+  const w = outcomes.groups ? clusteredWilsonInterval(tallies) : wilsonInterval(successes, n);
   return { value: successes / n, low: w.low, high: w.high, n };
 }
 
