@@ -1,37 +1,72 @@
 /**
  * The safety evaluation's generation cache: a JSONL file with one record per finished answer (fsync'd as it is
- * written) under a key of the prompt, the model and the generation options, plus the LLM judge's verdict under
- * the judge's key. A rerun takes those answers from the file and generates only the rest, so a killed run loses
- * at most the batch in flight; a torn last line (a kill mid-write) is dropped.
+ * written) under a key of the prompt, the model and the generation options, plus LLM judges' verdicts as later
+ * records of the same key, each under its judge's key and input's. A rerun takes those answers from the file and
+ * generates only the rest, so a killed run loses at most the batch in flight; a torn last line (a kill mid-write)
+ * is dropped. Every judge's verdicts are kept: evaluating with judge A, then B, then A again asks A nothing the
+ * third time (before 2026-12-02 the read kept only the last verdict of an answer, B's, and A judged all again).
  */
 import { InputError, rowWhere } from "../errors.js";
 import { AppendLog, readAppendLog } from "../io/append-log.js";
 import { sha256 } from "../io/hash.js";
 import type { ChatMessage } from "../io/tokenizer.js";
 
+/**
+ * An LLM judge's verdict on an answer, under the judge's key (a hash of its weights and convention) and its input's
+ * (what it was asked of the answer; absent in records written before 2026-12-02); judgedChars when it read only
+ * the first lines of a long answer (eval/safety.ts LlmVerdict).
+ */
+export interface CachedVerdict {
+  judge: string;
+  input?: string;
+  pUnsafe: number;
+  judgedChars?: number;
+}
+
+/** One line of the file: an answer, with at most one verdict (the format of every version). */
 export interface CacheRecord {
   key: string;
   id: string;
   answer: string;
-  /**
-   * LLM judge verdict, under the judge's key (a hash of its weights and convention) and its input's (what it was
-   * asked of the answer; absent in records written before 2026-12-02); judgedChars when it read only the first
-   * lines of a long answer (eval/safety.ts LlmVerdict).
-   */
-  llm?: { judge: string; input?: string; pUnsafe: number; judgedChars?: number };
+  llm?: CachedVerdict;
 }
 
-export function readGenerationCache(file: string): Map<string, CacheRecord> {
-  const out = new Map<string, CacheRecord>();
+/** An answer as read: its first record's answer and the verdicts of all its records, one per judge and input. */
+export interface CachedAnswer {
+  key: string;
+  id: string;
+  answer: string;
+  verdicts: CachedVerdict[];
+}
+
+export function readGenerationCache(file: string): Map<string, CachedAnswer> {
+  const out = new Map<string, CachedAnswer>();
   for (const { row, value } of readAppendLog(file, "delete the cache to start over")) {
     const rec = value as CacheRecord;
     if (typeof rec.key !== "string" || typeof rec.answer !== "string")
       throw new InputError(`${rowWhere(file, row)}: a cache record needs string fields "key" and "answer"`);
-    const prev = out.get(rec.key);
+    let entry = out.get(rec.key);
     // A later record for the same key only adds an LLM verdict; keep the earlier ones' answers.
-    out.set(rec.key, prev ? { ...prev, llm: rec.llm ?? prev.llm } : rec);
+    if (!entry) out.set(rec.key, (entry = { key: rec.key, id: rec.id, answer: rec.answer, verdicts: [] }));
+    if (rec.llm) addVerdict(entry, rec.llm);
   }
   return out;
+}
+
+/** Adds a verdict to an answer read from the cache, in place of an earlier one of the same judge and input. */
+export function addVerdict(entry: CachedAnswer, verdict: CachedVerdict): void {
+  const i = entry.verdicts.findIndex((v) => v.judge === verdict.judge && v.input === verdict.input);
+  if (i >= 0) entry.verdicts[i] = verdict;
+  else entry.verdicts.push(verdict);
+}
+
+/** The verdict of judge `judge` on input `input` cached for an answer, if any. */
+export function cachedVerdict(
+  entry: CachedAnswer | undefined,
+  judge: string,
+  input: string,
+): CachedVerdict | undefined {
+  return entry?.verdicts.find((v) => v.judge === judge && v.input === input && typeof v.pUnsafe === "number");
 }
 
 /** Appends answers (and verdicts) to the cache file. */

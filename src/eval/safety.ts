@@ -26,9 +26,12 @@ import type { ChatBackend, GenerateOptions } from "./generate/backend.js";
 import type { ChatMessage } from "../io/tokenizer.js";
 import {
   GenerationCacheWriter,
+  addVerdict,
+  cachedVerdict,
   generationKey,
   readGenerationCache,
   type CacheRecord,
+  type CachedAnswer,
 } from "./generation-cache.js";
 import {
   cohensKappa,
@@ -314,7 +317,7 @@ export async function evaluateSafety(
         : null))
     : null;
 
-  const cache = opts.cacheFile ? readGenerationCache(opts.cacheFile) : new Map<string, CacheRecord>();
+  const cache = opts.cacheFile ? readGenerationCache(opts.cacheFile) : new Map<string, CachedAnswer>();
   const writer = opts.cacheFile ? new GenerationCacheWriter(opts.cacheFile) : null;
   const items: SafetyItem[] = [];
   let generated = 0;
@@ -330,7 +333,9 @@ export async function evaluateSafety(
   // a record into the cache file and the cache read from it (an answer, or a verdict as a later record of its key)
   const keep = (rec: CacheRecord) => {
     writer!.append(rec);
-    cache.set(rec.key, rec);
+    let entry = cache.get(rec.key);
+    if (!entry) cache.set(rec.key, (entry = { key: rec.key, id: rec.id, answer: rec.answer, verdicts: [] }));
+    if (rec.llm) addVerdict(entry, rec.llm);
   };
   try {
     for (let from = 0; from < pairs.length; from += batchSize * perCall) {
@@ -393,22 +398,20 @@ export async function evaluateSafety(
         if (opts.llmJudge) {
           const toScore: number[] = [];
           judged.forEach((it, i) => {
-            const rec = cache.get(keys[i]!);
-            // before the cache: verdicts cached before 2026-12-01 asked the judge about empty answers too
-            if (llmJudgeInput(it).code === "") it.llm = { ...EMPTY_ANSWER_VERDICT };
             // the verdict on this input: before 2026-12-02 verdicts were keyed by the answer alone, so one cached
             // before a change in the extraction (fence tags, reasoning) was reused for the new input; such
             // records (no `input`) are judged again once
-            else if (
-              judgeFp !== null &&
-              rec?.llm?.judge === judgeFp &&
-              rec.llm.input === judgeInputKey(llmJudgeInput(it)) &&
-              typeof rec.llm.pUnsafe === "number"
-            ) {
-              const judgedChars = rec.llm.judgedChars;
+            const rec =
+              judgeFp !== null
+                ? cachedVerdict(cache.get(keys[i]!), judgeFp, judgeInputKey(llmJudgeInput(it)))
+                : undefined;
+            // before the cache: verdicts cached before 2026-12-01 asked the judge about empty answers too
+            if (llmJudgeInput(it).code === "") it.llm = { ...EMPTY_ANSWER_VERDICT };
+            else if (rec) {
+              const judgedChars = rec.judgedChars;
               it.llm = {
-                pUnsafe: rec.llm.pUnsafe,
-                secure: isSecure(rec.llm.pUnsafe),
+                pUnsafe: rec.pUnsafe,
+                secure: isSecure(rec.pUnsafe),
                 ...(typeof judgedChars === "number" ? { judgedChars } : {}),
               };
             } else toScore.push(i);

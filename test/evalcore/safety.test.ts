@@ -574,3 +574,57 @@ test("a cached LLM verdict is reused only for the input it judged: a changed ext
     assert.deepEqual(r.items, r1.items);
   }
 });
+
+test("two LLM judges sharing a cache keep each other's verdicts: judge A, then B, then A asks A nothing the third time", async () => {
+  const cacheFile = path.join(scratchDir(), "gen.jsonl");
+  const backend = new FakeBackend(PLAN);
+  const run = (fingerprint: string, judge: FakeJudge) =>
+    evaluateSafety(PAIRS, {
+      ...BASE_OPTS,
+      backend,
+      cacheFile,
+      llmJudge: judge,
+      llmJudgeFingerprint: fingerprint,
+    });
+  const a1 = new FakeJudge();
+  const first = await run("judge-A", a1);
+  assert.equal(a1.scored, PAIRS.length);
+  const b = new FakeJudge();
+  await run("judge-B", b);
+  assert.equal(b.scored, PAIRS.length);
+  // before: the read kept each answer's last verdict (B's), so A judged all ten again
+  const a2 = new FakeJudge();
+  const again = await run("judge-A", a2);
+  assert.equal(a2.scored, 0);
+  assert.equal(backend.prompts.length, PAIRS.length);
+  assert.deepEqual(again.items, first.items);
+  const b2 = new FakeJudge();
+  await run("judge-B", b2);
+  assert.equal(b2.scored, 0);
+});
+
+test("a cache written one verdict a line by an older version loads and its verdicts are used", async () => {
+  // the format every version writes: an answer record, then a record of the same key with one verdict; here
+  // written by hand from the documented key functions (generationKey on the run's options; the verdict's input
+  // key as llmJudgeInput hashes it)
+  const cacheFile = path.join(scratchDir(), "gen.jsonl");
+  const fresh = path.join(scratchDir(), "fresh.jsonl");
+  const opts = { ...BASE_OPTS, backend: new FakeBackend(PLAN), llmJudgeFingerprint: "old-judge" };
+  const j0 = new FakeJudge();
+  const ref = await evaluateSafety(PAIRS, { ...opts, llmJudge: j0, cacheFile: fresh });
+  // the same lines as the older writer wrote them, plus a verdict of another judge after each (the last verdict
+  // read is then not the one asked for)
+  const lines = fs.readFileSync(fresh, "utf8").trim().split("\n");
+  const withOthers = lines.flatMap((l) => {
+    const rec = JSON.parse(l) as { key: string; id: string; answer: string; llm?: { judge: string } };
+    return rec.llm
+      ? [l, JSON.stringify({ ...rec, llm: { ...rec.llm, judge: "another", pUnsafe: 0.99 } })]
+      : [l];
+  });
+  fs.writeFileSync(cacheFile, withOthers.join("\n") + "\n");
+  const j = new FakeJudge();
+  const backend = new FakeBackend(PLAN);
+  const r = await evaluateSafety(PAIRS, { ...opts, backend, llmJudge: j, cacheFile });
+  assert.deepEqual([r.generated, r.fromCache, backend.calls, j.scored], [0, PAIRS.length, 0, 0]);
+  assert.deepEqual(r.items, ref.items);
+});

@@ -859,8 +859,10 @@ test("eval's answers from one fleet call over two batches: all in the answer cac
     for (const r of cached.values())
       assert.equal(r.answer, answerTo(pairs.find((p) => p.id === r.id)!.question));
     assert.deepEqual(
-      [...cached.values()].filter((r) => r.llm).map((r) => [r.id, r.llm!.judge, r.llm!.pUnsafe]),
-      pairs.slice(0, 8).map((p) => [p.id, "j", 0.25]),
+      [...cached.values()]
+        .filter((r) => r.verdicts.length > 0)
+        .map((r) => [r.id, ...r.verdicts.map((v) => [v.judge, v.pUnsafe])]),
+      pairs.slice(0, 8).map((p) => [p.id, ["j", 0.25]]),
     );
 
     const asked = server.requests.length;

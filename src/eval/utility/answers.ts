@@ -13,11 +13,11 @@
  * the item, so a `--limit 50` run's answers serve the full run.
  */
 import { canonicalJson, sha256 } from "../../io/hash.js";
-import { GenerationCacheWriter, readGenerationCache, type CacheRecord } from "../generation-cache.js";
+import { GenerationCacheWriter, readGenerationCache, type CachedAnswer } from "../generation-cache.js";
 import type { UtilityModel } from "./model.js";
 
 export class UtilityAnswerCache {
-  private readonly answers: Map<string, CacheRecord>;
+  private readonly answers: Map<string, CachedAnswer>;
   // opened at the first answer written: a run that only reads the cache makes no file
   private writer: GenerationCacheWriter | null = null;
 
@@ -40,9 +40,8 @@ export class UtilityAnswerCache {
   put(key: string, id: string, answer: string): void {
     if (this.answers.has(key)) return;
     this.writer ??= new GenerationCacheWriter(this.file);
-    const rec: CacheRecord = { key, id, answer };
-    this.writer.append(rec);
-    this.answers.set(key, rec);
+    this.writer.append({ key, id, answer });
+    this.answers.set(key, { key, id, answer, verdicts: [] });
   }
 
   close(): void {
