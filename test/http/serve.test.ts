@@ -11,7 +11,7 @@ import * as http from "node:http";
 import * as net from "node:net";
 import * as path from "node:path";
 import { makeTinyChatModel, REPO_ROOT } from "../evalcore/make-model.js";
-import { loadTokenizer, type HfTokenizer } from "../../src/io/tokenizer.js";
+import { loadTokenizer, type ChatMessage, type HfTokenizer } from "../../src/io/tokenizer.js";
 import { BuiltinBackend } from "../../src/eval/generate/builtin.js";
 import type { GenerateOptions } from "../../src/eval/generate/backend.js";
 import { HttpBackend } from "../../src/eval/generate/http.js";
@@ -1477,4 +1477,42 @@ test("a request without temperature is sampled with the server's defaults (vLLM'
     },
     rec,
   );
+});
+
+test("a request without max_tokens gets vLLM's default: the rest of the context for a chat completion (up to --max-tokens), 16 tokens for a completion", async () => {
+  // the engine's call is recorded and answered at once (a 2,000-token answer of the made model would take minutes)
+  class Recording extends BuiltinBackend {
+    asked: number[] = [];
+    constructor() {
+      super(backend.model, backend.tokenizer, { eosTokenIds: backend.eosTokenIds });
+    }
+    override async generateBatchAsync(prompts: number[][], opts: GenerateOptions & { signal?: AbortSignal }) {
+      this.asked.push(opts.maxNewTokens);
+      return prompts.map(() => [backend.eosTokenIds[0]!]);
+    }
+  }
+  // the prompt's tokens as the engine renders and encodes it (the made model's ChatML template writes no day)
+  const chatPromptLength = (messages: ChatMessage[]) =>
+    backend.encodePrompt(backend.chatPrompt(messages)).length;
+  const messages: ChatMessage[] = [{ role: "user", content: "Write a function that reads a file." }];
+  for (const [limit, chat, completion] of [
+    // vLLM: max_model_len - prompt tokens for chat (get_max_tokens), CompletionRequest.max_tokens = 16
+    [4096, CONTEXT - chatPromptLength(messages), 16],
+    // bounded by the largest max_tokens a request may ask for
+    [100, 100, 16],
+    [8, 8, 8],
+  ] as const) {
+    const rec = new Recording();
+    await withServer(
+      { maxTokensLimit: limit },
+      async (s) => {
+        assert.equal((await post(s, "/v1/chat/completions", { messages })).status, 200);
+        assert.equal((await post(s, "/v1/completions", { prompt: "def f(" })).status, 200);
+        // a max_tokens sent is taken as it is
+        assert.equal((await post(s, "/v1/chat/completions", { messages, max_tokens: 5 })).status, 200);
+      },
+      rec,
+    );
+    assert.deepEqual(rec.asked, [chat, completion, 5], `--max-tokens ${limit}`);
+  }
 });

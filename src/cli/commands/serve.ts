@@ -27,7 +27,12 @@ export function registerServe(program: Command): void {
       integer(0, 100_000),
       DEFAULT_MAX_QUEUE,
     )
-    .option("--max-tokens <n>", "largest max_tokens a request may ask for", integer(1), 4096)
+    .option(
+      "--max-tokens <n>",
+      "largest max_tokens a request may ask for; a request without one gets, as on vLLM, the rest of the context up to this (chat) or 16 tokens (/v1/completions)",
+      integer(1),
+      4096,
+    )
     .option(
       "--prefill-chunk <n>",
       "prompt tokens per forward pass while a prompt prefills, so that other clients are answered meanwhile (0: the whole prompt at once)",

@@ -74,7 +74,14 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-const DEFAULT_MAX_TOKENS = 256;
+/**
+ * max_tokens of a request that gives none, as vLLM (entrypoints: CompletionRequest.max_tokens = 16, get_max_tokens)
+ * and OpenAI: a chat completion generates to the end of the context (llama-server's n_predict -1 likewise), bounded
+ * here by the largest max_tokens a request may ask for (--max-tokens); a legacy completion generates 16 tokens
+ * (vLLM's and OpenAI's /v1/completions default; llama-server's is unbounded). Before 2026-12-02 both were 256: a
+ * chat answer cut at 256 tokens where vLLM answers whole.
+ */
+const DEFAULT_COMPLETION_MAX_TOKENS = 16;
 const MAX_STOP_SEQUENCES = 4;
 
 type ErrorType =
@@ -401,7 +408,9 @@ function parseRequest(
       promptParam,
       "context_length_exceeded",
     );
-  const maxTokens = requestedMax ?? Math.min(DEFAULT_MAX_TOKENS, room, limits.maxTokensLimit);
+  const maxTokens =
+    requestedMax ??
+    Math.min(kind === "chat" ? Infinity : DEFAULT_COMPLETION_MAX_TOKENS, room, limits.maxTokensLimit);
   return { kind, prompts, n, maxTokens, temperature, topP, topK, seed, stop, stream, includeUsage };
 }
 
