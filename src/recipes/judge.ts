@@ -20,7 +20,16 @@ import {
   type SecurityPair,
 } from "../data/pairs.js";
 import { describeJudgeConvention, type JudgeConvention } from "../data/prompts.js";
-import { JUDGE_RECORD_FILE, LlmJudge, judgeReliability, type JudgeReliability } from "../eval/judge/llm.js";
+import {
+  JUDGE_RECORD_FILE,
+  LlmJudge,
+  judgeReliability,
+  judgeTrainingCode,
+  trainingOverlap,
+  type JudgeReliability,
+  type TrainingOverlap,
+} from "../eval/judge/llm.js";
+import { confusionIntervals, percentWithInterval, type CountedInterval } from "../eval/metrics.js";
 import { trainJudge, judgeTrainOptions } from "./train-judge.js";
 import type { JudgeTrainConfig } from "../eval/judge/config.js";
 import type { JudgeInfo, JudgeReliabilityEntry } from "../report/schema.js";
@@ -97,11 +106,33 @@ export function recordedJudgeBase(judgeDir: string): string | undefined {
   }
 }
 
-function entry(
+/** A reliability entry's rates on the held-out samples whose code the judge was not trained on. */
+function unseenEntry(o: TrainingOverlap): NonNullable<JudgeReliabilityEntry["unseen"]> {
+  const c = o.unseen?.confusion ?? { tp: 0, fp: 0, tn: 0, fn: 0 };
+  const ci = confusionIntervals(c);
+  return {
+    seenSamples: o.samples,
+    // samples of pairs (pairsToLabelledSamples' ids): trainingOverlap counts their pairs
+    seenPairs: o.pairs!,
+    ofPairs: o.ofPairs!,
+    n: o.unseen?.n ?? 0,
+    accuracy: ci.accuracy,
+    tpr: ci.tpr,
+    fpr: ci.fpr,
+    confusion: { tp: c.tp, fp: c.fp, tn: c.tn, fn: c.fn },
+  };
+}
+
+/**
+ * A judge's reliability as results record it; with `overlap` (trainingOverlap of the same verdicts against the
+ * judge's training code), also its rates on the held-out samples whose code the judge was not trained on.
+ */
+export function reliabilityEntry(
   role: JudgeReliabilityEntry["role"],
   source: string,
   r: JudgeReliability,
   model?: string,
+  overlap?: TrainingOverlap,
 ): JudgeReliabilityEntry {
   const c = r.confusion;
   return {
@@ -114,6 +145,7 @@ function entry(
     fpr: r.fpr,
     confusion: { tp: c.tp, fp: c.fp, tn: c.tn, fn: c.fn },
     ...(r.conflicting > 0 ? { conflicting: r.conflicting } : {}),
+    ...(overlap ? { unseen: unseenEntry(overlap) } : {}),
   };
 }
 
@@ -122,8 +154,31 @@ function pairsHash(pairs: readonly SecurityPair[]): string {
 }
 
 /**
+ * A reliability entry as the run's log says it: each rate with its 95% Wilson interval and n, and the same on the
+ * code the judge was not trained on when it was measured.
+ */
+export function reliabilitySummary(e: JudgeReliabilityEntry): string {
+  const rate = (r: CountedInterval | null) => (r ? `${percentWithInterval(r)} (n ${r.n})` : "— (n 0)");
+  const rates = (c: JudgeReliabilityEntry["confusion"]) => {
+    const ci = confusionIntervals(c);
+    return `accuracy ${rate(ci.accuracy)}, TPR ${rate(ci.tpr)}, FPR ${rate(ci.fpr)}`;
+  };
+  const u = e.unseen;
+  return (
+    rates(e.confusion) +
+    (u
+      ? `; on the ${u.n} samples whose code ${e.role === "base" ? "the fine-tuned judge" : "it"} was not ` +
+        `trained on (left out ${u.seenSamples}, of ` +
+        `${u.seenPairs} of ${u.ofPairs} pairs): ${u.n > 0 ? rates(u.confusion) : "none left"}`
+      : "")
+  );
+}
+
+/**
  * §7's comparison on held-out labelled pairs: the base judge (when its checkpoint is known) and the fine-tuned
- * judge. Cached in `cacheFile` under the held-out pairs' hash and the convention.
+ * judge; where the judge's record lists its training code, both also on the held-out samples whose code it was
+ * not trained on (held-out code it has seen flatters it). Cached in `cacheFile` under the held-out pairs' hash,
+ * the convention and that training code.
  */
 export async function measureJudgeReliability(opts: {
   judgeDir: string;
@@ -141,9 +196,11 @@ export async function measureJudgeReliability(opts: {
   const log = opts.log ?? silentLogger;
   const thinking = opts.enableThinking ?? DEFAULT_ENABLE_THINKING;
   const conflicts = labelConflicts(opts.heldOut);
-  const conflicting = pairsToLabelledSamples(opts.heldOut).filter((s) =>
-    conflicts.has(normalizedText(s.code)),
-  ).length;
+  const samples = pairsToLabelledSamples(opts.heldOut);
+  // the samples judgeReliability judges, in its order: those whose code the pairs do not label both ways
+  const kept = samples.filter((s) => !conflicts.has(normalizedText(s.code)));
+  const conflicting = samples.length - kept.length;
+  const training = judgeTrainingCode(opts.judgeDir);
   const key = JSON.stringify([
     pairsHash(opts.heldOut),
     opts.convention,
@@ -152,6 +209,17 @@ export async function measureJudgeReliability(opts: {
     ...(thinking !== DEFAULT_ENABLE_THINKING ? [{ enableThinking: thinking }] : []),
     // code labelled both ways is left out since it was counted (one of its samples always wrong): measured anew
     ...(conflicting > 0 ? [{ labelConflicts: "left out" }] : []),
+    // the split by the judge's training code since it was measured: reliabilities cached before are measured anew
+    ...(training
+      ? [
+          {
+            unseenBy: createHash("sha256")
+              .update([...training].sort().join("\n"))
+              .digest("hex")
+              .slice(0, 16),
+          },
+        ]
+      : []),
   ]);
   if (opts.cacheFile && fs.existsSync(opts.cacheFile)) {
     try {
@@ -174,9 +242,11 @@ export async function measureJudgeReliability(opts: {
           : ""),
     );
     const judge = await LlmJudge.load(dir, { convention: opts.convention, enableThinking: thinking });
-    entries.push(
-      entry(role, dir, judgeReliability(judge, opts.heldOut, { batchSize: opts.batchSize }), opts.model),
-    );
+    const rel = judgeReliability(judge, opts.heldOut, { batchSize: opts.batchSize });
+    const overlap = training && trainingOverlap(rel, kept, training);
+    const e = reliabilityEntry(role, dir, rel, opts.model, overlap);
+    log.info(`judge reliability: the ${role} judge: ${reliabilitySummary(e)}`);
+    entries.push(e);
   };
   if (opts.baseDir) await score("base", opts.baseDir);
   await score(

@@ -12,7 +12,7 @@ import {
   SEEDS_HOW,
   TASK_INTERVALS_SHORT,
 } from "./aggregate.js";
-import type { CellResult, ExperimentResults, Judge, Method } from "./schema.js";
+import type { CellResult, ExperimentResults, Judge, JudgeReliabilityEntry, Method } from "./schema.js";
 import { MISSING, num, text, type Cell, type Column, type Table } from "./table.js";
 import { SAFETY_LANGUAGES, isSafetyLanguage, languageName } from "../data/languages.js";
 import { confusionIntervals, wilsonInterval, type CountedInterval } from "../eval/metrics.js";
@@ -179,12 +179,13 @@ function rateWithInterval(rate: number, ci: CountedInterval | null): Cell {
 /** The judge's reliability on held-out labelled pairs, base vs fine-tuned (paper §7). */
 export function judgeReliabilityTable(results: ExperimentResults): Table {
   const j = results.judge;
-  const rows: Cell[][] = (j?.reliability ?? []).map((r) => {
+  const rows: Cell[][] = (j?.reliability ?? []).flatMap((r) => {
     const ci = confusionIntervals(r.confusion);
-    return [
-      text(
-        r.role === "base" ? "base judge" : r.role === "fine-tuned" ? "fine-tuned judge" : "judge (as given)",
-      ),
+    const judge =
+      r.role === "base" ? "base judge" : r.role === "fine-tuned" ? "fine-tuned judge" : "judge (as given)";
+    const counts = (c: JudgeReliabilityEntry["confusion"]) => [num(c.tp), num(c.fp), num(c.tn), num(c.fn)];
+    const all = [
+      text(judge),
       text(r.model ?? "all"),
       text(r.source),
       num(r.n),
@@ -192,11 +193,23 @@ export function judgeReliabilityTable(results: ExperimentResults): Table {
       // TPR and FPR are rates on the insecure and the secure samples: their Wilson intervals, as accuracy has one
       rateWithInterval(r.tpr, ci.tpr),
       rateWithInterval(r.fpr, ci.fpr),
-      num(r.confusion.tp),
-      num(r.confusion.fp),
-      num(r.confusion.tn),
-      num(r.confusion.fn),
+      ...counts(r.confusion),
     ];
+    const u = r.unseen;
+    if (!u) return [all];
+    // the same judge on the samples whose code the (fine-tuned) judge was not trained on
+    const rate = (x: CountedInterval | null) => (x ? num(x.value, { low: x.low, high: x.high }) : MISSING);
+    const unseen = [
+      text(`${judge}, unseen code`),
+      text(r.model ?? "all"),
+      text(r.source),
+      num(u.n),
+      rate(u.accuracy),
+      rate(u.tpr),
+      rate(u.fpr),
+      ...counts(u.confusion),
+    ];
+    return [all, unseen];
   });
   const notes: string[] = [];
   if (j) {
@@ -208,6 +221,23 @@ export function judgeReliabilityTable(results: ExperimentResults): Table {
         `n leaves out ${[...new Set(left.map((r) => r.conflicting))].join(" or ")} samples whose code the ` +
           "held-out pairs label both secure and insecure: one of each such code's samples counts wrong whatever " +
           "the judge says (judge training leaves such code out too).",
+      );
+    const split = j.reliability.find((r) => r.unseen)?.unseen;
+    if (split)
+      notes.push(
+        `"Unseen code" rows: the same verdicts on the ${split.n} held-out samples whose code (whitespace and ` +
+          `case aside) is not among the fine-tuned judge's training pairs' code (its judge_training.json); ` +
+          `${split.seenSamples} samples, of ${split.seenPairs} of ${split.ofPairs} pairs, are left out` +
+          (split.seenSamples > 0
+            ? ": the judge was trained on their code, which can flatter it in the rows over all samples."
+            : ": none, so both rows are the same.") +
+          " The base judge's row leaves out the same samples, so the two compare on one subset; what the " +
+          "judge's base checkpoint saw in its own pretraining is not known to the tool.",
+      );
+    else if (j.reliability.some((r) => r.role !== "base"))
+      notes.push(
+        "No reliability on the code the judge was not trained on: the results were written before it was " +
+          "measured, or the judge's record lists no training code (a judge trained before 2026-12-02).",
       );
     notes.push(
       `Instruction as the judge read it: "${j.convention.instruction}" (${j.convention.labels.unsafe} = unsafe, ` +

@@ -324,6 +324,27 @@ const judgeReliabilitySchema = z.strictObject({
   confusion: z.strictObject({ tp: nonNegInt, fp: nonNegInt, tn: nonNegInt, fn: nonNegInt }),
   /** samples left out of n: their code the held-out pairs label both secure and insecure (absent: none) */
   conflicting: nonNegInt.optional(),
+  /**
+   * The same verdicts on the held-out samples whose code the fine-tuned judge was not trained on (its record's
+   * trainingCode, whitespace and case aside: eval/judge/llm.ts trainingOverlap); the same samples for the base
+   * judge's row, so that the two compare on one subset. Absent: the judge's record lists no training code (a
+   * judge trained before 2026-12-02), or results written before this was measured.
+   */
+  unseen: z
+    .strictObject({
+      /** held-out samples left out: the judge was trained on their code */
+      seenSamples: nonNegInt,
+      /** of the held-out pairs, those with either sample's code among the judge's training code */
+      seenPairs: nonNegInt,
+      ofPairs: nonNegInt,
+      n: nonNegInt,
+      /** Wilson intervals with their n (accuracy over n, TPR over the insecure, FPR over the secure); null: n 0 */
+      accuracy: rateWithNSchema.nullable(),
+      tpr: rateWithNSchema.nullable(),
+      fpr: rateWithNSchema.nullable(),
+      confusion: z.strictObject({ tp: nonNegInt, fp: nonNegInt, tn: nonNegInt, fn: nonNegInt }),
+    })
+    .optional(),
 });
 export type JudgeReliabilityEntry = z.infer<typeof judgeReliabilitySchema>;
 

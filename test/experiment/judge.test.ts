@@ -16,6 +16,9 @@ import { judgeConvention } from "../../src/data/prompts.js";
 import { InputError } from "../../src/errors.js";
 import { buildTables } from "../../src/report/paper-tables.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
+import { pairsToLabelledSamples } from "../../src/data/pairs.js";
+import { LlmJudge } from "../../src/eval/judge/llm.js";
+import { silentLogger } from "../../src/util/log.js";
 
 const made = makeTinyChatModel({ seed: 4 });
 const other = makeTinyChatModel({ seed: 6 });
@@ -130,9 +133,17 @@ test("run: the judge is trained once before the cells, judges the base of every 
   }
   // both models' base cells judged by it: every answer has an LLM verdict
   for (const c of r.results!.cells) assert.equal(c.security.safeRate!.llm!.overall.n, devPairs.length);
-  // the report shows the reliability table
+  // no held-out pair shares code with the judge's training pairs: on unseen code, the same samples and verdicts
+  for (const x of j.reliability) {
+    assert.deepEqual(
+      [x.unseen!.seenSamples, x.unseen!.seenPairs, x.unseen!.ofPairs, x.unseen!.n],
+      [0, 0, devPairs.length, x.n],
+    );
+    assert.deepEqual(x.unseen!.confusion, x.confusion);
+  }
+  // the report shows the reliability table: each judge over all samples and on unseen code
   const t = buildTables(r.results!).find((x) => x.id === "table-judge-reliability")!;
-  assert.equal(t.rows.length, 2);
+  assert.equal(t.rows.length, 4);
 
   // a judge folder trained under another convention is refused before any cell runs
   const flippedDir = path.join(work, "flipped-judge");
@@ -153,4 +164,69 @@ test("run: the judge is trained once before the cells, judges the base of every 
     /conventions cannot be mixed/,
   );
   assert.deepEqual(none, []);
+});
+
+test("run: the judge's reliability also on the held-out code it was not trained on, base and fine-tuned alike", async () => {
+  // a training pair held out again under another id: both its samples' code is among the judge's training code
+  const copy = { ...trainPairs[0]!, id: "copy-of-train-0" };
+  const dev = [...devPairs, copy];
+  const file = path.join(work, "dev-with-copy.jsonl");
+  writeCorpusJsonl(file, dev);
+  const out = path.join(work, "run-unseen");
+  const lines: string[] = [];
+  const log = { ...silentLogger, info: (m: string) => lines.push(m) };
+  const r = await runExperiment(
+    planExperiment(spec({ methods: ["base"], data: { train: trainFile, dev: file } }), { out }),
+    { render: false, log },
+  );
+  const j = r.results!.judge!;
+  assert.match(j.heldOut, /; 1 of them also appear in the judge's training pairs/);
+  // the verdicts recomputed here, in the run's batches: the unseen rates leave out the copy's two samples
+  const samples = pairsToLabelledSamples(dev);
+  const judgeDir = path.join(
+    out,
+    "work",
+    "judges",
+    fs.readdirSync(path.join(out, "work", "judges"))[0]!,
+    "model",
+  );
+  for (const [x, dir] of [
+    [j.reliability[0]!, made.dir],
+    [j.reliability[1]!, judgeDir],
+  ] as const) {
+    const p = (await LlmJudge.load(dir)).score(samples, { batchSize: 4 });
+    const count = (keep: (id: string) => boolean) => {
+      const c = { tp: 0, fp: 0, tn: 0, fn: 0 };
+      samples.forEach((s, i) => {
+        if (!keep(s.id)) return;
+        const unsafe = p[i]! > 0.5;
+        if (s.secure) c[unsafe ? "fp" : "tn"]++;
+        else c[unsafe ? "tp" : "fn"]++;
+      });
+      return c;
+    };
+    assert.deepEqual(
+      x.confusion,
+      count(() => true),
+    );
+    const u = x.unseen!;
+    assert.deepEqual([u.seenSamples, u.seenPairs, u.ofPairs, u.n], [2, 1, dev.length, 2 * dev.length - 2]);
+    const c = count((id) => !id.startsWith(`${copy.id}/`));
+    assert.deepEqual(u.confusion, c);
+    assert.equal(u.accuracy!.value, (c.tp + c.tn) / u.n);
+    assert.equal(u.accuracy!.n, u.n);
+    assert.equal(u.tpr!.n, dev.length - 1);
+  }
+  // the run's log says both, and the report gives each judge's row on unseen code with its note
+  assert.equal(
+    lines.filter((l) => /on the \d+ samples whose code .* was not trained on \(left out 2, of 1 of/.test(l))
+      .length,
+    2,
+  );
+  const t = buildTables(r.results!).find((x) => x.id === "table-judge-reliability")!;
+  assert.deepEqual(
+    t.rows.map((row) => (row[0] as { text: string }).text),
+    ["base judge", "base judge, unseen code", "fine-tuned judge", "fine-tuned judge, unseen code"],
+  );
+  assert.ok(t.notes.some((n) => /2 samples, of 1 of \d+ pairs, are left out/.test(n)));
 });
