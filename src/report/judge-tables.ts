@@ -278,6 +278,21 @@ export function judgeReliabilityTable(results: ExperimentResults): Table {
   };
 }
 
+/**
+ * How many held-out pairs the unseen figures leave out, of how many: of every pair the cells' outcomes cover
+ * (secure preference's), and of the prompts answered for the safe rates when a budget cut them, so that a reader
+ * can match each n of Tables 13 and 14 (e.g. "33 of the 169 held-out pairs left out; 14 of the 64 answered").
+ */
+export function unseenLeftOut(results: ExperimentResults): string {
+  const o = results.evaluation!.trainOverlap!;
+  const covered = Math.max(0, ...results.cells.map((c) => c.outcomes?.ids.length ?? 0));
+  const seen = o.seenIds!.length;
+  return (
+    `${seen} of the ${covered} held-out pairs left out` +
+    (o.n < covered ? `; ${o.pairs} of the ${o.n} prompts answered for the safe rates` : "")
+  );
+}
+
 /** Notes for the top of the report: who judged, how the safe rates were measured, departures from the paper. */
 export function judgeAndProtocolNotes(results: ExperimentResults): string[] {
   const notes: string[] = [];
@@ -298,7 +313,7 @@ export function judgeAndProtocolNotes(results: ExperimentResults): string[] {
         // as report/unseen.ts hasUnseen decides (not imported: that module imports this one)
         (o.seenIds?.length && results.cells.some((c) => c.security.unseen)
           ? " Tables 13 and 14 give the rates and paired tests on the held-out pairs that share neither " +
-            `(${o.seenIds.length} left out).`
+            `(${unseenLeftOut(results)}).`
           : ""),
     );
   for (const d of results.departures ?? [])

@@ -9,7 +9,7 @@ import { clusteredWilsonInterval, mcnemar, tallyByGroup, wilsonInterval } from "
 import type { CellResult, ExperimentResults, Judge, Outcomes, RateWithN } from "./schema.js";
 import { SEEDS_HOW, groupBySetting, intervalAcrossSeeds, nAcrossSeeds, type Setting } from "./aggregate.js";
 import { PAIRED_HOW, pairedColumns, pairedComparisons, rowsOf, settingLabel } from "./paired.js";
-import { llmColumnLabel } from "./judge-tables.js";
+import { llmColumnLabel, unseenLeftOut } from "./judge-tables.js";
 import { num, text, type Cell, type Column, type Table } from "./table.js";
 
 type Unseen = NonNullable<CellResult["security"]["unseen"]>;
@@ -96,8 +96,7 @@ export function hasUnseen(results: ExperimentResults): boolean {
 }
 
 function unseenTitle(results: ExperimentResults): string {
-  const o = results.evaluation!.trainOverlap!;
-  return `the held-out pairs that share neither a prompt nor an answer's code with the training pairs (${o.seenIds!.length} left out)`;
+  return `the held-out pairs that share neither a prompt nor an answer's code with the training pairs (${unseenLeftOut(results)})`;
 }
 
 /** Table 13: each setting's rates on all evaluated pairs and on the unseen ones, side by side. */

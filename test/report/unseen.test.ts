@@ -130,8 +130,18 @@ test("the report's tables: rates beside the full ones, and the paired tests on t
   assert.equal(full!.tests[0]!.b01, 4);
   const t14 = unseenPairedTable(r);
   assert.equal(t14.rows.length, 1);
-  assert.match(t14.howToRead, /\(2 left out\)/);
-  assert.ok(reportNotes(r).some((n) => /Tables 13 and 14 .* \(2 left out\)/.test(n)));
+  // left out: a and b of the 6 pairs the outcomes cover; every prompt answered, so no second count
+  assert.match(t14.howToRead, /\(2 of the 6 held-out pairs left out\)/);
+  assert.match(t13.howToRead, /\(2 of the 6 held-out pairs left out\)/);
+  assert.ok(reportNotes(r).some((n) => /Tables 13 and 14 .* \(2 of the 6 held-out pairs left out\)/.test(n)));
+  // a prompt budget: 4 of the 6 answered, 1 of them seen; the safe rates' n are of those 4
+  const budget = JSON.parse(JSON.stringify(json));
+  budget.evaluation.trainOverlap = { n: 4, pairs: 1, questions: 1, code: 0, seenIds: ["a", "b"] };
+  const rb = parseExperimentResults(budget, "budget");
+  assert.match(
+    unseenSecurityTable(rb).howToRead,
+    /\(2 of the 6 held-out pairs left out; 1 of the 4 prompts answered for the safe rates\)/,
+  );
   // results written before the unseen figures: they load, and the report has no such tables
   const old = JSON.parse(JSON.stringify(json));
   delete old.evaluation.trainOverlap.seenIds;
