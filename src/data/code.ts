@@ -154,6 +154,25 @@ export function dropReasoning(answer: string): string {
   return rest.replace(/<think>[\s\S]*?(<\/think>|$)/g, "");
 }
 
+/**
+ * Whether a rendered chat prompt opens a think block for the answer (it ends in "<think>": Qwen3's Thinking-2507
+ * templates, DeepSeek-R1's), so that the answer starts inside the reasoning and has only its closing tag.
+ */
+export function promptOpensThink(renderedPrompt: string): boolean {
+  return /<think>\s*$/.test(renderedPrompt);
+}
+
+/**
+ * An answer to a prompt that opened a think block (promptOpensThink), with that opening tag put back in front, as
+ * vLLM's deepseek_r1 reasoning parser reads such output: all of it is reasoning until a </think>. Without it, an
+ * answer cut by the token limit before its </think> has no tag at all, and the code it drafted while reasoning
+ * would be taken as its answer. An answer that opens its own (a server's reasoning put back between tags) is left
+ * as it is.
+ */
+export function withOpenedThink(answer: string, opened: boolean): string {
+  return opened && !/^\s*<think>/.test(answer) ? `<think>\n${answer}` : answer;
+}
+
 export interface ExtractOptions {
   /** The prompt already opened a fence (e.g. ended in "```cpp\n"), so the answer starts inside code. */
   prefilled?: boolean;

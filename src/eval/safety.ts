@@ -17,7 +17,7 @@ import { modelWeightsHash, sha256, tokenizerFilesHashes } from "../io/hash.js";
 import { promptsKey } from "../io/tokenizer-json.js";
 import type { SecurityPair } from "../data/pairs.js";
 import { vibePrompt } from "../data/prompts.js";
-import { dropReasoning, extractCode } from "../data/code.js";
+import { dropReasoning, extractCode, withOpenedThink } from "../data/code.js";
 import { DEFAULT_ENABLE_THINKING, DEFAULT_TEMPLATE_DATE } from "../io/chat-template.js";
 import { safetyLanguage } from "../data/languages.js";
 import { DEFAULT_MAX_JUDGED_CHARS, SEVERITY_RANK, judgeCode } from "./judge/rules/index.js";
@@ -83,6 +83,7 @@ export interface SafetyItem {
   lang: string;
   cwe?: string;
   question: string;
+  /** As generated; with the <think> its prompt opened in front (SafetyOptions.promptOpensThink) */
   answer: string;
   /** The extracted code; null = "no code" (the LLM judge judges the whole answer, the rule judge abstains). */
   code: string | null;
@@ -207,6 +208,13 @@ export interface SafetyOptions {
    * (the day changes nothing there); default true (a server's template is not known).
    */
   templateDayKeyed?: boolean;
+  /**
+   * Whether the model's chat template opens a think block in the prompt (data/code.ts promptOpensThink: Qwen3's
+   * Thinking-2507 models, DeepSeek-R1), so an answer has only the closing tag: each answer is then read with the
+   * opening tag in front (withOpenedThink), and one cut by the token limit before its </think> is all reasoning:
+   * no code, nothing for the LLM judge, counted in the note as reasoning never closed. Default false.
+   */
+  promptOpensThink?: boolean;
   /** Prompts per generation batch (default 8). Batches are fixed slices of `pairs`, whatever is cached. */
   batchSize?: number;
   /** An LlmJudge (anything with its `judge`, `source` and `convention`). */
@@ -393,7 +401,9 @@ export async function evaluateSafety(
         generated += missing.length;
         fromCache += batch.length - missing.length;
 
-        const judged = batch.map((p, i) => judgeAnswer(p, answers[i]!));
+        const judged = batch.map((p, i) =>
+          judgeAnswer(p, withOpenedThink(answers[i]!, opts.promptOpensThink ?? false)),
+        );
         const newLlm = new Set<number>();
         if (opts.llmJudge) {
           const toScore: number[] = [];

@@ -58,6 +58,7 @@ import { DEFAULT_PREFERENCE_PAIRS } from "./config.js";
 import { outcomesOf, withTaskIntervals } from "./outcomes.js";
 import { DEFAULT_ENABLE_THINKING, thinkingSwitchReaches, templateDayIso } from "../io/chat-template.js";
 import { templateDayReaches } from "../io/tokenizer-json.js";
+import { promptOpensThink } from "../data/code.js";
 import {
   generationConfigProcessors,
   greedyProcessorKey,
@@ -551,6 +552,11 @@ async function evaluateLoaded(
       // where the template writes one (answerTokensKey names the day then)
       templateDay: templateDayIso(),
       templateDayKeyed: templateDayReaches(modelDir, { server: opts.generator !== undefined }),
+      // a template that opens the answer's think block (Thinking-2507): answers cut before their </think> are all
+      // reasoning (a server is taken to render the folder's template, as the key takes it)
+      promptOpensThink: promptOpensThink(
+        backend.chatPrompt([{ role: "user", content: "?" }], opts.enableThinking ?? DEFAULT_ENABLE_THINKING),
+      ),
       batchSize: opts.batchSize,
       llmJudge: opts.judge ?? undefined,
       cacheFile: opts.cacheDir ? evalCacheFile(opts.cacheDir, "safety", fp) : undefined,

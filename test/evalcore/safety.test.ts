@@ -18,6 +18,7 @@ import type { ChatMessage } from "../../src/io/tokenizer.js";
 import { PAPER_JUDGE } from "../../src/data/prompts.js";
 import { InputError } from "../../src/errors.js";
 import { corpusPairs, makeTinyChatModel, scratchDir } from "./make-model.js";
+import { promptOpensThink } from "../../src/data/code.js";
 
 type Plan = "chosen" | "rejected" | "nocode";
 
@@ -627,4 +628,53 @@ test("a cache written one verdict a line by an older version loads and its verdi
   const r = await evaluateSafety(PAIRS, { ...opts, backend, llmJudge: j, cacheFile });
   assert.deepEqual([r.generated, r.fromCache, backend.calls, j.scored], [0, PAIRS.length, 0, 0]);
   assert.deepEqual(r.items, ref.items);
+});
+
+/**
+ * A Thinking-2507 model: its template opens the think block in the prompt, so each answer has only the closing
+ * tag; the last two run out of tokens inside their reasoning, which drafted code (fenced, in the prompt's language).
+ */
+class PromptOpenedThinking implements ChatBackend {
+  readonly name = "thinking-2507";
+  async generateChat(list: readonly (readonly ChatMessage[])[]): Promise<string[]> {
+    return list.map((messages) => {
+      const i = PAIRS.findIndex((x) => x.question === messages[0]!.content);
+      const p = PAIRS[i]!;
+      if (i >= PAIRS.length - 2) return `Let me draft it first:\n\n${p.rejected}\n\nNow check the input`;
+      return `Let me draft it first:\n\n${p.rejected}\n\nThat is unsafe.\n</think>\n\n${p.chosen}`;
+    });
+  }
+}
+
+test("a template that opens <think> in the prompt: an answer cut before its </think> is all reasoning (no code, the LLM judge not asked), and the note counts it", async () => {
+  // vLLM's deepseek_r1 reasoning parser reads such output the same way: without </think> all of it is reasoning
+  assert.equal(promptOpensThink("<|im_start|>assistant\n<think>\n"), true);
+  assert.equal(promptOpensThink("<|im_start|>assistant\n<think>\n\n</think>\n\n"), false);
+  assert.equal(promptOpensThink("<|im_start|>assistant\n"), false);
+  const judge = new FakeJudge();
+  const r = await evaluateSafety(PAIRS, {
+    ...BASE_OPTS,
+    backend: new PromptOpenedThinking(),
+    llmJudge: judge,
+    promptOpensThink: true,
+  });
+  const cut = PAIRS.length - 2;
+  r.items.forEach((it, i) => {
+    const p = PAIRS[i]!;
+    if (i >= cut) {
+      // before: the drafted (insecure) code in the reasoning was taken and judged as the answer's code
+      assert.equal(it.code, null, p.id);
+      assert.equal(it.rule, null, p.id);
+      assert.deepEqual(it.llm, { pUnsafe: 1, secure: false, empty: true }, p.id);
+    } else {
+      assert.equal(it.code, answerCode(p.chosen), p.id);
+      assert.equal(it.llm?.secure, true, p.id);
+    }
+  });
+  assert.equal(r.noCode, 2);
+  assert.equal(judge.seen.length, cut);
+  assert.ok(judge.seen.every((x) => !x.code.includes("Let me draft")));
+  assert.match(r.note, /^2 of 10 answers \(20\.0%\) had no code block/);
+  assert.match(r.note, / 2 answers were empty once reasoning was removed: the LLM judge was not asked/);
+  assert.match(r.note, /10 answers began with reasoning .* and 2 of them never closed it \(no answer within/);
 });
