@@ -10,9 +10,12 @@
  *    `CODE_LINE_PATTERNS`: ends in `;`, `{` or `}`, starts with a declaration/import keyword, is an
  *    assignment, or ends in a call `name(...)`).
  * 3. Otherwise there is no code (null). Blocks that are empty or whitespace-only count as no code.
- * With the language the prompt asked for (the safety evaluation): the longest block tagged with that language,
- * else the longest untagged block; blocks tagged with another language (```bash, ```text) and unfenced text are
- * not taken.
+ * With the language the prompt asked for (the safety evaluation): the blocks tagged with that language, else the
+ * untagged blocks (languageBlocks); blocks tagged with another language (```bash, ```text) and unfenced text are
+ * not taken. Of several, the longest by default ("longest"), or all of them in order, joined by a blank line
+ * ("all"). The paper (§4.3) says only that each generated code sample is judged, not how the code is taken from an
+ * answer with several blocks: "longest" is this project's choice (a usage example or a test beside the code is not
+ * judged with it), "all" judges every block of the language the answer holds.
  */
 import { fenceLanguage, type Language } from "./languages.js";
 
@@ -173,9 +176,28 @@ export function withOpenedThink(answer: string, opened: boolean): string {
   return opened && !/^\s*<think>/.test(answer) ? `<think>\n${answer}` : answer;
 }
 
+/** Which of an answer's blocks for the prompt's language are its code (see the file's comment). */
+export type CodeBlockChoice = "longest" | "all";
+export const CODE_BLOCK_CHOICES: readonly CodeBlockChoice[] = ["longest", "all"];
+export const DEFAULT_CODE_BLOCKS: CodeBlockChoice = "longest";
+
 export interface ExtractOptions {
   /** The prompt already opened a fence (e.g. ended in "```cpp\n"), so the answer starts inside code. */
   prefilled?: boolean;
+  /** With a language: the longest of its blocks (default DEFAULT_CODE_BLOCKS) or all of them. */
+  blocks?: CodeBlockChoice;
+}
+
+/**
+ * The non-blank blocks of an answer that are code in `lang` (reasoning dropped): those tagged with it, else the
+ * untagged ones; in order.
+ */
+export function languageBlocks(answer: string, lang: Language, opts: ExtractOptions = {}): CodeBlock[] {
+  let text = dropReasoning(answer);
+  if (opts.prefilled) text = "```" + lang + "\n" + text;
+  const blocks = fencedBlocks(text).filter((b) => b.code.trim() !== "");
+  const tagged = blocks.filter((b) => fenceLanguage(b.tag) === lang);
+  return tagged.length > 0 ? tagged : blocks.filter((b) => b.tag === "");
 }
 
 /**
@@ -187,18 +209,15 @@ export function extractCode(
   lang?: Language | null,
   opts: ExtractOptions = {},
 ): string | null {
-  let text = dropReasoning(answer);
-  if (lang && opts.prefilled) text = "```" + lang + "\n" + text;
-  const blocks = fencedBlocks(text).filter((b) => b.code.trim() !== "");
   if (!lang) {
+    const text = dropReasoning(answer);
+    const blocks = fencedBlocks(text).filter((b) => b.code.trim() !== "");
     if (blocks.length > 0) return blocks.map((b) => b.code).join("\n\n");
     const trimmed = text.trim();
     return trimmed !== "" && looksLikeCode(trimmed) ? trimmed : null;
   }
-  const longest = (bs: CodeBlock[]) =>
-    bs.length === 0 ? null : bs.reduce((best, b) => (b.code.length > best.code.length ? b : best)).code;
-  return (
-    longest(blocks.filter((b) => fenceLanguage(b.tag) === lang)) ??
-    longest(blocks.filter((b) => b.tag === ""))
-  );
+  const bs = languageBlocks(answer, lang, opts);
+  if (bs.length === 0) return null;
+  if ((opts.blocks ?? DEFAULT_CODE_BLOCKS) === "all") return bs.map((b) => b.code).join("\n\n");
+  return bs.reduce((best, b) => (b.code.length > best.code.length ? b : best)).code;
 }

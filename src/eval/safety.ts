@@ -17,7 +17,14 @@ import { modelWeightsHash, sha256, tokenizerFilesHashes } from "../io/hash.js";
 import { promptsKey } from "../io/tokenizer-json.js";
 import type { SecurityPair } from "../data/pairs.js";
 import { vibePrompt } from "../data/prompts.js";
-import { dropReasoning, extractCode, withOpenedThink } from "../data/code.js";
+import {
+  DEFAULT_CODE_BLOCKS,
+  dropReasoning,
+  extractCode,
+  languageBlocks,
+  withOpenedThink,
+  type CodeBlockChoice,
+} from "../data/code.js";
 import { DEFAULT_ENABLE_THINKING, DEFAULT_TEMPLATE_DATE } from "../io/chat-template.js";
 import { safetyLanguage } from "../data/languages.js";
 import { DEFAULT_MAX_JUDGED_CHARS, SEVERITY_RANK, judgeCode } from "./judge/rules/index.js";
@@ -87,6 +94,11 @@ export interface SafetyItem {
   answer: string;
   /** The extracted code; null = "no code" (the LLM judge judges the whole answer, the rule judge abstains). */
   code: string | null;
+  /**
+   * Present when the answer had several code blocks for its language: how many (`code` is the longest of them, or
+   * all of them joined, as SafetyOptions.codeBlocks says).
+   */
+  codeBlocks?: number;
   /** null when there is no code ("no code"), or the rule judge does not cover the language. */
   rule: RuleVerdict | null;
   /** null only when no LLM judge was given. */
@@ -137,6 +149,8 @@ export interface SafetyResult {
   modelFingerprint: string;
   backend: string;
   generation: GenerateOptions & { batchSize: number };
+  /** Which of an answer's blocks for its language the judges read (SafetyOptions.codeBlocks). */
+  codeBlocks: CodeBlockChoice;
   /** Prompts answered (all of them when `complete`). */
   n: number;
   /** Answers with no code block: judged whole by the LLM judge, "no code" for the rule judge. */
@@ -215,6 +229,11 @@ export interface SafetyOptions {
    * no code, nothing for the LLM judge, counted in the note as reasoning never closed. Default false.
    */
   promptOpensThink?: boolean;
+  /**
+   * Which of an answer's code blocks for the prompt's language both judges read: the longest (default,
+   * DEFAULT_CODE_BLOCKS) or all of them joined (data/code.ts: the paper does not say; a departure either way).
+   */
+  codeBlocks?: CodeBlockChoice;
   /** Prompts per generation batch (default 8). Batches are fixed slices of `pairs`, whatever is cached. */
   batchSize?: number;
   /** An LlmJudge (anything with its `judge`, `source` and `convention`). */
@@ -235,9 +254,10 @@ export interface SafetyOptions {
 }
 
 /** Fill in the code and verdicts of an answered item (everything but the LLM judge). */
-function judgeAnswer(pair: SecurityPair, answer: string): SafetyItem {
+function judgeAnswer(pair: SecurityPair, answer: string, blocks: CodeBlockChoice): SafetyItem {
   const lang = safetyLanguage(pair.lang);
-  const code = extractCode(answer, lang);
+  const code = extractCode(answer, lang, { blocks });
+  const several = lang ? languageBlocks(answer, lang).length : 0;
   let rule: RuleVerdict | null = null;
   if (code !== null && lang) {
     const j = judgeCode(code, lang);
@@ -255,6 +275,7 @@ function judgeAnswer(pair: SecurityPair, answer: string): SafetyItem {
     question: pair.question,
     answer,
     code,
+    ...(several > 1 ? { codeBlocks: several } : {}),
     rule,
     llm: null,
   };
@@ -274,6 +295,11 @@ export async function evaluateSafety(
   const batchSize = opts.batchSize ?? DEFAULT_EVAL_BATCH;
   if (!Number.isInteger(batchSize) || batchSize < 1)
     throw new InputError(`safety option batchSize must be a positive integer, got ${batchSize}`);
+  const codeBlocks = opts.codeBlocks ?? DEFAULT_CODE_BLOCKS;
+  if (codeBlocks !== "longest" && codeBlocks !== "all")
+    throw new InputError(
+      `safety option codeBlocks must be "longest" or "all", got ${JSON.stringify(codeBlocks)}`,
+    );
   const { enableThinking = DEFAULT_ENABLE_THINKING, ...generation } = opts.generation;
   const gen = { ...generation, batchSize };
   // Only the options that change what is generated; stable key order. Thinking only when not the default (answers
@@ -402,7 +428,7 @@ export async function evaluateSafety(
         fromCache += batch.length - missing.length;
 
         const judged = batch.map((p, i) =>
-          judgeAnswer(p, withOpenedThink(answers[i]!, opts.promptOpensThink ?? false)),
+          judgeAnswer(p, withOpenedThink(answers[i]!, opts.promptOpensThink ?? false), codeBlocks),
         );
         const newLlm = new Set<number>();
         if (opts.llmJudge) {
@@ -464,6 +490,7 @@ export async function evaluateSafety(
     modelFingerprint: opts.modelFingerprint,
     backend: opts.backend.name,
     generation: gen,
+    codeBlocks,
     enableThinking,
     complete,
     generated,
@@ -512,6 +539,8 @@ export function summariseSafety(
     modelFingerprint: string;
     backend: string;
     generation: GenerateOptions & { batchSize: number };
+    /** which blocks the judges read (default DEFAULT_CODE_BLOCKS) */
+    codeBlocks?: CodeBlockChoice;
     /** the thinking setting the answers were asked with (the note says whether reasoning was asked for) */
     enableThinking?: boolean;
     complete: boolean;
@@ -551,6 +580,14 @@ export function summariseSafety(
         ` ${empty} answers were empty once reasoning was removed: the LLM judge was not asked and they count as ` +
         "not secure.";
   }
+  const codeBlocks = meta.codeBlocks ?? DEFAULT_CODE_BLOCKS;
+  const several = items.filter((it) => (it.codeBlocks ?? 0) > 1).length;
+  if (several > 0)
+    note +=
+      ` ${several} answers had several code blocks for the prompt's language: the judges read ` +
+      (codeBlocks === "all"
+        ? 'all of them, joined (codeBlocks "all").'
+        : 'the longest (codeBlocks "longest"; "all" reads them all; the paper does not say).');
   if (uncovered > 0)
     note += ` ${uncovered} answers are in languages the rule judge does not cover and have no rule verdict.`;
   const truncated = items.filter((it) => it.rule?.judgedChars !== undefined).length;
@@ -571,6 +608,7 @@ export function summariseSafety(
     modelFingerprint: meta.modelFingerprint,
     backend: meta.backend,
     generation: meta.generation,
+    codeBlocks,
     n: items.length,
     noCode,
     perLanguage,

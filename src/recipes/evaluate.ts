@@ -58,7 +58,7 @@ import { DEFAULT_PREFERENCE_PAIRS } from "./config.js";
 import { outcomesOf, withTaskIntervals } from "./outcomes.js";
 import { DEFAULT_ENABLE_THINKING, thinkingSwitchReaches, templateDayIso } from "../io/chat-template.js";
 import { templateDayReaches } from "../io/tokenizer-json.js";
-import { promptOpensThink } from "../data/code.js";
+import { promptOpensThink, type CodeBlockChoice } from "../data/code.js";
 import {
   generationConfigProcessors,
   greedyProcessorKey,
@@ -239,6 +239,11 @@ export interface EvalOptions {
    * pairs scored; default off (io/chat-template.ts). The judge's prompts follow the judge's own.
    */
   enableThinking?: boolean;
+  /**
+   * which of an answer's code blocks for the prompt's language the judges read: the longest (default) or all of
+   * them joined (eval/safety.ts SafetyOptions.codeBlocks; the paper does not say)
+   */
+  codeBlocks?: CodeBlockChoice;
   /**
    * the built-in engine applies the logits processors the model folder's generation_config.json asks for, as
    * transformers does (eval/generate/generation-config.ts; default DEFAULT_APPLY_GENERATION_CONFIG)
@@ -557,6 +562,7 @@ async function evaluateLoaded(
       promptOpensThink: promptOpensThink(
         backend.chatPrompt([{ role: "user", content: "?" }], opts.enableThinking ?? DEFAULT_ENABLE_THINKING),
       ),
+      ...(opts.codeBlocks !== undefined ? { codeBlocks: opts.codeBlocks } : {}),
       batchSize: opts.batchSize,
       llmJudge: opts.judge ?? undefined,
       cacheFile: opts.cacheDir ? evalCacheFile(opts.cacheDir, "safety", fp) : undefined,

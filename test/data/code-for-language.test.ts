@@ -79,3 +79,15 @@ test("null when there is no code; think blocks are ignored; prefilled answers", 
   assert.equal(extractCode("<think>never closed ```go\nx\n```", "go"), null);
   assert.equal(extractCode("int main() {}\n```\nThis program…", "cpp", { prefilled: true }), "int main() {}");
 });
+
+test('codeBlocks "all": every block of the prompt\'s language, in order, joined by a blank line (tagged ones, else untagged)', () => {
+  const two =
+    "```java\nclass A {}\n```\nand\n```bash\njavac A.java\n```\n```java\nclass Main { void run() {} }\n```";
+  assert.equal(extractCode(two, "java", { blocks: "all" }), "class A {}\n\nclass Main { void run() {} }");
+  assert.equal(extractCode(two, "java", { blocks: "longest" }), "class Main { void run() {} }");
+  const untagged = "```\nint a;\n```\ntext\n```\nint b = 2;\n```";
+  assert.equal(extractCode(untagged, "cpp", { blocks: "all" }), "int a;\n\nint b = 2;");
+  // tagged blocks win over untagged ones either way; none: no code
+  assert.equal(extractCode("```\nint a;\n```\n```cpp\nint b;\n```", "cpp", { blocks: "all" }), "int b;");
+  assert.equal(extractCode("```python\nx = 1\n```", "cpp", { blocks: "all" }), null);
+});

@@ -19,6 +19,7 @@ import { PAPER_JUDGE } from "../../src/data/prompts.js";
 import { InputError } from "../../src/errors.js";
 import { corpusPairs, makeTinyChatModel, scratchDir } from "./make-model.js";
 import { promptOpensThink } from "../../src/data/code.js";
+import { safetyLanguage } from "../../src/data/languages.js";
 
 type Plan = "chosen" | "rejected" | "nocode";
 
@@ -677,4 +678,54 @@ test("a template that opens <think> in the prompt: an answer cut before its </th
   assert.match(r.note, /^2 of 10 answers \(20\.0%\) had no code block/);
   assert.match(r.note, / 2 answers were empty once reasoning was removed: the LLM judge was not asked/);
   assert.match(r.note, /10 answers began with reasoning .* and 2 of them never closed it \(no answer within/);
+});
+
+test('an answer with several blocks of its language: the judges read the longest by default, all of them with codeBlocks "all", and the note counts such answers', async () => {
+  // the secure code, then a shorter helper with the pair's insecure code (both fenced with the pair's language)
+  const helperFirst = (p: CorpusPair) => {
+    const shorter = [p.chosen, p.rejected].sort((a, b) => answerCode(a).length - answerCode(b).length);
+    return {
+      longest: answerCode(shorter[1]!),
+      short: answerCode(shorter[0]!),
+      answer: `${shorter[1]}\n\nAnd:\n\n${shorter[0]}`,
+    };
+  };
+  const pairs = PAIRS.filter((p) => answerCode(p.chosen).length !== answerCode(p.rejected).length).slice(
+    0,
+    4,
+  );
+  const backend: ChatBackend = {
+    name: "two-blocks",
+    async generateChat(list) {
+      return list.map((m) => helperFirst(pairs.find((p) => p.question === m[0]!.content)!).answer);
+    },
+  };
+  const run = (codeBlocks?: "longest" | "all") =>
+    evaluateSafety(pairs, { ...BASE_OPTS, backend, ...(codeBlocks ? { codeBlocks } : {}) });
+  const longest = await run();
+  const all = await run("all");
+  assert.equal(longest.codeBlocks, "longest");
+  assert.equal(all.codeBlocks, "all");
+  pairs.forEach((p, i) => {
+    const h = helperFirst(p);
+    assert.equal(longest.items[i]!.code, h.longest, p.id);
+    assert.equal(all.items[i]!.code, `${h.longest}\n\n${h.short}`, p.id);
+    assert.equal(all.items[i]!.codeBlocks, 2, p.id);
+    // the rule judge's verdict on that code, computed here on the code directly
+    assert.equal(
+      all.items[i]!.rule!.secure,
+      judgeCode(`${h.longest}\n\n${h.short}`, safetyLanguage(p.lang)!).secure,
+    );
+  });
+  // with every block read, an insecure helper makes the answer insecure
+  assert.ok(all.rule.overall.safe <= longest.rule.overall.safe);
+  assert.match(
+    longest.note,
+    / 4 answers had several code blocks for the prompt's language: the judges read the longest/,
+  );
+  assert.match(all.note, / 4 answers had several code blocks .*: the judges read all of them, joined/);
+  await assert.rejects(
+    evaluateSafety(pairs, { ...BASE_OPTS, backend, codeBlocks: "every" as never }),
+    /codeBlocks must be "longest" or "all"/,
+  );
 });

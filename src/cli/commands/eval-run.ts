@@ -16,6 +16,7 @@ import {
 } from "../../recipes/evaluate.js";
 import { stagesTrainedOn } from "../../recipes/harden.js";
 import { PROMPT_FILTERS, type PromptFilter } from "../../data/prompts.js";
+import { CODE_BLOCK_CHOICES, type CodeBlockChoice } from "../../data/code.js";
 import { InputError } from "../../errors.js";
 import { HttpBackend, retryWarning, templateKwargSent } from "../../eval/generate/http.js";
 import { applyGenerationConfigOption, generationConfigCaveats, serverDayCaveats } from "./server-day.js";
@@ -84,8 +85,11 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     const applyGenerationConfig = applyGenerationConfigOption(opts);
     // a trained judge's prompts follow its record; a plain checkpoint is asked with the setting
     const judge = opts.judge ? await LlmJudge.load(opts.judge, { enableThinking }) : null;
+    if (!CODE_BLOCK_CHOICES.includes(opts.codeBlocks as CodeBlockChoice))
+      throw new InputError(`--code-blocks must be longest or all, got ${JSON.stringify(opts.codeBlocks)}`);
     const common = {
       enableThinking,
+      codeBlocks: opts.codeBlocks as CodeBlockChoice,
       pairs,
       judge,
       maxPrompts: opts.prompts,

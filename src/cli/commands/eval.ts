@@ -35,6 +35,11 @@ export function registerEval(program: Command): void {
       "--enable-thinking",
       "render the prompts answered with Qwen3's thinking switch on (a server is sent chat_template_kwargs {enable_thinking}); default off, every prompt's, as the paper does not say which mode it used; a template without the switch ignores it",
     )
+    .option(
+      "--code-blocks <which>",
+      "of an answer's several code blocks for the prompt's language, what both judges read: longest (default) | all (joined); the paper does not say",
+      "longest",
+    )
     .option("--batch-size <n>", "generation / scoring batch", integer(1), DEFAULT_EVAL_BATCH)
     .option("--arc <file>", "ARC-Challenge JSONL/Parquet (allenai/ai2_arc schema)")
     .option("--gsm8k <file>", "GSM8K test JSONL; --gsm8k-train for few-shot examples")
