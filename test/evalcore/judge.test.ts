@@ -263,3 +263,45 @@ test("judge training examples: the scoring prompt, then the label token and end-
   assert.equal(cut.examples.length + cut.skipped, samples.length);
   assert.equal(cut.examples.length, examples.filter((e) => e.inputIds.length <= shortest).length);
 });
+
+test("the judge's batches are bounded by padded tokens as well as by count, with the verdicts of one prompt a pass", async () => {
+  const judge = await LlmJudge.load(made.dir);
+  const samples = pairsToLabelledSamples(made.pairs.slice(0, 4));
+  // answers of many lengths, up to ~1,900 tokens of the made model's 2,048-token window
+  const items: JudgeInput[] = [];
+  for (const [k, s] of samples.entries())
+    for (const reps of [1, 6, 30, 60])
+      items.push({
+        ...s,
+        code: Array(reps + k)
+          .fill(s.code)
+          .join("\n"),
+      });
+  const lengths = items.map((it) => judge.prompt(it).ids.length);
+  assert.ok(
+    Math.max(...lengths) > 1500 && Math.min(...lengths) < 200,
+    `${Math.min(...lengths)}..${Math.max(...lengths)}`,
+  );
+  // every forward pass's [B, T]
+  const shapes: [number, number][] = [];
+  const hidden = judge.model.hidden.bind(judge.model);
+  judge.model.hidden = ((ids: Tensor, o?: object) => {
+    shapes.push([ids.size(0), ids.size(1)]);
+    return hidden(ids, o as never);
+  }) as typeof judge.model.hidden;
+  const one = judge.score(items, { batchSize: 1 });
+  shapes.length = 0;
+  for (const batchTokens of [2048, undefined]) {
+    shapes.length = 0;
+    const got = judge.score(items, { batchSize: 16, ...(batchTokens !== undefined ? { batchTokens } : {}) });
+    const cap = batchTokens ?? 16_384;
+    // before: two passes of 16 prompts, the longest 16 × ~1,900 tokens
+    for (const [B, T] of shapes) assert.ok(B === 1 || B * T <= cap, `a pass of ${B} × ${T} over ${cap}`);
+    assert.equal(
+      shapes.reduce((n, [B]) => n + B, 0),
+      items.length,
+    );
+    got.forEach((p, i) => assert.ok(Math.abs(p - one[i]!) < 1e-5, `item ${i}: ${p} vs one a pass ${one[i]}`));
+  }
+  assert.throws(() => judge.score(items, { batchTokens: -1 }), InputError);
+});

@@ -17,6 +17,13 @@ import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
 
 /** Prompts the judge scores in one forward pass (LlmJudge.score, judge reliability). */
 export const DEFAULT_JUDGE_BATCH = 8;
+/**
+ * Most padded tokens (prompts × the batch's longest) in one of the judge's forward passes: its activation memory
+ * grows with them, and a prompt may be as long as DEFAULT_JUDGE_MAX_TOKENS (8,192), so a batch of long answers is
+ * cut to fewer prompts (two at that length) rather than held to DEFAULT_JUDGE_BATCH of them. A longer prompt still
+ * gets a pass of its own.
+ */
+export const DEFAULT_JUDGE_BATCH_TOKENS = 16_384;
 
 export type JudgeMethod = "full" | "lora";
 

@@ -31,7 +31,8 @@ import {
   type SecurityPair,
 } from "../../data/pairs.js";
 import { Tensor, noGrad, tidy } from "../../tensor/index.js";
-import { DEFAULT_JUDGE_BATCH } from "./config.js";
+import { DEFAULT_JUDGE_BATCH, DEFAULT_JUDGE_BATCH_TOKENS } from "./config.js";
+import { planBatches } from "../../method/goodvibe/identify.js";
 import { DEFAULT_ENABLE_THINKING, thinkingKey } from "../../io/chat-template.js";
 import { confusionMatrix, wilsonInterval, type ConfusionMatrix, type Interval } from "../metrics.js";
 
@@ -99,6 +100,8 @@ export interface JudgeInput {
 export interface ScoreOptions {
   /** Prompts per forward pass (default DEFAULT_JUDGE_BATCH). */
   batchSize?: number;
+  /** Padded tokens per forward pass, at most (default DEFAULT_JUDGE_BATCH_TOKENS; 0: no bound). */
+  batchTokens?: number;
 }
 
 export interface JudgeVerdict {
@@ -256,8 +259,10 @@ export class LlmJudge {
 
   /**
    * P(unsafe) per item: softmax over the (safe, unsafe) label logits at the last prompt position. Prompts are sorted by
-   * length and left-padded in batches (so every row's last position is a real token); results come back in
-   * input order.
+   * length and left-padded in batches (so every row's last position is a real token) of at most `batchSize` prompts
+   * and `batchTokens` padded tokens, as identification batches (method/goodvibe/identify.ts planBatches); results
+   * come back in input order. Before 2026-12-02 batches were bounded by count alone: 8 or 16 answers at the judge's
+   * 8,192-token limit went through one pass.
    */
   score(items: readonly JudgeInput[], opts: ScoreOptions = {}): number[] {
     return this.scorePrompts(
@@ -270,11 +275,17 @@ export class LlmJudge {
     const batchSize = opts.batchSize ?? DEFAULT_JUDGE_BATCH;
     if (!Number.isInteger(batchSize) || batchSize < 1)
       throw new InputError(`judge option batchSize must be a positive integer, got ${batchSize}`);
-    const order = [...prompts.keys()].sort((a, b) => prompts[a]!.length - prompts[b]!.length);
+    const batchTokens = opts.batchTokens ?? DEFAULT_JUDGE_BATCH_TOKENS;
+    if (!Number.isInteger(batchTokens) || batchTokens < 0)
+      throw new InputError(`judge option batchTokens must be a non-negative integer, got ${batchTokens}`);
+    const batches = planBatches(
+      prompts.map((p) => p.length),
+      batchSize,
+      batchTokens,
+    );
     const out = new Array<number>(prompts.length);
     const labelIds = Tensor.fromArray(this.labelIds, [2], "int64");
-    for (let start = 0; start < order.length; start += batchSize) {
-      const idx = order.slice(start, start + batchSize);
+    for (const idx of batches) {
       const logits = tidy(() =>
         noGrad(() =>
           this.lastLabelLogits(
