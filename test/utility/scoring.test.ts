@@ -27,8 +27,12 @@ test("ARC sends the harness prompt 'Question: q\\nAnswer:' with ' choice' contin
   const model = new FakeModel({ score: () => -1 });
   await evaluateArc(model, [arc("x1", "Which gas do plants absorb?", ["oxygen", "carbon dioxide"], "B")]);
   assert.deepEqual(model.llRequests, [
-    { context: "Question: Which gas do plants absorb?\nAnswer:", continuation: " oxygen" },
-    { context: "Question: Which gas do plants absorb?\nAnswer:", continuation: " carbon dioxide" },
+    { context: "Question: Which gas do plants absorb?\nAnswer:", continuation: " oxygen", item: "ARC x1" },
+    {
+      context: "Question: Which gas do plants absorb?\nAnswer:",
+      continuation: " carbon dioxide",
+      item: "ARC x1",
+    },
   ]);
 });
 

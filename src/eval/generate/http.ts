@@ -18,13 +18,22 @@
  * context/continuation boundary counts towards the continuation. The offsets are Unicode code points, as a Python
  * server counts them (vLLM: the running len() of the token strings), not JavaScript's UTF-16 units: the boundary and
  * the prompt's end are counted alike, else a character beyond U+FFFF (an emoji) before the boundary moved it.
+ *
+ * A context and continuation longer than the server's context per request (vLLM's max_model_len) is refused by the
+ * server. With the model's tokenizer (option `tokenizer`), the pair is encoded as the local engine encodes it
+ * (encodeLoglikelihoodPair) and cut as it cuts it (loglikelihoodWindow, lm-evaluation-harness's rule: context
+ * tokens dropped from the left, the continuation kept whole), to the window the server can echo (max_model_len
+ * less max_tokens, from `maxModelLen` or the server's /v1/models), and sent as token ids; the continuation's
+ * log-probabilities are then its last positions'. The window is the server's: where it is smaller than the local
+ * engine's (max_position_embeddings + 1 tokens), a pair longer than it keeps fewer context tokens than locally.
+ * Without a tokenizer, the server's refusal of a long pair is an error naming the benchmark item.
  */
-import { GoodVibeError } from "../../errors.js";
+import { GoodVibeError, InputError } from "../../errors.js";
 import { DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT_S } from "./http-config.js";
 import { interrupted } from "../../util/stop.js";
 import type { ChatMessage } from "../../io/tokenizer.js";
 import type { LoglikelihoodRequest, LoglikelihoodResult } from "../utility/model.js";
-import { cutAtStop, utilityModelFrom, type UtilityModel } from "../utility/model.js";
+import { cutAtStop, encodeLoglikelihoodPair, utilityModelFrom, type UtilityModel } from "../utility/model.js";
 import type { GenerateOptions, GenerationBackend } from "./backend.js";
 import { templateDateSetting, templateDateString } from "../../io/chat-template.js";
 import { canonicalJson } from "../../io/hash.js";
@@ -50,8 +59,16 @@ export interface HttpBackendOptions {
   timeoutMs?: number;
   /** max_tokens for loglikelihood requests: 1 (harness, portable) or 0 (where the server allows it). */
   loglikelihoodMaxTokens?: 0 | 1;
-  /** Needed only for generateTokens: the server speaks text, we re-encode the answer. */
-  tokenizer?: { encode(text: string): number[] };
+  /**
+   * The served model's tokenizer: generateTokens re-encodes answers with it, and log-likelihoods are encoded and cut
+   * to the server's window with it as the local engine cuts them (see the file's comment).
+   */
+  tokenizer?: { encode(text: string, opts?: { addSpecialTokens?: boolean }): number[] };
+  /**
+   * The server's context per request (vLLM's max_model_len), for log-likelihoods with a tokenizer; default: what the
+   * server's GET /v1/models reports for `model` (vLLM and goodvibe serve report max_model_len).
+   */
+  maxModelLen?: number;
   /**
    * Merged into every request body (e.g. {"reasoning_effort": "none"} for Ollama), but for its
    * `chat_template_kwargs`, which goes with chat requests only: a completion (a raw prompt, a log-likelihood) has no
@@ -515,25 +532,94 @@ export class HttpBackend implements GenerationBackend {
   }
 
   private async loglikelihoodOne(req: LoglikelihoodRequest): Promise<LoglikelihoodResult> {
-    const prompt = req.context + req.continuation;
-    const res = await this.post("/completions", {
-      model: this.opts.model,
-      prompt,
-      echo: true,
-      logprobs: 1,
-      max_tokens: this.opts.loglikelihoodMaxTokens ?? 1,
-      temperature: 0,
-    });
-    const lp: CompletionLogprobs | undefined = res?.choices?.[0]?.logprobs;
-    if (!lp || !Array.isArray(lp.token_logprobs)) {
-      throw new HttpBackendError(
-        `${this.opts.model}: the server returned no prompt log-probabilities (echo + logprobs); use vLLM or the built-in engine for log-likelihood tasks`,
-        this.bases[0]!,
-        null,
-        1,
-      );
+    const what = req.item ?? `log-likelihood request ${JSON.stringify(req.continuation)}`;
+    const maxTokens = this.opts.loglikelihoodMaxTokens ?? 1;
+    const ask = async (prompt: string | number[]) => {
+      let res: any;
+      try {
+        res = await this.post("/completions", {
+          model: this.opts.model,
+          prompt,
+          echo: true,
+          logprobs: 1,
+          max_tokens: maxTokens,
+          temperature: 0,
+        });
+      } catch (e) {
+        // a pair longer than the server's context (vLLM: 400 "This model's maximum context length is ...")
+        if (
+          e instanceof HttpBackendError &&
+          e.status === 400 &&
+          /context length|context_length/i.test(e.message)
+        )
+          throw new HttpBackendError(
+            `${what}: the server refused its context and continuation as longer than its context per request ` +
+              `(${e.message}); give the HTTP backend the model's tokenizer (option tokenizer) to cut the context ` +
+              "from the left as the local engine does",
+            e.url,
+            e.status,
+            e.attempts,
+          );
+        throw e;
+      }
+      const lp: CompletionLogprobs | undefined = res?.choices?.[0]?.logprobs;
+      if (!lp || !Array.isArray(lp.token_logprobs)) {
+        throw new HttpBackendError(
+          `${this.opts.model}: the server returned no prompt log-probabilities (echo + logprobs); use vLLM or the built-in engine for log-likelihood tasks`,
+          this.bases[0]!,
+          null,
+          1,
+        );
+      }
+      return lp;
+    };
+    const tok = this.opts.tokenizer;
+    if (!tok) {
+      const prompt = req.context + req.continuation;
+      return parseEchoLogprobs(await ask(prompt), codePoints(req.context), codePoints(prompt));
     }
-    return parseEchoLogprobs(lp, codePoints(req.context), codePoints(prompt));
+    // the local engine's encoding and window, to what the server echoes: its context less the tokens it generates
+    const { context, continuation } = encodeLoglikelihoodPair(tok, req.context, req.continuation);
+    if (continuation.length === 0)
+      throw new InputError(`${what}: the continuation ${JSON.stringify(req.continuation)} has no tokens`);
+    const window = (await this.maxModelLen()) - maxTokens;
+    // the window's first token gets no log-probability: at least one context token before the continuation
+    if (continuation.length >= window)
+      throw new InputError(
+        `${what}: a continuation of ${continuation.length} tokens does not fit the server's window of ${window} ` +
+          "(its max_model_len less max_tokens) after a context token",
+      );
+    const input = [...context, ...continuation].slice(-window);
+    const lp = await ask(input);
+    return sumEchoPositions(lp, input.length - continuation.length, input.length, what);
+  }
+
+  private modelLen: Promise<number> | null = null;
+
+  /** The server's context per request: the option, else GET /v1/models' max_model_len for the model (once). */
+  private maxModelLen(): Promise<number> {
+    if (this.opts.maxModelLen !== undefined) return Promise.resolve(this.opts.maxModelLen);
+    this.modelLen ??= (async () => {
+      const url = `${this.bases[0]}/models`;
+      let len: unknown;
+      try {
+        const res = await fetch(url, {
+          headers: this.apiKey ? { Authorization: `Bearer ${this.apiKey}` } : {},
+          signal: AbortSignal.timeout(this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_S * 1000),
+        });
+        const body: any = await res.json();
+        len = (body?.data ?? []).find((m: any) => m?.id === this.opts.model)?.max_model_len;
+      } catch {
+        len = undefined;
+      }
+      if (typeof len !== "number" || !Number.isInteger(len) || len < 2)
+        throw new InputError(
+          `GET ${url} does not report max_model_len for "${this.opts.model}": give the HTTP backend its context per ` +
+            "request (option maxModelLen) to cut log-likelihood contexts to it",
+        );
+      return len;
+    })();
+    return this.modelLen;
   }
 
   asUtilityModel(): UtilityModel {
@@ -571,6 +657,34 @@ function codePoints(s: string): number {
   let n = 0;
   for (const _ of s) n++;
   return n;
+}
+
+/**
+ * Sum the echoed log-probabilities of prompt positions [from, to) (a continuation sent as token ids: its last
+ * positions), and whether each is the top one.
+ */
+export function sumEchoPositions(
+  lp: CompletionLogprobs,
+  from: number,
+  to: number,
+  what: string,
+): LoglikelihoodResult {
+  const tokens = lp.token_logprobs!;
+  if (tokens.length < to)
+    throw new GoodVibeError(
+      `${what}: echo logprobs: ${tokens.length} positions for a prompt of ${to} tokens`,
+    );
+  let logprob = 0;
+  let isGreedy = true;
+  for (let i = from; i < to; i++) {
+    const tok = tokens[i];
+    if (tok === null || tok === undefined)
+      throw new GoodVibeError(`${what}: echo logprobs: no log-probability at continuation position ${i}`);
+    logprob += tok;
+    const top = lp.top_logprobs?.[i];
+    if (top && Object.keys(top).length > 0 && tok < Math.max(...Object.values(top))) isGreedy = false;
+  }
+  return { logprob, isGreedy };
 }
 
 /**

@@ -33,7 +33,7 @@ export function arcContext(question: string): string {
 
 export function arcRequests(item: ArcItem): LoglikelihoodRequest[] {
   const context = arcContext(item.question);
-  return item.choices.text.map((choice) => ({ context, continuation: ` ${choice}` }));
+  return item.choices.text.map((choice) => ({ context, continuation: ` ${choice}`, item: `ARC ${item.id}` }));
 }
 
 /** Index of the largest value; ties go to the first, as numpy.argmax. */

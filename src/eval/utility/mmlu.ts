@@ -70,9 +70,10 @@ export async function evaluateMmlu(
   const perItem: MmluItemResult[] = [];
   for (let start = 0; start < items.length; start += batchSize) {
     const batch = items.slice(start, start + batchSize);
-    const reqs: LoglikelihoodRequest[] = batch.flatMap((it) => {
+    const reqs: LoglikelihoodRequest[] = batch.flatMap((it, b) => {
       const context = mmluPrompt(it, shotsFor(it.subject));
-      return MMLU_LETTERS.map((l) => ({ context, continuation: ` ${l}` }));
+      const item = `MMLU ${it.subject} #${start + b}`;
+      return MMLU_LETTERS.map((l) => ({ context, continuation: ` ${l}`, item }));
     });
     const results = await model.loglikelihood(reqs);
     if (results.length !== reqs.length)

@@ -7,6 +7,8 @@ import { InputError } from "../../errors.js";
 export interface LoglikelihoodRequest {
   context: string;
   continuation: string;
+  /** The benchmark item it scores, for errors ("ARC Mercury_7175875", "MMLU anatomy #12"). */
+  item?: string;
 }
 
 export interface LoglikelihoodResult {
