@@ -9,7 +9,13 @@
  * - McNemar's test per seed (exact below 25 discordant pairs), with its discordant counts.
  */
 import { clusterBootstrapDraws, mcnemar, quantile } from "../eval/metrics.js";
-import { BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, groupBySetting, type Setting } from "./aggregate.js";
+import {
+  BOOTSTRAP_RESAMPLES,
+  BOOTSTRAP_SEED,
+  groupBySetting,
+  nAcrossSeeds,
+  type Setting,
+} from "./aggregate.js";
 import type { CellResult, ExperimentResults, Outcomes } from "./schema.js";
 import { MISSING, num, text, type Cell, type Table } from "./table.js";
 import { METHOD_LABELS } from "./paper-tables.js";
@@ -243,7 +249,8 @@ export function rowsOf(cs: readonly PairedComparison[], withLanguage: boolean): 
     text(MEASURE_LABELS[c.measure]),
     ...(withLanguage ? [text(c.language)] : []),
     num(c.tests.length),
-    num(Math.round(c.tests.reduce((x, t) => x + t.n, 0) / c.tests.length)),
+    // each seed's paired items: a range where the seeds differ (a rounded mean would be a count no seed has)
+    nAcrossSeeds(c.tests.map((t) => t.n)),
     num(c.rateA),
     num(c.rateB),
     c.low === undefined ? num(c.diff) : num(c.diff, { low: c.low, high: c.high }),
@@ -255,7 +262,9 @@ export function rowsOf(cs: readonly PairedComparison[], withLanguage: boolean): 
 export const PAIRED_HOW =
   "Each row pairs two settings item by item on the same evaluation items (a pair for secure preference, a " +
   "prompt's answer for the safe rates), over the seeds they share (the base, evaluated once, pairs with every " +
-  "seed). Rate A and Rate B are their rates on the items both have a verdict for, averaged over seeds; the difference is " +
+  "seed). n (paired): the items both have a verdict for, per seed (a range where the seeds differ; the bootstrap " +
+  "below resamples every item some seed pairs, so it can count more). Rate A and " +
+  "Rate B are their rates on those items, averaged over seeds; the difference is " +
   "B − A with a 95% bootstrap interval that resamples the evaluation's tasks when the pairs name them (instances " +
   "of one task are not independent), else its items " +
   `(${BOOTSTRAP_RESAMPLES.toLocaleString("en-US")} resamples, generator seed ${BOOTSTRAP_SEED}: the same bounds each time the report is made). ` +

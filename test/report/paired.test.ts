@@ -242,3 +242,30 @@ test("the bootstrap's resamples and seed are named in the how-to-read, and the r
   const byDefault = pairedComparisons(r);
   assert.deepEqual(byDefault, pairedComparisons(r, { iterations: 2000, seed: 0 }));
 });
+
+test("n (paired) is each seed's count of items both settings have a verdict for: a range where the seeds differ", () => {
+  // goodvibe seed 1 has no verdict on p8 and p9 (no code): 10 items paired in seed 0, 8 in seed 1
+  const r = results([
+    cell("base", 0, { rule: "1100000000" }),
+    cell("goodvibe", 0, { rule: "1111111000" }),
+    cell("goodvibe", 1, { rule: "01111110--" }),
+  ]);
+  const c = pairedComparisons(r).find((x) => x.measure === "rule")!;
+  assert.deepEqual(
+    c.tests.map((t) => t.n),
+    [10, 8],
+  );
+  const row = tableToMarkdown(pairedTables(r)[0]!)
+    .split("\n")
+    .find((l) => l.includes("| safe rate (rule) |"))!;
+  // not the rounded mean 9, which no seed has; the bootstrap resamples the 10 items either seed pairs
+  assert.match(row, /\| 2 \| 8–10 \|.*\| 10 items \|/);
+  // one seed, or seeds that agree: the count itself
+  const one = results([cell("base", 0, { rule: "1100000000" }), cell("goodvibe", 0, { rule: "111111100-" })]);
+  assert.match(
+    tableToMarkdown(pairedTables(one)[0]!)
+      .split("\n")
+      .find((l) => l.includes("| safe rate (rule) |"))!,
+    /\| 1 \| 9 \|/,
+  );
+});
