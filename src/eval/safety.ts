@@ -532,6 +532,24 @@ export function thinkingNote(
   );
 }
 
+/**
+ * What a run should say about answers with several code blocks for their language (SafetyItem.codeBlocks): how
+ * many, and which the judges read; null when none had.
+ */
+export function severalBlocksNote(
+  items: readonly Pick<SafetyItem, "codeBlocks">[],
+  codeBlocks: CodeBlockChoice,
+): string | null {
+  const several = items.filter((it) => (it.codeBlocks ?? 0) > 1).length;
+  if (several === 0) return null;
+  return (
+    `${several} answers had several code blocks for the prompt's language: the judges read ` +
+    (codeBlocks === "all"
+      ? 'all of them, joined (codeBlocks "all").'
+      : 'the longest (codeBlocks "longest"; "all" reads them all; the paper does not say).')
+  );
+}
+
 /** The rates, agreement and notes of a list of judged items. */
 export function summariseSafety(
   items: SafetyItem[],
@@ -581,13 +599,8 @@ export function summariseSafety(
         "not secure.";
   }
   const codeBlocks = meta.codeBlocks ?? DEFAULT_CODE_BLOCKS;
-  const several = items.filter((it) => (it.codeBlocks ?? 0) > 1).length;
-  if (several > 0)
-    note +=
-      ` ${several} answers had several code blocks for the prompt's language: the judges read ` +
-      (codeBlocks === "all"
-        ? 'all of them, joined (codeBlocks "all").'
-        : 'the longest (codeBlocks "longest"; "all" reads them all; the paper does not say).');
+  const several = severalBlocksNote(items, codeBlocks);
+  if (several) note += ` ${several}`;
   if (uncovered > 0)
     note += ` ${uncovered} answers are in languages the rule judge does not cover and have no rule verdict.`;
   const truncated = items.filter((it) => it.rule?.judgedChars !== undefined).length;

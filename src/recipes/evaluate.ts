@@ -24,6 +24,7 @@ import {
   evaluateSafety,
   mcnemarVsBase,
   thinkingNote,
+  severalBlocksNote,
   type SafetyResult,
   type JudgeRates,
 } from "../eval/safety.js";
@@ -572,6 +573,8 @@ async function evaluateLoaded(
     const enableThinking = opts.enableThinking ?? DEFAULT_ENABLE_THINKING;
     const thinking = thinkingNote(safety.items, enableThinking);
     if (thinking) (enableThinking ? log.info : log.warn).call(log, `safe rate: ${thinking}`);
+    const several = severalBlocksNote(safety.items, safety.codeBlocks);
+    if (several) log.info(`safe rate: ${several}`);
   }
   const u = opts.utility;
   const utilityReused: string[] = [];

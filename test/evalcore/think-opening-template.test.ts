@@ -1,5 +1,5 @@
 /**
- * A model folder whose chat template opens the answer's think block in the prompt (Qwen3's Thinking-2507 models
+ * What eval reads of answers from the model folder and says of them in its log. A model folder whose chat template opens the answer's think block in the prompt (Qwen3's Thinking-2507 models
  * end the generation prompt in "<|im_start|>assistant\n<think>\n"): eval reads the folder's template and takes an
  * answer cut before its </think> as all reasoning, as vLLM's deepseek_r1 reasoning parser does.
  */
@@ -64,4 +64,46 @@ test("eval on a folder whose template opens <think>: answers cut before </think>
     plain.safety!.items.map((it) => it.code),
     pairs.map((p, i) => answerCode(i < 2 ? p.chosen : p.rejected)),
   );
+});
+
+test("eval says in its log how many answers had several code blocks and which the judges read (--code-blocks)", async () => {
+  const made = makeTinyChatModel({ seed: 6 });
+  const pairs = made.pairs.slice(0, 3);
+  // the first two answers hold the insecure and the secure code in two blocks of the prompt's language
+  const server: ChatBackend = {
+    name: "server",
+    async generateChat(list: readonly (readonly ChatMessage[])[]) {
+      return list.map((m) => {
+        const i = pairs.findIndex((p) => p.question === m[0]!.content);
+        const p = pairs[i]!;
+        return i < 2 ? `${p.rejected}\n\nor:\n\n${p.chosen}` : p.chosen;
+      });
+    },
+  };
+  for (const codeBlocks of ["longest", "all"] as const) {
+    const seen: string[] = [];
+    const log = { info: (m: string) => seen.push(m), warn: (m: string) => seen.push(m), progress() {} };
+    const ev = await evaluateModel(made.dir, {
+      pairs,
+      maxPrompts: 0,
+      maxPreferencePairs: 1,
+      maxNewTokens: 8,
+      batchSize: 4,
+      seed: 0,
+      generator: server,
+      codeBlocks,
+      log,
+    });
+    assert.deepEqual(
+      ev.safety!.items.map((it) => it.codeBlocks),
+      [2, 2, undefined],
+    );
+    const line = seen.filter((l) => l.includes("several code blocks"));
+    assert.deepEqual(line, [
+      "safe rate: 2 answers had several code blocks for the prompt's language: the judges read " +
+        (codeBlocks === "all"
+          ? 'all of them, joined (codeBlocks "all").'
+          : 'the longest (codeBlocks "longest"; "all" reads them all; the paper does not say).'),
+    ]);
+  }
 });
