@@ -96,7 +96,11 @@ export function hasUnseen(results: ExperimentResults): boolean {
 }
 
 function unseenTitle(results: ExperimentResults): string {
-  return `the held-out pairs that share neither a prompt nor an answer's code with the training pairs (${unseenLeftOut(results)})`;
+  // which training pairs: the experiment's whole training file (run.ts), stricter than one cell's subsample of it
+  return (
+    "the held-out pairs that share neither a prompt nor an answer's code with any pair of the experiment's " +
+    `training file (all of it, not only the pairs a cell drew from it; ${unseenLeftOut(results)})`
+  );
 }
 
 /** Table 13: each setting's rates on all evaluated pairs and on the unseen ones, side by side. */

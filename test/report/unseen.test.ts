@@ -131,8 +131,11 @@ test("the report's tables: rates beside the full ones, and the paired tests on t
   const t14 = unseenPairedTable(r);
   assert.equal(t14.rows.length, 1);
   // left out: a and b of the 6 pairs the outcomes cover; every prompt answered, so no second count
-  assert.match(t14.howToRead, /\(2 of the 6 held-out pairs left out\)/);
-  assert.match(t13.howToRead, /\(2 of the 6 held-out pairs left out\)/);
+  assert.match(t14.howToRead, /; 2 of the 6 held-out pairs left out\)/);
+  assert.match(
+    t13.howToRead,
+    /with any pair of the experiment's training file \(all of it, .*; 2 of the 6 held-out pairs left out\)/,
+  );
   assert.ok(reportNotes(r).some((n) => /Tables 13 and 14 .* \(2 of the 6 held-out pairs left out\)/.test(n)));
   // a prompt budget: 4 of the 6 answered, 1 of them seen; the safe rates' n are of those 4
   const budget = JSON.parse(JSON.stringify(json));
@@ -140,7 +143,7 @@ test("the report's tables: rates beside the full ones, and the paired tests on t
   const rb = parseExperimentResults(budget, "budget");
   assert.match(
     unseenSecurityTable(rb).howToRead,
-    /\(2 of the 6 held-out pairs left out; 1 of the 4 prompts answered for the safe rates\)/,
+    /; 2 of the 6 held-out pairs left out; 1 of the 4 prompts answered for the safe rates\)/,
   );
   // results written before the unseen figures: they load, and the report has no such tables
   const old = JSON.parse(JSON.stringify(json));
