@@ -29,6 +29,7 @@ import { DEFAULT_JUDGE_TRAIN, type JudgeTrainConfig } from "../eval/judge/config
 import { checkpointingKey, dropoutMasksKey, keyedTraining } from "../method/checkpointing.js";
 import { DEFAULT_LORA } from "../method/lora/config.js";
 import { labelConflicts, readPairs, subsamplePairs, type SecurityPair } from "../data/pairs.js";
+import { DEFAULT_CODE_BLOCKS } from "../data/code.js";
 
 /** Bump when a change in this code or the recipes changes what a cell computes: every cell reruns. */
 // 2: bf16 mixed precision for every method by default; one shared row for a layer below the silhouette threshold
@@ -212,7 +213,7 @@ function hardenInputs(cfg: HardenConfig): unknown {
 
 function evalInputs(spec: ExperimentSpec): unknown {
   // generationConfig is keyed per model, where a folder's penalty applies (generationConfigKey), not here
-  const { utility, generationConfig: _g, ...rest } = spec.eval;
+  const { utility, generationConfig: _g, codeBlocks, ...rest } = spec.eval;
   const files = utility
     ? Object.fromEntries(
         Object.entries(utility).map(([k, v]) => [k, typeof v === "string" ? fileHash(v) : v]),
@@ -225,8 +226,12 @@ function evalInputs(spec: ExperimentSpec): unknown {
   // first 5 for all; eval/utility/gsm8k.ts): a cell with them is keyed anew, so an experiment never compares a
   // cell asked one way with a base asked the other; a 0-shot GSM8K (no gsm8kTrain) keeps its key
   const gsm8kShots = utility?.gsm8k !== undefined && utility.gsm8kTrain !== undefined;
+  // the judges' reading of answers with several code blocks (SafetyOptions.codeBlocks, since 2026-12-02): keyed only
+  // when not the default, which every cell finished before was judged with, so those keep their keys
+  const blocks = codeBlocks ?? DEFAULT_CODE_BLOCKS;
   return {
     ...rest,
+    ...(blocks !== DEFAULT_CODE_BLOCKS ? { codeBlocks: blocks } : {}),
     utility: files,
     ...(codeSubsample ? { codeDocuments: "subsample of limit" } : {}),
     ...(gsm8kShots ? { gsm8kShots: `harness sampler, seed ${HARNESS_FEWSHOT_SEED}` } : {}),

@@ -373,6 +373,7 @@ async function evaluate(ctx: RunContext, modelDir: string, cell: PlannedCell): P
     seed: e.seed,
     utility: e.utility,
     ...(e.generationConfig !== undefined ? { applyGenerationConfig: e.generationConfig } : {}),
+    ...(e.codeBlocks !== undefined ? { codeBlocks: e.codeBlocks } : {}),
     log: ctx.log,
     signal: ctx.signal,
   });
@@ -657,6 +658,7 @@ function assembleResults(ctx: RunContext, results: CellResult[]): ExperimentResu
     promptFilter: spec.eval.promptFilter,
     promptSpread: promptSpread(spec),
     maxNewTokens: spec.eval.maxNewTokens,
+    codeBlocks: spec.eval.codeBlocks,
   });
   // what the hardened models may have been trained on: evaluated pairs that share a prompt or an answer's code
   // with the training pairs (real CyberNative dev: 108 of 465)

@@ -14,6 +14,7 @@ import { issueLines } from "../util/suggest.js";
 import { normalizeLanguage, unknownLanguage } from "../data/languages.js";
 import { METHODS, type Method } from "../report/schema.js";
 import { PROMPT_FILTERS, PROMPT_SPREADS } from "../data/prompts.js";
+import { CODE_BLOCK_CHOICES, type CodeBlockChoice } from "../data/code.js";
 import { experimentJudgeSchema } from "../config/judge.js";
 import { DEFAULT_ENABLE_THINKING } from "../io/chat-template.js";
 import { DEFAULT_EVAL_BATCH, DEFAULT_MAX_NEW_TOKENS } from "../eval/config.js";
@@ -58,6 +59,11 @@ const evalSchema = z.strictObject({
    * absent: DEFAULT_APPLY_GENERATION_CONFIG (eval/config.ts). Keyed per model where it changes answers (plan.ts)
    */
   generationConfig: z.boolean().optional(),
+  /**
+   * which of an answer's code blocks for the prompt's language both judges read: "longest" or "all" (joined; the
+   * paper does not say). Absent: DEFAULT_CODE_BLOCKS (data/code.ts). Keyed only when not the default (plan.ts)
+   */
+  codeBlocks: z.enum(CODE_BLOCK_CHOICES as [CodeBlockChoice, ...CodeBlockChoice[]]).optional(),
 });
 
 export const experimentSchema = z.strictObject({

@@ -59,7 +59,7 @@ import { DEFAULT_PREFERENCE_PAIRS } from "./config.js";
 import { outcomesOf, withTaskIntervals } from "./outcomes.js";
 import { DEFAULT_ENABLE_THINKING, thinkingSwitchReaches, templateDayIso } from "../io/chat-template.js";
 import { templateDayReaches } from "../io/tokenizer-json.js";
-import { promptOpensThink, type CodeBlockChoice } from "../data/code.js";
+import { DEFAULT_CODE_BLOCKS, promptOpensThink, type CodeBlockChoice } from "../data/code.js";
 import {
   generationConfigProcessors,
   greedyProcessorKey,
@@ -117,6 +117,8 @@ export interface EvalProtocol {
   /** the answered prompts' pair ids, in order, when a budget left some out (so a reader sees which counted) */
   ids?: string[];
   maxNewTokens: number;
+  /** which of an answer's code blocks for its language the judges read (SafetyOptions.codeBlocks) */
+  codeBlocks: CodeBlockChoice;
 }
 
 /** The protocol in plain words, e.g. "all 144 held-out prompts, as they are". */
@@ -141,6 +143,11 @@ export function describeProtocol(p: EvalProtocol): string {
     );
   }
   parts.push(`greedy, up to ${p.maxNewTokens} new tokens`);
+  if (p.codeBlocks === "all")
+    parts.push(
+      "the judges read all of an answer's code blocks for its language, joined (codeBlocks all; the default " +
+        "reads the longest; the paper does not say)",
+    );
   return parts.join("; ");
 }
 
@@ -166,7 +173,10 @@ export function evaluationPrompts(
 
 /** The prompts an evaluation answers and its protocol record. */
 export function evaluationProtocol(
-  opts: Pick<EvalOptions, "pairs" | "maxPrompts" | "promptFilter" | "promptSpread" | "maxNewTokens">,
+  opts: Pick<
+    EvalOptions,
+    "pairs" | "maxPrompts" | "promptFilter" | "promptSpread" | "maxNewTokens" | "codeBlocks"
+  >,
 ): { prompts: SecurityPair[]; protocol: EvalProtocol } {
   const promptFilter = opts.promptFilter ?? "none";
   const spread = opts.promptSpread ?? "language";
@@ -196,6 +206,7 @@ export function evaluationProtocol(
       ...(perTask ? { perTask } : {}),
       ...(cut ? { ids: prompts.map((p) => p.id) } : {}),
       maxNewTokens: opts.maxNewTokens,
+      codeBlocks: opts.codeBlocks ?? DEFAULT_CODE_BLOCKS,
     },
   };
 }
@@ -207,6 +218,7 @@ export function evaluationInfo(p: EvalProtocol): EvaluationInfo {
     promptFilter: p.promptFilter,
     maxPrompts: p.maxPrompts,
     maxNewTokens: p.maxNewTokens,
+    codeBlocks: p.codeBlocks,
     ...(p.spread === "task" ? { spread: p.spread } : {}),
     ...(p.perTask ? { perTask: p.perTask } : {}),
     ...(p.ids ? { promptIds: p.ids } : {}),

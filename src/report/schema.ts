@@ -373,6 +373,11 @@ const evaluationInfoSchema = z.strictObject({
   /** 0 = every held-out prompt (the paper's) */
   maxPrompts: nonNegInt,
   maxNewTokens: nonNegInt,
+  /**
+   * which of an answer's code blocks for its language the judges read: the longest (the default) or all, joined
+   * (SafetyOptions.codeBlocks). Absent: results written before 2026-12-02, all of which read the longest
+   */
+  codeBlocks: z.enum(["longest", "all"]).optional(),
   /** "task": the budget was spread round-robin over each language's tasks too (absent: over languages only) */
   spread: z.literal("task").optional(),
   /** with spread "task": prompts answered per "lang/task" */

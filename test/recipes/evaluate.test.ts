@@ -112,6 +112,8 @@ test("the paper's protocol by default: every held-out prompt, as it is; the filt
     promptFilter: "none",
     maxPrompts: 3,
     maxNewTokens: 64,
+    // the default: the judges read an answer's longest block for its language
+    codeBlocks: "longest",
     // a budget that leaves prompts out names those it answered
     promptIds: ["c1", "g1", "j1"],
   });
