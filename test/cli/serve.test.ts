@@ -131,7 +131,10 @@ test("serve takes a request's default sampling from the folder's generation_conf
   const folder = makeTinyChatModel({ seed: 12 });
   try {
     const file = path.join(folder.dir, "generation_config.json");
-    fs.writeFileSync(file, JSON.stringify({ do_sample: true, temperature: 0.7, top_p: 0.8, top_k: 20 }));
+    fs.writeFileSync(
+      file,
+      JSON.stringify({ do_sample: true, temperature: 0.7, top_p: 0.8, top_k: 20, max_new_tokens: 512 }),
+    );
     const said = async (args: string[]) => {
       const run = startCli(["serve", "-m", folder.dir, "--port", "0", ...args]);
       let stderr = "";
@@ -146,7 +149,7 @@ test("serve takes a request's default sampling from the folder's generation_conf
     };
     assert.match(
       await said([]),
-      /a request without them gets temperature 0\.7, top_p 0\.8, top_k 20 \(the folder's generation_config\.json/,
+      /a request without them gets temperature 0\.7, top_p 0\.8, top_k 20, max_tokens 512 \(the folder's generation_config\.json/,
     );
     assert.match(
       await said(["--no-generation-config"]),

@@ -1516,3 +1516,77 @@ test("a request without max_tokens gets vLLM's default: the rest of the context 
     assert.deepEqual(rec.asked, [chat, completion, 5], `--max-tokens ${limit}`);
   }
 });
+
+test("servedSamplingDefaults: generation_config.json's max_new_tokens is a request's default max_tokens, as vLLM reads it (max_length is not)", () => {
+  const dir = fs.mkdtempSync(path.join(REPO_ROOT, ".tmp-served-max-tokens-"));
+  const write = (cfg: unknown) =>
+    fs.writeFileSync(path.join(dir, "generation_config.json"), JSON.stringify(cfg));
+  try {
+    // vLLM config/model.py get_diff_sampling_param: HF's max_new_tokens becomes its default max_tokens
+    write({ max_new_tokens: 512, max_length: 20 });
+    assert.deepEqual(servedSamplingDefaults(dir, true), { temperature: 1, maxTokens: 512 });
+    // max_length alone is not one of vLLM's available_params
+    write({ max_length: 4096 });
+    assert.deepEqual(servedSamplingDefaults(dir, true), { temperature: 1 });
+    // --no-generation-config (vLLM's --generation-config vllm): not read
+    write({ max_new_tokens: 512 });
+    assert.deepEqual(servedSamplingDefaults(dir, false), { temperature: 1 });
+    // transformers' GenerationConfig.validate refuses max_new_tokens <= 0
+    for (const m of [0, -1, 2.5, "512"]) {
+      write({ max_new_tokens: m });
+      assert.throws(
+        () => servedSamplingDefaults(dir, true),
+        (e: Error) =>
+          e instanceof InputError &&
+          e.message.includes("generation_config.json") &&
+          e.message.includes("max_new_tokens"),
+        JSON.stringify(m),
+      );
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a chat request without max_tokens gets the folder's max_new_tokens (vLLM's get_max_tokens), bounded by the context and --max-tokens; one sent is not capped by it", async () => {
+  class Recording extends BuiltinBackend {
+    asked: number[] = [];
+    constructor() {
+      super(backend.model, backend.tokenizer, { eosTokenIds: backend.eosTokenIds });
+    }
+    override async generateBatchAsync(prompts: number[][], opts: GenerateOptions & { signal?: AbortSignal }) {
+      this.asked.push(opts.maxNewTokens);
+      return prompts.map(() => [backend.eosTokenIds[0]!]);
+    }
+  }
+  const messages: ChatMessage[] = [{ role: "user", content: "Write a function that reads a file." }];
+  const room = CONTEXT - backend.encodePrompt(backend.chatPrompt(messages)).length;
+  // vLLM get_max_tokens: min(max_model_len - prompt, request's max_tokens else the default's max_tokens, ...)
+  for (const [maxNew, limit, chat, nullCompletion] of [
+    [300, 4096, 300, 300],
+    // the folder's asks for more than the context holds: the rest of the context
+    [4000, 4096, room, CONTEXT - backend.tokenizer!.encode("def f(", { addSpecialTokens: false }).length],
+    // --max-tokens bounds it
+    [300, 100, 100, 100],
+  ] as const) {
+    const rec = new Recording();
+    await withServer(
+      { maxTokensLimit: limit, samplingDefaults: { temperature: 1, maxTokens: maxNew } },
+      async (s) => {
+        assert.equal((await post(s, "/v1/chat/completions", { messages })).status, 200);
+        // a completion without max_tokens: CompletionRequest's 16; sent as null, the default's
+        assert.equal((await post(s, "/v1/completions", { prompt: "def f(" })).status, 200);
+        assert.equal((await post(s, "/v1/completions", { prompt: "def f(", max_tokens: null })).status, 200);
+        // a max_tokens sent is the request's, above the folder's too (--generation-config auto caps none)
+        assert.equal((await post(s, "/v1/chat/completions", { messages, max_tokens: 5 })).status, 200);
+        assert.equal((await post(s, "/v1/chat/completions", { messages, max_tokens: 90 })).status, 200);
+      },
+      rec,
+    );
+    assert.deepEqual(
+      rec.asked,
+      [chat, 16, nullCompletion, 5, 90],
+      `max_new_tokens ${maxNew}, --max-tokens ${limit}`,
+    );
+  }
+});

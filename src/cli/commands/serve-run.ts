@@ -20,6 +20,7 @@ function describeServedDefaults(d: ServedSamplingDefaults): string {
     `temperature ${d.temperature}`,
     d.topP !== undefined ? `top_p ${d.topP}` : "no top-p",
     d.topK !== undefined ? `top_k ${d.topK}` : "no top-k",
+    ...(d.maxTokens !== undefined ? [`max_tokens ${d.maxTokens}`] : []),
   ].join(", ");
 }
 

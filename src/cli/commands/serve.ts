@@ -29,7 +29,7 @@ export function registerServe(program: Command): void {
     )
     .option(
       "--max-tokens <n>",
-      "largest max_tokens a request may ask for; a request without one gets, as on vLLM, the rest of the context up to this (chat) or 16 tokens (/v1/completions)",
+      "largest max_tokens a request may ask for; a request without one gets, as on vLLM, the folder's generation_config.json max_new_tokens, else the rest of the context, up to this (chat), or 16 tokens (/v1/completions)",
       integer(1),
       4096,
     )

@@ -208,6 +208,12 @@ export interface ServedSamplingDefaults {
   topP?: number;
   /** absent: none */
   topK?: number;
+  /**
+   * max_tokens of a request that gives none: generation_config.json's max_new_tokens, as vLLM takes it
+   * (config/model.py get_diff_sampling_param: HF's max_new_tokens is its max_tokens; serve utils get_max_tokens: the
+   * request's, else this, bounded by the rest of the context). Absent: the server's own default (serve.ts)
+   */
+  maxTokens?: number;
 }
 
 /** vLLM's and OpenAI's neutral defaults: what a folder without generation_config.json serves. */
@@ -240,6 +246,13 @@ export function servedSamplingDefaults(dir: string, apply: boolean): ServedSampl
     const k = cfg.top_k;
     if (!Number.isInteger(k) || (k as number) < -1) throw refuse("top_k", "an integer >= -1");
     if ((k as number) > 0) out.topK = k as number;
+  }
+  // max_length is not read (vLLM reads max_new_tokens alone); transformers' GenerationConfig.validate refuses a
+  // max_new_tokens <= 0
+  if (given("max_new_tokens")) {
+    const m = cfg.max_new_tokens;
+    if (!Number.isInteger(m) || (m as number) < 1) throw refuse("max_new_tokens", "a positive integer");
+    out.maxTokens = m as number;
   }
   return out;
 }

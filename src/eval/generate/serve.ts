@@ -76,10 +76,12 @@ export interface RunningServer {
 
 /**
  * max_tokens of a request that gives none, as vLLM (entrypoints: CompletionRequest.max_tokens = 16, get_max_tokens)
- * and OpenAI: a chat completion generates to the end of the context (llama-server's n_predict -1 likewise), bounded
- * here by the largest max_tokens a request may ask for (--max-tokens); a legacy completion generates 16 tokens
- * (vLLM's and OpenAI's /v1/completions default; llama-server's is unbounded). Before 2026-12-02 both were 256: a
- * chat answer cut at 256 tokens where vLLM answers whole.
+ * and OpenAI: a chat completion generates the folder's generation_config.json max_new_tokens (vLLM's default
+ * sampling params, ServedSamplingDefaults.maxTokens), else to the end of the context (llama-server's n_predict -1
+ * likewise), either bounded by the rest of the context and the largest max_tokens a request may ask for
+ * (--max-tokens); a legacy completion generates 16 tokens (vLLM's and OpenAI's /v1/completions default;
+ * llama-server's is unbounded). Before 2026-12-02 both were 256: a chat answer cut at 256 tokens where vLLM answers
+ * whole.
  */
 const DEFAULT_COMPLETION_MAX_TOKENS = 16;
 const MAX_STOP_SEQUENCES = 4;
@@ -318,6 +320,9 @@ function parseRequest(
       ? "max_completion_tokens"
       : "max_tokens";
   const requestedMax = int(maxKey, 1, limits.maxTokensLimit);
+  // vLLM's CompletionRequest.max_tokens defaults to 16 when the field is left out; sent as null it is None, and
+  // the request then gets the chat default (get_max_tokens)
+  const completionDefault = kind === "completion" && !("max_tokens" in body);
 
   let stop: string[] | undefined;
   if (body.stop !== undefined && body.stop !== null) {
@@ -410,7 +415,11 @@ function parseRequest(
     );
   const maxTokens =
     requestedMax ??
-    Math.min(kind === "chat" ? Infinity : DEFAULT_COMPLETION_MAX_TOKENS, room, limits.maxTokensLimit);
+    Math.min(
+      completionDefault ? DEFAULT_COMPLETION_MAX_TOKENS : (limits.defaults.maxTokens ?? Infinity),
+      room,
+      limits.maxTokensLimit,
+    );
   return { kind, prompts, n, maxTokens, temperature, topP, topK, seed, stop, stream, includeUsage };
 }
 
