@@ -14,6 +14,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { exportGguf } from "../../src/io/export-gguf.js";
+import { readGguf } from "../../src/io/gguf.js";
 import { foldIntoCheckpoint } from "../../src/method/fold.js";
 import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
 import { writeGoodVibeDelta } from "../../src/method/goodvibe/delta.js";
@@ -41,23 +42,64 @@ function temporaries(dir: string): string[] {
 }
 
 /**
- * True once the weight writer's own temporary file under `dir` holds at least one tensor: it has been seen with
- * some bytes (the header, at least) and then with more.
+ * True once the weight writer's own temporary file under `dir` holds its first tensor whole: the file reaches
+ * `firstTensorEnd(tmp, size)`, where the first tensor's bytes end in it (null while that cannot be told yet). The
+ * next stop point is then before a later tensor. (Seeing the file grow is not enough: a loaded machine can show the
+ * header half written, and the stop then comes before the first tensor.) Temporaries there when this is made (a
+ * killed run's) are not the new run's.
  */
-function writing(dir: string, file: RegExp): () => boolean {
-  let seen = 0;
+function writing(
+  dir: string,
+  file: RegExp,
+  firstTensorEnd: (tmp: string, size: number) => number | null,
+): () => boolean {
+  const stale = new Set(temporaries(dir));
   return () => {
-    let size = 0;
     try {
-      const rel = temporaries(dir).find((r) => file.test(path.basename(r)));
-      if (rel) size = fs.statSync(path.join(dir, rel)).size;
+      const rel = temporaries(dir).find((r) => file.test(path.basename(r)) && !stale.has(r));
+      if (!rel) return false;
+      const tmp = path.join(dir, rel);
+      const size = fs.statSync(tmp).size;
+      const end = firstTensorEnd(tmp, size);
+      return end !== null && size >= end;
     } catch {
-      return false; // renamed or removed while we looked
+      return false; // renamed or removed while we looked, or its header not yet readable
     }
-    if (seen > 0 && size > seen) return true;
-    if (size > 0) seen = size;
-    return false;
   };
+}
+
+/**
+ * The end of a safetensors file's first tensor, from the format (an 8-byte little-endian header length, the JSON
+ * header, then the data, each tensor at its data_offsets), or null while the header is not all there.
+ */
+function safetensorsFirstTensorEnd(tmp: string, size: number): number | null {
+  if (size < 8) return null;
+  const fd = fs.openSync(tmp, "r");
+  try {
+    const len = Buffer.alloc(8);
+    fs.readSync(fd, len, 0, 8, 0);
+    const n = Number(len.readBigUInt64LE(0));
+    if (size < 8 + n) return null;
+    const json = Buffer.alloc(n);
+    fs.readSync(fd, json, 0, n, 8);
+    const header = JSON.parse(json.toString("utf8")) as Record<string, { data_offsets?: [number, number] }>;
+    const ends = Object.entries(header)
+      .filter(([k]) => k !== "__metadata__")
+      .map(([, v]) => v.data_offsets![1]);
+    return 8 + n + Math.min(...ends);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The end of the first tensor of `model`'s GGUF export in `outtype`, from an uninterrupted export read back. */
+function ggufFirstTensorEnd(outtype: "q8_0" | "f32"): () => number {
+  const ref = path.join(work, `first-tensor-${outtype}.gguf`);
+  exportGguf(MODEL, ref, { outtype });
+  const first = readGguf(ref).tensors.reduce((a, t) => (t.offset < a.offset ? t : a));
+  const end = first.offset + first.nbytes;
+  fs.rmSync(ref);
+  return () => end;
 }
 
 /**
@@ -111,7 +153,7 @@ test("export --format safetensors: a kill -9 mid-write leaves a temporary that t
   fs.mkdirSync(parent);
   const out = path.join(parent, "out");
   const args = ["export", "-m", MODEL, "-o", out, "--format", "safetensors", "--outtype", "float32"];
-  const ready = () => writing(parent, /^\.model\.safetensors\.tmp-/);
+  const ready = () => writing(parent, /^\.model\.safetensors\.tmp-/, safetensorsFirstTensorEnd);
 
   const killed = await signalWhenWriting(args, ready(), "SIGKILL");
   assert.equal(killed.signal, "SIGKILL", showRun(killed));
@@ -142,7 +184,8 @@ test("export --format gguf --outtype q8_0 --overwrite: a kill -9 mid-write leave
   const out = path.join(parent, "model.gguf");
   fs.writeFileSync(out, "the export a user already has\n");
   const args = ["export", "-m", MODEL, "-o", out, "--outtype", "q8_0", "--overwrite"];
-  const ready = () => writing(parent, /^\.model\.gguf\.tmp-/);
+  const firstTensorEnd = ggufFirstTensorEnd("q8_0");
+  const ready = () => writing(parent, /^\.model\.gguf\.tmp-/, firstTensorEnd);
 
   const killed = await signalWhenWriting(args, ready(), "SIGKILL");
   assert.equal(killed.signal, "SIGKILL", showRun(killed));
@@ -181,7 +224,11 @@ test("fold --delta: SIGINT while the folded weights are written exits 130 and le
   fs.mkdirSync(parent);
   const out = path.join(parent, "out");
   const args = ["fold", "-m", MODEL, "--delta", delta, "-o", out];
-  const r = await signalWhenWriting(args, writing(parent, /^\.model\.safetensors\.tmp-/), "SIGINT");
+  const r = await signalWhenWriting(
+    args,
+    writing(parent, /^\.model\.safetensors\.tmp-/, safetensorsFirstTensorEnd),
+    "SIGINT",
+  );
   assertStopped(r, "model.safetensors");
   assert.deepEqual(fs.readdirSync(parent), [], "a temporary or a partial output was left");
 
@@ -195,7 +242,12 @@ test("export: a second Ctrl-C while the first is stopping the write exits at onc
   fs.mkdirSync(parent);
   const args = ["export", "-m", MODEL, "-o", path.join(parent, "m.gguf"), "--outtype", "f32"];
   // both arrive while the thread is busy (a stop point's delay): the first asks to stop, the second exits
-  const r = await signalWhenWriting(args, writing(parent, /^\.m\.gguf\.tmp-/), "SIGINT", 2);
+  const r = await signalWhenWriting(
+    args,
+    writing(parent, /^\.m\.gguf\.tmp-/, ggufFirstTensorEnd("f32")),
+    "SIGINT",
+    2,
+  );
   assert.equal(r.code, 130, showRun(r));
   assert.match(r.stderr, /SIGINT again: exiting now/, showRun(r));
   assert.deepEqual(fs.readdirSync(parent), [], "the temporary of a run that exited at once was left");
