@@ -6,7 +6,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { securePreference } from "../../src/eval/preference.js";
 import { loadModel, type DecoderModel } from "../../src/models/index.js";
@@ -18,6 +17,7 @@ import { pairedBootstrap, quantile, wilsonInterval } from "../../src/eval/metric
 import { createRng } from "../../src/util/random.js";
 import type { SecurityPair } from "../../src/data/pairs.js";
 import { makeTinyChatModel } from "./make-model.js";
+import { scratchDir } from "../scratch.js";
 
 const made = makeTinyChatModel({ seed: 9 });
 
@@ -105,7 +105,7 @@ test("with a cache file: stopped after two batches, the rerun scores only the re
   const opts = { batchSize: 3, iterations: 500, seed: 1 };
   const reference = await securePreference(model, tok, pairs, opts);
 
-  const cacheFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "gv-pref-cache-")), "preference.jsonl");
+  const cacheFile = path.join(scratchDir("gv-pref-cache-"), "preference.jsonl");
   let forwards = 0;
   const hidden = model.hidden.bind(model);
   model.hidden = (...a: Parameters<DecoderModel["hidden"]>) => {

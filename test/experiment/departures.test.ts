@@ -9,6 +9,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { scratchDir } from "../scratch.js";
 import { experimentDepartures } from "../../src/experiment/departures.js";
 import { loadExperimentSpec, parseExperimentSpec } from "../../src/experiment/spec.js";
 
@@ -182,8 +183,7 @@ test("checkpointing auto or off departs from the paper's 'enabled' as a memory s
 
 test("a model folder whose generation_config.json sets do_sample true: the greedy answers are a departure from transformers' default, with the folder's values", async () => {
   const fs = await import("node:fs");
-  const os = await import("node:os");
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gv-dep-decoding-"));
+  const dir = scratchDir("gv-dep-decoding-");
   const qwen = path.join(dir, "qwen25");
   const plain = path.join(dir, "plain");
   fs.mkdirSync(qwen);
