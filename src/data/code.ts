@@ -216,8 +216,15 @@ export function extractCode(
     const trimmed = text.trim();
     return trimmed !== "" && looksLikeCode(trimmed) ? trimmed : null;
   }
-  const bs = languageBlocks(answer, lang, opts);
-  if (bs.length === 0) return null;
-  if ((opts.blocks ?? DEFAULT_CODE_BLOCKS) === "all") return bs.map((b) => b.code).join("\n\n");
-  return bs.reduce((best, b) => (b.code.length > best.code.length ? b : best)).code;
+  return codeOfBlocks(languageBlocks(answer, lang, opts), opts.blocks);
+}
+
+/** The code of an answer's blocks for its language (languageBlocks): the longest, or all of them joined; null: none. */
+export function codeOfBlocks(
+  blocks: readonly CodeBlock[],
+  choice: CodeBlockChoice = DEFAULT_CODE_BLOCKS,
+): string | null {
+  if (blocks.length === 0) return null;
+  if (choice === "all") return blocks.map((b) => b.code).join("\n\n");
+  return blocks.reduce((best, b) => (b.code.length > best.code.length ? b : best)).code;
 }

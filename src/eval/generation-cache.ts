@@ -45,16 +45,20 @@ export function readGenerationCache(file: string): Map<string, CachedAnswer> {
     const rec = value as CacheRecord;
     if (typeof rec.key !== "string" || typeof rec.answer !== "string")
       throw new InputError(`${rowWhere(file, row)}: a cache record needs string fields "key" and "answer"`);
-    let entry = out.get(rec.key);
-    // A later record for the same key only adds an LLM verdict; keep the earlier ones' answers.
-    if (!entry) out.set(rec.key, (entry = { key: rec.key, id: rec.id, answer: rec.answer, verdicts: [] }));
-    if (rec.llm) addVerdict(entry, rec.llm);
+    addRecord(out, rec);
   }
   return out;
 }
 
-/** Adds a verdict to an answer read from the cache, in place of an earlier one of the same judge and input. */
-export function addVerdict(entry: CachedAnswer, verdict: CachedVerdict): void {
+/**
+ * Adds a record to the answers read: a new key's answer, or a later record's verdict to its key's answer (in place of
+ * an earlier one of the same judge and input). A later record never replaces the earlier one's answer.
+ */
+export function addRecord(answers: Map<string, CachedAnswer>, rec: CacheRecord): void {
+  let entry = answers.get(rec.key);
+  if (!entry) answers.set(rec.key, (entry = { key: rec.key, id: rec.id, answer: rec.answer, verdicts: [] }));
+  const verdict = rec.llm;
+  if (!verdict) return;
   const i = entry.verdicts.findIndex((v) => v.judge === verdict.judge && v.input === verdict.input);
   if (i >= 0) entry.verdicts[i] = verdict;
   else entry.verdicts.push(verdict);

@@ -18,7 +18,9 @@ import { promptsKey } from "../io/tokenizer-json.js";
 import type { SecurityPair } from "../data/pairs.js";
 import { vibePrompt } from "../data/prompts.js";
 import {
+  CODE_BLOCK_CHOICES,
   DEFAULT_CODE_BLOCKS,
+  codeOfBlocks,
   dropReasoning,
   extractCode,
   languageBlocks,
@@ -33,7 +35,7 @@ import type { ChatBackend, GenerateOptions } from "./generate/backend.js";
 import type { ChatMessage } from "../io/tokenizer.js";
 import {
   GenerationCacheWriter,
-  addVerdict,
+  addRecord,
   cachedVerdict,
   generationKey,
   readGenerationCache,
@@ -256,8 +258,10 @@ export interface SafetyOptions {
 /** Fill in the code and verdicts of an answered item (everything but the LLM judge). */
 function judgeAnswer(pair: SecurityPair, answer: string, blocks: CodeBlockChoice): SafetyItem {
   const lang = safetyLanguage(pair.lang);
-  const code = extractCode(answer, lang, { blocks });
-  const several = lang ? languageBlocks(answer, lang).length : 0;
+  // the language's blocks found once: the code read, and how many there were
+  const found = lang ? languageBlocks(answer, lang) : null;
+  const code = found ? codeOfBlocks(found, blocks) : extractCode(answer, lang);
+  const several = found?.length ?? 0;
   let rule: RuleVerdict | null = null;
   if (code !== null && lang) {
     const j = judgeCode(code, lang);
@@ -296,9 +300,10 @@ export async function evaluateSafety(
   if (!Number.isInteger(batchSize) || batchSize < 1)
     throw new InputError(`safety option batchSize must be a positive integer, got ${batchSize}`);
   const codeBlocks = opts.codeBlocks ?? DEFAULT_CODE_BLOCKS;
-  if (codeBlocks !== "longest" && codeBlocks !== "all")
+  if (!CODE_BLOCK_CHOICES.includes(codeBlocks))
     throw new InputError(
-      `safety option codeBlocks must be "longest" or "all", got ${JSON.stringify(codeBlocks)}`,
+      `safety option codeBlocks must be ${CODE_BLOCK_CHOICES.map((c) => JSON.stringify(c)).join(" or ")}, ` +
+        `got ${JSON.stringify(codeBlocks)}`,
     );
   const { enableThinking = DEFAULT_ENABLE_THINKING, ...generation } = opts.generation;
   const gen = { ...generation, batchSize };
@@ -367,9 +372,7 @@ export async function evaluateSafety(
   // a record into the cache file and the cache read from it (an answer, or a verdict as a later record of its key)
   const keep = (rec: CacheRecord) => {
     writer!.append(rec);
-    let entry = cache.get(rec.key);
-    if (!entry) cache.set(rec.key, (entry = { key: rec.key, id: rec.id, answer: rec.answer, verdicts: [] }));
-    if (rec.llm) addVerdict(entry, rec.llm);
+    addRecord(cache, rec);
   };
   try {
     for (let from = 0; from < pairs.length; from += batchSize * perCall) {

@@ -12,6 +12,7 @@ import { InputError } from "../errors.js";
 import type { Interval } from "../eval/metrics.js";
 import { perItemProblem } from "../eval/utility/items.js";
 import { checkpointingSettingSchema } from "../method/train-config.js";
+import { CODE_BLOCK_CHOICES, type CodeBlockChoice } from "../data/code.js";
 
 const finite = z.number().refine(Number.isFinite, "must be a finite number");
 const nonNegInt = z.number().int().nonnegative();
@@ -377,7 +378,7 @@ const evaluationInfoSchema = z.strictObject({
    * which of an answer's code blocks for its language the judges read: the longest (the default) or all, joined
    * (SafetyOptions.codeBlocks). Absent: results written before 2026-12-02, all of which read the longest
    */
-  codeBlocks: z.enum(["longest", "all"]).optional(),
+  codeBlocks: z.enum(CODE_BLOCK_CHOICES as [CodeBlockChoice, ...CodeBlockChoice[]]).optional(),
   /** "task": the budget was spread round-robin over each language's tasks too (absent: over languages only) */
   spread: z.literal("task").optional(),
   /** with spread "task": prompts answered per "lang/task" */

@@ -13,7 +13,12 @@
  * the item, so a `--limit 50` run's answers serve the full run.
  */
 import { canonicalJson, sha256 } from "../../io/hash.js";
-import { GenerationCacheWriter, readGenerationCache, type CachedAnswer } from "../generation-cache.js";
+import {
+  GenerationCacheWriter,
+  addRecord,
+  readGenerationCache,
+  type CachedAnswer,
+} from "../generation-cache.js";
 import type { UtilityModel } from "./model.js";
 
 export class UtilityAnswerCache {
@@ -40,8 +45,9 @@ export class UtilityAnswerCache {
   put(key: string, id: string, answer: string): void {
     if (this.answers.has(key)) return;
     this.writer ??= new GenerationCacheWriter(this.file);
-    this.writer.append({ key, id, answer });
-    this.answers.set(key, { key, id, answer, verdicts: [] });
+    const rec = { key, id, answer };
+    this.writer.append(rec);
+    addRecord(this.answers, rec);
   }
 
   close(): void {
