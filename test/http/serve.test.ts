@@ -1356,6 +1356,21 @@ class RecordingBackend extends BuiltinBackend {
   }
 }
 
+/**
+ * A backend that records the max_tokens each generation is asked for and answers at once with an end token (a
+ * 2,000-token answer of the made model would take minutes).
+ */
+class MaxTokensRecorder extends BuiltinBackend {
+  readonly asked: number[] = [];
+  constructor() {
+    super(backend.model, backend.tokenizer, { eosTokenIds: backend.eosTokenIds });
+  }
+  override async generateBatchAsync(prompts: number[][], opts: GenerateOptions & { signal?: AbortSignal }) {
+    this.asked.push(opts.maxNewTokens);
+    return prompts.map(() => [backend.eosTokenIds[0]!]);
+  }
+}
+
 test("servedSamplingDefaults: the folder's temperature, top_p, top_k as vLLM reads them (do_sample not read), else OpenAI's", () => {
   const dir = fs.mkdtempSync(path.join(REPO_ROOT, ".tmp-served-defaults-"));
   const write = (cfg: unknown) =>
@@ -1480,17 +1495,6 @@ test("a request without temperature is sampled with the server's defaults (vLLM'
 });
 
 test("a request without max_tokens gets vLLM's default: the rest of the context for a chat completion (up to --max-tokens), 16 tokens for a completion", async () => {
-  // the engine's call is recorded and answered at once (a 2,000-token answer of the made model would take minutes)
-  class Recording extends BuiltinBackend {
-    asked: number[] = [];
-    constructor() {
-      super(backend.model, backend.tokenizer, { eosTokenIds: backend.eosTokenIds });
-    }
-    override async generateBatchAsync(prompts: number[][], opts: GenerateOptions & { signal?: AbortSignal }) {
-      this.asked.push(opts.maxNewTokens);
-      return prompts.map(() => [backend.eosTokenIds[0]!]);
-    }
-  }
   // the prompt's tokens as the engine renders and encodes it (the made model's ChatML template writes no day)
   const chatPromptLength = (messages: ChatMessage[]) =>
     backend.encodePrompt(backend.chatPrompt(messages)).length;
@@ -1502,7 +1506,7 @@ test("a request without max_tokens gets vLLM's default: the rest of the context 
     [100, 100, 16],
     [8, 8, 8],
   ] as const) {
-    const rec = new Recording();
+    const rec = new MaxTokensRecorder();
     await withServer(
       { maxTokensLimit: limit },
       async (s) => {
@@ -1549,16 +1553,6 @@ test("servedSamplingDefaults: generation_config.json's max_new_tokens is a reque
 });
 
 test("a chat request without max_tokens gets the folder's max_new_tokens (vLLM's get_max_tokens), bounded by the context and --max-tokens; one sent is not capped by it", async () => {
-  class Recording extends BuiltinBackend {
-    asked: number[] = [];
-    constructor() {
-      super(backend.model, backend.tokenizer, { eosTokenIds: backend.eosTokenIds });
-    }
-    override async generateBatchAsync(prompts: number[][], opts: GenerateOptions & { signal?: AbortSignal }) {
-      this.asked.push(opts.maxNewTokens);
-      return prompts.map(() => [backend.eosTokenIds[0]!]);
-    }
-  }
   const messages: ChatMessage[] = [{ role: "user", content: "Write a function that reads a file." }];
   const room = CONTEXT - backend.encodePrompt(backend.chatPrompt(messages)).length;
   // vLLM get_max_tokens: min(max_model_len - prompt, request's max_tokens else the default's max_tokens, ...)
@@ -1569,7 +1563,7 @@ test("a chat request without max_tokens gets the folder's max_new_tokens (vLLM's
     // --max-tokens bounds it
     [300, 100, 100, 100],
   ] as const) {
-    const rec = new Recording();
+    const rec = new MaxTokensRecorder();
     await withServer(
       { maxTokensLimit: limit, samplingDefaults: { temperature: 1, maxTokens: maxNew } },
       async (s) => {
