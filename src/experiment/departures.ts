@@ -7,9 +7,11 @@
  * (identification batch, maximum lengths, clustering's features) are this project's choices, said in the README,
  * and are not listed. Where the paper is ambiguous or inconsistent and GoodVibe's cells decide it (lm_head hooked or
  * not, what a layer below the silhouette threshold gets), the reading taken is listed after those
- * (goodvibeReadings: lm_head, the fallback, the clustering features). Ablations and grids are studies, named in their
- * own tables, not departures. LoRA's settings and the optimiser's beyond AdamW and lr are not given by the paper:
- * they are stated, LoRA's as it asks, the optimiser's in one entry (not as departures one key each).
+ * (goodvibeReadings: lm_head, the fallback, the clustering features), and so are the evaluation's where the paper is
+ * silent (Qwen3's thinking mode, the decoding, which code of an answer is judged, the utility benchmarks' protocol).
+ * Ablations and grids are studies, named in their own tables, not departures. LoRA's settings and the optimiser's
+ * beyond AdamW and lr are not given by the paper: they are stated, LoRA's as it asks, the optimiser's in one entry
+ * (not as departures one key each).
  */
 import { defaultHardenConfig, DEFAULT_DTYPE, type HardenConfig } from "../config/harden.js";
 import * as fs from "node:fs";
@@ -18,6 +20,7 @@ import { goodvibeReadings } from "../method/goodvibe/config.js";
 import { thinkingSwitchReaches } from "../io/chat-template.js";
 import { folderDefaultSampling } from "../eval/generate/generation-config.js";
 import { DEFAULT_APPLY_GENERATION_CONFIG } from "../eval/config.js";
+import { DEFAULT_CODE_BLOCKS } from "../data/code.js";
 import { HARNESS_FEWSHOT_SEED } from "../eval/utility/gsm8k.js";
 import type { ExperimentResults } from "../report/schema.js";
 import { hardenConfigFor } from "./plan.js";
@@ -138,6 +141,35 @@ function decodingReading(spec: ExperimentSpec): Departure[] {
 }
 
 /**
+ * Which code of an answer the judges read (eval.codeBlocks): the paper says only that each generated code sample is
+ * labelled by the judge (§4.3), not how the code is taken from an answer, so either choice is a reading and is
+ * said in every experiment's output, the default's too (data/code.ts says what each choice takes).
+ */
+function codeBlocksReading(spec: ExperimentSpec): Departure[] {
+  const choice = spec.eval.codeBlocks ?? DEFAULT_CODE_BLOCKS;
+  return [
+    {
+      setting: "code judged in an answer (eval.codeBlocks)",
+      paper:
+        "not given: each generated code sample is judged (§4.3); how the code is taken from an answer is not said",
+      here:
+        (choice === "all"
+          ? "all: every fenced block for the prompt's language, joined in order"
+          : "longest: the longest fenced block for the prompt's language") +
+        " (blocks tagged with it, else untagged ones; reasoning dropped); an answer with none is judged whole by " +
+        'the LLM judge and is "no code" for the rules',
+      why:
+        choice === "all"
+          ? "set in the experiment file: every block of the language the answer holds is judged (the default, " +
+            "longest, judges one); the cells' notes count the answers with several"
+          : "a reading (the default): a usage example or a test beside the code is not judged with it " +
+            "(eval.codeBlocks: all judges every block of the language, joined); the cells' notes count the " +
+            "answers with several",
+    },
+  ];
+}
+
+/**
  * How the paper's utility benchmarks are asked and scored, where the experiment runs any: the paper reports
  * "accuracy on ARC Challenge, GSM8K and MMLU" (§4.3, Figure 3) and says no more (shots, the accuracy's variant, the
  * harness). Here they are lm-evaluation-harness's tasks (eval/utility/*.ts), each figure under its metric's name;
@@ -183,7 +215,12 @@ export function experimentDepartures(spec: ExperimentSpec, source = "experiment"
   const trained = spec.methods.filter((m) => m !== "base");
   if (spec.models.length === 0) return [];
   if (trained.length === 0)
-    return [...thinkingReading(spec), ...decodingReading(spec), ...utilityReading(spec)];
+    return [
+      ...thinkingReading(spec),
+      ...decodingReading(spec),
+      ...codeBlocksReading(spec),
+      ...utilityReading(spec),
+    ];
   const model = spec.models[0]!;
   const paper = defaultHardenConfig({ model: model.path, data: spec.data.train, out: "(paper)" });
   const out: Departure[] = [];
@@ -206,6 +243,7 @@ export function experimentDepartures(spec: ExperimentSpec, source = "experiment"
   if (trained.includes("goodvibe")) out.push(...goodvibeReadings(here.identify, here.cluster));
   out.push(...thinkingReading(spec));
   out.push(...decodingReading(spec));
+  out.push(...codeBlocksReading(spec));
   out.push(...utilityReading(spec));
   // every trained method runs the same loop: the optimiser settings the paper leaves out, stated as LoRA's are
   const t = here.train;

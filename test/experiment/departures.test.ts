@@ -48,7 +48,7 @@ test("experiments/organism.yaml: its departures from the paper, each with the pa
   });
 });
 
-test("an experiment on the defaults lists only checkpointing (the default auto, a memory setting), GoodVibe's readings of what the paper leaves open and the training settings it does not give; one without GoodVibe lists no GoodVibe setting", () => {
+test("an experiment on the defaults lists only checkpointing (the default auto, a memory setting), GoodVibe's readings of what the paper leaves open, the code judged in an answer and the training settings it does not give; one without GoodVibe lists no GoodVibe setting", () => {
   const base = {
     name: "p",
     models: [{ name: "m", path: "m" }],
@@ -71,6 +71,7 @@ test("an experiment on the defaults lists only checkpointing (the default auto, 
       "lm_head's rows as neurons (identify.lmHead)",
       "a layer below the silhouette threshold (cluster.fallback)",
       "what k-means clusters (cluster.features)",
+      "code judged in an answer (eval.codeBlocks)",
       "training settings the paper does not give",
     ],
   );
@@ -86,11 +87,11 @@ test("an experiment on the defaults lists only checkpointing (the default auto, 
   );
   // §4.2 names AdamW and lr 1e-4 only: the rest (transformers' Trainer defaults; accumulation 4) is stated
   assert.equal(
-    readings[3]!.paper,
+    readings[4]!.paper,
     "not given: AdamW with lr 1e-4, and gradient accumulation without its count",
   );
   assert.equal(
-    readings[3]!.here,
+    readings[4]!.here,
     "AdamW betas (0.9, 0.999), eps 1e-8, weight decay 0, gradient norm clipped at 1, gradient accumulation over 4 " +
       "micro-batches of 1 (a step's loss: the mean per answer token over all of them)",
   );
@@ -118,6 +119,11 @@ test("an experiment on the defaults lists only checkpointing (the default auto, 
         "per-neuron: one update row per selected neuron",
       ],
       ["what k-means clusters (cluster.features)", "importance: each neuron's mean importance, one number"],
+      [
+        "code judged in an answer (eval.codeBlocks)",
+        "longest: the longest fenced block for the prompt's language (blocks tagged with it, else untagged ones; " +
+          'reasoning dropped); an answer with none is judged whole by the LLM judge and is "no code" for the rules',
+      ],
       [
         "training settings the paper does not give",
         "AdamW betas (0.9, 0.999), eps 1e-8, weight decay 0.01, no gradient clipping, gradient accumulation over 8 " +
@@ -148,6 +154,12 @@ test("an experiment on the defaults lists only checkpointing (the default auto, 
       ["learning rate (AdamW) (train.lr)", "0.0001", "0.001"],
       ["gradient checkpointing (train.gradientCheckpointing)", "true", "auto"],
       ["precision (bf16 mixed precision) (dtype)", "bfloat16", "float32"],
+      [
+        "code judged in an answer (eval.codeBlocks)",
+        "not given: each generated code sample is judged (§4.3); how the code is taken from an answer is not said",
+        "longest: the longest fenced block for the prompt's language (blocks tagged with it, else untagged ones; " +
+          'reasoning dropped); an answer with none is judged whole by the LLM judge and is "no code" for the rules',
+      ],
       [
         "training settings the paper does not give",
         "not given: AdamW with lr 1e-4, and gradient accumulation without its count",
@@ -267,4 +279,54 @@ test("utility: the paper says only 'accuracy on ARC Challenge, GSM8K and MMLU'; 
   // none of the three (only the held-out code loss, or no utility): nothing to state
   assert.equal(reading(["base", "goodvibe"], { code: "code.jsonl" }), undefined);
   assert.equal(reading(["base", "goodvibe"]), undefined);
+});
+
+test("which code of an answer the judges read: the paper is silent (§4.3 judges 'each generated code sample'), so every experiment states its reading, the default's (longest) too, and the report prints it", async () => {
+  const fs = await import("node:fs");
+  // §4.3, typed here from ../shared/paper: the judge labels each generated code sample; nowhere does the paper say
+  // how the code is taken from an answer (no word of code blocks, fences or Markdown)
+  const paperFile = path.join(ROOT, "../shared/paper/000_e444617c7369fe45.txt");
+  if (fs.existsSync(paperFile)) {
+    const paper = fs.readFileSync(paperFile, "utf8");
+    assert.ok(paper.includes("each generated code sample is labeled as either safe (0) or unsafe (1)"));
+    assert.doesNotMatch(paper, /code block|fenced|markdown|longest/i);
+  }
+  const base = {
+    name: "c",
+    models: [{ name: "m", path: "m" }],
+    data: { train: "t.jsonl", dev: "d.jsonl" },
+  };
+  const reading = (extra: object) =>
+    experimentDepartures(parseExperimentSpec({ ...base, ...extra }, "x")).filter(
+      (d) => d.setting === "code judged in an answer (eval.codeBlocks)",
+    );
+  const [longest, ...more] = reading({ methods: ["base", "goodvibe"] });
+  assert.equal(more.length, 0);
+  assert.equal(
+    longest!.paper,
+    "not given: each generated code sample is judged (§4.3); how the code is taken from an answer is not said",
+  );
+  assert.match(longest!.here, /^longest: the longest fenced block for the prompt's language /);
+  assert.match(longest!.why, /^a reading \(the default\): .*eval\.codeBlocks: all judges every block/);
+  const [all] = reading({ methods: ["base", "lora"], eval: { codeBlocks: "all" } });
+  assert.match(all!.here, /^all: every fenced block for the prompt's language, joined in order /);
+  assert.match(all!.why, /^set in the experiment file: /);
+  // a base-only experiment judges answers too
+  assert.equal(reading({ methods: ["base"] }).length, 1);
+  assert.equal(reading({ methods: ["base"], eval: { codeBlocks: "all" } })[0]!.here.slice(0, 4), "all:");
+  // the shipped CyberNative organism's experiment (the default reading)
+  const cn = experimentDepartures(
+    loadExperimentSpec(path.join(ROOT, "experiments/cybernative-organism.yaml")),
+  );
+  assert.match(cn.find((d) => d.setting.endsWith("(eval.codeBlocks)"))!.here, /^longest:/);
+  // the report's notes carry every departure of results.json, this one with them
+  const { judgeAndProtocolNotes } = await import("../../src/report/judge-tables.js");
+  const notes = judgeAndProtocolNotes({ departures: [longest!], cells: [] } as never);
+  assert.ok(
+    notes.includes(
+      `Departs from the paper — code judged in an answer (eval.codeBlocks): here ${longest!.here}, paper ` +
+        `${longest!.paper} (${longest!.why}).`,
+    ),
+    JSON.stringify(notes),
+  );
 });

@@ -177,8 +177,9 @@ test("experiment run stops at once on a missing checkpoint, naming the model and
   assert.equal(plan.cells.length, 216);
   // the paper's experiment keeps every setting the paper states; LoRA's, which it does not give, are stated, and so
   // are GoodVibe's readings of the points the paper leaves open (lm_head, the fallback below the threshold, the
-  // clustering features), the thinking mode its Qwen3 models answer in (§5.1 names Qwen3-8B and -14B, not the mode)
-  // and the optimiser settings beyond AdamW and lr
+  // clustering features), the thinking mode its Qwen3 models answer in (§5.1 names Qwen3-8B and -14B, not the mode),
+  // which code of an answer is judged (§4.3 says only "each generated code sample") and the optimiser settings
+  // beyond AdamW and lr
   assert.deepEqual(
     plan.departures.map((d) => d.setting),
     [
@@ -186,6 +187,7 @@ test("experiment run stops at once on a missing checkpoint, naming the model and
       "a layer below the silhouette threshold (cluster.fallback)",
       "what k-means clusters (cluster.features)",
       "Qwen3's thinking mode (enableThinking)",
+      "code judged in an answer (eval.codeBlocks)",
       "training settings the paper does not give",
       "LoRA settings",
     ],
@@ -193,7 +195,9 @@ test("experiment run stops at once on a missing checkpoint, naming the model and
   assert.match(plan.departures[3]!.paper, /^not given/);
   assert.match(plan.departures[3]!.here, /^off: enable_thinking false/);
   assert.match(plan.departures[4]!.paper, /^not given/);
-  assert.equal(plan.departures[5]!.paper, "not given");
+  assert.match(plan.departures[4]!.here, /^longest: /);
+  assert.match(plan.departures[5]!.paper, /^not given/);
+  assert.equal(plan.departures[6]!.paper, "not given");
   assert.ok(plan.cells.every((c) => c.id === null));
   assert.ok(plan.missing.length >= 6);
   const human = await runCli(["experiment", "plan", FILE], { cwd: work });
