@@ -67,10 +67,16 @@ export interface PlannedCell extends CellSetting {
   id: string;
   /** what the key hashes, kept beside the work folder for inspection */
   inputs: unknown;
-  /** runs/<name>/work/<key>/ — harden run folder, trained model, safety cache */
+  /** runs/<name>/work/<key>/ (or an alias's, see `aliases`) — harden run folder, trained model, safety cache */
   workDir: string;
   /** runs/<name>/cells/<key>.json — present = finished */
   cellFile: string;
+  /**
+   * The keys earlier code gave this cell's inputs (legacyHardenInputs), where they differ from `key`, with their
+   * result files: a result filed under one is this cell's (isCellDone, readCell). An alias's work folder is the
+   * cell's `workDir` while no folder of the key itself exists, so a cell interrupted under it resumes there.
+   */
+  aliases: { key: string; cellFile: string }[];
   /** the key of this model's base cell (McNemar tests compare against its evaluation) */
   baseKey: string;
   /** the judge's cache key, or null without an LLM judge */
@@ -203,11 +209,43 @@ export function cellModelLabel(c: Pick<CellSetting, "model" | "run">): string {
   return c.run ? `${c.model.name} (${c.run.name})` : c.model.name;
 }
 
-/** The harden config without what only says where files go (model and data are hashed by content instead). */
+/**
+ * The harden settings the cell's method reads (recipes/harden.ts), without what only says where files go (model and
+ * data are hashed by content instead): GoodVibe identifies, clusters and trains; LoRA attaches adapters and trains;
+ * full fine-tuning trains. Another method's section is not an input: changing defaults.identify, or a grid over it,
+ * leaves LoRA's and full fine-tuning's cells as they are. When training saves its state (checkpointEvery) does not
+ * change the weights; harden's own train slot leaves it out too.
+ */
 function hardenInputs(cfg: HardenConfig): unknown {
   // the thinking switch is the experiment's, keyed beside the model (thinkingKey), not here
+  const {
+    model: _m,
+    data: _d,
+    out: _o,
+    runDir: _r,
+    enableThinking: _t,
+    identify,
+    cluster,
+    lora,
+    ...rest
+  } = cfg;
+  const { checkpointEvery: _e, ...train } = rest.train;
+  return {
+    ...rest,
+    ...(cfg.method === "goodvibe" ? { identify, cluster } : {}),
+    ...(cfg.method === "lora" ? { lora } : {}),
+    // "auto" checkpointing keyed as the default it replaced (finished cells keep their keys); LoRA's dropout mark
+    ...keyedTraining(train, cfg.method === "lora" ? lora : null),
+  };
+}
+
+/**
+ * The harden inputs as cells were keyed before 2026-12-02: every section, whatever the method, and checkpointEvery.
+ * A cell's key under them is an alias of its key (PlannedCell.aliases): its result and work folder, made before,
+ * are found, not computed again. Frozen: it says what the earlier code hashed.
+ */
+function legacyHardenInputs(cfg: HardenConfig): unknown {
   const { model: _m, data: _d, out: _o, runDir: _r, enableThinking: _t, ...rest } = cfg;
-  // "auto" checkpointing keyed as the default it replaced (finished cells keep their keys); LoRA's dropout mark
   return { ...rest, ...keyedTraining(rest.train, rest.method === "lora" ? rest.lora : null) };
 }
 
@@ -492,32 +530,53 @@ export function planExperiment(
     eval: evalIn,
     judge: judgeKey,
   });
-  const cells: PlannedCell[] = settings.map((s) => {
+  const keyed = settings.map((s) => {
     const judgeKey = judgeKeyFor(s.model);
     const languages = s.run?.languages ?? data.languages;
     const baseKey = sha256(canonicalJson(baseInputs(s.model, judgeKey, languages)));
+    const trained = (harden: unknown) => ({
+      version: EXPERIMENT_CODE_VERSION,
+      kind: "trained",
+      model: modelHash.get(s.model.name),
+      ...answerTokensKey(s.model.path),
+      // the cell's judge prompts, fine-tuning examples and answers: as the base cell's
+      ...thinkingKey(s.model.path, spec.enableThinking),
+      // its folded model carries the base's generation_config.json
+      ...generationConfigKey(s.model.path),
+      data,
+      harden,
+      eval: evalIn,
+      judge: judgeKey,
+      // McNemar against the base: the base cell's inputs matter too
+      base: baseKey,
+      seed: s.seed,
+    });
     const inputs =
-      s.harden === null
-        ? baseInputs(s.model, judgeKey, languages)
-        : {
-            version: EXPERIMENT_CODE_VERSION,
-            kind: "trained",
-            model: modelHash.get(s.model.name),
-            ...answerTokensKey(s.model.path),
-            // the cell's judge prompts, fine-tuning examples and answers: as the base cell's
-            ...thinkingKey(s.model.path, spec.enableThinking),
-            // its folded model carries the base's generation_config.json
-            ...generationConfigKey(s.model.path),
-            data,
-            harden: hardenInputs(s.harden),
-            eval: evalIn,
-            judge: judgeKey,
-            // McNemar against the base: the base cell's inputs matter too
-            base: baseKey,
-            seed: s.seed,
-          };
+      s.harden === null ? baseInputs(s.model, judgeKey, languages) : trained(hardenInputs(s.harden));
     const key = sha256(canonicalJson(inputs));
-    const workDir = path.join(outDir, "work", key);
+    const legacy = s.harden === null ? key : sha256(canonicalJson(trained(legacyHardenInputs(s.harden))));
+    return { s, judgeKey, baseKey, inputs, key, legacy };
+  });
+  // every alias of a key, over all its cells (the same inputs under names that earlier code keyed apart)
+  const aliasesOf = new Map<string, string[]>();
+  for (const { key, legacy } of keyed) {
+    const a = aliasesOf.get(key) ?? [];
+    if (legacy !== key && !a.includes(legacy)) a.push(legacy);
+    aliasesOf.set(key, a);
+  }
+  const cellFileOf = (key: string) => path.join(outDir, "cells", `${key}.json`);
+  // the key's own work folder, else the first alias's that exists (a cell begun by earlier code), else its own
+  const workDirOf = (key: string): string => {
+    const own = path.join(outDir, "work", key);
+    if (fs.existsSync(own)) return own;
+    const begun = aliasesOf
+      .get(key)!
+      .map((a) => path.join(outDir, "work", a))
+      .find((d) => fs.existsSync(d));
+    return begun ?? own;
+  };
+  const cells: PlannedCell[] = keyed.map(({ s, judgeKey, baseKey, inputs, key }) => {
+    const workDir = workDirOf(key);
     const harden = s.harden
       ? { ...s.harden, out: path.join(workDir, "model"), runDir: path.join(workDir, "run") }
       : null;
@@ -528,7 +587,8 @@ export function planExperiment(
       id: key.slice(0, 16),
       inputs,
       workDir,
-      cellFile: path.join(outDir, "cells", `${key}.json`),
+      cellFile: cellFileOf(key),
+      aliases: aliasesOf.get(key)!.map((a) => ({ key: a, cellFile: cellFileOf(a) })),
       baseKey,
       judgeKey,
     };
@@ -551,9 +611,16 @@ export function checkInputsUnchanged(plan: ExperimentPlan, source = "experiment"
   }
 }
 
-/** Whether a cell's result file exists (it is written atomically, so existing = finished). */
+/**
+ * Whether a cell's result file exists, under its key or an alias (it is written atomically, so existing = finished).
+ */
 export function isCellDone(cell: PlannedCell): boolean {
-  return fs.existsSync(cell.cellFile);
+  return cellFileFound(cell) !== null;
+}
+
+/** The cell's result file: its own, else the first alias's that exists, else null. */
+export function cellFileFound(cell: Pick<PlannedCell, "cellFile" | "aliases">): string | null {
+  return [cell.cellFile, ...cell.aliases.map((a) => a.cellFile)].find((f) => fs.existsSync(f)) ?? null;
 }
 
 /** A one-line description of a cell for logs and `experiment plan`. */

@@ -65,6 +65,7 @@ import {
   cellModelLabel,
   checkInputsUnchanged,
   describeCell,
+  cellFileFound,
   isCellDone,
   type ExperimentPlan,
   type PlannedCell,
@@ -124,14 +125,25 @@ function readJson<T>(file: string): T {
   return JSON.parse(fs.readFileSync(file, "utf8")) as T;
 }
 
-/** A cached cell result, or null (with a warning) when the file is not a valid cell. */
+/**
+ * A cached cell result, or null (with a warning) when the file is not a valid cell. One filed under an alias (a key
+ * earlier code gave the same inputs) is filed under the cell's key too, so that it is found by that key from now on.
+ */
 function readCell(cell: PlannedCell, log: Logger): CellResult | null {
+  const file = cellFileFound(cell);
+  if (file === null) return null;
   try {
-    const r = cellResultSchema.safeParse(readJson(cell.cellFile));
-    if (r.success) return r.data;
-    log.warn(`${cell.cellFile}: not a valid cell result (${r.error.issues[0]?.message}); computing it again`);
+    const r = cellResultSchema.safeParse(readJson(file));
+    if (r.success) {
+      if (file !== cell.cellFile) {
+        writeFileAtomic(cell.cellFile, fs.readFileSync(file));
+        log.info(`${cell.cellFile}: the result earlier code filed as ${path.basename(file)}`);
+      }
+      return r.data;
+    }
+    log.warn(`${file}: not a valid cell result (${r.error.issues[0]?.message}); computing it again`);
   } catch (e) {
-    log.warn(`${cell.cellFile}: unreadable (${(e as Error).message}); computing it again`);
+    log.warn(`${file}: unreadable (${(e as Error).message}); computing it again`);
   }
   return null;
 }
