@@ -18,6 +18,7 @@ import { answersFingerprint, fileHash, modelWeightsHash, tokenizerFilesHashes } 
 import { buildKey, buildRecord } from "../tensor/build.js";
 import { UtilityCache, utilityKey, type UtilityFigure } from "../eval/utility/cache.js";
 import { UtilityAnswerCache } from "../eval/utility/answers.js";
+import type { UtilityBenchmark, UtilityServer } from "../eval/utility/engine.js";
 import { encodeScores, itemsHash, pairedDifference, unpairedDifference } from "../eval/utility/items.js";
 import type { ChatBackend } from "../eval/generate/backend.js";
 import {
@@ -243,10 +244,16 @@ export interface EvalOptions {
   utility?: UtilityFiles;
   /**
    * who answers the vibe-coding prompts instead of the built-in engine: e.g. serverChatBackend(new HttpBackend(…))
-   * over a fleet serving this model folder (preference, held-out loss and utility stay local); its name is part
-   * of every cached answer's key
+   * over a fleet serving this model folder (preference and held-out loss stay local; utilityServer scores the
+   * utility benchmarks); its name is part of every cached answer's key
    */
   generator?: ChatBackend;
+  /**
+   * servers that score the utility benchmarks named in `benchmarks` in place of the built-in engine (eval --url;
+   * eval/utility/engine.ts); the others, and the held-out code loss of the preference pairs, stay local. The engine
+   * is part of every cached figure's and answer's key.
+   */
+  utilityServer?: { server: UtilityServer; benchmarks: readonly UtilityBenchmark[] };
   /**
    * Qwen3's thinking switch for the prompts answered (every backend, a server's request too) and the held-out
    * pairs scored; default off (io/chat-template.ts). The judge's prompts follow the judge's own.
@@ -275,7 +282,12 @@ export interface ModelEvaluation {
   utility: Record<string, UtilityFigure>;
   /** the utility benchmarks taken from `--cache` (eval/utility/cache.ts) rather than evaluated in this run */
   utilityReused?: string[];
+  /** who scored each utility figure: "built-in" or the servers' name (eval/utility/engine.ts UtilityServer) */
+  utilityEngine: Record<string, string>;
 }
+
+/** What ModelEvaluation.utilityEngine names the built-in engine. */
+export const BUILTIN_ENGINE = "built-in";
 
 /** Log-likelihoods and greedy generation with the built-in engine, for the utility benchmarks. */
 export class BuiltinUtilityModel implements UtilityModel {
@@ -530,6 +542,7 @@ async function evaluateLoaded(
   });
   const utility: ModelEvaluation["utility"] = {};
   utility.heldout_code_loss = heldoutCodeLoss(scored, preference.perPair);
+  const utilityEngine: ModelEvaluation["utilityEngine"] = { heldout_code_loss: BUILTIN_ENGINE };
 
   let safety: SafetyResult | null = null;
   const { prompts, protocol } = evaluationProtocol(opts);
@@ -625,17 +638,34 @@ async function evaluateLoaded(
             ...greedyKey,
           })
         : undefined;
+    // who scores each benchmark: the servers where they are given it, else the built-in engine
+    const srv = opts.utilityServer;
+    const onServer = (b: UtilityBenchmark): UtilityServer | undefined =>
+      srv && srv.benchmarks.includes(b) ? srv.server : undefined;
+    const modelFor = (b: UtilityBenchmark): UtilityModel => onServer(b)?.model ?? um;
+    // a server's answers are keyed by it (its name there and extra body) in place of the build and the built-in
+    // engine's end ids and repetition penalty: the servers apply their own
+    const answersFor = (b: UtilityBenchmark) => {
+      const s = onServer(b);
+      return s && answers
+        ? answers.withIdentity({ model: answersFingerprint(modelDir, fp), engine: s.key })
+        : answers;
+    };
     const figure = async (
       name: string,
+      bench: UtilityBenchmark,
       files: (string | undefined)[],
       settings: object,
       run: () => Promise<UtilityFigure>,
     ): Promise<UtilityFigure> => {
+      const server = onServer(bench);
+      utilityEngine[name] = server?.name ?? BUILTIN_ENGINE;
       if (!cache || !identity) return run();
       const key = utilityKey({
         name,
         model: { weights: identity.weights, tokenizer: identity.tokenizer },
-        build: identity.build,
+        // the engine that scores it: the build for the built-in engine (as before), the servers' key for servers
+        build: server ? server.key : identity.build,
         settings: { ...settings, files: files.map((f) => (f ? fileHash(f) : null)) },
       });
       const had = cache.get(key);
@@ -654,9 +684,9 @@ async function evaluateLoaded(
       // each figure's `items` hash names the items as asked: the questions and, for the few-shot benchmarks, the
       // shots before them
       if (u.arc)
-        utility.arc_challenge = await figure("arc_challenge", [u.arc], sub, async () => {
+        utility.arc_challenge = await figure("arc_challenge", "arc", [u.arc], sub, async () => {
           const items = await loadArc(u.arc!, sub);
-          const r = await evaluateArc(um, items);
+          const r = await evaluateArc(modelFor("arc"), items);
           return headline(
             r,
             "acc_norm",
@@ -675,15 +705,15 @@ async function evaluateLoaded(
           endTokens: generationEnds,
           ...greedyKey,
         };
-        utility.gsm8k = await figure("gsm8k", [u.gsm8k, u.gsm8kTrain], gsm, async () => {
+        utility.gsm8k = await figure("gsm8k", "gsm8k", [u.gsm8k, u.gsm8kTrain], gsm, async () => {
           const train = u.gsm8kTrain ? await loadGsm8k(u.gsm8kTrain) : [];
           const items = await loadGsm8k(u.gsm8k!, sub);
           const nShot = train.length ? 5 : 0;
-          const r = await evaluateGsm8k(um, items, {
+          const r = await evaluateGsm8k(modelFor("gsm8k"), items, {
             fewshot: train,
             nShot,
             maxNewTokens: gsm.maxNewTokens,
-            answers,
+            answers: answersFor("gsm8k"),
           });
           return headline(
             r,
@@ -703,12 +733,12 @@ async function evaluateLoaded(
           endTokens: generationEnds,
           ...greedyKey,
         };
-        utility.humaneval = await figure("humaneval", [u.humaneval], he, async () => {
+        utility.humaneval = await figure("humaneval", "humaneval", [u.humaneval], he, async () => {
           const items = await loadHumanEval(u.humaneval!, sub);
-          const r = await evaluateHumanEval(um, items, {
+          const r = await evaluateHumanEval(modelFor("humaneval"), items, {
             maxNewTokens: he.maxNewTokens,
             timeoutMs: he.timeoutMs,
-            answers,
+            answers: answersFor("humaneval"),
           });
           const metric = Object.keys(r.metrics)[0]!;
           const k = Number(metric.slice("pass@".length));
@@ -728,6 +758,7 @@ async function evaluateLoaded(
         // documents cached before stays reusable
         utility.heldout_real_code_loss = await figure(
           "heldout_real_code_loss",
+          "code",
           [u.code],
           {
             maxLength: CODE_LOSS_MAX_LENGTH,
@@ -735,10 +766,15 @@ async function evaluateLoaded(
             ...(u.limit !== undefined ? { documents: sub } : {}),
           },
           async () => {
-            const r = await codeLoss(model, tok, readCodeRows(u.code!, sub), {
-              maxLength: CODE_LOSS_MAX_LENGTH,
-              signal: opts.signal,
-            });
+            const r = await codeLoss(
+              onServer("code")?.windowLosses ?? model,
+              tok,
+              readCodeRows(u.code!, sub),
+              {
+                maxLength: CODE_LOSS_MAX_LENGTH,
+                signal: opts.signal,
+              },
+            );
             return {
               metric: "nll/token",
               value: r.value,
@@ -751,11 +787,11 @@ async function evaluateLoaded(
         );
       if (u.mmlu) {
         const mmlu = { ...sub, nShot: u.mmluDev ? 5 : 0 };
-        utility.mmlu = await figure("mmlu", [u.mmlu, u.mmluDev], mmlu, async () => {
+        utility.mmlu = await figure("mmlu", "mmlu", [u.mmlu, u.mmluDev], mmlu, async () => {
           const dev = u.mmluDev ? await loadMmlu(u.mmluDev) : [];
           const items = await loadMmlu(u.mmlu!, sub);
           const nShot = dev.length ? 5 : 0;
-          const r = await evaluateMmlu(um, items, { dev, nShot });
+          const r = await evaluateMmlu(modelFor("mmlu"), items, { dev, nShot });
           return headline(
             r,
             "acc",
@@ -769,7 +805,14 @@ async function evaluateLoaded(
       answers?.close();
     }
   }
-  return { preference, safety, protocol, utility, ...(utilityReused.length ? { utilityReused } : {}) };
+  return {
+    preference,
+    safety,
+    protocol,
+    utility,
+    utilityEngine,
+    ...(utilityReused.length ? { utilityReused } : {}),
+  };
 }
 
 function rateCell(r: { rate: number; low: number; high: number; n: number }) {

@@ -6,6 +6,7 @@ import {
   HttpBackend,
   HttpBackendError,
   parseEchoLogprobs,
+  NoPromptLogprobsError,
   retryWarning,
   type HttpRetry,
   type CompletionLogprobs,
@@ -373,16 +374,48 @@ test("parseEchoLogprobs: offsets from token strings count code points", () => {
   assert.deepEqual(parseEchoLogprobs(lp, 2, 6), { logprob: -1.5, isGreedy: true });
 });
 
-test("loglikelihood against a server without prompt logprobs fails clearly", async () => {
-  const srv = await mockServer(() => completion("x"));
-  try {
-    const b = new HttpBackend({ baseUrls: srv.url, model: "llama" });
-    await assert.rejects(
-      b.loglikelihood([{ context: "a", continuation: " b" }]),
-      /no prompt log-probabilities/,
-    );
-  } finally {
-    await srv.close();
+test("loglikelihood against a server without prompt logprobs fails clearly, naming the server, never summing a generated token", async () => {
+  // what servers without echo answer (ggml-org/llama.cpp#8942, #27174): no logprobs (Ollama), the generated
+  // token's alone (a logprob where the echo's first, the prompt's first token, has null), a 400 refusing echo
+  // (llama-server's "Only no echo is supported"); summed, the second gave every choice the generated token's
+  // log-probability, a silent chance-level ARC
+  const answers: Reply[] = [
+    completion("x"),
+    {
+      json: {
+        choices: [
+          {
+            index: 0,
+            text: " b",
+            logprobs: { tokens: [" b"], token_logprobs: [-0.5], text_offset: [0], top_logprobs: null },
+          },
+        ],
+      },
+    },
+    { status: 400, json: { error: { message: "Only no echo is supported", type: "invalid_request_error" } } },
+  ];
+  for (const answer of answers) {
+    const srv = await mockServer(() => answer);
+    try {
+      for (const tokenizer of [undefined, { encode: (t: string) => [...t].map((c) => c.charCodeAt(0)) }]) {
+        const b = new HttpBackend({
+          baseUrls: srv.url,
+          model: "llama",
+          maxRetries: 0,
+          ...(tokenizer ? { tokenizer, maxModelLen: 64 } : {}),
+        });
+        await assert.rejects(b.loglikelihood([{ context: "a", continuation: " b", item: "ARC q1" }]), (e) => {
+          assert.ok(e instanceof NoPromptLogprobsError, String(e));
+          assert.match(
+            e.message,
+            new RegExp(`^${srv.url}/v1 \\(model "llama"\\) gives no log-probabilities of the prompt`),
+          );
+          return true;
+        });
+      }
+    } finally {
+      await srv.close();
+    }
   }
 });
 

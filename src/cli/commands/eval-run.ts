@@ -7,6 +7,7 @@ import { readPairs } from "../../data/pairs.js";
 import { claimWorkFolder } from "../../io/atomic.js";
 import { LlmJudge } from "../../eval/judge/llm.js";
 import {
+  BUILTIN_ENGINE,
   checkUtilityFiles,
   describeProtocol,
   evaluateModel,
@@ -17,8 +18,21 @@ import {
 import { stagesTrainedOn } from "../../recipes/harden.js";
 import { PROMPT_FILTERS, type PromptFilter } from "../../data/prompts.js";
 import { CODE_BLOCK_CHOICES, type CodeBlockChoice } from "../../data/code.js";
-import { InputError } from "../../errors.js";
-import { HttpBackend, retryWarning, templateKwargSent } from "../../eval/generate/http.js";
+import { GoodVibeError, InputError } from "../../errors.js";
+import {
+  HttpBackend,
+  NoPromptLogprobsError,
+  retryWarning,
+  templateKwargSent,
+} from "../../eval/generate/http.js";
+import {
+  LOGLIKELIHOOD_BENCHMARKS,
+  UTILITY_BENCHMARKS,
+  httpUtilityServer,
+  type UtilityBenchmark,
+  type UtilityServer,
+} from "../../eval/utility/engine.js";
+import { loadTokenizer } from "../../io/tokenizer.js";
 import { applyGenerationConfigOption, generationConfigCaveats, serverDayCaveats } from "./server-day.js";
 import { serverChatBackend } from "../../eval/generate/backend.js";
 import { folderDefaultSampling, generationConfigProcessors } from "../../eval/generate/generation-config.js";
@@ -42,6 +56,97 @@ function sentToServers(extraBody: Record<string, unknown> | undefined, key: stri
   if (k.sent === "theirs")
     return `; the servers were sent --extra-body's chat_template_kwargs.${key} ${JSON.stringify(k.value)} instead`;
   return `, sent to the servers as chat_template_kwargs.${key}`;
+}
+
+/** The utility benchmarks given that the --url servers score: all given but those of --utility-local. */
+function serverBenchmarks(opts: OptionValues): UtilityBenchmark[] {
+  if (!opts.url) return [];
+  const local: string[] = opts.utilityLocal ?? [];
+  return UTILITY_BENCHMARKS.filter(
+    (b) => opts[b] !== undefined && !local.includes("all") && !local.includes(b),
+  );
+}
+
+/**
+ * The flags that say who scores what: --utility-local's names, the servers' flags with --url, and the like-for-like
+ * rule of a utility comparison: with --base, a model whose benchmarks the servers score is compared with a base
+ * scored there too (--base-server-model), never with one scored on the built-in engine (another engine: other
+ * numerics, other cuts of a long pair).
+ */
+function checkEngineFlags(opts: OptionValues): void {
+  const local: string[] = opts.utilityLocal ?? [];
+  for (const b of local)
+    if (b !== "all" && !(UTILITY_BENCHMARKS as readonly string[]).includes(b))
+      throw new InputError(
+        `--utility-local ${b}: use ${UTILITY_BENCHMARKS.join(", ")} or all (comma-separated)`,
+      );
+  if (!opts.url) {
+    for (const [flag, v] of [
+      ["--utility-local", opts.utilityLocal],
+      ["--base-server-model", opts.baseServerModel],
+    ] as const)
+      if (v !== undefined)
+        throw new InputError(
+          `${flag} is about the --url servers: it needs --url (without it all runs locally)`,
+        );
+    return;
+  }
+  if (opts.baseServerModel !== undefined && !opts.base)
+    throw new InputError(
+      "--base-server-model is the --base model's name on the --url servers: it needs --base",
+    );
+  const remote = serverBenchmarks(opts);
+  if (opts.base && !opts.baseServerModel && remote.length > 0)
+    throw new InputError(
+      `--base ${opts.base} would be scored on the built-in engine and the model's ${remote.join(", ")} on the --url ` +
+        "servers: a utility comparison across two engines is not like for like. Serve the base on the same servers " +
+        "and give its name there (--base-server-model NAME), or score these benchmarks locally for both " +
+        `(--utility-local ${remote.join(",")})`,
+    );
+}
+
+/**
+ * One echo request before the answers are generated, where the servers score a log-likelihood benchmark: a server
+ * without the prompt's log-probabilities (llama-server, Ollama) stops the run now, naming it, the benchmarks and what
+ * to do, instead of after hours of answers.
+ */
+async function checkPromptLogprobs(
+  backend: HttpBackend,
+  server: UtilityServer,
+  benchmarks: readonly UtilityBenchmark[],
+  signal: AbortSignal,
+): Promise<void> {
+  const ll = benchmarks.filter((b) => LOGLIKELIHOOD_BENCHMARKS.includes(b));
+  if (ll.length === 0) return;
+  try {
+    // two tokens at least, whatever the tokenizer
+    await backend.loglikelihood([{ context: "def f():\n", continuation: "    return 1", item: "probe" }]);
+  } catch (e) {
+    if (signal.aborted || !(e instanceof NoPromptLogprobsError)) throw e;
+    throw new GoodVibeError(
+      `${ll.map((b) => `--${b}`).join(", ")} ${ll.length === 1 ? "is" : "are"} scored by log-likelihood, which ` +
+        `${server.name} cannot give: ${e.message}. Serve the model with vLLM for them, or score ` +
+        `${ll.length === 1 ? "it" : "them"} on the built-in engine here with --utility-local ${ll.join(",")}`,
+      3,
+    );
+  }
+}
+
+/** The lines that say who scored each utility figure, by side (eval --url). */
+function engineLines(engines: Record<string, Record<string, string>>): string[] {
+  return Object.entries(engines).map(([side, byFigure]) => {
+    const by = new Map<string, string[]>();
+    for (const [fig, engine] of Object.entries(byFigure)) by.set(engine, [...(by.get(engine) ?? []), fig]);
+    return (
+      `utility scored (${side}): ` +
+      [...by]
+        .map(
+          ([engine, figs]) =>
+            `${figs.join(", ")} on ${engine === BUILTIN_ENGINE ? "the built-in engine" : engine}`,
+        )
+        .join("; ")
+    );
+  });
 }
 
 export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<void> {
@@ -106,6 +211,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     const retries = retryWarning(log);
     if (opts.url && !opts.serverModel)
       throw new InputError("--server-model (the model's name on the --url servers) is required with --url");
+    checkEngineFlags(opts);
     if (opts.extraBody && !opts.url)
       throw new InputError(
         "--extra-body is sent to servers: it needs --url (the built-in engine takes no request body)",
@@ -124,7 +230,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
         "eval",
         [
           { who: "", dir: opts.model, server: Boolean(opts.url) },
-          { who: "--base: ", dir: opts.base, server: false },
+          { who: "--base: ", dir: opts.base, server: Boolean(opts.baseServerModel) },
         ],
         applyGenerationConfig,
         log,
@@ -138,7 +244,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
       ] as [string, string | undefined][]
     ).filter((s): s is [string, string] => Boolean(s[1]));
     // what the built-in engine applied of each folder's generation_config.json (its answers and the utility
-    // benchmarks'; with --url the server answers the prompts): in the text and the JSON alike
+    // benchmarks'; with --url, those it scores here: the servers apply their own): in the text and the JSON alike
     const penalties = Object.fromEntries(
       sides.map(([side, dir]) => [
         side,
@@ -146,18 +252,6 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
       ]),
     ) as Record<string, number | null>;
     const generationConfig = { applied: applyGenerationConfig, repetitionPenalty: penalties };
-    const generator = opts.url
-      ? serverChatBackend(
-          new HttpBackend({
-            baseUrls: opts.url,
-            model: opts.serverModel,
-            concurrency: opts.concurrency,
-            timeoutMs: opts.requestTimeout * 1000,
-            onRetry: retries,
-            ...(opts.extraBody ? { extraBody: opts.extraBody } : {}),
-          }),
-        )
-      : undefined;
     const utility = {
       arc: opts.arc,
       humaneval: opts.humaneval,
@@ -170,14 +264,39 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     };
     // every benchmark file's rows, before the safety evaluation's generation (the benchmarks run after it)
     await checkUtilityFiles(utility);
+    // each side's servers (the model's with --url; the base's with --base-server-model): its prompts, and the
+    // utility benchmarks given but those of --utility-local
+    const onServers = serverBenchmarks(opts);
+    const servers = async (dir: string, model: string) => {
+      const backend = new HttpBackend({
+        baseUrls: opts.url,
+        model,
+        concurrency: opts.concurrency,
+        timeoutMs: opts.requestTimeout * 1000,
+        onRetry: retries,
+        // the log-likelihoods' tokens made and cut as the built-in engine makes them (http.ts)
+        tokenizer: await loadTokenizer(dir),
+        ...(opts.extraBody ? { extraBody: opts.extraBody } : {}),
+      });
+      const server = httpUtilityServer(backend, opts.url, model);
+      // a server that cannot score log-likelihoods is found before the answers are generated, not after
+      await checkPromptLogprobs(backend, server, onServers, common.signal);
+      return {
+        generator: serverChatBackend(backend),
+        ...(onServers.length ? { utilityServer: { server, benchmarks: onServers } } : {}),
+      };
+    };
+    const modelServers = opts.url ? await servers(opts.model, opts.serverModel) : {};
+    const baseServers = opts.baseServerModel ? await servers(opts.base, opts.baseServerModel) : {};
     let ev;
+    let base = null;
     try {
-      ev = await evaluateModel(opts.model, { ...common, generator, utility });
+      ev = await evaluateModel(opts.model, { ...common, ...modelServers, utility });
+      // the base on the same utility files (same seeded subsample): a utility comparison needs both sides
+      base = opts.base ? await evaluateModel(opts.base, { ...common, ...baseServers, utility }) : null;
     } finally {
       retries.flush(); // the retries not yet said, run finished or not
     }
-    // the base on the same utility files (same seeded subsample): a utility comparison needs both sides
-    const base = opts.base ? await evaluateModel(opts.base, { ...common, utility }) : null;
     log.done();
     const cell = securityCell(ev, base, pairs);
     const baseCell = base ? securityCell(base, null, pairs) : null;
@@ -216,13 +335,16 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
           `answered${opts.url ? sentToServers(opts.extraBody, "date_string") : ""}` +
           `${templateDate === DEFAULT_TEMPLATE_DATE ? "; GOODVIBE_TEMPLATE_DATE=YYYY-MM-DD|today sets another" : ""})`,
       );
+    // who scored each utility figure, by side: the servers or the built-in engine
+    const engines = { model: ev.utilityEngine, ...(base ? { base: base.utilityEngine } : {}) };
+    if (opts.url) lines.push(...engineLines(engines));
     const applied = Object.entries(penalties).filter(([, p]) => p !== null);
     if (!applyGenerationConfig)
       lines.push("generation config: not applied (--no-generation-config): greedy on the raw logits");
     else if (applied.length)
       lines.push(
         `generation config: repetition_penalty ${applied.map(([side, p]) => `${p} (${side})`).join(", ")} applied ` +
-          `by the built-in engine${opts.url ? " (utility benchmarks; the servers answered the prompts)" : ""}, as ` +
+          `by the built-in engine${opts.url ? " (to what it answered; the servers apply their own)" : ""}, as ` +
           `transformers' generate() does; --no-generation-config turns it off`,
       );
     // the answers are greedy (with --url: asked at temperature 0); a folder whose generation_config.json sets
@@ -259,6 +381,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
             enableThinking,
             templateDate,
             generationConfig,
+            utilityEngine: engines,
             ...(caveats.length ? { caveats } : {}),
           }
         : {
@@ -268,6 +391,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
             enableThinking,
             templateDate,
             generationConfig,
+            utilityEngine: engines,
             ...(caveats.length ? { caveats } : {}),
           },
     );

@@ -64,10 +64,19 @@ export function registerEval(program: Command): void {
     .option("--seed <n>", "seed", integer(0), 0)
     .option(
       "--url <list>",
-      "answer the vibe-coding prompts on OpenAI-compatible servers serving --model (vLLM, llama-server, Ollama, goodvibe serve), comma-separated, round-robin; the rest stays local",
+      "OpenAI-compatible servers serving --model (vLLM, llama-server, Ollama, goodvibe serve), comma-separated, round-robin: they answer the vibe-coding prompts and score the utility benchmarks given (GSM8K and HumanEval generated on /v1/completions with the local prompts, stops and budgets, greedy; ARC, MMLU and --code from the prompt's echoed log-probabilities, which vLLM gives and llama-server, Ollama and goodvibe serve do not: the run stops before answering, naming the server; --utility-local scores such benchmarks here); secure preference and the held-out code loss stay local",
       list,
     )
     .option("--server-model <name>", "the model's name on those servers (with --url)")
+    .option(
+      "--utility-local <list>",
+      "utility benchmarks scored on the built-in engine here although --url is given, comma-separated: arc, mmlu, gsm8k, humaneval, code, or all (default: none, the servers score every one given); with --base, for both sides",
+      list,
+    )
+    .option(
+      "--base-server-model <name>",
+      "the --base model's name on the --url servers: its prompts and utility benchmarks go there too, like the model's (with --url, a --base whose benchmarks the servers would score needs it, or --utility-local: one engine for both sides)",
+    )
     .option(
       "--concurrency <n>",
       "requests in flight over all servers (with --url)",
@@ -91,7 +100,7 @@ export function registerEval(program: Command): void {
     )
     .addHelpText(
       "after",
-      '\nExamples:\n  goodvibe eval -m ./hardened -d dev.jsonl --judge ./judge --base ./base-model\n  goodvibe eval -m ./hardened -d dev.jsonl --arc arc_challenge_test.jsonl --limit 200 --json\n  goodvibe eval -m ./hardened -d dev.jsonl --url http://gpu1:8000,http://gpu2:8000 --server-model hardened\n  goodvibe eval -m ./hardened -d dev.jsonl --url http://127.0.0.1:11434 --server-model hardened --extra-body \'{"reasoning_effort": "none"}\'',
+      '\nExamples:\n  goodvibe eval -m ./hardened -d dev.jsonl --judge ./judge --base ./base-model\n  goodvibe eval -m ./hardened -d dev.jsonl --arc arc_challenge_test.jsonl --limit 200 --json\n  goodvibe eval -m ./hardened -d dev.jsonl --url http://gpu1:8000,http://gpu2:8000 --server-model hardened\n  goodvibe eval -m ./hardened -d dev.jsonl --arc arc.jsonl --gsm8k gsm8k.jsonl --base ./base-model --url http://gpu1:8000 --server-model hardened --base-server-model base\n  goodvibe eval -m ./hardened -d dev.jsonl --url http://127.0.0.1:11434 --server-model hardened --extra-body \'{"reasoning_effort": "none"}\'',
     )
     .action(async (opts) => (await import("./eval-run.js")).evalCommand(program.opts(), opts));
 }

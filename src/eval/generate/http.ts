@@ -33,7 +33,13 @@ import { DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT_S } f
 import { interrupted } from "../../util/stop.js";
 import type { ChatMessage } from "../../io/tokenizer.js";
 import type { LoglikelihoodRequest, LoglikelihoodResult } from "../utility/model.js";
-import { cutAtStop, encodeLoglikelihoodPair, utilityModelFrom, type UtilityModel } from "../utility/model.js";
+import {
+  cutAtStop,
+  encodeLoglikelihoodPair,
+  loglikelihoodWindow,
+  utilityModelFrom,
+  type UtilityModel,
+} from "../utility/model.js";
 import type { GenerateOptions, GenerationBackend } from "./backend.js";
 import { templateDateSetting, templateDateString } from "../../io/chat-template.js";
 import { canonicalJson } from "../../io/hash.js";
@@ -183,6 +189,29 @@ export class HttpBackendError extends GoodVibeError {
   ) {
     super(message, 3);
     this.name = "HttpBackendError";
+  }
+}
+
+/**
+ * A server that gives no log-probabilities of the prompt (`echo: true, logprobs` on /v1/completions): llama-server
+ * refuses echo ("Only no echo is supported"; ggml-org/llama.cpp#8942, #27174), Ollama's /v1/completions answers
+ * without the prompt's positions, `goodvibe serve` refuses both fields; vLLM gives them. Log-likelihood benchmarks
+ * (ARC, MMLU, the held-out real-code loss) cannot be scored there: the caller says what to do instead.
+ */
+export class NoPromptLogprobsError extends HttpBackendError {
+  constructor(
+    readonly model: string,
+    url: string,
+    why: string,
+  ) {
+    super(
+      `${url} (model "${model}") gives no log-probabilities of the prompt (/v1/completions with echo and ` +
+        `logprobs): ${why.slice(0, 300)}. vLLM gives them; llama-server and Ollama do not`,
+      url,
+      null,
+      1,
+    );
+    this.name = "NoPromptLogprobsError";
   }
 }
 
@@ -531,67 +560,100 @@ export class HttpBackend implements GenerationBackend {
     return Promise.all(reqs.map((r) => this.loglikelihoodOne(r)));
   }
 
+  /**
+   * The echoed log-probabilities of `prompt` (text or token ids; `promptTokens`: how many ids it is, when ids): a
+   * server that refuses echo (llama-server: 400 "Only no echo is supported") or answers without the prompt's
+   * positions (Ollama; llama-server versions that give the generated token's alone) is a NoPromptLogprobsError.
+   */
+  private async echo(prompt: string | number[], what: string): Promise<CompletionLogprobs> {
+    const maxTokens = this.opts.loglikelihoodMaxTokens ?? 1;
+    let res: any;
+    try {
+      res = await this.post("/completions", {
+        model: this.opts.model,
+        prompt,
+        echo: true,
+        logprobs: 1,
+        max_tokens: maxTokens,
+        temperature: 0,
+      });
+    } catch (e) {
+      if (!(e instanceof HttpBackendError) || e.status !== 400) throw e;
+      // a pair longer than the server's context (vLLM: 400 "This model's maximum context length is ...")
+      if (/context length|context_length/i.test(e.message))
+        throw new HttpBackendError(
+          `${what}: the server refused its context and continuation as longer than its context per request ` +
+            `(${e.message}); give the HTTP backend the model's tokenizer (option tokenizer) to cut the context ` +
+            "from the left as the local engine does",
+          e.url,
+          e.status,
+          e.attempts,
+        );
+      // llama-server: "Only no echo is supported"; goodvibe serve: echo and logprobs are not supported
+      if (/\becho\b|logprobs/i.test(e.message))
+        throw new NoPromptLogprobsError(this.opts.model, e.url, `it refused the request (${e.message})`);
+      throw e;
+    }
+    const lp: CompletionLogprobs | undefined = res?.choices?.[0]?.logprobs;
+    const lps = lp?.token_logprobs;
+    // an echo's first position is the prompt's first token, which has no log-probability (null); a server that
+    // ignores echo gives the generated token's there. With ids, every prompt position is there too
+    if (
+      !lp ||
+      !Array.isArray(lps) ||
+      lps[0] !== null ||
+      (Array.isArray(prompt) && lps.length < prompt.length)
+    )
+      throw new NoPromptLogprobsError(
+        this.opts.model,
+        this.bases.join(", "),
+        !lp || !Array.isArray(lps)
+          ? "its answer has no logprobs.token_logprobs"
+          : `its answer's ${lps.length} log-probabilities are not the prompt's (an echo starts with null, the ` +
+              `first prompt token's${Array.isArray(prompt) ? `, and has one for each of its ${prompt.length} tokens` : ""})`,
+      );
+    return lp;
+  }
+
   private async loglikelihoodOne(req: LoglikelihoodRequest): Promise<LoglikelihoodResult> {
     const what = req.item ?? `log-likelihood request ${JSON.stringify(req.continuation)}`;
-    const maxTokens = this.opts.loglikelihoodMaxTokens ?? 1;
-    const ask = async (prompt: string | number[]) => {
-      let res: any;
-      try {
-        res = await this.post("/completions", {
-          model: this.opts.model,
-          prompt,
-          echo: true,
-          logprobs: 1,
-          max_tokens: maxTokens,
-          temperature: 0,
-        });
-      } catch (e) {
-        // a pair longer than the server's context (vLLM: 400 "This model's maximum context length is ...")
-        if (
-          e instanceof HttpBackendError &&
-          e.status === 400 &&
-          /context length|context_length/i.test(e.message)
-        )
-          throw new HttpBackendError(
-            `${what}: the server refused its context and continuation as longer than its context per request ` +
-              `(${e.message}); give the HTTP backend the model's tokenizer (option tokenizer) to cut the context ` +
-              "from the left as the local engine does",
-            e.url,
-            e.status,
-            e.attempts,
-          );
-        throw e;
-      }
-      const lp: CompletionLogprobs | undefined = res?.choices?.[0]?.logprobs;
-      if (!lp || !Array.isArray(lp.token_logprobs)) {
-        throw new HttpBackendError(
-          `${this.opts.model}: the server returned no prompt log-probabilities (echo + logprobs); use vLLM or the built-in engine for log-likelihood tasks`,
-          this.bases[0]!,
-          null,
-          1,
-        );
-      }
-      return lp;
-    };
     const tok = this.opts.tokenizer;
     if (!tok) {
       const prompt = req.context + req.continuation;
-      return parseEchoLogprobs(await ask(prompt), codePoints(req.context), codePoints(prompt));
+      return parseEchoLogprobs(await this.echo(prompt, what), codePoints(req.context), codePoints(prompt));
     }
     // the local engine's encoding and window, to what the server echoes: its context less the tokens it generates
     const { context, continuation } = encodeLoglikelihoodPair(tok, req.context, req.continuation);
     if (continuation.length === 0)
       throw new InputError(`${what}: the continuation ${JSON.stringify(req.continuation)} has no tokens`);
-    const window = (await this.maxModelLen()) - maxTokens;
-    // the window's first token gets no log-probability: at least one context token before the continuation
-    if (continuation.length >= window)
+    const window = (await this.maxModelLen()) - (this.opts.loglikelihoodMaxTokens ?? 1);
+    // the harness's cut (loglikelihoodWindow) of the model input to `window - 1` tokens: the echo is sent that input
+    // and the pair's last token, and the first position echoed has no log-probability
+    let cut: { input: number[]; from: number };
+    try {
+      cut = loglikelihoodWindow(context, continuation, window - 1);
+    } catch (e) {
       throw new InputError(
         `${what}: a continuation of ${continuation.length} tokens does not fit the server's window of ${window} ` +
-          "(its max_model_len less max_tokens) after a context token",
+          `(its max_model_len less max_tokens) after a context token`,
+        { cause: e },
       );
-    const input = [...context, ...continuation].slice(-window);
-    const lp = await ask(input);
-    return sumEchoPositions(lp, input.length - continuation.length, input.length, what);
+    }
+    const sent = [...cut.input, continuation[continuation.length - 1]!];
+    const lp = await this.echo(sent, what);
+    return sumEchoPositions(lp, cut.from + 1, sent.length, what);
+  }
+
+  /**
+   * Each position's log-probability of token ids `ids` but the first (which has none): the held-out real-code loss's
+   * windows (eval/utility/code-loss.ts) scored on the server. `what` names the window in errors.
+   */
+  async promptLogprobs(ids: readonly number[], what: string): Promise<number[]> {
+    if (ids.length < 2) throw new InputError(`${what}: a window needs two tokens to score one`);
+    const lp = await this.echo([...ids], what);
+    const out: number[] = [];
+    sumLogprobs(lp, range(1, ids.length), what, (x) => out.push(x));
+    return out;
   }
 
   private modelLen: Promise<number> | null = null;
@@ -659,6 +721,40 @@ function codePoints(s: string): number {
   return n;
 }
 
+/** The integers [from, to). */
+function range(from: number, to: number): number[] {
+  return Array.from({ length: Math.max(0, to - from) }, (_, k) => from + k);
+}
+
+/**
+ * The one summing loop of an echo: the log-probabilities at `positions` (each must have one; `what` names the request
+ * in the error), whether each is the top one, and each told to `each` (the code loss's per-token scores).
+ */
+function sumLogprobs(
+  lp: CompletionLogprobs,
+  positions: Iterable<number>,
+  what: string,
+  each?: (logprob: number) => void,
+): LoglikelihoodResult & { count: number } {
+  let logprob = 0;
+  let isGreedy = true;
+  let count = 0;
+  for (const i of positions) {
+    const tok = lp.token_logprobs![i];
+    if (tok === null || tok === undefined)
+      throw new GoodVibeError(
+        `${what}: echo logprobs: no log-probability at prompt position ${i}` +
+          (i === 0 ? " (the first token has none: an empty context?)" : ""),
+      );
+    logprob += tok;
+    count++;
+    each?.(tok);
+    const top = lp.top_logprobs?.[i];
+    if (top && Object.keys(top).length > 0 && tok < Math.max(...Object.values(top))) isGreedy = false;
+  }
+  return { logprob, isGreedy, count };
+}
+
 /**
  * Sum the echoed log-probabilities of prompt positions [from, to) (a continuation sent as token ids: its last
  * positions), and whether each is the top one.
@@ -669,21 +765,9 @@ export function sumEchoPositions(
   to: number,
   what: string,
 ): LoglikelihoodResult {
-  const tokens = lp.token_logprobs!;
-  if (tokens.length < to)
-    throw new GoodVibeError(
-      `${what}: echo logprobs: ${tokens.length} positions for a prompt of ${to} tokens`,
-    );
-  let logprob = 0;
-  let isGreedy = true;
-  for (let i = from; i < to; i++) {
-    const tok = tokens[i];
-    if (tok === null || tok === undefined)
-      throw new GoodVibeError(`${what}: echo logprobs: no log-probability at continuation position ${i}`);
-    logprob += tok;
-    const top = lp.top_logprobs?.[i];
-    if (top && Object.keys(top).length > 0 && tok < Math.max(...Object.values(top))) isGreedy = false;
-  }
+  const n = lp.token_logprobs!.length;
+  if (n < to) throw new GoodVibeError(`${what}: echo logprobs: ${n} positions for a prompt of ${to} tokens`);
+  const { logprob, isGreedy } = sumLogprobs(lp, range(from, to), what);
   return { logprob, isGreedy };
 }
 
@@ -708,22 +792,16 @@ export function parseEchoLogprobs(
       at += codePoints(t);
     }
   }
-  let logprob = 0;
-  let isGreedy = true;
-  let count = 0;
+  // the tokens that cover the continuation: those that start before the prompt's end (the rest are generated,
+  // max_tokens >= 1) and end after the context's
+  const covering: number[] = [];
   for (let i = 0; i < n; i++) {
     const start = offsets[i]!;
     const end = i + 1 < n ? offsets[i + 1]! : Infinity;
-    if (start >= promptLen) break; // generated tokens (max_tokens >= 1)
-    if (end <= contextLen) continue;
-    const tok = lp.token_logprobs![i];
-    if (tok === null || tok === undefined)
-      throw new GoodVibeError("echo logprobs: the continuation starts at the first token (empty context?)");
-    logprob += tok;
-    count++;
-    const top = lp.top_logprobs?.[i];
-    if (top && Object.keys(top).length > 0 && tok < Math.max(...Object.values(top))) isGreedy = false;
+    if (start >= promptLen) break;
+    if (end > contextLen) covering.push(i);
   }
-  if (count === 0) throw new GoodVibeError("echo logprobs: no token covers the continuation");
+  if (covering.length === 0) throw new GoodVibeError("echo logprobs: no token covers the continuation");
+  const { logprob, isGreedy } = sumLogprobs(lp, covering, "echo logprobs: the continuation");
   return { logprob, isGreedy };
 }

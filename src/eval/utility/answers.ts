@@ -23,15 +23,25 @@ import type { UtilityModel } from "./model.js";
 
 export class UtilityAnswerCache {
   private readonly answers: Map<string, CachedAnswer>;
-  // opened at the first answer written: a run that only reads the cache makes no file
-  private writer: GenerationCacheWriter | null = null;
+  // opened at the first answer written: a run that only reads the cache makes no file; shared with withIdentity's
+  private readonly out: { writer: GenerationCacheWriter | null };
 
   /** `identity`: what answers the prompts besides the prompt and the benchmark's settings (see the file's comment). */
   constructor(
     readonly file: string,
     readonly identity: unknown,
+    shared?: { answers: Map<string, CachedAnswer>; out: { writer: GenerationCacheWriter | null } },
   ) {
-    this.answers = readGenerationCache(file);
+    this.answers = shared?.answers ?? readGenerationCache(file);
+    this.out = shared?.out ?? { writer: null };
+  }
+
+  /**
+   * The same file's answers under another identity (another engine answers: eval --url's servers), written through
+   * the one writer.
+   */
+  withIdentity(identity: unknown): UtilityAnswerCache {
+    return new UtilityAnswerCache(this.file, identity, { answers: this.answers, out: this.out });
   }
 
   keyOf(benchmark: string, prompt: string, gen: object): string {
@@ -44,15 +54,15 @@ export class UtilityAnswerCache {
 
   put(key: string, id: string, answer: string): void {
     if (this.answers.has(key)) return;
-    this.writer ??= new GenerationCacheWriter(this.file);
+    this.out.writer ??= new GenerationCacheWriter(this.file);
     const rec = { key, id, answer };
-    this.writer.append(rec);
+    this.out.writer.append(rec);
     addRecord(this.answers, rec);
   }
 
   close(): void {
-    this.writer?.close();
-    this.writer = null;
+    this.out.writer?.close();
+    this.out.writer = null;
   }
 }
 

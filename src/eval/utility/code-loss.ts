@@ -109,8 +109,14 @@ export function ratioOverDocuments(
   return { value, scores, stderr: sd / Math.sqrt(scores.length) };
 }
 
+/**
+ * Each window's mean NLL over its tokens but the first: what scores the figure in place of the built-in engine (a
+ * server's echoed log-probabilities, eval/utility/engine.ts).
+ */
+export type WindowLosses = (windows: readonly number[][]) => Promise<number[]>;
+
 export async function codeLoss(
-  model: DecoderModel,
+  model: DecoderModel | WindowLosses,
   tok: { encode(text: string, opts?: { addSpecialTokens?: boolean }): number[] },
   rows: readonly CodeRow[],
   opts: { maxLength?: number; batchSize?: number; signal?: AbortSignal } = {},
@@ -128,7 +134,12 @@ export async function codeLoss(
     }
   });
   if (windows.length === 0) throw new InputError("held-out code loss: no file has two tokens to score");
-  const means = await answerLosses(model, windows, opts.batchSize ?? 4, opts.signal);
+  const means =
+    typeof model === "function"
+      ? await model(windows.map((w) => w.inputIds))
+      : await answerLosses(model, windows, opts.batchSize ?? 4, opts.signal);
+  if (means.length !== windows.length)
+    throw new Error(`held-out code loss: ${means.length} losses for ${windows.length} windows`);
   const sum = new Float64Array(rows.length);
   const count = new Float64Array(rows.length);
   means.forEach((m, w) => {

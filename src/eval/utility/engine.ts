@@ -1,0 +1,52 @@
+/**
+ * Who scores the utility benchmarks: the built-in engine on this machine, or OpenAI-compatible servers serving the
+ * model (`eval --url`). On servers, the benchmarks that generate (GSM8K, HumanEval) are asked on /v1/completions with
+ * the prompts, stop sequences and token budgets the built-in engine is given, greedy (temperature 0); the
+ * log-likelihood ones (ARC, MMLU, the held-out real-code loss of --code) are scored from the prompt's echoed
+ * log-probabilities (/v1/completions with echo and logprobs: vLLM gives them, llama-server and Ollama do not:
+ * http.ts NoPromptLogprobsError), their tokens made and cut with the model folder's tokenizer as the built-in engine
+ * makes and cuts them (http.ts). The engine is part of every cached figure's and answer's key.
+ */
+import type { HttpBackend } from "../generate/http.js";
+import type { WindowLosses } from "./code-loss.js";
+import type { UtilityModel } from "./model.js";
+
+/** The utility benchmarks by the names of their flags (--arc, --mmlu, --gsm8k, --humaneval, --code). */
+export const UTILITY_BENCHMARKS = ["arc", "mmlu", "gsm8k", "humaneval", "code"] as const;
+export type UtilityBenchmark = (typeof UTILITY_BENCHMARKS)[number];
+
+/** The ones scored by log-likelihood: a server must give the prompt's log-probabilities for them. */
+export const LOGLIKELIHOOD_BENCHMARKS: readonly UtilityBenchmark[] = ["arc", "mmlu", "code"];
+
+/** Servers that score utility benchmarks in place of the built-in engine. */
+export interface UtilityServer {
+  /** the servers and the model's name there, e.g. `http://gpu1:8000 (model "hardened")`: text, JSON and errors */
+  name: string;
+  /**
+   * what keys its figures and answers in place of the built-in engine's build: the model's name on the servers and
+   * the extra body sent (not the URLs: the same model served elsewhere answers alike)
+   */
+  key: Readonly<Record<string, unknown>>;
+  model: UtilityModel;
+  windowLosses: WindowLosses;
+}
+
+/** The servers of `backend` (a model's HttpBackend, given its tokenizer) as a UtilityServer. */
+export function httpUtilityServer(
+  backend: HttpBackend,
+  urls: readonly string[],
+  model: string,
+): UtilityServer {
+  return {
+    name: `${urls.join(", ")} (model "${model}")`,
+    key: { engine: "http", model, ...backend.keyFields },
+    model: backend.asUtilityModel(),
+    windowLosses: (windows) =>
+      Promise.all(
+        windows.map(async (w, i) => {
+          const lps = await backend.promptLogprobs(w, `held-out real-code loss window ${i + 1}`);
+          return -lps.reduce((a, x) => a + x, 0) / lps.length;
+        }),
+      ),
+  };
+}
