@@ -2,18 +2,22 @@
  * `goodvibe eval --url` scores the utility benchmarks on the servers (their figures against the built-in engine's:
  * test/utility/http-engine.test.ts). Here the CLI's rules, each a run that stops before any answer: a server without
  * the prompt's log-probabilities (goodvibe serve, as llama-server and Ollama) is named with the benchmark and the
- * flag that scores it locally; a --base scored on another engine than the model's benchmarks is refused.
+ * flag that scores it locally; a --base scored on another engine than the model's benchmarks is refused; with
+ * --base-server-model both sides' benchmarks go to the servers, and the output says so per figure.
  */
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import { BuiltinBackend } from "../../src/eval/generate/builtin.js";
 import { serveBuiltin } from "../../src/eval/generate/serve.js";
 import { loadModel } from "../../src/models/load.js";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { balancedPairs, makeCliFixture, runCli, showRun } from "./cli-helpers.js";
+import { startEchoServer } from "../utility/echo-server.js";
 
 const fx = makeCliFixture({ perLanguage: 1 });
 after(() => fx.cleanup());
@@ -53,6 +57,20 @@ test("eval --url: a server without prompt log-probabilities stops the run before
     const cache = path.join(fx.work, "c-noecho");
     const files = fs.existsSync(cache) ? fs.readdirSync(cache) : [];
     assert.equal(files.filter((f) => f.startsWith("safety-")).length, 0, files.join(", "));
+    // the way out it names: ARC on the built-in engine, the prompts still answered by the server, said so
+    const local = await runCli([
+      ...args("c-noecho"),
+      "--url",
+      served.url,
+      "--utility-local",
+      "arc",
+      "--json",
+    ]);
+    assert.equal(local.code, 0, showRun(local));
+    const out = JSON.parse(local.stdout) as { utilityEngine: Record<string, Record<string, string>> };
+    assert.deepEqual(out.utilityEngine, {
+      model: { heldout_code_loss: "built-in", arc_challenge: "built-in" },
+    });
   } finally {
     await served.stop();
   }
@@ -66,4 +84,81 @@ test("eval --url --base: the model's benchmarks on the servers and the base's on
     r.stderr,
     /--base .* would be scored on the built-in engine and the model's arc on the --url servers: a utility comparison across two engines is not like for like\. Serve the base on the same servers and give its name there \(--base-server-model NAME\), or score these benchmarks locally for both \(--utility-local arc\)/,
   );
+});
+
+test("eval --url --base --base-server-model: both sides' ARC on the servers, said per figure in the text and the JSON", async () => {
+  const model = loadModel(fx.model.dir);
+  const srv = await startEchoServer(
+    model,
+    await loadTokenizer(fx.model.dir),
+    "tiny",
+    model.cfg.maxPositionEmbeddings + 2,
+  );
+  try {
+    const r = await runCli([
+      ...args("c-both"),
+      ...["--url", srv.url, "--base", fx.model.dir, "--base-server-model", "tiny", "--json"],
+    ]);
+    assert.equal(r.code, 0, showRun(r));
+    const out = JSON.parse(r.stdout) as {
+      utilityEngine: Record<string, Record<string, string>>;
+      utilityVsBase: Record<string, unknown>;
+    };
+    const name = `${srv.url} (model "tiny")`;
+    assert.deepEqual(out.utilityEngine, {
+      model: { heldout_code_loss: "built-in", arc_challenge: name },
+      base: { heldout_code_loss: "built-in", arc_challenge: name },
+    });
+    assert.ok(out.utilityVsBase.arc_challenge);
+    // each side's probe (an echo, then a log-likelihood) and the model's two choices: the base (the same weights,
+    // on the same engine) takes the model's figure from --cache
+    assert.deepEqual((out as unknown as { baseUtilityReused: string[] }).baseUtilityReused, [
+      "arc_challenge",
+    ]);
+    assert.equal(srv.echoes, 2 * 2 + 2);
+  } finally {
+    await srv.close();
+  }
+});
+
+test("eval --url --gsm8k on Ollama with a chat-templated model: refused before any answer, naming the server, the benchmark and --utility-local", async () => {
+  const gsm8k = path.join(fx.work, "gsm8k.jsonl");
+  fs.writeFileSync(gsm8k, JSON.stringify({ question: "What is 1 + 1?", answer: "#### 2" }) + "\n");
+  const asked: string[] = [];
+  const server = http.createServer((req, res) => {
+    asked.push(req.url ?? "");
+    req.resume();
+    req.on("end", () => {
+      res.writeHead(req.url === "/api/version" || req.url === "/api/show" ? 200 : 404, {
+        "content-type": "application/json",
+      });
+      res.end(
+        JSON.stringify(
+          req.url === "/api/version"
+            ? { version: "0.12.3" }
+            : { template: "<|im_start|>user\n{{ .Prompt }}<|im_end|>\n<|im_start|>assistant\n" },
+        ),
+      );
+    });
+  });
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    const r = await runCli([
+      ...args("c-ollama").filter((a, i, all) => a !== arc && all[i + 1] !== arc),
+      ...["--gsm8k", gsm8k, "--url", url],
+    ]);
+    assert.equal(r.code, 3, showRun(r));
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `--gsm8k is asked with raw prompts, which must reach the model as they are: ${url.replace(/[.]/g, "\\.")} is Ollama 0\\.12\\.3, .*--utility-local gsm8k`,
+      ),
+    );
+    // nothing asked but the two look-ups: no answer generated
+    assert.deepEqual(asked, ["/api/version", "/api/show"]);
+  } finally {
+    server.closeAllConnections();
+    await new Promise<void>((ok) => server.close(() => ok()));
+  }
 });

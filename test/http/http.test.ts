@@ -419,6 +419,38 @@ test("loglikelihood against a server without prompt logprobs fails clearly, nami
   }
 });
 
+test("rawPromptProblem: an Ollama server whose model has a chat template is named (its /v1/completions wraps the prompt); one without, vLLM or llama-server is not", async () => {
+  const ollama = (template: string | null) =>
+    mockServer((s) =>
+      s.path === "/api/version"
+        ? { json: { version: "0.12.3" } }
+        : s.path === "/api/show" && template !== null
+          ? { json: { template, modelfile: "" } }
+          : { status: 404, json: { error: "not found" } },
+    );
+  const chat = await ollama(
+    "{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>{{ end }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n<|im_start|>assistant\n",
+  );
+  const text = await ollama("{{ .Prompt }}");
+  const none = await ollama("");
+  const vllm = await mockServer(() => ({ status: 404, json: { detail: "Not Found" } }));
+  try {
+    const problem = await new HttpBackend({
+      baseUrls: [vllm.url, chat.url + "/v1"],
+      model: "qwen3",
+    }).rawPromptProblem();
+    assert.equal(
+      problem,
+      `${chat.url} is Ollama 0.12.3, whose /v1/completions puts the prompt into "qwen3"'s chat template as a user turn (ollama/ollama#5544, #12636) instead of continuing it`,
+    );
+    assert.deepEqual(chat.requests.at(-1)!.body, { model: "qwen3" });
+    for (const srv of [text, none, vllm])
+      assert.equal(await new HttpBackend({ baseUrls: srv.url, model: "m" }).rawPromptProblem(), null);
+  } finally {
+    for (const srv of [chat, text, none, vllm]) await srv.close();
+  }
+});
+
 test("as a UtilityModel: greedy generate over several prompts, cut at stop", async () => {
   const srv = await mockServer((s) => completion(`${s.body.prompt} -> 42\n\nQuestion: next`));
   try {

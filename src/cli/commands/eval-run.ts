@@ -113,14 +113,21 @@ function checkEngineFlags(opts: OptionValues): void {
 async function checkPromptLogprobs(
   backend: HttpBackend,
   server: UtilityServer,
+  tok: { encode(text: string, opts?: { addSpecialTokens?: boolean }): number[] },
   benchmarks: readonly UtilityBenchmark[],
   signal: AbortSignal,
 ): Promise<void> {
   const ll = benchmarks.filter((b) => LOGLIKELIHOOD_BENCHMARKS.includes(b));
   if (ll.length === 0) return;
+  const probe = { context: "def f():\n", continuation: "    return 1", item: "the probe before the answers" };
   try {
-    // two tokens at least, whatever the tokenizer
-    await backend.loglikelihood([{ context: "def f():\n", continuation: "    return 1", item: "probe" }]);
+    // the echo first (no window needed: the server's refusal is named, not its missing max_model_len), then a
+    // log-likelihood as the benchmarks ask it (the server's window read)
+    await backend.promptLogprobs(
+      tok.encode(probe.context + probe.continuation, { addSpecialTokens: true }),
+      probe.item,
+    );
+    await backend.loglikelihood([probe]);
   } catch (e) {
     if (signal.aborted || !(e instanceof NoPromptLogprobsError)) throw e;
     throw new GoodVibeError(
@@ -130,6 +137,25 @@ async function checkPromptLogprobs(
       3,
     );
   }
+}
+
+/**
+ * The benchmarks that generate are asked with raw few-shot prompts (/v1/completions), which must reach the model as
+ * they are: refused before any answer on a server that wraps them in a chat template (Ollama, but for a model
+ * without one), naming it, the benchmarks and what to do.
+ */
+async function checkRawPrompts(backend: HttpBackend, benchmarks: readonly UtilityBenchmark[]): Promise<void> {
+  const gen = benchmarks.filter((b) => !LOGLIKELIHOOD_BENCHMARKS.includes(b));
+  if (gen.length === 0) return;
+  const problem = await backend.rawPromptProblem();
+  if (problem)
+    throw new GoodVibeError(
+      `${gen.map((b) => `--${b}`).join(", ")} ${gen.length === 1 ? "is" : "are"} asked with raw prompts, which ` +
+        `must reach the model as they are: ${problem}. Serve the model without a template there (Ollama: a model ` +
+        `whose Modelfile has TEMPLATE {{ .Prompt }}), use vLLM or llama-server, or score ` +
+        `${gen.length === 1 ? "it" : "them"} on the built-in engine here with --utility-local ${gen.join(",")}`,
+      3,
+    );
 }
 
 /** The lines that say who scored each utility figure, by side (eval --url). */
@@ -268,6 +294,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     // utility benchmarks given but those of --utility-local
     const onServers = serverBenchmarks(opts);
     const servers = async (dir: string, model: string) => {
+      const tokenizer = await loadTokenizer(dir);
       const backend = new HttpBackend({
         baseUrls: opts.url,
         model,
@@ -275,12 +302,14 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
         timeoutMs: opts.requestTimeout * 1000,
         onRetry: retries,
         // the log-likelihoods' tokens made and cut as the built-in engine makes them (http.ts)
-        tokenizer: await loadTokenizer(dir),
+        tokenizer,
         ...(opts.extraBody ? { extraBody: opts.extraBody } : {}),
       });
       const server = httpUtilityServer(backend, opts.url, model);
-      // a server that cannot score log-likelihoods is found before the answers are generated, not after
-      await checkPromptLogprobs(backend, server, onServers, common.signal);
+      // a server that cannot score log-likelihoods, or that does not take raw prompts as they are, is found before
+      // the answers are generated, not after
+      await checkPromptLogprobs(backend, server, tokenizer, onServers, common.signal);
+      await checkRawPrompts(backend, onServers);
       return {
         generator: serverChatBackend(backend),
         ...(onServers.length ? { utilityServer: { server, benchmarks: onServers } } : {}),

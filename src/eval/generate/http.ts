@@ -591,7 +591,11 @@ export class HttpBackend implements GenerationBackend {
         );
       // llama-server: "Only no echo is supported"; goodvibe serve: echo and logprobs are not supported
       if (/\becho\b|logprobs/i.test(e.message))
-        throw new NoPromptLogprobsError(this.opts.model, e.url, `it refused the request (${e.message})`);
+        throw new NoPromptLogprobsError(
+          this.opts.model,
+          e.url.replace(/\/completions$/, ""),
+          `it refused the request (${e.message})`,
+        );
       throw e;
     }
     const lp: CompletionLogprobs | undefined = res?.choices?.[0]?.logprobs;
@@ -654,6 +658,46 @@ export class HttpBackend implements GenerationBackend {
     const out: number[] = [];
     sumLogprobs(lp, range(1, ids.length), what, (x) => out.push(x));
     return out;
+  }
+
+  /**
+   * What stops a raw prompt (generateText, /v1/completions) from reaching the model as it is, on any of the servers;
+   * null when nothing does. Ollama's /v1/completions renders the prompt into the model's chat template as a user turn
+   * (ollama/ollama#5544, #12636: a few-shot GSM8K prompt is answered as a chat message, not continued), unless the
+   * model has none (a ":text" model) or one that is the prompt alone. An Ollama server is known by its
+   * GET /api/version; its model's template by POST /api/show. vLLM and llama-server pass the prompt as it is.
+   */
+  async rawPromptProblem(): Promise<string | null> {
+    for (const base of this.bases) {
+      const root = base.replace(/\/v1$/, "");
+      const get = async (path: string, body?: unknown): Promise<any> => {
+        try {
+          const res = await fetch(`${root}${path}`, {
+            method: body === undefined ? "GET" : "POST",
+            headers: {
+              "content-type": "application/json",
+              ...(this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {}),
+            },
+            ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+            signal: AbortSignal.timeout(this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_S * 1000),
+          });
+          return res.ok ? await res.json() : null;
+        } catch {
+          return null;
+        }
+      };
+      const version = (await get("/api/version"))?.version;
+      if (typeof version !== "string") continue;
+      const template = (await get("/api/show", { model: this.opts.model }))?.template;
+      if (typeof template !== "string") continue;
+      const bare = template.replace(/\s+/g, "");
+      if (bare === "" || bare === "{{.Prompt}}") continue;
+      return (
+        `${root} is Ollama ${version}, whose /v1/completions puts the prompt into "${this.opts.model}"'s chat ` +
+        "template as a user turn (ollama/ollama#5544, #12636) instead of continuing it"
+      );
+    }
+    return null;
   }
 
   private modelLen: Promise<number> | null = null;
