@@ -6,6 +6,7 @@ import { writeFileAtomic } from "./atomic.js";
 import { loadModelConfig, type ModelConfig } from "./config.js";
 import {
   firstNonFinite,
+  openModelWeightHeaders,
   openModelWeights,
   type ModelWeights,
   type StDtype,
@@ -56,6 +57,7 @@ export interface ModelFolder {
  */
 export function inspectModelFolder(dir: string): ModelFolder {
   const config = loadModelConfig(dir); // checkModelDir first: a missing folder is said as such
+  checkWeightHeaders(config, dir);
   const weights = openModelWeights(dir);
   const tensors = checkWeights(config, weights.tensors, dir);
   const tokenizerFiles = TOKENIZER_FILES.filter((f) => fs.existsSync(path.join(dir, f)));
@@ -244,6 +246,15 @@ function layerCount(names: Iterable<string>): number {
     if (m) max = Math.max(max, Number(m[1]));
   }
   return max + 1;
+}
+
+/**
+ * checkWeights on the weights' headers alone (names, shapes, dtypes; values are checked once read): a folder whose
+ * weights do not match its config.json is refused before they are mapped, which loads the libtorch addon (about a
+ * second of start-up that a refusal should not cost).
+ */
+export function checkWeightHeaders(cfg: ModelConfig, dir: string): void {
+  checkWeights(cfg, openModelWeightHeaders(dir).tensors, dir, { finite: false });
 }
 
 /**

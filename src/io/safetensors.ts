@@ -608,7 +608,16 @@ export function openModelWeights(dir: string): ModelWeights {
  * the file; returns the weight files.
  */
 export function checkModelWeights(dir: string): string[] {
-  return openWeightsWith(dir, readSafetensorsHeader).files;
+  return openModelWeightHeaders(dir).files;
+}
+
+/**
+ * openModelWeights's checks and tensor records (names, dtypes, shapes) from the headers alone: every record's data
+ * is empty. What a model folder is checked against its config.json with before its weights are mapped (mapping
+ * loads the libtorch addon: io/model-folder.ts checkWeightHeaders).
+ */
+export function openModelWeightHeaders(dir: string): ModelWeights {
+  return openWeightsWith(dir, readSafetensorsHeader);
 }
 
 /** A safetensors file's header, checked against the file's size; its tensors' data are empty (never read). */

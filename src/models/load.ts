@@ -13,7 +13,7 @@ import {
   type TensorRecord,
 } from "../io/safetensors.js";
 import { InputError } from "../errors.js";
-import { checkWeights } from "../io/model-folder.js";
+import { checkWeightHeaders, checkWeights } from "../io/model-folder.js";
 import {
   Tensor,
   defaultComputeDtype,
@@ -160,6 +160,7 @@ export function loadModelWithWeights(
   opts: LoadOptions = {},
 ): { model: DecoderModel; weights: ModelWeights } {
   const cfg = loadModelConfig(dir);
+  checkWeightHeaders(cfg, dir);
   const weights = openModelWeights(dir);
   return { model: buildModel(cfg, weights.tensors, dir, opts), weights };
 }

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
+import { pathToFileURL } from "node:url";
 import { openModelWeights, writeModelWeights, type TensorRecord } from "../../src/io/safetensors.js";
 import { REPO_ROOT, scratchDir } from "../evalcore/make-model.js";
 import { hashTree, runCli, showRun, startCli, type CliResult } from "./cli-helpers.js";
@@ -44,24 +45,51 @@ function variant(
   return dir;
 }
 
+/** Records the native addons a CLI run opens (load-recorder.ts, addons only: no module hooks). */
+const RECORDER = pathToFileURL(path.join(REPO_ROOT, "dist/test/cli/load-recorder.js")).href;
+
+/** The env that makes a run record the addons it opens into `file`. */
+function recordAddons(file: string): Record<string, string> {
+  return {
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --import=${RECORDER}`.trim(),
+    GOODVIBE_LOAD_RECORD: file,
+    GOODVIBE_LOAD_RECORD_ADDONS_ONLY: "1",
+  };
+}
+
+/** The libtorch addon's lines in a record (none when the file was never written). */
+function addonOpens(file: string): string[] {
+  if (!fs.existsSync(file)) return [];
+  return fs
+    .readFileSync(file, "utf8")
+    .split("\n")
+    .filter((l) => l.startsWith("dlopen ") && l.endsWith("goodvibe_torch.node"));
+}
+
 let caseNo = 0;
-/** Run in a fresh empty folder; assert the exit code, the patterns, no stack, nothing left, input unchanged. */
+/**
+ * Run in a fresh empty folder; assert the exit code, the patterns, no stack, nothing left, input unchanged. With
+ * `noAddon`, also that the refusal came before the libtorch addon loaded (about a second of start-up: a model
+ * folder that does not match its config is refused on the weights' headers, before they are mapped).
+ */
 async function refused(
   args: string[],
   code: number,
   patterns: RegExp[],
-  opts: { input?: string } = {},
+  opts: { input?: string; noAddon?: boolean } = {},
 ): Promise<CliResult> {
   const cwd = path.join(work, `case-${++caseNo}`);
   fs.mkdirSync(cwd);
   const before = opts.input ? hashTree(opts.input) : null;
-  const r = await runCli(args, { cwd });
+  const record = path.join(work, `record-${caseNo}.txt`);
+  const r = await runCli(args, { cwd, env: opts.noAddon ? recordAddons(record) : {} });
   assert.equal(r.code, code, `${args.join(" ")}\n${showRun(r)}`);
   assert.match(r.stderr, /^error: /m, showRun(r));
   for (const p of patterns) assert.match(r.stderr, p, showRun(r));
   assert.doesNotMatch(r.stderr, /internal error|\n\s+at /, `a stack reached the user:\n${r.stderr}`);
   assert.deepEqual(fs.readdirSync(cwd), [], `left behind by ${args.join(" ")}`);
   if (opts.input) assert.deepEqual(hashTree(opts.input), before, "the input folder changed");
+  if (opts.noAddon) assert.deepEqual(addonOpens(record), [], `${args.join(" ")} loaded libtorch to refuse`);
   return r;
 }
 
@@ -112,17 +140,20 @@ test("config.json saying 2 layers over 4 stored: every command refuses before an
     ["export", "-m", bad, "-o", "st", "--format", "safetensors"],
     ["generate", "-m", bad, "-p", "hi", "--max-new-tokens", "1"],
   ];
-  for (const args of cases) await refused(args, 2, [new RegExp(LAYERS2), /layers2/], { input: bad });
+  for (const args of cases)
+    await refused(args, 2, [new RegExp(LAYERS2), /layers2/], { input: bad, noAddon: true });
   // serve: refused before it listens (a server that started would never exit by itself)
   const cwd = path.join(work, "serve-case");
   fs.mkdirSync(cwd);
-  const run = startCli(["serve", "-m", bad, "--port", "0"], { cwd });
+  const record = path.join(work, "record-serve.txt");
+  const run = startCli(["serve", "-m", bad, "--port", "0"], { cwd, env: recordAddons(record) });
   const timer = setTimeout(() => run.child.kill("SIGKILL"), 120_000);
   const r = await run.done;
   clearTimeout(timer);
   assert.equal(r.code, 2, showRun(r));
   assert.match(r.stderr, new RegExp(LAYERS2));
   assert.doesNotMatch(r.stderr, /serving /);
+  assert.deepEqual(addonOpens(record), [], "serve loaded libtorch to refuse");
 });
 
 test("weights that do not fit the config: transposed or 1-D embedding, 8 layers over 4, int32, vocab 1e9, NaN", async () => {
@@ -165,8 +196,13 @@ test("weights that do not fit the config: transposed or 1-D embedding, 8 layers 
   ];
   for (const [name, e, patterns] of variants) {
     const dir = variant(name, e);
-    await refused(["export", "-m", dir, "-o", "x.gguf"], 2, patterns, { input: dir });
-    await refused(["harden", "-m", dir, "-d", pairsFile, "-o", "out", ...TINY], 2, patterns, { input: dir });
+    // names, shapes and dtypes are refused on the weights' headers, before the addon loads; a NaN once the values
+    // are read: by a small GGUF export without the addon (it reads the file), by harden through libtorch
+    await refused(["export", "-m", dir, "-o", "x.gguf"], 2, patterns, { input: dir, noAddon: true });
+    await refused(["harden", "-m", dir, "-d", pairsFile, "-o", "out", ...TINY], 2, patterns, {
+      input: dir,
+      noAddon: name !== "nan",
+    });
   }
 });
 
