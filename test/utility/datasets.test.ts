@@ -6,7 +6,15 @@ import * as zlib from "node:zlib";
 import { fileURLToPath } from "node:url";
 import { scratchDir } from "../scratch.js";
 import { parquetWriteBuffer } from "hyparquet-writer";
-import { loadArc, loadGsm8k, loadHumanEval, loadMmlu, subsample } from "../../src/eval/utility/datasets.js";
+import { spawnSync } from "node:child_process";
+import {
+  loadArc,
+  loadGsm8k,
+  loadHumanEval,
+  loadMmlu,
+  parquetWorkersStarted,
+  subsample,
+} from "../../src/eval/utility/datasets.js";
 import { InputError } from "../../src/errors.js";
 
 const tmp = scratchDir("gv-datasets-");
@@ -133,6 +141,59 @@ test("Parquet errors name the file and row", async () => {
   const notParquet = path.join(tmp, "junk.parquet");
   fs.writeFileSync(notParquet, "hello");
   await assert.rejects(loadMmlu(notParquet), /junk\.parquet: not a readable Parquet file/);
+});
+
+test("Parquet reads reuse one decoder worker while they succeed; a failed read's worker is not reused", async () => {
+  // one worker start costs ~150 ms of CPU, more than a small file's decoding (the fuzz tests read ~100 files)
+  const questions = (n: number) => Array.from({ length: n }, (_, i) => `question ${n}.${i}`);
+  const write = (n: number): string => {
+    const file = path.join(tmp, `reuse-${n}.parquet`);
+    const buf = parquetWriteBuffer({
+      columnData: [
+        { name: "question", data: questions(n), type: "STRING" },
+        { name: "subject", data: questions(n).map(() => "s"), type: "STRING" },
+        { name: "choices", data: questions(n).map(() => ["a", "b", "c", "d"]) },
+        { name: "answer", data: questions(n).map((_, i) => BigInt(i % 4)), type: "INT64" },
+      ],
+    });
+    fs.writeFileSync(file, new Uint8Array(buf));
+    return file;
+  };
+  const files = [1, 2, 3].map(write);
+  const read = async (file: string, n: number) =>
+    assert.deepEqual(
+      (await loadMmlu(file)).map((x) => [x.question, x.answer]),
+      questions(n).map((q, i) => [q, i % 4]),
+    );
+  const started = parquetWorkersStarted();
+  for (const [i, f] of files.entries()) await read(f, i + 1);
+  assert.equal(parquetWorkersStarted() - started, 1, "three clean reads one after another: one worker");
+  // at the same time: each read its own rows (a second worker for the overlap)
+  await Promise.all(files.map((f, i) => read(f, i + 1)));
+  const afterOverlap = parquetWorkersStarted();
+  await read(files[0]!, 1);
+  assert.equal(parquetWorkersStarted(), afterOverlap, "a worker from the overlap is reused");
+  // a read that fails ends its worker: the next read starts a fresh one
+  const junk = path.join(tmp, "reuse-junk.parquet");
+  fs.writeFileSync(junk, "not parquet at all");
+  await assert.rejects(loadMmlu(junk), /reuse-junk\.parquet: not a readable Parquet file/);
+  await read(files[1]!, 2);
+  assert.equal(parquetWorkersStarted(), afterOverlap + 1, "the failed read's worker was reused");
+  // the idle worker never keeps a process alive
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const mod = path.resolve(here, "../../src/eval/utility/datasets.js");
+  const child = spawnSync(
+    process.execPath,
+    [
+      "--input-type=module",
+      "-e",
+      `const { loadMmlu } = await import(${JSON.stringify(mod)}); console.log((await loadMmlu(${JSON.stringify(files[2])})).length);`,
+    ],
+    { encoding: "utf8", timeout: 60_000 },
+  );
+  assert.equal(child.signal, null, "a process that read a Parquet file did not exit by itself");
+  assert.equal(child.status, 0, child.stderr);
+  assert.equal(child.stdout.trim(), "3");
 });
 
 test("HumanEval gzipped JSONL with a missing field is rejected by name", async () => {

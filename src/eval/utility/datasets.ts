@@ -54,16 +54,46 @@ export interface HumanEvalItem {
 
 type Row = Record<string, unknown>;
 
+/**
+ * The Parquet decoder's worker left from the last clean read, for the next one: starting a worker (a new V8 isolate
+ * that loads hyparquet) costs ~150 ms of CPU, more than decoding a small file. Unref'd while idle, so it never keeps
+ * the process alive. A worker that failed, timed out or crashed is terminated, never kept.
+ */
+let idleWorker: Worker | null = null;
+let workersStarted = 0;
+
+/** How many Parquet decoder workers this process has started (one is reused from read to read while reads succeed). */
+export function parquetWorkersStarted(): number {
+  return workersStarted;
+}
+
 /** Parquet decoding in a worker with a time limit: a corrupt file gives an InputError, never a hang or a crash. */
 function readParquetInWorker(file: string, timeoutMs = 15_000): Promise<Row[]> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL("./parquet-worker.js", import.meta.url), { workerData: { file } });
+    let worker = idleWorker;
+    idleWorker = null;
+    if (worker) worker.ref();
+    else {
+      // not the process's own flags: a worker given `--input-type=module -e <script>` (a script run with node -e)
+      // refuses to start, and every read would fail
+      worker = new Worker(new URL("./parquet-worker.js", import.meta.url), { execArgv: [] });
+      workersStarted++;
+    }
+    const w = worker;
     let settled = false;
-    const finish = (fn: () => void) => {
+    const finish = (fn: () => void, keep = false) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      void worker.terminate();
+      w.off("message", onMessage);
+      w.off("error", onError);
+      w.off("exit", onExit);
+      // a clean read leaves the worker as fresh as it found it; one idle worker is enough (a second, from
+      // reads at the same time, ends)
+      if (keep && idleWorker === null) {
+        w.unref();
+        idleWorker = w;
+      } else void w.terminate();
       fn();
     };
     const timer = setTimeout(
@@ -77,21 +107,24 @@ function readParquetInWorker(file: string, timeoutMs = 15_000): Promise<Row[]> {
         ),
       timeoutMs,
     );
-    worker.on("message", (m: { rows?: Row[]; error?: string }) =>
-      finish(() =>
-        m.rows
-          ? resolve(m.rows)
-          : reject(new InputError(`${file}: not a readable Parquet file (${m.error ?? "unknown error"})`)),
-      ),
-    );
-    worker.on("error", (e) =>
+    const onMessage = (m: { rows?: Row[]; error?: string }) =>
+      finish(
+        () =>
+          m.rows
+            ? resolve(m.rows)
+            : reject(new InputError(`${file}: not a readable Parquet file (${m.error ?? "unknown error"})`)),
+        m.rows !== undefined,
+      );
+    const onError = (e: Error) =>
       finish(() =>
         reject(new InputError(`${file}: not a readable Parquet file (${e.message})`, { cause: e })),
-      ),
-    );
-    worker.on("exit", (code) =>
-      finish(() => reject(new InputError(`${file}: Parquet decoder stopped (exit ${code})`))),
-    );
+      );
+    const onExit = (code: number) =>
+      finish(() => reject(new InputError(`${file}: Parquet decoder stopped (exit ${code})`)));
+    w.on("message", onMessage);
+    w.on("error", onError);
+    w.on("exit", onExit);
+    w.postMessage({ file });
   });
 }
 

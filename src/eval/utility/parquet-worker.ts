@@ -1,17 +1,20 @@
 /**
- * Decodes one Parquet file off the main thread. hyparquet can spin forever or leave stray rejections on a corrupt
- * page; in a worker the caller can time it out and terminate it without hanging or crashing the process.
+ * Decodes Parquet files off the main thread, one at a time, each named by a message. hyparquet can spin forever or
+ * leave stray rejections on a corrupt page; in a worker the caller can time it out and terminate it without hanging
+ * or crashing the process. The caller keeps a worker only after a clean read (datasets.ts): one that failed, whose
+ * abandoned column reads may still reject, is terminated.
  */
-import { parentPort, workerData } from "node:worker_threads";
+import { parentPort } from "node:worker_threads";
 import { asyncBufferFromFile, parquetReadObjects } from "hyparquet";
 
-const { file } = workerData as { file: string };
 process.on("unhandledRejection", (e) => {
   parentPort!.postMessage({ error: String((e as Error)?.message ?? e) });
 });
-try {
-  const rows = await parquetReadObjects({ file: await asyncBufferFromFile(file) });
-  parentPort!.postMessage({ rows });
-} catch (e) {
-  parentPort!.postMessage({ error: (e as Error).message ?? String(e) });
-}
+parentPort!.on("message", async ({ file }: { file: string }) => {
+  try {
+    const rows = await parquetReadObjects({ file: await asyncBufferFromFile(file) });
+    parentPort!.postMessage({ rows });
+  } catch (e) {
+    parentPort!.postMessage({ error: (e as Error).message ?? String(e) });
+  }
+});
