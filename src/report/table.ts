@@ -78,8 +78,14 @@ function groupThousands(n: number): string {
   return sign + digits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
 }
 
+/** A figure that rounds to zero has no sign ("-0.000" from a κ of -8e-17, "+0.0 pp" from +4e-4 read "0"). */
+function unsignedZero(s: string): string {
+  return s.replace(/^[-+](?=0(\.0*)?$)/, "");
+}
+
 function signed(s: string, x: number): string {
-  return x > 0 ? `+${s}` : x < 0 ? s : s.replace(/^-/, "");
+  const z = unsignedZero(s);
+  return /^0(\.0*)?$/.test(z) ? z : x > 0 ? `+${s}` : s;
 }
 
 /** One number in a unit, no uncertainty. */
@@ -102,11 +108,11 @@ export function formatValue(x: number, unit: Unit = "raw"): string {
     case "delta":
       return signed(x.toFixed(3), x);
     case "kappa":
-      return x.toFixed(3);
+      return unsignedZero(x.toFixed(3));
     case "p":
       return x < 0.001 ? "<0.001" : x.toFixed(3);
     case "raw":
-      return x.toFixed(3);
+      return unsignedZero(x.toFixed(3));
   }
 }
 

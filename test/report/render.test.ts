@@ -374,3 +374,29 @@ test("a rate cell never shows 100.0 for a share short of 1, nor 0.0 for one abov
   assert.equal(formatCell({ kind: "number", value: 2499 / 2500 }, "rate"), ">99.9%");
   assert.equal(formatCell(cell(12, 12), "rate"), "100.0% [75.8, 100.0]");
 });
+
+test("a figure that rounds to zero reads 0, unsigned: a κ of -8e-17 and a B − A of -2e-18 (float noise around 0) as the real CyberNative report had them", () => {
+  // full fine-tuning seed 2 (2026-12-02): TP 0, FP 41, TN 17, FN 0, the rule judge's verdict the same on every
+  // program: κ = 2(ad − bc) / ((a + b)(b + d) + (a + c)(c + d)) = 2(0·17 − 41·0) / … = 0 exactly; results.json
+  // recorded -7.85279700344623e-17 and Table 6 showed "-0.000"
+  const [a, b, c, d] = [0, 41, 0, 17];
+  assert.equal((2 * (a * d - b * c)) / ((a + b) * (b + d) + (a + c) * (c + d)), 0);
+  assert.equal(formatCell({ kind: "number", value: -7.85279700344623e-17 }, "kappa"), "0.000");
+  // Table 14, GoodVibe → no clustering, LLM judge on unseen pairs: 5/10, 10/8 and 7/4 discordant, the same 55 of
+  // 150 answers secure either way (36.7% both), so B − A is 0; the CSV recorded -2.3129646346357427e-18 and the
+  // table showed "-0.0 pp"
+  assert.equal(5 - 10 + (10 - 8) + (7 - 4), 0);
+  assert.equal(
+    formatCell({ kind: "number", value: -2.3129646346357427e-18, low: -0.08, high: 0.08 }, "pp"),
+    "0.0 pp [-8.0, 8.0]",
+  );
+  // a difference under 0.05 pp either way is no gain and no loss; from 0.05 pp on the sign is kept
+  assert.equal(formatCell({ kind: "number", value: 0.0004 }, "pp"), "0.0 pp");
+  assert.equal(formatCell({ kind: "number", value: -0.0004 }, "pp"), "0.0 pp");
+  assert.equal(formatCell({ kind: "number", value: 0.001 }, "pp"), "+0.1 pp");
+  assert.equal(formatCell({ kind: "number", value: -0.001 }, "pp"), "-0.1 pp");
+  assert.equal(formatCell({ kind: "number", value: -0.0004 }, "delta"), "0.000");
+  assert.equal(formatCell({ kind: "number", value: -0.0006 }, "delta"), "-0.001");
+  assert.equal(formatCell({ kind: "number", value: -0.0004 }, "raw"), "0.000");
+  assert.equal(formatCell({ kind: "number", value: -0.25 }, "kappa"), "-0.250");
+});
