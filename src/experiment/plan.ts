@@ -240,6 +240,19 @@ function hardenInputs(cfg: HardenConfig): unknown {
 }
 
 /**
+ * What makes two cells one computation, from their settings alone (no file read: `experiment plan` counts with it
+ * where the inputs are missing): the model folder, the language run, the method and the harden settings it reads.
+ */
+export function cellComputation(c: CellSetting): string {
+  return canonicalJson([
+    c.model.path,
+    c.run?.languages ?? null,
+    c.method,
+    c.harden && hardenInputs(c.harden),
+  ]);
+}
+
+/**
  * The harden inputs as cells were keyed before 2026-12-02: every section, whatever the method, and checkpointEvery.
  * A cell's key under them is an alias of its key (PlannedCell.aliases): its result and work folder, made before,
  * are found, not computed again. Frozen: it says what the earlier code hashed.

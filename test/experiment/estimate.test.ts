@@ -111,6 +111,30 @@ test("experiment plan prints the throughput beside the times, and where it came 
   }
 });
 
+test("experiment plan's total counts cells that differ only in settings their method does not read once", async () => {
+  // LoRA reads neither identify.* nor cluster.*, and when training saves its state leaves the weights as they are:
+  // the LoRA cells of this ablation and this grid are the plain LoRA cell's computation (method-keys.test.ts)
+  const work = scratchDir("gv-estimate-distinct-");
+  try {
+    const file = path.join(work, "t.yaml");
+    const spec = {
+      ...raw(),
+      methods: ["base", "lora", "goodvibe"],
+      ablations: [{ name: "act", method: ["lora", "goodvibe"], set: { "identify.mode": "activation" } }],
+      grids: [{ name: "every", method: "lora", key: "train.checkpointEvery", values: [10, 20] }],
+    };
+    fs.writeFileSync(file, YAML.stringify(spec));
+    const r = await runCli(["experiment", "plan", file], { cwd: work, env: { GOODVIBE_DEVICE: "" } });
+    assert.equal(r.code, 0, showRun(r));
+    // 7 cells: base, lora, goodvibe, lora [act], goodvibe [act], lora [every=10], lora [every=20]; distinct: base,
+    // lora, goodvibe and goodvibe [act]
+    assert.equal(r.stdout.match(/^(cached|pending|running) /gm)?.length, 7, r.stdout);
+    assert.match(r.stdout, /^total over the 4 distinct cells: /m);
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+});
+
 test("a GOODVIBE_DEVICE a run refuses ('CUDA') is refused by the plan with the run's message, not planned as the CPU", async () => {
   const spec = parseExperimentSpec(raw(), "t.yaml");
   const given = parseExperimentSpec(raw({ flopsPerSecond: 2.5e12 }), "t.yaml");

@@ -7,8 +7,8 @@ import { EXIT, interruptSignal, makeLogger, output, runCommand } from "../common
 import { experimentSource, loadExperimentSpec, type ExperimentSpec } from "../../experiment/spec.js";
 import { claimWorkFolder } from "../../io/atomic.js";
 import { claimHolder } from "../../io/claim.js";
-import { canonicalJson } from "../../io/hash.js";
 import {
+  cellComputation,
   cellModelLabel,
   describeCell,
   expandCells,
@@ -144,13 +144,7 @@ export async function experimentPlanCommand(
     // cells with equal settings (a grid value equal to the default) are computed once: count them once
     const seen = new Set<string>();
     const unique = rows.filter((_, i) => {
-      const c = settings[i]!;
-      const k = canonicalJson([
-        c.model.path,
-        c.run?.languages,
-        c.method,
-        c.harden && { ...c.harden, out: 0 },
-      ]);
+      const k = cellComputation(settings[i]!);
       return !seen.has(k) && !!seen.add(k);
     });
     const sum = (f: (r: (typeof rows)[number]) => number) => unique.reduce((a, r) => a + f(r), 0);
