@@ -356,6 +356,14 @@ function parseRequest(
 
   // prompts
   const templateVars = chatTemplateKwargs(body.chat_template_kwargs, kind);
+  // vLLM's add_special_tokens: a completion's text prompt is encoded with the tokenizer's special tokens (Llama's
+  // <|begin_of_text|>) unless told otherwise, as vLLM (CompletionRequest, default true) and llama-server (BOS) do
+  // and as the built-in engine encodes the utility benchmarks' prompts; a chat prompt without them (ChatCompletion-
+  // Request, default false: the template writes its own). Token-id prompts are taken as they are, as vLLM's.
+  const ast = body.add_special_tokens;
+  if (ast !== undefined && ast !== null && typeof ast !== "boolean")
+    throw bad("add_special_tokens must be true or false", "add_special_tokens");
+  const addSpecialTokens = typeof ast === "boolean" ? ast : kind === "completion";
   reasoningEffort(body.reasoning_effort, templateVars.enableThinking);
   let prompts: number[][];
   let promptParam: string;
@@ -365,7 +373,7 @@ function parseRequest(
     prompts = [
       backend.tokenizer!.encode(
         backend.chatPrompt(messages, templateVars.enableThinking, templateVars.dateString),
-        { addSpecialTokens: false },
+        { addSpecialTokens },
       ),
     ];
   } else {
@@ -379,7 +387,7 @@ function parseRequest(
       const where = single ? "prompt" : `prompt[${i}]`;
       if (typeof one === "string") {
         if (one.length === 0) throw bad(`${where} is empty`, "prompt");
-        return backend.tokenizer!.encode(one, { addSpecialTokens: false });
+        return backend.tokenizer!.encode(one, { addSpecialTokens });
       }
       if (!Array.isArray(one)) throw bad(`${where} must be a string or a list of token ids`, "prompt");
       for (const [j, t] of one.entries())
