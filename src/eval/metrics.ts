@@ -476,10 +476,11 @@ export function cohensKappa(a: readonly boolean[], b: readonly boolean[]): numbe
  */
 export function kappaOfCounts(n: number, agree: number, aYes: number, bYes: number): number {
   if (n === 0) return NaN;
-  const po = agree / n;
-  const pe = (aYes / n) * (bYes / n) + (1 - aYes / n) * (1 - bYes / n);
-  if (pe === 1) return NaN;
-  return (po - pe) / (1 - pe);
+  // (po − pe) / (1 − pe) with both scaled by n²: in whole counts it is exact, so a rater who gives one verdict to
+  // every item scores exactly 0, not the ±1e-16 that po − pe leaves in floating point
+  const chance = aYes * bYes + (n - aYes) * (n - bYes);
+  if (chance === n * n) return NaN;
+  return (n * agree - chance) / (n * n - chance);
 }
 
 export interface BootstrapOptions {

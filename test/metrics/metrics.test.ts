@@ -12,6 +12,7 @@ import {
   percentDigits,
   percentWithInterval,
   cohensKappa,
+  kappaOfCounts,
   pairedBootstrap,
   bootstrapMeanDiff,
   quantile,
@@ -294,6 +295,24 @@ test("Cohen's kappa: the classic 50-item example gives 0.4", () => {
   close(cohensKappa([true, false, true], [true, false, true]), 1, 1e-15);
   close(cohensKappa([true, false], [false, true]), -1, 1e-15);
   assert.ok(Number.isNaN(cohensKappa([true, true], [true, true])));
+});
+
+test("Cohen's kappa is exactly 0 when one rater gives every item the same verdict", () => {
+  // po = pe then, whatever the other rater says: κ = 0 by the formula. Each case left ±1e-16 when computed from
+  // the proportions (45 items, 15 flagged by one rater, the other flagging all: -8.3e-17, printed "-0.000")
+  for (const [n, flagged] of [
+    [45, 15],
+    [48, 31],
+    [50, 33],
+    [61, 4],
+  ]) {
+    const a = Array.from({ length: n }, (_, i) => i < flagged);
+    for (const constant of [true, false]) {
+      const b = new Array<boolean>(n).fill(constant);
+      assert.ok(Object.is(cohensKappa(a, b), 0), `n ${n}, ${flagged} flagged, other all ${constant}`);
+      assert.ok(Object.is(kappaOfCounts(n, constant ? flagged : n - flagged, flagged, constant ? n : 0), 0));
+    }
+  }
 });
 
 test("quantile is R type 7", () => {
