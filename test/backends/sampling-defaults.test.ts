@@ -25,7 +25,7 @@ import {
   sampledTopP,
 } from "../../src/eval/generate/generation-config.js";
 import { InputError } from "../../src/errors.js";
-import { runCli, showRun } from "../cli/cli-helpers.js";
+import { addonOpens, recordAddons, runCli, showRun } from "../cli/cli-helpers.js";
 
 /** Qwen2.5-7B-Instruct's generation_config.json, as published. */
 const QWEN25_INSTRUCT = {
@@ -271,17 +271,23 @@ test("generate --sample takes the folder's temperature, top_p and top_k and reco
   // a top_p no warper takes: greedy answers as ever, sampling refused naming the file, unless the call gives its own
   folderWith({ do_sample: true, top_p: 1.5, top_k: -1 }, made.dir);
   assert.equal((await run()).sampling, "greedy");
-  const bad = await runCli(["generate", "-m", made.dir, "-p", "hello", "--max-new-tokens", "2", "--sample"]);
+  // refused before the model (and with it libtorch) loads
+  const record = path.join(scratchDir("gv-sampling-"), "addons.txt");
+  const bad = await runCli(["generate", "-m", made.dir, "-p", "hello", "--max-new-tokens", "2", "--sample"], {
+    env: recordAddons(record),
+  });
   assert.notEqual(bad.code, 0, showRun(bad));
   assert.match(
     bad.stderr,
     /generation_config\.json: top_p must be a number in \(0, 1\] to sample with, got 1\.5/,
   );
-  const badK = await runCli([
-    ...["generate", "-m", made.dir, "-p", "hello", "--max-new-tokens", "2", "--sample", "--top-p", "0.9"],
-  ]);
+  const badK = await runCli(
+    ["generate", "-m", made.dir, "-p", "hello", "--max-new-tokens", "2", "--sample", "--top-p", "0.9"],
+    { env: recordAddons(record) },
+  );
   assert.notEqual(badK.code, 0, showRun(badK));
   assert.match(badK.stderr, /top_k must be a non-negative integer to sample with, got -1/);
+  assert.deepEqual(addonOpens(record), [], "a refused generation_config.json loaded libtorch");
   folderWith({ do_sample: true, top_p: 1.5 }, made.dir);
   assert.equal(((await run("--sample", "--top-p", "0.9")).sampling as { topP?: number }).topP, 0.9);
 });

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { pathToFileURL } from "node:url";
 import { writeCorpusJsonl, type CorpusPair } from "../../src/data/corpus.js";
 import { REPO_ROOT, makeTinyChatModel, scratchDir, type MadeModel } from "../evalcore/make-model.js";
 
@@ -50,6 +51,28 @@ export function startCli(args: readonly string[], opts: CliOptions = {}): CliRun
 
 export function runCli(args: readonly string[], opts: CliOptions = {}): Promise<CliResult> {
   return startCli(args, opts).done;
+}
+
+/**
+ * Added to a run's env: it records the native addons it opens into `file` (load-recorder.ts, addons only: without
+ * the module hooks, which about double a start's cost). Read back with addonOpens.
+ */
+export function recordAddons(file: string): Record<string, string> {
+  const recorder = pathToFileURL(path.join(REPO_ROOT, "dist/test/cli/load-recorder.js")).href;
+  return {
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --import=${recorder}`.trim(),
+    GOODVIBE_LOAD_RECORD: file,
+    GOODVIBE_LOAD_RECORD_ADDONS_ONLY: "1",
+  };
+}
+
+/** The libtorch addon's loads in a recordAddons record (none when nothing was written). */
+export function addonOpens(file: string): string[] {
+  if (!fs.existsSync(file)) return [];
+  return fs
+    .readFileSync(file, "utf8")
+    .split("\n")
+    .filter((l) => l.startsWith("dlopen ") && l.endsWith("goodvibe_torch.node"));
 }
 
 /** Show the command's own output when an exit code is not the expected one. */

@@ -9,10 +9,17 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
-import { pathToFileURL } from "node:url";
 import { openModelWeights, writeModelWeights, type TensorRecord } from "../../src/io/safetensors.js";
 import { REPO_ROOT, scratchDir } from "../evalcore/make-model.js";
-import { hashTree, runCli, showRun, startCli, type CliResult } from "./cli-helpers.js";
+import {
+  addonOpens,
+  hashTree,
+  recordAddons,
+  runCli,
+  showRun,
+  startCli,
+  type CliResult,
+} from "./cli-helpers.js";
 
 const ORGANISM = path.join(REPO_ROOT, "assets/organism");
 const work = scratchDir("gv-hostile-");
@@ -43,27 +50,6 @@ function variant(
     writeModelWeights(dir, edit.tensors(recs));
   }
   return dir;
-}
-
-/** Records the native addons a CLI run opens (load-recorder.ts, addons only: no module hooks). */
-const RECORDER = pathToFileURL(path.join(REPO_ROOT, "dist/test/cli/load-recorder.js")).href;
-
-/** The env that makes a run record the addons it opens into `file`. */
-function recordAddons(file: string): Record<string, string> {
-  return {
-    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --import=${RECORDER}`.trim(),
-    GOODVIBE_LOAD_RECORD: file,
-    GOODVIBE_LOAD_RECORD_ADDONS_ONLY: "1",
-  };
-}
-
-/** The libtorch addon's lines in a record (none when the file was never written). */
-function addonOpens(file: string): string[] {
-  if (!fs.existsSync(file)) return [];
-  return fs
-    .readFileSync(file, "utf8")
-    .split("\n")
-    .filter((l) => l.startsWith("dlopen ") && l.endsWith("goodvibe_torch.node"));
 }
 
 let caseNo = 0;

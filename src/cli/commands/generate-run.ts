@@ -46,6 +46,9 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
       seed: opts.seed,
       enableThinking: opts.enableThinking ?? DEFAULT_ENABLE_THINKING,
     };
+    // the folder's top_p and top_k a sampled call takes, refused (naming the file) before the model loads, not once
+    // generation starts: loading it loads libtorch, about a second
+    if (temperature > 0) sampledWarpers(gen.topP, processors);
     const messages = [{ role: "user" as const, content: opts.prompt }];
     let text: string;
     let threads: number | undefined;
