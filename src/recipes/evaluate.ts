@@ -661,11 +661,19 @@ async function evaluateLoaded(
       const server = onServer(bench);
       utilityEngine[name] = server?.name ?? BUILTIN_ENGINE;
       if (!cache || !identity) return run();
+      // the servers' window for the pairs they cut (ARC, MMLU): a pair longer than it is scored on its last tokens,
+      // so a figure is reused only under the same one. Not in the others' keys, which stay as they were: GSM8K and
+      // HumanEval answers do not depend on it (a server too small for one refuses or is refused: http.ts
+      // checkNotCutShort), nor --code's windows (made here, CODE_LOSS_MAX_LENGTH)
+      const window =
+        server && (bench === "arc" || bench === "mmlu") ? await server.loglikelihoodInputLength() : null;
       const key = utilityKey({
         name,
         model: { weights: identity.weights, tokenizer: identity.tokenizer },
         // the engine that scores it: the build for the built-in engine (as before), the servers' key for servers
-        build: server ? server.key : identity.build,
+        build: server
+          ? { ...server.key, ...(window !== null ? { loglikelihoodInputLength: window } : {}) }
+          : identity.build,
         settings: { ...settings, files: files.map((f) => (f ? fileHash(f) : null)) },
       });
       const had = cache.get(key);

@@ -14,7 +14,11 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { HttpBackend } from "../../src/eval/generate/http.js";
-import { httpUtilityServer, type UtilityServer } from "../../src/eval/utility/engine.js";
+import {
+  httpUtilityServer,
+  type UtilityBenchmark,
+  type UtilityServer,
+} from "../../src/eval/utility/engine.js";
 import type {
   LoglikelihoodRequest,
   LoglikelihoodResult,
@@ -24,7 +28,7 @@ import { evaluateArc } from "../../src/eval/utility/arc.js";
 import { evaluateMmlu } from "../../src/eval/utility/mmlu.js";
 import { evaluateGsm8k } from "../../src/eval/utility/gsm8k.js";
 import { codeLoss } from "../../src/eval/utility/code-loss.js";
-import type { ArcItem, Gsm8kItem, MmluItem } from "../../src/eval/utility/datasets.js";
+import { loadArc, type ArcItem, type Gsm8kItem, type MmluItem } from "../../src/eval/utility/datasets.js";
 import { BuiltinUtilityModel, evaluateModel } from "../../src/recipes/evaluate.js";
 import { loadModel } from "../../src/models/load.js";
 import { loadTokenizer, type HfTokenizer } from "../../src/io/tokenizer.js";
@@ -199,4 +203,58 @@ test("evaluateModel with servers: its figures equal the local run's, named by en
   const again = await evaluateModel(made.dir, { ...common, utilityServer: { server, benchmarks: ["arc"] } });
   assert.deepEqual(again.utilityReused, ["arc_challenge"]);
   assert.equal(again.utilityEngine.arc_challenge, remote.utilityEngine.arc_challenge);
+});
+
+test("a figure scored on servers is keyed by their window where they cut pairs (ARC), not where they do not (GSM8K)", async () => {
+  const dev = path.join(work, "dev-window.jsonl");
+  writeCorpusJsonl(dev, made.pairs.slice(0, 2));
+  const arc = path.join(work, "arc-window.jsonl");
+  fs.writeFileSync(arc, ARC.map(({ gold: _, ...r }) => JSON.stringify(r)).join("\n") + "\n");
+  const gsm8k = path.join(work, "gsm8k-window.jsonl");
+  fs.writeFileSync(
+    gsm8k,
+    GSM.map(({ question, answer }) => JSON.stringify({ question, answer })).join("\n") + "\n",
+  );
+  const common = {
+    pairs: readPairs(dev),
+    maxPrompts: 1,
+    maxPreferencePairs: 1,
+    maxNewTokens: 4,
+    batchSize: 2,
+    seed: 0,
+    cacheDir: path.join(work, "cache-window"),
+    utility: { arc, gsm8k, limit: 2 },
+  };
+  // the same servers under two max_model_len: pairs cut to 10 and to 14 model-input tokens
+  const at = (maxModelLen: number) =>
+    httpUtilityServer(
+      new HttpBackend({ baseUrls: srv.url, model: "tiny", tokenizer: tok, maxModelLen }),
+      [srv.url],
+      "tiny",
+    );
+  const [small, larger] = [at(12), at(16)];
+  assert.equal(await larger.loglikelihoodInputLength(), 14);
+  // the premise: the window changes a pair's log-likelihood (its context is cut further from the left)
+  const req = {
+    context: `Question: ${ARC[2]!.question}\nAnswer:`,
+    continuation: ` ${ARC[2]!.choices.text[0]}`,
+  };
+  assert.ok(tok.encode(req.context + req.continuation, { addSpecialTokens: true }).length > 16);
+  const [[a], [b]] = [await small.model.loglikelihood([req]), await larger.model.loglikelihood([req])];
+  assert.notEqual(a!.logprob, b!.logprob);
+
+  const benchmarks: UtilityBenchmark[] = ["arc", "gsm8k"];
+  const first = await evaluateModel(made.dir, { ...common, utilityServer: { server: small, benchmarks } });
+  assert.equal(first.utilityReused, undefined);
+  const second = await evaluateModel(made.dir, { ...common, utilityServer: { server: larger, benchmarks } });
+  // GSM8K's answers do not depend on the window: reused under its key as before; ARC is scored again
+  assert.deepEqual(second.utilityReused, ["gsm8k"]);
+  assert.equal(second.utility.gsm8k!.value, first.utility.gsm8k!.value);
+  // under the larger window, the figure is that window's: ARC's items scored afresh on those servers
+  const items = await loadArc(arc, { limit: 2, seed: 0 });
+  const fresh = await evaluateArc(larger.model, items);
+  assert.equal(second.utility.arc_challenge!.value, fresh.metrics.acc_norm);
+  // and each window's figure is found again under its own key
+  const again = await evaluateModel(made.dir, { ...common, utilityServer: { server: small, benchmarks } });
+  assert.deepEqual(again.utilityReused, ["arc_challenge", "gsm8k"]);
 });

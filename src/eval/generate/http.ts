@@ -635,7 +635,7 @@ export class HttpBackend implements GenerationBackend {
     // and the pair's last token, and the first position echoed has no log-probability
     let cut: { input: number[]; from: number };
     try {
-      cut = loglikelihoodWindow(context, continuation, window - 1);
+      cut = loglikelihoodWindow(context, continuation, (await this.loglikelihoodInputLength())!);
     } catch (e) {
       throw new InputError(
         `${what}: a continuation of ${continuation.length} tokens does not fit the server's window of ${window} ` +
@@ -701,6 +701,17 @@ export class HttpBackend implements GenerationBackend {
   }
 
   private modelLen: Promise<number> | null = null;
+
+  /**
+   * The most model-input tokens of a log-likelihood pair (loglikelihoodWindow's maxLength): the server's
+   * max_model_len less the max_tokens it generates and the pair's last token, which the echo is sent besides. A
+   * pair longer than it loses context tokens from the left; null without a tokenizer (the pair is sent as text,
+   * uncut: the server refuses one too long).
+   */
+  async loglikelihoodInputLength(): Promise<number | null> {
+    if (!this.opts.tokenizer) return null;
+    return (await this.maxModelLen()) - (this.opts.loglikelihoodMaxTokens ?? 1) - 1;
+  }
 
   /** The server's context per request: the option, else GET /v1/models' max_model_len for the model (once). */
   private maxModelLen(): Promise<number> {

@@ -29,6 +29,12 @@ export interface UtilityServer {
   key: Readonly<Record<string, unknown>>;
   model: UtilityModel;
   windowLosses: WindowLosses;
+  /**
+   * the most model-input tokens of a log-likelihood pair (ARC, MMLU) on the servers, which cut a longer one from the
+   * left to it (http.ts); part of those figures' keys, as the same pairs under another max_model_len are scored on
+   * other tokens. null: pairs are not cut (sent as text)
+   */
+  loglikelihoodInputLength(): Promise<number | null>;
 }
 
 /** The servers of `backend` (a model's HttpBackend, given its tokenizer) as a UtilityServer. */
@@ -41,6 +47,7 @@ export function httpUtilityServer(
     name: `${urls.join(", ")} (model "${model}")`,
     key: { engine: "http", model, ...backend.keyFields },
     model: backend.asUtilityModel(),
+    loglikelihoodInputLength: () => backend.loglikelihoodInputLength(),
     windowLosses: (windows) =>
       Promise.all(
         windows.map(async (w, i) => {
