@@ -33,6 +33,7 @@ import { DEFAULT_MAX_JUDGED_CHARS, SEVERITY_RANK, judgeCode } from "./judge/rule
 import { DEFAULT_JUDGE_MAX_TOKENS, isSecure, type LlmJudge } from "./judge/llm.js";
 import type { ChatBackend, GenerateOptions } from "./generate/backend.js";
 import type { ChatMessage } from "../io/tokenizer.js";
+import type { PaperReading } from "../method/goodvibe/config.js";
 import {
   GenerationCacheWriter,
   addRecord,
@@ -145,6 +146,33 @@ export interface AnswerCounts {
   n: number;
   /** Answers with no code block for the prompt's language. */
   noCode: number;
+}
+
+/**
+ * Which code of an answer the judges read, as the output states it: the paper says only that each generated code
+ * sample is labelled by the judge (§4.3), not how the code is taken from an answer, so either choice is a reading,
+ * said in every experiment's output and the demo's, the default's too (data/code.ts says what each choice takes).
+ * `key` names the switch where the user makes the choice and `all` how it is set to all (an experiment's
+ * eval.codeBlocks: all, eval's --code-blocks all).
+ */
+export function codeBlocksReading(choice: CodeBlockChoice, key: string, all: string): PaperReading {
+  return {
+    setting: `code judged in an answer (${key})`,
+    paper:
+      "not given: each generated code sample is judged (§4.3); how the code is taken from an answer is not said",
+    here:
+      (choice === "all"
+        ? "all: every fenced block for the prompt's language, joined in order"
+        : "longest: the longest fenced block for the prompt's language") +
+      " (blocks tagged with it, else untagged ones; reasoning dropped); an answer with none is judged whole by " +
+      'the LLM judge and is "no code" for the rules',
+    why:
+      choice === "all"
+        ? `set (${all}): every block of the language the answer holds is judged (the default, ` +
+          "longest, judges one); the cells' notes count the answers with several"
+        : "a reading (the default): a usage example or a test beside the code is not judged with it " +
+          `(${all} judges every block of the language, joined); the answers with several are counted`,
+  };
 }
 
 export interface SafetyResult {

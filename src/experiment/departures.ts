@@ -21,6 +21,7 @@ import { thinkingSwitchReaches } from "../io/chat-template.js";
 import { folderDefaultSampling } from "../eval/generate/generation-config.js";
 import { DEFAULT_APPLY_GENERATION_CONFIG } from "../eval/config.js";
 import { DEFAULT_CODE_BLOCKS } from "../data/code.js";
+import { codeBlocksReading } from "../eval/safety.js";
 import { HARNESS_FEWSHOT_SEED } from "../eval/utility/gsm8k.js";
 import type { ExperimentResults } from "../report/schema.js";
 import { hardenConfigFor } from "./plan.js";
@@ -141,35 +142,6 @@ function decodingReading(spec: ExperimentSpec): Departure[] {
 }
 
 /**
- * Which code of an answer the judges read (eval.codeBlocks): the paper says only that each generated code sample is
- * labelled by the judge (§4.3), not how the code is taken from an answer, so either choice is a reading and is
- * said in every experiment's output, the default's too (data/code.ts says what each choice takes).
- */
-function codeBlocksReading(spec: ExperimentSpec): Departure[] {
-  const choice = spec.eval.codeBlocks ?? DEFAULT_CODE_BLOCKS;
-  return [
-    {
-      setting: "code judged in an answer (eval.codeBlocks)",
-      paper:
-        "not given: each generated code sample is judged (§4.3); how the code is taken from an answer is not said",
-      here:
-        (choice === "all"
-          ? "all: every fenced block for the prompt's language, joined in order"
-          : "longest: the longest fenced block for the prompt's language") +
-        " (blocks tagged with it, else untagged ones; reasoning dropped); an answer with none is judged whole by " +
-        'the LLM judge and is "no code" for the rules',
-      why:
-        choice === "all"
-          ? "set in the experiment file: every block of the language the answer holds is judged (the default, " +
-            "longest, judges one); the cells' notes count the answers with several"
-          : "a reading (the default): a usage example or a test beside the code is not judged with it " +
-            "(eval.codeBlocks: all judges every block of the language, joined); the cells' notes count the " +
-            "answers with several",
-    },
-  ];
-}
-
-/**
  * How the paper's utility benchmarks are asked and scored, where the experiment runs any: the paper reports
  * "accuracy on ARC Challenge, GSM8K and MMLU" (§4.3, Figure 3) and says no more (shots, the accuracy's variant, the
  * harness). Here they are lm-evaluation-harness's tasks (eval/utility/*.ts), each figure under its metric's name;
@@ -218,7 +190,11 @@ export function experimentDepartures(spec: ExperimentSpec, source = "experiment"
     return [
       ...thinkingReading(spec),
       ...decodingReading(spec),
-      ...codeBlocksReading(spec),
+      codeBlocksReading(
+        spec.eval.codeBlocks ?? DEFAULT_CODE_BLOCKS,
+        "eval.codeBlocks",
+        "eval.codeBlocks: all",
+      ),
       ...utilityReading(spec),
     ];
   const model = spec.models[0]!;
@@ -243,7 +219,9 @@ export function experimentDepartures(spec: ExperimentSpec, source = "experiment"
   if (trained.includes("goodvibe")) out.push(...goodvibeReadings(here.identify, here.cluster));
   out.push(...thinkingReading(spec));
   out.push(...decodingReading(spec));
-  out.push(...codeBlocksReading(spec));
+  out.push(
+    codeBlocksReading(spec.eval.codeBlocks ?? DEFAULT_CODE_BLOCKS, "eval.codeBlocks", "eval.codeBlocks: all"),
+  );
   out.push(...utilityReading(spec));
   // every trained method runs the same loop: the optimiser settings the paper leaves out, stated as LoRA's are
   const t = here.train;

@@ -34,6 +34,8 @@ import { describeJudgeConvention, judgeConvention, type JudgeConvention } from "
 import { createHash } from "node:crypto";
 import { modelWeightsHash } from "../io/hash.js";
 import { DEFAULT_TRAIN } from "../method/train-config.js";
+import { codeBlocksReading } from "../eval/safety.js";
+import { DEFAULT_CODE_BLOCKS } from "../data/code.js";
 import {
   ensureJudgeTrained,
   judgeTrainingPairs,
@@ -116,6 +118,8 @@ export function demoDepartures(
       why: "time (--prompts 0 answers them all)",
     });
   out.push(...goodvibeReadings(cfg.identify, cfg.cluster));
+  // the demo judges as eval does by default; `goodvibe eval --code-blocks all` on its folders reads every block
+  out.push(codeBlocksReading(DEFAULT_CODE_BLOCKS, "eval --code-blocks", "eval --code-blocks all"));
   return out;
 }
 

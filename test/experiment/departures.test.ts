@@ -310,7 +310,7 @@ test("which code of an answer the judges read: the paper is silent (§4.3 judges
   assert.match(longest!.why, /^a reading \(the default\): .*eval\.codeBlocks: all judges every block/);
   const [all] = reading({ methods: ["base", "lora"], eval: { codeBlocks: "all" } });
   assert.match(all!.here, /^all: every fenced block for the prompt's language, joined in order /);
-  assert.match(all!.why, /^set in the experiment file: /);
+  assert.match(all!.why, /^set \(eval\.codeBlocks: all\): every block/);
   // a base-only experiment judges answers too
   assert.equal(reading({ methods: ["base"] }).length, 1);
   assert.equal(reading({ methods: ["base"], eval: { codeBlocks: "all" } })[0]!.here.slice(0, 4), "all:");
