@@ -7,7 +7,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { InputError, InterruptedError } from "../errors.js";
+import { InterruptedError } from "../errors.js";
 import { stopRequested } from "../util/stop.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { openModelWeights } from "../io/safetensors.js";
@@ -46,7 +46,9 @@ import {
   type ExperimentResults,
   type JudgeInfo,
   type JudgeReliabilityEntry,
+  type Outcomes,
 } from "../report/schema.js";
+import { mcnemarMatched } from "../eval/metrics.js";
 import { renderReport } from "../report/render.js";
 import { ZERO_COST, cellBuild, checkpointingOf, costOf, dropEmptyRates, neuronsOf } from "../recipes/cell.js";
 import { outcomesOf } from "../recipes/outcomes.js";
@@ -187,7 +189,7 @@ interface RunContext {
   signal?: AbortSignal;
   data: ExperimentData;
   judges: JudgePool;
-  /** the base model's evaluation per base key: computed once, kept for the McNemar tests of every trained cell */
+  /** the base model's evaluation per base key: computed once, kept for every base cell of that key */
   baseEvals: Map<string, ModelEvaluation>;
 }
 
@@ -247,7 +249,7 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
     }
   }
   const cells = await runCells(ctx, opts);
-  const experiment = assembleResults(ctx, cells.results);
+  const experiment = assembleResults(ctx, withMcnemarVsBase(cells.planned, cells.results));
   if (cells.stopped || cells.pending.length > 0) return stopEarly(ctx, cells, experiment);
   return publishResults(ctx, cells, experiment, opts.render ?? true);
 }
@@ -391,7 +393,7 @@ async function evaluate(ctx: RunContext, modelDir: string, cell: PlannedCell): P
   });
 }
 
-/** The base model's evaluation: computed once per model (by one worker), kept for the McNemar tests. */
+/** The base model's evaluation: computed once per base key (by one worker), shared by the base cells of that key. */
 async function baseEvaluation(ctx: RunContext, cell: PlannedCell): Promise<ModelEvaluation> {
   const have = ctx.baseEvals.get(cell.baseKey);
   if (have) return have;
@@ -420,7 +422,7 @@ async function runBaseCell(ctx: RunContext, cell: PlannedCell): Promise<CellResu
     ...labels(cell),
     params: { trainable: 0, total: countFolderParams(cell.model.path) },
     cost: ZERO_COST,
-    ...withOutcomes(ev, null, evalPairs(ctx, cell)),
+    ...withOutcomes(ev, evalPairs(ctx, cell)),
   };
 }
 
@@ -473,7 +475,8 @@ async function hardenCell(ctx: RunContext, cfg: HardenConfig, workDir: string): 
 async function runTrainedCell(ctx: RunContext, cell: PlannedCell): Promise<CellResult> {
   const cfg = cell.harden!;
   const hr = await hardenCell(ctx, cfg, cell.workDir);
-  const base = ctx.spec.methods.includes("base") ? await baseEvaluation(ctx, cell) : null;
+  // no McNemar here: a cell is reused by experiments with and without the base, so the test against the base
+  // cell is counted when the results are assembled, from the two cells' outcomes (withMcnemarVsBase)
   const ev = await evaluate(ctx, cfg.out, cell);
   let neurons: CellResult["neurons"];
   let identification:
@@ -495,7 +498,7 @@ async function runTrainedCell(ctx: RunContext, cell: PlannedCell): Promise<CellR
     ...labels(cell),
     params: { trainable: hr.trainableParams, total: hr.totalParams },
     cost: costOf(hr.train, identification),
-    ...withOutcomes(ev, base, evalPairs(ctx, cell)),
+    ...withOutcomes(ev, evalPairs(ctx, cell)),
     ...(neurons ? { neurons } : {}),
     ...(checkpointing ? { gradientCheckpointing: checkpointing } : {}),
   };
@@ -543,6 +546,8 @@ interface CellsOutcome {
   shared: string[];
   /** every finished cell's result, in plan order */
   results: CellResult[];
+  /** the plan cell of each of `results` */
+  planned: PlannedCell[];
   stopped: boolean;
   /** cells left to other workers (another shard's, or claimed by a worker computing them) */
   pending: string[];
@@ -555,11 +560,20 @@ interface CellsOutcome {
  */
 async function runCells(ctx: RunContext, opts: RunOptions): Promise<CellsOutcome> {
   const { plan, log } = ctx;
-  const out: CellsOutcome = { ran: [], skipped: [], shared: [], results: [], stopped: false, pending: [] };
+  const out: CellsOutcome = {
+    ran: [],
+    skipped: [],
+    shared: [],
+    results: [],
+    planned: [],
+    stopped: false,
+    pending: [],
+  };
   const done = new Map<string, CellResult>();
   const finished = (cell: PlannedCell, result: CellResult) => {
     (done.has(cell.key) ? out.shared : out.skipped).push(cell.id);
     out.results.push(relabel(result, cell));
+    out.planned.push(cell);
     done.set(cell.key, result);
   };
   const share = opts.shard ? cellShare(plan.cells, opts.shard) : null;
@@ -616,6 +630,7 @@ async function runCells(ctx: RunContext, opts: RunOptions): Promise<CellsOutcome
     }
     out.ran.push(cell.id);
     out.results.push(result);
+    out.planned.push(cell);
     done.set(cell.key, result);
   }
   return out.stopped || out.pending.length === 0
@@ -636,12 +651,14 @@ function collectFinishedSince(
   log: Logger,
 ): CellsOutcome {
   const results: CellResult[] = [];
+  const planned: PlannedCell[] = [];
   const still: string[] = [];
   // not stopped: every cell not left to another worker has its one result in out.results, in plan order
   let mine = 0;
   for (const [i, cell] of plan.cells.entries()) {
     if (!pendingAt.has(i)) {
       results.push(out.results[mine++]!);
+      planned.push(cell);
       continue;
     }
     const result = done.get(cell.key) ?? (isCellDone(cell) ? readCell(cell, log) : null);
@@ -652,8 +669,9 @@ function collectFinishedSince(
     (done.has(cell.key) ? out.shared : out.skipped).push(cell.id);
     done.set(cell.key, result);
     results.push(relabel(result, cell));
+    planned.push(cell);
   }
-  return { ...out, results, pending: still };
+  return { ...out, results, planned, pending: still };
 }
 
 // ---------------------------------------------------------------- results and report
@@ -759,34 +777,62 @@ async function publishResults(
 }
 
 /**
- * securityCell, tolerating runs where no prompt has a verdict from both models (mcnemarVsBase refuses those,
- * e.g. when neither model wrote extractable code): the cell then has no McNemar test.
- */
-function reportParts(
-  ev: ModelEvaluation,
-  base: ModelEvaluation | null,
-  pairs: readonly SecurityPair[],
-): Pick<CellResult, "security" | "utility"> {
-  let parts: Pick<CellResult, "security" | "utility">;
-  try {
-    parts = securityCell(ev, base, pairs);
-  } catch (e) {
-    if (!(e instanceof InputError) || !/mcnemarVsBase/.test(e.message)) throw e;
-    parts = securityCell(ev, null, pairs);
-  }
-  return { ...parts, security: dropEmptyRates(parts.security) };
-}
-
-/**
  * The report parts (the rates' intervals over tasks where the pairs name them: securityCell) with the per-item
- * outcomes.
+ * outcomes. No McNemar against the base: withMcnemarVsBase counts it from the cells' outcomes.
  */
 function withOutcomes(
   ev: ModelEvaluation,
-  base: ModelEvaluation | null,
   pairs: readonly SecurityPair[],
 ): Pick<CellResult, "security" | "utility" | "outcomes"> {
-  return { ...reportParts(ev, base, pairs), outcomes: outcomesOf(ev, pairs) };
+  const parts = securityCell(ev, null, pairs);
+  return { ...parts, security: dropEmptyRates(parts.security), outcomes: outcomesOf(ev, pairs) };
+}
+
+/**
+ * McNemar's test of `other` against `base` by one judge, on the items of their outcomes matched by id that have a
+ * verdict in both (as eval/safety.ts mcnemarVsBase matches the safety items); undefined when none has, or when the
+ * test has no p-value.
+ */
+function mcnemarOfOutcomes(
+  base: Outcomes,
+  other: Outcomes,
+  judge: "rule" | "llm",
+): NonNullable<CellResult["security"]["mcnemarVsBase"]>["rule"] {
+  const bm = base[judge];
+  const om = other[judge];
+  if (bm === undefined || om === undefined) return undefined;
+  const items = (o: Outcomes, marks: string) =>
+    o.ids.map((id, i) => ({ id, secure: marks[i] === "-" ? null : marks[i] === "1" }));
+  const r = mcnemarMatched(items(base, bm), items(other, om), (it) => it.secure);
+  if (r === null || !Number.isFinite(r.pValue)) return undefined;
+  return { b01: r.b01, b10: r.b10, pValue: r.pValue, test: r.method };
+}
+
+/**
+ * Each trained cell's McNemar tests against its base cell (the plan cell of its baseKey: the same model and
+ * language run) when that cell is among `results`, counted from the two cells' outcomes; none when the experiment
+ * has no such cell. A cell's file never decides it (a cell computed where the base was, or was not, planned is
+ * reused by an experiment of the other kind; cells filed before 2026-12-02 hold a test counted on compute): it
+ * is recounted, and a recorded test is kept only where either cell lacks outcomes and the base cell is there.
+ */
+function withMcnemarVsBase(planned: readonly PlannedCell[], results: readonly CellResult[]): CellResult[] {
+  const byKey = new Map(planned.map((c, i) => [c.key, results[i]!]));
+  return results.map((r, i) => {
+    const cell = planned[i]!;
+    if (cell.method === "base") return r;
+    const base = byKey.get(cell.baseKey);
+    const { mcnemarVsBase: recorded, ...security } = r.security;
+    let tests: CellResult["security"]["mcnemarVsBase"];
+    if (base?.method === "base" && base.outcomes && r.outcomes) {
+      const m: NonNullable<CellResult["security"]["mcnemarVsBase"]> = {};
+      for (const judge of ["rule", "llm"] as const) {
+        const t = mcnemarOfOutcomes(base.outcomes, r.outcomes, judge);
+        if (t) m[judge] = t;
+      }
+      if (Object.keys(m).length) tests = m;
+    } else if (base?.method === "base") tests = recorded;
+    return { ...r, security: { ...security, ...(tests ? { mcnemarVsBase: tests } : {}) } };
+  });
 }
 
 /** The naming fields of a cell: from the plan, never from the cache (names are not part of the key). */
