@@ -18,6 +18,10 @@ import { loadModel } from "../../src/models/load.js";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { balancedPairs, makeCliFixture, runCli, showRun } from "./cli-helpers.js";
 import { startEchoServer } from "../utility/echo-server.js";
+import { HttpBackend } from "../../src/eval/generate/http.js";
+import { httpUtilityServer } from "../../src/eval/utility/engine.js";
+import { evaluateArc } from "../../src/eval/utility/arc.js";
+import { loadArc } from "../../src/eval/utility/datasets.js";
 
 const fx = makeCliFixture({ perLanguage: 1 });
 after(() => fx.cleanup());
@@ -160,5 +164,42 @@ test("eval --url --gsm8k on Ollama with a chat-templated model: refused before a
   } finally {
     server.closeAllConnections();
     await new Promise<void>((ok) => server.close(() => ok()));
+  }
+});
+
+test("eval --url --max-model-len: the servers' context where /v1/models does not report it (without it the run stops naming the flag); checked, and with --url only", async () => {
+  const model = loadModel(fx.model.dir);
+  const tok = await loadTokenizer(fx.model.dir);
+  // the server takes 64 tokens but does not say so
+  const srv = await startEchoServer(model, tok, "tiny", 64, { reportMaxModelLen: false });
+  try {
+    const without = await runCli([...args("c-mml-none"), "--url", srv.url]);
+    assert.equal(without.code, 2, showRun(without));
+    assert.match(without.stderr, /does not report max_model_len for "tiny": .*eval --max-model-len/);
+    const r = await runCli([...args("c-mml"), "--url", srv.url, "--max-model-len", "10", "--json"]);
+    assert.equal(r.code, 0, showRun(r));
+    // vLLM's window: each pair sent is cut to max_model_len less the one token generated (the longest pairs: 9)
+    const pair = tok.encode("Question: Which is a gas?\nAnswer: steam", { addSpecialTokens: true });
+    assert.ok(pair.length > 9, `${pair.length} tokens`);
+    assert.equal(Math.max(...srv.echoed), 9);
+    // and the figure is ARC scored on those servers by the HTTP backend told that context
+    const ref = httpUtilityServer(
+      new HttpBackend({ baseUrls: srv.url, model: "tiny", tokenizer: tok, maxModelLen: 10 }),
+      [srv.url],
+      "tiny",
+    );
+    const want = await evaluateArc(ref.model, await loadArc(arc));
+    const out = JSON.parse(r.stdout) as { utility: Record<string, { value: number }> };
+    assert.equal(out.utility.arc_challenge!.value, want.metrics.acc_norm);
+  } finally {
+    await srv.close();
+  }
+  for (const [extra, message] of [
+    [["--url", "http://127.0.0.1:9", "--max-model-len", "1"], /--max-model-len.*1/],
+    [["--max-model-len", "4096"], /--max-model-len is about the --url servers: it needs --url/],
+  ] as const) {
+    const bad = await runCli([...args("c-mml-bad"), ...extra]);
+    assert.equal(bad.code, 2, showRun(bad));
+    assert.match(bad.stderr, message);
   }
 });

@@ -18,6 +18,8 @@ export interface EchoServer {
   url: string;
   /** the echo requests answered */
   echoes: number;
+  /** the length in tokens of each prompt echoed, in the order asked */
+  echoed: number[];
   close(): Promise<void>;
 }
 
@@ -50,9 +52,11 @@ export async function startEchoServer(
   tok: HfTokenizer,
   name: string,
   maxModelLen: number,
+  /** reportMaxModelLen false: GET /v1/models names the model without max_model_len (as some servers do) */
+  opts: { reportMaxModelLen?: boolean } = {},
 ): Promise<EchoServer> {
   const served = await serveBuiltin(new BuiltinBackend(model, tok), { port: 0, modelName: name });
-  const state = { echoes: 0 };
+  const state = { echoes: 0, echoed: [] as number[] };
   const server = http.createServer((req, res) => {
     let raw = "";
     req.on("data", (d) => (raw += d));
@@ -63,12 +67,15 @@ export async function startEchoServer(
       };
       try {
         if (req.method === "GET" && req.url === "/v1/models")
-          return send(200, { data: [{ id: name, max_model_len: maxModelLen }] });
+          return send(200, {
+            data: [{ id: name, ...(opts.reportMaxModelLen === false ? {} : { max_model_len: maxModelLen }) }],
+          });
         const body = JSON.parse(raw || "{}") as Record<string, unknown>;
         if (req.url === "/v1/completions" && body.echo === true) {
           state.echoes++;
           const p = body.prompt;
           const ids = Array.isArray(p) ? (p as number[]) : tok.encode(String(p), { addSpecialTokens: true });
+          state.echoed.push(ids.length);
           if (ids.length > maxModelLen - 1)
             return send(400, { error: { message: "maximum context length" } });
           const { lp, top } = promptLogprobs(model, ids);
@@ -112,6 +119,9 @@ export async function startEchoServer(
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     get echoes() {
       return state.echoes;
+    },
+    get echoed() {
+      return state.echoed;
     },
     async close() {
       server.closeAllConnections();

@@ -84,6 +84,7 @@ function checkEngineFlags(opts: OptionValues): void {
     for (const [flag, v] of [
       ["--utility-local", opts.utilityLocal],
       ["--base-server-model", opts.baseServerModel],
+      ["--max-model-len", opts.maxModelLen],
     ] as const)
       if (v !== undefined)
         throw new InputError(
@@ -303,6 +304,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
         onRetry: retries,
         // the log-likelihoods' tokens made and cut as the built-in engine makes them (http.ts)
         tokenizer,
+        ...(opts.maxModelLen !== undefined ? { maxModelLen: opts.maxModelLen } : {}),
         ...(opts.extraBody ? { extraBody: opts.extraBody } : {}),
       });
       const server = httpUtilityServer(backend, opts.url, model);

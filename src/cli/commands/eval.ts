@@ -90,6 +90,11 @@ export function registerEval(program: Command): void {
       DEFAULT_REQUEST_TIMEOUT_S,
     )
     .option(
+      "--max-model-len <n>",
+      "the servers' context per request in tokens, as vLLM's --max-model-len (with --url): log-likelihood pairs (ARC, MMLU) longer than it less the token generated are cut from the left to it, as the built-in engine cuts them to the model's; default: what GET /v1/models reports (vLLM, goodvibe serve); needed where a server echoes prompt log-probabilities but does not report it. Part of the key of ARC's and MMLU's cached figures",
+      integer(2),
+    )
+    .option(
       "--no-generation-config",
       "don't apply the model folder's generation_config.json as transformers' generate() does (its repetition_penalty, which applies to greedy answers too; eval's answers are greedy): the built-in engine then takes the raw logits; default: applied (recorded in the output)",
     )

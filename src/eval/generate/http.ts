@@ -731,8 +731,8 @@ export class HttpBackend implements GenerationBackend {
       }
       if (typeof len !== "number" || !Number.isInteger(len) || len < 2)
         throw new InputError(
-          `GET ${url} does not report max_model_len for "${this.opts.model}": give the HTTP backend its context per ` +
-            "request (option maxModelLen) to cut log-likelihood contexts to it",
+          `GET ${url} does not report max_model_len for "${this.opts.model}": give its context per request in ` +
+            "tokens (eval --max-model-len; HttpBackend option maxModelLen) to cut log-likelihood contexts to it",
         );
       return len;
     })();
