@@ -18,7 +18,7 @@ import { answersFingerprint, fileHash, modelWeightsHash, tokenizerFilesHashes } 
 import { buildKey, buildRecord } from "../tensor/build.js";
 import { UtilityCache, utilityKey, type UtilityFigure } from "../eval/utility/cache.js";
 import { UtilityAnswerCache } from "../eval/utility/answers.js";
-import type { UtilityBenchmark, UtilityServer } from "../eval/utility/engine.js";
+import { BUILTIN_ENGINE, type UtilityBenchmark, type UtilityServer } from "../eval/utility/engine.js";
 import { encodeScores, itemsHash, pairedDifference, unpairedDifference } from "../eval/utility/items.js";
 import type { ChatBackend } from "../eval/generate/backend.js";
 import {
@@ -285,9 +285,6 @@ export interface ModelEvaluation {
   /** who scored each utility figure: "built-in" or the servers' name (eval/utility/engine.ts UtilityServer) */
   utilityEngine: Record<string, string>;
 }
-
-/** What ModelEvaluation.utilityEngine names the built-in engine. */
-export const BUILTIN_ENGINE = "built-in";
 
 /** Log-likelihoods and greedy generation with the built-in engine, for the utility benchmarks. */
 export class BuiltinUtilityModel implements UtilityModel {
@@ -678,8 +675,11 @@ async function evaluateLoaded(
       });
       const had = cache.get(key);
       if (had) {
+        // the engine that scored it: the build (built-in), or the servers by their model's name there (not their
+        // URLs, which the key leaves out: the same model served elsewhere answers alike)
         log.info(
-          `${name}: reused from ${cache.file} (the same model, files, settings and build evaluated it before)`,
+          `${name}: reused from ${cache.file} (the same model, files, settings and ` +
+            `${server ? `engine, ${server.name}, evaluated it before${window !== null ? ` with pairs cut to ${window} tokens` : ""}` : "build evaluated it before"})`,
         );
         utilityReused.push(name);
         return had;

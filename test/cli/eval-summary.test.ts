@@ -231,3 +231,29 @@ test("eval's summary says when the mean loss gap's interval resampled tasks, and
     /mean loss gap 0\.0082 \[-0\.0365, 0\.0700\] \(tasks resampled\)$/,
   );
 });
+
+test("eval's summary: a figure reused from --cache names what made it reusable: the servers that scored it, or the build of the built-in engine", () => {
+  const fig = { metric: "acc", value: 0.5, stderr: 0.1, n: 10 };
+  const servers = 'http://gpu1:8000, http://gpu2:8000 (model "hardened")';
+  const text = evalSummaryLines({
+    model: "/m/x",
+    protocol: "p",
+    cell: { security: noCode, utility: { arc_challenge: fig, gsm8k: fig } },
+    base: { model: "/m/base", cell: { security: baseNoCode, utility: { arc_challenge: fig } } },
+    llmJudge: false,
+    reused: { model: ["arc_challenge", "gsm8k"], base: ["arc_challenge"] },
+    engines: {
+      model: { arc_challenge: servers, gsm8k: "built-in" },
+      base: { arc_challenge: 'http://gpu1:8000, http://gpu2:8000 (model "base")' },
+    },
+  }).join("\n");
+  assert.match(
+    text,
+    /^arc_challenge: .* \(reused from --cache: same model, files, settings and engine, http:\/\/gpu1:8000, http:\/\/gpu2:8000 \(model "hardened"\)\)$/m,
+  );
+  assert.match(text, /^gsm8k: .* \(reused from --cache: same model, files, settings and build\)$/m);
+  assert.match(
+    text,
+    /^base arc_challenge: .* \(reused from --cache: same model, files, settings and engine, http:\/\/gpu1:8000, http:\/\/gpu2:8000 \(model "base"\)\)$/m,
+  );
+});

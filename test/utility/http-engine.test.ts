@@ -255,6 +255,25 @@ test("a figure scored on servers is keyed by their window where they cut pairs (
   const fresh = await evaluateArc(larger.model, items);
   assert.equal(second.utility.arc_challenge!.value, fresh.metrics.acc_norm);
   // and each window's figure is found again under its own key
-  const again = await evaluateModel(made.dir, { ...common, utilityServer: { server: small, benchmarks } });
+  const said: string[] = [];
+  const log = { info: (m: string) => said.push(m), warn() {}, progress() {} };
+  const again = await evaluateModel(made.dir, {
+    ...common,
+    log,
+    utilityServer: { server: small, benchmarks },
+  });
   assert.deepEqual(again.utilityReused, ["arc_challenge", "gsm8k"]);
+  // each says the engine that made it reusable: the servers by their model's name (not a build here), and the cut
+  const file = path.join(
+    common.cacheDir,
+    fs
+      .readdirSync(common.cacheDir)
+      .find((f) => f.startsWith("utility-") && !f.startsWith("utility-answers"))!,
+  );
+  const engine = `the same model, files, settings and engine, ${srv.url} (model "tiny"), evaluated it before`;
+  assert.ok(
+    said.includes(`arc_challenge: reused from ${file} (${engine} with pairs cut to 10 tokens)`),
+    said.join("\n"),
+  );
+  assert.ok(said.includes(`gsm8k: reused from ${file} (${engine})`), said.join("\n"));
 });

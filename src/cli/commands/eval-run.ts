@@ -7,7 +7,6 @@ import { readPairs } from "../../data/pairs.js";
 import { claimWorkFolder } from "../../io/atomic.js";
 import { LlmJudge } from "../../eval/judge/llm.js";
 import {
-  BUILTIN_ENGINE,
   checkUtilityFiles,
   describeProtocol,
   evaluateModel,
@@ -28,6 +27,7 @@ import {
 import {
   LOGLIKELIHOOD_BENCHMARKS,
   UTILITY_BENCHMARKS,
+  BUILTIN_ENGINE,
   httpUtilityServer,
   type UtilityBenchmark,
   type UtilityServer,
@@ -346,6 +346,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
       utilityVsBase: vsBase,
       llmJudge: judge !== null,
       reused: { model: ev.utilityReused ?? [], base: base?.utilityReused ?? [] },
+      engines: { model: ev.utilityEngine, ...(base ? { base: base.utilityEngine } : {}) },
       ...(utilityLimit ? { utilityLimit } : {}),
     });
     // the thinking mode the answers were asked in, where it can matter: a template with the switch, or a server

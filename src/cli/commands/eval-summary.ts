@@ -6,6 +6,7 @@ import type { CellResult } from "../../report/schema.js";
 import type { UtilityDifference } from "../../recipes/evaluate.js";
 import { Z95, percentWithInterval, proportionSuccesses, wilsonInterval } from "../../eval/metrics.js";
 import { ratesIntervalName } from "../../report/aggregate.js";
+import { BUILTIN_ENGINE } from "../../eval/utility/engine.js";
 
 type Security = CellResult["security"];
 
@@ -60,6 +61,8 @@ export function evalSummaryLines(opts: {
   llmJudge: boolean;
   /** the utility benchmarks each side took from --cache instead of evaluating them (recipes/evaluate.ts) */
   reused?: { model: readonly string[]; base: readonly string[] };
+  /** who scored each side's utility figures (recipes/evaluate.ts ModelEvaluation.utilityEngine), where known */
+  engines?: { model: Readonly<Record<string, string>>; base?: Readonly<Record<string, string>> };
   /** --limit and --seed, where a benchmark or --code was given with them: those figures are of a seeded subsample */
   utilityLimit?: { limit: number; seed: number };
 }): string[] {
@@ -69,10 +72,21 @@ export function evalSummaryLines(opts: {
     lines.push(
       `utility subsample: at most ${opts.utilityLimit.limit} items of each benchmark and documents of --code, drawn with seed ${opts.utilityLimit.seed} (--limit; the held-out code loss follows --preference-pairs)`,
     );
-  const utilityLines = (u: CellResult["utility"], reused: readonly string[] = [], label = "") =>
+  // a figure from --cache says what made it reusable: the build of the built-in engine, or the servers that scored
+  // it (a server's figure is keyed by its model's name there, not the build here)
+  const reusedNote = (k: string, engine: string | undefined) =>
+    engine !== undefined && engine !== BUILTIN_ENGINE
+      ? ` (reused from --cache: same model, files, settings and engine, ${engine})`
+      : " (reused from --cache: same model, files, settings and build)";
+  const utilityLines = (
+    u: CellResult["utility"],
+    reused: readonly string[] = [],
+    label = "",
+    engines: Readonly<Record<string, string>> = {},
+  ) =>
     Object.entries(u ?? {}).flatMap(([k, v]) => [
       `${label}${k}: ${v.metric} ${v.value.toFixed(4)} ${utilityInterval(v)} (n=${v.n}; se ${v.stderr.toFixed(4)})` +
-        (reused.includes(k) ? " (reused from --cache: same model, files, settings and build)" : ""),
+        (reused.includes(k) ? reusedNote(k, engines[k]) : ""),
       // --code's per language, each with its interval as the overall's (value ± 1.96 se over its documents)
       ...Object.entries(v.perLanguage ?? {})
         .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
@@ -81,12 +95,12 @@ export function evalSummaryLines(opts: {
             `${label}${k} (${lang}): ${v.metric} ${l.value.toFixed(4)} ${utilityInterval({ metric: v.metric, ...l })} (n=${l.n}; se ${l.stderr.toFixed(4)}; ${l.tokens} tokens)`,
         ),
     ]);
-  lines.push(...utilityLines(cell.utility, opts.reused?.model));
+  lines.push(...utilityLines(cell.utility, opts.reused?.model, "", opts.engines?.model));
   if (!base) return lines;
   lines.push(
     `base: ${base.model}`,
     ...rateLines(base.cell.security, "base "),
-    ...utilityLines(base.cell.utility, opts.reused?.base, "base "),
+    ...utilityLines(base.cell.utility, opts.reused?.base, "base ", opts.engines?.base),
   );
   const sign = (x: number) => `${x >= 0 ? "+" : ""}${x.toFixed(4)}`;
   for (const [k, d] of Object.entries(opts.utilityVsBase ?? {}))

@@ -11,6 +11,9 @@ import type { HttpBackend } from "../generate/http.js";
 import type { WindowLosses } from "./code-loss.js";
 import type { UtilityModel } from "./model.js";
 
+/** What ModelEvaluation.utilityEngine (recipes/evaluate.ts) names the built-in engine. */
+export const BUILTIN_ENGINE = "built-in";
+
 /** The utility benchmarks by the names of their flags (--arc, --mmlu, --gsm8k, --humaneval, --code). */
 export const UTILITY_BENCHMARKS = ["arc", "mmlu", "gsm8k", "humaneval", "code"] as const;
 export type UtilityBenchmark = (typeof UTILITY_BENCHMARKS)[number];
