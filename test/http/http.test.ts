@@ -338,6 +338,35 @@ test("parseEchoLogprobs: multi-token continuations, offsets from token strings, 
   assert.deepEqual(parseEchoLogprobs(lp, 3, 6), { logprob: -0.875, isGreedy: true });
 });
 
+test("parseEchoLogprobs: a start token vLLM adds to a text prompt (add_special_tokens) and echoes is not the prompt's text", () => {
+  // vLLM's echo of "Question: 2 + 2 =" and continuation " 4" with Llama 3's tokenizer: <|begin_of_text|> first,
+  // its logprob null, its text counted in text_offset (the running len() of the token strings, as vLLM's
+  // _create_completion_logprobs), then the prompt's tokens and the one generated (max_tokens 1)
+  const tokens = ["<|begin_of_text|>", "Question", ":", " ", "2", " +", " ", "2", " =", " 4", "\n"];
+  const offsets: number[] = [];
+  let at = 0;
+  for (const t of tokens) {
+    offsets.push(at);
+    at += [...t].length;
+  }
+  const token_logprobs = [null, -5, -1, -2, -3, -1.5, -0.5, -2.5, -1, -0.75, -0.1];
+  const lp: CompletionLogprobs = { tokens, token_logprobs, text_offset: offsets, top_logprobs: null };
+  const context = "Question: 2 + 2 =";
+  const prompt = `${context} 4`;
+  // the continuation " 4" is token 9 alone
+  assert.deepEqual(parseEchoLogprobs(lp, [...context].length, [...prompt].length, prompt), {
+    logprob: -0.75,
+    isGreedy: true,
+  });
+  // without a start token, nothing moves
+  const plain = { ...lp, tokens: tokens.slice(1), token_logprobs: [null, ...token_logprobs.slice(2)] };
+  plain.text_offset = offsets.slice(1).map((o) => o - offsets[1]!);
+  assert.deepEqual(parseEchoLogprobs(plain, [...context].length, [...prompt].length, prompt), {
+    logprob: -0.75,
+    isGreedy: true,
+  });
+});
+
 test("loglikelihood: offsets in code points as vLLM gives them; an emoji before the boundary moves nothing", async () => {
   // context "🙂🙂:" (3 code points, 5 UTF-16 units), continuation " a b c"; the server appends one generated
   // token " d" (max_tokens 1). vLLM's text_offset is the running len() of the token strings: code points.

@@ -624,7 +624,12 @@ export class HttpBackend implements GenerationBackend {
     const tok = this.opts.tokenizer;
     if (!tok) {
       const prompt = req.context + req.continuation;
-      return parseEchoLogprobs(await this.echo(prompt, what), codePoints(req.context), codePoints(prompt));
+      return parseEchoLogprobs(
+        await this.echo(prompt, what),
+        codePoints(req.context),
+        codePoints(prompt),
+        prompt,
+      );
     }
     // the local engine's encoding and window, to what the server echoes: its context less the tokens it generates
     const { context, continuation } = encodeLoglikelihoodPair(tok, req.context, req.continuation);
@@ -769,6 +774,22 @@ function withReasoning(
   return `<think>\n${reasoning}\n</think>\n\n${content ?? ""}`;
 }
 
+/**
+ * The length in code points of the whole leading tokens an echo has before `prompt`'s text (a start token the server
+ * added), 0 when the tokens begin with the prompt or do not spell it after such tokens.
+ */
+function addedPrefix(tokens: readonly string[], prompt: string): number {
+  const all = tokens.join("");
+  if (all.startsWith(prompt)) return 0;
+  let at = "";
+  for (const t of tokens) {
+    at += t;
+    if (all.startsWith(prompt, at.length)) return codePoints(at);
+    if (at.length >= all.length - prompt.length) break;
+  }
+  return 0;
+}
+
 /** A string's length in Unicode code points (Python's len()), the unit of a server's text_offset. */
 function codePoints(s: string): number {
   let n = 0;
@@ -834,6 +855,7 @@ export function parseEchoLogprobs(
   lp: CompletionLogprobs,
   contextLen: number,
   promptLen: number,
+  prompt?: string,
 ): LoglikelihoodResult {
   const n = lp.token_logprobs!.length;
   let offsets = lp.text_offset;
@@ -847,6 +869,11 @@ export function parseEchoLogprobs(
       at += codePoints(t);
     }
   }
+  // a start token the server added to a text prompt (vLLM's add_special_tokens, default true: Llama's
+  // <|begin_of_text|>) is echoed as its own text, counted in the offsets (vLLM: the running len() of the token
+  // strings) though the prompt has no such characters: the prompt's begin where those whole leading tokens end
+  const skip = prompt !== undefined && lp.tokens?.length === n ? addedPrefix(lp.tokens, prompt) : 0;
+  if (skip > 0) offsets = offsets.map((o) => o - skip);
   // the tokens that cover the continuation: those that start before the prompt's end (the rest are generated,
   // max_tokens >= 1) and end after the context's
   const covering: number[] = [];
