@@ -22,6 +22,8 @@ import type { Method } from "../report/schema.js";
 import { gridLabel, nestSettings, type ExperimentSpec, type TrainedMethod } from "./spec.js";
 import { setPath } from "../util/overrides.js";
 import { checkClusterSettings } from "../method/goodvibe/clustering.js";
+import { checkTopK } from "../method/goodvibe/identify.js";
+import { ModelShape } from "../models/shapes.js";
 import { judgeConvention, sameJudgeConvention, type JudgeConvention } from "../data/prompts.js";
 import { computeTaskSplit, writeTaskSplit, type TaskSplitRecord } from "./task-split.js";
 import { judgeTrainSettings } from "../config/judge.js";
@@ -363,6 +365,33 @@ export function modelConfigOf(
     throw new InputError(`${source}: model "${model.name}" (models[${index}].path): ${e.message}`, {
       cause: e,
     });
+  }
+}
+
+/**
+ * Every GoodVibe cell's identify.topK within its model's range, read from the model's config.json (no weight is
+ * read, the libtorch addon is not loaded): a cell asking past its smallest module stops `experiment run` and
+ * `experiment plan` before any cell, the message naming the cell, not the run at that cell after the cells before
+ * it. Not part of planExperiment: a plan's keys do not depend on it (key tests plan cells that never run).
+ */
+export function checkCellsTopK(spec: ExperimentSpec, source = "experiment"): void {
+  // a model folder without config.json is a missing input, which planExperiment names with the others
+  const shapes = new Map(
+    spec.models.flatMap((m, i) =>
+      fs.existsSync(path.join(m.path, "config.json"))
+        ? [[m.path, new ModelShape(modelConfigOf(m, i, source))] as const]
+        : [],
+    ),
+  );
+  for (const s of expandCells(spec, source)) {
+    const shape = shapes.get(s.model.path);
+    if (s.method !== "goodvibe" || !s.harden || !shape) continue;
+    try {
+      checkTopK(shape, s.harden.identify.topK);
+    } catch (e) {
+      if (!(e instanceof InputError)) throw e;
+      throw new InputError(`${source}: cell ${describeCell(s)}: ${e.message}`, { cause: e });
+    }
   }
 }
 

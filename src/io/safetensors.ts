@@ -620,8 +620,11 @@ export function openModelWeightHeaders(dir: string): ModelWeights {
   return openWeightsWith(dir, readSafetensorsHeader);
 }
 
-/** A safetensors file's header, checked against the file's size; its tensors' data are empty (never read). */
-function readSafetensorsHeader(file: string): SafetensorsFile {
+/**
+ * A safetensors file's header, checked against the file's size; its tensors' data are empty (never read), so the
+ * libtorch addon is not loaded: what a command checks before its work begins.
+ */
+export function readSafetensorsHeader(file: string): SafetensorsFile {
   try {
     const stat = fs.statSync(file);
     // a FIFO would block the header's read

@@ -49,6 +49,7 @@ import {
 import { createRng } from "../util/random.js";
 import {
   checkTopK,
+  checkTopKOfFolder,
   identify,
   type IdentifyOptions,
   type IdentifySample,
@@ -785,6 +786,8 @@ async function prepare(
   const log = hooks.log ?? silentLogger;
   if (cfg.method === "goodvibe" && !opts.clustersFile) checkClusterSettings(cfg.cluster, cfg.identify);
   checkRunPaths(cfg, { "--clusters": opts.clustersFile });
+  // top-k's range is config.json's: refused before the tokenizer, the data or the model are read
+  if (cfg.method === "goodvibe" && !opts.clustersFile) checkTopKOfFolder(cfg.model, cfg.identify.topK);
   // load and check every input before anything is written: bad input leaves no run folder behind
   const tok = await loadTokenizer(cfg.model);
   for (const w of tok.warnings) log.warn(w);

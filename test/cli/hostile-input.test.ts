@@ -9,7 +9,12 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
-import { openModelWeights, writeModelWeights, type TensorRecord } from "../../src/io/safetensors.js";
+import {
+  openModelWeights,
+  writeModelWeights,
+  writeSafetensors,
+  type TensorRecord,
+} from "../../src/io/safetensors.js";
 import { REPO_ROOT, scratchDir } from "../evalcore/make-model.js";
 import {
   addonOpens,
@@ -233,14 +238,72 @@ test("identify.topK past the smallest module and train.lr=1e9 are refused with t
       /identify\.topK \(--top-k\) = 1000000000 is out of range: it must be a whole number from 1 to 64/,
       /model\.layers\.0\.self_attn\.k_proj, 64/,
     ],
+    // the range is config.json's (the organism's k_proj: 2 key-value heads × head_dim 32 = 64 rows): refused
+    // before the model loads
+    { noAddon: true },
   );
-  await refused(["identify", "-m", ORGANISM, "-d", pairsFile, "-o", "n.json", "--top-k", "65"], 2, [
-    /from 1 to 64/,
-  ]);
+  await refused(
+    ["identify", "-m", ORGANISM, "-d", pairsFile, "-o", "n.json", "--top-k", "65"],
+    2,
+    [/identify\.topK \(--top-k\) = 65 is out of range: it must be a whole number from 1 to 64/],
+    { noAddon: true },
+  );
+  // an experiment's grid cell past the range: refused before any cell, naming the cell, no output folder made
+  const spec = path.join(work, "topk.yaml");
+  const expOut = path.join(work, "topk-out");
+  fs.writeFileSync(
+    spec,
+    JSON.stringify({
+      name: "topk",
+      models: [{ name: "organism", path: ORGANISM }],
+      data: { train: pairsFile, dev: pairsFile },
+      methods: ["goodvibe"],
+      grids: [{ name: "topk", key: "identify.topK", values: [16, 65] }],
+    }),
+  );
+  await refused(
+    ["experiment", "run", spec, "-o", expOut],
+    2,
+    [
+      /topk\.yaml: cell organism goodvibe \[topk=65\] seed 0: identify\.topK \(--top-k\) = 65 is out of range/,
+    ],
+    { noAddon: true },
+  );
+  assert.ok(!fs.existsSync(expOut), "the refused experiment made its output folder");
   await refused(
     ["harden", "-m", ORGANISM, "-d", pairsFile, "-o", "out", ...TINY, "--set", "train.lr=1e9"],
     2,
     [/train\.lr: must be at most 1/],
+  );
+});
+
+test("export --adapter: a taken --out and a bad --outtype are refused before the delta's tensors are read", async () => {
+  // a delta naming its base model (harden records it); its tensors are never read: the arguments are refused first
+  const delta = path.join(work, "adapter-delta.safetensors");
+  const rows = { dtype: "I64" as const, shape: [1], data: new Uint8Array(8) };
+  writeSafetensors(
+    delta,
+    [
+      { name: "model.layers.0.mlp.up_proj.rows", ...rows },
+      { name: "model.layers.0.mlp.up_proj.clusters", ...rows },
+      { name: "model.layers.0.mlp.up_proj.U", dtype: "F32", shape: [1, 256], data: new Uint8Array(4 * 256) },
+    ],
+    { format: "goodvibe-delta", fingerprint: "{}", base_model: ORGANISM },
+  );
+  const taken = path.join(work, "taken-adapter");
+  fs.mkdirSync(taken);
+  fs.writeFileSync(path.join(taken, "notes.txt"), "someone's work\n");
+  await refused(
+    ["export", "--adapter", "peft", "--delta", delta, "-o", taken],
+    2,
+    [/--out .*taken-adapter: exists and is not empty.*--overwrite/],
+    { input: taken, noAddon: true },
+  );
+  await refused(
+    ["export", "--adapter", "gguf", "--delta", delta, "--outtype", "q4_0", "-o", "a.gguf"],
+    2,
+    [/--outtype for a LoRA GGUF must be f32, f16 or bf16/],
+    { noAddon: true },
   );
 });
 

@@ -104,6 +104,8 @@ test("every writing command refuses an existing output unless --overwrite, namin
       name: "x",
       models: [{ name: "m", path: fx.model.dir }],
       data: { train: fx.pairsFile, dev: fx.pairsFile },
+      // within the fixture's range (its k_proj has 32 rows): the default 50 is refused before the output is looked at
+      defaults: { identify: { topK: 4 } },
     }),
   );
   const m = fx.model.dir;

@@ -16,6 +16,7 @@ import {
   missingInputs,
   experimentOutDir,
   planExperiment,
+  checkCellsTopK,
 } from "../../experiment/plan.js";
 import {
   PLAN_TOKENIZE_PAIRS,
@@ -41,6 +42,8 @@ export async function experimentRunCommand(
     const shard = opts.shard ? parseShard(opts.shard) : fromEnv?.shard;
     if (fromEnv) log.info(`shard ${shard!.index}/${shard!.count} from ${fromEnv.from}`);
     const spec = loadExperimentSpec(file, opts.set);
+    // a cell's top-k past its model's range, from config.json: refused before the output folder is claimed
+    checkCellsTopK(spec, experimentSource(file, opts.set));
     // claimed before planning: a task split is written into the folder while planning
     const aside = claimWorkFolder({
       flag: "output folder",
@@ -118,6 +121,7 @@ export async function experimentPlanCommand(
     const missing = missingInputs(spec, source);
     const departures = experimentDepartures(spec, source);
     // a plan writes nothing: the task split is computed in memory, its files are the run's
+    if (missing.length === 0) checkCellsTopK(spec, source);
     const plan = missing.length === 0 ? planExperiment(spec, { out: opts.out, source, write: false }) : null;
     const rows = settings.map((c, i) => {
       const p = plan?.cells[i];

@@ -15,10 +15,15 @@ import {
 } from "../../io/safetensors.js";
 import { checkOutput, publishFileAsync, writeDirAtomic, writeFileAtomic } from "../../io/atomic.js";
 import { readFilesBelow } from "../../io/mapfile.js";
-import { copyModelFiles, inspectModelFolder } from "../../io/model-folder.js";
-import { withDtype } from "../../io/config.js";
+import { checkWeightHeaders, copyModelFiles, inspectModelFolder } from "../../io/model-folder.js";
+import { loadModelConfig, withDtype } from "../../io/config.js";
 import { ST_TO_DTYPE, loadModel } from "../../models/load.js";
-import { checkDeltaFits, findDeltaFile, readGoodVibeDelta } from "../../method/goodvibe/delta.js";
+import {
+  checkDeltaFits,
+  findDeltaFile,
+  readGoodVibeDelta,
+  readGoodVibeDeltaBase,
+} from "../../method/goodvibe/delta.js";
 import { goodVibeAsLora } from "../../method/lora/from-goodvibe.js";
 import { loraGgufModules } from "../../method/lora/gguf.js";
 import { attachPeftAdapter } from "../../method/lora/model.js";
@@ -145,10 +150,11 @@ async function exportAdapter(
   let base = opts.model;
   let lora: { cfg: LoraConfig; weights: Map<string, Tensor> };
   let source: string;
+  // every argument that files and flags alone can check is checked before the delta's tensors are read or the
+  // model loads (both load the libtorch addon): the delta's base model is read from its header
   if (opts.delta) {
     source = findDeltaFile(opts.delta);
-    const delta = readGoodVibeDelta(source);
-    base ??= delta.baseModel ?? undefined;
+    base ??= readGoodVibeDeltaBase(source) ?? undefined;
     if (!base)
       throw new InputError(`${source} does not name its base model: give the base model folder with -m`);
   } else {
@@ -163,6 +169,10 @@ async function exportAdapter(
     inputs: { "--model": base, [opts.delta ? "--delta" : "--peft"]: opts.delta ?? source },
     overwrite: opts.overwrite,
   });
+  const outtype = opts.outtype || "f32";
+  if (kind === "gguf" && !["f32", "f16", "bf16"].includes(outtype))
+    throw new InputError("--outtype for a LoRA GGUF must be f32, f16 or bf16");
+  checkWeightHeaders(loadModelConfig(base), base); // a base model unlike its config.json, before any tensor is read
   if (opts.delta) {
     const delta = readGoodVibeDelta(source);
     const model = loadModel(base);
@@ -188,9 +198,6 @@ async function exportAdapter(
       rankPattern: lora.cfg.rankPattern ?? {},
     });
   } else {
-    const outtype = opts.outtype || "f32";
-    if (!["f32", "f16", "bf16"].includes(outtype))
-      throw new InputError("--outtype for a LoRA GGUF must be f32, f16 or bf16");
     const plan = planLoraGgufExport(base, loraGgufModules(lora.cfg, lora.weights), {
       outtype: outtype as "f32" | "f16" | "bf16",
     });

@@ -19,7 +19,7 @@ import {
   stageIdentify,
   identifyInputs,
 } from "../../recipes/harden.js";
-import { checkTopK } from "../../method/goodvibe/identify.js";
+import { checkTopKOfFolder } from "../../method/goodvibe/identify.js";
 import { clearIdentifyState } from "../../method/goodvibe/identify-state.js";
 import { identifyShard, mergeIdentifyShards } from "../../method/goodvibe/identify-shard.js";
 import { readNeuronMap, summarizeNeuronMap, writeNeuronMap } from "../../method/goodvibe/neuron-map.js";
@@ -56,8 +56,8 @@ export async function identifyCommand(g: OptionValues, opts: OptionValues): Prom
     const inputs = { "--model": cfg.model, "--data": cfg.data };
     checkOutput({ flag: "--out", path: cfg.out, kind: "file", inputs, overwrite: cfg.overwrite });
     checkOutput({ flag: "--run-dir", path: cfg.runDir, kind: "folder", inputs, ownEntry: isRunEntry });
+    checkTopKOfFolder(cfg.model, cfg.identify.topK); // before the model loads (identify() checks it again)
     const model = loadModel(cfg.model, { dtype: cfg.dtype });
-    checkTopK(model, cfg.identify.topK);
     const tok = await loadTokenizer(cfg.model);
     const pairs = readPairs(cfg.data, { languages: cfg.languages });
     // only once the inputs are known good: bad input leaves nothing behind

@@ -7,7 +7,12 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../../errors.js";
-import { readSafetensors, writeSafetensors, type TensorToWrite } from "../../io/safetensors.js";
+import {
+  readSafetensors,
+  readSafetensorsHeader,
+  writeSafetensors,
+  type TensorToWrite,
+} from "../../io/safetensors.js";
 import type { DecoderModel } from "../../models/decoder.js";
 import { recordToTensor } from "../../models/load.js";
 import { tidy, type Tensor } from "../../tensor/index.js";
@@ -79,10 +84,24 @@ export function findDeltaFile(fileOrDir: string): string {
   return fileOrDir;
 }
 
+/**
+ * A delta file's base model (metadata base_model, null when it names none) from its header alone, after the checks
+ * of its format that need no tensor: no tensor is read, so the libtorch addon is not loaded. What a command reads
+ * to check its arguments before it loads anything.
+ */
+export function readGoodVibeDeltaBase(file: string): string | null {
+  return checkDeltaMetadata(readSafetensorsHeader(file).metadata, file).base_model ?? null;
+}
+
+function checkDeltaMetadata(metadata: Record<string, string>, file: string): Record<string, string> {
+  if (metadata.format !== "goodvibe-delta" || !metadata.fingerprint)
+    throw new InputError(`${file}: not a GoodVibe delta (metadata format/fingerprint missing)`);
+  return metadata;
+}
+
 export function readGoodVibeDelta(file: string): GoodVibeDelta {
   const f = readSafetensors(file);
-  if (f.metadata.format !== "goodvibe-delta" || !f.metadata.fingerprint)
-    throw new InputError(`${file}: not a GoodVibe delta (metadata format/fingerprint missing)`);
+  checkDeltaMetadata(f.metadata, file);
   const selections = new Map<string, RowSelection>();
   const U = new Map<string, Tensor>();
   for (const [name, rec] of f.tensors) {

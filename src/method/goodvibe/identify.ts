@@ -17,6 +17,8 @@ import * as path from "node:path";
 import { createHash } from "node:crypto";
 import type { DecoderModel } from "../../models/decoder.js";
 import type { Linear } from "../../models/linear.js";
+import { ModelShape, type ShapeSource } from "../../models/shapes.js";
+import { loadModelConfig } from "../../io/config.js";
 import { InputError, GoodVibeError } from "../../errors.js";
 import { Tensor, keep, meanAbsGradHook, noGrad, readBackFloat32, tidy } from "../../tensor/index.js";
 import { chooseCheckpointing, combineCheckpointing, type CheckpointingRecord } from "../checkpointing.js";
@@ -137,16 +139,25 @@ export function planBatches(
 
 /**
  * top-k picks k rows of every module, so k must be a whole number from 1 to the rows of the smallest module
- * (a k past it was silently capped there); refused with the valid range otherwise. Cheap: call it right after
- * loading the model, before any work.
+ * (a k past it was silently capped there); refused with the valid range otherwise. `model` is a loaded model or
+ * its shapes from config.json alone (models/shapes.ts ModelShape, the same linears): commands check a model
+ * folder's with checkTopKOfFolder before they load it; identify() checks the loaded model's.
  */
-export function checkTopK(model: DecoderModel, topK: number): void {
+export function checkTopK(model: Pick<ShapeSource, "linears">, topK: number): void {
   const smallest = model.linears().reduce((a, l) => (l.outFeatures < a.outFeatures ? l : a));
   if (!Number.isSafeInteger(topK) || topK < 1 || topK > smallest.outFeatures)
     throw new InputError(
       `identify.topK (--top-k) = ${topK} is out of range: it must be a whole number from 1 to ${smallest.outFeatures}, ` +
         `the output rows of the smallest module (${smallest.name}, ${smallest.outFeatures} of them)`,
     );
+}
+
+/**
+ * checkTopK on a model folder's config.json (its shapes, which loading checks against the weights' headers): no
+ * weight is read and the libtorch addon is not loaded, so a k out of range is refused before the model loads.
+ */
+export function checkTopKOfFolder(dir: string, topK: number): void {
+  checkTopK(new ModelShape(loadModelConfig(dir)), topK);
 }
 
 /**
