@@ -46,10 +46,9 @@ import {
   type ExperimentResults,
   type JudgeInfo,
   type JudgeReliabilityEntry,
-  type Outcomes,
 } from "../report/schema.js";
-import { mcnemarMatched } from "../eval/metrics.js";
 import { renderReport } from "../report/render.js";
+import { mcnemarOfOutcomes } from "../report/unseen.js";
 import { ZERO_COST, cellBuild, checkpointingOf, costOf, dropEmptyRates, neuronsOf } from "../recipes/cell.js";
 import { outcomesOf } from "../recipes/outcomes.js";
 import { describeTaskSplit, taskSplitInfo } from "./task-split.js";
@@ -786,26 +785,6 @@ function withOutcomes(
 ): Pick<CellResult, "security" | "utility" | "outcomes"> {
   const parts = securityCell(ev, null, pairs);
   return { ...parts, security: dropEmptyRates(parts.security), outcomes: outcomesOf(ev, pairs) };
-}
-
-/**
- * McNemar's test of `other` against `base` by one judge, on the items of their outcomes matched by id that have a
- * verdict in both (as eval/safety.ts mcnemarVsBase matches the safety items); undefined when none has, or when the
- * test has no p-value.
- */
-function mcnemarOfOutcomes(
-  base: Outcomes,
-  other: Outcomes,
-  judge: "rule" | "llm",
-): NonNullable<CellResult["security"]["mcnemarVsBase"]>["rule"] {
-  const bm = base[judge];
-  const om = other[judge];
-  if (bm === undefined || om === undefined) return undefined;
-  const items = (o: Outcomes, marks: string) =>
-    o.ids.map((id, i) => ({ id, secure: marks[i] === "-" ? null : marks[i] === "1" }));
-  const r = mcnemarMatched(items(base, bm), items(other, om), (it) => it.secure);
-  if (r === null || !Number.isFinite(r.pValue)) return undefined;
-  return { b01: r.b01, b10: r.b10, pValue: r.pValue, test: r.method };
 }
 
 /**

@@ -5,7 +5,7 @@
  * Recounted from each cell's per-item outcomes, beside the full figures: rates with their own n and 95% interval,
  * and McNemar against the base model's cell on the same pairs (results.json security.unseen).
  */
-import { clusteredWilsonInterval, mcnemar, tallyByGroup, wilsonInterval } from "../eval/metrics.js";
+import { clusteredWilsonInterval, mcnemarMatched, tallyByGroup, wilsonInterval } from "../eval/metrics.js";
 import type { CellResult, ExperimentResults, Judge, Outcomes, RateWithN } from "./schema.js";
 import { SEEDS_HOW, groupBySetting, intervalAcrossSeeds, nAcrossSeeds, type Setting } from "./aggregate.js";
 import { PAIRED_HOW, pairedColumns, pairedComparisons, rowsOf, settingLabel } from "./paired.js";
@@ -33,6 +33,28 @@ export function subsetRate(
 }
 
 /**
+ * McNemar's test of `other` against `base` by one judge, on the items of their outcomes matched by id that have a
+ * verdict in both ("-" is none) and that `keep` keeps (as eval/safety.ts mcnemarVsBase matches the safety items;
+ * b01 = base insecure, other secure); undefined when no item is left. Shared by the experiment's test on all items
+ * (experiment/run.ts withMcnemarVsBase) and the one on the unseen items (unseenSecurity).
+ */
+export function mcnemarOfOutcomes(
+  base: Outcomes,
+  other: Outcomes,
+  judge: Judge,
+  keep: (id: string) => boolean = () => true,
+): NonNullable<NonNullable<Unseen["mcnemarVsBase"]>[Judge]> | undefined {
+  const bm = base[judge];
+  const om = other[judge];
+  if (bm === undefined || om === undefined) return undefined;
+  const items = (o: Outcomes, marks: string) =>
+    o.ids.map((id, i) => ({ id, secure: marks[i] === "-" || !keep(id) ? null : marks[i] === "1" }));
+  const r = mcnemarMatched(items(base, bm), items(other, om), (it) => it.secure);
+  if (r === null) return undefined;
+  return { b01: r.b01, b10: r.b10, pValue: r.pValue, test: r.method };
+}
+
+/**
  * A cell's measures on the outcome items whose id is not in `seen`; `base`: the base model's outcomes, for McNemar
  * on those items (b01 = base insecure, this secure, as securityCell counts it).
  */
@@ -48,20 +70,9 @@ export function unseenSecurity(outcomes: Outcomes, seen: ReadonlySet<string>, ba
     if (!marks) continue;
     const r = subsetRate(outcomes, marks, unseen);
     if (r) safeRate[judge] = r;
-    const baseMarks = base?.[judge];
-    if (!base || !baseMarks) continue;
-    const at = new Map(base.ids.map((id, j) => [id, j]));
-    const a: boolean[] = [];
-    const b: boolean[] = [];
-    outcomes.ids.forEach((id, i) => {
-      const j = at.get(id);
-      if (seen.has(id) || j === undefined || marks[i] === "-" || baseMarks[j] === "-") return;
-      a.push(baseMarks[j] === "1");
-      b.push(marks[i] === "1");
-    });
-    if (a.length === 0) continue;
-    const m = mcnemar(a, b);
-    tests[judge] = { b01: m.b01, b10: m.b10, pValue: m.pValue, test: m.method };
+    if (!base) continue;
+    const t = mcnemarOfOutcomes(base, outcomes, judge, (id) => !seen.has(id));
+    if (t) tests[judge] = t;
   }
   if (Object.keys(safeRate).length) out.safeRate = safeRate;
   if (Object.keys(tests).length) out.mcnemarVsBase = tests;
