@@ -8,6 +8,12 @@
  * count 5 s) so the last slot does not end on a long file. Files the schedule marks `heavy` (real-width scale
  * models: GiBs of memory each) never run two at once. A file's output is printed whole when it ends.
  * Exits 1 when any file fails (a failing test, a crash, a signal).
+ *
+ * Each file's wall and CPU seconds (its process and the CLI children it reaped) are written to --times-out FILE, by
+ * default dist/test-times.json for a whole-suite run. `--update-schedule` then writes this run's CPU seconds into
+ * the schedule (files not run keep theirs, files gone are dropped), and `--schedule-from TIMES` does the same from
+ * an earlier run's times file without running anything. CPU seconds, not wall: they barely move with the machine's
+ * load, so a run on a busy machine still orders the files as a quiet one would.
  */
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
@@ -18,13 +24,16 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 function usage(msg) {
   process.stderr.write(
-    `run-tests: ${msg}\nusage: node scripts/run-tests.mjs [--concurrency N] [--schedule FILE] [--times-out FILE] [paths...]\n`,
+    `run-tests: ${msg}\nusage: node scripts/run-tests.mjs [--concurrency N] [--schedule FILE] [--times-out FILE] ` +
+      `[--update-schedule] [paths...]\n       node scripts/run-tests.mjs [--schedule FILE] --schedule-from TIMES\n`,
   );
   process.exit(2);
 }
 
 let concurrency = 2;
 let timesOut = null;
+let updateSchedule = false;
+let scheduleFrom = null;
 let scheduleFile = path.join(ROOT, "test", "test-schedule.json");
 const roots = [];
 const argv = process.argv.slice(2);
@@ -40,10 +49,16 @@ for (let i = 0; i < argv.length; i++) {
   } else if (a === "--schedule") {
     scheduleFile = argv[++i];
     if (!scheduleFile) usage("--schedule needs a file");
+  } else if (a === "--update-schedule") updateSchedule = true;
+  else if (a === "--schedule-from") {
+    scheduleFrom = argv[++i];
+    if (!scheduleFrom) usage("--schedule-from needs a times file (--times-out of an earlier run)");
   } else if (a.startsWith("--")) usage(`unknown option ${a}`);
   else roots.push(a);
 }
-if (roots.length === 0) roots.push("dist/test");
+const wholeSuite = roots.length === 0;
+if (wholeSuite) roots.push("dist/test");
+if (timesOut === null && wholeSuite && scheduleFrom === null) timesOut = path.join("dist", "test-times.json");
 
 const TEST_NAME = /^(?:test|test-.+|.+[._-]test)\.(?:c|m)?js$/;
 const JS = /\.(?:c|m)?js$/;
@@ -78,6 +93,43 @@ const schedule = fs.existsSync(scheduleFile) ? JSON.parse(fs.readFileSync(schedu
 const keyOf = (f) => keys.get(f);
 const seconds = (f) => schedule.seconds?.[keyOf(f)] ?? 5;
 const heavy = new Set(Object.keys(schedule.heavy ?? {}));
+
+/**
+ * Write `measured` (schedule key -> { wall, cpu } of a run) into the schedule file: each file run gets its CPU
+ * seconds (wall where /proc gave none; a failed file is left as it was), the others keep theirs, and names no
+ * longer among `files` are dropped.
+ */
+function writeSchedule(measured, from) {
+  const present = new Set(files.map(keyOf));
+  const next = {};
+  for (const [k, v] of Object.entries(schedule.seconds ?? {})) if (present.has(k)) next[k] = v;
+  let n = 0;
+  for (const [k, m] of Object.entries(measured)) {
+    // a failed file's time says little (it may have stopped at its first test)
+    if (!present.has(k) || m.ok === false) continue;
+    const s = m.cpu ?? m.wall;
+    if (typeof s !== "number" || !Number.isFinite(s)) continue;
+    next[k] = Math.max(0.1, Math.round(s * 10) / 10);
+    n++;
+  }
+  const out = {
+    ...schedule,
+    measured: `${new Date().toISOString().slice(0, 10)}: ${n} of ${present.size} files from ${from}`,
+    seconds: Object.fromEntries(Object.entries(next).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))),
+  };
+  fs.writeFileSync(scheduleFile, JSON.stringify(out, null, 2) + "\n");
+  process.stdout.write(
+    `# schedule ${scheduleFile}: ${n} files measured, ${Object.keys(next).length} named\n`,
+  );
+}
+
+if (scheduleFrom !== null) {
+  const times = JSON.parse(fs.readFileSync(scheduleFrom, "utf8"));
+  if (typeof times?.files !== "object" || times.files === null)
+    usage(`${scheduleFrom} is not a times file (no "files": write one with --times-out)`);
+  writeSchedule(times.files, `${path.basename(scheduleFrom)} (${times.concurrency} at a time)`);
+  process.exit(0);
+}
 
 const queue = [...files].sort((a, b) => seconds(b) - seconds(a));
 
@@ -179,10 +231,15 @@ if (timesOut)
       {
         concurrency,
         wall,
-        files: Object.fromEntries(results.map((r) => [r.file, { wall: r.wall, cpu: r.cpu }])),
+        files: Object.fromEntries(results.map((r) => [r.file, { wall: r.wall, cpu: r.cpu, ok: r.ok }])),
       },
       null,
       2,
     ) + "\n",
+  );
+if (updateSchedule)
+  writeSchedule(
+    Object.fromEntries(results.map((r) => [r.file, { wall: r.wall, cpu: r.cpu, ok: r.ok }])),
+    `a run ${concurrency} at a time`,
   );
 process.exitCode = failed.length > 0 ? 1 : 0;

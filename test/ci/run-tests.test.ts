@@ -179,3 +179,68 @@ test("test/test-schedule.json names only test files that exist, with a reason fo
   for (const [k, why] of Object.entries(s.heavy)) assert.ok(why.length > 10, k);
   for (const [k, v] of Object.entries(s.seconds)) assert.ok(Number.isFinite(v) && v > 0, k);
 });
+
+test("a run writes each file's seconds, and --update-schedule / --schedule-from write them into the schedule", () => {
+  // busy.test burns CPU for 0.6 s of its own process.cpuUsage() and writes that figure: the reference for what the
+  // runner measures of it from outside (/proc); idle.test sleeps 0.6 s (wall, next to no CPU); failing.test fails
+  const root = tree({
+    "test/busy.test.mjs": `
+import * as fs from "node:fs";
+const t0 = process.cpuUsage();
+const used = () => { const u = process.cpuUsage(t0); return (u.user + u.system) / 1e6; };
+let x = 0;
+while (used() < 0.6) x += Math.sqrt(x + 1);
+fs.writeFileSync("busy.cpu", String(process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6));
+`,
+    "test/idle.test.mjs": `await new Promise((r) => setTimeout(r, 600));\n`,
+    "test/failing.test.mjs": `import { test } from "node:test"; test("x", () => { throw new Error("no"); });\n`,
+  });
+  const schedule = path.join(root, "schedule.json");
+  const before = {
+    about: "kept",
+    heavy: { "busy.test": "kept as it was" },
+    seconds: { "failing.test": 42, "gone.test": 7, "idle.test": 99 },
+  };
+  fs.writeFileSync(schedule, JSON.stringify(before));
+  const timesFile = path.join(root, "times.json");
+  const r = runner(["--schedule", schedule, "--times-out", timesFile, "--update-schedule", "test"], root);
+  assert.equal(r.code, 1, r.out); // failing.test fails the run
+  const times = JSON.parse(fs.readFileSync(timesFile, "utf8")) as {
+    files: Record<string, { wall: number; cpu: number; ok: boolean }>;
+  };
+  const busyCpu = Number(fs.readFileSync(path.join(root, "busy.cpu"), "utf8"));
+  assert.ok(busyCpu >= 0.6, `${busyCpu}`);
+  const busy = times.files["busy.test"]!;
+  // the runner's figure holds the file's own CPU (plus Node's start and exit, on top)
+  assert.ok(busy.cpu >= busyCpu && busy.cpu < busyCpu + 2, JSON.stringify(busy));
+  assert.ok(busy.wall >= busyCpu, JSON.stringify(busy));
+  const idle = times.files["idle.test"]!;
+  assert.ok(idle.wall >= 0.6 && idle.cpu < 0.6, JSON.stringify(idle));
+  assert.equal(times.files["failing.test"]!.ok, false);
+  assert.equal(busy.ok, true);
+
+  const written = JSON.parse(fs.readFileSync(schedule, "utf8")) as typeof before & { measured: string };
+  assert.equal(written.about, "kept");
+  assert.deepEqual(written.heavy, before.heavy);
+  assert.match(written.measured, /^\d{4}-\d\d-\d\d: 2 of 3 files from a run 2 at a time$/);
+  // measured files get their CPU seconds (one decimal), the failed one keeps its figure, a file gone is dropped;
+  // longest first
+  assert.deepEqual(Object.keys(written.seconds), ["failing.test", "busy.test", "idle.test"]);
+  assert.equal(written.seconds["busy.test" as "idle.test"], Math.round(busy.cpu * 10) / 10);
+  assert.equal(written.seconds["idle.test"], Math.max(0.1, Math.round(idle.cpu * 10) / 10));
+  assert.equal(written.seconds["failing.test"], 42);
+
+  // the same from the times file alone, without running anything (busy.cpu removed: it would be written again)
+  fs.rmSync(path.join(root, "busy.cpu"));
+  fs.writeFileSync(schedule, JSON.stringify(before));
+  const from = runner(["--schedule", schedule, "--schedule-from", timesFile, "test"], root);
+  assert.equal(from.code, 0, from.out);
+  assert.equal(fs.existsSync(path.join(root, "busy.cpu")), false, "--schedule-from ran a file");
+  const again = JSON.parse(fs.readFileSync(schedule, "utf8")) as typeof written;
+  assert.deepEqual(again.seconds, written.seconds);
+  assert.match(again.measured, /: 2 of 3 files from times\.json \(2 at a time\)$/);
+  // a file that is not a times file is refused, naming it
+  const bad = runner(["--schedule", schedule, "--schedule-from", schedule, "test"], root);
+  assert.equal(bad.code, 2, bad.out);
+  assert.match(bad.out, /schedule\.json is not a times file/);
+});
