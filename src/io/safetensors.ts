@@ -29,6 +29,16 @@ import {
 
 export type StDtype = "F32" | "BF16" | "F16" | "F64" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
 
+/**
+ * The floating dtypes a weights file is written in, by torch's name (config.json's torch_dtype, export's --outtype for
+ * a model folder or a PEFT adapter).
+ */
+export const FLOAT_ST_DTYPES = { float32: "F32", bfloat16: "BF16", float16: "F16" } as const satisfies Record<
+  string,
+  StDtype
+>;
+export type FloatDtypeName = keyof typeof FLOAT_ST_DTYPES;
+
 /** Bytes per element. */
 export const DTYPE_SIZE: Readonly<Record<StDtype, number>> = {
   F64: 8,

@@ -9,6 +9,8 @@ import { planGgufExport, planLoraGgufExport } from "../../io/export-gguf.js";
 import { ggufPieces } from "../../io/gguf.js";
 import {
   DTYPE_SIZE,
+  FLOAT_ST_DTYPES,
+  type FloatDtypeName,
   weightsUnchanged,
   writeModelWeightsAsync,
   type TensorRecord,
@@ -75,12 +77,9 @@ export async function exportCommand(g: OptionValues, opts: OptionValues): Promis
       );
     } else if (opts.format === "safetensors") {
       const dtype = opts.outtype || "bfloat16";
-      const st = new Map([
-        ["float32", "F32"],
-        ["bfloat16", "BF16"],
-        ["float16", "F16"],
-      ] as const).get(dtype);
-      if (!st) throw new InputError(`--outtype for safetensors must be float32, bfloat16 or float16`);
+      if (!Object.hasOwn(FLOAT_ST_DTYPES, dtype))
+        throw new InputError(`--outtype for safetensors must be float32, bfloat16 or float16`);
+      const st = FLOAT_ST_DTYPES[dtype as FloatDtypeName];
       // config and weights checked against each other before anything is converted or written
       const { config, weights } = inspectModelFolder(opts.model);
       const signal = stopOnSignal();
@@ -169,9 +168,14 @@ async function exportAdapter(
     inputs: { "--model": base, [opts.delta ? "--delta" : "--peft"]: opts.delta ?? source },
     overwrite: opts.overwrite,
   });
-  const outtype = opts.outtype || "f32";
+  // a PEFT adapter is a safetensors file: torch's dtype names, as for --format safetensors
+  const outtype = opts.outtype || (kind === "gguf" ? "f32" : "float32");
   if (kind === "gguf" && !["f32", "f16", "bf16"].includes(outtype))
     throw new InputError("--outtype for a LoRA GGUF must be f32, f16 or bf16");
+  if (kind === "peft" && !Object.hasOwn(FLOAT_ST_DTYPES, outtype))
+    throw new InputError(
+      `--outtype for a PEFT adapter must be float32, bfloat16 or float16 (adapter_model.safetensors' dtype), got "${outtype}"`,
+    );
   checkWeightHeaders(loadModelConfig(base), base); // a base model unlike its config.json, before any tensor is read
   if (opts.delta) {
     const delta = readGoodVibeDelta(source);
@@ -188,15 +192,24 @@ async function exportAdapter(
   if (kind === "peft") {
     await writeDirAtomic(
       opts.out,
-      (tmp) => writePeftAdapter(tmp, lora.cfg, lora.weights, base!, { baseModelName: opts.baseModelName }),
+      (tmp) =>
+        writePeftAdapter(tmp, lora.cfg, lora.weights, base!, {
+          baseModelName: opts.baseModelName,
+          dtype: outtype as FloatDtypeName,
+        }),
       { overwrite: opts.overwrite, onMovedAside },
     );
-    output(g, `PEFT LoRA adapter (${modules.length} modules) of ${source} → ${path.resolve(opts.out)}`, {
-      out: path.resolve(opts.out),
-      kind,
-      modules: modules.length,
-      rankPattern: lora.cfg.rankPattern ?? {},
-    });
+    output(
+      g,
+      `PEFT LoRA adapter (${modules.length} modules, ${outtype}) of ${source} → ${path.resolve(opts.out)}`,
+      {
+        out: path.resolve(opts.out),
+        kind,
+        dtype: outtype,
+        modules: modules.length,
+        rankPattern: lora.cfg.rankPattern ?? {},
+      },
+    );
   } else {
     const plan = planLoraGgufExport(base, loraGgufModules(lora.cfg, lora.weights), {
       outtype: outtype as "f32" | "f16" | "bf16",

@@ -16,8 +16,8 @@ export function registerExport(program: Command): void {
     .addOption(new Option("--format <fmt>", "output format").choices(["gguf", "safetensors"]).default("gguf"))
     .option(
       "--outtype <t>",
-      "tensor type: f32, f16, bf16 or q8_0 for gguf; float32, bfloat16 or float16 for safetensors " +
-        "(default: f16 for gguf, bfloat16 for safetensors; a LoRA GGUF takes f32, f16 or bf16, default f32)",
+      "tensor type: f32, f16, bf16 or q8_0 for gguf; float32, bfloat16 or float16 for safetensors and a PEFT adapter " +
+        "(default: f16 for gguf, bfloat16 for safetensors, float32 for a PEFT adapter; a LoRA GGUF takes f32, f16 or bf16, default f32)",
     )
     .addOption(
       new Option(

@@ -13,15 +13,17 @@ import * as path from "node:path";
 import { InputError } from "../../errors.js";
 import { writeFileAtomic } from "../../io/atomic.js";
 import {
+  FLOAT_ST_DTYPES,
   openModelWeights,
   readSafetensors,
   writeSafetensors,
+  type FloatDtypeName,
   type TensorToWrite,
 } from "../../io/safetensors.js";
 import { recordToTensor } from "../../models/load.js";
 import { loadModelConfig } from "../../io/config.js";
 import { isVisionTensor, textModelPrefix } from "../../io/model-folder.js";
-import type { Tensor } from "../../tensor/index.js";
+import { tidy, type Tensor } from "../../tensor/index.js";
 import { isPlainObject, parseJson } from "../../util/keys.js";
 import type { LoraConfig } from "./config.js";
 
@@ -162,15 +164,19 @@ type LoraWeights = { trainable: Map<string, Tensor> } | Map<string, Tensor>;
 
 /**
  * Write a PEFT adapter at the top of `dir` (created if needed). `base` is the base model's folder (its name is
- * taken with baseModelName) or the name itself; `opts.baseModelName` overrides either.
+ * taken with baseModelName) or the name itself; `opts.baseModelName` overrides either. `opts.dtype` is the tensors'
+ * dtype in adapter_model.safetensors (float32 by default): PEFT loads a bfloat16 or float16 file as it loads its own
+ * (load_state_dict casts into the adapter's parameters, float32 under its default autocast_adapter_dtype), so the
+ * adapter computes with the values rounded to that dtype; adapter_config.json does not record it.
  */
 export function writePeftAdapter(
   dir: string,
   cfg: LoraConfig,
   weights: LoraWeights,
   base: string,
-  opts: { baseModelName?: string } = {},
+  opts: { baseModelName?: string; dtype?: FloatDtypeName } = {},
 ): void {
+  const dtype = opts.dtype ?? "float32";
   const map = weights instanceof Map ? weights : weights.trainable;
   const isDir = fs.existsSync(base) && fs.statSync(base).isDirectory();
   // a base given by name only (no folder to look at) is named as a text-only model
@@ -181,9 +187,9 @@ export function writePeftAdapter(
     if (!m) continue;
     tensors.push({
       name: `base_model.model.${names.key(m[1]!)}.lora_${m[2]}.weight`,
-      dtype: "F32",
+      dtype: FLOAT_ST_DTYPES[dtype],
       shape: t.shape,
-      data: t.float().contiguous().toBytes(),
+      data: tidy(() => t.to(dtype).contiguous().toBytes()),
     });
   }
   if (tensors.length === 0) throw new Error("writePeftAdapter: no lora_A / lora_B tensors to write");

@@ -1,0 +1,137 @@
+/**
+ * `goodvibe export --adapter` honours every flag it accepts or refuses it by name, before any work. --outtype for a
+ * PEFT adapter is adapter_model.safetensors' dtype (torch's names, as --format safetensors): PEFT loads a bfloat16 or
+ * float16 adapter file by casting it into its adapter parameters (load_state_dict; float32 under its default
+ * autocast_adapter_dtype), so the file holds the float32 values rounded to that dtype and adapter_config.json is
+ * the float32 export's. References: round to nearest even written out here for bfloat16, io/gguf.ts f32ToF16Bits
+ * (numpy's astype(float16)) for float16, and the float32 export's own adapter_config.json.
+ */
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { scratchDir } from "../scratch.js";
+import { FIXTURES } from "../evalcore/make-model.js";
+import { loadModel } from "../../src/models/index.js";
+import { Tensor, manualSeed, noGrad } from "../../src/tensor/index.js";
+import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
+import { writeGoodVibeDelta } from "../../src/method/goodvibe/delta.js";
+import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
+import { attachPeftAdapter } from "../../src/method/lora/model.js";
+import { readPeftAdapter } from "../../src/method/lora/peft.js";
+import { readSafetensors } from "../../src/io/safetensors.js";
+import { f32ToF16Bits } from "../../src/io/gguf.js";
+import { addonOpens, recordAddons, runCli, showRun } from "./cli-helpers.js";
+
+const tmp = scratchDir("gv-export-adapter-");
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const BASE = path.join(FIXTURES, "llama");
+
+/** bfloat16 bits of the float32 whose bits are `u`: round to nearest even (the finite values of randn). */
+const bf16Bits = (u: number) => ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+
+/** A delta on the llama fixture naming it as its base: two modules, 2 and 1 clusters, random U. */
+function makeDelta(): { file: string; sel: Map<string, RowSelection>; U: Map<string, Float32Array> } {
+  const model = loadModel(BASE);
+  const sel = new Map<string, RowSelection>([
+    ["model.layers.0.self_attn.q_proj", { rows: [0, 3, 5], clusters: [0, 1, 0], nClusters: 2 }],
+    ["model.layers.1.mlp.down_proj", { rows: [1, 2], clusters: [0, 0], nClusters: 1 }],
+  ]);
+  manualSeed(5);
+  const U = new Map<string, Tensor>();
+  for (const [name, s] of sel)
+    U.set(`${name}.U`, Tensor.randn([s.nClusters, model.linear(name).inFeatures]).mul(0.3));
+  const method = attachGoodVibe(model, sel, U);
+  const file = path.join(tmp, "delta.safetensors");
+  writeGoodVibeDelta(file, model, sel, method, { base_model: BASE });
+  method.detach();
+  return { file, sel, U: new Map([...U].map(([k, t]) => [k, t.toFloat32Array()])) };
+}
+
+test("export --adapter peft --outtype bfloat16 / float16: the tensors in that dtype, adapter_config.json unchanged, loadable", async () => {
+  const delta = makeDelta();
+  const out = (t: string) => path.join(tmp, `peft-${t}`);
+  for (const t of ["float32", "bfloat16", "float16"]) {
+    const r = await runCli([
+      "export",
+      "--adapter",
+      "peft",
+      "--delta",
+      delta.file,
+      "-o",
+      out(t),
+      "--outtype",
+      t,
+    ]);
+    assert.equal(r.code, 0, showRun(r));
+  }
+  const cfg32 = fs.readFileSync(path.join(out("float32"), "adapter_config.json"), "utf8");
+  for (const [t, st, bits] of [
+    ["bfloat16", "BF16", (x: number, u: number) => bf16Bits(u)],
+    ["float16", "F16", (x: number) => f32ToF16Bits(x)],
+  ] as const) {
+    assert.equal(fs.readFileSync(path.join(out(t), "adapter_config.json"), "utf8"), cfg32, t);
+    const f = readSafetensors(path.join(out(t), "adapter_model.safetensors"));
+    assert.equal(f.tensors.size, 2 * delta.sel.size);
+    for (const [name, s] of delta.sel) {
+      const a = f.tensors.get(`base_model.model.${name}.lora_A.weight`)!;
+      const b = f.tensors.get(`base_model.model.${name}.lora_B.weight`)!;
+      assert.equal(a.dtype, st, `${t} ${name} lora_A`);
+      assert.equal(b.dtype, st, `${t} ${name} lora_B`);
+      const u = delta.U.get(`${name}.U`)!;
+      const ubits = new Uint32Array(u.buffer, u.byteOffset, u.length);
+      const got = new Uint16Array(a.data.buffer, a.data.byteOffset, a.data.byteLength / 2);
+      assert.equal(got.length, u.length);
+      let rounded = 0;
+      for (let i = 0; i < u.length; i++) {
+        assert.equal(got[i], bits(u[i]!, ubits[i]!), `${t} ${name} lora_A[${i}] of ${u[i]}`);
+        if (got[i]! << 16 !== ubits[i]) rounded++;
+      }
+      assert.ok(rounded > u.length / 2, "the float32 values must need rounding for this test to show it");
+      // lora_B: one 1 per selected row, in that row's cluster column (1.0 is 0x3f80 in bfloat16, 0x3c00 in float16)
+      const one = st === "BF16" ? 0x3f80 : 0x3c00;
+      const B = new Uint16Array(b.data.buffer, b.data.byteOffset, b.data.byteLength / 2);
+      const want = new Uint16Array(B.length);
+      s.rows.forEach((row, i) => (want[row * s.nClusters + s.clusters[i]!] = one));
+      assert.deepEqual(B, want, `${t} ${name} lora_B`);
+    }
+  }
+  // our PEFT loader takes the bfloat16 adapter (as PEFT does): its effect is the float32 adapter's within rounding
+  const ids = Tensor.fromArray([1, 5, 9, 13, 2, 7], [1, 6], "int64");
+  const logits = (dir?: string) => {
+    const m = loadModel(BASE);
+    if (dir) attachPeftAdapter(m, readPeftAdapter(dir));
+    return noGrad(() => m.forward(ids)).toFloat32Array();
+  };
+  const plain = logits();
+  const f32 = logits(out("float32"));
+  const bf16 = logits(out("bfloat16"));
+  let effect = 0;
+  let diff = 0;
+  for (let i = 0; i < f32.length; i++) {
+    effect = Math.max(effect, Math.abs(f32[i]! - plain[i]!));
+    diff = Math.max(diff, Math.abs(bf16[i]! - f32[i]!));
+  }
+  assert.ok(effect > 1e-2, `the adapter must change the model (${effect})`);
+  assert.ok(diff < effect / 20, `bfloat16 adapter off the float32 one by ${diff} (effect ${effect})`);
+});
+
+test("export --adapter peft: an --outtype it cannot write is refused naming the flag, before libtorch loads", async () => {
+  const delta = path.join(tmp, "delta.safetensors");
+  if (!fs.existsSync(delta)) makeDelta();
+  for (const t of ["bf16", "q8_0", "int8"]) {
+    const out = path.join(tmp, `refused-${t}`);
+    const record = path.join(tmp, `record-${t}.txt`);
+    const r = await runCli(["export", "--adapter", "peft", "--delta", delta, "-o", out, "--outtype", t], {
+      env: recordAddons(record),
+    });
+    assert.equal(r.code, 2, showRun(r));
+    assert.match(
+      r.stderr,
+      new RegExp(`--outtype for a PEFT adapter must be float32, bfloat16 or float16 .*got "${t}"`),
+    );
+    assert.ok(!fs.existsSync(out), `${out} was made`);
+    assert.deepEqual(addonOpens(record), [], "libtorch loaded to refuse --outtype");
+  }
+});
