@@ -18,6 +18,12 @@ import type { UtilityModel } from "../../src/eval/utility/model.js";
 import { sandboxAvailable } from "../../src/eval/sandbox.js";
 import { stopPoint } from "../../src/util/stop.js";
 
+// Awaited before the first test(): when the tests registered before a top-level await end before it does, node:test
+// (Node 20) runs the file's after() then, and the tests registered after it wrote into `work` once it was removed,
+// leaving their caches in /tmp (a CI run left cache-5/ and cache-6/ there).
+const python = process.platform === "linux" ? await resolvePython().catch(() => undefined) : undefined;
+const skip = !python || !sandboxAvailable() ? "needs Linux namespaces and python3" : false;
+
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "gv-uanswers-"));
 after(() => fs.rmSync(work, { recursive: true, force: true }));
 let files = 0;
@@ -159,9 +165,6 @@ test("HumanEval: every completion is kept before any runs, so a sandbox that can
   a2.close();
   assert.equal(failing.asked.length, 2);
 });
-
-const python = process.platform === "linux" ? await resolvePython().catch(() => undefined) : undefined;
-const skip = !python || !sandboxAvailable() ? "needs Linux namespaces and python3" : false;
 
 test("HumanEval: resumed after a failing batch, pass@1 is the uninterrupted run's", { skip }, async () => {
   const file = freshFile();
