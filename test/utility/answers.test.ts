@@ -14,7 +14,8 @@ import { evaluateGsm8k } from "../../src/eval/utility/gsm8k.js";
 import { evaluateHumanEval, resolvePython } from "../../src/eval/utility/humaneval.js";
 import { UtilityAnswerCache } from "../../src/eval/utility/answers.js";
 import type { Gsm8kItem, HumanEvalItem } from "../../src/eval/utility/datasets.js";
-import type { UtilityModel } from "../../src/eval/utility/model.js";
+import { utilityModelFrom, type TextBackendLike, type UtilityModel } from "../../src/eval/utility/model.js";
+import { readGenerationCache } from "../../src/eval/generation-cache.js";
 import { sandboxAvailable } from "../../src/eval/sandbox.js";
 import { stopPoint } from "../../src/util/stop.js";
 
@@ -137,6 +138,37 @@ test("GSM8K: another answer budget or another identity (generation config, repet
   const same = new CountingModel();
   await gsm(same, file);
   assert.equal(same.asked.length, 0);
+});
+
+test("GSM8K over a server: a request failing for good fails the call only once the other answers of its batch are kept, and nothing is written after", async () => {
+  const file = freshFile();
+  const sent: number[] = [];
+  const answerOf = (i: number) => ` So #### ${right(i) ? 2 * i : -1}`;
+  const server: TextBackendLike = {
+    async generateText(prompt) {
+      const i = Number(/What is (\d+) \+ \d+\?\nAnswer:$/.exec(prompt)![1]);
+      sent.push(i);
+      // item 1 fails at once; the others of its batch (0, 2) answer after it
+      await new Promise((r) => setTimeout(r, i === 1 ? 0 : 50));
+      if (i === 1) throw new Error("server gave up on item 1");
+      return answerOf(i);
+    },
+  };
+  await assert.rejects(gsm(utilityModelFrom(server), file), /gave up on item 1/);
+  // what a process that exits the moment the call fails leaves: both other answers, as whole records
+  assert.deepEqual(sent, [0, 1, 2]);
+  assert.deepEqual(
+    [...readGenerationCache(file).values()].map((a) => a.answer),
+    [answerOf(0), answerOf(2)],
+  );
+  const bytes = fs.readFileSync(file);
+  await new Promise((r) => setTimeout(r, 150));
+  assert.deepEqual(fs.readFileSync(file), bytes, "nothing is written after the call failed");
+  // the rerun asks for item 1 and the batches after, and scores what an uninterrupted run scores
+  const rerun = new CountingModel();
+  const r = await gsm(rerun, file);
+  assert.deepEqual(questionsAsked(rerun), [1, 3, 4, 5, 6, 7, 8, 9]);
+  assert.equal(r.metrics.exact_match_strict, EXPECTED);
 });
 
 const PROBLEMS: HumanEvalItem[] = Array.from({ length: 5 }, (_, i) => ({

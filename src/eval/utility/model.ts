@@ -144,7 +144,14 @@ export interface TextBackendLike {
   loglikelihood?(reqs: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]>;
 }
 
-/** Wrap a one-at-a-time text backend as a UtilityModel (requests run concurrently; the backend bounds them). */
+/**
+ * Wrap a one-at-a-time text backend as a UtilityModel (requests run concurrently; the backend bounds them). A call
+ * that fails waits for every request of the call to end first (a stop request ends them all at once, http.ts), as
+ * serverChatBackend (eval/generate/backend.ts) does: each answer is told (onAnswer, which keeps it: answers.ts) before
+ * the call settles, never after, when its caller has closed the cache or the process has exited (before 2026-12-02
+ * one request failing for good failed the call at once, and the answers of the others in flight were written after
+ * it, or lost).
+ */
 export function utilityModelFrom(backend: TextBackendLike): UtilityModel {
   const model: UtilityModel = {
     async loglikelihood(reqs) {
@@ -153,7 +160,7 @@ export function utilityModelFrom(backend: TextBackendLike): UtilityModel {
       return backend.loglikelihood(reqs);
     },
     async generate(prompts, opts) {
-      return Promise.all(
+      const settled = await Promise.allSettled(
         prompts.map(async (p, i) => {
           const o = await backend.generateText(p, {
             maxNewTokens: opts.maxNewTokens,
@@ -165,6 +172,9 @@ export function utilityModelFrom(backend: TextBackendLike): UtilityModel {
           return text;
         }),
       );
+      const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
+      if (failed) throw failed.reason;
+      return settled.map((s) => (s as PromiseFulfilledResult<string>).value);
     },
   };
   return model;
