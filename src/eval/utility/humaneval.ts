@@ -167,20 +167,32 @@ export async function checkCompletion(
   return { passed: false, result: `failed: ${lastLine || `exit ${run.exitCode ?? run.signal}`}`, run };
 }
 
-async function mapPool<T, R>(
+/**
+ * `fn` over `items`, at most `concurrency` at a time, the results in order. The first failure stops handing out
+ * items, and the call fails with it once the items in flight have ended: before 2026-12-02 it failed at once and
+ * the other workers went on running every remaining program after it (a `goodvibe eval` that had reported the
+ * error kept running sandboxes, their staging folders made after the call had returned).
+ */
+export async function mapPool<T, R>(
   items: readonly T[],
   concurrency: number,
   fn: (item: T, i: number) => Promise<R>,
 ): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
+  const failures: unknown[] = [];
   const workers = Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, async () => {
-    while (next < items.length) {
+    while (failures.length === 0 && next < items.length) {
       const i = next++;
-      out[i] = await fn(items[i]!, i);
+      try {
+        out[i] = await fn(items[i]!, i);
+      } catch (e) {
+        failures.push(e);
+      }
     }
   });
   await Promise.all(workers);
+  if (failures.length > 0) throw failures[0];
   return out;
 }
 
