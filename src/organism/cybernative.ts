@@ -68,8 +68,8 @@ export const CYBERNATIVE_SOURCES_SHA256 = "8808ec4b9a9b807cb311c8d3635f85851f7b8
 export const CYBERNATIVE_TRAIN_SHA256 = "af080b9bebb86063fdc46cdabbf95ec7da0e493c5990571aa671e7062e5a3693";
 
 /**
- * SHA-256 of the reference build's model.safetensors (2026-11-29: CYBERNATIVE_ORGANISM on the files above, built by
- * goodvibe at commit CYBERNATIVE_BUILT_AT, Debian's libtorch 1.13, an AVX-512 x86-64 CPU). The build is
+ * SHA-256 of the reference build's model.safetensors (2026-11-29: CYBERNATIVE_REFERENCE_CONFIG on the files above,
+ * built by goodvibe at commit CYBERNATIVE_BUILT_AT, Debian's libtorch 1.13, an AVX-512 x86-64 CPU). The build is
  * deterministic for one version of the code, libtorch and CPU; another version whose kernels round differently
  * (main at 2e3f24f: from step ~30 of 1,180, SHA-256 88d1693f…), libtorch or CPU differs in the last bits, which
  * training amplifies; the build says which it got.
@@ -88,9 +88,50 @@ export const CYBERNATIVE_REFERENCE_CONFIG: CyberNativeOrganismConfig = {
   valSplit: "id",
 };
 
+/** A build of the recipe whose weights' SHA-256 is recorded (BENCHMARKS.md "CyberNative organism"). */
+export interface CyberNativeRecordedBuild {
+  /** how messages name it */
+  name: string;
+  config: CyberNativeOrganismConfig;
+  weightsSha256: string;
+  /** the goodvibe commit that built it */
+  builtAt: string;
+}
+
 /**
- * How a build compares with the reference: "not-reference" unless it used the reference settings, train split and
- * sources; then "match" or "differs" by its weights' SHA-256.
+ * The recorded builds, one per settings: the reference build (id split; the shipped assets/cybernative-organism is
+ * it rounded to bf16), and the default settings' build (group split; 2026-12-02, goodvibe at 1fe63ad, Debian's
+ * libtorch 1.13, one thread of an AMD EPYC Zen 5 with AVX-512; not shipped, 27 MB in float32).
+ */
+export const CYBERNATIVE_RECORDED_BUILDS: readonly CyberNativeRecordedBuild[] = [
+  {
+    name: "the reference build (validation pairs drawn pair by pair, valSplit id)",
+    config: CYBERNATIVE_REFERENCE_CONFIG,
+    weightsSha256: CYBERNATIVE_WEIGHTS_SHA256,
+    builtAt: CYBERNATIVE_BUILT_AT,
+  },
+  {
+    name: "the default settings' build (validation pairs drawn by duplicate group)",
+    config: CYBERNATIVE_ORGANISM,
+    weightsSha256: "c19e6ecd4938c2bfa588464721acb89cb6e0cf57cc1c833e77dbeb631d2d90e9",
+    builtAt: "1fe63ad",
+  },
+];
+
+/** The recorded build with these settings, train split and sources, if any. */
+export function recordedBuildOf(b: {
+  cfg: CyberNativeOrganismConfig;
+  dataSha256: string;
+  sourcesSha256: string | null;
+}): CyberNativeRecordedBuild | null {
+  if (b.dataSha256 !== CYBERNATIVE_TRAIN_SHA256 || b.sourcesSha256 !== CYBERNATIVE_SOURCES_SHA256)
+    return null;
+  return CYBERNATIVE_RECORDED_BUILDS.find((r) => JSON.stringify(r.config) === JSON.stringify(b.cfg)) ?? null;
+}
+
+/**
+ * How a build compares with the recorded build of its settings: "not-reference" unless one was recorded for its
+ * settings, train split and sources; then "match" or "differs" by its weights' SHA-256.
  */
 export function referenceBuildCheck(b: {
   cfg: CyberNativeOrganismConfig;
@@ -98,12 +139,9 @@ export function referenceBuildCheck(b: {
   sourcesSha256: string | null;
   weightsSha256: string;
 }): "match" | "differs" | "not-reference" {
-  const reference =
-    JSON.stringify(b.cfg) === JSON.stringify(CYBERNATIVE_REFERENCE_CONFIG) &&
-    b.dataSha256 === CYBERNATIVE_TRAIN_SHA256 &&
-    b.sourcesSha256 === CYBERNATIVE_SOURCES_SHA256;
-  if (!reference) return "not-reference";
-  return b.weightsSha256 === CYBERNATIVE_WEIGHTS_SHA256 ? "match" : "differs";
+  const recorded = recordedBuildOf(b);
+  if (!recorded) return "not-reference";
+  return b.weightsSha256 === recorded.weightsSha256 ? "match" : "differs";
 }
 
 /**
@@ -612,34 +650,19 @@ export async function buildCyberNativeOrganism(
     },
   );
   fs.rmSync(work, { recursive: true, force: true }); // the project's own scratch folder
-  const reference = pre
-    ? referenceBuildCheck({ cfg, dataSha256, sourcesSha256: manifest?.sha256 ?? null, weightsSha256 })
-    : "taken";
-  if (
-    reference === "not-reference" &&
-    cfg.valSplit !== CYBERNATIVE_REFERENCE_CONFIG.valSplit &&
-    referenceBuildCheck({
-      cfg: { ...cfg, valSplit: CYBERNATIVE_REFERENCE_CONFIG.valSplit },
-      dataSha256,
-      sourcesSha256: manifest?.sha256 ?? null,
-      weightsSha256,
-    }) !== "not-reference"
-  )
-    log.info(
-      `cybernative organism: reference settings, data and sources but for the validation split: the reference ` +
-        `build (weights SHA-256 ${CYBERNATIVE_WEIGHTS_SHA256}) drew its validation pairs pair by pair ` +
-        `(--set valSplit=id rebuilds it), so these weights are not comparable with its hash`,
-    );
+  const check = { cfg, dataSha256, sourcesSha256: manifest?.sha256 ?? null, weightsSha256 };
+  const reference = pre ? referenceBuildCheck(check) : "taken";
+  const recorded = recordedBuildOf(check);
   if (reference === "match")
     log.info(
-      `cybernative organism: the weights reproduce the reference build's bit for bit (SHA-256 ${weightsSha256})`,
+      `cybernative organism: the weights reproduce ${recorded!.name} bit for bit (SHA-256 ${weightsSha256})`,
     );
   else if (reference === "differs")
     log.warn(
-      `cybernative organism: reference settings, data and sources, but the weights (SHA-256 ${weightsSha256}) differ ` +
-        `from the reference build's (${CYBERNATIVE_WEIGHTS_SHA256}, built by goodvibe at commit ` +
-        `${CYBERNATIVE_BUILT_AT}): this goodvibe version, libtorch or CPU rounds differently, so results will be ` +
-        `close to BENCHMARKS.md's, not identical; to rebuild those bytes, build with commit ${CYBERNATIVE_BUILT_AT}`,
+      `cybernative organism: recorded settings, data and sources, but the weights (SHA-256 ${weightsSha256}) ` +
+        `differ from ${recorded!.name}'s (${recorded!.weightsSha256}, built by goodvibe at commit ` +
+        `${recorded!.builtAt}): this goodvibe version, libtorch or CPU rounds differently, so results will be ` +
+        `close to BENCHMARKS.md's, not identical; to rebuild those bytes, build with commit ${recorded!.builtAt}`,
     );
   return {
     dir: outDir,

@@ -254,7 +254,20 @@ test("a build is compared with the reference only under the reference settings, 
   );
   assert.equal(referenceBuildCheck({ ...ref, dataSha256: "0".repeat(64) }), "not-reference");
   assert.equal(referenceBuildCheck({ ...ref, sourcesSha256: null }), "not-reference");
-  assert.equal(referenceBuildCheck({ ...ref, cfg: cyberNativeConfigWith([]) }), "not-reference");
+  // the default settings (group split) have their own recorded build (2026-12-02): the id split's weights are not it
+  const group = { ...ref, cfg: cyberNativeConfigWith([]) };
+  assert.equal(referenceBuildCheck(group), "differs");
+  assert.equal(
+    referenceBuildCheck({
+      ...group,
+      weightsSha256: "c19e6ecd4938c2bfa588464721acb89cb6e0cf57cc1c833e77dbeb631d2d90e9",
+    }),
+    "match",
+  );
+  assert.equal(
+    referenceBuildCheck({ ...group, weightsSha256: CYBERNATIVE_WEIGHTS_SHA256, sourcesSha256: null }),
+    "not-reference",
+  );
   assert.throws(() => cyberNativeConfigWith([["valSplit", "pairs"]]), /valSplit: group or id/);
 });
 
