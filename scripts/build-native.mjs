@@ -9,10 +9,15 @@
 //
 //   node scripts/build-native.mjs            build unless an addon for the same sources, libtorch and Node exists
 //   node scripts/build-native.mjs --force    always rebuild
+//   node scripts/build-native.mjs --dry-run  say what would be run (node-gyp and its arguments), build nothing
+//
+// The sources compile side by side (make's --jobs): one compiler per usable core, as many as memory allows
+// (each of them, with libtorch's headers, peaks at about 1.4 GB), at most one per source file.
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
+import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { HOW_TO_GET_LIBTORCH, locateLibtorch } from "../native/find-libtorch.mjs";
@@ -21,7 +26,14 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const nativeDir = path.join(root, "native");
 const addon = path.join(nativeDir, "build", "Release", "goodvibe_torch.node");
 const stampFile = path.join(nativeDir, "build", "goodvibe-build.json");
-const SOURCES = ["binding.gyp", "find-libtorch.mjs", ...fs.readdirSync(path.join(nativeDir, "src")).sort().map((f) => `src/${f}`)];
+const SOURCES = [
+  "binding.gyp",
+  "find-libtorch.mjs",
+  ...fs
+    .readdirSync(path.join(nativeDir, "src"))
+    .sort()
+    .map((f) => `src/${f}`),
+];
 
 function fail(lines) {
   console.error(["", "goodvibe: cannot build the libtorch addon.", ...lines, ""].join("\n"));
@@ -95,12 +107,23 @@ try {
 } catch {
   fail(["node-gyp is not installed next to goodvibe (it is a dependency): reinstall the package."]);
 }
-const args = [nodeGyp, "rebuild", "--directory", nativeDir];
+const compileUnits = SOURCES.filter((f) => f.endsWith(".cc")).length;
+const jobs = Math.max(
+  1,
+  Math.min(os.availableParallelism(), Math.floor(os.totalmem() / 2 ** 31), compileUnits),
+);
+const args = [nodeGyp, "rebuild", "--directory", nativeDir, "--jobs", String(jobs)];
 // the headers of the Node that runs us, when they are installed beside it: no download from nodejs.org
 const prefix = path.resolve(path.dirname(process.execPath), "..");
 if (!process.env.npm_config_nodedir && fs.existsSync(path.join(prefix, "include/node/common.gypi")))
   args.push(`--nodedir=${prefix}`);
-console.error(`goodvibe: building the libtorch addon against ${libtorch.source} (about a minute)`);
+if (process.argv.includes("--dry-run")) {
+  console.log(JSON.stringify({ command: process.execPath, args, jobs, compileUnits }));
+  process.exit(0);
+}
+console.error(
+  `goodvibe: building the libtorch addon against ${libtorch.source} (${jobs} compiler${jobs > 1 ? "s" : ""} at a time; a few minutes)`,
+);
 fs.rmSync(stampFile, { force: true });
 const build = spawnSync(process.execPath, args, { cwd: nativeDir, stdio: ["ignore", "inherit", "inherit"] });
 if (build.status !== 0) {

@@ -25,7 +25,8 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   GOODVIBE_SKIP_NATIVE=1 NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm ci --no-audit --no-fund
 fi
 
-# builds the libtorch addon unless one for the same sources, libtorch and Node is there (about a minute)
+# builds the libtorch addon unless one for the same sources, libtorch and Node is there (~200 s of compiling,
+# one compiler per core)
 node scripts/build-native.mjs
 # GOODVIBE_SKIP_TS=1: the caller compiles next anyway (CI's npm test does)
 if [ -z "${GOODVIBE_SKIP_TS:-}" ]; then
