@@ -42,13 +42,17 @@ function heavy(entry: string): boolean {
 const dir = scratchDir("gv-lazy-start-");
 let runs = 0;
 
-/** Run the CLI with the recorder preloaded: its result and the record. */
-async function recorded(args: readonly string[]): Promise<{ r: CliResult; loaded: string[] }> {
+/**
+ * Run the CLI with the recorder preloaded: its result and the record. The modules are what V8 reports compiling;
+ * `hooks` records them through the module loader's hooks instead (the reference that list is checked against).
+ */
+async function recorded(args: readonly string[], hooks = false): Promise<{ r: CliResult; loaded: string[] }> {
   const file = path.join(dir, `record-${runs++}.txt`);
   const r = await runCli(args, {
     env: {
       NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --import=${RECORDER}`.trim(),
       GOODVIBE_LOAD_RECORD: file,
+      ...(hooks ? { GOODVIBE_LOAD_RECORD_HOOKS: "1" } : {}),
     },
   });
   const loaded = fs.existsSync(file) ? fs.readFileSync(file, "utf8").split("\n").filter(Boolean) : [];
@@ -140,17 +144,26 @@ test("usage errors exit 2 without loading the commands' work", async () => {
 test("a command that runs loads its work module (the record sees it); a GGUF export of a small model opens no addon", async () => {
   // the control: the same recording on a command that does its work, here a GGUF export of the shipped organism
   const out = path.join(dir, "organism.gguf");
-  const run = await recorded([
-    "export",
-    "-m",
-    path.join(REPO_ROOT, "assets/organism"),
-    "-o",
-    out,
-    "--outtype",
-    "f32",
-  ]);
+  const exportArgs = (o: string) => ["export", "-m", path.join(REPO_ROOT, "assets/organism"), "-o", o];
+  const run = await recorded([...exportArgs(out), "--outtype", "f32"]);
   assert.equal(run.r.code, 0, showRun(run.r));
   assert.ok(fs.statSync(out).size > 0);
+  // V8's list holds every module the loader's hooks see loaded in the same command (the tests above read
+  // only that list): the CLI, its work modules, node-llama-cpp's and the tokenizers' packages
+  const viaHooks = await recorded(
+    [...exportArgs(path.join(dir, "organism-hooks.gguf")), "--outtype", "f32"],
+    true,
+  );
+  assert.equal(viaHooks.r.code, 0, showRun(viaHooks.r));
+  const files = (loaded: string[]) => loaded.filter((l) => l.startsWith("load file:"));
+  const atExit = new Set(files(run.loaded));
+  const hooked = files(viaHooks.loaded);
+  assert.ok(hooked.filter(heavy).length > 20, `the hooks recorded ${hooked.length} modules`);
+  assert.deepEqual(
+    hooked.filter((l) => !atExit.has(l)),
+    [],
+    "modules the loader's hooks saw that V8's list lacks",
+  );
   const loaded = run.loaded.filter(heavy);
   assert.ok(
     loaded.some((l) => l.endsWith("/dist/src/cli/commands/export-run.js")),
