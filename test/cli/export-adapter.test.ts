@@ -4,14 +4,17 @@
  * float16 adapter file by casting it into its adapter parameters (load_state_dict; float32 under its default
  * autocast_adapter_dtype), so the file holds the float32 values rounded to that dtype and adapter_config.json is
  * the float32 export's. References: round to nearest even written out here for bfloat16, io/gguf.ts f32ToF16Bits
- * (numpy's astype(float16)) for float16, and the float32 export's own adapter_config.json.
+ * (numpy's astype(float16)) for float16, and the float32 export's own adapter_config.json. A delta made for a
+ * model of another shape (layers, hidden size, vocabulary) or whose tensors cannot fit the base is refused from the
+ * safetensors headers and the base's config.json, before libtorch loads; the expected figures come from the
+ * organism's config.json.
  */
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { scratchDir } from "../scratch.js";
-import { FIXTURES } from "../evalcore/make-model.js";
+import { FIXTURES, REPO_ROOT } from "../evalcore/make-model.js";
 import { loadModel } from "../../src/models/index.js";
 import { Tensor, manualSeed, noGrad } from "../../src/tensor/index.js";
 import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
@@ -19,7 +22,10 @@ import { writeGoodVibeDelta } from "../../src/method/goodvibe/delta.js";
 import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
 import { attachPeftAdapter } from "../../src/method/lora/model.js";
 import { readPeftAdapter } from "../../src/method/lora/peft.js";
-import { readSafetensors } from "../../src/io/safetensors.js";
+import { readSafetensors, writeSafetensors } from "../../src/io/safetensors.js";
+import { loadModelConfig } from "../../src/io/config.js";
+import { ModelShape } from "../../src/models/shapes.js";
+import { modelShapeRecord } from "../../src/method/goodvibe/model-shape.js";
 import { f32ToF16Bits } from "../../src/io/gguf.js";
 import { addonOpens, recordAddons, runCli, showRun } from "./cli-helpers.js";
 
@@ -134,4 +140,125 @@ test("export --adapter peft: an --outtype it cannot write is refused naming the 
     assert.ok(!fs.existsSync(out), `${out} was made`);
     assert.deepEqual(addonOpens(record), [], "libtorch loaded to refuse --outtype");
   }
+});
+
+const ORGANISM = path.join(REPO_ROOT, "assets/organism");
+
+test("a model's shape record from config.json alone is the loaded model's (what export --adapter checks first)", () => {
+  for (const dir of [ORGANISM, ...["llama", "qwen2", "qwen3", "gemma3"].map((f) => path.join(FIXTURES, f))])
+    assert.deepEqual(
+      modelShapeRecord(new ModelShape(loadModelConfig(dir))),
+      modelShapeRecord(loadModel(dir)),
+      dir,
+    );
+});
+
+test("export --adapter: a delta for another model's shape, or one whose tensors cannot fit, is refused from the headers, naming the file and the field", async () => {
+  const cfg = JSON.parse(fs.readFileSync(path.join(ORGANISM, "config.json"), "utf8")) as Record<
+    string,
+    number
+  >;
+  const L = cfg.num_hidden_layers!;
+  const H = cfg.hidden_size!;
+  const Q = cfg.num_attention_heads! * cfg.head_dim!;
+  const MOD = "model.layers.0.self_attn.q_proj";
+  /** The shape record of the organism with `edit` made to its config.json (a config alone: no weights). */
+  const recordOf = (edit: Record<string, number>) => {
+    const dir = path.join(tmp, `cfg-${Object.keys(edit).join("-")}`);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify({ ...cfg, ...edit }));
+    return JSON.stringify(modelShapeRecord(new ModelShape(loadModelConfig(dir))));
+  };
+  const own = recordOf({});
+  const i64 = (n: number) => ({ dtype: "I64" as const, shape: [n], data: new Uint8Array(8 * n) });
+  /** A delta on MOD (rows 0..n-1, one cluster, U of `width` columns), its record `fingerprint`, naming the organism. */
+  const delta = (
+    name: string,
+    fingerprint: string,
+    o: { width?: number; rows?: number; extra?: boolean } = {},
+  ) => {
+    const file = path.join(tmp, name);
+    const width = o.width ?? H;
+    const rows = o.rows ?? 2;
+    writeSafetensors(
+      file,
+      [
+        { name: `${MOD}.rows`, ...i64(rows) },
+        { name: `${MOD}.clusters`, ...i64(rows) },
+        { name: `${MOD}.U`, dtype: "F32", shape: [1, width], data: new Uint8Array(4 * width) },
+        ...(o.extra ? [{ name: "model.layers.1.mlp.up_proj.rows", ...i64(1) }] : []),
+      ],
+      { format: "goodvibe-delta", fingerprint, base_model: ORGANISM },
+    );
+    return file;
+  };
+  const re = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const cases: [string, string, RegExp][] = [
+    [
+      "more-layers",
+      delta("more-layers.safetensors", recordOf({ num_hidden_layers: L + 2 })),
+      new RegExp(
+        re(
+          `it has module model.layers.${L}.self_attn.q_proj, which this model lacks (${L + 2} layers there, ${L} here)`,
+        ),
+      ),
+    ],
+    [
+      "fewer-layers",
+      delta("fewer-layers.safetensors", recordOf({ num_hidden_layers: L - 1 })),
+      new RegExp(
+        re(
+          `this model has module model.layers.${L - 1}.self_attn.q_proj, which it lacks (${L - 1} layers there, ${L} here)`,
+        ),
+      ),
+    ],
+    [
+      "hidden",
+      delta("hidden.safetensors", recordOf({ hidden_size: 2 * H })),
+      new RegExp(re(`${MOD} is [${Q},${2 * H}] there and [${Q},${H}] here`)),
+    ],
+    [
+      "vocab",
+      delta("vocab.safetensors", recordOf({ vocab_size: cfg.vocab_size! + 64 })),
+      new RegExp(
+        re(`its modules are this model's, but not its vocabulary (vocab_size ${cfg.vocab_size} here`),
+      ),
+    ],
+    [
+      "width",
+      delta("width.safetensors", own, { width: H - 1 }),
+      new RegExp(re(`${MOD}.U has shape [1,${H - 1}]: its rows must have the module's input width ${H}`)),
+    ],
+    [
+      "rows",
+      delta("rows.safetensors", own, { rows: Q + 1 }),
+      new RegExp(re(`${MOD}.rows holds ${Q + 1} rows, more than the module's ${Q}`)),
+    ],
+    [
+      "orphan",
+      delta("orphan.safetensors", own, { extra: true }),
+      /tensor model\.layers\.1\.mlp\.up_proj\.rows belongs to no module's update/,
+    ],
+    [
+      "fingerprint",
+      delta("fingerprint.safetensors", "{"),
+      /\(metadata fingerprint\): its record of the model's shape is not \{family, hash, modules/,
+    ],
+  ];
+  for (const [name, file, want] of cases)
+    for (const kind of ["peft", "gguf"]) {
+      const out = path.join(tmp, `out-${name}-${kind}${kind === "gguf" ? ".gguf" : ""}`);
+      const record = path.join(tmp, `record-${name}-${kind}.txt`);
+      const before = fs.readFileSync(file);
+      const r = await runCli(["export", "--adapter", kind, "--delta", file, "-o", out], {
+        env: recordAddons(record),
+      });
+      assert.equal(r.code, 2, `${name} ${kind}\n${showRun(r)}`);
+      assert.ok(r.stderr.includes(file), `${name}: the message names the delta file\n${r.stderr}`);
+      assert.match(r.stderr, want, `${name} ${kind}`);
+      assert.doesNotMatch(r.stderr, /internal error|\n\s+at /, r.stderr);
+      assert.ok(!fs.existsSync(out), `${out} was made`);
+      assert.deepEqual(fs.readFileSync(file), before, "the delta changed");
+      assert.deepEqual(addonOpens(record), [], `${name} ${kind}: libtorch loaded to refuse it`);
+    }
 });

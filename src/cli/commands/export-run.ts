@@ -22,10 +22,13 @@ import { loadModelConfig, withDtype } from "../../io/config.js";
 import { ST_TO_DTYPE, loadModel } from "../../models/load.js";
 import {
   checkDeltaFits,
+  checkDeltaHeaderFits,
   findDeltaFile,
   readGoodVibeDelta,
-  readGoodVibeDeltaBase,
+  readGoodVibeDeltaHeader,
+  type GoodVibeDeltaHeader,
 } from "../../method/goodvibe/delta.js";
+import { ModelShape } from "../../models/shapes.js";
 import { goodVibeAsLora } from "../../method/lora/from-goodvibe.js";
 import { loraGgufModules } from "../../method/lora/gguf.js";
 import { attachPeftAdapter } from "../../method/lora/model.js";
@@ -146,14 +149,24 @@ async function exportAdapter(
     );
   if (opts.peft && kind === "peft")
     throw new InputError("--peft is already a PEFT adapter; use --adapter gguf");
+  // a PEFT adapter is a safetensors file: torch's dtype names, as for --format safetensors
+  const outtype = opts.outtype || (kind === "gguf" ? "f32" : "float32");
+  if (kind === "gguf" && !["f32", "f16", "bf16"].includes(outtype))
+    throw new InputError("--outtype for a LoRA GGUF must be f32, f16 or bf16");
+  if (kind === "peft" && !Object.hasOwn(FLOAT_ST_DTYPES, outtype))
+    throw new InputError(
+      `--outtype for a PEFT adapter must be float32, bfloat16 or float16 (adapter_model.safetensors' dtype), got "${outtype}"`,
+    );
   let base = opts.model;
   let lora: { cfg: LoraConfig; weights: Map<string, Tensor> };
   let source: string;
   // every argument that files and flags alone can check is checked before the delta's tensors are read or the
   // model loads (both load the libtorch addon): the delta's base model is read from its header
+  let header: GoodVibeDeltaHeader | null = null;
   if (opts.delta) {
     source = findDeltaFile(opts.delta);
-    base ??= readGoodVibeDeltaBase(source) ?? undefined;
+    header = readGoodVibeDeltaHeader(source);
+    base ??= header.baseModel ?? undefined;
     if (!base)
       throw new InputError(`${source} does not name its base model: give the base model folder with -m`);
   } else {
@@ -168,15 +181,10 @@ async function exportAdapter(
     inputs: { "--model": base, [opts.delta ? "--delta" : "--peft"]: opts.delta ?? source },
     overwrite: opts.overwrite,
   });
-  // a PEFT adapter is a safetensors file: torch's dtype names, as for --format safetensors
-  const outtype = opts.outtype || (kind === "gguf" ? "f32" : "float32");
-  if (kind === "gguf" && !["f32", "f16", "bf16"].includes(outtype))
-    throw new InputError("--outtype for a LoRA GGUF must be f32, f16 or bf16");
-  if (kind === "peft" && !Object.hasOwn(FLOAT_ST_DTYPES, outtype))
-    throw new InputError(
-      `--outtype for a PEFT adapter must be float32, bfloat16 or float16 (adapter_model.safetensors' dtype), got "${outtype}"`,
-    );
-  checkWeightHeaders(loadModelConfig(base), base); // a base model unlike its config.json, before any tensor is read
+  const baseConfig = loadModelConfig(base);
+  checkWeightHeaders(baseConfig, base); // a base model unlike its config.json, before any tensor is read
+  // the delta against the base's shapes (config.json, which its weights' headers match), from the delta's header
+  if (header) checkDeltaHeaderFits(new ModelShape(baseConfig), header, source);
   if (opts.delta) {
     const delta = readGoodVibeDelta(source);
     const model = loadModel(base);

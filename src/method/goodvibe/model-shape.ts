@@ -3,8 +3,9 @@
  * refuses a map or delta made for a model of another shape.
  */
 import { createHash } from "node:crypto";
-import type { DecoderModel } from "../../models/decoder.js";
+import type { ShapeSource } from "../../models/shapes.js";
 import { InputError } from "../../errors.js";
+import { isPlainObject } from "../../util/keys.js";
 
 /**
  * The shape of the model a neuron map, cluster map or delta was made for: its family, every linear module's
@@ -18,7 +19,8 @@ export interface ModelShapeRecord {
   modules: Record<string, [number, number]>;
 }
 
-export function modelShapeRecord(model: DecoderModel): ModelShapeRecord {
+/** The record of a loaded model, or of a model folder's config.json alone (models/shapes.ts ModelShape): the same. */
+export function modelShapeRecord(model: ShapeSource): ModelShapeRecord {
   const modules: Record<string, [number, number]> = {};
   for (const l of model.linears()) modules[l.name] = [l.outFeatures, l.inFeatures];
   const c = model.cfg;
@@ -26,20 +28,62 @@ export function modelShapeRecord(model: DecoderModel): ModelShapeRecord {
   return { family: c.family, hash: createHash("sha256").update(key).digest("hex").slice(0, 16), modules };
 }
 
-/** Refuse a neuron map, cluster map or delta made for a model of another shape, naming the first difference. */
-export function checkModelShape(model: DecoderModel, recorded: ModelShapeRecord, what: string): void {
+/** `text` (a record as a file stores it, JSON) checked to be a ModelShapeRecord; `what` names it in the error. */
+export function parseModelShapeRecord(text: string, what: string): ModelShapeRecord {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    v = null;
+  }
+  const r = v as Record<string, unknown> | null;
+  const dims = (x: unknown) =>
+    Array.isArray(x) && x.length === 2 && x.every((n) => Number.isSafeInteger(n) && (n as number) > 0);
+  if (
+    !isPlainObject(r) ||
+    typeof r.family !== "string" ||
+    typeof r.hash !== "string" ||
+    !isPlainObject(r.modules) ||
+    !Object.values(r.modules as object).every(dims)
+  )
+    throw new InputError(
+      `${what}: its record of the model's shape is not {family, hash, modules: {name: [rows, columns]}}`,
+    );
+  return r as unknown as ModelShapeRecord;
+}
+
+/** The number of decoder layers a record's modules span (model.layers.<i>.…). */
+function layersOf(modules: Record<string, unknown>): number {
+  let last = -1;
+  for (const name of Object.keys(modules)) {
+    const m = /^model\.layers\.(\d+)\./.exec(name);
+    if (m) last = Math.max(last, Number(m[1]));
+  }
+  return last + 1;
+}
+
+/**
+ * Refuse a neuron map, cluster map or delta made for a model of another shape, naming the first difference: a
+ * module (missing, or of another [rows, columns]) with both layer counts, the family, else the vocabulary (the one
+ * part of the hash the modules do not show). `model` is a loaded model or its config's shapes (ModelShape).
+ */
+export function checkModelShape(model: ShapeSource, recorded: ModelShapeRecord, what: string): void {
   const mine = modelShapeRecord(model);
   if (mine.hash === recorded.hash) return;
+  const fail = (why: string): never => {
+    throw new InputError(`${what} was made for another model: ${why}`);
+  };
+  const layers = `${layersOf(recorded.modules)} layers there, ${layersOf(mine.modules)} here`;
   for (const [name, shape] of Object.entries(recorded.modules)) {
     const m = mine.modules[name];
-    if (!m)
-      throw new InputError(
-        `${what} was made for another model: it has module ${name}, which this model lacks`,
-      );
-    if (m[0] !== shape[0] || m[1] !== shape[1])
-      throw new InputError(`${what} was made for another model: ${name} is [${shape}] there and [${m}] here`);
+    if (!m) fail(`it has module ${name}, which this model lacks (${layers})`);
+    else if (m[0] !== shape[0] || m[1] !== shape[1]) fail(`${name} is [${shape}] there and [${m}] here`);
   }
-  throw new InputError(
-    `${what} was made for another model (${recorded.family}, shape hash ${recorded.hash}; this model's is ${mine.hash})`,
+  for (const name of Object.keys(mine.modules))
+    if (!Object.hasOwn(recorded.modules, name))
+      fail(`this model has module ${name}, which it lacks (${layers})`);
+  if (recorded.family !== mine.family) fail(`a ${recorded.family} model there, ${mine.family} here`);
+  fail(
+    `its modules are this model's, but not its vocabulary (vocab_size ${model.cfg.vocabSize} here; shape hash ${recorded.hash} there, ${mine.hash} here)`,
   );
 }
