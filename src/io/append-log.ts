@@ -9,6 +9,17 @@ import * as path from "node:path";
 import { InputError, rowWhere, withPath } from "../errors.js";
 import { writeWhole } from "./atomic.js";
 
+/** A line reading takes as a record: JSON (a torn record, a prefix of an object's text, never is). */
+function isRecord(line: string): boolean {
+  if (line.trim() === "") return false;
+  try {
+    JSON.parse(line);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The parsed records of `file` with their 1-based rows, in order ([] when there is no file). A line that is not
  * JSON throws an InputError naming the file and row and ending with `remedy` ("delete the cache to start over"),
@@ -30,7 +41,12 @@ export function readAppendLog(file: string, remedy: string): { row: number; valu
   return out;
 }
 
-/** Appends records to `file` (made with its folder if missing), each fsync'd; a torn last line is cut first. */
+/**
+ * Appends records to `file` (made with its folder if missing), each fsync'd. A last line without its newline is
+ * first mended as reading takes it: a torn record (not JSON) is cut; a whole record whose newline a kill cut off (a
+ * write stopped at a page boundary) gets its newline, where before 2026-12-02 it was cut too, and an answer the
+ * run had read from the file was gone from it for the next.
+ */
 export class AppendLog {
   private fd: number;
   constructor(readonly file: string) {
@@ -38,7 +54,9 @@ export class AppendLog {
     this.fd = fs.openSync(file, "a");
     const bytes = fs.readFileSync(file);
     if (bytes.length > 0 && bytes[bytes.length - 1] !== 0x0a) {
-      fs.ftruncateSync(this.fd, bytes.lastIndexOf(0x0a) + 1);
+      const from = bytes.lastIndexOf(0x0a) + 1;
+      if (isRecord(bytes.subarray(from).toString("utf8"))) writeWhole(this.fd, Buffer.from("\n"));
+      else fs.ftruncateSync(this.fd, from);
       fs.fsyncSync(this.fd);
     }
   }

@@ -71,3 +71,27 @@ test(
     assert.ok(fs.readFileSync(file, "utf8").endsWith("\n"));
   },
 );
+
+test("a last line without its newline: a whole record is kept by the next writer, as reading keeps it; a torn one is cut", () => {
+  const file = path.join(work, "tail", "answers.jsonl");
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const a = { key: "a", answer: "A" };
+  const b = { key: "b", answer: "B" };
+  const c = { key: "c", answer: "C" };
+  const records = () => readAppendLog(file, "x").map((r) => r.value);
+  // a write stopped between a record's last byte and its newline (a kill at a page boundary; an editor that drops
+  // the final newline): reading takes the record, and so does the next writer's file
+  fs.writeFileSync(file, `${JSON.stringify(a)}\n${JSON.stringify(b)}`);
+  assert.deepEqual(records(), [a, b]);
+  const log = new AppendLog(file);
+  log.append(c);
+  log.close();
+  assert.deepEqual(records(), [a, b, c]);
+  // a record torn inside is no JSON: reading drops it, the next writer cuts it
+  fs.writeFileSync(file, `${JSON.stringify(a)}\n${JSON.stringify(b).slice(0, 9)}`);
+  assert.deepEqual(records(), [a]);
+  const again = new AppendLog(file);
+  again.append(c);
+  again.close();
+  assert.equal(fs.readFileSync(file, "utf8"), `${JSON.stringify(a)}\n${JSON.stringify(c)}\n`);
+});
