@@ -8,7 +8,6 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { evaluateGsm8k } from "../../src/eval/utility/gsm8k.js";
 import { evaluateHumanEval, resolvePython } from "../../src/eval/utility/humaneval.js";
@@ -18,6 +17,7 @@ import { utilityModelFrom, type TextBackendLike, type UtilityModel } from "../..
 import { readGenerationCache } from "../../src/eval/generation-cache.js";
 import { sandboxAvailable } from "../../src/eval/sandbox.js";
 import { stopPoint } from "../../src/util/stop.js";
+import { scratchDir } from "../scratch.js";
 
 // Awaited before the first test(): when the tests registered before a top-level await end before it does, node:test
 // (Node 20) runs the file's after() then, and the tests registered after it wrote into `work` once it was removed,
@@ -25,7 +25,8 @@ import { stopPoint } from "../../src/util/stop.js";
 const python = process.platform === "linux" ? await resolvePython().catch(() => undefined) : undefined;
 const skip = !python || !sandboxAvailable() ? "needs Linux namespaces and python3" : false;
 
-const work = fs.mkdtempSync(path.join(os.tmpdir(), "gv-uanswers-"));
+// removed at process exit as well (scratch.ts): whatever the order of hooks and tests, nothing stays in /tmp
+const work = scratchDir("gv-uanswers-");
 after(() => fs.rmSync(work, { recursive: true, force: true }));
 let files = 0;
 const freshFile = () => path.join(work, `cache-${files++}`, "utility-answers.jsonl");
