@@ -120,6 +120,13 @@ test("eval --url --base --base-server-model: both sides' ARC on the servers, sai
       "arc_challenge",
     ]);
     assert.equal(srv.echoes, 2 * 2 + 2);
+    // each side's context per request said once, before its answers, with whence it comes
+    const len = model.cfg.maxPositionEmbeddings + 2;
+    const said = r.stderr.split("\n").filter((l) => l.includes("context per request"));
+    assert.deepEqual(said, [
+      `${name}: log-likelihood pairs cut to a context per request of ${len} tokens, what the server reports on GET /v1/models (${srv.url}/v1 max_model_len ${len})`,
+      `${name}: log-likelihood pairs cut to a context per request of ${len} tokens, what the server reports on GET /v1/models (${srv.url}/v1 max_model_len ${len})`,
+    ]);
   } finally {
     await srv.close();
   }
@@ -182,6 +189,13 @@ test("eval --url --max-model-len: the servers' context where /v1/models does not
     const pair = tok.encode("Question: Which is a gas?\nAnswer: steam", { addSpecialTokens: true });
     assert.ok(pair.length > 9, `${pair.length} tokens`);
     assert.equal(Math.max(...srv.echoed), 9);
+    // taken as given, said once: the server does not report its own
+    const said = r.stderr.split("\n").filter((l) => l.includes("context per request"));
+    assert.equal(said.length, 1, r.stderr);
+    assert.match(
+      said[0]!,
+      /of 10 tokens, --max-model-len's; not checked against .*, whose GET \/v1\/models reports none/,
+    );
     // and the figure is ARC scored on those servers by the HTTP backend told that context
     const ref = httpUtilityServer(
       new HttpBackend({ baseUrls: srv.url, model: "tiny", tokenizer: tok, maxModelLen: 10 }),
@@ -201,5 +215,23 @@ test("eval --url --max-model-len: the servers' context where /v1/models does not
     const bad = await runCli([...args("c-mml-bad"), ...extra]);
     assert.equal(bad.code, 2, showRun(bad));
     assert.match(bad.stderr, message);
+  }
+});
+
+test("eval --url --max-model-len more than the server reports: refused before any answer, naming both numbers and the server", async () => {
+  const model = loadModel(fx.model.dir);
+  const srv = await startEchoServer(model, await loadTokenizer(fx.model.dir), "tiny", 64);
+  try {
+    const r = await runCli([...args("c-mml-over"), "--url", srv.url, "--max-model-len", "100"]);
+    assert.equal(r.code, 2, showRun(r));
+    assert.match(r.stderr, /--max-model-len 100 .*more than the servers take for "tiny"/);
+    assert.ok(r.stderr.includes(`GET ${srv.url}/v1/models reports max_model_len 64`), r.stderr);
+    // before the answers: no safety answer asked for, and only the probe's echo (the refusal comes with its window)
+    const cache = path.join(fx.work, "c-mml-over");
+    const files = fs.existsSync(cache) ? fs.readdirSync(cache) : [];
+    assert.equal(files.filter((f) => f.startsWith("safety-")).length, 0, files.join(", "));
+    assert.equal(srv.echoes, 1);
+  } finally {
+    await srv.close();
   }
 });

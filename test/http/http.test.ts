@@ -1098,9 +1098,223 @@ test("loglikelihood over a server, with the model's tokenizer: a long ARC pair i
     const text = new HttpBackend({ baseUrls: srv.url, model: "m", maxRetries: 0 });
     await assert.rejects(
       text.loglikelihood(reqs.slice(0, 1)),
-      new RegExp(`ARC ${item.id}: the server refused .*maximum context length.*option tokenizer`),
+      new RegExp(
+        `ARC ${item.id}: .* refused its context and continuation .*maximum context length.*option tokenizer`,
+      ),
     );
   } finally {
     await srv.close();
+  }
+});
+
+/**
+ * The servers' context per request, as their GET /v1/models cards state it and as they refuse a longer prompt.
+ * Cards as the servers write them: vLLM's ModelCard (vllm/entrypoints/openai/serving_models.py show_available_models:
+ * the base model's card with max_model_len, a LoRA adapter's with `parent` and max_model_len null), llama-server's
+ * (`owned_by` "llamacpp", `meta` with n_ctx, the slot's context, and n_ctx_train), Ollama's (id, object, created,
+ * owned_by, nothing more). Refusals as vLLM words them: its OpenAI layer's "This model's maximum context length is
+ * ..." and its input processor's "The decoder prompt (length N) is longer than the maximum model length of M"
+ * (vllm/v1/engine/processor.py _validate_model_input), both 400 BadRequestError.
+ */
+const vllmCard = (id: string, maxModelLen: number | null, parent: string | null = null) => ({
+  id,
+  object: "model",
+  created: 1733000000,
+  owned_by: "vllm",
+  root: parent ? `/adapters/${id}` : `/models/${id}`,
+  parent,
+  max_model_len: maxModelLen,
+  permission: [{ id: "modelperm-1", object: "model_permission", allow_sampling: true }],
+});
+const llamaServerCard = (id: string, nCtx: number, nCtxTrain: number) => ({
+  id,
+  object: "model",
+  created: 1733000000,
+  owned_by: "llamacpp",
+  meta: {
+    vocab_type: 2,
+    n_vocab: 151936,
+    n_ctx: nCtx,
+    n_ctx_train: nCtxTrain,
+    n_embd: 1024,
+    n_params: 596049920,
+  },
+});
+const vllmTooLong = (take: number, n: number, maxTokens: number) =>
+  `This model's maximum context length is ${take} tokens. However, you requested ${n + maxTokens} tokens ` +
+  `(${n} in the messages, ${maxTokens} in the completion). Please reduce the length of the messages or completion.`;
+const vllmDecoderTooLong = (take: number, n: number) =>
+  `The decoder prompt (length ${n}) is longer than the maximum model length of ${take}. Make sure that ` +
+  "`max_model_len` is no smaller than the number of text tokens.";
+
+/** A server taking `take` tokens per request, answering GET /v1/models with `models`, echoing as windowServer does. */
+function contextServer(
+  take: number,
+  models: unknown,
+  refusal: (n: number, maxTokens: number) => string = (n, m) => vllmTooLong(take, n, m),
+) {
+  return mockServer((s) => {
+    if (s.path.endsWith("/models")) return { json: models };
+    const ids = s.body.prompt as number[];
+    if (ids.length + s.body.max_tokens > take)
+      return {
+        status: 400,
+        json: {
+          object: "error",
+          message: refusal(ids.length, s.body.max_tokens),
+          type: "BadRequestError",
+          code: 400,
+        },
+      };
+    const lps = ids.map((t, p) => (p === 0 ? null : echoLogprob(p, ids[p - 1]!, t)));
+    return {
+      json: {
+        choices: [
+          {
+            index: 0,
+            text: "",
+            logprobs: { tokens: ids.map(String), token_logprobs: [...lps, -1], top_logprobs: null },
+          },
+        ],
+      },
+    };
+  });
+}
+
+/** One token per code point: pairs of a known length without a tokenizer file. */
+const charTokenizer = { encode: (text: string) => [...text].map((c) => c.codePointAt(0)!) };
+const longPair = { context: "x".repeat(200) + " ", continuation: "yes", item: "ARC q1" };
+
+test("serverWindow: the context per request as vLLM (a LoRA adapter's from its base model), llama-server (the slot's n_ctx, not n_ctx_train) and Ollama state it", async () => {
+  const { serverWindow } = await import("../../src/eval/generate/http.js");
+  const vllm = { object: "list", data: [vllmCard("base", 4096), vllmCard("hardened", null, "base")] };
+  assert.deepEqual(serverWindow(vllm, "base"), { len: 4096, field: "max_model_len" });
+  assert.deepEqual(serverWindow(vllm, "hardened"), {
+    len: 4096,
+    field: 'max_model_len (its base model "base")',
+  });
+  assert.equal(serverWindow(vllm, "other"), null);
+  const llama = { object: "list", data: [llamaServerCard("qwen3.gguf", 8192, 40960)] };
+  assert.deepEqual(serverWindow(llama, "qwen3.gguf"), { len: 8192, field: "meta.n_ctx" });
+  const ollama = {
+    object: "list",
+    data: [{ id: "qwen3:0.6b", object: "model", created: 1733000000, owned_by: "library" }],
+  };
+  assert.equal(serverWindow(ollama, "qwen3:0.6b"), null);
+  assert.equal(serverWindow(null, "m"), null);
+});
+
+test("loglikelihood: the context per request is every server's (a fleet's least; a LoRA adapter's its base model's); a maxModelLen more than a server reports is refused before any echo, naming both numbers and the server", async () => {
+  const big = await contextServer(96, {
+    object: "list",
+    data: [vllmCard("base", 96), vllmCard("m", null, "base")],
+  });
+  const small = await contextServer(64, { object: "list", data: [vllmCard("m", 64)] });
+  try {
+    // the fleet's least: each pair sent fits both servers (cut to 64 less the token generated)
+    const fleet = new HttpBackend({ baseUrls: [big.url, small.url], model: "m", tokenizer: charTokenizer });
+    assert.equal(await fleet.loglikelihoodInputLength(), 64 - 1 - 1);
+    const got = await fleet.loglikelihood([longPair, longPair]);
+    const sent = [...big.requests, ...small.requests].filter((r) => r.path.endsWith("/completions"));
+    assert.equal(sent.length, 2);
+    for (const r of sent) assert.equal((r.body.prompt as number[]).length, 63);
+    // the continuation's 4 tokens (" yes": the context's trailing space goes with it, as the harness moves it) at
+    // the last positions, as echoLogprob gives them
+    const ids = sent[0]!.body.prompt as number[];
+    let want = 0;
+    for (let p = 63 - 4; p < 63; p++) want += echoLogprob(p, ids[p - 1]!, ids[p]!);
+    assert.ok(Math.abs(got[0]!.logprob - want) < 1e-12);
+
+    // whence: each server's card
+    assert.deepEqual(
+      (await fleet.contextPerRequest()).reported.map((r) => [r.url, r.len, r.field]),
+      [
+        [`${big.url}/v1`, 96, 'max_model_len (its base model "base")'],
+        [`${small.url}/v1`, 64, "max_model_len"],
+      ],
+    );
+
+    // more than one server reports: refused before any echo, naming the flag's value, the server and its own
+    const over = new HttpBackend({
+      baseUrls: [big.url, small.url],
+      model: "m",
+      tokenizer: charTokenizer,
+      maxModelLen: 80,
+    });
+    await assert.rejects(over.loglikelihood([longPair]), (e: Error) => {
+      assert.match(e.message, /--max-model-len 80 .*more than the servers take for "m"/);
+      assert.ok(e.message.includes(`GET ${small.url}/v1/models reports max_model_len 64`), e.message);
+      assert.ok(!e.message.includes(`${big.url}/v1/models reports`), e.message);
+      assert.match(e.message, /give at most 64/);
+      return true;
+    });
+    const echoes = [...big.requests, ...small.requests].filter((r) => r.path.endsWith("/completions"));
+    assert.equal(echoes.length, 2, "no echo after the refusal");
+    // at or below every report, the option is the window
+    const within = new HttpBackend({
+      baseUrls: [big.url, small.url],
+      model: "m",
+      tokenizer: charTokenizer,
+      maxModelLen: 50,
+    });
+    assert.deepEqual(
+      { ...(await within.contextPerRequest()), reported: undefined },
+      { len: 50, from: "option", reported: undefined, unreported: [] },
+    );
+  } finally {
+    await big.close();
+    await small.close();
+  }
+});
+
+test("loglikelihood: a server's refusal of a prompt as too long advises by what was given (the option's context, the servers' report, no tokenizer), in vLLM's two wordings", async () => {
+  // takes 48 but reports none: the option (64) is taken unchecked, and the server refuses the pairs cut to it
+  const unreported = await contextServer(48, { object: "list", data: [vllmCard("m", null)] }, (n) =>
+    vllmDecoderTooLong(48, n),
+  );
+  try {
+    const b = new HttpBackend({
+      baseUrls: unreported.url,
+      model: "m",
+      tokenizer: charTokenizer,
+      maxModelLen: 64,
+      maxRetries: 0,
+    });
+    await assert.rejects(b.loglikelihood([longPair]), (e: Error) => {
+      assert.ok(e instanceof HttpBackendError);
+      assert.match(
+        e.message,
+        /^ARC q1: .* refused the 63 tokens sent as longer than its context per request/,
+      );
+      assert.match(e.message, /maximum model length of 48/);
+      assert.match(e.message, /they fit the --max-model-len 64 .* which this server does not take/);
+      assert.doesNotMatch(e.message, /option tokenizer/);
+      return true;
+    });
+  } finally {
+    await unreported.close();
+  }
+  // reported 64, takes 40 now (restarted with a smaller context)
+  const changed = await contextServer(40, { object: "list", data: [vllmCard("m", 64)] });
+  try {
+    const b = new HttpBackend({ baseUrls: changed.url, model: "m", tokenizer: charTokenizer, maxRetries: 0 });
+    await assert.rejects(
+      b.loglikelihood([longPair]),
+      /ARC q1: .*maximum context length is 40 tokens.*they fit the 64 its GET \/v1\/models reported .*max_model_len 64.*--max-model-len/,
+    );
+    // a held-out code window longer than the context reported: the way out is --code on the built-in engine
+    const ids = Array.from({ length: 64 }, (_, k) => 100 + k);
+    await assert.rejects(
+      b.promptLogprobs(ids, "held-out real-code loss window 1"),
+      /held-out real-code loss window 1: .*refused the 64 tokens sent.*need 65 with the token generated, more than the context per request of 64 .*--utility-local code/,
+    );
+    // without a tokenizer, the text is sent uncut: the tokenizer is what to give
+    const text = new HttpBackend({ baseUrls: changed.url, model: "m", maxRetries: 0 });
+    await assert.rejects(
+      text.loglikelihood([longPair]),
+      /ARC q1: .*refused its context and continuation.*option tokenizer/,
+    );
+  } finally {
+    await changed.close();
   }
 });

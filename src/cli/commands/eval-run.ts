@@ -21,6 +21,7 @@ import { GoodVibeError, InputError } from "../../errors.js";
 import {
   HttpBackend,
   NoPromptLogprobsError,
+  type ContextPerRequest,
   retryWarning,
   templateKwargSent,
 } from "../../eval/generate/http.js";
@@ -117,6 +118,7 @@ async function checkPromptLogprobs(
   tok: { encode(text: string, opts?: { addSpecialTokens?: boolean }): number[] },
   benchmarks: readonly UtilityBenchmark[],
   signal: AbortSignal,
+  log: { info(msg: string): void },
 ): Promise<void> {
   const ll = benchmarks.filter((b) => LOGLIKELIHOOD_BENCHMARKS.includes(b));
   if (ll.length === 0) return;
@@ -138,6 +140,22 @@ async function checkPromptLogprobs(
       3,
     );
   }
+  log.info(`${server.name}: ${contextLine(await backend.contextPerRequest())}`);
+}
+
+/** What the servers' context per request is and whence it comes: said once, before the answers. */
+function contextLine(ctx: ContextPerRequest): string {
+  const reports = ctx.reported.map((r) => `${r.url} ${r.field} ${r.len}`).join(", ");
+  const head = `log-likelihood pairs cut to a context per request of ${ctx.len} tokens`;
+  if (ctx.from === "servers")
+    return `${head}, ${ctx.reported.length > 1 ? "the least the servers report" : "what the server reports"} on GET /v1/models (${reports})`;
+  return (
+    `${head}, --max-model-len's` +
+    (reports ? `; within what ${reports} report${ctx.reported.length === 1 ? "s" : ""}` : "") +
+    (ctx.unreported.length
+      ? `; not checked against ${ctx.unreported.join(", ")}, whose GET /v1/models reports none`
+      : "")
+  );
 }
 
 /**
@@ -310,7 +328,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
       const server = httpUtilityServer(backend, opts.url, model);
       // a server that cannot score log-likelihoods, or that does not take raw prompts as they are, is found before
       // the answers are generated, not after
-      await checkPromptLogprobs(backend, server, tokenizer, onServers, common.signal);
+      await checkPromptLogprobs(backend, server, tokenizer, onServers, common.signal, log);
       await checkRawPrompts(backend, onServers);
       return {
         generator: serverChatBackend(backend),

@@ -91,7 +91,7 @@ export function registerEval(program: Command): void {
     )
     .option(
       "--max-model-len <n>",
-      "the servers' context per request in tokens, as vLLM's --max-model-len (with --url): log-likelihood pairs (ARC, MMLU) longer than it less the token generated are cut from the left to it, as the built-in engine cuts them to the model's; default: what GET /v1/models reports (vLLM, goodvibe serve); needed where a server echoes prompt log-probabilities but does not report it. Part of the key of ARC's and MMLU's cached figures",
+      "the servers' context per request in tokens, as vLLM's --max-model-len (with --url): log-likelihood pairs (ARC, MMLU) longer than it less the token generated are cut from the left to it, as the built-in engine cuts them to the model's; default: the least the servers' GET /v1/models report (vLLM's max_model_len, a LoRA's from its base model; llama-server's meta.n_ctx; goodvibe serve); needed where a server echoes prompt log-probabilities but does not report it; refused when more than a server reports. Part of the key of ARC's and MMLU's cached figures",
       integer(2),
     )
     .option(

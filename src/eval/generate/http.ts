@@ -23,9 +23,10 @@
  * server. With the model's tokenizer (option `tokenizer`), the pair is encoded as the local engine encodes it
  * (encodeLoglikelihoodPair) and cut as it cuts it (loglikelihoodWindow, lm-evaluation-harness's rule: context
  * tokens dropped from the left, the continuation kept whole), to the window the server can echo (max_model_len
- * less max_tokens, from `maxModelLen` or the server's /v1/models), and sent as token ids; the continuation's
- * log-probabilities are then its last positions'. The window is the server's: where it is smaller than the local
- * engine's (max_position_embeddings + 1 tokens), a pair longer than it keeps fewer context tokens than locally.
+ * less max_tokens, from `maxModelLen` or the servers' /v1/models: contextPerRequest), and sent as token ids; the
+ * continuation's log-probabilities are then its last positions'. The window is the server's: where it is smaller
+ * than the local engine's (max_position_embeddings + 1 tokens), a pair longer than it keeps fewer context tokens
+ * than locally.
  * Without a tokenizer, the server's refusal of a long pair is an error naming the benchmark item.
  */
 import { GoodVibeError, InputError } from "../../errors.js";
@@ -71,8 +72,8 @@ export interface HttpBackendOptions {
    */
   tokenizer?: { encode(text: string, opts?: { addSpecialTokens?: boolean }): number[] };
   /**
-   * The server's context per request (vLLM's max_model_len), for log-likelihoods with a tokenizer; default: what the
-   * server's GET /v1/models reports for `model` (vLLM and goodvibe serve report max_model_len).
+   * The servers' context per request (vLLM's max_model_len), for log-likelihoods with a tokenizer; default: the
+   * least the servers' GET /v1/models report for `model` (serverWindow). Refused when more than a server reports.
    */
   maxModelLen?: number;
   /**
@@ -234,6 +235,15 @@ class Semaphore {
   }
 }
 
+/**
+ * A server's 400 for a prompt longer than its context per request: vLLM's OpenAI layer ("This model's maximum context
+ * length is ...") and input processor ("... is longer than the maximum model length of ...",
+ * vllm/v1/engine/processor.py _validate_model_input), llama-server's ("the request exceeds the available context
+ * size", exceed_context_size_error).
+ */
+const CONTEXT_REFUSAL =
+  /context length|context_length|maximum model length|exceeds? the available context size/i;
+
 const RETRYABLE_CODES = new Set([
   "ECONNRESET",
   "ECONNREFUSED",
@@ -308,6 +318,45 @@ export function templateKwargSent(
     return { sent: "ours" };
   const value = (user as Record<string, unknown>)[key];
   return value === null ? { sent: "dropped" } : { sent: "theirs", value };
+}
+
+/** A server's context per request as its GET /v1/models card states it: the tokens and the field that says so. */
+export interface ServerWindow {
+  len: number;
+  field: string;
+}
+
+/** The context per request log-likelihoods are cut to (HttpBackend.contextPerRequest), and whence it comes. */
+export interface ContextPerRequest {
+  len: number;
+  /** "option": maxModelLen (eval --max-model-len); "servers": the least the servers report */
+  from: "option" | "servers";
+  /** the servers that report theirs, with it; those that report none (a given option is not checked there) */
+  reported: (ServerWindow & { url: string })[];
+  unreported: string[];
+}
+
+/**
+ * The context per request a server's GET /v1/models answer (`body`) states for `model`, null where it states none:
+ * vLLM's card `max_model_len`; a LoRA adapter's card has none (vLLM lists adapters with `parent`, their base model,
+ * and no max_model_len: vllm/entrypoints/openai/serving_models.py show_available_models), and the adapter runs in its
+ * base model's engine, so the parent card's; llama-server's `meta.n_ctx`, its slot's context (tools/server
+ * server-context.cpp, `{"n_ctx", meta.slot_n_ctx}`), never `meta.n_ctx_train`, the model's training context, which
+ * the server may not have allotted. Ollama's cards state none.
+ */
+export function serverWindow(body: unknown, model: string): ServerWindow | null {
+  const data: unknown = (body as { data?: unknown } | null)?.data;
+  if (!Array.isArray(data)) return null;
+  const card = (id: unknown) => data.find((m) => m !== null && typeof m === "object" && m.id === id);
+  const ok = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 2;
+  const own = card(model);
+  if (!own) return null;
+  if (ok(own.max_model_len)) return { len: own.max_model_len, field: "max_model_len" };
+  if (ok(own.meta?.n_ctx)) return { len: own.meta.n_ctx, field: "meta.n_ctx" };
+  const parent = typeof own.parent === "string" && own.parent !== model ? card(own.parent) : undefined;
+  if (ok(parent?.max_model_len))
+    return { len: parent.max_model_len, field: `max_model_len (its base model "${own.parent}")` };
+  return null;
 }
 
 export class HttpBackend implements GenerationBackend {
@@ -579,12 +628,14 @@ export class HttpBackend implements GenerationBackend {
       });
     } catch (e) {
       if (!(e instanceof HttpBackendError) || e.status !== 400) throw e;
-      // a pair longer than the server's context (vLLM: 400 "This model's maximum context length is ...")
-      if (/context length|context_length/i.test(e.message))
+      // a prompt longer than the server's context: vLLM's 400 "This model's maximum context length is ..." (its
+      // OpenAI layer) or "The decoder prompt (length N) is longer than the maximum model length of M" (its input
+      // processor, which token ids reach); llama-server's "the request exceeds the available context size"
+      if (CONTEXT_REFUSAL.test(e.message))
         throw new HttpBackendError(
-          `${what}: the server refused its context and continuation as longer than its context per request ` +
-            `(${e.message}); give the HTTP backend the model's tokenizer (option tokenizer) to cut the context ` +
-            "from the left as the local engine does",
+          `${what}: ${e.url} refused ${
+            typeof prompt === "string" ? "its context and continuation" : `the ${prompt.length} tokens sent`
+          } as longer than its context per request (${e.message}); ${await this.contextAdvice(prompt)}`,
           e.url,
           e.status,
           e.attempts,
@@ -617,6 +668,43 @@ export class HttpBackend implements GenerationBackend {
               `first prompt token's${Array.isArray(prompt) ? `, and has one for each of its ${prompt.length} tokens` : ""})`,
       );
     return lp;
+  }
+
+  /**
+   * What to do about a server's refusal of `prompt` as too long, by what was given: the text of a pair cut nowhere
+   * (no tokenizer), or token ids cut to a context per request that was the option's (too large for that server) or
+   * the servers' own report (which it no longer keeps to).
+   */
+  private async contextAdvice(prompt: string | number[]): Promise<string> {
+    if (typeof prompt === "string")
+      return (
+        "give the HTTP backend the model's tokenizer (option tokenizer) to cut the context from the left as the " +
+        "local engine does"
+      );
+    const maxTokens = this.opts.loglikelihoodMaxTokens ?? 1;
+    const ctx = await this.contextPerRequest().catch(() => null);
+    const need = `${prompt.length + maxTokens} with the ${maxTokens === 1 ? "token" : "tokens"} generated`;
+    if (!ctx)
+      return (
+        `they need ${need}; give the servers' context per request (eval --max-model-len; HttpBackend option ` +
+        "maxModelLen)"
+      );
+    if (prompt.length + maxTokens > ctx.len)
+      return (
+        `they need ${need}, more than the context per request of ${ctx.len} ` +
+        `(${ctx.from === "option" ? "--max-model-len" : "the servers' report"}): a held-out code window longer ` +
+        "than that cannot be scored there; score --code on the built-in engine (eval --utility-local code)"
+      );
+    if (ctx.from === "option")
+      return (
+        `they fit the --max-model-len ${ctx.len} (HttpBackend option maxModelLen) they were cut to, which this ` +
+        "server does not take: give its context per request, or leave the flag out where GET /v1/models reports it"
+      );
+    const reports = ctx.reported.map((r) => `${r.url}: ${r.field} ${r.len}`).join("; ");
+    return (
+      `they fit the ${ctx.len} its GET /v1/models reported (${reports}) and were cut to: the server takes fewer ` +
+      "now (restarted with another context?); give the one it takes with --max-model-len"
+    );
   }
 
   private async loglikelihoodOne(req: LoglikelihoodRequest): Promise<LoglikelihoodResult> {
@@ -705,7 +793,7 @@ export class HttpBackend implements GenerationBackend {
     return null;
   }
 
-  private modelLen: Promise<number> | null = null;
+  private windows: Promise<ContextPerRequest> | null = null;
 
   /**
    * The most model-input tokens of a log-likelihood pair (loglikelihoodWindow's maxLength): the server's
@@ -718,30 +806,63 @@ export class HttpBackend implements GenerationBackend {
     return (await this.maxModelLen()) - (this.opts.loglikelihoodMaxTokens ?? 1) - 1;
   }
 
-  /** The server's context per request: the option, else GET /v1/models' max_model_len for the model (once). */
-  private maxModelLen(): Promise<number> {
-    if (this.opts.maxModelLen !== undefined) return Promise.resolve(this.opts.maxModelLen);
-    this.modelLen ??= (async () => {
-      const url = `${this.bases[0]}/models`;
-      let len: unknown;
-      try {
-        const res = await fetch(url, {
-          headers: this.apiKey ? { Authorization: `Bearer ${this.apiKey}` } : {},
-          signal: AbortSignal.timeout(this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_S * 1000),
-        });
-        const body: any = await res.json();
-        len = (body?.data ?? []).find((m: any) => m?.id === this.opts.model)?.max_model_len;
-      } catch {
-        len = undefined;
+  private async maxModelLen(): Promise<number> {
+    return (await this.contextPerRequest()).len;
+  }
+
+  /**
+   * The servers' context per request (max_model_len) log-likelihoods are cut to, read once: each server's
+   * GET /v1/models card for the model (serverWindow). The option `maxModelLen` where given, refused when it is more
+   * than a server reports (the pairs cut to it would be refused there, after the answers); else the least any
+   * server reports (a pair cut to it fits each), an error naming a server that reports none.
+   */
+  contextPerRequest(): Promise<ContextPerRequest> {
+    this.windows ??= (async () => {
+      const servers = await Promise.all(
+        this.bases.map(async (base) => ({
+          url: base,
+          report: serverWindow(await this.getJson(`${base}/models`), this.opts.model),
+        })),
+      );
+      const reported = servers.flatMap((s) => (s.report ? [{ url: s.url, ...s.report }] : []));
+      const unreported = servers.filter((s) => !s.report).map((s) => s.url);
+      const given = this.opts.maxModelLen;
+      if (given !== undefined) {
+        const over = reported.filter((r) => r.len < given);
+        if (over.length > 0) {
+          const least = Math.min(...reported.map((r) => r.len));
+          const says = over.map((r) => `GET ${r.url}/models reports ${r.field} ${r.len}`).join("; ");
+          throw new InputError(
+            `--max-model-len ${given} (HttpBackend option maxModelLen) is more than the servers take for ` +
+              `"${this.opts.model}": ${says}. ` +
+              `Log-likelihood pairs cut to ${given} tokens would be refused there; give at most ${least}, or leave ` +
+              "the flag out to use what the servers report",
+          );
+        }
+        return { len: given, from: "option", reported, unreported };
       }
-      if (typeof len !== "number" || !Number.isInteger(len) || len < 2)
+      if (unreported.length > 0)
         throw new InputError(
-          `GET ${url} does not report max_model_len for "${this.opts.model}": give its context per request in ` +
-            "tokens (eval --max-model-len; HttpBackend option maxModelLen) to cut log-likelihood contexts to it",
+          `GET ${unreported[0]}/models does not report max_model_len for "${this.opts.model}": give its context ` +
+            "per request in tokens (eval --max-model-len; HttpBackend option maxModelLen) to cut log-likelihood " +
+            "contexts to it",
         );
-      return len;
+      return { len: Math.min(...reported.map((r) => r.len)), from: "servers", reported, unreported };
     })();
-    return this.modelLen;
+    return this.windows;
+  }
+
+  /** GET `url` with the API key: its JSON body, or null (no answer, not 2xx, not JSON). */
+  private async getJson(url: string): Promise<unknown> {
+    try {
+      const res = await fetch(url, {
+        headers: this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {},
+        signal: AbortSignal.timeout(this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_S * 1000),
+      });
+      return res.ok ? await res.json() : null;
+    } catch {
+      return null;
+    }
   }
 
   asUtilityModel(): UtilityModel {
