@@ -235,3 +235,44 @@ test("eval --url --max-model-len more than the server reports: refused before an
     await srv.close();
   }
 });
+
+test("eval --url on a vLLM that refuses prompt log-probabilities with prefix caching on: stopped before any answer, naming the restart that gives them and --utility-local, not 'serve with vLLM'", async () => {
+  // vLLM V1 before vllm-project/vllm#13949: a 400 BadRequestError for echo with logprobs (vllm-project/vllm#13409)
+  const asked: string[] = [];
+  const server = http.createServer((req, res) => {
+    asked.push(req.url ?? "");
+    req.resume();
+    req.on("end", () => {
+      res.writeHead(req.url === "/v1/models" ? 200 : 400, { "content-type": "application/json" });
+      res.end(
+        JSON.stringify(
+          req.url === "/v1/models"
+            ? { object: "list", data: [{ id: "tiny", object: "model", owned_by: "vllm", max_model_len: 64 }] }
+            : {
+                object: "error",
+                message: "Prefix caching with prompt logprobs not yet supported on VLLM V1.",
+                type: "BadRequestError",
+                code: 400,
+              },
+        ),
+      );
+    });
+  });
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    const r = await runCli([...args("c-prefix"), "--url", url]);
+    assert.equal(r.code, 3, showRun(r));
+    assert.match(r.stderr, /--arc is scored by log-likelihood, which .* refuses as it is served: /);
+    assert.match(
+      r.stderr,
+      /restart it with --no-enable-prefix-caching.* Or score it on the built-in engine here with --utility-local arc/,
+    );
+    assert.doesNotMatch(r.stderr, /Serve the model with vLLM/);
+    // the probe's echo alone: no answer asked for
+    assert.deepEqual(asked, ["/v1/completions"]);
+  } finally {
+    server.closeAllConnections();
+    await new Promise<void>((ok) => server.close(() => ok()));
+  }
+});

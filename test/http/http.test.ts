@@ -1318,3 +1318,49 @@ test("loglikelihood: a server's refusal of a prompt as too long advises by what 
     await changed.close();
   }
 });
+
+test("loglikelihood: a vLLM that refuses prompt log-probabilities with prefix caching on is named with the restart that gives them, not told to use vLLM", async () => {
+  // vLLM V1 before vllm-project/vllm#13949: processor._validate_logprobs raises ValueError, answered as a 400
+  // BadRequestError (vllm-project/vllm#13409 quotes the message)
+  const srv = await mockServer((s) =>
+    s.path.endsWith("/models")
+      ? { json: { object: "list", data: [vllmCard("m", 4096)] } }
+      : {
+          status: 400,
+          json: {
+            object: "error",
+            message: "Prefix caching with prompt logprobs not yet supported on VLLM V1.",
+            type: "BadRequestError",
+            code: 400,
+          },
+        },
+  );
+  try {
+    const b = new HttpBackend({ baseUrls: srv.url, model: "m", maxRetries: 0 });
+    await assert.rejects(b.loglikelihood([{ context: "a", continuation: " b" }]), (e: Error) => {
+      assert.ok(e instanceof NoPromptLogprobsError);
+      assert.match(e.message, /Prefix caching with prompt logprobs not yet supported/);
+      assert.match(e.message, /restart it with --no-enable-prefix-caching/);
+      assert.doesNotMatch(e.message, /vLLM gives them; llama-server and Ollama do not/);
+      return true;
+    });
+    // llama-server's refusal keeps the advice to use vLLM
+    const llama = await mockServer(() => ({
+      status: 400,
+      json: { error: { code: 400, message: "Only no echo is supported", type: "invalid_request_error" } },
+    }));
+    try {
+      await assert.rejects(
+        new HttpBackend({ baseUrls: llama.url, model: "m", maxRetries: 0 }).loglikelihood([
+          { context: "a", continuation: " b" },
+        ]),
+        (e: Error) =>
+          e instanceof NoPromptLogprobsError && e.remedy === undefined && /vLLM gives them/.test(e.message),
+      );
+    } finally {
+      await llama.close();
+    }
+  } finally {
+    await srv.close();
+  }
+});

@@ -135,7 +135,8 @@ async function checkPromptLogprobs(
     if (signal.aborted || !(e instanceof NoPromptLogprobsError)) throw e;
     throw new GoodVibeError(
       `${ll.map((b) => `--${b}`).join(", ")} ${ll.length === 1 ? "is" : "are"} scored by log-likelihood, which ` +
-        `${server.name} cannot give: ${e.message}. Serve the model with vLLM for them, or score ` +
+        `${server.name} ${e.remedy ? "refuses as it is served" : "cannot give"}: ${e.message}. ` +
+        `${e.remedy ? "Or" : "Serve the model with vLLM for them, or"} score ` +
         `${ll.length === 1 ? "it" : "them"} on the built-in engine here with --utility-local ${ll.join(",")}`,
       3,
     );

@@ -204,10 +204,12 @@ export class NoPromptLogprobsError extends HttpBackendError {
     readonly model: string,
     url: string,
     why: string,
+    /** what makes this server give them, where it can (a vLLM that refuses them with prefix caching on) */
+    readonly remedy?: string,
   ) {
     super(
       `${url} (model "${model}") gives no log-probabilities of the prompt (/v1/completions with echo and ` +
-        `logprobs): ${why.slice(0, 300)}. vLLM gives them; llama-server and Ollama do not`,
+        `logprobs): ${why.slice(0, 300)}. ${remedy ?? "vLLM gives them; llama-server and Ollama do not"}`,
       url,
       null,
       1,
@@ -215,6 +217,13 @@ export class NoPromptLogprobsError extends HttpBackendError {
     this.name = "NoPromptLogprobsError";
   }
 }
+
+/**
+ * vLLM's V1 engine before vllm-project/vllm#13949 refuses prompt log-probabilities while prefix caching is on, its
+ * default (400 "Prefix caching with prompt logprobs not yet supported on VLLM V1.": vllm-project/vllm#13409): the
+ * server is vLLM, and a restart without prefix caching or a later vLLM gives them.
+ */
+const VLLM_PREFIX_CACHING = /prefix caching with prompt logprobs/i;
 
 class Semaphore {
   private waiting: (() => void)[] = [];
@@ -640,12 +649,17 @@ export class HttpBackend implements GenerationBackend {
           e.status,
           e.attempts,
         );
-      // llama-server: "Only no echo is supported"; goodvibe serve: echo and logprobs are not supported
+      // llama-server: "Only no echo is supported"; goodvibe serve: echo and logprobs are not supported; vLLM V1
+      // with prefix caching on (early 2025): "Prefix caching with prompt logprobs not yet supported"
       if (/\becho\b|logprobs/i.test(e.message))
         throw new NoPromptLogprobsError(
           this.opts.model,
           e.url.replace(/\/completions$/, ""),
           `it refused the request (${e.message})`,
+          VLLM_PREFIX_CACHING.test(e.message)
+            ? "This vLLM gives them with prefix caching off: restart it with --no-enable-prefix-caching, or " +
+                "serve the model with a vLLM that has vllm-project/vllm#13949 (which gives them with it on)"
+            : undefined,
         );
       throw e;
     }
