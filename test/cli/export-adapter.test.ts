@@ -7,7 +7,8 @@
  * (numpy's astype(float16)) for float16, and the float32 export's own adapter_config.json. A delta made for a
  * model of another shape (layers, hidden size, vocabulary) or whose tensors cannot fit the base is refused from the
  * safetensors headers and the base's config.json, before libtorch loads; the expected figures come from the
- * organism's config.json.
+ * organism's config.json. --delta, --peft and --base-model-name where they would be dropped (without --adapter;
+ * --base-model-name for a LoRA GGUF) and a --format the adapter is not are refused by name.
  */
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
@@ -261,4 +262,62 @@ test("export --adapter: a delta for another model's shape, or one whose tensors 
       assert.deepEqual(fs.readFileSync(file), before, "the delta changed");
       assert.deepEqual(addonOpens(record), [], `${name} ${kind}: libtorch loaded to refuse it`);
     }
+});
+
+test("export: the adapter's flags are refused where they would be ignored, before libtorch loads", async () => {
+  const delta = path.join(tmp, "delta.safetensors");
+  if (!fs.existsSync(delta)) makeDelta();
+  const cases: [string[], RegExp][] = [
+    // without --adapter, --delta was dropped and the base model exported as if it were the hardened one
+    [
+      ["export", "-m", ORGANISM, "--delta", delta, "-o", "x.gguf"],
+      /--delta is read only with --adapter peft\|gguf.*give its folder with -m/,
+    ],
+    [
+      ["export", "-m", ORGANISM, "--peft", path.join(BASE, "lora-adapter"), "-o", "x.gguf"],
+      /--peft is read only with --adapter/,
+    ],
+    [
+      ["export", "-m", ORGANISM, "--base-model-name", "org/base", "-o", "st", "--format", "safetensors"],
+      /--base-model-name is read only with --adapter/,
+    ],
+    // a LoRA GGUF has no base model name to write
+    [
+      ["export", "--adapter", "gguf", "--delta", delta, "--base-model-name", "org/base", "-o", "x.gguf"],
+      /--base-model-name is adapter_config\.json's base_model_name_or_path, for --adapter peft/,
+    ],
+    // --format that the adapter is not
+    [
+      ["export", "--adapter", "peft", "--delta", delta, "--format", "gguf", "-o", "p"],
+      /--format gguf does not go with --adapter peft, which writes a PEFT adapter folder/,
+    ],
+    [
+      ["export", "--adapter", "gguf", "--delta", delta, "--format", "safetensors", "-o", "x.gguf"],
+      /--format safetensors does not go with --adapter gguf, which writes a LoRA GGUF file/,
+    ],
+  ];
+  for (const [args, want] of cases) {
+    const cwd = fs.mkdtempSync(path.join(tmp, "flags-"));
+    const record = path.join(tmp, `record-${path.basename(cwd)}.txt`);
+    const r = await runCli(args, { cwd, env: recordAddons(record) });
+    assert.equal(r.code, 2, `${args.join(" ")}\n${showRun(r)}`);
+    assert.match(r.stderr, want, args.join(" "));
+    assert.deepEqual(fs.readdirSync(cwd), [], `${args.join(" ")} left output`);
+    assert.deepEqual(addonOpens(record), [], `${args.join(" ")}: libtorch loaded to refuse it`);
+  }
+  // the --format the adapter is stays accepted
+  const ok = path.join(tmp, "peft-format");
+  const r = await runCli([
+    "export",
+    "--adapter",
+    "peft",
+    "--delta",
+    delta,
+    "--format",
+    "safetensors",
+    "-o",
+    ok,
+  ]);
+  assert.equal(r.code, 0, showRun(r));
+  assert.ok(fs.existsSync(path.join(ok, "adapter_model.safetensors")));
 });

@@ -49,6 +49,18 @@ export async function exportCommand(g: OptionValues, opts: OptionValues): Promis
     // and the default action ends the reading and checking of a large model at once, not when it is done.
     const stopOnSignal = () => interruptSignal(log);
     if (opts.adapter) return exportAdapter(g, opts as ExportOpts, onMovedAside, stopOnSignal);
+    // the adapter's flags without --adapter are refused, not dropped: `export -m base --delta ./hardened` would
+    // export the base model as if it were the hardened one
+    for (const [key, flag] of [
+      ["delta", "--delta"],
+      ["peft", "--peft"],
+      ["baseModelName", "--base-model-name"],
+    ] as const)
+      if (opts[key] !== undefined)
+        throw new InputError(
+          `${flag} is read only with --adapter peft|gguf (a LoRA adapter of a GoodVibe delta or a PEFT adapter); ` +
+            `without --adapter, export converts the model folder -m${key === "delta" ? " (to export the hardened model itself, give its folder with -m)" : ""}`,
+        );
     if (!opts.model) throw new InputError("-m, --model (the model folder to export) is required");
     if (opts.format === "gguf" || opts.format === "safetensors")
       checkOutput({
@@ -122,6 +134,9 @@ export async function exportCommand(g: OptionValues, opts: OptionValues): Promis
 interface ExportOpts {
   model?: string;
   out: string;
+  format: string;
+  /** --format was given, not its default */
+  formatGiven: boolean;
   outtype?: string;
   adapter: string;
   delta?: string;
@@ -149,6 +164,15 @@ async function exportAdapter(
     );
   if (opts.peft && kind === "peft")
     throw new InputError("--peft is already a PEFT adapter; use --adapter gguf");
+  const format = kind === "gguf" ? "gguf" : "safetensors";
+  if (opts.formatGiven && opts.format !== format)
+    throw new InputError(
+      `--format ${opts.format} does not go with --adapter ${kind}, which writes ${kind === "gguf" ? "a LoRA GGUF file" : "a PEFT adapter folder (safetensors)"}: leave --format out`,
+    );
+  if (kind === "gguf" && opts.baseModelName !== undefined)
+    throw new InputError(
+      "--base-model-name is adapter_config.json's base_model_name_or_path, for --adapter peft; a LoRA GGUF does not record the base model's name",
+    );
   // a PEFT adapter is a safetensors file: torch's dtype names, as for --format safetensors
   const outtype = opts.outtype || (kind === "gguf" ? "f32" : "float32");
   if (kind === "gguf" && !["f32", "f16", "bf16"].includes(outtype))

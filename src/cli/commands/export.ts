@@ -40,5 +40,11 @@ export function registerExport(program: Command): void {
         "  goodvibe export --adapter peft --delta ./hardened -o ./goodvibe-lora          # vLLM: --lora-modules goodvibe=./goodvibe-lora\n" +
         "  goodvibe export --adapter gguf --delta ./hardened -m ./base -o goodvibe-lora.gguf   # llama.cpp: --lora goodvibe-lora.gguf",
     )
-    .action(async (opts) => (await import("./export-run.js")).exportCommand(program.opts(), opts));
+    // whether --format was given (its default is gguf): with --adapter, a --format the adapter is not is refused
+    .action(async (opts, cmd: Command) =>
+      (await import("./export-run.js")).exportCommand(program.opts(), {
+        ...opts,
+        formatGiven: cmd.getOptionValueSource("format") === "cli",
+      }),
+    );
 }
