@@ -276,3 +276,30 @@ test("eval --url on a vLLM that refuses prompt log-probabilities with prefix cac
     await new Promise<void>((ok) => server.close(() => ok()));
   }
 });
+
+test("eval --url --code alone on a server that does not report its context: scored, --max-model-len not asked for (the code windows are sent whole, not cut to it)", async () => {
+  const model = loadModel(fx.model.dir);
+  const tok = await loadTokenizer(fx.model.dir);
+  const srv = await startEchoServer(model, tok, "tiny", 64, { reportMaxModelLen: false });
+  const code = path.join(fx.work, "code.jsonl");
+  fs.writeFileSync(code, JSON.stringify({ id: "c1", code: "def f(x):\n    return x + 1\n" }) + "\n");
+  try {
+    const r = await runCli([
+      ...["eval", "-m", fx.model.dir, "-d", dev, "--prompts", "1", "--max-new-tokens", "4", "--code", code],
+      ...["--preference-pairs", "1", "--cache", path.join(fx.work, "c-code-only"), "--server-model", "tiny"],
+      ...["--url", srv.url, "--json"],
+    ]);
+    assert.equal(r.code, 0, showRun(r));
+    const out = JSON.parse(r.stdout) as { utilityEngine: { model: Record<string, string> } };
+    assert.ok(
+      Object.values(out.utilityEngine.model).includes(`${srv.url} (model "tiny")`),
+      JSON.stringify(out.utilityEngine),
+    );
+    assert.doesNotMatch(r.stderr, /context per request|max-model-len/);
+    // the probe's echo and the file's one window, sent whole
+    const window = tok.encode("def f(x):\n    return x + 1\n", { addSpecialTokens: false }).length;
+    assert.deepEqual(srv.echoed.slice(1), [window]);
+  } finally {
+    await srv.close();
+  }
+});

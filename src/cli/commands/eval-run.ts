@@ -122,15 +122,17 @@ async function checkPromptLogprobs(
 ): Promise<void> {
   const ll = benchmarks.filter((b) => LOGLIKELIHOOD_BENCHMARKS.includes(b));
   if (ll.length === 0) return;
+  // only ARC's and MMLU's pairs are cut to the servers' context: --code's windows are sent whole, and need none
+  const pairs = ll.some((b) => b === "arc" || b === "mmlu");
   const probe = { context: "def f():\n", continuation: "    return 1", item: "the probe before the answers" };
   try {
-    // the echo first (no window needed: the server's refusal is named, not its missing max_model_len), then a
-    // log-likelihood as the benchmarks ask it (the server's window read)
+    // the echo first (no window needed: the server's refusal is named, not its missing max_model_len), then, for
+    // ARC's and MMLU's pairs, a log-likelihood as they ask it (the servers' window read)
     await backend.promptLogprobs(
       tok.encode(probe.context + probe.continuation, { addSpecialTokens: true }),
       probe.item,
     );
-    await backend.loglikelihood([probe]);
+    if (pairs) await backend.loglikelihood([probe]);
   } catch (e) {
     if (signal.aborted || !(e instanceof NoPromptLogprobsError)) throw e;
     throw new GoodVibeError(
@@ -141,7 +143,7 @@ async function checkPromptLogprobs(
       3,
     );
   }
-  log.info(`${server.name}: ${contextLine(await backend.contextPerRequest())}`);
+  if (pairs) log.info(`${server.name}: ${contextLine(await backend.contextPerRequest())}`);
 }
 
 /** What the servers' context per request is and whence it comes: said once, before the answers. */
