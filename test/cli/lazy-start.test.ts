@@ -5,6 +5,11 @@
  * node-llama-cpp, tokenizer or chart library, and open no native addon: each command imports its work when it
  * runs. What a process loads is recorded inside it (load-recorder.ts); a command that does run is the control
  * that the record sees those loads.
+ *
+ * The same walk of every command's `--help` (found from the CLI's own help, so a new command is covered without
+ * editing this file) also checks what it prints: each exits 0 with its usage on stdout and at least one example
+ * that runs the command, and no empty default. One start per command for both checks (they were two files'
+ * walks, 2 x 30 starts).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -69,7 +74,7 @@ function assertLight(name: string, run: { r: CliResult; loaded: string[] }): voi
   assert.deepEqual(loadedHeavy, [], `${name} loaded what only a running command needs`);
 }
 
-/** Names listed under "Commands:" in a help text (as help.test.ts reads them). */
+/** Names listed under "Commands:" in a help text (continuation lines are indented deeper). */
 function subcommands(help: string): string[] {
   const section = help.split(/^Commands:$/m)[1];
   if (section === undefined) return [];
@@ -90,9 +95,26 @@ async function inBatches<T, R>(items: readonly T[], f: (x: T) => Promise<R>, siz
   return out;
 }
 
-test("--help of every command and --version load none of the commands' work", async () => {
+/** What every command's --help must print: its usage, an example running it, no empty default. */
+function assertHelpText(name: string, r: CliResult): void {
+  assert.match(
+    r.stdout,
+    new RegExp(`^Usage: goodvibe ${name}\\b`, "m"),
+    `${name} --help shows no usage line`,
+  );
+  assert.match(r.stdout, /^Examples?\b.*:$/m, `${name} --help shows no example`);
+  assert.doesNotMatch(r.stdout, /default: (""|\[\]|undefined|NaN)/, `${name} --help shows an empty default`);
+  assert.match(
+    r.stdout,
+    new RegExp(`^ {2}goodvibe ${name}\\b`, "m"),
+    `${name} --help: no example runs "goodvibe ${name}"`,
+  );
+}
+
+test("--help of every command and --version load none of the commands' work; each help shows usage and an example", async () => {
   const top = await recorded(["--help"]);
   assert.equal(top.r.code, 0, showRun(top.r));
+  assert.match(top.r.stdout, /Exit codes:/);
   assertLight("--help", top);
   const version = await recorded(["--version"]);
   assert.equal(version.r.code, 0, showRun(version.r));
@@ -106,14 +128,29 @@ test("--help of every command and --version load none of the commands' work", as
       const run = await recorded([...p, "--help"]);
       const name = p.join(" ");
       assert.equal(run.r.code, 0, `${name} --help\n${showRun(run.r)}`);
+      assertHelpText(name, run.r);
       assertLight(`${name} --help`, run);
       paths.push(p);
       next.push(...subcommands(run.r.stdout).map((s) => [...p, s]));
     });
     level = next;
   }
-  // the walk found the commands, nested ones included, or this test would prove nothing
-  for (const expected of ["harden", "identify merge", "judge train", "export", "report", "setup llamacpp"])
+  // the walk found the commands users are told about, nested ones included, or this test would prove nothing
+  for (const expected of [
+    ...[
+      "harden",
+      "identify",
+      "identify merge",
+      "cluster",
+      "train",
+      "fold",
+      "judge",
+      "judge code",
+      "judge train",
+    ],
+    ...["judge check", "eval", "export", "generate", "report", "organism", "organism build", "demo"],
+    ...["experiment", "experiment run", "experiment plan", "setup llamacpp"],
+  ])
     assert.ok(
       paths.some((p) => p.join(" ") === expected),
       `"${expected}" not walked (${paths.map((p) => p.join(" ")).join(", ")})`,
