@@ -151,7 +151,13 @@ function lightEndTokens(dir: string) {
   });
 }
 
-async function assertAgrees(dir: string): Promise<{ eosTokenIds: number[]; endOfTurnAdded: number | null }> {
+type Agreed = { eosTokenIds: number[]; endOfTurnAdded: number | null };
+/** Folders already checked: each is checked once (a Gemma 3 vocabulary costs seconds), then its ids reused. */
+const agreed = new Map<string, Agreed>();
+
+async function assertAgrees(dir: string): Promise<Agreed> {
+  const known = agreed.get(dir);
+  if (known !== undefined) return known;
   const ref = libraryEndTokens(dir);
   const expected = {
     eosTokenIds:
@@ -171,6 +177,7 @@ async function assertAgrees(dir: string): Promise<{ eosTokenIds: number[]; endOf
     expected.endOfTurnAdded ?? undefined,
     "answerTokensKey's answerEnd",
   );
+  agreed.set(dir, expected);
   return expected;
 }
 
