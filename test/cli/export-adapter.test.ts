@@ -321,3 +321,49 @@ test("export: the adapter's flags are refused where they would be ignored, befor
   assert.equal(r.code, 0, showRun(r));
   assert.ok(fs.existsSync(path.join(ok, "adapter_model.safetensors")));
 });
+
+test("export --adapter: a delta whose recorded base folder is not here is refused naming it and -m; with -m it exports", async () => {
+  const H = loadModelConfig(ORGANISM).hiddenSize;
+  const MOD = "model.layers.0.mlp.up_proj";
+  const file = path.join(tmp, "moved-delta.safetensors");
+  const i64 = { dtype: "I64" as const, shape: [1], data: new Uint8Array(8) };
+  writeSafetensors(
+    file,
+    [
+      { name: `${MOD}.rows`, ...i64 },
+      { name: `${MOD}.clusters`, ...i64 },
+      {
+        name: `${MOD}.U`,
+        dtype: "F32",
+        shape: [1, H],
+        data: new Uint8Array(new Float32Array(H).fill(0.5).buffer),
+      },
+    ],
+    {
+      format: "goodvibe-delta",
+      fingerprint: JSON.stringify(modelShapeRecord(new ModelShape(loadModelConfig(ORGANISM)))),
+      base_model: "/home/someone/models/organism",
+    },
+  );
+  const cwd = fs.mkdtempSync(path.join(tmp, "moved-"));
+  const record = path.join(tmp, "record-moved.txt");
+  const r = await runCli(["export", "--adapter", "peft", "--delta", file, "-o", "lora"], {
+    cwd,
+    env: recordAddons(record),
+  });
+  assert.equal(r.code, 2, showRun(r));
+  assert.ok(
+    r.stderr.includes(
+      `${file} names its base model /home/someone/models/organism (metadata base_model), which holds no config.json here: give the base model folder with -m`,
+    ),
+    r.stderr,
+  );
+  assert.deepEqual(fs.readdirSync(cwd), []);
+  assert.deepEqual(addonOpens(record), []);
+  const ok = await runCli(["export", "--adapter", "peft", "--delta", file, "-m", ORGANISM, "-o", "lora"], {
+    cwd,
+  });
+  assert.equal(ok.code, 0, showRun(ok));
+  const cfg = JSON.parse(fs.readFileSync(path.join(cwd, "lora", "adapter_config.json"), "utf8"));
+  assert.deepEqual(cfg.target_modules, [MOD]);
+});

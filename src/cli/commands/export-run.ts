@@ -190,9 +190,16 @@ async function exportAdapter(
   if (opts.delta) {
     source = findDeltaFile(opts.delta);
     header = readGoodVibeDeltaHeader(source);
-    base ??= header.baseModel ?? undefined;
-    if (!base)
-      throw new InputError(`${source} does not name its base model: give the base model folder with -m`);
+    if (!base) {
+      base = header.baseModel ?? undefined;
+      if (!base)
+        throw new InputError(`${source} does not name its base model: give the base model folder with -m`);
+      // harden records the folder it read, which a delta carried to another machine does not find
+      if (!fs.existsSync(path.join(base, "config.json")))
+        throw new InputError(
+          `${source} names its base model ${base} (metadata base_model), which holds no config.json here: give the base model folder with -m`,
+        );
+    }
   } else {
     if (!base) throw new InputError("-m (the adapter's base model folder) is required with --peft");
     source = opts.peft!;
