@@ -2,8 +2,8 @@
  * The safety evaluation's generation cache: a JSONL file with one record per finished answer (fsync'd as it is
  * written) under a key of the prompt, the model and the generation options, plus LLM judges' verdicts as later
  * records of the same key, each under its judge's key and input's. A rerun takes those answers from the file and
- * generates only the rest, so a killed run loses at most the batch in flight; a torn last line (a kill mid-write)
- * is dropped. Every judge's verdicts are kept: evaluating with judge A, then B, then A again asks A nothing the
+ * generates only the rest, so a killed run loses at most the batch in flight; a torn line (a kill mid-write, of
+ * this run or of another sharing the file) is skipped (io/append-log.ts). Every judge's verdicts are kept: evaluating with judge A, then B, then A again asks A nothing the
  * third time (before 2026-12-02 the read kept only the last verdict of an answer, B's, and A judged all again).
  */
 import { InputError, rowWhere } from "../errors.js";
@@ -41,7 +41,7 @@ export interface CachedAnswer {
 
 export function readGenerationCache(file: string): Map<string, CachedAnswer> {
   const out = new Map<string, CachedAnswer>();
-  for (const { row, value } of readAppendLog(file, "delete the cache to start over")) {
+  for (const { row, value } of readAppendLog(file)) {
     const rec = value as CacheRecord;
     if (typeof rec.key !== "string" || typeof rec.answer !== "string")
       throw new InputError(`${rowWhere(file, row)}: a cache record needs string fields "key" and "answer"`);

@@ -2,8 +2,8 @@
  * Scored batches kept across runs (secure preference's answer losses): a JSONL file with one record per finished
  * batch, `{key, losses}`, fsync'd as it is written, the key a hash of the batch's token ids and labels (the file is
  * per model). A rerun after Ctrl-C or a kill takes those batches from the file and scores only the rest, in the
- * same batches, so the result is the uninterrupted run's bit for bit; a torn last line (a kill mid-write) is
- * dropped (io/append-log.ts, as for the generation cache).
+ * same batches, so the result is the uninterrupted run's bit for bit; a torn line (a kill mid-write) is skipped
+ * (io/append-log.ts, as for the generation cache).
  */
 import { InputError, rowWhere } from "../errors.js";
 import { AppendLog, readAppendLog } from "../io/append-log.js";
@@ -12,9 +12,10 @@ export class ScoreCache {
   private readonly done = new Map<string, number[]>();
   // opened at the first batch scored: a run that only reads its cache makes no file
   private log: AppendLog | null = null;
+  private closed = false;
 
   constructor(readonly file: string) {
-    for (const { row, value } of readAppendLog(file, "delete the file to score again")) {
+    for (const { row, value } of readAppendLog(file)) {
       const rec = value as { key?: unknown; losses?: unknown };
       if (
         typeof rec.key !== "string" ||
@@ -31,6 +32,7 @@ export class ScoreCache {
   }
 
   put(key: string, losses: readonly number[]): void {
+    if (this.closed) throw new Error(`${this.file}: put after close`);
     this.log ??= new AppendLog(this.file);
     this.log.append({ key, losses });
     this.done.set(key, [...losses]);
@@ -39,5 +41,6 @@ export class ScoreCache {
   close(): void {
     this.log?.close();
     this.log = null;
+    this.closed = true;
   }
 }

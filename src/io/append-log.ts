@@ -1,87 +1,96 @@
 /**
- * An append-only JSONL log that survives kills: one record per line, fsync'd as it is written. A kill mid-write
- * leaves a torn last line, which reading drops and the next writer cuts off (so its first record starts on its own
- * line); a bad line anywhere else is damage the user should see. The evaluation's caches (generated answers,
- * scored batches) are such logs.
+ * An append-only JSONL log that any number of processes may append to at once (two `eval` runs sharing one
+ * `--cache`) and that survives a kill of any of them at any moment: a killed writer loses at most its own
+ * unfinished record, and no writer ever cuts, joins or drops another's complete record.
+ *
+ * Framing: each record is one write() of `\n` + JSON on a descriptor opened with O_APPEND, fsync'd: the newline
+ * comes before the record, not after, so that it ends whatever line a killed writer left unfinished and the next
+ * record (of any writer) starts on a line of its own. A file holds one record a line as before (a blank first
+ * line, and no newline after the last record; `wc -l` counts the records). Nothing is ever truncated or
+ * repaired in place: a torn record (a prefix of an object's text, never valid JSON; JSON.stringify writes no raw
+ * newline) is a line that reading skips and counts, wherever it lies, and the record is computed again. Files
+ * written before 2026-12-02 (`JSON\n` per record, a torn last line at worst) read as before.
+ *
+ * Assumed: a local file system of Linux or macOS, where an O_APPEND write() of a regular file is placed at the end
+ * and its bytes are never interleaved with another write()'s (the inode is locked for the whole write), so
+ * records of concurrent writers never mix; a write is cut short only by a kill (at a page boundary) or a full
+ * disk, and then leaves a prefix of the record. Not NFS: its clients place O_APPEND writes at the end as each one
+ * last saw it, so two machines (or two processes on one) can overwrite each other's records; keep `--cache` on a
+ * local disk.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { InputError, rowWhere, withPath } from "../errors.js";
-import { writeWhole } from "./atomic.js";
+import { withPath } from "../errors.js";
 
-/** A line reading takes as a record: JSON (a torn record, a prefix of an object's text, never is). */
-function isRecord(line: string): boolean {
-  if (line.trim() === "") return false;
-  try {
-    JSON.parse(line);
-    return true;
-  } catch {
-    return false;
-  }
+/**
+ * The parsed records of `file` with their 1-based rows, in order ([] when there is no file), and the rows of the
+ * lines skipped as torn (not JSON). Why skipped, never fatal: with writers sharing the file, a line a killed writer
+ * left unfinished can lie anywhere, not only last, and cannot be told from damage; refusing the file would make
+ * the user delete every complete answer in it, while skipping costs only that record's recomputation.
+ */
+export function readAppendLogRows(file: string): {
+  records: { row: number; value: unknown }[];
+  torn: number[];
+} {
+  const records: { row: number; value: unknown }[] = [];
+  const torn: number[] = [];
+  if (!fs.existsSync(file)) return { records, torn };
+  fs.readFileSync(file, "utf8")
+    .split("\n")
+    .forEach((line, i) => {
+      if (line.trim() === "") return;
+      try {
+        records.push({ row: i + 1, value: JSON.parse(line) as unknown });
+      } catch {
+        torn.push(i + 1);
+      }
+    });
+  return { records, torn };
 }
 
 /**
- * The parsed records of `file` with their 1-based rows, in order ([] when there is no file). A line that is not
- * JSON throws an InputError naming the file and row and ending with `remedy` ("delete the cache to start over"),
- * unless it is the torn last line.
+ * readAppendLogRows's records; torn lines are told on stderr by count (and the first rows), so that damage is
+ * seen, but never stop the run.
  */
-export function readAppendLog(file: string, remedy: string): { row: number; value: unknown }[] {
-  if (!fs.existsSync(file)) return [];
-  const lines = fs.readFileSync(file, "utf8").split("\n");
-  const out: { row: number; value: unknown }[] = [];
-  lines.forEach((line, i) => {
-    if (line.trim() === "") return;
-    try {
-      out.push({ row: i + 1, value: JSON.parse(line) as unknown });
-    } catch (e) {
-      if (i === lines.length - 1) return; // torn by a kill mid-write
-      throw new InputError(`${rowWhere(file, i + 1)}: not valid JSON (${(e as Error).message}); ${remedy}`);
-    }
-  });
-  return out;
+export function readAppendLog(file: string): { row: number; value: unknown }[] {
+  const { records, torn } = readAppendLogRows(file);
+  if (torn.length > 0)
+    process.stderr.write(
+      `${file}: skipped ${torn.length} unfinished record line(s) (row ${torn.slice(0, 5).join(", ")}${torn.length > 5 ? ", ..." : ""}), as a killed run leaves them; those records are computed again\n`,
+    );
+  return records;
 }
 
-/**
- * Appends records to `file` (made with its folder if missing), each fsync'd. A last line without its newline is
- * first mended as reading takes it: a torn record (not JSON) is cut; a whole record whose newline a kill cut off (a
- * write stopped at a page boundary) gets its newline, where before 2026-12-02 it was cut too, and an answer the
- * run had read from the file was gone from it for the next.
- */
+/** Appends records to `file` (made with its folder if missing), each one write() and fsync'd (see the file's comment). */
 export class AppendLog {
-  private fd: number;
+  private fd: number | null;
   constructor(readonly file: string) {
     fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
     this.fd = fs.openSync(file, "a");
-    const bytes = fs.readFileSync(file);
-    if (bytes.length > 0 && bytes[bytes.length - 1] !== 0x0a) {
-      const from = bytes.lastIndexOf(0x0a) + 1;
-      if (isRecord(bytes.subarray(from).toString("utf8"))) writeWhole(this.fd, Buffer.from("\n"));
-      else fs.ftruncateSync(this.fd, from);
-      fs.fsyncSync(this.fd);
-    }
   }
   /**
-   * A full disk can cut a write short without failing it (the call returns the bytes that fitted): the rest is
-   * written until the disk refuses, and then the part written is cut off again, so that the log holds whole lines
-   * only, for this writer's next record and for the next run. The error names the file (a write to a
-   * descriptor carries no path).
+   * One write() of the whole record. A full disk can cut it short without failing it (the call returns the bytes
+   * that fitted): the rest is never written after the fact (another writer's records may follow by then) and the
+   * part written is never cut (another writer's may follow it already). A newline is written after it, which the
+   * full disk refuses with the error (ENOSPC) that is thrown, naming the file (a write to a descriptor carries no
+   * path). The torn line is skipped by reading, as a kill's is, and the next record starts a line of its own.
    */
   append(record: unknown): void {
-    const bytes = Buffer.from(JSON.stringify(record) + "\n");
-    const start = fs.fstatSync(this.fd).size;
+    if (this.fd === null) throw new Error(`${this.file}: append after close`);
+    const bytes = Buffer.from("\n" + JSON.stringify(record));
     try {
-      writeWhole(this.fd, bytes);
+      const n = fs.writeSync(this.fd, bytes);
+      if (n < bytes.length) {
+        fs.writeSync(this.fd, "\n");
+        throw new Error(`${this.file}: the file system took ${n} of a record's ${bytes.length} bytes`);
+      }
       fs.fsyncSync(this.fd);
     } catch (e) {
-      try {
-        fs.ftruncateSync(this.fd, start);
-      } catch {
-        // left torn: the next AppendLog on the file cuts a torn last line
-      }
       throw withPath(e, this.file);
     }
   }
   close(): void {
-    fs.closeSync(this.fd);
+    if (this.fd !== null) fs.closeSync(this.fd);
+    this.fd = null;
   }
 }

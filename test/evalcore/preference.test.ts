@@ -125,7 +125,7 @@ test("with a cache file: stopped after two batches, the rerun scores only the re
   assert.equal(forwards, 2);
   assert.equal(fs.readFileSync(cacheFile, "utf8").trim().split("\n").length, 2);
   // a kill mid-write leaves a torn line: dropped
-  fs.appendFileSync(cacheFile, '{"key": "torn');
+  fs.appendFileSync(cacheFile, '\n{"key": "torn');
 
   forwards = 0;
   const resumed = await securePreference(model, tok, pairs, { ...opts, cacheFile });

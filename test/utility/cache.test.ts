@@ -28,8 +28,9 @@ test("utility cache: kept across instances, keyed by everything that shapes the 
   const again = new UtilityCache(file);
   assert.deepEqual(again.get(key), { metric: "acc_norm", value: 0.5, stderr: 0.25, n: 4 });
   assert.equal(again.get("k2"), undefined, "a NaN standard error is not kept");
-  fs.appendFileSync(file, JSON.stringify({ key: "k3", result: { metric: "acc", value: "x" } }) + "\n");
-  assert.throws(() => new UtilityCache(file), /utility-0123456789abcdef\.jsonl row 2: a record needs/);
+  // appended as the log appends (io/append-log.ts: the newline first); row 1 is the first record's newline
+  fs.appendFileSync(file, "\n" + JSON.stringify({ key: "k3", result: { metric: "acc", value: "x" } }));
+  assert.throws(() => new UtilityCache(file), /utility-0123456789abcdef\.jsonl row 3: a record needs/);
 });
 
 test("utility cache: a figure's per-item scores are kept; a record from before them reads without (unpaired)", () => {
@@ -42,8 +43,8 @@ test("utility cache: a figure's per-item scores are kept; a record from before t
   // an older record: no perItem
   fs.appendFileSync(
     file,
-    JSON.stringify({ key: "k0", name: "mmlu", result: { metric: "acc", value: 0.5, stderr: 0.1, n: 10 } }) +
-      "\n",
+    "\n" +
+      JSON.stringify({ key: "k0", name: "mmlu", result: { metric: "acc", value: 0.5, stderr: 0.1, n: 10 } }),
   );
   const again = new UtilityCache(file);
   assert.deepEqual(again.get("k1")?.perItem, perItem);
@@ -51,11 +52,12 @@ test("utility cache: a figure's per-item scores are kept; a record from before t
   // scores that do not give the value: refused, naming the row
   fs.appendFileSync(
     file,
-    JSON.stringify({
-      key: "k2",
-      name: "arc_challenge",
-      result: { metric: "a", value: 0.5, stderr: 0.1, n: 10, perItem },
-    }) + "\n",
+    "\n" +
+      JSON.stringify({
+        key: "k2",
+        name: "arc_challenge",
+        result: { metric: "a", value: 0.5, stderr: 0.1, n: 10, perItem },
+      }),
   );
-  assert.throws(() => new UtilityCache(file), /row 3: a record needs/);
+  assert.throws(() => new UtilityCache(file), /row 4: a record needs/);
 });

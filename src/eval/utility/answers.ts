@@ -23,14 +23,18 @@ import type { UtilityModel } from "./model.js";
 
 export class UtilityAnswerCache {
   private readonly answers: Map<string, CachedAnswer>;
-  // opened at the first answer written: a run that only reads the cache makes no file; shared with withIdentity's
-  private readonly out: { writer: GenerationCacheWriter | null };
+  // opened at the first answer written: a run that only reads the cache makes no file; shared with withIdentity's,
+  // and closed for all of them by one close()
+  private readonly out: { writer: GenerationCacheWriter | null; closed?: boolean };
 
   /** `identity`: what answers the prompts besides the prompt and the benchmark's settings (see the file's comment). */
   constructor(
     readonly file: string,
     readonly identity: unknown,
-    shared?: { answers: Map<string, CachedAnswer>; out: { writer: GenerationCacheWriter | null } },
+    shared?: {
+      answers: Map<string, CachedAnswer>;
+      out: { writer: GenerationCacheWriter | null; closed?: boolean };
+    },
   ) {
     this.answers = shared?.answers ?? readGenerationCache(file);
     this.out = shared?.out ?? { writer: null };
@@ -53,6 +57,8 @@ export class UtilityAnswerCache {
   }
 
   put(key: string, id: string, answer: string): void {
+    // a put after close would open the file again and leave it open
+    if (this.out.closed) throw new Error(`${this.file}: put after close`);
     if (this.answers.has(key)) return;
     this.out.writer ??= new GenerationCacheWriter(this.file);
     const rec = { key, id, answer };
@@ -63,6 +69,7 @@ export class UtilityAnswerCache {
   close(): void {
     this.out.writer?.close();
     this.out.writer = null;
+    this.out.closed = true;
   }
 }
 

@@ -86,9 +86,10 @@ export class UtilityCache {
   private readonly done = new Map<string, UtilityFigure>();
   // opened at the first result written: a run that only reads the cache makes no file
   private log: AppendLog | null = null;
+  private closed = false;
 
   constructor(readonly file: string) {
-    for (const { row, value } of readAppendLog(file, "delete the file to evaluate again")) {
+    for (const { row, value } of readAppendLog(file)) {
       const rec = value as { key?: unknown; result?: unknown };
       if (typeof rec.key !== "string" || !isFigure(rec.result))
         throw new InputError(
@@ -108,6 +109,7 @@ export class UtilityCache {
    */
   put(key: string, name: string, result: UtilityFigure): void {
     if (!isFigure(result)) return;
+    if (this.closed) throw new Error(`${this.file}: put after close`);
     this.log ??= new AppendLog(this.file);
     this.log.append({ key, name, result });
     this.done.set(key, { ...result });
@@ -116,5 +118,6 @@ export class UtilityCache {
   close(): void {
     this.log?.close();
     this.log = null;
+    this.closed = true;
   }
 }
