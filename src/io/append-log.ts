@@ -14,9 +14,10 @@
  * Assumed: a local file system of Linux or macOS, where an O_APPEND write() of a regular file is placed at the end
  * and its bytes are never interleaved with another write()'s (the inode is locked for the whole write), so
  * records of concurrent writers never mix; a write is cut short only by a kill (at a page boundary) or a full
- * disk, and then leaves a prefix of the record. Not NFS: its clients place O_APPEND writes at the end as each one
- * last saw it, so two machines (or two processes on one) can overwrite each other's records; keep `--cache` on a
- * local disk.
+ * disk, and then leaves a prefix of the record. Not NFS across machines: each client places an O_APPEND write at
+ * the end as it last saw it, so runs on two machines can overwrite each other's records; give each machine its own
+ * `--cache` on a local disk. Not a writer of a version before 2026-12-02 at the same time (it ends records with
+ * the newline instead, so its record can join the end of a new one).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
