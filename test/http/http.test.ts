@@ -27,6 +27,7 @@ import { encodeLoglikelihoodPair, loglikelihoodWindow } from "../../src/eval/uti
 import { arcRequests } from "../../src/eval/utility/arc.js";
 import type { ArcItem } from "../../src/eval/utility/datasets.js";
 import { REPO_ROOT, tokenizerDir } from "../scale/models.js";
+import { httpUtilityServer } from "../../src/eval/utility/engine.js";
 
 interface Seen {
   path: string;
@@ -1364,3 +1365,46 @@ test("loglikelihood: a vLLM that refuses prompt log-probabilities with prefix ca
     await srv.close();
   }
 });
+
+/**
+ * A fan-out of requests (ARC/MMLU pairs, --code windows) that fails for good on one: the call rejects without waiting
+ * for the ones in flight (aborted) and sends none of those still queued, so nothing reaches the server after eval
+ * has reported the error. The first request to arrive gets a 400 (not retried); every other is held 3 s.
+ */
+for (const [what, run] of [
+  [
+    "loglikelihood",
+    (b: HttpBackend, url: string) =>
+      b.loglikelihood(Array.from({ length: 10 }, (_, i) => ({ context: `q${i}:`, continuation: " a" }))),
+  ],
+  [
+    "eval --url's held-out loss windows (engine.ts windowLosses)",
+    (b: HttpBackend, url: string) =>
+      httpUtilityServer(b, [url], "m").windowLosses(Array.from({ length: 10 }, (_, i) => [1, 2, i + 3])),
+  ],
+] as const) {
+  test(`${what}: the first failure for good cancels the queued requests and aborts those in flight`, async () => {
+    const held = 3000;
+    const srv = await mockServer((_s, i) =>
+      i === 0 ? { status: 400, json: { error: "malformed request" } } : { ...completion("x"), delayMs: held },
+    );
+    try {
+      const b = new HttpBackend({ baseUrls: srv.url, model: "m", concurrency: 2, retryBaseMs: 1 });
+      const t0 = Date.now();
+      await assert.rejects(run(b, srv.url), (e: unknown) => {
+        assert.ok(e instanceof HttpBackendError, String(e));
+        assert.equal(e.status, 400);
+        assert.match(e.message, /malformed request/);
+        return true;
+      });
+      const took = Date.now() - t0;
+      // the one in flight beside the failed one was aborted, not awaited for its 3 s
+      assert.ok(took < held - 1000, `rejected after ${took} ms`);
+      await new Promise((ok) => setTimeout(ok, 500));
+      // the two in flight when the 400 came (concurrency 2), and no other of the 10
+      assert.equal(srv.requests.length, 2, `${srv.requests.length} requests reached the server`);
+    } finally {
+      await srv.close();
+    }
+  });
+}

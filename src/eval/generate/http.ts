@@ -225,6 +225,33 @@ export class NoPromptLogprobsError extends HttpBackendError {
  */
 const VLLM_PREFIX_CACHING = /prefix caching with prompt logprobs/i;
 
+/**
+ * `fn` over every item at once (the semaphore bounds how many are in flight), failing as soon as one fails for
+ * good: the others are cancelled through `signal` (the queued never sent, those in flight aborted) and awaited
+ * before the first error is thrown, so no request reaches a server after the caller has its error and the process
+ * is not held for them.
+ */
+async function allOrCancel<T, R>(
+  items: readonly T[],
+  fn: (item: T, i: number, signal: AbortSignal) => Promise<R>,
+): Promise<R[]> {
+  const stop = new AbortController();
+  let first: { error: unknown } | null = null;
+  const settled = await Promise.allSettled(
+    items.map((x, i) =>
+      fn(x, i, stop.signal).catch((error: unknown) => {
+        if (!first) {
+          first = { error };
+          stop.abort();
+        }
+        throw error;
+      }),
+    ),
+  );
+  if (first) throw (first as { error: unknown }).error;
+  return settled.map((r) => (r as PromiseFulfilledResult<R>).value);
+}
+
 class Semaphore {
   private waiting: (() => void)[] = [];
   private active = 0;
@@ -615,7 +642,7 @@ export class HttpBackend implements GenerationBackend {
   }
 
   async loglikelihood(reqs: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]> {
-    return Promise.all(reqs.map((r) => this.loglikelihoodOne(r)));
+    return allOrCancel(reqs, (r, _i, signal) => this.loglikelihoodOne(r, signal));
   }
 
   /**
@@ -623,18 +650,26 @@ export class HttpBackend implements GenerationBackend {
    * server that refuses echo (llama-server: 400 "Only no echo is supported") or answers without the prompt's
    * positions (Ollama; llama-server versions that give the generated token's alone) is a NoPromptLogprobsError.
    */
-  private async echo(prompt: string | number[], what: string): Promise<CompletionLogprobs> {
+  private async echo(
+    prompt: string | number[],
+    what: string,
+    signal?: AbortSignal,
+  ): Promise<CompletionLogprobs> {
     const maxTokens = this.opts.loglikelihoodMaxTokens ?? 1;
     let res: any;
     try {
-      res = await this.post("/completions", {
-        model: this.opts.model,
-        prompt,
-        echo: true,
-        logprobs: 1,
-        max_tokens: maxTokens,
-        temperature: 0,
-      });
+      res = await this.post(
+        "/completions",
+        {
+          model: this.opts.model,
+          prompt,
+          echo: true,
+          logprobs: 1,
+          max_tokens: maxTokens,
+          temperature: 0,
+        },
+        signal,
+      );
     } catch (e) {
       if (!(e instanceof HttpBackendError) || e.status !== 400) throw e;
       // a prompt longer than the server's context: vLLM's 400 "This model's maximum context length is ..." (its
@@ -721,13 +756,16 @@ export class HttpBackend implements GenerationBackend {
     );
   }
 
-  private async loglikelihoodOne(req: LoglikelihoodRequest): Promise<LoglikelihoodResult> {
+  private async loglikelihoodOne(
+    req: LoglikelihoodRequest,
+    signal?: AbortSignal,
+  ): Promise<LoglikelihoodResult> {
     const what = req.item ?? `log-likelihood request ${JSON.stringify(req.continuation)}`;
     const tok = this.opts.tokenizer;
     if (!tok) {
       const prompt = req.context + req.continuation;
       return parseEchoLogprobs(
-        await this.echo(prompt, what),
+        await this.echo(prompt, what, signal),
         codePoints(req.context),
         codePoints(prompt),
         prompt,
@@ -751,7 +789,7 @@ export class HttpBackend implements GenerationBackend {
       );
     }
     const sent = [...cut.input, continuation[continuation.length - 1]!];
-    const lp = await this.echo(sent, what);
+    const lp = await this.echo(sent, what, signal);
     return sumEchoPositions(lp, cut.from + 1, sent.length, what);
   }
 
@@ -759,9 +797,9 @@ export class HttpBackend implements GenerationBackend {
    * Each position's log-probability of token ids `ids` but the first (which has none): the held-out real-code loss's
    * windows (eval/utility/code-loss.ts) scored on the server. `what` names the window in errors.
    */
-  async promptLogprobs(ids: readonly number[], what: string): Promise<number[]> {
+  async promptLogprobs(ids: readonly number[], what: string, signal?: AbortSignal): Promise<number[]> {
     if (ids.length < 2) throw new InputError(`${what}: a window needs two tokens to score one`);
-    const lp = await this.echo([...ids], what);
+    const lp = await this.echo([...ids], what, signal);
     const out: number[] = [];
     sumLogprobs(lp, range(1, ids.length), what, (x) => out.push(x));
     return out;
@@ -877,6 +915,17 @@ export class HttpBackend implements GenerationBackend {
     } catch {
       return null;
     }
+  }
+
+  /**
+   * promptLogprobs of every window at once (`what` names window i in errors); the first to fail for good cancels the
+   * rest (allOrCancel).
+   */
+  promptLogprobsAll(
+    windows: readonly (readonly number[])[],
+    what: (i: number) => string,
+  ): Promise<number[][]> {
+    return allOrCancel(windows, (w, i, signal) => this.promptLogprobs(w, what(i), signal));
   }
 
   asUtilityModel(): UtilityModel {

@@ -51,12 +51,9 @@ export function httpUtilityServer(
     key: { engine: "http", model, ...backend.keyFields },
     model: backend.asUtilityModel(),
     loglikelihoodInputLength: () => backend.loglikelihoodInputLength(),
-    windowLosses: (windows) =>
-      Promise.all(
-        windows.map(async (w, i) => {
-          const lps = await backend.promptLogprobs(w, `held-out real-code loss window ${i + 1}`);
-          return -lps.reduce((a, x) => a + x, 0) / lps.length;
-        }),
+    windowLosses: async (windows) =>
+      (await backend.promptLogprobsAll(windows, (i) => `held-out real-code loss window ${i + 1}`)).map(
+        (lps) => -lps.reduce((a, x) => a + x, 0) / lps.length,
       ),
   };
 }
