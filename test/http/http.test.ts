@@ -548,8 +548,11 @@ test("a 429's Retry-After longer than the backoff cap is honoured, up to the req
           stop.abort();
         },
       });
+      const t0 = Date.now();
       await assert.rejects(b.generateText("p", { maxNewTokens: 1 }), /stopped|cancelled/);
       assert.deepEqual(waits, [want], `Retry-After ${retryAfter}`);
+      // a stop that came before the wait began ends it at once (it waited the whole Retry-After before)
+      assert.ok(Date.now() - t0 < 5_000, `stopped after ${Date.now() - t0} ms, not at once`);
     } finally {
       await srv.close();
     }

@@ -297,8 +297,9 @@ function networkErrorCode(e: unknown): string | undefined {
   return err?.cause?.code ?? err?.code;
 }
 
-/** Wait `ms`, or less when one of `stops` fires. */
+/** Wait `ms`, or less when one of `stops` fires or has already fired (an aborted signal fires no more events). */
 function sleep(ms: number, stops: readonly AbortSignal[] = []): Promise<void> {
+  if (stops.some((s) => s.aborted)) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);
