@@ -31,8 +31,8 @@ import {
 import { ModelShape } from "../../models/shapes.js";
 import { goodVibeAsLora } from "../../method/lora/from-goodvibe.js";
 import { loraGgufModules } from "../../method/lora/gguf.js";
-import { attachPeftAdapter } from "../../method/lora/model.js";
-import { readPeftAdapter, writePeftAdapter } from "../../method/lora/peft.js";
+import { attachPeftAdapter, checkPeftAdapterFits } from "../../method/lora/model.js";
+import { readPeftAdapter, readPeftAdapterHeader, writePeftAdapter } from "../../method/lora/peft.js";
 import type { LoraConfig } from "../../method/lora/config.js";
 import { Tensor, noGrad, tidy, type DType } from "../../tensor/index.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
@@ -222,6 +222,8 @@ async function exportAdapter(
     checkDeltaFits(model, delta, source);
     lora = goodVibeAsLora(delta.selections, delta.U, (m) => model.linear(m).outFeatures);
   } else {
+    // the adapter against the base's shapes from its headers, before its tensors are read or the model loads
+    checkPeftAdapterFits(new ModelShape(baseConfig), readPeftAdapterHeader(source));
     const adapter = readPeftAdapter(source);
     source = adapter.dir;
     attachPeftAdapter(loadModel(base), adapter); // every check PEFT's loading makes, before writing anything

@@ -26,16 +26,25 @@ import { readNeuronMap, summarizeNeuronMap, writeNeuronMap } from "../../method/
 import { type ShardSpec } from "../../util/shard.js";
 import { clusterSummary, writeClusterMap } from "../../method/goodvibe/clustering.js";
 import { attachGoodVibe } from "../../method/goodvibe/model.js";
-import { readPeftAdapter } from "../../method/lora/peft.js";
+import { readPeftAdapter, readPeftAdapterHeader } from "../../method/lora/peft.js";
 import { foldIntoCheckpoint } from "../../method/fold.js";
-import { readGoodVibeDelta, checkDeltaFits, findDeltaFile } from "../../method/goodvibe/delta.js";
+import {
+  checkDeltaFits,
+  checkDeltaHeaderFits,
+  findDeltaFile,
+  readGoodVibeDelta,
+  readGoodVibeDeltaHeader,
+} from "../../method/goodvibe/delta.js";
+import { loadModelConfig } from "../../io/config.js";
+import { checkWeightHeaders } from "../../io/model-folder.js";
+import { ModelShape } from "../../models/shapes.js";
 import { checkOutput, publishFile } from "../../io/atomic.js";
 import { whileClaimed } from "../../io/claim.js";
 import { number } from "../options.js";
 import { resolveConfig } from "../../config/resolve.js";
 import { defaultRunDir, stageFileSchema } from "../../config/harden.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
-import { attachPeftAdapter } from "../../method/lora/model.js";
+import { attachPeftAdapter, checkPeftAdapterFits } from "../../method/lora/model.js";
 import { hardenConfigFrom } from "./harden-config.js";
 import { describeCheckpointing, type CheckpointingRecord } from "../../method/checkpointing.js";
 
@@ -252,11 +261,18 @@ export async function foldCommand(g: OptionValues, opts: OptionValues): Promise<
       inputs: { "--model": opts.model, "--delta": opts.delta, "--adapter": opts.adapter },
       overwrite: opts.overwrite,
     });
+    // the delta or adapter against the base's shapes (config.json, which its weights' headers match), from the
+    // headers alone, before the model loads (a minute and many GB for a 7B model) or a tensor is read
+    const baseConfig = loadModelConfig(opts.model);
+    checkWeightHeaders(baseConfig, opts.model);
+    const shape = new ModelShape(baseConfig);
+    // a harden/train output folder names its delta, as export --delta takes it
+    const source = opts.delta ? findDeltaFile(opts.delta) : "";
+    if (opts.delta) checkDeltaHeaderFits(shape, readGoodVibeDeltaHeader(source), source);
+    else checkPeftAdapterFits(shape, readPeftAdapterHeader(opts.adapter));
     const model = loadModel(opts.model);
     let method;
     if (opts.delta) {
-      // a harden/train output folder names its delta, as export --delta takes it
-      const source = findDeltaFile(opts.delta);
       const delta = readGoodVibeDelta(source);
       checkDeltaFits(model, delta, source);
       method = attachGoodVibe(model, delta.selections, delta.U);

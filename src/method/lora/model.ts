@@ -9,7 +9,8 @@ import { Tensor, manualSeed, type Device } from "../../tensor/index.js";
 import { adapterMethod, type AttachedMethod } from "../attached.js";
 import { loraRank, loraScalingFor, loraTargets, type LoraConfig } from "./config.js";
 import { LoraAdapter } from "./layer.js";
-import type { PeftAdapter } from "./peft.js";
+import type { PeftAdapter, PeftAdapterHeader } from "./peft.js";
+import type { ShapeSource } from "../../models/shapes.js";
 
 /**
  * LoRA on every linear the config targets. A's random init is seeded, so the same command gives the same
@@ -69,39 +70,55 @@ export function attachLora(
 
 /**
  * A trained PEFT adapter on the model, as PEFT loads it: every module the config targets must have both
- * lora_A and lora_B, and every tensor must belong to a targeted module. Either gap would silently change
- * what the adapter computes (a missing B is a zero update; a tensor for an untargeted module is dropped).
+ * lora_A and lora_B, and every tensor must belong to a targeted module (checkPeftAdapterFits). Either gap would
+ * silently change what the adapter computes (a missing B is a zero update; a tensor for an untargeted module is
+ * dropped).
  */
 export function attachPeftAdapter(model: DecoderModel, adapter: PeftAdapter): AttachedMethod {
   const { cfg, init, dir } = adapter;
-  const targeted = new Set(
-    model
-      .linears()
-      .filter((l) => loraTargets(cfg, l.name))
-      .map((l) => l.name),
-  );
-  const refuse = (what: string) => new InputError(`${dir}: ${what}${otherModel(adapter, model)}`);
+  checkPeftAdapterFits(model, { ...adapter, shapes: new Map([...init].map(([k, t]) => [k, t.shape])) });
+  try {
+    return attachLora(model, cfg, init);
+  } catch (e) {
+    throw new InputError(`${dir}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/**
+ * The adapter (its tensors' shapes: a header, or a read adapter) fits the model whose shapes `shape` gives (a loaded
+ * model, or models/shapes.ts ModelShape of a folder's config.json): no LoRA on lm_head, every tensor on a module the
+ * config targets, both lora_A and lora_B for each such module, each of the shape its rank and the module's widths
+ * give. A command calls it on the headers before the model loads or a tensor is read.
+ */
+export function checkPeftAdapterFits(shape: ShapeSource, adapter: PeftAdapterHeader): void {
+  const { cfg, shapes, dir } = adapter;
+  const linears = shape.linears().filter((l) => loraTargets(cfg, l.name));
+  const targeted = new Set(linears.map((l) => l.name));
+  const refuse = (what: string) => new InputError(`${dir}: ${what}${otherModel(adapter, shape)}`);
   // LoRA goes on the decoder layers' linears only (linears()); lm_head is a module PEFT adapts when target_modules
   // names it. Said as such: "not a linear layer this config targets" blamed a config that does target it
-  if (init.has("lm_head.lora_A") || init.has("lm_head.lora_B"))
+  if (shapes.has("lm_head.lora_A") || shapes.has("lm_head.lora_B"))
     throw new InputError(
       `${dir}: the adapter has LoRA on lm_head, which this project does not apply (LoRA on the decoder layers' linear layers only); merge it with PEFT (merge_and_unload) instead`,
     );
-  for (const key of init.keys()) {
+  for (const key of shapes.keys()) {
     const mod = key.replace(/\.lora_[AB]$/, "");
     if (!targeted.has(mod))
       throw refuse(
         `the adapter has ${key}, but ${mod} is not a linear layer this config targets in this model (target_modules, layers_to_transform, exclude_modules)`,
       );
   }
-  for (const mod of targeted)
-    for (const k of ["A", "B"])
-      if (!init.has(`${mod}.lora_${k}`))
-        throw refuse(`the config targets ${mod}, but the adapter has no lora_${k} for it`);
-  try {
-    return attachLora(model, cfg, init);
-  } catch (e) {
-    throw new InputError(`${dir}: ${(e as Error).message}${otherModel(adapter, model)}`, { cause: e });
+  for (const layer of linears) {
+    const r = loraRank(cfg, layer.name);
+    const want = { A: [r, layer.inFeatures], B: [layer.outFeatures, r] };
+    for (const k of ["A", "B"] as const) {
+      const s = shapes.get(`${layer.name}.lora_${k}`);
+      if (!s) throw refuse(`the config targets ${layer.name}, but the adapter has no lora_${k} for it`);
+      if (s.length !== 2 || s[0] !== want[k][0] || s[1] !== want[k][1])
+        throw refuse(
+          `LoRA ${layer.name}.lora_${k}: shape [${s}], expected [${want[k]}] (rank ${r}, ${layer.inFeatures} -> ${layer.outFeatures})`,
+        );
+    }
   }
 }
 
@@ -111,13 +128,13 @@ export function attachPeftAdapter(model: DecoderModel, adapter: PeftAdapter): At
  * base model the adapter names. Empty when the layer counts agree (layers_to_transform may leave layers out, so only
  * tensors past the model's last layer, or none past the adapter's last while the config targets every layer, count).
  */
-function otherModel(adapter: PeftAdapter, model: DecoderModel): string {
+function otherModel(adapter: PeftAdapterHeader, shape: ShapeSource): string {
   let last = -1;
-  for (const key of adapter.init.keys()) {
+  for (const key of adapter.shapes.keys()) {
     const m = /(?:^|\.)layers\.(\d+)\./.exec(key);
     if (m) last = Math.max(last, Number(m[1]));
   }
-  const layers = model.cfg.numLayers;
+  const layers = shape.cfg.numLayers;
   const allLayers = adapter.cfg.layersToTransform == null;
   if (last < 0 || last + 1 === layers || (last + 1 < layers && !allLayers)) return "";
   const made = adapter.baseModel ? ` (its adapter_config.json names ${adapter.baseModel})` : "";

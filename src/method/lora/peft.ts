@@ -16,13 +16,15 @@ import {
   FLOAT_ST_DTYPES,
   openModelWeights,
   readSafetensors,
+  readSafetensorsHeader,
   writeSafetensors,
   type FloatDtypeName,
+  type SafetensorsFile,
   type TensorToWrite,
 } from "../../io/safetensors.js";
 import { recordToTensor } from "../../models/load.js";
 import { loadModelConfig } from "../../io/config.js";
-import { isVisionTensor, textModelPrefix } from "../../io/model-folder.js";
+import { WEIGHT_DTYPES, isVisionTensor, textModelPrefix } from "../../io/model-folder.js";
 import { tidy, type Tensor } from "../../tensor/index.js";
 import { isPlainObject, parseJson } from "../../util/keys.js";
 import type { LoraConfig } from "./config.js";
@@ -326,8 +328,42 @@ export interface PeftAdapter {
   dir: string;
 }
 
+/**
+ * A PEFT adapter folder as its files' headers give it: adapter_config.json parsed and checked, and each tensor of
+ * adapter_model.safetensors named and shaped, none read (so the libtorch addon is not loaded). What a command checks
+ * against the base model's config.json (lora/model.ts checkPeftAdapterFits) before it loads the model.
+ */
+export interface PeftAdapterHeader {
+  cfg: LoraConfig;
+  /** base_model_name_or_path, as written. */
+  baseModel: string | null;
+  /** The folder the files were read from. */
+  dir: string;
+  /** Each tensor's shape by "<module>.lora_A" / "<module>.lora_B" (HF module names). */
+  shapes: Map<string, readonly number[]>;
+}
+
+/** Read a PEFT LoRA adapter folder's config and tensor headers (or a harden/train output holding one in adapter/). */
+export function readPeftAdapterHeader(dirGiven: string): PeftAdapterHeader {
+  return peftAdapterFiles(dirGiven, readSafetensorsHeader).header;
+}
+
 /** Read a PEFT LoRA adapter folder (or a harden/train output holding one in adapter/). */
 export function readPeftAdapter(dirGiven: string): PeftAdapter {
+  const { header, f, keys } = peftAdapterFiles(dirGiven, readSafetensors);
+  const init = new Map<string, Tensor>();
+  for (const [name, key] of keys) init.set(key, recordToTensor(f.tensors.get(name)!));
+  return { cfg: header.cfg, init, baseModel: header.baseModel, dir: header.dir };
+}
+
+/**
+ * The adapter folder's config and weights file, read by `readWeights` (the header alone, or the tensors too), with
+ * every check of names and dtypes made; `keys` maps each tensor's name in the file to "<module>.lora_A|B".
+ */
+function peftAdapterFiles(
+  dirGiven: string,
+  readWeights: (file: string) => SafetensorsFile,
+): { header: PeftAdapterHeader; f: SafetensorsFile; keys: Map<string, string> } {
   const dir = findAdapterDir(dirGiven);
   const cfgFile = path.join(dir, ADAPTER_CONFIG_FILE);
   let text: string;
@@ -345,8 +381,9 @@ export function readPeftAdapter(dirGiven: string): PeftAdapter {
       `${dir}: no ${ADAPTER_WEIGHTS_FILE}${bin ? " (adapter_model.bin is a pickle, which is not read: save the adapter with safe_serialization=True)" : ""}`,
     );
   }
-  const f = readSafetensors(weightsFile);
-  const init = new Map<string, Tensor>();
+  const f = readWeights(weightsFile);
+  const keys = new Map<string, string>();
+  const shapes = new Map<string, readonly number[]>();
   for (const [name, rec] of f.tensors) {
     if (/\.lora_embedding_[AB]/.test(name))
       throw new InputError(`${weightsFile}: ${name} is an embedding LoRA, which is not supported`);
@@ -359,12 +396,15 @@ export function readPeftAdapter(dirGiven: string): PeftAdapter {
       throw new InputError(
         `${weightsFile}: ${name} adapts the image side of a multimodal model (vision tower or projector), which this project does not load or change; merge such an adapter with PEFT (merge_and_unload), or train one whose target_modules leave the vision tower out (exclude_modules)`,
       );
+    if (!WEIGHT_DTYPES.includes(rec.dtype))
+      throw new InputError(`${weightsFile}: ${name} has dtype ${rec.dtype}, not a float`);
     // a multimodal Gemma3's adapter names the text model's modules by its path there (PeftNames)
     const key = `${textModuleName(m[1]!)}.lora_${m[2]}`;
-    if (init.has(key)) throw new InputError(`${weightsFile}: two tensors for ${key}`);
-    init.set(key, recordToTensor(rec));
+    if (shapes.has(key)) throw new InputError(`${weightsFile}: two tensors for ${key}`);
+    shapes.set(key, rec.shape);
+    keys.set(name, key);
   }
-  if (init.size === 0) throw new InputError(`${weightsFile}: no LoRA tensors`);
+  if (shapes.size === 0) throw new InputError(`${weightsFile}: no LoRA tensors`);
   // PEFT matched target_modules, exclude_modules and the pattern keys against the modules' paths in the model
   // it was trained on (tuners_utils.check_target_module_exists: re.fullmatch(target_modules, key) for a regex):
   // for a multimodal Gemma3 that path is the one its tensor keys carry, so the config is matched against it
@@ -372,5 +412,5 @@ export function readPeftAdapter(dirGiven: string): PeftAdapter {
     [...f.tensors.keys()].some((n) => n.startsWith(`base_model.model.${p}`)),
   );
   if (mm) cfg.matchAs = multimodalPath(mm);
-  return { cfg, init, baseModel, dir };
+  return { header: { cfg, baseModel, dir, shapes }, f, keys };
 }
