@@ -75,22 +75,25 @@ export function inspectModelFolder(dir: string): ModelFolder {
   };
 }
 
-/** Copy each of `names` that exists in `srcDir` into `dstDir` (written atomically); returns the names copied. */
-function copyExisting(srcDir: string, dstDir: string, names: readonly string[]): string[] {
-  const copied: string[] = [];
+/** Each of `names` that exists in `srcDir`, read (a file that exists but cannot be read is an InputError naming it). */
+function readExisting(srcDir: string, names: readonly string[]): Map<string, Buffer> {
+  const files = new Map<string, Buffer>();
   for (const name of names) {
     const src = path.join(srcDir, name);
     if (!fs.existsSync(src)) continue;
-    let bytes: Buffer;
     try {
-      bytes = fs.readFileSync(src);
+      files.set(name, fs.readFileSync(src));
     } catch (e) {
       throw new InputError(`${src}: cannot read (${(e as Error).message})`, { cause: e });
     }
-    writeFileAtomic(path.join(dstDir, name), bytes);
-    copied.push(name);
   }
-  return copied;
+  return files;
+}
+
+/** Write each of `files` into `dstDir` (each atomically); returns the names written. */
+export function writeModelFiles(dstDir: string, files: ReadonlyMap<string, Uint8Array>): string[] {
+  for (const [name, bytes] of files) writeFileAtomic(path.join(dstDir, name), bytes);
+  return [...files.keys()];
 }
 
 /**
@@ -98,27 +101,32 @@ function copyExisting(srcDir: string, dstDir: string, names: readonly string[]):
  * Returns the names copied; tokenizer.json must be among them, since a checkpoint without it is unusable.
  */
 export function copyTokenizerFiles(srcDir: string, dstDir: string): string[] {
-  const copied = copyExisting(srcDir, dstDir, TOKENIZER_FILES);
-  if (!copied.includes("tokenizer.json")) {
+  const files = readExisting(srcDir, TOKENIZER_FILES);
+  if (!files.has("tokenizer.json")) {
     throw new InputError(`${srcDir}: no tokenizer.json to copy into ${dstDir}`);
   }
-  return copied;
+  return writeModelFiles(dstDir, files);
 }
 
 /**
- * Copy every file of `srcDir` a checkpoint made from it carries besides its weights (each written atomically):
- * config.json unless `config` is false (the caller writes its own), the tokenizer files (copyTokenizerFiles, when
- * tokenizer.json exists) and CARRIED_FILES that exist. Returns the names copied.
+ * Every file of `srcDir` a checkpoint made from it carries besides its weights, read: config.json unless `config` is
+ * false (the caller writes its own), generation_config.json, the tokenizer files (when tokenizer.json exists) and
+ * CARRIED_FILES that exist. A few small files: a command reads them before its long weight write, so that one that
+ * cannot be read is reported before that write, not after it (writeModelFiles writes them).
  */
-export function copyModelFiles(srcDir: string, dstDir: string, opts: { config?: boolean } = {}): string[] {
-  const copied = copyExisting(srcDir, dstDir, [
+export function readModelFiles(srcDir: string, opts: { config?: boolean } = {}): Map<string, Buffer> {
+  const hasTokenizer = fs.existsSync(path.join(srcDir, "tokenizer.json"));
+  return readExisting(srcDir, [
     ...(opts.config === false ? [] : ["config.json"]),
     "generation_config.json",
     ...CARRIED_FILES,
+    ...(hasTokenizer ? TOKENIZER_FILES.filter((f) => f !== "generation_config.json") : []),
   ]);
-  if (fs.existsSync(path.join(srcDir, "tokenizer.json")))
-    for (const name of copyTokenizerFiles(srcDir, dstDir)) if (!copied.includes(name)) copied.push(name);
-  return copied;
+}
+
+/** readModelFiles of `srcDir` written into `dstDir` (each atomically). Returns the names copied. */
+export function copyModelFiles(srcDir: string, dstDir: string, opts: { config?: boolean } = {}): string[] {
+  return writeModelFiles(dstDir, readModelFiles(srcDir, opts));
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { checkOutput, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
 import { loadModelConfig } from "../io/config.js";
-import { checkWeights, copyModelFiles, isVisionTensor } from "../io/model-folder.js";
+import { checkWeights, isVisionTensor, readModelFiles, writeModelFiles } from "../io/model-folder.js";
 import {
   openModelWeights,
   writeModelWeightsAsync,
@@ -135,12 +135,16 @@ export async function writeFoldedCheckpoint(
   method: AttachedMethod,
   opts: { signal?: AbortSignal } = {},
 ): Promise<FoldStats> {
+  // the files besides the weights (config, tokenizer) read first: one that cannot be read is reported before the
+  // long weight write, not after it
+  const sideFiles = readModelFiles(baseDir);
   const weights = openModelWeights(baseDir);
   // a method that changes a few rows (GoodVibe) has those rows patched into the stored bytes; the others are
   // folded as whole tensors. Both fold onto the tensors as stored: a model that computed in bf16 must not round
   // a float32 checkpoint.
   const rowUpdates = method.rowUpdates?.() ?? null;
   try {
+    writeModelFiles(dir, sideFiles);
     return await writeFolded(baseDir, dir, method, weights, rowUpdates, opts.signal);
   } finally {
     for (const u of rowUpdates?.values() ?? []) u.delta.dispose();
@@ -237,7 +241,6 @@ async function writeFolded(
       `${stats.rowsVanished} of ${stats.rowsUpdated} updated rows did not change after casting to ${stats.dtype}: ` +
         `the update is below ${stats.dtype}'s rounding there (train longer, raise the learning rate, or save in float32)`,
     );
-  copyModelFiles(baseDir, dir);
   // the stored tensors are views of the mapped base files: one written into meanwhile may have given mixed bytes
   weightsUnchanged(weights, "the fold");
   return stats;

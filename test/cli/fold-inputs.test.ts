@@ -115,3 +115,30 @@ test("fold --adapter and export --adapter gguf --peft: a PEFT adapter for anothe
     [re(`${bare}: no adapter_model.safetensors`)],
   );
 });
+
+test("export --format safetensors and fold: a tokenizer file that cannot be read is refused before the weights are opened, leaving nothing", async () => {
+  // the organism with tokenizer_config.json unreadable (a folder where the file should be: EISDIR, even for root)
+  const model = path.join(tmp, "organism-bad-tokenizer");
+  fs.mkdirSync(model);
+  for (const f of fs.readdirSync(ORGANISM))
+    if (fs.statSync(path.join(ORGANISM, f)).isFile() && f !== "tokenizer_config.json")
+      fs.copyFileSync(path.join(ORGANISM, f), path.join(model, f));
+  fs.mkdirSync(path.join(model, "tokenizer_config.json"));
+  const want = [re(`${path.join(model, "tokenizer_config.json")}: cannot read`)];
+  const parent = path.join(tmp, "outs-tokenizer");
+  fs.mkdirSync(parent);
+  await refusedEarly(
+    "export-safetensors-tokenizer",
+    ["export", "-m", model, "--format", "safetensors", "--outtype", "float16"],
+    path.join(parent, "st"),
+    want,
+  );
+  const ok = delta("organism.safetensors", ORGANISM, 128);
+  await refusedEarly(
+    "fold-tokenizer",
+    ["fold", "-m", model, "--delta", ok],
+    path.join(parent, "folded"),
+    want,
+  );
+  assert.deepEqual(fs.readdirSync(parent), [], "a temporary output was left behind");
+});

@@ -17,7 +17,12 @@ import {
 } from "../../io/safetensors.js";
 import { checkOutput, publishFileAsync, writeDirAtomic, writeFileAtomic } from "../../io/atomic.js";
 import { readFilesBelow } from "../../io/mapfile.js";
-import { checkWeightHeaders, copyModelFiles, inspectModelFolder } from "../../io/model-folder.js";
+import {
+  checkWeightHeaders,
+  inspectModelFolder,
+  readModelFiles,
+  writeModelFiles,
+} from "../../io/model-folder.js";
 import { loadModelConfig, withDtype } from "../../io/config.js";
 import { ST_TO_DTYPE, loadModel } from "../../models/load.js";
 import {
@@ -95,12 +100,18 @@ export async function exportCommand(g: OptionValues, opts: OptionValues): Promis
       if (!Object.hasOwn(FLOAT_ST_DTYPES, dtype))
         throw new InputError(`--outtype for safetensors must be float32, bfloat16 or float16`);
       const st = FLOAT_ST_DTYPES[dtype as FloatDtypeName];
+      // the tokenizer and other side files read first (a few small files): one that cannot be read is reported
+      // before the weights are opened, not after the long weight write
+      const sideFiles = readModelFiles(opts.model, { config: false });
       // config and weights checked against each other before anything is converted or written
       const { config, weights } = inspectModelFolder(opts.model);
       const signal = stopOnSignal();
       await writeDirAtomic(
         opts.out,
         async (tmp) => {
+          const cfg = withDtype(config.raw, dtype);
+          writeFileAtomic(path.join(tmp, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
+          writeModelFiles(tmp, sideFiles);
           // each tensor converted as it is written: the memory of one tensor, not of the whole model
           await writeModelWeightsAsync(
             tmp,
@@ -116,9 +127,6 @@ export async function exportCommand(g: OptionValues, opts: OptionValues): Promis
             ),
             { signal },
           );
-          const cfg = withDtype(config.raw, dtype);
-          writeFileAtomic(path.join(tmp, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
-          copyModelFiles(opts.model, tmp, { config: false });
           weightsUnchanged(weights, "the safetensors export"); // mapped views: written into meanwhile, mixed
         },
         { overwrite: opts.overwrite, onMovedAside },

@@ -36,7 +36,7 @@ import {
   readGoodVibeDeltaHeader,
 } from "../../method/goodvibe/delta.js";
 import { loadModelConfig } from "../../io/config.js";
-import { checkWeightHeaders } from "../../io/model-folder.js";
+import { checkWeightHeaders, readModelFiles } from "../../io/model-folder.js";
 import { ModelShape } from "../../models/shapes.js";
 import { checkOutput, publishFile } from "../../io/atomic.js";
 import { whileClaimed } from "../../io/claim.js";
@@ -265,6 +265,7 @@ export async function foldCommand(g: OptionValues, opts: OptionValues): Promise<
     // headers alone, before the model loads (a minute and many GB for a 7B model) or a tensor is read
     const baseConfig = loadModelConfig(opts.model);
     checkWeightHeaders(baseConfig, opts.model);
+    readModelFiles(opts.model); // a tokenizer file that cannot be read, before the load (fold reads them again)
     const shape = new ModelShape(baseConfig);
     // a harden/train output folder names its delta, as export --delta takes it
     const source = opts.delta ? findDeltaFile(opts.delta) : "";
