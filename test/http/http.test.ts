@@ -1411,3 +1411,58 @@ for (const [what, run] of [
     }
   });
 }
+
+/**
+ * A fan-out of answers (eval --url's GSM8K/HumanEval prompts: utilityModelFrom; the safety prompts: serverChatBackend)
+ * that fails for good on one: the requests still queued are never sent and the one in flight that fails is not
+ * retried, but the one in flight that answers runs to its end and is told (onAnswer, which keeps it) before the call
+ * rejects. 10 prompts, 3 in flight: the first to arrive gets a 400 at 100 ms, the second a 503 at 300 ms (retried
+ * before), the third its answer at 300 ms; any later one would be answered at once.
+ */
+for (const [what, run] of [
+  [
+    "eval --url's generated answers (utilityModelFrom)",
+    (b: HttpBackend, onAnswer: (i: number, a: string) => void) =>
+      b.asUtilityModel().generate(
+        Array.from({ length: 10 }, (_, i) => `q${i}`),
+        { maxNewTokens: 4, stop: [], onAnswer },
+      ),
+  ],
+  [
+    "eval --url's safety answers (serverChatBackend)",
+    (b: HttpBackend, onAnswer: (i: number, a: string) => void) =>
+      serverChatBackend(b).generateChat(
+        Array.from({ length: 10 }, (_, i) => [{ role: "user" as const, content: `q${i}` }]),
+        { maxNewTokens: 4, onAnswer },
+      ),
+  ],
+] as const) {
+  test(`${what}: the first failure for good sends none of the queued requests and retries none, and keeps the answer in flight`, async () => {
+    const answer = (text: string) => ({
+      json: { choices: [{ index: 0, text, message: { content: text }, finish_reason: "stop" }] },
+    });
+    const srv = await mockServer((_s, i) =>
+      i === 0
+        ? { status: 400, json: { error: "malformed request" }, delayMs: 100 }
+        : i === 1
+          ? { status: 503, json: { error: "busy" }, delayMs: 300 }
+          : { ...answer(`a${i}`), delayMs: i === 2 ? 300 : 0 },
+    );
+    try {
+      const b = new HttpBackend({ baseUrls: srv.url, model: "m", concurrency: 3, retryBaseMs: 1 });
+      const told: string[] = [];
+      await assert.rejects(
+        run(b, (_i, a) => told.push(a)),
+        (e: unknown) =>
+          e instanceof HttpBackendError && e.status === 400 && /malformed request/.test(e.message),
+      );
+      // the answer in flight was awaited and told before the rejection
+      assert.deepEqual(told, ["a2"]);
+      await new Promise((ok) => setTimeout(ok, 200));
+      // the three in flight when the 400 came, no retry of the 503 and none of the 7 queued (before: 11)
+      assert.equal(srv.requests.length, 3, `${srv.requests.length} requests reached the server`);
+    } finally {
+      await srv.close();
+    }
+  });
+}

@@ -3,6 +3,7 @@
  * conversations in (the built-in engine, servers that apply the chat template themselves).
  */
 import type { ChatMessage } from "../../io/tokenizer.js";
+import { allOrCancel } from "../../util/fan-out.js";
 
 export interface GenerateOptions {
   maxNewTokens: number;
@@ -12,6 +13,11 @@ export interface GenerateOptions {
   seed?: number;
   /** Stop when the generated text contains one of these; the text is cut before it. */
   stop?: string[];
+  /**
+   * A server's request (HttpBackend) is not sent, nor retried, once this fires; one in flight runs to its end: the
+   * other requests of a fan-out that failed for good (allOrCancel, util/fan-out.ts), whose answers are kept.
+   */
+  cancelQueued?: AbortSignal;
 }
 
 export interface GenerationBackend {
@@ -85,20 +91,15 @@ export function serverChatBackend(server: {
     name: server.name,
     ...(server.keyFields ? { keyFields: server.keyFields } : {}),
     ...(server.concurrency !== undefined ? { inFlight: server.concurrency } : {}),
-    // Every request runs to its end before the call fails (a stop request ends them all at once): each answer
-    // obtained is told (onAnswer) as it comes, so one request that fails for good loses no other's answer.
-    generateChat: async (messagesList, opts) => {
-      const settled = await Promise.allSettled(
-        messagesList.map((m, i) =>
-          server.chat([...m], { ...opts, seed: (opts.seed ?? 0) + i }).then((answer) => {
-            opts.onAnswer?.(i, answer);
-            return answer;
-          }),
-        ),
-      );
-      const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
-      if (failed) throw failed.reason;
-      return settled.map((s) => (s as PromiseFulfilledResult<string>).value);
-    },
+    // One request failing for good cancels those not yet sent or waiting to retry (allOrCancel: before 2026-12-03
+    // they were all sent, each retried, after the failure), and the call fails once those in flight have ended (a
+    // stop request ends them at once): each answer obtained is told (onAnswer) as it comes, so none in flight is lost.
+    generateChat: (messagesList, opts) =>
+      allOrCancel(messagesList, (m, i, cancelQueued) =>
+        server.chat([...m], { ...opts, seed: (opts.seed ?? 0) + i, cancelQueued }).then((answer) => {
+          opts.onAnswer?.(i, answer);
+          return answer;
+        }),
+      ),
   };
 }

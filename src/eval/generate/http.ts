@@ -32,6 +32,7 @@
 import { GoodVibeError, InputError } from "../../errors.js";
 import { DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT_S } from "./http-config.js";
 import { interrupted } from "../../util/stop.js";
+import { allOrCancel } from "../../util/fan-out.js";
 import type { ChatMessage } from "../../io/tokenizer.js";
 import type { LoglikelihoodRequest, LoglikelihoodResult } from "../utility/model.js";
 import {
@@ -225,43 +226,18 @@ export class NoPromptLogprobsError extends HttpBackendError {
  */
 const VLLM_PREFIX_CACHING = /prefix caching with prompt logprobs/i;
 
-/**
- * `fn` over every item at once (the semaphore bounds how many are in flight), failing as soon as one fails for
- * good: the others are cancelled through `signal` (the queued never sent, those in flight aborted) and awaited
- * before the first error is thrown, so no request reaches a server after the caller has its error and the process
- * is not held for them.
- */
-async function allOrCancel<T, R>(
-  items: readonly T[],
-  fn: (item: T, i: number, signal: AbortSignal) => Promise<R>,
-): Promise<R[]> {
-  const stop = new AbortController();
-  let first: { error: unknown } | null = null;
-  const settled = await Promise.allSettled(
-    items.map((x, i) =>
-      fn(x, i, stop.signal).catch((error: unknown) => {
-        if (!first) {
-          first = { error };
-          stop.abort();
-        }
-        throw error;
-      }),
-    ),
-  );
-  if (first) throw (first as { error: unknown }).error;
-  return settled.map((r) => (r as PromiseFulfilledResult<R>).value);
-}
-
 class Semaphore {
   private waiting: (() => void)[] = [];
   private active = 0;
   constructor(private readonly limit: number) {}
-  async acquire(): Promise<void> {
+  /** A slot; true when it had to wait for one (handed over by a request that ended). */
+  async acquire(): Promise<boolean> {
     if (this.active < this.limit) {
       this.active++;
-      return;
+      return false;
     }
     await new Promise<void>((resolve) => this.waiting.push(resolve));
+    return true;
   }
   release(): void {
     const next = this.waiting.shift();
@@ -427,8 +403,18 @@ export class HttpBackend implements GenerationBackend {
     this.keyFields = extra && Object.keys(extra).length > 0 ? { extraBody: canonicalJson(extra) } : {};
   }
 
-  /** POST a JSON body to `path` on the next server, with the retry policy above; `signal` stops it too. */
-  async post(path: string, body: Record<string, unknown>, signal?: AbortSignal): Promise<any> {
+  /**
+   * POST a JSON body to `path` on the next server, with the retry policy above; `signal` stops it too. Once
+   * `cancelQueued` fires (a fan-out that failed for good, whose answers in flight are kept: allOrCancel), no attempt is
+   * started any more (not the first, still queued behind the bound on requests in flight, nor a retry) but the one in
+   * flight runs to its end.
+   */
+  async post(
+    path: string,
+    body: Record<string, unknown>,
+    signal?: AbortSignal,
+    cancelQueued?: AbortSignal,
+  ): Promise<any> {
     if (this.closed) throw new GoodVibeError("HTTP backend is closed");
     const stops = [this.opts.signal, signal].filter((s): s is AbortSignal => s !== undefined);
     const stopIfAsked = (url: string) => {
@@ -436,6 +422,8 @@ export class HttpBackend implements GenerationBackend {
         throw interrupted(
           `generation stopped (a request to ${url} was cancelled; finished answers are kept)`,
         );
+      if (cancelQueued?.aborted)
+        throw interrupted(`a request to ${url} was not sent: another request of its batch failed for good`);
     };
     const maxRetries = this.opts.maxRetries ?? DEFAULT_MAX_RETRIES;
     const timeoutMs = this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_S * 1000;
@@ -455,8 +443,11 @@ export class HttpBackend implements GenerationBackend {
       url = this.bases[this.next++ % this.bases.length]! + path;
       let retryAfterMs: number | undefined;
       stopIfAsked(url);
-      await this.semaphore.acquire();
+      const waited = await this.semaphore.acquire();
       try {
+        // a slot handed over by a request that failed for good: its error reaches its fan-out (which cancels this
+        // request) in the microtasks that run before the next turn of the event loop, not before this line
+        if (waited) await new Promise((ok) => setImmediate(ok));
         stopIfAsked(url);
         const timeout = AbortSignal.timeout(timeoutMs);
         const either = stops.length > 0 ? anySignal([...stops, timeout]) : null;
@@ -523,6 +514,7 @@ export class HttpBackend implements GenerationBackend {
       // a server's Retry-After is honoured past our own cap (it knows its load), up to the time one request may
       // take: a server asking for an hour is not waited for an hour
       const waitMs = Math.max(backoff, Math.min(retryAfterMs ?? 0, timeoutMs));
+      stopIfAsked(url); // no retry once the call is stopped or its fan-out has failed
       this.opts.onRetry?.({
         url,
         attempt: attempt + 1,
@@ -530,7 +522,7 @@ export class HttpBackend implements GenerationBackend {
         problem: lastProblem,
         waitMs,
       });
-      await sleep(waitMs, stops);
+      await sleep(waitMs, cancelQueued ? [...stops, cancelQueued] : stops);
     }
   }
 
@@ -571,7 +563,12 @@ export class HttpBackend implements GenerationBackend {
   }
 
   async generateText(prompt: string, opts: GenerateOptions): Promise<string> {
-    const res = await this.post("/completions", { ...this.samplingFields(opts), prompt });
+    const res = await this.post(
+      "/completions",
+      { ...this.samplingFields(opts), prompt },
+      undefined,
+      opts.cancelQueued,
+    );
     this.checkNotCutShort(res, "/completions", opts.maxNewTokens);
     const text = res?.choices?.[0]?.text;
     if (typeof text !== "string")
@@ -628,6 +625,7 @@ export class HttpBackend implements GenerationBackend {
       "/chat/completions",
       { ...this.samplingFields(opts), messages, ...this.templateFields(opts.enableThinking) },
       opts.signal,
+      opts.cancelQueued,
     );
     this.checkNotCutShort(res, "/chat/completions", opts.maxNewTokens);
     const content = res?.choices?.[0]?.message?.content;

@@ -3,6 +3,7 @@
  * (src/eval/generate/http.ts) both implement it.
  */
 import { InputError } from "../../errors.js";
+import { allOrCancel } from "../../util/fan-out.js";
 
 export interface LoglikelihoodRequest {
   context: string;
@@ -139,7 +140,7 @@ export function summarise(scores: Record<string, number[]>): {
 export interface TextBackendLike {
   generateText(
     prompt: string,
-    opts: { maxNewTokens: number; temperature?: number; stop?: string[] },
+    opts: { maxNewTokens: number; temperature?: number; stop?: string[]; cancelQueued?: AbortSignal },
   ): Promise<string>;
   loglikelihood?(reqs: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]>;
 }
@@ -150,7 +151,8 @@ export interface TextBackendLike {
  * serverChatBackend (eval/generate/backend.ts) does: each answer is told (onAnswer, which keeps it: answers.ts) before
  * the call settles, never after, when its caller has closed the cache or the process has exited (before 2026-12-02
  * one request failing for good failed the call at once, and the answers of the others in flight were written after
- * it, or lost).
+ * it, or lost). The requests not yet sent, or waiting to retry, are not sent (allOrCancel's cancelQueued: before
+ * 2026-12-03 every prompt of the call was still asked, and retried, after the failure).
  */
 export function utilityModelFrom(backend: TextBackendLike): UtilityModel {
   const model: UtilityModel = {
@@ -159,23 +161,18 @@ export function utilityModelFrom(backend: TextBackendLike): UtilityModel {
         throw new Error("this backend cannot score log-likelihoods; use a model engine or a vLLM server");
       return backend.loglikelihood(reqs);
     },
-    async generate(prompts, opts) {
-      const settled = await Promise.allSettled(
-        prompts.map(async (p, i) => {
-          const o = await backend.generateText(p, {
-            maxNewTokens: opts.maxNewTokens,
-            temperature: 0,
-            stop: opts.stop,
-          });
-          const text = cutAtStop(o, opts.stop);
-          opts.onAnswer?.(i, text);
-          return text;
-        }),
-      );
-      const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
-      if (failed) throw failed.reason;
-      return settled.map((s) => (s as PromiseFulfilledResult<string>).value);
-    },
+    generate: (prompts, opts) =>
+      allOrCancel(prompts, async (p, i, cancelQueued) => {
+        const o = await backend.generateText(p, {
+          maxNewTokens: opts.maxNewTokens,
+          temperature: 0,
+          stop: opts.stop,
+          cancelQueued,
+        });
+        const text = cutAtStop(o, opts.stop);
+        opts.onAnswer?.(i, text);
+        return text;
+      }),
   };
   return model;
 }
