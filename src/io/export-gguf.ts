@@ -17,7 +17,9 @@ import { inspectModelFolder, isVisionTensor } from "./model-folder.js";
 import { tokenizerSteps } from "./tokenizer-json.js";
 import { isPlainObject } from "../util/keys.js";
 import { weightsUnchanged, type TensorRecord } from "./safetensors.js";
+import { F16OverflowCounter, f16Bits, type F16Overflow } from "./export-overflow.js";
 import {
+  bf16BitsToF32,
   f16BitsToF32,
   f32ToBf16Bytes,
   f32ToF16Bytes,
@@ -50,6 +52,8 @@ export interface ExportGgufResult {
   pre: string;
   /** Choices the caller should know about (guessed pre-tokenizer, q8_0 fallbacks, ...). */
   notes: string[];
+  /** Tensors with values beyond float16's range written as inf (an f16 target): filled as the file is written. */
+  f16Overflow: F16Overflow[];
 }
 
 /** llama.cpp's LlamaFileType values for general.file_type. */
@@ -639,8 +643,15 @@ function encode(type: GgmlType, v: Float32Array): Uint8Array {
  */
 export const CONVERT_CHUNK_VALUES = 1 << 20;
 
-/** `p` encoded as `type`, in parts of whole rows of about CONVERT_CHUNK_VALUES values, each made when asked for. */
-function* encodedParts(p: PlannedTensor, type: GgmlType): Generator<Uint8Array> {
+/**
+ * `p` encoded as `type`, in parts of whole rows of about CONVERT_CHUNK_VALUES values, each made when asked for; an F16
+ * part's values beyond float16's range (written as inf) counted in `overflow`.
+ */
+function* encodedParts(
+  p: PlannedTensor,
+  type: GgmlType,
+  overflow: F16OverflowCounter,
+): Generator<Uint8Array> {
   const rows = p.shape[0] ?? 1;
   const cols = p.shape.slice(1).reduce((a, b) => a * b, 1);
   // whole rows, so that q8_0's blocks (along the innermost dimension) are never split
@@ -649,12 +660,32 @@ function* encodedParts(p: PlannedTensor, type: GgmlType): Generator<Uint8Array> 
     const table = table16(p.bits16.dtype, type);
     for (let r = 0; r < rows; r += step) {
       const part = p.bits16.rows(r, Math.min(rows, r + step));
-      for (let i = 0; i < part.length; i++) part[i] = table[part[i]!]!;
+      for (let i = 0; i < part.length; i++) {
+        const b = part[i]!;
+        const h = table[b]!;
+        part[i] = h;
+        // a finite bfloat16 (F16 sources map onto F16 one to one) beyond float16's range
+        if ((h & 0x7fff) === 0x7c00 && (b & 0x7fff) < 0x7f80 && type === "F16")
+          overflow.add(p.name, bf16BitsToF32(b));
+      }
       yield new Uint8Array(part.buffer, part.byteOffset, part.byteLength);
     }
     return;
   }
-  for (let r = 0; r < rows; r += step) yield encode(type, p.rows(r, Math.min(rows, r + step)));
+  for (let r = 0; r < rows; r += step)
+    yield encodeCounted(p.name, type, p.rows(r, Math.min(rows, r + step)), overflow);
+}
+
+/** encode, an F16 target's values beyond float16's range counted in `overflow` under `name`. */
+function encodeCounted(
+  name: string,
+  type: GgmlType,
+  v: Float32Array,
+  overflow: F16OverflowCounter,
+): Uint8Array {
+  const bytes = encode(type, v);
+  if (type === "F16") overflow.count(name, f16Bits(bytes), (i) => v[i]!);
+  return bytes;
 }
 
 /** A GGUF export worked out and checked, not yet written: `spec` for writeGguf or ggufPieces, and what it holds. */
@@ -787,6 +818,7 @@ export function planGgufExport(modelDir: string, opts: ExportGgufOptions): GgufE
     );
   }
 
+  const overflow = new F16OverflowCounter();
   const tensors: GgufTensorSpec[] = planned.map((p) => {
     const type = targetType(p.name, p.shape, opts.outtype, notes);
     return {
@@ -794,7 +826,7 @@ export function planGgufExport(modelDir: string, opts: ExportGgufOptions): GgufE
       type,
       shape: p.shape,
       data: () =>
-        p.passthrough && p.passthrough.type === type ? p.passthrough.bytes : encodedParts(p, type),
+        p.passthrough && p.passthrough.type === type ? p.passthrough.bytes : encodedParts(p, type, overflow),
     };
   });
 
@@ -810,7 +842,15 @@ export function planGgufExport(modelDir: string, opts: ExportGgufOptions): GgufE
   return {
     // the tensors are views of the mapped weight files: one written into meanwhile may have given mixed bytes
     spec: { metadata, tensors, finish: () => weightsUnchanged(weights, "the GGUF export") },
-    result: { arch, tensorCount: tensors.length, vocab: "tokenizer.json", tokenizerModel: kind, pre, notes },
+    result: {
+      arch,
+      tensorCount: tensors.length,
+      vocab: "tokenizer.json",
+      tokenizerModel: kind,
+      pre,
+      notes,
+      f16Overflow: overflow.found,
+    },
   };
 }
 
@@ -834,6 +874,8 @@ export interface ExportLoraGgufResult {
   arch: string;
   tensorCount: number;
   notes: string[];
+  /** as ExportGgufResult's */
+  f16Overflow: F16Overflow[];
 }
 
 /**
@@ -874,6 +916,7 @@ export function planLoraGgufExport(
     if (n !== null) shapeOf.set(n, t.shape);
   }
   const notes: string[] = [];
+  const overflow = new F16OverflowCounter();
   const tensors: GgufTensorSpec[] = [];
   const seen = new Set<string>();
   for (const m of modules) {
@@ -900,8 +943,18 @@ export function planLoraGgufExport(
     const a = m.a;
     const bb = b;
     tensors.push(
-      { name: `${name}.lora_a`, type, shape: [m.rank, inn], data: () => encode(type, a) },
-      { name: `${name}.lora_b`, type, shape: [out, m.rank], data: () => encode(type, bb) },
+      {
+        name: `${name}.lora_a`,
+        type,
+        shape: [m.rank, inn],
+        data: () => encodeCounted(`${name}.lora_a`, type, a, overflow),
+      },
+      {
+        name: `${name}.lora_b`,
+        type,
+        shape: [out, m.rank],
+        data: () => encodeCounted(`${name}.lora_b`, type, bb, overflow),
+      },
     );
   }
   if (tensors.length === 0) throw new InputError("a LoRA adapter needs at least one module");
@@ -915,5 +968,8 @@ export function planLoraGgufExport(
     ["general.file_type", gguf.u32(FILE_TYPE[outtype])],
     ["general.quantization_version", gguf.u32(GGML_QUANT_VERSION)],
   ];
-  return { spec: { metadata, tensors }, result: { arch, tensorCount: tensors.length, notes } };
+  return {
+    spec: { metadata, tensors },
+    result: { arch, tensorCount: tensors.length, notes, f16Overflow: overflow.found },
+  };
 }

@@ -8,6 +8,13 @@ import { InputError } from "../../errors.js";
 import { planGgufExport, planLoraGgufExport } from "../../io/export-gguf.js";
 import { ggufPieces } from "../../io/gguf.js";
 import {
+  F16OverflowCounter,
+  f16Bits,
+  f16OverflowWarning,
+  floatAt,
+  type F16Overflow,
+} from "../../io/export-overflow.js";
+import {
   DTYPE_SIZE,
   FLOAT_ST_DTYPES,
   type FloatDtypeName,
@@ -53,7 +60,8 @@ export async function exportCommand(g: OptionValues, opts: OptionValues): Promis
     // nothing published, exit 130). Installed only when the writing starts: before it nothing is on disk yet,
     // and the default action ends the reading and checking of a large model at once, not when it is done.
     const stopOnSignal = () => interruptSignal(log);
-    if (opts.adapter) return exportAdapter(g, opts as ExportOpts, onMovedAside, stopOnSignal);
+    if (opts.adapter)
+      return exportAdapter(g, opts as ExportOpts, onMovedAside, stopOnSignal, (m) => log.warn(m));
     // the adapter's flags without --adapter are refused, not dropped: `export -m base --delta ./hardened` would
     // export the base model as if it were the hardened one
     for (const [key, flag] of [
@@ -90,6 +98,7 @@ export async function exportCommand(g: OptionValues, opts: OptionValues): Promis
       });
       const r = { file: path.resolve(opts.out), ...plan.result };
       for (const n of r.notes) process.stderr.write(`note: ${n}\n`);
+      for (const o of r.f16Overflow) log.warn(f16OverflowWarning(o, "--outtype bf16 or f32"));
       output(
         g,
         `GGUF (${r.arch}, ${outtype}, ${r.tensorCount} tensors, vocab from ${r.vocab}) → ${path.resolve(opts.out)}`,
@@ -106,6 +115,7 @@ export async function exportCommand(g: OptionValues, opts: OptionValues): Promis
       // config and weights checked against each other before anything is converted or written
       const { config, weights } = inspectModelFolder(opts.model);
       const signal = stopOnSignal();
+      const overflow = new F16OverflowCounter();
       await writeDirAtomic(
         opts.out,
         async (tmp) => {
@@ -121,7 +131,7 @@ export async function exportCommand(g: OptionValues, opts: OptionValues): Promis
                     name: rec.name,
                     dtype: st,
                     shape: rec.shape,
-                    bytes: () => castInParts(rec, dtype, DTYPE_SIZE[st]),
+                    bytes: () => castInParts(rec, dtype, DTYPE_SIZE[st], overflow),
                   }
                 : rec,
             ),
@@ -131,9 +141,11 @@ export async function exportCommand(g: OptionValues, opts: OptionValues): Promis
         },
         { overwrite: opts.overwrite, onMovedAside },
       );
+      for (const o of overflow.found) log.warn(f16OverflowWarning(o, "--outtype bfloat16 or float32"));
       output(g, `safetensors (${dtype}) → ${path.resolve(opts.out)}`, {
         out: path.resolve(opts.out),
         dtype,
+        f16Overflow: overflow.found,
       });
     } else throw new InputError(`--format must be gguf or safetensors`);
   });
@@ -162,6 +174,7 @@ async function exportAdapter(
   opts: ExportOpts,
   onMovedAside: (aside: string) => void,
   stopOnSignal: () => AbortSignal,
+  warn: (message: string) => void,
 ): Promise<void> {
   const kind = opts.adapter;
   if (kind !== "peft" && kind !== "gguf")
@@ -239,15 +252,18 @@ async function exportAdapter(
   }
   const modules = [...new Set([...lora.weights.keys()].map((k) => k.replace(/\.lora_[AB]$/, "")))];
   if (kind === "peft") {
+    let f16Overflow: F16Overflow[] = [];
     await writeDirAtomic(
       opts.out,
-      (tmp) =>
-        writePeftAdapter(tmp, lora.cfg, lora.weights, base!, {
+      (tmp) => {
+        f16Overflow = writePeftAdapter(tmp, lora.cfg, lora.weights, base!, {
           baseModelName: opts.baseModelName,
           dtype: outtype as FloatDtypeName,
-        }),
+        });
+      },
       { overwrite: opts.overwrite, onMovedAside },
     );
+    for (const o of f16Overflow) warn(f16OverflowWarning(o, "--outtype bfloat16 or float32"));
     output(
       g,
       `PEFT LoRA adapter (${modules.length} modules, ${outtype}) of ${source} → ${path.resolve(opts.out)}`,
@@ -257,6 +273,7 @@ async function exportAdapter(
         dtype: outtype,
         modules: modules.length,
         rankPattern: lora.cfg.rankPattern ?? {},
+        f16Overflow,
       },
     );
   } else {
@@ -269,6 +286,7 @@ async function exportAdapter(
       signal: stopOnSignal(),
     });
     const r = { file: path.resolve(opts.out), ...plan.result };
+    for (const o of r.f16Overflow) warn(f16OverflowWarning(o, "--outtype bf16 or f32"));
     output(
       g,
       `llama.cpp LoRA GGUF (${r.arch}, ${modules.length} modules, ${outtype}) → ${path.resolve(opts.out)}`,
@@ -282,9 +300,15 @@ const CAST_PART_BYTES = 4 << 20;
 
 /**
  * `rec` cast to `dtype` (`outSize` bytes a value) in parts of whole rows of about CAST_PART_BYTES, each cast when
- * the writer asks for it: the memory of one part, and a stop mark between parts.
+ * the writer asks for it: the memory of one part, and a stop mark between parts. A float16 part's values beyond
+ * float16's range (torch writes them as inf without a word) are counted in `overflow`.
  */
-function* castInParts(rec: TensorRecord, dtype: DType, outSize: number): Generator<Uint8Array> {
+function* castInParts(
+  rec: TensorRecord,
+  dtype: DType,
+  outSize: number,
+  overflow: F16OverflowCounter,
+): Generator<Uint8Array> {
   const inner = rec.shape.slice(1);
   const perRow = inner.reduce((a, b) => a * b, 1);
   const rows = rec.shape.length > 0 ? rec.shape[0]! : 1;
@@ -294,8 +318,11 @@ function* castInParts(rec: TensorRecord, dtype: DType, outSize: number): Generat
     const n = Math.min(step, rows - r);
     const part = rec.data.subarray(r * inRow, (r + n) * inRow);
     const shape = rec.shape.length > 0 ? [n, ...inner] : [];
-    yield noGrad(() =>
+    const out = noGrad(() =>
       tidy(() => Tensor.fromBytes(part, ST_TO_DTYPE[rec.dtype]!, shape).to(dtype).contiguous().toBytes()),
     );
+    if (dtype === "float16" && rec.dtype !== "F16")
+      overflow.count(rec.name, f16Bits(out), (i) => floatAt(part, rec.dtype, i));
+    yield out;
   }
 }

@@ -12,6 +12,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../../errors.js";
 import { writeFileAtomic } from "../../io/atomic.js";
+import { F16OverflowCounter, f16Bits, type F16Overflow } from "../../io/export-overflow.js";
 import {
   FLOAT_ST_DTYPES,
   openModelWeights,
@@ -169,7 +170,8 @@ type LoraWeights = { trainable: Map<string, Tensor> } | Map<string, Tensor>;
  * taken with baseModelName) or the name itself; `opts.baseModelName` overrides either. `opts.dtype` is the tensors'
  * dtype in adapter_model.safetensors (float32 by default): PEFT loads a bfloat16 or float16 file as it loads its own
  * (load_state_dict casts into the adapter's parameters, float32 under its default autocast_adapter_dtype), so the
- * adapter computes with the values rounded to that dtype; adapter_config.json does not record it.
+ * adapter computes with the values rounded to that dtype; adapter_config.json does not record it. Returns the tensors
+ * whose values float16 could not hold (written as ±inf; empty for the other dtypes).
  */
 export function writePeftAdapter(
   dir: string,
@@ -177,8 +179,9 @@ export function writePeftAdapter(
   weights: LoraWeights,
   base: string,
   opts: { baseModelName?: string; dtype?: FloatDtypeName } = {},
-): void {
+): F16Overflow[] {
   const dtype = opts.dtype ?? "float32";
+  const overflow = new F16OverflowCounter();
   const map = weights instanceof Map ? weights : weights.trainable;
   const isDir = fs.existsSync(base) && fs.statSync(base).isDirectory();
   // a base given by name only (no folder to look at) is named as a text-only model
@@ -187,12 +190,13 @@ export function writePeftAdapter(
   for (const [name, t] of map) {
     const m = /^(.*)\.lora_([AB])$/.exec(name);
     if (!m) continue;
-    tensors.push({
-      name: `base_model.model.${names.key(m[1]!)}.lora_${m[2]}.weight`,
-      dtype: FLOAT_ST_DTYPES[dtype],
-      shape: t.shape,
-      data: tidy(() => t.to(dtype).contiguous().toBytes()),
-    });
+    const tensorName = `base_model.model.${names.key(m[1]!)}.lora_${m[2]}.weight`;
+    const data = tidy(() => t.to(dtype).contiguous().toBytes());
+    if (dtype === "float16") {
+      const source = tidy(() => t.float().contiguous().toFloat32Array());
+      overflow.count(tensorName, f16Bits(data), (i) => source[i]!);
+    }
+    tensors.push({ name: tensorName, dtype: FLOAT_ST_DTYPES[dtype], shape: t.shape, data });
   }
   if (tensors.length === 0) throw new Error("writePeftAdapter: no lora_A / lora_B tensors to write");
   const name = opts.baseModelName ?? (isDir ? baseModelName(base) : base);
@@ -202,6 +206,7 @@ export function writePeftAdapter(
     path.join(dir, ADAPTER_CONFIG_FILE),
     JSON.stringify(peftAdapterConfig(configFor(cfg, names), name), null, 2) + "\n",
   );
+  return overflow.found;
 }
 
 // ---------------------------------------------------------------------------------------------- reading
