@@ -11,6 +11,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Template } from "@huggingface/jinja";
@@ -77,13 +78,55 @@ function scaleFolder(spec: ScaleModelSpec): string | null {
   return folder(`scale-${spec.name}`, from, extra);
 }
 
+/**
+ * A folder's tokenizer.json parsed, one parse per content (Gemma 3's 33 MB takes seconds), its outer objects frozen:
+ * what reads it (endTokens, the library) cannot change what the next folder's check is given without throwing.
+ */
+const parsedTokenizers = new Map<string, Json>();
+function tokenizerJson(dir: string): { hash: string; json: Json } {
+  const bytes = fs.readFileSync(path.join(dir, "tokenizer.json"));
+  const hash = createHash("sha256").update(bytes).digest("hex");
+  let json = parsedTokenizers.get(hash);
+  if (json === undefined) {
+    json = JSON.parse(bytes.toString("utf8")) as Json;
+    for (const v of [json, json.model, json.normalizer, json.pre_tokenizer, json.added_tokens])
+      if (typeof v === "object" && v !== null) Object.freeze(v);
+    for (const a of json.added_tokens as object[]) Object.freeze(a);
+    parsedTokenizers.set(hash, json);
+  }
+  return { hash, json };
+}
+
+/**
+ * The library's tokenizer for a folder's tokenizer.json and config, and its special added ids: built once per file
+ * content and config (a Gemma 3 vocabulary takes seconds to parse and build; six folders here copy one package's
+ * tokenizer.json). Only the reference is shared: endTokens, loadTokenizer and answerTokensKey still read each folder.
+ */
+const libraryTokenizers = new Map<string, { tok: Tokenizer; special: Set<number> }>();
+function libraryTokenizer(dir: string, config: Json): { tok: Tokenizer; special: Set<number> } {
+  const { hash, json: tokJson } = tokenizerJson(dir);
+  const key = `${hash} ${JSON.stringify(config)}`;
+  let built = libraryTokenizers.get(key);
+  if (built === undefined) {
+    built = {
+      tok: new Tokenizer(tokJson, config),
+      special: new Set(
+        (tokJson.added_tokens as { id: number; special?: boolean }[])
+          .filter((a) => a.special === true)
+          .map((a) => a.id),
+      ),
+    };
+    libraryTokenizers.set(key, built);
+  }
+  return built;
+}
+
 /** The ids that end generation, found through @huggingface/tokenizers (see the header). */
 function libraryEndTokens(dir: string): { eosTokenIds: number[]; endOfTurn: number | null } {
-  const tokJson = readJson(path.join(dir, "tokenizer.json"))!;
   const config = readJson(path.join(dir, "tokenizer_config.json")) ?? {};
   for (const [k, v] of Object.entries(readJson(path.join(dir, "special_tokens_map.json")) ?? {}))
     config[k] ??= v;
-  const tok = new Tokenizer(tokJson, config);
+  const { tok, special } = libraryTokenizer(dir, config);
   const text = (v: unknown): string | null =>
     typeof v === "string"
       ? v
@@ -119,11 +162,6 @@ function libraryEndTokens(dir: string): { eosTokenIds: number[]; endOfTurn: numb
     if (text(config[k]) !== null) context[k] = text(config[k]);
   const rendered = new Template(templateText).render(context);
   const rest = rendered.slice(rendered.lastIndexOf(END_OF_TURN_PROBE) + END_OF_TURN_PROBE.length);
-  const special = new Set(
-    (tokJson.added_tokens as { id: number; special?: boolean }[])
-      .filter((a) => a.special === true)
-      .map((a) => a.id),
-  );
   const encoded: number[] = tok.encode(rest, { add_special_tokens: false }).ids;
   const i = encoded.findIndex((id) => special.has(id));
   const endOfTurn =
@@ -141,7 +179,7 @@ function lightEndTokens(dir: string) {
   const jinja = path.join(dir, "chat_template.jinja");
   const templateText = fs.existsSync(jinja) ? fs.readFileSync(jinja, "utf8") : config.chat_template;
   return endTokens({
-    tokenizer: readJson(path.join(dir, "tokenizer.json"))!,
+    tokenizer: tokenizerJson(dir).json,
     config,
     eosTokenIdFields: ["generation_config.json", "config.json"].map(
       (f) => readJson(path.join(dir, f))?.eos_token_id,
