@@ -107,7 +107,7 @@ import { test } from "node:test";
 import * as fs from "node:fs";
 test("${me} meets ${other}", async () => {
   fs.writeFileSync("${me}.running", "");
-  const until = Date.now() + 20_000;
+  const until = Date.now() + Number(process.env.MEET_WAIT_MS ?? 20_000);
   while (!fs.existsSync("${other}.running")) {
     if (Date.now() > until) throw new Error("${other} never ran beside ${me}");
     await new Promise((r) => setTimeout(r, 20));
@@ -144,13 +144,16 @@ test("${me} runs with no other heavy file", async () => {
   );
   assert.equal(unmarked.code, 1, unmarked.out);
   assert.match(unmarked.out, /beside h[12]\.heavy/);
-  // one at a time, the two that wait for each other cannot both pass (their marks from above removed)
+  // one at a time, the two that wait for each other cannot both pass (their marks from above removed); the first
+  // waits 1 s, not 20: run one at a time, the other cannot start before it has ended, however long it waited
   for (const f of ["a.running", "b.running"]) fs.rmSync(path.join(root, f));
   const serial = runner(
     ["--concurrency", "1", "--schedule", schedule, "test/a.test.mjs", "test/b.test.mjs"],
     root,
+    { ...ENV, MEET_WAIT_MS: "1000" },
   );
   assert.equal(serial.code, 1, serial.out);
+  assert.match(serial.out, /[ab] never ran beside [ab]/);
 });
 
 test("the longest files start first (the schedule's seconds; files it does not name count 5)", () => {
