@@ -35,23 +35,28 @@ export class F16OverflowCounter {
 
   /** `x`, a source value of `tensor`, was written as ±inf (an inf in the source stays one: not counted). */
   add(tensor: string, x: number): void {
-    if (!Number.isFinite(x)) return;
+    if (Number.isFinite(x)) this.addCounted(tensor, 1, Math.abs(x));
+  }
+
+  /** `count` finite source values of `tensor` (the largest |x| `maxAbs`) were written as ±inf, counted elsewhere. */
+  addCounted(tensor: string, count: number, maxAbs: number): void {
+    if (count === 0) return;
     let e = this.byTensor.get(tensor);
     if (!e) {
       e = { tensor, count: 0, maxAbs: 0 };
       this.byTensor.set(tensor, e);
       this.found.push(e);
     }
-    e.count++;
-    e.maxAbs = Math.max(e.maxAbs, Math.abs(x));
+    e.count += count;
+    e.maxAbs = Math.max(e.maxAbs, maxAbs);
   }
 }
 
-/** The warning for `o`; `keep` names the output types that keep such values ("--outtype bf16 or f32"). */
-export function f16OverflowWarning(o: F16Overflow, keep: string): string {
+/** The warning for `o`; `remedy` says how to keep such values ("export with --outtype bf16 or f32 to keep them"). */
+export function f16OverflowWarning(o: F16Overflow, remedy: string): string {
   return (
     `${o.tensor}: ${o.count} value${o.count === 1 ? "" : "s"} beyond float16's range (|x| > 65504; the largest ` +
-    `${o.maxAbs.toPrecision(6)}) written as ±inf, where the model will compute inf/NaN: export with ${keep} to keep them`
+    `${o.maxAbs.toPrecision(6)}) written as ±inf, where the model will compute inf/NaN: ${remedy}`
   );
 }
 

@@ -9,6 +9,7 @@ import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { checkOutput, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
 import { loadModelConfig } from "../io/config.js";
+import { F16OverflowCounter, f16OverflowWarning, type F16Overflow } from "../io/export-overflow.js";
 import { checkWeights, isVisionTensor, readModelFiles, writeModelFiles } from "../io/model-folder.js";
 import {
   openModelWeights,
@@ -35,6 +36,11 @@ export interface FoldStats {
   rowsVanished: number;
   dtype: string;
   warnings: string[];
+  /**
+   * A float16 checkpoint's folded values beyond float16's range (|x| > 65504), written as ±inf (as torch's
+   * W.to(float16) would) with a warning each: the model then computes inf/NaN. Empty for other dtypes.
+   */
+  f16Overflow: F16Overflow[];
   /** tensors of a multimodal checkpoint's image side (Gemma3's vision tower and projector), written as stored */
   visionTensors?: number;
 }
@@ -48,6 +54,19 @@ function rowsDiffer(a: Tensor, b: Tensor): boolean[] {
 }
 
 /**
+ * Counts in `overflow` under `name` the values that `folded` (float32) held finite and `cast` (its cast to the
+ * stored dtype) holds as ±inf: only float16 has a range a fold can leave (bfloat16 has float32's).
+ */
+function countOverflow(name: string, folded: Tensor, cast: Tensor, overflow: F16OverflowCounter): void {
+  if (cast.dtype !== "float16") return;
+  tidy(() => {
+    const lost = cast.isfinite().logicalNot().logicalAnd(folded.isfinite());
+    const n = lost.to("int64").sum().item();
+    if (n > 0) overflow.addCounted(name, n, folded.abs().maskedFill(lost.logicalNot(), 0).amax().item());
+  });
+}
+
+/**
  * A tensor of which only `upd.rows` change: those rows of the stored bytes are read, folded as foldedWeight does
  * (float32(W[r]) + delta, cast back to the stored dtype: the same arithmetic, so the same bytes), and written as
  * patches over the stored bytes; every other row is the input's bytes, never copied or converted.
@@ -57,6 +76,7 @@ function patchRows(
   dtype: DType,
   upd: { rows: number[]; delta: Tensor },
   count: (intended: boolean[], changed: boolean[]) => void,
+  overflow: F16OverflowCounter,
 ): TensorToWrite {
   const [outRows, inFeatures] = rec.shape;
   if (rec.shape.length !== 2 || upd.delta.shape[1] !== inFeatures || upd.delta.shape[0] !== upd.rows.length)
@@ -82,6 +102,7 @@ function patchRows(
       const f32 = base.float().add(upd.delta.indexSelect(0, perm));
       const cast = f32.to(dtype).contiguous();
       count(rowsDiffer(f32, base.float()), rowsDiffer(cast, base));
+      countOverflow(rec.name, f32, cast, overflow);
       return cast.toBytes();
     }),
   );
@@ -181,7 +202,9 @@ async function writeFolded(
     rowsVanished: 0,
     dtype: "",
     warnings: [],
+    f16Overflow: [],
   };
+  const overflow = new F16OverflowCounter();
   const count = (intended: boolean[], changed: boolean[]) =>
     intended.forEach((want, i) => {
       if (want) stats.rowsUpdated++;
@@ -203,7 +226,7 @@ async function writeFolded(
     dtypes.add(rec.dtype);
     stats.tensorsChanged++;
     if (rowUpd) {
-      out.push(patchRows(rec, dtype, rowUpd, count));
+      out.push(patchRows(rec, dtype, rowUpd, count, overflow));
       continue;
     }
     // folded as the writer reaches it and dropped once written: all at once, the changed weights in float32 and
@@ -220,6 +243,7 @@ async function writeFolded(
             const upd = method.foldedWeight(name, base);
             const c = upd.to(dtype);
             if (base.rank === 2) count(rowsDiffer(upd, base.float()), rowsDiffer(c, base));
+            countOverflow(stored, upd, c, overflow);
             return c;
           }),
         );
@@ -240,6 +264,14 @@ async function writeFolded(
     stats.warnings.push(
       `${stats.rowsVanished} of ${stats.rowsUpdated} updated rows did not change after casting to ${stats.dtype}: ` +
         `the update is below ${stats.dtype}'s rounding there (train longer, raise the learning rate, or save in float32)`,
+    );
+  stats.f16Overflow = overflow.found;
+  for (const o of overflow.found)
+    stats.warnings.push(
+      f16OverflowWarning(
+        o,
+        "fold into a bfloat16 or float32 copy of the base (export --format safetensors --outtype bfloat16) to keep them",
+      ),
     );
   // the stored tensors are views of the mapped base files: one written into meanwhile may have given mixed bytes
   weightsUnchanged(weights, "the fold");

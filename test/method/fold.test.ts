@@ -18,7 +18,8 @@ import { sftLossHead } from "../../src/method/losses.js";
 import { readPeftAdapter, writePeftAdapter } from "../../src/method/lora/peft.js";
 import { foldIntoCheckpoint } from "../../src/method/fold.js";
 import { readGoodVibeDelta, writeGoodVibeDelta, checkDeltaFits } from "../../src/method/goodvibe/delta.js";
-import { readSafetensors } from "../../src/io/safetensors.js";
+import { readSafetensors, writeSafetensors } from "../../src/io/safetensors.js";
+import { runCli, showRun } from "../cli/cli-helpers.js";
 import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
 import { type Nested, maxAbsDiff, flat } from "../numeric.js";
 
@@ -322,4 +323,75 @@ test("fold makes one changed tensor at a time, as the writer reaches it, and fre
       assert.ok(maxAbsDiff(got, want) === 0, `${label}: ${name} differs from foldedWeights`);
     }
   }
+});
+
+test("folding into a float16 base: values pushed beyond 65504 are written as inf, and stats, warnings and fold --json name them", async () => {
+  // a float16 copy of the llama fixture (Llama-2/CodeLlama-era checkpoints are stored so)
+  const t = tmp();
+  const dir = path.join(t, "llama-f16");
+  fs.mkdirSync(dir);
+  fs.copyFileSync(path.join(FIX, "llama", "config.json"), path.join(dir, "config.json"));
+  const src = readSafetensors(path.join(FIX, "llama", "model.safetensors")).tensors;
+  writeSafetensors(
+    path.join(dir, "model.safetensors"),
+    [...src.values()].map((r) => ({
+      name: r.name,
+      dtype: "F16" as const,
+      shape: r.shape,
+      data: Tensor.fromBytes(r.data, "float32", r.shape).to("float16").toBytes(),
+    })),
+    { format: "pt" },
+  );
+  const base = readSafetensors(path.join(dir, "model.safetensors")).tensors;
+  const w = (name: string, i: number) =>
+    Tensor.fromBytes(base.get(name)!.data, "float16", base.get(name)!.shape).float().toFloat32Array()[i]!;
+  const model = loadModel(dir);
+  const UP = "model.layers.0.mlp.up_proj";
+  // GoodVibe's row path: row 3 moved by 70000 (every value of it beyond float16's range), row 7 by 0.5 (inside)
+  const sel = new Map<string, RowSelection>([[UP, { rows: [3, 7], clusters: [0, 1], nClusters: 2 }]]);
+  const U = Tensor.fromArray([...Array(64).fill(70000), ...Array(64).fill(0.5)], [2, 64]);
+  const gv = attachGoodVibe(model, sel, new Map([[`${UP}.U`, U]]));
+  const want = Math.max(
+    ...Array.from({ length: 64 }, (_, j) => Math.abs(Math.fround(w(`${UP}.weight`, 3 * 64 + j) + 70000))),
+  );
+  const gvStats = await foldIntoCheckpoint(dir, path.join(t, "gv"), gv);
+  assert.deepEqual(gvStats.f16Overflow, [{ tensor: `${UP}.weight`, count: 64, maxAbs: want }]);
+  assert.match(
+    gvStats.warnings.join("\n"),
+    /model\.layers\.0\.mlp\.up_proj\.weight: 64 values beyond float16's range \(\|x\| > 65504; the largest 7000\d\.\d+\) written as ±inf.*fold into a bfloat16 or float32 copy/,
+  );
+  // LoRA's whole-tensor path: ΔW[5] = 70000·A with A = [1, -2, 0, …]: two values beyond the range
+  const Q = "model.layers.0.self_attn.q_proj";
+  const A = Tensor.fromArray([1, -2, ...Array(62).fill(0)], [1, 64]);
+  const B = Tensor.fromArray(
+    Array.from({ length: 64 }, (_, i) => (i === 5 ? 70000 : 0)),
+    [64, 1],
+  );
+  const lora = attachLora(
+    loadModel(dir),
+    { r: 1, alpha: 1, dropout: 0, targetModules: ["q_proj"] },
+    new Map([
+      [`${Q}.lora_A`, A],
+      [`${Q}.lora_B`, B],
+    ]),
+  );
+  const loraStats = await foldIntoCheckpoint(dir, path.join(t, "lora"), lora);
+  const big = Math.abs(Math.fround(w(`${Q}.weight`, 5 * 64 + 1) - 140000));
+  assert.deepEqual(loraStats.f16Overflow, [{ tensor: `${Q}.weight`, count: 2, maxAbs: big }]);
+  const q = readSafetensors(path.join(t, "lora", "model.safetensors")).tensors.get(`${Q}.weight`)!;
+  const bits = new Uint16Array(Uint8Array.from(q.data).buffer);
+  assert.deepEqual([bits[5 * 64], bits[5 * 64 + 1]], [0x7c00, 0xfc00], "written as +inf, -inf");
+  // a float32 base holds them: nothing found
+  const f32 = attachGoodVibe(loadModel(path.join(FIX, "llama")), sel, new Map([[`${UP}.U`, U]]));
+  assert.deepEqual(
+    (await foldIntoCheckpoint(path.join(FIX, "llama"), path.join(t, "f32"), f32)).f16Overflow,
+    [],
+  );
+  // the fold command: the warning on stderr, the list under --json
+  const delta = path.join(t, "delta.safetensors");
+  writeGoodVibeDelta(delta, model, sel, gv);
+  const r = await runCli(["fold", "-m", dir, "--delta", delta, "-o", path.join(t, "cli"), "--json"]);
+  assert.equal(r.code, 0, showRun(r));
+  assert.match(r.stderr, /warning: model\.layers\.0\.mlp\.up_proj\.weight: 64 values beyond float16's range/);
+  assert.deepEqual(JSON.parse(r.stdout).f16Overflow, gvStats.f16Overflow);
 });

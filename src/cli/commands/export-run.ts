@@ -98,7 +98,8 @@ export async function exportCommand(g: OptionValues, opts: OptionValues): Promis
       });
       const r = { file: path.resolve(opts.out), ...plan.result };
       for (const n of r.notes) process.stderr.write(`note: ${n}\n`);
-      for (const o of r.f16Overflow) log.warn(f16OverflowWarning(o, "--outtype bf16 or f32"));
+      for (const o of r.f16Overflow)
+        log.warn(f16OverflowWarning(o, "export with --outtype bf16 or f32 to keep them"));
       output(
         g,
         `GGUF (${r.arch}, ${outtype}, ${r.tensorCount} tensors, vocab from ${r.vocab}) → ${path.resolve(opts.out)}`,
@@ -141,7 +142,8 @@ export async function exportCommand(g: OptionValues, opts: OptionValues): Promis
         },
         { overwrite: opts.overwrite, onMovedAside },
       );
-      for (const o of overflow.found) log.warn(f16OverflowWarning(o, "--outtype bfloat16 or float32"));
+      for (const o of overflow.found)
+        log.warn(f16OverflowWarning(o, "export with --outtype bfloat16 or float32 to keep them"));
       output(g, `safetensors (${dtype}) → ${path.resolve(opts.out)}`, {
         out: path.resolve(opts.out),
         dtype,
@@ -263,7 +265,8 @@ async function exportAdapter(
       },
       { overwrite: opts.overwrite, onMovedAside },
     );
-    for (const o of f16Overflow) warn(f16OverflowWarning(o, "--outtype bfloat16 or float32"));
+    for (const o of f16Overflow)
+      warn(f16OverflowWarning(o, "export with --outtype bfloat16 or float32 to keep them"));
     output(
       g,
       `PEFT LoRA adapter (${modules.length} modules, ${outtype}) of ${source} → ${path.resolve(opts.out)}`,
@@ -286,7 +289,8 @@ async function exportAdapter(
       signal: stopOnSignal(),
     });
     const r = { file: path.resolve(opts.out), ...plan.result };
-    for (const o of r.f16Overflow) warn(f16OverflowWarning(o, "--outtype bf16 or f32"));
+    for (const o of r.f16Overflow)
+      warn(f16OverflowWarning(o, "export with --outtype bf16 or f32 to keep them"));
     output(
       g,
       `llama.cpp LoRA GGUF (${r.arch}, ${modules.length} modules, ${outtype}) → ${path.resolve(opts.out)}`,
