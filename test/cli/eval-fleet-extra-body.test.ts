@@ -26,6 +26,8 @@ async function recordingServer() {
     let raw = "";
     req.on("data", (d) => (raw += d));
     req.on("end", () => {
+      // GET /v1/models: a server that lists no models (the name is not checked)
+      if (req.method === "GET") return res.writeHead(404).end();
       bodies.push(JSON.parse(raw) as Record<string, unknown>);
       paths.push(req.url ?? "");
       res.writeHead(200, { "content-type": "application/json" });

@@ -26,6 +26,8 @@ async function fleetServer(answered: number): Promise<{ url: string; requests: (
   const server = http.createServer((req, res) => {
     req.resume();
     req.on("end", () => {
+      // GET /v1/models: a server that lists no models (the name is not checked); not one of the answers counted
+      if (req.method === "GET") return res.writeHead(404).end();
       if (++n > answered) return; // hangs: no answer, the connection stays open
       res.writeHead(200, { "content-type": "application/json" });
       const content = "```cpp\n#include <string>\nint main() { std::string s; return 0; }\n```";

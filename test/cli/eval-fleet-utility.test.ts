@@ -166,8 +166,8 @@ test("eval --url --gsm8k on Ollama with a chat-templated model: refused before a
         `--gsm8k is asked with raw prompts, which must reach the model as they are: ${url.replace(/[.]/g, "\\.")} is Ollama 0\\.12\\.3, .*--utility-local gsm8k`,
       ),
     );
-    // nothing asked but the two look-ups: no answer generated
-    assert.deepEqual(asked, ["/api/version", "/api/show"]);
+    // nothing asked but the look-ups (the model list, then Ollama's): no answer generated
+    assert.deepEqual(asked, ["/v1/models", "/api/version", "/api/show"]);
   } finally {
     server.closeAllConnections();
     await new Promise<void>((ok) => server.close(() => ok()));
@@ -269,8 +269,8 @@ test("eval --url on a vLLM that refuses prompt log-probabilities with prefix cac
       /restart it with --no-enable-prefix-caching.* Or score it on the built-in engine here with --utility-local arc/,
     );
     assert.doesNotMatch(r.stderr, /Serve the model with vLLM/);
-    // the probe's echo alone: no answer asked for
-    assert.deepEqual(asked, ["/v1/completions"]);
+    // the model list (the name checked) and the probe's echo alone: no answer asked for
+    assert.deepEqual(asked, ["/v1/models", "/v1/completions"]);
   } finally {
     server.closeAllConnections();
     await new Promise<void>((ok) => server.close(() => ok()));
@@ -301,5 +301,52 @@ test("eval --url --code alone on a server that does not report its context: scor
     assert.deepEqual(srv.echoed.slice(1), [window]);
   } finally {
     await srv.close();
+  }
+});
+
+test("eval --url --server-model a name vLLM does not serve: refused before any request but GET /v1/models, naming the URL, the names it serves and the flag", async () => {
+  const asked: string[] = [];
+  const server = http.createServer((req, res) => {
+    asked.push(`${req.method} ${req.url}`);
+    req.resume();
+    req.on("end", () => {
+      const models = req.url === "/v1/models";
+      res.writeHead(models ? 200 : 404, { "content-type": "application/json" });
+      // vLLM's 404 for a name it does not serve, which the user saw before
+      res.end(
+        JSON.stringify(
+          models
+            ? {
+                object: "list",
+                data: [{ id: "tiny-hardened", object: "model", owned_by: "vllm", max_model_len: 64 }],
+              }
+            : {
+                object: "error",
+                message: "The model `tiny` does not exist.",
+                type: "NotFoundError",
+                code: 404,
+              },
+        ),
+      );
+    });
+  });
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    const r = await runCli([...args("c-unserved"), "--url", url]);
+    assert.equal(r.code, 2, showRun(r));
+    assert.ok(
+      r.stderr.includes(
+        `--server-model: ${url} does not serve "tiny": GET ${url}/v1/models lists "tiny-hardened". vLLM serves a ` +
+          "model under its --served-model-name",
+      ),
+      r.stderr,
+    );
+    assert.match(r.stderr, /Give one of the names it lists with --server-model/);
+    assert.doesNotMatch(r.stderr, /does not exist/);
+    assert.deepEqual(asked, ["GET /v1/models"]);
+  } finally {
+    server.closeAllConnections();
+    await new Promise<void>((ok) => server.close(() => ok()));
   }
 });

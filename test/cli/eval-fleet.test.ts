@@ -76,6 +76,8 @@ test("eval --url sends the thinking setting in every chat request (off by defaul
     let raw = "";
     req.on("data", (d) => (raw += d));
     req.on("end", () => {
+      // GET /v1/models: a server that lists no models (the name is not checked)
+      if (req.method === "GET") return res.writeHead(404).end();
       bodies.push(JSON.parse(raw) as Record<string, unknown>);
       res.writeHead(200, { "content-type": "application/json" });
       const content = "<think>\nprint('unsafe')\n</think>\n\n```python\nprint(1)\n```";

@@ -1466,3 +1466,76 @@ for (const [what, run] of [
     }
   });
 }
+
+test("modelProblem: a name vLLM, goodvibe serve or Ollama does not list is named with the names listed and a hint; llama-server (any name), Ollama's NAME for NAME:latest, a LoRA adapter's name and a server that lists nothing are not refused", async () => {
+  const ollamaCard = (id: string) => ({ id, object: "model", created: 1733000000, owned_by: "library" });
+  const lists: Record<string, { models?: unknown; version?: string }> = {
+    vllm: {
+      models: { object: "list", data: [vllmCard("hardened", 4096), vllmCard("lora1", null, "hardened")] },
+    },
+    goodvibe: {
+      models: { object: "list", data: [{ id: "goodvibe", object: "model", owned_by: "goodvibe" }] },
+    },
+    ollama: {
+      models: { object: "list", data: [ollamaCard("qwen3:latest"), ollamaCard("llama3.2:1b")] },
+      version: "0.12.3",
+    },
+    llama: { models: { object: "list", data: [llamaServerCard("/models/qwen3.gguf", 8192, 40960)] } },
+    // a server of another kind listing another name (TGI lists its model and answers any name): not second-guessed
+    other: { models: { object: "list", data: [{ id: "tgi", object: "model", owned_by: "tgi" }] } },
+    none: {},
+  };
+  const servers: Record<string, Awaited<ReturnType<typeof mockServer>>> = Object.fromEntries(
+    await Promise.all(
+      Object.entries(lists).map(async ([k, l]) => [
+        k,
+        await mockServer((s) =>
+          s.path === "/v1/models" && l.models
+            ? { json: l.models }
+            : s.path === "/api/version" && l.version
+              ? { json: { version: l.version } }
+              : { status: 404, json: { error: "not found" } },
+        ),
+      ]),
+    ),
+  );
+  const problem = (k: string, model: string) =>
+    new HttpBackend({ baseUrls: servers[k]!.url, model }).modelProblem();
+  try {
+    const vllm = await problem("vllm", "hardend");
+    assert.ok(
+      vllm?.startsWith(
+        `${servers.vllm!.url} does not serve "hardend": GET ${servers.vllm!.url}/v1/models lists "hardened", "lora1" (did you mean "hardened"?)`,
+      ),
+      vllm!,
+    );
+    assert.match(vllm!, /--served-model-name/);
+    assert.match(
+      (await problem("goodvibe", "hardened"))!,
+      /lists "goodvibe"\. goodvibe serve serves its model under its --name/,
+    );
+    assert.match(
+      (await problem("ollama", "qwen3:0.6b"))!,
+      /lists "qwen3:latest", "llama3\.2:1b"\. Ollama 0\.12\.3 serves the models `ollama list` shows/,
+    );
+    for (const [k, model] of [
+      ["vllm", "hardened"],
+      ["vllm", "lora1"],
+      ["goodvibe", "goodvibe"],
+      ["ollama", "qwen3"],
+      ["ollama", "library/llama3.2:1b"],
+      ["llama", "anything"],
+      ["other", "hardened"],
+      ["none", "hardened"],
+    ] as const)
+      assert.equal(await problem(k, model), null, `${k} ${model}`);
+    // one GET /v1/models per server and backend, shared with the context per request
+    const b = new HttpBackend({ baseUrls: servers.vllm!.url, model: "hardened" });
+    const before = servers.vllm!.requests.length;
+    await b.modelProblem();
+    assert.equal((await b.contextPerRequest()).len, 4096);
+    assert.equal(servers.vllm!.requests.length - before, 1);
+  } finally {
+    await Promise.all(Object.values(servers).map((s) => s.close()));
+  }
+});

@@ -315,7 +315,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     // each side's servers (the model's with --url; the base's with --base-server-model): its prompts, and the
     // utility benchmarks given but those of --utility-local
     const onServers = serverBenchmarks(opts);
-    const servers = async (dir: string, model: string) => {
+    const servers = async (dir: string, model: string, flag: string) => {
       const tokenizer = await loadTokenizer(dir);
       const backend = new HttpBackend({
         baseUrls: opts.url,
@@ -328,6 +328,9 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
         ...(opts.maxModelLen !== undefined ? { maxModelLen: opts.maxModelLen } : {}),
         ...(opts.extraBody ? { extraBody: opts.extraBody } : {}),
       });
+      // a name the servers do not serve is refused before any request, with the names they do (not vLLM's 404)
+      const unserved = await backend.modelProblem();
+      if (unserved) throw new InputError(`${flag}: ${unserved}. Give one of the names it lists with ${flag}`);
       const server = httpUtilityServer(backend, opts.url, model);
       // a server that cannot score log-likelihoods, or that does not take raw prompts as they are, is found before
       // the answers are generated, not after
@@ -338,8 +341,10 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
         ...(onServers.length ? { utilityServer: { server, benchmarks: onServers } } : {}),
       };
     };
-    const modelServers = opts.url ? await servers(opts.model, opts.serverModel) : {};
-    const baseServers = opts.baseServerModel ? await servers(opts.base, opts.baseServerModel) : {};
+    const modelServers = opts.url ? await servers(opts.model, opts.serverModel, "--server-model") : {};
+    const baseServers = opts.baseServerModel
+      ? await servers(opts.base, opts.baseServerModel, "--base-server-model")
+      : {};
     let ev;
     let base = null;
     try {

@@ -33,6 +33,7 @@ import { GoodVibeError, InputError } from "../../errors.js";
 import { DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT_S } from "./http-config.js";
 import { interrupted } from "../../util/stop.js";
 import { allOrCancel } from "../../util/fan-out.js";
+import { nearestKey } from "../../util/suggest.js";
 import type { ChatMessage } from "../../io/tokenizer.js";
 import type { LoglikelihoodRequest, LoglikelihoodResult } from "../utility/model.js";
 import {
@@ -302,6 +303,17 @@ function anySignal(signals: readonly AbortSignal[]): { signal: AbortSignal; disp
     s.addEventListener("abort", () => c.abort(s.reason), { once: true, signal: c.signal });
   }
   return { signal: c.signal, dispose };
+}
+
+/** A server root as the user gave it, without the "/v1" normaliseBase adds. */
+function root(base: string): string {
+  return base.replace(/\/v1$/, "");
+}
+
+/** An Ollama model name as its list writes it: the default registry and namespace dropped, the tag ":latest" added. */
+function ollamaName(name: string): string {
+  const bare = name.replace(/^registry\.ollama\.ai\//, "").replace(/^library\//, "");
+  return /:[^/]*$/.test(bare) ? bare : `${bare}:latest`;
 }
 
 function normaliseBase(url: string): string {
@@ -845,6 +857,55 @@ export class HttpBackend implements GenerationBackend {
   }
 
   private windows: Promise<ContextPerRequest> | null = null;
+  private modelLists = new Map<string, Promise<unknown>>();
+
+  /** GET `base`/models, once per server: the model check and the context per request read the same answer. */
+  private modelList(base: string): Promise<unknown> {
+    let list = this.modelLists.get(base);
+    if (!list) this.modelLists.set(base, (list = this.getJson(`${base}/models`)));
+    return list;
+  }
+
+  /**
+   * Why the model is not served by one of the servers, from its GET /v1/models; null where it is, or where that
+   * cannot be told. vLLM (cards owned_by "vllm") and `goodvibe serve` answer 404 for a name they do not list, as
+   * Ollama does (known by its GET /api/version; "NAME" is its "NAME:latest"); llama-server serves its one model
+   * under any name, and a server that lists nothing, or that we do not know, is not second-guessed.
+   */
+  async modelProblem(): Promise<string | null> {
+    const model = this.opts.model;
+    for (const base of this.bases) {
+      const data: unknown = ((await this.modelList(base)) as { data?: unknown } | null)?.data;
+      if (!Array.isArray(data)) continue;
+      const cards = data.filter(
+        (c): c is { id: string; owned_by?: unknown } =>
+          c !== null && typeof c === "object" && typeof c.id === "string",
+      );
+      if (cards.length === 0 || cards.some((c) => c.id === model)) continue;
+      const ids = cards.map((c) => c.id);
+      let hint: string;
+      if (cards.every((c) => c.owned_by === "vllm"))
+        hint =
+          "vLLM serves a model under its --served-model-name (by default the path or Hub id it was started " +
+          "with) and a LoRA adapter under its --lora-modules name";
+      else if (cards.every((c) => c.owned_by === "goodvibe"))
+        hint = "goodvibe serve serves its model under its --name";
+      else {
+        const version = ((await this.getJson(`${root(base)}/api/version`)) as { version?: unknown } | null)
+          ?.version;
+        if (typeof version !== "string" || ids.map(ollamaName).includes(ollamaName(model))) continue;
+        hint = `Ollama ${version} serves the models \`ollama list\` shows (a NAME is NAME:latest); \`ollama pull\` adds one`;
+      }
+      const near = nearestKey(model, ids);
+      const shown = ids.slice(0, 20).map((id) => JSON.stringify(id));
+      return (
+        `${root(base)} does not serve "${model}": GET ${base}/models lists ${shown.join(", ")}` +
+        `${ids.length > shown.length ? ` and ${ids.length - shown.length} more` : ""}` +
+        `${near ? ` (did you mean "${near}"?)` : ""}. ${hint}`
+      );
+    }
+    return null;
+  }
 
   /**
    * The most model-input tokens of a log-likelihood pair (loglikelihoodWindow's maxLength): the server's
@@ -872,7 +933,7 @@ export class HttpBackend implements GenerationBackend {
       const servers = await Promise.all(
         this.bases.map(async (base) => ({
           url: base,
-          report: serverWindow(await this.getJson(`${base}/models`), this.opts.model),
+          report: serverWindow(await this.modelList(base), this.opts.model),
         })),
       );
       const reported = servers.flatMap((s) => (s.report ? [{ url: s.url, ...s.report }] : []));
