@@ -1,7 +1,8 @@
 /**
- * Scored batches kept across runs (secure preference's answer losses): a JSONL file with one record per finished
- * batch, `{key, losses}`, fsync'd as it is written, the key a hash of the batch's token ids and labels (the file is
- * per model). A rerun after Ctrl-C or a kill takes those batches from the file and scores only the rest, in the
+ * Scored batches kept across runs (secure preference's answer losses; a judge's P(unsafe) on held-out samples,
+ * LlmJudge.scoreResumable): a JSONL file with one record per finished batch, `{key, losses}` (the batch's numbers,
+ * whatever they are), fsync'd as it is written, the key a hash of what was scored (the batch's token ids and labels
+ * for a file per model; the judge's identity and the batch's prompts for the judge). A rerun after Ctrl-C or a kill takes those batches from the file and scores only the rest, in the
  * same batches, so the result is the uninterrupted run's bit for bit; a torn line (a kill mid-write) is skipped
  * (io/append-log.ts, as for the generation cache).
  */

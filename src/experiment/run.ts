@@ -348,6 +348,7 @@ async function prepareJudges(ctx: RunContext): Promise<void> {
           cacheFile: path.join(src.dir, "reliability.json"),
           batchSize: spec.eval.batchSize,
           log,
+          signal,
         })),
       );
     } finally {

@@ -77,7 +77,7 @@ export function modelFolderHash(dir: string): string {
   const config = path.join(dir, "config.json");
   if (!fs.existsSync(config)) throw new InputError(`${dir}: no config.json, not a model folder`);
   // every file that enters the hash, by its identity (size, mtime, ctime, inode): a changed folder is hashed again
-  const memo = `${path.resolve(dir)}|${folderIdentity(dir)}`;
+  const memo = `${path.resolve(dir)}|${modelFolderIdentity(dir)}`;
   let h = folderHashes.get(memo);
   if (!h) {
     h = sha256(canonicalJson({ weights: modelWeightsHash(dir), tokenizer: tokenizerFilesHashes(dir) }));
@@ -122,8 +122,8 @@ export function answersFingerprint(dir: string, weights: string = modelWeightsHa
   return sha256(canonicalJson({ weights, files: filesHashes(dir, ANSWER_FILES) })).slice(0, 32);
 }
 
-/** The identities of a model folder's files that its hash reads. */
-function folderIdentity(dir: string): string {
+/** The identities of a model folder's files that its hash reads (what keys a memo of what the folder holds). */
+export function modelFolderIdentity(dir: string): string {
   return fs
     .readdirSync(dir)
     .filter((f) => f.endsWith(".json") || f.endsWith(".safetensors") || f.endsWith(".jinja"))
@@ -142,7 +142,7 @@ function folderIdentity(dir: string): string {
  * written (the run folder does not exist yet).
  */
 export function modelFolderHashCached(dir: string, cacheFile: string): string {
-  const identity = `${path.resolve(dir)}|${folderIdentity(dir)}`;
+  const identity = `${path.resolve(dir)}|${modelFolderIdentity(dir)}`;
   try {
     const c = JSON.parse(fs.readFileSync(cacheFile, "utf8")) as { identity?: unknown; hash?: unknown };
     if (c.identity === identity && typeof c.hash === "string" && /^[0-9a-f]{64}$/.test(c.hash)) return c.hash;

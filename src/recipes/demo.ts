@@ -257,6 +257,7 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
     cacheFile: path.join(judgeTraining.dir, "reliability.json"),
     batchSize: 16,
     log,
+    signal,
   });
   const judge = await LlmJudge.load(judgeDir, { convention });
   const evalOpts = {

@@ -11,20 +11,15 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { createHash } from "node:crypto";
 import { writeFileAtomic } from "../io/atomic.js";
-import {
-  labelConflicts,
-  normalizedText,
-  pairOverlap,
-  pairsToLabelledSamples,
-  subsamplePairs,
-  type SecurityPair,
-} from "../data/pairs.js";
+import { ScoreCache } from "../eval/score-cache.js";
+import { pairOverlap, subsamplePairs, type SecurityPair } from "../data/pairs.js";
 import { describeJudgeConvention, type JudgeConvention } from "../data/prompts.js";
 import {
   JUDGE_RECORD_FILE,
   LlmJudge,
-  judgeReliability,
   judgeTrainingCode,
+  reliabilityOfScores,
+  reliabilitySamples,
   trainingOverlap,
   type JudgeReliability,
   type TrainingOverlap,
@@ -192,14 +187,13 @@ export async function measureJudgeReliability(opts: {
   cacheFile?: string;
   batchSize?: number;
   log?: Logger;
+  /** stops between batches (InterruptedError); the samples scored so far are kept for the rerun */
+  signal?: AbortSignal;
 }): Promise<JudgeReliabilityEntry[]> {
   const log = opts.log ?? silentLogger;
   const thinking = opts.enableThinking ?? DEFAULT_ENABLE_THINKING;
-  const conflicts = labelConflicts(opts.heldOut);
-  const samples = pairsToLabelledSamples(opts.heldOut);
   // the samples judgeReliability judges, in its order: those whose code the pairs do not label both ways
-  const kept = samples.filter((s) => !conflicts.has(normalizedText(s.code)));
-  const conflicting = samples.length - kept.length;
+  const { kept, conflicting } = reliabilitySamples(opts.heldOut);
   const training = judgeTrainingCode(opts.judgeDir);
   const key = JSON.stringify([
     pairsHash(opts.heldOut),
@@ -232,6 +226,11 @@ export async function measureJudgeReliability(opts: {
       // damaged cache: measure again
     }
   }
+  // each batch's scores as scored, next to cacheFile: a run stopped or killed mid-way (a 7B judge takes minutes
+  // over hundreds of samples) scores only the rest when run again; superseded once cacheFile is written
+  const scoresFile = opts.cacheFile
+    ? path.join(path.dirname(opts.cacheFile), `${path.basename(opts.cacheFile, ".json")}-scores.jsonl`)
+    : undefined;
   const entries: JudgeReliabilityEntry[] = [];
   const score = async (role: JudgeReliabilityEntry["role"], dir: string) => {
     log.info(
@@ -242,7 +241,28 @@ export async function measureJudgeReliability(opts: {
           : ""),
     );
     const judge = await LlmJudge.load(dir, { convention: opts.convention, enableThinking: thinking });
-    const rel = judgeReliability(judge, opts.heldOut, { batchSize: opts.batchSize });
+    const cache = scoresFile ? new ScoreCache(scoresFile) : undefined;
+    let p: number[];
+    let taken = 0;
+    try {
+      p = await judge.scoreResumable(kept, {
+        batchSize: opts.batchSize,
+        cache,
+        signal: opts.signal,
+        onBatch: (scored, t, total) => {
+          taken = t;
+          log.progress(`judge reliability (${role})`, scored + t, total);
+        },
+      });
+    } finally {
+      cache?.close();
+    }
+    if (taken > 0)
+      log.info(
+        `judge reliability: the ${role} judge: ${taken} of ${kept.length} samples' scores taken from an earlier ` +
+          `run (${scoresFile})`,
+      );
+    const rel: JudgeReliability = { ...reliabilityOfScores(kept, p), conflicting };
     const overlap = training && trainingOverlap(rel, kept, training);
     const e = reliabilityEntry(role, dir, rel, opts.model, overlap);
     log.info(`judge reliability: the ${role} judge: ${reliabilitySummary(e)}`);
@@ -253,7 +273,10 @@ export async function measureJudgeReliability(opts: {
     fs.existsSync(path.join(opts.judgeDir, JUDGE_RECORD_FILE)) ? "fine-tuned" : "given",
     opts.judgeDir,
   );
-  if (opts.cacheFile) writeFileAtomic(opts.cacheFile, JSON.stringify({ key, entries }, null, 2));
+  if (opts.cacheFile) {
+    writeFileAtomic(opts.cacheFile, JSON.stringify({ key, entries }, null, 2));
+    fs.rmSync(scoresFile!, { force: true });
+  }
   return entries;
 }
 

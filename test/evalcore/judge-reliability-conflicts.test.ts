@@ -8,11 +8,17 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { LlmJudge, judgeReliability, type JudgeInput } from "../../src/eval/judge/llm.js";
+import {
+  LlmJudge,
+  judgeReliability,
+  reliabilityOfScores,
+  reliabilitySamples,
+  type JudgeInput,
+} from "../../src/eval/judge/llm.js";
 import { measureJudgeReliability } from "../../src/recipes/judge.js";
 import { PAPER_JUDGE } from "../../src/data/prompts.js";
 import { pairsToLabelledSamples, type SecurityPair } from "../../src/data/pairs.js";
-import { InputError } from "../../src/errors.js";
+import { InputError, InterruptedError } from "../../src/errors.js";
 import { makeTinyChatModel, scratchDir } from "./make-model.js";
 
 const made = makeTinyChatModel({ seed: 5 });
@@ -112,4 +118,84 @@ test("measureJudgeReliability records and says how many samples it left out", as
   assert.equal(c.fp, kept.filter((s, i) => s.secure && flagged[i]).length);
   // cached under a key of its own: a rerun reads it back
   assert.deepEqual(await measureJudgeReliability(opts), [e]);
+});
+
+test("measureJudgeReliability stopped mid-way keeps the scored batches: the rerun scores only the rest, to the uninterrupted result; another judge reuses none", async () => {
+  // samples actually scored (forward passes), whatever the caller
+  const proto = LlmJudge.prototype as unknown as {
+    scoreBatch: (p: unknown, idx: number[], out: unknown) => void;
+  };
+  const original = proto.scoreBatch;
+  let scored = 0;
+  proto.scoreBatch = function (p, idx, out) {
+    scored += idx.length;
+    return original.call(this, p, idx, out);
+  };
+  try {
+    const lines: string[] = [];
+    const logTo = (onProgress: (done: number) => void = () => {}) => ({
+      info: (m: string) => lines.push(m),
+      warn: (m: string) => lines.push(m),
+      progress: (_s: string, done: number) => onProgress(done),
+    });
+    const base = { judgeDir: made.dir, heldOut: pairs, convention: PAPER_JUDGE, batchSize: 1 };
+    // the reference: one uninterrupted run (6 kept samples, one per batch)
+    const whole = await measureJudgeReliability({
+      ...base,
+      cacheFile: path.join(work, "whole", "reliability.json"),
+      log: logTo(),
+    });
+    assert.equal(scored, 6);
+    // stopped after its second batch
+    const dir = path.join(work, "stopped");
+    fs.mkdirSync(dir);
+    const cacheFile = path.join(dir, "reliability.json");
+    const stop = new AbortController();
+    scored = 0;
+    await assert.rejects(
+      measureJudgeReliability({
+        ...base,
+        cacheFile,
+        signal: stop.signal,
+        log: logTo((done) => done >= 2 && stop.abort()),
+      }),
+      InterruptedError,
+    );
+    assert.equal(scored, 2);
+    assert.equal(fs.existsSync(cacheFile), false, "no reliability written by the stopped run");
+    const scoresFile = path.join(dir, "reliability-scores.jsonl");
+    // another judge given those scores reuses none of them
+    const other = makeTinyChatModel({ seed: 6 });
+    try {
+      fs.mkdirSync(path.join(work, "other"));
+      fs.copyFileSync(scoresFile, path.join(work, "other", "reliability-scores.jsonl"));
+      scored = 0;
+      const [o] = await measureJudgeReliability({
+        ...base,
+        judgeDir: other.dir,
+        cacheFile: path.join(work, "other", "reliability.json"),
+        log: logTo(),
+      });
+      assert.equal(scored, 6, "another judge scored every sample itself");
+      const { kept } = reliabilitySamples(pairs);
+      const own = (await LlmJudge.load(other.dir, { convention: PAPER_JUDGE })).score(kept, { batchSize: 1 });
+      const { tp, fp, tn, fn } = reliabilityOfScores(kept, own).confusion;
+      assert.deepEqual(o!.confusion, { tp, fp, tn, fn });
+    } finally {
+      fs.rmSync(other.dir, { recursive: true, force: true });
+    }
+    // the rerun: only the 4 left scored, the same reliability as the uninterrupted run, bit for bit
+    scored = 0;
+    lines.length = 0;
+    const resumed = await measureJudgeReliability({ ...base, cacheFile, log: logTo() });
+    assert.equal(scored, 4);
+    assert.ok(
+      lines.some((l) => /2 of 6 samples' scores taken from an earlier run/.test(l)),
+      lines.join("\n"),
+    );
+    assert.deepEqual(resumed, whole);
+    assert.equal(fs.existsSync(scoresFile), false, "the scores are superseded by reliability.json");
+  } finally {
+    proto.scoreBatch = original;
+  }
 });

@@ -10,7 +10,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../../errors.js";
-import { sha256 } from "../../io/hash.js";
+import { canonicalJson, modelFolderIdentity, sha256 } from "../../io/hash.js";
+import type { ScoreCache } from "../score-cache.js";
+import { stopPoint } from "../../util/stop.js";
 import { loadTokenizer, type HfTokenizer } from "../../io/tokenizer.js";
 import { loadModel, type DecoderModel, type LoadOptions } from "../../models/index.js";
 import { restrictedLogits } from "../../method/losses.js";
@@ -272,33 +274,89 @@ export class LlmJudge {
   }
 
   private scorePrompts(prompts: readonly number[][], opts: ScoreOptions): number[] {
+    const out = new Array<number>(prompts.length);
+    for (const idx of this.planScoring(prompts, opts)) this.scoreBatch(prompts, idx, out);
+    return out;
+  }
+
+  /** The batches (indices into `prompts`) score plans under `opts`. */
+  private planScoring(prompts: readonly number[][], opts: ScoreOptions): number[][] {
     const batchSize = opts.batchSize ?? DEFAULT_JUDGE_BATCH;
     if (!Number.isInteger(batchSize) || batchSize < 1)
       throw new InputError(`judge option batchSize must be a positive integer, got ${batchSize}`);
     const batchTokens = opts.batchTokens ?? DEFAULT_JUDGE_BATCH_TOKENS;
     if (!Number.isInteger(batchTokens) || batchTokens < 0)
       throw new InputError(`judge option batchTokens must be a non-negative integer, got ${batchTokens}`);
-    const batches = planBatches(
+    return planBatches(
       prompts.map((p) => p.length),
       batchSize,
       batchTokens,
     );
+  }
+
+  /** P(unsafe) of the prompts `idx` (one forward pass), written into `out` at those indices. */
+  private scoreBatch(prompts: readonly number[][], idx: readonly number[], out: number[]): void {
+    const logits = tidy(() =>
+      noGrad(() => {
+        const labelIds = Tensor.fromArray(this.labelIds, [2], "int64");
+        return this.lastLabelLogits(
+          idx.map((i) => prompts[i]!),
+          labelIds,
+        );
+      }),
+    );
+    idx.forEach((i, b) => {
+      const [safe, unsafe] = [logits[2 * b]!, logits[2 * b + 1]!];
+      // softmax of two logits = sigmoid of their difference (stable for large gaps)
+      out[i] = 1 / (1 + Math.exp(safe - unsafe));
+    });
+  }
+
+  /**
+   * score, resumable: each batch's scores appended to `cache` as scored (fsync'd), and a batch found there taken
+   * from it, so that a run stopped (`signal`, Ctrl-C, a kill) and run again scores only the rest, in the same
+   * batches, to the uninterrupted run's scores bit for bit. A batch is keyed by this judge (its folder, that
+   * folder's files' identities: a judge trained again there is another judge), its compute dtype and the batch's
+   * prompt token ids (which carry the convention, the template and the thinking switch), so a cache shared with
+   * another judge, model or setting never answers for it. `onBatch(scored, taken, total)` after each batch.
+   */
+  async scoreResumable(
+    items: readonly JudgeInput[],
+    opts: ScoreOptions & {
+      cache?: ScoreCache;
+      signal?: AbortSignal;
+      onBatch?: (scored: number, taken: number, total: number) => void;
+    } = {},
+  ): Promise<number[]> {
+    const prompts = items.map((it) => this.prompt(it).ids);
+    const judgeKey = canonicalJson({
+      judge: this.source ? path.resolve(this.source) : null,
+      files: this.source ? modelFolderIdentity(this.source) : null,
+      dtype: this.model.dtype,
+    });
     const out = new Array<number>(prompts.length);
-    const labelIds = Tensor.fromArray(this.labelIds, [2], "int64");
-    for (const idx of batches) {
-      const logits = tidy(() =>
-        noGrad(() =>
-          this.lastLabelLogits(
-            idx.map((i) => prompts[i]!),
-            labelIds,
-          ),
-        ),
+    let scored = 0;
+    let taken = 0;
+    for (const idx of this.planScoring(prompts, opts)) {
+      await stopPoint(
+        opts.signal,
+        `judge scoring stopped after ${scored + taken} of ${prompts.length} samples` +
+          (opts.cache ? ` (the scored ones are kept in ${opts.cache.file})` : " (none kept: no cache file)"),
       );
-      idx.forEach((i, b) => {
-        const [safe, unsafe] = [logits[2 * b]!, logits[2 * b + 1]!];
-        // softmax of two logits = sigmoid of their difference (stable for large gaps)
-        out[i] = 1 / (1 + Math.exp(safe - unsafe));
-      });
+      const key = opts.cache ? sha256(judgeKey + "\n" + JSON.stringify(idx.map((i) => prompts[i]))) : "";
+      const kept = opts.cache?.get(key);
+      if (kept && kept.length === idx.length) {
+        idx.forEach((i, b) => (out[i] = kept[b]!));
+        taken += idx.length;
+      } else {
+        this.scoreBatch(prompts, idx, out);
+        opts.cache?.put(
+          key,
+          idx.map((i) => out[i]!),
+        );
+        scored += idx.length;
+      }
+      opts.onBatch?.(scored, taken, prompts.length);
     }
     return out;
   }
@@ -448,6 +506,18 @@ export function judgeReliability(
   pairs: readonly SecurityPair[],
   opts: ScoreOptions = {},
 ): JudgeReliability {
+  const { kept, conflicting } = reliabilitySamples(pairs);
+  return { ...judgeReliabilityOn(judge, kept, opts), conflicting };
+}
+
+/**
+ * The samples of `pairs` that judgeReliability judges, in its order: those whose code the pairs do not label both
+ * ways; `conflicting`, how many it leaves out. Refuses pairs that leave none.
+ */
+export function reliabilitySamples(pairs: readonly SecurityPair[]): {
+  kept: LabelledSample[];
+  conflicting: number;
+} {
   if (pairs.length === 0) throw new InputError("judge reliability: no pairs to evaluate on");
   const conflicts = labelConflicts(pairs);
   const samples = pairsToLabelledSamples(pairs);
@@ -456,7 +526,7 @@ export function judgeReliability(
     throw new InputError(
       "judge reliability: the code of every held-out sample is labelled both secure and insecure by the pairs",
     );
-  return { ...judgeReliabilityOn(judge, kept, opts), conflicting: samples.length - kept.length };
+  return { kept, conflicting: samples.length - kept.length };
 }
 
 /** judgeReliability on labelled code samples (a `{code, label}` file, or the samples of pairs). */
@@ -466,7 +536,14 @@ export function judgeReliabilityOn(
   opts: ScoreOptions = {},
 ): JudgeReliability {
   if (samples.length === 0) throw new InputError("judge reliability: no samples to evaluate on");
-  const p = judge.score(samples, opts);
+  return reliabilityOfScores(samples, judge.score(samples, opts));
+}
+
+/** The reliability of `p`, a judge's P(unsafe) of each of `samples` (judgeReliabilityOn once scored). */
+export function reliabilityOfScores(
+  samples: readonly LabelledSample[],
+  p: readonly number[],
+): JudgeReliability {
   const perItem = samples.map((s, i) => ({ id: s.id, lang: s.lang, secure: s.secure, pUnsafe: p[i]! }));
   return { ...reliabilityRates(perItem), conflicting: 0, perItem };
 }
