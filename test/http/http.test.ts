@@ -28,6 +28,7 @@ import { arcRequests } from "../../src/eval/utility/arc.js";
 import type { ArcItem } from "../../src/eval/utility/datasets.js";
 import { REPO_ROOT, tokenizerDir } from "../scale/models.js";
 import { httpUtilityServer } from "../../src/eval/utility/engine.js";
+import { InputError } from "../../src/errors.js";
 
 interface Seen {
   path: string;
@@ -1388,8 +1389,14 @@ for (const [what, run] of [
 ] as const) {
   test(`${what}: the first failure for good cancels the queued requests and aborts those in flight`, async () => {
     const held = 3000;
-    const srv = await mockServer((_s, i) =>
-      i === 0 ? { status: 400, json: { error: "malformed request" } } : { ...completion("x"), delayMs: held },
+    // GET /v1/models (the windows' check against the context): a server that lists none
+    let posts = 0;
+    const srv = await mockServer((s) =>
+      s.path.endsWith("/models")
+        ? { status: 404, json: {} }
+        : posts++ === 0
+          ? { status: 400, json: { error: "malformed request" } }
+          : { ...completion("x"), delayMs: held },
     );
     try {
       const b = new HttpBackend({ baseUrls: srv.url, model: "m", concurrency: 2, retryBaseMs: 1 });
@@ -1405,7 +1412,7 @@ for (const [what, run] of [
       assert.ok(took < held - 1000, `rejected after ${took} ms`);
       await new Promise((ok) => setTimeout(ok, 500));
       // the two in flight when the 400 came (concurrency 2), and no other of the 10
-      assert.equal(srv.requests.length, 2, `${srv.requests.length} requests reached the server`);
+      assert.equal(posts, 2, `${posts} requests reached the server`);
     } finally {
       await srv.close();
     }
@@ -1537,5 +1544,50 @@ test("modelProblem: a name vLLM, goodvibe serve or Ollama does not list is named
     assert.equal(servers.vllm!.requests.length - before, 1);
   } finally {
     await Promise.all(Object.values(servers).map((s) => s.close()));
+  }
+});
+
+test("held-out loss windows longer than the servers' context per request (reported, or maxModelLen) are refused before any window is sent; where it is not known they are sent whole", async () => {
+  const srv = await contextServer(64, { object: "list", data: [vllmCard("m", 64)] });
+  const unreported = await contextServer(64, { object: "list", data: [vllmCard("m", null)] });
+  const windows = [Array.from({ length: 10 }, (_, k) => k + 1), Array.from({ length: 64 }, (_, k) => k + 1)];
+  const sent = (s: { requests: Seen[] }) => s.requests.filter((r) => r.path.endsWith("/completions")).length;
+  try {
+    for (const [opts, whence] of [
+      [{}, `GET ${srv.url}/v1/models: max_model_len 64`],
+      [{ maxModelLen: 32 }, "--max-model-len"],
+    ] as const) {
+      const server = httpUtilityServer(
+        new HttpBackend({ baseUrls: srv.url, model: "m", ...opts }),
+        [srv.url],
+        "m",
+      );
+      await assert.rejects(server.windowLosses(windows), (e: Error) => {
+        assert.ok(e instanceof InputError, String(e));
+        assert.ok(
+          e.message.startsWith(
+            "held-out real-code loss window 2 is 64 tokens, 65 with the token generated: more than the servers' context per request of",
+          ),
+          e.message,
+        );
+        assert.ok(e.message.includes(whence), e.message);
+        assert.match(e.message, /--utility-local code/);
+        return true;
+      });
+    }
+    assert.equal(sent(srv), 0);
+    // not known: sent whole, and the server's refusal is the error (its advice: commit 3f0cf74)
+    const b = new HttpBackend({ baseUrls: unreported.url, model: "m" });
+    await assert.rejects(
+      httpUtilityServer(b, [unreported.url], "m").windowLosses(windows),
+      (e: Error) => e instanceof HttpBackendError && /refused the 64 tokens sent/.test(e.message),
+    );
+    assert.ok(sent(unreported) >= 1);
+    // windows that fit are scored
+    const ok = httpUtilityServer(new HttpBackend({ baseUrls: srv.url, model: "m" }), [srv.url], "m");
+    assert.equal((await ok.windowLosses([windows[0]!])).length, 1);
+  } finally {
+    await srv.close();
+    await unreported.close();
   }
 });

@@ -981,10 +981,31 @@ export class HttpBackend implements GenerationBackend {
    * promptLogprobs of every window at once (`what` names window i in errors); the first to fail for good cancels the
    * rest (allOrCancel).
    */
-  promptLogprobsAll(
+  async promptLogprobsAll(
     windows: readonly (readonly number[])[],
     what: (i: number) => string,
   ): Promise<number[][]> {
+    // a window is scored whole, never cut: one longer than the servers' context per request, where it is known (the
+    // servers report it, or --max-model-len), is refused before any window is sent, not by the server after the
+    // others' answers
+    const ctx = await this.contextPerRequest().catch(() => null);
+    if (ctx) {
+      const maxTokens = this.opts.loglikelihoodMaxTokens ?? 1;
+      const longest = windows.reduce((a, w, i) => (w.length > (windows[a]?.length ?? -1) ? i : a), 0);
+      const n = windows[longest]?.length ?? 0;
+      if (n + maxTokens > ctx.len) {
+        const whence =
+          ctx.from === "option"
+            ? "--max-model-len (HttpBackend option maxModelLen)"
+            : ctx.reported.map((r) => `GET ${r.url}/models: ${r.field} ${r.len}`).join("; ");
+        throw new InputError(
+          `${what(longest)} is ${n} tokens, ${n + maxTokens} with the ${maxTokens === 1 ? "token" : "tokens"} ` +
+            `generated: more than the servers' context per request of ${ctx.len} (${whence}). A window is ` +
+            "scored whole, never cut; score --code on the built-in engine (eval --utility-local code), or serve " +
+            `the model with a context of at least ${n + maxTokens}`,
+        );
+      }
+    }
     return allOrCancel(windows, (w, i, signal) => this.promptLogprobs(w, what(i), signal));
   }
 
