@@ -11,6 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { createHash } from "node:crypto";
 import { writeFileAtomic } from "../io/atomic.js";
+import { modelFolderIdentity } from "../io/hash.js";
 import { ScoreCache } from "../eval/score-cache.js";
 import { pairOverlap, subsamplePairs, type SecurityPair } from "../data/pairs.js";
 import { describeJudgeConvention, type JudgeConvention } from "../data/prompts.js";
@@ -199,6 +200,12 @@ export async function measureJudgeReliability(opts: {
     pairsHash(opts.heldOut),
     opts.convention,
     opts.baseDir ?? null,
+    // the judges' own files (size, mtime, inode...: io/hash modelFolderIdentity, as their per-batch scores are
+    // keyed): a judge trained again in place, or another copied there, is measured anew, not its old reliability
+    {
+      judge: modelFolderIdentity(opts.judgeDir),
+      base: opts.baseDir ? modelFolderIdentity(opts.baseDir) : null,
+    },
     // left out at the default: reliabilities measured before it was a setting are found again
     ...(thinking !== DEFAULT_ENABLE_THINKING ? [{ enableThinking: thinking }] : []),
     // code labelled both ways is left out since it was counted (one of its samples always wrong): measured anew

@@ -199,3 +199,46 @@ test("measureJudgeReliability stopped mid-way keeps the scored batches: the reru
     proto.scoreBatch = original;
   }
 });
+
+test("measureJudgeReliability: a judge trained again in place (its folder's files replaced) is measured anew, not given its old reliability", async () => {
+  const proto = LlmJudge.prototype as unknown as {
+    scoreBatch: (p: unknown, idx: number[], out: unknown) => void;
+  };
+  const original = proto.scoreBatch;
+  let scored = 0;
+  proto.scoreBatch = function (p, idx, out) {
+    scored += idx.length;
+    return original.call(this, p, idx, out);
+  };
+  const dir = path.join(work, "retrained-judge");
+  fs.cpSync(made.dir, dir, { recursive: true });
+  const other = makeTinyChatModel({ seed: 7 });
+  try {
+    const opts = {
+      judgeDir: dir,
+      heldOut: pairs,
+      convention: PAPER_JUDGE,
+      cacheFile: path.join(work, "retrained", "reliability.json"),
+    };
+    fs.mkdirSync(path.dirname(opts.cacheFile));
+    await measureJudgeReliability(opts);
+    assert.equal(scored, 6);
+    // unchanged: read back, nothing scored
+    scored = 0;
+    await measureJudgeReliability(opts);
+    assert.equal(scored, 0);
+    // "retrained": another judge's weights written over this folder's, same path, same file names
+    for (const f of fs.readdirSync(other.dir).filter((f) => f.endsWith(".safetensors")))
+      fs.copyFileSync(path.join(other.dir, f), path.join(dir, f));
+    const [e] = await measureJudgeReliability(opts);
+    assert.equal(scored, 6, "the retrained judge scored every sample");
+    // the reference: the new weights' own scores of the kept samples
+    const { kept } = reliabilitySamples(pairs);
+    const own = (await LlmJudge.load(other.dir, { convention: PAPER_JUDGE })).score(kept);
+    const { tp, fp, tn, fn } = reliabilityOfScores(kept, own).confusion;
+    assert.deepEqual(e!.confusion, { tp, fp, tn, fn });
+  } finally {
+    proto.scoreBatch = original;
+    fs.rmSync(other.dir, { recursive: true, force: true });
+  }
+});
