@@ -28,7 +28,7 @@ import { arcRequests } from "../../src/eval/utility/arc.js";
 import type { ArcItem } from "../../src/eval/utility/datasets.js";
 import { REPO_ROOT, tokenizerDir } from "../scale/models.js";
 import { httpUtilityServer } from "../../src/eval/utility/engine.js";
-import { InputError } from "../../src/errors.js";
+import { InputError, InterruptedError } from "../../src/errors.js";
 
 interface Seen {
   path: string;
@@ -1589,5 +1589,22 @@ test("held-out loss windows longer than the servers' context per request (report
   } finally {
     await srv.close();
     await unreported.close();
+  }
+});
+
+test("a stop request ends a GET /v1/models the server does not answer at once, with InterruptedError (not after the request timeout)", async () => {
+  const server = http.createServer(() => {}); // never answers
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const stop = new AbortController();
+  try {
+    const b = new HttpBackend({ baseUrls: url, model: "m", timeoutMs: 5000, signal: stop.signal });
+    setTimeout(() => stop.abort(), 100);
+    const t0 = Date.now();
+    await assert.rejects(b.modelProblem(), (e: Error) => e instanceof InterruptedError);
+    assert.ok(Date.now() - t0 < 2000, `stopped after ${Date.now() - t0} ms`);
+  } finally {
+    server.closeAllConnections();
+    await new Promise<void>((ok) => server.close(() => ok()));
   }
 });

@@ -323,6 +323,8 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
         concurrency: opts.concurrency,
         timeoutMs: opts.requestTimeout * 1000,
         onRetry: retries,
+        // Ctrl-C ends every request at once: the checks before the answers and the utility benchmarks' too
+        signal: common.signal,
         // the log-likelihoods' tokens made and cut as the built-in engine makes them (http.ts)
         tokenizer,
         ...(opts.maxModelLen !== undefined ? { maxModelLen: opts.maxModelLen } : {}),

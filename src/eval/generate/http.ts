@@ -964,16 +964,25 @@ export class HttpBackend implements GenerationBackend {
     return this.windows;
   }
 
-  /** GET `url` with the API key: its JSON body, or null (no answer, not 2xx, not JSON). */
+  /**
+   * GET `url` with the API key: its JSON body, or null (no answer, not 2xx, not JSON). The backend's stop request
+   * (Ctrl-C) ends it at once with InterruptedError: a server that does not answer its GET /v1/models at the start
+   * of a run does not hold it for the request timeout.
+   */
   private async getJson(url: string): Promise<unknown> {
+    const timeout = AbortSignal.timeout(this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_S * 1000);
+    const either = this.opts.signal ? anySignal([this.opts.signal, timeout]) : null;
     try {
       const res = await fetch(url, {
         headers: this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {},
-        signal: AbortSignal.timeout(this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_S * 1000),
+        signal: either?.signal ?? timeout,
       });
       return res.ok ? await res.json() : null;
     } catch {
+      if (this.opts.signal?.aborted) throw interrupted(`stopped (GET ${url} was cancelled)`);
       return null;
+    } finally {
+      either?.dispose();
     }
   }
 
