@@ -42,6 +42,8 @@ export interface Run {
   seconds: number;
   /** peak resident memory of the command (GNU time's %M), when /usr/bin/time exists */
   peakRssBytes: number | null;
+  /** user + system CPU seconds of the command (GNU time's %U + %S), when /usr/bin/time exists */
+  cpuSeconds: number | null;
   /** stdout parsed as JSON when the command ran with --json and printed JSON */
   json?: unknown;
 }
@@ -71,7 +73,7 @@ export function startGoodvibe(
     ? path.join((timeDir ??= scratchDir("gv-time-")), `${runs.length}-${Date.now()}`)
     : null;
   const argv = timeFile
-    ? [TIME, "-o", timeFile, "-f", "%M", process.execPath, ...node, CLI, ...args]
+    ? [TIME, "-o", timeFile, "-f", "%M %U %S", process.execPath, ...node, CLI, ...args]
     : [process.execPath, ...node, CLI, ...args];
   const t0 = process.hrtime.bigint();
   const child = spawn(argv[0]!, argv.slice(1), {
@@ -87,10 +89,18 @@ export function startGoodvibe(
     child.on("error", reject);
     child.on("close", (code, signal) => {
       let peakRssBytes: number | null = null;
+      let cpuSeconds: number | null = null;
       if (timeFile) {
         try {
-          const kb = Number(fs.readFileSync(timeFile, "utf8").trim().split("\n").pop());
-          if (Number.isFinite(kb)) peakRssBytes = kb * 1024;
+          const [kb, user, sys] = fs
+            .readFileSync(timeFile, "utf8")
+            .trim()
+            .split("\n")
+            .pop()!
+            .split(" ")
+            .map(Number);
+          if (Number.isFinite(kb)) peakRssBytes = kb! * 1024;
+          if (Number.isFinite(user) && Number.isFinite(sys)) cpuSeconds = user! + sys!;
         } catch {
           // time did not write (killed)
         }
@@ -105,6 +115,7 @@ export function startGoodvibe(
         stderr,
         seconds: Number(process.hrtime.bigint() - t0) / 1e9,
         peakRssBytes,
+        cpuSeconds,
       };
       if (args.includes("--json")) {
         try {
@@ -180,12 +191,12 @@ export function pairsFile(
   return { file, real: false };
 }
 
-/** One line per command run so far: wall time and peak memory (printed by each test file at its end). */
+/** One line per command run so far: wall time, CPU time and peak memory (printed by each test file at its end). */
 export function timingSummary(): string {
   return runs
     .map(
       (r) =>
-        `${r.seconds.toFixed(1).padStart(6)} s ${r.peakRssBytes ? `${(r.peakRssBytes / 1024 ** 3).toFixed(2)} GiB` : "    ?   "}  goodvibe ${r.args
+        `${r.seconds.toFixed(1).padStart(6)} s ${r.cpuSeconds === null ? "   ?  " : r.cpuSeconds.toFixed(1).padStart(6)} s CPU ${r.peakRssBytes ? `${(r.peakRssBytes / 1024 ** 3).toFixed(2)} GiB` : "    ?   "}  goodvibe ${r.args
           .map((a) => (a.length > 40 ? `…${a.slice(-30)}` : a))
           .join(" ")}`,
     )
