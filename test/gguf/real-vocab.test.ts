@@ -5,7 +5,8 @@
  * (Before the fix, a vocabulary of ~128k tokens or more crashed the export: Math.max(...ids) overflowed the stack.)
  *
  * For each family and GGUF type:
- *  - an independent reader, @huggingface/gguf, reads back our metadata and tensor infos;
+ *  - an independent reader, @huggingface/gguf, reads back our metadata and tensor infos; each tensor is in the type
+ *    asked for (norms in F32) and the embedding's last row reads back within the type's rounding of the checkpoint;
  *  - llama.cpp (node-llama-cpp) loads it; in f32 it tokenizes real texts (CyberNative, from ../shared when
  *    present) exactly as our tokenizer (@huggingface/tokenizers) does and decodes them back to the same text,
  *    and greedy-decodes the same tokens as the built-in engine with logits close to its own;
@@ -22,7 +23,8 @@ import * as path from "node:path";
 import { scratchDir } from "../scratch.js";
 import { gguf as hfGguf, GGMLQuantizationType } from "@huggingface/gguf";
 import { exportGguf, type GgufOutType } from "../../src/io/export-gguf.js";
-import { ggufMeta, readGguf } from "../../src/io/gguf.js";
+import { ggufMeta, ggufTensorBytes, readGguf, tensorToF32 } from "../../src/io/gguf.js";
+import { openModelWeights } from "../../src/io/safetensors.js";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { loadModel } from "../../src/models/load.js";
 import { BuiltinBackend } from "../../src/eval/generate/builtin.js";
@@ -136,7 +138,33 @@ for (const family of ["qwen3", "llama3", "gemma3", "codellama"] as const) {
         assert.equal(Number(t.offset) + ours.dataOffset, o.offset);
       });
       const embd = ours.tensors.find((t) => t.name === "token_embd.weight")!;
-      assert.deepEqual(embd.shape, [vocabSize, made.config.hidden_size]);
+      const hidden = made.config.hidden_size as number;
+      assert.deepEqual(embd.shape, [vocabSize, hidden]);
+      // each tensor in the type asked for (norms stay F32), and the embedding's last row (a padding row past the
+      // tokenizer's for Qwen3: export must not drop those) read back within the type's rounding of the
+      // checkpoint's bf16 (the read-back scale/qwen3-serve made of its own q8_0 and f16 exports, now made here)
+      assert.equal(embd.type, { f32: "F32", f16: "F16", bf16: "BF16", q8_0: "Q8_0" }[outtype]);
+      for (const t of ours.tensors) if (t.name.endsWith("norm.weight")) assert.equal(t.type, "F32", t.name);
+      if (family === "qwen3")
+        assert.equal(ours.tensors.length, 11 * (made.config.num_hidden_layers as number) + 2);
+      const rowBytes = embd.nbytes / vocabSize;
+      const last = tensorToF32(
+        embd.type,
+        ggufTensorBytes(ours, embd.name).subarray((vocabSize - 1) * rowBytes, vocabSize * rowBytes),
+      );
+      const ref = new Float32Array(hidden);
+      {
+        const src = openModelWeights(made.dir).tensors.get("model.embed_tokens.weight")!.data;
+        const view = new DataView(src.buffer, src.byteOffset + (vocabSize - 1) * hidden * 2, hidden * 2);
+        const u32 = new Uint32Array(ref.buffer);
+        for (let i = 0; i < hidden; i++) u32[i] = view.getUint16(2 * i, true) << 16;
+      }
+      const rowTol = { f32: 0, bf16: 0, f16: 1e-4, q8_0: 2e-3 }[outtype];
+      for (let i = 0; i < hidden; i++)
+        assert.ok(
+          Math.abs(last[i]! - ref[i]!) <= rowTol,
+          `${outtype}: token_embd[${vocabSize - 1}][${i}]: ${last[i]} vs ${ref[i]}`,
+        );
 
       const b = await openLlamaCppBackend({ modelPath: file, contextSize: 256, tokenizer: tok });
       try {

@@ -89,8 +89,8 @@ function family(spec: ScaleModelSpec, arch: string, vocab: number) {
 
       // bf16, the checkpoint's own type: what this case proves (the hardened folder of each family exports and
       // llama.cpp runs it) does not depend on the type, and q8_0's quantization of 32k-262k rows in JS was about a
-      // third of this file's CPU. q8_0 at real scale is held to its rounding by test/gguf/real-vocab (Qwen3's
-      // vocabulary: llama.cpp's logits against the built-in engine's) and scale/qwen3-serve (values read back).
+      // quarter of this file's CPU. q8_0 at real scale is held to its rounding by test/gguf/real-vocab (Qwen3's
+      // vocabulary: values read back against the checkpoint, llama.cpp's logits against the built-in engine's).
       const gguf = path.join(work.dir, `${spec.name}.gguf`);
       jsonOf(await goodvibe(["export", "-m", out, "-o", gguf, "--outtype", "bf16", "--json"]));
       const g = readGguf(gguf);
