@@ -61,6 +61,9 @@ export function jsonObject(v: string): Record<string, unknown> {
 }
 
 /** Comma-separated values, blanks dropped. */
+/** The cache folder of `eval --cache` and `judge check --cache`, relative to the working folder. */
+export const DEFAULT_CACHE_DIR = ".goodvibe-cache";
+
 export const list = (v: string): string[] =>
   v
     .split(",")

@@ -13,7 +13,7 @@ import { createHash } from "node:crypto";
 import { writeFileAtomic } from "../io/atomic.js";
 import { modelFolderIdentity } from "../io/hash.js";
 import { ScoreCache } from "../eval/score-cache.js";
-import { pairOverlap, subsamplePairs, type SecurityPair } from "../data/pairs.js";
+import { pairOverlap, subsamplePairs, type LabelledSample, type SecurityPair } from "../data/pairs.js";
 import { describeJudgeConvention, type JudgeConvention } from "../data/prompts.js";
 import {
   JUDGE_RECORD_FILE,
@@ -248,22 +248,12 @@ export async function measureJudgeReliability(opts: {
           : ""),
     );
     const judge = await LlmJudge.load(dir, { convention: opts.convention, enableThinking: thinking });
-    const cache = scoresFile ? new ScoreCache(scoresFile) : undefined;
-    let p: number[];
-    let taken = 0;
-    try {
-      p = await judge.scoreResumable(kept, {
-        batchSize: opts.batchSize,
-        cache,
-        signal: opts.signal,
-        onBatch: (scored, t, total) => {
-          taken = t;
-          log.progress(`judge reliability (${role})`, scored + t, total);
-        },
-      });
-    } finally {
-      cache?.close();
-    }
+    const { p, taken } = await resumableJudgeScores(judge, kept, {
+      scoresFile,
+      batchSize: opts.batchSize,
+      signal: opts.signal,
+      onProgress: (done, total) => log.progress(`judge reliability (${role})`, done, total),
+    });
     if (taken > 0)
       log.info(
         `judge reliability: the ${role} judge: ${taken} of ${kept.length} samples' scores taken from an earlier ` +
@@ -285,6 +275,39 @@ export async function measureJudgeReliability(opts: {
     fs.rmSync(scoresFile!, { force: true });
   }
   return entries;
+}
+
+/**
+ * A judge's P(unsafe) of `samples`, resumable: with `scoresFile`, each batch's scores are appended to it as scored
+ * (fsync'd) and a rerun takes them back (LlmJudge.scoreResumable, keyed by the judge's identity and the prompts);
+ * `signal` stops it between batches (InterruptedError). `taken`: how many samples' scores came from the file.
+ */
+export async function resumableJudgeScores(
+  judge: LlmJudge,
+  samples: readonly LabelledSample[],
+  opts: {
+    scoresFile?: string;
+    batchSize?: number;
+    signal?: AbortSignal;
+    onProgress?: (done: number, total: number) => void;
+  },
+): Promise<{ p: number[]; taken: number }> {
+  const cache = opts.scoresFile ? new ScoreCache(opts.scoresFile) : undefined;
+  let taken = 0;
+  try {
+    const p = await judge.scoreResumable(samples, {
+      batchSize: opts.batchSize,
+      cache,
+      signal: opts.signal,
+      onBatch: (scored, t, total) => {
+        taken = t;
+        opts.onProgress?.(scored + t, total);
+      },
+    });
+    return { p, taken };
+  } finally {
+    cache?.close();
+  }
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { DEFAULT_PREFERENCE_PAIRS } from "../../recipes/config.js";
 import { DEFAULT_EVAL_BATCH, DEFAULT_MAX_NEW_TOKENS } from "../../eval/config.js";
-import { integer, jsonObject, list, number } from "../options.js";
+import { DEFAULT_CACHE_DIR, integer, jsonObject, list, number } from "../options.js";
 import { DEFAULT_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT_S } from "../../eval/generate/http-config.js";
 
 export function registerEval(program: Command): void {
@@ -59,7 +59,7 @@ export function registerEval(program: Command): void {
     .option(
       "--cache <dir>",
       "cache folder: answers, answer losses and finished utility benchmarks, per model (resumable; a base's benchmarks are reused across models)",
-      ".goodvibe-cache",
+      DEFAULT_CACHE_DIR,
     )
     .option("--seed <n>", "seed", integer(0), 0)
     .option(

@@ -4,7 +4,8 @@
 import type { OptionValues } from "commander";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { InputError } from "../../errors.js";
+import { InputError, InterruptedError } from "../../errors.js";
+import { sha256 } from "../../io/hash.js";
 import { readLabelledSamples, readPairs, splitPairs } from "../../data/pairs.js";
 import { safetyLanguage } from "../../data/languages.js";
 import { DEFAULT_MAX_JUDGED_CHARS, judgeCode } from "../../eval/judge/rules/index.js";
@@ -12,9 +13,9 @@ import {
   JUDGE_RECORD_FILE,
   LlmJudge,
   conflictingNote,
-  judgeReliability,
-  judgeReliabilityOn,
   judgeTrainingCode,
+  reliabilityOfScores,
+  reliabilitySamples,
   trainingOverlap,
   type JudgeReliability,
   type JudgeVerdict,
@@ -23,7 +24,7 @@ import {
 import { confusionIntervals, percentWithInterval, type CountedInterval } from "../../eval/metrics.js";
 import { judgeTrainOptions, trainJudge } from "../../recipes/train-judge.js";
 import { otherBuildWarning } from "../../method/train.js";
-import { judgeTrainingPairs } from "../../recipes/judge.js";
+import { judgeTrainingPairs, resumableJudgeScores } from "../../recipes/judge.js";
 import { resolveJudgeTrainConfig } from "../../config/judge.js";
 import { checkOutput } from "../../io/atomic.js";
 import { isClaimEntry } from "../../io/claim.js";
@@ -113,16 +114,54 @@ export async function judgeTrainCommand(g: OptionValues, opts: OptionValues): Pr
       },
     });
     const j = await LlmJudge.load(opts.out);
-    const rel = await judgeReliability(j, dev);
+    // the held-out reliability stops on Ctrl-C too (between batches); the judge is written by then
+    const { kept, conflicting } = reliabilitySamples(dev);
+    let scores: number[];
+    try {
+      ({ p: scores } = await resumableJudgeScores(j, kept, {
+        signal: interruptSignal(log),
+        onProgress: (done, total) => log.progress("judge reliability", done, total),
+      }));
+    } catch (e) {
+      if (!(e instanceof InterruptedError)) throw e;
+      throw new InterruptedError(
+        `judge → ${path.resolve(opts.out)} is written; its held-out reliability was stopped before it was ` +
+          `measured (a rerun refuses the written judge): measure it with goodvibe judge check --judge ${opts.out} ` +
+          `-d <held-out pairs>`,
+        { cause: e },
+      );
+    }
+    const rel = { ...reliabilityOfScores(kept, scores), conflicting };
     log.done();
     output(g, `judge → ${path.resolve(opts.out)}\nheld-out reliability: ${reliabilityText(rel)}`, rel);
   });
 }
 
 export async function judgeCheckCommand(g: OptionValues, opts: OptionValues): Promise<void> {
+  const log = makeLogger(g);
   await runCommand(g, async () => {
     const samples = readLabelledSamples(opts.data);
-    const rel = judgeReliabilityOn(await LlmJudge.load(opts.judge), samples);
+    if (samples.length === 0) throw new InputError(`${opts.data}: no samples to evaluate the judge on`);
+    const judge = await LlmJudge.load(opts.judge);
+    // the scores batch by batch in the cache folder (a 7B judge takes minutes over hundreds of samples): a check
+    // stopped or killed scores only the rest when run again. Named by the judge folder and the data file; the
+    // records inside are keyed by the judge's files and the prompts, so a judge retrained there reuses none.
+    const scoresFile = path.join(
+      opts.cache,
+      `judge-check-${sha256(JSON.stringify([path.resolve(opts.judge), path.resolve(opts.data)])).slice(0, 16)}.jsonl`,
+    );
+    const madeCache = !fs.existsSync(opts.cache);
+    const { p, taken } = await resumableJudgeScores(judge, samples, {
+      scoresFile,
+      signal: interruptSignal(log),
+      onProgress: (done, total) => log.progress("judge check", done, total),
+    });
+    log.done();
+    if (taken > 0)
+      log.info(
+        `judge check: ${taken} of ${samples.length} samples' scores taken from an earlier run (${scoresFile})`,
+      );
+    const rel = reliabilityOfScores(samples, p);
     // held-out code the judge was trained on flatters it: counted, and the reliability on the rest beside
     const training = judgeTrainingCode(opts.judge);
     const overlap = training && trainingOverlap(rel, samples, training);
@@ -134,6 +173,10 @@ export async function judgeCheckCommand(g: OptionValues, opts: OptionValues): Pr
           ? `\nthe judge's record lists no training code (trained before 2026-12-02): whether this data overlaps its training data is unknown`
           : "");
     output(g, text, overlap ? { ...rel, trainingOverlap: overlap } : rel);
+    fs.rmSync(scoresFile, { force: true });
+    // a cache folder this check made only for its scores leaves nothing behind (an emptied one the user had stays)
+    if (madeCache && fs.existsSync(opts.cache) && fs.readdirSync(opts.cache).length === 0)
+      fs.rmdirSync(opts.cache);
   });
 }
 

@@ -1,6 +1,6 @@
 import { Option, type Command } from "commander";
 import { DEFAULT_JUDGE_TRAIN } from "../../eval/judge/config.js";
-import { collect, integer, list, number, shownDefault } from "../options.js";
+import { DEFAULT_CACHE_DIR, collect, integer, list, number, shownDefault } from "../options.js";
 
 export function registerJudge(program: Command): void {
   const judge = program
@@ -103,6 +103,11 @@ export function registerJudge(program: Command): void {
     .requiredOption(
       "-d, --data <file>",
       'held-out pairs JSONL, or labelled code JSONL {code, label, lang?, id?} (label 1 or "unsafe" = insecure, 0 or "safe" = secure: the paper\'s labels)',
+    )
+    .option(
+      "--cache <dir>",
+      "cache folder: the judge's scores batch by batch, so that a check stopped (Ctrl-C) or killed and run again scores only the rest (the file is removed once the check ends)",
+      DEFAULT_CACHE_DIR,
     )
     .addHelpText("after", "\nExample:\n  goodvibe judge check --judge ./judge -d dev.jsonl --json")
     .action(async (opts) => (await import("./judge-run.js")).judgeCheckCommand(program.opts(), opts));
