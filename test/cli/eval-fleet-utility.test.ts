@@ -350,3 +350,43 @@ test("eval --url --server-model a name vLLM does not serve: refused before any r
     await new Promise<void>((ok) => server.close(() => ok()));
   }
 });
+
+test("generate --backend http --server-model a name vLLM does not serve: refused after GET /v1/models alone, with the names it serves", async () => {
+  const asked: string[] = [];
+  const server = http.createServer((req, res) => {
+    asked.push(`${req.method} ${req.url}`);
+    req.resume();
+    req.on("end", () => {
+      const models = req.url === "/v1/models";
+      res.writeHead(models ? 200 : 404, { "content-type": "application/json" });
+      res.end(
+        JSON.stringify(
+          models
+            ? { object: "list", data: [{ id: "tiny-hardened", object: "model", owned_by: "vllm" }] }
+            : {
+                object: "error",
+                message: "The model `tiny` does not exist.",
+                type: "NotFoundError",
+                code: 404,
+              },
+        ),
+      );
+    });
+  });
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    const gen = ["generate", "--backend", "http", "--url", url, "-p", "hi"];
+    const r = await runCli([...gen, "--server-model", "tiny"]);
+    assert.equal(r.code, 2, showRun(r));
+    assert.match(
+      r.stderr,
+      /--server-model: .* does not serve "tiny": GET .*\/v1\/models lists "tiny-hardened"/,
+    );
+    assert.doesNotMatch(r.stderr, /does not exist/);
+    assert.deepEqual(asked, ["GET /v1/models"]);
+  } finally {
+    server.closeAllConnections();
+    await new Promise<void>((ok) => server.close(() => ok()));
+  }
+});

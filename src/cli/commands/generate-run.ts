@@ -114,6 +114,12 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
         ...(opts.extraBody ? { extraBody: opts.extraBody } : {}),
       });
       try {
+        // a name the servers do not serve is refused with the names they do, as eval --url does (not vLLM's 404)
+        const unserved = await b.modelProblem();
+        if (unserved)
+          throw new InputError(
+            `--server-model: ${unserved}. Give one of the names it lists with --server-model`,
+          );
         text = opts.raw ? await b.generateText(opts.prompt, gen) : await b.chat(messages, gen);
       } finally {
         retries.flush();
