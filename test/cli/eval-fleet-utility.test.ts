@@ -304,7 +304,8 @@ test("eval --url --code alone on a server that does not report its context: scor
   }
 });
 
-test("eval --url --server-model a name vLLM does not serve: refused before any request but GET /v1/models, naming the URL, the names it serves and the flag", async () => {
+/** A vLLM that serves "tiny-hardened" only: its model list, and its 404 for any other name; records what it is asked. */
+async function vllmServingOtherName(): Promise<{ url: string; asked: string[]; close(): Promise<void> }> {
   const asked: string[] = [];
   const server = http.createServer((req, res) => {
     asked.push(`${req.method} ${req.url}`);
@@ -331,7 +332,18 @@ test("eval --url --server-model a name vLLM does not serve: refused before any r
     });
   });
   await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    asked,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((ok) => server.close(() => ok()));
+    },
+  };
+}
+
+test("eval --url --server-model a name vLLM does not serve: refused before any request but GET /v1/models, naming the URL, the names it serves and the flag", async () => {
+  const { url, asked, close } = await vllmServingOtherName();
   try {
     const r = await runCli([...args("c-unserved"), "--url", url]);
     assert.equal(r.code, 2, showRun(r));
@@ -346,35 +358,12 @@ test("eval --url --server-model a name vLLM does not serve: refused before any r
     assert.doesNotMatch(r.stderr, /does not exist/);
     assert.deepEqual(asked, ["GET /v1/models"]);
   } finally {
-    server.closeAllConnections();
-    await new Promise<void>((ok) => server.close(() => ok()));
+    await close();
   }
 });
 
 test("generate --backend http --server-model a name vLLM does not serve: refused after GET /v1/models alone, with the names it serves", async () => {
-  const asked: string[] = [];
-  const server = http.createServer((req, res) => {
-    asked.push(`${req.method} ${req.url}`);
-    req.resume();
-    req.on("end", () => {
-      const models = req.url === "/v1/models";
-      res.writeHead(models ? 200 : 404, { "content-type": "application/json" });
-      res.end(
-        JSON.stringify(
-          models
-            ? { object: "list", data: [{ id: "tiny-hardened", object: "model", owned_by: "vllm" }] }
-            : {
-                object: "error",
-                message: "The model `tiny` does not exist.",
-                type: "NotFoundError",
-                code: 404,
-              },
-        ),
-      );
-    });
-  });
-  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { url, asked, close } = await vllmServingOtherName();
   try {
     const gen = ["generate", "--backend", "http", "--url", url, "-p", "hi"];
     const r = await runCli([...gen, "--server-model", "tiny"]);
@@ -386,7 +375,6 @@ test("generate --backend http --server-model a name vLLM does not serve: refused
     assert.doesNotMatch(r.stderr, /does not exist/);
     assert.deepEqual(asked, ["GET /v1/models"]);
   } finally {
-    server.closeAllConnections();
-    await new Promise<void>((ok) => server.close(() => ok()));
+    await close();
   }
 });
