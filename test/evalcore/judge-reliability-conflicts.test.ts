@@ -120,17 +120,22 @@ test("measureJudgeReliability records and says how many samples it left out", as
   assert.deepEqual(await measureJudgeReliability(opts), [e]);
 });
 
-test("measureJudgeReliability stopped mid-way keeps the scored batches: the rerun scores only the rest, to the uninterrupted result; another judge reuses none", async () => {
-  // samples actually scored (forward passes), whatever the caller
+/** Counts the samples LlmJudge really scores (forward passes), whatever the caller, until restore(). */
+function countScoredSamples(): { n: number; restore(): void } {
   const proto = LlmJudge.prototype as unknown as {
     scoreBatch: (p: unknown, idx: number[], out: unknown) => void;
   };
   const original = proto.scoreBatch;
-  let scored = 0;
+  const counter = { n: 0, restore: () => void (proto.scoreBatch = original) };
   proto.scoreBatch = function (p, idx, out) {
-    scored += idx.length;
+    counter.n += idx.length;
     return original.call(this, p, idx, out);
   };
+  return counter;
+}
+
+test("measureJudgeReliability stopped mid-way keeps the scored batches: the rerun scores only the rest, to the uninterrupted result; another judge reuses none", async () => {
+  const scored = countScoredSamples();
   try {
     const lines: string[] = [];
     const logTo = (onProgress: (done: number) => void = () => {}) => ({
@@ -145,13 +150,13 @@ test("measureJudgeReliability stopped mid-way keeps the scored batches: the reru
       cacheFile: path.join(work, "whole", "reliability.json"),
       log: logTo(),
     });
-    assert.equal(scored, 6);
+    assert.equal(scored.n, 6);
     // stopped after its second batch
     const dir = path.join(work, "stopped");
     fs.mkdirSync(dir);
     const cacheFile = path.join(dir, "reliability.json");
     const stop = new AbortController();
-    scored = 0;
+    scored.n = 0;
     await assert.rejects(
       measureJudgeReliability({
         ...base,
@@ -161,7 +166,7 @@ test("measureJudgeReliability stopped mid-way keeps the scored batches: the reru
       }),
       InterruptedError,
     );
-    assert.equal(scored, 2);
+    assert.equal(scored.n, 2);
     assert.equal(fs.existsSync(cacheFile), false, "no reliability written by the stopped run");
     const scoresFile = path.join(dir, "reliability-scores.jsonl");
     // another judge given those scores reuses none of them
@@ -169,14 +174,14 @@ test("measureJudgeReliability stopped mid-way keeps the scored batches: the reru
     try {
       fs.mkdirSync(path.join(work, "other"));
       fs.copyFileSync(scoresFile, path.join(work, "other", "reliability-scores.jsonl"));
-      scored = 0;
+      scored.n = 0;
       const [o] = await measureJudgeReliability({
         ...base,
         judgeDir: other.dir,
         cacheFile: path.join(work, "other", "reliability.json"),
         log: logTo(),
       });
-      assert.equal(scored, 6, "another judge scored every sample itself");
+      assert.equal(scored.n, 6, "another judge scored every sample itself");
       const { kept } = reliabilitySamples(pairs);
       const own = (await LlmJudge.load(other.dir, { convention: PAPER_JUDGE })).score(kept, { batchSize: 1 });
       const { tp, fp, tn, fn } = reliabilityOfScores(kept, own).confusion;
@@ -185,10 +190,10 @@ test("measureJudgeReliability stopped mid-way keeps the scored batches: the reru
       fs.rmSync(other.dir, { recursive: true, force: true });
     }
     // the rerun: only the 4 left scored, the same reliability as the uninterrupted run, bit for bit
-    scored = 0;
+    scored.n = 0;
     lines.length = 0;
     const resumed = await measureJudgeReliability({ ...base, cacheFile, log: logTo() });
-    assert.equal(scored, 4);
+    assert.equal(scored.n, 4);
     assert.ok(
       lines.some((l) => /2 of 6 samples' scores taken from an earlier run/.test(l)),
       lines.join("\n"),
@@ -196,20 +201,12 @@ test("measureJudgeReliability stopped mid-way keeps the scored batches: the reru
     assert.deepEqual(resumed, whole);
     assert.equal(fs.existsSync(scoresFile), false, "the scores are superseded by reliability.json");
   } finally {
-    proto.scoreBatch = original;
+    scored.restore();
   }
 });
 
 test("measureJudgeReliability: a judge trained again in place (its folder's files replaced) is measured anew, not given its old reliability", async () => {
-  const proto = LlmJudge.prototype as unknown as {
-    scoreBatch: (p: unknown, idx: number[], out: unknown) => void;
-  };
-  const original = proto.scoreBatch;
-  let scored = 0;
-  proto.scoreBatch = function (p, idx, out) {
-    scored += idx.length;
-    return original.call(this, p, idx, out);
-  };
+  const scored = countScoredSamples();
   const dir = path.join(work, "retrained-judge");
   fs.cpSync(made.dir, dir, { recursive: true });
   const other = makeTinyChatModel({ seed: 7 });
@@ -222,23 +219,23 @@ test("measureJudgeReliability: a judge trained again in place (its folder's file
     };
     fs.mkdirSync(path.dirname(opts.cacheFile));
     await measureJudgeReliability(opts);
-    assert.equal(scored, 6);
+    assert.equal(scored.n, 6);
     // unchanged: read back, nothing scored
-    scored = 0;
+    scored.n = 0;
     await measureJudgeReliability(opts);
-    assert.equal(scored, 0);
+    assert.equal(scored.n, 0);
     // "retrained": another judge's weights written over this folder's, same path, same file names
     for (const f of fs.readdirSync(other.dir).filter((f) => f.endsWith(".safetensors")))
       fs.copyFileSync(path.join(other.dir, f), path.join(dir, f));
     const [e] = await measureJudgeReliability(opts);
-    assert.equal(scored, 6, "the retrained judge scored every sample");
+    assert.equal(scored.n, 6, "the retrained judge scored every sample");
     // the reference: the new weights' own scores of the kept samples
     const { kept } = reliabilitySamples(pairs);
     const own = (await LlmJudge.load(other.dir, { convention: PAPER_JUDGE })).score(kept);
     const { tp, fp, tn, fn } = reliabilityOfScores(kept, own).confusion;
     assert.deepEqual(e!.confusion, { tp, fp, tn, fn });
   } finally {
-    proto.scoreBatch = original;
+    scored.restore();
     fs.rmSync(other.dir, { recursive: true, force: true });
   }
 });
