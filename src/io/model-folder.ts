@@ -124,6 +124,24 @@ export function readModelFiles(srcDir: string, opts: { config?: boolean } = {}):
   ]);
 }
 
+/**
+ * The tokenizer files a checkpoint made from `srcDir` will lack (tokenizer.json, and tokenizer_config.json where it
+ * is missing too), or [] where `srcDir` has tokenizer.json. A command that does not itself need the tokenizer
+ * (export --format safetensors, fold) still writes the checkpoint, with missingTokenizerWarning said.
+ */
+export function missingTokenizerFiles(srcDir: string): string[] {
+  if (fs.existsSync(path.join(srcDir, "tokenizer.json"))) return [];
+  return ["tokenizer.json", "tokenizer_config.json"].filter((f) => !fs.existsSync(path.join(srcDir, f)));
+}
+
+/** The warning for a checkpoint written to `outDir` from `srcDir` without the tokenizer files `missing`. */
+export function missingTokenizerWarning(srcDir: string, outDir: string, missing: readonly string[]): string {
+  return (
+    `${srcDir} has no ${missing.join(" or ")}, so ${outDir} has none: transformers' AutoTokenizer and goodvibe's ` +
+    `commands cannot load a tokenizer from it; copy ${missing.join(" and ")} from the original checkpoint into ${outDir}`
+  );
+}
+
 /** readModelFiles of `srcDir` written into `dstDir` (each atomically). Returns the names copied. */
 export function copyModelFiles(srcDir: string, dstDir: string, opts: { config?: boolean } = {}): string[] {
   return writeModelFiles(dstDir, readModelFiles(srcDir, opts));

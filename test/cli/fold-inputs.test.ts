@@ -142,3 +142,29 @@ test("export --format safetensors and fold: a tokenizer file that cannot be read
   );
   assert.deepEqual(fs.readdirSync(parent), [], "a temporary output was left behind");
 });
+
+test("export --format safetensors and fold of a model folder without tokenizer.json warn naming the missing files (--json: missingTokenizerFiles), and write no tokenizer", async () => {
+  // the llama fixture holds config.json and weights only: no tokenizer file at all
+  assert.ok(!fs.existsSync(path.join(FIXTURES, "llama", "tokenizer.json")));
+  const model = path.join(FIXTURES, "llama");
+  for (const [name, args] of [
+    ["export", ["export", "-m", model, "--format", "safetensors"]],
+    ["fold", ["fold", "-m", model, "--adapter", ADAPTER]],
+  ] as const) {
+    const out = path.join(tmp, `no-tokenizer-${name}`);
+    const r = await runCli(["--json", ...args, "-o", out]);
+    assert.equal(r.code, 0, `${name}\n${showRun(r)}`);
+    assert.match(r.stderr, /has no tokenizer\.json or tokenizer_config\.json/, name);
+    assert.match(
+      r.stderr,
+      re(`copy tokenizer.json and tokenizer_config.json from the original checkpoint into ${out}`),
+      name,
+    );
+    assert.deepEqual(
+      JSON.parse(r.stdout).missingTokenizerFiles,
+      ["tokenizer.json", "tokenizer_config.json"],
+      name,
+    );
+    assert.ok(!fs.existsSync(path.join(out, "tokenizer.json")), name);
+  }
+});

@@ -27,6 +27,8 @@ import { readFilesBelow } from "../../io/mapfile.js";
 import {
   checkWeightHeaders,
   inspectModelFolder,
+  missingTokenizerFiles,
+  missingTokenizerWarning,
   readModelFiles,
   writeModelFiles,
 } from "../../io/model-folder.js";
@@ -144,10 +146,13 @@ export async function exportCommand(g: OptionValues, opts: OptionValues): Promis
       );
       for (const o of overflow.found)
         log.warn(f16OverflowWarning(o, "export with --outtype bfloat16 or float32 to keep them"));
+      const missing = missingTokenizerFiles(opts.model);
+      if (missing.length > 0) log.warn(missingTokenizerWarning(opts.model, opts.out, missing));
       output(g, `safetensors (${dtype}) → ${path.resolve(opts.out)}`, {
         out: path.resolve(opts.out),
         dtype,
         f16Overflow: overflow.found,
+        missingTokenizerFiles: missing,
       });
     } else throw new InputError(`--format must be gguf or safetensors`);
   });

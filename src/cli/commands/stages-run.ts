@@ -36,7 +36,12 @@ import {
   readGoodVibeDeltaHeader,
 } from "../../method/goodvibe/delta.js";
 import { loadModelConfig } from "../../io/config.js";
-import { checkWeightHeaders, readModelFiles } from "../../io/model-folder.js";
+import {
+  checkWeightHeaders,
+  missingTokenizerFiles,
+  missingTokenizerWarning,
+  readModelFiles,
+} from "../../io/model-folder.js";
 import { ModelShape } from "../../models/shapes.js";
 import { checkOutput, publishFile } from "../../io/atomic.js";
 import { whileClaimed } from "../../io/claim.js";
@@ -286,13 +291,15 @@ export async function foldCommand(g: OptionValues, opts: OptionValues): Promise<
       onMovedAside: (a) => log.warn(`the earlier ${opts.out} was moved aside to ${a}`),
     });
     for (const w of stats.warnings) log.warn(w);
+    const missing = missingTokenizerFiles(opts.model);
+    if (missing.length > 0) log.warn(missingTokenizerWarning(opts.model, opts.out, missing));
     output(
       g,
       `folded → ${path.resolve(opts.out)}: ${stats.rowsChanged} rows changed (${stats.dtype})` +
         (stats.visionTensors
           ? `; the vision tower and projector (${stats.visionTensors} tensors) are the base's, unchanged`
           : ""),
-      stats,
+      { ...stats, missingTokenizerFiles: missing },
     );
   });
 }
