@@ -3,7 +3,8 @@
  * "is this code about security at all" context that decides whether a weak PRNG matters.
  */
 import type { Finding, Rule } from "./types.js";
-import type { Arg, Source, StringLiteral } from "./source.js";
+import { defineRule, type Arg, type Source, type StringLiteral } from "./source.js";
+import type { SafetyLanguage } from "../../../data/languages.js";
 import { constantValue, flowOf, identRe, type ConstantValue } from "./flow.js";
 
 type RuleMeta = Omit<Rule, "check">;
@@ -623,4 +624,30 @@ export function inSnippetValidators(src: Source, bodyCheck: RegExp): string[] {
 /** A regex alternation of names (escaped), or a pattern that matches nothing. */
 export function namesRe(names: string[]): string {
   return names.length ? names.map((n) => n.replace(/[$]/g, "\\$")).join("|") : "(?!x)x";
+}
+
+/** `<lang>/hardcoded-key` (CWE-321): the same detector in every language, over that language's key sinks. */
+export function hardcodedKeyRule(
+  language: SafetyLanguage,
+  sinks: readonly CredentialSink[],
+  title = "Cryptographic key fixed in the code",
+): Rule {
+  return defineRule(
+    { id: `${language}/hardcoded-key`, cwe: "CWE-321", language, title, severity: "medium" },
+    (src, rule) => hardcodedKeys(src, rule, sinks),
+  );
+}
+
+/** `<lang>/static-iv` (CWE-329): the same detector in every language, over that language's IV sinks. */
+export function staticIvRule(language: SafetyLanguage, sinks: readonly CredentialSink[]): Rule {
+  return defineRule(
+    {
+      id: `${language}/static-iv`,
+      cwe: "CWE-329",
+      language,
+      title: "Initialisation vector fixed in the code",
+      severity: "medium",
+    },
+    (src, rule) => hardcodedIvs(src, rule, sinks),
+  );
 }

@@ -19,13 +19,13 @@ import {
   uncheckedIndexes,
 } from "./bounds.js";
 import {
-  hardcodedIvs,
-  hardcodedKeys,
   hardcodedSecrets,
   securityContext,
   sqlBuiltFromInput,
   AUTH_HEADER_LINE,
   type CredentialSink,
+  hardcodedKeyRule,
+  staticIvRule,
 } from "./common.js";
 import type { Finding, Rule } from "./types.js";
 
@@ -586,16 +586,7 @@ const KEY_SINKS: CredentialSink[] = [
   { call: /\.\s*SetKey(?:WithIV)?\s*\(/g, arg: 0, what: "the cipher key" },
 ];
 
-const hardcodedKey = defineRule(
-  {
-    id: "cpp/hardcoded-key",
-    cwe: "CWE-321",
-    language: "cpp",
-    title: "Cryptographic key fixed in the code",
-    severity: "medium",
-  },
-  (src, rule) => hardcodedKeys(src, rule, KEY_SINKS),
-);
+const hardcodedKey = hardcodedKeyRule("cpp", KEY_SINKS);
 
 /** Where an IV goes in when encrypting (OpenSSL, Crypto++). */
 const IV_SINKS: CredentialSink[] = [
@@ -605,16 +596,7 @@ const IV_SINKS: CredentialSink[] = [
   { call: /\.\s*SetKeyWithIV\s*\(/g, arg: 2, what: "the IV" },
 ];
 
-const staticIv = defineRule(
-  {
-    id: "cpp/static-iv",
-    cwe: "CWE-329",
-    language: "cpp",
-    title: "Initialisation vector fixed in the code",
-    severity: "medium",
-  },
-  (src, rule) => hardcodedIvs(src, rule, IV_SINKS),
-);
+const staticIv = staticIvRule("cpp", IV_SINKS);
 
 const sqlInjection = defineRule(
   {

@@ -2,8 +2,6 @@
 import { argListStart, defineRule, type Source } from "./source.js";
 import {
   AUTH_HEADER,
-  hardcodedIvs,
-  hardcodedKeys,
   hardcodedSecrets,
   inSnippetValidators,
   isSensitiveName,
@@ -11,6 +9,8 @@ import {
   securityContext,
   sqlBuiltFromInput,
   type CredentialSink,
+  hardcodedKeyRule,
+  staticIvRule,
 } from "./common.js";
 import {
   expressionEnd,
@@ -530,27 +530,9 @@ const IV_SINKS: CredentialSink[] = [
   { call: /\bcipher\s*\.\s*New(?:CBCEncrypter|CFBEncrypter|CTR|OFB)\s*\(/g, arg: 1, what: "the IV" },
 ];
 
-const staticIv = defineRule(
-  {
-    id: "go/static-iv",
-    cwe: "CWE-329",
-    language: "go",
-    title: "Initialisation vector fixed in the code",
-    severity: "medium",
-  },
-  (src, rule) => hardcodedIvs(src, rule, IV_SINKS),
-);
+const staticIv = staticIvRule("go", IV_SINKS);
 
-const hardcodedKey = defineRule(
-  {
-    id: "go/hardcoded-key",
-    cwe: "CWE-321",
-    language: "go",
-    title: "Cryptographic key fixed in the code",
-    severity: "medium",
-  },
-  (src, rule) => hardcodedKeys(src, rule, KEY_SINKS),
-);
+const hardcodedKey = hardcodedKeyRule("go", KEY_SINKS);
 
 const PATH_CHECKS =
   /filepath\s*\.\s*(?:Clean|Rel|Base|IsLocal|EvalSymlinks|Abs)\s*\(|path\s*\.\s*(?:Clean|Base)\s*\(|strings\s*\.\s*(?:HasPrefix|Contains)\s*\(|SecureJoin|\.\./;

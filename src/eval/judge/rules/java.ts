@@ -2,14 +2,14 @@
 import { argListStart, defineRule, type Source } from "./source.js";
 import {
   AUTH_HEADER,
-  hardcodedIvs,
-  hardcodedKeys,
   hardcodedSecrets,
   inSnippetValidators,
   isSensitiveName,
   namesRe,
   sqlBuiltFromInput,
   type CredentialSink,
+  hardcodedKeyRule,
+  staticIvRule,
 } from "./common.js";
 import {
   expressionEnd,
@@ -358,16 +358,7 @@ const KEY_SINKS: CredentialSink[] = [
   { call: /\.\s*signWith\s*\(\s*SignatureAlgorithm\s*\.\s*\w+\s*,/g, arg: 1, what: "the JWT signing secret" },
 ];
 
-const hardcodedKey = defineRule(
-  {
-    id: "java/hardcoded-key",
-    cwe: "CWE-321",
-    language: "java",
-    title: "Cryptographic key from a string literal",
-    severity: "medium",
-  },
-  (src, rule) => hardcodedKeys(src, rule, KEY_SINKS),
-);
+const hardcodedKey = hardcodedKeyRule("java", KEY_SINKS, "Cryptographic key from a string literal");
 
 /** Where an IV or nonce goes in: JCE parameter specs. */
 const IV_SINKS: CredentialSink[] = [
@@ -375,16 +366,7 @@ const IV_SINKS: CredentialSink[] = [
   { call: /\bnew\s+GCMParameterSpec\s*\(/g, arg: 1, what: "the GCM nonce" },
 ];
 
-const staticIv = defineRule(
-  {
-    id: "java/static-iv",
-    cwe: "CWE-329",
-    language: "java",
-    title: "Initialisation vector fixed in the code",
-    severity: "medium",
-  },
-  (src, rule) => hardcodedIvs(src, rule, IV_SINKS),
-);
+const staticIv = staticIvRule("java", IV_SINKS);
 
 const insecureRandom = defineRule(
   {

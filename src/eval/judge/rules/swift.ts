@@ -2,8 +2,6 @@
 import { argListStart, defineRule, type Source } from "./source.js";
 import {
   AUTH_HEADER,
-  hardcodedIvs,
-  hardcodedKeys,
   hardcodedSecrets,
   inSnippetValidators,
   isSensitiveName,
@@ -11,6 +9,8 @@ import {
   securityContext,
   sqlBuiltFromInput,
   type CredentialSink,
+  hardcodedKeyRule,
+  staticIvRule,
 } from "./common.js";
 import { flowOf, identRe, matchBracket, taintOf, type TaintConfig } from "./flow.js";
 import {
@@ -700,27 +700,9 @@ const IV_SINKS: CredentialSink[] = [
   { call: /\b(?:CBC|CTR|CFB|OFB|PCBC)\s*\(\s*iv\s*:/g, arg: "iv", what: "the IV" },
 ];
 
-const staticIv = defineRule(
-  {
-    id: "swift/static-iv",
-    cwe: "CWE-329",
-    language: "swift",
-    title: "Initialisation vector fixed in the code",
-    severity: "medium",
-  },
-  (src, rule) => hardcodedIvs(src, rule, IV_SINKS),
-);
+const staticIv = staticIvRule("swift", IV_SINKS);
 
-const hardcodedKey = defineRule(
-  {
-    id: "swift/hardcoded-key",
-    cwe: "CWE-321",
-    language: "swift",
-    title: "Cryptographic key fixed in the code",
-    severity: "medium",
-  },
-  (src, rule) => hardcodedKeys(src, rule, KEY_SINKS),
-);
+const hardcodedKey = hardcodedKeyRule("swift", KEY_SINKS);
 
 const commandInjection = defineRule(
   {
