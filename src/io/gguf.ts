@@ -216,30 +216,43 @@ export function f32ToBf16Bytes(src: Float32Array): Uint8Array {
   return new Uint8Array(out.buffer);
 }
 
-/** C roundf: halves away from zero. `v` is a float32 value, so v + 0.5 is exact in double. */
-function roundf(v: number): number {
-  return v < 0 ? -Math.floor(-v + 0.5) : Math.floor(v + 0.5);
-}
-
 /**
  * Q8_0 blocks of 32 values: f16 scale d then 32 int8 q, with ggml's quantize_row_q8_0_ref arithmetic
  * in float32: d = amax / 127, id = d ? 1/d : 0, q = roundf(x * id). `src.length` must be a multiple of 32
- * (blocks run along the innermost dimension, so rows must be too).
+ * (blocks run along the innermost dimension, so rows must be too). A block holding inf or NaN (which a checked model
+ * folder never has) gets d = inf or NaN and q = 0.
+ *
+ * amax is the largest |x| as float32 bits (an integer max over an Int32Array view: non-negative floats order as their
+ * bits do), and roundf a truncation (|0) of v ± 0.5, exact in double for a float32 v.
  */
 export function quantizeQ8_0(src: Float32Array): Uint8Array {
   if (src.length % 32 !== 0) throw new Error(`q8_0 needs a multiple of 32 values, got ${src.length}`);
   const nBlocks = src.length / 32;
   const out = new Uint8Array(nBlocks * 34);
   const q = new Int8Array(out.buffer); // an int8 store wraps as DataView#setInt8 does
+  const bits = bitsOf(src);
   for (let b = 0, s = 0, o = 0; b < nBlocks; b++, s += 32, o += 34) {
-    let amax = 0;
-    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(src[s + j]!));
-    const d = Math.fround(amax / 127);
+    let m = 0;
+    for (let j = 0; j < 32; j++) {
+      const a = bits[s + j]! & 0x7fffffff;
+      m = a > m ? a : m;
+    }
+    if (m >= 0x7f800000) {
+      out[o + 1] = m > 0x7f800000 ? 0x7e : 0x7c; // d = NaN (as halfBits of the canonical NaN) or inf, q = 0
+      continue;
+    }
+    i32Scratch[0] = m;
+    const d = Math.fround(f32Scratch[0]! / 127);
+    // 1/d overflows to inf for amax < 127 * 2^-128; q is then inf*x|0 = 0, as C's cast gives on x86-64, and d's
+    // f16 is 0 anyway
     const id = d !== 0 ? Math.fround(1 / d) : 0;
     const h = f32ToF16Bits(d);
     out[o] = h & 0xff; // little-endian
     out[o + 1] = h >>> 8;
-    for (let j = 0; j < 32; j++) q[o + 2 + j] = roundf(Math.fround(src[s + j]! * id));
+    for (let j = 0; j < 32; j++) {
+      const v = Math.fround(src[s + j]! * id);
+      q[o + 2 + j] = (v + (v < 0 ? -0.5 : 0.5)) | 0;
+    }
   }
   return out;
 }

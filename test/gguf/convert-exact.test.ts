@@ -5,8 +5,11 @@
  *   answers) and against rounding by definition (the nearest half, ties to the even one, found by search among
  *   all halves as numbers); 2^21 random float32 bit patterns against the definition and against libtorch;
  * - f32 -> bf16: boundaries and random patterns against the definition and libtorch;
- * - q8_0: random and edge blocks against ggml's quantize_row_q8_0_ref as this project first wrote it (DataView,
- *   element by element), kept below as the reference.
+ * - q8_0: against ggml's own C (test/gguf/q8_0_reference.c: quantize_row_q8_0_ref and ggml's fp32 -> fp16, copied
+ *   as they are, compiled with gcc) on random blocks at every float32 scale, exact ties and their float32
+ *   neighbours at 20 scales, and the f16 scale's boundaries (the sha256 of its output), and against the reference
+ *   arithmetic as this project first wrote it (DataView, element by element), kept below, on random and edge blocks
+ *   and on non-finite values.
  * NaN keeps the rule the writers have always had (quiet bit set, top of the payload kept); numpy and libtorch differ
  * there (a GGUF export never sees one: the model folder check refuses non-finite weights).
  */
@@ -211,6 +214,9 @@ function q8Reference(src: Float32Array): Uint8Array {
   return out;
 }
 
+/** Every q8_0 path (one so far). */
+const Q8_PATHS: [string, (v: Float32Array) => Uint8Array][] = [["quantizeQ8_0", quantizeQ8_0]];
+
 test("q8_0 equals ggml's reference arithmetic on random blocks at every scale, and on edge blocks", () => {
   const n = 32 * 65536;
   const v = new Float32Array(n);
@@ -232,5 +238,118 @@ test("q8_0 equals ggml's reference arithmetic on random blocks at every scale, a
   for (let j = 0; j < 32; j++) v[64 + j] = (j - 16) * 0.75;
   v[96] = 3.4028234663852886e38;
   v[128] = 1e-45;
-  assert.deepEqual(quantizeQ8_0(v), q8Reference(v));
+  const want = q8Reference(v);
+  for (const [name, q8] of Q8_PATHS) assert.deepEqual(q8(v), want, name);
+});
+
+/**
+ * The blocks of test/gguf/q8_0_reference.c's main(), made the same way (its generator written again here): 16,384
+ * random blocks at scales 2^-140..2^119; for d = 2^e (amax ±127 * 2^e) at 20 scales e, every tie t + 0.5
+ * (t = -127..126) exactly and one float32 ulp toward and away from zero; each boundary of the f16 scale (the largest
+ * half, to inf, f16-subnormal d, the tie to 0 at 2^-25 and one ulp above) and float32's extremes as ±amax; all-zero,
+ * all -0, and one -3 among zeros.
+ */
+function q8Blocks(): Float32Array {
+  let s = 7;
+  const rnd = () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 2 ** 32;
+  };
+  const out: number[] = [];
+  for (let b = 0; b < 16384; b++) {
+    const scale = 2 ** (Math.floor(rnd() * 260) - 140);
+    for (let j = 0; j < 32; j++) out.push(Math.fround((rnd() * 2 - 1) * scale));
+  }
+  // nextafterf(x, toward zero (-1) or away from it (+1)): the float32 magnitude one ulp down or up
+  const nudged = (x: number, nudge: number) => {
+    const sign = x < 0 ? -1 : 1;
+    return sign * valueOf(bitsOf(Math.abs(x)) + nudge);
+  };
+  const exps = [
+    -130, -127, -126, -100, -40, -26, -25, -24, -20, -15, -14, -1, 0, 1, 10, 15, 16, 17, 100, 120,
+  ];
+  for (const e of exps)
+    for (let nudge = -1; nudge <= 1; nudge++)
+      for (let sign = 1; sign >= -1; sign -= 2)
+        for (let b = 0, t = -127; b < 8; b++) {
+          out.push(Math.fround(sign * 127 * 2 ** e));
+          for (let j = 1; j < 32; j++, t = t === 126 ? -127 : t + 1) {
+            const x = Math.fround((t + 0.5) * 2 ** e);
+            out.push(nudge === 0 ? x : nudged(x, nudge));
+          }
+        }
+  const amaxes = [
+    65504 * 127,
+    8321039,
+    65520 * 127,
+    2 ** -14 * 127,
+    2 ** -24 * 127,
+    2 ** -25 * 127,
+    Math.fround((1 + 2 ** -23) * 2 ** -25 * 127),
+    3.4028234663852886e38,
+    2 ** -149,
+    2 ** -126,
+    1,
+    0.5,
+  ];
+  for (const a of amaxes)
+    for (let sign = 1; sign >= -1; sign -= 2) {
+      out.push(sign * a);
+      for (let j = 1; j < 32; j++) out.push(Math.fround(a * ((j - 16) / 16.5)));
+    }
+  for (let j = 0; j < 32; j++) out.push(0);
+  for (let j = 0; j < 32; j++) out.push(-0);
+  for (let j = 0; j < 32; j++) out.push(j === 8 ? -3 : 0);
+  return Float32Array.from(out);
+}
+
+test("q8_0 equals ggml's quantize_row_q8_0_ref (its C, compiled) on ties, f16 scale boundaries and every scale", () => {
+  const v = q8Blocks();
+  assert.equal(v.length, 32 * (16384 + 20 * 2 * 8 * 3 + 12 * 2 + 3));
+  for (const [name, q8] of Q8_PATHS) {
+    const q = q8(v);
+    // test/gguf/q8_0_reference.c's output: these values (little-endian float32), then their blocks; gcc 12.2 on
+    // x86-64, -O0, -O2, -O2 -mf16c (its portable f16 conversion and F16C agreeing) and -O3 -march=native all print it
+    const h = createHash("sha256")
+      .update(new Uint8Array(v.buffer, v.byteOffset, v.byteLength))
+      .update(q)
+      .digest("hex");
+    assert.equal(h, "9a56994f8a3a71b517b2b5466c297105de4c4f1749f02f68efea70636e00e0f1", name);
+  }
+});
+
+for (const [name, q8] of Q8_PATHS)
+  test(`q8_0's scale at f16's edges, and blocks holding inf or NaN (${name})`, () => {
+    const block = (amax: number) => {
+      const x = new Float32Array(32);
+      x[0] = amax;
+      x[1] = -amax / 2; // q = roundf(-63.5) = -64: away from zero
+      return q8(x);
+    };
+    const d = (q: Uint8Array) => q[0]! | (q[1]! << 8);
+    assert.equal(d(block(65504 * 127)), 0x7bff); // d = 65504, the largest half
+    assert.equal(d(block(65520 * 127)), 0x7c00); // d = 65520 rounds to inf, as ggml's conversion gives
+    assert.equal(d(block(2 ** -20 * 127)), 0x0010); // d = 2^-20: a subnormal half
+    assert.equal(d(block(2 ** -25 * 127)), 0x0000); // d = 2^-25: the tie between 0 and 2^-24 goes to 0 (even)
+    for (const amax of [65520 * 127, 2 ** -20 * 127, 2 ** -25 * 127])
+      assert.deepEqual([...new Int8Array(block(amax).buffer, 2, 2)], [127, -64]);
+    // a checked model folder holds no inf or NaN; a block with one gets d = inf or NaN and q = 0
+    for (const [bad, h] of [
+      [Infinity, 0x7c00],
+      [-Infinity, 0x7c00],
+      [NaN, 0x7e00],
+    ] as const) {
+      const x = new Float32Array(64).fill(0.5);
+      x[37] = bad;
+      const q = q8(x);
+      assert.equal(d(q.subarray(34)), h, `${bad}`);
+      assert.deepEqual([...q.subarray(36)], new Array(32).fill(0), `${bad}`);
+      assert.deepEqual([...q.subarray(2, 34)], new Array(32).fill(127)); // the block beside it as usual
+    }
+  });
+
+test("q8_0 refuses a length that is not whole blocks", () => {
+  assert.throws(() => quantizeQ8_0(new Float32Array(33)), /multiple of 32 values, got 33/);
 });
