@@ -9,6 +9,7 @@
 #include "frozen_linear.h"
 #include "fused.h"
 #include "grad_reduce.h"
+#include "quant.h"
 #include "train_ops.h"
 
 #include <fcntl.h>
@@ -915,6 +916,29 @@ OP(mmapRanges, "(file: string, ranges: number[], maxBytes: number): Buffer[]") {
     out.Set(static_cast<uint32_t>(i), mappedBuffer(ENV, m, static_cast<size_t>(ranges[2 * i]),
                                                    static_cast<size_t>(ranges[2 * i + 1]), maxBytes, path));
   return out;
+}
+
+// GGUF q8_0 blocks of `src` (a multiple of 32 float32 values) written into `out` (34 bytes a block): the bytes of
+// src/io/gguf.ts quantizeQ8_0Js, in SIMD lanes (quant.cc). No tensor: the export's parts are plain typed arrays.
+OP(quantizeQ8_0, "(src: Float32Array, out: Uint8Array): void") {
+  if (info.Length() < 1 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    argError(0, "a Float32Array");
+  if (info.Length() < 2 || !info[1].IsTypedArray() ||
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    argError(1, "a Uint8Array");
+  auto src = info[0].As<Napi::TypedArray>();
+  auto out = info[1].As<Napi::TypedArray>();
+  size_t n = src.ElementLength();
+  if (n % 32 != 0) throw std::invalid_argument("q8_0 needs a multiple of 32 values, got " + std::to_string(n));
+  if (out.ByteLength() != n / 32 * 34)
+    throw std::invalid_argument("q8_0 of " + std::to_string(n) + " values is " + std::to_string(n / 32 * 34) +
+                                " bytes, out has " + std::to_string(out.ByteLength()));
+  const auto* x = reinterpret_cast<const float*>(static_cast<const uint8_t*>(src.ArrayBuffer().Data()) +
+                                                 src.ByteOffset());
+  auto* y = static_cast<uint8_t*>(out.ArrayBuffer().Data()) + out.ByteOffset();
+  gv::quantizeQ8_0(x, static_cast<int64_t>(n / 32), y);
+  return ENV.Undefined();
 }
 
 // The pages of a file mapping that only `t` reads, handed back to the kernel once its values were copied elsewhere

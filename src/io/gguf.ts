@@ -221,15 +221,36 @@ export function f32ToBf16Bytes(src: Float32Array): Uint8Array {
  * in float32: d = amax / 127, id = d ? 1/d : 0, q = roundf(x * id). `src.length` must be a multiple of 32
  * (blocks run along the innermost dimension, so rows must be too). A block holding inf or NaN (which a checked model
  * folder never has) gets d = inf or NaN and q = 0.
- *
- * amax is the largest |x| as float32 bits (an integer max over an Int32Array view: non-negative floats order as their
- * bits do), and roundf a truncation (|0) of v ± 0.5, exact in double for a float32 v.
  */
 export function quantizeQ8_0(src: Float32Array): Uint8Array {
   if (src.length % 32 !== 0) throw new Error(`q8_0 needs a multiple of 32 values, got ${src.length}`);
+  const out = new Uint8Array((src.length / 32) * 34);
+  if (nativeQ8_0) nativeQ8_0(src, out);
+  else quantizeQ8_0Js(src, out);
+  return out;
+}
+
+/**
+ * The addon's quantizeQ8_0 (native/src/quant.cc: the same bytes, about five times as fast), set by the tensor layer
+ * when the addon loads. Only then: a small checkpoint's export reads its weights without the addon, and loading
+ * libtorch (about half a second) for its few million values would cost more than it saves.
+ */
+let nativeQ8_0: ((src: Float32Array, out: Uint8Array) => void) | null = null;
+
+export function setNativeQuantizeQ8_0(f: ((src: Float32Array, out: Uint8Array) => void) | null): void {
+  nativeQ8_0 = f;
+}
+
+/**
+ * quantizeQ8_0 in JavaScript, into `out` (zeroed, 34 bytes a block); exported for the tests. amax is the largest |x|
+ * as float32 bits (an integer max over an Int32Array view: non-negative floats order as their bits do), and roundf a
+ * truncation (|0) of v ± 0.5, exact in double for a float32 v.
+ */
+export function quantizeQ8_0Js(src: Float32Array, out: Uint8Array): void {
   const nBlocks = src.length / 32;
-  const out = new Uint8Array(nBlocks * 34);
-  const q = new Int8Array(out.buffer); // an int8 store wraps as DataView#setInt8 does
+  if (src.length % 32 !== 0 || out.length !== nBlocks * 34)
+    throw new Error(`q8_0 of ${src.length} values: not a multiple of 32, or not ${nBlocks * 34} bytes out`);
+  const q = new Int8Array(out.buffer, out.byteOffset, out.byteLength); // an int8 store wraps as setInt8 does
   const bits = bitsOf(src);
   for (let b = 0, s = 0, o = 0; b < nBlocks; b++, s += 32, o += 34) {
     let m = 0;
@@ -254,7 +275,6 @@ export function quantizeQ8_0(src: Float32Array): Uint8Array {
       q[o + 2 + j] = (v + (v < 0 ? -0.5 : 0.5)) | 0;
     }
   }
-  return out;
 }
 
 export function dequantizeQ8_0(bytes: Uint8Array): Float32Array {

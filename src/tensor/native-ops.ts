@@ -119,6 +119,7 @@ export interface NativeOps {
   permute(t: N, dims: number[]): N;
   pinMemory(t: N): N;
   pow(a: NS, b: NS): N;
+  quantizeQ8_0(src: Float32Array, out: Uint8Array): void;
   rand(shape: number[], dtype: string, device?: string): N;
   randn(shape: number[], dtype: string, device?: string): N;
   reciprocal(t: N): N;
@@ -264,6 +265,7 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "permute",
   "pinMemory",
   "pow",
+  "quantizeQ8_0",
   "rand",
   "randn",
   "reciprocal",

@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { InputError, ResourceError } from "../errors.js";
+import { setNativeQuantizeQ8_0 } from "../io/gguf.js";
 import { MAX_BUFFER_BYTES, setFileMapper } from "../io/mapfile.js";
 import { openmpWaitEnv, otherRunnable, usableCores } from "../util/cores.js";
 import type { NativeOps, NativeTensor } from "./native-ops.js";
@@ -144,6 +145,10 @@ function loadConfigured(): NativeAddon {
   const addon = loadAddon();
   addon.setF32Products(mode);
   loadedFrom = lastLocated;
+  // GGUF q8_0 in SIMD from now on (the JavaScript stays for a process that never loads the addon); an addon built
+  // before the op existed keeps the JavaScript
+  if (typeof addon.quantizeQ8_0 === "function")
+    setNativeQuantizeQ8_0((src, out) => addon.quantizeQ8_0(src, out));
   return addon;
 }
 

@@ -23,8 +23,10 @@ import {
   f32ToF16Bits,
   f32ToF16Bytes,
   quantizeQ8_0,
+  quantizeQ8_0Js,
 } from "../../src/io/gguf.js";
 import { Tensor, noGrad, tidy } from "../../src/tensor/index.js";
+import { native } from "../../src/tensor/native.js";
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -214,8 +216,29 @@ function q8Reference(src: Float32Array): Uint8Array {
   return out;
 }
 
-/** Every q8_0 path (one so far). */
-const Q8_PATHS: [string, (v: Float32Array) => Uint8Array][] = [["quantizeQ8_0", quantizeQ8_0]];
+/**
+ * Every q8_0 path: the JavaScript, the addon's (native/src/quant.cc), and quantizeQ8_0 as the exporter calls it (the
+ * addon's once the addon has loaded, as it has here).
+ */
+const Q8_PATHS: [string, (v: Float32Array) => Uint8Array][] = [
+  [
+    "JavaScript",
+    (v) => {
+      const out = new Uint8Array((v.length / 32) * 34);
+      quantizeQ8_0Js(v, out);
+      return out;
+    },
+  ],
+  [
+    "addon",
+    (v) => {
+      const out = new Uint8Array((v.length / 32) * 34);
+      native.quantizeQ8_0(v, out);
+      return out;
+    },
+  ],
+  ["quantizeQ8_0", quantizeQ8_0],
+];
 
 test("q8_0 equals ggml's reference arithmetic on random blocks at every scale, and on edge blocks", () => {
   const n = 32 * 65536;
@@ -350,6 +373,14 @@ for (const [name, q8] of Q8_PATHS)
     }
   });
 
-test("q8_0 refuses a length that is not whole blocks", () => {
+test("q8_0 refuses a length that is not whole blocks, and the addon's op an output of the wrong size or type", () => {
   assert.throws(() => quantizeQ8_0(new Float32Array(33)), /multiple of 32 values, got 33/);
+  assert.throws(() => quantizeQ8_0Js(new Float32Array(32), new Uint8Array(33)), /not 34 bytes out/);
+  assert.throws(
+    () => native.quantizeQ8_0(new Float32Array(31), new Uint8Array(0)),
+    /multiple of 32 values, got 31/,
+  );
+  assert.throws(() => native.quantizeQ8_0(new Float32Array(32), new Uint8Array(33)), /34 bytes, out has 33/);
+  const bad = new Float64Array(32) as unknown as Float32Array;
+  assert.throws(() => native.quantizeQ8_0(bad, new Uint8Array(34)), /Float32Array/);
 });
