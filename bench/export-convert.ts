@@ -25,6 +25,7 @@ import { f32ToBf16Bytes, f32ToF16Bytes, ggufPieces, quantizeQ8_0 } from "../src/
 import { openModelWeights, writeModelWeights, type TensorToWrite } from "../src/io/safetensors.js";
 import { recordToTensor } from "../src/models/load.js";
 import { Tensor, manualSeed, noGrad, tidy } from "../src/tensor/index.js";
+import { native } from "../src/tensor/native.js";
 import { makeRealModel } from "../test/gguf/real-models.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -158,7 +159,10 @@ function phases(model: string): void {
   }
 }
 
-/** Nanoseconds per value of each conversion on 16 Mi float32 values: median and range of 5 runs. */
+/**
+ * Nanoseconds per value of each conversion on 16 Mi float32 values: median and range of 5 runs. q8_0 twice: in
+ * JavaScript (no addon loaded), then as quantizeQ8_0 is once the addon has loaded (its SIMD op, where it has one).
+ */
 function values(): void {
   const n = 1 << 24;
   const v = new Float32Array(n);
@@ -167,6 +171,7 @@ function values(): void {
     ["f16", f32ToF16Bytes],
     ["bf16", f32ToBf16Bytes],
     ["q8_0", quantizeQ8_0],
+    ["q8_0 (addon loaded)", (x: Float32Array) => (native.version(), quantizeQ8_0(x))],
   ] as const) {
     const ns: number[] = [];
     for (let r = 0; r < 5; r++) {
