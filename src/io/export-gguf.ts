@@ -571,9 +571,10 @@ interface PlannedTensor {
   shape: number[];
   /**
    * Float values of rows [r0, r1) (a row: one index of the outermost dimension) after every transformation
-   * (permute, norm shift), made when asked for.
+   * (permute, norm shift), made when asked for: in the front of `into` where it is given (a scratch array whose
+   * earlier values the caller no longer needs), else in a fresh array.
    */
-  rows: (r0: number, r1: number) => Float32Array;
+  rows: (r0: number, r1: number, into?: Float32Array) => Float32Array;
   /** Source bytes that can be copied as they are when no conversion is needed. */
   passthrough?: { type: GgmlType; bytes: Uint8Array };
   /**
@@ -672,8 +673,12 @@ function* encodedParts(
     }
     return;
   }
+  // The parts' float32 values go through one scratch array where the bytes written are a conversion of them (every
+  // type but F32, whose bytes are the values themselves): a fresh 4 MiB array per part, touched page by page and left
+  // to the collector, cost more than converting it (BENCHMARKS.md "GGUF export to q8_0").
+  const scratch = type === "F32" ? undefined : new Float32Array(Math.min(rows, step) * cols);
   for (let r = 0; r < rows; r += step)
-    yield encodeCounted(p.name, type, p.rows(r, Math.min(rows, r + step)), overflow);
+    yield encodeCounted(p.name, type, p.rows(r, Math.min(rows, r + step), scratch), overflow);
 }
 
 /** encode, an F16 target's values beyond float16's range counted in `overflow` under `name`. */
@@ -773,8 +778,8 @@ export function planGgufExport(modelDir: string, opts: ExportGgufOptions): GgufE
       const src = permutedRows(shape[0]!, isQ ? cfg.numHeads : cfg.numKvHeads);
       for (let dst = r0; dst < r1; dst++) read(src(dst) * cols, (src(dst) + 1) * cols, (dst - r0) * cols);
     };
-    const rows = (r0: number, r1: number): Float32Array => {
-      const v = new Float32Array((r1 - r0) * cols);
+    const rows = (r0: number, r1: number, into?: Float32Array): Float32Array => {
+      const v = into ? into.subarray(0, (r1 - r0) * cols) : new Float32Array((r1 - r0) * cols);
       readRows(r0, r1, (from, to, at) => readValues(t, from, to, v, at, source));
       if (normShift) for (let i = 0; i < v.length; i++) v[i] = v[i]! + 1;
       if (fold) for (let i = 0; i < v.length; i++) v[i] = v[i]! * qFold;
