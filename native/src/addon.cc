@@ -972,6 +972,9 @@ Napi::Value countBytes(Napi::Env env, std::pair<int64_t, int64_t> r) {
   out.Set(1u, Napi::Number::New(env, static_cast<double>(r.second)));
   return out;
 }
+OP(frozenLinearGradOnly, "(x: N, w: N, b: N | null, copy: boolean): N") {
+  RET(gv::frozenLinearGradOnly(T(info, 0), T(info, 1), OptT(info, 2), B(info, 3)));
+}
 OP(frozenLinearCache, "(clear: boolean): [number, number]") { return countBytes(ENV, gv::frozenLinearCache(B(info, 0))); }
 OP(frozenLinearRelease, "(weights: N[]): [number, number]") {
   return countBytes(ENV, gv::frozenLinearRelease(TL(info, 0)));

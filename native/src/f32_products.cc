@@ -252,9 +252,15 @@ bool routeF32(const Tensor& a, const Tensor& b) {
 
 Tensor linear(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b) { return linear(x, w, b, Tensor()); }
 
+bool routedLinear(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b) {
+  return routeF32(x, w) && w.dim() == 2 && x.dim() >= 1 && (!b || b->scalar_type() == torch::kBFloat16);
+}
+
+// F32LinearFn's dX with W frozen
+Tensor routedDx(const Tensor& g2, const Tensor& w) { return dxValues(f32(g2), w).to(g2.scalar_type()); }
+
 Tensor linear(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b, const Tensor& wf) {
-  if (!routeF32(x, w) || w.dim() != 2 || x.dim() < 1 || (b && b->scalar_type() != torch::kBFloat16))
-    return torch::linear(x, w, b);
+  if (!routedLinear(x, w, b)) return torch::linear(x, w, b);
   TORCH_CHECK(x.size(-1) == w.size(1), "linear: input ", x.sizes(), " against weight ", w.sizes());
   TORCH_CHECK(!b || (b->dim() == 1 && b->size(0) == w.size(0)), "linear: bias ", b->sizes(), " for weight ",
               w.sizes());

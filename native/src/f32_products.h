@@ -57,6 +57,13 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const c10::
  */
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const c10::optional<torch::Tensor>& b,
                      const torch::Tensor& wf);
+/** Whether linear(x, w, b) takes the float32 route (routeF32, a 2-D W, a bf16 bias or none) rather than torch::linear. */
+bool routedLinear(const torch::Tensor& x, const torch::Tensor& w, const c10::optional<torch::Tensor>& b);
+/**
+ * dX of a routed linear(x, w, b) whose W needs no gradient, for dY [rows, out]: what its backward computes, bit for
+ * bit (w: W, or its float32 copy), in dY's dtype, [rows, in].
+ */
+torch::Tensor routedDx(const torch::Tensor& g2, const torch::Tensor& w);
 /** a @ b (torch::matmul's broadcasting), rerouted the same way for operands of at least 2 dimensions. */
 torch::Tensor matmul(const torch::Tensor& a, const torch::Tensor& b);
 /** A 2-D product without autograd (inside custom functions): rerouted as above, else torch::mm. */

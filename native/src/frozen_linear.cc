@@ -126,7 +126,63 @@ struct FrozenLinearFn : public torch::autograd::Function<FrozenLinearFn> {
   }
 };
 
+// The dX ways of a frozen product, each what the product's own backward computes: FrozenLinearFn's from Wᵀ, the float32
+// route's (F32LinearFn, W or its float32 copy), torch::linear's (addmm's / mm's mat1 gradient, dY·W)
+enum class DxWay : int64_t { transposed, routed, libtorch };
+
+// a frozen product whose values are never read, only its backward run (frozenLinearGradOnly): the output is zeros
+struct GradOnlyFn : public torch::autograd::Function<GradOnlyFn> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& w, int64_t out, int64_t way) {
+    ctx->saved_data["w"] = w;
+    ctx->saved_data["way"] = way;
+    ctx->saved_data["xshape"] = x.sizes().vec();
+    auto shape = x.sizes().vec();
+    shape.back() = out;
+    return torch::zeros(shape, x.options());
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto w = ctx->saved_data["w"].toTensor();
+    auto xshape = ctx->saved_data["xshape"].toIntVector();
+    auto g = grads[0];
+    Tensor gx;
+    switch (static_cast<DxWay>(ctx->saved_data["way"].toInt())) {
+      case DxWay::transposed:
+        gx = torch::linear(g, w);
+        break;
+      case DxWay::routed:
+        gx = routedDx(g.reshape({-1, g.size(-1)}), w).view(xshape);
+        break;
+      case DxWay::libtorch:
+        gx = at::mm(g.reshape({-1, g.size(-1)}), w).view(xshape);
+        break;
+    }
+    return {gx, Tensor(), Tensor(), Tensor()};
+  }
+};
+
 }  // namespace
+
+Tensor frozenLinearGradOnly(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b, bool copy) {
+  TORCH_CHECK(!w.requires_grad() && !(b && b->requires_grad()),
+              "frozenLinearGradOnly: the weight and bias must not require a gradient (frozen)");
+  TORCH_CHECK(w.dim() == 2 && x.dim() >= 1 && x.size(-1) == w.size(1), "frozenLinearGradOnly: input ", x.sizes(),
+              " against weight ", w.sizes());
+  TORCH_CHECK(x.scalar_type() == w.scalar_type() && (!b || b->scalar_type() == w.scalar_type()),
+              "frozenLinearGradOnly: input, weight and bias of one dtype");
+  int64_t out = w.size(0);
+  if (!x.requires_grad() || !torch::GradMode::is_enabled()) {
+    auto shape = x.sizes().vec();
+    shape.back() = out;
+    return torch::zeros(shape, x.options());
+  }
+  // the copy the product's own backward would read (frozenLinear: `copy` as the frozenDx plan decided)
+  if (routedLinear(x, w, b)) {
+    bool held32 = copy && w.is_contiguous();
+    return GradOnlyFn::apply(x, held32 ? held(w, Kind::f32) : w, out, static_cast<int64_t>(DxWay::routed));
+  }
+  if (copy) return GradOnlyFn::apply(x, held(w, Kind::transposed), out, static_cast<int64_t>(DxWay::transposed));
+  return GradOnlyFn::apply(x, w, out, static_cast<int64_t>(DxWay::libtorch));
+}
 
 Tensor frozenLinear(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b) {
   TORCH_CHECK(!w.requires_grad() && !(b && b->requires_grad()),

@@ -8,6 +8,12 @@ namespace gv {
 // float32 (f32_products.h routeF32), the forward and dX read W's float32 copy instead (made once per weight and
 // version; the same values as the per-call upcast, bit for bit), with or without a backward to run.
 torch::Tensor frozenLinear(const torch::Tensor& x, const torch::Tensor& w, const c10::optional<torch::Tensor>& b);
+// y = x·Wᵀ + b where y's values will never be read, only its gradient (a residual block's last product recomputed by
+// gradient checkpointing: the residual sum's backward needs no values): zeros of y's shape whose backward is the
+// product's own dX, bit for bit: from Wᵀ's copy with `copy` (frozenLinear's), the float32 route's where CPU bf16
+// products take it (W's float32 copy with `copy`), else torch::linear's. No product runs in the forward.
+torch::Tensor frozenLinearGradOnly(const torch::Tensor& x, const torch::Tensor& w, const c10::optional<torch::Tensor>& b,
+                                   bool copy);
 // The copies held now (transposed and float32), stale ones included: { count, bytes }; clear drops them all first.
 std::pair<int64_t, int64_t> frozenLinearCache(bool clear);
 // Drops the copies of these weights (of any view of their storages) and every stale copy: { count, bytes } dropped.

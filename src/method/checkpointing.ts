@@ -5,7 +5,8 @@
  * random numbers its forward drew (LoRA's dropout masks) and accumulates a tied weight's gradient in the same order
  * as the pass without it (models/decoder.ts forwardBackward), so trained weights, losses and gradient norms are the
  * same bits either way (test/method/checkpointing.test.ts). The paper enables it "to reduce memory usage"; its
- * price is a second forward of every layer. So "auto" turns it on only where the largest batch's activations
+ * price is a second forward of every layer but the last (less o_proj's and down_proj's frozen products in pre-norm
+ * layers, whose outputs only a residual sum reads). So "auto" turns it on only where the largest batch's activations
  * without it would take more than half of the memory available when the stage starts.
  *
  * Where that memory is a device's the addon cannot read (CUDA: no free-memory query), "auto" keeps checkpointing

@@ -7,7 +7,7 @@
  *   and lm_head on the positions that take a loss. Backward: the gradient with respect to a linear layer's input
  *   costs its forward matmul again, and one more for a trainable matrix; attention's two activation-by-activation
  *   matmuls each need two in backward (both operands); frozen weights get no weight gradient. Gradient
- *   checkpointing adds a second forward of the layers.
+ *   checkpointing adds a second forward of the layers but the last, less what it skips (recomputeFlops).
  * - the estimate common trainers report (transformers' Trainer `total_flos`): 6 × N × D, N = the model's
  *   parameters without the input embedding (plus the adapter's), D = every input token (prompt and padding
  *   included). It charges every method as if all weights received gradients and lm_head ran at every position,
@@ -55,25 +55,59 @@ export function layerForwardFlops(
   return { linear, attention };
 }
 
+/**
+ * What gradient checkpointing's recomputation runs (models/decoder.ts forwardBackward): the forward of every layer
+ * but the last (whose graph is kept: its backward follows at once), without o_proj's and down_proj's products in a
+ * pre-norm layer (every family but Gemma 3's sandwich norms) whose weights are frozen: their outputs reach only the
+ * residual sums, so the recomputation skips them (DecoderLayer.blocks, frozenLinearGradOnly). `adapterForward`: each
+ * adapter tensor's forward FLOPs by name (adapterFlops); those of the recomputed layers' linears run again.
+ */
+function recomputeFlops(
+  model: ShapeSource,
+  batch: number,
+  time: number,
+  frozenWeights: boolean,
+  adapterForward: Map<string, number> = new Map(),
+): number {
+  const tokens = batch * time;
+  const c = model.cfg;
+  const L = c.numLayers;
+  const lastLayer = `model.layers.${L - 1}.`;
+  const skips = (name: string) =>
+    frozenWeights &&
+    c.family !== "gemma3" &&
+    (name.endsWith(".self_attn.o_proj") || name.endsWith(".mlp.down_proj"));
+  let flops = (L - 1) * 2 * 2 * batch * time * time * c.numHeads * c.headDim;
+  for (const l of model.linears()) {
+    if (l.name.startsWith(lastLayer)) continue;
+    if (!skips(l.name)) flops += 2 * tokens * l.inFeatures * l.outFeatures;
+    for (const [name, f] of adapterForward) if (name.startsWith(`${l.name}.`)) flops += f;
+  }
+  return flops;
+}
+
 /** FLOPs of a method's adapters in the forward pass, and of their parameter gradients. */
 function adapterFlops(
   method: MethodShapes,
   tokens: number,
   lossTokens: number,
   model: ShapeSource,
-): { forward: number; paramGrad: number } {
+): { forward: number; paramGrad: number; byName: Map<string, number> } {
   if (method.name === "full") {
     let paramGrad = 0;
     for (const l of model.linears()) paramGrad += 2 * tokens * l.inFeatures * l.outFeatures;
-    return { forward: 0, paramGrad };
+    return { forward: 0, paramGrad, byName: new Map() };
   }
   let forward = 0;
+  const byName = new Map<string, number>();
   for (const [name, shape] of method.shapes) {
     const [rows, cols] = shape as [number, number];
     // U [C, in]: x Uᵀ; lora_A [r, in]: x Aᵀ; lora_B [out, r]: (x Aᵀ) Bᵀ. lm_head runs on the loss positions only.
-    forward += 2 * (name.startsWith("lm_head") ? lossTokens : tokens) * rows * cols;
+    const f = 2 * (name.startsWith("lm_head") ? lossTokens : tokens) * rows * cols;
+    byName.set(name, f);
+    forward += f;
   }
-  return { forward, paramGrad: forward };
+  return { forward, paramGrad: forward, byName };
 }
 
 export function sftFlops(
@@ -89,7 +123,8 @@ export function sftFlops(
   const head = 2 * lossTokens * model.cfg.hiddenSize * model.cfg.vocabSize;
   const ad = adapterFlops(m, B * T, lossTokens, model);
   const layers = linear + attention + ad.forward;
-  const forward = layers + head + (checkpointing ? layers : 0);
+  const recompute = checkpointing ? recomputeFlops(model, B, T, m.name !== "full", ad.byName) : 0;
+  const forward = layers + head + recompute;
   const headGrad = m.name === "full" ? 2 * head : head;
   const backward = linear + 2 * attention + ad.forward + headGrad + ad.paramGrad;
   return { forward, backward, total: forward + backward };
@@ -98,7 +133,7 @@ export function sftFlops(
 /**
  * Identification: a forward and a backward to the activations only (no parameter gradients). The activation
  * variant with lm_head as a target also runs lm_head over every position and the whole vocabulary. With
- * checkpointing the backward recomputes the layers' forward (counted where it ran, as in sftFlops).
+ * checkpointing the backward recomputes the layers' forward (recomputeFlops; counted where it ran, as in sftFlops).
  */
 export function identifyFlops(
   model: ShapeSource,
@@ -111,7 +146,7 @@ export function identifyFlops(
   const { linear, attention } = layerForwardFlops(model, B, T);
   const head = 2 * B * model.cfg.hiddenSize * 2;
   const fullHead = lmHeadEverywhere ? 2 * B * T * model.cfg.hiddenSize * model.cfg.vocabSize : 0;
-  const recompute = checkpointing && withBackward ? linear + attention : 0;
+  const recompute = checkpointing && withBackward ? recomputeFlops(model, B, T, true) : 0;
   const forward = linear + attention + head + fullHead + recompute;
   const backward = withBackward ? linear + 2 * attention + head : 0;
   return { forward, backward, total: forward + backward };
@@ -236,7 +271,9 @@ function forwardGraphBytes(
   const tokens = opts.batch * opts.time;
   const layer = layerActivationBytes(model, tokens, opts.time, b);
   const L = model.cfg.numLayers;
-  const graph = opts.checkpointing ? L * tokens * model.cfg.hiddenSize * b + layer : L * layer;
+  // checkpointing keeps each residual block's input (two a layer; Gemma 3's layers whole: one; models/decoder.ts)
+  const kept = model.cfg.family === "gemma3" ? 1 : 2;
+  const graph = opts.checkpointing ? kept * L * tokens * model.cfg.hiddenSize * b + layer : L * layer;
   return { bytesPerValue: b, tokens, weights: opts.totalParams * b, graph };
 }
 

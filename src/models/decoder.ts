@@ -31,11 +31,25 @@ import {
 import { Linear } from "./linear.js";
 import { FrozenDxPlan } from "./frozen-dx.js";
 
+/**
+ * One residual block of a layer: what it adds to the stream, x ← x + block(x). `gradOnly`: the result's values will
+ * not be read, only its gradient (Linear.forward: a frozen last product is skipped).
+ */
+export type ResidualBlock = (x: Tensor, inp: AttentionInputs, gradOnly: boolean) => Tensor;
+
 export interface DecoderLayer {
   readonly index: number;
   readonly attn: Attention;
   readonly mlp: MLP;
   readonly norms: RMSNorm[];
+  /**
+   * The layer as residual blocks whose outputs reach only their residual sums, forward being exactly x ← x + block(x)
+   * for each in order (pre-norm layers: attention, then the MLP). Gradient checkpointing keeps each block's input and
+   * recomputes the blocks one at a time with `gradOnly` (a residual sum's backward reads no values), which skips
+   * o_proj's and down_proj's products. Absent where a norm reads those outputs (Gemma 3's sandwich norms): such a
+   * layer is recomputed whole from its input.
+   */
+  readonly blocks?: readonly ResidualBlock[];
   forward(x: Tensor, inp: AttentionInputs): Tensor;
 }
 
@@ -211,7 +225,8 @@ export class DecoderModel {
   /**
    * One forward + backward of `head(hidden)` (a scalar loss), returning the loss.
    * With `checkpoint`, layer activations are not kept: the forward runs without a graph, keeping only each
-   * layer's input, and the backward recomputes one layer at a time (gradient checkpointing per layer).
+   * layer's input (each residual block's, where the layer has them), and the backward recomputes one layer (block)
+   * at a time (gradient checkpointing per layer); the last layer keeps its graph.
    */
   forwardBackward(
     ids: Tensor,
@@ -236,42 +251,55 @@ export class DecoderModel {
     return tidy(() => {
       const prep = this.prepare(ids, opts);
       const inputs: Tensor[] = [];
-      // each layer's recomputation draws the random numbers its forward drew (LoRA's dropout masks), and the
+      // what is kept and recomputed: each layer's residual blocks where it has them, else the layer (DecoderLayer)
+      type Segment = (x: Tensor, gradOnly: boolean) => Tensor;
+      const segments = (layer: DecoderLayer): Segment[] => {
+        const inp = this.inputsFor(layer.index, prep);
+        if (!layer.blocks) return [(x) => layer.forward(x, inp)];
+        return layer.blocks.map((block) => (x, gradOnly) => x.add(block(x, inp, gradOnly)));
+      };
+      const last = this.layers[this.layers.length - 1]!;
+      const recomputed = this.layers.slice(0, -1).flatMap(segments);
+      // each segment's recomputation draws the random numbers its forward drew (LoRA's dropout masks), and the
       // generator ends where the forward left it: the same numbers as without checkpointing, in the same order
       const rng: Tensor[] = [];
       const x = noGrad(() => {
         let h = this.embedTokens(ids);
-        for (const layer of this.layers) {
+        for (const segment of recomputed) {
           inputs.push(h);
           rng.push(rngState(this.device));
-          h = tidy(() => layer.forward(h, this.inputsFor(layer.index, prep)));
+          h = tidy(() => segment(h, false));
         }
         return h;
       });
-      const afterForward = rngState(this.device);
       // a tied embedding's gradient gets lm_head's share h and the lookup's e. Without checkpointing autograd sums
       // the two before adding them to what the step's earlier micro-batches left, G + (h + e); here lm_head's
       // backward comes first, so G is set aside and added last, (h + e) + G: the same bits
       const earlier = this.lmHead === this.embed && this.embed.requiresGrad ? this.embed.grad : null;
       if (earlier) this.embed.clearGrad();
-      let upstream: Tensor | null = null;
-      const value = withGrad(() => {
-        const top = x.detach().requiresGrad_();
-        const loss = head(this.norm.forward(top));
-        const v = loss.item();
-        loss.backward();
-        upstream = top.grad;
-        return v;
-      });
-      for (let i = this.layers.length - 1; i >= 0; i--) {
-        const layer = this.layers[i];
+      // the last layer keeps its graph: its backward follows at once, so recomputing it would only repeat its forward
+      const top = tidy(() =>
+        withGrad(() => {
+          const xin = x.detach().requiresGrad_();
+          const loss = head(this.norm.forward(last.forward(xin, this.inputsFor(last.index, prep))));
+          const v = loss.item();
+          loss.backward();
+          return { value: v, grad: xin.grad };
+        }),
+      );
+      // neither the loss nor a backward draws random numbers: this is where the layers' forward left the generator
+      const afterForward = rngState(this.device);
+      const value = top.value;
+      let upstream: Tensor | null = top.grad;
+      for (let i = recomputed.length - 1; i >= 0; i--) {
         const g = upstream as Tensor | null;
         if (!g) break;
         upstream = tidy(() =>
           withGrad(() => {
             setRngState(rng[i]!, this.device);
             const xin = inputs[i].detach().requiresGrad_();
-            const y = layer.forward(xin, this.inputsFor(i, prep));
+            // only y's gradient is used, not its values: a residual block skips its last product (gradOnly)
+            const y = recomputed[i]!(xin, true);
             backward([y], [g]);
             return xin.grad;
           }),

@@ -23,6 +23,8 @@ export class SandwichNormLayer implements DecoderLayer {
     this.norms = layerNorms(attn, [inputNorm, postAttentionNorm, preFeedforwardNorm, postFeedforwardNorm]);
   }
 
+  // no residual blocks for checkpointing (DecoderLayer.blocks): the post-norms' backward reads o_proj's and
+  // down_proj's outputs, so recomputing them is not skippable
   forward(x: Tensor, inp: AttentionInputs): Tensor {
     const h = x.add(this.postAttentionNorm.forward(this.attn.forward(this.inputNorm.forward(x), inp)));
     return h.add(this.postFeedforwardNorm.forward(this.mlp.forward(this.preFeedforwardNorm.forward(h))));

@@ -196,8 +196,9 @@ export class Attention {
     return { q, k, v, B, T };
   }
 
-  forward(h: Tensor, inp: AttentionInputs): Tensor {
-    if (!fusedOps("attention", h.device)) return this.forwardOpByOp(h, inp);
+  /** `gradOnly`: the output's values will not be read, only its gradient (Linear.forward): o_proj may skip its product. */
+  forward(h: Tensor, inp: AttentionInputs, gradOnly = false): Tensor {
+    if (!fusedOps("attention", h.device)) return this.forwardOpByOp(h, inp, gradOnly);
     const { numKvHeads, headDim } = this.cfg;
     const { q, B, T, ...p } = this.project(h);
     // q as [B, kvHeads, T, rep, D]: each KV head's query heads side by side, the layout attention reads
@@ -212,11 +213,11 @@ export class Attention {
       keyMask: inp.keyMask,
       softcap: this.cfg.attnLogitSoftcapping,
     });
-    return this.o.forward(out);
+    return this.o.forward(out, gradOnly);
   }
 
   /** transformers' eager attention, op by op (the reference for the fused path). */
-  forwardOpByOp(h: Tensor, inp: AttentionInputs): Tensor {
+  forwardOpByOp(h: Tensor, inp: AttentionInputs, gradOnly = false): Tensor {
     const { numHeads, numKvHeads, headDim } = this.cfg;
     const { B, T, ...p } = this.project(h);
     const q = applyRope(p.q.transpose(1, 2), inp.cos, inp.sin);
@@ -239,7 +240,7 @@ export class Attention {
       .matmul(v)
       .view([B, numHeads, T, headDim]);
     const out = ctx.transpose(1, 2).reshape([B, T, numHeads * headDim]);
-    return this.o.forward(out);
+    return this.o.forward(out, gradOnly);
   }
 }
 
@@ -256,10 +257,11 @@ export class MLP {
     this.gateUp = new LinearGroup([gate, up]);
   }
 
-  forward(x: Tensor): Tensor {
+  /** `gradOnly`: the output's values will not be read, only its gradient (Linear.forward): down_proj may skip its product. */
+  forward(x: Tensor, gradOnly = false): Tensor {
     const [g, u] = this.gateUp.forward(x);
-    if (fusedOps("gatedAct", x.device)) return this.down.forward(gatedAct(g, u, this.act));
+    if (fusedOps("gatedAct", x.device)) return this.down.forward(gatedAct(g, u, this.act), gradOnly);
     const a = this.act === "silu" ? g.silu() : g.gelu("tanh");
-    return this.down.forward(a.mul(u));
+    return this.down.forward(a.mul(u), gradOnly);
   }
 }

@@ -9,6 +9,7 @@ import { InputError } from "../errors.js";
 import {
   Tensor,
   frozenLinear,
+  frozenLinearGradOnly,
   fusedOps,
   isGradEnabled,
   keep,
@@ -36,25 +37,40 @@ export interface LinearAdapter {
   rowUpdate?(): { rows: number[]; delta: Tensor };
 }
 
-/** Sees each output as it is made (identification keeps its gradient). */
+/**
+ * Sees each output as it is made (identification keeps its gradient). In a `gradOnly` forward (gradient
+ * checkpointing's recomputation) y's values are not the layer's: there a tap may use only y's gradient.
+ */
 export type OutputTap = (y: Tensor, layer: Linear) => void;
 
 /**
- * x Wᵀ + b; a frozen bf16 weight's dX from its transposed copy, or its forward and dX from its float32 copy where
- * bf16 products are computed in float32 (tensor.ts frozenLinear), where frozenDx is on and the model's plan gives
- * `slot` a copy for a product this size (models/frozen-dx.ts). A linear outside a model (no plan, no budget) makes a
- * copy only when frozenDx is forced on.
+ * Whether a frozen weight's product reads a copy (frozenDx): a bf16 weight where frozenDx is on and the model's plan
+ * gives `slot` a copy for a product this size (models/frozen-dx.ts). A linear outside a model (no plan, no budget)
+ * makes a copy only when frozenDx is forced on.
  */
-function product(x: Tensor, w: Tensor, b: Tensor | null, slot: DxSlot): Tensor {
-  if (w.dtype !== "bfloat16" || w.requiresGrad || b?.requiresGrad) return x.linear(w, b);
+function copyFor(x: Tensor, w: Tensor, slot: DxSlot): boolean {
+  if (w.dtype !== "bfloat16") return false;
   const mode = frozenDxMode(x.device);
-  if (mode === "off") return x.linear(w, b);
+  if (mode === "off") return false;
+  const rows = x.numel / x.size(-1);
+  return slot.plan ? slot.plan.allows(slot, mode, rows, w.size(0), w.size(1)) : mode === "forced";
+}
+
+/**
+ * x Wᵀ + b; a frozen bf16 weight's dX from its transposed copy, or its forward and dX from its float32 copy where
+ * bf16 products are computed in float32 (tensor.ts frozenLinear), where copyFor says so. `gradOnly`: the caller will
+ * never read the values, only backpropagate through them; for a frozen weight no product runs then
+ * (frozenLinearGradOnly: zeros whose backward is the product's own dX).
+ */
+function product(x: Tensor, w: Tensor, b: Tensor | null, slot: DxSlot, gradOnly = false): Tensor {
+  const frozen = !w.requiresGrad && !b?.requiresGrad;
+  if (gradOnly && frozen)
+    return frozenLinearGradOnly(x, w, b, isGradEnabled() && x.requiresGrad && copyFor(x, w, slot));
+  if (w.dtype !== "bfloat16" || !frozen) return x.linear(w, b);
   // a transposed copy serves only a backward: without one to run frozenLinear is x.linear, and no plan is made
   const forward = frozenCopyKind(x.device) === "float32";
   if (!forward && (!isGradEnabled() || !x.requiresGrad)) return x.linear(w, b);
-  const rows = x.numel / x.size(-1);
-  const copy = slot.plan ? slot.plan.allows(slot, mode, rows, w.size(0), w.size(1)) : mode === "forced";
-  return copy ? frozenLinear(x, w, b) : x.linear(w, b);
+  return copyFor(x, w, slot) ? frozenLinear(x, w, b) : x.linear(w, b);
 }
 
 export class Linear {
@@ -78,8 +94,12 @@ export class Linear {
     return this.weight.size(1);
   }
 
-  forward(x: Tensor): Tensor {
-    return this.finish(x, product(x, this.weight, this.bias, this.dxSlot));
+  /**
+   * `gradOnly`: y's values will not be read, only its gradient (the last product of a layer that gradient
+   * checkpointing recomputes): a frozen weight's product is skipped, its adapter and tap still apply.
+   */
+  forward(x: Tensor, gradOnly = false): Tensor {
+    return this.finish(x, product(x, this.weight, this.bias, this.dxSlot, gradOnly));
   }
 
   /** The adapter and the tap on y = x Wᵀ + b, whether y came from this layer's product or its group's. */

@@ -5,11 +5,19 @@
  */
 import type { ModelConfig } from "../io/config.js";
 import type { Tensor } from "../tensor/index.js";
-import { layerNorms, layerParts, type DecoderLayer, type TensorSource } from "./decoder.js";
+import {
+  layerNorms,
+  layerParts,
+  type DecoderLayer,
+  type ResidualBlock,
+  type TensorSource,
+} from "./decoder.js";
 import type { Attention, AttentionInputs, MLP, RMSNorm } from "./layers.js";
 
 export class PreNormLayer implements DecoderLayer {
   readonly norms: RMSNorm[];
+  /** attention and MLP: o_proj's and down_proj's outputs reach only the residual sums (DecoderLayer.blocks) */
+  readonly blocks: readonly ResidualBlock[];
   constructor(
     readonly index: number,
     readonly attn: Attention,
@@ -18,11 +26,16 @@ export class PreNormLayer implements DecoderLayer {
     readonly postAttentionNorm: RMSNorm,
   ) {
     this.norms = layerNorms(attn, [inputNorm, postAttentionNorm]);
+    this.blocks = [
+      (x, inp, gradOnly) => this.attn.forward(this.inputNorm.forward(x), inp, gradOnly),
+      (h, _inp, gradOnly) => this.mlp.forward(this.postAttentionNorm.forward(h), gradOnly),
+    ];
   }
 
   forward(x: Tensor, inp: AttentionInputs): Tensor {
-    const h = x.add(this.attn.forward(this.inputNorm.forward(x), inp));
-    return h.add(this.mlp.forward(this.postAttentionNorm.forward(h)));
+    const [attention, mlp] = this.blocks as [ResidualBlock, ResidualBlock];
+    const h = x.add(attention(x, inp, false));
+    return h.add(mlp(h, inp, false));
   }
 }
 

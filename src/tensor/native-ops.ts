@@ -68,6 +68,7 @@ export interface NativeOps {
   fromBuffer(buf: Uint8Array, dtype: string, shape: number[], device?: string): N;
   frozenLinear(x: N, w: N, b?: N | null): N;
   frozenLinearCache(clear: boolean): [number, number];
+  frozenLinearGradOnly(x: N, w: N, b: N | null, copy: boolean): N;
   frozenLinearRelease(weights: N[]): [number, number];
   full(shape: number[], value: number, dtype: string, device?: string): N;
   gatedAct(g: N, u: N, act: string): N;
@@ -214,6 +215,7 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "fromBuffer",
   "frozenLinear",
   "frozenLinearCache",
+  "frozenLinearGradOnly",
   "frozenLinearRelease",
   "full",
   "gatedAct",

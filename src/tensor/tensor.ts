@@ -995,6 +995,17 @@ export function frozenLinear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   return new Tensor(native.frozenLinear(x.h, w.h, b?.h ?? null));
 }
 
+/**
+ * x·Wᵀ + b for a frozen weight and bias where the result's values will never be read, only its gradient: zeros of the
+ * product's shape whose backward computes dX exactly as the product's own would (frozenLinear's from Wᵀ's copy with
+ * `copy`, the float32 route's where CPU bf16 products take it, else x.linear's), so no product runs in the forward.
+ * For a residual block's last product recomputed by gradient checkpointing (models/decoder.ts): the residual sum it
+ * feeds needs no values in backward.
+ */
+export function frozenLinearGradOnly(x: Tensor, w: Tensor, b: Tensor | null, copy: boolean): Tensor {
+  return new Tensor(native.frozenLinearGradOnly(x.h, w.h, b?.h ?? null, copy));
+}
+
 // ---------------------------------------------------------------- bf16 products (native/src/f32_products.cc)
 /**
  * Whether CPU bf16 products (linear, matmul, frozenLinear, the fused attention's blocks, GoodVibe's cluster rows) are

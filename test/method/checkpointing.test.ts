@@ -26,7 +26,15 @@ import { chooseCheckpointing, checkpointingKey } from "../../src/method/checkpoi
 import { canonicalJson, sha256 } from "../../src/io/hash.js";
 import type { DecoderModel } from "../../src/models/decoder.js";
 import type { AttachedMethod } from "../../src/method/attached.js";
-import { Tensor, manualSeed, rngState, setRngState } from "../../src/tensor/index.js";
+import { sftFlops } from "../../src/method/flops.js";
+import {
+  Tensor,
+  manualSeed,
+  rngState,
+  setF32Products,
+  setFusedOp,
+  setRngState,
+} from "../../src/tensor/index.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 
@@ -50,12 +58,21 @@ function attach(kind: Kind, m: DecoderModel): AttachedMethod {
       m,
       new Map([
         ["model.layers.0.self_attn.q_proj", { rows: [0, 2], clusters: [0, 0], nClusters: 1 }],
+        // layer 0's o_proj and down_proj: the recomputation skips their products (gradOnly) and adds the update to
+        // zeros
+        ["model.layers.0.self_attn.o_proj", { rows: [7], clusters: [0], nClusters: 1 }],
+        ["model.layers.0.mlp.down_proj", { rows: [3, 4], clusters: [0, 1], nClusters: 2 }],
         ["model.layers.1.mlp.down_proj", { rows: [1, 5, 9], clusters: [0, 1, 0], nClusters: 2 }],
       ]),
     );
   // dropout on: the recomputed layers must draw their forward's masks
   if (kind === "lora")
-    return attachLora(m, { r: 2, alpha: 4, dropout: 0.1, targetModules: ["q_proj", "v_proj"] });
+    return attachLora(m, {
+      r: 2,
+      alpha: 4,
+      dropout: 0.1,
+      targetModules: ["q_proj", "v_proj", "o_proj", "down_proj"],
+    });
   return attachFull(m);
 }
 
@@ -113,6 +130,66 @@ for (const family of ["qwen2", "llama", "gemma3", "qwen3"])
         assert.equal(on.r.flops.backward, off.r.flops.backward);
       }
     });
+
+// the recomputation's skipped product (frozenLinearGradOnly) computes dX each way a frozen product does: from Wᵀ's
+// copy (frozenDx, here forced: the fixtures' weights are below its size rule), and by the float32 route of CPUs whose
+// bf16 products take it; the default runs above cover libtorch's own
+for (const [what, force] of [
+  [
+    "frozenDx's copies",
+    () => {
+      const prev = setFusedOp("frozenDx", true);
+      return () => setFusedOp("frozenDx", prev);
+    },
+  ],
+  [
+    "bf16 products in float32",
+    () => {
+      const prev = setF32Products("on");
+      return () => setF32Products(prev);
+    },
+  ],
+] as const)
+  test(`qwen2 and gemma3 bfloat16 with ${what}: GoodVibe and LoRA train the same bits with checkpointing and without`, async () => {
+    const restore = force();
+    try {
+      for (const family of ["qwen2", "gemma3"])
+        for (const kind of ["goodvibe", "lora"] as const) {
+          const off = await run(family, kind, "bfloat16", { ...CFG, gradientCheckpointing: false });
+          const on = await run(family, kind, "bfloat16", { ...CFG, gradientCheckpointing: true });
+          assertSameRun(off, on, `${family} ${kind} with ${what}`);
+        }
+    } finally {
+      restore();
+    }
+  });
+
+test("the recomputation's FLOPs: every layer but the last, without frozen o_proj's and down_proj's products in pre-norm layers", () => {
+  for (const family of ["qwen2", "gemma3"])
+    for (const kind of ["goodvibe", "lora", "full"] as const) {
+      const model = loadModel(path.join(FIX, family), { dtype: "float32" });
+      const method = attach(kind, model);
+      const [T, loss] = [10, 4];
+      const extra =
+        sftFlops(model, method, [1, T], loss, true).forward -
+        sftFlops(model, method, [1, T], loss, false).forward;
+      // written out: layers 0 .. L-2 (the last keeps its graph), their linears and adapters, and attention
+      const L = model.cfg.numLayers;
+      const skip = family !== "gemma3" && kind !== "full";
+      let want = (L - 1) * 2 * 2 * T * T * model.cfg.numHeads * model.cfg.headDim;
+      for (let i = 0; i < L - 1; i++)
+        for (const lin of model.linears().filter((l) => l.name.startsWith(`model.layers.${i}.`))) {
+          const skipped = skip && (lin.name.endsWith("o_proj") || lin.name.endsWith("down_proj"));
+          if (!skipped) want += 2 * T * lin.inFeatures * lin.outFeatures;
+          // an adapter's matrices run again (full fine-tuning's trainable tensors are the weights themselves)
+          if (kind !== "full")
+            for (const [n, t] of method.trainable)
+              if (n.startsWith(`${lin.name}.`)) want += 2 * T * t.shape[0]! * t.shape[1]!;
+        }
+      assert.equal(extra, want, `${family} ${kind}`);
+      method.detach();
+    }
+});
 
 test("a run resumed under another checkpointing choice ends as the uninterrupted run; a checkpoint that recorded the setting resumes", async () => {
   for (const kind of ["lora", "full"] as const) {
