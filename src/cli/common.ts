@@ -4,6 +4,8 @@
  */
 import { SingleBar, Presets } from "cli-progress";
 import { GoodVibeError, fromSystemError } from "../errors.js";
+import { staleTempsCleaned, type StaleTemp } from "../io/atomic.js";
+import { formatBytes } from "../util/memory.js";
 import type { Logger } from "../util/log.js";
 import { ProgressMeter } from "../util/progress.js";
 
@@ -64,8 +66,45 @@ export function makeLogger(opts: GlobalOptions): Logger & { done(): void } {
 }
 
 export function output(opts: GlobalOptions, human: string, data: unknown): void {
-  if (opts.json) process.stdout.write(JSON.stringify(data, replacer, 2) + "\n");
-  else process.stdout.write(human.endsWith("\n") ? human : human + "\n");
+  const stale = staleTemps();
+  if (opts.json) {
+    // an object result carries them beside its fields; a list result (report's files) keeps its shape
+    const withStale =
+      stale && data !== null && typeof data === "object" && !Array.isArray(data)
+        ? { ...data, staleTemporaries: stale.json }
+        : data;
+    process.stdout.write(JSON.stringify(withStale, replacer, 2) + "\n");
+  } else {
+    const text = stale ? `${human.replace(/\n$/, "")}\n${stale.text}` : human;
+    process.stdout.write(text.endsWith("\n") ? text : text + "\n");
+  }
+}
+
+/**
+ * The temporaries of killed runs (SIGKILL, the OOM killer, a preempted node) that this command's writes removed:
+ * a model export's is as large as the model, so the user is told what went and what it freed. Null when none.
+ */
+function staleTemps(): {
+  text: string;
+  json: { removed: StaleTemp[]; restored: StaleTemp[]; bytesFreed: number };
+} | null {
+  const all = staleTempsCleaned();
+  if (all.length === 0) return null;
+  const removed = all.filter((t) => t.restoredTo === undefined);
+  const restored = all.filter((t) => t.restoredTo !== undefined);
+  const bytesFreed = removed.reduce((n, t) => n + t.bytes, 0);
+  const lines: string[] = [];
+  if (removed.length)
+    lines.push(
+      `removed ${removed.length} temporar${removed.length === 1 ? "y" : "ies"} of killed goodvibe runs ` +
+        `(${formatBytes(bytesFreed)} freed):`,
+      ...removed.map((t) => `  ${t.path} (${formatBytes(t.bytes)}, process ${t.pid})`),
+    );
+  for (const t of restored)
+    lines.push(
+      `put back ${t.restoredTo}, which a killed run (process ${t.pid}) had moved aside to ${t.path}`,
+    );
+  return { text: lines.join("\n"), json: { removed, restored, bytesFreed } };
 }
 
 function replacer(_k: string, v: unknown): unknown {
@@ -108,7 +147,17 @@ export async function runCommand(opts: GlobalOptions, body: () => Promise<void>)
     if (e instanceof GoodVibeError) {
       process.stderr.write(`${e.exitCode === EXIT.interrupted ? "interrupted" : "error"}: ${e.message}\n`);
       process.exitCode = e.exitCode;
-      if (opts.json) process.stdout.write(JSON.stringify({ error: e.message, exitCode: e.exitCode }) + "\n");
+      // what was cleaned before the failure was cleaned all the same
+      const stale = staleTemps();
+      if (stale && !opts.json) process.stderr.write(`${stale.text}\n`);
+      if (opts.json)
+        process.stdout.write(
+          JSON.stringify({
+            error: e.message,
+            exitCode: e.exitCode,
+            ...(stale && { staleTemporaries: stale.json }),
+          }) + "\n",
+        );
       return;
     }
     const err = e as Error;

@@ -6,7 +6,8 @@
  * - an output is never an input, inside one, or around one, compared by where paths really lead (symlinks, bind
  *   mounts, `..`), not by how they are spelled.
  * Temporaries are named `.NAME.tmp-PID-TIME-HOST`; those of dead processes of this host are removed (or, for a
- * folder that was being replaced, put back) by the next write of the same target or by `cleanStaleTemps`. HOST
+ * folder that was being replaced, put back) by the next write into the same folder or by `cleanStaleTemps`; a
+ * PID in use again by a process that started after TIME is dead too (PID reuse: /proc's start times). HOST
  * is there because workers on several machines (Slurm nodes, Kubernetes pods with their own PID namespaces) share
  * one output or cache folder: another host's PID says nothing here, so its temporaries are never touched.
  */
@@ -176,15 +177,22 @@ function isTempName(name: string): boolean {
   return TEMP.test(name);
 }
 
+/**
+ * Names of the temporaries this process is making: its own, whatever the wall clock did since (writerAlive); each
+ * is forgotten once published or removed, so that a process writing many files does not hold every name.
+ */
+const madeHere = new Set<string>();
+
 function tempName(target: string): string {
   const base = `.${path.basename(target)}.tmp-${process.pid}-${Date.now()}-${HOST_TAG}`;
+  madeHere.add(base);
   return path.join(path.dirname(target), base);
 }
 
 /**
  * The temporaries this process is filling. A process that exits before publishing them (a second Ctrl-C exits at
- * once: cli/common.ts) removes them on its way out; only SIGKILL or a crash leaves one, for the next write of the
- * same target to remove (cleanStaleTemps).
+ * once: cli/common.ts) removes them on its way out; only SIGKILL or a crash leaves one, for the next write into
+ * the same folder to remove (sweepFolder, cleanStaleTemps).
  */
 const filling = new Set<string>();
 let exitHooked = false;
@@ -203,48 +211,160 @@ async function whileFilling<T>(tmp: string, work: () => Promise<T>): Promise<T> 
     return await work();
   } finally {
     filling.delete(tmp);
-  }
-}
-
-function processAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM"; // alive, someone else's
+    madeHere.delete(path.basename(tmp));
   }
 }
 
 /**
- * Remove the temporaries that dead processes of this host left in `dir` (for targets named `only`, or all): a
+ * A process now running with this PID that started more than this long after a temporary's TIME (when its name
+ * was made, by its writer, which was running then) is not its writer: the PID was reused. The slack covers
+ * /proc's whole-second boot time and a forward step of the wall clock while a writer runs; within it a reused PID
+ * keeps a dead writer's temporary until that process ends (safe: never a live writer's removed).
+ */
+const PID_REUSE_SLACK_MS = 60_000;
+
+/** /proc's clock ticks per second (USER_HZ: 100 on every Linux architecture Node runs on; checked below). */
+const USER_HZ = 100;
+
+/** When the process `pid` started (epoch ms) from /proc, or null where that cannot be read (not Linux, hidepid). */
+function processStartMs(pid: number | "self"): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    // the command name (field 2) is in parentheses and may hold spaces and ')': fields after the last ')'
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[19]); // field 22, starttime: clock ticks after boot
+    const btime = Number(/^btime (\d+)$/m.exec(fs.readFileSync("/proc/stat", "utf8"))?.[1]);
+    if (!Number.isFinite(ticks) || !Number.isFinite(btime)) return null;
+    return btime * 1000 + (ticks * 1000) / USER_HZ;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether /proc's start times can be trusted here: this process's own, read from /proc, agrees with what Node
+ * measured at start. Not on a clock stepped since, a time namespace, or another USER_HZ: then a live PID counts
+ * as the writer, as before start times were read.
+ */
+let startTimesTrusted: boolean | undefined;
+function trustStartTimes(): boolean {
+  if (startTimesTrusted === undefined) {
+    const own = processStartMs("self");
+    startTimesTrusted = own !== null && Math.abs(own - performance.timeOrigin) < 5_000;
+  }
+  return startTimesTrusted;
+}
+
+/**
+ * Whether the writer of a temporary of this host, named by process `pid` at epoch ms `time`, may still be running:
+ * its PID is in use (by any user) and the process using it did not start after the name was made.
+ */
+function writerAlive(pid: number, time: number, name: string): boolean {
+  if (pid === process.pid && madeHere.has(name.replace(/\.old$/, ""))) return true;
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EPERM") return false; // EPERM: alive, someone else's
+  }
+  if (!trustStartTimes()) return true;
+  const started = processStartMs(pid);
+  return started === null || started <= time + PID_REUSE_SLACK_MS;
+}
+
+/** A stale temporary of a dead writer that a write removed (or, a folder moved aside while replaced, put back). */
+export interface StaleTemp {
+  path: string;
+  /** its size (all its files' sizes for a folder): the disk freed; 0 for one put back */
+  bytes: number;
+  /** the dead writer's PID */
+  pid: number;
+  /** where a complete folder that was being replaced was put back (its target was missing) */
+  restoredTo?: string;
+}
+
+/** Every stale temporary this process has removed or put back, in order: the CLI reports them (cli/common.ts). */
+const cleaned: StaleTemp[] = [];
+
+export function staleTempsCleaned(): readonly StaleTemp[] {
+  return cleaned;
+}
+
+/** Bytes in `p` (a file, or a folder's files at any depth), by lstat: links are not followed. */
+function sizeOf(p: string): number {
+  const st = fs.lstatSync(p);
+  if (!st.isDirectory()) return st.size;
+  let n = 0;
+  for (const e of fs.readdirSync(p)) n += sizeOf(path.join(p, e));
+  return n;
+}
+
+/**
+ * Remove the temporaries that dead processes of this host left in `dir`, for targets named `only`, or all: a
  * half-written file or folder goes; a complete folder that was moved out of the way while being replaced
  * (`….old`) is put back when its target is missing. A live process's temporaries, and every temporary of another
- * host (whose PIDs cannot be checked from here), are never touched. Returns what was removed.
+ * host (whose PIDs cannot be checked from here), are never touched. With `sweep` (a write's sweep of its folder),
+ * only names that carry this host's tag and entries of this user count: a name without the tag (written before
+ * tags, 2026-11-29) is too plain to be sure it is ours unless it is the target's own, and another user's
+ * temporaries are theirs to clean. A temporary that cannot be removed (permissions) is passed over: it must not
+ * fail the write. Returns what was removed or put back.
  */
-export function cleanStaleTemps(dir: string, only?: string): string[] {
+export function cleanStaleTemps(dir: string, only?: string, sweep = false): StaleTemp[] {
   let names: string[];
   try {
     names = fs.readdirSync(dir);
   } catch {
     return [];
   }
-  const removed: string[] = [];
+  const uid = process.getuid?.();
+  const done: StaleTemp[] = [];
   for (const name of names) {
     const m = TEMP.exec(name);
     // `..NAME.tmp-….tmp-…`: the temporary of a temporary, which GGUF exports before 2026-11-30 wrote (the writer's
     // own temporary inside publishFile's); it belongs to NAME too, or a killed export's file would stay for good
     if (!m || (only !== undefined && m[1] !== only && TEMP.exec(m[1]!)?.[1] !== only)) continue;
-    if ((m[4] !== undefined && m[4] !== HOST_TAG) || processAlive(Number(m[2]))) continue;
+    if (m[4] === undefined ? sweep : m[4] !== HOST_TAG) continue;
+    const pid = Number(m[2]);
+    if (writerAlive(pid, Number(m[3]), name)) continue;
     const p = path.join(dir, name);
     const target = path.join(dir, m[1]!);
-    if (m[5] && !fs.existsSync(target)) fs.renameSync(p, target);
-    else {
-      fs.rmSync(p, { recursive: true, force: true });
-      removed.push(p);
+    try {
+      const st = fs.lstatSync(p);
+      // the project writes files and folders only; a link or another user's entry is not for a sweep to remove
+      if (!st.isFile() && !st.isDirectory()) continue;
+      if (sweep && uid !== undefined && st.uid !== uid) continue;
+      if (m[5] && !fs.existsSync(target)) {
+        fs.renameSync(p, target);
+        done.push({ path: p, bytes: 0, pid, restoredTo: target });
+      } else {
+        const bytes = sizeOf(p);
+        fs.rmSync(p, { recursive: true });
+        done.push({ path: p, bytes, pid });
+      }
+    } catch {
+      // gone meanwhile (another run cleaned it), or not ours to remove (EACCES, EPERM): left as it is
     }
   }
-  return removed;
+  cleaned.push(...done);
+  return done;
+}
+
+/** When each folder was last swept (ms, this process's clock). */
+const swept = new Map<string, number>();
+
+/** A folder is swept again after this long: a long run also cleans up after a run killed while it worked. */
+const SWEEP_AGAIN_MS = 60_000;
+
+/**
+ * Before a write into `dir`: remove the stale temporaries of dead processes of this host there, whatever their
+ * target (a killed export of the 15 GB `a.gguf` must not wait for a write of that same name, which may never come).
+ * Once a minute per folder at most: some folders are written to many times a second.
+ */
+function sweepFolder(dir: string): void {
+  const now = Date.now();
+  const last = swept.get(dir);
+  if (last !== undefined && now - last >= 0 && now - last < SWEEP_AGAIN_MS) return;
+  swept.set(dir, now);
+  cleanStaleTemps(dir, undefined, true);
 }
 
 function fsyncDir(dir: string): void {
@@ -310,18 +430,23 @@ export function writeWhole(fd: number, view: ArrayBufferView, position?: number)
  */
 export function writeFileAtomicFrom(file: string, pieces: Iterable<Piece>): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
+  sweepFolder(path.dirname(path.resolve(file)));
   const tmp = tempName(file);
-  const fd = fs.openSync(tmp, "w");
   try {
-    for (const p of pieces) if (p instanceof Uint8Array) writeWhole(fd, p);
-    fs.fsyncSync(fd);
-  } catch (e) {
+    const fd = fs.openSync(tmp, "w");
+    try {
+      for (const p of pieces) if (p instanceof Uint8Array) writeWhole(fd, p);
+      fs.fsyncSync(fd);
+    } catch (e) {
+      fs.closeSync(fd);
+      fs.rmSync(tmp, { force: true });
+      throw withPath(e, file);
+    }
     fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    throw withPath(e, file);
+    fs.renameSync(tmp, file);
+  } finally {
+    madeHere.delete(path.basename(tmp));
   }
-  fs.closeSync(fd);
-  fs.renameSync(tmp, file);
 }
 
 // ---------------------------------------------------------------- long writes that a stop request ends
@@ -434,6 +559,7 @@ export async function writeFileAtomicAsync(
   opts: { signal?: AbortSignal } = {},
 ): Promise<void> {
   fs.mkdirSync(path.dirname(file), { recursive: true });
+  sweepFolder(path.dirname(path.resolve(file)));
   const tmp = tempName(file);
   await whileFilling(tmp, async () => {
     await writeTempFile(tmp, pieces, opts.signal, file);
@@ -454,13 +580,14 @@ export interface WriteDirOptions {
 }
 
 /**
- * The name of a new temporary for `target` (an absolute path), its folder made and the temporaries that dead runs
- * left for the same target removed.
+ * The name of a new temporary for `target` (an absolute path), its folder made, the temporaries that dead runs
+ * left for the same target removed (those named before host tags too) and the folder swept.
  */
 function freshTemp(target: string): string {
   const parent = path.dirname(target);
   fs.mkdirSync(parent, { recursive: true });
   cleanStaleTemps(parent, path.basename(target));
+  sweepFolder(parent);
   return tempName(target);
 }
 
@@ -521,12 +648,16 @@ export function publishFile(
   const target = path.resolve(file);
   const tmp = freshTemp(target);
   try {
-    write(tmp);
-  } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    throw e;
+    try {
+      write(tmp);
+    } catch (e) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      throw e;
+    }
+    publishTemp(file, target, tmp, opts);
+  } finally {
+    madeHere.delete(path.basename(tmp));
   }
-  publishTemp(file, target, tmp, opts);
 }
 
 /** Put the finished temporary `tmp` in place as `target` (refused, or the old file moved aside, if it exists). */

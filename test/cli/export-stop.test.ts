@@ -2,7 +2,7 @@
  * Ctrl-C and SIGTERM during the CLI's long weight writes (`export` to safetensors or GGUF, `fold`), sent as a user
  * sends them: the command stops at the next tensor with exit 130, removes its temporaries, publishes nothing and
  * leaves an existing output as it was; the rerun writes what an uninterrupted run writes. A run killed with
- * SIGKILL (which nothing can handle) leaves its temporary, and the next run to the same path removes it.
+ * SIGKILL (which nothing can handle) leaves its temporary, and the next write into the same folder removes it.
  *
  * A tiny model writes in milliseconds, so the interrupted runs set GOODVIBE_TEST_STOP_POINT_DELAY_MS: every stop
  * point (one before each tensor written) first blocks the thread as converting a large tensor would, and a
@@ -11,6 +11,7 @@
  */
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { exportGguf } from "../../src/io/export-gguf.js";
@@ -21,6 +22,7 @@ import { writeGoodVibeDelta } from "../../src/method/goodvibe/delta.js";
 import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
 import { loadModel } from "../../src/models/index.js";
 import { Tensor, manualSeed } from "../../src/tensor/index.js";
+import { formatBytes } from "../../src/util/memory.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
 import { hashTree, runCli, sha256File, showRun, startCli, type CliResult } from "./cli-helpers.js";
 
@@ -251,4 +253,103 @@ test("export: a second Ctrl-C while the first is stopping the write exits at onc
   assert.equal(r.code, 130, showRun(r));
   assert.match(r.stderr, /SIGINT again: exiting now/, showRun(r));
   assert.deepEqual(fs.readdirSync(parent), [], "the temporary of a run that exited at once was left");
+});
+
+test("kill -9 of an export leaves a temporary as large as the written part; the next export into the folder under another name removes it (and one whose PID was reused since), says so with the bytes freed (--json too), and keeps a live writer's and another host's", async (t) => {
+  const parent = path.join(work, "sweep");
+  fs.mkdirSync(parent);
+  const ggufArgs = (dir: string, name: string) => [
+    "export",
+    "-m",
+    MODEL,
+    "-o",
+    path.join(dir, name),
+    "--outtype",
+    "f32",
+  ];
+  // each killed in a folder of its own (a kill's temporary would be swept by the next export into its folder),
+  // then moved in: a GGUF export's file temporary ...
+  const k1dir = path.join(work, "sweep-k1");
+  fs.mkdirSync(k1dir);
+  const k1 = await signalWhenWriting(
+    ggufArgs(k1dir, "a.gguf"),
+    writing(k1dir, /^\.a\.gguf\.tmp-/, ggufFirstTensorEnd("f32")),
+    "SIGKILL",
+  );
+  assert.equal(k1.signal, "SIGKILL", showRun(k1));
+  // ... and a safetensors export's folder temporary
+  const k2dir = path.join(work, "sweep-k2");
+  fs.mkdirSync(k2dir);
+  const k2 = await signalWhenWriting(
+    ["export", "-m", MODEL, "-o", path.join(k2dir, "st"), "--format", "safetensors", "--outtype", "float32"],
+    writing(k2dir, /^\.model\.safetensors\.tmp-/, safetensorsFirstTensorEnd),
+    "SIGKILL",
+  );
+  assert.equal(k2.signal, "SIGKILL", showRun(k2));
+  for (const d of [k1dir, k2dir]) {
+    const [only, ...more] = fs.readdirSync(d);
+    assert.ok(only && more.length === 0, `the kill in ${d} left ${JSON.stringify(fs.readdirSync(d))}`);
+    fs.renameSync(path.join(d, only), path.join(parent, only));
+  }
+  const left = fs.readdirSync(parent).sort();
+  const [aTemp, stTemp] = left as [string, string];
+  assert.match(aTemp, /^\.a\.gguf\.tmp-\d+-\d+-[0-9a-f]{8}$/);
+  const [, , time, host] = /^\.st\.tmp-(\d+)-(\d+)-([0-9a-f]{8})$/.exec(stTemp)!;
+  // the folder temporary's PID now held by a process started after the kill (PID reuse): a sleeping child. The
+  // name is dated an hour back, as a run killed an hour ago left it: a PID taken within a minute of the name counts
+  // as its writer's (io/atomic.ts PID_REUSE_SLACK_MS)
+  const sleeper = spawn(process.execPath, ["-e", "setTimeout(() => {}, 120_000)"], { stdio: "ignore" });
+  t.after(() => sleeper.kill("SIGKILL"));
+  await new Promise((r) => sleeper.once("spawn", r));
+  const reused = `.st.tmp-${sleeper.pid}-${Number(time) - 3_600_000}-${host}`;
+  fs.renameSync(path.join(parent, stTemp), path.join(parent, reused));
+  const size = (rel: string) =>
+    fs
+      .readdirSync(path.join(parent, rel), { recursive: true, encoding: "utf8" })
+      .map((e) => fs.statSync(path.join(parent, rel, e)))
+      .filter((s) => s.isFile())
+      .reduce((n, s) => n + s.size, 0);
+  const aBytes = fs.statSync(path.join(parent, aTemp)).size;
+  const stBytes = size(reused);
+  assert.ok(aBytes > 0 && stBytes > 0);
+  // not to be touched: a running writer's (this test process, named now) and another host's
+  const live = `.c.gguf.tmp-${process.pid}-${Date.now()}-${host}`;
+  const foreign = `.d.gguf.tmp-${sleeper.pid}-1-${host === "00000000" ? "11111111" : "00000000"}`;
+  for (const n of [live, foreign]) fs.writeFileSync(path.join(parent, n), "partial");
+
+  const r = await runCli([...ggufArgs(parent, "b.gguf"), "--json"]);
+  assert.equal(r.code, 0, showRun(r));
+  const stale = JSON.parse(r.stdout).staleTemporaries;
+  assert.deepEqual(
+    stale,
+    {
+      removed: [
+        { path: path.join(parent, aTemp), bytes: aBytes, pid: Number(/tmp-(\d+)/.exec(aTemp)![1]) },
+        { path: path.join(parent, reused), bytes: stBytes, pid: sleeper.pid },
+      ],
+      restored: [],
+      bytesFreed: aBytes + stBytes,
+    },
+    showRun(r),
+  );
+  assert.deepEqual(fs.readdirSync(parent).sort(), [live, foreign, "b.gguf"].sort());
+
+  // the human output names it, with the size freed
+  const k3 = await signalWhenWriting(
+    ggufArgs(parent, "e.gguf"),
+    writing(parent, /^\.e\.gguf\.tmp-/, ggufFirstTensorEnd("f32")),
+    "SIGKILL",
+  );
+  assert.equal(k3.signal, "SIGKILL", showRun(k3));
+  const eTemp = fs.readdirSync(parent).find((n) => n.startsWith(".e.gguf.tmp-"))!;
+  const eBytes = fs.statSync(path.join(parent, eTemp)).size;
+  const h = await runCli(ggufArgs(parent, "f.gguf"));
+  assert.equal(h.code, 0, showRun(h));
+  assert.ok(
+    h.stdout.includes(
+      `removed 1 temporary of killed goodvibe runs (${formatBytes(eBytes)} freed):\n  ${path.join(parent, eTemp)} (${formatBytes(eBytes)}, process `,
+    ),
+    showRun(h),
+  );
+  assert.ok(!fs.existsSync(path.join(parent, eTemp)));
 });

@@ -197,7 +197,8 @@ test("kill -9 while the output is being built: nothing at the output path; the r
   const stale = temp();
   assert.ok(stale, "the killed run left no temporary (nothing to clean)");
   // a live process's temporary for the same output: never touched
-  const live = path.join(fx.work, `.pub.tmp-${process.pid}-1`);
+  // (named now, by a running process: a real temporary's TIME is when its running writer named it)
+  const live = path.join(fx.work, `.pub.tmp-${process.pid}-${Date.now()}`);
   fs.mkdirSync(live);
 
   const r = await runCli(harden(out));

@@ -203,16 +203,19 @@ test("a stop inside one large tensor lands within 64 MiB of it, not at its end",
   fs.rmSync(parent, { recursive: true });
 });
 
-test("the next write of a file removes a dead export's temporary, also the nested one that GGUF exports wrote before (`..NAME.tmp-….tmp-…`)", async () => {
+test("the next write into a folder removes a dead export's temporary, also the nested one that GGUF exports wrote before (`..NAME.tmp-….tmp-…`), whatever its target", async () => {
   const parent = scratchDir("gv-stopwrite-");
   const r = spawnSync(process.execPath, ["-e", "0"]);
   const dead = r.pid!;
   const flat = `.m.gguf.tmp-${dead}-1-${HOST_TAG}`;
   const nested = `..m.gguf.tmp-${dead}-1-${HOST_TAG}.tmp-${dead}-2-${HOST_TAG}`;
-  const live = `..m.gguf.tmp-${process.pid}-1-${HOST_TAG}.tmp-${process.pid}-2-${HOST_TAG}`;
+  // named now by this running process: a live writer's
+  const now = Date.now();
+  const live = `..m.gguf.tmp-${process.pid}-${now}-${HOST_TAG}.tmp-${process.pid}-${now + 1}-${HOST_TAG}`;
+  // another target's: a killed export under another name is swept as well (it was left for good before)
   const other = `..n.gguf.tmp-${dead}-1-${HOST_TAG}.tmp-${dead}-2-${HOST_TAG}`;
   for (const n of [flat, nested, live, other]) fs.writeFileSync(path.join(parent, n), "partial");
   await publishFileAsync(path.join(parent, "m.gguf"), ggufPieces(ggufSpec()));
-  assert.deepEqual(fs.readdirSync(parent).sort(), [live, other, "m.gguf"].sort());
+  assert.deepEqual(fs.readdirSync(parent).sort(), [live, "m.gguf"].sort());
   fs.rmSync(parent, { recursive: true });
 });
