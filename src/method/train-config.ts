@@ -50,6 +50,12 @@ export const DEFAULT_TRAIN: TrainConfig = {
   checkpointEvery: 50,
 };
 
+/**
+ * A planned run whose learning-rate multipliers add up to fewer full-rate steps than this is warned about: it
+ * barely changes the model (a paper-scale run makes hundreds), and one that adds up to none changes nothing.
+ */
+export const FEW_FULL_RATE_STEPS = 10;
+
 /** The training stage's data: at most maxPairs pairs (a seeded subsample; 0 = all), each cut to maxLength tokens. */
 export interface TrainDataConfig {
   maxLength: number;

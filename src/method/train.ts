@@ -43,7 +43,7 @@ import {
 } from "./checkpointing.js";
 import { peakRssBytes } from "../util/memory.js";
 import { interrupted, stopRequested } from "../util/stop.js";
-import type { TrainConfig } from "./train-config.js";
+import { FEW_FULL_RATE_STEPS, type TrainConfig } from "./train-config.js";
 import { settingsDifferences } from "../util/differences.js";
 
 export interface SftExample {
@@ -127,6 +127,66 @@ export function lrFactor(
   if (cfg.schedule === "constant") return 1;
   const progress = (step - warmup) / Math.max(1, totalSteps - warmup);
   return Math.max(0, 0.5 * (1 + Math.cos(Math.PI * progress)));
+}
+
+/**
+ * What the learning-rate schedule does over a planned run: its optimiser steps, how many of them warm up (the
+ * first at lr 0: transformers' schedulers return 0 at step 0, and the Trainer steps the optimiser before the
+ * scheduler), and the sum of the lr multipliers, in steps at the full learning rate: 0 means no step moves a
+ * weight (1 step with any warm-up), and the output would be the input under a new name.
+ */
+export interface SchedulePlan {
+  examples: number;
+  steps: number;
+  warmupSteps: number;
+  /** Σ lrFactor over the steps */
+  fullRateSteps: number;
+}
+
+export function planSchedule(
+  examples: number,
+  cfg: Pick<TrainConfig, "epochs" | "batchSize" | "gradAccum" | "warmupRatio" | "schedule">,
+): SchedulePlan {
+  const steps = cfg.epochs * Math.ceil(Math.ceil(examples / cfg.batchSize) / cfg.gradAccum);
+  let fullRateSteps = 0;
+  for (let s = 0; s < steps; s++) fullRateSteps += lrFactor(s, steps, cfg);
+  return { examples, steps, warmupSteps: Math.ceil(steps * cfg.warmupRatio), fullRateSteps };
+}
+
+/**
+ * What a user must hear about a planned run's schedule: "none" when no step moves a weight (the output is the
+ * input under a new name), "few" when the steps at the full learning rate add up to fewer than FEW_FULL_RATE_STEPS
+ * (the model barely changes), with the numbers and the ways out; null otherwise.
+ */
+export function scheduleProblem(
+  p: SchedulePlan,
+  cfg: Pick<TrainConfig, "epochs" | "batchSize" | "gradAccum" | "warmupRatio">,
+  maxPairs: number,
+): { level: "none" | "few"; message: string } | null {
+  if (p.steps === 0 || p.fullRateSteps >= FEW_FULL_RATE_STEPS) return null;
+  const perStep = cfg.batchSize * cfg.gradAccum;
+  const plan =
+    `${p.examples} training example${p.examples === 1 ? "" : "s"} × ${cfg.epochs} epoch${cfg.epochs === 1 ? "" : "s"} at ` +
+    `${perStep} per optimiser step (train.batchSize ${cfg.batchSize} × train.gradAccum ${cfg.gradAccum}) make ` +
+    `${p.steps} step${p.steps === 1 ? "" : "s"}, ${p.warmupSteps} of them warm-up` +
+    (p.warmupSteps > 0
+      ? ` (train.warmupRatio ${cfg.warmupRatio}: the learning rate rises from 0 at the first step)`
+      : ` (train.warmupRatio ${cfg.warmupRatio})`);
+  const fixes =
+    `more examples (${maxPairs > 0 ? `train.maxPairs is ${maxPairs}; 0 takes all pairs` : "a larger pairs file"}) ` +
+    `or epochs, or a smaller train.batchSize × train.gradAccum` +
+    (p.warmupSteps > 0
+      ? `, or --set train.warmupRatio=0 (no warm-up; the paper's is 0.1, reported as a departure)`
+      : "");
+  if (p.fullRateSteps === 0)
+    return {
+      level: "none",
+      message: `${plan}: every step is at learning rate 0, so training changes no weight and the result equals the input model; use ${fixes}`,
+    };
+  return {
+    level: "few",
+    message: `${plan}: ${Number(p.fullRateSteps.toFixed(2))} steps' worth at the full learning rate, so the model will barely change; for a real run use ${fixes}`,
+  };
 }
 
 /** The micro-batches of every epoch, as example indices: seeded shuffles, independent of where a run resumes. */

@@ -73,7 +73,15 @@ import { attachGoodVibe } from "../method/goodvibe/model.js";
 import { attachFull } from "../method/full.js";
 import { countParams, type AttachedMethod, type MethodName } from "../method/attached.js";
 import { attachLora } from "../method/lora/model.js";
-import { trainSft, type SftExample, type TrainHooks, type TrainResult } from "../method/train.js";
+import {
+  planSchedule,
+  scheduleProblem,
+  trainSft,
+  type SchedulePlan,
+  type SftExample,
+  type TrainHooks,
+  type TrainResult,
+} from "../method/train.js";
 import {
   keyedTraining,
   checkpointingUsedOf,
@@ -219,6 +227,11 @@ export interface HardenResult {
    * its inputs.json and the stats' `stages` say true for "auto": this says what happened
    */
   gradientCheckpointing?: CheckpointingRecord;
+  /**
+   * the learning-rate schedule over the run's steps (method/train.ts planSchedule), with the warning given (before
+   * any work, and here) when its steps at the full learning rate add up to few, or to none: no weight changed
+   */
+  schedule: SchedulePlan & { warning?: string };
 }
 
 export interface RunHooks extends TrainHooks {
@@ -775,6 +788,7 @@ interface Prepared {
   identify: IdentifyInputs | null;
   examples: SftExample[];
   padTokenId: number | null;
+  schedule: SchedulePlan & { warning?: string };
 }
 
 /** Inputs read and checked, paths checked, stage keys computed: nothing written yet. */
@@ -815,6 +829,16 @@ async function prepare(
     );
   }
   // tokenized here, in prepare's frame, so that nothing holds the tokenizer once it returns
+  const examples = trainExamples(tok, pairs, cfg);
+  // a run too short for its warm-up trains nothing (the first step is at lr 0): said now, before identification,
+  // and again with the result. A warning, not a refusal: smoke runs and experiment grids with tiny cells are
+  // legitimate, and the fix is a setting (train.warmupRatio) that the message names
+  const schedule: Prepared["schedule"] = planSchedule(examples.length, cfg.train);
+  const problem = scheduleProblem(schedule, cfg.train, cfg.train.maxPairs);
+  if (problem) {
+    log.warn(`training: ${problem.message}`);
+    schedule.warning = problem.message;
+  }
   const identifyCached = fs.existsSync(path.join(plan.identify.dir, NEURONS_FILE));
   return {
     pairs,
@@ -824,8 +848,9 @@ async function prepare(
       cfg.method === "goodvibe" && !opts.clustersFile && !identifyCached
         ? identifyInputs(tok, pairs, cfg)
         : null,
-    examples: trainExamples(tok, pairs, cfg),
+    examples,
     padTokenId: tok.padTokenId,
+    schedule,
   };
 }
 
@@ -864,7 +889,12 @@ export function stagesTrainedOn(modelDir: string, dataFile: string): string[] {
  * another build made; honoured as it is everywhere else, the finished folder moved aside, and cheap, since the same
  * build reuses every cached stage and writes the fold again), or `overwrite` when another build made it.
  */
-function completedRun(cfg: HardenConfig, plan: StagePlan, log: Logger): HardenResult | null {
+function completedRun(
+  cfg: HardenConfig,
+  plan: StagePlan,
+  log: Logger,
+  schedule: HardenResult["schedule"],
+): HardenResult | null {
   const stats = readStats(cfg.out);
   if (!stats || stats.runKey !== plan.runKey) return null;
   const now = buildRecord(resolveDevice(), cfg.dtype ?? DEFAULT_DTYPE);
@@ -897,6 +927,7 @@ function completedRun(cfg: HardenConfig, plan: StagePlan, log: Logger): HardenRe
     ...(nFile ? { neurons: readNeuronMap(nFile) } : {}),
     ...(cFile ? { clusters: readClusterMap(cFile) } : {}),
     train: { ...stats.train, log: [] },
+    schedule,
     fold: stats.fold,
     trainableParams: stats.trainableParams,
     totalParams: stats.totalParams,
@@ -1134,6 +1165,7 @@ async function trainAndPublish(
     artifact: artifact ? path.join(cfg.out, artifact) : "",
     peakMemoryBytes: peakRssBytes(),
     gradientCheckpointing: checkpointing,
+    schedule: p.schedule,
   };
 }
 
@@ -1144,7 +1176,7 @@ async function trainAndPublish(
  */
 export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promise<HardenResult> {
   const p = await prepare(cfg, hooks);
-  const done = completedRun(cfg, p.plan, p.log);
+  const done = completedRun(cfg, p.plan, p.log, p.schedule);
   if (done) {
     p.log.info(`${cfg.out} is already complete for these inputs and settings: nothing to do`);
     return done;
@@ -1201,7 +1233,7 @@ export async function runTrain(
   if (cfg.method === "goodvibe" && !clustersFile)
     throw new InputError("method goodvibe needs --clusters (from `goodvibe cluster`)");
   const p = await prepare(cfg, hooks, { clustersFile: cfg.method === "goodvibe" ? clustersFile : undefined });
-  const done = completedRun(cfg, p.plan, p.log);
+  const done = completedRun(cfg, p.plan, p.log, p.schedule);
   if (done) {
     p.log.info(`${cfg.out} is already complete for these inputs and settings: nothing to do`);
     return done;

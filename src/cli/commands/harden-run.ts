@@ -5,7 +5,7 @@ import type { OptionValues } from "commander";
 import * as path from "node:path";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { hardenConfigFrom } from "./harden-config.js";
-import { runHarden } from "../../recipes/harden.js";
+import { runHarden, type HardenResult } from "../../recipes/harden.js";
 import { describeCheckpointing } from "../../method/checkpointing.js";
 import { formatFlops } from "../../method/flops.js";
 
@@ -20,6 +20,7 @@ export async function hardenCommand(g: OptionValues, opts: OptionValues): Promis
       `hardened model: ${path.resolve(r.outDir)}`,
       `method: ${r.method}; trainable parameters ${r.trainableParams.toLocaleString("en-US")} of ${r.totalParams.toLocaleString("en-US")} (${((100 * r.trainableParams) / r.totalParams).toPrecision(3)}%)`,
       `training: ${r.train.steps} steps, final loss ${r.train.finalLoss.toFixed(4)}, ${r.train.wallSeconds.toFixed(1)} s, ${formatFlops(r.train.flops.total)} counted (${(r.train.flopsPerSecond / 1e9).toFixed(1)} GFLOP/s)${r.train.flopsEstimate ? `; trainers' 6·N·D estimate ${formatFlops(r.train.flopsEstimate.flops)} (README, "Cost")` : ""}`,
+      scheduleLine(r.schedule),
       r.neurons?.gradientCheckpointing
         ? `gradient checkpointing (identification): ${describeCheckpointing(r.neurons.gradientCheckpointing)}`
         : "",
@@ -38,6 +39,7 @@ export async function hardenCommand(g: OptionValues, opts: OptionValues): Promis
       trainableParams: r.trainableParams,
       totalParams: r.totalParams,
       train: { ...r.train, log: undefined },
+      schedule: r.schedule,
       ...(r.gradientCheckpointing ? { gradientCheckpointing: r.gradientCheckpointing } : {}),
       // identification's, as its neuron map records it (GoodVibe; absent for a map made before 2026-12-01)
       ...(r.neurons?.gradientCheckpointing
@@ -48,4 +50,13 @@ export async function hardenCommand(g: OptionValues, opts: OptionValues): Promis
       peakMemoryBytes: r.peakMemoryBytes,
     });
   });
+}
+
+/** The learning-rate schedule over the run, with its warning when the run is too short to change much. */
+export function scheduleLine(s: HardenResult["schedule"]): string {
+  return (
+    `schedule: ${s.steps} optimiser steps, ${s.warmupSteps} of them warm-up, ` +
+    `${Number(s.fullRateSteps.toFixed(2))} steps' worth at the full learning rate` +
+    (s.warning ? `\nwarning: training: ${s.warning}` : "")
+  );
 }

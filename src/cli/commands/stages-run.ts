@@ -51,6 +51,7 @@ import { defaultRunDir, stageFileSchema } from "../../config/harden.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { attachPeftAdapter, checkPeftAdapterFits } from "../../method/lora/model.js";
 import { hardenConfigFrom } from "./harden-config.js";
+import { scheduleLine } from "./harden-run.js";
 import { describeCheckpointing, type CheckpointingRecord } from "../../method/checkpointing.js";
 
 /** The line identify's text output gives its checkpointing record ("auto → off"); "" without one. */
@@ -245,9 +246,11 @@ export async function trainCommand(g: OptionValues, opts: OptionValues): Promise
       `trained ${cfg.method} (${r.trainableParams} trainable parameters) → ${path.resolve(cfg.out)}` +
         (r.gradientCheckpointing
           ? `; gradient checkpointing ${describeCheckpointing(r.gradientCheckpointing)}`
-          : ""),
+          : "") +
+        `\n${scheduleLine(r.schedule)}`,
       {
         train: { ...r.train, log: undefined },
+        schedule: r.schedule,
         fold: r.fold,
         ...(r.gradientCheckpointing ? { gradientCheckpointing: r.gradientCheckpointing } : {}),
       },
