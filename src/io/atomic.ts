@@ -178,6 +178,15 @@ function isTempName(name: string): boolean {
 }
 
 /**
+ * The path a temporary will be published as (`/x/.out.tmp-…` → `/x/out`), or `p` itself: messages name what the user
+ * asked for, not a hidden name they never typed.
+ */
+export function publishedPath(p: string): string {
+  const m = TEMP.exec(path.basename(p));
+  return m ? path.join(path.dirname(p), m[1]!) : p;
+}
+
+/**
  * Names of the temporaries this process is making: its own, whatever the wall clock did since (writerAlive); each
  * is forgotten once published or removed, so that a process writing many files does not hold every name.
  */

@@ -7,7 +7,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
-import { checkOutput, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
+import { checkOutput, publishedPath, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
 import { loadModelConfig } from "../io/config.js";
 import { F16OverflowCounter, f16OverflowWarning, type F16Overflow } from "../io/export-overflow.js";
 import { checkWeights, isVisionTensor, readModelFiles, writeModelFiles } from "../io/model-folder.js";
@@ -194,7 +194,15 @@ async function writeFolded(
   if (lost.length > 0) throw new Error(`fold: ${lost.join(", ")} has no tensor in ${baseDir} to fold into`);
   let totalBytes = 0;
   for (const rec of weights.tensors.values()) totalBytes += rec.data.byteLength;
-  requireDisk(path.resolve(dir), totalBytes * 1.05, `writing the hardened checkpoint to ${dir}`);
+  // `dir` is usually the folder being built (a hidden temporary): the message then names the output and the folder
+  // it goes in (the temporary's, so the same file system), not a name the user never typed
+  const built = path.resolve(dir);
+  const shown = publishedPath(built);
+  requireDisk(
+    shown === built ? built : path.dirname(built),
+    totalBytes * 1.05,
+    `writing the hardened checkpoint to ${shown}`,
+  );
   const stats: FoldStats = {
     tensorsChanged: 0,
     rowsChanged: 0,
