@@ -918,12 +918,14 @@ OP(mmapRanges, "(file: string, ranges: number[], maxBytes: number): Buffer[]") {
   return out;
 }
 
-// GGUF q8_0 blocks of `src` (a multiple of 32 float32 values) written into `out` (34 bytes a block): the bytes of
-// src/io/gguf.ts quantizeQ8_0Js, in SIMD lanes (quant.cc). No tensor: the export's parts are plain typed arrays.
-OP(quantizeQ8_0, "(src: Float32Array, out: Uint8Array): void") {
-  if (info.Length() < 1 || !info[0].IsTypedArray() ||
-      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-    argError(0, "a Float32Array");
+// GGUF q8_0 blocks of `src` (a multiple of 32 float32 values, or bfloat16 bits) written into `out` (34 bytes a
+// block): the bytes of src/io/gguf.ts quantizeQ8_0Js, in SIMD lanes (quant.cc). No tensor: the export's parts are
+// plain typed arrays.
+template <typename T>
+Napi::Value quantizeQ8_0Op(const Napi::CallbackInfo& info, napi_typedarray_type type, const char* typeName,
+                           void (*quantize)(const T*, int64_t, uint8_t*)) {
+  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != type)
+    argError(0, std::string("a ") + typeName);
   if (info.Length() < 2 || !info[1].IsTypedArray() ||
       info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
     argError(1, "a Uint8Array");
@@ -934,11 +936,16 @@ OP(quantizeQ8_0, "(src: Float32Array, out: Uint8Array): void") {
   if (out.ByteLength() != n / 32 * 34)
     throw std::invalid_argument("q8_0 of " + std::to_string(n) + " values is " + std::to_string(n / 32 * 34) +
                                 " bytes, out has " + std::to_string(out.ByteLength()));
-  const auto* x = reinterpret_cast<const float*>(static_cast<const uint8_t*>(src.ArrayBuffer().Data()) +
-                                                 src.ByteOffset());
+  const auto* x = reinterpret_cast<const T*>(static_cast<const uint8_t*>(src.ArrayBuffer().Data()) + src.ByteOffset());
   auto* y = static_cast<uint8_t*>(out.ArrayBuffer().Data()) + out.ByteOffset();
-  gv::quantizeQ8_0(x, static_cast<int64_t>(n / 32), y);
-  return ENV.Undefined();
+  quantize(x, static_cast<int64_t>(n / 32), y);
+  return info.Env().Undefined();
+}
+OP(quantizeQ8_0, "(src: Float32Array, out: Uint8Array): void") {
+  return quantizeQ8_0Op<float>(info, napi_float32_array, "Float32Array", gv::quantizeQ8_0);
+}
+OP(quantizeQ8_0Bf16, "(src: Uint16Array, out: Uint8Array): void") {
+  return quantizeQ8_0Op<uint16_t>(info, napi_uint16_array, "Uint16Array", gv::quantizeQ8_0Bf16);
 }
 
 // The pages of a file mapping that only `t` reads, handed back to the kernel once its values were copied elsewhere

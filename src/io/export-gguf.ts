@@ -25,6 +25,7 @@ import {
   f32ToF16Bytes,
   gguf,
   quantizeQ8_0,
+  quantizeQ8_0Bf16,
   writeGguf,
   type GgmlType,
   type GgufTensorSpec,
@@ -578,10 +579,11 @@ interface PlannedTensor {
   /** Source bytes that can be copied as they are when no conversion is needed. */
   passthrough?: { type: GgmlType; bytes: Uint8Array };
   /**
-   * A 16-bit source with no arithmetic to do (at most rows permuted): the raw bits of rows [r0, r1), a fresh
-   * array, which a 16-bit target maps value by value through a table (bf16 -> f16, the common export).
+   * A 16-bit source with no arithmetic to do (at most rows permuted): the raw bits of rows [r0, r1), in the front of
+   * `into` where given (as for `rows`), else a fresh array, which a 16-bit target maps value by value through a table
+   * (bf16 -> f16, the common export) and q8_0 quantizes from bfloat16 as it is.
    */
-  bits16?: { dtype: "BF16" | "F16"; rows: (r0: number, r1: number) => Uint16Array };
+  bits16?: { dtype: "BF16" | "F16"; rows: (r0: number, r1: number, into?: Uint16Array) => Uint16Array };
 }
 
 const tables16 = new Map<string, Uint16Array>();
@@ -671,6 +673,13 @@ function* encodedParts(
       }
       yield new Uint8Array(part.buffer, part.byteOffset, part.byteLength);
     }
+    return;
+  }
+  if (p.bits16?.dtype === "BF16" && type === "Q8_0") {
+    // quantized from the bfloat16 bits (the addon's, without a float32 copy of each part): the same bytes
+    const scratch = new Uint16Array(Math.min(rows, step) * cols);
+    for (let r = 0; r < rows; r += step)
+      yield quantizeQ8_0Bf16(p.bits16.rows(r, Math.min(rows, r + step), scratch));
     return;
   }
   // The parts' float32 values go through one scratch array where the bytes written are a conversion of them (every
@@ -787,8 +796,8 @@ export function planGgufExport(modelDir: string, opts: ExportGgufOptions): GgufE
     };
     const untouched = !permute && !normShift && !fold;
     const half = t.dtype === "BF16" || t.dtype === "F16" ? t.dtype : null;
-    const bits16 = (r0: number, r1: number): Uint16Array => {
-      const v = new Uint16Array((r1 - r0) * cols);
+    const bits16 = (r0: number, r1: number, into?: Uint16Array): Uint16Array => {
+      const v = into ? into.subarray(0, (r1 - r0) * cols) : new Uint16Array((r1 - r0) * cols);
       readRows(r0, r1, (from, to, at) =>
         v.set(
           typed(t.data.subarray(from * 2, to * 2), 2, (b, o, m) => new Uint16Array(b, o, m)),

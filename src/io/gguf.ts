@@ -225,19 +225,43 @@ export function f32ToBf16Bytes(src: Float32Array): Uint8Array {
 export function quantizeQ8_0(src: Float32Array): Uint8Array {
   if (src.length % 32 !== 0) throw new Error(`q8_0 needs a multiple of 32 values, got ${src.length}`);
   const out = new Uint8Array((src.length / 32) * 34);
-  if (nativeQ8_0) nativeQ8_0(src, out);
+  if (nativeQ8_0) nativeQ8_0.f32(src, out);
   else quantizeQ8_0Js(src, out);
   return out;
 }
 
 /**
- * The addon's quantizeQ8_0 (native/src/quant.cc: the same bytes, ~1 ns a value against ~11 in JavaScript inside an
- * export; BENCHMARKS.md "GGUF export to q8_0"), set by the tensor layer when the addon loads. Only then: a small checkpoint's export reads its weights without the addon, and loading
- * libtorch (about half a second) for its few million values would cost more than it saves.
+ * quantizeQ8_0 of bfloat16 values given as their bits: the same bytes as quantizeQ8_0 of them read into float32
+ * (exact: a bfloat16 is the top half of a float32), which the addon makes without that float32 copy.
  */
-let nativeQ8_0: ((src: Float32Array, out: Uint8Array) => void) | null = null;
+export function quantizeQ8_0Bf16(bits: Uint16Array): Uint8Array {
+  if (bits.length % 32 !== 0) throw new Error(`q8_0 needs a multiple of 32 values, got ${bits.length}`);
+  const out = new Uint8Array((bits.length / 32) * 34);
+  if (nativeQ8_0) nativeQ8_0.bf16(bits, out);
+  else {
+    const v = new Float32Array(bits.length);
+    const wide = new Int32Array(v.buffer);
+    for (let i = 0; i < bits.length; i++) wide[i] = bits[i]! << 16;
+    quantizeQ8_0Js(v, out);
+  }
+  return out;
+}
 
-export function setNativeQuantizeQ8_0(f: ((src: Float32Array, out: Uint8Array) => void) | null): void {
+/** The addon's q8_0 of float32 values and of bfloat16 bits, each into `out` (34 bytes a block). */
+export interface NativeQuantizeQ8_0 {
+  f32: (src: Float32Array, out: Uint8Array) => void;
+  bf16: (src: Uint16Array, out: Uint8Array) => void;
+}
+
+/**
+ * The addon's q8_0 (native/src/quant.cc: the same bytes, ~1 ns a value against ~11 in JavaScript inside an
+ * export; BENCHMARKS.md "GGUF export to q8_0"), set by the tensor layer when the addon loads. Only then: a small
+ * checkpoint's export reads its weights without the addon, and loading libtorch (about half a second) for its few
+ * million values would cost more than it saves.
+ */
+let nativeQ8_0: NativeQuantizeQ8_0 | null = null;
+
+export function setNativeQuantizeQ8_0(f: NativeQuantizeQ8_0 | null): void {
   nativeQ8_0 = f;
 }
 

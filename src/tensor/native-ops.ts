@@ -121,6 +121,7 @@ export interface NativeOps {
   pinMemory(t: N): N;
   pow(a: NS, b: NS): N;
   quantizeQ8_0(src: Float32Array, out: Uint8Array): void;
+  quantizeQ8_0Bf16(src: Uint16Array, out: Uint8Array): void;
   rand(shape: number[], dtype: string, device?: string): N;
   randn(shape: number[], dtype: string, device?: string): N;
   reciprocal(t: N): N;
@@ -268,6 +269,7 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "pinMemory",
   "pow",
   "quantizeQ8_0",
+  "quantizeQ8_0Bf16",
   "rand",
   "randn",
   "reciprocal",

@@ -147,8 +147,11 @@ function loadConfigured(): NativeAddon {
   loadedFrom = lastLocated;
   // GGUF q8_0 in SIMD from now on (the JavaScript stays for a process that never loads the addon); an addon built
   // before the op existed keeps the JavaScript
-  if (typeof addon.quantizeQ8_0 === "function")
-    setNativeQuantizeQ8_0((src, out) => addon.quantizeQ8_0(src, out));
+  if (typeof addon.quantizeQ8_0 === "function" && typeof addon.quantizeQ8_0Bf16 === "function")
+    setNativeQuantizeQ8_0({
+      f32: (src, out) => addon.quantizeQ8_0(src, out),
+      bf16: (src, out) => addon.quantizeQ8_0Bf16(src, out),
+    });
   return addon;
 }
 

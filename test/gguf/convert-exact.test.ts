@@ -23,7 +23,9 @@ import {
   f32ToF16Bits,
   f32ToF16Bytes,
   quantizeQ8_0,
+  quantizeQ8_0Bf16,
   quantizeQ8_0Js,
+  setNativeQuantizeQ8_0,
 } from "../../src/io/gguf.js";
 import { Tensor, noGrad, tidy } from "../../src/tensor/index.js";
 import { native } from "../../src/tensor/native.js";
@@ -373,6 +375,38 @@ for (const [name, q8] of Q8_PATHS)
     }
   });
 
+test("q8_0 of bfloat16 bits equals q8_0 of their float32 values: every bf16 pattern, and q8Blocks' ties cut to bf16", () => {
+  // every bf16 pattern (NaN and inf included) four times over, in four orders, then q8Blocks' values' top halves
+  const n = 65536;
+  const all = new Uint16Array(4 * n);
+  for (let k = 0; k < 4; k++)
+    for (let i = 0; i < n; i++) all[k * n + i] = (i * [1, 40503, 12345, 65521][k]!) & 0xffff;
+  const f = q8Blocks();
+  const fromBlocks = new Uint16Array(f.length);
+  const fbits = new Uint32Array(f.buffer);
+  for (let i = 0; i < f.length; i++) fromBlocks[i] = fbits[i]! >>> 16;
+  for (const bits of [all, fromBlocks]) {
+    const v = new Float32Array(bits.length);
+    const wide = new Uint32Array(v.buffer);
+    for (let i = 0; i < bits.length; i++) wide[i] = bits[i]! << 16;
+    const want = new Uint8Array((bits.length / 32) * 34);
+    quantizeQ8_0Js(v, want);
+    const viaAddon = new Uint8Array(want.length);
+    native.quantizeQ8_0Bf16(bits, viaAddon);
+    assert.deepEqual(viaAddon, want, "addon");
+    assert.deepEqual(quantizeQ8_0Bf16(bits), want, "quantizeQ8_0Bf16 (the addon's, installed)");
+    setNativeQuantizeQ8_0(null); // quantizeQ8_0Bf16's JavaScript, as in a process that never loads the addon
+    try {
+      assert.deepEqual(quantizeQ8_0Bf16(bits), want, "quantizeQ8_0Bf16 (JavaScript)");
+    } finally {
+      setNativeQuantizeQ8_0({
+        f32: (src, out) => native.quantizeQ8_0(src, out),
+        bf16: (src, out) => native.quantizeQ8_0Bf16(src, out),
+      });
+    }
+  }
+});
+
 test("q8_0 refuses a length that is not whole blocks, and the addon's op an output of the wrong size or type", () => {
   assert.throws(() => quantizeQ8_0(new Float32Array(33)), /multiple of 32 values, got 33/);
   assert.throws(() => quantizeQ8_0Js(new Float32Array(32), new Uint8Array(33)), /not 34 bytes out/);
@@ -383,4 +417,11 @@ test("q8_0 refuses a length that is not whole blocks, and the addon's op an outp
   assert.throws(() => native.quantizeQ8_0(new Float32Array(32), new Uint8Array(33)), /34 bytes, out has 33/);
   const bad = new Float64Array(32) as unknown as Float32Array;
   assert.throws(() => native.quantizeQ8_0(bad, new Uint8Array(34)), /Float32Array/);
+  assert.throws(() => quantizeQ8_0Bf16(new Uint16Array(48)), /multiple of 32 values, got 48/);
+  assert.throws(
+    () => native.quantizeQ8_0Bf16(new Uint16Array(32), new Uint8Array(35)),
+    /34 bytes, out has 35/,
+  );
+  const f32 = new Float32Array(32) as unknown as Uint16Array;
+  assert.throws(() => native.quantizeQ8_0Bf16(f32, new Uint8Array(34)), /Uint16Array/);
 });
