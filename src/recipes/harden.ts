@@ -586,7 +586,11 @@ export function checkRunPaths(
 ): void {
   const inputs = { "--model": cfg.model, "--data": cfg.data, ...more };
   checkOutput({
-    flag: "--run-dir",
+    // a user who gave only -o must not read of a --run-dir they never passed without being told where it came from
+    flag:
+      path.resolve(cfg.runDir) === path.resolve(defaultRunDir(cfg.out))
+        ? "--run-dir (by default beside --out)"
+        : "--run-dir",
     path: cfg.runDir,
     kind: "folder",
     inputs: { ...inputs, "--out": cfg.out },

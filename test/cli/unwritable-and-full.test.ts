@@ -84,6 +84,9 @@ test(
         /identification: \d+ samples|training goodvibe|generating answers/,
         showRun(r),
       );
+      // -o alone: the run folder it implies is named as such, not as a --run-dir the user never passed
+      if (args[0] === "harden" && !args.includes("--run-dir"))
+        assert.match(r.stderr, /error: --run-dir \(by default beside --out\) \//, showRun(r));
     }
     assert.deepEqual(fs.readdirSync(locked), [], "something was written into the locked folder");
     assert.deepEqual(fs.readdirSync(home), [], "a run folder or output was made beside");
