@@ -23,6 +23,8 @@ import {
   type FusedOp,
 } from "../src/tensor/index.js";
 import type { DecoderModel } from "../src/models/index.js";
+import type { RowSelection } from "../src/method/goodvibe/adapter.js";
+import { createRng } from "../src/util/random.js";
 
 export const GiB = 1024 ** 3;
 export const MiB = 1024 ** 2;
@@ -213,4 +215,43 @@ export function qwenTokenizerDir(): string | null {
   } catch {
     return null;
   }
+}
+
+// ---------------------------------------------------------------- GoodVibe rows without identification
+
+/** A GoodVibe selection without identification: `rows` distinct random rows per linear, 2–4 clusters, none empty. */
+export function randomSelections(model: DecoderModel, rows: number, seed = 0): Map<string, RowSelection> {
+  const rng = createRng(seed);
+  const out = new Map<string, RowSelection>();
+  for (const lin of model.linears()) {
+    const n = Math.min(rows, lin.outFeatures);
+    const picked = rng.shuffle([...Array(lin.outFeatures).keys()]).slice(0, n);
+    const nClusters = 2 + rng.int(3);
+    // the first nClusters rows seed one cluster each, so no cluster is empty
+    const clusters = picked.map((_, i) => (i < nClusters ? i : rng.int(nClusters)));
+    out.set(lin.name, { rows: picked, clusters, nClusters });
+  }
+  return out;
+}
+
+/** The selection file both benchmark sides read: { rowsPerLayer, selections: { "<linear name>": RowSelection } }. */
+export function sharedSelections(model: DecoderModel, rows: number, file: string): Map<string, RowSelection> {
+  if (!fs.existsSync(file)) {
+    const drawn = randomSelections(model, rows);
+    const tmp = `${file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify({ rowsPerLayer: rows, selections: Object.fromEntries(drawn) }));
+    fs.renameSync(tmp, file);
+    return drawn;
+  }
+  const parsed = JSON.parse(fs.readFileSync(file, "utf8")) as { selections?: Record<string, RowSelection> };
+  const out = new Map<string, RowSelection>();
+  for (const lin of model.linears()) {
+    const sel = parsed.selections?.[lin.name];
+    if (!sel)
+      throw new Error(`${file}: no selection for ${lin.name} (made for another model? delete it to redraw)`);
+    if (sel.rows.some((r) => !Number.isInteger(r) || r < 0 || r >= lin.outFeatures))
+      throw new Error(`${file}: ${lin.name} has a row outside 0..${lin.outFeatures - 1}`);
+    out.set(lin.name, sel);
+  }
+  return out;
 }

@@ -174,6 +174,7 @@ def main():
     model.train()
 
     def step():
+        c0 = time.process_time()  # CPU seconds of the process (the figure to read on a shared core)
         t0 = time.perf_counter()
         hidden = forward_hidden(model, ids, args.checkpointing)
         h = hidden[0, T // 2 - 1 : T - 1]
@@ -198,17 +199,18 @@ def main():
                 opt.zero_grad(set_to_none=True)
         sync(device)
         t2 = time.perf_counter()
-        return loss.item(), t1 - t0, t2 - t1, t2 - t0
+        return loss.item(), t1 - t0, t2 - t1, t2 - t0, time.process_time() - c0
 
     phases = []
     loss = float("nan")
     for s in range(args.steps + 1):
         torch.manual_seed(s)
-        loss, fb, op, tot = step()
-        print(f"step {s}: {tot:.2f} s, loss {loss:.4f}", file=sys.stderr, flush=True)
+        loss, fb, op, tot, cpu = step()
+        print(f"step {s}: {tot:.2f} s (CPU {cpu:.2f} s), loss {loss:.4f}", file=sys.stderr, flush=True)
         if s > 0:
-            phases.append({"fwdbwd": fb, "optimizer": op, "total": tot})
+            phases.append({"fwdbwd": fb, "optimizer": op, "total": tot, "cpu": cpu})
     med = statistics.median(p["total"] for p in phases)
+    med_cpu = statistics.median(p["cpu"] for p in phases)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     trainable = sum(p.numel() for p in (masters or params))
     print(f"{args.method}, {args.dtype}, checkpointing {'on' if args.checkpointing else 'off'}, "
@@ -218,12 +220,12 @@ def main():
     totals = " / ".join("%.2f" % p["total"] for p in phases)
     fb = statistics.median(p["fwdbwd"] for p in phases)
     op = statistics.median(p["optimizer"] for p in phases)
-    print(f"median {med:.3f} s/step ({totals}), fwd+bwd {fb:.3f} s, clip + AdamW {op:.3f} s, "
+    print(f"median {med:.3f} s/step ({totals}), CPU {med_cpu:.3f} s/step, fwd+bwd {fb:.3f} s, clip + AdamW {op:.3f} s, "
           f"trainable {trainable:,}, peak RSS {peak / 2**30:.2f} GiB, loss {loss:.4f}")
     dump(args.json, {
         "bench": "train-step-torch", "torch": torch.__version__, "method": args.method, "dtype": args.dtype,
         "checkpointing": args.checkpointing, "layers": cfg["num_hidden_layers"], "tokens": T, "threads": threads,
-        "loss": loss, "phases": phases, "medianSeconds": med, "trainableParams": trainable, "peakRssBytes": peak,
+        "loss": loss, "phases": phases, "medianSeconds": med, "medianCpuSeconds": med_cpu, "trainableParams": trainable, "peakRssBytes": peak,
         "loadAverage": list(os.getloadavg()),
     })
 

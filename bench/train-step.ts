@@ -22,7 +22,6 @@ import { attachGoodVibe } from "../src/method/goodvibe/model.js";
 import { attachFull } from "../src/method/full.js";
 import { countParams, type AttachedMethod } from "../src/method/attached.js";
 import { attachLora } from "../src/method/lora/model.js";
-import type { RowSelection } from "../src/method/goodvibe/adapter.js";
 import { DEFAULT_LORA } from "../src/method/lora/config.js";
 import { IGNORE_INDEX, sftLossHead } from "../src/method/losses.js";
 import { sftFlops } from "../src/method/flops.js";
@@ -37,7 +36,6 @@ import {
   synchronize,
   tidy,
 } from "../src/tensor/index.js";
-import { createRng } from "../src/util/random.js";
 import { peakRssBytes } from "../src/util/memory.js";
 import {
   GiB,
@@ -48,7 +46,9 @@ import {
   setAb,
   median,
   randomModelDir,
+  randomSelections,
   seconds,
+  sharedSelections,
   table,
   writeJson,
 } from "./common.js";
@@ -82,43 +82,6 @@ const { values: args } = parseArgs({
     json: { type: "string" },
   },
 });
-
-/** A GoodVibe selection without identification: `rows` distinct random rows per linear, 2–4 clusters, none empty. */
-export function randomSelections(model: DecoderModel, rows: number, seed = 0): Map<string, RowSelection> {
-  const rng = createRng(seed);
-  const out = new Map<string, RowSelection>();
-  for (const lin of model.linears()) {
-    const n = Math.min(rows, lin.outFeatures);
-    const picked = rng.shuffle([...Array(lin.outFeatures).keys()]).slice(0, n);
-    const nClusters = 2 + rng.int(3);
-    // the first nClusters rows seed one cluster each, so no cluster is empty
-    const clusters = picked.map((_, i) => (i < nClusters ? i : rng.int(nClusters)));
-    out.set(lin.name, { rows: picked, clusters, nClusters });
-  }
-  return out;
-}
-
-/** The selection file both benchmark sides read: { rowsPerLayer, selections: { "<linear name>": RowSelection } }. */
-export function sharedSelections(model: DecoderModel, rows: number, file: string): Map<string, RowSelection> {
-  if (!fs.existsSync(file)) {
-    const drawn = randomSelections(model, rows);
-    const tmp = `${file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify({ rowsPerLayer: rows, selections: Object.fromEntries(drawn) }));
-    fs.renameSync(tmp, file);
-    return drawn;
-  }
-  const parsed = JSON.parse(fs.readFileSync(file, "utf8")) as { selections?: Record<string, RowSelection> };
-  const out = new Map<string, RowSelection>();
-  for (const lin of model.linears()) {
-    const sel = parsed.selections?.[lin.name];
-    if (!sel)
-      throw new Error(`${file}: no selection for ${lin.name} (made for another model? delete it to redraw)`);
-    if (sel.rows.some((r) => !Number.isInteger(r) || r < 0 || r >= lin.outFeatures))
-      throw new Error(`${file}: ${lin.name} has a row outside 0..${lin.outFeatures - 1}`);
-    out.set(lin.name, sel);
-  }
-  return out;
-}
 
 function currentRssBytes(): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync("/proc/self/status", "utf8"));
@@ -190,7 +153,8 @@ function main(): void {
   const lossTokens = T / 2; // logits at t predict labels at t + 1: targets T/2 .. T-1
   attached.setTraining(true);
 
-  const phases: { fwdbwd: number; optimizer: number; total: number }[] = [];
+  // cpu: the process's CPU seconds in the step (user + system), the figure to read on a core other processes share
+  const phases: { fwdbwd: number; optimizer: number; total: number; cpu: number }[] = [];
   const rss: number[] = [];
   let loss = NaN;
   // --ab OP: even steps with OP off, odd steps on; steps 0 and 1 warm up each setting
@@ -200,7 +164,8 @@ function main(): void {
   for (let s = 0; s <= last; s++) {
     if (ab) setAb(ab, s % 2 === 1);
     manualSeed(s);
-    const p = { fwdbwd: 0, optimizer: 0, total: 0 };
+    const p = { fwdbwd: 0, optimizer: 0, total: 0, cpu: 0 };
+    const cpu0 = process.cpuUsage();
     p.total = seconds(() => {
       p.fwdbwd = seconds(() => {
         loss = tidy(() => model.forwardBackward(ids, {}, sftLossHead(model, labels), checkpointing));
@@ -212,11 +177,13 @@ function main(): void {
         synchronize(model.device);
       });
     });
+    const cpu = process.cpuUsage(cpu0);
+    p.cpu = (cpu.user + cpu.system) / 1e6;
     if (ab && s > 1) abTimes[s % 2].push(p.total);
     else if (!ab && s > 0) phases.push(p); // step 0 warms up (oneDNN primitives, page-in, AdamW state allocation)
     // resident memory after each step: a leak shows as growth from step to step
     console.error(
-      `step ${s}: ${p.total.toFixed(2)} s, loss ${loss.toFixed(4)}, RSS ${(currentRssBytes() / GiB).toFixed(2)} GiB, ` +
+      `step ${s}: ${p.total.toFixed(2)} s (CPU ${p.cpu.toFixed(2)} s), loss ${loss.toFixed(4)}, RSS ${(currentRssBytes() / GiB).toFixed(2)} GiB, ` +
         `peak ${(peakRssBytes() / GiB).toFixed(2)} GiB`,
     );
     rss.push(currentRssBytes());
@@ -250,6 +217,7 @@ function main(): void {
         "dtype",
         "ckpt",
         "s/step (median)",
+        "CPU s/step",
         "steps (s)",
         "fwd+bwd s",
         "clip + AdamW s",
@@ -265,6 +233,7 @@ function main(): void {
           dtype,
           checkpointing ? "on" : "off",
           med("total").toFixed(2),
+          med("cpu").toFixed(2),
           phases.map((p) => p.total.toFixed(2)).join(" / "),
           med("fwdbwd").toFixed(2),
           med("optimizer").toFixed(3),
@@ -295,6 +264,7 @@ function main(): void {
     loss,
     phases,
     medianSeconds: med("total"),
+    medianCpuSeconds: med("cpu"),
     flops,
     trainableParams: trainable,
     peakRssBytes: peak,
