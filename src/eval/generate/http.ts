@@ -46,6 +46,15 @@ import {
 import type { GenerateOptions, GenerationBackend } from "./backend.js";
 import { templateDateSetting, templateDateString } from "../../io/chat-template.js";
 import { canonicalJson } from "../../io/hash.js";
+import {
+  CHAT_TEMPLATE_MARGIN,
+  RAW_PROMPT_MARGIN,
+  contextFix,
+  promptOpening,
+  promptTokenTolerance,
+  type PromptContext,
+  type ServerKind,
+} from "./prompt-fit.js";
 
 export interface HttpBackendOptions {
   /** One or more server roots, e.g. "http://10.0.0.5:8000" or "http://10.0.0.5:8000/v1" ("/v1" is added when missing). */
@@ -574,13 +583,100 @@ export class HttpBackend implements GenerationBackend {
     );
   }
 
+  /**
+   * Our count of a prompt's own tokens (prompt-fit.ts: a lower bound of what the server sees) and its messages;
+   * null without a tokenizer, where neither check can be made.
+   */
+  private ownPromptTokens(
+    prompt: string | ChatMessage[] | number[],
+  ): { tokens: number; messages: number } | null {
+    const tok = this.opts.tokenizer;
+    if (!tok) return null;
+    if (typeof prompt === "string")
+      return { tokens: tok.encode(prompt, { addSpecialTokens: false }).length, messages: 1 };
+    if (prompt.length === 0 || typeof prompt[0] === "number") return { tokens: prompt.length, messages: 1 };
+    const messages = prompt as ChatMessage[];
+    let tokens = 0;
+    for (const m of messages) tokens += tok.encode(m.content, { addSpecialTokens: false }).length;
+    return { tokens, messages: messages.length };
+  }
+
+  /**
+   * A prompt that cannot fit in the least context a server states (promptContexts) is refused before it is sent,
+   * naming it, its tokens, the margin for the server's chat template, the context and whence, and the fix for that
+   * server: Ollama would cut it and answer (prompt-fit.ts). Where no server states one, it is sent, and
+   * checkPromptWhole reads the server's count. Our count, for checkPromptWhole.
+   */
+  private async checkPromptFits(
+    prompt: string | ChatMessage[] | number[],
+    path: string,
+  ): Promise<{ tokens: number; messages: number } | null> {
+    const own = this.ownPromptTokens(prompt);
+    if (!own) return null;
+    const known = (await this.promptContexts()).filter((c): c is PromptContext => c.len !== null);
+    if (known.length === 0) return own;
+    const least = known.reduce((a, b) => (b.len < a.len ? b : a));
+    const chat = path === "/chat/completions";
+    const margin =
+      Array.isArray(prompt) && typeof prompt[0] === "number"
+        ? 0
+        : chat
+          ? CHAT_TEMPLATE_MARGIN
+          : RAW_PROMPT_MARGIN;
+    const need = own.tokens + margin;
+    if (need <= least.len) return own;
+    throw new InputError(
+      `${promptOpening(prompt)} is ${own.tokens} tokens (${this.opts.model}'s tokenizer)` +
+        (margin > 0
+          ? ` and the server's ${chat ? "chat template" : "BOS"} adds some (${margin} allowed for it)`
+          : "") +
+        `: more than the context of ${least.len} tokens per request ${least.url} has (${least.field}). ` +
+        `${least.kind === "ollama" ? "Ollama would cut it and answer as if it were whole" : "It would be refused or cut"}; ` +
+        `it is not sent. ${contextFix(least.kind, need, this.opts.model)}`,
+    );
+  }
+
+  /**
+   * After an answer: the server's count of the prompt (usage.prompt_tokens) less than ours by more than the tolerance
+   * (prompt-fit.ts) means it cut the prompt (Ollama past num_ctx; an older llama-server with context shift) and
+   * answered a part of it as if whole: refused, naming the prompt, both counts and the fix. A server that reports no
+   * count, or 0 (Ollama's OpenAI layer did for a prompt read from its cache, openai/openai.go), is not second-guessed.
+   */
+  private async checkPromptWhole(
+    res: any,
+    prompt: string | ChatMessage[] | number[],
+    own: { tokens: number; messages: number } | null,
+    path: string,
+  ): Promise<void> {
+    const seen = res?.usage?.prompt_tokens;
+    if (!own || typeof seen !== "number" || seen <= 0) return;
+    const tolerance = promptTokenTolerance(own.tokens, own.messages);
+    if (seen >= own.tokens - tolerance) return;
+    const infos = await this.promptContexts();
+    const kinds = new Set(infos.map((c) => c.kind));
+    const kind: ServerKind = kinds.size === 1 ? infos[0]!.kind : "other";
+    const margin = path === "/chat/completions" ? CHAT_TEMPLATE_MARGIN : RAW_PROMPT_MARGIN;
+    throw new HttpBackendError(
+      `${promptOpening(prompt)}: ${this.bases.join(", ")}${path} counted ${seen} prompt tokens ` +
+        `(usage.prompt_tokens) where its own text is ${own.tokens} (${this.opts.model}'s tokenizer; ${tolerance} ` +
+        `fewer allowed for tokenizer differences): the server cut the prompt to its context and answered the rest ` +
+        `as if whole${kind === "ollama" ? " (Ollama's runner keeps the prompt's first tokens and its end; its log says \"truncating input prompt\")" : ""}. ` +
+        `The answer is not kept. ${contextFix(kind, own.tokens + margin, this.opts.model)}`,
+      this.bases[0]!,
+      null,
+      1,
+    );
+  }
+
   async generateText(prompt: string, opts: GenerateOptions): Promise<string> {
+    const own = await this.checkPromptFits(prompt, "/completions");
     const res = await this.post(
       "/completions",
       { ...this.samplingFields(opts), prompt },
       undefined,
       opts.cancelQueued,
     );
+    await this.checkPromptWhole(res, prompt, own, "/completions");
     this.checkNotCutShort(res, "/completions", opts.maxNewTokens);
     const text = res?.choices?.[0]?.text;
     if (typeof text !== "string")
@@ -599,7 +695,9 @@ export class HttpBackend implements GenerationBackend {
       throw new GoodVibeError(
         "HTTP backend: generateTokens needs the `tokenizer` option (servers return text)",
       );
+    const own = await this.checkPromptFits(promptIds, "/completions");
     const res = await this.post("/completions", { ...this.samplingFields(opts), prompt: promptIds });
+    await this.checkPromptWhole(res, promptIds, own, "/completions");
     return this.opts.tokenizer.encode(cutAtStop(String(res?.choices?.[0]?.text ?? ""), opts.stop ?? []));
   }
 
@@ -633,12 +731,14 @@ export class HttpBackend implements GenerationBackend {
     messages: ChatMessage[],
     opts: GenerateOptions & { signal?: AbortSignal; enableThinking?: boolean },
   ): Promise<string> {
+    const own = await this.checkPromptFits(messages, "/chat/completions");
     const res = await this.post(
       "/chat/completions",
       { ...this.samplingFields(opts), messages, ...this.templateFields(opts.enableThinking) },
       opts.signal,
       opts.cancelQueued,
     );
+    await this.checkPromptWhole(res, messages, own, "/chat/completions");
     this.checkNotCutShort(res, "/chat/completions", opts.maxNewTokens);
     const content = res?.choices?.[0]?.message?.content;
     if (content !== null && typeof content !== "string") {
@@ -854,6 +954,95 @@ export class HttpBackend implements GenerationBackend {
       );
     }
     return null;
+  }
+
+  private promptContextList: Promise<
+    (Omit<PromptContext, "len" | "field"> & { len: number | null; field: string | null })[]
+  > | null = null;
+
+  /**
+   * Each server's kind and the context per request it states, read once (prompt-fit.ts): vLLM's max_model_len and
+   * llama-server's meta.n_ctx from GET /v1/models (serverWindow); Ollama (known by GET /api/version) states it for a
+   * loaded model in GET /api/ps (context_length, the runner's num_ctx) and, where the model sets one, in POST
+   * /api/show's parameters ("num_ctx N", a Modelfile PARAMETER); never its model_info "<arch>.context_length", the
+   * training context, which the server may not have allotted. An Ollama default (OLLAMA_CONTEXT_LENGTH, or the
+   * version's default: 2048, then 4096, then by GPU memory) is stated nowhere: that context is null, and only the
+   * server's count after the answer tells. `maxModelLen` (eval --max-model-len) is not read here: it is the window
+   * log-likelihoods are cut to, which a test or a user may set below the server's.
+   */
+  private promptContexts() {
+    this.promptContextList ??= Promise.all(
+      this.bases.map(async (base) => {
+        const models = await this.modelList(base);
+        const w = serverWindow(models, this.opts.model);
+        const data = (models as { data?: unknown } | null)?.data;
+        const card = Array.isArray(data) ? data.find((c) => c?.id === this.opts.model) : undefined;
+        let kind: ServerKind = "other";
+        let len: number | null = null;
+        let field: string | null = null;
+        if (w) {
+          kind = w.field.startsWith("meta.") ? "llama-server" : "vllm";
+          [len, field] = [w.len, `GET ${base}/models ${w.field}`];
+        } else if (card?.owned_by === "vllm") kind = "vllm";
+        else if (card?.owned_by === "llamacpp") kind = "llama-server";
+        else {
+          const r = root(base);
+          const version = ((await this.getJson(`${r}/api/version`)) as { version?: unknown } | null)?.version;
+          if (typeof version === "string") {
+            kind = "ollama";
+            const ps = ((await this.getJson(`${r}/api/ps`)) as { models?: unknown } | null)?.models;
+            const loaded = Array.isArray(ps)
+              ? ps.find(
+                  (m) =>
+                    m !== null &&
+                    typeof m === "object" &&
+                    [m.name, m.model].some(
+                      (n: unknown) => typeof n === "string" && ollamaName(n) === ollamaName(this.opts.model),
+                    ),
+                )
+              : undefined;
+            const ok = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 2;
+            if (ok(loaded?.context_length))
+              [len, field] = [loaded.context_length, `Ollama ${version}: GET ${r}/api/ps context_length`];
+            else {
+              const params = (
+                (await this.postJson(`${r}/api/show`, { model: this.opts.model })) as {
+                  parameters?: unknown;
+                } | null
+              )?.parameters;
+              const m = typeof params === "string" ? /(?:^|\n)\s*num_ctx\s+(\d+)/.exec(params) : null;
+              if (m)
+                [len, field] = [Number(m[1]), `Ollama ${version}: POST ${r}/api/show parameters num_ctx`];
+            }
+          }
+        }
+        return { url: root(base), kind, len, field };
+      }),
+    );
+    return this.promptContextList;
+  }
+
+  /** POST a JSON body to `url` (not through the request queue): its JSON answer, or null. */
+  private async postJson(url: string, body: unknown): Promise<unknown> {
+    const timeout = AbortSignal.timeout(this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_S * 1000);
+    const either = this.opts.signal ? anySignal([this.opts.signal, timeout]) : null;
+    try {
+      const res = await fetch(url, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          ...(this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {}),
+        },
+        body: JSON.stringify(body),
+        signal: either?.signal ?? timeout,
+      });
+      return res.ok ? await res.json() : null;
+    } catch {
+      if (this.opts.signal?.aborted) throw interrupted(`stopped (POST ${url} was cancelled)`);
+      return null;
+    } finally {
+      either?.dispose();
+    }
   }
 
   private windows: Promise<ContextPerRequest> | null = null;

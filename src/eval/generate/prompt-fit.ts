@@ -1,0 +1,91 @@
+/**
+ * Whether a prompt reaches a server's model whole. vLLM refuses a prompt longer than its context (400), as does a
+ * recent llama-server (exceed_context_size_error); Ollama does not: its runner keeps the first num_keep tokens and the
+ * last num_ctx - num_keep of a longer prompt, logs "truncating input prompt" and answers (ollama/ollama
+ * runner/ollamarunner/runner.go NewSequence), as an older llama-server does with context shift on (tools/server
+ * "input truncated", slot.truncated). A prompt cut that way would be answered, and scored, as if whole. So:
+ *
+ * - before sending, where a server's context is known (promptContextOf), a prompt that cannot fit is refused;
+ * - after each answer, the server's own count of the prompt (usage.prompt_tokens: Ollama's prompt_eval_count, the
+ *   runner's inputs after the cut; llama-server's n_prompt_tokens after its cut) is compared with ours.
+ *
+ * Our count is a lower bound: the tokens of the messages' own text (or the raw prompt's, or the ids'), without what
+ * the server's chat template adds around them (role headers, a default system turn, BOS), which we do not render as
+ * the server does (Ollama's Go templates are not the model's Jinja one). Both checks allow for that gap explicitly.
+ */
+
+/**
+ * Tokens a server's chat template adds to the messages' own at least as often as not: role headers and the generation
+ * prompt (~5-10), a default system turn (Qwen2.5's "You are Qwen, created by Alibaba Cloud..." ~20; Llama 3.1's
+ * "Cutting Knowledge Date ... Today Date" ~25). A chat prompt whose own tokens plus this margin exceed the server's
+ * context is refused before it is sent: one that would fit by fewer tokens than its template adds is refused too (the
+ * error says so), never one cut and scored.
+ */
+export const CHAT_TEMPLATE_MARGIN = 48;
+/** The same for a raw prompt (/v1/completions): the BOS token a server may add. */
+export const RAW_PROMPT_MARGIN = 1;
+
+/**
+ * How many fewer tokens than our count the server may report before the prompt is taken as cut: our tokenizer and
+ * the server's (a GGUF's, llama.cpp's pre-tokenizer regexes) may split a few words differently, and each message's
+ * text is encoded alone here but inside the template there (a merge across its edge): 2 per message plus 1% of the
+ * prompt. A server that cut the prompt to its context reports at most that context, so a cut of fewer tokens than
+ * this tolerance goes unnoticed here; the check before sending (where the context is known) catches those.
+ */
+export function promptTokenTolerance(ownTokens: number, messages: number): number {
+  return 2 * Math.max(1, messages) + Math.ceil(ownTokens * 0.01);
+}
+
+/** What a server told of its context per request, and what kind of server it is (for the advice). */
+export interface PromptContext {
+  url: string;
+  len: number;
+  /** where it was read: "max_model_len", "meta.n_ctx", "/api/ps context_length", "/api/show parameters num_ctx", … */
+  field: string;
+  kind: ServerKind;
+}
+
+export type ServerKind = "vllm" | "llama-server" | "ollama" | "other";
+
+/** A context size to suggest: `need` rounded up to a multiple of 1024. */
+function roundUp(need: number): number {
+  return Math.ceil(need / 1024) * 1024;
+}
+
+/** How to give a server of `kind` a context of at least `need` tokens per request. */
+export function contextFix(kind: ServerKind, need: number, model: string): string {
+  const n = roundUp(need);
+  switch (kind) {
+    case "ollama":
+      // its OpenAI-compatible endpoints take no options.num_ctx: the model's context is set where it is loaded
+      return (
+        `restart Ollama with OLLAMA_CONTEXT_LENGTH=${n} (ollama serve), or make a model with a larger context: a ` +
+        `Modelfile "FROM ${model}" and "PARAMETER num_ctx ${n}" (ollama create ${model}-${n / 1024}k -f Modelfile), ` +
+        "and evaluate that one"
+      );
+    case "llama-server":
+      return (
+        `restart llama-server with a larger --ctx-size: each of its --parallel slots gets ctx-size / parallel ` +
+        `tokens, and a slot needs ${n}`
+      );
+    case "vllm":
+      return `restart vLLM with --max-model-len ${n} (at most the model's max_position_embeddings)`;
+    default:
+      return `give the server a context of at least ${n} tokens per request`;
+  }
+}
+
+/** A prompt's opening, to name it in an error: its last user message's (the question asked), on one line. */
+export function promptOpening(
+  prompt: string | readonly { role: string; content: string }[] | readonly number[],
+): string {
+  if (typeof prompt !== "string" && typeof prompt[0] === "number") return `the ${prompt.length} token ids`;
+  let text: string;
+  if (typeof prompt === "string") text = prompt;
+  else {
+    const messages = prompt as readonly { role: string; content: string }[];
+    text = [...messages].reverse().find((m) => m.role === "user")?.content ?? messages[0]?.content ?? "";
+  }
+  const line = text.replace(/\s+/g, " ").trim();
+  return `the prompt "${line.length > 80 ? `${line.slice(0, 80)}…` : line}"`;
+}
