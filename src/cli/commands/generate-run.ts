@@ -112,6 +112,9 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
         timeoutMs: opts.requestTimeout * 1000,
         onRetry: retries,
         ...(opts.extraBody ? { extraBody: opts.extraBody } : {}),
+        // with --model, the prompt's tokens are counted: one longer than the server's context is refused, and an
+        // answer to one the server cut (Ollama past num_ctx) too (prompt-fit.ts)
+        ...(opts.model ? { tokenizer: await loadTokenizer(opts.model) } : {}),
       });
       try {
         // a name the servers do not serve is refused with the names they do, as eval --url does (not vLLM's 404)
