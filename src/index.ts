@@ -57,7 +57,8 @@ export {
 } from "./config/harden.js";
 export { evaluateModel, type ModelEvaluation } from "./recipes/evaluate.js";
 export { judgeCode, listRules } from "./eval/judge/rules/index.js";
-export { LlmJudge, judgeReliability } from "./eval/judge/llm.js";
+export { LlmJudge, reliabilitySamples, reliabilityOfScores } from "./eval/judge/llm.js";
+export { measureJudgeReliability } from "./recipes/judge.js";
 export { trainJudge } from "./recipes/train-judge.js";
 export { securePreference } from "./eval/preference.js";
 export { evaluateSafety } from "./eval/safety.js";

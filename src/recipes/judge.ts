@@ -193,7 +193,7 @@ export async function measureJudgeReliability(opts: {
 }): Promise<JudgeReliabilityEntry[]> {
   const log = opts.log ?? silentLogger;
   const thinking = opts.enableThinking ?? DEFAULT_ENABLE_THINKING;
-  // the samples judgeReliability judges, in its order: those whose code the pairs do not label both ways
+  // the samples scored: those whose code the pairs do not label both ways
   const { kept, conflicting } = reliabilitySamples(opts.heldOut);
   const training = judgeTrainingCode(opts.judgeDir);
   const key = JSON.stringify([

@@ -10,7 +10,6 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import {
   LlmJudge,
-  judgeReliability,
   reliabilityOfScores,
   reliabilitySamples,
   type JudgeInput,
@@ -57,7 +56,16 @@ const pairs: SecurityPair[] = [
   { id: "e", lang: "go", question: "q", chosen: fence("go", "BAD_B()"), rejected: fence("go", "bad_e()") },
 ];
 
-test("judgeReliability leaves out code the pairs label both ways, counts it, and rates the rest", () => {
+/** A held-out reliability as measureJudgeReliability and judge train compose it, with `judge` scoring at once. */
+function pairsReliability(
+  judge: { score(items: readonly JudgeInput[]): number[] },
+  pairs: readonly SecurityPair[],
+) {
+  const { kept, conflicting } = reliabilitySamples(pairs);
+  return { ...reliabilityOfScores(kept, judge.score(kept)), conflicting };
+}
+
+test("reliabilitySamples leaves out code the pairs label both ways and counts it; the rest is rated", () => {
   const p: Record<string, number> = {
     "safe_a();": 0.1,
     "bad_a();": 0.8,
@@ -75,7 +83,7 @@ test("judgeReliability leaves out code the pairs label both ways, counts it, and
         return p[it.code]!;
       }),
   };
-  const r = judgeReliability(fake, pairs);
+  const r = pairsReliability(fake, pairs);
   // 10 samples; d's two, b/insecure and e/secure left out
   assert.equal(r.conflicting, 4);
   assert.equal(r.n, 6);
@@ -84,9 +92,9 @@ test("judgeReliability leaves out code the pairs label both ways, counts it, and
   assert.deepEqual([r.confusion.tp, r.confusion.fn, r.confusion.fp, r.confusion.tn], [2, 1, 1, 2]);
   assert.equal(r.accuracy, 4 / 6);
   // clean pairs: nothing left out
-  assert.equal(judgeReliability(fake, pairs.slice(0, 1)).conflicting, 0);
+  assert.equal(pairsReliability(fake, pairs.slice(0, 1)).conflicting, 0);
   // nothing left to judge: a clear error, not a rate over no samples
-  assert.throws(() => judgeReliability(fake, [pairs[3]!]), InputError);
+  assert.throws(() => pairsReliability(fake, [pairs[3]!]), InputError);
 });
 
 test("measureJudgeReliability records and says how many samples it left out", async () => {

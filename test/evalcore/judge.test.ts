@@ -8,7 +8,12 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { createHash } from "node:crypto";
-import { LlmJudge, judgeReliability, judgeReliabilityOn, type JudgeInput } from "../../src/eval/judge/llm.js";
+import {
+  LlmJudge,
+  reliabilityOfScores,
+  reliabilitySamples,
+  type JudgeInput,
+} from "../../src/eval/judge/llm.js";
 import { judgeExamples, trainJudge } from "../../src/recipes/train-judge.js";
 import { loadModel } from "../../src/models/index.js";
 import { judgeMessages } from "../../src/data/prompts.js";
@@ -66,7 +71,7 @@ test("score() equals softmax over the two label logits of an unpadded forward pa
   assert.throws(() => judge.score(items, { batchSize: 0 }), InputError);
 });
 
-test("judgeReliability: positive class is insecure; counts on a hand-worked example", () => {
+test("a judge's reliability on held-out pairs, as measureJudgeReliability and judge train measure it (reliabilitySamples, then reliabilityOfScores): positive class is insecure; counts on a hand-worked example", () => {
   const pairs: SecurityPair[] = [
     {
       id: "a",
@@ -94,7 +99,9 @@ test("judgeReliability: positive class is insecure; counts on a hand-worked exam
     "bad_c();": 0.3,
   };
   const fake = { score: (items: readonly JudgeInput[]) => items.map((it) => p[it.code]!) };
-  const r = judgeReliability(fake, pairs);
+  const { kept, conflicting } = reliabilitySamples(pairs);
+  assert.equal(conflicting, 0);
+  const r = reliabilityOfScores(kept, fake.score(kept));
   // insecure = positive: TP = bad_a, bad_b; FN = bad_c; FP = safe_b; TN = safe_a, safe_c (0.5 counts as secure)
   assert.deepEqual([r.confusion.tp, r.confusion.fn, r.confusion.fp, r.confusion.tn], [2, 1, 1, 2]);
   assert.equal(r.n, 6);
@@ -105,7 +112,7 @@ test("judgeReliability: positive class is insecure; counts on a hand-worked exam
   assert.equal(r.perItem.find((x) => x.id === "c/insecure")!.pUnsafe, 0.3);
 });
 
-test("judgeReliabilityOn a labelled-code file: label 1 is the positive (unsafe) class, as the judge's P(unsafe)", () => {
+test("reliabilityOfScores on a labelled-code file (judge check): label 1 is the positive (unsafe) class, as the judge's P(unsafe)", () => {
   const file = path.join(scratchDir("gv-labelled-"), "labelled.jsonl");
   fs.writeFileSync(
     file,
@@ -126,7 +133,8 @@ test("judgeReliabilityOn a labelled-code file: label 1 is the positive (unsafe) 
     "fgets(buf, n, f);": 0.2,
   };
   const fake = { score: (items: readonly JudgeInput[]) => items.map((it) => p[it.code]!) };
-  const r = judgeReliabilityOn(fake, readLabelledSamples(file));
+  const samples = readLabelledSamples(file);
+  const r = reliabilityOfScores(samples, fake.score(samples));
   assert.deepEqual([r.confusion.tp, r.confusion.fn, r.confusion.fp, r.confusion.tn], [2, 0, 0, 2]);
   assert.equal(r.accuracy, 1);
 });

@@ -28,7 +28,7 @@ const samples = [
 // The judge was trained on p1's secure code (re-cased, re-indented) and p2's insecure code.
 const training = new Set([codeFingerprint("  A = SAFE(x)\n"), codeFingerprint("b = eval(x)")]);
 
-/** A reliability as judgeReliability returns it, its counts worked by hand from pUnsafe (> 0.5 = unsafe). */
+/** A reliability as reliabilityOfScores returns it, its counts worked by hand from pUnsafe (> 0.5 = unsafe). */
 function rel(pUnsafe: number[], c: { tp: number; fp: number; tn: number; fn: number }): JudgeReliability {
   const n = samples.length;
   return {

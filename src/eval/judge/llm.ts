@@ -489,7 +489,7 @@ function reliabilityRates(
   };
 }
 
-/** What a reliability line adds for the samples judgeReliability left out: "" when none. */
+/** What a reliability line adds for the samples reliabilitySamples left out: "" when none. */
 export function conflictingNote(conflicting: number | undefined): string {
   return conflicting
     ? `; left out ${conflicting} sample${conflicting === 1 ? "" : "s"} whose code the pairs label both secure and insecure`
@@ -497,22 +497,10 @@ export function conflictingNote(conflicting: number | undefined): string {
 }
 
 /**
- * How well a judge separates the secure and insecure code of held-out pairs. As in the paper, the positive class
- * is "insecure" (the judge's job is to catch vulnerable code), so TPR is the share of insecure code flagged and
- * FPR the share of secure code wrongly flagged.
- */
-export function judgeReliability(
-  judge: Pick<LlmJudge, "score">,
-  pairs: readonly SecurityPair[],
-  opts: ScoreOptions = {},
-): JudgeReliability {
-  const { kept, conflicting } = reliabilitySamples(pairs);
-  return { ...judgeReliabilityOn(judge, kept, opts), conflicting };
-}
-
-/**
- * The samples of `pairs` that judgeReliability judges, in its order: those whose code the pairs do not label both
- * ways; `conflicting`, how many it leaves out. Refuses pairs that leave none.
+ * The samples of held-out `pairs` a judge's reliability is measured on (measureJudgeReliability, `judge train`'s
+ * held-out line), in order: those whose code the pairs do not label both ways; `conflicting`, how many it leaves
+ * out. Refuses pairs that leave none. The judge's P(unsafe) of them, scored resumably (resumableJudgeScores), then
+ * gives the reliability: reliabilityOfScores.
  */
 export function reliabilitySamples(pairs: readonly SecurityPair[]): {
   kept: LabelledSample[];
@@ -529,17 +517,12 @@ export function reliabilitySamples(pairs: readonly SecurityPair[]): {
   return { kept, conflicting: samples.length - kept.length };
 }
 
-/** judgeReliability on labelled code samples (a `{code, label}` file, or the samples of pairs). */
-export function judgeReliabilityOn(
-  judge: Pick<LlmJudge, "score">,
-  samples: readonly LabelledSample[],
-  opts: ScoreOptions = {},
-): JudgeReliability {
-  if (samples.length === 0) throw new InputError("judge reliability: no samples to evaluate on");
-  return reliabilityOfScores(samples, judge.score(samples, opts));
-}
-
-/** The reliability of `p`, a judge's P(unsafe) of each of `samples` (judgeReliabilityOn once scored). */
+/**
+ * How well a judge separates secure and insecure code: the reliability of `p`, its P(unsafe) of each of `samples`
+ * (reliabilitySamples' of held-out pairs, or a `{code, label}` file's: `judge check`). As in the paper, the positive
+ * class is "insecure" (the judge's job is to catch vulnerable code): TPR is the share of insecure code flagged, FPR
+ * the share of secure code wrongly flagged; P(unsafe) 0.5 counts as secure.
+ */
 export function reliabilityOfScores(
   samples: readonly LabelledSample[],
   p: readonly number[],
