@@ -29,9 +29,17 @@ after(() => {
 });
 
 const NOBODY = 65534;
+// nobody must also reach the CLI: a checkout under a folder only root may enter (mktemp -d's 0700, /root) is not
 const asNobody =
   process.getuid?.() === 0 &&
-  spawnSync("runuser", ["-u", "nobody", "--", process.execPath, "-e", "0"]).status === 0;
+  spawnSync("runuser", [
+    "-u",
+    "nobody",
+    "--",
+    process.execPath,
+    "-e",
+    `require("fs").accessSync(${JSON.stringify(CLI)}, 4); require("fs").accessSync(${JSON.stringify(PAIRS)}, 4)`,
+  ]).status === 0;
 
 /** The CLI run as `nobody` (runuser), in `cwd`. */
 function runAsNobody(args: string[], cwd: string): CliResult {
@@ -52,7 +60,11 @@ function assertClear(r: CliResult, code: number, message: RegExp, names: string)
 
 test(
   "as a user who is not root: an output, run or cache folder that user cannot write is refused before any work (exit 2, named); after the owner lets them, the same command runs",
-  { skip: asNobody ? false : "needs root to run a command as nobody (runuser)" },
+  {
+    skip: asNobody
+      ? false
+      : "needs root to run a command as nobody (runuser), and a checkout nobody can read",
+  },
   () => {
     const home = path.join(work, "home");
     const locked = path.join(work, "locked"); // root's, 755: nobody may read, not write
