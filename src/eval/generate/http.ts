@@ -1006,7 +1006,7 @@ export class HttpBackend implements GenerationBackend {
               [len, field] = [loaded.context_length, `Ollama ${version}: GET ${r}/api/ps context_length`];
             else {
               const params = (
-                (await this.postJson(`${r}/api/show`, { model: this.opts.model })) as {
+                (await this.getJson(`${r}/api/show`, { model: this.opts.model })) as {
                   parameters?: unknown;
                 } | null
               )?.parameters;
@@ -1020,29 +1020,6 @@ export class HttpBackend implements GenerationBackend {
       }),
     );
     return this.promptContextList;
-  }
-
-  /** POST a JSON body to `url` (not through the request queue): its JSON answer, or null. */
-  private async postJson(url: string, body: unknown): Promise<unknown> {
-    const timeout = AbortSignal.timeout(this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_S * 1000);
-    const either = this.opts.signal ? anySignal([this.opts.signal, timeout]) : null;
-    try {
-      const res = await fetch(url, {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          ...(this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {}),
-        },
-        body: JSON.stringify(body),
-        signal: either?.signal ?? timeout,
-      });
-      return res.ok ? await res.json() : null;
-    } catch {
-      if (this.opts.signal?.aborted) throw interrupted(`stopped (POST ${url} was cancelled)`);
-      return null;
-    } finally {
-      either?.dispose();
-    }
   }
 
   private windows: Promise<ContextPerRequest> | null = null;
@@ -1154,21 +1131,25 @@ export class HttpBackend implements GenerationBackend {
   }
 
   /**
-   * GET `url` with the API key: its JSON body, or null (no answer, not 2xx, not JSON). The backend's stop request
-   * (Ctrl-C) ends it at once with InterruptedError: a server that does not answer its GET /v1/models at the start
-   * of a run does not hold it for the request timeout.
+   * GET `url` (POST `body` as JSON when given) with the API key: its JSON body, or null (no answer, not 2xx, not
+   * JSON). The backend's stop request (Ctrl-C) ends it at once with InterruptedError: a server that does not answer
+   * its GET /v1/models at the start of a run does not hold it for the request timeout.
    */
-  private async getJson(url: string): Promise<unknown> {
+  private async getJson(url: string, body?: unknown): Promise<unknown> {
     const timeout = AbortSignal.timeout(this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_S * 1000);
     const either = this.opts.signal ? anySignal([this.opts.signal, timeout]) : null;
+    const auth: Record<string, string> = this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {};
+    const method = body === undefined ? "GET" : "POST";
     try {
       const res = await fetch(url, {
-        headers: this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {},
+        method,
+        headers: body === undefined ? auth : { "content-type": "application/json", ...auth },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal: either?.signal ?? timeout,
       });
       return res.ok ? await res.json() : null;
     } catch {
-      if (this.opts.signal?.aborted) throw interrupted(`stopped (GET ${url} was cancelled)`);
+      if (this.opts.signal?.aborted) throw interrupted(`stopped (${method} ${url} was cancelled)`);
       return null;
     } finally {
       either?.dispose();
