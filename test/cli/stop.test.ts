@@ -143,7 +143,12 @@ test("harden: a second signal while stopping exits 130 at once; nothing is corru
   });
   assert.equal(r.code, 130, showRun(r));
   assert.ok(r.exitMs < PROMPT_MS, `exit ${r.exitMs} ms after the second signal`);
-  assert.match(r.stderr, /SIGTERM again: exiting now/, "the second signal did not end the run at once");
+  // two signals 20 ms apart may be handled in either order (each can land on another thread; seen in CI under load)
+  assert.match(
+    r.stderr,
+    /(SIGINT|SIGTERM) again: exiting now/,
+    "the second signal did not end the run at once",
+  );
   assert.ok(!fs.existsSync(path.join(fx.work, name)), "an output folder appeared");
   const rerun = await runCli(hardenArgs(name));
   assert.equal(rerun.code, 0, showRun(rerun));

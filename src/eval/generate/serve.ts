@@ -848,43 +848,56 @@ export async function serveBuiltin(backend: BuiltinBackend, opts: ServeOptions):
   };
 }
 
+/** After the limit, how much more of a body is read and dropped before the 413 goes out anyway, and for how long. */
+const DRAIN_BYTES = 64 << 20;
+const DRAIN_MS = 10_000;
+
 /**
- * The body, at most `limit` bytes. Past that: 413, and what the client still sends is read and dropped (up to a
- * bound) so that it sees the answer instead of a reset.
+ * The body, at most `limit` bytes. Past that: 413, answered once the client has sent the rest (read and dropped, up
+ * to DRAIN_BYTES or DRAIN_MS). Answering first and closing would leave its bytes unread, and Linux resets such a
+ * connection: a client still sending then sees EPIPE or ECONNRESET instead of the answer.
  */
 function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
-  const tooLarge = () => {
-    // drain a while so the 413 reaches the client, then cut the connection
-    let drained = 0;
-    req.on("data", (c: Buffer) => {
-      drained += c.length;
-      if (drained > 64 << 20) req.socket.destroy();
-    });
-    setTimeout(() => req.socket.destroy(), 10_000).unref();
-    return new ApiError(
-      413,
-      `the request body is larger than ${limit} bytes`,
-      "invalid_request_error",
-      "request_too_large",
-      null,
-      { connection: "close" },
-    );
-  };
-  const declared = Number(req.headers["content-length"]);
-  if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge());
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let over = false;
+    let timer: NodeJS.Timeout | undefined;
+    const refuse = () => {
+      clearTimeout(timer);
+      req.off("data", onData);
+      req.off("end", onEnd);
+      // whatever still comes is dropped by the stream, which keeps flowing with no listener
+      reject(
+        new ApiError(
+          413,
+          `the request body is larger than ${limit} bytes`,
+          "invalid_request_error",
+          "request_too_large",
+          null,
+          { connection: "close" },
+        ),
+      );
+    };
+    const overLimit = () => {
+      over = true;
+      chunks.length = 0;
+      timer = setTimeout(refuse, DRAIN_MS).unref();
+    };
     const onData = (c: Buffer) => {
       size += c.length;
-      if (size > limit) {
-        req.off("data", onData);
-        req.off("end", onEnd);
-        chunks.length = 0;
-        reject(tooLarge());
-      } else chunks.push(c);
+      if (over) {
+        if (size - limit > DRAIN_BYTES) refuse();
+      } else if (size > limit) overLimit();
+      else chunks.push(c);
     };
-    const onEnd = () => resolve(Buffer.concat(chunks));
+    const onEnd = () => (over ? refuse() : resolve(Buffer.concat(chunks)));
+    const declared = Number(req.headers["content-length"]);
+    if (Number.isFinite(declared) && declared > limit) {
+      // more than the drain takes: answer now (the client may see a reset; no honest client sends that much)
+      if (declared - limit > DRAIN_BYTES) return refuse();
+      overLimit();
+    }
     req.on("data", onData);
     req.on("end", onEnd);
     req.on("error", reject);
