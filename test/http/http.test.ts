@@ -1592,22 +1592,38 @@ test("held-out loss windows longer than the servers' context per request (report
   }
 });
 
-test("a stop request ends a GET /v1/models the server does not answer at once, with InterruptedError (not after the request timeout)", async () => {
-  const server = http.createServer(() => {}); // never answers
-  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const stop = new AbortController();
-  try {
-    const b = new HttpBackend({ baseUrls: url, model: "m", timeoutMs: 5000, signal: stop.signal });
-    setTimeout(() => stop.abort(), 100);
-    const t0 = Date.now();
-    await assert.rejects(b.modelProblem(), (e: Error) => e instanceof InterruptedError);
-    assert.ok(Date.now() - t0 < 2000, `stopped after ${Date.now() - t0} ms`);
-  } finally {
-    server.closeAllConnections();
-    await new Promise<void>((ok) => server.close(() => ok()));
-  }
-});
+for (const [what, probe] of [
+  ["modelProblem's GET /v1/models", (b: HttpBackend) => b.modelProblem()],
+  ["rawPromptProblem's GET /api/version", (b: HttpBackend) => b.rawPromptProblem()],
+] as const)
+  test(`a stop request ends ${what} the server does not answer at once, with InterruptedError (not after the request timeout)`, async () => {
+    const asked: string[] = [];
+    const stop = new AbortController();
+    // never answers; the stop comes once the probe has reached it
+    const server = http.createServer((req) => {
+      asked.push(req.url ?? "");
+      setTimeout(() => stop.abort(), 50);
+    });
+    await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const b = new HttpBackend({ baseUrls: url, model: "m", timeoutMs: 10_000, signal: stop.signal });
+      const t0 = Date.now();
+      await assert.rejects(probe(b), (e: Error) => {
+        assert.ok(e instanceof InterruptedError, String(e));
+        assert.match(
+          e.message,
+          /^stopped \(GET http:\/\/127\.0\.0\.1:\d+\/(v1\/models|api\/version) was cancelled\)/,
+        );
+        return true;
+      });
+      assert.ok(Date.now() - t0 < 5000, `stopped after ${Date.now() - t0} ms`);
+      assert.equal(asked.length, 1, asked.join(", "));
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((ok) => server.close(() => ok()));
+    }
+  });
 
 /**
  * An Ollama server as its runner behaves (ollama/ollama runner/ollamarunner/runner.go NewSequence): a prompt longer

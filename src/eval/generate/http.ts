@@ -925,31 +925,17 @@ export class HttpBackend implements GenerationBackend {
    */
   async rawPromptProblem(): Promise<string | null> {
     for (const base of this.bases) {
-      const root = base.replace(/\/v1$/, "");
-      const get = async (path: string, body?: unknown): Promise<any> => {
-        try {
-          const res = await fetch(`${root}${path}`, {
-            method: body === undefined ? "GET" : "POST",
-            headers: {
-              "content-type": "application/json",
-              ...(this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {}),
-            },
-            ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-            signal: AbortSignal.timeout(this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_S * 1000),
-          });
-          return res.ok ? await res.json() : null;
-        } catch {
-          return null;
-        }
-      };
-      const version = (await get("/api/version"))?.version;
+      const r = root(base);
+      const version = ((await this.getJson(`${r}/api/version`)) as { version?: unknown } | null)?.version;
       if (typeof version !== "string") continue;
-      const template = (await get("/api/show", { model: this.opts.model }))?.template;
+      const template = (
+        (await this.getJson(`${r}/api/show`, { model: this.opts.model })) as { template?: unknown } | null
+      )?.template;
       if (typeof template !== "string") continue;
       const bare = template.replace(/\s+/g, "");
       if (bare === "" || bare === "{{.Prompt}}") continue;
       return (
-        `${root} is Ollama ${version}, whose /v1/completions puts the prompt into "${this.opts.model}"'s chat ` +
+        `${r} is Ollama ${version}, whose /v1/completions puts the prompt into "${this.opts.model}"'s chat ` +
         "template as a user turn (ollama/ollama#5544, #12636) instead of continuing it"
       );
     }
