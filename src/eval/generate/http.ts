@@ -921,16 +921,15 @@ export class HttpBackend implements GenerationBackend {
    * null when nothing does. Ollama's /v1/completions renders the prompt into the model's chat template as a user turn
    * (ollama/ollama#5544, #12636: a few-shot GSM8K prompt is answered as a chat message, not continued), unless the
    * model has none (a ":text" model) or one that is the prompt alone. An Ollama server is known by its
-   * GET /api/version; its model's template by POST /api/show. vLLM and llama-server pass the prompt as it is.
+   * GET /api/version; its model's template by POST /api/show (each asked once per server: probe). vLLM and
+   * llama-server pass the prompt as it is.
    */
   async rawPromptProblem(): Promise<string | null> {
     for (const base of this.bases) {
       const r = root(base);
-      const version = ((await this.getJson(`${r}/api/version`)) as { version?: unknown } | null)?.version;
-      if (typeof version !== "string") continue;
-      const template = (
-        (await this.getJson(`${r}/api/show`, { model: this.opts.model })) as { template?: unknown } | null
-      )?.template;
+      const version = await this.ollamaVersion(base);
+      if (version === null) continue;
+      const template = (await this.ollamaShow(base))?.template;
       if (typeof template !== "string") continue;
       const bare = template.replace(/\s+/g, "");
       if (bare === "" || bare === "{{.Prompt}}") continue;
@@ -973,8 +972,8 @@ export class HttpBackend implements GenerationBackend {
         else if (card?.owned_by === "llamacpp") kind = "llama-server";
         else {
           const r = root(base);
-          const version = ((await this.getJson(`${r}/api/version`)) as { version?: unknown } | null)?.version;
-          if (typeof version === "string") {
+          const version = await this.ollamaVersion(base);
+          if (version !== null) {
             kind = "ollama";
             const ps = ((await this.getJson(`${r}/api/ps`)) as { models?: unknown } | null)?.models;
             const loaded = Array.isArray(ps)
@@ -991,11 +990,7 @@ export class HttpBackend implements GenerationBackend {
             if (ok(loaded?.context_length))
               [len, field] = [loaded.context_length, `Ollama ${version}: GET ${r}/api/ps context_length`];
             else {
-              const params = (
-                (await this.getJson(`${r}/api/show`, { model: this.opts.model })) as {
-                  parameters?: unknown;
-                } | null
-              )?.parameters;
+              const params = (await this.ollamaShow(base))?.parameters;
               const m = typeof params === "string" ? /(?:^|\n)\s*num_ctx\s+(\d+)/.exec(params) : null;
               if (m)
                 [len, field] = [Number(m[1]), `Ollama ${version}: POST ${r}/api/show parameters num_ctx`];
@@ -1009,13 +1004,56 @@ export class HttpBackend implements GenerationBackend {
   }
 
   private windows: Promise<ContextPerRequest> | null = null;
-  private modelLists = new Map<string, Promise<unknown>>();
 
-  /** GET `base`/models, once per server: the model check and the context per request read the same answer. */
+  /** GET `base`/models, once per server (probe): the model check and the contexts per request read one answer. */
   private modelList(base: string): Promise<unknown> {
-    let list = this.modelLists.get(base);
-    if (!list) this.modelLists.set(base, (list = this.getJson(`${base}/models`)));
-    return list;
+    return this.probe(`${base}/models`);
+  }
+
+  /**
+   * The Ollama version a server states on GET {root}/api/version, null where it states none (not Ollama), asked once
+   * per server (probe): the model check, the raw-prompt check and the prompts' contexts all need to know.
+   */
+  private async ollamaVersion(base: string): Promise<string | null> {
+    const version = ((await this.probe(`${root(base)}/api/version`)) as { version?: unknown } | null)
+      ?.version;
+    return typeof version === "string" ? version : null;
+  }
+
+  /** Ollama's POST {root}/api/show for the model, once per server (probe): its template and its parameters. */
+  private async ollamaShow(base: string): Promise<{ template?: unknown; parameters?: unknown } | null> {
+    const show = await this.probe(`${root(base)}/api/show`, { model: this.opts.model });
+    return show !== null && typeof show === "object" ? show : null;
+  }
+
+  private probes = new Map<string, Promise<unknown>>();
+
+  /**
+   * getJson of a side endpoint whose answer does not change while a run lasts (a server's model list, Ollama's version
+   * and model card), asked once per URL and body for the backend's life: concurrent and later checks share it. An
+   * answer is kept, whatever it is (vLLM's 404 for /api/version: not Ollama), and so is a request that timed out (the
+   * next check would wait as long again for a server that hangs, before any retry warning tells the user). A request
+   * that reached no server (connection refused or reset: a server restarting) is not: the next check asks again, so
+   * a server that was down for one check is not taken for "not Ollama" (its raw prompts wrapped in a chat template
+   * unnoticed) or for one listing nothing by all the others. A stop (InterruptedError) is not kept either.
+   */
+  private probe(url: string, body?: unknown): Promise<unknown> {
+    const key = body === undefined ? `GET ${url}` : `POST ${url} ${JSON.stringify(body)}`;
+    let asked = this.probes.get(key);
+    if (!asked) {
+      asked = this.request(url, body).then(
+        (r) => {
+          if (!r.reached) this.probes.delete(key);
+          return r.json;
+        },
+        (e: unknown) => {
+          this.probes.delete(key);
+          throw e;
+        },
+      );
+      this.probes.set(key, asked);
+    }
+    return asked;
   }
 
   /**
@@ -1043,9 +1081,8 @@ export class HttpBackend implements GenerationBackend {
       else if (cards.every((c) => c.owned_by === "goodvibe"))
         hint = "goodvibe serve serves its model under its --name";
       else {
-        const version = ((await this.getJson(`${root(base)}/api/version`)) as { version?: unknown } | null)
-          ?.version;
-        if (typeof version !== "string" || ids.map(ollamaName).includes(ollamaName(model))) continue;
+        const version = await this.ollamaVersion(base);
+        if (version === null || ids.map(ollamaName).includes(ollamaName(model))) continue;
         hint = `Ollama ${version} serves the models \`ollama list\` shows (a NAME is NAME:latest); \`ollama pull\` adds one`;
       }
       const near = nearestKey(model, ids);
@@ -1122,23 +1159,39 @@ export class HttpBackend implements GenerationBackend {
    * its GET /v1/models at the start of a run does not hold it for the request timeout.
    */
   private async getJson(url: string, body?: unknown): Promise<unknown> {
+    return (await this.request(url, body)).json;
+  }
+
+  /**
+   * getJson's request, and whether it reached a server: false where the connection failed (refused, reset, no such
+   * host), true where the server answered (any status) or let the request time out.
+   */
+  private async request(url: string, body?: unknown): Promise<{ json: unknown; reached: boolean }> {
     const timeout = AbortSignal.timeout(this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_S * 1000);
     const either = this.opts.signal ? anySignal([this.opts.signal, timeout]) : null;
     const auth: Record<string, string> = this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {};
     const method = body === undefined ? "GET" : "POST";
+    let res: Response;
+    let text: string;
     try {
-      const res = await fetch(url, {
+      res = await fetch(url, {
         method,
         headers: body === undefined ? auth : { "content-type": "application/json", ...auth },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal: either?.signal ?? timeout,
       });
-      return res.ok ? await res.json() : null;
+      text = await res.text();
     } catch {
       if (this.opts.signal?.aborted) throw interrupted(`stopped (${method} ${url} was cancelled)`);
-      return null;
+      return { json: null, reached: timeout.aborted };
     } finally {
       either?.dispose();
+    }
+    if (!res.ok) return { json: null, reached: true };
+    try {
+      return { json: JSON.parse(text), reached: true };
+    } catch {
+      return { json: null, reached: true };
     }
   }
 
