@@ -1740,6 +1740,60 @@ test("Ollama at a context it states nowhere (its default): an answer to a prompt
   }
 });
 
+test("the margin for what a server adds to a prompt, at its boundary: 48 for a chat template, 1 for a raw prompt's BOS, none for token ids, before sending and in the context the advice after an answer asks for", async () => {
+  const take = 300;
+  const vllm = await mockServer((s) =>
+    s.path === "/v1/models"
+      ? { json: { object: "list", data: [vllmCard("m", take)] } }
+      : { json: { choices: [{ message: { content: "ok" }, text: "ok", finish_reason: "stop" }] } },
+  );
+  // an older llama-server (no meta.n_ctx) that cut token ids to 512 and answered
+  const old = await mockServer((s) =>
+    s.path === "/v1/models"
+      ? { json: { object: "list", data: [{ id: "m", object: "model", owned_by: "llamacpp" }] } }
+      : { json: { choices: [{ text: "ok", finish_reason: "stop" }], usage: { prompt_tokens: 512 } } },
+  );
+  const ids = (n: number) => Array.from({ length: n }, (_, k) => 65 + (k % 26));
+  const x = (n: number) => "x".repeat(n);
+  const gen = { maxNewTokens: 8 };
+  try {
+    const b = new HttpBackend({ baseUrls: vllm.url, model: "m", tokenizer: charTokenizer, maxRetries: 0 });
+    const refused = (n: number, allowed: string | null) => (e: Error) => {
+      assert.ok(e instanceof InputError, String(e));
+      assert.match(
+        e.message,
+        new RegExp(`is ${n} tokens \\(m's tokenizer\\)${allowed ? ` and the server's ${allowed}` : ":"}`),
+      );
+      assert.match(e.message, /more than the context of 300 tokens per request/);
+      return true;
+    };
+    assert.equal(await b.chat([{ role: "user", content: x(take - 48) }], gen), "ok");
+    await assert.rejects(
+      b.chat([{ role: "user", content: x(take - 47) }], gen),
+      refused(take - 47, "chat template adds some \\(48 allowed for it\\)"),
+    );
+    assert.equal(await b.generateText(x(take - 1), gen), "ok");
+    await assert.rejects(b.generateText(x(take), gen), refused(take, "BOS adds some \\(1 allowed for it\\)"));
+    assert.deepEqual(await b.generateTokens(ids(take), gen), charTokenizer.encode("ok"));
+    await assert.rejects(b.generateTokens(ids(take + 1), gen), refused(take + 1, null));
+    assert.equal(vllm.requests.filter((r) => /completions/.test(r.path)).length, 3);
+    // 1024 ids need a slot of 1024 tokens, not 2048 (the BOS margin, which ids do not get, rounded up)
+    const c = new HttpBackend({ baseUrls: old.url, model: "m", tokenizer: charTokenizer, maxRetries: 0 });
+    await assert.rejects(c.generateTokens(ids(1024), gen), (e: Error) => {
+      assert.ok(e instanceof HttpBackendError, String(e));
+      assert.match(e.message, /^the 1024 token ids: .*counted 512 prompt tokens/);
+      assert.match(
+        e.message,
+        /--ctx-size: each of its --parallel slots gets ctx-size \/ parallel tokens, and a slot needs 1024$/,
+      );
+      return true;
+    });
+  } finally {
+    await vllm.close();
+    await old.close();
+  }
+});
+
 test("each server is asked its model list, Ollama's version and its model card once per backend, by the model check, the raw-prompt check and the prompts' contexts alike; a 404 is an answer kept", async () => {
   const ollama = await ollamaStub(charTokenizer, 4096, { ps: false, show: true });
   // a server of another kind listing another name: the model check asks whether it is Ollama

@@ -47,9 +47,8 @@ import type { GenerateOptions, GenerationBackend } from "./backend.js";
 import { templateDateSetting, templateDateString } from "../../io/chat-template.js";
 import { canonicalJson } from "../../io/hash.js";
 import {
-  CHAT_TEMPLATE_MARGIN,
-  RAW_PROMPT_MARGIN,
   contextFix,
+  promptMargin,
   promptOpening,
   promptTokenTolerance,
   type PromptContext,
@@ -609,26 +608,19 @@ export class HttpBackend implements GenerationBackend {
    */
   private async checkPromptFits(
     prompt: string | ChatMessage[] | number[],
-    path: string,
   ): Promise<{ tokens: number; messages: number } | null> {
     const own = this.ownPromptTokens(prompt);
     if (!own) return null;
     const known = (await this.promptContexts()).filter((c): c is PromptContext => c.len !== null);
     if (known.length === 0) return own;
     const least = known.reduce((a, b) => (b.len < a.len ? b : a));
-    const chat = path === "/chat/completions";
-    const margin =
-      Array.isArray(prompt) && typeof prompt[0] === "number"
-        ? 0
-        : chat
-          ? CHAT_TEMPLATE_MARGIN
-          : RAW_PROMPT_MARGIN;
+    const margin = promptMargin(prompt);
     const need = own.tokens + margin;
     if (need <= least.len) return own;
     throw new InputError(
       `${promptOpening(prompt)} is ${own.tokens} tokens (${this.opts.model}'s tokenizer)` +
         (margin > 0
-          ? ` and the server's ${chat ? "chat template" : "BOS"} adds some (${margin} allowed for it)`
+          ? ` and the server's ${typeof prompt === "string" ? "BOS" : "chat template"} adds some (${margin} allowed for it)`
           : "") +
         `: more than the context of ${least.len} tokens per request ${least.url} has (${least.field}). ` +
         `${least.kind === "ollama" ? "Ollama would cut it and answer as if it were whole" : "It would be refused or cut"}; ` +
@@ -655,13 +647,12 @@ export class HttpBackend implements GenerationBackend {
     const infos = await this.promptContexts();
     const kinds = new Set(infos.map((c) => c.kind));
     const kind: ServerKind = kinds.size === 1 ? infos[0]!.kind : "other";
-    const margin = path === "/chat/completions" ? CHAT_TEMPLATE_MARGIN : RAW_PROMPT_MARGIN;
     throw new HttpBackendError(
       `${promptOpening(prompt)}: ${this.bases.join(", ")}${path} counted ${seen} prompt tokens ` +
         `(usage.prompt_tokens) where its own text is ${own.tokens} (${this.opts.model}'s tokenizer; ${tolerance} ` +
         `fewer allowed for tokenizer differences): the server cut the prompt to its context and answered the rest ` +
         `as if whole${kind === "ollama" ? " (Ollama's runner keeps the prompt's first tokens and its end; its log says \"truncating input prompt\")" : ""}. ` +
-        `The answer is not kept. ${contextFix(kind, own.tokens + margin, this.opts.model)}`,
+        `The answer is not kept. ${contextFix(kind, own.tokens + promptMargin(prompt), this.opts.model)}`,
       this.bases[0]!,
       null,
       1,
@@ -669,7 +660,7 @@ export class HttpBackend implements GenerationBackend {
   }
 
   async generateText(prompt: string, opts: GenerateOptions): Promise<string> {
-    const own = await this.checkPromptFits(prompt, "/completions");
+    const own = await this.checkPromptFits(prompt);
     const res = await this.post(
       "/completions",
       { ...this.samplingFields(opts), prompt },
@@ -695,7 +686,7 @@ export class HttpBackend implements GenerationBackend {
       throw new GoodVibeError(
         "HTTP backend: generateTokens needs the `tokenizer` option (servers return text)",
       );
-    const own = await this.checkPromptFits(promptIds, "/completions");
+    const own = await this.checkPromptFits(promptIds);
     const res = await this.post("/completions", { ...this.samplingFields(opts), prompt: promptIds });
     await this.checkPromptWhole(res, promptIds, own, "/completions");
     return this.opts.tokenizer.encode(cutAtStop(String(res?.choices?.[0]?.text ?? ""), opts.stop ?? []));
@@ -731,7 +722,7 @@ export class HttpBackend implements GenerationBackend {
     messages: ChatMessage[],
     opts: GenerateOptions & { signal?: AbortSignal; enableThinking?: boolean },
   ): Promise<string> {
-    const own = await this.checkPromptFits(messages, "/chat/completions");
+    const own = await this.checkPromptFits(messages);
     const res = await this.post(
       "/chat/completions",
       { ...this.samplingFields(opts), messages, ...this.templateFields(opts.enableThinking) },

@@ -26,6 +26,17 @@ export const CHAT_TEMPLATE_MARGIN = 48;
 export const RAW_PROMPT_MARGIN = 1;
 
 /**
+ * The tokens allowed for what a server adds to a prompt's own before its model reads it, one rule for the check before
+ * sending and the context the advice after an answer asks for: chat messages get their template's
+ * (CHAT_TEMPLATE_MARGIN), a raw text prompt a BOS (RAW_PROMPT_MARGIN), token ids none: they reach the model as they
+ * are (vLLM and llama-server add no special token to a prompt given as ids), so ids filling the context exactly fit.
+ */
+export function promptMargin(prompt: string | readonly unknown[]): number {
+  if (typeof prompt === "string") return RAW_PROMPT_MARGIN;
+  return prompt.length === 0 || typeof prompt[0] === "number" ? 0 : CHAT_TEMPLATE_MARGIN;
+}
+
+/**
  * How many fewer tokens than our count the server may report before the prompt is taken as cut: our tokenizer and
  * the server's (a GGUF's, llama.cpp's pre-tokenizer regexes) may split a few words differently, and each message's
  * text is encoded alone here but inside the template there (a merge across its edge): 2 per message plus 1% of the
