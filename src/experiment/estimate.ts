@@ -22,7 +22,7 @@ import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
 import { identifySamples, subsample, trainExamples } from "../recipes/harden.js";
 import { IGNORE_INDEX } from "../data/prompts.js";
 import { planBatches as identifyBatches } from "../method/goodvibe/identify.js";
-import { planBatches as trainBatches } from "../method/train.js";
+import { planBatches as trainBatches, scheduleRecord, type ScheduleRecord } from "../method/train.js";
 import { canonicalJson } from "../io/hash.js";
 import { ModelShape } from "../models/shapes.js";
 import {
@@ -39,7 +39,8 @@ import {
 } from "../method/flops.js";
 import { DEFAULT_DTYPE, type HardenConfig } from "../config/harden.js";
 import type { ExperimentSpec } from "./spec.js";
-import { modelConfigOf, type CellSetting } from "./plan.js";
+import { describeCell, modelConfigOf, type CellSetting } from "./plan.js";
+import { SCHEDULE_MARK } from "../report/schedule.js";
 import { cudaAvailable, deviceKind } from "../tensor/index.js";
 import {
   FROZEN_DX_BUDGET_ENV,
@@ -438,6 +439,60 @@ function fitLine(x: number[], y: number[]): (x: number) => number {
   }
   const b = sxx > 0 ? sxy / sxx : 0;
   return (v) => my + b * (v - mx);
+}
+
+/**
+ * The learning-rate schedule each trained cell's run will have, with harden's verdict on it (method/train.ts
+ * scheduleRecord: trains nothing, barely, or null), known before anything runs: harden makes one training example
+ * per pair it keeps (at most train.maxPairs; a pair too long for train.maxLength is refused, never dropped:
+ * recipes/harden.ts trainExamples), so counting the pairs needs no tokenizer. Each data file and language set is
+ * read once. null for a base cell and where the cell's data file is not there (a task split not yet written:
+ * `experiment plan` counts the whole training file then, which can only hide a warning, never invent one).
+ */
+export function plannedSchedules(cells: readonly Pick<CellSetting, "harden">[]): (ScheduleRecord | null)[] {
+  const counts = new Map<string, number>();
+  return cells.map(({ harden: h }) => {
+    if (h === null || !fs.existsSync(h.data)) return null;
+    const k = canonicalJson([h.data, h.languages ?? null]);
+    let n = counts.get(k);
+    if (n === undefined)
+      counts.set(k, (n = readPairs(h.data, h.languages ? { languages: h.languages } : {}).length));
+    // subsample's count: maxPairs of them, or all (0, or no more than that)
+    const kept = h.train.maxPairs > 0 ? Math.min(n, h.train.maxPairs) : n;
+    return scheduleRecord(kept, h.train, h.train.maxPairs);
+  });
+}
+
+/**
+ * What `experiment plan` and the start of `experiment run` say of the cells whose schedule trains nothing or
+ * barely: a headline, then each warning (the run's own words, with the fix) once, after the cells it is about.
+ * Empty when none does.
+ */
+export function shortScheduleWarnings(
+  cells: readonly CellSetting[],
+  schedules: readonly (ScheduleRecord | null)[],
+): string[] {
+  const byWarning = new Map<string, string[]>();
+  let none = 0;
+  let few = 0;
+  cells.forEach((c, i) => {
+    const s = schedules[i];
+    if (!s?.warning) return;
+    if (s.level === "none") none++;
+    else few++;
+    byWarning.set(s.warning, [...(byWarning.get(s.warning) ?? []), describeCell(c)]);
+  });
+  if (byWarning.size === 0) return [];
+  const counts = [
+    none ? `${none} will train nothing (every step at learning rate 0: the model stays its base)` : "",
+    few ? `${few} will barely train` : "",
+  ].filter(Boolean);
+  return [
+    `of the cells to compute, ${counts.join(" and ")}; their results would not be the method's, and the report ` +
+      `will mark them ${SCHEDULE_MARK} (the settings each warning names are harden's: in the experiment file they ` +
+      `are under defaults, as --set defaults.train.warmupRatio=0 sets one):`,
+    ...[...byWarning].map(([w, names]) => `${names.join(", ")}: ${w}`),
+  ];
 }
 
 /**

@@ -37,7 +37,7 @@ import { describeJudgeConvention } from "../data/prompts.js";
 import { readNeuronMap } from "../method/goodvibe/neuron-map.js";
 import { readClusterMap } from "../method/goodvibe/clustering.js";
 import type { FoldStats } from "../method/fold.js";
-import type { TrainResult } from "../method/train.js";
+import type { ScheduleRecord, TrainResult } from "../method/train.js";
 import type { CheckpointingRecord } from "../method/checkpointing.js";
 import {
   cellResultSchema,
@@ -48,6 +48,7 @@ import {
   type JudgeReliabilityEntry,
 } from "../report/schema.js";
 import { renderReport } from "../report/render.js";
+import { scheduleShortfalls, shortScheduleNote } from "../report/schedule.js";
 import { mcnemarOfOutcomes } from "../report/unseen.js";
 import { ZERO_COST, cellBuild, checkpointingOf, costOf, dropEmptyRates, neuronsOf } from "../recipes/cell.js";
 import { outcomesOf } from "../recipes/outcomes.js";
@@ -56,6 +57,7 @@ import type { ShardSpec } from "../util/shard.js";
 import { claimHolder, holdClaim, tryClaim, whenClaimed } from "../io/claim.js";
 import { cellShare } from "./shard.js";
 import { experimentDepartures } from "./departures.js";
+import { plannedSchedules, shortScheduleWarnings } from "./estimate.js";
 import { mixedBuilds } from "../report/builds.js";
 import { withUnseen } from "../report/unseen.js";
 import { canonicalJson, fileHash, modelFolderHash, sha256 } from "../io/hash.js";
@@ -105,6 +107,11 @@ export interface RunSummary {
   partialFile?: string;
   reportDir?: string;
   results?: ExperimentResults;
+  /**
+   * the finished trained cells whose training did nothing (every step at learning rate 0) or barely (fewer than
+   * FEW_FULL_RATE_STEPS at the full rate), by id: report/schedule.ts, from each cell's recorded schedule
+   */
+  shortSchedules: { none: string[]; few: string[] };
 }
 
 /** What a finished harden stage left, enough to build the cell without rerunning it. */
@@ -115,6 +122,11 @@ interface HardenRecord {
   fold: FoldStats;
   /** training's checkpointing as asked and used (HardenResult's; absent in records made before 2026-12-01) */
   gradientCheckpointing?: CheckpointingRecord;
+  /**
+   * training's schedule and what harden warned of it (HardenResult's); absent in records made before 2026-12-04,
+   * whose cells then say "not recorded"
+   */
+  schedule?: ScheduleRecord;
 }
 
 export function machineDescription(): string {
@@ -225,6 +237,7 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
   if (spec.eval.utility) await checkUtilityFiles(spec.eval.utility);
   fs.mkdirSync(outDir, { recursive: true });
   writePlanFile(plan);
+  warnShortSchedules(plan, log);
   if (plan.taskSplit) for (const l of describeTaskSplit(plan.taskSplit)) log.info(`task split: ${l}`);
   const ctx: RunContext = {
     plan,
@@ -242,15 +255,29 @@ export async function runExperiment(plan: ExperimentPlan, opts: RunOptions = {})
     } catch (e) {
       if (e instanceof InterruptedError || opts.signal?.aborted) {
         log.warn(`stopped while preparing the judge (${(e as Error).message}); rerun to resume`);
-        return { outDir, ran: [], skipped: [], shared: [], stopped: true };
+        return { outDir, ran: [], skipped: [], shared: [], stopped: true, shortSchedules: NO_SHORT };
       }
       throw e;
     }
   }
   const cells = await runCells(ctx, opts);
   const experiment = assembleResults(ctx, withMcnemarVsBase(cells.planned, cells.results));
+  // cells that trained nothing or barely, said at the end of the log as well as in each cell's own warning
+  const short = shortScheduleNote(experiment.cells);
+  if (short) log.warn(short);
   if (cells.stopped || cells.pending.length > 0) return stopEarly(ctx, cells, experiment);
   return publishResults(ctx, cells, experiment, opts.render ?? true);
+}
+
+/**
+ * The cells still to compute whose training would do nothing or barely, said before the first (each cell's harden
+ * says it again when it starts): a grid must not spend hours on cells that will only read as results.
+ */
+function warnShortSchedules(plan: ExperimentPlan, log: Logger): void {
+  const keys = new Set<string>();
+  const todo = plan.cells.filter((c) => !keys.has(c.key) && !!keys.add(c.key) && !isCellDone(c));
+  const lines = shortScheduleWarnings(todo, plannedSchedules(todo));
+  if (lines.length) log.warn(lines.join("\n  "));
 }
 
 /** plan.json: the cells in plan order with their keys and names, for a look before and during the run. */
@@ -467,6 +494,7 @@ async function hardenCell(ctx: RunContext, cfg: HardenConfig, workDir: string): 
     train: trainNoLog,
     fold: r.fold,
     ...(r.gradientCheckpointing ? { gradientCheckpointing: r.gradientCheckpointing } : {}),
+    schedule: r.schedule,
   };
   writeFileAtomic(record, JSON.stringify(hr, nanAsNull, 2));
   return hr;
@@ -501,6 +529,7 @@ async function runTrainedCell(ctx: RunContext, cell: PlannedCell): Promise<CellR
     ...withOutcomes(ev, evalPairs(ctx, cell)),
     ...(neurons ? { neurons } : {}),
     ...(checkpointing ? { gradientCheckpointing: checkpointing } : {}),
+    ...(hr.schedule ? { schedule: hr.schedule } : {}),
   };
 }
 
@@ -740,7 +769,16 @@ function stopEarly(ctx: RunContext, cells: CellsOutcome, experiment: ExperimentR
     const partial = parseExperimentResults(JSON.parse(JSON.stringify(experiment)), partialFile);
     writeFileAtomic(partialFile, JSON.stringify(partial, null, 2));
   }
-  return { outDir, ran, skipped, shared, stopped, pending, ...(results.length > 0 ? { partialFile } : {}) };
+  return {
+    outDir,
+    ran,
+    skipped,
+    shared,
+    stopped,
+    pending,
+    ...(results.length > 0 ? { partialFile } : {}),
+    shortSchedules: shortSchedulesOf(experiment),
+  };
 }
 
 /** Every cell done: results.json (validated) and the report, written by one worker of those sharing the folder. */
@@ -757,7 +795,7 @@ async function publishResults(
   const releaseResults = tryClaim(path.join(outDir, "work", "results"));
   if (!releaseResults) {
     log.info("every cell is done; another worker is writing results.json and the report");
-    return { outDir, ran, skipped, shared, stopped, pending };
+    return { outDir, ran, skipped, shared, stopped, pending, shortSchedules: shortSchedulesOf(experiment) };
   }
   const reportDir = path.join(outDir, "report");
   let checked: ExperimentResults;
@@ -773,7 +811,24 @@ async function publishResults(
   } finally {
     releaseResults();
   }
-  return { outDir, ran, skipped, shared, stopped, resultsFile, reportDir, results: checked };
+  return {
+    outDir,
+    ran,
+    skipped,
+    shared,
+    stopped,
+    resultsFile,
+    reportDir,
+    results: checked,
+    shortSchedules: shortSchedulesOf(checked),
+  };
+}
+
+const NO_SHORT: RunSummary["shortSchedules"] = { none: [], few: [] };
+
+function shortSchedulesOf(r: ExperimentResults): RunSummary["shortSchedules"] {
+  const s = scheduleShortfalls(r.cells);
+  return { none: s.none.map((c) => c.id), few: s.few.map((c) => c.id) };
 }
 
 /**

@@ -189,6 +189,26 @@ export function scheduleProblem(
   };
 }
 
+/**
+ * A planned run's schedule with what scheduleProblem said of it, as a run's result keeps it (harden's `schedule`,
+ * an experiment cell's): `level` and `warning` absent when there was nothing to say.
+ */
+export interface ScheduleRecord extends SchedulePlan {
+  level?: "none" | "few";
+  warning?: string;
+}
+
+/** planSchedule's plan of `examples` with scheduleProblem's verdict on it, as a run keeps and reports it. */
+export function scheduleRecord(
+  examples: number,
+  cfg: Pick<TrainConfig, "epochs" | "batchSize" | "gradAccum" | "warmupRatio" | "schedule">,
+  maxPairs: number,
+): ScheduleRecord {
+  const plan = planSchedule(examples, cfg);
+  const problem = scheduleProblem(plan, cfg, maxPairs);
+  return problem ? { ...plan, level: problem.level, warning: problem.message } : plan;
+}
+
 /** The micro-batches of every epoch, as example indices: seeded shuffles, independent of where a run resumes. */
 export function planBatches(
   n: number,

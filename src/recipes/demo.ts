@@ -301,6 +301,8 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
       ...securityCell(hardened, base, dev),
       ...(harden.neurons && harden.clusters ? { neurons: neuronsOf(harden.neurons, harden.clusters) } : {}),
       ...(checkpointing ? { gradientCheckpointing: checkpointing } : {}),
+      // the report marks a run that trained nothing or barely (report/schedule.ts)
+      schedule: harden.schedule,
       build: cellBuild({ trainedIn: cfg.dtype }),
     },
   ];

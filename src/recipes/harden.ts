@@ -74,10 +74,9 @@ import { attachFull } from "../method/full.js";
 import { countParams, type AttachedMethod, type MethodName } from "../method/attached.js";
 import { attachLora } from "../method/lora/model.js";
 import {
-  planSchedule,
-  scheduleProblem,
+  scheduleRecord,
   trainSft,
-  type SchedulePlan,
+  type ScheduleRecord,
   type SftExample,
   type TrainHooks,
   type TrainResult,
@@ -229,9 +228,10 @@ export interface HardenResult {
   gradientCheckpointing?: CheckpointingRecord;
   /**
    * the learning-rate schedule over the run's steps (method/train.ts planSchedule), with the warning given (before
-   * any work, and here) when its steps at the full learning rate add up to few, or to none: no weight changed
+   * any work, and here) when its steps at the full learning rate add up to few, or to none (`level`: no weight
+   * changed)
    */
-  schedule: SchedulePlan & { warning?: string };
+  schedule: ScheduleRecord;
 }
 
 export interface RunHooks extends TrainHooks {
@@ -792,7 +792,7 @@ interface Prepared {
   identify: IdentifyInputs | null;
   examples: SftExample[];
   padTokenId: number | null;
-  schedule: SchedulePlan & { warning?: string };
+  schedule: ScheduleRecord;
 }
 
 /** Inputs read and checked, paths checked, stage keys computed: nothing written yet. */
@@ -837,12 +837,8 @@ async function prepare(
   // a run too short for its warm-up trains nothing (the first step is at lr 0): said now, before identification,
   // and again with the result. A warning, not a refusal: smoke runs and experiment grids with tiny cells are
   // legitimate, and the fix is a setting (train.warmupRatio) that the message names
-  const schedule: Prepared["schedule"] = planSchedule(examples.length, cfg.train);
-  const problem = scheduleProblem(schedule, cfg.train, cfg.train.maxPairs);
-  if (problem) {
-    log.warn(`training: ${problem.message}`);
-    schedule.warning = problem.message;
-  }
+  const schedule = scheduleRecord(examples.length, cfg.train, cfg.train.maxPairs);
+  if (schedule.warning) log.warn(`training: ${schedule.warning}`);
   const identifyCached = fs.existsSync(path.join(plan.identify.dir, NEURONS_FILE));
   return {
     pairs,

@@ -7,6 +7,13 @@ import { METHODS, type CellResult, type Method } from "./schema.js";
 import { Z95, type Interval } from "../eval/metrics.js";
 import { MISSING, type Cell } from "./table.js";
 
+export const METHOD_LABELS: Record<Method, string> = {
+  base: "Base",
+  goodvibe: "GoodVibe",
+  lora: "LoRA",
+  full: "Full FT",
+};
+
 export interface Setting {
   model: string;
   method: Method;

@@ -6,6 +6,7 @@
 import { groupBySetting } from "./aggregate.js";
 import type { CellResult, ExperimentResults } from "./schema.js";
 import { METHOD_LABELS } from "./paper-tables.js";
+import { methodWithMark } from "./schedule.js";
 import { Z95 } from "../eval/metrics.js";
 import { num, text, type Cell, type Table } from "./table.js";
 
@@ -34,7 +35,12 @@ export function codeLossByLanguageTable(results: ExperimentResults): Table {
         withoutLanguages.push(cellName(c));
         continue;
       }
-      const lead = [text(c.model), text(METHOD_LABELS[c.method]), text(c.ablation ?? "none"), num(c.seed)];
+      const lead = [
+        text(c.model),
+        text(methodWithMark(c.method, [c])),
+        text(c.ablation ?? "none"),
+        num(c.seed),
+      ];
       rows.push([
         ...lead,
         text("all"),

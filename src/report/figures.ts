@@ -8,6 +8,7 @@
 import type { TopLevelSpec } from "vega-lite";
 import { groupBySetting, type Setting } from "./aggregate.js";
 import type { CellResult, ExperimentResults, Method } from "./schema.js";
+import { scheduleMark } from "./schedule.js";
 import {
   isLossLike,
   METHOD_LABELS,
@@ -36,6 +37,8 @@ export function utilityDeltaFigure(results: ExperimentResults): Figure | undefin
   const benchmarks = utilityBenchmarks(results.cells);
   const values: Record<string, string | number | null>[] = [];
   const seedsOf = new Map<string, number>();
+  // bars of runs that trained nothing or barely (schedule.ts): the caption names them, as the tables mark them
+  const marked = new Set<string>();
   for (const s of settings) {
     if (s.method === "base") continue;
     const base = settings.find((b) => b.model === s.model && b.method === "base");
@@ -59,6 +62,8 @@ export function utilityDeltaFigure(results: ExperimentResults): Figure | undefin
       });
       if (base) seedsOf.set(`${s.model}\u0000${METHOD_LABELS.base}`, base.cells.length);
       seedsOf.set(`${s.model}\u0000${METHOD_LABELS[s.method]}`, s.cells.length);
+      const mark = scheduleMark(s.cells);
+      if (mark) marked.add(`${s.model} ${METHOD_LABELS[s.method]}${mark}`);
     }
   }
   if (values.length === 0) return undefined;
@@ -130,7 +135,11 @@ export function utilityDeltaFigure(results: ExperimentResults): Figure | undefin
               .join(" ")} ${n}`,
         )
         .join(", ") +
-      ".",
+      "." +
+      (marked.size
+        ? ` ${[...marked].join("; ")}: these bars are not the method's effect on utility (the notes and the ` +
+          "training-schedule table say why)."
+        : ""),
     spec,
   };
 }

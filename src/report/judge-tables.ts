@@ -14,6 +14,7 @@ import {
 } from "./aggregate.js";
 import type { CellResult, ExperimentResults, Judge, JudgeReliabilityEntry, Method } from "./schema.js";
 import { MISSING, num, text, type Cell, type Column, type Table } from "./table.js";
+import { scheduleMark } from "./schedule.js";
 import { SAFETY_LANGUAGES, isSafetyLanguage, languageName } from "../data/languages.js";
 import { confusionIntervals, wilsonInterval, type CountedInterval } from "../eval/metrics.js";
 
@@ -88,8 +89,16 @@ export function paperLayoutTables(results: ExperimentResults): Table[] {
           unit: "rate",
           csvExtras: ["low", "high", "sd"],
         });
+    // a method's column cannot carry one model's mark: the model's cell names its runs that trained nothing or barely
+    const marked = (model: string) =>
+      methods
+        .map((m) => settings.find((x) => x.model === model && x.method === m))
+        .flatMap((s) =>
+          s && scheduleMark(s.cells) ? [`${PAPER_METHOD_LABELS[s.method]}${scheduleMark(s.cells)}`] : [],
+        )
+        .join("; ");
     const rows: Cell[][] = modelsInOrder(results.cells).map((model) => [
-      text(model),
+      text(marked(model) ? `${model} (${marked(model)})` : model),
       ...g.langs.flatMap((l) =>
         methods.map((m) => {
           const s = settings.find((x) => x.model === model && x.method === m);
@@ -142,7 +151,7 @@ export function answersTable(results: ExperimentResults): Table {
       intervalAcrossSeeds(per(l).map((a) => (a && a.n > 0 ? wilsonInterval(a.noCode, a.n) : undefined)));
     rows.push([
       text(s.model),
-      text(PAPER_METHOD_LABELS[s.method]),
+      text(PAPER_METHOD_LABELS[s.method] + scheduleMark(s.cells)),
       num(s.cells.length, {}),
       ...[undefined, ...langs].flatMap((l) => [nAcrossSeeds(per(l).map((a) => a?.n)), share(l)]),
     ]);

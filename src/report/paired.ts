@@ -19,6 +19,7 @@ import {
 import type { CellResult, ExperimentResults, Outcomes } from "./schema.js";
 import { MISSING, num, text, type Cell, type Table } from "./table.js";
 import { METHOD_LABELS } from "./paper-tables.js";
+import { scheduleMark } from "./schedule.js";
 
 export const MEASURES = ["preference", "rule", "llm"] as const;
 export type Measure = (typeof MEASURES)[number];
@@ -59,8 +60,9 @@ export interface PairedComparison {
 }
 
 /** "GoodVibe", "GoodVibe [topk=10]" */
-export function settingLabel(s: Pick<Setting, "method" | "ablation">): string {
-  return `${METHOD_LABELS[s.method]}${s.ablation ? ` [${s.ablation}]` : ""}`;
+export function settingLabel(s: Pick<Setting, "method" | "ablation" | "cells">): string {
+  // marked when its training did nothing or barely (schedule.ts): a comparison with it is not the method's
+  return `${METHOD_LABELS[s.method]}${s.ablation ? ` [${s.ablation}]` : ""}${scheduleMark(s.cells)}`;
 }
 
 /** Which settings to pair: each against the base, the main methods with each other, GoodVibe with its ablations. */

@@ -5,6 +5,7 @@
  * missing data stays missing ("—"), never zero.
  */
 import {
+  METHOD_LABELS,
   BOOTSTRAP_RESAMPLES,
   BOOTSTRAP_SEED,
   groupBySetting,
@@ -26,14 +27,11 @@ import { Z95, proportionSuccesses, wilsonInterval } from "../eval/metrics.js";
 import { pairedDifference, unpairedDifference } from "../eval/utility/items.js";
 import { kappaWithInterval } from "./kappa.js";
 import { MISSING, num, text, type Cell, type Column, type Table, type Unit } from "./table.js";
+import { methodWithMark } from "./schedule.js";
 import { answersTable, judgeReliabilityTable, llmColumnLabel, paperLayoutTables } from "./judge-tables.js";
 
-export const METHOD_LABELS: Record<Method, string> = {
-  base: "Base",
-  goodvibe: "GoodVibe",
-  lora: "LoRA",
-  full: "Full FT",
-};
+// in aggregate.ts, where the training-schedule marks (schedule.ts) read them too; re-exported for the importers here
+export { METHOD_LABELS } from "./aggregate.js";
 
 const JUDGE_LABELS: Record<Judge, string> = { rule: "rule", llm: "LLM" };
 
@@ -134,7 +132,7 @@ export function securityTable(results: ExperimentResults): Table {
     for (const language of [undefined, ...languages]) {
       rows.push([
         text(s.model),
-        text(METHOD_LABELS[s.method]),
+        text(methodWithMark(s.method, s.cells)),
         text(language ?? "all"),
         seedsCell(s),
         safeRateCell(s, "rule", language),
@@ -200,7 +198,7 @@ export function costTable(results: ExperimentResults): Table {
     const total = meanOf(s, (c) => c.params.total);
     return [
       text(s.model),
-      text(METHOD_LABELS[s.method]),
+      text(methodWithMark(s.method, s.cells)),
       seedsCell(s),
       numberAcrossSeeds(s.cells.map((c) => c.params.trainable)),
       numberAcrossSeeds(s.cells.map((c) => c.params.total)),
@@ -468,7 +466,7 @@ export function utilityTable(results: ExperimentResults): Table {
           text(model),
           text(benchmark),
           text(metric),
-          text(METHOD_LABELS[s.method]),
+          text(methodWithMark(s.method, s.cells)),
           seedsCell(s),
           // Loss-like and rate-like benchmarks share a column, so units are per row: pre-format them.
           formatted(utilityCell(s, benchmark), loss ? "raw" : "rate"),
@@ -670,7 +668,7 @@ export function ablationTable(results: ExperimentResults): Table {
       const label = s.method === "goodvibe" ? "gradient selection, clustered (reference)" : "reference";
       rows.push([
         text(s.model),
-        text(METHOD_LABELS[s.method]),
+        text(methodWithMark(s.method, ref?.cells ?? [])),
         text("reference"),
         text(label),
         ...(ref ? ablationCells(ref, benchmarks) : columns.map(() => MISSING)),
@@ -679,7 +677,7 @@ export function ablationTable(results: ExperimentResults): Table {
     const known = ABLATION_LABELS[s.ablation!];
     rows.push([
       text(s.model),
-      text(METHOD_LABELS[s.method]),
+      text(methodWithMark(s.method, s.cells)),
       text(known?.study ?? "other"),
       text(known?.variant ?? s.ablation!),
       ...ablationCells(s, benchmarks),
@@ -740,7 +738,7 @@ export function studyTable(results: ExperimentResults): Table {
         text(st.study),
         text("default (reference)"),
         text(s.model),
-        text(METHOD_LABELS[s.method]),
+        text(methodWithMark(s.method, ref?.cells ?? [])),
         ...(ref ? ablationCells(ref, benchmarks) : columns.map(() => MISSING)),
       ]);
     }
@@ -748,7 +746,7 @@ export function studyTable(results: ExperimentResults): Table {
       text(st.study),
       text(st.setting),
       text(s.model),
-      text(METHOD_LABELS[s.method]),
+      text(methodWithMark(s.method, s.cells)),
       ...ablationCells(s, benchmarks),
     ]);
   }
@@ -805,7 +803,7 @@ export function judgeTable(results: ExperimentResults): Table {
     };
     return [
       text(c.model),
-      text(METHOD_LABELS[c.method]),
+      text(methodWithMark(c.method, [c])),
       text(c.ablation ?? "none"),
       num(c.seed),
       num(m?.tp),
@@ -885,7 +883,7 @@ export function cweTable(results: ExperimentResults): Table {
         rows.push([
           text(model),
           text(cwe),
-          text(METHOD_LABELS[s.method]),
+          text(methodWithMark(s.method, s.cells)),
           seedsCell(s),
           intervalAcrossSeeds(perCwe(s, "rule", cwe)),
           nAcrossSeeds(perCwe(s, "rule", cwe).map((r) => r?.n)),

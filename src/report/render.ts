@@ -15,6 +15,13 @@ import { hasUnseen, unseenPairedTable, unseenSecurityTable } from "./unseen.js";
 import { taskSplitTable } from "./split-table.js";
 import { codeLossByLanguageTable, hasCodeLossByLanguage } from "./code-loss-table.js";
 import { buildsNote } from "./builds.js";
+import {
+  SCHEDULE_TABLE_ID,
+  hasSchedules,
+  scheduleTable,
+  shortScheduleNote,
+  withScheduleNote,
+} from "./schedule.js";
 import { escapeHtml, tableToCsv, tableToHtml, tableToMarkdown } from "./table.js";
 import { wilsonHalfWidth } from "../eval/metrics.js";
 
@@ -41,6 +48,9 @@ export function reportNotes(results: ExperimentResults): string[] {
   const models = modelsInOrder(results.cells);
   if (results.cells.length === 0) return ["The results file has no cells: there is nothing to report."];
 
+  // first: a run that trained nothing must not be read as a result of the method (schedule.ts)
+  const short = shortScheduleNote(results.cells);
+  if (short) notes.push(short);
   notes.push(...judgeAndProtocolNotes(results));
   const builds = buildsNote(results.cells);
   if (builds) notes.push(builds);
@@ -168,7 +178,9 @@ export async function renderReport(results: ExperimentResults, outDir: string): 
     ...(hasUnseen(results) ? [unseenSecurityTable(results), unseenPairedTable(results)] : []),
     // the --code loss per language, for results that keep it (eval --code since 2026-12-01)
     ...(hasCodeLossByLanguage(results) ? [codeLossByLanguageTable(results)] : []),
-  ];
+    // every trained run's schedule, for results that record it (since 2026-12-04)
+    ...(hasSchedules(results) ? [scheduleTable(results)] : []),
+  ].map(withScheduleNote);
   const tables = allTables.filter((t) => t.rows.length > 0);
   const absent = allTables.filter((t) => t.rows.length === 0);
   const absentLine =
@@ -201,6 +213,8 @@ export async function renderReport(results: ExperimentResults, outDir: string): 
   const drawn = new Set(files.map((f) => path.basename(f)));
   for (const stale of [
     ...absent.flatMap((t) => [`${t.id}.md`, `${t.id}.csv`]),
+    // drawn only for results that record schedules: one from an earlier render of results that did must go
+    ...[`${SCHEDULE_TABLE_ID}.md`, `${SCHEDULE_TABLE_ID}.csv`],
     ...FIGURE_IDS.map((id) => `${id}.svg`),
   ])
     if (!drawn.has(stale)) fs.rmSync(path.join(outDir, stale), { force: true });

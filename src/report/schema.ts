@@ -241,6 +241,25 @@ const checkpointingSchema = z.strictObject({
   used: z.union([z.boolean(), z.literal("mixed")]),
 });
 
+/**
+ * A trained cell's learning-rate schedule as its run planned it (method/train.ts ScheduleRecord): optimiser steps,
+ * the warm-up's, and the sum of the lr multipliers in steps at the full rate; `level` and `warning` what the run
+ * warned: "none", no step moved a weight (the model is its base under a new name), "few", it barely changed.
+ */
+const scheduleSchema = z
+  .strictObject({
+    examples: nonNegInt,
+    steps: nonNegInt,
+    warmupSteps: nonNegInt,
+    fullRateSteps: nonNeg,
+    level: z.enum(["none", "few"]).optional(),
+    warning: z.string().min(1).optional(),
+  })
+  .refine((s) => (s.level === undefined) === (s.warning === undefined), {
+    message: "level and warning come together",
+  });
+export type ScheduleResult = z.infer<typeof scheduleSchema>;
+
 export const cellResultSchema = z.strictObject({
   /** Content hash of the cell's inputs. */
   id: z.string().min(1),
@@ -286,6 +305,11 @@ export const cellResultSchema = z.strictObject({
       identification: checkpointingSchema.optional(),
     })
     .optional(),
+  /**
+   * training's schedule (trained cells): what makes a cell that trained nothing, or barely, readable as such and
+   * not as the method's result. Absent: a base cell, or a cell trained before it was recorded (2026-12-04)
+   */
+  schedule: scheduleSchema.optional(),
   /**
    * the build of the tool that computed the cell (tensor/build.ts BuildRecord; absent in results made before the
    * record): cells of an experiment resumed after an upgrade, or sharded over machines of different CPUs, may come

@@ -19,7 +19,14 @@ const harden = (out: string, extra: string[] = []) => [
 ];
 
 interface Out {
-  schedule: { examples: number; steps: number; warmupSteps: number; fullRateSteps: number; warning?: string };
+  schedule: {
+    examples: number;
+    steps: number;
+    warmupSteps: number;
+    fullRateSteps: number;
+    level?: string;
+    warning?: string;
+  };
   train: { steps: number };
   fold: { rowsChanged: number };
 }
@@ -35,7 +42,7 @@ test("harden whose one training step falls in the warm-up says it trains nothing
   const j = JSON.parse(r.stdout) as Out;
   assert.deepEqual(
     { ...j.schedule, warning: undefined },
-    { examples: 1, steps: 1, warmupSteps: 1, fullRateSteps: 0, warning: undefined },
+    { examples: 1, steps: 1, warmupSteps: 1, fullRateSteps: 0, level: "none", warning: undefined },
   );
   assert.match(j.schedule.warning ?? "", /every step is at learning rate 0/);
   // what the warning says: nothing was folded

@@ -22,11 +22,14 @@ import {
   PLAN_TOKENIZE_PAIRS,
   cellTokens,
   estimateCells,
+  plannedSchedules,
   planThroughput,
+  shortScheduleWarnings,
   type CellEstimate,
   type Throughput,
 } from "../../experiment/estimate.js";
 import { runExperiment } from "../../experiment/run.js";
+import { SCHEDULE_MARK } from "../../report/schedule.js";
 import { formatFlops } from "../../method/flops.js";
 import { parseShard, shardFromEnvironment } from "../../util/shard.js";
 import { shellCommand } from "../../util/shell.js";
@@ -87,6 +90,7 @@ export async function experimentRunCommand(
             ? `results: ${r.resultsFile}`
             : "another worker is writing results.json and the report",
       r.reportDir && !r.stopped ? `report: ${r.reportDir}/index.html` : "",
+      shortSchedulesLine(r.shortSchedules),
     ].filter(Boolean);
     output(g, lines.join("\n"), {
       outDir: r.outDir,
@@ -100,9 +104,23 @@ export async function experimentRunCommand(
       pending: r.pending ?? [],
       resultsFile: r.resultsFile ?? null,
       reportDir: r.reportDir ?? null,
+      shortSchedules: r.shortSchedules,
     });
     if (r.stopped && !byStopAfter) process.exitCode = EXIT.interrupted;
   });
+}
+
+/** The summary's count of finished cells whose training did nothing or barely ("" when none). */
+function shortSchedulesLine(s: { none: string[]; few: string[] }): string {
+  const parts = [
+    s.none.length
+      ? `${s.none.length} trained nothing (every step at learning rate 0: ${s.none.join(", ")})`
+      : "",
+    s.few.length ? `${s.few.length} barely trained (${s.few.join(", ")})` : "",
+  ].filter(Boolean);
+  return parts.length
+    ? `warning: of the cells done, ${parts.join(" and ")}: not results of the method; the report marks them ${SCHEDULE_MARK}`
+    : "";
 }
 
 export async function experimentPlanCommand(
@@ -118,6 +136,7 @@ export async function experimentPlanCommand(
     const throughput = planThroughput(spec);
     // the cells' own examples, counted where the data and the model's tokenizer are at hand
     const estimates = estimateCells(spec, settings, source, throughput, await cellTokens(spec, settings));
+    const schedules = plannedSchedules(settings);
     const missing = missingInputs(spec, source);
     const departures = experimentDepartures(spec, source);
     // a plan writes nothing: the task split is computed in memory, its files are the run's
@@ -136,6 +155,8 @@ export async function experimentPlanCommand(
         // a cell a live worker is computing now (its work folder's claim: io/claim.ts); a dead one's is no claim
         runningBy: p && !cached ? claimHolder(p.workDir) : null,
         estimate: estimates[i]!,
+        // the run's learning-rate schedule and harden's warning on it (null: base cell, or no data file yet)
+        schedule: schedules[i] ?? null,
       };
     });
     // the status line counts computations: cells of one key (a grid value equal to the default) are one
@@ -153,6 +174,18 @@ export async function experimentPlanCommand(
     });
     const sum = (f: (r: (typeof rows)[number]) => number) => unique.reduce((a, r) => a + f(r), 0);
     const e = spec.estimate;
+    // the cells still to compute (once per computation) whose training would do nothing or barely: said now, before
+    // a grid spends hours on them
+    const toCompute = settings.flatMap((c, i) => (rows[i]!.cached ? [] : [i]));
+    const computed = new Set<string>();
+    const firstOf = toCompute.filter((i) => {
+      const k = cellComputation(settings[i]!);
+      return !computed.has(k) && !!computed.add(k);
+    });
+    const shortWarnings = shortScheduleWarnings(
+      firstOf.map((i) => settings[i]!),
+      firstOf.map((i) => schedules[i] ?? null),
+    );
     const human = [
       plan
         ? `${plan.outDir}: ${rows.length} cells` +
@@ -207,6 +240,7 @@ export async function experimentPlanCommand(
             ...departures.map((d) => `  ${d.setting}: ${d.here} (paper: ${d.paper}) — ${d.why}`),
           ]
         : []),
+      ...shortWarnings.map((l, i) => (i === 0 ? `warning: ${l}` : `  ${l}`)),
     ].join("\n");
     output(g, human, { outDir: plan?.outDir ?? null, missing, cells: rows, departures, throughput });
   });
