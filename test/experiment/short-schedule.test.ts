@@ -145,6 +145,18 @@ test("a cell that trained nothing, one that barely trained and one that trained:
   assert.equal(cellOf(schedule, ["tiny", "GoodVibe", "epochs=12"], "Training"), "trained");
   assert.equal(cellOf(schedule, ["tiny", "GoodVibe", "epochs=12"], "Full-rate steps"), "10.500");
 
+  // `experiment run` on the finished folder: computes nothing, and its summary counts them, by id
+  const cli = await runCli(["experiment", "run", specFile, "-o", out]);
+  assert.equal(cli.code, 0, showRun(cli));
+  assert.match(cli.stdout, /^4 cells: 0 computed now, 4 cached/m);
+  assert.ok(
+    cli.stdout.includes(
+      `warning: of the cells done, 1 trained nothing (every step at learning rate 0: ${one!.id}) and 1 barely ` +
+        `trained (${three!.id}): not results of the method; the report marks them ⚠`,
+    ),
+    showRun(cli),
+  );
+
   // cells filed before the record (no `schedule` in the cell file nor in harden.json): read, not refused, and
   // shown as not recorded; nothing is computed again
   for (const c of plan.cells.slice(1)) {
@@ -157,12 +169,22 @@ test("a cell that trained nothing, one that barely trained and one that trained:
     fs.writeFileSync(hr, JSON.stringify(h));
   }
   fs.rmSync(r.resultsFile!);
-  // every cell done: the plan has nothing to warn of
-  const after = await runCli(["experiment", "plan", specFile, "-o", out]);
+  // --json: each row's schedule and verdict, cached cells' too
+  const after = await runCli(["experiment", "plan", specFile, "-o", out, "--json"]);
   assert.equal(after.code, 0, showRun(after));
-  assert.doesNotMatch(after.stdout, /warning: of the cells to compute/);
-  const again = await runExperiment(planExperiment(spec, { out }), { log: silent([]) });
+  const rows = (JSON.parse(after.stdout) as { cells: { schedule: { level?: string } | null }[] }).cells;
+  assert.deepEqual(
+    rows.map((c) => (c.schedule ? (c.schedule.level ?? "trained") : null)),
+    [null, "none", "few", "trained"],
+  );
+  const againWarnings: string[] = [];
+  const again = await runExperiment(planExperiment(spec, { out }), { log: silent(againWarnings) });
   assert.deepEqual(again.ran, []);
+  // every cell done: nothing to warn of up front, and nothing recorded to warn of at the end
+  assert.deepEqual(
+    againWarnings.filter((w) => w.includes("⚠")),
+    [],
+  );
   assert.deepEqual(again.shortSchedules, { none: [], few: [] });
   assert.ok(again.results!.cells.every((c) => c.schedule === undefined));
   // no schedule table for results that record none, and the one of the earlier render is gone
