@@ -40,7 +40,7 @@ import {
 import { DEFAULT_DTYPE, type HardenConfig } from "../config/harden.js";
 import type { ExperimentSpec } from "./spec.js";
 import { describeCell, modelConfigOf, type CellSetting } from "./plan.js";
-import { SCHEDULE_MARK } from "../report/schedule.js";
+import { SCHEDULE_MARK, listed } from "../report/schedule.js";
 import { cudaAvailable, deviceKind } from "../tensor/index.js";
 import {
   FROZEN_DX_BUDGET_ENV,
@@ -491,7 +491,7 @@ export function shortScheduleWarnings(
     `of the cells to compute, ${counts.join(" and ")}; their results would not be the method's, and the report ` +
       `will mark them ${SCHEDULE_MARK} (the settings each warning names are harden's: in the experiment file they ` +
       `are under defaults, as --set defaults.train.warmupRatio=0 sets one):`,
-    ...[...byWarning].map(([w, names]) => `${names.join(", ")}: ${w}`),
+    ...[...byWarning].map(([w, names]) => `${listed(names, ", ")}: ${w}`),
   ];
 }
 

@@ -56,6 +56,15 @@ const MEANING: Record<Shortfall, string> = {
     `changed: its figures say little about the method`,
 };
 
+/** The names a one-line note lists (a large grid's would fill a screen); the schedule table has every one. */
+export const LISTED_RUNS = 8;
+
+/** At most LISTED_RUNS of `names`, then how many more. */
+export function listed(names: readonly string[], sep: string): string {
+  if (names.length <= LISTED_RUNS) return names.join(sep);
+  return `${names.slice(0, LISTED_RUNS).join(sep)}${sep}and ${names.length - LISTED_RUNS} more`;
+}
+
 /** Trained runs by shortfall, and those that record no schedule (trained before the record). */
 export function scheduleShortfalls(cells: readonly CellResult[]): {
   none: CellResult[];
@@ -80,7 +89,7 @@ export function shortScheduleNote(cells: readonly CellResult[]): string | null {
   const s = scheduleShortfalls(cells);
   if (s.none.length === 0 && s.few.length === 0) return null;
   const part = (level: Shortfall, runs: CellResult[]) =>
-    `${runs.length} ${WORDS[level]} (${runs.map(runName).join("; ")}): ${MEANING[level]}`;
+    `${runs.length} ${WORDS[level]} (${listed(runs.map(runName), "; ")}): ${MEANING[level]}`;
   const parts = [
     ...(s.none.length ? [part("none", s.none)] : []),
     ...(s.few.length ? [part("few", s.few)] : []),

@@ -14,7 +14,13 @@ import { buildTables } from "../../src/report/paper-tables.js";
 import { groupBySetting } from "../../src/report/aggregate.js";
 import { settingLabel } from "../../src/report/paired.js";
 import { codeLossByLanguageTable } from "../../src/report/code-loss-table.js";
-import { scheduleMark, scheduleTable, withScheduleNote } from "../../src/report/schedule.js";
+import {
+  listed,
+  scheduleMark,
+  scheduleTable,
+  shortScheduleNote,
+  withScheduleNote,
+} from "../../src/report/schedule.js";
 import {
   cellResultSchema,
   parseExperimentResults,
@@ -203,4 +209,20 @@ test("the report: notes open with the runs that trained nothing or barely, by na
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("a large grid's note names the first 8 runs and counts the rest; the schedule table lists every one", () => {
+  const r = withSchedules();
+  const gv = r.cells.find((c) => c.method === "goodvibe" && !c.ablation)!;
+  // 12 seeds of GoodVibe that trained nothing
+  const many = Array.from({ length: 12 }, (_, i) => ({ ...gv, id: `gv-${i}`, seed: 10 + i }));
+  const cells = [...r.cells.filter((c) => c.method !== "goodvibe" || c.ablation), ...many];
+  const note = shortScheduleNote(cells)!;
+  const names = Array.from({ length: 8 }, (_, i) => `${MODEL} GoodVibe seed ${10 + i}`).join("; ");
+  assert.ok(note.includes(`12 trained nothing (${names}; and 4 more): every optimiser step`), note);
+  assert.equal(listed(["a", "b"], ", "), "a, b");
+  assert.equal(
+    scheduleTable({ ...r, cells }).rows.filter((row) => formatCell(row[8]!) === "⚠ trained nothing").length,
+    12,
+  );
 });

@@ -29,7 +29,7 @@ import {
   type Throughput,
 } from "../../experiment/estimate.js";
 import { runExperiment } from "../../experiment/run.js";
-import { SCHEDULE_MARK } from "../../report/schedule.js";
+import { SCHEDULE_MARK, listed } from "../../report/schedule.js";
 import { formatFlops } from "../../method/flops.js";
 import { parseShard, shardFromEnvironment } from "../../util/shard.js";
 import { shellCommand } from "../../util/shell.js";
@@ -114,9 +114,9 @@ export async function experimentRunCommand(
 function shortSchedulesLine(s: { none: string[]; few: string[] }): string {
   const parts = [
     s.none.length
-      ? `${s.none.length} trained nothing (every step at learning rate 0: ${s.none.join(", ")})`
+      ? `${s.none.length} trained nothing (every step at learning rate 0: ${listed(s.none, ", ")})`
       : "",
-    s.few.length ? `${s.few.length} barely trained (${s.few.join(", ")})` : "",
+    s.few.length ? `${s.few.length} barely trained (${listed(s.few, ", ")})` : "",
   ].filter(Boolean);
   return parts.length
     ? `warning: of the cells done, ${parts.join(" and ")}: not results of the method; the report marks them ${SCHEDULE_MARK}`
