@@ -211,6 +211,11 @@ test("eval --url --max-model-len: the servers' context where /v1/models does not
   for (const [extra, message] of [
     [["--url", "http://127.0.0.1:9", "--max-model-len", "1"], /--max-model-len.*1/],
     [["--max-model-len", "4096"], /--max-model-len is about the --url servers: it needs --url/],
+    [
+      ["--prompt-count-tolerance", "5"],
+      /--prompt-count-tolerance is about the --url servers: it needs --url/,
+    ],
+    [["--url", "http://127.0.0.1:9", "--prompt-count-tolerance", "101"], /--prompt-count-tolerance.*≤ 100/],
   ] as const) {
     const bad = await runCli([...args("c-mml-bad"), ...extra]);
     assert.equal(bad.code, 2, showRun(bad));

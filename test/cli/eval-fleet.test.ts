@@ -236,3 +236,40 @@ test("eval --url warns once and records a caveat when the model's template write
     await new Promise<void>((ok) => server.close(() => ok()));
   }
 });
+
+test("eval --url --prompt-count-tolerance: a raised one is said and kept as a caveat (what it lets through); the default is not", async () => {
+  const dev = path.join(fx.work, "dev-tolerance.jsonl");
+  writeCorpusJsonl(dev, balancedPairs(fx.model.pairs, 1).slice(0, 2));
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      res.writeHead(req.url === "/v1/chat/completions" ? 200 : 404, { "content-type": "application/json" });
+      const content = "```python\nprint(1)\n```";
+      res.end(JSON.stringify({ choices: [{ index: 0, message: { role: "assistant", content } }] }));
+    });
+  });
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    const run = (cache: string, pct: string) =>
+      runCli([
+        ...["eval", "-m", fx.model.dir, "-d", dev, "--prompts", "2", "--max-new-tokens", "8"],
+        ...["--preference-pairs", "1", "--cache", path.join(fx.work, cache), "--json"],
+        ...["--url", url, "--server-model", "m", "--prompt-count-tolerance", pct],
+      ]);
+    const raised = await run("c-tol-5", "5");
+    assert.equal(raised.code, 0, showRun(raised));
+    const caveats = (JSON.parse(raised.stdout) as { caveats?: string[] }).caveats ?? [];
+    const said = caveats.filter((c) => c.startsWith("--prompt-count-tolerance 5: "));
+    assert.equal(said.length, 1, caveats.join("\n"));
+    assert.match(said[0]!, /up to 5% \(and 2 per message\) fewer prompt tokens .*\(default 1%\)/);
+    assert.ok(raised.stderr.includes(said[0]!), raised.stderr);
+    const plain = await run("c-tol-1", "1");
+    assert.equal(plain.code, 0, showRun(plain));
+    const none = (JSON.parse(plain.stdout) as { caveats?: string[] }).caveats ?? [];
+    assert.equal(none.filter((c) => c.includes("--prompt-count-tolerance")).length, 0, none.join("\n"));
+  } finally {
+    server.closeAllConnections();
+    await new Promise<void>((ok) => server.close(() => ok()));
+  }
+});

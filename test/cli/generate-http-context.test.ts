@@ -58,10 +58,53 @@ test("generate --backend http -m: an answer to a prompt the server cut is refuse
       assert.notEqual(r.code, 0, showRun(r));
       assert.match(r.stderr, /the prompt "word0 word1 .*counted 16 prompt tokens \(usage\.prompt_tokens\)/);
       assert.match(r.stderr, /OLLAMA_CONTEXT_LENGTH=\d+/);
+      // the way out for a server that cut nothing but counts fewer (not taken here: it did cut)
+      assert.match(
+        r.stderr,
+        /--prompt-count-tolerance \(HttpBackend option promptCountTolerancePct; now 1%\)/,
+      );
       assert.doesNotMatch(r.stdout, /the answer/);
       const ok = await gen("hi", raw);
       assert.equal(ok.code, 0, showRun(ok));
       assert.match(ok.stdout, /the answer/);
+    }
+  } finally {
+    await srv.close();
+  }
+});
+
+test("generate --backend http -m --prompt-count-tolerance: the server's count is allowed that many percent fewer, said as a caveat; refused without -m or another backend", async () => {
+  const srv = await cuttingOllama();
+  const long = Array.from({ length: 200 }, (_, i) => `word${i}`).join(" ");
+  const base = ["generate", "--backend", "http", "--url", srv.url, "--server-model", "m"];
+  try {
+    // 100%: any count is taken as whole (the cut here goes unnoticed, as the caveat says it may)
+    const r = await runCli([
+      ...base,
+      "-m",
+      fx.model.dir,
+      "-p",
+      long,
+      "--prompt-count-tolerance",
+      "100",
+      "--json",
+    ]);
+    assert.equal(r.code, 0, showRun(r));
+    const out = JSON.parse(r.stdout) as { text: string; caveats?: string[] };
+    assert.equal(out.text, "the answer");
+    const said = (out.caveats ?? []).filter((c) => c.startsWith("--prompt-count-tolerance 100: "));
+    assert.equal(said.length, 1, JSON.stringify(out.caveats));
+    assert.ok(r.stderr.includes(said[0]!), r.stderr);
+    for (const args of [
+      [...base, "-p", "hi", "--prompt-count-tolerance", "5"],
+      ["generate", "--backend", "builtin", "-m", fx.model.dir, "-p", "hi", "--prompt-count-tolerance", "5"],
+    ]) {
+      const bad = await runCli(args);
+      assert.equal(bad.code, 2, showRun(bad));
+      assert.match(
+        bad.stderr,
+        /--prompt-count-tolerance is about a server's count .*needs --backend http and -m/,
+      );
     }
   } finally {
     await srv.close();

@@ -12,6 +12,7 @@ import {
   type CompletionLogprobs,
 } from "../../src/eval/generate/http.js";
 import { serverChatBackend } from "../../src/eval/generate/backend.js";
+import { promptTokenTolerance } from "../../src/eval/generate/prompt-fit.js";
 import { DEFAULT_CONCURRENCY } from "../../src/eval/generate/http-config.js";
 import { runCli } from "../cli/cli-helpers.js";
 import * as fs from "node:fs";
@@ -1791,6 +1792,81 @@ test("the margin for what a server adds to a prompt, at its boundary: 48 for a c
   } finally {
     await vllm.close();
     await old.close();
+  }
+});
+
+test("promptTokenTolerance: 2 per message and 1% of the prompt by default, the percent given otherwise; none for token ids", () => {
+  assert.equal(promptTokenTolerance("x", { tokens: 1000, messages: 1 }), 2 + 10);
+  assert.equal(promptTokenTolerance([{ role: "user", content: "x" }], { tokens: 1001, messages: 3 }), 6 + 11);
+  assert.equal(promptTokenTolerance("x", { tokens: 1000, messages: 1 }, 5), 2 + 50);
+  assert.equal(promptTokenTolerance("x", { tokens: 1000, messages: 1 }, 0), 2);
+  assert.equal(promptTokenTolerance([1, 2, 3], { tokens: 1000, messages: 1 }, 50), 0);
+});
+
+test("a server whose tokenizer counts a prompt a few percent shorter: refused at the default tolerance, naming the option; kept with promptCountTolerancePct raised; a cut still refused; token ids get no tolerance", async () => {
+  // a server that states no context and counts `share` of the prompt's characters (text) or of the ids it was sent
+  let share = 0.97;
+  const srv = await mockServer((s) => {
+    if (!s.path.endsWith("completions")) return { status: 404, json: {} };
+    const n = Array.isArray(s.body.prompt)
+      ? s.body.prompt.length - 1
+      : Math.floor((s.body.prompt ?? s.body.messages[0].content).length * share);
+    return {
+      json: {
+        choices: [{ message: { content: "ok" }, text: "ok", finish_reason: "stop" }],
+        usage: { prompt_tokens: n, completion_tokens: 1 },
+      },
+    };
+  });
+  const text = "x".repeat(1000);
+  const gen = { maxNewTokens: 8 };
+  const backend = (pct?: number) =>
+    new HttpBackend({
+      baseUrls: srv.url,
+      model: "m",
+      tokenizer: charTokenizer,
+      maxRetries: 0,
+      ...(pct !== undefined ? { promptCountTolerancePct: pct } : {}),
+    });
+  try {
+    for (const ask of [
+      (b: HttpBackend) => b.generateText(text, gen),
+      (b: HttpBackend) => b.chat([{ role: "user", content: text }], gen),
+    ]) {
+      share = 0.97;
+      await assert.rejects(ask(backend()), (e: Error) => {
+        assert.ok(e instanceof HttpBackendError, String(e));
+        assert.match(
+          e.message,
+          /counted 970 prompt tokens \(usage\.prompt_tokens\) where its own text is 1000 \(m's tokenizer; 12 fewer allowed/,
+        );
+        assert.match(
+          e.message,
+          /at least 3% shorter .*--prompt-count-tolerance \(HttpBackend option promptCountTolerancePct; now 1%\)$/,
+        );
+        return true;
+      });
+      assert.equal(await ask(backend(5)), "ok");
+      share = 0.5; // a cut: refused whatever the tolerance allows for tokenizers
+      await assert.rejects(ask(backend(5)), /counted 500 prompt tokens .*52 fewer allowed/);
+    }
+    // ids reach the model as they are: one fewer counted is a cut, and no tolerance is offered
+    const ids = Array.from({ length: 1000 }, (_, k) => 65 + (k % 26));
+    await assert.rejects(backend(5).generateTokens(ids, gen), (e: Error) => {
+      assert.match(
+        e.message,
+        /^the 1000 token ids: .*counted 999 prompt tokens \(usage\.prompt_tokens\) where 1000 were sent:/,
+      );
+      assert.doesNotMatch(e.message, /prompt-count-tolerance/);
+      return true;
+    });
+    for (const bad of [-1, 101, Number.NaN])
+      assert.throws(
+        () => backend(bad),
+        (e: Error) => e instanceof InputError && /promptCountTolerancePct/.test(e.message),
+      );
+  } finally {
+    await srv.close();
   }
 });
 

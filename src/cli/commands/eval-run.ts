@@ -34,6 +34,7 @@ import {
   type UtilityServer,
 } from "../../eval/utility/engine.js";
 import { loadTokenizer } from "../../io/tokenizer.js";
+import { promptCountToleranceCaveat } from "../../eval/generate/prompt-fit.js";
 import { applyGenerationConfigOption, generationConfigCaveats, serverDayCaveats } from "./server-day.js";
 import { serverChatBackend } from "../../eval/generate/backend.js";
 import { folderDefaultSampling, generationConfigProcessors } from "../../eval/generate/generation-config.js";
@@ -86,6 +87,7 @@ function checkEngineFlags(opts: OptionValues): void {
       ["--utility-local", opts.utilityLocal],
       ["--base-server-model", opts.baseServerModel],
       ["--max-model-len", opts.maxModelLen],
+      ["--prompt-count-tolerance", opts.promptCountTolerance],
     ] as const)
       if (v !== undefined)
         throw new InputError(
@@ -270,6 +272,12 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     const caveats = opts.url
       ? serverDayCaveats("eval --url", folderChatTemplate(opts.model), opts.extraBody, log)
       : [];
+    // a raised tolerance of the servers' prompt counts: what it lets through unnoticed, said and kept
+    const tolerance = promptCountToleranceCaveat(opts.promptCountTolerance);
+    if (tolerance) {
+      log.warn(tolerance);
+      caveats.push(tolerance);
+    }
     // a generation_config.json asking for logits processors that transformers applies even greedy and the built-in
     // engine does not (all but repetition_penalty, or all with --no-generation-config), or a server may: the answers
     // may lack them, which is said (and kept) here
@@ -329,6 +337,9 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
         tokenizer,
         ...(opts.maxModelLen !== undefined ? { maxModelLen: opts.maxModelLen } : {}),
         ...(opts.extraBody ? { extraBody: opts.extraBody } : {}),
+        ...(opts.promptCountTolerance !== undefined
+          ? { promptCountTolerancePct: opts.promptCountTolerance }
+          : {}),
       });
       // a name the servers do not serve is refused before any request, with the names they do (not vLLM's 404)
       const unserved = await backend.modelProblem();

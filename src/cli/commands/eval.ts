@@ -2,7 +2,11 @@ import type { Command } from "commander";
 import { DEFAULT_PREFERENCE_PAIRS } from "../../recipes/config.js";
 import { DEFAULT_EVAL_BATCH, DEFAULT_MAX_NEW_TOKENS } from "../../eval/config.js";
 import { DEFAULT_CACHE_DIR, integer, jsonObject, list, number } from "../options.js";
-import { DEFAULT_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT_S } from "../../eval/generate/http-config.js";
+import {
+  DEFAULT_CONCURRENCY,
+  DEFAULT_PROMPT_COUNT_TOLERANCE_PCT,
+  DEFAULT_REQUEST_TIMEOUT_S,
+} from "../../eval/generate/http-config.js";
 
 export function registerEval(program: Command): void {
   program
@@ -93,6 +97,11 @@ export function registerEval(program: Command): void {
       "--max-model-len <n>",
       "the servers' context per request in tokens, as vLLM's --max-model-len (with --url): log-likelihood pairs (ARC, MMLU) longer than it less the token generated are cut from the left to it, as the built-in engine cuts them to the model's; default: the least the servers' GET /v1/models report (vLLM's max_model_len, a LoRA's from its base model; llama-server's meta.n_ctx; goodvibe serve); needed where a server echoes prompt log-probabilities but does not report it; refused when more than a server reports. Part of the key of ARC's and MMLU's cached figures",
       integer(2),
+    )
+    .option(
+      "--prompt-count-tolerance <percent>",
+      `with --url: how many fewer prompt tokens than the -m tokenizer counts a server may report (usage.prompt_tokens) before its answer is refused as one to a prompt it cut (Ollama past num_ctx), in percent of the prompt's tokens, besides 2 per message: more for a server whose tokenizer counts fewer (a GGUF's); a raised one is kept in the output as a caveat (default: ${DEFAULT_PROMPT_COUNT_TOLERANCE_PCT})`,
+      number({ min: 0, max: 100 }),
     )
     .option(
       "--no-generation-config",

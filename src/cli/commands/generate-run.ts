@@ -7,6 +7,7 @@ import { loadTokenizer } from "../../io/tokenizer.js";
 import { BuiltinBackend } from "../../eval/generate/builtin.js";
 import { getNumThreads, setNumThreads } from "../../tensor/index.js";
 import { HttpBackend, retryWarning } from "../../eval/generate/http.js";
+import { promptCountToleranceCaveat } from "../../eval/generate/prompt-fit.js";
 import { applyGenerationConfigOption, generationConfigCaveats, serverDayCaveats } from "./server-day.js";
 import {
   generationConfigProcessors,
@@ -24,6 +25,11 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
     if (opts.extraBody && opts.backend !== "http")
       throw new InputError(
         `--extra-body is sent to servers: it needs --backend http (not ${opts.backend}, which takes no request body)`,
+      );
+    if (opts.promptCountTolerance !== undefined && (opts.backend !== "http" || !opts.model))
+      throw new InputError(
+        "--prompt-count-tolerance is about a server's count of the prompt against the -m folder's tokenizer: it " +
+          "needs --backend http and -m",
       );
     const applyGenerationConfig = applyGenerationConfigOption(opts);
     // the model folder's generation_config.json: what the local engines apply of it (a server applies its own), and
@@ -115,7 +121,15 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
         // with --model, the prompt's tokens are counted: one longer than the server's context is refused, and an
         // answer to one the server cut (Ollama past num_ctx) too (prompt-fit.ts)
         ...(opts.model ? { tokenizer: await loadTokenizer(opts.model) } : {}),
+        ...(opts.promptCountTolerance !== undefined
+          ? { promptCountTolerancePct: opts.promptCountTolerance }
+          : {}),
       });
+      const tolerance = promptCountToleranceCaveat(opts.promptCountTolerance);
+      if (tolerance) {
+        makeLogger(g).warn(tolerance);
+        caveats.push(tolerance);
+      }
       try {
         // a name the servers do not serve is refused with the names they do, as eval --url does (not vLLM's 404)
         const unserved = await b.modelProblem();

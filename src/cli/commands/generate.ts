@@ -1,4 +1,7 @@
-import { DEFAULT_REQUEST_TIMEOUT_S } from "../../eval/generate/http-config.js";
+import {
+  DEFAULT_PROMPT_COUNT_TOLERANCE_PCT,
+  DEFAULT_REQUEST_TIMEOUT_S,
+} from "../../eval/generate/http-config.js";
 import { DEFAULT_MAX_NEW_TOKENS } from "../../eval/config.js";
 import { Option, type Command } from "commander";
 import { integer, jsonObject, list, number } from "../options.js";
@@ -40,6 +43,11 @@ export function registerGenerate(program: Command): void {
       "--extra-body <json>",
       'a JSON object merged into every request body sent to the servers (backend http), e.g. \'{"reasoning_effort": "none"}\' for Ollama; the fields we set (model, messages, max_tokens, sampling) stay ours; its chat_template_kwargs goes with chat requests only (not with --raw: a completion has no template), its keys winning over ours, a null there leaving that key out',
       jsonObject,
+    )
+    .option(
+      "--prompt-count-tolerance <percent>",
+      `backend http with -m: how many fewer prompt tokens than the folder's tokenizer counts a server may report (usage.prompt_tokens) before its answer is refused as one to a prompt it cut (Ollama past num_ctx), in percent of the prompt's tokens, besides 2 per message: more for a server whose tokenizer counts fewer (a GGUF's); a raised one is kept in the output as a caveat (default: ${DEFAULT_PROMPT_COUNT_TOLERANCE_PCT})`,
+      number({ min: 0, max: 100 }),
     )
     .option("--max-new-tokens <n>", "tokens to generate", integer(1), DEFAULT_MAX_NEW_TOKENS)
     .option(

@@ -11,3 +11,12 @@ export const DEFAULT_MAX_RETRIES = 4;
  * server batches what it can of them and queues the rest.
  */
 export const DEFAULT_CONCURRENCY = 16;
+/**
+ * How many fewer prompt tokens than the model's tokenizer counts a server may report (usage.prompt_tokens) before the
+ * prompt is taken as cut, in percent of the prompt's tokens, besides 2 per message (prompt-fit.ts
+ * promptTokenTolerance): the Hugging Face tokenizer and a server's (a GGUF's, llama.cpp's pre-tokenizer regexes)
+ * split a few words differently, rarely by more than this, while a prompt cut to a context is short by far more.
+ * eval --prompt-count-tolerance, generate's, and HttpBackend's promptCountTolerancePct raise it for a server whose
+ * tokenizer differs by more.
+ */
+export const DEFAULT_PROMPT_COUNT_TOLERANCE_PCT = 1;

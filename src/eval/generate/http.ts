@@ -30,7 +30,12 @@
  * Without a tokenizer, the server's refusal of a long pair is an error naming the benchmark item.
  */
 import { GoodVibeError, InputError } from "../../errors.js";
-import { DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT_S } from "./http-config.js";
+import {
+  DEFAULT_CONCURRENCY,
+  DEFAULT_MAX_RETRIES,
+  DEFAULT_PROMPT_COUNT_TOLERANCE_PCT,
+  DEFAULT_REQUEST_TIMEOUT_S,
+} from "./http-config.js";
 import { interrupted } from "../../util/stop.js";
 import { allOrCancel } from "../../util/fan-out.js";
 import { nearestKey } from "../../util/suggest.js";
@@ -48,6 +53,7 @@ import { templateDateSetting, templateDateString } from "../../io/chat-template.
 import { canonicalJson } from "../../io/hash.js";
 import {
   contextFix,
+  isTokenIds,
   promptMargin,
   promptOpening,
   promptTokenTolerance,
@@ -100,6 +106,13 @@ export interface HttpBackendOptions {
    * DEFAULT_TEMPLATE_DATE, io/chat-template.ts), the one the built-in engine renders with.
    */
   templateDate?: string;
+  /**
+   * With `tokenizer`: how many fewer prompt tokens than it counts a server may report (usage.prompt_tokens) before the
+   * answer is refused as one to a cut prompt, in percent of the prompt's tokens, besides 2 per message (prompt-fit.ts
+   * promptTokenTolerance). Default DEFAULT_PROMPT_COUNT_TOLERANCE_PCT (1); more for a server whose tokenizer counts
+   * fewer (a GGUF's), 0 to 100.
+   */
+  promptCountTolerancePct?: number;
   /** Source of jitter in [0, 1); injectable for tests. */
   random?: () => number;
   /** Stops every request of this backend (Ctrl-C): in flight ones are aborted, with InterruptedError. */
@@ -419,6 +432,9 @@ export class HttpBackend implements GenerationBackend {
     this.name = `http:${opts.model}`;
     // once per backend: a run's requests carry one day ("today" read once), and a malformed setting stops here
     this.dateString = templateDateString(opts.templateDate ?? templateDateSetting());
+    const pct = opts.promptCountTolerancePct;
+    if (pct !== undefined && !(Number.isFinite(pct) && pct >= 0 && pct <= 100))
+      throw new InputError(`HTTP backend: promptCountTolerancePct ${pct} is not a percent from 0 to 100`);
     const extra = opts.extraBody;
     this.keyFields = extra && Object.keys(extra).length > 0 ? { extraBody: canonicalJson(extra) } : {};
   }
@@ -642,17 +658,27 @@ export class HttpBackend implements GenerationBackend {
   ): Promise<void> {
     const seen = res?.usage?.prompt_tokens;
     if (!own || typeof seen !== "number" || seen <= 0) return;
-    const tolerance = promptTokenTolerance(own.tokens, own.messages);
+    const pct = this.opts.promptCountTolerancePct ?? DEFAULT_PROMPT_COUNT_TOLERANCE_PCT;
+    const tolerance = promptTokenTolerance(prompt, own, pct);
     if (seen >= own.tokens - tolerance) return;
     const infos = await this.promptContexts();
     const kinds = new Set(infos.map((c) => c.kind));
     const kind: ServerKind = kinds.size === 1 ? infos[0]!.kind : "other";
+    // the way out for a server that cut nothing but counts this text in fewer tokens (not for ids: sent as they are)
+    const short = Math.ceil(((own.tokens - seen) / own.tokens) * 100);
+    const counts = isTokenIds(prompt)
+      ? `where ${own.tokens} were sent`
+      : `where its own text is ${own.tokens} (${this.opts.model}'s tokenizer; ${tolerance} fewer allowed for ` +
+        "tokenizer differences)";
     throw new HttpBackendError(
       `${promptOpening(prompt)}: ${this.bases.join(", ")}${path} counted ${seen} prompt tokens ` +
-        `(usage.prompt_tokens) where its own text is ${own.tokens} (${this.opts.model}'s tokenizer; ${tolerance} ` +
-        `fewer allowed for tokenizer differences): the server cut the prompt to its context and answered the rest ` +
+        `(usage.prompt_tokens) ${counts}: the server cut the prompt to its context and answered the rest ` +
         `as if whole${kind === "ollama" ? " (Ollama's runner keeps the prompt's first tokens and its end; its log says \"truncating input prompt\")" : ""}. ` +
-        `The answer is not kept. ${contextFix(kind, own.tokens + promptMargin(prompt), this.opts.model)}`,
+        `The answer is not kept. ${contextFix(kind, own.tokens + promptMargin(prompt), this.opts.model)}` +
+        (isTokenIds(prompt)
+          ? ""
+          : `. If it cut nothing but its tokenizer counts this text at least ${short}% shorter (a GGUF's may), allow for that ` +
+            `with --prompt-count-tolerance (HttpBackend option promptCountTolerancePct; now ${pct}%)`),
       this.bases[0]!,
       null,
       1,

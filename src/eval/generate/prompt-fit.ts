@@ -13,6 +13,12 @@
  * the server's chat template adds around them (role headers, a default system turn, BOS), which we do not render as
  * the server does (Ollama's Go templates are not the model's Jinja one). Both checks allow for that gap explicitly.
  */
+import { DEFAULT_PROMPT_COUNT_TOLERANCE_PCT } from "./http-config.js";
+
+/** A prompt given as token ids (generateTokens), not text or chat messages; an empty one counts as ids. */
+export function isTokenIds(prompt: string | readonly unknown[]): prompt is readonly number[] {
+  return typeof prompt !== "string" && (prompt.length === 0 || typeof prompt[0] === "number");
+}
 
 /**
  * Tokens a server's chat template adds to the messages' own at least as often as not: role headers and the generation
@@ -33,18 +39,39 @@ export const RAW_PROMPT_MARGIN = 1;
  */
 export function promptMargin(prompt: string | readonly unknown[]): number {
   if (typeof prompt === "string") return RAW_PROMPT_MARGIN;
-  return prompt.length === 0 || typeof prompt[0] === "number" ? 0 : CHAT_TEMPLATE_MARGIN;
+  return isTokenIds(prompt) ? 0 : CHAT_TEMPLATE_MARGIN;
 }
 
 /**
- * How many fewer tokens than our count the server may report before the prompt is taken as cut: our tokenizer and
- * the server's (a GGUF's, llama.cpp's pre-tokenizer regexes) may split a few words differently, and each message's
- * text is encoded alone here but inside the template there (a merge across its edge): 2 per message plus 1% of the
- * prompt. A server that cut the prompt to its context reports at most that context, so a cut of fewer tokens than
- * this tolerance goes unnoticed here; the check before sending (where the context is known) catches those.
+ * How many fewer tokens than our count (`own`) the server may report before the prompt is taken as cut: our tokenizer
+ * and the server's (a GGUF's, llama.cpp's pre-tokenizer regexes) may split a few words differently, and each
+ * message's text is encoded alone here but inside the template there (a merge across its edge): 2 per message plus
+ * `pct` percent of the prompt (DEFAULT_PROMPT_COUNT_TOLERANCE_PCT, 1, unless the user raises it). Token ids are not
+ * tokenized there: none fewer. A server that cut the prompt to its context reports at most that context, so a cut of
+ * fewer tokens than this tolerance goes unnoticed here; the check before sending (where the context is known) catches
+ * those.
  */
-export function promptTokenTolerance(ownTokens: number, messages: number): number {
-  return 2 * Math.max(1, messages) + Math.ceil(ownTokens * 0.01);
+export function promptTokenTolerance(
+  prompt: string | readonly unknown[],
+  own: { tokens: number; messages: number },
+  pct: number = DEFAULT_PROMPT_COUNT_TOLERANCE_PCT,
+): number {
+  if (isTokenIds(prompt)) return 0;
+  return 2 * Math.max(1, own.messages) + Math.ceil((own.tokens * pct) / 100);
+}
+
+/**
+ * What a raised tolerance (eval --prompt-count-tolerance, generate's) leaves unchecked, for the run's caveats; null at
+ * the default or below, which leave nothing more unchecked than the default does.
+ */
+export function promptCountToleranceCaveat(pct: number | undefined): string | null {
+  if (pct === undefined || pct <= DEFAULT_PROMPT_COUNT_TOLERANCE_PCT) return null;
+  return (
+    `--prompt-count-tolerance ${pct}: an answer was kept where the server counted up to ${pct}% (and 2 per message) ` +
+    `fewer prompt tokens than the model's tokenizer (default ${DEFAULT_PROMPT_COUNT_TOLERANCE_PCT}%), so a prompt ` +
+    "the server cut by fewer tokens than that, past a context it does not state (Ollama's default), was answered " +
+    "unnoticed"
+  );
 }
 
 /** What a server told of its context per request, and what kind of server it is (for the advice). */
@@ -90,7 +117,7 @@ export function contextFix(kind: ServerKind, need: number, model: string): strin
 export function promptOpening(
   prompt: string | readonly { role: string; content: string }[] | readonly number[],
 ): string {
-  if (typeof prompt !== "string" && typeof prompt[0] === "number") return `the ${prompt.length} token ids`;
+  if (typeof prompt !== "string" && isTokenIds(prompt)) return `the ${prompt.length} token ids`;
   let text: string;
   if (typeof prompt === "string") text = prompt;
   else {
