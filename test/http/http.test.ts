@@ -105,6 +105,15 @@ async function mockServer(
 }
 
 const completion = (text: string) => ({ json: { choices: [{ index: 0, text }] } });
+/** A whole answer, as a completion and as a chat message alike (one reply for either endpoint), with `usage`. */
+const answer = (text: string, usage?: { prompt_tokens: number; completion_tokens?: number }) => ({
+  json: {
+    choices: [{ index: 0, text, message: { content: text }, finish_reason: "stop" }],
+    ...(usage ? { usage } : {}),
+  },
+});
+/** The requests for answers or echoes (/v1/completions, /v1/chat/completions) a server received. */
+const generations = (srv: { requests: Seen[] }) => srv.requests.filter((r) => r.path.endsWith("completions"));
 
 test("completions: URL, auth header and request body as the OpenAI API expects; stop text cut", async () => {
   const srv = await mockServer(() => completion("def f():\n    return 1\nclass X"));
@@ -996,48 +1005,13 @@ test("eval's answers from one fleet call over two batches: all in the answer cac
 });
 
 /**
- * A vLLM stand-in for log-likelihoods sent as token ids: it refuses a prompt whose tokens and max_tokens pass
- * max_model_len (vLLM's 400 and message), reports max_model_len on /v1/models, and echoes a log-probability for
- * each prompt position p > 0 that depends on the position and the two tokens, so a window cut elsewhere sums
- * otherwise.
+ * The log-probability a stand-in server echoes at prompt position p > 0: it depends on the position and the two
+ * tokens, so a window cut elsewhere sums otherwise.
  */
 const echoLogprob = (p: number, prev: number, cur: number) => -(((p * 131 + prev * 7 + cur) % 97) + 1) / 64;
-function windowServer(maxModelLen: number) {
-  return mockServer((s) => {
-    if (s.path.endsWith("/models"))
-      return { json: { object: "list", data: [{ id: "m", max_model_len: maxModelLen }] } };
-    const ids = s.body.prompt as number[] | string;
-    if (typeof ids === "string" || ids.length + s.body.max_tokens > maxModelLen)
-      return {
-        status: 400,
-        json: {
-          error: {
-            message: `This model's maximum context length is ${maxModelLen} tokens. However, you requested ${
-              (typeof ids === "string" ? ids.length : ids.length) + s.body.max_tokens
-            } tokens.`,
-            type: "BadRequestError",
-            code: 400,
-          },
-        },
-      };
-    const lps = ids.map((t, p) => (p === 0 ? null : echoLogprob(p, ids[p - 1]!, t)));
-    return {
-      json: {
-        choices: [
-          {
-            index: 0,
-            text: "",
-            logprobs: {
-              tokens: ids.map(String),
-              token_logprobs: [...lps, -1],
-              top_logprobs: [null, ...lps.slice(1).map((lp) => ({ x: lp! })), { y: -1 }],
-            },
-          },
-        ],
-      },
-    };
-  });
-}
+/** A vLLM whose GET /v1/models card for "m" states max_model_len `maxModelLen`, which it takes (contextServer). */
+const windowServer = (maxModelLen: number) =>
+  contextServer(maxModelLen, { object: "list", data: [{ id: "m", max_model_len: maxModelLen }] });
 
 test("loglikelihood over a server, with the model's tokenizer: a long ARC pair is cut from the left to the server's window as the local engine cuts it, the continuation kept whole", async (t) => {
   const dir = tokenizerDir("qwen3");
@@ -1058,9 +1032,7 @@ test("loglikelihood over a server, with the model's tokenizer: a long ARC pair i
   try {
     const b = new HttpBackend({ baseUrls: srv.url, model: "m", tokenizer: tok });
     const got = await b.loglikelihood(reqs);
-    const sent = srv.requests
-      .filter((r) => r.path.endsWith("/completions"))
-      .map((r) => r.body.prompt as number[]);
+    const sent = generations(srv).map((r) => r.body.prompt as number[]);
     pairs.forEach((p, i) => {
       // the local engine's window of the same size (utility/model.ts loglikelihoodWindow, the harness's
       // (context + continuation)[-(max_length + 1):][:-1]) with the last token the server echoes after it
@@ -1153,7 +1125,12 @@ const vllmDecoderTooLong = (take: number, n: number) =>
   `The decoder prompt (length ${n}) is longer than the maximum model length of ${take}. Make sure that ` +
   "`max_model_len` is no smaller than the number of text tokens.";
 
-/** A server taking `take` tokens per request, answering GET /v1/models with `models`, echoing as windowServer does. */
+/**
+ * A vLLM stand-in for log-likelihoods, taking `take` tokens per request and answering GET /v1/models with `models`:
+ * token ids whose count and max_tokens pass `take` are refused as vLLM refuses them (a 400 with `refusal`'s message),
+ * as is any text prompt (a pair sent without a tokenizer, uncut: counted in characters); the others are echoed with
+ * echoLogprob at each position but the first (null), each the top one, and a generated token after them.
+ */
 function contextServer(
   take: number,
   models: unknown,
@@ -1161,8 +1138,8 @@ function contextServer(
 ) {
   return mockServer((s) => {
     if (s.path.endsWith("/models")) return { json: models };
-    const ids = s.body.prompt as number[];
-    if (ids.length + s.body.max_tokens > take)
+    const ids = s.body.prompt as number[] | string;
+    if (typeof ids === "string" || ids.length + s.body.max_tokens > take)
       return {
         status: 400,
         json: {
@@ -1179,7 +1156,11 @@ function contextServer(
           {
             index: 0,
             text: "",
-            logprobs: { tokens: ids.map(String), token_logprobs: [...lps, -1], top_logprobs: null },
+            logprobs: {
+              tokens: ids.map(String),
+              token_logprobs: [...lps, -1],
+              top_logprobs: [null, ...lps.slice(1).map((lp) => ({ x: lp! })), { y: -1 }],
+            },
           },
         ],
       },
@@ -1221,7 +1202,7 @@ test("loglikelihood: the context per request is every server's (a fleet's least;
     const fleet = new HttpBackend({ baseUrls: [big.url, small.url], model: "m", tokenizer: charTokenizer });
     assert.equal(await fleet.loglikelihoodInputLength(), 64 - 1 - 1);
     const got = await fleet.loglikelihood([longPair, longPair]);
-    const sent = [...big.requests, ...small.requests].filter((r) => r.path.endsWith("/completions"));
+    const sent = [...generations(big), ...generations(small)];
     assert.equal(sent.length, 2);
     for (const r of sent) assert.equal((r.body.prompt as number[]).length, 63);
     // the continuation's 4 tokens (" yes": the context's trailing space goes with it, as the harness moves it) at
@@ -1254,7 +1235,7 @@ test("loglikelihood: the context per request is every server's (a fleet's least;
       assert.match(e.message, /give at most 64/);
       return true;
     });
-    const echoes = [...big.requests, ...small.requests].filter((r) => r.path.endsWith("/completions"));
+    const echoes = [...generations(big), ...generations(small)];
     assert.equal(echoes.length, 2, "no echo after the refusal");
     // at or below every report, the option is the window
     const within = new HttpBackend({
@@ -1446,9 +1427,6 @@ for (const [what, run] of [
   ],
 ] as const) {
   test(`${what}: the first failure for good sends none of the queued requests and retries none, and keeps the answer in flight`, async () => {
-    const answer = (text: string) => ({
-      json: { choices: [{ index: 0, text, message: { content: text }, finish_reason: "stop" }] },
-    });
     const srv = await mockServer((_s, i) =>
       i === 0
         ? { status: 400, json: { error: "malformed request" }, delayMs: 100 }
@@ -1552,7 +1530,7 @@ test("held-out loss windows longer than the servers' context per request (report
   const srv = await contextServer(64, { object: "list", data: [vllmCard("m", 64)] });
   const unreported = await contextServer(64, { object: "list", data: [vllmCard("m", null)] });
   const windows = [Array.from({ length: 10 }, (_, k) => k + 1), Array.from({ length: 64 }, (_, k) => k + 1)];
-  const sent = (s: { requests: Seen[] }) => s.requests.filter((r) => r.path.endsWith("/completions")).length;
+  const sent = (s: { requests: Seen[] }) => generations(s).length;
   try {
     for (const [opts, whence] of [
       [{}, `GET ${srv.url}/v1/models: max_model_len 64`],
@@ -1666,11 +1644,7 @@ async function ollamaStub(
       : s.body.prompt;
     const n = tok.encode(text).length;
     const usage = { prompt_tokens: Math.min(n, numCtx), completion_tokens: 3 };
-    return {
-      json: s.body.messages
-        ? { choices: [{ message: { content: "ok" }, finish_reason: "stop" }], usage }
-        : { choices: [{ text: "ok", finish_reason: "stop" }], usage },
-    };
+    return answer("ok", usage);
   });
 }
 
@@ -1701,7 +1675,7 @@ test("Ollama: a prompt longer than the model's num_ctx it states (/api/ps, /api/
       });
       // the raw prompt as well; nothing was sent to be answered
       await assert.rejects(b.generateText(long, { maxNewTokens: 8 }), /more than the context of 256/);
-      assert.equal(srv.requests.filter((r) => /completions/.test(r.path)).length, 0);
+      assert.equal(generations(srv).length, 0);
       // one that fits is answered
       assert.equal(await b.chat([{ role: "user", content: "Say hi." }], { maxNewTokens: 8 }), "ok");
     } finally {
@@ -1744,15 +1718,13 @@ test("Ollama at a context it states nowhere (its default): an answer to a prompt
 test("the margin for what a server adds to a prompt, at its boundary: 48 for a chat template, 1 for a raw prompt's BOS, none for token ids, before sending and in the context the advice after an answer asks for", async () => {
   const take = 300;
   const vllm = await mockServer((s) =>
-    s.path === "/v1/models"
-      ? { json: { object: "list", data: [vllmCard("m", take)] } }
-      : { json: { choices: [{ message: { content: "ok" }, text: "ok", finish_reason: "stop" }] } },
+    s.path === "/v1/models" ? { json: { object: "list", data: [vllmCard("m", take)] } } : answer("ok"),
   );
   // an older llama-server (no meta.n_ctx) that cut token ids to 512 and answered
   const old = await mockServer((s) =>
     s.path === "/v1/models"
       ? { json: { object: "list", data: [{ id: "m", object: "model", owned_by: "llamacpp" }] } }
-      : { json: { choices: [{ text: "ok", finish_reason: "stop" }], usage: { prompt_tokens: 512 } } },
+      : answer("ok", { prompt_tokens: 512 }),
   );
   const ids = (n: number) => Array.from({ length: n }, (_, k) => 65 + (k % 26));
   const x = (n: number) => "x".repeat(n);
@@ -1777,7 +1749,7 @@ test("the margin for what a server adds to a prompt, at its boundary: 48 for a c
     await assert.rejects(b.generateText(x(take), gen), refused(take, "BOS adds some \\(1 allowed for it\\)"));
     assert.deepEqual(await b.generateTokens(ids(take), gen), charTokenizer.encode("ok"));
     await assert.rejects(b.generateTokens(ids(take + 1), gen), refused(take + 1, null));
-    assert.equal(vllm.requests.filter((r) => /completions/.test(r.path)).length, 3);
+    assert.equal(generations(vllm).length, 3);
     // 1024 ids need a slot of 1024 tokens, not 2048 (the BOS margin, which ids do not get, rounded up)
     const c = new HttpBackend({ baseUrls: old.url, model: "m", tokenizer: charTokenizer, maxRetries: 0 });
     await assert.rejects(c.generateTokens(ids(1024), gen), (e: Error) => {
@@ -1811,12 +1783,7 @@ test("a server whose tokenizer counts a prompt a few percent shorter: refused at
     const n = Array.isArray(s.body.prompt)
       ? s.body.prompt.length - 1
       : Math.floor((s.body.prompt ?? s.body.messages[0].content).length * share);
-    return {
-      json: {
-        choices: [{ message: { content: "ok" }, text: "ok", finish_reason: "stop" }],
-        usage: { prompt_tokens: n, completion_tokens: 1 },
-      },
-    };
+    return answer("ok", { prompt_tokens: n, completion_tokens: 1 });
   });
   const text = "x".repeat(1000);
   const gen = { maxNewTokens: 8 };
@@ -1878,7 +1845,7 @@ test("each server is asked its model list, Ollama's version and its model card o
       ? { json: { object: "list", data: [{ id: "tgi", object: "model", owned_by: "tgi" }] } }
       : s.path.startsWith("/api/")
         ? { status: 404, json: { error: "not found" } }
-        : { json: { choices: [{ message: { content: "ok" }, finish_reason: "stop" }] } },
+        : answer("ok"),
   );
   const count = (srv: { requests: Seen[] }) => {
     const n: Record<string, number> = {};
@@ -1953,16 +1920,11 @@ test("a prompt longer than a llama-server slot (meta.n_ctx) or vLLM's max_model_
         ? { json: { object: "list", data: [card] } }
         : s.path.startsWith("/api/")
           ? { status: 404, json: { error: "not found" } }
-          : {
-              json: {
-                choices: [{ message: { content: "ok" }, text: "ok", finish_reason: "stop" }],
-                // an older llama-server with context shift: the slot's 300 tokens kept of the prompt
-                usage: {
-                  prompt_tokens: Math.min(300, 10 + tok.encode(JSON.stringify(s.body)).length),
-                  completion_tokens: 2,
-                },
-              },
-            },
+          : // an older llama-server with context shift: the slot's 300 tokens kept of the prompt
+            answer("ok", {
+              prompt_tokens: Math.min(300, 10 + tok.encode(JSON.stringify(s.body)).length),
+              completion_tokens: 2,
+            }),
     );
     try {
       const b = new HttpBackend({ baseUrls: srv.url, model: "m", maxRetries: 0, tokenizer: tok });
@@ -1992,7 +1954,7 @@ test("a prompt longer than a llama-server slot (meta.n_ctx) or vLLM's max_model_
             field.test(e.message) &&
             fix.test(e.message),
         );
-      assert.equal(srv.requests.filter((r) => /completions/.test(r.path)).length, 0);
+      assert.equal(generations(srv).length, 0);
       // token ids that fit exactly are sent (no template margin for ids)
       assert.deepEqual(await b.generateTokens(ids.slice(0, 300), { maxNewTokens: 8 }), tok.encode("ok"));
     } finally {
