@@ -1884,7 +1884,7 @@ test("a probe that reached no server (connection reset) is asked again by the ne
     return { status: 404, json: {} };
   });
   const slow = await mockServer((s) =>
-    s.path === "/api/version" ? { delayMs: 2000, json: { version: "0.12.3" } } : { json: { template } },
+    s.path === "/api/version" ? { delayMs: 4000, json: { version: "0.12.3" } } : { json: { template } },
   );
   try {
     const b = new HttpBackend({ baseUrls: flaky.url, model: "qwen3" });
@@ -1894,7 +1894,7 @@ test("a probe that reached no server (connection reset) is asked again by the ne
       /is Ollama 0\.12\.3, whose \/v1\/completions puts the prompt/,
     );
     assert.equal(flaky.requests.filter((r) => r.path === "/api/version").length, 2);
-    const t = new HttpBackend({ baseUrls: slow.url, model: "qwen3", timeoutMs: 200 });
+    const t = new HttpBackend({ baseUrls: slow.url, model: "qwen3", timeoutMs: 1000 });
     assert.equal(await t.rawPromptProblem(), null);
     assert.equal(await t.rawPromptProblem(), null);
     assert.equal(slow.requests.filter((r) => r.path === "/api/version").length, 1);
