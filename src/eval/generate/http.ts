@@ -664,7 +664,7 @@ export class HttpBackend implements GenerationBackend {
     const infos = await this.promptContexts();
     const kinds = new Set(infos.map((c) => c.kind));
     const kind: ServerKind = kinds.size === 1 ? infos[0]!.kind : "other";
-    // the way out for a server that cut nothing but counts this text in fewer tokens (not for ids: sent as they are)
+    // the way out for a server that cut nothing but counts fewer tokens (not for ids: sent as they are, counted alike)
     const short = Math.ceil(((own.tokens - seen) / own.tokens) * 100);
     const counts = isTokenIds(prompt)
       ? `where ${own.tokens} were sent`
@@ -677,8 +677,9 @@ export class HttpBackend implements GenerationBackend {
         `The answer is not kept. ${contextFix(kind, own.tokens + promptMargin(prompt), this.opts.model)}` +
         (isTokenIds(prompt)
           ? ""
-          : `. If it cut nothing but its tokenizer counts this text at least ${short}% shorter (a GGUF's may), allow for that ` +
-            `with --prompt-count-tolerance (HttpBackend option promptCountTolerancePct; now ${pct}%)`),
+          : `. If it cut nothing but counts at least ${short}% fewer tokens (a GGUF's tokenizer may; so does an ` +
+            "Ollama that leaves the tokens it read from its cache out of usage.prompt_tokens, ollama/ollama#16414), " +
+            `allow for that with --prompt-count-tolerance (HttpBackend option promptCountTolerancePct; now ${pct}%)`),
       this.bases[0]!,
       null,
       1,
