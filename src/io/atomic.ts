@@ -376,7 +376,7 @@ function sweepFolder(dir: string): void {
   cleanStaleTemps(dir, undefined, true);
 }
 
-function fsyncDir(dir: string): void {
+export function fsyncDir(dir: string): void {
   try {
     const fd = fs.openSync(dir, "r");
     try {
@@ -643,6 +643,23 @@ export async function writeDirAtomic(
     );
   }
   fsyncDir(parent);
+}
+
+/**
+ * A fresh temporary folder for `target` (beside it, named as every temporary, so that one a killed process left is
+ * swept by the next write there), handed to `work` and removed when `work` ends, returns or throws, and at exit. For
+ * a writer that stages files there and renames them into place itself (report/folder.ts).
+ */
+export async function withTempFolder<T>(target: string, work: (tmpDir: string) => Promise<T>): Promise<T> {
+  const tmp = freshTemp(path.resolve(target));
+  fs.mkdirSync(tmp);
+  return whileFilling(tmp, async () => {
+    try {
+      return await work(tmp);
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  });
 }
 
 /**

@@ -285,13 +285,6 @@ export function neuronsByLayerFigure(results: ExperimentResults): Figure | undef
   };
 }
 
-/** Every figure's file stem, drawn or not. */
-export const FIGURE_IDS = [
-  "figure1-utility-delta",
-  "figure2-importance-clusters",
-  "figure3-neurons-by-layer",
-] as const;
-
 export function buildFigures(results: ExperimentResults): Figure[] {
   return [utilityDeltaFigure(results), importanceFigure(results), neuronsByLayerFigure(results)].filter(
     (f): f is Figure => f !== undefined,

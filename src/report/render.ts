@@ -2,11 +2,8 @@
  * Write the report: each table as Markdown and CSV, each figure as SVG, all tables in one Markdown
  * file, and one self-contained index.html (inline CSS and SVG, nothing fetched from anywhere).
  */
-import * as fs from "node:fs";
-import * as path from "node:path";
-import { writeFileAtomic } from "../io/atomic.js";
 import { groupBySetting, modelsInOrder } from "./aggregate.js";
-import { buildFigures, FIGURE_IDS, renderSvg } from "./figures.js";
+import { buildFigures, renderSvg } from "./figures.js";
 import { readExperimentResults, METHODS, type ExperimentResults } from "./schema.js";
 import { METHOD_LABELS, buildTables, utilityBenchmarks } from "./paper-tables.js";
 import { judgeAndProtocolNotes } from "./judge-tables.js";
@@ -15,21 +12,22 @@ import { hasUnseen, unseenPairedTable, unseenSecurityTable } from "./unseen.js";
 import { taskSplitTable } from "./split-table.js";
 import { codeLossByLanguageTable, hasCodeLossByLanguage } from "./code-loss-table.js";
 import { buildsNote } from "./builds.js";
-import {
-  SCHEDULE_TABLE_ID,
-  hasSchedules,
-  scheduleTable,
-  shortScheduleNote,
-  withScheduleNote,
-} from "./schedule.js";
+import { hasSchedules, scheduleTable, shortScheduleNote, withScheduleNote } from "./schedule.js";
+import { publishReport, type EarlierReport } from "./folder.js";
 import { escapeHtml, tableToCsv, tableToHtml, tableToMarkdown } from "./table.js";
 import { wilsonHalfWidth } from "../eval/metrics.js";
 
 export interface RenderedReport {
   /** The index.html page. */
   html: string;
-  /** Every file written, as paths under outDir. */
+  /** The report's files, as paths under outDir (its manifest, written too, is `manifest`). */
   files: string[];
+  /** The manifest listing `files` (folder.ts MANIFEST). */
+  manifest: string;
+  /** Files of an earlier render into outDir that this one does not have: removed (paths under outDir). */
+  removed: string[];
+  /** How that earlier render's files were known (its manifest, or the renderer's names before manifests). */
+  earlier: EarlierReport;
 }
 
 /**
@@ -156,15 +154,14 @@ function section(title: string, id: string, body: string): string {
 }
 
 /**
- * Render the report into outDir (created if needed; files are replaced one by one, atomically).
+ * Render the report into outDir (created if needed): every file is made first, then the folder gets this render's
+ * files and loses an earlier render's that this one does not have, keeping anything else there (folder.ts).
  * Async because Vega renders SVG asynchronously.
  */
 export async function renderReport(results: ExperimentResults, outDir: string): Promise<RenderedReport> {
-  const files: string[] = [];
+  const contents = new Map<string, string>();
   const write = (name: string, data: string) => {
-    const file = path.join(outDir, name);
-    writeFileAtomic(file, data);
-    files.push(file);
+    contents.set(name, data);
   };
 
   // A table without rows is named in one line with the reason instead of being drawn empty.
@@ -209,16 +206,6 @@ export async function renderReport(results: ExperimentResults, outDir: string): 
     write(`${f.id}.svg`, svg);
     svgs.push(svg);
   }
-  // a rerun into the same folder must not leave the files of a table or figure it no longer has
-  const drawn = new Set(files.map((f) => path.basename(f)));
-  for (const stale of [
-    ...absent.flatMap((t) => [`${t.id}.md`, `${t.id}.csv`]),
-    // drawn only for results that record schedules: one from an earlier render of results that did must go
-    ...[`${SCHEDULE_TABLE_ID}.md`, `${SCHEDULE_TABLE_ID}.csv`],
-    ...FIGURE_IDS.map((id) => `${id}.svg`),
-  ])
-    if (!drawn.has(stale)) fs.rmSync(path.join(outDir, stale), { force: true });
-
   const notes = reportNotes(results);
   const tableSections = tables.map((t) =>
     section(
@@ -274,7 +261,8 @@ ${figureSections.join("\n")}
 </html>
 `;
   write("index.html", html);
-  return { html, files };
+  const put = await publishReport(outDir, contents, { name: results.name, createdAt: results.createdAt });
+  return { html, ...put };
 }
 
 /** Read a results JSON file, validate it, and render its report into outDir. */

@@ -54,8 +54,11 @@ test("renderReport writes every table with rows as Markdown and CSV, three SVG f
     assert.deepEqual(names, expected);
     for (const f of files) assert.ok(fs.statSync(f).size > 0, `${f} is empty`);
     assert.equal(fs.readFileSync(path.join(out, "index.html"), "utf8"), html);
-    // No temp files left behind by the atomic writes.
-    assert.deepEqual(fs.readdirSync(out).sort(), expected);
+    // No temp files left behind by the atomic writes; the manifest lists the report's files, itself not among them
+    assert.deepEqual(fs.readdirSync(out).sort(), [".goodvibe-report.json", ...expected]);
+    const manifest = JSON.parse(fs.readFileSync(path.join(out, ".goodvibe-report.json"), "utf8"));
+    assert.equal(manifest.complete, true);
+    assert.deepEqual([...manifest.files].sort(), expected);
 
     // The combined Markdown holds the same tables as the per-table files.
     const combined = fs.readFileSync(path.join(out, "tables.md"), "utf8");

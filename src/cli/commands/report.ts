@@ -1,27 +1,17 @@
-import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Command } from "commander";
-import { checkOutput, writeDirAtomic, writeFileAtomic } from "../../io/atomic.js";
+import { checkOutput, writeDirAtomic } from "../../io/atomic.js";
 import { makeLogger, output, runCommand } from "../common.js";
-
-/** Written into every report folder: the files this command made, so that a re-render replaces only those. */
-const MARKER = ".goodvibe-report.json";
-
-function reportFiles(dir: string): Set<string> | null {
-  try {
-    const m = JSON.parse(fs.readFileSync(path.join(dir, MARKER), "utf8")) as { files?: unknown };
-    return Array.isArray(m.files) ? new Set([MARKER, ...m.files.map(String)]) : null;
-  } catch {
-    return null;
-  }
-}
 
 export function registerReport(program: Command): void {
   program
     .command("report")
     .description("render an experiment's results as tables (Markdown, CSV), SVG figures and one HTML page")
     .argument("<results>", "results.json written by `goodvibe experiment run` or `goodvibe demo`")
-    .requiredOption("-o, --out <dir>", "report folder (new, or an earlier report's, which is replaced)")
+    .requiredOption(
+      "-o, --out <dir>",
+      "report folder (new, or an earlier report's: its files are replaced, anything else there is kept)",
+    )
     .option("--overwrite", "move an --out folder holding anything else aside (renamed, never deleted)")
     .addHelpText(
       "after",
@@ -31,33 +21,44 @@ export function registerReport(program: Command): void {
       const g = program.opts();
       const log = makeLogger(g);
       await runCommand(g, async () => {
-        // an earlier report (every file listed in its marker) is replaced; anything else is someone's
-        const own = reportFiles(opts.out);
-        checkOutput({
+        const { MANIFEST, earlierReport, isLegacyReportName, replacedMessages } =
+          await import("../../report/folder.js");
+        // an earlier report (its manifest says which files are its own) is re-rendered in place and whatever else
+        // is there (a user's notes) kept; a folder rendered before manifests only when it holds nothing but the
+        // report's names; any other folder is someone's
+        const earlier = earlierReport(opts.out);
+        const state = checkOutput({
           flag: "--out",
           path: opts.out,
           kind: "folder",
           inputs: { results },
           overwrite: opts.overwrite,
-          ownEntry: own ? (n) => own.has(n) : undefined,
+          ownEntry: earlier.from === "manifest" ? () => true : (n) => n === MANIFEST || isLegacyReportName(n),
         });
         const { renderReportFromFile } = await import("../../report/index.js"); // vega loads slowly
-        let files: string[] = [];
-        await writeDirAtomic(
-          opts.out,
-          async (tmp) => {
-            const r = await renderReportFromFile(results, tmp);
-            files = r.files.map((f) => path.relative(tmp, f));
-            writeFileAtomic(path.join(tmp, MARKER), JSON.stringify({ files }, null, 2));
-          },
-          {
-            replaceOwn: own !== null && fs.readdirSync(opts.out).every((n) => own.has(n)),
-            overwrite: opts.overwrite,
-            onMovedAside: (a) => log.warn(`the earlier ${opts.out} was moved aside to ${a}`),
-          },
-        );
-        const out = files.map((f) => path.resolve(opts.out, f));
-        output(g, `report → ${path.resolve(opts.out, "index.html")} (${out.length} files)`, out);
+        let files: string[];
+        if (state === "occupied") {
+          // --overwrite: a new folder, the other one moved aside once the new one is complete
+          let names: string[] = [];
+          await writeDirAtomic(
+            opts.out,
+            async (tmp) => {
+              names = (await renderReportFromFile(results, tmp)).files.map((f) => path.relative(tmp, f));
+            },
+            {
+              overwrite: true,
+              onMovedAside: (a) => log.warn(`the earlier ${opts.out} was moved aside to ${a}`),
+            },
+          );
+          files = names.map((f) => path.resolve(opts.out, f));
+        } else {
+          const r = await renderReportFromFile(results, opts.out);
+          const said = replacedMessages(r);
+          if (said.warning) log.warn(said.warning);
+          if (said.info) log.info(said.info);
+          files = r.files.map((f) => path.resolve(f));
+        }
+        output(g, `report → ${path.resolve(opts.out, "index.html")} (${files.length} files)`, files);
       });
     });
 }
