@@ -1837,6 +1837,64 @@ test("a server whose tokenizer counts a prompt a few percent shorter: refused at
   }
 });
 
+test("in a fleet, what is said of an answer names the server that gave it and that server's fix: a cut prompt, an answer cut at its limit", async () => {
+  // round-robin: the answers alternate between a vLLM that counts every prompt whole and an Ollama at a context it
+  // states nowhere, which counts 16 of a chat prompt and stops a raw prompt's answer at its limit
+  const vllm = await mockServer((s) =>
+    s.path === "/v1/models"
+      ? { json: { object: "list", data: [vllmCard("m", 4096)] } }
+      : answer("ok", { prompt_tokens: 600, completion_tokens: 2 }),
+  );
+  const ollama = await mockServer((s) => {
+    if (s.path === "/api/version") return { json: { version: "0.12.3" } };
+    if (s.path === "/v1/models")
+      return { json: { object: "list", data: [{ id: "m:latest", object: "model", owned_by: "library" }] } };
+    if (s.path.startsWith("/api/")) return { json: {} };
+    if (s.body.messages) return answer("ok", { prompt_tokens: 16, completion_tokens: 2 });
+    return {
+      json: {
+        choices: [{ text: "o", finish_reason: "length" }],
+        usage: { prompt_tokens: 600, completion_tokens: 1 },
+      },
+    };
+  });
+  const b = new HttpBackend({
+    baseUrls: [vllm.url, ollama.url],
+    model: "m",
+    tokenizer: charTokenizer,
+    maxRetries: 0,
+  });
+  const long = "word ".repeat(100);
+  const gen = { maxNewTokens: 8 };
+  try {
+    assert.equal(await b.chat([{ role: "user", content: long }], gen), "ok");
+    await assert.rejects(b.chat([{ role: "user", content: long }], gen), (e: Error) => {
+      assert.ok(e instanceof HttpBackendError, String(e));
+      assert.equal(e.url, `${ollama.url}/v1/chat/completions`);
+      assert.ok(
+        e.message.includes(`: ${ollama.url}/v1/chat/completions counted 16 prompt tokens`),
+        e.message,
+      );
+      assert.ok(!e.message.includes(vllm.url), e.message);
+      assert.match(e.message, /restart Ollama with OLLAMA_CONTEXT_LENGTH=1024/);
+      return true;
+    });
+    assert.equal(await b.generateText(long, gen), "ok");
+    await assert.rejects(b.generateText(long, gen), (e: Error) => {
+      assert.ok(e instanceof HttpBackendError, String(e));
+      assert.equal(e.url, `${ollama.url}/v1/completions`);
+      assert.ok(
+        e.message.startsWith(`${ollama.url}/v1/completions: the server stopped the answer`),
+        e.message,
+      );
+      return true;
+    });
+  } finally {
+    await vllm.close();
+    await ollama.close();
+  }
+});
+
 test("each server is asked its model list, Ollama's version and its model card once per backend, by the model check, the raw-prompt check and the prompts' contexts alike; a 404 is an answer kept", async () => {
   const ollama = await ollamaStub(charTokenizer, 4096, { ps: false, show: true });
   // a server of another kind listing another name: the model check asks whether it is Ollama

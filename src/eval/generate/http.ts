@@ -451,6 +451,16 @@ export class HttpBackend implements GenerationBackend {
     signal?: AbortSignal,
     cancelQueued?: AbortSignal,
   ): Promise<any> {
+    return (await this.postAnswer(path, body, signal, cancelQueued)).json;
+  }
+
+  /** post's answer and the URL that gave it: in a fleet, what is said of an answer names its server. */
+  private async postAnswer(
+    path: string,
+    body: Record<string, unknown>,
+    signal?: AbortSignal,
+    cancelQueued?: AbortSignal,
+  ): Promise<{ json: any; url: string }> {
     if (this.closed) throw new GoodVibeError("HTTP backend is closed");
     const stops = [this.opts.signal, signal].filter((s): s is AbortSignal => s !== undefined);
     const stopIfAsked = (url: string) => {
@@ -502,7 +512,7 @@ export class HttpBackend implements GenerationBackend {
         }
         if (res.ok) {
           try {
-            return JSON.parse(text);
+            return { json: JSON.parse(text), url };
           } catch {
             throw new HttpBackendError(
               `POST ${url}: HTTP ${res.status} but the body is not JSON: ${text.slice(0, 200)}`,
@@ -584,15 +594,15 @@ export class HttpBackend implements GenerationBackend {
    * context per request filled up) is refused: the answer is shorter than the built-in engine's would be, and kept
    * it would be judged as a whole answer.
    */
-  private checkNotCutShort(res: any, path: string, maxNewTokens: number): void {
+  private checkNotCutShort(res: any, url: string, maxNewTokens: number): void {
     const used = res?.usage?.completion_tokens;
     if (res?.choices?.[0]?.finish_reason !== "length" || typeof used !== "number" || used >= maxNewTokens)
       return;
     throw new HttpBackendError(
-      `${this.bases[0]}${path}: the server stopped the answer at its own limit after ${used} of the ` +
+      `${url}: the server stopped the answer at its own limit after ${used} of the ` +
         `${maxNewTokens} tokens asked for (finish_reason "length"): its context per request is too small for the ` +
         `prompt and the answer (llama-server: --ctx-size per slot; Ollama: num_ctx); give it a larger one`,
-      this.bases[0]!,
+      url,
       null,
       1,
     );
@@ -655,15 +665,16 @@ export class HttpBackend implements GenerationBackend {
     prompt: string | ChatMessage[] | number[],
     own: { tokens: number; messages: number } | null,
     path: string,
+    url: string,
   ): Promise<void> {
     const seen = res?.usage?.prompt_tokens;
     if (!own || typeof seen !== "number" || seen <= 0) return;
     const pct = this.opts.promptCountTolerancePct ?? DEFAULT_PROMPT_COUNT_TOLERANCE_PCT;
     const tolerance = promptTokenTolerance(prompt, own, pct);
     if (seen >= own.tokens - tolerance) return;
+    // the kind of the server that answered (promptContexts lists them in the order of the bases)
     const infos = await this.promptContexts();
-    const kinds = new Set(infos.map((c) => c.kind));
-    const kind: ServerKind = kinds.size === 1 ? infos[0]!.kind : "other";
+    const kind: ServerKind = infos[this.bases.findIndex((b) => b + path === url)]?.kind ?? "other";
     // the way out for a server that cut nothing but counts fewer tokens (not for ids: sent as they are, counted alike)
     const short = Math.ceil(((own.tokens - seen) / own.tokens) * 100);
     const counts = isTokenIds(prompt)
@@ -671,7 +682,7 @@ export class HttpBackend implements GenerationBackend {
       : `where its own text is ${own.tokens} (${this.opts.model}'s tokenizer; ${tolerance} fewer allowed for ` +
         "tokenizer differences)";
     throw new HttpBackendError(
-      `${promptOpening(prompt)}: ${this.bases.join(", ")}${path} counted ${seen} prompt tokens ` +
+      `${promptOpening(prompt)}: ${url} counted ${seen} prompt tokens ` +
         `(usage.prompt_tokens) ${counts}: the server cut the prompt to its context and answered the rest ` +
         `as if whole${kind === "ollama" ? " (Ollama's runner keeps the prompt's first tokens and its end; its log says \"truncating input prompt\")" : ""}. ` +
         `The answer is not kept. ${contextFix(kind, own.tokens + promptMargin(prompt), this.opts.model)}` +
@@ -680,7 +691,7 @@ export class HttpBackend implements GenerationBackend {
           : `. If it cut nothing but counts at least ${short}% fewer tokens (a GGUF's tokenizer may; so does an ` +
             "Ollama that leaves the tokens it read from its cache out of usage.prompt_tokens, ollama/ollama#16414), " +
             `allow for that with --prompt-count-tolerance (HttpBackend option promptCountTolerancePct; now ${pct}%)`),
-      this.bases[0]!,
+      url,
       null,
       1,
     );
@@ -688,22 +699,17 @@ export class HttpBackend implements GenerationBackend {
 
   async generateText(prompt: string, opts: GenerateOptions): Promise<string> {
     const own = await this.checkPromptFits(prompt);
-    const res = await this.post(
+    const { json: res, url } = await this.postAnswer(
       "/completions",
       { ...this.samplingFields(opts), prompt },
       undefined,
       opts.cancelQueued,
     );
-    await this.checkPromptWhole(res, prompt, own, "/completions");
-    this.checkNotCutShort(res, "/completions", opts.maxNewTokens);
+    await this.checkPromptWhole(res, prompt, own, "/completions", url);
+    this.checkNotCutShort(res, url, opts.maxNewTokens);
     const text = res?.choices?.[0]?.text;
     if (typeof text !== "string")
-      throw new HttpBackendError(
-        `${this.bases[0]}/completions: response has no choices[0].text`,
-        this.bases[0]!,
-        null,
-        1,
-      );
+      throw new HttpBackendError(`${url}: response has no choices[0].text`, url, null, 1);
     return cutAtStop(text, opts.stop ?? []);
   }
 
@@ -714,8 +720,11 @@ export class HttpBackend implements GenerationBackend {
         "HTTP backend: generateTokens needs the `tokenizer` option (servers return text)",
       );
     const own = await this.checkPromptFits(promptIds);
-    const res = await this.post("/completions", { ...this.samplingFields(opts), prompt: promptIds });
-    await this.checkPromptWhole(res, promptIds, own, "/completions");
+    const { json: res, url } = await this.postAnswer("/completions", {
+      ...this.samplingFields(opts),
+      prompt: promptIds,
+    });
+    await this.checkPromptWhole(res, promptIds, own, "/completions", url);
     return this.opts.tokenizer.encode(cutAtStop(String(res?.choices?.[0]?.text ?? ""), opts.stop ?? []));
   }
 
@@ -750,23 +759,17 @@ export class HttpBackend implements GenerationBackend {
     opts: GenerateOptions & { signal?: AbortSignal; enableThinking?: boolean },
   ): Promise<string> {
     const own = await this.checkPromptFits(messages);
-    const res = await this.post(
+    const { json: res, url } = await this.postAnswer(
       "/chat/completions",
       { ...this.samplingFields(opts), messages, ...this.templateFields(opts.enableThinking) },
       opts.signal,
       opts.cancelQueued,
     );
-    await this.checkPromptWhole(res, messages, own, "/chat/completions");
-    this.checkNotCutShort(res, "/chat/completions", opts.maxNewTokens);
+    await this.checkPromptWhole(res, messages, own, "/chat/completions", url);
+    this.checkNotCutShort(res, url, opts.maxNewTokens);
     const content = res?.choices?.[0]?.message?.content;
-    if (content !== null && typeof content !== "string") {
-      throw new HttpBackendError(
-        `${this.bases[0]}/chat/completions: response has no choices[0].message.content`,
-        this.bases[0]!,
-        null,
-        1,
-      );
-    }
+    if (content !== null && typeof content !== "string")
+      throw new HttpBackendError(`${url}: response has no choices[0].message.content`, url, null, 1);
     return cutAtStop(withReasoning(res.choices[0], content), opts.stop ?? []);
   }
 
@@ -786,8 +789,9 @@ export class HttpBackend implements GenerationBackend {
   ): Promise<CompletionLogprobs> {
     const maxTokens = this.opts.loglikelihoodMaxTokens ?? 1;
     let res: any;
+    let url: string;
     try {
-      res = await this.post(
+      ({ json: res, url } = await this.postAnswer(
         "/completions",
         {
           model: this.opts.model,
@@ -798,7 +802,7 @@ export class HttpBackend implements GenerationBackend {
           temperature: 0,
         },
         signal,
-      );
+      ));
     } catch (e) {
       if (!(e instanceof HttpBackendError) || e.status !== 400) throw e;
       // a prompt longer than the server's context: vLLM's 400 "This model's maximum context length is ..." (its
@@ -839,7 +843,7 @@ export class HttpBackend implements GenerationBackend {
     )
       throw new NoPromptLogprobsError(
         this.opts.model,
-        this.bases.join(", "),
+        url.replace(/\/completions$/, ""),
         !lp || !Array.isArray(lps)
           ? "its answer has no logprobs.token_logprobs"
           : `its answer's ${lps.length} log-probabilities are not the prompt's (an echo starts with null, the ` +
