@@ -67,10 +67,10 @@ export function promptTokenTolerance(
 export function promptCountToleranceCaveat(pct: number | undefined): string | null {
   if (pct === undefined || pct <= DEFAULT_PROMPT_COUNT_TOLERANCE_PCT) return null;
   return (
-    `--prompt-count-tolerance ${pct}: an answer was kept where the server counted up to ${pct}% (and 2 per message) ` +
-    `fewer prompt tokens than the model's tokenizer (default ${DEFAULT_PROMPT_COUNT_TOLERANCE_PCT}%), so a prompt ` +
-    "the server cut by fewer tokens than that, past a context it does not state (Ollama's default), was answered " +
-    "unnoticed"
+    `--prompt-count-tolerance ${pct}: answers were kept where a server counted up to ${pct}% (and 2 per message) ` +
+    `fewer prompt tokens than the model's tokenizer (default ${DEFAULT_PROMPT_COUNT_TOLERANCE_PCT}%): a prompt a ` +
+    "server cut by fewer tokens than that, past a context it does not state (Ollama's default), may have been " +
+    "answered unnoticed"
   );
 }
 
