@@ -39,7 +39,7 @@ import {
 } from "../method/flops.js";
 import { DEFAULT_DTYPE, type HardenConfig } from "../config/harden.js";
 import type { ExperimentSpec } from "./spec.js";
-import { describeCell, modelConfigOf, type CellSetting } from "./plan.js";
+import { describeCell, modelConfigOf, readPairsOf, type CellSetting } from "./plan.js";
 import { SCHEDULE_MARK, listed } from "../report/schedule.js";
 import { cudaAvailable, deviceKind } from "../tensor/index.js";
 import {
@@ -446,17 +446,22 @@ function fitLine(x: number[], y: number[]): (x: number) => number {
  * scheduleRecord: trains nothing, barely, or null), known before anything runs: harden makes one training example
  * per pair it keeps (at most train.maxPairs; a pair too long for train.maxLength is refused, never dropped:
  * recipes/harden.ts trainExamples), so counting the pairs needs no tokenizer. Each data file and language set is
- * read once. null for a base cell and where the cell's data file is not there (a task split not yet written:
- * `experiment plan` counts the whole training file then, which can only hide a warning, never invent one).
+ * read once. A task-held-out study's cells train on the split's training file (the hardening tasks' pairs only):
+ * a plan that has not written it passes its text as `unwritten` (ExperimentPlan.unwritten), so the plan counts
+ * what the run will train on. null for a base cell and where the cell's data file is neither there nor given.
  */
-export function plannedSchedules(cells: readonly Pick<CellSetting, "harden">[]): (ScheduleRecord | null)[] {
+export function plannedSchedules(
+  cells: readonly Pick<CellSetting, "harden">[],
+  unwritten?: ReadonlyMap<string, string>,
+): (ScheduleRecord | null)[] {
   const counts = new Map<string, number>();
   return cells.map(({ harden: h }) => {
-    if (h === null || !fs.existsSync(h.data)) return null;
+    if (h === null) return null;
+    const text = unwritten?.get(path.resolve(h.data));
+    if (text === undefined && !fs.existsSync(h.data)) return null;
     const k = canonicalJson([h.data, h.languages ?? null]);
     let n = counts.get(k);
-    if (n === undefined)
-      counts.set(k, (n = readPairs(h.data, h.languages ? { languages: h.languages } : {}).length));
+    if (n === undefined) counts.set(k, (n = readPairsOf(h.data, text, h.languages).length));
     // subsample's count: maxPairs of them, or all (0, or no more than that)
     const kept = h.train.maxPairs > 0 ? Math.min(n, h.train.maxPairs) : n;
     return scheduleRecord(kept, h.train, h.train.maxPairs);

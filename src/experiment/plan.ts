@@ -100,6 +100,11 @@ export interface ExperimentPlan {
   convention: JudgeConvention;
   /** the task split that made spec.data's files (data.taskSplit), as written to <out>/split/split.json */
   taskSplit?: TaskSplitRecord;
+  /**
+   * A plan that writes nothing (`experiment plan`): the text of each pair file it names but has not written (the
+   * task split's training pairs), by absolute path, for whatever counts them (estimate.ts plannedSchedules).
+   */
+  unwritten?: ReadonlyMap<string, string>;
 }
 
 export type JudgeSource =
@@ -635,7 +640,16 @@ export function planExperiment(
       judgeKey,
     };
   });
-  return { spec, outDir, cells, judges, judgeMode, convention, ...(taskSplit ? { taskSplit } : {}) };
+  return {
+    spec,
+    outDir,
+    cells,
+    judges,
+    judgeMode,
+    convention,
+    ...(taskSplit ? { taskSplit } : {}),
+    ...(plannedText.size > 0 ? { unwritten: plannedText } : {}),
+  };
 }
 
 /**
@@ -671,7 +685,8 @@ export function describeCell(c: CellSetting): string {
 }
 
 /** The pairs of a data file, or of its text where the file is planned but not written (a task split). */
-function readPairsOf(
+/** The pairs of `file`, or of `text` when given (a file planned but not written), as readPairs reads them. */
+export function readPairsOf(
   file: string,
   text: string | undefined,
   languages: string[] | undefined,

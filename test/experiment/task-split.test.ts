@@ -420,3 +420,56 @@ test("without a task split a budget is spread over languages only, as before; a 
   );
   assert.notEqual(languageSpread.cells[0]!.key, real.cells[0]!.key);
 });
+
+test("experiment plan gives a task-held-out study's cells the schedule of the hardening tasks' pairs, the run's", async () => {
+  const made = makeTinyChatModel({ seed: 6 });
+  const trainFile = path.join(work, "plan-train.jsonl");
+  const devFile = path.join(work, "plan-dev.jsonl");
+  // one training pair per task: go's 12 tasks, 3 held out (round(12 × 0.25)), so 9 pairs to train on
+  writeCorpusJsonl(
+    trainFile,
+    made.pairs.filter((_, i) => i % 2 === 0),
+  );
+  writeCorpusJsonl(
+    devFile,
+    made.pairs.filter((_, i) => i % 2 === 1),
+  );
+  const raw = {
+    name: "plan-heldout",
+    models: [{ name: "tiny", path: made.dir }],
+    data: {
+      train: trainFile,
+      dev: devFile,
+      languages: ["go"],
+      taskSplit: { heldOut: 0.25, evaluate: "dev" },
+    },
+    eval: { maxPrompts: 2, maxNewTokens: 4, batchSize: 2 },
+    methods: ["base", "goodvibe"],
+    seeds: [0],
+    // a batch of 10 with the paper's warm-up: the 9 hardening pairs make 1 step, the warm-up's, at learning rate 0
+    // (trains nothing), where the whole file's 12 would make 2 (1 at the full rate: "barely")
+    defaults: {
+      identify: { topK: 2, maxPairs: 2, maxLength: 384, batchSize: 2, gradientCheckpointing: false },
+      train: { epochs: 1, maxPairs: 0, batchSize: 10, gradAccum: 1, warmupRatio: 0.1, maxLength: 384 },
+    },
+  };
+  const file = path.join(work, "plan-heldout.yaml");
+  fs.writeFileSync(file, JSON.stringify(raw)); // JSON is YAML
+  const out = path.join(work, "plan-heldout-run");
+  const r = await runCli(["experiment", "plan", file, "-o", out, "--json"]);
+  assert.equal(r.code, 0, showRun(r));
+  assert.ok(!fs.existsSync(out), "a plan writes nothing");
+  const cells = JSON.parse(r.stdout).cells as {
+    method: string;
+    schedule: { examples: number; level?: string };
+  }[];
+  const planned = cells.find((c) => c.method === "goodvibe")!.schedule;
+
+  // what the run trains on: the split's training file, as the run writes it
+  const plan = planExperiment(parseExperimentSpec(raw, file), { out });
+  const trainsOn = readPairs(plan.cells.find((c) => c.method === "goodvibe")!.harden!.data).length;
+  assert.equal(trainsOn, 9);
+  assert.equal(readPairs(trainFile, { languages: ["go"] }).length, 12, "the whole file has more");
+  assert.equal(planned.examples, trainsOn);
+  assert.equal(planned.level, "none");
+});

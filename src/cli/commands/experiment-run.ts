@@ -136,12 +136,19 @@ export async function experimentPlanCommand(
     const throughput = planThroughput(spec);
     // the cells' own examples, counted where the data and the model's tokenizer are at hand
     const estimates = estimateCells(spec, settings, source, throughput, await cellTokens(spec, settings));
-    const schedules = plannedSchedules(settings);
     const missing = missingInputs(spec, source);
     const departures = experimentDepartures(spec, source);
     // a plan writes nothing: the task split is computed in memory, its files are the run's
     if (missing.length === 0) checkCellsTopK(spec, source);
     const plan = missing.length === 0 ? planExperiment(spec, { out: opts.out, source, write: false }) : null;
+    // each cell's schedule on the pairs it will train on: a task split's hardening share (the plan's cells read
+    // it, unwritten), never the whole training file, whose count can hide a warning the run then gives; without
+    // a plan (missing inputs) a split's cells have no schedule to show
+    const schedules = plan
+      ? plannedSchedules(plan.cells, plan.unwritten)
+      : spec.data.taskSplit
+        ? settings.map(() => null)
+        : plannedSchedules(settings);
     const rows = settings.map((c, i) => {
       const p = plan?.cells[i];
       const cached = p ? isCellDone(p) : false;
@@ -155,7 +162,7 @@ export async function experimentPlanCommand(
         // a cell a live worker is computing now (its work folder's claim: io/claim.ts); a dead one's is no claim
         runningBy: p && !cached ? claimHolder(p.workDir) : null,
         estimate: estimates[i]!,
-        // the run's learning-rate schedule and harden's warning on it (null: base cell, or no data file yet)
+        // the run's learning-rate schedule and harden's warning on it (null: base cell, or its data missing)
         schedule: schedules[i] ?? null,
       };
     });
