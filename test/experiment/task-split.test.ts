@@ -286,10 +286,24 @@ test("experiment run with a task split: a fresh folder runs; a foreign folder is
   assert.match(ev.protocol, /over its tasks \(3 tasks, 0–1 prompts each\)/);
   const { html } = await renderReport(results, path.join(work, "cli-report"));
   assert.match(html, /Safe rates rest on 2 generated answers, spread over the held-out tasks: /);
-  // a rerun of the same command finds its own folder (split included) and resumes
+  // a rerun of the same command finds its own folder (split included) and resumes; its report replaces the
+  // earlier one's files, removes one it does not have (a paired table an earlier render of other results wrote)
+  // and says so, and keeps a user's notes beside it
+  const reportDir = path.join(out, "report");
+  fs.writeFileSync(path.join(reportDir, "table14-paired-unseen.csv"), "stale\n");
+  const manifest = JSON.parse(fs.readFileSync(path.join(reportDir, ".goodvibe-report.json"), "utf8"));
+  manifest.files.push("table14-paired-unseen.csv");
+  fs.writeFileSync(path.join(reportDir, ".goodvibe-report.json"), JSON.stringify(manifest));
+  fs.writeFileSync(path.join(reportDir, "notes.txt"), "mine\n");
   const again = await runCli(["experiment", "run", file, "--out", out]);
   assert.equal(again.code, 0, showRun(again));
   assert.match(again.stdout + again.stderr, /1 cached/);
+  assert.match(
+    again.stderr,
+    /report: removed 1 file of an earlier render that this one does not have: table14-paired-unseen\.csv\n/,
+  );
+  assert.ok(!fs.existsSync(path.join(reportDir, "table14-paired-unseen.csv")));
+  assert.equal(fs.readFileSync(path.join(reportDir, "notes.txt"), "utf8"), "mine\n");
 });
 
 // ---- the prompt budget of a task-held-out study: spread over every held-out task, not the first of each language
