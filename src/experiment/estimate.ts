@@ -502,7 +502,9 @@ export function shortScheduleWarnings(
 
 /**
  * Every cell's estimate. `tokens` (cellTokens, one per cell): the cells' own examples, counted; absent, or
- * "assumed" for a cell, the examples of spec.estimate's assumed lengths.
+ * "assumed" for a cell, the examples of spec.estimate's assumed lengths. A trained cell's pairs are counted in
+ * its own data file (a task split's hardening pairs for a planned cell of a task-held-out study), read from
+ * `unwritten` where the plan has not written it (ExperimentPlan.unwritten, as plannedSchedules).
  */
 export function estimateCells(
   spec: ExperimentSpec,
@@ -510,17 +512,17 @@ export function estimateCells(
   source = "experiment",
   throughput: Throughput = planThroughput(spec),
   tokens?: TokenSource[],
+  unwritten?: ReadonlyMap<string, string>,
 ): CellEstimate[] {
   const shapes = new Map(spec.models.map((m, i) => [m.name, shapeForModel(m, source, i)]));
   const counts = new Map<string, number | null>();
-  const pairsOf = (languages: string[] | undefined): { n: number; counted: boolean } => {
-    const key = (languages ?? ["(all)"]).join("\0");
+  const pairsOf = (file: string, languages: string[] | undefined): { n: number; counted: boolean } => {
+    const key = [file, ...(languages ?? ["(all)"])].join("\0");
+    const text = unwritten?.get(path.resolve(file));
     if (!counts.has(key))
       counts.set(
         key,
-        fs.existsSync(spec.data.train)
-          ? readPairs(spec.data.train, languages ? { languages } : {}).length
-          : null,
+        text !== undefined || fs.existsSync(file) ? readPairsOf(file, text, languages).length : null,
       );
     const n = counts.get(key);
     if (n !== null && n !== undefined) return { n, counted: true };
@@ -531,7 +533,7 @@ export function estimateCells(
     const { shape, from } = shapes.get(c.model.name)!;
     const total = shape.params().total;
     const languages = c.run?.languages ?? spec.data.languages;
-    const pairs = pairsOf(languages);
+    const pairs = pairsOf(c.harden?.data ?? spec.data.train, languages);
     const zero = { identify: 0, train: 0, total: 0 };
     const given = tokens?.[ci];
     const assumedWhy = given?.from === "assumed" ? given.why : "no token counts asked for";

@@ -476,6 +476,7 @@ test("experiment plan gives a task-held-out study's cells the schedule of the ha
   const cells = JSON.parse(r.stdout).cells as {
     method: string;
     schedule: { examples: number; level?: string };
+    estimate: { pairs: number; pairsCounted: boolean };
   }[];
   const planned = cells.find((c) => c.method === "goodvibe")!.schedule;
 
@@ -486,4 +487,7 @@ test("experiment plan gives a task-held-out study's cells the schedule of the ha
   assert.equal(readPairs(trainFile, { languages: ["go"] }).length, 12, "the whole file has more");
   assert.equal(planned.examples, trainsOn);
   assert.equal(planned.level, "none");
+  // and its cost is estimated on those pairs, counted
+  const estimate = cells.find((c) => c.method === "goodvibe")!.estimate;
+  assert.deepEqual([estimate.pairs, estimate.pairsCounted], [trainsOn, true]);
 });

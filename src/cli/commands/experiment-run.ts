@@ -134,13 +134,21 @@ export async function experimentPlanCommand(
     const source = experimentSource(file, opts.set);
     const settings = expandCells(spec, source);
     const throughput = planThroughput(spec);
-    // the cells' own examples, counted where the data and the model's tokenizer are at hand
-    const estimates = estimateCells(spec, settings, source, throughput, await cellTokens(spec, settings));
     const missing = missingInputs(spec, source);
     const departures = experimentDepartures(spec, source);
     // a plan writes nothing: the task split is computed in memory, its files are the run's
     if (missing.length === 0) checkCellsTopK(spec, source);
     const plan = missing.length === 0 ? planExperiment(spec, { out: opts.out, source, write: false }) : null;
+    // the cells' own examples, counted where the data and the model's tokenizer are at hand; their pairs those
+    // each cell trains on (the plan's cells: a task split's hardening share)
+    const estimates = estimateCells(
+      spec,
+      plan?.cells ?? settings,
+      source,
+      throughput,
+      await cellTokens(spec, settings),
+      plan?.unwritten,
+    );
     // each cell's schedule on the pairs it will train on: a task split's hardening share (the plan's cells read
     // it, unwritten), never the whole training file, whose count can hide a warning the run then gives; without
     // a plan (missing inputs) a split's cells have no schedule to show
