@@ -17,7 +17,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { parseModelConfig } from "../io/config.js";
-import { pairsToLabelledSamples, readPairs, type SecurityPair } from "../data/pairs.js";
+import { pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
 import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
 import { identifySamples, subsample, trainExamples } from "../recipes/harden.js";
 import { IGNORE_INDEX } from "../data/prompts.js";
@@ -160,15 +160,16 @@ const MIN_SAMPLE_PAIRS = 32;
  * maxPairs, the cut to maxLength). Each model's tokenizer is loaded once, and cells that build the same examples
  * (every method and seed of a language run, unless a subsample differs) share one count. More pairs than
  * `budget` in all: each example set is counted on a seeded draw (CellTokens.sampled). Base cells and cells
- * without data or tokenizer get the assumed example, with why. `trainFile`: the file the cells train on (a task
- * split's training part), else spec.data.train.
+ * without data or tokenizer get the assumed example, with why. Each cell's examples come from its own data file
+ * (a planned cell of a task-held-out study: the split's hardening pairs), read from `unwritten` where the plan has
+ * not written it (ExperimentPlan.unwritten); a cell of such a study before its plan trains on a split not yet
+ * made, and gets the assumed example.
  */
 export async function cellTokens(
   spec: ExperimentSpec,
   cells: CellSetting[],
-  opts: { trainFile?: string; budget?: number } = {},
+  opts: { budget?: number; unwritten?: ReadonlyMap<string, string> } = {},
 ): Promise<TokenSource[]> {
-  const file = opts.trainFile ?? spec.data.train;
   const budget = opts.budget ?? PLAN_TOKENIZE_PAIRS;
   const pairs = new Map<string, SecurityPair[]>();
   // the example sets: the pairs each stage keeps (maxPairs' draw), how they are tokenized, and each example's
@@ -196,18 +197,21 @@ export async function cellTokens(
   const out: (TokenSource | { identify: ExampleSet | null; train: ExampleSet })[] = cells.map((c) => {
     const h = c.harden;
     if (h === null) return { from: "assumed", why: "not trained" };
-    if (!fs.existsSync(file)) return { from: "assumed", why: `no data file at ${file}` };
-    if (spec.data.taskSplit && opts.trainFile === undefined)
+    const file = h.data;
+    const text = opts.unwritten?.get(path.resolve(file));
+    if (text === undefined && !fs.existsSync(file))
+      return { from: "assumed", why: `no data file at ${file}` };
+    if (spec.data.taskSplit && path.resolve(file) === path.resolve(spec.data.train))
       return { from: "assumed", why: "data.taskSplit: the cells train on a split made when the run starts" };
     if (!fs.existsSync(path.join(c.model.path, "tokenizer.json")))
       return { from: "assumed", why: `no tokenizer.json in ${c.model.path}` };
     const languages = h.languages;
-    const pk = canonicalJson(languages ?? null);
+    const pk = canonicalJson([file, languages ?? null]);
     let ps = pairs.get(pk);
-    if (!ps) pairs.set(pk, (ps = readPairs(file, languages ? { languages } : {})));
+    if (!ps) pairs.set(pk, (ps = readPairsOf(file, text, languages)));
     const all = ps;
     const thinking = h.enableThinking;
-    const at = { model: c.model.path, languages: languages ?? null, thinking };
+    const at = { model: c.model.path, data: path.resolve(file), languages: languages ?? null, thinking };
     // the keys hold what shapes the examples: the seed only where it draws a subsample
     const identify =
       h.method === "goodvibe"

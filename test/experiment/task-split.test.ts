@@ -476,7 +476,7 @@ test("experiment plan gives a task-held-out study's cells the schedule of the ha
   const cells = JSON.parse(r.stdout).cells as {
     method: string;
     schedule: { examples: number; level?: string };
-    estimate: { pairs: number; pairsCounted: boolean };
+    estimate: { pairs: number; pairsCounted: boolean; tokens: { from: string; train: { examples: number } } };
   }[];
   const planned = cells.find((c) => c.method === "goodvibe")!.schedule;
 
@@ -490,4 +490,7 @@ test("experiment plan gives a task-held-out study's cells the schedule of the ha
   // and its cost is estimated on those pairs, counted
   const estimate = cells.find((c) => c.method === "goodvibe")!.estimate;
   assert.deepEqual([estimate.pairs, estimate.pairsCounted], [trainsOn, true]);
+  // with the model's tokenizer at hand, its examples are the split's, tokenized (not assumed)
+  assert.equal(estimate.tokens.from, "data");
+  assert.equal(estimate.tokens.train.examples, trainsOn);
 });

@@ -146,7 +146,7 @@ export async function experimentPlanCommand(
       plan?.cells ?? settings,
       source,
       throughput,
-      await cellTokens(spec, settings),
+      await cellTokens(spec, plan?.cells ?? settings, { unwritten: plan?.unwritten }),
       plan?.unwritten,
     );
     // each cell's schedule on the pairs it will train on: a task split's hardening share (the plan's cells read
