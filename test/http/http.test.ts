@@ -851,6 +851,7 @@ test("eval's answers from a failing fleet: 16 requests in flight over batches of
 
 test("an answer the server cut at its own limit (finish_reason length before max_tokens) is refused; one cut at max_tokens is the answer", async () => {
   const server = await mockServer((seen) => {
+    if (!seen.path.endsWith("completions")) return { status: 404, json: {} };
     const q: string = seen.body.messages?.[0]?.content ?? seen.body.prompt;
     const used = q.includes("short") ? 7 : seen.body.max_tokens;
     const usage = q.includes("no usage") ? {} : { usage: { prompt_tokens: 5, completion_tokens: used } };
@@ -866,7 +867,11 @@ test("an answer the server cut at its own limit (finish_reason length before max
       b.chat([{ role: "user", content: "short" }], { maxNewTokens: 32 }),
       (e: Error) =>
         e instanceof HttpBackendError &&
-        /stopped the answer at its own limit after 7 of the 32 tokens/.test(e.message),
+        /stopped the answer at its own limit after 7 of the 32 tokens/.test(e.message) &&
+        // a context for the server's count of the prompt and the whole answer
+        /its 5 prompt tokens and the 32 of the answer need 37: give the server a context of at least 1024 tokens per request$/.test(
+          e.message,
+        ),
     );
     await assert.rejects(b.generateText("short", { maxNewTokens: 32 }), /after 7 of the 32 tokens/);
     // the budget used up: the answer as the built-in engine would cut it
@@ -1702,7 +1707,10 @@ test("Ollama at a context it states nowhere (its default): an answer to a prompt
         new RegExp(`counted 256 prompt tokens \\(usage\\.prompt_tokens\\) where its own text is ${own}`),
       );
       assert.match(e.message, /truncating input prompt/);
-      assert.match(e.message, /The answer is not kept\. restart Ollama with OLLAMA_CONTEXT_LENGTH=1024/);
+      assert.match(
+        e.message,
+        /The answer is not kept\. With its answer \(up to 8 tokens\) the prompt needs \d+: restart Ollama with OLLAMA_CONTEXT_LENGTH=1024/,
+      );
       return true;
     };
     await assert.rejects(b.chat([{ role: "user", content: long }], { maxNewTokens: 8 }), cut);
@@ -1750,14 +1758,20 @@ test("the margin for what a server adds to a prompt, at its boundary: 48 for a c
     assert.deepEqual(await b.generateTokens(ids(take), gen), charTokenizer.encode("ok"));
     await assert.rejects(b.generateTokens(ids(take + 1), gen), refused(take + 1, null));
     assert.equal(generations(vllm).length, 3);
-    // 1024 ids need a slot of 1024 tokens, not 2048 (the BOS margin, which ids do not get, rounded up)
+    // the fix asks for a context that holds the prompt and the whole answer: 300 + 48 + 1024 rounded up
+    await assert.rejects(
+      b.chat([{ role: "user", content: x(take) }], { maxNewTokens: 1024 }),
+      /it is not sent\. With its answer \(up to 1024 tokens\) it needs 1372: restart vLLM with --max-model-len 2048 /,
+    );
+    // 1016 ids and the 8 tokens of the answer need a slot of 1024 tokens, not 2048 (with the BOS margin, which ids do
+    // not get, rounded up)
     const c = new HttpBackend({ baseUrls: old.url, model: "m", tokenizer: charTokenizer, maxRetries: 0 });
-    await assert.rejects(c.generateTokens(ids(1024), gen), (e: Error) => {
+    await assert.rejects(c.generateTokens(ids(1016), gen), (e: Error) => {
       assert.ok(e instanceof HttpBackendError, String(e));
-      assert.match(e.message, /^the 1024 token ids: .*counted 512 prompt tokens/);
+      assert.match(e.message, /^the 1016 token ids: .*counted 512 prompt tokens/);
       assert.match(
         e.message,
-        /--ctx-size: each of its --parallel slots gets ctx-size \/ parallel tokens, and a slot needs 1024$/,
+        /With its answer \(up to 8 tokens\) the prompt needs 1024: restart llama-server .* and a slot needs 1024$/,
       );
       return true;
     });

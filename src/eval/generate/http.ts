@@ -592,20 +592,33 @@ export class HttpBackend implements GenerationBackend {
   /**
    * A choice cut by the server's own limit (finish_reason "length" before max_tokens: llama-server's or Ollama's
    * context per request filled up) is refused: the answer is shorter than the built-in engine's would be, and kept
-   * it would be judged as a whole answer.
+   * it would be judged as a whole answer. The fix asks for a context that holds the server's count of the prompt and
+   * the whole answer, where the server gives that count.
    */
-  private checkNotCutShort(res: any, url: string, maxNewTokens: number): void {
+  private async checkNotCutShort(res: any, url: string, path: string, maxNewTokens: number): Promise<void> {
     const used = res?.usage?.completion_tokens;
     if (res?.choices?.[0]?.finish_reason !== "length" || typeof used !== "number" || used >= maxNewTokens)
       return;
+    const prompt = res?.usage?.prompt_tokens;
+    const fix =
+      typeof prompt === "number" && prompt > 0
+        ? `its ${prompt} prompt tokens and the ${maxNewTokens} of the answer need ${prompt + maxNewTokens}: ` +
+          contextFix(await this.kindOf(url, path), prompt + maxNewTokens, this.opts.model)
+        : "give it a larger one (llama-server: --ctx-size per slot; Ollama: num_ctx)";
     throw new HttpBackendError(
       `${url}: the server stopped the answer at its own limit after ${used} of the ` +
         `${maxNewTokens} tokens asked for (finish_reason "length"): its context per request is too small for the ` +
-        `prompt and the answer (llama-server: --ctx-size per slot; Ollama: num_ctx); give it a larger one`,
+        `prompt and the answer; ${fix}`,
       url,
       null,
       1,
     );
+  }
+
+  /** The kind of the server whose `url` (a base and `path`) answered: promptContexts lists them in the bases' order. */
+  private async kindOf(url: string, path: string): Promise<ServerKind> {
+    const infos = await this.promptContexts();
+    return infos[this.bases.findIndex((b) => b + path === url)]?.kind ?? "other";
   }
 
   /**
@@ -619,7 +632,7 @@ export class HttpBackend implements GenerationBackend {
     if (!tok) return null;
     if (typeof prompt === "string")
       return { tokens: tok.encode(prompt, { addSpecialTokens: false }).length, messages: 1 };
-    if (prompt.length === 0 || typeof prompt[0] === "number") return { tokens: prompt.length, messages: 1 };
+    if (isTokenIds(prompt)) return { tokens: prompt.length, messages: 1 };
     const messages = prompt as ChatMessage[];
     let tokens = 0;
     for (const m of messages) tokens += tok.encode(m.content, { addSpecialTokens: false }).length;
@@ -630,10 +643,13 @@ export class HttpBackend implements GenerationBackend {
    * A prompt that cannot fit in the least context a server states (promptContexts) is refused before it is sent,
    * naming it, its tokens, the margin for the server's chat template, the context and whence, and the fix for that
    * server: Ollama would cut it and answer (prompt-fit.ts). Where no server states one, it is sent, and
-   * checkPromptWhole reads the server's count. Our count, for checkPromptWhole.
+   * checkPromptWhole reads the server's count. Our count, for checkPromptWhole. A prompt that fits is sent even where
+   * its answer of `maxNewTokens` may not (most stop well before: an answer the server stops at its limit is refused
+   * after, checkNotCutShort); the fix asks for a context that holds both.
    */
   private async checkPromptFits(
     prompt: string | ChatMessage[] | number[],
+    maxNewTokens: number,
   ): Promise<{ tokens: number; messages: number } | null> {
     const own = this.ownPromptTokens(prompt);
     if (!own) return null;
@@ -650,7 +666,8 @@ export class HttpBackend implements GenerationBackend {
           : "") +
         `: more than the context of ${least.len} tokens per request ${least.url} has (${least.field}). ` +
         `${least.kind === "ollama" ? "Ollama would cut it and answer as if it were whole" : "It would be refused or cut"}; ` +
-        `it is not sent. ${contextFix(least.kind, need, this.opts.model)}`,
+        `it is not sent. With its answer (up to ${maxNewTokens} tokens) it needs ${need + maxNewTokens}: ` +
+        contextFix(least.kind, need + maxNewTokens, this.opts.model),
     );
   }
 
@@ -666,15 +683,15 @@ export class HttpBackend implements GenerationBackend {
     own: { tokens: number; messages: number } | null,
     path: string,
     url: string,
+    maxNewTokens: number,
   ): Promise<void> {
     const seen = res?.usage?.prompt_tokens;
     if (!own || typeof seen !== "number" || seen <= 0) return;
     const pct = this.opts.promptCountTolerancePct ?? DEFAULT_PROMPT_COUNT_TOLERANCE_PCT;
     const tolerance = promptTokenTolerance(prompt, own, pct);
     if (seen >= own.tokens - tolerance) return;
-    // the kind of the server that answered (promptContexts lists them in the order of the bases)
-    const infos = await this.promptContexts();
-    const kind: ServerKind = infos[this.bases.findIndex((b) => b + path === url)]?.kind ?? "other";
+    const kind = await this.kindOf(url, path);
+    const need = own.tokens + promptMargin(prompt) + maxNewTokens;
     // the way out for a server that cut nothing but counts fewer tokens (not for ids: sent as they are, counted alike)
     const short = Math.ceil(((own.tokens - seen) / own.tokens) * 100);
     const counts = isTokenIds(prompt)
@@ -685,7 +702,8 @@ export class HttpBackend implements GenerationBackend {
       `${promptOpening(prompt)}: ${url} counted ${seen} prompt tokens ` +
         `(usage.prompt_tokens) ${counts}: the server cut the prompt to its context and answered the rest ` +
         `as if whole${kind === "ollama" ? " (Ollama's runner keeps the prompt's first tokens and its end; its log says \"truncating input prompt\")" : ""}. ` +
-        `The answer is not kept. ${contextFix(kind, own.tokens + promptMargin(prompt), this.opts.model)}` +
+        `The answer is not kept. With its answer (up to ${maxNewTokens} tokens) the prompt needs ${need}: ` +
+        contextFix(kind, need, this.opts.model) +
         (isTokenIds(prompt)
           ? ""
           : `. If it cut nothing but counts at least ${short}% fewer tokens (a GGUF's tokenizer may; so does an ` +
@@ -698,15 +716,15 @@ export class HttpBackend implements GenerationBackend {
   }
 
   async generateText(prompt: string, opts: GenerateOptions): Promise<string> {
-    const own = await this.checkPromptFits(prompt);
+    const own = await this.checkPromptFits(prompt, opts.maxNewTokens);
     const { json: res, url } = await this.postAnswer(
       "/completions",
       { ...this.samplingFields(opts), prompt },
       undefined,
       opts.cancelQueued,
     );
-    await this.checkPromptWhole(res, prompt, own, "/completions", url);
-    this.checkNotCutShort(res, url, opts.maxNewTokens);
+    await this.checkPromptWhole(res, prompt, own, "/completions", url, opts.maxNewTokens);
+    await this.checkNotCutShort(res, url, "/completions", opts.maxNewTokens);
     const text = res?.choices?.[0]?.text;
     if (typeof text !== "string")
       throw new HttpBackendError(`${url}: response has no choices[0].text`, url, null, 1);
@@ -719,12 +737,12 @@ export class HttpBackend implements GenerationBackend {
       throw new GoodVibeError(
         "HTTP backend: generateTokens needs the `tokenizer` option (servers return text)",
       );
-    const own = await this.checkPromptFits(promptIds);
+    const own = await this.checkPromptFits(promptIds, opts.maxNewTokens);
     const { json: res, url } = await this.postAnswer("/completions", {
       ...this.samplingFields(opts),
       prompt: promptIds,
     });
-    await this.checkPromptWhole(res, promptIds, own, "/completions", url);
+    await this.checkPromptWhole(res, promptIds, own, "/completions", url, opts.maxNewTokens);
     return this.opts.tokenizer.encode(cutAtStop(String(res?.choices?.[0]?.text ?? ""), opts.stop ?? []));
   }
 
@@ -758,15 +776,15 @@ export class HttpBackend implements GenerationBackend {
     messages: ChatMessage[],
     opts: GenerateOptions & { signal?: AbortSignal; enableThinking?: boolean },
   ): Promise<string> {
-    const own = await this.checkPromptFits(messages);
+    const own = await this.checkPromptFits(messages, opts.maxNewTokens);
     const { json: res, url } = await this.postAnswer(
       "/chat/completions",
       { ...this.samplingFields(opts), messages, ...this.templateFields(opts.enableThinking) },
       opts.signal,
       opts.cancelQueued,
     );
-    await this.checkPromptWhole(res, messages, own, "/chat/completions", url);
-    this.checkNotCutShort(res, url, opts.maxNewTokens);
+    await this.checkPromptWhole(res, messages, own, "/chat/completions", url, opts.maxNewTokens);
+    await this.checkNotCutShort(res, url, "/chat/completions", opts.maxNewTokens);
     const content = res?.choices?.[0]?.message?.content;
     if (content !== null && typeof content !== "string")
       throw new HttpBackendError(`${url}: response has no choices[0].message.content`, url, null, 1);
