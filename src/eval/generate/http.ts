@@ -295,6 +295,25 @@ function networkErrorCode(e: unknown): string | undefined {
   return err?.cause?.code ?? err?.code;
 }
 
+/**
+ * Why a request got no answer, in words a user reads ("connection refused (ECONNREFUSED)"): fetch's own message is
+ * "fetch failed" whatever happened, its cause says what.
+ */
+function noAnswerWhy(e: unknown, code: string | undefined): string {
+  const words: Record<string, string> = {
+    ECONNREFUSED: "connection refused",
+    ECONNRESET: "connection reset",
+    UND_ERR_SOCKET: "connection closed by the server",
+    EPIPE: "connection closed by the server",
+    ENOTFOUND: "no such host",
+  };
+  const cause = (e as { cause?: { message?: unknown } })?.cause?.message;
+  const what =
+    (code && words[code]) ??
+    (typeof cause === "string" && cause ? cause : ((e as Error)?.message ?? String(e)));
+  return `${what}${code ? ` (${code})` : ""}`;
+}
+
 /** Wait `ms`, or less when one of `stops` fires or has already fired (an aborted signal fires no more events). */
 function sleep(ms: number, stops: readonly AbortSignal[] = []): Promise<void> {
   if (stops.some((s) => s.aborted)) return Promise.resolve();
@@ -371,6 +390,15 @@ export interface ServerWindow {
   len: number;
   field: string;
 }
+
+/** A side endpoint's answer (HttpBackend.probe): its JSON (null: not 2xx, not JSON, or none); why none came, if none. */
+interface ProbeAnswer {
+  json: unknown;
+  noAnswer: string | null;
+}
+
+/** A server's kind and the context it states for prompts (HttpBackend.promptContexts), null where it states none. */
+type ServerContext = Omit<PromptContext, "len" | "field"> & { len: number | null; field: string | null };
 
 /** The context per request log-likelihoods are cut to (HttpBackend.contextPerRequest), and whence it comes. */
 export interface ContextPerRequest {
@@ -653,7 +681,9 @@ export class HttpBackend implements GenerationBackend {
   ): Promise<{ tokens: number; messages: number } | null> {
     const own = this.ownPromptTokens(prompt);
     if (!own) return null;
-    const known = (await this.promptContexts()).filter((c): c is PromptContext => c.len !== null);
+    const known = (await this.promptContexts()).filter(
+      (c): c is ServerContext & PromptContext => c.len !== null,
+    );
     if (known.length === 0) return own;
     const least = known.reduce((a, b) => (b.len < a.len ? b : a));
     const margin = promptMargin(prompt);
@@ -723,6 +753,7 @@ export class HttpBackend implements GenerationBackend {
       undefined,
       opts.cancelQueued,
     );
+    this.learnContextAfterAnswer(url, "/completions");
     await this.checkPromptWhole(res, prompt, own, "/completions", url, opts.maxNewTokens);
     await this.checkNotCutShort(res, url, "/completions", opts.maxNewTokens);
     const text = res?.choices?.[0]?.text;
@@ -742,6 +773,7 @@ export class HttpBackend implements GenerationBackend {
       ...this.samplingFields(opts),
       prompt: promptIds,
     });
+    this.learnContextAfterAnswer(url, "/completions");
     await this.checkPromptWhole(res, promptIds, own, "/completions", url, opts.maxNewTokens);
     return this.opts.tokenizer.encode(cutAtStop(String(res?.choices?.[0]?.text ?? ""), opts.stop ?? []));
   }
@@ -783,6 +815,7 @@ export class HttpBackend implements GenerationBackend {
       opts.signal,
       opts.cancelQueued,
     );
+    this.learnContextAfterAnswer(url, "/chat/completions");
     await this.checkPromptWhole(res, messages, own, "/chat/completions", url, opts.maxNewTokens);
     await this.checkNotCutShort(res, url, "/chat/completions", opts.maxNewTokens);
     const content = res?.choices?.[0]?.message?.content;
@@ -962,14 +995,31 @@ export class HttpBackend implements GenerationBackend {
    * (ollama/ollama#5544, #12636: a few-shot GSM8K prompt is answered as a chat message, not continued), unless the
    * model has none (a ":text" model) or one that is the prompt alone. An Ollama server is known by its
    * GET /api/version; its model's template by POST /api/show (each asked once per server: probe). vLLM and
-   * llama-server pass the prompt as it is.
+   * llama-server pass the prompt as it is. A server that gives either no answer (connection refused or reset: an
+   * Ollama restarting; no answer in time) is an error saying it could not be asked, not "not Ollama": its raw prompts
+   * would otherwise go unchecked to a server that may wrap them. An error, not a retry: the check is made once,
+   * before any answer (eval's start), where a server that is down fails the run at once and a rerun costs nothing,
+   * and the answers' own requests retry (maxRetries) once it runs.
    */
   async rawPromptProblem(): Promise<string | null> {
     for (const base of this.bases) {
       const r = root(base);
-      const version = await this.ollamaVersion(base);
+      const unasked = (what: string, asked: string) =>
+        new HttpBackendError(
+          `${r} could not be asked ${what} (${asked}): raw prompts are not sent where it cannot be told ` +
+            "whether the server puts them into a chat template (Ollama's /v1/completions does). Check that the " +
+            "server is up at that URL, and run again",
+          r,
+          null,
+          1,
+        );
+      const { version, noAnswer } = await this.ollamaVersionAnswer(base);
+      if (noAnswer !== null) throw unasked("whether it is Ollama", `GET ${r}/api/version got ${noAnswer}`);
       if (version === null) continue;
-      const template = (await this.ollamaShow(base))?.template;
+      const show = await this.ollamaShowAnswer(base);
+      if (show.noAnswer !== null)
+        throw unasked(`for "${this.opts.model}"'s chat template`, `POST ${r}/api/show got ${show.noAnswer}`);
+      const template = show.show?.template;
       if (typeof template !== "string") continue;
       const bare = template.replace(/\s+/g, "");
       if (bare === "" || bare === "{{.Prompt}}") continue;
@@ -981,9 +1031,10 @@ export class HttpBackend implements GenerationBackend {
     return null;
   }
 
-  private promptContextList: Promise<
-    (Omit<PromptContext, "len" | "field"> & { len: number | null; field: string | null })[]
-  > | null = null;
+  /** promptContexts' entries, one per base in their order (learnContextAfterAnswer may replace one, once). */
+  private promptContextList: Promise<ServerContext>[] | null = null;
+  /** the bases (by index) whose Ollama context was asked again after an answer: once each */
+  private contextRelearned = new Set<number>();
 
   /**
    * Each server's kind and the context per request it states, read once (prompt-fit.ts): vLLM's max_model_len and
@@ -993,61 +1044,99 @@ export class HttpBackend implements GenerationBackend {
    * training context, which the server may not have allotted. An Ollama default (OLLAMA_CONTEXT_LENGTH, or the
    * version's default: 2048, then 4096, then by GPU memory) is stated nowhere: that context is null, and only the
    * server's count after the answer tells. `maxModelLen` (eval --max-model-len) is not read here: it is the window
-   * log-likelihoods are cut to, which a test or a user may set below the server's.
+   * log-likelihoods are cut to, which a test or a user may set below the server's. Ollama loads a model at its first
+   * request, so a freshly started one lists nothing in /api/ps before it: learnContextAfterAnswer asks again.
    */
-  private promptContexts() {
-    this.promptContextList ??= Promise.all(
-      this.bases.map(async (base) => {
-        const models = await this.modelList(base);
-        const w = serverWindow(models, this.opts.model);
-        const data = (models as { data?: unknown } | null)?.data;
-        const card = Array.isArray(data) ? data.find((c) => c?.id === this.opts.model) : undefined;
-        let kind: ServerKind = "other";
-        let len: number | null = null;
-        let field: string | null = null;
-        if (w) {
-          kind = w.field.startsWith("meta.") ? "llama-server" : "vllm";
-          [len, field] = [w.len, `GET ${base}/models ${w.field}`];
-        } else if (card?.owned_by === "vllm") kind = "vllm";
-        else if (card?.owned_by === "llamacpp") kind = "llama-server";
+  private promptContexts(): Promise<ServerContext[]> {
+    this.promptContextList ??= this.bases.map((base) => this.promptContextOf(base));
+    return Promise.all(this.promptContextList);
+  }
+
+  /** promptContexts' entry for one server, from its answers (probe's, kept) and GET /api/ps (asked each time). */
+  private async promptContextOf(base: string): Promise<ServerContext> {
+    const models = await this.modelList(base);
+    const w = serverWindow(models, this.opts.model);
+    const data = (models as { data?: unknown } | null)?.data;
+    const card = Array.isArray(data) ? data.find((c) => c?.id === this.opts.model) : undefined;
+    let kind: ServerKind = "other";
+    let len: number | null = null;
+    let field: string | null = null;
+    if (w) {
+      kind = w.field.startsWith("meta.") ? "llama-server" : "vllm";
+      [len, field] = [w.len, `GET ${base}/models ${w.field}`];
+    } else if (card?.owned_by === "vllm") kind = "vllm";
+    else if (card?.owned_by === "llamacpp") kind = "llama-server";
+    else {
+      const r = root(base);
+      const version = await this.ollamaVersion(base);
+      if (version !== null) {
+        kind = "ollama";
+        const loaded = await this.ollamaLoadedContext(base, version);
+        if (loaded) [len, field] = [loaded.len, loaded.field];
         else {
-          const r = root(base);
-          const version = await this.ollamaVersion(base);
-          if (version !== null) {
-            kind = "ollama";
-            const ps = ((await this.getJson(`${r}/api/ps`)) as { models?: unknown } | null)?.models;
-            const loaded = Array.isArray(ps)
-              ? ps.find(
-                  (m) =>
-                    m !== null &&
-                    typeof m === "object" &&
-                    [m.name, m.model].some(
-                      (n: unknown) => typeof n === "string" && ollamaName(n) === ollamaName(this.opts.model),
-                    ),
-                )
-              : undefined;
-            const ok = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 2;
-            if (ok(loaded?.context_length))
-              [len, field] = [loaded.context_length, `Ollama ${version}: GET ${r}/api/ps context_length`];
-            else {
-              const params = (await this.ollamaShow(base))?.parameters;
-              const m = typeof params === "string" ? /(?:^|\n)\s*num_ctx\s+(\d+)/.exec(params) : null;
-              if (m)
-                [len, field] = [Number(m[1]), `Ollama ${version}: POST ${r}/api/show parameters num_ctx`];
-            }
-          }
+          const params = (await this.ollamaShow(base))?.parameters;
+          const m = typeof params === "string" ? /(?:^|\n)\s*num_ctx\s+(\d+)/.exec(params) : null;
+          if (m) [len, field] = [Number(m[1]), `Ollama ${version}: POST ${r}/api/show parameters num_ctx`];
         }
-        return { url: root(base), kind, len, field };
-      }),
-    );
-    return this.promptContextList;
+      }
+    }
+    return { url: root(base), kind, len, field };
+  }
+
+  /**
+   * The context Ollama states for the model where it is loaded: GET {root}/api/ps's context_length (the runner's
+   * num_ctx), asked each time (not probe: it changes as models load); null where it lists the model without one, or
+   * does not list it (not loaded yet, or no more: keep_alive).
+   */
+  private async ollamaLoadedContext(
+    base: string,
+    version: string,
+  ): Promise<{ len: number; field: string } | null> {
+    const r = root(base);
+    const ps = ((await this.getJson(`${r}/api/ps`)) as { models?: unknown } | null)?.models;
+    const loaded = Array.isArray(ps)
+      ? ps.find(
+          (m) =>
+            m !== null &&
+            typeof m === "object" &&
+            [m.name, m.model].some(
+              (n: unknown) => typeof n === "string" && ollamaName(n) === ollamaName(this.opts.model),
+            ),
+        )
+      : undefined;
+    const ok = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 2;
+    return ok(loaded?.context_length)
+      ? { len: loaded.context_length, field: `Ollama ${version}: GET ${r}/api/ps context_length` }
+      : null;
+  }
+
+  /**
+   * After the first answer from a server whose context promptContexts found stated nowhere, work its entry out once
+   * more. A freshly started Ollama lists a model in /api/ps only once a request has loaded it (and /api/show states
+   * num_ctx only where a Modelfile sets it): asked again, the model that answered is loaded, and its context_length is
+   * the num_ctx every later prompt gets (OLLAMA_CONTEXT_LENGTH or the version's default). A server that gave no answer
+   * to GET /v1/models or /api/version then (restarting) is asked again too (probe keeps no failed connection). So later
+   * prompts are checked before they are sent. The answers kept (probe) are not asked again: this costs Ollama one GET
+   * /api/ps, other servers nothing. Once per server, not after every answer: an Ollama that does not state it then
+   * (one too old to give context_length) would cost a request per answer, and the check after each answer still
+   * guards. Not awaited here: the next prompt's check waits for it (promptContexts), this answer does not.
+   */
+  private learnContextAfterAnswer(url: string, path: string): void {
+    const list = this.promptContextList;
+    const i = this.bases.findIndex((b) => b + path === url);
+    if (!list || i < 0 || this.contextRelearned.has(i)) return;
+    this.contextRelearned.add(i);
+    const base = this.bases[i]!;
+    const relearned = list[i]!.then((c) => (c.len !== null ? c : this.promptContextOf(base).catch(() => c)));
+    relearned.catch(() => {}); // a stop while asking reaches whoever awaits it next; no one may
+    list[i] = relearned;
   }
 
   private windows: Promise<ContextPerRequest> | null = null;
 
   /** GET `base`/models, once per server (probe): the model check and the contexts per request read one answer. */
-  private modelList(base: string): Promise<unknown> {
-    return this.probe(`${base}/models`);
+  private async modelList(base: string): Promise<unknown> {
+    return (await this.probe(`${base}/models`)).json;
   }
 
   /**
@@ -1055,18 +1144,32 @@ export class HttpBackend implements GenerationBackend {
    * per server (probe): the model check, the raw-prompt check and the prompts' contexts all need to know.
    */
   private async ollamaVersion(base: string): Promise<string | null> {
-    const version = ((await this.probe(`${root(base)}/api/version`)) as { version?: unknown } | null)
-      ?.version;
-    return typeof version === "string" ? version : null;
+    return (await this.ollamaVersionAnswer(base)).version;
+  }
+
+  /** ollamaVersion, and why it could not be told where the server gave no answer (probe's noAnswer). */
+  private async ollamaVersionAnswer(
+    base: string,
+  ): Promise<{ version: string | null; noAnswer: string | null }> {
+    const a = await this.probe(`${root(base)}/api/version`);
+    const version = (a.json as { version?: unknown } | null)?.version;
+    return { version: typeof version === "string" ? version : null, noAnswer: a.noAnswer };
   }
 
   /** Ollama's POST {root}/api/show for the model, once per server (probe): its template and its parameters. */
   private async ollamaShow(base: string): Promise<{ template?: unknown; parameters?: unknown } | null> {
-    const show = await this.probe(`${root(base)}/api/show`, { model: this.opts.model });
-    return show !== null && typeof show === "object" ? show : null;
+    return (await this.ollamaShowAnswer(base)).show;
   }
 
-  private probes = new Map<string, Promise<unknown>>();
+  private async ollamaShowAnswer(
+    base: string,
+  ): Promise<{ show: { template?: unknown; parameters?: unknown } | null; noAnswer: string | null }> {
+    const a = await this.probe(`${root(base)}/api/show`, { model: this.opts.model });
+    const show = a.json !== null && typeof a.json === "object" ? a.json : null;
+    return { show, noAnswer: a.noAnswer };
+  }
+
+  private probes = new Map<string, Promise<ProbeAnswer>>();
 
   /**
    * getJson of a side endpoint whose answer does not change while a run lasts (a server's model list, Ollama's version
@@ -1075,16 +1178,17 @@ export class HttpBackend implements GenerationBackend {
    * next check would wait as long again for a server that hangs, before any retry warning tells the user). A request
    * that reached no server (connection refused or reset: a server restarting) is not: the next check asks again, so
    * a server that was down for one check is not taken for "not Ollama" (its raw prompts wrapped in a chat template
-   * unnoticed) or for one listing nothing by all the others. A stop (InterruptedError) is not kept either.
+   * unnoticed) or for one listing nothing by all the others. A stop (InterruptedError) is not kept either. A check
+   * that must know (rawPromptProblem, contextPerRequest) reads `noAnswer` and says the server could not be asked.
    */
-  private probe(url: string, body?: unknown): Promise<unknown> {
+  private probe(url: string, body?: unknown): Promise<ProbeAnswer> {
     const key = body === undefined ? `GET ${url}` : `POST ${url} ${JSON.stringify(body)}`;
     let asked = this.probes.get(key);
     if (!asked) {
       asked = this.request(url, body).then(
         (r) => {
           if (!r.reached) this.probes.delete(key);
-          return r.json;
+          return { json: r.json, noAnswer: r.noAnswer };
         },
         (e: unknown) => {
           this.probes.delete(key);
@@ -1160,11 +1264,14 @@ export class HttpBackend implements GenerationBackend {
   contextPerRequest(): Promise<ContextPerRequest> {
     this.windows ??= (async () => {
       const servers = await Promise.all(
-        this.bases.map(async (base) => ({
-          url: base,
-          report: serverWindow(await this.modelList(base), this.opts.model),
-        })),
+        this.bases.map(async (base) => {
+          const a = await this.probe(`${base}/models`);
+          return { url: base, report: serverWindow(a.json, this.opts.model), noAnswer: a.noAnswer };
+        }),
       );
+      // a server that gave no answer is asked again by the next call (probe keeps no refused connection): what it
+      // reports is not known yet, so neither is this
+      if (servers.some((s) => s.noAnswer !== null)) this.windows = null;
       const reported = servers.flatMap((s) => (s.report ? [{ url: s.url, ...s.report }] : []));
       const unreported = servers.filter((s) => !s.report).map((s) => s.url);
       const given = this.opts.maxModelLen;
@@ -1182,6 +1289,17 @@ export class HttpBackend implements GenerationBackend {
         }
         return { len: given, from: "option", reported, unreported };
       }
+      const silent = servers.find((s) => s.noAnswer !== null);
+      if (silent)
+        throw new HttpBackendError(
+          `GET ${silent.url}/models got ${silent.noAnswer}: the server could not be asked its context per request ` +
+            `(max_model_len) for "${this.opts.model}". Check that it is up at that URL, or give its context per ` +
+            "request in tokens (eval --max-model-len; HttpBackend option maxModelLen) to cut log-likelihood " +
+            "contexts to it",
+          `${silent.url}/models`,
+          null,
+          1,
+        );
       if (unreported.length > 0)
         throw new InputError(
           `GET ${unreported[0]}/models does not report max_model_len for "${this.opts.model}": give its context ` +
@@ -1204,9 +1322,14 @@ export class HttpBackend implements GenerationBackend {
 
   /**
    * getJson's request, and whether it reached a server: false where the connection failed (refused, reset, no such
-   * host), true where the server answered (any status) or let the request time out.
+   * host), true where the server answered (any status) or let the request time out; `noAnswer`, where no answer came
+   * (the connection failed or the time ran out), says so for an error ("no answer: connection refused
+   * (ECONNREFUSED)"), null where the server answered.
    */
-  private async request(url: string, body?: unknown): Promise<{ json: unknown; reached: boolean }> {
+  private async request(
+    url: string,
+    body?: unknown,
+  ): Promise<{ json: unknown; reached: boolean; noAnswer: string | null }> {
     const timeout = AbortSignal.timeout(this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_S * 1000);
     const either = this.opts.signal ? anySignal([this.opts.signal, timeout]) : null;
     const auth: Record<string, string> = this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {};
@@ -1221,17 +1344,22 @@ export class HttpBackend implements GenerationBackend {
         signal: either?.signal ?? timeout,
       });
       text = await res.text();
-    } catch {
+    } catch (e) {
       if (this.opts.signal?.aborted) throw interrupted(`stopped (${method} ${url} was cancelled)`);
-      return { json: null, reached: timeout.aborted };
+      const code = timeout.aborted ? "timeout" : networkErrorCode(e);
+      const noAnswer =
+        code === "timeout"
+          ? `no answer within ${this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_S * 1000} ms`
+          : `no answer: ${noAnswerWhy(e, code)}`;
+      return { json: null, reached: timeout.aborted, noAnswer };
     } finally {
       either?.dispose();
     }
-    if (!res.ok) return { json: null, reached: true };
+    if (!res.ok) return { json: null, reached: true, noAnswer: null };
     try {
-      return { json: JSON.parse(text), reached: true };
+      return { json: JSON.parse(text), reached: true, noAnswer: null };
     } catch {
-      return { json: null, reached: true };
+      return { json: null, reached: true, noAnswer: null };
     }
   }
 
