@@ -30,6 +30,7 @@ import type { ArcItem } from "../../src/eval/utility/datasets.js";
 import { REPO_ROOT, tokenizerDir } from "../scale/models.js";
 import { httpUtilityServer } from "../../src/eval/utility/engine.js";
 import { InputError, InterruptedError } from "../../src/errors.js";
+import { contextLine } from "../../src/cli/commands/eval-run.js";
 
 interface Seen {
   path: string;
@@ -1228,6 +1229,25 @@ test("contextPerRequest: a server that gave no answer to GET /v1/models is said 
       gone.contextPerRequest(),
       unasked(/\/v1\/models got no answer: connection refused \(ECONNREFUSED\)/),
     );
+    // with --max-model-len given, the option is taken, and the line said before the answers names the server as
+    // one that gave no answer, not one that reports none
+    const given = new HttpBackend({
+      baseUrls: [flaky.url, closed.url],
+      model: "m",
+      tokenizer: charTokenizer,
+      maxModelLen: 64,
+    });
+    const ctx = await given.contextPerRequest();
+    assert.deepEqual(
+      { ...ctx, reported: ctx.reported.map((r) => r.len) },
+      { len: 64, from: "option", reported: [96], unreported: [], unanswered: [`${closed.url}/v1`] },
+    );
+    const line = contextLine(ctx);
+    assert.ok(
+      line.endsWith(`; not checked against ${closed.url}/v1, which gave no answer to GET /v1/models`),
+      line,
+    );
+    assert.doesNotMatch(line, /reports none/);
   } finally {
     await flaky.close();
   }
@@ -1288,7 +1308,7 @@ test("loglikelihood: the context per request is every server's (a fleet's least;
     });
     assert.deepEqual(
       { ...(await within.contextPerRequest()), reported: undefined },
-      { len: 50, from: "option", reported: undefined, unreported: [] },
+      { len: 50, from: "option", reported: undefined, unreported: [], unanswered: [] },
     );
   } finally {
     await big.close();

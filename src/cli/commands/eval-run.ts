@@ -149,7 +149,7 @@ async function checkPromptLogprobs(
 }
 
 /** What the servers' context per request is and whence it comes: said once, before the answers. */
-function contextLine(ctx: ContextPerRequest): string {
+export function contextLine(ctx: ContextPerRequest): string {
   const reports = ctx.reported.map((r) => `${r.url} ${r.field} ${r.len}`).join(", ");
   const head = `log-likelihood pairs cut to a context per request of ${ctx.len} tokens`;
   if (ctx.from === "servers")
@@ -159,6 +159,9 @@ function contextLine(ctx: ContextPerRequest): string {
     (reports ? `; within what ${reports} report${ctx.reported.length === 1 ? "s" : ""}` : "") +
     (ctx.unreported.length
       ? `; not checked against ${ctx.unreported.join(", ")}, whose GET /v1/models reports none`
+      : "") +
+    (ctx.unanswered.length
+      ? `; not checked against ${ctx.unanswered.join(", ")}, which gave no answer to GET /v1/models`
       : "")
   );
 }

@@ -408,6 +408,8 @@ export interface ContextPerRequest {
   /** the servers that report theirs, with it; those that report none (a given option is not checked there) */
   reported: (ServerWindow & { url: string })[];
   unreported: string[];
+  /** the servers that gave no answer to GET /v1/models (a given option is not checked there either) */
+  unanswered: string[];
 }
 
 /**
@@ -1273,7 +1275,8 @@ export class HttpBackend implements GenerationBackend {
       // reports is not known yet, so neither is this
       if (servers.some((s) => s.noAnswer !== null)) this.windows = null;
       const reported = servers.flatMap((s) => (s.report ? [{ url: s.url, ...s.report }] : []));
-      const unreported = servers.filter((s) => !s.report).map((s) => s.url);
+      const unreported = servers.filter((s) => !s.report && s.noAnswer === null).map((s) => s.url);
+      const unanswered = servers.filter((s) => s.noAnswer !== null).map((s) => s.url);
       const given = this.opts.maxModelLen;
       if (given !== undefined) {
         const over = reported.filter((r) => r.len < given);
@@ -1287,7 +1290,7 @@ export class HttpBackend implements GenerationBackend {
               "the flag out to use what the servers report",
           );
         }
-        return { len: given, from: "option", reported, unreported };
+        return { len: given, from: "option", reported, unreported, unanswered };
       }
       const silent = servers.find((s) => s.noAnswer !== null);
       if (silent)
@@ -1306,7 +1309,13 @@ export class HttpBackend implements GenerationBackend {
             "per request in tokens (eval --max-model-len; HttpBackend option maxModelLen) to cut log-likelihood " +
             "contexts to it",
         );
-      return { len: Math.min(...reported.map((r) => r.len)), from: "servers", reported, unreported };
+      return {
+        len: Math.min(...reported.map((r) => r.len)),
+        from: "servers",
+        reported,
+        unreported,
+        unanswered,
+      };
     })();
     return this.windows;
   }
