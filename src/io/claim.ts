@@ -1,10 +1,11 @@
 /**
  * Claims on folders that several processes may compute in at once — an experiment's cells and shared inputs over
  * many workers (experiment/shard.ts), one run folder of `harden` / `train` (recipes/harden.ts), of `identify` (one
- * per shard with --shard: cli/commands/stages-run.ts) and of `judge train` (recipes/train-judge.ts). A claim is a file
- * created exclusively and whole (a temporary hard-linked into place) in the folder it claims, kept fresh by a
- * heartbeat. A claim whose holder died (same host: its process is gone, or its pid now names a process started at
- * another time; any host: no heartbeat for GOODVIBE_CLAIM_STALE_SECONDS, default 600) is taken over.
+ * per shard with --shard: cli/commands/stages-run.ts) and of `judge train` (recipes/train-judge.ts), a report folder
+ * while a render is put in place there (report/folder.ts). A claim is a file created exclusively and whole (a
+ * temporary hard-linked into place) in the folder it claims, kept fresh by a heartbeat. A claim whose holder died
+ * (same host: its process is gone, or its pid now names a process started at another time; any host: no heartbeat
+ * for GOODVIBE_CLAIM_STALE_SECONDS, default 600) is taken over.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -276,15 +277,29 @@ function release(key: string): void {
   if (readClaim(file)?.token === mine.token) fs.rmSync(file, { force: true });
 }
 
-/** Wait (polling) until this worker holds the claim of `dir`; returns its release. */
+/**
+ * Wait (polling) until this worker holds the claim of `dir`; returns its release. With `waitMs`, a claim still held
+ * by a live holder after that long throws `onTimeout(holder)` instead of waiting on (a stopped or hung holder must not
+ * hang its waiter for ever).
+ */
 export async function holdClaim(
   dir: string,
-  opts: { signal?: AbortSignal; onWait?: (holder: string) => void } = {},
+  opts: {
+    signal?: AbortSignal;
+    onWait?: (holder: string) => void;
+    waitMs?: number;
+    onTimeout?: (holder: string) => Error;
+  } = {},
 ): Promise<() => void> {
   let told = false;
+  const deadline = opts.waitMs === undefined ? Infinity : Date.now() + opts.waitMs;
   for (;;) {
     const release = tryClaim(dir);
     if (release) return release;
+    if (Date.now() >= deadline) {
+      const holder = claimHolder(dir) ?? "another worker";
+      throw opts.onTimeout?.(holder) ?? new Error(`${dir}: still held by ${holder}`);
+    }
     if (!told) {
       opts.onWait?.(claimHolder(dir) ?? "another worker");
       told = true;

@@ -15,10 +15,18 @@
  * incomplete listing the earlier and the new files; the entry points (index.html, tables.md) removed; the new files
  * in; the earlier ones it does not have removed; the entry points in; the complete manifest. A folder stopped in
  * between has no index.html and a manifest that says so, and the next render removes every file either render left.
+ *
+ * Two renders into one folder at once (a re-render while a CI job renders; shards rendering into a shared folder)
+ * never interleave: a render holds the folder's claim (io/claim.ts) from reading the earlier render until its
+ * complete manifest is in, so the second reads the first's files as the earlier render and replaces them whole. The
+ * second waits for it: a put-in-place takes seconds, so a claim still held after REPORT_WAIT_SECONDS is a stuck or
+ * stopped holder, refused then (naming it) rather than waited on for ever. A dead holder's claim is taken over.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fsyncDir, withTempFolder, writeFileAtomic } from "../io/atomic.js";
+import { holdClaim } from "../io/claim.js";
+import { InputError, ResourceError } from "../errors.js";
 import { PACKAGE, packageCommit } from "../util/package-info.js";
 
 /** The manifest's name in a report folder (the name `goodvibe report` has given its list of files since 2026-11). */
@@ -149,21 +157,111 @@ export interface PublishedReport {
 }
 
 /**
+ * How long a render waits for another one putting its report in the same folder, in seconds; the environment's
+ * GOODVIBE_REPORT_WAIT_SECONDS overrides it. A put-in-place takes seconds even for a large grid's report.
+ */
+export const REPORT_WAIT_SECONDS = 120;
+
+function reportWaitSeconds(): number {
+  const raw = process.env.GOODVIBE_REPORT_WAIT_SECONDS;
+  if (raw === undefined || raw === "") return REPORT_WAIT_SECONDS;
+  const s = Number(raw);
+  if (!Number.isFinite(s) || s < 0)
+    throw new InputError(
+      `GOODVIBE_REPORT_WAIT_SECONDS=${JSON.stringify(raw)}: not a number of seconds (>= 0)`,
+    );
+  return s;
+}
+
+export interface PublishOptions {
+  /** told once when another render holds the folder and this one waits for it (the holder: host, pid, since) */
+  onWait?: (holder: string) => void;
+}
+
+/**
+ * Renders of this process into each folder, one after another: the folder's claim is one per process (a nested
+ * claim of the same folder is the same claim), so it does not keep two of them apart.
+ */
+const inProcess = new Map<string, Promise<unknown>>();
+
+/**
  * Put a rendered report (`contents`: plain file name → text, index.html among them) in `outDir` (made if needed),
- * replacing an earlier render there as the module's comment says. `onStep` is told each step done (the name
- * staged; "manifest: incomplete", "removed NAME", "in NAME", "manifest: complete"): a test stops it there as a
- * kill would.
+ * replacing an earlier render there as the module's comment says, under the folder's claim. `onStep` is told each
+ * step done (the name staged; "manifest: incomplete", "removed NAME", "in NAME", "manifest: complete"): a test
+ * stops it there as a kill would.
  */
 export async function publishReport(
   outDir: string,
   contents: ReadonlyMap<string, string>,
   about: ReportManifest["results"],
   onStep?: (step: string) => void,
+  opts: PublishOptions = {},
 ): Promise<PublishedReport> {
   for (const name of contents.keys())
     if (!isPlainName(name)) throw new Error(`report file name ${JSON.stringify(name)} is not a plain name`);
   if (!contents.has("index.html")) throw new Error("a report without index.html");
+  const waitSeconds = reportWaitSeconds();
+  const key = path.resolve(outDir);
+  const mine = (inProcess.get(key) ?? Promise.resolve())
+    .catch(() => undefined) // the render before failed: this one goes ahead all the same
+    .then(() => publishClaimed(outDir, contents, about, onStep, opts, waitSeconds));
+  inProcess.set(key, mine);
+  try {
+    return await mine;
+  } finally {
+    if (inProcess.get(key) === mine) inProcess.delete(key);
+  }
+}
+
+async function publishClaimed(
+  outDir: string,
+  contents: ReadonlyMap<string, string>,
+  about: ReportManifest["results"],
+  onStep: ((step: string) => void) | undefined,
+  opts: PublishOptions,
+  waitSeconds: number,
+): Promise<PublishedReport> {
   const made = !fs.existsSync(outDir);
+  let touched = false;
+  try {
+    const release = await holdClaim(outDir, {
+      waitMs: waitSeconds * 1000,
+      ...(opts.onWait ? { onWait: opts.onWait } : {}),
+      onTimeout: (holder) =>
+        new ResourceError(
+          `${outDir}: another render is putting its report in place there (${holder}) and has not finished after ` +
+            `${waitSeconds} s of waiting (GOODVIBE_REPORT_WAIT_SECONDS); render again once it has. A claim of a ` +
+            `process that has died is taken over: at once on this host, after GOODVIBE_CLAIM_STALE_SECONDS ` +
+            `without its heartbeat for another host's`,
+        ),
+    });
+    try {
+      return await putInPlace(outDir, contents, about, onStep, () => {
+        touched = true;
+      });
+    } finally {
+      release(); // before the removal below: the claim is a file in the folder
+    }
+  } catch (e) {
+    // a folder this render made and never filled goes too: no empty report folder is left
+    if (made && !touched)
+      try {
+        fs.rmdirSync(outDir); // empty only: never anything someone put there meanwhile
+      } catch {
+        // not empty, or gone: left as it is
+      }
+    throw e;
+  }
+}
+
+/** publishReport's work, the folder's claim held; `touch` is called before the folder's first change. */
+async function putInPlace(
+  outDir: string,
+  contents: ReadonlyMap<string, string>,
+  about: ReportManifest["results"],
+  onStep: ((step: string) => void) | undefined,
+  touch: () => void,
+): Promise<PublishedReport> {
   fs.mkdirSync(outDir, { recursive: true });
   const earlier = earlierReport(outDir);
   const names = [...contents.keys()];
@@ -180,60 +278,48 @@ export async function publishReport(
     return JSON.stringify(m, null, 2) + "\n";
   };
   const removed: string[] = [];
-  let touched = false;
-  try {
-    await withTempFolder(path.join(outDir, "report"), async (stage) => {
-      // everything on disk before the folder is touched: a full disk or a throw here leaves the earlier render whole
-      for (const [name, data] of contents) {
-        writeFileAtomic(path.join(stage, name), data);
-        onStep?.(`staged ${name}`);
-      }
-      const pending = path.join(stage, ".pending");
-      writeFileAtomic(pending, manifest(false, [...new Set([...earlier.files, ...names])]));
-      const done = path.join(stage, MANIFEST);
-      writeFileAtomic(done, manifest(true, names));
+  await withTempFolder(path.join(outDir, "report"), async (stage) => {
+    // everything on disk before the folder is touched: a full disk or a throw here leaves the earlier render whole
+    for (const [name, data] of contents) {
+      writeFileAtomic(path.join(stage, name), data);
+      onStep?.(`staged ${name}`);
+    }
+    const pending = path.join(stage, ".pending");
+    writeFileAtomic(pending, manifest(false, [...new Set([...earlier.files, ...names])]));
+    const done = path.join(stage, MANIFEST);
+    writeFileAtomic(done, manifest(true, names));
 
-      // from here renames and removals only, synchronously
-      const at = (name: string) => path.join(outDir, name);
-      touched = true;
-      fs.renameSync(pending, at(MANIFEST));
-      onStep?.("manifest: incomplete");
-      for (const e of [...ENTRY_POINTS].reverse()) {
-        fs.rmSync(at(e), { force: true });
-        onStep?.(`removed ${e}`);
-      }
-      for (const name of names) {
-        if ((ENTRY_POINTS as readonly string[]).includes(name)) continue;
-        fs.renameSync(path.join(stage, name), at(name));
-        onStep?.(`in ${name}`);
-      }
-      for (const name of earlier.files) {
-        if (fresh.has(name)) continue;
-        // a file only: a folder or link of that name is not one a render wrote
-        if (fs.lstatSync(at(name), { throwIfNoEntry: false })?.isFile() !== true) continue;
-        fs.rmSync(at(name));
-        removed.push(at(name));
-        onStep?.(`removed ${name}`);
-      }
-      for (const e of ENTRY_POINTS) {
-        if (!fresh.has(e)) continue;
-        fs.renameSync(path.join(stage, e), at(e));
-        onStep?.(`in ${e}`);
-      }
-      fs.renameSync(done, at(MANIFEST));
-      onStep?.("manifest: complete");
-      fsyncDir(outDir);
-    });
-  } catch (e) {
-    // a folder this render made and never filled goes too: no empty report folder is left
-    if (made && !touched)
-      try {
-        fs.rmdirSync(outDir); // empty only: never anything someone put there meanwhile
-      } catch {
-        // not empty, or gone: left as it is
-      }
-    throw e;
-  }
+    // from here renames and removals only, synchronously
+    const at = (name: string) => path.join(outDir, name);
+    touch();
+    fs.renameSync(pending, at(MANIFEST));
+    onStep?.("manifest: incomplete");
+    for (const e of [...ENTRY_POINTS].reverse()) {
+      fs.rmSync(at(e), { force: true });
+      onStep?.(`removed ${e}`);
+    }
+    for (const name of names) {
+      if ((ENTRY_POINTS as readonly string[]).includes(name)) continue;
+      fs.renameSync(path.join(stage, name), at(name));
+      onStep?.(`in ${name}`);
+    }
+    for (const name of earlier.files) {
+      if (fresh.has(name)) continue;
+      // a file only: a folder or link of that name is not one a render wrote
+      if (fs.lstatSync(at(name), { throwIfNoEntry: false })?.isFile() !== true) continue;
+      fs.rmSync(at(name));
+      removed.push(at(name));
+      onStep?.(`removed ${name}`);
+    }
+    for (const e of ENTRY_POINTS) {
+      if (!fresh.has(e)) continue;
+      fs.renameSync(path.join(stage, e), at(e));
+      onStep?.(`in ${e}`);
+    }
+    fs.renameSync(done, at(MANIFEST));
+    onStep?.("manifest: complete");
+    fsyncDir(outDir);
+  });
   return {
     files: names.map((n) => path.join(outDir, n)),
     manifest: path.join(outDir, MANIFEST),

@@ -13,7 +13,7 @@ import { taskSplitTable } from "./split-table.js";
 import { codeLossByLanguageTable, hasCodeLossByLanguage } from "./code-loss-table.js";
 import { buildsNote } from "./builds.js";
 import { hasSchedules, scheduleTable, shortScheduleNote, withScheduleNote } from "./schedule.js";
-import { publishReport, type EarlierReport } from "./folder.js";
+import { publishReport, type EarlierReport, type PublishOptions } from "./folder.js";
 import { escapeHtml, tableToCsv, tableToHtml, tableToMarkdown } from "./table.js";
 import { wilsonHalfWidth } from "../eval/metrics.js";
 
@@ -158,7 +158,11 @@ function section(title: string, id: string, body: string): string {
  * files and loses an earlier render's that this one does not have, keeping anything else there (folder.ts).
  * Async because Vega renders SVG asynchronously.
  */
-export async function renderReport(results: ExperimentResults, outDir: string): Promise<RenderedReport> {
+export async function renderReport(
+  results: ExperimentResults,
+  outDir: string,
+  opts: PublishOptions = {},
+): Promise<RenderedReport> {
   const contents = new Map<string, string>();
   const write = (name: string, data: string) => {
     contents.set(name, data);
@@ -261,11 +265,21 @@ ${figureSections.join("\n")}
 </html>
 `;
   write("index.html", html);
-  const put = await publishReport(outDir, contents, { name: results.name, createdAt: results.createdAt });
+  const put = await publishReport(
+    outDir,
+    contents,
+    { name: results.name, createdAt: results.createdAt },
+    undefined,
+    opts,
+  );
   return { html, ...put };
 }
 
 /** Read a results JSON file, validate it, and render its report into outDir. */
-export async function renderReportFromFile(resultsFile: string, outDir: string): Promise<RenderedReport> {
-  return renderReport(readExperimentResults(resultsFile), outDir);
+export async function renderReportFromFile(
+  resultsFile: string,
+  outDir: string,
+  opts: PublishOptions = {},
+): Promise<RenderedReport> {
+  return renderReport(readExperimentResults(resultsFile), outDir, opts);
 }

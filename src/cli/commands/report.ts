@@ -1,6 +1,7 @@
 import * as path from "node:path";
 import type { Command } from "commander";
 import { checkOutput, writeDirAtomic } from "../../io/atomic.js";
+import { isClaimEntry } from "../../io/claim.js";
 import { makeLogger, output, runCommand } from "../common.js";
 
 export function registerReport(program: Command): void {
@@ -33,7 +34,11 @@ export function registerReport(program: Command): void {
           kind: "folder",
           inputs: { results },
           overwrite: opts.overwrite,
-          ownEntry: earlier.from === "manifest" ? () => true : (n) => n === MANIFEST || isLegacyReportName(n),
+          // the claim of a render being put in place there (its first, before any manifest) is the report's too
+          ownEntry:
+            earlier.from === "manifest"
+              ? () => true
+              : (n) => n === MANIFEST || isClaimEntry(n) || isLegacyReportName(n),
         });
         const { renderReportFromFile } = await import("../../report/index.js"); // vega loads slowly
         let files: string[];
@@ -52,7 +57,10 @@ export function registerReport(program: Command): void {
           );
           files = names.map((f) => path.resolve(opts.out, f));
         } else {
-          const r = await renderReportFromFile(results, opts.out);
+          const r = await renderReportFromFile(results, opts.out, {
+            onWait: (holder) =>
+              log.info(`${opts.out}: another render is being put in place there (${holder}); waiting`),
+          });
           const said = replacedMessages(r);
           if (said.warning) log.warn(said.warning);
           if (said.info) log.info(said.info);
