@@ -329,11 +329,9 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
   const resultsFile = path.join(out, "results.json");
   writeFileAtomic(resultsFile, JSON.stringify(results, null, 2));
   const reportDir = path.join(out, "report");
-  const { renderReport, replacedMessages } = await import("../report/index.js"); // vega loads slowly
+  const { renderReport, logReplaced } = await import("../report/index.js"); // vega loads slowly
   // a rerun into the same folder re-renders its report: what it removed of the earlier one is said
-  const said = replacedMessages(await renderReport(results, reportDir));
-  if (said.warning) log.warn(`report: ${said.warning}`);
-  if (said.info) log.info(`report: ${said.info}`);
+  logReplaced(await renderReport(results, reportDir), log, "report: ");
   return {
     base,
     hardened,

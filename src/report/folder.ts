@@ -28,6 +28,7 @@ import { fsyncDir, withTempFolder, writeFileAtomic } from "../io/atomic.js";
 import { holdClaim } from "../io/claim.js";
 import { InputError, ResourceError } from "../errors.js";
 import { PACKAGE, packageCommit } from "../util/package-info.js";
+import type { Logger } from "../util/log.js";
 
 /** The manifest's name in a report folder (the name `goodvibe report` has given its list of files since 2026-11). */
 export const MANIFEST = ".goodvibe-report.json";
@@ -355,4 +356,11 @@ export function replacedMessages(p: Pick<PublishedReport, "removed" | "earlier">
     ? `${p.earlier.problem}: the earlier render's files were known by the report's own names only`
     : null;
   return { info, warning };
+}
+
+/** replacedMessages said in `log`, each line after `prefix` (the one way every renderer's caller says them). */
+export function logReplaced(p: Pick<PublishedReport, "removed" | "earlier">, log: Logger, prefix = ""): void {
+  const said = replacedMessages(p);
+  if (said.warning) log.warn(prefix + said.warning);
+  if (said.info) log.info(prefix + said.info);
 }

@@ -22,7 +22,7 @@ export function registerReport(program: Command): void {
       const g = program.opts();
       const log = makeLogger(g);
       await runCommand(g, async () => {
-        const { MANIFEST, earlierReport, isLegacyReportName, replacedMessages } =
+        const { MANIFEST, earlierReport, isLegacyReportName, logReplaced } =
           await import("../../report/folder.js");
         // an earlier report (its manifest says which files are its own) is re-rendered in place and whatever else
         // is there (a user's notes) kept; a folder rendered before manifests only when it holds nothing but the
@@ -61,9 +61,7 @@ export function registerReport(program: Command): void {
             onWait: (holder) =>
               log.info(`${opts.out}: another render is being put in place there (${holder}); waiting`),
           });
-          const said = replacedMessages(r);
-          if (said.warning) log.warn(said.warning);
-          if (said.info) log.info(said.info);
+          logReplaced(r, log);
           files = r.files.map((f) => path.resolve(f));
         }
         output(g, `report → ${path.resolve(opts.out, "index.html")} (${files.length} files)`, files);

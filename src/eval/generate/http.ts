@@ -648,7 +648,12 @@ export class HttpBackend implements GenerationBackend {
   /** The kind of the server whose `url` (a base and `path`) answered: promptContexts lists them in the bases' order. */
   private async kindOf(url: string, path: string): Promise<ServerKind> {
     const infos = await this.promptContexts();
-    return infos[this.bases.findIndex((b) => b + path === url)]?.kind ?? "other";
+    return infos[this.baseIndex(url, path)]?.kind ?? "other";
+  }
+
+  /** Which of the bases `url` (a base and `path`) is, -1 for none: what is said of an answer names its server. */
+  private baseIndex(url: string, path: string): number {
+    return this.bases.findIndex((b) => b + path === url);
   }
 
   /**
@@ -1125,7 +1130,7 @@ export class HttpBackend implements GenerationBackend {
    */
   private learnContextAfterAnswer(url: string, path: string): void {
     const list = this.promptContextList;
-    const i = this.bases.findIndex((b) => b + path === url);
+    const i = this.baseIndex(url, path);
     if (!list || i < 0 || this.contextRelearned.has(i)) return;
     this.contextRelearned.add(i);
     const base = this.bases[i]!;
