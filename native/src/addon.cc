@@ -12,7 +12,9 @@
 #include "quant.h"
 #include "train_ops.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <link.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -833,13 +835,48 @@ OP(setGradEnabled, "(on: boolean): boolean") {
 OP(isGradEnabled, "(): boolean") { return Napi::Boolean::New(ENV, torch::GradMode::is_enabled()); }
 
 // ---------------------------------------------------------------- runtime
+// OpenBLAS (libtorch's float32 products on Debian) keeps its own pool of threads, sized by the cores at load, which
+// torch::set_num_threads leaves alone (it sets MKL's): asked for one thread, a process still split float32 products
+// over two, and after each one OpenBLAS's worker spun in sched_yield for ~0.1 s, a second core busy for nothing
+// (0.8 CPU s per GoodVibe step at 24 layers) or taken from oneDNN's threads. Found among the loaded objects, since
+// libtorch's BLAS is loaded under RTLD_LOCAL; absent (MKL builds, other BLAS) it is left alone.
+struct OpenBlas {
+  void (*set)(int) = nullptr;
+  int (*get)() = nullptr;
+};
+const OpenBlas& openBlas() {
+  static const OpenBlas found = [] {
+    OpenBlas o;
+    dl_iterate_phdr(
+        [](struct dl_phdr_info* info, size_t, void* data) -> int {
+          auto* out = static_cast<OpenBlas*>(data);
+          if (!info->dlpi_name || !*info->dlpi_name) return 0;
+          void* h = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);
+          if (!h) return 0;
+          auto set = reinterpret_cast<void (*)(int)>(dlsym(h, "openblas_set_num_threads"));
+          auto get = reinterpret_cast<int (*)()>(dlsym(h, "openblas_get_num_threads"));
+          dlclose(h);  // NOLOAD took a reference to a library that stays loaded with libtorch
+          if (!set || !get) return 0;
+          out->set = set;
+          out->get = get;
+          return 1;
+        },
+        &o);
+    return o;
+  }();
+  return found;
+}
 OP(setNumThreads, "(n: number): void") {
   int64_t n = I(info, 0);
   if (n < 1 || n > 4096) throw std::invalid_argument("threads must be in [1, 4096]");
   torch::set_num_threads(static_cast<int>(n));
+  if (openBlas().set) openBlas().set(static_cast<int>(n));
   return ENV.Undefined();
 }
 OP(getNumThreads, "(): number") { return Napi::Number::New(ENV, torch::get_num_threads()); }
+OP(blasThreads, "(): number") {
+  return Napi::Number::New(ENV, openBlas().get ? openBlas().get() : -1);
+}
 OP(cudaAvailable, "(): boolean") { return Napi::Boolean::New(ENV, torch::cuda::is_available()); }
 OP(cudaDeviceCount, "(): number") { return Napi::Number::New(ENV, static_cast<double>(torch::cuda::device_count())); }
 OP(version, "(): string") { return Napi::String::New(ENV, TORCH_VERSION); }

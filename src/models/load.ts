@@ -22,7 +22,7 @@ import {
   tidy,
   itemSize,
   resolveDevice,
-  setNumThreads,
+  setDefaultNumThreads,
   type DType,
   type Device,
 } from "../tensor/index.js";
@@ -123,7 +123,7 @@ export function buildModel(
     });
   };
   const model = new DecoderModel(cfg, dtype, device, source, LAYER_BUILDERS[cfg.family]);
-  if (!process.env.GOODVIBE_THREADS) setNumThreads(threadsFor(bytes / itemSize(dtype)));
+  setDefaultNumThreads(threadsFor(bytes / itemSize(dtype)));
   return model;
 }
 
@@ -140,7 +140,8 @@ function nonFinite(rec: TensorRecord, dtype: DType): InputError {
 /**
  * libtorch threads for a model of `params` parameters: below ~20 M parameters every op is so small that
  * synchronising threads costs more than it saves (the demo organism runs 2.3× faster on one thread than on
- * two here), above it all cores help (1.7× on the 0.5B benchmark). GOODVIBE_THREADS overrides this.
+ * two here), above it all cores help (1.7× on the 0.5B benchmark). GOODVIBE_THREADS or an explicit setNumThreads
+ * overrides this.
  */
 export function threadsFor(params: number): number {
   return params < 20e6 ? 1 : usableCores();

@@ -39,6 +39,7 @@ export interface NativeOps {
     reason: string;
     slowRatio: number;
   };
+  blasThreads(): number;
   cat(ts: N[], dim: number): N;
   clamp(t: N, lo: number | null, hi: number | null): N;
   clearGrad(t: N): void;
@@ -187,6 +188,7 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "backward",
   "bf16ProductsAccumulateF32",
   "bf16ProductsDecision",
+  "blasThreads",
   "cat",
   "clamp",
   "clearGrad",

@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { InputError, ResourceError } from "../errors.js";
 import { setNativeQuantizeQ8_0 } from "../io/gguf.js";
 import { MAX_BUFFER_BYTES, setFileMapper } from "../io/mapfile.js";
-import { openmpWaitEnv, otherRunnable, usableCores } from "../util/cores.js";
+import { blasWaitEnv, openmpWaitEnv, otherRunnable, usableCores } from "../util/cores.js";
 import type { NativeOps, NativeTensor } from "./native-ops.js";
 
 export interface NativeAdamWState {
@@ -94,8 +94,9 @@ function loadAddon(): NativeAddon {
   const require = createRequire(import.meta.url);
   const file = locateAddon();
   lastLocated = file;
-  // libgomp reads its wait policy once, when libtorch loads with the addon: choose it now (util/cores.ts)
-  Object.assign(process.env, openmpWaitEnv(process.env, otherRunnable()));
+  // libgomp and OpenBLAS read how their threads wait once, when libtorch loads with the addon: choose it now
+  // (util/cores.ts)
+  Object.assign(process.env, openmpWaitEnv(process.env, otherRunnable()), blasWaitEnv(process.env));
   let addon: NativeAddon;
   try {
     addon = require(file) as NativeAddon;

@@ -154,7 +154,20 @@ export function setRngState(state: Tensor, device: Device = "cpu"): void {
   native.setRngState(state.h, device);
 }
 
+let threadsChosen = false;
+
+/** libtorch's CPU threads, as the caller chooses: kept over the by-size default a model's load applies. */
 export function setNumThreads(n: number): void {
+  native.setNumThreads(n);
+  threadsChosen = true;
+}
+
+/**
+ * A default thread count (models/load.ts picks one by model size): applied only where neither GOODVIBE_THREADS nor an
+ * earlier setNumThreads chose, so a `--threads 1` given before the model loads is what runs.
+ */
+export function setDefaultNumThreads(n: number): void {
+  if (threadsChosen || process.env.GOODVIBE_THREADS) return;
   native.setNumThreads(n);
 }
 

@@ -77,3 +77,15 @@ export function openmpWaitEnv(
   if (env.OMP_WAIT_POLICY !== undefined || env.GOMP_SPINCOUNT !== undefined) return {};
   return others !== null && others >= 0.5 ? { OMP_WAIT_POLICY: "PASSIVE" } : { GOMP_SPINCOUNT: "30000" };
 }
+
+/**
+ * How OpenBLAS's threads (libtorch's float32 products on Debian) wait after a product, as an environment variable
+ * to set before libtorch loads. OpenBLAS's default spins in sched_yield for 2^28 cycles (~0.1 s) after every
+ * product, taking the core from oneDNN's OpenMP threads between products: the GoodVibe step at 24 layers on 2
+ * cores took 1.15–1.30 s with it and 1.00–1.12 s with 2^4 cycles, the float32 step 0.59–0.86 against 0.52–0.54 s
+ * (BENCHMARKS "OpenBLAS's threads"). A user's own OPENBLAS_THREAD_TIMEOUT or GOTO_THREAD_TIMEOUT is left alone.
+ */
+export function blasWaitEnv(env: Record<string, string | undefined>): Record<string, string> {
+  if (env.OPENBLAS_THREAD_TIMEOUT !== undefined || env.GOTO_THREAD_TIMEOUT !== undefined) return {};
+  return { OPENBLAS_THREAD_TIMEOUT: "4" };
+}

@@ -9,7 +9,13 @@ import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { cgroupCpuQuota, openmpWaitEnv, otherRunnable, usableCores } from "../../src/util/cores.js";
+import {
+  blasWaitEnv,
+  cgroupCpuQuota,
+  openmpWaitEnv,
+  otherRunnable,
+  usableCores,
+} from "../../src/util/cores.js";
 import { openLlamaCppBackend } from "../../src/eval/generate/llamacpp.js";
 import { exportGguf } from "../../src/io/export-gguf.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
@@ -141,13 +147,76 @@ test("libtorch computes with the usable cores too: a fresh process starts with u
   assert.equal(freshProcess(script, { ...env, GOODVIBE_THREADS: "3" }).torch, 3);
 });
 
-test("OpenMP wait policy: sleep at once when other work is runnable, spin briefly otherwise, never override the user", () => {
+test("a thread count the program chose before loading a model is the one that computes; otherwise the model's size picks", () => {
+  // a small model (under 20 M parameters) defaults to 1 thread; a benchmark's --threads given before the load must win
+  const made = makeTinyChatModel({ seed: 5 });
+  const script = (chosen: number | null) => [
+    `const { getNumThreads, setNumThreads } = await import(${srcUrl("tensor/index.js")});`,
+    `const { loadModel } = await import(${srcUrl("models/load.js")});`,
+    chosen === null ? "" : `setNumThreads(${chosen});`,
+    `loadModel(${JSON.stringify(made.dir)});`,
+    `console.log(JSON.stringify({ torch: getNumThreads() }));`,
+  ];
+  const env = { ...process.env };
+  delete env.GOODVIBE_THREADS;
+  assert.equal(freshProcess(script(null), env).torch, 1);
+  assert.equal(freshProcess(script(3), env).torch, 3);
+  assert.equal(freshProcess(script(null), { ...env, GOODVIBE_THREADS: "3" }).torch, 3);
+});
+
+test("OpenBLAS, where libtorch's float32 products go, computes with the threads asked for, and no more", () => {
+  const script = [
+    `const { native } = await import(${srcUrl("tensor/native.js")});`,
+    `const { Tensor, setNumThreads, tidy } = await import(${srcUrl("tensor/index.js")});`,
+    `const atLoad = native.blasThreads();`,
+    `setNumThreads(2); const two = native.blasThreads();`,
+    // two threads: one product, then the CPU time spent while this thread sleeps 300 ms (OpenBLAS's default
+    // spun ~0.1 s after each product)
+    `setNumThreads(2); tidy(() => Tensor.randn([512, 1024]).matmul(Tensor.randn([1024, 1024])));`,
+    `const s0 = process.cpuUsage(); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);`,
+    `const s1 = process.cpuUsage(s0); const idleCpu = (s1.user + s1.system) / 1e6;`,
+    `setNumThreads(1); const one = native.blasThreads();`,
+    // float32 products on one thread for about a second: before, OpenBLAS split each over its own pool and its
+    // worker then spun for ~0.1 s, so the process used two cores' time
+    `const a = Tensor.randn([512, 1024]); const b = Tensor.randn([1024, 1024]);`,
+    `const c0 = process.cpuUsage(); const t0 = performance.now(); let n = 0;`,
+    `while (performance.now() - t0 < 1000) { tidy(() => a.matmul(b)); n++; }`,
+    `const c = process.cpuUsage(c0); const wall = (performance.now() - t0) / 1000;`,
+    `console.log(JSON.stringify({ atLoad, two, one, n, idleCpu, cpuPerWall: (c.user + c.system) / 1e6 / wall }));`,
+  ];
+  const env = { ...process.env };
+  delete env.GOODVIBE_THREADS;
+  delete env.OPENBLAS_NUM_THREADS;
+  delete env.OPENBLAS_THREAD_TIMEOUT;
+  delete env.GOTO_THREAD_TIMEOUT;
+  const got = freshProcess(script, env);
+  if (got.atLoad === -1) return; // libtorch's float32 products are not OpenBLAS's here (MKL): nothing to check
+  assert.equal(got.atLoad, usableCores());
+  assert.equal(got.two, 2);
+  assert.equal(got.one, 1);
+  assert.ok(got.n > 5, `only ${got.n} products in a second`);
+  if (usableCores() >= 2) {
+    assert.ok(
+      got.cpuPerWall < 1.3,
+      `one thread used ${got.cpuPerWall.toFixed(2)} cores' time over its products`,
+    );
+    assert.ok(
+      got.idleCpu < 0.03,
+      `${got.idleCpu.toFixed(3)} CPU s went by while the process slept after a product`,
+    );
+  }
+});
+
+test("OpenMP and OpenBLAS wait policies: sleep at once when other work is runnable, spin briefly otherwise, never override the user", () => {
   assert.deepEqual(openmpWaitEnv({}, 1.2), { OMP_WAIT_POLICY: "PASSIVE" });
   assert.deepEqual(openmpWaitEnv({}, 0.5), { OMP_WAIT_POLICY: "PASSIVE" });
   assert.deepEqual(openmpWaitEnv({}, 0.2), { GOMP_SPINCOUNT: "30000" });
   assert.deepEqual(openmpWaitEnv({}, null), { GOMP_SPINCOUNT: "30000" });
   assert.deepEqual(openmpWaitEnv({ OMP_WAIT_POLICY: "ACTIVE" }, 3), {});
   assert.deepEqual(openmpWaitEnv({ GOMP_SPINCOUNT: "0" }, 0), {});
+  assert.deepEqual(blasWaitEnv({}), { OPENBLAS_THREAD_TIMEOUT: "4" });
+  assert.deepEqual(blasWaitEnv({ OPENBLAS_THREAD_TIMEOUT: "28" }), {});
+  assert.deepEqual(blasWaitEnv({ GOTO_THREAD_TIMEOUT: "20" }), {});
   const stat = path.join(tmp, "stat");
   fs.writeFileSync(stat, "cpu  1 2 3\nprocs_running 3\nprocs_blocked 0\n");
   assert.equal(otherRunnable(3, 1, stat), 2);
