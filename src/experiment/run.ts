@@ -48,7 +48,7 @@ import {
   type JudgeReliabilityEntry,
 } from "../report/schema.js";
 import { renderReport } from "../report/render.js";
-import { logReplaced } from "../report/folder.js";
+import { logReplaced, sayWaiting } from "../report/folder.js";
 import { scheduleShortfalls, shortScheduleNote } from "../report/schedule.js";
 import { mcnemarOfOutcomes } from "../report/unseen.js";
 import { ZERO_COST, cellBuild, checkpointingOf, costOf, dropEmptyRates, neuronsOf } from "../recipes/cell.js";
@@ -806,7 +806,11 @@ async function publishResults(
     // an earlier stop's finished cells so far: superseded by results.json, and a stale look-ahead beside it
     fs.rmSync(path.join(outDir, PARTIAL_RESULTS), { force: true });
     if (render) {
-      logReplaced(await renderReport(checked, reportDir), log, "report: ");
+      logReplaced(
+        await renderReport(checked, reportDir, sayWaiting(reportDir, log, "report: ")),
+        log,
+        "report: ",
+      );
       log.info(`report: ${path.join(reportDir, "index.html")}`);
     }
   } finally {

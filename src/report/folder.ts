@@ -359,6 +359,17 @@ export function replacedMessages(p: Pick<PublishedReport, "removed" | "earlier">
 }
 
 /** replacedMessages said in `log`, each line after `prefix` (the one way every renderer's caller says them). */
+/** What a render says when another render holds its folder: it waits (up to the wait seconds) and says so. */
+export function sayWaiting(outDir: string, log: Logger, prefix = ""): PublishOptions {
+  return {
+    onWait: (holder) =>
+      log.info(
+        `${prefix}${outDir}: another render is being put in place there (${holder}); waiting up to ` +
+          `${reportWaitSeconds()} s`,
+      ),
+  };
+}
+
 export function logReplaced(p: Pick<PublishedReport, "removed" | "earlier">, log: Logger, prefix = ""): void {
   const said = replacedMessages(p);
   if (said.warning) log.warn(prefix + said.warning);

@@ -248,3 +248,65 @@ test("goodvibe report into a new folder whose first render is being put in place
   assert.equal(got.name, "paired");
   assert.deepEqual(got.others, []);
 });
+
+test("experiment run whose report folder another render holds: says it waits, then renders when it is let go", async () => {
+  const { makeTinyChatModel } = await import("../evalcore/make-model.js");
+  const { writeCorpusJsonl } = await import("../../src/data/corpus.js");
+  const { parseExperimentSpec } = await import("../../src/experiment/spec.js");
+  const { planExperiment } = await import("../../src/experiment/plan.js");
+  const { runExperiment } = await import("../../src/experiment/run.js");
+  const made = makeTinyChatModel({ seed: 6 });
+  const work = scratchDir("gv-report-run-wait-");
+  const trainFile = path.join(work, "train.jsonl");
+  const devFile = path.join(work, "dev.jsonl");
+  writeCorpusJsonl(trainFile, made.pairs.slice(0, 2));
+  writeCorpusJsonl(devFile, made.pairs.slice(-2));
+  const raw = {
+    name: "wait",
+    models: [{ name: "tiny", path: made.dir }],
+    data: { train: trainFile, dev: devFile },
+    eval: { maxPrompts: 2, maxNewTokens: 2, batchSize: 2 },
+    methods: ["base"],
+    seeds: [0],
+  };
+  const out = path.join(work, "run");
+  const reportDir = path.join(out, "report");
+  const holder = await liveHolder(reportDir);
+  const said: string[] = [];
+  const saved = { wait: process.env.GOODVIBE_REPORT_WAIT_SECONDS, poll: process.env.GOODVIBE_CLAIM_POLL_MS };
+  process.env.GOODVIBE_REPORT_WAIT_SECONDS = "60";
+  process.env.GOODVIBE_CLAIM_POLL_MS = "100";
+  try {
+    const log = {
+      info: (m: string) => {
+        said.push(m);
+        // let go once the run says it waits for the folder
+        if (/another render is being put in place there/.test(m)) void killed(holder);
+      },
+      warn: (m: string) => said.push(m),
+      progress() {},
+    };
+    const r = await runExperiment(
+      planExperiment(parseExperimentSpec(raw, path.join(work, "wait.yaml")), { out }),
+      {
+        log,
+      },
+    );
+    assert.equal(r.stopped, false);
+  } finally {
+    await killed(holder);
+    for (const [k, v] of [
+      ["GOODVIBE_REPORT_WAIT_SECONDS", saved.wait],
+      ["GOODVIBE_CLAIM_POLL_MS", saved.poll],
+    ] as const)
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+  }
+  const waiting = said.find((m) => m.includes("another render is being put in place there"));
+  assert.ok(waiting, said.join("\n"));
+  assert.match(
+    waiting,
+    /^report: .*report: another render is being put in place there \(.* pid \d+ since .*\); waiting up to 60 s$/,
+  );
+  assert.equal(reportIn(reportDir).name, "wait");
+});

@@ -22,7 +22,7 @@ export function registerReport(program: Command): void {
       const g = program.opts();
       const log = makeLogger(g);
       await runCommand(g, async () => {
-        const { MANIFEST, earlierReport, isLegacyReportName, logReplaced } =
+        const { MANIFEST, earlierReport, isLegacyReportName, logReplaced, sayWaiting } =
           await import("../../report/folder.js");
         // an earlier report (its manifest says which files are its own) is re-rendered in place and whatever else
         // is there (a user's notes) kept; a folder rendered before manifests only when it holds nothing but the
@@ -57,10 +57,7 @@ export function registerReport(program: Command): void {
           );
           files = names.map((f) => path.resolve(opts.out, f));
         } else {
-          const r = await renderReportFromFile(results, opts.out, {
-            onWait: (holder) =>
-              log.info(`${opts.out}: another render is being put in place there (${holder}); waiting`),
-          });
+          const r = await renderReportFromFile(results, opts.out, sayWaiting(opts.out, log));
           logReplaced(r, log);
           files = r.files.map((f) => path.resolve(f));
         }
