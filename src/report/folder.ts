@@ -358,7 +358,6 @@ export function replacedMessages(p: Pick<PublishedReport, "removed" | "earlier">
   return { info, warning };
 }
 
-/** replacedMessages said in `log`, each line after `prefix` (the one way every renderer's caller says them). */
 /** What a render says when another render holds its folder: it waits (up to the wait seconds) and says so. */
 export function sayWaiting(outDir: string, log: Logger, prefix = ""): PublishOptions {
   return {
@@ -370,6 +369,7 @@ export function sayWaiting(outDir: string, log: Logger, prefix = ""): PublishOpt
   };
 }
 
+/** replacedMessages said in `log`, each line after `prefix` (the one way every renderer's caller says them). */
 export function logReplaced(p: Pick<PublishedReport, "removed" | "earlier">, log: Logger, prefix = ""): void {
   const said = replacedMessages(p);
   if (said.warning) log.warn(prefix + said.warning);
