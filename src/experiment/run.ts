@@ -47,8 +47,7 @@ import {
   type JudgeInfo,
   type JudgeReliabilityEntry,
 } from "../report/schema.js";
-import { renderReport } from "../report/render.js";
-import { logReplaced, sayWaiting } from "../report/folder.js";
+import { renderReportLogged } from "../report/render.js";
 import { scheduleShortfalls, shortScheduleNote } from "../report/schedule.js";
 import { mcnemarOfOutcomes } from "../report/unseen.js";
 import { ZERO_COST, cellBuild, checkpointingOf, costOf, dropEmptyRates, neuronsOf } from "../recipes/cell.js";
@@ -806,11 +805,7 @@ async function publishResults(
     // an earlier stop's finished cells so far: superseded by results.json, and a stale look-ahead beside it
     fs.rmSync(path.join(outDir, PARTIAL_RESULTS), { force: true });
     if (render) {
-      logReplaced(
-        await renderReport(checked, reportDir, sayWaiting(reportDir, log, "report: ")),
-        log,
-        "report: ",
-      );
+      await renderReportLogged(checked, reportDir, log, "report: ");
       log.info(`report: ${path.join(reportDir, "index.html")}`);
     }
   } finally {

@@ -329,13 +329,9 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
   const resultsFile = path.join(out, "results.json");
   writeFileAtomic(resultsFile, JSON.stringify(results, null, 2));
   const reportDir = path.join(out, "report");
-  const { renderReport, logReplaced, sayWaiting } = await import("../report/index.js"); // vega loads slowly
+  const { renderReportLogged } = await import("../report/index.js"); // vega loads slowly
   // a rerun into the same folder re-renders its report: what it removed of the earlier one is said
-  logReplaced(
-    await renderReport(results, reportDir, sayWaiting(reportDir, log, "report: ")),
-    log,
-    "report: ",
-  );
+  await renderReportLogged(results, reportDir, log, "report: ");
   return {
     base,
     hardened,

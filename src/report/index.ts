@@ -1,6 +1,12 @@
 /** The report: validate an experiment's results file and render tables, figures and one HTML page. */
-export { renderReport, renderReportFromFile, reportNotes, type RenderedReport } from "./render.js";
-export { logReplaced, replacedMessages, sayWaiting, type EarlierReport } from "./folder.js";
+export {
+  renderReport,
+  renderReportFromFile,
+  renderReportLogged,
+  reportNotes,
+  type RenderedReport,
+} from "./render.js";
+export { replacedMessages, type EarlierReport } from "./folder.js";
 export {
   parseExperimentResults,
   readExperimentResults,

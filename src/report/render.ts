@@ -13,7 +13,8 @@ import { taskSplitTable } from "./split-table.js";
 import { codeLossByLanguageTable, hasCodeLossByLanguage } from "./code-loss-table.js";
 import { buildsNote } from "./builds.js";
 import { hasSchedules, scheduleTable, shortScheduleNote, withScheduleNote } from "./schedule.js";
-import { publishReport, type EarlierReport, type PublishOptions } from "./folder.js";
+import { logReplaced, publishReport, sayWaiting, type EarlierReport, type PublishOptions } from "./folder.js";
+import type { Logger } from "../util/log.js";
 import { escapeHtml, tableToCsv, tableToHtml, tableToMarkdown } from "./table.js";
 import { wilsonHalfWidth } from "../eval/metrics.js";
 
@@ -273,6 +274,22 @@ ${figureSections.join("\n")}
     opts,
   );
   return { html, ...put };
+}
+
+/**
+ * renderReport as a command runs it, saying in `log` (each line after `prefix`) that it waits for a folder another
+ * render holds and what it removed of an earlier render there: the one way `goodvibe report`, `experiment run` and
+ * the demo say them.
+ */
+export async function renderReportLogged(
+  results: ExperimentResults,
+  outDir: string,
+  log: Logger,
+  prefix = "",
+): Promise<RenderedReport> {
+  const r = await renderReport(results, outDir, sayWaiting(outDir, log, prefix));
+  logReplaced(r, log, prefix);
+  return r;
 }
 
 /** Read a results JSON file, validate it, and render its report into outDir. */

@@ -22,8 +22,7 @@ export function registerReport(program: Command): void {
       const g = program.opts();
       const log = makeLogger(g);
       await runCommand(g, async () => {
-        const { MANIFEST, earlierReport, isLegacyReportName, logReplaced, sayWaiting } =
-          await import("../../report/folder.js");
+        const { MANIFEST, earlierReport, isLegacyReportName } = await import("../../report/folder.js");
         // an earlier report (its manifest says which files are its own) is re-rendered in place and whatever else
         // is there (a user's notes) kept; a folder rendered before manifests only when it holds nothing but the
         // report's names; any other folder is someone's
@@ -40,7 +39,8 @@ export function registerReport(program: Command): void {
               ? () => true
               : (n) => n === MANIFEST || isClaimEntry(n) || isLegacyReportName(n),
         });
-        const { renderReportFromFile } = await import("../../report/index.js"); // vega loads slowly
+        const { readExperimentResults, renderReportFromFile, renderReportLogged } =
+          await import("../../report/index.js"); // vega loads slowly
         let files: string[];
         if (state === "occupied") {
           // --overwrite: a new folder, the other one moved aside once the new one is complete
@@ -57,8 +57,7 @@ export function registerReport(program: Command): void {
           );
           files = names.map((f) => path.resolve(opts.out, f));
         } else {
-          const r = await renderReportFromFile(results, opts.out, sayWaiting(opts.out, log));
-          logReplaced(r, log);
+          const r = await renderReportLogged(readExperimentResults(results), opts.out, log);
           files = r.files.map((f) => path.resolve(f));
         }
         output(g, `report → ${path.resolve(opts.out, "index.html")} (${files.length} files)`, files);
