@@ -10,8 +10,8 @@
       "libraries": ["<!@(node find-libtorch.mjs --libs)"],
       "defines": ["NAPI_CPP_EXCEPTIONS", "NAPI_VERSION=8"],
       "cflags!": ["-fno-exceptions", "-fno-rtti"],
-      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++14"],
-      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O3", "-fno-math-errno", "-fno-trapping-math", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++14", "-std=gnu++20"],
+      "cflags_cc": ["<!@(node find-libtorch.mjs --cflags)", "-fexceptions", "-frtti", "-O3", "-fno-math-errno", "-fno-trapping-math", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
       "conditions": [
         ["OS=='linux' and '<!(echo $GOODVIBE_ASAN)'=='1'", {
           "cflags_cc": ["-fsanitize=address", "-fno-omit-frame-pointer", "-g"],

@@ -1,5 +1,5 @@
 // Locates libtorch for the addon build, the way tch-rs does: $LIBTORCH, else a Python torch install, else
-// Debian's libtorch-dev under /usr. Run by binding.gyp (--include, --libs) and by scripts/build-native.mjs
+// Debian's libtorch-dev under /usr. Run by binding.gyp (--include, --cflags, --libs) and by scripts/build-native.mjs
 // (which imports locateLibtorch); --describe prints what was found as JSON.
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -77,6 +77,45 @@ function hasCuda(found) {
   return fs.existsSync(path.join(found.libDir, "libtorch_cuda.so"));
 }
 
+/**
+ * The C++ standard this libtorch's headers demand: C++20 where they refuse anything older (PyTorch's headers
+ * moved to a C++20 minimum during 2026: `#error C++20 or later compatible compiler is required to use ATen`),
+ * else C++17 (libtorch 1.13 to those releases; Debian's 1.13 is not tested under C++20). Read from the headers
+ * rather than guessed from a version number, since the release that switched differs by header.
+ */
+export function cxxStandard(found) {
+  for (const inc of found.includes) {
+    for (const header of ["ATen/ATen.h", "torch/all.h", "torch/csrc/api/include/torch/all.h", "c10/macros/Macros.h"]) {
+      let text;
+      try {
+        text = fs.readFileSync(path.join(inc, header), "latin1");
+      } catch {
+        continue;
+      }
+      if (/__cplusplus\s*<\s*202002L/.test(text)) return "c++20";
+    }
+  }
+  return "c++17";
+}
+
+/**
+ * Whether this libtorch was built with libstdc++'s C++11 ABI (std::string as std::__cxx11::basic_string): every
+ * Debian package and pip torch since 2.7 is, older pip wheels and some pytorch.org zips are not, and an addon built
+ * with the other ABI fails to load with undefined std::string symbols. libc10's exported names say which.
+ */
+export function cxx11Abi(found) {
+  try {
+    return fs.readFileSync(path.join(found.libDir, "libc10.so")).includes("St7__cxx11") ? 1 : 0;
+  } catch {
+    return 1; // g++'s default; the load check after the build says if it was wrong
+  }
+}
+
+/** The compile flags that follow from the libtorch found: its C++ standard and its libstdc++ ABI. */
+export function cxxFlags(found) {
+  return [`-std=${cxxStandard(found)}`, `-D_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(found)}`];
+}
+
 // ---------------------------------------------------------------- command line (binding.gyp)
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const { found, error } = locateLibtorch();
@@ -87,6 +126,8 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const mode = process.argv[2];
   if (mode === "--include") {
     console.log(found.includes.join(" "));
+  } else if (mode === "--cflags") {
+    console.log(cxxFlags(found).join(" "));
   } else if (mode === "--libs") {
     const libs = [`-L${found.libDir}`, `-Wl,-rpath,${found.libDir}`, "-Wl,--no-as-needed"];
     if (found.hasCuda) libs.push("-ltorch_cuda", "-lc10_cuda");

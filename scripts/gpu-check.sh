@@ -212,7 +212,7 @@ build_direct() {
   inc=$(node native/find-libtorch.mjs --include)
   libs=$(node native/find-libtorch.mjs --libs)
   mkdir -p "$out/obj"
-  local flags=(-std=c++17 -fPIC -pthread -O3 -fexceptions -frtti -fno-math-errno -fno-trapping-math -Wno-unused-parameter
+  local flags=($(node native/find-libtorch.mjs --cflags) -fPIC -pthread -O3 -fexceptions -frtti -fno-math-errno -fno-trapping-math -Wno-unused-parameter
     -Wno-deprecated-declarations -DNAPI_CPP_EXCEPTIONS -DNAPI_VERSION=8 -DBUILDING_NODE_EXTENSION
     -DNODE_GYP_MODULE_NAME=goodvibe_torch -I"$(node -p "require('node-addon-api').include_dir")"
     -I"${npm_config_nodedir:-/usr}/include/node")
