@@ -17,7 +17,14 @@
 #   carry:     [".gpu-carry"]
 #   timeout_s: 560
 # What comes back ($OUT, at most 8 files): summary.md (a line per step, written as it goes), gpu-check.log (all
-# output), logs.tar.gz (each step's log, the benchmark and round-trip JSON; rewritten after every step), bench.md.
+# output), logs.tar.gz (each step's log, the benchmark and round-trip JSON; rewritten after every step), bench.md,
+# and the addon built there with its stamp (goodvibe_torch.node, goodvibe-build.json).
+#
+# A second call (the machine is given back 30 s after a call, and a fresh one is bare): STEPS picks the groups to run
+# (default "fixtures hf bench05 bench7 suites"; imports, machine, build and device always run), and the addon the
+# first call sent back skips the build: copy goodvibe_torch.node and goodvibe-build.json into .gpu-carry/prebuilt/.
+# The build then only checks its stamp (same libtorch folder, same sources) and that it loads; else it rebuilds.
+#   command:   STEPS="bench7 suites" BUDGET=230 bash scripts/gpu-check.sh      timeout_s: 270
 #
 # Steps, each under its own timeout and skipped when the budget (BUDGET s, default 500, from the start) cannot
 # hold it; a failed step does not stop the ones that do not need it:
@@ -124,6 +131,8 @@ else
   ENGINE=hf
 fi
 CONCURRENCY=${CONCURRENCY:-8}
+STEPS=${STEPS:-fixtures hf bench05 bench7 suites}
+want() { [[ " $STEPS " == *" $1 "* ]]; }
 {
   echo "# GPU check ($MODE), $(date -u +%FT%TZ), commit $(cat "$CARRY/commit" 2>/dev/null || git rev-parse HEAD 2>/dev/null)"
   echo
@@ -191,7 +200,7 @@ if ! command -v node >/dev/null; then
   echo "| setup | FAILED: no node (.gpu-carry missing) | 0 | |" >>"$SUMMARY"
   exit 1
 fi
-say "node $(command -v node) $(node --version), python $PY, budget $BUDGET s, device $DEVICE"
+say "node $(command -v node) $(node --version), python $PY, budget $BUDGET s, device $DEVICE, steps: $STEPS"
 export JOBS=max npm_config_jobs=max # node-gyp's make -j (the 16 cores)
 
 # ---------------------------------------------------------------- 0 imports, 1 machine, 2 build, 3 device
@@ -228,11 +237,15 @@ build_direct() {
   g++ -shared -pthread -rdynamic -o "$out/goodvibe_torch.node" "$out"/obj/*.o $libs
   node -e "console.log('addon built by hand, libtorch', require('./$out/goodvibe_torch.node').version())"
 }
-if [ $MODE = gpu ] || [ "${DIRECT_BUILD:-0}" = 1 ]; then
-  if [ $MODE = gpu ]; then
-    LIBTORCH=${LIBTORCH:-$($PY -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)}
-    export LIBTORCH
-  fi
+[ $MODE = gpu ] && export LIBTORCH=${LIBTORCH:-$($PY -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)}
+if [ -f "$CARRY/prebuilt/goodvibe_torch.node" ] && [ -f "$CARRY/prebuilt/goodvibe-build.json" ]; then
+  # an earlier call's build: build-native.mjs keeps it when its stamp matches this libtorch and these sources, else
+  # rebuilds; the device step checks that it loads
+  mkdir -p native/build/Release
+  cp "$CARRY/prebuilt/goodvibe_torch.node" native/build/Release/ && cp "$CARRY/prebuilt/goodvibe-build.json" native/build/
+  run_step build 300 "the carried addon of an earlier call when its stamp matches ${LIBTORCH:-the found libtorch}, else node-gyp" \
+    node scripts/build-native.mjs
+elif [ $MODE = gpu ] || [ "${DIRECT_BUILD:-0}" = 1 ]; then
   if command -v make >/dev/null && [ "${DIRECT_BUILD:-0}" != 1 ]; then
     run_step build 300 "addon against ${LIBTORCH:-the found libtorch} (node-gyp, make -j)" node scripts/build-native.mjs --force
   else
@@ -245,6 +258,11 @@ elif [ ! -f native/build/Release/goodvibe_torch.node ] || [ "${REHEARSE_BUILD:-1
 else
   RESULT[build]=ok
 fi
+# the addon back to this machine, for a second call's .gpu-carry/prebuilt (it links libtorch by its path there)
+if need build; then
+  cp native/build/Release/goodvibe_torch.node "$OUT/" 2>/dev/null
+  cp native/build/goodvibe-build.json "$OUT/" 2>/dev/null
+fi
 run_step device 60 "the addon loads, sees the device, a matmul there" node -e '
   import("./dist/src/tensor/index.js").then((t) => {
     console.log("libtorch", t.torchVersion(), "cuda", t.cudaAvailable(), "kernels", t.kernelMode());
@@ -256,13 +274,13 @@ run_step device 60 "the addon loads, sees the device, a matmul there" node -e '
   });' "$DEVICE"
 
 # ---------------------------------------------------------------- 4 fixtures on the device
-if need build device; then
+if want fixtures && need build device; then
   run_step fixtures 180 "on-device fixtures (4 families) + device policy, GOODVIBE_TEST_DEVICE=$DEVICE" \
     env GOODVIBE_TEST_DEVICE=$DEVICE node --test --test-concurrency=1 dist/test/models/on-device.test.js dist/test/tensor/device.test.js
 fi
 
 # ---------------------------------------------------------------- 5 the Hugging Face round trip
-if need build device; then
+if want hf && need build device; then
   # the formats do not depend on where our side ran: if the CLI fails on the GPU, the round trip still runs from
   # the CPU (and the failure stays in the summary)
   { run_step hf-ours 240 "$FAMILIES: bases, CLI harden goodvibe + lora, GoodVibe as PEFT, our logits" \
@@ -309,15 +327,17 @@ bench_pair() { # shape layers methods...
   done
   rm -rf "$dir"
 }
-if need build device; then
-  bench_pair 0.5b "$LAYERS_05B" goodvibe lora full
-  if [ $MODE = rehearse ]; then bench_pair 7b "$LAYERS_7B" goodvibe; else bench_pair 7b "$LAYERS_7B" goodvibe lora full; fi
+if { want bench05 || want bench7; } && need build device; then
+  want bench05 && bench_pair 0.5b "$LAYERS_05B" goodvibe lora full
+  if want bench7; then
+    if [ $MODE = rehearse ]; then bench_pair 7b "$LAYERS_7B" goodvibe; else bench_pair 7b "$LAYERS_7B" goodvibe lora full; fi
+  fi
   "$PY" bench/gpu_summary.py "$WORK/bench" --peak-tflops "$PEAK_TFLOPS" >"$OUT/bench.md" 2>>"$LOG" || true
   cat "$OUT/bench.md" | tee -a "$LOG"
 fi
 
 # ---------------------------------------------------------------- 8 the CPU fixture suites on this build
-if need build; then
+if want suites && need build; then
   # test/method/goodvibe-lora.test.ts runs llama.cpp (node-llama-cpp, not carried: 70 MB): left out here
   SUITES=${SUITES:-$(find dist/test/tensor dist/test/models dist/test/method -name '*.test.js' ! -name goodvibe-lora.test.js | sort | tr '\n' ' ')}
   run_step suites 600 "$(echo $SUITES | wc -w) test files of tensor, models, method, $CONCURRENCY at once, 2 libtorch threads each" \
