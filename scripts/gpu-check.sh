@@ -21,7 +21,8 @@
 # and the addon built there with its stamp (goodvibe_torch.node, goodvibe-build.json).
 #
 # A second call (the machine is given back 30 s after a call, and a fresh one is bare): STEPS picks the groups to run
-# (default "fixtures hf bench05 bench7 suites"; imports, machine, build and device always run), and the addon the
+# (default "machine fixtures hf bench05 bench7 suites"; also "perf": where our step's time goes on the GPU, and
+# "demo": goodvibe demo on the GPU; imports, build and device always run), and the addon the
 # first call sent back skips the build: copy goodvibe_torch.node and goodvibe-build.json into .gpu-carry/prebuilt/.
 # The build then only checks its stamp (same libtorch folder, same sources) and that it loads; else it rebuilds.
 #   command:   STEPS="bench7 suites" BUDGET=230 bash scripts/gpu-check.sh      timeout_s: 270
@@ -131,7 +132,7 @@ else
   ENGINE=hf
 fi
 CONCURRENCY=${CONCURRENCY:-8}
-STEPS=${STEPS:-fixtures hf bench05 bench7 suites}
+STEPS=${STEPS:-machine fixtures hf bench05 bench7 suites}
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 {
   echo "# GPU check ($MODE), $(date -u +%FT%TZ), commit $(cat "$CARRY/commit" 2>/dev/null || git rev-parse HEAD 2>/dev/null)"
@@ -206,7 +207,7 @@ export JOBS=max npm_config_jobs=max # node-gyp's make -j (the 16 cores)
 # ---------------------------------------------------------------- 0 imports, 1 machine, 2 build, 3 device
 run_step imports 60 "every package dist/ reaches loads from the carried node_modules" node scripts/check-imports.mjs
 # ---------------------------------------------------------------- 1 machine, 2 build, 3 device
-run_step machine 60 "GPU, compilers, Python packages" bash -c "
+want machine && run_step machine 60 "GPU, compilers, Python packages" bash -c "
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || echo 'no nvidia-smi'
   nvcc --version 2>&1 | tail -n 2 || true
   g++ --version | head -n 1; make --version | head -n 1; cmake --version | head -n 1 || true; nproc; free -g | head -n 2
@@ -334,6 +335,35 @@ if { want bench05 || want bench7; } && need build device; then
   fi
   "$PY" bench/gpu_summary.py "$WORK/bench" --peak-tflops "$PEAK_TFLOPS" >"$OUT/bench.md" 2>>"$LOG" || true
   cat "$OUT/bench.md" | tee -a "$LOG"
+fi
+
+# ---------------------------------------------------------------- perf: where a GPU step's time goes (host or device)
+if want perf && need build device; then
+  pdir=$WORK/models/qwen2.5-0.5b-random-L24
+  if run_step perf-model 120 "random bf16 checkpoint, Qwen2.5-0.5b widths, 24 layers" \
+    node dist/bench/make-random-model.js "$pdir" 24 0.5b "$DEVICE"; then
+    pc=(--model "$pdir" --device "$DEVICE" --tokens "$TOKENS")
+    # the same GoodVibe step: as run (libtorch threads by size), one libtorch thread, a V8 CPU profile, PyTorch's
+    run_step perf-step 90 "GoodVibe step, 0.5b, default threads (wall and CPU per step)" \
+      node dist/bench/train-step.js "${pc[@]}" --method goodvibe --steps 5 --json "$WORK/bench/perf-step.json"
+    run_step perf-step-t1 90 "the same with one libtorch thread" \
+      node dist/bench/train-step.js "${pc[@]}" --method goodvibe --steps 5 --threads 1 --json "$WORK/bench/perf-step-t1.json"
+    run_step perf-step-cpuprof 90 "the same under node --cpu-prof (JavaScript, GC and native time on the main thread)" \
+      node --cpu-prof --cpu-prof-dir="$WORK/bench/cpuprof" dist/bench/train-step.js "${pc[@]}" --method goodvibe --steps 5
+    run_step perf-step-torch 90 "PyTorch's GoodVibe step, same run" \
+      "$PY" bench/torch_train.py "${pc[@]}" --method goodvibe --steps 5 --json "$WORK/bench/perf-step-torch.json"
+    run_step perf-fwd-profile 90 "forward only, host time by piece (--profile), then the pass" \
+      node dist/bench/forward-backward.js "${pc[@]}" --passes 3 --profile
+    run_step perf-fwdbwd-unfused 90 "the identification pass op by op (GOODVIBE_FUSED=0)" \
+      node dist/bench/forward-backward.js "${pc[@]}" --passes 3 --unfused
+    rm -rf "$pdir"
+  fi
+fi
+
+# ---------------------------------------------------------------- demo: the embedded demo on the GPU
+if want demo && need build device; then
+  run_step demo 200 "goodvibe demo with GOODVIBE_DEVICE=$DEVICE (judge, evaluation, harden, fold, report)" \
+    env GOODVIBE_DEVICE="$DEVICE" node dist/src/cli/main.js demo -o "$WORK/demo" --overwrite
 fi
 
 # ---------------------------------------------------------------- 8 the CPU fixture suites on this build

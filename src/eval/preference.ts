@@ -127,9 +127,9 @@ export async function answerLosses(
         const hidden = model.hidden(Tensor.fromArray(ids, [B, T], "int64"));
         const h = hidden
           .reshape([B * T, hidden.size(-1)])
-          .indexSelect(0, Tensor.fromArray(positions, [positions.length], "int64"));
+          .indexSelect(0, Tensor.fromArray(positions, [positions.length], "int64", model.device));
         const logp = model.logitsFrom(h).logSoftmax(-1);
-        const tgt = Tensor.fromArray(targets, [targets.length, 1], "int64");
+        const tgt = Tensor.fromArray(targets, [targets.length, 1], "int64", model.device);
         return logp.gather(1, tgt).squeeze(1).neg().toFloat64Array();
       }),
     );

@@ -92,7 +92,8 @@ export function adapterMethod(
     const n = name.replace(/\.weight$/, "");
     const a = adapters.get(n);
     if (!a || name === n) throw new Error(`${name}: no adapter folds into this tensor`);
-    return a.foldedWeight(model.linear(n), base);
+    // the checkpoint's tensor comes from the host; the update lives with the model (a GPU's)
+    return a.foldedWeight(model.linear(n), base?.onDevice(model.device));
   };
   return {
     name,

@@ -21,7 +21,7 @@ import {
   weightsUnchanged,
 } from "../io/safetensors.js";
 import { ST_TO_DTYPE, recordToTensor } from "../models/load.js";
-import { Tensor, noGrad, tidy, type DType } from "../tensor/index.js";
+import { Tensor, noGrad, tidy, type DType, type Device } from "../tensor/index.js";
 import type { AttachedMethod } from "./attached.js";
 import { requireDisk } from "../util/memory.js";
 import { stopPoint } from "../util/stop.js";
@@ -99,7 +99,8 @@ function patchRows(
         [order.length],
         "int64",
       );
-      const f32 = base.float().add(upd.delta.indexSelect(0, perm));
+      // the stored rows are on the host, the update on the model's device: folded on the host (a few rows)
+      const f32 = base.float().add(upd.delta.onDevice(base.device as Device).indexSelect(0, perm));
       const cast = f32.to(dtype).contiguous();
       count(rowsDiffer(f32, base.float()), rowsDiffer(cast, base));
       countOverflow(rec.name, f32, cast, overflow);
@@ -248,7 +249,8 @@ async function writeFolded(
         const cast = noGrad(() =>
           tidy(() => {
             const base = recordToTensor(rec);
-            const upd = method.foldedWeight(name, base);
+            // computed where the model is (a GPU's), compared and cast beside the stored tensor, on the host
+            const upd = method.foldedWeight(name, base).onDevice(base.device as Device);
             const c = upd.to(dtype);
             if (base.rank === 2) count(rowsDiffer(upd, base.float()), rowsDiffer(c, base));
             countOverflow(stored, upd, c, overflow);

@@ -321,7 +321,7 @@ export class BuiltinUtilityModel implements UtilityModel {
         const { input, from } = loglikelihoodWindow(ctx, cont, this.model.cfg.maxPositionEmbeddings);
         const logits = this.model.forward(Tensor.fromArray(input, [1, input.length], "int64"));
         const lp = logits.narrow(1, from, cont.length).logSoftmax(-1).squeeze(0); // [C, V]
-        const target = Tensor.fromArray(cont, [cont.length, 1], "int64");
+        const target = Tensor.fromArray(cont, [cont.length, 1], "int64", this.model.device);
         const logprob = lp.gather(1, target).sum().item();
         const greedy = lp
           .argmax(-1)

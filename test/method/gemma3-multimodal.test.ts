@@ -173,7 +173,7 @@ for (const layout of ["language_model.model.", "model.language_model."] as const
     });
   }
 
-  test(`${layout}* PEFT adapter: keys by the model's module path, target and rank patterns both layouts match, the vision tower excluded; it reads back onto the model`, () => {
+  test(`${layout}* PEFT adapter: keys by the module path transformers >= 4.52 builds from either layout, target and rank patterns both layouts match, the vision tower excluded; it reads back onto the model`, () => {
     const mm = multimodalFolder(layout);
     const m = trained(mm, "lora");
     const cfg = { ...loraCfg(), rankPattern: { "model.layers.1.self_attn.q_proj": ts.lora.r } };
@@ -185,7 +185,10 @@ for (const layout of ["language_model.model.", "model.language_model."] as const
       keys.sort(),
       [...m.trainable.keys()]
         .map(
-          (k) => `base_model.model.${layout}${k.slice("model.".length).replace(/(lora_[AB])$/, "$1.weight")}`,
+          // model.language_model.… for google's layout too: PEFT 0.21 on transformers 5.17 loaded none of the
+          // tensors keyed by the folder's language_model.model.… (the GPU machine's round trip, BENCHMARKS "CUDA")
+          (k) =>
+            `base_model.model.model.language_model.${k.slice("model.".length).replace(/(lora_[AB])$/, "$1.weight")}`,
         )
         .sort(),
     );

@@ -23,6 +23,16 @@ import { identify } from "../../src/method/goodvibe/identify.js";
 import { generate } from "../../src/models/generate.js";
 import { readGoodvibeFixture } from "../method/goodvibe-fixture.js";
 import { type Nested, maxAbsDiff, flat } from "../numeric.js";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import { foldIntoCheckpoint } from "../../src/method/fold.js";
+import { readSafetensors } from "../../src/io/safetensors.js";
+import type { AttachedMethod } from "../../src/method/attached.js";
+import type { DecoderModel } from "../../src/models/decoder.js";
+import { answerLosses } from "../../src/eval/preference.js";
+import { BuiltinUtilityModel } from "../../src/recipes/evaluate.js";
+import { loadTokenizer } from "../../src/io/tokenizer.js";
+import { makeTinyChatModel } from "../evalcore/make-model.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 const asked = process.env.GOODVIBE_TEST_DEVICE;
@@ -30,6 +40,31 @@ const DEVICE: Device | null = asked ? resolveDevice(asked) : cudaAvailable() ? "
 const skip = DEVICE === null && "no CUDA here (GOODVIBE_TEST_DEVICE=cpu rehearses these checks on the CPU)";
 
 const relClose = (a: number, b: number, rtol: number) => Math.abs(a - b) <= rtol * Math.abs(b);
+
+/** Values every device makes alike: a smooth pattern, not a generator's draws. */
+const pattern = (n: number, scale: number) =>
+  Array.from({ length: n }, (_, i) => scale * Math.sin(0.37 * i + 1));
+
+/** Each tensor of the checkpoint `foldIntoCheckpoint` writes for `method`, as float32 values by name. */
+async function foldedValues(dir: string, method: AttachedMethod): Promise<Map<string, Float32Array>> {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), "gv-ondevice-fold-"));
+  try {
+    await foldIntoCheckpoint(dir, path.join(out, "m"), method);
+    return float32Tensors(path.join(out, "m", "model.safetensors"));
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+}
+
+function float32Tensors(file: string): Map<string, Float32Array> {
+  const got = new Map<string, Float32Array>();
+  for (const [name, rec] of readSafetensors(file).tensors)
+    got.set(
+      name,
+      new Float32Array(rec.data.buffer.slice(rec.data.byteOffset, rec.data.byteOffset + rec.data.byteLength)),
+    );
+  return got;
+}
 
 for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
   const dir = path.join(FIX, family);
@@ -219,4 +254,99 @@ for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
       for (const row of sampled) for (const t of row) assert.ok(Number.isInteger(t) && t >= 0 && t < V);
     },
   );
+
+  test(
+    `${family} on ${DEVICE ?? "a GPU"}: folding GoodVibe, LoRA and full fine-tuning into a checkpoint gives the host's`,
+    { skip },
+    async () => {
+      // the fold reads the stored tensors on the host and the update where the model trained: on a GPU, GoodVibe's
+      // row patch and every whole-tensor fold mixed the two (libtorch: "Expected all tensors to be on the same
+      // device"), after a whole training run
+      const ts = readFixtureJson(path.join(dir, "train_step.json.gz"));
+      const sel = ts.cluster.selection as Record<
+        string,
+        { rows: number[]; clusters: number[]; n_clusters: number }
+      >;
+      const attach: Record<string, (m: DecoderModel) => AttachedMethod> = {
+        goodvibe: (m) =>
+          attachGoodVibe(
+            m,
+            new Map(
+              Object.entries(sel).map(([n, x]) => [
+                n,
+                { rows: x.rows, clusters: x.clusters, nClusters: x.n_clusters },
+              ]),
+            ),
+          ),
+        lora: (m) => attachLora(m, { r: 2, alpha: 4, dropout: 0, targetModules: ["q_proj", "v_proj"] }),
+        full: (m) => attachFull(m),
+      };
+      for (const [kind, attachIt] of Object.entries(attach)) {
+        const folded: Map<string, Float32Array>[] = [];
+        for (const device of ["cpu", DEVICE!] as Device[]) {
+          const model = loadModel(dir, { device, dtype: "float32" });
+          const method = attachIt(model);
+          // a trained state, the same on both: every trainable tensor set to a pattern (LoRA's B too, so B·A ≠ 0)
+          noGrad(() => {
+            for (const t of method.trainable.values()) {
+              const n = t.shape.reduce((a, b) => a * b, 1);
+              t.copy_(t.add(Tensor.fromArray(pattern(n, 1e-2), t.shape).onDevice(t.device as Device)));
+            }
+          });
+          folded.push(await foldedValues(dir, method));
+        }
+        const [host, dev] = folded as [Map<string, Float32Array>, Map<string, Float32Array>];
+        const base = float32Tensors(path.join(dir, "model.safetensors"));
+        assert.deepEqual([...dev.keys()].sort(), [...host.keys()].sort());
+        let changed = 0;
+        for (const [name, want] of host) {
+          // GoodVibe and full fine-tuning fold by elementwise float32 arithmetic: bit for bit on any device; LoRA's
+          // B·A is a product, summed in another order on a GPU
+          const d = maxAbsDiff(dev.get(name)!, want);
+          assert.ok(
+            kind === "lora" ? d < 1e-6 : d === 0,
+            `${kind}: ${name} folded ${d} apart from the host's`,
+          );
+          if (maxAbsDiff(want, base.get(name)!) > 0) changed++;
+        }
+        assert.ok(changed > 0, `${kind}: the fold changed no tensor`);
+      }
+    },
+  );
 }
+
+test(
+  `on ${DEVICE ?? "a GPU"}: preference losses and log-likelihood scoring give the host's`,
+  { skip },
+  async (t) => {
+    // the scoring passes index the model's outputs with token positions and targets: made on the host, they failed
+    // on a GPU (secure preference, ARC/MMLU through the built-in engine)
+    const made = makeTinyChatModel({ seed: 5 });
+    t.after(() => fs.rmSync(made.dir, { recursive: true, force: true }));
+    const tok = await loadTokenizer(made.dir);
+    const examples = [0, 1, 2].map((k) => {
+      const ids = tok.encode(`def f${k}(x):\n    return x * ${k + 2}\n`, { addSpecialTokens: true });
+      return { inputIds: ids, labels: ids.map((id, i) => (i < 3 ? -100 : id)) };
+    });
+    const requests = [
+      { context: "Question: what does 2 * 21 give?\nAnswer:", continuation: " 42" },
+      { context: "def double(x):\n    return", continuation: " x * 2" },
+    ];
+    const results = [];
+    for (const device of ["cpu", DEVICE!] as Device[]) {
+      const model = loadModel(made.dir, { device, dtype: "float32" });
+      results.push({
+        losses: await answerLosses(model, examples, 2),
+        ll: await new BuiltinUtilityModel(model, tok).loglikelihood(requests),
+      });
+    }
+    const [host, dev] = results as [(typeof results)[0], (typeof results)[0]];
+    host.losses.forEach((l, i) =>
+      assert.ok(relClose(dev.losses[i]!, l, 1e-5), `preference loss ${i}: ${dev.losses[i]} vs ${l}`),
+    );
+    host.ll.forEach((r, i) => {
+      assert.ok(relClose(dev.ll[i]!.logprob, r.logprob, 1e-5), `log-likelihood ${i}`);
+      assert.equal(dev.ll[i]!.isGreedy, r.isGreedy);
+    });
+  },
+);

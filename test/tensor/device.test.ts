@@ -75,15 +75,19 @@ test(
 );
 
 test(
-  "on a GPU: the model, its inputs and its outputs live on the device, in bfloat16",
+  "on a GPU: the model, its inputs and its outputs live on the device; it computes in bfloat16, its logits in float32",
   { skip: !cudaAvailable() && "no CUDA here" },
   () => {
     const model = loadModel(path.join(FIX, "qwen2"), { device: "cuda" });
     assert.equal(model.dtype, "bfloat16");
     const ids = Tensor.fromArray([1, 2, 3, 4], [1, 4], "int64"); // on the host: the model copies it once
+    const hidden = noGrad(() => model.hidden(ids));
+    assert.match(hidden.device, /^cuda/);
+    assert.equal(hidden.dtype, "bfloat16");
+    // the logits are float32 by design (logitsFrom: the softmax and the losses read them in float32)
     const logits = noGrad(() => model.forward(ids));
     assert.match(logits.device, /^cuda/);
-    assert.equal(logits.dtype, "bfloat16");
+    assert.equal(logits.dtype, "float32");
     assert.throws(() => resolveDevice(`cuda:${64}`), ResourceError);
   },
 );

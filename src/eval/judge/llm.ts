@@ -298,7 +298,7 @@ export class LlmJudge {
   private scoreBatch(prompts: readonly number[][], idx: readonly number[], out: number[]): void {
     const logits = tidy(() =>
       noGrad(() => {
-        const labelIds = Tensor.fromArray(this.labelIds, [2], "int64");
+        const labelIds = Tensor.fromArray(this.labelIds, [2], "int64", this.model.device);
         return this.lastLabelLogits(
           idx.map((i) => prompts[i]!),
           labelIds,

@@ -59,9 +59,12 @@ export function baseModelName(baseDir: string, override?: string): string {
  * model: as this project does (model.layers.N.…). A multimodal Gemma3 (Gemma3ForConditionalGeneration): PEFT
  * names a module by its path in that model, which depends on the transformers version — language_model.model.
  * layers.N.… before 4.52 (and in google's published checkpoints), model.language_model.layers.N.… from 4.52 on
- * (its _checkpoint_conversion_mapping renames the old keys when loading). The adapter's tensor keys follow the
- * base folder's own layout: a folder saved in the newer one needs transformers >= 4.52 anyway, and PEFT maps
- * old keys onto the newer model (huggingface/peft#2574) but not the reverse. adapter_config.json names modules
+ * (its _checkpoint_conversion_mapping renames the old keys when loading, so a folder of either layout builds a model
+ * with the newer paths). The adapter's tensor keys are those newer paths, whatever the folder's layout: PEFT 0.21
+ * with transformers 5.17 loaded none of an adapter keyed language_model.model.… onto google's layout ("tensors not
+ * loaded", seen on the GPU machine, BENCHMARKS "CUDA"), where PEFT was thought to map them (huggingface/peft#2574).
+ * transformers before 4.52 (May 2025) would need the older keys: not written. Adapters of either layout are read.
+ * adapter_config.json names modules
  * by what both versions share, from `layers.` on (PEFT matches list entries and pattern keys as dot-separated
  * suffixes), and excludes the vision tower and projector, whose SigLIP attention has q_proj/k_proj/v_proj too.
  */
@@ -100,7 +103,7 @@ export function peftNames(baseDir: string): PeftNames {
   const prefix = textModelPrefix(openModelWeights(baseDir).tensors.keys());
   if (!(MULTIMODAL_PREFIXES as readonly string[]).includes(prefix)) return TEXT_ONLY_NAMES;
   return {
-    key: multimodalPath(prefix as (typeof MULTIMODAL_PREFIXES)[number]),
+    key: multimodalPath("model.language_model."),
     pattern: (m) => (m.startsWith("model.layers.") ? m.slice("model.".length) : m),
     exclude: MULTIMODAL_EXCLUDE,
   };
