@@ -165,7 +165,7 @@ std::shared_ptr<MappedFile> findMapping(const void* p, size_t len) {
 }
 
 // ---------------------------------------------------------------- tensor handle
-// Every handle's bytes are told to V8 (AdjustExternalMemory) while it lives, so that handles dropped without
+// Every host tensor handle's bytes are told to V8 (AdjustExternalMemory) while it lives, so that handles dropped without
 // dispose() put pressure on the collector, and given back exactly once when it is released (dispose, the
 // collector's finalizer, the env's teardown). The ledger sums what the live handles have told V8 (externalReports).
 // (Telling V8 only about what outlives its tidy scope stops the full collection it starts about once per layer,
@@ -194,7 +194,10 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
 
   void set(Napi::Env env, const std::shared_ptr<ReportLedger>& ledger, torch::Tensor t) {
     tensor_ = std::move(t);
-    reported_ = tensor_.defined() ? static_cast<int64_t>(tensor_.nbytes()) : 0;
+    // host memory only: a GPU tensor's bytes are not the process's memory, and telling V8 about them made it
+    // collect (and mark, inside the allocating op) about once per layer of a CUDA model, whose layer takes a
+    // millisecond there: every op of a GPU step paid for it (BENCHMARKS "CUDA")
+    reported_ = tensor_.defined() && tensor_.is_cpu() ? static_cast<int64_t>(tensor_.nbytes()) : 0;
     if (reported_ > 0) {
       Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
       ledger->reportedBytes += reported_;

@@ -9,6 +9,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { InputError, ResourceError } from "../../src/errors.js";
 import { loadModel } from "../../src/models/index.js";
+import { native } from "../../src/tensor/native.js";
 import {
   Tensor,
   cudaAvailable,
@@ -89,6 +90,15 @@ test(
     assert.match(logits.device, /^cuda/);
     assert.equal(logits.dtype, "float32");
     assert.throws(() => resolveDevice(`cuda:${64}`), ResourceError);
+    // device memory is not the process's: V8 is told about host tensors only (its collector ran about once per layer
+    // when every GPU activation was reported, and each op of a GPU step paid for it)
+    const [before] = native.externalReports();
+    const onGpu = Tensor.zeros([1024, 1024]).toDevice("cuda");
+    assert.equal(native.externalReports()[0] - before, 0);
+    onGpu.dispose();
+    const onHost = Tensor.zeros([1024, 1024]);
+    assert.equal(native.externalReports()[0] - before, 4 * 1024 * 1024);
+    onHost.dispose();
   },
 );
 
