@@ -20,7 +20,7 @@ import { createRequire } from "node:module";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { HOW_TO_GET_LIBTORCH, locateLibtorch } from "../native/find-libtorch.mjs";
+import { HOW_TO_GET_LIBTORCH, cxxFlags, locateLibtorch } from "../native/find-libtorch.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const nativeDir = path.join(root, "native");
@@ -122,7 +122,7 @@ if (process.argv.includes("--dry-run")) {
   process.exit(0);
 }
 console.error(
-  `goodvibe: building the libtorch addon against ${libtorch.source} (${jobs} compiler${jobs > 1 ? "s" : ""} at a time; a few minutes)`,
+  `goodvibe: building the libtorch addon against ${libtorch.source} (${cxxFlags(libtorch).join(" ")}; ${jobs} compiler${jobs > 1 ? "s" : ""} at a time; a few minutes)`,
 );
 fs.rmSync(stampFile, { force: true });
 const build = spawnSync(process.execPath, args, { cwd: nativeDir, stdio: ["ignore", "inherit", "inherit"] });
