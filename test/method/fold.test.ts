@@ -21,6 +21,7 @@ import { readGoodVibeDelta, writeGoodVibeDelta, checkDeltaFits } from "../../src
 import { readSafetensors, writeSafetensors } from "../../src/io/safetensors.js";
 import { runCli, showRun } from "../cli/cli-helpers.js";
 import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
+import { fixtureSelections } from "./goodvibe-fixture.js";
 import { type Nested, maxAbsDiff, flat } from "../numeric.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
@@ -102,11 +103,7 @@ for (const family of ["llama", "gemma3"]) {
 
   test(`${family}: GoodVibe folds into a checkpoint that reloads to the adapter's logits; the base is untouched`, async () => {
     const model = loadModel(dir);
-    const sel = new Map<string, RowSelection>(
-      Object.entries(
-        ts.cluster.selection as Record<string, { rows: number[]; clusters: number[]; n_clusters: number }>,
-      ).map(([n, s]) => [n, { rows: s.rows, clusters: s.clusters, nClusters: s.n_clusters }]),
-    );
+    const sel = fixtureSelections(ts.cluster.selection);
     const method = attachGoodVibe(model, sel);
     train3(model, [...method.trainable.values()], ts);
     const ids = batchOf(ts).ids;
@@ -260,14 +257,7 @@ test("fold makes one changed tensor at a time, as the writer reaches it, and fre
     );
   };
   const goodvibe = (model: ReturnType<typeof loadModel>) =>
-    attachGoodVibe(
-      model,
-      new Map<string, RowSelection>(
-        Object.entries(
-          ts.cluster.selection as Record<string, { rows: number[]; clusters: number[]; n_clusters: number }>,
-        ).map(([n, s]) => [n, { rows: s.rows, clusters: s.clusters, nClusters: s.n_clusters }]),
-      ),
-    );
+    attachGoodVibe(model, fixtureSelections(ts.cluster.selection));
   for (const [label, attach] of [
     ["lora", lora],
     ["full", (m: ReturnType<typeof loadModel>) => attachFull(m)],

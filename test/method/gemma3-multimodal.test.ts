@@ -29,7 +29,7 @@ import {
   writeSafetensors,
 } from "../../src/io/safetensors.js";
 import type { AttachedMethod } from "../../src/method/attached.js";
-import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
+import { fixtureSelections } from "./goodvibe-fixture.js";
 import { maxAbsDiff } from "../numeric.js";
 
 const TEXT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures/gemma3");
@@ -104,13 +104,7 @@ function trained(dir: string, method: "goodvibe" | "lora" | "full"): AttachedMet
   const model = loadModel(dir);
   let m: AttachedMethod;
   if (method === "goodvibe") {
-    const sel = new Map<string, RowSelection>(
-      Object.entries(ts.cluster.selection).map(([n, s]) => [
-        n,
-        { rows: s.rows, clusters: s.clusters, nClusters: s.n_clusters },
-      ]),
-    );
-    m = attachGoodVibe(model, sel);
+    m = attachGoodVibe(model, fixtureSelections(ts.cluster.selection));
   } else if (method === "lora") m = attachLora(model, loraCfg(), loraInit());
   else m = attachFull(model);
   const b = batch();

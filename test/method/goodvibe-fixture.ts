@@ -2,6 +2,16 @@
 import { readFixtureJson } from "../fixture-json.js";
 import * as path from "node:path";
 import type { IdentifySample } from "../../src/method/goodvibe/identify.js";
+import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
+
+/** A train_step fixture's row selection (`cluster.selection`, `no_cluster.selection`) as attachGoodVibe takes it. */
+export function fixtureSelections(
+  sel: Record<string, { rows: number[]; clusters: number[]; n_clusters: number }>,
+): Map<string, RowSelection> {
+  return new Map(
+    Object.entries(sel).map(([n, s]) => [n, { rows: s.rows, clusters: s.clusters, nClusters: s.n_clusters }]),
+  );
+}
 
 export function readGoodvibeFixture(dir: string): {
   // the fixture's whole record (samples, label ids, PyTorch's importances and top-k), as JSON.parse gives it

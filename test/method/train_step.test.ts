@@ -14,7 +14,7 @@ import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
 import type { AttachedMethod } from "../../src/method/attached.js";
 import { attachLora } from "../../src/method/lora/model.js";
 import { sftLossHead } from "../../src/method/losses.js";
-import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
+import { fixtureSelections } from "./goodvibe-fixture.js";
 import type { DecoderModel } from "../../src/models/decoder.js";
 import { type Nested, maxAbsDiff, flat } from "../numeric.js";
 
@@ -25,11 +25,13 @@ const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..
  * (|g| < 1e-7 after cancellation, e.g. -6.9e-10 in PyTorch vs -2.5e-9 here), its sign is noise and so is the
  * update. Such elements are excluded (and must be rare); all others must match within the tolerance.
  */
+const atNoise = (g: number) => Math.abs(g) < 1e-7;
+
 function maxAbsDiffWellConditioned(a: ArrayLike<number>, b: number[], refGrads: number[][]): number {
   let m = 0;
   let skipped = 0;
   for (let i = 0; i < b.length; i++) {
-    if (refGrads.some((g) => Math.abs(g[i]) < 1e-7)) {
+    if (refGrads.some((g) => atNoise(g[i]))) {
       skipped++;
       continue;
     }
@@ -94,12 +96,6 @@ function runSteps(model: DecoderModel, method: AttachedMethod, ts: unknown, chec
   return { losses, grads, after, finalLoss };
 }
 
-function selections(sel: Record<string, { rows: number[]; clusters: number[]; n_clusters: number }>) {
-  return new Map<string, RowSelection>(
-    Object.entries(sel).map(([n, s]) => [n, { rows: s.rows, clusters: s.clusters, nClusters: s.n_clusters }]),
-  );
-}
-
 onBothDecoderPaths(() => {
   for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
     const dir = path.join(FIX, family);
@@ -110,7 +106,7 @@ onBothDecoderPaths(() => {
         test(`${family} ${variant}${checkpoint ? " (gradient checkpointing)" : ""}: 3 AdamW steps match PyTorch`, () => {
           const model = loadModel(dir);
           const ref = ts[variant];
-          const method = attachGoodVibe(model, selections(ref.selection));
+          const method = attachGoodVibe(model, fixtureSelections(ref.selection));
           assert.equal(
             [...method.trainable.values()].reduce((a, t) => a + t.numel, 0),
             ref.trainable_params,
@@ -123,7 +119,7 @@ onBothDecoderPaths(() => {
             ref.steps
               .slice(0, s)
               .some((st: { grad_U: Record<string, Nested> }) =>
-                Object.values(st.grad_U).some((g) => flat(g).some((v) => Math.abs(v) < 1e-7)),
+                Object.values(st.grad_U).some((g) => flat(g).some(atNoise)),
               );
           for (let s = 0; s < 3; s++) {
             const tol = noisyBefore(s) ? AFTER_NOISE_TOL : 1e-5;
@@ -155,7 +151,7 @@ onBothDecoderPaths(() => {
           for (const [mod, w] of Object.entries(ref.folded_weights_after_step3 as Record<string, Nested>)) {
             const want = flat(w);
             const grads = ref.steps.map((st: { grad_U: Record<string, Nested> }) => flat(st.grad_U[mod]));
-            const noisyU = (i: number) => grads.some((g: number[]) => Math.abs(g[i]!) < 1e-7);
+            const noisyU = (i: number) => grads.some((g: number[]) => atNoise(g[i]!));
             const { rows, clusters } = ref.selection[mod] as { rows: number[]; clusters: number[] };
             const inF = want.length / model.linear(mod).outFeatures;
             const skip = new Set<number>();

@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadModel } from "../../src/models/index.js";
+import { recordToTensor } from "../../src/models/load.js";
 import { AdamW, Tensor, cudaAvailable, noGrad, resolveDevice, type Device } from "../../src/tensor/index.js";
 import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
 import { attachLora } from "../../src/method/lora/model.js";
@@ -21,7 +22,7 @@ import { DEFAULT_TRAIN } from "../../src/method/train-config.js";
 import { attachFull } from "../../src/method/full.js";
 import { identify } from "../../src/method/goodvibe/identify.js";
 import { generate } from "../../src/models/generate.js";
-import { readGoodvibeFixture } from "../method/goodvibe-fixture.js";
+import { fixtureSelections, readGoodvibeFixture } from "../method/goodvibe-fixture.js";
 import { type Nested, maxAbsDiff, flat } from "../numeric.js";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -57,13 +58,12 @@ async function foldedValues(dir: string, method: AttachedMethod): Promise<Map<st
 }
 
 function float32Tensors(file: string): Map<string, Float32Array> {
-  const got = new Map<string, Float32Array>();
-  for (const [name, rec] of readSafetensors(file).tensors)
-    got.set(
+  return new Map(
+    [...readSafetensors(file).tensors].map(([name, rec]) => [
       name,
-      new Float32Array(rec.data.buffer.slice(rec.data.byteOffset, rec.data.byteOffset + rec.data.byteLength)),
-    );
-  return got;
+      recordToTensor(rec).float().toFloat32Array(),
+    ]),
+  );
 }
 
 for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
@@ -139,19 +139,7 @@ for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
       const opts = { lr: 1e-2, betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0 };
 
       const gvModel = loadModel(dir, { device: DEVICE!, dtype: "float32" });
-      const sel = ts.cluster.selection as Record<
-        string,
-        { rows: number[]; clusters: number[]; n_clusters: number }
-      >;
-      const gv = attachGoodVibe(
-        gvModel,
-        new Map(
-          Object.entries(sel).map(([n, s]) => [
-            n,
-            { rows: s.rows, clusters: s.clusters, nClusters: s.n_clusters },
-          ]),
-        ),
-      );
+      const gv = attachGoodVibe(gvModel, fixtureSelections(ts.cluster.selection));
       for (const t of gv.trainable.values())
         assert.equal(t.device.replace(/:0$/, ""), DEVICE!.replace(/:0$/, ""));
       const gvOpt = new AdamW([...gv.trainable.values()], opts);
@@ -160,7 +148,7 @@ for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
         assert.ok(relClose(loss, ts.cluster.steps[s].loss, 5e-5), `GoodVibe step ${s + 1} loss ${loss}`);
         optimizerStep(gv, gvOpt, null); // the training loop's step: gradient norm and AdamW on the device
       }
-      for (const mod of Object.keys(sel)) {
+      for (const mod of Object.keys(ts.cluster.selection)) {
         const u = gv.trainable.get(`${mod}.U`)!.toFloat32Array();
         const want = flat(ts.cluster.steps[2].U_after[mod]);
         // elements whose reference gradient is float32 noise move by ~lr either way (train_step.test.ts)
@@ -263,21 +251,8 @@ for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
       // row patch and every whole-tensor fold mixed the two (libtorch: "Expected all tensors to be on the same
       // device"), after a whole training run
       const ts = readFixtureJson(path.join(dir, "train_step.json.gz"));
-      const sel = ts.cluster.selection as Record<
-        string,
-        { rows: number[]; clusters: number[]; n_clusters: number }
-      >;
       const attach: Record<string, (m: DecoderModel) => AttachedMethod> = {
-        goodvibe: (m) =>
-          attachGoodVibe(
-            m,
-            new Map(
-              Object.entries(sel).map(([n, x]) => [
-                n,
-                { rows: x.rows, clusters: x.clusters, nClusters: x.n_clusters },
-              ]),
-            ),
-          ),
+        goodvibe: (m) => attachGoodVibe(m, fixtureSelections(ts.cluster.selection)),
         lora: (m) => attachLora(m, { r: 2, alpha: 4, dropout: 0, targetModules: ["q_proj", "v_proj"] }),
         full: (m) => attachFull(m),
       };
