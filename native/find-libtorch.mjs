@@ -85,7 +85,8 @@ function hasCuda(found) {
  */
 export function cxxStandard(found) {
   for (const inc of found.includes) {
-    for (const header of ["ATen/ATen.h", "torch/all.h", "torch/csrc/api/include/torch/all.h", "c10/macros/Macros.h"]) {
+    // (torch/all.h lies under the API include folder, which found.includes names)
+    for (const header of ["ATen/ATen.h", "torch/all.h", "c10/macros/Macros.h"]) {
       let text;
       try {
         text = fs.readFileSync(path.join(inc, header), "latin1");
