@@ -16,6 +16,8 @@ import { writeFileAtomic } from "../src/io/atomic.js";
 import {
   frozenLinearCache,
   getNumThreads,
+  opProfileStart,
+  opProfileStop,
   setFusedOp,
   setFusedOps,
   setNumThreads,
@@ -186,6 +188,44 @@ export function writeJson(file: string | undefined, value: unknown): void {
   if (!file) return;
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   writeFileAtomic(file, JSON.stringify(value, null, 2) + "\n");
+}
+
+/**
+ * --op-profile FILE: `runs` more passes or steps (after the timed ones, so that the profile's cost is not in their
+ * times), every op libtorch runs in them recorded (tensor.ts opProfileStart), written as bench/op-profile.ts reads
+ * it; the PyTorch references write the same from PyTorch's profiler (torch_reference.py op_profile_dump). `run`
+ * does one pass or step and waits for the device.
+ */
+export function writeOpProfile(
+  file: string,
+  what: string,
+  runs: number,
+  meta: Record<string, unknown>,
+  run: () => void,
+): void {
+  opProfileStart();
+  let rows;
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < runs; i++) times.push(seconds(run));
+  } finally {
+    rows = opProfileStop();
+  }
+  const wall = times.reduce((a, b) => a + b, 0);
+  writeJson(file, {
+    bench: "op-profile",
+    side: `goodvibe (libtorch ${torchVersion()})`,
+    what,
+    runs,
+    wallSeconds: wall,
+    secondsPerRun: times,
+    cudaLaunchBlocking: process.env.CUDA_LAUNCH_BLOCKING ?? null,
+    ...meta,
+    rows,
+  });
+  console.log(
+    `op profile of ${runs} more: ${rows.length} ops, ${times.map((t) => t.toFixed(3)).join(" / ")} s, written to ${file}`,
+  );
 }
 
 /**

@@ -12,8 +12,10 @@
  *   node dist/bench/forward-backward.js [--tokens 256] [--layers 24] [--passes 3] [--threads N] [--profile]
  *                                       [--fused | --unfused] [--tidy-layers] [--device cpu|cuda]
  *                                       [--head labels|full] [--grads hook|retain] [--dtype bfloat16|float32]
- *                                       [--scores f] [--json f]
+ *                                       [--scores f] [--json f] [--op-profile f]
  *
+ * --op-profile f: as many passes again with every op libtorch runs recorded (common.ts writeOpProfile), for
+ * bench/op-profile.ts to set beside torch_reference.py fwdbwd --op-profile's.
  * Decoder path: the per-op default (src/tensor/tensor.ts fusedOps), --fused every fused op (GOODVIBE_FUSED=1),
  * --unfused transformers' eager code op by op (GOODVIBE_FUSED=0).
  */
@@ -25,6 +27,7 @@ import {
   fusedOps,
   noGrad,
   resolveDevice,
+  synchronize,
   tidy,
   type FusedOp,
 } from "../src/tensor/index.js";
@@ -54,6 +57,7 @@ import {
   seconds,
   table,
   writeJson,
+  writeOpProfile,
 } from "./common.js";
 
 const { values: args } = parseArgs({
@@ -84,6 +88,7 @@ const { values: args } = parseArgs({
     // alternate passes between the two settings of one per-op switch in this process (A/B), e.g. --ab frozenDx
     ab: { type: "string" },
     json: { type: "string" },
+    "op-profile": { type: "string" },
   },
 });
 
@@ -320,6 +325,17 @@ function main(): void {
       modules: passScores(sums),
     });
   }
+  if (args["op-profile"])
+    writeOpProfile(
+      args["op-profile"],
+      "identification pass",
+      passes,
+      { device: model.device, path, head, grads, dtype: model.dtype, layers: model.cfg.numLayers, tokens: T },
+      () => {
+        identificationPass(model, ids, target, head, grads, sums);
+        synchronize(model.device);
+      },
+    );
 }
 
 main();

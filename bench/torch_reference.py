@@ -343,6 +343,14 @@ def bench_fwdbwd(args):
             "side": f"torch {args.grads}", "dtype": args.dtype, "tokens": args.tokens, "passes": n, "loss": loss,
             "modules": {name: (s / n).tolist() for name, s in sums["sums"].items()},
         })
+    if args.op_profile:
+        def one_pass():
+            identification_pass(model, ids, target, args.head, args.grads, sums)
+            sync(torch.device(args.device))
+
+        op_profile_dump(args.op_profile, "identification pass", args.passes,
+                        {"device": args.device, "head": args.head, "grads": args.grads, "dtype": args.dtype,
+                         "layers": cfg["num_hidden_layers"], "tokens": args.tokens}, one_pass)
 
 
 def bench_fusedops(args):
@@ -410,6 +418,30 @@ def bench_fusedops(args):
                      "reps": args.reps, "results": results})
 
 
+def op_profile_dump(path, what, runs, meta, run):
+    """--op-profile FILE: `runs` more passes or steps inside PyTorch's profiler (after the timed ones), written per op
+    name and scope as bench/common.ts writeOpProfile writes the addon's (rows: name, backward, calls, totalNs, selfNs;
+    bench/op-profile.ts sets the two side by side). `run` does one pass or step and waits for the device."""
+    times = []
+    with torch.autograd.profiler.profile() as prof:
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t0)
+    wall = sum(times)
+    rows = {}
+    for e in prof.function_events:
+        backward = int(getattr(e, "scope", 0)) == 1  # at::RecordScope::BACKWARD_FUNCTION
+        r = rows.setdefault((e.name, backward), {"name": e.name, "backward": backward, "calls": 0, "totalNs": 0.0, "selfNs": 0.0})
+        r["calls"] += 1
+        r["totalNs"] += e.cpu_time_total * 1e3
+        r["selfNs"] += e.self_cpu_time_total * 1e3
+    out = sorted(rows.values(), key=lambda r: (-r["selfNs"], r["name"]))
+    dump(path, {"bench": "op-profile", "side": f"PyTorch {torch.__version__} eager", "what": what, "runs": runs,
+                "wallSeconds": wall, "secondsPerRun": times, "cudaLaunchBlocking": os.environ.get("CUDA_LAUNCH_BLOCKING"), **meta, "rows": out})
+    print(f"op profile of {runs} more: {len(out)} ops, {' / '.join(f'{t:.3f}' for t in times)} s, written to {path}")
+
+
 def dump(path, obj):
     if not path:
         return
@@ -444,6 +476,7 @@ def main():
                          "hook, module-hook: register_full_backward_hook) or kept whole (retain: figures before 2026-12-01 06:00)")
     fb.add_argument("--scores", help="write the per-neuron mean importances (hook modes) to this JSON file")
     fb.add_argument("--json")
+    fb.add_argument("--op-profile", help="as many passes again in PyTorch's profiler, per op, to this JSON file")
     fo = sub.add_parser("fusedops")
     fo.add_argument("--tokens", type=int, default=256)
     fo.add_argument("--reps", type=int, default=30)

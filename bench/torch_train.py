@@ -4,7 +4,7 @@ PyTorch user would write it, on the same random checkpoint (Debian python3-torch
 
   /usr/bin/python3 bench/torch_train.py --model DIR --method goodvibe|lora|full|frozen [--checkpointing]
       [--tokens 256] [--steps 3] [--threads N] [--rows-per-layer 50] [--selection f] [--device cpu|cuda]
-      [--dtype bfloat16|float32] [--json f]
+      [--dtype bfloat16|float32] [--json f] [--op-profile f]
 
 Batch 1, 256 fixed token ids (bench_ids), loss = mean cross-entropy over the last half ("answer") positions with
 lm_head applied only there, as the TypeScript step does; bf16 compute for every method (--dtype float32: the bf16
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_reference import Qwen2, bench_ids, dump, load_safetensors, set_threads, sync  # noqa: E402
+from torch_reference import Qwen2, bench_ids, dump, load_safetensors, op_profile_dump, set_threads, sync  # noqa: E402
 
 
 class GoodVibeLinear(nn.Module):
@@ -142,6 +142,7 @@ def main():
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"],
                     help="bfloat16 (the checkpoint's) or float32 (its weights upcast)")
     ap.add_argument("--json")
+    ap.add_argument("--op-profile", help="as many steps again in PyTorch's profiler, per op, to this JSON file")
     args = ap.parse_args()
     threads = set_threads(args.threads)
     import json
@@ -228,6 +229,11 @@ def main():
         "loss": loss, "phases": phases, "medianSeconds": med, "medianCpuSeconds": med_cpu, "trainableParams": trainable, "peakRssBytes": peak,
         "loadAverage": list(os.getloadavg()),
     })
+    if args.op_profile:
+        op_profile_dump(args.op_profile, f"{args.method} training step", args.steps,
+                        {"device": args.device, "method": args.method, "dtype": args.dtype,
+                         "checkpointing": args.checkpointing, "layers": cfg["num_hidden_layers"], "tokens": T},
+                        step)
 
 
 if __name__ == "__main__":

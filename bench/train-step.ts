@@ -10,10 +10,12 @@
  * each phase can be timed on its own.
  *
  *   node dist/bench/train-step.js --method goodvibe [--dtype bfloat16|float32] [--checkpointing] [--layers 24]
- *     [--steps 3] [--threads N] [--device cpu|cuda] [--selection f] [--json f]
+ *     [--steps 3] [--threads N] [--device cpu|cuda] [--selection f] [--json f] [--op-profile f]
  *
  * --selection f: GoodVibe's rows and clusters are read from f when it exists, else drawn (seed 0) and written there;
  * bench/torch_train.py --selection f reads the same file, so both sides train the same rows (side-by-side.sh).
+ * --op-profile f: as many steps again with every op libtorch runs recorded (common.ts writeOpProfile), for
+ * bench/op-profile.ts to set beside torch_train.py --op-profile's.
  */
 import * as fs from "node:fs";
 import { parseArgs } from "node:util";
@@ -51,6 +53,7 @@ import {
   sharedSelections,
   table,
   writeJson,
+  writeOpProfile,
 } from "./common.js";
 import { benchIds } from "./pass.js";
 
@@ -80,6 +83,7 @@ const { values: args } = parseArgs({
     // alternate steps between the two settings of one per-op switch in this process (A/B), e.g. --ab frozenDx
     ab: { type: "string" },
     json: { type: "string" },
+    "op-profile": { type: "string" },
   },
 });
 
@@ -271,6 +275,18 @@ function main(): void {
     rssAfterStepBytes: rss,
     weightBytes,
   });
+  if (args["op-profile"])
+    writeOpProfile(
+      args["op-profile"],
+      `${method} training step`,
+      steps,
+      { device: model.device, method, dtype, checkpointing, layers: model.cfg.numLayers, tokens: T },
+      () => {
+        tidy(() => model.forwardBackward(ids, {}, sftLossHead(model, labels), checkpointing));
+        if (opt) optimizerStep(attached, opt, 1.0);
+        synchronize(model.device);
+      },
+    );
 }
 
 main();

@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "goodvibe_torch",
-      "sources": ["src/addon.cc", "src/fused.cc", "src/cpu_cache.cc", "src/train_ops.cc", "src/grad_reduce.cc", "src/frozen_linear.cc", "src/f32_products.cc", "src/quant.cc"],
+      "sources": ["src/addon.cc", "src/fused.cc", "src/cpu_cache.cc", "src/train_ops.cc", "src/grad_reduce.cc", "src/frozen_linear.cc", "src/f32_products.cc", "src/quant.cc", "src/op_profile.cc"],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "<!@(node find-libtorch.mjs --include)"

@@ -21,8 +21,9 @@
 # and the addon built there with its stamp (goodvibe_torch.node, goodvibe-build.json).
 #
 # A second call (the machine is given back 30 s after a call, and a fresh one is bare): STEPS picks the groups to run
-# (default "machine fixtures hf bench05 bench7 suites"; also "perf": where our step's time goes on the GPU, and
-# "demo": goodvibe demo on the GPU; imports, build and device always run), and the addon the
+# (default "machine fixtures hf bench05 bench7 suites"; also "perf": where our step's time goes on the GPU, "ops":
+# both sides' steps at 7B widths op by op, and "demo": goodvibe demo on the GPU; imports, build and device always
+# run), and the addon the
 # first call sent back skips the build: copy goodvibe_torch.node and goodvibe-build.json into .gpu-carry/prebuilt/.
 # The build then only checks its stamp (same libtorch folder, same sources) and that it loads; else it rebuilds.
 #   command:   STEPS="bench7 suites" BUDGET=230 bash scripts/gpu-check.sh      timeout_s: 270
@@ -193,7 +194,13 @@ if [ -f "$CARRY/node.xz" ]; then
   untar "$CARRY/node-headers.tar.xz" "$WORK/node"
   export PATH=$WORK/node/bin:$PATH npm_config_nodedir=$WORK/node
 fi
-# the carried ones replace whatever an earlier call left on a warm machine
+# the carried ones replace whatever an earlier call left on a warm machine; never a developer's own (a --rehearse run
+# in a git checkout would replace its node_modules, dev tools included, and its dist with the carried ones)
+if [ $MODE = rehearse ] && [ -e .git ]; then
+  echo "gpu-check.sh --rehearse replaces node_modules and dist with .gpu-carry's: run it in a copy of what travels" \
+    "(sudo bash scripts/gpu-rehearse.sh), not in this git checkout ($REPO)" >&2
+  exit 2
+fi
 [ -f "$CARRY/node_modules.tar.xz" ] && rm -rf node_modules && untar "$CARRY/node_modules.tar.xz" .
 [ -f "$CARRY/dist.tar.xz" ] && rm -rf dist && untar "$CARRY/dist.tar.xz" .
 if ! command -v node >/dev/null; then
@@ -357,6 +364,57 @@ if want perf && need build device; then
     run_step perf-fwdbwd-unfused 90 "the identification pass op by op (GOODVIBE_FUSED=0)" \
       node dist/bench/forward-backward.js "${pc[@]}" --passes 3 --unfused
     rm -rf "$pdir"
+  fi
+fi
+
+# ---------------------------------------------------------------- ops: both sides' steps op by op (bench/op-profile.ts)
+# At Qwen2.5-7B's widths (LAYERS_7B layers), the same GoodVibe and full fine-tuning steps and identification pass on
+# both sides, then the GoodVibe step at the 0.5B shape (LAYERS_05B layers), each with --op-profile: every op libtorch runs, its calls and self time, ours set beside PyTorch's.
+# With CUDA_LAUNCH_BLOCKING=1 an op's time holds its kernel's (the device's time, op by op); the GoodVibe step also
+# without it (the host's launch time). The tables go to bench/ops-*.md in logs.tar.gz and to the log.
+if want ops && need build device; then
+  odir=$WORK/models/qwen2.5-7b-random-L$LAYERS_7B
+  if run_step ops-model 120 "random bf16 checkpoint, Qwen2.5-7b widths, $LAYERS_7B layers" \
+    node dist/bench/make-random-model.js "$odir" "$LAYERS_7B" 7b "$DEVICE"; then
+    oc=(--model "$odir" --device "$DEVICE" --tokens "$TOKENS")
+    ops_pair() { # name, blocking (1 or 0), ours' command..., --, PyTorch's command...
+      local name=$1 blocking=$2
+      shift 2
+      local ours=() torch=()
+      while [ "$1" != -- ]; do ours+=("$1"); shift; done
+      shift
+      torch=("$@")
+      run_step "ops-$name-ours" 120 "$name, ours, CUDA_LAUNCH_BLOCKING=$blocking, op profile" \
+        env CUDA_LAUNCH_BLOCKING="$blocking" "${ours[@]}" --op-profile "$WORK/bench/ops-$name-ours.json" &&
+        run_step "ops-$name-torch" 120 "$name, PyTorch, CUDA_LAUNCH_BLOCKING=$blocking, op profile" \
+          env CUDA_LAUNCH_BLOCKING="$blocking" "${torch[@]}" --op-profile "$WORK/bench/ops-$name-torch.json" &&
+        node dist/bench/op-profile.js "$WORK/bench/ops-$name-ours.json" "$WORK/bench/ops-$name-torch.json" --top 25 \
+          >"$WORK/bench/ops-$name.md" 2>>"$LOG" && sed -n 1,35p "$WORK/bench/ops-$name.md" | tee -a "$LOG"
+    }
+    ops_pair goodvibe-blocking 1 node dist/bench/train-step.js "${oc[@]}" --method goodvibe --steps 3 \
+      --selection "$WORK/bench/ops-selection.json" -- \
+      "$PY" bench/torch_train.py "${oc[@]}" --method goodvibe --steps 3 --selection "$WORK/bench/ops-selection.json"
+    ops_pair goodvibe-async 0 node dist/bench/train-step.js "${oc[@]}" --method goodvibe --steps 3 \
+      --selection "$WORK/bench/ops-selection.json" -- \
+      "$PY" bench/torch_train.py "${oc[@]}" --method goodvibe --steps 3 --selection "$WORK/bench/ops-selection.json"
+    ops_pair full-blocking 1 node dist/bench/train-step.js "${oc[@]}" --method full --steps 3 -- \
+      "$PY" bench/torch_train.py "${oc[@]}" --method full --steps 3
+    ops_pair pass-blocking 1 node dist/bench/forward-backward.js "${oc[@]}" --passes 3 -- \
+      "$PY" bench/torch_reference.py fwdbwd "${oc[@]}" --passes 3
+    rm -rf "$odir"
+  fi
+  # the 0.5B shape, where both sides ran under 4% of the matmul rate (launch-bound or not: the async profile's host
+  # times against the blocking one's)
+  odir=$WORK/models/qwen2.5-0.5b-random-L$LAYERS_05B
+  if run_step ops-model-05b 120 "random bf16 checkpoint, Qwen2.5-0.5b widths, $LAYERS_05B layers" \
+    node dist/bench/make-random-model.js "$odir" "$LAYERS_05B" 0.5b "$DEVICE"; then
+    oc=(--model "$odir" --device "$DEVICE" --tokens "$TOKENS")
+    for b in 1 0; do
+      ops_pair "goodvibe-05b-$([ $b = 1 ] && echo blocking || echo async)" $b \
+        node dist/bench/train-step.js "${oc[@]}" --method goodvibe --steps 3 --selection "$WORK/bench/ops-selection-05b.json" -- \
+        "$PY" bench/torch_train.py "${oc[@]}" --method goodvibe --steps 3 --selection "$WORK/bench/ops-selection-05b.json"
+    done
+    rm -rf "$odir"
   fi
 fi
 

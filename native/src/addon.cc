@@ -9,6 +9,7 @@
 #include "frozen_linear.h"
 #include "fused.h"
 #include "grad_reduce.h"
+#include "op_profile.h"
 #include "quant.h"
 #include "train_ops.h"
 
@@ -437,9 +438,15 @@ struct OpRegistrar {
   OpRegistrar(const char* name, const char* signature, Body fn) { opTable().push_back({name, signature, fn}); }
 };
 
+// Each call is a user scope named js::<op> for libtorch's RecordFunction observers (the op profile, op_profile.cc,
+// and any profiler): the ATen ops it runs nest inside it, and its own time is the binding's (arguments, handles).
 #define OP(name, signature)                                                    \
   Napi::Value op_##name(const Napi::CallbackInfo& info);                       \
-  const OpRegistrar reg_##name(#name, signature, &guarded<op_##name>);         \
+  Napi::Value scoped_##name(const Napi::CallbackInfo& info) {                  \
+    RECORD_USER_SCOPE("js::" #name);                                           \
+    return op_##name(info);                                                    \
+  }                                                                            \
+  const OpRegistrar reg_##name(#name, signature, &guarded<scoped_##name>);     \
   Napi::Value op_##name(const Napi::CallbackInfo& info)
 #define ENV info.Env()
 #define RET(expr) return wrap(ENV, (expr))
@@ -1050,6 +1057,27 @@ OP(synchronize, "(device: string): void") {
   auto d = DEV(info, 0);
   if (d.is_cuda()) torch::cuda::synchronize(d.has_index() ? d.index() : -1);
   return ENV.Undefined();
+}
+
+// ---------------------------------------------------------------- op profile
+OP(opProfileStart, "(): void") {
+  gv::opProfileStart();
+  return ENV.Undefined();
+}
+
+OP(opProfileStop, "(): { name: string; backward: boolean; calls: number; totalNs: number; selfNs: number }[]") {
+  auto rows = gv::opProfileStop();
+  auto arr = Napi::Array::New(ENV, rows.size());
+  for (size_t i = 0; i < rows.size(); i++) {
+    auto o = Napi::Object::New(ENV);
+    o.Set("name", rows[i].name);
+    o.Set("backward", rows[i].backward);
+    o.Set("calls", static_cast<double>(rows[i].calls));
+    o.Set("totalNs", static_cast<double>(rows[i].totalNs));
+    o.Set("selfNs", static_cast<double>(rows[i].selfNs));
+    arr.Set(static_cast<uint32_t>(i), o);
+  }
+  return arr;
 }
 
 // ---------------------------------------------------------------- gradient norm

@@ -118,6 +118,8 @@ export interface NativeOps {
   neg(t: N): N;
   nonzero(t: N): N;
   ones(shape: number[], dtype: string, device?: string): N;
+  opProfileStart(): void;
+  opProfileStop(): { name: string; backward: boolean; calls: number; totalNs: number; selfNs: number }[];
   permute(t: N, dims: number[]): N;
   pinMemory(t: N): N;
   pow(a: NS, b: NS): N;
@@ -267,6 +269,8 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "neg",
   "nonzero",
   "ones",
+  "opProfileStart",
+  "opProfileStop",
   "permute",
   "pinMemory",
   "pow",

@@ -238,6 +238,34 @@ export function synchronize(device: Device | string): void {
   native.synchronize(device);
 }
 
+/** One row of an op profile: an op (or autograd node, or addon call `js::<op>`) with its calls and wall time. */
+export interface OpProfileRow {
+  /** libtorch's name (`aten::mm`, `MmBackward0`, `autograd::engine::evaluate_function: …`) or `js::<addon op>` */
+  name: string;
+  /** recorded in the autograd engine's backward scope (an autograd node) */
+  backward: boolean;
+  calls: number;
+  /** wall time from the op's start to its end, what it ran inside included */
+  totalNs: number;
+  /** totalNs less the time of the ops it ran inside (an addon call's: argument decoding and the result's handle) */
+  selfNs: number;
+}
+
+/**
+ * Records every op libtorch runs until opProfileStop (forward, backward and the addon's own calls), on every thread:
+ * libtorch's RecordFunction observers, in every libtorch version (native/src/op_profile.cc). For benchmarks that set
+ * what the two sides of a comparison run side by side (bench/op-profile.ts); on a GPU the times are the host's
+ * unless kernels are launched synchronously (CUDA_LAUNCH_BLOCKING=1).
+ */
+export function opProfileStart(): void {
+  native.opProfileStart();
+}
+
+/** Stops the op profile and returns its rows, largest self time first. */
+export function opProfileStop(): OpProfileRow[] {
+  return native.opProfileStop();
+}
+
 /**
  * Device tensors read back to the host as float32 arrays, with one transfer and one wait for all of them: on a
  * GPU they are flattened and concatenated there, copied without blocking into page-locked host memory (libtorch's
