@@ -1144,28 +1144,62 @@ class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
       rethrowAsJs(info.Env());
     }
   }
-  void update(size_t i, const torch::Tensor& g, const torch::Tensor& copy, double scale) {
+  State& initState(size_t i) {
     auto& s = states_[i];
     const auto& p = params_[i];
     if (!s.m.defined()) {
       s.m = torch::zeros(p.sizes(), p.options().requires_grad(false));
       s.v = torch::zeros(p.sizes(), p.options().requires_grad(false));
     }
+    return s;
+  }
+  void update(size_t i, const torch::Tensor& g, const torch::Tensor& copy, double scale) {
+    auto& s = initState(i);
     s.step++;
-    gv::adamwUpdate(p, g, s.m, s.v, s.step, h_, scale, copy);
+    gv::adamwUpdate(params_[i], g, s.m, s.v, s.step, h_, scale, copy);
   }
   double scaleArg(const Napi::CallbackInfo& info, size_t i) {
     double scale = isNil(info, i) ? 1.0 : D(info, i);
     if (!std::isfinite(scale)) argError(i, "a finite gradient scale");
     return scale;
   }
-  // (gradScale = 1): every parameter with a gradient, its gradient multiplied by gradScale (clipping)
+  // (gradScale = 1): every parameter with a gradient, its gradient multiplied by gradScale (clipping). Those the
+  // fused kernel takes (a GPU's) go in one call per device and dtype instead of a few launches each.
   Napi::Value Step(const Napi::CallbackInfo& info) {
     return run(info, [&]() -> Napi::Value {
       double scale = scaleArg(info, 0);
+      std::vector<std::vector<size_t>> groups;
       for (size_t i = 0; i < params_.size(); i++) {
-        const auto& g = params_[i].grad();
-        if (g.defined()) update(i, g, torch::Tensor(), scale);
+        const auto& p = params_[i];
+        const auto& g = p.grad();
+        if (!g.defined()) continue;
+        if (!gv::adamwTakesFused(p, g)) {
+          update(i, g, torch::Tensor(), scale);
+          continue;
+        }
+        auto same = [&](const std::vector<size_t>& grp) {
+          const auto& q = params_[grp[0]];
+          return q.device() == p.device() && q.scalar_type() == p.scalar_type();
+        };
+        auto it = std::find_if(groups.begin(), groups.end(), same);
+        if (it == groups.end())
+          groups.push_back({i});
+        else
+          it->push_back(i);
+      }
+      for (const auto& grp : groups) {
+        std::vector<torch::Tensor> ps, gs, ms, vs;
+        std::vector<int64_t> steps;
+        for (size_t i : grp) {
+          auto& s = initState(i);
+          ps.push_back(params_[i]);
+          gs.push_back(params_[i].grad());
+          ms.push_back(s.m);
+          vs.push_back(s.v);
+          steps.push_back(s.step + 1);
+        }
+        gv::adamwFused(ps, gs, ms, vs, steps, h_, scale);
+        for (size_t i : grp) states_[i].step++;  // counted once the step is done, as update() leaves it
       }
       return info.Env().Undefined();
     });

@@ -1092,6 +1092,7 @@ void setKernelMode(const std::string& mode) {
   g_composite.store(mode == "composite");
 }
 std::string kernelMode() { return g_composite.load() ? "composite" : "native"; }
+bool compositeKernels() { return g_composite.load(std::memory_order_relaxed); }
 
 Tensor rmsNorm(const Tensor& x, const Tensor& w, double eps, bool onePlus) {
   TORCH_CHECK(x.dim() >= 1 && w.dim() == 1 && w.size(0) == x.size(-1), "rmsNorm: weight [", x.size(-1),

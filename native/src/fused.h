@@ -13,6 +13,8 @@ namespace gv {
 /** "native" (hand-written CPU kernels where they apply) or "composite" (ATen ops everywhere). */
 void setKernelMode(const std::string& mode);
 std::string kernelMode();
+/** kernelMode() == "composite", cheaply (train_ops.cc reads it on every AdamW step). */
+bool compositeKernels();
 
 /**
  * RMSNorm over the last dimension with the f32 accumulation inside. onePlus = false (Llama/Qwen):

@@ -4,12 +4,18 @@
 // add_, addcdiv_, and for mixed precision a float32 copy of the bf16 gradient before and a bf16 copy of the
 // master after), and clipping reads every gradient again (cast, square, sum) and writes it once more (mul_).
 // On a CPU these passes are memory-bound: full fine-tuning spent more time in them than in forward + backward.
-// Here a parameter's p, g, m, v (and the bf16 copy) are each read and written once.
+// Here a parameter's p, g, m, v (and the bf16 copy) are each read and written once. On a GPU (libtorch >= 2.0) the
+// same holds by libtorch's own fused AdamW kernel, every parameter of a step in one launch; there the composite ops
+// were ~12 launches and passes per parameter (full fine-tuning's clip + AdamW 3.4x PyTorch's foreach AdamW on the
+// H200 at the 0.5B shape, BENCHMARKS "First run on a GPU"), and the norm a float32 copy and a tensor of squares.
 #include "train_ops.h"
+#include "fused.h"
 #include "simd.h"
 
 #include <ATen/Parallel.h>
+#include <torch/version.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -125,7 +131,13 @@ void adamwComposite(const Tensor& p, const Tensor& g, const Tensor& m, const Ten
                     const AdamWHyper& h, double gradScale, const Tensor& copy) {
   double bc1 = 1 - std::pow(h.beta1, static_cast<double>(step));
   double bc2 = 1 - std::pow(h.beta2, static_cast<double>(step));
-  Tensor gs = gradScale != 1.0 ? g * gradScale : g;  // in g's dtype, as an in-place clip
+  // scaled in g's dtype, as an in-place clip: the product in float32, rounded once (libtorch 1.13's CPU product of
+  // a bf16 tensor and a scalar rounds the scalar to bf16 first)
+  Tensor gs = g;
+  if (gradScale != 1.0)
+    gs = g.scalar_type() == torch::kBFloat16 || g.scalar_type() == torch::kHalf
+             ? (g.to(torch::kFloat32) * gradScale).to(g.scalar_type())
+             : g * gradScale;
   if (gs.scalar_type() != p.scalar_type()) gs = gs.to(p.scalar_type());
   auto pd = p.detach();
   if (h.weightDecay != 0) pd.mul_(1 - h.lr * h.weightDecay);
@@ -136,7 +148,79 @@ void adamwComposite(const Tensor& p, const Tensor& g, const Tensor& m, const Ten
   if (copy.defined()) copy.detach().copy_(pd);
 }
 
+// The gradients as the update reads them (gradScale and dtype as adamwComposite takes them: scaled in the
+// gradient's dtype, as an in-place clip, then brought to the parameter's dtype), for the fused kernel. libtorch
+// 2.x computes a bf16 tensor's product with a scalar in float32 and rounds once, which is adamwComposite's rounding.
+std::vector<Tensor> updateGrads(const std::vector<Tensor>& ps, const std::vector<Tensor>& gs, double gradScale) {
+  std::vector<Tensor> out;
+  out.reserve(gs.size());
+  for (size_t i = 0; i < gs.size(); i++) {
+    Tensor g = gradScale != 1.0 ? gs[i] * gradScale : gs[i];
+    out.push_back(g.scalar_type() != ps[i].scalar_type() ? g.to(ps[i].scalar_type()) : g);
+  }
+  return out;
+}
+
 }  // namespace
+
+bool fusedAdamwServes(const torch::Tensor& p) {
+#if TORCH_VERSION_MAJOR >= 2
+  // libtorch's own fused AdamW: a CUDA kernel from 2.0, a CPU one from 2.4 (where it stands in for the composite
+  // ops of setKernelMode("composite"): the CPU's own path is the native loop above)
+  if (!p.is_contiguous() || p.is_complex()) return false;
+  if (p.device().is_cuda()) return true;
+#if TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 4
+  if (p.device().is_cpu()) return compositeKernels();
+#endif
+#endif
+  (void)p;
+  return false;
+}
+
+void adamwFused(const std::vector<Tensor>& ps, const std::vector<Tensor>& gs, const std::vector<Tensor>& ms,
+                const std::vector<Tensor>& vs, const std::vector<int64_t>& steps, const AdamWHyper& h,
+                double gradScale) {
+  TORCH_CHECK(ps.size() == gs.size() && ps.size() == ms.size() && ps.size() == vs.size() && ps.size() == steps.size(),
+              "adamwFused: one gradient, moment pair and step per parameter");
+  if (ps.empty()) return;
+#if TORCH_VERSION_MAJOR >= 2
+  torch::NoGradGuard noGrad;
+  for (size_t i = 0; i < ps.size(); i++) {
+    TORCH_CHECK(gs[i].sizes() == ps[i].sizes(), "AdamW: gradient of shape ", gs[i].sizes(),
+                " for a parameter of shape ", ps[i].sizes());
+    TORCH_CHECK(ps[i].device() == ps[0].device() && ps[i].scalar_type() == ps[0].scalar_type(),
+                "adamwFused: the parameters of one call share a device and a dtype");
+  }
+  auto grads = updateGrads(ps, gs, gradScale);
+  // the step counts after this step, as the kernel reads them: float32 scalars on the parameters' device, each a
+  // view of one tensor; made there when they are equal (one fill), else copied without waiting (a blocking copy
+  // to a GPU waits for its stream, the backward included)
+  auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(ps[0].device());
+  bool equal = std::all_of(steps.begin(), steps.end(), [&](int64_t s) { return s == steps[0]; });
+  Tensor stepTensor;
+  if (equal) {
+    stepTensor = torch::full({static_cast<int64_t>(steps.size())}, static_cast<double>(steps[0]), opts);
+  } else {
+    std::vector<float> stepValues(steps.begin(), steps.end());
+    stepTensor = torch::tensor(stepValues, torch::kFloat32).to(ps[0].device(), /*non_blocking=*/true);
+  }
+  auto stepViews = stepTensor.unbind(0);
+  std::vector<Tensor> detached;
+  detached.reserve(ps.size());
+  for (const auto& p : ps) detached.push_back(p.detach());
+  at::_fused_adamw_(detached, grads, ms, vs, {}, stepViews, h.lr, h.beta1, h.beta2, h.weightDecay, h.eps,
+                    /*amsgrad=*/false, /*maximize=*/false);
+#else
+  (void)h;
+  (void)gradScale;
+  TORCH_CHECK(false, "adamwFused: this libtorch (", TORCH_VERSION, ") has no fused AdamW kernel");
+#endif
+}
+
+bool adamwTakesFused(const Tensor& p, const Tensor& g) {
+  bool native = !compositeKernels() && cpuContiguous(p) && p.scalar_type() == torch::kFloat32 && g.device().is_cpu();
+  return !native && fusedAdamwServes(p);
+}
 
 void adamwUpdate(const Tensor& p, const Tensor& gIn, const Tensor& m, const Tensor& v, int64_t step,
                  const AdamWHyper& h, double gradScale, const Tensor& copy) {
@@ -148,12 +232,19 @@ void adamwUpdate(const Tensor& p, const Tensor& gIn, const Tensor& m, const Tens
               " for a parameter of shape ", p.sizes());
   torch::NoGradGuard noGrad;
   auto gt = gIn.scalar_type();
-  bool native = cpuContiguous(p) && p.scalar_type() == torch::kFloat32 && gIn.device().is_cpu() &&
+  bool native = !compositeKernels() && cpuContiguous(p) && p.scalar_type() == torch::kFloat32 && gIn.device().is_cpu() &&
                 (gt == torch::kFloat32 || gt == torch::kBFloat16) && cpuContiguous(m) &&
                 m.scalar_type() == torch::kFloat32 && cpuContiguous(v) && v.scalar_type() == torch::kFloat32 &&
                 (!copy.defined() || (cpuContiguous(copy) && (copy.scalar_type() == torch::kBFloat16 ||
                                                              copy.scalar_type() == torch::kFloat32)));
-  if (!native) return adamwComposite(p, gIn, m, v, step, h, gradScale, copy);
+  if (!native) {
+    if (!adamwTakesFused(p, gIn) || !m.is_contiguous() || !v.is_contiguous() ||
+        m.scalar_type() != p.scalar_type() || v.scalar_type() != p.scalar_type())
+      return adamwComposite(p, gIn, m, v, step, h, gradScale, copy);
+    adamwFused({p}, {gIn}, {m}, {v}, {step}, h, gradScale);
+    if (copy.defined()) copy.detach().copy_(p.detach());
+    return;
+  }
   auto g = gIn.contiguous();
   auto c = coeffs(h, step, gradScale);
   int64_t n = p.numel();
@@ -243,11 +334,14 @@ double sumOfSquares(const std::vector<Tensor>& ts) {
       total += st == torch::kFloat32 ? sumSq(t.data_ptr<float>(), t.numel())
                                      : sumSq(reinterpret_cast<const uint16_t*>(t.data_ptr<at::BFloat16>()), t.numel());
     } else {
-      auto f = st == torch::kFloat64 ? t0 : t0.to(torch::kFloat32);
-      onDevice.push_back(f.square().sum(torch::kFloat64).reshape({1}));
+      // each tensor's 2-norm read once where it is, accumulated in float32 (float64 for a float64 tensor): no
+      // float32 copy of a bf16 gradient and no tensor of squares (on a GPU a bf16 read goes straight to float32);
+      // the norms' squares are summed in float64, read back once for all
+      auto acc = st == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+      onDevice.push_back(at::linalg_vector_norm(t0, 2, c10::nullopt, false, acc).reshape({1}).to(torch::kFloat64));
     }
   }
-  if (!onDevice.empty()) total += torch::cat(onDevice).sum().item<double>();
+  if (!onDevice.empty()) total += torch::cat(onDevice).square().sum().item<double>();
   return total;
 }
 

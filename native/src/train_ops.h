@@ -23,7 +23,33 @@ struct AdamWHyper {
 void adamwUpdate(const torch::Tensor& p, const torch::Tensor& g, const torch::Tensor& m, const torch::Tensor& v,
                  int64_t step, const AdamWHyper& h, double gradScale, const torch::Tensor& copy);
 
-/** Σ x² over every element of every tensor, accumulated in float64 (deterministic for any thread count). */
+/**
+ * Whether adamwUpdate and adamwFused step p with libtorch's fused AdamW kernel (one pass, every parameter of a call
+ * in one launch) where the CPU's native loop does not apply: a contiguous parameter on a GPU (libtorch >= 2.0) or,
+ * under setKernelMode("composite"), on the CPU (libtorch >= 2.4). Otherwise those parameters take the composite ATen
+ * ops (libtorch 1.13).
+ */
+bool fusedAdamwServes(const torch::Tensor& p);
+
+/** Whether adamwUpdate(p, g, ...) takes the fused kernel (not the CPU's native loop, and fusedAdamwServes(p)). */
+bool adamwTakesFused(const torch::Tensor& p, const torch::Tensor& g);
+
+/**
+ * One AdamW step of several parameters (one device, one dtype; m and v of that dtype) in libtorch's fused kernel,
+ * each with gradient g · gradScale (scaled in its own dtype, then brought to the parameter's, as adamwUpdate's
+ * composite path does); steps: each parameter's step count after this step. Its arithmetic is libtorch's fused
+ * kernel's (the same formula as adamwUpdate's, possibly with fused multiply-adds): equal to adamwUpdate's within
+ * float32 rounding, not bit for bit. Only where fusedAdamwServes.
+ */
+void adamwFused(const std::vector<torch::Tensor>& ps, const std::vector<torch::Tensor>& gs,
+                const std::vector<torch::Tensor>& ms, const std::vector<torch::Tensor>& vs,
+                const std::vector<int64_t>& steps, const AdamWHyper& h, double gradScale);
+
+/**
+ * Σ x² over every element of every tensor, accumulated in float64 (deterministic for any thread count). CPU
+ * float32/bf16 tensors: their squares summed in float64 blocks; others (a GPU's, float64): the square of each
+ * tensor's 2-norm (accumulated in float32, float64 for float64), summed in float64.
+ */
 double sumOfSquares(const std::vector<torch::Tensor>& ts);
 
 }  // namespace gv

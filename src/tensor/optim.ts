@@ -17,7 +17,10 @@ export interface AdamWParamState {
 
 /**
  * torch.optim.AdamW (decoupled weight decay) over leaf tensors that require grad, each parameter updated in one pass
- * over its values, gradient and moments in the addon (native/src/train_ops.cc), with torch's arithmetic op by op.
+ * over its values, gradient and moments in the addon (native/src/train_ops.cc), with torch's arithmetic op by op. On a
+ * GPU (libtorch >= 2.0) the update is libtorch's fused AdamW kernel instead: step() takes every parameter with a
+ * gradient in one call (torch.optim.AdamW(fused=True)'s kernel; equal to the op-by-op arithmetic within float32
+ * rounding); with libtorch 1.13 there, the same arithmetic as ATen ops.
  */
 export class AdamW {
   private readonly opt: NativeAdamW;

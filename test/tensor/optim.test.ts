@@ -2,11 +2,24 @@
  * AdamW (native/src/train_ops.cc: one pass per parameter) against torch.optim.AdamW's update written out in float32
  * arithmetic here, op by op (Math.fround after each, as torch rounds each elementwise op): bit for bit, over several
  * steps, with weight decay, a clipping scale, float32 and bf16 gradients, and the bf16 copy written in the same pass.
- * The sum of squares behind the gradient norm against a float64 sum.
+ * The sum of squares behind the gradient norm against a float64 sum. Under setKernelMode("composite") AdamW takes
+ * what a GPU's parameters take (libtorch's fused kernel from 2.4 on the CPU, its composite ops before): the same
+ * reference within float32 rounding.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { AdamW, Tensor, noGrad, sumOfSquares } from "../../src/tensor/index.js";
+import {
+  AdamW,
+  Tensor,
+  kernelMode,
+  noGrad,
+  opProfileStart,
+  opProfileStop,
+  setKernelMode,
+  sumOfSquares,
+  torchVersion,
+  type OpProfileRow,
+} from "../../src/tensor/index.js";
 import { createRng } from "../../src/util/random.js";
 
 const f = Math.fround;
@@ -157,6 +170,97 @@ test("AdamW on a float64 parameter (the ATen path other devices and dtypes take)
     const got = param.to("float32").toFloat32Array();
     for (let i = 0; i < p.length; i++)
       assert.ok(Math.abs(got[i]! - p[i]!) <= 1e-7 * Math.max(1e-3, Math.abs(p[i]!)), `step ${s} [${i}]`);
+  }
+});
+
+/** |a − b| within n units in the last place of b (float32) and an absolute floor, for fused multiply-adds. */
+function assertNear(got: Float32Array, want: Float32Array, what: string, ulps = 4, floor = 1e-9): void {
+  assert.equal(got.length, want.length);
+  for (let i = 0; i < got.length; i++) {
+    const w = want[i]!;
+    const ulp = w === 0 ? 0 : 2 ** (Math.floor(Math.log2(Math.abs(w))) - 23);
+    assert.ok(
+      Math.abs(got[i]! - w) <= ulps * ulp + floor,
+      `${what} [${i}]: ${got[i]} vs ${w} (${Math.abs(got[i]! - w) / (ulp || 1)} ulp)`,
+    );
+  }
+}
+
+/** libtorch's fused AdamW has a CPU kernel from 2.4 (train_ops.cc fusedAdamwServes). */
+const fusedCpuKernel = (() => {
+  const [major, minor] = torchVersion().split(".").map(Number);
+  return major! > 2 || (major === 2 && minor! >= 4);
+})();
+
+test("AdamW in the composite kernel mode (a GPU's path: fused kernel or ATen ops) keeps the reference within rounding", () => {
+  const prev = kernelMode();
+  setKernelMode("composite");
+  try {
+    // step(): several parameters in one call (one fused launch where libtorch has the kernel), one without a
+    // gradient at a step (skipped: its step count stays), a clip scale
+    const sizes = [N, 3, 1000];
+    const p0 = sizes.map((n, k) => values(n, 30 + k));
+    const params = p0.map((v) => Tensor.fromArray(Array.from(v), [v.length]).requiresGrad_());
+    const opt = new AdamW(params, { lr: H.lr, betas: [H.b1, H.b2], eps: H.eps, weightDecay: H.wd });
+    const ref = p0.map((v) => ({
+      p: Float32Array.from(v),
+      m: new Float32Array(v.length),
+      v: new Float32Array(v.length),
+      step: 0,
+    }));
+    const scales = [1, 0.37, 1];
+    for (let s = 1; s <= 3; s++) {
+      params.forEach((param, k) => {
+        if (k === 1 && s === 2) return; // no gradient this step
+        const g = values(sizes[k]!, 40 + 10 * s + k);
+        param
+          .mul(Tensor.fromArray(Array.from(g), [g.length]))
+          .sum()
+          .backward();
+        const r = ref[k]!;
+        r.step++;
+        reference(r.p, g, r.m, r.v, r.step, H, scales[s - 1]!, false);
+      });
+      opProfileStart();
+      let rows: OpProfileRow[];
+      try {
+        opt.step(scales[s - 1]);
+      } finally {
+        rows = opProfileStop();
+      }
+      // libtorch >= 2.4: the parameters with a gradient in one fused launch; before: the composite ops, one set each
+      const fused = rows.find((r) => r.name === "aten::_fused_adamw_")?.calls ?? 0;
+      const composite = rows.find((r) => r.name === "aten::addcdiv_")?.calls ?? 0;
+      const withGrad = s === 2 ? 2 : 3;
+      if (fusedCpuKernel) assert.deepEqual([fused, composite], [1, 0], `step ${s}: one fused call`);
+      else assert.deepEqual([fused, composite], [0, withGrad], `step ${s}: the composite ops per parameter`);
+      opt.zeroGrad();
+      params.forEach((param, k) => assertNear(param.toFloat32Array(), ref[k]!.p, `step ${s} parameter ${k}`));
+    }
+    assert.deepEqual(
+      opt.getState().map((st) => st?.step),
+      [3, 2, 3],
+    );
+    params.forEach((_, k) =>
+      assertNear(opt.getState()[k]!.expAvgSq.toFloat32Array(), ref[k]!.v, `exp_avg_sq ${k}`),
+    );
+    // stepParam(): a bf16 gradient stepping a float32 master, its bf16 copy written after
+    const master = Tensor.fromArray(Array.from(values(N, 60)), [N]).requiresGrad_();
+    const copy = noGrad(() => master.to("bfloat16"));
+    const opt2 = new AdamW([master], { lr: H.lr, betas: [H.b1, H.b2], eps: H.eps, weightDecay: H.wd });
+    const p = master.toFloat32Array();
+    const m = new Float32Array(N);
+    const v = new Float32Array(N);
+    for (let s = 1; s <= 2; s++) {
+      const gBf16 = Tensor.fromArray(Array.from(values(N, 70 + s)), [N]).to("bfloat16");
+      opt2.stepParam(0, gBf16, copy, 0.61);
+      reference(p, gBf16.toFloat32Array(), m, v, s, H, 0.61, true);
+      assertNear(master.toFloat32Array(), p, `master step ${s}`);
+      // the copy is the master rounded to bf16 (a master within rounding of the reference may round the other way)
+      assertSame(copy.toFloat32Array(), master.toFloat32Array().map(toBf16), `bf16 copy step ${s}`);
+    }
+  } finally {
+    setKernelMode(prev);
   }
 });
 
