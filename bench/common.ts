@@ -192,7 +192,7 @@ export function writeJson(file: string | undefined, value: unknown): void {
 
 /**
  * --op-profile FILE: `runs` more passes or steps (after the timed ones, so that the profile's cost is not in their
- * times), every op libtorch runs in them recorded (tensor.ts opProfileStart), written as bench/op-profile.ts reads
+ * times), every op libtorch runs in them recorded with its input shapes (tensor.ts opProfileStart), written as bench/op-profile.ts reads
  * it; the PyTorch references write the same from PyTorch's profiler (torch_reference.py op_profile_dump). `run`
  * does one pass or step and waits for the device.
  */
@@ -203,7 +203,7 @@ export function writeOpProfile(
   meta: Record<string, unknown>,
   run: () => void,
 ): void {
-  opProfileStart();
+  opProfileStart({ shapes: true });
   let rows;
   const times: number[] = [];
   try {

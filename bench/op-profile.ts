@@ -2,7 +2,7 @@
  * Two op profiles side by side: ours (forward-backward.js / train-step.js --op-profile) and PyTorch's
  * (torch_reference.py fwdbwd / torch_train.py --op-profile), op name by op name, per pass or step. What one side
  * runs that the other does not shows as calls on one side only; where the time goes, as self time (an op's own,
- * the ops it ran inside taken out).
+ * the ops it ran inside taken out); then the same by op and input shapes (which product costs what).
  *
  *   node dist/bench/op-profile.js OURS.json TORCH.json [--top 30] [--json f]
  *
@@ -18,6 +18,8 @@ import { table, writeJson } from "./common.js";
 
 interface Row {
   name: string;
+  /** "[1024x896, 896x3]" (profiles from 2026-12-04 19:55 on) */
+  shapes?: string;
   backward: boolean;
   calls: number;
   totalNs: number;
@@ -101,59 +103,22 @@ function main(): void {
       }),
     ),
   );
-  const byKey = new Map<string, { name: string; backward: boolean; a?: Row; b?: Row }>();
-  for (const [side, p] of [
-    ["a", a],
-    ["b", b],
-  ] as const)
-    for (const r of p.rows) {
-      if (isBinding(r)) continue;
-      const e = byKey.get(key(r)) ?? { name: r.name, backward: r.backward };
-      e[side] = r;
-      byKey.set(key(r), e);
-    }
-  const per = (r: Row | undefined, p: Profile, f: "calls" | "selfNs") => (r ? r[f] / p.runs : 0);
-  const entries = [...byKey.values()].map((e) => ({
-    ...e,
-    callsA: per(e.a, a, "calls"),
-    callsB: per(e.b, b, "calls"),
-    selfA: per(e.a, a, "selfNs"),
-    selfB: per(e.b, b, "selfNs"),
-  }));
-  entries.sort((x, y) => Math.abs(y.selfA - y.selfB) - Math.abs(x.selfA - x.selfB));
+  const entries = compare(a, b, false);
   console.log(
     `\nops by the difference in self time per run (top ${top} of ${entries.length}; ${a.side} − ${b.side}):`,
   );
-  console.log(
-    table(
-      ["op", "calls / run (1)", "calls / run (2)", "self ms / run (1)", "self ms / run (2)", "difference ms"],
-      entries
-        .slice(0, top)
-        .map((e) => [
-          `${e.name}${e.backward ? " (backward node)" : ""}`,
-          fmtCalls(e.callsA),
-          fmtCalls(e.callsB),
-          ms(e.selfA),
-          ms(e.selfB),
-          ms(e.selfA - e.selfB),
-        ]),
-    ),
-  );
+  console.log(diffTable(entries.slice(0, top), true));
   const differ = entries.filter((e) => e.callsA !== e.callsB);
   differ.sort((x, y) => Math.abs(y.callsA - y.callsB) - Math.abs(x.callsA - x.callsB));
   console.log(`\nops whose calls per run differ (${differ.length} of ${entries.length}):`);
-  console.log(
-    table(
-      ["op", "calls / run (1)", "calls / run (2)", "self ms / run (1)", "self ms / run (2)"],
-      differ.map((e) => [
-        `${e.name}${e.backward ? " (backward node)" : ""}`,
-        fmtCalls(e.callsA),
-        fmtCalls(e.callsB),
-        ms(e.selfA),
-        ms(e.selfB),
-      ]),
-    ),
-  );
+  console.log(diffTable(differ, false));
+  if ([a, b].every((p) => p.rows.some((r) => r.shapes))) {
+    const shaped = compare(a, b, true);
+    console.log(
+      `\nops with their input shapes, by the difference in self time per run (top ${top} of ${shaped.length}):`,
+    );
+    console.log(diffTable(shaped.slice(0, top), true));
+  }
   writeJson(args.json, {
     bench: "op-profile-compare",
     sides: [a, b].map((p) => ({
@@ -180,6 +145,69 @@ function medianRun(p: Profile): number {
   if (!t?.length) return p.wallSeconds / p.runs;
   const s = [...t].sort((x, y) => x - y);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+interface Entry {
+  name: string;
+  shapes: string;
+  backward: boolean;
+  callsA: number;
+  callsB: number;
+  selfA: number;
+  selfB: number;
+}
+
+/**
+ * Both sides' rows per op (libtorch's ops and nodes; the addon's js:: calls have no counterpart), summed over input
+ * shapes unless `byShape`; per run; largest difference in self time first.
+ */
+function compare(a: Profile, b: Profile, byShape: boolean): Entry[] {
+  const byKey = new Map<string, Entry>();
+  for (const [side, p] of [
+    ["A", a],
+    ["B", b],
+  ] as const)
+    for (const r of p.rows) {
+      if (isBinding(r)) continue;
+      const shapes = byShape ? (r.shapes ?? "") : "";
+      const k = `${key(r)}\u001f${shapes}`;
+      const e = byKey.get(k) ?? {
+        name: r.name,
+        shapes,
+        backward: r.backward,
+        callsA: 0,
+        callsB: 0,
+        selfA: 0,
+        selfB: 0,
+      };
+      e[`calls${side}`] += r.calls / p.runs;
+      e[`self${side}`] += r.selfNs / p.runs;
+      byKey.set(k, e);
+    }
+  const entries = [...byKey.values()];
+  entries.sort((x, y) => Math.abs(y.selfA - y.selfB) - Math.abs(x.selfA - x.selfB));
+  return entries;
+}
+
+function diffTable(entries: Entry[], withDifference: boolean): string {
+  return table(
+    [
+      "op",
+      "calls / run (1)",
+      "calls / run (2)",
+      "self ms / run (1)",
+      "self ms / run (2)",
+      ...(withDifference ? ["difference ms"] : []),
+    ],
+    entries.map((e) => [
+      `${e.name}${e.shapes ? ` ${e.shapes}` : ""}${e.backward ? " (backward node)" : ""}`,
+      fmtCalls(e.callsA),
+      fmtCalls(e.callsB),
+      ms(e.selfA),
+      ms(e.selfB),
+      ...(withDifference ? [ms(e.selfA - e.selfB)] : []),
+    ]),
+  );
 }
 
 function isBindingSide(p: Profile): boolean {

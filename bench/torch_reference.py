@@ -420,19 +420,27 @@ def bench_fusedops(args):
 
 def op_profile_dump(path, what, runs, meta, run):
     """--op-profile FILE: `runs` more passes or steps inside PyTorch's profiler (after the timed ones), written per op
-    name and scope as bench/common.ts writeOpProfile writes the addon's (rows: name, backward, calls, totalNs, selfNs;
-    bench/op-profile.ts sets the two side by side). `run` does one pass or step and waits for the device."""
+    name, scope and input shapes as bench/common.ts writeOpProfile writes the addon's (rows: name, shapes, backward,
+    calls, totalNs, selfNs; bench/op-profile.ts sets the two side by side). `run` does one pass or step and waits for
+    the device."""
     times = []
-    with torch.autograd.profiler.profile() as prof:
+    with torch.autograd.profiler.profile(record_shapes=True) as prof:
         for _ in range(runs):
             t0 = time.perf_counter()
             run()
             times.append(time.perf_counter() - t0)
     wall = sum(times)
+    def shapes(e):  # "[1024x896, 896x3]": as op_profile.cc writes them (empty for a non-tensor or 0-dim input)
+        def one(s):
+            return "x".join(str(d) for d in s) if isinstance(s, (list, tuple)) and all(isinstance(d, int) for d in s) else ""
+        return "[" + ", ".join(one(s) for s in (e.input_shapes or [])) + "]"
+
     rows = {}
     for e in prof.function_events:
         backward = int(getattr(e, "scope", 0)) == 1  # at::RecordScope::BACKWARD_FUNCTION
-        r = rows.setdefault((e.name, backward), {"name": e.name, "backward": backward, "calls": 0, "totalNs": 0.0, "selfNs": 0.0})
+        sh = shapes(e)
+        r = rows.setdefault((e.name, backward, sh), {"name": e.name, "shapes": sh, "backward": backward, "calls": 0,
+                                                     "totalNs": 0.0, "selfNs": 0.0})
         r["calls"] += 1
         r["totalNs"] += e.cpu_time_total * 1e3
         r["selfNs"] += e.self_cpu_time_total * 1e3

@@ -1060,17 +1060,19 @@ OP(synchronize, "(device: string): void") {
 }
 
 // ---------------------------------------------------------------- op profile
-OP(opProfileStart, "(): void") {
-  gv::opProfileStart();
+OP(opProfileStart, "(shapes: boolean): void") {
+  gv::opProfileStart(B(info, 0));
   return ENV.Undefined();
 }
 
-OP(opProfileStop, "(): { name: string; backward: boolean; calls: number; totalNs: number; selfNs: number }[]") {
+OP(opProfileStop,
+   "(): { name: string; shapes: string; backward: boolean; calls: number; totalNs: number; selfNs: number }[]") {
   auto rows = gv::opProfileStop();
   auto arr = Napi::Array::New(ENV, rows.size());
   for (size_t i = 0; i < rows.size(); i++) {
     auto o = Napi::Object::New(ENV);
     o.Set("name", rows[i].name);
+    o.Set("shapes", rows[i].shapes);
     o.Set("backward", rows[i].backward);
     o.Set("calls", static_cast<double>(rows[i].calls));
     o.Set("totalNs", static_cast<double>(rows[i].totalNs));

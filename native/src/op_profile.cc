@@ -1,3 +1,10 @@
+// libtorch is built with NDEBUG, and its RecordFunction then never sets the inputs_valid_ flag that the header's
+// inputs() asserts on in a file compiled without it ("Called inputs() outside RecordFunction start callback", for
+// every op). This file reads RecordFunctions that libtorch made, so it reads them as libtorch does. (The flag is a
+// bool in padding: the struct's size and offsets are the same either way, 288 bytes on 1.13.)
+#ifndef NDEBUG
+#define NDEBUG
+#endif
 #include "op_profile.h"
 
 #include <ATen/record_function.h>
@@ -23,6 +30,7 @@ struct Frame : at::ObserverContext {
   int64_t childNs = 0;
   Frame* parent = nullptr;
   uint64_t generation = 0;
+  std::string shapes;  // the inputs' shapes, when they are recorded
 };
 
 thread_local Frame* top = nullptr;
@@ -33,18 +41,43 @@ struct Totals {
 
 std::mutex mu;
 bool recording = false;
+bool withShapes = false;
 uint64_t generation = 0;  // a profile's frames are not mixed with an earlier profile's still open
 at::CallbackHandle handle = 0;
-std::unordered_map<std::string, Totals> rows;  // keyed by scope mark + name
+std::unordered_map<std::string, Totals> rows;  // keyed by scope mark + name (+ kSep + shapes)
+constexpr char kSep = '\x1f';
+
+// "[1024x896, 896x3]": each input's sizes, empty for an input that is not a tensor or is 0-dim (as PyTorch's
+// profiler's input_shapes list them; bench/torch_reference.py writes the same)
+std::string shapesOf(const at::RecordFunction& fn) {
+  std::string out = "[";
+  auto in = fn.inputs();
+  for (size_t i = 0; i < in.size(); i++) {
+    if (i) out += ", ";
+    if (!in[i].isTensor()) continue;
+    const auto& t = in[i].toTensor();
+    if (!t.defined()) continue;
+    auto sz = t.sizes();
+    for (size_t k = 0; k < sz.size(); k++) {
+      if (k) out += "x";
+      out += std::to_string(sz[k]);
+    }
+  }
+  return out + "]";
+}
 
 std::unique_ptr<at::ObserverContext> onStart(const at::RecordFunction& fn) {
   if (fn.isAsync()) return nullptr;  // may end on another thread: no place in a stack
   auto f = std::make_unique<Frame>();
+  bool shapes;
   {
     std::lock_guard<std::mutex> lock(mu);
     if (!recording) return nullptr;
     f->generation = generation;
+    shapes = withShapes;
   }
+  // an ATen op's inputs, as the dispatcher passes them (a user scope and an autograd node have none)
+  if (shapes && fn.scope() == at::RecordScope::FUNCTION) f->shapes = shapesOf(fn);
   f->parent = top && top->generation == f->generation ? top : nullptr;
   top = f.get();
   f->t0 = nowNs();
@@ -59,6 +92,7 @@ void onEnd(const at::RecordFunction& fn, at::ObserverContext* ctx) {
   int64_t d = t1 - f->t0;
   if (f->parent) f->parent->childNs += d;
   std::string key = (fn.scope() == at::RecordScope::BACKWARD_FUNCTION ? "b" : "f") + std::string(fn.name());
+  if (!f->shapes.empty()) key += kSep + f->shapes;
   std::lock_guard<std::mutex> lock(mu);
   if (!recording || f->generation != generation) return;
   auto& r = rows[key];
@@ -69,14 +103,15 @@ void onEnd(const at::RecordFunction& fn, at::ObserverContext* ctx) {
 
 }  // namespace
 
-void opProfileStart() {
+void opProfileStart(bool shapes) {
   std::lock_guard<std::mutex> lock(mu);
   if (recording) throw std::invalid_argument("opProfileStart: a profile is already being recorded");
   rows.clear();
   generation++;
   recording = true;
+  withShapes = shapes;
   handle = at::addGlobalCallback(at::RecordFunctionCallback(&onStart, &onEnd)
-                                     .needsInputs(false)
+                                     .needsInputs(shapes)
                                      .scopes({at::RecordScope::FUNCTION, at::RecordScope::BACKWARD_FUNCTION,
                                               at::RecordScope::USER_SCOPE}));
 }
@@ -93,9 +128,14 @@ std::vector<OpProfileRow> opProfileStop() {
   }
   std::vector<OpProfileRow> out;
   out.reserve(taken.size());
-  for (auto& [key, t] : taken) out.push_back({key.substr(1), key[0] == 'b', t.calls, t.totalNs, t.selfNs});
+  for (auto& [key, t] : taken) {
+    auto sep = key.find(kSep);
+    std::string name = key.substr(1, sep == std::string::npos ? std::string::npos : sep - 1);
+    std::string shapes = sep == std::string::npos ? "" : key.substr(sep + 1);
+    out.push_back({name, shapes, key[0] == 'b', t.calls, t.totalNs, t.selfNs});
+  }
   std::sort(out.begin(), out.end(), [](const OpProfileRow& a, const OpProfileRow& b) {
-    return a.selfNs != b.selfNs ? a.selfNs > b.selfNs : a.name < b.name;
+    return a.selfNs != b.selfNs ? a.selfNs > b.selfNs : a.name != b.name ? a.name < b.name : a.shapes < b.shapes;
   });
   return out;
 }

@@ -13,15 +13,19 @@ namespace gv {
 
 struct OpProfileRow {
   std::string name;
+  std::string shapes;  // "[1024x896, 896x3]" when recorded with shapes, else empty
   bool backward;  // recorded in the autograd engine's scope (an autograd node), not an op called directly
   int64_t calls;
   int64_t totalNs;
   int64_t selfNs;
 };
 
-/** Starts recording (an error when a profile is already being recorded). */
-void opProfileStart();
-/** Stops recording and returns what was recorded, one row per (name, scope), largest self time first. */
+/**
+ * Starts recording (an error when a profile is already being recorded); `shapes`: each op's input shapes too, one
+ * row per name, scope and shapes (what they cost: building a short string per op).
+ */
+void opProfileStart(bool shapes);
+/** Stops recording and returns what was recorded, one row per (name, scope[, shapes]), largest self time first. */
 std::vector<OpProfileRow> opProfileStop();
 
 }  // namespace gv

@@ -118,8 +118,15 @@ export interface NativeOps {
   neg(t: N): N;
   nonzero(t: N): N;
   ones(shape: number[], dtype: string, device?: string): N;
-  opProfileStart(): void;
-  opProfileStop(): { name: string; backward: boolean; calls: number; totalNs: number; selfNs: number }[];
+  opProfileStart(shapes: boolean): void;
+  opProfileStop(): {
+    name: string;
+    shapes: string;
+    backward: boolean;
+    calls: number;
+    totalNs: number;
+    selfNs: number;
+  }[];
   permute(t: N, dims: number[]): N;
   pinMemory(t: N): N;
   pow(a: NS, b: NS): N;

@@ -242,6 +242,8 @@ export function synchronize(device: Device | string): void {
 export interface OpProfileRow {
   /** libtorch's name (`aten::mm`, `MmBackward0`, `autograd::engine::evaluate_function: …`) or `js::<addon op>` */
   name: string;
+  /** the inputs' shapes (`[1024x896, 896x3]`: empty for an input that is not a tensor or is 0-dim) when recorded */
+  shapes: string;
   /** recorded in the autograd engine's backward scope (an autograd node) */
   backward: boolean;
   calls: number;
@@ -255,10 +257,11 @@ export interface OpProfileRow {
  * Records every op libtorch runs until opProfileStop (forward, backward and the addon's own calls), on every thread:
  * libtorch's RecordFunction observers, in every libtorch version (native/src/op_profile.cc). For benchmarks that set
  * what the two sides of a comparison run side by side (bench/op-profile.ts); on a GPU the times are the host's
- * unless kernels are launched synchronously (CUDA_LAUNCH_BLOCKING=1).
+ * unless kernels are launched synchronously (CUDA_LAUNCH_BLOCKING=1). `shapes`: one row per op name and input
+ * shapes (which of a model's products costs what).
  */
-export function opProfileStart(): void {
-  native.opProfileStart();
+export function opProfileStart(opts: { shapes?: boolean } = {}): void {
+  native.opProfileStart(opts.shapes ?? false);
 }
 
 /** Stops the op profile and returns its rows, largest self time first. */

@@ -1,7 +1,7 @@
 /**
  * The op profile (native/src/op_profile.cc): every op libtorch runs between start and stop is counted once, forward
- * ops, autograd nodes and the addon's own calls (js::<op>) apart; nested time is taken out of a row's self time; and
- * nothing outside a profile is recorded. The counts are checked against the ops the test itself runs.
+ * ops, autograd nodes and the addon's own calls (js::<op>) apart; nested time is taken out of a row's self time;
+ * with shapes, one row per op and input shapes; and nothing outside a profile is recorded. The counts are checked against the ops the test itself runs.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -56,6 +56,36 @@ test("op profile: the backward's autograd nodes are recorded in their own scope"
   assert.equal(row(rows, "aten::mul")?.calls, 2, "the forward's product and the backward's dW = dY * x");
   w.dispose();
   x.dispose();
+});
+
+test("op profile with shapes: one row per op and input shapes, as PyTorch's profiler lists them", () => {
+  const a = Tensor.ones([8, 4]);
+  const b = Tensor.ones([4, 3]);
+  const c = Tensor.ones([3, 5]);
+  opProfileStart({ shapes: true });
+  tidy(() => {
+    a.matmul(b);
+    a.matmul(b);
+    b.matmul(c);
+    a.add(a);
+  });
+  const rows = opProfileStop();
+  const mm = rows.filter((r) => r.name === "aten::mm");
+  assert.deepEqual(mm.map((r) => [r.shapes, r.calls]).sort(), [
+    ["[4x3, 3x5]", 1],
+    ["[8x4, 4x3]", 2],
+  ]);
+  // a scalar input (add's alpha) has no shape
+  assert.equal(rows.find((r) => r.name === "aten::add")?.shapes, "[8x4, 8x4, ]");
+  // without shapes: one row per op, shapes empty
+  opProfileStart();
+  tidy(() => a.matmul(b));
+  const plain = opProfileStop().filter((r) => r.name === "aten::mm");
+  assert.deepEqual(
+    plain.map((r) => [r.shapes, r.calls]),
+    [["", 1]],
+  );
+  for (const t of [a, b, c]) t.dispose();
 });
 
 test("op profile: one at a time, and a stop needs a start", () => {
