@@ -156,7 +156,8 @@ std::vector<Tensor> updateGrads(const std::vector<Tensor>& ps, const std::vector
   out.reserve(gs.size());
   for (size_t i = 0; i < gs.size(); i++) {
     Tensor g = gradScale != 1.0 ? gs[i] * gradScale : gs[i];
-    out.push_back(g.scalar_type() != ps[i].scalar_type() ? g.to(ps[i].scalar_type()) : g);
+    // the kernel takes dense tensors laid out as their parameters (a no-op for autograd's gradients and row blocks)
+    out.push_back((g.scalar_type() != ps[i].scalar_type() ? g.to(ps[i].scalar_type()) : g).contiguous());
   }
   return out;
 }
