@@ -57,7 +57,7 @@ const isBinding = (r: Row) => r.name.startsWith("js::");
 const ms = (ns: number) => (ns / 1e6).toFixed(3);
 
 /** Per pass or step: self time of libtorch's ops and nodes, and of the addon's calls (js::), in ns. */
-export function selfTotals(p: Profile): { ops: number; binding: number } {
+function selfTotals(p: Profile): { ops: number; binding: number } {
   let ops = 0;
   let binding = 0;
   for (const r of p.rows) {

@@ -156,6 +156,13 @@ function main(): void {
   const labels = Tensor.fromArray(labelValues, [1, T], "int64");
   const lossTokens = T / 2; // logits at t predict labels at t + 1: targets T/2 .. T-1
   attached.setTraining(true);
+  // the step, in its two timed phases: forward + backward (its loss), then clip (1.0), AdamW and the gradients
+  // dropped (mixed precision steps one master at a time)
+  const forwardBackward = () =>
+    tidy(() => model.forwardBackward(ids, {}, sftLossHead(model, labels), checkpointing));
+  const optimize = () => {
+    if (opt) optimizerStep(attached, opt, 1.0);
+  };
 
   // cpu: the process's CPU seconds in the step (user + system), the figure to read on a core other processes share
   const phases: { fwdbwd: number; optimizer: number; total: number; cpu: number }[] = [];
@@ -172,12 +179,11 @@ function main(): void {
     const cpu0 = process.cpuUsage();
     p.total = seconds(() => {
       p.fwdbwd = seconds(() => {
-        loss = tidy(() => model.forwardBackward(ids, {}, sftLossHead(model, labels), checkpointing));
+        loss = forwardBackward();
         synchronize(model.device);
       });
-      // clip (1.0), AdamW, gradients dropped; mixed precision steps one master at a time
       p.optimizer = seconds(() => {
-        if (opt) optimizerStep(attached, opt, 1.0);
+        optimize();
         synchronize(model.device);
       });
     });
@@ -282,8 +288,8 @@ function main(): void {
       steps,
       { device: model.device, method, dtype, checkpointing, layers: model.cfg.numLayers, tokens: T },
       () => {
-        tidy(() => model.forwardBackward(ids, {}, sftLossHead(model, labels), checkpointing));
-        if (opt) optimizerStep(attached, opt, 1.0);
+        forwardBackward();
+        optimize();
         synchronize(model.device);
       },
     );

@@ -239,7 +239,7 @@ void adamwUpdate(const Tensor& p, const Tensor& gIn, const Tensor& m, const Tens
                 (!copy.defined() || (cpuContiguous(copy) && (copy.scalar_type() == torch::kBFloat16 ||
                                                              copy.scalar_type() == torch::kFloat32)));
   if (!native) {
-    if (!adamwTakesFused(p, gIn) || !m.is_contiguous() || !v.is_contiguous() ||
+    if (!fusedAdamwServes(p) || !m.is_contiguous() || !v.is_contiguous() ||
         m.scalar_type() != p.scalar_type() || v.scalar_type() != p.scalar_type())
       return adamwComposite(p, gIn, m, v, step, h, gradScale, copy);
     adamwFused({p}, {gIn}, {m}, {v}, {step}, h, gradScale);
