@@ -2,10 +2,13 @@
  * Writes a random-weight checkpoint in Qwen2.5-0.5B's shape: config.json + model.safetensors, bf16, N(0, 0.02²)
  * for matrices and ones for norms (as HF initialises them). Run by common.ts's randomModelDir in a child process.
  *
- *   node dist/bench/make-random-model.js <out-dir> [numLayers=24] [shape=0.5b|7b] [device=cpu|cuda]
+ *   node dist/bench/make-random-model.js <out-dir> [numLayers=24] [shape=0.5b|7b|host] [device=cpu|cuda]
  *
  * 7b: Qwen2.5-7B's widths (hidden 3584, MLP 18944, 28 heads of 128, 4 KV heads, vocabulary 152064) with the
  * embeddings tied (Qwen2.5-7B unties them; bench/torch_reference.py's model ties them), for the GPU benchmarks.
+ * host: tiny widths (hidden 128, MLP 512, 4 heads of 32, 2 KV heads, vocabulary 2048) with the same ops per layer, so a
+ * step's time is what each op costs the host (binding, dispatch, autograd) rather than its arithmetic: the regime
+ * the H200 showed at 7B widths, where a GPU layer takes less time than the host needs to issue it.
  * device: where the random numbers are drawn (cuda: seconds instead of a minute for the 7B widths; other values
  * than the CPU's draw, which does not matter to a benchmark that reads the same file on both sides).
  */
@@ -18,8 +21,9 @@ import { qwen25HalfBConfig } from "./common.js";
 function main(): void {
   const [dir, layersArg, shape = "0.5b", deviceArg = "cpu"] = process.argv.slice(2);
   const device = resolveDevice(deviceArg);
-  if (!dir) throw new Error("usage: make-random-model.js <out-dir> [numLayers] [0.5b|7b]");
-  if (shape !== "0.5b" && shape !== "7b") throw new Error(`shape must be 0.5b or 7b, got ${shape}`);
+  if (!dir) throw new Error("usage: make-random-model.js <out-dir> [numLayers] [0.5b|7b|host]");
+  if (shape !== "0.5b" && shape !== "7b" && shape !== "host")
+    throw new Error(`shape must be 0.5b, 7b or host, got ${shape}`);
   const numLayers = Number(layersArg ?? 24);
   const cfg = qwen25HalfBConfig(numLayers);
   if (shape === "7b")
@@ -29,6 +33,15 @@ function main(): void {
       num_attention_heads: 28,
       num_key_value_heads: 4,
       vocab_size: 152064,
+      max_window_layers: numLayers,
+    });
+  if (shape === "host")
+    Object.assign(cfg, {
+      hidden_size: 128,
+      intermediate_size: 512,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      vocab_size: 2048,
       max_window_layers: numLayers,
     });
   const H = cfg.hidden_size as number;

@@ -165,91 +165,88 @@ std::shared_ptr<MappedFile> findMapping(const void* p, size_t len) {
   return nullptr;
 }
 
-// ---------------------------------------------------------------- tensor handle
-// Every host tensor handle's bytes are told to V8 (AdjustExternalMemory) while it lives, so that handles dropped without
-// dispose() put pressure on the collector, and given back exactly once when it is released (dispose, the
-// collector's finalizer, the env's teardown). The ledger sums what the live handles have told V8 (externalReports).
+// ---------------------------------------------------------------- tensor handles
+// A handle is a BigInt naming a slot of this env's table: (serial << 24) | slot, the serial unique for the env's
+// lifetime (40 bits), so a disposed handle is told from the slot's next tenant. Why not a JS object wrapping the
+// tensor (napi_wrap): each such object cost a weak global handle, a finalizer reference in N-API's tracker, a
+// collection callback and a deferred finalizer, about 2.5 us per op result on top of the op itself, where a GPU
+// kernel launch costs 5 (BENCHMARKS "The addon's handles"); a BigInt costs one small allocation. The JS side
+// (tensor.ts) disposes what its tidy scopes make and leaves to a FinalizationRegistry only what outlives them.
+// Every host tensor's bytes are told to V8 (AdjustExternalMemory) while its slot holds it, so that handles dropped
+// without dispose() put pressure on the collector, and given back exactly once when it is released (dispose, the
+// registry's callback); the env's teardown frees what is left without calling into V8.
 // (Telling V8 only about what outlives its tidy scope stops the full collection it starts about once per layer,
 // but measured no faster and the heap fragmented without them: BENCHMARKS.md, "V8's collector and the tensor
 // reports".)
-struct ReportLedger {
-  int64_t reportedBytes = 0;
+constexpr uint32_t kSlotBits = 24;
+constexpr uint64_t kSlotMask = (uint64_t{1} << kSlotBits) - 1;
+constexpr uint64_t kMaxSerial = (uint64_t{1} << (64 - kSlotBits)) - 1;
+
+struct Slot {
+  torch::Tensor t;
+  uint64_t serial = 0;  // 0: free
+  int64_t reported = 0;
 };
 
 struct AddonData {
-  Napi::FunctionReference tensorCtor;
   Napi::FunctionReference adamCtor;
   Napi::FunctionReference arrayBufferCtor;  // JavaScript's own, as it was at load (toBytes)
-  // shared with every live handle: the env's teardown may finalize the instance data before the handles
-  std::shared_ptr<ReportLedger> ledger = std::make_shared<ReportLedger>();
-};
-
-class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
- public:
-  static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NativeTensor", {InstanceMethod("dispose", &TensorHandle::Dispose),
-                                             InstanceAccessor("disposed", &TensorHandle::Disposed, nullptr)});
-  }
-  explicit TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {}
-  ~TensorHandle() override { release(); }
-
-  void set(Napi::Env env, const std::shared_ptr<ReportLedger>& ledger, torch::Tensor t) {
-    tensor_ = std::move(t);
-    // host memory only: a GPU tensor's bytes are not the process's memory, and telling V8 about them made it
-    // collect (and mark, inside the allocating op) about once per layer of a CUDA model, whose layer takes a
-    // millisecond there: every op of a GPU step paid for it (BENCHMARKS "CUDA")
-    reported_ = tensor_.defined() && tensor_.is_cpu() ? static_cast<int64_t>(tensor_.nbytes()) : 0;
-    if (reported_ > 0) {
-      Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
-      ledger->reportedBytes += reported_;
-      ledger_ = ledger;
-    }
-    env_ = env;
-    live_ = true;
-  }
-  const torch::Tensor& get() const {
-    if (!live_) throw std::runtime_error("tensor used after dispose()");
-    return tensor_;
-  }
-  bool live() const { return live_; }
-
- private:
-  void release() {
-    if (!live_) return;
-    live_ = false;
-    const c10::StorageImpl* storage =
-        tensor_.defined() && tensor_.has_storage() ? tensor_.storage().unsafeGetStorageImpl() : nullptr;
-    tensor_ = torch::Tensor();
-    // a frozen weight's copies go with the weight's last handle (a model dropped and collected), not at some later
-    // product (frozen_linear.cc)
-    if (storage) gv::frozenLinearStorageReleased(storage);
-    if (reported_ > 0 && env_) {
-      Napi::MemoryManagement::AdjustExternalMemory(env_, -reported_);
-      ledger_->reportedBytes -= reported_;
-    }
-    reported_ = 0;
-    ledger_.reset();
-  }
-  Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    release();
-    return info.Env().Undefined();
-  }
-  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !live_); }
-
-  torch::Tensor tensor_;
-  int64_t reported_ = 0;
-  napi_env env_ = nullptr;
-  std::shared_ptr<ReportLedger> ledger_;  // while reported_ > 0
-  bool live_ = false;
+  std::vector<Slot> slots;
+  std::vector<uint32_t> freeSlots;
+  uint64_t lastSerial = 0;
+  int64_t reportedBytes = 0;  // what the live slots have told V8 (externalReports)
 };
 
 AddonData* data(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
 
+void releaseSlot(Napi::Env env, AddonData* d, uint32_t s) {
+  auto& slot = d->slots[s];
+  const c10::StorageImpl* storage =
+      slot.t.defined() && slot.t.has_storage() ? slot.t.storage().unsafeGetStorageImpl() : nullptr;
+  int64_t reported = slot.reported;
+  slot.t = torch::Tensor();
+  slot.serial = 0;
+  slot.reported = 0;
+  d->freeSlots.push_back(s);
+  // a frozen weight's copies go with the weight's last handle (a model dropped and collected), not at some later
+  // product (frozen_linear.cc)
+  if (storage) gv::frozenLinearStorageReleased(storage);
+  if (reported > 0) {
+    Napi::MemoryManagement::AdjustExternalMemory(env, -reported);
+    d->reportedBytes -= reported;
+  }
+}
+
 Napi::Value wrap(Napi::Env env, torch::Tensor t) {
   auto* d = data(env);
-  Napi::Object obj = d->tensorCtor.New({});
-  TensorHandle::Unwrap(obj)->set(env, d->ledger, std::move(t));
-  return obj;
+  if (d->lastSerial >= kMaxSerial) throw std::runtime_error("this process has made 2^40 tensor handles");
+  uint32_t s;
+  if (!d->freeSlots.empty()) {
+    s = d->freeSlots.back();
+    d->freeSlots.pop_back();
+  } else {
+    if (d->slots.size() > kSlotMask)
+      throw std::runtime_error("16,777,216 tensors are alive at once: dispose what is no longer needed (tidy)");
+    s = static_cast<uint32_t>(d->slots.size());
+    d->slots.emplace_back();
+  }
+  auto& slot = d->slots[s];
+  slot.serial = ++d->lastSerial;
+  // host memory only: a GPU tensor's bytes are not the process's memory, and telling V8 about them made it
+  // collect (and mark, inside the allocating op) about once per layer of a CUDA model, whose layer takes a
+  // millisecond there: every op of a GPU step paid for it (BENCHMARKS "CUDA")
+  slot.reported = t.defined() && t.is_cpu() ? static_cast<int64_t>(t.nbytes()) : 0;
+  slot.t = std::move(t);
+  if (slot.reported > 0) {
+    Napi::MemoryManagement::AdjustExternalMemory(env, slot.reported);
+    d->reportedBytes += slot.reported;
+  }
+  try {
+    return Napi::BigInt::New(env, (slot.serial << kSlotBits) | s);
+  } catch (...) {
+    releaseSlot(env, d, s);
+    throw;
+  }
 }
 
 Napi::Value wrapList(Napi::Env env, const std::vector<torch::Tensor>& ts) {
@@ -258,17 +255,40 @@ Napi::Value wrapList(Napi::Env env, const std::vector<torch::Tensor>& ts) {
   return arr;
 }
 
+enum class HandleIs { Live, Disposed, NotAHandle };
+
+/** The slot a handle names, if `v` is a handle this env gave out; `is` says which case. */
+HandleIs lookupHandle(Napi::Env env, const Napi::Value& v, uint32_t* slotOut) {
+  if (!v.IsBigInt()) return HandleIs::NotAHandle;
+  bool lossless = false;
+  uint64_t id = v.As<Napi::BigInt>().Uint64Value(&lossless);
+  auto* d = data(env);
+  uint64_t serial = id >> kSlotBits;
+  auto s = static_cast<uint32_t>(id & kSlotMask);
+  if (!lossless || serial == 0 || serial > d->lastSerial || s >= d->slots.size()) return HandleIs::NotAHandle;
+  if (d->slots[s].serial != serial) return HandleIs::Disposed;
+  *slotOut = s;
+  return HandleIs::Live;
+}
+
 // ---------------------------------------------------------------- argument decoding
 [[noreturn]] void argError(size_t i, const std::string& what) {
   throw std::invalid_argument("argument " + std::to_string(i) + ": expected " + what);
 }
 
 // By value: a getter run while decoding a later argument could dispose a handle a reference points into.
+torch::Tensor tensorAt(Napi::Env env, const Napi::Value& v, size_t i, const char* what) {
+  uint32_t s = 0;
+  switch (lookupHandle(env, v, &s)) {
+    case HandleIs::Live: return data(env)->slots[s].t;
+    case HandleIs::Disposed: throw std::runtime_error("tensor used after dispose()");
+    default: argError(i, what);
+  }
+}
+
 torch::Tensor T(const Napi::CallbackInfo& info, size_t i) {
-  if (i >= info.Length() || !info[i].IsObject()) argError(i, "a tensor");
-  auto obj = info[i].As<Napi::Object>();
-  if (!obj.InstanceOf(data(info.Env())->tensorCtor.Value())) argError(i, "a tensor");
-  return TensorHandle::Unwrap(obj)->get();
+  if (i >= info.Length()) argError(i, "a tensor");
+  return tensorAt(info.Env(), info[i], i, "a tensor");
 }
 
 bool isNil(const Napi::CallbackInfo& info, size_t i) {
@@ -323,12 +343,7 @@ std::vector<torch::Tensor> TL(const Napi::CallbackInfo& info, size_t i) {
   auto arr = info[i].As<Napi::Array>();
   std::vector<torch::Tensor> out;
   out.reserve(arr.Length());
-  auto ctor = data(info.Env())->tensorCtor.Value();
-  for (uint32_t k = 0; k < arr.Length(); k++) {
-    Napi::Value v = arr.Get(k);
-    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(ctor)) argError(i, "an array of tensors");
-    out.push_back(TensorHandle::Unwrap(v.As<Napi::Object>())->get());
-  }
+  for (uint32_t k = 0; k < arr.Length(); k++) out.push_back(tensorAt(info.Env(), arr.Get(k), i, "an array of tensors"));
   return out;
 }
 
@@ -387,7 +402,7 @@ torch::TensorOptions OPTS(const Napi::CallbackInfo& info, size_t dtypeArg, size_
 }
 
 // Scalar-or-tensor operands: elementwise ops accept a JS number on either side.
-bool isTensorArg(const Napi::CallbackInfo& info, size_t i) { return i < info.Length() && info[i].IsObject(); }
+bool isTensorArg(const Napi::CallbackInfo& info, size_t i) { return i < info.Length() && !info[i].IsNumber(); }
 
 // ---------------------------------------------------------------- errors
 // The one place native failures become JS exceptions (for every op and the AdamW class alike): c10::Error,
@@ -485,11 +500,40 @@ OP(fromBuffer, "(buf: Uint8Array, dtype: string, shape: number[], device?: strin
   RET(device.is_cpu() ? t : t.to(device));
 }
 
+// Frees the handle's slot (the tensor itself goes with its last reference: views and autograd may hold it);
+// disposing twice is harmless.
+OP(dispose, "(t: N): void") {
+  uint32_t s = 0;
+  if (info.Length() < 1) argError(0, "a tensor");
+  switch (lookupHandle(ENV, info[0], &s)) {
+    case HandleIs::Live: releaseSlot(ENV, data(ENV), s); break;
+    case HandleIs::Disposed: break;
+    default: argError(0, "a tensor");
+  }
+  return ENV.Undefined();
+}
+
+OP(disposed, "(t: N): boolean") {
+  uint32_t s = 0;
+  if (info.Length() < 1) argError(0, "a tensor");
+  switch (lookupHandle(ENV, info[0], &s)) {
+    case HandleIs::Live: return Napi::Boolean::New(ENV, false);
+    case HandleIs::Disposed: return Napi::Boolean::New(ENV, true);
+    default: argError(0, "a tensor");
+  }
+}
+
+// Handles given out and not yet disposed (tests and diagnostics: a leak shows as growth).
+OP(liveHandles, "(): number") {
+  auto* d = data(ENV);
+  return Napi::Number::New(ENV, static_cast<double>(d->slots.size() - d->freeSlots.size()));
+}
+
 // [bytes the live handles have told V8, V8's own count of external memory (every report to the isolate, this
 // addon's and any other's)]: for tests and diagnostics.
 OP(externalReports, "(): [number, number]") {
   auto out = Napi::Array::New(ENV, 2);
-  out.Set(0u, Napi::Number::New(ENV, static_cast<double>(data(ENV)->ledger->reportedBytes)));
+  out.Set(0u, Napi::Number::New(ENV, static_cast<double>(data(ENV)->reportedBytes)));
   out.Set(1u, Napi::Number::New(ENV, static_cast<double>(Napi::MemoryManagement::AdjustExternalMemory(ENV, 0))));
   return out;
 }
@@ -522,6 +566,9 @@ OP(item, "(t: N): number") {
   if (t.numel() != 1) throw std::invalid_argument("item() needs a tensor with one element, got " + std::to_string(t.numel()));
   return Napi::Number::New(ENV, t.item().toDouble());
 }
+
+// The two flags a model asks of its weights at every product, without info's object.
+OP(requiresGrad, "(t: N): boolean") { return Napi::Boolean::New(ENV, T(info, 0).requires_grad()); }
 
 OP(info, "(t: N): { shape: number[]; dtype: string; device: string; requiresGrad: boolean; isLeaf: boolean }") {
   auto t = T(info, 0);
@@ -1256,7 +1303,6 @@ class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
       if (info.Length() < 1 || !info[0].IsArray()) argError(0, "an array of states");
       auto arr = info[0].As<Napi::Array>();
       if (arr.Length() != params_.size()) throw std::invalid_argument("AdamW.setState: one entry per parameter");
-      auto ctor = data(info.Env())->tensorCtor.Value();
       std::vector<State> next(params_.size());
       for (uint32_t i = 0; i < arr.Length(); i++) {
         Napi::Value v = arr.Get(i);
@@ -1264,12 +1310,11 @@ class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
         if (!v.IsObject()) argError(0, "state objects");
         auto o = v.As<Napi::Object>();
         Napi::Value ea = o.Get("expAvg"), es = o.Get("expAvgSq"), st = o.Get("step");
-        if (!ea.IsObject() || !ea.As<Napi::Object>().InstanceOf(ctor) || !es.IsObject() ||
-            !es.As<Napi::Object>().InstanceOf(ctor) || !st.IsNumber() ||
-            !isInt64(st.As<Napi::Number>().DoubleValue()) || st.As<Napi::Number>().DoubleValue() < 0)
-          argError(0, "{step: number, expAvg: tensor, expAvgSq: tensor}");
-        auto expAvg = TensorHandle::Unwrap(ea.As<Napi::Object>())->get();
-        auto expAvgSq = TensorHandle::Unwrap(es.As<Napi::Object>())->get();
+        const char* want = "{step: number, expAvg: tensor, expAvgSq: tensor}";
+        if (!st.IsNumber() || !isInt64(st.As<Napi::Number>().DoubleValue()) || st.As<Napi::Number>().DoubleValue() < 0)
+          argError(0, want);
+        auto expAvg = tensorAt(info.Env(), ea, 0, want);
+        auto expAvgSq = tensorAt(info.Env(), es, 0, want);
         if (!expAvg.sizes().equals(params_[i].sizes()) || !expAvgSq.sizes().equals(params_[i].sizes()))
           throw std::invalid_argument("AdamW.setState: state " + std::to_string(i) + " has the wrong shape");
         auto opts = params_[i].options().requires_grad(false);
@@ -1291,12 +1336,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   installBusHandler();
   auto* d = new AddonData();
   env.SetInstanceData<AddonData>(d);
-  auto tctor = TensorHandle::Define(env);
-  d->tensorCtor = Napi::Persistent(tctor);
   auto actor = AdamWHandle::Define(env);
   d->adamCtor = Napi::Persistent(actor);
   d->arrayBufferCtor = Napi::Persistent(env.Global().Get("ArrayBuffer").As<Napi::Function>());
-  exports.Set("NativeTensor", tctor);
   exports.Set("AdamW", actor);
   auto signatures = Napi::Object::New(env);
   for (const auto& op : opTable()) {

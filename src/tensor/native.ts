@@ -31,7 +31,6 @@ export interface NativeAdamW {
  * in tensor.ts is the public API.
  */
 export interface NativeAddon extends NativeOps {
-  NativeTensor: new () => NativeTensor;
   AdamW: new (
     params: NativeTensor[],
     lr: number,

@@ -36,9 +36,31 @@ export function itemSize(d: DType): number {
 // ---------------------------------------------------------------- scopes
 const scopes: Set<Tensor>[] = [];
 
+/**
+ * What frees a tensor nobody disposed: its handle goes back to the addon once the Tensor is collected. Only tensors
+ * outside every tidy scope are registered (made there, returned from the outermost scope, or kept): a scope disposes
+ * the rest itself, and a registration costs about half a microsecond, a fifth of a small op (BENCHMARKS "The addon's
+ * handles").
+ */
+const collected = new FinalizationRegistry<NativeTensor>((h) => {
+  try {
+    native.dispose(h);
+  } catch {
+    // the addon is gone (the env's teardown frees its tensors itself)
+  }
+});
+
+/** A tensor outside every scope is the collector's to free. */
+function adopt(t: Tensor): void {
+  if (t.adopted) return;
+  t.adopted = true;
+  collected.register(t, t.h, t);
+}
+
 function track(t: Tensor): void {
   const top = scopes[scopes.length - 1];
   if (top) top.add(t);
+  else adopt(t);
 }
 
 function collectTensors(value: unknown, out: Set<Tensor>, seen = new Set<unknown>()): void {
@@ -64,6 +86,10 @@ export function tidy<T>(fn: () => T): T {
   let result: T;
   try {
     result = fn();
+  } catch (e) {
+    // what a failed scope made may still be held by its caller: the collector's, as outside any scope
+    for (const t of scope) adopt(t);
+    throw e;
   } finally {
     scopes.pop();
   }
@@ -79,6 +105,7 @@ export function tidy<T>(fn: () => T): T {
 export function keep<T extends Tensor>(t: T): T {
   t.kept = true;
   for (const s of scopes) s.delete(t);
+  adopt(t);
   return t;
 }
 
@@ -309,8 +336,10 @@ const raw = (x: Operand) => (typeof x === "number" ? x : x.h);
 export class Tensor {
   /** @internal */ readonly h: NativeTensor;
   /** @internal */ kept = false;
+  /** @internal registered with the collector (outside every scope) */ adopted = false;
   private _shape?: number[];
   private _dtype?: DType;
+  private _device?: string;
 
   /** @internal */
   constructor(h: NativeTensor) {
@@ -355,7 +384,7 @@ export class Tensor {
     const t = native.fromBuffer(src, srcType, shape, device);
     if (srcType === dtype) return new Tensor(t);
     const out = native.to(t, dtype);
-    t.dispose();
+    native.dispose(t);
     return new Tensor(out);
   }
   static scalar(v: number, dtype: DType = "float32"): Tensor {
@@ -409,7 +438,8 @@ export class Tensor {
     return this._dtype!;
   }
   get device(): string {
-    return native.info(this.h).device;
+    if (!this._device) this.loadInfo();
+    return this._device!;
   }
   get rank(): number {
     return this.shape.length;
@@ -425,22 +455,28 @@ export class Tensor {
     return s[dim < 0 ? s.length + dim : dim];
   }
   get requiresGrad(): boolean {
-    return native.info(this.h).requiresGrad;
+    return native.requiresGrad(this.h);
   }
   get isLeaf(): boolean {
     return native.info(this.h).isLeaf;
   }
   get disposed(): boolean {
-    return this.h.disposed;
+    return native.disposed(this.h);
   }
+  // shape, dtype and device are a handle's for its life (no op here changes them in place)
   private loadInfo(): void {
     const i = native.info(this.h);
     this._shape = i.shape;
     this._dtype = i.dtype as DType;
+    this._device = i.device;
   }
 
   dispose(): void {
-    this.h.dispose();
+    if (this.adopted) {
+      collected.unregister(this);
+      this.adopted = false;
+    }
+    native.dispose(this.h);
   }
 
   // ------------------------------------------------------------ data out
@@ -473,7 +509,7 @@ export class Tensor {
     try {
       return new Float32Array(native.toBytes(t, MAX_BUFFER_BYTES));
     } finally {
-      t.dispose();
+      native.dispose(t);
     }
   }
   toFloat64Array(): Float64Array {
@@ -481,7 +517,7 @@ export class Tensor {
     try {
       return new Float64Array(native.toBytes(t, MAX_BUFFER_BYTES));
     } finally {
-      t.dispose();
+      native.dispose(t);
     }
   }
   /** Integer contents as JS numbers (exact up to 2^53). */
@@ -490,7 +526,7 @@ export class Tensor {
     try {
       return Array.from(new BigInt64Array(native.toBytes(t, MAX_BUFFER_BYTES)), (v) => Number(v));
     } finally {
-      t.dispose();
+      native.dispose(t);
     }
   }
   item(): number {
@@ -758,7 +794,7 @@ export class Tensor {
     try {
       return new Tensor(native.squeeze(nz, 1));
     } finally {
-      nz.dispose();
+      native.dispose(nz);
     }
   }
   tril(diagonal = 0): Tensor {

@@ -25,9 +25,19 @@ import { createRng, type Rng } from "../../src/util/random.js";
 type Fn = (...args: unknown[]) => unknown;
 const A = native as unknown as Record<string, Fn> & {
   opSignatures: Record<string, string>;
-  NativeTensor: new () => NativeTensor;
 };
-const call = (name: string, ...args: unknown[]) => A[name]!(...args) as NativeTensor;
+/** Every handle a case made: disposed when the case ends (the addon frees a handle only when told). */
+const made: NativeTensor[] = [];
+function record(v: unknown): void {
+  if (typeof v === "bigint") made.push(v as NativeTensor);
+  else if (Array.isArray(v)) v.forEach(record);
+  else if (v && typeof v === "object") Object.values(v).forEach(record);
+}
+const call = (name: string, ...args: unknown[]) => {
+  const out = A[name]!(...args) as NativeTensor;
+  record(out);
+  return out;
+};
 
 /** Global switches: a fuzzed call would change how the rest of the run computes (threads, kernels, grad mode). */
 const SKIP = new Set([
@@ -40,8 +50,7 @@ const SKIP = new Set([
 ]);
 
 const pick = <T>(r: Rng, xs: readonly T[]): T => xs[Math.floor(r.next() * xs.length)]!;
-const isTensor = (v: unknown): v is NativeTensor =>
-  typeof v === "object" && v !== null && typeof (v as NativeTensor).dispose === "function";
+const isTensor = (v: unknown): v is NativeTensor => typeof v === "bigint";
 const infoOf = (t: NativeTensor) => A.info!(t) as { shape: number[]; dtype: string; requiresGrad: boolean };
 const i64 = (vals: number[]) =>
   call("fromBuffer", new Uint8Array(new BigInt64Array(vals.map((v) => BigInt(v))).buffer), "int64", [
@@ -150,8 +159,8 @@ const junk = (r: Rng): unknown =>
     Symbol("s"),
     10n,
     new Uint8Array(4),
-    Object.create(A.NativeTensor.prototype) as unknown,
-    new A.NativeTensor(),
+    ((1n << 40n) - 1n) << 24n, // a handle the addon never gave out
+    -1n,
   ]);
 
 function tensor(r: Rng): NativeTensor {
@@ -182,7 +191,7 @@ function tensor(r: Rng): NativeTensor {
     t = call("mul", call("setRequiresGrad", call("randn", shape.length ? shape : [1], "float32"), true), 2);
   if (kind === 6) {
     t = call("zeros", [1], "float32");
-    t.dispose();
+    A.dispose!(t);
   }
   return t;
 }
@@ -243,7 +252,7 @@ function mutate(r: Rng, t: NativeTensor): NativeTensor {
       return call("mul", t, 1e30);
     case 9: {
       const c = call("clone", t);
-      c.dispose();
+      A.dispose!(c);
       return c;
     }
     case 10:
@@ -492,6 +501,7 @@ for (let c = first; c < first + count; c++) {
   fs.writeSync(2, `CASE ${c} ${op}(${args.map(describe).join(", ")})\n`);
   try {
     const out = A[op]!(...args);
+    record(out);
     ok++;
     const outs = (Array.isArray(out) ? out : [out]).filter(isTensor);
     const needGrad = outs.filter((o) => {
@@ -516,5 +526,6 @@ for (let c = first; c < first + count; c++) {
     if (!(e instanceof Error) || !e.message) fs.writeSync(2, `BADTHROW ${c} ${op}: ${String(e)}\n`);
     thrown++;
   }
+  for (const h of made.splice(0)) A.dispose!(h);
 }
 fs.writeSync(1, `DONE ok=${ok} thrown=${thrown}\n`);

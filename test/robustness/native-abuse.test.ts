@@ -44,13 +44,13 @@ const i64 = (values: number[]) => {
 const scalarOf = (t: NativeTensor) => native.item(native.sum(t));
 const disposed = () => {
   const t = f32([2]);
-  t.dispose();
+  native.dispose(t);
   return t;
 };
-/** A handle that never held a tensor: constructed from JS, not by the addon. */
-const empty = () => new native.NativeTensor();
-/** An object that passes `instanceof NativeTensor` but was never wrapped by the addon. */
-const forged = () => Object.create(native.NativeTensor.prototype) as NativeTensor;
+/** A BigInt no handle is: serial 0 (the addon's serials start at 1). */
+const empty = () => 5n as NativeTensor;
+/** A handle-shaped BigInt the addon never gave out: a serial past the last one it made. */
+const forged = () => (((1n << 40n) - 1n) << 24n) as NativeTensor;
 
 const notTensors: [string, () => unknown][] = [
   ["undefined", () => undefined],
@@ -64,6 +64,8 @@ const notTensors: [string, () => unknown][] = [
   ["disposed tensor", disposed],
   ["empty handle", empty],
   ["forged handle", forged],
+  ["negative BigInt", () => -1n],
+  ["BigInt past 64 bits", () => 1n << 70n],
 ];
 
 test("creation ops reject bad shapes, dtypes and devices", () => {
@@ -242,20 +244,24 @@ test("every op rejects non-tensors, disposed, empty and forged handles", () => {
   assertAllThrow(cases);
   // The disposed handle reports itself as disposed, and disposing twice is harmless.
   const t = disposed();
-  assert.equal(t.disposed, true);
-  t.dispose();
+  assert.equal(native.disposed(t), true);
+  native.dispose(t);
+  assert.equal(native.disposed(good), false);
   assert.equal(scalarOf(good), 2);
+  // a disposed handle's slot serves the next tensor, which the old handle does not reach
+  const next = f32([3], 7);
+  assert.throws(() => native.item(native.sum(t)), /used after dispose/);
+  assert.equal(scalarOf(next), 21);
 });
 
-test("handle methods and accessors reject a foreign `this`", () => {
-  const dispose = native.NativeTensor.prototype.dispose;
-  const disposedGetter = Object.getOwnPropertyDescriptor(native.NativeTensor.prototype, "disposed")!.get!;
+test("dispose and disposed take handles only; AdamW's methods a foreign `this` never", () => {
+  const cases: Case[] = [];
+  for (const [what, make] of notTensors.filter(([w]) => w !== "disposed tensor")) {
+    cases.push([`dispose(${what})`, () => raw.dispose!(make())]);
+    cases.push([`disposed(${what})`, () => raw.disposed!(make())]);
+  }
   assertAllThrow([
-    ["dispose.call({})", () => dispose.call({} as NativeTensor)],
-    ["dispose.call(undefined)", () => dispose.call(undefined as unknown as NativeTensor)],
-    ["disposed on the prototype", () => disposedGetter.call(native.NativeTensor.prototype)],
-    ["disposed on a number", () => disposedGetter.call(5)],
-    ["NativeTensor without new", () => (native.NativeTensor as unknown as () => unknown)()],
+    ...cases,
     [
       "AdamW without new",
       () => (native.AdamW as unknown as (...a: unknown[]) => unknown)([], 1, 0.9, 0.9, 1e-8, 0),
@@ -579,7 +585,7 @@ test("a tensor disposed by a JS getter during argument decoding is safe: an erro
     const arr = [...dims];
     Object.defineProperty(arr, 0, {
       get() {
-        victim.dispose();
+        native.dispose(victim);
         return dims[0];
       },
     });
@@ -590,9 +596,9 @@ test("a tensor disposed by a JS getter during argument decoding is safe: an erro
   }
   for (const [name, call] of cases) {
     try {
-      const out = call() as { disposed?: boolean };
-      assert.equal(typeof out, "object", `${name} returned ${String(out)}`);
-      assert.equal(out.disposed, false, `${name} returned a dead handle`);
+      const out = call() as NativeTensor;
+      assert.equal(typeof out, "bigint", `${name} returned ${String(out)}`);
+      assert.equal(native.disposed(out), false, `${name} returned a dead handle`);
     } catch (e) {
       assert.ok(e instanceof Error, `${name} threw a non-Error`);
     }
@@ -611,7 +617,7 @@ test("nothing above aborts the process: the same abuse in a child exits normally
       () => native.fromBuffer(new Uint8Array(0), "uint8", [2 ** 61, 8]),
       () => native.embedding(native.zeros([2, 2], "float32"), native.full([1], 9, "int64")),
       () => native.backward([native.zeros([1], "float32")], null, false),
-      () => native.add(Object.create(native.NativeTensor.prototype), 1),
+      () => native.add(((1n << 40n) - 1n) << 24n, 1),
       () => new native.AdamW([native.mul(native.setRequiresGrad(native.zeros([2], "float32"), true), 2)], 1, 0.9, 0.9, 1e-8, 0),
       () => native.mmapFile("/nonexistent/file"),
     ];

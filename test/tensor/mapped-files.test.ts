@@ -34,7 +34,7 @@ function views(buf: Buffer): boolean {
     const seen = buf[0] === (before + 1) % 256;
     return seen && native.releaseMappedPages(t) > 0;
   } finally {
-    t.dispose();
+    native.dispose(t);
   }
 }
 

@@ -108,6 +108,44 @@ test("tidy disposes intermediates and keeps the result", () => {
   assert.equal(out.item(), 15);
 });
 
+test("handles: a step's scopes give back every handle they made; a dropped tensor's goes once it is collected", async () => {
+  const { native } = await import("../../src/tensor/native.js");
+  const w = Tensor.randn([8, 4]).requiresGrad_();
+  const x = Tensor.randn([3, 4]);
+  const before = native.liveHandles();
+  for (let i = 0; i < 3; i++)
+    tidy(() => {
+      const loss = x.linear(w).relu().square().sum();
+      loss.backward();
+      return loss.item();
+    });
+  // the gradient is w's, made by the first backward and held by libtorch, not by a handle
+  assert.equal(native.liveHandles(), before, "a tidy scope left handles behind");
+  assert.equal(w.grad?.shape.join(), "8,4");
+  // requiresGrad is read from libtorch each time: it changes in place
+  assert.equal(x.requiresGrad, false);
+  x.requiresGrad_();
+  assert.equal(x.requiresGrad, true);
+  // outside every scope: the collector's (FinalizationRegistry), freed once the Tensor is unreachable
+  const v8 = await import("node:v8");
+  const vm = await import("node:vm");
+  v8.setFlagsFromString("--expose-gc");
+  const gc = vm.runInNewContext("gc") as () => void;
+  const base = native.liveHandles();
+  (() => {
+    for (let i = 0; i < 10; i++) Tensor.zeros([4]);
+  })();
+  assert.equal(native.liveHandles(), base + 10);
+  for (let i = 0; i < 20 && native.liveHandles() > base; i++) {
+    gc();
+    await new Promise((r) => setImmediate(r));
+  }
+  // (earlier tests' dropped tensors go too; what is still referenced stays)
+  assert.ok(native.liveHandles() <= base, "dropped tensors were not freed after collection");
+  assert.equal(w.disposed || x.disposed, false);
+  assert.ok(Math.abs(x.add(1).sum().item() - (x.sum().item() + 12)) < 1e-4);
+});
+
 test("seeded sampling is deterministic", () => {
   manualSeed(7);
   const p = Tensor.fromArray([0.1, 0.2, 0.3, 0.4], [4]);

@@ -93,7 +93,7 @@ test("toBytes gives the tensor's bytes, as a copy: writing into them leaves the 
   bytes.fill(0);
   assert.deepEqual(new Uint8Array(mapped), ref, "the mapping changed through toBytes' result");
   assert.deepEqual(new Uint8Array(native.toBytes(w, MAX_BUFFER_BYTES)), ref);
-  w.dispose();
+  native.dispose(w);
 
   // dtypes: an int64 and a bf16 tensor, against their bytes
   const ints = new BigInt64Array([1n, -2n, 2n ** 40n]);
@@ -122,8 +122,10 @@ test("toBytes' bytes outlive the tensor, and each one's storage is freed once wh
     const rss = () => process.memoryUsage().rss;
     // outlives the tensor: disposed, then collected
     let t = native.full([1 << 20], 5, "float32");
-    const kept = new Float32Array(native.toBytes(native.mul(t, 2)));
-    t.dispose(); t = null;
+    const doubled = native.mul(t, 2);
+    const kept = new Float32Array(native.toBytes(doubled));
+    native.dispose(doubled);
+    native.dispose(t); t = null;
     for (let k = 0; k < 3; k++) { globalThis.gc(); await new Promise((r) => setImmediate(r)); }
     const ok = kept.length === 1 << 20 && kept.every((v) => v === 10);
     // 64 MiB each, 40 times: 2.5 GiB made, each dropped, so RSS must stay near one or two of them
