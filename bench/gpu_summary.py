@@ -59,7 +59,7 @@ def main():
         tf = [None if (s is None or flops is None) else flops / s / 1e12 for s in cells]
         pct = lambda t: "—" if t is None else f"{t:.1f} ({100 * t / a.peak_tflops:.1f}%)"  # noqa: E731
         mem = " / ".join(fmt(s[1] if s else None, 2) for s in (ours, theirs))
-        print(f"| {key} | {ref.get('layers')} layers, {tokens} tokens | {fmt(cells[0])} | {fmt(cells[1])} | "
+        print(f"| {key} | {ref.get('layers')} layers, {tokens} tokens | {fmt(cells[0], 4)} | {fmt(cells[1], 4)} | "
               f"{fmt(tps[0], 0)} | {fmt(tps[1], 0)} | {fmt(ratio, 2)} | {pct(tf[0])} | {pct(tf[1])} | {mem} |")
 
 

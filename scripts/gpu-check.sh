@@ -22,7 +22,8 @@
 #
 # A second call (the machine is given back 30 s after a call, and a fresh one is bare): STEPS picks the groups to run
 # (default "machine fixtures hf bench05 bench7 suites"; also "perf": where our step's time goes on the GPU, "ops":
-# both sides' steps at 7B widths op by op, and "demo": goodvibe demo on the GPU; imports, build and device always
+# both sides' steps at 7B widths op by op, "host": both sides' steps at tiny widths (make-random-model's host
+# shape: what each op costs the host, seconds), and "demo": goodvibe demo on the GPU; imports, build and device always
 # run), and the addon the
 # first call sent back skips the build: copy goodvibe_torch.node and goodvibe-build.json into .gpu-carry/prebuilt/.
 # The build then only checks its stamp (same libtorch folder, same sources) and that it loads; else it rebuilds.
@@ -316,6 +317,9 @@ bench_pair() { # shape layers methods...
   shift 2
   local dir=$WORK/models/qwen2.5-$shape-random-L$layers
   local common=(--device "$DEVICE" --tokens "$TOKENS")
+  # the host shape's steps take milliseconds: enough of them for a median past V8's warm-up
+  local n=3
+  [ "$shape" = host ] && n=30
   run_step "model-$shape" 120 "random bf16 checkpoint, Qwen2.5-$shape widths, $layers layers" \
     node dist/bench/make-random-model.js "$dir" "$layers" "$shape" "$DEVICE" || return 1
   one() { # name, command... (nvidia-smi sampled while it runs)
@@ -327,15 +331,17 @@ bench_pair() { # shape layers methods...
     gpumem_stop
     return $rc
   }
-  one "fwdbwd-$shape-ours" node dist/bench/forward-backward.js --model "$dir" "${common[@]}" --passes 3
-  one "fwdbwd-$shape-torch" "$PY" bench/torch_reference.py fwdbwd --model "$dir" "${common[@]}" --passes 3
+  one "fwdbwd-$shape-ours" node dist/bench/forward-backward.js --model "$dir" "${common[@]}" --passes $n
+  one "fwdbwd-$shape-torch" "$PY" bench/torch_reference.py fwdbwd --model "$dir" "${common[@]}" --passes $n
   for m in "$@"; do
-    one "train-$m-$shape-ours" node dist/bench/train-step.js --model "$dir" --method "$m" "${common[@]}" --steps 3
-    one "train-$m-$shape-torch" "$PY" bench/torch_train.py --model "$dir" --method "$m" "${common[@]}" --steps 3
+    one "train-$m-$shape-ours" node dist/bench/train-step.js --model "$dir" --method "$m" "${common[@]}" --steps $n
+    one "train-$m-$shape-torch" "$PY" bench/torch_train.py --model "$dir" --method "$m" "${common[@]}" --steps $n
   done
   rm -rf "$dir"
 }
-if { want bench05 || want bench7; } && need build device; then
+if { want bench05 || want bench7 || want host; } && need build device; then
+  # the host shape first: seconds, and the figure the others are read against (what the host pays per op)
+  want host && bench_pair host 8 goodvibe lora full
   want bench05 && bench_pair 0.5b "$LAYERS_05B" goodvibe lora full
   if want bench7; then
     if [ $MODE = rehearse ]; then bench_pair 7b "$LAYERS_7B" goodvibe; else bench_pair 7b "$LAYERS_7B" goodvibe lora full; fi
