@@ -148,6 +148,7 @@ void adamwComposite(const Tensor& p, const Tensor& g, const Tensor& m, const Ten
   if (copy.defined()) copy.detach().copy_(pd);
 }
 
+#if TORCH_VERSION_MAJOR >= 2
 // The gradients as the update reads them (gradScale and dtype as adamwComposite takes them: scaled in the
 // gradient's dtype, as an in-place clip, then brought to the parameter's dtype), for the fused kernel. libtorch
 // 2.x computes a bf16 tensor's product with a scalar in float32 and rounds once, which is adamwComposite's rounding.
@@ -161,6 +162,7 @@ std::vector<Tensor> updateGrads(const std::vector<Tensor>& ps, const std::vector
   }
   return out;
 }
+#endif  // the fused kernel's only caller: libtorch 2.x
 
 }  // namespace
 

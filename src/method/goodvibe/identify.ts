@@ -543,22 +543,43 @@ export function runBatch(
     readBack();
     return { loss, importance };
   }
-  // per module a [B, out] float32 buffer on the device, written inside the backward by a native hook on the
-  // module's output (meanAbsGradHook: the gradient is reduced as it passes y, never cloned or kept); NaN until then
-  for (const l of linears)
-    perSample.set(l.name, keep(Tensor.full([batch.length, l.outFeatures], NaN, "float32", model.device)));
+  // per module a [B, out] float32 block of one [B, Σ out] buffer on the device, written inside the backward by a
+  // native hook on the module's output (meanAbsGradHook: the gradient is reduced as it passes y, never cloned or
+  // kept); NaN until then. One buffer: one fill and one read back per batch, not one per module (a GPU launch each)
+  const B = batch.length;
+  const total = linears.reduce((a, l) => a + l.outFeatures, 0);
+  const all = keep(Tensor.full([B, total], NaN, "float32", model.device));
+  const blocks = new Map<string, { at: number; n: number; view: Tensor }>();
+  let at = 0;
+  for (const l of linears) {
+    blocks.set(l.name, { at, n: l.outFeatures, view: keep(all.narrow(1, at, l.outFeatures)) });
+    at += l.outFeatures;
+  }
   for (const l of linears)
     l.tap = (y) => {
       if (!y.requiresGrad) return; // the graph-free forward of gradient checkpointing
-      meanAbsGradHook(y, perSample.get(l.name)!, lengths);
+      meanAbsGradHook(y, blocks.get(l.name)!.view, lengths);
     };
-  const loss = model.forwardBackward(ids, { attentionMask }, head, checkpointing);
-  if (!Number.isFinite(loss))
+  let loss: number;
+  try {
+    loss = model.forwardBackward(ids, { attentionMask }, head, checkpointing);
+  } finally {
+    for (const b of blocks.values()) b.view.dispose();
+  }
+  if (!Number.isFinite(loss)) {
+    all.dispose();
     throw new GoodVibeError(
       `identification loss is ${loss} on samples ${batch.map((s) => s.id).join(", ")}`,
       1,
     );
-  readBack();
+  }
+  const [flat] = readBackFloat32([all]);
+  all.dispose();
+  for (const [name, { at: o, n }] of blocks) {
+    const v = new Float32Array(B * n);
+    for (let b = 0; b < B; b++) v.set(flat!.subarray(b * total + o, b * total + o + n), b * n);
+    importance.set(name, v);
+  }
   for (const l of linears)
     if (Number.isNaN(importance.get(l.name)![0]))
       throw new Error(`no gradient reached ${l.name} (or a NaN one did)`);
