@@ -292,7 +292,7 @@ function main(): void {
     threads,
     fused: args.fused,
     unfused: args.unfused,
-    concat: fusedOps("concatLinear"),
+    concat: fusedOps("concatLinear", model.device), // where the model ran (off by default off the CPU)
     frozenDx: dx,
     tokens: T,
     head,

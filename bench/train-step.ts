@@ -262,7 +262,7 @@ function main(): void {
     machine: machineInfo(),
     fused: args.fused,
     unfused: args.unfused,
-    concat: fusedOps("concatLinear"),
+    concat: fusedOps("concatLinear", model.device), // where the model ran (off by default off the CPU)
     frozenDx: dx,
     method,
     dtype,
