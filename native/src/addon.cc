@@ -169,7 +169,7 @@ std::shared_ptr<MappedFile> findMapping(const void* p, size_t len) {
 // A handle is a BigInt naming a slot of this env's table: (serial << 24) | slot, the serial unique for the env's
 // lifetime (40 bits), so a disposed handle is told from the slot's next tenant. Why not a JS object wrapping the
 // tensor (napi_wrap): each such object cost a weak global handle, a finalizer reference in N-API's tracker, a
-// collection callback and a deferred finalizer, about 2.5 us per op result on top of the op itself, where a GPU
+// collection callback and a deferred finalizer, about 2.2 us per op result on top of the op itself, where a GPU
 // kernel launch costs 5 (BENCHMARKS "The addon's handles"); a BigInt costs one small allocation. The JS side
 // (tensor.ts) disposes what its tidy scopes make and leaves to a FinalizationRegistry only what outlives them.
 // Every host tensor's bytes are told to V8 (AdjustExternalMemory) while its slot holds it, so that handles dropped
