@@ -552,7 +552,8 @@ export function runBatch(
   const blocks = new Map<string, { at: number; n: number; view: Tensor }>();
   let at = 0;
   for (const l of linears) {
-    blocks.set(l.name, { at, n: l.outFeatures, view: keep(all.narrow(1, at, l.outFeatures)) });
+    // views are disposed below; keep() would register each with the collector only to unregister it
+    blocks.set(l.name, { at, n: l.outFeatures, view: all.narrow(1, at, l.outFeatures) });
     at += l.outFeatures;
   }
   for (const l of linears)
