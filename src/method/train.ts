@@ -777,18 +777,28 @@ function trainCheckpointing(
   return on;
 }
 
-/** The first tensor holding a NaN or an infinity, or null (one reduction per tensor, one host sync in all). */
-function nonFiniteTensor(tensors: Map<string, Tensor>): string | null {
-  const bad = noGrad(() =>
-    tidy(() => {
-      // the counts stay where the tensors are (one device) and come back together; each tensor's mask is
-      // freed as soon as it is counted (full fine-tuning checks every weight)
-      const counts = [...tensors.values()].map((t) => tidy(() => t.isfinite().logicalNot().sum()));
-      return counts.length ? Tensor.stack(counts).toFloat32Array() : new Float32Array();
-    }),
+/**
+ * The first tensor holding a NaN or an infinity, or null; checked after every update, so it reads each tensor once
+ * and allocates nothing of its size. A tensor's sum is non-finite when it holds a NaN or an infinity (NaN and ±inf
+ * propagate; +inf beside -inf gives NaN) or, only then, when finite values overflow it; such a tensor alone is then
+ * counted element by element. Full fine-tuning checks every weight: at Qwen2.5-0.5B's shape 0.06 s a step against
+ * 0.96 s for counting each tensor's NaN/inf mask (bench/divergence-check.ts; BENCHMARKS "The divergence check after
+ * each update").
+ */
+export function nonFiniteTensor(tensors: Map<string, Tensor>): string | null {
+  const named = [...tensors];
+  if (named.length === 0) return null;
+  // the sums stay where the tensors are (one device) and come back together: one host sync
+  const sums = noGrad(() =>
+    tidy(() => Tensor.stack(named.map(([, t]) => tidy(() => t.sum().float()))).toFloat32Array()),
   );
-  const i = bad.findIndex((n) => n > 0);
-  return i < 0 ? null : [...tensors.keys()][i];
+  for (let i = 0; i < named.length; i++) {
+    if (Number.isFinite(sums[i])) continue;
+    const [name, t] = named[i];
+    const count = noGrad(() => tidy(() => t.isfinite().logicalNot().sum().item()));
+    if (count > 0) return name;
+  }
+  return null;
 }
 
 function countAnswerTokensBatch(labels: Tensor): number {

@@ -14,13 +14,14 @@ import { attachLora } from "../../src/method/lora/model.js";
 import { DEFAULT_TRAIN } from "../../src/method/train-config.js";
 import {
   lrFactor,
+  nonFiniteTensor,
   otherBuildWarning,
   planBatches,
   trainSft,
   type SftExample,
 } from "../../src/method/train.js";
 import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
-import { buildRecord, noGrad, setF32Products } from "../../src/tensor/index.js";
+import { Tensor, buildRecord, keep, noGrad, setF32Products, tidy } from "../../src/tensor/index.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 
@@ -227,6 +228,54 @@ test("NaN loss stops training with a clear error", async () => {
       gradientCheckpointing: false,
     }),
     /training diverged at step \d+: (the loss is (NaN|Infinity)|the gradient norm is NaN|\S+ holds NaN or infinite values)/,
+  );
+});
+
+test("the divergence check names the first tensor holding a NaN or an infinity, and only such a tensor", () => {
+  tidy(() => {
+    const t = (values: number[], dtype: "float32" | "bfloat16" = "float32") =>
+      keep(Tensor.fromArray(values, [values.length], "float32").to(dtype));
+    const ok = t([1, -2, 3]);
+    assert.equal(nonFiniteTensor(new Map()), null);
+    assert.equal(nonFiniteTensor(new Map([["a", ok]])), null);
+    // finite values whose sum overflows float32: not a divergence
+    assert.equal(nonFiniteTensor(new Map([["big", t([3e38, 3e38, -1])]])), null);
+    for (const [what, bad] of [
+      ["NaN", t([1, NaN, 2])],
+      ["+inf", t([1, 2, Infinity])],
+      ["-inf", t([-Infinity, 0])],
+      ["+inf and -inf (a NaN sum)", t([Infinity, -Infinity])],
+      ["bf16 inf", t([0.5, Infinity], "bfloat16")],
+    ] as const) {
+      const tensors = new Map([
+        ["first", ok],
+        ["big", t([3e38, 3e38])],
+        ["bad", bad],
+        ["after", t([NaN])],
+      ]);
+      assert.equal(nonFiniteTensor(tensors), "bad", what);
+    }
+  });
+});
+
+test("an update that leaves a trainable tensor non-finite stops training at that step, naming the tensor", async () => {
+  const model = loadModel(path.join(FIX, "llama"));
+  const m = attachGoodVibe(
+    model,
+    new Map([["model.layers.0.self_attn.q_proj", { rows: [0], clusters: [0], nClusters: 1 }]]),
+  );
+  // lr = ∞: step 1's loss and gradient are finite, its update is not
+  await assert.rejects(
+    trainSft(model, m, examples(), {
+      ...DEFAULT_TRAIN,
+      lr: Infinity,
+      warmupRatio: 0,
+      epochs: 1,
+      gradAccum: 1,
+      batchSize: 6,
+      gradientCheckpointing: false,
+    }),
+    /training diverged at step 1: model\.layers\.0\.self_attn\.q_proj\.U holds NaN or infinite values after the update/,
   );
 });
 
