@@ -18,6 +18,7 @@ import {
   getNumThreads,
   opProfileStart,
   opProfileStop,
+  fusedOpNames,
   setFusedOp,
   setFusedOps,
   setNumThreads,
@@ -135,6 +136,42 @@ export function applyDecoderPath(args: {
  */
 export function setAb(op: FusedOp, on: boolean): void {
   setFusedOp(op, on ? (op === "frozenDx" ? null : true) : false);
+}
+
+/** One setting an A/B rotates through: its label and how to set it. */
+export interface AbSetting {
+  label: string;
+  apply: () => void;
+}
+
+/**
+ * --ab OP[,OP…]: the settings an A/B rotates through in one process: every listed op off, then each one on alone
+ * (setAb). One op gives the plain A/B, off then on. An op that is not a per-op switch is refused by name.
+ */
+export function abSettings(text: string): AbSetting[] {
+  const ops = text
+    .split(",")
+    .map((o) => o.trim())
+    .filter((o) => o !== "");
+  if (ops.length === 0) throw new Error("--ab: name one or more per-op switches, e.g. --ab frozenDx");
+  const names: readonly string[] = fusedOpNames();
+  const unknown = ops.find((o) => !names.includes(o));
+  if (unknown)
+    throw new Error(`--ab: ${unknown} is not a per-op switch; give one or more of ${names.join(", ")}`);
+  const listed = [...new Set(ops)] as FusedOp[];
+  const off = () => {
+    for (const op of listed) setAb(op, false);
+  };
+  return [
+    { label: listed.length === 1 ? `${listed[0]} off` : "all off", apply: off },
+    ...listed.map((op) => ({
+      label: `${op} on`,
+      apply: () => {
+        off();
+        setAb(op, true);
+      },
+    })),
+  ];
 }
 
 /** What the model's frozenDx plan chose and the transposed copies the addon holds now (for a bench's output). */

@@ -29,7 +29,6 @@ import {
   resolveDevice,
   synchronize,
   tidy,
-  type FusedOp,
 } from "../src/tensor/index.js";
 import { peakRssBytes } from "../src/util/memory.js";
 import {
@@ -51,7 +50,7 @@ import {
   applyThreads,
   frozenDxSummary,
   machineInfo,
-  setAb,
+  abSettings,
   median,
   randomModelDir,
   seconds,
@@ -85,7 +84,8 @@ const { values: args } = parseArgs({
     scores: { type: "string" },
     profile: { type: "boolean", default: false },
     "tidy-layers": { type: "boolean", default: false },
-    // alternate passes between the two settings of one per-op switch in this process (A/B), e.g. --ab frozenDx
+    // rotate passes through settings of per-op switches in this process (A/B): --ab frozenDx (off, on), or a list,
+    // --ab attention,rmsNorm (all off, then each on alone)
     ab: { type: "string" },
     json: { type: "string" },
     "op-profile": { type: "string" },
@@ -157,45 +157,47 @@ function tidyEachLayer(model: DecoderModel): void {
 }
 
 /**
- * --ab OP: passes alternate between OP off and on in this one process (one warm-up pass each first), so both
- * settings meet the same load; prints each setting's passes, medians and minima, and peak RSS.
+ * --ab OP[,OP…]: passes rotate through the settings (abSettings: every listed op off, then each one on alone; one op:
+ * off, on) in this one process, one warm-up pass each first, so every setting meets the same load; prints each
+ * setting's passes, medians and minima against the first's, and peak RSS.
  */
 function abPasses(
   model: DecoderModel,
   ids: Tensor,
   target: Tensor,
-  op: FusedOp,
+  ab: string,
   passes: number,
   head: PassHead,
   grads: PassGrads,
 ): void {
-  const settings = [false, true];
-  const times: number[][] = [[], []];
+  const settings = abSettings(ab);
+  const times: number[][] = settings.map(() => []);
   const losses: number[] = [];
-  for (const [i, on] of settings.entries()) {
-    setAb(op, on);
+  for (const [i, setting] of settings.entries()) {
+    setting.apply();
     losses[i] = identificationPass(model, ids, target, head, grads).loss;
   }
   const rssWarm = peakRssBytes();
   for (let p = 0; p < passes; p++)
-    for (const [i, on] of settings.entries()) {
-      setAb(op, on);
+    for (const [i, setting] of settings.entries()) {
+      setting.apply();
       times[i].push(seconds(() => identificationPass(model, ids, target, head, grads)));
     }
   const cache = frozenLinearCache();
   console.log(
-    `A/B of ${op} in one process, ${passes} passes each, alternated (load ${machineInfo().loadAverage})`,
+    `A/B of ${ab} in one process, ${model.device}, ${passes} passes each, rotated (load ${machineInfo().loadAverage})`,
   );
-  if (op === "frozenDx") console.log(model.frozenDx.describe());
-  for (const [i, on] of settings.entries())
+  if (ab.includes("frozenDx")) console.log(model.frozenDx.describe());
+  const base = median(times[0]);
+  for (const [i, setting] of settings.entries())
     console.log(
-      `${op} ${on ? "on " : "off"}: median ${median(times[i]).toFixed(3)} s, min ${Math.min(...times[i]).toFixed(3)} s ` +
-        `(${times[i].map((t) => t.toFixed(3)).join(" / ")}), loss ${losses[i]}`,
+      `${setting.label}: median ${median(times[i]).toFixed(4)} s, min ${Math.min(...times[i]).toFixed(4)} s, / ` +
+        `${settings[0].label} ${(median(times[i]) / base).toFixed(3)} (${times[i].map((t) => t.toFixed(4)).join(" / ")}), ` +
+        `loss ${losses[i]}`,
     );
   console.log(
-    `on / off (median): ${(median(times[1]) / median(times[0])).toFixed(3)}; peak RSS after both warm-ups ` +
-      `${(rssWarm / GiB).toFixed(2)} GiB, at the end ${(peakRssBytes() / GiB).toFixed(2)} GiB; transposed weight ` +
-      `copies held: ${cache.count}, ${(cache.bytes / GiB).toFixed(2)} GiB`,
+    `peak RSS after the warm-ups ${(rssWarm / GiB).toFixed(2)} GiB, at the end ${(peakRssBytes() / GiB).toFixed(2)} ` +
+      `GiB; transposed weight copies held: ${cache.count}, ${(cache.bytes / GiB).toFixed(2)} GiB`,
   );
 }
 
@@ -220,7 +222,7 @@ function main(): void {
   const ids = benchIds(T, model.cfg.vocabSize);
   const target = Tensor.fromArray([42], [1], "int64");
 
-  if (args.ab) return abPasses(model, ids, target, args.ab as FusedOp, passes, head, grads);
+  if (args.ab) return abPasses(model, ids, target, args.ab, passes, head, grads);
   // the run's per-neuron sums, as identify() keeps them over its samples (grads hook)
   const sums = emptyPassSums(model);
   const warm = identificationPass(model, ids, target, head, grads, sums); // first pass: oneDNN primitive creation, page-in of the mapped weights

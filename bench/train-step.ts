@@ -33,7 +33,6 @@ import {
   Tensor,
   fusedOps,
   manualSeed,
-  type FusedOp,
   resolveDevice,
   synchronize,
   tidy,
@@ -45,7 +44,7 @@ import {
   applyThreads,
   frozenDxSummary,
   machineInfo,
-  setAb,
+  abSettings,
   median,
   randomModelDir,
   randomSelections,
@@ -80,7 +79,8 @@ const { values: args } = parseArgs({
     "frozen-dx": { type: "string" },
     device: { type: "string", default: "cpu" },
     selection: { type: "string" },
-    // alternate steps between the two settings of one per-op switch in this process (A/B), e.g. --ab frozenDx
+    // rotate steps through settings of per-op switches in this process (A/B): --ab frozenDx (off, on), or a list,
+    // --ab attention,clusterRowUpdate (all off, then each on alone)
     ab: { type: "string" },
     json: { type: "string" },
     "op-profile": { type: "string" },
@@ -168,12 +168,15 @@ function main(): void {
   const phases: { fwdbwd: number; optimizer: number; total: number; cpu: number }[] = [];
   const rss: number[] = [];
   let loss = NaN;
-  // --ab OP: even steps with OP off, odd steps on; steps 0 and 1 warm up each setting
-  const ab = args.ab as FusedOp | undefined;
-  const abTimes: number[][] = [[], []];
-  const last = ab ? steps + 1 : steps;
+  // --ab OP[,OP…]: the steps rotate through the settings (abSettings: every listed op off, then each one on alone);
+  // the first round warms each setting up. One op: even steps off, odd steps on
+  const ab = args.ab ? abSettings(args.ab) : null;
+  const K = ab?.length ?? 0;
+  const abTimes = (ab ?? []).map(() => ({ total: [] as number[], fwdbwd: [] as number[] }));
+  // with --ab, `steps` timed steps in all, rounded up so that each setting gets the same number
+  const last = ab ? K * (1 + Math.ceil(steps / K)) - 1 : steps;
   for (let s = 0; s <= last; s++) {
-    if (ab) setAb(ab, s % 2 === 1);
+    ab?.[s % K].apply();
     manualSeed(s);
     const p = { fwdbwd: 0, optimizer: 0, total: 0, cpu: 0 };
     const cpu0 = process.cpuUsage();
@@ -189,26 +192,44 @@ function main(): void {
     });
     const cpu = process.cpuUsage(cpu0);
     p.cpu = (cpu.user + cpu.system) / 1e6;
-    if (ab && s > 1) abTimes[s % 2].push(p.total);
-    else if (!ab && s > 0) phases.push(p); // step 0 warms up (oneDNN primitives, page-in, AdamW state allocation)
+    if (ab && s >= K) {
+      abTimes[s % K].total.push(p.total);
+      abTimes[s % K].fwdbwd.push(p.fwdbwd);
+    } else if (!ab && s > 0) phases.push(p); // step 0 warms up (oneDNN primitives, page-in, AdamW state allocation)
     // resident memory after each step: a leak shows as growth from step to step
     console.error(
-      `step ${s}: ${p.total.toFixed(2)} s (CPU ${p.cpu.toFixed(2)} s), loss ${loss.toFixed(4)}, RSS ${(currentRssBytes() / GiB).toFixed(2)} GiB, ` +
-        `peak ${(peakRssBytes() / GiB).toFixed(2)} GiB`,
+      `step ${s}${ab ? ` (${ab[s % K].label})` : ""}: ${p.total.toFixed(3)} s (CPU ${p.cpu.toFixed(2)} s), loss ${loss.toFixed(4)}, ` +
+        `RSS ${(currentRssBytes() / GiB).toFixed(2)} GiB, peak ${(peakRssBytes() / GiB).toFixed(2)} GiB`,
     );
     rss.push(currentRssBytes());
   }
   if (ab) {
-    console.log(`A/B of ${ab} in one process, steps alternated (load ${machineInfo().loadAverage})`);
-    for (const on of [0, 1])
-      console.log(
-        `${ab} ${on ? "on " : "off"}: median ${median(abTimes[on]).toFixed(3)} s, min ` +
-          `${Math.min(...abTimes[on]).toFixed(3)} s (${abTimes[on].map((t) => t.toFixed(3)).join(" / ")})`,
-      );
     console.log(
-      `on / off (median): ${(median(abTimes[1]) / median(abTimes[0])).toFixed(3)}; peak RSS ${(peakRssBytes() / GiB).toFixed(2)} GiB, loss ${loss}`,
+      `A/B of ${args.ab} in one process: ${model.device}, ${method}, ${model.cfg.numLayers} layers, ${T} tokens, steps ` +
+        `rotated through ${K} settings (load ${machineInfo().loadAverage})`,
     );
-    if (ab === "frozenDx") console.log(model.frozenDx.describe());
+    const base = median(abTimes[0].total);
+    for (const [i, setting] of ab.entries()) {
+      const t = abTimes[i];
+      console.log(
+        `${setting.label}: median ${median(t.total).toFixed(4)} s (fwd+bwd ${median(t.fwdbwd).toFixed(4)}), ` +
+          `min ${Math.min(...t.total).toFixed(4)} s, / ${ab[0].label} ${(median(t.total) / base).toFixed(3)} ` +
+          `(${t.total.map((x) => x.toFixed(4)).join(" / ")})`,
+      );
+    }
+    console.log(`peak RSS ${(peakRssBytes() / GiB).toFixed(2)} GiB, loss ${loss}`);
+    if (args.ab?.includes("frozenDx")) console.log(model.frozenDx.describe());
+    writeJson(args.json, {
+      bench: "train-step-ab",
+      machine: machineInfo(),
+      device: model.device,
+      method,
+      dtype,
+      checkpointing,
+      layers: model.cfg.numLayers,
+      tokens: T,
+      settings: ab.map((a, i) => ({ label: a.label, ...abTimes[i] })),
+    });
     return;
   }
   const med = (k: keyof (typeof phases)[0]) => median(phases.map((p) => p[k]));

@@ -23,7 +23,8 @@
 # A second call (the machine is given back 30 s after a call, and a fresh one is bare): STEPS picks the groups to run
 # (default "machine fixtures hf bench05 bench7 suites"; also "perf": where our step's time goes on the GPU, "ops":
 # both sides' steps at 7B widths op by op, "host": both sides' steps at tiny widths (make-random-model's host
-# shape: what each op costs the host, seconds), and "demo": goodvibe demo on the GPU; imports, build and device always
+# shape: what each op costs the host, seconds), "fused": the addon's fused ops on the device, each against op by op
+# (FUSED_AB lists them), and "demo": goodvibe demo on the GPU; imports, build and device always
 # run), and the addon the
 # first call sent back skips the build: copy goodvibe_torch.node and goodvibe-build.json into .gpu-carry/prebuilt/.
 # The build then only checks its stamp (same libtorch folder, same sources) and that it loads; else it rebuilds.
@@ -422,6 +423,37 @@ if want ops && need build device; then
     done
     rm -rf "$odir"
   fi
+fi
+
+# ---------------------------------------------------------------- fused: the addon's fused ops on the device
+# Off the CPU every per-op switch is off by default (op by op: transformers' eager code). There the fused ops run as
+# composites of ATen ops (attention: SDPA from libtorch 2.1; GoodVibe's row update in place, its dU per cluster);
+# which of them pay on the device is measured here, not assumed: the fixtures with all of them on (exactness against
+# PyTorch), then the GoodVibe step and the identification pass at 7B widths and at the 0.5B shape, one process each,
+# rotating all off / each one on alone (the benches' --ab list), so every setting meets the same machine.
+FUSED_AB=${FUSED_AB:-attention,clusterRowUpdate,rmsNorm,gatedAct,concatLinear}
+if want fused && need build device; then
+  run_step fused-fixtures 180 "on-device fixtures with $FUSED_AB on, GOODVIBE_TEST_DEVICE=$DEVICE" \
+    env GOODVIBE_TEST_DEVICE=$DEVICE GOODVIBE_FUSED="+${FUSED_AB//,/,+}" \
+    node --test --test-concurrency=1 dist/test/models/on-device.test.js
+  fsteps=30 fpasses=6
+  [ $MODE = rehearse ] && fsteps=5 fpasses=1
+  for shape in 7b 0.5b; do
+    layers=$LAYERS_7B
+    [ $shape = 0.5b ] && layers=$LAYERS_05B
+    fdir=$WORK/models/qwen2.5-$shape-random-L$layers
+    if run_step "fused-model-$shape" 120 "random bf16 checkpoint, Qwen2.5-$shape widths, $layers layers" \
+      node dist/bench/make-random-model.js "$fdir" "$layers" $shape "$DEVICE"; then
+      fc=(--model "$fdir" --device "$DEVICE" --tokens "$TOKENS")
+      run_step "fused-step-$shape" 120 "GoodVibe step, $shape, $layers layers: all off, then each of $FUSED_AB on alone" \
+        node dist/bench/train-step.js "${fc[@]}" --method goodvibe --steps $fsteps --ab "$FUSED_AB" \
+        --json "$WORK/bench/ab-step-$shape.json"
+      run_step "fused-pass-$shape" 120 "identification pass, $shape, $layers layers: the same settings" \
+        node dist/bench/forward-backward.js "${fc[@]}" --passes $fpasses --ab "$FUSED_AB"
+      for f in step pass; do grep -E '^(A/B|all off|[a-zA-Z]+ on):' "$WORK/logs/fused-$f-$shape.log" 2>/dev/null | tee -a "$LOG"; done
+      rm -rf "$fdir"
+    fi
+  done
 fi
 
 # ---------------------------------------------------------------- demo: the embedded demo on the GPU

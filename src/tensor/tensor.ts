@@ -937,6 +937,11 @@ const FUSED_DEFAULT_CPU: Record<FusedOp, boolean> = {
 
 const FUSED_OPS = Object.keys(FUSED_DEFAULT_CPU) as FusedOp[];
 
+/** The per-op switches, in the order GOODVIBE_FUSED's errors list them. */
+export function fusedOpNames(): readonly FusedOp[] {
+  return FUSED_OPS;
+}
+
 /**
  * GOODVIBE_FUSED=1: every fused op; 0: none (transformers' eager code op by op); unset or empty: the per-op
  * defaults; a comma-separated list of `+op` / `-op` (e.g. `+frozenDx` or `-concatLinear,+frozenDx`): those ops on or
