@@ -21,7 +21,7 @@ import {
   type SftExample,
 } from "../../src/method/train.js";
 import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
-import { Tensor, buildRecord, keep, noGrad, setF32Products, tidy } from "../../src/tensor/index.js";
+import { Tensor, buildRecord, noGrad, setF32Products, tidy } from "../../src/tensor/index.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
 
@@ -234,7 +234,7 @@ test("NaN loss stops training with a clear error", async () => {
 test("the divergence check names the first tensor holding a NaN or an infinity, and only such a tensor", () => {
   tidy(() => {
     const t = (values: number[], dtype: "float32" | "bfloat16" = "float32") =>
-      keep(Tensor.fromArray(values, [values.length], "float32").to(dtype));
+      Tensor.fromArray(values, [values.length], "float32").to(dtype); // freed when the scope ends
     const ok = t([1, -2, 3]);
     assert.equal(nonFiniteTensor(new Map()), null);
     assert.equal(nonFiniteTensor(new Map([["a", ok]])), null);
