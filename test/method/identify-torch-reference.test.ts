@@ -10,7 +10,10 @@
  * L2 difference per module of at most ~2e-6 (24 layers, 256 tokens: the same), so 1e-4 leaves room for other CPUs' sum
  * orders and fails any difference in the reduction's definition (a missing abs, a mean over other positions, another
  * scale: all are O(1)). In bf16 each side rounds its activations and gradients in its own order: bound 5e-2
- * (measured 1.3e-2 at 2 layers, 2.4e-2 at 24). Skipped when /usr/bin/python3 cannot import torch.
+ * (measured 1.3e-2 at 2 layers, 2.4e-2 at 24). Skipped when /usr/bin/python3 cannot import torch; the bf16 half is
+ * skipped where libtorch's own CPU bf16 products accumulate in bf16 (AVX2 CPUs on libtorch 1.13): PyTorch's side
+ * runs those, ours computes them in float32 there (f32Products), so the reference is the inaccurate one (measured
+ * 5-8% apart on a Zen 3, 2026-12-05).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -20,7 +23,7 @@ import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { loadModel } from "../../src/models/index.js";
-import { Tensor } from "../../src/tensor/index.js";
+import { Tensor, bf16ProductsAccumulateF32 } from "../../src/tensor/index.js";
 import { benchIds, emptyPassSums, identificationPass, passScores } from "../../bench/pass.js";
 import { compareScores, type ScoresFile } from "../../bench/scores.js";
 
@@ -32,7 +35,7 @@ const hasTorch = spawnSync(PY, ["-c", "import torch"], { encoding: "utf8" }).sta
 test(
   "identify()'s per-neuron importances equal PyTorch's hook reduction (Qwen2.5-0.5B widths, 2 layers; float32 and bf16)",
   { skip: hasTorch ? false : `${PY} cannot import torch` },
-  () => {
+  (t) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gv-idtorch-"));
     try {
       const r = spawnSync(process.execPath, [path.join(ROOT, "dist/bench/make-random-model.js"), dir, "2"], {
@@ -43,6 +46,10 @@ test(
         ["float32", 1e-4],
         ["bfloat16", 5e-2],
       ] as const) {
+        if (dtype === "bfloat16" && !bf16ProductsAccumulateF32()) {
+          t.diagnostic("bf16 half skipped: libtorch's own CPU bf16 products accumulate in bf16 here");
+          continue;
+        }
         const model = loadModel(dir, { dtype });
         const sums = emptyPassSums(model);
         const ours = identificationPass(
