@@ -84,14 +84,19 @@ Tensor linearValues(const Tensor& x, const Tensor& w, const c10::optional<Tensor
   return at::_unsafe_view(y, shape);
 }
 
-/** dY·W in float32 (gf [N, out] float32), W upcast a block of rows at a time. */
-Tensor dxValues(const Tensor& gf, const Tensor& w) {
+/**
+ * dY·W in float32 (g2 [N, out], bf16 or float32), W upcast a block of rows at a time. dY is upcast block by block
+ * too, the columns each block of W meets: lm_head's dY is [N, 151936], whose whole float32 copy (2x its bf16 bytes,
+ * fresh pages every call) cost more than its product (BENCHMARKS "lm_head's gradient upcast a block at a time"). The
+ * same values reach the same products (a block of columns read in place or copied out packs alike): the same bits.
+ */
+Tensor dxValues(const Tensor& g2, const Tensor& w) {
   int64_t out = w.size(0), step = blockRows(w);
-  if (out <= step) return at::mm(gf, f32(w));
-  auto gx = torch::zeros({gf.size(0), w.size(1)}, gf.options());
+  if (out <= step) return at::mm(f32(g2), f32(w));
+  auto gx = torch::zeros({g2.size(0), w.size(1)}, g2.options().dtype(torch::kFloat32));
   for (int64_t r0 = 0; r0 < out; r0 += step) {
     int64_t n = std::min(step, out - r0);
-    gx.addmm_(gf.narrow(1, r0, n), f32(w.narrow(0, r0, n)));
+    gx.addmm_(f32(g2.narrow(1, r0, n)), f32(w.narrow(0, r0, n)));
   }
   return gx;
 }
@@ -117,7 +122,7 @@ std::pair<double, double> timeProducts() {
   };
   auto routed = [&] {  // the route's own functions, as F32LinearFn's forward and backward call them
     linearValues(x, w, c10::nullopt);
-    dxValues(f32(g), w).to(torch::kBFloat16);
+    dxValues(g, w).to(torch::kBFloat16);
   };
   auto secs = [](const std::function<void()>& f) {
     auto t0 = std::chrono::steady_clock::now();
@@ -164,9 +169,10 @@ struct F32LinearFn : public torch::autograd::Function<F32LinearFn> {
     auto g = grads[0];
     Tensor gx, gw, gb;
     if (!g.defined()) return {gx, gw, gb, Tensor()};
-    auto gf = f32(g.reshape({-1, g.size(-1)}));
-    // in dY's dtype (x's): W may be its float32 copy
-    if (ctx->needs_input_grad(0)) gx = dxValues(gf, w).to(g.scalar_type()).view(xshape);
+    auto g2 = g.reshape({-1, g.size(-1)});
+    // in dY's dtype (x's): W may be its float32 copy; dY is upcast whole only where dW or db needs it
+    if (ctx->needs_input_grad(0)) gx = dxValues(g2, w).to(g.scalar_type()).view(xshape);
+    Tensor gf = ctx->needs_input_grad(1) || ctx->needs_input_grad(2) ? f32(g2) : Tensor();
     if (ctx->needs_input_grad(1)) gw = at::mm(gf.t(), f32(x.reshape({-1, x.size(-1)}))).to(x.scalar_type());
     if (ctx->needs_input_grad(2)) gb = gf.sum(0).to(g.scalar_type());
     return {gx, gw, gb, Tensor()};
@@ -257,7 +263,7 @@ bool routedLinear(const Tensor& x, const Tensor& w, const c10::optional<Tensor>&
 }
 
 // F32LinearFn's dX with W frozen
-Tensor routedDx(const Tensor& g2, const Tensor& w) { return dxValues(f32(g2), w).to(g2.scalar_type()); }
+Tensor routedDx(const Tensor& g2, const Tensor& w) { return dxValues(g2, w).to(g2.scalar_type()); }
 
 Tensor linear(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b, const Tensor& wf) {
   if (!routedLinear(x, w, b)) return torch::linear(x, w, b);

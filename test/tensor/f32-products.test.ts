@@ -9,6 +9,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
+import { spawnSync } from "node:child_process";
 import {
   Tensor,
   attention,
@@ -302,4 +303,55 @@ test("fused attention, bf16, Qwen2.5-0.5B's heads (2 KV groups of 7 heads of 64)
     dv: rel(v.grad!, ref.dv),
   };
   for (const [name, e] of Object.entries(errs)) assert.ok(e <= 2 ** -6, `${name}: ${e} of its largest value`);
+});
+
+/**
+ * In a fresh node, products routed through float32: the peak resident memory that a frozen vocabulary-sized weight's
+ * dX = dY·W adds, for dY [64, 151936] in bf16 (lm_head's logits gradient at Qwen's vocabulary, reduction 64 so that W
+ * is small): dY is upcast a block of columns at a time beside W's blocks, never whole (its float32 copy, 38.9 MB, was
+ * larger than the product's own memory: BENCHMARKS "lm_head's gradient upcast a block at a time"). dX still within
+ * one rounding of the float64 product.
+ */
+test("computed in float32, dX of a vocabulary-sized frozen weight never upcasts dY whole", (t) => {
+  if (!fs.existsSync("/proc/self/clear_refs")) return t.skip("no /proc/self/clear_refs (not Linux)");
+  const tensor = new URL("../../src/tensor/index.js", import.meta.url).href;
+  const memory = new URL("../../src/util/memory.js", import.meta.url).href;
+  const script = `
+    const { Tensor, noGrad, withGrad, setF32Products, manualSeed } = await import(${JSON.stringify(tensor)});
+    const { resetPeakRss, peakRssBytes } = await import(${JSON.stringify(memory)});
+    setF32Products("on");
+    manualSeed(16);
+    const [N, V, K] = [64, 151936, 64];
+    const bf16 = (shape, scale) => noGrad(() => Tensor.randn(shape).mul(scale).to("bfloat16"));
+    const w = bf16([V, K], 0.05), g = bf16([N, V], 1), x = bf16([N, K], 1).requiresGrad_();
+    const y = withGrad(() => x.linear(w));
+    resetPeakRss();
+    const before = peakRssBytes();
+    withGrad(() => y.backward(g));
+    const grown = peakRssBytes() - before;
+    // dX against float64: within one bf16 rounding (2^-8) plus a float32 accumulation allowance (2^-14 of sum |g||w|)
+    const worst = noGrad(() => {
+      const f = (t) => t.detach().to("float64");
+      const ref = f(g).matmul(f(w)), abs = f(g).abs().matmul(f(w).abs());
+      return f(x.grad).sub(ref).abs().div(ref.abs().mul(2 ** -8).add(abs.mul(2 ** -14)).add(1e-30)).amax().item();
+    });
+    console.log(JSON.stringify({ grown, worst }));`;
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+    encoding: "utf8",
+    env: { ...process.env, GOODVIBE_THREADS: "1" },
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const { grown, worst } = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as {
+    grown: number;
+    worst: number;
+  };
+  const whole = 64 * 151936 * 4; // dY in float32
+  t.diagnostic(
+    `the backward's peak grew ${(grown / 2 ** 20).toFixed(1)} MiB; dX within ${worst.toFixed(3)} roundings`,
+  );
+  assert.ok(
+    grown < whole / 2,
+    `the backward's peak grew ${(grown / 2 ** 20).toFixed(1)} MiB (dY in float32: 37.1 MiB)`,
+  );
+  assert.ok(worst <= 1, `dX: ${worst} roundings`);
 });
