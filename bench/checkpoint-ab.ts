@@ -12,7 +12,7 @@
  * --selection f: the rows and clusters train-step.ts --selection f drew (the same file), else 50 random rows per
  * linear (seed 0).
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import { loadModel, type DecoderModel } from "../src/models/index.js";
 import { attachGoodVibe } from "../src/method/goodvibe/model.js";
 import { IGNORE_INDEX, sftLossHead } from "../src/method/losses.js";
@@ -28,7 +28,7 @@ import {
 } from "./common.js";
 import { benchIds } from "./pass.js";
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs(import.meta.url, {
   options: {
     layers: { type: "string", default: "24" },
     tokens: { type: "string", default: "256" },

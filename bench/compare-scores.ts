@@ -15,12 +15,12 @@
  * percent and the vectors by ~1-2.5% (BENCHMARKS "The pass as identify() runs it").
  */
 import * as fs from "node:fs";
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import { DEFAULT_IDENTIFY } from "../src/method/goodvibe/config.js";
 import { compareScores, type ScoreRow, type ScoresFile } from "./scores.js";
 import { table, writeJson } from "./common.js";
 
-const { values: args, positionals } = parseArgs({
+const { values: args, positionals } = benchArgs(import.meta.url, {
   allowPositionals: true,
   options: { "max-rel-l2": { type: "string" }, json: { type: "string" } },
 });

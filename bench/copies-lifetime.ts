@@ -10,7 +10,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import { defaultHardenConfig } from "../src/config/harden.js";
 import { runHarden } from "../src/recipes/harden.js";
 import { evaluateModel } from "../src/recipes/evaluate.js";
@@ -18,7 +18,7 @@ import { readPairs } from "../src/data/pairs.js";
 import type { Logger } from "../src/util/log.js";
 import { peakRssBytes } from "../src/util/memory.js";
 
-const { values: a } = parseArgs({
+const { values: a } = benchArgs(import.meta.url, {
   options: {
     model: { type: "string" },
     data: { type: "string" },

@@ -5,14 +5,14 @@
  *
  *   node dist/bench/divergence-check.js [--model DIR | --layers 4] [--rounds 7] [--threads N]
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import { loadModel } from "../src/models/load.js";
 import { attachFull } from "../src/method/full.js";
 import { nonFiniteTensor } from "../src/method/train.js";
 import { Tensor, noGrad, tidy } from "../src/tensor/index.js";
 import { applyThreads, machineInfo, median, randomModelDir, seconds } from "./common.js";
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs(import.meta.url, {
   options: {
     model: { type: "string" },
     layers: { type: "string", default: "4" },

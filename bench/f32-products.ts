@@ -13,7 +13,7 @@
  *   node dist/bench/f32-products.js [--layers 4] [--tokens 256] [--passes 2] [--threads N] [--modes on,off]
  *     [--frozen-dx auto] [--json f]
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import { loadModel, type DecoderModel } from "../src/models/index.js";
 import {
   Tensor,
@@ -29,7 +29,7 @@ import { peakRssBytes } from "../src/util/memory.js";
 import { benchIds, identificationPass, tapAll } from "./pass.js";
 import { applyThreads, machineInfo, median, randomModelDir, seconds, table, writeJson } from "./common.js";
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs(import.meta.url, {
   options: {
     layers: { type: "string", default: "4" },
     tokens: { type: "string", default: "256" },

@@ -7,7 +7,7 @@
  *
  *   node dist/bench/f32-weight-copies.js [--rows 1,4,16,64,256] [--threads 1] [--calls 15]
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import {
   Tensor,
   frozenLinear,
@@ -19,7 +19,7 @@ import {
 } from "../src/tensor/index.js";
 import { applyThreads, machineInfo, median, seconds, table } from "./common.js";
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs(import.meta.url, {
   options: {
     rows: { type: "string", default: "1,4,16,64,256" },
     threads: { type: "string" },

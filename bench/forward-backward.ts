@@ -19,7 +19,7 @@
  * Decoder path: the per-op default (src/tensor/tensor.ts fusedOps), --fused every fused op (GOODVIBE_FUSED=1),
  * --unfused transformers' eager code op by op (GOODVIBE_FUSED=0).
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import { loadModel, Linear, type DecoderModel } from "../src/models/index.js";
 import {
   Tensor,
@@ -59,7 +59,7 @@ import {
   writeOpProfile,
 } from "./common.js";
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs(import.meta.url, {
   options: {
     tokens: { type: "string", default: "256" },
     layers: { type: "string", default: "24" },

@@ -6,7 +6,7 @@
  *
  *   node dist/bench/frozen-dx-rows.js [--rows 1,4,16,64,256] [--reps 7] [--threads 1]
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import {
   Tensor,
   frozenLinear,
@@ -17,7 +17,7 @@ import {
 } from "../src/tensor/index.js";
 import { applyThreads, machineInfo, median, seconds, table } from "./common.js";
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs(import.meta.url, {
   options: {
     rows: { type: "string", default: "1,4,16,64,256" },
     reps: { type: "string", default: "7" },

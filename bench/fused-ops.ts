@@ -11,7 +11,7 @@
  * forward, only the backward timed. Median over reps, per call; "per pass" multiplies by the calls one
  * identification pass makes (24 layers: RMSNorm 49, the rest 24).
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import { additiveMask, applyRope, RMSNorm, ropeInvFreq, ropeTables } from "../src/models/layers.js";
 import {
   Tensor,
@@ -25,7 +25,7 @@ import {
 } from "../src/tensor/index.js";
 import { applyThreads, machineInfo, median, table, writeJson } from "./common.js";
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs(import.meta.url, {
   options: {
     tokens: { type: "string", default: "256" },
     reps: { type: "string", default: "30" },

@@ -28,7 +28,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import { exportGguf } from "../src/io/export-gguf.js";
 import { loadTokenizer } from "../src/io/tokenizer.js";
 import { loadModel } from "../src/models/load.js";
@@ -37,7 +37,7 @@ import { openLlamaCppBackend } from "../src/eval/generate/llamacpp.js";
 import { getNumThreads, setNumThreads } from "../src/tensor/index.js";
 import { machineInfo, median, qwenTokenizerDir, randomChatModelDir, table, writeJson } from "./common.js";
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs(import.meta.url, {
   options: {
     layers: { type: "string", default: "24" },
     new: { type: "string", default: "64" },

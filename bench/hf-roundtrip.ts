@@ -25,7 +25,7 @@
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import { fileURLToPath } from "node:url";
 import { readSafetensors, writeModelWeights, type TensorToWrite } from "../src/io/safetensors.js";
 import { loadModel } from "../src/models/index.js";
@@ -227,7 +227,7 @@ function check(manifest: string, device: string): boolean {
 }
 
 function main(): void {
-  const { values: args } = parseArgs({
+  const { values: args } = benchArgs(import.meta.url, {
     options: {
       check: { type: "string" },
       out: { type: "string" },

@@ -23,7 +23,7 @@
  * 2026-12-01, matching the reference's FLOP count, identifyFlops) or the full vocabulary (full: earlier figures).
  */
 import * as fs from "node:fs";
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import { loadModel } from "../src/models/index.js";
 import { loadTokenizer } from "../src/io/tokenizer.js";
 import { readPairs } from "../src/data/pairs.js";
@@ -40,7 +40,7 @@ import { CYBERNATIVE_TRAIN } from "../test/scale/harness.js";
 import { benchIds, identificationPass, parsePassGrads, parsePassHead } from "./pass.js";
 import { GiB, applyThreads, machineInfo, seconds, writeJson } from "./common.js";
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs(import.meta.url, {
   options: {
     layers: { type: "string", default: "24" },
     pairs: { type: "string", default: "32" },

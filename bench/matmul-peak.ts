@@ -4,11 +4,11 @@
  *
  *   node dist/bench/matmul-peak.js [--sizes 1024,2048,3072,4096] [--threads N] [--trials 3] [--json out.json]
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import { Tensor, manualSeed, noGrad, tidy, type DType } from "../src/tensor/index.js";
 import { applyThreads, machineInfo, median, seconds, table, writeJson } from "./common.js";
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs(import.meta.url, {
   options: {
     sizes: { type: "string", default: "1024,2048,3072,4096" },
     dtypes: { type: "string", default: "bfloat16,float32" },

@@ -13,7 +13,7 @@
  * not ATen ops; PyTorch's Python between ops is not recorded at all. Counts are exact on both sides.
  */
 import * as fs from "node:fs";
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import { table, writeJson } from "./common.js";
 
 interface Row {
@@ -40,7 +40,7 @@ interface Profile {
   rows: Row[];
 }
 
-const { values: args, positionals } = parseArgs({
+const { values: args, positionals } = benchArgs(import.meta.url, {
   allowPositionals: true,
   options: { top: { type: "string", default: "30" }, json: { type: "string" } },
 });

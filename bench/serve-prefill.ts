@@ -15,13 +15,13 @@
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import { BuiltinBackend } from "../src/eval/generate/builtin.js";
 import { serveBuiltin } from "../src/eval/generate/serve.js";
 import { DEFAULT_PREFILL_CHUNK } from "../src/eval/generate/serve-config.js";
 import { applyThreads, machineInfo, median, randomChatModelDir, table, writeJson } from "./common.js";
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs(import.meta.url, {
   options: {
     layers: { type: "string", default: "4" },
     tokens: { type: "string", default: "1900" },

@@ -18,7 +18,7 @@
  * bench/op-profile.ts to set beside torch_train.py --op-profile's.
  */
 import * as fs from "node:fs";
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import { loadModel, type DecoderModel } from "../src/models/index.js";
 import { attachGoodVibe } from "../src/method/goodvibe/model.js";
 import { attachFull } from "../src/method/full.js";
@@ -56,7 +56,7 @@ import {
 } from "./common.js";
 import { benchIds } from "./pass.js";
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs(import.meta.url, {
   options: {
     method: { type: "string", default: "goodvibe" },
     dtype: { type: "string", default: "bfloat16" },

@@ -14,12 +14,12 @@ import * as path from "node:path";
 import { createHash } from "node:crypto";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import { Tensor, manualSeed, noGrad, type DType } from "../src/tensor/index.js";
 import { writeSafetensors, type StDtype } from "../src/io/safetensors.js";
 import { peakRssBytes } from "../src/util/memory.js";
 
-const { values: a } = parseArgs({
+const { values: a } = benchArgs(import.meta.url, {
   options: {
     rows: { type: "string", default: "128256" },
     cols: { type: "string", default: "4096" },
