@@ -41,6 +41,7 @@ import {
   combineCheckpointing,
   type CheckpointingUsed,
 } from "./checkpointing.js";
+import type { Logger } from "../util/log.js";
 import { peakRssBytes } from "../util/memory.js";
 import { interrupted, stopRequested } from "../util/stop.js";
 import { FEW_FULL_RATE_STEPS, type TrainConfig } from "./train-config.js";
@@ -502,6 +503,12 @@ function loadCheckpoint(
 }
 
 export interface TrainHooks {
+  /**
+   * Before the first step this call runs (not called when every step is done): the steps finished before (0, or
+   * those of the checkpoint it resumes) and where that checkpoint is (null when it starts from step 0). A progress
+   * meter starts its clock here, so the first step's time counts and a resumed run can say what it kept.
+   */
+  onStart?: (info: { step: number; totalSteps: number; checkpoint: string | null }) => void;
   onStep?: (log: StepLog, totalSteps: number) => void;
   /**
    * Stop request (Ctrl-C), checked before every micro-batch: the loop drops the unfinished step, checkpoints the
@@ -532,6 +539,27 @@ export function otherBuildWarning(info: {
     `this build, so the result can differ in the last bits from either build's alone (the steps of each are ` +
     `recorded); delete ${info.checkpoint} to train from the start with this build`
   );
+}
+
+/**
+ * A training run's progress for a run's log: at the start, the meter's clock (and, resumed, which checkpoint's steps
+ * are kept), then a line per step (`extra` of each step's log, e.g. its loss).
+ */
+export function trainProgressHooks(
+  log: Logger,
+  stage: string,
+  extra: (l: StepLog) => string,
+  /** what the resume line calls the run (default `stage`) */
+  name = stage,
+): Required<Pick<TrainHooks, "onStart" | "onStep">> {
+  return {
+    onStart: ({ step, totalSteps, checkpoint }) => {
+      if (checkpoint)
+        log.info(`${name}: resuming at step ${step} of ${totalSteps} (checkpoint in ${checkpoint})`);
+      log.progress(stage, step, totalSteps);
+    },
+    onStep: (l, totalSteps) => log.progress(stage, l.step, totalSteps, extra(l)),
+  };
 }
 
 /**
@@ -604,6 +632,12 @@ export async function trainSft(
   const started = Date.now();
   const wallBefore = state.wallSeconds;
   let stepsThisCall = 0;
+  if (state.step < totalSteps)
+    opts.hooks?.onStart?.({
+      step: state.step,
+      totalSteps,
+      checkpoint: state.step > 0 && opts.runDir ? path.join(opts.runDir, CKPT) : null,
+    });
   method.setTraining(true);
   try {
     while (state.step < totalSteps) {

@@ -75,6 +75,7 @@ import { countParams, type AttachedMethod, type MethodName } from "../method/att
 import { attachLora } from "../method/lora/model.js";
 import {
   scheduleRecord,
+  trainProgressHooks,
   trainSft,
   type ScheduleRecord,
   type SftExample,
@@ -1044,6 +1045,12 @@ async function trainAndPublish(
   // the slot's folder is keyed by these inputs already; the checkpoint records them too, so that a checkpoint
   // never continues under others whatever folder it is found in
   const { train: _t, model: weights, dtype: _d, format: _f, ...settings } = plan.train.inputs;
+  const progress = trainProgressHooks(
+    log,
+    "train",
+    (l) => `loss ${l.loss.toFixed(4)} lr ${l.lr.toExponential(2)}`,
+    "training",
+  );
   let train: TrainResult;
   try {
     train = await trainSft(model, method, examples, cfg.train, {
@@ -1051,9 +1058,10 @@ async function trainAndPublish(
       identity: { model: String(weights), settings },
       padTokenId: p.padTokenId ?? model.cfg.padTokenId ?? 0,
       hooks: {
+        onStart: progress.onStart,
         onStep: (l, totalSteps) => {
           hooks.onStep?.(l, totalSteps);
-          log.progress("train", l.step, totalSteps, `loss ${l.loss.toFixed(4)} lr ${l.lr.toExponential(2)}`);
+          progress.onStep(l, totalSteps);
         },
         signal: hooks.signal,
         onNote: (m) => log.info(m),

@@ -30,7 +30,7 @@ import { trainJudge, judgeTrainOptions } from "./train-judge.js";
 import type { JudgeTrainConfig } from "../eval/judge/config.js";
 import type { JudgeInfo, JudgeReliabilityEntry } from "../report/schema.js";
 import { silentLogger, type Logger } from "../util/log.js";
-import { otherBuildWarning } from "../method/train.js";
+import { otherBuildWarning, trainProgressHooks } from "../method/train.js";
 import { DEFAULT_ENABLE_THINKING } from "../io/chat-template.js";
 
 /** A judge to fine-tune once: its base checkpoint, labelled pairs and training settings. */
@@ -82,7 +82,7 @@ export async function ensureJudgeTrained(
       signal: opts.signal,
       onOtherBuild: (info) => log.warn(otherBuildWarning(info)),
       onNote: (m) => log.info(`judge ${m}`),
-      onStep: (l, total) => log.progress("judge", l.step, total, `loss ${l.loss.toFixed(4)}`),
+      ...trainProgressHooks(log, "judge", (l) => `loss ${l.loss.toFixed(4)}`),
     },
   });
   return dir;

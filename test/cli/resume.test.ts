@@ -79,6 +79,12 @@ test("harden: killed during training, rerun resumes from the checkpoint and ends
     "the rerun identified again instead of reusing the finished stage",
   );
   assert.ok(firstProgress(rerun.stderr, "train") > stepAtKill, "the rerun started training from step 1");
+  assert.ok(
+    rerun.stderr.includes(
+      `training: resuming at step ${stepAtKill} of 12 (checkpoint in ${path.dirname(ckpt)})\n`,
+    ),
+    "the rerun did not say which checkpoint it resumed",
+  );
 
   assert.deepEqual(hashOutput(path.join(fx.work, "train-cut")), hashOutput(path.join(fx.work, "train-ref")));
 });
@@ -110,6 +116,12 @@ test("identify: killed after its first saved state, rerun ends with the same neu
   assert.ok(
     firstProgress(rerun.stderr, "identify") > doneAtKill,
     "the rerun started identification from sample 0",
+  );
+  assert.ok(
+    rerun.stderr.includes(
+      `identification: resuming with ${doneAtKill} of 48 samples done (saved in ${path.dirname(state)})\n`,
+    ),
+    "the rerun did not say what it kept",
   );
 
   const read = (name: string) => {

@@ -136,12 +136,32 @@ test("identification resumes after an interruption and ends where an uninterrupt
     ),
     (e: Error & { exitCode?: number }) => /interrupted after 2 of 4/.test(e.message) && e.exitCode === 130,
   );
-  const resumed = await identify(model, samples, opts(g, { runDir, checkpointEvery: 1 }));
+  // the rerun says what it kept, and its progress starts there
+  const said: string[] = [];
+  const reports: number[] = [];
+  const resumed = await identify(
+    model,
+    samples,
+    opts(g, { runDir, checkpointEvery: 1, log: (m) => said.push(m), onProgress: (d) => reports.push(d) }),
+  );
+  assert.deepEqual(
+    said.filter((m) => /resuming/.test(m)),
+    [`identification: resuming with 2 of 4 samples done (saved in ${path.join(runDir, "identify-state")})`],
+  );
+  assert.equal(reports[0], 2);
+  assert.equal(reports[reports.length - 1], 4);
   for (const name of Object.keys(full.modules)) {
     assert.deepEqual(resumed.modules[name].indices, full.modules[name].indices);
     assert.deepEqual(resumed.modules[name].scores, full.modules[name].scores);
   }
   assert.equal(resumed.lossMean, full.lossMean);
+  // a fresh run (no saved state) says nothing of the kind
+  const fresh: string[] = [];
+  await identify(model, samples, opts(g, { runDir: scratchDir("gv-identify-"), log: (m) => fresh.push(m) }));
+  assert.deepEqual(
+    fresh.filter((m) => /resuming/.test(m)),
+    [],
+  );
 });
 
 test("identification resumed under the other checkpointing choice records it as mixed; under the same, as that choice", async () => {

@@ -17,9 +17,11 @@ import {
   nonFiniteTensor,
   otherBuildWarning,
   planBatches,
+  trainProgressHooks,
   trainSft,
   type SftExample,
 } from "../../src/method/train.js";
+import type { Logger } from "../../src/util/log.js";
 import type { RowSelection } from "../../src/method/goodvibe/adapter.js";
 import { Tensor, buildRecord, noGrad, setF32Products, tidy } from "../../src/tensor/index.js";
 
@@ -179,6 +181,66 @@ for (const kind of ["goodvibe", "lora"] as const) {
     fs.rmSync(runDir, { recursive: true, force: true });
   });
 }
+
+test("a run says where it starts: step 0 fresh, the checkpoint's step and folder resumed, nothing when every step is done", async () => {
+  const cfg = {
+    ...DEFAULT_TRAIN,
+    lr: 5e-3,
+    epochs: 1,
+    batchSize: 2,
+    gradAccum: 1,
+    seed: 3,
+    gradientCheckpointing: false,
+  };
+  const attach = (m: ReturnType<typeof loadModel>) =>
+    attachGoodVibe(
+      m,
+      new Map<string, RowSelection>([
+        ["model.layers.1.mlp.down_proj", { rows: [1, 5, 9], clusters: [0, 1, 0], nClusters: 2 }],
+      ]),
+    );
+  const dir = path.join(FIX, "qwen2");
+  const runDir = scratchDir("gv-train-start-");
+  const run = async (stopAfterSteps?: number) => {
+    const said: string[] = [];
+    const log: Logger = {
+      info: (m) => said.push(`info ${m}`),
+      warn: (m) => said.push(`warn ${m}`),
+      progress: (stage, done, total, extra) =>
+        said.push(`progress ${stage} ${done}/${total}${extra ? ` ${extra}` : ""}`),
+    };
+    const starts: { step: number; totalSteps: number; checkpoint: string | null }[] = [];
+    const progress = trainProgressHooks(log, "train", (l) => `step ${l.step}`);
+    const m = loadModel(dir);
+    await trainSft(
+      m,
+      attach(m),
+      examples(),
+      { ...cfg, ...(stopAfterSteps ? { stopAfterSteps } : {}) },
+      {
+        runDir,
+        hooks: { onStart: (i) => (starts.push(i), progress.onStart(i)), onStep: progress.onStep },
+      },
+    );
+    return { said, starts };
+  };
+  // 6 examples, 2 a step: 3 steps
+  const first = await run(1);
+  assert.deepEqual(first.starts, [{ step: 0, totalSteps: 3, checkpoint: null }]);
+  // the clock starts before the first step, so the first step's line has a rate
+  assert.deepEqual(first.said, ["progress train 0/3", "progress train 1/3 step 1"]);
+  const ckpt = path.join(runDir, "checkpoint");
+  const second = await run();
+  assert.deepEqual(second.starts, [{ step: 1, totalSteps: 3, checkpoint: ckpt }]);
+  assert.deepEqual(second.said, [
+    `info train: resuming at step 1 of 3 (checkpoint in ${ckpt})`,
+    "progress train 1/3",
+    "progress train 2/3 step 2",
+    "progress train 3/3 step 3",
+  ]);
+  const third = await run();
+  assert.deepEqual(third, { said: [], starts: [] });
+});
 
 test("a stop asked before training begins (during the start-up) is honoured before the checkpoint is read", async () => {
   const cfg = {

@@ -23,7 +23,7 @@ import {
 } from "../../eval/judge/llm.js";
 import { confusionIntervals, percentWithInterval, type CountedInterval } from "../../eval/metrics.js";
 import { judgeTrainOptions, trainJudge } from "../../recipes/train-judge.js";
-import { otherBuildWarning } from "../../method/train.js";
+import { otherBuildWarning, trainProgressHooks } from "../../method/train.js";
 import { judgeTrainingPairs, resumableJudgeScores } from "../../recipes/judge.js";
 import { resolveJudgeTrainConfig } from "../../config/judge.js";
 import { checkOutput } from "../../io/atomic.js";
@@ -110,7 +110,7 @@ export async function judgeTrainCommand(g: OptionValues, opts: OptionValues): Pr
         signal: interruptSignal(log),
         onOtherBuild: (info) => log.warn(otherBuildWarning(info)),
         onNote: (m) => log.info(`judge ${m}`),
-        onStep: (l, total) => log.progress("judge", l.step, total, `loss ${l.loss.toFixed(4)}`),
+        ...trainProgressHooks(log, "judge", (l) => `loss ${l.loss.toFixed(4)}`),
       },
     });
     const j = await LlmJudge.load(opts.out);

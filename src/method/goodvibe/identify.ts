@@ -44,6 +44,7 @@ import {
   ProfileStore,
   emptyAccumulators,
   flopsOf,
+  IDENTIFY_STATE,
   loadState,
   saveState,
   type Accumulators,
@@ -249,6 +250,11 @@ export async function accumulate<T>(
   try {
     if (profileCount > 0)
       store = new ProfileStore(path.join(opts.runDir ?? scratch!, PROFILES), profileCount, targets, !loaded);
+    // a rerun after Ctrl-C or a crash: say that the saved samples are kept (the progress line starts at them)
+    if (loaded && opts.runDir && acc.done > 0 && acc.done < total)
+      opts.log?.(
+        `identification: resuming with ${acc.done} of ${total} samples done (saved in ${path.join(opts.runDir, IDENTIFY_STATE)})`,
+      );
     opts.onProgress?.(acc.done, total); // starts the progress clock
     for (const indices of plan) {
       const batch = indices.map((i) => samples[i]!);
