@@ -11,6 +11,8 @@
 
 #include <ATen/ExpandUtils.h>
 
+#include "simd.h"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -45,6 +47,70 @@ bool probe() {
 
 Tensor f32(const Tensor& t) { return t.to(torch::kFloat32); }
 
+// The route's bf16 <-> float32 conversions, on the calling thread. ATen's copy_ runs one of these (a few hundred
+// thousand elements) as an OpenMP parallel region between two OpenBLAS products, and on 2 threads that hand-over
+// (OpenBLAS's workers waking, OpenMP's spinning) cost more than the copy: a gate/up forward of Qwen2.5-0.5B's shape,
+// 256 rows, in blocks with a copy after each, ran at 135 GFLOP/s against 151 with the copy on one thread and 170 for
+// one product (Zen 3, BENCHMARKS "The route's conversions on the calling thread"). The values are ATen's bit for bit
+// (a bf16 value widened exactly; float32 rounded to nearest even) but for a NaN's bits: 0x7fc0, as c10::BFloat16 and
+// the fused kernels (simd.h vst) write it, where ATen's AVX2 vector conversion writes 0xffff.
+using simd::bf16_t;
+
+GV_CLONES_YMM void widenRows(const bf16_t* src, int64_t srcStride, float* dst, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; r++) {
+    const bf16_t* s = src + r * srcStride;
+    float* d = dst + r * cols;
+    int64_t c = 0;
+    for (; c + 16 <= cols; c += 16) simd::vst(d + c, simd::vld(s + c));
+    for (; c < cols; c++) {
+      uint32_t u = uint32_t(s[c]) << 16;
+      std::memcpy(d + c, &u, 4);
+    }
+  }
+}
+
+GV_CLONES_YMM void roundRows(const float* src, bf16_t* dst, int64_t dstStride, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* s = src + r * cols;
+    bf16_t* d = dst + r * dstStride;
+    int64_t c = 0;
+    for (; c + 16 <= cols; c += 16) simd::vst<bf16_t, false>(d + c, simd::vld(s + c));
+    for (; c < cols; c++) d[c] = c10::BFloat16(s[c]).x;  // c10's rounding (the vector one matches it)
+  }
+}
+
+// Whether t is a matrix whose rows are contiguous (any row stride): what the loops above read and write.
+bool rowsContiguous(const Tensor& t) { return t.dim() == 2 && (t.size(1) <= 1 || t.stride(1) == 1); }
+
+/** t (2-D, bf16 or float32) as float32 in `buf` when given (a contiguous float32 tensor of t's size), else fresh. */
+Tensor widen(const Tensor& t, Tensor buf = Tensor()) {
+  if (t.scalar_type() != torch::kBFloat16 || !rowsContiguous(t)) return f32(t);
+  if (!buf.defined()) buf = torch::empty(t.sizes(), t.options().dtype(torch::kFloat32));
+  widenRows(reinterpret_cast<const bf16_t*>(t.data_ptr<at::BFloat16>()), t.stride(0), buf.data_ptr<float>(),
+            t.size(0), t.size(1));
+  return buf;
+}
+
+/** src (contiguous float32, 2-D) rounded into dst (bf16, 2-D, rows contiguous) of its size; else copy_. */
+void roundInto(const Tensor& dst, const Tensor& src) {
+  if (dst.scalar_type() != torch::kBFloat16 || src.scalar_type() != torch::kFloat32 || !src.is_contiguous() ||
+      !rowsContiguous(dst) || src.dim() != 2) {
+    dst.copy_(src);
+    return;
+  }
+  roundRows(src.data_ptr<float>(), reinterpret_cast<bf16_t*>(dst.data_ptr<at::BFloat16>()), dst.stride(0),
+            src.size(0), src.size(1));
+}
+
+/** src (float32) as `dtype`: rounded on this thread where that is bf16 and src a contiguous matrix. */
+Tensor narrowTo(const Tensor& src, c10::ScalarType dtype) {
+  if (dtype != torch::kBFloat16 || src.scalar_type() != torch::kFloat32 || src.dim() != 2 || !src.is_contiguous())
+    return src.to(dtype);
+  auto out = torch::empty(src.sizes(), src.options().dtype(dtype));
+  roundInto(out, src);
+  return out;
+}
+
 // The non-input operands of a product (weights and biases that need no gradient): passed beside the inputs, as
 // frozen_linear.cc does, since a view made without grad mode (a LinearGroup's rows) trips libtorch 1.13's view checks
 // when it is a Function input.
@@ -66,20 +132,24 @@ int64_t blockRows(const Tensor& w) { return std::max<int64_t>(64, kBlockElems / 
 // not be updated in place later: GoodVibe's row update is). w may be W's float32 copy (Side::wf): f32() is then the
 // identity and the blocks are the same rows of the same values, so the result is the per-call upcast's bit for bit.
 Tensor linearValues(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b) {
-  auto xf = f32(x.reshape({-1, x.size(-1)}));
+  auto xf = widen(x.reshape({-1, x.size(-1)}));
   int64_t out = w.size(0), step = blockRows(w);
   auto shape = x.sizes().vec();
   shape.back() = out;
   if (out <= step) {
-    auto wf = f32(w);
+    auto wf = widen(w);
     auto y2 = b ? at::addmm(f32(*b), xf, wf.t()) : at::mm(xf, wf.t());
-    return at::_unsafe_view(y2.to(x.scalar_type()), shape);
+    return at::_unsafe_view(narrowTo(y2, x.scalar_type()), shape);
   }
   auto y = torch::empty({xf.size(0), out}, x.options());
+  // one buffer for every block of W upcast (a held float32 copy is read in place)
+  Tensor wbuf = w.scalar_type() == torch::kBFloat16
+                    ? torch::empty({step, w.size(1)}, w.options().dtype(torch::kFloat32))
+                    : Tensor();
   for (int64_t r0 = 0; r0 < out; r0 += step) {
     int64_t n = std::min(step, out - r0);
-    auto wf = f32(w.narrow(0, r0, n));
-    y.narrow(1, r0, n).copy_(b ? at::addmm(f32(b->narrow(0, r0, n)), xf, wf.t()) : at::mm(xf, wf.t()));
+    auto wf = widen(w.narrow(0, r0, n), wbuf.defined() ? wbuf.narrow(0, 0, n) : Tensor());
+    roundInto(y.narrow(1, r0, n), b ? at::addmm(f32(b->narrow(0, r0, n)), xf, wf.t()) : at::mm(xf, wf.t()));
   }
   return at::_unsafe_view(y, shape);
 }
@@ -92,11 +162,18 @@ Tensor linearValues(const Tensor& x, const Tensor& w, const c10::optional<Tensor
  */
 Tensor dxValues(const Tensor& g2, const Tensor& w) {
   int64_t out = w.size(0), step = blockRows(w);
-  if (out <= step) return at::mm(f32(g2), f32(w));
+  if (out <= step) return at::mm(widen(g2), widen(w));
   auto gx = torch::zeros({g2.size(0), w.size(1)}, g2.options().dtype(torch::kFloat32));
+  auto f = g2.options().dtype(torch::kFloat32);
+  Tensor gbuf = g2.scalar_type() == torch::kBFloat16 ? torch::empty({g2.size(0), step}, f) : Tensor();
+  Tensor wbuf = w.scalar_type() == torch::kBFloat16 ? torch::empty({step, w.size(1)}, f) : Tensor();
   for (int64_t r0 = 0; r0 < out; r0 += step) {
     int64_t n = std::min(step, out - r0);
-    gx.addmm_(f32(g2.narrow(1, r0, n)), f32(w.narrow(0, r0, n)));
+    // a block of dY's columns upcast into a contiguous buffer of n columns (the same values the product packs)
+    auto gcols = g2.narrow(1, r0, n);
+    auto gb = gbuf.defined() ? widen(gcols, gbuf.view(-1).narrow(0, 0, g2.size(0) * n).view({g2.size(0), n}))
+                             : f32(gcols);
+    gx.addmm_(gb, widen(w.narrow(0, r0, n), wbuf.defined() ? wbuf.narrow(0, 0, n) : Tensor()));
   }
   return gx;
 }
@@ -171,7 +248,7 @@ struct F32LinearFn : public torch::autograd::Function<F32LinearFn> {
     if (!g.defined()) return {gx, gw, gb, Tensor()};
     auto g2 = g.reshape({-1, g.size(-1)});
     // in dY's dtype (x's): W may be its float32 copy; dY is upcast whole only where dW or db needs it
-    if (ctx->needs_input_grad(0)) gx = dxValues(g2, w).to(g.scalar_type()).view(xshape);
+    if (ctx->needs_input_grad(0)) gx = narrowTo(dxValues(g2, w), g.scalar_type()).view(xshape);
     Tensor gf = ctx->needs_input_grad(1) || ctx->needs_input_grad(2) ? f32(g2) : Tensor();
     if (ctx->needs_input_grad(1)) gw = at::mm(gf.t(), f32(x.reshape({-1, x.size(-1)}))).to(x.scalar_type());
     if (ctx->needs_input_grad(2)) gb = gf.sum(0).to(g.scalar_type());
@@ -263,7 +340,7 @@ bool routedLinear(const Tensor& x, const Tensor& w, const c10::optional<Tensor>&
 }
 
 // F32LinearFn's dX with W frozen
-Tensor routedDx(const Tensor& g2, const Tensor& w) { return dxValues(g2, w).to(g2.scalar_type()); }
+Tensor routedDx(const Tensor& g2, const Tensor& w) { return narrowTo(dxValues(g2, w), g2.scalar_type()); }
 
 Tensor linear(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b, const Tensor& wf) {
   if (!routedLinear(x, w, b)) return torch::linear(x, w, b);
