@@ -273,3 +273,34 @@ test("eval --url --prompt-count-tolerance: a raised one is said and kept as a ca
     await new Promise<void>((ok) => server.close(() => ok()));
   }
 });
+
+test("eval --url and generate --backend http refuse a server that is not there before any local work, naming it (exit 2)", async () => {
+  const dev = path.join(fx.work, "dev-gone.jsonl");
+  writeCorpusJsonl(dev, balancedPairs(fx.model.pairs, 2).slice(0, 4));
+  const up = await startServe();
+  // a port that was just listened on and closed: connection refused
+  const closed = http.createServer();
+  await new Promise<void>((ok) => closed.listen(0, "127.0.0.1", ok));
+  const gone = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
+  await new Promise<void>((ok) => closed.close(() => ok()));
+  const said = new RegExp(
+    `error: --url: ${gone} cannot be reached: GET ${gone}/v1/models got no answer: connection refused \\(ECONNREFUSED\\) \\(1 of the 2 servers given\\)`,
+  );
+  const ev = await runCli([
+    ...["eval", "-m", fx.model.dir, "-d", dev, "--prompts", "4", "--preference-pairs", "4"],
+    ...["--cache", path.join(fx.work, "c-gone"), "--url", `${up},${gone}`, "--server-model", "tiny"],
+  ]);
+  assert.equal(ev.code, 2, showRun(ev));
+  assert.match(ev.stderr, said);
+  // refused before the local preference scoring (which a 7B on a CPU takes minutes for), nothing cached
+  assert.doesNotMatch(ev.stderr, /secure preference/);
+  assert.ok(
+    !fs.existsSync(path.join(fx.work, "c-gone")) || fs.readdirSync(path.join(fx.work, "c-gone")).length === 0,
+  );
+  const gen = await runCli([
+    ...["generate", "-m", fx.model.dir, "--backend", "http", "--url", `${up},${gone}`],
+    ...["--server-model", "tiny", "-p", "hi", "--max-new-tokens", "2"],
+  ]);
+  assert.equal(gen.code, 2, showRun(gen));
+  assert.match(gen.stderr, said);
+});

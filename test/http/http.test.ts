@@ -1588,6 +1588,72 @@ test("modelProblem: a name vLLM, goodvibe serve or Ollama does not list is named
   }
 });
 
+test("unreachable: a server no connection reaches is named (refused, no such host, a port fetch refuses), each of a fleet asked; one that answers with any status, or takes the connection and lets it time out, is not", async () => {
+  const up = await mockServer((s) =>
+    s.path === "/v1/models" ? { json: { object: "list", data: [] } } : { status: 404, json: {} },
+  );
+  const noList = await mockServer(() => ({ status: 404, json: { error: "not found" } }));
+  const closed = await mockServer(() => ({ json: {} }));
+  await closed.close();
+  // takes the connection, never answers
+  const hung = http.createServer((req) => req.resume());
+  await new Promise<void>((ok) => hung.listen(0, "127.0.0.1", ok));
+  const hungUrl = `http://127.0.0.1:${(hung.address() as AddressInfo).port}`;
+  const gone = (urls: string | string[], timeoutMs?: number) =>
+    new HttpBackend({ baseUrls: urls, model: "m", ...(timeoutMs ? { timeoutMs } : {}) }).unreachable();
+  try {
+    assert.equal(await gone(up.url), null);
+    assert.equal(await gone(noList.url), null);
+    assert.equal(await gone(hungUrl, 200), null);
+    assert.equal(
+      await gone(closed.url),
+      `${closed.url} cannot be reached: GET ${closed.url}/v1/models got no answer: connection refused (ECONNREFUSED)`,
+    );
+    // in a fleet, the server that is not there, whichever place it has
+    for (const urls of [
+      [up.url, closed.url],
+      [`${closed.url}/v1`, up.url],
+    ])
+      assert.equal(
+        await gone(urls),
+        `${closed.url} cannot be reached: GET ${closed.url}/v1/models got no answer: connection refused (ECONNREFUSED) (1 of the 2 servers given)`,
+      );
+    // every one that is not there, in the order given
+    assert.equal(
+      await gone([closed.url, up.url, "http://127.0.0.1:6666"]),
+      `${closed.url} cannot be reached: GET ${closed.url}/v1/models got no answer: connection refused (ECONNREFUSED); ` +
+        `http://127.0.0.1:6666 cannot be reached: GET http://127.0.0.1:6666/v1/models got no answer: bad port: ` +
+        `Node's fetch makes no request to a port on the Fetch standard's blocklist (6000, 6665-6669, 10080 among ` +
+        `others); serve on another port (2 of the 3 servers given)`,
+    );
+    assert.match(
+      (await gone("http://no-such-host.invalid:8000"))!,
+      /^http:\/\/no-such-host\.invalid:8000 cannot be reached: GET http:\/\/no-such-host\.invalid:8000\/v1\/models got no answer: .*\((ENOTFOUND|EAI_AGAIN)\)$/,
+    );
+    // fetch's blocklist (6666: IRC): fetch says only "fetch failed", its cause "bad port"
+    assert.match(
+      (await gone("http://127.0.0.1:6666"))!,
+      /^http:\/\/127\.0\.0\.1:6666 cannot be reached: GET http:\/\/127\.0\.0\.1:6666\/v1\/models got no answer: bad port: Node's fetch makes no request to a port on the Fetch standard's blocklist .*; serve on another port$/,
+    );
+    // the same words where a request for an answer meets it (no retry: nothing would change)
+    const b = new HttpBackend({ baseUrls: "http://127.0.0.1:6666", model: "m" });
+    await assert.rejects(b.chat([{ role: "user", content: "hi" }], { maxNewTokens: 4 }), (e: Error) => {
+      assert.ok(e instanceof HttpBackendError, String(e));
+      assert.match(
+        e.message,
+        /^POST http:\/\/127\.0\.0\.1:6666\/v1\/chat\/completions failed: bad port: Node's fetch/,
+      );
+      return true;
+    });
+    await b.close();
+  } finally {
+    await up.close();
+    await noList.close();
+    hung.closeAllConnections();
+    await new Promise<void>((ok) => hung.close(() => ok()));
+  }
+});
+
 test("held-out loss windows longer than the servers' context per request (reported, or maxModelLen) are refused before any window is sent; where it is not known they are sent whole", async () => {
   const srv = await contextServer(64, { object: "list", data: [vllmCard("m", 64)] });
   const unreported = await contextServer(64, { object: "list", data: [vllmCard("m", null)] });

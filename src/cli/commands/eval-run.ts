@@ -344,7 +344,10 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
           ? { promptCountTolerancePct: opts.promptCountTolerance }
           : {}),
       });
-      // a name the servers do not serve is refused before any request, with the names they do (not vLLM's 404)
+      // a server that is not there is refused before any local work (a fleet has no failover), then a name the
+      // servers do not serve, with the names they do (not vLLM's 404)
+      const gone = await backend.unreachable();
+      if (gone) throw new InputError(`--url: ${gone}`);
       const unserved = await backend.modelProblem();
       if (unserved) throw new InputError(`${flag}: ${unserved}. Give one of the names it lists with ${flag}`);
       const server = httpUtilityServer(backend, opts.url, model);

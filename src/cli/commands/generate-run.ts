@@ -131,7 +131,10 @@ export async function generateCommand(g: OptionValues, opts: OptionValues): Prom
         caveats.push(tolerance);
       }
       try {
-        // a name the servers do not serve is refused with the names they do, as eval --url does (not vLLM's 404)
+        // a server that is not there, then a name the servers do not serve (with the names they do), are refused
+        // as eval --url refuses them (not after the retries, not vLLM's 404)
+        const gone = await b.unreachable();
+        if (gone) throw new InputError(`--url: ${gone}`);
         const unserved = await b.modelProblem();
         if (unserved)
           throw new InputError(

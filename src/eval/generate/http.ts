@@ -308,6 +308,9 @@ function noAnswerWhy(e: unknown, code: string | undefined): string {
     ENOTFOUND: "no such host",
   };
   const cause = (e as { cause?: { message?: unknown } })?.cause?.message;
+  // undici's word for a port on the Fetch standard's blocklist (6000, 6665-6669, 10080, …): no request is made
+  if (cause === "bad port")
+    return "bad port: Node's fetch makes no request to a port on the Fetch standard's blocklist (6000, 6665-6669, 10080 among others); serve on another port";
   const what =
     (code && words[code]) ??
     (typeof cause === "string" && cause ? cause : ((e as Error)?.message ?? String(e)));
@@ -391,10 +394,14 @@ export interface ServerWindow {
   field: string;
 }
 
-/** A side endpoint's answer (HttpBackend.probe): its JSON (null: not 2xx, not JSON, or none); why none came, if none. */
+/**
+ * A side endpoint's answer (HttpBackend.probe): its JSON (null: not 2xx, not JSON, or none); why none came, if none;
+ * whether the connection was made (false: refused, reset, no such host; true also where the time ran out).
+ */
 interface ProbeAnswer {
   json: unknown;
   noAnswer: string | null;
+  reached: boolean;
 }
 
 /** A server's kind and the context it states for prompts (HttpBackend.promptContexts), null where it states none. */
@@ -564,12 +571,7 @@ export class HttpBackend implements GenerationBackend {
         stopIfAsked(url); // an abort by the stop request is not a timeout to retry
         const code = networkErrorCode(e);
         if (!code || (code !== "timeout" && !RETRYABLE_CODES.has(code))) {
-          throw new HttpBackendError(
-            `POST ${url} failed: ${(e as Error).message}${code ? ` (${code})` : ""}`,
-            url,
-            null,
-            attempt + 1,
-          );
+          throw new HttpBackendError(`POST ${url} failed: ${noAnswerWhy(e, code)}`, url, null, attempt + 1);
         }
         lastStatus = null;
         lastProblem = code === "timeout" ? `no answer within ${timeoutMs} ms` : `network error ${code}`;
@@ -1195,7 +1197,7 @@ export class HttpBackend implements GenerationBackend {
       asked = this.request(url, body).then(
         (r) => {
           if (!r.reached) this.probes.delete(key);
-          return { json: r.json, noAnswer: r.noAnswer };
+          return { json: r.json, noAnswer: r.noAnswer, reached: r.reached };
         },
         (e: unknown) => {
           this.probes.delete(key);
@@ -1205,6 +1207,25 @@ export class HttpBackend implements GenerationBackend {
       this.probes.set(key, asked);
     }
     return asked;
+  }
+
+  /**
+   * Why servers cannot be used at all, each named: no connection was made for its GET /v1/models (refused or reset,
+   * no such host, a port fetch refuses); null where every server answered, with any status, or took the connection
+   * and let the request time out (busy: the requests' retries are for that). Asked before a run's local work: a
+   * fleet has no failover, so a server that is not there would fail the run at its first request, after the
+   * preference scoring and whatever else ran first.
+   */
+  async unreachable(): Promise<string | null> {
+    // every server at once: a large fleet is not asked one after the other
+    const answers = await Promise.all(this.bases.map((base) => this.probe(`${base}/models`)));
+    const gone = this.bases
+      .map((base, i) => ({ base, a: answers[i]! }))
+      .filter(({ a }) => a.noAnswer !== null && !a.reached)
+      .map(({ base, a }) => `${root(base)} cannot be reached: GET ${base}/models got ${a.noAnswer}`);
+    if (gone.length === 0) return null;
+    const of = this.bases.length > 1 ? ` (${gone.length} of the ${this.bases.length} servers given)` : "";
+    return gone.join("; ") + of;
   }
 
   /**
