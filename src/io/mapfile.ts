@@ -16,15 +16,19 @@ export type RangeMapper = (file: string, ranges: readonly (readonly [number, num
  */
 export const MAX_BUFFER_BYTES = bufferConstants.MAX_LENGTH;
 
-let mapper: FileMapper = (file) => fs.readFileSync(file);
-let rangeMapper: RangeMapper = (file, ranges) => {
+/** The largest file fs.readFileSync reads (2 GiB - 1: ERR_FS_FILE_TOO_LARGE past it, though a Buffer may be 4 GiB). */
+const READ_FILE_MAX = 2 ** 31 - 1;
+
+/** `ranges` of `file` read into Buffers: what stands for mapping where the addon is not loaded. */
+function readRanges(file: string, ranges: readonly (readonly [number, number])[]): Buffer[] {
   const fd = fs.openSync(file, "r");
   try {
     return ranges.map(([offset, length]) => {
-      const buf = Buffer.alloc(length);
+      const buf = Buffer.allocUnsafe(length);
       let done = 0;
       while (done < length) {
-        const n = fs.readSync(fd, buf, done, length - done, offset + done);
+        // one read of at most 1 GiB: readSync takes a 32-bit length
+        const n = fs.readSync(fd, buf, done, Math.min(length - done, 2 ** 30), offset + done);
         if (n === 0) throw new Error(`${file} ends before byte ${offset + length}`);
         done += n;
       }
@@ -33,11 +37,20 @@ let rangeMapper: RangeMapper = (file, ranges) => {
   } finally {
     fs.closeSync(fd);
   }
-};
+}
+
+/** A whole file read: in parts past READ_FILE_MAX (a 2-4 GiB shard, e.g. a 7B's second of two). */
+function readWhole(file: string): Buffer {
+  const size = fs.statSync(file).size;
+  return size <= READ_FILE_MAX ? fs.readFileSync(file) : readRanges(file, [[0, size]])[0]!;
+}
+
+let mapper: FileMapper = readWhole;
+let rangeMapper: RangeMapper = readRanges;
 let readBelow = 0;
 
 export function mapFile(file: string): Buffer {
-  if (readBelow > 0 && fs.statSync(file).size < readBelow) return fs.readFileSync(file);
+  if (readBelow > 0 && fs.statSync(file).size < readBelow) return readWhole(file);
   return mapper(file);
 }
 

@@ -13,6 +13,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { spawnSync } from "node:child_process";
 import { readSafetensors } from "../../src/io/safetensors.js";
 import { MAX_BUFFER_BYTES } from "../../src/io/mapfile.js";
 import { recordToTensor } from "../../src/models/load.js";
@@ -87,6 +88,48 @@ test("a 5 GB safetensors shard loads: every tensor a view of its own bytes, one 
       "more than the",
       "one Node.js buffer can hold",
     );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("without the addon (the io layer alone, read instead of mapped), a 2-4 GiB shard is read whole: past fs.readFileSync's 2 GiB and readSync's 32-bit length", () => {
+  // gemma-3-4b-it's second shard is 3.64 GB; a library user who reads weights without the tensor layer got
+  // ERR_FS_FILE_TOO_LARGE, then ERR_OUT_OF_RANGE from one readSync of the whole. A child process that imports
+  // only src/io: this one has loaded the addon, whose mapper replaces the reading.
+  const dir = scratchDir("gv-st-read-");
+  try {
+    const file = path.join(dir, "model-00002-of-00002.safetensors");
+    const big = 1100 * 1024 * 1024 * 2; // a [1100, 1048576] bf16 tensor: 2.15 GiB
+    sparseSafetensors(
+      file,
+      {
+        a: { dtype: "BF16", shape: [1100, 1024 * 1024], data_offsets: [0, big] },
+        c: { dtype: "U8", shape: [3], data_offsets: [big, big + 3] },
+      },
+      [
+        [0, Buffer.from([0xa0, 0xa1])],
+        [2 ** 30 - 1, Buffer.from([0xa2, 0xa3])], // across the first read's end
+        [big - 2, Buffer.from([0xaf, 0xae])],
+        [big, Buffer.from([7, 8, 9])],
+      ],
+    );
+    const size = fs.statSync(file).size;
+    assert.ok(size > 2 ** 31 && size < MAX_BUFFER_BYTES, "between fs.readFileSync's limit and one Buffer's");
+    const io = new URL("../../src/io/safetensors.js", import.meta.url).href;
+    const script = `
+      const { readSafetensors } = await import(${JSON.stringify(io)});
+      const st = readSafetensors(${JSON.stringify(file)});
+      const a = st.tensors.get("a").data, c = st.tensors.get("c").data;
+      const at = (i) => a[i];
+      console.log(JSON.stringify({ len: a.byteLength, a: [at(0), at(1), at(2 ** 30 - 1), at(2 ** 30), at(a.byteLength - 2), at(a.byteLength - 1)], c: [...c] }));`;
+    const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), {
+      len: big,
+      a: [0xa0, 0xa1, 0xa2, 0xa3, 0xaf, 0xae],
+      c: [7, 8, 9],
+    });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
