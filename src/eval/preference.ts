@@ -86,6 +86,12 @@ export async function answerLosses(
   if (!Number.isInteger(batchSize) || batchSize < 1)
     throw new InputError(`preference option batchSize must be a positive integer, got ${batchSize}`);
   const out: number[] = [];
+  // starts the progress clock before the first batch is computed (a stage of one batch showed "elapsed 0.0 s")
+  let reported = false;
+  const report = () => {
+    reported = true;
+    onProgress?.(out.length, examples.length);
+  };
   for (let start = 0; start < examples.length; start += batchSize) {
     await stopPoint(
       signal,
@@ -98,9 +104,10 @@ export async function answerLosses(
     const kept = cache?.get(key);
     if (kept && kept.length === batch.length) {
       out.push(...kept);
-      onProgress?.(out.length, examples.length);
+      report();
       continue;
     }
+    if (!reported) report();
     const B = batch.length;
     const T = Math.max(...batch.map((e) => e.inputIds.length));
     const ids: number[] = [];
@@ -140,7 +147,7 @@ export async function answerLosses(
     const losses = Array.from({ length: B }, (_, b) => sum[b]! / count[b]!);
     out.push(...losses);
     cache?.put(key, losses);
-    onProgress?.(out.length, examples.length);
+    report();
   }
   return out;
 }

@@ -389,6 +389,7 @@ export async function evaluateSafety(
   const items: SafetyItem[] = [];
   let generated = 0;
   let fromCache = 0;
+  let reported = false; // a progress report made (the first starts the clock)
   let complete = true;
   // Batches per generation call: one, unless the backend answers more at once (a server fleet's requests in
   // flight, ChatBackend.inFlight): then the prompts of several whole batches go together, the judging still
@@ -413,6 +414,11 @@ export async function evaluateSafety(
         break;
       }
       const groupAnswers = new Array<string | undefined>(group.length);
+      // starts the progress clock before the first answers are generated (one group: "elapsed 0.0 s" otherwise)
+      if (groupMissing.length > 0 && !reported) {
+        reported = true;
+        opts.onProgress?.(items.length, pairs.length);
+      }
       if (groupMissing.length > 0) {
         // the answers obtained so far, kept in the cache when the call fails (a request that gives up, Ctrl-C): a
         // rerun asks only for the others
@@ -511,6 +517,7 @@ export async function evaluateSafety(
           });
         }
         items.push(...judged);
+        reported = true;
         opts.onProgress?.(items.length, pairs.length);
       }
     }

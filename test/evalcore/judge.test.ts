@@ -23,6 +23,7 @@ import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { Tensor, noGrad } from "../../src/tensor/index.js";
 import { InputError } from "../../src/errors.js";
 import { makeTinyChatModel, scratchDir } from "./make-model.js";
+import { ScoreCache } from "../../src/eval/score-cache.js";
 
 const made = makeTinyChatModel({ seed: 5 });
 
@@ -312,4 +313,50 @@ test("the judge's batches are bounded by padded tokens as well as by count, with
     got.forEach((p, i) => assert.ok(Math.abs(p - one[i]!) < 1e-5, `item ${i}: ${p} vs one a pass ${one[i]}`));
   }
   assert.throws(() => judge.score(items, { batchTokens: -1 }), InputError);
+});
+
+test("scoreResumable's progress: the first report comes before the first batch is scored (it starts the clock), then one per batch; a rerun's batches from the cache are counted as taken", async () => {
+  const judge = await LlmJudge.load(made.dir);
+  const items = pairsToLabelledSamples(made.pairs.slice(0, 3)); // 6 samples
+  // the batches scored so far, counted where they are scored (the plan groups prompts by length)
+  let batches = 0;
+  const inner = judge as unknown as { scoreBatch: (...a: unknown[]) => void };
+  const scoreBatch = inner.scoreBatch.bind(judge);
+  inner.scoreBatch = (...a: unknown[]) => {
+    batches++;
+    scoreBatch(...a);
+  };
+  const run = async (batchSize: number, cache?: ScoreCache) => {
+    const seen: string[] = [];
+    batches = 0;
+    const p = await judge.scoreResumable(items, {
+      batchSize,
+      ...(cache ? { cache } : {}),
+      onBatch: (scored, taken, total) => seen.push(`${scored}+${taken}/${total} after ${batches}`),
+    });
+    return { seen, p, batches };
+  };
+  for (const batchSize of [16, 2]) {
+    const r = await run(batchSize);
+    // a report of nothing done before any batch (the meter's "elapsed 0.0 s" without it), then one after each
+    assert.equal(r.seen[0], "0+0/6 after 0", String(batchSize));
+    assert.deepEqual(
+      r.seen.slice(1).map((l) => l.replace(/^\d+\+0\/6 /, "")),
+      Array.from({ length: r.batches }, (_, b) => `after ${b + 1}`),
+      String(batchSize),
+    );
+    assert.equal(r.seen.at(-1), `6+0/6 after ${r.batches}`);
+  }
+  const file = path.join(scratchDir("gv-judge-progress-"), "scores.jsonl");
+  const first = new ScoreCache(file);
+  const scored = await run(2, first);
+  first.close();
+  // every batch taken from the cache: nothing is scored, so no start report; the same scores
+  const again = new ScoreCache(file);
+  const rerun = await run(2, again);
+  again.close();
+  assert.equal(rerun.batches, 0);
+  assert.equal(rerun.seen.length, scored.batches);
+  assert.equal(rerun.seen.at(-1), "0+6/6 after 0");
+  assert.deepEqual(rerun.p, scored.p);
 });

@@ -137,6 +137,44 @@ test("with a cache file: stopped after two batches, the rerun scores only the re
   assert.equal(forwards, 0);
 });
 
+test("progress: the first report comes before the first batch is scored (it starts the clock), then one per batch; a resumed run's starts at the kept answers", async () => {
+  const tok = await loadTokenizer(made.dir);
+  const model = loadModel(made.dir);
+  const pairs = made.pairs.filter((_, i) => i % 19 === 0); // 12 answers
+  let forwards = 0;
+  const hidden = model.hidden.bind(model);
+  model.hidden = (...a: Parameters<DecoderModel["hidden"]>) => {
+    forwards++;
+    return hidden(...a);
+  };
+  const run = async (batchSize: number, cacheFile?: string, signal?: AbortSignal, stopAt?: () => void) => {
+    const seen: string[] = [];
+    forwards = 0;
+    await securePreference(model, tok, pairs, {
+      batchSize,
+      iterations: 10,
+      ...(cacheFile ? { cacheFile } : {}),
+      ...(signal ? { signal } : {}),
+      onProgress: (done, total) => {
+        seen.push(`${done}/${total} after ${forwards}`);
+        if (done >= 6) stopAt?.();
+      },
+    });
+    return seen;
+  };
+  // one batch: before it a report of nothing done (the meter's clock; "elapsed 0.0 s" without it), then the end
+  assert.deepEqual(await run(16), ["0/12 after 0", "12/12 after 1"]);
+  assert.deepEqual(await run(6), ["0/12 after 0", "6/12 after 1", "12/12 after 2"]);
+  // resumed from a cache holding the first batch: its report comes first (no forward), none repeated
+  const cacheFile = path.join(scratchDir("gv-pref-progress-"), "preference.jsonl");
+  const stop = new AbortController();
+  await assert.rejects(
+    run(6, cacheFile, stop.signal, () => stop.abort()),
+    /stopped/,
+  );
+  assert.deepEqual(await run(6, cacheFile), ["6/12 after 0", "12/12 after 1"]);
+});
+
 test("pairs that name their task: the mean loss gap's bootstrap resamples whole tasks (lang:task), same seed", async () => {
   const tok = await loadTokenizer(made.dir);
   const model = loadModel(made.dir);

@@ -731,3 +731,32 @@ test('an answer with several blocks of its language: the judges read the longest
     /codeBlocks must be "longest" or "all"/,
   );
 });
+
+test("progress: the first report comes before the first answers are generated (it starts the clock), then one per batch; a resumed run's starts at the kept answers", async () => {
+  const run = async (batchSize: number, cacheFile?: string) => {
+    const backend = new FakeBackend(PLAN);
+    const seen: string[] = [];
+    await evaluateSafety(PAIRS, {
+      ...BASE_OPTS,
+      batchSize,
+      backend,
+      ...(cacheFile ? { cacheFile } : {}),
+      onProgress: (done, total) => seen.push(`${done}/${total} after ${backend.calls}`),
+    });
+    return seen;
+  };
+  const n = PAIRS.length; // 10
+  // one batch: a report of nothing done before it ("elapsed 0.0 s" on the meter without it), then the end
+  assert.deepEqual(await run(16), [`0/${n} after 0`, `${n}/${n} after 1`]);
+  assert.deepEqual(await run(5), [`0/${n} after 0`, `5/${n} after 1`, `${n}/${n} after 2`]);
+  // the first batch kept in the cache: its report first (nothing generated), no second start report
+  const cacheFile = path.join(scratchDir(), "gen.jsonl");
+  await evaluateSafety(PAIRS, {
+    ...BASE_OPTS,
+    batchSize: 5,
+    backend: new FakeBackend(PLAN),
+    cacheFile,
+    stopAfterItems: 5,
+  });
+  assert.deepEqual(await run(5, cacheFile), [`5/${n} after 0`, `${n}/${n} after 1`]);
+});

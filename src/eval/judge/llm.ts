@@ -337,6 +337,7 @@ export class LlmJudge {
     const out = new Array<number>(prompts.length);
     let scored = 0;
     let taken = 0;
+    let reported = false;
     for (const idx of this.planScoring(prompts, opts)) {
       await stopPoint(
         opts.signal,
@@ -349,6 +350,8 @@ export class LlmJudge {
         idx.forEach((i, b) => (out[i] = kept[b]!));
         taken += idx.length;
       } else {
+        // starts the progress clock before the first batch is scored (one batch: "elapsed 0.0 s" otherwise)
+        if (!reported) opts.onBatch?.(scored, taken, prompts.length);
         this.scoreBatch(prompts, idx, out);
         opts.cache?.put(
           key,
@@ -356,6 +359,7 @@ export class LlmJudge {
         );
         scored += idx.length;
       }
+      reported = true;
       opts.onBatch?.(scored, taken, prompts.length);
     }
     return out;
