@@ -14,21 +14,22 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { benchArgs, benchUsageError } from "./args.js";
 import { handMadeResults } from "../test/report/fixture.js";
 
 const HERE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
-const reference = arg("--reference");
-if (!reference || !fs.existsSync(path.join(reference, "dist/src/cli/main.js"))) {
-  process.stderr.write("usage: node dist/bench/cli-startup.js --reference <built checkout> [--runs 7]\n");
-  process.exit(2);
-}
-const runs = Number(arg("--runs") ?? 7);
+const { values: args } = benchArgs(import.meta.url, {
+  options: { reference: { type: "string" }, runs: { type: "string", default: "7" } },
+});
+const reference = args.reference;
+if (!reference) benchUsageError(import.meta.url, "--reference <built checkout> is required");
+if (!fs.existsSync(path.join(reference, "dist/src/cli/main.js")))
+  benchUsageError(
+    import.meta.url,
+    `--reference ${reference}: no dist/src/cli/main.js there (build it: npx tsc -p .)`,
+  );
+const runs = Number(args.runs);
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "gv-cli-startup-"));
 const results = path.join(work, "results.json");

@@ -27,15 +27,17 @@ import { planBatches as identifyBatches } from "../src/method/goodvibe/identify.
 import { DEFAULT_BATCH_TOKENS } from "../src/method/goodvibe/config.js";
 import { lrFactor, planBatches as trainBatches } from "../src/method/train.js";
 import { randomChatModelDir, writeJson } from "./common.js";
+import { benchArgs, benchUsageError } from "./args.js";
 
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
-function allArgs(name: string): string[] {
-  return process.argv.flatMap((a, i) => (a === name && process.argv[i + 1] ? [process.argv[i + 1]!] : []));
-}
+const { values: args } = benchArgs(import.meta.url, {
+  options: {
+    layers: { type: "string", default: "24" },
+    data: { type: "string", default: "../shared/data/cybernative/train.jsonl" },
+    languages: { type: "string" },
+    json: { type: "string" },
+    set: { type: "string", multiple: true, default: [] },
+  },
+});
 
 /** The random 0.5B-shaped weights with the real tokenizer beside them: a model folder `harden` accepts. */
 export function e2eModelDir(layers: number): string {
@@ -45,17 +47,17 @@ export function e2eModelDir(layers: number): string {
 }
 
 async function main(): Promise<void> {
-  const layers = Number(arg("--layers") ?? 24);
-  const data = arg("--data") ?? "../shared/data/cybernative/train.jsonl";
-  const json = arg("--json");
-  if (!json) throw new Error("--json FILE is required");
+  const layers = Number(args.layers);
+  const data = args.data;
+  const json = args.json;
+  if (!json) benchUsageError(import.meta.url, "--json FILE is required");
   if (!fs.existsSync(data)) {
     console.log(`skipped: ${data} is not there (the CyberNative train split lives in ../shared/data)`);
     process.exit(3);
   }
   const model = e2eModelDir(layers);
-  const languages = arg("--languages")?.split(",");
-  const cfg = resolveHardenConfig(undefined, { model, data, out: "-", languages }, allArgs("--set"));
+  const languages = args.languages?.split(",");
+  const cfg = resolveHardenConfig(undefined, { model, data, out: "-", languages }, args.set);
   const tok = await loadTokenizer(model);
   const pairs = readPairs(cfg.data, { languages: cfg.languages });
   const samples = identifySamples(tok, pairs, cfg.identify, cfg.seed);

@@ -27,6 +27,7 @@ import { recordToTensor } from "../src/models/load.js";
 import { Tensor, manualSeed, noGrad, tidy } from "../src/tensor/index.js";
 import { native } from "../src/tensor/native.js";
 import { makeRealModel } from "../test/gguf/real-models.js";
+import { benchArgs, benchUsageError } from "./args.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.resolve(here, "../src/cli/main.js");
@@ -184,15 +185,24 @@ function values(): void {
   }
 }
 
-const [cmd, a, b, c, d] = process.argv.slice(2);
+const { positionals } = benchArgs(import.meta.url, { allowPositionals: true, options: {} });
+const [cmd, a, b, c, d] = positionals;
+const FORMS: Record<string, string> = {
+  make: "make <root>",
+  hash: "hash <root> <scratch>",
+  phases: "phases <model>",
+  values: "values",
+  stop: "stop <model> <scratch> <outtype> [delayMs]",
+};
 if (cmd === "make" && a) make(a);
 else if (cmd === "hash" && a && b) hash(a, b);
 else if (cmd === "phases" && a) phases(a);
 else if (cmd === "values") values();
 else if (cmd === "stop" && a && b && c) await stop(a, b, c, Number(d ?? 300));
-else {
-  console.error(
-    "usage: export-convert.js make <root> | hash <root> <scratch> | phases <model> | values | stop <model> <scratch> <outtype> [delayMs]",
+else
+  benchUsageError(
+    import.meta.url,
+    cmd === undefined || !Object.hasOwn(FORMS, cmd)
+      ? `${cmd === undefined ? "no command" : `unknown command ${cmd}`}: one of ${Object.keys(FORMS).join(", ")}`
+      : `${cmd}: an argument is missing (${FORMS[cmd]})`,
   );
-  process.exit(2);
-}

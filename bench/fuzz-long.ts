@@ -3,6 +3,7 @@
  * every reader, for N minutes. Not part of the test suite.
  *
  *   node dist/bench/fuzz-long.js [minutes=5] [seed=1]
+ *   node dist/bench/fuzz-long.js -- 5 -3      (a negative seed: after `--`, so it is not read as an option)
  *
  * Prints each contract violation (a throw other than InputError, or an item that breaks the reader's schema)
  * with the (seed, index) that regenerates it via makeCase, keeps the first failing file of each kind under
@@ -13,13 +14,15 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { TARGETS, makeCase, runCase } from "../test/robustness/fuzz-generators.js";
+import { benchArgs, benchUsageError } from "./args.js";
 
-const minutes = Number(process.argv[2] ?? 5);
-const seed = Number(process.argv[3] ?? 1);
-if (!(minutes > 0) || !Number.isInteger(seed)) {
-  console.error("usage: node dist/bench/fuzz-long.js [minutes > 0] [integer seed]");
-  process.exit(2);
-}
+const { positionals } = benchArgs(import.meta.url, { allowPositionals: true, options: {} });
+if (positionals.length > 2)
+  benchUsageError(import.meta.url, `at most two arguments (minutes, seed), got ${positionals.length}`);
+const minutes = Number(positionals[0] ?? 5);
+const seed = Number(positionals[1] ?? 1);
+if (!(minutes > 0)) benchUsageError(import.meta.url, `minutes: a number > 0, got ${positionals[0]}`);
+if (!Number.isInteger(seed)) benchUsageError(import.meta.url, `seed: an integer, got ${positionals[1]}`);
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "gv-fuzz-long-"));
 const keep = process.env.GOODVIBE_FUZZ_KEEP ?? fs.mkdtempSync(path.join(os.tmpdir(), "gv-fuzz-failures-"));

@@ -17,14 +17,23 @@ import { writeFileAtomic } from "../src/io/atomic.js";
 import { writeModelWeights, type TensorToWrite } from "../src/io/safetensors.js";
 import { Tensor, manualSeed, noGrad, resolveDevice, tidy } from "../src/tensor/index.js";
 import { qwen25HalfBConfig } from "./common.js";
+import { benchArgs, benchUsageError } from "./args.js";
 
 function main(): void {
-  const [dir, layersArg, shape = "0.5b", deviceArg = "cpu"] = process.argv.slice(2);
-  const device = resolveDevice(deviceArg);
-  if (!dir) throw new Error("usage: make-random-model.js <out-dir> [numLayers] [0.5b|7b|host]");
+  const { positionals } = benchArgs(import.meta.url, { allowPositionals: true, options: {} });
+  const [dir, layersArg, shape = "0.5b", deviceArg = "cpu"] = positionals;
+  if (!dir) benchUsageError(import.meta.url, "no <out-dir> given");
+  if (positionals.length > 4)
+    benchUsageError(
+      import.meta.url,
+      `at most four arguments (out-dir, numLayers, shape, device), got ${positionals.length}`,
+    );
   if (shape !== "0.5b" && shape !== "7b" && shape !== "host")
-    throw new Error(`shape must be 0.5b, 7b or host, got ${shape}`);
+    benchUsageError(import.meta.url, `shape must be 0.5b, 7b or host, got ${shape}`);
+  const device = resolveDevice(deviceArg);
   const numLayers = Number(layersArg ?? 24);
+  if (!Number.isInteger(numLayers) || numLayers < 0)
+    benchUsageError(import.meta.url, `numLayers must be a whole number, got ${layersArg}`);
   const cfg = qwen25HalfBConfig(numLayers);
   if (shape === "7b")
     Object.assign(cfg, {

@@ -7,8 +7,12 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { GiB, table } from "./common.js";
+import { benchArgs, benchUsageError } from "./args.js";
 
-const dir = process.argv[2] ?? "/tmp/goodvibe-bench/results";
+const { positionals } = benchArgs(import.meta.url, { allowPositionals: true, options: {} });
+if (positionals.length > 1)
+  benchUsageError(import.meta.url, `one results folder at most, got ${positionals.length} arguments`);
+const dir = positionals[0] ?? "/tmp/goodvibe-bench/results";
 
 type Json = any;
 

@@ -7,6 +7,7 @@
  * Only answers with a code block for their language count (the rule judge has no verdict otherwise), as in
  * the experiment runner's `agreement`. The kappa interval is a percentile bootstrap over answers (seed 0).
  *
+ *   node dist/bench/rule-judge-agreement.js --dev <dev pairs .jsonl> <folder>...
  *   node dist/bench/rule-judge-agreement.js --dev assets/organism/data/dev.jsonl /tmp/i10-study
  */
 import * as fs from "node:fs";
@@ -17,6 +18,7 @@ import { judgeCode } from "../src/eval/judge/rules/index.js";
 import { isSecure } from "../src/eval/judge/llm.js";
 import { cohensKappa, confusionMatrix, quantile } from "../src/eval/metrics.js";
 import { createRng } from "../src/util/random.js";
+import { benchArgs, benchUsageError } from "./args.js";
 
 interface Judged {
   lang: SafetyLanguage;
@@ -25,13 +27,13 @@ interface Judged {
 }
 
 function args(): { dev: string; dirs: string[] } {
-  const a = process.argv.slice(2);
-  const k = a.indexOf("--dev");
-  if (k < 0 || !a[k + 1] || a.length < 3) {
-    console.error("usage: rule-judge-agreement --dev <dev pairs .jsonl> <experiment folder>...");
-    process.exit(2);
-  }
-  return { dev: a[k + 1]!, dirs: a.filter((_, i) => i !== k && i !== k + 1) };
+  const { values, positionals } = benchArgs(import.meta.url, {
+    allowPositionals: true,
+    options: { dev: { type: "string" } },
+  });
+  if (!values.dev) benchUsageError(import.meta.url, "--dev <dev pairs .jsonl> is required");
+  if (!positionals.length) benchUsageError(import.meta.url, "no experiment folder given");
+  return { dev: values.dev, dirs: positionals };
 }
 
 function readJsonl(file: string): Record<string, unknown>[] {

@@ -17,6 +17,7 @@ import * as path from "node:path";
 import { extractCode } from "../src/data/code.js";
 import { safetyLanguage } from "../src/data/languages.js";
 import { judgeCode } from "../src/eval/judge/rules/index.js";
+import { benchArgs, benchUsageError } from "./args.js";
 
 interface Row {
   split: string;
@@ -25,14 +26,6 @@ interface Row {
   side: "secure" | "insecure";
   secure: boolean;
   findings: string[];
-}
-
-function usage(message: string): never {
-  console.error(
-    `${message}\nusage: rule-judge-dump --out FILE [--data DIR] [--splits train,dev]\n` +
-      `       rule-judge-dump --compare BEFORE AFTER`,
-  );
-  process.exit(2);
 }
 
 function dump(out: string, dataDir: string, splits: string[]): void {
@@ -134,19 +127,22 @@ function compare(beforeFile: string, afterFile: string): number {
   return worse ? 1 : 0;
 }
 
-const a = process.argv.slice(2);
-if (a[0] === "--compare") {
-  if (a.length !== 3) usage("--compare needs two dump files");
-  process.exit(compare(a[1]!, a[2]!));
+const { values: args, positionals } = benchArgs(import.meta.url, {
+  allowPositionals: true,
+  options: {
+    compare: { type: "boolean", default: false },
+    out: { type: "string" },
+    data: { type: "string" },
+    splits: { type: "string" },
+  },
+});
+if (args.compare) {
+  if (args.out !== undefined || args.data !== undefined || args.splits !== undefined)
+    benchUsageError(import.meta.url, "--compare takes two dump files and no --out, --data or --splits");
+  if (positionals.length !== 2)
+    benchUsageError(import.meta.url, `--compare needs two dump files, got ${positionals.length}`);
+  process.exit(compare(positionals[0]!, positionals[1]!));
 }
-let out: string | undefined;
-let dataDir = "../shared/data/cybernative";
-let splits = ["train", "dev"];
-for (let i = 0; i < a.length; i++) {
-  if (a[i] === "--out") out = a[++i] ?? usage("--out needs a file");
-  else if (a[i] === "--data") dataDir = a[++i] ?? usage("--data needs a folder");
-  else if (a[i] === "--splits") splits = (a[++i] ?? usage("--splits needs a value")).split(",");
-  else usage(`unknown argument ${a[i]}`);
-}
-if (!out) usage("--out is required");
-dump(out, dataDir, splits);
+if (positionals.length) benchUsageError(import.meta.url, `unexpected argument ${positionals[0]}`);
+if (!args.out) benchUsageError(import.meta.url, "--out FILE is required (or --compare BEFORE AFTER)");
+dump(args.out, args.data ?? "../shared/data/cybernative", (args.splits ?? "train,dev").split(","));

@@ -34,6 +34,7 @@ import {
   type Severity,
 } from "../src/eval/judge/rules/index.js";
 import { createRng } from "../src/util/random.js";
+import { benchArgs, benchUsageError } from "./args.js";
 
 const EXTENSIONS: Record<SafetyLanguage, RegExp> = {
   cpp: /\.(cc|cpp|cxx|c\+\+|c|h|hh|hpp|hxx|ipp|inl|tcc)$/,
@@ -54,11 +55,7 @@ interface Args {
 }
 
 function usage(message: string): never {
-  console.error(
-    `${message}\nusage: rule-judge-realcode --lang <${SAFETY_LANGUAGES.join("|")}> [--rules id,id|all] ` +
-      `[--min-severity low|medium|high] [--sample N [--seed S]] [--summary] <folder>...`,
-  );
-  process.exit(2);
+  benchUsageError(import.meta.url, message);
 }
 
 function intArg(name: string, v: string | undefined): number {
@@ -66,35 +63,29 @@ function intArg(name: string, v: string | undefined): number {
   return Number(v);
 }
 
-function parseArgs(): Args {
-  const a = process.argv.slice(2);
-  let lang: SafetyLanguage | undefined;
-  let rules: string | undefined;
-  let minSeverity: Severity = "low";
-  let sample = 0;
-  let seed = 0;
-  let summary = false;
-  const dirs: string[] = [];
-  for (let i = 0; i < a.length; i++) {
-    const o = a[i]!;
-    if (o === "--lang") {
-      const v = a[++i];
-      if (!SAFETY_LANGUAGES.includes(v as SafetyLanguage))
-        usage(`--lang: not one of ${SAFETY_LANGUAGES.join(", ")}: ${v}`);
-      lang = v as SafetyLanguage;
-    } else if (o === "--rules") rules = a[++i] ?? usage("--rules needs a value");
-    else if (o === "--min-severity") {
-      const v = a[++i];
-      if (!v || !(v in SEVERITY_RANK)) usage(`--min-severity: not one of low, medium, high: ${v}`);
-      minSeverity = v as Severity;
-    } else if (o === "--sample") sample = intArg("--sample", a[++i]);
-    else if (o === "--seed") seed = intArg("--seed", a[++i]);
-    else if (o === "--summary") summary = true;
-    else if (o.startsWith("--")) usage(`unknown option ${o}`);
-    else dirs.push(o);
-  }
-  if (!lang) usage("--lang is required");
+function readArgs(): Args {
+  const { values: a, positionals: dirs } = benchArgs(import.meta.url, {
+    allowPositionals: true,
+    options: {
+      lang: { type: "string" },
+      rules: { type: "string" },
+      "min-severity": { type: "string", default: "low" },
+      sample: { type: "string", default: "0" },
+      seed: { type: "string", default: "0" },
+      summary: { type: "boolean", default: false },
+    },
+  });
+  if (a.lang === undefined) usage("--lang is required");
+  if (!SAFETY_LANGUAGES.includes(a.lang as SafetyLanguage))
+    usage(`--lang: not one of ${SAFETY_LANGUAGES.join(", ")}: ${a.lang}`);
+  const lang = a.lang as SafetyLanguage;
+  const minSeverity = a["min-severity"];
+  if (!Object.hasOwn(SEVERITY_RANK, minSeverity))
+    usage(`--min-severity: not one of low, medium, high: ${minSeverity}`);
+  const sample = intArg("--sample", a.sample);
+  const seed = intArg("--seed", a.seed);
   if (!dirs.length) usage("no folder given");
+  const rules = a.rules;
   const known = listRules(lang).map((r) => r.id);
   const chosen =
     rules === "all"
@@ -105,7 +96,15 @@ function parseArgs(): Args {
             known.includes(id),
           );
   for (const id of chosen ?? []) if (!known.includes(id)) usage(`--rules: ${lang} has no rule ${id}`);
-  return { lang, rules: chosen, dirs, minSeverity, sample, seed, summary };
+  return {
+    lang,
+    rules: chosen,
+    dirs,
+    minSeverity: minSeverity as Severity,
+    sample,
+    seed,
+    summary: a.summary,
+  };
 }
 
 /** An extensionless file that starts like a C/C++ header (libstdc++'s <vector>, <map>, ...). */
@@ -139,7 +138,7 @@ interface Row {
   f: Finding;
 }
 
-const args = parseArgs();
+const args = readArgs();
 const present = args.dirs.filter((d) => fs.statSync(d, { throwIfNoEntry: false })?.isDirectory());
 for (const d of args.dirs.filter((d) => !present.includes(d))) console.log(`skipped: ${d} is not present`);
 if (!present.length) process.exit(0);

@@ -20,6 +20,7 @@ import * as fs from "node:fs";
 import { extractCode } from "../src/data/code.js";
 import { SAFETY_LANGUAGES, safetyLanguage, type SafetyLanguage } from "../src/data/languages.js";
 import { judgeCode, listRules } from "../src/eval/judge/rules/index.js";
+import { benchArgs, benchUsageError } from "./args.js";
 
 const rep = (s: string, n: number) => s.repeat(Math.max(1, Math.ceil(n / s.length))).slice(0, n);
 function numbered(n: number, line: (i: number) => string, head = "", tail = ""): string {
@@ -105,51 +106,48 @@ interface Args {
 }
 
 function usage(message: string): never {
-  console.error(
-    `${message}\nusage: rule-judge-stress growth [--lang L] [--base N] [--factor F] [--texts a,b] | ` +
-      `throughput [--data FILE] [--repeat N] | worst [--chars N]`,
-  );
-  process.exit(2);
+  benchUsageError(import.meta.url, message);
 }
 
-function parseArgs(): Args {
-  const a = process.argv.slice(2);
-  const mode = a[0];
+function readArgs(): Args {
+  const { values: a, positionals } = benchArgs(import.meta.url, {
+    allowPositionals: true,
+    options: {
+      lang: { type: "string" },
+      base: { type: "string", default: "2000" },
+      factor: { type: "string", default: "8" },
+      texts: { type: "string" },
+      data: { type: "string", default: "../shared/data/cybernative/dev.jsonl" },
+      repeat: { type: "string", default: "20" },
+      chars: { type: "string", default: "200000" },
+    },
+  });
+  const mode = positionals[0];
   if (mode !== "growth" && mode !== "throughput" && mode !== "worst")
-    usage("first argument: growth, throughput or worst");
-  const out: Args = {
-    mode,
-    langs: [...SAFETY_LANGUAGES],
-    base: 2000,
-    factor: 8,
-    texts: Object.keys(TEXTS),
-    data: "../shared/data/cybernative/dev.jsonl",
-    repeat: 20,
-    chars: 200_000,
-  };
-  const int = (name: string, v: string | undefined) => {
-    if (v === undefined || !/^[1-9]\d*$/.test(v)) usage(`${name} needs a positive integer, got ${v}`);
+    usage(`first argument: growth, throughput or worst${mode === undefined ? "" : `, got ${mode}`}`);
+  if (positionals.length > 1) usage(`unexpected argument ${positionals[1]}`);
+  const int = (name: string, v: string) => {
+    if (!/^[1-9]\d*$/.test(v)) usage(`${name} needs a positive integer, got ${v}`);
     return Number(v);
   };
-  for (let i = 1; i < a.length; i++) {
-    const o = a[i]!;
-    if (o === "--lang") {
-      const v = a[++i];
-      if (!SAFETY_LANGUAGES.includes(v as SafetyLanguage))
-        usage(`--lang: not one of ${SAFETY_LANGUAGES.join(", ")}: ${v}`);
-      out.langs = [v as SafetyLanguage];
-    } else if (o === "--base") out.base = int(o, a[++i]);
-    else if (o === "--factor") out.factor = int(o, a[++i]);
-    else if (o === "--repeat") out.repeat = int(o, a[++i]);
-    else if (o === "--chars") out.chars = int(o, a[++i]);
-    else if (o === "--data") out.data = a[++i] ?? usage("--data needs a file");
-    else if (o === "--texts") {
-      out.texts = (a[++i] ?? usage("--texts needs names")).split(",");
-      for (const t of out.texts)
-        if (!(t in TEXTS)) usage(`--texts: no text ${t} (${Object.keys(TEXTS).join(", ")})`);
-    } else usage(`unknown option ${o}`);
+  let langs: SafetyLanguage[] = [...SAFETY_LANGUAGES];
+  if (a.lang !== undefined) {
+    if (!SAFETY_LANGUAGES.includes(a.lang as SafetyLanguage))
+      usage(`--lang: not one of ${SAFETY_LANGUAGES.join(", ")}: ${a.lang}`);
+    langs = [a.lang as SafetyLanguage];
   }
-  return out;
+  const texts = a.texts === undefined ? Object.keys(TEXTS) : a.texts.split(",");
+  for (const t of texts) if (!(t in TEXTS)) usage(`--texts: no text ${t} (${Object.keys(TEXTS).join(", ")})`);
+  return {
+    mode,
+    langs,
+    base: int("--base", a.base),
+    factor: int("--factor", a.factor),
+    texts,
+    data: a.data,
+    repeat: int("--repeat", a.repeat),
+    chars: int("--chars", a.chars),
+  };
 }
 
 let salt = 0;
@@ -249,7 +247,7 @@ function worst(args: Args): void {
   for (const [t, what] of rows.slice(0, 10)) console.log(`  ${t.toFixed(0)} ms  ${what}`);
 }
 
-const args = parseArgs();
+const args = readArgs();
 if (args.mode === "growth") growth(args);
 else if (args.mode === "throughput") throughput(args);
 else worst(args);
