@@ -296,11 +296,15 @@ export class BuiltinUtilityModel implements UtilityModel {
     readonly processors: GenerationConfigProcessors = {},
   ) {}
 
-  async loglikelihood(reqs: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]> {
+  async loglikelihood(
+    reqs: LoglikelihoodRequest[],
+    opts: { onResult?: () => void } = {},
+  ): Promise<LoglikelihoodResult[]> {
     const out: LoglikelihoodResult[] = [];
     for (const [i, r] of reqs.entries()) {
       await stopPoint(this.signal, `utility scoring stopped at request ${i + 1} of ${reqs.length}`);
       out.push(this.score(r));
+      opts.onResult?.();
     }
     return out;
   }
@@ -694,7 +698,10 @@ async function evaluateLoaded(
       if (u.arc)
         utility.arc_challenge = await figure("arc_challenge", "arc", [u.arc], sub, async () => {
           const items = await loadArc(u.arc!, sub);
-          const r = await evaluateArc(modelFor("arc"), items);
+          // progress in requests, one per choice
+          const r = await evaluateArc(modelFor("arc"), items, {
+            onProgress: (d, t) => log.progress("arc_challenge", d, t),
+          });
           return headline(
             r,
             "acc_norm",
@@ -722,6 +729,7 @@ async function evaluateLoaded(
             nShot,
             maxNewTokens: gsm.maxNewTokens,
             answers: answersFor("gsm8k"),
+            onProgress: (d, t) => log.progress("gsm8k", d, t),
           });
           return headline(
             r,
@@ -747,6 +755,7 @@ async function evaluateLoaded(
             maxNewTokens: he.maxNewTokens,
             timeoutMs: he.timeoutMs,
             answers: answersFor("humaneval"),
+            onProgress: (d, t) => log.progress("humaneval", d, t),
           });
           const metric = Object.keys(r.metrics)[0]!;
           const k = Number(metric.slice("pass@".length));
@@ -781,6 +790,7 @@ async function evaluateLoaded(
               {
                 maxLength: CODE_LOSS_MAX_LENGTH,
                 signal: opts.signal,
+                onProgress: (d, t) => log.progress("heldout_real_code_loss", d, t),
               },
             );
             return {
@@ -799,7 +809,12 @@ async function evaluateLoaded(
           const dev = u.mmluDev ? await loadMmlu(u.mmluDev) : [];
           const items = await loadMmlu(u.mmlu!, sub);
           const nShot = dev.length ? 5 : 0;
-          const r = await evaluateMmlu(modelFor("mmlu"), items, { dev, nShot });
+          // progress in requests, four an item
+          const r = await evaluateMmlu(modelFor("mmlu"), items, {
+            dev,
+            nShot,
+            onProgress: (d, t) => log.progress("mmlu", d, t),
+          });
           return headline(
             r,
             "acc",

@@ -211,10 +211,16 @@ test("GSM8K's cached figure follows what ends a generated answer (generation_con
       ...["--prompts", "1", "--max-new-tokens", "4", "--preference-pairs", "1", "--json"],
     ]);
     assert.equal(r.code, 0, showRun(r));
-    return JSON.parse(r.stdout) as { utility: Record<string, unknown>; utilityReused?: string[] };
+    return {
+      ...(JSON.parse(r.stdout) as { utility: Record<string, unknown>; utilityReused?: string[] }),
+      stderr: r.stderr,
+    };
   };
   const utilityCache = path.join(fx.work, "utility-cache");
-  await run(utilityCache);
+  // each benchmark says its progress (a pipe: the meter's lines), ARC in requests (2 items x 2 choices)
+  const first = await run(utilityCache);
+  assert.match(first.stderr, /Z arc_challenge 4\/4 \(100\.0%\) .*, elapsed .*, done\n/);
+  assert.match(first.stderr, /Z gsm8k 2\/2 \(100\.0%\) .*, elapsed .*, done\n/);
   assert.deepEqual((await run(utilityCache)).utilityReused, ["arc_challenge", "gsm8k"]);
   // another id ends generation: GSM8K's answers can end elsewhere, ARC scores log-likelihoods and generates nothing
   const config = JSON.parse(fs.readFileSync(path.join(m.dir, "config.json"), "utf8")) as {

@@ -77,7 +77,7 @@ const IDENTITY = { model: "fp", build: "b", endTokens: [2] };
 const gsm = (
   model: UtilityModel,
   file: string | null,
-  o: { maxNewTokens?: number; identity?: object } = {},
+  o: { maxNewTokens?: number; identity?: object; onProgress?: (done: number, total: number) => void } = {},
 ) => {
   const answers = file ? new UtilityAnswerCache(file, o.identity ?? IDENTITY) : undefined;
   return evaluateGsm8k(model, ITEMS, {
@@ -86,6 +86,7 @@ const gsm = (
     batchSize: 3,
     maxNewTokens: o.maxNewTokens,
     answers,
+    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
   }).finally(() => answers?.close());
 };
 
@@ -250,4 +251,36 @@ test("generateKept looks each prompt's answer up once, cached or not, and return
   );
   assert.equal(model.asked.length, 3, "only the three not cached are asked");
   assert.equal(lookups, prompts.length, "one look-up per prompt");
+});
+
+test("GSM8K progress, in answers: told before the first is asked for (the meter's clock), after each, the cached ones counted; all cached: told once; a model that does not tell its answers: after each call", async () => {
+  const run = async (model: UtilityModel, file: string | null) => {
+    const seen: string[] = [];
+    const asked = () => (model instanceof CountingModel ? model.asked.length : -1);
+    await gsm(model, file, { onProgress: (d, t) => seen.push(`${d}/${t} after ${asked()}`) });
+    return seen;
+  };
+  const every = Array.from({ length: N }, (_, i) => `${i + 1}/${N} after ${i + 1}`);
+  assert.deepEqual(await run(new CountingModel(), null), [`0/${N} after 0`, ...every]);
+  // stopped after 4 answers, then resumed: the kept four counted before the first new one is asked for
+  const file = freshFile();
+  const stop = new AbortController();
+  await assert.rejects(
+    gsm(new CountingModel({ signal: stop.signal, afterAnswer: (n) => n === 4 && stop.abort() }), file),
+    /generation stopped/,
+  );
+  assert.deepEqual(await run(new CountingModel(), file), [
+    `4/${N} after 0`,
+    ...Array.from({ length: N - 4 }, (_, i) => `${i + 5}/${N} after ${i + 1}`),
+  ]);
+  assert.deepEqual(await run(new CountingModel(), file), [`${N}/${N} after 0`]);
+  // a model that returns its answers without telling them one by one: progress after each call of 3
+  const quiet: UtilityModel = {
+    loglikelihood: () => Promise.reject(new Error("not used")),
+    generate: (prompts, opts) => new CountingModel().generate(prompts, { ...opts, onAnswer: undefined }),
+  };
+  assert.deepEqual(
+    (await run(quiet, null)).map((l) => l.replace(/ after .*/, "")),
+    ["0/10", "1/10", "2/10", "3/10", "4/10", "5/10", "6/10", "7/10", "8/10", "9/10", "10/10"],
+  );
 });

@@ -23,7 +23,11 @@ export class FakeModel implements UtilityModel {
     },
   ) {}
 
-  async loglikelihood(reqs: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]> {
+  /** (does not tell its results one by one: `_opts.onResult` is not called, as a model need not) */
+  async loglikelihood(
+    reqs: LoglikelihoodRequest[],
+    _opts?: { onResult?: () => void },
+  ): Promise<LoglikelihoodResult[]> {
     this.llRequests.push(...reqs);
     return reqs.map((r) => ({ logprob: this.script.score!(r.context, r.continuation), isGreedy: false }));
   }

@@ -277,3 +277,18 @@ test("a figure scored on servers is keyed by their window where they cut pairs (
   );
   assert.ok(said.includes(`gsm8k: reused from ${file} (${engine})`), said.join("\n"));
 });
+
+test("ARC's progress on the built-in engine and over HTTP: one report per request as its result comes (13 requests), after one at 0", async () => {
+  for (const [what, m] of [
+    ["built-in", new BuiltinUtilityModel(model, tok)],
+    ["http", server.model],
+  ] as const) {
+    const seen: number[] = [];
+    await evaluateArc(m, ARC, { onProgress: (d, t) => (assert.equal(t, 13, what), seen.push(d)) });
+    assert.deepEqual(
+      seen,
+      Array.from({ length: 14 }, (_, i) => i),
+      what,
+    );
+  }
+});

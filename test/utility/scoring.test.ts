@@ -10,7 +10,7 @@ import {
   normaliseForExactMatch,
 } from "../../src/eval/utility/gsm8k.js";
 import { evaluateMmlu, mmluPrompt } from "../../src/eval/utility/mmlu.js";
-import { meanStderr } from "../../src/eval/utility/model.js";
+import { meanStderr, type LoglikelihoodRequest } from "../../src/eval/utility/model.js";
 import type { ArcItem, Gsm8kItem, MmluItem } from "../../src/eval/utility/datasets.js";
 import { FakeModel } from "./fake-model.js";
 import * as fs from "node:fs";
@@ -283,4 +283,44 @@ test("GSM8K with harness shots over a large file (200,000 questions) runs: no sp
   const r = await evaluateGsm8k(model, items, { fewshot: TRAIN, nShot: 1, batchSize: 10_000 });
   assert.equal(r.n, 200_000);
   assert.equal(r.metrics.exact_match_strict, 1);
+});
+
+test("ARC and MMLU progress, in requests (one per choice; four an item): told at 0 before any, as each result comes where the model tells it, else after each call", async () => {
+  // three choices, then two, then four: 9 requests, in calls of two items
+  const items = [
+    arc("a", "q1", ["x", "y", "z"], "A"),
+    arc("b", "q2", ["x", "y"], "B"),
+    arc("c", "q3", ["w", "x", "y", "z"], "A"),
+  ];
+  const telling = new FakeModel({ score: () => -1 });
+  const told: string[] = [];
+  const loglikelihood = telling.loglikelihood.bind(telling);
+  telling.loglikelihood = async (reqs: LoglikelihoodRequest[], opts?: { onResult?: () => void }) => {
+    const out = await loglikelihood(reqs);
+    for (const _ of reqs) opts?.onResult?.();
+    told.push(`call of ${reqs.length}`);
+    return out;
+  };
+  const seen: string[] = [];
+  await evaluateArc(telling, items, { batchSize: 2, onProgress: (d, t) => seen.push(`${d}/${t}`) });
+  assert.deepEqual(told, ["call of 5", "call of 4"]);
+  assert.deepEqual(seen, ["0/9", "1/9", "2/9", "3/9", "4/9", "5/9", "6/9", "7/9", "8/9", "9/9"]);
+  // FakeModel does not tell its results: the count after each call
+  const quiet: string[] = [];
+  await evaluateArc(new FakeModel({ score: () => -1 }), items, {
+    batchSize: 2,
+    onProgress: (d, t) => quiet.push(`${d}/${t}`),
+  });
+  assert.deepEqual(quiet, ["0/9", "5/9", "9/9"]);
+  const m: string[] = [];
+  await evaluateMmlu(
+    new FakeModel({ score: () => -1 }),
+    [mmlu("anatomy", "A1", 2), mmlu("anatomy", "A2", 1)],
+    {
+      nShot: 0,
+      batchSize: 1,
+      onProgress: (d, t) => m.push(`${d}/${t}`),
+    },
+  );
+  assert.deepEqual(m, ["0/8", "4/8", "8/8"]);
 });

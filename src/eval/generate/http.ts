@@ -833,8 +833,15 @@ export class HttpBackend implements GenerationBackend {
     return cutAtStop(withReasoning(res.choices[0], content), opts.stop ?? []);
   }
 
-  async loglikelihood(reqs: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]> {
-    return allOrCancel(reqs, (r, _i, signal) => this.loglikelihoodOne(r, signal));
+  async loglikelihood(
+    reqs: LoglikelihoodRequest[],
+    opts: { onResult?: () => void } = {},
+  ): Promise<LoglikelihoodResult[]> {
+    return allOrCancel(reqs, async (r, _i, signal) => {
+      const out = await this.loglikelihoodOne(r, signal);
+      opts.onResult?.();
+      return out;
+    });
   }
 
   /**

@@ -85,9 +85,18 @@ export async function generateKept(
   gen: { maxNewTokens: number; stop: string[] },
   batchSize: number,
   cache?: { answers: UtilityAnswerCache; benchmark: string },
+  onProgress?: (done: number, total: number) => void,
 ): Promise<string[]> {
   const out = new Array<string>(prompts.length);
   const keys = cache ? prompts.map((p) => cache.answers.keyOf(cache.benchmark, p.prompt, gen)) : [];
+  // progress in answers, the cached ones counted: told before the first answer is asked for (ProgressMeter's clock
+  // starts there), after each answer, and at the end
+  let done = 0;
+  let reported = false;
+  const report = () => {
+    reported = true;
+    onProgress?.(done, prompts.length);
+  };
   for (let start = 0; start < prompts.length; start += batchSize) {
     const batch = prompts.slice(start, start + batchSize).map((_, i) => start + i);
     // one look-up per prompt: the cached answer taken, the others asked for
@@ -97,14 +106,21 @@ export async function generateKept(
       if (cached === undefined) missing.push(j);
       else out[j] = cached;
     }
+    done += batch.length - missing.length;
     if (missing.length === 0) continue;
+    if (!reported) report();
+    const told = new Set<number>();
     const keep = (k: number, answer: string) => {
       const j = missing[k]!;
       cache?.answers.put(keys[j]!, prompts[j]!.id, answer);
+      if (told.has(k)) return;
+      told.add(k);
+      done++;
+      report();
     };
     const outs = await model.generate(
       missing.map((j) => prompts[j]!.prompt),
-      { ...gen, ...(cache ? { onAnswer: keep } : {}) },
+      { ...gen, ...(cache || onProgress ? { onAnswer: keep } : {}) },
     );
     if (outs.length !== missing.length)
       throw new Error(`the model returned ${outs.length} answers for ${missing.length} prompts`);
@@ -113,5 +129,6 @@ export async function generateKept(
       out[missing[k]!] = answer;
     });
   }
+  if (!reported) report(); // every answer from the cache
   return out;
 }

@@ -8,13 +8,21 @@
  * ASCII). `normLength: "bytes"` switches to UTF-8 bytes for those who want the documented variant.
  */
 import type { ArcItem } from "./datasets.js";
-import { summarise, type LoglikelihoodRequest, type TaskResult, type UtilityModel } from "./model.js";
+import {
+  requestProgress,
+  summarise,
+  type LoglikelihoodRequest,
+  type TaskResult,
+  type UtilityModel,
+} from "./model.js";
 
 export interface ArcOptions {
   task?: string;
   normLength?: "chars" | "bytes";
   /** Items per loglikelihood call (each item is one request per choice). */
   batchSize?: number;
+  /** Progress in requests (one per choice): told before the first and after each (ProgressMeter's clock). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface ArcItemResult {
@@ -55,10 +63,15 @@ export async function evaluateArc(
   const normLength = opts.normLength ?? "chars";
   const batchSize = opts.batchSize ?? 64;
   const perItem: ArcItemResult[] = [];
+  const progress = requestProgress(
+    items.reduce((n, it) => n + it.choices.text.length, 0),
+    opts.onProgress,
+  );
   for (let start = 0; start < items.length; start += batchSize) {
     const batch = items.slice(start, start + batchSize);
     const reqs = batch.flatMap(arcRequests);
-    const results = await model.loglikelihood(reqs);
+    const results = await model.loglikelihood(reqs, progress.callOpts);
+    progress.called(reqs.length);
     if (results.length !== reqs.length)
       throw new Error(`model returned ${results.length} log-likelihoods for ${reqs.length} requests`);
     let k = 0;

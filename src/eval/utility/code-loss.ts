@@ -119,7 +119,13 @@ export async function codeLoss(
   model: DecoderModel | WindowLosses,
   tok: { encode(text: string, opts?: { addSpecialTokens?: boolean }): number[] },
   rows: readonly CodeRow[],
-  opts: { maxLength?: number; batchSize?: number; signal?: AbortSignal } = {},
+  opts: {
+    maxLength?: number;
+    batchSize?: number;
+    signal?: AbortSignal;
+    /** progress in windows, on the built-in engine (answerLosses) */
+    onProgress?: (done: number, total: number) => void;
+  } = {},
 ): Promise<CodeLossResult> {
   const maxLength = opts.maxLength ?? CODE_LOSS_MAX_LENGTH;
   const windows: SftExample[] = [];
@@ -137,7 +143,7 @@ export async function codeLoss(
   const means =
     typeof model === "function"
       ? await model(windows.map((w) => w.inputIds))
-      : await answerLosses(model, windows, opts.batchSize ?? 4, opts.signal);
+      : await answerLosses(model, windows, opts.batchSize ?? 4, opts.signal, opts.onProgress);
   if (means.length !== windows.length)
     throw new Error(`held-out code loss: ${means.length} losses for ${windows.length} windows`);
   const sum = new Float64Array(rows.length);

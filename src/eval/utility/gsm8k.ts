@@ -106,6 +106,8 @@ export interface Gsm8kOptions {
   batchSize?: number;
   /** Keeps each answer as it arrives and answers from there what it has (eval/utility/answers.ts). */
   answers?: UtilityAnswerCache;
+  /** Progress in answers, the cached ones counted (generateKept). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 function scoreOne(item: Gsm8kItem, completion: string): Gsm8kItemResult {
@@ -167,6 +169,7 @@ export async function evaluateGsm8k(
     { maxNewTokens: opts.maxNewTokens ?? 256, stop: GSM8K_STOP },
     opts.batchSize ?? 32,
     opts.answers ? { answers: opts.answers, benchmark: "gsm8k" } : undefined,
+    opts.onProgress,
   );
   const perItem = items.map((it, i) => scoreOne(it, cutAtStop(outs[i] ?? "", GSM8K_STOP)));
   return result(`gsm8k_${nShot}shot`, perItem);

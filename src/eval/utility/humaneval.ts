@@ -252,15 +252,18 @@ export async function evaluateHumanEval(
     batchSize?: number;
     /** Keeps each completion as it arrives, before any runs, and answers from there what it has (answers.ts). */
     answers?: UtilityAnswerCache;
+    /** Progress in completions, the cached ones counted (generateKept). */
+    onProgress?: (done: number, total: number) => void;
   } = {},
 ): Promise<TaskResult<HumanEvalItemResult>> {
-  const { answers, ...execution } = opts;
+  const { answers, onProgress, ...execution } = opts;
   const outs = await generateKept(
     model,
     problems.map((p) => ({ id: p.task_id, prompt: p.prompt })),
     { maxNewTokens: opts.maxNewTokens ?? HUMANEVAL_MAX_NEW_TOKENS, stop: HUMANEVAL_STOP },
     opts.batchSize ?? 16,
     answers ? { answers, benchmark: "humaneval" } : undefined,
+    onProgress,
   );
   const completions = outs.map((o) => cutAtStop(o, HUMANEVAL_STOP));
   return scoreHumanEval(

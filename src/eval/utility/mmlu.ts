@@ -9,7 +9,13 @@
 import { InputError } from "../../errors.js";
 import type { MmluItem } from "./datasets.js";
 import { argmax } from "./arc.js";
-import { summarise, type LoglikelihoodRequest, type TaskResult, type UtilityModel } from "./model.js";
+import {
+  requestProgress,
+  summarise,
+  type LoglikelihoodRequest,
+  type TaskResult,
+  type UtilityModel,
+} from "./model.js";
 
 export const MMLU_LETTERS = ["A", "B", "C", "D"] as const;
 
@@ -41,6 +47,8 @@ export interface MmluOptions {
   dev?: readonly MmluItem[];
   nShot?: number;
   batchSize?: number;
+  /** Progress in requests (four an item): told before the first and after each (ProgressMeter's clock). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export async function evaluateMmlu(
@@ -68,6 +76,7 @@ export async function evaluateMmlu(
 
   const batchSize = opts.batchSize ?? 64;
   const perItem: MmluItemResult[] = [];
+  const progress = requestProgress(items.length * MMLU_LETTERS.length, opts.onProgress);
   for (let start = 0; start < items.length; start += batchSize) {
     const batch = items.slice(start, start + batchSize);
     const reqs: LoglikelihoodRequest[] = batch.flatMap((it, b) => {
@@ -75,7 +84,8 @@ export async function evaluateMmlu(
       const item = `MMLU ${it.subject} #${start + b}`;
       return MMLU_LETTERS.map((l) => ({ context, continuation: ` ${l}`, item }));
     });
-    const results = await model.loglikelihood(reqs);
+    const results = await model.loglikelihood(reqs, progress.callOpts);
+    progress.called(reqs.length);
     if (results.length !== reqs.length)
       throw new Error(`model returned ${results.length} log-likelihoods for ${reqs.length} requests`);
     batch.forEach((it, b) => {

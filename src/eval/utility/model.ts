@@ -62,7 +62,11 @@ export function loglikelihoodWindow(
 }
 
 export interface UtilityModel {
-  loglikelihood(reqs: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]>;
+  /** `onResult`, where given, is called as each request's result is there (in any order): a benchmark's progress. */
+  loglikelihood(
+    reqs: LoglikelihoodRequest[],
+    opts?: { onResult?: () => void },
+  ): Promise<LoglikelihoodResult[]>;
   /**
    * Greedy decoding; the returned text is cut before the first stop sequence. `onAnswer(i, text)`, where given, is
    * told each prompt's text (as returned) as soon as it is there, so that a caller keeps it even when a later prompt
@@ -72,6 +76,27 @@ export interface UtilityModel {
     prompts: string[],
     opts: { maxNewTokens: number; stop: string[]; onAnswer?: (index: number, text: string) => void },
   ): Promise<string[]>;
+}
+
+/**
+ * A log-likelihood benchmark's progress in requests over its calls: told at once (0 of `total`: ProgressMeter's clock
+ * starts there), as each result comes (the call's `onResult`), and after each call for a model that does not tell
+ * its results one by one (the count then jumps to the call's end).
+ */
+export function requestProgress(
+  total: number,
+  onProgress?: (done: number, total: number) => void,
+): { callOpts: { onResult?: () => void }; called(requests: number): void } {
+  let done = 0;
+  let asked = 0;
+  onProgress?.(0, total);
+  return {
+    callOpts: onProgress ? { onResult: () => onProgress(++done, total) } : {},
+    called(requests) {
+      asked += requests;
+      if (onProgress && done < asked) onProgress((done = asked), total);
+    },
+  };
 }
 
 /** Result of one benchmark, in the shape every task returns. */
@@ -142,7 +167,10 @@ export interface TextBackendLike {
     prompt: string,
     opts: { maxNewTokens: number; temperature?: number; stop?: string[]; cancelQueued?: AbortSignal },
   ): Promise<string>;
-  loglikelihood?(reqs: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]>;
+  loglikelihood?(
+    reqs: LoglikelihoodRequest[],
+    opts?: { onResult?: () => void },
+  ): Promise<LoglikelihoodResult[]>;
 }
 
 /**
@@ -156,10 +184,10 @@ export interface TextBackendLike {
  */
 export function utilityModelFrom(backend: TextBackendLike): UtilityModel {
   const model: UtilityModel = {
-    async loglikelihood(reqs) {
+    async loglikelihood(reqs, opts) {
       if (!backend.loglikelihood)
         throw new Error("this backend cannot score log-likelihoods; use a model engine or a vLLM server");
-      return backend.loglikelihood(reqs);
+      return backend.loglikelihood(reqs, opts);
     },
     generate: (prompts, opts) =>
       allOrCancel(prompts, async (p, i, cancelQueued) => {
