@@ -6,6 +6,7 @@
  */
 import { CommanderError, InvalidArgumentError, type Command, type Option } from "commander";
 import { EXIT } from "./common.js";
+import { GoodVibeError } from "../errors.js";
 
 // ---------------------------------------------------------------- value parsers
 /** A whole number ≥ min ("1e3" and "2.5" are refused: counts are typed as written). */
@@ -16,6 +17,21 @@ export function integer(min = 0, max = Number.MAX_SAFE_INTEGER): (v: string) => 
       throw new InvalidArgumentError(`Expected a whole number${range(min, max)}.`);
     if (n < min || n > max) throw new InvalidArgumentError(`Expected a whole number${range(min, max)}.`);
     return n;
+  };
+}
+
+/**
+ * A library parser (one that throws InputError, e.g. util/shard.ts parseShard) as an option's: its error becomes
+ * commander's, so a bad value is a usage error naming the flag, not an exception out of the parse.
+ */
+export function fromLibrary<T>(parse: (v: string) => T): (v: string) => T {
+  return (v) => {
+    try {
+      return parse(v);
+    } catch (e) {
+      if (e instanceof GoodVibeError) throw new InvalidArgumentError(e.message);
+      throw e;
+    }
   };
 }
 
@@ -137,6 +153,13 @@ export async function parseCli(program: Command, argv: readonly string[], json: 
   try {
     await program.parseAsync(argv as string[]);
   } catch (e) {
+    // a library error out of an option's parser not wrapped by fromLibrary: said as any bad input is, not a crash
+    if (e instanceof GoodVibeError) {
+      process.exitCode = e.exitCode;
+      process.stderr.write(`error: ${e.message}\n`);
+      if (json) process.stdout.write(JSON.stringify({ error: e.message, exitCode: e.exitCode }) + "\n");
+      return;
+    }
     if (!(e instanceof CommanderError)) throw e;
     if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.exitCode === 0) {
       process.exitCode = EXIT.ok;

@@ -17,7 +17,13 @@ export function parseShard(text: string, flag = "--shard"): ShardSpec {
   const index = m ? Number(m[1]) : NaN;
   const count = m ? Number(m[2]) : NaN;
   if (!m || !(count >= 1) || !(index >= 1) || index > count || count > 1_000_000)
-    throw new InputError(`${flag} ${text}: expected i/n with 1 ≤ i ≤ n (e.g. 3/8)`);
+    throw new InputError(
+      `${flag} ${text}: expected i/n with 1 ≤ i ≤ n (e.g. 3/8)` +
+        // a scheduler's task index counts from 0 (Slurm arrays, Kubernetes indexed jobs): shards count from 1
+        (m && index === 0 && count >= 1
+          ? `; shards count from 1 (from a task index counted from 0, give index + 1)`
+          : ""),
+    );
   return { index, count };
 }
 

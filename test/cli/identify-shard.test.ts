@@ -72,3 +72,17 @@ test("identify --shard i/n on three processes, merged in any order, writes one r
   assert.equal(noOut.code, 2, showRun(noOut));
   assert.match(noOut.stderr, /--out/);
 });
+
+test("a bad --shard is a usage error naming it (exit 2, one line, no stack trace); a 0-based index says shards count from 1", async () => {
+  for (const [shard, extra] of [
+    ["0/2", /; shards count from 1 \(from a task index counted from 0, give index \+ 1\)/],
+    ["3/2", /expected i\/n with 1 ≤ i ≤ n \(e\.g\. 3\/8\)$/m],
+    ["two", /expected i\/n/],
+  ] as const) {
+    const r = await runCli(["identify", "-m", "m", "-d", "d.jsonl", "-o", "o", "--shard", shard]);
+    assert.equal(r.code, 2, showRun(r));
+    assert.match(r.stderr, new RegExp(`^error: option '--shard <i/n>' argument '${shard}' is invalid\\. `));
+    assert.match(r.stderr, extra);
+    assert.doesNotMatch(r.stderr, /\n\s+at |Node\.js v/);
+  }
+});

@@ -2,7 +2,7 @@
 import { Option, type Command } from "commander";
 import { parseShard } from "../../util/shard.js";
 import { DEFAULT_CLUSTER, DELTA_FILE } from "../../method/goodvibe/config.js";
-import { collect, integer, number, shownDefault } from "../options.js";
+import { collect, fromLibrary, integer, number, shownDefault } from "../options.js";
 import { addHardenOptions } from "./harden.js";
 
 export function registerStages(program: Command): void {
@@ -27,7 +27,7 @@ export function registerStages(program: Command): void {
       new Option(
         "--shard <i/n>",
         "compute only the i-th of n shares of the batches; --out is then a shard folder for `identify merge`",
-      ).argParser((v) => parseShard(v)),
+      ).argParser(fromLibrary(parseShard)),
     )
     .action(async (opts) => (await import("./stages-run.js")).identifyCommand(program.opts(), opts));
 
