@@ -242,9 +242,10 @@ export class DecoderModel {
           let x = this.embedTokens(ids);
           if (!x.requiresGrad) x = x.detach().requiresGrad_();
           const loss = head(this.layersFrom(x, ids, opts));
-          const value = loss.item();
           loss.backward();
-          return value;
+          // read once the backward is issued: on a GPU a read back waits for the work queued before it, and read
+          // between forward and backward it kept the host from queueing the backward while the forward ran
+          return loss.item();
         }),
       );
     }
@@ -282,14 +283,13 @@ export class DecoderModel {
         withGrad(() => {
           const xin = x.detach().requiresGrad_();
           const loss = head(this.norm.forward(last.forward(xin, this.inputsFor(last.index, prep))));
-          const v = loss.item();
           loss.backward();
-          return { value: v, grad: xin.grad };
+          // its value is read after every recomputed layer's backward is issued (below), as without checkpointing
+          return { loss: loss.detach(), grad: xin.grad };
         }),
       );
       // neither the loss nor a backward draws random numbers: this is where the layers' forward left the generator
       const afterForward = rngState(this.device);
-      const value = top.value;
       let upstream: Tensor | null = top.grad;
       for (let i = recomputed.length - 1; i >= 0; i--) {
         const g = upstream as Tensor | null;
@@ -319,7 +319,7 @@ export class DecoderModel {
           // nothing reached the weight in this micro-batch: accumulate G as autograd would, into an empty gradient
           else withGrad(() => backward([this.embed.mul(1)], [earlier]));
         });
-      return value;
+      return top.loss.item();
     });
   }
 
