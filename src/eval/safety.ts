@@ -414,12 +414,12 @@ export async function evaluateSafety(
         break;
       }
       const groupAnswers = new Array<string | undefined>(group.length);
-      // starts the progress clock before the first answers are generated (one group: "elapsed 0.0 s" otherwise)
-      if (groupMissing.length > 0 && !reported) {
-        reported = true;
-        opts.onProgress?.(items.length, pairs.length);
-      }
       if (groupMissing.length > 0) {
+        // starts the progress clock before the first answers are generated (one group: "elapsed 0.0 s" otherwise)
+        if (!reported) {
+          reported = true;
+          opts.onProgress?.(items.length, pairs.length);
+        }
         // the answers obtained so far, kept in the cache when the call fails (a request that gives up, Ctrl-C): a
         // rerun asks only for the others
         const got = new Map<number, string>();

@@ -50,7 +50,7 @@ let rangeMapper: RangeMapper = readRanges;
 let readBelow = 0;
 
 export function mapFile(file: string): Buffer {
-  if (readBelow > 0 && fs.statSync(file).size < readBelow) return readWhole(file);
+  if (readBelow > 0 && fs.statSync(file).size < readBelow) return fs.readFileSync(file);
   return mapper(file);
 }
 

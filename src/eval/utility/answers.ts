@@ -120,7 +120,7 @@ export async function generateKept(
     };
     const outs = await model.generate(
       missing.map((j) => prompts[j]!.prompt),
-      { ...gen, ...(cache || onProgress ? { onAnswer: keep } : {}) },
+      { ...gen, onAnswer: keep },
     );
     if (outs.length !== missing.length)
       throw new Error(`the model returned ${outs.length} answers for ${missing.length} prompts`);
