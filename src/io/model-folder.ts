@@ -277,10 +277,10 @@ function layerCount(names: Iterable<string>): number {
 /**
  * checkWeights on the weights' headers alone (names, shapes, dtypes; values are checked once read): a folder whose
  * weights do not match its config.json is refused before they are mapped, which loads the libtorch addon (about a
- * second of start-up that a refusal should not cost).
+ * second of start-up that a refusal should not cost). Returns the records by text-model name, their data empty.
  */
-export function checkWeightHeaders(cfg: ModelConfig, dir: string): void {
-  checkWeights(cfg, openModelWeightHeaders(dir).tensors, dir, { finite: false });
+export function checkWeightHeaders(cfg: ModelConfig, dir: string): Map<string, TensorRecord> {
+  return checkWeights(cfg, openModelWeightHeaders(dir).tensors, dir, { finite: false });
 }
 
 /**

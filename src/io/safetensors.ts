@@ -9,7 +9,8 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { GoodVibeError, InputError } from "../errors.js";
+import { GoodVibeError, InputError, ResourceError } from "../errors.js";
+import { formatBytes } from "../util/memory.js";
 import { isForbiddenKey, refuseForbiddenKeys, isPlainObject } from "../util/keys.js";
 import {
   partsWithStops,
@@ -197,13 +198,22 @@ function largeFile(file: string, length: number): SafetensorsBytes {
 /** Parse and validate a safetensors file; tensor data are views into the mapped file. */
 export function readSafetensors(file: string): SafetensorsFile {
   let bytes: SafetensorsBytes;
+  let size = 0;
   try {
-    const size = fs.statSync(file).size;
+    size = fs.statSync(file).size;
     bytes = size > MAX_BUFFER_BYTES ? largeFile(file, size) : wholeBuffer(mapFile(file));
     return parseSafetensorsBytes(bytes, file);
   } catch (e) {
     // the file is fine when the machine lacks the mapper (goodvibe's addon not built): say that, not "bad file"
     if (e instanceof GoodVibeError) throw e;
+    // the kernel refuses one mapping larger than it lets a process commit (vm.overcommit_memory): not a bad file
+    if (/Cannot allocate memory/.test((e as Error).message))
+      throw new ResourceError(
+        `${file}: the system refused to map its ${formatBytes(size)} into memory (${(e as Error).message}): one file ` +
+          "larger than this machine's memory cannot be mapped whole; split into shards of a few GB (as checkpoints are " +
+          "published), each is mapped on its own, or use a machine with more memory",
+        { cause: e },
+      );
     throw new InputError(`${file}: cannot read safetensors file (${(e as Error).message})`, { cause: e });
   }
 }

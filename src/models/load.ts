@@ -7,7 +7,6 @@ import { loadModelConfig } from "../io/config.js";
 import {
   firstNonFinite,
   openModelWeights,
-  DTYPE_SIZE as DTYPE_BYTES,
   type ModelWeights,
   type StDtype,
   type TensorRecord,
@@ -93,13 +92,10 @@ export function buildModel(
 ): DecoderModel {
   // values are checked below in libtorch, as each tensor is made (vectorised, and it sees conversion overflow)
   const byName = checkWeights(cfg, tensors, where, { finite: false });
-  const device = resolveDevice(opts.device);
-  const dtype = opts.dtype ?? defaultComputeDtype(device, cfg.torchDtype);
+  const { device, dtype } = placement(cfg, opts);
+  const bytes = weightBytes(byName, dtype);
   // fail early, with the numbers, rather than being killed half-way through a load
-  let bytes = 0;
-  for (const rec of byName.values())
-    bytes += (rec.data.byteLength / DTYPE_BYTES[rec.dtype]) * itemSize(dtype);
-  if (device === "cpu") requireMemory(bytes, `loading ${where} in ${dtype}`);
+  if (device === "cpu") requireMemory(bytes, `loading ${where} in ${dtype}`, MEMORY_FIX);
   const source: TensorSource = (name, required = true) => {
     const rec = byName.get(name);
     if (!rec) {
@@ -147,6 +143,38 @@ export function threadsFor(params: number): number {
   return params < 20e6 ? 1 : usableCores();
 }
 
+/** Where a load puts the weights and in which dtype: one home for buildModel and the check before it. */
+function placement(cfg: ModelConfig, opts: LoadOptions): { device: Device; dtype: DType } {
+  const device = resolveDevice(opts.device);
+  return { device, dtype: opts.dtype ?? defaultComputeDtype(device, cfg.torchDtype) };
+}
+
+/** Bytes of the weights buildModel makes from `byName` in `dtype` (a multimodal folder's vision tower is not among them). */
+function weightBytes(byName: Map<string, TensorRecord>, dtype: DType): number {
+  let bytes = 0;
+  for (const rec of byName.values()) bytes += rec.shape.reduce((a, b) => a * b, 1) * itemSize(dtype);
+  return bytes;
+}
+
+const MEMORY_FIX =
+  "every method, identification and evaluation hold the whole model; use a machine with more memory, or a GPU " +
+  "(GOODVIBE_DEVICE=cuda)";
+
+/**
+ * Refuse, from config.json and the safetensors headers alone (nothing mapped, read or hashed), a model whose weights
+ * in the compute dtype do not fit the memory available: a command calls it before its first costly step. Without it,
+ * a 27.5 GiB Qwen3-14B on a 24 GiB machine was hashed for 48 s and then failed to map ("Cannot allocate memory",
+ * reported as a bad file); a model that maps but does not fit would end in the kernel's OOM kill. On a GPU the
+ * device's memory is not read here. `available`: for tests.
+ */
+export function requireModelMemory(dir: string, opts: LoadOptions & { available?: number } = {}): void {
+  const cfg = loadModelConfig(dir);
+  const byName = checkWeightHeaders(cfg, dir);
+  const { device, dtype } = placement(cfg, opts);
+  if (device === "cpu")
+    requireMemory(weightBytes(byName, dtype), `loading ${dir} in ${dtype}`, MEMORY_FIX, opts.available);
+}
+
 /** Load a model folder (config.json + safetensors). The folder is only read, never written. */
 export function loadModel(dir: string, opts: LoadOptions = {}): DecoderModel {
   return loadModelWithWeights(dir, opts).model;
@@ -160,8 +188,8 @@ export function loadModelWithWeights(
   dir: string,
   opts: LoadOptions = {},
 ): { model: DecoderModel; weights: ModelWeights } {
+  requireModelMemory(dir, opts);
   const cfg = loadModelConfig(dir);
-  checkWeightHeaders(cfg, dir);
   const weights = openModelWeights(dir);
   return { model: buildModel(cfg, weights.tensors, dir, opts), weights };
 }
