@@ -296,44 +296,64 @@ export class BuiltinUtilityModel implements UtilityModel {
     readonly processors: GenerationConfigProcessors = {},
   ) {}
 
+  /**
+   * Requests whose windows run the same ids share one forward: MMLU's four one-token answers (" A" … " D") after one
+   * context all run that context, so one pass scores the four (the logits each would get alone: same ids, same
+   * pass), a quarter of the passes. Every request is encoded and checked before the first pass.
+   */
   async loglikelihood(
     reqs: LoglikelihoodRequest[],
     opts: { onResult?: () => void } = {},
   ): Promise<LoglikelihoodResult[]> {
-    const out: LoglikelihoodResult[] = [];
-    for (const [i, r] of reqs.entries()) {
-      await stopPoint(this.signal, `utility scoring stopped at request ${i + 1} of ${reqs.length}`);
-      out.push(this.score(r));
-      opts.onResult?.();
+    const passes = new Map<
+      string,
+      { input: number[]; reads: { index: number; from: number; cont: number[] }[] }
+    >();
+    for (const [index, r] of reqs.entries()) {
+      const { context: ctx, continuation: cont } = encodeLoglikelihoodPair(
+        this.tok,
+        r.context,
+        r.continuation,
+      );
+      if (cont.length === 0)
+        throw new InputError(
+          `log-likelihood request ${JSON.stringify(r.continuation)}: the continuation has no tokens`,
+        );
+      // the harness's window: a pair longer than the model's context loses context tokens from the left
+      const { input, from } = loglikelihoodWindow(ctx, cont, this.model.cfg.maxPositionEmbeddings);
+      const key = input.join(",");
+      const pass = passes.get(key) ?? { input, reads: [] };
+      pass.reads.push({ index, from, cont });
+      passes.set(key, pass);
+    }
+    const out = new Array<LoglikelihoodResult>(reqs.length);
+    let done = 0;
+    for (const { input, reads } of passes.values()) {
+      await stopPoint(this.signal, `utility scoring stopped after ${done} of ${reqs.length} requests`);
+      noGrad(() =>
+        tidy(() => {
+          const logits = this.model.forward(Tensor.fromArray(input, [1, input.length], "int64"));
+          for (const { index, from, cont } of reads) out[index] = tidy(() => this.score(logits, from, cont));
+        }),
+      );
+      for (let i = 0; i < reads.length; i++) {
+        done++;
+        opts.onResult?.();
+      }
     }
     return out;
   }
 
-  private score(r: LoglikelihoodRequest): LoglikelihoodResult {
-    return noGrad(() =>
-      tidy(() => {
-        const { context: ctx, continuation: cont } = encodeLoglikelihoodPair(
-          this.tok,
-          r.context,
-          r.continuation,
-        );
-        if (cont.length === 0)
-          throw new InputError(
-            `log-likelihood request ${JSON.stringify(r.continuation)}: the continuation has no tokens`,
-          );
-        // the harness's window: a pair longer than the model's context loses context tokens from the left
-        const { input, from } = loglikelihoodWindow(ctx, cont, this.model.cfg.maxPositionEmbeddings);
-        const logits = this.model.forward(Tensor.fromArray(input, [1, input.length], "int64"));
-        const lp = logits.narrow(1, from, cont.length).logSoftmax(-1).squeeze(0); // [C, V]
-        const target = Tensor.fromArray(cont, [cont.length, 1], "int64", this.model.device);
-        const logprob = lp.gather(1, target).sum().item();
-        const greedy = lp
-          .argmax(-1)
-          .toIntArray()
-          .every((t, i) => t === cont[i]);
-        return { logprob, isGreedy: greedy };
-      }),
-    );
+  /** One continuation's log-probability and whether greedy decoding gives it, from its window's logits [1, T, V]. */
+  private score(logits: Tensor, from: number, cont: number[]): LoglikelihoodResult {
+    const lp = logits.narrow(1, from, cont.length).logSoftmax(-1).squeeze(0); // [C, V]
+    const target = Tensor.fromArray(cont, [cont.length, 1], "int64", this.model.device);
+    const logprob = lp.gather(1, target).sum().item();
+    const greedy = lp
+      .argmax(-1)
+      .toIntArray()
+      .every((t, i) => t === cont[i]);
+    return { logprob, isGreedy: greedy };
   }
 
   async generate(
