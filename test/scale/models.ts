@@ -257,6 +257,21 @@ export function codellama7b(layers = 1): ScaleModelSpec {
 }
 
 /**
+ * Qwen/Qwen3-8B's config.json (test/paper/configs), layers cut: hidden 4096, 32/8 heads of 128, intermediate 12288,
+ * untied lm_head; 8.19 B parameters at its 36 layers. Not in the CI tier: the full-depth run on a 24 GiB machine
+ * (BENCHMARKS) makes it by hand. Tokenizer and template: Qwen3's.
+ */
+export function qwen3_8b(layers = 1): ScaleModelSpec {
+  return {
+    name: `qwen3-8b-L${layers}`,
+    tokenizer: "qwen3",
+    seed: 7,
+    config: publishedConfig("Qwen3-8B", layers),
+    generationConfig: qwen3_0_6b(layers).generationConfig,
+  };
+}
+
+/**
  * Qwen/Qwen3-14B's config.json (test/paper/configs), layers cut: hidden 5120, 40/8 heads of 128, intermediate 17408,
  * untied lm_head: 1.56 B parameters in the embedding and lm_head alone. Tokenizer and template: Qwen3's, as for
  * qwen3_0_6b (the same files for every Qwen3 size).
