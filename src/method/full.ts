@@ -1,7 +1,7 @@
 /** Full fine-tuning on a decoder model: every parameter trains, in mixed precision for a bf16 model. */
 import type { DecoderModel } from "../models/decoder.js";
-import { itemSize, keep, noGrad, type Tensor } from "../tensor/index.js";
-import { viewsCheckpointFile } from "../models/load.js";
+import { itemSize, keep, noGrad, type DType, type Tensor } from "../tensor/index.js";
+import { loadedParamCount, viewsCheckpointFile } from "../models/load.js";
 import type { AttachedMethod, WeightSource } from "./attached.js";
 import { fullTrainingNeedBytes } from "./flops.js";
 import { formatBytes, requireMemory } from "../util/memory.js";
@@ -24,6 +24,32 @@ function foldedViews(
     foldedWeight,
     foldedWeights: () => new Map(foldedNames.map((n) => [n, foldedWeight(n)])),
   };
+}
+
+function requireFullTrainingMemory(count: number, dtype: DType, held: number, available?: number): void {
+  requireMemory(
+    fullTrainingNeedBytes(count, dtype, held),
+    `full fine-tuning of ${count.toLocaleString("en-US")} parameters (${
+      dtype === "float32"
+        ? "float32 weights, gradients and AdamW moments, 16"
+        : `${dtype} weights and gradients, float32 master copies and AdamW moments, 16`
+    } bytes per parameter, and a tenth more for activations and temporaries${
+      held > 0 ? `, less the ${formatBytes(held)} of weights already in memory` : ""
+    })`,
+    "GoodVibe and LoRA train a small part of the model and need a small part of that; or use a machine with more memory",
+    available,
+  );
+}
+
+/**
+ * attachFull's memory check from the folder's headers, before the model is loaded (44 s for Qwen3-8B's 15 GiB on a
+ * 24 GiB CPU machine): the least full fine-tuning can need, every weight counted as already in memory. A model that
+ * fails it is refused before its load; one that passes is checked again, exactly, once loaded (attachFull). On a
+ * GPU the device's memory is not read here.
+ */
+export function requireFullTrainingMemoryOf(dir: string, dtype: DType, available?: number): void {
+  const count = loadedParamCount(dir);
+  requireFullTrainingMemory(count, dtype, count * itemSize(dtype), available);
 }
 
 /**
@@ -56,19 +82,7 @@ export function attachFull(
   // it over the first step and end in the kernel's OOM kill (or swapping) with nothing said. A 1-layer model of
   // Qwen3-14B's width has 1.9 B parameters, 1.56 B of them in the embedding and lm_head: 28 GiB of weights and
   // state. On a GPU the state is the device's, whose free memory the addon does not read.
-  if (model.device === "cpu")
-    requireMemory(
-      fullTrainingNeedBytes(count, model.dtype, held),
-      `full fine-tuning of ${count.toLocaleString("en-US")} parameters (${
-        model.dtype === "float32"
-          ? "float32 weights, gradients and AdamW moments, 16"
-          : `${model.dtype} weights and gradients, float32 master copies and AdamW moments, 16`
-      } bytes per parameter, and a tenth more for activations and temporaries${
-        held > 0 ? `, less the ${formatBytes(held)} of weights already in memory` : ""
-      })`,
-      "GoodVibe and LoRA train a small part of the model and need a small part of that; or use a machine with more memory",
-      opts.availableMemoryBytes,
-    );
+  if (model.device === "cpu") requireFullTrainingMemory(count, model.dtype, held, opts.availableMemoryBytes);
   for (const p of params.values()) p.requiresGrad_(true);
   if (model.dtype === "float32")
     return {

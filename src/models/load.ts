@@ -175,6 +175,14 @@ export function requireModelMemory(dir: string, opts: LoadOptions & { available?
     requireMemory(weightBytes(byName, dtype), `loading ${dir} in ${dtype}`, MEMORY_FIX, opts.available);
 }
 
+/** Parameters a load of `dir` makes (the text model's: a multimodal folder's vision tower is not loaded), from headers. */
+export function loadedParamCount(dir: string): number {
+  let n = 0;
+  for (const rec of checkWeightHeaders(loadModelConfig(dir), dir).values())
+    n += rec.shape.reduce((a, b) => a * b, 1);
+  return n;
+}
+
 /** Load a model folder (config.json + safetensors). The folder is only read, never written. */
 export function loadModel(dir: string, opts: LoadOptions = {}): DecoderModel {
   return loadModelWithWeights(dir, opts).model;

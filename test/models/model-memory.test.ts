@@ -101,6 +101,30 @@ test(
   },
 );
 
+// weights of about a third of the memory available: they fit, full fine-tuning's 16 bytes a parameter do not
+const avail = availableMemoryBytes();
+const third = sparseQwen3(Math.max(1, Math.round((avail / 3 - 1.56e9 * 2) / (0.33e9 * 2))));
+
+test(
+  "full fine-tuning that cannot fit is refused from the headers, before the model is loaded",
+  { skip: third.bytes > avail / 2 ? "too little memory here for a model that loads" : false },
+  async () => {
+    const out = path.join(work, "out-full");
+    const r = await runCli(["train", "--method", "full", "-m", third.dir, "-d", fx.pairsFile, "-o", out]);
+    assert.equal(r.code, 3, showRun(r));
+    // the check before the load counts every weight as in memory already; attachFull's, after it, only the copies
+    // the load made (LinearGroup): this figure is the first's
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `full fine-tuning of ${(third.bytes / 2).toLocaleString("en-US")} parameters .*less the ` +
+          `${formatBytes(third.bytes)} of weights already in memory\\) needs about`,
+      ),
+    );
+    assert.ok(!fs.existsSync(out));
+  },
+);
+
 test(
   "a file the kernel will not map whole is a resource error naming the file, not a bad file",
   {
