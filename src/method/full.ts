@@ -26,7 +26,13 @@ function foldedViews(
   };
 }
 
-function requireFullTrainingMemory(count: number, dtype: DType, held: number, available?: number): void {
+function requireFullTrainingMemory(
+  count: number,
+  dtype: DType,
+  held: number,
+  available: number | undefined,
+  heldWhen: "already" | "once loaded",
+): void {
   requireMemory(
     fullTrainingNeedBytes(count, dtype, held),
     `full fine-tuning of ${count.toLocaleString("en-US")} parameters (${
@@ -34,7 +40,9 @@ function requireFullTrainingMemory(count: number, dtype: DType, held: number, av
         ? "float32 weights, gradients and AdamW moments, 16"
         : `${dtype} weights and gradients, float32 master copies and AdamW moments, 16`
     } bytes per parameter, and a tenth more for activations and temporaries${
-      held > 0 ? `, less the ${formatBytes(held)} of weights already in memory` : ""
+      held > 0
+        ? `, less the ${formatBytes(held)} of weights ${heldWhen === "already" ? "already in memory" : "the load will hold"}`
+        : ""
     })`,
     "GoodVibe and LoRA train a small part of the model and need a small part of that; or use a machine with more memory",
     available,
@@ -49,7 +57,7 @@ function requireFullTrainingMemory(count: number, dtype: DType, held: number, av
  */
 export function requireFullTrainingMemoryOf(dir: string, dtype: DType, available?: number): void {
   const count = loadedParamCount(dir);
-  requireFullTrainingMemory(count, dtype, count * itemSize(dtype), available);
+  requireFullTrainingMemory(count, dtype, count * itemSize(dtype), available, "once loaded");
 }
 
 /**
@@ -82,7 +90,8 @@ export function attachFull(
   // it over the first step and end in the kernel's OOM kill (or swapping) with nothing said. A 1-layer model of
   // Qwen3-14B's width has 1.9 B parameters, 1.56 B of them in the embedding and lm_head: 28 GiB of weights and
   // state. On a GPU the state is the device's, whose free memory the addon does not read.
-  if (model.device === "cpu") requireFullTrainingMemory(count, model.dtype, held, opts.availableMemoryBytes);
+  if (model.device === "cpu")
+    requireFullTrainingMemory(count, model.dtype, held, opts.availableMemoryBytes, "already");
   for (const p of params.values()) p.requiresGrad_(true);
   if (model.dtype === "float32")
     return {

@@ -112,13 +112,13 @@ test(
     const out = path.join(work, "out-full");
     const r = await runCli(["train", "--method", "full", "-m", third.dir, "-d", fx.pairsFile, "-o", out]);
     assert.equal(r.code, 3, showRun(r));
-    // the check before the load counts every weight as in memory already; attachFull's, after it, only the copies
-    // the load made (LinearGroup): this figure is the first's
+    // the check before the load counts every weight as held by the load; attachFull's, after it, only the copies
+    // the load made (LinearGroup), "already in memory": this is the first
     assert.match(
       r.stderr,
       new RegExp(
         `full fine-tuning of ${(third.bytes / 2).toLocaleString("en-US")} parameters .*less the ` +
-          `${formatBytes(third.bytes)} of weights already in memory\\) needs about`,
+          `${formatBytes(third.bytes)} of weights the load will hold\\) needs about`,
       ),
     );
     assert.ok(!fs.existsSync(out));
