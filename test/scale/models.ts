@@ -257,6 +257,30 @@ export function codellama7b(layers = 1): ScaleModelSpec {
 }
 
 /**
+ * meta-llama/Meta-Llama-3-8B-Instruct's config.json (test/paper/configs), layers cut: hidden 4096, 32/8 heads of 128,
+ * intermediate 14336, vocabulary 128,256, untied lm_head, shards of about 5 GB as published; 8.03 B parameters at its
+ * 32 layers. Not in the CI tier: the full-depth run on a 24 GiB machine (BENCHMARKS) makes it by hand. Tokenizer
+ * and template: Llama 3.0's (the llama3_1 package holds them).
+ */
+export function llama3_8b(layers = 1): ScaleModelSpec {
+  return {
+    name: `llama3-8b-instruct-L${layers}`,
+    tokenizer: "llama3_1",
+    seed: 8,
+    shardBytes: 4_976_698_672,
+    config: publishedConfig("Meta-Llama-3-8B-Instruct", layers),
+    generationConfig: {
+      bos_token_id: 128000,
+      do_sample: true,
+      eos_token_id: [128001, 128009],
+      max_length: 4096,
+      temperature: 0.6,
+      top_p: 0.9,
+    },
+  };
+}
+
+/**
  * Qwen/Qwen3-8B's config.json (test/paper/configs), layers cut: hidden 4096, 32/8 heads of 128, intermediate 12288,
  * untied lm_head; 8.19 B parameters at its 36 layers. Not in the CI tier: the full-depth run on a 24 GiB machine
  * (BENCHMARKS) makes it by hand. Tokenizer and template: Qwen3's.
