@@ -1,6 +1,6 @@
 /** Full fine-tuning on a decoder model: every parameter trains, in mixed precision for a bf16 model. */
 import type { DecoderModel } from "../models/decoder.js";
-import { itemSize, keep, noGrad, type DType, type Tensor } from "../tensor/index.js";
+import { itemSize, keep, noGrad, resolveDevice, type DType, type Tensor } from "../tensor/index.js";
 import { loadedParamCount, viewsCheckpointFile } from "../models/load.js";
 import type { AttachedMethod, WeightSource } from "./attached.js";
 import { fullTrainingNeedBytes } from "./flops.js";
@@ -56,6 +56,7 @@ function requireFullTrainingMemory(
  * GPU the device's memory is not read here.
  */
 export function requireFullTrainingMemoryOf(dir: string, dtype: DType, available?: number): void {
+  if (resolveDevice() !== "cpu") return;
   const count = loadedParamCount(dir);
   requireFullTrainingMemory(count, dtype, count * itemSize(dtype), available, "once loaded");
 }

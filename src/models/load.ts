@@ -92,10 +92,8 @@ export function buildModel(
 ): DecoderModel {
   // values are checked below in libtorch, as each tensor is made (vectorised, and it sees conversion overflow)
   const byName = checkWeights(cfg, tensors, where, { finite: false });
-  const { device, dtype } = placement(cfg, opts);
-  const bytes = weightBytes(byName, dtype);
   // fail early, with the numbers, rather than being killed half-way through a load
-  if (device === "cpu") requireMemory(bytes, `loading ${where} in ${dtype}`, MEMORY_FIX);
+  const { device, dtype, params } = requireFits(cfg, byName, where, opts);
   const source: TensorSource = (name, required = true) => {
     const rec = byName.get(name);
     if (!rec) {
@@ -119,7 +117,7 @@ export function buildModel(
     });
   };
   const model = new DecoderModel(cfg, dtype, device, source, LAYER_BUILDERS[cfg.family]);
-  setDefaultNumThreads(threadsFor(bytes / itemSize(dtype)));
+  setDefaultNumThreads(threadsFor(params));
   return model;
 }
 
@@ -143,22 +141,36 @@ export function threadsFor(params: number): number {
   return params < 20e6 ? 1 : usableCores();
 }
 
-/** Where a load puts the weights and in which dtype: one home for buildModel and the check before it. */
-function placement(cfg: ModelConfig, opts: LoadOptions): { device: Device; dtype: DType } {
+/** Parameters of the tensors buildModel makes from `byName` (a multimodal folder's vision tower is not among them). */
+function paramCount(byName: Map<string, TensorRecord>): number {
+  let n = 0;
+  for (const rec of byName.values()) n += rec.shape.reduce((a, b) => a * b, 1);
+  return n;
+}
+
+/**
+ * Where a load puts the weights and in which dtype, and on the CPU a refusal, with the numbers, when they do not fit
+ * the memory available (`available`: for tests): one home for buildModel and the check before it.
+ */
+function requireFits(
+  cfg: ModelConfig,
+  byName: Map<string, TensorRecord>,
+  where: string,
+  opts: LoadOptions & { available?: number },
+): { device: Device; dtype: DType; params: number } {
   const device = resolveDevice(opts.device);
-  return { device, dtype: opts.dtype ?? defaultComputeDtype(device, cfg.torchDtype) };
+  const dtype = opts.dtype ?? defaultComputeDtype(device, cfg.torchDtype);
+  const params = paramCount(byName);
+  if (device === "cpu")
+    requireMemory(
+      params * itemSize(dtype),
+      `loading ${where} in ${dtype}`,
+      "every method, identification and evaluation hold the whole model; use a machine with more memory, or a " +
+        "GPU (GOODVIBE_DEVICE=cuda)",
+      opts.available,
+    );
+  return { device, dtype, params };
 }
-
-/** Bytes of the weights buildModel makes from `byName` in `dtype` (a multimodal folder's vision tower is not among them). */
-function weightBytes(byName: Map<string, TensorRecord>, dtype: DType): number {
-  let bytes = 0;
-  for (const rec of byName.values()) bytes += rec.shape.reduce((a, b) => a * b, 1) * itemSize(dtype);
-  return bytes;
-}
-
-const MEMORY_FIX =
-  "every method, identification and evaluation hold the whole model; use a machine with more memory, or a GPU " +
-  "(GOODVIBE_DEVICE=cuda)";
 
 /**
  * Refuse, from config.json and the safetensors headers alone (nothing mapped, read or hashed), a model whose weights
@@ -169,18 +181,12 @@ const MEMORY_FIX =
  */
 export function requireModelMemory(dir: string, opts: LoadOptions & { available?: number } = {}): void {
   const cfg = loadModelConfig(dir);
-  const byName = checkWeightHeaders(cfg, dir);
-  const { device, dtype } = placement(cfg, opts);
-  if (device === "cpu")
-    requireMemory(weightBytes(byName, dtype), `loading ${dir} in ${dtype}`, MEMORY_FIX, opts.available);
+  requireFits(cfg, checkWeightHeaders(cfg, dir), dir, opts);
 }
 
 /** Parameters a load of `dir` makes (the text model's: a multimodal folder's vision tower is not loaded), from headers. */
 export function loadedParamCount(dir: string): number {
-  let n = 0;
-  for (const rec of checkWeightHeaders(loadModelConfig(dir), dir).values())
-    n += rec.shape.reduce((a, b) => a * b, 1);
-  return n;
+  return paramCount(checkWeightHeaders(loadModelConfig(dir), dir));
 }
 
 /** Load a model folder (config.json + safetensors). The folder is only read, never written. */

@@ -810,8 +810,7 @@ async function prepare(
   // a model that cannot fit is refused from its headers, before the folder is hashed (48 s for a 27.5 GiB Qwen3-14B)
   // and mapped; also when the output is already complete, which a machine that cannot load the model cannot check
   requireModelMemory(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
-  if (cfg.method === "full" && resolveDevice() === "cpu")
-    requireFullTrainingMemoryOf(cfg.model, cfg.dtype ?? DEFAULT_DTYPE);
+  if (cfg.method === "full") requireFullTrainingMemoryOf(cfg.model, cfg.dtype ?? DEFAULT_DTYPE);
   // load and check every input before anything is written: bad input leaves no run folder behind
   const tok = await loadTokenizer(cfg.model);
   for (const w of tok.warnings) log.warn(w);

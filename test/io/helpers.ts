@@ -118,3 +118,22 @@ export function writeSparseFile(
     fs.closeSync(fd);
   }
 }
+
+/**
+ * A sparse safetensors file: the header (padded to 8 bytes as safetensors writes it), then `marks` written at data
+ * offsets, the rest holes. Returns the header's length with its 8-byte size.
+ */
+export function writeSparseSafetensors(
+  file: string,
+  header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>,
+  marks: [number, Uint8Array][] = [],
+): number {
+  let text = JSON.stringify(header);
+  text += " ".repeat((8 - ((8 + Buffer.byteLength(text)) % 8)) % 8);
+  const head = Buffer.alloc(8 + Buffer.byteLength(text));
+  head.writeBigUInt64LE(BigInt(Buffer.byteLength(text)), 0);
+  head.write(text, 8);
+  const dataLen = Math.max(0, ...Object.values(header).map((e) => e.data_offsets[1]));
+  writeSparseFile(file, head, dataLen, marks);
+  return head.length;
+}

@@ -18,23 +18,7 @@ import { readSafetensors } from "../../src/io/safetensors.js";
 import { MAX_BUFFER_BYTES } from "../../src/io/mapfile.js";
 import { recordToTensor } from "../../src/models/load.js";
 import { tidy } from "../../src/tensor/index.js";
-import { assertInputError, scratchDir, writeSparseFile } from "./helpers.js";
-
-/** A sparse safetensors file: the header, then `marks` written at data offsets, the rest holes. */
-function sparseSafetensors(
-  file: string,
-  header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>,
-  marks: [number, Uint8Array][],
-): number {
-  let text = JSON.stringify(header);
-  text += " ".repeat((8 - ((8 + Buffer.byteLength(text)) % 8)) % 8);
-  const head = Buffer.alloc(8 + Buffer.byteLength(text));
-  head.writeBigUInt64LE(BigInt(Buffer.byteLength(text)), 0);
-  head.write(text, 8);
-  const dataLen = Math.max(...Object.values(header).map((e) => e.data_offsets[1]));
-  writeSparseFile(file, head, dataLen, marks);
-  return head.length;
-}
+import { assertInputError, scratchDir, writeSparseSafetensors } from "./helpers.js";
 
 test("a 5 GB safetensors shard loads: every tensor a view of its own bytes, one past 4 GiB included", () => {
   const dir = scratchDir("gv-st-large-");
@@ -42,7 +26,7 @@ test("a 5 GB safetensors shard loads: every tensor a view of its own bytes, one 
     const file = path.join(dir, "model-00001-of-00002.safetensors");
     const big = 1200 * 1024 * 1024 * 2; // a [1200, 1048576] bf16 tensor: 2.34 GiB
     const c = new Float32Array([1.5, -2, 3.25, 4096]);
-    const headLen = sparseSafetensors(
+    const headLen = writeSparseSafetensors(
       file,
       {
         a: { dtype: "BF16", shape: [1200, 1024 * 1024], data_offsets: [0, big] },
@@ -77,7 +61,7 @@ test("a 5 GB safetensors shard loads: every tensor a view of its own bytes, one 
 
     // a tensor longer than one Buffer is refused by name, not crashed on
     const huge = path.join(dir, "huge.safetensors");
-    sparseSafetensors(
+    writeSparseSafetensors(
       huge,
       { w: { dtype: "U8", shape: [MAX_BUFFER_BYTES + 8], data_offsets: [0, MAX_BUFFER_BYTES + 8] } },
       [],
@@ -101,7 +85,7 @@ test("without the addon (the io layer alone, read instead of mapped), a 2-4 GiB 
   try {
     const file = path.join(dir, "model-00002-of-00002.safetensors");
     const big = 1100 * 1024 * 1024 * 2; // a [1100, 1048576] bf16 tensor: 2.15 GiB
-    sparseSafetensors(
+    writeSparseSafetensors(
       file,
       {
         a: { dtype: "BF16", shape: [1100, 1024 * 1024], data_offsets: [0, big] },

@@ -16,35 +16,25 @@ import { readSafetensors } from "../../src/io/safetensors.js";
 import { ResourceError } from "../../src/errors.js";
 import { availableMemoryBytes, formatBytes } from "../../src/util/memory.js";
 import { makeCliFixture, runCli, showRun } from "../cli/cli-helpers.js";
+import { writeSparseSafetensors } from "../io/helpers.js";
 
 const fx = makeCliFixture({ perLanguage: 1 });
 const work = fx.work;
 after(() => fx.cleanup());
 
-/** A safetensors file whose header lists `tensors` (bf16) and whose data are a hole of the right length. */
+/** A safetensors file whose header lists `tensors` (bf16) and whose data are a hole: returns the data's bytes. */
 function sparseSafetensors(
   file: string,
   tensors: readonly (readonly [string, number[], ...unknown[]])[],
 ): number {
-  const header: Record<string, unknown> = {};
+  const header: Parameters<typeof writeSparseSafetensors>[1] = {};
   let offset = 0;
   for (const [name, shape] of tensors) {
     const n = shape.reduce((a, b) => a * b, 1) * 2;
     header[name] = { dtype: "BF16", shape, data_offsets: [offset, offset + n] };
     offset += n;
   }
-  let json = JSON.stringify(header);
-  json += " ".repeat((8 - (json.length % 8)) % 8);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.length));
-  const fd = fs.openSync(file, "w");
-  try {
-    fs.writeSync(fd, len);
-    fs.writeSync(fd, json);
-    fs.ftruncateSync(fd, 8 + json.length + offset);
-  } finally {
-    fs.closeSync(fd);
-  }
+  writeSparseSafetensors(file, header);
   return offset;
 }
 
