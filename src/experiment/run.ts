@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { InterruptedError } from "../errors.js";
 import { stopRequested } from "../util/stop.js";
 import { writeFileAtomic } from "../io/atomic.js";
-import { openModelWeights } from "../io/safetensors.js";
+import { loadedParamCount } from "../models/load.js";
 import { pairOverlap, readPairs, type SecurityPair } from "../data/pairs.js";
 import type { HardenConfig } from "../config/harden.js";
 import { CLUSTERS_FILE, NEURONS_FILE, RUN_FILES, planStages, runHarden } from "../recipes/harden.js";
@@ -159,13 +159,6 @@ function readCell(cell: PlannedCell, log: Logger): CellResult | null {
     log.warn(`${file}: unreadable (${(e as Error).message}); computing it again`);
   }
   return null;
-}
-
-/** Parameters of a model folder, from the safetensors headers (no weights loaded). */
-function countFolderParams(dir: string): number {
-  let n = 0;
-  for (const rec of openModelWeights(dir).tensors.values()) n += rec.shape.reduce((a, b) => a * b, 1);
-  return n;
 }
 
 const nanAsNull = (_k: string, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? null : v);
@@ -447,7 +440,9 @@ async function runBaseCell(ctx: RunContext, cell: PlannedCell): Promise<CellResu
   const ev = await baseEvaluation(ctx, cell);
   return {
     ...labels(cell),
-    params: { trainable: 0, total: countFolderParams(cell.model.path) },
+    // the loaded text model's count, as a trained cell's (harden counts its loaded parameters): a multimodal folder's
+    // vision tower, which no method trains or evaluates, is not counted
+    params: { trainable: 0, total: loadedParamCount(cell.model.path) },
     cost: ZERO_COST,
     ...withOutcomes(ev, evalPairs(ctx, cell)),
   };

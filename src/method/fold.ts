@@ -173,6 +173,8 @@ export async function writeFoldedCheckpoint(
   }
 }
 
+const EMBED = "model.embed_tokens.weight";
+
 async function writeFolded(
   baseDir: string,
   dir: string,
@@ -185,11 +187,16 @@ async function writeFolded(
   // The method names tensors as the text model does (model.layers.…); a multimodal Gemma3 checkpoint stores them
   // under a prefix (language_model.model.…, model.language_model.…). The output keeps the input's names, layout
   // and every other tensor (the vision tower, the projector) as stored, so that it loads as the same model.
+  const cfg = loadModelConfig(baseDir);
   const textName = new Map<string, string>();
-  for (const [name, rec] of checkWeights(loadModelConfig(baseDir), weights.tensors, baseDir, {
-    finite: false,
-  }))
+  for (const [name, rec] of checkWeights(cfg, weights.tensors, baseDir, { finite: false }))
     textName.set(rec.name, name);
+  // Some checkpoints of a tied model also store lm_head.weight (Qwen1.5-0.5B-Chat did; some trainers' saves do). The
+  // model never reads it, but a loader may: which of the two keys fills the tied weight differs between loaders and
+  // transformers versions. When the embedding is folded (full fine-tuning), that copy is written with the folded
+  // embedding, so that every loader gets the trained values; left as stored, it could undo the training's embedding.
+  const foldedAs = (name: string) =>
+    cfg.tieWordEmbeddings && name === "lm_head.weight" && folded.has(EMBED) ? EMBED : name;
   const reached = new Set([...textName.values()].filter((n) => folded.has(n) || rowUpdates?.has(n)));
   const lost = [...folded, ...(rowUpdates?.keys() ?? [])].filter((n) => !reached.has(n));
   if (lost.length > 0) throw new Error(`fold: ${lost.join(", ")} has no tensor in ${baseDir} to fold into`);
@@ -224,7 +231,7 @@ async function writeFolded(
   const out: AnyTensorToWrite[] = [];
   for (const [stored, rec] of weights.tensors) {
     await stopPoint(signal, `fold stopped at tensor ${stored}; nothing was written`);
-    const name = textName.get(stored) ?? stored;
+    const name = foldedAs(textName.get(stored) ?? stored);
     const rowUpd = textName.has(stored) ? rowUpdates?.get(name) : undefined;
     if (!textName.has(stored) || (!folded.has(name) && !rowUpd)) {
       out.push(rec);

@@ -141,10 +141,14 @@ export function threadsFor(params: number): number {
   return params < 20e6 ? 1 : usableCores();
 }
 
-/** Parameters of the tensors buildModel makes from `byName` (a multimodal folder's vision tower is not among them). */
-function paramCount(byName: Map<string, TensorRecord>): number {
+/**
+ * Parameters of the tensors buildModel makes from `byName` (a multimodal folder's vision tower is not among them,
+ * and with tied embeddings neither is a stored lm_head.weight, which the model never reads: DecoderModel).
+ */
+function paramCount(cfg: ModelConfig, byName: Map<string, TensorRecord>): number {
   let n = 0;
-  for (const rec of byName.values()) n += rec.shape.reduce((a, b) => a * b, 1);
+  for (const [name, rec] of byName)
+    if (!(cfg.tieWordEmbeddings && name === "lm_head.weight")) n += rec.shape.reduce((a, b) => a * b, 1);
   return n;
 }
 
@@ -160,7 +164,7 @@ function requireFits(
 ): { device: Device; dtype: DType; params: number } {
   const device = resolveDevice(opts.device);
   const dtype = opts.dtype ?? defaultComputeDtype(device, cfg.torchDtype);
-  const params = paramCount(byName);
+  const params = paramCount(cfg, byName);
   if (device === "cpu")
     requireMemory(
       params * itemSize(dtype),
@@ -186,7 +190,8 @@ export function requireModelMemory(dir: string, opts: LoadOptions & { available?
 
 /** Parameters a load of `dir` makes (the text model's: a multimodal folder's vision tower is not loaded), from headers. */
 export function loadedParamCount(dir: string): number {
-  return paramCount(checkWeightHeaders(loadModelConfig(dir), dir));
+  const cfg = loadModelConfig(dir);
+  return paramCount(cfg, checkWeightHeaders(cfg, dir));
 }
 
 /** Load a model folder (config.json + safetensors). The folder is only read, never written. */

@@ -14,6 +14,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { scratchDir } from "../scratch.js";
 import { loadModel } from "../../src/models/index.js";
+import { loadedParamCount } from "../../src/models/load.js";
 import { AdamW, Tensor, noGrad } from "../../src/tensor/index.js";
 import { attachGoodVibe } from "../../src/method/goodvibe/model.js";
 import { attachLora } from "../../src/method/lora/model.js";
@@ -166,6 +167,16 @@ for (const layout of ["language_model.model.", "model.language_model."] as const
         );
     });
   }
+
+  test(`${layout}* the loaded parameters are the text model's (an experiment's base and method cells count these)`, () => {
+    const mm = multimodalFolder(layout);
+    const loaded = [...loadModel(mm).parameters().values()].reduce((n, t) => n + t.numel, 0);
+    assert.equal(
+      loaded,
+      [...loadModel(TEXT).parameters().values()].reduce((n, t) => n + t.numel, 0),
+    );
+    assert.equal(loadedParamCount(mm), loaded);
+  });
 
   test(`${layout}* PEFT adapter: keys by the module path transformers >= 4.52 builds from either layout, target and rank patterns both layouts match, the vision tower excluded; it reads back onto the model`, () => {
     const mm = multimodalFolder(layout);
