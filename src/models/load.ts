@@ -94,6 +94,7 @@ export function buildModel(
   const byName = checkWeights(cfg, tensors, where, { finite: false });
   // fail early, with the numbers, rather than being killed half-way through a load
   const { device, dtype, params } = requireFits(cfg, byName, where, opts);
+  if (cfg.tieWordEmbeddings) requireTiedCopyEqual(byName, where);
   const source: TensorSource = (name, required = true) => {
     const rec = byName.get(name);
     if (!rec) {
@@ -119,6 +120,33 @@ export function buildModel(
   const model = new DecoderModel(cfg, dtype, device, source, LAYER_BUILDERS[cfg.family]);
   setDefaultNumThreads(threadsFor(params));
   return model;
+}
+
+/**
+ * A tied model (tie_word_embeddings) whose files also store lm_head.weight: the model reads the embedding, and the
+ * copy must hold the same values. One that differs makes the folder two models: transformers 5 then does not tie
+ * them and projects with the stored lm_head (with a warning; modeling_utils tie_weights), while vLLM skips the copy
+ * and ties (vllm-project/vllm#6758); hardening one of the two readings could ship a model other than the user's.
+ */
+function requireTiedCopyEqual(byName: Map<string, TensorRecord>, where: string): void {
+  const head = byName.get("lm_head.weight");
+  const embed = byName.get("model.embed_tokens.weight");
+  if (!head || !embed) return;
+  const same =
+    head.dtype === embed.dtype
+      ? head.data.equals(embed.data)
+      : noGrad(() =>
+          tidy(
+            () => recordToTensor(head).float().sub(recordToTensor(embed).float()).abs().amax().item() === 0,
+          ),
+        );
+  if (!same)
+    throw new InputError(
+      `${where}: config.json sets tie_word_embeddings, but ${head.file} stores ${head.name} with values other than ` +
+        `${embed.name}'s: transformers 5 loads such a folder untied (its output projection from ${head.name}), vLLM ` +
+        `tied (from the embedding), so it is not one model. In a copy of the folder, set ` +
+        `"tie_word_embeddings": false to use both as stored, or remove ${head.name} to tie them`,
+    );
 }
 
 /** A tensor with NaN or infinite values: stored so, or overflowing the compute dtype when converted. */

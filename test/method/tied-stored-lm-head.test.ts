@@ -20,6 +20,7 @@ import { attachLora } from "../../src/method/lora/model.js";
 import { sftLossHead } from "../../src/method/losses.js";
 import { foldIntoCheckpoint } from "../../src/method/fold.js";
 import { openModelWeights, writeModelWeights } from "../../src/io/safetensors.js";
+import { InputError } from "../../src/errors.js";
 
 const GEMMA = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures/gemma3");
 const ts = readFixtureJson(path.join(GEMMA, "train_step.json.gz")) as {
@@ -88,4 +89,37 @@ test("a fold that leaves the embedding alone (LoRA) copies the stored lm_head as
   await foldIntoCheckpoint(dir, out, method);
   assert.ok(bytesOf(out, "lm_head.weight").equals(bytesOf(dir, "lm_head.weight")));
   assert.ok(bytesOf(out, "model.embed_tokens.weight").equals(bytesOf(dir, "model.embed_tokens.weight")));
+});
+
+test("a stored lm_head of a tied model that differs from the embedding is refused, naming the file and both fixes", () => {
+  const dir = path.join(work, "differs");
+  fs.mkdirSync(dir);
+  fs.copyFileSync(path.join(GEMMA, "config.json"), path.join(dir, "config.json"));
+  const tensors = [...openModelWeights(GEMMA).tensors.values()];
+  const embed = tensors.find((r) => r.name === "model.embed_tokens.weight")!;
+  const changed = Buffer.from(embed.data);
+  changed[changed.length - 1]! ^= 1; // one bit of the last value
+  writeModelWeights(dir, [...tensors, { ...embed, name: "lm_head.weight", data: changed }]);
+  assert.throws(
+    () => loadModel(dir),
+    (e: Error) =>
+      e instanceof InputError &&
+      e.message.includes(path.join(dir, "model.safetensors")) &&
+      /lm_head\.weight with values other than model\.embed_tokens\.weight's/.test(e.message) &&
+      /"tie_word_embeddings": false/.test(e.message) &&
+      /remove lm_head\.weight/.test(e.message),
+  );
+  // stored in another dtype with the same values: accepted
+  const f16 = path.join(work, "other-dtype");
+  fs.mkdirSync(f16);
+  fs.copyFileSync(path.join(GEMMA, "config.json"), path.join(f16, "config.json"));
+  const asF32 = new Float32Array(
+    embed.data.buffer.slice(embed.data.byteOffset, embed.data.byteOffset + embed.data.byteLength),
+  );
+  const asF64 = Float64Array.from(asF32);
+  writeModelWeights(f16, [
+    ...tensors,
+    { ...embed, name: "lm_head.weight", dtype: "F64", data: Buffer.from(asF64.buffer) },
+  ]);
+  assert.doesNotThrow(() => loadModel(f16));
 });
