@@ -5,9 +5,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { scratchDir } from "../scratch.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 interface Found {
@@ -22,7 +22,7 @@ const finder = (await import(pathToFileURL(path.join(ROOT, "native/find-libtorch
 };
 
 function madeLibtorch(aten: string, c10: string): Found {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), "gv-libtorch-"));
+  const root = scratchDir("gv-libtorch-");
   fs.mkdirSync(path.join(root, "include/ATen"), { recursive: true });
   fs.mkdirSync(path.join(root, "lib"));
   fs.writeFileSync(path.join(root, "include/ATen/ATen.h"), aten);
