@@ -939,6 +939,11 @@ OP(cudaDeviceCount, "(): number") { return Napi::Number::New(ENV, static_cast<do
 OP(version, "(): string") { return Napi::String::New(ENV, TORCH_VERSION); }
 
 // A file mapped whole (copy-on-write, so the Buffers over it may be written), registered for findMapping.
+// MAP_NORESERVE: the kernel's heuristic overcommit (vm.overcommit_memory 0) refused one such mapping larger than RAM +
+// swap although nothing is written to most of it: transformers 5 saves a model of up to 50 GB as one file, and a
+// float32 checkpoint larger than the memory that loads in bf16, or any file export streams, then could not be read.
+// Pages are read from the file as touched and only a page written is charged; strict overcommit (mode 2) still
+// charges the whole mapping (io/safetensors.ts says so).
 std::shared_ptr<MappedFile> mapWholeFile(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block the open
   if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
@@ -954,7 +959,7 @@ std::shared_ptr<MappedFile> mapWholeFile(const std::string& path) {
   auto m = std::make_shared<MappedFile>();
   m->size = static_cast<size_t>(st.st_size);
   if (m->size > 0) {
-    void* p = mmap(nullptr, m->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    void* p = mmap(nullptr, m->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
     if (p == MAP_FAILED) {
       close(fd);
       m->size = 0;

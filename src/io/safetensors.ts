@@ -206,12 +206,14 @@ export function readSafetensors(file: string): SafetensorsFile {
   } catch (e) {
     // the file is fine when the machine lacks the mapper (goodvibe's addon not built): say that, not "bad file"
     if (e instanceof GoodVibeError) throw e;
-    // the kernel refuses one mapping larger than it lets a process commit (vm.overcommit_memory): not a bad file
+    // under strict overcommit (vm.overcommit_memory 2) the kernel refuses one mapping larger than it lets a process
+    // commit, MAP_NORESERVE or not (the addon's mapWholeFile): not a bad file
     if (/Cannot allocate memory/.test((e as Error).message))
       throw new ResourceError(
-        `${file}: the system refused to map its ${formatBytes(size)} into memory (${(e as Error).message}): one file ` +
-          "larger than this machine's memory cannot be mapped whole; split into shards of a few GB (as checkpoints are " +
-          "published), each is mapped on its own, or use a machine with more memory",
+        `${file}: the system refused to map its ${formatBytes(size)} into memory (${(e as Error).message}): under ` +
+          "strict overcommit (vm.overcommit_memory 2) one file larger than the memory this process may commit cannot " +
+          "be mapped whole; split it into shards of a few GB (as checkpoints are published: save_pretrained(..., " +
+          'max_shard_size="5GB")), each is mapped on its own, or use a machine with more memory',
         { cause: e },
       );
     throw new InputError(`${file}: cannot read safetensors file (${(e as Error).message})`, { cause: e });
