@@ -356,6 +356,9 @@ export async function loadTokenizer(dir: string, options: LoadTokenizerOptions =
       return tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids;
     },
     decode(ids, opts = {}) {
+      // the library throws on no ids; Python's tokenizers (and transformers) decode them to "": an answer whose first
+      // token is the end-of-sequence token is empty, not an error
+      if (ids.length === 0) return "";
       return tok.decode(Array.from(ids), {
         skip_special_tokens: opts.skipSpecialTokens ?? false,
         clean_up_tokenization_spaces: opts.cleanUpTokenizationSpaces ?? cleanUpDefault,

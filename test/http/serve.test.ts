@@ -767,6 +767,34 @@ test("the end-of-sequence token: finish_reason stop even at exactly max_tokens, 
     },
     eos,
   );
+  // the first token generated is the end token: an empty answer (vLLM's "", finish_reason stop), not a 500; the
+  // evaluation's own path (generateText) the same
+  const first = new BuiltinBackend(backend.model, tok, { eosTokenIds: [greedy[0]!] });
+  assert.equal(await first.generateText(prompt, { maxNewTokens: 5 }), "");
+  await withServer(
+    {},
+    async (s) => {
+      for (const stream of [false, true]) {
+        const r = await post(s, "/v1/completions", {
+          prompt,
+          max_tokens: 5,
+          ...(stream ? { stream, stream_options: { include_usage: true } } : {}),
+        });
+        assert.equal(r.status, 200, r.text);
+        const got = stream
+          ? streamed(events(r), "completion", true)
+          : {
+              text: [r.json.choices[0].text],
+              finish: [r.json.choices[0].finish_reason],
+              usage: r.json.usage,
+            };
+        assert.deepEqual(got.text, [""], `stream ${stream}`);
+        assert.deepEqual(got.finish, ["stop"], `stream ${stream}`);
+        assert.equal(got.usage.completion_tokens, 1, `stream ${stream}`);
+      }
+    },
+    first,
+  );
 });
 
 test("max_completion_tokens sent as null leaves max_tokens in force; given, it wins (as vLLM's)", async () => {

@@ -40,6 +40,9 @@ test("Qwen3 tokenizer: known ids, special tokens, round trip", async () => {
   const withSpecial = [151644, ...tok.encode("user"), 151645];
   assert.equal(tok.decode(withSpecial), "<|im_start|>user<|im_end|>");
   assert.equal(tok.decode(withSpecial, { skipSpecialTokens: true }), "user");
+  // no ids decode to "" as in Python's tokenizers (the library throws): an answer that is only its end token
+  assert.equal(tok.decode([]), "");
+  assert.equal(tok.decode([], { skipSpecialTokens: true }), "");
   assertInputError(() => tok.singleTokenId("10000000"), QWEN3, '"10000000"', "not a single token");
 });
 
