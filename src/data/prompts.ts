@@ -180,10 +180,12 @@ export function judgeMessages(
 ): ChatMessage[] {
   const instruction = convention.instruction;
   const fence = code.includes("```") ? "~~~" : "```";
+  // trimEnd, not replace(/\s+$/): the regex backtracks quadratically over a long whitespace run followed by more
+  // code (a looping answer: 24.8 s for 120k blank lines), trimEnd strips the same characters in linear time
   return [
     {
       role: "user",
-      content: `${instruction}\n\n${fence}${lang ?? ""}\n${code.replace(/\s+$/, "")}\n${fence}`,
+      content: `${instruction}\n\n${fence}${lang ?? ""}\n${code.trimEnd()}\n${fence}`,
     },
   ];
 }

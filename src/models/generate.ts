@@ -7,10 +7,11 @@ import type { DecoderModel } from "./decoder.js";
 import type { Device } from "../tensor/index.js";
 import { KVCache } from "./layers.js";
 import { stopPoint } from "../util/stop.js";
+import { samplingTemperature } from "./logits-row.js";
 
 export interface SamplingOptions {
   maxNewTokens: number;
-  /** 0 or undefined: greedy (argmax, first index on ties). */
+  /** 0, undefined or below SAMPLING_EPS (logits-row.ts): greedy (argmax, first index on ties). */
   temperature?: number;
   topP?: number;
   /** Sampling only: keep the topK most likely tokens (TopKLogitsWarper); 0 or undefined: all. */
@@ -102,7 +103,7 @@ export function pickNextTokens(logits: Tensor, opts: SamplingOptions, seen?: rea
     if (!seen) throw new Error("pickNextTokens: a repetition penalty needs each row's tokens");
     logits = applyRepetitionPenalty(logits, seen, p);
   }
-  const t = opts.temperature ?? 0;
+  const t = samplingTemperature(opts.temperature);
   if (!t) return logits.argmax(-1);
   let scaled = logits.div(t);
   if (opts.topK) scaled = topKFilter(scaled, opts.topK);

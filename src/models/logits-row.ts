@@ -40,6 +40,18 @@ export function argmaxRow(row: ArrayLike<number>): number {
 }
 
 /**
+ * vLLM's _SAMPLING_EPS (sampling_params.py): a temperature below it is greedy. Dividing float32 logits by 1e-40
+ * overflows them to infinities, whose softmax is NaN (transformers fails there); below 1e-5 a draw can differ from
+ * the argmax only among logits within about 1e-4 of the largest (a weight of e^-10 at 1e-4).
+ */
+export const SAMPLING_EPS = 1e-5;
+
+/** The temperature a generation runs at: 0 (greedy) for none or one below SAMPLING_EPS. */
+export function samplingTemperature(t: number | undefined): number {
+  return t !== undefined && t >= SAMPLING_EPS ? t : 0;
+}
+
+/**
  * One token drawn from `logits` as transformers samples it: TemperatureLogitsWarper (logits / t), then
  * TopKLogitsWarper (`topK` > 0: the tokens below the k-th largest removed, ties kept), then TopPLogitsWarper
  * (sorted ascending, the tokens whose cumulative probability is <= 1 - topP are removed, the most likely always

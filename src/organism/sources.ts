@@ -238,7 +238,7 @@ export function cleanSource(raw: Buffer, lang: SourceLang): string | null {
       : /^\s*(?:\/\*[\s\S]*?\*\/\s*|(?:[ \t]*\/\/[^\n]*\n)+\s*)/;
   const m = lead.exec(text);
   if (m && LICENCE.test(m[0])) text = text.slice(m[0].length);
-  return text.replace(/\s+$/, "") + "\n";
+  return text.trimEnd() + "\n";
 }
 
 /**

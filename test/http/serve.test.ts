@@ -368,6 +368,21 @@ test("every bad field is a 400 naming it, before any generation; nothing reaches
         ["/v1/completions", "no prompt", { max_tokens: 3 }, "invalid_value", "prompt"],
         ["/v1/completions", "empty prompt", { prompt: "" }, "invalid_value", "prompt"],
         ["/v1/completions", "empty id list", { prompt: [] }, "invalid_value", "prompt"],
+        // one empty prompt of a batch (was a 500: only the longest was checked)
+        [
+          "/v1/completions",
+          "an empty id list in a batch",
+          { prompt: [[5, 6, 7], []] },
+          "invalid_value",
+          "prompt",
+        ],
+        [
+          "/v1/completions",
+          "an empty text in a batch",
+          { prompt: ["def f(", ""] },
+          "invalid_value",
+          "prompt",
+        ],
         ["/v1/completions", "fractional id", { prompt: [5, 1.5] }, "invalid_value", "prompt"],
         ["/v1/completions", "negative id", { prompt: [5, -1] }, "invalid_value", "prompt"],
         ["/v1/completions", "id = vocab size", { prompt: [5, VOCAB] }, "invalid_value", "prompt"],

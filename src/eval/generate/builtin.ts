@@ -22,6 +22,7 @@ import { loadTokenizer } from "../../io/tokenizer.js";
 import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
 import { generate, loadModel, type DecoderModel, type LoadOptions } from "../../models/index.js";
 import { generateAsync, type SamplingOptions } from "../../models/generate.js";
+import { samplingTemperature } from "../../models/logits-row.js";
 import type { ChatGenerateOptions, GenerateOptions, GenerationBackend } from "./backend.js";
 import { cutAtStop } from "../utility/model.js";
 import { rowTextOf } from "./text-stream.js";
@@ -135,6 +136,7 @@ export class BuiltinBackend implements GenerationBackend {
   }
 
   private sampling(opts: GenerateOptions & { topK?: number }) {
+    opts = { ...opts, temperature: samplingTemperature(opts.temperature) };
     return {
       maxNewTokens: opts.maxNewTokens,
       temperature: opts.temperature,

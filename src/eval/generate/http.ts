@@ -784,7 +784,10 @@ export class HttpBackend implements GenerationBackend {
     });
     this.learnContextAfterAnswer(url, "/completions");
     await this.checkPromptWhole(res, promptIds, own, "/completions", url, opts.maxNewTokens);
-    return this.opts.tokenizer.encode(cutAtStop(String(res?.choices?.[0]?.text ?? ""), opts.stop ?? []));
+    // the answer's own tokens, as the other backends return them: no BOS put in front
+    return this.opts.tokenizer.encode(cutAtStop(String(res?.choices?.[0]?.text ?? ""), opts.stop ?? []), {
+      addSpecialTokens: false,
+    });
   }
 
   /**

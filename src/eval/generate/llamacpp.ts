@@ -31,7 +31,7 @@ import { DEFAULT_ENABLE_THINKING } from "../../io/chat-template.js";
 import type { GenerateOptions, GenerationBackend, ChatGenerateOptions } from "./backend.js";
 import { cutAtStop } from "../utility/model.js";
 // the processor chain on plain arrays (models/logits-row.ts, the description models/generate.ts follows too): no libtorch
-import { argmaxRow, penaliseRow, sampleToken } from "../../models/logits-row.js";
+import { argmaxRow, penaliseRow, sampleToken, samplingTemperature } from "../../models/logits-row.js";
 
 export interface LlamaCppBackendOptions {
   modelPath: string;
@@ -204,6 +204,7 @@ export class LlamaCppBackend implements GenerationBackend {
     await this.sequence.clearHistory();
     const out: number[] = [];
     if (opts.maxNewTokens <= 0) return out;
+    opts = { ...opts, temperature: samplingTemperature(opts.temperature) };
     // The last new token is never evaluated: the prompt and all but one new token must fit. Past that,
     // node-llama-cpp would shift the context (erase its beginning) and go on: an answer to a prompt cut short,
     // unlike the built-in engine's, with no word said.

@@ -390,6 +390,7 @@ function parseRequest(
         return backend.tokenizer!.encode(one, { addSpecialTokens });
       }
       if (!Array.isArray(one)) throw bad(`${where} must be a string or a list of token ids`, "prompt");
+      if (one.length === 0) throw bad(`${where} is empty`, "prompt");
       for (const [j, t] of one.entries())
         if (!isTokenId(t) || t < 0 || t >= limits.vocabSize)
           throw bad(
@@ -404,7 +405,12 @@ function parseRequest(
 
   // context: every prompt and its completion must fit
   const longest = Math.max(...prompts.map((ids) => ids.length));
-  if (longest === 0) throw bad(`the ${promptParam} is empty after tokenization`, promptParam);
+  const none = prompts.findIndex((ids) => ids.length === 0);
+  if (none >= 0)
+    throw bad(
+      `the ${promptParam}${prompts.length > 1 ? `[${none}]` : ""} is empty after tokenization`,
+      promptParam,
+    );
   const room = limits.context - longest;
   if (requestedMax !== undefined && requestedMax > room)
     throw bad(
