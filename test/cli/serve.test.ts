@@ -71,12 +71,14 @@ async function health(url: string): Promise<{ running: number; queued: number }>
 }
 
 test("one SIGINT stops serve mid-generation: the request gets 503 JSON, the port closes, exit 130", async () => {
-  // every decoding step is slowed, so left alone the request would run ~1,900 × 25 ms
+  // every decoding step is slowed, so left alone the request would run ~1,900 × 25 ms; greedy (temperature 0):
+  // a request without one is sampled with a random seed, and about 6 in 1,000 of those answers end in their first
+  // 3 tokens, before the signal (a 200, or never seen running)
   const { run, url } = await startServe([], { GOODVIBE_TEST_STOP_POINT_DELAY_MS: "25" });
   const pending = fetch(url + "/v1/completions", {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ prompt: "def f(x):", max_tokens: 1900 }),
+    body: JSON.stringify({ prompt: "def f(x):", max_tokens: 1900, temperature: 0 }),
   });
   const limit = Date.now() + 60_000;
   while ((await health(url)).running !== 1) {
@@ -109,7 +111,7 @@ test("SIGTERM stops an idle server at once (exit 130); beyond loopback without a
   // with the key in the environment: no warning, and the key is required
   const keyed = await startServe(["--host", "0.0.0.0"], { GOODVIBE_API_KEY: "sk-cli-test" });
   try {
-    const body = JSON.stringify({ prompt: "x", max_tokens: 1 });
+    const body = JSON.stringify({ prompt: "x", max_tokens: 1, temperature: 0 });
     const post = (headers: Record<string, string>) =>
       fetch(keyed.url + "/v1/completions", {
         method: "POST",
