@@ -107,10 +107,15 @@ export function languageFilterKey(names: readonly string[]): string[] {
   return out;
 }
 
-/** The language of a Markdown fence's tag: its aliases plus the fence-only tags (```h and ```c count as C++). */
+/**
+ * The language of a Markdown fence's tag: its aliases plus the fence-only tags (```h and ```c count as C++), and the
+ * language before a file path (```cpp:src/main.cpp, as some assistants label a file's block).
+ */
 export function fenceLanguage(tag: string): Language | null {
   const direct = lookup(tag, true);
   if (direct !== null) return direct;
+  const withPath = /^([^:\s]+):\S+$/.exec(tag.trim());
+  if (withPath) return fenceLanguage(withPath[1]!);
   const versioned = VERSIONED_TAG.exec(tag.trim().toLowerCase());
   return versioned ? lookup(versioned[1]!, false) : null;
 }

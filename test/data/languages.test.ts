@@ -39,6 +39,13 @@ test("fence-only tags are not dataset spellings: ```h and ```c are C++ code, a d
     assert.equal(normalizeLanguage(tag), null, tag);
   }
   assert.equal(fenceLanguage("jav"), "java");
+  // a file path after the language (```cpp:src/main.cpp); a path alone names no language
+  assert.equal(fenceLanguage("cpp:src/main.cpp"), "cpp");
+  assert.equal(fenceLanguage("go:main.go"), "go");
+  assert.equal(fenceLanguage("swift1.5:a.swift"), "swift");
+  assert.equal(fenceLanguage("main.cpp"), null);
+  assert.equal(fenceLanguage("klingon:main.cpp"), null);
+  assert.equal(fenceLanguage(":main.cpp"), null);
   assert.equal(fenceLanguage("py"), "python");
   assert.equal(safetyLanguage("py"), null);
   assert.equal(safetyLanguage("H"), "cpp");
