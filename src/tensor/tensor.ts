@@ -254,10 +254,14 @@ export function resolveDevice(asked?: string): Device {
 /**
  * The compute dtype when none is asked for. On a GPU: bfloat16 (the weights and activations in bf16, float32
  * inside norms, softmax and the fused ops' accumulations, float32 master copies of whatever trains: what
- * torch.autocast(bf16) with float32 masters amounts to). On the CPU: the checkpoint's own dtype.
+ * torch.autocast(bf16) with float32 masters amounts to). On the CPU: the checkpoint's own dtype, but float32 for a
+ * float16 one: libtorch 1.13's CPU kernels have no float16 products ("addmm_impl_cpu_" not implemented for 'Half':
+ * a float16 Llama 2 failed its first forward), float32 holds float16 weights exactly (bfloat16 would round them),
+ * and transformers 4 computes any checkpoint in float32 on the CPU by default.
  */
 export function defaultComputeDtype(device: Device, checkpointDtype: DType): DType {
-  return device === "cpu" ? checkpointDtype : "bfloat16";
+  if (device !== "cpu") return "bfloat16";
+  return checkpointDtype === "float16" ? "float32" : checkpointDtype;
 }
 
 /** Waits until the device has finished its queued work (kernels and asynchronous copies); a no-op on the CPU. */

@@ -11,7 +11,9 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { loadModelConfig, parseModelConfig, withDtype } from "../../src/io/config.js";
-import { openModelWeights } from "../../src/io/safetensors.js";
+import { openModelWeights, readSafetensors, writeSafetensors } from "../../src/io/safetensors.js";
+import { loadModel } from "../../src/models/index.js";
+import { Tensor, defaultComputeDtype, noGrad } from "../../src/tensor/index.js";
 import { runCli, showRun } from "../cli/cli-helpers.js";
 import { FIXTURES, scratchDir } from "./helpers.js";
 
@@ -80,4 +82,37 @@ test("export --format safetensors from a transformers-5 config (dtype: bfloat16)
   assert.equal(written.torch_dtype, "float32", "transformers < 4.56 reads only torch_dtype");
   assert.equal(loadModelConfig(out).torchDtype, "float32");
   for (const t of openModelWeights(out).tensors.values()) assert.equal(t.dtype, "F32", t.name);
+});
+
+test("a float16 checkpoint computes in float32 on the CPU: its first forward threw (libtorch 1.13 has no float16 CPU products); float32 holds its weights exactly", () => {
+  const src = readSafetensors(path.join(FIXTURES, "llama/model.safetensors"));
+  /** The fixture's llama with every tensor stored as `dtype` after a round to float16, config.json saying `torchDtype`. */
+  const write = (name: string, dtype: "F16" | "F32", torchDtype: string): string => {
+    const dir = path.join(work, name);
+    fs.mkdirSync(dir);
+    const tensors = [...src.tensors.values()].map((rec) => {
+      const f16 = noGrad(() => Tensor.fromBytes(rec.data, "float32", rec.shape).to("float16"));
+      const data = noGrad(() => (dtype === "F16" ? f16 : f16.to("float32")).toBytes());
+      return { name: rec.name, dtype, shape: rec.shape, data };
+    });
+    writeSafetensors(path.join(dir, "model.safetensors"), tensors);
+    const cfg: Record<string, unknown> = { ...llama(), torch_dtype: torchDtype };
+    delete cfg.dtype;
+    fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(cfg));
+    return dir;
+  };
+  const half = write("llama-f16", "F16", "float16");
+  assert.equal(defaultComputeDtype("cpu", "float16"), "float32");
+  assert.equal(defaultComputeDtype("cpu", "bfloat16"), "bfloat16", "other dtypes as stored");
+  const model = loadModel(half);
+  assert.equal(model.dtype, "float32");
+  const ids = Tensor.fromArray([1, 17, 250, 33, 400, 9], [1, 6], "int64");
+  const got = noGrad(() => model.forward(ids).toFloat32Array());
+  // the same values stored as float32: the same logits, bit for bit
+  const want = noGrad(() =>
+    loadModel(write("llama-f16-as-f32", "F32", "float32"))
+      .forward(ids)
+      .toFloat32Array(),
+  );
+  assert.deepEqual(got, want);
 });
