@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { createHash } from "node:crypto";
 import { InputError } from "../../src/errors.js";
 import {
   DTYPE_SIZE,
@@ -485,7 +486,7 @@ function editIndex(dir: string, edit: (weightMap: Record<string, string>) => voi
   return file;
 }
 
-test("sharded folders: shard paths that escape the folder are refused", () => {
+test("sharded folders: shard paths that escape the folder as written are refused", () => {
   const root = scratchDir();
   const outside = path.join(root, "outside.safetensors");
   fs.copyFileSync(path.join(FIXTURES, "llama", "sharded", "model-00002-of-00002.safetensors"), outside);
@@ -493,14 +494,14 @@ test("sharded folders: shard paths that escape the folder are refused", () => {
     ["../outside.safetensors", ".."],
     [outside, "absolute"],
     ["sub/../../outside.safetensors", ".."],
-    ["link.safetensors", "outside the model folder"],
     ["nope.safetensors", "does not exist"],
+    ["sub", "not a regular file"],
   ];
   for (const [k, [shard, why]] of bad.entries()) {
     const dir = path.join(root, `m${k}`);
     fs.mkdirSync(dir);
     copyShardedFixture(dir);
-    fs.symlinkSync(outside, path.join(dir, "link.safetensors"));
+    fs.mkdirSync(path.join(dir, "sub"));
     const index = editIndex(dir, (wm) => {
       for (const name of Object.keys(wm))
         if (wm[name] === "model-00002-of-00002.safetensors") wm[name] = shard;
@@ -518,6 +519,32 @@ test("sharded folders: a symlink that stays inside the folder is fine", () => {
   fs.symlinkSync(path.join(dir, "blobs", "x"), path.join(dir, "model-00002-of-00002.safetensors"));
   assertSameTensors(openModelWeights(dir).tensors, openModelWeights(path.join(FIXTURES, "llama")).tensors);
   fs.rmSync(dir, { recursive: true });
+});
+
+const sha256Hex = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
+
+test("the Hugging Face cache's layout: every file of snapshots/<rev>/ a symlink to ../../blobs/<sha256>, outside the folder named, sharded or not (transformers follows them; a sharded one was refused)", () => {
+  const root = scratchDir();
+  for (const [name, from] of [
+    ["sharded", path.join(FIXTURES, "llama", "sharded")],
+    ["single", path.join(FIXTURES, "llama")],
+  ] as const) {
+    const repo = path.join(root, `models--org--${name}`);
+    const snapshot = path.join(repo, "snapshots", "0123abcd");
+    fs.mkdirSync(path.join(repo, "blobs"), { recursive: true });
+    fs.mkdirSync(snapshot, { recursive: true });
+    for (const f of fs.readdirSync(from)) {
+      if (!fs.statSync(path.join(from, f)).isFile()) continue;
+      const blob = path.join(repo, "blobs", sha256Hex(fs.readFileSync(path.join(from, f))));
+      fs.copyFileSync(path.join(from, f), blob);
+      fs.symlinkSync(path.relative(snapshot, blob), path.join(snapshot, f)); // as huggingface_hub links them
+    }
+    assertSameTensors(
+      openModelWeights(snapshot).tensors,
+      openModelWeights(path.join(FIXTURES, "llama")).tensors,
+    );
+  }
+  fs.rmSync(root, { recursive: true });
 });
 
 test("sharded folders: missing, unlisted and duplicated tensors are refused", () => {
