@@ -110,7 +110,10 @@ const posInt = z.number().int().positive();
 const MAX_LAYERS = 10_000;
 const nonNegInt = z.number().int().nonnegative();
 const posNum = z.number().positive();
-const tokenId = nonNegInt.nullable().optional();
+// a negative id is "none": Llama configs converted with transformers 4.27/4.28 development releases (and their
+// fine-tunes) carry pad_token_id -1, which transformers loads (tokenIds below drops it, as io/tokenizer.ts does)
+const anyTokenId = z.number().int();
+const tokenId = anyTokenId.nullable().optional();
 
 const ropeScalingSchema = z.looseObject({
   rope_type: z.string().optional(),
@@ -155,7 +158,7 @@ const textConfigSchema = z.looseObject({
   dtype: z.string().nullable().optional(),
   bos_token_id: tokenId,
   eos_token_id: z
-    .union([nonNegInt, z.array(nonNegInt)])
+    .union([anyTokenId, z.array(anyTokenId)])
     .nullable()
     .optional(),
   pad_token_id: tokenId,
@@ -504,11 +507,15 @@ function resolveActivation(
 
 /** Special token ids as the model config gives them (the tokenizer may add its own). */
 function tokenIds(c: RawTextConfig): Pick<ModelConfig, "bosTokenId" | "eosTokenIds" | "padTokenId"> {
+  const id = (v: number | null | undefined): number | null =>
+    v === null || v === undefined || v < 0 ? null : v;
   const eos = c.eos_token_id;
   return {
-    bosTokenId: c.bos_token_id ?? null,
-    eosTokenIds: eos === null || eos === undefined ? [] : Array.isArray(eos) ? eos : [eos],
-    padTokenId: c.pad_token_id ?? null,
+    bosTokenId: id(c.bos_token_id),
+    eosTokenIds: (eos === null || eos === undefined ? [] : Array.isArray(eos) ? eos : [eos]).filter(
+      (e) => e >= 0,
+    ),
+    padTokenId: id(c.pad_token_id),
   };
 }
 

@@ -509,6 +509,20 @@ test("defaults: num_key_value_heads = heads, tie false for llama/qwen, dtype flo
     oBias: false,
   });
   assertConfig(parseModelConfig({ ...minimal, dtype: "float16" }, "m"), { torchDtype: "float16" });
+  // a negative id is none, as transformers loads it: Llama configs converted with transformers 4.27/4.28
+  // development releases (decapoda-research's) set pad_token_id -1, and their fine-tunes carry it; it was refused
+  assertConfig(parseModelConfig({ ...minimal, bos_token_id: 1, eos_token_id: 2, pad_token_id: -1 }, "m"), {
+    bosTokenId: 1,
+    eosTokenIds: [2],
+    padTokenId: null,
+  });
+  assertConfig(parseModelConfig({ ...minimal, bos_token_id: -1, eos_token_id: [2, -1] }, "m"), {
+    bosTokenId: null,
+    eosTokenIds: [2],
+  });
+  assertConfig(parseModelConfig({ ...minimal, eos_token_id: -1 }, "m"), { eosTokenIds: [] });
+  // not a whole number is still refused, naming the field
+  assert.throws(() => parseModelConfig({ ...minimal, pad_token_id: 1.5 }, "m/config.json"), /pad_token_id/);
 });
 
 test("unsupported model types and bad values give InputErrors naming file and field", () => {
