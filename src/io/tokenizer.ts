@@ -203,6 +203,56 @@ export interface LoadTokenizerOptions {
   now?: () => Date;
 }
 
+/**
+ * The tokenizer classes whose transformers implementation rebuilds the post-processor from tokenizer_config.json's
+ * add_bos_token (default true) and add_eos_token (default false) when it loads (LlamaTokenizerFast,
+ * GemmaTokenizerFast, CodeLlamaTokenizerFast: `update_post_processor()` in `__init__`; AutoTokenizer loads the
+ * slow names as these), so what tokenizer.json's post-processor says does not count there.
+ */
+const POST_PROCESSOR_FROM_FLAGS = new Set([
+  "LlamaTokenizer",
+  "LlamaTokenizerFast",
+  "GemmaTokenizer",
+  "GemmaTokenizerFast",
+  "CodeLlamaTokenizer",
+  "CodeLlamaTokenizerFast",
+]);
+
+/**
+ * The ids an encode with special tokens puts before and after the text where the tokenizer class takes them from
+ * add_bos_token / add_eos_token (above); null where tokenizer.json's post-processor decides. A fine-tune saved with
+ * `add_eos_token: true` is encoded with the end token after every text there, as transformers and llama.cpp (the
+ * GGUF's tokenizer.ggml.add_eos_token, io/export-gguf.ts) encode it.
+ */
+function specialTokenFlags(
+  configFile: string,
+  config: Record<string, unknown>,
+  specialId: (key: string) => number | null,
+): { bos: number | null; eos: number | null } | null {
+  if (typeof config.tokenizer_class !== "string" || !POST_PROCESSOR_FROM_FLAGS.has(config.tokenizer_class))
+    return null;
+  const flag = (key: string, dflt: boolean): boolean => {
+    const v = config[key];
+    if (v === undefined || v === null) return dflt;
+    if (typeof v !== "boolean") throw new InputError(`${configFile}: field "${key}" must be true or false`);
+    return v;
+  };
+  const id = (key: "bos_token" | "eos_token", on: boolean): number | null => {
+    if (!on) return null;
+    const found = specialId(key);
+    if (found === null)
+      // transformers: "add_bos_token = True but bos_token = None"
+      throw new InputError(
+        `${configFile}: add_${key} is true (${config.tokenizer_class} adds it to every text) but ${key} names no token of the vocabulary`,
+      );
+    return found;
+  };
+  return {
+    bos: id("bos_token", flag("add_bos_token", true)),
+    eos: id("eos_token", flag("add_eos_token", false)),
+  };
+}
+
 export async function loadTokenizer(dir: string, options: LoadTokenizerOptions = {}): Promise<HfTokenizer> {
   const day = templateDay(options.templateDate ?? templateDateSetting(), options.now);
   const strftime_now = strftimeNowOn(day);
@@ -342,6 +392,7 @@ export async function loadTokenizer(dir: string, options: LoadTokenizerOptions =
     );
 
   const cleanUpDefault = configJson.clean_up_tokenization_spaces === true;
+  const flagged = specialTokenFlags(configFile, configJson, specialId);
 
   return {
     dir,
@@ -353,7 +404,14 @@ export async function loadTokenizer(dir: string, options: LoadTokenizerOptions =
     cleanUpTokenizationSpaces: cleanUpDefault,
     warnings,
     encode(text, opts = {}) {
-      return tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids;
+      const add = opts.addSpecialTokens ?? true;
+      if (!add || flagged === null) return tok.encode(text, { add_special_tokens: add }).ids;
+      const ids = tok.encode(text, { add_special_tokens: false }).ids;
+      return [
+        ...(flagged.bos !== null ? [flagged.bos] : []),
+        ...ids,
+        ...(flagged.eos !== null ? [flagged.eos] : []),
+      ];
     },
     decode(ids, opts = {}) {
       // the library throws on no ids; Python's tokenizers (and transformers) decode them to "": an answer whose first
