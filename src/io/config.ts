@@ -541,8 +541,25 @@ function readTextConfig(
  * has its function: the file's checks (readTextConfig), heads, RoPE, attention per layer, what the family's
  * architecture fixes (FAMILY_TRAITS), the activation, the dtype.
  */
+/**
+ * A quantized checkpoint (config.json's quantization_config: FP8, GPTQ, AWQ, bitsandbytes, compressed-tensors) is
+ * refused by name: its weights are packed integers or 8-bit floats with scales, which neither the model nor
+ * GoodVibe's row updates read, and they would otherwise be refused later as an unknown dtype or missing tensors.
+ */
+function requireUnquantized(source: string, raw: Record<string, unknown>): void {
+  const q = raw.quantization_config;
+  if (q === undefined || q === null) return;
+  const method = isPlainObject(q) && typeof q.quant_method === "string" ? q.quant_method : null;
+  throw new InputError(
+    `${source}: a quantized checkpoint (quantization_config${method ? `, quant_method "${method}"` : ""}) is not ` +
+      `supported: GoodVibe reads, trains and writes full-precision weights. Use the model's unquantized release ` +
+      `(float32, bfloat16 or float16 safetensors)`,
+  );
+}
+
 export function parseModelConfig(json: unknown, source: string): ModelConfig {
   const { raw, family, modelType, c, prefix } = readTextConfig(json, source);
+  requireUnquantized(source, raw);
   const f = (name: string): string => fieldName(prefix, [name]);
   const defaults = FAMILY_DEFAULTS[family];
   // in this order, so that a file with several faults is told about the same one first as before

@@ -142,6 +142,22 @@ export const MAX_HEADER_BYTES = 100_000_000;
 export const SINGLE_FILE = "model.safetensors";
 export const INDEX_FILE = "model.safetensors.index.json";
 
+/** The safetensors format's dtypes (safetensors/src/tensor.rs `Dtype`) that are not StDtypes. */
+const OTHER_FORMAT_DTYPES = new Set([
+  "F4",
+  "F6_E2M3",
+  "F6_E3M2",
+  "F8_E5M2",
+  "F8_E4M3",
+  "F8_E8M0",
+  "F8_E4M3FNUZ",
+  "F8_E5M2FNUZ",
+  "U16",
+  "U32",
+  "U64",
+  "C64",
+]);
+
 function isDtype(x: unknown): x is StDtype {
   return typeof x === "string" && Object.prototype.hasOwnProperty.call(DTYPE_SIZE, x);
 }
@@ -270,6 +286,13 @@ function parseSafetensorsBytes(src: SafetensorsBytes, file: string): Safetensors
     if (!isPlainObject(entry)) throw badTensor("entry is not an object");
     const { dtype, shape, data_offsets: offsets } = entry;
     if (!isDtype(dtype)) {
+      // the format's other dtypes (its Rust Dtype enum): a valid file this tool does not read, most often a
+      // quantized checkpoint's 8-bit floats or packed integers
+      if (typeof dtype === "string" && OTHER_FORMAT_DTYPES.has(dtype))
+        throw new InputError(
+          `${file}: tensor "${name}" is stored as ${dtype}, which GoodVibe does not read (it reads ` +
+            `${Object.keys(DTYPE_SIZE).join(", ")}): a quantized checkpoint? Use the model's unquantized release`,
+        );
       throw badTensor(
         `unknown dtype ${JSON.stringify(dtype)} (supported: ${Object.keys(DTYPE_SIZE).join(", ")})`,
       );

@@ -521,6 +521,16 @@ test("defaults: num_key_value_heads = heads, tie false for llama/qwen, dtype flo
     eosTokenIds: [2],
   });
   assertConfig(parseModelConfig({ ...minimal, eos_token_id: -1 }, "m"), { eosTokenIds: [] });
+  // a quantized checkpoint is refused by name before its weights are read
+  for (const q of [{ quant_method: "fp8", fmt: "e4m3" }, { quant_method: "gptq", bits: 4 }, {}])
+    assert.throws(
+      () => parseModelConfig({ ...minimal, quantization_config: q }, "q/config.json"),
+      (e: Error) =>
+        e instanceof InputError &&
+        e.message.startsWith("q/config.json: a quantized checkpoint") &&
+        e.message.includes(q.quant_method ? `quant_method "${q.quant_method}"` : "(quantization_config)") &&
+        e.message.includes("unquantized release"),
+    );
   // not a whole number is still refused, naming the field
   assert.throws(() => parseModelConfig({ ...minimal, pad_token_id: 1.5 }, "m/config.json"), /pad_token_id/);
 });

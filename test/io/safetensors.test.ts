@@ -348,6 +348,12 @@ test("malformed files give an InputError naming the file (and the tensor)", () =
       rawImage({ a: { dtype: "Q4", shape: [4], data_offsets: [0, 4] } }, new Uint8Array(4)),
       ['"a"', "Q4"],
     ],
+    // a dtype of the format this tool does not read: said so (a quantized checkpoint?), not "not a valid file"
+    [
+      "fp8",
+      rawImage({ a: { dtype: "F8_E4M3", shape: [4], data_offsets: [0, 4] } }, new Uint8Array(4)),
+      ['"a"', "is stored as F8_E4M3, which GoodVibe does not read", "unquantized release"],
+    ],
     [
       "neg-shape",
       rawImage({ a: { dtype: "U8", shape: [-1], data_offsets: [0, 0] } }, data),
