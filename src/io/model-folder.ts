@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
 import { writeFileAtomic } from "./atomic.js";
+import { fileStamp, type FileStamp } from "./mapfile.js";
 import { loadModelConfig, type ModelConfig } from "./config.js";
 import {
   firstNonFinite,
@@ -36,6 +37,42 @@ export const CARRIED_FILES = [
   "processor_config.json",
   "chat_template.json",
 ] as const;
+
+/**
+ * The stamps of every file of `dir` a checkpoint made from it is written from (config.json, the tokenizer and carried
+ * files, the weights and their index), for folderUnchanged: taken when a long run starts.
+ */
+export function folderStamps(dir: string): FileStamp[] {
+  const names = [
+    "config.json",
+    ...TOKENIZER_FILES,
+    ...CARRIED_FILES,
+    "model.safetensors",
+    "model.safetensors.index.json",
+    ...fs.readdirSync(dir).filter((f) => /\.safetensors$/.test(f)),
+  ];
+  return [...new Set(names)]
+    .map((n) => fileStamp(path.join(dir, n)))
+    .filter((s): s is FileStamp => s !== null);
+}
+
+/**
+ * Throws an InputError when a file of `stamps` was replaced (renamed over), removed or written since: a run that
+ * read the folder when it started (the model, the tokenizer that made its examples) and writes its output from the
+ * folder's files at the end would pair what it trained with other files. `doing` says what read them.
+ */
+export function folderUnchanged(dir: string, stamps: readonly FileStamp[], doing: string): void {
+  const changed = stamps.filter((s) => {
+    const now = fileStamp(s.file);
+    return !now || now.dev !== s.dev || now.ino !== s.ino || now.size !== s.size || now.mtimeNs !== s.mtimeNs;
+  });
+  if (changed.length === 0) return;
+  throw new InputError(
+    `${changed.map((s) => s.file).join(", ")}: replaced, removed or written by another program while ${doing} ` +
+      `read ${dir}; the output would pair what was computed from the old files with the new ones, so nothing was ` +
+      `published. Rerun once nothing writes into ${dir} (finished stages are kept where their inputs are unchanged)`,
+  );
+}
 
 export interface ModelFolder {
   dir: string;

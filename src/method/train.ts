@@ -523,6 +523,11 @@ export interface TrainHooks {
   onOtherBuild?: (info: { checkpoint: string; was: TrainBuild[]; now: BuildRecord; step: number }) => void;
   /** a message for the run's log (what "auto" checkpointing decided) */
   onNote?: (msg: string) => void;
+  /**
+   * Before each checkpoint is written (and a stage's result): throws to keep it from being written, when what it
+   * was computed from changed (recipes/harden.ts: weights written in place), so that no run resumes from it.
+   */
+  beforeSave?: () => void;
 }
 
 /** TrainHooks.onOtherBuild's warning, in words, for a run's log. */
@@ -656,7 +661,10 @@ export async function trainSft(
           // the step is not finished: its gradients go, parameters and optimiser are still those of `state.step`
           opt.zeroGrad();
           state.flops = flopsBefore;
-          if (opts.runDir && state.step > savedStep) await saveCheckpoint(opts.runDir, method, opt, state);
+          if (opts.runDir && state.step > savedStep) {
+            opts.hooks?.beforeSave?.();
+            await saveCheckpoint(opts.runDir, method, opt, state);
+          }
           throw interrupted(
             `training stopped after step ${state.step} of ${totalSteps}` +
               (!opts.runDir
@@ -730,6 +738,7 @@ export async function trainSft(
       const stopNow = cfg.stopAfterSteps !== undefined && stepsThisCall >= cfg.stopAfterSteps;
       const due = cfg.checkpointEvery > 0 && state.step % cfg.checkpointEvery === 0;
       if (opts.runDir && (due || stopNow || state.step === totalSteps)) {
+        opts.hooks?.beforeSave?.();
         await saveCheckpoint(opts.runDir, method, opt, state);
         savedStep = state.step;
       }

@@ -93,7 +93,8 @@ import { checkpointingSettingSchema } from "../method/train-config.js";
 import { isPlainObject } from "../util/keys.js";
 import { writePeftAdapter } from "../method/lora/peft.js";
 import { writeFoldedCheckpoint, type FoldStats } from "../method/fold.js";
-import { checkWeights } from "../io/model-folder.js";
+import { checkWeights, folderStamps, folderUnchanged } from "../io/model-folder.js";
+import type { FileStamp } from "../io/mapfile.js";
 import { writeGoodVibeDelta } from "../method/goodvibe/delta.js";
 import { peakRssBytes, resetPeakRss } from "../util/memory.js";
 import { interrupted, stopPoint } from "../util/stop.js";
@@ -634,6 +635,7 @@ export function identifyOptions(
     onProgress: (d, t, extra) => log.progress("identify", d, t, extra),
     log: (m) => log.info(m),
     signal: hooks.signal,
+    beforeSave: hooks.beforeSave,
   };
 }
 
@@ -689,6 +691,7 @@ export async function stageIdentify(
   const map = await identify(model, samples, identifyOptions(labels, cfg, slot.dir, hooks));
   const held = model.frozenDx.describeHeld();
   if (held) log.info(held);
+  hooks.beforeSave?.();
   writeNeuronMap(file, map);
   // the accumulators are no longer needed once the map is written
   clearIdentifyState(slot.dir);
@@ -1028,6 +1031,7 @@ async function trainAndPublish(
   hooks: RunHooks,
   maps: { neurons?: NeuronMap; clusters?: ClusterMap },
   source: ModelWeights,
+  stamps: readonly FileStamp[],
 ): Promise<HardenResult> {
   const { plan, log, examples } = p;
   // before the trainable copies are made (full fine-tuning: the whole model in float32), as trainSft checks before
@@ -1069,6 +1073,7 @@ async function trainAndPublish(
         },
         signal: hooks.signal,
         onNote: (m) => log.info(m),
+        beforeSave: hooks.beforeSave,
       },
     });
   } finally {
@@ -1154,8 +1159,10 @@ async function trainAndPublish(
       };
       writeFileAtomic(path.join(tmp, STATS_FILE), JSON.stringify(stats, null, 2));
       // the model's tensors are views of the mapped weights: bytes written into them in place by another program
-      // since the run loaded them (the fold checks only its own read) mixed into what was trained
+      // since the run loaded them (the fold checks only its own read) mixed into what was trained; and the fold
+      // wrote the folder's files as they are now, which must be those the run read (none replaced since)
       weightsUnchanged(source, "the run (identification, training and the fold)");
+      folderUnchanged(cfg.model, stamps, "the run (identification, training and the fold)");
       // the last stop point before the rename: after it the output is published whole
       await stopPoint(hooks.signal, "stopped before publishing the output folder");
     },
@@ -1186,7 +1193,24 @@ async function trainAndPublish(
  * rename. A rerun resumes from the cached stages; a rerun after completion with the same inputs returns the
  * finished result without computing anything.
  */
+/**
+ * `hooks` whose beforeSave (identification's state and map, training's checkpoints) first checks that no weight file
+ * was written in place since the model was loaded: a stage computed from mixed bytes would otherwise be kept in its
+ * slot, keyed by the original content, and a rerun on the original bytes would reuse it and publish it.
+ */
+function guardSaves(hooks: RunHooks, weights: ModelWeights): RunHooks {
+  return {
+    ...hooks,
+    beforeSave: () => {
+      hooks.beforeSave?.();
+      weightsUnchanged(weights, "the run (its stage's result is not saved)");
+    },
+  };
+}
+
 export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promise<HardenResult> {
+  // the model folder's files as the run first reads them (tokenizer, config, weights): checked before publishing
+  const stamps = folderStamps(cfg.model);
   const p = await prepare(cfg, hooks);
   const done = completedRun(cfg, p.plan, p.log, p.schedule);
   if (done) {
@@ -1197,6 +1221,7 @@ export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promis
   // fine-tuning cell before it, or the base model's evaluation, would otherwise be its peak
   resetPeakRss();
   const { model, weights } = loadModelWithWeights(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
+  hooks = guardSaves(hooks, weights);
   let release: (() => void) | undefined;
   try {
     if (cfg.method === "goodvibe") checkTopK(model, cfg.identify.topK);
@@ -1227,7 +1252,7 @@ export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promis
         buildRecord(model.device, model.dtype),
       );
     }
-    return await trainAndPublish(cfg, model, p, hooks, { neurons, clusters }, weights);
+    return await trainAndPublish(cfg, model, p, hooks, { neurons, clusters }, weights, stamps);
   } finally {
     release?.();
     // a run that fails or stops before training keeps none either (an experiment goes on to its next cell in this
@@ -1244,6 +1269,7 @@ export async function runTrain(
 ): Promise<HardenResult> {
   if (cfg.method === "goodvibe" && !clustersFile)
     throw new InputError("method goodvibe needs --clusters (from `goodvibe cluster`)");
+  const stamps = folderStamps(cfg.model); // as runHarden
   const p = await prepare(cfg, hooks, { clustersFile: cfg.method === "goodvibe" ? clustersFile : undefined });
   const done = completedRun(cfg, p.plan, p.log, p.schedule);
   if (done) {
@@ -1251,6 +1277,7 @@ export async function runTrain(
     return done;
   }
   const { model, weights } = loadModelWithWeights(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
+  hooks = guardSaves(hooks, weights);
   let release: (() => void) | undefined;
   try {
     const clusters = cfg.method === "goodvibe" ? readClusterMap(clustersFile!) : undefined;
@@ -1258,7 +1285,7 @@ export async function runTrain(
     if (clusters) checkModelShape(model, clusters.model, clustersFile!);
     release = claimRunDir(cfg);
     openRunDir(cfg, p.plan);
-    return await trainAndPublish(cfg, model, p, hooks, { clusters }, weights);
+    return await trainAndPublish(cfg, model, p, hooks, { clusters }, weights, stamps);
   } finally {
     release?.();
     model.frozenDx.release(); // as runHarden

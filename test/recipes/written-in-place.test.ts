@@ -73,3 +73,64 @@ test("harden: with nothing written into the input, the same run publishes (the c
   );
   assert.ok(fs.existsSync(path.join(out, "model.safetensors")));
 });
+
+test("harden: a step trained after a weight file was written in place is not checkpointed, so no rerun resumes from mixed bytes", async () => {
+  const { dir, weights } = freshModel("model-ckpt");
+  const runDir = path.join(work, "run-ckpt");
+  const cfg = tinyHardenConfig(dir, data, path.join(work, "out-ckpt"), {
+    method: "lora",
+    runDir,
+    dtype: "float32",
+  });
+  // 2 epochs of one step, a checkpoint after each; the write comes during step 2, after step 1's checkpoint
+  const train = { ...cfg.train, epochs: 2, checkpointEvery: 1 };
+  let steps = 0;
+  await assert.rejects(
+    runHarden(
+      { ...cfg, train },
+      {
+        onStep: () => {
+          if (++steps === 2) writeInPlace(weights);
+        },
+      },
+    ),
+    /written in place/,
+  );
+  assert.equal(steps, 2);
+  // the slot's checkpoint, if any, is step 1's (computed before the write), never step 2's
+  const slots = fs.readdirSync(runDir).filter((n) => n.startsWith("train-lora-"));
+  assert.equal(slots.length, 1);
+  const state = path.join(runDir, slots[0]!, "checkpoint", "state.json");
+  assert.equal((JSON.parse(fs.readFileSync(state, "utf8")) as { step: number }).step, 1);
+});
+
+for (const name of ["config.json", "tokenizer.json", "model.safetensors"])
+  test(`harden: ${name} replaced by a rename during training is refused before publishing, naming it (the output would pair the old training with the new file)`, async () => {
+    const { dir } = freshModel(`model-swap-${name}`);
+    const out = path.join(work, `out-swap-${name}`);
+    const cfg = tinyHardenConfig(dir, data, out, {
+      method: "lora",
+      runDir: path.join(work, `run-swap-${name}`),
+    });
+    const file = path.join(dir, name);
+    let swapped = false;
+    await assert.rejects(
+      runHarden(cfg, {
+        onStep: () => {
+          if (swapped) return;
+          // the same bytes in a new file renamed over the old one: what a sync or an editor's save does
+          fs.copyFileSync(file, `${file}.new`);
+          fs.renameSync(`${file}.new`, file);
+          swapped = true;
+        },
+      }),
+      (e: unknown) => {
+        assert.ok(e instanceof InputError, `expected InputError, got ${(e as Error).stack}`);
+        assert.ok(e.message.includes(file), e.message);
+        assert.match(e.message, /replaced, removed or written/);
+        assert.match(e.message, /nothing was published/);
+        return true;
+      },
+    );
+    assert.equal(fs.existsSync(out), false, "no output folder");
+  });

@@ -87,6 +87,8 @@ export interface IdentifyOptions extends IdentifySettings {
   log?: (msg: string) => void;
   /** stop request (Ctrl-C), checked after every batch: state is saved, then InterruptedError */
   signal?: AbortSignal;
+  /** before each state save: throws to keep it from being written (method/train.ts TrainHooks.beforeSave) */
+  beforeSave?: () => void;
 }
 
 // ---------------------------------------------------------------- batching without padding waste
@@ -299,6 +301,7 @@ export async function accumulate<T>(
       const stop = await stopRequested(opts.signal);
       if (opts.runDir && (stop || (opts.checkpointEvery > 0 && sinceSave >= opts.checkpointEvery))) {
         store?.sync();
+        opts.beforeSave?.();
         await saveState(opts.runDir, acc, stateKey);
         sinceSave = 0;
       }
