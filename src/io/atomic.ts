@@ -686,6 +686,26 @@ export function publishFile(
   }
 }
 
+/**
+ * Put the file `tmp` in place as `target` unless `target` exists; false (nothing moved) when it does. A hard link
+ * fails where a file appeared since the caller looked (a second export to the same path, finishing at the same
+ * moment), where a rename would silently replace it; then the temporary's name goes. A file system without hard
+ * links gets the rename.
+ */
+export function renameNoReplace(tmp: string, target: string): boolean {
+  try {
+    fs.linkSync(tmp, target);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") return false;
+    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "EMLINK") throw e;
+    fs.renameSync(tmp, target);
+    return true;
+  }
+  fs.unlinkSync(tmp);
+  return true;
+}
+
 /** Put the finished temporary `tmp` in place as `target` (refused, or the old file moved aside, if it exists). */
 function publishTemp(
   file: string,
@@ -693,14 +713,17 @@ function publishTemp(
   tmp: string,
   opts: { overwrite?: boolean; onMovedAside?: (aside: string) => void },
 ): void {
-  if (outputState(target, "file") !== "absent") {
-    if (!opts.overwrite) {
-      fs.rmSync(tmp, { force: true });
-      throw new InputError(`${file}: exists; refusing to replace it (pass --overwrite to move it aside)`);
+  // again when a file appears between the look and the move: refused, or moved aside too
+  for (;;) {
+    if (outputState(target, "file") !== "absent") {
+      if (!opts.overwrite) {
+        fs.rmSync(tmp, { force: true });
+        throw new InputError(`${file}: exists; refusing to replace it (pass --overwrite to move it aside)`);
+      }
+      opts.onMovedAside?.(moveAside(target));
     }
-    opts.onMovedAside?.(moveAside(target));
+    if (renameNoReplace(tmp, target)) break;
   }
-  fs.renameSync(tmp, target);
   fsyncDir(path.dirname(target));
 }
 

@@ -9,6 +9,7 @@ import { scratchDir } from "../scratch.js";
 import {
   HOST_TAG,
   cleanStaleTemps,
+  renameNoReplace,
   staleTempsCleaned,
   writeDirAtomic,
   writeFileAtomic,
@@ -143,5 +144,51 @@ test("a write into a folder sweeps dead writers' temporaries of every target the
   );
   assert.deepEqual(fs.readdirSync(dir).sort(), [...kept, "cache", "x.json"].sort());
   assert.equal(fs.readFileSync(at("cache/entry.json"), "utf8"), "complete");
+  fs.rmSync(dir, { recursive: true });
+});
+
+test("a file that appears between the look and the move is not replaced: renameNoReplace refuses", () => {
+  const dir = folder();
+  const tmp = path.join(dir, "tmp");
+  const target = path.join(dir, "out.gguf");
+  fs.writeFileSync(tmp, "mine");
+  // someone else's file there (another export finishing at the same moment): a rename would replace it
+  fs.writeFileSync(target, "theirs");
+  assert.equal(renameNoReplace(tmp, target), false);
+  assert.equal(fs.readFileSync(target, "utf8"), "theirs");
+  assert.equal(fs.readFileSync(tmp, "utf8"), "mine", "the temporary is left to its caller");
+  fs.rmSync(target);
+  assert.equal(renameNoReplace(tmp, target), true);
+  assert.equal(fs.readFileSync(target, "utf8"), "mine");
+  assert.equal(fs.existsSync(tmp), false);
+  assert.equal(fs.statSync(target).nlink, 1, "one name left");
+  fs.rmSync(dir, { recursive: true });
+});
+
+test("two processes publishing one path at once: exactly one succeeds, the other is refused; the file is the winner's whole", async () => {
+  const dir = folder();
+  const target = path.join(dir, "same.bin");
+  const atomic = new URL("../../src/io/atomic.js", import.meta.url).href;
+  const script = (tag: string) =>
+    `const { publishFile } = await import(${JSON.stringify(atomic)}); const fs = await import("node:fs");` +
+    `try { publishFile(${JSON.stringify(target)}, (t) => fs.writeFileSync(t, Buffer.alloc(1 << 20, ${JSON.stringify(tag)}))); console.log("ok"); }` +
+    `catch (e) { console.log(/exists; refusing/.test(e.message) ? "refused" : "error " + e.message); }`;
+  const run = (tag: string) =>
+    new Promise<string>((resolve) => {
+      const c = spawn(process.execPath, ["--input-type=module", "-e", script(tag)]);
+      let out = "";
+      c.stdout.on("data", (d) => (out += d));
+      c.on("close", () => resolve(out.trim()));
+    });
+  for (let round = 0; round < 8; round++) {
+    fs.rmSync(target, { force: true });
+    const got = await Promise.all([run("a"), run("b")]);
+    assert.deepEqual([...got].sort(), ["ok", "refused"], `round ${round}: ${got.join(", ")}`);
+    const bytes = fs.readFileSync(target);
+    assert.ok(
+      bytes.every((b) => b === bytes[0]!),
+      "one writer's bytes",
+    );
+  }
   fs.rmSync(dir, { recursive: true });
 });
