@@ -151,6 +151,9 @@ const textConfigSchema = z.looseObject({
   sliding_window_pattern: posInt.optional(),
   sliding_window: posInt.nullable().optional(),
   use_sliding_window: z.boolean().optional(),
+  max_window_layers: nonNegInt.optional(),
+  // EmbeddingGemma's gemma3_text: attention without the causal mask, which this decoder does not compute
+  use_bidirectional_attention: z.boolean().nullable().optional(),
   rope_local_base_freq: posNum.optional(),
   final_logit_softcapping: posNum.nullable().optional(),
   attn_logit_softcapping: posNum.nullable().optional(),
@@ -399,11 +402,25 @@ function resolveLayerTypes(
   f: (name: string) => string,
 ): { layerTypes: LayerType[]; slidingWindow: number | null } {
   const isGemma = family === "gemma3";
-  if ((family === "qwen2" || family === "qwen3") && c.use_sliding_window === true) {
+  // transformers' Qwen2/Qwen3 configs: layer i slides when use_sliding_window, sliding_window is set and
+  // i >= max_window_layers (default 28); with no such layer (Qwen2.5-7B's 28 layers, max_window_layers 28) every
+  // layer is full attention, as use_sliding_window false
+  const qwenSliding =
+    (family === "qwen2" || family === "qwen3") &&
+    c.use_sliding_window === true &&
+    c.sliding_window != null &&
+    (c.max_window_layers ?? 28) < c.num_hidden_layers;
+  if (qwenSliding) {
     throw new InputError(
-      `${source}: field "${f("use_sliding_window")}" = true is not supported (Qwen sliding-window attention)`,
+      `${source}: field "${f("use_sliding_window")}" = true with layers from ${f("max_window_layers")} = ` +
+        `${c.max_window_layers ?? 28} on sliding is not supported (Qwen sliding-window attention)`,
     );
   }
+  if (isGemma && c.use_bidirectional_attention === true)
+    throw new InputError(
+      `${source}: field "${f("use_bidirectional_attention")}" = true (an embedding model's attention without the ` +
+        `causal mask) is not supported: GoodVibe hardens decoders that generate code`,
+    );
   const numLayers = c.num_hidden_layers;
   let layerTypes: LayerType[];
   if (isGemma && c.layer_types) {

@@ -351,10 +351,20 @@ test("Qwen2.5-7B-Instruct config: biases on q/k/v only, head_dim from hidden/hea
     eosTokenIds: [151645],
   });
   assert.ok(cfg.layerTypes.every((t) => t === FULL));
+  // use_sliding_window with no layer from max_window_layers on (28 of 28) is full attention in transformers' Qwen2Config
+  // (layer_types: sliding for i >= max_window_layers); it was refused
+  const noneSlides = parseModelConfig({ ...QWEN25_7B, use_sliding_window: true }, "qwen25/config.json");
+  assert.ok(noneSlides.layerTypes.every((t) => t === FULL));
+  assert.equal(noneSlides.slidingWindow, null);
   assertInputError(
-    () => parseModelConfig({ ...QWEN25_7B, use_sliding_window: true }, "qwen25/config.json"),
+    () =>
+      parseModelConfig(
+        { ...QWEN25_7B, use_sliding_window: true, max_window_layers: 4 },
+        "qwen25/config.json",
+      ),
     "qwen25/config.json",
     "use_sliding_window",
+    "max_window_layers",
   );
 });
 
@@ -402,6 +412,17 @@ test("gemma-3-1b-it config: layer types from sliding_window_pattern 6, eos list,
       attnLogitSoftcapping: 50,
     },
   );
+  // EmbeddingGemma's attention without the causal mask is refused, not computed as a decoder's (false or null: as before)
+  assertInputError(
+    () => parseModelConfig({ ...GEMMA3_1B_IT, use_bidirectional_attention: true }, "gemma/config.json"),
+    "gemma/config.json",
+    "use_bidirectional_attention",
+  );
+  for (const v of [false, null])
+    assert.deepEqual(
+      parseModelConfig({ ...GEMMA3_1B_IT, use_bidirectional_attention: v }, "g").layerTypes,
+      cfg.layerTypes,
+    );
 });
 
 test("gemma-3-4b-it multimodal config: text_config holds the model, sizes from Gemma3TextConfig defaults", () => {
