@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { randomBytes } from "node:crypto";
-import { InputError } from "../errors.js";
+import { InputError, withPath } from "../errors.js";
 import { stopPoint } from "../util/stop.js";
 
 const CLAIM = ".claim.json";
@@ -210,8 +210,13 @@ export async function whileClaimed<T>(
 function createClaim(file: string, body: ClaimFile): boolean {
   const tmp = `${file}.${body.token}${TMP}`;
   const text = JSON.stringify(body);
-  fs.writeFileSync(tmp, text);
   try {
+    // inside the try: a write that fails (a full disk) leaves no empty temporary, and its error names the claim
+    try {
+      fs.writeFileSync(tmp, text);
+    } catch (e) {
+      throw withPath(e, file);
+    }
     fs.linkSync(tmp, file);
     return true;
   } catch (e) {
