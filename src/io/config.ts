@@ -626,6 +626,12 @@ export function checkModelDir(dir: string): void {
   }
   if (!stat.isDirectory())
     throw new InputError(`${dir}: not a folder (give the model folder, not a file in it)`);
+  // a PEFT adapter is not a model (transformers with peft loads its base and applies it): say so, and how to merge it
+  if (fs.existsSync(path.join(dir, "adapter_config.json")) && !fs.existsSync(path.join(dir, "config.json")))
+    throw new InputError(
+      `${dir}: a PEFT adapter folder (adapter_config.json), not a model folder: merge it into its base model ` +
+        `first (goodvibe fold -m BASE --adapter ${dir} -o MERGED) and give the merged folder`,
+    );
 }
 
 /** Read and validate `<dir>/config.json`. */

@@ -87,11 +87,15 @@ test("every reader of a model folder says a missing folder is missing (or a file
     ["inspectModelFolder", (d) => inspectModelFolder(d)],
     ["planGgufExport", (d) => planGgufExport(d, { outtype: "f16" })],
   ];
+  // a PEFT adapter's folder given as the model: named as one, with the merge that makes a model of it
+  const adapter = path.join(FIXTURES, "llama", "lora-adapter");
   for (const [name, read] of readers) {
     const e1 = assertInputError(() => read(missing), missing, "model folder does not exist");
     assert.doesNotMatch(e1.message, /tokenizer\.json|config\.json/, name);
     assertInputError(() => read(file), file, "not a folder");
+    assertInputError(() => read(adapter), adapter, "a PEFT adapter folder", `--adapter ${adapter}`);
   }
+  await assert.rejects(loadTokenizer(adapter), /a PEFT adapter folder/);
   // the tokenizer's reader too (asynchronous): it used to say "no tokenizer.json in this folder"
   await assert.rejects(loadTokenizer(missing), (e: Error) => {
     assert.equal(e.name, "InputError");
