@@ -43,13 +43,21 @@ export const CARRIED_FILES = [
  * files, the weights and their index), for folderUnchanged: taken when a long run starts.
  */
 export function folderStamps(dir: string): FileStamp[] {
+  // a folder that cannot be listed has no stamps: the command's own reading of it says why
+  const listing = (d: string): string[] => {
+    try {
+      return fs.readdirSync(d);
+    } catch {
+      return [];
+    }
+  };
   const names = [
     "config.json",
     ...TOKENIZER_FILES,
     ...CARRIED_FILES,
     "model.safetensors",
     "model.safetensors.index.json",
-    ...fs.readdirSync(dir).filter((f) => /\.safetensors$/.test(f)),
+    ...listing(dir).filter((f) => /\.safetensors$/.test(f)),
   ];
   return [...new Set(names)]
     .map((n) => fileStamp(path.join(dir, n)))

@@ -1189,11 +1189,6 @@ async function trainAndPublish(
 }
 
 /**
- * The whole recipe. The input model folder is only read; the output folder appears only when complete, in one
- * rename. A rerun resumes from the cached stages; a rerun after completion with the same inputs returns the
- * finished result without computing anything.
- */
-/**
  * `hooks` whose beforeSave (identification's state and map, training's checkpoints) first checks that no weight file
  * was written in place since the model was loaded: a stage computed from mixed bytes would otherwise be kept in its
  * slot, keyed by the original content, and a rerun on the original bytes would reuse it and publish it.
@@ -1208,6 +1203,11 @@ function guardSaves(hooks: RunHooks, weights: ModelWeights): RunHooks {
   };
 }
 
+/**
+ * The whole recipe. The input model folder is only read; the output folder appears only when complete, in one
+ * rename. A rerun resumes from the cached stages; a rerun after completion with the same inputs returns the
+ * finished result without computing anything.
+ */
 export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promise<HardenResult> {
   // the model folder's files as the run first reads them (tokenizer, config, weights): checked before publishing
   const stamps = folderStamps(cfg.model);
