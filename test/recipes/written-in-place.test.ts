@@ -11,7 +11,12 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../../src/errors.js";
-import { runHarden } from "../../src/recipes/harden.js";
+import { identifyInputs, planStages, runHarden, stageIdentify } from "../../src/recipes/harden.js";
+import { loadModelWithWeights } from "../../src/models/load.js";
+import { loadTokenizer } from "../../src/io/tokenizer.js";
+import { readPairs } from "../../src/data/pairs.js";
+import { weightsUnchanged } from "../../src/io/safetensors.js";
+import { silentLogger } from "../../src/util/log.js";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
 import { tinyHardenConfig } from "./tiny-config.js";
@@ -134,3 +139,37 @@ for (const name of ["config.json", "tokenizer.json", "model.safetensors"])
     );
     assert.equal(fs.existsSync(out), false, "no output folder");
   });
+
+test("identification: a weight file written in place while it runs saves no neuron map (goodvibe identify and harden's first stage)", async () => {
+  const { dir, weights: file } = freshModel("model-identify");
+  const cfg = tinyHardenConfig(dir, data, path.join(work, "out-identify"), {
+    runDir: path.join(work, "run-identify"),
+  });
+  const { model, weights } = loadModelWithWeights(dir, { dtype: "float32" });
+  const tok = await loadTokenizer(dir);
+  const pairs = readPairs(data);
+  const slot = planStages(cfg).identify;
+  let written = false;
+  await assert.rejects(
+    stageIdentify(
+      model,
+      () => identifyInputs(tok, pairs, cfg),
+      cfg,
+      {
+        // the first batch's progress: the write lands while identification reads the weights
+        log: {
+          ...silentLogger,
+          progress: () => {
+            if (!written) writeInPlace(file);
+            written = true;
+          },
+        },
+        beforeSave: () => weightsUnchanged(weights, "identification"),
+      },
+      slot,
+    ),
+    /written in place/,
+  );
+  assert.ok(written);
+  assert.equal(fs.existsSync(path.join(slot.dir, "neurons.json")), false, "no neuron map saved");
+});

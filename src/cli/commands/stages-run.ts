@@ -8,7 +8,8 @@ import * as path from "node:path";
 import { InputError } from "../../errors.js";
 import { loadTokenizer } from "../../io/tokenizer.js";
 import { readPairs } from "../../data/pairs.js";
-import { loadModel } from "../../models/load.js";
+import { loadModel, loadModelWithWeights } from "../../models/load.js";
+import { weightsUnchanged } from "../../io/safetensors.js";
 import { bf16ProductsOf } from "../../tensor/index.js";
 import {
   clusterWithStops,
@@ -72,7 +73,9 @@ export async function identifyCommand(g: OptionValues, opts: OptionValues): Prom
     checkOutput({ flag: "--out", path: cfg.out, kind: "file", inputs, overwrite: cfg.overwrite });
     checkOutput({ flag: "--run-dir", path: cfg.runDir, kind: "folder", inputs, ownEntry: isRunEntry });
     checkTopKOfFolder(cfg.model, cfg.identify.topK); // before the model loads (identify() checks it again)
-    const model = loadModel(cfg.model, { dtype: cfg.dtype });
+    const { model, weights } = loadModelWithWeights(cfg.model, { dtype: cfg.dtype });
+    // no state, map or shard computed after a weight file was written in place is saved (recipes/harden.ts guardSaves)
+    const beforeSave = () => weightsUnchanged(weights, "identification (its result is not saved)");
     const tok = await loadTokenizer(cfg.model);
     const pairs = readPairs(cfg.data, { languages: cfg.languages });
     // only once the inputs are known good: bad input leaves nothing behind
@@ -110,7 +113,7 @@ export async function identifyCommand(g: OptionValues, opts: OptionValues): Prom
       const info = await identifyShard(
         model,
         samples,
-        identifyOptions(tok, cfg, runDir, { log, signal: interruptSignal(log) }),
+        identifyOptions(tok, cfg, runDir, { log, signal: interruptSignal(log), beforeSave }),
         shard,
         cfg.out,
         {
@@ -140,6 +143,7 @@ export async function identifyCommand(g: OptionValues, opts: OptionValues): Prom
       const map = await stageIdentify(model, () => identifyInputs(tok, pairs, cfg), cfg, {
         log,
         signal: interruptSignal(log),
+        beforeSave,
       });
       publishFile(cfg.out, (tmp) => writeNeuronMap(tmp, map), {
         overwrite: cfg.overwrite,

@@ -115,6 +115,7 @@ export async function identifyShard(
       build: buildRecord(model.device, model.dtype),
       ...checkpointingRecord(opts, acc),
     };
+    opts.beforeSave?.();
     await writeIdentifyShard(outDir, info, acc, store, write);
     return info;
   });
