@@ -8,16 +8,19 @@ import * as path from "node:path";
 import { GoodVibeError, InputError } from "../errors.js";
 import { writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
 import { whileClaimed } from "../io/claim.js";
-import { copyModelFiles } from "../io/model-folder.js";
+import { copyModelFiles, folderStamps, folderUnchanged } from "../io/model-folder.js";
+import type { FileStamp } from "../io/mapfile.js";
 import { modelFolderHash } from "../io/hash.js";
 import {
   openModelWeights,
+  weightsUnchanged,
   writeModelWeightsAsync,
   type AnyTensorToWrite,
+  type ModelWeights,
   type TensorRecord,
 } from "../io/safetensors.js";
 import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
-import { loadModel, ST_TO_DTYPE } from "../models/index.js";
+import { loadModel, loadModelWithWeights, ST_TO_DTYPE } from "../models/index.js";
 import { attachFull } from "../method/full.js";
 import type { AttachedMethod } from "../method/attached.js";
 import { attachLora } from "../method/lora/model.js";
@@ -181,9 +184,13 @@ interface PreparedJudge {
   skipped: number;
   conflicting: number;
   model: ReturnType<typeof loadModel>;
+  /** the base's weights as loaded, and its files as first read: checked before anything is saved or published */
+  weights: ModelWeights;
+  stamps: FileStamp[];
 }
 
 async function prepareJudge(opts: TrainJudgeOptions, base: string): Promise<PreparedJudge> {
+  const stamps = folderStamps(base);
   const tokenizer = await loadTokenizer(base);
   const convention = opts.convention ?? PAPER_JUDGE;
   const maxLength = opts.maxLength ?? DEFAULT_JUDGE_TRAIN.maxLength;
@@ -202,23 +209,19 @@ async function prepareJudge(opts: TrainJudgeOptions, base: string): Promise<Prep
         : `trainJudge: every judge example is longer than maxLength ${maxLength} tokens`,
     );
   const dtype = opts.dtype ?? (opts.method === "full" ? "float32" : undefined);
-  return {
-    tokenizer,
-    convention,
-    enableThinking,
-    examples,
-    skipped,
-    conflicting,
-    model: loadModel(base, { dtype }),
-  };
+  const { model, weights } = loadModelWithWeights(base, { dtype });
+  return { tokenizer, convention, enableThinking, examples, skipped, conflicting, model, weights, stamps };
 }
 
 async function trainAndWrite(
   opts: TrainJudgeOptions,
   base: string,
   out: string,
-  { tokenizer, convention, enableThinking, examples, skipped, conflicting, model }: PreparedJudge,
+  prepared: PreparedJudge,
 ): Promise<TrainedJudge> {
+  const { tokenizer, convention, enableThinking, examples, skipped, conflicting, model, weights, stamps } =
+    prepared;
+  const doing = "the judge's training";
   const cfg: TrainConfig = { ...judgeLoopConfig(DEFAULT_JUDGE_TRAIN), ...opts.cfg };
   if (conflicting > 0)
     opts.hooks?.onNote?.(
@@ -234,7 +237,14 @@ async function trainAndWrite(
       // the base folder's content hash (memoised) rather than a second pass over the loaded weights
       identity: opts.runDir ? { model: modelFolderHash(base) } : undefined,
       padTokenId,
-      hooks: opts.hooks,
+      // no checkpoint computed after a weight file was written in place is saved (recipes/harden.ts guardSaves)
+      hooks: {
+        ...opts.hooks,
+        beforeSave: () => {
+          opts.hooks?.beforeSave?.();
+          weightsUnchanged(weights, `${doing} (its checkpoint is not saved)`);
+        },
+      },
     });
   } finally {
     // no product runs while the checkpoint is written, and the fold below changes the trained weights in place (their
@@ -311,6 +321,10 @@ async function trainAndWrite(
         ...(enableThinking !== DEFAULT_ENABLE_THINKING ? { enableThinking } : {}),
       };
       writeFileAtomic(path.join(tmp, JUDGE_RECORD_FILE), JSON.stringify(meta, null, 2) + "\n");
+      // what was trained is what the base held when it was read: nothing written into its weights, and none of its
+      // files (weights reopened above, config and tokenizer copied) replaced since
+      weightsUnchanged(weights, doing);
+      folderUnchanged(base, stamps, doing);
     },
     { overwrite: opts.overwrite ?? false },
   );

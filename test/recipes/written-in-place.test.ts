@@ -17,6 +17,7 @@ import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { readPairs } from "../../src/data/pairs.js";
 import { weightsUnchanged } from "../../src/io/safetensors.js";
 import { silentLogger } from "../../src/util/log.js";
+import { trainJudge } from "../../src/recipes/train-judge.js";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import { makeTinyChatModel, scratchDir } from "../evalcore/make-model.js";
 import { tinyHardenConfig } from "./tiny-config.js";
@@ -172,4 +173,35 @@ test("identification: a weight file written in place while it runs saves no neur
   );
   assert.ok(written);
   assert.equal(fs.existsSync(path.join(slot.dir, "neurons.json")), false, "no neuron map saved");
+});
+
+test("judge training: a config.json replaced while it trains is refused before the judge is published, naming it", async () => {
+  const { dir } = freshModel("model-judge");
+  const outDir = path.join(work, "judge-out");
+  const file = path.join(dir, "config.json");
+  let swapped = false;
+  await assert.rejects(
+    trainJudge({
+      baseModelDir: dir,
+      pairs: made.pairs.slice(0, 2),
+      outDir,
+      method: "lora",
+      cfg: { epochs: 1, batchSize: 2, gradAccum: 1, warmupRatio: 0, gradientCheckpointing: false },
+      hooks: {
+        onStep: () => {
+          if (swapped) return;
+          fs.copyFileSync(file, `${file}.new`);
+          fs.renameSync(`${file}.new`, file);
+          swapped = true;
+        },
+      },
+    }),
+    (e: unknown) =>
+      e instanceof InputError &&
+      e.message.includes(file) &&
+      /replaced, removed or written/.test(e.message) &&
+      /nothing was published/.test(e.message),
+  );
+  assert.ok(swapped);
+  assert.equal(fs.existsSync(outDir), false);
 });
