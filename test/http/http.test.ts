@@ -758,7 +758,12 @@ test("chat: the day templates render on goes as chat_template_kwargs.date_string
     await make().chat(messages, gen);
     // "today": the clock's day, read once per backend
     process.env.GOODVIBE_TEMPLATE_DATE = "today";
+    const utcDay = (d: Date) =>
+      `${String(d.getUTCDate()).padStart(2, "0")} ${d.toUTCString().slice(8, 11)} ${d.getUTCFullYear()}`;
+    // the day before and after the backend reads the clock: a run across 00:00 UTC sees one of them
+    const dayBefore = utcDay(new Date());
     const today = make();
+    const dayAfter = utcDay(new Date());
     delete process.env.GOODVIBE_TEMPLATE_DATE;
     await today.chat(messages, gen);
     // an option wins over the setting; a single-digit day keeps its zero, December is "Dec"
@@ -770,8 +775,8 @@ test("chat: the day templates render on goes as chat_template_kwargs.date_string
     );
     await make({ extraBody: { chat_template_kwargs: { date_string: null } } }).chat(messages, gen);
     const kwargs = srv.requests.map((r) => r.body.chat_template_kwargs);
-    const d = new Date();
-    const utcToday = `${String(d.getUTCDate()).padStart(2, "0")} ${d.toUTCString().slice(8, 11)} ${d.getUTCFullYear()}`;
+    const utcToday = kwargs[1]?.date_string;
+    assert.ok([dayBefore, dayAfter].includes(utcToday), `${utcToday}: not ${dayBefore} or ${dayAfter}`);
     assert.deepEqual(kwargs, [
       { enable_thinking: false, date_string: "09 Mar 2025" },
       { enable_thinking: false, date_string: utcToday },
