@@ -554,11 +554,6 @@ function readTextConfig(
 }
 
 /**
- * Validate a parsed config.json and resolve it to a ModelConfig; `source` (the file) names errors. Each part
- * has its function: the file's checks (readTextConfig), heads, RoPE, attention per layer, what the family's
- * architecture fixes (FAMILY_TRAITS), the activation, the dtype.
- */
-/**
  * A quantized checkpoint (config.json's quantization_config: FP8, GPTQ, AWQ, bitsandbytes, compressed-tensors) is
  * refused by name: its weights are packed integers or 8-bit floats with scales, which neither the model nor
  * GoodVibe's row updates read, and they would otherwise be refused later as an unknown dtype or missing tensors.
@@ -574,6 +569,11 @@ function requireUnquantized(source: string, raw: Record<string, unknown>): void 
   );
 }
 
+/**
+ * Validate a parsed config.json and resolve it to a ModelConfig; `source` (the file) names errors. Each part
+ * has its function: the file's checks (readTextConfig), heads, RoPE, attention per layer, what the family's
+ * architecture fixes (FAMILY_TRAITS), the activation, the dtype.
+ */
 export function parseModelConfig(json: unknown, source: string): ModelConfig {
   const { raw, family, modelType, c, prefix } = readTextConfig(json, source);
   requireUnquantized(source, raw);

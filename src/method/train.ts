@@ -9,7 +9,13 @@ import { createHash } from "node:crypto";
 import { canonicalJson, sha256 } from "../io/hash.js";
 import type { DecoderModel } from "../models/decoder.js";
 import { writeFileAtomic, writeDirAtomic } from "../io/atomic.js";
-import { readSafetensors, writeSafetensors, type LazyTensorToWrite } from "../io/safetensors.js";
+import {
+  readSafetensors,
+  weightsUnchanged,
+  writeSafetensors,
+  type LazyTensorToWrite,
+  type ModelWeights,
+} from "../io/safetensors.js";
 import { recordToTensor } from "../models/load.js";
 import { DivergenceError, GoodVibeError, InputError } from "../errors.js";
 import {
@@ -528,6 +534,26 @@ export interface TrainHooks {
    * was computed from changed (recipes/harden.ts: weights written in place), so that no run resumes from it.
    */
   beforeSave?: () => void;
+}
+
+/**
+ * `hooks` whose beforeSave first checks that no file of `weights` (the model's, mapped) was written in place since it
+ * was loaded: a result computed from mixed bytes would otherwise be kept (a stage's slot, a checkpoint) under the
+ * original content's key, and a rerun on the original bytes would resume from it and publish it. `doing` names the
+ * work in the refusal.
+ */
+export function guardSaves<H extends { beforeSave?: () => void }>(
+  hooks: H,
+  weights: ModelWeights,
+  doing: string,
+): H {
+  return {
+    ...hooks,
+    beforeSave: () => {
+      hooks.beforeSave?.();
+      weightsUnchanged(weights, doing);
+    },
+  };
 }
 
 /** TrainHooks.onOtherBuild's warning, in words, for a run's log. */

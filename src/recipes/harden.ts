@@ -74,6 +74,7 @@ import { attachFull, requireFullTrainingMemoryOf } from "../method/full.js";
 import { countParams, type AttachedMethod, type MethodName } from "../method/attached.js";
 import { attachLora } from "../method/lora/model.js";
 import {
+  guardSaves,
   scheduleRecord,
   trainProgressHooks,
   trainSft,
@@ -1189,21 +1190,6 @@ async function trainAndPublish(
 }
 
 /**
- * `hooks` whose beforeSave (identification's state and map, training's checkpoints) first checks that no weight file
- * was written in place since the model was loaded: a stage computed from mixed bytes would otherwise be kept in its
- * slot, keyed by the original content, and a rerun on the original bytes would reuse it and publish it.
- */
-function guardSaves(hooks: RunHooks, weights: ModelWeights): RunHooks {
-  return {
-    ...hooks,
-    beforeSave: () => {
-      hooks.beforeSave?.();
-      weightsUnchanged(weights, "the run (its stage's result is not saved)");
-    },
-  };
-}
-
-/**
  * The whole recipe. The input model folder is only read; the output folder appears only when complete, in one
  * rename. A rerun resumes from the cached stages; a rerun after completion with the same inputs returns the
  * finished result without computing anything.
@@ -1221,7 +1207,7 @@ export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promis
   // fine-tuning cell before it, or the base model's evaluation, would otherwise be its peak
   resetPeakRss();
   const { model, weights } = loadModelWithWeights(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
-  hooks = guardSaves(hooks, weights);
+  hooks = guardSaves(hooks, weights, "the run (its stage's result is not saved)");
   let release: (() => void) | undefined;
   try {
     if (cfg.method === "goodvibe") checkTopK(model, cfg.identify.topK);
@@ -1277,7 +1263,7 @@ export async function runTrain(
     return done;
   }
   const { model, weights } = loadModelWithWeights(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
-  hooks = guardSaves(hooks, weights);
+  hooks = guardSaves(hooks, weights, "the run (its stage's result is not saved)");
   let release: (() => void) | undefined;
   try {
     const clusters = cfg.method === "goodvibe" ? readClusterMap(clustersFile!) : undefined;

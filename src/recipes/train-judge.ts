@@ -20,13 +20,13 @@ import {
   type TensorRecord,
 } from "../io/safetensors.js";
 import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
-import { loadModel, loadModelWithWeights, ST_TO_DTYPE } from "../models/index.js";
+import { loadModelWithWeights, ST_TO_DTYPE, type DecoderModel } from "../models/index.js";
 import { attachFull } from "../method/full.js";
 import type { AttachedMethod } from "../method/attached.js";
 import { attachLora } from "../method/lora/model.js";
 import { DEFAULT_LORA, type LoraConfig } from "../method/lora/config.js";
 import type { TrainConfig } from "../method/train-config.js";
-import { trainSft, type SftExample, type TrainHooks, type TrainResult } from "../method/train.js";
+import { guardSaves, trainSft, type SftExample, type TrainHooks, type TrainResult } from "../method/train.js";
 import { PAPER_JUDGE, buildSftExample, judgeMessages, type JudgeConvention } from "../data/prompts.js";
 import { labelConflicts, normalizedText, pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
 import { Tensor, noGrad, tidy, type DType } from "../tensor/index.js";
@@ -183,7 +183,7 @@ interface PreparedJudge {
   examples: SftExample[];
   skipped: number;
   conflicting: number;
-  model: ReturnType<typeof loadModel>;
+  model: DecoderModel;
   /** the base's weights as loaded, and its files as first read: checked before anything is saved or published */
   weights: ModelWeights;
   stamps: FileStamp[];
@@ -237,14 +237,8 @@ async function trainAndWrite(
       // the base folder's content hash (memoised) rather than a second pass over the loaded weights
       identity: opts.runDir ? { model: modelFolderHash(base) } : undefined,
       padTokenId,
-      // no checkpoint computed after a weight file was written in place is saved (recipes/harden.ts guardSaves)
-      hooks: {
-        ...opts.hooks,
-        beforeSave: () => {
-          opts.hooks?.beforeSave?.();
-          weightsUnchanged(weights, `${doing} (its checkpoint is not saved)`);
-        },
-      },
+      // no checkpoint computed after a weight file was written in place is saved
+      hooks: guardSaves(opts.hooks ?? {}, weights, `${doing} (its checkpoint is not saved)`),
     });
   } finally {
     // no product runs while the checkpoint is written, and the fold below changes the trained weights in place (their

@@ -9,7 +9,7 @@ import { InputError } from "../../errors.js";
 import { loadTokenizer } from "../../io/tokenizer.js";
 import { readPairs } from "../../data/pairs.js";
 import { loadModel, loadModelWithWeights } from "../../models/load.js";
-import { weightsUnchanged } from "../../io/safetensors.js";
+import { guardSaves } from "../../method/train.js";
 import { bf16ProductsOf } from "../../tensor/index.js";
 import {
   clusterWithStops,
@@ -19,6 +19,7 @@ import {
   runTrain,
   stageIdentify,
   identifyInputs,
+  type RunHooks,
 } from "../../recipes/harden.js";
 import { checkTopKOfFolder } from "../../method/goodvibe/identify.js";
 import { clearIdentifyState } from "../../method/goodvibe/identify-state.js";
@@ -74,8 +75,14 @@ export async function identifyCommand(g: OptionValues, opts: OptionValues): Prom
     checkOutput({ flag: "--run-dir", path: cfg.runDir, kind: "folder", inputs, ownEntry: isRunEntry });
     checkTopKOfFolder(cfg.model, cfg.identify.topK); // before the model loads (identify() checks it again)
     const { model, weights } = loadModelWithWeights(cfg.model, { dtype: cfg.dtype });
-    // no state, map or shard computed after a weight file was written in place is saved (recipes/harden.ts guardSaves)
-    const beforeSave = () => weightsUnchanged(weights, "identification (its result is not saved)");
+    // no state, map or shard computed after a weight file was written in place is saved; Ctrl-C's handler is set
+    // when identification starts, as before
+    const hooks = () =>
+      guardSaves<RunHooks>(
+        { log, signal: interruptSignal(log) },
+        weights,
+        "identification (its result is not saved)",
+      );
     const tok = await loadTokenizer(cfg.model);
     const pairs = readPairs(cfg.data, { languages: cfg.languages });
     // only once the inputs are known good: bad input leaves nothing behind
@@ -113,7 +120,7 @@ export async function identifyCommand(g: OptionValues, opts: OptionValues): Prom
       const info = await identifyShard(
         model,
         samples,
-        identifyOptions(tok, cfg, runDir, { log, signal: interruptSignal(log), beforeSave }),
+        identifyOptions(tok, cfg, runDir, hooks()),
         shard,
         cfg.out,
         {
@@ -140,11 +147,7 @@ export async function identifyCommand(g: OptionValues, opts: OptionValues): Prom
     }
 
     async function identifyWhole(): Promise<void> {
-      const map = await stageIdentify(model, () => identifyInputs(tok, pairs, cfg), cfg, {
-        log,
-        signal: interruptSignal(log),
-        beforeSave,
-      });
+      const map = await stageIdentify(model, () => identifyInputs(tok, pairs, cfg), cfg, hooks());
       publishFile(cfg.out, (tmp) => writeNeuronMap(tmp, map), {
         overwrite: cfg.overwrite,
         onMovedAside: (a) => log.warn(`the earlier ${cfg.out} was moved aside to ${a}`),
