@@ -56,7 +56,7 @@ test("a batch of prompts of different lengths gives what generate() gives for th
   );
 });
 
-test("a temperature below vLLM's 1e-5 is greedy (dividing float32 logits by 1e-40 overflowed: NaN probabilities, a throw); from 1e-5 it samples", async () => {
+test("a temperature below vLLM's 1e-5 is greedy (dividing float32 logits by 1e-40 overflowed: NaN probabilities, a throw); at 1e-5 the draw runs", async () => {
   const model = loadModel(path.join(FIXTURES, "llama"));
   const backend = new BuiltinBackend(model, null, { eosTokenIds: [] });
   const prompt = [1, 17, 250, 33, 400, 9];
@@ -67,7 +67,7 @@ test("a temperature below vLLM's 1e-5 is greedy (dividing float32 logits by 1e-4
       greedy,
       String(temperature),
     );
-  // at 1e-5 it samples (the seeded draw: logits / 1e-5 are finite, so nothing throws)
+  // at 1e-5 the seeded draw runs (logits / 1e-5 are finite, so nothing throws); its tokens are not compared
   const sampled = await backend.generateTokens(prompt, { maxNewTokens: 8, temperature: 1e-5, seed: 1 });
   assert.equal(sampled.length, 8);
 });
