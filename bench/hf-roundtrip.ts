@@ -46,7 +46,12 @@ const PAIRS = path.join(ORGANISM, "data/train.jsonl");
  * missing or left over, and PEFT puts our adapters' language_model.model.* keys on the model it builds (renamed by
  * its _checkpoint_conversion_mapping on transformers >= 4.52).
  */
-export const FAMILIES = ["llama", "qwen2", "qwen3", "gemma3", "gemma3mm"] as const;
+/**
+ * qwen2yarn: the Qwen2 fixture with the YaRN rope_scaling Qwen's model cards give (factor 4; original context 64 of
+ * the fixture's 256, so that the tiny head_dim spans the blend and every transformers release reads the same factor).
+ */
+export const FAMILIES = ["llama", "qwen2", "qwen3", "gemma3", "gemma3mm", "qwen2yarn"] as const;
+const YARN = { type: "yarn", factor: 4, original_max_position_embeddings: 64 };
 const BATCH = 2;
 const SEQ = 40;
 
@@ -71,7 +76,7 @@ export interface Case {
 /** A random bf16 base model of `family` in `dir`: the fixture's tensor names and config, the organism's tokenizer. */
 function makeBase(family: string, dir: string, seed: number): void {
   const multimodal = family === "gemma3mm";
-  const fixture = path.join(FIXTURES, multimodal ? "gemma3" : family);
+  const fixture = path.join(FIXTURES, multimodal ? "gemma3" : family === "qwen2yarn" ? "qwen2" : family);
   const organism = JSON.parse(fs.readFileSync(path.join(ORGANISM, "config.json"), "utf8")) as Record<
     string,
     number
@@ -89,6 +94,7 @@ function makeBase(family: string, dir: string, seed: number): void {
     pad_token_id: organism.pad_token_id,
     torch_dtype: "bfloat16",
   });
+  if (family === "qwen2yarn") cfg.rope_scaling = YARN;
   const gemma = family === "gemma3" || multimodal;
   const header = readSafetensors(path.join(fixture, "model.safetensors")).tensors;
   let config: Record<string, unknown> = cfg;

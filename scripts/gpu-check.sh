@@ -125,12 +125,12 @@ SUMMARY=$OUT/summary.md
 : >"$LOG"
 if [ $MODE = rehearse ]; then
   DEVICE=cpu
-  LAYERS_05B=${LAYERS_05B:-2} LAYERS_7B=${LAYERS_7B:-1} TOKENS=${TOKENS:-64} FAMILIES=${FAMILIES:-llama,qwen2,qwen3,gemma3,gemma3mm}
+  LAYERS_05B=${LAYERS_05B:-2} LAYERS_7B=${LAYERS_7B:-1} TOKENS=${TOKENS:-64} FAMILIES=${FAMILIES:-llama,qwen2,qwen3,gemma3,gemma3mm,qwen2yarn}
   PY=${PY:-/usr/bin/python3}
   ENGINE=reference
 else
   DEVICE=cuda
-  LAYERS_05B=${LAYERS_05B:-24} LAYERS_7B=${LAYERS_7B:-8} TOKENS=${TOKENS:-1024} FAMILIES=${FAMILIES:-llama,qwen2,qwen3,gemma3,gemma3mm}
+  LAYERS_05B=${LAYERS_05B:-24} LAYERS_7B=${LAYERS_7B:-8} TOKENS=${TOKENS:-1024} FAMILIES=${FAMILIES:-llama,qwen2,qwen3,gemma3,gemma3mm,qwen2yarn}
   PY=${PY:-python3}
   ENGINE=hf
 fi

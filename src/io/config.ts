@@ -21,7 +21,22 @@ export type RopeScaling =
       lowFreqFactor: number;
       highFreqFactor: number;
       originalMaxPositionEmbeddings: number;
-    };
+    }
+  | {
+      // YaRN as transformers 5 computes it (_compute_yarn_parameters), which vLLM and llama.cpp also do: `factor`
+      // as given, the correction range from original_max_position_embeddings (see resolveYarn)
+      type: "yarn";
+      factor: number;
+      originalMaxPositionEmbeddings: number;
+      betaFast: number;
+      betaSlow: number;
+      truncate: boolean;
+      /** transformers' attention_scaling: cos and sin are multiplied by it */
+      attentionFactor: number;
+    }
+  // dynamic NTK: transformers rescales only once a sequence passes max_position_embeddings; below that (the only
+  // lengths the decoder accepts for it) the frequencies are the default ones
+  | { type: "dynamic"; factor: number };
 export type LayerType = "full_attention" | "sliding_attention";
 export interface ModelConfig {
   family: Family; // from model_type: llama | qwen2 | qwen3 | gemma3_text (also "gemma3", whose text_config holds the text model)
@@ -118,11 +133,18 @@ const tokenId = anyTokenId.nullable().optional();
 const ropeScalingSchema = z.looseObject({
   rope_type: z.string().optional(),
   type: z.string().optional(), // older spelling of rope_type
-  factor: posNum.optional(),
+  factor: posNum.nullable().optional(), // null: yarn's max_position_embeddings / original_max_position_embeddings
   low_freq_factor: posNum.optional(),
   high_freq_factor: posNum.optional(),
   original_max_position_embeddings: posInt.optional(),
   rope_theta: posNum.optional(), // transformers v5 `rope_parameters` carry the theta too
+  // yarn's optional keys; 0 or null beta means the default, as transformers' `get("beta_fast") or 32`
+  attention_factor: posNum.nullable().optional(),
+  beta_fast: z.number().nonnegative().nullable().optional(),
+  beta_slow: z.number().nonnegative().nullable().optional(),
+  mscale: z.number().nullable().optional(),
+  mscale_all_dim: z.number().nullable().optional(),
+  truncate: z.boolean().optional(),
 });
 type RawRopeScaling = z.infer<typeof ropeScalingSchema>;
 
@@ -141,6 +163,8 @@ const textConfigSchema = z.looseObject({
   rope_scaling: ropeScalingSchema.nullable().optional(),
   rope_parameters: z.record(z.string(), z.unknown()).nullable().optional(),
   max_position_embeddings: posInt.optional(),
+  // Phi-3-style top-level key; transformers 5 prefers it to the rope parameters' own for yarn (standardize_rope_params)
+  original_max_position_embeddings: posInt.nullable().optional(),
   tie_word_embeddings: z.boolean().optional(),
   attention_bias: z.boolean().optional(),
   mlp_bias: z.boolean().optional(),
@@ -214,7 +238,19 @@ function parseTorchDtype(
   return dt;
 }
 
-function parseRopeScaling(source: string, field: string, r: RawRopeScaling | null | undefined): RopeScaling {
+/** What a scaled RoPE reads from the rest of the config: the context lengths. */
+interface RopeContext {
+  maxPositionEmbeddings: number;
+  /** the config's own top-level original_max_position_embeddings, if any */
+  originalMaxPositionEmbeddings: number | null;
+}
+
+function parseRopeScaling(
+  source: string,
+  field: string,
+  r: RawRopeScaling | null | undefined,
+  ctx: RopeContext,
+): RopeScaling {
   if (r === null || r === undefined) return { type: "default" };
   const kind = r.rope_type ?? r.type ?? "default";
   const need = (key: keyof RawRopeScaling): number => {
@@ -228,6 +264,8 @@ function parseRopeScaling(source: string, field: string, r: RawRopeScaling | nul
       return { type: "default" };
     case "linear":
       return { type: "linear", factor: need("factor") };
+    case "dynamic":
+      return { type: "dynamic", factor: need("factor") };
     case "llama3":
       return {
         type: "llama3",
@@ -236,11 +274,51 @@ function parseRopeScaling(source: string, field: string, r: RawRopeScaling | nul
         highFreqFactor: need("high_freq_factor"),
         originalMaxPositionEmbeddings: need("original_max_position_embeddings"),
       };
+    case "yarn":
+      return resolveYarn(source, field, r, ctx);
     default:
       throw new InputError(
-        `${source}: "${field}" type "${kind}" is not supported (supported: default, linear, llama3)`,
+        `${source}: "${field}" type "${kind}" is not supported (supported: default, linear, dynamic, llama3, yarn)`,
       );
   }
+}
+
+/** 0.1·m·ln(s) + 1, or 1 for s <= 1: YaRN's attention temperature (transformers' get_mscale). */
+function yarnMscale(scale: number, m = 1): number {
+  return scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1;
+}
+
+/**
+ * YaRN's parameters as transformers 5 resolves them (RotaryEmbeddingConfigMixin.standardize_rope_params, then
+ * _compute_yarn_parameters): original_max_position_embeddings from the config's top level, else the rope
+ * parameters, else max_position_embeddings; `factor` as given (a null factor is the ratio of the two lengths);
+ * attention_factor given, else from mscale / mscale_all_dim, else 0.1·ln(factor) + 1. transformers 4.4x–4.5x
+ * differed: where the rope parameters held original_max_position_embeddings they replaced `factor` by
+ * max_position_embeddings / original_max_position_embeddings (1 for the snippet Qwen's model cards give, which
+ * made YaRN a no-op there); vLLM and llama.cpp use `factor` as transformers 5 does.
+ */
+function resolveYarn(source: string, field: string, r: RawRopeScaling, ctx: RopeContext): RopeScaling {
+  if (!("factor" in r))
+    throw new InputError(
+      `${source}: "${field}" of type yarn needs "factor" (null: the ratio of the context lengths)`,
+    );
+  const orig =
+    ctx.originalMaxPositionEmbeddings ?? r.original_max_position_embeddings ?? ctx.maxPositionEmbeddings;
+  const factor = r.factor ?? ctx.maxPositionEmbeddings / orig;
+  const attentionFactor =
+    r.attention_factor ??
+    (r.mscale && r.mscale_all_dim
+      ? yarnMscale(factor, r.mscale) / yarnMscale(factor, r.mscale_all_dim)
+      : yarnMscale(factor));
+  return {
+    type: "yarn",
+    factor,
+    originalMaxPositionEmbeddings: orig,
+    betaFast: r.beta_fast || 32,
+    betaSlow: r.beta_slow || 1,
+    truncate: r.truncate ?? true,
+    attentionFactor,
+  };
 }
 
 /**
@@ -372,17 +450,21 @@ function resolveRope(
   f: (name: string) => string,
 ): { ropeTheta: number; ropeScaling: RopeScaling; ropeLocalTheta: number | null } {
   const isGemma = family === "gemma3";
+  const ctx: RopeContext = {
+    maxPositionEmbeddings: c.max_position_embeddings ?? FAMILY_DEFAULTS[family].maxPositionEmbeddings,
+    originalMaxPositionEmbeddings: c.original_max_position_embeddings ?? null,
+  };
   let ropeTheta = c.rope_theta ?? FAMILY_DEFAULTS[family].ropeTheta;
-  let ropeScaling = parseRopeScaling(source, f("rope_scaling"), c.rope_scaling);
+  let ropeScaling = parseRopeScaling(source, f("rope_scaling"), c.rope_scaling, ctx);
   let ropeLocalTheta: number | null = isGemma ? (c.rope_local_base_freq ?? 10000) : null;
   if (c.rope_parameters && c.rope_scaling == null) {
     const { global, local } = splitRopeParameters(source, prefix, c.rope_parameters);
     ropeTheta = global.rope_theta ?? ropeTheta;
-    ropeScaling = parseRopeScaling(source, f("rope_parameters"), global);
+    ropeScaling = parseRopeScaling(source, f("rope_parameters"), global, ctx);
     if (local) {
       if (
         isGemma &&
-        parseRopeScaling(source, f("rope_parameters.sliding_attention"), local).type !== "default"
+        parseRopeScaling(source, f("rope_parameters.sliding_attention"), local, ctx).type !== "default"
       ) {
         throw new InputError(
           `${source}: scaled RoPE on sliding layers ("${f("rope_parameters.sliding_attention")}") is not supported`,

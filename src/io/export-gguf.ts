@@ -198,6 +198,35 @@ export function llama3RopeFactors(cfg: ModelConfig): Float32Array {
   return out;
 }
 
+/**
+ * YaRN's keys as convert_hf_to_gguf.py writes them (type, factor, original context length). llama.cpp computes
+ * YaRN as transformers 5 does (test/gguf/export-llamacpp.test.ts), but for these architectures it reads neither
+ * the betas nor an attention factor from the file (only some others, e.g. grok, do): it always uses beta 32 / 1,
+ * 0.1·ln(factor) + 1 and a correction range rounded outward. A config that sets them otherwise would load as a
+ * different model, so it is refused (the converter writes the keys, which llama.cpp then ignores).
+ */
+function yarnMetadata(cfg: ModelConfig, k: (s: string) => string): [string, GgufValue][] {
+  const rs = cfg.ropeScaling;
+  if (rs.type !== "yarn") return [];
+  const implied = rs.factor <= 1 ? 1 : 0.1 * Math.log(rs.factor) + 1;
+  const differs: string[] = [];
+  if (rs.betaFast !== 32) differs.push(`beta_fast ${rs.betaFast} (llama.cpp: 32)`);
+  if (rs.betaSlow !== 1) differs.push(`beta_slow ${rs.betaSlow} (llama.cpp: 1)`);
+  if (Math.abs(rs.attentionFactor - implied) > 1e-6 * implied)
+    differs.push(`attention factor ${rs.attentionFactor} (llama.cpp: 0.1·ln(factor) + 1 = ${implied})`);
+  if (!rs.truncate) differs.push("truncate false (llama.cpp rounds the correction range outward)");
+  if (differs.length > 0)
+    throw new InputError(
+      `${cfg.modelType}: yarn RoPE with ${differs.join(", ")} cannot be exported to GGUF: llama.cpp's ` +
+        `${cfg.family} reads no such setting and would compute a different model`,
+    );
+  return [
+    [k("rope.scaling.type"), gguf.str("yarn")],
+    [k("rope.scaling.factor"), gguf.f32(rs.factor)],
+    [k("rope.scaling.original_context_length"), gguf.u32(rs.originalMaxPositionEmbeddings)],
+  ];
+}
+
 /** llama.cpp's attention scale for gemma3 (llama_model_gemma3::load_arch_hparams): head_dim, or hidden/heads for 27B. */
 function llamaCppGemma3Scale(cfg: ModelConfig): number {
   const is27B = cfg.numLayers === 62;
@@ -232,6 +261,7 @@ function archMetadata(cfg: ModelConfig, arch: string, notes: string[]): [string,
       [k("rope.scaling.factor"), gguf.f32(cfg.ropeScaling.factor)],
     );
   }
+  if (cfg.ropeScaling.type === "yarn") md.push(...yarnMetadata(cfg, k));
   if (cfg.family === "llama") {
     md.push([k("vocab_size"), gguf.u32(cfg.vocabSize)], [k("rope.dimension_count"), gguf.u32(cfg.headDim)]);
   }

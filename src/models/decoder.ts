@@ -24,6 +24,7 @@ import {
   MLP,
   RMSNorm,
   additiveMask,
+  ropeAttentionScaling,
   ropeInvFreq,
   ropeTables,
   type AttentionInputs,
@@ -153,6 +154,13 @@ export class DecoderModel {
       const [B, T] = ids.shape;
       const past = opts.cache?.length ?? 0;
       const S = past + T;
+      if (this.cfg.ropeScaling.type === "dynamic" && S > this.cfg.maxPositionEmbeddings)
+        // transformers would rescale the frequencies for the whole sequence past this length (and leave a KV
+        // cache's keys rotated by the old ones); not computed here
+        throw new InputError(
+          `a sequence of ${S} tokens passes max_position_embeddings (${this.cfg.maxPositionEmbeddings}), where ` +
+            `dynamic RoPE scaling would change the frequencies; not supported: use at most ${this.cfg.maxPositionEmbeddings} tokens`,
+        );
       // inputs come from the host: one copy each to the model's device, then everything stays there
       const mask2d = opts.attentionMask?.onDevice(this.device);
       if (mask2d && (mask2d.size(0) !== B || mask2d.size(1) !== S))
@@ -176,7 +184,7 @@ export class DecoderModel {
           ? undefined
           : additiveMask(B, T, past, window, keyMask, this.dtype, this.device),
       });
-      const g = ropeTables(this.invFreqGlobal, pos, this.dtype);
+      const g = ropeTables(this.invFreqGlobal, pos, this.dtype, ropeAttentionScaling(this.cfg.ropeScaling));
       const full = inputs(g, null);
       let sliding: AttentionInputs | null = null;
       if (this.cfg.layerTypes.includes("sliding_attention")) {

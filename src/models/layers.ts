@@ -1,7 +1,7 @@
 /**
  * The building blocks shared by every family, with Hugging Face's numerics: RMSNorm (w·x or (1+w)·x, computed
- * in float32), rotary embeddings in the half-split (NeoX) layout with default / linear / llama3 frequency scaling,
- * causal grouped-query attention, and the gated MLP.
+ * in float32), rotary embeddings in the half-split (NeoX) layout with default / linear / dynamic / llama3 / yarn
+ * frequency scaling, causal grouped-query attention, and the gated MLP.
  *
  * Each block has two paths: transformers' eager code op by op, with the additive finfo.min mask (PyTorch's
  * numerics, and the reference the fused ops are tested against), or the addon's fused ops (native/src/fused.cc:
@@ -51,8 +51,10 @@ export function ropeInvFreq(headDim: number, theta: number, scaling: RopeScaling
   return noGrad(() => {
     const exponents = Tensor.arange(0, headDim, 2, "int64").float().div(headDim);
     const invFreq = Tensor.scalar(theta).pow(exponents).reciprocal();
-    if (scaling.type === "default") return invFreq;
+    // dynamic: transformers' frequencies below max_position_embeddings are the default ones
+    if (scaling.type === "default" || scaling.type === "dynamic") return invFreq;
     if (scaling.type === "linear") return invFreq.div(scaling.factor);
+    if (scaling.type === "yarn") return yarnInvFreq(headDim, theta, scaling);
     // llama3: keep high frequencies, divide low ones by factor, interpolate the band between
     const { factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings: oldCtx } = scaling;
     const lowFreqWavelen = oldCtx / lowFreqFactor;
@@ -73,12 +75,56 @@ export function ropeInvFreq(headDim: number, theta: number, scaling: RopeScaling
   });
 }
 
-/** cos/sin tables [B, 1, T, headDim] for position ids [B, T]. */
-export function ropeTables(invFreq: Tensor, positionIds: Tensor, dtype: DType): { cos: Tensor; sin: Tensor } {
+type YarnScaling = Extract<RopeScaling, { type: "yarn" }>;
+
+/** The dimension (of `dim`) whose wavelength turns `rotations` times over `length` positions. */
+function yarnCorrectionDim(rotations: number, dim: number, theta: number, length: number): number {
+  return (dim * Math.log(length / (rotations * 2 * Math.PI))) / (2 * Math.log(theta));
+}
+
+/**
+ * YaRN's frequencies, op for op as transformers 5's _compute_yarn_parameters: dimensions below the correction
+ * range keep their frequency (extrapolation), those above are divided by `factor` (interpolation), a linear
+ * ramp blends the range between.
+ */
+function yarnInvFreq(dim: number, theta: number, s: YarnScaling): Tensor {
+  const posFreqs = Tensor.scalar(theta).pow(Tensor.arange(0, dim, 2, "int64").float().div(dim));
+  const extrapolation = posFreqs.reciprocal();
+  const interpolation = posFreqs.mul(s.factor).reciprocal();
+  let low = yarnCorrectionDim(s.betaFast, dim, theta, s.originalMaxPositionEmbeddings);
+  let high = yarnCorrectionDim(s.betaSlow, dim, theta, s.originalMaxPositionEmbeddings);
+  if (s.truncate) [low, high] = [Math.floor(low), Math.ceil(high)];
+  [low, high] = [Math.max(low, 0), Math.min(high, dim - 1)];
+  if (low === high) high += 0.001; // transformers' guard against a zero-width ramp
+  const ramp = Tensor.arange(0, dim / 2, 1, "int64")
+    .float()
+    .sub(low)
+    .div(high - low)
+    .clamp(0, 1);
+  const extrapolationFactor = ramp.rsub(1);
+  return interpolation.mul(extrapolationFactor.rsub(1)).add(extrapolation.mul(extrapolationFactor));
+}
+
+/** The factor cos and sin are multiplied by (transformers' attention_scaling): YaRN's, else 1. */
+export function ropeAttentionScaling(scaling: RopeScaling): number {
+  return scaling.type === "yarn" ? scaling.attentionFactor : 1;
+}
+
+/** cos/sin tables [B, 1, T, headDim] for position ids [B, T], scaled in float32 before the cast as transformers. */
+export function ropeTables(
+  invFreq: Tensor,
+  positionIds: Tensor,
+  dtype: DType,
+  attentionScaling = 1,
+): { cos: Tensor; sin: Tensor } {
   return noGrad(() => {
     const freqs = positionIds.float().unsqueeze(-1).mul(invFreq); // [B, T, d/2]
     const emb = Tensor.cat([freqs, freqs], -1).unsqueeze(1); // [B, 1, T, d]
-    return { cos: emb.cos().to(dtype), sin: emb.sin().to(dtype) };
+    if (attentionScaling === 1) return { cos: emb.cos().to(dtype), sin: emb.sin().to(dtype) };
+    return {
+      cos: emb.cos().mul(attentionScaling).to(dtype),
+      sin: emb.sin().mul(attentionScaling).to(dtype),
+    };
   });
 }
 

@@ -593,10 +593,10 @@ test("unsupported model types and bad values give InputErrors naming file and fi
     "int8",
   );
   assertInputError(
-    () => parseModelConfig({ ...LLAMA_31_8B, rope_scaling: { rope_type: "yarn", factor: 4 } }, f),
+    () => parseModelConfig({ ...LLAMA_31_8B, rope_scaling: { rope_type: "longrope", factor: 4 } }, f),
     f,
     "rope_scaling",
-    "yarn",
+    "longrope",
   );
   assertInputError(
     () => parseModelConfig({ ...LLAMA_31_8B, rope_scaling: { rope_type: "llama3", factor: 8 } }, f),
