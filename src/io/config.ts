@@ -284,7 +284,7 @@ function parseRopeScaling(
 }
 
 /** 0.1·m·ln(s) + 1, or 1 for s <= 1: YaRN's attention temperature (transformers' get_mscale). */
-function yarnMscale(scale: number, m = 1): number {
+export function yarnMscale(scale: number, m = 1): number {
   return scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1;
 }
 

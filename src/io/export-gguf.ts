@@ -12,7 +12,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
-import { checkModelDir, type ModelConfig } from "./config.js";
+import { checkModelDir, yarnMscale, type ModelConfig } from "./config.js";
 import { inspectModelFolder, isVisionTensor } from "./model-folder.js";
 import { tokenizerSteps } from "./tokenizer-json.js";
 import { isPlainObject } from "../util/keys.js";
@@ -200,7 +200,7 @@ export function llama3RopeFactors(cfg: ModelConfig): Float32Array {
 
 /**
  * YaRN's keys as convert_hf_to_gguf.py writes them (type, factor, original context length). llama.cpp computes
- * YaRN as transformers 5 does (test/gguf/export-llamacpp.test.ts), but for these architectures it reads neither
+ * YaRN as transformers 5 does (test/gguf/yarn-llamacpp.test.ts), but for these architectures it reads neither
  * the betas nor an attention factor from the file (only some others, e.g. grok, do): it always uses beta 32 / 1,
  * 0.1·ln(factor) + 1 and a correction range rounded outward. A config that sets them otherwise would load as a
  * different model, so it is refused (the converter writes the keys, which llama.cpp then ignores).
@@ -208,7 +208,7 @@ export function llama3RopeFactors(cfg: ModelConfig): Float32Array {
 function yarnMetadata(cfg: ModelConfig, k: (s: string) => string): [string, GgufValue][] {
   const rs = cfg.ropeScaling;
   if (rs.type !== "yarn") return [];
-  const implied = rs.factor <= 1 ? 1 : 0.1 * Math.log(rs.factor) + 1;
+  const implied = yarnMscale(rs.factor);
   const differs: string[] = [];
   if (rs.betaFast !== 32) differs.push(`beta_fast ${rs.betaFast} (llama.cpp: 32)`);
   if (rs.betaSlow !== 1) differs.push(`beta_slow ${rs.betaSlow} (llama.cpp: 1)`);
