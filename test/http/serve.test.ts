@@ -15,6 +15,7 @@ import { loadTokenizer, type ChatMessage, type HfTokenizer } from "../../src/io/
 import { BuiltinBackend } from "../../src/eval/generate/builtin.js";
 import type { GenerateOptions } from "../../src/eval/generate/backend.js";
 import { HttpBackend } from "../../src/eval/generate/http.js";
+import { HUMANEVAL_STOP } from "../../src/eval/utility/humaneval.js";
 import { serveBuiltin, type RunningServer, type ServeOptions } from "../../src/eval/generate/serve.js";
 import {
   OPENAI_SAMPLING_DEFAULTS,
@@ -456,8 +457,8 @@ test("every bad field is a 400 naming it, before any generation; nothing reaches
         ["/v1/completions", "n 1000", { prompt: "x", n: 1000 }, "invalid_value", "n"],
         [
           "/v1/completions",
-          "5 stop strings",
-          { prompt: "x", stop: ["a", "b", "c", "d", "e"] },
+          "17 stop strings",
+          { prompt: "x", stop: Array.from({ length: 17 }, (_, i) => `s${i}`) },
           "invalid_value",
           "stop",
         ],
@@ -648,6 +649,13 @@ test("answers: OpenAI's shape, usage, finish_reason, n, stop, seeds, token-id pr
       const stopped = await post(s, "/v1/completions", { prompt, max_tokens: 6, stop: cut });
       assert.equal(stopped.json.choices[0].text, want.slice(0, want.indexOf(cut)));
       assert.equal(stopped.json.choices[0].finish_reason, "stop");
+      // more than OpenAI's 4 (eval's HumanEval sends its 5; before, a 400 failed `eval --url` there)
+      const never = ["\u0000a", "\u0000b", "\u0000c", "\u0000d"];
+      const five = await post(s, "/v1/completions", { prompt, max_tokens: 6, stop: [...never, cut] });
+      assert.equal(five.status, 200, five.text);
+      assert.equal(five.json.choices[0].text, stopped.json.choices[0].text);
+      const client = new HttpBackend({ baseUrls: s.url, model: "made", apiKeyEnv: "GV_UNSET_KEY_FOR_TEST" });
+      await client.generateText(prompt, { maxNewTokens: 4, stop: HUMANEVAL_STOP });
       // several prompts, n samples each; a seed reproduces a sample
       const sampled = { prompt: [prompt, "int main("], n: 2, max_tokens: 5, temperature: 1, seed: 42 };
       const a = await post(s, "/v1/completions", sampled);

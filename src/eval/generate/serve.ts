@@ -84,7 +84,12 @@ export interface RunningServer {
  * whole.
  */
 const DEFAULT_COMPLETION_MAX_TOKENS = 16;
-const MAX_STOP_SEQUENCES = 4;
+/**
+ * Stop strings a request may give. OpenAI's API takes 4; vLLM and llama-server take any number, and eval's own
+ * HumanEval list (the Codex paper's) has 5, so `eval --url` against this server needs more than OpenAI's 4 (with 4 it
+ * failed HumanEval with a 400). Bounded so that one request cannot make each token's check scan thousands of strings.
+ */
+const MAX_STOP_SEQUENCES = 16;
 
 type ErrorType =
   | "invalid_request_error"
