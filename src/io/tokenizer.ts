@@ -253,6 +253,18 @@ function specialTokenFlags(
   };
 }
 
+/** `dir`'s tokenizer.json, which must exist (the folder first: a missing folder is said as such). */
+export function requireTokenizerFile(dir: string): string {
+  checkModelDir(dir);
+  const tokenizerFile = path.join(dir, "tokenizer.json");
+  if (!fs.existsSync(tokenizerFile)) {
+    throw new InputError(
+      `${dir}: no tokenizer.json in this folder (a fast Hugging Face tokenizer is required)`,
+    );
+  }
+  return tokenizerFile;
+}
+
 export async function loadTokenizer(dir: string, options: LoadTokenizerOptions = {}): Promise<HfTokenizer> {
   const day = templateDay(options.templateDate ?? templateDateSetting(), options.now);
   const strftime_now = strftimeNowOn(day);
@@ -264,13 +276,7 @@ export async function loadTokenizer(dir: string, options: LoadTokenizerOptions =
     day.toISOString().slice(0, 10) !== DEFAULT_TEMPLATE_DATE
       ? strftimeOn(day, TEMPLATE_DATE_STRING_FORMAT)
       : undefined;
-  checkModelDir(dir);
-  const tokenizerFile = path.join(dir, "tokenizer.json");
-  if (!fs.existsSync(tokenizerFile)) {
-    throw new InputError(
-      `${dir}: no tokenizer.json in this folder (a fast Hugging Face tokenizer is required)`,
-    );
-  }
+  const tokenizerFile = requireTokenizerFile(dir);
   const tokenizerJson = await readJson(tokenizerFile, true, "tokenizer", { skipKeysAt: tokenKeyed });
   if (!isPlainObject(tokenizerJson) || !isPlainObject(tokenizerJson.model)) {
     throw new InputError(`${tokenizerFile}: not a tokenizer.json (no "model" object)`);

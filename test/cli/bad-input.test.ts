@@ -131,6 +131,46 @@ test("eval with a bad benchmark or --code file: refused before any work, naming 
   }
 });
 
+test("eval with a --base that is no model folder: refused before any work, naming it", async () => {
+  // found only after the model's whole evaluation before (an audit of README's commands)
+  const cases: [string, (dir: string) => void, RegExp][] = [
+    ["missing", () => {}, /nosuch: model folder does not exist/],
+    [
+      "no tokenizer",
+      (dir) => {
+        for (const f of ["config.json", "model.safetensors"])
+          fs.copyFileSync(path.join(fx.model.dir, f), path.join(dir, f));
+      },
+      /nosuch: no tokenizer\.json/,
+    ],
+    [
+      "no weights",
+      (dir) => {
+        for (const f of ["config.json", "tokenizer.json"])
+          fs.copyFileSync(path.join(fx.model.dir, f), path.join(dir, f));
+      },
+      /nosuch/,
+    ],
+  ];
+  for (const [name, make, pattern] of cases) {
+    const cwd = caseDir(`eval-base-${name.replace(/ /g, "-")}`);
+    fs.copyFileSync(fx.pairsFile, path.join(cwd, "dev.jsonl"));
+    const base = path.join(cwd, "nosuch");
+    if (name !== "missing") {
+      fs.mkdirSync(base);
+      make(base);
+    }
+    const r = await runCli(
+      ["eval", "-m", fx.model.dir, "-d", "dev.jsonl", "--base", "nosuch", "--prompts", "2"],
+      {
+        cwd,
+      },
+    );
+    assertRefused(r, cwd, ["dev.jsonl", "nosuch"], [pattern]);
+    assert.doesNotMatch(r.stderr, /preference|generat/i, `${name}: work before the refusal\n${showRun(r)}`);
+  }
+});
+
 test("experiment run with a bad benchmark file: refused before the judge and the first cell, nothing written", async () => {
   const cwd = caseDir("experiment-bad-arc");
   fs.copyFileSync(fx.pairsFile, path.join(cwd, "pairs.jsonl"));

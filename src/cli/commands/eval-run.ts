@@ -33,7 +33,9 @@ import {
   type UtilityBenchmark,
   type UtilityServer,
 } from "../../eval/utility/engine.js";
-import { loadTokenizer } from "../../io/tokenizer.js";
+import { loadTokenizer, requireTokenizerFile } from "../../io/tokenizer.js";
+import { loadModelConfig } from "../../io/config.js";
+import { checkWeightHeaders } from "../../io/model-folder.js";
 import { promptCountToleranceCaveat } from "../../eval/generate/prompt-fit.js";
 import { applyGenerationConfigOption, generationConfigCaveats, serverDayCaveats } from "./server-day.js";
 import { serverChatBackend } from "../../eval/generate/backend.js";
@@ -223,6 +225,13 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
       },
       ownEntry: isEvalCacheEntry,
     });
+    // each folder evaluated is read before any work: a --base without weights or tokenizer was found only after
+    // the model's whole evaluation
+    for (const dir of [opts.model, opts.base] as (string | undefined)[]) {
+      if (dir === undefined) continue;
+      checkWeightHeaders(loadModelConfig(dir), dir);
+      requireTokenizerFile(dir);
+    }
     const pairs = readPairs(opts.data, { languages: opts.languages });
     // the file the model was hardened on is no held-out set: its rates would measure memorisation
     for (const [flag, dir] of [
