@@ -510,16 +510,17 @@ export async function evaluateModel(modelDir: string, opts: EvalOptions): Promis
 /**
  * The files of eval's `--cache` folder, one of each kind per evaluated model, named by its weights' hash: the secure
  * preference scores, the safety answers and verdicts (eval/generation-cache.ts), the finished utility benchmarks
- * (eval/utility/cache.ts) and the utility benchmarks' generated answers (eval/utility/answers.ts). The one home of
- * their names: the CLI's check of the folder (isEvalCacheEntry) reads them from here.
+ * (eval/utility/cache.ts) and the utility benchmarks' generated answers (eval/utility/answers.ts); and `judge check`'s
+ * scores, named by the judge folder and data file (both commands default to the same folder). The one home of their
+ * names: the CLI's checks of the folder (isEvalCacheEntry) read them from here.
  */
-const EVAL_CACHE_KINDS = ["preference", "safety", "utility", "utility-answers"] as const;
+const EVAL_CACHE_KINDS = ["preference", "safety", "utility", "utility-answers", "judge-check"] as const;
 export function evalCacheFile(
   cacheDir: string,
   kind: (typeof EVAL_CACHE_KINDS)[number],
-  weights: string,
+  key: string,
 ): string {
-  return path.join(cacheDir, `${kind}-${weights.slice(0, 16)}.jsonl`);
+  return path.join(cacheDir, `${kind}-${key.slice(0, 16)}.jsonl`);
 }
 const EVAL_CACHE_ENTRY = new RegExp(`^(${EVAL_CACHE_KINDS.join("|")})-[0-9a-f]{16}\\.jsonl$`);
 /** Whether `name` is a file eval keeps in its `--cache` folder. */

@@ -74,3 +74,34 @@ test("judge check: Ctrl-C keeps the scored batches in --cache; the rerun scores 
   assert.deepEqual(JSON.parse(resumed.stdout), JSON.parse(whole.stdout));
   assert.equal(fs.existsSync(scores), false, "the scores file is removed once the check ends");
 });
+
+test("judge check: --cache is an output, checked before scoring: not an existing file, not inside the judge, not others' folder; eval's cache folder is shared", async () => {
+  const args = (cache: string) => ["judge", "check", "--judge", made.dir, "-d", data, "--cache", cache];
+  // an existing file: was a stack trace (EEXIST on mkdir) once scoring had begun
+  const file = path.join(work, "a-file.jsonl");
+  fs.writeFileSync(file, "x\n");
+  const onFile = await runCli(args(file));
+  assert.equal(onFile.code, 2, showRun(onFile));
+  assert.match(onFile.stderr, /--cache .*a-file\.jsonl: exists/);
+  assert.doesNotMatch(onFile.stderr, /internal error|\n\s+at /);
+  assert.equal(fs.readFileSync(file, "utf8"), "x\n");
+  // inside the judge folder it reads (was accepted: the scores were written into the judge)
+  const inside = await runCli(args(path.join(made.dir, "cache")));
+  assert.equal(inside.code, 2, showRun(inside));
+  assert.match(inside.stderr, /lies inside the input --judge/);
+  assert.equal(fs.existsSync(path.join(made.dir, "cache")), false);
+  // a folder of someone else's files
+  const theirs = path.join(work, "theirs");
+  fs.mkdirSync(theirs);
+  fs.writeFileSync(path.join(theirs, "notes.txt"), "mine\n");
+  const occupied = await runCli(args(theirs));
+  assert.equal(occupied.code, 2, showRun(occupied));
+  assert.match(occupied.stderr, /"notes\.txt"/);
+  // eval's files beside it are goodvibe's: the shared default folder is taken, and they stay
+  const shared = path.join(work, "shared-cache");
+  fs.mkdirSync(shared);
+  fs.writeFileSync(path.join(shared, "preference-0123456789abcdef.jsonl"), "");
+  const ok = await runCli(args(shared));
+  assert.equal(ok.code, 0, showRun(ok));
+  assert.deepEqual(fs.readdirSync(shared), ["preference-0123456789abcdef.jsonl"]);
+});

@@ -26,7 +26,8 @@ import { judgeTrainOptions, trainJudge } from "../../recipes/train-judge.js";
 import { otherBuildWarning, trainProgressHooks } from "../../method/train.js";
 import { judgeTrainingPairs, resumableJudgeScores } from "../../recipes/judge.js";
 import { resolveJudgeTrainConfig } from "../../config/judge.js";
-import { checkOutput } from "../../io/atomic.js";
+import { checkOutput, claimWorkFolder } from "../../io/atomic.js";
+import { evalCacheFile, isEvalCacheEntry } from "../../recipes/evaluate.js";
 import { isClaimEntry } from "../../io/claim.js";
 import { number } from "../options.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
@@ -140,15 +141,25 @@ export async function judgeTrainCommand(g: OptionValues, opts: OptionValues): Pr
 export async function judgeCheckCommand(g: OptionValues, opts: OptionValues): Promise<void> {
   const log = makeLogger(g);
   await runCommand(g, async () => {
+    // the cache folder is an output: never an input or inside one, never a file, a folder of others' files
+    // refused (it failed with a stack trace once scoring had begun, or wrote into the judge folder)
+    claimWorkFolder({
+      flag: "--cache",
+      path: opts.cache,
+      kind: "folder",
+      inputs: { "--judge": opts.judge, "--data": opts.data },
+      ownEntry: isEvalCacheEntry,
+    });
     const samples = readLabelledSamples(opts.data);
     if (samples.length === 0) throw new InputError(`${opts.data}: no samples to evaluate the judge on`);
     const judge = await LlmJudge.load(opts.judge);
     // the scores batch by batch in the cache folder (a 7B judge takes minutes over hundreds of samples): a check
     // stopped or killed scores only the rest when run again. Named by the judge folder and the data file; the
     // records inside are keyed by the judge's files and the prompts, so a judge retrained there reuses none.
-    const scoresFile = path.join(
+    const scoresFile = evalCacheFile(
       opts.cache,
-      `judge-check-${sha256(JSON.stringify([path.resolve(opts.judge), path.resolve(opts.data)])).slice(0, 16)}.jsonl`,
+      "judge-check",
+      sha256(JSON.stringify([path.resolve(opts.judge), path.resolve(opts.data)])),
     );
     const madeCache = !fs.existsSync(opts.cache);
     const { p, taken } = await resumableJudgeScores(judge, samples, {
