@@ -603,6 +603,8 @@ async function runCells(ctx: RunContext, opts: RunOptions): Promise<CellsOutcome
   const share = opts.shard ? cellShare(plan.cells, opts.shard) : null;
   // the plan indexes of out.pending (cells of one key share an id)
   const pendingAt = new Set<number>();
+  // this shard's cells another worker held when reached: waited for at the end (see below)
+  const ownHeld: number[] = [];
   if (opts.shard)
     log.info(
       `shard ${opts.shard.index}/${opts.shard.count}: ${share!.size} of ${new Set(plan.cells.map((c) => c.key)).size} distinct cells`,
@@ -630,7 +632,12 @@ async function runCells(ctx: RunContext, opts: RunOptions): Promise<CellsOutcome
     // a worker sharing this folder may be computing it, or have just finished it (shard.ts)
     const release = tryClaim(cell.workDir);
     if (!release) {
-      log.info(`${tag}: being computed by ${claimHolder(cell.workDir) ?? "another worker"}; left to it`);
+      const holder = claimHolder(cell.workDir) ?? "another worker";
+      if (share) ownHeld.push(i);
+      log.info(
+        `${tag}: being computed by ${holder}; ` +
+          (share ? "this shard's: waited for once its other cells are done" : "left to it"),
+      );
       out.pending.push(cell.id);
       pendingAt.add(i);
       continue;
@@ -657,9 +664,66 @@ async function runCells(ctx: RunContext, opts: RunOptions): Promise<CellsOutcome
     out.planned.push(cell);
     done.set(cell.key, result);
   }
+  const late = new Set<number>();
+  if (!out.stopped) await waitForOwnCells(ctx, opts, ownHeld, done, out, late);
   return out.stopped || out.pending.length === 0
     ? out
-    : collectFinishedSince(plan, out, pendingAt, done, log);
+    : collectFinishedSince(plan, out, pendingAt, done, late, log);
+}
+
+/**
+ * A sharded worker answers for its share: a cell of it that another worker held is waited for until it is done or
+ * its claim goes stale, then taken over. A scheduler's retry (a Kubernetes pod, a requeued Slurm task) runs on
+ * another host than the worker that died, so the dead worker's claim stays fresh for GOODVIBE_CLAIM_STALE_SECONDS;
+ * leaving the cell to it, the retry exited 0 with its share undone and the Job counted as complete. Cells computed
+ * here go into `late` (their results in `done`).
+ */
+async function waitForOwnCells(
+  ctx: RunContext,
+  opts: RunOptions,
+  ownHeld: readonly number[],
+  done: Map<string, CellResult>,
+  out: CellsOutcome,
+  late: Set<number>,
+): Promise<void> {
+  const { plan, log } = ctx;
+  for (const i of ownHeld) {
+    const cell = plan.cells[i]!;
+    if (done.has(cell.key)) continue;
+    const tag = `[${i + 1}/${plan.cells.length}] ${describeCell(cell)} (${cell.id})`;
+    let computed: { result: CellResult | null } | null;
+    try {
+      computed = await whenClaimed(
+        cell.workDir,
+        () => isCellDone(cell),
+        async () => {
+          log.info(`${tag}: running (its holder is gone)`);
+          opts.onCellStart?.(cell);
+          return { result: await computeCell(ctx, cell, tag) };
+        },
+        {
+          signal: ctx.signal,
+          onWait: (holder) =>
+            log.info(
+              `${tag}: waiting for ${holder} to finish it, or for its claim to go stale ` +
+                `(GOODVIBE_CLAIM_STALE_SECONDS without a heartbeat, default 600; a dead worker on this host at once)`,
+            ),
+        },
+      );
+    } catch (e) {
+      if (!(e instanceof InterruptedError)) throw e;
+      out.stopped = true;
+      return;
+    }
+    if (computed === null) continue; // finished by its holder: collected with the others
+    if (computed.result === null) {
+      out.stopped = true;
+      return;
+    }
+    out.ran.push(cell.id);
+    done.set(cell.key, computed.result);
+    late.add(i);
+  }
 }
 
 /**
@@ -672,6 +736,7 @@ function collectFinishedSince(
   out: CellsOutcome,
   pendingAt: ReadonlySet<number>,
   done: Map<string, CellResult>,
+  late: ReadonlySet<number>,
   log: Logger,
 ): CellsOutcome {
   const results: CellResult[] = [];
@@ -690,7 +755,8 @@ function collectFinishedSince(
       still.push(cell.id);
       continue;
     }
-    (done.has(cell.key) ? out.shared : out.skipped).push(cell.id);
+    // a cell this worker took over (waitForOwnCells) is counted as ran already
+    if (!late.has(i)) (done.has(cell.key) ? out.shared : out.skipped).push(cell.id);
     done.set(cell.key, result);
     results.push(relabel(result, cell));
     planned.push(cell);

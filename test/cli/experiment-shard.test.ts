@@ -237,6 +237,62 @@ test("two workers on one folder: --shard 1/2 and a Slurm array task, then one re
   assert.deepEqual(claims, []);
 });
 
+test("a sharded worker waits for its own cell held by a worker on another host, then takes it over: a retried pod completes its share", async () => {
+  // a scheduler's retry runs on another host than the worker that died, whose claim stays fresh until it goes
+  // stale; before, the retry left the cell "to it" and exited 0 with its share undone
+  const byLang = balancedPairs(fx.model.pairs, 4);
+  const train = path.join(fx.work, "retry-train.jsonl");
+  const dev = path.join(fx.work, "retry-dev.jsonl");
+  writeCorpusJsonl(train, byLang.slice(0, 12));
+  writeCorpusJsonl(dev, byLang.slice(12, 16));
+  const file = path.join(fx.work, "retry.yaml");
+  fs.writeFileSync(
+    file,
+    YAML.stringify({
+      name: "retry",
+      models: [{ name: "tiny", path: fx.model.dir }],
+      data: { train, dev },
+      eval: { maxPrompts: 4, maxNewTokens: 8, batchSize: 4 },
+      methods: ["base"],
+      seeds: [0],
+    }),
+  );
+  const out = (name: string) => path.join(fx.work, name);
+  const ref = await runCli(["experiment", "run", file, "-o", out("retry-ref"), "--json"]);
+  assert.equal(ref.code, 0, showRun(ref));
+  const [key] = fs.readdirSync(path.join(out("retry-ref"), "work"));
+  assert.ok(key, "the cell's work folder");
+  // the dead pod's claim: another host, heartbeat just now
+  const plant = (name: string) => {
+    const dir = path.join(out(name), "work", key!);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(
+      path.join(dir, ".claim.json"),
+      JSON.stringify({ host: "goodvibe-cells-0-dead1", pid: 7, token: "t", since: new Date().toISOString() }),
+    );
+  };
+  const env = { GOODVIBE_CLAIM_STALE_SECONDS: "3", GOODVIBE_CLAIM_POLL_MS: "200" };
+  plant("retry-sharded");
+  const t0 = Date.now();
+  const retried = await runCli(
+    ["experiment", "run", file, "-o", out("retry-sharded"), "--shard", "1/2", "--json"],
+    {
+      env,
+    },
+  );
+  assert.equal(retried.code, 0, showRun(retried));
+  assert.match(retried.stderr, /waiting for goodvibe-cells-0-dead1 pid 7/);
+  assert.deepEqual(JSON.parse(retried.stdout).ran.length, 1, "the cell was computed here");
+  assert.ok(Date.now() - t0 >= 2500, "taken over only once the claim went stale");
+  assert.deepEqual(results(out("retry-sharded")), results(out("retry-ref")));
+  // unsharded workers cooperate: the cell is left to its holder, as before
+  plant("retry-plain");
+  const plain = await runCli(["experiment", "run", file, "-o", out("retry-plain"), "--json"], { env });
+  assert.equal(plain.code, 0, showRun(plain));
+  assert.match(plain.stderr, /left to it/);
+  assert.equal(fs.existsSync(path.join(out("retry-plain"), "results.json")), false);
+});
+
 test("the shipped Slurm script and Kubernetes manifest are well formed and agree with the shard reader", async () => {
   const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../../..");
   const sh = path.join(root, "examples/slurm-array.sh");
