@@ -70,8 +70,9 @@ export function shardFromEnvironment(
     const count = int(env, "GOODVIBE_SHARD_COUNT");
     if (count === undefined || count < 1)
       throw new InputError(
-        "JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job) but GOODVIBE_SHARD_COUNT is not: set it to the Job's " +
-          "completions, or pass --shard i/n",
+        "JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job) but GOODVIBE_SHARD_COUNT is " +
+          (count === undefined ? "not" : `${count}, not a number of shards`) +
+          ": set it to the Job's completions, or pass --shard i/n",
       );
     if (jobIndex >= count)
       throw new InputError(`JOB_COMPLETION_INDEX=${jobIndex} is not below GOODVIBE_SHARD_COUNT=${count}`);

@@ -53,7 +53,11 @@ test("shards from Slurm arrays and Kubernetes Indexed Jobs", () => {
   );
   assert.throws(() => env({ SLURM_ARRAY_TASK_ID: "2" }), /SLURM_ARRAY_TASK_COUNT/);
   assert.deepEqual(env({ JOB_COMPLETION_INDEX: "0", GOODVIBE_SHARD_COUNT: "5" }), { index: 1, count: 5 });
-  assert.throws(() => env({ JOB_COMPLETION_INDEX: "2" }), /GOODVIBE_SHARD_COUNT/);
+  assert.throws(() => env({ JOB_COMPLETION_INDEX: "2" }), /GOODVIBE_SHARD_COUNT is not:/);
+  assert.throws(
+    () => env({ JOB_COMPLETION_INDEX: "0", GOODVIBE_SHARD_COUNT: "0" }),
+    /GOODVIBE_SHARD_COUNT is 0, not a number of shards/,
+  );
   assert.throws(() => env({ JOB_COMPLETION_INDEX: "5", GOODVIBE_SHARD_COUNT: "5" }), /not below/);
 });
 
