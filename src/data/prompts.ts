@@ -250,6 +250,9 @@ function answerInContext(tok: ChatTokenizer, promptIds: number[], fullText: stri
  * enableThinking defaults to DEFAULT_ENABLE_THINKING (off), so Qwen3's empty think block belongs to the prompt; on,
  * the generation prompt stops at "assistant\n" and the empty think block the template writes is a target.
  */
+/** A conversation whose prompt alone fills maxLength: the one refusal of buildSftExample that a setting fixes. */
+export class PromptTooLong extends InputError {}
+
 export function buildSftExample(
   tok: ChatTokenizer,
   messages: readonly ChatMessage[],
@@ -291,7 +294,7 @@ export function buildSftExample(
     );
 
   if (promptIds.length >= opts.maxLength) {
-    throw new InputError(
+    throw new PromptTooLong(
       `prompt is ${promptIds.length} tokens, maxLength ${opts.maxLength} leaves no room for the answer`,
     );
   }

@@ -29,6 +29,7 @@ import {
   judgeMessages,
   judgeAnswerStart,
   sftMessages,
+  PromptTooLong,
   type JudgeConvention,
 } from "../data/prompts.js";
 import { loadModelWithWeights, recordToTensor, requireModelMemory } from "../models/load.js";
@@ -189,7 +190,8 @@ export function sftExamples(
     try {
       return buildSftExample(tok, sftMessages(p), { maxLength, enableThinking });
     } catch (e) {
-      if (!(e instanceof InputError)) throw e;
+      // the model's own refusals (no chat template, no end token) are no pair's and no setting's: said as they are
+      if (!(e instanceof PromptTooLong)) throw e;
       const key = where.key ? ` (${where.key}; raise it or leave the pair out)` : "";
       throw new InputError(`${where.from ? `${where.from}: ` : ""}pair ${p.id}: ${e.message}${key}`, {
         cause: e,

@@ -42,6 +42,28 @@ test("a model folder that does not exist: says so, names it", async () => {
   assertRefused(r, cwd, [], [/no-such-model/, /does not exist|not found|no such/i]);
 });
 
+test("a tokenizer without a chat template: harden and identify (whole or a shard) say so, and leave no run folder", async () => {
+  // harden added "(train.maxLength; raise it or leave the pair out)" to it; identify left its run folder (the
+  // model's hash, the stage's inputs) behind; both found by an audit of README's commands
+  const cwd = caseDir("no-chat-template");
+  const model = path.join(cwd, "model");
+  fs.cpSync(fx.model.dir, model, { recursive: true });
+  const tc = path.join(model, "tokenizer_config.json");
+  const cfg = JSON.parse(fs.readFileSync(tc, "utf8")) as Record<string, unknown>;
+  delete cfg.chat_template;
+  fs.writeFileSync(tc, JSON.stringify(cfg));
+  fs.rmSync(path.join(model, "chat_template.jinja"), { force: true });
+  for (const args of [
+    ["harden", "-m", "model", "-d", fx.pairsFile, "-o", "out", ...TINY],
+    ["identify", "-m", "model", "-d", fx.pairsFile, "-o", "n.json", "--top-k", "4"],
+    ["identify", "-m", "model", "-d", fx.pairsFile, "-o", "shard-1", "--shard", "1/2", "--top-k", "4"],
+  ]) {
+    const r = await runCli(args, { cwd });
+    assertRefused(r, cwd, ["model"], [/model: the tokenizer has no chat template/]);
+    assert.doesNotMatch(r.stderr, /maxLength/, showRun(r));
+  }
+});
+
 test("paths in a -c config that do not exist from the current folder: named as the file's keys, with the folder they were taken from", async () => {
   // written relative to the config file's folder, run from another one: the paths are the current folder's
   const cwd = caseDir("config-paths");

@@ -14,7 +14,6 @@ import { bf16ProductsOf } from "../../tensor/index.js";
 import {
   clusterWithStops,
   identifyOptions,
-  identifySamples,
   isRunEntry,
   runTrain,
   stageIdentify,
@@ -85,7 +84,9 @@ export async function identifyCommand(g: OptionValues, opts: OptionValues): Prom
       );
     const tok = await loadTokenizer(cfg.model);
     const pairs = readPairs(cfg.data, { languages: cfg.languages });
-    // only once the inputs are known good: bad input leaves nothing behind
+    // the judge prompts too (a tokenizer without a chat template is refused here): made before the run folder, so
+    // that bad input leaves nothing behind (it left the folder with the model's hash and the stage's inputs)
+    const judged = identifyInputs(tok, pairs, cfg);
     fs.mkdirSync(cfg.runDir, { recursive: true });
     if (opts.shard) {
       const shard = opts.shard as ShardSpec;
@@ -110,7 +111,7 @@ export async function identifyCommand(g: OptionValues, opts: OptionValues): Prom
     );
 
     async function identifyOneShard(shard: ShardSpec, runDir: string): Promise<void> {
-      const samples = identifySamples(tok, pairs, cfg.identify, cfg.seed, cfg.enableThinking);
+      const samples = judged.samples;
       log.info(
         `identification shard ${shard.index}/${shard.count}: a share of ${samples.length} samples (${cfg.identify.mode})`,
       );
@@ -147,7 +148,7 @@ export async function identifyCommand(g: OptionValues, opts: OptionValues): Prom
     }
 
     async function identifyWhole(): Promise<void> {
-      const map = await stageIdentify(model, () => identifyInputs(tok, pairs, cfg), cfg, hooks());
+      const map = await stageIdentify(model, () => judged, cfg, hooks());
       publishFile(cfg.out, (tmp) => writeNeuronMap(tmp, map), {
         overwrite: cfg.overwrite,
         onMovedAside: (a) => log.warn(`the earlier ${cfg.out} was moved aside to ${a}`),
