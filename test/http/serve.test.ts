@@ -501,6 +501,46 @@ test("every bad field is a 400 naming it, before any generation; nothing reaches
           "unsupported_parameter",
           "presence_penalty",
         ],
+        // what vLLM's and llama-server's extensions would constrain is refused, not answered unconstrained
+        ...(
+          [
+            ["guided_choice", ["a", "b"]],
+            ["guided_json", { type: "object" }],
+            ["guided_regex", "[0-9]+"],
+            ["structured_outputs", { choice: ["a"] }],
+            ["stop_token_ids", [5]],
+            ["include_stop_str_in_output", true],
+            ["skip_special_tokens", false],
+            ["use_beam_search", true],
+            ["truncate_prompt_tokens", 8],
+            ["grammar", 'root ::= "a"'],
+            ["json_schema", { type: "object" }],
+            ["repeat_penalty", 1.5],
+            ["n_probs", 3],
+            ["typical_p", 0.5],
+          ] as [string, unknown][]
+        ).map(([key, value]): [string, string, unknown, string, string | null] => [
+          "/v1/completions",
+          key,
+          { prompt: "x", [key]: value },
+          "unsupported_parameter",
+          key,
+        ]),
+        ...(
+          [
+            ["tool_choice", "required"],
+            ["modalities", ["text", "audio"]],
+            ["add_generation_prompt", false],
+            ["continue_final_message", true],
+            ["chat_template", "{{ messages }}"],
+          ] as [string, unknown][]
+        ).map(([key, value]): [string, string, unknown, string, string | null] => [
+          "/v1/chat/completions",
+          key,
+          { messages: [{ role: "user", content: "x" }], [key]: value },
+          "unsupported_parameter",
+          key,
+        ]),
         ["/v1/chat/completions", "no messages", { max_tokens: 3 }, "invalid_value", "messages"],
         ["/v1/chat/completions", "empty messages", { messages: [] }, "invalid_value", "messages"],
         [
@@ -571,8 +611,23 @@ test("every bad field is a 400 naming it, before any generation; nothing reaches
         echo: false,
         presence_penalty: 0,
         user: "someone",
+        stop_token_ids: [],
+        skip_special_tokens: true,
+        include_stop_str_in_output: false,
+        repeat_penalty: 1,
+        grammar: "",
+        typical_p: 1,
       });
       assert.equal(neutral.status, 200, neutral.text);
+      const neutralChat = await post(s, "/v1/chat/completions", {
+        messages: [{ role: "user", content: "x" }],
+        max_tokens: 1,
+        tool_choice: "auto",
+        modalities: ["text"],
+        add_generation_prompt: true,
+        continue_final_message: false,
+      });
+      assert.equal(neutralChat.status, 200, neutralChat.text);
     },
     gated,
   );
@@ -669,22 +724,24 @@ test("answers: OpenAI's shape, usage, finish_reason, n, stop, seeds, token-id pr
         b.json.choices.map((c: any) => c.text),
         a.json.choices.map((c: any) => c.text),
       );
-      // chat: content as a string or as text parts gives the same answer
+      // chat: text parts are the lines of one content string, as vLLM joins them ("\n".join(texts))
       const chat = (content: unknown) =>
         post(s, "/v1/chat/completions", {
           model: "made",
           messages: [{ role: "user", content }],
           max_tokens: 5,
         });
-      const c1 = await chat("write a loop");
+      const c1 = await chat("write\na loop");
       const c2 = await chat([
-        { type: "text", text: "write " },
+        { type: "text", text: "write" },
         { type: "text", text: "a loop" },
       ]);
       assert.equal(c1.status, 200, c1.text);
       assert.equal(c1.json.object, "chat.completion");
       assert.equal(c1.json.choices[0].message.role, "assistant");
+      assert.equal(c1.json.choices[0].message.refusal, null); // OpenAI's ChatCompletionMessage has it
       assert.equal(c2.json.choices[0].message.content, c1.json.choices[0].message.content);
+      assert.deepEqual(c2.json.usage, c1.json.usage);
     },
     noEos,
   );

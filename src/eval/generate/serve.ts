@@ -183,10 +183,43 @@ const UNSUPPORTED: [string, (v: unknown) => boolean][] = [
   ["tools", (v) => Array.isArray(v) && v.length === 0],
   ["functions", (v) => Array.isArray(v) && v.length === 0],
   ["response_format", (v) => isPlainObject(v) && v.type === "text"],
-  // vLLM's extra sampling parameters the engine has no processor for
+  ["tool_choice", (v) => v === "none" || v === "auto"],
+  ["modalities", (v) => Array.isArray(v) && v.every((m) => m === "text")],
+  ["audio", () => false],
+  // vLLM's extra sampling and decoding parameters the engine has no processor for (guided decoding, beam search,
+  // token-id stops, its template switches): an answer they would constrain is refused, not given unconstrained
   ["min_p", (v) => v === 0],
   ["min_tokens", (v) => v === 0],
   ["ignore_eos", (v) => v === false],
+  ["guided_choice", () => false],
+  ["guided_json", () => false],
+  ["guided_regex", () => false],
+  ["guided_grammar", () => false],
+  ["structured_outputs", () => false],
+  ["stop_token_ids", (v) => Array.isArray(v) && v.length === 0],
+  ["bad_words", (v) => Array.isArray(v) && v.length === 0],
+  ["allowed_token_ids", () => false],
+  ["include_stop_str_in_output", (v) => v === false],
+  ["skip_special_tokens", (v) => v === true],
+  ["spaces_between_special_tokens", (v) => v === true],
+  ["use_beam_search", (v) => v === false],
+  ["length_penalty", (v) => v === 1],
+  ["truncate_prompt_tokens", () => false],
+  ["prompt_logprobs", (v) => v === 0],
+  ["add_generation_prompt", (v) => v === true],
+  ["continue_final_message", (v) => v === false],
+  ["chat_template", () => false],
+  // llama-server's
+  ["grammar", (v) => v === ""],
+  ["json_schema", () => false],
+  ["repeat_penalty", (v) => v === 1],
+  ["n_probs", (v) => v === 0],
+  ["typical_p", (v) => v === 1],
+  ["mirostat", (v) => v === 0],
+  ["tfs_z", (v) => v === 1],
+  ["dry_multiplier", (v) => v === 0],
+  ["xtc_probability", (v) => v === 0],
+  ["dynatemp_range", (v) => v === 0],
 ];
 
 function chatMessages(v: unknown): ChatMessage[] {
@@ -203,7 +236,8 @@ function chatMessages(v: unknown): ChatMessage[] {
     if (Array.isArray(content)) {
       if (!content.every((p) => isPlainObject(p) && p.type === "text" && typeof p.text === "string"))
         throw bad(`${where}.content: only text parts are supported`, `${where}.content`);
-      content = content.map((p) => (p as { text: string }).text).join("");
+      // joined as vLLM joins them (chat_utils: "\n".join(texts)): before, they were glued with nothing between
+      content = content.map((p) => (p as { text: string }).text).join("\n");
     }
     if (typeof content !== "string") throw bad(`${where}.content must be a string`, `${where}.content`);
     return { role, content };
@@ -962,7 +996,12 @@ function answer(r: ParsedRequest, done: Finished, model: string): unknown {
     model,
     choices: done.choices.map(({ text, finishReason: finish_reason }, index) =>
       r.kind === "chat"
-        ? { index, message: { role: "assistant", content: text }, finish_reason, logprobs: null }
+        ? {
+            index,
+            message: { role: "assistant", content: text, refusal: null },
+            finish_reason,
+            logprobs: null,
+          }
         : { index, text, finish_reason, logprobs: null },
     ),
     usage: done.usage,
