@@ -2276,3 +2276,32 @@ test("a prompt longer than a llama-server slot (meta.n_ctx) or vLLM's max_model_
     }
   }
 });
+
+test("16 requests in flight on one stop signal: no MaxListenersExceededWarning (each request's listener is removed)", async () => {
+  // eval --url's default --concurrency 16 warned of a leak on the run's Ctrl-C signal (Node's default limit is 10)
+  const srv = await mockServer(() => ({ ...answer("ok"), delayMs: 100 }));
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.name);
+  process.on("warning", onWarning);
+  try {
+    const stop = new AbortController();
+    const b = new HttpBackend({
+      baseUrls: srv.url,
+      model: "m",
+      apiKeyEnv: "GV_UNSET_KEY_FOR_TEST",
+      concurrency: 16,
+      signal: stop.signal,
+    });
+    const messages = [{ role: "user" as const, content: "hi" }];
+    const answers = await Promise.all(
+      Array.from({ length: 24 }, () => b.chat(messages, { maxNewTokens: 4, signal: stop.signal })),
+    );
+    assert.deepEqual(new Set(answers), new Set(["ok"]));
+    assert.ok(srv.maxInFlight > 10, `only ${srv.maxInFlight} in flight: the check would not bite`);
+    await new Promise((ok) => setImmediate(ok)); // warnings are emitted on the next tick
+    assert.deepEqual(warnings, []);
+  } finally {
+    process.off("warning", onWarning);
+    await srv.close();
+  }
+});

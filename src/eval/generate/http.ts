@@ -29,6 +29,7 @@
  * than locally.
  * Without a tokenizer, the server's refusal of a long pair is an error naming the benchmark item.
  */
+import { getEventListeners, getMaxListeners, setMaxListeners } from "node:events";
 import { GoodVibeError, InputError } from "../../errors.js";
 import {
   DEFAULT_CONCURRENCY,
@@ -343,6 +344,11 @@ function anySignal(signals: readonly AbortSignal[]): { signal: AbortSignal; disp
       c.abort(s.reason);
       break;
     }
+    // one listener per request in flight on the run's long-lived stop signal (16 with the default --concurrency,
+    // twice that with a --base on servers), each removed by dispose: above Node's default of 10 it warned of a leak
+    // ("MaxListenersExceededWarning") that cannot be one
+    if (getEventListeners(s, "abort").length >= getMaxListeners(s))
+      setMaxListeners(getMaxListeners(s) * 2, s);
     s.addEventListener("abort", () => c.abort(s.reason), { once: true, signal: c.signal });
   }
   return { signal: c.signal, dispose };
