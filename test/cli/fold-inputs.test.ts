@@ -168,3 +168,31 @@ test("export --format safetensors and fold of a model folder without tokenizer.j
     assert.ok(!fs.existsSync(path.join(out, "tokenizer.json")), name);
   }
 });
+
+test("fold: the update a harden output already holds, folded into that output again, is refused (it was applied twice)", async () => {
+  // a harden/train output folder keeps its delta (or adapter/) beside the weights it folded it into
+  const hardened = path.join(tmp, "hardened");
+  fs.cpSync(ORGANISM, hardened, {
+    recursive: true,
+    filter: (src) => !src.includes(`${path.sep}data`),
+  });
+  const d = delta("kept.safetensors", ORGANISM, 128);
+  fs.copyFileSync(d, path.join(hardened, "goodvibe-delta.safetensors"));
+  const want = [/already has this update folded in/, /fold it into the base model/];
+  // the folder itself as --delta (fold takes a harden output's delta from it), and a copy of its delta elsewhere
+  await refusedEarly(
+    "same-folder",
+    ["fold", "-m", hardened, "--delta", hardened],
+    path.join(tmp, "o1"),
+    want,
+  );
+  await refusedEarly("copy", ["fold", "-m", hardened, "--delta", d], path.join(tmp, "o2"), want);
+  // a LoRA output: adapter/ beside the merged weights
+  const merged = path.join(tmp, "merged");
+  fs.cpSync(path.join(FIXTURES, "llama"), merged, {
+    recursive: true,
+    filter: (src) => !src.includes("lora-adapter") && !src.includes("sharded") && !src.includes("model-bf16"),
+  });
+  fs.cpSync(ADAPTER, path.join(merged, "adapter"), { recursive: true });
+  await refusedEarly("lora", ["fold", "-m", merged, "--adapter", ADAPTER], path.join(tmp, "o3"), want);
+});

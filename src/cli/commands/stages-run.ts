@@ -18,8 +18,10 @@ import {
   runTrain,
   stageIdentify,
   identifyInputs,
+  RUN_FILES,
   type RunHooks,
 } from "../../recipes/harden.js";
+import { sha256 } from "../../io/hash.js";
 import { checkTopKOfFolder } from "../../method/goodvibe/identify.js";
 import { clearIdentifyState } from "../../method/goodvibe/identify-state.js";
 import { identifyShard, mergeIdentifyShards } from "../../method/goodvibe/identify-shard.js";
@@ -27,7 +29,7 @@ import { readNeuronMap, summarizeNeuronMap, writeNeuronMap } from "../../method/
 import { type ShardSpec } from "../../util/shard.js";
 import { clusterSummary, writeClusterMap } from "../../method/goodvibe/clustering.js";
 import { attachGoodVibe } from "../../method/goodvibe/model.js";
-import { readPeftAdapter, readPeftAdapterHeader } from "../../method/lora/peft.js";
+import { ADAPTER_WEIGHTS_FILE, readPeftAdapter, readPeftAdapterHeader } from "../../method/lora/peft.js";
 import { foldIntoCheckpoint } from "../../method/fold.js";
 import {
   checkDeltaFits,
@@ -266,6 +268,30 @@ export async function trainCommand(g: OptionValues, opts: OptionValues): Promise
   });
 }
 
+/**
+ * A harden/train output keeps the update it folded in (goodvibe-delta.safetensors, or adapter/ for LoRA): folding
+ * that same file into it again applies the update twice, which went through without a word ("700 rows changed").
+ * Compared by content, so a copy of the file is caught too; another update folded on top is the user's choice.
+ */
+function refuseFoldedAlready(modelDir: string, update: string): void {
+  const kept = [
+    path.join(modelDir, RUN_FILES.delta),
+    path.join(modelDir, RUN_FILES.adapter, ADAPTER_WEIGHTS_FILE),
+  ];
+  const same = (a: string, b: string) => {
+    const sa = fs.statSync(a, { throwIfNoEntry: false });
+    const sb = fs.statSync(b, { throwIfNoEntry: false });
+    if (!sa?.isFile() || !sb?.isFile() || sa.size !== sb.size) return false;
+    return sha256(fs.readFileSync(a)) === sha256(fs.readFileSync(b));
+  };
+  const found = kept.find((k) => same(k, update));
+  if (found)
+    throw new InputError(
+      `--model ${modelDir} already has this update folded in (${found} is the same file as ${update}): it is the ` +
+        `output of the run that made it; fold it into the base model it was trained on`,
+    );
+}
+
 export async function foldCommand(g: OptionValues, opts: OptionValues): Promise<void> {
   const log = makeLogger(g);
   await runCommand(g, async () => {
@@ -285,6 +311,7 @@ export async function foldCommand(g: OptionValues, opts: OptionValues): Promise<
     const shape = new ModelShape(baseConfig);
     // a harden/train output folder names its delta, as export --delta takes it
     const source = opts.delta ? findDeltaFile(opts.delta) : "";
+    refuseFoldedAlready(opts.model, opts.delta ? source : path.join(opts.adapter, ADAPTER_WEIGHTS_FILE));
     if (opts.delta) checkDeltaHeaderFits(shape, readGoodVibeDeltaHeader(source), source);
     else checkPeftAdapterFits(shape, readPeftAdapterHeader(opts.adapter));
     const model = loadModel(opts.model);
