@@ -34,7 +34,7 @@ export function buildProgram(json: boolean): Command {
     .addHelpText(
       "after",
       `
-Exit codes: 0 ok, 1 internal error, 2 bad input, 3 not enough memory/disk, 130 interrupted (rerun to resume).
+Exit codes: 0 ok, 1 internal error, 2 bad input, 3 a resource lacking (memory, disk, CUDA, sandbox, server), 130 interrupted (rerun to resume).
 Start with:  goodvibe demo`,
     );
 

@@ -186,7 +186,12 @@ export class LlamaCppBackend implements GenerationBackend {
     const n = this.vocabSize;
     for (const id of ids) {
       if (!Number.isInteger(id) || id < 0 || id >= n)
-        throw new InputError(`${what}: token id ${id} is outside the vocabulary (0..${n - 1})`);
+        throw new InputError(
+          `${what}: token id ${id} is outside the GGUF's vocabulary (0..${n - 1})` +
+            (this.tokenizer
+              ? ": the prompt was encoded with the model folder's tokenizer; is that folder (-m) the model this GGUF was exported from?"
+              : ""),
+        );
     }
     return ids as Token[];
   }
