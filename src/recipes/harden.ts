@@ -456,6 +456,10 @@ function differenceText(was: unknown, now: StageSlot, wasAsked: RequestedRecord)
       `${requested}${requested === "auto" ? " (decided when training starts)" : ""}`,
     ];
   }
+  // no language filter is kept as null: said as the flag's meaning ("→ null" read as a bug)
+  const languages = (v: string | undefined) => (v === undefined ? "unset" : v === "null" ? "all" : v);
+  const [lw, ln] = [flattenSettings(was).languages, flattenSettings(now.inputs).languages];
+  if (lw !== ln) shown.languages = [languages(lw), languages(ln)];
   return settingsDifferences(was, now.inputs, KEY_NAMES, shown).join(", ");
 }
 

@@ -167,6 +167,20 @@ test("the stages' keys see a language filter, not its spelling: C++, cpp and c++
   assert.notDeepEqual(keys(undefined), cpp);
 });
 
+test('a stage replaced for another language filter says "all" for no filter, not null', async () => {
+  const runDir = path.join(work, "lang-diff-run");
+  const told: string[] = [];
+  const log = { info: (m: string) => told.push(m), warn() {}, progress() {} };
+  const one = config("lang-diff-one", { runDir, languages: [made.pairs[0]!.lang] });
+  await runHarden(one, { log });
+  told.length = 0;
+  await runHarden(config("lang-diff-all", { runDir }), { log });
+  const line = told.find((m) => m.startsWith("identification: settings differ from the cached run"));
+  assert.ok(line, told.join("\n"));
+  assert.match(line, /languages: \["[^"]+"\] → all/);
+  assert.doesNotMatch(line, /null/);
+});
+
 test("stagesTrainedOn: the hardened folder names the stages that read the file, byte for byte; no other file", async () => {
   const cfg = config("trained-on");
   await runHarden(cfg);
