@@ -824,6 +824,14 @@ function stopEarly(ctx: RunContext, cells: CellsOutcome, experiment: ExperimentR
       `${results.length} of ${plan.cells.length} cells done; ${pending.length} are other workers' (another shard's or ` +
         `being computed): once they are done, \`experiment run\` on this folder writes results.json and the report`,
     );
+  // a results.json already there is an earlier complete run's (another plan, or before a stop): said, so that it
+  // is not read as this run's; results.json and report/ are replaced once every cell is done
+  const earlier = path.join(outDir, "results.json");
+  if (fs.existsSync(earlier))
+    log.warn(
+      `${earlier} is an earlier complete run's results (written ${fs.statSync(earlier).mtime.toISOString()}), not ` +
+        `this run's; this run's finished cells so far are in ${PARTIAL_RESULTS}`,
+    );
   // the finished cells so far, for a look before the end (`goodvibe report` renders it); never results.json
   const partialFile = path.join(outDir, PARTIAL_RESULTS);
   if (results.length > 0) {

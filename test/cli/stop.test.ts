@@ -266,4 +266,12 @@ test("experiment run --stop-after: a requested stop, not an interruption: exit 0
   assert.equal(end.code, 0, showRun(end));
   assert.equal((JSON.parse(end.stdout) as { stopped: boolean }).stopped, false);
   assert.ok(fs.existsSync(path.join(out, "results.json")));
+  // a grown plan stopped early: the complete results.json beside its results.partial.json is said to be an
+  // earlier run's, not this one's
+  const grown = YAML.parse(fs.readFileSync(file, "utf8"));
+  fs.writeFileSync(file, YAML.stringify({ ...grown, seeds: [0, 1] }));
+  const more = await runCli(["experiment", "run", file, "-o", out, "--stop-after", "1"]);
+  assert.equal(more.code, 0, showRun(more));
+  assert.match(more.stderr, /results\.json is an earlier complete run's results .*not this run's/);
+  assert.ok(fs.existsSync(path.join(out, "results.partial.json")));
 });
