@@ -102,6 +102,37 @@ test("harden, identify, train, judge train: each bad --set value is named with i
   assert.match(e.stderr, /unknown option '--set'/);
 });
 
+test("a --set key of a section the command does not read is said to be ignored; the help's example is the command's own", async () => {
+  // (the run then stops at the missing model folder: the warning comes before any work)
+  for (const [cmd, set, warned] of [
+    [["identify", "-o", path.join(work, "n.json")], "train.gradAccum=8", true],
+    [["train", "-o", path.join(work, "t"), "--method", "lora"], "identify.topK=3", true],
+    [["identify", "-o", path.join(work, "n.json")], "identify.topK=3", false],
+    [["harden", "-o", path.join(work, "o")], "train.gradAccum=8", false],
+    [["identify", "-o", path.join(work, "n.json")], "seed=3", false],
+  ] as const) {
+    const r = await runCli([...stage([...cmd]), "--set", set]);
+    const key = set.split("=")[0]!;
+    if (warned)
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `warning: --set ${key.replace(".", "\\.")}: \`${cmd[0]}\` reads only .* so this key is ignored`,
+        ),
+        showRun(r),
+      );
+    else assert.doesNotMatch(r.stderr, /is ignored/, showRun(r));
+  }
+  for (const [cmd, example] of [
+    ["identify", "identify.batchSize=8"],
+    ["train", "train.gradAccum=8"],
+    ["harden", "identify.batchSize=8"],
+  ] as const) {
+    const h = await runCli([cmd, "--help"]);
+    assert.match(h.stdout.replace(/\s+/g, " "), new RegExp(`e\\.g\\. --set ${example.replace(".", "\\.")}`));
+  }
+});
+
 test("experiment plan and run: a bad --set value names the file and the --set it came from", async () => {
   const file = path.join(work, "exp.yaml");
   fs.writeFileSync(

@@ -84,24 +84,53 @@ export function addHardenOptions(
     if (f.parse) o.argParser(f.parse);
     cmd.addOption(shownDefault(o, getPath(defaults, f.key)));
   }
-  return cmd
-    .option(
-      "--overwrite",
-      "move an existing non-empty output aside (renamed to <out>.old-<time>, never deleted)",
-    )
-    .option("--run-dir <dir>", `where stages keep resumable state (default: ${spec.runDir})`)
-    .option(
-      "-c, --config <file>",
-      "YAML config with the keys below (flags override it; --set overrides both)",
-    )
-    .option(
-      "--set <key=value>",
-      "override one config key, e.g. --set train.gradAccum=8 (repeatable)",
-      collect,
-      [],
-    )
-    .addHelpText("after", configKeysHelp(spec.sections));
+  return (
+    cmd
+      .option(
+        "--overwrite",
+        "move an existing non-empty output aside (renamed to <out>.old-<time>, never deleted)",
+      )
+      .option("--run-dir <dir>", `where stages keep resumable state (default: ${spec.runDir})`)
+      .option(
+        "-c, --config <file>",
+        "YAML config with the keys below (flags override it; --set overrides both)",
+      )
+      .option(
+        "--set <key=value>",
+        `override one config key, e.g. --set ${SET_EXAMPLE[spec.sections[0]!] ?? "seed=1"} (repeatable)`,
+        collect,
+        [],
+      )
+      .addHelpText("after", configKeysHelp(spec.sections))
+      // a --set key of a section this command does not read changes nothing: said, not taken silently (identify
+      // --set train.gradAccum=8, which identify's own help suggested, was)
+      .hook("preAction", async (self) => {
+        const all = Object.entries(defaults)
+          .filter(([, v]) => v !== null && typeof v === "object")
+          .map(([k]) => k);
+        const unread = ((self.opts().set as string[] | undefined) ?? [])
+          .map((s) => s.split("=")[0]!.trim())
+          .filter((k) => {
+            const sec = k.split(".")[0]!;
+            return k.includes(".") && all.includes(sec) && !spec.sections.includes(sec);
+          });
+        if (unread.length === 0) return;
+        const { makeLogger } = await import("../common.js");
+        makeLogger(self.optsWithGlobals()).warn(
+          `--set ${unread.join(", ")}: \`${self.name()}\` reads only ${spec.sections.map((x) => `${x}.*`).join(", ")} ` +
+            `and the top-level keys, so ${unread.length === 1 ? "this key is" : "these keys are"} ignored`,
+        );
+      })
+  );
 }
+
+/** The --set example in each command's help: a key of the first section it reads. */
+const SET_EXAMPLE: Record<string, string> = {
+  identify: "identify.batchSize=8",
+  train: "train.gradAccum=8",
+  cluster: "cluster.kMax=4",
+  lora: "lora.r=16",
+};
 
 export function registerHarden(program: Command): void {
   addHardenOptions(
