@@ -78,6 +78,25 @@ for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
   });
 }
 
+test("dynamic: exported with no scaling (llama.cpp's default RoPE), the same logits as ours up to max_position_embeddings", async () => {
+  const dir = withRope("qwen2", { type: "dynamic", factor: 2 }, "dynamic");
+  const ours = ourLogits(dir);
+  assert.deepEqual(ours, ourLogits(withRope("qwen2", null, "dynamic-plain")));
+  const file = path.join(tmpDir, "qwen2-dynamic.gguf");
+  exportGguf(dir, file, { outtype: "f32" });
+  assert.equal(ggufMeta(readGguf(file), "qwen2.rope.scaling.type"), undefined);
+  const b = await openLlamaCppBackend({ modelPath: file, contextSize: 64, threads: 1 });
+  try {
+    const rows = await b.logits(IDS, { prefill: IDS.length });
+    const V = ours.length / IDS.length;
+    const flat = new Float32Array(rows.length * V);
+    rows.forEach((r, t) => flat.set(r.subarray(0, V), t * V));
+    assert.ok(maxAbs(flat, ours) <= TOL.qwen2!);
+  } finally {
+    await b.close();
+  }
+});
+
 test("yarn settings llama.cpp does not read for these architectures are refused by the GGUF export, nothing written", () => {
   for (const [extra, named] of [
     [{ beta_fast: 16 }, "beta_fast 16"],
