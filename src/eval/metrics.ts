@@ -75,11 +75,14 @@ export function tallyByGroup(
  * estimator's variance over the clusters' successes s_k and sizes m_k) and Var_independent = p̂(1 − p̂)/n. Neither
  * variance carries a small-sample factor, so the two ends are exact: clusters whose items all agree give deff = m
  * for equal sizes m, hence Wilson on the number of clusters; one item per cluster gives deff = 1, Wilson on n.
- * deff is taken at least 1 (clustering is not let narrow the interval below Wilson's on the items), and is 1 at
- * p̂ = 0 or 1, where both variances vanish and the items show no disagreement to attribute to the clusters (the
- * same as at 39 of 40 secure over 10 tasks, whose deff is below 1). Chosen over a percentile bootstrap over tasks
- * because the latter collapses to the point [1, 1] at 100% and undercovers with few tasks, where Wilson keeps its
- * width; and it is closed-form (no generator to seed).
+ * deff is taken at least 1 (clustering is not let narrow the interval below Wilson's on the items). At p̂ = 0 or 1
+ * both variances vanish and the ratio says nothing: every cluster's items agree there, the case deff = m describes,
+ * so the interval is Wilson on the number of clusters (deff = n / clusters). Until 2026-12-06 it was 1 there, Wilson
+ * on the items: 40 of 40 over 10 tasks read [0.912, 1] where 36 of 40 read [0.596, 0.982], and a simulation of
+ * correlated tasks (10 × 4, p 0.9, intra-task correlation 0.8) covered 72% for 95% (96% with this; an audit's,
+ * against statsmodels). Chosen over a percentile bootstrap over tasks because the latter collapses to the point
+ * [1, 1] at 100% and undercovers with few tasks, where Wilson keeps its width; and it is closed-form (no generator
+ * to seed).
  */
 export function clusteredWilsonInterval(
   clusters: readonly { successes: number; n: number }[],
@@ -103,7 +106,8 @@ export function clusteredWilsonInterval(
   }
   if (n === 0) return { ...wilsonInterval(0, 0, z), nEffective: 0, designEffect: 1 };
   const p = y / n;
-  let deff = 1;
+  // 0% or 100%: Wilson on the number of (non-empty) clusters
+  let deff = n / clusters.filter((c) => c.n > 0).length;
   if (p > 0 && p < 1) {
     let ss = 0;
     for (const c of clusters) ss += (c.successes - p * c.n) ** 2;

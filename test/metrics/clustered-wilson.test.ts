@@ -56,12 +56,26 @@ test("equal task sizes: the effective n lies between the number of tasks and the
   }
 });
 
-test("0% and 100% keep the items' Wilson interval (no disagreement to attribute to tasks); nothing judged: [0, 1]", () => {
+test("0% and 100%: every task's items agree, so Wilson on the number of tasks; one item per task: on the items; nothing judged: [0, 1]", () => {
   const all = clusteredWilsonInterval([
     { successes: 3, n: 3 },
     { successes: 5, n: 5 },
   ]);
-  assert.deepEqual({ low: all.low, high: all.high }, { low: wilsonInterval(8, 8).low, high: 1 });
+  assert.deepEqual({ low: all.low, high: all.high }, { low: wilsonInterval(2, 2).low, high: 1 });
+  assert.equal(all.nEffective, 2);
+  // 40 of 40 over 10 tasks of 4: Wilson's 10 of 10, [0.7225, 1] (it read the items' [0.9124, 1] before 2026-12-06,
+  // narrower than 36 of 40 with one task all wrong, [0.596, 0.982]: the interval jumped with one task)
+  const forty = clusteredWilsonInterval(Array.from({ length: 10 }, () => ({ successes: 4, n: 4 })));
+  close(forty.low, 0.7225);
+  assert.equal(forty.high, 1);
+  const thirtySix = clusteredWilsonInterval(
+    Array.from({ length: 10 }, (_, k) => ({ successes: k === 0 ? 0 : 4, n: 4 })),
+  );
+  assert.ok(forty.low > thirtySix.low && forty.low < 0.8, `${forty.low} vs ${thirtySix.low}`);
+  const zero = clusteredWilsonInterval(Array.from({ length: 10 }, () => ({ successes: 0, n: 4 })));
+  close(zero.high, 1 - 0.7225);
+  const single = clusteredWilsonInterval(Array.from({ length: 8 }, () => ({ successes: 1, n: 1 })));
+  assert.deepEqual({ low: single.low, high: single.high }, { low: wilsonInterval(8, 8).low, high: 1 });
   const none = clusteredWilsonInterval([]);
   assert.deepEqual({ low: none.low, high: none.high }, { low: 0, high: 1 });
   assert.throws(() => clusteredWilsonInterval([{ successes: 3, n: 2 }]), /successes <= n/);
