@@ -242,7 +242,10 @@ export interface McNemarResult {
   b01: number;
   /** Pairs where `a` is true and `b` is false. */
   b10: number;
-  /** Exact test: min(b01, b10); chi-square test: (|b01 - b10| - 1)² / (b01 + b10). */
+  /**
+   * Exact test: min(b01, b10); chi-square test: (|b01 - b10| - 1)² / (b01 + b10), and 0 when |b01 - b10| <= 1 (the
+   * correction not let overshoot, as R's mcnemar.test; statsmodels gives 1/(b01 + b10) at b01 = b10).
+   */
   statistic: number;
   /** Two-sided p-value. */
   pValue: number;

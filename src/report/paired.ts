@@ -224,7 +224,8 @@ export function pairedComparisons(
 
 /**
  * Below this many tasks (or items) a percentile cluster bootstrap understates the uncertainty: its variance is
- * (k − 1)/k of the plug-in at best and its resamples take few distinct values (one task: a single one).
+ * the plug-in variance, (k − 1)/k of the unbiased s²/k, at best, and its resamples take few distinct values (one
+ * task: a single one).
  */
 export const FEW_BOOTSTRAP_UNITS = 10;
 
