@@ -690,6 +690,10 @@ async function waitForOwnCells(
   for (const i of ownHeld) {
     const cell = plan.cells[i]!;
     if (done.has(cell.key)) continue;
+    if (opts.stopAfterCells !== undefined && out.ran.length >= opts.stopAfterCells) {
+      out.stopped = true; // --stop-after holds for a cell taken over too
+      return;
+    }
     const tag = `[${i + 1}/${plan.cells.length}] ${describeCell(cell)} (${cell.id})`;
     let computed: { result: CellResult | null } | null;
     try {
