@@ -1006,6 +1006,22 @@ function claimRunDir(cfg: HardenConfig): () => void {
   );
 }
 
+/**
+ * A finished output for these inputs: nothing computed, but the temporaries dead runs left beside it (an
+ * `--overwrite` run killed while publishing leaves a whole model's worth) are removed, as any run's start removes
+ * them: this rerun was the only one that would ever come, and it returned before openRunDir.
+ */
+function nothingToDo(cfg: HardenConfig, log: Logger, done: HardenResult): HardenResult {
+  for (const t of cleanStaleTemps(path.dirname(path.resolve(cfg.out)), path.basename(path.resolve(cfg.out))))
+    log.info(
+      t.restoredTo
+        ? `put back ${t.restoredTo}, which a dead run (pid ${t.pid}) had moved aside`
+        : `removed ${t.path} (${(t.bytes / 2 ** 20).toFixed(1)} MiB), left by a dead run (pid ${t.pid})`,
+    );
+  log.info(`${cfg.out} is already complete for these inputs and settings: nothing to do`);
+  return done;
+}
+
 /** Open the run folder: stale temporaries of dead runs removed, the run's description written. */
 function openRunDir(cfg: HardenConfig, plan: StagePlan): void {
   fs.mkdirSync(cfg.runDir, { recursive: true });
@@ -1205,10 +1221,7 @@ export async function runHarden(cfg: HardenConfig, hooks: RunHooks = {}): Promis
   const stamps = folderStamps(cfg.model);
   const p = await prepare(cfg, hooks);
   const done = completedRun(cfg, p.plan, p.log, p.schedule);
-  if (done) {
-    p.log.info(`${cfg.out} is already complete for these inputs and settings: nothing to do`);
-    return done;
-  }
+  if (done) return nothingToDo(cfg, p.log, done);
   // the run's peak memory (results' cost.peakMemoryBytes, Table 2) is this run's: in `experiment run` a full
   // fine-tuning cell before it, or the base model's evaluation, would otherwise be its peak
   resetPeakRss();
@@ -1264,10 +1277,7 @@ export async function runTrain(
   const stamps = folderStamps(cfg.model); // as runHarden
   const p = await prepare(cfg, hooks, { clustersFile: cfg.method === "goodvibe" ? clustersFile : undefined });
   const done = completedRun(cfg, p.plan, p.log, p.schedule);
-  if (done) {
-    p.log.info(`${cfg.out} is already complete for these inputs and settings: nothing to do`);
-    return done;
-  }
+  if (done) return nothingToDo(cfg, p.log, done);
   const { model, weights } = loadModelWithWeights(cfg.model, { dtype: cfg.dtype ?? DEFAULT_DTYPE });
   hooks = guardSaves(hooks, weights, "the run (its stage's result is not saved)");
   let release: (() => void) | undefined;

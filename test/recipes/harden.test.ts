@@ -8,6 +8,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { spawnSync } from "node:child_process";
+import { HOST_TAG } from "../../src/io/atomic.js";
 import type { HardenConfig } from "../../src/config/harden.js";
 import {
   RUN_FILES,
@@ -179,6 +181,26 @@ test('a stage replaced for another language filter says "all" for no filter, not
   assert.ok(line, told.join("\n"));
   assert.match(line, /languages: \["[^"]+"\] → all/);
   assert.doesNotMatch(line, /null/);
+});
+
+test("a rerun that finds its output complete still removes what a dead run left beside it (an --overwrite killed while publishing)", async () => {
+  // found by a SIGKILL audit: the "nothing to do" return came before the run folder's cleaning, so a killed
+  // --overwrite's temporary copy of the model stayed for good
+  const cfg = config("done-then-stale");
+  await runHarden(cfg);
+  const dead = spawnSync(process.execPath, ["-e", "0"]).pid!;
+  const stale = path.join(work, `.done-then-stale.tmp-${dead}-1-${HOST_TAG}`);
+  fs.mkdirSync(stale);
+  fs.writeFileSync(path.join(stale, "model.safetensors"), Buffer.alloc(1 << 20));
+  const told: string[] = [];
+  const log = { info: (m: string) => told.push(m), warn() {}, progress() {} };
+  await runHarden(cfg, { log });
+  assert.ok(!fs.existsSync(stale), "the dead run's temporary is still there");
+  assert.ok(
+    told.some((m) => m.startsWith(`removed ${stale} (1.0 MiB), left by a dead run (pid ${dead})`)),
+    told.join("\n"),
+  );
+  assert.ok(told.some((m) => /already complete .*nothing to do/.test(m)));
 });
 
 test("stagesTrainedOn: the hardened folder names the stages that read the file, byte for byte; no other file", async () => {
