@@ -1121,7 +1121,7 @@ async function trainAndPublish(
   log.info(`fold: writing the hardened checkpoint to ${cfg.out}`);
   let fold: FoldStats | undefined;
   let artifact = "";
-  await writeDirAtomic(
+  const done = await writeDirAtomic(
     cfg.out,
     async (tmp) => {
       fold = await writeFoldedCheckpoint(cfg.model, tmp, method, { signal: hooks.signal });
@@ -1193,7 +1193,19 @@ async function trainAndPublish(
       overwrite: cfg.overwrite,
       onMovedAside: (aside) => log.warn(`the earlier ${cfg.out} was moved aside to ${aside}`),
     },
-  );
+  ).catch((e: unknown) => {
+    // a run stopped (Ctrl-Z, SIGSTOP) longer than GOODVIBE_CLAIM_STALE_SECONDS loses its claim: a rerun takes it
+    // over and may publish first. Its output of the same inputs and settings is this run's result; any other
+    // output there is refused as before (it said "exists and is not empty" of a folder that was its own result)
+    const published = e instanceof InputError ? completedRun(cfg, plan, log, p.schedule) : null;
+    if (!published) throw e;
+    log.warn(
+      `${cfg.out} was published meanwhile by another run of the same inputs and settings (one that took over this ` +
+        `run's claim while it was stopped); that output is this run's result, and this run's copy is discarded`,
+    );
+    return published;
+  });
+  if (done) return done;
   for (const w of fold!.warnings) log.warn(w);
   return {
     outDir: cfg.out,

@@ -203,6 +203,49 @@ test("a rerun that finds its output complete still removes what a dead run left 
   assert.ok(told.some((m) => /already complete .*nothing to do/.test(m)));
 });
 
+test("an output of the same inputs published by another run meanwhile is this run's result, not a refusal", async () => {
+  // a run stopped (SIGSTOP, Ctrl-Z) past the claim's stale time loses its claim, and a rerun may publish first: the
+  // stopped run then said "exists and is not empty; refusing to replace it" of its own result (a SIGKILL audit)
+  const first = config("published-meanwhile", { runDir: path.join(work, "published-meanwhile-run-a") });
+  await runHarden(first);
+  const saved = path.join(work, "published-meanwhile-saved");
+  fs.renameSync(first.out, saved);
+  const warned: string[] = [];
+  const log = { info() {}, warn: (m: string) => warned.push(m), progress() {} };
+  // the other run publishes while this one computes (its first save: identification's state)
+  const second = { ...first, runDir: path.join(work, "published-meanwhile-run-b") };
+  const r = await runHarden(second, {
+    log,
+    beforeSave: () => {
+      if (!fs.existsSync(first.out)) fs.cpSync(saved, first.out, { recursive: true });
+    },
+  });
+  assert.ok(
+    warned.some((m) => /published meanwhile by another run of the same inputs and settings/.test(m)),
+    warned.join("\n"),
+  );
+  assert.equal(r.outDir, first.out);
+  assert.deepEqual(
+    fs.readFileSync(path.join(first.out, "model.safetensors")),
+    fs.readFileSync(path.join(saved, "model.safetensors")),
+  );
+  assert.deepEqual(
+    fs.readdirSync(work).filter((n) => n.startsWith(".published-meanwhile.tmp")),
+    [],
+  );
+  // another output there (other settings) is still refused
+  fs.rmSync(first.out, { recursive: true });
+  const other = { ...first, runDir: path.join(work, "published-meanwhile-run-c"), seed: 7 };
+  await assert.rejects(
+    runHarden(other, {
+      beforeSave: () => {
+        if (!fs.existsSync(first.out)) fs.cpSync(saved, first.out, { recursive: true });
+      },
+    }),
+    /exists and is not empty; refusing to replace it/,
+  );
+});
+
 test("stagesTrainedOn: the hardened folder names the stages that read the file, byte for byte; no other file", async () => {
   const cfg = config("trained-on");
   await runHarden(cfg);
