@@ -144,7 +144,7 @@ const ropeScalingSchema = z.looseObject({
   beta_slow: z.number().nonnegative().nullable().optional(),
   mscale: z.number().nullable().optional(),
   mscale_all_dim: z.number().nullable().optional(),
-  truncate: z.boolean().optional(),
+  truncate: z.boolean().nullable().optional(),
 });
 type RawRopeScaling = z.infer<typeof ropeScalingSchema>;
 
@@ -243,6 +243,14 @@ interface RopeContext {
   maxPositionEmbeddings: number;
   /** the config's own top-level original_max_position_embeddings, if any */
   originalMaxPositionEmbeddings: number | null;
+  /**
+   * RoPE parameters per layer type (Gemma3, whichever spelling its file uses: transformers 5 moves a v4 rope_scaling
+   * into rope_parameters.full_attention). transformers 5 then reads neither the top-level
+   * original_max_position_embeddings (standardize_rope_params' per-layer branch only defaults it to
+   * max_position_embeddings) nor a per-layer `truncate` (_compute_yarn_parameters reads it from the outer dict,
+   * which holds only the layer types: always true).
+   */
+  perLayerType: boolean;
 }
 
 function parseRopeScaling(
@@ -291,7 +299,8 @@ export function yarnMscale(scale: number, m = 1): number {
 /**
  * YaRN's parameters as transformers 5 resolves them (RotaryEmbeddingConfigMixin.standardize_rope_params, then
  * _compute_yarn_parameters): original_max_position_embeddings from the config's top level, else the rope
- * parameters, else max_position_embeddings; `factor` as given (a null factor is the ratio of the two lengths);
+ * parameters, else max_position_embeddings (Gemma3, whose parameters are per layer type: the rope parameters', else
+ * max_position_embeddings; its `truncate` is always true, see RopeContext); `factor` as given (a null factor is the ratio of the two lengths);
  * attention_factor given, else from mscale / mscale_all_dim, else 0.1·ln(factor) + 1. transformers 4.4x–4.5x
  * differed: where the rope parameters held original_max_position_embeddings they replaced `factor` by
  * max_position_embeddings / original_max_position_embeddings (1 for the snippet Qwen's model cards give, which
@@ -316,7 +325,8 @@ function resolveYarn(source: string, field: string, r: RawRopeScaling, ctx: Rope
     originalMaxPositionEmbeddings: orig,
     betaFast: r.beta_fast || 32,
     betaSlow: r.beta_slow || 1,
-    truncate: r.truncate ?? true,
+    // transformers' `.get("truncate", True)`, then `if truncate:` (null: no truncation)
+    truncate: ctx.perLayerType || r.truncate === undefined ? true : r.truncate === true,
     attentionFactor,
   };
 }
@@ -452,7 +462,8 @@ function resolveRope(
   const isGemma = family === "gemma3";
   const ctx: RopeContext = {
     maxPositionEmbeddings: c.max_position_embeddings ?? FAMILY_DEFAULTS[family].maxPositionEmbeddings,
-    originalMaxPositionEmbeddings: c.original_max_position_embeddings ?? null,
+    originalMaxPositionEmbeddings: isGemma ? null : (c.original_max_position_embeddings ?? null),
+    perLayerType: isGemma,
   };
   let ropeTheta = c.rope_theta ?? FAMILY_DEFAULTS[family].ropeTheta;
   let ropeScaling = parseRopeScaling(source, f("rope_scaling"), c.rope_scaling, ctx);

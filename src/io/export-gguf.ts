@@ -199,31 +199,44 @@ export function llama3RopeFactors(cfg: ModelConfig): Float32Array {
 }
 
 /**
- * YaRN's keys as convert_hf_to_gguf.py writes them (type, factor, original context length). llama.cpp computes
- * YaRN as transformers 5 does (test/gguf/yarn-llamacpp.test.ts), but for these architectures it reads neither
- * the betas nor an attention factor from the file (only some others, e.g. grok, do): it always uses beta 32 / 1,
- * 0.1·ln(factor) + 1 and a correction range rounded outward. A config that sets them otherwise would load as a
- * different model, so it is refused (the converter writes the keys, which llama.cpp then ignores).
+ * YaRN's keys as convert_hf_to_gguf.py writes them (type, factor, original context length), which llama.cpp's rope
+ * computes as transformers 5 does (test/gguf/yarn-llamacpp.test.ts). An attention factor other than 0.1·ln(factor)
+ * + 1 goes in `rope.scaling.attn_factor`, which llama.cpp reads for every architecture and multiplies into its own
+ * 0.1·ln(factor) + 1 (llama-context.cpp): written as their ratio. Not for Gemma3, where it would scale the sliding
+ * layers too, which transformers leaves unscaled. The betas llama.cpp reads only for other architectures (grok,
+ * mistral3), and it always rounds the correction range outward: a config that sets them otherwise (the converter
+ * writes the keys, which llama.cpp then ignores) would load as a different model, so it is refused.
  */
-function yarnMetadata(cfg: ModelConfig, k: (s: string) => string): [string, GgufValue][] {
+function yarnMetadata(cfg: ModelConfig, k: (s: string) => string, notes: string[]): [string, GgufValue][] {
   const rs = cfg.ropeScaling;
   if (rs.type !== "yarn") return [];
   const implied = yarnMscale(rs.factor);
+  const ownFactor = Math.abs(rs.attentionFactor - implied) > 1e-6 * implied;
   const differs: string[] = [];
   if (rs.betaFast !== 32) differs.push(`beta_fast ${rs.betaFast} (llama.cpp: 32)`);
   if (rs.betaSlow !== 1) differs.push(`beta_slow ${rs.betaSlow} (llama.cpp: 1)`);
-  if (Math.abs(rs.attentionFactor - implied) > 1e-6 * implied)
-    differs.push(`attention factor ${rs.attentionFactor} (llama.cpp: 0.1·ln(factor) + 1 = ${implied})`);
+  if (ownFactor && cfg.family === "gemma3")
+    differs.push(
+      `attention factor ${rs.attentionFactor} (llama.cpp's gemma3 would apply it to the sliding layers too)`,
+    );
   if (!rs.truncate) differs.push("truncate false (llama.cpp rounds the correction range outward)");
   if (differs.length > 0)
     throw new InputError(
       `${cfg.modelType}: yarn RoPE with ${differs.join(", ")} cannot be exported to GGUF: llama.cpp's ` +
         `${cfg.family} reads no such setting and would compute a different model`,
     );
+  // Ollama runs these architectures on its own engine, whose YaRN differs (a linear factor for qwen2, no
+  // attention factor for qwen3, none at all for gemma3 in the versions read)
+  notes.push(
+    "yarn RoPE: llama.cpp computes it as transformers does; Ollama's own engine for this architecture may not",
+  );
   return [
     [k("rope.scaling.type"), gguf.str("yarn")],
     [k("rope.scaling.factor"), gguf.f32(rs.factor)],
     [k("rope.scaling.original_context_length"), gguf.u32(rs.originalMaxPositionEmbeddings)],
+    ...(ownFactor
+      ? ([[k("rope.scaling.attn_factor"), gguf.f32(rs.attentionFactor / implied)]] as [string, GgufValue][])
+      : []),
   ];
 }
 
@@ -261,7 +274,14 @@ function archMetadata(cfg: ModelConfig, arch: string, notes: string[]): [string,
       [k("rope.scaling.factor"), gguf.f32(cfg.ropeScaling.factor)],
     );
   }
-  if (cfg.ropeScaling.type === "yarn") md.push(...yarnMetadata(cfg, k));
+  if (cfg.ropeScaling.type === "yarn") md.push(...yarnMetadata(cfg, k, notes));
+  // transformers rescales dynamic RoPE past max_position_embeddings; llama.cpp has no such scaling and runs plain
+  // RoPE there (the converter writes nothing for it either)
+  if (cfg.ropeScaling.type === "dynamic")
+    notes.push(
+      `dynamic RoPE: written as plain RoPE, the same up to context_length ${cfg.maxPositionEmbeddings}; beyond it ` +
+        "llama.cpp does not rescale as transformers does",
+    );
   if (cfg.family === "llama") {
     md.push([k("vocab_size"), gguf.u32(cfg.vocabSize)], [k("rope.dimension_count"), gguf.u32(cfg.headDim)]);
   }

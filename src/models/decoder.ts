@@ -159,7 +159,9 @@ export class DecoderModel {
         // cache's keys rotated by the old ones); not computed here
         throw new InputError(
           `a sequence of ${S} tokens passes max_position_embeddings (${this.cfg.maxPositionEmbeddings}), where ` +
-            `dynamic RoPE scaling would change the frequencies; not supported: use at most ${this.cfg.maxPositionEmbeddings} tokens`,
+            `dynamic RoPE scaling would change the frequencies; not supported: use at most ${this.cfg.maxPositionEmbeddings} tokens ` +
+            `(train.maxLength and identify.maxLength for training and identification; a shorter prompt or ` +
+            `--max-new-tokens for generation)`,
         );
       // inputs come from the host: one copy each to the model's device, then everything stays there
       const mask2d = opts.attentionMask?.onDevice(this.device);

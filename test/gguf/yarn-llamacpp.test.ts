@@ -48,6 +48,18 @@ function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
+async function llamaCppLogits(file: string, V: number): Promise<Float32Array> {
+  const b = await openLlamaCppBackend({ modelPath: file, contextSize: 64, threads: 1 });
+  try {
+    const rows = await b.logits(IDS, { prefill: IDS.length });
+    const flat = new Float32Array(rows.length * V);
+    rows.forEach((r, t) => flat.set(r.subarray(0, V), t * V));
+    return flat;
+  } finally {
+    await b.close();
+  }
+}
+
 for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
   test(`${family}: a yarn model exported to GGUF gives our logits in llama.cpp`, async () => {
     const dir = withRope(family, YARN, "yarn");
@@ -78,6 +90,28 @@ for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
   });
 }
 
+test("an attention factor of its own (attention_factor, or DeepSeek's mscale pair) reaches llama.cpp as rope.scaling.attn_factor: our logits", async () => {
+  for (const [family, extra] of [
+    ["qwen2", { attention_factor: 1.3 }],
+    ["llama", { mscale: 1, mscale_all_dim: 0.5 }],
+    ["qwen3", { attention_factor: 1.0 }],
+  ] as const) {
+    const dir = withRope(family, { ...YARN, ...extra }, `attn-${Object.keys(extra)[0]}`);
+    const ours = ourLogits(dir);
+    const implied = ourLogits(withRope(family, YARN, `attn-implied-${family}`));
+    assert.ok(maxAbs(ours, implied) > 100 * TOL[family]!, `${family}: the factor does not move the logits`);
+    const file = path.join(tmpDir, `${family}-attn.gguf`);
+    const r = exportGguf(dir, file, { outtype: "f32" });
+    assert.ok(typeof ggufMeta(readGguf(file), `${family}.rope.scaling.attn_factor`) === "number");
+    assert.ok(
+      r.notes.some((n) => /Ollama/.test(n)),
+      r.notes.join("\n"),
+    );
+    const diff = maxAbs(await llamaCppLogits(file, ours.length / IDS.length), ours);
+    assert.ok(diff <= TOL[family]!, `${family} ${JSON.stringify(extra)}: llama.cpp differs by ${diff}`);
+  }
+});
+
 test("dynamic: exported with no scaling (llama.cpp's default RoPE), the same logits as ours up to max_position_embeddings", async () => {
   const dir = withRope("qwen2", { type: "dynamic", factor: 2 }, "dynamic");
   const ours = ourLogits(dir);
@@ -98,13 +132,14 @@ test("dynamic: exported with no scaling (llama.cpp's default RoPE), the same log
 });
 
 test("yarn settings llama.cpp does not read for these architectures are refused by the GGUF export, nothing written", () => {
-  for (const [extra, named] of [
-    [{ beta_fast: 16 }, "beta_fast 16"],
-    [{ beta_slow: 2 }, "beta_slow 2"],
-    [{ attention_factor: 1.3 }, "attention factor 1.3"],
-    [{ truncate: false }, "truncate false"],
+  for (const [family, extra, named] of [
+    ["qwen2", { beta_fast: 16 }, "beta_fast 16"],
+    ["qwen2", { beta_slow: 2 }, "beta_slow 2"],
+    ["qwen2", { truncate: false }, "truncate false"],
+    // Gemma3's would scale its sliding layers too in llama.cpp
+    ["gemma3", { attention_factor: 1.3 }, "attention factor 1.3"],
   ] as const) {
-    const dir = withRope("qwen2", { ...YARN, ...extra }, `refused-${Object.keys(extra)[0]}`);
+    const dir = withRope(family, { ...YARN, ...extra }, `refused-${Object.keys(extra)[0]}`);
     const file = path.join(tmpDir, `refused.gguf`);
     assert.throws(
       () => exportGguf(dir, file, { outtype: "f32" }),

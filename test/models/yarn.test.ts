@@ -12,7 +12,7 @@ import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { parseModelConfig, type RopeScaling } from "../../src/io/config.js";
-import { ropeAttentionScaling, ropeInvFreq } from "../../src/models/layers.js";
+import { KVCache, ropeAttentionScaling, ropeInvFreq, ropeTables } from "../../src/models/layers.js";
 import { loadModel } from "../../src/models/index.js";
 import { Tensor } from "../../src/tensor/index.js";
 import { FIXTURES, assertInputError, scratchDir } from "../io/helpers.js";
@@ -100,6 +100,65 @@ test("yarn: Qwen's model-card rope_scaling, in transformers 4 and 5 spellings, r
   assert.deepEqual([betas.betaFast, betas.betaSlow, betas.truncate], [32, 2, false]);
   // factor 1: no attention scaling (get_mscale(1) = 1)
   assert.equal(yarnOf({ ...QWEN25_CODER_7B, rope_scaling: { ...CARD_YARN, factor: 1 } }).attentionFactor, 1);
+  // truncate null: transformers' `if truncate:` does not truncate
+  assert.equal(
+    yarnOf({ ...QWEN25_CODER_7B, rope_scaling: { ...CARD_YARN, truncate: null } }).truncate,
+    false,
+  );
+});
+
+test("yarn on Gemma3 (RoPE parameters per layer type): no top-level original_max_position_embeddings, truncate always true, as transformers 5", () => {
+  const gemma = {
+    model_type: "gemma3_text",
+    vocab_size: 512,
+    hidden_size: 64,
+    intermediate_size: 128,
+    num_hidden_layers: 2,
+    num_attention_heads: 2,
+    num_key_value_heads: 1,
+    head_dim: 32,
+    max_position_embeddings: 131072,
+    original_max_position_embeddings: 32, // read only for one dict of RoPE parameters (standardize_rope_params)
+    rope_theta: 1e6,
+    layer_types: ["sliding_attention", "full_attention"],
+    sliding_window: 8,
+  };
+  const yarn = { rope_type: "yarn", factor: 8, truncate: false };
+  for (const cfg of [
+    { ...gemma, rope_scaling: yarn },
+    {
+      ...gemma,
+      rope_theta: undefined,
+      rope_parameters: {
+        full_attention: { ...yarn, rope_theta: 1e6 },
+        sliding_attention: { rope_type: "default", rope_theta: 1e4 },
+      },
+    },
+  ]) {
+    const rs = yarnOf(cfg);
+    assert.equal(rs.originalMaxPositionEmbeddings, 131072);
+    assert.equal(rs.truncate, true);
+  }
+  assert.equal(
+    yarnOf({ ...gemma, rope_scaling: { ...yarn, original_max_position_embeddings: 4096 } })
+      .originalMaxPositionEmbeddings,
+    4096,
+  );
+});
+
+test("bf16 tables: cos and sin scaled in float32, then cast (transformers' order), which differs from scaling after", () => {
+  const s = yarnOf({ ...QWEN25_CODER_7B, rope_scaling: CARD_YARN });
+  const inv = ropeInvFreq(128, 1e6, s);
+  const pos = Tensor.arange(0, 64, 1, "int64").unsqueeze(0);
+  const ours = ropeTables(inv, pos, "bfloat16", s.attentionFactor);
+  const f32 = ropeTables(inv, pos, "float32", s.attentionFactor);
+  const late = ropeTables(inv, pos, "bfloat16", 1);
+  const bits = (t: Tensor) => Array.from(t.to("float32").toFloat32Array());
+  assert.deepEqual(bits(ours.cos), bits(f32.cos.to("bfloat16")));
+  assert.deepEqual(bits(ours.sin), bits(f32.sin.to("bfloat16")));
+  const after = bits(late.cos.mul(s.attentionFactor));
+  const differ = bits(ours.cos).filter((v, i) => v !== after[i]).length;
+  assert.ok(differ > 100, `only ${differ} of ${after.length} entries tell the orders apart`);
 });
 
 test("yarn and dynamic: what cannot be computed is refused by field", () => {
@@ -200,6 +259,32 @@ test(
         max_position_embeddings: 2048,
         rope_scaling: { type: "yarn", factor: 1 },
       },
+      // beta 0 (the `or` default), a factor below 1, truncate null, and a zero-width ramp (low = high = 0: the
+      // 0.001 guard)
+      {
+        head_dim: 64,
+        rope_theta: 1e4,
+        max_position_embeddings: 4096,
+        rope_scaling: { type: "yarn", factor: 4, beta_slow: 0, beta_fast: 0 },
+      },
+      {
+        head_dim: 64,
+        rope_theta: 1e4,
+        max_position_embeddings: 4096,
+        rope_scaling: { type: "yarn", factor: 0.5 },
+      },
+      {
+        head_dim: 64,
+        rope_theta: 1e4,
+        max_position_embeddings: 4096,
+        rope_scaling: { type: "yarn", factor: 4, truncate: null },
+      },
+      {
+        head_dim: 16,
+        rope_theta: 1e4,
+        max_position_embeddings: 8,
+        rope_scaling: { type: "yarn", factor: 2, original_max_position_embeddings: 4 },
+      },
     ];
     const py = spawnSync(PY, [path.join(ROOT, "test/models/yarn_reference.py")], {
       input: JSON.stringify(cases),
@@ -233,6 +318,34 @@ test(
     });
   },
 );
+
+test("yarn through a KV cache (prefill, then one token at a time) gives the full forward's logits", () => {
+  const dir = scratchDir();
+  for (const f of ["config.json", "model.safetensors"])
+    fs.copyFileSync(path.join(FIXTURES, "qwen2", f), path.join(dir, f));
+  const cfgFile = path.join(dir, "config.json");
+  const raw = JSON.parse(fs.readFileSync(cfgFile, "utf8")) as Record<string, unknown>;
+  const logits = (scaling: unknown, cached: boolean): Float32Array => {
+    fs.writeFileSync(cfgFile, JSON.stringify({ ...raw, rope_scaling: scaling }));
+    const model = loadModel(dir, { dtype: "float32" });
+    const ids = Array.from({ length: 24 }, (_, i) => (i * 31 + 7) % 500);
+    if (!cached) return model.forward(Tensor.fromArray(ids, [1, 24], "int64")).toFloat32Array();
+    const cache = new KVCache(model.cfg.numLayers);
+    const rows = [
+      model.forward(Tensor.fromArray(ids.slice(0, 20), [1, 20], "int64"), { cache }).toFloat32Array(),
+    ];
+    for (let t = 20; t < 24; t++)
+      rows.push(model.forward(Tensor.fromArray([ids[t]!], [1, 1], "int64"), { cache }).toFloat32Array());
+    cache.dispose();
+    return Float32Array.from(rows.flatMap((r) => Array.from(r)));
+  };
+  const yarn = { type: "yarn", factor: 4, original_max_position_embeddings: 16 };
+  const full = logits(yarn, false);
+  const diff = (a: Float32Array, b: Float32Array) =>
+    a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+  assert.ok(diff(full, logits(yarn, true)) < 1e-4);
+  assert.ok(diff(full, logits(null, false)) > 0.1, "yarn does not move these logits: the check cannot fail");
+});
 
 test("dynamic: the default frequencies up to max_position_embeddings, and a longer sequence refused", () => {
   const dir = scratchDir();

@@ -1,8 +1,10 @@
 """YaRN's inverse frequencies and attention factor as transformers 5 computes them, for test/models/yarn.test.ts.
 
 A transcription of transformers 5's RotaryEmbeddingConfigMixin.standardize_rope_params (the default for
-original_max_position_embeddings) and _compute_yarn_parameters (src/transformers/modeling_rope_utils.py), kept
-line for line so that it can be compared with that file; run with the PyTorch the test finds (Debian's 1.13 on CI).
+original_max_position_embeddings) and _compute_yarn_parameters (src/transformers/modeling_rope_utils.py) for one dict
+of RoPE parameters (Llama, Qwen; where the outer dict `truncate` is read from is that dict), kept line for line so
+that it can be compared with that file; Gemma3's per-layer-type reading is tested in yarn.test.ts. Run with the
+PyTorch the test finds (Debian's 1.13 on CI).
 Reads a JSON list of cases on stdin, writes one JSON object per case: inv_freq as float32 bit patterns.
 """
 import json
