@@ -237,6 +237,19 @@ export interface CliFixture {
   cleanup(): void;
 }
 
+/**
+ * The experiment tests' data: 4 pairs of each language of the fixture's model, the first 12 as `<prefix>-train.jsonl`
+ * and the last 4 as `<prefix>-dev.jsonl` in its work folder.
+ */
+export function experimentSplit(fx: CliFixture, prefix: string): { train: string; dev: string } {
+  const byLang = balancedPairs(fx.model.pairs, 4);
+  const train = path.join(fx.work, `${prefix}-train.jsonl`);
+  const dev = path.join(fx.work, `${prefix}-dev.jsonl`);
+  writeCorpusJsonl(train, byLang.slice(0, 12));
+  writeCorpusJsonl(dev, byLang.slice(12, 16));
+  return { train, dev };
+}
+
 /** A scratch folder with a tiny Llama (real tokenizer) and a pairs file. */
 export function makeCliFixture(opts: { perLanguage?: number; seed?: number } = {}): CliFixture {
   const work = scratchDir("gv-cli-");

@@ -12,21 +12,16 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import YAML from "yaml";
-import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import { loadExperimentSpec } from "../../src/experiment/spec.js";
 import { planExperiment } from "../../src/experiment/plan.js";
 import { tryClaim } from "../../src/io/claim.js";
-import { balancedPairs, makeCliFixture, runCli, showRun } from "./cli-helpers.js";
+import { experimentSplit, makeCliFixture, runCli, showRun } from "./cli-helpers.js";
 
 const fx = makeCliFixture({ perLanguage: 4 });
 after(() => fx.cleanup());
 
 test("plan: a live worker's cell is running, a dead worker's is pending, and cells of one key count once", async () => {
-  const byLang = balancedPairs(fx.model.pairs, 4);
-  const train = path.join(fx.work, "exp-train.jsonl");
-  const dev = path.join(fx.work, "exp-dev.jsonl");
-  writeCorpusJsonl(train, byLang.slice(0, 12));
-  writeCorpusJsonl(dev, byLang.slice(12, 16));
+  const { train, dev } = experimentSplit(fx, "exp");
   const file = path.join(fx.work, "status.yaml");
   const out = path.join(fx.work, "status-out");
   fs.writeFileSync(

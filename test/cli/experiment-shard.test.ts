@@ -12,11 +12,10 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { scratchDir } from "../scratch.js";
 import YAML from "yaml";
-import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import { shardFromEnvironment } from "../../src/util/shard.js";
 import { cellShare } from "../../src/experiment/shard.js";
 import { claimHolder, tryClaim } from "../../src/io/claim.js";
-import { balancedPairs, makeCliFixture, runCli, showRun, startCli } from "./cli-helpers.js";
+import { experimentSplit, makeCliFixture, runCli, showRun, startCli } from "./cli-helpers.js";
 
 const fx = makeCliFixture({ perLanguage: 4 });
 after(() => fx.cleanup());
@@ -172,11 +171,7 @@ function results(out: string) {
 }
 
 test("two workers on one folder: --shard 1/2 and a Slurm array task, then one report; two on the same cells", async () => {
-  const byLang = balancedPairs(fx.model.pairs, 4);
-  const train = path.join(fx.work, "exp-train.jsonl");
-  const dev = path.join(fx.work, "exp-dev.jsonl");
-  writeCorpusJsonl(train, byLang.slice(0, 12));
-  writeCorpusJsonl(dev, byLang.slice(12, 16));
+  const { train, dev } = experimentSplit(fx, "exp");
   const spec = {
     name: "tiny",
     models: [{ name: "tiny", path: fx.model.dir }],
@@ -244,11 +239,7 @@ test("two workers on one folder: --shard 1/2 and a Slurm array task, then one re
 test("a sharded worker waits for its own cell held by a worker on another host, then takes it over: a retried pod completes its share", async () => {
   // a scheduler's retry runs on another host than the worker that died, whose claim stays fresh until it goes
   // stale; before, the retry left the cell "to it" and exited 0 with its share undone
-  const byLang = balancedPairs(fx.model.pairs, 4);
-  const train = path.join(fx.work, "retry-train.jsonl");
-  const dev = path.join(fx.work, "retry-dev.jsonl");
-  writeCorpusJsonl(train, byLang.slice(0, 12));
-  writeCorpusJsonl(dev, byLang.slice(12, 16));
+  const { train, dev } = experimentSplit(fx, "retry");
   const file = path.join(fx.work, "retry.yaml");
   fs.writeFileSync(
     file,

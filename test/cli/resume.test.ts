@@ -11,6 +11,7 @@ import YAML from "yaml";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import {
   balancedPairs,
+  experimentSplit,
   findUnder,
   hashOutput,
   killWhenExists,
@@ -172,11 +173,7 @@ test("eval: killed once generations are cached, rerun generates only the rest an
 });
 
 test("experiment run: killed after its first cell, rerun skips it and writes the same results", async (t) => {
-  const byLang = balancedPairs(fx.model.pairs, 4);
-  const train = path.join(fx.work, "exp-train.jsonl");
-  const dev = path.join(fx.work, "exp-dev.jsonl");
-  writeCorpusJsonl(train, byLang.slice(0, 12));
-  writeCorpusJsonl(dev, byLang.slice(12, 16));
+  const { train, dev } = experimentSplit(fx, "exp");
   const spec = {
     name: "tiny",
     models: [{ name: "tiny", path: fx.model.dir }],

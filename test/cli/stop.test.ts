@@ -16,6 +16,7 @@ import YAML from "yaml";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import {
   balancedPairs,
+  experimentSplit,
   findUnder,
   hashOutput,
   makeCliFixture,
@@ -179,11 +180,7 @@ test("eval: SIGINT while generating stops within a token; the rerun generates th
 });
 
 test("experiment run: SIGTERM inside a cell stops it at a checkpoint (exit 130, no results.json); the rerun writes the same results", async () => {
-  const byLang = balancedPairs(fx.model.pairs, 4);
-  const train = path.join(fx.work, "exp-train.jsonl");
-  const dev = path.join(fx.work, "exp-dev.jsonl");
-  writeCorpusJsonl(train, byLang.slice(0, 12));
-  writeCorpusJsonl(dev, byLang.slice(12, 16));
+  const { train, dev } = experimentSplit(fx, "exp");
   const file = path.join(fx.work, "tiny.yaml");
   fs.writeFileSync(
     file,
@@ -226,11 +223,7 @@ test("experiment run: SIGTERM inside a cell stops it at a checkpoint (exit 130, 
 });
 
 test("experiment run --stop-after: a requested stop, not an interruption: exit 0, says so, results.partial.json; the rerun goes on", async () => {
-  const byLang = balancedPairs(fx.model.pairs, 4);
-  const train = path.join(fx.work, "sa-train.jsonl");
-  const dev = path.join(fx.work, "sa-dev.jsonl");
-  writeCorpusJsonl(train, byLang.slice(0, 12));
-  writeCorpusJsonl(dev, byLang.slice(12, 16));
+  const { train, dev } = experimentSplit(fx, "sa");
   const file = path.join(fx.work, "stop-after.yaml");
   fs.writeFileSync(
     file,
