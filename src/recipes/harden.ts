@@ -13,7 +13,13 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.js";
-import { checkOutput, cleanStaleTemps, writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
+import {
+  checkOutput,
+  cleanStaleTemps,
+  writeDirAtomic,
+  writeFileAtomic,
+  type StaleTemp,
+} from "../io/atomic.js";
 import { claimOrRefuse, isClaimEntry } from "../io/claim.js";
 import { canonicalJson, fileHash, modelFolderHashCached, sha256 } from "../io/hash.js";
 import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
@@ -1006,13 +1012,19 @@ function claimRunDir(cfg: HardenConfig): () => void {
   );
 }
 
+/** The temporaries dead runs of this host left beside the output (a half-written or moved-aside folder), removed. */
+function cleanOutputTemps(cfg: HardenConfig): StaleTemp[] {
+  const out = path.resolve(cfg.out);
+  return cleanStaleTemps(path.dirname(out), path.basename(out));
+}
+
 /**
  * A finished output for these inputs: nothing computed, but the temporaries dead runs left beside it (an
  * `--overwrite` run killed while publishing leaves a whole model's worth) are removed, as any run's start removes
  * them: this rerun was the only one that would ever come, and it returned before openRunDir.
  */
 function nothingToDo(cfg: HardenConfig, log: Logger, done: HardenResult): HardenResult {
-  for (const t of cleanStaleTemps(path.dirname(path.resolve(cfg.out)), path.basename(path.resolve(cfg.out))))
+  for (const t of cleanOutputTemps(cfg))
     log.info(
       t.restoredTo
         ? `put back ${t.restoredTo}, which a dead run (pid ${t.pid}) had moved aside`
@@ -1029,7 +1041,7 @@ function openRunDir(cfg: HardenConfig, plan: StagePlan): void {
   modelFolderHashCached(cfg.model, path.join(cfg.runDir, RUN_FILES.modelHash));
   for (const d of [cfg.runDir, ...fs.readdirSync(cfg.runDir).map((n) => path.join(cfg.runDir, n))])
     if (fs.statSync(d).isDirectory()) cleanStaleTemps(d);
-  cleanStaleTemps(path.dirname(path.resolve(cfg.out)), path.basename(path.resolve(cfg.out)));
+  cleanOutputTemps(cfg);
   writeFileAtomic(
     path.join(cfg.runDir, RUN_FILES.run),
     JSON.stringify(

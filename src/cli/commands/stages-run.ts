@@ -21,7 +21,6 @@ import {
   RUN_FILES,
   type RunHooks,
 } from "../../recipes/harden.js";
-import { sha256 } from "../../io/hash.js";
 import { checkTopKOfFolder } from "../../method/goodvibe/identify.js";
 import { clearIdentifyState } from "../../method/goodvibe/identify-state.js";
 import { identifyShard, mergeIdentifyShards } from "../../method/goodvibe/identify-shard.js";
@@ -282,7 +281,7 @@ function refuseFoldedAlready(modelDir: string, update: string): void {
     const sa = fs.statSync(a, { throwIfNoEntry: false });
     const sb = fs.statSync(b, { throwIfNoEntry: false });
     if (!sa?.isFile() || !sb?.isFile() || sa.size !== sb.size) return false;
-    return sha256(fs.readFileSync(a)) === sha256(fs.readFileSync(b));
+    return fs.readFileSync(a).equals(fs.readFileSync(b));
   };
   const found = kept.find((k) => same(k, update));
   if (found)
