@@ -13,7 +13,7 @@ import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { parseModelConfig, type RopeScaling } from "../../src/io/config.js";
 import { KVCache, ropeAttentionScaling, ropeInvFreq, ropeTables } from "../../src/models/layers.js";
-import { loadModel } from "../../src/models/index.js";
+import { loadModel, type DecoderModel } from "../../src/models/index.js";
 import { Tensor } from "../../src/tensor/index.js";
 import { FIXTURES, assertInputError, scratchDir } from "../io/helpers.js";
 
@@ -319,15 +319,23 @@ test(
   },
 );
 
-test("yarn through a KV cache (prefill, then one token at a time) gives the full forward's logits", () => {
+/** The qwen2 fixture's weights in a scratch folder; each call loads them (float32) under its config with `over`. */
+function qwen2With(): (over: Record<string, unknown>) => DecoderModel {
   const dir = scratchDir();
   for (const f of ["config.json", "model.safetensors"])
     fs.copyFileSync(path.join(FIXTURES, "qwen2", f), path.join(dir, f));
   const cfgFile = path.join(dir, "config.json");
   const raw = JSON.parse(fs.readFileSync(cfgFile, "utf8")) as Record<string, unknown>;
+  return (over) => {
+    fs.writeFileSync(cfgFile, JSON.stringify({ ...raw, ...over }));
+    return loadModel(dir, { dtype: "float32" });
+  };
+}
+
+test("yarn through a KV cache (prefill, then one token at a time) gives the full forward's logits", () => {
+  const qwen2 = qwen2With();
   const logits = (scaling: unknown, cached: boolean): Float32Array => {
-    fs.writeFileSync(cfgFile, JSON.stringify({ ...raw, rope_scaling: scaling }));
-    const model = loadModel(dir, { dtype: "float32" });
+    const model = qwen2({ rope_scaling: scaling });
     const ids = Array.from({ length: 24 }, (_, i) => (i * 31 + 7) % 500);
     if (!cached) return model.forward(Tensor.fromArray(ids, [1, 24], "int64")).toFloat32Array();
     const cache = new KVCache(model.cfg.numLayers);
@@ -348,24 +356,14 @@ test("yarn through a KV cache (prefill, then one token at a time) gives the full
 });
 
 test("dynamic: the default frequencies up to max_position_embeddings, and a longer sequence refused", () => {
-  const dir = scratchDir();
-  for (const f of fs.readdirSync(path.join(FIXTURES, "qwen2")))
-    if (f === "config.json" || f === "model.safetensors")
-      fs.copyFileSync(path.join(FIXTURES, "qwen2", f), path.join(dir, f));
-  const cfgFile = path.join(dir, "config.json");
-  const raw = JSON.parse(fs.readFileSync(cfgFile, "utf8")) as Record<string, unknown>;
+  const qwen2 = qwen2With();
   const ids = Tensor.fromArray(
     Array.from({ length: 12 }, (_, i) => (i * 29 + 5) % 500),
     [1, 12],
     "int64",
   );
-  fs.writeFileSync(cfgFile, JSON.stringify({ ...raw, max_position_embeddings: 12 }));
-  const plain = loadModel(dir, { dtype: "float32" }).forward(ids).toFloat32Array();
-  fs.writeFileSync(
-    cfgFile,
-    JSON.stringify({ ...raw, max_position_embeddings: 12, rope_scaling: { type: "dynamic", factor: 2 } }),
-  );
-  const dynamic = loadModel(dir, { dtype: "float32" });
+  const plain = qwen2({ max_position_embeddings: 12 }).forward(ids).toFloat32Array();
+  const dynamic = qwen2({ max_position_embeddings: 12, rope_scaling: { type: "dynamic", factor: 2 } });
   assert.deepEqual(dynamic.forward(ids).toFloat32Array(), plain);
   const longer = Tensor.fromArray(
     Array.from({ length: 13 }, (_, i) => i + 3),
