@@ -1166,7 +1166,8 @@ class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
                         InstanceMethod("getState", &AdamWHandle::GetState),
                         InstanceMethod("setState", &AdamWHandle::SetState)});
   }
-  // (params[], lr, beta1, beta2, eps, weightDecay)
+  // (params[], lr, beta1, beta2, eps, weightDecay, decays?: number[]): `decays`, when given, is each parameter's
+  // own weight decay (torch's parameter groups: transformers' Trainer exempts biases and norm weights)
   explicit AdamWHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AdamWHandle>(info) {
     try {
       params_ = TL(info, 0);
@@ -1174,6 +1175,19 @@ class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
         if (!p.is_leaf() || !p.requires_grad())
           throw std::invalid_argument("AdamW: every parameter must be a leaf tensor that requires grad");
       h_ = {D(info, 1), D(info, 2), D(info, 3), D(info, 4), D(info, 5)};
+      decays_.assign(params_.size(), h_.weightDecay);
+      if (!isNil(info, 6)) {
+        if (!info[6].IsArray()) argError(6, "an array of weight decays, one per parameter");
+        auto arr = info[6].As<Napi::Array>();
+        if (arr.Length() != params_.size())
+          throw std::invalid_argument("AdamW: " + std::to_string(arr.Length()) + " weight decays for " +
+                                      std::to_string(params_.size()) + " parameters");
+        for (uint32_t i = 0; i < arr.Length(); i++) {
+          Napi::Value v = arr.Get(i);
+          if (!v.IsNumber() || !(v.As<Napi::Number>().DoubleValue() >= 0)) argError(6, "weight decays >= 0");
+          decays_[i] = v.As<Napi::Number>().DoubleValue();
+        }
+      }
       if (!(h_.lr >= 0)) throw std::invalid_argument("AdamW: invalid learning rate " + std::to_string(h_.lr));
       if (!(h_.beta1 >= 0 && h_.beta1 < 1) || !(h_.beta2 >= 0 && h_.beta2 < 1))
         throw std::invalid_argument("AdamW: betas must be in [0, 1)");
@@ -1210,7 +1224,12 @@ class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
   void update(size_t i, const torch::Tensor& g, const torch::Tensor& copy, double scale) {
     auto& s = initState(i);
     s.step++;
-    gv::adamwUpdate(params_[i], g, s.m, s.v, s.step, h_, scale, copy);
+    gv::adamwUpdate(params_[i], g, s.m, s.v, s.step, hyper(i), scale, copy);
+  }
+  gv::AdamWHyper hyper(size_t i) const {
+    gv::AdamWHyper h = h_;
+    h.weightDecay = decays_[i];
+    return h;
   }
   double scaleArg(const Napi::CallbackInfo& info, size_t i) {
     double scale = isNil(info, i) ? 1.0 : D(info, i);
@@ -1233,7 +1252,7 @@ class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
         }
         auto same = [&](const std::vector<size_t>& grp) {
           const auto& q = params_[grp[0]];
-          return q.device() == p.device() && q.scalar_type() == p.scalar_type();
+          return q.device() == p.device() && q.scalar_type() == p.scalar_type() && decays_[grp[0]] == decays_[i];
         };
         auto it = std::find_if(groups.begin(), groups.end(), same);
         if (it == groups.end())
@@ -1252,7 +1271,7 @@ class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
           vs.push_back(s.v);
           steps.push_back(s.step + 1);
         }
-        gv::adamwFused(ps, gs, ms, vs, steps, h_, scale);
+        gv::adamwFused(ps, gs, ms, vs, steps, hyper(grp[0]), scale);
         for (size_t i : grp) states_[i].step++;  // counted once the step is done, as update() leaves it
       }
       return info.Env().Undefined();
@@ -1335,6 +1354,7 @@ class AdamWHandle : public Napi::ObjectWrap<AdamWHandle> {
   std::vector<torch::Tensor> params_;
   std::vector<State> states_;
   gv::AdamWHyper h_{};
+  std::vector<double> decays_;  // each parameter's weight decay
 };
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {

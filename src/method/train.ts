@@ -355,6 +355,20 @@ function tensorsDigest(tensors: Iterable<[string, Tensor]>): string {
  * names the entries that differ. Settings appear as values, contents (data, weights) as hashes. Must be called
  * before a checkpoint is loaded (it reads the starting weights).
  */
+/**
+ * transformers' Trainer exempts biases and norm weights from weight decay: `get_decay_parameter_names` leaves out
+ * nn.LayerNorm modules' parameters and every name matching these patterns (searched in the lower-cased name). What
+ * it decays here: every linear weight, the embeddings, lm_head, LoRA's A and B and GoodVibe's cluster rows; so only
+ * full fine-tuning has exempt tensors (q/k/v biases, every RMSNorm weight).
+ */
+const NO_DECAY_PATTERNS = [/bias/, /layernorm/, /rmsnorm/, /(?:^|\.)norm(?:$|\.)/, /_norm(?:$|\.)/];
+
+/** Whether Trainer would decay the trainable tensor of this name (a full fine-tuning chunk `name#row` by its weight's). */
+export function trainerDecays(name: string): boolean {
+  const n = name.replace(/#\d+$/, "").toLowerCase();
+  return !NO_DECAY_PATTERNS.some((p) => p.test(n));
+}
+
 function trainingRunInputs(
   model: DecoderModel,
   method: AttachedMethod,
@@ -374,6 +388,7 @@ function trainingRunInputs(
   for (const e of examples) data.update(JSON.stringify(e.inputIds)).update(JSON.stringify(e.labels));
   const trainable = new Set(method.trainable.values());
   const frozen = [...model.parameters()].filter(([, t]) => !trainable.has(t));
+  const exempt = [...method.trainable.keys()].filter((n) => !trainerDecays(n));
   return {
     format: TRAIN_RUN_FORMAT,
     method: { name: method.name, settings: method.settings },
@@ -389,6 +404,9 @@ function trainingRunInputs(
       start: tensorsDigest(method.trainable),
     },
     train,
+    // named only where it shapes the run, so that runs without weight decay keep their keys: checkpoints of a
+    // weight-decayed full fine-tuning made before the exemption are refused rather than resumed under it
+    ...(cfg.weightDecay > 0 && exempt.length > 0 ? { weightDecayExempt: exempt } : {}),
     data: { examples: examples.length, contents: data.digest("hex").slice(0, 32) },
     ...(identity.settings ? { settings: identity.settings } : {}),
   };
@@ -615,7 +633,13 @@ export async function trainSft(
       throw new InputError(`training example ${i}: no answer tokens to learn`);
   }
   const params = [...method.trainable.values()];
-  const opt = new AdamW(params, { lr: cfg.lr, betas: cfg.betas, eps: cfg.eps, weightDecay: cfg.weightDecay });
+  const names = [...method.trainable.keys()];
+  const opt = new AdamW(params, {
+    lr: cfg.lr,
+    betas: cfg.betas,
+    eps: cfg.eps,
+    weightDecays: names.map((n) => (trainerDecays(n) ? cfg.weightDecay : 0)),
+  });
   const plan = planBatches(examples.length, cfg);
   const totalSteps = plan.length;
   // a stop asked during the start-up (loading the model: blocking calls, through which no signal is seen) is

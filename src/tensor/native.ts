@@ -38,6 +38,8 @@ export interface NativeAddon extends NativeOps {
     beta2: number,
     eps: number,
     wd: number,
+    /** each parameter's own weight decay (overrides wd) */
+    decays?: number[] | null,
   ) => NativeAdamW;
   /** name -> TypeScript signature of every op, as declared in C++ */
   opSignatures: Record<string, string>;

@@ -6,6 +6,8 @@ export interface AdamWOptions {
   betas?: [number, number];
   eps?: number;
   weightDecay?: number;
+  /** each parameter's own weight decay, in `params`' order (torch's parameter groups); replaces weightDecay */
+  weightDecays?: number[];
 }
 
 /** The state of one parameter, for checkpoints (tensors are copies). */
@@ -38,6 +40,7 @@ export class AdamW {
       b2,
       opts.eps ?? 1e-8,
       opts.weightDecay ?? 0.01,
+      opts.weightDecays ?? null,
     );
   }
 
