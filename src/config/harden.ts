@@ -58,6 +58,13 @@ export interface HardenConfig {
 
 const nonNegInt = z.number().int().nonnegative();
 
+/**
+ * The training section as a harden config reads it: `train.seed` (data order, dropout) unset follows the run's
+ * `seed` (completeHardenConfig), so that `--seed 1` gives another training run, not the seed-0 one again; set, it is
+ * its own (the experiment runner sets both to the cell's seed).
+ */
+const hardenTrainSchema = trainSchema.extend({ seed: nonNegInt.optional() });
+
 /** The schema of YAML config files and --set overrides: every section's defaults are its stage's. */
 export const hardenSchema = z
   .object({
@@ -72,7 +79,7 @@ export const hardenSchema = z
     enableThinking: z.boolean().default(DEFAULT_ENABLE_THINKING),
     identify: identifySchema.default(identifySchema.parse({})),
     cluster: clusterSchema.default(clusterSchema.parse({})),
-    train: trainSchema.default(trainSchema.parse({})),
+    train: hardenTrainSchema.default(hardenTrainSchema.parse({})),
     lora: loraSchema.default(loraSchema.parse({})),
   })
   .strict();
@@ -101,6 +108,7 @@ export interface CompleteOptions {
 export function completeHardenConfig(c: HardenFileConfig, opts: CompleteOptions = {}): HardenConfig {
   return {
     ...c,
+    train: { ...c.train, seed: c.train.seed ?? c.seed },
     runDir: c.runDir ?? (opts.runDirFor ?? defaultRunDir)(c.out),
     ...(opts.overwrite !== undefined ? { overwrite: opts.overwrite } : {}),
   };
@@ -132,7 +140,10 @@ export function defaultHardenConfig(
   over: Partial<HardenConfig> & Pick<HardenConfig, "model" | "data" | "out">,
 ): HardenConfig {
   return {
-    ...completeHardenConfig(hardenSchema.parse({ model: over.model, data: over.data, out: over.out })),
+    // the seed parsed with the paths: train.seed follows it unless `over` gives a train section of its own
+    ...completeHardenConfig(
+      hardenSchema.parse({ model: over.model, data: over.data, out: over.out, seed: over.seed }),
+    ),
     ...over,
   };
 }

@@ -43,11 +43,28 @@ test("every default of the schema is the stage config's own value (one place per
     judgeTask: { instruction: DEFAULT_JUDGE_TASK.instruction, labels: { ...DEFAULT_JUDGE_TASK.labels } },
   });
   assert.deepEqual(d.cluster, DEFAULT_CLUSTER);
-  assert.deepEqual(d.train, { ...DEFAULT_TRAIN, ...DEFAULT_TRAIN_DATA });
+  // train.seed has no default of its own: it follows the run's seed (next test)
+  const { seed: _trainSeed, ...trainDefaults } = DEFAULT_TRAIN;
+  assert.deepEqual(d.train, { ...trainDefaults, ...DEFAULT_TRAIN_DATA });
   assert.deepEqual(d.lora, DEFAULT_LORA);
   assert.equal(d.method, DEFAULT_METHOD);
   assert.equal(d.dtype, DEFAULT_DTYPE);
   assert.equal(d.seed, DEFAULT_SEED);
+});
+
+test("train.seed (data order, dropout) follows the run's seed unless set: --seed 1 trains another run than --seed 0", () => {
+  assert.equal(resolveHardenConfig(undefined, PATHS).train.seed, DEFAULT_SEED);
+  assert.equal(resolveHardenConfig(undefined, { ...PATHS, seed: 3 }).train.seed, 3);
+  assert.equal(resolveHardenConfig(undefined, PATHS, ["seed=4"]).train.seed, 4);
+  // set, it is its own, from a file, a flag's --set or an experiment cell alike
+  assert.equal(resolveHardenConfig(undefined, { ...PATHS, seed: 3 }, ["train.seed=1"]).train.seed, 1);
+  const file = yamlFile("seed: 5\ntrain:\n  seed: 2\n");
+  assert.equal(resolveHardenConfig(file, PATHS).train.seed, 2);
+  assert.equal(resolveHardenConfig(file, PATHS).seed, 5);
+  assert.equal(resolveHardenConfig(yamlFile("seed: 5\n"), PATHS).train.seed, 5);
+  assert.equal(hardenConfigOf({ ...PATHS, seed: 6 }, "cell").train.seed, 6);
+  assert.equal(defaultHardenConfig(PATHS).train.seed, DEFAULT_SEED);
+  assert.equal(defaultHardenConfig({ ...PATHS, seed: 8 }).train.seed, 8);
 });
 
 test("the library's defaults are the CLI's: defaultHardenConfig equals the resolver with nothing set", () => {

@@ -31,7 +31,7 @@ export const CONFIG_FLAGS = {
   seed: {
     key: "seed",
     flags: "--seed <n>",
-    help: "seed for subsampling and initialisation",
+    help: "the run's seed: subsampling, LoRA's initialisation, and training's data order and dropout (train.seed, unless set)",
     parse: integer(0),
   },
 } as const;

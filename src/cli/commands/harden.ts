@@ -1,6 +1,7 @@
 import { Option, type Command } from "commander";
 import { collect, list, shownDefault } from "../options.js";
 import { hardenSchema } from "../../config/harden.js";
+import type { z } from "zod";
 import { CONFIG_FLAGS, type ConfigFlag } from "./harden-config.js";
 
 /** The configuration a run gets when nothing is set: the one source of the defaults shown in --help. */
@@ -26,10 +27,13 @@ function configKeysHelp(sections: readonly string[]): string {
   const blocks: [string, Record<string, unknown>][] = [
     // model, data and out have no default (the placeholders above only let the schema fill in the rest)
     ["", Object.fromEntries(top.map((k) => [k, ["model", "data", "out"].includes(k) ? undefined : d[k]]))],
-    ...sections.map((sec): [string, Record<string, unknown>] => [
-      `${sec}.`,
-      d[sec] as Record<string, unknown>,
-    ]),
+    // every key of the section's schema, a key without a default (train.seed: the run's seed) listed bare
+    ...sections.map((sec): [string, Record<string, unknown>] => {
+      const keys = Object.keys(
+        (hardenSchema.shape[sec as "train"] as { unwrap(): z.ZodObject }).unwrap().shape,
+      );
+      return [`${sec}.`, Object.fromEntries(keys.map((k) => [k, (d[sec] as Record<string, unknown>)[k]]))];
+    }),
   ];
   for (const [prefix, values] of blocks) {
     let line = " ";
@@ -47,7 +51,7 @@ function configKeysHelp(sections: readonly string[]): string {
     }
     lines.push(line);
   }
-  return `\nConfig keys for --set and -c, with their defaults (model, data and out are required; runDir follows out, dtype the checkpoint, languages: all):\n${lines.join("\n")}`;
+  return `\nConfig keys for --set and -c, with their defaults (model, data and out are required; runDir follows out, dtype the checkpoint, train.seed the run's seed, languages: all):\n${lines.join("\n")}`;
 }
 
 /**
