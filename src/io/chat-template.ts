@@ -83,33 +83,116 @@ const MONTHS = [
   "December",
 ];
 
+const DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+
 /**
- * Python's strftime on `day` in the C locale (English month names, whatever this machine's locale: transformers
- * renders with Python's, and @huggingface/jinja's own strftime_now would follow the machine's locale and time
- * zone), for the codes @huggingface/jinja knows (%Y %m %d %b %B %H %M %%); the day's time is 00:00.
+ * Python's strftime on `day` in the C locale (English names, whatever this machine's locale: transformers renders
+ * with Python's datetime.now(), which hands the format to glibc's strftime; @huggingface/jinja's own strftime_now
+ * would follow this machine's locale and time zone and knows only %Y %m %d %b %B %H %M %%); the day's time is 00:00
+ * and, as for datetime.now(), naive (%z and %Z empty). glibc's codes and its `-` flag (no padding: %-d); a code
+ * glibc does not know is kept as written. %s (seconds since the epoch in the machine's time zone) is kept too.
  */
 export function strftimeOn(day: Date, format: string): string {
-  const pad2 = (n: number): string => String(n).padStart(2, "0");
-  return format.replace(/%[YmdbBHM%]/g, (code) => {
-    switch (code) {
-      case "%Y":
-        return String(day.getUTCFullYear());
-      case "%m":
-        return pad2(day.getUTCMonth() + 1);
-      case "%d":
-        return pad2(day.getUTCDate());
-      case "%b":
-        return MONTHS[day.getUTCMonth()]!.slice(0, 3);
-      case "%B":
-        return MONTHS[day.getUTCMonth()]!;
-      case "%H":
-        return pad2(day.getUTCHours());
-      case "%M":
-        return pad2(day.getUTCMinutes());
-      default:
+  const y = day.getUTCFullYear();
+  const mon = day.getUTCMonth();
+  const d = day.getUTCDate();
+  const wd = day.getUTCDay();
+  const H = day.getUTCHours();
+  const I = H % 12 === 0 ? 12 : H % 12;
+  const yday = Math.round((Date.UTC(y, mon, d) - Date.UTC(y, 0, 1)) / 86_400_000); // 0-based
+  // ISO 8601 week: the week with the year's first Thursday is week 1
+  const thursday = new Date(Date.UTC(y, mon, d + 3 - ((wd + 6) % 7)));
+  const isoYear = thursday.getUTCFullYear();
+  const isoWeek = 1 + Math.floor((thursday.getTime() - Date.UTC(isoYear, 0, 1)) / (7 * 86_400_000));
+  const num = (n: number, width: number, pad: string, flag: string): string =>
+    flag === "-" ? String(n) : String(n).padStart(width, flag === "_" ? " " : pad);
+  const codes = (c: string, flag: string): string | null => {
+    switch (c) {
+      case "a":
+        return DAYS[wd]!.slice(0, 3);
+      case "A":
+        return DAYS[wd]!;
+      case "w":
+        return String(wd);
+      case "u":
+        return String(wd === 0 ? 7 : wd);
+      case "d":
+        return num(d, 2, "0", flag);
+      case "e":
+        return num(d, 2, " ", flag);
+      case "b":
+      case "h":
+        return MONTHS[mon]!.slice(0, 3);
+      case "B":
+        return MONTHS[mon]!;
+      case "m":
+        return num(mon + 1, 2, "0", flag);
+      case "y":
+        return num(y % 100, 2, "0", flag);
+      case "Y":
+        return String(y);
+      case "C":
+        return num(Math.floor(y / 100), 2, "0", flag);
+      case "G":
+        return String(isoYear);
+      case "g":
+        return num(isoYear % 100, 2, "0", flag);
+      case "V":
+        return num(isoWeek, 2, "0", flag);
+      case "H":
+        return num(H, 2, "0", flag);
+      case "k":
+        return num(H, 2, " ", flag);
+      case "I":
+        return num(I, 2, "0", flag);
+      case "l":
+        return num(I, 2, " ", flag);
+      case "p":
+        return H < 12 ? "AM" : "PM";
+      case "P":
+        return H < 12 ? "am" : "pm";
+      case "M":
+        return num(day.getUTCMinutes(), 2, "0", flag);
+      case "S":
+        return num(day.getUTCSeconds(), 2, "0", flag);
+      case "f":
+        return "000000";
+      case "z":
+      case "Z":
+        return "";
+      case "j":
+        return num(yday + 1, 3, "0", flag);
+      case "U":
+        return num(Math.floor((yday + 7 - wd) / 7), 2, "0", flag);
+      case "W":
+        return num(Math.floor((yday + 7 - ((wd + 6) % 7)) / 7), 2, "0", flag);
+      case "D":
+        return strftimeOn(day, "%m/%d/%y");
+      case "F":
+        return strftimeOn(day, "%Y-%m-%d");
+      case "T":
+        return strftimeOn(day, "%H:%M:%S");
+      case "R":
+        return strftimeOn(day, "%H:%M");
+      case "r":
+        return strftimeOn(day, "%I:%M:%S %p");
+      case "c":
+        return strftimeOn(day, "%a %b %e %H:%M:%S %Y");
+      case "x":
+        return strftimeOn(day, "%m/%d/%y");
+      case "X":
+        return strftimeOn(day, "%H:%M:%S");
+      case "n":
+        return "\n";
+      case "t":
+        return "\t";
+      case "%":
         return "%";
+      default:
+        return null;
     }
-  });
+  };
+  return format.replace(/%([-_0]?)(.)/gs, (whole, flag: string, c: string) => codes(c, flag) ?? whole);
 }
 
 /**
@@ -121,11 +204,72 @@ export function strftimeNowOn(day: Date): (format: unknown) => string {
 }
 
 /**
+ * A chat template's source as Jinja reads it: jinja2's lexer turns every \r\n and \r into \n (Lexer.tokeniter,
+ * newline_sequence "\n"), and transformers reads chat_template.jinja in text mode; @huggingface/jinja keeps them, so a
+ * template saved with Windows line endings would put \r into every prompt that transformers renders without.
+ */
+export function jinjaSource(template: string): string {
+  return template.replace(/\r\n?/g, "\n");
+}
+
+/** transformers' folder of a model's named chat templates besides the default (`<name>.jinja`, saved since 4.5x). */
+export const NAMED_TEMPLATES_DIR = "additional_chat_templates";
+
+/** The named templates' files of a model folder, relative to it (`additional_chat_templates/<name>.jinja`), sorted. */
+export function namedTemplateFiles(dir: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(path.join(dir, NAMED_TEMPLATES_DIR));
+  } catch {
+    return [];
+  }
+  return names
+    .filter((n) => n.endsWith(".jinja") && n.length > ".jinja".length)
+    .sort()
+    .map((n) => `${NAMED_TEMPLATES_DIR}/${n}`);
+}
+
+/**
+ * A model folder's chat templates other than the default, by name, as transformers loads them: the named entries of
+ * tokenizer_config.json's "chat_template" list, then additional_chat_templates/<name>.jinja (the file's stem names
+ * it; a file replaces a list entry of its name), each as Jinja reads it (jinjaSource).
+ */
+export function namedChatTemplates(dir: string, config: Record<string, unknown>): Map<string, string> {
+  const named = new Map<string, string>();
+  const t = config.chat_template;
+  if (Array.isArray(t))
+    for (const e of t as unknown[])
+      if (
+        isPlainObject(e) &&
+        typeof e.name === "string" &&
+        typeof e.template === "string" &&
+        e.name !== "default"
+      )
+        named.set(e.name, jinjaSource(e.template));
+  for (const rel of namedTemplateFiles(dir)) {
+    const file = path.join(dir, rel);
+    try {
+      named.set(path.basename(rel, ".jinja"), jinjaSource(fs.readFileSync(file, "utf8")));
+    } catch (e) {
+      throw new InputError(`${file}: cannot read chat template (${(e as Error).message})`, { cause: e });
+    }
+  }
+  named.delete("default"); // chat_template.jinja is the default
+  return named;
+}
+
+/**
  * The chat template of a model folder as text, found as io/tokenizer.ts finds it (chat_template.jinja wins over
- * tokenizer_config.json's "chat_template", a string or the entry named "default" of a list), or null; for the keys
- * of finished work, which must not stop on a file loading the tokenizer reports (null then).
+ * tokenizer_config.json's "chat_template", a string or the entry named "default" of a list) as Jinja reads it
+ * (jinjaSource), or null; for the keys of finished work, which must not stop on a file loading the tokenizer
+ * reports (null then).
  */
 export function chatTemplateText(jinjaFile: string, config: Record<string, unknown>): string | null {
+  const text = rawChatTemplateText(jinjaFile, config);
+  return text === null ? null : jinjaSource(text);
+}
+
+function rawChatTemplateText(jinjaFile: string, config: Record<string, unknown>): string | null {
   try {
     return fs.readFileSync(jinjaFile, "utf8");
   } catch {

@@ -15,6 +15,7 @@ import { InputError } from "../errors.js";
 import { checkModelDir, yarnMscale, type ModelConfig } from "./config.js";
 import { inspectModelFolder, isVisionTensor } from "./model-folder.js";
 import { tokenizerSteps } from "./tokenizer-json.js";
+import { chatTemplateText, namedChatTemplates } from "./chat-template.js";
 import { isPlainObject } from "../util/keys.js";
 import { weightsUnchanged, type TensorRecord } from "./safetensors.js";
 import { F16OverflowCounter, f16Bits, type F16Overflow } from "./export-overflow.js";
@@ -597,21 +598,17 @@ function tokenizerJsonVocab(
   // llama.cpp's default for "llama" is true; written either way, as the converter's Gemma3Model writes false
   if (spm) md.push(["tokenizer.ggml.add_space_prefix", gguf.bool(addSpacePrefix)]);
 
-  const template = chatTemplate(dir, tcfg);
+  // as transformers renders them (\r\n read as \n); the named ones as gguf-py's add_chat_template writes a list:
+  // tokenizer.chat_template.<name> each (the name's other characters than letters and digits as "_") and their
+  // names in tokenizer.chat_templates, which llama.cpp's llama_model_chat_template(model, name) reads
+  const template = chatTemplateText(path.join(dir, "chat_template.jinja"), tcfg);
   if (template !== null) md.push(["tokenizer.chat_template", gguf.str(template)]);
+  const named = new Map<string, string>();
+  for (const [name, text] of namedChatTemplates(dir, tcfg))
+    named.set(name.replace(/[^A-Za-z0-9]/g, "_"), text);
+  for (const [name, text] of named) md.push([`tokenizer.chat_template.${name}`, gguf.str(text)]);
+  if (named.size > 0) md.push(["tokenizer.chat_templates", gguf.arr("string", [...named.keys()])]);
   return { md, pre, kind };
-}
-
-function chatTemplate(dir: string, tcfg: JsonObject): string | null {
-  const jinja = path.join(dir, "chat_template.jinja");
-  if (fs.existsSync(jinja)) return fs.readFileSync(jinja, "utf8");
-  const t = tcfg.chat_template;
-  if (typeof t === "string") return t;
-  if (Array.isArray(t)) {
-    const d = t.find((x) => isPlainObject(x) && x.name === "default");
-    if (isPlainObject(d) && typeof d.template === "string") return d.template;
-  }
-  return null;
 }
 
 // ---------------------------------------------------------------------------------------------

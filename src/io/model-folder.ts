@@ -5,6 +5,7 @@ import { InputError } from "../errors.js";
 import { writeFileAtomic } from "./atomic.js";
 import { fileStamp, type FileStamp } from "./mapfile.js";
 import { loadModelConfig, type ModelConfig } from "./config.js";
+import { namedTemplateFiles } from "./chat-template.js";
 import {
   firstNonFinite,
   openModelWeightHeaders,
@@ -58,6 +59,7 @@ export function folderStamps(dir: string): FileStamp[] {
     "model.safetensors",
     "model.safetensors.index.json",
     ...listing(dir).filter((f) => /\.safetensors$/.test(f)),
+    ...namedTemplateFiles(dir),
   ];
   return [...new Set(names)]
     .map((n) => fileStamp(path.join(dir, n)))
@@ -155,8 +157,9 @@ export function copyTokenizerFiles(srcDir: string, dstDir: string): string[] {
 
 /**
  * Every file of `srcDir` a checkpoint made from it carries besides its weights, read: config.json unless `config` is
- * false (the caller writes its own), generation_config.json, the tokenizer files (when tokenizer.json exists) and
- * CARRIED_FILES that exist. A few small files: a command reads them before its long weight write, so that one that
+ * false (the caller writes its own), generation_config.json, the tokenizer files (when tokenizer.json exists) with
+ * the named chat templates (additional_chat_templates/<name>.jinja, which transformers loads beside
+ * chat_template.jinja) and CARRIED_FILES that exist. A few small files: a command reads them before its long weight write, so that one that
  * cannot be read is reported before that write, not after it (writeModelFiles writes them).
  */
 export function readModelFiles(srcDir: string, opts: { config?: boolean } = {}): Map<string, Buffer> {
@@ -166,6 +169,7 @@ export function readModelFiles(srcDir: string, opts: { config?: boolean } = {}):
     "generation_config.json",
     ...CARRIED_FILES,
     ...(hasTokenizer ? TOKENIZER_FILES.filter((f) => f !== "generation_config.json") : []),
+    ...(hasTokenizer ? namedTemplateFiles(srcDir) : []),
   ]);
 }
 

@@ -16,6 +16,7 @@ import {
   templateDay,
   templateSpecialTokens,
   tokenContent,
+  jinjaSource,
 } from "./chat-template.js";
 import { renderTemplate } from "./render-template.js";
 import { endTokens } from "./tokenizer-json.js";
@@ -355,7 +356,7 @@ export async function loadTokenizer(dir: string, options: LoadTokenizerOptions =
   let templateError: InputError | null = null;
   if (templateFound) {
     try {
-      template = new Template(templateFound.text);
+      template = new Template(jinjaSource(templateFound.text));
     } catch (e) {
       // Kept for applyChatTemplate: the tokenizer itself is still usable without a chat template.
       templateError = new InputError(
@@ -442,6 +443,9 @@ export async function loadTokenizer(dir: string, options: LoadTokenizerOptions =
       const context: Record<string, unknown> = {
         ...specialTokens,
         messages: messages.map((m) => ({ role: m.role, content: m.content })),
+        // transformers' render_jinja_template always passes both, None when not given: `tools is not none` is false
+        tools: null,
+        documents: null,
         add_generation_prompt: opts.addGenerationPrompt ?? false,
       };
       // Only when asked: templates test `enable_thinking is defined`.
