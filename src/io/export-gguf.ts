@@ -40,6 +40,11 @@ export interface ExportGgufOptions {
   outtype: GgufOutType;
   /** general.name; defaults to the model folder's name. */
   name?: string;
+  /**
+   * tokenizer.ggml.pre as given (llama.cpp's name of a pre-tokenizer, e.g. "deepseek-coder"), for a byte-level
+   * tokenizer whose pre-tokenizer choosePre does not recognise: not checked, the caller knows it.
+   */
+  pre?: string;
 }
 
 export interface ExportGgufResult {
@@ -350,10 +355,18 @@ interface JsonObject {
 
 /**
  * tokenizer.ggml.pre. The converter hashes the token ids of a test string against a table of known
- * tokenizers; we recognise the pre-tokenizer from its definition instead and fall back to the nearest
- * llama.cpp pre-tokenizer, saying so in `notes`.
+ * tokenizers; we recognise the pre-tokenizer from its definition instead. One recognised neither way is refused,
+ * as the converter refuses an unknown hash ("BPE pre-tokenizer was not recognized"): a guess splits text otherwise
+ * than the model was trained on (DeepSeek-Coder's splits read as "default": 1,280 of 1,406 CyberNative fields
+ * tokenized differently), unless the caller names llama.cpp's pre-tokenizer (`given`, --gguf-pre).
  */
-function choosePre(tok: JsonObject, file: string, notes: string[]): string {
+function choosePre(tok: JsonObject, file: string, notes: string[], given?: string): string {
+  if (given !== undefined) {
+    notes.push(
+      `${file}: tokenizer.ggml.pre "${given}" as given (--gguf-pre), not checked against the tokenizer`,
+    );
+    return given;
+  }
   const parts = tokenizerSteps(tok.pre_tokenizer, "pretokenizers");
   const regexes = parts
     .filter((p) => p.type === "Split" && isPlainObject(p.pattern) && typeof p.pattern.Regex === "string")
@@ -370,12 +383,13 @@ function choosePre(tok: JsonObject, file: string, notes: string[]): string {
     }
     return "gpt-2";
   }
-  const digits13 = regexes.some((r) => r.includes("\\p{N}{1,3}"));
-  const guess = digits13 ? "llama-bpe" : regexes.some((r) => r.includes("\\p{N}")) ? "qwen2" : "default";
-  notes.push(
-    `${file}: unrecognised pre-tokenizer ${JSON.stringify(tok.pre_tokenizer).slice(0, 200)}; using the nearest llama.cpp one, "${guess}"`,
+  throw new InputError(
+    `${file}: pre-tokenizer not recognised (${JSON.stringify(tok.pre_tokenizer).slice(0, 200)}): llama.cpp would ` +
+      `split text otherwise than this tokenizer, and a model reading other tokens than it was trained on writes ` +
+      `garbage (convert_hf_to_gguf.py refuses it too). Recognised: Llama 3's and Qwen2's split patterns, GPT-2's ` +
+      `ByteLevel (with single digits: StarCoder's). If you know llama.cpp's name for this one (its pre-tokenizer ` +
+      `types in llama-vocab.cpp, e.g. deepseek-coder), give it with --gguf-pre <name>`,
   );
-  return guess;
 }
 
 function readJson(file: string): JsonObject {
@@ -456,6 +470,7 @@ function tokenizerJsonVocab(
   dir: string,
   cfg: ModelConfig,
   notes: string[],
+  givenPre?: string,
 ): { md: [string, GgufValue][]; pre: string; kind: VocabKind } {
   const file = path.join(dir, "tokenizer.json");
   const tok = readJson(file);
@@ -531,7 +546,18 @@ function tokenizerJsonVocab(
     }
   }
   const rawMerges = Array.isArray(model.merges) ? model.merges : [];
-  const pre = spm ? "default" : choosePre(tok, file, notes);
+  if (spm && givenPre !== undefined)
+    throw new InputError(
+      `--gguf-pre "${givenPre}": ${file} is a SentencePiece-style tokenizer, which llama.cpp reads without a pre-tokenizer`,
+    );
+  const pre = spm ? "default" : choosePre(tok, file, notes, givenPre);
+  // llama.cpp's BPE tokenizer applies no normalizer, and the converter writes none: text the normalizer changes
+  // (Qwen's NFC: a decomposed "é") reads other tokens there; said, as nothing here can carry it
+  if (!spm && tok.normalizer !== null && tok.normalizer !== undefined)
+    notes.push(
+      `${file}: llama.cpp does not apply the tokenizer's normalizer (${JSON.stringify(tok.normalizer).slice(0, 80)}); ` +
+        `text it would change (such as decomposed accents under NFC) tokenizes differently there`,
+    );
   // SentencePiece merges the adjacent pair whose result scores highest, BPE the pair whose merge ranks first:
   // a token scores minus the rank of the first merge that makes it, so both pick the same pair. Longer tokens
   // no merge makes (BPE never produces them) score lowest. Checked against HF on real texts in the tests.
@@ -783,7 +809,11 @@ export function planGgufExport(modelDir: string, opts: ExportGgufOptions): GgufE
       `${path.join(modelDir, "config.json")}: model family ${String(cfg.family)} cannot be exported to GGUF`,
     );
   const notes: string[] = [];
-  const { md: vocabMd, pre, kind } = tokenizerJsonVocab(modelDir, cfg, notes);
+  if (opts.pre !== undefined && !/^[a-z0-9][a-z0-9._-]*$/.test(opts.pre))
+    throw new InputError(
+      `--gguf-pre "${opts.pre}": a llama.cpp pre-tokenizer name (lowercase letters, digits, . _ -)`,
+    );
+  const { md: vocabMd, pre, kind } = tokenizerJsonVocab(modelDir, cfg, notes, opts.pre);
   const source = modelDir;
 
   const planned: PlannedTensor[] = [];

@@ -121,3 +121,73 @@ test("a model folder without tokenizer.json is refused: no placeholder vocabular
     [],
   );
 });
+
+test("a byte-level pre-tokenizer this tool does not recognise is refused, not guessed; --gguf-pre names llama.cpp's", async () => {
+  // DeepSeek-Coder's splits (llama.cpp's LLAMA_VOCAB_PRE_TYPE_DEEPSEEK_CODER regexes) before a regex-less ByteLevel:
+  // the guess was "default", which split "x = foo(1234)" otherwise than the model's tokenizer (an audit's finding)
+  const dir = modelWithTokenizer();
+  const tjFile = path.join(dir, "tokenizer.json");
+  const tj = JSON.parse(fs.readFileSync(tjFile, "utf8"));
+  const split = (r: string) => ({
+    type: "Split",
+    pattern: { Regex: r },
+    behavior: "Isolated",
+    invert: false,
+  });
+  tj.pre_tokenizer = {
+    type: "Sequence",
+    pretokenizers: [
+      split("[\r\n]"),
+      split("\\s?\\p{L}+"),
+      split("\\s?\\p{P}+"),
+      split("[一-龥ࠀ-一가-퟿]+"),
+      { type: "Digits", individual_digits: true },
+      { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false },
+    ],
+  };
+  fs.writeFileSync(tjFile, JSON.stringify(tj));
+  const refused = path.join(tmpDir, "deepseek-refused.gguf");
+  assert.throws(
+    () => exportGguf(dir, refused, { outtype: "f32" }),
+    (e: unknown) =>
+      e instanceof InputError &&
+      /pre-tokenizer not recognised/.test(e.message) &&
+      /--gguf-pre/.test(e.message),
+  );
+  assert.equal(fs.existsSync(refused), false);
+  assert.throws(() => exportGguf(dir, refused, { outtype: "f32", pre: "Deepseek Coder" }), InputError);
+
+  const file = path.join(tmpDir, "deepseek.gguf");
+  const res = exportGguf(dir, file, { outtype: "f32", pre: "deepseek-coder" });
+  assert.equal(res.pre, "deepseek-coder");
+  assert.ok(
+    res.notes.some((n) => n.includes('"deepseek-coder" as given')),
+    res.notes.join("\n"),
+  );
+  // named right, llama.cpp splits as the tokenizer does
+  const hf = new Tokenizer(tj, JSON.parse(fs.readFileSync(path.join(dir, "tokenizer_config.json"), "utf8")));
+  const b = await openLlamaCppBackend({ modelPath: file, contextSize: 128, threads: 1 });
+  try {
+    for (const text of [...CORPUS, "x = foo(1234) + bar;", 'if (a >= b) { return "ok"; }\r\n\t12 中文'])
+      assert.deepEqual(
+        b.model.tokenize(text, false).map(Number),
+        hf.encode(text, { add_special_tokens: false }).ids,
+        `tokenization of ${JSON.stringify(text)}`,
+      );
+  } finally {
+    await b.close();
+  }
+});
+
+test("a byte-level tokenizer's normalizer, which llama.cpp does not apply, is said", () => {
+  const dir = modelWithTokenizer();
+  const tjFile = path.join(dir, "tokenizer.json");
+  const tj = JSON.parse(fs.readFileSync(tjFile, "utf8"));
+  tj.normalizer = { type: "NFC" };
+  fs.writeFileSync(tjFile, JSON.stringify(tj));
+  const res = exportGguf(dir, path.join(tmpDir, "nfc.gguf"), { outtype: "f32" });
+  assert.ok(
+    res.notes.some((n) => /does not apply the tokenizer's normalizer/.test(n) && n.includes("NFC")),
+    res.notes.join("\n"),
+  );
+});

@@ -62,6 +62,10 @@ export async function exportCommand(g: OptionValues, opts: OptionValues): Promis
     // nothing published, exit 130). Installed only when the writing starts: before it nothing is on disk yet,
     // and the default action ends the reading and checking of a large model at once, not when it is done.
     const stopOnSignal = () => interruptSignal(log);
+    if (opts.ggufPre !== undefined && (opts.adapter || opts.format !== "gguf"))
+      throw new InputError(
+        "--gguf-pre names a GGUF model's pre-tokenizer: it is read only when exporting a model with --format gguf",
+      );
     if (opts.adapter)
       return exportAdapter(g, opts as ExportOpts, onMovedAside, stopOnSignal, (m) => log.warn(m));
     // the adapter's flags without --adapter are refused, not dropped: `export -m base --delta ./hardened` would
@@ -92,7 +96,10 @@ export async function exportCommand(g: OptionValues, opts: OptionValues): Promis
       // GGUF conversion is plain JavaScript over the weights' bytes: a small checkpoint is read, not mapped through
       // the addon, so libtorch is not loaded for it (a large one is still mapped)
       readFilesBelow(READ_BELOW_BYTES);
-      const plan = planGgufExport(opts.model, { outtype });
+      const plan = planGgufExport(opts.model, {
+        outtype,
+        ...(opts.ggufPre !== undefined ? { pre: opts.ggufPre } : {}),
+      });
       await publishFileAsync(opts.out, ggufPieces(plan.spec), {
         overwrite: opts.overwrite,
         onMovedAside,
@@ -168,6 +175,7 @@ interface ExportOpts {
   adapter: string;
   delta?: string;
   peft?: string;
+  ggufPre?: string;
   baseModelName?: string;
   overwrite?: boolean;
 }

@@ -31,6 +31,11 @@ export function registerExport(program: Command): void {
     )
     .option("--peft <dir>", "with --adapter gguf: a PEFT LoRA adapter folder to convert")
     .option(
+      "--gguf-pre <name>",
+      "gguf: llama.cpp's pre-tokenizer (tokenizer.ggml.pre, e.g. deepseek-coder) for a byte-level tokenizer whose " +
+        "splits this tool does not recognise (refused without it; not checked)",
+    )
+    .option(
       "--base-model-name <name>",
       "with --adapter peft: base_model_name_or_path (default: config.json's _name_or_path, else the base folder's name)",
     )
