@@ -173,8 +173,9 @@ export function readLabelledSamples(file: string): LabelledSample[] {
     : pairsToLabelledSamples(pairsOf(file, rows, {}));
 }
 
-const SECURE_LABELS = ["safe", "secure"];
-const INSECURE_LABELS = ["unsafe", "insecure"];
+// the numbers as strings too: a file written by a tool that quotes every field ("1") means the label 1
+const SECURE_LABELS = ["0", "safe", "secure"];
+const INSECURE_LABELS = ["1", "unsafe", "insecure"];
 
 function labelledOf(file: string, rows: JsonRow[]): LabelledSample[] {
   const base = path.basename(file);
@@ -189,7 +190,7 @@ function labelledOf(file: string, rows: JsonRow[]): LabelledSample[] {
       throw new InputError(`${rowWhere(file, r.row, "label")}: missing`);
     else {
       throw new InputError(
-        `${rowWhere(file, r.row, "label")}: expected 1 (unsafe), 0 (safe), "unsafe"/"insecure" or "safe"/"secure", got ${preview(label)}`,
+        `${rowWhere(file, r.row, "label")}: expected 1 or "1"/"unsafe"/"insecure" (unsafe), 0 or "0"/"safe"/"secure" (safe), got ${preview(label)}`,
       );
     }
     const sample: LabelledSample = {

@@ -22,7 +22,7 @@ import { folderDefaultSampling } from "../eval/generate/generation-config.js";
 import { DEFAULT_APPLY_GENERATION_CONFIG } from "../eval/config.js";
 import { DEFAULT_CODE_BLOCKS } from "../data/code.js";
 import { codeBlocksReading } from "../eval/safety.js";
-import { HARNESS_FEWSHOT_SEED } from "../eval/utility/gsm8k.js";
+import { GSM8K_ZERO_SHOT_WARNING, HARNESS_FEWSHOT_SEED } from "../eval/utility/gsm8k.js";
 import type { ExperimentResults } from "../report/schema.js";
 import { hardenConfigFor } from "./plan.js";
 import type { ExperimentSpec } from "./spec.js";
@@ -150,15 +150,21 @@ function decodingReading(spec: ExperimentSpec): Departure[] {
  */
 function utilityReading(spec: ExperimentSpec): Departure[] {
   const u = spec.eval.utility;
-  if (!u || (u.arc === undefined && u.gsm8k === undefined && u.mmlu === undefined)) return [];
+  if (!u || (u.arc === undefined && u.arcEasy === undefined && u.gsm8k === undefined && u.mmlu === undefined))
+    return [];
   const asked: string[] = [];
   if (u.arc !== undefined)
     asked.push("ARC-Challenge 0-shot, acc_norm (log-likelihood per character of each choice)");
+  // the file under `arcEasy` is taken to be ARC-Easy, which the paper does not report: said, not passed off as Challenge
+  if (u.arcEasy !== undefined)
+    asked.push(
+      "ARC-Easy 0-shot (arcEasy, beside the paper's ARC Challenge), acc_norm (log-likelihood per character of each choice)",
+    );
   if (u.gsm8k !== undefined)
     asked.push(
       u.gsm8kTrain !== undefined
         ? `GSM8K 5-shot, exact match of the strict-match answer ("#### N"), each question's shots drawn as the harness draws them (seed ${HARNESS_FEWSHOT_SEED})`
-        : 'GSM8K 0-shot (no gsm8kTrain), exact match of the strict-match answer ("#### N")',
+        : `GSM8K 0-shot (no gsm8kTrain), exact match of the strict-match answer ("#### N"): ${GSM8K_ZERO_SHOT_WARNING}`,
     );
   if (u.mmlu !== undefined)
     asked.push(

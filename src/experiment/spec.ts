@@ -28,7 +28,10 @@ const trainedMethods = z
   .transform((m) => (Array.isArray(m) ? m : [m]));
 
 const utilitySchema = z.strictObject({
+  /** ARC-Challenge (figure `arc_challenge`) */
   arc: z.string().min(1).optional(),
+  /** ARC-Easy (figure `arc_easy`), asked and scored as ARC-Challenge */
+  arcEasy: z.string().min(1).optional(),
   gsm8k: z.string().min(1).optional(),
   gsm8kTrain: z.string().min(1).optional(),
   mmlu: z.string().min(1).optional(),

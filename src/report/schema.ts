@@ -163,6 +163,8 @@ const utilitySchema = z
         unitsPerItem: z.number().int().min(1).optional(),
       })
       .optional(),
+    /** the shots before each question (GSM8K, MMLU): 5, or 0 without a few-shot source; absent before 2026-12-06 */
+    nShot: z.number().int().min(0).optional(),
     /**
      * the held-out real-code loss of --code per language: each language's token-weighted mean over its own
      * documents with that ratio's standard error, computed as the overall's (eval/utility/code-loss.ts); absent
@@ -289,7 +291,7 @@ export const cellResultSchema = z.strictObject({
     flopsTrainerEstimate: nonNeg.optional(),
   }),
   security: securitySchema,
-  /** Keyed by benchmark: "arc_challenge", "gsm8k", "mmlu", "heldout_code_loss", ... */
+  /** Keyed by benchmark: "arc_challenge", "arc_easy", "gsm8k", "mmlu", "heldout_code_loss", ... */
   utility: z.record(z.string(), utilitySchema).optional(),
   neurons: neuronsSchema.optional(),
   outcomes: outcomesSchema.optional(),

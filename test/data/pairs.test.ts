@@ -120,6 +120,9 @@ test("readLabelledCode: the judge task's labels (1 = unsafe, 0 = safe, and the w
     { code: "y = 1", label: "Secure" },
     { code: "strcpy(b, s);", label: "Unsafe" },
     { code: "z = 2", label: " safe " },
+    // the numbers as JSON strings, as a tool that quotes every field writes them
+    { code: "system(cmd);", label: "1" },
+    { code: "w = 3", label: "0" },
   ]);
   const samples = readLabelledCode(file);
   assert.deepEqual(samples[0], {
@@ -132,7 +135,7 @@ test("readLabelledCode: the judge task's labels (1 = unsafe, 0 = safe, and the w
   // README, "The judge task": 1 = unsafe, 0 = safe, as identification, judge training and the LLM judge use them
   assert.deepEqual(
     samples.map((s) => s.secure),
-    [true, false, false, true, false, true],
+    [true, false, false, true, false, true, false, true],
   );
   // either schema: labelled code as it is, pairs as their two samples each
   assert.deepEqual(readLabelledSamples(file), samples);
@@ -147,6 +150,7 @@ test("readLabelledCode: the judge task's labels (1 = unsafe, 0 = safe, and the w
     ],
   );
   throwsInput(() => readLabelledCode(writeJsonl([{ code: "x = 1", label: 2 }])), "row 1", '"label"', "got 2");
+  throwsInput(() => readLabelledCode(writeJsonl([{ code: "x = 1", label: "2" }])), '"label"', 'got "2"');
   throwsInput(() => readLabelledCode(writeJsonl([{ code: "x = 1" }])), '"label"', "missing");
   throwsInput(() => readLabelledCode(writeJsonl([{ code: "no code here", label: 1 }])), '"code"', "no code");
 });

@@ -275,7 +275,12 @@ test("utility: the paper says only 'accuracy on ARC Challenge, GSM8K and MMLU'; 
   // 0-shot where no few-shot source is given; a base-only experiment states it too
   const zero = reading(["base"], { gsm8k: "gsm.jsonl" });
   assert.match(zero!.here, /^GSM8K 0-shot/);
+  assert.match(zero!.here, /strict match rarely fires/);
   assert.doesNotMatch(zero!.here, /ARC|MMLU/);
+  // an ARC-Easy file (arcEasy) is said to be ARC-Easy, never passed off as the paper's ARC-Challenge
+  const easy = reading(["base", "goodvibe"], { arcEasy: "arc_easy.jsonl" });
+  assert.match(easy!.here, /^ARC-Easy 0-shot/);
+  assert.doesNotMatch(easy!.here, /ARC-Challenge/);
   // none of the three (only the held-out code loss, or no utility): nothing to state
   assert.equal(reading(["base", "goodvibe"], { code: "code.jsonl" }), undefined);
   assert.equal(reading(["base", "goodvibe"]), undefined);

@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -129,6 +130,91 @@ test("evaluateHumanEval: greedy completion cut at the human-eval stop sequences"
   assert.equal(r.perItem[0]!.completions[0], "    return a + b\n");
   assert.equal(r.metrics["pass@1"], 1);
 });
+
+/**
+ * Programs whose verdict the script-exit rule got wrong, with human-eval's verdicts (execution.py: exec in fresh
+ * globals, BaseException fails, exit/quit/os.getcwd set to None, stdin raising on read): checked against the
+ * transcription test/utility/human_eval_reference.py where a python3 runs it, and the project against them.
+ */
+const RIGHT = "    return a + b\n";
+const WRONG = "    return a - b\n";
+const REFERENCE_CASES: [name: string, completion: string, passed: boolean][] = [
+  ["canonical", RIGHT, true],
+  ["wrong", WRONG, false],
+  ["exit() in the body", "    exit()\n", false],
+  ["quit() in the body", "    quit()\n", false],
+  ["sys.exit(0) in the body", "    import sys\n    sys.exit(0)\n", false],
+  ["raise SystemExit in the body", "    raise SystemExit\n", false],
+  ["os._exit(0) in the body", "    import os\n    os._exit(0)\n", false],
+  ["wrong body, then exit() at module level", `${WRONG}\nexit()\n`, false],
+  ["wrong body, then sys.exit(0) at module level", `${WRONG}\nimport sys\nsys.exit(0)\n`, false],
+  ["wrong body, then raise SystemExit at module level", `${WRONG}\nraise SystemExit\n`, false],
+  ["wrong body, then os._exit(0) at module level", `${WRONG}\nimport os\nos._exit(0)\n`, false],
+  ["wrong body, then unittest.main()", `${WRONG}\nimport unittest\nunittest.main(argv=['x'])\n`, false],
+  // __name__ is not "__main__" under exec in fresh globals: the block does not run, add stays right
+  [
+    "right body, then a __main__ block rebinding add",
+    `${RIGHT}\nif __name__ == "__main__":\n    add = None\n`,
+    true,
+  ],
+  ["sys.stdin.read(), then the right body", `    import sys\n    sys.stdin.read()\n${RIGHT}`, false],
+  ["input(), then the right body", `    input()\n${RIGHT}`, false],
+  ["os.getcwd(), then the right body", `    import os\n    os.getcwd()\n${RIGHT}`, false],
+  ["prints, then the right body", `    print('x' * 100000)\n${RIGHT}`, true],
+  [
+    "a non-daemon thread left running, then the right body",
+    `    import threading, time\n    threading.Thread(target=time.sleep, args=(30,)).start()\n${RIGHT}`,
+    true,
+  ],
+];
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+const refPython = ["/usr/bin/python3", "python3"].find((p) => spawnSync(p, ["-c", "pass"]).status === 0);
+
+test(
+  "the expected HumanEval verdicts are the reference transcription's (human-eval's execution.py)",
+  { skip: process.platform !== "linux" || !refPython ? "needs Linux and python3" : false },
+  () => {
+    const r = spawnSync(refPython!, [path.join(ROOT, "test/utility/human_eval_reference.py")], {
+      input: JSON.stringify(REFERENCE_CASES.map(([, completion]) => ({ problem: ADD, completion }))),
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const verdicts = (JSON.parse(r.stdout) as { passed: boolean; result: string }[]).map((v) => v.passed);
+    assert.deepEqual(
+      REFERENCE_CASES.map(([name], i) => [name, verdicts[i]]),
+      REFERENCE_CASES.map(([name, , passed]) => [name, passed]),
+    );
+  },
+);
+
+test(
+  "a program passes only when its check returned, as human-eval's: ending the process, SystemExit, stdin and os.getcwd fail",
+  { skip },
+  async () => {
+    const runs = await mapPool(REFERENCE_CASES, 4, ([, completion]) => checkCompletion(ADD, completion));
+    assert.deepEqual(
+      REFERENCE_CASES.map(([name], i) => [name, runs[i]!.passed, runs[i]!.passed ? "passed" : "failed"]),
+      REFERENCE_CASES.map(([name, , passed]) => [name, passed, passed ? "passed" : "failed"]),
+    );
+    // the failure says why
+    const byName = (n: string) => runs[REFERENCE_CASES.findIndex(([name]) => name === n)]!.result;
+    assert.equal(byName("sys.exit(0) in the body"), "failed: SystemExit: 0");
+    assert.match(byName("os._exit(0) in the body"), /^failed: ended before its check returned/);
+  },
+);
+
+test(
+  "a program that prints the verdict line itself does not pass: it cannot know the nonce",
+  { skip },
+  async () => {
+    const forged = `    import os\n    for fd in (1, 2):\n        os.write(fd, b"passed\\n")\n    print("passed")\n    os._exit(0)\n`;
+    const r = await checkCompletion(ADD, forged);
+    assert.equal(r.passed, false);
+    assert.match(r.result, /^failed: ended before its check returned/);
+  },
+);
 
 const DATA =
   process.env.GOODVIBE_DATA ??

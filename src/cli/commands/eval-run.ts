@@ -51,6 +51,7 @@ import {
 import { templateDayReaches } from "../../io/tokenizer-json.js";
 import { interruptSignal, makeLogger, output, runCommand } from "../common.js";
 import { evalSummaryLines } from "./eval-summary.js";
+import { GSM8K_ZERO_SHOT_WARNING } from "../../eval/utility/gsm8k.js";
 
 /** How a chat_template_kwargs key reached the servers, for the lines that say what the answers were asked with. */
 function sentToServers(extraBody: Record<string, unknown> | undefined, key: string): string {
@@ -67,7 +68,10 @@ function serverBenchmarks(opts: OptionValues): UtilityBenchmark[] {
   if (!opts.url) return [];
   const local: string[] = opts.utilityLocal ?? [];
   return UTILITY_BENCHMARKS.filter(
-    (b) => opts[b] !== undefined && !local.includes("all") && !local.includes(b),
+    (b) =>
+      (opts[b] !== undefined || (b === "arc" && opts.arcEasy !== undefined)) &&
+      !local.includes("all") &&
+      !local.includes(b),
   );
 }
 
@@ -217,8 +221,8 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
         "--base": opts.base,
         "--judge": opts.judge,
         ...Object.fromEntries(
-          ["arc", "gsm8k", "gsm8kTrain", "mmlu", "mmluDev", "humaneval", "code"].map((k) => [
-            `--${k}`,
+          ["arc", "arcEasy", "gsm8k", "gsm8kTrain", "mmlu", "mmluDev", "humaneval", "code"].map((k) => [
+            `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`,
             opts[k],
           ]),
         ),
@@ -322,6 +326,7 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     const generationConfig = { applied: applyGenerationConfig, repetitionPenalty: penalties };
     const utility = {
       arc: opts.arc,
+      arcEasy: opts.arcEasy,
       humaneval: opts.humaneval,
       gsm8k: opts.gsm8k,
       gsm8kTrain: opts.gsm8kTrain,
@@ -332,6 +337,8 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     };
     // every benchmark file's rows, before the safety evaluation's generation (the benchmarks run after it)
     await checkUtilityFiles(utility);
+    if (opts.gsm8k !== undefined && opts.gsm8kTrain === undefined)
+      log.warn(`${GSM8K_ZERO_SHOT_WARNING}; give --gsm8k-train for the harness's 5 shots`);
     // each side's servers (the model's with --url; the base's with --base-server-model): its prompts, and the
     // utility benchmarks given but those of --utility-local
     const onServers = serverBenchmarks(opts);
@@ -387,7 +394,9 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
     const baseCell = base ? securityCell(base, null, pairs) : null;
     const vsBase = base ? utilityVsBase(ev, base) : undefined;
     // the subsample the benchmarks and --code are of, in the text and the JSON alike
-    const limited = ["arc", "gsm8k", "mmlu", "humaneval", "code"].some((k) => opts[k] !== undefined);
+    const limited = ["arc", "arcEasy", "gsm8k", "mmlu", "humaneval", "code"].some(
+      (k) => opts[k] !== undefined,
+    );
     const utilityLimit =
       opts.limit !== undefined && limited
         ? { limit: opts.limit as number, seed: opts.seed as number }

@@ -85,7 +85,8 @@ export function evalSummaryLines(opts: {
     engines: Readonly<Record<string, string>> = {},
   ) =>
     Object.entries(u ?? {}).flatMap(([k, v]) => [
-      `${label}${k}: ${v.metric} ${v.value.toFixed(4)} ${utilityInterval(v)} (n=${v.n}; se ${v.stderr.toFixed(4)})` +
+      `${label}${k}: ${v.metric} ${v.value.toFixed(4)} ${utilityInterval(v)} (n=${v.n}; ` +
+        `${v.nShot !== undefined ? `${v.nShot}-shot; ` : ""}se ${v.stderr.toFixed(4)})` +
         (reused.includes(k) ? reusedNote(k, engines[k]) : ""),
       // --code's per language, each with its interval as the overall's (value ± 1.96 se over its documents)
       ...Object.entries(v.perLanguage ?? {})

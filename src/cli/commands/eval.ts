@@ -45,7 +45,11 @@ export function registerEval(program: Command): void {
       "longest",
     )
     .option("--batch-size <n>", "generation / scoring batch", integer(1), DEFAULT_EVAL_BATCH)
-    .option("--arc <file>", "ARC-Challenge JSONL/Parquet (allenai/ai2_arc schema)")
+    .option("--arc <file>", "ARC-Challenge JSONL/Parquet (allenai/ai2_arc schema): figure arc_challenge")
+    .option(
+      "--arc-easy <file>",
+      "ARC-Easy JSONL/Parquet (allenai/ai2_arc schema), scored as --arc: figure arc_easy",
+    )
     .option("--gsm8k <file>", "GSM8K test JSONL; --gsm8k-train for few-shot examples")
     .option("--gsm8k-train <file>", "GSM8K train JSONL (few-shot source)")
     .option("--mmlu <file>", "MMLU test (cais/mmlu schema); --mmlu-dev for 5-shot examples")
@@ -74,7 +78,7 @@ export function registerEval(program: Command): void {
     .option("--server-model <name>", "the model's name on those servers (with --url)")
     .option(
       "--utility-local <list>",
-      "utility benchmarks scored on the built-in engine here although --url is given, comma-separated: arc, mmlu, gsm8k, humaneval, code, or all (default: none, the servers score every one given); with --base, for both sides",
+      "utility benchmarks scored on the built-in engine here although --url is given, comma-separated: arc (--arc and --arc-easy), mmlu, gsm8k, humaneval, code, or all (default: none, the servers score every one given); with --base, for both sides",
       list,
     )
     .option(

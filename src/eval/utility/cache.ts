@@ -25,6 +25,8 @@ export interface UtilityFigure {
   stderr: number;
   n: number;
   perItem?: ItemScores;
+  /** the few-shot benchmarks' (GSM8K, MMLU) shots before each question: 5, or 0 without a few-shot source */
+  nShot?: number;
   /**
    * the held-out real-code loss of --code, per language: each its own figure with its standard error
    * (eval/utility/code-loss.ts); absent from the benchmarks and from a figure cached before 2026-12-01

@@ -78,6 +78,14 @@ export interface Gsm8kItemResult {
 export const HARNESS_FEWSHOT_SEED = 1234;
 
 /**
+ * Said wherever GSM8K is asked 0-shot (no few-shot source given): the harness's task is 5-shot, and without shots
+ * ending in "#### N" a model rarely writes that form, so the strict match scores near 0 whatever it can do.
+ */
+export const GSM8K_ZERO_SHOT_WARNING =
+  "GSM8K 0-shot: lm-evaluation-harness's gsm8k is 5-shot, and without the shots' \"#### N\" answers the strict match " +
+  "rarely fires, so the figure says little and is not comparable with a harness run's";
+
+/**
  * The shots (indices into a train split of `poolSize`) the harness's default sampler gives the test questions at
  * positions 0..count-1: draw p of `random.Random(seed).sample(range(poolSize), nShot)`, in draw order.
  */

@@ -1,9 +1,11 @@
 /**
  * HumanEval functional correctness, as openai/human-eval: the program is
- * prompt + completion + "\n" + test + "\n" + "check(entry_point)", run with python3 in the sandbox;
- * it passes when it exits 0 within the time limit. pass@k uses the unbiased estimator of Chen et al. (2021).
+ * prompt + completion + "\n" + test + "\n" + "check(entry_point)", run with python3 in the sandbox through
+ * HUMANEVAL_DRIVER, which gives it human-eval's verdict: it passes when its exec returns within the time limit.
+ * pass@k uses the unbiased estimator of Chen et al. (2021).
  */
 import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -29,6 +31,72 @@ export const HUMANEVAL_MAX_NEW_TOKENS = 1024;
  * sandbox (tens of milliseconds); before 2026-12-02 it was 10 s, which passed programs the reference fails.
  */
 export const HUMANEVAL_TIMEOUT_MS = 3000;
+
+/**
+ * Runs program.py as human-eval's execution.py `unsafe_execute` does: `exec` in fresh globals (so `__name__` is not
+ * "__main__"), stdout/stderr swallowed and stdin raising on read (`swallow_io`), `reliability_guard`'s entries set to
+ * None (exit, quit, os.getcwd, os.kill, subprocess.Popen, ...), and "passed" only when exec returned; any
+ * BaseException, SystemExit included, fails. Before 2026-12-06 the program ran as a script and passed when it exited
+ * 0, so a wrong body that ended the process before check() ran (exit(), sys.exit(0), os._exit(0), unittest.main())
+ * passed.
+ * The verdict goes to the sandbox's stdout prefixed with a nonce that comes on stdin and is read before the program
+ * runs: the program's own output goes nowhere (fds 1 and 2 point at /dev/null), and a program that ends the process
+ * itself (os._exit, a signal) leaves no verdict, so fails as it does there. After the verdict the driver leaves with
+ * os._exit, so a non-daemon thread left running does not hold the process up (the reference's result is recorded
+ * before its process is joined). Forging the verdict would take code that reads the driver's frames on purpose;
+ * the sandbox, not this, is what protects the host.
+ */
+export const HUMANEVAL_DRIVER = String.raw`import builtins, faulthandler, io, os, sys, traceback
+nonce = sys.stdin.readline().strip()
+write, leave = os.write, os._exit  # the driver's own, whatever the program rebinds
+verdict_fd = os.dup(1)
+null_fd = os.open(os.devnull, os.O_WRONLY)
+os.dup2(null_fd, 0)
+os.dup2(null_fd, 1)
+os.dup2(null_fd, 2)
+with open("program.py", encoding="utf-8") as f:
+    source = f.read()
+
+class WriteOnlyStringIO(io.StringIO):
+    def read(self, *a, **k): raise IOError
+    def readline(self, *a, **k): raise IOError
+    def readlines(self, *a, **k): raise IOError
+    def readable(self, *a, **k): return False
+
+def verdict(text):
+    write(verdict_fd, (nonce + " " + text.replace("\n", " ") + "\n").encode("utf-8", "replace"))
+    leave(0)
+
+def reliability_guard():
+    faulthandler.disable()
+    builtins.exit = None
+    builtins.quit = None
+    os.environ["OMP_NUM_THREADS"] = "1"
+    for n in ["kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork", "forkpty",
+              "killpg", "rename", "renames", "truncate", "replace", "unlink", "fchmod", "fchown", "chmod", "chown",
+              "chroot", "lchflags", "lchmod", "lchown", "getcwd", "chdir"]:
+        setattr(os, n, None)
+    import shutil, subprocess
+    shutil.rmtree = None
+    shutil.move = None
+    shutil.chown = None
+    subprocess.Popen = None
+    builtins.help = None
+    for m in ["ipdb", "joblib", "resource", "psutil", "tkinter"]:
+        sys.modules[m] = None
+
+def run():
+    stream = WriteOnlyStringIO()
+    sys.stdout = sys.stderr = sys.stdin = stream
+    try:
+        exec(source, {})
+    except BaseException as e:
+        return "failed: " + traceback.format_exception_only(type(e), e)[-1].strip()
+    return "passed"
+
+reliability_guard()
+verdict(run())
+`;
 
 export function humanEvalProgram(problem: HumanEvalItem, completion: string): string {
   return `${problem.prompt}${completion}\n${problem.test}\ncheck(${problem.entry_point})\n`;
@@ -151,10 +219,12 @@ export async function checkCompletion(
   opts: ExecutionOptions = {},
 ): Promise<ExecutionResult> {
   const python = opts.python ?? (await resolvePython(opts));
+  const nonce = randomBytes(16).toString("hex");
   const run = await runSandboxed({
     cmd: python,
-    args: ["program.py"],
-    files: { "program.py": humanEvalProgram(problem, completion) },
+    args: ["driver.py"],
+    stdin: `${nonce}\n`,
+    files: { "driver.py": HUMANEVAL_DRIVER, "program.py": humanEvalProgram(problem, completion) },
     timeoutMs: opts.timeoutMs ?? HUMANEVAL_TIMEOUT_MS,
     memoryMb: opts.memoryMb ?? 1024,
     readOnlyPaths: interpreterFolders(python),
@@ -162,9 +232,15 @@ export async function checkCompletion(
     allowUnsandboxed: opts.allowUnsandboxed,
   });
   if (run.timedOut) return { passed: false, result: "timed out", run };
-  if (run.exitCode === 0) return { passed: true, result: "passed", run };
+  const line = run.stdout.split("\n").find((l) => l.startsWith(`${nonce} `));
+  if (line !== undefined) {
+    const result = line.slice(nonce.length + 1);
+    return { passed: result === "passed", result, run };
+  }
+  // no verdict: the program ended the process itself (os._exit, a signal), or the driver could not start
   const lastLine = run.stderr.trim().split("\n").pop() ?? "";
-  return { passed: false, result: `failed: ${lastLine || `exit ${run.exitCode ?? run.signal}`}`, run };
+  const how = `exit ${run.exitCode ?? run.signal}`;
+  return { passed: false, result: `failed: ended before its check returned (${lastLine || how})`, run };
 }
 
 /**
