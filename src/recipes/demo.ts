@@ -35,6 +35,7 @@ import { createHash } from "node:crypto";
 import { modelWeightsHash } from "../io/hash.js";
 import { DEFAULT_TRAIN } from "../method/train-config.js";
 import { codeBlocksReading } from "../eval/safety.js";
+import { judgeVerdictReading } from "../eval/judge/llm.js";
 import { DEFAULT_CODE_BLOCKS } from "../data/code.js";
 import {
   ensureJudgeTrained,
@@ -120,6 +121,7 @@ export function demoDepartures(
   out.push(...goodvibeReadings(cfg.identify, cfg.cluster));
   // the demo judges as eval does by default; `goodvibe eval --code-blocks all` on its folders reads every block
   out.push(codeBlocksReading(DEFAULT_CODE_BLOCKS, "eval --code-blocks", "eval --code-blocks all"));
+  out.push(judgeVerdictReading());
   return out;
 }
 

@@ -235,7 +235,8 @@ export function costTable(results: ExperimentResults): Table {
       "the input embedding plus the method's own, D: input tokens with padding), which charges every method " +
       "alike per token: compare it, not the counted FLOPs, with figures such as the paper's Table 3. The two " +
       "differ because the count skips the weight gradients of frozen weights (about a third of a step, so " +
-      "GoodVibe and LoRA count less than full fine-tuning on the same data), runs lm_head only where a loss is " +
+      "GoodVibe's and LoRA's training counts less than full fine-tuning's on the same data, though GoodVibe's " +
+      "total, with identification's passes over every judge sample, can exceed it), runs lm_head only where a loss is " +
       "taken, and adds attention's score products and the second forward of gradient checkpointing, none of " +
       "which 6·N·D sees. Wall time and peak memory are measured on the machine named above, so compare them " +
       "only within this report. Peak host memory is the process's resident memory at its peak (VmHWM) during " +

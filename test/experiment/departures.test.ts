@@ -72,6 +72,7 @@ test("an experiment on the defaults lists only checkpointing (the default auto, 
       "a layer below the silhouette threshold (cluster.fallback)",
       "what k-means clusters (cluster.features)",
       "code judged in an answer (eval.codeBlocks)",
+      "utility benchmarks (eval.utility)",
       "training settings the paper does not give",
     ],
   );
@@ -87,11 +88,11 @@ test("an experiment on the defaults lists only checkpointing (the default auto, 
   );
   // §4.2 names AdamW and lr 1e-4 only: the rest (transformers' Trainer defaults; accumulation 4) is stated
   assert.equal(
-    readings[4]!.paper,
+    readings[5]!.paper,
     "not given: AdamW with lr 1e-4, and gradient accumulation without its count",
   );
   assert.equal(
-    readings[4]!.here,
+    readings[5]!.here,
     "AdamW betas (0.9, 0.999), eps 1e-8, weight decay 0, gradient norm clipped at 1, gradient accumulation over 4 " +
       "micro-batches of 1 (a step's loss: the mean per answer token over all of them)",
   );
@@ -124,6 +125,7 @@ test("an experiment on the defaults lists only checkpointing (the default auto, 
         "longest: the longest fenced block for the prompt's language (blocks tagged with it, else untagged ones; " +
           'reasoning dropped); an answer with none is judged whole by the LLM judge and is "no code" for the rules',
       ],
+      ["utility benchmarks (eval.utility)", "not evaluated"],
       [
         "training settings the paper does not give",
         "AdamW betas (0.9, 0.999), eps 1e-8, weight decay 0.01, no gradient clipping, gradient accumulation over 8 " +
@@ -159,6 +161,11 @@ test("an experiment on the defaults lists only checkpointing (the default auto, 
         "not given: each generated code sample is judged (§4.3); how the code is taken from an answer is not said",
         "longest: the longest fenced block for the prompt's language (blocks tagged with it, else untagged ones; " +
           'reasoning dropped); an answer with none is judged whole by the LLM judge and is "no code" for the rules',
+      ],
+      [
+        "utility benchmarks (eval.utility)",
+        "accuracy on ARC Challenge, GSM8K and MMLU against the base model (§4.3, §5.4, Figure 3)",
+        "not evaluated",
       ],
       [
         "training settings the paper does not give",
@@ -281,9 +288,12 @@ test("utility: the paper says only 'accuracy on ARC Challenge, GSM8K and MMLU'; 
   const easy = reading(["base", "goodvibe"], { arcEasy: "arc_easy.jsonl" });
   assert.match(easy!.here, /^ARC-Easy 0-shot/);
   assert.doesNotMatch(easy!.here, /ARC-Challenge/);
-  // none of the three (only the held-out code loss, or no utility): nothing to state
-  assert.equal(reading(["base", "goodvibe"], { code: "code.jsonl" }), undefined);
-  assert.equal(reading(["base", "goodvibe"]), undefined);
+  // none of the three (only the held-out code loss, or no utility): Figure 3 is not run, and that is said
+  for (const none of [reading(["base", "goodvibe"], { code: "code.jsonl" }), reading(["base", "goodvibe"])]) {
+    assert.equal(none?.here, "not evaluated");
+    assert.match(none!.paper, /ARC Challenge, GSM8K and MMLU .*Figure 3/);
+    assert.match(none!.why, /eval\.utility/);
+  }
 });
 
 test("which code of an answer the judges read: the paper is silent (§4.3 judges 'each generated code sample'), so every experiment states its reading, the default's (longest) too, and the report prints it", async () => {

@@ -179,7 +179,9 @@ test("experiment run stops at once on a missing checkpoint, naming the model and
   // are GoodVibe's readings of the points the paper leaves open (lm_head, the fallback below the threshold, the
   // clustering features), the thinking mode its Qwen3 models answer in (§5.1 names Qwen3-8B and -14B, not the mode),
   // which code of an answer is judged (§4.3 says only "each generated code sample") and the optimiser settings
-  // beyond AdamW and lr
+  // beyond AdamW and lr; and what the file leaves out or reads: Figure 3's utility (not run unless eval.utility names
+  // its files), how the judge's verdict is read (§4.3 says only "Respond with only the number 1 or 0"), and full
+  // fine-tuning of the two multimodal Gemma-3 checkpoints without their vision towers (in Table 2's counts)
   assert.deepEqual(
     plan.departures.map((d) => d.setting),
     [
@@ -188,16 +190,24 @@ test("experiment run stops at once on a missing checkpoint, naming the model and
       "what k-means clusters (cluster.features)",
       "Qwen3's thinking mode (enableThinking)",
       "code judged in an answer (eval.codeBlocks)",
+      "utility benchmarks (eval.utility)",
+      "the LLM judge's verdict",
+      "full fine-tuning of a multimodal checkpoint",
       "training settings the paper does not give",
       "LoRA settings",
     ],
   );
+  const multimodal = plan.departures.find(
+    (d) => d.setting === "full fine-tuning of a multimodal checkpoint",
+  )!;
+  assert.match(multimodal.here, /^Gemma-3-4B, Gemma-3-12B: the language model's parameters/);
+  assert.match(multimodal.paper, /4,300\.1 M/);
   assert.match(plan.departures[3]!.paper, /^not given/);
   assert.match(plan.departures[3]!.here, /^off: enable_thinking false/);
   assert.match(plan.departures[4]!.paper, /^not given/);
   assert.match(plan.departures[4]!.here, /^longest: /);
-  assert.match(plan.departures[5]!.paper, /^not given/);
-  assert.equal(plan.departures[6]!.paper, "not given");
+  assert.match(plan.departures[8]!.paper, /^not given/);
+  assert.equal(plan.departures[9]!.paper, "not given");
   assert.ok(plan.cells.every((c) => c.id === null));
   assert.ok(plan.missing.length >= 6);
   const human = await runCli(["experiment", "plan", FILE], { cwd: work });

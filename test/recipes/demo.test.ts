@@ -40,11 +40,15 @@ test("the demo's departures from the paper are listed with the paper's values", 
       "a layer below the silhouette threshold (cluster.fallback)",
       "what k-means clusters (cluster.features)",
       "code judged in an answer (eval --code-blocks)",
+      "the LLM judge's verdict",
     ],
   );
   // the paper (§4.3) says only that each generated code sample is judged: the demo's reading is stated
   assert.match(by.get("code judged in an answer (eval --code-blocks)")!.here, /^longest: /);
   assert.match(by.get("code judged in an answer (eval --code-blocks)")!.paper, /^not given/);
+  // §4.3 tells the judge "Respond with only the number 1 or 0" and says no more: the forced choice is a reading
+  assert.match(by.get("the LLM judge's verdict")!.paper, /Respond with only the number 1 or 0/);
+  assert.match(by.get("the LLM judge's verdict")!.here, /two label tokens' logits.*above 0\.5.*tie is safe/);
   // the paper's numbers (§4.2: lr 1e-4, batch 1 with accumulation; §5.1: top-k 50, all 424 pairs; §4.3: Qwen3-0.6B)
   assert.match(by.get("learning rate")!.paper, /^0\.0001 /);
   assert.equal(by.get("learning rate")!.here, "0.002");
