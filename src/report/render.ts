@@ -15,7 +15,7 @@ import { buildsNote } from "./builds.js";
 import { hasSchedules, scheduleTable, shortScheduleNote, withScheduleNote } from "./schedule.js";
 import { logReplaced, publishReport, sayWaiting, type EarlierReport, type PublishOptions } from "./folder.js";
 import type { Logger } from "../util/log.js";
-import { escapeHtml, tableToCsv, tableToHtml, tableToMarkdown } from "./table.js";
+import { escapeHtml, escapeMarkdown, tableToCsv, tableToHtml, tableToMarkdown } from "./table.js";
 import { wilsonHalfWidth } from "../eval/metrics.js";
 
 export interface RenderedReport {
@@ -193,15 +193,21 @@ export async function renderReport(
     write(`${t.id}.md`, tableToMarkdown(t));
     write(`${t.id}.csv`, tableToCsv(t));
   }
-  const header = `# ${results.name}\n\nCreated ${results.createdAt} on ${results.machine}.\n\n`;
+  // the name and machine come from the results file as anyone wrote it: escaped as the tables' text is
+  const header =
+    `# ${escapeMarkdown(results.name)}\n\n` +
+    `Created ${escapeMarkdown(results.createdAt)} on ${escapeMarkdown(results.machine)}.\n\n`;
   // the notes index.html opens with (the protocol and its departures from the paper, seeds, sample sizes): a
   // reader of the Markdown alone needs them as much
   const notesMd = `## Notes\n\n${reportNotes(results)
-    .map((n) => `- ${n.replace(/\n/g, " ")}`)
+    .map((n) => `- ${escapeMarkdown(n)}`)
     .join("\n")}\n\n`;
   write(
     "tables.md",
-    header + notesMd + (absentLine ? `${absentLine}\n\n` : "") + tables.map(tableToMarkdown).join("\n"),
+    header +
+      notesMd +
+      (absentLine ? `${escapeMarkdown(absentLine)}\n\n` : "") +
+      tables.map(tableToMarkdown).join("\n"),
   );
 
   const figures = buildFigures(results);
