@@ -2,9 +2,16 @@
  * Write the report: each table as Markdown and CSV, each figure as SVG, all tables in one Markdown
  * file, and one self-contained index.html (inline CSS and SVG, nothing fetched from anywhere).
  */
-import { groupBySetting, modelsInOrder } from "./aggregate.js";
+import { groupBySetting, mean, modelsInOrder, type Setting } from "./aggregate.js";
 import { buildFigures, renderSvg } from "./figures.js";
-import { readExperimentResults, METHODS, type ExperimentResults } from "./schema.js";
+import {
+  readExperimentResults,
+  JUDGES,
+  METHODS,
+  type CellResult,
+  type ExperimentResults,
+  type Judge,
+} from "./schema.js";
 import { METHOD_LABELS, buildTables, utilityBenchmarks } from "./paper-tables.js";
 import { judgeAndProtocolNotes } from "./judge-tables.js";
 import { pairedTables } from "./paired.js";
@@ -16,7 +23,7 @@ import { hasSchedules, scheduleTable, shortScheduleNote, withScheduleNote } from
 import { logReplaced, publishReport, sayWaiting, type EarlierReport, type PublishOptions } from "./folder.js";
 import type { Logger } from "../util/log.js";
 import { escapeHtml, escapeMarkdown, tableToCsv, tableToHtml, tableToMarkdown } from "./table.js";
-import { wilsonHalfWidth } from "../eval/metrics.js";
+import { percentDigits, type Interval } from "../eval/metrics.js";
 
 export interface RenderedReport {
   /** The index.html page. */
@@ -32,12 +39,38 @@ export interface RenderedReport {
 }
 
 /**
- * Half-width of the 95% Wilson interval (the one the tables give rates) of a rate of 50% from n trials: the widest
- * it gets. The normal approximation's 1.96·√(0.25/n) overstates it at small n (±98 pp at n = 1, where Wilson's is
- * ±44.5 pp) and is not what the tables show.
+ * The widest 95% interval a rate's row shows, as half its width, over every setting and judge: what the tables
+ * print (aggregate.ts intervalAcrossSeeds: one seed's bounds, or the seeds' bounds averaged), so that the notes'
+ * figure is one a reader finds in a table. A figure from n alone (Wilson at 50% on n) understated it wherever the
+ * pairs name their task: those intervals are Wilson on the tasks' effective n, smaller than n.
  */
-function worstHalfWidth(n: number): number {
-  return wilsonHalfWidth(0.5, n);
+function widestPrinted(
+  settings: readonly Setting[],
+  rateOf: (c: CellResult, judge: Judge) => Record<string, Interval | undefined>,
+): { half: number; low: number; high: number; where: string } | undefined {
+  let widest: { half: number; low: number; high: number; where: string } | undefined;
+  for (const s of settings) {
+    for (const judge of JUDGES) {
+      const keys = [...new Set(s.cells.flatMap((c) => Object.keys(rateOf(c, judge))))];
+      for (const key of keys) {
+        const present = s.cells.flatMap((c) => rateOf(c, judge)[key] ?? []);
+        if (present.length === 0) continue;
+        const low = mean(present.map((r) => r.low));
+        const high = mean(present.map((r) => r.high));
+        const half = (high - low) / 2;
+        if (!widest || half > widest.half + 1e-12) {
+          const where = `${judge} judge, ${s.model} ${METHOD_LABELS[s.method]}${s.ablation ? ` (${s.ablation})` : ""}`;
+          widest = { half, low, high, where: key === "" ? where : `${where}, ${key}` };
+        }
+      }
+    }
+  }
+  return widest;
+}
+
+/** "±30.3 pp (rule judge, m Base: [15.6, 76.2])" */
+function widestText(w: { half: number; low: number; high: number; where: string }): string {
+  return `±${(w.half * 100).toFixed(1)} pp (${w.where}: [${percentDigits(w.low)}, ${percentDigits(w.high)}])`;
 }
 
 /** Plain-language caveats that follow from the data: seeds, sample sizes, what is missing. */
@@ -80,7 +113,7 @@ export function reportNotes(results: ExperimentResults): string[] {
   let smallest: { n: number; where: string } | undefined;
   let smallestLang: { n: number; where: string } | undefined;
   for (const c of results.cells) {
-    for (const judge of ["rule", "llm"] as const) {
+    for (const judge of JUDGES) {
       const sr = c.security.safeRate?.[judge];
       if (!sr) continue;
       const where = `${judge} judge, ${c.model} ${METHOD_LABELS[c.method]}${c.ablation ? ` (${c.ablation})` : ""}`;
@@ -91,17 +124,26 @@ export function reportNotes(results: ExperimentResults): string[] {
       }
     }
   }
-  if (smallest && smallest.n < 400) {
+  const overallWidest = widestPrinted(settings, (c, j) => {
+    const sr = c.security.safeRate?.[j];
+    return sr && sr.overall.n > 0 ? { "": sr.overall } : {};
+  });
+  if (smallest && smallest.n < 400 && overallWidest) {
     notes.push(
-      `n = ${smallest.n} (${smallest.where}): intervals are wide. A safe rate near 50% from ${smallest.n} ` +
-        `programs has a 95% interval of about ±${(worstHalfWidth(smallest.n) * 100).toFixed(1)} pp, so smaller ` +
-        "differences between methods are not resolved.",
+      `n = ${smallest.n} (${smallest.where}): intervals are wide. The widest 95% interval of a safe rate over ` +
+        `all languages in the tables is ${widestText(overallWidest)}, so smaller differences between methods ` +
+        "are not resolved.",
     );
   }
-  if (smallestLang && smallestLang.n < 400 && (!smallest || smallestLang.n < smallest.n)) {
+  const langWidest = widestPrinted(settings, (c, j) =>
+    Object.fromEntries(
+      Object.entries(c.security.safeRate?.[j]?.perLanguage ?? {}).filter(([, r]) => r.n > 0),
+    ),
+  );
+  if (smallestLang && smallestLang.n < 400 && (!smallest || smallestLang.n < smallest.n) && langWidest) {
     notes.push(
-      `Per-language rows rest on as few as n = ${smallestLang.n} programs (${smallestLang.where}): about ` +
-        `±${(worstHalfWidth(smallestLang.n) * 100).toFixed(1)} pp.`,
+      `Per-language rows rest on as few as n = ${smallestLang.n} programs (${smallestLang.where}); their ` +
+        `intervals are up to ${widestText(langWidest)}.`,
     );
   }
 
