@@ -187,7 +187,7 @@ export function pairedComparisons(
   opts: { iterations?: number; seed?: number; languages?: boolean; exclude?: ReadonlySet<string> } = {},
 ): PairedComparison[] {
   const out: PairedComparison[] = [];
-  const settings = groupBySetting(results.cells);
+  const settings = groupBySetting(results.cells, results.partial?.missing);
   const models = [...new Set(settings.map((s) => s.model))];
   for (const model of models) {
     const ms = settings.filter((s) => s.model === model);

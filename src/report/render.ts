@@ -2,7 +2,7 @@
  * Write the report: each table as Markdown and CSV, each figure as SVG, all tables in one Markdown
  * file, and one self-contained index.html (inline CSS and SVG, nothing fetched from anywhere).
  */
-import { groupBySetting, mean, modelsInOrder, type Setting } from "./aggregate.js";
+import { groupBySetting, mean, modelsInOrder, seedsText, type Setting } from "./aggregate.js";
 import { buildFigures, renderSvg } from "./figures.js";
 import {
   readExperimentResults,
@@ -73,20 +73,41 @@ function widestText(w: { half: number; low: number; high: number; where: string 
   return `±${(w.half * 100).toFixed(1)} pp (${w.where}: [${percentDigits(w.low)}, ${percentDigits(w.high)}])`;
 }
 
+/** The report's title: the experiment's name, and for a partial results file how much of the plan it has. */
+export function reportTitle(results: ExperimentResults): string {
+  const p = results.partial;
+  return p
+    ? `${results.name} (partial: ${results.cells.length} of ${p.planned} planned cells)`
+    : results.name;
+}
+
 /** Plain-language caveats that follow from the data: seeds, sample sizes, what is missing. */
 export function reportNotes(results: ExperimentResults): string[] {
   const notes: string[] = [];
-  const settings = groupBySetting(results.cells);
+  const settings = groupBySetting(results.cells, results.partial?.missing);
   const models = modelsInOrder(results.cells);
   if (results.cells.length === 0) return ["The results file has no cells: there is nothing to report."];
 
-  // first: a run that trained nothing must not be read as a result of the method (schedule.ts)
+  // first: results of part of the plan must not be read as the experiment's (experiment/run.ts stopEarly)
+  if (results.partial) {
+    const { planned, missing } = results.partial;
+    notes.push(
+      `Partial results: ${results.cells.length} of ${planned} planned cells are done (results.partial.json, ` +
+        "written by a run that stopped or left cells to other workers); " +
+        (missing.length > 0 ? `missing: ${missing.map((m) => `${m.label} (${m.id})`).join(", ")}. ` : "") +
+        'Every table rests on the cells done so far; a setting missing some of its seeds shows "k of n" seeds.',
+    );
+  }
+  // then: a run that trained nothing must not be read as a result of the method (schedule.ts)
   const short = shortScheduleNote(results.cells);
   if (short) notes.push(short);
   notes.push(...judgeAndProtocolNotes(results));
   const builds = buildsNote(results.cells);
   if (builds) notes.push(builds);
-  const seedCounts = [...new Set(settings.map((s) => s.cells.length))].sort((a, b) => a - b);
+  // "1 of 2" where a partial file lacks planned seeds (aggregate.ts seedsText)
+  const seedCounts = [...new Set(settings.map(seedsText))].sort((a, b) =>
+    a.localeCompare(b, "en", { numeric: true }),
+  );
   // the seeds themselves, so that a reader can rerun a cell: those of the trained runs (the base is evaluated once)
   const trained = results.cells.filter((c) => c.method !== "base");
   const seedValues = [...new Set((trained.length ? trained : results.cells).map((c) => c.seed))].sort(
@@ -97,7 +118,7 @@ export function reportNotes(results: ExperimentResults): string[] {
       `${models.length} model${models.length > 1 ? "s" : ""}; seeds per setting: ${seedCounts.join(", ")} ` +
       `(seed${seedValues.length > 1 ? "s" : ""} ${seedValues.join(", ")}).`,
   );
-  if (seedCounts.every((k) => k === 1)) {
+  if (settings.every((s) => s.cells.length === 1)) {
     notes.push(
       "Each setting was run with one seed: there is no spread across seeds, and the intervals show " +
         "evaluation noise only, not training noise.",
@@ -237,7 +258,7 @@ export async function renderReport(
   }
   // the name and machine come from the results file as anyone wrote it: escaped as the tables' text is
   const header =
-    `# ${escapeMarkdown(results.name)}\n\n` +
+    `# ${escapeMarkdown(reportTitle(results))}\n\n` +
     `Created ${escapeMarkdown(results.createdAt)} on ${escapeMarkdown(results.machine)}.\n\n`;
   // the notes index.html opens with (the protocol and its departures from the paper, seeds, sample sizes): a
   // reader of the Markdown alone needs them as much
@@ -296,11 +317,11 @@ export async function renderReport(
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>${escapeHtml(results.name)} — GoodVibe report</title>
+<title>${escapeHtml(reportTitle(results))} — GoodVibe report</title>
 <style>${CSS}</style>
 </head>
 <body>
-<h1>${escapeHtml(results.name)}</h1>
+<h1>${escapeHtml(reportTitle(results))}</h1>
 <p class="meta">GoodVibe experiment report · created ${escapeHtml(results.createdAt)} · machine: ${escapeHtml(results.machine || "not recorded")}</p>
 <h2>Notes</h2>
 <ul class="notes">${notes.map((n) => `<li>${escapeHtml(n)}</li>`).join("\n")}</ul>

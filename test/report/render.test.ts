@@ -12,7 +12,7 @@ import {
   utilityDeltaFigure,
 } from "../../src/report/figures.js";
 import { renderReport, reportNotes } from "../../src/report/render.js";
-import type { ExperimentResults } from "../../src/report/schema.js";
+import { parseExperimentResults, type ExperimentResults } from "../../src/report/schema.js";
 import { wilsonInterval } from "../../src/eval/metrics.js";
 import { formatCell } from "../../src/report/table.js";
 import { handMadeResults, MODEL } from "./fixture.js";
@@ -171,6 +171,42 @@ test("the wide-intervals note gives the interval the tables print, on the tasks'
     const t1 = parseMarkdownTable(fs.readFileSync(path.join(dir, "table1-security.md"), "utf8"));
     assert.equal(cellOf(t1, [MODEL, "Base", "all"], "Safe rate (rule)"), "43.5% [18.4, 72.4]");
   });
+});
+
+test("a partial results file: its title, notes (Markdown and HTML) and Seeds columns say what of the plan is missing", async () => {
+  // the fixture's 10 cells planned, LoRA seed 2 not done: 9 of 10, LoRA 1 of 2 seeds
+  const full = handMadeResults();
+  const results: ExperimentResults = {
+    ...full,
+    cells: full.cells.filter((c) => !(c.method === "lora" && c.seed === 2)),
+    partial: {
+      planned: 10,
+      missing: [
+        { id: "lora-main-2", label: "tiny-coder lora seed 2", model: MODEL, method: "lora", seed: 2 },
+      ],
+    },
+  };
+  // as it is read back from a file (the schema takes the mark; a file without it reads as before)
+  const parsed = parseExperimentResults(JSON.parse(JSON.stringify(results)), "results.partial.json");
+  parseExperimentResults(JSON.parse(JSON.stringify(full)), "results.json");
+  await withTempDir(async (dir) => {
+    const { html } = await renderReport(parsed, dir);
+    const md = fs.readFileSync(path.join(dir, "tables.md"), "utf8");
+    assert.equal(md.split("\n")[0], "# hand-made demo (partial: 9 of 10 planned cells)");
+    assert.ok(html.includes("<h1>hand-made demo (partial: 9 of 10 planned cells)</h1>"));
+    for (const text of [md, html]) {
+      assert.match(
+        text,
+        /Partial results: 9 of 10 planned cells are done .*missing: tiny-coder lora seed 2 \(lora-main-2\)/,
+      );
+      assert.match(text, /seeds per setting: 1 of 2, 2 /);
+    }
+    const t1 = parseMarkdownTable(fs.readFileSync(path.join(dir, "table1-security.md"), "utf8"));
+    assert.equal(cellOf(t1, [MODEL, "LoRA", "all"], "Seeds"), "1 of 2");
+    assert.equal(cellOf(t1, [MODEL, "Full FT", "all"], "Seeds"), "2");
+  });
+  // a complete file's report says nothing of the sort
+  assert.doesNotMatch(reportNotes(full).join("\n"), /Partial results| of 2/);
 });
 
 test("figure data: deltas in pp (losses raw), the lowest GoodVibe seed for neuron figures", () => {
