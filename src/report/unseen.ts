@@ -15,7 +15,14 @@ import {
   seedsCell,
   type Setting,
 } from "./aggregate.js";
-import { PAIRED_HOW, pairedColumns, pairedComparisons, rowsOf, settingLabel } from "./paired.js";
+import {
+  PAIRED_HOW,
+  outcomesLeftOutNotes,
+  pairedColumns,
+  pairedComparisons,
+  rowsOf,
+  settingLabel,
+} from "./paired.js";
 import { llmColumnLabel, unseenLeftOut } from "./judge-tables.js";
 import { num, text, type Cell, type Column, type Table } from "./table.js";
 
@@ -191,7 +198,7 @@ export function unseenPairedTable(results: ExperimentResults): Table {
     howToRead: `As Table 10, on ${unseenTitle(results)} only. ` + PAIRED_HOW,
     columns: pairedColumns(false),
     rows: rowsOf(cs, false),
-    notes: [],
+    notes: outcomesLeftOutNotes(results),
     absentBecause: "no two settings have verdicts on the same unseen pairs",
   };
 }
