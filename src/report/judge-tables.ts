@@ -112,7 +112,9 @@ export function paperLayoutTables(results: ExperimentResults): Table[] {
     ]);
     const names = g.langs.map(languageName).join(" and ");
     const seedsOf = (m: string) =>
-      [...new Set(settings.filter((x) => x.method === m).map(seedsText))].sort().join(" or ");
+      [...new Set(settings.filter((x) => x.method === m).map(seedsText))]
+        .sort((a, b) => a.localeCompare(b, "en", { numeric: true }))
+        .join(" or ");
     const layout = g.paperTable ? ` (layout of the paper's Table ${g.paperTable})` : "";
     return {
       id: `table-paper-layout-${g.langs.join("-")}`,
