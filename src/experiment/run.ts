@@ -839,7 +839,15 @@ function stopEarly(ctx: RunContext, cells: CellsOutcome, experiment: ExperimentR
   // the finished cells so far, for a look before the end (`goodvibe report` renders it); never results.json
   const partialFile = path.join(outDir, PARTIAL_RESULTS);
   if (results.length > 0) {
-    const partial = parseExperimentResults(JSON.parse(JSON.stringify(experiment)), partialFile);
+    // marked partial, with the planned cells it lacks, so that the file and its report say so (report/render.ts)
+    const missing = plan.cells
+      .filter((c) => !cells.planned.includes(c))
+      .map((c) => {
+        const { study: _study, ...names } = labels(c);
+        return { label: describeCell(c), ...names };
+      });
+    const marked = { ...experiment, partial: { planned: plan.cells.length, missing } };
+    const partial = parseExperimentResults(JSON.parse(JSON.stringify(marked)), partialFile);
     writeFileAtomic(partialFile, JSON.stringify(partial, null, 2));
   }
   return {

@@ -121,16 +121,37 @@ export interface EvalProtocol {
   perTask?: Record<string, number>;
   /** the answered prompts' pair ids, in order, when a budget left some out (so a reader sees which counted) */
   ids?: string[];
+  /**
+   * distinct tasks and CWEs the answered prompts cover, of those of the held-out pairs, where the pairs name them:
+   * a budget taken over languages alone takes each language's first prompts, which may be few of its tasks
+   */
+  covers?: { tasks?: Coverage; cwes?: Coverage };
   maxNewTokens: number;
   /** which of an answer's code blocks for its language the judges read (SafetyOptions.codeBlocks) */
   codeBlocks: CodeBlockChoice;
 }
 
+export interface Coverage {
+  covered: number;
+  of: number;
+}
+
+/** "over 15 of 48 tasks (11 of 23 CWEs)", "over all 48 tasks (all 23 CWEs)", "over 9 of 12 CWEs", or "". */
+function describeCoverage(c: EvalProtocol["covers"]): string {
+  const part = (x: Coverage, what: string) =>
+    `${x.covered === x.of ? `all ${x.of}` : `${x.covered} of ${x.of}`} ${what}`;
+  if (c?.tasks) return ` over ${part(c.tasks, "tasks")}${c.cwes ? ` (${part(c.cwes, "CWEs")})` : ""}`;
+  return c?.cwes ? ` over ${part(c.cwes, "CWEs")}` : "";
+}
+
 /** The protocol in plain words, e.g. "all 144 held-out prompts, as they are". */
 export function describeProtocol(p: EvalProtocol): string {
   const parts: string[] = [];
-  if (p.prompts === p.heldOut) parts.push(`all ${p.heldOut} held-out prompts, as they are`);
-  else parts.push(`${p.prompts} of ${p.heldOut} held-out prompts`);
+  // with the tasks and CWEs they cover: a prompt count alone does not say how much of the data it reaches
+  const covers = describeCoverage(p.covers);
+  if (p.prompts === p.heldOut)
+    parts.push(`all ${p.heldOut} held-out prompts, as they are${covers ? `,${covers}` : ""}`);
+  else parts.push(`${p.prompts} of ${p.heldOut} held-out prompts${covers}`);
   if (p.promptFilter === "security-words")
     parts.push(
       `security-word filter on (opt-in, not the paper's): ${p.filteredOut} prompts that mention security left out`,
@@ -198,6 +219,15 @@ export function evaluationProtocol(
     for (const p of opts.pairs) perTask[taskKey(p)] ??= 0;
     for (const p of prompts) perTask[taskKey(p)]! += 1;
   }
+  // distinct values among the pairs that name them (a task as taskKey names it, so two languages' "t1" differ)
+  const distinct = (ps: readonly SecurityPair[], f: (p: SecurityPair) => string | undefined) =>
+    new Set(ps.flatMap((p) => (f(p) === undefined ? [] : [f(p)!]))).size;
+  const coverage = (f: (p: SecurityPair) => string | undefined): Coverage | undefined => {
+    const of = distinct(opts.pairs, f);
+    return of > 0 ? { covered: distinct(prompts, f), of } : undefined;
+  };
+  const tasks = coverage((p) => (p.task === undefined ? undefined : taskKey(p)));
+  const cwes = coverage((p) => p.cwe);
   return {
     prompts,
     protocol: {
@@ -210,6 +240,7 @@ export function evaluationProtocol(
       spread,
       ...(perTask ? { perTask } : {}),
       ...(cut ? { ids: prompts.map((p) => p.id) } : {}),
+      ...(tasks || cwes ? { covers: { ...(tasks ? { tasks } : {}), ...(cwes ? { cwes } : {}) } } : {}),
       maxNewTokens: opts.maxNewTokens,
       codeBlocks: opts.codeBlocks ?? DEFAULT_CODE_BLOCKS,
     },

@@ -3,7 +3,7 @@
  * setting with the mean across seeds, the sample standard deviation as its spread, and (for measured rates) the
  * 95% interval over the evaluation's items.
  */
-import { METHODS, type CellResult, type Method } from "./schema.js";
+import { METHODS, type CellResult, type Method, type MissingCell } from "./schema.js";
 import { Z95, type Interval } from "../eval/metrics.js";
 import { MISSING, type Cell } from "./table.js";
 
@@ -20,6 +20,8 @@ export interface Setting {
   ablation?: string;
   /** Sorted by seed. */
   cells: CellResult[];
+  /** a partial results file's planned seeds of this setting that have no cell yet (schema.ts `partial`) */
+  missingSeeds?: number[];
 }
 
 /**
@@ -38,8 +40,14 @@ export function modelsInOrder(cells: readonly CellResult[]): string[] {
   return [...new Set(cells.map((c) => c.model))];
 }
 
-/** Settings ordered by model (file order), method (base, goodvibe, lora, full), then ablation (none first). */
-export function groupBySetting(cells: readonly CellResult[]): Setting[] {
+/**
+ * Settings ordered by model (file order), method (base, goodvibe, lora, full), then ablation (none first).
+ * `missing`: a partial results file's planned cells without a result, noted on the settings they belong to.
+ */
+export function groupBySetting(
+  cells: readonly CellResult[],
+  missing: readonly MissingCell[] = [],
+): Setting[] {
   const byKey = new Map<string, Setting>();
   for (const cell of cells) {
     const key = settingKey(cell.model, cell.method, cell.ablation);
@@ -50,6 +58,10 @@ export function groupBySetting(cells: readonly CellResult[]): Setting[] {
       byKey.set(key, s);
     }
     s.cells.push(cell);
+  }
+  for (const m of missing) {
+    const s = byKey.get(settingKey(m.model, m.method, m.ablation));
+    if (s) (s.missingSeeds ??= []).push(m.seed);
   }
   const models = modelsInOrder(cells);
   const settings = [...byKey.values()];
@@ -170,6 +182,19 @@ export function numberAcrossSeeds(
     cell.high = cell.value + half;
   }
   return cell;
+}
+
+/** A setting's seeds: "2", or "1 of 2" where a partial results file lacks some of its planned seeds. */
+export function seedsText(s: Pick<Setting, "cells" | "missingSeeds">): string {
+  const k = s.cells.length;
+  return s.missingSeeds?.length ? `${k} of ${k + s.missingSeeds.length}` : String(k);
+}
+
+/** The tables' Seeds cell: a count, or "1 of 2" as text (seedsText). */
+export function seedsCell(s: Pick<Setting, "cells" | "missingSeeds">): Cell {
+  return s.missingSeeds?.length
+    ? { kind: "text", text: seedsText(s) }
+    : { kind: "number", value: s.cells.length };
 }
 
 /** Mean of the numbers that are present, or undefined when none is. */

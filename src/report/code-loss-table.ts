@@ -27,7 +27,7 @@ export function codeLossByLanguageTable(results: ExperimentResults): Table {
   const rows: Cell[][] = [];
   const withoutLanguages: string[] = [];
   // settings in the report's order (model, method, ablation), each setting's cells by seed
-  for (const s of groupBySetting(results.cells))
+  for (const s of groupBySetting(results.cells, results.partial?.missing))
     for (const c of s.cells) {
       const u = c.utility?.[REAL_CODE_LOSS];
       if (!u) continue;

@@ -33,7 +33,9 @@ const CONFIG = { font: FONT, view: { stroke: "#ddd" }, axis: { labelFontSize: 11
 
 /** Figure 3 of the paper: utility change vs base per benchmark, bars grouped by method. */
 export function utilityDeltaFigure(results: ExperimentResults): Figure | undefined {
-  const settings = groupBySetting(results.cells).filter((s) => s.ablation === undefined);
+  const settings = groupBySetting(results.cells, results.partial?.missing).filter(
+    (s) => s.ablation === undefined,
+  );
   const benchmarks = utilityBenchmarks(results.cells);
   const values: Record<string, string | number | null>[] = [];
   const seedsOf = new Map<string, number>();
@@ -180,7 +182,7 @@ function describeSource(cells: readonly CellResult[], all: readonly CellResult[]
 
 /** Figure 4 of the paper: importance of the selected neurons per module, coloured by cluster. */
 export function importanceFigure(results: ExperimentResults): Figure | undefined {
-  const settings = groupBySetting(results.cells);
+  const settings = groupBySetting(results.cells, results.partial?.missing);
   const sources = [...new Set(results.cells.map((c) => c.model))]
     .map((m) => neuronSourceCell(settings, m, true))
     .filter((c): c is CellResult => c !== undefined);
@@ -240,7 +242,7 @@ export function moduleType(module: string): string {
 
 /** Security neurons per layer, stacked by module type. */
 export function neuronsByLayerFigure(results: ExperimentResults): Figure | undefined {
-  const settings = groupBySetting(results.cells);
+  const settings = groupBySetting(results.cells, results.partial?.missing);
   const sources = [...new Set(results.cells.map((c) => c.model))]
     .map((m) => neuronSourceCell(settings, m, false))
     .filter((c): c is CellResult => c !== undefined && c.neurons!.perLayer.length > 0);

@@ -11,6 +11,8 @@ import {
   nAcrossSeeds,
   SEEDS_HOW,
   TASK_INTERVALS_SHORT,
+  seedsCell,
+  seedsText,
 } from "./aggregate.js";
 import type { CellResult, ExperimentResults, Judge, JudgeReliabilityEntry, Method } from "./schema.js";
 import { MISSING, num, text, type Cell, type Column, type Table } from "./table.js";
@@ -68,7 +70,7 @@ function languageGroups(langs: readonly string[]): { langs: string[]; paperTable
 
 /** Main-comparison settings (no ablation), by model and method. */
 function mainSettings(results: ExperimentResults) {
-  return groupBySetting(results.cells).filter((s) => s.ablation === undefined);
+  return groupBySetting(results.cells, results.partial?.missing).filter((s) => s.ablation === undefined);
 }
 
 /**
@@ -110,8 +112,8 @@ export function paperLayoutTables(results: ExperimentResults): Table[] {
     ]);
     const names = g.langs.map(languageName).join(" and ");
     const seedsOf = (m: string) =>
-      [...new Set(settings.filter((x) => x.method === m).map((x) => x.cells.length))]
-        .sort((a, b) => a - b)
+      [...new Set(settings.filter((x) => x.method === m).map(seedsText))]
+        .sort((a, b) => a.localeCompare(b, "en", { numeric: true }))
         .join(" or ");
     const layout = g.paperTable ? ` (layout of the paper's Table ${g.paperTable})` : "";
     return {
@@ -152,7 +154,7 @@ export function answersTable(results: ExperimentResults): Table {
     rows.push([
       text(s.model),
       text(PAPER_METHOD_LABELS[s.method] + scheduleMark(s.cells)),
-      num(s.cells.length, {}),
+      seedsCell(s),
       ...[undefined, ...langs].flatMap((l) => [nAcrossSeeds(per(l).map((a) => a?.n)), share(l)]),
     ]);
   }

@@ -57,6 +57,11 @@ export interface PairedComparison {
   unit: "tasks" | "items";
   units: number;
   tests: SeedTest[];
+  /**
+   * the seed pairings the two settings have: more than tests' where a cell has no per-item outcomes (one from a
+   * build before they were recorded, reused on resume), so that the row says it rests on fewer seeds than Table 1's
+   */
+  ofSeeds: number;
 }
 
 /** "GoodVibe", "GoodVibe [topk=10]" */
@@ -80,6 +85,8 @@ export function comparisonPairs(settings: readonly Setting[]): [Setting, Setting
 interface Aligned {
   /** per seed pairing: the two verdict arrays over the same items, and each item's group */
   seeds: { seed: number; a: boolean[]; b: boolean[]; groups: string[] }[];
+  /** the seed pairings of the two settings, those without outcomes included */
+  pairings: number;
 }
 
 function outcomeOf(o: Outcomes, m: Measure): string | undefined {
@@ -124,7 +131,7 @@ function align(
     });
     if (va.length > 0) seeds.push({ seed: cb.method === "base" ? ca.seed : cb.seed, a: va, b: vb, groups });
   }
-  return seeds.length > 0 ? { seeds } : null;
+  return seeds.length > 0 ? { seeds, pairings: pairings.length } : null;
 }
 
 const rate = (xs: readonly boolean[]) => xs.filter(Boolean).length / xs.length;
@@ -187,7 +194,7 @@ export function pairedComparisons(
   opts: { iterations?: number; seed?: number; languages?: boolean; exclude?: ReadonlySet<string> } = {},
 ): PairedComparison[] {
   const out: PairedComparison[] = [];
-  const settings = groupBySetting(results.cells);
+  const settings = groupBySetting(results.cells, results.partial?.missing);
   const models = [...new Set(settings.map((s) => s.model))];
   for (const model of models) {
     const ms = settings.filter((s) => s.model === model);
@@ -214,6 +221,7 @@ export function pairedComparisons(
               const m = mcnemar(s.a, s.b);
               return { seed: s.seed, n: s.a.length, b01: m.b01, b10: m.b10, pValue: m.pValue };
             }),
+            ofSeeds: al.pairings,
           });
         }
       }
@@ -251,12 +259,18 @@ export function rowsOf(cs: readonly PairedComparison[], withLanguage: boolean): 
     text(c.b),
     text(MEASURE_LABELS[c.measure]),
     ...(withLanguage ? [text(c.language)] : []),
-    num(c.tests.length),
+    // "1 of 2" where a seed had no outcomes, as Table 1's Seeds say "1 of 2" for a partial file's missing seed
+    c.tests.length < c.ofSeeds ? text(`${c.tests.length} of ${c.ofSeeds}`) : num(c.tests.length),
     // each seed's paired items: a range where the seeds differ (a rounded mean would be a count no seed has)
     nAcrossSeeds(c.tests.map((t) => t.n)),
     num(c.rateA),
     num(c.rateB),
-    c.low === undefined ? num(c.diff) : num(c.diff, { low: c.low, high: c.high }),
+    // "(1/2 seeds)" as Table 1 marks a number only some seeds have
+    num(c.diff, {
+      ...(c.low === undefined ? {} : { low: c.low, high: c.high }),
+      seeds: c.tests.length,
+      ofSeeds: c.ofSeeds,
+    }),
     text(bootstrapUnits(c)),
     c.tests.length ? text(testsText(c.tests)) : MISSING,
   ]);
@@ -295,6 +309,25 @@ export function pairedColumns(withLanguage: boolean) {
   ];
 }
 
+/**
+ * The note of a paired table whose results have cells without per-item outcomes: those cells are left out of
+ * every pairing, so a row over fewer seeds than its settings have says "k of n" and this names what is missing.
+ */
+export function outcomesLeftOutNotes(results: ExperimentResults): string[] {
+  const without = results.cells.filter((c) => !c.outcomes);
+  if (without.length === 0) return [];
+  const names = without.map(
+    (c) =>
+      `${c.model} ${METHOD_LABELS[c.method]}${c.ablation ? ` [${c.ablation}]` : ""}` +
+      `${c.method === "base" ? "" : ` seed ${c.seed}`} (${c.id})`,
+  );
+  return [
+    `Left out: ${names.join(", ")}, without per-item outcomes (a cell computed by a build before they were ` +
+      'recorded, reused on resume): the rows pairing their settings rest on the other seeds (Seeds reads "k of ' +
+      'n", B − A "(k/n seeds)"), so their rates can differ from Table 1\'s, which averages every seed.',
+  ];
+}
+
 /** The report's paired-test tables: over all languages, and per language. */
 export function pairedTables(results: ExperimentResults): Table[] {
   const all = pairedComparisons(results, { languages: true });
@@ -308,7 +341,7 @@ export function pairedTables(results: ExperimentResults): Table[] {
       howToRead: PAIRED_HOW,
       columns: pairedColumns(false),
       rows: rowsOf(overall, false),
-      notes: [],
+      notes: outcomesLeftOutNotes(results),
       absentBecause,
     },
     {
@@ -317,7 +350,7 @@ export function pairedTables(results: ExperimentResults): Table[] {
       howToRead: PAIRED_HOW + " Per language the items are that language's only.",
       columns: pairedColumns(true),
       rows: rowsOf(perLanguage, true),
-      notes: [],
+      notes: outcomesLeftOutNotes(results),
       absentBecause,
     },
   ];

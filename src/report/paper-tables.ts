@@ -19,6 +19,7 @@ import {
   SEEDS_HOW,
   TASK_INTERVALS_HOW,
   TASK_INTERVALS_SHORT,
+  seedsCell,
   settingKey,
   type Setting,
 } from "./aggregate.js";
@@ -64,10 +65,6 @@ const RATE_EXTRAS = ["low", "high", "sd"] as const;
 /** Column sets shared by several tables. */
 function settingColumns(): Column[] {
   return [{ header: "Model" }, { header: "Method" }];
-}
-
-function seedsCell(s: Setting): Cell {
-  return num(s.cells.length, {});
 }
 
 /** numberAcrossSeeds for a measurement (time, memory): a zero spread across seeds is shown, not left out. */
@@ -125,7 +122,9 @@ function languagesOf(cells: readonly CellResult[]): string[] {
 
 /** T1: safe-code rate by judge and secure preference, overall and per language, per method. */
 export function securityTable(results: ExperimentResults): Table {
-  const settings = groupBySetting(results.cells).filter((s) => s.ablation === undefined);
+  const settings = groupBySetting(results.cells, results.partial?.missing).filter(
+    (s) => s.ablation === undefined,
+  );
   const languages = languagesOf(results.cells);
   const rows: Cell[][] = [];
   for (const s of settings) {
@@ -185,7 +184,7 @@ function ratio(a: number | undefined, b: number | undefined): Cell {
 
 /** T2: trainable parameters and training cost, with ratios to full fine-tuning of the same model. */
 export function costTable(results: ExperimentResults): Table {
-  const settings = groupBySetting(results.cells).filter(
+  const settings = groupBySetting(results.cells, results.partial?.missing).filter(
     (s) => s.ablation === undefined && s.method !== "base",
   );
   const full = new Map<string, Setting>();
@@ -437,7 +436,9 @@ function utilityCell(s: Setting, benchmark: string): Cell {
 
 /** T3: utility benchmarks per method, with the difference to the base model. */
 export function utilityTable(results: ExperimentResults): Table {
-  const settings = groupBySetting(results.cells).filter((s) => s.ablation === undefined);
+  const settings = groupBySetting(results.cells, results.partial?.missing).filter(
+    (s) => s.ablation === undefined,
+  );
   const benchmarks = utilityBenchmarks(results.cells);
   const rows: Cell[][] = [];
   // which Δ intervals are paired, and why the others are not (for the notes)
@@ -655,7 +656,7 @@ function ablationCells(s: Setting, benchmarks: readonly string[]): Cell[] {
 
 /** T4: identification (gradient vs activation) and clustering (clustered vs per-neuron) ablations. */
 export function ablationTable(results: ExperimentResults): Table {
-  const settings = groupBySetting(results.cells);
+  const settings = groupBySetting(results.cells, results.partial?.missing);
   const byKey = new Map(settings.map((s) => [settingKey(s.model, s.method, s.ablation), s]));
   const ablated = settings.filter((s) => s.ablation !== undefined && studyOf(s) === undefined);
   const { columns, benchmarks } = ablationColumns(results);
@@ -711,7 +712,7 @@ export function ablationTable(results: ExperimentResults): Table {
 
 /** T5: threshold, top-k and epoch studies, sorted by setting, each with its reference row. */
 export function studyTable(results: ExperimentResults): Table {
-  const settings = groupBySetting(results.cells);
+  const settings = groupBySetting(results.cells, results.partial?.missing);
   const byKey = new Map(settings.map((s) => [settingKey(s.model, s.method, s.ablation), s]));
   const { columns, benchmarks } = ablationColumns(results);
   const studied = settings
@@ -791,7 +792,7 @@ function wilsonCell(successes: number, n: number): Cell {
 
 /** T6: agreement of the two judges and McNemar tests against the base model, one row per run. */
 export function judgeTable(results: ExperimentResults): Table {
-  const cells = groupBySetting(results.cells)
+  const cells = groupBySetting(results.cells, results.partial?.missing)
     .flatMap((s) => s.cells)
     .filter((c) => c.security.judgeAgreement !== undefined || c.security.mcnemarVsBase !== undefined);
   const rows = cells.map((c) => {
@@ -865,7 +866,9 @@ export function judgeTable(results: ExperimentResults): Table {
 
 /** T7: safe rate per CWE (where the runner reports it), to see which weaknesses a method fixes. */
 export function cweTable(results: ExperimentResults): Table {
-  const settings = groupBySetting(results.cells).filter((s) => s.ablation === undefined);
+  const settings = groupBySetting(results.cells, results.partial?.missing).filter(
+    (s) => s.ablation === undefined,
+  );
   const cwes = new Set<string>();
   for (const c of results.cells) {
     for (const judge of ["rule", "llm"] as const) {
@@ -921,7 +924,7 @@ export function cweTable(results: ExperimentResults): Table {
 
 /** T8: clustering of the selected neurons per module, from the runs that report it (one row per run). */
 export function clusterTable(results: ExperimentResults): Table {
-  const cells = groupBySetting(results.cells)
+  const cells = groupBySetting(results.cells, results.partial?.missing)
     .flatMap((s) => s.cells)
     .filter((c) => (c.neurons?.clusters.length ?? 0) > 0);
   const rows = cells.flatMap((c) => {

@@ -2,9 +2,16 @@
  * Write the report: each table as Markdown and CSV, each figure as SVG, all tables in one Markdown
  * file, and one self-contained index.html (inline CSS and SVG, nothing fetched from anywhere).
  */
-import { groupBySetting, modelsInOrder } from "./aggregate.js";
+import { groupBySetting, mean, modelsInOrder, seedsText, type Setting } from "./aggregate.js";
 import { buildFigures, renderSvg } from "./figures.js";
-import { readExperimentResults, METHODS, type ExperimentResults } from "./schema.js";
+import {
+  readExperimentResults,
+  JUDGES,
+  METHODS,
+  type CellResult,
+  type ExperimentResults,
+  type Judge,
+} from "./schema.js";
 import { METHOD_LABELS, buildTables, utilityBenchmarks } from "./paper-tables.js";
 import { judgeAndProtocolNotes } from "./judge-tables.js";
 import { pairedTables } from "./paired.js";
@@ -15,8 +22,8 @@ import { buildsNote } from "./builds.js";
 import { hasSchedules, scheduleTable, shortScheduleNote, withScheduleNote } from "./schedule.js";
 import { logReplaced, publishReport, sayWaiting, type EarlierReport, type PublishOptions } from "./folder.js";
 import type { Logger } from "../util/log.js";
-import { escapeHtml, tableToCsv, tableToHtml, tableToMarkdown } from "./table.js";
-import { wilsonHalfWidth } from "../eval/metrics.js";
+import { escapeHtml, escapeMarkdown, tableToCsv, tableToHtml, tableToMarkdown } from "./table.js";
+import { percentDigits, type Interval } from "../eval/metrics.js";
 
 export interface RenderedReport {
   /** The index.html page. */
@@ -32,28 +39,75 @@ export interface RenderedReport {
 }
 
 /**
- * Half-width of the 95% Wilson interval (the one the tables give rates) of a rate of 50% from n trials: the widest
- * it gets. The normal approximation's 1.96·√(0.25/n) overstates it at small n (±98 pp at n = 1, where Wilson's is
- * ±44.5 pp) and is not what the tables show.
+ * The widest 95% interval a rate's row shows, as half its width, over every setting and judge: what the tables
+ * print (aggregate.ts intervalAcrossSeeds: one seed's bounds, or the seeds' bounds averaged), so that the notes'
+ * figure is one a reader finds in a table. A figure from n alone (Wilson at 50% on n) understated it wherever the
+ * pairs name their task: those intervals are Wilson on the tasks' effective n, smaller than n.
  */
-function worstHalfWidth(n: number): number {
-  return wilsonHalfWidth(0.5, n);
+function widestPrinted(
+  settings: readonly Setting[],
+  rateOf: (c: CellResult, judge: Judge) => Record<string, Interval | undefined>,
+): { half: number; low: number; high: number; where: string } | undefined {
+  let widest: { half: number; low: number; high: number; where: string } | undefined;
+  for (const s of settings) {
+    for (const judge of JUDGES) {
+      const keys = [...new Set(s.cells.flatMap((c) => Object.keys(rateOf(c, judge))))];
+      for (const key of keys) {
+        const present = s.cells.flatMap((c) => rateOf(c, judge)[key] ?? []);
+        if (present.length === 0) continue;
+        const low = mean(present.map((r) => r.low));
+        const high = mean(present.map((r) => r.high));
+        const half = (high - low) / 2;
+        if (!widest || half > widest.half + 1e-12) {
+          const where = `${judge} judge, ${s.model} ${METHOD_LABELS[s.method]}${s.ablation ? ` (${s.ablation})` : ""}`;
+          widest = { half, low, high, where: key === "" ? where : `${where}, ${key}` };
+        }
+      }
+    }
+  }
+  return widest;
+}
+
+/** "±30.3 pp (rule judge, m Base: [15.6, 76.2])" */
+function widestText(w: { half: number; low: number; high: number; where: string }): string {
+  return `±${(w.half * 100).toFixed(1)} pp (${w.where}: [${percentDigits(w.low)}, ${percentDigits(w.high)}])`;
+}
+
+/** The report's title: the experiment's name, and for a partial results file how much of the plan it has. */
+export function reportTitle(results: ExperimentResults): string {
+  const p = results.partial;
+  return p
+    ? `${results.name} (partial: ${results.cells.length} of ${p.planned} planned cells)`
+    : results.name;
 }
 
 /** Plain-language caveats that follow from the data: seeds, sample sizes, what is missing. */
 export function reportNotes(results: ExperimentResults): string[] {
   const notes: string[] = [];
-  const settings = groupBySetting(results.cells);
+  const settings = groupBySetting(results.cells, results.partial?.missing);
   const models = modelsInOrder(results.cells);
   if (results.cells.length === 0) return ["The results file has no cells: there is nothing to report."];
 
-  // first: a run that trained nothing must not be read as a result of the method (schedule.ts)
+  // first: results of part of the plan must not be read as the experiment's (experiment/run.ts stopEarly)
+  if (results.partial) {
+    const { planned, missing } = results.partial;
+    notes.push(
+      `Partial results: ${results.cells.length} of ${planned} planned cells are done (results.partial.json, ` +
+        "written by a run that stopped or left cells to other workers); " +
+        (missing.length > 0 ? `missing: ${missing.map((m) => `${m.label} (${m.id})`).join(", ")}. ` : "") +
+        'Every table rests on the cells done so far; a setting missing some of its seeds shows "k of n" seeds.',
+    );
+  }
+  // then: a run that trained nothing must not be read as a result of the method (schedule.ts)
   const short = shortScheduleNote(results.cells);
   if (short) notes.push(short);
   notes.push(...judgeAndProtocolNotes(results));
   const builds = buildsNote(results.cells);
   if (builds) notes.push(builds);
-  const seedCounts = [...new Set(settings.map((s) => s.cells.length))].sort((a, b) => a - b);
+  // "1 of 2" where a partial file lacks planned seeds (aggregate.ts seedsText)
+  const seedCounts = [...new Set(settings.map(seedsText))].sort((a, b) =>
+    a.localeCompare(b, "en", { numeric: true }),
+  );
   // the seeds themselves, so that a reader can rerun a cell: those of the trained runs (the base is evaluated once)
   const trained = results.cells.filter((c) => c.method !== "base");
   const seedValues = [...new Set((trained.length ? trained : results.cells).map((c) => c.seed))].sort(
@@ -64,7 +118,7 @@ export function reportNotes(results: ExperimentResults): string[] {
       `${models.length} model${models.length > 1 ? "s" : ""}; seeds per setting: ${seedCounts.join(", ")} ` +
       `(seed${seedValues.length > 1 ? "s" : ""} ${seedValues.join(", ")}).`,
   );
-  if (seedCounts.every((k) => k === 1)) {
+  if (settings.every((s) => s.cells.length === 1)) {
     notes.push(
       "Each setting was run with one seed: there is no spread across seeds, and the intervals show " +
         "evaluation noise only, not training noise.",
@@ -80,7 +134,7 @@ export function reportNotes(results: ExperimentResults): string[] {
   let smallest: { n: number; where: string } | undefined;
   let smallestLang: { n: number; where: string } | undefined;
   for (const c of results.cells) {
-    for (const judge of ["rule", "llm"] as const) {
+    for (const judge of JUDGES) {
       const sr = c.security.safeRate?.[judge];
       if (!sr) continue;
       const where = `${judge} judge, ${c.model} ${METHOD_LABELS[c.method]}${c.ablation ? ` (${c.ablation})` : ""}`;
@@ -91,17 +145,26 @@ export function reportNotes(results: ExperimentResults): string[] {
       }
     }
   }
-  if (smallest && smallest.n < 400) {
+  const overallWidest = widestPrinted(settings, (c, j) => {
+    const sr = c.security.safeRate?.[j];
+    return sr && sr.overall.n > 0 ? { "": sr.overall } : {};
+  });
+  if (smallest && smallest.n < 400 && overallWidest) {
     notes.push(
-      `n = ${smallest.n} (${smallest.where}): intervals are wide. A safe rate near 50% from ${smallest.n} ` +
-        `programs has a 95% interval of about ±${(worstHalfWidth(smallest.n) * 100).toFixed(1)} pp, so smaller ` +
-        "differences between methods are not resolved.",
+      `n = ${smallest.n} (${smallest.where}): intervals are wide. The widest 95% interval of a safe rate over ` +
+        `all languages in the tables is ${widestText(overallWidest)}, so smaller differences between methods ` +
+        "are not resolved.",
     );
   }
-  if (smallestLang && smallestLang.n < 400 && (!smallest || smallestLang.n < smallest.n)) {
+  const langWidest = widestPrinted(settings, (c, j) =>
+    Object.fromEntries(
+      Object.entries(c.security.safeRate?.[j]?.perLanguage ?? {}).filter(([, r]) => r.n > 0),
+    ),
+  );
+  if (smallestLang && smallestLang.n < 400 && (!smallest || smallestLang.n < smallest.n) && langWidest) {
     notes.push(
-      `Per-language rows rest on as few as n = ${smallestLang.n} programs (${smallestLang.where}): about ` +
-        `±${(worstHalfWidth(smallestLang.n) * 100).toFixed(1)} pp.`,
+      `Per-language rows rest on as few as n = ${smallestLang.n} programs (${smallestLang.where}); their ` +
+        `intervals are up to ${widestText(langWidest)}.`,
     );
   }
 
@@ -193,15 +256,21 @@ export async function renderReport(
     write(`${t.id}.md`, tableToMarkdown(t));
     write(`${t.id}.csv`, tableToCsv(t));
   }
-  const header = `# ${results.name}\n\nCreated ${results.createdAt} on ${results.machine}.\n\n`;
+  // the name and machine come from the results file as anyone wrote it: escaped as the tables' text is
+  const header =
+    `# ${escapeMarkdown(reportTitle(results))}\n\n` +
+    `Created ${escapeMarkdown(results.createdAt)} on ${escapeMarkdown(results.machine)}.\n\n`;
   // the notes index.html opens with (the protocol and its departures from the paper, seeds, sample sizes): a
   // reader of the Markdown alone needs them as much
   const notesMd = `## Notes\n\n${reportNotes(results)
-    .map((n) => `- ${n.replace(/\n/g, " ")}`)
+    .map((n) => `- ${escapeMarkdown(n)}`)
     .join("\n")}\n\n`;
   write(
     "tables.md",
-    header + notesMd + (absentLine ? `${absentLine}\n\n` : "") + tables.map(tableToMarkdown).join("\n"),
+    header +
+      notesMd +
+      (absentLine ? `${escapeMarkdown(absentLine)}\n\n` : "") +
+      tables.map(tableToMarkdown).join("\n"),
   );
 
   const figures = buildFigures(results);
@@ -248,11 +317,11 @@ export async function renderReport(
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>${escapeHtml(results.name)} — GoodVibe report</title>
+<title>${escapeHtml(reportTitle(results))} — GoodVibe report</title>
 <style>${CSS}</style>
 </head>
 <body>
-<h1>${escapeHtml(results.name)}</h1>
+<h1>${escapeHtml(reportTitle(results))}</h1>
 <p class="meta">GoodVibe experiment report · created ${escapeHtml(results.createdAt)} · machine: ${escapeHtml(results.machine || "not recorded")}</p>
 <h2>Notes</h2>
 <ul class="notes">${notes.map((n) => `<li>${escapeHtml(n)}</li>`).join("\n")}</ul>

@@ -140,7 +140,7 @@ export const SCHEDULE_TABLE_ID = "table-training-schedule";
 /** Every trained run's schedule: examples, steps, warm-up, steps' worth at the full rate, and what it means. */
 export function scheduleTable(results: ExperimentResults): Table {
   const rows: Cell[][] = [];
-  for (const s of groupBySetting(results.cells)) {
+  for (const s of groupBySetting(results.cells, results.partial?.missing)) {
     if (s.method === "base") continue;
     for (const c of s.cells) {
       const p = c.schedule;

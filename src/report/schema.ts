@@ -469,9 +469,31 @@ export const experimentResultsSchema = z.strictObject({
     )
     .optional(),
   taskSplit: taskSplitInfoSchema.optional(),
+  /**
+   * results.partial.json's mark (experiment/run.ts): a run that stopped, or left cells to other workers, wrote the
+   * cells done so far; `planned` cells were planned, `missing` are those without a result (their ids as in
+   * plan.json, their names, and `label` as the run's log names them). Absent: results.json, which has every cell,
+   * and partial files written before the mark (2026-12-06)
+   */
+  partial: z
+    .strictObject({
+      planned: nonNegInt,
+      missing: z.array(
+        z.strictObject({
+          id: z.string().min(1),
+          label: z.string().min(1),
+          model: z.string().min(1),
+          method: z.enum(METHODS),
+          ablation: z.string().min(1).optional(),
+          seed: z.number().int(),
+        }),
+      ),
+    })
+    .optional(),
   cells: z.array(cellResultSchema),
 });
 export type ExperimentResults = z.infer<typeof experimentResultsSchema>;
+export type MissingCell = NonNullable<ExperimentResults["partial"]>["missing"][number];
 
 function fieldName(path: readonly PropertyKey[]): string {
   let out = "";

@@ -169,15 +169,28 @@ export function formatCell(cell: Cell, unit: Unit = "raw"): string {
   return s;
 }
 
-function escapeMarkdown(s: string): string {
-  return s.replace(/\|/g, "\\|").replace(/\n/g, " ");
+/**
+ * Text as literal Markdown on one line, for table cells, headers and notes (names and notes come from results
+ * files, which anyone can write): backslashes first, so that a name's own "\\|" cannot unescape the pipe after it
+ * and split the cell; pipes; backticks, so that no code span forms; a "]" that would close a link or a link
+ * definition ("](", "][", "]:"), so that no link (a "javascript:" URL) forms, while a label such as
+ * "GoodVibe [topk=10]" stays as it is; <, > and & as entities, so that no raw HTML or autolink passes (GFM renders
+ * them); any line break as a space, so that text cannot end a row or start a heading.
+ */
+export function escapeMarkdown(s: string): string {
+  return s
+    .replace(/[\\|`]|\](?=[([:])/g, "\\$&")
+    .replace(/&/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;")
+    .replace(/\r\n|[\r\n\u2028\u2029]/g, " ");
 }
 
 export function tableToMarkdown(table: Table): string {
   const header = table.columns.map((c) => escapeMarkdown(c.header));
   const align = table.columns.map((c) => (c.unit ? "---:" : "---"));
   const lines = [
-    `### ${table.title}`,
+    `### ${escapeMarkdown(table.title)}`,
     "",
     escapeMarkdown(table.howToRead),
     "",
@@ -189,13 +202,22 @@ export function tableToMarkdown(table: Table): string {
     lines.push(`| ${cells.join(" | ")} |`);
   }
   if (table.rows.length === 0) lines.push("", `_No rows: ${escapeMarkdown(table.absentBecause)}._`);
-  if (table.notes.length > 0) lines.push("", ...table.notes.map((n) => `- ${n}`));
+  if (table.notes.length > 0) lines.push("", ...table.notes.map((n) => `- ${escapeMarkdown(n)}`));
   return lines.join("\n") + "\n";
 }
 
 /** RFC 4180: quote fields that hold a comma, quote or line break; double the quotes. */
 function csvField(s: string): string {
   return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/**
+ * A text cell a spreadsheet would run as a formula (it starts with =, +, -, @, a tab or a carriage return: OWASP's
+ * CSV injection list) gets a leading apostrophe, which spreadsheets read as "text". Only text cells: numbers
+ * (-6.3) are written as numbers.
+ */
+function csvText(s: string): string {
+  return /^[=+\-@\t\r]/.test(s) ? `'${s}` : s;
 }
 
 function csvNumber(x: number | undefined): string {
@@ -208,12 +230,12 @@ export function tableToCsv(table: Table): string {
     header.push(c.header);
     for (const extra of c.csvExtras ?? []) header.push(`${c.header} ${extra}`);
   }
-  const lines = [header.map(csvField).join(",")];
+  const lines = [header.map((h) => csvField(csvText(h))).join(",")];
   for (const row of table.rows) {
     const fields: string[] = [];
     row.forEach((cell, j) => {
       const col = table.columns[j]!;
-      if (cell.kind === "text") fields.push(cell.text);
+      if (cell.kind === "text") fields.push(csvText(cell.text));
       else if (cell.kind === "missing") fields.push("");
       else fields.push(csvNumber(cell.value));
       for (const extra of col.csvExtras ?? [])

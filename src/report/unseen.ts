@@ -7,8 +7,22 @@
  */
 import { clusteredWilsonInterval, mcnemarMatched, tallyByGroup, wilsonInterval } from "../eval/metrics.js";
 import type { CellResult, ExperimentResults, Judge, Outcomes, RateWithN } from "./schema.js";
-import { SEEDS_HOW, groupBySetting, intervalAcrossSeeds, nAcrossSeeds, type Setting } from "./aggregate.js";
-import { PAIRED_HOW, pairedColumns, pairedComparisons, rowsOf, settingLabel } from "./paired.js";
+import {
+  SEEDS_HOW,
+  groupBySetting,
+  intervalAcrossSeeds,
+  nAcrossSeeds,
+  seedsCell,
+  type Setting,
+} from "./aggregate.js";
+import {
+  PAIRED_HOW,
+  outcomesLeftOutNotes,
+  pairedColumns,
+  pairedComparisons,
+  rowsOf,
+  settingLabel,
+} from "./paired.js";
 import { llmColumnLabel, unseenLeftOut } from "./judge-tables.js";
 import { num, text, type Cell, type Column, type Table } from "./table.js";
 
@@ -130,12 +144,12 @@ export function unseenSecurityTable(results: ExperimentResults): Table {
     );
   const part = (c: CellResult, m: Judge | "preference") =>
     m === "preference" ? c.security.unseen?.securePreference : c.security.unseen?.safeRate?.[m];
-  const rows: Cell[][] = groupBySetting(results.cells)
+  const rows: Cell[][] = groupBySetting(results.cells, results.partial?.missing)
     .filter((s) => s.cells.some((c) => c.security.unseen))
     .map((s) => [
       text(s.model),
       text(settingLabel(s)),
-      num(s.cells.length),
+      seedsCell(s),
       ...(["rule", "llm", "preference"] as const).flatMap((m) => [
         full(s, m),
         fullN(s, m),
@@ -184,7 +198,7 @@ export function unseenPairedTable(results: ExperimentResults): Table {
     howToRead: `As Table 10, on ${unseenTitle(results)} only. ` + PAIRED_HOW,
     columns: pairedColumns(false),
     rows: rowsOf(cs, false),
-    notes: [],
+    notes: outcomesLeftOutNotes(results),
     absentBecause: "no two settings have verdicts on the same unseen pairs",
   };
 }

@@ -11,7 +11,7 @@ import * as path from "node:path";
 import { writeCorpusJsonl } from "../../src/data/corpus.js";
 import { parseExperimentResults, type CellResult } from "../../src/report/schema.js";
 import { parseExperimentSpec, type ExperimentSpec } from "../../src/experiment/spec.js";
-import { isCellDone, planExperiment } from "../../src/experiment/plan.js";
+import { describeCell, isCellDone, planExperiment } from "../../src/experiment/plan.js";
 import { runExperiment } from "../../src/experiment/run.js";
 import { buildRecord } from "../../src/tensor/index.js";
 import { buildsNote } from "../../src/report/builds.js";
@@ -308,6 +308,12 @@ test("run: plan, results.json in the report schema, a rerun computes nothing, an
     first.partialFile!,
   );
   assert.deepEqual(withoutTiming(partial.cells), withoutTiming(results.cells.slice(0, 1)));
+  // the file says it is partial and which planned cells it lacks, by id and as the log names them
+  assert.equal(partial.partial?.planned, plan.cells.length);
+  assert.deepEqual(
+    partial.partial?.missing.map((m) => [m.id, m.label, m.method, m.seed]),
+    plan.cells.slice(1).map((c) => [c.id, describeCell(c), c.method, c.seed]),
+  );
   const resumed = await runExperiment(planExperiment(spec(), { out: outA }), { render: false });
   assert.equal(resumed.stopped, false);
   assert.deepEqual(resumed.skipped, [plan.cells[0]!.id]);

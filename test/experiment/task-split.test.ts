@@ -373,7 +373,7 @@ test("a budget spread by task: every held-out task answered, equal shares, withi
   const p48 = evaluationProtocol({ pairs, maxPrompts: 48, promptSpread: "task", maxNewTokens: 160 }).protocol;
   assert.equal(
     describeProtocol(p48),
-    "48 of 192 held-out prompts; a budget of 48 prompts taken round-robin over languages and, within each " +
+    "48 of 192 held-out prompts over all 12 tasks (all 8 CWEs); a budget of 48 prompts taken round-robin over languages and, within each " +
       "language, over its tasks (12 tasks, 4 prompts each) (not the paper's: it answers all); greedy, up to 160 " +
       "new tokens",
   );

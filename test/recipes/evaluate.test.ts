@@ -422,3 +422,42 @@ test("securityCell records how the mean loss gap's interval was made: over tasks
   );
   assert.equal("lossGapInterval" in cellOf(preference).security, false);
 });
+
+test("the protocol says how many distinct tasks and CWEs the answered prompts cover, of the held-out pairs'", () => {
+  const withTask = (id: string, lang: string, task: string | undefined, cwe: string | undefined) =>
+    ({
+      ...pair(id, lang, `Write ${lang} code ${id}.`),
+      ...(task ? { task } : {}),
+      ...(cwe ? { cwe } : {}),
+    }) as SecurityPair;
+  // by hand: cpp's first two prompts are one task; round-robin over languages takes c1 and j1 for a budget of 2
+  // of the first four pairs: tasks cpp/t1 and java/t3 of 3, CWEs 79 and 89 of 3. All five: 4 tasks (cpp's and
+  // go's "t1" are two tasks) and 3 CWEs
+  const pairs = [
+    withTask("c1", "cpp", "t1", "CWE-79"),
+    withTask("c2", "cpp", "t1", "CWE-79"),
+    withTask("c3", "cpp", "t2", "CWE-120"),
+    withTask("j1", "java", "t3", "CWE-89"),
+    withTask("g1", "go", "t1", "CWE-89"),
+  ];
+  const two = evaluationProtocol({ pairs: pairs.slice(0, 4), maxPrompts: 2, maxNewTokens: 8 });
+  assert.deepEqual(
+    two.prompts.map((p) => p.id),
+    ["c1", "j1"],
+  );
+  assert.match(
+    describeProtocol(two.protocol),
+    /^2 of 4 held-out prompts over 2 of 3 tasks \(2 of 3 CWEs\); /,
+  );
+  const all = evaluationProtocol({ pairs, maxPrompts: 0, maxNewTokens: 8 });
+  assert.match(
+    describeProtocol(all.protocol),
+    /^all 5 held-out prompts, as they are, over all 4 tasks \(all 3 CWEs\); greedy/,
+  );
+  // CWEs without tasks (CyberNative names a CWE per pair, no task): the CWEs alone
+  const cweOnly = pairs.map((p) => ({ ...p, task: undefined }));
+  assert.match(
+    describeProtocol(evaluationProtocol({ pairs: cweOnly, maxPrompts: 2, maxNewTokens: 8 }).protocol),
+    /^2 of 5 held-out prompts over 2 of 3 CWEs; /,
+  );
+});

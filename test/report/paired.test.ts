@@ -269,3 +269,37 @@ test("n (paired) is each seed's count of items both settings have a verdict for:
     /\| 1 \| 9 \|/,
   );
 });
+
+test("a seed without per-item outcomes: the row says it rests on 1 of 2 seeds and a note names the cell left out", () => {
+  // goodvibe seed 1 was computed before outcomes were recorded (reused on resume): only seed 0 pairs with the base
+  const noOutcomes = cell("goodvibe", 1, {});
+  delete noOutcomes.outcomes;
+  const r = results([
+    cell("base", 0, { preference: "1100000000" }),
+    cell("goodvibe", 0, { preference: "1111111000" }),
+    noOutcomes,
+  ]);
+  const [t10] = pairedTables(r);
+  const md = tableToMarkdown(t10!);
+  const row = md.split("\n").find((l) => l.includes("| secure preference |"))!;
+  const cells = row.slice(2, -2).split(" | ");
+  const col = (h: string) => cells[t10!.columns.findIndex((c) => c.header === h)]!;
+  assert.equal(col("Seeds"), "1 of 2");
+  // seed 0 alone: 0.7 − 0.2 = +50.0 pp, marked as Table 1 marks a number only some seeds have
+  assert.match(col("B − A"), /^\+50\.0 pp .*\(1\/2 seeds\)$/);
+  assert.deepEqual(t10!.notes.length, 1);
+  assert.match(
+    t10!.notes[0]!,
+    /^Left out: tiny-coder GoodVibe seed 1 \(goodvibe--1\), without per-item outcomes/,
+  );
+  // every seed with outcomes: no mark and no note
+  const whole = pairedTables(
+    results([
+      cell("base", 0, { preference: "1100000000" }),
+      cell("goodvibe", 0, { preference: "1111111000" }),
+      cell("goodvibe", 1, { preference: "0111111000" }),
+    ]),
+  )[0]!;
+  assert.deepEqual(whole.notes, []);
+  assert.doesNotMatch(tableToMarkdown(whole), / of 2 |seeds\)/);
+});

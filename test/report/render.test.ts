@@ -12,7 +12,7 @@ import {
   utilityDeltaFigure,
 } from "../../src/report/figures.js";
 import { renderReport, reportNotes } from "../../src/report/render.js";
-import type { ExperimentResults } from "../../src/report/schema.js";
+import { parseExperimentResults, type ExperimentResults } from "../../src/report/schema.js";
 import { wilsonInterval } from "../../src/eval/metrics.js";
 import { formatCell } from "../../src/report/table.js";
 import { handMadeResults, MODEL } from "./fixture.js";
@@ -119,18 +119,10 @@ test("index.html carries the experiment's name, machine and date, the tables and
     // A table cell worked out by hand, as HTML.
     assert.ok(html.includes('<td class="num">75.0% ± 7.1 sd [60.0, 90.0]</td>'));
     assert.ok(html.includes('<td class="num missing">—</td>'));
-    // n = 40 overall and n = 20 per language, the Wilson interval's half-width at 50%:
-    // z/(1 + z²/n) · √(0.25/n + z²/(4n²)) = 14.8 pp and 20.1 pp (the normal approximation's would be 15.5 and 21.9).
-    assert.match(html, /n = 40 \([^)]*\): intervals are wide\. .*±14\.8 pp/);
-    assert.match(html, /as few as n = 20 programs.*±20\.1 pp/);
-    // and it is the half-width of the interval the tables show: wilsonInterval(20, 40), (10, 20)
-    for (const [x, n, shown] of [
-      [20, 40, "14.8"],
-      [10, 20, "20.1"],
-    ] as const) {
-      const w = wilsonInterval(x, n);
-      assert.equal((((w.high - w.low) / 2) * 100).toFixed(1), shown);
-    }
+    // n = 40 overall and n = 20 per language; the figure is the widest interval the tables print: the fixture's
+    // are ±0.15 around the rate (fixture.ts iv), 30 pp wide where not clipped at 0 or 1
+    assert.match(html, /n = 40 \([^)]*\): intervals are wide\. .*±15\.0 pp/);
+    assert.match(html, /as few as n = 20 programs.*±15\.0 pp/);
   });
 });
 
@@ -149,6 +141,72 @@ test("notes say when there is one seed and which methods are absent", () => {
     reportNotes(results).join("\n"),
     /shown even when 0\.0\) and in brackets the 95% interval over the evaluation's items/,
   );
+});
+
+test("the wide-intervals note gives the interval the tables print, on the tasks' effective n where the pairs name their task", async () => {
+  // the audit's demo: 10 of 23 programs secure over tasks with design effect 2.5, so effective n = 9.2. Wilson there
+  // by hand, z = 1.959964: z² / n = 0.41755, centre (p + z²/2n) / (1 + z²/n) = 0.45399, half-width
+  // z / (1 + z²/n) · √(p(1 − p)/n + z²/4n²) = 0.26973: [18.4, 72.4], ±27.0 pp (Wilson at 50% on the raw 23: ±18.9)
+  const z = 1.959963984540054;
+  const p = 10 / 23;
+  const ne = 23 / 2.5;
+  const centre = (p + (z * z) / (2 * ne)) / (1 + (z * z) / ne);
+  const half = (z / (1 + (z * z) / ne)) * Math.sqrt((p * (1 - p)) / ne + (z * z) / (4 * ne * ne));
+  assert.equal((half * 100).toFixed(1), "27.0");
+  const rate = { value: p, low: centre - half, high: centre + half, n: 23 };
+  const results = handMadeResults();
+  results.cells = results.cells.filter((c) => c.method === "base" && c.seed === 1);
+  const base = results.cells[0]!;
+  base.security.intervals = "wilson-task-design-effect";
+  base.security.safeRate = { rule: { overall: rate, perLanguage: { cpp: rate } } };
+  const notes = reportNotes(results).join("\n");
+  assert.match(
+    notes,
+    /n = 23 \(rule judge, tiny-coder Base\): intervals are wide\. .*±27\.0 pp .*\[18\.4, 72\.4\]/,
+  );
+  assert.doesNotMatch(notes, /18\.9/);
+  // and Table 1 prints that very interval
+  await withTempDir(async (dir) => {
+    await renderReport(results, dir);
+    const t1 = parseMarkdownTable(fs.readFileSync(path.join(dir, "table1-security.md"), "utf8"));
+    assert.equal(cellOf(t1, [MODEL, "Base", "all"], "Safe rate (rule)"), "43.5% [18.4, 72.4]");
+  });
+});
+
+test("a partial results file: its title, notes (Markdown and HTML) and Seeds columns say what of the plan is missing", async () => {
+  // the fixture's 10 cells planned, LoRA seed 2 not done: 9 of 10, LoRA 1 of 2 seeds
+  const full = handMadeResults();
+  const results: ExperimentResults = {
+    ...full,
+    cells: full.cells.filter((c) => !(c.method === "lora" && c.seed === 2)),
+    partial: {
+      planned: 10,
+      missing: [
+        { id: "lora-main-2", label: "tiny-coder lora seed 2", model: MODEL, method: "lora", seed: 2 },
+      ],
+    },
+  };
+  // as it is read back from a file (the schema takes the mark; a file without it reads as before)
+  const parsed = parseExperimentResults(JSON.parse(JSON.stringify(results)), "results.partial.json");
+  parseExperimentResults(JSON.parse(JSON.stringify(full)), "results.json");
+  await withTempDir(async (dir) => {
+    const { html } = await renderReport(parsed, dir);
+    const md = fs.readFileSync(path.join(dir, "tables.md"), "utf8");
+    assert.equal(md.split("\n")[0], "# hand-made demo (partial: 9 of 10 planned cells)");
+    assert.ok(html.includes("<h1>hand-made demo (partial: 9 of 10 planned cells)</h1>"));
+    for (const text of [md, html]) {
+      assert.match(
+        text,
+        /Partial results: 9 of 10 planned cells are done .*missing: tiny-coder lora seed 2 \(lora-main-2\)/,
+      );
+      assert.match(text, /seeds per setting: 1 of 2, 2 /);
+    }
+    const t1 = parseMarkdownTable(fs.readFileSync(path.join(dir, "table1-security.md"), "utf8"));
+    assert.equal(cellOf(t1, [MODEL, "LoRA", "all"], "Seeds"), "1 of 2");
+    assert.equal(cellOf(t1, [MODEL, "Full FT", "all"], "Seeds"), "2");
+  });
+  // a complete file's report says nothing of the sort
+  assert.doesNotMatch(reportNotes(full).join("\n"), /Partial results| of 2/);
 });
 
 test("figure data: deltas in pp (losses raw), the lowest GoodVibe seed for neuron figures", () => {
