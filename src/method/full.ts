@@ -1,6 +1,14 @@
 /** Full fine-tuning on a decoder model: every parameter trains, in mixed precision for a bf16 model. */
 import type { DecoderModel } from "../models/decoder.js";
-import { itemSize, keep, noGrad, resolveDevice, type DType, type Tensor } from "../tensor/index.js";
+import {
+  itemSize,
+  keep,
+  noGrad,
+  resolveDevice,
+  type DType,
+  type Device,
+  type Tensor,
+} from "../tensor/index.js";
 import { loadedParamCount, viewsCheckpointFile } from "../models/load.js";
 import type { AttachedMethod, WeightSource } from "./attached.js";
 import { fullTrainingNeedBytes } from "./flops.js";
@@ -118,6 +126,10 @@ export function attachFull(
         if (stored && stored.shape.join() !== p.shape.join())
           throw new Error(`${n}: the checkpoint has shape [${stored.shape}], the model [${p.shape}]`);
         const t = stored ?? p.detach();
+        // where the weight is: a checkpoint's tensor is read on the host, and a master on another device than its
+        // weight's gradient fails the first AdamW step on a GPU ("Expected all tensors to be on the same device")
+        const there = t.onDevice(p.device as Device); // a copy when t is elsewhere
+        if (there !== t) return there.dtype === "float32" ? there : there.to("float32");
         return t.dtype === "float32" ? t.clone() : t.to("float32");
       }),
     );

@@ -219,6 +219,41 @@ for (const family of ["llama", "qwen2", "qwen3", "gemma3"]) {
   );
 
   test(
+    `${family} on ${DEVICE ?? "a GPU"}: bf16 full fine-tuning from the checkpoint's stored tensors (harden's masters) trains there, as on the host`,
+    { skip },
+    async () => {
+      // harden hands attachFull the checkpoint's tensors, read on the host; masters left there failed the first
+      // AdamW step on a GPU (a GPU gradient into host moments; found by a review, never run before)
+      const ts = readFixtureJson(path.join(dir, "train_step.json.gz"));
+      const ids = ts.sft_batch.input_ids as number[][];
+      const labels = ts.sft_batch.labels as number[][];
+      const examples = [0, 1].map((r) => ({
+        inputIds: ids[r]!.slice(0, 14),
+        labels: labels[r]!.slice(0, 14),
+      }));
+      const cfg = { ...DEFAULT_TRAIN, lr: 1e-3, epochs: 2, batchSize: 1, gradAccum: 1, warmupRatio: 0 };
+      const stored = readSafetensors(path.join(dir, "model.safetensors")).tensors;
+      const run = async (device: Device) => {
+        const model = loadModel(dir, { device, dtype: "bfloat16" });
+        const m = attachFull(model, {
+          checkpoint: (n) => {
+            const rec = stored.get(n);
+            return rec ? recordToTensor(rec) : null;
+          },
+        });
+        for (const [n, t] of m.mixed!.masters) assert.equal(t.device, model.embed.device, n);
+        const r = await trainSft(model, m, examples, cfg);
+        return r.log.map((l) => l.loss);
+      };
+      const host = await run("cpu");
+      const there = await run(DEVICE!);
+      assert.equal(there.length, host.length);
+      // bf16 products sum in another order on a GPU
+      there.forEach((l, i) => assert.ok(relClose(l, host[i]!, 2e-2), `step ${i + 1}: ${l} vs ${host[i]}`));
+    },
+  );
+
+  test(
     `${family} on ${DEVICE ?? "a GPU"}: generation, greedy equal to the host's and sampled with every processor`,
     { skip },
     () => {
