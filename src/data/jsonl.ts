@@ -84,6 +84,12 @@ function encodingError(file: string, name: string, row: number, bytes: Buffer): 
  * `first`: no earlier row held anything, so a row that opens a JSON array is a whole-file JSON array.
  */
 function parseLine(file: string, name: string, row: number, bytes: Buffer, first: boolean): JsonRow | null {
+  // the Hugging Face hub's Parquet export of a dataset starts with "PAR1": named, not taken for a text encoding
+  if (row === 1 && bytes.subarray(0, 4).toString("latin1") === "PAR1")
+    throw new InputError(
+      `${file}: a Parquet file, read here only as JSON Lines (one JSON object per line); convert it, e.g. ` +
+        `\`python3 -c "import pandas as p; p.read_parquet('${file}').to_json('rows.jsonl', orient='records', lines=True, force_ascii=False)"\``,
+    );
   if (!isUtf8(bytes)) throw encodingError(file, name, row, bytes);
   let text = bytes.toString("utf8");
   if (row === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);

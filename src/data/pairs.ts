@@ -73,7 +73,7 @@ function requireLanguage(file: string, r: JsonRow, field: string): Language {
   const lang = normalizeLanguage(raw);
   if (lang === null) {
     throw new InputError(
-      `${rowWhere(file, r.row, field)}: unknown language "${raw}" (known: ${LANGUAGES.join(", ")})`,
+      `${rowWhere(file, r.row, field)}: unknown language "${raw}" (known: ${LANGUAGES.map(datasetName).join(", ")})`,
     );
   }
   return lang;
@@ -143,12 +143,13 @@ function pairsOf(file: string, rows: JsonRow[], opts: ReadPairsOptions): Securit
       `no rows for languages [${wanted.map(datasetName).join(", ")}] in ${file}; present: ${present()}`,
     );
   }
+  // every language asked for must be there: one missing was dropped without a word (its stats still listed it)
   const keptLanguages = new Set(kept.map((p) => p.lang));
-  if (wanted.length >= 2 && keptLanguages.size === 1) {
-    const missing = wanted.filter((l) => !keptLanguages.has(l));
+  const missing = wanted.filter((l) => !keptLanguages.has(l));
+  if (missing.length > 0) {
     throw new InputError(
-      `asked for languages [${wanted.map(datasetName).join(", ")}] but ${file} has rows only for [${[...keptLanguages].map(datasetName).join(", ")}]; ` +
-        `missing: ${missing.map(datasetName).join(", ")}; present: ${present()}`,
+      `asked for languages [${wanted.map(datasetName).join(", ")}] but ${file} has no rows for ${missing.map(datasetName).join(", ")}; ` +
+        `present: ${present()}`,
     );
   }
   return kept;
@@ -239,6 +240,34 @@ export function labelConflicts(pairs: readonly SecurityPair[]): Set<string> {
     labels.set(k, (labels.get(k) ?? new Set()).add(s.secure));
   }
   return new Set([...labels].filter(([, l]) => l.size > 1).map(([k]) => k));
+}
+
+/** "424 pairs (c++ 106, java 106, swift 106, go 106)": a run's data line, so that a language with few rows shows. */
+export function describePairs(pairs: readonly SecurityPair[]): string {
+  const by = [...countBy(pairs, (p) => p.lang)].map(([lang, n]) => `${datasetName(lang)} ${n}`);
+  return `${pairs.length} pairs (${by.join(", ")})`;
+}
+
+/**
+ * The warning for pairs whose code is labelled both ways (labelConflicts: a pair's two answers alike, or one pair's
+ * secure code another's insecure), or null: identification and fine-tuning use them as given, as the paper's data
+ * holds them (CyberNative's train split has 19 pairs with identical answers), where `judge train` leaves them out.
+ */
+export function labelConflictWarning(pairs: readonly SecurityPair[], file: string): string | null {
+  const conflicts = labelConflicts(pairs);
+  if (conflicts.size === 0) return null;
+  const hit = pairs.filter(
+    (p) =>
+      conflicts.has(normalizedText(answerCode(p.chosen))) ||
+      conflicts.has(normalizedText(answerCode(p.rejected))),
+  );
+  return (
+    `${hit.length} of ${pairs.length} pairs of ${file} label the same code both secure and insecure (e.g. ` +
+    `${hit
+      .slice(0, 3)
+      .map((p) => p.id)
+      .join(", ")}): used as given, as the paper's data holds them`
+  );
 }
 
 /** All pairs, or a seeded subsample of `n` of them (seed 0; 0 or undefined: all), as a judge is trained on. */

@@ -25,7 +25,13 @@ import { canonicalJson, fileHash, modelFolderHashCached, sha256 } from "../io/ha
 import { loadTokenizer, type HfTokenizer } from "../io/tokenizer.js";
 import { answerTokensKey, promptsKey } from "../io/tokenizer-json.js";
 import { DEFAULT_ENABLE_THINKING, thinkingKey } from "../io/chat-template.js";
-import { readPairs, pairsToLabelledSamples, type SecurityPair } from "../data/pairs.js";
+import {
+  describePairs,
+  labelConflictWarning,
+  readPairs,
+  pairsToLabelledSamples,
+  type SecurityPair,
+} from "../data/pairs.js";
 import { languageFilterKey } from "../data/languages.js";
 import {
   buildSftExample,
@@ -831,7 +837,9 @@ async function prepare(
   const tok = await loadTokenizer(cfg.model);
   for (const w of tok.warnings) log.warn(w);
   const pairs = readPairs(cfg.data, { languages: cfg.languages });
-  log.info(`data: ${pairs.length} pairs from ${cfg.data}`);
+  log.info(`data: ${describePairs(pairs)} from ${cfg.data}`);
+  const conflicting = labelConflictWarning(pairs, cfg.data);
+  if (conflicting) log.warn(conflicting);
   const plan = planStages(cfg, opts);
   const earlier = readStats(cfg.out);
   if (earlier && earlier.runKey !== plan.runKey && !cfg.overwrite) {

@@ -87,6 +87,12 @@ test("a row that is not UTF-8 is refused naming the row, not read with U+FFFD in
   assert.throws(() => readPairs(utf16), inputError(utf16, "UTF-16"));
   // a UTF-8 byte-order mark is fine
   assert.deepEqual(readPairs(write("\ufeff" + text)), readPairs(write(text)));
+  // the hub's Parquet export (magic "PAR1", a binary footer) is named with a way to convert it, whether or not its
+  // first bytes happen to be valid UTF-8 (they were "not valid UTF-8 ... Latin-1 or UTF-16?")
+  for (const body of [Buffer.from([0x15, 0x04, 0xe9, 0x00, 0x0a]), Buffer.from("abc\n{")]) {
+    const parquet = write(Buffer.concat([Buffer.from("PAR1"), body, Buffer.from("PAR1")]));
+    assert.throws(() => readPairs(parquet), inputError(parquet, "a Parquet file", "read_parquet"));
+  }
 });
 
 test("a file that is one JSON array (one line or pretty-printed) is named as such, not as bad JSON on row 1", () => {

@@ -14,6 +14,8 @@ import {
   pairOverlap,
   splitPairs,
   type SecurityPair,
+  describePairs,
+  labelConflictWarning,
 } from "../../src/data/pairs.js";
 
 const tmp = scratchDir("goodvibe-pairs-");
@@ -107,8 +109,20 @@ test("language filter: keeps the asked languages, reports what is present", () =
     file,
     "c++ (2), java (1), go (1)",
   );
-  throwsInput(() => readPairs(file, { languages: ["swift", "java"] }), "only for [java]", "missing: swift");
+  throwsInput(
+    () => readPairs(file, { languages: ["swift", "java"] }),
+    "no rows for swift",
+    "present: c++ (2)",
+  );
+  // with two languages left the third was dropped without a word, and the run's stats still named it (an audit)
+  throwsInput(
+    () => readPairs(file, { languages: ["c++", "go", "swift"] }),
+    "asked for languages [c++, go, swift]",
+    "no rows for swift",
+  );
   throwsInput(() => readPairs(file, { languages: ["cobol"] }), 'unknown language "cobol"');
+  // a row's unknown language lists the dataset's spellings (c++, c#), as the filter's message does
+  throwsInput(() => readPairs(writeJsonl([row("e", "cobol")])), 'unknown language "cobol"', "c++", "c#");
   assert.equal(readPairs(file, { languages: ["java"] }).length, 1, "one language asked, one kept: fine");
 });
 
@@ -326,3 +340,22 @@ test(
     }
   },
 );
+
+test("a run's data line counts pairs per language; pairs labelling one code both ways are warned about, by id", () => {
+  const same = "```go\nfmt.Println(x)\n```";
+  const file = writeJsonl([
+    row("a", "c++"),
+    row("b", "go", { chosen: same, rejected: same.replace("fmt", "    fmt") }), // the same code up to whitespace
+    row("c", "go"),
+    row("d", "java", { chosen: "```java\nrun(y);\n```" }),
+    row("e", "java", { rejected: "```java\nRUN(y);\n```" }), // e's insecure code is d's secure one (case aside)
+  ]);
+  const pairs = readPairs(file);
+  assert.equal(describePairs(pairs), "5 pairs (c++ 1, go 2, java 2)");
+  const w = labelConflictWarning(pairs, file);
+  assert.ok(
+    w?.startsWith(`3 of 5 pairs of ${file} label the same code both secure and insecure (e.g. b, d, e)`),
+    w!,
+  );
+  assert.equal(labelConflictWarning(readPairs(file, { languages: ["c++"] }), file), null);
+});
