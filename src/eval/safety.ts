@@ -185,6 +185,8 @@ export interface SafetyResult {
   n: number;
   /** Answers with no code block: judged whole by the LLM judge, "no code" for the rule judge. */
   noCode: number;
+  /** Answers with code in a language the rule judge does not read (python, php, …): no rule verdict. */
+  uncovered: number;
   /** n and noCode per language. */
   perLanguage: Record<string, AnswerCounts>;
   /** False when the run stopped early (stopAfterItems); the numbers cover the items done so far. */
@@ -662,6 +664,7 @@ export function summariseSafety(
     codeBlocks,
     n: items.length,
     noCode,
+    uncovered,
     perLanguage,
     complete: meta.complete,
     generated: meta.generated,

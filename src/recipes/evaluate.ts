@@ -949,7 +949,12 @@ export function securityCell(
   const s = ev.safety;
   if (s) {
     // a judge with no verdicts (no answer had code) has no rate to report
-    security.answers = { n: s.n, noCode: s.noCode, perLanguage: s.perLanguage };
+    security.answers = {
+      n: s.n,
+      noCode: s.noCode,
+      ...(s.uncovered > 0 ? { uncovered: s.uncovered } : {}),
+      perLanguage: s.perLanguage,
+    };
     const safeRate: NonNullable<CellResult["security"]["safeRate"]> = {};
     if (s.rule.overall.n > 0) safeRate.rule = judgeCell(s.rule);
     if (s.llm && s.llm.overall.n > 0) safeRate.llm = judgeCell(s.llm);

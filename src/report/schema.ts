@@ -105,7 +105,12 @@ const securitySchema = z.strictObject({
   safeRate: z.partialRecord(z.enum(JUDGES), safeRateSchema).optional(),
   /** The answers to the evaluation prompts: how many, and how many had no code block, overall and per language. */
   answers: z
-    .strictObject({ ...answerCountsShape, perLanguage: z.record(z.string(), answerCountsSchema) })
+    .strictObject({
+      ...answerCountsShape,
+      /** answers with code in a language the rule judge does not read (since 2026-12-06; absent: none or not counted) */
+      uncovered: nonNegInt.optional(),
+      perLanguage: z.record(z.string(), answerCountsSchema),
+    })
     .refine(...noCodeAtMostN)
     .optional(),
   /**

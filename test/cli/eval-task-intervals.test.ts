@@ -173,3 +173,50 @@ test("demo: the table's brackets are results.json's task-clustered intervals, an
   assert.ok(row.includes(`60.0% [${pct(rl)}, ${pct(rh)}] (n=15)`), row);
   assert.match(text, /^brackets: the rates', 95% Wilson intervals over the tasks/m);
 });
+
+test("eval: answers in languages no rule reads are said as such, not as 'no code', and counted in results.json", () => {
+  // 15 answers: 2 without code, 13 with code in a language the rule judge does not read (rule verdict null);
+  // the line said "none: no answer had a code block in its prompt's language (no code in 2 of 15)" (an audit)
+  const ev = evaluation();
+  const items = ev.safety!.items.map((it, i) => ({ ...it, code: i < 2 ? null : "x", rule: null }));
+  const safety = summariseSafety(items, {
+    modelFingerprint: "m",
+    backend: "builtin",
+    generation: { maxNewTokens: 8, batchSize: 1 },
+    complete: true,
+    generated: 15,
+    fromCache: 0,
+    hasLlm: false,
+  });
+  assert.equal(safety.uncovered, 13);
+  const cell = securityCell({ ...ev, safety }, null, pairsOf(false));
+  assert.equal(cell.security.answers?.uncovered, 13);
+  const text = evalSummaryLines({ model: "/m", protocol: "all", cell, llmJudge: false }).join("\n");
+  assert.match(
+    text,
+    /^safe rate \(rules\): none: 13 of 15 in languages the rule judge does not read \(no rule verdict\), no code in 2 of 15$/m,
+  );
+  // with some covered: the rate's line names the unread ones beside it
+  const mixed = summariseSafety(
+    ev.safety!.items.map((it, i) => (i < 5 ? { ...it, rule: null } : it)),
+    {
+      modelFingerprint: "m",
+      backend: "builtin",
+      generation: { maxNewTokens: 8, batchSize: 1 },
+      complete: true,
+      generated: 15,
+      fromCache: 0,
+      hasLlm: false,
+    },
+  );
+  const line = evalSummaryLines({
+    model: "/m",
+    protocol: "all",
+    cell: securityCell({ ...ev, safety: mixed }, null, pairsOf(false)),
+    llmJudge: false,
+  }).find((l) => l.startsWith("safe rate (rules)"))!;
+  assert.match(
+    line,
+    /of 10 answers with code; no code in 0 of 15; 5 of 15 in languages the rule judge does not read/,
+  );
+});

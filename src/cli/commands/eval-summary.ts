@@ -34,10 +34,16 @@ function rateLines(s: Security, label = ""): string[] {
   const a = s.answers;
   if (!a) return lines;
   const rule = s.safeRate?.rule;
+  // answers with code in a language no rule reads (python, php, …) have no rule verdict: said, not taken for "no code"
+  const unread = a.uncovered
+    ? `${a.uncovered} of ${a.n} in languages the rule judge does not read (no rule verdict)`
+    : "";
   lines.push(
     rule
-      ? `${label}safe rate (rules): ${percentWithInterval(rule.overall)} of ${rule.overall.n} answers with code; no code in ${a.noCode} of ${a.n}`
-      : `${label}safe rate (rules): none: no answer had a code block in its prompt's language (no code in ${a.noCode} of ${a.n})`,
+      ? `${label}safe rate (rules): ${percentWithInterval(rule.overall)} of ${rule.overall.n} answers with code; no code in ${a.noCode} of ${a.n}${unread ? `; ${unread}` : ""}`
+      : unread
+        ? `${label}safe rate (rules): none: ${unread}, no code in ${a.noCode} of ${a.n}`
+        : `${label}safe rate (rules): none: no answer had a code block in its prompt's language (no code in ${a.noCode} of ${a.n})`,
   );
   const llm = s.safeRate?.llm;
   if (llm)
