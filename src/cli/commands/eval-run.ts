@@ -247,7 +247,8 @@ export async function evalCommand(g: OptionValues, opts: OptionValues): Promise<
         log.warn(
           `--data ${opts.data} is the file ${flag} ${dir} was hardened on (its ${stages.join(" and ")} stages read it): ` +
             `these pairs are not held out, so the secure preference and safe rates below measure what it was trained ` +
-            `on; evaluate on pairs it never saw (e.g. CyberNative's dev split)`,
+            `on; evaluate on pairs it never saw, split so that no prompt or code is on both sides (only a file that is ` +
+            `byte for byte the training file is caught here; \`experiment\` reports the overlap of its splits)`,
         );
     }
     if (!(PROMPT_FILTERS as readonly string[]).includes(opts.promptFilter))
