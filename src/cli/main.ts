@@ -17,4 +17,10 @@ process.stdout.on("error", (e: NodeJS.ErrnoException) => {
   if (e.code === "EPIPE") process.exit(0);
   throw e;
 });
+// a log reader that went away (`2>&1 | head`, a pager quit) must not end the work the log was about (it crashed a
+// harden midway with an unhandled EPIPE): the rest of the log is dropped, the work and its exit code stand
+process.stderr.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code !== "EPIPE") throw e;
+  process.stderr.write = (() => true) as typeof process.stderr.write;
+});
 await parseCli(program, process.argv, json);

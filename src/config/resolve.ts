@@ -8,6 +8,7 @@ import YAML from "yaml";
 import type { z } from "zod";
 import { InputError } from "../errors.js";
 import { refuseForbiddenKeys } from "../util/keys.js";
+import { refusePipe } from "../util/input-file.js";
 import { parseOverride, setPath } from "../util/overrides.js";
 import { issueLines } from "../util/suggest.js";
 
@@ -18,6 +19,7 @@ import { issueLines } from "../util/suggest.js";
 export function loadConfigFile(file: string | undefined, what = "config file"): Record<string, unknown> {
   if (!file) return {};
   let text: string;
+  refusePipe(file, `the ${what}`);
   try {
     text = fs.readFileSync(file, "utf8");
   } catch (e) {

@@ -14,6 +14,7 @@ import * as zlib from "node:zlib";
 import { InputError, rowWhere } from "../errors.js";
 import { refuseForbiddenKeys } from "../util/keys.js";
 import { formatBytes } from "../util/memory.js";
+import { refusePipe } from "../util/input-file.js";
 
 export const DEFAULT_MAX_ROW_BYTES = 1024 ** 2;
 export const DEFAULT_MAX_DATASET_BYTES = 1024 ** 3;
@@ -194,6 +195,7 @@ export function readJsonlSync(
   opts: { limits?: JsonlLimits; rowName?: RowName } = {},
 ): void {
   const limits = opts.limits ?? jsonlLimits();
+  refusePipe(file, "the data file");
   let fd: number;
   try {
     fd = fs.openSync(file, "r");
@@ -263,6 +265,7 @@ export async function readJsonl(
 ): Promise<void> {
   const limits = opts.limits ?? jsonlLimits();
   let fh: fs.promises.FileHandle;
+  refusePipe(file, "the data file");
   try {
     fh = await fs.promises.open(file, "r");
   } catch (e) {

@@ -98,6 +98,11 @@ export function outputState(
     // absent
   }
   if (!st) return lst ? "occupied" : "absent"; // a dangling symlink is someone's
+  // a device, a pipe or a socket (as root `-o /dev/null --overwrite` would have renamed the system's /dev/null aside)
+  if (!st.isFile() && !st.isDirectory())
+    throw new InputError(
+      `${p}: a ${st.isFIFO() ? "pipe (FIFO)" : st.isSocket() ? "socket" : "device"}, not a file or folder goodvibe can write or move aside; choose another output path`,
+    );
   if (kind === "file") return "occupied";
   if (!st.isDirectory()) return "occupied";
   const entries = fs.readdirSync(p).filter((e) => !isTempName(e));
@@ -124,9 +129,17 @@ export function checkOutput(o: OutputCheck): OutputState {
       );
   }
   let parent = path.dirname(path.resolve(o.path));
-  while (!statOrNull(parent)) parent = path.dirname(parent);
+  while (!statOrNull(parent)) {
+    // a link to nowhere, or a loop, is no folder to make: mkdir through it fails at the end of the work
+    if (lstatOrNull(parent))
+      throw new InputError(
+        `${o.flag} ${o.path}: ${parent} is a symbolic link to a missing place (or a loop of links); choose a folder that exists`,
+      );
+    parent = path.dirname(parent);
+  }
   if (!statOrNull(parent)!.isDirectory())
     throw new InputError(`${o.flag} ${o.path}: ${parent} is a file, not a folder`);
+  refusePseudoFileSystem(o, parent);
   // a read-only or forbidden location fails now, not when the result of hours of work is published there
   refuseUnwritable(o, parent);
   if (o.kind === "folder" && statOrNull(o.path)?.isDirectory()) refuseUnwritable(o, path.resolve(o.path));
@@ -152,6 +165,43 @@ export function checkOutput(o: OutputCheck): OutputState {
     );
   }
   return state;
+}
+
+function lstatOrNull(p: string): fs.Stats | null {
+  try {
+    return fs.lstatSync(p);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * statfs magic numbers of kernel pseudo file systems (linux/magic.h): proc, sysfs, debugfs, securityfs, cgroup,
+ * cgroup2, devpts. root may write there by access(2), but no file goodvibe writes can live there (Node's recursive
+ * mkdir spins on /proc: mkdir ENOENT, its parent EEXIST, again).
+ */
+const PSEUDO_FS = new Map<number, string>([
+  [0x9fa0, "proc"],
+  [0x62656572, "sysfs"],
+  [0x64626720, "debugfs"],
+  [0x73636673, "securityfs"],
+  [0x27e0eb, "cgroup"],
+  [0x63677270, "cgroup2"],
+  [0x1cd1, "devpts"],
+]);
+
+function refusePseudoFileSystem(o: OutputCheck, dir: string): void {
+  let type: number;
+  try {
+    type = Number(fs.statfsSync(dir).type);
+  } catch {
+    return; // statfs unavailable: the write says what is wrong
+  }
+  const name = PSEUDO_FS.get(type);
+  if (name)
+    throw new InputError(
+      `${o.flag} ${o.path}: ${dir} is on the kernel's ${name} file system, where no output can be written; choose a folder on a disk`,
+    );
 }
 
 function refuseUnwritable(o: OutputCheck, dir: string): void {

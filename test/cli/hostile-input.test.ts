@@ -449,3 +449,13 @@ test(
     }
   },
 );
+
+test("a log reader that goes away (2>&1 | head) does not end the work: the run completes, exit 0, its output whole", async () => {
+  // the first write to the closed stderr crashed identify and harden with an unhandled EPIPE, exit 1 (an audit)
+  const out = path.join(work, "epipe-neurons.json");
+  const run = startCli(["identify", "-m", ORGANISM, "-d", pairsFile, "-o", out, "--top-k", "2"]);
+  run.child.stderr!.once("data", () => run.child.stderr!.destroy());
+  const r = await run.done;
+  assert.equal(r.code, 0, showRun(r));
+  assert.ok(JSON.parse(fs.readFileSync(out, "utf8")).modules, "the neuron map is written whole");
+});
