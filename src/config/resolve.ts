@@ -12,6 +12,9 @@ import { refusePipe } from "../util/input-file.js";
 import { parseOverride, setPath } from "../util/overrides.js";
 import { issueLines } from "../util/suggest.js";
 
+/** The largest config file read (experiment files with many cells are tens of KiB). */
+const MAX_CONFIG_BYTES = 16 * 2 ** 20;
+
 /**
  * A YAML config file as a plain mapping ({} without a file); prototype-polluting keys refused. `what` names
  * the kind of file in errors ("config file", "experiment file").
@@ -20,6 +23,12 @@ export function loadConfigFile(file: string | undefined, what = "config file"): 
   if (!file) return {};
   let text: string;
   refusePipe(file, `the ${what}`);
+  // a config is a few KiB: a data file given by mistake (100 MB) took 3.3 GB and 18 s before its first unknown key
+  const size = fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0;
+  if (size > MAX_CONFIG_BYTES)
+    throw new InputError(
+      `${file}: ${(size / 2 ** 20).toFixed(0)} MiB is too large for a ${what} (at most ${MAX_CONFIG_BYTES / 2 ** 20} MiB): is it a data file?`,
+    );
   try {
     text = fs.readFileSync(file, "utf8");
   } catch (e) {

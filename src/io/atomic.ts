@@ -116,6 +116,11 @@ export function outputState(
  * not continue (unless `overwrite`), or when its parent is a file.
  */
 export function checkOutput(o: OutputCheck): OutputState {
+  // `-o newdir/` asks for a folder: a file output written as "newdir" would not be what was asked
+  if (o.kind === "file" && /[/\\]$/.test(o.path))
+    throw new InputError(
+      `${o.flag} ${o.path}: ends with a slash, a folder; this output is a file: give its file name`,
+    );
   for (const [flag, input] of Object.entries(o.inputs ?? {})) {
     if (!input) continue;
     if (isSameOrInside(o.path, input))

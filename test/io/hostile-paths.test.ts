@@ -110,3 +110,14 @@ test(
     );
   },
 );
+
+test("a file output ending with a slash is refused (export -o newdir/ wrote a file named newdir); a config file of a data file's size is refused by size", () => {
+  assert.throws(
+    () => checkOutput({ flag: "--out", path: path.join(dir, "newdir") + "/", kind: "file" }),
+    refused("ends with a slash"),
+  );
+  assert.equal(fs.existsSync(path.join(dir, "newdir")), false);
+  const big = path.join(dir, "big.yaml");
+  fs.writeFileSync(big, "a".repeat(17 * 2 ** 20));
+  assert.throws(() => loadConfigFile(big), refused(big, "too large for a config file"));
+});
