@@ -115,7 +115,7 @@ export function demoDepartures(
     out.push({
       setting: "evaluation prompts",
       paper: "every held-out prompt of each language",
-      here: `${opts.prompts} of ${devPairs} held-out prompts, round-robin over the four languages`,
+      here: `${opts.prompts} of ${devPairs} held-out prompts, round-robin over the four languages and their tasks`,
       why: "time (--prompts 0 answers them all)",
     });
   out.push(...goodvibeReadings(cfg.identify, cfg.cluster));
@@ -266,6 +266,9 @@ export async function runDemo(opts: DemoOptions, log: Logger, signal?: AbortSign
     pairs: dev,
     judge,
     maxPrompts: opts.prompts,
+    // over languages and each language's tasks: 48 prompts reach all 48 tasks of the organism's dev pairs (over
+    // languages alone they were each language's first 12 prompts: 15 tasks, 11 of 23 CWEs)
+    promptSpread: "task" as const,
     maxNewTokens: opts.maxNewTokens,
     batchSize: 16,
     cacheDir: path.join(out, "cache"),

@@ -163,7 +163,7 @@ export function describeProtocol(p: EvalProtocol): string {
     parts.push(
       `a budget of ${p.maxPrompts} prompts taken round-robin over languages` +
         (p.spread === "task"
-          ? ` and, within each language, over its tasks (${tasks.length} tasks, ${lo === hi ? lo : `${lo}–${hi}`} prompts each)`
+          ? ` and, within each language, over its tasks (${tasks.length} tasks, ${lo === hi ? lo : `${lo}–${hi}`} ${lo === 1 && hi === 1 ? "prompt" : "prompts"} each)`
           : "") +
         ` (not the paper's: it answers all)`,
     );

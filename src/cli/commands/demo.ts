@@ -17,7 +17,7 @@ export function registerDemo(program: Command): void {
     .option("--organism <dir>", "the model organism folder", DEFAULT_DEMO.organism)
     .option(
       "--prompts <n>",
-      "held-out prompts answered per model, round-robin over languages (0 = all, the paper's protocol)",
+      "held-out prompts answered per model, round-robin over languages and their tasks (0 = all, the paper's protocol)",
       integer(0),
       DEFAULT_DEMO.prompts,
     )
