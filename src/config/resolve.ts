@@ -8,7 +8,6 @@ import YAML from "yaml";
 import type { z } from "zod";
 import { InputError } from "../errors.js";
 import { refuseForbiddenKeys } from "../util/keys.js";
-import { refusePipe } from "../util/input-file.js";
 import { parseOverride, setPath } from "../util/overrides.js";
 import { issueLines } from "../util/suggest.js";
 
@@ -22,9 +21,14 @@ const MAX_CONFIG_BYTES = 16 * 2 ** 20;
 export function loadConfigFile(file: string | undefined, what = "config file"): Record<string, unknown> {
   if (!file) return {};
   let text: string;
-  refusePipe(file, `the ${what}`);
-  // a config is a few KiB: a data file given by mistake (100 MB) took 3.3 GB and 18 s before its first unknown key
-  const size = fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0;
+  let size: number;
+  try {
+    size = fs.statSync(file).size;
+  } catch (e) {
+    throw new InputError(`cannot read ${what} ${file}: ${(e as Error).message}`, { cause: e });
+  }
+  // a config is a few KiB: a data file given by mistake (100 MB) took 3.3 GB and 18 s before its first unknown key.
+  // Read once, at start-up (Ctrl-C's default action still ends a wait): `-c <(…)` is a pipe, and welcome
   if (size > MAX_CONFIG_BYTES)
     throw new InputError(
       `${file}: ${(size / 2 ** 20).toFixed(0)} MiB is too large for a ${what} (at most ${MAX_CONFIG_BYTES / 2 ** 20} MiB): is it a data file?`,

@@ -242,7 +242,7 @@ function hardenInputs(cfg: HardenConfig): unknown {
     ...(cfg.method === "goodvibe" ? { identify, cluster } : {}),
     ...(cfg.method === "lora" ? { lora } : {}),
     // "auto" checkpointing keyed as the default it replaced (finished cells keep their keys); LoRA's dropout mark
-    ...keyedTraining(train, cfg.method === "lora" ? lora : null),
+    ...keyedTraining(train, cfg.method === "lora" ? lora : null, cfg.method),
   };
 }
 
@@ -266,7 +266,8 @@ export function cellComputation(c: CellSetting): string {
  */
 function legacyHardenInputs(cfg: HardenConfig): unknown {
   const { model: _m, data: _d, out: _o, runDir: _r, enableThinking: _t, ...rest } = cfg;
-  return { ...rest, ...keyedTraining(rest.train, rest.method === "lora" ? rest.lora : null) };
+  // a weight-decayed full fine-tuning's mark makes its alias miss: such earlier cells decayed biases and norms
+  return { ...rest, ...keyedTraining(rest.train, rest.method === "lora" ? rest.lora : null, rest.method) };
 }
 
 function evalInputs(spec: ExperimentSpec): unknown {

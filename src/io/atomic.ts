@@ -98,6 +98,14 @@ export function outputState(
     // absent
   }
   if (!st) return lst ? "occupied" : "absent"; // a dangling symlink is someone's
+  // /dev/stdout and /dev/fd/N name a process's descriptor: moved aside, the link is gone for everyone (as root)
+  if (lst?.isSymbolicLink()) {
+    const target = path.resolve(path.dirname(p), fs.readlinkSync(p));
+    if (/^\/(proc|dev\/fd)\//.test(target))
+      throw new InputError(
+        `${p}: a link to a process's file descriptor (${target}), not a file goodvibe can write or move aside; choose another output path`,
+      );
+  }
   // a device, a pipe or a socket (as root `-o /dev/null --overwrite` would have renamed the system's /dev/null aside)
   if (!st.isFile() && !st.isDirectory())
     throw new InputError(

@@ -89,8 +89,9 @@ const DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", 
  * Python's strftime on `day` in the C locale (English names, whatever this machine's locale: transformers renders
  * with Python's datetime.now(), which hands the format to glibc's strftime; @huggingface/jinja's own strftime_now
  * would follow this machine's locale and time zone and knows only %Y %m %d %b %B %H %M %%); the day's time is 00:00
- * and, as for datetime.now(), naive (%z and %Z empty). glibc's codes and its `-` flag (no padding: %-d); a code
- * glibc does not know is kept as written. %s (seconds since the epoch in the machine's time zone) is kept too.
+ * and, as for datetime.now(), naive (%z and %Z empty). glibc's codes and its `-`, `_` and `0` padding flags (%-d,
+ * %0e); a code glibc does not know is kept as written, and so are %s (seconds since the epoch in the machine's time
+ * zone), glibc's case flags (%^a, %#b), field widths (%5d) and the E/O modifiers, which chat templates do not use.
  */
 export function strftimeOn(day: Date, format: string): string {
   const y = day.getUTCFullYear();
@@ -105,7 +106,7 @@ export function strftimeOn(day: Date, format: string): string {
   const isoYear = thursday.getUTCFullYear();
   const isoWeek = 1 + Math.floor((thursday.getTime() - Date.UTC(isoYear, 0, 1)) / (7 * 86_400_000));
   const num = (n: number, width: number, pad: string, flag: string): string =>
-    flag === "-" ? String(n) : String(n).padStart(width, flag === "_" ? " " : pad);
+    flag === "-" ? String(n) : String(n).padStart(width, flag === "_" ? " " : flag === "0" ? "0" : pad);
   const codes = (c: string, flag: string): string | null => {
     switch (c) {
       case "a":

@@ -7,6 +7,7 @@
  */
 import * as fs from "node:fs";
 import { refusePipesIn } from "../util/input-file.js";
+import { namedTemplateFiles } from "./chat-template.js";
 import * as path from "node:path";
 import { z } from "zod";
 import { InputError, preview } from "../errors.js";
@@ -720,7 +721,7 @@ export function checkModelDir(dir: string): void {
   }
   if (!stat.isDirectory())
     throw new InputError(`${dir}: not a folder (give the model folder, not a file in it)`);
-  refusePipesIn(dir);
+  refusePipesIn(dir, namedTemplateFiles(dir));
   // a PEFT adapter is not a model (transformers with peft loads its base and applies it): say so, and how to merge it
   if (fs.existsSync(path.join(dir, "adapter_config.json")) && !fs.existsSync(path.join(dir, "config.json")))
     throw new InputError(

@@ -631,7 +631,7 @@ function tokenizerJsonVocab(
   if (template !== null) md.push(["tokenizer.chat_template", gguf.str(template)]);
   const named = new Map<string, string>();
   for (const [name, text] of namedChatTemplates(dir, tcfg))
-    named.set(name.replace(/[^A-Za-z0-9]/g, "_"), text);
+    named.set([...name].map((c) => (/[A-Za-z0-9]/.test(c) ? c : "_")).join(""), text);
   for (const [name, text] of named) md.push([`tokenizer.chat_template.${name}`, gguf.str(text)]);
   if (named.size > 0) md.push(["tokenizer.chat_templates", gguf.arr("string", [...named.keys()])]);
   return { md, pre, kind };

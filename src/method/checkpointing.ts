@@ -120,17 +120,22 @@ export function dropoutMasksKey(
 
 /**
  * A run's training settings as the keys of finished work hold them (harden's train slot, an experiment's cells):
- * the settings with checkpointing as checkpointingKey keys it, and, for LoRA, the dropout mark (dropoutMasksKey).
+ * the settings with checkpointing as checkpointingKey keys it, for LoRA the dropout mark (dropoutMasksKey), and for
+ * a weight-decayed full fine-tuning the mark of Trainer's decay groups (since 2026-12-06 biases and norm weights
+ * are not decayed: work finished before, which decayed them, is not taken for it; no other key moves).
  */
-export function keyedTraining<T extends { gradientCheckpointing: CheckpointingSetting }>(
+export function keyedTraining<T extends { gradientCheckpointing: CheckpointingSetting; weightDecay: number }>(
   train: T,
   lora: { dropout: number } | null,
+  method: string,
 ): {
   train: Omit<T, "gradientCheckpointing"> & { gradientCheckpointing: boolean };
   dropoutMasks?: "forward's";
+  weightDecayGroups?: "trainer";
 } {
   return {
     train: { ...train, gradientCheckpointing: checkpointingKey(train.gradientCheckpointing) },
     ...(lora ? dropoutMasksKey(lora.dropout, train.gradientCheckpointing) : {}),
+    ...(method === "full" && train.weightDecay > 0 ? { weightDecayGroups: "trainer" as const } : {}),
   };
 }

@@ -129,7 +129,12 @@ export function attachFull(
         // where the weight is: a checkpoint's tensor is read on the host, and a master on another device than its
         // weight's gradient fails the first AdamW step on a GPU ("Expected all tensors to be on the same device")
         const there = t.onDevice(p.device as Device); // a copy when t is elsewhere
-        if (there !== t) return there.dtype === "float32" ? there : there.to("float32");
+        if (there !== t) {
+          if (there.dtype === "float32") return there;
+          const master = there.to("float32");
+          there.dispose(); // the bf16 copy: 2 bytes a parameter on the device, not left to the collector
+          return master;
+        }
         return t.dtype === "float32" ? t.clone() : t.to("float32");
       }),
     );

@@ -353,7 +353,7 @@ export function planStages(cfg: HardenConfig, opts: { clustersFile?: string } = 
     dtype: cfg.dtype ?? DEFAULT_DTYPE,
     seed: cfg.seed,
     // "auto" keyed as the default it replaced (slots finished under it are found); LoRA's dropout mark
-    ...keyedTraining(train, cfg.method === "lora" ? cfg.lora : null),
+    ...keyedTraining(train, cfg.method === "lora" ? cfg.lora : null, cfg.method),
   };
   if (cfg.method === "lora") trainInputs.lora = cfg.lora;
   if (cfg.method === "goodvibe")

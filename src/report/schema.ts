@@ -7,7 +7,6 @@
  * "safeRates") would otherwise vanish silently and show up as "—" in every table.
  */
 import * as fs from "node:fs";
-import { refusePipe } from "../util/input-file.js";
 import { z } from "zod";
 import { InputError } from "../errors.js";
 import type { Interval } from "../eval/metrics.js";
@@ -557,7 +556,6 @@ export function parseExperimentResults(json: unknown, source: string): Experimen
 
 /** Read and validate a results JSON file. */
 export function readExperimentResults(file: string): ExperimentResults {
-  refusePipe(file, "the results file");
   let text: string;
   try {
     text = fs.readFileSync(file, "utf8");

@@ -31,9 +31,13 @@ const MODEL_FOLDER_FILES = [
   "chat_template.jinja",
   "chat_template.json",
   "model.safetensors.index.json",
+  "tokenizer.model",
 ];
 
-/** refusePipe for each file of a model folder that goodvibe reads (weights are checked where they are mapped). */
-export function refusePipesIn(dir: string): void {
-  for (const f of MODEL_FOLDER_FILES) refusePipe(`${dir}/${f}`, "a model folder's file");
+/**
+ * refusePipe for each file of a model folder that goodvibe reads, and `more` (relative to it: the named chat
+ * templates); weights are checked where they are mapped.
+ */
+export function refusePipesIn(dir: string, more: readonly string[] = []): void {
+  for (const f of [...MODEL_FOLDER_FILES, ...more]) refusePipe(`${dir}/${f}`, "a model folder's file");
 }

@@ -14,6 +14,7 @@ import { loadModel } from "../../src/models/index.js";
 import { attachFull } from "../../src/method/full.js";
 import { DEFAULT_TRAIN } from "../../src/method/train-config.js";
 import { trainSft, trainerDecays, type SftExample } from "../../src/method/train.js";
+import { keyedTraining } from "../../src/method/checkpointing.js";
 import { readFixtureJson } from "../fixture-json.js";
 
 const FIX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures");
@@ -131,4 +132,12 @@ test("bf16 mixed-precision full fine-tuning: exempt tensors' masters take no dec
     if (exempt(n)) assert.deepEqual(decayed.get(n), a, `${n}: exempt`);
     else assert.notDeepEqual(decayed.get(n), a, `${n}: decayed`);
   }
+});
+
+test("the keys of finished work: only a weight-decayed full fine-tuning is marked (its finished work decayed biases and norms)", () => {
+  const t = { ...DEFAULT_TRAIN, weightDecay: 0.1 };
+  assert.equal(keyedTraining(t, null, "full").weightDecayGroups, "trainer");
+  assert.equal(keyedTraining({ ...t, weightDecay: 0 }, null, "full").weightDecayGroups, undefined);
+  for (const method of ["goodvibe", "lora"])
+    assert.equal(keyedTraining(t, null, method).weightDecayGroups, undefined);
 });
