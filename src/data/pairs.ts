@@ -148,7 +148,7 @@ function pairsOf(file: string, rows: JsonRow[], opts: ReadPairsOptions): Securit
   const missing = wanted.filter((l) => !keptLanguages.has(l));
   if (missing.length > 0) {
     throw new InputError(
-      `asked for languages [${wanted.map(datasetName).join(", ")}] but ${file} has no rows for ${missing.map(datasetName).join(", ")}; ` +
+      `asked for languages [${wanted.map(datasetName).join(", ")}] but ${file} has no rows for some; missing: ${missing.map(datasetName).join(", ")}; ` +
         `present: ${present()}`,
     );
   }
