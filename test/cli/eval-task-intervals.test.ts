@@ -48,6 +48,18 @@ const pairsOf = (withTask: boolean): SecurityPair[] =>
     ...(withTask ? { task: `t${Math.floor(i / 3)}` } : {}),
   }));
 
+/** The safety summary of 15 built-in answers (rules only), as evaluate() makes it. */
+const summarise = (items: SafetyItem[]) =>
+  summariseSafety(items, {
+    modelFingerprint: "m",
+    backend: "builtin",
+    generation: { maxNewTokens: 8, batchSize: 1 },
+    complete: true,
+    generated: 15,
+    fromCache: 0,
+    hasLlm: false,
+  });
+
 function evaluation(): ModelEvaluation {
   const items: SafetyItem[] = pairsOf(true).map((p, i) => ({
     id: p.id,
@@ -59,15 +71,7 @@ function evaluation(): ModelEvaluation {
     rule: { secure: i % 3 < ruleSecure[Math.floor(i / 3)]!, findings: [] },
     llm: null,
   })) as unknown as SafetyItem[];
-  const safety = summariseSafety(items, {
-    modelFingerprint: "m",
-    backend: "builtin",
-    generation: { maxNewTokens: 8, batchSize: 1 },
-    complete: true,
-    generated: 15,
-    fromCache: 0,
-    hasLlm: false,
-  });
+  const safety = summarise(items);
   const perPair = pairsOf(true).map((p, i) => ({
     id: p.id,
     lang: p.lang,
@@ -179,15 +183,7 @@ test("eval: answers in languages no rule reads are said as such, not as 'no code
   // the line said "none: no answer had a code block in its prompt's language (no code in 2 of 15)" (an audit)
   const ev = evaluation();
   const items = ev.safety!.items.map((it, i) => ({ ...it, code: i < 2 ? null : "x", rule: null }));
-  const safety = summariseSafety(items, {
-    modelFingerprint: "m",
-    backend: "builtin",
-    generation: { maxNewTokens: 8, batchSize: 1 },
-    complete: true,
-    generated: 15,
-    fromCache: 0,
-    hasLlm: false,
-  });
+  const safety = summarise(items);
   assert.equal(safety.uncovered, 13);
   const cell = securityCell({ ...ev, safety }, null, pairsOf(false));
   assert.equal(cell.security.answers?.uncovered, 13);
@@ -197,18 +193,7 @@ test("eval: answers in languages no rule reads are said as such, not as 'no code
     /^safe rate \(rules\): none: 13 of 15 in languages the rule judge does not read \(no rule verdict\), no code in 2 of 15$/m,
   );
   // with some covered: the rate's line names the unread ones beside it
-  const mixed = summariseSafety(
-    ev.safety!.items.map((it, i) => (i < 5 ? { ...it, rule: null } : it)),
-    {
-      modelFingerprint: "m",
-      backend: "builtin",
-      generation: { maxNewTokens: 8, batchSize: 1 },
-      complete: true,
-      generated: 15,
-      fromCache: 0,
-      hasLlm: false,
-    },
-  );
+  const mixed = summarise(ev.safety!.items.map((it, i) => (i < 5 ? { ...it, rule: null } : it)));
   const line = evalSummaryLines({
     model: "/m",
     protocol: "all",
