@@ -50,7 +50,12 @@ test(
     // a config is read once, at start-up, where Ctrl-C still ends a wait: a pipe with a writer (`-c <(…)`) reads
     const config = fifo("harden.yaml");
     const writer = spawn("sh", ["-c", `printf 'seed: 3\\n' > '${config}'`]);
-    assert.deepEqual(loadConfigFile(config), { seed: 3 });
+    try {
+      assert.deepEqual(loadConfigFile(config), { seed: 3 });
+    } finally {
+      // a writer left waiting for a reader (the read refused) would hold the test process open
+      if (writer.exitCode === null) writer.kill();
+    }
     await new Promise((r) => writer.on("close", r));
     const model = path.join(dir, "model");
     fs.mkdirSync(model);
@@ -120,4 +125,14 @@ test("a file output ending with a slash is refused (export -o newdir/ wrote a fi
   const big = path.join(dir, "big.yaml");
   fs.writeFileSync(big, "a".repeat(17 * 2 ** 20));
   assert.throws(() => loadConfigFile(big), refused(big, "too large for a config file"));
+});
+
+test("a config path that cannot be stat'ed (through a file, a loop of links) is 'cannot read', exit 2, not an internal error", () => {
+  // the size check's stat ran outside the read's try: ENOTDIR and ELOOP escaped as internal errors (a review)
+  const file = path.join(dir, "plain.txt");
+  fs.writeFileSync(file, "x");
+  const loop = path.join(dir, "cfg-loop");
+  fs.symlinkSync(loop, loop);
+  for (const bad of [path.join(file, "harden.yaml"), path.join(loop, "harden.yaml")])
+    assert.throws(() => loadConfigFile(bad), refused("cannot read config file", bad));
 });
