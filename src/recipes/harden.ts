@@ -115,6 +115,18 @@ import { interrupted, stopPoint } from "../util/stop.js";
 import { silentLogger, type Logger } from "../util/log.js";
 import { flattenSettings, settingsDifferences } from "../util/differences.js";
 
+/**
+ * A run's pairs (harden, identify): `cfg.languages` of `cfg.data`, said per language, with a warning for pairs that
+ * label one code both secure and insecure (used as given).
+ */
+export function readRunPairs(cfg: Pick<HardenConfig, "data" | "languages">, log: Logger): SecurityPair[] {
+  const pairs = readPairs(cfg.data, { languages: cfg.languages });
+  log.info(`data: ${describePairs(pairs)} from ${cfg.data}`);
+  const conflicting = labelConflictWarning(pairs, cfg.data);
+  if (conflicting) log.warn(conflicting);
+  return pairs;
+}
+
 /** At most n of the items (0: all), a seeded draw: the pairs a stage's maxPairs keeps. */
 export function subsample<T>(items: T[], n: number, seed: number): T[] {
   if (!n || n >= items.length) return items;
@@ -836,10 +848,7 @@ async function prepare(
   // load and check every input before anything is written: bad input leaves no run folder behind
   const tok = await loadTokenizer(cfg.model);
   for (const w of tok.warnings) log.warn(w);
-  const pairs = readPairs(cfg.data, { languages: cfg.languages });
-  log.info(`data: ${describePairs(pairs)} from ${cfg.data}`);
-  const conflicting = labelConflictWarning(pairs, cfg.data);
-  if (conflicting) log.warn(conflicting);
+  const pairs = readRunPairs(cfg, log);
   const plan = planStages(cfg, opts);
   const earlier = readStats(cfg.out);
   if (earlier && earlier.runKey !== plan.runKey && !cfg.overwrite) {

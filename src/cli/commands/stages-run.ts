@@ -7,7 +7,6 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../../errors.js";
 import { loadTokenizer } from "../../io/tokenizer.js";
-import { describePairs, labelConflictWarning, readPairs } from "../../data/pairs.js";
 import { loadModel, loadModelWithWeights } from "../../models/load.js";
 import { guardSaves } from "../../method/train.js";
 import { bf16ProductsOf } from "../../tensor/index.js";
@@ -15,6 +14,7 @@ import {
   clusterWithStops,
   identifyOptions,
   isRunEntry,
+  readRunPairs,
   runTrain,
   stageIdentify,
   identifyInputs,
@@ -84,10 +84,7 @@ export async function identifyCommand(g: OptionValues, opts: OptionValues): Prom
         "identification (its result is not saved)",
       );
     const tok = await loadTokenizer(cfg.model);
-    const pairs = readPairs(cfg.data, { languages: cfg.languages });
-    log.info(`data: ${describePairs(pairs)} from ${cfg.data}`);
-    const conflicting = labelConflictWarning(pairs, cfg.data);
-    if (conflicting) log.warn(conflicting);
+    const pairs = readRunPairs(cfg, log);
     // the judge prompts too (a tokenizer without a chat template is refused here): made before the run folder, so
     // that bad input leaves nothing behind (it left the folder with the model's hash and the stage's inputs)
     const judged = identifyInputs(tok, pairs, cfg);
