@@ -859,6 +859,32 @@ OP(clearGrad, "(t: N): void") {
   t.mutable_grad() = torch::Tensor();
   return ENV.Undefined();
 }
+// An embedding lookup's gradient added into the weight's gradient by rows, in place (a zero gradient first where the
+// weight has none): rows [.., H] holds one row per id of ids. The bits are those of autograd's embedding backward on
+// the CPU (a zero [V, H] tensor, each row's contributions added in the ids' order) added to the gradient already
+// there, one addition per element; the dense [V, H] temporary and the pass that adds it are not made. The ids'
+// distinct rows are summed first (into zeros, in order), then added once each.
+OP(addLookupGrad, "(weight: N, ids: N, rows: N): void") {
+  torch::NoGradGuard ng;
+  auto w = T(info, 0);
+  auto ids = T(info, 1).reshape({-1});
+  auto rows = T(info, 2);
+  if (w.dim() != 2) throw std::invalid_argument("addLookupGrad: the weight must be [vocabulary, hidden]");
+  if (ids.scalar_type() != torch::kLong) throw std::invalid_argument("addLookupGrad: ids must be int64");
+  if (rows.dim() < 1 || rows.size(-1) != w.size(1) || rows.numel() != ids.numel() * w.size(1))
+    throw std::invalid_argument("addLookupGrad: rows must hold one row of the weight's width per id");
+  if (rows.scalar_type() != w.scalar_type() || rows.device() != w.device() || ids.device() != w.device())
+    throw std::invalid_argument("addLookupGrad: rows and ids must be on the weight's device, rows in its dtype");
+  rows = rows.reshape({ids.size(0), w.size(1)});
+  auto distinct = at::_unique2(ids, /*sorted=*/true, /*return_inverse=*/true, /*return_counts=*/false);
+  const auto& keys = std::get<0>(distinct);
+  auto sums = torch::zeros({keys.size(0), w.size(1)}, rows.options());
+  sums.index_add_(0, std::get<1>(distinct).reshape({-1}), rows);
+  auto& g = w.mutable_grad();
+  if (!g.defined()) g = torch::zeros_like(w, at::MemoryFormat::Contiguous);
+  g.index_add_(0, keys, sums);
+  return ENV.Undefined();
+}
 OP(backward, "(outputs: N[], grads: N[] | null, retainGraph: boolean): void") {
   // (outputs[], gradOutputs[] | null, retainGraph)
   auto outs = TL(info, 0);

@@ -7,6 +7,7 @@ import type { ModelConfig } from "../io/config.js";
 import { InputError } from "../errors.js";
 import {
   Tensor,
+  addLookupGrad,
   backward,
   fusedOps,
   noGrad,
@@ -139,10 +140,52 @@ export class DecoderModel {
 
   // ------------------------------------------------------------ forward
   embedTokens(ids: Tensor): Tensor {
-    const x = this.embed.embedding(ids.onDevice(this.device));
+    return this.scaleEmbedding(this.embed.embedding(ids.onDevice(this.device)));
+  }
+
+  private scaleEmbedding(x: Tensor): Tensor {
     if (this.cfg.embedScale === 1) return x;
     // transformers multiplies by the scale cast to the activation dtype (bf16 rounds sqrt(hidden))
     return x.mul(Tensor.scalar(this.cfg.embedScale, this.dtype));
+  }
+
+  /**
+   * A tied embedding that trains gets two gradient shares: lm_head's, dense [vocabulary, hidden], and the lookup's,
+   * one row per token. Where this holds (the CPU, fusedOps embeddingGradRows), the lookup reads the weight outside
+   * autograd and its rows are added into lm_head's share after the backward (addLookupGrad), as autograd's zero
+   * [vocabulary, hidden] tensor and dense sum would, bit for bit, without making them.
+   */
+  private lookupGradByRows(): boolean {
+    return (
+      this.lmHead === this.embed &&
+      this.embed.requiresGrad &&
+      this.device === "cpu" &&
+      fusedOps("embeddingGradRows", this.device)
+    );
+  }
+
+  /** The lookup as a leaf of its own (lookupGradByRows): its gradient is the rows addLookupGrad adds. */
+  private lookupLeaf(ids: Tensor): Tensor {
+    return noGrad(() => this.embed.embedding(ids.onDevice(this.device))).requiresGrad_();
+  }
+
+  /**
+   * G, what the step's earlier micro-batches left in a tied embedding's gradient, set aside before lm_head's share h
+   * and the lookup's e arrive one after the other: added last, (h + e) + G, the bits of autograd's G + (h + e).
+   */
+  private setAsideTiedGrad(): Tensor | null {
+    const earlier = this.lmHead === this.embed && this.embed.requiresGrad ? this.embed.grad : null;
+    if (earlier) this.embed.clearGrad();
+    return earlier;
+  }
+
+  private restoreTiedGrad(earlier: Tensor): void {
+    tidy(() => {
+      const now = this.embed.grad;
+      if (now) noGrad(() => now.copy_(now.add(earlier)));
+      // nothing reached the weight in this micro-batch: accumulate G as autograd would, into an empty gradient
+      else withGrad(() => backward([this.embed.mul(1)], [earlier]));
+    });
   }
 
   /**
@@ -245,14 +288,20 @@ export class DecoderModel {
     checkpoint = false,
   ): number {
     this.checkIds(ids);
+    const byRows = this.lookupGradByRows();
     if (!checkpoint) {
       return tidy(() =>
         withGrad(() => {
+          const earlier = byRows ? this.setAsideTiedGrad() : null;
+          const lookup = byRows ? this.lookupLeaf(ids) : null;
           // the graph must start somewhere even when no weight trains (identification): at the embeddings
-          let x = this.embedTokens(ids);
+          let x = lookup ? this.scaleEmbedding(lookup) : this.embedTokens(ids);
           if (!x.requiresGrad) x = x.detach().requiresGrad_();
           const loss = head(this.layersFrom(x, ids, opts));
           loss.backward();
+          const rows = lookup?.grad;
+          if (rows) addLookupGrad(this.embed, ids.onDevice(this.device), rows);
+          if (earlier) this.restoreTiedGrad(earlier);
           // read once the backward is issued: on a GPU a read back waits for the work queued before it, and read
           // between forward and backward it kept the host from queueing the backward while the forward ran
           return loss.item();
@@ -286,8 +335,7 @@ export class DecoderModel {
       // a tied embedding's gradient gets lm_head's share h and the lookup's e. Without checkpointing autograd sums
       // the two before adding them to what the step's earlier micro-batches left, G + (h + e); here lm_head's
       // backward comes first, so G is set aside and added last, (h + e) + G: the same bits
-      const earlier = this.lmHead === this.embed && this.embed.requiresGrad ? this.embed.grad : null;
-      if (earlier) this.embed.clearGrad();
+      const earlier = this.setAsideTiedGrad();
       // the last layer keeps its graph: its backward follows at once, so recomputing it would only repeat its forward
       const top = tidy(() =>
         withGrad(() => {
@@ -319,16 +367,15 @@ export class DecoderModel {
       }
       if (upstream && this.embed.requiresGrad) {
         const g = upstream as Tensor;
-        withGrad(() => backward([this.embedTokens(ids)], [g]));
+        if (byRows) {
+          const lookup = this.lookupLeaf(ids);
+          withGrad(() => backward([this.scaleEmbedding(lookup)], [g]));
+          const rows = lookup.grad;
+          if (rows) addLookupGrad(this.embed, ids.onDevice(this.device), rows);
+        } else withGrad(() => backward([this.embedTokens(ids)], [g]));
       }
       setRngState(afterForward, this.device);
-      if (earlier)
-        tidy(() => {
-          const now = this.embed.grad;
-          if (now) noGrad(() => now.copy_(now.add(earlier)));
-          // nothing reached the weight in this micro-batch: accumulate G as autograd would, into an empty gradient
-          else withGrad(() => backward([this.embed.mul(1)], [earlier]));
-        });
+      if (earlier) this.restoreTiedGrad(earlier);
       return top.loss.item();
     });
   }

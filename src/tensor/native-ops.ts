@@ -14,6 +14,7 @@ type NS = NativeTensor | number;
 export interface NativeOps {
   abs(t: N): N;
   add(a: NS, b: NS): N;
+  addLookupGrad(weight: N, ids: N, rows: N): void;
   amax(t: N, dims?: number[] | null, keepdim?: boolean): N;
   amin(t: N, dims?: number[] | null, keepdim?: boolean): N;
   arange(start: number, end: number, step: number, dtype: string, device?: string): N;
@@ -192,6 +193,7 @@ export interface NativeOps {
 export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "abs",
   "add",
+  "addLookupGrad",
   "amax",
   "amin",
   "arange",

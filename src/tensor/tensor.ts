@@ -910,7 +910,14 @@ export function dropout(x: Tensor, p: number, train: boolean): Tensor {
  * "concatLinear" is one product for the linears that read the same input (q/k/v, gate/up: models/linear.ts
  * LinearGroup).
  */
-export type FusedOp = "rmsNorm" | "attention" | "gatedAct" | "clusterRowUpdate" | "concatLinear" | "frozenDx";
+export type FusedOp =
+  | "rmsNorm"
+  | "attention"
+  | "gatedAct"
+  | "clusterRowUpdate"
+  | "concatLinear"
+  | "frozenDx"
+  | "embeddingGradRows";
 
 /**
  * Which fused ops run by default, per op, on the CPU. Each is on where it measured faster than the op-by-op
@@ -929,6 +936,11 @@ export type FusedOp = "rmsNorm" | "attention" | "gatedAct" | "clusterRowUpdate" 
  * (alternated in one process, 1 thread, BENCHMARKS §5 "dX from transposed weights"). By default it runs within a
  * memory budget, on the products where a copy pays (models/frozen-dx.ts); set explicitly on, it copies every frozen
  * bf16 weight, within GOODVIBE_FROZEN_DX_BUDGET only when that is set.
+ * embeddingGradRows (CPU only: CUDA's index_add sums repeated ids in no fixed order): a tied embedding that trains
+ * (full fine-tuning) gets the lookup's gradient rows added into lm_head's share in place (addLookupGrad), not
+ * autograd's zero [vocabulary, hidden] tensor and dense sum; the same bits. Those two took ~3 s of a 12 s full
+ * fine-tuning step at Qwen2.5-0.5B's shape on a VM where fresh pages are costly (BENCHMARKS "Issue 13 §1 on the
+ * Zen 4 VM: how far the CPU targets are, op by op").
  */
 const FUSED_DEFAULT_CPU: Record<FusedOp, boolean> = {
   rmsNorm: true,
@@ -937,6 +949,7 @@ const FUSED_DEFAULT_CPU: Record<FusedOp, boolean> = {
   clusterRowUpdate: true,
   concatLinear: true,
   frozenDx: true,
+  embeddingGradRows: true,
 };
 
 const FUSED_OPS = Object.keys(FUSED_DEFAULT_CPU) as FusedOp[];
@@ -1091,6 +1104,15 @@ export function frozenLinear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
  * For a residual block's last product recomputed by gradient checkpointing (models/decoder.ts): the residual sum it
  * feeds needs no values in backward.
  */
+/**
+ * Adds an embedding lookup's gradient `rows` (one row per id of `ids`, [..., hidden]) into `weight`'s gradient in
+ * place, a zero gradient first where it has none: the bits of autograd's embedding backward added to the gradient
+ * already there, without a [vocabulary, hidden] temporary (native addLookupGrad).
+ */
+export function addLookupGrad(weight: Tensor, ids: Tensor, rows: Tensor): void {
+  native.addLookupGrad(weight.h, ids.h, rows.h);
+}
+
 export function frozenLinearGradOnly(x: Tensor, w: Tensor, b: Tensor | null, copy: boolean): Tensor {
   return new Tensor(native.frozenLinearGradOnly(x.h, w.h, b?.h ?? null, copy));
 }
