@@ -860,10 +860,11 @@ OP(clearGrad, "(t: N): void") {
   return ENV.Undefined();
 }
 // An embedding lookup's gradient added into the weight's gradient by rows, in place (a zero gradient first where the
-// weight has none): rows [.., H] holds one row per id of ids. The bits are those of autograd's embedding backward on
-// the CPU (a zero [V, H] tensor, each row's contributions added in the ids' order) added to the gradient already
-// there, one addition per element; the dense [V, H] temporary and the pass that adds it are not made. The ids'
-// distinct rows are summed first (into zeros, in order), then added once each.
+// weight has none): rows [.., H] holds one row per id of ids. The bits are those of autograd's embedding backward
+// added to the gradient already there, one addition per element; the dense [V, H] temporary and the pass that adds
+// it are not made. Each distinct id's contributions are summed by libtorch's own embedding backward over a table of
+// the distinct ids (a row's sum depends only on its contributions in order, and how it is accumulated differs
+// between versions: bf16 step by step in 1.13, in float32 in 2.x), then added once each.
 OP(addLookupGrad, "(weight: N, ids: N, rows: N): void") {
   torch::NoGradGuard ng;
   auto w = T(info, 0);
@@ -878,8 +879,7 @@ OP(addLookupGrad, "(weight: N, ids: N, rows: N): void") {
   rows = rows.reshape({ids.size(0), w.size(1)});
   auto distinct = at::_unique2(ids, /*sorted=*/true, /*return_inverse=*/true, /*return_counts=*/false);
   const auto& keys = std::get<0>(distinct);
-  auto sums = torch::zeros({keys.size(0), w.size(1)}, rows.options());
-  sums.index_add_(0, std::get<1>(distinct).reshape({-1}), rows);
+  auto sums = at::embedding_dense_backward(rows, std::get<1>(distinct).reshape({-1}), keys.size(0), -1, false);
   auto& g = w.mutable_grad();
   if (!g.defined()) g = torch::zeros_like(w, at::MemoryFormat::Contiguous);
   g.index_add_(0, keys, sums);

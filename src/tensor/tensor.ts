@@ -936,7 +936,8 @@ export type FusedOp =
  * (alternated in one process, 1 thread, BENCHMARKS §5 "dX from transposed weights"). By default it runs within a
  * memory budget, on the products where a copy pays (models/frozen-dx.ts); set explicitly on, it copies every frozen
  * bf16 weight, within GOODVIBE_FROZEN_DX_BUDGET only when that is set.
- * embeddingGradRows (CPU only: CUDA's index_add sums repeated ids in no fixed order): a tied embedding that trains
+ * embeddingGradRows (CPU only: what it saves is a dense pass over fresh pages; not measured on a GPU, where the
+ * engine's dense sum is cheap): a tied embedding that trains
  * (full fine-tuning) gets the lookup's gradient rows added into lm_head's share in place (addLookupGrad), not
  * autograd's zero [vocabulary, hidden] tensor and dense sum; the same bits. Those two took ~3 s of a 12 s full
  * fine-tuning step at Qwen2.5-0.5B's shape on a VM where fresh pages are costly (BENCHMARKS "Issue 13 §1 on the
