@@ -164,9 +164,15 @@ export class DecoderModel {
     );
   }
 
-  /** The lookup as a leaf of its own (lookupGradByRows): its gradient is the rows addLookupGrad adds. */
+  /** The lookup as a leaf of its own (lookupGradByRows): its gradient is the rows addLookupRows adds. */
   private lookupLeaf(ids: Tensor): Tensor {
     return noGrad(() => this.embed.embedding(ids.onDevice(this.device))).requiresGrad_();
+  }
+
+  /** After the backward: the lookup leaf's gradient rows into the embedding's gradient (addLookupGrad). */
+  private addLookupRows(ids: Tensor, lookup: Tensor): void {
+    const rows = lookup.grad;
+    if (rows) addLookupGrad(this.embed, ids.onDevice(this.device), rows);
   }
 
   /**
@@ -299,8 +305,7 @@ export class DecoderModel {
           if (!x.requiresGrad) x = x.detach().requiresGrad_();
           const loss = head(this.layersFrom(x, ids, opts));
           loss.backward();
-          const rows = lookup?.grad;
-          if (rows) addLookupGrad(this.embed, ids.onDevice(this.device), rows);
+          if (lookup) this.addLookupRows(ids, lookup);
           if (earlier) this.restoreTiedGrad(earlier);
           // read once the backward is issued: on a GPU a read back waits for the work queued before it, and read
           // between forward and backward it kept the host from queueing the backward while the forward ran
@@ -370,8 +375,7 @@ export class DecoderModel {
         if (byRows) {
           const lookup = this.lookupLeaf(ids);
           withGrad(() => backward([this.scaleEmbedding(lookup)], [g]));
-          const rows = lookup.grad;
-          if (rows) addLookupGrad(this.embed, ids.onDevice(this.device), rows);
+          this.addLookupRows(ids, lookup);
         } else withGrad(() => backward([this.embedTokens(ids)], [g]));
       }
       setRngState(afterForward, this.device);

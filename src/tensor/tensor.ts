@@ -937,9 +937,9 @@ export type FusedOp =
  * memory budget, on the products where a copy pays (models/frozen-dx.ts); set explicitly on, it copies every frozen
  * bf16 weight, within GOODVIBE_FROZEN_DX_BUDGET only when that is set.
  * embeddingGradRows (CPU only: what it saves is a dense pass over fresh pages; not measured on a GPU, where the
- * engine's dense sum is cheap): a tied embedding that trains
- * (full fine-tuning) gets the lookup's gradient rows added into lm_head's share in place (addLookupGrad), not
- * autograd's zero [vocabulary, hidden] tensor and dense sum; the same bits. Those two took ~3 s of a 12 s full
+ * engine's dense sum is cheap): a tied embedding that trains (full fine-tuning) gets the lookup's gradient rows
+ * added into lm_head's share in place (addLookupGrad), not autograd's zero [vocabulary, hidden] tensor and dense
+ * sum; the same bits. Those two took ~3 s of a 12 s full
  * fine-tuning step at Qwen2.5-0.5B's shape on a VM where fresh pages are costly (BENCHMARKS "Issue 13 §1 on the
  * Zen 4 VM: how far the CPU targets are, op by op").
  */
@@ -1099,13 +1099,6 @@ export function frozenLinear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
 }
 
 /**
- * x·Wᵀ + b for a frozen weight and bias where the result's values will never be read, only its gradient: zeros of the
- * product's shape whose backward computes dX exactly as the product's own would (frozenLinear's from Wᵀ's copy with
- * `copy`, the float32 route's where CPU bf16 products take it, else x.linear's), so no product runs in the forward.
- * For a residual block's last product recomputed by gradient checkpointing (models/decoder.ts): the residual sum it
- * feeds needs no values in backward.
- */
-/**
  * Adds an embedding lookup's gradient `rows` (one row per id of `ids`, [..., hidden]) into `weight`'s gradient in
  * place, a zero gradient first where it has none: the bits of autograd's embedding backward added to the gradient
  * already there, without a [vocabulary, hidden] temporary (native addLookupGrad).
@@ -1114,6 +1107,13 @@ export function addLookupGrad(weight: Tensor, ids: Tensor, rows: Tensor): void {
   native.addLookupGrad(weight.h, ids.h, rows.h);
 }
 
+/**
+ * x·Wᵀ + b for a frozen weight and bias where the result's values will never be read, only its gradient: zeros of the
+ * product's shape whose backward computes dX exactly as the product's own would (frozenLinear's from Wᵀ's copy with
+ * `copy`, the float32 route's where CPU bf16 products take it, else x.linear's), so no product runs in the forward.
+ * For a residual block's last product recomputed by gradient checkpointing (models/decoder.ts): the residual sum it
+ * feeds needs no values in backward.
+ */
 export function frozenLinearGradOnly(x: Tensor, w: Tensor, b: Tensor | null, copy: boolean): Tensor {
   return new Tensor(native.frozenLinearGradOnly(x.h, w.h, b?.h ?? null, copy));
 }
