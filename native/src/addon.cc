@@ -5,6 +5,7 @@
 #include <napi.h>
 #include <torch/torch.h>
 
+#include "cpu_cache.h"
 #include "f32_products.h"
 #include "frozen_linear.h"
 #include "fused.h"
@@ -1107,6 +1108,8 @@ Napi::Value countBytes(Napi::Env env, std::pair<int64_t, int64_t> r) {
 OP(frozenLinearGradOnly, "(x: N, w: N, b: N | null, copy: boolean): N") {
   RET(gv::frozenLinearGradOnly(T(info, 0), T(info, 1), OptT(info, 2), B(info, 3)));
 }
+// The allocator's blocks kept for reuse (cpu_cache.cc), handed back: the bytes released
+OP(releaseIdleMemory, "(): number") { return Napi::Number::New(ENV, static_cast<double>(gv::releaseIdleMemory())); }
 OP(frozenLinearCache, "(clear: boolean): [number, number]") { return countBytes(ENV, gv::frozenLinearCache(B(info, 0))); }
 OP(frozenLinearRelease, "(weights: N[]): [number, number]") {
   return countBytes(ENV, gv::frozenLinearRelease(TL(info, 0)));

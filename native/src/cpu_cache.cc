@@ -21,8 +21,13 @@
 // page fault and one zeroed page per 4 KiB: a training step's logits and their gradient ([256, 151936] bf16, 78 MB
 // each) are ~38 k faults per step, ~13% of a 4-layer GoodVibe step on a Zen 5 core (BENCHMARKS "Issue 13 §1 on an
 // AMD Zen 5"). Those blocks are mapped here instead, 2 MiB-aligned, with madvise(MADV_HUGEPAGE) (this kernel's THP
-// setting is "madvise" on Debian), and unmapped at free exactly as glibc would: nothing is kept, values and memory
-// held are what they were; the kernel falls back to 4 KiB pages where it has no huge page to give.
+// setting is "madvise" on Debian); the kernel falls back to 4 KiB pages where it has no huge page to give.
+// A freed one stays mapped for the next request it can hold (the smallest that fits), up to 256 MiB of them
+// (GOODVIBE_HUGE_CACHE_MB=N, 0 = unmap at free; the smallest go first when over): unmapped, its huge pages went
+// back to the kernel and were granted, zeroed, again at every micro-batch, and on a VM whose balloon takes back
+// free memory (free page reporting: this Firecracker VM reports free 8 MiB blocks) each came back through the host,
+// so the GoodVibe micro-batch slowed from 2.95 to 3.3 s within a minute of training, its system time 0.01 -> 0.4 s
+// (BENCHMARKS "The recipe's micro-batch: freed huge blocks"). releaseIdleMemory hands them back (a run's fold).
 //
 // glibc's heap keeps up to 256 MiB of freed memory (default; GOODVIBE_HEAP_TRIM_MB=N sets N, 0 leaves glibc's
 // defaults, and a GLIBC_TUNABLES that sets glibc.malloc.* wins). With its defaults glibc gives the top of its heap
@@ -34,6 +39,8 @@
 // Zen 5"): the 4-layer GoodVibe step 0.92-0.95x the time, the identification pass 0.94-0.96x, peak RSS about
 // unchanged (1.08 -> 1.09-1.10 / 2.22-2.23 -> 2.23-2.24 GiB); memory freed between steps stays resident, up to
 // 256 MiB more than before.
+#include "cpu_cache.h"
+
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 
@@ -137,6 +144,35 @@ bool g_huge = false;
 struct HugeBlocks {
   std::mutex mu;
   std::unordered_map<void*, size_t> live;  // block -> mapped length
+  std::vector<std::pair<size_t, void*>> idle;  // freed blocks kept mapped: (mapped length, block)
+  size_t idleBytes = 0, cap = 0;
+
+  /** The smallest idle block of at least len bytes, taken out of `idle` (null: none); called with the lock held. */
+  void* takeIdle(size_t len) {
+    size_t best = idle.size();
+    for (size_t i = 0; i < idle.size(); i++)
+      if (idle[i].first >= len && (best == idle.size() || idle[i].first < idle[best].first)) best = i;
+    if (best == idle.size()) return nullptr;
+    auto [got, p] = idle[best];
+    idle.erase(idle.begin() + static_cast<std::ptrdiff_t>(best));
+    idleBytes -= got;
+    live[p] = got;
+    return p;
+  }
+  /** Keeps a freed block mapped, the smallest idle ones unmapped first to stay within cap; false: unmap it. */
+  bool keep(void* p, size_t len) {
+    if (len > cap) return false;
+    while (idleBytes + len > cap) {
+      auto smallest = std::min_element(idle.begin(), idle.end());
+      if (smallest->first > len) return false;  // the idle ones are the larger: they serve more requests
+      munmap(smallest->second, smallest->first);
+      idleBytes -= smallest->first;
+      idle.erase(smallest);
+    }
+    idle.emplace_back(len, p);
+    idleBytes += len;
+    return true;
+  }
 };
 HugeBlocks& hugeBlocks() {
   static HugeBlocks* h = new HugeBlocks();  // never destroyed: tensors may be freed during exit
@@ -147,6 +183,11 @@ HugeBlocks& hugeBlocks() {
 void* hugeAlloc(size_t n) {
 #if GV_HUGE_BLOCKS
   size_t len = (n + kHugePage - 1) / kHugePage * kHugePage;
+  {
+    HugeBlocks& h = hugeBlocks();
+    std::lock_guard<std::mutex> g(h.mu);
+    if (void* p = h.takeIdle(len)) return p;
+  }
   void* raw = mmap(nullptr, len + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) return nullptr;
   auto base = reinterpret_cast<uintptr_t>(raw);
@@ -166,7 +207,7 @@ void* hugeAlloc(size_t n) {
 #endif
 }
 
-/** Unmaps p if it is a huge block (true), else leaves it (false). */
+/** Keeps p mapped for reuse or unmaps it if it is a huge block (true), else leaves it (false). */
 bool hugeFree(void* p) {
 #if GV_HUGE_BLOCKS
   size_t len = 0;
@@ -177,6 +218,7 @@ bool hugeFree(void* p) {
     if (it == h.live.end()) return false;
     len = it->second;
     h.live.erase(it);
+    if (h.keep(p, len)) return true;
   }
   munmap(p, len);
   return true;
@@ -261,6 +303,9 @@ bool install() {
   g_fallbackDeleter = fallback->raw_deleter();
   if (!g_fallbackDeleter) return false;  // a fallback without a raw deleter: leave it alone
   g_huge = huge;
+  const char* keepEnv = std::getenv("GOODVIBE_HUGE_CACHE_MB");
+  long keepMb = keepEnv && *keepEnv ? std::strtol(keepEnv, nullptr, 10) : 256;
+  hugeBlocks().cap = keepMb > 0 ? static_cast<size_t>(keepMb) << 20 : 0;
   cache().cap = mb > 0 ? static_cast<size_t>(mb) * 1024 * 1024 : 0;
   static auto* alloc = new CachingCpuAllocator(fallback);  // never destroyed: tensors may be made during exit
   c10::SetCPUAllocator(alloc, /*priority=*/1);
@@ -270,5 +315,29 @@ bool install() {
 [[maybe_unused]] const bool g_installed = install();
 
 }  // namespace
+
+size_t releaseIdleMemory() {
+  size_t bytes = 0;
+#if GV_HUGE_BLOCKS
+  {
+    HugeBlocks& h = hugeBlocks();
+    std::lock_guard<std::mutex> g(h.mu);
+    for (auto& [len, p] : h.idle) munmap(p, len);
+    bytes += h.idleBytes;
+    h.idle.clear();
+    h.idleBytes = 0;
+  }
+#endif
+  {
+    Cache& c = cache();
+    std::lock_guard<std::mutex> g(c.mu);
+    bytes += c.cached;
+    c.releaseOldest(c.cached);
+  }
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+  return bytes;
+}
 
 }  // namespace gv

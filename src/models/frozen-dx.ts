@@ -47,6 +47,7 @@ import {
   fusedOpExplicit,
   frozenLinearRelease,
   fusedOps,
+  releaseIdleMemory,
   itemSize,
   type Tensor,
 } from "../tensor/index.js";
@@ -351,15 +352,21 @@ export class FrozenDxPlan {
 
   /**
    * Drops the weight copies of this model's products (and any stale copy) once the caller runs none of its products
-   * any more: what was dropped, and a line for a run's log. A later product makes its copy again.
+   * any more, and hands back the allocator's idle blocks (tensor.ts releaseIdleMemory): what was dropped, and a line
+   * for a run's log. A later product makes its copy again.
    */
-  release(): { count: number; bytes: number; text: string | null } {
+  release(): { count: number; bytes: number; idleBytes: number; text: string | null } {
     const weights = this.slots.map((s) => s.weight).filter((w): w is Tensor => w !== null && !w.disposed);
     const r = frozenLinearRelease(weights);
+    // with the products over, so is the allocator's reason to keep freed blocks for them (the copies' own included)
+    const idleBytes = releaseIdleMemory();
+    const idle = idleBytes > 0 ? `; ${formatBytes(idleBytes)} of idle memory blocks returned` : "";
     // nothing released (a float32 model, or no weight large enough to plan): no line, not "0 copies released"
     return {
       ...r,
-      text: r.count > 0 ? `frozenDx: ${r.count} weight copies released (${formatBytes(r.bytes)})` : null,
+      idleBytes,
+      text:
+        r.count > 0 ? `frozenDx: ${r.count} weight copies released (${formatBytes(r.bytes)})${idle}` : null,
     };
   }
 

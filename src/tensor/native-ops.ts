@@ -139,6 +139,7 @@ export interface NativeOps {
   rand(shape: number[], dtype: string, device?: string): N;
   randn(shape: number[], dtype: string, device?: string): N;
   reciprocal(t: N): N;
+  releaseIdleMemory(): number;
   releaseMappedPages(t: N): number;
   relu(t: N): N;
   repeatInterleave(t: N, repeats: number, dim: number): N;
@@ -295,6 +296,7 @@ export const NATIVE_OP_NAMES: readonly (keyof NativeOps)[] = [
   "rand",
   "randn",
   "reciprocal",
+  "releaseIdleMemory",
   "releaseMappedPages",
   "relu",
   "repeatInterleave",

@@ -1249,6 +1249,15 @@ export function frozenLinearRelease(weights: Tensor[]): { count: number; bytes: 
   return { count, bytes };
 }
 
+/**
+ * Hands back what the addon's CPU allocator keeps for the next products (native/src/cpu_cache.cc): the huge blocks
+ * kept mapped for reuse (GOODVIBE_HUGE_CACHE_MB), the opt-in cache's blocks, and glibc's heap above what is in use.
+ * Returns the bytes of the blocks released. For when no product runs for a while (a run's fold, the next model).
+ */
+export function releaseIdleMemory(): number {
+  return native.releaseIdleMemory();
+}
+
 /** act(gate) · up in one pass (silu, or GELU with the tanh approximation). */
 export function gatedAct(gate: Tensor, up: Tensor, act: "silu" | "gelu_pytorch_tanh"): Tensor {
   return new Tensor(native.gatedAct(gate.h, up.h, act));

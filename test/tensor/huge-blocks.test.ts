@@ -33,66 +33,116 @@ function inFreshNode<T>(script: string, env: Record<string, string>): T {
 }
 
 /**
- * In a fresh node (its environment plus `env`): the mappings of at least 32 MiB advised for huge pages before,
- * while 40 MiB and 80 MiB float32 tensors live, and after they are disposed; and the values they hold.
+ * In a fresh node (its environment plus `env`): the bytes of the mappings of at least 32 MiB advised for huge pages
+ * at each point of a script that makes 40 MiB and 80 MiB float32 tensors, frees them, makes tensors of the same sizes
+ * again (and one more of 40 MiB while those live), frees everything and calls releaseIdleMemory; and the values the
+ * tensors hold, read back.
  */
 function probe(env: Record<string, string>): {
-  before: number[];
-  during: number[];
-  after: number[];
+  before: number;
+  during: number;
+  freed: number;
+  again: number;
+  oneMore: number;
+  allFreed: number;
+  released: number;
+  afterRelease: number;
   values: number[];
 } {
   const script = `
     const fs = await import("node:fs");
-    const { Tensor, tidy } = await import(${JSON.stringify(TENSOR)});
-    // sizes (bytes) of the mappings of >= 32 MiB whose VmFlags carry "hg" (MADV_HUGEPAGE)
+    const { Tensor, releaseIdleMemory, tidy } = await import(${JSON.stringify(TENSOR)});
+    // bytes of the mappings of >= 32 MiB whose VmFlags carry "hg" (MADV_HUGEPAGE); counted in bytes, as the kernel
+    // may merge neighbouring mappings with the same flags into one
     const advised = () => {
-      const out = [];
+      let sum = 0;
       let size = 0;
       for (const line of fs.readFileSync("/proc/self/smaps", "utf8").split("\\n")) {
         const m = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
         if (m) size = Number(BigInt("0x" + m[2]) - BigInt("0x" + m[1]));
-        else if (line.startsWith("VmFlags:") && / hg( |$)/.test(line) && size >= 32 * 2 ** 20) out.push(size);
+        else if (line.startsWith("VmFlags:") && / hg( |$)/.test(line) && size >= 32 * 2 ** 20) sum += size;
       }
-      return out.sort((a, b) => a - b);
+      return sum;
     };
-    const before = advised();
     const MiB = 2 ** 20;
-    const a = Tensor.full([(40 * MiB) / 4], 2, "float32");
-    const b = tidy(() => a.mul(3).add(1).repeatInterleave(2, 0).reshape([4, (20 * MiB) / 4])); // 80 MiB of 7
-    const during = advised();
-    const n = (40 * MiB) / 4;
-    const values = tidy(() => [ // (the views share the blocks: the scope frees them)
-      ...a.narrow(0, 0, 2).toFloat32Array(), ...a.narrow(0, n - 2, 2).toFloat32Array(),
-      ...b.narrow(0, 3, 1).narrow(1, (20 * MiB) / 4 - 1, 1).toFloat32Array(),
-      b.sum().item() / (20 * MiB),
-    ]);
-    a.dispose();
+    const n40 = (40 * MiB) / 4;
+    const n80 = (80 * MiB) / 4;
+    // the first and last two values and the mean: what the whole block holds (the views share the block: the scope
+    // frees them)
+    const read = (t, n) => tidy(() => [...t.narrow(0, 0, 2).toFloat32Array(), ...t.narrow(0, n - 2, 2).toFloat32Array(), t.mean().item()]);
+    const out = { before: advised() };
+    const a = Tensor.full([n40], 2, "float32");
+    const b = Tensor.full([n80], 7, "float32");
+    out.during = advised();
+    const values = [...read(a, n40), ...read(b, n80)];
+    // b first: a first-fit search would hand c b's 80 MiB block
     b.dispose();
-    console.log(JSON.stringify({ before, during, after: advised(), values }));
+    a.dispose();
+    out.freed = advised();
+    const c = Tensor.full([n40], 5, "float32");
+    const d = Tensor.full([n80], -3, "float32");
+    out.again = advised();
+    const e = Tensor.full([n40], 11, "float32");
+    out.oneMore = advised();
+    values.push(...read(c, n40), ...read(d, n80), ...read(e, n40));
+    for (const t of [c, d, e]) t.dispose();
+    out.allFreed = advised();
+    out.released = releaseIdleMemory();
+    out.afterRelease = advised();
+    console.log(JSON.stringify({ ...out, values }));
   `;
   return inFreshNode(script, env);
 }
 
+const MiB = 2 ** 20;
+const VALUES = [2, 2, 2, 2, 2, 7, 7, 7, 7, 7, 5, 5, 5, 5, 5, -3, -3, -3, -3, -3, 11, 11, 11, 11, 11];
+
 test(
-  "blocks of 32 MiB or more are advised for huge pages while they live, and unmapped when freed",
+  "blocks of 32 MiB or more are advised for huge pages; freed ones are kept for reuse up to 256 MiB, then released",
   {
     skip: !linux && "Linux only (madvise MADV_HUGEPAGE, /proc/self/smaps)",
   },
   () => {
     const p = probe({});
-    // the two live tensors' blocks, 40 + 80 MiB (multiples of 2 MiB), are advised mappings (counted in bytes: the
-    // kernel may merge neighbouring mappings with the same flags into one), and none is left once they are freed
-    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-    assert.equal(
-      sum(p.during) - sum(p.before),
-      120 * 2 ** 20,
-      `advised before ${p.before}, during ${p.during}`,
-    );
-    assert.equal(sum(p.after), sum(p.before), `advised before ${p.before}, after ${p.after}`);
-    // 2, 2, 2, 2; 3·2 + 1 = 7; the mean of 20 Mi values of 7
-    assert.deepEqual(p.values.slice(0, 5), [2, 2, 2, 2, 7]);
-    assert.ok(Math.abs(p.values[5]! - 7) < 1e-3, `mean ${p.values[5]}`);
+    // the two live tensors' blocks, 40 + 80 MiB (multiples of 2 MiB), are advised mappings
+    assert.equal(p.during - p.before, 120 * MiB, JSON.stringify(p));
+    // freed, they stay mapped; tensors of the same sizes take them, each the smallest that holds it (no new mapping),
+    // a third one maps its own block
+    assert.equal(p.freed - p.before, 120 * MiB, JSON.stringify(p));
+    assert.equal(p.again - p.before, 120 * MiB, JSON.stringify(p));
+    assert.equal(p.oneMore - p.before, 160 * MiB, JSON.stringify(p));
+    // all three freed: 160 MiB kept (within 256), then handed back by releaseIdleMemory
+    assert.equal(p.allFreed - p.before, 160 * MiB, JSON.stringify(p));
+    assert.equal(p.released, 160 * MiB);
+    assert.equal(p.afterRelease, p.before, JSON.stringify(p));
+    // a reused block holds what its new tensor was filled with
+    assert.deepEqual(p.values, VALUES);
+  },
+);
+
+test(
+  "GOODVIBE_HUGE_CACHE_MB caps the freed blocks kept (the smallest go first); 0 unmaps each at free",
+  {
+    skip: !linux && "Linux only (madvise MADV_HUGEPAGE, /proc/self/smaps)",
+  },
+  () => {
+    // 100 MiB: b (80) kept, then a (40) would make 120 and the idle block is the larger: a's is unmapped; c (40)
+    // takes b's 80 MiB block, d (80) maps its own
+    const capped = probe({ GOODVIBE_HUGE_CACHE_MB: "100" });
+    assert.equal(capped.freed - capped.before, 80 * MiB, JSON.stringify(capped));
+    assert.equal(capped.again - capped.before, 160 * MiB, JSON.stringify(capped));
+    // c, d, e freed in turn: c's 80 MiB block kept, d's 80 would exceed 100 (the idle one is not smaller: d's goes),
+    // e's 40 likewise
+    assert.equal(capped.allFreed - capped.before, 80 * MiB, JSON.stringify(capped));
+    assert.equal(capped.released, 80 * MiB);
+    assert.deepEqual(capped.values, VALUES);
+    const none = probe({ GOODVIBE_HUGE_CACHE_MB: "0" });
+    assert.equal(none.during - none.before, 120 * MiB, JSON.stringify(none));
+    assert.equal(none.freed, none.before, JSON.stringify(none));
+    assert.equal(none.oneMore - none.before, 160 * MiB, JSON.stringify(none));
+    assert.equal(none.allFreed, none.before, JSON.stringify(none));
+    assert.equal(none.released, 0);
+    assert.deepEqual(none.values, VALUES);
   },
 );
 
@@ -103,8 +153,10 @@ test(
   },
   () => {
     const p = probe({ GOODVIBE_HUGE_BLOCKS: "0" });
-    assert.deepEqual(p.during, p.before);
-    assert.deepEqual(p.values.slice(0, 5), [2, 2, 2, 2, 7]);
+    assert.equal(p.during, p.before);
+    assert.equal(p.oneMore, p.before);
+    assert.equal(p.released, 0);
+    assert.deepEqual(p.values, VALUES);
   },
 );
 
