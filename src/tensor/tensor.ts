@@ -6,6 +6,7 @@
 import * as fs from "node:fs";
 import { InputError, ResourceError } from "../errors.js";
 import { MAX_BUFFER_BYTES } from "../io/mapfile.js";
+import { holdPeakRss } from "../util/memory.js";
 import { F32_PRODUCTS_ENV, native } from "./native.js";
 import type { NativeTensor } from "./native-ops.js";
 
@@ -1255,6 +1256,7 @@ export function frozenLinearRelease(weights: Tensor[]): { count: number; bytes: 
  * Returns the bytes of the blocks released. For when no product runs for a while (a run's fold, the next model).
  */
 export function releaseIdleMemory(): number {
+  holdPeakRss(); // the RSS it lowers may be the run's peak, which VmHWM would then lose
   return native.releaseIdleMemory();
 }
 

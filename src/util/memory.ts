@@ -10,6 +10,7 @@ import { ResourceError } from "../errors.js";
  * system does not allow it (not Linux, or a kernel before 4.0): the peak then stays the process's.
  */
 export function resetPeakRss(): boolean {
+  peakHeld = 0;
   try {
     fs.writeFileSync("/proc/self/clear_refs", "5");
     return true;
@@ -18,15 +19,31 @@ export function resetPeakRss(): boolean {
   }
 }
 
-/** Peak resident memory of this process (VmHWM), in bytes; falls back to the current RSS off Linux. */
+// the peak as read before this process last handed memory back (holdPeakRss); 0 after a reset
+let peakHeld = 0;
+
+/**
+ * Peak resident memory of this process (VmHWM, or the peak held before memory was handed back if higher), in bytes;
+ * falls back to the current RSS off Linux.
+ */
 export function peakRssBytes(): number {
   try {
     const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync("/proc/self/status", "utf8"));
-    if (m) return Number(m[1]) * 1024;
+    if (m) return Math.max(Number(m[1]) * 1024, peakHeld);
   } catch {
     // not Linux
   }
-  return process.memoryUsage().rss;
+  return Math.max(process.memoryUsage().rss, peakHeld);
+}
+
+/**
+ * Keeps the peak so far before this process hands memory back to the system (tensor.ts releaseIdleMemory). The
+ * kernel records VmHWM only at some events and reads it as the larger of that record and the current RSS; memory
+ * given back by a heap trim (madvise) lowers the RSS without a record, so a later VmHWM read lower than an earlier
+ * one (seen: a run's peak after its fold below its training's; test/recipes/peak-memory).
+ */
+export function holdPeakRss(): void {
+  peakHeld = peakRssBytes();
 }
 
 /** Memory the kernel says can be given to us now (MemAvailable), in bytes. */
