@@ -22,8 +22,10 @@
 // each) are ~38 k faults per step, ~13% of a 4-layer GoodVibe step on a Zen 5 core (BENCHMARKS "Issue 13 §1 on an
 // AMD Zen 5"). Those blocks are mapped here instead, 2 MiB-aligned, with madvise(MADV_HUGEPAGE) (this kernel's THP
 // setting is "madvise" on Debian); the kernel falls back to 4 KiB pages where it has no huge page to give.
-// A freed one stays mapped for the next request it can hold (the smallest that fits), up to 256 MiB of them
-// (GOODVIBE_HUGE_CACHE_MB=N, 0 = unmap at free; the smallest go first when over): unmapped, its huge pages went
+// A freed one stays mapped for the next request it can hold (from the smallest that fits; a rest of 32 MiB or more
+// stays idle on its own), up to 256 MiB of them (GOODVIBE_HUGE_CACHE_MB=N, 0 = unmap at free; the smallest go
+// first when over), so at most that much more, plus under 32 MiB a block in use, is resident than with every block
+// unmapped at free: unmapped, its huge pages went
 // back to the kernel and were granted, zeroed, again at every micro-batch, and on a VM whose balloon takes back
 // free memory (free page reporting: this Firecracker VM reports free 8 MiB blocks) each came back through the host,
 // so the GoodVibe micro-batch slowed from 2.95 to 3.3 s within a minute of training, its system time 0.01 -> 0.4 s
@@ -147,7 +149,12 @@ struct HugeBlocks {
   std::vector<std::pair<size_t, void*>> idle;  // freed blocks kept mapped: (mapped length, block)
   size_t idleBytes = 0, cap = 0;
 
-  /** The smallest idle block of at least len bytes, taken out of `idle` (null: none); called with the lock held. */
+  /**
+   * len bytes from the smallest idle block that holds them, taken out of `idle` (null: none); the rest of that block
+   * stays idle as a block of its own when it could hold a huge block (>= 32 MiB), else it goes with the block (so a
+   * block handed out holds less than 32 MiB more than asked, and sizes that come and go keep their blocks whole).
+   * Called with the lock held.
+   */
   void* takeIdle(size_t len) {
     size_t best = idle.size();
     for (size_t i = 0; i < idle.size(); i++)
@@ -156,6 +163,11 @@ struct HugeBlocks {
     auto [got, p] = idle[best];
     idle.erase(idle.begin() + static_cast<std::ptrdiff_t>(best));
     idleBytes -= got;
+    if (got - len >= kHugeMin) {
+      idle.emplace_back(got - len, static_cast<char*>(p) + len);
+      idleBytes += got - len;
+      got = len;
+    }
     live[p] = got;
     return p;
   }

@@ -127,12 +127,14 @@ test(
   },
   () => {
     // 100 MiB: b (80) kept, then a (40) would make 120 and the idle block is the larger: a's is unmapped; c (40)
-    // takes b's 80 MiB block, d (80) maps its own
+    // takes the first 40 MiB of b's 80 MiB block, whose other 40 stay idle; d (80) maps its own; e (40) takes that
+    // idle half, so no new mapping
     const capped = probe({ GOODVIBE_HUGE_CACHE_MB: "100" });
     assert.equal(capped.freed - capped.before, 80 * MiB, JSON.stringify(capped));
     assert.equal(capped.again - capped.before, 160 * MiB, JSON.stringify(capped));
-    // c, d, e freed in turn: c's 80 MiB block kept, d's 80 would exceed 100 (the idle one is not smaller: d's goes),
-    // e's 40 likewise
+    assert.equal(capped.oneMore - capped.before, 160 * MiB, JSON.stringify(capped));
+    // c, d, e freed in turn: c's 40 kept; d's 80 would make 120: the smaller idle one (c's) is unmapped, d's kept;
+    // e's 40 would exceed 100 again and the idle one is the larger: e's is unmapped
     assert.equal(capped.allFreed - capped.before, 80 * MiB, JSON.stringify(capped));
     assert.equal(capped.released, 80 * MiB);
     assert.deepEqual(capped.values, VALUES);
