@@ -25,11 +25,11 @@
 // A freed one stays mapped for the next request it can hold (from the smallest that fits; a rest of 32 MiB or more
 // stays idle on its own), up to 256 MiB of them (GOODVIBE_HUGE_CACHE_MB=N, 0 = unmap at free; the smallest go
 // first when over), so at most that much more, plus under 32 MiB a block in use, is resident than with every block
-// unmapped at free: unmapped, its huge pages went
-// back to the kernel and were granted, zeroed, again at every micro-batch, and on a VM whose balloon takes back
-// free memory (free page reporting: this Firecracker VM reports free 8 MiB blocks) each came back through the host,
-// so the GoodVibe micro-batch slowed from 2.95 to 3.3 s within a minute of training, its system time 0.01 -> 0.4 s
-// (BENCHMARKS "The recipe's micro-batch: freed huge blocks"). releaseIdleMemory hands them back (a run's fold).
+// unmapped at free. Unmapped, its huge pages went back to the kernel and were granted, zeroed, again at every
+// micro-batch, and on a VM whose balloon takes back free memory (free page reporting: this Firecracker VM reports
+// free 8 MiB blocks) each came back through the host, so the GoodVibe micro-batch slowed from 2.95 to 3.3 s within
+// a minute of training, its system time 0.01 -> 0.4 s (BENCHMARKS "The recipe's micro-batch: freed huge blocks").
+// releaseIdleMemory hands them back when a model's products end (before a run's fold).
 //
 // glibc's heap keeps up to 256 MiB of freed memory (default; GOODVIBE_HEAP_TRIM_MB=N sets N, 0 leaves glibc's
 // defaults, and a GLIBC_TUNABLES that sets glibc.malloc.* wins). With its defaults glibc gives the top of its heap
