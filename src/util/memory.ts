@@ -3,6 +3,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { ResourceError } from "../errors.js";
 
+// the peak as read before this process last handed memory back (holdPeakRss); 0 after a reset
+let peakHeld = 0;
+
 /**
  * Start this process's peak resident memory (VmHWM) afresh from what it holds now (Linux: "5" written to
  * /proc/self/clear_refs). A process that runs several jobs one after another (`experiment run`: the judge, then
@@ -18,9 +21,6 @@ export function resetPeakRss(): boolean {
     return false;
   }
 }
-
-// the peak as read before this process last handed memory back (holdPeakRss); 0 after a reset
-let peakHeld = 0;
 
 /**
  * Peak resident memory of this process (VmHWM, or the peak held before memory was handed back if higher), in bytes;
